@@ -1,0 +1,77 @@
+/**
+ * The CLI's HTTP client. For now it talks to the Citadel configured on this machine: the
+ * address and port from the config, and the TLS certificate from the data directory as the
+ * only trusted certificate (so the self-signed default is pinned, not blindly accepted).
+ */
+import { readFileSync } from "node:fs";
+import type { Config } from "../config/schema.ts";
+import { dataPath } from "../config/load.ts";
+import type { ApiClient } from "../plugin.ts";
+
+/** An API failure, carrying the server's problem document when there was one. */
+export class ApiError extends Error {
+  override readonly name = "ApiError";
+  constructor(
+    message: string,
+    readonly status?: number,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ApiClientOptions {
+  baseUrl: string;
+  /** PEM certificate(s) to trust; none means the system's trust store. */
+  ca?: string;
+}
+
+export function createApiClient({ baseUrl, ca }: ApiClientOptions): ApiClient {
+  return {
+    baseUrl,
+    async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+      let response: Response;
+      try {
+        response = await fetch(new URL(path, baseUrl), {
+          method,
+          headers: body === undefined ? {} : { "content-type": "application/json" },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          ...(ca ? { tls: { ca } } : {}),
+        });
+      } catch (error) {
+        const reason = (error as { code?: string }).code ?? (error instanceof Error ? error.message : String(error));
+        throw new ApiError(`cannot reach Citadel at ${baseUrl} (${reason}); is it running?`);
+      }
+      const text = await response.text();
+      let parsed: unknown;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        throw new ApiError(`unexpected answer from ${baseUrl}${path} (HTTP ${response.status}, not JSON)`, response.status);
+      }
+      if (!response.ok) {
+        const problem = (parsed ?? {}) as { detail?: string; title?: string; code?: string; request_id?: string };
+        const what = problem.detail ?? problem.title ?? `HTTP ${response.status}`;
+        throw new ApiError(`${what} (${problem.code ?? response.status}${problem.request_id ? `, request ${problem.request_id}` : ""})`, response.status, problem.code);
+      }
+      return parsed as T;
+    },
+  };
+}
+
+/** A client for the instance this machine's config describes. */
+export function localApiClient(config: Config): ApiClient {
+  const { address, port, tls } = config.http;
+  // A wildcard listener is reached over loopback.
+  const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
+  const bracketed = host.includes(":") ? `[${host}]` : host;
+  if (port === 0) throw new ApiError("http.port is 0 (a random port): cannot tell where Citadel listens");
+  if (!tls.enabled) return createApiClient({ baseUrl: `http://${bracketed}:${port}` });
+  let ca: string;
+  try {
+    ca = readFileSync(dataPath(config, tls.cert_file), "utf8");
+  } catch {
+    throw new ApiError(`cannot read the TLS certificate ${dataPath(config, tls.cert_file)}; has Citadel been started here (citadel init)?`);
+  }
+  return createApiClient({ baseUrl: `https://${bracketed}:${port}`, ca });
+}

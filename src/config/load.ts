@@ -1,0 +1,160 @@
+/**
+ * Loads the configuration once, at start-up: defaults ← TOML file ← CITADEL_* environment
+ * ← command-line flags. Anything wrong stops start-up with one ConfigError naming the key
+ * (or the variable, or the file and line) and the problem; main.ts turns it into exit code 2.
+ */
+import { readFileSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import type { TObject, TSchema } from "@sinclair/typebox";
+import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
+import { parse as parseTomlText, TomlError } from "smol-toml";
+import { pointerToPath } from "../json-pointer.ts";
+import { isLoopback, parseIp } from "../net/ip.ts";
+import { envOverrides } from "./env.ts";
+import { ConfigError } from "./error.ts";
+import type { Config } from "./schema.ts";
+
+export { ConfigError };
+
+export const CONFIG_FILE_NAME = "citadel.toml";
+
+export interface ConfigInputs {
+  schema: TObject;
+  /** The process environment (only main.ts reads process.env and passes it here). */
+  env: Readonly<Record<string, string | undefined>>;
+  /** --config */
+  configFlag?: string;
+  /** --data */
+  dataFlag?: string;
+  /** Base for relative paths (the working directory). */
+  cwd: string;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file that was read, or would be read (and may be generated) when absent. */
+  configPath: string;
+  /** True when the file was named by --config or CITADEL_CONFIG (so it must exist). */
+  configPathExplicit: boolean;
+  configFileExists: boolean;
+}
+
+/** Where the config file is: --config, CITADEL_CONFIG, else citadel.toml inside the data dir. */
+export function locateConfigFile(inputs: Omit<ConfigInputs, "schema">): { path: string; explicit: boolean } {
+  const named = inputs.configFlag ?? inputs.env.CITADEL_CONFIG;
+  if (named !== undefined && named !== "") return { path: resolve(inputs.cwd, named), explicit: true };
+  const dataDir = inputs.dataFlag ?? inputs.env.CITADEL_DATA ?? ".citadel";
+  return { path: resolve(inputs.cwd, dataDir, CONFIG_FILE_NAME), explicit: false };
+}
+
+export function loadConfig(inputs: ConfigInputs): LoadedConfig {
+  const { path, explicit } = locateConfigFile(inputs);
+  const text = readConfigText(path, explicit);
+  const fromFile = text === null ? {} : parseToml(text, path);
+
+  const overrides = envOverrides(inputs.schema, inputs.env);
+  const merged: Record<string, unknown> = structuredClone(fromFile);
+  for (const o of overrides) setPath(merged, o.path, o.value);
+  if (inputs.dataFlag !== undefined) merged.data_dir = inputs.dataFlag;
+
+  const withDefaults = Value.Default(inputs.schema, merged) as Record<string, unknown>;
+  const first = Value.Errors(inputs.schema, withDefaults).First();
+  if (first) {
+    const key = pointerToPath(first.path);
+    const fromEnv = overrides.find((o) => key === o.path.join(".") || key.startsWith(o.path.join(".") + "["));
+    const where = fromEnv ? `environment variable ${fromEnv.variable}` : text === null ? "defaults" : path;
+    throw new ConfigError(`${key}: ${describe(first)} (in ${where})`);
+  }
+
+  const config = withDefaults as Config;
+  config.data_dir = resolve(inputs.cwd, config.data_dir);
+  checkCrossField(config);
+  return { config, configPath: path, configPathExplicit: explicit, configFileExists: text !== null };
+}
+
+/** Resolves a path from the config: absolute as given, relative ones inside the data dir. */
+export function dataPath(config: Config, path: string): string {
+  return isAbsolute(path) ? path : join(config.data_dir, path);
+}
+
+function readConfigText(path: string, explicit: boolean): string | null {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" && !explicit) return null;
+    const reason =
+      code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : String(code);
+    throw new ConfigError(`cannot read config file ${path}: ${reason}`);
+  }
+}
+
+function parseToml(text: string, path: string): Record<string, unknown> {
+  try {
+    return parseTomlText(text) as Record<string, unknown>;
+  } catch (error) {
+    if (!(error instanceof TomlError)) throw error;
+    const reason = error.message.split("\n", 1)[0]!.replace(/^Invalid TOML document:\s*/, "");
+    throw new ConfigError(`${path}:${error.line}:${error.column}: invalid TOML: ${reason}`);
+  }
+}
+
+/** Rules the schema cannot say on its own. */
+function checkCrossField(config: Config): void {
+  const address = parseIp(config.http.address);
+  if (!config.http.tls.enabled && address && !isLoopback(address)) {
+    throw new ConfigError(
+      `http.tls.enabled: plain HTTP is only allowed on a loopback address, and http.address is ${config.http.address}`,
+    );
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== "object" || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function describe(error: ValueError): string {
+  const schema = error.schema as TSchema & Record<string, unknown>;
+  switch (error.type) {
+    case ValueErrorType.ObjectAdditionalProperties:
+      return "unknown key";
+    case ValueErrorType.ObjectRequiredProperty:
+      return "is required";
+    case ValueErrorType.Integer:
+      return "must be an integer";
+    case ValueErrorType.Number:
+      return "must be a number";
+    case ValueErrorType.Boolean:
+      return "must be true or false";
+    case ValueErrorType.String:
+      return "must be a string";
+    case ValueErrorType.Array:
+      return "must be an array";
+    case ValueErrorType.Object:
+      return "must be a table";
+    case ValueErrorType.IntegerMinimum:
+    case ValueErrorType.NumberMinimum:
+      return `must be at least ${schema.minimum}`;
+    case ValueErrorType.IntegerMaximum:
+    case ValueErrorType.NumberMaximum:
+      return `must be at most ${schema.maximum}`;
+    case ValueErrorType.StringMinLength:
+      return schema.minLength === 1 ? "must not be empty" : `must be at least ${schema.minLength} characters`;
+    case ValueErrorType.StringMaxLength:
+      return `must be at most ${schema.maxLength} characters`;
+    case ValueErrorType.StringFormat:
+      return schema.format === "ip" ? "must be an IP address" : schema.format === "cidr" ? "must be a CIDR such as 10.0.0.0/8" : `must be a valid ${schema.format}`;
+    case ValueErrorType.Union: {
+      const options = (schema.anyOf as TSchema[] | undefined)?.map((s) => s.const).filter((c) => c !== undefined);
+      return options?.length ? `must be one of: ${options.join(", ")}` : "has the wrong type";
+    }
+    default:
+      return error.message.toLowerCase();
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The one schema of the configuration: TypeBox gives the validator, the defaults, the
+ * documentation (config/citadel.example.toml is rendered from it) and the TypeScript type.
+ * Plugins add their own section under their name; see `buildConfigSchema`.
+ */
+import { FormatRegistry, Type, type Static, type TObject, type TProperties } from "@sinclair/typebox";
+import { LOG_LEVELS } from "../log.ts";
+import { parseCidr, parseIp } from "../net/ip.ts";
+
+FormatRegistry.Set("ip", (value) => parseIp(value) !== null);
+FormatRegistry.Set("cidr", (value) => parseCidr(value) !== null);
+
+/** Where the generated TLS files live inside the data directory by default. */
+export const DEFAULT_TLS_CERT_FILE = "tls/cert.pem";
+export const DEFAULT_TLS_KEY_FILE = "tls/key.pem";
+
+/** A section: closed to unknown keys (a typo is an error, not a silently ignored line). */
+export function section<P extends TProperties>(description: string, properties: P): TObject<P> {
+  return Type.Object(properties, { additionalProperties: false, default: {}, description });
+}
+
+export const HttpTlsConfig = section("TLS for the HTTP API.", {
+  enabled: Type.Boolean({
+    default: true,
+    description:
+      "Serve HTTPS. Plain HTTP is allowed only when http.address is a loopback address (for a local reverse proxy).",
+  }),
+  cert_file: Type.String({
+    default: DEFAULT_TLS_CERT_FILE,
+    minLength: 1,
+    description:
+      "PEM certificate chain; relative paths are inside data_dir. At the default path a self-signed certificate for localhost is generated on first start.",
+  }),
+  key_file: Type.String({
+    default: DEFAULT_TLS_KEY_FILE,
+    minLength: 1,
+    description: "PEM private key for cert_file; refused when readable by everyone.",
+  }),
+});
+
+export const HttpConfig = section("The HTTP API listener.", {
+  address: Type.String({
+    default: "127.0.0.1",
+    format: "ip",
+    description: "IP address to listen on (IPv4 or IPv6). Use 0.0.0.0 or :: to listen on every interface.",
+  }),
+  port: Type.Integer({ default: 8443, minimum: 0, maximum: 65535, description: "TCP port (0 picks a free one)." }),
+  body_limit_bytes: Type.Integer({
+    default: 1_048_576,
+    minimum: 1024,
+    maximum: 67_108_864,
+    description: "Largest accepted request body; larger ones get 413.",
+  }),
+  idle_timeout_seconds: Type.Integer({
+    default: 30,
+    minimum: 1,
+    maximum: 255,
+    description: "Close a connection that sends nothing for this long.",
+  }),
+  trusted_proxies: Type.Array(Type.String({ format: "cidr" }), {
+    default: [],
+    description:
+      "CIDRs of reverse proxies whose X-Forwarded-For header is believed. Empty: the client address is always the socket peer.",
+  }),
+  tls: HttpTlsConfig,
+});
+
+export const LogConfig = section("Logging (JSON lines on standard output).", {
+  level: Type.Union(
+    LOG_LEVELS.map((l) => Type.Literal(l)),
+    { default: "info", description: `Least severe level written: ${LOG_LEVELS.join(", ")}.` },
+  ),
+});
+
+const kernelProperties = {
+  data_dir: Type.String({
+    default: ".citadel",
+    minLength: 1,
+    env: "CITADEL_DATA",
+    description:
+      "Directory for the database, keys and generated files (mode 0700). Relative to the working directory. Also --data or CITADEL_DATA.",
+  }),
+  http: HttpConfig,
+  log: LogConfig,
+};
+
+export const KernelConfig = Type.Object(kernelProperties, { additionalProperties: false });
+export type KernelConfig = Static<typeof KernelConfig>;
+
+/** The whole configuration: the kernel's sections plus one section per plugin (under its name). */
+export type Config = KernelConfig & Record<string, unknown>;
+
+export interface PluginSettingsSchema {
+  name: string;
+  settings?: TObject;
+}
+
+/** Composes the kernel schema with each plugin's section; a plugin cannot shadow a kernel key. */
+export function buildConfigSchema(plugins: readonly PluginSettingsSchema[]): TObject {
+  const properties: TProperties = { ...kernelProperties };
+  for (const plugin of plugins) {
+    if (!plugin.settings) continue;
+    if (plugin.name in properties) throw new Error(`plugin ${plugin.name}: config section clashes with an existing key`);
+    properties[plugin.name] = { ...plugin.settings, default: {} };
+  }
+  return Type.Object(properties, { additionalProperties: false });
+}

@@ -1,0 +1,53 @@
+/**
+ * Domain errors. Services throw these; only a protocol edge maps them (HTTP in
+ * src/http/problem.ts, later DNS in its own table). `message` is safe to show a client;
+ * anything meant only for the operator travels in `cause` and goes to the log.
+ */
+export abstract class CitadelError extends Error {
+  /** Stable, machine-readable code (the `code` of the HTTP problem body). */
+  abstract readonly code: string;
+}
+
+/** A thing the caller named does not exist (or is not visible to the caller). */
+export class NotFoundError extends CitadelError {
+  readonly code = "not_found";
+}
+
+/** The request conflicts with the current state (duplicate name, stale version). */
+export class ConflictError extends CitadelError {
+  readonly code = "conflict";
+}
+
+/** The input is well formed but not acceptable; `field` names the offending input. */
+export class InvalidError extends CitadelError {
+  readonly code = "invalid";
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The caller is known but not allowed to do this. */
+export class ForbiddenError extends CitadelError {
+  readonly code = "forbidden";
+}
+
+/** The caller could not be identified. */
+export class UnauthorizedError extends CitadelError {
+  readonly code = "unauthorized";
+}
+
+/** The appliance is sealed: keys are not in memory, so nothing secret can be served. */
+export class SealedError extends CitadelError {
+  readonly code = "sealed";
+  constructor(message = "Citadel is sealed") {
+    super(message);
+  }
+}
+
+/** A dependency the request needs (the store, a listener) is not available right now. */
+export class UnavailableError extends CitadelError {
+  readonly code = "unavailable";
+}

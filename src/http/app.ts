@@ -1,0 +1,121 @@
+/**
+ * The root Elysia app: health and readiness, the OpenAPI document and its docs page, the
+ * plugins under /v1/<name>, JSON body parsing and the one error mapper. Transport concerns
+ * (TLS, request ids, client address, security headers, access log) live in edge.ts.
+ */
+import { Elysia, t, type AnyElysia } from "elysia";
+import type { Logger } from "../log.ts";
+import { readJsonBody } from "./body.ts";
+import { docsRoutes } from "./docs.ts";
+import { openApiDocument, type ApiInfo } from "./openapi.ts";
+import { HttpProblem, problemFor, problemResponse, validationProblem, type ProblemInit } from "./problem.ts";
+import { requestMeta } from "./request-meta.ts";
+import { allowedMethods, locateInvalidParameter } from "./route-table.ts";
+
+export interface MountedRoutes {
+  /** Plugin name: the routes are mounted under /v1/<name>. */
+  name: string;
+  routes: AnyElysia;
+}
+
+export interface ReadinessCheck {
+  name: string;
+  /** Null when fine, else a short reason safe to show (no internals). */
+  problem(): string | null;
+}
+
+export interface HttpAppOptions {
+  mounts: readonly MountedRoutes[];
+  readiness: readonly ReadinessCheck[];
+  bodyLimit: number;
+  log: Logger;
+  info: ApiInfo;
+}
+
+const Status = t.Object({ status: t.String() });
+
+interface ErrorContext {
+  code: unknown;
+  error: unknown;
+  request: Request;
+}
+
+export function createHttpApp({ mounts, readiness, bodyLimit, log, info }: HttpAppOptions): AnyElysia {
+  const app = new Elysia({ name: "citadel" })
+    .onParse(({ request }) => readJsonBody(request, bodyLimit))
+    .onError((ctx) => {
+      const meta = requestMeta(ctx.request);
+      const init = problemForElysia(app, ctx);
+      if (init.code === "internal_error") log.error("request failed", { request_id: meta.id, route: meta.route, error: ctx.error });
+      return problemResponse(init, meta.id);
+    })
+    .onBeforeHandle({ as: "global" }, ({ request, route }) => {
+      requestMeta(request).route = route;
+    })
+    .get("/healthz", () => ({ status: "ok" }), {
+      response: Status,
+      detail: { summary: "Liveness: the process answers", tags: ["health"] },
+    })
+    .get(
+      "/readyz",
+      () => {
+        const failing = readiness.flatMap((c) => {
+          const problem = c.problem();
+          return problem ? [`${c.name}: ${problem}`] : [];
+        });
+        if (failing.length > 0) throw new HttpProblem(503, "not_ready", failing.join("; "));
+        return { status: "ready" };
+      },
+      { response: Status, detail: { summary: "Readiness: the store answers and the service can take traffic", tags: ["health"] } },
+    );
+
+  for (const mount of mounts) app.group(`/v1/${mount.name}`, (group) => group.use(mount.routes));
+
+  let document: object | undefined;
+  app.get("/openapi.json", () => (document ??= openApiDocument(app, info)), {
+    detail: { summary: "This API's OpenAPI 3.1 document", tags: ["docs"] },
+  });
+  app.use(docsRoutes());
+  return app;
+}
+
+/** Elysia's own error codes, then ours: one place decides what the client sees. */
+function problemForElysia(app: AnyElysia, ctx: ErrorContext): ProblemInit {
+  const { code, error, request } = ctx;
+  if (error instanceof HttpProblem) return problemFor(error);
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  if (cause instanceof HttpProblem) return problemFor(cause);
+  switch (code) {
+    case "NOT_FOUND": {
+      const path = new URL(request.url).pathname;
+      const allowed = allowedMethods(app, path);
+      if (allowed.length > 0) {
+        return {
+          status: 405,
+          code: "method_not_allowed",
+          detail: `${request.method} is not allowed here; use ${allowed.join(", ")}.`,
+          headers: { allow: allowed.join(", ") },
+        };
+      }
+      return { status: 404, code: "not_found", detail: "No such route." };
+    }
+    case "VALIDATION": {
+      const v = error as { type?: string; all?: Array<{ path: string; message: string }> };
+      // A response that fails its own schema is our bug, not the client's.
+      if (v.type === "response") return problemFor(new Error("response failed its schema"));
+      if (v.type === "property") {
+        // A coerced query or path parameter: Elysia does not say which, so find it.
+        const field = locateInvalidParameter(app, ctx as never) ?? "parameters";
+        const message = v.all?.[0]?.message ?? "Invalid value";
+        return { status: 422, code: "validation_failed", detail: `${field}: ${message}`, errors: [{ field, message }] };
+      }
+      return validationProblem(v.type ?? "body", v.all ?? []);
+    }
+    case "PARSE":
+      return { status: 400, code: "malformed_json", detail: "The request body is not valid JSON." };
+    case "INVALID_COOKIE_SIGNATURE":
+      return { status: 400, code: "bad_request", detail: "A cookie failed its signature check." };
+    default:
+      return problemFor(error);
+  }
+}

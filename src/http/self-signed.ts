@@ -1,0 +1,49 @@
+/**
+ * Makes the self-signed certificate of the embedded default (ECDSA P-256, SHA-256) with
+ * @peculiar/x509. Imported lazily, on first start only, so normal start-up does not load
+ * the ASN.1 machinery.
+ */
+import "reflect-metadata"; // @peculiar/x509's dependency injection needs it before it loads
+import * as x509 from "@peculiar/x509";
+
+export interface SelfSignedOptions {
+  /** DNS names for the subjectAltName (the first one is also the subject CN). */
+  dnsNames: string[];
+  ipAddresses: string[];
+  validDays: number;
+  now: Date;
+}
+
+export interface GeneratedCertificate {
+  certPem: string;
+  keyPem: string;
+}
+
+const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+
+export async function generateSelfSignedCertificate(options: SelfSignedOptions): Promise<GeneratedCertificate> {
+  x509.cryptoProvider.set(crypto);
+  const keys = (await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
+  const serial = crypto.getRandomValues(new Uint8Array(16));
+  serial[0]! &= 0x7f; // a positive INTEGER, as RFC 5280 requires
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: Buffer.from(serial).toString("hex"),
+    name: `CN=${options.dnsNames[0] ?? "localhost"}, O=Citadel self-signed`,
+    notBefore: new Date(options.now.getTime() - 60 * 60 * 1000), // tolerate small clock skew
+    notAfter: new Date(options.now.getTime() + options.validDays * 24 * 60 * 60 * 1000),
+    signingAlgorithm: ALGORITHM,
+    keys,
+    extensions: [
+      new x509.SubjectAlternativeNameExtension([
+        ...options.dnsNames.map((value) => ({ type: "dns" as const, value })),
+        ...options.ipAddresses.map((value) => ({ type: "ip" as const, value })),
+      ]),
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
+  return { certPem: cert.toString("pem") + "\n", keyPem: x509.PemConverter.encode(pkcs8, "PRIVATE KEY") + "\n" };
+}

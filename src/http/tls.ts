@@ -1,0 +1,98 @@
+/**
+ * TLS material for the API: the operator's certificate, or on the embedded default a
+ * self-signed one generated on first start and renewed at start-up before it expires.
+ * Clients pin it by the SHA-256 fingerprint printed at start.
+ */
+import { X509Certificate, createPrivateKey } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { dirname } from "node:path";
+import { ConfigError } from "../config/error.ts";
+import type { Logger } from "../log.ts";
+import { isLoopback, parseIp } from "../net/ip.ts";
+
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+  /** SHA-256 of the certificate, colon-separated upper-case hex (as openssl prints it). */
+  fingerprint: string;
+  notAfter: Date;
+  generated: boolean;
+}
+
+export interface TlsFiles {
+  certPath: string;
+  keyPath: string;
+  /** True for the default paths in the data dir: only then may Citadel write them. */
+  managed: boolean;
+  /** The configured listen address, added to the certificate when it is a specific address. */
+  listenAddress: string;
+}
+
+const VALID_DAYS = 397;
+const RENEW_BEFORE_DAYS = 30;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export async function loadOrCreateTls(files: TlsFiles, log: Logger, now = new Date()): Promise<TlsMaterial> {
+  const certExists = existsSync(files.certPath);
+  const keyExists = existsSync(files.keyPath);
+  if (files.managed && !certExists && !keyExists) {
+    await writeSelfSigned(files, now);
+    log.info("generated a self-signed TLS certificate", { cert_file: files.certPath });
+    return { ...readTls(files), generated: true };
+  }
+  let material = readTls(files);
+  if (files.managed && material.notAfter.getTime() - now.getTime() < RENEW_BEFORE_DAYS * DAY_MS) {
+    await writeSelfSigned(files, now);
+    material = readTls(files);
+    log.warn("renewed the self-signed TLS certificate: clients that pinned the old fingerprint must pin the new one", {
+      cert_file: files.certPath,
+      fingerprint: material.fingerprint,
+    });
+  } else if (material.notAfter.getTime() < now.getTime()) {
+    log.error("the TLS certificate has expired", { cert_file: files.certPath, not_after: material.notAfter.toISOString() });
+  }
+  return material;
+}
+
+function readTls(files: TlsFiles): TlsMaterial {
+  const cert = readConfigured(files.certPath, "http.tls.cert_file");
+  const key = readConfigured(files.keyPath, "http.tls.key_file");
+  if ((statSync(files.keyPath).mode & 0o004) !== 0) {
+    throw new ConfigError(`http.tls.key_file: ${files.keyPath} is readable by everyone; chmod 600 it`);
+  }
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch {
+    throw new ConfigError(`http.tls.cert_file: ${files.certPath} is not a PEM certificate`);
+  }
+  try {
+    if (!x509.checkPrivateKey(createPrivateKey(key))) throw new Error("mismatch");
+  } catch {
+    throw new ConfigError(`http.tls.key_file: ${files.keyPath} is not the private key of ${files.certPath}`);
+  }
+  return { cert, key, fingerprint: x509.fingerprint256, notAfter: new Date(x509.validTo), generated: false };
+}
+
+function readConfigured(path: string, key: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigError(`${key}: cannot read ${path}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code}`);
+  }
+}
+
+async function writeSelfSigned(files: TlsFiles, now: Date): Promise<void> {
+  const { generateSelfSignedCertificate } = await import("./self-signed.ts");
+  const ipAddresses = ["127.0.0.1", "::1"];
+  const listen = parseIp(files.listenAddress);
+  const unspecified = files.listenAddress === "0.0.0.0" || files.listenAddress === "::";
+  if (listen && !isLoopback(listen) && !unspecified) ipAddresses.push(files.listenAddress);
+  const names = ["localhost", hostname()].filter((n, i, all) => n && all.indexOf(n) === i);
+  const { certPem, keyPem } = await generateSelfSignedCertificate({ dnsNames: names, ipAddresses, validDays: VALID_DAYS, now });
+  for (const path of [files.certPath, files.keyPath]) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(files.keyPath, keyPem, { mode: 0o600 });
+  writeFileSync(files.certPath, certPem, { mode: 0o600 });
+}

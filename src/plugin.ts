@@ -1,0 +1,101 @@
+/**
+ * The plugin contract. A service (dns, secrets, mesh, ...) is one object of this shape;
+ * main.ts holds the one list of plugins that makes up the binary. A plugin gets the kernel
+ * and nothing else: it imports from src/, never from another plugin.
+ */
+import type { TObject } from "@sinclair/typebox";
+import type { AnyElysia } from "elysia";
+import type { BuildInfo } from "./build-info.ts";
+import type { Config } from "./config/schema.ts";
+import type { Logger } from "./log.ts";
+import type { Migration } from "./store/migrate.ts";
+import type { Store } from "./store/store.ts";
+
+/** An audit action type a plugin may record, such as "secrets.secret.update". */
+export interface AuditActionType {
+  type: string;
+  description: string;
+}
+
+/** Stops what `start` started; must be safe to call after a partial start. */
+export type Stop = () => Promise<void>;
+
+export interface Clock {
+  /** Milliseconds since the epoch. Tests pass a fixed clock. */
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+/** What every plugin receives. `settings` is the plugin's own config section, validated. */
+export interface Kernel<Settings = unknown> {
+  readonly settings: Settings;
+  /** The whole configuration, read-only: plugins read their own section through `settings`. */
+  readonly config: Readonly<Config>;
+  readonly store: Store;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly build: BuildInfo;
+  /** When this process started serving (ms since the epoch). */
+  readonly startedAt: number;
+}
+
+export interface CommandOption {
+  type: "string" | "boolean";
+  description: string;
+  short?: string;
+}
+
+/** What a CLI command gets: parsed arguments and where to write. */
+export interface CommandContext {
+  /** Positional arguments after the command words. */
+  args: string[];
+  options: Record<string, string | boolean | undefined>;
+  /** --json: print data as JSON instead of text. */
+  json: boolean;
+  out(text: string): void;
+  err(text: string): void;
+  /** A client for the API of the configured Citadel (built lazily: not every command needs it). */
+  api(): Promise<ApiClient>;
+}
+
+export interface ApiClient {
+  readonly baseUrl: string;
+  /** Sends a JSON request; resolves with the parsed body, or throws an ApiError with the problem. */
+  request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
+}
+
+export interface Command {
+  /** The words after `citadel`, for example ["system", "info"]. */
+  words: readonly string[];
+  summary: string;
+  /** Synopsis of positional arguments, for example "<zone> [name]". */
+  args?: string;
+  /** Largest number of positional arguments accepted (default 0). */
+  maxArgs?: number;
+  options?: Readonly<Record<string, CommandOption>>;
+  run(ctx: CommandContext): Promise<number>;
+}
+
+export interface Plugin<Settings = unknown> {
+  /** Also the URL prefix (/v1/<name>) and the config section ([<name>]). */
+  name: string;
+  /** Service name inside API keys (citadel_<service>_...), for plugins that have keys. */
+  service?: string;
+  /** The plugin's config section; validated with the rest of the config at start-up. */
+  settings?: TObject;
+  /** Token scopes the plugin's routes require, such as "dns:write". */
+  scopes: readonly string[];
+  actions: readonly AuditActionType[];
+  migrations: readonly Migration[];
+  /** The plugin's routes, mounted under /v1/<name>. */
+  routes?(k: Kernel<Settings>): AnyElysia;
+  /** Starts listeners and timers; resolves with the function that stops them. */
+  start?(k: Kernel<Settings>): Promise<Stop>;
+  commands?: readonly Command[];
+}
+
+/** Identity function that lets TypeScript infer a plugin's settings type. */
+export function definePlugin<Settings>(plugin: Plugin<Settings>): Plugin<Settings> {
+  return plugin;
+}

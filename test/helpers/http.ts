@@ -1,0 +1,109 @@
+/**
+ * In-process HTTP testing: the real app and edge on an in-memory store with a fixed clock,
+ * driven by Request objects (no sockets). `send` returns status, headers and parsed body.
+ */
+import type { AnyElysia } from "elysia";
+import { createHttpApp, type MountedRoutes, type ReadinessCheck } from "../../src/http/app.ts";
+import { createEdge } from "../../src/http/edge.ts";
+import { createLogger, type Logger } from "../../src/log.ts";
+import { parseCidr } from "../../src/net/ip.ts";
+import type { Clock, Kernel } from "../../src/plugin.ts";
+import { openStore, type Store } from "../../src/store/store.ts";
+import { loadConfig } from "../../src/config/load.ts";
+import { buildConfigSchema } from "../../src/config/schema.ts";
+
+export const BASE = "https://citadel.test";
+
+export interface TestEdgeOptions {
+  mounts?: MountedRoutes[];
+  readiness?: ReadinessCheck[];
+  bodyLimit?: number;
+  trustedProxies?: string[];
+  /** The socket peer every request appears to come from. */
+  peer?: string;
+}
+
+export interface CapturedLog {
+  lines: Array<Record<string, unknown>>;
+  logger: Logger;
+}
+
+export function captureLog(): CapturedLog {
+  const lines: Array<Record<string, unknown>> = [];
+  return { lines, logger: createLogger({ level: "debug", sink: (line) => lines.push(JSON.parse(line)) }) };
+}
+
+export function testEdge(options: TestEdgeOptions = {}) {
+  const log = captureLog();
+  const bodyLimit = options.bodyLimit ?? 1024 * 1024;
+  const app: AnyElysia = createHttpApp({
+    mounts: options.mounts ?? [],
+    readiness: options.readiness ?? [],
+    bodyLimit,
+    log: log.logger,
+    info: { version: "test" },
+  });
+  const edge = createEdge({
+    app,
+    log: log.logger,
+    bodyLimit,
+    trustedProxies: (options.trustedProxies ?? []).map((c) => parseCidr(c)!),
+    tls: true,
+  });
+  const peer = options.peer ?? "127.0.0.1";
+  const server = { requestIP: () => ({ address: peer, family: peer.includes(":") ? "IPv6" : "IPv4", port: 40000 }) };
+  const fetch = (request: Request) => edge(request, server as never);
+  return { app, log, fetch, send: (method: string, path: string, init: SendInit = {}) => send(fetch, method, path, init) };
+}
+
+export interface SendInit {
+  json?: unknown;
+  body?: RequestInit["body"];
+  headers?: Record<string, string>;
+}
+
+export interface Sent {
+  status: number;
+  headers: Headers;
+  text: string;
+  body: any;
+}
+
+export async function send(fetch: (r: Request) => Promise<Response>, method: string, path: string, init: SendInit = {}): Promise<Sent> {
+  const headers: Record<string, string> = { ...init.headers };
+  let body = init.body;
+  if (init.json !== undefined) {
+    body = JSON.stringify(init.json);
+    headers["content-type"] ??= "application/json";
+  }
+  const response = await fetch(new Request(BASE + path, { method, headers, body }));
+  const text = await response.text();
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  return { status: response.status, headers: response.headers, text, body: parsed };
+}
+
+export const fixedClock = (start = Date.UTC(2026, 0, 1)): Clock & { advance(ms: number): void } => {
+  let now = start;
+  return { now: () => now, advance: (ms) => void (now += ms) };
+};
+
+/** A kernel for a plugin under test: in-memory store, fixed clock, default config. */
+export function testKernel<S = unknown>(overrides: Partial<Kernel<S>> = {}): Kernel<S> & { store: Store } {
+  const { config } = loadConfig({ schema: buildConfigSchema([]), env: {}, cwd: "/nonexistent", dataFlag: "/nonexistent/data" });
+  const clock = overrides.clock ?? fixedClock();
+  return {
+    settings: undefined as S,
+    config,
+    store: openStore({ path: ":memory:" }),
+    log: captureLog().logger,
+    clock,
+    build: { version: "1.2.3", commit: "abc1234", buildTime: "2026-01-01T00:00:00.000Z", compiled: true },
+    startedAt: clock.now(),
+    ...overrides,
+  } as Kernel<S> & { store: Store };
+}

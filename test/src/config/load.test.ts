@@ -1,0 +1,116 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Type } from "@sinclair/typebox";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, loadConfig } from "../../../src/config/load.ts";
+import { buildConfigSchema, section } from "../../../src/config/schema.ts";
+
+const plugin = { name: "dns", settings: section("DNS", { port: Type.Integer({ default: 5353, minimum: 1, maximum: 65535 }) }) };
+const schema = buildConfigSchema([plugin]);
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "citadel-config-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function load(toml: string | null, env: Record<string, string> = {}, flags: { data?: string } = {}) {
+  const path = join(dir, `c-${Math.random().toString(36).slice(2)}.toml`);
+  if (toml !== null) writeFileSync(path, toml);
+  return loadConfig({ schema, env, configFlag: toml === null ? undefined : path, dataFlag: flags.data, cwd: dir });
+}
+
+describe("good configurations", () => {
+  test("no file at all: every default", () => {
+    const { config, configFileExists, configPathExplicit } = load(null);
+    expect(configFileExists).toBe(false);
+    expect(configPathExplicit).toBe(false);
+    expect(config.http).toEqual({
+      address: "127.0.0.1",
+      port: 8443,
+      body_limit_bytes: 1048576,
+      idle_timeout_seconds: 30,
+      trusted_proxies: [],
+      tls: { enabled: true, cert_file: "tls/cert.pem", key_file: "tls/key.pem" },
+    });
+    expect(config.data_dir).toBe(join(dir, ".citadel"));
+    expect(config.dns).toEqual({ port: 5353 });
+  });
+
+  const good: Array<[string, string, Record<string, string>, (c: any) => unknown, unknown]> = [
+    ["file sets a port", "[http]\nport = 9443\n", {}, (c) => c.http.port, 9443],
+    ["env beats file", "[http]\nport = 9443\n", { CITADEL_HTTP_PORT: "7443" }, (c) => c.http.port, 7443],
+    ["nested env key", "", { CITADEL_HTTP_TLS_ENABLED: "false" }, (c) => c.http.tls.enabled, false],
+    ["env list", "", { CITADEL_HTTP_TRUSTED_PROXIES: "10.0.0.0/8, fd00::/8" }, (c) => c.http.trusted_proxies, ["10.0.0.0/8", "fd00::/8"]],
+    ["plugin section", "[dns]\nport = 53\n", {}, (c) => c.dns.port, 53],
+    ["plugin env", "", { CITADEL_DNS_PORT: "5300" }, (c) => c.dns.port, 5300],
+    ["log level", '[log]\nlevel = "debug"\n', {}, (c) => c.log.level, "debug"],
+    ["plain HTTP on loopback", "[http]\naddress = \"::1\"\n[http.tls]\nenabled = false\n", {}, (c) => c.http.tls.enabled, false],
+    ["data dir from env", "", { CITADEL_DATA: "/srv/citadel" }, (c) => c.data_dir, "/srv/citadel"],
+    ["non-config CITADEL_ variables are left alone", "", { CITADEL_TOKEN: "x", CITADEL_CONFIG: "" }, (c) => c.http.port, 8443],
+  ];
+  for (const [name, toml, env, pick, expected] of good) {
+    test(name, () => expect(pick(load(toml, env).config)).toEqual(expected));
+  }
+
+  test("--data beats CITADEL_DATA and the file", () => {
+    const { config } = load('data_dir = "/a"\n', { CITADEL_DATA: "/b" }, { data: "/c" });
+    expect(config.data_dir).toBe("/c");
+  });
+});
+
+describe("bad configurations stop start-up naming the key", () => {
+  const bad: Array<[string, string, Record<string, string>, RegExp]> = [
+    ["unknown top-level key", "colour = 1\n", {}, /^colour: unknown key/],
+    ["unknown nested key", "[http]\nprot = 1\n", {}, /^http\.prot: unknown key/],
+    ["wrong type", '[http]\nport = "8443"\n', {}, /^http\.port: must be an integer/],
+    ["out of range", "[http]\nport = 70000\n", {}, /^http\.port: must be at most 65535/],
+    ["below minimum", "[http]\nbody_limit_bytes = 10\n", {}, /^http\.body_limit_bytes: must be at least 1024/],
+    ["not an IP", '[http]\naddress = "example.org"\n', {}, /^http\.address: must be an IP address/],
+    ["bad CIDR in a list", '[http]\ntrusted_proxies = ["10.0.0.0/8", "10.0.0.1/8"]\n', {}, /^http\.trusted_proxies\[1\]: must be a CIDR/],
+    ["bad enum", '[log]\nlevel = "loud"\n', {}, /^log\.level: must be one of: debug, info, warn, error/],
+    ["section of the wrong type", "http = 3\n", {}, /^http: must be a table/],
+    ["empty path", '[http.tls]\ncert_file = ""\n', {}, /^http\.tls\.cert_file: must not be empty/],
+    ["plain HTTP off loopback", '[http]\naddress = "0.0.0.0"\n[http.tls]\nenabled = false\n', {}, /^http\.tls\.enabled: plain HTTP is only allowed on a loopback address/],
+    ["plugin key out of range", "[dns]\nport = 0\n", {}, /^dns\.port: must be at least 1/],
+    ["TOML syntax", "[http\nport = 1\n", {}, /\.toml:1:\d+: invalid TOML: /],
+    ["duplicate key", "[http]\nport = 1\nport = 2\n", {}, /\.toml:3:1: invalid TOML: trying to redefine/],
+    ["unknown env variable", "", { CITADEL_HTTP_PROT: "1" }, /^environment variable CITADEL_HTTP_PROT: not a configuration key \(did you mean CITADEL_HTTP_PORT\?\)/],
+    ["env not an integer", "", { CITADEL_HTTP_PORT: "eighty" }, /^environment variable CITADEL_HTTP_PORT: must be an integer/],
+    ["env not a boolean", "", { CITADEL_HTTP_TLS_ENABLED: "maybe" }, /^environment variable CITADEL_HTTP_TLS_ENABLED: must be true or false/],
+    ["env value out of range names the variable", "", { CITADEL_HTTP_PORT: "99999" }, /^http\.port: must be at most 65535 \(in environment variable CITADEL_HTTP_PORT\)/],
+  ];
+  for (const [name, toml, env, expected] of bad) {
+    test(name, () => {
+      let error: unknown;
+      try {
+        load(toml, env);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toMatch(expected);
+    });
+  }
+
+  test("a file value error names the file", () => {
+    expect(() => load("[http]\nport = -1\n")).toThrow(/http\.port: must be at least 0 \(in .*\.toml\)/);
+  });
+
+  test("a named config file that does not exist", () => {
+    expect(() => loadConfig({ schema, env: {}, configFlag: join(dir, "missing.toml"), cwd: dir })).toThrow(/cannot read config file .*missing\.toml: no such file/);
+  });
+
+  test("CITADEL_CONFIG naming a directory", () => {
+    mkdirSync(join(dir, "adir"), { recursive: true });
+    expect(() => loadConfig({ schema, env: { CITADEL_CONFIG: join(dir, "adir") }, cwd: dir })).toThrow(/is a directory/);
+  });
+
+  test.skipIf(process.getuid?.() === 0)("an unreadable config file", () => {
+    const path = join(dir, "secret.toml");
+    writeFileSync(path, "");
+    chmodSync(path, 0o000);
+    expect(() => loadConfig({ schema, env: {}, configFlag: path, cwd: dir })).toThrow(/permission denied/);
+  });
+});

@@ -1,0 +1,75 @@
+import { describe, expect, test } from "bun:test";
+import { clientAddress } from "../../../src/http/edge.ts";
+import { parseCidr } from "../../../src/net/ip.ts";
+import { testEdge } from "../../helpers/http.ts";
+
+describe("client address", () => {
+  const trusted = ["10.0.0.0/8", "fd00::/8"].map((c) => parseCidr(c)!);
+  const cases: Array<{ name: string; peer: string; xff?: string; trusted: boolean; expected: string }> = [
+    { name: "socket peer without proxies", peer: "203.0.113.7", trusted: false, expected: "203.0.113.7" },
+    { name: "XFF ignored from an untrusted peer", peer: "203.0.113.7", xff: "198.51.100.1", trusted: true, expected: "203.0.113.7" },
+    { name: "XFF ignored when no proxy is configured", peer: "10.0.0.5", xff: "198.51.100.1", trusted: false, expected: "10.0.0.5" },
+    { name: "trusted proxy vouches for the client", peer: "10.0.0.5", xff: "198.51.100.1", trusted: true, expected: "198.51.100.1" },
+    { name: "client-supplied hops left of the real one are ignored", peer: "10.0.0.5", xff: "1.2.3.4, 198.51.100.1", trusted: true, expected: "198.51.100.1" },
+    { name: "a chain of trusted proxies is walked", peer: "10.0.0.5", xff: "198.51.100.1, 10.1.1.1", trusted: true, expected: "198.51.100.1" },
+    { name: "garbage stops the walk at the last good hop", peer: "10.0.0.5", xff: "198.51.100.1, not-an-ip", trusted: true, expected: "10.0.0.5" },
+    { name: "IPv6 proxy and client", peer: "fd00::1", xff: "2001:db8::42", trusted: true, expected: "2001:db8::42" },
+    { name: "IPv4-mapped peer is reported as IPv4", peer: "::ffff:192.0.2.9", trusted: false, expected: "192.0.2.9" },
+    { name: "trusted proxy without XFF is the client", peer: "10.0.0.5", trusted: true, expected: "10.0.0.5" },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const request = new Request("https://citadel.test/", { headers: c.xff ? { "x-forwarded-for": c.xff } : {} });
+      const server = { requestIP: () => ({ address: c.peer, family: "IPv4" as const, port: 1 }) };
+      expect(clientAddress(request, server, c.trusted ? trusted : [])).toBe(c.expected);
+    });
+  }
+});
+
+describe("edge", () => {
+  test("sets the security headers on every response", async () => {
+    const { send } = testEdge();
+    for (const path of ["/healthz", "/nope"]) {
+      const res = await send("GET", path);
+      expect(res.headers.get("strict-transport-security")).toContain("max-age=");
+      expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+      expect(res.headers.get("cache-control")).toBe("no-store");
+      expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");
+      expect(res.headers.get("server")).toBeNull();
+    }
+  });
+
+  test("accepts a sane inbound X-Request-Id and replaces a bad one", async () => {
+    const { send } = testEdge();
+    expect((await send("GET", "/healthz", { headers: { "x-request-id": "trace-abc.123" } })).headers.get("x-request-id")).toBe("trace-abc.123");
+    const replaced = (await send("GET", "/healthz", { headers: { "x-request-id": "bad id\twith<script>" } })).headers.get("x-request-id");
+    expect(replaced).toMatch(/^[0-9a-f-]{36}$/);
+    const generated = (await send("GET", "/healthz")).headers.get("x-request-id");
+    expect(generated).toMatch(/^[0-9a-f-]{36}$/);
+    expect(generated).not.toBe(replaced);
+  });
+
+  test("writes one access-log line per request with the route pattern and the client", async () => {
+    const { send, log } = testEdge({ peer: "10.0.0.5", trustedProxies: ["10.0.0.0/8"] });
+    await send("GET", "/healthz", { headers: { "x-forwarded-for": "198.51.100.1" } });
+    await send("GET", "/missing?token=should-not-be-logged");
+    const lines = log.lines.filter((l) => l.msg === "request");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({ method: "GET", route: "/healthz", status: 200, client: "198.51.100.1" });
+    expect(typeof lines[0]!.duration_ms).toBe("number");
+    expect(lines[1]).toMatchObject({ route: null, path: "/missing", status: 404 });
+    expect(JSON.stringify(lines)).not.toContain("should-not-be-logged");
+  });
+
+  test("the docs page has its own CSP that allows only its own script", async () => {
+    const res = await testEdge().send("GET", "/docs");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toStartWith("text/html");
+    expect(res.headers.get("content-security-policy")).toContain("script-src 'self'");
+    expect(res.text).toContain('src="/docs/ui.js"');
+    expect(res.text).not.toMatch(/https?:\/\//); // nothing loaded from elsewhere
+    const js = await testEdge().send("GET", "/docs/ui.js");
+    expect(js.text).not.toMatch(/https?:\/\//);
+  });
+});
