@@ -1,7 +1,8 @@
 /**
  * Structured logging: one JSON object per line, so journald, Loki or `jq` read it as is.
- * The sink is injected so tests capture lines and main.ts decides where they go.
+ * The sink is injected so tests capture lines; the default is buffered standard output.
  */
+import { writeSync } from "node:fs";
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -14,6 +15,15 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
   /** A logger that adds `fields` to every line (for example `{ plugin: "dns" }`). */
   with(fields: LogFields): Logger;
+  /** Writes out buffered lines now (before exiting). */
+  flush(): void;
+  /** Whether lines of this level are written (to skip building them when not). */
+  enabled(level: LogLevel): boolean;
+  /**
+   * Writes a line whose fields the caller has already serialised as JSON members
+   * (`"a":1,"b":"x"`): the hot path of the access log, one string and no object per line.
+   */
+  preformatted(level: LogLevel, msg: string, members: string): void;
 }
 
 export interface LoggerOptions {
@@ -23,17 +33,86 @@ export interface LoggerOptions {
   now?: () => number;
 }
 
-const writeStdout = (line: string) => {
-  process.stdout.write(line);
-};
+/**
+ * Standard output, written once per turn of the event loop: under load one write(2) carries
+ * many lines instead of one each. Lines pending at exit are written synchronously.
+ */
+function bufferedStdout(): { write: (line: string) => void; flush: () => void } {
+  let pending = "";
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (pending === "") return;
+    const out = pending;
+    pending = "";
+    writeAll(1, out);
+  };
+  process.on("exit", flush);
+  return {
+    write(line) {
+      pending += line;
+      if (pending.length > 65_536) flush();
+      else if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+    flush,
+  };
+}
 
-export function createLogger({ level = "info", sink = writeStdout, now = Date.now }: LoggerOptions = {}): Logger {
+/** writeSync may write part of the buffer (or none, EAGAIN) on a non-blocking pipe: retry. */
+function writeAll(fd: number, text: string): void {
+  let written = 0;
+  try {
+    // The usual case, without copying the text into a Buffer first: all of it goes at once.
+    written = writeSync(fd, text);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EAGAIN") return; // stdout is gone: nothing to do
+  }
+  if (written === Buffer.byteLength(text)) return;
+  // A short write: the kernel took part of the text; send the rest, by bytes.
+  let buffer = Buffer.from(text).subarray(written);
+  for (let attempts = 0; buffer.length > 0 && attempts < 1000; attempts++) {
+    try {
+      buffer = buffer.subarray(writeSync(fd, buffer));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EAGAIN") return; // stdout is gone: nothing to do
+    }
+  }
+}
+
+export function createLogger({ level = "info", sink, now = Date.now }: LoggerOptions = {}): Logger {
+  let flush = () => {};
+  if (!sink) {
+    const stdout = bufferedStdout();
+    sink = stdout.write;
+    flush = stdout.flush;
+  }
+  const write = sink;
   const threshold = LOG_LEVELS.indexOf(level);
+  // Under load many lines share a millisecond: format its timestamp once.
+  let lastMs = NaN;
+  let lastTime = "";
+  const timestamp = () => {
+    const ms = now();
+    if (ms !== lastMs) {
+      lastMs = ms;
+      lastTime = new Date(ms).toISOString();
+    }
+    return lastTime;
+  };
   const make = (bound: LogFields): Logger => {
+    const boundMembers = Object.keys(bound).length > 0 ? JSON.stringify(bound).slice(1, -1) + "," : "";
     const emit = (lvl: LogLevel, msg: string, fields?: LogFields) => {
       if (LOG_LEVELS.indexOf(lvl) < threshold) return;
-      const record = { time: new Date(now()).toISOString(), level: lvl, msg, ...bound, ...fields };
-      sink(JSON.stringify(record, errorsAsObjects) + "\n");
+      const record: LogFields = { time: timestamp(), level: lvl, msg };
+      for (const key in bound) record[key] = bound[key];
+      for (const key in fields) {
+        const value = fields[key];
+        record[key] = value instanceof Error ? errorFields(value) : value;
+      }
+      write(JSON.stringify(record) + "\n");
     };
     return {
       debug: (msg, fields) => emit("debug", msg, fields),
@@ -41,18 +120,21 @@ export function createLogger({ level = "info", sink = writeStdout, now = Date.no
       warn: (msg, fields) => emit("warn", msg, fields),
       error: (msg, fields) => emit("error", msg, fields),
       with: (fields) => make({ ...bound, ...fields }),
+      flush,
+      enabled: (lvl) => LOG_LEVELS.indexOf(lvl) >= threshold,
+      preformatted(lvl, msg, members) {
+        if (LOG_LEVELS.indexOf(lvl) < threshold) return;
+        write(`{"time":"${timestamp()}","level":"${lvl}","msg":${JSON.stringify(msg)},${boundMembers}${members}}\n`);
+      },
     };
   };
   return make({});
 }
 
-/** Errors are not enumerable; spell them out so the operator's log has the detail. */
-function errorsAsObjects(_key: string, value: unknown): unknown {
-  if (value instanceof Error) {
-    return { name: value.name, message: value.message, stack: value.stack, cause: value.cause };
-  }
-  if (typeof value === "bigint") return value.toString();
-  return value;
+/** An Error's fields are not enumerable; spell them out so the operator's log has the detail. */
+function errorFields(error: Error): LogFields {
+  const cause = error.cause instanceof Error ? errorFields(error.cause) : error.cause;
+  return { name: error.name, message: error.message, stack: error.stack, ...(cause === undefined ? {} : { cause }) };
 }
 
 /** A logger that drops everything (for tools and tests that do not care). */

@@ -94,7 +94,7 @@ function kernelCommands(env: Env): Command[] {
       words: ["version"],
       summary: "Print the version, commit and build time",
       async run(ctx) {
-        if (ctx.json) ctx.out(JSON.stringify(buildInfo, null, 2));
+        if (ctx.json) ctx.out(JSON.stringify({ version: buildInfo.version, commit: buildInfo.commit, build_time: buildInfo.buildTime }, null, 2));
         else ctx.out(`citadel ${buildInfo.version} (commit ${buildInfo.commit}, ${buildInfo.buildTime ? `built ${buildInfo.buildTime}` : "from source"})`);
         return 0;
       },
@@ -182,8 +182,8 @@ async function serve(loaded: LoadedConfig): Promise<number> {
 
     const app = createHttpApp({
       mounts: plugins.flatMap((p) => (p.routes ? [{ name: p.name, routes: p.routes(kernelFor(p)) }] : [])),
+      tls: tls !== undefined,
       readiness: [{ name: "store", problem: () => (store.ping() ? null : "unreachable") }],
-      bodyLimit: config.http.body_limit_bytes,
       log,
       info: { version: buildInfo.version },
     });
@@ -205,17 +205,19 @@ async function serve(loaded: LoadedConfig): Promise<number> {
     });
     lifecycle.started("http", () => server.stop());
 
-    log.info("listening", { url: server.url, tls_fingerprint_sha256: tls?.fingerprint ?? null, version: buildInfo.version });
     process.stderr.write(`Citadel ${buildInfo.version} is serving ${server.url} (API docs: ${server.url}/docs)\n`);
     if (tls) process.stderr.write(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}\n`);
+    log.info("listening", { url: server.url, tls_fingerprint_sha256: tls?.fingerprint ?? null, version: buildInfo.version });
 
     const signal = await nextSignal(log);
     log.info("stopping", { signal });
     await lifecycle.stopAll();
     log.info("stopped");
+    log.flush();
     return 0;
   } catch (error) {
     await lifecycle.stopAll();
+    log.flush();
     if (error instanceof MigrationError) {
       process.stderr.write(`citadel: ${error.message}\n`);
       return 1;

@@ -1,15 +1,15 @@
 /**
  * The root Elysia app: health and readiness, the OpenAPI document and its docs page, the
- * plugins under /v1/<name>, JSON body parsing and the one error mapper. Transport concerns
- * (TLS, request ids, client address, security headers, access log) live in edge.ts.
+ * plugins under /v1/<name>, the security headers and the one error mapper. What happens
+ * before routing (request id, client address, body checks) and the access log live in edge.ts.
  */
 import { Elysia, t, type AnyElysia } from "elysia";
 import type { Logger } from "../log.ts";
-import { readJsonBody } from "./body.ts";
 import { docsRoutes } from "./docs.ts";
 import { openApiDocument, type ApiInfo } from "./openapi.ts";
 import { HttpProblem, problemFor, problemResponse, validationProblem, type ProblemInit } from "./problem.ts";
 import { requestMeta } from "./request-meta.ts";
+import { securityHeaders } from "./security-headers.ts";
 import { allowedMethods, locateInvalidParameter } from "./route-table.ts";
 
 export interface MountedRoutes {
@@ -26,8 +26,9 @@ export interface ReadinessCheck {
 
 export interface HttpAppOptions {
   mounts: readonly MountedRoutes[];
+  /** Whether the API is served over TLS (HSTS is only sent then). */
+  tls: boolean;
   readiness: readonly ReadinessCheck[];
-  bodyLimit: number;
   log: Logger;
   info: ApiInfo;
 }
@@ -38,15 +39,20 @@ interface ErrorContext {
   code: unknown;
   error: unknown;
   request: Request;
+  route: string;
 }
 
-export function createHttpApp({ mounts, readiness, bodyLimit, log, info }: HttpAppOptions): AnyElysia {
+export function createHttpApp({ mounts, tls, readiness, log, info }: HttpAppOptions): AnyElysia {
+  // Handlers destructure only what they use: Elysia builds just that part of the context.
   const app = new Elysia({ name: "citadel" })
-    .onParse(({ request }) => readJsonBody(request, bodyLimit))
-    .onError((ctx) => {
-      const meta = requestMeta(ctx.request);
-      const init = problemForElysia(app, ctx);
-      if (init.code === "internal_error") log.error("request failed", { request_id: meta.id, route: meta.route, error: ctx.error });
+    .headers(securityHeaders({ tls })) // merged into every response as it is built
+    .onRequest(({ request, set }) => {
+      set.headers["x-request-id"] = requestMeta(request).id;
+    })
+    .onError(({ code, error, request, route }) => {
+      const meta = requestMeta(request);
+      const init = problemForElysia(app, { code, error, request, route });
+      if (init.code === "internal_error") log.error("request failed", { request_id: meta.id, route: meta.route, error });
       return problemResponse(init, meta.id);
     })
     .onBeforeHandle({ as: "global" }, ({ request, route }) => {
@@ -105,7 +111,7 @@ function problemForElysia(app: AnyElysia, ctx: ErrorContext): ProblemInit {
       if (v.type === "response") return problemFor(new Error("response failed its schema"));
       if (v.type === "property") {
         // A coerced query or path parameter: Elysia does not say which, so find it.
-        const field = locateInvalidParameter(app, ctx as never) ?? "parameters";
+        const field = locateInvalidParameter(app, request, ctx.route) ?? "parameters";
         const message = v.all?.[0]?.message ?? "Invalid value";
         return { status: 422, code: "validation_failed", detail: `${field}: ${message}`, errors: [{ field, message }] };
       }

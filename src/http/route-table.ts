@@ -39,29 +39,46 @@ function patternOf(path: string): RegExp {
   return new RegExp(`^${source}/?$`);
 }
 
-interface ParameterContext {
-  request: Request;
-  route: string;
-  query: Record<string, string | undefined>;
-  params: Record<string, unknown>;
-}
-
 /**
  * Elysia reports a numeric query or path parameter that fails its schema without saying
  * which one. This finds it: the first parameter whose raw value fails its declared schema.
  */
-export function locateInvalidParameter(app: AnyElysia, ctx: ParameterContext): string | null {
-  const route = app.routes.find((r) => r.path === ctx.route && r.method === ctx.request.method);
-  const hooks = route?.hooks as Record<string, { properties?: Record<string, TSchema> } | undefined> | undefined;
+export function locateInvalidParameter(app: AnyElysia, request: Request, routePath: string): string | null {
+  const route = app.routes.find((r) => r.path === routePath && r.method === request.method);
+  if (!route) return null;
+  const hooks = route.hooks as Record<string, { properties?: Record<string, TSchema> } | undefined>;
+  const url = new URL(request.url);
+  const raw = {
+    params: pathParameters(route.path, url.pathname),
+    query: Object.fromEntries(url.searchParams),
+  };
   for (const location of ["params", "query"] as const) {
-    const properties = hooks?.[location]?.properties ?? {};
-    for (const [key, schema] of Object.entries(properties)) {
-      const raw = ctx[location]?.[key];
-      if (typeof raw !== "string") continue;
+    for (const [key, schema] of Object.entries(hooks[location]?.properties ?? {})) {
+      const value = raw[location][key];
+      if (value === undefined) continue;
       // Elysia wraps a numeric schema as anyOf [numeric string, number]: check the number branch.
       const numeric = (schema.anyOf as TSchema[] | undefined)?.find((s) => s.type !== "string") ?? schema;
-      if (!Value.Check(numeric, Number(raw))) return location === "query" ? `query.${key}` : `path.${key}`;
+      if (!Value.Check(numeric, Number(value))) return location === "query" ? `query.${key}` : `path.${key}`;
     }
   }
   return null;
+}
+
+/** The values of a route's :parameters in a concrete path. */
+function pathParameters(pattern: string, path: string): Record<string, string> {
+  const names = pattern.split("/");
+  const values = path.split("/");
+  const out: Record<string, string> = {};
+  names.forEach((segment, i) => {
+    if (segment.startsWith(":") && values[i] !== undefined) out[segment.slice(1).replace(/\?$/, "")] = safeDecode(values[i]!);
+  });
+  return out;
+}
+
+function safeDecode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }

@@ -3,8 +3,13 @@
  * @peculiar/x509. Imported lazily, on first start only, so normal start-up does not load
  * the ASN.1 machinery.
  */
-import "reflect-metadata"; // @peculiar/x509's dependency injection needs it before it loads
-import * as x509 from "@peculiar/x509";
+import type * as X509 from "@peculiar/x509";
+
+/** @peculiar/x509's dependency injection needs the Reflect polyfill before it loads. */
+async function loadX509(): Promise<typeof X509> {
+  await import("reflect-metadata");
+  return await import("@peculiar/x509");
+}
 
 export interface SelfSignedOptions {
   /** DNS names for the subjectAltName (the first one is also the subject CN). */
@@ -22,6 +27,7 @@ export interface GeneratedCertificate {
 const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 
 export async function generateSelfSignedCertificate(options: SelfSignedOptions): Promise<GeneratedCertificate> {
+  const x509 = await loadX509();
   x509.cryptoProvider.set(crypto);
   const keys = (await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
   const serial = crypto.getRandomValues(new Uint8Array(16));

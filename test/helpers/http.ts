@@ -38,8 +38,8 @@ export function testEdge(options: TestEdgeOptions = {}) {
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const app: AnyElysia = createHttpApp({
     mounts: options.mounts ?? [],
+    tls: true,
     readiness: options.readiness ?? [],
-    bodyLimit,
     log: log.logger,
     info: { version: "test" },
   });
@@ -52,7 +52,7 @@ export function testEdge(options: TestEdgeOptions = {}) {
   });
   const peer = options.peer ?? "127.0.0.1";
   const server = { requestIP: () => ({ address: peer, family: peer.includes(":") ? "IPv6" : "IPv4", port: 40000 }) };
-  const fetch = (request: Request) => edge(request, server as never);
+  const fetch = async (request: Request) => edge(request, server as never);
   return { app, log, fetch, send: (method: string, path: string, init: SendInit = {}) => send(fetch, method, path, init) };
 }
 

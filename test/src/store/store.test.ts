@@ -78,7 +78,7 @@ describe("store", () => {
 
   test("an async function is refused (it would leak another caller's writes into its transaction)", async () => {
     const { store } = fileStore();
-    // @ts-expect-error: the type already says synchronous; this is the runtime guard
+    // The type allows a Promise-returning function (T = Promise<...>); the runtime guard refuses it.
     await expect(store.write(async (tx) => tx.run("INSERT INTO items (name) VALUES ('x')"))).rejects.toThrow(/must be synchronous/);
     expect(store.db.query("SELECT count(*) AS n FROM items").get()).toEqual({ n: 0 });
   });
