@@ -172,7 +172,7 @@ function medianSample(samples: Sample[]): Sample {
 }
 
 async function ensureWrk() {
-  if ((await $`command -v wrk`.nothrow().quiet()).exitCode === 0) return;
+  if (Bun.which("wrk")) return;
   if (process.getuid?.() !== 0) throw new Error("wrk is missing: apt-get install wrk (as root)");
   console.log("installing wrk with apt-get");
   await $`apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk`.quiet();
