@@ -15,3 +15,31 @@ test("dependencies are pinned to exact versions", () => {
     expect([name, version]).toEqual([name, expect.stringMatching(/^\d+\.\d+\.\d+$/)]);
   }
 });
+
+const sources = async (dir: string) => {
+  const files: string[] = [];
+  for await (const path of new Bun.Glob(`${dir}/**/*.ts`).scan({ cwd: new URL("..", import.meta.url).pathname })) files.push(path);
+  return files;
+};
+const read = (path: string) => Bun.file(new URL(`../${path}`, import.meta.url)).text();
+
+test("nothing below src/main.ts reads process.env (configuration flows one way)", async () => {
+  const offenders: string[] = [];
+  for (const file of [...(await sources("src")), ...(await sources("plugins"))]) {
+    if (file === "src/main.ts") continue;
+    if (/process\.env\b|Bun\.env\b|import\.meta\.env\b/.test(await read(file))) offenders.push(file);
+  }
+  expect(offenders).toEqual([]);
+});
+
+test("plugins import from src/, never from another plugin", async () => {
+  const offenders: string[] = [];
+  for (const file of await sources("plugins")) {
+    const own = file.split("/")[1];
+    for (const [, target] of (await read(file)).matchAll(/from\s+"([^"]+)"/g)) {
+      const other = target!.match(/(?:^|\/)plugins\/([^/]+)\//)?.[1] ?? (target!.startsWith("../") && !target!.startsWith("../../") ? target!.split("/")[1] : undefined);
+      if (other && other !== own) offenders.push(`${file} → ${target}`);
+    }
+  }
+  expect(offenders).toEqual([]);
+});

@@ -20,7 +20,7 @@ export const CONFIG_FILE_NAME = "citadel.toml";
 
 export interface ConfigInputs {
   schema: TObject;
-  /** The process environment (only main.ts reads process.env and passes it here). */
+  /** The environment variables (main.ts alone reads the real ones and passes them here). */
   env: Readonly<Record<string, string | undefined>>;
   /** --config */
   configFlag?: string;
@@ -77,14 +77,20 @@ export function dataPath(config: Config, path: string): string {
   return isAbsolute(path) ? path : join(config.data_dir, path);
 }
 
+const READ_ERRORS: Record<string, string> = {
+  ENOENT: "no such file",
+  EACCES: "permission denied",
+  EISDIR: "is a directory",
+  ENOTDIR: "a path component is not a directory",
+};
+
 function readConfigText(path: string, explicit: boolean): string | null {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT" && !explicit) return null;
-    const reason =
-      code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : String(code);
+    const reason = READ_ERRORS[code ?? ""] ?? String(code);
     throw new ConfigError(`cannot read config file ${path}: ${reason}`);
   }
 }
