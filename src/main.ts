@@ -1,11 +1,17 @@
 /**
  * The composition root, and the only module that reads process.env and argv. It reads top to
- * bottom: the plugin list, then `serve` (config → data dir → store → migrate → kernel →
- * plugins → listen → wait for a signal → stop everything in reverse).
+ * bottom: the plugin list, the kernel's own commands, then `serve`: config → data dir →
+ * store → migrate → keys (initialize on first start, unseal) → kernel → plugins → listen →
+ * wait for a signal → stop everything in reverse.
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { auditPlugin } from "../plugins/audit/index.ts";
+import { sysPlugin } from "../plugins/sys/index.ts";
 import { systemPlugin } from "../plugins/system/index.ts";
+import { KERNEL_ACTIONS } from "./audit/actions.ts";
+import { startCheckpointer } from "./audit/checkpointer.ts";
+import { AuditLog } from "./audit/log.ts";
 import { buildInfo } from "./build-info.ts";
 import { localApiClient } from "./cli/api-client.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
@@ -13,6 +19,9 @@ import { ConfigError } from "./config/error.ts";
 import { dataPath, loadConfig, type LoadedConfig } from "./config/load.ts";
 import { renderConfigToml } from "./config/render.ts";
 import { buildConfigSchema, DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "./config/schema.ts";
+import { initializeKeys, isInitialized, startRotationSchedule, unsealFromSource, type KeySource } from "./crypto/key-operations.ts";
+import { RootKeyError } from "./crypto/root-key.ts";
+import { Seal, UnsealError } from "./crypto/seal.ts";
 import { prepareDataDir } from "./data-dir.ts";
 import { createHttpApp } from "./http/app.ts";
 import { createEdge, startHttpServer } from "./http/edge.ts";
@@ -26,7 +35,7 @@ import { migrate, MigrationError } from "./store/migrate.ts";
 import { openStore, type Store } from "./store/store.ts";
 
 /** The binary is defined by this list. */
-export const plugins: readonly Plugin<any>[] = [systemPlugin];
+export const plugins: readonly Plugin<any>[] = [systemPlugin, sysPlugin, auditPlugin];
 
 export const configSchema = buildConfigSchema(plugins);
 
@@ -55,13 +64,14 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     out: (text) => process.stdout.write(`${text}\n`),
     err: (text) => process.stderr.write(`${text}\n`),
     api: async () => localApiClient(configFor(options, env).config),
+    dataDir: () => configFor(options, env).config.data_dir,
   };
   try {
     return await command.run(ctx);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`citadel: ${message}\n`);
-    return error instanceof ConfigError ? 2 : 1;
+    return error instanceof ConfigError || error instanceof UsageError ? 2 : 1;
   }
 }
 
@@ -70,25 +80,17 @@ function kernelCommands(env: Env): Command[] {
     {
       words: ["serve"],
       summary: "Run Citadel: the API and every service (creates the embedded default on first start)",
-      run: (ctx) => serve(configFor(ctx.options, env)),
+      run: (ctx) => serve(configFor(ctx.options, env), env),
     },
     {
       words: ["init"],
-      summary: "Create the data directory, config, TLS certificate and database, then exit",
-      async run(ctx) {
-        const loaded = configFor(ctx.options, env);
-        const log = createLogger({ level: "warn" });
-        const { store, tls, created } = await prepare(loaded, log);
-        store.close();
-        const summary = { data_dir: loaded.config.data_dir, config_file: loaded.configPath, created, tls_fingerprint_sha256: tls?.fingerprint ?? null };
-        if (ctx.json) ctx.out(JSON.stringify(summary, null, 2));
-        else {
-          ctx.out(created ? `Initialized Citadel in ${summary.data_dir}` : `Citadel is already initialized in ${summary.data_dir}`);
-          ctx.out(`config: ${summary.config_file}`);
-          if (tls) ctx.out(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}`);
-        }
-        return 0;
+      summary: "Create the data directory, config, TLS certificate, database and root key, then exit",
+      options: {
+        shares: { type: "string", description: "seal.method shamir: how many key shares to make (default 5)" },
+        threshold: { type: "string", description: "seal.method shamir: how many shares unseal (default 3)" },
+        "key-out": { type: "string", description: "seal.method systemd_credential: where to write the root key once (a path, or - for standard output)" },
       },
+      run: (ctx) => init(ctx, configFor(ctx.options, env), env),
     },
     {
       words: ["version"],
@@ -113,14 +115,23 @@ function configFor(options: Record<string, string | boolean | undefined>, env: E
   });
 }
 
-interface Prepared {
-  store: Store;
-  tls: TlsMaterial | undefined;
-  /** True when this call created the installation (first start). */
-  created: boolean;
+function keySource(config: Config, env: Env): KeySource {
+  return {
+    method: config.seal.method,
+    keyFile: dataPath(config, config.seal.key_file),
+    credential: config.seal.credential,
+    credentialsDirectory: env.CREDENTIALS_DIRECTORY,
+  };
 }
 
-/** Everything `serve` and `init` share: data dir, default config, database, TLS material. */
+interface Prepared {
+  store: Store;
+  seal: Seal;
+  audit: AuditLog;
+  tls: TlsMaterial | undefined;
+}
+
+/** Everything `serve` and `init` share: data dir, default config, database, seal and audit, TLS. */
 async function prepare(loaded: LoadedConfig, log: Logger): Promise<Prepared> {
   const { config } = loaded;
   prepareDataDir(config.data_dir);
@@ -135,13 +146,17 @@ async function prepare(loaded: LoadedConfig, log: Logger): Promise<Prepared> {
       ...plugins.map((p) => ({ owner: p.name, migrations: p.migrations })),
     ]);
     if (applied.length > 0) log.info("applied migrations", { migrations: applied.map((m) => `${m.owner}/${m.id}`) });
-    const created = await store.write((tx) => {
-      const exists = tx.query("SELECT 1 FROM instance").get() !== null;
-      if (!exists) tx.query("INSERT INTO instance (singleton, id, created_at) VALUES (1, ?, ?)").run(crypto.randomUUID(), systemClock.now());
-      return !exists;
+    await store.write((tx) => {
+      if (!tx.query("SELECT 1 FROM instance").get()) {
+        tx.query("INSERT INTO instance (singleton, id, created_at) VALUES (1, ?, ?)").run(crypto.randomUUID(), systemClock.now());
+      }
     });
+    const seal = new Seal(store.db, systemClock.now);
+    const audit = new AuditLog({ now: systemClock.now, keyring: () => seal.keyringIfUnsealed() });
+    audit.register(KERNEL_ACTIONS);
+    for (const plugin of plugins) audit.register(plugin.actions);
     const tls = config.http.tls.enabled ? await loadOrCreateTls(tlsFiles(config), log) : undefined;
-    return { store, tls, created };
+    return { store, seal, audit, tls };
   } catch (error) {
     store.close();
     throw error;
@@ -158,32 +173,103 @@ function tlsFiles(config: Config) {
   };
 }
 
-async function serve(loaded: LoadedConfig): Promise<number> {
+async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promise<number> {
+  const { config } = loaded;
+  const source = keySource(config, env);
+  const shares = ctx.options.shares === undefined ? undefined : Number(ctx.options.shares);
+  const threshold = ctx.options.threshold === undefined ? undefined : Number(ctx.options.threshold);
+  const keyOut = ctx.options["key-out"] as string | undefined;
+  if ((shares !== undefined || threshold !== undefined) && source.method !== "shamir") {
+    throw new UsageError('--shares and --threshold need seal.method = "shamir" (in the config, or CITADEL_SEAL_METHOD=shamir)');
+  }
+  const { store, audit, tls } = await prepare(loaded, createLogger({ level: "warn" }));
+  try {
+    const created = !isInitialized(store);
+    if (created && source.method === "systemd_credential" && keyOut === undefined) {
+      throw new UsageError("seal.method systemd_credential: give --key-out FILE (or - for standard output) to receive the root key once");
+    }
+    const result = created ? await initializeKeys(store, audit, source, systemClock.now(), { shares, threshold }) : null;
+    if (result?.rootKeyText && keyOut !== undefined) {
+      if (keyOut === "-") process.stdout.write(result.rootKeyText);
+      else writeFileSync(keyOut, result.rootKeyText, { mode: 0o600, flag: "wx" });
+    }
+    const summary = {
+      data_dir: config.data_dir,
+      config_file: loaded.configPath,
+      created,
+      seal_method: source.method,
+      key_id: result?.keyId ?? null,
+      shares: result?.shares ?? null,
+      tls_fingerprint_sha256: tls?.fingerprint ?? null,
+    };
+    const say = keyOut === "-" ? ctx.err : ctx.out; // keep standard output for the key alone
+    if (ctx.json && keyOut !== "-") say(JSON.stringify(summary, null, 2));
+    else {
+      say(created ? `Initialized Citadel in ${summary.data_dir} (seal method ${source.method}, root key ${summary.key_id})` : `Citadel is already initialized in ${summary.data_dir}`);
+      say(`config: ${summary.config_file}`);
+      if (tls) say(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}`);
+      if (source.method === "key_file" && created) say(`root key: ${source.keyFile} (mode 0600; keep a copy somewhere safe)`);
+      if (result?.shares) {
+        say(`\nKey shares (any ${threshold ?? 3} of ${result.shares.length} unseal). They are shown only now; give one to each keeper:\n`);
+        for (const share of result.shares) say(`  ${share}`);
+      }
+      if (result?.rootKeyText && keyOut !== "-") {
+        say(`root key written to ${keyOut}: encrypt it with  systemd-creds encrypt --name=${source.credential} ${keyOut} /etc/credstore.encrypted/${source.credential}  then delete ${keyOut}`);
+      }
+    }
+    return 0;
+  } finally {
+    store.close();
+  }
+}
+
+async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
   const { config } = loaded;
   const log = createLogger({ level: config.log.level });
   const lifecycle = new Lifecycle(log);
+  const now = systemClock.now;
   try {
-    const { store, tls } = await prepare(loaded, log);
+    const { store, seal, audit, tls } = await prepare(loaded, log);
     lifecycle.started("store", () => store.close());
 
-    const startedAt = systemClock.now();
+    const source = keySource(config, env);
+    if (!isInitialized(store)) {
+      if (source.method !== "key_file") throw new ConfigError(`seal.method ${source.method}: this Citadel is not initialized; run citadel init first`);
+      const { keyId } = await initializeKeys(store, audit, source, now());
+      log.info("initialized the root key", { key_id: keyId, key_file: source.keyFile });
+    }
+    if (source.method === "shamir") log.warn("sealed: waiting for key shares (citadel unseal)");
+    else await unsealFromSource(store, seal, audit, source, log, now);
+    lifecycle.started("seal", () => seal.seal());
+
+    const startedAt = now();
     const kernelFor = (plugin: Plugin<any>): Kernel => ({
       settings: config[plugin.name],
       config,
       store,
+      seal,
+      audit,
       log: log.with({ plugin: plugin.name }),
       clock: systemClock,
       build: buildInfo,
       startedAt,
+      keySource: source,
     });
     for (const plugin of plugins) {
       if (plugin.start) lifecycle.started(`plugin ${plugin.name}`, await plugin.start(kernelFor(plugin)));
     }
+    const intervalMs = config.audit.checkpoint_interval_seconds * 1000;
+    lifecycle.started("audit checkpoints", startCheckpointer({ store, seal, every: config.audit.checkpoint_every, intervalMs, now, log }));
+    lifecycle.started("key rotation", startRotationSchedule(store, seal, audit, config.keys.rotation_days, now, log));
 
     const app = createHttpApp({
       mounts: plugins.flatMap((p) => (p.routes ? [{ name: p.name, routes: p.routes(kernelFor(p)) }] : [])),
       tls: tls !== undefined,
-      readiness: [{ name: "store", problem: () => (store.ping() ? null : "unreachable") }],
+      sealed: () => seal.sealed,
+      readiness: [
+        { name: "store", problem: () => (store.ping() ? null : "unreachable") },
+        { name: "seal", problem: () => (seal.sealed ? "sealed" : null) },
+      ],
       log,
       info: { version: buildInfo.version },
     });
@@ -205,9 +291,9 @@ async function serve(loaded: LoadedConfig): Promise<number> {
     });
     lifecycle.started("http", () => server.stop());
 
-    process.stderr.write(`Citadel ${buildInfo.version} is serving ${server.url} (API docs: ${server.url}/docs)\n`);
+    process.stderr.write(`Citadel ${buildInfo.version} is serving ${server.url} (API docs: ${server.url}/docs)${seal.sealed ? " — sealed" : ""}\n`);
     if (tls) process.stderr.write(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}\n`);
-    log.info("listening", { url: server.url, tls_fingerprint_sha256: tls?.fingerprint ?? null, version: buildInfo.version });
+    log.info("listening", { url: server.url, tls_fingerprint_sha256: tls?.fingerprint ?? null, version: buildInfo.version, sealed: seal.sealed });
 
     const signal = await nextSignal(log);
     log.info("stopping", { signal });
@@ -218,9 +304,9 @@ async function serve(loaded: LoadedConfig): Promise<number> {
   } catch (error) {
     await lifecycle.stopAll();
     log.flush();
-    if (error instanceof MigrationError) {
+    if (error instanceof MigrationError || error instanceof RootKeyError || error instanceof UnsealError) {
       process.stderr.write(`citadel: ${error.message}\n`);
-      return 1;
+      return error instanceof RootKeyError ? 2 : 1;
     }
     throw error;
   }

@@ -5,8 +5,11 @@
  */
 import type { TObject } from "@sinclair/typebox";
 import type { AnyElysia } from "elysia";
+import type { AuditLog } from "./audit/log.ts";
 import type { BuildInfo } from "./build-info.ts";
 import type { Config } from "./config/schema.ts";
+import type { KeySource } from "./crypto/key-operations.ts";
+import type { Seal } from "./crypto/seal.ts";
 import type { Logger } from "./log.ts";
 import type { Migration } from "./store/migrate.ts";
 import type { Store } from "./store/store.ts";
@@ -33,11 +36,17 @@ export interface Kernel<Settings = unknown> {
   /** The whole configuration, read-only: plugins read their own section through `settings`. */
   readonly config: Readonly<Config>;
   readonly store: Store;
+  /** Seal state; `seal.keyring()` gives the keyring or throws SealedError (503). */
+  readonly seal: Seal;
+  /** Record an event inside the store transaction that makes the change: `audit.record(tx, ...)`. */
+  readonly audit: AuditLog;
   readonly log: Logger;
   readonly clock: Clock;
   readonly build: BuildInfo;
   /** When this process started serving (ms since the epoch). */
   readonly startedAt: number;
+  /** Where the root key comes from (for unseal and rekey). */
+  readonly keySource: KeySource;
 }
 
 export interface CommandOption {
@@ -57,12 +66,16 @@ export interface CommandContext {
   err(text: string): void;
   /** A client for the API of the configured Citadel (built lazily: not every command needs it). */
   api(): Promise<ApiClient>;
+  /** The configured data directory (for commands that work on the files, such as audit verify). */
+  dataDir(): string;
 }
 
 export interface ApiClient {
   readonly baseUrl: string;
   /** Sends a JSON request; resolves with the parsed body, or throws an ApiError with the problem. */
   request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
+  /** Like `request`, for answers that are not JSON (exports). */
+  requestText(method: string, path: string): Promise<string>;
 }
 
 export interface Command {

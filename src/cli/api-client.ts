@@ -27,34 +27,44 @@ export interface ApiClientOptions {
 }
 
 export function createApiClient({ baseUrl, ca }: ApiClientOptions): ApiClient {
+  const send = async (method: string, path: string, body?: unknown): Promise<{ response: Response; text: string }> => {
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, baseUrl), {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        ...(ca ? { tls: { ca } } : {}),
+      });
+    } catch (error) {
+      const reason = (error as { code?: string }).code ?? (error instanceof Error ? error.message : String(error));
+      throw new ApiError(`cannot reach Citadel at ${baseUrl} (${reason}); is it running?`);
+    }
+    const text = await response.text();
+    if (!response.ok) {
+      let problem: { detail?: string; title?: string; code?: string; request_id?: string } = {};
+      try {
+        problem = JSON.parse(text);
+      } catch {
+        // not a problem document: the status says enough
+      }
+      const what = problem.detail ?? problem.title ?? `HTTP ${response.status}`;
+      throw new ApiError(`${what} (${problem.code ?? response.status}${problem.request_id ? `, request ${problem.request_id}` : ""})`, response.status, problem.code);
+    }
+    return { response, text };
+  };
   return {
     baseUrl,
     async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-      let response: Response;
+      const { response, text } = await send(method, path, body);
       try {
-        response = await fetch(new URL(path, baseUrl), {
-          method,
-          headers: body === undefined ? {} : { "content-type": "application/json" },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          ...(ca ? { tls: { ca } } : {}),
-        });
-      } catch (error) {
-        const reason = (error as { code?: string }).code ?? (error instanceof Error ? error.message : String(error));
-        throw new ApiError(`cannot reach Citadel at ${baseUrl} (${reason}); is it running?`);
-      }
-      const text = await response.text();
-      let parsed: unknown;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
+        return (text ? JSON.parse(text) : undefined) as T;
       } catch {
         throw new ApiError(`unexpected answer from ${baseUrl}${path} (HTTP ${response.status}, not JSON)`, response.status);
       }
-      if (!response.ok) {
-        const problem = (parsed ?? {}) as { detail?: string; title?: string; code?: string; request_id?: string };
-        const what = problem.detail ?? problem.title ?? `HTTP ${response.status}`;
-        throw new ApiError(`${what} (${problem.code ?? response.status}${problem.request_id ? `, request ${problem.request_id}` : ""})`, response.status, problem.code);
-      }
-      return parsed as T;
+    },
+    async requestText(method: string, path: string): Promise<string> {
+      return (await send(method, path)).text;
     },
   };
 }

@@ -72,6 +72,48 @@ export const LogConfig = section("Logging (JSON lines on standard output).", {
   ),
 });
 
+export const SealConfig = section("How the root key is obtained to unseal. See docs/keys.md.", {
+  method: Type.Union([Type.Literal("key_file"), Type.Literal("systemd_credential"), Type.Literal("shamir")], {
+    default: "key_file",
+    description:
+      "key_file: read seal.key_file at start (the embedded default); systemd_credential: read $CREDENTIALS_DIRECTORY/<seal.credential> at start; shamir: start sealed and wait for `citadel unseal` with enough key shares.",
+  }),
+  key_file: Type.String({
+    default: "root.key",
+    minLength: 1,
+    description: "The root key file for method key_file (64 hex digits, mode 0600); relative paths are inside data_dir.",
+  }),
+  credential: Type.String({
+    default: "citadel-root-key",
+    pattern: "^[A-Za-z0-9_.-]+$",
+    description: "The credential name for method systemd_credential (LoadCredentialEncrypted=<name>:<path> in the unit).",
+  }),
+});
+
+export const KeysConfig = section("Key rotation.", {
+  rotation_days: Type.Integer({
+    default: 90,
+    minimum: 0,
+    maximum: 3650,
+    description: "Rotate the key-encryption key automatically when the active one is older than this many days (0: only by `citadel keys rotate`).",
+  }),
+});
+
+export const AuditConfig = section("The audit log.", {
+  checkpoint_every: Type.Integer({
+    default: 1000,
+    minimum: 1,
+    maximum: 1_000_000,
+    description: "Sign a checkpoint of the audit chain after this many new events...",
+  }),
+  checkpoint_interval_seconds: Type.Integer({
+    default: 300,
+    minimum: 1,
+    maximum: 86_400,
+    description: "...or after this many seconds, whichever comes first (only when there are new events).",
+  }),
+});
+
 const kernelProperties = {
   data_dir: Type.String({
     default: ".citadel",
@@ -82,6 +124,9 @@ const kernelProperties = {
   }),
   http: HttpConfig,
   log: LogConfig,
+  seal: SealConfig,
+  keys: KeysConfig,
+  audit: AuditConfig,
 };
 
 export const KernelConfig = Type.Object(kernelProperties, { additionalProperties: false });

@@ -4,6 +4,7 @@
  * before routing (request id, client address, body checks) and the access log live in edge.ts.
  */
 import { Elysia, t, type AnyElysia } from "elysia";
+import { SealedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { docsRoutes } from "./docs.ts";
 import { openApiDocument, type ApiInfo } from "./openapi.ts";
@@ -29,6 +30,8 @@ export interface HttpAppOptions {
   /** Whether the API is served over TLS (HSTS is only sent then). */
   tls: boolean;
   readiness: readonly ReadinessCheck[];
+  /** While true, every route but those in SEALED_ROUTES answers 503 `sealed`. */
+  sealed?: () => boolean;
   log: Logger;
   info: ApiInfo;
 }
@@ -42,12 +45,19 @@ interface ErrorContext {
   route: string;
 }
 
-export function createHttpApp({ mounts, tls, readiness, log, info }: HttpAppOptions): AnyElysia {
+/** What answers while sealed: health, readiness, unsealing, and the API's own description. */
+export const SEALED_ROUTES = new Set(["/healthz", "/readyz", "/v1/sys/seal-status", "/v1/sys/unseal", "/openapi.json", "/docs", "/docs/ui.js", "/docs/ui.css"]);
+
+export function createHttpApp({ mounts, tls, readiness, sealed = () => false, log, info }: HttpAppOptions): AnyElysia {
   // Handlers destructure only what they use: Elysia builds just that part of the context.
   const app = new Elysia({ name: "citadel" })
     .headers(securityHeaders({ tls })) // merged into every response as it is built
     .onRequest(({ request, set }) => {
-      set.headers["x-request-id"] = requestMeta(request).id;
+      const meta = requestMeta(request);
+      set.headers["x-request-id"] = meta.id;
+      if (sealed() && !SEALED_ROUTES.has(pathOf(request.url))) {
+        return problemResponse({ ...problemFor(new SealedError("Citadel is sealed: unseal it with `citadel unseal`.")), headers: { "x-request-id": meta.id } }, meta.id);
+      }
     })
     .onError(({ code, error, request, route }) => {
       const meta = requestMeta(request);
@@ -83,6 +93,13 @@ export function createHttpApp({ mounts, tls, readiness, log, info }: HttpAppOpti
   });
   app.use(docsRoutes());
   return app;
+}
+
+/** The path of a request URL, without parsing the whole URL (this runs on every request while sealed). */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const query = url.indexOf("?", start);
+  return query < 0 ? url.slice(start) : url.slice(start, query);
 }
 
 /** Elysia's own error codes, then ours: one place decides what the client sees. */

@@ -11,4 +11,97 @@ export const kernelMigrations: readonly Migration[] = [
       created_at INTEGER NOT NULL
     ) STRICT;`,
   },
+  {
+    id: "0002_keyring",
+    // Root keys are never stored: only their verifiers. KEKs are stored wrapped by each
+    // root key that may unseal (two during a rekey); DEKs are stored wrapped by a KEK.
+    up: `CREATE TABLE root_keys (
+      id         TEXT PRIMARY KEY,
+      verifier   BLOB NOT NULL,
+      method     TEXT NOT NULL CHECK (method IN ('key_file', 'systemd_credential', 'shamir')),
+      shares     INTEGER,
+      threshold  INTEGER,
+      state      TEXT NOT NULL CHECK (state IN ('active', 'pending')),
+      created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE UNIQUE INDEX root_keys_one_active ON root_keys (state) WHERE state = 'active';
+
+    CREATE TABLE keks (
+      version    INTEGER PRIMARY KEY,
+      created_at INTEGER NOT NULL,
+      retired_at INTEGER
+    ) STRICT;
+
+    CREATE TABLE kek_wraps (
+      kek_version INTEGER NOT NULL REFERENCES keks (version),
+      root_key_id TEXT NOT NULL REFERENCES root_keys (id) ON DELETE CASCADE,
+      wrapped     BLOB NOT NULL,
+      PRIMARY KEY (kek_version, root_key_id)
+    ) STRICT;
+
+    CREATE TABLE deks (
+      owner        TEXT NOT NULL,
+      version      INTEGER NOT NULL,
+      kek_version  INTEGER NOT NULL REFERENCES keks (version),
+      wrapped      BLOB,
+      created_at   INTEGER NOT NULL,
+      destroyed_at INTEGER,
+      PRIMARY KEY (owner, version),
+      CHECK ((wrapped IS NULL) = (destroyed_at IS NOT NULL))
+    ) STRICT;
+    CREATE INDEX deks_by_kek ON deks (kek_version) WHERE wrapped IS NOT NULL;`,
+  },
+  {
+    id: "0003_audit",
+    // Append-only: triggers refuse UPDATE and DELETE. Each event's hash covers the previous
+    // hash and the event's canonical encoding (personal data included only as ciphertext).
+    up: `CREATE TABLE audit_events (
+      seq           INTEGER PRIMARY KEY,
+      id            TEXT NOT NULL UNIQUE,
+      time          INTEGER NOT NULL,
+      actor_kind    TEXT NOT NULL,
+      actor_org     TEXT,
+      actor_user    TEXT,
+      actor_token   TEXT,
+      action        TEXT NOT NULL,
+      resource_type TEXT,
+      resource_id   TEXT,
+      organization  TEXT,
+      workspace     TEXT,
+      request_id    TEXT,
+      outcome       TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
+      reason        TEXT,
+      subject       TEXT,
+      personal      BLOB,
+      prev_hash     BLOB NOT NULL,
+      hash          BLOB NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_events_by_time ON audit_events (time);
+    CREATE INDEX audit_events_by_org ON audit_events (organization, seq);
+    CREATE INDEX audit_events_by_action ON audit_events (action, seq);
+    CREATE INDEX audit_events_by_actor ON audit_events (actor_user, seq);
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+      BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+      BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+
+    CREATE TABLE audit_signing_keys (
+      id          TEXT PRIMARY KEY,
+      public_key  BLOB NOT NULL,
+      private_key BLOB NOT NULL,
+      created_at  INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE audit_checkpoints (
+      seq       INTEGER PRIMARY KEY,
+      hash      BLOB NOT NULL,
+      time      INTEGER NOT NULL,
+      key_id    TEXT NOT NULL REFERENCES audit_signing_keys (id),
+      signature BLOB NOT NULL
+    ) STRICT;
+    CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+      BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+    CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+      BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;`,
+  },
 ];

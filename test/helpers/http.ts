@@ -7,7 +7,15 @@ import { createHttpApp, type MountedRoutes, type ReadinessCheck } from "../../sr
 import { createEdge } from "../../src/http/edge.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { parseCidr } from "../../src/net/ip.ts";
-import type { Clock, Kernel } from "../../src/plugin.ts";
+import { KERNEL_ACTIONS } from "../../src/audit/actions.ts";
+import { AuditLog } from "../../src/audit/log.ts";
+import { Keyring } from "../../src/crypto/keyring.ts";
+import { generateRootKey } from "../../src/crypto/root-key.ts";
+import { Seal } from "../../src/crypto/seal.ts";
+import { encodeShare, splitSecret } from "../../src/crypto/shamir.ts";
+import type { AuditActionType, Clock, Kernel } from "../../src/plugin.ts";
+import { kernelMigrations } from "../../src/store/kernel-migrations.ts";
+import { migrate } from "../../src/store/migrate.ts";
 import { openStore, type Store } from "../../src/store/store.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { buildConfigSchema } from "../../src/config/schema.ts";
@@ -17,6 +25,7 @@ export const BASE = "https://citadel.test";
 export interface TestEdgeOptions {
   mounts?: MountedRoutes[];
   readiness?: ReadinessCheck[];
+  sealed?: () => boolean;
   bodyLimit?: number;
   trustedProxies?: string[];
   /** The socket peer every request appears to come from. */
@@ -40,6 +49,7 @@ export function testEdge(options: TestEdgeOptions = {}) {
     mounts: options.mounts ?? [],
     tls: true,
     readiness: options.readiness ?? [],
+    sealed: options.sealed,
     log: log.logger,
     info: { version: "test" },
   });
@@ -92,18 +102,46 @@ export const fixedClock = (start = Date.UTC(2026, 0, 1)): Clock & { advance(ms: 
   return { now: () => now, advance: (ms) => void (now += ms) };
 };
 
-/** A kernel for a plugin under test: in-memory store, fixed clock, default config. */
-export function testKernel<S = unknown>(overrides: Partial<Kernel<S>> = {}): Kernel<S> & { store: Store } {
+export interface TestKernelOptions<S> extends Partial<Kernel<S>> {
+  /** Leave the kernel sealed (default: unsealed with a fresh root key). */
+  sealed?: boolean;
+  /** Action types to register besides the kernel's. */
+  actions?: readonly AuditActionType[];
+  /** "shamir": the root key is split 3 of 5 (see `shares`), and the kernel starts sealed. */
+  sealMethod?: "key_file" | "shamir";
+}
+
+/**
+ * A kernel for a plugin under test: an in-memory store with the kernel's migrations, a
+ * fresh root key (a key file method, never written), a fixed clock and default config.
+ */
+export function testKernel<S = unknown>(options: TestKernelOptions<S> = {}): Kernel<S> & { store: Store; rootKey: Buffer; shares: string[] } {
   const { config } = loadConfig({ schema: buildConfigSchema([]), env: {}, cwd: "/nonexistent", dataFlag: "/nonexistent/data" });
-  const clock = overrides.clock ?? fixedClock();
+  const clock = options.clock ?? fixedClock();
+  const store = openStore({ path: ":memory:" });
+  migrate(store.db, [{ owner: "kernel", migrations: kernelMigrations }]);
+  const rootKey = generateRootKey();
+  const method = options.sealMethod ?? "key_file";
+  const shamir = method === "shamir" ? { shares: 5, threshold: 3 } : undefined;
+  const keyId = store.db.transaction(() => Keyring.initialize(store.db, rootKey, method, clock.now(), shamir))();
+  const shares = shamir ? splitSecret(rootKey, 5, 3).map((s) => encodeShare(keyId, s)) : [];
+  const seal = new Seal(store.db, clock.now);
+  if (!(options.sealed ?? method === "shamir")) seal.unsealWithKey(rootKey);
+  const audit = new AuditLog({ now: clock.now, keyring: () => seal.keyringIfUnsealed() });
+  audit.register([...KERNEL_ACTIONS, ...(options.actions ?? [])]);
   return {
     settings: undefined as S,
     config,
-    store: openStore({ path: ":memory:" }),
+    store,
+    seal,
+    audit,
     log: captureLog().logger,
     clock,
     build: { version: "1.2.3", commit: "abc1234", buildTime: "2026-01-01T00:00:00.000Z", compiled: true },
     startedAt: clock.now(),
-    ...overrides,
-  } as Kernel<S> & { store: Store };
+    keySource: { method, keyFile: "/nonexistent/root.key", credential: "citadel-root-key", credentialsDirectory: undefined },
+    rootKey,
+    shares,
+    ...options,
+  } as Kernel<S> & { store: Store; rootKey: Buffer; shares: string[] };
 }

@@ -1,0 +1,131 @@
+/** CLI: citadel audit list | export | verify | checkpoint | note | erase. */
+import { Database } from "bun:sqlite";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseCheckpointFile } from "../../src/audit/checkpoints.ts";
+import { verifyAuditChain } from "../../src/audit/verify.ts";
+import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
+import type { AuditPage, Checkpoint, EraseResponse, EventRef } from "./model.ts";
+
+const FILTER_OPTIONS: Record<string, CommandOption> = {
+  action: { type: "string", description: "Action type or dotted prefix (secrets, sys.unseal)" },
+  actor: { type: "string", description: "Acting user's id" },
+  outcome: { type: "string", description: "success or failure" },
+  organization: { type: "string", description: "Organization id" },
+  workspace: { type: "string", description: "Workspace id" },
+  "resource-type": { type: "string", description: "Resource type" },
+  "resource-id": { type: "string", description: "Resource id" },
+  since: { type: "string", description: "From this time (ISO 8601)" },
+  until: { type: "string", description: "Before this time (ISO 8601)" },
+};
+
+function filterQuery(ctx: CommandContext, extra: Record<string, string | undefined> = {}): string {
+  const params = new URLSearchParams();
+  for (const name of Object.keys(FILTER_OPTIONS)) {
+    const value = ctx.options[name];
+    if (typeof value === "string") params.set(name.replace("-", "_"), value);
+  }
+  for (const [name, value] of Object.entries(extra)) if (value !== undefined) params.set(name, value);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+export const auditCommands: Command[] = [
+  {
+    words: ["audit", "list"],
+    summary: "List audit events, newest first",
+    options: { ...FILTER_OPTIONS, limit: { type: "string", description: "How many (default 50)" }, cursor: { type: "string", description: "Continue after a previous page" } },
+    async run(ctx) {
+      const page = await (await ctx.api()).request<typeof AuditPage.static>(
+        "GET",
+        `/v1/audit/events${filterQuery(ctx, { limit: (ctx.options.limit as string | undefined) ?? "50", cursor: ctx.options.cursor as string | undefined })}`,
+      );
+      if (ctx.json) {
+        ctx.out(JSON.stringify(page, null, 2));
+        return 0;
+      }
+      for (const e of page.events) {
+        const who = e.actor.user ?? e.actor.kind;
+        const what = e.resource ? ` ${e.resource.type}${e.resource.id ? `:${e.resource.id}` : ""}` : "";
+        ctx.out(`${String(e.seq).padStart(6)}  ${e.time}  ${e.outcome === "success" ? "ok  " : "FAIL"}  ${e.action.padEnd(24)} ${who}${what}${e.reason ? `  — ${e.reason}` : ""}`);
+      }
+      if (page.next_cursor) ctx.out(`(more: --cursor ${page.next_cursor})`);
+      return 0;
+    },
+  },
+  {
+    words: ["audit", "export"],
+    summary: "Export audit events as NDJSON or CSV (to standard output or --out FILE)",
+    options: { ...FILTER_OPTIONS, format: { type: "string", description: "ndjson (default) or csv" }, out: { type: "string", description: "Write to this file (mode 0600)" } },
+    async run(ctx) {
+      const api = await ctx.api();
+      const text = await api.requestText("GET", `/v1/audit/export${filterQuery(ctx, { format: ctx.options.format as string | undefined })}`);
+      if (typeof ctx.options.out === "string") writeFileSync(ctx.options.out, text, { mode: 0o600 });
+      else process.stdout.write(text);
+      return 0;
+    },
+  },
+  {
+    words: ["audit", "verify"],
+    summary: "Verify the audit chain and its signed checkpoints in the data directory (works sealed and offline)",
+    options: { checkpoint: { type: "string", description: "A checkpoint file kept elsewhere (citadel audit checkpoint --out FILE)" } },
+    async run(ctx) {
+      const path = join(ctx.dataDir(), "citadel.db");
+      if (!existsSync(path)) throw new Error(`no database at ${path}`);
+      const checkpoint = typeof ctx.options.checkpoint === "string" ? parseCheckpointFile(readFileSync(ctx.options.checkpoint, "utf8")) : undefined;
+      const db = new Database(path, { readonly: true });
+      try {
+        const report = verifyAuditChain(db, { checkpoint });
+        if (ctx.json) ctx.out(JSON.stringify(report, null, 2));
+        else if (report.ok) {
+          ctx.out(`OK: ${report.events} events, chain head ${report.head ? `${report.head.seq} ${report.head.hash}` : "(empty)"}`);
+          ctx.out(`${report.checkpoints.verified} signed checkpoints verified; ${report.unsigned_tail} events after the latest one`);
+        } else {
+          const p = report.first_problem!;
+          ctx.err(`FAILED at event ${p.seq}${p.id ? ` (${p.id})` : ""}: ${p.problem}`);
+        }
+        return report.ok ? 0 : 1;
+      } finally {
+        db.close();
+      }
+    },
+  },
+  {
+    words: ["audit", "checkpoint"],
+    summary: "Sign the head of the audit chain now and print (or save) the checkpoint to keep elsewhere",
+    options: { out: { type: "string", description: "Write the checkpoint to this file" } },
+    async run(ctx) {
+      const checkpoint = await (await ctx.api()).request<typeof Checkpoint.static>("POST", "/v1/audit/checkpoints");
+      const text = JSON.stringify(checkpoint, null, 2);
+      if (typeof ctx.options.out === "string") {
+        writeFileSync(ctx.options.out, `${text}\n`, { mode: 0o600 });
+        ctx.err(`checkpoint of event ${checkpoint.seq} written to ${ctx.options.out}`);
+      } else ctx.out(text);
+      return 0;
+    },
+  },
+  {
+    words: ["audit", "note"],
+    summary: "Write a note into the audit log (no secrets, no personal data)",
+    args: "<text>",
+    maxArgs: 1,
+    async run(ctx) {
+      if (!ctx.args[0]) throw new Error("give the note's text");
+      const { id } = await (await ctx.api()).request<typeof EventRef.static>("POST", "/v1/audit/notes", { text: ctx.args[0] });
+      ctx.out(ctx.json ? JSON.stringify({ id }) : id);
+      return 0;
+    },
+  },
+  {
+    words: ["audit", "erase"],
+    summary: "Erase a subject's personal data from the audit log by destroying its key",
+    args: "<subject>",
+    maxArgs: 1,
+    async run(ctx) {
+      if (!ctx.args[0]) throw new Error("give the subject (a user id)");
+      const r = await (await ctx.api()).request<typeof EraseResponse.static>("POST", `/v1/audit/subjects/${encodeURIComponent(ctx.args[0])}/erase`);
+      ctx.out(ctx.json ? JSON.stringify(r) : `Erased ${r.subject}: ${r.keys_destroyed} keys destroyed.`);
+      return 0;
+    },
+  },
+];

@@ -1,0 +1,152 @@
+/**
+ * The `audit` plugin: the HTTP API over src/audit — query, export, action types, signed
+ * checkpoints, verification, operator notes and erasure of a subject's personal data.
+ * Until identity exists these routes answer only on loopback.
+ */
+import { Elysia } from "elysia";
+import { createCheckpoint, listCheckpoints } from "../../src/audit/checkpoints.ts";
+import { subjectKeyOwner } from "../../src/audit/event.ts";
+import { BadCursorError, csvRow, CSV_COLUMNS, iterateAuditEvents, listAuditEvents, type AuditFilter } from "../../src/audit/query.ts";
+import { verifyAuditChain } from "../../src/audit/verify.ts";
+import { InvalidError } from "../../src/errors.ts";
+import { auditRequest, loopbackOnly, OPERATOR } from "../../src/http/guards.ts";
+import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { auditCommands } from "./commands.ts";
+import { ActionList, AuditPage, CheckpointList, Checkpoint, EraseResponse, EventRef, ExportQuery, ListQuery, NoteRequest, VerifyReport, type EventQuery } from "./model.ts";
+
+export const auditPlugin = definePlugin({
+  name: "audit",
+  scopes: ["audit:read", "audit:write"],
+  actions: [],
+  migrations: [],
+  routes: (k) =>
+    new Elysia({ name: "audit" })
+      .use(loopbackOnly())
+      .get(
+        "/events",
+        ({ query }) => {
+          try {
+            return listAuditEvents(k.store.db, k.seal.keyring(), filterOf(query), query.limit ?? 100, query.cursor);
+          } catch (error) {
+            if (error instanceof BadCursorError) throw new InvalidError(error.message, "query.cursor");
+            throw error;
+          }
+        },
+        { query: ListQuery, response: AuditPage, detail: { summary: "Audit events, newest first, filtered, one page at a time", tags: ["audit"] } },
+      )
+      .get(
+        "/export",
+        async ({ query, request }) => {
+          const filter = filterOf(query);
+          const keyring = k.seal.keyring();
+          const format = query.format ?? "ndjson";
+          await k.store.write((tx) =>
+            k.audit.record(tx, { action: "audit.export", actor: OPERATOR, outcome: "success", reason: `format ${format}, filter ${JSON.stringify(filter)}`, request: auditRequest(request) }),
+          );
+          const rows = iterateAuditEvents(k.store.db, keyring, filter);
+          const encoder = new TextEncoder();
+          let header = format === "csv";
+          const stream = new ReadableStream<Uint8Array>({
+            pull(controller) {
+              let chunk = header ? `${CSV_COLUMNS.join(",")}\r\n` : "";
+              header = false;
+              for (let i = 0; i < 500; i++) {
+                const next = rows.next();
+                if (next.done) {
+                  if (chunk) controller.enqueue(encoder.encode(chunk));
+                  controller.close();
+                  return;
+                }
+                chunk += format === "csv" ? csvRow(next.value) : `${JSON.stringify(next.value)}\n`;
+              }
+              controller.enqueue(encoder.encode(chunk));
+            },
+          });
+          return new Response(stream, {
+            headers: {
+              "content-type": format === "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson",
+              "content-disposition": `attachment; filename="citadel-audit.${format === "csv" ? "csv" : "ndjson"}"`,
+            },
+          });
+        },
+        { query: ExportQuery, detail: { summary: "Stream every matching event as NDJSON or CSV (the export itself is audited)", tags: ["audit"], responses: { 200: EXPORT_RESPONSE } } },
+      )
+      .get("/actions", () => ({ actions: k.audit.registeredActions() }), {
+        response: ActionList,
+        detail: { summary: "Every audit action type, with what it means", tags: ["audit"] },
+      })
+      .get("/checkpoints", () => ({ checkpoints: listCheckpoints(k.store.db) }), {
+        response: CheckpointList,
+        detail: { summary: "Signed checkpoints of the chain, newest first (keep one elsewhere)", tags: ["audit"] },
+      })
+      .post(
+        "/checkpoints",
+        async () => {
+          const keyring = k.seal.keyring();
+          await k.store.write((tx) => createCheckpoint(tx, keyring, k.clock.now()));
+          const latest = listCheckpoints(k.store.db, 1)[0];
+          if (!latest) throw new InvalidError("the audit log is empty: nothing to sign yet");
+          return latest;
+        },
+        { response: Checkpoint, detail: { summary: "Sign the head of the chain now and return the checkpoint", tags: ["audit"] } },
+      )
+      .get("/verify", () => verifyAuditChain(k.store.db), {
+        response: VerifyReport,
+        detail: { summary: "Walk the whole chain and the signed checkpoints; name the first bad event", tags: ["audit"] },
+      })
+      .post(
+        "/notes",
+        async ({ body, request }) => ({
+          id: await k.store.write((tx) => k.audit.record(tx, { action: "audit.note.create", actor: OPERATOR, outcome: "success", reason: body.text, request: auditRequest(request) })),
+        }),
+        { body: NoteRequest, response: EventRef, detail: { summary: "Write an operator's note into the audit log", tags: ["audit"] } },
+      )
+      .post("/subjects/:subject/erase", ({ params, request }) => erase(k, params.subject, request), {
+        response: EraseResponse,
+        detail: { summary: "Erase a subject's personal data from the audit log (destroys its key; the chain still verifies)", tags: ["audit"] },
+      }),
+  commands: auditCommands,
+});
+
+const EXPORT_RESPONSE = {
+  description: "One event per line (NDJSON), or CSV with a header row",
+  content: { "application/x-ndjson": { schema: { type: "string" as const } }, "text/csv": { schema: { type: "string" as const } } },
+};
+
+function filterOf(query: typeof EventQuery.static): AuditFilter {
+  const time = (value: string | undefined, field: string) => {
+    if (value === undefined) return undefined;
+    const ms = Date.parse(value);
+    if (Number.isNaN(ms)) throw new InvalidError("not an ISO 8601 date-time", `query.${field}`);
+    return ms;
+  };
+  const { since, until, ...rest } = query;
+  const filter: AuditFilter = {};
+  for (const [key, value] of Object.entries(rest)) if (value !== undefined && key in EMPTY_FILTER) (filter as Record<string, unknown>)[key] = value;
+  filter.since = time(since, "since");
+  filter.until = time(until, "until");
+  return filter;
+}
+
+const EMPTY_FILTER: Record<keyof AuditFilter, true> = {
+  organization: true,
+  workspace: true,
+  actor: true,
+  action: true,
+  outcome: true,
+  resource_type: true,
+  resource_id: true,
+  since: true,
+  until: true,
+};
+
+async function erase(k: Kernel, subject: string, request: Request) {
+  if (subject.length > 200) throw new InvalidError("the subject id is too long", "path.subject");
+  k.seal.keyring(); // refuses while sealed, before anything is written
+  const destroyed = await k.store.write((tx) => {
+    const count = k.seal.keyring().destroyOwner(tx, subjectKeyOwner(subject), k.clock.now());
+    k.audit.record(tx, { action: "audit.subject.erase", actor: OPERATOR, outcome: "success", resource: { type: "subject", id: subject }, reason: `${count} keys destroyed`, request: auditRequest(request) });
+    return count;
+  });
+  return { subject, keys_destroyed: destroyed };
+}

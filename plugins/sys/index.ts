@@ -1,0 +1,118 @@
+/**
+ * The `sys` plugin: seal state, unseal and seal, key status, rotation and rekey, over the
+ * kernel's keyring (src/crypto). Until identity exists these routes answer only on loopback.
+ */
+import { Elysia } from "elysia";
+import { rekey, rotateKek } from "../../src/crypto/key-operations.ts";
+import { readConfiguredRootKey } from "../../src/crypto/key-operations.ts";
+import type { RootKeyRecord } from "../../src/crypto/keyring.ts";
+import { UnsealError } from "../../src/crypto/seal.ts";
+import { InvalidError, UnavailableError } from "../../src/errors.ts";
+import { RootKeyError } from "../../src/crypto/root-key.ts";
+import { auditRequest, loopbackOnly, OPERATOR } from "../../src/http/guards.ts";
+import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { sysCommands } from "./commands.ts";
+import { KeysStatus, RekeyRequest, RekeyResponse, RotateResponse, SealStatus, UnsealRequest, UnsealResponse } from "./model.ts";
+
+const DAY_MS = 86_400_000;
+
+export const sysPlugin = definePlugin({
+  name: "sys",
+  scopes: ["sys:seal", "sys:keys"],
+  actions: [],
+  migrations: [],
+  routes: (k) =>
+    new Elysia({ name: "sys" })
+      .get("/seal-status", () => k.seal.status(), {
+        response: SealStatus,
+        detail: { summary: "Whether Citadel is sealed, and unseal progress", tags: ["sys"] },
+      })
+      .use(loopbackOnly())
+      .post("/unseal", ({ body, request }) => unseal(k, body, request), {
+        body: UnsealRequest,
+        response: UnsealResponse,
+        detail: { summary: "Give one key share (Shamir), or reload the configured root key", tags: ["sys"] },
+      })
+      .post(
+        "/seal",
+        async ({ request }) => {
+          if (!k.seal.sealed) {
+            await k.store.write((tx) => k.audit.record(tx, { action: "sys.seal", actor: OPERATOR, outcome: "success", request: auditRequest(request) }));
+            k.seal.seal();
+            k.log.warn("sealed by the operator");
+          }
+          return k.seal.status();
+        },
+        { response: SealStatus, detail: { summary: "Drop the keys from memory", tags: ["sys"] } },
+      )
+      .get("/keys", () => keysStatus(k), { response: KeysStatus, detail: { summary: "Root key, KEK versions, ages and rotation state", tags: ["sys"] } })
+      .post("/keys/rotate", ({ request }) => rotateKek(k.store, k.seal.keyring(), k.audit, OPERATOR, k.clock.now, auditRequest(request)), {
+        response: RotateResponse,
+        detail: { summary: "Add a KEK version and re-wrap every data key with it", tags: ["sys"] },
+      })
+      .post(
+        "/keys/rekey",
+        async ({ body }) => {
+          const result = await rekey(k.store, k.seal, k.audit, k.keySource, OPERATOR, k.clock.now, body);
+          return { key_id: result.keyId, active: result.active, shares: result.shares, root_key: result.rootKeyText?.trim() };
+        },
+        {
+          body: RekeyRequest,
+          response: RekeyResponse,
+          detail: { summary: "Replace the root key (new key file, shares or credential)", tags: ["sys"] },
+        },
+      ),
+  commands: sysCommands,
+});
+
+async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Request) {
+  if (body.reset) k.seal.resetShares();
+  if (!k.seal.sealed) return { unsealed: false, status: k.seal.status() };
+  const context = auditRequest(request);
+  try {
+    let result;
+    if (body.share !== undefined) result = k.seal.submitShare(body.share);
+    else if (k.keySource.method === "shamir") {
+      if (body.reset) return { unsealed: false, status: k.seal.status() };
+      throw new InvalidError("give a key share: this Citadel is sealed with Shamir shares", "share");
+    } else result = k.seal.unsealWithKey(readConfiguredRootKey(k.keySource));
+    if (result.unsealed) {
+      await k.store.write((tx) => {
+        k.audit.record(tx, { action: "sys.unseal", actor: OPERATOR, outcome: "success", request: context, resource: { type: "root_key", id: k.seal.keyring().rootId } });
+        if (result.promoted) k.audit.record(tx, { action: "keys.root.promote", actor: OPERATOR, outcome: "success", resource: { type: "root_key", id: k.seal.keyring().rootId } });
+      });
+      k.log.info("unsealed", { key_id: k.seal.keyring().rootId });
+    }
+    return { unsealed: result.unsealed, status: result.status };
+  } catch (error) {
+    if (error instanceof RootKeyError) {
+      // The host's key file or credential is wrong: the operator needs the log, the client no paths.
+      k.log.error("cannot read the root key", { error });
+      await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: OPERATOR, outcome: "failure", reason: "the configured root key could not be read", request: context }));
+      throw new UnavailableError("The configured root key could not be read; the server log says why.");
+    }
+    if (!(error instanceof UnsealError)) throw error;
+    await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: OPERATOR, outcome: "failure", reason: error.message, request: context }));
+    throw new InvalidError(error.message, "share");
+  }
+}
+
+function keysStatus(k: Kernel) {
+  const status = k.seal.keyring().status();
+  const now = k.clock.now();
+  const age = (ms: number) => Math.floor(((now - ms) / DAY_MS) * 10) / 10;
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const root = (r: RootKeyRecord) => ({ ...r, created_at: iso(r.created_at), age_days: age(r.created_at) });
+  const rotationDays = k.config.keys.rotation_days;
+  const activeKek = status.keks.find((x) => x.version === status.active_kek)!;
+  return {
+    root: root(status.root),
+    pending_root: status.pending_root && root(status.pending_root),
+    active_kek: status.active_kek,
+    keks: status.keks.map((x) => ({ ...x, created_at: iso(x.created_at), retired_at: x.retired_at === null ? null : iso(x.retired_at), age_days: age(x.created_at) })),
+    deks: status.deks,
+    deks_to_rewrap: status.deks_to_rewrap,
+    rotation_days: rotationDays,
+    rotation_due: rotationDays > 0 && now - activeKek.created_at >= rotationDays * DAY_MS,
+  };
+}

@@ -1,0 +1,14 @@
+/** The audit action types the kernel itself records. Plugins declare theirs in `Plugin.actions`. */
+import type { AuditActionType } from "../plugin.ts";
+
+export const KERNEL_ACTIONS: readonly AuditActionType[] = [
+  { type: "sys.init", description: "The installation was initialized: root key, first key-encryption key." },
+  { type: "sys.unseal", description: "An unseal attempt: a key or key share was given (failure: it was refused)." },
+  { type: "sys.seal", description: "The keys were dropped from memory." },
+  { type: "keys.kek.rotate", description: "A new key-encryption key version was made; data keys are re-wrapped with it." },
+  { type: "keys.root.rekey", description: "A new root key was made (pending until it is used to unseal, or written as the key file)." },
+  { type: "keys.root.promote", description: "A pending root key became the root key; the previous one no longer unseals." },
+  { type: "audit.note.create", description: "An operator wrote a note into the audit log." },
+  { type: "audit.subject.erase", description: "A subject's personal data in the audit log was erased by destroying its key." },
+  { type: "audit.export", description: "Audit events were exported." },
+];

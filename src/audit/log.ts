@@ -1,0 +1,108 @@
+/**
+ * The audit log's write side. `record` runs inside the caller's store transaction (the one
+ * that makes the change), so a change and its event commit together or not at all; if the
+ * event cannot be written, the change fails with it.
+ */
+import type { Database } from "bun:sqlite";
+import type { Keyring } from "../crypto/keyring.ts";
+import type { AuditActionType } from "../plugin.ts";
+import { eventHash, GENESIS_HASH, subjectKeyOwner, type AuditEventInput, type StoredEvent } from "./event.ts";
+
+/** Recording an action type nobody registered is a programming error. */
+export class UnknownActionError extends Error {
+  override readonly name = "UnknownActionError";
+}
+
+export interface AuditLogOptions {
+  now: () => number;
+  /** The keyring when unsealed: personal data is encrypted with it, or withheld when sealed. */
+  keyring: () => Keyring | null;
+}
+
+export class AuditLog {
+  private readonly actions = new Map<string, string>();
+
+  constructor(private readonly options: AuditLogOptions) {}
+
+  /** Adds action types (from the kernel and from each plugin). A type registered twice is an error. */
+  register(actions: readonly AuditActionType[]): void {
+    for (const a of actions) {
+      if (this.actions.has(a.type)) throw new Error(`audit action ${a.type} is registered twice`);
+      if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/.test(a.type)) throw new Error(`audit action ${a.type}: use dotted lower-case words`);
+      this.actions.set(a.type, a.description);
+    }
+  }
+
+  registeredActions(): AuditActionType[] {
+    return [...this.actions].map(([type, description]) => ({ type, description })).sort((a, b) => a.type.localeCompare(b.type));
+  }
+
+  /** Appends one event inside `tx`; returns its id. */
+  record(tx: Database, input: AuditEventInput): string {
+    if (!this.actions.has(input.action)) throw new UnknownActionError(`audit action ${input.action} is not registered`);
+    const head = tx.query<{ seq: number; hash: Uint8Array }, []>("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").get();
+    const seq = (head?.seq ?? 0) + 1;
+    const id = `evt_${crypto.randomUUID().replaceAll("-", "")}`;
+    const subject = input.subject ?? input.actor.user ?? input.actor.kind;
+    const event: Omit<StoredEvent, "prev_hash" | "hash"> = {
+      seq,
+      id,
+      time: this.options.now(),
+      actor_kind: input.actor.kind,
+      actor_org: input.actor.organization ?? null,
+      actor_user: input.actor.user ?? null,
+      actor_token: input.actor.token ?? null,
+      action: input.action,
+      resource_type: input.resource?.type ?? null,
+      resource_id: input.resource?.id ?? null,
+      organization: input.organization ?? input.actor.organization ?? null,
+      workspace: input.workspace ?? null,
+      request_id: input.request?.id ?? null,
+      outcome: input.outcome,
+      reason: input.reason ?? null,
+      subject,
+      personal: this.encryptPersonal(tx, subject, id, input),
+    };
+    const prevHash = head?.hash ?? GENESIS_HASH;
+    tx.query(
+      `INSERT INTO audit_events (seq, id, time, actor_kind, actor_org, actor_user, actor_token, action, resource_type, resource_id,
+         organization, workspace, request_id, outcome, reason, subject, personal, prev_hash, hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      event.seq,
+      event.id,
+      event.time,
+      event.actor_kind,
+      event.actor_org,
+      event.actor_user,
+      event.actor_token,
+      event.action,
+      event.resource_type,
+      event.resource_id,
+      event.organization,
+      event.workspace,
+      event.request_id,
+      event.outcome,
+      event.reason,
+      event.subject,
+      event.personal,
+      prevHash,
+      eventHash(prevHash, event),
+    );
+    return id;
+  }
+
+  /**
+   * Source address, user agent and other personal data, as one ciphertext under the
+   * subject's key. While sealed there is no key: the data is withheld, not stored in clear.
+   */
+  private encryptPersonal(tx: Database, subject: string, eventId: string, input: AuditEventInput): Uint8Array | null {
+    const personal: Record<string, string> = { ...input.personal };
+    if (input.request?.source) personal.source_address = input.request.source;
+    if (input.request?.userAgent) personal.user_agent = input.request.userAgent;
+    if (Object.keys(personal).length === 0) return null;
+    const keyring = this.options.keyring();
+    if (!keyring) return null;
+    return keyring.encrypt(tx, subjectKeyOwner(subject), `audit_events/${eventId}`, JSON.stringify(personal));
+  }
+}

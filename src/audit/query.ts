@@ -1,0 +1,189 @@
+/**
+ * The audit log's read side: filters, newest-first cursor pages, and streaming export as
+ * NDJSON or CSV. Personal data is decrypted on the way out; a subject whose key was erased
+ * reads "[erased]".
+ */
+import type { Database, SQLQueryBindings } from "bun:sqlite";
+import { KeyDestroyedError, type Keyring } from "../crypto/keyring.ts";
+import { subjectKeyOwner, type StoredEvent } from "./event.ts";
+
+export interface AuditFilter {
+  organization?: string;
+  workspace?: string;
+  /** The acting user's id. */
+  actor?: string;
+  /** An action type or a dotted prefix of one ("secrets" matches "secrets.secret.update"). */
+  action?: string;
+  outcome?: "success" | "failure";
+  resource_type?: string;
+  resource_id?: string;
+  /** Milliseconds since the epoch, inclusive. */
+  since?: number;
+  /** Milliseconds since the epoch, exclusive. */
+  until?: number;
+}
+
+export const ERASED = "[erased]";
+
+export interface AuditEventView {
+  id: string;
+  seq: number;
+  time: string;
+  actor: { kind: string; organization: string | null; user: string | null; token: string | null };
+  action: string;
+  resource: { type: string; id: string | null } | null;
+  organization: string | null;
+  workspace: string | null;
+  request_id: string | null;
+  outcome: string;
+  reason: string | null;
+  subject: string | null;
+  source_address: string | null;
+  user_agent: string | null;
+  /** Other personal data recorded with the event, "[erased]" after erasure. */
+  personal: Record<string, string> | typeof ERASED | null;
+  hash: string;
+}
+
+function where(filter: AuditFilter, beforeSeq?: number): { sql: string; params: SQLQueryBindings[] } {
+  const clauses: string[] = [];
+  const params: SQLQueryBindings[] = [];
+  const add = (clause: string, ...values: SQLQueryBindings[]) => {
+    clauses.push(clause);
+    params.push(...values);
+  };
+  if (filter.organization !== undefined) add("organization = ?", filter.organization);
+  if (filter.workspace !== undefined) add("workspace = ?", filter.workspace);
+  if (filter.actor !== undefined) add("actor_user = ?", filter.actor);
+  if (filter.action !== undefined) add("(action = ? OR action LIKE ? ESCAPE '\\')", filter.action, `${filter.action.replace(/[\\%_]/g, "\\$&")}.%`);
+  if (filter.outcome !== undefined) add("outcome = ?", filter.outcome);
+  if (filter.resource_type !== undefined) add("resource_type = ?", filter.resource_type);
+  if (filter.resource_id !== undefined) add("resource_id = ?", filter.resource_id);
+  if (filter.since !== undefined) add("time >= ?", filter.since);
+  if (filter.until !== undefined) add("time < ?", filter.until);
+  if (beforeSeq !== undefined) add("seq < ?", beforeSeq);
+  return { sql: clauses.length ? `WHERE ${clauses.join(" AND ")}` : "", params };
+}
+
+export interface AuditPage {
+  events: AuditEventView[];
+  /** Pass as `cursor` for the next (older) page; null on the last page. */
+  next_cursor: string | null;
+}
+
+export function listAuditEvents(db: Database, keyring: Keyring, filter: AuditFilter, limit: number, cursor?: string): AuditPage {
+  const before = cursor === undefined ? undefined : decodeCursor(cursor);
+  const { sql, params } = where(filter, before);
+  const rows = db.query<StoredEvent, SQLQueryBindings[]>(`SELECT * FROM audit_events ${sql} ORDER BY seq DESC LIMIT ?`).all(...params, limit + 1);
+  const page = rows.slice(0, limit);
+  return {
+    events: page.map((r) => viewOf(r, keyring)),
+    next_cursor: rows.length > limit ? encodeCursor(page.at(-1)!.seq) : null,
+  };
+}
+
+/** Every matching event, newest first, without loading them all at once. */
+export function* iterateAuditEvents(db: Database, keyring: Keyring, filter: AuditFilter): Generator<AuditEventView> {
+  const { sql, params } = where(filter);
+  for (const row of db.query<StoredEvent, SQLQueryBindings[]>(`SELECT * FROM audit_events ${sql} ORDER BY seq DESC`).iterate(...params)) {
+    yield viewOf(row, keyring);
+  }
+}
+
+export class BadCursorError extends Error {
+  override readonly name = "BadCursorError";
+}
+
+const encodeCursor = (seq: number) => Buffer.from(`seq:${seq}`).toString("base64url");
+
+function decodeCursor(cursor: string): number {
+  const m = Buffer.from(cursor, "base64url").toString().match(/^seq:(\d{1,15})$/);
+  if (!m) throw new BadCursorError("the cursor is not one this API returned");
+  return Number(m[1]);
+}
+
+function viewOf(row: StoredEvent, keyring: Keyring): AuditEventView {
+  let personal: Record<string, string> | typeof ERASED | null = null;
+  if (row.personal !== null && row.subject !== null) {
+    try {
+      personal = JSON.parse(keyring.decrypt(subjectKeyOwner(row.subject), `audit_events/${row.id}`, row.personal).toString("utf8"));
+    } catch (error) {
+      if (!(error instanceof KeyDestroyedError)) throw error;
+      personal = ERASED;
+    }
+  }
+  const { source_address = null, user_agent = null, ...rest } = personal === ERASED || personal === null ? {} : personal;
+  return {
+    id: row.id,
+    seq: row.seq,
+    time: new Date(row.time).toISOString(),
+    actor: { kind: row.actor_kind, organization: row.actor_org, user: row.actor_user, token: row.actor_token },
+    action: row.action,
+    resource: row.resource_type === null ? null : { type: row.resource_type, id: row.resource_id },
+    organization: row.organization,
+    workspace: row.workspace,
+    request_id: row.request_id,
+    outcome: row.outcome,
+    reason: row.reason,
+    subject: row.subject,
+    source_address: personal === ERASED ? ERASED : source_address,
+    user_agent: personal === ERASED ? ERASED : user_agent,
+    personal: personal === ERASED ? ERASED : Object.keys(rest).length ? rest : null,
+    hash: Buffer.from(row.hash).toString("hex"),
+  };
+}
+
+export const CSV_COLUMNS = [
+  "seq",
+  "id",
+  "time",
+  "actor_kind",
+  "actor_organization",
+  "actor_user",
+  "actor_token",
+  "action",
+  "resource_type",
+  "resource_id",
+  "organization",
+  "workspace",
+  "request_id",
+  "outcome",
+  "reason",
+  "subject",
+  "source_address",
+  "user_agent",
+  "hash",
+] as const;
+
+export function csvRow(e: AuditEventView): string {
+  const values = [
+    e.seq,
+    e.id,
+    e.time,
+    e.actor.kind,
+    e.actor.organization,
+    e.actor.user,
+    e.actor.token,
+    e.action,
+    e.resource?.type,
+    e.resource?.id,
+    e.organization,
+    e.workspace,
+    e.request_id,
+    e.outcome,
+    e.reason,
+    e.subject,
+    e.source_address,
+    e.user_agent,
+    e.hash,
+  ];
+  return values.map(csvField).join(",") + "\r\n";
+}
+
+/** RFC 4180 quoting, and a leading quote mark on what a spreadsheet would run as a formula. */
+function csvField(value: unknown): string {
+  if (value === null || value === undefined) return "";
+  let text = String(value);
+  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}

@@ -1,0 +1,93 @@
+/**
+ * Verifying the audit log: walk the chain from the first event, recompute every hash, check
+ * every link, and check the signed checkpoints (those in the database, and one the operator
+ * kept elsewhere). It needs no key: hashes and Ed25519 public keys are enough, so it runs on
+ * a sealed instance, on a copy of the database, or on a backup.
+ */
+import type { Database } from "bun:sqlite";
+import { constantTimeEqual } from "../crypto/aead.ts";
+import { checkpointMessage, verifyCheckpointSignature, type ExportedCheckpoint } from "./checkpoints.ts";
+import { eventHash, GENESIS_HASH, type StoredEvent } from "./event.ts";
+
+export interface VerifyProblem {
+  /** The first event (or checkpoint) found wrong. */
+  seq: number;
+  id: string | null;
+  problem: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  events: number;
+  head: { seq: number; hash: string } | null;
+  /** The first thing found wrong; null when everything verifies. */
+  first_problem: VerifyProblem | null;
+  checkpoints: { verified: number; latest_seq: number | null };
+  /** Events after the latest signed checkpoint: covered by the chain, not yet by a signature. */
+  unsigned_tail: number;
+}
+
+export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedCheckpoint } = {}): VerifyReport {
+  const checkpoints = db
+    .query<{ seq: number; hash: Uint8Array; time: number; key_id: string; signature: Uint8Array; public_key: Uint8Array }, []>(
+      "SELECT c.seq, c.hash, c.time, c.key_id, c.signature, k.public_key FROM audit_checkpoints c JOIN audit_signing_keys k ON k.id = c.key_id ORDER BY c.seq",
+    )
+    .all();
+  const anchors = new Map<number, { hash: Uint8Array; what: string }>();
+  let first: VerifyProblem | null = null;
+  const fail = (p: VerifyProblem) => {
+    first ??= p;
+  };
+
+  for (const c of checkpoints) {
+    if (!verifyCheckpointSignature(c.public_key, checkpointMessage(c.seq, c.hash, c.time), c.signature)) {
+      fail({ seq: c.seq, id: null, problem: `the signature of checkpoint ${c.seq} is not valid: checkpoints were tampered with` });
+    }
+    anchors.set(c.seq, { hash: c.hash, what: `signed checkpoint ${c.seq}` });
+  }
+  const external = options.checkpoint;
+  if (external) {
+    const hash = Buffer.from(external.hash, "hex");
+    if (!verifyCheckpointSignature(Buffer.from(external.public_key, "base64"), checkpointMessage(external.seq, hash, external.time), Buffer.from(external.signature, "base64"))) {
+      fail({ seq: external.seq, id: null, problem: "the signature of the checkpoint file is not valid" });
+    }
+    anchors.set(external.seq, { hash, what: `the checkpoint file (seq ${external.seq})` });
+  }
+
+  let prevHash: Uint8Array = GENESIS_HASH;
+  let expectedSeq = 1;
+  let events = 0;
+  let head: VerifyReport["head"] = null;
+  for (const row of db.query<StoredEvent, []>("SELECT * FROM audit_events ORDER BY seq").iterate()) {
+    events++;
+    if (row.seq !== expectedSeq) {
+      fail({ seq: row.seq, id: row.id, problem: `events ${expectedSeq}..${row.seq - 1} before this one are missing (deleted)` });
+    } else if (!constantTimeEqual(row.prev_hash, prevHash)) {
+      fail({ seq: row.seq, id: row.id, problem: "does not follow the event before it (an event was inserted, deleted or reordered here)" });
+    } else if (!constantTimeEqual(eventHash(row.prev_hash, row), row.hash)) {
+      fail({ seq: row.seq, id: row.id, problem: "its contents were changed after it was written" });
+    }
+    const anchor = anchors.get(row.seq);
+    if (anchor && !constantTimeEqual(anchor.hash, row.hash)) {
+      fail({ seq: row.seq, id: row.id, problem: `does not match ${anchor.what}: the log was rewritten` });
+    }
+    prevHash = row.hash;
+    expectedSeq = row.seq + 1;
+    head = { seq: row.seq, hash: Buffer.from(row.hash).toString("hex") };
+  }
+
+  const lastSeq = head?.seq ?? 0;
+  const furthest = Math.max(checkpoints.at(-1)?.seq ?? 0, external?.seq ?? 0);
+  if (furthest > lastSeq) {
+    fail({ seq: lastSeq + 1, id: null, problem: `the log ends at event ${lastSeq} but a checkpoint covers event ${furthest}: ${furthest - lastSeq} events were truncated` });
+  }
+  const latestSigned = checkpoints.at(-1)?.seq ?? null;
+  return {
+    ok: first === null,
+    events,
+    head,
+    first_problem: first,
+    checkpoints: { verified: checkpoints.length + (external ? 1 : 0), latest_seq: latestSigned },
+    unsigned_tail: Math.max(0, lastSeq - Math.max(latestSigned ?? 0, external?.seq ?? 0)),
+  };
+}

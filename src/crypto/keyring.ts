@@ -1,0 +1,273 @@
+/**
+ * The keyring: root key → versioned KEKs → per-owner DEKs → values.
+ *
+ * - A KEK is 256 random bits, stored wrapped by every root key allowed to unseal (one, or two
+ *   while a rekey is pending). Rotation adds a KEK version and re-wraps DEKs in batches; a
+ *   DEK always names the KEK that wraps it, so a rotation killed half-way leaves every DEK
+ *   readable and the next batch simply continues.
+ * - A DEK belongs to an owner ("workspace/ws_1/secrets", "audit-subject/user_7"), is
+ *   versioned, and is stored wrapped by a KEK. Destroying an owner's DEKs (crypto-shredding)
+ *   makes its values unreadable for good.
+ * - A value is sealed with the owner's newest DEK and bound (AAD) to the owner and a
+ *   caller-given context naming the row, so a ciphertext copied to another row or owner
+ *   fails to decrypt.
+ *
+ * Unwrapped keys are cached by their wrapped bytes: a row rolled back or rewritten can never
+ * be served from a stale cache entry, because its bytes are looked up in the database first.
+ */
+import type { Database } from "bun:sqlite";
+import { envelopeKeyVersion, openEnvelope, randomKey, sealEnvelope } from "./aead.ts";
+import { rootKeyId, rootKeyVerifier } from "./root-key.ts";
+
+export type SealMethod = "key_file" | "systemd_credential" | "shamir";
+
+/** The owner's key was destroyed (erasure): its values are gone by design. */
+export class KeyDestroyedError extends Error {
+  override readonly name = "KeyDestroyedError";
+}
+
+export interface RootKeyRecord {
+  id: string;
+  method: SealMethod;
+  shares: number | null;
+  threshold: number | null;
+  state: "active" | "pending";
+  created_at: number;
+}
+
+export interface KeyringStatus {
+  root: RootKeyRecord;
+  pending_root: RootKeyRecord | null;
+  active_kek: number;
+  keks: Array<{ version: number; created_at: number; retired_at: number | null; deks: number }>;
+  deks: number;
+  /** DEKs still wrapped by an older KEK: a rotation in progress (or interrupted). */
+  deks_to_rewrap: number;
+}
+
+const utf8 = (text: string) => Buffer.from(text, "utf8");
+const kekAad = (version: number, rootId: string) => utf8(`citadel/kek/${version}/root/${rootId}`);
+const dekAad = (owner: string, version: number) => utf8(`citadel/dek/${owner}/${version}`);
+const valueAad = (owner: string, context: string) => utf8(`citadel/value/${owner}/${context}`);
+
+interface DekRow {
+  version: number;
+  kek_version: number;
+  wrapped: Uint8Array | null;
+}
+
+export class Keyring {
+  private readonly kekCache = new Map<string, Buffer>();
+  private readonly dekCache = new Map<string, Buffer>();
+  readonly rootId: string;
+
+  constructor(
+    private readonly db: Database,
+    private readonly rootKey: Buffer,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.rootId = rootKeyId(rootKeyVerifier(rootKey));
+  }
+
+  /** Sets up a fresh installation: the root key's record and KEK version 1. */
+  static initialize(tx: Database, rootKey: Buffer, method: SealMethod, now: number, shamir?: { shares: number; threshold: number }): string {
+    if (tx.query("SELECT 1 FROM root_keys").get()) throw new Error("the keyring is already initialized");
+    const verifier = rootKeyVerifier(rootKey);
+    const id = rootKeyId(verifier);
+    tx.query("INSERT INTO root_keys (id, verifier, method, shares, threshold, state, created_at) VALUES (?, ?, ?, ?, ?, 'active', ?)").run(
+      id,
+      verifier,
+      method,
+      shamir?.shares ?? null,
+      shamir?.threshold ?? null,
+      now,
+    );
+    tx.query("INSERT INTO keks (version, created_at) VALUES (1, ?)").run(now);
+    tx.query("INSERT INTO kek_wraps (kek_version, root_key_id, wrapped) VALUES (1, ?, ?)").run(id, sealEnvelope(rootKey, 1, randomKey(), kekAad(1, id)));
+    return id;
+  }
+
+  // --- values -------------------------------------------------------------------------
+
+  /** Encrypts a value for `owner`, bound to `context` (which row it belongs to). */
+  encrypt(tx: Database, owner: string, context: string, plaintext: Uint8Array | string): Buffer {
+    const dek = this.currentDek(tx, owner);
+    const data = typeof plaintext === "string" ? utf8(plaintext) : plaintext;
+    return sealEnvelope(dek.key, dek.version, data, valueAad(owner, context));
+  }
+
+  /** Decrypts a value of `owner` stored under `context`; throws KeyDestroyedError after erasure. */
+  decrypt(owner: string, context: string, envelope: Uint8Array): Buffer {
+    const version = envelopeKeyVersion(envelope);
+    const row = this.db.query<DekRow, [string, number]>("SELECT version, kek_version, wrapped FROM deks WHERE owner = ? AND version = ?").get(owner, version);
+    if (!row) throw new KeyDestroyedError(`no key ${owner} v${version}`);
+    return openEnvelope(this.unwrapDek(owner, row), envelope, valueAad(owner, context));
+  }
+
+  /** Destroys every version of the owner's key (crypto-shredding); returns how many were destroyed. */
+  destroyOwner(tx: Database, owner: string, now: number): number {
+    const { changes } = tx.query("UPDATE deks SET wrapped = NULL, destroyed_at = ? WHERE owner = ? AND wrapped IS NOT NULL").run(now, owner);
+    for (const key of this.dekCache.keys()) if (key.startsWith(`${owner}\0`)) this.dekCache.delete(key);
+    return changes;
+  }
+
+  /** Adds a new DEK version for `owner`; later encryptions use it. Returns the version. */
+  rotateDek(tx: Database, owner: string, now: number): number {
+    const latest = tx.query<{ v: number | null }, [string]>("SELECT max(version) AS v FROM deks WHERE owner = ?").get(owner)?.v ?? 0;
+    return this.createDek(tx, owner, latest + 1, now).version;
+  }
+
+  private currentDek(tx: Database, owner: string): { version: number; key: Buffer } {
+    const row = tx.query<DekRow, [string]>("SELECT version, kek_version, wrapped FROM deks WHERE owner = ? ORDER BY version DESC LIMIT 1").get(owner);
+    // An owner whose keys were destroyed starts a new version: old values stay unreadable.
+    if (!row || row.wrapped === null) return this.createDek(tx, owner, (row?.version ?? 0) + 1, this.now());
+    return { version: row.version, key: this.unwrapDek(owner, row) };
+  }
+
+  private createDek(tx: Database, owner: string, version: number, now: number): { version: number; key: Buffer } {
+    const kek = this.activeKek(tx);
+    const key = randomKey();
+    tx.query("INSERT INTO deks (owner, version, kek_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)").run(
+      owner,
+      version,
+      kek.version,
+      sealEnvelope(kek.key, kek.version, key, dekAad(owner, version)),
+      now,
+    );
+    return { version, key };
+  }
+
+  private unwrapDek(owner: string, row: DekRow): Buffer {
+    if (row.wrapped === null) throw new KeyDestroyedError(`key ${owner} v${row.version} was destroyed`);
+    const cacheKey = `${owner}\0${row.version}\0${Buffer.from(row.wrapped).toString("base64")}`;
+    let key = this.dekCache.get(cacheKey);
+    if (!key) {
+      key = openEnvelope(this.kek(row.kek_version), row.wrapped, dekAad(owner, row.version));
+      this.dekCache.set(cacheKey, key);
+    }
+    return key;
+  }
+
+  // --- KEKs ---------------------------------------------------------------------------
+
+  private activeKek(db: Database): { version: number; key: Buffer } {
+    const row = db.query<{ v: number | null }, []>("SELECT max(version) AS v FROM keks WHERE retired_at IS NULL").get();
+    if (!row?.v) throw new Error("the keyring has no active KEK");
+    return { version: row.v, key: this.kek(row.v) };
+  }
+
+  private kek(version: number): Buffer {
+    const row = this.db
+      .query<{ wrapped: Uint8Array }, [number, string]>("SELECT wrapped FROM kek_wraps WHERE kek_version = ? AND root_key_id = ?")
+      .get(version, this.rootId);
+    if (!row) throw new Error(`KEK v${version} is not wrapped for root key ${this.rootId}`);
+    const cacheKey = `${version}\0${Buffer.from(row.wrapped).toString("base64")}`;
+    let key = this.kekCache.get(cacheKey);
+    if (!key) {
+      key = openEnvelope(this.rootKey, row.wrapped, kekAad(version, this.rootId));
+      this.kekCache.set(cacheKey, key);
+    }
+    return key;
+  }
+
+  /** Adds a KEK version; DEKs move to it through `rewrapDeks`. Refused while a rekey is pending. */
+  rotateKek(tx: Database, now: number): number {
+    if (tx.query("SELECT 1 FROM root_keys WHERE state = 'pending'").get()) {
+      throw new Error("a root key change is pending: finish it before rotating");
+    }
+    const version = (tx.query<{ v: number | null }, []>("SELECT max(version) AS v FROM keks").get()?.v ?? 0) + 1;
+    tx.query("INSERT INTO keks (version, created_at) VALUES (?, ?)").run(version, now);
+    tx.query("INSERT INTO kek_wraps (kek_version, root_key_id, wrapped) VALUES (?, ?, ?)").run(version, this.rootId, sealEnvelope(this.rootKey, version, randomKey(), kekAad(version, this.rootId)));
+    return version;
+  }
+
+  /**
+   * Re-wraps up to `limit` DEKs still under an older KEK with the active one, then retires
+   * (and erases) KEKs no DEK uses any more. Returns how many DEKs it moved; 0 means done.
+   */
+  rewrapDeks(tx: Database, limit: number, now: number): number {
+    const active = this.activeKek(tx);
+    const rows = tx
+      .query<DekRow & { owner: string }, [number, number]>(
+        "SELECT owner, version, kek_version, wrapped FROM deks WHERE kek_version < ? AND wrapped IS NOT NULL LIMIT ?",
+      )
+      .all(active.version, limit);
+    const update = tx.query("UPDATE deks SET kek_version = ?, wrapped = ? WHERE owner = ? AND version = ?");
+    for (const row of rows) {
+      const key = this.unwrapDek(row.owner, row);
+      update.run(active.version, sealEnvelope(active.key, active.version, key, dekAad(row.owner, row.version)), row.owner, row.version);
+    }
+    const unused = "version < ? AND retired_at IS NULL AND NOT EXISTS (SELECT 1 FROM deks WHERE deks.kek_version = keks.version AND wrapped IS NOT NULL)";
+    const retiring = tx.query<{ version: number }, [number]>(`SELECT version FROM keks WHERE ${unused}`).all(active.version);
+    for (const { version } of retiring) {
+      tx.query("UPDATE keks SET retired_at = ? WHERE version = ?").run(now, version);
+      tx.query("DELETE FROM kek_wraps WHERE kek_version = ?").run(version); // the old key material goes
+    }
+    return rows.length;
+  }
+
+  // --- root key changes -------------------------------------------------------------
+
+  /**
+   * Starts replacing the root key: every live KEK is wrapped for `newRoot` as well, and the
+   * new root is recorded as pending. Until it is promoted, either root unseals, so a crash
+   * or an operator who has not yet stored the new key loses nothing.
+   */
+  beginRekey(tx: Database, newRoot: Buffer, method: SealMethod, now: number, shamir?: { shares: number; threshold: number }): string {
+    const verifier = rootKeyVerifier(newRoot);
+    const newId = rootKeyId(verifier);
+    if (newId === this.rootId) throw new Error("the new root key is the current one");
+    tx.query("DELETE FROM root_keys WHERE state = 'pending'").run();
+    tx.query("INSERT INTO root_keys (id, verifier, method, shares, threshold, state, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)").run(
+      newId,
+      verifier,
+      method,
+      shamir?.shares ?? null,
+      shamir?.threshold ?? null,
+      now,
+    );
+    const live = tx.query<{ version: number }, []>("SELECT version FROM keks WHERE retired_at IS NULL").all();
+    for (const { version } of live) {
+      tx.query("INSERT INTO kek_wraps (kek_version, root_key_id, wrapped) VALUES (?, ?, ?)").run(version, newId, sealEnvelope(newRoot, version, this.kek(version), kekAad(version, newId)));
+    }
+    return newId;
+  }
+
+  /** Overwrites the keys this keyring holds in memory (on seal). */
+  wipe(): void {
+    this.rootKey.fill(0);
+    for (const key of this.kekCache.values()) key.fill(0);
+    for (const key of this.dekCache.values()) key.fill(0);
+    this.kekCache.clear();
+    this.dekCache.clear();
+  }
+
+  status(): KeyringStatus {
+    const roots = this.db.query<RootKeyRecord, []>("SELECT id, method, shares, threshold, state, created_at FROM root_keys").all();
+    const keks = this.db
+      .query<{ version: number; created_at: number; retired_at: number | null; deks: number }, []>(
+        "SELECT version, created_at, retired_at, (SELECT count(*) FROM deks WHERE deks.kek_version = keks.version AND wrapped IS NOT NULL) AS deks FROM keks ORDER BY version",
+      )
+      .all();
+    const active = keks.filter((k) => k.retired_at === null).at(-1)!;
+    return {
+      root: roots.find((r) => r.state === "active")!,
+      pending_root: roots.find((r) => r.state === "pending") ?? null,
+      active_kek: active.version,
+      keks,
+      deks: keks.reduce((n, k) => n + k.deks, 0),
+      deks_to_rewrap: keks.filter((k) => k.version < active.version).reduce((n, k) => n + k.deks, 0),
+    };
+  }
+}
+
+/** Makes a pending root key the active one and forgets the others (and their KEK wraps). */
+export function promoteRootKey(tx: Database, rootId: string): void {
+  tx.query("DELETE FROM root_keys WHERE id != ?").run(rootId);
+  tx.query("UPDATE root_keys SET state = 'active' WHERE id = ?").run(rootId);
+}
+
+/** The root keys allowed to unseal, with their verifiers. */
+export function unsealableRoots(db: Database): Array<RootKeyRecord & { verifier: Uint8Array }> {
+  return db.query<RootKeyRecord & { verifier: Uint8Array }, []>("SELECT id, verifier, method, shares, threshold, state, created_at FROM root_keys ORDER BY state").all();
+}

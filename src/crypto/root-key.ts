@@ -1,0 +1,94 @@
+/**
+ * The root key: 256 random bits that wrap the key-encryption keys. It never touches the
+ * database; only a verifier (an HMAC of a fixed label under the key) is stored, so a key
+ * presented at unseal can be checked without storing anything that reveals it.
+ */
+import { createHmac, randomBytes } from "node:crypto";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { KEY_BYTES, constantTimeEqual } from "./aead.ts";
+
+export function generateRootKey(): Buffer {
+  return randomBytes(KEY_BYTES);
+}
+
+/** What the database keeps about a root key: HMAC-SHA256(key, label). */
+export function rootKeyVerifier(key: Uint8Array): Buffer {
+  return createHmac("sha256", key).update("citadel/root-key-verifier/v1").digest();
+}
+
+/** A short public name for a root key (it prefixes its Shamir shares): 8 hex digits of its verifier's hash. */
+export function rootKeyId(verifier: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(verifier).digest("hex").slice(0, 8);
+}
+
+export function verifies(key: Uint8Array, verifier: Uint8Array): boolean {
+  return constantTimeEqual(rootKeyVerifier(key), verifier);
+}
+
+export class RootKeyError extends Error {
+  override readonly name = "RootKeyError";
+}
+
+/**
+ * Reads a root key file: 64 hex digits (a trailing newline allowed) or 32 raw bytes. Refuses
+ * a file that group or others can read, naming it, before reading a byte of it.
+ */
+export function readRootKeyFile(path: string): Buffer {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new RootKeyError(`root key file ${path}: ${code === "ENOENT" ? "no such file" : code}`);
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new RootKeyError(`root key file ${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
+  }
+  return parseRootKey(readFileSync(path), `root key file ${path}`);
+}
+
+/** Reads the root key from a systemd credential ($CREDENTIALS_DIRECTORY/<name>). */
+export function readRootKeyCredential(credentialsDirectory: string | undefined, name: string): Buffer {
+  if (!credentialsDirectory) {
+    throw new RootKeyError(`seal.method is "systemd_credential" but $CREDENTIALS_DIRECTORY is not set: start Citadel from its systemd unit (LoadCredentialEncrypted=${name}:...)`);
+  }
+  const path = join(credentialsDirectory, name);
+  try {
+    return parseRootKey(readFileSync(path), `systemd credential ${name}`);
+  } catch (error) {
+    if (error instanceof RootKeyError) throw error;
+    throw new RootKeyError(`systemd credential ${name}: cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`);
+  }
+}
+
+export function parseRootKey(data: Uint8Array, what: string): Buffer {
+  const text = Buffer.from(data).toString("latin1").trim();
+  if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, "hex");
+  if (data.length === KEY_BYTES) return Buffer.from(data);
+  throw new RootKeyError(`${what}: not a root key (expected 64 hex digits)`);
+}
+
+/** The text form of a key file: 64 hex digits and a newline. */
+export function formatRootKey(key: Uint8Array): string {
+  return `${Buffer.from(key).toString("hex")}\n`;
+}
+
+/** Writes a key file atomically (temporary file, fsync, rename, fsync of the directory), mode 0600. */
+export function writeRootKeyFile(path: string, key: Uint8Array): void {
+  const temporary = `${path}.tmp-${process.pid}`;
+  const fd = openSync(temporary, "w", 0o600);
+  try {
+    writeSync(fd, formatRootKey(key));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, path);
+  const dir = openSync(dirname(path), "r");
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}

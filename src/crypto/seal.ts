@@ -1,0 +1,131 @@
+/**
+ * Seal state: whether the keys are in memory. Sealed, Citadel can serve health and the
+ * unseal API and nothing that needs a key. Unsealing takes the root key itself (key file,
+ * systemd credential) or Shamir shares one at a time until the threshold is met; either way
+ * the key is checked against a stored verifier, so a wrong key never unseals anything.
+ */
+import type { Database } from "bun:sqlite";
+import { SealedError } from "../errors.ts";
+import { Keyring, promoteRootKey, unsealableRoots, type RootKeyRecord } from "./keyring.ts";
+import { verifies } from "./root-key.ts";
+import { combineShares, decodeShare, ShareFormatError, type Share } from "./shamir.ts";
+
+export interface SealStatus {
+  sealed: boolean;
+  initialized: boolean;
+  method: RootKeyRecord["method"] | null;
+  /** Shamir: shares needed and shares received so far. */
+  threshold: number | null;
+  progress: number;
+  /** The id of the root key in use (or expected), also the prefix of its shares. */
+  key_id: string | null;
+}
+
+/** A share or key was refused; the message is safe to show. */
+export class UnsealError extends Error {
+  override readonly name = "UnsealError";
+}
+
+export interface UnsealResult {
+  /** True when this call unsealed (false: more shares are needed). */
+  unsealed: boolean;
+  /** True when the key used was a pending one, which this unseal promoted to active. */
+  promoted: boolean;
+  status: SealStatus;
+}
+
+export class Seal {
+  private keyringInMemory: Keyring | null = null;
+  private shares = new Map<number, Share>();
+  private sharesKeyId: string | null = null;
+
+  constructor(
+    private readonly db: Database,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get sealed(): boolean {
+    return this.keyringInMemory === null;
+  }
+
+  /** The keyring, or SealedError (HTTP 503) when sealed. */
+  keyring(): Keyring {
+    if (!this.keyringInMemory) throw new SealedError();
+    return this.keyringInMemory;
+  }
+
+  /** The keyring when unsealed, else null (for work that can go on without keys). */
+  keyringIfUnsealed(): Keyring | null {
+    return this.keyringInMemory;
+  }
+
+  status(): SealStatus {
+    const roots = unsealableRoots(this.db);
+    const active = roots.find((r) => r.state === "active") ?? null;
+    return {
+      sealed: this.sealed,
+      initialized: active !== null,
+      method: active?.method ?? null,
+      threshold: active?.threshold ?? null,
+      progress: this.shares.size,
+      key_id: this.keyringInMemory?.rootId ?? active?.id ?? null,
+    };
+  }
+
+  /**
+   * Unseals with the root key itself. A key matching the pending root of an unfinished rekey
+   * promotes it: using it proves the operator has stored it.
+   */
+  unsealWithKey(rootKey: Buffer): UnsealResult {
+    const match = unsealableRoots(this.db).find((r) => verifies(rootKey, r.verifier));
+    if (!match) throw new UnsealError("this is not the root key of this Citadel");
+    const promoted = match.state === "pending";
+    if (promoted) this.db.transaction(() => promoteRootKey(this.db, match.id)).immediate();
+    this.keyringInMemory?.wipe();
+    this.keyringInMemory = new Keyring(this.db, Buffer.from(rootKey), this.now);
+    this.resetShares();
+    return { unsealed: true, promoted, status: this.status() };
+  }
+
+  /** Takes one Shamir share; unseals once the threshold is met. */
+  submitShare(text: string): UnsealResult {
+    if (!this.sealed) return { unsealed: false, promoted: false, status: this.status() };
+    let decoded: { keyId: string; share: Share };
+    try {
+      decoded = decodeShare(text);
+    } catch (error) {
+      throw new UnsealError(error instanceof ShareFormatError ? error.message : "not a key share");
+    }
+    const roots = unsealableRoots(this.db);
+    const root = roots.find((r) => r.id === decoded.keyId);
+    if (!root || root.method !== "shamir" || !root.threshold) {
+      throw new UnsealError(`this share belongs to key ${decoded.keyId}, which does not unseal this Citadel`);
+    }
+    if (this.sharesKeyId !== null && this.sharesKeyId !== decoded.keyId) {
+      throw new UnsealError(`this share belongs to key ${decoded.keyId}, but the shares given so far belong to ${this.sharesKeyId}`);
+    }
+    if (this.shares.has(decoded.share.x)) throw new UnsealError(`share ${decoded.share.x} was already given`);
+    this.sharesKeyId = decoded.keyId;
+    this.shares.set(decoded.share.x, decoded.share);
+    if (this.shares.size < root.threshold) return { unsealed: false, promoted: false, status: { ...this.status(), threshold: root.threshold } };
+    const key = Buffer.from(combineShares([...this.shares.values()]));
+    this.resetShares();
+    if (!verifies(key, root.verifier)) {
+      throw new UnsealError("the shares do not rebuild the root key (one of them is wrong); start again");
+    }
+    return this.unsealWithKey(key);
+  }
+
+  /** Forgets the shares given so far. */
+  resetShares(): void {
+    this.shares = new Map();
+    this.sharesKeyId = null;
+  }
+
+  /** Drops the keys from memory. */
+  seal(): void {
+    this.keyringInMemory?.wipe();
+    this.keyringInMemory = null;
+    this.resetShares();
+  }
+}

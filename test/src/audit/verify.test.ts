@@ -1,0 +1,107 @@
+import { describe, expect, test } from "bun:test";
+import type { Database } from "bun:sqlite";
+import { createCheckpoint, listCheckpoints } from "../../../src/audit/checkpoints.ts";
+import { eventHash, type StoredEvent } from "../../../src/audit/event.ts";
+import { verifyAuditChain } from "../../../src/audit/verify.ts";
+import { testKernel } from "../../helpers/http.ts";
+
+async function logWithEvents(n: number, { checkpoint = false } = {}) {
+  const k = testKernel();
+  for (let i = 1; i <= n; i++) {
+    await k.store.write((tx) => k.audit.record(tx, { action: "audit.note.create", actor: { kind: "operator" }, outcome: "success", reason: `note ${i}` }));
+  }
+  if (checkpoint) await k.store.write((tx) => createCheckpoint(tx, k.seal.keyring(), k.clock.now()));
+  const db = k.store.db;
+  // What an attacker with write access to the file does first.
+  db.run("DROP TRIGGER audit_events_no_update");
+  db.run("DROP TRIGGER audit_events_no_delete");
+  db.run("DROP TRIGGER audit_checkpoints_no_delete");
+  db.run("DROP TRIGGER audit_checkpoints_no_update");
+  const idAt = (seq: number) => db.query<{ id: string }, [number]>("SELECT id FROM audit_events WHERE seq = ?").get(seq)!.id;
+  return { k, db, idAt };
+}
+
+const row = (db: Database, seq: number) => db.query<StoredEvent, [number]>("SELECT * FROM audit_events WHERE seq = ?").get(seq)!;
+
+/** Rewrites every hash from `from` on, as an attacker who knows the algorithm would. */
+function rechain(db: Database, from: number) {
+  const rows = db.query<StoredEvent, [number]>("SELECT * FROM audit_events WHERE seq >= ? ORDER BY seq").all(from);
+  let prev = row(db, from - 1).hash;
+  for (const r of rows) {
+    const hash = eventHash(prev, r);
+    db.query("UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?").run(prev, hash, r.seq);
+    prev = hash;
+  }
+}
+
+describe("verifyAuditChain", () => {
+  test("an untouched log verifies", async () => {
+    const { db } = await logWithEvents(10, { checkpoint: true });
+    expect(verifyAuditChain(db)).toMatchObject({ ok: true, events: 10, first_problem: null, checkpoints: { verified: 1, latest_seq: 10 }, unsigned_tail: 0 });
+  });
+
+  test("an edited field is found, naming the event", async () => {
+    const { db, idAt } = await logWithEvents(10);
+    db.run("UPDATE audit_events SET reason = 'nothing happened' WHERE seq = 4");
+    expect(verifyAuditChain(db).first_problem).toEqual({ seq: 4, id: idAt(4), problem: "its contents were changed after it was written" });
+  });
+
+  test("a deleted event is found, naming the event after the gap", async () => {
+    const { db, idAt } = await logWithEvents(10);
+    db.run("DELETE FROM audit_events WHERE seq = 5");
+    expect(verifyAuditChain(db).first_problem).toMatchObject({ seq: 6, id: idAt(6), problem: expect.stringContaining("missing (deleted)") });
+  });
+
+  test("an inserted event is found", async () => {
+    const { db, idAt } = await logWithEvents(10);
+    const displaced = idAt(5);
+    db.run("UPDATE audit_events SET seq = seq + 100 WHERE seq >= 5");
+    db.run("UPDATE audit_events SET seq = seq - 99 WHERE seq >= 105");
+    const forged = { ...row(db, 4), seq: 5, id: "evt_forged", reason: "forged" };
+    db.query("INSERT INTO audit_events (seq, id, time, actor_kind, action, outcome, reason, subject, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").run(
+      5, forged.id, forged.time, forged.actor_kind, forged.action, forged.outcome, forged.reason, forged.subject, row(db, 4).hash, eventHash(row(db, 4).hash, forged),
+    );
+    expect(verifyAuditChain(db).first_problem).toMatchObject({ seq: 6, id: displaced, problem: expect.stringContaining("does not follow") });
+  });
+
+  test("reordered events are found", async () => {
+    const { db, idAt } = await logWithEvents(10);
+    const fourth = idAt(4);
+    db.run("UPDATE audit_events SET seq = 100 WHERE seq = 3");
+    db.run("UPDATE audit_events SET seq = 3 WHERE seq = 4");
+    db.run("UPDATE audit_events SET seq = 4 WHERE seq = 100");
+    expect(verifyAuditChain(db).first_problem).toMatchObject({ seq: 3, id: fourth, problem: expect.stringContaining("does not follow") });
+  });
+
+  test("a rewritten chain (hashes recomputed) is caught by the signed checkpoint", async () => {
+    const { db, idAt } = await logWithEvents(10, { checkpoint: true });
+    db.run("UPDATE audit_events SET reason = 'rewritten' WHERE seq = 7");
+    rechain(db, 7);
+    expect(verifyAuditChain(db).first_problem).toMatchObject({ seq: 10, id: idAt(10), problem: expect.stringContaining("does not match signed checkpoint 10") });
+  });
+
+  test("truncation after a checkpoint is reported", async () => {
+    const { db } = await logWithEvents(10, { checkpoint: true });
+    db.run("DELETE FROM audit_events WHERE seq > 7");
+    expect(verifyAuditChain(db).first_problem).toMatchObject({ seq: 8, problem: expect.stringContaining("3 events were truncated") });
+  });
+
+  test("a checkpoint file kept elsewhere catches truncation and rewriting even when the database's checkpoints are gone", async () => {
+    const { db, k } = await logWithEvents(10, { checkpoint: true });
+    const file = listCheckpoints(db)[0]!;
+    db.run("DELETE FROM audit_checkpoints");
+    db.run("DELETE FROM audit_events WHERE seq > 8");
+    expect(verifyAuditChain(db).ok).toBe(true); // the database alone cannot tell
+    expect(verifyAuditChain(db, { checkpoint: file }).first_problem).toMatchObject({ problem: expect.stringContaining("2 events were truncated") });
+    // A forged file (another key) is refused.
+    const forged = { ...file, signature: Buffer.alloc(64, 1).toString("base64") };
+    expect(verifyAuditChain(db, { checkpoint: forged }).first_problem?.problem).toContain("signature of the checkpoint file is not valid");
+    void k;
+  });
+
+  test("a tampered checkpoint signature is found", async () => {
+    const { db } = await logWithEvents(3, { checkpoint: true });
+    db.run("UPDATE audit_checkpoints SET time = time + 1");
+    expect(verifyAuditChain(db).first_problem?.problem).toContain("signature of checkpoint 3 is not valid");
+  });
+});

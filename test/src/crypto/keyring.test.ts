@@ -1,0 +1,95 @@
+import { describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { DecryptionError } from "../../../src/crypto/aead.ts";
+import { KeyDestroyedError, Keyring, promoteRootKey, unsealableRoots } from "../../../src/crypto/keyring.ts";
+import { generateRootKey } from "../../../src/crypto/root-key.ts";
+import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
+import { migrate } from "../../../src/store/migrate.ts";
+
+function setup() {
+  const db = new Database(":memory:", { strict: true });
+  db.run("PRAGMA foreign_keys = ON");
+  migrate(db, [{ owner: "kernel", migrations: kernelMigrations }]);
+  const root = generateRootKey();
+  Keyring.initialize(db, root, "key_file", 1000);
+  return { db, root, keyring: new Keyring(db, Buffer.from(root), () => 2000) };
+}
+
+describe("keyring", () => {
+  test("encrypts per owner and context; the database never holds a plaintext key", () => {
+    const { db, root, keyring } = setup();
+    const ct = keyring.encrypt(db, "workspace/ws_1/secrets", "secrets/s_1/v1", "correct horse");
+    expect(keyring.decrypt("workspace/ws_1/secrets", "secrets/s_1/v1", ct).toString()).toBe("correct horse");
+    const dump = Buffer.from(db.serialize());
+    expect(dump.includes(root)).toBe(false);
+    expect(dump.includes(Buffer.from(root.toString("hex")))).toBe(false);
+    expect(dump.includes(Buffer.from("correct horse"))).toBe(false);
+  });
+
+  test("AAD binding: two rows' ciphertexts swapped fail to decrypt, loudly", () => {
+    const { db, keyring } = setup();
+    const a = keyring.encrypt(db, "workspace/ws_1/secrets", "secrets/row_a", "value a");
+    const b = keyring.encrypt(db, "workspace/ws_1/secrets", "secrets/row_b", "value b");
+    expect(() => keyring.decrypt("workspace/ws_1/secrets", "secrets/row_a", b)).toThrow(DecryptionError);
+    expect(() => keyring.decrypt("workspace/ws_1/secrets", "secrets/row_b", a)).toThrow(DecryptionError);
+    // ...and a ciphertext moved to another owner fails too
+    expect(() => keyring.decrypt("workspace/ws_2/secrets", "secrets/row_a", a)).toThrow();
+  });
+
+  test("a wrong root key opens nothing", () => {
+    const { db, keyring } = setup();
+    const ct = keyring.encrypt(db, "o", "c", "x");
+    const impostor = new Keyring(db, generateRootKey());
+    expect(() => impostor.decrypt("o", "c", ct)).toThrow();
+  });
+
+  test("destroying an owner's keys makes its values unreadable for good; new values use a new key", () => {
+    const { db, keyring } = setup();
+    const old = keyring.encrypt(db, "audit-subject/u_1", "e1", "alice@example.org");
+    expect(keyring.destroyOwner(db, "audit-subject/u_1", 3000)).toBe(1);
+    expect(() => keyring.decrypt("audit-subject/u_1", "e1", old)).toThrow(KeyDestroyedError);
+    const fresh = keyring.encrypt(db, "audit-subject/u_1", "e2", "new data");
+    expect(keyring.decrypt("audit-subject/u_1", "e2", fresh).toString()).toBe("new data");
+    expect(() => keyring.decrypt("audit-subject/u_1", "e1", old)).toThrow(KeyDestroyedError);
+  });
+
+  test("DEK rotation: old values stay readable, new ones use the new version", () => {
+    const { db, keyring } = setup();
+    const v1 = keyring.encrypt(db, "o", "c1", "one");
+    expect(keyring.rotateDek(db, "o", 3000)).toBe(2);
+    const v2 = keyring.encrypt(db, "o", "c2", "two");
+    expect([v1[4], v2[4]]).toEqual([1, 2]);
+    expect(keyring.decrypt("o", "c1", v1).toString()).toBe("one");
+    expect(keyring.decrypt("o", "c2", v2).toString()).toBe("two");
+  });
+
+  test("KEK rotation re-wraps every DEK; an interrupted rotation stays readable and resumes", () => {
+    const { db, keyring } = setup();
+    const values = Array.from({ length: 25 }, (_, i) => ({ owner: `o${i}`, ct: keyring.encrypt(db, `o${i}`, "c", `v${i}`) }));
+    expect(keyring.rotateKek(db, 3000)).toBe(2);
+    expect(keyring.rewrapDeks(db, 10, 3000)).toBe(10); // "killed" after one batch
+    for (const v of values) expect(keyring.decrypt(v.owner, "c", v.ct).toString()).toBe(`v${v.owner.slice(1)}`);
+    expect(keyring.status().deks_to_rewrap).toBe(15);
+    while (keyring.rewrapDeks(db, 10, 3000) > 0);
+    const status = keyring.status();
+    expect(status.deks_to_rewrap).toBe(0);
+    expect(status.keks.find((k) => k.version === 1)!.retired_at).toBe(3000);
+    expect(db.query("SELECT count(*) AS n FROM kek_wraps WHERE kek_version = 1").get()).toEqual({ n: 0 }); // old KEK erased
+    for (const v of values) expect(keyring.decrypt(v.owner, "c", v.ct).toString()).toBe(`v${v.owner.slice(1)}`);
+  });
+
+  test("rekey: both roots unseal while pending; after promotion only the new one", () => {
+    const { db, root, keyring } = setup();
+    const ct = keyring.encrypt(db, "o", "c", "kept");
+    const newRoot = generateRootKey();
+    const newId = keyring.beginRekey(db, newRoot, "key_file", 3000);
+    expect(unsealableRoots(db).map((r) => r.state).sort()).toEqual(["active", "pending"]);
+    expect(new Keyring(db, Buffer.from(root)).decrypt("o", "c", ct).toString()).toBe("kept");
+    expect(new Keyring(db, Buffer.from(newRoot)).decrypt("o", "c", ct).toString()).toBe("kept");
+    expect(() => keyring.rotateKek(db, 3000)).toThrow(/pending/);
+    promoteRootKey(db, newId);
+    expect(unsealableRoots(db).map((r) => r.id)).toEqual([newId]);
+    expect(new Keyring(db, Buffer.from(newRoot)).decrypt("o", "c", ct).toString()).toBe("kept");
+    expect(() => new Keyring(db, Buffer.from(root)).decrypt("o", "c", ct)).toThrow(/not wrapped/);
+  });
+});
