@@ -4,12 +4,13 @@
  */
 import { mkdirSync, statSync } from "node:fs";
 import { ConfigError } from "./config/error.ts";
+import { describeFsError } from "./files.ts";
 
 export function prepareDataDir(path: string): void {
   try {
     mkdirSync(path, { recursive: true, mode: 0o700 });
   } catch (error) {
-    throw new ConfigError(`data_dir: cannot create ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+    throw new ConfigError(`data_dir: cannot create ${path}: ${describeFsError(error)}`);
   }
   const stat = statSync(path);
   if (!stat.isDirectory()) throw new ConfigError(`data_dir: ${path} is not a directory`);

@@ -15,15 +15,32 @@ export class Lifecycle {
     this.stops.push({ name, stop });
   }
 
-  /** Stops everything in reverse start order; one failure does not keep the rest running. */
-  async stopAll(): Promise<void> {
-    while (this.stops.length > 0) {
-      const { name, stop } = this.stops.pop()!;
-      try {
-        await stop();
-      } catch (error) {
-        this.log.error("failed to stop cleanly", { component: name, error });
+  /**
+   * Stops everything in reverse start order; one failure does not keep the rest from
+   * stopping. Resolves true when all stopped within `deadlineMs`, false when it gave up.
+   */
+  async stopAll(deadlineMs = Infinity): Promise<boolean> {
+    const stopping = (async () => {
+      while (this.stops.length > 0) {
+        const { name, stop } = this.stops.pop()!;
+        try {
+          await stop();
+        } catch (error) {
+          this.log.error("failed to stop cleanly", { component: name, error });
+        }
       }
-    }
+      return true;
+    })();
+    if (deadlineMs === Infinity) return stopping;
+    let timer: Timer | undefined;
+    const deadline = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => {
+        this.log.error("stopping took too long; giving up", { still_running: this.stops.map((s) => s.name) });
+        resolve(false);
+      }, deadlineMs);
+    });
+    const result = await Promise.race([stopping, deadline]);
+    clearTimeout(timer);
+    return result;
   }
 }

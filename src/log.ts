@@ -82,6 +82,8 @@ function writeAll(fd: number, text: string): void {
   }
 }
 
+const RESERVED = new Set(["time", "level", "msg"]);
+
 export function createLogger({ level = "info", sink, now = Date.now }: LoggerOptions = {}): Logger {
   let flush = () => {};
   if (!sink) {
@@ -107,8 +109,9 @@ export function createLogger({ level = "info", sink, now = Date.now }: LoggerOpt
     const emit = (lvl: LogLevel, msg: string, fields?: LogFields) => {
       if (LOG_LEVELS.indexOf(lvl) < threshold) return;
       const record: LogFields = { time: timestamp(), level: lvl, msg };
-      for (const key in bound) record[key] = bound[key];
+      for (const key in bound) if (!(key in record)) record[key] = bound[key];
       for (const key in fields) {
+        if (key in record && RESERVED.has(key)) continue; // a field cannot pass itself off as the time, level or message
         const value = fields[key];
         record[key] = value instanceof Error ? errorFields(value) : value;
       }

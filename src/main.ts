@@ -23,13 +23,14 @@ import { initializeKeys, isInitialized, startRotationSchedule, unsealFromSource,
 import { RootKeyError } from "./crypto/root-key.ts";
 import { Seal, UnsealError } from "./crypto/seal.ts";
 import { prepareDataDir } from "./data-dir.ts";
+import { writeFileAtomic } from "./files.ts";
 import { createHttpApp } from "./http/app.ts";
 import { createEdge, startHttpServer } from "./http/edge.ts";
 import { loadOrCreateTls, type TlsMaterial } from "./http/tls.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { parseCidr } from "./net/ip.ts";
-import { systemClock, type Command, type CommandContext, type Kernel, type Plugin } from "./plugin.ts";
+import { checkPlugins, systemClock, type Command, type CommandContext, type Kernel, type Plugin } from "./plugin.ts";
 import { kernelMigrations } from "./store/kernel-migrations.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
 import { openStore, type Store } from "./store/store.ts";
@@ -37,6 +38,7 @@ import { openStore, type Store } from "./store/store.ts";
 /** The binary is defined by this list. */
 export const plugins: readonly Plugin<any>[] = [systemPlugin, sysPlugin, auditPlugin];
 
+checkPlugins(plugins, kernelCommands({}));
 export const configSchema = buildConfigSchema(plugins);
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -137,7 +139,7 @@ async function prepare(loaded: LoadedConfig, log: Logger): Promise<Prepared> {
   prepareDataDir(config.data_dir);
   if (!loaded.configFileExists && !loaded.configPathExplicit) {
     const header = "Citadel configuration, generated on first start.\nEvery key is optional: a commented-out key shows its default.";
-    writeFileSync(loaded.configPath, renderConfigToml(configSchema, { commented: true, header }), { mode: 0o600 });
+    writeFileAtomic(loaded.configPath, renderConfigToml(configSchema, { commented: true, header }), 0o600);
   }
   const store = openStore({ path: join(config.data_dir, "citadel.db") });
   try {
@@ -226,6 +228,9 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
 async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
   const { config } = loaded;
   const log = createLogger({ level: config.log.level });
+  // Listen for SIGTERM from the first moment: one that arrives during start-up stops the
+  // service as soon as it is up, with exit code 0, instead of killing it half-started.
+  const stopRequested = nextSignal(log);
   const lifecycle = new Lifecycle(log);
   const now = systemClock.now;
   try {
@@ -295,14 +300,14 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     if (tls) process.stderr.write(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}\n`);
     log.info("listening", { url: server.url, tls_fingerprint_sha256: tls?.fingerprint ?? null, version: buildInfo.version, sealed: seal.sealed });
 
-    const signal = await nextSignal(log);
+    const signal = await stopRequested;
     log.info("stopping", { signal });
-    await lifecycle.stopAll();
-    log.info("stopped");
+    const clean = await lifecycle.stopAll(STOP_DEADLINE_MS);
+    log.info(clean ? "stopped" : "stopped, but not everything finished in time");
     log.flush();
-    return 0;
+    return clean ? 0 : 1;
   } catch (error) {
-    await lifecycle.stopAll();
+    await lifecycle.stopAll(STOP_DEADLINE_MS);
     log.flush();
     if (error instanceof MigrationError || error instanceof RootKeyError || error instanceof UnsealError) {
       process.stderr.write(`citadel: ${error.message}\n`);
@@ -311,6 +316,9 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     throw error;
   }
 }
+
+/** systemd's default stop timeout is 90 s, but operators expect a prompt stop: 5 s all told. */
+const STOP_DEADLINE_MS = 4500;
 
 /** Resolves on the first SIGTERM or SIGINT; a second one while stopping exits at once. */
 function nextSignal(log: Logger): Promise<string> {

@@ -112,3 +112,24 @@ export interface Plugin<Settings = unknown> {
 export function definePlugin<Settings>(plugin: Plugin<Settings>): Plugin<Settings> {
   return plugin;
 }
+
+/**
+ * Checks the wiring of the plugin list, so a mistake stops start-up (and the test suite)
+ * with a clear message instead of surfacing as a strange route or a silent shadowing.
+ */
+export function checkPlugins(plugins: readonly Plugin<any>[], kernelCommands: readonly Command[] = []): void {
+  const names = new Set<string>();
+  const commandWords = new Set(kernelCommands.map((c) => c.words.join(" ")));
+  for (const p of plugins) {
+    if (!/^[a-z][a-z0-9-]{0,30}$/.test(p.name)) throw new Error(`plugin name ${JSON.stringify(p.name)}: use lower-case letters, digits and dashes`);
+    if (names.has(p.name)) throw new Error(`two plugins are named ${p.name}`);
+    names.add(p.name);
+    for (const scope of p.scopes) if (!scope.startsWith(`${p.name}:`)) throw new Error(`plugin ${p.name}: scope ${scope} must start with "${p.name}:"`);
+    for (const action of p.actions) if (!action.type.startsWith(`${p.name}.`)) throw new Error(`plugin ${p.name}: audit action ${action.type} must start with "${p.name}."`);
+    for (const command of p.commands ?? []) {
+      const words = command.words.join(" ");
+      if (commandWords.has(words)) throw new Error(`plugin ${p.name}: the command "${words}" exists already`);
+      commandWords.add(words);
+    }
+  }
+}

@@ -4,6 +4,7 @@
  * only trusted certificate (so the self-signed default is pinned, not blindly accepted).
  */
 import { readFileSync } from "node:fs";
+import { rootCertificates } from "node:tls";
 import type { Config } from "../config/schema.ts";
 import { dataPath } from "../config/load.ts";
 import type { ApiClient } from "../plugin.ts";
@@ -22,8 +23,8 @@ export class ApiError extends Error {
 
 export interface ApiClientOptions {
   baseUrl: string;
-  /** PEM certificate(s) to trust; none means the system's trust store. */
-  ca?: string;
+  /** PEM certificates to trust; none means the system's trust store. */
+  ca?: string[];
 }
 
 export function createApiClient({ baseUrl, ca }: ApiClientOptions): ApiClient {
@@ -32,12 +33,17 @@ export function createApiClient({ baseUrl, ca }: ApiClientOptions): ApiClient {
     try {
       response = await fetch(new URL(path, baseUrl), {
         method,
+        signal: AbortSignal.timeout(30_000),
         headers: body === undefined ? {} : { "content-type": "application/json" },
         body: body === undefined ? undefined : JSON.stringify(body),
         ...(ca ? { tls: { ca } } : {}),
       });
     } catch (error) {
-      const reason = (error as { code?: string }).code ?? (error instanceof Error ? error.message : String(error));
+      const code = (error as { code?: string }).code ?? "";
+      const reason = code || (error instanceof Error ? error.message : String(error));
+      if (/CERT|SSL|TLS|SELF_SIGNED|VERIFY/i.test(code)) {
+        throw new ApiError(`the server at ${baseUrl} did not present a certificate this client trusts (${reason})`);
+      }
       throw new ApiError(`cannot reach Citadel at ${baseUrl} (${reason}); is it running?`);
     }
     const text = await response.text();
@@ -77,11 +83,13 @@ export function localApiClient(config: Config): ApiClient {
   const bracketed = host.includes(":") ? `[${host}]` : host;
   if (port === 0) throw new ApiError("http.port is 0 (a random port): cannot tell where Citadel listens");
   if (!tls.enabled) return createApiClient({ baseUrl: `http://${bracketed}:${port}` });
-  let ca: string;
+  let certificate: string;
   try {
-    ca = readFileSync(dataPath(config, tls.cert_file), "utf8");
+    certificate = readFileSync(dataPath(config, tls.cert_file), "utf8");
   } catch {
     throw new ApiError(`cannot read the TLS certificate ${dataPath(config, tls.cert_file)}; has Citadel been started here (citadel init)?`);
   }
-  return createApiClient({ baseUrl: `https://${bracketed}:${port}`, ca });
+  // The configured certificate itself (which pins the self-signed default), plus the system's
+  // roots for an operator's certificate from a public CA.
+  return createApiClient({ baseUrl: `https://${bracketed}:${port}`, ca: [...rootCertificates, certificate] });
 }

@@ -8,6 +8,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import type { TObject, TSchema } from "@sinclair/typebox";
 import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
 import { parse as parseTomlText, TomlError } from "smol-toml";
+import { describeFsError } from "../files.ts";
 import { pointerToPath } from "../json-pointer.ts";
 import { isLoopback, parseIp } from "../net/ip.ts";
 import { envOverrides } from "./env.ts";
@@ -77,21 +78,12 @@ export function dataPath(config: Config, path: string): string {
   return isAbsolute(path) ? path : join(config.data_dir, path);
 }
 
-const READ_ERRORS: Record<string, string> = {
-  ENOENT: "no such file",
-  EACCES: "permission denied",
-  EISDIR: "is a directory",
-  ENOTDIR: "a path component is not a directory",
-};
-
 function readConfigText(path: string, explicit: boolean): string | null {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" && !explicit) return null;
-    const reason = READ_ERRORS[code ?? ""] ?? String(code);
-    throw new ConfigError(`cannot read config file ${path}: ${reason}`);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" && !explicit) return null;
+    throw new ConfigError(`cannot read config file ${path}: ${describeFsError(err)}`);
   }
 }
 

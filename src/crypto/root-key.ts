@@ -4,8 +4,9 @@
  * presented at unseal can be checked without storing anything that reveals it.
  */
 import { createHmac, randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { describeFsError, writeFileAtomic } from "../files.ts";
 import { KEY_BYTES, constantTimeEqual } from "./aead.ts";
 
 export function generateRootKey(): Buffer {
@@ -39,8 +40,7 @@ export function readRootKeyFile(path: string): Buffer {
   try {
     mode = statSync(path).mode;
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new RootKeyError(`root key file ${path}: ${code === "ENOENT" ? "no such file" : code}`);
+    throw new RootKeyError(`root key file ${path}: ${describeFsError(error)}`);
   }
   if ((mode & 0o077) !== 0) {
     throw new RootKeyError(`root key file ${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
@@ -58,7 +58,7 @@ export function readRootKeyCredential(credentialsDirectory: string | undefined, 
     return parseRootKey(readFileSync(path), `systemd credential ${name}`);
   } catch (error) {
     if (error instanceof RootKeyError) throw error;
-    throw new RootKeyError(`systemd credential ${name}: cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`);
+    throw new RootKeyError(`systemd credential ${name}: cannot read ${path}: ${describeFsError(error)}`);
   }
 }
 
@@ -74,21 +74,7 @@ export function formatRootKey(key: Uint8Array): string {
   return `${Buffer.from(key).toString("hex")}\n`;
 }
 
-/** Writes a key file atomically (temporary file, fsync, rename, fsync of the directory), mode 0600. */
+/** Writes a key file atomically, mode 0600. */
 export function writeRootKeyFile(path: string, key: Uint8Array): void {
-  const temporary = `${path}.tmp-${process.pid}`;
-  const fd = openSync(temporary, "w", 0o600);
-  try {
-    writeSync(fd, formatRootKey(key));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
-  const dir = openSync(dirname(path), "r");
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  writeFileAtomic(path, formatRootKey(key), 0o600);
 }

@@ -9,7 +9,7 @@ import type { Logger } from "../log.ts";
 import { docsRoutes } from "./docs.ts";
 import { openApiDocument, type ApiInfo } from "./openapi.ts";
 import { HttpProblem, problemFor, problemResponse, validationProblem, type ProblemInit } from "./problem.ts";
-import { requestMeta } from "./request-meta.ts";
+import { pathOf, requestMeta } from "./request-meta.ts";
 import { securityHeaders } from "./security-headers.ts";
 import { allowedMethods, locateInvalidParameter } from "./route-table.ts";
 
@@ -61,6 +61,7 @@ export function createHttpApp({ mounts, tls, readiness, sealed = () => false, lo
     })
     .onError(({ code, error, request, route }) => {
       const meta = requestMeta(request);
+      meta.route ??= route ?? null; // errors before the handler (validation) still name their route
       const init = problemForElysia(app, { code, error, request, route });
       if (init.code === "internal_error") log.error("request failed", { request_id: meta.id, route: meta.route, error });
       return problemResponse(init, meta.id);
@@ -95,13 +96,6 @@ export function createHttpApp({ mounts, tls, readiness, sealed = () => false, lo
   return app;
 }
 
-/** The path of a request URL, without parsing the whole URL (this runs on every request while sealed). */
-function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  const query = url.indexOf("?", start);
-  return query < 0 ? url.slice(start) : url.slice(start, query);
-}
-
 /** Elysia's own error codes, then ours: one place decides what the client sees. */
 function problemForElysia(app: AnyElysia, ctx: ErrorContext): ProblemInit {
   const { code, error, request } = ctx;
@@ -110,9 +104,8 @@ function problemForElysia(app: AnyElysia, ctx: ErrorContext): ProblemInit {
   if (cause instanceof HttpProblem) return problemFor(cause);
   switch (code) {
     case "NOT_FOUND": {
-      const path = new URL(request.url).pathname;
-      const allowed = allowedMethods(app, path);
-      if (allowed.length > 0) {
+      const allowed = allowedMethods(app, pathOf(request.url));
+      if (allowed.length > 0 && !allowed.includes(request.method)) {
         return {
           status: 405,
           code: "method_not_allowed",

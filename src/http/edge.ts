@@ -8,8 +8,8 @@ import type { AnyElysia } from "elysia";
 import type { Logger } from "../log.ts";
 import { cidrContains, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
 import { checkedJsonRequest, mayHaveBody } from "./body.ts";
-import { HttpProblem, payloadTooLarge, problemFor, problemResponse } from "./problem.ts";
-import { attachRequestMeta, requestIdFor, type RequestMeta } from "./request-meta.ts";
+import { HttpProblem, payloadTooLarge, PROBLEM_CONTENT_TYPE, problemFor, problemForStatus, problemResponse, type ProblemInit } from "./problem.ts";
+import { attachRequestMeta, pathOf, requestIdFor, type RequestMeta } from "./request-meta.ts";
 import { securityHeaders } from "./security-headers.ts";
 
 export interface EdgeOptions {
@@ -27,16 +27,22 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls }: EdgeOpt
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
   const headers = securityHeaders({ tls });
   // Answers the edge gives itself, without the app: same envelope, same headers.
-  const edgeProblem = (error: unknown, requestId: string) =>
-    problemResponse({ ...problemFor(error), headers: { ...headers, "x-request-id": requestId } }, requestId);
+  const edgeProblem = (init: ProblemInit, requestId: string) => problemResponse({ ...init, headers: { ...headers, ...init.headers, "x-request-id": requestId } }, requestId);
 
   const finish = (request: Request, meta: RequestMeta, started: number, response: Response): Response => {
+    if (response.status >= 400 && response.headers.get("content-type") !== PROBLEM_CONTENT_TYPE) {
+      // A handler answered an error outside the envelope (returned an Error, set a status):
+      // its body may hold anything, so it never reaches the client.
+      log.error("a route answered an error outside the problem envelope", { request_id: meta.id, route: meta.route, status: response.status });
+      response = edgeProblem(problemForStatus(response.status), meta.id);
+    }
     if (log.enabled("info")) log.preformatted("info", "request", accessLogMembers(request, meta, response.status, started));
     return response;
   };
   const failed = (request: Request, meta: RequestMeta, started: number, error: unknown): Response => {
+    if (error instanceof HttpProblem) return finish(request, meta, started, edgeProblem(problemFor(error), meta.id));
     log.error("request failed", { request_id: meta.id, error });
-    return finish(request, meta, started, edgeProblem(error, meta.id));
+    return finish(request, meta, started, edgeProblem(problemFor(error), meta.id));
   };
 
   /** Requests with a body: checked (type, size, JSON) before the app parses them. */
@@ -46,24 +52,23 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls }: EdgeOpt
       attachRequestMeta(checked, meta);
       return finish(request, meta, started, await handle(checked));
     } catch (error) {
-      if (error instanceof HttpProblem) return finish(request, meta, started, edgeProblem(error, meta.id));
       return failed(request, meta, started, error);
     }
   };
 
   // Not an async function: a GET answered synchronously by the app goes back to Bun
   // without a promise, which is measurably cheaper on the hot path.
-  return function edge(request, server) {
+  return function edge(received, server) {
     const started = performance.now();
-    const meta: RequestMeta = {
-      id: requestIdFor(request.headers.get("x-request-id")),
-      client: clientAddress(request, server, trustedProxies),
-      route: null,
-    };
+    const meta: RequestMeta = { id: "", client: "unknown", route: null };
+    let request = received;
     try {
+      meta.id = requestIdFor(received.headers.get("x-request-id"));
+      meta.client = clientAddress(received, server, trustedProxies);
+      request = canonicalRequest(received);
       const declared = request.headers.get("content-length");
       if (declared !== null && Number(declared) > bodyLimit) {
-        return finish(request, meta, started, edgeProblem(payloadTooLarge(bodyLimit), meta.id));
+        return finish(request, meta, started, edgeProblem(problemFor(payloadTooLarge(bodyLimit)), meta.id));
       }
       if (mayHaveBody(request.method)) return handleWithBody(request, meta, started);
       const head = request.method === "HEAD";
@@ -76,9 +81,23 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls }: EdgeOpt
       if (result instanceof Promise) return result.then(answer, (error) => failed(request, meta, started, error));
       return answer(result);
     } catch (error) {
+      meta.id ||= requestIdFor(null);
       return failed(request, meta, started, error);
     }
   };
+}
+
+/**
+ * Elysia finds the path by searching for "/" from the 12th character of the URL, which
+ * assumes a host of at least three characters: with `Host: a`, /zz/v1/x was routed as
+ * /v1/x. A request whose URL is that short is re-issued on a fixed origin, so every part
+ * of Citadel (router, sealed gate, log) sees the same path.
+ */
+function canonicalRequest(request: Request): Request {
+  const url = request.url;
+  const pathStart = url.indexOf("/", url.indexOf("//") + 2);
+  if (pathStart >= 11) return request;
+  return new Request(`http://localhost${pathStart < 0 ? "/" : url.slice(pathStart)}`, request);
 }
 
 /**
@@ -88,7 +107,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls }: EdgeOpt
  */
 function accessLogMembers(request: Request, meta: RequestMeta, status: number, started: number): string {
   const duration = Math.round((performance.now() - started) * 1000) / 1000;
-  const route = meta.route === null ? `null,"path":${JSON.stringify(new URL(request.url).pathname.slice(0, 256))}` : `"${meta.route}"`;
+  const route = meta.route === null ? `null,"path":${JSON.stringify(pathOf(request.url).slice(0, 256))}` : `"${meta.route}"`;
   return `"method":"${request.method}","route":${route},"status":${status},"duration_ms":${duration},"request_id":"${meta.id}","client":"${meta.client}"`;
 }
 
@@ -112,13 +131,21 @@ export function clientAddress(request: Request, server: Pick<Server<undefined>, 
   if (forwarded) {
     const hops = forwarded.split(",");
     for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = parseIp(hops[i]!.trim());
+      const hop = parseIp(withoutPort(hops[i]!.trim()));
       if (!hop) break; // garbage: trust nothing further left
       client = hop;
       if (!isTrusted(hop)) break;
     }
   }
   return formatIp(unmapIpv4(client));
+}
+
+/** Some proxies append the client's port: "192.0.2.1:4711", "[2001:db8::1]:443". */
+function withoutPort(hop: string): string {
+  const bracketed = hop.match(/^\[([^\]]+)\](?::\d+)?$/);
+  if (bracketed) return bracketed[1]!;
+  const v4 = hop.match(/^(\d+\.\d+\.\d+\.\d+):\d+$/);
+  return v4 ? v4[1]! : hop;
 }
 
 export interface HttpServerOptions {

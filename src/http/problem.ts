@@ -4,6 +4,7 @@
  * error becomes an HTTP status; what a client sees is built from a fixed table, never from
  * an exception's message, so no stack, path, SQL or library name can leak.
  */
+import { Type } from "@sinclair/typebox";
 import { t } from "elysia";
 import { CitadelError, InvalidError } from "../errors.ts";
 import { pointerToPath } from "../json-pointer.ts";
@@ -19,7 +20,7 @@ export const Problem = t.Object(
   {
     type: t.String({ description: "URI naming the problem type: `urn:citadel:problem:<code>`." }),
     title: t.String(),
-    status: t.Integer(),
+    status: Type.Integer(), // TypeBox's own: Elysia's t.Integer also accepts numeric strings
     detail: t.Optional(t.String()),
     code: t.String({ description: "Stable machine-readable code." }),
     request_id: t.String({ description: "Also in the X-Request-Id header and in the server log." }),
@@ -121,6 +122,29 @@ export function problemFor(error: unknown): ProblemInit {
     }
   }
   return { status: 500, code: "internal_error", detail: "The server could not complete the request. Quote the request id when reporting it." };
+}
+
+const CODE_BY_STATUS: Record<number, string> = {
+  400: "bad_request",
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not_found",
+  405: "method_not_allowed",
+  409: "conflict",
+  410: "gone",
+  413: "payload_too_large",
+  415: "unsupported_media_type",
+  422: "invalid",
+  428: "precondition_required",
+  429: "rate_limited",
+  503: "unavailable",
+};
+
+/** A problem for a bare status (an error response that came without one); 5xx becomes internal_error. */
+export function problemForStatus(status: number): ProblemInit {
+  const code = CODE_BY_STATUS[status];
+  if (!code) return problemFor(new Error("unmapped status")); // 500 and anything unknown: internal_error
+  return { status, code, detail: TITLES[status] };
 }
 
 /** Elysia's validation issues, reduced to field and message: never the submitted value. */

@@ -6,9 +6,9 @@
  */
 export interface RequestMeta {
   /** Echoed in X-Request-Id, in every problem body and in the log line. */
-  readonly id: string;
+  id: string;
   /** The client: the socket peer, or the X-Forwarded-For hop a trusted proxy vouches for. */
-  readonly client: string;
+  client: string;
   /** The matched route pattern (/v1/system/info), set once routing has happened. */
   route: string | null;
 }
@@ -24,6 +24,14 @@ export function attachRequestMeta(request: Request, meta: RequestMeta): void {
 /** The request's meta; a request that did not come through the edge gets a fresh id. */
 export function requestMeta(request: Request): RequestMeta {
   return ((request as WithMeta)[META] ??= { id: newRequestId(), client: "unknown", route: null });
+}
+
+/** The path of a request URL, without building a URL object (this runs on hot paths). */
+export function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  const query = url.indexOf("?", start);
+  return query < 0 ? url.slice(start) : url.slice(start, query);
 }
 
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

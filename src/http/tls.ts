@@ -4,10 +4,11 @@
  * Clients pin it by the SHA-256 fingerprint printed at start.
  */
 import { X509Certificate, createPrivateKey } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { ConfigError } from "../config/error.ts";
+import { describeFsError, writeFileAtomic } from "../files.ts";
 import type { Logger } from "../log.ts";
 import { isLoopback, parseIp } from "../net/ip.ts";
 
@@ -34,12 +35,15 @@ const RENEW_BEFORE_DAYS = 30;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 export async function loadOrCreateTls(files: TlsFiles, log: Logger, now = new Date()): Promise<TlsMaterial> {
-  const certExists = existsSync(files.certPath);
-  const keyExists = existsSync(files.keyPath);
-  if (files.managed && !certExists && !keyExists) {
+  if (files.managed && !usable(files)) {
+    // Ours to make: on first start, or when a file is missing or broken (a crash mid-write,
+    // a careless rm). Both files are replaced, the key first.
+    const first = !existsSync(files.certPath) && !existsSync(files.keyPath);
     await writeSelfSigned(files, now);
-    log.info("generated a self-signed TLS certificate", { cert_file: files.certPath });
-    return { ...readTls(files), generated: true };
+    const material = readTls(files);
+    if (first) log.info("generated a self-signed TLS certificate", { cert_file: files.certPath });
+    else log.warn("replaced a missing or broken self-signed TLS certificate: clients must pin the new fingerprint", { cert_file: files.certPath, fingerprint: material.fingerprint });
+    return { ...material, generated: true };
   }
   let material = readTls(files);
   if (files.managed && material.notAfter.getTime() - now.getTime() < RENEW_BEFORE_DAYS * DAY_MS) {
@@ -53,6 +57,15 @@ export async function loadOrCreateTls(files: TlsFiles, log: Logger, now = new Da
     log.error("the TLS certificate has expired", { cert_file: files.certPath, not_after: material.notAfter.toISOString() });
   }
   return material;
+}
+
+function usable(files: TlsFiles): boolean {
+  try {
+    readTls(files);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function readTls(files: TlsFiles): TlsMaterial {
@@ -79,8 +92,7 @@ function readConfigured(path: string, key: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new ConfigError(`${key}: cannot read ${path}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code}`);
+    throw new ConfigError(`${key}: cannot read ${path}: ${describeFsError(error)}`);
   }
 }
 
@@ -93,6 +105,6 @@ async function writeSelfSigned(files: TlsFiles, now: Date): Promise<void> {
   const names = ["localhost", hostname()].filter((n, i, all) => n && all.indexOf(n) === i);
   const { certPem, keyPem } = await generateSelfSignedCertificate({ dnsNames: names, ipAddresses, validDays: VALID_DAYS, now });
   for (const path of [files.certPath, files.keyPath]) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileSync(files.keyPath, keyPem, { mode: 0o600 });
-  writeFileSync(files.certPath, certPem, { mode: 0o600 });
+  writeFileAtomic(files.keyPath, keyPem, 0o600);
+  writeFileAtomic(files.certPath, certPem, 0o600);
 }

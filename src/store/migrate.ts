@@ -73,8 +73,14 @@ export function migrate(db: Database, sets: readonly MigrationSet[], now: () => 
       }
       db.run("BEGIN IMMEDIATE");
       try {
+        // Another process (an `init` beside a `serve`) may have applied it meanwhile.
+        if (db.query("SELECT 1 FROM citadel_migrations WHERE owner = ? AND id = ?").get(set.owner, migration.id)) {
+          db.run("COMMIT");
+          continue;
+        }
         if (typeof migration.up === "string") db.run(migration.up);
         else migration.up(db);
+        if (!db.inTransaction) throw new Error("the migration ended the transaction itself (COMMIT or ROLLBACK inside it)");
         record.run(set.owner, migration.id, checksumOf(migration), now());
         db.run("COMMIT");
       } catch (error) {

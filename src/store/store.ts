@@ -20,8 +20,9 @@ export interface Store {
   readonly path: string;
   /**
    * Runs `fn` in a write transaction and resolves with its result once it is durable.
-   * `fn` must be synchronous: an await inside it would let another caller's write slip
-   * into the same transaction.
+   * `fn` must be synchronous (an await inside it would let another caller's write slip into
+   * the same transaction), must not run transaction statements itself, and must not
+   * swallow an SQLite error: let it propagate, and the write is rolled back alone.
    */
   write<T>(fn: (tx: Tx) => T): Promise<T>;
   /** True when a trivial query answers (for /readyz). */
@@ -90,7 +91,9 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
     },
     ping() {
       try {
-        return db.query("SELECT 1 AS one").get() !== null;
+        // A real read: `SELECT 1` would answer even with the database file gone bad.
+        db.query("SELECT count(*) FROM sqlite_schema").get();
+        return true;
       } catch {
         return false;
       }
@@ -105,43 +108,45 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
 }
 
 function commitBatch(db: Database, batch: PendingWrite[]): void {
-  const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+  // Whatever happens below, every caller's promise settles exactly once.
+  const settled = new Set<PendingWrite>();
+  const rejectRest = (error: unknown) => {
+    for (const w of batch) if (!settled.has(w)) w.reject(error);
+  };
   try {
     db.run("BEGIN IMMEDIATE");
-  } catch (error) {
-    for (const w of batch) w.reject(error);
-    return;
-  }
-  for (const w of batch) {
-    db.run("SAVEPOINT citadel_write");
-    try {
-      const value = w.fn(db);
-      if (value instanceof Promise) throw new TypeError("store.write: the function must be synchronous");
-      db.run("RELEASE citadel_write");
-      outcomes.push({ ok: true, value });
-    } catch (error) {
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    for (const w of batch) {
+      db.run("SAVEPOINT citadel_write");
+      let outcome: (typeof outcomes)[number];
+      try {
+        const value = w.fn(db);
+        if (value instanceof Promise) throw new TypeError("store.write: the function must be synchronous");
+        outcome = { ok: true, value };
+      } catch (error) {
+        outcome = { ok: false, error };
+      }
       if (!db.inTransaction) {
-        // SQLite rolled back the whole transaction (disk full, I/O error): the writes of
-        // this batch that had succeeded are gone too, so every caller must hear of it.
-        for (const p of batch) p.reject(error);
+        // SQLite rolled back the whole transaction (disk full, I/O error, ON CONFLICT ROLLBACK):
+        // the writes of this batch that had succeeded are gone too.
+        rejectRest(outcome.ok ? new Error("store.write: the transaction was aborted") : outcome.error);
         return;
       }
-      db.run("ROLLBACK TO citadel_write");
+      if (!outcome.ok) db.run("ROLLBACK TO citadel_write");
       db.run("RELEASE citadel_write");
-      outcomes.push({ ok: false, error });
+      outcomes.push(outcome);
     }
-  }
-  try {
     db.run("COMMIT");
+    batch.forEach((w, i) => {
+      const outcome = outcomes[i]!;
+      settled.add(w);
+      if (outcome.ok) w.resolve(outcome.value);
+      else w.reject(outcome.error);
+    });
   } catch (error) {
-    // Nothing of the batch is on disk: every caller learns it.
+    // BEGIN failed (busy), COMMIT failed (nothing of the batch is on disk), or a savepoint
+    // statement failed: every caller not yet answered learns it.
     if (db.inTransaction) db.run("ROLLBACK");
-    for (const w of batch) w.reject(error);
-    return;
+    rejectRest(error);
   }
-  batch.forEach((w, i) => {
-    const outcome = outcomes[i]!;
-    if (outcome.ok) w.resolve(outcome.value);
-    else w.reject(outcome.error);
-  });
 }

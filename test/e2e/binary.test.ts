@@ -36,7 +36,6 @@ describe("first start on an empty data directory", () => {
 
   test("prints the URL and the certificate's SHA-256 fingerprint", async () => {
     expect(citadel.url).toBe(`https://127.0.0.1:${port}`);
-    for (let i = 0; i < 100 && !citadel.stderr().includes("fingerprint"); i++) await Bun.sleep(10);
     expect(fingerprint).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
     expect(citadel.stderr()).toContain(`serving https://127.0.0.1:${port}`);
     expect(citadel.stderr()).toContain(`TLS certificate SHA-256 fingerprint: ${fingerprint}`);
@@ -78,8 +77,9 @@ describe("first start on an empty data directory", () => {
     expect(JSON.parse(res.stdout).uptime_seconds).toBeGreaterThanOrEqual(0);
   });
 
-  test("logs one JSON line per request", () => {
-    const lines = citadel.logs.filter((l) => l.msg === "request" && l.route === "/healthz");
+  test("logs one JSON line per request", async () => {
+    for (let i = 0; i < 100 && !citadel.logs().some((l) => l.msg === "request" && l.route === "/healthz"); i++) await Bun.sleep(10);
+    const lines = citadel.logs().filter((l) => l.msg === "request" && l.route === "/healthz");
     expect(lines.length).toBeGreaterThanOrEqual(1);
     expect(lines[0]).toMatchObject({ method: "GET", status: 200, client: "127.0.0.1" });
     expect(typeof lines[0]!.request_id).toBe("string");
@@ -89,7 +89,7 @@ describe("first start on an empty data directory", () => {
     const { code, ms } = await citadel.stop();
     expect(code).toBe(0);
     expect(ms).toBeLessThan(5000);
-    expect(citadel.logs.some((l) => l.msg === "stopped")).toBe(true);
+    expect(citadel.logs().some((l) => l.msg === "stopped")).toBe(true);
   });
 
   test("a second start reuses the data directory: same certificate, same config, no migrations", async () => {
@@ -97,7 +97,7 @@ describe("first start on an empty data directory", () => {
     const again = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(port) });
     running.push(again);
     expect(again.fingerprint).toBe(fingerprint);
-    expect(again.logs.some((l) => l.msg === "applied migrations" || l.msg === "generated a self-signed TLS certificate")).toBe(false);
+    expect(again.logs().some((l) => l.msg === "applied migrations" || l.msg === "generated a self-signed TLS certificate")).toBe(false);
     expect(readFileSync(join(data.path, "citadel.toml"), "utf8")).toBe(configBefore);
     expect((await pinnedGet(again.url, fingerprint, "/healthz")).status).toBe(200);
     expect((await again.stop()).code).toBe(0);

@@ -2,7 +2,7 @@
  * Drives the compiled binary (dist/citadel) for end-to-end tests: starts it on a temporary
  * data directory, waits for its "listening" log line, and stops it. Builds it when missing.
  */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -45,63 +45,67 @@ export async function runCitadel(args: string[], env: Record<string, string> = {
 }
 
 export interface RunningCitadel {
-  proc: Subprocess<"ignore", "pipe", "pipe">;
+  proc: Subprocess;
   url: string;
   fingerprint: string | null;
-  /** Log lines seen so far (parsed JSON). */
-  logs: Array<Record<string, unknown>>;
+  /** The log lines written so far (parsed JSON), read from the file standard output goes to. */
+  logs(): Array<Record<string, unknown>>;
   stderr(): string;
   /** Sends SIGTERM and resolves with the exit code and how long it took. */
   stop(): Promise<{ code: number; ms: number }>;
 }
 
+/**
+ * Starts `citadel serve`. Its standard output and error go to files, not pipes: a pipe the
+ * test runner is slow to drain made the process's writes (and so the tests) stall now and then.
+ */
 export async function startCitadel(args: string[], env: Record<string, string> = {}, timeoutMs = 10_000): Promise<RunningCitadel> {
+  const logDir = mkdtempSync(join(tmpdir(), "citadel-e2e-log-"));
+  const outFile = join(logDir, "stdout.jsonl");
+  const errFile = join(logDir, "stderr.txt");
   const proc = Bun.spawn([BINARY, "serve", ...args], {
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
+    stdout: Bun.file(outFile),
+    stderr: Bun.file(errFile),
     stdin: "ignore",
   });
-  const logs: Array<Record<string, unknown>> = [];
-  let stderrText = "";
-  void (async () => {
-    for await (const chunk of proc.stderr) stderrText += new TextDecoder().decode(chunk);
-  })();
-  const listening = new Promise<Record<string, unknown>>((resolve, reject) => {
-    void (async () => {
-      let buffer = "";
-      for await (const chunk of proc.stdout) {
-        buffer += new TextDecoder().decode(chunk);
-        let newline: number;
-        while ((newline = buffer.indexOf("\n")) >= 0) {
-          const line = buffer.slice(0, newline);
-          buffer = buffer.slice(newline + 1);
-          try {
-            const parsed = JSON.parse(line) as Record<string, unknown>;
-            logs.push(parsed);
-            if (parsed.msg === "listening") resolve(parsed);
-          } catch {
-            logs.push({ unparsed: line });
-          }
+  void proc.exited.then(() => setTimeout(() => rmSync(logDir, { recursive: true, force: true }), 60_000).unref());
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const logs = () => {
+    const text = read(outFile);
+    return text
+      .slice(0, text.lastIndexOf("\n") + 1)
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => {
+        try {
+          return JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          return { unparsed: line };
         }
-      }
-      reject(new Error(`citadel exited before listening (code ${await proc.exited}): ${stderrText}`));
-    })();
-  });
-  const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`citadel did not listen within ${timeoutMs} ms: ${stderrText}`)), timeoutMs));
-  let line: Record<string, unknown>;
-  try {
-    line = await Promise.race([listening, timer]);
-  } catch (error) {
-    proc.kill("SIGKILL");
-    throw error;
+      });
+  };
+  const deadline = Date.now() + timeoutMs;
+  let listening: Record<string, unknown> | undefined;
+  while (!(listening = logs().find((l) => l.msg === "listening"))) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`citadel did not start listening (exit code ${proc.exitCode}): ${read(errFile)}`);
+    }
+    await Bun.sleep(5);
   }
   return {
     proc,
-    url: line.url as string,
-    fingerprint: (line.tls_fingerprint_sha256 as string | null) ?? null,
+    url: listening.url as string,
+    fingerprint: (listening.tls_fingerprint_sha256 as string | null) ?? null,
     logs,
-    stderr: () => stderrText,
+    stderr: () => read(errFile),
     async stop() {
       const started = performance.now();
       proc.kill("SIGTERM");

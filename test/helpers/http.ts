@@ -30,6 +30,8 @@ export interface TestEdgeOptions {
   trustedProxies?: string[];
   /** The socket peer every request appears to come from. */
   peer?: string;
+  /** Serve as over TLS (default) or plain HTTP. */
+  tls?: boolean;
 }
 
 export interface CapturedLog {
@@ -47,7 +49,7 @@ export function testEdge(options: TestEdgeOptions = {}) {
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const app: AnyElysia = createHttpApp({
     mounts: options.mounts ?? [],
-    tls: true,
+    tls: options.tls ?? true,
     readiness: options.readiness ?? [],
     sealed: options.sealed,
     log: log.logger,
@@ -58,7 +60,7 @@ export function testEdge(options: TestEdgeOptions = {}) {
     log: log.logger,
     bodyLimit,
     trustedProxies: (options.trustedProxies ?? []).map((c) => parseCidr(c)!),
-    tls: true,
+    tls: options.tls ?? true,
   });
   const peer = options.peer ?? "127.0.0.1";
   const server = { requestIP: () => ({ address: peer, family: peer.includes(":") ? "IPv6" : "IPv4", port: 40000 }) };

@@ -19,7 +19,7 @@ async function seeded() {
     ["dns.zone.create", "u_alice", "org_1", "success"],
   ] as const;
   for (const [action, user, organization, outcome] of plan) {
-    (k.clock as { advance(ms: number): void }).advance(60_000);
+    (k.clock as unknown as { advance(ms: number): void }).advance(60_000);
     await k.store.write((tx) =>
       k.audit.record(tx, { action, actor: { kind: "user", user, organization }, outcome, resource: { type: action.split(".")[1]!, id: `${user}-r` }, request: { source: "192.0.2.1", userAgent: "Agent \"quoted\", with comma" } }),
     );

@@ -153,3 +153,48 @@ describe("health and readiness", () => {
     expect(res.text).toBe("");
   });
 });
+
+describe("edge cases a proxy or a plugin could bring", () => {
+  const sloppy = new Elysia({ name: "sloppy" })
+    .get("/returns-error", () => new Error("SQLITE_ERROR near /work/main/src/store.ts") as unknown as string)
+    .get("/sets-status", ({ set }) => {
+      set.status = 409;
+      return { internal: "select * from secrets" };
+    })
+    .get("/throws-elysia-not-found", () => {
+      throw new NotFoundError("gone");
+    });
+
+  test("an error a handler returns (instead of throwing) still leaves only as a problem", async () => {
+    const { send, log } = testEdge({ mounts: [{ name: "sloppy", routes: sloppy }] });
+    for (const [path, status, code] of [["/v1/sloppy/returns-error", 500, "internal_error"], ["/v1/sloppy/sets-status", 409, "conflict"]] as const) {
+      const res = await send("GET", path);
+      expect([path, res.status, res.headers.get("content-type"), res.body.code]).toEqual([path, status, "application/problem+json", code]);
+      for (const leak of LEAKS) expect(res.text).not.toMatch(leak);
+      expect(res.text).not.toContain("select");
+    }
+    expect(log.lines.filter((l) => l.msg === "a route answered an error outside the problem envelope")).toHaveLength(2);
+  });
+
+  test("a short Host header cannot change which route answers", async () => {
+    const { fetch } = edge();
+    for (const host of ["a", "ab", "x"]) {
+      const res = await fetch(new Request(`http://${host}/zz/v1/probe/things/42`));
+      expect([host, res.status]).toEqual([host, 404]);
+      const ok = await fetch(new Request(`http://${host}/v1/probe/things/42`));
+      expect([host, ok.status]).toEqual([host, 200]);
+    }
+  });
+
+  test("a 404 thrown by a route on an allowed method stays a 404, not a self-contradicting 405", async () => {
+    const res = await testEdge({ mounts: [{ name: "sloppy", routes: sloppy }] }).send("GET", "/v1/sloppy/throws-elysia-not-found");
+    expect(res.status).toBe(404);
+  });
+
+  test("a validation error logs its route pattern, not the concrete path", async () => {
+    const { send, log } = edge();
+    await send("GET", "/v1/probe/query?limit=0");
+    expect(log.lines.find((l) => l.msg === "request")).toMatchObject({ route: "/v1/probe/query", status: 422 });
+    expect(log.lines.find((l) => l.msg === "request")!.path).toBeUndefined();
+  });
+});

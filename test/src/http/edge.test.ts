@@ -16,6 +16,8 @@ describe("client address", () => {
     { name: "IPv6 proxy and client", peer: "fd00::1", xff: "2001:db8::42", trusted: true, expected: "2001:db8::42" },
     { name: "IPv4-mapped peer is reported as IPv4", peer: "::ffff:192.0.2.9", trusted: false, expected: "192.0.2.9" },
     { name: "trusted proxy without XFF is the client", peer: "10.0.0.5", trusted: true, expected: "10.0.0.5" },
+    { name: "a hop with a port (IPv4)", peer: "10.0.0.5", xff: "198.51.100.1:4711", trusted: true, expected: "198.51.100.1" },
+    { name: "a hop with a port (IPv6)", peer: "10.0.0.5", xff: "[2001:db8::7]:443", trusted: true, expected: "2001:db8::7" },
   ];
   for (const c of cases) {
     test(c.name, () => {
@@ -38,6 +40,12 @@ describe("edge", () => {
       expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");
       expect(res.headers.get("server")).toBeNull();
     }
+  });
+
+  test("plain HTTP (loopback only) sends no HSTS, and everything else", async () => {
+    const res = await testEdge({ tls: false }).send("GET", "/healthz");
+    expect(res.headers.get("strict-transport-security")).toBeNull();
+    expect(res.headers.get("x-content-type-options")).toBe("nosniff");
   });
 
   test("accepts a sane inbound X-Request-Id and replaces a bad one", async () => {

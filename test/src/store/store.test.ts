@@ -99,3 +99,47 @@ describe("store", () => {
     expect(store.ping()).toBe(true);
   });
 });
+
+describe("store failure paths", () => {
+  test("a write that makes SQLite abort the whole transaction fails the batch, and nothing of it is kept", async () => {
+    const { store } = fileStore();
+    store.db.run("CREATE TABLE strict_items (id INTEGER PRIMARY KEY ON CONFLICT ROLLBACK)");
+    const results = await Promise.allSettled([
+      store.write((tx) => tx.run("INSERT INTO items (name) VALUES ('before')")),
+      store.write((tx) => {
+        tx.run("INSERT INTO strict_items VALUES (1)");
+        tx.run("INSERT INTO strict_items VALUES (1)"); // ON CONFLICT ROLLBACK ends the transaction
+      }),
+      store.write((tx) => tx.run("INSERT INTO items (name) VALUES ('after')")),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+    expect(store.db.query("SELECT count(*) AS n FROM items").get()).toEqual({ n: 0 });
+    expect(store.db.inTransaction).toBe(false);
+    await store.write((tx) => tx.run("INSERT INTO items (name) VALUES ('later')")); // the store still works
+  });
+
+  test("a busy database (another process holds the write lock) rejects every write of the batch", async () => {
+    const { store, path } = fileStore();
+    const other = new Database(path);
+    other.run("PRAGMA busy_timeout = 0");
+    other.run("BEGIN IMMEDIATE");
+    const busy = openStore({ path, busyTimeoutMs: 50 });
+    const results = await Promise.allSettled([busy.write(() => 1), busy.write(() => 2)]);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+    other.run("ROLLBACK");
+    other.close();
+    expect(await busy.write(() => 3)).toBe(3);
+    busy.close();
+    void store;
+  });
+
+  test("more writes than maxBatch are split into several transactions, all committed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-store-"));
+    const store = openStore({ path: join(dir, "db"), maxBatch: 7 });
+    store.db.run("CREATE TABLE n (i INTEGER)");
+    await Promise.all(Array.from({ length: 30 }, (_, i) => store.write((tx) => tx.query("INSERT INTO n VALUES (?)").run(i))));
+    expect(store.db.query("SELECT count(*) AS c FROM n").get()).toEqual({ c: 30 });
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -1,0 +1,46 @@
+/**
+ * File helpers for what Citadel writes: written whole or not at all (temporary file, fsync,
+ * rename, fsync of the directory), owner-only, and errors described in plain words.
+ */
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+
+/** Replaces `path` with `data` atomically: a crash leaves the old file or the new one, never half. */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+  const temporary = `${path}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    const fd = openSync(temporary, "w", mode);
+    try {
+      writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+  const dir = openSync(dirname(path), "r");
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}
+
+const DESCRIPTIONS: Record<string, string> = {
+  ENOENT: "no such file",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EISDIR: "is a directory",
+  ENOTDIR: "a path component is not a directory",
+  EROFS: "read-only file system",
+  ENOSPC: "no space left on the device",
+};
+
+/** "no such file" rather than "ENOENT: no such file or directory, open '...'". */
+export function describeFsError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return (code && DESCRIPTIONS[code]) ?? code ?? String(error);
+}

@@ -1,0 +1,175 @@
+/**
+ * Keys and the audit log on the compiled binary: the key file's mode, Shamir unseal through
+ * the CLI, a systemd credential, a crash under write load, and what the files on disk hold.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BINARY, ensureBinary, freePort, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { pinnedGet } from "../helpers/pinned-https.ts";
+
+const running: RunningCitadel[] = [];
+const dirs: Array<{ remove(): void }> = [];
+beforeAll(ensureBinary);
+afterAll(() => {
+  for (const r of running) r.proc.kill("SIGKILL");
+  for (const d of dirs) d.remove();
+});
+
+function dataDir() {
+  const d = tempDir();
+  dirs.push(d);
+  return d.path;
+}
+
+async function start(data: string, env: Record<string, string> = {}) {
+  const port = await freePort();
+  const citadel = await startCitadel(["--data", data], { CITADEL_HTTP_PORT: String(port), ...env });
+  running.push(citadel);
+  return { citadel, port, env: { CITADEL_HTTP_PORT: String(port), ...env } };
+}
+
+/** An HTTPS request to the instance, trusting only its own certificate. */
+async function api(data: string, port: number, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const ca = readFileSync(join(data, "tls/cert.pem"), "utf8");
+  const res = await fetch(`https://127.0.0.1:${port}${path}`, {
+    method,
+    headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    tls: { ca },
+  });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+describe("the embedded default's key file", () => {
+  test("is created 0600 on first start, and a key file readable by others stops start-up naming it", async () => {
+    const data = dataDir();
+    const { citadel } = await start(data);
+    expect(readFileSync(join(data, "root.key"), "utf8")).toMatch(/^[0-9a-f]{64}\n$/);
+    expect(citadel.logs().find((l) => l.msg === "initialized the root key")).toBeDefined();
+    expect((await citadel.stop()).code).toBe(0);
+    chmodSync(join(data, "root.key"), 0o640);
+    const refused = await runCitadel(["serve", "--data", data]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`root key file ${join(data, "root.key")} is readable by group or others (mode 640)`);
+  });
+});
+
+describe("Shamir shares", () => {
+  test("init prints the shares once; serve starts sealed; citadel unseal takes them one at a time", async () => {
+    const data = dataDir();
+    const env = { CITADEL_SEAL_METHOD: "shamir" };
+    const init = await runCitadel(["init", "--data", data, "--shares", "5", "--threshold", "3", "--json"], env);
+    expect(init.code).toBe(0);
+    const shares: string[] = JSON.parse(init.stdout).shares;
+    expect(shares).toHaveLength(5);
+    expect(readdirSync(data)).not.toContain("root.key"); // the key exists only as shares
+
+    const { citadel, port, env: runEnv } = await start(data, env);
+    expect(citadel.logs().find((l) => l.msg === "listening")?.sealed).toBe(true);
+    expect((await api(data, port, "GET", "/v1/system/info")).body.code).toBe("sealed");
+    expect((await pinnedGet(citadel.url, citadel.fingerprint!, "/readyz")).status).toBe(503);
+
+    const wrong = await runCitadel(["unseal", "--data", data, "citadel-share-00000000-1-" + "0".repeat(64) + "-00000000"], runEnv);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/^citadel: .*checksum/);
+    for (const [i, share] of [shares[4], shares[0], shares[2]].entries()) {
+      // From standard input, as `citadel unseal < share.txt` (so no share lands in shell history).
+      const proc = Bun.spawn([BINARY, "unseal", "--data", data], { env: { PATH: process.env.PATH ?? "", ...runEnv }, stdin: new TextEncoder().encode(`${share}\n`), stdout: "pipe", stderr: "pipe" });
+      const out = await new Response(proc.stdout).text();
+      expect(await proc.exited).toBe(0);
+      expect(out.trim()).toBe(i < 2 ? `Share accepted: ${i + 1} of 3.` : "Unsealed.");
+    }
+    expect((await api(data, port, "GET", "/v1/system/info")).status).toBe(200);
+    const status = await runCitadel(["keys", "status", "--data", data, "--json"], runEnv);
+    expect(JSON.parse(status.stdout).root).toMatchObject({ method: "shamir", shares: 5, threshold: 3 });
+    expect((await citadel.stop()).code).toBe(0);
+  });
+});
+
+describe("systemd credential", () => {
+  test("init hands the key out once; serve reads it from $CREDENTIALS_DIRECTORY", async () => {
+    const data = dataDir();
+    const credentials = join(data, "..", `${data.split("/").pop()}-creds`);
+    mkdirSync(credentials, { mode: 0o700 });
+    dirs.push({ remove: () => Bun.spawnSync(["rm", "-rf", credentials]) });
+    const env = { CITADEL_SEAL_METHOD: "systemd_credential" };
+    expect((await runCitadel(["init", "--data", data], env)).stderr).toContain("--key-out");
+    const init = await runCitadel(["init", "--data", data, "--key-out", "-"], env);
+    expect(init.code).toBe(0);
+    expect(init.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+    writeFileSync(join(credentials, "citadel-root-key"), init.stdout, { mode: 0o400 });
+    const { citadel } = await start(data, { ...env, CREDENTIALS_DIRECTORY: credentials });
+    expect(citadel.logs().find((l) => l.msg === "listening")?.sealed).toBe(false);
+    expect((await citadel.stop()).code).toBe(0);
+    const missing = await runCitadel(["serve", "--data", data], env);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("$CREDENTIALS_DIRECTORY is not set");
+  });
+});
+
+describe("durability and what is on disk", () => {
+  test("killed with SIGKILL under audited write load: every acknowledged write survives and the chain verifies", async () => {
+    const data = dataDir();
+    const { citadel, port, env } = await start(data);
+    const acknowledged: string[] = [];
+    let stop = false;
+    const writer = async (n: number) => {
+      for (let i = 0; !stop; i++) {
+        try {
+          const res = await api(data, port, "POST", "/v1/audit/notes", { text: `load ${n}-${i}` });
+          if (res.status === 200) acknowledged.push(res.body.id);
+        } catch {
+          return; // the connection died with the process
+        }
+      }
+    };
+    const writers = Array.from({ length: 16 }, (_, n) => writer(n));
+    while (acknowledged.length < 300) await Bun.sleep(5);
+    citadel.proc.kill("SIGKILL");
+    stop = true;
+    await Promise.all(writers);
+    await citadel.proc.exited;
+
+    const again = await start(data);
+    const stored = new Set<string>();
+    for (let cursor: string | null = ""; cursor !== null; ) {
+      const page = await api(data, again.port, "GET", `/v1/audit/events?action=audit.note.create&limit=1000${cursor ? `&cursor=${cursor}` : ""}`);
+      for (const e of page.body.events) stored.add(e.id);
+      cursor = page.body.next_cursor;
+    }
+    const lost = acknowledged.filter((id) => !stored.has(id));
+    expect(lost).toEqual([]);
+    const verify = await runCitadel(["audit", "verify", "--data", data], env);
+    expect(verify.stderr).toBe("");
+    expect(verify.code).toBe(0);
+    expect(verify.stdout).toStartWith("OK: ");
+    expect((await again.citadel.stop()).code).toBe(0);
+  });
+
+  test("the database, its WAL and the logs hold no personal data in clear and no key", async () => {
+    const data = dataDir();
+    const { citadel, port, env } = await start(data);
+    const marker = "Marker-Agent/7.3 (grep me)";
+    for (let i = 0; i < 20; i++) await api(data, port, "POST", "/v1/audit/notes", { text: `note ${i}` }, { "user-agent": marker });
+    await api(data, port, "POST", "/v1/sys/keys/rotate");
+    const checkpointFile = join(data, "..", `${data.split("/").pop()}-checkpoint.json`);
+    dirs.push({ remove: () => Bun.spawnSync(["rm", "-f", checkpointFile]) });
+    expect((await runCitadel(["audit", "checkpoint", "--data", data, "--out", checkpointFile], env)).code).toBe(0);
+    const rootKeyHex = readFileSync(join(data, "root.key"), "utf8").trim();
+    // While it runs (the WAL holds recent pages) and after it stops.
+    for (const phase of ["running", "stopped"]) {
+      if (phase === "stopped") expect((await citadel.stop()).code).toBe(0);
+      const files = readdirSync(data).filter((f) => f.startsWith("citadel.db")).map((f) => join(data, f));
+      expect(files.length).toBeGreaterThanOrEqual(1);
+      const haystacks = [...files.map((f) => readFileSync(f)), Buffer.from(citadel.logs().map((l) => JSON.stringify(l)).join("\n")), Buffer.from(citadel.stderr())];
+      for (const hay of haystacks) {
+        expect(hay.includes(Buffer.from(marker))).toBe(false);
+        expect(hay.includes(Buffer.from(rootKeyHex))).toBe(false);
+        expect(hay.includes(Buffer.from(rootKeyHex, "hex"))).toBe(false);
+      }
+    }
+    const verify = await runCitadel(["audit", "verify", "--data", data, "--checkpoint", checkpointFile], env);
+    expect(verify.code).toBe(0);
+  });
+});

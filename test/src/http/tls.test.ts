@@ -1,0 +1,76 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError } from "../../../src/config/error.ts";
+import { loadOrCreateTls } from "../../../src/http/tls.ts";
+import { captureLog } from "../../helpers/http.ts";
+
+const root = mkdtempSync(join(tmpdir(), "citadel-tls-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+const files = (managed = true) => {
+  const dir = join(root, String(n++));
+  return { certPath: join(dir, "tls/cert.pem"), keyPath: join(dir, "tls/key.pem"), managed, listenAddress: "192.0.2.10" };
+};
+
+describe("self-signed certificate of the embedded default", () => {
+  test("first start makes an ECDSA P-256 certificate for localhost, owner-only", async () => {
+    const f = files();
+    const { logger } = captureLog();
+    const tls = await loadOrCreateTls(f, logger, new Date("2026-06-01T00:00:00Z"));
+    expect(tls.generated).toBe(true);
+    const x509 = new X509Certificate(readFileSync(f.certPath));
+    expect(x509.fingerprint256).toBe(tls.fingerprint);
+    expect(x509.subjectAltName).toContain("DNS:localhost");
+    expect(x509.subjectAltName).toContain("IP Address:127.0.0.1");
+    expect(x509.subjectAltName).toContain("IP Address:192.0.2.10"); // the specific listen address
+    expect(x509.publicKey.asymmetricKeyDetails?.namedCurve).toBe("prime256v1");
+    expect(x509.ca).toBe(false);
+    expect(new Date(x509.validTo).getTime() - Date.parse("2026-06-01T00:00:00Z")).toBeGreaterThan(396 * 86_400_000);
+    for (const path of [f.certPath, f.keyPath]) expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  test("a second start reuses it; near expiry it is renewed, loudly", async () => {
+    const f = files();
+    const { logger, lines } = captureLog();
+    const first = await loadOrCreateTls(f, logger, new Date("2026-06-01T00:00:00Z"));
+    const again = await loadOrCreateTls(f, logger, new Date("2026-07-01T00:00:00Z"));
+    expect(again.fingerprint).toBe(first.fingerprint);
+    const late = await loadOrCreateTls(f, logger, new Date("2027-06-20T00:00:00Z")); // < 30 days left
+    expect(late.fingerprint).not.toBe(first.fingerprint);
+    expect(lines.some((l) => l.level === "warn" && String(l.msg).startsWith("renewed the self-signed TLS certificate"))).toBe(true);
+  });
+
+  test("a missing or broken file is replaced rather than blocking start-up", async () => {
+    const f = files();
+    const { logger, lines } = captureLog();
+    const first = await loadOrCreateTls(f, logger);
+    writeFileSync(f.certPath, ""); // as a crash mid-write would have left it
+    const fixed = await loadOrCreateTls(f, logger);
+    expect(fixed.fingerprint).not.toBe(first.fingerprint);
+    expect(lines.some((l) => String(l.msg).startsWith("replaced a missing or broken"))).toBe(true);
+  });
+});
+
+describe("an operator's certificate", () => {
+  test("is never written by Citadel; a missing file, a mismatched key or a world-readable key stops start-up, naming the key", async () => {
+    const source = files();
+    await loadOrCreateTls(source, captureLog().logger);
+    const f = files(false);
+    await expect(loadOrCreateTls(f, captureLog().logger)).rejects.toThrow(/http\.tls\.cert_file: cannot read .*: no such file/);
+
+    const other = files();
+    await loadOrCreateTls(other, captureLog().logger);
+    const mixed = { ...files(false), certPath: source.certPath, keyPath: other.keyPath };
+    await expect(loadOrCreateTls(mixed, captureLog().logger)).rejects.toThrow(/http\.tls\.key_file: .* is not the private key of/);
+
+    const readable = { ...files(false), certPath: source.certPath, keyPath: join(root, "readable-key.pem") };
+    copyFileSync(source.keyPath, readable.keyPath);
+    chmodSync(readable.keyPath, 0o644);
+    const error = await loadOrCreateTls(readable, captureLog().logger).catch((e) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toContain("is readable by everyone; chmod 600 it");
+  });
+});
