@@ -91,6 +91,13 @@ try {
       });
     }),
   );
+  // The same without personal data (no encryption): what the chain itself costs.
+  const bareAuditRate = await measure(audited, (i) =>
+    audited.write((tx) => {
+      const { id } = auditedInsert.get(`w${i}`, `u_${i % 1000}`) as { id: number };
+      audit.record(tx, { action: "bench.widget.create", actor: { kind: "system" }, outcome: "success", resource: { type: "widget", id: String(id) } });
+    }),
+  );
   const events = audited.db.query<{ n: number }, []>("SELECT count(*) AS n FROM audit_events").get()!.n;
   const verifyStarted = performance.now();
   const report = verifyAuditChain(audited.db);
@@ -122,6 +129,7 @@ try {
   console.log(`| plain insert, one transaction each (no grouping) | ${fmt(singleRate)} |`);
   console.log(`| plain insert through store.write (group commit) | ${fmt(plainRate)} |`);
   console.log(`| audited insert: row + hash-chained event + encrypted personal data (group commit) | ${fmt(auditedRate)} |`);
+  console.log(`| audited insert without personal data (no encryption) | ${fmt(bareAuditRate)} |`);
   console.log(`| audit chain verification (events checked) | ${fmt(verifyRate)} |`);
   console.log(`| keyring encrypt, 64-byte value (AES-256-GCM envelope) | ${fmt(encRate)} |`);
   console.log(`| keyring decrypt, 64-byte value | ${fmt(decRate)} |`);
