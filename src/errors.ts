@@ -51,3 +51,19 @@ export class SealedError extends CitadelError {
 export class UnavailableError extends CitadelError {
   readonly code = "unavailable";
 }
+
+/** Too many attempts: try again after `retryAfterSeconds`. */
+export class RateLimitedError extends CitadelError {
+  readonly code = "rate_limited";
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The password was right, and the account also needs its second factor (a TOTP or recovery code). */
+export class TotpRequiredError extends CitadelError {
+  readonly code = "totp_required";
+}

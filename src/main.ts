@@ -5,15 +5,19 @@
  * wait for a signal → stop everything in reverse.
  */
 import { writeFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join } from "node:path";
+import { rootCertificates } from "node:tls";
 import { auditPlugin } from "../plugins/audit/index.ts";
 import { sysPlugin } from "../plugins/sys/index.ts";
+import { iamPlugin } from "../plugins/iam/index.ts";
 import { systemPlugin } from "../plugins/system/index.ts";
 import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
 import { AuditLog } from "./audit/log.ts";
 import { buildInfo } from "./build-info.ts";
-import { localApiClient } from "./cli/api-client.ts";
+import { createApiClient, localApiClient } from "./cli/api-client.ts";
+import { readStoredLogin } from "./cli/credentials.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
 import { ConfigError } from "./config/error.ts";
 import { dataPath, loadConfig, type LoadedConfig } from "./config/load.ts";
@@ -30,13 +34,17 @@ import { loadOrCreateTls, type TlsMaterial } from "./http/tls.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { parseCidr } from "./net/ip.ts";
-import { checkPlugins, systemClock, type Command, type CommandContext, type Kernel, type Plugin } from "./plugin.ts";
+import { checkPlugins, systemClock, type Command, type CommandContext, type Kernel, type Plugin, type SetupResult } from "./plugin.ts";
+import { Confirmations } from "./auth/confirmations.ts";
+import { IdentityRegistry } from "./auth/principal.ts";
+import { RateLimiter } from "./auth/rate-limit.ts";
+import { createGuard } from "./http/guard.ts";
 import { kernelMigrations } from "./store/kernel-migrations.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
 import { openStore, type Store } from "./store/store.ts";
 
 /** The binary is defined by this list. */
-export const plugins: readonly Plugin<any>[] = [systemPlugin, sysPlugin, auditPlugin];
+export const plugins: readonly Plugin<any>[] = [iamPlugin, systemPlugin, sysPlugin, auditPlugin];
 
 checkPlugins(plugins, kernelCommands({}));
 export const configSchema = buildConfigSchema(plugins);
@@ -65,8 +73,9 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     json: options.json === true,
     out: (text) => process.stdout.write(`${text}\n`),
     err: (text) => process.stderr.write(`${text}\n`),
-    api: async () => localApiClient(configFor(options, env).config),
+    api: async (apiOptions = {}) => apiClientFor(options, env, apiOptions.anonymous === true),
     dataDir: () => configFor(options, env).config.data_dir,
+    configHome: env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config"),
   };
   try {
     return await command.run(ctx);
@@ -91,6 +100,8 @@ function kernelCommands(env: Env): Command[] {
         shares: { type: "string", description: "seal.method shamir: how many key shares to make (default 5)" },
         threshold: { type: "string", description: "seal.method shamir: how many shares unseal (default 3)" },
         "key-out": { type: "string", description: "seal.method systemd_credential: where to write the root key once (a path, or - for standard output)" },
+        email: { type: "string", description: "The first owner's email (default admin@localhost)" },
+        org: { type: "string", description: "The first organization's name (default: default)" },
       },
       run: (ctx) => init(ctx, configFor(ctx.options, env), env),
     },
@@ -105,6 +116,27 @@ function kernelCommands(env: Env): Command[] {
     },
     { words: ["help"], summary: "Show this help, or the help of one command", args: "[command]", maxArgs: 3, run: async () => 0 },
   ];
+}
+
+/**
+ * Which server a client command talks to: CITADEL_SERVER; else the stored login (unless
+ * --data or --config point at a local instance); else this machine's Citadel. The token:
+ * CITADEL_TOKEN, else the stored one.
+ */
+function apiClientFor(options: Record<string, string | boolean | undefined>, env: Env, anonymous: boolean) {
+  const configHome = env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config");
+  const stored = readStoredLogin(configHome);
+  const explicitlyLocal = options.data !== undefined || options.config !== undefined;
+  const token = anonymous ? undefined : env.CITADEL_TOKEN;
+  if (env.CITADEL_SERVER) {
+    const sameServer = stored?.server === env.CITADEL_SERVER;
+    const pinned = sameServer && stored?.certificate ? [...rootCertificates, stored.certificate] : undefined;
+    return createApiClient({ baseUrl: env.CITADEL_SERVER, ca: pinned, token: token ?? (sameServer && !anonymous ? stored?.token : undefined) });
+  }
+  if (stored && !explicitlyLocal) {
+    return createApiClient({ baseUrl: stored.server, ca: stored.certificate ? [...rootCertificates, stored.certificate] : undefined, token: token ?? (anonymous ? undefined : stored.token), certificate: stored.certificate });
+  }
+  return localApiClient(configFor(options, env).config, token);
 }
 
 function configFor(options: Record<string, string | boolean | undefined>, env: Env): LoadedConfig {
@@ -131,10 +163,12 @@ interface Prepared {
   seal: Seal;
   audit: AuditLog;
   tls: TlsMaterial | undefined;
+  /** The kernel object a plugin receives. */
+  kernelFor(plugin: Plugin<any>): Kernel;
 }
 
 /** Everything `serve` and `init` share: data dir, default config, database, seal and audit, TLS. */
-async function prepare(loaded: LoadedConfig, log: Logger): Promise<Prepared> {
+async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Prepared> {
   const { config } = loaded;
   prepareDataDir(config.data_dir);
   if (!loaded.configFileExists && !loaded.configPathExplicit) {
@@ -158,7 +192,19 @@ async function prepare(loaded: LoadedConfig, log: Logger): Promise<Prepared> {
     audit.register(KERNEL_ACTIONS);
     for (const plugin of plugins) audit.register(plugin.actions);
     const tls = config.http.tls.enabled ? await loadOrCreateTls(tlsFiles(config), log) : undefined;
-    return { store, seal, audit, tls };
+    const identity = new IdentityRegistry();
+    const services = plugins.flatMap((p) => (p.service ? [p.service] : []));
+    const startedAt = systemClock.now();
+    const kernels = new Map<Plugin<any>, Kernel>();
+    const kernelFor = (plugin: Plugin<any>): Kernel => {
+      let k = kernels.get(plugin);
+      if (!k) {
+        k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services };
+        kernels.set(plugin, k);
+      }
+      return k;
+    };
+    return { store, seal, audit, tls, kernelFor };
   } catch (error) {
     store.close();
     throw error;
@@ -184,13 +230,14 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
   if ((shares !== undefined || threshold !== undefined) && source.method !== "shamir") {
     throw new UsageError('--shares and --threshold need seal.method = "shamir" (in the config, or CITADEL_SEAL_METHOD=shamir)');
   }
-  const { store, audit, tls } = await prepare(loaded, createLogger({ level: "warn" }));
+  const { store, audit, tls, kernelFor } = await prepare(loaded, createLogger({ level: "warn" }), env);
   try {
     const created = !isInitialized(store);
     if (created && source.method === "systemd_credential" && keyOut === undefined) {
       throw new UsageError("seal.method systemd_credential: give --key-out FILE (or - for standard output) to receive the root key once");
     }
     const result = created ? await initializeKeys(store, audit, source, systemClock.now(), { shares, threshold }) : null;
+    const setups = await runSetups(kernelFor, ctx.options);
     if (result?.rootKeyText && keyOut !== undefined) {
       if (keyOut === "-") process.stdout.write(result.rootKeyText);
       else writeFileSync(keyOut, result.rootKeyText, { mode: 0o600, flag: "wx" });
@@ -203,6 +250,7 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
       key_id: result?.keyId ?? null,
       shares: result?.shares ?? null,
       tls_fingerprint_sha256: tls?.fingerprint ?? null,
+      ...Object.assign({}, ...setups.map((r) => r.summary)),
     };
     const say = keyOut === "-" ? ctx.err : ctx.out; // keep standard output for the key alone
     if (ctx.json && keyOut !== "-") say(JSON.stringify(summary, null, 2));
@@ -218,11 +266,22 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
       if (result?.rootKeyText && keyOut !== "-") {
         say(`root key written to ${keyOut}: encrypt it with  systemd-creds encrypt --name=${source.credential} ${keyOut} /etc/credstore.encrypted/${source.credential}  then delete ${keyOut}`);
       }
+      for (const line of setups.flatMap((r) => r.lines)) say(line);
     }
     return 0;
   } finally {
     store.close();
   }
+}
+
+/** Each plugin's first-time setup (the first organization and owner); what to show once. */
+async function runSetups(kernelFor: (p: Plugin<any>) => Kernel, options: Readonly<Record<string, string | boolean | undefined>>): Promise<SetupResult[]> {
+  const results: SetupResult[] = [];
+  for (const plugin of plugins) {
+    const result = plugin.setup ? await plugin.setup(kernelFor(plugin), options) : null;
+    if (result) results.push(result);
+  }
+  return results;
 }
 
 async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
@@ -234,7 +293,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
   const lifecycle = new Lifecycle(log);
   const now = systemClock.now;
   try {
-    const { store, seal, audit, tls } = await prepare(loaded, log);
+    const { store, seal, audit, tls, kernelFor } = await prepare(loaded, log, env);
     lifecycle.started("store", () => store.close());
 
     const source = keySource(config, env);
@@ -247,19 +306,8 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     else await unsealFromSource(store, seal, audit, source, log, now);
     lifecycle.started("seal", () => seal.seal());
 
-    const startedAt = now();
-    const kernelFor = (plugin: Plugin<any>): Kernel => ({
-      settings: config[plugin.name],
-      config,
-      store,
-      seal,
-      audit,
-      log: log.with({ plugin: plugin.name }),
-      clock: systemClock,
-      build: buildInfo,
-      startedAt,
-      keySource: source,
-    });
+    // The embedded default's first start sets up the first organization and owner too.
+    for (const line of (await runSetups(kernelFor, {})).flatMap((r) => r.lines)) process.stderr.write(`${line}\n`);
     for (const plugin of plugins) {
       if (plugin.start) lifecycle.started(`plugin ${plugin.name}`, await plugin.start(kernelFor(plugin)));
     }
@@ -267,10 +315,22 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     lifecycle.started("audit checkpoints", startCheckpointer({ store, seal, every: config.audit.checkpoint_every, intervalMs, now, log }));
     lifecycle.started("key rotation", startRotationSchedule(store, seal, audit, config.keys.rotation_days, now, log));
 
+    const guard = createGuard({
+      identity: kernelFor(plugins[0]!).identity,
+      confirmations: new Confirmations(now),
+      limits: {
+        auth: new RateLimiter({ name: "auth", perSecond: config.rate_limit.auth.per_second, burst: config.rate_limit.auth.burst }, now),
+        organization: new RateLimiter({ name: "organization", perSecond: config.rate_limit.per_organization.per_second, burst: config.rate_limit.per_organization.burst }, now),
+      },
+      recordSecurityEvent: (event) => void store.write((tx) => audit.record(tx, event)).catch((error) => log.error("could not record a security event", { error })),
+      now,
+    });
     const app = createHttpApp({
       mounts: plugins.flatMap((p) => (p.routes ? [{ name: p.name, routes: p.routes(kernelFor(p)) }] : [])),
+      rootRoutes: plugins.flatMap((p) => (p.rootRoutes ? [p.rootRoutes(kernelFor(p))] : [])),
       tls: tls !== undefined,
       sealed: () => seal.sealed,
+      guard,
       readiness: [
         { name: "store", problem: () => (store.ping() ? null : "unreachable") },
         { name: "seal", problem: () => (seal.sealed ? "sealed" : null) },
@@ -281,6 +341,8 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     const edge = createEdge({
       app,
       log,
+      perAddress: new RateLimiter({ name: "address", perSecond: config.rate_limit.per_address.per_second, burst: config.rate_limit.per_address.burst }, now),
+      onRateLimited: sampledRateLimitEvents(store, audit, log, now),
       bodyLimit: config.http.body_limit_bytes,
       trustedProxies: config.http.trusted_proxies.map((c) => parseCidr(c)!),
       tls: tls !== undefined,
@@ -319,6 +381,18 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
 
 /** systemd's default stop timeout is 90 s, but operators expect a prompt stop: 5 s all told. */
 const STOP_DEADLINE_MS = 4500;
+
+/** Audits one refusal per address and minute: a flood is recorded, not amplified. */
+function sampledRateLimitEvents(store: Store, audit: AuditLog, log: Logger, now: () => number) {
+  const last = new Map<string, number>();
+  return (client: string, request: Request) => {
+    if ((last.get(client) ?? 0) > now() - 60_000) return;
+    if (last.size > 10_000) last.clear();
+    last.set(client, now());
+    const event = { action: "auth.rate_limit", actor: { kind: "anonymous" as const }, outcome: "failure" as const, reason: "address limit", request: { source: client, userAgent: request.headers.get("user-agent") } };
+    void store.write((tx) => audit.record(tx, event)).catch((error) => log.error("could not record a security event", { error }));
+  };
+}
 
 /** Resolves on the first SIGTERM or SIGINT; a second one while stopping exits at once. */
 function nextSignal(log: Logger): Promise<string> {

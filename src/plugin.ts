@@ -8,6 +8,7 @@ import type { AnyElysia } from "elysia";
 import type { AuditLog } from "./audit/log.ts";
 import type { BuildInfo } from "./build-info.ts";
 import type { Config } from "./config/schema.ts";
+import type { IdentityRegistry } from "./auth/principal.ts";
 import type { KeySource } from "./crypto/key-operations.ts";
 import type { Seal } from "./crypto/seal.ts";
 import type { Logger } from "./log.ts";
@@ -47,6 +48,10 @@ export interface Kernel<Settings = unknown> {
   readonly startedAt: number;
   /** Where the root key comes from (for unseal and rekey). */
   readonly keySource: KeySource;
+  /** The identity service's slot: the iam plugin provides it, the guard consults it. */
+  readonly identity: IdentityRegistry;
+  /** Every service name that API keys can be made for (the plugins' `service`). */
+  readonly services: readonly string[];
 }
 
 export interface CommandOption {
@@ -64,14 +69,21 @@ export interface CommandContext {
   json: boolean;
   out(text: string): void;
   err(text: string): void;
-  /** A client for the API of the configured Citadel (built lazily: not every command needs it). */
-  api(): Promise<ApiClient>;
+  /**
+   * A client for the API: the server of the stored login (citadel login), else CITADEL_SERVER,
+   * else this machine's Citadel; with the stored token or CITADEL_TOKEN unless `anonymous`.
+   */
+  api(options?: { anonymous?: boolean }): Promise<ApiClient>;
+  /** Where the CLI keeps its login ($XDG_CONFIG_HOME, else ~/.config). */
+  configHome: string;
   /** The configured data directory (for commands that work on the files, such as audit verify). */
   dataDir(): string;
 }
 
 export interface ApiClient {
   readonly baseUrl: string;
+  /** The pinned server certificate (PEM), when there is one. */
+  readonly certificate?: string;
   /** Sends a JSON request; resolves with the parsed body, or throws an ApiError with the problem. */
   request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
   /** Like `request`, for answers that are not JSON (exports). */
@@ -90,6 +102,11 @@ export interface Command {
   run(ctx: CommandContext): Promise<number>;
 }
 
+export interface SetupResult {
+  summary: Record<string, unknown>;
+  lines: string[];
+}
+
 export interface Plugin<Settings = unknown> {
   /** Also the URL prefix (/v1/<name>) and the config section ([<name>]). */
   name: string;
@@ -103,6 +120,14 @@ export interface Plugin<Settings = unknown> {
   migrations: readonly Migration[];
   /** The plugin's routes, mounted under /v1/<name>. */
   routes?(k: Kernel<Settings>): AnyElysia;
+  /** Routes at paths a standard fixes (the OAuth endpoints), mounted as they are. */
+  rootRoutes?(k: Kernel<Settings>): AnyElysia;
+  /**
+   * First-time setup, run by `citadel init` and the first start of the embedded default
+   * (the first organization and its owner). Returns what to show the operator once, or null
+   * when there was nothing to do.
+   */
+  setup?(k: Kernel<Settings>, options: Readonly<Record<string, string | boolean | undefined>>): Promise<SetupResult | null>;
   /** Starts listeners and timers; resolves with the function that stops them. */
   start?(k: Kernel<Settings>): Promise<Stop>;
   commands?: readonly Command[];

@@ -1,7 +1,7 @@
 /**
  * The `audit` plugin: the HTTP API over src/audit — query, export, action types, signed
  * checkpoints, verification, operator notes and erasure of a subject's personal data.
- * Until identity exists these routes answer only on loopback.
+ * Operators only: the appliance's log spans every organization.
  */
 import { Elysia } from "elysia";
 import { createCheckpoint, listCheckpoints } from "../../src/audit/checkpoints.ts";
@@ -9,7 +9,10 @@ import { subjectKeyOwner } from "../../src/audit/event.ts";
 import { BadCursorError, csvRow, CSV_COLUMNS, iterateAuditEvents, listAuditEvents, type AuditFilter } from "../../src/audit/query.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { InvalidError } from "../../src/errors.ts";
-import { auditRequest, loopbackOnly, OPERATOR } from "../../src/http/guards.ts";
+import { actorOf } from "../../src/auth/principal.ts";
+import { access } from "../../src/http/access.ts";
+import { auditRequest } from "../../src/http/audit-request.ts";
+import { principalOf } from "../../src/http/request-meta.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { auditCommands } from "./commands.ts";
 import { ActionList, AuditPage, CheckpointList, Checkpoint, EraseResponse, EventRef, ExportQuery, ListQuery, NoteRequest, VerifyReport, type EventQuery } from "./model.ts";
@@ -21,7 +24,6 @@ export const auditPlugin = definePlugin({
   migrations: [],
   routes: (k) =>
     new Elysia({ name: "audit" })
-      .use(loopbackOnly())
       .get(
         "/events",
         ({ query }) => {
@@ -32,7 +34,7 @@ export const auditPlugin = definePlugin({
             throw error;
           }
         },
-        { query: ListQuery, response: AuditPage, detail: { summary: "Audit events, newest first, filtered, one page at a time", tags: ["audit"] } },
+        { query: ListQuery, response: AuditPage, detail: { summary: "Audit events, newest first, filtered, one page at a time", tags: ["audit"], ...READ } },
       )
       .get(
         "/export",
@@ -41,7 +43,7 @@ export const auditPlugin = definePlugin({
           const keyring = k.seal.keyring();
           const format = query.format ?? "ndjson";
           await k.store.write((tx) =>
-            k.audit.record(tx, { action: "audit.export", actor: OPERATOR, outcome: "success", reason: `format ${format}, filter ${JSON.stringify(filter)}`, request: auditRequest(request) }),
+            k.audit.record(tx, { action: "audit.export", actor: actorOf(principalOf(request)), outcome: "success", reason: `format ${format}, filter ${JSON.stringify(filter)}`, request: auditRequest(request) }),
           );
           const rows = iterateAuditEvents(k.store.db, keyring, filter);
           const encoder = new TextEncoder();
@@ -69,15 +71,15 @@ export const auditPlugin = definePlugin({
             },
           });
         },
-        { query: ExportQuery, detail: { summary: "Stream every matching event as NDJSON or CSV (the export itself is audited)", tags: ["audit"], responses: { 200: EXPORT_RESPONSE } } },
+        { query: ExportQuery, detail: { summary: "Stream every matching event as NDJSON or CSV (the export itself is audited)", tags: ["audit"], responses: { 200: EXPORT_RESPONSE }, ...READ } },
       )
       .get("/actions", () => ({ actions: k.audit.registeredActions() }), {
         response: ActionList,
-        detail: { summary: "Every audit action type, with what it means", tags: ["audit"] },
+        detail: { summary: "Every audit action type, with what it means", tags: ["audit"], ...READ },
       })
       .get("/checkpoints", () => ({ checkpoints: listCheckpoints(k.store.db) }), {
         response: CheckpointList,
-        detail: { summary: "Signed checkpoints of the chain, newest first (keep one elsewhere)", tags: ["audit"] },
+        detail: { summary: "Signed checkpoints of the chain, newest first (keep one elsewhere)", tags: ["audit"], ...READ },
       })
       .post(
         "/checkpoints",
@@ -88,25 +90,28 @@ export const auditPlugin = definePlugin({
           if (!latest) throw new InvalidError("the audit log is empty: nothing to sign yet");
           return latest;
         },
-        { response: Checkpoint, detail: { summary: "Sign the head of the chain now and return the checkpoint", tags: ["audit"] } },
+        { response: Checkpoint, detail: { summary: "Sign the head of the chain now and return the checkpoint", tags: ["audit"], ...WRITE } },
       )
       .get("/verify", () => verifyAuditChain(k.store.db), {
         response: VerifyReport,
-        detail: { summary: "Walk the whole chain and the signed checkpoints; name the first bad event", tags: ["audit"] },
+        detail: { summary: "Walk the whole chain and the signed checkpoints; name the first bad event", tags: ["audit"], ...READ },
       })
       .post(
         "/notes",
         async ({ body, request }) => ({
-          id: await k.store.write((tx) => k.audit.record(tx, { action: "audit.note.create", actor: OPERATOR, outcome: "success", reason: body.text, request: auditRequest(request) })),
+          id: await k.store.write((tx) => k.audit.record(tx, { action: "audit.note.create", actor: actorOf(principalOf(request)), outcome: "success", reason: body.text, request: auditRequest(request) })),
         }),
-        { body: NoteRequest, response: EventRef, detail: { summary: "Write an operator's note into the audit log", tags: ["audit"] } },
+        { body: NoteRequest, response: EventRef, detail: { summary: "Write an operator's note into the audit log", tags: ["audit"], ...WRITE } },
       )
       .post("/subjects/:subject/erase", ({ params, request }) => erase(k, params.subject, request), {
         response: EraseResponse,
-        detail: { summary: "Erase a subject's personal data from the audit log (destroys its key; the chain still verifies)", tags: ["audit"] },
+        detail: { summary: "Erase a subject's personal data from the audit log (destroys its key; the chain still verifies; asks for confirmation)", tags: ["audit"], ...access({ operator: true, scope: "audit:write", confirm: true }) },
       }),
   commands: auditCommands,
 });
+
+const READ = access({ operator: true, scope: "audit:read" });
+const WRITE = access({ operator: true, scope: "audit:write" });
 
 const EXPORT_RESPONSE = {
   description: "One event per line (NDJSON), or CSV with a header row",
@@ -145,7 +150,7 @@ async function erase(k: Kernel, subject: string, request: Request) {
   k.seal.keyring(); // refuses while sealed, before anything is written
   const destroyed = await k.store.write((tx) => {
     const count = k.seal.keyring().destroyOwner(tx, subjectKeyOwner(subject), k.clock.now());
-    k.audit.record(tx, { action: "audit.subject.erase", actor: OPERATOR, outcome: "success", resource: { type: "subject", id: subject }, reason: `${count} keys destroyed`, request: auditRequest(request) });
+    k.audit.record(tx, { action: "audit.subject.erase", actor: actorOf(principalOf(request)), outcome: "success", resource: { type: "subject", id: subject }, reason: `${count} keys destroyed`, request: auditRequest(request) });
     return count;
   });
   return { subject, keys_destroyed: destroyed };

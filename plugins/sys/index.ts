@@ -1,6 +1,6 @@
 /**
  * The `sys` plugin: seal state, unseal and seal, key status, rotation and rekey, over the
- * kernel's keyring (src/crypto). Until identity exists these routes answer only on loopback.
+ * kernel's keyring (src/crypto). Seal and keys are for appliance operators.
  */
 import { Elysia } from "elysia";
 import { rekey, rotateKek } from "../../src/crypto/key-operations.ts";
@@ -9,7 +9,13 @@ import type { RootKeyRecord } from "../../src/crypto/keyring.ts";
 import { UnsealError } from "../../src/crypto/seal.ts";
 import { InvalidError, UnavailableError } from "../../src/errors.ts";
 import { RootKeyError } from "../../src/crypto/root-key.ts";
-import { auditRequest, loopbackOnly, OPERATOR } from "../../src/http/guards.ts";
+import { actorOf } from "../../src/auth/principal.ts";
+import { access } from "../../src/http/access.ts";
+import { auditRequest } from "../../src/http/audit-request.ts";
+import { principalOf } from "../../src/http/request-meta.ts";
+
+/** Whoever gives a share or asks for a reload: the share (or the host's key) is the credential. */
+const SHARE_HOLDER = { kind: "anonymous" as const };
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { sysCommands } from "./commands.ts";
 import { KeysStatus, RekeyRequest, RekeyResponse, RotateResponse, SealStatus, UnsealRequest, UnsealResponse } from "./model.ts";
@@ -25,41 +31,42 @@ export const sysPlugin = definePlugin({
     new Elysia({ name: "sys" })
       .get("/seal-status", () => k.seal.status(), {
         response: SealStatus,
-        detail: { summary: "Whether Citadel is sealed, and unseal progress", tags: ["sys"] },
+        detail: { summary: "Whether Citadel is sealed, and unseal progress", tags: ["sys"], ...access({ public: true }) },
       })
-      .use(loopbackOnly())
+      // The key shares are the credential here (as in Vault): no token is asked for, but the
+      // attempts are rate-limited and every one is audited.
       .post("/unseal", ({ body, request }) => unseal(k, body, request), {
         body: UnsealRequest,
         response: UnsealResponse,
-        detail: { summary: "Give one key share (Shamir), or reload the configured root key", tags: ["sys"] },
+        detail: { summary: "Give one key share (Shamir), or reload the configured root key", tags: ["sys"], ...access({ public: true, authLimit: true }) },
       })
       .post(
         "/seal",
         async ({ request }) => {
           if (!k.seal.sealed) {
-            await k.store.write((tx) => k.audit.record(tx, { action: "sys.seal", actor: OPERATOR, outcome: "success", request: auditRequest(request) }));
+            await k.store.write((tx) => k.audit.record(tx, { action: "sys.seal", actor: actorOf(principalOf(request)), outcome: "success", request: auditRequest(request) }));
             k.seal.seal();
             k.log.warn("sealed by the operator");
           }
           return k.seal.status();
         },
-        { response: SealStatus, detail: { summary: "Drop the keys from memory", tags: ["sys"] } },
+        { response: SealStatus, detail: { summary: "Drop the keys from memory (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:seal" }) } },
       )
-      .get("/keys", () => keysStatus(k), { response: KeysStatus, detail: { summary: "Root key, KEK versions, ages and rotation state", tags: ["sys"] } })
-      .post("/keys/rotate", ({ request }) => rotateKek(k.store, k.seal.keyring(), k.audit, OPERATOR, k.clock.now, auditRequest(request)), {
+      .get("/keys", () => keysStatus(k), { response: KeysStatus, detail: { summary: "Root key, KEK versions, ages and rotation state (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys" }) } })
+      .post("/keys/rotate", ({ request }) => rotateKek(k.store, k.seal.keyring(), k.audit, actorOf(principalOf(request)), k.clock.now, auditRequest(request)), {
         response: RotateResponse,
-        detail: { summary: "Add a KEK version and re-wrap every data key with it", tags: ["sys"] },
+        detail: { summary: "Add a KEK version and re-wrap every data key with it (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys" }) },
       })
       .post(
         "/keys/rekey",
-        async ({ body }) => {
-          const result = await rekey(k.store, k.seal, k.audit, k.keySource, OPERATOR, k.clock.now, body);
+        async ({ body, request }) => {
+          const result = await rekey(k.store, k.seal, k.audit, k.keySource, actorOf(principalOf(request)), k.clock.now, body);
           return { key_id: result.keyId, active: result.active, shares: result.shares, root_key: result.rootKeyText?.trim() };
         },
         {
           body: RekeyRequest,
           response: RekeyResponse,
-          detail: { summary: "Replace the root key (new key file, shares or credential)", tags: ["sys"] },
+          detail: { summary: "Replace the root key: new key file, shares or credential (operators; asks for confirmation)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys", confirm: true }) },
         },
       ),
   commands: sysCommands,
@@ -78,8 +85,8 @@ async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Req
     } else result = k.seal.unsealWithKey(readConfiguredRootKey(k.keySource));
     if (result.unsealed) {
       await k.store.write((tx) => {
-        k.audit.record(tx, { action: "sys.unseal", actor: OPERATOR, outcome: "success", request: context, resource: { type: "root_key", id: k.seal.keyring().rootId } });
-        if (result.promoted) k.audit.record(tx, { action: "keys.root.promote", actor: OPERATOR, outcome: "success", resource: { type: "root_key", id: k.seal.keyring().rootId } });
+        k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "success", request: context, resource: { type: "root_key", id: k.seal.keyring().rootId } });
+        if (result.promoted) k.audit.record(tx, { action: "keys.root.promote", actor: SHARE_HOLDER, outcome: "success", resource: { type: "root_key", id: k.seal.keyring().rootId } });
       });
       k.log.info("unsealed", { key_id: k.seal.keyring().rootId });
     }
@@ -88,11 +95,11 @@ async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Req
     if (error instanceof RootKeyError) {
       // The host's key file or credential is wrong: the operator needs the log, the client no paths.
       k.log.error("cannot read the root key", { error });
-      await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: OPERATOR, outcome: "failure", reason: "the configured root key could not be read", request: context }));
+      await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "failure", reason: "the configured root key could not be read", request: context }));
       throw new UnavailableError("The configured root key could not be read; the server log says why.");
     }
     if (!(error instanceof UnsealError)) throw error;
-    await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: OPERATOR, outcome: "failure", reason: error.message, request: context }));
+    await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "failure", reason: error.message, request: context }));
     throw new InvalidError(error.message, "share");
   }
 }

@@ -3,6 +3,7 @@
  * purpose: it is the proof of the plugin contract (routes, a CLI command, no migrations).
  */
 import { Elysia } from "elysia";
+import { access } from "../../src/http/access.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { SystemInfo } from "./model.ts";
 
@@ -17,13 +18,14 @@ export function systemInfo(k: Kernel): SystemInfo {
 
 export const systemPlugin = definePlugin({
   name: "system",
+  service: "system",
   scopes: ["system:read"],
   actions: [],
   migrations: [],
   routes: (k) =>
     new Elysia({ name: "system" }).get("/info", () => systemInfo(k), {
       response: SystemInfo,
-      detail: { summary: "Version, commit, build time and uptime of this Citadel", tags: ["system"] },
+      detail: { summary: "Version, commit, build time and uptime of this Citadel", tags: ["system"], ...access({ scope: "system:read" }) },
     }),
   commands: [
     {

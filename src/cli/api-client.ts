@@ -25,16 +25,20 @@ export interface ApiClientOptions {
   baseUrl: string;
   /** PEM certificates to trust; none means the system's trust store. */
   ca?: string[];
+  /** Sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** The server's own certificate, when it is pinned (shown to `citadel login`). */
+  certificate?: string;
 }
 
-export function createApiClient({ baseUrl, ca }: ApiClientOptions): ApiClient {
+export function createApiClient({ baseUrl, ca, token, certificate }: ApiClientOptions): ApiClient {
   const send = async (method: string, path: string, body?: unknown): Promise<{ response: Response; text: string }> => {
     let response: Response;
     try {
       response = await fetch(new URL(path, baseUrl), {
         method,
         signal: AbortSignal.timeout(30_000),
-        headers: body === undefined ? {} : { "content-type": "application/json" },
+        headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
         body: body === undefined ? undefined : JSON.stringify(body),
         ...(ca ? { tls: { ca } } : {}),
       });
@@ -61,6 +65,7 @@ export function createApiClient({ baseUrl, ca }: ApiClientOptions): ApiClient {
   };
   return {
     baseUrl,
+    certificate,
     async request<T>(method: string, path: string, body?: unknown): Promise<T> {
       const { response, text } = await send(method, path, body);
       try {
@@ -76,13 +81,13 @@ export function createApiClient({ baseUrl, ca }: ApiClientOptions): ApiClient {
 }
 
 /** A client for the instance this machine's config describes. */
-export function localApiClient(config: Config): ApiClient {
+export function localApiClient(config: Config, token?: string): ApiClient {
   const { address, port, tls } = config.http;
   // A wildcard listener is reached over loopback.
   const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
   const bracketed = host.includes(":") ? `[${host}]` : host;
   if (port === 0) throw new ApiError("http.port is 0 (a random port): cannot tell where Citadel listens");
-  if (!tls.enabled) return createApiClient({ baseUrl: `http://${bracketed}:${port}` });
+  if (!tls.enabled) return createApiClient({ baseUrl: `http://${bracketed}:${port}`, token });
   let certificate: string;
   try {
     certificate = readFileSync(dataPath(config, tls.cert_file), "utf8");
@@ -91,5 +96,5 @@ export function localApiClient(config: Config): ApiClient {
   }
   // The configured certificate itself (which pins the self-signed default), plus the system's
   // roots for an operator's certificate from a public CA.
-  return createApiClient({ baseUrl: `https://${bracketed}:${port}`, ca: [...rootCertificates, certificate] });
+  return createApiClient({ baseUrl: `https://${bracketed}:${port}`, ca: [...rootCertificates, certificate], token, certificate });
 }

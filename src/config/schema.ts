@@ -99,6 +99,18 @@ export const KeysConfig = section("Key rotation.", {
   }),
 });
 
+const bucket = (description: string, perSecond: number, burst: number) =>
+  section(description, {
+    per_second: Type.Number({ default: perSecond, exclusiveMinimum: 0, maximum: 1_000_000, description: "Sustained requests per second." }),
+    burst: Type.Integer({ default: burst, minimum: 1, maximum: 1_000_000, description: "Requests allowed at once before the sustained rate applies." }),
+  });
+
+export const RateLimitConfig = section("Token-bucket rate limits (429 with Retry-After and RateLimit headers).", {
+  per_address: bucket("Every request, per client address.", 100, 200),
+  per_organization: bucket("Authenticated requests, per organization.", 200, 400),
+  auth: bucket("Login, token and device-code endpoints, per client address.", 1, 10),
+});
+
 export const AuditConfig = section("The audit log.", {
   checkpoint_every: Type.Integer({
     default: 1000,
@@ -127,6 +139,7 @@ const kernelProperties = {
   seal: SealConfig,
   keys: KeysConfig,
   audit: AuditConfig,
+  rate_limit: RateLimitConfig,
 };
 
 export const KernelConfig = Type.Object(kernelProperties, { additionalProperties: false });

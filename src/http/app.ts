@@ -5,6 +5,8 @@
  */
 import { Elysia, t, type AnyElysia } from "elysia";
 import { SealedError } from "../errors.ts";
+import { access, ACCESS_KEY, type AccessSpec } from "./access.ts";
+import type { Guard } from "./guard.ts";
 import type { Logger } from "../log.ts";
 import { docsRoutes } from "./docs.ts";
 import { openApiDocument, type ApiInfo } from "./openapi.ts";
@@ -27,11 +29,15 @@ export interface ReadinessCheck {
 
 export interface HttpAppOptions {
   mounts: readonly MountedRoutes[];
+  /** Routes at fixed paths outside /v1 (the OAuth endpoints). */
+  rootRoutes?: readonly AnyElysia[];
   /** Whether the API is served over TLS (HSTS is only sent then). */
   tls: boolean;
   readiness: readonly ReadinessCheck[];
   /** While true, every route but those in SEALED_ROUTES answers 503 `sealed`. */
   sealed?: () => boolean;
+  /** Enforces each route's declared access (src/http/guard.ts); without one, nothing is checked. */
+  guard?: Guard;
   log: Logger;
   info: ApiInfo;
 }
@@ -48,7 +54,9 @@ interface ErrorContext {
 /** What answers while sealed: health, readiness, unsealing, and the API's own description. */
 export const SEALED_ROUTES = new Set(["/healthz", "/readyz", "/v1/sys/seal-status", "/v1/sys/unseal", "/openapi.json", "/docs", "/docs/ui.js", "/docs/ui.css"]);
 
-export function createHttpApp({ mounts, tls, readiness, sealed = () => false, log, info }: HttpAppOptions): AnyElysia {
+export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, sealed = () => false, guard, log, info }: HttpAppOptions): AnyElysia {
+  let declarations: Map<string, AccessSpec> | undefined;
+  const accessOf = (method: string, route: string) => (declarations ??= accessDeclarations(app)).get(`${method === "HEAD" ? "GET" : method} ${route}`);
   // Handlers destructure only what they use: Elysia builds just that part of the context.
   const app = new Elysia({ name: "citadel" })
     .headers(securityHeaders({ tls })) // merged into every response as it is built
@@ -66,12 +74,13 @@ export function createHttpApp({ mounts, tls, readiness, sealed = () => false, lo
       if (init.code === "internal_error") log.error("request failed", { request_id: meta.id, route: meta.route, error });
       return problemResponse(init, meta.id);
     })
-    .onBeforeHandle({ as: "global" }, ({ request, route }) => {
+    .onBeforeHandle({ as: "global" }, ({ request, route, params }) => {
       requestMeta(request).route = route;
+      guard?.(accessOf(request.method, route), request, (params ?? {}) as Record<string, string>, route);
     })
     .get("/healthz", () => ({ status: "ok" }), {
       response: Status,
-      detail: { summary: "Liveness: the process answers", tags: ["health"] },
+      detail: { summary: "Liveness: the process answers", tags: ["health"], ...access({ public: true }) },
     })
     .get(
       "/readyz",
@@ -83,17 +92,28 @@ export function createHttpApp({ mounts, tls, readiness, sealed = () => false, lo
         if (failing.length > 0) throw new HttpProblem(503, "not_ready", failing.join("; "));
         return { status: "ready" };
       },
-      { response: Status, detail: { summary: "Readiness: the store answers and the service can take traffic", tags: ["health"] } },
+      { response: Status, detail: { summary: "Readiness: the store answers and the service can take traffic", tags: ["health"], ...access({ public: true }) } },
     );
 
   for (const mount of mounts) app.group(`/v1/${mount.name}`, (group) => group.use(mount.routes));
+  for (const routes of rootRoutes) app.use(routes);
 
   let document: object | undefined;
   app.get("/openapi.json", () => (document ??= openApiDocument(app, info)), {
-    detail: { summary: "This API's OpenAPI 3.1 document", tags: ["docs"] },
+    detail: { summary: "This API's OpenAPI 3.1 document", tags: ["docs"], ...access({ public: true }) },
   });
   app.use(docsRoutes());
   return app;
+}
+
+/** Every route's declared access, by "METHOD /path/:pattern". */
+export function accessDeclarations(app: AnyElysia): Map<string, AccessSpec> {
+  const map = new Map<string, AccessSpec>();
+  for (const route of app.routes) {
+    const spec = (route.hooks as { detail?: Record<string, unknown> } | undefined)?.detail?.[ACCESS_KEY] as AccessSpec | undefined;
+    if (spec) map.set(`${route.method.toUpperCase()} ${route.path}`, spec);
+  }
+  return map;
 }
 
 /** Elysia's own error codes, then ours: one place decides what the client sees. */

@@ -3,6 +3,7 @@
  * so a chunked body without Content-Length cannot exceed it either).
  */
 import { HttpProblem, malformedJson, payloadTooLarge, unsupportedMediaType } from "./problem.ts";
+import { pathOf } from "./request-meta.ts";
 
 /** application/json, or any application/*+json (merge-patch, problem, ...). */
 export function isJsonMediaType(contentType: string | null | undefined): boolean {
@@ -27,6 +28,11 @@ export function mayHaveBody(method: string): boolean {
  */
 export async function checkedJsonRequest(request: Request, limit: number): Promise<Request> {
   const contentType = request.headers.get("content-type");
+  // OAuth endpoints take forms (RFC 6749 §4.1.3, RFC 8628 §3.1); they reach the app as JSON.
+  if (isFormMediaType(contentType) && pathOf(request.url).startsWith("/oauth/")) {
+    const form = Object.fromEntries(new URLSearchParams(await readTextWithin(request, limit)));
+    return jsonRequest(request, JSON.stringify(form));
+  }
   // A wrong type is refused before reading; a missing one only if there turns out to be a body.
   if (contentType !== null && !isJsonMediaType(contentType)) throw unsupportedMediaType();
   const text = request.body === null ? "" : await readTextWithin(request, limit);
@@ -38,11 +44,19 @@ export async function checkedJsonRequest(request: Request, limit: number): Promi
       throw malformedJson();
     }
   }
+  return jsonRequest(request, text.trim() === "" ? "{}" : text);
+}
+
+function jsonRequest(request: Request, body: string): Request {
   const headers = new Headers(request.headers);
   headers.set("content-type", "application/json");
   headers.delete("content-length");
   headers.delete("transfer-encoding");
-  return new Request(request.url, { method: request.method, headers, body: text.trim() === "" ? "{}" : text });
+  return new Request(request.url, { method: request.method, headers, body });
+}
+
+function isFormMediaType(contentType: string | null): boolean {
+  return contentType?.split(";", 1)[0]!.trim().toLowerCase() === "application/x-www-form-urlencoded";
 }
 
 async function readTextWithin(request: Request, limit: number): Promise<string> {

@@ -4,6 +4,7 @@
  * a few lines of our own, embedded in the binary, that render /openapi.json.
  */
 import { Elysia } from "elysia";
+import { access } from "./access.ts";
 import { DOCS_CSS, DOCS_HTML, DOCS_JS } from "./docs-page.ts";
 
 /** Looser than the API's CSP only as far as the page needs: its own script, style and fetch. */
@@ -13,7 +14,7 @@ export const DOCS_CSP =
 const asset = (body: string, type: string) => () =>
   new Response(body, { headers: { "content-type": type, "content-security-policy": DOCS_CSP } });
 
-const hidden = { detail: { hide: true } };
+const hidden = { detail: { hide: true, ...access({ public: true }) } };
 
 export function docsRoutes() {
   return new Elysia({ name: "citadel-docs" })

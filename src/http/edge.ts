@@ -5,6 +5,7 @@
  */
 import type { Server } from "bun";
 import type { AnyElysia } from "elysia";
+import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
 import type { Logger } from "../log.ts";
 import { cidrContains, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
 import { checkedJsonRequest, mayHaveBody } from "./body.ts";
@@ -19,11 +20,15 @@ export interface EdgeOptions {
   trustedProxies: readonly Cidr[];
   /** HSTS is only meaningful (and only sent) over TLS. */
   tls: boolean;
+  /** Every request, per client address, before anything else is done for it. */
+  perAddress?: RateLimiter;
+  /** Told of each refusal (to audit a sample of them). */
+  onRateLimited?: (client: string, request: Request) => void;
 }
 
 export type FetchHandler = (request: Request, server: Server<undefined>) => Response | Promise<Response>;
 
-export function createEdge({ app, log, bodyLimit, trustedProxies, tls }: EdgeOptions): FetchHandler {
+export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited }: EdgeOptions): FetchHandler {
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
   const headers = securityHeaders({ tls });
   // Answers the edge gives itself, without the app: same envelope, same headers.
@@ -66,6 +71,13 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls }: EdgeOpt
       meta.id = requestIdFor(received.headers.get("x-request-id"));
       meta.client = clientAddress(received, server, trustedProxies);
       request = canonicalRequest(received);
+      if (perAddress) {
+        const decision = perAddress.take(meta.client);
+        if (!decision.allowed) {
+          onRateLimited?.(meta.client, request);
+          return finish(request, meta, started, edgeProblem({ status: 429, code: "rate_limited", detail: `Too many requests; retry in ${decision.retryAfter} s.`, headers: rateLimitHeaders(decision) }, meta.id));
+        }
+      }
       const declared = request.headers.get("content-length");
       if (declared !== null && Number(declared) > bodyLimit) {
         return finish(request, meta, started, edgeProblem(problemFor(payloadTooLarge(bodyLimit)), meta.id));

@@ -6,7 +6,7 @@
  */
 import { Type } from "@sinclair/typebox";
 import { t } from "elysia";
-import { CitadelError, InvalidError } from "../errors.ts";
+import { CitadelError, InvalidError, RateLimitedError } from "../errors.ts";
 import { pointerToPath } from "../json-pointer.ts";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
@@ -56,6 +56,8 @@ export class HttpProblem extends Error {
     readonly code: string,
     readonly detail: string,
     readonly headers: Record<string, string> = {},
+    /** Extension members of the problem document (RFC 9457 §3.2), such as a confirmation token. */
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(detail);
   }
@@ -76,6 +78,8 @@ export const DOMAIN_STATUS: Record<string, number> = {
   unauthorized: 401,
   sealed: 503,
   unavailable: 503,
+  rate_limited: 429,
+  totp_required: 401,
 };
 
 export interface ProblemInit {
@@ -84,10 +88,12 @@ export interface ProblemInit {
   detail?: string;
   errors?: ProblemFieldError[];
   headers?: Record<string, string>;
+  extra?: Record<string, unknown>;
 }
 
 export function problemBody(init: ProblemInit, requestId: string): Problem {
   return {
+    ...init.extra,
     type: `urn:citadel:problem:${init.code}`,
     title: TITLES[init.status] ?? "Error",
     status: init.status,
@@ -111,13 +117,14 @@ export function problemResponse(init: ProblemInit, requestId: string): Response 
  */
 export function problemFor(error: unknown): ProblemInit {
   if (error instanceof HttpProblem) {
-    return { status: error.status, code: error.code, detail: error.detail, headers: error.headers };
+    return { status: error.status, code: error.code, detail: error.detail, headers: error.headers, extra: error.extra };
   }
   if (error instanceof CitadelError) {
     const status = DOMAIN_STATUS[error.code];
     if (status !== undefined) {
       const init: ProblemInit = { status, code: error.code, detail: error.message };
       if (error instanceof InvalidError && error.field) init.errors = [{ field: error.field, message: error.message }];
+      if (error instanceof RateLimitedError) init.headers = { "retry-after": String(Math.max(1, error.retryAfterSeconds)) };
       return init;
     }
   }

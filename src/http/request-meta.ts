@@ -4,6 +4,8 @@
  * under a private symbol, so nothing has to be threaded through Elysia's context. (A
  * WeakMap keyed by requests did the same but made garbage collection measurably slower.)
  */
+import type { Principal } from "../auth/principal.ts";
+
 export interface RequestMeta {
   /** Echoed in X-Request-Id, in every problem body and in the log line. */
   id: string;
@@ -11,6 +13,15 @@ export interface RequestMeta {
   client: string;
   /** The matched route pattern (/v1/system/info), set once routing has happened. */
   route: string | null;
+  /** Who is calling, once the guard has checked their token. */
+  principal?: Principal;
+}
+
+/** The caller of a guarded route. Only routes that declare a scope or operator have one. */
+export function principalOf(request: Request): Principal {
+  const principal = requestMeta(request).principal;
+  if (!principal) throw new Error("principalOf: this route is not guarded (declare its access)");
+  return principal;
 }
 
 const META = Symbol("citadel.requestMeta");

@@ -5,10 +5,12 @@
 import type { AnyElysia } from "elysia";
 import { createHttpApp, type MountedRoutes, type ReadinessCheck } from "../../src/http/app.ts";
 import { createEdge } from "../../src/http/edge.ts";
+import type { Guard } from "../../src/http/guard.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { parseCidr } from "../../src/net/ip.ts";
 import { KERNEL_ACTIONS } from "../../src/audit/actions.ts";
 import { AuditLog } from "../../src/audit/log.ts";
+import { IdentityRegistry } from "../../src/auth/principal.ts";
 import { Keyring } from "../../src/crypto/keyring.ts";
 import { generateRootKey } from "../../src/crypto/root-key.ts";
 import { Seal } from "../../src/crypto/seal.ts";
@@ -24,6 +26,8 @@ export const BASE = "https://citadel.test";
 
 export interface TestEdgeOptions {
   mounts?: MountedRoutes[];
+  rootRoutes?: AnyElysia[];
+  guard?: Guard;
   readiness?: ReadinessCheck[];
   sealed?: () => boolean;
   bodyLimit?: number;
@@ -49,6 +53,8 @@ export function testEdge(options: TestEdgeOptions = {}) {
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const app: AnyElysia = createHttpApp({
     mounts: options.mounts ?? [],
+    rootRoutes: options.rootRoutes,
+    guard: options.guard,
     tls: options.tls ?? true,
     readiness: options.readiness ?? [],
     sealed: options.sealed,
@@ -142,6 +148,8 @@ export function testKernel<S = unknown>(options: TestKernelOptions<S> = {}): Ker
     build: { version: "1.2.3", commit: "abc1234", buildTime: "2026-01-01T00:00:00.000Z", compiled: true },
     startedAt: clock.now(),
     keySource: { method, keyFile: "/nonexistent/root.key", credential: "citadel-root-key", credentialsDirectory: undefined },
+    identity: new IdentityRegistry(),
+    services: [],
     rootKey,
     shares,
     ...options,

@@ -2,72 +2,56 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sysPlugin } from "../../../plugins/sys/index.ts";
-import { systemPlugin } from "../../../plugins/system/index.ts";
-import { formatRootKey, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
 import { listAuditEvents } from "../../../src/audit/query.ts";
-import type { Kernel } from "../../../src/plugin.ts";
-import { testEdge, testKernel } from "../../helpers/http.ts";
+import { formatRootKey } from "../../../src/crypto/root-key.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "citadel-sys-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const keyFile = () => join(dir, `root-${Math.random().toString(36).slice(2)}.key`);
 
-function edgeFor(k: Kernel, peer = "127.0.0.1") {
-  return testEdge({
-    peer,
-    sealed: () => k.seal.sealed,
-    mounts: [
-      { name: "system", routes: systemPlugin.routes!(k) },
-      { name: "sys", routes: sysPlugin.routes!(k) },
-    ],
-  });
+async function operator(options: Parameters<typeof testCitadel>[0] = {}) {
+  const c = await testCitadel({ keyFile: keyFile(), ...options });
+  return { c, token: await c.login(c.owner.email, c.owner.password) };
 }
 
-function keyFileKernel() {
-  const k = testKernel();
-  const keyFile = join(dir, `root-${Math.random().toString(36).slice(2)}.key`);
-  writeRootKeyFile(keyFile, k.rootKey);
-  return { ...k, keySource: { ...k.keySource, keyFile } };
-}
-
-const actions = (k: Kernel) => listAuditEvents(k.store.db, k.seal.keyring(), {}, 100).events.map((e) => `${e.action}:${e.outcome}`).reverse();
+const actions = (c: Awaited<ReturnType<typeof testCitadel>>, prefix: string) =>
+  listAuditEvents(c.kernel.store.db, c.kernel.seal.keyring(), { action: prefix }, 100).events.map((e) => `${e.action}:${e.outcome}`).reverse();
 
 describe("seal and unseal over HTTP", () => {
   test("sealed, every route but health, readiness and unseal answers 503 sealed", async () => {
-    const k = keyFileKernel();
-    const { send } = edgeFor(k);
-    expect((await send("POST", "/v1/sys/seal")).body.sealed).toBe(true);
-    const refused = await send("GET", "/v1/system/info");
+    const { c, token } = await operator();
+    expect((await c.send("POST", "/v1/sys/seal", token)).body.sealed).toBe(true);
+    const refused = await c.send("GET", "/v1/system/info", token);
     expect(refused.status).toBe(503);
     expect(refused.body.code).toBe("sealed");
     expect(refused.headers.get("x-request-id")).toBeTruthy();
-    expect((await send("GET", "/healthz")).status).toBe(200);
-    expect((await send("GET", "/v1/sys/seal-status")).body).toMatchObject({ sealed: true, method: "key_file" });
-    const unsealed = await send("POST", "/v1/sys/unseal", { json: {} }); // reloads the key file
+    expect((await c.send("GET", "/healthz")).status).toBe(200);
+    expect((await c.send("GET", "/readyz")).status).toBe(503);
+    expect((await c.send("GET", "/v1/sys/seal-status")).body).toMatchObject({ sealed: true, method: "key_file" });
+    const unsealed = await c.send("POST", "/v1/sys/unseal", undefined, { json: {} }); // reloads the key file
     expect(unsealed.body).toMatchObject({ unsealed: true, status: { sealed: false } });
-    expect((await send("GET", "/v1/system/info")).status).toBe(200);
-    expect(actions(k)).toEqual(["sys.seal:success", "sys.unseal:success"]);
+    expect((await c.send("GET", "/v1/system/info", token)).status).toBe(200);
+    expect(actions(c, "sys")).toEqual(["sys.seal:success", "sys.unseal:success"]);
   });
 
-  test("a key file readable by others is refused, naming the file", async () => {
-    const k = keyFileKernel();
-    chmodSync(k.keySource.keyFile, 0o644);
-    const { send } = edgeFor(k);
-    await send("POST", "/v1/sys/seal");
-    const res = await send("POST", "/v1/sys/unseal", { json: {} });
-    expect(res.status).toBe(503); // the host's key is misconfigured: the log says why, the client gets no paths
+  test("a key file readable by others is refused, and the client learns no path", async () => {
+    const { c, token } = await operator();
+    chmodSync(c.kernel.keySource.keyFile, 0o644);
+    await c.send("POST", "/v1/sys/seal", token);
+    const res = await c.send("POST", "/v1/sys/unseal", undefined, { json: {} });
+    expect(res.status).toBe(503); // the host's key is misconfigured: the log says why
     expect(res.body.code).toBe("unavailable");
-    expect(res.text).not.toContain(k.keySource.keyFile);
-    expect(k.seal.sealed).toBe(true);
-    chmodSync(k.keySource.keyFile, 0o600);
-    expect((await send("POST", "/v1/sys/unseal", { json: {} })).body.unsealed).toBe(true);
-    expect(actions(k)).toEqual(["sys.seal:success", "sys.unseal:failure", "sys.unseal:success"]);
+    expect(res.text).not.toContain(c.kernel.keySource.keyFile);
+    expect(c.kernel.seal.sealed).toBe(true);
+    chmodSync(c.kernel.keySource.keyFile, 0o600);
+    expect((await c.send("POST", "/v1/sys/unseal", undefined, { json: {} })).body.unsealed).toBe(true);
+    expect(actions(c, "sys")).toEqual(["sys.seal:success", "sys.unseal:failure", "sys.unseal:success"]);
   });
 
   test("Shamir: shares one at a time; wrong ones refused and audited", async () => {
-    const kk = testKernel({ sealMethod: "shamir" });
-    const shares = kk.shares;
-    const { send } = edgeFor(kk);
+    const c = await testCitadel({ sealMethod: "shamir" });
+    const shares = c.kernel.shares;
     const scenarios: Array<[unknown, number, string | number]> = [
       [{}, 422, "invalid"],
       [{ share: "citadel-share-nonsense" }, 422, "invalid"],
@@ -78,54 +62,54 @@ describe("seal and unseal over HTTP", () => {
       [{ share: shares[4] }, 200, 0],
     ];
     for (const [body, status, expected] of scenarios) {
-      const res = await send("POST", "/v1/sys/unseal", { json: body });
+      const res = await c.send("POST", "/v1/sys/unseal", undefined, { json: body });
       expect([JSON.stringify(body).slice(0, 30), res.status]).toEqual([JSON.stringify(body).slice(0, 30), status]);
       if (typeof expected === "string") expect(res.body.code).toBe(expected);
       else expect(res.body.status.progress).toBe(expected);
     }
-    expect(kk.seal.sealed).toBe(false);
-    expect(actions(kk).filter((a) => a.startsWith("sys.unseal"))).toEqual(["sys.unseal:failure", "sys.unseal:failure", "sys.unseal:success"]);
+    expect(c.kernel.seal.sealed).toBe(false);
+    expect(actions(c, "sys.unseal")).toEqual(["sys.unseal:failure", "sys.unseal:failure", "sys.unseal:success"]);
   });
 
-  test("operator routes refuse clients that are not on this host", async () => {
-    const k = keyFileKernel();
-    const { send } = edgeFor(k, "203.0.113.9");
-    for (const [method, path] of [["POST", "/v1/sys/seal"], ["POST", "/v1/sys/unseal"], ["GET", "/v1/sys/keys"], ["POST", "/v1/sys/keys/rotate"], ["POST", "/v1/sys/keys/rekey"]] as const) {
-      const res = await send(method, path, method === "POST" ? { json: {} } : {});
+  test("seal and the key routes are for operators only", async () => {
+    const { c, token } = await operator();
+    const member = await c.addUser(token, "editor@example.org", "owner");
+    for (const [method, path] of [["POST", "/v1/sys/seal"], ["GET", "/v1/sys/keys"], ["POST", "/v1/sys/keys/rotate"], ["POST", "/v1/sys/keys/rekey"]] as const) {
+      const res = await c.send(method, path, member.token, method === "POST" ? { json: {} } : {});
       expect([path, res.status, res.body.code]).toEqual([path, 403, "forbidden"]);
     }
-    expect((await send("GET", "/v1/sys/seal-status")).status).toBe(200);
-    expect(k.seal.sealed).toBe(false);
+    expect(c.kernel.seal.sealed).toBe(false);
   });
 });
 
 describe("keys over HTTP", () => {
   test("status, rotation, and rotation's audit event", async () => {
-    const k = keyFileKernel();
-    await k.store.write((tx) => k.seal.keyring().encrypt(tx, "o", "c", "x"));
-    const { send } = edgeFor(k);
-    const before = await send("GET", "/v1/sys/keys");
-    expect(before.body).toMatchObject({ active_kek: 1, deks: 1, deks_to_rewrap: 0, rotation_days: 90, rotation_due: false, root: { method: "key_file", state: "active" }, pending_root: null });
-    const rotated = await send("POST", "/v1/sys/keys/rotate");
-    expect(rotated.body).toEqual({ version: 2, rewrapped: 1 });
-    const after = await send("GET", "/v1/sys/keys");
+    const { c, token } = await operator();
+    await c.kernel.store.write((tx) => c.kernel.seal.keyring().encrypt(tx, "o", "c", "x"));
+    const before = await c.send("GET", "/v1/sys/keys", token);
+    expect(before.body).toMatchObject({ active_kek: 1, deks_to_rewrap: 0, rotation_days: 90, rotation_due: false, root: { method: "key_file", state: "active" }, pending_root: null });
+    const deks = before.body.deks;
+    const rotated = await c.send("POST", "/v1/sys/keys/rotate", token);
+    expect(rotated.body).toEqual({ version: 2, rewrapped: deks });
+    const after = await c.send("GET", "/v1/sys/keys", token);
     expect(after.body.keks.map((x: { version: number; retired_at: string | null }) => [x.version, x.retired_at !== null])).toEqual([[1, true], [2, false]]);
-    expect(actions(k)).toContain("keys.kek.rotate:success");
+    expect(actions(c, "keys")).toEqual(["keys.kek.rotate:success"]);
   });
 
-  test("rekey with a key file: the file is replaced and the new key is in use at once", async () => {
-    const k = keyFileKernel();
-    const ct = await k.store.write((tx) => k.seal.keyring().encrypt(tx, "o", "c", "kept"));
-    const oldFile = readFileSync(k.keySource.keyFile, "utf8");
-    const res = await edgeFor(k).send("POST", "/v1/sys/keys/rekey", { json: {} });
+  test("rekey with a key file asks for confirmation, then replaces the file and uses the new key at once", async () => {
+    const { c, token } = await operator();
+    const ct = await c.kernel.store.write((tx) => c.kernel.seal.keyring().encrypt(tx, "o", "c", "kept"));
+    const oldFile = readFileSync(c.kernel.keySource.keyFile, "utf8");
+    const ask = await c.send("POST", "/v1/sys/keys/rekey", token, { json: {} });
+    expect(ask.status).toBe(428);
+    const res = await c.send("POST", "/v1/sys/keys/rekey", token, { json: {}, headers: { "x-citadel-confirm": ask.body.confirmation_token } });
     expect(res.body).toMatchObject({ active: true });
-    expect(res.body.shares).toBeUndefined();
     expect(res.body.root_key).toBeUndefined(); // never sent: it is in the file
-    const newFile = readFileSync(k.keySource.keyFile, "utf8");
+    const newFile = readFileSync(c.kernel.keySource.keyFile, "utf8");
     expect(newFile).not.toBe(oldFile);
-    expect(newFile).not.toBe(formatRootKey(k.rootKey));
-    expect(k.seal.keyring().rootId).toBe(res.body.key_id);
-    expect(k.seal.keyring().decrypt("o", "c", ct).toString()).toBe("kept");
-    expect(actions(k)).toEqual(["keys.root.rekey:success", "keys.root.promote:success"]);
+    expect(newFile).not.toBe(formatRootKey(c.kernel.rootKey));
+    expect(c.kernel.seal.keyring().rootId).toBe(res.body.key_id);
+    expect(c.kernel.seal.keyring().decrypt("o", "c", ct).toString()).toBe("kept");
+    expect(actions(c, "keys.root")).toEqual(["keys.root.rekey:success", "keys.root.promote:success"]);
   });
 });

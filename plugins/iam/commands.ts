@@ -1,0 +1,99 @@
+/** CLI: citadel login | logout | whoami | token create | token list | token revoke | token check. */
+import { loginWithDeviceFlow, logout } from "../../src/cli/credentials.ts";
+import { parseToken, TOKEN_REGEX } from "../../src/auth/tokens.ts";
+import type { Command } from "../../src/plugin.ts";
+import type { CredentialList, Me, NewCredential } from "./model.ts";
+
+export const iamCommands: Command[] = [
+  {
+    words: ["login"],
+    summary: "Log in to a Citadel (device flow): approve in a browser, the token is stored in ~/.config/citadel",
+    options: {
+      server: { type: "string", description: "The server's URL (default: this machine's Citadel)" },
+      fingerprint: { type: "string", description: "The server certificate's SHA-256 fingerprint, to pin it (as `citadel serve` prints it)" },
+      scope: { type: "string", description: "Scopes to ask for (default: read write iam:self)" },
+    },
+    run: (ctx) => loginWithDeviceFlow(ctx),
+  },
+  {
+    words: ["logout"],
+    summary: "Forget the stored token (and revoke it on the server)",
+    run: (ctx) => logout(ctx),
+  },
+  {
+    words: ["whoami"],
+    summary: "Show the account the stored token belongs to",
+    async run(ctx) {
+      const me = await (await ctx.api()).request<typeof Me.static>("GET", "/v1/iam/me");
+      if (ctx.json) ctx.out(JSON.stringify(me, null, 2));
+      else {
+        ctx.out(`${me.email} (${me.id})${me.operator ? ", operator" : ""}${me.mfa ? ", TOTP on" : ""}`);
+        for (const o of me.organizations) ctx.out(`  ${o.role.padEnd(7)} ${o.name} (${o.id})`);
+      }
+      return 0;
+    },
+  },
+  {
+    words: ["token", "create"],
+    summary: "Make a personal access token (printed once)",
+    args: "<name>",
+    maxArgs: 1,
+    options: {
+      scope: { type: "string", description: "Space- or comma-separated scopes (default: read)" },
+      days: { type: "string", description: "Days until it expires" },
+      workspace: { type: "string", description: "Restrict it to one workspace" },
+      "allow-from": { type: "string", description: "Comma-separated CIDRs it may be used from" },
+    },
+    async run(ctx) {
+      const name = ctx.args[0];
+      if (!name) throw new Error("give the token a name");
+      const body: Record<string, unknown> = { name, scopes: String(ctx.options.scope ?? "read").split(/[\s,]+/).filter(Boolean) };
+      if (ctx.options.days !== undefined) body.expires_in_days = Number(ctx.options.days);
+      if (typeof ctx.options.workspace === "string") body.workspace = ctx.options.workspace;
+      if (typeof ctx.options["allow-from"] === "string") body.ip_allowlist = ctx.options["allow-from"].split(",").map((s) => s.trim());
+      const t = await (await ctx.api()).request<typeof NewCredential.static>("POST", "/v1/iam/me/tokens", body);
+      if (ctx.json) ctx.out(JSON.stringify(t, null, 2));
+      else {
+        ctx.out(t.token);
+        ctx.err(`token ${t.id} (${t.scopes?.join(" ")}), expires ${t.expires_at}: shown only now`);
+      }
+      return 0;
+    },
+  },
+  {
+    words: ["token", "list"],
+    summary: "List my personal access tokens",
+    async run(ctx) {
+      const { items } = await (await ctx.api()).request<typeof CredentialList.static>("GET", "/v1/iam/me/tokens");
+      if (ctx.json) ctx.out(JSON.stringify(items, null, 2));
+      else for (const t of items) ctx.out(`${t.id}  ${(t.name ?? "").padEnd(20)} ${(t.scopes ?? []).join(" ").padEnd(24)} expires ${t.expires_at ?? "never"}  last used ${t.last_used_at ?? "never"}`);
+      return 0;
+    },
+  },
+  {
+    words: ["token", "revoke"],
+    summary: "Revoke one of my tokens by its id",
+    args: "<id>",
+    maxArgs: 1,
+    async run(ctx) {
+      if (!ctx.args[0]) throw new Error("give the token's id");
+      await (await ctx.api()).request("DELETE", `/v1/iam/me/tokens/${encodeURIComponent(ctx.args[0])}`);
+      ctx.out("revoked");
+      return 0;
+    },
+  },
+  {
+    words: ["token", "check"],
+    summary: "Tell offline whether text is a well-formed Citadel token (its checksum), as secret scanners do",
+    args: "<token>",
+    maxArgs: 1,
+    async run(ctx) {
+      const text = ctx.args[0] ?? (await new Response(Bun.stdin.stream()).text()).trim();
+      const parsed = parseToken(text);
+      const result = { valid_format: parsed !== null, kind: parsed?.kind ?? null, id: parsed?.prefix ?? null, scanner_regex: TOKEN_REGEX.source };
+      if (ctx.json) ctx.out(JSON.stringify(result, null, 2));
+      else ctx.out(parsed ? `a Citadel ${parsed.kind} token, id ${parsed.prefix} (checksum correct; whether it is still valid only the server knows)` : "not a Citadel token (wrong shape or checksum)");
+      return parsed ? 0 : 1;
+    },
+  },
+];

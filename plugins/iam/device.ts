@@ -1,0 +1,144 @@
+/**
+ * The OAuth 2.0 device authorization grant (RFC 8628) behind `citadel login`: the CLI asks
+ * for a device code, shows the user a short code and a URL, and polls; the user approves on
+ * the approval page (or through the API) with their own credentials; the poll then answers
+ * with a personal access token for that user. States: authorization_pending, slow_down,
+ * expired_token, access_denied, and the token.
+ */
+import { createHash } from "node:crypto";
+import type { AuditRequestContext } from "../../src/audit/event.ts";
+import { actorOf, type Principal } from "../../src/auth/principal.ts";
+import { isScope } from "../../src/auth/scopes.ts";
+import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
+import { InvalidError, NotFoundError } from "../../src/errors.ts";
+import { HttpProblem } from "../../src/http/problem.ts";
+import type { Kernel } from "../../src/plugin.ts";
+import { newId } from "./service.ts";
+import type { IamSettings } from "./settings.ts";
+import * as sql from "./store.ts";
+
+/** RFC 8628 §6.1: no vowels (no words), no look-alikes; 20^8 ≈ 2.6e10 codes. */
+const USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ";
+const DEFAULT_SCOPES = ["read", "write"];
+const sha256 = (text: string) => createHash("sha256").update(text).digest();
+
+/** An OAuth error (RFC 6749 §5.2), carried in the problem envelope as `error`/`error_description`. */
+export function oauthError(status: number, error: string, description: string): HttpProblem {
+  return new HttpProblem(status, error, description, {}, { error, error_description: description });
+}
+
+export function normalizeUserCode(code: string): string {
+  return code.toUpperCase().replace(/[^A-Z]/g, "");
+}
+
+export class DeviceFlow {
+  constructor(private readonly k: Kernel<IamSettings>) {}
+
+  private now() {
+    return this.k.clock.now();
+  }
+
+  async start(input: { client_name?: string; scope?: string }, request: AuditRequestContext, verificationUri: string) {
+    const scopes = input.scope ? input.scope.split(/\s+/).filter(Boolean) : DEFAULT_SCOPES;
+    const bad = scopes.find((s) => !isScope(s));
+    if (bad) throw oauthError(400, "invalid_scope", `not a scope: ${bad}`);
+    const deviceCode = randomBase62(40);
+    const raw = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => USER_CODE_ALPHABET[b % 20]).join("");
+    const userCode = `${raw.slice(0, 4)}-${raw.slice(4)}`;
+    const expiresIn = this.k.settings.device_code_minutes * 60;
+    const id = newId("dev");
+    await this.k.store.write((tx) => {
+      sql.insertDeviceGrant(tx, {
+        id,
+        device_code_hash: sha256(deviceCode),
+        user_code: raw,
+        client_name: (input.client_name ?? "citadel CLI").slice(0, 100),
+        client_address: request.source ?? "unknown",
+        scopes: JSON.stringify(scopes),
+        created_at: this.now(),
+        expires_at: this.now() + expiresIn * 1000,
+        interval_s: 5,
+      });
+      this.k.audit.record(tx, { action: "iam.device.start", actor: { kind: "anonymous" }, outcome: "success", resource: { type: "device_grant", id }, reason: input.client_name ?? "citadel CLI", request });
+    });
+    return {
+      device_code: deviceCode,
+      user_code: userCode,
+      verification_uri: verificationUri,
+      verification_uri_complete: `${verificationUri}?user_code=${userCode}`,
+      expires_in: expiresIn,
+      interval: 5,
+    };
+  }
+
+  /** What the approval page shows about a pending request. */
+  describe(userCode: string) {
+    const grant = sql.pendingDeviceGrantByUserCode(this.k.store.db, normalizeUserCode(userCode));
+    if (!grant || grant.expires_at <= this.now()) throw new NotFoundError("No pending login with that code (it may have expired).");
+    return { client_name: grant.client_name, client_address: grant.client_address, scopes: JSON.parse(grant.scopes) as string[], expires_at: new Date(grant.expires_at).toISOString() };
+  }
+
+  /** The user's decision, made with their own credentials. */
+  async decide(userCode: string, approve: boolean, principal: Principal, request: AuditRequestContext) {
+    if (!principal.userId) throw new InvalidError("a user approves a device login, not an API key", "user_code");
+    const grant = sql.pendingDeviceGrantByUserCode(this.k.store.db, normalizeUserCode(userCode));
+    if (!grant || grant.expires_at <= this.now()) throw new NotFoundError("No pending login with that code (it may have expired).");
+    await this.k.store.write((tx) => {
+      if (!sql.decideDeviceGrant(tx, grant.id, approve ? "approved" : "denied", principal.userId!, this.now())) throw new NotFoundError("That login was decided already.");
+      this.k.audit.record(tx, {
+        action: "iam.device.approve",
+        actor: actorOf(principal),
+        outcome: approve ? "success" : "failure",
+        reason: approve ? `approved for ${grant.client_name} at ${grant.client_address}` : "denied by the user",
+        resource: { type: "device_grant", id: grant.id },
+        request,
+      });
+    });
+    return { approved: approve };
+  }
+
+  /** The token endpoint's answer to a poll (RFC 8628 §3.4, §3.5). */
+  async poll(deviceCode: string, request: AuditRequestContext) {
+    const db = this.k.store.db;
+    const grant = sql.deviceGrantByCodeHash(db, sha256(deviceCode));
+    if (!grant) throw oauthError(400, "invalid_grant", "Unknown device code.");
+    const now = this.now();
+    if (grant.status === "consumed") throw oauthError(400, "invalid_grant", "This device code was used already.");
+    if (grant.status === "denied") throw oauthError(400, "access_denied", "The user denied the login.");
+    if (grant.expires_at <= now) throw oauthError(400, "expired_token", "The device code expired: start again.");
+    if (grant.status === "pending") {
+      const tooSoon = grant.last_poll_at !== null && now - grant.last_poll_at < grant.interval_s * 1000;
+      // slow_down adds 5 seconds to the interval for this and every later poll (§3.5).
+      const interval = tooSoon ? grant.interval_s + 5 : grant.interval_s;
+      await this.k.store.write((tx) => sql.pollDeviceGrant(tx, grant.id, now, interval));
+      if (tooSoon) throw oauthError(400, "slow_down", `Poll at most every ${interval} seconds.`);
+      throw oauthError(400, "authorization_pending", "The user has not approved yet.");
+    }
+    // approved: issue the token once
+    const user = sql.userById(db, grant.user_id!);
+    if (!user) throw oauthError(400, "access_denied", "The approving account no longer exists.");
+    const t = generateToken(TOKEN_KINDS.pat);
+    const days = this.k.settings.token_default_days;
+    await this.k.store.write((tx) => {
+      if (!sql.consumeDeviceGrant(tx, grant.id)) throw oauthError(400, "invalid_grant", "This device code was used already.");
+      sql.insertCredential(tx, {
+        id: t.prefix,
+        kind: "device",
+        hash: t.hash,
+        name: `device login: ${grant.client_name}`,
+        user_id: user.id,
+        organization_id: null,
+        service: null,
+        scopes: grant.scopes,
+        workspace_id: null,
+        ip_allowlist: "[]",
+        parent_id: null,
+        created_at: now,
+        expires_at: now + days * 86_400_000,
+        idle_timeout_ms: null,
+      });
+      this.k.audit.record(tx, { action: "iam.token.create", actor: { kind: "user", user: user.id, token: t.prefix }, outcome: "success", resource: { type: "token", id: t.prefix }, reason: "device login", request });
+    });
+    return { access_token: t.token, token_type: "Bearer", expires_in: days * 86_400, scope: (JSON.parse(grant.scopes) as string[]).join(" ") };
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The identity provider the kernel's guard consults: token → principal, and the facts about
+ * organizations, workspaces and roles it checks. Every answer is one or two indexed reads.
+ *
+ * Last-use time and address are tracked in memory and written in one batch every few
+ * seconds: writing them on every request would turn every read into a durable write.
+ */
+import type { Database } from "bun:sqlite";
+import type { AuthResult, IdentityProvider, OrganizationFacts, Principal, PrincipalKind, WorkspaceFacts } from "../../src/auth/principal.ts";
+import { parseToken, TOKEN_KINDS, tokenMatches } from "../../src/auth/tokens.ts";
+import { parseCidr, type Cidr } from "../../src/net/ip.ts";
+import type { Store } from "../../src/store/store.ts";
+import * as sql from "./store.ts";
+
+const KIND_OF_PREFIX: Record<string, readonly sql.CredentialKind[]> = {
+  [TOKEN_KINDS.pat]: ["pat", "device"],
+  [TOKEN_KINDS.session]: ["session"],
+  [TOKEN_KINDS.workload]: ["workload"],
+  [TOKEN_KINDS.console]: ["console"],
+};
+
+export class IamIdentity implements IdentityProvider {
+  private readonly recent = new Map<string, { at: number; from: string }>();
+  private readonly allowlists = new Map<string, Cidr[]>();
+
+  constructor(private readonly db: Database) {}
+
+  authenticate(token: string, client: string, now: number): AuthResult {
+    const parsed = parseToken(token);
+    if (!parsed) return { ok: false, reason: "malformed" };
+    const row = sql.credentialById(this.db, parsed.prefix);
+    if (!row || !tokenMatches(token, row.hash)) return { ok: false, reason: "unknown" };
+    const expectedKinds = KIND_OF_PREFIX[parsed.kind];
+    const kindMatches = expectedKinds ? expectedKinds.includes(row.kind) : row.kind === "service" && row.service === parsed.kind;
+    if (!kindMatches) return { ok: false, reason: "unknown" };
+    if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
+    if (row.expires_at !== null && row.expires_at <= now) return { ok: false, reason: "expired" };
+    const lastUse = this.recent.get(row.id)?.at ?? row.last_used_at ?? row.created_at;
+    if (row.idle_timeout_ms !== null && now - lastUse > row.idle_timeout_ms) return { ok: false, reason: "expired" };
+    let operator = false;
+    let mfa = false;
+    if (row.user_id) {
+      const user = sql.userById(this.db, row.user_id);
+      if (!user) return { ok: false, reason: "disabled" };
+      operator = user.operator === 1;
+      mfa = user.totp_enabled_at !== null;
+    }
+    if (row.kind === "console") {
+      // Single use: spent the moment it is presented (a direct write: the store's batches
+      // run synchronously, so no transaction is open here).
+      this.db.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(now, row.id);
+    }
+    this.recent.set(row.id, { at: now, from: client });
+    const principal: Principal = {
+      kind: PRINCIPAL_KIND[row.kind],
+      tokenId: row.id,
+      userId: row.user_id,
+      organizationId: row.organization_id,
+      scopes: row.scopes === null ? "all" : (JSON.parse(row.scopes) as string[]),
+      service: row.service,
+      workspaceId: row.workspace_id,
+      ipAllowlist: this.allowlist(row.ip_allowlist),
+      operator,
+      mfa,
+    };
+    return { ok: true, principal };
+  }
+
+  organization(id: string): OrganizationFacts | null {
+    const row = sql.organizationById(this.db, id);
+    if (!row) return null;
+    return {
+      id: row.id,
+      ipAllowlist: this.allowlist(row.ip_allowlist),
+      requireMfa: row.require_mfa === 1,
+      services: new Set(sql.activeServices(this.db, id).map((s) => s.service)),
+    };
+  }
+
+  workspace(id: string): WorkspaceFacts | null {
+    const row = sql.workspaceById(this.db, id);
+    return row && { id: row.id, organizationId: row.organization_id, ipAllowlist: this.allowlist(row.ip_allowlist) };
+  }
+
+  roleIn(userId: string, organizationId: string) {
+    return sql.roleOf(this.db, organizationId, userId);
+  }
+
+  workspaceRole(userId: string, workspaceId: string) {
+    return sql.workspaceRoleOf(this.db, workspaceId, userId);
+  }
+
+  /** When a credential was last used, including uses not yet written down. */
+  lastUse(row: sql.CredentialRow): { at: number | null; from: string | null } {
+    const recent = this.recent.get(row.id);
+    return recent ? { at: recent.at, from: recent.from } : { at: row.last_used_at, from: row.last_used_from };
+  }
+
+  /** Writes the recorded uses in one transaction. */
+  async flushUses(store: Store): Promise<void> {
+    if (this.recent.size === 0) return;
+    const uses = [...this.recent];
+    this.recent.clear();
+    await store.write((tx) => {
+      for (const [id, use] of uses) sql.recordUse(tx, id, use.at, use.from);
+    });
+  }
+
+  /** Allowlists are stored as JSON arrays of CIDRs; parsed once per distinct list. */
+  private allowlist(json: string): Cidr[] {
+    if (json === "[]") return EMPTY;
+    let parsed = this.allowlists.get(json);
+    if (!parsed) {
+      parsed = (JSON.parse(json) as string[]).map((c) => parseCidr(c)!).filter(Boolean);
+      if (this.allowlists.size > 10_000) this.allowlists.clear();
+      this.allowlists.set(json, parsed);
+    }
+    return parsed;
+  }
+}
+
+const EMPTY: Cidr[] = [];
+
+const PRINCIPAL_KIND: Record<sql.CredentialKind, PrincipalKind> = {
+  session: "session",
+  pat: "pat",
+  device: "device",
+  service: "service",
+  workload: "workload",
+  console: "console",
+};

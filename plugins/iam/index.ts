@@ -1,0 +1,408 @@
+/**
+ * The `iam` plugin: Citadel as its own identity provider. Routes for login and sessions,
+ * TOTP, personal access tokens, API keys, organizations, members, workspaces, service
+ * activation and users; the OAuth endpoints of `citadel login` (device flow) and token
+ * exchange; the identity provider the kernel's guard consults.
+ */
+import { Elysia, t } from "elysia";
+import { renderSVG } from "uqr";
+import { actorOf } from "../../src/auth/principal.ts";
+import { NotFoundError } from "../../src/errors.ts";
+import { access } from "../../src/http/access.ts";
+import { auditRequest } from "../../src/http/audit-request.ts";
+import { principalOf } from "../../src/http/request-meta.ts";
+import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { iamCommands } from "./commands.ts";
+import { approvalPage, resultPage } from "./device-page.ts";
+import { DeviceFlow, oauthError } from "./device.ts";
+import { IamIdentity } from "./identity.ts";
+import { iamMigrations } from "./migrations.ts";
+import * as m from "./model.ts";
+import { IamService, type Caller } from "./service.ts";
+import { IamSettings } from "./settings.ts";
+
+const ACTIONS = [
+  ["iam.login", "A password login (failure: wrong credentials, throttled, second factor wrong)."],
+  ["iam.logout", "A session ended (or every session of a user)."],
+  ["iam.session.revoke", "A user ended one of their sessions."],
+  ["iam.password.change", "A user changed their password (their other sessions ended)."],
+  ["iam.mfa.enable", "A user enabled TOTP."],
+  ["iam.mfa.disable", "A user disabled TOTP."],
+  ["iam.token.create", "A personal access token (or a device-login token) was made."],
+  ["iam.token.revoke", "A personal access token was revoked."],
+  ["iam.token.rotate", "A personal access token was replaced by a new one."],
+  ["iam.token.exchange", "A short-lived workload token was issued in exchange for another token."],
+  ["iam.console_token.create", "A single-use console token was issued."],
+  ["iam.api_key.create", "A service API key was made."],
+  ["iam.api_key.revoke", "A service API key was revoked."],
+  ["iam.organization.create", "An organization was made."],
+  ["iam.organization.update", "An organization's name, MFA requirement or allowlist changed."],
+  ["iam.organization.delete", "An organization was deleted."],
+  ["iam.member.add", "A user joined an organization."],
+  ["iam.member.update", "A member's role changed."],
+  ["iam.member.remove", "A member left an organization."],
+  ["iam.workspace.create", "A workspace was made."],
+  ["iam.workspace.update", "A workspace's name or allowlist changed."],
+  ["iam.workspace.delete", "A workspace was deleted."],
+  ["iam.workspace_member.set", "A member's role in one workspace was narrowed (or reset)."],
+  ["iam.service.activate", "A service was activated for an organization (its API keys work)."],
+  ["iam.service.deactivate", "A service was deactivated for an organization."],
+  ["iam.user.create", "A user account was made."],
+  ["iam.user.delete", "A user account was deleted (its credentials revoked)."],
+  ["iam.device.start", "A device login (citadel login) was started."],
+  ["iam.device.approve", "A user approved (success) or denied (failure) a device login."],
+] as const;
+
+const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
+const iso = <T>(items: T[]) => ({ items });
+
+/** Services made per kernel; the routes and the start hook share one. */
+const services = new WeakMap<object, { iam: IamService; device: DeviceFlow; identity: IamIdentity }>();
+function servicesOf(k: Kernel<IamSettings>) {
+  let s = services.get(k.store);
+  if (!s) {
+    const identity = new IamIdentity(k.store.db);
+    s = { identity, iam: new IamService(k, identity, Math.max(1, navigator.hardwareConcurrency - 1)), device: new DeviceFlow(k) };
+    services.set(k.store, s);
+  }
+  return s;
+}
+
+export const iamPlugin = definePlugin<IamSettings>({
+  name: "iam",
+  settings: IamSettings,
+  scopes: ["iam:read", "iam:write", "iam:admin", "iam:self"],
+  actions: ACTIONS.map(([type, description]) => ({ type, description })),
+  migrations: iamMigrations,
+
+  async start(k) {
+    const { identity } = servicesOf(k);
+    k.identity.provide(identity);
+    const timer = setInterval(() => void identity.flushUses(k.store).catch((error) => k.log.error("could not record token use", { error })), 5000);
+    timer.unref();
+    return async () => {
+      clearInterval(timer);
+      await identity.flushUses(k.store);
+    };
+  },
+
+  async setup(k, options) {
+    const { iam } = servicesOf(k);
+    if (iam.users().length > 0) return null;
+    const email = typeof options.email === "string" ? options.email : "admin@localhost";
+    const orgName = typeof options.org === "string" ? options.org : "default";
+    const system = { kind: "system" as const };
+    const { user, password } = await iam.createUser({ email, name: "Owner", operator: true }, system);
+    const org = await iam.createOrganization(orgName, user.id, system);
+    return {
+      summary: { owner: email, organization: org.id, one_time_password: password },
+      lines: [
+        `Organization "${org.name}" (${org.id}) with owner ${email} (also the appliance operator).`,
+        `One-time password for ${email}: ${password}`,
+        "It is shown only now: log in (citadel login) and change it (POST /v1/iam/me/password).",
+      ],
+    };
+  },
+
+  routes: (k) => {
+    const { iam, device } = servicesOf(k);
+    const self = (summary: string) => ({ summary, tags: ["iam: me"], ...access({ scope: "iam:self" }) });
+    return (
+      new Elysia({ name: "iam" })
+        // --- login and the caller's own account -------------------------------------------
+        .post("/login", ({ body, request }) => iam.login(body, auditRequest(request)), {
+          body: m.LoginRequest,
+          response: m.LoginResponse,
+          detail: { summary: "Log in with email and password (and TOTP): a session token", tags: ["iam: me"], ...access({ public: true, authLimit: true }) },
+        })
+        .post(
+          "/logout",
+          async ({ body, request }) => {
+            await iam.logout(caller(request), body.everywhere === true);
+            return { ok: true as const };
+          },
+          { body: m.LogoutRequest, response: m.Done, detail: self("End this session, or every session") },
+        )
+        .get("/me", ({ request }) => iam.me(principalOf(request)), { response: m.Me, detail: self("Who am I: account, MFA, organizations") })
+        .get("/me/sessions", ({ request }) => iso(iam.sessions(principalOf(request))), { response: m.SessionList, detail: self("My sessions") })
+        .delete(
+          "/me/sessions/:session",
+          async ({ params, request }) => {
+            await iam.revokeSession(caller(request), params.session);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: self("End one of my sessions") },
+        )
+        .post(
+          "/me/password",
+          async ({ body, request }) => {
+            await iam.changePassword(caller(request), body.current_password, body.new_password);
+            return { ok: true as const };
+          },
+          { body: m.PasswordChange, response: m.Done, detail: self("Change my password (my other sessions end)") },
+        )
+        .post(
+          "/me/mfa/totp",
+          async ({ request }) => {
+            const enrolment = await iam.startTotp(caller(request));
+            return { ...enrolment, qr_svg: renderSVG(enrolment.otpauth_uri) };
+          },
+          { response: m.TotpEnrolment, detail: self("Start TOTP enrolment: a secret, its otpauth URI and QR code") },
+        )
+        .post("/me/mfa/totp/confirm", ({ body, request }) => iam.confirmTotp(caller(request), body.code), {
+          body: m.TotpCode,
+          response: m.RecoveryCodes,
+          detail: self("Finish TOTP enrolment with a first code: ten recovery codes"),
+        })
+        .post(
+          "/me/mfa/totp/disable",
+          async ({ body, request }) => {
+            await iam.disableTotp(caller(request), body.code);
+            return { ok: true as const };
+          },
+          { body: m.TotpCode, response: m.Done, detail: self("Disable TOTP (needs a current code)") },
+        )
+        .get("/me/tokens", ({ request }) => iso(iam.tokens(principalOf(request))), { response: m.CredentialList, detail: self("My personal access tokens") })
+        .post("/me/tokens", ({ body, request }) => iam.createPat(caller(request), body), { body: m.NewToken, response: m.NewCredential, detail: self("Make a personal access token (shown once)") })
+        .delete(
+          "/me/tokens/:token",
+          async ({ params, request }) => {
+            await iam.revokeToken(caller(request), params.token);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: self("Revoke one of my tokens") },
+        )
+        .post("/me/tokens/:token/rotate", ({ params, request }) => iam.rotateToken(caller(request), params.token), {
+          response: m.NewCredential,
+          detail: self("Replace a token by a new one with the same settings (the old one stops working)"),
+        })
+        .post("/console-tokens", ({ request }) => iam.consoleToken(caller(request)), {
+          response: m.ConsoleToken,
+          detail: { summary: "A single-use console token (two minutes)", tags: ["iam: me"], ...access({ scope: "shell:connect" }) },
+        })
+        .post("/device/approve", ({ body, request }) => device.decide(body.user_code, body.approve, principalOf(request), auditRequest(request)), {
+          body: m.DeviceDecision,
+          response: t.Object({ approved: t.Boolean() }),
+          detail: self("Approve or deny a device login (citadel login) by its user code"),
+        })
+
+        // --- organizations ------------------------------------------------------------------
+        .get("/orgs", ({ request }) => iso(iam.organizations(principalOf(request))), {
+          response: m.OrganizationList,
+          detail: { summary: "My organizations", tags: ["iam: organizations"], ...access({ scope: "iam:read" }) },
+        })
+        .post(
+          "/orgs",
+          ({ body, request }) => {
+            const c = caller(request);
+            return iam.createOrganization(body.name, body.owner ?? c.principal.userId!, actorOf(c.principal), c.request);
+          },
+          { body: m.NewOrganization, response: m.Organization, detail: { summary: "Make an organization (operators)", tags: ["iam: organizations"], ...access({ operator: true, scope: "iam:admin" }) } },
+        )
+        .get("/orgs/:org", ({ params }) => iam.organizationView(params.org), {
+          response: m.Organization,
+          detail: { summary: "An organization", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org" }) },
+        })
+        .patch("/orgs/:org", ({ params, body, request }) => iam.updateOrganization(caller(request), params.org, body), {
+          body: m.OrganizationChanges,
+          response: m.Organization,
+          detail: { summary: "Rename, require MFA, set the allowlist (owners)", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "admin" }) },
+        })
+        .delete(
+          "/orgs/:org",
+          async ({ params, request }) => {
+            await iam.deleteOrganization(caller(request), params.org);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: { summary: "Delete an organization (owners; asks for confirmation)", tags: ["iam: organizations"], ...access({ scope: "iam:admin", org: "org", permission: "admin", confirm: true }) } },
+        )
+        .get("/orgs/:org/members", ({ params }) => iso(iam.members(params.org)), {
+          response: m.MemberList,
+          detail: { summary: "Members and their roles", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org" }) },
+        })
+        .post("/orgs/:org/members", ({ params, body, request }) => iam.setMember(caller(request), params.org, body), {
+          body: m.NewMember,
+          response: m.Member,
+          detail: { summary: "Add a user by email, with a role", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) },
+        })
+        .put("/orgs/:org/members/:user", ({ params, body, request }) => iam.setMember(caller(request), params.org, { user: params.user, role: body.role }), {
+          body: m.MemberRole,
+          response: m.Member,
+          detail: { summary: "Change a member's role (only owners make owners)", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) },
+        })
+        .delete(
+          "/orgs/:org/members/:user",
+          async ({ params, request }) => {
+            await iam.removeMember(caller(request), params.org, params.user);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: { summary: "Remove a member (the last owner cannot leave)", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) } },
+        )
+        .get("/orgs/:org/services", ({ params }) => ({ items: iam.organizationView(params.org).services.map((service) => ({ service })) }), {
+          response: t.Object({ items: t.Array(t.Object({ service: t.String() })) }),
+          detail: { summary: "Services activated for the organization", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org" }) },
+        })
+        .put("/orgs/:org/services/:service", ({ params, request }) => iam.setService(caller(request), params.org, params.service, true, k.services), {
+          response: m.Organization,
+          detail: { summary: "Activate a service (its API keys start working)", tags: ["iam: organizations"], ...access({ scope: "iam:admin", org: "org", permission: "admin" }) },
+        })
+        .delete("/orgs/:org/services/:service", ({ params, request }) => iam.setService(caller(request), params.org, params.service, false, k.services), {
+          response: m.Organization,
+          detail: { summary: "Deactivate a service", tags: ["iam: organizations"], ...access({ scope: "iam:admin", org: "org", permission: "admin" }) },
+        })
+        .get("/orgs/:org/api-keys", ({ params }) => iso(iam.apiKeys(params.org)), {
+          response: m.CredentialList,
+          detail: { summary: "The organization's service API keys", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org", permission: "manage_members" }) },
+        })
+        .post("/orgs/:org/api-keys", ({ params, body, request }) => iam.createApiKey(caller(request), params.org, body, k.services), {
+          body: m.NewApiKey,
+          response: m.NewCredential,
+          detail: { summary: "Make a service API key (shown once)", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) },
+        })
+        .delete(
+          "/orgs/:org/api-keys/:key",
+          async ({ params, request }) => {
+            await iam.revokeApiKey(caller(request), params.org, params.key);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: { summary: "Revoke a service API key", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) } },
+        )
+
+        // --- workspaces ---------------------------------------------------------------------
+        .get("/orgs/:org/workspaces", ({ params }) => iso(iam.workspaces(params.org)), {
+          response: m.WorkspaceList,
+          detail: { summary: "The organization's workspaces", tags: ["iam: workspaces"], ...access({ scope: "iam:read", org: "org" }) },
+        })
+        .post("/orgs/:org/workspaces", ({ params, body, request }) => iam.createWorkspace(caller(request), params.org, body), {
+          body: m.NewWorkspace,
+          response: m.Workspace,
+          detail: { summary: "Make a workspace", tags: ["iam: workspaces"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) },
+        })
+        .get("/workspaces/:workspace", ({ params }) => iam.workspaceView(params.workspace), {
+          response: m.Workspace,
+          detail: { summary: "A workspace", tags: ["iam: workspaces"], ...access({ scope: "iam:read", workspace: "workspace" }) },
+        })
+        .patch("/workspaces/:workspace", ({ params, body, request }) => iam.updateWorkspace(caller(request), params.workspace, body), {
+          body: m.WorkspaceChanges,
+          response: m.Workspace,
+          detail: { summary: "Rename a workspace or set its allowlist", tags: ["iam: workspaces"], ...access({ scope: "iam:write", workspace: "workspace", permission: "manage_members" }) },
+        })
+        .delete(
+          "/workspaces/:workspace",
+          async ({ params, request }) => {
+            await iam.deleteWorkspace(caller(request), params.workspace);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: { summary: "Delete a workspace (asks for confirmation)", tags: ["iam: workspaces"], ...access({ scope: "iam:write", workspace: "workspace", permission: "delete", confirm: true }) } },
+        )
+        .put("/workspaces/:workspace/members/:user", ({ params, body, request }) => iam.setWorkspaceRole(caller(request), params.workspace, params.user, body.role), {
+          body: m.WorkspaceRole,
+          response: m.Workspace,
+          detail: { summary: "Narrow a member's role in this workspace (null: the organization role)", tags: ["iam: workspaces"], ...access({ scope: "iam:write", workspace: "workspace", permission: "manage_members" }) },
+        })
+
+        // --- users (operators) -----------------------------------------------------------
+        .get("/users", () => iso(iam.users()), { response: m.UserList, detail: { summary: "Every user (operators)", tags: ["iam: users"], ...access({ operator: true, scope: "iam:admin" }) } })
+        .post("/users", ({ body, request }) => iam.createUser(body, actorOf(principalOf(request)), auditRequest(request)), {
+          body: m.NewUser,
+          response: m.CreatedUser,
+          detail: { summary: "Make a user (operators); without a password, a one-time one is returned", tags: ["iam: users"], ...access({ operator: true, scope: "iam:admin" }) },
+        })
+        .delete(
+          "/users/:user",
+          async ({ params, request }) => {
+            await iam.deleteUser(params.user, caller(request));
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: { summary: "Delete a user and revoke their credentials (operators; asks for confirmation)", tags: ["iam: users"], ...access({ operator: true, scope: "iam:admin", confirm: true }) } },
+        )
+    );
+  },
+
+  rootRoutes: (k) => {
+    const { device, identity, iam } = servicesOf(k);
+    const oauth = { tags: ["oauth"], ...access({ public: true, authLimit: true }) };
+    return new Elysia({ name: "iam-oauth" })
+      .post(
+        "/oauth/device/code",
+        ({ body, request }) => device.start(body, auditRequest(request), `${new URL(request.url).origin}/oauth/device`),
+        {
+          body: t.Object({ client_name: t.Optional(t.String({ maxLength: 100 })), scope: t.Optional(t.String({ maxLength: 500 })), client_id: t.Optional(t.String({ maxLength: 100 })) }),
+          response: t.Object({ device_code: t.String(), user_code: t.String(), verification_uri: t.String(), verification_uri_complete: t.String(), expires_in: t.Integer(), interval: t.Integer() }),
+          detail: { summary: "Start a device login (RFC 8628)", ...oauth },
+        },
+      )
+      .post(
+        "/oauth/token",
+        async ({ body, request }) => {
+          const context = auditRequest(request);
+          if (body.grant_type === "urn:ietf:params:oauth:grant-type:device_code") {
+            if (!body.device_code) throw oauthError(400, "invalid_request", "device_code is missing");
+            return device.poll(body.device_code, context);
+          }
+          if (body.grant_type === "urn:ietf:params:oauth:grant-type:token-exchange") {
+            if (!body.subject_token) throw oauthError(400, "invalid_request", "subject_token is missing");
+            const parent = identity.authenticate(body.subject_token, context.source ?? "unknown", k.clock.now());
+            if (!parent.ok) throw oauthError(400, "invalid_grant", "The subject token is not valid.");
+            return iam.exchange(parent.principal, (body.scope ?? "").split(/\s+/).filter(Boolean), Number(body.expires_in ?? 3600), context);
+          }
+          throw oauthError(400, "unsupported_grant_type", "Use the device_code or token-exchange grant.");
+        },
+        {
+          body: t.Object({
+            grant_type: t.String({ maxLength: 100 }),
+            device_code: t.Optional(t.String({ maxLength: 100 })),
+            client_id: t.Optional(t.String({ maxLength: 100 })),
+            subject_token: t.Optional(t.String({ maxLength: 200 })),
+            subject_token_type: t.Optional(t.String({ maxLength: 100 })),
+            scope: t.Optional(t.String({ maxLength: 500 })),
+            expires_in: t.Optional(t.Union([t.Integer({ minimum: 1, maximum: 3600 }), t.String({ pattern: "^[0-9]{1,4}$" })])),
+          }),
+          response: t.Object({ access_token: t.String(), token_type: t.String(), expires_in: t.Integer(), scope: t.String(), issued_token_type: t.Optional(t.String()) }),
+          detail: { summary: "OAuth token endpoint: device code polling (RFC 8628), token exchange (RFC 8693)", ...oauth },
+        },
+      )
+      .get(
+        "/oauth/device",
+        ({ query, request }) => {
+          let pending = null;
+          try {
+            pending = query.user_code ? device.describe(query.user_code) : null;
+          } catch (error) {
+            if (!(error instanceof NotFoundError)) throw error;
+          }
+          return approvalPage({ userCode: query.user_code ?? "", pending, viewerAddress: auditRequest(request).source ?? "" });
+        },
+        { query: t.Object({ user_code: t.Optional(t.String({ maxLength: 12 })) }), detail: { summary: "The approval page of a device login", tags: ["oauth"], hide: true, ...access({ public: true }) } },
+      )
+      .post(
+        "/oauth/device",
+        async ({ body, request }) => {
+          const context = auditRequest(request);
+          try {
+            const session = await iam.login({ email: body.email, password: body.password, totp: body.totp || undefined }, context);
+            const principal = identity.authenticate(session.token, context.source ?? "unknown", k.clock.now());
+            if (!principal.ok) throw new Error("a fresh session did not authenticate");
+            await device.decide(body.user_code, body.decision === "approve", principal.principal, context);
+            await iam.logout({ principal: principal.principal, request: context }, false); // the page's session was for this one decision
+            return resultPage(body.decision === "approve" ? "Approved: you can close this page and go back to the terminal." : "Denied: the device was not logged in.");
+          } catch (error) {
+            const message = error instanceof Error && "code" in error ? error.message : "Something went wrong.";
+            return resultPage(message);
+          }
+        },
+        {
+          body: t.Object({
+            user_code: t.String({ maxLength: 12 }),
+            email: t.String({ maxLength: 320 }),
+            password: t.String({ maxLength: 1024 }),
+            totp: t.Optional(t.String({ maxLength: 10 })),
+            decision: t.Union([t.Literal("approve"), t.Literal("deny")]),
+          }),
+          detail: { summary: "Submit the approval page", tags: ["oauth"], hide: true, ...access({ public: true, authLimit: true }) },
+        },
+      );
+  },
+
+  commands: iamCommands,
+});

@@ -1,0 +1,113 @@
+/** The iam plugin's tables. Credentials (sessions, tokens, keys) keep their prefix and SHA-256 only. */
+import type { Migration } from "../../src/store/migrate.ts";
+
+export const iamMigrations: readonly Migration[] = [
+  {
+    id: "0001_identity",
+    up: `CREATE TABLE organizations (
+      id           TEXT PRIMARY KEY,
+      name         TEXT NOT NULL,
+      require_mfa  INTEGER NOT NULL DEFAULT 0,
+      ip_allowlist TEXT NOT NULL DEFAULT '[]',
+      created_at   INTEGER NOT NULL,
+      deleted_at   INTEGER
+    ) STRICT;
+    CREATE UNIQUE INDEX organizations_name ON organizations (name) WHERE deleted_at IS NULL;
+
+    CREATE TABLE users (
+      id              TEXT PRIMARY KEY,
+      email           TEXT NOT NULL COLLATE NOCASE,
+      name            TEXT,
+      password_hash   TEXT NOT NULL,
+      operator        INTEGER NOT NULL DEFAULT 0,
+      totp_secret     BLOB,
+      totp_pending    BLOB,
+      totp_enabled_at INTEGER,
+      totp_last_step  INTEGER,
+      failed_logins   INTEGER NOT NULL DEFAULT 0,
+      locked_until    INTEGER,
+      created_at      INTEGER NOT NULL,
+      deleted_at      INTEGER
+    ) STRICT;
+    CREATE UNIQUE INDEX users_email ON users (email) WHERE deleted_at IS NULL;
+
+    CREATE TABLE memberships (
+      organization_id TEXT NOT NULL REFERENCES organizations (id),
+      user_id         TEXT NOT NULL REFERENCES users (id),
+      role            TEXT NOT NULL CHECK (role IN ('viewer', 'editor', 'admin', 'owner')),
+      created_at      INTEGER NOT NULL,
+      PRIMARY KEY (organization_id, user_id)
+    ) STRICT;
+    CREATE INDEX memberships_by_user ON memberships (user_id);
+
+    CREATE TABLE workspaces (
+      id              TEXT PRIMARY KEY,
+      organization_id TEXT NOT NULL REFERENCES organizations (id),
+      name            TEXT NOT NULL,
+      ip_allowlist    TEXT NOT NULL DEFAULT '[]',
+      created_at      INTEGER NOT NULL,
+      deleted_at      INTEGER
+    ) STRICT;
+    CREATE UNIQUE INDEX workspaces_name ON workspaces (organization_id, name) WHERE deleted_at IS NULL;
+
+    CREATE TABLE workspace_members (
+      workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+      user_id      TEXT NOT NULL REFERENCES users (id),
+      role         TEXT NOT NULL CHECK (role IN ('viewer', 'editor', 'admin', 'owner')),
+      PRIMARY KEY (workspace_id, user_id)
+    ) STRICT;
+
+    CREATE TABLE credentials (
+      id              TEXT PRIMARY KEY,
+      kind            TEXT NOT NULL CHECK (kind IN ('session', 'pat', 'device', 'service', 'workload', 'console')),
+      hash            BLOB NOT NULL,
+      name            TEXT,
+      user_id         TEXT REFERENCES users (id),
+      organization_id TEXT REFERENCES organizations (id),
+      service         TEXT,
+      scopes          TEXT,
+      workspace_id    TEXT REFERENCES workspaces (id),
+      ip_allowlist    TEXT NOT NULL DEFAULT '[]',
+      parent_id       TEXT,
+      created_at      INTEGER NOT NULL,
+      expires_at      INTEGER,
+      idle_timeout_ms INTEGER,
+      last_used_at    INTEGER,
+      last_used_from  TEXT,
+      revoked_at      INTEGER
+    ) STRICT;
+    CREATE INDEX credentials_by_user ON credentials (user_id, kind);
+    CREATE INDEX credentials_by_org ON credentials (organization_id, kind);
+
+    CREATE TABLE recovery_codes (
+      user_id TEXT NOT NULL REFERENCES users (id),
+      hash    BLOB NOT NULL,
+      used_at INTEGER,
+      PRIMARY KEY (user_id, hash)
+    ) STRICT;
+
+    CREATE TABLE service_activations (
+      organization_id TEXT NOT NULL REFERENCES organizations (id),
+      service         TEXT NOT NULL,
+      activated_at    INTEGER NOT NULL,
+      PRIMARY KEY (organization_id, service)
+    ) STRICT;
+
+    CREATE TABLE device_grants (
+      id               TEXT PRIMARY KEY,
+      device_code_hash BLOB NOT NULL UNIQUE,
+      user_code        TEXT NOT NULL,
+      client_name      TEXT NOT NULL,
+      client_address   TEXT NOT NULL,
+      scopes           TEXT NOT NULL,
+      created_at       INTEGER NOT NULL,
+      expires_at       INTEGER NOT NULL,
+      interval_s       INTEGER NOT NULL,
+      last_poll_at     INTEGER,
+      status           TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'consumed')),
+      user_id          TEXT REFERENCES users (id),
+      decided_at       INTEGER
+    ) STRICT;
+    CREATE INDEX device_grants_user_code ON device_grants (user_code, status);`,
+  },
+];

@@ -1,0 +1,706 @@
+/**
+ * The identity service: organizations, users and memberships, workspaces, login sessions
+ * and brute-force protection, TOTP, tokens and API keys, service activation. Plain inputs,
+ * plain results, domain errors; every change is written with its audit event.
+ */
+import { createHash } from "node:crypto";
+import type { AuditActor, AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
+import { PasswordHasher, passwordProblem } from "../../src/auth/password.ts";
+import { actorOf, type Principal } from "../../src/auth/principal.ts";
+import { isRole, roleAllows, type Role } from "../../src/auth/rbac.ts";
+import { isScope, scopeService, scopesWithin } from "../../src/auth/scopes.ts";
+import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
+import { base32Encode, newTotpSecret, otpauthUri, verifyTotp } from "../../src/auth/totp.ts";
+import { ConflictError, ForbiddenError, InvalidError, NotFoundError, RateLimitedError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
+import { cidrContains, parseCidr, parseIp } from "../../src/net/ip.ts";
+import type { Kernel } from "../../src/plugin.ts";
+import type { Tx } from "../../src/store/store.ts";
+import type { IamIdentity } from "./identity.ts";
+import type { IamSettings } from "./settings.ts";
+import * as sql from "./store.ts";
+
+export interface Caller {
+  principal: Principal;
+  request: AuditRequestContext;
+}
+
+const DAY_MS = 86_400_000;
+const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
+const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,62}$/u;
+
+export const newId = (prefix: string) => `${prefix}_${randomBase62(14)}`;
+const hashCode = (code: string) => createHash("sha256").update(code.replace(/[\s-]/g, "").toLowerCase()).digest();
+const userKeyOwner = (userId: string) => `iam-user/${userId}`;
+
+/** A login failure, said the same way whatever went wrong (no user enumeration). */
+export class LoginFailedError extends UnauthorizedError {}
+
+
+interface Failures {
+  count: number;
+  /** No attempt is looked at before this time. */
+  waitUntil: number;
+}
+
+export class IamService {
+  readonly hasher: PasswordHasher;
+  private readonly failures = new Map<string, Failures>();
+
+  constructor(
+    private readonly k: Kernel<IamSettings>,
+    readonly identity: IamIdentity,
+    concurrency: number,
+  ) {
+    const s = k.settings;
+    this.hasher = new PasswordHasher({ memoryKiB: s.argon2_memory_kib, iterations: s.argon2_iterations, parallelism: s.argon2_parallelism }, concurrency);
+  }
+
+  private get db() {
+    return this.k.store.db;
+  }
+
+  private now() {
+    return this.k.clock.now();
+  }
+
+  private audit(tx: Tx, event: AuditEventInput): void {
+    this.k.audit.record(tx, event);
+  }
+
+  // --- users ----------------------------------------------------------------------------
+
+  /** Creates a user; without a password, makes a one-time one and returns it (shown once). */
+  async createUser(input: { email: string; name?: string; password?: string; operator?: boolean }, actor: AuditActor, request?: AuditRequestContext) {
+    const email = input.email.trim();
+    if (!EMAIL.test(email)) throw new InvalidError("not an email address", "email");
+    if (sql.userByEmail(this.db, email)) throw new ConflictError("a user with this email exists already");
+    const password = input.password ?? randomBase62(20);
+    if (input.password !== undefined) this.checkPassword(input.password, email);
+    const hash = await this.hasher.hash(password);
+    const id = newId("usr");
+    await this.k.store.write((tx) => {
+      if (sql.userByEmail(tx, email)) throw new ConflictError("a user with this email exists already");
+      sql.insertUser(tx, { id, email, name: input.name ?? null, password_hash: hash, operator: input.operator ? 1 : 0, created_at: this.now() });
+      this.audit(tx, { action: "iam.user.create", actor, outcome: "success", resource: { type: "user", id }, request, subject: id, personal: { email } });
+    });
+    return { user: this.userView(sql.userById(this.db, id)!), password: input.password === undefined ? password : undefined };
+  }
+
+  async deleteUser(userId: string, caller: Caller) {
+    await this.k.store.write((tx) => {
+      if (!sql.userById(tx, userId)) throw new NotFoundError("No such user.");
+      for (const orgId of sql.ownedOrganizations(tx, userId)) {
+        if (sql.ownerCount(tx, orgId) <= 1) throw new ConflictError(`the user is the last owner of organization ${orgId}: transfer ownership first`);
+      }
+      sql.softDeleteUser(tx, userId, this.now());
+      sql.revokeUserCredentials(tx, userId, ["session", "pat", "device", "workload", "console"], this.now());
+      this.audit(tx, { action: "iam.user.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, request: caller.request });
+    });
+  }
+
+  userView(u: sql.UserRow) {
+    return { id: u.id, email: u.email, name: u.name, operator: u.operator === 1, mfa: u.totp_enabled_at !== null, created_at: new Date(u.created_at).toISOString() };
+  }
+
+  private checkPassword(password: string, email: string): void {
+    const problem = passwordProblem(password, email, { minLength: this.k.settings.password_min_length });
+    if (problem) throw new InvalidError(`the password ${problem}`, "password");
+  }
+
+  async changePassword(caller: Caller, current: string, next: string) {
+    const user = this.requireUser(caller.principal);
+    if (!(await this.hasher.verify(user.password_hash, current))) throw new InvalidError("the current password is wrong", "current_password");
+    this.checkPassword(next, user.email);
+    const hash = await this.hasher.hash(next);
+    await this.k.store.write((tx) => {
+      sql.setPassword(tx, user.id, hash);
+      // Every other session ends: whoever else knew the old password is out.
+      for (const c of sql.credentialsOfUser(tx, user.id, ["session"])) if (c.id !== caller.principal.tokenId) sql.revokeCredential(tx, c.id, this.now());
+      this.audit(tx, { action: "iam.password.change", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: user.id }, request: caller.request });
+    });
+  }
+
+  private requireUser(p: Principal): sql.UserRow {
+    const user = p.userId ? sql.userById(this.db, p.userId) : null;
+    if (!user) throw new ForbiddenError("this needs a user's credential, not an API key");
+    return user;
+  }
+
+  // --- login ----------------------------------------------------------------------------
+
+  /**
+   * Password (and TOTP) login, answering with a session token. Brute force is slowed per
+   * account and address, and per address alone: each failure beyond a few doubles the wait,
+   * and enough of them lock the pair out for a while. The account itself is never locked for
+   * everyone, so an attacker cannot lock its owner out from elsewhere.
+   */
+  async login(input: { email: string; password: string; totp?: string; recovery_code?: string }, request: AuditRequestContext) {
+    const s = this.k.settings;
+    const address = request.source ?? "unknown";
+    const pairKey = `${input.email.trim().toLowerCase()}|${address}`;
+    const addressKey = `|${address}`;
+    const now = this.now();
+    for (const key of [pairKey, addressKey]) {
+      const f = this.failures.get(key);
+      if (f && f.waitUntil > now) {
+        const seconds = Math.ceil((f.waitUntil - now) / 1000);
+        await this.k.store.write((tx) =>
+          this.audit(tx, { action: "iam.login", actor: { kind: "anonymous" }, outcome: "failure", reason: "throttled after repeated failures", request, personal: { email: input.email } }),
+        );
+        throw new RateLimitedError(`Too many failed logins: try again in ${seconds} s.`, seconds);
+      }
+    }
+    const user = sql.userByEmail(this.db, input.email.trim());
+    const passwordOk = user ? await this.hasher.verify(user.password_hash, input.password) : await this.hasher.verifyNothing(input.password);
+    const fail = async (reason: string): Promise<never> => {
+      this.countFailure(pairKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
+      this.countFailure(addressKey, s.login_slowdown_after * 5, s.login_lock_after * 5, s.login_lock_minutes);
+      await this.k.store.write((tx) =>
+        this.audit(tx, { action: "iam.login", actor: user ? { kind: "user", user: user.id } : { kind: "anonymous" }, outcome: "failure", reason, request, subject: user?.id, personal: { email: input.email } }),
+      );
+      throw new LoginFailedError("The email or password is wrong.");
+    };
+    if (!user || !passwordOk) return fail(user ? "wrong password" : "unknown email");
+
+    let usedStep: number | null = null;
+    let usedRecovery: Buffer | null = null;
+    if (user.totp_enabled_at !== null) {
+      if (input.recovery_code) usedRecovery = hashCode(input.recovery_code);
+      else if (input.totp) {
+        const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp`, user.totp_secret!);
+        usedStep = verifyTotp(secret, input.totp.trim(), now);
+        if (usedStep === null) return fail("wrong TOTP code");
+        if (user.totp_last_step !== null && usedStep <= user.totp_last_step) return fail("TOTP code used before (replay)");
+      } else throw new TotpRequiredError("This account uses two-factor authentication: send `totp` (or a `recovery_code`).");
+    }
+
+    const session = generateToken(TOKEN_KINDS.session);
+    const rehash = this.hasher.needsRehash(user.password_hash) ? await this.hasher.hash(input.password) : null;
+    await this.k.store.write((tx) => {
+      if (usedRecovery && !sql.useRecoveryCode(tx, user.id, usedRecovery, now)) throw new LoginFailedError("The email or password is wrong.");
+      if (usedStep !== null) sql.setTotpLastStep(tx, user.id, usedStep);
+      if (rehash) sql.setPassword(tx, user.id, rehash);
+      sql.insertCredential(tx, {
+        id: session.prefix,
+        kind: "session",
+        hash: session.hash,
+        name: "login",
+        user_id: user.id,
+        organization_id: null,
+        service: null,
+        scopes: null,
+        workspace_id: null,
+        ip_allowlist: "[]",
+        parent_id: null,
+        created_at: now,
+        expires_at: now + s.session_ttl_hours * 3_600_000,
+        idle_timeout_ms: s.session_idle_minutes * 60_000,
+      });
+      this.audit(tx, {
+        action: "iam.login",
+        actor: { kind: "user", user: user.id, token: session.prefix },
+        outcome: "success",
+        reason: usedRecovery ? "with a recovery code" : usedStep !== null ? "with TOTP" : "password",
+        request,
+      });
+    }).catch(async (error) => {
+      if (error instanceof LoginFailedError) return fail("wrong recovery code");
+      throw error;
+    });
+    this.failures.delete(pairKey);
+    return { token: session.token, token_id: session.prefix, expires_at: new Date(now + s.session_ttl_hours * 3_600_000).toISOString(), user: this.userView(user) };
+  }
+
+  private countFailure(key: string, slowAfter: number, lockAfter: number, lockMinutes: number): void {
+    const f = this.failures.get(key) ?? { count: 0, waitUntil: 0 };
+    f.count++;
+    const now = this.now();
+    if (f.count >= lockAfter) f.waitUntil = now + lockMinutes * 60_000;
+    else if (f.count >= slowAfter) f.waitUntil = now + Math.min(2 ** (f.count - slowAfter) * 1000, lockMinutes * 60_000);
+    this.failures.set(key, f);
+    if (this.failures.size > 100_000) this.failures.clear(); // bounded memory, at worst a reset
+  }
+
+  async logout(caller: Caller, everywhere: boolean) {
+    const user = this.requireUser(caller.principal);
+    await this.k.store.write((tx) => {
+      if (everywhere) sql.revokeUserCredentials(tx, user.id, ["session"], this.now());
+      else sql.revokeCredential(tx, caller.principal.tokenId, this.now());
+      this.audit(tx, { action: "iam.logout", actor: actorOf(caller.principal), outcome: "success", reason: everywhere ? "every session" : "this session", request: caller.request });
+    });
+  }
+
+  sessions(p: Principal) {
+    const user = this.requireUser(p);
+    return sql.credentialsOfUser(this.db, user.id, ["session"]).map((c) => ({ ...this.credentialView(c), current: c.id === p.tokenId }));
+  }
+
+  async revokeSession(caller: Caller, id: string) {
+    const user = this.requireUser(caller.principal);
+    const c = sql.credentialById(this.db, id);
+    if (!c || c.user_id !== user.id || c.kind !== "session") throw new NotFoundError("No such session.");
+    await this.k.store.write((tx) => {
+      sql.revokeCredential(tx, id, this.now());
+      this.audit(tx, { action: "iam.session.revoke", actor: actorOf(caller.principal), outcome: "success", resource: { type: "session", id }, request: caller.request });
+    });
+  }
+
+  // --- TOTP -------------------------------------------------------------------------------
+
+  /** Starts TOTP enrolment: a new secret (kept encrypted, pending) and its otpauth URI. */
+  async startTotp(caller: Caller) {
+    const user = this.requireUser(caller.principal);
+    if (user.totp_enabled_at !== null) throw new ConflictError("two-factor authentication is enabled already; disable it first");
+    const secret = newTotpSecret();
+    await this.k.store.write((tx) => sql.setTotpPending(tx, user.id, this.k.seal.keyring().encrypt(tx, userKeyOwner(user.id), `users/${user.id}/totp_pending`, secret)));
+    return { secret: base32Encode(secret), otpauth_uri: otpauthUri("Citadel", user.email, secret) };
+  }
+
+  /** Confirms enrolment with a first code; enables TOTP and returns ten recovery codes, once. */
+  async confirmTotp(caller: Caller, code: string) {
+    const user = this.requireUser(caller.principal);
+    if (!user.totp_pending) throw new ConflictError("start the enrolment first (POST /v1/iam/me/mfa/totp)");
+    const keyring = this.k.seal.keyring();
+    const secret = keyring.decrypt(userKeyOwner(user.id), `users/${user.id}/totp_pending`, user.totp_pending);
+    const step = verifyTotp(secret, code.trim(), this.now());
+    if (step === null) throw new InvalidError("the code does not match: check the device's clock", "code");
+    const codes = Array.from({ length: 10 }, () => `${randomBase62(5)}-${randomBase62(5)}`.toLowerCase());
+    await this.k.store.write((tx) => {
+      sql.enableTotp(tx, user.id, keyring.encrypt(tx, userKeyOwner(user.id), `users/${user.id}/totp`, secret), step, this.now());
+      sql.replaceRecoveryCodes(tx, user.id, codes.map(hashCode));
+      this.audit(tx, { action: "iam.mfa.enable", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: user.id }, request: caller.request });
+    });
+    return { recovery_codes: codes };
+  }
+
+  async disableTotp(caller: Caller, code: string) {
+    const user = this.requireUser(caller.principal);
+    if (user.totp_enabled_at === null) throw new ConflictError("two-factor authentication is not enabled");
+    const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp`, user.totp_secret!);
+    const step = verifyTotp(secret, code.trim(), this.now());
+    if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step)) throw new InvalidError("the code does not match (or was used before)", "code");
+    await this.k.store.write((tx) => {
+      sql.disableTotp(tx, user.id);
+      sql.replaceRecoveryCodes(tx, user.id, []);
+      this.audit(tx, { action: "iam.mfa.disable", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: user.id }, request: caller.request });
+    });
+  }
+
+  me(p: Principal) {
+    const user = this.requireUser(p);
+    return {
+      ...this.userView(user),
+      recovery_codes_left: sql.unusedRecoveryCodes(this.db, user.id),
+      organizations: sql.organizationsOf(this.db, user.id).map((o) => ({ id: o.id, name: o.name, role: o.role })),
+    };
+  }
+
+  // --- tokens -----------------------------------------------------------------------------
+
+  /** A personal access token; its plaintext is in the answer and nowhere else, ever. */
+  async createPat(
+    caller: Caller,
+    input: { name: string; scopes: string[]; expires_in_days?: number; workspace?: string; organization?: string; ip_allowlist?: string[] },
+    kind: "pat" | "device" = "pat",
+  ) {
+    const user = this.requireUser(caller.principal);
+    const { expiresAt, allowlist, scopes } = this.checkTokenInput(input);
+    if (caller.principal.scopes !== "all" && !scopesWithin(scopes, caller.principal.scopes)) {
+      throw new ForbiddenError("a token cannot grant more than the credential that makes it");
+    }
+    if (input.organization && !sql.roleOf(this.db, input.organization, user.id)) throw new InvalidError("you are not a member of that organization", "organization");
+    if (input.workspace) {
+      const ws = sql.workspaceById(this.db, input.workspace);
+      if (!ws || !sql.roleOf(this.db, ws.organization_id, user.id)) throw new InvalidError("no such workspace among yours", "workspace");
+    }
+    const t = generateToken(TOKEN_KINDS.pat);
+    await this.k.store.write((tx) => {
+      sql.insertCredential(tx, {
+        id: t.prefix,
+        kind,
+        hash: t.hash,
+        name: input.name,
+        user_id: user.id,
+        organization_id: input.organization ?? null,
+        service: null,
+        scopes: JSON.stringify(scopes),
+        workspace_id: input.workspace ?? null,
+        ip_allowlist: allowlist,
+        parent_id: null,
+        created_at: this.now(),
+        expires_at: expiresAt,
+        idle_timeout_ms: null,
+      });
+      this.audit(tx, { action: "iam.token.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "token", id: t.prefix }, reason: `scopes ${scopes.join(" ")}`, request: caller.request });
+    });
+    return { token: t.token, ...this.credentialView(sql.credentialById(this.db, t.prefix)!) };
+  }
+
+  private checkTokenInput(input: { name: string; scopes: string[]; expires_in_days?: number; ip_allowlist?: string[] }) {
+    const s = this.k.settings;
+    if (!NAME.test(input.name)) throw new InvalidError("a short name: letters, digits, space, . _ -", "name");
+    if (input.scopes.length === 0) throw new InvalidError("give at least one scope", "scopes");
+    const bad = input.scopes.find((scope) => !isScope(scope));
+    if (bad) throw new InvalidError(`not a scope: ${bad}`, "scopes");
+    const days = input.expires_in_days ?? s.token_default_days;
+    if (days > s.token_max_days) throw new InvalidError(`at most ${s.token_max_days} days`, "expires_in_days");
+    const allowlist = input.ip_allowlist ?? [];
+    allowlist.forEach((cidr, i) => {
+      if (!parseCidr(cidr)) throw new InvalidError("not a CIDR", `ip_allowlist[${i}]`);
+    });
+    return { expiresAt: this.now() + days * DAY_MS, allowlist: JSON.stringify(allowlist), scopes: [...new Set(input.scopes)].sort() };
+  }
+
+  tokens(p: Principal) {
+    const user = this.requireUser(p);
+    return sql.credentialsOfUser(this.db, user.id, ["pat", "device", "workload"]).map((c) => this.credentialView(c));
+  }
+
+  async revokeToken(caller: Caller, id: string) {
+    const user = this.requireUser(caller.principal);
+    const c = sql.credentialById(this.db, id);
+    if (!c || c.user_id !== user.id || !["pat", "device", "workload"].includes(c.kind) || c.revoked_at !== null) throw new NotFoundError("No such token.");
+    await this.k.store.write((tx) => {
+      sql.revokeCredential(tx, id, this.now());
+      this.audit(tx, { action: "iam.token.revoke", actor: actorOf(caller.principal), outcome: "success", resource: { type: "token", id }, request: caller.request });
+    });
+  }
+
+  /** A new token with the same name, scopes, restrictions and lifetime; the old one is revoked. */
+  async rotateToken(caller: Caller, id: string) {
+    const user = this.requireUser(caller.principal);
+    const c = sql.credentialById(this.db, id);
+    if (!c || c.user_id !== user.id || !["pat", "device"].includes(c.kind) || c.revoked_at !== null) throw new NotFoundError("No such token.");
+    const lifetime = c.expires_at === null ? this.k.settings.token_default_days * DAY_MS : c.expires_at - c.created_at;
+    const t = generateToken(TOKEN_KINDS.pat);
+    await this.k.store.write((tx) => {
+      sql.insertCredential(tx, { ...c, id: t.prefix, hash: t.hash, parent_id: c.id, created_at: this.now(), expires_at: this.now() + lifetime });
+      sql.revokeCredential(tx, c.id, this.now());
+      this.audit(tx, { action: "iam.token.rotate", actor: actorOf(caller.principal), outcome: "success", resource: { type: "token", id: t.prefix }, reason: `replaces ${c.id}`, request: caller.request });
+    });
+    return { token: t.token, ...this.credentialView(sql.credentialById(this.db, t.prefix)!) };
+  }
+
+  /**
+   * Token exchange (RFC 8693) for workloads: a short-lived token (at most one hour, and never
+   * beyond its parent) whose scopes lie within the parent's.
+   */
+  async exchange(parent: Principal, scopes: string[], ttlSeconds: number, request: AuditRequestContext) {
+    if (parent.kind === "console" || parent.kind === "session") throw new InvalidError("exchange a personal access token, device token or API key", "subject_token");
+    if (scopes.length === 0 || scopes.some((s) => !isScope(s))) throw new InvalidError("give the scopes wanted, space-separated", "scope");
+    if (parent.scopes !== "all" && !scopesWithin(scopes, parent.scopes)) throw new InvalidError("the scopes asked for exceed the subject token's", "scope");
+    const row = sql.credentialById(this.db, parent.tokenId)!;
+    const ttl = Math.min(ttlSeconds, 3600) * 1000;
+    const expiresAt = Math.min(this.now() + ttl, row.expires_at ?? Infinity);
+    const t = generateToken(TOKEN_KINDS.workload);
+    await this.k.store.write((tx) => {
+      sql.insertCredential(tx, {
+        id: t.prefix,
+        kind: "workload",
+        hash: t.hash,
+        name: "workload",
+        user_id: row.user_id,
+        organization_id: row.organization_id,
+        service: null,
+        scopes: JSON.stringify([...new Set(scopes)].sort()),
+        workspace_id: row.workspace_id,
+        ip_allowlist: row.ip_allowlist,
+        parent_id: row.id,
+        created_at: this.now(),
+        expires_at: expiresAt,
+        idle_timeout_ms: null,
+      });
+      this.audit(tx, { action: "iam.token.exchange", actor: actorOf(parent), outcome: "success", resource: { type: "token", id: t.prefix }, reason: `scopes ${scopes.join(" ")}`, request });
+    });
+    return { access_token: t.token, issued_token_type: "urn:ietf:params:oauth:token-type:access_token", token_type: "Bearer", expires_in: Math.floor((expiresAt - this.now()) / 1000), scope: scopes.join(" ") };
+  }
+
+  /** A console token: single use, two minutes, for `shell:connect`. */
+  async consoleToken(caller: Caller) {
+    const user = this.requireUser(caller.principal);
+    const t = generateToken(TOKEN_KINDS.console);
+    const expiresAt = this.now() + 120_000;
+    await this.k.store.write((tx) => {
+      sql.insertCredential(tx, {
+        id: t.prefix,
+        kind: "console",
+        hash: t.hash,
+        name: "console",
+        user_id: user.id,
+        organization_id: caller.principal.organizationId,
+        service: null,
+        scopes: JSON.stringify(["shell:connect"]),
+        workspace_id: caller.principal.workspaceId,
+        ip_allowlist: "[]",
+        parent_id: caller.principal.tokenId,
+        created_at: this.now(),
+        expires_at: expiresAt,
+        idle_timeout_ms: null,
+      });
+      this.audit(tx, { action: "iam.console_token.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "token", id: t.prefix }, request: caller.request });
+    });
+    return { token: t.token, expires_at: new Date(expiresAt).toISOString(), single_use: true };
+  }
+
+  credentialView(c: sql.CredentialRow) {
+    const use = this.identity.lastUse(c);
+    return {
+      id: c.id,
+      kind: c.kind,
+      name: c.name,
+      service: c.service,
+      organization: c.organization_id,
+      workspace: c.workspace_id,
+      scopes: c.scopes === null ? null : (JSON.parse(c.scopes) as string[]),
+      ip_allowlist: JSON.parse(c.ip_allowlist) as string[],
+      created_at: new Date(c.created_at).toISOString(),
+      expires_at: c.expires_at === null ? null : new Date(c.expires_at).toISOString(),
+      last_used_at: use.at === null ? null : new Date(use.at).toISOString(),
+      last_used_from: use.from,
+    };
+  }
+
+  // --- organizations ----------------------------------------------------------------------
+
+  async createOrganization(name: string, ownerId: string, actor: AuditActor, request?: AuditRequestContext) {
+    if (!NAME.test(name)) throw new InvalidError("a short name: letters, digits, space, . _ -", "name");
+    const id = newId("org");
+    await this.k.store.write((tx) => {
+      if (sql.organizationByName(tx, name)) throw new ConflictError("an organization with this name exists already");
+      if (!sql.userById(tx, ownerId)) throw new InvalidError("no such user", "owner");
+      sql.insertOrganization(tx, { id, name, created_at: this.now() });
+      sql.upsertMembership(tx, id, ownerId, "owner", this.now());
+      this.audit(tx, { action: "iam.organization.create", actor, outcome: "success", resource: { type: "organization", id }, organization: id, request });
+    });
+    return this.organizationView(id);
+  }
+
+  organizationView(id: string) {
+    const o = sql.organizationById(this.db, id);
+    if (!o) throw new NotFoundError("No such organization.");
+    return {
+      id: o.id,
+      name: o.name,
+      require_mfa: o.require_mfa === 1,
+      ip_allowlist: JSON.parse(o.ip_allowlist) as string[],
+      services: sql.activeServices(this.db, id).map((s) => s.service),
+      created_at: new Date(o.created_at).toISOString(),
+    };
+  }
+
+  organizations(p: Principal): Array<ReturnType<IamService["organizationView"]> & { role: Role | null }> {
+    if (p.userId) return sql.organizationsOf(this.db, p.userId).map((o) => ({ ...this.organizationView(o.id), role: o.role }));
+    return p.organizationId ? [{ ...this.organizationView(p.organizationId), role: null }] : [];
+  }
+
+  async updateOrganization(caller: Caller, id: string, changes: { name?: string; require_mfa?: boolean; ip_allowlist?: string[] }) {
+    if (changes.name !== undefined && !NAME.test(changes.name)) throw new InvalidError("a short name: letters, digits, space, . _ -", "name");
+    const allowlist = changes.ip_allowlist && this.checkAllowlist(changes.ip_allowlist, caller);
+    await this.k.store.write((tx) => {
+      if (changes.name !== undefined) {
+        const other = sql.organizationByName(tx, changes.name);
+        if (other && other.id !== id) throw new ConflictError("an organization with this name exists already");
+      }
+      sql.updateOrganization(tx, id, { name: changes.name, require_mfa: changes.require_mfa, ip_allowlist: allowlist });
+      this.audit(tx, { action: "iam.organization.update", actor: actorOf(caller.principal), outcome: "success", resource: { type: "organization", id }, organization: id, reason: Object.keys(changes).join(", "), request: caller.request });
+    });
+    return this.organizationView(id);
+  }
+
+  /** An allowlist must let in the address that sets it, or the caller would lock themselves out. */
+  private checkAllowlist(list: string[], caller: Caller): string {
+    const cidrs = list.map((c, i) => {
+      const cidr = parseCidr(c);
+      if (!cidr) throw new InvalidError("not a CIDR", `ip_allowlist[${i}]`);
+      return cidr;
+    });
+    const from = parseIp(caller.request.source ?? "");
+    if (cidrs.length > 0 && !(from && cidrs.some((c) => cidrContains(c, from)))) {
+      throw new InvalidError(`the list does not include your own address (${caller.request.source}): you would lock yourself out`, "ip_allowlist");
+    }
+    return JSON.stringify(list);
+  }
+
+  async deleteOrganization(caller: Caller, id: string) {
+    await this.k.store.write((tx) => {
+      sql.softDeleteOrganization(tx, id, this.now());
+      this.audit(tx, { action: "iam.organization.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "organization", id }, organization: id, request: caller.request });
+    });
+  }
+
+  members(orgId: string) {
+    return sql.membersOf(this.db, orgId).map((m) => ({ user: m.user_id, email: m.email, name: m.name, role: m.role, mfa: m.mfa === 1, since: new Date(m.created_at).toISOString() }));
+  }
+
+  /** Adds a member or changes a role. Only an owner makes owners; the last owner stays one. */
+  async setMember(caller: Caller, orgId: string, input: { user?: string; email?: string; role: string }) {
+    if (!isRole(input.role)) throw new InvalidError("one of viewer, editor, admin, owner", "role");
+    const role: Role = input.role;
+    const target = input.user ? sql.userById(this.db, input.user) : input.email ? sql.userByEmail(this.db, input.email) : null;
+    if (!target) throw new NotFoundError("No such user.");
+    const callerRole = caller.principal.userId ? sql.roleOf(this.db, orgId, caller.principal.userId) : null;
+    const current = sql.roleOf(this.db, orgId, target.id);
+    if ((role === "owner" || current === "owner") && callerRole !== "owner") throw new ForbiddenError("only an owner may make or unmake owners");
+    await this.k.store.write((tx) => {
+      if (current === "owner" && role !== "owner" && sql.ownerCount(tx, orgId) <= 1) throw new ConflictError("the last owner cannot step down: make someone else owner first");
+      sql.upsertMembership(tx, orgId, target.id, role, this.now());
+      this.audit(tx, {
+        action: current ? "iam.member.update" : "iam.member.add",
+        actor: actorOf(caller.principal),
+        outcome: "success",
+        resource: { type: "user", id: target.id },
+        organization: orgId,
+        reason: current ? `${current} → ${role}` : role,
+        request: caller.request,
+      });
+    });
+    return this.members(orgId).find((m) => m.user === target.id)!;
+  }
+
+  async removeMember(caller: Caller, orgId: string, userId: string) {
+    const current = sql.roleOf(this.db, orgId, userId);
+    if (!current) throw new NotFoundError("That user is not a member.");
+    const callerRole = caller.principal.userId ? sql.roleOf(this.db, orgId, caller.principal.userId) : null;
+    if (current === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may remove an owner");
+    await this.k.store.write((tx) => {
+      if (current === "owner" && sql.ownerCount(tx, orgId) <= 1) throw new ConflictError("the last owner cannot leave: make someone else owner first");
+      sql.deleteMembership(tx, orgId, userId);
+      this.audit(tx, { action: "iam.member.remove", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, organization: orgId, request: caller.request });
+    });
+  }
+
+  // --- workspaces -------------------------------------------------------------------------
+
+  async createWorkspace(caller: Caller, orgId: string, input: { name: string; ip_allowlist?: string[] }) {
+    if (!NAME.test(input.name)) throw new InvalidError("a short name: letters, digits, space, . _ -", "name");
+    const allowlist = this.checkAllowlist(input.ip_allowlist ?? [], caller);
+    const id = newId("ws");
+    await this.k.store.write((tx) => {
+      if (sql.workspacesOf(tx, orgId).some((w) => w.name === input.name)) throw new ConflictError("a workspace with this name exists in the organization");
+      sql.insertWorkspace(tx, { id, organization_id: orgId, name: input.name, ip_allowlist: allowlist, created_at: this.now() });
+      this.audit(tx, { action: "iam.workspace.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: orgId, workspace: id, request: caller.request });
+    });
+    return this.workspaceView(id);
+  }
+
+  workspaceView(id: string) {
+    const w = sql.workspaceById(this.db, id);
+    if (!w) throw new NotFoundError("No such workspace.");
+    return {
+      id: w.id,
+      organization: w.organization_id,
+      name: w.name,
+      ip_allowlist: JSON.parse(w.ip_allowlist) as string[],
+      members: sql.workspaceMembers(this.db, id).map((m) => ({ user: m.user_id, role: m.role })),
+      created_at: new Date(w.created_at).toISOString(),
+    };
+  }
+
+  workspaces(orgId: string) {
+    return sql.workspacesOf(this.db, orgId).map((w) => this.workspaceView(w.id));
+  }
+
+  async updateWorkspace(caller: Caller, id: string, changes: { name?: string; ip_allowlist?: string[] }) {
+    if (changes.name !== undefined && !NAME.test(changes.name)) throw new InvalidError("a short name: letters, digits, space, . _ -", "name");
+    const allowlist = changes.ip_allowlist && this.checkAllowlist(changes.ip_allowlist, caller);
+    const ws = sql.workspaceById(this.db, id)!;
+    await this.k.store.write((tx) => {
+      sql.updateWorkspace(tx, id, { name: changes.name, ip_allowlist: allowlist });
+      this.audit(tx, { action: "iam.workspace.update", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, request: caller.request });
+    });
+    return this.workspaceView(id);
+  }
+
+  async deleteWorkspace(caller: Caller, id: string) {
+    const ws = sql.workspaceById(this.db, id)!;
+    await this.k.store.write((tx) => {
+      sql.softDeleteWorkspace(tx, id, this.now());
+      this.audit(tx, { action: "iam.workspace.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, request: caller.request });
+    });
+  }
+
+  /** Narrows (or with null, stops narrowing) a member's role in one workspace. */
+  async setWorkspaceRole(caller: Caller, workspaceId: string, userId: string, role: string | null) {
+    const ws = sql.workspaceById(this.db, workspaceId)!;
+    if (!sql.roleOf(this.db, ws.organization_id, userId)) throw new InvalidError("that user is not a member of the organization", "user");
+    if (role !== null && !isRole(role)) throw new InvalidError("one of viewer, editor, admin, owner", "role");
+    await this.k.store.write((tx) => {
+      if (role === null) sql.clearWorkspaceRole(tx, workspaceId, userId);
+      else sql.setWorkspaceRole(tx, workspaceId, userId, role);
+      this.audit(tx, {
+        action: "iam.workspace_member.set",
+        actor: actorOf(caller.principal),
+        outcome: "success",
+        resource: { type: "user", id: userId },
+        organization: ws.organization_id,
+        workspace: workspaceId,
+        reason: role ?? "organization role",
+        request: caller.request,
+      });
+    });
+    return this.workspaceView(workspaceId);
+  }
+
+  // --- services and API keys ----------------------------------------------------------------
+
+  async setService(caller: Caller, orgId: string, service: string, active: boolean, known: readonly string[]) {
+    if (!known.includes(service)) throw new NotFoundError(`No such service; the services are: ${known.join(", ") || "none"}.`);
+    await this.k.store.write((tx) => {
+      if (active) sql.activateService(tx, orgId, service, this.now());
+      else sql.deactivateService(tx, orgId, service);
+      this.audit(tx, { action: active ? "iam.service.activate" : "iam.service.deactivate", actor: actorOf(caller.principal), outcome: "success", resource: { type: "service", id: service }, organization: orgId, request: caller.request });
+    });
+    return this.organizationView(orgId);
+  }
+
+  async createApiKey(caller: Caller, orgId: string, input: { service: string; name: string; scopes: string[]; expires_in_days?: number; ip_allowlist?: string[] }, known: readonly string[]) {
+    if (!known.includes(input.service)) throw new InvalidError(`no such service; the services are: ${known.join(", ") || "none"}`, "service");
+    const { expiresAt, allowlist, scopes } = this.checkTokenInput(input);
+    const foreign = scopes.find((s) => scopeService(s) !== input.service);
+    if (foreign) throw new InvalidError(`an API key for ${input.service} can only carry ${input.service}:* scopes, not ${foreign}`, "scopes");
+    const t = generateToken(input.service);
+    await this.k.store.write((tx) => {
+      sql.insertCredential(tx, {
+        id: t.prefix,
+        kind: "service",
+        hash: t.hash,
+        name: input.name,
+        user_id: null,
+        organization_id: orgId,
+        service: input.service,
+        scopes: JSON.stringify(scopes),
+        workspace_id: null,
+        ip_allowlist: allowlist,
+        parent_id: null,
+        created_at: this.now(),
+        expires_at: expiresAt,
+        idle_timeout_ms: null,
+      });
+      this.audit(tx, { action: "iam.api_key.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "api_key", id: t.prefix }, organization: orgId, reason: `${input.service}: ${scopes.join(" ")}`, request: caller.request });
+    });
+    return { token: t.token, ...this.credentialView(sql.credentialById(this.db, t.prefix)!) };
+  }
+
+  apiKeys(orgId: string) {
+    return sql.apiKeysOf(this.db, orgId).map((c) => this.credentialView(c));
+  }
+
+  async revokeApiKey(caller: Caller, orgId: string, id: string) {
+    const c = sql.credentialById(this.db, id);
+    if (!c || c.kind !== "service" || c.organization_id !== orgId || c.revoked_at !== null) throw new NotFoundError("No such API key.");
+    await this.k.store.write((tx) => {
+      sql.revokeCredential(tx, id, this.now());
+      this.audit(tx, { action: "iam.api_key.revoke", actor: actorOf(caller.principal), outcome: "success", resource: { type: "api_key", id }, organization: orgId, request: caller.request });
+    });
+  }
+
+  users() {
+    return sql.allUsers(this.db).map((u) => this.userView(u));
+  }
+
+  /** For `roleAllows` checks done in handlers (the guard has already checked the route's own). */
+  roleAllows(userId: string, orgId: string, permission: Parameters<typeof roleAllows>[1]): boolean {
+    const role = sql.roleOf(this.db, orgId, userId);
+    return role !== null && roleAllows(role, permission);
+  }
+}

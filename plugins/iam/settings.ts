@@ -1,0 +1,19 @@
+/** The [iam] config section. */
+import { Type, type Static } from "@sinclair/typebox";
+import { section } from "../../src/config/schema.ts";
+
+export const IamSettings = section("Identity: sessions, tokens, passwords, brute-force protection, device login.", {
+  session_ttl_hours: Type.Integer({ default: 12, minimum: 1, maximum: 720, description: "A login session ends this long after it began." }),
+  session_idle_minutes: Type.Integer({ default: 60, minimum: 1, maximum: 10_080, description: "...or after this long without use." }),
+  token_default_days: Type.Integer({ default: 30, minimum: 1, maximum: 3650, description: "Expiry of a personal access token or API key when none is asked for." }),
+  token_max_days: Type.Integer({ default: 365, minimum: 1, maximum: 3650, description: "Longest expiry a token or key may be given." }),
+  password_min_length: Type.Integer({ default: 12, minimum: 8, maximum: 128, description: "Shortest password accepted." }),
+  argon2_memory_kib: Type.Integer({ default: 19_456, minimum: 19_456, maximum: 4_194_304, description: "argon2id memory per hash (OWASP minimum: 19456 KiB)." }),
+  argon2_iterations: Type.Integer({ default: 2, minimum: 2, maximum: 20, description: "argon2id passes." }),
+  argon2_parallelism: Type.Integer({ default: 1, minimum: 1, maximum: 16, description: "argon2id lanes." }),
+  login_slowdown_after: Type.Integer({ default: 3, minimum: 1, maximum: 100, description: "Failed logins (per account and address) before each further attempt must wait, doubling each time." }),
+  login_lock_after: Type.Integer({ default: 10, minimum: 2, maximum: 1000, description: "Failed logins (per account and address) before that pair is locked out." }),
+  login_lock_minutes: Type.Integer({ default: 15, minimum: 1, maximum: 1440, description: "How long a lock-out lasts." }),
+  device_code_minutes: Type.Integer({ default: 10, minimum: 1, maximum: 60, description: "How long a device login (citadel login) waits for approval." }),
+});
+export type IamSettings = Static<typeof IamSettings>;

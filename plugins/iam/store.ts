@@ -1,0 +1,293 @@
+/**
+ * All SQL of the iam plugin. Functions take the database (or the open transaction) first.
+ */
+import type { Database } from "bun:sqlite";
+import type { Role } from "../../src/auth/rbac.ts";
+
+export type CredentialKind = "session" | "pat" | "device" | "service" | "workload" | "console";
+
+export interface OrganizationRow {
+  id: string;
+  name: string;
+  require_mfa: number;
+  ip_allowlist: string;
+  created_at: number;
+  deleted_at: number | null;
+}
+
+export interface UserRow {
+  id: string;
+  email: string;
+  name: string | null;
+  password_hash: string;
+  operator: number;
+  totp_secret: Uint8Array | null;
+  totp_pending: Uint8Array | null;
+  totp_enabled_at: number | null;
+  totp_last_step: number | null;
+  failed_logins: number;
+  locked_until: number | null;
+  created_at: number;
+  deleted_at: number | null;
+}
+
+export interface WorkspaceRow {
+  id: string;
+  organization_id: string;
+  name: string;
+  ip_allowlist: string;
+  created_at: number;
+  deleted_at: number | null;
+}
+
+export interface CredentialRow {
+  id: string;
+  kind: CredentialKind;
+  hash: Uint8Array;
+  name: string | null;
+  user_id: string | null;
+  organization_id: string | null;
+  service: string | null;
+  scopes: string | null;
+  workspace_id: string | null;
+  ip_allowlist: string;
+  parent_id: string | null;
+  created_at: number;
+  expires_at: number | null;
+  idle_timeout_ms: number | null;
+  last_used_at: number | null;
+  last_used_from: string | null;
+  revoked_at: number | null;
+}
+
+export interface DeviceGrantRow {
+  id: string;
+  device_code_hash: Uint8Array;
+  user_code: string;
+  client_name: string;
+  client_address: string;
+  scopes: string;
+  created_at: number;
+  expires_at: number;
+  interval_s: number;
+  last_poll_at: number | null;
+  status: "pending" | "approved" | "denied" | "consumed";
+  user_id: string | null;
+  decided_at: number | null;
+}
+
+// --- organizations -------------------------------------------------------------------
+
+export const organizationById = (db: Database, id: string) =>
+  db.query<OrganizationRow, [string]>("SELECT * FROM organizations WHERE id = ? AND deleted_at IS NULL").get(id);
+
+export const organizationByName = (db: Database, name: string) =>
+  db.query<OrganizationRow, [string]>("SELECT * FROM organizations WHERE name = ? AND deleted_at IS NULL").get(name);
+
+export function insertOrganization(tx: Database, row: Pick<OrganizationRow, "id" | "name" | "created_at">): void {
+  tx.query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)").run(row.id, row.name, row.created_at);
+}
+
+export function updateOrganization(tx: Database, id: string, changes: { name?: string; require_mfa?: boolean; ip_allowlist?: string }): void {
+  if (changes.name !== undefined) tx.query("UPDATE organizations SET name = ? WHERE id = ?").run(changes.name, id);
+  if (changes.require_mfa !== undefined) tx.query("UPDATE organizations SET require_mfa = ? WHERE id = ?").run(changes.require_mfa ? 1 : 0, id);
+  if (changes.ip_allowlist !== undefined) tx.query("UPDATE organizations SET ip_allowlist = ? WHERE id = ?").run(changes.ip_allowlist, id);
+}
+
+export const softDeleteOrganization = (tx: Database, id: string, now: number) =>
+  tx.query("UPDATE organizations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL").run(now, id);
+
+export const organizationsOf = (db: Database, userId: string) =>
+  db
+    .query<OrganizationRow & { role: Role }, [string]>(
+      "SELECT o.*, m.role FROM organizations o JOIN memberships m ON m.organization_id = o.id WHERE m.user_id = ? AND o.deleted_at IS NULL ORDER BY o.name",
+    )
+    .all(userId);
+
+export const allOrganizations = (db: Database) => db.query<OrganizationRow, []>("SELECT * FROM organizations WHERE deleted_at IS NULL ORDER BY name").all();
+
+export const activeServices = (db: Database, orgId: string) =>
+  db.query<{ service: string; activated_at: number }, [string]>("SELECT service, activated_at FROM service_activations WHERE organization_id = ? ORDER BY service").all(orgId);
+
+export const activateService = (tx: Database, orgId: string, service: string, now: number) =>
+  tx.query("INSERT INTO service_activations (organization_id, service, activated_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING").run(orgId, service, now);
+
+export const deactivateService = (tx: Database, orgId: string, service: string) =>
+  tx.query("DELETE FROM service_activations WHERE organization_id = ? AND service = ?").run(orgId, service);
+
+// --- users and memberships ----------------------------------------------------------
+
+export const userById = (db: Database, id: string) => db.query<UserRow, [string]>("SELECT * FROM users WHERE id = ? AND deleted_at IS NULL").get(id);
+
+export const userByEmail = (db: Database, email: string) =>
+  db.query<UserRow, [string]>("SELECT * FROM users WHERE email = ? AND deleted_at IS NULL").get(email);
+
+export const allUsers = (db: Database) => db.query<UserRow, []>("SELECT * FROM users WHERE deleted_at IS NULL ORDER BY email").all();
+
+export function insertUser(tx: Database, row: Pick<UserRow, "id" | "email" | "name" | "password_hash" | "operator" | "created_at">): void {
+  tx.query("INSERT INTO users (id, email, name, password_hash, operator, created_at) VALUES (?, ?, ?, ?, ?, ?)").run(
+    row.id,
+    row.email,
+    row.name,
+    row.password_hash,
+    row.operator,
+    row.created_at,
+  );
+}
+
+export const setPassword = (tx: Database, userId: string, hash: string) => tx.query("UPDATE users SET password_hash = ? WHERE id = ?").run(hash, userId);
+
+export const softDeleteUser = (tx: Database, id: string, now: number) => tx.query("UPDATE users SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL").run(now, id);
+
+export const setTotpPending = (tx: Database, userId: string, secret: Uint8Array | null) =>
+  tx.query("UPDATE users SET totp_pending = ? WHERE id = ?").run(secret, userId);
+
+export const enableTotp = (tx: Database, userId: string, secret: Uint8Array, step: number, now: number) =>
+  tx.query("UPDATE users SET totp_secret = ?, totp_pending = NULL, totp_enabled_at = ?, totp_last_step = ? WHERE id = ?").run(secret, now, step, userId);
+
+export const disableTotp = (tx: Database, userId: string) =>
+  tx.query("UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = ?").run(userId);
+
+export const setTotpLastStep = (tx: Database, userId: string, step: number) => tx.query("UPDATE users SET totp_last_step = ? WHERE id = ?").run(step, userId);
+
+export const roleOf = (db: Database, orgId: string, userId: string) =>
+  db.query<{ role: Role }, [string, string]>("SELECT role FROM memberships WHERE organization_id = ? AND user_id = ?").get(orgId, userId)?.role ?? null;
+
+export const membersOf = (db: Database, orgId: string) =>
+  db
+    .query<{ user_id: string; email: string; name: string | null; role: Role; created_at: number; mfa: number }, [string]>(
+      "SELECT m.user_id, u.email, u.name, m.role, m.created_at, u.totp_enabled_at IS NOT NULL AS mfa FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND u.deleted_at IS NULL ORDER BY u.email",
+    )
+    .all(orgId);
+
+export const upsertMembership = (tx: Database, orgId: string, userId: string, role: Role, now: number) =>
+  tx
+    .query("INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (organization_id, user_id) DO UPDATE SET role = excluded.role")
+    .run(orgId, userId, role, now);
+
+export const deleteMembership = (tx: Database, orgId: string, userId: string) =>
+  tx.query("DELETE FROM memberships WHERE organization_id = ? AND user_id = ?").run(orgId, userId);
+
+export const ownerCount = (db: Database, orgId: string) =>
+  db
+    .query<{ n: number }, [string]>("SELECT count(*) AS n FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND m.role = 'owner' AND u.deleted_at IS NULL")
+    .get(orgId)!.n;
+
+export const ownedOrganizations = (db: Database, userId: string) =>
+  db.query<{ organization_id: string }, [string]>("SELECT organization_id FROM memberships WHERE user_id = ? AND role = 'owner'").all(userId).map((r) => r.organization_id);
+
+// --- workspaces ---------------------------------------------------------------------
+
+export const workspaceById = (db: Database, id: string) =>
+  db
+    .query<WorkspaceRow, [string]>(
+      "SELECT w.* FROM workspaces w JOIN organizations o ON o.id = w.organization_id WHERE w.id = ? AND w.deleted_at IS NULL AND o.deleted_at IS NULL",
+    )
+    .get(id);
+
+export const workspacesOf = (db: Database, orgId: string) =>
+  db.query<WorkspaceRow, [string]>("SELECT * FROM workspaces WHERE organization_id = ? AND deleted_at IS NULL ORDER BY name").all(orgId);
+
+export const insertWorkspace = (tx: Database, row: Pick<WorkspaceRow, "id" | "organization_id" | "name" | "ip_allowlist" | "created_at">) =>
+  tx.query("INSERT INTO workspaces (id, organization_id, name, ip_allowlist, created_at) VALUES (?, ?, ?, ?, ?)").run(row.id, row.organization_id, row.name, row.ip_allowlist, row.created_at);
+
+export function updateWorkspace(tx: Database, id: string, changes: { name?: string; ip_allowlist?: string }): void {
+  if (changes.name !== undefined) tx.query("UPDATE workspaces SET name = ? WHERE id = ?").run(changes.name, id);
+  if (changes.ip_allowlist !== undefined) tx.query("UPDATE workspaces SET ip_allowlist = ? WHERE id = ?").run(changes.ip_allowlist, id);
+}
+
+export const softDeleteWorkspace = (tx: Database, id: string, now: number) =>
+  tx.query("UPDATE workspaces SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL").run(now, id);
+
+export const workspaceRoleOf = (db: Database, workspaceId: string, userId: string) =>
+  db.query<{ role: Role }, [string, string]>("SELECT role FROM workspace_members WHERE workspace_id = ? AND user_id = ?").get(workspaceId, userId)?.role ?? null;
+
+export const workspaceMembers = (db: Database, workspaceId: string) =>
+  db.query<{ user_id: string; role: Role }, [string]>("SELECT user_id, role FROM workspace_members WHERE workspace_id = ? ORDER BY user_id").all(workspaceId);
+
+export const setWorkspaceRole = (tx: Database, workspaceId: string, userId: string, role: Role) =>
+  tx
+    .query("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (?, ?, ?) ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = excluded.role")
+    .run(workspaceId, userId, role);
+
+export const clearWorkspaceRole = (tx: Database, workspaceId: string, userId: string) =>
+  tx.query("DELETE FROM workspace_members WHERE workspace_id = ? AND user_id = ?").run(workspaceId, userId);
+
+// --- credentials ----------------------------------------------------------------------
+
+export const credentialById = (db: Database, id: string) => db.query<CredentialRow, [string]>("SELECT * FROM credentials WHERE id = ?").get(id);
+
+export function insertCredential(tx: Database, row: Omit<CredentialRow, "last_used_at" | "last_used_from" | "revoked_at">): void {
+  tx.query(
+    `INSERT INTO credentials (id, kind, hash, name, user_id, organization_id, service, scopes, workspace_id, ip_allowlist, parent_id, created_at, expires_at, idle_timeout_ms)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(
+    row.id,
+    row.kind,
+    row.hash,
+    row.name,
+    row.user_id,
+    row.organization_id,
+    row.service,
+    row.scopes,
+    row.workspace_id,
+    row.ip_allowlist,
+    row.parent_id,
+    row.created_at,
+    row.expires_at,
+    row.idle_timeout_ms,
+  );
+}
+
+export const revokeCredential = (tx: Database, id: string, now: number) =>
+  tx.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(now, id);
+
+export const revokeUserCredentials = (tx: Database, userId: string, kinds: readonly CredentialKind[], now: number) =>
+  tx.query(`UPDATE credentials SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND kind IN (${kinds.map(() => "?").join(", ")})`).run(now, userId, ...kinds);
+
+export const credentialsOfUser = (db: Database, userId: string, kinds: readonly CredentialKind[]) =>
+  db
+    .query<CredentialRow, string[]>(`SELECT * FROM credentials WHERE user_id = ? AND kind IN (${kinds.map(() => "?").join(", ")}) AND revoked_at IS NULL ORDER BY created_at DESC`)
+    .all(userId, ...kinds);
+
+export const apiKeysOf = (db: Database, orgId: string) =>
+  db.query<CredentialRow, [string]>("SELECT * FROM credentials WHERE organization_id = ? AND kind = 'service' AND revoked_at IS NULL ORDER BY created_at DESC").all(orgId);
+
+export const recordUse = (tx: Database, id: string, at: number, from: string) =>
+  tx.query("UPDATE credentials SET last_used_at = ?, last_used_from = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)").run(at, from, id, at);
+
+// --- recovery codes ---------------------------------------------------------------------
+
+export function replaceRecoveryCodes(tx: Database, userId: string, hashes: Uint8Array[]): void {
+  tx.query("DELETE FROM recovery_codes WHERE user_id = ?").run(userId);
+  const insert = tx.query("INSERT INTO recovery_codes (user_id, hash) VALUES (?, ?)");
+  for (const hash of hashes) insert.run(userId, hash);
+}
+
+export const useRecoveryCode = (tx: Database, userId: string, hash: Uint8Array, now: number) =>
+  tx.query("UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND hash = ? AND used_at IS NULL").run(now, userId, hash).changes === 1;
+
+export const unusedRecoveryCodes = (db: Database, userId: string) =>
+  db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM recovery_codes WHERE user_id = ? AND used_at IS NULL").get(userId)!.n;
+
+// --- device grants -------------------------------------------------------------------
+
+export const insertDeviceGrant = (tx: Database, row: Omit<DeviceGrantRow, "last_poll_at" | "user_id" | "decided_at" | "status">) =>
+  tx
+    .query(
+      "INSERT INTO device_grants (id, device_code_hash, user_code, client_name, client_address, scopes, created_at, expires_at, interval_s, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+    )
+    .run(row.id, row.device_code_hash, row.user_code, row.client_name, row.client_address, row.scopes, row.created_at, row.expires_at, row.interval_s);
+
+export const deviceGrantByCodeHash = (db: Database, hash: Uint8Array) => db.query<DeviceGrantRow, [Uint8Array]>("SELECT * FROM device_grants WHERE device_code_hash = ?").get(hash);
+
+export const pendingDeviceGrantByUserCode = (db: Database, userCode: string) =>
+  db.query<DeviceGrantRow, [string]>("SELECT * FROM device_grants WHERE user_code = ? AND status = 'pending' ORDER BY created_at DESC LIMIT 1").get(userCode);
+
+export const decideDeviceGrant = (tx: Database, id: string, status: "approved" | "denied", userId: string, now: number) =>
+  tx.query("UPDATE device_grants SET status = ?, user_id = ?, decided_at = ? WHERE id = ? AND status = 'pending'").run(status, userId, now, id).changes === 1;
+
+export const pollDeviceGrant = (tx: Database, id: string, now: number, interval: number) =>
+  tx.query("UPDATE device_grants SET last_poll_at = ?, interval_s = ? WHERE id = ?").run(now, interval, id);
+
+export const consumeDeviceGrant = (tx: Database, id: string) => tx.query("UPDATE device_grants SET status = 'consumed' WHERE id = ? AND status = 'approved'").run(id).changes === 1;

@@ -1,0 +1,97 @@
+/**
+ * Passwords: argon2id (@node-rs/argon2, which hashes on its own threads so the event loop
+ * keeps serving), at least OWASP's m=19 MiB, t=2, p=1. Verifications run through a small
+ * queue so that a flood of logins waits its turn instead of eating every core and all memory.
+ */
+import { hash, verify, type Algorithm } from "@node-rs/argon2";
+import { randomBytes } from "node:crypto";
+
+const ARGON2ID = 2 as Algorithm; // Algorithm.Argon2id (a const enum, which isolated modules cannot import)
+
+export interface Argon2Parameters {
+  memoryKiB: number;
+  iterations: number;
+  parallelism: number;
+}
+
+export const OWASP_MINIMUM: Argon2Parameters = { memoryKiB: 19_456, iterations: 2, parallelism: 1 };
+
+export class PasswordHasher {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(
+    private readonly parameters: Argon2Parameters,
+    private readonly concurrency: number,
+  ) {}
+
+  hash(password: string): Promise<string> {
+    return this.limited(() =>
+      hash(password, {
+        algorithm: ARGON2ID,
+        memoryCost: this.parameters.memoryKiB,
+        timeCost: this.parameters.iterations,
+        parallelism: this.parameters.parallelism,
+      }),
+    );
+  }
+
+  /** True when `password` matches `encoded`; false for a mismatch or a malformed hash. */
+  verify(encoded: string, password: string): Promise<boolean> {
+    return this.limited(() => verify(encoded, password).catch(() => false));
+  }
+
+  /**
+   * Verifies against a throwaway hash made with the same parameters: a login for an
+   * unknown account then takes as long as one for a known account with a wrong password.
+   */
+  async verifyNothing(password: string): Promise<false> {
+    this.dummy ??= this.hash(randomBytes(16).toString("hex"));
+    await this.verify(await this.dummy, password);
+    return false;
+  }
+
+  private dummy: Promise<string> | undefined;
+
+  /** Hashes are upgraded when the configured parameters grow. */
+  needsRehash(encoded: string): boolean {
+    const m = encoded.match(/^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$/);
+    if (!m) return true;
+    return Number(m[1]) < this.parameters.memoryKiB || Number(m[2]) < this.parameters.iterations || Number(m[3]) < this.parameters.parallelism;
+  }
+
+  private async limited<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= this.concurrency) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running++;
+    try {
+      return await work();
+    } finally {
+      this.running--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+export interface PasswordPolicy {
+  minLength: number;
+}
+
+/** Why a password is refused, or null. The password never appears in the message. */
+export function passwordProblem(password: string, email: string, policy: PasswordPolicy): string | null {
+  if ([...password].length < policy.minLength) return `must be at least ${policy.minLength} characters long`;
+  if ([...password].length > 1024) return "must be at most 1024 characters long";
+  const lower = password.toLowerCase();
+  if (lower === email.toLowerCase() || lower === email.toLowerCase().split("@")[0]) return "must not be the email address";
+  if (COMMON.has(lower)) return "is one of the most common passwords";
+  if (/^(.)\1+$/.test(password)) return "must not be one character repeated";
+  return null;
+}
+
+/** The most common passwords long enough to pass a length rule (from public breach corpora). */
+const COMMON = new Set([
+  "123456789012", "1234567890123", "12345678901234", "qwertyuiopasdf", "passwordpassword", "password1234", "password12345",
+  "iloveyouiloveyou", "qwertyqwerty", "123123123123", "111111111111", "000000000000", "abcdefghijkl", "abc123abc123",
+  "letmeinletmein", "welcomewelcome", "administrator", "administrator1", "changeme1234", "passw0rd1234", "p@ssw0rd1234",
+  "qwerty123456", "1q2w3e4r5t6y", "1qaz2wsx3edc", "zaq12wsxcde3", "asdfghjklzxc", "trustno1trustno1", "correcthorsebatterystaple",
+  "correct horse battery staple", "superman1234", "football1234", "baseball1234", "princess1234", "sunshine1234", "monkey123456",
+]);

@@ -1,0 +1,77 @@
+/**
+ * Who is calling, once their token has been checked, and the interface through which the
+ * kernel's guard asks the identity service (the iam plugin) about tokens, organizations,
+ * workspaces and roles. The guard lives in src/http; the tables live in plugins/iam.
+ */
+import type { Cidr } from "../net/ip.ts";
+import type { Role } from "./rbac.ts";
+
+export type PrincipalKind = "session" | "pat" | "service" | "workload" | "device" | "console";
+
+export interface Principal {
+  kind: PrincipalKind;
+  /** The token's public prefix (its id in lists and audit events). */
+  tokenId: string;
+  /** The user behind it; null for a service API key. */
+  userId: string | null;
+  /** Set for credentials bound to one organization (API keys, workload tokens). */
+  organizationId: string | null;
+  /** "all" for a login session: the user's role alone decides. */
+  scopes: readonly string[] | "all";
+  /** For a service API key: the one service it works for. */
+  service: string | null;
+  /** A token restricted to one workspace. */
+  workspaceId: string | null;
+  /** The token's own allowlist (empty: any address). */
+  ipAllowlist: readonly Cidr[];
+  /** May perform appliance-wide actions (seal, keys, audit verification). */
+  operator: boolean;
+  /** The user has TOTP enabled. */
+  mfa: boolean;
+}
+
+export type AuthFailureReason = "malformed" | "unknown" | "expired" | "revoked" | "disabled";
+
+export type AuthResult = { ok: true; principal: Principal } | { ok: false; reason: AuthFailureReason };
+
+export interface OrganizationFacts {
+  id: string;
+  ipAllowlist: readonly Cidr[];
+  requireMfa: boolean;
+  /** Services activated for this organization (their API keys work). */
+  services: ReadonlySet<string>;
+}
+
+export interface WorkspaceFacts {
+  id: string;
+  organizationId: string;
+  ipAllowlist: readonly Cidr[];
+}
+
+/** What the identity service answers. Synchronous: every answer is one indexed read. */
+export interface IdentityProvider {
+  authenticate(token: string, client: string, now: number): AuthResult;
+  organization(id: string): OrganizationFacts | null;
+  workspace(id: string): WorkspaceFacts | null;
+  roleIn(userId: string, organizationId: string): Role | null;
+  workspaceRole(userId: string, workspaceId: string): Role | null;
+}
+
+/** The kernel's slot for the identity service; empty until the iam plugin fills it. */
+export class IdentityRegistry {
+  private current: IdentityProvider | null = null;
+
+  provide(provider: IdentityProvider): void {
+    if (this.current) throw new Error("an identity provider is registered already");
+    this.current = provider;
+  }
+
+  get provider(): IdentityProvider | null {
+    return this.current;
+  }
+}
+
+/** The audit actor for a principal: who, by which token (its id, never the token). */
+export function actorOf(p: Principal) {
+  return { kind: p.userId ? ("user" as const) : ("service" as const), user: p.userId, organization: p.organizationId, token: p.tokenId };
+}

@@ -1,0 +1,84 @@
+/**
+ * Token format: `citadel_<kind>_<prefix>_<secret><checksum>`.
+ *
+ * - kind: `pat` (personal access token), `ses` (login session), `wlt` (workload token),
+ *   `con` (console token), or a service name for a service API key (`citadel_dns_...`);
+ * - prefix: 8 base62 characters, the token's public id (stored, shown in lists and audit);
+ * - secret: 32 base62 characters (190 bits) followed by a 6-character base62 CRC-32 of
+ *   everything before it, so a secret scanner can tell a real token offline.
+ *
+ * The database keeps the prefix and SHA-256 of the whole token, never the token.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { constantTimeEqual } from "../crypto/aead.ts";
+
+const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const PREFIX_LENGTH = 8;
+const SECRET_LENGTH = 32;
+const CHECKSUM_LENGTH = 6;
+
+/** For secret scanners: every Citadel token matches this. */
+export const TOKEN_REGEX = /\bcitadel_[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{8}_[0-9A-Za-z]{38}\b/;
+const TOKEN_SHAPE = /^citadel_([a-z][a-z0-9]{1,15})_([0-9A-Za-z]{8})_([0-9A-Za-z]{32})([0-9A-Za-z]{6})$/;
+
+/** Kinds that are not service names. */
+export const TOKEN_KINDS = { pat: "pat", session: "ses", workload: "wlt", console: "con" } as const;
+
+export interface ParsedToken {
+  kind: string;
+  prefix: string;
+}
+
+export interface NewToken {
+  token: string;
+  prefix: string;
+  hash: Buffer;
+}
+
+/** Uniform random base62 (rejection sampling: no modulo bias). */
+export function randomBase62(length: number): string {
+  let out = "";
+  while (out.length < length) {
+    for (const byte of randomBytes(length * 2)) {
+      if (byte < 248) out += ALPHABET[byte % 62];
+      if (out.length === length) break;
+    }
+  }
+  return out;
+}
+
+/** The 6-character base62 form of CRC-32 (the IEEE polynomial). */
+export function checksum(text: string): string {
+  let n = Bun.hash.crc32(text) >>> 0;
+  let out = "";
+  for (let i = 0; i < CHECKSUM_LENGTH; i++) {
+    out = ALPHABET[n % 62] + out;
+    n = Math.floor(n / 62);
+  }
+  return out;
+}
+
+export function generateToken(kind: string): NewToken {
+  if (!/^[a-z][a-z0-9]{1,15}$/.test(kind)) throw new Error(`token kind ${kind}: lower-case letters and digits`);
+  const prefix = randomBase62(PREFIX_LENGTH);
+  const body = `citadel_${kind}_${prefix}_${randomBase62(SECRET_LENGTH)}`;
+  const token = body + checksum(body);
+  return { token, prefix, hash: hashToken(token) };
+}
+
+/** The token's kind and prefix, or null when it is not a well-formed token with a valid checksum. */
+export function parseToken(token: string): ParsedToken | null {
+  const m = TOKEN_SHAPE.exec(token);
+  if (!m) return null;
+  if (checksum(token.slice(0, token.length - CHECKSUM_LENGTH)) !== m[4]) return null;
+  return { kind: m[1]!, prefix: m[2]! };
+}
+
+export function hashToken(token: string): Buffer {
+  return createHash("sha256").update(token).digest();
+}
+
+/** Compares a presented token with a stored hash in constant time. */
+export function tokenMatches(token: string, storedHash: Uint8Array): boolean {
+  return constantTimeEqual(hashToken(token), storedHash);
+}

@@ -1,0 +1,138 @@
+/**
+ * The CLI's stored login: `citadel login` runs the device flow (RFC 8628) against a server
+ * and keeps the token, the server's URL and its pinned certificate in
+ * ~/.config/citadel/config.json, mode 0600. A file that others can read is refused: it holds
+ * a credential.
+ */
+import { X509Certificate } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { hostname } from "node:os";
+import { dirname, join } from "node:path";
+import { connect } from "node:tls";
+import { writeFileAtomic } from "../files.ts";
+import type { CommandContext } from "../plugin.ts";
+import { ApiError, createApiClient } from "./api-client.ts";
+
+export interface StoredLogin {
+  server: string;
+  token: string;
+  token_id: string;
+  /** The server's certificate (PEM), pinned at login; absent for a publicly trusted one. */
+  certificate?: string;
+}
+
+export class CredentialsFileError extends Error {
+  override readonly name = "CredentialsFileError";
+}
+
+export function credentialsPath(configHome: string): string {
+  return join(configHome, "citadel", "config.json");
+}
+
+/** The stored login, or null; refuses a file group or others can read. */
+export function readStoredLogin(configHome: string): StoredLogin | null {
+  const path = credentialsPath(configHome);
+  if (!existsSync(path)) return null;
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new CredentialsFileError(`${path} is readable by others (mode ${mode.toString(8)}): it holds a token. Run: chmod 600 ${path} (and consider the token leaked: citadel token revoke)`);
+  }
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as StoredLogin;
+  } catch {
+    throw new CredentialsFileError(`${path} is not valid JSON; remove it and run citadel login`);
+  }
+}
+
+function writeStoredLogin(configHome: string, login: StoredLogin): string {
+  const path = credentialsPath(configHome);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileAtomic(path, `${JSON.stringify(login, null, 2)}\n`, 0o600);
+  chmodSync(path, 0o600);
+  return path;
+}
+
+/** Fetches the server's certificate and checks it against the fingerprint the operator gave. */
+export function fetchPinnedCertificate(server: string, fingerprint: string): Promise<string> {
+  const url = new URL(server);
+  const wanted = fingerprint.toUpperCase().replace(/[^0-9A-F]/g, "");
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 443), rejectUnauthorized: false, servername: url.hostname }, () => {
+      const cert = socket.getPeerCertificate();
+      socket.end();
+      const presented = (cert.fingerprint256 ?? "").replace(/:/g, "");
+      if (presented !== wanted) {
+        reject(new ApiError(`the server presented certificate ${cert.fingerprint256}, not the fingerprint given: refusing to talk to it`));
+        return;
+      }
+      const pem = new X509Certificate(cert.raw).toString();
+      resolve(pem);
+    });
+    socket.on("error", (error) => reject(new ApiError(`cannot reach ${server}: ${(error as NodeJS.ErrnoException).code ?? error.message}`)));
+  });
+}
+
+interface DeviceStart {
+  device_code: string;
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete: string;
+  expires_in: number;
+  interval: number;
+}
+
+/** `citadel login`: the device flow, then the token stored for later commands. */
+export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> {
+  const local = typeof ctx.options.server !== "string";
+  const base = local ? await ctx.api({ anonymous: true }) : null;
+  const server = local ? base!.baseUrl : String(ctx.options.server).replace(/\/+$/, "");
+  let certificate: string | undefined;
+  if (typeof ctx.options.fingerprint === "string") certificate = await fetchPinnedCertificate(server, ctx.options.fingerprint);
+  else if (local) certificate = base!.certificate;
+  const api = local && !certificate ? base! : createApiClient({ baseUrl: server, ca: certificate ? [certificate] : undefined });
+
+  const scope = typeof ctx.options.scope === "string" ? ctx.options.scope : "read write iam:self";
+  const start = await api.request<DeviceStart>("POST", "/oauth/device/code", { client_name: `citadel CLI on ${hostname()}`, scope });
+  ctx.err(`Open ${start.verification_uri_complete}`);
+  ctx.err(`and check that it shows the code ${start.user_code}, then approve. Waiting...`);
+  let interval = start.interval;
+  const deadline = Date.now() + start.expires_in * 1000;
+  while (Date.now() < deadline) {
+    await Bun.sleep(interval * 1000);
+    try {
+      const token = await api.request<{ access_token: string }>("POST", "/oauth/token", { grant_type: "urn:ietf:params:oauth:grant-type:device_code", device_code: start.device_code });
+      const me = await createApiClient({ baseUrl: server, ca: certificate ? [certificate] : undefined, token: token.access_token }).request<{ email: string }>("GET", "/v1/iam/me");
+      const path = writeStoredLogin(ctx.configHome, { server, token: token.access_token, token_id: token.access_token.split("_")[2]!, certificate });
+      ctx.out(ctx.json ? JSON.stringify({ server, user: me.email, credentials: path }) : `Logged in to ${server} as ${me.email}; the token is in ${path} (mode 0600).`);
+      return 0;
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.code === "authorization_pending") continue;
+      if (error.code === "slow_down") {
+        interval += 5;
+        continue;
+      }
+      if (error.code === "access_denied") throw new ApiError("the login was denied");
+      if (error.code === "expired_token") throw new ApiError("the login code expired before it was approved; run citadel login again");
+      throw error;
+    }
+  }
+  throw new ApiError("the login code expired before it was approved; run citadel login again");
+}
+
+/** `citadel logout`: revokes the stored token on its server, then forgets it. */
+export async function logout(ctx: CommandContext): Promise<number> {
+  const stored = readStoredLogin(ctx.configHome);
+  if (!stored) {
+    ctx.out("Not logged in.");
+    return 0;
+  }
+  try {
+    await createApiClient({ baseUrl: stored.server, ca: stored.certificate ? [stored.certificate] : undefined, token: stored.token }).request("DELETE", `/v1/iam/me/tokens/${stored.token_id}`);
+  } catch (error) {
+    ctx.err(`could not revoke the token on ${stored.server} (${error instanceof Error ? error.message : error}); it stays valid until it expires`);
+  }
+  rmSync(credentialsPath(ctx.configHome));
+  ctx.out("Logged out.");
+  return 0;
+}

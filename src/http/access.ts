@@ -1,0 +1,36 @@
+/**
+ * What a route requires, declared as data next to the route:
+ *
+ *   .get("/orgs/:org/members", handler, { detail: { summary: "...", ...access({ scope: "iam:read", org: "org" }) } })
+ *
+ * The guard reads these declarations from the route table; a route without one is refused
+ * (deny by default), and the authorization tests enumerate them from the same table.
+ */
+import type { Permission } from "../auth/rbac.ts";
+
+export interface AccessSpec {
+  /** No credentials needed (health, unseal, login, the OAuth endpoints). */
+  public?: true;
+  /** The token scope the route needs, such as "secrets:write". */
+  scope?: string;
+  /** The role permission needed in the target organization (default: from the scope's action). */
+  permission?: Permission;
+  /** Name of the path parameter that holds the target organization's id. */
+  org?: string;
+  /** Name of the path parameter that holds the target workspace's id. */
+  workspace?: string;
+  /** Appliance operators only (seal, keys, audit verification). */
+  operator?: true;
+  /** Destructive: the first call answers 428 with a confirmation token to send back. */
+  confirm?: true;
+  /** Under the stricter rate limit of login and token endpoints. */
+  authLimit?: true;
+}
+
+export const ACCESS_KEY = "x-citadel-access";
+
+/** The `detail` fragment that declares a route's access (shown in the OpenAPI document too). */
+export function access(spec: AccessSpec): { [ACCESS_KEY]: AccessSpec; security?: Array<Record<string, string[]>> } {
+  if (!spec.public && !spec.scope && !spec.operator) throw new Error("a route's access needs a scope, operator, or public");
+  return spec.public ? { [ACCESS_KEY]: spec, security: [] } : { [ACCESS_KEY]: spec, security: [{ bearer: spec.scope ? [spec.scope] : [] }] };
+}

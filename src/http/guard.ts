@@ -1,0 +1,145 @@
+/**
+ * The guard: runs before every route's handler and enforces what the route declared (see
+ * access.ts). Deny by default: a route without a declaration is refused. In order it checks
+ * the stricter login/token rate limit, the token (via the identity service), the token's
+ * address allowlist, operator status, the scope (and a service key's one service), then the
+ * target organization or workspace — membership, role, workspace narrowing, allowlists,
+ * service activation, required MFA, the organization's rate limit — and finally, for
+ * destructive routes, the confirmation token. Failures are audited and answered with the
+ * problem envelope: 401, 403, 404, 428 or 429.
+ */
+import type { AuditEventInput } from "../audit/event.ts";
+import type { Confirmations } from "../auth/confirmations.ts";
+import { actorOf, type IdentityRegistry, type Principal } from "../auth/principal.ts";
+import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
+import { effectiveRole, permissionForScope, roleAllows } from "../auth/rbac.ts";
+import { scopeService, scopesGrant } from "../auth/scopes.ts";
+import { cidrContains, parseIp, type Cidr } from "../net/ip.ts";
+import type { AccessSpec } from "./access.ts";
+import { HttpProblem } from "./problem.ts";
+import { requestMeta } from "./request-meta.ts";
+
+export interface GuardOptions {
+  identity: IdentityRegistry;
+  confirmations: Confirmations;
+  limits: { auth: RateLimiter; organization: RateLimiter };
+  /** Records a security event in its own transaction, without making the request wait. */
+  recordSecurityEvent: (event: AuditEventInput) => void;
+  now: () => number;
+}
+
+export type Guard = (spec: AccessSpec | undefined, request: Request, params: Record<string, string>, route: string) => void;
+
+export function createGuard({ identity, confirmations, limits, recordSecurityEvent, now }: GuardOptions): Guard {
+  // One rate-limit event per key and minute: a flood is recorded, not amplified.
+  const lastLimitEvent = new Map<string, number>();
+  const limited = (key: string, decision: ReturnType<RateLimiter["take"]>, request: Request, principal?: Principal): never => {
+    const at = now();
+    if ((lastLimitEvent.get(key) ?? 0) < at - 60_000) {
+      lastLimitEvent.set(key, at);
+      if (lastLimitEvent.size > 10_000) lastLimitEvent.clear();
+      recordSecurityEvent({ action: "auth.rate_limit", actor: principal ? actorOf(principal) : { kind: "anonymous" }, outcome: "failure", reason: `${decision.policy.name} limit for ${key.split(":")[0]}`, request: requestContext(request) });
+    }
+    throw new HttpProblem(429, "rate_limited", `Too many requests; retry in ${decision.retryAfter} s.`, rateLimitHeaders(decision));
+  };
+
+  return function guard(spec, request, params, route) {
+    const meta = requestMeta(request);
+    if (!spec) throw new HttpProblem(403, "forbidden", "This route declares no access rule, so it is closed.");
+    if (spec.authLimit) {
+      const decision = limits.auth.take(`address:${meta.client}`);
+      if (!decision.allowed) limited(`address:${meta.client}`, decision, request);
+    }
+    if (spec.public) return;
+
+    const provider = identity.provider;
+    const token = bearerToken(request);
+    if (!token || !provider) {
+      throw new HttpProblem(401, "unauthorized", "Send a token: Authorization: Bearer citadel_...", { "www-authenticate": 'Bearer realm="citadel"' });
+    }
+    const result = provider.authenticate(token, meta.client, now());
+    if (!result.ok) {
+      recordSecurityEvent({ action: "auth.token.reject", actor: { kind: "anonymous" }, outcome: "failure", reason: result.reason, request: requestContext(request) });
+      throw new HttpProblem(401, "unauthorized", REJECTIONS[result.reason], { "www-authenticate": 'Bearer realm="citadel", error="invalid_token"' });
+    }
+    const p = result.principal;
+    meta.principal = p;
+    const deny = (why: string, code = "forbidden"): never => {
+      recordSecurityEvent({ action: "auth.permission.deny", actor: actorOf(p), outcome: "failure", reason: `${request.method} ${route}: ${why}`, request: requestContext(request) });
+      throw new HttpProblem(403, code, `${why[0]!.toUpperCase()}${why.slice(1)}.`);
+    };
+
+    if (!allowedFrom(meta.client, p.ipAllowlist)) deny("this token may not be used from your address");
+    if (spec.operator && !p.operator) deny("only an operator may do this");
+    if (spec.scope) {
+      if (p.service && scopeService(spec.scope) !== p.service) deny(`this API key is for the ${p.service} service only`);
+      if (p.scopes !== "all" && !scopesGrant(p.scopes, spec.scope)) deny(`the token lacks the scope ${spec.scope}`);
+    }
+
+    let organizationId = spec.org ? params[spec.org] : undefined;
+    const workspace = spec.workspace ? provider.workspace(params[spec.workspace] ?? "") : null;
+    if (spec.workspace) {
+      if (!workspace) throw new HttpProblem(404, "not_found", "No such workspace.");
+      organizationId = workspace.organizationId;
+    }
+    if (organizationId !== undefined) {
+      const org = provider.organization(organizationId);
+      if (!org) throw new HttpProblem(404, "not_found", "No such organization.");
+      if (p.organizationId && p.organizationId !== org.id) deny("this credential belongs to another organization");
+      if (p.workspaceId && workspace?.id !== p.workspaceId) deny("this token is restricted to another workspace");
+      if (!allowedFrom(meta.client, org.ipAllowlist)) deny("the organization does not allow requests from your address");
+      if (workspace && !allowedFrom(meta.client, workspace.ipAllowlist)) deny("the workspace does not allow requests from your address");
+      if (p.service && !org.services.has(p.service)) deny(`the ${p.service} service is not activated for this organization`);
+      if (p.userId) {
+        const orgRole = provider.roleIn(p.userId, org.id);
+        if (!orgRole) deny("you are not a member of this organization");
+        const role = effectiveRole(orgRole!, workspace ? provider.workspaceRole(p.userId, workspace.id) : null);
+        const permission = spec.permission ?? (spec.scope ? permissionForScope(spec.scope) : "admin");
+        if (!roleAllows(role, permission)) deny(`your role (${role}) does not allow ${permission.replace("_", " ")}`);
+        if (org.requireMfa && !p.mfa) deny("this organization requires two-factor authentication: enrol TOTP first", "mfa_required");
+      }
+      const decision = limits.organization.take(`org:${org.id}`);
+      if (!decision.allowed) limited(`org:${org.id}`, decision, request, p);
+    }
+
+    if (spec.confirm) {
+      const binding = `${p.tokenId}|${request.method} ${route}|${JSON.stringify(params)}`;
+      const presented = request.headers.get("x-citadel-confirm");
+      if (!presented || !confirmations.consume(presented, binding)) {
+        const { token: confirmation, expiresInSeconds } = confirmations.issue(binding);
+        throw new HttpProblem(
+          428,
+          "confirmation_required",
+          `${presented ? "That confirmation was not valid for this request. " : ""}This cannot be undone: repeat the same request with the header X-Citadel-Confirm: ${confirmation} within ${expiresInSeconds} s.`,
+          {},
+          { confirmation_token: confirmation, expires_in: expiresInSeconds },
+        );
+      }
+    }
+  };
+}
+
+const REJECTIONS = {
+  malformed: "That is not a Citadel token.",
+  unknown: "The token is not valid.",
+  expired: "The token has expired.",
+  revoked: "The token was revoked.",
+  disabled: "The account behind this token is disabled.",
+} as const;
+
+function bearerToken(request: Request): string | null {
+  const header = request.headers.get("authorization");
+  if (!header || !/^bearer /i.test(header)) return null;
+  return header.slice(7).trim() || null;
+}
+
+function allowedFrom(client: string, allowlist: readonly Cidr[]): boolean {
+  if (allowlist.length === 0) return true;
+  const ip = parseIp(client);
+  return ip !== null && allowlist.some((c) => cidrContains(c, ip));
+}
+
+function requestContext(request: Request) {
+  const meta = requestMeta(request);
+  return { id: meta.id, source: meta.client, userAgent: request.headers.get("user-agent") };
+}
