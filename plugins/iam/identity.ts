@@ -39,11 +39,13 @@ export class IamIdentity implements IdentityProvider {
     if (row.idle_timeout_ms !== null && now - lastUse > row.idle_timeout_ms) return { ok: false, reason: "expired" };
     let operator = false;
     let mfa = false;
+    let mustChangePassword = false;
     if (row.user_id) {
       const user = sql.userById(this.db, row.user_id);
       if (!user) return { ok: false, reason: "disabled" };
       operator = user.operator === 1;
       mfa = user.totp_enabled_at !== null;
+      mustChangePassword = user.must_change_password === 1;
     }
     if (row.kind === "console") {
       // Single use: spent the moment it is presented (a direct write: the store's batches
@@ -62,6 +64,7 @@ export class IamIdentity implements IdentityProvider {
       ipAllowlist: this.allowlist(row.ip_allowlist),
       operator,
       mfa,
+      mustChangePassword,
     };
     return { ok: true, principal };
   }

@@ -107,6 +107,7 @@ export const iamPlugin = definePlugin<IamSettings>({
   routes: (k) => {
     const { iam, device } = servicesOf(k);
     const self = (summary: string) => ({ summary, tags: ["iam: me"], ...access({ scope: "iam:self" }) });
+    const firstSteps = (summary: string) => ({ summary, tags: ["iam: me"], ...access({ scope: "iam:self", beforePasswordChange: true }) });
     return (
       new Elysia({ name: "iam" })
         // --- login and the caller's own account -------------------------------------------
@@ -121,9 +122,9 @@ export const iamPlugin = definePlugin<IamSettings>({
             await iam.logout(caller(request), body.everywhere === true);
             return { ok: true as const };
           },
-          { body: m.LogoutRequest, response: m.Done, detail: self("End this session, or every session") },
+          { body: m.LogoutRequest, response: m.Done, detail: firstSteps("End this session, or every session") },
         )
-        .get("/me", ({ request }) => iam.me(principalOf(request)), { response: m.Me, detail: self("Who am I: account, MFA, organizations") })
+        .get("/me", ({ request }) => iam.me(principalOf(request)), { response: m.Me, detail: firstSteps("Who am I: account, MFA, organizations") })
         .get("/me/sessions", ({ request }) => iso(iam.sessions(principalOf(request))), { response: m.SessionList, detail: self("My sessions") })
         .delete(
           "/me/sessions/:session",
@@ -139,7 +140,7 @@ export const iamPlugin = definePlugin<IamSettings>({
             await iam.changePassword(caller(request), body.current_password, body.new_password);
             return { ok: true as const };
           },
-          { body: m.PasswordChange, response: m.Done, detail: self("Change my password (my other sessions end)") },
+          { body: m.PasswordChange, response: m.Done, detail: firstSteps("Change my password (my other sessions end)") },
         )
         .post(
           "/me/mfa/totp",

@@ -20,6 +20,7 @@ export const iamMigrations: readonly Migration[] = [
       name            TEXT,
       password_hash   TEXT NOT NULL,
       operator        INTEGER NOT NULL DEFAULT 0,
+      must_change_password INTEGER NOT NULL DEFAULT 0,
       totp_secret     BLOB,
       totp_pending    BLOB,
       totp_enabled_at INTEGER,

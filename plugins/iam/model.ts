@@ -14,7 +14,15 @@ export const LoginRequest = t.Object({
   recovery_code: t.Optional(t.String({ maxLength: 20 })),
 });
 
-export const User = t.Object({ id: t.String(), email: t.String(), name: Nullable(t.String()), operator: t.Boolean(), mfa: t.Boolean(), created_at: Iso });
+export const User = t.Object({
+  id: t.String(),
+  email: t.String(),
+  name: Nullable(t.String()),
+  operator: t.Boolean(),
+  mfa: t.Boolean(),
+  must_change_password: t.Boolean({ description: "A one-time password: until it is changed, only /me, /me/password and /logout answer." }),
+  created_at: Iso,
+});
 
 export const LoginResponse = t.Object({ token: t.String({ description: "The session token: shown once." }), token_id: t.String(), expires_at: Iso, user: User });
 

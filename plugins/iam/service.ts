@@ -80,7 +80,8 @@ export class IamService {
     const id = newId("usr");
     await this.k.store.write((tx) => {
       if (sql.userByEmail(tx, email)) throw new ConflictError("a user with this email exists already");
-      sql.insertUser(tx, { id, email, name: input.name ?? null, password_hash: hash, operator: input.operator ? 1 : 0, created_at: this.now() });
+      // A password made up for the user is a one-time password: it must be changed at first login.
+      sql.insertUser(tx, { id, email, name: input.name ?? null, password_hash: hash, operator: input.operator ? 1 : 0, must_change_password: input.password === undefined ? 1 : 0, created_at: this.now() });
       this.audit(tx, { action: "iam.user.create", actor, outcome: "success", resource: { type: "user", id }, request, subject: id, personal: { email } });
     });
     return { user: this.userView(sql.userById(this.db, id)!), password: input.password === undefined ? password : undefined };
@@ -99,7 +100,15 @@ export class IamService {
   }
 
   userView(u: sql.UserRow) {
-    return { id: u.id, email: u.email, name: u.name, operator: u.operator === 1, mfa: u.totp_enabled_at !== null, created_at: new Date(u.created_at).toISOString() };
+    return {
+      id: u.id,
+      email: u.email,
+      name: u.name,
+      operator: u.operator === 1,
+      mfa: u.totp_enabled_at !== null,
+      must_change_password: u.must_change_password === 1,
+      created_at: new Date(u.created_at).toISOString(),
+    };
   }
 
   private checkPassword(password: string, email: string): void {
@@ -179,7 +188,7 @@ export class IamService {
     await this.k.store.write((tx) => {
       if (usedRecovery && !sql.useRecoveryCode(tx, user.id, usedRecovery, now)) throw new LoginFailedError("The email or password is wrong.");
       if (usedStep !== null) sql.setTotpLastStep(tx, user.id, usedStep);
-      if (rehash) sql.setPassword(tx, user.id, rehash);
+      if (rehash) sql.rehashPassword(tx, user.id, rehash);
       sql.insertCredential(tx, {
         id: session.prefix,
         kind: "session",

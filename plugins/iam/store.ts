@@ -21,6 +21,7 @@ export interface UserRow {
   name: string | null;
   password_hash: string;
   operator: number;
+  must_change_password: number;
   totp_secret: Uint8Array | null;
   totp_pending: Uint8Array | null;
   totp_enabled_at: number | null;
@@ -124,18 +125,23 @@ export const userByEmail = (db: Database, email: string) =>
 
 export const allUsers = (db: Database) => db.query<UserRow, []>("SELECT * FROM users WHERE deleted_at IS NULL ORDER BY email").all();
 
-export function insertUser(tx: Database, row: Pick<UserRow, "id" | "email" | "name" | "password_hash" | "operator" | "created_at">): void {
-  tx.query("INSERT INTO users (id, email, name, password_hash, operator, created_at) VALUES (?, ?, ?, ?, ?, ?)").run(
+export function insertUser(tx: Database, row: Pick<UserRow, "id" | "email" | "name" | "password_hash" | "operator" | "must_change_password" | "created_at">): void {
+  tx.query("INSERT INTO users (id, email, name, password_hash, operator, must_change_password, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run(
     row.id,
     row.email,
     row.name,
     row.password_hash,
     row.operator,
+    row.must_change_password,
     row.created_at,
   );
 }
 
-export const setPassword = (tx: Database, userId: string, hash: string) => tx.query("UPDATE users SET password_hash = ? WHERE id = ?").run(hash, userId);
+/** A new password chosen by the user: the one-time password is spent. */
+export const setPassword = (tx: Database, userId: string, hash: string) => tx.query("UPDATE users SET password_hash = ?, must_change_password = 0 WHERE id = ?").run(hash, userId);
+
+/** A re-hash of the same password (stronger parameters): nothing else changes. */
+export const rehashPassword = (tx: Database, userId: string, hash: string) => tx.query("UPDATE users SET password_hash = ? WHERE id = ?").run(hash, userId);
 
 export const softDeleteUser = (tx: Database, id: string, now: number) => tx.query("UPDATE users SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL").run(now, id);
 

@@ -28,6 +28,8 @@ export interface Principal {
   operator: boolean;
   /** The user has TOTP enabled. */
   mfa: boolean;
+  /** The user logged in with a one-time password: only changing it is allowed. */
+  mustChangePassword: boolean;
 }
 
 export type AuthFailureReason = "malformed" | "unknown" | "expired" | "revoked" | "disabled";

@@ -6,6 +6,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { connect } from "node:tls";
@@ -57,7 +58,10 @@ export function fetchPinnedCertificate(server: string, fingerprint: string): Pro
   const url = new URL(server);
   const wanted = fingerprint.toUpperCase().replace(/[^0-9A-F]/g, "");
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 443), rejectUnauthorized: false, servername: url.hostname }, () => {
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    // SNI carries names only (RFC 6066 §3): none for an address.
+    const servername = isIP(host) ? undefined : host;
+    const socket = connect({ host, port: Number(url.port || 443), rejectUnauthorized: false, ...(servername ? { servername } : {}) }, () => {
       const cert = socket.getPeerCertificate();
       socket.end();
       const presented = (cert.fingerprint256 ?? "").replace(/:/g, "");

@@ -25,6 +25,8 @@ export interface AccessSpec {
   confirm?: true;
   /** Under the stricter rate limit of login and token endpoints. */
   authLimit?: true;
+  /** Open to a user who still has to change a one-time password (who am I, change it, log out). */
+  beforePasswordChange?: true;
 }
 
 export const ACCESS_KEY = "x-citadel-access";

@@ -74,7 +74,9 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, sealed 
       if (init.code === "internal_error") log.error("request failed", { request_id: meta.id, route: meta.route, error });
       return problemResponse(init, meta.id);
     })
-    .onBeforeHandle({ as: "global" }, ({ request, route, params }) => {
+    // Transform runs before validation: an unauthenticated caller learns nothing of a route's
+    // body shape, and gets 401, not 422.
+    .onTransform({ as: "global" }, ({ request, route, params }) => {
       requestMeta(request).route = route;
       guard?.(accessOf(request.method, route), request, (params ?? {}) as Record<string, string>, route);
     })

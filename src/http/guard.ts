@@ -70,13 +70,15 @@ export function createGuard({ identity, confirmations, limits, recordSecurityEve
     };
 
     if (!allowedFrom(meta.client, p.ipAllowlist)) deny("this token may not be used from your address");
+    if (p.mustChangePassword && !spec.beforePasswordChange) deny("change your one-time password first (POST /v1/iam/me/password)", "password_change_required");
     if (spec.operator && !p.operator) deny("only an operator may do this");
     if (spec.scope) {
       if (p.service && scopeService(spec.scope) !== p.service) deny(`this API key is for the ${p.service} service only`);
       if (p.scopes !== "all" && !scopesGrant(p.scopes, spec.scope)) deny(`the token lacks the scope ${spec.scope}`);
     }
 
-    let organizationId = spec.org ? params[spec.org] : undefined;
+    // An API key belongs to one organization: a route that names none acts in the key's.
+    let organizationId = spec.org ? params[spec.org] : p.service && !spec.workspace ? (p.organizationId ?? undefined) : undefined;
     const workspace = spec.workspace ? provider.workspace(params[spec.workspace] ?? "") : null;
     if (spec.workspace) {
       if (!workspace) throw new HttpProblem(404, "not_found", "No such workspace.");

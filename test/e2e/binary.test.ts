@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "smol-toml";
-import { ensureBinary, freePort, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 import { pinnedGet } from "../helpers/pinned-https.ts";
 
 const data = tempDir();
@@ -62,16 +62,26 @@ describe("first start on an empty data directory", () => {
     await expect(pinnedGet(citadel.url, fingerprint.replace(/^../, "00"), "/healthz")).rejects.toThrow(/not the pinned/);
   });
 
-  test("/readyz and /v1/system/info answer", async () => {
+  test("/readyz answers; the build is baked in", async () => {
     expect((await pinnedGet(citadel.url, fingerprint, "/readyz")).status).toBe(200);
-    const info = JSON.parse((await pinnedGet(citadel.url, fingerprint, "/v1/system/info")).body);
-    expect(info.version).toMatch(/^\d+\.\d+\.\d+/);
-    expect(info.commit).not.toBe("dev"); // baked in by the build
-    expect(Date.parse(info.build_time)).toBeGreaterThan(0);
+    const version = JSON.parse((await runCitadel(["version", "--json"])).stdout);
+    expect(version.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(version.commit).not.toBe("dev");
+    expect(Date.parse(version.build_time)).toBeGreaterThan(0);
   });
 
-  test("the CLI talks to it through the data directory's certificate", async () => {
-    const res = await runCitadel(["system", "info", "--json", "--data", data.path], { CITADEL_HTTP_PORT: String(port) });
+  test("the first start makes the first organization and owner, with a one-time password shown once", () => {
+    expect(citadel.stderr()).toMatch(/Organization "default" \(org_\w+\) with owner admin@localhost/);
+    expect(oneTimePassword(citadel.stderr())).toMatch(/^[0-9A-Za-z]{20}$/);
+  });
+
+  test("the API refuses without a token; the CLI talks to it with one, through the data directory's certificate", async () => {
+    expect((await pinnedGet(citadel.url, fingerprint, "/v1/system/info")).status).toBe(401);
+    const token = await firstLogin(citadel.url, readFileSync(join(data.path, "tls/cert.pem"), "utf8"), oneTimePassword(citadel.stderr()));
+    const refused = await runCitadel(["system", "info", "--data", data.path], { CITADEL_HTTP_PORT: String(port) });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("(unauthorized");
+    const res = await runCitadel(["system", "info", "--json", "--data", data.path], { CITADEL_HTTP_PORT: String(port), CITADEL_TOKEN: token });
     expect(res.stderr).toBe("");
     expect(res.code).toBe(0);
     expect(JSON.parse(res.stdout).uptime_seconds).toBeGreaterThanOrEqual(0);

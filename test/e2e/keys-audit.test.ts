@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BINARY, ensureBinary, freePort, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { BINARY, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 import { pinnedGet } from "../helpers/pinned-https.ts";
 
 const running: RunningCitadel[] = [];
@@ -29,12 +29,17 @@ async function start(data: string, env: Record<string, string> = {}) {
   return { citadel, port, env: { CITADEL_HTTP_PORT: String(port), ...env } };
 }
 
+/** The operator's session token on a first-started instance (the one-time password is changed). */
+async function operatorToken(data: string, citadel: RunningCitadel, password = oneTimePassword(citadel.stderr())) {
+  return firstLogin(citadel.url, readFileSync(join(data, "tls/cert.pem"), "utf8"), password);
+}
+
 /** An HTTPS request to the instance, trusting only its own certificate. */
-async function api(data: string, port: number, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+async function api(data: string, port: number, method: string, path: string, body?: unknown, headers: Record<string, string> = {}, token?: string) {
   const ca = readFileSync(join(data, "tls/cert.pem"), "utf8");
   const res = await fetch(`https://127.0.0.1:${port}${path}`, {
     method,
-    headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
+    headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
     tls: { ca },
   });
@@ -61,7 +66,9 @@ describe("Shamir shares", () => {
     const env = { CITADEL_SEAL_METHOD: "shamir" };
     const init = await runCitadel(["init", "--data", data, "--shares", "5", "--threshold", "3", "--json"], env);
     expect(init.code).toBe(0);
-    const shares: string[] = JSON.parse(init.stdout).shares;
+    const summary = JSON.parse(init.stdout);
+    const shares: string[] = summary.shares;
+    expect(summary.owner).toBe("admin@localhost");
     expect(shares).toHaveLength(5);
     expect(readdirSync(data)).not.toContain("root.key"); // the key exists only as shares
 
@@ -80,8 +87,9 @@ describe("Shamir shares", () => {
       expect(await proc.exited).toBe(0);
       expect(out.trim()).toBe(i < 2 ? `Share accepted: ${i + 1} of 3.` : "Unsealed.");
     }
-    expect((await api(data, port, "GET", "/v1/system/info")).status).toBe(200);
-    const status = await runCitadel(["keys", "status", "--data", data, "--json"], runEnv);
+    const token = await operatorToken(data, citadel, summary.one_time_password);
+    expect((await api(data, port, "GET", "/v1/system/info", undefined, {}, token)).status).toBe(200);
+    const status = await runCitadel(["keys", "status", "--data", data, "--json"], { ...runEnv, CITADEL_TOKEN: token });
     expect(JSON.parse(status.stdout).root).toMatchObject({ method: "shamir", shares: 5, threshold: 3 });
     expect((await citadel.stop()).code).toBe(0);
   });
@@ -112,12 +120,13 @@ describe("durability and what is on disk", () => {
   test("killed with SIGKILL under audited write load: every acknowledged write survives and the chain verifies", async () => {
     const data = dataDir();
     const { citadel, port, env } = await start(data);
+    const token = await operatorToken(data, citadel);
     const acknowledged: string[] = [];
     let stop = false;
     const writer = async (n: number) => {
       for (let i = 0; !stop; i++) {
         try {
-          const res = await api(data, port, "POST", "/v1/audit/notes", { text: `load ${n}-${i}` });
+          const res = await api(data, port, "POST", "/v1/audit/notes", { text: `load ${n}-${i}` }, {}, token);
           if (res.status === 200) acknowledged.push(res.body.id);
         } catch {
           return; // the connection died with the process
@@ -134,7 +143,7 @@ describe("durability and what is on disk", () => {
     const again = await start(data);
     const stored = new Set<string>();
     for (let cursor: string | null = ""; cursor !== null; ) {
-      const page = await api(data, again.port, "GET", `/v1/audit/events?action=audit.note.create&limit=1000${cursor ? `&cursor=${cursor}` : ""}`);
+      const page = await api(data, again.port, "GET", `/v1/audit/events?action=audit.note.create&limit=1000${cursor ? `&cursor=${cursor}` : ""}`, undefined, {}, token);
       for (const e of page.body.events) stored.add(e.id);
       cursor = page.body.next_cursor;
     }
@@ -150,12 +159,14 @@ describe("durability and what is on disk", () => {
   test("the database, its WAL and the logs hold no personal data in clear and no key", async () => {
     const data = dataDir();
     const { citadel, port, env } = await start(data);
+    const password = oneTimePassword(citadel.stderr());
+    const token = await operatorToken(data, citadel, password);
     const marker = "Marker-Agent/7.3 (grep me)";
-    for (let i = 0; i < 20; i++) await api(data, port, "POST", "/v1/audit/notes", { text: `note ${i}` }, { "user-agent": marker });
-    await api(data, port, "POST", "/v1/sys/keys/rotate");
+    for (let i = 0; i < 20; i++) await api(data, port, "POST", "/v1/audit/notes", { text: `note ${i}` }, { "user-agent": marker }, token);
+    await api(data, port, "POST", "/v1/sys/keys/rotate", undefined, {}, token);
     const checkpointFile = join(data, "..", `${data.split("/").pop()}-checkpoint.json`);
     dirs.push({ remove: () => Bun.spawnSync(["rm", "-f", checkpointFile]) });
-    expect((await runCitadel(["audit", "checkpoint", "--data", data, "--out", checkpointFile], env)).code).toBe(0);
+    expect((await runCitadel(["audit", "checkpoint", "--data", data, "--out", checkpointFile], { ...env, CITADEL_TOKEN: token })).code).toBe(0);
     const rootKeyHex = readFileSync(join(data, "root.key"), "utf8").trim();
     // While it runs (the WAL holds recent pages) and after it stops.
     for (const phase of ["running", "stopped"]) {
@@ -165,6 +176,7 @@ describe("durability and what is on disk", () => {
       const haystacks = [...files.map((f) => readFileSync(f)), Buffer.from(citadel.logs().map((l) => JSON.stringify(l)).join("\n")), Buffer.from(citadel.stderr())];
       for (const hay of haystacks) {
         expect(hay.includes(Buffer.from(marker))).toBe(false);
+        expect(hay.includes(Buffer.from(token))).toBe(false);
         expect(hay.includes(Buffer.from(rootKeyHex))).toBe(false);
         expect(hay.includes(Buffer.from(rootKeyHex, "hex"))).toBe(false);
       }

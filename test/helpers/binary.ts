@@ -2,16 +2,31 @@
  * Drives the compiled binary (dist/citadel) for end-to-end tests: starts it on a temporary
  * data directory, waits for its "listening" log line, and stops it. Builds it when missing.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 
 export const ROOT = new URL("../..", import.meta.url).pathname;
+
+/** The CLI's own config (its stored login) goes here, never into the real home directory. */
+const CONFIG_HOME = mkdtempSync(join(tmpdir(), "citadel-e2e-config-"));
+process.on("exit", () => rmSync(CONFIG_HOME, { recursive: true, force: true }));
+const baseEnv = () => ({ PATH: process.env.PATH ?? "", HOME: CONFIG_HOME, XDG_CONFIG_HOME: CONFIG_HOME });
 export const BINARY = join(ROOT, "dist/citadel");
 
+/** The newest modification time among the sources the binary is built from. */
+function newestSource(): number {
+  let newest = 0;
+  for (const dir of ["src", "plugins"]) {
+    for (const file of new Bun.Glob("**/*.ts").scanSync({ cwd: join(ROOT, dir), absolute: true })) newest = Math.max(newest, statSync(file).mtimeMs);
+  }
+  return newest;
+}
+
+/** dist/citadel, built when missing or older than the sources (a stale binary would test old code). */
 export async function ensureBinary(): Promise<string> {
-  if (!existsSync(BINARY)) {
+  if (!existsSync(BINARY) || statSync(BINARY).mtimeMs < newestSource()) {
     const build = Bun.spawn(["bun", "scripts/build.ts"], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
     if ((await build.exited) !== 0) throw new Error("bun run build failed");
   }
@@ -39,7 +54,7 @@ export interface RunResult {
 
 /** Runs the binary to completion (for commands that exit). */
 export async function runCitadel(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<RunResult> {
-  const proc = Bun.spawn([BINARY, ...args], { env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env }, cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn([BINARY, ...args], { env: { ...baseEnv(), ...env }, cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout, stderr };
 }
@@ -64,7 +79,7 @@ export async function startCitadel(args: string[], env: Record<string, string> =
   const outFile = join(logDir, "stdout.jsonl");
   const errFile = join(logDir, "stderr.txt");
   const proc = Bun.spawn([BINARY, "serve", ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
+    env: { ...baseEnv(), ...env },
     stdout: Bun.file(outFile),
     stderr: Bun.file(errFile),
     stdin: "ignore",
@@ -113,4 +128,34 @@ export async function startCitadel(args: string[], env: Record<string, string> =
       return { code, ms: performance.now() - started };
     },
   };
+}
+
+/** The first owner's one-time password, as the first start (or init) prints it. */
+export function oneTimePassword(output: string): string {
+  const m = output.match(/One-time password for \S+: (\S+)/);
+  if (!m) throw new Error(`no one-time password in: ${output}`);
+  return m[1]!;
+}
+
+/** Logs in over HTTPS, trusting only the instance's certificate; resolves with a session token. */
+export async function login(url: string, certificate: string, email: string, password: string): Promise<string> {
+  const res = await fetch(`${url}/v1/iam/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }), tls: { ca: certificate } });
+  const body = (await res.json()) as { token?: string };
+  if (!body.token) throw new Error(`login failed: ${res.status} ${JSON.stringify(body)}`);
+  return body.token;
+}
+
+export const OWNER_PASSPHRASE = "owner-passphrase-2026";
+
+/** What a fresh install's owner does first: log in with the one-time password and change it. */
+export async function firstLogin(url: string, certificate: string, oneTime: string, email = "admin@localhost"): Promise<string> {
+  const token = await login(url, certificate, email, oneTime);
+  const res = await fetch(`${url}/v1/iam/me/password`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ current_password: oneTime, new_password: OWNER_PASSPHRASE }),
+    tls: { ca: certificate },
+  });
+  if (res.status !== 200) throw new Error(`password change failed: ${res.status} ${await res.text()}`);
+  return token;
 }

@@ -46,7 +46,7 @@ export async function testCitadel(options: TestCitadelOptions = {}) {
   };
   const stops: Array<() => Promise<void>> = [];
   for (const plugin of plugins) if (plugin.start) stops.push(await plugin.start(kernelFor(plugin)));
-  let owner: { email: string; password: string; organization: string } | undefined;
+  let owner: { email: string; password: string; organization: string; oneTimePassword?: string } | undefined;
   for (const plugin of plugins) {
     if (base.seal.sealed) break; // sealed (Shamir): no setup until unsealed
     const result = plugin.setup ? await plugin.setup(kernelFor(plugin), {}) : null;
@@ -70,6 +70,16 @@ export async function testCitadel(options: TestCitadelOptions = {}) {
     mounts: plugins.flatMap((p) => (p.routes ? [{ name: p.name, routes: p.routes(kernelFor(p)) }] : [])),
     rootRoutes: plugins.flatMap((p) => (p.rootRoutes ? [p.rootRoutes(kernelFor(p))] : [])),
   });
+  if (owner) {
+    // As a fresh install's owner does first: log in with the one-time password and change it.
+    const first = await edge.send("POST", "/v1/iam/login", { json: { email: owner.email, password: owner.password } });
+    const changed = await edge.send("POST", "/v1/iam/me/password", {
+      json: { current_password: owner.password, new_password: "owner-passphrase-2026" },
+      headers: { authorization: `Bearer ${first.body.token}` },
+    });
+    if (changed.status !== 200) throw new Error(`changing the one-time password failed: ${changed.text}`);
+    owner = { ...owner, oneTimePassword: owner.password, password: "owner-passphrase-2026" } as typeof owner;
+  }
   const as = (token: string | undefined, init: SendInit = {}): SendInit => ({ ...init, headers: { ...init.headers, ...(token ? { authorization: `Bearer ${token}` } : {}) } });
   const send = (method: string, path: string, token?: string, init: SendInit = {}) => edge.send(method, path, as(token, init));
 

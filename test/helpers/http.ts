@@ -69,7 +69,13 @@ export function testEdge(options: TestEdgeOptions = {}) {
     tls: options.tls ?? true,
   });
   const peer = options.peer ?? "127.0.0.1";
-  const server = { requestIP: () => ({ address: peer, family: peer.includes(":") ? "IPv6" : "IPv4", port: 40000 }) };
+  // The socket peer: fixed, or per request through a test-only header (this shim is not the edge).
+  const server = {
+    requestIP: (request: Request) => {
+      const address = request.headers.get("x-test-peer") ?? peer;
+      return { address, family: address.includes(":") ? "IPv6" : "IPv4", port: 40000 };
+    },
+  };
   const fetch = async (request: Request) => edge(request, server as never);
   return { app, log, fetch, send: (method: string, path: string, init: SendInit = {}) => send(fetch, method, path, init) };
 }

@@ -1,0 +1,101 @@
+/**
+ * `citadel login` end to end on the compiled binary: the device flow from a real CLI
+ * process, approval through the API, the stored token (mode 0600) used by later commands.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BINARY, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+
+const data = tempDir();
+const configHome = mkdtempSync(join(tmpdir(), "citadel-login-home-"));
+let citadel: RunningCitadel;
+let operator: string;
+let port: number;
+
+beforeAll(async () => {
+  await ensureBinary();
+  port = await freePort();
+  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(port) });
+  operator = await firstLogin(citadel.url, readFileSync(join(data.path, "tls/cert.pem"), "utf8"), oneTimePassword(citadel.stderr()));
+});
+afterAll(async () => {
+  citadel.proc.kill("SIGKILL");
+  data.remove();
+  rmSync(configHome, { recursive: true, force: true });
+});
+
+test("citadel login: approve the shown code, then commands use the stored token", async () => {
+  const env = { PATH: process.env.PATH ?? "", HOME: configHome, XDG_CONFIG_HOME: configHome, CITADEL_HTTP_PORT: String(port) };
+  const proc = Bun.spawn([BINARY, "login", "--data", data.path], { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  let shown = "";
+  const reader = proc.stderr.getReader();
+  while (!/code ([A-Z]{4}-[A-Z]{4})/.test(shown)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`citadel login ended early: ${shown}`);
+    shown += new TextDecoder().decode(value);
+  }
+  const userCode = shown.match(/code ([A-Z]{4}-[A-Z]{4})/)![1]!;
+  expect(shown).toContain(`${citadel.url}/oauth/device?user_code=${userCode}`);
+  const approve = await fetch(`${citadel.url}/v1/iam/device/approve`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${operator}` },
+    body: JSON.stringify({ user_code: userCode, approve: true }),
+    tls: { ca: readFileSync(join(data.path, "tls/cert.pem"), "utf8") },
+  });
+  expect(approve.status).toBe(200);
+  reader.releaseLock();
+  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  expect(code).toBe(0);
+  expect(stdout).toContain("as admin@localhost");
+  const file = join(configHome, "citadel", "config.json");
+  expect(statSync(file).mode & 0o777).toBe(0o600);
+  expect(statSync(join(configHome, "citadel")).mode & 0o777).toBe(0o700);
+  const stored = JSON.parse(readFileSync(file, "utf8"));
+  expect(stored.token).toMatch(/^citadel_pat_/);
+  expect(stored.server).toBe(citadel.url);
+
+  // Without --data: the stored login (server, pinned certificate, token) is used.
+  const whoami = await runCitadel(["whoami", "--json"], env);
+  expect(whoami.stderr).toBe("");
+  expect(JSON.parse(whoami.stdout).email).toBe("admin@localhost");
+
+  chmodSync(file, 0o644);
+  const refused = await runCitadel(["whoami"], env);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toContain("is readable by others (mode 644)");
+  chmodSync(file, 0o600);
+
+  const out = await runCitadel(["logout"], env);
+  expect(out.stdout).toContain("Logged out.");
+  // The token was revoked on the server too.
+  const after = await fetch(`${citadel.url}/v1/iam/me`, { headers: { authorization: `Bearer ${stored.token}` }, tls: { ca: readFileSync(join(data.path, "tls/cert.pem"), "utf8") } });
+  expect(after.status).toBe(401);
+}, 30_000);
+
+test("citadel login --server with the printed fingerprint pins the certificate; a wrong fingerprint is refused", async () => {
+  const env = { PATH: process.env.PATH ?? "", HOME: configHome, XDG_CONFIG_HOME: configHome };
+  const wrong = await runCitadel(["login", "--server", citadel.url, "--fingerprint", "00".repeat(32)], env);
+  expect(wrong.code).toBe(1);
+  expect(wrong.stderr).toContain("not the fingerprint given: refusing to talk to it");
+  const check = await runCitadel(["token", "check", "citadel_pat_abcdefgh_" + "x".repeat(38)], env);
+  expect(check.code).toBe(1);
+  expect(check.stdout).toContain("not a Citadel token");
+});
+
+test("the fingerprint citadel serve prints is the one citadel login --server accepts", async () => {
+  // The right fingerprint gets past pinning to the device flow (which we do not finish here).
+  const env = { PATH: process.env.PATH ?? "", HOME: configHome, XDG_CONFIG_HOME: configHome };
+  const proc = Bun.spawn([BINARY, "login", "--server", citadel.url, "--fingerprint", citadel.fingerprint!], { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  let shown = "";
+  const reader = proc.stderr.getReader();
+  while (!shown.includes("Waiting")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    shown += new TextDecoder().decode(value);
+  }
+  proc.kill("SIGTERM");
+  await proc.exited;
+  expect(shown).toMatch(/check that it shows the code [A-Z]{4}-[A-Z]{4}/);
+});

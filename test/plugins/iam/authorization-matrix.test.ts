@@ -1,0 +1,108 @@
+/**
+ * The authorization matrix, generated from the application's own route table: every route
+ * × every kind of caller, each with the outcome its access declaration implies. A new route
+ * is covered the moment it exists; a route whose guard lets the wrong caller through fails.
+ */
+import { beforeAll, describe, expect, test } from "bun:test";
+import { roleAllows, permissionForScope, type Role } from "../../../src/auth/rbac.ts";
+import { accessDeclarations } from "../../../src/http/app.ts";
+import type { AccessSpec } from "../../../src/http/access.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+type Row = "no token" | "expired" | "revoked" | "wrong scope" | "wrong service key" | "wrong organization" | "disallowed address" | Role;
+const ROWS: Row[] = ["no token", "expired", "revoked", "wrong scope", "wrong service key", "wrong organization", "disallowed address", "viewer", "editor", "admin", "owner"];
+type Outcome = "passes the guard" | 401 | 403;
+
+/** What the declaration says should happen to this caller. */
+function expected(spec: AccessSpec, row: Row): Outcome {
+  if (spec.public) return "passes the guard";
+  if (row === "no token" || row === "expired" || row === "revoked") return 401;
+  if (row === "disallowed address" || row === "wrong scope") return 403;
+  if (spec.operator) return 403; // none of these callers is an appliance operator
+  const targeted = spec.org !== undefined || spec.workspace !== undefined;
+  if (row === "wrong service key") return spec.scope?.startsWith("system:") && !targeted ? "passes the guard" : 403;
+  if (row === "wrong organization") return targeted ? 403 : "passes the guard";
+  if (!targeted) return "passes the guard";
+  return roleAllows(row, spec.permission ?? permissionForScope(spec.scope!)) ? "passes the guard" : 403;
+}
+
+let c: Awaited<ReturnType<typeof testCitadel>>;
+const tokens = {} as Record<Row, string | undefined>;
+const ids: Record<string, string> = {};
+
+beforeAll(async () => {
+  c = await testCitadel({ config: { rate_limit: { per_address: { per_second: 1e6, burst: 1e6 }, per_organization: { per_second: 1e6, burst: 1e6 }, auth: { per_second: 1e6, burst: 1e6 } } } });
+  const operator = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  for (const role of ["viewer", "editor", "admin", "owner"] as const) {
+    const user = await c.addUser(operator, `${role}@example.org`, role);
+    tokens[role] = user.token;
+    ids[role] = user.id;
+  }
+  const outsider = await c.addUser(operator, "outsider@example.org");
+  expect((await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "other", owner: outsider.id } })).status).toBe(200);
+  tokens["wrong organization"] = outsider.token;
+  ids.workspace = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "w1" } })).body.id;
+  await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, operator);
+  tokens["wrong service key"] = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, operator, { json: { service: "system", name: "k", scopes: ["system:read"] } })).body.token;
+  const pat = async (json: Record<string, unknown>) => (await c.send("POST", "/v1/iam/me/tokens", tokens.owner, { json: { name: "t", scopes: ["read", "write", "iam:self"], ...json } })).body;
+  tokens["wrong scope"] = (await pat({ scopes: ["dns:read"] })).token;
+  tokens["disallowed address"] = (await pat({ ip_allowlist: ["203.0.113.0/24"] })).token;
+  const expiring = await pat({});
+  c.kernel.store.db.query("UPDATE credentials SET expires_at = 1 WHERE id = ?").run(expiring.id);
+  tokens.expired = expiring.token;
+  const revoked = await pat({});
+  await c.send("DELETE", `/v1/iam/me/tokens/${revoked.id}`, tokens.owner);
+  tokens.revoked = revoked.token;
+  ids.token = (await pat({})).id;
+  ids.key = tokens["wrong service key"]!.split("_")[2]!;
+});
+
+/** Concrete values for a route's parameters. */
+function concrete(path: string): string {
+  const values: Record<string, string> = {
+    org: c.owner.organization,
+    workspace: ids.workspace!,
+    user: ids.viewer!,
+    token: ids.token!,
+    key: ids.key!,
+    session: "nosuchsession",
+    service: "system",
+    subject: "u_someone",
+  };
+  return path.replace(/:(\w+)/g, (_, name: string) => values[name] ?? name);
+}
+
+describe("authorization matrix", () => {
+  test("covers every route of the application", () => {
+    expect(accessDeclarations(c.app).size).toBe(c.app.routes.length);
+  });
+
+  test("every route × every caller gets what its declaration implies", async () => {
+    const routes = [...accessDeclarations(c.app)]
+      // Routes that end the caller's own session go last, so the rows after them still work.
+      .sort(([a], [b]) => Number(a.endsWith("/logout")) - Number(b.endsWith("/logout")));
+    const wrong: string[] = [];
+    let checked = 0;
+    for (const row of ROWS) {
+      for (const [route, spec] of routes) {
+        const [method, path] = route.split(" ") as [string, string];
+        const res = await c.send(method, concrete(path), tokens[row], ["POST", "PUT", "PATCH", "DELETE"].includes(method) ? { json: {} } : {});
+        const outcome: Outcome = res.status === 401 || res.status === 403 ? (res.status as 401 | 403) : "passes the guard";
+        const want = expected(spec, row);
+        if (outcome !== want) wrong.push(`${row.padEnd(18)} ${route}: got ${res.status}${res.body?.detail ? ` (${res.body.detail})` : ""}, expected ${want}`);
+        checked++;
+      }
+    }
+    expect(wrong).toEqual([]);
+    expect(checked).toBe(ROWS.length * routes.length);
+  });
+
+  test("every refusal by the guard is in the audit log", async () => {
+    const events = await c.send("GET", "/v1/audit/events?action=auth&limit=1000", await c.login(c.owner.email, c.owner.password));
+    const kinds = new Set(events.body.events.map((e: { action: string }) => e.action));
+    expect(kinds).toEqual(new Set(["auth.token.reject", "auth.permission.deny"]));
+    expect(events.body.events.some((e: { reason: string }) => e.reason === "expired")).toBe(true);
+    expect(events.body.events.some((e: { reason: string }) => e.reason === "revoked")).toBe(true);
+  });
+});

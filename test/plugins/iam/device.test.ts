@@ -1,0 +1,79 @@
+/** RFC 8628, the device authorization grant behind `citadel login`: every state of the poll. */
+import { describe, expect, test } from "bun:test";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+const form = (fields: Record<string, string>) => ({ body: new URLSearchParams(fields).toString(), headers: { "content-type": "application/x-www-form-urlencoded" } });
+const DEVICE = "urn:ietf:params:oauth:grant-type:device_code";
+
+async function started() {
+  const c = await testCitadel();
+  const start = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: "laptop CLI", scope: "read iam:self" }));
+  expect(start.status).toBe(200);
+  const poll = () => c.send("POST", "/oauth/token", undefined, form({ grant_type: DEVICE, device_code: start.body.device_code }));
+  return { c, start: start.body, poll };
+}
+
+describe("device flow", () => {
+  test("pending, then slow_down when polled too fast, then the token once approved", async () => {
+    const { c, start, poll } = await started();
+    expect(start).toMatchObject({ expires_in: 600, interval: 5, verification_uri: "https://citadel.test/oauth/device" });
+    expect(start.user_code).toMatch(/^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
+    const first = await poll();
+    expect([first.status, first.body.error]).toEqual([400, "authorization_pending"]);
+    const fast = await poll();
+    expect([fast.status, fast.body.error]).toEqual([400, "slow_down"]);
+    c.clock.advance(10_000); // the interval is 10 s now
+    expect((await poll()).body.error).toBe("authorization_pending");
+
+    const owner = await c.login(c.owner.email, c.owner.password);
+    expect((await c.send("POST", "/v1/iam/device/approve", owner, { json: { user_code: start.user_code.toLowerCase(), approve: true } })).body).toEqual({ approved: true });
+    c.clock.advance(10_000);
+    const granted = await poll();
+    expect(granted.status).toBe(200);
+    expect(granted.body).toMatchObject({ token_type: "Bearer", scope: "read iam:self" });
+    expect((await c.send("GET", "/v1/iam/me", granted.body.access_token)).body.email).toBe(c.owner.email);
+    c.clock.advance(10_000);
+    expect((await poll()).body.error).toBe("invalid_grant"); // used once
+  });
+
+  test("denied, and expired", async () => {
+    const { c, start, poll } = await started();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    await c.send("POST", "/v1/iam/device/approve", owner, { json: { user_code: start.user_code, approve: false } });
+    expect((await poll()).body.error).toBe("access_denied");
+
+    const other = await c.send("POST", "/oauth/device/code", undefined, form({}));
+    c.clock.advance(601_000);
+    const expired = await c.send("POST", "/oauth/token", undefined, form({ grant_type: DEVICE, device_code: other.body.device_code }));
+    expect(expired.body.error).toBe("expired_token");
+    expect((await c.send("POST", "/oauth/token", undefined, form({ grant_type: DEVICE, device_code: "made-up" }))).body.error).toBe("invalid_grant");
+    expect((await c.send("POST", "/oauth/token", undefined, form({ grant_type: "password" }))).body.error).toBe("unsupported_grant_type");
+  });
+
+  test("the approval page shows the client's address and the code, and approves with the user's credentials", async () => {
+    const { c, start, poll } = await started();
+    const page = await c.send("GET", `/oauth/device?user_code=${start.user_code}`);
+    expect(page.headers.get("content-type")).toStartWith("text/html");
+    expect(page.headers.get("content-security-policy")).toContain("form-action 'self'");
+    expect(page.text).toContain("laptop CLI");
+    expect(page.text).toContain("127.0.0.1");
+    expect(page.text).toContain(start.user_code);
+    expect(page.text).not.toMatch(/<script/);
+
+    const wrong = await c.send("POST", "/oauth/device", undefined, form({ user_code: start.user_code, email: c.owner.email, password: "wrong-password-1", decision: "approve" }));
+    expect(wrong.text).toContain("The email or password is wrong.");
+    expect((await poll()).body.error).toBe("authorization_pending");
+    const approved = await c.send("POST", "/oauth/device", undefined, form({ user_code: start.user_code, email: c.owner.email, password: c.owner.password, decision: "approve" }));
+    expect(approved.text).toContain("Approved");
+    c.clock.advance(10_000);
+    expect((await poll()).status).toBe(200);
+  });
+
+  test("HTML in a client name is shown as text", async () => {
+    const c = await testCitadel();
+    const start = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: "<img src=x onerror=alert(1)>" }));
+    const page = await c.send("GET", `/oauth/device?user_code=${start.body.user_code}`);
+    expect(page.text).not.toContain("<img");
+    expect(page.text).toContain("&#60;img");
+  });
+});

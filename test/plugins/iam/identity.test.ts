@@ -1,0 +1,234 @@
+import { describe, expect, test } from "bun:test";
+import { totp, base32Decode } from "../../../src/auth/totp.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+const from = (address: string) => ({ headers: { "x-test-peer": address } });
+
+async function app() {
+  const c = await testCitadel();
+  const operator = await c.login(c.owner.email, c.owner.password);
+  return { c, operator, org: c.owner.organization };
+}
+
+describe("login and brute force", () => {
+  test("a failed login says the same thing for a wrong password and an unknown email, and both are audited", async () => {
+    const { c, operator } = await app();
+    const wrong = await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: "nope-nope-nope" } });
+    const unknown = await c.send("POST", "/v1/iam/login", undefined, { json: { email: "ghost@example.org", password: "nope-nope-nope" } });
+    expect([wrong.status, unknown.status]).toEqual([401, 401]);
+    expect(wrong.body.detail).toBe(unknown.body.detail);
+    const events = (await c.send("GET", "/v1/audit/events?action=iam.login&outcome=failure", operator)).body.events;
+    expect(events.map((e: { reason: string }) => e.reason).sort()).toEqual(["unknown email", "wrong password"]);
+    expect(JSON.stringify(events)).not.toContain("nope-nope-nope");
+  });
+
+  test("repeated bad logins slow down, then lock; the right password from another address still works", async () => {
+    const { c } = await app();
+    const attempt = (password: string, address = "198.51.100.7") => c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password }, ...from(address) });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await attempt("wrong-guess-000")).status);
+    expect(statuses).toEqual([401, 401, 401]);
+    const slowed = await attempt("wrong-guess-000");
+    expect(slowed.status).toBe(429);
+    expect(Number(slowed.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    // Even the right password waits its turn from this address.
+    expect((await attempt(c.owner.password)).status).toBe(429);
+    // Keep failing, waiting out each delay, until the pair is locked.
+    let waited = 0;
+    for (let i = 0; i < 7; i++) {
+      const retry = Number((await attempt("wrong-guess-000")).headers.get("retry-after") ?? 0);
+      c.clock.advance(retry * 1000 + 1);
+      waited += retry;
+      await attempt("wrong-guess-000");
+    }
+    const locked = await attempt(c.owner.password);
+    expect(locked.status).toBe(429);
+    expect(Number(locked.headers.get("retry-after"))).toBeGreaterThan(60); // minutes now, not seconds
+    expect((await attempt(c.owner.password, "203.0.113.50")).status).toBe(200);
+    expect(waited).toBeGreaterThan(0);
+  });
+});
+
+describe("TOTP", () => {
+  test("enrol, log in with a code, refuse its replay, use a recovery code once", async () => {
+    const { c } = await app();
+    const session = await c.login(c.owner.email, c.owner.password);
+    const start = await c.send("POST", "/v1/iam/me/mfa/totp", session);
+    expect(start.body.otpauth_uri).toStartWith("otpauth://totp/Citadel:admin%40localhost?secret=");
+    expect(start.body.qr_svg).toStartWith("<svg");
+    const secret = base32Decode(start.body.secret);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: "000000" } })).status).toBe(422);
+    const confirmed = await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()) } });
+    expect(confirmed.body.recovery_codes).toHaveLength(10);
+
+    const password = { email: c.owner.email, password: c.owner.password };
+    const needs = await c.send("POST", "/v1/iam/login", undefined, { json: password });
+    expect([needs.status, needs.body.code]).toEqual([401, "totp_required"]);
+    c.clock.advance(30_000); // the enrolment code's step is used up
+    const code = totp(secret, c.clock.now());
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { ...password, totp: code } })).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { ...password, totp: code }, ...from("192.0.2.99") })).status).toBe(401); // replay
+    const recovery = confirmed.body.recovery_codes[0];
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { ...password, recovery_code: recovery }, ...from("192.0.2.98") })).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { ...password, recovery_code: recovery }, ...from("192.0.2.97") })).status).toBe(401);
+    // The secret is stored encrypted.
+    const row = c.kernel.store.db.query<{ totp_secret: Uint8Array }, []>("SELECT totp_secret FROM users WHERE totp_secret IS NOT NULL").get()!;
+    expect(Buffer.from(row.totp_secret).includes(secret)).toBe(false);
+  });
+
+  test("an organization can require MFA of its members", async () => {
+    const { c, operator, org } = await app();
+    const editor = await c.addUser(operator, "ed@example.org", "editor");
+    expect((await c.send("GET", `/v1/iam/orgs/${org}/members`, editor.token)).status).toBe(200);
+    await c.send("PATCH", `/v1/iam/orgs/${org}`, operator, { json: { require_mfa: true } });
+    const refused = await c.send("GET", `/v1/iam/orgs/${org}/members`, editor.token);
+    expect([refused.status, refused.body.code]).toEqual([403, "mfa_required"]);
+    expect((await c.send("GET", "/v1/iam/me", editor.token)).status).toBe(200); // they can still enrol
+  });
+});
+
+describe("tokens", () => {
+  test("a PAT is shown once, stored as a hash, expires by default, and records its last use", async () => {
+    const { c, operator } = await app();
+    const made = await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "ci", scopes: ["read"] } });
+    expect(made.body.token).toMatch(/^citadel_pat_/);
+    expect(Date.parse(made.body.expires_at) - c.clock.now()).toBe(30 * 86_400_000);
+    const dump = Buffer.from(c.kernel.store.db.serialize());
+    expect(dump.includes(Buffer.from(made.body.token))).toBe(false);
+    expect((await c.send("GET", "/v1/system/info", made.body.token, from("192.0.2.44"))).status).toBe(200);
+    const listed = (await c.send("GET", "/v1/iam/me/tokens", operator)).body.items.find((t: { id: string }) => t.id === made.body.id);
+    expect(listed).toMatchObject({ last_used_from: "192.0.2.44", scopes: ["read"] });
+    expect(listed.token).toBeUndefined();
+    const tooLong = await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "x", scopes: ["read"], expires_in_days: 400 } });
+    expect([tooLong.status, tooLong.body.errors[0].field]).toEqual([422, "expires_in_days"]);
+    expect((await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "x", scopes: ["not a scope"] } })).status).toBe(422);
+  });
+
+  test("revoke and rotate", async () => {
+    const { c, operator } = await app();
+    const t = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "ci", scopes: ["read"] } })).body;
+    const rotated = (await c.send("POST", `/v1/iam/me/tokens/${t.id}/rotate`, operator)).body;
+    expect(rotated.token).not.toBe(t.token);
+    expect(rotated.expires_at).toBe(t.expires_at);
+    expect((await c.send("GET", "/v1/system/info", t.token)).status).toBe(401);
+    expect((await c.send("GET", "/v1/system/info", rotated.token)).status).toBe(200);
+    await c.send("DELETE", `/v1/iam/me/tokens/${rotated.id}`, operator);
+    const gone = await c.send("GET", "/v1/system/info", rotated.token);
+    expect([gone.status, gone.body.detail]).toEqual([401, "The token was revoked."]);
+  });
+
+  test("a token cannot grant more than the one that makes it", async () => {
+    const { c, operator } = await app();
+    const narrow = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "n", scopes: ["read", "iam:self"] } })).body.token;
+    const wider = await c.send("POST", "/v1/iam/me/tokens", narrow, { json: { name: "w", scopes: ["write"] } });
+    expect(wider.status).toBe(403);
+  });
+
+  test("token exchange: a short-lived workload token within the parent's scopes", async () => {
+    const { c, operator } = await app();
+    const parent = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "p", scopes: ["read"] } })).body.token;
+    const exchange = (scope: string, expires_in = "900") =>
+      c.send("POST", "/oauth/token", undefined, { body: new URLSearchParams({ grant_type: "urn:ietf:params:oauth:grant-type:token-exchange", subject_token: parent, scope, expires_in }).toString(), headers: { "content-type": "application/x-www-form-urlencoded" } });
+    const ok = await exchange("system:read");
+    expect(ok.body).toMatchObject({ token_type: "Bearer", expires_in: 900, scope: "system:read" });
+    expect(ok.body.access_token).toMatch(/^citadel_wlt_/);
+    expect((await c.send("GET", "/v1/system/info", ok.body.access_token)).status).toBe(200);
+    const capped = await exchange("system:read", "3600");
+    expect(capped.body.expires_in).toBe(3600);
+    const tooMuch = await exchange("iam:write");
+    expect([tooMuch.status, tooMuch.body.code]).toEqual([422, "invalid"]);
+  });
+
+  test("a console token works once", async () => {
+    const { c, operator } = await app();
+    const shell = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "s", scopes: ["shell", "iam:self"] } })).body.token;
+    const console1 = (await c.send("POST", "/v1/iam/console-tokens", shell)).body;
+    expect(Date.parse(console1.expires_at) - c.clock.now()).toBe(120_000);
+    // Presenting it spends it, whatever the route.
+    expect((await c.send("GET", "/v1/iam/me", console1.token)).status).toBe(403); // lacks iam:self, but now spent
+    const again = await c.send("GET", "/v1/iam/me", console1.token);
+    expect([again.status, again.body.detail]).toEqual([401, "The token was revoked."]);
+  });
+});
+
+describe("organizations, roles and service keys", () => {
+  test("the last owner cannot leave; only owners make owners", async () => {
+    const { c, operator, org } = await app();
+    const owner = (await c.send("GET", `/v1/iam/orgs/${org}/members`, operator)).body.items[0].user;
+    const leave = await c.send("DELETE", `/v1/iam/orgs/${org}/members/${owner}`, operator);
+    expect([leave.status, leave.body.code]).toEqual([409, "conflict"]);
+    const admin = await c.addUser(operator, "adm@example.org", "admin");
+    const viewer = await c.addUser(operator, "view@example.org", "viewer");
+    const promote = await c.send("PUT", `/v1/iam/orgs/${org}/members/${viewer.id}`, admin.token, { json: { role: "owner" } });
+    expect(promote.status).toBe(403);
+    expect((await c.send("PUT", `/v1/iam/orgs/${org}/members/${viewer.id}`, admin.token, { json: { role: "editor" } })).body.role).toBe("editor");
+  });
+
+  test("a workspace role narrows the organization role", async () => {
+    const { c, operator, org } = await app();
+    const editor = await c.addUser(operator, "e@example.org", "editor");
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "prod" } })).body;
+    const admin = await c.addUser(operator, "a@example.org", "admin");
+    expect((await c.send("PATCH", `/v1/iam/workspaces/${ws.id}`, admin.token, { json: { name: "production" } })).status).toBe(200);
+    await c.send("PUT", `/v1/iam/workspaces/${ws.id}/members/${admin.id}`, operator, { json: { role: "viewer" } });
+    expect((await c.send("PATCH", `/v1/iam/workspaces/${ws.id}`, admin.token, { json: { name: "prod2" } })).status).toBe(403);
+    expect((await c.send("GET", `/v1/iam/workspaces/${ws.id}`, editor.token)).status).toBe(200);
+  });
+
+  test("an API key works only for its service, and only while the service is activated", async () => {
+    const { c, operator, org } = await app();
+    const made = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, operator, { json: { service: "system", name: "mon", scopes: ["system:read"] } });
+    expect(made.body.token).toMatch(/^citadel_system_/);
+    const key = made.body.token;
+    const inactive = await c.send("GET", "/v1/system/info", key);
+    expect([inactive.status, inactive.body.detail]).toEqual([403, "The system service is not activated for this organization."]);
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, operator);
+    expect((await c.send("GET", "/v1/system/info", key)).status).toBe(200);
+    expect((await c.send("GET", `/v1/iam/orgs/${org}`, key)).status).toBe(403); // another service's route
+    const foreign = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, operator, { json: { service: "system", name: "bad", scopes: ["iam:read"] } });
+    expect(foreign.status).toBe(422);
+  });
+
+  test("allowlists on an organization and on a token, IPv4 and IPv6", async () => {
+    const { c, operator, org } = await app();
+    const lockout = await c.send("PATCH", `/v1/iam/orgs/${org}`, operator, { json: { ip_allowlist: ["10.0.0.0/8"] } });
+    expect(lockout.body.errors[0].field).toBe("ip_allowlist"); // it would shut out the caller
+    expect((await c.send("PATCH", `/v1/iam/orgs/${org}`, operator, { json: { ip_allowlist: ["127.0.0.0/8", "2001:db8::/32"] } })).status).toBe(200);
+    expect((await c.send("GET", `/v1/iam/orgs/${org}`, operator, from("2001:db8::5"))).status).toBe(200);
+    expect((await c.send("GET", `/v1/iam/orgs/${org}`, operator, from("192.0.2.1"))).status).toBe(403);
+    const v6only = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "v6", scopes: ["read"], ip_allowlist: ["2001:db8::/32"] } })).body.token;
+    expect((await c.send("GET", "/v1/system/info", v6only, from("2001:db8::9"))).status).toBe(200);
+    expect((await c.send("GET", "/v1/system/info", v6only, from("127.0.0.1"))).status).toBe(403);
+  });
+
+  test("rate limits answer 429 with Retry-After and the RateLimit fields", async () => {
+    const c = await testCitadel({ config: { rate_limit: { auth: { per_second: 1, burst: 2 } } } });
+    const attempt = () => c.send("POST", "/v1/iam/login", undefined, { json: { email: "x@example.org", password: "y" }, ...from("192.0.2.200") });
+    await attempt();
+    await attempt();
+    const limited = await attempt();
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("retry-after")).toBe("1");
+    expect(limited.headers.get("ratelimit-policy")).toBe('"auth";q=2;w=2');
+    expect(limited.headers.get("ratelimit")).toBe('"auth";r=0;t=1');
+  });
+});
+
+describe("the first owner's one-time password", () => {
+  test("logs in, but only to change it", async () => {
+    const c = await testCitadel();
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const made = await c.send("POST", "/v1/iam/users", operator, { json: { email: "new@example.org" } });
+    expect(made.body.password).toMatch(/^[0-9A-Za-z]{20}$/);
+    expect(made.body.user.must_change_password).toBe(true);
+    const first = await c.login("new@example.org", made.body.password);
+    const blocked = await c.send("GET", "/v1/iam/me/tokens", first);
+    expect([blocked.status, blocked.body.code]).toEqual([403, "password_change_required"]);
+    expect((await c.send("GET", "/v1/iam/me", first)).status).toBe(200);
+    const weak = await c.send("POST", "/v1/iam/me/password", first, { json: { current_password: made.body.password, new_password: "short" } });
+    expect([weak.status, weak.body.errors[0].field]).toEqual([422, "password"]);
+    expect((await c.send("POST", "/v1/iam/me/password", first, { json: { current_password: made.body.password, new_password: "a-much-better-passphrase" } })).status).toBe(200);
+    expect((await c.send("GET", "/v1/iam/me/tokens", first)).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: "new@example.org", password: made.body.password } })).status).toBe(401); // spent
+  });
+});
