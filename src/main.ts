@@ -7,7 +7,6 @@
 import { writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { rootCertificates } from "node:tls";
 import { auditPlugin } from "../plugins/audit/index.ts";
 import { sysPlugin } from "../plugins/sys/index.ts";
 import { iamPlugin } from "../plugins/iam/index.ts";
@@ -130,11 +129,10 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   const token = anonymous ? undefined : env.CITADEL_TOKEN;
   if (env.CITADEL_SERVER) {
     const sameServer = stored?.server === env.CITADEL_SERVER;
-    const pinned = sameServer && stored?.certificate ? [...rootCertificates, stored.certificate] : undefined;
-    return createApiClient({ baseUrl: env.CITADEL_SERVER, ca: pinned, token: token ?? (sameServer && !anonymous ? stored?.token : undefined) });
+    return createApiClient({ baseUrl: env.CITADEL_SERVER, trust: sameServer ? stored?.certificate : undefined, token: token ?? (sameServer && !anonymous ? stored?.token : undefined) });
   }
   if (stored && !explicitlyLocal) {
-    return createApiClient({ baseUrl: stored.server, ca: stored.certificate ? [...rootCertificates, stored.certificate] : undefined, token: token ?? (anonymous ? undefined : stored.token), certificate: stored.certificate });
+    return createApiClient({ baseUrl: stored.server, trust: stored.certificate, token: token ?? (anonymous ? undefined : stored.token), certificate: stored.certificate });
   }
   return localApiClient(configFor(options, env).config, token);
 }

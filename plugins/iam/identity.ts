@@ -6,7 +6,7 @@
  * seconds: writing them on every request would turn every read into a durable write.
  */
 import type { Database } from "bun:sqlite";
-import type { AuthResult, IdentityProvider, OrganizationFacts, Principal, PrincipalKind, WorkspaceFacts } from "../../src/auth/principal.ts";
+import type { AuthResult, IdentityProvider, OrganizationFacts, PrincipalKind, WorkspaceFacts } from "../../src/auth/principal.ts";
 import { parseToken, TOKEN_KINDS, tokenMatches } from "../../src/auth/tokens.ts";
 import { parseCidr, type Cidr } from "../../src/net/ip.ts";
 import type { Store } from "../../src/store/store.ts";
@@ -22,51 +22,45 @@ const KIND_OF_PREFIX: Record<string, readonly sql.CredentialKind[]> = {
 export class IamIdentity implements IdentityProvider {
   private readonly recent = new Map<string, { at: number; from: string }>();
   private readonly allowlists = new Map<string, Cidr[]>();
+  private readonly scopeLists = new Map<string, readonly string[]>();
 
   constructor(private readonly db: Database) {}
 
   authenticate(token: string, client: string, now: number): AuthResult {
     const parsed = parseToken(token);
     if (!parsed) return { ok: false, reason: "malformed" };
-    const row = sql.credentialById(this.db, parsed.prefix);
+    const row = sql.credentialForAuthentication(this.db, parsed.prefix);
     if (!row || !tokenMatches(token, row.hash)) return { ok: false, reason: "unknown" };
     const expectedKinds = KIND_OF_PREFIX[parsed.kind];
     const kindMatches = expectedKinds ? expectedKinds.includes(row.kind) : row.kind === "service" && row.service === parsed.kind;
     if (!kindMatches) return { ok: false, reason: "unknown" };
     if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
     if (row.expires_at !== null && row.expires_at <= now) return { ok: false, reason: "expired" };
-    const lastUse = this.recent.get(row.id)?.at ?? row.last_used_at ?? row.created_at;
+    const lastUse = this.recent.get(parsed.prefix)?.at ?? row.last_used_at ?? row.created_at;
     if (row.idle_timeout_ms !== null && now - lastUse > row.idle_timeout_ms) return { ok: false, reason: "expired" };
-    let operator = false;
-    let mfa = false;
-    let mustChangePassword = false;
-    if (row.user_id) {
-      const user = sql.userById(this.db, row.user_id);
-      if (!user) return { ok: false, reason: "disabled" };
-      operator = user.operator === 1;
-      mfa = user.totp_enabled_at !== null;
-      mustChangePassword = user.must_change_password === 1;
-    }
+    if (row.user_id !== null && row.user_active !== 1) return { ok: false, reason: "disabled" };
     if (row.kind === "console") {
       // Single use: spent the moment it is presented (a direct write: the store's batches
       // run synchronously, so no transaction is open here).
-      this.db.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(now, row.id);
+      this.db.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(now, parsed.prefix);
     }
-    this.recent.set(row.id, { at: now, from: client });
-    const principal: Principal = {
-      kind: PRINCIPAL_KIND[row.kind],
-      tokenId: row.id,
-      userId: row.user_id,
-      organizationId: row.organization_id,
-      scopes: row.scopes === null ? "all" : (JSON.parse(row.scopes) as string[]),
-      service: row.service,
-      workspaceId: row.workspace_id,
-      ipAllowlist: this.allowlist(row.ip_allowlist),
-      operator,
-      mfa,
-      mustChangePassword,
+    this.recent.set(parsed.prefix, { at: now, from: client });
+    return {
+      ok: true,
+      principal: {
+        kind: PRINCIPAL_KIND[row.kind],
+        tokenId: parsed.prefix,
+        userId: row.user_id,
+        organizationId: row.organization_id,
+        scopes: row.scopes === null ? "all" : this.scopes(row.scopes),
+        service: row.service,
+        workspaceId: row.workspace_id,
+        ipAllowlist: this.allowlist(row.ip_allowlist),
+        operator: row.operator === 1,
+        mfa: row.mfa === 1,
+        mustChangePassword: row.must_change_password === 1,
+      },
     };
-    return { ok: true, principal };
   }
 
   organization(id: string): OrganizationFacts | null {
@@ -107,6 +101,17 @@ export class IamIdentity implements IdentityProvider {
     await store.write((tx) => {
       for (const [id, use] of uses) sql.recordUse(tx, id, use.at, use.from);
     });
+  }
+
+  /** Scopes are stored as JSON arrays; parsed once per distinct list. */
+  private scopes(json: string): readonly string[] {
+    let parsed = this.scopeLists.get(json);
+    if (!parsed) {
+      parsed = Object.freeze(JSON.parse(json) as string[]);
+      if (this.scopeLists.size > 10_000) this.scopeLists.clear();
+      this.scopeLists.set(json, parsed);
+    }
+    return parsed;
   }
 
   /** Allowlists are stored as JSON arrays of CIDRs; parsed once per distinct list. */

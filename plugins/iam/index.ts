@@ -5,7 +5,6 @@
  * exchange; the identity provider the kernel's guard consults.
  */
 import { Elysia, t } from "elysia";
-import { renderSVG } from "uqr";
 import { actorOf } from "../../src/auth/principal.ts";
 import { NotFoundError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
@@ -146,6 +145,7 @@ export const iamPlugin = definePlugin<IamSettings>({
           "/me/mfa/totp",
           async ({ request }) => {
             const enrolment = await iam.startTotp(caller(request));
+            const { renderSVG } = await import("uqr"); // only enrolment needs it
             return { ...enrolment, qr_svg: renderSVG(enrolment.otpauth_uri) };
           },
           { response: m.TotpEnrolment, detail: self("Start TOTP enrolment: a secret, its otpauth URI and QR code") },

@@ -3,10 +3,17 @@
  * keeps serving), at least OWASP's m=19 MiB, t=2, p=1. Verifications run through a small
  * queue so that a flood of logins waits its turn instead of eating every core and all memory.
  */
-import { hash, verify, type Algorithm } from "@node-rs/argon2";
+import type { Algorithm } from "@node-rs/argon2";
 import { randomBytes } from "node:crypto";
 
 const ARGON2ID = 2 as Algorithm; // Algorithm.Argon2id (a const enum, which isolated modules cannot import)
+
+/**
+ * The native addon is loaded on first use, not at start-up: loading it (in the compiled
+ * binary: extracting it to $TMPDIR, then dlopen) cost a third of the start-up time.
+ */
+let argon2: Promise<typeof import("@node-rs/argon2")> | undefined;
+const loadArgon2 = () => (argon2 ??= import("@node-rs/argon2"));
 
 export interface Argon2Parameters {
   memoryKiB: number;
@@ -26,8 +33,8 @@ export class PasswordHasher {
   ) {}
 
   hash(password: string): Promise<string> {
-    return this.limited(() =>
-      hash(password, {
+    return this.limited(async () =>
+      (await loadArgon2()).hash(password, {
         algorithm: ARGON2ID,
         memoryCost: this.parameters.memoryKiB,
         timeCost: this.parameters.iterations,
@@ -38,7 +45,7 @@ export class PasswordHasher {
 
   /** True when `password` matches `encoded`; false for a mismatch or a malformed hash. */
   verify(encoded: string, password: string): Promise<boolean> {
-    return this.limited(() => verify(encoded, password).catch(() => false));
+    return this.limited(async () => (await loadArgon2()).verify(encoded, password).catch(() => false));
   }
 
   /**

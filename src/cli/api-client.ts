@@ -4,7 +4,6 @@
  * only trusted certificate (so the self-signed default is pinned, not blindly accepted).
  */
 import { readFileSync } from "node:fs";
-import { rootCertificates } from "node:tls";
 import type { Config } from "../config/schema.ts";
 import { dataPath } from "../config/load.ts";
 import type { ApiClient } from "../plugin.ts";
@@ -23,16 +22,23 @@ export class ApiError extends Error {
 
 export interface ApiClientOptions {
   baseUrl: string;
-  /** PEM certificates to trust; none means the system's trust store. */
-  ca?: string[];
+  /** A PEM certificate to trust besides the system's roots (the pinned self-signed one). */
+  trust?: string;
   /** Sent as `Authorization: Bearer <token>`. */
   token?: string;
   /** The server's own certificate, when it is pinned (shown to `citadel login`). */
   certificate?: string;
 }
 
-export function createApiClient({ baseUrl, ca, token, certificate }: ApiClientOptions): ApiClient {
+/** The system's root certificates; node:tls is loaded (60 ms) only by commands that connect. */
+async function withSystemRoots(certificate: string): Promise<string[]> {
+  const { rootCertificates } = await import("node:tls");
+  return [...rootCertificates, certificate];
+}
+
+export function createApiClient({ baseUrl, trust, token, certificate }: ApiClientOptions): ApiClient {
   const send = async (method: string, path: string, body?: unknown): Promise<{ response: Response; text: string }> => {
+    const ca = trust ? await withSystemRoots(trust) : undefined;
     let response: Response;
     try {
       response = await fetch(new URL(path, baseUrl), {
@@ -96,5 +102,5 @@ export function localApiClient(config: Config, token?: string): ApiClient {
   }
   // The configured certificate itself (which pins the self-signed default), plus the system's
   // roots for an operator's certificate from a public CA.
-  return createApiClient({ baseUrl: `https://${bracketed}:${port}`, ca: [...rootCertificates, certificate], token, certificate });
+  return createApiClient({ baseUrl: `https://${bracketed}:${port}`, trust: certificate, token, certificate });
 }

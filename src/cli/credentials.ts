@@ -9,7 +9,6 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from
 import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
-import { connect } from "node:tls";
 import { writeFileAtomic } from "../files.ts";
 import type { CommandContext } from "../plugin.ts";
 import { ApiError, createApiClient } from "./api-client.ts";
@@ -54,7 +53,8 @@ function writeStoredLogin(configHome: string, login: StoredLogin): string {
 }
 
 /** Fetches the server's certificate and checks it against the fingerprint the operator gave. */
-export function fetchPinnedCertificate(server: string, fingerprint: string): Promise<string> {
+export async function fetchPinnedCertificate(server: string, fingerprint: string): Promise<string> {
+  const { connect } = await import("node:tls");
   const url = new URL(server);
   const wanted = fingerprint.toUpperCase().replace(/[^0-9A-F]/g, "");
   return new Promise((resolve, reject) => {
@@ -93,7 +93,7 @@ export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> 
   let certificate: string | undefined;
   if (typeof ctx.options.fingerprint === "string") certificate = await fetchPinnedCertificate(server, ctx.options.fingerprint);
   else if (local) certificate = base!.certificate;
-  const api = local && !certificate ? base! : createApiClient({ baseUrl: server, ca: certificate ? [certificate] : undefined });
+  const api = local && !certificate ? base! : createApiClient({ baseUrl: server, trust: certificate });
 
   const scope = typeof ctx.options.scope === "string" ? ctx.options.scope : "read write iam:self";
   const start = await api.request<DeviceStart>("POST", "/oauth/device/code", { client_name: `citadel CLI on ${hostname()}`, scope });
@@ -105,7 +105,7 @@ export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> 
     await Bun.sleep(interval * 1000);
     try {
       const token = await api.request<{ access_token: string }>("POST", "/oauth/token", { grant_type: "urn:ietf:params:oauth:grant-type:device_code", device_code: start.device_code });
-      const me = await createApiClient({ baseUrl: server, ca: certificate ? [certificate] : undefined, token: token.access_token }).request<{ email: string }>("GET", "/v1/iam/me");
+      const me = await createApiClient({ baseUrl: server, trust: certificate, token: token.access_token }).request<{ email: string }>("GET", "/v1/iam/me");
       const path = writeStoredLogin(ctx.configHome, { server, token: token.access_token, token_id: token.access_token.split("_")[2]!, certificate });
       ctx.out(ctx.json ? JSON.stringify({ server, user: me.email, credentials: path }) : `Logged in to ${server} as ${me.email}; the token is in ${path} (mode 0600).`);
       return 0;
@@ -132,7 +132,7 @@ export async function logout(ctx: CommandContext): Promise<number> {
     return 0;
   }
   try {
-    await createApiClient({ baseUrl: stored.server, ca: stored.certificate ? [stored.certificate] : undefined, token: stored.token }).request("DELETE", `/v1/iam/me/tokens/${stored.token_id}`);
+    await createApiClient({ baseUrl: stored.server, trust: stored.certificate, token: stored.token }).request("DELETE", `/v1/iam/me/tokens/${stored.token_id}`);
   } catch (error) {
     ctx.err(`could not revoke the token on ${stored.server} (${error instanceof Error ? error.message : error}); it stays valid until it expires`);
   }
