@@ -75,7 +75,8 @@ export function parseToken(token: string): ParsedToken | null {
 }
 
 export function hashToken(token: string): Buffer {
-  return Bun.SHA256.hash(token) as Buffer; // (6× faster than node:crypto's createHash for one token)
+  const digest = Bun.SHA256.hash(token) as Uint8Array; // (6× faster than node:crypto's createHash for one token)
+  return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength);
 }
 
 /** Compares a presented token with a stored hash in constant time. */
