@@ -24,12 +24,16 @@ export class IamIdentity implements IdentityProvider {
   private readonly allowlists = new Map<string, Cidr[]>();
   private readonly scopeLists = new Map<string, readonly string[]>();
 
-  constructor(private readonly db: Database) {}
+  private readonly credentialQuery;
+
+  constructor(private readonly db: Database) {
+    this.credentialQuery = sql.credentialForAuthentication(db);
+  }
 
   authenticate(token: string, client: string, now: number): AuthResult {
     const parsed = parseToken(token);
     if (!parsed) return { ok: false, reason: "malformed" };
-    const row = sql.credentialForAuthentication(this.db, parsed.prefix);
+    const row = this.credentialQuery.get(parsed.prefix);
     if (!row || !tokenMatches(token, row.hash)) return { ok: false, reason: "unknown" };
     const expectedKinds = KIND_OF_PREFIX[parsed.kind];
     const kindMatches = expectedKinds ? expectedKinds.includes(row.kind) : row.kind === "service" && row.service === parsed.kind;

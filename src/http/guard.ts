@@ -16,6 +16,7 @@ import { effectiveRole, permissionForScope, roleAllows } from "../auth/rbac.ts";
 import { scopeService, scopesGrant } from "../auth/scopes.ts";
 import { cidrContains, parseIp, type Cidr } from "../net/ip.ts";
 import type { AccessSpec } from "./access.ts";
+import { auditRequest } from "./audit-request.ts";
 import { HttpProblem } from "./problem.ts";
 import { requestMeta } from "./request-meta.ts";
 
@@ -43,6 +44,13 @@ export function createGuard({ identity, confirmations, limits, recordSecurityEve
     throw new HttpProblem(429, "rate_limited", `Too many requests; retry in ${decision.retryAfter} s.`, rateLimitHeaders(decision));
   };
 
+  /** Every refusal costs the caller's address a token of the strict bucket: a prober soon gets 429. */
+  const failed = (request: Request, principal?: Principal) => {
+    const key = `address:${requestMeta(request).client}`;
+    const decision = limits.auth.take(key);
+    if (!decision.allowed) limited(key, decision, request, principal);
+  };
+
   return function guard(spec, request, params, route) {
     const meta = requestMeta(request);
     if (!spec) throw new HttpProblem(403, "forbidden", "This route declares no access rule, so it is closed.");
@@ -60,12 +68,14 @@ export function createGuard({ identity, confirmations, limits, recordSecurityEve
     const result = provider.authenticate(token, meta.client, now());
     if (!result.ok) {
       recordSecurityEvent({ action: "auth.token.reject", actor: { kind: "anonymous" }, outcome: "failure", reason: result.reason, request: requestContext(request) });
+      failed(request); // guessing tokens is throttled like guessing passwords
       throw new HttpProblem(401, "unauthorized", REJECTIONS[result.reason], { "www-authenticate": 'Bearer realm="citadel", error="invalid_token"' });
     }
     const p = result.principal;
     meta.principal = p;
     const deny = (why: string, code = "forbidden"): never => {
       recordSecurityEvent({ action: "auth.permission.deny", actor: actorOf(p), outcome: "failure", reason: `${request.method} ${route}: ${why}`, request: requestContext(request) });
+      failed(request, p);
       throw new HttpProblem(403, code, `${why[0]!.toUpperCase()}${why.slice(1)}.`);
     };
 
@@ -141,7 +151,4 @@ function allowedFrom(client: string, allowlist: readonly Cidr[]): boolean {
   return ip !== null && allowlist.some((c) => cidrContains(c, ip));
 }
 
-function requestContext(request: Request) {
-  const meta = requestMeta(request);
-  return { id: meta.id, source: meta.client, userAgent: request.headers.get("user-agent") };
-}
+const requestContext = auditRequest;

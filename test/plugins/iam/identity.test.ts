@@ -232,3 +232,15 @@ describe("the first owner's one-time password", () => {
     expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: "new@example.org", password: made.body.password } })).status).toBe(401); // spent
   });
 });
+
+describe("refusals feed the rate limiter", () => {
+  test("guessing tokens from one address soon gets 429, another address is unaffected", async () => {
+    const c = await testCitadel({ config: { rate_limit: { auth: { per_second: 1, burst: 5 } } } });
+    const guess = (address: string) => c.send("GET", "/v1/system/info", "citadel_pat_AAAAAAAA_" + "B".repeat(38), from(address));
+    const statuses = [];
+    for (let i = 0; i < 7; i++) statuses.push((await guess("203.0.113.66")).status);
+    expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
+    expect(statuses.slice(5)).toEqual([429, 429]);
+    expect((await guess("203.0.113.67")).status).toBe(401);
+  });
+});
