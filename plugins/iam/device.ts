@@ -121,22 +121,19 @@ export class DeviceFlow {
     const days = this.k.settings.token_default_days;
     await this.k.store.write((tx) => {
       if (!sql.consumeDeviceGrant(tx, grant.id)) throw oauthError(400, "invalid_grant", "This device code was used already.");
-      sql.insertCredential(tx, {
-        id: t.prefix,
-        kind: "device",
-        hash: t.hash,
-        name: `device login: ${grant.client_name}`,
-        user_id: user.id,
-        organization_id: null,
-        service: null,
-        scopes: grant.scopes,
-        workspace_id: null,
-        ip_allowlist: "[]",
-        parent_id: null,
-        created_at: now,
-        expires_at: now + days * 86_400_000,
-        idle_timeout_ms: null,
-      });
+      sql.insertCredential(
+        tx,
+        sql.credentialRow({
+          id: t.prefix,
+          kind: "device",
+          hash: t.hash,
+          name: `device login: ${grant.client_name}`,
+          user_id: user.id,
+          scopes: grant.scopes,
+          created_at: now,
+          expires_at: now + days * 86_400_000,
+        }),
+      );
       this.k.audit.record(tx, { action: "iam.token.create", actor: { kind: "user", user: user.id, token: t.prefix }, outcome: "success", resource: { type: "token", id: t.prefix }, reason: "device login", request });
     });
     return { access_token: t.token, token_type: "Bearer", expires_in: days * 86_400, scope: (JSON.parse(grant.scopes) as string[]).join(" ") };

@@ -189,22 +189,19 @@ export class IamService {
       if (usedRecovery && !sql.useRecoveryCode(tx, user.id, usedRecovery, now)) throw new LoginFailedError("The email or password is wrong.");
       if (usedStep !== null) sql.setTotpLastStep(tx, user.id, usedStep);
       if (rehash) sql.rehashPassword(tx, user.id, rehash);
-      sql.insertCredential(tx, {
-        id: session.prefix,
-        kind: "session",
-        hash: session.hash,
-        name: "login",
-        user_id: user.id,
-        organization_id: null,
-        service: null,
-        scopes: null,
-        workspace_id: null,
-        ip_allowlist: "[]",
-        parent_id: null,
-        created_at: now,
-        expires_at: now + s.session_ttl_hours * 3_600_000,
-        idle_timeout_ms: s.session_idle_minutes * 60_000,
-      });
+      sql.insertCredential(
+        tx,
+        sql.credentialRow({
+          id: session.prefix,
+          kind: "session",
+          hash: session.hash,
+          name: "login",
+          user_id: user.id,
+          created_at: now,
+          expires_at: now + s.session_ttl_hours * 3_600_000,
+          idle_timeout_ms: s.session_idle_minutes * 60_000,
+        }),
+      );
       this.audit(tx, {
         action: "iam.login",
         actor: { kind: "user", user: user.id, token: session.prefix },
@@ -324,22 +321,22 @@ export class IamService {
     }
     const t = generateToken(TOKEN_KINDS.pat);
     await this.k.store.write((tx) => {
-      sql.insertCredential(tx, {
-        id: t.prefix,
-        kind,
-        hash: t.hash,
-        name: input.name,
-        user_id: user.id,
-        organization_id: input.organization ?? null,
-        service: null,
-        scopes: JSON.stringify(scopes),
-        workspace_id: input.workspace ?? null,
-        ip_allowlist: allowlist,
-        parent_id: null,
-        created_at: this.now(),
-        expires_at: expiresAt,
-        idle_timeout_ms: null,
-      });
+      sql.insertCredential(
+        tx,
+        sql.credentialRow({
+          id: t.prefix,
+          kind,
+          hash: t.hash,
+          name: input.name,
+          user_id: user.id,
+          organization_id: input.organization ?? null,
+          scopes: JSON.stringify(scopes),
+          workspace_id: input.workspace ?? null,
+          ip_allowlist: allowlist,
+          created_at: this.now(),
+          expires_at: expiresAt,
+        }),
+      );
       this.audit(tx, { action: "iam.token.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "token", id: t.prefix }, reason: `scopes ${scopes.join(" ")}`, request: caller.request });
     });
     return { token: t.token, ...this.credentialView(sql.credentialById(this.db, t.prefix)!) };
@@ -403,22 +400,23 @@ export class IamService {
     const expiresAt = Math.min(this.now() + ttl, row.expires_at ?? Infinity);
     const t = generateToken(TOKEN_KINDS.workload);
     await this.k.store.write((tx) => {
-      sql.insertCredential(tx, {
-        id: t.prefix,
-        kind: "workload",
-        hash: t.hash,
-        name: "workload",
-        user_id: row.user_id,
-        organization_id: row.organization_id,
-        service: null,
-        scopes: JSON.stringify([...new Set(scopes)].sort()),
-        workspace_id: row.workspace_id,
-        ip_allowlist: row.ip_allowlist,
-        parent_id: row.id,
-        created_at: this.now(),
-        expires_at: expiresAt,
-        idle_timeout_ms: null,
-      });
+      sql.insertCredential(
+        tx,
+        sql.credentialRow({
+          id: t.prefix,
+          kind: "workload",
+          hash: t.hash,
+          name: "workload",
+          user_id: row.user_id,
+          organization_id: row.organization_id,
+          scopes: JSON.stringify([...new Set(scopes)].sort()),
+          workspace_id: row.workspace_id,
+          ip_allowlist: row.ip_allowlist,
+          parent_id: row.id,
+          created_at: this.now(),
+          expires_at: expiresAt,
+        }),
+      );
       this.audit(tx, { action: "iam.token.exchange", actor: actorOf(parent), outcome: "success", resource: { type: "token", id: t.prefix }, reason: `scopes ${scopes.join(" ")}`, request });
     });
     return { access_token: t.token, issued_token_type: "urn:ietf:params:oauth:token-type:access_token", token_type: "Bearer", expires_in: Math.floor((expiresAt - this.now()) / 1000), scope: scopes.join(" ") };
@@ -430,22 +428,22 @@ export class IamService {
     const t = generateToken(TOKEN_KINDS.console);
     const expiresAt = this.now() + 120_000;
     await this.k.store.write((tx) => {
-      sql.insertCredential(tx, {
-        id: t.prefix,
-        kind: "console",
-        hash: t.hash,
-        name: "console",
-        user_id: user.id,
-        organization_id: caller.principal.organizationId,
-        service: null,
-        scopes: JSON.stringify(["shell:connect"]),
-        workspace_id: caller.principal.workspaceId,
-        ip_allowlist: "[]",
-        parent_id: caller.principal.tokenId,
-        created_at: this.now(),
-        expires_at: expiresAt,
-        idle_timeout_ms: null,
-      });
+      sql.insertCredential(
+        tx,
+        sql.credentialRow({
+          id: t.prefix,
+          kind: "console",
+          hash: t.hash,
+          name: "console",
+          user_id: user.id,
+          organization_id: caller.principal.organizationId,
+          scopes: JSON.stringify(["shell:connect"]),
+          workspace_id: caller.principal.workspaceId,
+          parent_id: caller.principal.tokenId,
+          created_at: this.now(),
+          expires_at: expiresAt,
+        }),
+      );
       this.audit(tx, { action: "iam.console_token.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "token", id: t.prefix }, request: caller.request });
     });
     return { token: t.token, expires_at: new Date(expiresAt).toISOString(), single_use: true };
@@ -669,22 +667,21 @@ export class IamService {
     if (foreign) throw new InvalidError(`an API key for ${input.service} can only carry ${input.service}:* scopes, not ${foreign}`, "scopes");
     const t = generateToken(input.service);
     await this.k.store.write((tx) => {
-      sql.insertCredential(tx, {
-        id: t.prefix,
-        kind: "service",
-        hash: t.hash,
-        name: input.name,
-        user_id: null,
-        organization_id: orgId,
-        service: input.service,
-        scopes: JSON.stringify(scopes),
-        workspace_id: null,
-        ip_allowlist: allowlist,
-        parent_id: null,
-        created_at: this.now(),
-        expires_at: expiresAt,
-        idle_timeout_ms: null,
-      });
+      sql.insertCredential(
+        tx,
+        sql.credentialRow({
+          id: t.prefix,
+          kind: "service",
+          hash: t.hash,
+          name: input.name,
+          organization_id: orgId,
+          service: input.service,
+          scopes: JSON.stringify(scopes),
+          ip_allowlist: allowlist,
+          created_at: this.now(),
+          expires_at: expiresAt,
+        }),
+      );
       this.audit(tx, { action: "iam.api_key.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "api_key", id: t.prefix }, organization: orgId, reason: `${input.service}: ${scopes.join(" ")}`, request: caller.request });
     });
     return { token: t.token, ...this.credentialView(sql.credentialById(this.db, t.prefix)!) };

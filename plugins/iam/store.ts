@@ -259,7 +259,26 @@ export const credentialForAuthentication = (db: Database) =>
        FROM credentials c WHERE c.id = ?`,
   );
 
-export function insertCredential(tx: Database, row: Omit<CredentialRow, "last_used_at" | "last_used_from" | "revoked_at">): void {
+export type NewCredentialRow = Omit<CredentialRow, "last_used_at" | "last_used_from" | "revoked_at">;
+
+/** A credential row with everything optional left empty: no user, organization, scopes, limits. */
+export function credentialRow(row: Pick<NewCredentialRow, "id" | "kind" | "hash" | "created_at"> & Partial<NewCredentialRow>): NewCredentialRow {
+  return {
+    name: null,
+    user_id: null,
+    organization_id: null,
+    service: null,
+    scopes: null,
+    workspace_id: null,
+    ip_allowlist: "[]",
+    parent_id: null,
+    expires_at: null,
+    idle_timeout_ms: null,
+    ...row,
+  };
+}
+
+export function insertCredential(tx: Database, row: NewCredentialRow): void {
   tx.query(
     `INSERT INTO credentials (id, kind, hash, name, user_id, organization_id, service, scopes, workspace_id, ip_allowlist, parent_id, created_at, expires_at, idle_timeout_ms)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
