@@ -25,6 +25,7 @@ const ACTIONS = [
   ["iam.logout", "A session ended (or every session of a user)."],
   ["iam.session.revoke", "A user ended one of their sessions."],
   ["iam.password.change", "A user changed their password (their other sessions ended)."],
+  ["iam.mfa.start", "A user started TOTP enrolment (a pending secret was made)."],
   ["iam.mfa.enable", "A user enabled TOTP."],
   ["iam.mfa.disable", "A user disabled TOTP."],
   ["iam.token.create", "A personal access token (or a device-login token) was made."],

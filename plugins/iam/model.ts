@@ -11,7 +11,7 @@ export const LoginRequest = t.Object({
   email: t.String({ minLength: 1, maxLength: 320 }),
   password: t.String({ minLength: 1, maxLength: 1024 }),
   totp: t.Optional(t.String({ maxLength: 10 })),
-  recovery_code: t.Optional(t.String({ maxLength: 20 })),
+  recovery_code: t.Optional(t.String({ maxLength: 30 })),
 });
 
 export const User = t.Object({

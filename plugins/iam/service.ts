@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import type { AuditActor, AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { PasswordHasher, passwordProblem } from "../../src/auth/password.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
-import { isRole, roleAllows, type Role } from "../../src/auth/rbac.ts";
+import { isRole, permissionForScope, roleAllows, type Role } from "../../src/auth/rbac.ts";
 import { isScope, scopeService, scopesWithin } from "../../src/auth/scopes.ts";
 import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
 import { base32Encode, newTotpSecret, otpauthUri, verifyTotp } from "../../src/auth/totp.ts";
@@ -29,6 +29,12 @@ const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,62}$/u;
 
 export const newId = (prefix: string) => `${prefix}_${randomBase62(14)}`;
+
+const RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"; // 31: no 0/o, 1/l/i look-alikes
+function recoveryCode(): string {
+  const chars = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => RECOVERY_ALPHABET[b % RECOVERY_ALPHABET.length]).join("");
+  return chars.match(/.{4}/g)!.join("-");
+}
 const hashCode = (code: string) => createHash("sha256").update(code.replace(/[\s-]/g, "").toLowerCase()).digest();
 const userKeyOwner = (userId: string) => `iam-user/${userId}`;
 
@@ -187,7 +193,8 @@ export class IamService {
     const rehash = this.hasher.needsRehash(user.password_hash) ? await this.hasher.hash(input.password) : null;
     await this.k.store.write((tx) => {
       if (usedRecovery && !sql.useRecoveryCode(tx, user.id, usedRecovery, now)) throw new LoginFailedError("The email or password is wrong.");
-      if (usedStep !== null) sql.setTotpLastStep(tx, user.id, usedStep);
+      // Conditional, in the transaction: two logins racing with one code cannot both pass.
+      if (usedStep !== null && !sql.advanceTotpStep(tx, user.id, usedStep)) throw new LoginFailedError("The email or password is wrong.");
       if (rehash) sql.rehashPassword(tx, user.id, rehash);
       sql.insertCredential(
         tx,
@@ -210,7 +217,7 @@ export class IamService {
         request,
       });
     }).catch(async (error) => {
-      if (error instanceof LoginFailedError) return fail("wrong recovery code");
+      if (error instanceof LoginFailedError) return fail(usedRecovery ? "wrong recovery code" : "TOTP code used before (replay)");
       throw error;
     });
     this.failures.delete(pairKey);
@@ -254,23 +261,34 @@ export class IamService {
   // --- TOTP -------------------------------------------------------------------------------
 
   /** Starts TOTP enrolment: a new secret (kept encrypted, pending) and its otpauth URI. */
+  /** MFA changes need the person, not one of their tokens: a leaked token must not lock them out. */
+  private requireSession(p: Principal): void {
+    if (p.kind !== "session") throw new ForbiddenError("log in (a session, not a token) to change two-factor authentication");
+  }
+
   async startTotp(caller: Caller) {
+    this.requireSession(caller.principal);
     const user = this.requireUser(caller.principal);
     if (user.totp_enabled_at !== null) throw new ConflictError("two-factor authentication is enabled already; disable it first");
     const secret = newTotpSecret();
-    await this.k.store.write((tx) => sql.setTotpPending(tx, user.id, this.k.seal.keyring().encrypt(tx, userKeyOwner(user.id), `users/${user.id}/totp_pending`, secret)));
+    await this.k.store.write((tx) => {
+      sql.setTotpPending(tx, user.id, this.k.seal.keyring().encrypt(tx, userKeyOwner(user.id), `users/${user.id}/totp_pending`, secret));
+      this.audit(tx, { action: "iam.mfa.start", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: user.id }, request: caller.request });
+    });
     return { secret: base32Encode(secret), otpauth_uri: otpauthUri("Citadel", user.email, secret) };
   }
 
   /** Confirms enrolment with a first code; enables TOTP and returns ten recovery codes, once. */
   async confirmTotp(caller: Caller, code: string) {
+    this.requireSession(caller.principal);
     const user = this.requireUser(caller.principal);
     if (!user.totp_pending) throw new ConflictError("start the enrolment first (POST /v1/iam/me/mfa/totp)");
     const keyring = this.k.seal.keyring();
     const secret = keyring.decrypt(userKeyOwner(user.id), `users/${user.id}/totp_pending`, user.totp_pending);
     const step = verifyTotp(secret, code.trim(), this.now());
     if (step === null) throw new InvalidError("the code does not match: check the device's clock", "code");
-    const codes = Array.from({ length: 10 }, () => `${randomBase62(5)}-${randomBase62(5)}`.toLowerCase());
+    // 16 characters of a 32-letter alphabet: 80 bits each, beyond offline guessing even as a plain hash.
+    const codes = Array.from({ length: 10 }, () => recoveryCode());
     await this.k.store.write((tx) => {
       sql.enableTotp(tx, user.id, keyring.encrypt(tx, userKeyOwner(user.id), `users/${user.id}/totp`, secret), step, this.now());
       sql.replaceRecoveryCodes(tx, user.id, codes.map(hashCode));
@@ -280,6 +298,7 @@ export class IamService {
   }
 
   async disableTotp(caller: Caller, code: string) {
+    this.requireSession(caller.principal);
     const user = this.requireUser(caller.principal);
     if (user.totp_enabled_at === null) throw new ConflictError("two-factor authentication is not enabled");
     const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp`, user.totp_secret!);
@@ -310,10 +329,15 @@ export class IamService {
     kind: "pat" | "device" = "pat",
   ) {
     const user = this.requireUser(caller.principal);
-    const { expiresAt, allowlist, scopes } = this.checkTokenInput(input);
+    const checked = this.checkTokenInput(input);
+    const { scopes } = checked;
     if (caller.principal.scopes !== "all" && !scopesWithin(scopes, caller.principal.scopes)) {
       throw new ForbiddenError("a token cannot grant more than the credential that makes it");
     }
+    // A child never escapes its parent: same organization, workspace and allowlist, no later expiry.
+    const limits = this.inheritedLimits(caller.principal, { organization: input.organization, workspace: input.workspace, allowlist: checked.allowlist, expiresAt: checked.expiresAt });
+    const { expiresAt, allowlist } = limits;
+    input = { ...input, organization: limits.organization ?? undefined, workspace: limits.workspace ?? undefined };
     if (input.organization && !sql.roleOf(this.db, input.organization, user.id)) throw new InvalidError("you are not a member of that organization", "organization");
     if (input.workspace) {
       const ws = sql.workspaceById(this.db, input.workspace);
@@ -342,6 +366,27 @@ export class IamService {
     return { token: t.token, ...this.credentialView(sql.credentialById(this.db, t.prefix)!) };
   }
 
+  /**
+   * The limits a credential made by `p` inherits. A login session is the user itself and
+   * passes none on; any other credential passes on its organization, workspace, address
+   * allowlist and expiry. Workload and console tokens make nothing.
+   */
+  private inheritedLimits(p: Principal, wanted: { organization?: string; workspace?: string; allowlist: string; expiresAt: number }) {
+    if (p.kind === "session") return { organization: wanted.organization ?? null, workspace: wanted.workspace ?? null, allowlist: wanted.allowlist, expiresAt: wanted.expiresAt };
+    if (p.kind === "workload" || p.kind === "console") throw new ForbiddenError("a workload or console token cannot make other credentials");
+    const parent = sql.credentialById(this.db, p.tokenId)!;
+    const conflict = (mine: string | undefined, theirs: string | null) => mine !== undefined && theirs !== null && mine !== theirs;
+    if (conflict(wanted.organization, parent.organization_id) || conflict(wanted.workspace, parent.workspace_id)) {
+      throw new ForbiddenError("this token is restricted to another organization or workspace");
+    }
+    return {
+      organization: parent.organization_id ?? wanted.organization ?? null,
+      workspace: parent.workspace_id ?? wanted.workspace ?? null,
+      allowlist: parent.ip_allowlist !== "[]" ? parent.ip_allowlist : wanted.allowlist,
+      expiresAt: Math.min(wanted.expiresAt, parent.expires_at ?? Infinity),
+    };
+  }
+
   private checkTokenInput(input: { name: string; scopes: string[]; expires_in_days?: number; ip_allowlist?: string[] }) {
     const s = this.k.settings;
     if (!NAME.test(input.name)) throw new InvalidError("a short name: letters, digits, space, . _ -", "name");
@@ -362,8 +407,14 @@ export class IamService {
     return sql.credentialsOfUser(this.db, user.id, ["pat", "device", "workload"]).map((c) => this.credentialView(c));
   }
 
+  /** A login session manages all of the user's tokens; any other credential only itself. */
+  private mayManageToken(p: Principal, id: string): void {
+    if (p.kind !== "session" && p.tokenId !== id) throw new ForbiddenError("only a login session can manage the user's other tokens");
+  }
+
   async revokeToken(caller: Caller, id: string) {
     const user = this.requireUser(caller.principal);
+    this.mayManageToken(caller.principal, id);
     const c = sql.credentialById(this.db, id);
     if (!c || c.user_id !== user.id || !["pat", "device", "workload"].includes(c.kind) || c.revoked_at !== null) throw new NotFoundError("No such token.");
     await this.k.store.write((tx) => {
@@ -372,15 +423,16 @@ export class IamService {
     });
   }
 
-  /** A new token with the same name, scopes, restrictions and lifetime; the old one is revoked. */
+  /** A new token with the same name, scopes, restrictions and expiry; the old one is revoked. */
   async rotateToken(caller: Caller, id: string) {
     const user = this.requireUser(caller.principal);
+    this.mayManageToken(caller.principal, id);
     const c = sql.credentialById(this.db, id);
     if (!c || c.user_id !== user.id || !["pat", "device"].includes(c.kind) || c.revoked_at !== null) throw new NotFoundError("No such token.");
-    const lifetime = c.expires_at === null ? this.k.settings.token_default_days * DAY_MS : c.expires_at - c.created_at;
     const t = generateToken(TOKEN_KINDS.pat);
     await this.k.store.write((tx) => {
-      sql.insertCredential(tx, { ...c, id: t.prefix, hash: t.hash, parent_id: c.id, created_at: this.now(), expires_at: this.now() + lifetime });
+      // Rotation replaces the secret, not the lifetime: the expiry stays where it was.
+      sql.insertCredential(tx, { ...c, id: t.prefix, hash: t.hash, created_at: this.now() });
       sql.revokeCredential(tx, c.id, this.now());
       this.audit(tx, { action: "iam.token.rotate", actor: actorOf(caller.principal), outcome: "success", resource: { type: "token", id: t.prefix }, reason: `replaces ${c.id}`, request: caller.request });
     });
@@ -409,6 +461,7 @@ export class IamService {
           name: "workload",
           user_id: row.user_id,
           organization_id: row.organization_id,
+          service: row.service,
           scopes: JSON.stringify([...new Set(scopes)].sort()),
           workspace_id: row.workspace_id,
           ip_allowlist: row.ip_allowlist,
@@ -426,7 +479,8 @@ export class IamService {
   async consoleToken(caller: Caller) {
     const user = this.requireUser(caller.principal);
     const t = generateToken(TOKEN_KINDS.console);
-    const expiresAt = this.now() + 120_000;
+    const limits = this.inheritedLimits(caller.principal, { allowlist: "[]", expiresAt: this.now() + 120_000 });
+    const expiresAt = limits.expiresAt;
     await this.k.store.write((tx) => {
       sql.insertCredential(
         tx,
@@ -436,9 +490,10 @@ export class IamService {
           hash: t.hash,
           name: "console",
           user_id: user.id,
-          organization_id: caller.principal.organizationId,
+          organization_id: limits.organization,
           scopes: JSON.stringify(["shell:connect"]),
-          workspace_id: caller.principal.workspaceId,
+          workspace_id: limits.workspace,
+          ip_allowlist: limits.allowlist,
           parent_id: caller.principal.tokenId,
           created_at: this.now(),
           expires_at: expiresAt,
@@ -629,7 +684,10 @@ export class IamService {
   /** Narrows (or with null, stops narrowing) a member's role in one workspace. */
   async setWorkspaceRole(caller: Caller, workspaceId: string, userId: string, role: string | null) {
     const ws = sql.workspaceById(this.db, workspaceId)!;
-    if (!sql.roleOf(this.db, ws.organization_id, userId)) throw new InvalidError("that user is not a member of the organization", "user");
+    const targetRole = sql.roleOf(this.db, ws.organization_id, userId);
+    if (!targetRole) throw new InvalidError("that user is not a member of the organization", "user");
+    const callerRole = caller.principal.userId ? sql.roleOf(this.db, ws.organization_id, caller.principal.userId) : null;
+    if (targetRole === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may narrow an owner's role");
     if (role !== null && !isRole(role)) throw new InvalidError("one of viewer, editor, admin, owner", "role");
     await this.k.store.write((tx) => {
       if (role === null) sql.clearWorkspaceRole(tx, workspaceId, userId);
@@ -665,6 +723,12 @@ export class IamService {
     const { expiresAt, allowlist, scopes } = this.checkTokenInput(input);
     const foreign = scopes.find((s) => scopeService(s) !== input.service);
     if (foreign) throw new InvalidError(`an API key for ${input.service} can only carry ${input.service}:* scopes, not ${foreign}`, "scopes");
+    // A key carries no more than its maker: the maker's scopes, and what the maker's role allows.
+    const p = caller.principal;
+    if (p.scopes !== "all" && !scopesWithin(scopes, p.scopes)) throw new ForbiddenError("an API key cannot carry scopes the credential that makes it lacks");
+    const role = p.userId ? sql.roleOf(this.db, orgId, p.userId) : null;
+    const beyondRole = scopes.find((scope) => !role || !roleAllows(role, permissionForScope(scope)));
+    if (beyondRole) throw new ForbiddenError(`your role does not allow making a key with ${beyondRole}`);
     const t = generateToken(input.service);
     await this.k.store.write((tx) => {
       sql.insertCredential(

@@ -154,7 +154,9 @@ export const enableTotp = (tx: Database, userId: string, secret: Uint8Array, ste
 export const disableTotp = (tx: Database, userId: string) =>
   tx.query("UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = ?").run(userId);
 
-export const setTotpLastStep = (tx: Database, userId: string, step: number) => tx.query("UPDATE users SET totp_last_step = ? WHERE id = ?").run(step, userId);
+/** Records the TOTP step used, only if it is newer than the last: true when it was. */
+export const advanceTotpStep = (tx: Database, userId: string, step: number) =>
+  tx.query("UPDATE users SET totp_last_step = ? WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)").run(step, userId, step).changes === 1;
 
 export const roleOf = (db: Database, orgId: string, userId: string) =>
   db.query<{ role: Role }, [string, string]>("SELECT role FROM memberships WHERE organization_id = ? AND user_id = ?").get(orgId, userId)?.role ?? null;
@@ -300,8 +302,14 @@ export function insertCredential(tx: Database, row: NewCredentialRow): void {
   );
 }
 
+/** Revokes a credential and every credential made from it (workload tokens and their children). */
 export const revokeCredential = (tx: Database, id: string, now: number) =>
-  tx.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(now, id);
+  tx
+    .query(
+      `WITH RECURSIVE family(id) AS (SELECT ? UNION SELECT c.id FROM credentials c JOIN family f ON c.parent_id = f.id)
+       UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
+    )
+    .run(id, now);
 
 export const revokeUserCredentials = (tx: Database, userId: string, kinds: readonly CredentialKind[], now: number) =>
   tx.query(`UPDATE credentials SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND kind IN (${kinds.map(() => "?").join(", ")})`).run(now, userId, ...kinds);
