@@ -10,7 +10,7 @@ import type { AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { isScope } from "../../src/auth/scopes.ts";
 import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
-import { InvalidError, NotFoundError } from "../../src/errors.ts";
+import { ForbiddenError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { newId } from "./service.ts";
@@ -81,6 +81,9 @@ export class DeviceFlow {
   /** The user's decision, made with their own credentials. */
   async decide(userCode: string, approve: boolean, principal: Principal, request: AuditRequestContext) {
     if (!principal.userId) throw new InvalidError("a user approves a device login, not an API key", "user_code");
+    // The device receives the user's full session rights, so only a session may grant them:
+    // a narrowly scoped token must not mint a broader credential by approving its own login.
+    if (principal.kind !== "session") throw new ForbiddenError("Approving a device login needs a login session, not a token.");
     const grant = sql.pendingDeviceGrantByUserCode(this.k.store.db, normalizeUserCode(userCode));
     if (!grant || grant.expires_at <= this.now()) throw new NotFoundError("No pending login with that code (it may have expired).");
     await this.k.store.write((tx) => {

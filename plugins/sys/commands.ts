@@ -16,7 +16,7 @@ function printStatus(ctx: CommandContext, status: Status): void {
 export const sysCommands: Command[] = [
   {
     words: ["unseal"],
-    summary: "Unseal: give one key share (read without echo, or from standard input), or reload the configured key",
+    summary: "Unseal with key shares: give one share (read without echo, or from standard input)",
     args: "[share]",
     maxArgs: 1,
     options: { reset: { type: "boolean", description: "Forget the shares given so far" } },

@@ -4,23 +4,21 @@
  */
 import { Elysia } from "elysia";
 import { rekey, rotateKek } from "../../src/crypto/key-operations.ts";
-import { readConfiguredRootKey } from "../../src/crypto/key-operations.ts";
-import type { RootKeyRecord } from "../../src/crypto/keyring.ts";
+import { promoteRootKey, type RootKeyRecord } from "../../src/crypto/keyring.ts";
 import { UnsealError } from "../../src/crypto/seal.ts";
-import { InvalidError, UnavailableError } from "../../src/errors.ts";
-import { RootKeyError } from "../../src/crypto/root-key.ts";
+import { ConflictError, InvalidError } from "../../src/errors.ts";
 import { actorOf } from "../../src/auth/principal.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
 
-/** Whoever gives a share or asks for a reload: the share (or the host's key) is the credential. */
-const SHARE_HOLDER = { kind: "anonymous" as const };
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { sysCommands } from "./commands.ts";
 import { KeysStatus, RekeyRequest, RekeyResponse, RotateResponse, SealStatus, UnsealRequest, UnsealResponse } from "./model.ts";
 
 const DAY_MS = 86_400_000;
+/** Whoever gives a key share: the share is the credential. */
+const SHARE_HOLDER = { kind: "anonymous" as const };
 
 export const sysPlugin = definePlugin({
   name: "sys",
@@ -38,7 +36,7 @@ export const sysPlugin = definePlugin({
       .post("/unseal", ({ body, request }) => unseal(k, body, request), {
         body: UnsealRequest,
         response: UnsealResponse,
-        detail: { summary: "Give one key share (Shamir), or reload the configured root key", tags: ["sys"], ...access({ public: true, authLimit: true }) },
+        detail: { summary: "Give one key share (Shamir); a key file or credential unseals by restarting", tags: ["sys"], ...access({ public: true, authLimit: true }) },
       })
       .post(
         "/seal",
@@ -75,33 +73,37 @@ export const sysPlugin = definePlugin({
 async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Request) {
   if (body.reset) k.seal.resetShares();
   if (!k.seal.sealed) return { unsealed: false, status: k.seal.status() };
+  if (k.keySource.method !== "shamir") {
+    // The key file or credential unseals at start only: were a request enough to reload it,
+    // anyone could undo an operator's seal with one call. A restart needs the host's administrator.
+    const source = k.keySource.method === "key_file" ? "key file" : "systemd credential";
+    throw new ConflictError(`This Citadel unseals from its ${source} when it starts: restart the service to unseal it.`);
+  }
+  if (body.share === undefined) {
+    if (body.reset) return { unsealed: false, status: k.seal.status() };
+    throw new InvalidError("give a key share: this Citadel is sealed with Shamir shares", "share");
+  }
   const context = auditRequest(request);
+  let result;
   try {
-    let result;
-    if (body.share !== undefined) result = k.seal.submitShare(body.share);
-    else if (k.keySource.method === "shamir") {
-      if (body.reset) return { unsealed: false, status: k.seal.status() };
-      throw new InvalidError("give a key share: this Citadel is sealed with Shamir shares", "share");
-    } else result = k.seal.unsealWithKey(readConfiguredRootKey(k.keySource));
-    if (result.unsealed) {
-      await k.store.write((tx) => {
-        k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "success", request: context, resource: { type: "root_key", id: k.seal.keyring().rootId } });
-        if (result.promoted) k.audit.record(tx, { action: "keys.root.promote", actor: SHARE_HOLDER, outcome: "success", resource: { type: "root_key", id: k.seal.keyring().rootId } });
-      });
-      k.log.info("unsealed", { key_id: k.seal.keyring().rootId });
-    }
-    return { unsealed: result.unsealed, status: result.status };
+    result = k.seal.submitShare(body.share);
   } catch (error) {
-    if (error instanceof RootKeyError) {
-      // The host's key file or credential is wrong: the operator needs the log, the client no paths.
-      k.log.error("cannot read the root key", { error });
-      await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "failure", reason: "the configured root key could not be read", request: context }));
-      throw new UnavailableError("The configured root key could not be read; the server log says why.");
-    }
     if (!(error instanceof UnsealError)) throw error;
     await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "failure", reason: error.message, request: context }));
     throw new InvalidError(error.message, "share");
   }
+  if (result.unsealed) {
+    const promote = result.promote; // the new shares of a rekey, used for the first time
+    await k.store.write((tx) => {
+      k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "success", request: context, resource: { type: "root_key", id: k.seal.keyring().rootId } });
+      if (promote) {
+        promoteRootKey(tx, promote);
+        k.audit.record(tx, { action: "keys.root.promote", actor: SHARE_HOLDER, outcome: "success", resource: { type: "root_key", id: promote } });
+      }
+    });
+    k.log.info("unsealed", { key_id: k.seal.keyring().rootId });
+  }
+  return { unsealed: result.unsealed, status: result.status };
 }
 
 function keysStatus(k: Kernel) {

@@ -8,6 +8,7 @@ export const KERNEL_ACTIONS: readonly AuditActionType[] = [
   { type: "keys.kek.rotate", description: "A new key-encryption key version was made; data keys are re-wrapped with it." },
   { type: "keys.root.rekey", description: "A new root key was made (pending until it is used to unseal, or written as the key file)." },
   { type: "keys.root.promote", description: "A pending root key became the root key; the previous one no longer unseals." },
+  { type: "keys.root.discard", description: "A pending root key nobody holds (a key file rekey that stopped early) was forgotten." },
   { type: "audit.note.create", description: "An operator wrote a note into the audit log." },
   { type: "audit.subject.erase", description: "A subject's personal data in the audit log was erased by destroying its key." },
   { type: "audit.export", description: "Audit events were exported." },

@@ -86,9 +86,9 @@ export function readConfiguredRootKey(source: KeySource): Buffer {
 /** Unseals with the configured key source and records the attempt; then finishes any interrupted rotation. */
 export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog, source: KeySource, log: Logger, now: () => number): Promise<void> {
   const rootKey = readConfiguredRootKey(source);
-  let promoted = false;
+  let promote: string | null;
   try {
-    promoted = seal.unsealWithKey(rootKey).promoted;
+    promote = seal.unsealWithKey(rootKey).promote;
   } catch (error) {
     await store.write((tx) => audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "failure", reason: `${source.method}: not this Citadel's root key` }));
     throw error;
@@ -97,9 +97,13 @@ export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog
   }
   await store.write((tx) => {
     audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "success", reason: source.method, resource: { type: "root_key", id: seal.keyring().rootId } });
-    if (promoted) audit.record(tx, { action: "keys.root.promote", actor: SYSTEM, outcome: "success", resource: { type: "root_key", id: seal.keyring().rootId } });
-    // A key file rekey that died before writing the new file left a pending key nobody has.
-    if (!promoted && source.method === "key_file") tx.run("DELETE FROM root_keys WHERE state = 'pending'");
+    if (promote) {
+      promoteRootKey(tx, promote);
+      audit.record(tx, { action: "keys.root.promote", actor: SYSTEM, outcome: "success", resource: { type: "root_key", id: promote } });
+    } else if (source.method === "key_file" && tx.run("DELETE FROM root_keys WHERE state = 'pending'").changes > 0) {
+      // A key file rekey that died before writing the new file left a pending key nobody has.
+      audit.record(tx, { action: "keys.root.discard", actor: SYSTEM, outcome: "success", reason: "a rekey stopped before the new key file was written; the old key stays" });
+    }
   });
   const moved = await rewrapAll(store, seal.keyring(), now);
   if (moved > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: moved });

@@ -147,20 +147,18 @@ export class Keyring {
   private createDek(tx: Database, owner: string, version: number, now: number): { version: number; key: Buffer } {
     const kek = this.activeKek(tx);
     const key = randomKey();
-    tx.query("INSERT INTO deks (owner, version, kek_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)").run(
-      owner,
-      version,
-      kek.version,
-      sealEnvelope(kek.key, kek.version, key, dekAad(owner, version)),
-      now,
-    );
+    const wrapped = sealEnvelope(kek.key, kek.version, key, dekAad(owner, version));
+    tx.query("INSERT INTO deks (owner, version, kek_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)").run(owner, version, kek.version, wrapped, now);
     this.latestVersion.set(owner, version);
+    // Cached at once so that seal's wipe reaches this key too (and the next use skips the unwrap).
+    // Should the transaction roll back, the wrapped bytes will not match any row and the entry is ignored.
+    this.dekCache.set(dekCacheId(owner, version), { wrapped, key });
     return { version, key };
   }
 
   private unwrapDek(owner: string, row: DekRow): Buffer {
     if (row.wrapped === null) throw new KeyDestroyedError(`key ${owner} v${row.version} was destroyed`);
-    const id = `${owner}\0${row.version}`;
+    const id = dekCacheId(owner, row.version);
     const cached = this.dekCache.get(id);
     if (cached && cached.wrapped.equals(row.wrapped)) return cached.key;
     const key = openEnvelope(this.kek(row.kek_version), row.wrapped, dekAad(owner, row.version));
@@ -277,6 +275,10 @@ export class Keyring {
       deks_to_rewrap: keks.filter((k) => k.version < active.version).reduce((n, k) => n + k.deks, 0),
     };
   }
+}
+
+function dekCacheId(owner: string, version: number): string {
+  return `${owner}\0${version}`;
 }
 
 /** Makes a pending root key the active one and forgets the others (and their KEK wraps). */

@@ -6,7 +6,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { SealedError } from "../errors.ts";
-import { Keyring, promoteRootKey, unsealableRoots, type RootKeyRecord } from "./keyring.ts";
+import { Keyring, unsealableRoots, type RootKeyRecord } from "./keyring.ts";
 import { verifies } from "./root-key.ts";
 import { combineShares, decodeShare, ShareFormatError, type Share } from "./shamir.ts";
 
@@ -29,8 +29,12 @@ export class UnsealError extends Error {
 export interface UnsealResult {
   /** True when this call unsealed (false: more shares are needed). */
   unsealed: boolean;
-  /** True when the key used was a pending one, which this unseal promoted to active. */
-  promoted: boolean;
+  /**
+   * The pending root of an unfinished rekey, when that is the key used: the caller promotes it
+   * (promoteRootKey) in the same transaction as its audit event, since using it proves the
+   * operator has stored it.
+   */
+  promote: string | null;
   status: SealStatus;
 }
 
@@ -73,23 +77,21 @@ export class Seal {
   }
 
   /**
-   * Unseals with the root key itself. A key matching the pending root of an unfinished rekey
-   * promotes it: using it proves the operator has stored it.
+   * Unseals with the root key itself (copied: the caller wipes its buffer). A key matching the
+   * pending root of an unfinished rekey is reported in `promote`.
    */
   unsealWithKey(rootKey: Buffer): UnsealResult {
     const match = unsealableRoots(this.db).find((r) => verifies(rootKey, r.verifier));
     if (!match) throw new UnsealError("this is not the root key of this Citadel");
-    const promoted = match.state === "pending";
-    if (promoted) this.db.transaction(() => promoteRootKey(this.db, match.id)).immediate();
     this.keyringInMemory?.wipe();
     this.keyringInMemory = new Keyring(this.db, Buffer.from(rootKey), this.now);
     this.resetShares();
-    return { unsealed: true, promoted, status: this.status() };
+    return { unsealed: true, promote: match.state === "pending" ? match.id : null, status: this.status() };
   }
 
   /** Takes one Shamir share; unseals once the threshold is met. */
   submitShare(text: string): UnsealResult {
-    if (!this.sealed) return { unsealed: false, promoted: false, status: this.status() };
+    if (!this.sealed) return { unsealed: false, promote: null, status: this.status() };
     let decoded: { keyId: string; share: Share };
     try {
       decoded = decodeShare(text);
@@ -107,17 +109,23 @@ export class Seal {
     if (this.shares.has(decoded.share.x)) throw new UnsealError(`share ${decoded.share.x} was already given`);
     this.sharesKeyId = decoded.keyId;
     this.shares.set(decoded.share.x, decoded.share);
-    if (this.shares.size < root.threshold) return { unsealed: false, promoted: false, status: { ...this.status(), threshold: root.threshold } };
-    const key = Buffer.from(combineShares([...this.shares.values()]));
+    if (this.shares.size < root.threshold) return { unsealed: false, promote: null, status: { ...this.status(), threshold: root.threshold } };
+    const combined = combineShares([...this.shares.values()]);
+    const key = Buffer.from(combined.buffer, combined.byteOffset, combined.byteLength); // a view: wiping it wipes the result
     this.resetShares();
-    if (!verifies(key, root.verifier)) {
-      throw new UnsealError("the shares do not rebuild the root key (one of them is wrong); start again");
+    try {
+      if (!verifies(key, root.verifier)) {
+        throw new UnsealError("the shares do not rebuild the root key (one of them is wrong); start again");
+      }
+      return this.unsealWithKey(key);
+    } finally {
+      key.fill(0);
     }
-    return this.unsealWithKey(key);
   }
 
-  /** Forgets the shares given so far. */
+  /** Forgets (and overwrites) the shares given so far. */
   resetShares(): void {
+    for (const share of this.shares.values()) share.y.fill(0);
     this.shares = new Map();
     this.sharesKeyId = null;
   }

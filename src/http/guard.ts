@@ -87,8 +87,10 @@ export function createGuard({ identity, confirmations, limits, recordSecurityEve
       if (p.scopes !== "all" && !scopesGrant(p.scopes, spec.scope)) deny(`the token lacks the scope ${spec.scope}`);
     }
 
-    // An API key belongs to one organization: a route that names none acts in the key's.
-    let organizationId = spec.org ? params[spec.org] : p.service && !spec.workspace ? (p.organizationId ?? undefined) : undefined;
+    // A credential bound to one organization (an API key, a token made by one) stays under that
+    // organization's rules on every route: a route that names none acts in the credential's.
+    const routeNamesOrganization = spec.org !== undefined || spec.workspace !== undefined;
+    let organizationId = spec.org ? params[spec.org] : !spec.workspace ? (p.organizationId ?? undefined) : undefined;
     const workspace = spec.workspace ? provider.workspace(params[spec.workspace] ?? "") : null;
     if (spec.workspace) {
       if (!workspace) throw new HttpProblem(404, "not_found", "No such workspace.");
@@ -96,18 +98,23 @@ export function createGuard({ identity, confirmations, limits, recordSecurityEve
     }
     if (organizationId !== undefined) {
       const org = provider.organization(organizationId);
+      if (!org && !routeNamesOrganization) deny("the organization this credential belongs to no longer exists");
       if (!org) throw new HttpProblem(404, "not_found", "No such organization.");
       if (p.organizationId && p.organizationId !== org.id) deny("this credential belongs to another organization");
-      if (p.workspaceId && workspace?.id !== p.workspaceId) deny("this token is restricted to another workspace");
+      if (p.workspaceId && routeNamesOrganization && workspace?.id !== p.workspaceId) deny("this token is restricted to another workspace");
       if (!allowedFrom(meta.client, org.ipAllowlist)) deny("the organization does not allow requests from your address");
       if (workspace && !allowedFrom(meta.client, workspace.ipAllowlist)) deny("the workspace does not allow requests from your address");
       if (p.service && !org.services.has(p.service)) deny(`the ${p.service} service is not activated for this organization`);
       if (p.userId) {
         const orgRole = provider.roleIn(p.userId, org.id);
         if (!orgRole) deny("you are not a member of this organization");
-        const role = effectiveRole(orgRole!, workspace ? provider.workspaceRole(p.userId, workspace.id) : null);
-        const permission = spec.permission ?? (spec.scope ? permissionForScope(spec.scope) : "admin");
-        if (!roleAllows(role, permission)) deny(`your role (${role}) does not allow ${permission.replace("_", " ")}`);
+        // The role governs what is done in the organization; a route about the user alone (their
+        // profile, their tokens) only needs the membership the bound token still depends on.
+        if (routeNamesOrganization) {
+          const role = effectiveRole(orgRole!, workspace ? provider.workspaceRole(p.userId, workspace.id) : null);
+          const permission = spec.permission ?? (spec.scope ? permissionForScope(spec.scope) : "admin");
+          if (!roleAllows(role, permission)) deny(`your role (${role}) does not allow ${permission.replace("_", " ")}`);
+        }
         if (org.requireMfa && !p.mfa) deny("this organization requires two-factor authentication: enrol TOTP first", "mfa_required");
       }
       const decision = limits.organization.take(`org:${org.id}`);

@@ -199,6 +199,10 @@ describe("organizations, roles and service keys", () => {
     const v6only = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "v6", scopes: ["read"], ip_allowlist: ["2001:db8::/32"] } })).body.token;
     expect((await c.send("GET", "/v1/system/info", v6only, from("2001:db8::9"))).status).toBe(200);
     expect((await c.send("GET", "/v1/system/info", v6only, from("127.0.0.1"))).status).toBe(403);
+    // A token bound to the organization carries its allowlist to routes that name no organization.
+    const bound = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "bound", scopes: ["read"], organization: org } })).body.token;
+    expect((await c.send("GET", "/v1/system/info", bound, from("2001:db8::9"))).status).toBe(200);
+    expect((await c.send("GET", "/v1/system/info", bound, from("192.0.2.1"))).status).toBe(403);
   });
 
   test("rate limits answer 429 with Retry-After and the RateLimit fields", async () => {

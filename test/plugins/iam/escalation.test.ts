@@ -1,0 +1,115 @@
+/**
+ * Privilege escalation: each test is a way a credential once reached further than it should
+ * (found in a security review), kept so that it stays closed.
+ */
+import { describe, expect, test } from "bun:test";
+import { base32Decode, totp } from "../../../src/auth/totp.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+async function owner() {
+  const c = await testCitadel();
+  return { c, session: await c.login(c.owner.email, c.owner.password), org: c.owner.organization };
+}
+
+describe("a token reaches no further than the one that made it", () => {
+  test("a narrow token cannot rotate (and so take over) a broader one", async () => {
+    const { c, session } = await owner();
+    const broad = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "broad", scopes: ["write", "iam:admin", "iam:self"] } });
+    const narrow = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "narrow", scopes: ["iam:self"] } });
+    const rotated = await c.send("POST", `/v1/iam/me/tokens/${broad.body.id}/rotate`, narrow.body.token);
+    expect(rotated.status).toBe(403);
+    expect(rotated.body.token).toBeUndefined();
+    // The broad token still works: nothing was rotated.
+    expect((await c.send("GET", "/v1/iam/me", broad.body.token)).status).toBe(200);
+  });
+
+  test("a restricted token's child keeps its organization, workspace, and expiry bound", async () => {
+    const { c, session, org } = await owner();
+    const ws = await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, session, { json: { name: "ws1" } });
+    const parent = await c.send("POST", "/v1/iam/me/tokens", session, {
+      json: { name: "r", scopes: ["iam:self", "iam:read"], workspace: ws.body.id, organization: org, expires_in_days: 1 },
+    });
+    const child = await c.send("POST", "/v1/iam/me/tokens", parent.body.token, { json: { name: "child", scopes: ["iam:read"], expires_in_days: 365 } });
+    expect(child.status).toBe(200);
+    expect([child.body.organization, child.body.workspace]).toEqual([org, ws.body.id]);
+    expect(Date.parse(child.body.expires_at)).toBeLessThanOrEqual(Date.parse(parent.body.expires_at));
+  });
+
+  test("a workload token from exchange cannot mint a long-lived PAT, and dies with its parent", async () => {
+    const { c, session } = await owner();
+    const pat = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "p", scopes: ["iam:self", "iam:read"] } });
+    const exchanged = await c.send("POST", "/oauth/token", undefined, { json: { grant_type: TOKEN_EXCHANGE, subject_token: pat.body.token, scope: "iam:self iam:read", expires_in: 60 } });
+    expect(exchanged.status).toBe(200);
+    const minted = await c.send("POST", "/v1/iam/me/tokens", exchanged.body.access_token, { json: { name: "long", scopes: ["iam:read"], expires_in_days: 365 } });
+    if (minted.status === 200) expect(Date.parse(minted.body.expires_at)).toBeLessThanOrEqual(c.clock.now() + 60_000);
+    else expect(minted.status).toBe(403);
+    expect((await c.send("DELETE", `/v1/iam/me/tokens/${pat.body.id}`, session)).status).toBe(200);
+    expect((await c.send("GET", "/v1/iam/orgs", exchanged.body.access_token)).status).toBe(401);
+  });
+
+  test("approving a device needs a session: a narrow PAT cannot mint a broad device token", async () => {
+    const { c, session } = await owner();
+    const narrow = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "narrow", scopes: ["iam:self"] } });
+    const start = await c.send("POST", "/oauth/device/code", undefined, { json: { scope: "write iam:admin sys:keys" } });
+    const approve = await c.send("POST", "/v1/iam/device/approve", narrow.body.token, { json: { user_code: start.body.user_code, approve: true } });
+    expect([approve.status, approve.body.code]).toEqual([403, "forbidden"]);
+    c.clock.advance(6000);
+    const token = await c.send("POST", "/oauth/token", undefined, { json: { grant_type: "urn:ietf:params:oauth:grant-type:device_code", device_code: start.body.device_code } });
+    expect(token.body.access_token).toBeUndefined();
+  });
+});
+
+describe("service keys", () => {
+  test("a workload token from a service key stops when the service is deactivated", async () => {
+    const { c, session, org } = await owner();
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session);
+    const key = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, session, { json: { service: "system", name: "k", scopes: ["system:read"] } });
+    const exchanged = await c.send("POST", "/oauth/token", undefined, { json: { grant_type: TOKEN_EXCHANGE, subject_token: key.body.token, scope: "system:read" } });
+    expect((await c.send("GET", "/v1/system/info", exchanged.body.access_token)).status).toBe(200);
+    await c.send("DELETE", `/v1/iam/orgs/${org}/services/system`, session);
+    expect((await c.send("GET", "/v1/system/info", key.body.token)).status).toBe(403);
+    expect((await c.send("GET", "/v1/system/info", exchanged.body.access_token)).status).toBe(403);
+  });
+
+  test("a key's scopes are within the maker's: an iam:write token cannot make a system:read key", async () => {
+    const { c, session, org } = await owner();
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session);
+    const pat = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "p", scopes: ["iam:write"] } });
+    const key = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, pat.body.token, { json: { service: "system", name: "k2", scopes: ["system:read"] } });
+    expect(key.status).toBe(403);
+    expect(key.body.token).toBeUndefined();
+  });
+});
+
+describe("accounts", () => {
+  test("one TOTP code logs in once, even when sent three times at the same moment", async () => {
+    const { c, session } = await owner();
+    const enrol = await c.send("POST", "/v1/iam/me/mfa/totp", session);
+    const secret = base32Decode(enrol.body.secret);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+    c.clock.advance(30_000);
+    const body = { email: c.owner.email, password: c.owner.password, totp: totp(secret, c.clock.now()) };
+    const answers = await Promise.all([1, 2, 3].map(() => c.send("POST", "/v1/iam/login", undefined, { json: body })));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 401, 401]);
+  });
+
+  test("MFA is enrolled with a session, not with a token", async () => {
+    const { c, session } = await owner();
+    const pat = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "cli", scopes: ["read", "iam:self"] } });
+    const enrol = await c.send("POST", "/v1/iam/me/mfa/totp", pat.body.token);
+    expect(enrol.status).toBe(403);
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password } })).status).toBe(200);
+  });
+
+  test("an admin cannot narrow an owner's role in a workspace", async () => {
+    const { c, session, org } = await owner();
+    const ws = await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, session, { json: { name: "prod" } });
+    const admin = await c.addUser(session, "admin@example.com", "admin");
+    const me = await c.send("GET", "/v1/iam/me", session);
+    const narrowed = await c.send("PUT", `/v1/iam/workspaces/${ws.body.id}/members/${me.body.id}`, admin.token, { json: { role: "viewer" } });
+    expect(narrowed.status).toBe(403);
+    expect((await c.send("GET", `/v1/iam/workspaces/${ws.body.id}`, session)).body.members ?? []).not.toContainEqual(expect.objectContaining({ user: me.body.id, role: "viewer" }));
+  });
+});
