@@ -13,9 +13,24 @@ export class NotFoundError extends CitadelError {
   readonly code = "not_found";
 }
 
-/** The request conflicts with the current state (duplicate name, stale version). */
+/** The request conflicts with the current state (duplicate name). */
 export class ConflictError extends CitadelError {
   readonly code = "conflict";
+}
+
+/** An If-Match precondition failed: the thing changed since the caller read it. */
+export class PreconditionFailedError extends CitadelError {
+  readonly code = "precondition_failed";
+}
+
+/** The thing existed and is gone for good (a used or expired share link). */
+export class GoneError extends CitadelError {
+  readonly code = "gone";
+}
+
+/** The request body is larger than this route accepts. */
+export class PayloadTooLargeError extends CitadelError {
+  readonly code = "payload_too_large";
 }
 
 /** The input is well formed but not acceptable; `field` names the offending input. */

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { auditPlugin } from "../plugins/audit/index.ts";
 import { sysPlugin } from "../plugins/sys/index.ts";
 import { iamPlugin } from "../plugins/iam/index.ts";
+import { secretsPlugin } from "../plugins/secrets/index.ts";
 import { systemPlugin } from "../plugins/system/index.ts";
 import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
@@ -43,7 +44,7 @@ import { migrate, MigrationError } from "./store/migrate.ts";
 import { openStore, type Store } from "./store/store.ts";
 
 /** The binary is defined by this list. */
-export const plugins: readonly Plugin<any>[] = [iamPlugin, systemPlugin, sysPlugin, auditPlugin];
+export const plugins: readonly Plugin<any>[] = [iamPlugin, systemPlugin, sysPlugin, auditPlugin, secretsPlugin];
 
 checkPlugins(plugins, kernelCommands({}));
 export const configSchema = buildConfigSchema(plugins);
@@ -75,6 +76,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     api: async (apiOptions = {}) => apiClientFor(options, env, apiOptions.anonymous === true),
     dataDir: () => configFor(options, env).config.data_dir,
     configHome: env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config"),
+    env,
   };
   try {
     return await command.run(ctx);

@@ -76,6 +76,8 @@ export interface CommandContext {
   api(options?: { anonymous?: boolean }): Promise<ApiClient>;
   /** Where the CLI keeps its login ($XDG_CONFIG_HOME, else ~/.config). */
   configHome: string;
+  /** The process environment (for `citadel run`, which hands it on to the command it starts). */
+  env: Readonly<Record<string, string | undefined>>;
   /** The configured data directory (for commands that work on the files, such as audit verify). */
   dataDir(): string;
 }

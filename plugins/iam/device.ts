@@ -13,7 +13,7 @@ import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.
 import { ForbiddenError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
 import type { Kernel } from "../../src/plugin.ts";
-import { newId } from "./service.ts";
+import { newId } from "../../src/ids.ts";
 import type { IamSettings } from "./settings.ts";
 import * as sql from "./store.ts";
 

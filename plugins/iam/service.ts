@@ -10,6 +10,7 @@ import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { isRole, permissionForScope, roleAllows, type Role } from "../../src/auth/rbac.ts";
 import { isScope, scopeService, scopesWithin } from "../../src/auth/scopes.ts";
 import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
+import { newId } from "../../src/ids.ts";
 import { base32Encode, newTotpSecret, otpauthUri, verifyTotp } from "../../src/auth/totp.ts";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError, RateLimitedError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
 import { cidrContains, parseCidr, parseIp } from "../../src/net/ip.ts";
@@ -28,7 +29,6 @@ const DAY_MS = 86_400_000;
 const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,62}$/u;
 
-export const newId = (prefix: string) => `${prefix}_${randomBase62(14)}`;
 
 const RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"; // 31: no 0/o, 1/l/i look-alikes
 function recoveryCode(): string {

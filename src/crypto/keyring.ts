@@ -123,6 +123,11 @@ export class Keyring {
     return changes;
   }
 
+  /** The version of `owner`'s newest usable DEK, or null when it has none yet. */
+  dekVersion(db: Database, owner: string): number | null {
+    return db.query<{ v: number | null }, [string]>("SELECT max(version) AS v FROM deks WHERE owner = ? AND wrapped IS NOT NULL").get(owner)?.v ?? null;
+  }
+
   /** Adds a new DEK version for `owner`; later encryptions use it. Returns the version. */
   rotateDek(tx: Database, owner: string, now: number): number {
     const latest = tx.query<{ v: number | null }, [string]>("SELECT max(version) AS v FROM deks WHERE owner = ?").get(owner)?.v ?? 0;

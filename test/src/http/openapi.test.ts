@@ -43,6 +43,7 @@ test("every route declares its access (a route without one would be closed by th
     "POST /oauth/device/code",
     "POST /oauth/token",
     "POST /v1/iam/login",
+    "POST /v1/secrets/shares/:share/view",
     "POST /v1/sys/unseal",
   ]);
 });

@@ -1,0 +1,412 @@
+/**
+ * CLI: citadel secrets list|get|set|delete|restore|history|rollback|rotate|import|export,
+ * citadel run, citadel share (and share open), citadel secrets e2ee init|enable|grant.
+ * Values are read from standard input (or a prompt that does not echo), never from the
+ * command line, so they stay out of shell history. In an end-to-end-encrypted workspace the
+ * values are encrypted and decrypted here, with the workspace key unwrapped by your private key.
+ */
+import { readFileSync } from "node:fs";
+import { readSecretLine } from "../../src/cli/prompt.ts";
+import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
+import { parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
+import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
+import { createShareSecret, openShareSecret, parseShareUrl, shareUrl, shareViewProof } from "./share-crypto.ts";
+
+const WHERE = {
+  workspace: { type: "string", short: "w", description: "The workspace id (ws_...)" },
+  env: { type: "string", short: "e", description: "The environment (default: development)" },
+} as const;
+const PASSPHRASE = { "passphrase-file": { type: "string", description: "Read your end-to-end encryption passphrase from this file (else it is asked for)" } } as const;
+
+interface Where {
+  workspace: string;
+  env: string;
+}
+
+function where(ctx: CommandContext): Where {
+  const workspace = ctx.options.workspace;
+  if (typeof workspace !== "string" || workspace === "") throw new Error("name the workspace: --workspace ws_...");
+  return { workspace, env: typeof ctx.options.env === "string" ? ctx.options.env : "development" };
+}
+
+const secretsPath = (w: Where, rest = "") => `/v1/secrets/workspaces/${encodeURIComponent(w.workspace)}/environments/${encodeURIComponent(w.env)}${rest}`;
+const secretPath = (w: Where, name: string, rest = "") => secretsPath(w, `/secrets/${encodeURIComponent(name)}${rest}`);
+
+/** The value to store: all of standard input (one trailing newline dropped), or a silent prompt. */
+async function readValue(prompt: string): Promise<string> {
+  if (process.stdin.isTTY) return readSecretLine(prompt);
+  const text = await new Response(Bun.stdin.stream()).text();
+  return text.endsWith("\r\n") ? text.slice(0, -2) : text.endsWith("\n") ? text.slice(0, -1) : text;
+}
+
+async function passphrase(ctx: CommandContext, prompt = "End-to-end encryption passphrase: "): Promise<string> {
+  const file = ctx.options["passphrase-file"];
+  if (typeof file === "string") return readFileSync(file, "utf8").replace(/\r?\n$/, "");
+  if (!process.stdin.isTTY) throw new Error("give the passphrase with --passphrase-file (standard input is not a terminal)");
+  return readSecretLine(prompt);
+}
+
+/** Encrypts and decrypts for one workspace: a no-op unless it is end-to-end encrypted. */
+interface Codec {
+  e2ee: boolean;
+  seal(name: string, value: string): string;
+  open(name: string, value: string): string;
+}
+
+async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<Codec> {
+  const settings = await api.request<{ e2ee: boolean }>("GET", `/v1/secrets/workspaces/${encodeURIComponent(w.workspace)}/settings`);
+  if (!settings.e2ee) return { e2ee: false, seal: (_, v) => v, open: (_, v) => v };
+  const key = await workspaceKey(ctx, api, w.workspace);
+  const context = (name: string) => ({ workspace: w.workspace, environment: w.env, name });
+  return { e2ee: true, seal: (name, v) => encryptValue(key, v, context(name)), open: (name, v) => decryptValue(key, v, context(name)) };
+}
+
+async function workspaceKey(ctx: CommandContext, api: ApiClient, workspace: string): Promise<Uint8Array> {
+  const me = await api.request<{ id: string }>("GET", "/v1/iam/me");
+  const pair = await api.request<{ sealed_private_key: string }>("GET", "/v1/secrets/me/keypair");
+  const mine = await api.request<{ wrapped: string }>("GET", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/my-key`);
+  const privateKey = await openPrivateKey(pair.sealed_private_key, await passphrase(ctx));
+  try {
+    return unwrapWorkspaceKey(mine.wrapped, privateKey, { workspace, user: me.id });
+  } finally {
+    privateKey.fill(0);
+  }
+}
+
+interface Metadata {
+  name: string;
+  version: number;
+  updated_at: string;
+  updated_by: string;
+  rotation_due: boolean;
+  expired: boolean;
+  deleted_at: string | null;
+  value?: string;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {
+  const codec = await codecFor(ctx, api, w);
+  const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, "/secrets?values=true"));
+  return list.items.map((s) => ({ name: s.name, value: codec.open(s.name, s.value!) }));
+}
+
+const print = (ctx: CommandContext, data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) : text);
+
+export const secretsCommands: Command[] = [
+  {
+    words: ["secrets", "list"],
+    summary: "List an environment's secrets (names and metadata, no values)",
+    options: { ...WHERE, deleted: { type: "boolean", description: "Include deleted secrets" } },
+    async run(ctx) {
+      const w = where(ctx);
+      const list = await (await ctx.api()).request<{ items: Metadata[] }>("GET", secretsPath(w, `/secrets${ctx.options.deleted ? "?deleted=true" : ""}`));
+      const flags = (s: Metadata) => [s.deleted_at ? "deleted" : "", s.expired ? "expired" : "", s.rotation_due ? "rotation due" : ""].filter(Boolean).join(", ");
+      print(ctx, list, list.items.length === 0 ? `no secrets in ${w.env}` : table([["NAME", "VERSION", "UPDATED", "BY", "NOTE"], ...list.items.map((s) => [s.name, String(s.version), s.updated_at, s.updated_by, flags(s)])]));
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "get"],
+    summary: "Print a secret's value (the read is audited)",
+    args: "<name>",
+    maxArgs: 1,
+    options: { ...WHERE, ...PASSPHRASE, version: { type: "string", description: "An older version" } },
+    async run(ctx) {
+      const w = where(ctx);
+      const name = requireArg(ctx, "the secret's name");
+      const api = await ctx.api();
+      const codec = await codecFor(ctx, api, w);
+      const version = typeof ctx.options.version === "string" ? `?version=${encodeURIComponent(ctx.options.version)}` : "";
+      const secret = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, version));
+      const value = codec.open(name, secret.value);
+      print(ctx, { ...secret, value }, value);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "set"],
+    summary: "Set a secret; the value is read from standard input (or asked for without echo)",
+    args: "<name>",
+    maxArgs: 1,
+    options: { ...WHERE, ...PASSPHRASE, note: { type: "string", description: "A note (not secret)" }, "rotation-days": { type: "string", description: "Remind to rotate this often" } },
+    async run(ctx) {
+      const w = where(ctx);
+      const name = requireArg(ctx, "the secret's name");
+      const api = await ctx.api();
+      const codec = await codecFor(ctx, api, w);
+      const value = await readValue(`Value of ${name}: `);
+      const body: Record<string, unknown> = { value: codec.seal(name, value) };
+      if (typeof ctx.options.note === "string") body.note = ctx.options.note;
+      if (typeof ctx.options["rotation-days"] === "string") body.rotation_days = Number(ctx.options["rotation-days"]);
+      const secret = await api.request<Metadata>("PUT", secretPath(w, name), body);
+      print(ctx, secret, `${name}: version ${secret.version}`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "delete"],
+    summary: "Delete a secret (restorable with secrets restore until purged)",
+    args: "<name>",
+    maxArgs: 1,
+    options: WHERE,
+    async run(ctx) {
+      const w = where(ctx);
+      const name = requireArg(ctx, "the secret's name");
+      await (await ctx.api()).request("DELETE", secretPath(w, name));
+      print(ctx, { ok: true }, `${name} deleted (secrets restore ${name} brings it back)`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "restore"],
+    summary: "Restore a deleted secret",
+    args: "<name>",
+    maxArgs: 1,
+    options: WHERE,
+    async run(ctx) {
+      const w = where(ctx);
+      const name = requireArg(ctx, "the secret's name");
+      const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/restore"));
+      print(ctx, secret, `${name} restored at version ${secret.version}`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "history"],
+    summary: "A secret's versions: who and when",
+    args: "<name>",
+    maxArgs: 1,
+    options: WHERE,
+    async run(ctx) {
+      const w = where(ctx);
+      const name = requireArg(ctx, "the secret's name");
+      const h = await (await ctx.api()).request<{ versions: Array<{ version: number; origin: string; created_at: string; created_by: string; current: boolean }> }>("GET", secretPath(w, name, "/versions"));
+      print(ctx, h, table([["VERSION", "ORIGIN", "WHEN", "BY", ""], ...h.versions.map((v) => [String(v.version), v.origin, v.created_at, v.created_by, v.current ? "current" : ""])]));
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "rollback"],
+    summary: "Make a new version holding an older version's value",
+    args: "<name> <version>",
+    maxArgs: 2,
+    options: WHERE,
+    async run(ctx) {
+      const w = where(ctx);
+      const [name, version] = ctx.args;
+      if (!name || !version || !/^\d+$/.test(version)) throw new Error("give the secret's name and the version to go back to");
+      const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rollback"), { version: Number(version) });
+      print(ctx, secret, `${name}: version ${secret.version} (the value of version ${version})`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "rotate"],
+    summary: "Store a new generated value (password, hex, base64 or uuid) as the next version",
+    args: "<name>",
+    maxArgs: 1,
+    options: { ...WHERE, generator: { type: "string", description: "password (default), hex, base64 or uuid" }, length: { type: "string", description: "Characters (password) or bytes (hex, base64)" } },
+    async run(ctx) {
+      const w = where(ctx);
+      const name = requireArg(ctx, "the secret's name");
+      const body: Record<string, unknown> = { generator: typeof ctx.options.generator === "string" ? ctx.options.generator : "password" };
+      if (typeof ctx.options.length === "string") body.length = Number(ctx.options.length);
+      const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rotate"), body);
+      print(ctx, secret, `${name}: version ${secret.version} (generated; secrets get ${name} shows it)`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "import"],
+    summary: "Import a .env or JSON file into an environment, all or nothing",
+    args: "<file>",
+    maxArgs: 1,
+    options: {
+      ...WHERE,
+      ...PASSPHRASE,
+      format: { type: "string", description: "dotenv or json (default: from the file name)" },
+      "dry-run": { type: "boolean", description: "Show what would change; change nothing" },
+      "no-overwrite": { type: "boolean", description: "Leave existing secrets alone" },
+    },
+    async run(ctx) {
+      const w = where(ctx);
+      const file = requireArg(ctx, "the file to import (- for standard input)");
+      const text = file === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(file, "utf8");
+      const format = ctx.options.format === "json" || (ctx.options.format === undefined && file.endsWith(".json")) ? "json" : "dotenv";
+      const entries = format === "json" ? parseJsonSecrets(text) : parseDotenv(text);
+      const api = await ctx.api();
+      const codec = await codecFor(ctx, api, w);
+      const result = await api.request<{ plan: Array<{ name: string; action: string; reason?: string }>; created: number; updated: number; unchanged: number; skipped: number }>("POST", secretsPath(w, "/import"), {
+        entries: entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value) })),
+        dry_run: ctx.options["dry-run"] === true,
+        overwrite: ctx.options["no-overwrite"] !== true,
+      });
+      const lines = result.plan.map((p) => `  ${p.action.padEnd(9)} ${p.name}${p.reason ? ` (${p.reason})` : ""}`);
+      const head = `${ctx.options["dry-run"] ? "would import" : "imported"}: ${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged, ${result.skipped} skipped`;
+      print(ctx, result, [head, ...lines].join("\n"));
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "export"],
+    summary: "Print an environment's values as a .env file or JSON (every read is audited)",
+    options: { ...WHERE, ...PASSPHRASE, format: { type: "string", description: "dotenv (default) or json" } },
+    async run(ctx) {
+      const w = where(ctx);
+      const entries = await fetchValues(ctx, await ctx.api(), w);
+      process.stdout.write(ctx.options.format === "json" ? printJsonSecrets(entries) : printDotenv(entries));
+      return 0;
+    },
+  },
+  {
+    words: ["run"],
+    summary: "Run a command with an environment's secrets as environment variables: citadel run -w WS -e ENV -- command args",
+    args: "-- <command> [args...]",
+    maxArgs: 10_000,
+    options: { ...WHERE, ...PASSPHRASE },
+    async run(ctx) {
+      const w = where(ctx);
+      if (ctx.args.length === 0) throw new Error("give the command to run after --");
+      const entries = await fetchValues(ctx, await ctx.api(), w);
+      const env: Record<string, string> = {};
+      for (const [name, value] of Object.entries(ctx.env)) if (value !== undefined) env[name] = value;
+      for (const e of entries) env[e.name] = e.value;
+      let child: ReturnType<typeof Bun.spawn>;
+      try {
+        child = Bun.spawn(ctx.args, { env, stdin: "inherit", stdout: "inherit", stderr: "inherit" });
+      } catch {
+        throw new Error(`cannot run ${ctx.args[0]}: not found or not executable`);
+      }
+      // Signals meant for the command (Ctrl-C, a service manager's TERM) reach it.
+      const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
+      const handlers = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((s) => [s, forward(s)] as const);
+      for (const [s, h] of handlers) process.on(s, h);
+      const code = await child.exited;
+      for (const [s, h] of handlers) process.off(s, h);
+      return child.signalCode ? 128 + (signalNumbers[child.signalCode] ?? 1) : code;
+    },
+  },
+  {
+    words: ["share"],
+    summary: "Make a one-time link for a value (from standard input) or a secret (--secret); the key stays in the link",
+    options: {
+      ...WHERE,
+      org: { type: "string", description: "The organization (org_...); default: the workspace's, or your only one" },
+      secret: { type: "string", description: "Share this secret (with --workspace and --env)" },
+      ttl: { type: "string", description: "Hours until the link expires (default: the server's, 24)" },
+      views: { type: "string", description: "How many views it allows (default 1)" },
+      passphrase: { type: "boolean", description: "Also ask for a passphrase (give it to the recipient another way)" },
+    },
+    async run(ctx) {
+      const api = await ctx.api();
+      let value: string;
+      let source: Record<string, string> | undefined;
+      let org = typeof ctx.options.org === "string" ? ctx.options.org : undefined;
+      if (typeof ctx.options.secret === "string") {
+        const w = where(ctx);
+        const settings = await api.request<{ e2ee: boolean }>("GET", `/v1/secrets/workspaces/${encodeURIComponent(w.workspace)}/settings`);
+        if (settings.e2ee) throw new Error("values of an end-to-end-encrypted workspace are not shared by link: add the person to the workspace");
+        value = (await api.request<{ value: string }>("GET", secretPath(w, ctx.options.secret))).value;
+        source = { workspace: w.workspace, environment: w.env, name: ctx.options.secret };
+        org ??= (await api.request<{ organization: string }>("GET", `/v1/iam/workspaces/${encodeURIComponent(w.workspace)}`)).organization;
+      } else value = await readValue("Value to share: ");
+      if (!org) {
+        const me = await api.request<{ organizations: Array<{ id: string }> }>("GET", "/v1/iam/me");
+        if (me.organizations.length !== 1) throw new Error("name the organization: --org org_...");
+        org = me.organizations[0]!.id;
+      }
+      const phrase = ctx.options.passphrase ? await readSecretLine("Passphrase for the link: ") : undefined;
+      const sealed = await createShareSecret(value, phrase);
+      const body: Record<string, unknown> = { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: sealed.passphraseRequired };
+      if (typeof ctx.options.ttl === "string") body.ttl_hours = Number(ctx.options.ttl);
+      if (typeof ctx.options.views === "string") body.max_views = Number(ctx.options.views);
+      if (source) body.source = source;
+      const share = await api.request<{ id: string; expires_at: string; max_views: number }>("POST", `/v1/secrets/orgs/${encodeURIComponent(org)}/shares`, body);
+      const url = shareUrl(api.baseUrl, share.id, sealed.linkKey);
+      print(ctx, { ...share, url }, url);
+      if (!ctx.json) ctx.err(`${share.max_views} view(s), expires ${share.expires_at}; open it with: citadel share open '<url>'`);
+      return 0;
+    },
+  },
+  {
+    words: ["share", "open"],
+    summary: "Open a share link (spends one view) and print the value",
+    args: "<url>",
+    maxArgs: 1,
+    options: { "passphrase-file": { type: "string", description: "The link's passphrase, from this file (else it is asked for when needed)" } },
+    async run(ctx) {
+      const { id, linkKey } = parseShareUrl(requireArg(ctx, "the link"));
+      const api = await ctx.api({ anonymous: true });
+      const content = await api.request<{ ciphertext: string; passphrase: boolean; views_left: number }>("POST", `/v1/secrets/shares/${encodeURIComponent(id)}/view`, { proof: shareViewProof(linkKey) });
+      const phrase = content.passphrase ? await passphrase(ctx, "Passphrase for the link: ") : undefined;
+      const value = await openShareSecret(content.ciphertext, linkKey, phrase);
+      print(ctx, { value, views_left: content.views_left }, value);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "e2ee", "init"],
+    summary: "Make your end-to-end encryption key pair here; the private key goes to the server sealed by your passphrase",
+    options: PASSPHRASE,
+    async run(ctx) {
+      const phrase = await passphrase(ctx, "New end-to-end encryption passphrase: ");
+      if (phrase.length < 12) throw new Error("a passphrase of at least 12 characters");
+      const pair = generateUserKeyPair();
+      const sealed = await sealPrivateKey(pair.privateKey, phrase);
+      pair.privateKey.fill(0);
+      const saved = await (await ctx.api()).request("PUT", "/v1/secrets/me/keypair", { public_key: pair.publicKey, sealed_private_key: sealed });
+      print(ctx, saved, `key pair registered (public key ${pair.publicKey})`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "e2ee", "enable"],
+    summary: "Make an empty workspace end-to-end encrypted, with a new workspace key wrapped for you",
+    options: { workspace: WHERE.workspace },
+    async run(ctx) {
+      const workspace = where(ctx).workspace;
+      const api = await ctx.api();
+      const me = await api.request<{ id: string }>("GET", "/v1/iam/me");
+      const pair = await api.request<{ public_key: string }>("GET", "/v1/secrets/me/keypair");
+      await api.request("PATCH", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/settings`, { e2ee: true });
+      const key = newWorkspaceKey();
+      const wrapped = wrapWorkspaceKey(key, pair.public_key, { workspace, user: me.id });
+      key.fill(0);
+      await api.request("PUT", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/keys/${encodeURIComponent(me.id)}`, { wrapped });
+      print(ctx, { workspace, e2ee: true }, `${workspace} is end-to-end encrypted; grant members with: citadel secrets e2ee grant -w ${workspace} <user id>`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "e2ee", "grant"],
+    summary: "Give a member the workspace key (wrapped here to their public key)",
+    args: "<user id>",
+    maxArgs: 1,
+    options: { workspace: WHERE.workspace, ...PASSPHRASE },
+    async run(ctx) {
+      const workspace = where(ctx).workspace;
+      const user = requireArg(ctx, "the member's user id");
+      const api = await ctx.api();
+      const key = await workspaceKey(ctx, api, workspace);
+      const theirs = await api.request<{ public_key: string }>("GET", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/public-keys/${encodeURIComponent(user)}`);
+      const wrapped = wrapWorkspaceKey(key, theirs.public_key, { workspace, user });
+      key.fill(0);
+      const holders = await api.request("PUT", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped });
+      print(ctx, holders, `${user} can now read ${workspace}`);
+      return 0;
+    },
+  },
+];
+
+function requireArg(ctx: CommandContext, what: string): string {
+  const value = ctx.args[0];
+  if (!value) throw new Error(`give ${what}`);
+  return value;
+}
+
+const signalNumbers: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };

@@ -1,0 +1,90 @@
+/**
+ * What every part of the secrets service shares: the caller, the workspace's secrets-side row
+ * (made on first use, with the default environments), and the environment protection check.
+ */
+import type { Database } from "bun:sqlite";
+import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
+import { actorOf, type Principal } from "../../src/auth/principal.ts";
+import { effectiveRole, type Role } from "../../src/auth/rbac.ts";
+import { ForbiddenError, NotFoundError } from "../../src/errors.ts";
+import { newId } from "../../src/ids.ts";
+import type { Kernel } from "../../src/plugin.ts";
+import type { SecretsSettings } from "./settings.ts";
+import * as sql from "./store.ts";
+
+export interface Caller {
+  principal: Principal;
+  request: AuditRequestContext;
+}
+
+export const DEFAULT_ENVIRONMENTS = ["development", "staging", "production"] as const;
+export const ENVIRONMENT_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+
+/** The keyring owner of a workspace's values: one DEK (with its versions) per workspace. */
+export const valueKeyOwner = (workspaceId: string) => `workspace:${workspaceId}`;
+
+/** Who did it, for the `*_by` columns: a user id, else the token id of a service key. */
+export const byWhom = (p: Principal) => p.userId ?? p.tokenId;
+
+export type SecretsKernel = Kernel<SecretsSettings>;
+
+/**
+ * The secrets-side row of a workspace, made with the default environments on first use. The
+ * guard has checked the workspace exists; its organization comes from the identity service.
+ */
+export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Promise<sql.WorkspaceRow> {
+  const existing = sql.workspaceRow(k.store.db, workspaceId);
+  if (existing) return existing;
+  const facts = k.identity.provider?.workspace(workspaceId);
+  if (!facts) throw new NotFoundError("No such workspace.");
+  return k.store.write((tx) => {
+    const again = sql.workspaceRow(tx, workspaceId);
+    if (again) return again;
+    const row = { workspace_id: workspaceId, organization_id: facts.organizationId, e2ee: 0, created_at: k.clock.now() };
+    sql.insertWorkspace(tx, row);
+    for (const name of DEFAULT_ENVIRONMENTS) {
+      sql.insertEnvironment(tx, { id: newId("env"), workspace_id: workspaceId, name, protection: "members", allowed_users: "[]", created_at: row.created_at });
+    }
+    return row;
+  });
+}
+
+/** The caller's role in the workspace (the organization role, narrowed by the workspace's). */
+export function roleInWorkspace(k: SecretsKernel, p: Principal, ws: sql.WorkspaceRow): Role | null {
+  const provider = k.identity.provider;
+  if (!p.userId || !provider) return null;
+  const orgRole = provider.roleIn(p.userId, ws.organization_id);
+  return orgRole && effectiveRole(orgRole, provider.workspaceRole(p.userId, ws.workspace_id));
+}
+
+/**
+ * An environment of the workspace, if the caller may use it. Protection narrows beyond the
+ * workspace role: `admins` lets in admins and owners (and service API keys, which only admins
+ * can make); `named` lets in the listed users only (no service keys).
+ */
+export function environmentFor(k: SecretsKernel, caller: Caller, ws: sql.WorkspaceRow, name: string, db: Database = k.store.db): sql.EnvironmentRow {
+  const env = sql.environmentByName(db, ws.workspace_id, name);
+  if (!env) throw new NotFoundError(`No environment named ${name} in this workspace.`);
+  const p = caller.principal;
+  if (env.protection === "admins") {
+    const role = roleInWorkspace(k, p, ws);
+    if (p.userId ? role !== "admin" && role !== "owner" : p.service === null) throw new ForbiddenError(`The ${name} environment is open to admins and owners only.`);
+  }
+  if (env.protection === "named") {
+    const allowed: string[] = JSON.parse(env.allowed_users);
+    if (!p.userId || !allowed.includes(p.userId)) throw new ForbiddenError(`The ${name} environment is open to named members only.`);
+  }
+  return env;
+}
+
+/** An audit event of this plugin, with the caller's actor, request and workspace filled in. */
+export function event(caller: Caller, ws: sql.WorkspaceRow | null, fields: Omit<AuditEventInput, "actor" | "outcome" | "request"> & { outcome?: AuditEventInput["outcome"] }): AuditEventInput {
+  return {
+    outcome: "success",
+    organization: ws?.organization_id,
+    workspace: ws?.workspace_id,
+    ...fields,
+    actor: actorOf(caller.principal),
+    request: caller.request,
+  };
+}

@@ -1,0 +1,226 @@
+/**
+ * Bulk import and export of secrets: .env text and flat JSON objects. No dependencies.
+ *
+ * The .env dialect read is the common ground of docker compose, dotenv (node) and python-dotenv:
+ *   - blank lines and `#` comment lines; CRLF (or CR) line endings; a leading UTF-8 BOM is ignored;
+ *   - `NAME=value` or `export NAME=value`, whitespace around `=` allowed; NAME matches SECRET_NAME;
+ *   - unquoted values are trimmed, and a `#` after whitespace starts a comment (`a#b` is kept whole);
+ *   - 'single quotes' are literal (no escapes at all) and may span lines;
+ *   - "double quotes" know \n \r \t \" \\ \$ (any other backslash is kept as written) and may
+ *     span lines; after a closing quote only whitespace and a `#` comment may follow.
+ * There is no interpolation: `${X}` and `$X` are kept literally. A name set twice is an error,
+ * not a silent override. Errors give line numbers and names, never a value: values are secrets.
+ *
+ * printDotenv writes what parseDotenv reads back exactly: simple values bare, anything else
+ * double-quoted, with `$` escaped too so that readers which interpolate leave it alone.
+ */
+
+export interface SecretEntry {
+  name: string;
+  value: string;
+}
+
+/** Names are also safe environment variable names, so an export can be sourced or given to docker. */
+export const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+
+export function isSecretName(s: string): boolean {
+  return SECRET_NAME.test(s);
+}
+
+const NAME_RULE = "letters, digits and _, not starting with a digit, at most 128";
+
+/** .env text refused at a line (1-based). The constructor prefixes the message with "line N: ". */
+export class DotenvError extends Error {
+  constructor(
+    message: string,
+    readonly line: number,
+  ) {
+    super(`line ${line}: ${message}`);
+    this.name = "DotenvError";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading .env
+
+export function parseDotenv(text: string): SecretEntry[] {
+  const lines = splitLines(text);
+  const entries: SecretEntry[] = [];
+  const firstSetOn = new Map<string, number>();
+  let i = 0;
+  while (i < lines.length) {
+    const lineNo = i + 1;
+    const line = lines[i]!.trimStart();
+    if (line === "" || line.startsWith("#")) {
+      i++;
+      continue;
+    }
+    const { name, rest } = splitAssignment(line, lineNo);
+    // Checked before the value is read, so that errors come in line order.
+    const first = firstSetOn.get(name);
+    if (first !== undefined) throw new DotenvError(`${name} is set twice (first on line ${first})`, lineNo);
+    firstSetOn.set(name, lineNo);
+    const { value, next } = readValue(lines, i, rest);
+    entries.push({ name, value });
+    i = next;
+  }
+  return entries;
+}
+
+/** Lines without their endings. CR alone counts as a line end too, as in node's dotenv and Python. */
+function splitLines(text: string): string[] {
+  const body = text.startsWith("\uFEFF") ? text.slice(1) : text;
+  return body.replace(/\r\n?/g, "\n").split("\n");
+}
+
+// Only a prefix when something other than `=` follows, so a variable named `export` still works.
+const EXPORT_PREFIX = /^export[ \t]+(?=[^ \t=])/;
+
+/** `[export] NAME = rest`, with the name checked. The line may be a stray value: it is never quoted back. */
+function splitAssignment(line: string, lineNo: number): { name: string; rest: string } {
+  const statement = line.replace(EXPORT_PREFIX, "");
+  const eq = statement.indexOf("=");
+  if (eq < 0) throw new DotenvError("expected NAME=value, but there is no '='", lineNo);
+  const name = statement.slice(0, eq).trimEnd();
+  if (!isSecretName(name)) throw new DotenvError(`invalid name (names are ${NAME_RULE})`, lineNo);
+  return { name, rest: statement.slice(eq + 1) };
+}
+
+/** The value starting in `rest` (the text after `=` on line index `at`), and the index of the line after it. */
+function readValue(lines: readonly string[], at: number, rest: string): { value: string; next: number } {
+  const start = rest.trimStart();
+  const quote = start[0];
+  if (quote === '"' || quote === "'") return readQuoted(lines, at, start.slice(1), quote);
+  return { value: unquoted(rest), next: at + 1 };
+}
+
+// A `#` right after the `=` or inside a word (`a#b`, a URL fragment) is part of the value, as in
+// compose and python-dotenv. The `s` flag lets the comment hold any character, U+2028 included.
+const INLINE_COMMENT = /[ \t]#.*$/s;
+
+function unquoted(rest: string): string {
+  return rest.replace(INLINE_COMMENT, "").trim();
+}
+
+// What may follow a closing quote on its line.
+const AFTER_QUOTE = /^[ \t]*(?:#.*)?$/s;
+
+/**
+ * A quoted value: `text` is what follows the opening quote on line index `at`. Line ends before
+ * the closing quote belong to the value, as "\n".
+ */
+function readQuoted(lines: readonly string[], at: number, text: string, quote: '"' | "'"): { value: string; next: number } {
+  const kind = quote === '"' ? "double" : "single";
+  const parts: string[] = [];
+  let i = at;
+  for (;;) {
+    const close = closingQuote(text, quote);
+    if (close >= 0) {
+      parts.push(text.slice(0, close));
+      if (!AFTER_QUOTE.test(text.slice(close + 1))) throw new DotenvError(`unexpected text after the closing ${kind} quote`, i + 1);
+      const raw = parts.join("\n");
+      return { value: quote === '"' ? unescapeDouble(raw) : raw, next: i + 1 };
+    }
+    parts.push(text);
+    i++;
+    // Reported where the quote opened: that is where the mistake usually is.
+    if (i >= lines.length) throw new DotenvError(`unterminated ${kind}-quoted value`, at + 1);
+    text = lines[i]!;
+  }
+}
+
+/** Where the closing quote is in `text`, or -1. In double quotes a backslash hides the next character. */
+function closingQuote(text: string, quote: '"' | "'"): number {
+  if (quote === "'") return text.indexOf("'");
+  for (let k = 0; k < text.length; k++) {
+    if (text[k] === "\\") k++;
+    else if (text[k] === '"') return k;
+  }
+  return -1;
+}
+
+const UNESCAPED: Record<string, string> = { n: "\n", r: "\r", t: "\t", '"': '"', "\\": "\\", $: "$" };
+
+// Pairs are taken left to right like closingQuote does, so `\\"` is a backslash then the end.
+function unescapeDouble(raw: string): string {
+  return raw.replace(/\\([nrt"\\$])/g, (_, c: string) => UNESCAPED[c]!);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing .env
+
+// Values made only of these need no quotes in any reader (no spaces, quotes, `#`, `$`, `=`).
+const SIMPLE_VALUE = /^[A-Za-z0-9_.\/:@+,-]*$/;
+
+const ESCAPED: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", $: "\\$" };
+
+/** One `NAME=value` line per entry, in the given order. parseDotenv reads every value back exactly. */
+export function printDotenv(entries: readonly SecretEntry[]): string {
+  checkEntries(entries);
+  return entries.map((e) => `${e.name}=${quoteValue(e.value)}\n`).join("");
+}
+
+// CR is escaped, not written raw, since a raw CR would read back as a line end. Every other
+// character (control characters, U+2028, lone surrogates) is safe between double quotes.
+function quoteValue(value: string): string {
+  if (SIMPLE_VALUE.test(value)) return value;
+  return `"${value.replace(/[\\"\n\r\t$]/g, (c) => ESCAPED[c]!)}"`;
+}
+
+/**
+ * Names must be valid and distinct, else the output would not read back. A bad name is not
+ * quoted in the error: it may be a value put in the wrong field.
+ */
+function checkEntries(entries: readonly SecretEntry[]): void {
+  const seen = new Set<string>();
+  entries.forEach((e, i) => {
+    if (!isSecretName(e.name)) throw new Error(`entry ${i + 1}: invalid secret name (names are ${NAME_RULE})`);
+    if (seen.has(e.name)) throw new Error(`entry ${i + 1}: ${e.name} appears twice`);
+    seen.add(e.name);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON: a flat object of names to string values
+
+const JSON_SHAPE = '{"NAME": "value", ...}';
+
+/**
+ * Entries in the object's order (names cannot look like integers, which objects would reorder).
+ * A key repeated in the text is not detected: JSON.parse keeps its last value.
+ */
+export function parseJsonSecrets(text: string): SecretEntry[] {
+  const data = parseJson(text.startsWith("\uFEFF") ? text.slice(1) : text);
+  if (typeof data !== "object" || data === null || Array.isArray(data)) throw new Error(`expected a JSON object like ${JSON_SHAPE}, got ${jsonKind(data)}`);
+  return Object.entries(data).map(([name, value]) => {
+    if (!isSecretName(name)) throw new Error(`${JSON.stringify(name)} is not a valid secret name (names are ${NAME_RULE})`);
+    if (typeof value !== "string") throw new Error(`${name}: the value must be a string, not ${jsonKind(value)}`);
+    return { name, value };
+  });
+}
+
+// The engine's message is not passed on: it can quote the text around the error, a secret maybe.
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`not valid JSON: expected an object like ${JSON_SHAPE}`);
+  }
+}
+
+function jsonKind(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  return typeof v === "object" ? "an object" : `a ${typeof v}`;
+}
+
+/**
+ * Pretty JSON (2 spaces, trailing newline), in the given order. Written member by member rather
+ * than through an object: a `__proto__` key on a plain object would set its prototype and vanish.
+ */
+export function printJsonSecrets(entries: readonly SecretEntry[]): string {
+  checkEntries(entries);
+  if (entries.length === 0) return "{}\n";
+  const members = entries.map((e) => `  ${JSON.stringify(e.name)}: ${JSON.stringify(e.value)}`);
+  return `{\n${members.join(",\n")}\n}\n`;
+}

@@ -1,0 +1,97 @@
+/**
+ * The server's side of end-to-end-encrypted workspaces: it keeps what clients made (each
+ * user's public key and passphrase-sealed private key, and the workspace key wrapped to each
+ * member's public key) and hands it back to whoever may have it. It never holds a key it can
+ * use: see e2ee.ts for the cryptography, done on the client.
+ */
+import { ConflictError, ForbiddenError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { byWhom, ensureWorkspace, event, type Caller, type SecretsKernel } from "./context.ts";
+import * as sql from "./store.ts";
+
+const PUBLIC_KEY = /^[A-Za-z0-9_-]{43}$/; // 32 bytes, base64url without padding
+const SEALED = /^c1\.[a-z]{1,4}\.[A-Za-z0-9_-]{16,4096}$/;
+
+export class E2eeKeys {
+  constructor(private readonly k: SecretsKernel) {}
+
+  /** The caller's key pair (public key and sealed private key), made on their machine. */
+  async setKeyPair(caller: Caller, input: { public_key: string; sealed_private_key: string }) {
+    const user = this.userOf(caller);
+    if (!PUBLIC_KEY.test(input.public_key)) throw new InvalidError("an X25519 public key, base64url", "public_key");
+    if (!SEALED.test(input.sealed_private_key)) throw new InvalidError("a private key sealed by citadel (c1.pk....)", "sealed_private_key");
+    const previous = sql.userKey(this.k.store.db, user);
+    await this.k.store.write((tx) => {
+      // A new key pair makes the workspace keys wrapped to the old one useless: they go, and
+      // another member wraps the workspace keys again for the new public key.
+      if (previous && previous.public_key !== input.public_key) tx.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(user);
+      sql.putUserKey(tx, user, input.public_key, input.sealed_private_key, this.k.clock.now());
+      this.k.audit.record(tx, event(caller, null, { action: "secrets.e2ee.keypair", resource: { type: "user", id: user }, reason: previous ? "replaced" : "created" }));
+    });
+    return this.keyPair(caller);
+  }
+
+  keyPair(caller: Caller) {
+    const row = sql.userKey(this.k.store.db, this.userOf(caller));
+    if (!row) throw new NotFoundError("You have no key pair yet: citadel secrets e2ee init makes one.");
+    return { public_key: row.public_key, sealed_private_key: row.sealed_private_key, created_at: new Date(row.created_at).toISOString() };
+  }
+
+  /** A member's public key, to wrap the workspace key for them. */
+  async publicKey(workspaceId: string, userId: string) {
+    const ws = await this.e2eeWorkspace(workspaceId);
+    if (!this.k.identity.provider?.roleIn(userId, ws.organization_id)) throw new NotFoundError("That user is not a member of this workspace's organization.");
+    const row = sql.userKey(this.k.store.db, userId);
+    if (!row) throw new NotFoundError("That user has no key pair yet (citadel secrets e2ee init).");
+    return { user: userId, public_key: row.public_key };
+  }
+
+  /** Gives a member the workspace key, wrapped by the caller's client to the member's public key. */
+  async grant(caller: Caller, workspaceId: string, userId: string, wrapped: string) {
+    const ws = await this.e2eeWorkspace(workspaceId);
+    if (!SEALED.test(wrapped)) throw new InvalidError("a workspace key wrapped by citadel (c1.wk....)", "wrapped");
+    if (!this.k.identity.provider?.roleIn(userId, ws.organization_id)) throw new InvalidError("that user is not a member of the organization", "user");
+    if (!sql.userKey(this.k.store.db, userId)) throw new ConflictError("That user has no key pair yet: they run citadel secrets e2ee init first.");
+    const me = this.userOf(caller);
+    const holders = sql.workspaceKeyHolders(this.k.store.db, workspaceId);
+    // The first key is set by whoever turned encryption on; after that only holders can wrap it.
+    if (holders.length > 0 && !holders.some((h) => h.user_id === me)) throw new ForbiddenError("Only a member who holds the workspace key can give it to another.");
+    if (holders.length === 0 && userId !== me) throw new ConflictError("The workspace has no key yet: its first key is your own.");
+    await this.k.store.write((tx) => {
+      sql.putWorkspaceKey(tx, workspaceId, userId, wrapped, byWhom(caller.principal), this.k.clock.now());
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.grant", resource: { type: "user", id: userId } }));
+    });
+    return this.holders(workspaceId);
+  }
+
+  async revoke(caller: Caller, workspaceId: string, userId: string) {
+    const ws = await this.e2eeWorkspace(workspaceId);
+    await this.k.store.write((tx) => {
+      if (sql.deleteWorkspaceKey(tx, workspaceId, userId) === 0) throw new NotFoundError("That user holds no key of this workspace.");
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.revoke", resource: { type: "user", id: userId } }));
+    });
+  }
+
+  /** The caller's wrapped workspace key. The guard has checked they are still a member. */
+  async myKey(caller: Caller, workspaceId: string) {
+    await this.e2eeWorkspace(workspaceId);
+    const row = sql.workspaceKey(this.k.store.db, workspaceId, this.userOf(caller));
+    if (!row) throw new NotFoundError("No key of this workspace is wrapped for you yet: a member who has it runs citadel secrets e2ee grant.");
+    return { workspace: workspaceId, wrapped: row.wrapped, wrapped_by: row.wrapped_by };
+  }
+
+  async holders(workspaceId: string) {
+    await this.e2eeWorkspace(workspaceId);
+    return sql.workspaceKeyHolders(this.k.store.db, workspaceId).map((h) => ({ user: h.user_id, wrapped_by: h.wrapped_by, created_at: new Date(h.created_at).toISOString() }));
+  }
+
+  private async e2eeWorkspace(workspaceId: string): Promise<sql.WorkspaceRow> {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    if (ws.e2ee !== 1) throw new ConflictError("This workspace is not end-to-end encrypted.");
+    return ws;
+  }
+
+  private userOf(caller: Caller): string {
+    if (!caller.principal.userId) throw new ForbiddenError("End-to-end encryption keys belong to users, not to service keys.");
+    return caller.principal.userId;
+  }
+}

@@ -1,0 +1,323 @@
+/**
+ * The cryptography of end-to-end-encrypted workspaces, run on the members' machines. The
+ * server stores and serves only what these functions output (e2ee-keys.ts, service.ts) and
+ * holds no key that opens any of it.
+ *
+ *   user key pair      X25519. The public key is base64url of the raw 32 bytes; the private
+ *                      key is sealed by the user's passphrase:
+ *                        c1.pk.<b64url( kdf=1 | m u32 | t u32 | p u8 | salt 16 | nonce 12 | ct+tag 48 )>
+ *                      argon2id(passphrase NFC, salt, m, t, p) → 32-byte AES-256-GCM key; the
+ *                      header (and the "c1.pk" label) is the AAD, so the recorded parameters
+ *                      cannot be changed without failing.
+ *   workspace key      32 random bytes, wrapped for each member (ECIES):
+ *                        c1.wk.<b64url( ephemeral public 32 | nonce 12 | ct+tag 48 )>
+ *                      key = HKDF-SHA256(X25519(ephemeral, recipient),
+ *                                        salt = ephemeral pub ‖ recipient pub,
+ *                                        info = "citadel e2ee wrap v1|<workspace>|<user>");
+ *                      AAD = "c1.wk" ‖ len-prefixed workspace ‖ len-prefixed user.
+ *   secret value       c1.v.<b64url( nonce 12 | ct+tag )>, under HKDF(workspace key,
+ *                      info "citadel e2ee value key v1"); AAD = "c1.v" ‖ len-prefixed
+ *                      workspace, environment and name, so a ciphertext copied to another
+ *                      secret, environment or workspace fails.
+ *
+ * Every failure to open (wrong key, wrong passphrase, other context, flipped bit) is a
+ * DecryptionError with a message meant for the person at the keyboard.
+ */
+import type { Algorithm } from "@node-rs/argon2";
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
+import { aesGcmDecrypt, aesGcmEncrypt, DecryptionError } from "../../src/crypto/aead.ts";
+
+const KEY_BYTES = 32;
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
+const SALT_BYTES = 16;
+
+/** argon2id parameters of a sealed private key: OWASP's minimum (m = 19 MiB, t = 2, p = 1). */
+const SEAL_PARAMETERS = { memoryKiB: 19_456, iterations: 2, parallelism: 1 } as const;
+/** What a sealed key may ask of the machine opening it (a damaged or hostile one asks no more). */
+const PARAMETER_LIMITS = { memoryKiB: [19_456, 1_048_576], iterations: [2, 10], parallelism: [1, 8] } as const;
+const KDF_ARGON2ID = 1;
+const SEALED_HEADER_BYTES = 1 + 4 + 4 + 1 + SALT_BYTES;
+const SEALED_BYTES = SEALED_HEADER_BYTES + NONCE_BYTES + KEY_BYTES + TAG_BYTES;
+const WRAPPED_BYTES = KEY_BYTES + NONCE_BYTES + KEY_BYTES + TAG_BYTES;
+
+const PK_PREFIX = "c1.pk.";
+const WK_PREFIX = "c1.wk.";
+const VALUE_PREFIX = "c1.v.";
+
+// DER wrappers of a raw X25519 key (RFC 8410): node:crypto imports keys as PKCS#8 / SPKI.
+const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
+const SPKI_X25519 = Buffer.from("302a300506032b656e032100", "hex");
+
+const ARGON2ID = 2 as Algorithm; // Algorithm.Argon2id (a const enum, which isolated modules cannot import)
+let argon2: Promise<typeof import("@node-rs/argon2")> | undefined;
+const loadArgon2 = () => (argon2 ??= import("@node-rs/argon2"));
+
+export interface WrapContext {
+  workspace: string;
+  user: string;
+}
+
+export interface ValueContext {
+  workspace: string;
+  environment: string;
+  name: string;
+}
+
+/** A new X25519 key pair: the public key as base64url of its raw 32 bytes, the private key raw. */
+export function generateUserKeyPair(): { publicKey: string; privateKey: Uint8Array } {
+  const { privateKey } = generateKeyPairSync("x25519");
+  const jwk = privateKey.export({ format: "jwk" });
+  if (typeof jwk.d !== "string" || typeof jwk.x !== "string") throw new Error("X25519 key generation returned no key");
+  return { publicKey: jwk.x, privateKey: new Uint8Array(Buffer.from(jwk.d, "base64url")) };
+}
+
+/** Seals a private key with a passphrase (argon2id → AES-256-GCM): `c1.pk.…`. */
+export async function sealPrivateKey(privateKey: Uint8Array, passphrase: string): Promise<string> {
+  checkBytes(privateKey, KEY_BYTES, "a private key");
+  checkPassphrase(passphrase);
+  const { memoryKiB, iterations, parallelism } = SEAL_PARAMETERS;
+  const out = Buffer.alloc(SEALED_HEADER_BYTES);
+  out[0] = KDF_ARGON2ID;
+  out.writeUInt32BE(memoryKiB, 1);
+  out.writeUInt32BE(iterations, 5);
+  out[9] = parallelism;
+  const salt = randomBytes(SALT_BYTES);
+  salt.copy(out, 10);
+  const key = await argon2id(passphrase, salt, memoryKiB, iterations, parallelism);
+  try {
+    const nonce = randomBytes(NONCE_BYTES);
+    const sealed = aesGcmEncrypt(key, nonce, privateKey, Buffer.concat([label(PK_PREFIX), out]));
+    return PK_PREFIX + Buffer.concat([out, nonce, sealed]).toString("base64url");
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** Opens what sealPrivateKey made; a wrong passphrase (or damaged key) throws DecryptionError. */
+export async function openPrivateKey(sealed: string, passphrase: string): Promise<Uint8Array> {
+  checkPassphrase(passphrase);
+  const data = decodeVersioned(sealed, PK_PREFIX, "a private key sealed by citadel (c1.pk.…)");
+  if (data.length !== SEALED_BYTES || data[0] !== KDF_ARGON2ID) throw new DecryptionError("not a private key sealed by this version of citadel");
+  const memoryKiB = data.readUInt32BE(1);
+  const iterations = data.readUInt32BE(5);
+  const parallelism = data[9]!;
+  if (!within(memoryKiB, PARAMETER_LIMITS.memoryKiB) || !within(iterations, PARAMETER_LIMITS.iterations) || !within(parallelism, PARAMETER_LIMITS.parallelism)) {
+    throw new DecryptionError(`the sealed key asks for argon2id parameters out of bounds (m=${memoryKiB}, t=${iterations}, p=${parallelism})`);
+  }
+  const header = data.subarray(0, SEALED_HEADER_BYTES);
+  const key = await argon2id(passphrase, data.subarray(10, SEALED_HEADER_BYTES), memoryKiB, iterations, parallelism);
+  try {
+    const nonce = data.subarray(SEALED_HEADER_BYTES, SEALED_HEADER_BYTES + NONCE_BYTES);
+    const plain = aesGcmDecrypt(key, nonce, data.subarray(SEALED_HEADER_BYTES + NONCE_BYTES), Buffer.concat([label(PK_PREFIX), header]));
+    const privateKey = new Uint8Array(plain);
+    plain.fill(0);
+    return privateKey;
+  } catch (e) {
+    if (e instanceof DecryptionError) throw new DecryptionError("wrong passphrase, or the key was damaged");
+    throw e;
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** A new workspace key: 32 random bytes. */
+export function newWorkspaceKey(): Uint8Array {
+  return new Uint8Array(randomBytes(KEY_BYTES));
+}
+
+/** Wraps a workspace key for one member (ECIES to their X25519 public key): `c1.wk.…`. */
+export function wrapWorkspaceKey(workspaceKey: Uint8Array, recipientPublicKey: string, context: WrapContext): string {
+  checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
+  checkContext(context, ["workspace", "user"]);
+  const recipient = decodePublicKey(recipientPublicKey);
+  const { privateKey: ephemeral } = generateKeyPairSync("x25519");
+  const ephemeralPublic = rawPublicKey(ephemeral);
+  let key: Buffer;
+  try {
+    key = wrapKey(ephemeral, recipient, ephemeralPublic, recipient, context);
+  } catch {
+    throw new TypeError("that X25519 public key is not usable (a low-order point)");
+  }
+  try {
+    const nonce = randomBytes(NONCE_BYTES);
+    const sealed = aesGcmEncrypt(key, nonce, workspaceKey, wrapAad(context));
+    return WK_PREFIX + Buffer.concat([ephemeralPublic, nonce, sealed]).toString("base64url");
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** Inverse of wrapWorkspaceKey; another recipient, workspace or user (or a flipped bit) throws DecryptionError. */
+export function unwrapWorkspaceKey(wrapped: string, privateKey: Uint8Array, context: WrapContext): Uint8Array {
+  checkBytes(privateKey, KEY_BYTES, "a private key");
+  checkContext(context, ["workspace", "user"]);
+  const data = decodeVersioned(wrapped, WK_PREFIX, "a workspace key wrapped by citadel (c1.wk.…)");
+  if (data.length !== WRAPPED_BYTES) throw new DecryptionError("not a workspace key wrapped by this version of citadel");
+  const own = privateKeyObject(privateKey);
+  const ephemeralPublic = data.subarray(0, KEY_BYTES);
+  let key: Buffer;
+  try {
+    key = wrapKey(own, ephemeralPublic, ephemeralPublic, rawPublicKey(own), context);
+  } catch {
+    throw new DecryptionError("this wrapped workspace key is damaged");
+  }
+  try {
+    const plain = aesGcmDecrypt(key, data.subarray(KEY_BYTES, KEY_BYTES + NONCE_BYTES), data.subarray(KEY_BYTES + NONCE_BYTES), wrapAad(context));
+    const workspaceKey = new Uint8Array(plain);
+    plain.fill(0);
+    return workspaceKey;
+  } catch (e) {
+    if (e instanceof DecryptionError) throw new DecryptionError("this workspace key was not wrapped for your key pair, or for this workspace and user, or it was damaged");
+    throw e;
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** Encrypts one secret value for a workspace, bound to its workspace, environment and name: `c1.v.…`. */
+export function encryptValue(workspaceKey: Uint8Array, plaintext: string, context: ValueContext): string {
+  checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
+  checkContext(context, ["workspace", "environment", "name"]);
+  if (typeof plaintext !== "string") throw new TypeError("a secret value is a string");
+  const key = valueKey(workspaceKey);
+  try {
+    const nonce = randomBytes(NONCE_BYTES);
+    const sealed = aesGcmEncrypt(key, nonce, Buffer.from(plaintext, "utf8"), valueAad(context));
+    return VALUE_PREFIX + Buffer.concat([nonce, sealed]).toString("base64url");
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** Inverse of encryptValue; another key or context (or a flipped bit) throws DecryptionError. */
+export function decryptValue(workspaceKey: Uint8Array, ciphertext: string, context: ValueContext): string {
+  checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
+  checkContext(context, ["workspace", "environment", "name"]);
+  const data = decodeVersioned(ciphertext, VALUE_PREFIX, "a value encrypted by citadel (c1.v.…)");
+  if (data.length < NONCE_BYTES + TAG_BYTES) throw new DecryptionError("this encrypted value is too short: it was damaged");
+  const key = valueKey(workspaceKey);
+  try {
+    return aesGcmDecrypt(key, data.subarray(0, NONCE_BYTES), data.subarray(NONCE_BYTES), valueAad(context)).toString("utf8");
+  } catch (e) {
+    if (e instanceof DecryptionError) throw new DecryptionError(`this value does not open with this workspace key as ${context.environment}/${context.name}: another workspace key, a value copied from elsewhere, or damaged`);
+    throw e;
+  } finally {
+    key.fill(0);
+  }
+}
+
+/**
+ * Whether `s` has the form of a value encrypted by encryptValue (the server's check that an
+ * end-to-end-encrypted workspace receives no plaintext). It cannot tell whether it opens.
+ */
+export function isE2eeCiphertext(s: string): boolean {
+  if (typeof s !== "string" || !s.startsWith(VALUE_PREFIX)) return false;
+  const data = decodeBase64url(s.slice(VALUE_PREFIX.length));
+  return data !== null && data.length >= NONCE_BYTES + TAG_BYTES;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** The AES key of a wrapped workspace key: HKDF-SHA256 over X25519(own, peer). */
+function wrapKey(own: KeyObject, peer: Uint8Array, ephemeralPublic: Uint8Array, recipientPublic: Uint8Array, context: WrapContext): Buffer {
+  // BoringSSL refuses a low-order peer point (an all-zero result); check anyway.
+  const shared = diffieHellman({ privateKey: own, publicKey: publicKeyObject(peer) });
+  try {
+    if (shared.every((b) => b === 0)) throw new Error("X25519 produced the all-zero secret");
+    const salt = Buffer.concat([ephemeralPublic, recipientPublic]);
+    const info = `citadel e2ee wrap v1|${context.workspace}|${context.user}`;
+    return Buffer.from(hkdfSync("sha256", shared, salt, info, KEY_BYTES));
+  } finally {
+    shared.fill(0);
+  }
+}
+
+function valueKey(workspaceKey: Uint8Array): Buffer {
+  return Buffer.from(hkdfSync("sha256", workspaceKey, Buffer.alloc(0), "citadel e2ee value key v1", KEY_BYTES));
+}
+
+function wrapAad(context: WrapContext): Buffer {
+  return Buffer.concat([label(WK_PREFIX), lengthPrefixed(context.workspace), lengthPrefixed(context.user)]);
+}
+
+function valueAad(context: ValueContext): Buffer {
+  return Buffer.concat([label(VALUE_PREFIX), lengthPrefixed(context.workspace), lengthPrefixed(context.environment), lengthPrefixed(context.name)]);
+}
+
+async function argon2id(passphrase: string, salt: Uint8Array, memoryKiB: number, iterations: number, parallelism: number): Promise<Buffer> {
+  // NFC: the same passphrase typed on another system may arrive in another Unicode normal form.
+  return (await loadArgon2()).hashRaw(passphrase.normalize("NFC"), {
+    algorithm: ARGON2ID,
+    memoryCost: memoryKiB,
+    timeCost: iterations,
+    parallelism,
+    outputLen: KEY_BYTES,
+    salt,
+  });
+}
+
+function privateKeyObject(raw: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_X25519, raw]), format: "der", type: "pkcs8" });
+}
+
+function publicKeyObject(raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.concat([SPKI_X25519, raw]), format: "der", type: "spki" });
+}
+
+function rawPublicKey(key: KeyObject): Buffer {
+  const der = createPublicKey(key).export({ format: "der", type: "spki" });
+  return Buffer.from(der.subarray(der.length - KEY_BYTES));
+}
+
+function decodePublicKey(publicKey: string): Buffer {
+  const raw = typeof publicKey === "string" && publicKey.length === 43 ? decodeBase64url(publicKey) : null;
+  if (!raw || raw.length !== KEY_BYTES) throw new TypeError("an X25519 public key is base64url of 32 bytes (43 characters)");
+  if (raw.every((b) => b === 0)) throw new TypeError("that X25519 public key is not usable (all zeros)");
+  return raw;
+}
+
+function decodeVersioned(s: string, prefix: string, what: string): Buffer {
+  if (typeof s !== "string" || !s.startsWith(prefix)) throw new DecryptionError(`not ${what}`);
+  const data = decodeBase64url(s.slice(prefix.length));
+  if (!data) throw new DecryptionError(`not ${what}: it is not base64url`);
+  return data;
+}
+
+/** Strict base64url (no padding, canonical), or null. */
+function decodeBase64url(s: string): Buffer | null {
+  if (s.length === 0 || s.length % 4 === 1 || !/^[A-Za-z0-9_-]+$/.test(s)) return null;
+  const data = Buffer.from(s, "base64url");
+  return data.toString("base64url") === s ? data : null;
+}
+
+function lengthPrefixed(s: string): Buffer {
+  const bytes = Buffer.from(s, "utf8");
+  const out = Buffer.allocUnsafe(4 + bytes.length);
+  out.writeUInt32BE(bytes.length, 0);
+  bytes.copy(out, 4);
+  return out;
+}
+
+function label(prefix: string): Buffer {
+  return Buffer.from(prefix.slice(0, -1), "ascii"); // "c1.pk", "c1.wk", "c1.v"
+}
+
+function checkBytes(bytes: Uint8Array, length: number, what: string): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== length) throw new TypeError(`${what} has ${length} bytes`);
+}
+
+function checkPassphrase(passphrase: string): void {
+  if (typeof passphrase !== "string" || passphrase.length === 0) throw new TypeError("a passphrase may not be empty");
+}
+
+function checkContext(context: object, fields: readonly string[]): void {
+  for (const field of fields) {
+    const value = (context as Record<string, unknown>)[field];
+    if (typeof value !== "string" || value.length === 0) throw new TypeError(`the context needs a non-empty ${field}`);
+  }
+}
+
+function within(n: number, [min, max]: readonly [number, number]): boolean {
+  return n >= min && n <= max;
+}

@@ -1,0 +1,117 @@
+/**
+ * The secrets plugin's tables. Workspaces themselves belong to iam; these tables hold what the
+ * secrets service keeps per workspace. Values are stored only as keyring envelopes (or, in an
+ * end-to-end-encrypted workspace, as the client's ciphertext): never in plaintext.
+ */
+import type { Migration } from "../../src/store/migrate.ts";
+
+export const secretsMigrations: readonly Migration[] = [
+  {
+    id: "0001_secrets",
+    up: `CREATE TABLE secrets_workspaces (
+      workspace_id TEXT PRIMARY KEY,
+      organization_id TEXT NOT NULL,
+      e2ee         INTEGER NOT NULL DEFAULT 0,
+      created_at   INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE secrets_environments (
+      id           TEXT PRIMARY KEY,
+      workspace_id TEXT NOT NULL REFERENCES secrets_workspaces (workspace_id),
+      name         TEXT NOT NULL,
+      -- who may use it: 'members' (the workspace's roles), 'admins' (admin and owner),
+      -- 'named' (only the users in allowed_users)
+      protection   TEXT NOT NULL DEFAULT 'members' CHECK (protection IN ('members', 'admins', 'named')),
+      allowed_users TEXT NOT NULL DEFAULT '[]',
+      created_at   INTEGER NOT NULL,
+      UNIQUE (workspace_id, name)
+    ) STRICT;
+
+    CREATE TABLE secrets (
+      id             TEXT PRIMARY KEY,
+      environment_id TEXT NOT NULL REFERENCES secrets_environments (id),
+      name           TEXT NOT NULL,
+      version        INTEGER NOT NULL,          -- the current version
+      note           TEXT,
+      rotation_days  INTEGER,                   -- remind to rotate this often
+      expires_at     INTEGER,
+      rotated_at     INTEGER NOT NULL,          -- when the value last changed
+      created_at     INTEGER NOT NULL,
+      created_by     TEXT NOT NULL,
+      updated_at     INTEGER NOT NULL,
+      updated_by     TEXT NOT NULL,
+      deleted_at     INTEGER,
+      deleted_by     TEXT,
+      UNIQUE (environment_id, name)
+    ) STRICT;
+
+    CREATE TABLE secret_versions (
+      secret_id   TEXT NOT NULL REFERENCES secrets (id) ON DELETE CASCADE,
+      version     INTEGER NOT NULL,
+      ciphertext  BLOB NOT NULL,
+      dek_version INTEGER NOT NULL,             -- 0: a client's ciphertext (E2EE), not the keyring's
+      origin      TEXT NOT NULL CHECK (origin IN ('set', 'import', 'rollback', 'rotate')),
+      created_at  INTEGER NOT NULL,
+      created_by  TEXT NOT NULL,
+      PRIMARY KEY (secret_id, version)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX secret_versions_dek ON secret_versions (dek_version);
+
+    CREATE TABLE secrets_shares (
+      id              TEXT PRIMARY KEY,
+      organization_id TEXT NOT NULL,
+      created_by      TEXT NOT NULL,
+      ciphertext      BLOB NOT NULL,            -- the client's ciphertext, wrapped again by the keyring
+      view_proof_hash BLOB NOT NULL,            -- SHA-256 of the proof a viewer derives from the link
+      passphrase      INTEGER NOT NULL,
+      max_views       INTEGER NOT NULL,
+      views           INTEGER NOT NULL DEFAULT 0,
+      source          TEXT,                     -- workspace/environment/name, when it carries a secret
+      expires_at      INTEGER NOT NULL,
+      created_at      INTEGER NOT NULL,
+      revoked_at      INTEGER
+    ) STRICT;
+    CREATE INDEX secrets_shares_org ON secrets_shares (organization_id, created_at);
+
+    CREATE TABLE secrets_user_keys (
+      user_id            TEXT PRIMARY KEY,
+      public_key         TEXT NOT NULL,
+      sealed_private_key TEXT NOT NULL,         -- sealed by the user's passphrase, on the client
+      created_at         INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE secrets_workspace_keys (
+      workspace_id TEXT NOT NULL REFERENCES secrets_workspaces (workspace_id),
+      user_id      TEXT NOT NULL,
+      wrapped      TEXT NOT NULL,               -- the workspace key, wrapped to the user's public key
+      wrapped_by   TEXT NOT NULL,
+      created_at   INTEGER NOT NULL,
+      PRIMARY KEY (workspace_id, user_id)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE secrets_webhooks (
+      id           TEXT PRIMARY KEY,
+      workspace_id TEXT NOT NULL REFERENCES secrets_workspaces (workspace_id),
+      url          TEXT NOT NULL,
+      secret       BLOB NOT NULL,               -- the signing secret, a keyring envelope
+      created_at   INTEGER NOT NULL,
+      created_by   TEXT NOT NULL,
+      deleted_at   INTEGER
+    ) STRICT;
+
+    CREATE TABLE secrets_webhook_deliveries (
+      id              INTEGER PRIMARY KEY,
+      webhook_id      TEXT NOT NULL REFERENCES secrets_webhooks (id),
+      event           TEXT NOT NULL,            -- the JSON body: names, versions, actor; never a value
+      state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+      attempts        INTEGER NOT NULL DEFAULT 0,
+      next_attempt_at INTEGER NOT NULL,
+      last_status     INTEGER,
+      last_error      TEXT,
+      created_at      INTEGER NOT NULL,
+      delivered_at    INTEGER
+    ) STRICT;
+    CREATE INDEX secrets_webhook_deliveries_due ON secrets_webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX secrets_webhook_deliveries_hook ON secrets_webhook_deliveries (webhook_id, id);`,
+  },
+];

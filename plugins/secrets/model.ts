@@ -1,0 +1,153 @@
+/** Request and response schemas of the secrets API (validation and the OpenAPI document). */
+import { t } from "elysia";
+
+const Iso = t.String({ format: "date-time" });
+const NullableIso = t.Union([Iso, t.Null()]);
+const Protection = t.Union([t.Literal("members"), t.Literal("admins"), t.Literal("named")], {
+  description: "members: the workspace's roles decide; admins: admins and owners (and service keys) only; named: the allowed users only",
+});
+
+export const Done = t.Object({ ok: t.Literal(true) });
+
+export const Environment = t.Object({ name: t.String(), protection: Protection, allowed_users: t.Array(t.String()), created_at: Iso });
+export const EnvironmentList = t.Object({ items: t.Array(Environment) });
+export const NewEnvironment = t.Object({
+  name: t.String({ maxLength: 32, description: "Lower-case letters, digits, - and _" }),
+  protection: t.Optional(Protection),
+  allowed_users: t.Optional(t.Array(t.String({ maxLength: 64 }), { maxItems: 100 })),
+});
+export const EnvironmentProtection = t.Object({ protection: Protection, allowed_users: t.Optional(t.Array(t.String({ maxLength: 64 }), { maxItems: 100 })) });
+
+export const WorkspaceSettings = t.Object({
+  workspace: t.String(),
+  e2ee: t.Boolean({ description: "End-to-end encrypted: values are encrypted by the members' clients; the server stores ciphertext only." }),
+  data_key_version: t.Union([t.Integer(), t.Null()], { description: "The workspace's data key version (null before its first value)." }),
+  values_on_older_keys: t.Integer({ description: "Stored versions still encrypted with an older data key (a rotation under way)." }),
+  environments: t.Array(Environment),
+});
+export const WorkspaceSettingsChange = t.Object({ e2ee: t.Boolean({ description: "Chosen while the workspace holds no secrets." }) });
+
+export const SecretMetadata = t.Object({
+  id: t.String(),
+  name: t.String(),
+  environment: t.String(),
+  version: t.Integer({ description: "The current version; send it back in If-Match to update only if nobody changed it meanwhile." }),
+  note: t.Union([t.String(), t.Null()]),
+  rotation_days: t.Union([t.Integer(), t.Null()]),
+  rotation_due: t.Boolean(),
+  expires_at: NullableIso,
+  expired: t.Boolean(),
+  rotated_at: Iso,
+  created_at: Iso,
+  created_by: t.String(),
+  updated_at: Iso,
+  updated_by: t.String(),
+  deleted_at: NullableIso,
+});
+
+export const SecretList = t.Object({
+  environment: t.String(),
+  e2ee: t.Boolean(),
+  items: t.Array(t.Composite([SecretMetadata, t.Object({ value: t.Optional(t.String({ description: "Only with ?values=true; each read is audited." })) })])),
+});
+
+export const SecretValue = t.Composite([
+  SecretMetadata,
+  t.Object({ value: t.String(), value_version: t.Integer(), e2ee: t.Boolean({ description: "The value is the client's ciphertext: decrypt it with the workspace key." }) }),
+]);
+
+export const SecretHistory = t.Composite([
+  SecretMetadata,
+  t.Object({ versions: t.Array(t.Object({ version: t.Integer(), origin: t.String(), created_at: Iso, created_by: t.String(), current: t.Boolean() })) }),
+]);
+
+const Metadata = {
+  note: t.Optional(t.Union([t.String({ maxLength: 500 }), t.Null()])),
+  rotation_days: t.Optional(t.Union([t.Integer({ minimum: 1, maximum: 3650 }), t.Null()], { description: "Remind to rotate this often (rotation_due in lists)." })),
+  expires_at: t.Optional(t.Union([t.String({ format: "date-time" }), t.Null()])),
+};
+export const SetSecret = t.Object({ value: t.String({ description: "At most secrets.max_value_bytes; never logged or audited." }), ...Metadata });
+export const SecretMetadataChange = t.Object(Metadata);
+export const Rollback = t.Object({ version: t.Integer({ minimum: 1 }) });
+export const Rotate = t.Object({
+  generator: t.Union([t.Literal("password"), t.Literal("hex"), t.Literal("base64"), t.Literal("uuid")]),
+  length: t.Optional(t.Integer({ minimum: 1, maximum: 512, description: "Characters (password) or random bytes (hex, base64)." })),
+});
+
+export const ListQuery = t.Object({
+  values: t.Optional(t.Boolean({ description: "Include values (each read is audited)." })),
+  deleted: t.Optional(t.Boolean({ description: "Include soft-deleted secrets." })),
+});
+export const ReadQuery = t.Object({ version: t.Optional(t.Integer({ minimum: 1 })) });
+export const ExportQuery = t.Object({ format: t.Optional(t.Union([t.Literal("dotenv"), t.Literal("json")])) });
+
+export const ImportRequest = t.Object({
+  format: t.Optional(t.Union([t.Literal("dotenv"), t.Literal("json")])),
+  content: t.Optional(t.String({ description: "A .env file or a flat JSON object of strings." })),
+  entries: t.Optional(t.Array(t.Object({ name: t.String({ maxLength: 128 }), value: t.String() }), { maxItems: 5000 })),
+  dry_run: t.Optional(t.Boolean({ description: "Say what would change, change nothing." })),
+  overwrite: t.Optional(t.Boolean({ description: "Replace values that differ (default true)." })),
+});
+export const ImportResult = t.Object({
+  dry_run: t.Boolean(),
+  plan: t.Array(t.Object({ name: t.String(), action: t.Union([t.Literal("create"), t.Literal("update"), t.Literal("unchanged"), t.Literal("skip")]), reason: t.Optional(t.String()) })),
+  created: t.Integer(),
+  updated: t.Integer(),
+  unchanged: t.Integer(),
+  skipped: t.Integer(),
+});
+
+export const KeyRotation = t.Object({ workspace: t.String(), data_key_version: t.Integer(), reencrypted: t.Integer() });
+
+export const NewShare = t.Object({
+  ciphertext: t.String({ minLength: 1, description: "Made by the client (share-crypto); the key stays in the link's fragment." }),
+  view_proof: t.String({ minLength: 16, maxLength: 256, description: "Derived from the link key by the client: viewers present it." }),
+  passphrase: t.Boolean({ description: "A passphrase is needed besides the link." }),
+  ttl_hours: t.Optional(t.Integer({ minimum: 1 })),
+  max_views: t.Optional(t.Integer({ minimum: 1, description: "Default 1." })),
+  source: t.Optional(t.Object({ workspace: t.String(), environment: t.String(), name: t.String() }, { description: "The secret it carries (for the audit trail)." })),
+});
+export const Share = t.Object({
+  id: t.String(),
+  state: t.String({ description: "active, used, expired or revoked" }),
+  views: t.Integer(),
+  max_views: t.Integer(),
+  passphrase: t.Boolean(),
+  source: t.Union([t.String(), t.Null()]),
+  created_by: t.String(),
+  created_at: Iso,
+  expires_at: Iso,
+});
+export const ShareList = t.Object({ items: t.Array(Share) });
+export const ShareView = t.Object({ proof: t.String({ maxLength: 256 }) });
+export const ShareContent = t.Object({ ciphertext: t.String(), passphrase: t.Boolean(), views_left: t.Integer(), expires_at: Iso });
+
+export const KeyPair = t.Object({
+  public_key: t.String({ description: "X25519, base64url (32 bytes)." }),
+  sealed_private_key: t.String({ maxLength: 4200, description: "Sealed by the user's passphrase on their machine (c1.pk....)." }),
+});
+export const KeyPairView = t.Composite([KeyPair, t.Object({ created_at: Iso })]);
+export const PublicKey = t.Object({ user: t.String(), public_key: t.String() });
+export const Grant = t.Object({ wrapped: t.String({ maxLength: 4200, description: "The workspace key wrapped to the member's public key (c1.wk....)." }) });
+export const Holders = t.Object({ items: t.Array(t.Object({ user: t.String(), wrapped_by: t.String(), created_at: Iso })) });
+export const WrappedKey = t.Object({ workspace: t.String(), wrapped: t.String(), wrapped_by: t.String() });
+
+export const NewWebhook = t.Object({ url: t.String({ maxLength: 2000, description: "Under a prefix of secrets.webhook_allowed_urls." }) });
+export const Webhook = t.Object({ id: t.String(), url: t.String(), created_at: Iso, created_by: t.String() });
+export const WebhookList = t.Object({ items: t.Array(Webhook) });
+export const CreatedWebhook = t.Composite([Webhook, t.Object({ secret: t.String({ description: "The signing secret: shown once." }) })]);
+export const Deliveries = t.Object({
+  items: t.Array(
+    t.Object({
+      id: t.Integer(),
+      event: t.Object({}, { additionalProperties: true }),
+      state: t.String(),
+      attempts: t.Integer(),
+      next_attempt_at: NullableIso,
+      last_status: t.Union([t.Integer(), t.Null()]),
+      last_error: t.Union([t.String(), t.Null()]),
+      created_at: Iso,
+      delivered_at: NullableIso,
+    }),
+  ),
+});

@@ -1,0 +1,487 @@
+/**
+ * Secrets: environments, values and their versions, bulk import and export, rotation, and the
+ * re-encryption of a workspace under a new data key. Every change is audited in the same
+ * transaction; every read of a value is audited (durably) before the value is returned.
+ */
+import type { Database } from "bun:sqlite";
+import { envelopeKeyVersion } from "../../src/crypto/aead.ts";
+import { ConflictError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from "../../src/errors.ts";
+import { newId } from "../../src/ids.ts";
+import { byWhom, ensureWorkspace, ENVIRONMENT_NAME, environmentFor, event, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
+import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
+import { isE2eeCiphertext } from "./e2ee.ts";
+import { generateValue, type Generator } from "./generators.ts";
+import * as sql from "./store.ts";
+import type { Webhooks } from "./webhooks.ts";
+
+const DAY_MS = 86_400_000;
+const REENCRYPT_BATCH = 200;
+
+export interface SecretInput {
+  value: string;
+  note?: string | null;
+  rotation_days?: number | null;
+  expires_at?: string | null;
+}
+
+export interface ImportRequest {
+  format?: "dotenv" | "json";
+  content?: string;
+  entries?: SecretEntry[];
+  dry_run?: boolean;
+  /** Replace values that differ (default); false leaves existing secrets alone. */
+  overwrite?: boolean;
+}
+
+type Change = "secret.created" | "secret.updated" | "secret.deleted" | "secret.restored" | "secret.purged";
+
+export class SecretsService {
+  constructor(
+    private readonly k: SecretsKernel,
+    private readonly webhooks: Webhooks,
+  ) {}
+
+  private get db(): Database {
+    return this.k.store.db;
+  }
+
+  private now(): number {
+    return this.k.clock.now();
+  }
+
+  // --- workspace settings and environments ------------------------------------------------
+
+  async settings(workspaceId: string) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const owner = valueKeyOwner(workspaceId);
+    const dek = this.k.seal.keyring().dekVersion(this.db, owner);
+    const stale = dek === null ? 0 : sql.versionsToReencrypt(this.db, workspaceId, dek, 1_000_000).length;
+    return { workspace: workspaceId, e2ee: ws.e2ee === 1, data_key_version: dek, values_on_older_keys: stale, environments: this.environments(ws) };
+  }
+
+  /** End-to-end encryption is chosen while the workspace holds no secrets: values cannot change sides. */
+  async setE2ee(caller: Caller, workspaceId: string, on: boolean) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    if ((ws.e2ee === 1) !== on) {
+      await this.k.store.write((tx) => {
+        if (sql.secretCountInWorkspace(tx, workspaceId) > 0) throw new ConflictError("End-to-end encryption is chosen while a workspace holds no secrets (purge them first, or use a new workspace).");
+        sql.setE2ee(tx, workspaceId, on);
+        this.k.audit.record(tx, event(caller, ws, { action: "secrets.workspace.update", resource: { type: "workspace", id: workspaceId }, reason: on ? "end-to-end encryption on" : "end-to-end encryption off" }));
+      });
+    }
+    return this.settings(workspaceId);
+  }
+
+  private environments(ws: sql.WorkspaceRow) {
+    return sql.environments(this.db, ws.workspace_id).map(environmentView);
+  }
+
+  async createEnvironment(caller: Caller, workspaceId: string, input: { name: string; protection?: sql.Protection; allowed_users?: string[] }) {
+    if (!ENVIRONMENT_NAME.test(input.name)) throw new InvalidError("lower-case letters, digits, - and _, at most 32", "name");
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const protection = input.protection ?? "members";
+    const allowed = this.checkAllowedUsers(ws, protection, input.allowed_users ?? []);
+    const id = newId("env");
+    await this.k.store.write((tx) => {
+      if (sql.environmentByName(tx, workspaceId, input.name)) throw new ConflictError(`The environment ${input.name} exists already.`);
+      sql.insertEnvironment(tx, { id, workspace_id: workspaceId, name: input.name, protection, allowed_users: JSON.stringify(allowed), created_at: this.now() });
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.environment.create", resource: { type: "environment", id }, reason: `${input.name} (${protection})` }));
+    });
+    return environmentView(sql.environmentByName(this.db, workspaceId, input.name)!);
+  }
+
+  async protectEnvironment(caller: Caller, workspaceId: string, name: string, input: { protection: sql.Protection; allowed_users?: string[] }) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = sql.environmentByName(this.db, workspaceId, name);
+    if (!env) throw new NotFoundError(`No environment named ${name} in this workspace.`);
+    const allowed = this.checkAllowedUsers(ws, input.protection, input.allowed_users ?? []);
+    // Whoever narrows an environment must stay inside it, or nobody could undo the change.
+    if (input.protection === "named" && caller.principal.userId && !allowed.includes(caller.principal.userId)) {
+      throw new InvalidError("name yourself among the allowed users, or you would lock yourself out", "allowed_users");
+    }
+    await this.k.store.write((tx) => {
+      sql.updateEnvironment(tx, env.id, input.protection, allowed);
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.environment.update", resource: { type: "environment", id: env.id }, reason: `${name}: ${input.protection}` }));
+    });
+    return environmentView(sql.environmentByName(this.db, workspaceId, name)!);
+  }
+
+  async deleteEnvironment(caller: Caller, workspaceId: string, name: string) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, name);
+    await this.k.store.write((tx) => {
+      if (sql.secretCountInEnvironment(tx, env.id) > 0) throw new ConflictError(`The ${name} environment still holds secrets: purge them first.`);
+      sql.deleteEnvironment(tx, env.id);
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.environment.delete", resource: { type: "environment", id: env.id }, reason: name }));
+    });
+  }
+
+  private checkAllowedUsers(ws: sql.WorkspaceRow, protection: sql.Protection, users: string[]): string[] {
+    if (protection !== "named") {
+      if (users.length > 0) throw new InvalidError("allowed users are named only with protection 'named'", "allowed_users");
+      return [];
+    }
+    if (users.length === 0) throw new InvalidError("name at least one user", "allowed_users");
+    const provider = this.k.identity.provider;
+    for (const user of users) {
+      if (!provider?.roleIn(user, ws.organization_id)) throw new InvalidError(`${user} is not a member of the organization`, "allowed_users");
+    }
+    return [...new Set(users)];
+  }
+
+  // --- reading ---------------------------------------------------------------------------
+
+  async list(caller: Caller, workspaceId: string, envName: string, options: { values?: boolean; deleted?: boolean }) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, envName);
+    const rows = sql.secretsIn(this.db, env.id, options.deleted === true);
+    const items = rows.map((r) => this.metadata(r, env));
+    if (!options.values) return { environment: envName, e2ee: ws.e2ee === 1, items };
+    const live = rows.filter((r) => r.deleted_at === null);
+    await this.auditReads(caller, ws, env, live, "list");
+    const values = new Map(live.map((r) => [r.id, this.decrypt(ws, r, sql.versionOf(this.db, r.id, r.version)!)]));
+    return { environment: envName, e2ee: ws.e2ee === 1, items: items.map((item, i) => ({ ...item, value: values.get(rows[i]!.id) })) };
+  }
+
+  /** One value (the current version, or an older one), audited before it is returned. */
+  async read(caller: Caller, workspaceId: string, envName: string, name: string, version?: number) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, envName);
+    const row = this.liveSecret(env, name);
+    const wanted = version ?? row.version;
+    const stored = sql.versionOf(this.db, row.id, wanted);
+    if (!stored) throw new NotFoundError(`${name} has no version ${wanted}.`);
+    await this.auditReads(caller, ws, env, [row], version === undefined ? "read" : `read v${wanted}`);
+    return { ...this.metadata(row, env), value: this.decrypt(ws, row, stored), value_version: wanted, e2ee: ws.e2ee === 1 };
+  }
+
+  async history(caller: Caller, workspaceId: string, envName: string, name: string) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, envName);
+    const row = sql.secretByName(this.db, env.id, name);
+    if (!row) throw new NotFoundError(`No secret named ${name} in ${envName}.`);
+    return {
+      ...this.metadata(row, env),
+      versions: sql.versionsOf(this.db, row.id).map((v) => ({ version: v.version, origin: v.origin, created_at: iso(v.created_at), created_by: v.created_by, current: v.version === row.version })),
+    };
+  }
+
+  /** The values of an environment as a .env or JSON file; every value read is audited. */
+  async export(caller: Caller, workspaceId: string, envName: string, format: "dotenv" | "json") {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    if (ws.e2ee === 1) throw new ConflictError("This workspace is end-to-end encrypted: the server cannot export values (citadel secrets export decrypts them on your machine).");
+    const listed = await this.list(caller, workspaceId, envName, { values: true });
+    const entries = (listed.items as Array<{ name: string; value?: string }>).map((i) => ({ name: i.name, value: i.value! }));
+    return format === "json" ? printJsonSecrets(entries) : printDotenv(entries);
+  }
+
+  private async auditReads(caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, rows: sql.SecretRow[], how: string) {
+    if (rows.length === 0) return;
+    await this.k.store.write((tx) => {
+      for (const r of rows) this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.read", resource: { type: "secret", id: r.id }, reason: `${env.name}/${r.name} ${how}` }));
+    });
+  }
+
+  // --- writing ---------------------------------------------------------------------------
+
+  /** Creates the secret or adds a version. With `ifMatch`, only if the current version is that one. */
+  async set(caller: Caller, workspaceId: string, envName: string, name: string, input: SecretInput, ifMatch?: number) {
+    this.checkName(name);
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, envName);
+    this.checkValue(ws, input.value);
+    const metadata = this.checkMetadata(input);
+    const id = await this.k.store.write((tx) => {
+      const existing = sql.secretByName(tx, env.id, name);
+      if (ifMatch !== undefined && (existing?.version ?? 0) !== ifMatch) {
+        throw new PreconditionFailedError(`${name} is at version ${existing?.version ?? 0}, not ${ifMatch}: read it again and retry.`);
+      }
+      const secretId = this.writeValue(tx, caller, ws, env, existing, name, input.value, "set");
+      if (Object.keys(metadata).length > 0) sql.updateMetadata(tx, secretId, metadata, this.now(), byWhom(caller.principal));
+      return secretId;
+    });
+    return this.metadata(this.secretById(env, id), env);
+  }
+
+  async updateMetadata(caller: Caller, workspaceId: string, envName: string, name: string, input: Omit<SecretInput, "value">) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, envName);
+    const row = this.liveSecret(env, name);
+    const metadata = this.checkMetadata(input);
+    await this.k.store.write((tx) => {
+      sql.updateMetadata(tx, row.id, metadata, this.now(), byWhom(caller.principal));
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.update", resource: { type: "secret", id: row.id }, reason: `${envName}/${name} metadata` }));
+    });
+    return this.metadata(this.secretById(env, row.id), env);
+  }
+
+  /** A new version holding an older version's value. */
+  async rollback(caller: Caller, workspaceId: string, envName: string, name: string, version: number) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, envName);
+    const row = this.liveSecret(env, name);
+    const old = sql.versionOf(this.db, row.id, version);
+    if (!old) throw new NotFoundError(`${name} has no version ${version}.`);
+    const value = this.decrypt(ws, row, old);
+    await this.k.store.write((tx) => {
+      this.writeValue(tx, caller, ws, env, sql.secretByName(tx, env.id, name), name, value, "rollback", `from v${version}`);
+    });
+    return this.metadata(this.secretById(env, row.id), env);
+  }
+
+  /** A new version made by a generator; the value is not returned (read it, audited, if needed). */
+  async rotate(caller: Caller, workspaceId: string, envName: string, name: string, generator: Generator, length?: number) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    if (ws.e2ee === 1) throw new ConflictError("This workspace is end-to-end encrypted: the server never sees values, so it cannot generate them (generate on your machine and set the value).");
+    const env = environmentFor(this.k, caller, ws, envName);
+    const row = this.liveSecret(env, name);
+    const value = generateValue(generator, length);
+    this.checkValue(ws, value);
+    await this.k.store.write((tx) => {
+      this.writeValue(tx, caller, ws, env, sql.secretByName(tx, env.id, name), name, value, "rotate", `generator ${generator}`);
+    });
+    return this.metadata(this.secretById(env, row.id), env);
+  }
+
+  async delete(caller: Caller, workspaceId: string, envName: string, name: string) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, envName);
+    const row = this.liveSecret(env, name);
+    await this.k.store.write((tx) => {
+      sql.softDeleteSecret(tx, row.id, this.now(), byWhom(caller.principal));
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.delete", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}` }));
+      this.notify(tx, caller, ws, env, row.name, row.version, "secret.deleted");
+    });
+  }
+
+  async restore(caller: Caller, workspaceId: string, envName: string, name: string) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, envName);
+    const row = sql.secretByName(this.db, env.id, name);
+    if (!row?.deleted_at) throw new NotFoundError(`No deleted secret named ${name} in ${envName}.`);
+    await this.k.store.write((tx) => {
+      sql.restoreSecret(tx, row.id);
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.restore", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}` }));
+      this.notify(tx, caller, ws, env, row.name, row.version, "secret.restored");
+    });
+    return this.metadata(this.secretById(env, row.id), env);
+  }
+
+  /** Removes a secret and every version for good (the route asks for confirmation). */
+  async purge(caller: Caller, workspaceId: string, envName: string, name: string) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, envName);
+    const row = sql.secretByName(this.db, env.id, name);
+    if (!row) throw new NotFoundError(`No secret named ${name} in ${envName}.`);
+    await this.k.store.write((tx) => {
+      sql.purgeSecret(tx, row.id);
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.purge", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}, ${row.version} versions` }));
+      this.notify(tx, caller, ws, env, row.name, row.version, "secret.purged");
+    });
+  }
+
+  /**
+   * Imports many values at once, all or nothing. The plan says what each entry would do
+   * (create, update, unchanged, skip); a dry run returns the plan and changes nothing.
+   */
+  async import(caller: Caller, workspaceId: string, envName: string, request: ImportRequest) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const env = environmentFor(this.k, caller, ws, envName);
+    const entries = this.importEntries(request);
+    for (const e of entries) this.checkValue(ws, e.value, e.name);
+    const overwrite = request.overwrite !== false;
+    const plan = entries.map((entry) => {
+      const existing = sql.secretByName(this.db, env.id, entry.name);
+      if (!existing) return { name: entry.name, action: "create" as const };
+      if (existing.deleted_at !== null) return { name: entry.name, action: "skip" as const, reason: "deleted: restore or purge it first" };
+      // An end-to-end-encrypted value cannot be compared here: every import is a new version.
+      if (ws.e2ee === 0 && this.decrypt(ws, existing, sql.versionOf(this.db, existing.id, existing.version)!) === entry.value) return { name: entry.name, action: "unchanged" as const };
+      return overwrite ? { name: entry.name, action: "update" as const } : { name: entry.name, action: "skip" as const, reason: "exists (overwrite is off)" };
+    });
+    const summary = { dry_run: request.dry_run === true, plan, created: count(plan, "create"), updated: count(plan, "update"), unchanged: count(plan, "unchanged"), skipped: count(plan, "skip") };
+    if (request.dry_run) return summary;
+    await this.k.store.write((tx) => {
+      entries.forEach((entry, i) => {
+        const step = plan[i]!;
+        if (step.action !== "create" && step.action !== "update") return;
+        this.writeValue(tx, caller, ws, env, sql.secretByName(tx, env.id, entry.name), entry.name, entry.value, "import");
+      });
+    });
+    return summary;
+  }
+
+  private importEntries(request: ImportRequest): SecretEntry[] {
+    if (request.entries !== undefined && request.content !== undefined) throw new InvalidError("give either entries or content, not both", "content");
+    let entries: SecretEntry[];
+    if (request.entries !== undefined) entries = request.entries;
+    else if (request.content !== undefined) {
+      try {
+        entries = request.format === "json" ? parseJsonSecrets(request.content) : parseDotenv(request.content);
+      } catch (error) {
+        throw new InvalidError(error instanceof Error ? error.message : "the file could not be read", "content");
+      }
+    } else throw new InvalidError("give entries, or content with its format", "content");
+    const seen = new Set<string>();
+    for (const e of entries) {
+      this.checkName(e.name);
+      if (seen.has(e.name)) throw new InvalidError(`${e.name} appears twice`, "entries");
+      seen.add(e.name);
+    }
+    return entries;
+  }
+
+  // --- data key rotation -----------------------------------------------------------------
+
+  /**
+   * A new data key for the workspace, then every stored version re-encrypted with it, in
+   * batches (each its own transaction, so reads and writes go on meanwhile). Interrupted, it
+   * leaves every value readable (each names its key version) and the next call finishes it.
+   */
+  async rotateDataKey(caller: Caller, workspaceId: string) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    if (ws.e2ee === 1) throw new ConflictError("This workspace is end-to-end encrypted: its key is held by the members' clients, not by the server.");
+    const owner = valueKeyOwner(workspaceId);
+    const version = await this.k.store.write((tx) => {
+      const v = this.k.seal.keyring().rotateDek(tx, owner, this.now());
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.key.rotate", resource: { type: "workspace", id: workspaceId }, reason: `data key v${v}` }));
+      return v;
+    });
+    const reencrypted = await this.reencrypt(ws, version);
+    return { workspace: workspaceId, data_key_version: version, reencrypted };
+  }
+
+  /** Re-encrypts what an interrupted rotation left on older keys (at start-up). */
+  async resumeReencryption(): Promise<number> {
+    let total = 0;
+    for (const ws of this.db.query<sql.WorkspaceRow, []>("SELECT * FROM secrets_workspaces WHERE e2ee = 0").all()) {
+      const version = this.k.seal.keyring().dekVersion(this.db, valueKeyOwner(ws.workspace_id));
+      if (version !== null) total += await this.reencrypt(ws, version);
+    }
+    return total;
+  }
+
+  private async reencrypt(ws: sql.WorkspaceRow, version: number): Promise<number> {
+    const keyring = this.k.seal.keyring();
+    const owner = valueKeyOwner(ws.workspace_id);
+    let total = 0;
+    for (;;) {
+      const batch = sql.versionsToReencrypt(this.db, ws.workspace_id, version, REENCRYPT_BATCH);
+      if (batch.length === 0) return total;
+      await this.k.store.write((tx) => {
+        for (const v of batch) {
+          const context = versionContext(v.secret_id, v.version);
+          const plaintext = keyring.decrypt(owner, context, v.ciphertext);
+          const envelope = keyring.encrypt(tx, owner, context, plaintext);
+          plaintext.fill(0);
+          sql.replaceCiphertext(tx, v.secret_id, v.version, envelope, envelopeKeyVersion(envelope));
+        }
+      });
+      total += batch.length;
+    }
+  }
+
+  // --- helpers ---------------------------------------------------------------------------
+
+  /** Stores `value` as the next version of the secret (made if new); audits and notifies. Runs inside `tx`. */
+  private writeValue(tx: Database, caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, existing: sql.SecretRow | null, name: string, value: string, origin: sql.VersionOrigin, note?: string): string {
+    if (existing?.deleted_at) throw new ConflictError(`${name} is deleted: restore it (or purge it) before setting it again.`);
+    const now = this.now();
+    const by = byWhom(caller.principal);
+    const secretId = existing?.id ?? newId("sec");
+    const version = (existing?.version ?? 0) + 1;
+    if (!existing) {
+      sql.insertSecret(tx, { id: secretId, environment_id: env.id, name, version, note: null, rotation_days: null, expires_at: null, rotated_at: now, created_at: now, created_by: by, updated_at: now, updated_by: by, deleted_at: null, deleted_by: null });
+    } else if (!sql.advanceVersion(tx, secretId, existing.version, version, now, by)) {
+      throw new PreconditionFailedError(`${name} changed meanwhile: read it again and retry.`);
+    }
+    const { ciphertext, dekVersion } = this.encrypt(tx, ws, secretId, version, value);
+    sql.insertVersion(tx, { secret_id: secretId, version, ciphertext, dek_version: dekVersion, origin, created_at: now, created_by: by });
+    const action = existing ? (origin === "rollback" ? "secrets.secret.rollback" : origin === "rotate" ? "secrets.secret.rotate" : "secrets.secret.update") : "secrets.secret.create";
+    this.k.audit.record(tx, event(caller, ws, { action, resource: { type: "secret", id: secretId }, reason: `${env.name}/${name} v${version}${origin === "import" ? " (import)" : ""}${note ? `, ${note}` : ""}` }));
+    this.notify(tx, caller, ws, env, name, version, existing ? "secret.updated" : "secret.created");
+    return secretId;
+  }
+
+  private encrypt(tx: Database, ws: sql.WorkspaceRow, secretId: string, version: number, value: string): { ciphertext: Uint8Array; dekVersion: number } {
+    if (ws.e2ee === 1) return { ciphertext: Buffer.from(value, "utf8"), dekVersion: 0 }; // the client's ciphertext, checked by checkValue
+    const envelope = this.k.seal.keyring().encrypt(tx, valueKeyOwner(ws.workspace_id), versionContext(secretId, version), value);
+    return { ciphertext: envelope, dekVersion: envelopeKeyVersion(envelope) };
+  }
+
+  private decrypt(ws: sql.WorkspaceRow, secret: sql.SecretRow, stored: sql.VersionRow): string {
+    if (stored.dek_version === 0) return Buffer.from(stored.ciphertext).toString("utf8");
+    const plaintext = this.k.seal.keyring().decrypt(valueKeyOwner(ws.workspace_id), versionContext(secret.id, stored.version), stored.ciphertext);
+    const text = plaintext.toString("utf8");
+    plaintext.fill(0);
+    return text;
+  }
+
+  private notify(tx: Database, caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, name: string, version: number, type: Change): void {
+    this.webhooks.enqueue(tx, ws.workspace_id, { type, workspace: ws.workspace_id, environment: env.name, name, version, actor: byWhom(caller.principal) });
+  }
+
+  private liveSecret(env: sql.EnvironmentRow, name: string): sql.SecretRow {
+    const row = sql.secretByName(this.db, env.id, name);
+    if (!row || row.deleted_at !== null) throw new NotFoundError(`No secret named ${name} in ${env.name}.`);
+    return row;
+  }
+
+  private secretById(env: sql.EnvironmentRow, id: string): sql.SecretRow {
+    return this.db.query<sql.SecretRow, [string, string]>("SELECT * FROM secrets WHERE id = ? AND environment_id = ?").get(id, env.id)!;
+  }
+
+  private checkName(name: string): void {
+    if (!isSecretName(name)) throw new InvalidError("a secret's name is an environment variable name: letters, digits and _, not starting with a digit, at most 128", "name");
+  }
+
+  private checkValue(ws: sql.WorkspaceRow, value: string, name?: string): void {
+    const field = name ? `entries.${name}` : "value";
+    if (Buffer.byteLength(value, "utf8") > this.k.settings.max_value_bytes) throw new PayloadTooLargeError(`${name ?? "The value"} is larger than ${this.k.settings.max_value_bytes} bytes (secrets.max_value_bytes).`);
+    if (ws.e2ee === 1 && !isE2eeCiphertext(value)) throw new InvalidError("this workspace is end-to-end encrypted: send the value encrypted by the client (citadel secrets set does it)", field);
+    if (ws.e2ee === 0 && value.includes("\0")) throw new InvalidError("a value may not contain a NUL character", field);
+  }
+
+  private checkMetadata(input: Omit<SecretInput, "value">) {
+    const out: { note?: string | null; rotation_days?: number | null; expires_at?: number | null } = {};
+    if (input.note !== undefined) out.note = input.note;
+    if (input.rotation_days !== undefined) out.rotation_days = input.rotation_days;
+    if (input.expires_at !== undefined) {
+      const at = input.expires_at === null ? null : Date.parse(input.expires_at);
+      if (at !== null && Number.isNaN(at)) throw new InvalidError("an ISO 8601 date and time", "expires_at");
+      out.expires_at = at;
+    }
+    return out;
+  }
+
+  private metadata(row: sql.SecretRow, env: sql.EnvironmentRow) {
+    const now = this.now();
+    return {
+      id: row.id,
+      name: row.name,
+      environment: env.name,
+      version: row.version,
+      note: row.note,
+      rotation_days: row.rotation_days,
+      rotation_due: row.rotation_days !== null && now >= row.rotated_at + row.rotation_days * DAY_MS,
+      expires_at: row.expires_at === null ? null : iso(row.expires_at),
+      expired: row.expires_at !== null && now >= row.expires_at,
+      rotated_at: iso(row.rotated_at),
+      created_at: iso(row.created_at),
+      created_by: row.created_by,
+      updated_at: iso(row.updated_at),
+      updated_by: row.updated_by,
+      deleted_at: row.deleted_at === null ? null : iso(row.deleted_at),
+    };
+  }
+}
+
+/** The AAD context of a stored value: a ciphertext copied to another secret or version fails. */
+export const versionContext = (secretId: string, version: number) => `secret_versions:${secretId}:${version}`;
+
+function environmentView(env: sql.EnvironmentRow) {
+  return { name: env.name, protection: env.protection, allowed_users: JSON.parse(env.allowed_users) as string[], created_at: iso(env.created_at) };
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const count = (plan: Array<{ action: string }>, action: string) => plan.filter((p) => p.action === action).length;
+

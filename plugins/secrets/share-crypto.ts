@@ -1,0 +1,199 @@
+/**
+ * One-time share links that the server alone cannot read. The client encrypts the value under
+ * a random 32-byte link key that travels only in the URL's fragment (`#<linkKey>`, which
+ * browsers and HTTP clients never send to the server); the server stores the ciphertext
+ * (shares.ts). With a passphrase, the key needs both:
+ *
+ *   c1.sh.<b64url( mode 0 | nonce 12 | ct+tag )>
+ *   c1.sh.<b64url( mode 1 | m u32 | t u32 | p u8 | salt 16 | nonce 12 | ct+tag )>
+ *
+ *   mode 0: key = HKDF-SHA256(ikm = linkKey, salt = "", info = "citadel share v1")
+ *   mode 1: key = HKDF-SHA256(ikm = linkKey ‖ argon2id(passphrase NFC, salt, m, t, p),
+ *                             salt = salt, info = "citadel share v1")
+ *
+ * AES-256-GCM with a fresh 96-bit nonce; the AAD is "c1.sh" ‖ the header (mode and argon2id
+ * parameters), so dropping the passphrase requirement fails like any other tampering.
+ */
+import type { Algorithm } from "@node-rs/argon2";
+import { createHmac, hkdfSync, randomBytes } from "node:crypto";
+import { aesGcmDecrypt, aesGcmEncrypt, DecryptionError } from "../../src/crypto/aead.ts";
+
+const KEY_BYTES = 32;
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
+const SALT_BYTES = 16;
+const PREFIX = "c1.sh.";
+const LINK_KEY_CHARS = 43; // 32 bytes, base64url without padding
+const SHARES_PATH = "/v1/secrets/shares/";
+
+const MODE_LINK = 0;
+const MODE_LINK_AND_PASSPHRASE = 1;
+const PASSPHRASE_HEADER_BYTES = 1 + 4 + 4 + 1 + SALT_BYTES;
+
+/** argon2id for a share's passphrase: OWASP's minimum (m = 19 MiB, t = 2, p = 1). */
+const PARAMETERS = { memoryKiB: 19_456, iterations: 2, parallelism: 1 } as const;
+/** What a ciphertext may ask of the machine opening it (a damaged or hostile one asks no more). */
+const LIMITS = { memoryKiB: [19_456, 1_048_576], iterations: [2, 10], parallelism: [1, 8] } as const;
+
+const WRONG = "the link or passphrase is wrong";
+const NEEDS_PASSPHRASE = "this link needs a passphrase";
+
+const ARGON2ID = 2 as Algorithm; // Algorithm.Argon2id (a const enum, which isolated modules cannot import)
+let argon2: Promise<typeof import("@node-rs/argon2")> | undefined;
+const loadArgon2 = () => (argon2 ??= import("@node-rs/argon2"));
+
+/**
+ * Encrypts `value` for a share link. `linkKey` goes in the URL's fragment (shareUrl), never to
+ * the server; `ciphertext` goes to the server. An empty passphrase is refused rather than
+ * silently dropped.
+ */
+export async function createShareSecret(value: string, passphrase?: string): Promise<{ linkKey: string; ciphertext: string; passphraseRequired: boolean }> {
+  if (typeof value !== "string") throw new TypeError("a shared value is a string");
+  if (passphrase !== undefined && (typeof passphrase !== "string" || passphrase.length === 0)) throw new TypeError("a passphrase may not be empty (leave it out for a link without one)");
+  const linkKey = randomBytes(KEY_BYTES);
+  let header: Buffer;
+  let key: Buffer;
+  if (passphrase === undefined) {
+    header = Buffer.from([MODE_LINK]);
+    key = deriveKey(linkKey, null, Buffer.alloc(0));
+  } else {
+    const { memoryKiB, iterations, parallelism } = PARAMETERS;
+    header = Buffer.alloc(PASSPHRASE_HEADER_BYTES);
+    header[0] = MODE_LINK_AND_PASSPHRASE;
+    header.writeUInt32BE(memoryKiB, 1);
+    header.writeUInt32BE(iterations, 5);
+    header[9] = parallelism;
+    const salt = randomBytes(SALT_BYTES);
+    salt.copy(header, 10);
+    const stretched = await argon2id(passphrase, salt, memoryKiB, iterations, parallelism);
+    key = deriveKey(linkKey, stretched, salt);
+  }
+  try {
+    const nonce = randomBytes(NONCE_BYTES);
+    const sealed = aesGcmEncrypt(key, nonce, Buffer.from(value, "utf8"), aad(header));
+    return { linkKey: linkKey.toString("base64url"), ciphertext: PREFIX + Buffer.concat([header, nonce, sealed]).toString("base64url"), passphraseRequired: passphrase !== undefined };
+  } finally {
+    key.fill(0);
+    linkKey.fill(0);
+  }
+}
+
+/**
+ * Opens what createShareSecret made. Throws "the link or passphrase is wrong" when the key or
+ * passphrase does not open it, and "this link needs a passphrase" when one is needed and
+ * none (or an empty one) was given. A passphrase given for a link that needs none is ignored.
+ */
+export async function openShareSecret(ciphertext: string, linkKey: string, passphrase?: string): Promise<string> {
+  const data = typeof ciphertext === "string" && ciphertext.startsWith(PREFIX) ? decodeBase64url(ciphertext.slice(PREFIX.length)) : null;
+  if (!data || data.length < 1) throw new DecryptionError("not a share made by citadel (c1.sh.…)");
+  const mode = data[0];
+  const headerBytes = mode === MODE_LINK ? 1 : mode === MODE_LINK_AND_PASSPHRASE ? PASSPHRASE_HEADER_BYTES : -1;
+  if (headerBytes < 0) throw new DecryptionError("not a share made by this version of citadel");
+  if (data.length < headerBytes + NONCE_BYTES + TAG_BYTES) throw new DecryptionError("this share's ciphertext is too short: it was damaged");
+  const header = data.subarray(0, headerBytes);
+
+  const rawLinkKey = typeof linkKey === "string" && linkKey.length === LINK_KEY_CHARS ? decodeBase64url(linkKey) : null;
+  let key: Buffer;
+  if (mode === MODE_LINK) {
+    if (!rawLinkKey) throw new DecryptionError(WRONG);
+    key = deriveKey(rawLinkKey, null, Buffer.alloc(0));
+  } else {
+    if (typeof passphrase !== "string" || passphrase.length === 0) throw new DecryptionError(NEEDS_PASSPHRASE);
+    if (!rawLinkKey) throw new DecryptionError(WRONG);
+    const memoryKiB = data.readUInt32BE(1);
+    const iterations = data.readUInt32BE(5);
+    const parallelism = data[9]!;
+    if (!within(memoryKiB, LIMITS.memoryKiB) || !within(iterations, LIMITS.iterations) || !within(parallelism, LIMITS.parallelism)) {
+      throw new DecryptionError(`this share asks for argon2id parameters out of bounds (m=${memoryKiB}, t=${iterations}, p=${parallelism})`);
+    }
+    const salt = data.subarray(10, PASSPHRASE_HEADER_BYTES);
+    const stretched = await argon2id(passphrase, salt, memoryKiB, iterations, parallelism);
+    key = deriveKey(rawLinkKey, stretched, salt);
+  }
+  try {
+    return aesGcmDecrypt(key, data.subarray(headerBytes, headerBytes + NONCE_BYTES), data.subarray(headerBytes + NONCE_BYTES), aad(header)).toString("utf8");
+  } catch (e) {
+    if (e instanceof DecryptionError) throw new DecryptionError(WRONG);
+    throw e;
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** `${baseUrl}/v1/secrets/shares/${id}#${linkKey}` (a trailing slash of baseUrl is dropped). */
+/**
+ * What a viewer presents to open the link: derived from the link key, so holding the link is
+ * needed to spend a view, and one-way, so the server (which keeps its SHA-256) learns nothing
+ * that opens the ciphertext.
+ */
+export function shareViewProof(linkKey: string): string {
+  return createHmac("sha256", Buffer.from(linkKey, "base64url")).update("citadel share view proof v1").digest("base64url");
+}
+
+export function shareUrl(baseUrl: string, id: string, linkKey: string): string {
+  return `${baseUrl.replace(/\/+$/, "")}${SHARES_PATH}${encodeURIComponent(id)}#${linkKey}`;
+}
+
+/** Inverse of shareUrl. Throws on a URL that is not a share link or has no (valid) key after `#`. */
+export function parseShareUrl(url: string): { baseUrl: string; id: string; linkKey: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error("not a share link: not a URL");
+  }
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") throw new Error("not a share link: not an http(s) URL");
+  const at = parsed.pathname.lastIndexOf(SHARES_PATH);
+  const rawId = at < 0 ? "" : parsed.pathname.slice(at + SHARES_PATH.length);
+  if (!rawId || rawId.includes("/")) throw new Error(`not a share link: its path does not end in ${SHARES_PATH}<id>`);
+  const linkKey = parsed.hash.slice(1);
+  if (!linkKey) throw new Error("this share link has no key after '#': it was cut short (copy the whole link)");
+  const raw = linkKey.length === LINK_KEY_CHARS ? decodeBase64url(linkKey) : null;
+  if (!raw) throw new Error("this share link's key (after '#') is damaged: copy the whole link");
+  let id: string;
+  try {
+    id = decodeURIComponent(rawId);
+  } catch {
+    throw new Error("not a share link: its id is not valid");
+  }
+  return { baseUrl: parsed.origin + parsed.pathname.slice(0, at), id, linkKey };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function deriveKey(linkKey: Uint8Array, stretched: Buffer | null, salt: Uint8Array): Buffer {
+  const ikm = stretched ? Buffer.concat([linkKey, stretched]) : Buffer.from(linkKey);
+  try {
+    return Buffer.from(hkdfSync("sha256", ikm, salt, "citadel share v1", KEY_BYTES));
+  } finally {
+    ikm.fill(0);
+    stretched?.fill(0);
+  }
+}
+
+function aad(header: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from("c1.sh", "ascii"), header]);
+}
+
+async function argon2id(passphrase: string, salt: Uint8Array, memoryKiB: number, iterations: number, parallelism: number): Promise<Buffer> {
+  // NFC: the same passphrase typed on another system may arrive in another Unicode normal form.
+  return (await loadArgon2()).hashRaw(passphrase.normalize("NFC"), {
+    algorithm: ARGON2ID,
+    memoryCost: memoryKiB,
+    timeCost: iterations,
+    parallelism,
+    outputLen: KEY_BYTES,
+    salt,
+  });
+}
+
+/** Strict base64url (no padding, canonical), or null. */
+function decodeBase64url(s: string): Buffer | null {
+  if (s.length === 0 || s.length % 4 === 1 || !/^[A-Za-z0-9_-]+$/.test(s)) return null;
+  const data = Buffer.from(s, "base64url");
+  return data.toString("base64url") === s ? data : null;
+}
+
+function within(n: number, [min, max]: readonly [number, number]): boolean {
+  return n >= min && n <= max;
+}

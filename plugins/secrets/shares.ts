@@ -1,0 +1,118 @@
+/**
+ * One-time share links. The client encrypts the value with a key that lives only in the link's
+ * fragment (share-crypto.ts), so the server stores a ciphertext it cannot read, wrapped once
+ * more by the keyring. A viewer proves they hold the link (a proof derived from the link key,
+ * of which the server keeps the SHA-256) before a view is counted: guessing an id burns nothing.
+ * The last allowed view, revocation and expiry drop the ciphertext.
+ */
+import { createHash } from "node:crypto";
+import { constantTimeEqual } from "../../src/crypto/aead.ts";
+import { ConflictError, GoneError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { newId } from "../../src/ids.ts";
+import type { AuditRequestContext } from "../../src/audit/event.ts";
+import { byWhom, event, type Caller, type SecretsKernel } from "./context.ts";
+import * as sql from "./store.ts";
+
+const HOUR_MS = 3_600_000;
+
+export interface NewShare {
+  ciphertext: string;
+  view_proof: string;
+  passphrase: boolean;
+  ttl_hours?: number;
+  max_views?: number;
+  /** The secret it carries, for the audit trail: "<workspace>/<environment>/<name>". */
+  source?: { workspace: string; environment: string; name: string };
+}
+
+export class Shares {
+  constructor(private readonly k: SecretsKernel) {}
+
+  async create(caller: Caller, organizationId: string, input: NewShare) {
+    const settings = this.k.settings;
+    const ttlHours = input.ttl_hours ?? settings.share_default_ttl_hours;
+    if (ttlHours > settings.share_max_ttl_hours) throw new InvalidError(`at most ${settings.share_max_ttl_hours} hours (secrets.share_max_ttl_hours)`, "ttl_hours");
+    const maxViews = input.max_views ?? 1;
+    if (maxViews > settings.share_max_views) throw new InvalidError(`at most ${settings.share_max_views} views (secrets.share_max_views)`, "max_views");
+    if (Buffer.byteLength(input.ciphertext) > settings.max_value_bytes * 2 + 1024) throw new InvalidError("larger than a secret value may be", "ciphertext");
+    if (input.source) {
+      const ws = sql.workspaceRow(this.k.store.db, input.source.workspace);
+      if (!ws || ws.organization_id !== organizationId) throw new InvalidError("no such workspace in this organization", "source.workspace");
+      if (ws.e2ee === 1) throw new ConflictError("Values of an end-to-end-encrypted workspace are not shared by link: add the person to the workspace instead.");
+    }
+    const id = newId("shr");
+    const now = this.k.clock.now();
+    const expiresAt = now + ttlHours * HOUR_MS;
+    const source = input.source ? `${input.source.workspace}/${input.source.environment}/${input.source.name}` : null;
+    await this.k.store.write((tx) => {
+      const wrapped = this.k.seal.keyring().encrypt(tx, ownerOf(organizationId), `secrets_shares:${id}`, input.ciphertext);
+      sql.insertShare(tx, { id, organization_id: organizationId, created_by: byWhom(caller.principal), ciphertext: wrapped, view_proof_hash: proofHash(input.view_proof), passphrase: input.passphrase ? 1 : 0, max_views: maxViews, source, expires_at: expiresAt, created_at: now });
+      this.k.audit.record(tx, {
+        ...event(caller, null, { action: "secrets.share.create", resource: { type: "share", id }, reason: `${maxViews} view(s), ${ttlHours} h${source ? `, carries ${source}` : ", a one-off value"}` }),
+        organization: organizationId,
+        workspace: input.source?.workspace ?? null,
+      });
+    });
+    return view(sql.shareById(this.k.store.db, id)!, now);
+  }
+
+  list(organizationId: string) {
+    const now = this.k.clock.now();
+    return sql.sharesOf(this.k.store.db, organizationId).map((s) => view(s, now));
+  }
+
+  async revoke(caller: Caller, organizationId: string, id: string) {
+    const share = sql.shareById(this.k.store.db, id);
+    if (!share || share.organization_id !== organizationId) throw new NotFoundError("No such share link.");
+    await this.k.store.write((tx) => {
+      sql.revokeShare(tx, id, this.k.clock.now());
+      this.k.audit.record(tx, { ...event(caller, null, { action: "secrets.share.revoke", resource: { type: "share", id } }), organization: organizationId });
+    });
+  }
+
+  /**
+   * One view: the ciphertext, if the proof matches and views are left. Anyone with the link
+   * may view (no account needed); each view is audited, and so is each refused attempt.
+   */
+  async open(id: string, proof: string, request: AuditRequestContext) {
+    const share = sql.shareById(this.k.store.db, id);
+    const audit = (outcome: "success" | "failure", reason: string) =>
+      this.k.store.write((tx) => this.k.audit.record(tx, { action: "secrets.share.view", actor: { kind: "anonymous" }, outcome, reason, resource: { type: "share", id }, organization: share?.organization_id ?? null, request }));
+    if (!share || !constantTimeEqual(proofHash(proof), share.view_proof_hash)) {
+      if (share) await audit("failure", "the proof does not match the link");
+      throw new NotFoundError("No such share link (or the link is not complete).");
+    }
+    const now = this.k.clock.now();
+    const gone = share.revoked_at !== null ? "revoked" : now >= share.expires_at ? "expired" : share.views >= share.max_views ? "used up" : null;
+    if (gone) {
+      await audit("failure", gone);
+      throw new GoneError(`This share link is ${gone === "used up" ? "used up: it allowed no more views" : gone}.`);
+    }
+    const ciphertext = this.k.seal.keyring().decrypt(ownerOf(share.organization_id), `secrets_shares:${id}`, share.ciphertext).toString("utf8");
+    const counted = await this.k.store.write((tx) => {
+      const ok = sql.countView(tx, id);
+      this.k.audit.record(tx, { action: "secrets.share.view", actor: { kind: "anonymous" }, outcome: ok ? "success" : "failure", reason: ok ? `view ${share.views + 1} of ${share.max_views}` : "used up", resource: { type: "share", id }, organization: share.organization_id, request });
+      return ok;
+    });
+    if (!counted) throw new GoneError("This share link is used up: it allowed no more views.");
+    return { ciphertext, passphrase: share.passphrase === 1, views_left: share.max_views - share.views - 1, expires_at: new Date(share.expires_at).toISOString() };
+  }
+
+  /** Drops the ciphertexts of expired links (a timer calls it). */
+  async sweep(): Promise<void> {
+    if (this.k.seal.sealed) return;
+    await this.k.store.write((tx) => sql.dropExpiredShares(tx, this.k.clock.now()));
+  }
+}
+
+const ownerOf = (organizationId: string) => `shares:${organizationId}`;
+
+function proofHash(proof: string): Buffer {
+  if (proof.length < 16 || proof.length > 256) throw new InvalidError("not a share link's proof", "proof");
+  return createHash("sha256").update(proof).digest();
+}
+
+function view(s: sql.ShareRow, now: number) {
+  const state = s.revoked_at !== null ? "revoked" : now >= s.expires_at ? "expired" : s.views >= s.max_views ? "used" : "active";
+  return { id: s.id, state, views: s.views, max_views: s.max_views, passphrase: s.passphrase === 1, source: s.source, created_by: s.created_by, created_at: new Date(s.created_at).toISOString(), expires_at: new Date(s.expires_at).toISOString() };
+}

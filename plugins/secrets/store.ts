@@ -1,0 +1,290 @@
+/**
+ * All SQL of the secrets plugin. Functions take the database (or the open transaction) first.
+ */
+import type { Database } from "bun:sqlite";
+
+export type Protection = "members" | "admins" | "named";
+export type VersionOrigin = "set" | "import" | "rollback" | "rotate";
+
+export interface WorkspaceRow {
+  workspace_id: string;
+  organization_id: string;
+  e2ee: number;
+  created_at: number;
+}
+
+export interface EnvironmentRow {
+  id: string;
+  workspace_id: string;
+  name: string;
+  protection: Protection;
+  allowed_users: string;
+  created_at: number;
+}
+
+export interface SecretRow {
+  id: string;
+  environment_id: string;
+  name: string;
+  version: number;
+  note: string | null;
+  rotation_days: number | null;
+  expires_at: number | null;
+  rotated_at: number;
+  created_at: number;
+  created_by: string;
+  updated_at: number;
+  updated_by: string;
+  deleted_at: number | null;
+  deleted_by: string | null;
+}
+
+export interface VersionRow {
+  secret_id: string;
+  version: number;
+  ciphertext: Uint8Array;
+  dek_version: number;
+  origin: VersionOrigin;
+  created_at: number;
+  created_by: string;
+}
+
+export interface ShareRow {
+  id: string;
+  organization_id: string;
+  created_by: string;
+  ciphertext: Uint8Array;
+  view_proof_hash: Uint8Array;
+  passphrase: number;
+  max_views: number;
+  views: number;
+  source: string | null;
+  expires_at: number;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+export interface WebhookRow {
+  id: string;
+  workspace_id: string;
+  url: string;
+  secret: Uint8Array;
+  created_at: number;
+  created_by: string;
+  deleted_at: number | null;
+}
+
+export interface DeliveryRow {
+  id: number;
+  webhook_id: string;
+  event: string;
+  state: "pending" | "delivered" | "failed";
+  attempts: number;
+  next_attempt_at: number;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: number;
+  delivered_at: number | null;
+}
+
+// --- workspaces and environments ---------------------------------------------------------
+
+export const workspaceRow = (db: Database, id: string) =>
+  db.query<WorkspaceRow, [string]>("SELECT * FROM secrets_workspaces WHERE workspace_id = ?").get(id);
+
+export function insertWorkspace(tx: Database, row: WorkspaceRow): void {
+  tx.query("INSERT INTO secrets_workspaces (workspace_id, organization_id, e2ee, created_at) VALUES (?, ?, ?, ?)").run(row.workspace_id, row.organization_id, row.e2ee, row.created_at);
+}
+
+export const setE2ee = (tx: Database, workspaceId: string, on: boolean) =>
+  tx.query("UPDATE secrets_workspaces SET e2ee = ? WHERE workspace_id = ?").run(on ? 1 : 0, workspaceId);
+
+export const environments = (db: Database, workspaceId: string) =>
+  db.query<EnvironmentRow, [string]>("SELECT * FROM secrets_environments WHERE workspace_id = ? ORDER BY created_at, name").all(workspaceId);
+
+export const environmentByName = (db: Database, workspaceId: string, name: string) =>
+  db.query<EnvironmentRow, [string, string]>("SELECT * FROM secrets_environments WHERE workspace_id = ? AND name = ?").get(workspaceId, name);
+
+export function insertEnvironment(tx: Database, row: EnvironmentRow): void {
+  tx.query("INSERT INTO secrets_environments (id, workspace_id, name, protection, allowed_users, created_at) VALUES (?, ?, ?, ?, ?, ?)").run(
+    row.id,
+    row.workspace_id,
+    row.name,
+    row.protection,
+    row.allowed_users,
+    row.created_at,
+  );
+}
+
+export const updateEnvironment = (tx: Database, id: string, protection: Protection, allowedUsers: string[]) =>
+  tx.query("UPDATE secrets_environments SET protection = ?, allowed_users = ? WHERE id = ?").run(protection, JSON.stringify(allowedUsers), id);
+
+export const deleteEnvironment = (tx: Database, id: string) => tx.query("DELETE FROM secrets_environments WHERE id = ?").run(id);
+
+export const secretCountInWorkspace = (db: Database, workspaceId: string) =>
+  db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM secrets s JOIN secrets_environments e ON e.id = s.environment_id WHERE e.workspace_id = ?").get(workspaceId)!.n;
+
+export const secretCountInEnvironment = (db: Database, environmentId: string) =>
+  db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM secrets WHERE environment_id = ?").get(environmentId)!.n;
+
+// --- secrets and versions -----------------------------------------------------------------
+
+export const secretByName = (db: Database, environmentId: string, name: string) =>
+  db.query<SecretRow, [string, string]>("SELECT * FROM secrets WHERE environment_id = ? AND name = ?").get(environmentId, name);
+
+export const secretsIn = (db: Database, environmentId: string, withDeleted: boolean) =>
+  db
+    .query<SecretRow, [string]>(`SELECT * FROM secrets WHERE environment_id = ? ${withDeleted ? "" : "AND deleted_at IS NULL"} ORDER BY name`)
+    .all(environmentId);
+
+export function insertSecret(tx: Database, row: SecretRow): void {
+  tx.query(
+    `INSERT INTO secrets (id, environment_id, name, version, note, rotation_days, expires_at, rotated_at, created_at, created_by, updated_at, updated_by)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(row.id, row.environment_id, row.name, row.version, row.note, row.rotation_days, row.expires_at, row.rotated_at, row.created_at, row.created_by, row.updated_at, row.updated_by);
+}
+
+/** Moves a secret to a new current version, only if it is still at `expected` (optimistic concurrency). */
+export function advanceVersion(tx: Database, id: string, expected: number, next: number, at: number, by: string): boolean {
+  return tx.query("UPDATE secrets SET version = ?, rotated_at = ?, updated_at = ?, updated_by = ? WHERE id = ? AND version = ?").run(next, at, at, by, id, expected).changes === 1;
+}
+
+export function updateMetadata(tx: Database, id: string, changes: { note?: string | null; rotation_days?: number | null; expires_at?: number | null }, at: number, by: string): void {
+  const current = tx.query<SecretRow, [string]>("SELECT * FROM secrets WHERE id = ?").get(id)!;
+  tx.query("UPDATE secrets SET note = ?, rotation_days = ?, expires_at = ?, updated_at = ?, updated_by = ? WHERE id = ?").run(
+    changes.note !== undefined ? changes.note : current.note,
+    changes.rotation_days !== undefined ? changes.rotation_days : current.rotation_days,
+    changes.expires_at !== undefined ? changes.expires_at : current.expires_at,
+    at,
+    by,
+    id,
+  );
+}
+
+export const softDeleteSecret = (tx: Database, id: string, at: number, by: string) =>
+  tx.query("UPDATE secrets SET deleted_at = ?, deleted_by = ? WHERE id = ? AND deleted_at IS NULL").run(at, by, id);
+
+export const restoreSecret = (tx: Database, id: string) => tx.query("UPDATE secrets SET deleted_at = NULL, deleted_by = NULL WHERE id = ?").run(id);
+
+export const purgeSecret = (tx: Database, id: string) => {
+  tx.query("DELETE FROM secret_versions WHERE secret_id = ?").run(id);
+  tx.query("DELETE FROM secrets WHERE id = ?").run(id);
+};
+
+export function insertVersion(tx: Database, row: VersionRow): void {
+  tx.query("INSERT INTO secret_versions (secret_id, version, ciphertext, dek_version, origin, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+    row.secret_id,
+    row.version,
+    row.ciphertext,
+    row.dek_version,
+    row.origin,
+    row.created_at,
+    row.created_by,
+  );
+}
+
+export const versionOf = (db: Database, secretId: string, version: number) =>
+  db.query<VersionRow, [string, number]>("SELECT * FROM secret_versions WHERE secret_id = ? AND version = ?").get(secretId, version);
+
+export const versionsOf = (db: Database, secretId: string) =>
+  db.query<Omit<VersionRow, "ciphertext">, [string]>("SELECT secret_id, version, dek_version, origin, created_at, created_by FROM secret_versions WHERE secret_id = ? ORDER BY version DESC").all(secretId);
+
+/** Versions of a workspace's secrets still encrypted with a data key older than `dekVersion`. */
+export const versionsToReencrypt = (db: Database, workspaceId: string, dekVersion: number, limit: number) =>
+  db
+    .query<VersionRow, [string, number, number]>(
+      `SELECT v.* FROM secret_versions v JOIN secrets s ON s.id = v.secret_id JOIN secrets_environments e ON e.id = s.environment_id
+       WHERE e.workspace_id = ? AND v.dek_version > 0 AND v.dek_version < ? LIMIT ?`,
+    )
+    .all(workspaceId, dekVersion, limit);
+
+export const replaceCiphertext = (tx: Database, secretId: string, version: number, ciphertext: Uint8Array, dekVersion: number) =>
+  tx.query("UPDATE secret_versions SET ciphertext = ?, dek_version = ? WHERE secret_id = ? AND version = ?").run(ciphertext, dekVersion, secretId, version);
+
+// --- share links --------------------------------------------------------------------------
+
+export function insertShare(tx: Database, row: Omit<ShareRow, "views" | "revoked_at">): void {
+  tx.query(
+    `INSERT INTO secrets_shares (id, organization_id, created_by, ciphertext, view_proof_hash, passphrase, max_views, source, expires_at, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(row.id, row.organization_id, row.created_by, row.ciphertext, row.view_proof_hash, row.passphrase, row.max_views, row.source, row.expires_at, row.created_at);
+}
+
+export const shareById = (db: Database, id: string) => db.query<ShareRow, [string]>("SELECT * FROM secrets_shares WHERE id = ?").get(id);
+
+export const sharesOf = (db: Database, organizationId: string) =>
+  db.query<ShareRow, [string]>("SELECT * FROM secrets_shares WHERE organization_id = ? ORDER BY created_at DESC LIMIT 500").all(organizationId);
+
+/** Counts a view, only while views are left; the last view drops the ciphertext. */
+export function countView(tx: Database, id: string): boolean {
+  const counted = tx.query("UPDATE secrets_shares SET views = views + 1 WHERE id = ? AND views < max_views AND revoked_at IS NULL").run(id).changes === 1;
+  if (counted) tx.query("UPDATE secrets_shares SET ciphertext = x'' WHERE id = ? AND views >= max_views").run(id);
+  return counted;
+}
+
+export const revokeShare = (tx: Database, id: string, at: number) =>
+  tx.query("UPDATE secrets_shares SET revoked_at = ?, ciphertext = x'' WHERE id = ? AND revoked_at IS NULL").run(at, id);
+
+/** Drops the ciphertext of expired links (the row stays, for the audit trail and the list). */
+export const dropExpiredShares = (tx: Database, now: number) =>
+  tx.query("UPDATE secrets_shares SET ciphertext = x'' WHERE expires_at <= ? AND length(ciphertext) > 0").run(now);
+
+// --- end-to-end encryption keys -----------------------------------------------------------
+
+export const userKey = (db: Database, userId: string) =>
+  db.query<{ user_id: string; public_key: string; sealed_private_key: string; created_at: number }, [string]>("SELECT * FROM secrets_user_keys WHERE user_id = ?").get(userId);
+
+export const putUserKey = (tx: Database, userId: string, publicKey: string, sealedPrivateKey: string, at: number) =>
+  tx
+    .query("INSERT INTO secrets_user_keys (user_id, public_key, sealed_private_key, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET public_key = excluded.public_key, sealed_private_key = excluded.sealed_private_key, created_at = excluded.created_at")
+    .run(userId, publicKey, sealedPrivateKey, at);
+
+export const workspaceKey = (db: Database, workspaceId: string, userId: string) =>
+  db.query<{ wrapped: string; wrapped_by: string; created_at: number }, [string, string]>("SELECT wrapped, wrapped_by, created_at FROM secrets_workspace_keys WHERE workspace_id = ? AND user_id = ?").get(workspaceId, userId);
+
+export const workspaceKeyHolders = (db: Database, workspaceId: string) =>
+  db.query<{ user_id: string; wrapped_by: string; created_at: number }, [string]>("SELECT user_id, wrapped_by, created_at FROM secrets_workspace_keys WHERE workspace_id = ? ORDER BY created_at").all(workspaceId);
+
+export const putWorkspaceKey = (tx: Database, workspaceId: string, userId: string, wrapped: string, by: string, at: number) =>
+  tx
+    .query("INSERT INTO secrets_workspace_keys (workspace_id, user_id, wrapped, wrapped_by, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, user_id) DO UPDATE SET wrapped = excluded.wrapped, wrapped_by = excluded.wrapped_by, created_at = excluded.created_at")
+    .run(workspaceId, userId, wrapped, by, at);
+
+export const deleteWorkspaceKey = (tx: Database, workspaceId: string, userId: string) =>
+  tx.query("DELETE FROM secrets_workspace_keys WHERE workspace_id = ? AND user_id = ?").run(workspaceId, userId).changes;
+
+// --- webhooks -----------------------------------------------------------------------------
+
+export const webhooksOf = (db: Database, workspaceId: string) =>
+  db.query<WebhookRow, [string]>("SELECT * FROM secrets_webhooks WHERE workspace_id = ? AND deleted_at IS NULL ORDER BY created_at").all(workspaceId);
+
+export const webhookById = (db: Database, id: string) => db.query<WebhookRow, [string]>("SELECT * FROM secrets_webhooks WHERE id = ? AND deleted_at IS NULL").get(id);
+
+export function insertWebhook(tx: Database, row: Omit<WebhookRow, "deleted_at">): void {
+  tx.query("INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)").run(row.id, row.workspace_id, row.url, row.secret, row.created_at, row.created_by);
+}
+
+export const deleteWebhook = (tx: Database, id: string, at: number) => {
+  tx.query("UPDATE secrets_webhooks SET deleted_at = ? WHERE id = ?").run(at, id);
+  tx.query("UPDATE secrets_webhook_deliveries SET state = 'failed', last_error = 'webhook deleted' WHERE webhook_id = ? AND state = 'pending'").run(id);
+};
+
+export const enqueueDelivery = (tx: Database, webhookId: string, event: string, at: number) =>
+  tx.query("INSERT INTO secrets_webhook_deliveries (webhook_id, event, state, next_attempt_at, created_at) VALUES (?, ?, 'pending', ?, ?)").run(webhookId, event, at, at);
+
+export const dueDeliveries = (db: Database, now: number, limit: number) =>
+  db.query<DeliveryRow, [number, number]>("SELECT * FROM secrets_webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?").all(now, limit);
+
+export const deliveriesOf = (db: Database, webhookId: string, limit: number) =>
+  db.query<DeliveryRow, [string, number]>("SELECT * FROM secrets_webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?").all(webhookId, limit);
+
+export function recordAttempt(tx: Database, id: number, outcome: { state: DeliveryRow["state"]; status: number | null; error: string | null; nextAttemptAt: number; at: number }): void {
+  tx.query("UPDATE secrets_webhook_deliveries SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?, next_attempt_at = ?, delivered_at = ? WHERE id = ?").run(
+    outcome.state,
+    outcome.status,
+    outcome.error,
+    outcome.nextAttemptAt,
+    outcome.state === "delivered" ? outcome.at : null,
+    id,
+  );
+}

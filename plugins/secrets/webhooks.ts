@@ -1,0 +1,171 @@
+/**
+ * Webhooks: per workspace, told about every secret change (names, versions, actor; never a
+ * value). A change enqueues a delivery in the same transaction as the change, so none is lost
+ * to a crash; a worker sends due deliveries, signed (see webhook-signature.ts), and retries
+ * with doubling back-off. Citadel connects only to URLs under the operator's allowed prefixes.
+ */
+import type { Database } from "bun:sqlite";
+import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { newId } from "../../src/ids.ts";
+import type { Stop } from "../../src/plugin.ts";
+import { byWhom, ensureWorkspace, event, type Caller, type SecretsKernel } from "./context.ts";
+import * as sql from "./store.ts";
+import { generateWebhookSecret, signWebhook } from "./webhook-signature.ts";
+
+const FIRST_RETRY_MS = 5_000;
+const LONGEST_RETRY_MS = 3_600_000;
+const BATCH = 20;
+
+export interface ChangeEvent {
+  type: string;
+  workspace: string;
+  environment: string;
+  name: string;
+  version: number;
+  actor: string;
+}
+
+export class Webhooks {
+  constructor(private readonly k: SecretsKernel) {}
+
+  /** Queues the change for every webhook of the workspace. Runs inside the change's transaction. */
+  enqueue(tx: Database, workspaceId: string, change: ChangeEvent): void {
+    const hooks = sql.webhooksOf(tx, workspaceId);
+    if (hooks.length === 0) return;
+    const now = this.k.clock.now();
+    for (const hook of hooks) {
+      const body = JSON.stringify({ id: newId("whe"), time: new Date(now).toISOString(), ...change });
+      sql.enqueueDelivery(tx, hook.id, body, now);
+    }
+  }
+
+  async create(caller: Caller, workspaceId: string, url: string) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const normalized = this.checkUrl(url);
+    const id = newId("whk");
+    const secret = generateWebhookSecret();
+    await this.k.store.write((tx) => {
+      if (sql.webhooksOf(tx, workspaceId).some((h) => h.url === normalized)) throw new ConflictError("This workspace has a webhook for that URL already.");
+      const sealed = this.k.seal.keyring().encrypt(tx, ownerOf(id), "secret", secret);
+      sql.insertWebhook(tx, { id, workspace_id: workspaceId, url: normalized, secret: sealed, created_at: this.k.clock.now(), created_by: byWhom(caller.principal) });
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.webhook.create", resource: { type: "webhook", id }, reason: new URL(normalized).origin }));
+    });
+    return { ...view(sql.webhookById(this.k.store.db, id)!), secret };
+  }
+
+  list(workspaceId: string) {
+    return sql.webhooksOf(this.k.store.db, workspaceId).map(view);
+  }
+
+  async delete(caller: Caller, workspaceId: string, id: string) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    const hook = this.hookIn(workspaceId, id);
+    await this.k.store.write((tx) => {
+      sql.deleteWebhook(tx, hook.id, this.k.clock.now());
+      this.k.seal.keyring().destroyOwner(tx, ownerOf(hook.id), this.k.clock.now());
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.webhook.delete", resource: { type: "webhook", id } }));
+    });
+  }
+
+  deliveries(workspaceId: string, id: string) {
+    const hook = this.hookIn(workspaceId, id);
+    return sql.deliveriesOf(this.k.store.db, hook.id, 100).map((d) => ({
+      id: d.id,
+      event: JSON.parse(d.event) as ChangeEvent & { id: string },
+      state: d.state,
+      attempts: d.attempts,
+      next_attempt_at: d.state === "pending" ? new Date(d.next_attempt_at).toISOString() : null,
+      last_status: d.last_status,
+      last_error: d.last_error,
+      created_at: new Date(d.created_at).toISOString(),
+      delivered_at: d.delivered_at === null ? null : new Date(d.delivered_at).toISOString(),
+    }));
+  }
+
+  /** Sends what is due every `intervalMs` (not while sealed: the signing secrets are encrypted). */
+  start(intervalMs = 1_000): Stop {
+    let running: Promise<void> | null = null;
+    const timer = setInterval(() => {
+      if (running || this.k.seal.sealed) return;
+      running = this.deliverDue().then(() => undefined).catch((error) => this.k.log.error("webhook delivery failed", { error: String(error) })).finally(() => (running = null));
+    }, intervalMs);
+    timer.unref?.();
+    return async () => {
+      clearInterval(timer);
+      await running;
+    };
+  }
+
+  /** Sends the deliveries that are due; resolves when each has been tried once. */
+  async deliverDue(): Promise<number> {
+    const due = sql.dueDeliveries(this.k.store.db, this.k.clock.now(), BATCH);
+    await Promise.all(due.map((d) => this.attempt(d)));
+    return due.length;
+  }
+
+  private async attempt(delivery: sql.DeliveryRow): Promise<void> {
+    const hook = sql.webhookById(this.k.store.db, delivery.webhook_id);
+    if (!hook) return;
+    const secretBytes = this.k.seal.keyring().decrypt(ownerOf(hook.id), "secret", hook.secret);
+    const headers = { "content-type": "application/json", "user-agent": "citadel-webhook/1", ...signWebhook(secretBytes.toString("utf8"), delivery.event, Math.floor(this.k.clock.now() / 1000)) };
+    secretBytes.fill(0);
+    let status: number | null = null;
+    let error: string | null = null;
+    try {
+      this.checkUrl(hook.url); // the operator may have narrowed the allowed prefixes since
+      // Redirects are not followed: they could lead outside the allowed prefixes.
+      const res = await fetch(hook.url, { method: "POST", body: delivery.event, headers, redirect: "manual", signal: AbortSignal.timeout(this.k.settings.webhook_timeout_seconds * 1000) });
+      status = res.status;
+      await res.body?.cancel();
+      if (status < 200 || status > 299) error = `the receiver answered ${status}`;
+    } catch (e) {
+      error = e instanceof InvalidError ? "the URL is no longer allowed (secrets.webhook_allowed_urls)" : e instanceof Error && e.name === "TimeoutError" ? "timed out" : "could not connect";
+    }
+    const attempts = delivery.attempts + 1;
+    const now = this.k.clock.now();
+    const state = error === null ? "delivered" : attempts >= this.k.settings.webhook_max_attempts ? "failed" : "pending";
+    const nextAttemptAt = now + Math.min(LONGEST_RETRY_MS, FIRST_RETRY_MS * 2 ** (attempts - 1));
+    await this.k.store.write((tx) => sql.recordAttempt(tx, delivery.id, { state, status, error, nextAttemptAt, at: now }));
+  }
+
+  private hookIn(workspaceId: string, id: string): sql.WebhookRow {
+    const hook = sql.webhookById(this.k.store.db, id);
+    if (!hook || hook.workspace_id !== workspaceId) throw new NotFoundError("No such webhook in this workspace.");
+    return hook;
+  }
+
+  /** An absolute http(s) URL under one of the operator's allowed prefixes; deny by default. */
+  private checkUrl(url: string): string {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new InvalidError("an absolute http or https URL", "url");
+    }
+    if (parsed.protocol !== "https:" && parsed.protocol !== "http:") throw new InvalidError("an absolute http or https URL", "url");
+    if (parsed.username || parsed.password) throw new InvalidError("no credentials in the URL: the signature authenticates Citadel", "url");
+    const allowed = this.k.settings.webhook_allowed_urls;
+    if (!allowed.some((prefix) => underPrefix(parsed, prefix))) {
+      throw new InvalidError(allowed.length === 0 ? "webhooks are off: the operator allows none (secrets.webhook_allowed_urls)" : "this URL is not under a prefix the operator allows (secrets.webhook_allowed_urls)", "url");
+    }
+    return parsed.href;
+  }
+}
+
+/** The keyring owner of a webhook's signing secret: destroyed with the webhook. */
+const ownerOf = (webhookId: string) => `webhook:${webhookId}`;
+
+/** Same scheme, host and port as the prefix, and a path under its path. */
+function underPrefix(url: URL, prefix: string): boolean {
+  let p: URL;
+  try {
+    p = new URL(prefix);
+  } catch {
+    return false; // a malformed prefix allows nothing
+  }
+  return url.origin === p.origin && url.pathname.startsWith(p.pathname);
+}
+
+function view(hook: sql.WebhookRow) {
+  return { id: hook.id, url: hook.url, created_at: new Date(hook.created_at).toISOString(), created_by: hook.created_by };
+}

@@ -1,0 +1,231 @@
+import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import {
+  DotenvError,
+  isSecretName,
+  parseDotenv,
+  parseJsonSecrets,
+  printDotenv,
+  printJsonSecrets,
+  SECRET_NAME,
+  type SecretEntry,
+} from "../../../plugins/secrets/dotenv.ts";
+
+/** Entries from name/value pairs, to keep the tables short. */
+const e = (...pairs: [string, string][]): SecretEntry[] => pairs.map(([name, value]) => ({ name, value }));
+
+describe("secret names", () => {
+  test.each([
+    ["FOO", true],
+    ["_x1", true],
+    ["a", true],
+    ["A".repeat(128), true],
+    ["A".repeat(129), false],
+    ["1FOO", false],
+    ["FOO-BAR", false],
+    ["FOO.BAR", false],
+    ["", false],
+    ["FÖÖ", false],
+  ] as const)("%p → %p", (name, ok) => {
+    expect(isSecretName(name)).toBe(ok);
+    expect(SECRET_NAME.test(name)).toBe(ok);
+  });
+});
+
+describe("parseDotenv accepts", () => {
+  const cases: [string, string, SecretEntry[]][] = [
+    ["nothing", "", []],
+    ["blank and comment lines", "\n# a comment\n   \n  # indented comment\nA=1\n", e(["A", "1"])],
+    ["no final newline", "A=1\nB=2", e(["A", "1"], ["B", "2"])],
+    ["the export prefix", "export A=1\nexport\tB = 2\n", e(["A", "1"], ["B", "2"])],
+    ["whitespace around =", "A = 1\nB\t=\t2\n  C=3\n", e(["A", "1"], ["B", "2"], ["C", "3"])],
+    ["unquoted values, trimmed", "A=  hello world  \n", e(["A", "hello world"])],
+    ["inline comments after whitespace", "A=1 # one\nB=two\t#two\nC= # only a comment\n", e(["A", "1"], ["B", "two"], ["C", ""])],
+    ["# without whitespace before it is kept", "A=a#b\nB=#x\nC=http://h/p#frag\n", e(["A", "a#b"], ["B", "#x"], ["C", "http://h/p#frag"])],
+    ["empty values", 'A=\nB=""\nC=\'\'\nD= \n', e(["A", ""], ["B", ""], ["C", ""], ["D", ""])],
+    ["= inside values", "A=x=y==\n", e(["A", "x=y=="])],
+    ["single quotes, literal", "A='a \\n \"b\" $X #c'\n", e(["A", 'a \\n "b" $X #c'])],
+    ["single quotes over lines", "A='line 1\nline 2\n\n  line 4'\nB=2\n", e(["A", "line 1\nline 2\n\n  line 4"], ["B", "2"])],
+    ["double quotes with escapes", 'A="a\\nb\\rc\\td\\"e\\\\f\\$g"\n', e(["A", 'a\nb\rc\td"e\\f$g'])],
+    ["unknown escapes kept as written", 'A="\\x\\u00e9\\\'"\n', e(["A", "\\x\\u00e9\\'"])],
+    ["double quotes over lines", 'A="first\n  second \\"quoted\\"\nthird"\nB=2\n', e(["A", 'first\n  second "quoted"\nthird'], ["B", "2"])],
+    ["an escaped backslash before the closing quote", 'A="x\\\\"\n', e(["A", "x\\"])],
+    ["spaces kept inside quotes", 'A="  padded  "\nB=\'  p  \'\n', e(["A", "  padded  "], ["B", "  p  "])],
+    ["a comment after the closing quote", "A=\"x\" # note\nB='y'\t#note\nC=\"z\"#tight\nD=\"w\"   \n", e(["A", "x"], ["B", "y"], ["C", "z"], ["D", "w"])],
+    ["# inside quotes", 'A="a #b"\n', e(["A", "a #b"])],
+    ["no interpolation", 'A=${B}\nB="$A ${A:-x}"\nC=\'${A}\'\n', e(["A", "${B}"], ["B", "$A ${A:-x}"], ["C", "${A}"])],
+    ["CRLF line endings", "# c\r\nA=1\r\nB=\"x\r\ny\"\r\nC='p\r\nq'\r\n", e(["A", "1"], ["B", "x\ny"], ["C", "p\nq"])],
+    ["a UTF-8 BOM", "\uFEFFA=1\n", e(["A", "1"])],
+    ["Unicode values", "A=héllo wörld ✓\nB=\"日本 🔑\"\n", e(["A", "héllo wörld ✓"], ["B", "日本 🔑"])],
+  ];
+  test.each(cases)("%s", (_title, text, expected) => {
+    expect(parseDotenv(text)).toEqual(expected);
+  });
+
+  test("a variable named export", () => {
+    expect(parseDotenv("export=1\nexport X=2\n")).toEqual(e(["export", "1"], ["X", "2"]));
+  });
+});
+
+describe("parseDotenv refuses, naming the line and never the value", () => {
+  // [title, text, line, text from a value that must not appear in the message, message part]
+  const cases: [string, string, number, string, string][] = [
+    ["an invalid name", "A=1\n1BAD=s3cr3t\n", 2, "s3cr3t", "invalid name"],
+    ["a dashed name", "\n\nMY-KEY=s3cr3t\n", 3, "s3cr3t", "invalid name"],
+    ["an empty name", "=s3cr3t\n", 1, "s3cr3t", "invalid name"],
+    ["a stray value line", "A=1\nsk_live_s3cr3t\n", 2, "s3cr3t", "no '='"],
+    ["export without =", "export s3cr3t\n", 1, "s3cr3t", "no '='"],
+    ["an unterminated double quote", 'A=1\n\n\nB="s3cr3t\nmore\n', 4, "s3cr3t", "unterminated double-quoted value"],
+    ["an unterminated single quote", "A='s3cr3t\n", 1, "s3cr3t", "unterminated single-quoted value"],
+    ["a double quote escaped at the end", 'A="s3cr3t\\"\n', 1, "s3cr3t", "unterminated double-quoted value"],
+    ["garbage after a double quote", 'A="x" s3cr3t\n', 1, "s3cr3t", "after the closing double quote"],
+    ["garbage after a multi-line quote", "A='x\ny's3cr3t\n", 2, "s3cr3t", "after the closing single quote"],
+    ["quotes inside quotes", 'A="s3"cr3t"\n', 1, "cr3t", "after the closing double quote"],
+    ["a name set twice", "# c\nFOO=1\n\n\n\n\nFOO=s3cr3t\n", 7, "s3cr3t", "line 7: FOO is set twice (first on line 2)"],
+    ["a name set twice, first by export", "export FOO=a\nFOO='s3cr3t\n", 2, "s3cr3t", "FOO is set twice (first on line 1)"],
+    ["CRLF counted as one line end", "A=1\r\nB=2\r\nC=\"s3cr3t\r\n", 3, "s3cr3t", "unterminated"],
+  ];
+  test.each(cases)("%s", (_title, text, line, secret, part) => {
+    let caught: unknown;
+    try {
+      parseDotenv(text);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(DotenvError);
+    const err = caught as DotenvError;
+    expect(err.line).toBe(line);
+    expect(err.message.startsWith(`line ${line}: `)).toBe(true);
+    expect(err.message).toContain(part);
+    expect(err.message).not.toContain(secret);
+  });
+
+  test("the spec's message form", () => {
+    expect(() => parseDotenv('A=1\n\n\nB="open\n')).toThrow("line 4: unterminated double-quoted value");
+  });
+});
+
+describe("printDotenv", () => {
+  test("one line per entry, in order, bare when simple, double-quoted otherwise", () => {
+    const out = printDotenv(
+      e(
+        ["Z", "plain-value_1.2/3:4@5+6,7"],
+        ["A", ""],
+        ["SPACE", " a b "],
+        ["ESC", 'q"b\\n\nr\rt\t$HOME'],
+        ["HASH", "a#b"],
+        ["SINGLE", "it's"],
+        ["UNI", "ключ"],
+      ),
+    );
+    expect(out).toBe(
+      [
+        "Z=plain-value_1.2/3:4@5+6,7",
+        "A=",
+        'SPACE=" a b "',
+        'ESC="q\\"b\\\\n\\nr\\rt\\t\\$HOME"',
+        'HASH="a#b"',
+        'SINGLE="it\'s"',
+        'UNI="ключ"',
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("nothing for no entries", () => {
+    expect(printDotenv([])).toBe("");
+  });
+
+  test("refuses invalid names without quoting them, and repeated names", () => {
+    expect(() => printDotenv(e(["OK", "1"], ["s3cr3t value", "x"]))).toThrow("entry 2: invalid secret name");
+    expect(() => printDotenv(e(["bad-name", "x"]))).toThrow(/^entry 1: invalid secret name \(names are [^-]*\)$/);
+    expect(() => printDotenv(e(["A", "1"], ["A", "2"]))).toThrow("entry 2: A appears twice");
+  });
+});
+
+describe("JSON secrets", () => {
+  test("reads a flat object in order", () => {
+    expect(parseJsonSecrets('{"B": "2", "A": "x\\ny", "__proto__": "p"}')).toEqual(e(["B", "2"], ["A", "x\ny"], ["__proto__", "p"]));
+    expect(parseJsonSecrets("\uFEFF{}")).toEqual([]);
+  });
+
+  test("prints pretty JSON with a final newline, __proto__ included", () => {
+    expect(printJsonSecrets(e(["B", "2"], ["__proto__", "p"]))).toBe('{\n  "B": "2",\n  "__proto__": "p"\n}\n');
+    expect(printJsonSecrets([])).toBe("{}\n");
+    expect(printJsonSecrets(e(["A", "1"]))).toBe(JSON.stringify({ A: "1" }, null, 2) + "\n");
+  });
+
+  test.each([
+    ["invalid JSON", '{"A": s3cr3t}', "not valid JSON"],
+    ["a trailing comma", '{"A": "s3cr3t",}', "not valid JSON"],
+    ["an array", '["s3cr3t"]', "got an array"],
+    ["a string", '"s3cr3t"', "got a string"],
+    ["null", "null", "got null"],
+    ["a number value", '{"PORT": 31337}', "PORT: the value must be a string, not a number"],
+    ["a boolean value", '{"DEBUG": true}', "DEBUG: the value must be a string, not a boolean"],
+    ["a nested object", '{"NESTED": {"k": "s3cr3t"}}', "NESTED: the value must be a string, not an object"],
+    ["a null value", '{"N": null}', "N: the value must be a string, not null"],
+    ["an invalid name", '{"bad-name": "s3cr3t"}', '"bad-name" is not a valid secret name'],
+  ])("refuses %s", (_title, text, message) => {
+    let caught: unknown;
+    try {
+      parseJsonSecrets(text);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(Error);
+    const msg = (caught as Error).message;
+    expect(msg).toContain(message);
+    expect(msg).not.toContain("s3cr3t");
+    expect(msg).not.toContain("31337");
+  });
+
+  test("printJsonSecrets refuses invalid and repeated names", () => {
+    expect(() => printJsonSecrets(e(["1X", "v"]))).toThrow("entry 1: invalid secret name");
+    expect(() => printJsonSecrets(e(["A", "1"], ["A", "2"]))).toThrow("A appears twice");
+  });
+});
+
+describe("round trips", () => {
+  const name = fc.stringMatching(SECRET_NAME);
+  // Any code points (lone surrogates included), and strings dense in the characters that need care.
+  const tricky = fc.string({ unit: fc.constantFrom(..."\n\r\t \"'\\$#=`{}a1-\u2028\u0000\uFEFF\u00e9".split("")), maxLength: 24 });
+  const value = fc.oneof(fc.string({ unit: "binary" }), tricky, fc.constantFrom("", " ", "\r\n", '"', "'", "\\", "$X", "#"));
+  const entries = fc.uniqueArray(fc.record({ name, value }), { selector: (x) => x.name, maxLength: 8 });
+
+  test("parseDotenv(printDotenv(x)) is x", () => {
+    fc.assert(
+      fc.property(entries, (x) => {
+        expect(parseDotenv(printDotenv(x))).toEqual(x);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test("parseJsonSecrets(printJsonSecrets(x)) is x", () => {
+    fc.assert(
+      fc.property(entries, (x) => {
+        expect(parseJsonSecrets(printJsonSecrets(x))).toEqual(x);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test("parseDotenv on any text returns entries or throws a DotenvError with a line in range", () => {
+    const lineText = fc.string({ unit: fc.constantFrom(..."AB_1 =\"'\\#\t\r\nxport".split("")), maxLength: 16 });
+    const text = fc.array(lineText, { maxLength: 6 }).map((ls) => ls.join("\n"));
+    fc.assert(
+      fc.property(text, (t) => {
+        try {
+          for (const entry of parseDotenv(t)) expect(isSecretName(entry.name)).toBe(true);
+        } catch (err) {
+          expect(err).toBeInstanceOf(DotenvError);
+          const line = (err as DotenvError).line;
+          expect(line).toBeGreaterThanOrEqual(1);
+          expect(line).toBeLessThanOrEqual(t.split(/\r\n?|\n/).length);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
