@@ -47,9 +47,9 @@ const ACTIONS = [
 const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
 const items = <T>(list: T[]) => ({ items: list });
 
-/** Services made per kernel; the routes and the start hook share one. */
+/** Services made per kernel; the routes, the start hook (and tests) share one. */
 const services = new WeakMap<object, { secrets: SecretsService; shares: Shares; keys: E2eeKeys; webhooks: Webhooks }>();
-function servicesOf(k: Kernel<SecretsSettings>) {
+export function servicesOf(k: Kernel<SecretsSettings>) {
   let s = services.get(k.store);
   if (!s) {
     const webhooks = new Webhooks(k);

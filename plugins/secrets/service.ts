@@ -191,16 +191,16 @@ export class SecretsService {
     const env = environmentFor(this.k, caller, ws, envName);
     this.checkValue(ws, input.value);
     const metadata = this.checkMetadata(input);
-    const id = await this.k.store.write((tx) => {
+    const written = await this.k.store.write((tx) => {
       const existing = sql.secretByName(tx, env.id, name);
       if (ifMatch !== undefined && (existing?.version ?? 0) !== ifMatch) {
         throw new PreconditionFailedError(`${name} is at version ${existing?.version ?? 0}, not ${ifMatch}: read it again and retry.`);
       }
       const secretId = this.writeValue(tx, caller, ws, env, existing, name, input.value, "set");
       if (Object.keys(metadata).length > 0) sql.updateMetadata(tx, secretId, metadata, this.now(), byWhom(caller.principal));
-      return secretId;
+      return this.secretById(env, secretId); // as this write left it (later writes of the batch may follow)
     });
-    return this.metadata(this.secretById(env, id), env);
+    return this.metadata(written, env);
   }
 
   async updateMetadata(caller: Caller, workspaceId: string, envName: string, name: string, input: Omit<SecretInput, "value">) {

@@ -100,7 +100,7 @@ export const setE2ee = (tx: Database, workspaceId: string, on: boolean) =>
   tx.query("UPDATE secrets_workspaces SET e2ee = ? WHERE workspace_id = ?").run(on ? 1 : 0, workspaceId);
 
 export const environments = (db: Database, workspaceId: string) =>
-  db.query<EnvironmentRow, [string]>("SELECT * FROM secrets_environments WHERE workspace_id = ? ORDER BY created_at, name").all(workspaceId);
+  db.query<EnvironmentRow, [string]>("SELECT * FROM secrets_environments WHERE workspace_id = ? ORDER BY created_at, rowid").all(workspaceId);
 
 export const environmentByName = (db: Database, workspaceId: string, name: string) =>
   db.query<EnvironmentRow, [string, string]>("SELECT * FROM secrets_environments WHERE workspace_id = ? AND name = ?").get(workspaceId, name);

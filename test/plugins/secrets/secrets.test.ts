@@ -1,0 +1,338 @@
+/**
+ * The secrets service over HTTP, in-process: versions, concurrency, protection, bulk,
+ * rotation, share links, end-to-end encryption and webhooks.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
+import { servicesOf } from "../../../plugins/secrets/index.ts";
+import { createShareSecret, openShareSecret, shareViewProof } from "../../../plugins/secrets/share-crypto.ts";
+import { verifyWebhook } from "../../../plugins/secrets/webhook-signature.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+type App = Awaited<ReturnType<typeof testCitadel>>;
+
+async function setup(config: Record<string, Record<string, unknown>> = {}) {
+  const c = await testCitadel({ config });
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
+  const base = `/v1/secrets/workspaces/${ws}`;
+  const path = (name: string, env = "development", rest = "") => `${base}/environments/${env}/secrets/${name}${rest}`;
+  return { c, owner, org, ws, base, path };
+}
+
+/** Every byte the store holds, as one string (in-memory database: serialize it). */
+const storeBytes = (c: App) => Buffer.from(c.kernel.store.db.serialize()).toString("latin1");
+const auditActions = (c: App, prefix: string) =>
+  (c.kernel.store.db.query("SELECT action, reason FROM audit_events WHERE action LIKE ? ORDER BY seq").all(`${prefix}%`) as Array<{ action: string; reason: string | null }>);
+
+describe("secrets and versions", () => {
+  test("the default environments, set, read, list: values encrypted at rest and never in the audit log", async () => {
+    const { c, owner, base, path } = await setup();
+    const envs = await c.send("GET", `${base}/environments`, owner);
+    expect(envs.body.items.map((e: { name: string }) => e.name)).toEqual(["development", "staging", "production"]);
+    const value = `pg-${crypto.randomUUID()}`;
+    const set = await c.send("PUT", path("DATABASE_URL"), owner, { json: { value, note: "primary" } });
+    expect([set.status, set.body.version, set.headers.get("etag")]).toEqual([200, 1, '"1"']);
+    const read = await c.send("GET", path("DATABASE_URL"), owner);
+    expect([read.body.value, read.body.note, read.headers.get("cache-control")]).toEqual([value, "primary", "no-store"]);
+    const list = await c.send("GET", `${base}/environments/development/secrets`, owner);
+    expect(list.body.items[0].name).toBe("DATABASE_URL");
+    expect(list.body.items[0].value).toBeUndefined();
+    expect((await c.send("GET", `${base}/environments/development/secrets?values=true`, owner)).body.items[0].value).toBe(value);
+    expect(storeBytes(c)).not.toContain(value);
+    expect(auditActions(c, "secrets.secret").map((e) => e.action)).toEqual(["secrets.secret.create", "secrets.secret.read", "secrets.secret.read"]);
+    expect(JSON.stringify(c.kernel.store.db.query("SELECT * FROM audit_events").all())).not.toContain(value);
+    expect(c.log.lines.join("\n")).not.toContain(value);
+  });
+
+  test("history, an old version, roll back", async () => {
+    const { c, owner, path } = await setup();
+    for (const value of ["one", "two", "three"]) await c.send("PUT", path("TOKEN"), owner, { json: { value } });
+    const history = await c.send("GET", path("TOKEN", "development", "/versions"), owner);
+    expect(history.body.versions.map((v: { version: number; current: boolean }) => [v.version, v.current])).toEqual([[3, true], [2, false], [1, false]]);
+    expect((await c.send("GET", path("TOKEN", "development", "?version=1"), owner)).body.value).toBe("one");
+    expect((await c.send("GET", path("TOKEN", "development", "?version=9"), owner)).status).toBe(404);
+    const rolled = await c.send("POST", path("TOKEN", "development", "/rollback"), owner, { json: { version: 1 } });
+    expect(rolled.body.version).toBe(4);
+    expect((await c.send("GET", path("TOKEN"), owner)).body.value).toBe("one");
+    expect(auditActions(c, "secrets.secret.rollback")[0]!.reason).toBe("development/TOKEN v4, from v1");
+  });
+
+  test("concurrent updates: with If-Match exactly one wins, without it none is lost", async () => {
+    const { c, owner, path } = await setup();
+    await c.send("PUT", path("COUNTER"), owner, { json: { value: "v1" } });
+    const racing = await Promise.all([1, 2, 3, 4, 5].map((i) => c.send("PUT", path("COUNTER"), owner, { json: { value: `if-match ${i}` }, headers: { "if-match": '"1"' } })));
+    expect(racing.map((r) => r.status).sort()).toEqual([200, 412, 412, 412, 412]);
+    expect(racing.find((r) => r.status === 412)!.body.code).toBe("precondition_failed");
+    const blind = await Promise.all([1, 2, 3, 4, 5].map((i) => c.send("PUT", path("COUNTER"), owner, { json: { value: `blind ${i}` } })));
+    expect(blind.map((r) => r.body.version).sort()).toEqual([3, 4, 5, 6, 7]);
+    const versions = (await c.send("GET", path("COUNTER", "development", "/versions"), owner)).body.versions;
+    expect(versions).toHaveLength(7);
+    // If-Match "0": create only if absent.
+    expect((await c.send("PUT", path("FRESH"), owner, { json: { value: "x" }, headers: { "if-match": "0" } })).status).toBe(200);
+    expect((await c.send("PUT", path("FRESH"), owner, { json: { value: "y" }, headers: { "if-match": "0" } })).status).toBe(412);
+    expect((await c.send("PUT", path("FRESH"), owner, { json: { value: "y" }, headers: { "if-match": "banana" } })).status).toBe(422);
+  });
+
+  test("bad input: names, sizes, unknown environments", async () => {
+    const { c, owner, base, path } = await setup({ secrets: { max_value_bytes: 16 } });
+    const cases: Array<[string, string, unknown, number, string]> = [
+      ["PUT", path("1BAD"), { value: "x" }, 422, "invalid"],
+      ["PUT", path("HAS-DASH"), { value: "x" }, 422, "invalid"],
+      ["PUT", path("BIG"), { value: "x".repeat(17) }, 413, "payload_too_large"],
+      ["PUT", path("NUL"), { value: "a\0b" }, 422, "invalid"],
+      ["PUT", path("OK", "nowhere"), { value: "x" }, 404, "not_found"],
+      ["PUT", path("OK"), { note: "no value" }, 422, "validation_failed"],
+      ["POST", `${base}/environments`, { name: "Bad Name" }, 422, "invalid"],
+      ["POST", `${base}/environments`, { name: "staging" }, 409, "conflict"],
+      ["POST", path("NOPE", "development", "/rotate"), { generator: "password" }, 404, "not_found"],
+      ["POST", path("NOPE", "development", "/rotate"), { generator: "dice" }, 422, "validation_failed"],
+    ];
+    for (const [method, url, json, status, code] of cases) {
+      const res = await c.send(method, url, owner, { json });
+      expect([method, url, res.status, res.body.code]).toEqual([method, url, status, code]);
+      expect(res.text).not.toContain("x".repeat(17));
+    }
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secrets").get()).toEqual({ n: 0 });
+  });
+
+  test("soft delete, restore, purge with confirmation", async () => {
+    const { c, owner, base, path } = await setup();
+    await c.send("PUT", path("OLD_KEY"), owner, { json: { value: "v" } });
+    expect((await c.send("DELETE", path("OLD_KEY"), owner)).status).toBe(200);
+    expect((await c.send("GET", path("OLD_KEY"), owner)).status).toBe(404);
+    expect((await c.send("PUT", path("OLD_KEY"), owner, { json: { value: "w" } })).status).toBe(409);
+    expect((await c.send("GET", `${base}/environments/development/secrets?deleted=true`, owner)).body.items[0].deleted_at).toBeTruthy();
+    expect((await c.send("POST", path("OLD_KEY", "development", "/restore"), owner)).status).toBe(200);
+    expect((await c.send("GET", path("OLD_KEY"), owner)).body.value).toBe("v");
+    const ask = await c.send("POST", path("OLD_KEY", "development", "/purge"), owner);
+    expect(ask.status).toBe(428);
+    const purged = await c.send("POST", path("OLD_KEY", "development", "/purge"), owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+    expect(purged.status).toBe(200);
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secret_versions").get()).toEqual({ n: 0 });
+    expect(auditActions(c, "secrets.secret").map((e) => e.action)).toEqual(["secrets.secret.create", "secrets.secret.delete", "secrets.secret.restore", "secrets.secret.read", "secrets.secret.purge"]);
+  });
+});
+
+describe("environment protection", () => {
+  test("production for admins only, then for named members only", async () => {
+    const { c, owner, org, base, path } = await setup();
+    const editor = await c.addUser(owner, "editor@example.org", "editor");
+    const admin = await c.addUser(owner, "admin@example.org", "admin");
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id;
+    await c.send("PUT", path("PROD_KEY", "production"), owner, { json: { value: "p" } });
+    expect((await c.send("GET", path("PROD_KEY", "production"), editor.token)).status).toBe(200);
+    expect((await c.send("PUT", `${base}/environments/production`, editor.token, { json: { protection: "admins" } })).status).toBe(403);
+    expect((await c.send("PUT", `${base}/environments/production`, owner, { json: { protection: "admins" } })).status).toBe(200);
+    const refused = await c.send("GET", path("PROD_KEY", "production"), editor.token);
+    expect([refused.status, refused.body.code]).toEqual([403, "forbidden"]);
+    expect((await c.send("GET", `${base}/environments/production/secrets`, editor.token)).status).toBe(403);
+    expect((await c.send("GET", path("PROD_KEY", "production"), admin.token)).status).toBe(200);
+    expect((await c.send("GET", path("PROD_KEY", "staging"), editor.token)).status).toBe(404); // other environments are untouched
+    // Named: only the listed users; naming yourself out is refused.
+    expect((await c.send("PUT", `${base}/environments/production`, owner, { json: { protection: "named", allowed_users: [admin.id] } })).status).toBe(422);
+    expect((await c.send("PUT", `${base}/environments/production`, owner, { json: { protection: "named", allowed_users: [me, "usr_nobody"] } })).status).toBe(422);
+    expect((await c.send("PUT", `${base}/environments/production`, owner, { json: { protection: "named", allowed_users: [me, editor.id] } })).status).toBe(200);
+    expect((await c.send("GET", path("PROD_KEY", "production"), editor.token)).status).toBe(200);
+    expect((await c.send("GET", path("PROD_KEY", "production"), admin.token)).status).toBe(403);
+    void org;
+  });
+});
+
+describe("bulk", () => {
+  test("import a .env file with a dry run, export it back, refuse a bad line with its number", async () => {
+    const { c, owner, base } = await setup();
+    const env = (name: string) => `${base}/environments/${name}`;
+    const file = ['# app settings', 'export API_URL=https://api.example.org', 'MULTI="line one\nline two"', "QUOTED='it''s'".replace("''", ""), ""].join("\n");
+    const dry = await c.send("POST", `${env("development")}/import`, owner, { json: { format: "dotenv", content: file, dry_run: true } });
+    expect(dry.body).toMatchObject({ dry_run: true, created: 3, updated: 0 });
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secrets").get()).toEqual({ n: 0 });
+    expect((await c.send("POST", `${env("development")}/import`, owner, { json: { format: "dotenv", content: file } })).body.created).toBe(3);
+    const again = await c.send("POST", `${env("development")}/import`, owner, { json: { format: "dotenv", content: file.replace("api.example", "api2.example"), dry_run: true } });
+    expect(again.body.plan).toEqual([{ name: "API_URL", action: "update" }, { name: "MULTI", action: "unchanged" }, { name: "QUOTED", action: "unchanged" }]);
+    const exported = await c.send("GET", `${env("development")}/export`, owner);
+    expect(exported.headers.get("content-type")).toStartWith("text/plain");
+    expect((await c.send("POST", `${env("staging")}/import`, owner, { json: { format: "dotenv", content: exported.text } })).body.created).toBe(3);
+    expect((await c.send("GET", `${env("staging")}/export`, owner)).text).toBe(exported.text);
+    const json = await c.send("GET", `${env("staging")}/export?format=json`, owner);
+    expect(JSON.parse(json.text)).toEqual({ API_URL: "https://api.example.org", MULTI: "line one\nline two", QUOTED: "its" });
+    const bad = await c.send("POST", `${env("production")}/import`, owner, { json: { format: "dotenv", content: "GOOD=1\nBAD LINE=2\n" } });
+    expect([bad.status, bad.body.detail]).toEqual([422, expect.stringContaining("line 2")]);
+    expect((await c.send("GET", `${env("production")}/secrets`, owner)).body.items).toEqual([]);
+  });
+});
+
+describe("rotation", () => {
+  test("generators make a new version of the right shape", async () => {
+    const { c, owner, path } = await setup();
+    await c.send("PUT", path("KEY"), owner, { json: { value: "initial", rotation_days: 30 } });
+    const shapes: Array<[Record<string, unknown>, RegExp]> = [
+      [{ generator: "password", length: 40 }, /^[\x21-\x7e]{40}$/],
+      [{ generator: "hex" }, /^[0-9a-f]{64}$/],
+      [{ generator: "base64", length: 24 }, /^[A-Za-z0-9+/]{32}$/],
+      [{ generator: "uuid" }, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/],
+    ];
+    for (const [body, shape] of shapes) {
+      const rotated = await c.send("POST", path("KEY", "development", "/rotate"), owner, { json: body });
+      expect(rotated.body.value).toBeUndefined();
+      expect((await c.send("GET", path("KEY"), owner)).body.value).toMatch(shape);
+    }
+    expect((await c.send("POST", path("KEY", "development", "/rotate"), owner, { json: { generator: "password", length: 4 } })).status).toBe(422);
+    const history = await c.send("GET", path("KEY", "development", "/versions"), owner);
+    expect([history.status, history.body.rotation_due, history.body.versions.length]).toEqual([200, false, 5]);
+    c.clock.advance(31 * 86_400_000);
+    const later = await c.login(c.owner.email, c.owner.password); // the first session has ended by now
+    expect((await c.send("GET", path("KEY").replace(/\/KEY$/, ""), later)).body.items[0].rotation_due).toBe(true);
+  });
+
+  test("a new data key re-encrypts every stored version; an interrupted rotation is finished at start", async () => {
+    const { c, owner, ws, base, path } = await setup();
+    for (let i = 0; i < 5; i++) await c.send("PUT", path(`S${i}`), owner, { json: { value: `value ${i}` } });
+    await c.send("PUT", path("S0"), owner, { json: { value: "value 0 again" } });
+    const dekVersions = () => c.kernel.store.db.query("SELECT DISTINCT dek_version AS v FROM secret_versions ORDER BY v").all();
+    expect(dekVersions()).toEqual([{ v: 1 }]);
+    const rotated = await c.send("POST", `${base}/rotate-key`, owner);
+    expect(rotated.body).toEqual({ workspace: ws, data_key_version: 2, reencrypted: 6 });
+    expect(dekVersions()).toEqual([{ v: 2 }]);
+    expect((await c.send("GET", path("S0", "development", "?version=1"), owner)).body.value).toBe("value 0");
+    // Killed right after the new key was made: values stay readable, and start-up finishes the job.
+    await c.kernel.store.write((tx) => c.kernel.seal.keyring().rotateDek(tx, `workspace:${ws}`, c.clock.now()));
+    expect((await c.send("GET", `${base}/settings`, owner)).body.values_on_older_keys).toBe(6);
+    expect((await c.send("GET", path("S3"), owner)).body.value).toBe("value 3");
+    expect(await servicesOf(c.kernel as never).secrets.resumeReencryption()).toBe(6);
+    expect(dekVersions()).toEqual([{ v: 3 }]);
+    expect((await c.send("GET", path("S3"), owner)).body.value).toBe("value 3");
+  });
+});
+
+describe("share links", () => {
+  async function share(c: App, owner: string, org: string, value: string, json: Record<string, unknown> = {}, passphrase?: string) {
+    const sealed = await createShareSecret(value, passphrase);
+    const made = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: sealed.passphraseRequired, ...json } });
+    expect(made.status).toBe(200);
+    return { id: made.body.id as string, linkKey: sealed.linkKey };
+  }
+  const view = (c: App, id: string, linkKey: string) => c.send("POST", `/v1/secrets/shares/${id}/view`, undefined, { json: { proof: shareViewProof(linkKey) } });
+
+  test("one view, then 410; a wrong link burns nothing; the server cannot read it", async () => {
+    const { c, owner, org } = await setup();
+    const value = `one-off-${crypto.randomUUID()}`;
+    const { id, linkKey } = await share(c, owner, org, value);
+    const wrong = await c.send("POST", `/v1/secrets/shares/${id}/view`, undefined, { json: { proof: shareViewProof(linkKey.replace(/^./, (ch) => (ch === "A" ? "B" : "A"))) } });
+    expect(wrong.status).toBe(404);
+    expect(storeBytes(c)).not.toContain(value);
+    const first = await view(c, id, linkKey);
+    expect(first.status).toBe(200);
+    expect(await openShareSecret(first.body.ciphertext, linkKey)).toBe(value);
+    const second = await view(c, id, linkKey);
+    expect([second.status, second.body.code]).toEqual([410, "gone"]);
+    expect(auditActions(c, "secrets.share").map((e) => e.action)).toEqual(["secrets.share.create", "secrets.share.view", "secrets.share.view", "secrets.share.view"]);
+    const list = await c.send("GET", `/v1/secrets/orgs/${org}/shares`, owner);
+    expect(list.body.items[0]).toMatchObject({ id, state: "used", views: 1, max_views: 1 });
+  });
+
+  test("expires by time; several views; a passphrase; revocation; limits", async () => {
+    const { c, owner, org } = await setup();
+    const timed = await share(c, owner, org, "soon gone", { ttl_hours: 1, max_views: 3 });
+    expect((await view(c, timed.id, timed.linkKey)).body.views_left).toBe(2);
+    c.clock.advance(3_600_000);
+    expect((await view(c, timed.id, timed.linkKey)).status).toBe(410);
+    const locked = await share(c, owner, org, "with a passphrase", {}, "tell-them-by-phone");
+    const content = (await view(c, locked.id, locked.linkKey)).body;
+    expect(content.passphrase).toBe(true);
+    await expect(openShareSecret(content.ciphertext, locked.linkKey)).rejects.toThrow("passphrase");
+    expect(await openShareSecret(content.ciphertext, locked.linkKey, "tell-them-by-phone")).toBe("with a passphrase");
+    const revoked = await share(c, owner, org, "never seen");
+    expect((await c.send("DELETE", `/v1/secrets/orgs/${org}/shares/${revoked.id}`, owner)).status).toBe(200);
+    expect((await view(c, revoked.id, revoked.linkKey)).status).toBe(410);
+    const tooLong = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: "c1.sh.x", view_proof: "p".repeat(43), passphrase: false, ttl_hours: 10_000 } });
+    expect(tooLong.status).toBe(422);
+  });
+});
+
+describe("end-to-end-encrypted workspaces", () => {
+  test("the server stores ciphertext only; a second member decrypts once wrapped; a removed member loses the key", async () => {
+    const { c, owner, org, ws, base, path } = await setup();
+    const member = await c.addUser(owner, "member@example.org", "editor");
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const alice = generateUserKeyPair();
+    const bob = generateUserKeyPair();
+    for (const [token, pair] of [[owner, alice], [member.token, bob]] as const) {
+      expect((await c.send("PUT", "/v1/secrets/me/keypair", token, { json: { public_key: pair.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } })).status).toBe(200);
+    }
+    expect((await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } })).body.e2ee).toBe(true);
+    const key = newWorkspaceKey();
+    expect((await c.send("PUT", `${base}/e2ee/keys/${member.id}`, owner, { json: { wrapped: wrapWorkspaceKey(key, bob.publicKey, { workspace: ws, user: member.id }) } })).status).toBe(409); // first key is your own
+    expect((await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(key, alice.publicKey, { workspace: ws, user: me }) } })).status).toBe(200);
+
+    const plaintext = `e2ee-${crypto.randomUUID()}`;
+    const refused = await c.send("PUT", path("API_KEY"), owner, { json: { value: plaintext } });
+    expect([refused.status, refused.body.code]).toEqual([422, "invalid"]);
+    const context = { workspace: ws, environment: "development", name: "API_KEY" };
+    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: encryptValue(key, plaintext, context) } })).status).toBe(200);
+    expect((await c.send("POST", path("API_KEY", "development", "/rotate"), owner, { json: { generator: "uuid" } })).status).toBe(409);
+    expect((await c.send("POST", `${base}/rotate-key`, owner)).status).toBe(409);
+    expect((await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: "c1.sh.x", view_proof: "p".repeat(43), passphrase: false, source: { workspace: ws, environment: "development", name: "API_KEY" } } })).status).toBe(409);
+    expect((await c.send("GET", `${base}/environments/development/export`, owner)).status).toBe(409);
+
+    // Bob has no key yet; Alice's client wraps it for him.
+    expect((await c.send("GET", `${base}/e2ee/my-key`, member.token)).status).toBe(404);
+    expect((await c.send("PUT", `${base}/e2ee/keys/${member.id}`, member.token, { json: { wrapped: "c1.wk.AAAAAAAAAAAAAAAAAAAA" } })).status).toBe(403);
+    const bobsPublic = (await c.send("GET", `${base}/e2ee/public-keys/${member.id}`, owner)).body.public_key;
+    await c.send("PUT", `${base}/e2ee/keys/${member.id}`, owner, { json: { wrapped: wrapWorkspaceKey(key, bobsPublic, { workspace: ws, user: member.id }) } });
+    const bobsKey = unwrapWorkspaceKey((await c.send("GET", `${base}/e2ee/my-key`, member.token)).body.wrapped, bob.privateKey, { workspace: ws, user: member.id });
+    const stored = (await c.send("GET", path("API_KEY"), member.token)).body;
+    expect(stored.e2ee).toBe(true);
+    expect(decryptValue(bobsKey, stored.value, context)).toBe(plaintext);
+
+    expect(storeBytes(c)).not.toContain(plaintext);
+    expect(c.log.lines.join("\n")).not.toContain(plaintext);
+    expect((await c.send("DELETE", `/v1/iam/orgs/${org}/members/${member.id}`, owner)).status).toBe(200);
+    expect((await c.send("GET", `${base}/e2ee/my-key`, member.token)).status).toBe(403);
+    expect((await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: false } })).status).toBe(409); // it holds secrets
+  });
+});
+
+describe("webhooks", () => {
+  test("signed deliveries to a real receiver, retried with back-off after a failure; only allowed URLs", async () => {
+    const received: Array<{ body: string; ok: boolean }> = [];
+    let failNext = 1;
+    let secret = "";
+    const receiver = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        const body = await req.text();
+        const check = verifyWebhook({ secret, body, signature: req.headers.get("x-citadel-signature-256"), timestamp: req.headers.get("x-citadel-timestamp"), nowSeconds: Math.floor(Date.UTC(2026, 5, 1) / 1000) + 60 });
+        received.push({ body, ok: check.ok });
+        if (failNext-- > 0) return new Response("busy", { status: 503 });
+        return new Response(null, { status: check.ok ? 204 : 401 });
+      },
+    });
+    afterAll(() => receiver.stop(true));
+    const allowed = `http://127.0.0.1:${receiver.port}/hooks/`;
+    const { c, owner, base, path } = await setup({ secrets: { webhook_allowed_urls: [allowed] } });
+    expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: "http://127.0.0.1:1/elsewhere" } })).status).toBe(422);
+    expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: `http://user:pw@127.0.0.1:${receiver.port}/hooks/a` } })).status).toBe(422);
+    const hook = await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}citadel` } });
+    expect(hook.body.secret).toStartWith("whsec_");
+    secret = hook.body.secret;
+    expect(storeBytes(c)).not.toContain(secret);
+
+    await c.send("PUT", path("WEBHOOKED"), owner, { json: { value: "do-not-send-me" } });
+    const { webhooks } = servicesOf(c.kernel as never);
+    expect(await webhooks.deliverDue()).toBe(1);
+    expect(await webhooks.deliverDue()).toBe(0); // not due again until its back-off passes
+    c.clock.advance(5_000);
+    expect(await webhooks.deliverDue()).toBe(1);
+    expect(received.map((r) => r.ok)).toEqual([true, true]);
+    const event = JSON.parse(received[1]!.body);
+    expect(event).toMatchObject({ type: "secret.created", workspace: expect.any(String), environment: "development", name: "WEBHOOKED", version: 1 });
+    expect(received[1]!.body).not.toContain("do-not-send-me");
+    // A tampered body or an old timestamp does not verify.
+    expect(verifyWebhook({ secret, body: received[1]!.body.replace("WEBHOOKED", "OTHER"), signature: null, timestamp: null }).ok).toBe(false);
+    const deliveries = await c.send("GET", `${base}/webhooks/${hook.body.id}/deliveries`, owner);
+    expect(deliveries.body.items[0]).toMatchObject({ state: "delivered", attempts: 2, last_status: 204 });
+  });
+});
