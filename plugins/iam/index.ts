@@ -385,8 +385,12 @@ export const iamPlugin = definePlugin<IamSettings>({
             const session = await iam.login({ email: body.email, password: body.password, totp: body.totp || undefined }, context);
             const principal = identity.authenticate(session.token, context.source ?? "unknown", k.clock.now());
             if (!principal.ok) throw new Error("a fresh session did not authenticate");
-            await device.decide(body.user_code, body.decision === "approve", principal.principal, context);
-            await iam.logout({ principal: principal.principal, request: context }, false); // the page's session was for this one decision
+            try {
+              await device.decide(body.user_code, body.decision === "approve", principal.principal, context);
+            } finally {
+              // The page's session was for this one decision: it ends even when the decision failed.
+              await iam.logout({ principal: principal.principal, request: context }, false);
+            }
             return resultPage(body.decision === "approve" ? "Approved: you can close this page and go back to the terminal." : "Denied: the device was not logged in.");
           } catch (error) {
             const message = error instanceof Error && "code" in error ? error.message : "Something went wrong.";

@@ -55,7 +55,7 @@ export class SecretsService {
     const ws = await ensureWorkspace(this.k, workspaceId);
     const owner = valueKeyOwner(workspaceId);
     const dek = this.k.seal.keyring().dekVersion(this.db, owner);
-    const stale = dek === null ? 0 : sql.versionsToReencrypt(this.db, workspaceId, dek, 1_000_000).length;
+    const stale = dek === null ? 0 : sql.countToReencrypt(this.db, workspaceId, dek);
     return { workspace: workspaceId, e2ee: ws.e2ee === 1, data_key_version: dek, values_on_older_keys: stale, environments: this.environments(ws) };
   }
 

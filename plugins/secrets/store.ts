@@ -198,6 +198,14 @@ export const versionsToReencrypt = (db: Database, workspaceId: string, dekVersio
     )
     .all(workspaceId, dekVersion, limit);
 
+export const countToReencrypt = (db: Database, workspaceId: string, dekVersion: number) =>
+  db
+    .query<{ n: number }, [string, number]>(
+      `SELECT count(*) AS n FROM secret_versions v JOIN secrets s ON s.id = v.secret_id JOIN secrets_environments e ON e.id = s.environment_id
+       WHERE e.workspace_id = ? AND v.dek_version > 0 AND v.dek_version < ?`,
+    )
+    .get(workspaceId, dekVersion)!.n;
+
 export const replaceCiphertext = (tx: Database, secretId: string, version: number, ciphertext: Uint8Array, dekVersion: number) =>
   tx.query("UPDATE secret_versions SET ciphertext = ?, dek_version = ? WHERE secret_id = ? AND version = ?").run(ciphertext, dekVersion, secretId, version);
 

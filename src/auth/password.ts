@@ -5,6 +5,10 @@
  */
 import type { Algorithm } from "@node-rs/argon2";
 import { randomBytes } from "node:crypto";
+import { RateLimitedError } from "../errors.ts";
+
+/** Hashes waiting beyond this are refused (429): a flood gets told to retry, not queued without end. */
+const MAX_WAITING = 64;
 
 const ARGON2ID = 2 as Algorithm; // Algorithm.Argon2id (a const enum, which isolated modules cannot import)
 
@@ -68,7 +72,10 @@ export class PasswordHasher {
   }
 
   private async limited<T>(work: () => Promise<T>): Promise<T> {
-    if (this.running >= this.concurrency) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    if (this.running >= this.concurrency) {
+      if (this.waiting.length >= MAX_WAITING) throw new RateLimitedError("Too many password checks at once; retry in a second.", 1);
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
     this.running++;
     try {
       return await work();

@@ -69,6 +69,15 @@ describe("device flow", () => {
     expect((await poll()).status).toBe(200);
   });
 
+  test("a wrong code on the approval page leaves no session behind", async () => {
+    const { c } = await started();
+    const liveSessions = () => c.kernel.store.db.query("SELECT count(*) AS n FROM credentials WHERE kind = 'session' AND revoked_at IS NULL").get();
+    const before = liveSessions();
+    const res = await c.send("POST", "/oauth/device", undefined, form({ user_code: "BCDF-GHJK", email: c.owner.email, password: c.owner.password, decision: "approve" }));
+    expect(res.text).not.toContain("Approved");
+    expect(liveSessions()).toEqual(before);
+  });
+
   test("HTML in a client name is shown as text", async () => {
     const c = await testCitadel();
     const start = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: "<img src=x onerror=alert(1)>" }));
