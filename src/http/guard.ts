@@ -67,8 +67,10 @@ export function createGuard({ identity, confirmations, limits, recordSecurityEve
     }
     const result = provider.authenticate(token, meta.client, now());
     if (!result.ok) {
+      // Guessing tokens is throttled like guessing passwords. The limit is taken first: once an
+      // address is limited, its flood is one rate-limit event a minute, not one row per request.
+      failed(request);
       recordSecurityEvent({ action: "auth.token.reject", actor: { kind: "anonymous" }, outcome: "failure", reason: result.reason, request: requestContext(request) });
-      failed(request); // guessing tokens is throttled like guessing passwords
       throw new HttpProblem(401, "unauthorized", REJECTIONS[result.reason], { "www-authenticate": 'Bearer realm="citadel", error="invalid_token"' });
     }
     const p = result.principal;
