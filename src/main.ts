@@ -73,7 +73,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     json: options.json === true,
     out: (text) => process.stdout.write(`${text}\n`),
     err: (text) => process.stderr.write(`${text}\n`),
-    api: async (apiOptions = {}) => apiClientFor(options, env, apiOptions.anonymous === true),
+    api: async (apiOptions = {}) => (apiOptions.server ? apiClientForServer(options, env, apiOptions.server) : apiClientFor(options, env, apiOptions.anonymous === true)),
     dataDir: () => configFor(options, env).config.data_dir,
     configHome: env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config"),
     env,
@@ -137,6 +137,25 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
     return createApiClient({ baseUrl: stored.server, trust: stored.certificate, token: token ?? (anonymous ? undefined : stored.token), certificate: stored.certificate });
   }
   return localApiClient(configFor(options, env).config, token);
+}
+
+/**
+ * An anonymous client for a server named by what the user holds (a share link's origin): the
+ * stored login's or this machine's pinned certificate when it is that server, else the system's
+ * certificate authorities. Never sends a token: the link is the credential.
+ */
+function apiClientForServer(options: Record<string, string | boolean | undefined>, env: Env, server: string) {
+  const origin = new URL(server).origin;
+  const baseUrl = server.replace(/\/+$/, ""); // may carry a reverse proxy's path prefix
+  const stored = readStoredLogin(env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config"));
+  if (stored && new URL(stored.server).origin === origin) return createApiClient({ baseUrl, trust: stored.certificate });
+  try {
+    const local = localApiClient(configFor(options, env).config);
+    if (new URL(local.baseUrl).origin === origin) return local;
+  } catch {
+    // no Citadel on this machine: the system's authorities decide
+  }
+  return createApiClient({ baseUrl });
 }
 
 function configFor(options: Record<string, string | boolean | undefined>, env: Env): LoadedConfig {

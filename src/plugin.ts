@@ -73,7 +73,7 @@ export interface CommandContext {
    * A client for the API: the server of the stored login (citadel login), else CITADEL_SERVER,
    * else this machine's Citadel; with the stored token or CITADEL_TOKEN unless `anonymous`.
    */
-  api(options?: { anonymous?: boolean }): Promise<ApiClient>;
+  api(options?: { anonymous?: boolean; server?: string }): Promise<ApiClient>;
   /** Where the CLI keeps its login ($XDG_CONFIG_HOME, else ~/.config). */
   configHome: string;
   /** The process environment (for `citadel run`, which hands it on to the command it starts). */

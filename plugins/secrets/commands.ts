@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs";
 import { readSecretLine } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
-import { parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
+import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
 import { createShareSecret, openShareSecret, parseShareUrl, shareUrl, shareViewProof } from "./share-crypto.ts";
 
@@ -137,12 +137,14 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const name = requireArg(ctx, "the secret's name");
+      if (!isSecretName(name)) throw new Error("a secret's name is an environment variable name: letters, digits and _, not starting with a digit");
       const api = await ctx.api();
       const codec = await codecFor(ctx, api, w);
       const value = await readValue(`Value of ${name}: `);
       const body: Record<string, unknown> = { value: codec.seal(name, value) };
       if (typeof ctx.options.note === "string") body.note = ctx.options.note;
-      if (typeof ctx.options["rotation-days"] === "string") body.rotation_days = Number(ctx.options["rotation-days"]);
+      const rotationDays = integerOption(ctx, "rotation-days", 1);
+      if (rotationDays !== undefined) body.rotation_days = rotationDays;
       const secret = await api.request<Metadata>("PUT", secretPath(w, name), body);
       print(ctx, secret, `${name}: version ${secret.version}`);
       return 0;
@@ -214,8 +216,9 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const name = requireArg(ctx, "the secret's name");
-      const body: Record<string, unknown> = { generator: typeof ctx.options.generator === "string" ? ctx.options.generator : "password" };
-      if (typeof ctx.options.length === "string") body.length = Number(ctx.options.length);
+      const body: Record<string, unknown> = { generator: choiceOption(ctx, "generator", ["password", "hex", "base64", "uuid"] as const, "password") };
+      const length = integerOption(ctx, "length", 1);
+      if (length !== undefined) body.length = length;
       const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rotate"), body);
       print(ctx, secret, `${name}: version ${secret.version} (generated; secrets get ${name} shows it)`);
       return 0;
@@ -237,7 +240,7 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const file = requireArg(ctx, "the file to import (- for standard input)");
       const text = file === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(file, "utf8");
-      const format = ctx.options.format === "json" || (ctx.options.format === undefined && file.endsWith(".json")) ? "json" : "dotenv";
+      const format = choiceOption(ctx, "format", ["dotenv", "json"] as const, file.endsWith(".json") ? "json" : "dotenv");
       const entries = format === "json" ? parseJsonSecrets(text) : parseDotenv(text);
       const api = await ctx.api();
       const codec = await codecFor(ctx, api, w);
@@ -258,8 +261,9 @@ export const secretsCommands: Command[] = [
     options: { ...WHERE, ...PASSPHRASE, format: { type: "string", description: "dotenv (default) or json" } },
     async run(ctx) {
       const w = where(ctx);
+      const format = choiceOption(ctx, "format", ["dotenv", "json"] as const, "dotenv");
       const entries = await fetchValues(ctx, await ctx.api(), w);
-      process.stdout.write(ctx.options.format === "json" ? printJsonSecrets(entries) : printDotenv(entries));
+      process.stdout.write(format === "json" ? printJsonSecrets(entries) : printDotenv(entries));
       return 0;
     },
   },
@@ -314,7 +318,10 @@ export const secretsCommands: Command[] = [
         value = (await api.request<{ value: string }>("GET", secretPath(w, ctx.options.secret))).value;
         source = { workspace: w.workspace, environment: w.env, name: ctx.options.secret };
         org ??= (await api.request<{ organization: string }>("GET", `/v1/iam/workspaces/${encodeURIComponent(w.workspace)}`)).organization;
-      } else value = await readValue("Value to share: ");
+      } else {
+        value = await readValue("Value to share: ");
+        if (value === "") throw new Error("nothing to share: standard input was empty");
+      }
       if (!org) {
         const me = await api.request<{ organizations: Array<{ id: string }> }>("GET", "/v1/iam/me");
         if (me.organizations.length !== 1) throw new Error("name the organization: --org org_...");
@@ -323,8 +330,10 @@ export const secretsCommands: Command[] = [
       const phrase = ctx.options.passphrase ? await readSecretLine("Passphrase for the link: ") : undefined;
       const sealed = await createShareSecret(value, phrase);
       const body: Record<string, unknown> = { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: sealed.passphraseRequired };
-      if (typeof ctx.options.ttl === "string") body.ttl_hours = Number(ctx.options.ttl);
-      if (typeof ctx.options.views === "string") body.max_views = Number(ctx.options.views);
+      const ttl = integerOption(ctx, "ttl", 1);
+      const views = integerOption(ctx, "views", 1);
+      if (ttl !== undefined) body.ttl_hours = ttl;
+      if (views !== undefined) body.max_views = views;
       if (source) body.source = source;
       const share = await api.request<{ id: string; expires_at: string; max_views: number }>("POST", `/v1/secrets/orgs/${encodeURIComponent(org)}/shares`, body);
       const url = shareUrl(api.baseUrl, share.id, sealed.linkKey);
@@ -340,8 +349,8 @@ export const secretsCommands: Command[] = [
     maxArgs: 1,
     options: { "passphrase-file": { type: "string", description: "The link's passphrase, from this file (else it is asked for when needed)" } },
     async run(ctx) {
-      const { id, linkKey } = parseShareUrl(requireArg(ctx, "the link"));
-      const api = await ctx.api({ anonymous: true });
+      const { baseUrl, id, linkKey } = parseShareUrl(requireArg(ctx, "the link"));
+      const api = await ctx.api({ server: baseUrl }); // the server the link names, whoever is logged in where
       const content = await api.request<{ ciphertext: string; passphrase: boolean; views_left: number }>("POST", `/v1/secrets/shares/${encodeURIComponent(id)}/view`, { proof: shareViewProof(linkKey) });
       const phrase = content.passphrase ? await passphrase(ctx, "Passphrase for the link: ") : undefined;
       const value = await openShareSecret(content.ciphertext, linkKey, phrase);
@@ -402,6 +411,22 @@ export const secretsCommands: Command[] = [
     },
   },
 ];
+
+/** A whole-number flag, or undefined when absent; anything else is refused (not read as 0 or NaN). */
+function integerOption(ctx: CommandContext, name: string, min: number): number | undefined {
+  const raw = ctx.options[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || !/^\d{1,9}$/.test(raw) || Number(raw) < min) throw new Error(`--${name}: a whole number of at least ${min}`);
+  return Number(raw);
+}
+
+/** One of the allowed words, or the default when absent. */
+function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = ctx.options[name];
+  if (raw === undefined) return fallback;
+  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new Error(`--${name}: one of ${allowed.join(", ")}`);
+  return raw as T;
+}
 
 function requireArg(ctx: CommandContext, what: string): string {
   const value = ctx.args[0];

@@ -1,0 +1,325 @@
+/**
+ * The secrets CLI end to end on the compiled binary, as a user drives it: values on standard
+ * input, `secrets get/list/set`, `citadel run` (the environment and the exit code), export and
+ * import (a round trip, and a dry run), one-time share links, errors, and that the plaintext
+ * never reaches the server's logs, its database or its write-ahead log.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHmac } from "node:crypto";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BINARY, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
+
+const data = tempDir("citadel-e2e-secrets-");
+/** The user's home (the CLI's config: no stored login) and where exported files go. */
+const home = tempDir("citadel-e2e-secrets-home-");
+let citadel: RunningCitadel;
+let port: number;
+let token: string;
+let ca: string;
+let workspace: string;
+
+// Distinctive values, so that a search of the server's files can only find them if they leaked.
+const tag = crypto.randomUUID().replaceAll("-", "");
+const DB_PASSWORD = `pw-${tag}-Zq9!`;
+const TLS_KEY_LINES = [`-----BEGIN PRIVATE KEY----- ${tag}`, `line two has "quotes", a $DOLLAR, a back\\slash and 'single' ones`, "  indented line  ", "-----END PRIVATE KEY-----"];
+const TLS_KEY = TLS_KEY_LINES.join("\n");
+const SHARED = `shared-${tag}-one-time`;
+const PLAINTEXTS = { DB_PASSWORD, TLS_KEY, TLS_KEY_LINE: TLS_KEY_LINES[1]!, SHARED };
+
+async function api(method: string, path: string, body?: unknown) {
+  const res = await fetch(`${citadel.url}${path}`, {
+    method,
+    headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), authorization: `Bearer ${token}` },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    tls: { ca },
+  });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+/**
+ * Runs `citadel --data DIR <args>` as a user would (the instance on this machine, the token in
+ * CITADEL_TOKEN), with `stdin` as its standard input, or its standard output going to `stdoutFile`.
+ */
+async function cli(args: string[], opts: { stdin?: string; stdoutFile?: string; env?: Record<string, string>; local?: boolean } = {}): Promise<RunResult> {
+  const env = {
+    PATH: process.env.PATH ?? "",
+    HOME: home.path,
+    XDG_CONFIG_HOME: home.path,
+    CITADEL_HTTP_PORT: String(port),
+    CITADEL_TOKEN: token,
+    ...opts.env,
+  };
+  const proc = Bun.spawn([BINARY, ...(opts.local === false ? [] : ["--data", data.path]), ...args], {
+    env,
+    cwd: home.path,
+    stdin: opts.stdin === undefined ? "ignore" : new TextEncoder().encode(opts.stdin),
+    stdout: opts.stdoutFile ? Bun.file(opts.stdoutFile) : "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([opts.stdoutFile ? "" : new Response(proc.stdout as ReadableStream).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+/** Like cli, but fails the test (showing standard error) unless the command exits 0. */
+async function ok(args: string[], opts: Parameters<typeof cli>[1] = {}): Promise<string> {
+  const r = await cli(args, opts);
+  if (r.code !== 0) throw new Error(`citadel ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const WS = () => ["-w", workspace];
+
+/** POST .../view with the proof the link's key gives (what `citadel share open` sends). */
+function viewShare(url: string) {
+  const link = new URL(url);
+  const proof = createHmac("sha256", Buffer.from(link.hash.slice(1), "base64url")).update("citadel share view proof v1").digest("base64url");
+  return fetch(`${citadel.url}${link.pathname}/view`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ proof }), tls: { ca } });
+}
+
+beforeAll(async () => {
+  await ensureBinary();
+  port = await freePort();
+  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(port) });
+  ca = readFileSync(join(data.path, "tls/cert.pem"), "utf8");
+  token = await firstLogin(citadel.url, ca, oneTimePassword(citadel.stderr()));
+  const me = await api("GET", "/v1/iam/me");
+  expect(me.status).toBe(200);
+  const org = me.body.organizations[0].id as string;
+  const created = await api("POST", `/v1/iam/orgs/${org}/workspaces`, { name: "e2e-secrets" });
+  expect(created.status).toBe(200);
+  workspace = created.body.id;
+  expect(workspace).toMatch(/^ws_/);
+}, 30_000);
+
+afterAll(() => {
+  citadel?.proc.kill("SIGKILL");
+  data.remove();
+  home.remove();
+});
+
+describe("citadel secrets", () => {
+  test("set from standard input (one line and several), get prints the value exactly, list shows names only", async () => {
+    // A value piped in: its one trailing newline is dropped (as `echo value | citadel secrets set`).
+    expect(await ok(["secrets", "set", "DB_PASSWORD", ...WS(), "-e", "development"], { stdin: `${DB_PASSWORD}\n` })).toBe("DB_PASSWORD: version 1\n");
+    expect(await ok(["secrets", "set", "TLS_KEY", ...WS(), "-e", "development", "--note", "not secret"], { stdin: `${TLS_KEY}\n` })).toBe("TLS_KEY: version 1\n");
+
+    expect(await ok(["secrets", "get", "DB_PASSWORD", ...WS(), "-e", "development"])).toBe(`${DB_PASSWORD}\n`);
+    expect(await ok(["secrets", "get", "TLS_KEY", ...WS(), "-e", "development"])).toBe(`${TLS_KEY}\n`);
+    // development is the default environment.
+    expect(await ok(["secrets", "get", "TLS_KEY", ...WS()])).toBe(`${TLS_KEY}\n`);
+
+    const got = JSON.parse(await ok(["secrets", "get", "TLS_KEY", ...WS(), "--json"]));
+    expect(got).toMatchObject({ name: "TLS_KEY", version: 1, value: TLS_KEY });
+
+    const list = await ok(["secrets", "list", ...WS(), "-e", "development"]);
+    expect(list).toContain("DB_PASSWORD");
+    expect(list).toContain("TLS_KEY");
+    expect(list.split("\n")[0]).toMatch(/^NAME\s+VERSION\s+UPDATED\s+BY/);
+    for (const value of Object.values(PLAINTEXTS)) expect(list).not.toContain(value);
+    expect(list).not.toContain(tag);
+
+    const listJson = await ok(["secrets", "list", ...WS(), "-e", "development", "--json"]);
+    expect(listJson).not.toContain(tag);
+    const parsed = JSON.parse(listJson) as { items: Array<{ name: string; version: number; value?: string }> };
+    expect(parsed.items.map((s) => s.name).sort()).toEqual(["DB_PASSWORD", "TLS_KEY"]);
+    for (const s of parsed.items) {
+      expect(s.version).toBe(1);
+      expect(s.value).toBeUndefined();
+    }
+
+    // Another environment is separate.
+    expect(await ok(["secrets", "list", ...WS(), "-e", "staging"])).toBe("no secrets in staging\n");
+  });
+
+  test("citadel run: the secrets are in the command's environment, and its exit code is passed through", async () => {
+    const run = (...command: string[]) => cli(["run", ...WS(), "-e", "development", "--", ...command], { env: { UNRELATED: "kept" } });
+    const password = await run("sh", "-c", 'printf %s "$DB_PASSWORD"');
+    expect(password).toEqual({ code: 0, stdout: DB_PASSWORD, stderr: "" });
+    const key = await run("sh", "-c", 'printf %s "$TLS_KEY"');
+    expect(key.stdout).toBe(TLS_KEY);
+    // The caller's own environment is kept alongside.
+    const env = await run("env");
+    expect(env.code).toBe(0);
+    expect(env.stdout.split("\n")).toContain(`DB_PASSWORD=${DB_PASSWORD}`);
+    expect(env.stdout.split("\n")).toContain("UNRELATED=kept");
+    // Arguments after -- are the command's, flags included.
+    expect((await run("sh", "-c", 'printf "%s|" "$@"', "sh", "-w", "--json", "x y")).stdout).toBe("-w|--json|x y|");
+
+    const seven = await run("sh", "-c", "exit 7");
+    expect(seven.code).toBe(7);
+    expect(seven.stderr).toBe("");
+    expect((await run("false")).code).toBe(1);
+    // A child killed by a signal: 128 + its number, as a shell reports it.
+    expect((await run("sh", "-c", "kill -TERM $$")).code).toBe(128 + 15);
+
+    const missing = await run("/nonexistent/command-xyz");
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain("cannot run /nonexistent/command-xyz");
+  });
+
+  test("export, import into another environment, export again: the same file; a dry run changes nothing", async () => {
+    const exported = join(home.path, "development.env");
+    // `citadel secrets export ... > development.env`
+    await ok(["secrets", "export", ...WS(), "-e", "development"], { stdoutFile: exported });
+    const first = readFileSync(exported, "utf8");
+    // One line per secret; values that are not plain words double-quoted, line ends as \n.
+    expect(first).toBe(`DB_PASSWORD="${DB_PASSWORD}"\nTLS_KEY=${JSON.stringify(TLS_KEY).replaceAll("$", "\\$")}\n`);
+
+    const imported = await ok(["secrets", "import", exported, ...WS(), "-e", "staging"]);
+    expect(imported).toStartWith("imported: 2 new, 0 updated, 0 unchanged, 0 skipped");
+    expect(imported).not.toContain(tag);
+
+    const second = join(home.path, "staging.env");
+    await ok(["secrets", "export", ...WS(), "-e", "staging"], { stdoutFile: second });
+    expect(readFileSync(second, "utf8")).toBe(first);
+    expect(await ok(["secrets", "get", "TLS_KEY", ...WS(), "-e", "staging"])).toBe(`${TLS_KEY}\n`);
+
+    // As JSON too.
+    const json = JSON.parse(await ok(["secrets", "export", ...WS(), "-e", "staging", "--format", "json"]));
+    expect(json).toEqual({ DB_PASSWORD, TLS_KEY });
+
+    const versions = async () => (JSON.parse(await ok(["secrets", "list", ...WS(), "-e", "staging", "--json"])).items as Array<{ name: string; version: number }>).map((s) => `${s.name}@${s.version}`).sort();
+    expect(await versions()).toEqual(["DB_PASSWORD@1", "TLS_KEY@1"]);
+
+    const again = await ok(["secrets", "import", exported, ...WS(), "-e", "staging", "--dry-run"]);
+    expect(again).toStartWith("would import: 0 new, 0 updated, 2 unchanged, 0 skipped");
+    const againJson = JSON.parse(await ok(["secrets", "import", exported, ...WS(), "-e", "staging", "--dry-run", "--json"]));
+    expect(againJson).toMatchObject({ created: 0, updated: 0, unchanged: 2, skipped: 0 });
+    expect(await versions()).toEqual(["DB_PASSWORD@1", "TLS_KEY@1"]);
+
+    // A dry run of a file that would change things reports them and still changes nothing.
+    const changed = join(home.path, "changed.env");
+    writeFileSync(changed, `DB_PASSWORD=other-${tag}\nNEW_ONE=x\n`);
+    const plan = await ok(["secrets", "import", changed, ...WS(), "-e", "staging", "--dry-run"]);
+    expect(plan).toStartWith("would import: 1 new, 1 updated, 0 unchanged, 0 skipped");
+    expect(plan).not.toContain(tag);
+    expect(await versions()).toEqual(["DB_PASSWORD@1", "TLS_KEY@1"]);
+    expect(await ok(["secrets", "get", "DB_PASSWORD", ...WS(), "-e", "staging"])).toBe(`${DB_PASSWORD}\n`);
+  });
+
+  test("errors: a missing secret, an invalid name, no workspace", async () => {
+    const missing = await cli(["secrets", "get", "NOPE", ...WS()]);
+    expect(missing.code).toBe(1);
+    expect(missing.stdout).toBe("");
+    expect(missing.stderr).toStartWith("citadel: ");
+    expect(missing.stderr).toContain("No secret named NOPE in development");
+
+    for (const name of ["bad-name", "1STARTS_WITH_DIGIT", "has space"]) {
+      const bad = await cli(["secrets", "set", name, ...WS()], { stdin: `${DB_PASSWORD}\n` });
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toStartWith("citadel: ");
+      expect(bad.stderr).toContain("letters, digits and _");
+      expect(bad.stderr).not.toContain(tag);
+    }
+    expect((await ok(["secrets", "list", ...WS(), "--json"])).match(/"name"/g)).toHaveLength(2);
+
+    const noWorkspace = await cli(["secrets", "get", "DB_PASSWORD"]);
+    expect(noWorkspace.code).toBe(1);
+    expect(noWorkspace.stderr).toContain("--workspace");
+
+    const noEnv = await cli(["secrets", "get", "DB_PASSWORD", ...WS(), "-e", "nowhere"]);
+    expect(noEnv.code).toBe(1);
+    expect(noEnv.stderr).toContain("No environment named nowhere");
+  });
+});
+
+describe("flag values the CLI does not understand", () => {
+  test("are refused, not silently dropped or replaced by a default", async () => {
+    // --rotation-days abc: Number("abc") is NaN, which JSON sends as null ("no reminder").
+    const days = await cli(["secrets", "set", "ROTATED", ...WS(), "-e", "production", "--rotation-days", "abc"], { stdin: "x\n" });
+    expect(days.code).not.toBe(0);
+    expect(days.stderr).toContain("rotation");
+    // --format yaml: not a format export knows; it must not print a .env file instead.
+    const format = await cli(["secrets", "export", ...WS(), "-e", "development", "--format", "yaml"]);
+    expect(format.code).not.toBe(0);
+    expect(format.stdout).toBe("");
+  });
+});
+
+describe("citadel share", () => {
+  test("a one-time link: opened once, then used up (410)", async () => {
+    const made = await cli(["share"], { stdin: `${SHARED}\n` });
+    expect(made.code).toBe(0);
+    const url = made.stdout.trim();
+    expect(url).toStartWith(`${citadel.url}/v1/secrets/shares/shr_`);
+    expect(url).toMatch(/#[A-Za-z0-9_-]{20,}$/);
+    expect(made.stderr).toContain("1 view(s)");
+    expect(made.stdout + made.stderr).not.toContain(SHARED);
+
+    // Without the fragment the server cannot be asked for the value.
+    const cut = await cli(["share", "open", url.slice(0, url.indexOf("#"))]);
+    expect(cut.code).toBe(1);
+    expect(cut.stderr).toContain("no key after '#'");
+
+    const opened = await cli(["share", "open", url]);
+    expect(opened).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
+
+    const twice = await cli(["share", "open", url]);
+    expect(twice.code).not.toBe(0);
+    expect(twice.stdout).toBe("");
+    expect(twice.stderr).toContain("used up");
+    expect(twice.stderr).toContain("gone");
+
+    // What the server answers a further view with the right proof: 410 Gone.
+    const res = await viewShare(url);
+    expect(res.status).toBe(410);
+    expect(((await res.json()) as { code: string }).code).toBe("gone");
+  });
+
+  test("the recipient, with no Citadel or login of their own, opens the link from what it says", async () => {
+    // Someone else's machine: an empty home and working directory, no stored login. It trusts
+    // the instance's certificate the way any HTTPS client can be told to (as if it came from a
+    // public CA), so only the link itself says where the value is.
+    const made = await cli(["share", "--views", "2"], { stdin: `${SHARED}\n` });
+    expect(made.code).toBe(0);
+    const url = made.stdout.trim();
+    const elsewhere = tempDir("citadel-e2e-recipient-");
+    const recipient = async (env: Record<string, string> = {}) => {
+      const proc = Bun.spawn([BINARY, "share", "open", url], {
+        env: { PATH: process.env.PATH ?? "", HOME: elsewhere.path, XDG_CONFIG_HOME: elsewhere.path, NODE_EXTRA_CA_CERTS: join(elsewhere.path, "ca.pem"), ...env },
+        cwd: elsewhere.path,
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      return { code, stdout, stderr };
+    };
+    try {
+      writeFileSync(join(elsewhere.path, "ca.pem"), ca);
+      // Naming the server again works (and shows the certificate is trusted this way)...
+      expect(await recipient({ CITADEL_SERVER: new URL(url).origin })).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
+      // ...but the link alone must be enough: it already says which server holds the value.
+      expect(await recipient()).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
+    } finally {
+      elsewhere.remove();
+      while ((await viewShare(url)).status === 200); // spend what is left
+    }
+  });
+});
+
+describe("what the server keeps", () => {
+  test("its logs, database and write-ahead log never hold a plaintext value", async () => {
+    const needles = Object.entries(PLAINTEXTS).flatMap(([name, value]) => [
+      [name, Buffer.from(value)],
+      [`${name} (as JSON)`, Buffer.from(JSON.stringify(value).slice(1, -1))],
+    ]) as Array<[string, Buffer]>;
+    needles.push(["the tag", Buffer.from(tag)]);
+    const check = () => {
+      const files = readdirSync(data.path).filter((f) => f.startsWith("citadel.db"));
+      expect(files).toContain("citadel.db");
+      const haystacks: Array<[string, Buffer]> = [
+        ...files.map((f) => [f, readFileSync(join(data.path, f))] as [string, Buffer]),
+        ["serve stdout", Buffer.from(citadel.logs().map((l) => JSON.stringify(l)).join("\n"))],
+        ["serve stderr", Buffer.from(citadel.stderr())],
+      ];
+      const leaks = haystacks.flatMap(([where, hay]) => needles.filter(([, needle]) => hay.includes(needle)).map(([what]) => `${what} in ${where}`));
+      expect(leaks).toEqual([]);
+    };
+    check(); // while running: recent pages are in the WAL
+    expect(readdirSync(data.path)).toContain("citadel.db-wal");
+    expect((await citadel.stop()).code).toBe(0);
+    check(); // after the checkpoint on shutdown
+  });
+});
