@@ -25,7 +25,8 @@ const DB_PASSWORD = `pw-${tag}-Zq9!`;
 const TLS_KEY_LINES = [`-----BEGIN PRIVATE KEY----- ${tag}`, `line two has "quotes", a $DOLLAR, a back\\slash and 'single' ones`, "  indented line  ", "-----END PRIVATE KEY-----"];
 const TLS_KEY = TLS_KEY_LINES.join("\n");
 const SHARED = `shared-${tag}-one-time`;
-const PLAINTEXTS = { DB_PASSWORD, TLS_KEY, TLS_KEY_LINE: TLS_KEY_LINES[1]!, SHARED };
+const E2EE_VALUE = `e2ee-${tag}-only-clients-see-this`;
+const PLAINTEXTS = { DB_PASSWORD, TLS_KEY, TLS_KEY_LINE: TLS_KEY_LINES[1]!, SHARED, E2EE_VALUE };
 
 async function api(method: string, path: string, body?: unknown) {
   const res = await fetch(`${citadel.url}${path}`, {
@@ -296,6 +297,26 @@ describe("citadel share", () => {
       elsewhere.remove();
       while ((await viewShare(url)).status === 200); // spend what is left
     }
+  });
+});
+
+describe("an end-to-end-encrypted workspace", () => {
+  test("key pair, encryption on, set and get through the CLI: the server holds ciphertext only", async () => {
+    const vault = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "vault" })).body.id as string;
+    const phrase = join(home.path, "passphrase");
+    writeFileSync(phrase, "a long passphrase for e2ee\n", { mode: 0o600 });
+    await ok(["secrets", "e2ee", "init", "--passphrase-file", phrase]);
+    await ok(["secrets", "e2ee", "enable", "-w", vault]);
+    await ok(["secrets", "set", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase], { stdin: E2EE_VALUE });
+    expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
+    const raw = await api("GET", `/v1/secrets/workspaces/${vault}/environments/development/secrets/E2EE_VALUE`);
+    expect(raw.body.e2ee).toBe(true);
+    expect(raw.body.value).toStartWith("c1.v.");
+    expect(await ok(["run", "-w", vault, "--passphrase-file", phrase, "--", "sh", "-c", 'printf %s "$E2EE_VALUE"'])).toBe(E2EE_VALUE);
+    writeFileSync(phrase, "the wrong passphrase\n");
+    const wrong = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toContain("passphrase");
   });
 });
 
