@@ -99,7 +99,16 @@ export class Webhooks {
   /** Sends the deliveries that are due; resolves when each has been tried once. */
   async deliverDue(): Promise<number> {
     const due = sql.dueDeliveries(this.k.store.db, this.k.clock.now(), BATCH);
-    await Promise.all(due.map((d) => this.attempt(d)));
+    await Promise.all(
+      due.map((d) =>
+        this.attempt(d).catch(async (error) => {
+          // Not the receiver's fault (a key that cannot be read): give up on it rather than retry every second.
+          this.k.log.error("webhook delivery could not be prepared", { delivery: d.id, error: String(error) });
+          const now = this.k.clock.now();
+          await this.k.store.write((tx) => sql.recordAttempt(tx, d.id, { state: "failed", status: null, error: "could not be prepared (see the server log)", nextAttemptAt: now, at: now }));
+        }),
+      ),
+    );
     return due.length;
   }
 
