@@ -40,13 +40,14 @@ export class RateLimiter {
     const { perSecond, burst } = this.policy;
     let bucket = this.buckets.get(key);
     if (!bucket) {
-      if (this.buckets.size >= this.maxKeys) this.evict(now);
+      if (this.buckets.size >= this.maxKeys) this.evictLeastRecentlyUsed();
       bucket = { tokens: burst, at: now };
-      this.buckets.set(key, bucket);
     } else {
       bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond);
       bucket.at = now;
+      this.buckets.delete(key); // re-inserted below: the Map's order is the order of last use
     }
+    this.buckets.set(key, bucket);
     const allowed = bucket.tokens >= cost;
     if (allowed) bucket.tokens -= cost;
     return {
@@ -58,15 +59,13 @@ export class RateLimiter {
     };
   }
 
-  /** Forgets full buckets (they behave exactly like new ones), then the oldest if still too many. */
-  private evict(now: number): void {
-    for (const [key, b] of this.buckets) {
-      if (b.tokens + ((now - b.at) / 1000) * this.policy.perSecond >= this.policy.burst) this.buckets.delete(key);
-    }
-    if (this.buckets.size >= this.maxKeys) {
-      const oldest = [...this.buckets].sort((a, b) => a[1].at - b[1].at).slice(0, this.buckets.size - this.maxKeys + 1);
-      for (const [key] of oldest) this.buckets.delete(key);
-    }
+  /**
+   * Forgets the bucket used longest ago: O(1), so a flood of new addresses costs no more per
+   * request than one address (a scan or sort per new key would make the limiter the bottleneck).
+   */
+  private evictLeastRecentlyUsed(): void {
+    const oldest = this.buckets.keys().next();
+    if (!oldest.done) this.buckets.delete(oldest.value);
   }
 }
 

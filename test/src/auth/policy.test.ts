@@ -80,4 +80,12 @@ describe("rate limiter", () => {
     for (let i = 0; i < 1000; i++) limiter.take(`k${i}`);
     expect((limiter as unknown as { buckets: Map<string, unknown> }).buckets.size).toBeLessThanOrEqual(100);
   });
+  test("under spraying, the address in use keeps its bucket: the least recently used one goes", () => {
+    const limiter = new RateLimiter({ name: "x", perSecond: 1, burst: 1 }, () => 0, 100);
+    expect(limiter.take("attacker").allowed).toBe(true);
+    for (let i = 0; i < 1000; i++) {
+      limiter.take(`spray${i}`);
+      if (i % 50 === 0) expect(limiter.take("attacker").allowed).toBe(false); // still limited: not evicted
+    }
+  });
 });
