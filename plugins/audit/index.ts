@@ -92,7 +92,7 @@ export const auditPlugin = definePlugin({
         },
         { response: Checkpoint, detail: { summary: "Sign the head of the chain now and return the checkpoint", tags: ["audit"], ...WRITE } },
       )
-      .get("/verify", () => verifyAuditChain(k.store.db), {
+      .get("/verify", () => verifyAuditChain(k.store.db, { keyring: k.seal.sealed ? undefined : k.seal.keyring() }), {
         response: VerifyReport,
         detail: { summary: "Walk the whole chain and the signed checkpoints; name the first bad event", tags: ["audit"], ...READ },
       })

@@ -57,6 +57,23 @@ export function createCheckpoint(tx: Database, keyring: Keyring, now: number): C
   return { seq: head.seq, hash: Buffer.from(head.hash).toString("hex"), time: now, key_id: signer.id };
 }
 
+/**
+ * True when the signing key `id` is one this Citadel made: its private half opens with the
+ * keyring and matches `publicKey`. Someone who can write the database but holds no root key
+ * can add a key pair and sign a rewritten log with it, but cannot make this check pass.
+ */
+export function isOwnSigningKey(db: Database, keyring: Keyring, id: string, publicKey: Uint8Array): boolean {
+  const row = db.query<{ private_key: Uint8Array }, [string]>("SELECT private_key FROM audit_signing_keys WHERE id = ?").get(id);
+  if (!row) return false;
+  try {
+    const der = keyring.decrypt(SIGNING_OWNER, `audit_signing_keys/${id}`, row.private_key);
+    const raw = createPublicKey(createPrivateKey({ key: der, format: "der", type: "pkcs8" })).export({ format: "der", type: "spki" }).subarray(ED25519_SPKI_PREFIX.length);
+    return Buffer.from(raw).equals(Buffer.from(publicKey));
+  } catch {
+    return false;
+  }
+}
+
 /** The signing key, made on first use. The private key is stored encrypted by the keyring. */
 function signingKey(tx: Database, keyring: Keyring, now: number): { id: string; privateKey: KeyObject } {
   const row = tx.query<{ id: string; private_key: Uint8Array }, []>("SELECT id, private_key FROM audit_signing_keys ORDER BY created_at DESC LIMIT 1").get();

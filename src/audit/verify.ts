@@ -6,7 +6,8 @@
  */
 import type { Database } from "bun:sqlite";
 import { constantTimeEqual } from "../crypto/aead.ts";
-import { checkpointMessage, verifyCheckpointSignature, type ExportedCheckpoint } from "./checkpoints.ts";
+import type { Keyring } from "../crypto/keyring.ts";
+import { checkpointMessage, isOwnSigningKey, verifyCheckpointSignature, type ExportedCheckpoint } from "./checkpoints.ts";
 import { eventHash, GENESIS_HASH, type StoredEvent } from "./event.ts";
 
 export interface VerifyProblem {
@@ -27,10 +28,15 @@ export interface VerifyReport {
   unsigned_tail: number;
 }
 
-export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedCheckpoint } = {}): VerifyReport {
+/**
+ * With `keyring` (an unsealed instance), each signing key must also be one this Citadel made
+ * (its private half opens with the keyring): a database writer without the root key cannot
+ * re-sign a rewritten log. Without it (sealed, a copy, a backup), keep a checkpoint file.
+ */
+export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedCheckpoint; keyring?: Keyring } = {}): VerifyReport {
   const checkpoints = db
-    .query<{ seq: number; hash: Uint8Array; time: number; key_id: string; signature: Uint8Array; public_key: Uint8Array }, []>(
-      "SELECT c.seq, c.hash, c.time, c.key_id, c.signature, k.public_key FROM audit_checkpoints c JOIN audit_signing_keys k ON k.id = c.key_id ORDER BY c.seq",
+    .query<{ seq: number; hash: Uint8Array; time: number; key_id: string; signature: Uint8Array; public_key: Uint8Array | null }, []>(
+      "SELECT c.seq, c.hash, c.time, c.key_id, c.signature, k.public_key FROM audit_checkpoints c LEFT JOIN audit_signing_keys k ON k.id = c.key_id ORDER BY c.seq",
     )
     .all();
   const anchors = new Map<number, { hash: Uint8Array; what: string }>();
@@ -39,8 +45,16 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
     first ??= p;
   };
 
+  const ownKeys = new Map<string, boolean>();
   for (const c of checkpoints) {
-    if (!verifyCheckpointSignature(c.public_key, checkpointMessage(c.seq, c.hash, c.time), c.signature)) {
+    if (c.public_key === null) {
+      fail({ seq: c.seq, id: null, problem: `checkpoint ${c.seq} names the signing key ${c.key_id}, which is gone: signing keys were tampered with` });
+      continue;
+    }
+    if (options.keyring && !ownKeys.has(c.key_id)) ownKeys.set(c.key_id, isOwnSigningKey(db, options.keyring, c.key_id, c.public_key));
+    if (options.keyring && !ownKeys.get(c.key_id)) {
+      fail({ seq: c.seq, id: null, problem: `checkpoint ${c.seq} is signed by ${c.key_id}, a key this Citadel did not make: the log was re-signed` });
+    } else if (!verifyCheckpointSignature(c.public_key, checkpointMessage(c.seq, c.hash, c.time), c.signature)) {
       fail({ seq: c.seq, id: null, problem: `the signature of checkpoint ${c.seq} is not valid: checkpoints were tampered with` });
     }
     anchors.set(c.seq, { hash: c.hash, what: `signed checkpoint ${c.seq}` });

@@ -104,4 +104,13 @@ export const kernelMigrations: readonly Migration[] = [
     CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
       BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;`,
   },
+  {
+    id: "0004_audit_signing_keys_append_only",
+    // A checkpoint is only as good as the key that signed it: signing keys are never changed
+    // or removed either (verification also refuses keys the keyring did not make).
+    up: `CREATE TRIGGER audit_signing_keys_no_update BEFORE UPDATE ON audit_signing_keys
+      BEGIN SELECT RAISE(ABORT, 'audit signing keys are append-only'); END;
+    CREATE TRIGGER audit_signing_keys_no_delete BEFORE DELETE ON audit_signing_keys
+      BEGIN SELECT RAISE(ABORT, 'audit signing keys are append-only'); END;`,
+  },
 ];

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { Database } from "bun:sqlite";
-import { createCheckpoint, listCheckpoints } from "../../../src/audit/checkpoints.ts";
+import { generateKeyPairSync, sign } from "node:crypto";
+import { checkpointMessage, createCheckpoint, listCheckpoints } from "../../../src/audit/checkpoints.ts";
 import { eventHash, type StoredEvent } from "../../../src/audit/event.ts";
 import { verifyAuditChain } from "../../../src/audit/verify.ts";
 import { testKernel } from "../../helpers/http.ts";
@@ -17,6 +18,7 @@ async function logWithEvents(n: number, { checkpoint = false } = {}) {
   db.run("DROP TRIGGER audit_events_no_delete");
   db.run("DROP TRIGGER audit_checkpoints_no_delete");
   db.run("DROP TRIGGER audit_checkpoints_no_update");
+  db.run("DROP TRIGGER audit_signing_keys_no_delete");
   const idAt = (seq: number) => db.query<{ id: string }, [number]>("SELECT id FROM audit_events WHERE seq = ?").get(seq)!.id;
   return { k, db, idAt };
 }
@@ -103,5 +105,31 @@ describe("verifyAuditChain", () => {
     const { db } = await logWithEvents(3, { checkpoint: true });
     db.run("UPDATE audit_checkpoints SET time = time + 1");
     expect(verifyAuditChain(db).first_problem?.problem).toContain("signature of checkpoint 3 is not valid");
+  });
+
+  test("a rewritten log re-signed with a key pair the attacker added is caught when the keyring is at hand", async () => {
+    const { k, db } = await logWithEvents(5, { checkpoint: true });
+    db.run("UPDATE audit_events SET reason = 'nothing happened' WHERE seq = 2");
+    rechain(db, 2);
+    db.run("DELETE FROM audit_checkpoints");
+    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    const raw = publicKey.export({ format: "der", type: "spki" }).subarray(12);
+    db.query("INSERT INTO audit_signing_keys (id, public_key, private_key, created_at) VALUES ('ck_forged', ?, x'00', 0)").run(raw);
+    const head = row(db, 5);
+    db.query("INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES (5, ?, 1, 'ck_forged', ?)").run(head.hash, sign(null, checkpointMessage(5, head.hash, 1), privateKey));
+    expect(verifyAuditChain(db).ok).toBe(true); // without a key, a perfect forgery: keep a checkpoint file elsewhere
+    const report = verifyAuditChain(db, { keyring: k.seal.keyring() });
+    expect(report.ok).toBe(false);
+    expect(report.first_problem?.problem).toContain("a key this Citadel did not make");
+  });
+
+  test("deleting the signing keys does not silently drop the checkpoints they signed", async () => {
+    const { db } = await logWithEvents(5, { checkpoint: true });
+    db.run("PRAGMA foreign_keys = OFF");
+    db.run("DELETE FROM audit_signing_keys");
+    db.run("DELETE FROM audit_events WHERE seq >= 3");
+    const report = verifyAuditChain(db);
+    expect(report.ok).toBe(false);
+    expect(report.first_problem?.problem).toContain("which is gone");
   });
 });
