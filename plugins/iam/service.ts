@@ -13,7 +13,7 @@ import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.
 import { newId } from "../../src/ids.ts";
 import { base32Encode, newTotpSecret, otpauthUri, verifyTotp } from "../../src/auth/totp.ts";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError, RateLimitedError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
-import { cidrContains, parseCidr, parseIp } from "../../src/net/ip.ts";
+import { cidrContains, clientKey, parseCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { Tx } from "../../src/store/store.ts";
 import type { IamIdentity } from "./identity.ts";
@@ -151,7 +151,7 @@ export class IamService {
    */
   async login(input: { email: string; password: string; totp?: string; recovery_code?: string }, request: AuditRequestContext) {
     const s = this.k.settings;
-    const address = request.source ?? "unknown";
+    const address = clientKey(request.source ?? "unknown"); // an IPv6 client counts as its /64
     const pairKey = `${input.email.trim().toLowerCase()}|${address}`;
     const addressKey = `|${address}`;
     const now = this.now();
@@ -230,8 +230,11 @@ export class IamService {
     const now = this.now();
     if (f.count >= lockAfter) f.waitUntil = now + lockMinutes * 60_000;
     else if (f.count >= slowAfter) f.waitUntil = now + Math.min(2 ** (f.count - slowAfter) * 1000, lockMinutes * 60_000);
+    // Bounded memory: the entry failed longest ago goes (the Map's order is the order of last
+    // failure). Clearing everything instead would let a spray of addresses reset every count.
+    this.failures.delete(key);
     this.failures.set(key, f);
-    if (this.failures.size > 100_000) this.failures.clear(); // bounded memory, at worst a reset
+    if (this.failures.size > 100_000) this.failures.delete(this.failures.keys().next().value!);
   }
 
   async logout(caller: Caller, everywhere: boolean) {

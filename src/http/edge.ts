@@ -7,7 +7,7 @@ import type { Server } from "bun";
 import type { AnyElysia } from "elysia";
 import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
 import type { Logger } from "../log.ts";
-import { cidrContains, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
+import { cidrContains, clientKey, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
 import { checkedJsonRequest, mayHaveBody } from "./body.ts";
 import { HttpProblem, payloadTooLarge, PROBLEM_CONTENT_TYPE, problemFor, problemForStatus, problemResponse, type ProblemInit } from "./problem.ts";
 import { attachRequestMeta, pathOf, requestIdFor, type RequestMeta } from "./request-meta.ts";
@@ -72,7 +72,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       meta.client = clientAddress(received, server, trustedProxies);
       request = canonicalRequest(received);
       if (perAddress) {
-        const decision = perAddress.take(meta.client);
+        const decision = perAddress.take(clientKey(meta.client)) // an IPv6 client counts as its /64;
         if (!decision.allowed) {
           onRateLimited?.(meta.client, request);
           return finish(request, meta, started, edgeProblem({ status: 429, code: "rate_limited", detail: `Too many requests; retry in ${decision.retryAfter} s.`, headers: rateLimitHeaders(decision) }, meta.id));

@@ -14,7 +14,7 @@ import { actorOf, type IdentityRegistry, type Principal } from "../auth/principa
 import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
 import { effectiveRole, permissionForScope, roleAllows } from "../auth/rbac.ts";
 import { scopeService, scopesGrant } from "../auth/scopes.ts";
-import { cidrContains, parseIp, type Cidr } from "../net/ip.ts";
+import { cidrContains, clientKey, parseIp, type Cidr } from "../net/ip.ts";
 import type { AccessSpec } from "./access.ts";
 import { auditRequest } from "./audit-request.ts";
 import { HttpProblem } from "./problem.ts";
@@ -46,7 +46,7 @@ export function createGuard({ identity, confirmations, limits, recordSecurityEve
 
   /** Every refusal costs the caller's address a token of the strict bucket: a prober soon gets 429. */
   const failed = (request: Request, principal?: Principal) => {
-    const key = `address:${requestMeta(request).client}`;
+    const key = `address:${clientKey(requestMeta(request).client)}`;
     const decision = limits.auth.take(key);
     if (!decision.allowed) limited(key, decision, request, principal);
   };
@@ -55,8 +55,9 @@ export function createGuard({ identity, confirmations, limits, recordSecurityEve
     const meta = requestMeta(request);
     if (!spec) throw new HttpProblem(403, "forbidden", "This route declares no access rule, so it is closed.");
     if (spec.authLimit) {
-      const decision = limits.auth.take(`address:${meta.client}`);
-      if (!decision.allowed) limited(`address:${meta.client}`, decision, request);
+      const key = `address:${clientKey(meta.client)}`; // an IPv6 client counts as its /64
+      const decision = limits.auth.take(key);
+      if (!decision.allowed) limited(key, decision, request);
     }
     if (spec.public) return;
 

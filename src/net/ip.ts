@@ -133,6 +133,18 @@ export function parseCidr(text: string): Cidr | null {
   return { family: ip.family, bytes: masked, prefix };
 }
 
+/**
+ * The unit that counts as one client for throttling: an IPv4 address, or the /64 of an IPv6
+ * one (a single host usually has a whole /64, so counting addresses would count nothing).
+ */
+export function clientKey(text: string): string {
+  const parsed = parseIp(text);
+  if (!parsed) return text;
+  const ip = unmapIpv4(parsed);
+  if (ip.family === 4) return formatIp(ip);
+  return formatCidr({ family: 6, bytes: maskBytes(ip.bytes, 64), prefix: 64 });
+}
+
 export function formatCidr(cidr: Cidr): string {
   return `${formatIp(cidr)}/${cidr.prefix}`;
 }

@@ -47,6 +47,15 @@ describe("login and brute force", () => {
     expect((await attempt(c.owner.password, "203.0.113.50")).status).toBe(200);
     expect(waited).toBeGreaterThan(0);
   });
+
+  test("an IPv6 client counts as its /64: changing the last bits does not reset the count", async () => {
+    const { c } = await app();
+    const attempt = (address: string) => c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: "wrong-guess-000" }, ...from(address) });
+    const statuses: number[] = [];
+    for (let i = 1; i <= 4; i++) statuses.push((await attempt(`2001:db8:1:2::${i.toString(16)}`)).status);
+    expect(statuses).toEqual([401, 401, 401, 429]);
+    expect((await attempt("2001:db8:1:3::1")).status).toBe(401); // another /64
+  });
 });
 
 describe("TOTP", () => {
