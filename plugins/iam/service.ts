@@ -159,8 +159,11 @@ export class IamService {
       const f = this.failures.get(key);
       if (f && f.waitUntil > now) {
         const seconds = Math.ceil((f.waitUntil - now) / 1000);
+        // The email is the account's personal data: encrypted under its subject key, so that
+        // erasing the account shreds it too.
+        const subject = sql.userByEmail(this.db, input.email.trim())?.id;
         await this.k.store.write((tx) =>
-          this.audit(tx, { action: "iam.login", actor: { kind: "anonymous" }, outcome: "failure", reason: "throttled after repeated failures", request, personal: { email: input.email } }),
+          this.audit(tx, { action: "iam.login", actor: { kind: "anonymous" }, outcome: "failure", reason: "throttled after repeated failures", request, subject, personal: { email: input.email } }),
         );
         throw new RateLimitedError(`Too many failed logins: try again in ${seconds} s.`, seconds);
       }

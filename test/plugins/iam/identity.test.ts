@@ -31,6 +31,9 @@ describe("login and brute force", () => {
     const slowed = await attempt("wrong-guess-000");
     expect(slowed.status).toBe(429);
     expect(Number(slowed.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    // The throttled attempt's email is the account's personal data, under the account's subject key.
+    const me = c.kernel.store.db.query("SELECT id FROM users WHERE email = ?").get(c.owner.email) as { id: string };
+    expect(c.kernel.store.db.query("SELECT subject FROM audit_events WHERE reason = 'throttled after repeated failures'").get()).toEqual({ subject: me.id });
     // Even the right password waits its turn from this address.
     expect((await attempt(c.owner.password)).status).toBe(429);
     // Keep failing, waiting out each delay, until the pair is locked.
