@@ -23,9 +23,10 @@
  * Every failure to open (wrong key, wrong passphrase, other context, flipped bit) is a
  * DecryptionError with a message meant for the person at the keyboard.
  */
-import type { Algorithm } from "@node-rs/argon2";
 import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
 import { aesGcmDecrypt, aesGcmEncrypt, DecryptionError } from "../../src/crypto/aead.ts";
+import { passphraseKey } from "../../src/auth/password.ts";
+import { decodeBase64url } from "../../src/encoding.ts";
 
 const KEY_BYTES = 32;
 const NONCE_BYTES = 12;
@@ -49,9 +50,6 @@ const VALUE_PREFIX = "c1.v.";
 const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
 const SPKI_X25519 = Buffer.from("302a300506032b656e032100", "hex");
 
-const ARGON2ID = 2 as Algorithm; // Algorithm.Argon2id (a const enum, which isolated modules cannot import)
-let argon2: Promise<typeof import("@node-rs/argon2")> | undefined;
-const loadArgon2 = () => (argon2 ??= import("@node-rs/argon2"));
 
 export interface WrapContext {
   workspace: string;
@@ -84,7 +82,7 @@ export async function sealPrivateKey(privateKey: Uint8Array, passphrase: string)
   out[9] = parallelism;
   const salt = randomBytes(SALT_BYTES);
   salt.copy(out, 10);
-  const key = await argon2id(passphrase, salt, memoryKiB, iterations, parallelism);
+  const key = await passphraseKey(passphrase, salt, { memoryKiB, iterations, parallelism });
   try {
     const nonce = randomBytes(NONCE_BYTES);
     const sealed = aesGcmEncrypt(key, nonce, privateKey, Buffer.concat([label(PK_PREFIX), out]));
@@ -106,7 +104,7 @@ export async function openPrivateKey(sealed: string, passphrase: string): Promis
     throw new DecryptionError(`the sealed key asks for argon2id parameters out of bounds (m=${memoryKiB}, t=${iterations}, p=${parallelism})`);
   }
   const header = data.subarray(0, SEALED_HEADER_BYTES);
-  const key = await argon2id(passphrase, data.subarray(10, SEALED_HEADER_BYTES), memoryKiB, iterations, parallelism);
+  const key = await passphraseKey(passphrase, data.subarray(10, SEALED_HEADER_BYTES), { memoryKiB, iterations, parallelism });
   try {
     const nonce = data.subarray(SEALED_HEADER_BYTES, SEALED_HEADER_BYTES + NONCE_BYTES);
     const plain = aesGcmDecrypt(key, nonce, data.subarray(SEALED_HEADER_BYTES + NONCE_BYTES), Buffer.concat([label(PK_PREFIX), header]));
@@ -245,18 +243,6 @@ function valueAad(context: ValueContext): Buffer {
   return Buffer.concat([label(VALUE_PREFIX), lengthPrefixed(context.workspace), lengthPrefixed(context.environment), lengthPrefixed(context.name)]);
 }
 
-async function argon2id(passphrase: string, salt: Uint8Array, memoryKiB: number, iterations: number, parallelism: number): Promise<Buffer> {
-  // NFC: the same passphrase typed on another system may arrive in another Unicode normal form.
-  return (await loadArgon2()).hashRaw(passphrase.normalize("NFC"), {
-    algorithm: ARGON2ID,
-    memoryCost: memoryKiB,
-    timeCost: iterations,
-    parallelism,
-    outputLen: KEY_BYTES,
-    salt,
-  });
-}
-
 function privateKeyObject(raw: Uint8Array): KeyObject {
   return createPrivateKey({ key: Buffer.concat([PKCS8_X25519, raw]), format: "der", type: "pkcs8" });
 }
@@ -282,13 +268,6 @@ function decodeVersioned(s: string, prefix: string, what: string): Buffer {
   const data = decodeBase64url(s.slice(prefix.length));
   if (!data) throw new DecryptionError(`not ${what}: it is not base64url`);
   return data;
-}
-
-/** Strict base64url (no padding, canonical), or null. */
-function decodeBase64url(s: string): Buffer | null {
-  if (s.length === 0 || s.length % 4 === 1 || !/^[A-Za-z0-9_-]+$/.test(s)) return null;
-  const data = Buffer.from(s, "base64url");
-  return data.toString("base64url") === s ? data : null;
 }
 
 function lengthPrefixed(s: string): Buffer {

@@ -14,9 +14,10 @@
  * AES-256-GCM with a fresh 96-bit nonce; the AAD is "c1.sh" ‖ the header (mode and argon2id
  * parameters), so dropping the passphrase requirement fails like any other tampering.
  */
-import type { Algorithm } from "@node-rs/argon2";
 import { createHmac, hkdfSync, randomBytes } from "node:crypto";
 import { aesGcmDecrypt, aesGcmEncrypt, DecryptionError } from "../../src/crypto/aead.ts";
+import { passphraseKey } from "../../src/auth/password.ts";
+import { decodeBase64url } from "../../src/encoding.ts";
 
 const KEY_BYTES = 32;
 const NONCE_BYTES = 12;
@@ -38,9 +39,6 @@ const LIMITS = { memoryKiB: [19_456, 1_048_576], iterations: [2, 10], parallelis
 const WRONG = "the link or passphrase is wrong";
 const NEEDS_PASSPHRASE = "this link needs a passphrase";
 
-const ARGON2ID = 2 as Algorithm; // Algorithm.Argon2id (a const enum, which isolated modules cannot import)
-let argon2: Promise<typeof import("@node-rs/argon2")> | undefined;
-const loadArgon2 = () => (argon2 ??= import("@node-rs/argon2"));
 
 /**
  * Encrypts `value` for a share link. `linkKey` goes in the URL's fragment (shareUrl), never to
@@ -65,7 +63,7 @@ export async function createShareSecret(value: string, passphrase?: string): Pro
     header[9] = parallelism;
     const salt = randomBytes(SALT_BYTES);
     salt.copy(header, 10);
-    const stretched = await argon2id(passphrase, salt, memoryKiB, iterations, parallelism);
+    const stretched = await passphraseKey(passphrase, salt, { memoryKiB, iterations, parallelism });
     key = deriveKey(linkKey, stretched, salt);
   }
   try {
@@ -107,7 +105,7 @@ export async function openShareSecret(ciphertext: string, linkKey: string, passp
       throw new DecryptionError(`this share asks for argon2id parameters out of bounds (m=${memoryKiB}, t=${iterations}, p=${parallelism})`);
     }
     const salt = data.subarray(10, PASSPHRASE_HEADER_BYTES);
-    const stretched = await argon2id(passphrase, salt, memoryKiB, iterations, parallelism);
+    const stretched = await passphraseKey(passphrase, salt, { memoryKiB, iterations, parallelism });
     key = deriveKey(rawLinkKey, stretched, salt);
   }
   try {
@@ -173,25 +171,6 @@ function deriveKey(linkKey: Uint8Array, stretched: Buffer | null, salt: Uint8Arr
 
 function aad(header: Uint8Array): Buffer {
   return Buffer.concat([Buffer.from("c1.sh", "ascii"), header]);
-}
-
-async function argon2id(passphrase: string, salt: Uint8Array, memoryKiB: number, iterations: number, parallelism: number): Promise<Buffer> {
-  // NFC: the same passphrase typed on another system may arrive in another Unicode normal form.
-  return (await loadArgon2()).hashRaw(passphrase.normalize("NFC"), {
-    algorithm: ARGON2ID,
-    memoryCost: memoryKiB,
-    timeCost: iterations,
-    parallelism,
-    outputLen: KEY_BYTES,
-    salt,
-  });
-}
-
-/** Strict base64url (no padding, canonical), or null. */
-function decodeBase64url(s: string): Buffer | null {
-  if (s.length === 0 || s.length % 4 === 1 || !/^[A-Za-z0-9_-]+$/.test(s)) return null;
-  const data = Buffer.from(s, "base64url");
-  return data.toString("base64url") === s ? data : null;
 }
 
 function within(n: number, [min, max]: readonly [number, number]): boolean {

@@ -27,6 +27,22 @@ export interface Argon2Parameters {
 
 export const OWASP_MINIMUM: Argon2Parameters = { memoryKiB: 19_456, iterations: 2, parallelism: 1 };
 
+/**
+ * A 32-byte key derived from a passphrase with argon2id (for client-side encryption: sealed
+ * private keys, share links). NFC first: the same passphrase typed on another system may
+ * arrive in another Unicode normal form.
+ */
+export async function passphraseKey(passphrase: string, salt: Uint8Array, p: Argon2Parameters): Promise<Buffer> {
+  return (await loadArgon2()).hashRaw(passphrase.normalize("NFC"), {
+    algorithm: ARGON2ID,
+    memoryCost: p.memoryKiB,
+    timeCost: p.iterations,
+    parallelism: p.parallelism,
+    outputLen: 32,
+    salt,
+  });
+}
+
 export class PasswordHasher {
   private running = 0;
   private readonly waiting: Array<() => void> = [];
