@@ -338,7 +338,8 @@ export const secretsCommands: Command[] = [
       const share = await api.request<{ id: string; expires_at: string; max_views: number }>("POST", `/v1/secrets/orgs/${encodeURIComponent(org)}/shares`, body);
       const url = shareUrl(api.baseUrl, share.id, sealed.linkKey);
       print(ctx, { ...share, url }, url);
-      if (!ctx.json) ctx.err(`${share.max_views} view(s), expires ${share.expires_at}; open it with: citadel share open '<url>'`);
+      const howToOpen = sealed.passphraseRequired ? "with citadel share open '<url>' (a browser cannot use the passphrase)" : "in a browser, or with citadel share open '<url>'";
+      if (!ctx.json) ctx.err(`${share.max_views} view(s), expires ${share.expires_at}; the recipient opens it ${howToOpen}`);
       return 0;
     },
   },

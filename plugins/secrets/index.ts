@@ -17,6 +17,7 @@ import { secretsMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
 import { SecretsService } from "./service.ts";
 import { SecretsSettings } from "./settings.ts";
+import { SHARE_PAGE_CSP, SHARE_PAGE_HTML, SHARE_PAGE_JS } from "./share-page.ts";
 import { Shares } from "./shares.ts";
 import { Webhooks } from "./webhooks.ts";
 
@@ -237,6 +238,17 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           },
           { response: m.Done, detail: { summary: "Revoke a share link", tags: ["secrets: shares"], ...access({ scope: "secrets:write", org: "org" }) } },
         )
+        .get("/shares/:share", () => new Response(SHARE_PAGE_HTML, { headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": SHARE_PAGE_CSP, "cache-control": "no-store" } }), {
+          detail: { summary: "The page a share link opens in a browser (it decrypts there; the key never reaches the server)", tags: ["secrets: shares"], responses: { 200: PAGE_RESPONSE("text/html") }, ...access({ public: true }) },
+        })
+        .get("/share-page.js", () => new Response(SHARE_PAGE_JS, { headers: { "content-type": "text/javascript; charset=utf-8", "content-security-policy": SHARE_PAGE_CSP } }), {
+          detail: { summary: "The share page's script", tags: ["secrets: shares"], responses: { 200: PAGE_RESPONSE("text/javascript") }, ...access({ public: true }) },
+        })
+        .post("/shares/:share/peek", ({ params, body, request }) => shares.peek(params.share, body.proof, auditRequest(request)), {
+          body: m.ShareView,
+          response: m.SharePeek,
+          detail: { summary: "Whether a share link opens, and how (passphrase, views left), without spending a view", tags: ["secrets: shares"], ...access({ public: true, authLimit: true }) },
+        })
         .post("/shares/:share/view", ({ params, body, request }) => shares.open(params.share, body.proof, auditRequest(request)), {
           body: m.ShareView,
           response: m.ShareContent,
@@ -303,6 +315,8 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
   },
   commands: secretsCommands,
 });
+
+const PAGE_RESPONSE = (type: string) => ({ description: "A page for browsers", content: { [type]: { schema: { type: "string" as const } } } });
 
 const EXPORT_RESPONSE = {
   description: "The values, as a file",

@@ -120,6 +120,7 @@ export const Share = t.Object({
 });
 export const ShareList = t.Object({ items: t.Array(Share) });
 export const ShareView = t.Object({ proof: t.String({ maxLength: 256 }) });
+export const SharePeek = t.Object({ passphrase: t.Boolean(), views_left: t.Integer(), expires_at: Iso });
 export const ShareContent = t.Object({ ciphertext: t.String(), passphrase: t.Boolean(), views_left: t.Integer(), expires_at: Iso });
 
 export const KeyPair = t.Object({

@@ -70,32 +70,43 @@ export class Shares {
     });
   }
 
+  /** What the link is like (passphrase, views left), without spending a view: for the page. */
+  async peek(id: string, proof: string, request: AuditRequestContext) {
+    const share = await this.usable(id, proof, request);
+    return { passphrase: share.passphrase === 1, views_left: share.max_views - share.views, expires_at: new Date(share.expires_at).toISOString() };
+  }
+
   /**
    * One view: the ciphertext, if the proof matches and views are left. Anyone with the link
    * may view (no account needed); each view is audited, and so is each refused attempt.
    */
   async open(id: string, proof: string, request: AuditRequestContext) {
+    const share = await this.usable(id, proof, request);
+    const ciphertext = this.k.seal.keyring().decrypt(ownerOf(share.organization_id), `secrets_shares:${id}`, share.ciphertext).toString("utf8");
+    const counted = await this.k.store.write((tx) => {
+      const ok = sql.countView(tx, id);
+      this.k.audit.record(tx, viewEvent(share, ok ? "success" : "failure", ok ? `view ${share.views + 1} of ${share.max_views}` : "used up", request));
+      return ok;
+    });
+    if (!counted) throw new GoneError("This share link is used up: it allowed no more views.");
+    return { ciphertext, passphrase: share.passphrase === 1, views_left: share.max_views - share.views - 1, expires_at: new Date(share.expires_at).toISOString() };
+  }
+
+  /** The share, if the proof matches and it can still be opened; a refusal is audited. */
+  private async usable(id: string, proof: string, request: AuditRequestContext): Promise<sql.ShareRow> {
     const share = sql.shareById(this.k.store.db, id);
-    const audit = (outcome: "success" | "failure", reason: string) =>
-      this.k.store.write((tx) => this.k.audit.record(tx, { action: "secrets.share.view", actor: { kind: "anonymous" }, outcome, reason, resource: { type: "share", id }, organization: share?.organization_id ?? null, request }));
+    const refuse = (s: sql.ShareRow, reason: string) => this.k.store.write((tx) => this.k.audit.record(tx, viewEvent(s, "failure", reason, request)));
     if (!share || !constantTimeEqual(proofHash(proof), share.view_proof_hash)) {
-      if (share) await audit("failure", "the proof does not match the link");
+      if (share) await refuse(share, "the proof does not match the link");
       throw new NotFoundError("No such share link (or the link is not complete).");
     }
     const now = this.k.clock.now();
     const gone = share.revoked_at !== null ? "revoked" : now >= share.expires_at ? "expired" : share.views >= share.max_views ? "used up" : null;
     if (gone) {
-      await audit("failure", gone);
+      await refuse(share, gone);
       throw new GoneError(`This share link is ${gone === "used up" ? "used up: it allowed no more views" : gone}.`);
     }
-    const ciphertext = this.k.seal.keyring().decrypt(ownerOf(share.organization_id), `secrets_shares:${id}`, share.ciphertext).toString("utf8");
-    const counted = await this.k.store.write((tx) => {
-      const ok = sql.countView(tx, id);
-      this.k.audit.record(tx, { action: "secrets.share.view", actor: { kind: "anonymous" }, outcome: ok ? "success" : "failure", reason: ok ? `view ${share.views + 1} of ${share.max_views}` : "used up", resource: { type: "share", id }, organization: share.organization_id, request });
-      return ok;
-    });
-    if (!counted) throw new GoneError("This share link is used up: it allowed no more views.");
-    return { ciphertext, passphrase: share.passphrase === 1, views_left: share.max_views - share.views - 1, expires_at: new Date(share.expires_at).toISOString() };
+    return share;
   }
 
   /** Drops the ciphertexts of expired links (a timer calls it). */
@@ -106,6 +117,16 @@ export class Shares {
 }
 
 const ownerOf = (organizationId: string) => `shares:${organizationId}`;
+
+const viewEvent = (share: sql.ShareRow, outcome: "success" | "failure", reason: string, request: AuditRequestContext) => ({
+  action: "secrets.share.view",
+  actor: { kind: "anonymous" as const },
+  outcome,
+  reason,
+  resource: { type: "share", id: share.id },
+  organization: share.organization_id,
+  request,
+});
 
 function proofHash(proof: string): Buffer {
   if (proof.length < 16 || proof.length > 256) throw new InvalidError("not a share link's proof", "proof");
