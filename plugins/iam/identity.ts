@@ -74,7 +74,7 @@ export class IamIdentity implements IdentityProvider {
       id: row.id,
       ipAllowlist: this.allowlist(row.ip_allowlist),
       requireMfa: row.require_mfa === 1,
-      services: new Set(sql.activeServices(this.db, id).map((s) => s.service)),
+      serviceActive: (service) => sql.serviceActive(this.db, id, service),
     };
   }
 

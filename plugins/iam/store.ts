@@ -110,6 +110,9 @@ export const allOrganizations = (db: Database) => db.query<OrganizationRow, []>(
 export const activeServices = (db: Database, orgId: string) =>
   db.query<{ service: string; activated_at: number }, [string]>("SELECT service, activated_at FROM service_activations WHERE organization_id = ? ORDER BY service").all(orgId);
 
+export const serviceActive = (db: Database, orgId: string, service: string) =>
+  db.query<{ one: number }, [string, string]>("SELECT 1 AS one FROM service_activations WHERE organization_id = ? AND service = ?").get(orgId, service) !== null;
+
 export const activateService = (tx: Database, orgId: string, service: string, now: number) =>
   tx.query("INSERT INTO service_activations (organization_id, service, activated_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING").run(orgId, service, now);
 

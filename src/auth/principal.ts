@@ -40,8 +40,8 @@ export interface OrganizationFacts {
   id: string;
   ipAllowlist: readonly Cidr[];
   requireMfa: boolean;
-  /** Services activated for this organization (their API keys work). */
-  services: ReadonlySet<string>;
+  /** Whether a service is activated for this organization (its API keys work). Asked only for API keys. */
+  serviceActive(service: string): boolean;
 }
 
 export interface WorkspaceFacts {

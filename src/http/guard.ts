@@ -107,7 +107,7 @@ export function createGuard({ identity, confirmations, limits, recordSecurityEve
       if (p.workspaceId && routeNamesOrganization && workspace?.id !== p.workspaceId) deny("this token is restricted to another workspace");
       if (!allowedFrom(meta.client, org.ipAllowlist)) deny("the organization does not allow requests from your address");
       if (workspace && !allowedFrom(meta.client, workspace.ipAllowlist)) deny("the workspace does not allow requests from your address");
-      if (p.service && !org.services.has(p.service)) deny(`the ${p.service} service is not activated for this organization`);
+      if (p.service && !org.serviceActive(p.service)) deny(`the ${p.service} service is not activated for this organization`);
       if (p.userId) {
         const orgRole = provider.roleIn(p.userId, org.id);
         if (!orgRole) deny("you are not a member of this organization");
