@@ -7,10 +7,10 @@
  */
 import { createHash } from "node:crypto";
 import { constantTimeEqual } from "../../src/crypto/aead.ts";
-import { ConflictError, GoneError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { ConflictError, ForbiddenError, GoneError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { AuditRequestContext } from "../../src/audit/event.ts";
-import { byWhom, event, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, environmentFor, event, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
 
 const HOUR_MS = 3_600_000;
@@ -39,6 +39,11 @@ export class Shares {
       const ws = sql.workspaceRow(this.k.store.db, input.source.workspace);
       if (!ws || ws.organization_id !== organizationId) throw new InvalidError("no such workspace in this organization", "source.workspace");
       if (ws.e2ee === 1) throw new ConflictError("Values of an end-to-end-encrypted workspace are not shared by link: add the person to the workspace instead.");
+      // The audit trail says which secret the link carries: only one the caller may read.
+      const env = environmentFor(this.k, caller, ws, input.source.environment);
+      const secret = sql.secretByName(this.k.store.db, env.id, input.source.name);
+      if (!secret || secret.deleted_at !== null) throw new InvalidError("no such secret in that environment", "source.name");
+      if (caller.principal.workspaceId && caller.principal.workspaceId !== ws.workspace_id) throw new ForbiddenError("This token is restricted to another workspace.");
     }
     const id = newId("shr");
     const now = this.k.clock.now();

@@ -248,6 +248,15 @@ describe("share links", () => {
     expect((await view(c, revoked.id, revoked.linkKey)).status).toBe(410);
     const tooLong = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: "c1.sh.x", view_proof: "p".repeat(43), passphrase: false, ttl_hours: 10_000 } });
     expect(tooLong.status).toBe(422);
+    // A link says which secret it carries only if the caller may read that secret.
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "src" } })).body.id as string;
+    const source = (name: string) => ({ json: { ciphertext: "c1.sh.x", view_proof: "p".repeat(43), passphrase: false, source: { workspace: ws, environment: "production", name } } });
+    expect((await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, source("MISSING"))).status).toBe(422);
+    await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/production/secrets/REAL`, owner, { json: { value: "v" } });
+    await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/production`, owner, { json: { protection: "admins" } });
+    const editor = await c.addUser(owner, "editor@example.org", "editor");
+    expect((await c.send("POST", `/v1/secrets/orgs/${org}/shares`, editor.token, source("REAL"))).status).toBe(403);
+    expect((await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, source("REAL"))).status).toBe(200);
   });
 });
 
