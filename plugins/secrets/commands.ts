@@ -50,27 +50,48 @@ async function passphrase(ctx: CommandContext, prompt = "End-to-end encryption p
 interface Codec {
   e2ee: boolean;
   seal(name: string, value: string): string;
-  open(name: string, value: string): string;
+  /** `keyVersion`: which workspace key the value was encrypted with (older values: an older key). */
+  open(name: string, value: string, keyVersion?: number): Promise<string>;
 }
 
 async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<Codec> {
   const settings = await api.request<{ e2ee: boolean }>("GET", `/v1/secrets/workspaces/${encodeURIComponent(w.workspace)}/settings`);
-  if (!settings.e2ee) return { e2ee: false, seal: (_, v) => v, open: (_, v) => v };
-  const key = await workspaceKey(ctx, api, w.workspace);
+  if (!settings.e2ee) return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v };
+  const keys = await workspaceKeys(ctx, api, w.workspace);
   const context = (name: string) => ({ workspace: w.workspace, environment: w.env, name });
-  return { e2ee: true, seal: (name, v) => encryptValue(key, v, context(name)), open: (name, v) => decryptValue(key, v, context(name)) };
+  return {
+    e2ee: true,
+    seal: (name, v) => encryptValue(keys.current.key, v, context(name)),
+    open: async (name, v, keyVersion) => decryptValue(await keys.version(keyVersion ?? keys.current.version), v, context(name)),
+  };
 }
 
-async function workspaceKey(ctx: CommandContext, api: ApiClient, workspace: string): Promise<Uint8Array> {
+/** The workspace keys the user holds: the current one, and older ones fetched when a value needs them. */
+interface KeyChain {
+  current: { version: number; key: Uint8Array };
+  version(n: number): Promise<Uint8Array>;
+}
+
+async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: string): Promise<KeyChain> {
   const me = await api.request<{ id: string }>("GET", "/v1/iam/me");
   const pair = await api.request<{ sealed_private_key: string }>("GET", "/v1/secrets/me/keypair");
-  const mine = await api.request<{ wrapped: string }>("GET", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/my-key`);
+  const myKey = `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/my-key`;
+  const mine = await api.request<{ key_version: number; wrapped: string }>("GET", myKey);
+  // The private key stays in memory for this one command, to unwrap older workspace keys.
   const privateKey = await openPrivateKey(pair.sealed_private_key, await passphrase(ctx));
-  try {
-    return unwrapWorkspaceKey(mine.wrapped, privateKey, { workspace, user: me.id });
-  } finally {
-    privateKey.fill(0);
-  }
+  const unwrap = (wrapped: string) => unwrapWorkspaceKey(wrapped, privateKey, { workspace, user: me.id });
+  const byVersion = new Map([[mine.key_version, unwrap(mine.wrapped)]]);
+  return {
+    current: { version: mine.key_version, key: byVersion.get(mine.key_version)! },
+    async version(n) {
+      let key = byVersion.get(n);
+      if (!key) {
+        key = unwrap((await api.request<{ wrapped: string }>("GET", `${myKey}?version=${n}`)).wrapped);
+        byVersion.set(n, key);
+      }
+      return key;
+    },
+  };
 }
 
 interface Metadata {
@@ -82,6 +103,7 @@ interface Metadata {
   expired: boolean;
   deleted_at: string | null;
   value?: string;
+  key_version?: number;
 }
 
 function table(rows: string[][]): string {
@@ -92,7 +114,7 @@ function table(rows: string[][]): string {
 async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {
   const codec = await codecFor(ctx, api, w);
   const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, "/secrets?values=true"));
-  return list.items.map((s) => ({ name: s.name, value: codec.open(s.name, s.value!) }));
+  return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.key_version) })));
 }
 
 const print = (ctx: CommandContext, data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) : text);
@@ -123,7 +145,7 @@ export const secretsCommands: Command[] = [
       const codec = await codecFor(ctx, api, w);
       const version = typeof ctx.options.version === "string" ? `?version=${encodeURIComponent(ctx.options.version)}` : "";
       const secret = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, version));
-      const value = codec.open(name, secret.value);
+      const value = await codec.open(name, secret.value, secret.key_version);
       print(ctx, { ...secret, value }, value);
       return 0;
     },
@@ -402,12 +424,54 @@ export const secretsCommands: Command[] = [
       const workspace = where(ctx).workspace;
       const user = requireArg(ctx, "the member's user id");
       const api = await ctx.api();
-      const key = await workspaceKey(ctx, api, workspace);
+      const key = (await workspaceKeys(ctx, api, workspace)).current.key;
       const theirs = await api.request<{ public_key: string }>("GET", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/public-keys/${encodeURIComponent(user)}`);
       const wrapped = wrapWorkspaceKey(key, theirs.public_key, { workspace, user });
       key.fill(0);
       const holders = await api.request("PUT", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped });
       print(ctx, holders, `${user} can now read ${workspace}`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "e2ee", "rotate"],
+    summary: "Replace the workspace key (after a member leaves): values re-encrypted here, the new key wrapped for those who stay",
+    options: { workspace: WHERE.workspace, ...PASSPHRASE, remove: { type: "string", description: "Comma-separated user ids who lose access (they keep no version of the key)" } },
+    async run(ctx) {
+      const workspace = where(ctx).workspace;
+      const removed = new Set(typeof ctx.options.remove === "string" ? ctx.options.remove.split(",").map((u) => u.trim()).filter(Boolean) : []);
+      const api = await ctx.api();
+      const ws = `/v1/secrets/workspaces/${encodeURIComponent(workspace)}`;
+      const me = (await api.request<{ id: string }>("GET", "/v1/iam/me")).id;
+      if (removed.has(me)) throw new Error("you cannot remove yourself: ask another member who holds the key");
+      const keys = await workspaceKeys(ctx, api, workspace);
+      const fresh = newWorkspaceKey();
+      const settings = await api.request<{ environments: Array<{ name: string }> }>("GET", `${ws}/settings`);
+      const values: Array<{ environment: string; name: string; version: number; value: string }> = [];
+      for (const { name: environment } of settings.environments) {
+        const list = await api.request<{ items: Metadata[] }>("GET", `${ws}/environments/${encodeURIComponent(environment)}/secrets?values=true`);
+        for (const item of list.items) {
+          const context = { workspace, environment, name: item.name };
+          const plaintext = decryptValue(await keys.version(item.key_version ?? keys.current.version), item.value!, context);
+          values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, context) });
+        }
+      }
+      const holders = (await api.request<{ items: Array<{ user: string }> }>("GET", `${ws}/e2ee/keys`)).items.map((h) => h.user).filter((u) => !removed.has(u));
+      const wrapped = [];
+      for (const user of holders) {
+        let theirs: { public_key: string };
+        try {
+          theirs = await api.request<{ public_key: string }>("GET", `${ws}/e2ee/public-keys/${encodeURIComponent(user)}`);
+        } catch (error) {
+          // No longer a member of the organization (or no key pair): they lose access too.
+          ctx.err(`leaving out ${user}: ${error instanceof Error ? error.message : String(error)}`);
+          continue;
+        }
+        wrapped.push({ user, wrapped: wrapWorkspaceKey(fresh, theirs.public_key, { workspace, user }) });
+      }
+      fresh.fill(0);
+      const result = await api.request<{ key_version: number; reencrypted: number; holders: string[] }>("POST", `${ws}/e2ee/rotate`, { values, wrapped });
+      print(ctx, result, `${workspace}: key version ${result.key_version}, ${result.reencrypted} values re-encrypted, held by ${result.holders.join(", ")}`);
       return 0;
     },
   },

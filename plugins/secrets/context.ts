@@ -40,7 +40,7 @@ export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Pr
   return k.store.write((tx) => {
     const again = sql.workspaceRow(tx, workspaceId);
     if (again) return again;
-    const row = { workspace_id: workspaceId, organization_id: facts.organizationId, e2ee: 0, created_at: k.clock.now() };
+    const row = { workspace_id: workspaceId, organization_id: facts.organizationId, e2ee: 0, e2ee_key_version: 1, created_at: k.clock.now() };
     sql.insertWorkspace(tx, row);
     for (const name of DEFAULT_ENVIRONMENTS) {
       sql.insertEnvironment(tx, { id: newId("env"), workspace_id: workspaceId, name, protection: "members", allowed_users: "[]", created_at: row.created_at });

@@ -52,12 +52,12 @@ export class E2eeKeys {
     if (!this.k.identity.provider?.roleIn(userId, ws.organization_id)) throw new InvalidError("that user is not a member of the organization", "user");
     if (!sql.userKey(this.k.store.db, userId)) throw new ConflictError("That user has no key pair yet: they run citadel secrets e2ee init first.");
     const me = this.userOf(caller);
-    const holders = sql.workspaceKeyHolders(this.k.store.db, workspaceId);
+    const holders = sql.workspaceKeyHolders(this.k.store.db, workspaceId, ws.e2ee_key_version);
     // The first key is set by whoever turned encryption on; after that only holders can wrap it.
     if (holders.length > 0 && !holders.some((h) => h.user_id === me)) throw new ForbiddenError("Only a member who holds the workspace key can give it to another.");
     if (holders.length === 0 && userId !== me) throw new ConflictError("The workspace has no key yet: its first key is your own.");
     await this.k.store.write((tx) => {
-      sql.putWorkspaceKey(tx, workspaceId, userId, wrapped, byWhom(caller.principal), this.k.clock.now());
+      sql.putWorkspaceKey(tx, workspaceId, ws.e2ee_key_version, userId, wrapped, byWhom(caller.principal), this.k.clock.now());
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.grant", resource: { type: "user", id: userId } }));
     });
     return this.holders(workspaceId);
@@ -66,22 +66,50 @@ export class E2eeKeys {
   async revoke(caller: Caller, workspaceId: string, userId: string) {
     const ws = await this.e2eeWorkspace(workspaceId);
     await this.k.store.write((tx) => {
-      if (sql.deleteWorkspaceKey(tx, workspaceId, userId) === 0) throw new NotFoundError("That user holds no key of this workspace.");
+      if (sql.deleteWorkspaceKeys(tx, workspaceId, userId) === 0) throw new NotFoundError("That user holds no key of this workspace.");
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.revoke", resource: { type: "user", id: userId } }));
     });
   }
 
-  /** The caller's wrapped workspace key. The guard has checked they are still a member. */
-  async myKey(caller: Caller, workspaceId: string) {
-    await this.e2eeWorkspace(workspaceId);
-    const row = sql.workspaceKey(this.k.store.db, workspaceId, this.userOf(caller));
-    if (!row) throw new NotFoundError("No key of this workspace is wrapped for you yet: a member who has it runs citadel secrets e2ee grant.");
-    return { workspace: workspaceId, wrapped: row.wrapped, wrapped_by: row.wrapped_by };
+  /**
+   * The caller's wrapped workspace key: the current version, or an older one (for values written
+   * before a rotation). The guard has checked they are still a member.
+   */
+  async myKey(caller: Caller, workspaceId: string, version?: number) {
+    const ws = await this.e2eeWorkspace(workspaceId);
+    const keyVersion = version ?? ws.e2ee_key_version;
+    const row = sql.workspaceKey(this.k.store.db, workspaceId, keyVersion, this.userOf(caller));
+    if (!row) {
+      throw new NotFoundError(
+        keyVersion === ws.e2ee_key_version
+          ? "No key of this workspace is wrapped for you yet: a member who has it runs citadel secrets e2ee grant."
+          : `You hold no copy of version ${keyVersion} of this workspace's key (it was replaced before you joined).`,
+      );
+    }
+    return { workspace: workspaceId, key_version: keyVersion, wrapped: row.wrapped, wrapped_by: row.wrapped_by };
   }
 
   async holders(workspaceId: string) {
-    await this.e2eeWorkspace(workspaceId);
-    return sql.workspaceKeyHolders(this.k.store.db, workspaceId).map((h) => ({ user: h.user_id, wrapped_by: h.wrapped_by, created_at: new Date(h.created_at).toISOString() }));
+    const ws = await this.e2eeWorkspace(workspaceId);
+    return sql.workspaceKeyHolders(this.k.store.db, workspaceId, ws.e2ee_key_version).map((h) => ({ user: h.user_id, wrapped_by: h.wrapped_by, created_at: new Date(h.created_at).toISOString() }));
+  }
+
+  /**
+   * Checks the wrapped copies of a new workspace key: the caller's among them, each for a
+   * member with a key pair. Used by the rotation (service.ts), which stores them.
+   */
+  checkNewKeyHolders(caller: Caller, ws: sql.WorkspaceRow, wrapped: ReadonlyArray<{ user: string; wrapped: string }>): void {
+    const me = this.userOf(caller);
+    if (!sql.workspaceKey(this.k.store.db, ws.workspace_id, ws.e2ee_key_version, me)) throw new ForbiddenError("Only a member who holds the workspace key can replace it.");
+    if (!wrapped.some((w) => w.user === me)) throw new InvalidError("wrap the new key for yourself too, or nobody could read the workspace", "wrapped");
+    const seen = new Set<string>();
+    for (const w of wrapped) {
+      if (seen.has(w.user)) throw new InvalidError(`${w.user} appears twice`, "wrapped");
+      seen.add(w.user);
+      if (!SEALED.test(w.wrapped)) throw new InvalidError("a workspace key wrapped by citadel (c1.wk....)", "wrapped");
+      if (!this.k.identity.provider?.roleIn(w.user, ws.organization_id)) throw new InvalidError(`${w.user} is not a member of the organization`, "wrapped");
+      if (!sql.userKey(this.k.store.db, w.user)) throw new InvalidError(`${w.user} has no key pair`, "wrapped");
+    }
   }
 
   private async e2eeWorkspace(workspaceId: string): Promise<sql.WorkspaceRow> {

@@ -40,7 +40,8 @@ const ACTIONS = [
   ["secrets.share.revoke", "A share link was revoked."],
   ["secrets.e2ee.keypair", "A user registered (or replaced) their end-to-end encryption key pair."],
   ["secrets.e2ee.grant", "A member's client wrapped a workspace key for another member."],
-  ["secrets.e2ee.revoke", "A member's wrapped workspace key was removed."],
+  ["secrets.e2ee.revoke", "A member's wrapped workspace keys were removed."],
+  ["secrets.e2ee.rotate", "An end-to-end-encrypted workspace got a new key; its values were re-encrypted by a member's client."],
   ["secrets.webhook.create", "A webhook was added to a workspace."],
   ["secrets.webhook.delete", "A webhook was removed."],
 ] as const;
@@ -272,7 +273,8 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           response: m.Holders,
           detail: { summary: "Who holds the workspace key", tags: ["secrets: e2ee"], ...access(READ) },
         })
-        .get(`${W}/e2ee/my-key`, ({ params, request }) => keys.myKey(caller(request), params.workspace), {
+        .get(`${W}/e2ee/my-key`, ({ params, query, request }) => keys.myKey(caller(request), params.workspace, query.version), {
+          query: m.MyKeyQuery,
           response: m.WrappedKey,
           detail: { summary: "The workspace key, wrapped to your public key", tags: ["secrets: e2ee"], ...access(READ) },
         })
@@ -280,6 +282,11 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           body: m.Grant,
           response: m.Holders,
           detail: { summary: "Give a member the workspace key (wrapped by your client to their public key)", tags: ["secrets: e2ee"], ...access(ADMIN) },
+        })
+        .post(`${W}/e2ee/rotate`, ({ params, body, request }) => secrets.rotateE2eeKey(caller(request), params.workspace, body, keys), {
+          body: m.E2eeRotation,
+          response: m.E2eeRotated,
+          detail: { summary: "Replace the workspace key: every live value re-encrypted by your client, the new key wrapped for those who keep access", tags: ["secrets: e2ee"], ...access(ADMIN) },
         })
         .delete(
           `${W}/e2ee/keys/:user`,

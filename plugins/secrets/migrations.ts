@@ -114,4 +114,24 @@ export const secretsMigrations: readonly Migration[] = [
     CREATE INDEX secrets_webhook_deliveries_due ON secrets_webhook_deliveries (next_attempt_at) WHERE state = 'pending';
     CREATE INDEX secrets_webhook_deliveries_hook ON secrets_webhook_deliveries (webhook_id, id);`,
   },
+  {
+    id: "0002_e2ee_key_versions",
+    // An end-to-end-encrypted workspace's key can be replaced (after a member leaves): each
+    // wrapped key and each stored value names the key version it belongs to.
+    up: `ALTER TABLE secrets_workspaces ADD COLUMN e2ee_key_version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE secret_versions ADD COLUMN key_version INTEGER NOT NULL DEFAULT 0; -- E2EE: the workspace key's version; 0 otherwise
+    UPDATE secret_versions SET key_version = 1 WHERE dek_version = 0;
+    CREATE TABLE secrets_workspace_keys_v2 (
+      workspace_id TEXT NOT NULL REFERENCES secrets_workspaces (workspace_id),
+      key_version  INTEGER NOT NULL,
+      user_id      TEXT NOT NULL,
+      wrapped      TEXT NOT NULL,
+      wrapped_by   TEXT NOT NULL,
+      created_at   INTEGER NOT NULL,
+      PRIMARY KEY (workspace_id, key_version, user_id)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO secrets_workspace_keys_v2 SELECT workspace_id, 1, user_id, wrapped, wrapped_by, created_at FROM secrets_workspace_keys;
+    DROP TABLE secrets_workspace_keys;
+    ALTER TABLE secrets_workspace_keys_v2 RENAME TO secrets_workspace_keys;`,
+  },
 ];

@@ -48,12 +48,22 @@ export const SecretMetadata = t.Object({
 export const SecretList = t.Object({
   environment: t.String(),
   e2ee: t.Boolean(),
-  items: t.Array(t.Composite([SecretMetadata, t.Object({ value: t.Optional(t.String({ description: "Only with ?values=true; each read is audited." })) })])),
+  items: t.Array(
+    t.Composite([
+      SecretMetadata,
+      t.Object({ value: t.Optional(t.String({ description: "Only with ?values=true; each read is audited." })), key_version: t.Optional(t.Integer({ description: "E2EE: the workspace key version the value is encrypted with." })) }),
+    ]),
+  ),
 });
 
 export const SecretValue = t.Composite([
   SecretMetadata,
-  t.Object({ value: t.String(), value_version: t.Integer(), e2ee: t.Boolean({ description: "The value is the client's ciphertext: decrypt it with the workspace key." }) }),
+  t.Object({
+    value: t.String(),
+    value_version: t.Integer(),
+    e2ee: t.Boolean({ description: "The value is the client's ciphertext: decrypt it with the workspace key." }),
+    key_version: t.Integer({ description: "E2EE: the workspace key version it is encrypted with (0 otherwise)." }),
+  }),
 ]);
 
 export const SecretHistory = t.Composite([
@@ -131,7 +141,13 @@ export const KeyPairView = t.Composite([KeyPair, t.Object({ created_at: Iso })])
 export const PublicKey = t.Object({ user: t.String(), public_key: t.String() });
 export const Grant = t.Object({ wrapped: t.String({ maxLength: 4200, description: "The workspace key wrapped to the member's public key (c1.wk....)." }) });
 export const Holders = t.Object({ items: t.Array(t.Object({ user: t.String(), wrapped_by: t.String(), created_at: Iso })) });
-export const WrappedKey = t.Object({ workspace: t.String(), wrapped: t.String(), wrapped_by: t.String() });
+export const WrappedKey = t.Object({ workspace: t.String(), key_version: t.Integer(), wrapped: t.String(), wrapped_by: t.String() });
+export const MyKeyQuery = t.Object({ version: t.Optional(t.Integer({ minimum: 1, description: "An older version of the workspace key (default: the current one)." })) });
+export const E2eeRotation = t.Object({
+  values: t.Array(t.Object({ environment: t.String(), name: t.String(), version: t.Integer({ description: "The version this ciphertext re-encrypts." }), value: t.String() }), { maxItems: 10_000 }),
+  wrapped: t.Array(t.Object({ user: t.String(), wrapped: t.String({ maxLength: 4200 }) }), { minItems: 1, maxItems: 1000 }),
+});
+export const E2eeRotated = t.Object({ workspace: t.String(), key_version: t.Integer(), reencrypted: t.Integer(), holders: t.Array(t.String()) });
 
 export const NewWebhook = t.Object({ url: t.String({ maxLength: 2000, description: "Under a prefix of secrets.webhook_allowed_urls." }) });
 export const Webhook = t.Object({ id: t.String(), url: t.String(), created_at: Iso, created_by: t.String() });

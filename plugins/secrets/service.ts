@@ -12,6 +12,7 @@ import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecr
 import { isE2eeCiphertext } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
 import * as sql from "./store.ts";
+import type { E2eeKeys } from "./e2ee-keys.ts";
 import type { Webhooks } from "./webhooks.ts";
 
 const DAY_MS = 86_400_000;
@@ -22,6 +23,11 @@ export interface SecretInput {
   note?: string | null;
   rotation_days?: number | null;
   expires_at?: string | null;
+}
+
+export interface E2eeRotation {
+  values: Array<{ environment: string; name: string; version: number; value: string }>;
+  wrapped: Array<{ user: string; wrapped: string }>;
 }
 
 export interface ImportRequest {
@@ -139,8 +145,15 @@ export class SecretsService {
     if (!options.values) return { environment: envName, e2ee: ws.e2ee === 1, items };
     const live = rows.filter((r) => r.deleted_at === null);
     await this.auditReads(caller, ws, env, live, "list");
-    const values = new Map(live.map((r) => [r.id, this.decrypt(ws, r, sql.versionOf(this.db, r.id, r.version)!)]));
-    return { environment: envName, e2ee: ws.e2ee === 1, items: items.map((item, i) => ({ ...item, value: values.get(rows[i]!.id) })) };
+    const stored = new Map(live.map((r) => [r.id, sql.versionOf(this.db, r.id, r.version)!]));
+    return {
+      environment: envName,
+      e2ee: ws.e2ee === 1,
+      items: items.map((item, i) => {
+        const v = stored.get(rows[i]!.id);
+        return v ? { ...item, value: this.decrypt(ws, rows[i]!, v), key_version: v.key_version } : item;
+      }),
+    };
   }
 
   /** One value (the current version, or an older one), audited before it is returned. */
@@ -152,7 +165,7 @@ export class SecretsService {
     const stored = sql.versionOf(this.db, row.id, wanted);
     if (!stored) throw new NotFoundError(`${name} has no version ${wanted}.`);
     await this.auditReads(caller, ws, env, [row], version === undefined ? "read" : `read v${wanted}`);
-    return { ...this.metadata(row, env), value: this.decrypt(ws, row, stored), value_version: wanted, e2ee: ws.e2ee === 1 };
+    return { ...this.metadata(row, env), value: this.decrypt(ws, row, stored), value_version: wanted, e2ee: ws.e2ee === 1, key_version: stored.key_version };
   }
 
   async history(caller: Caller, workspaceId: string, envName: string, name: string) {
@@ -380,6 +393,48 @@ export class SecretsService {
     }
   }
 
+  /**
+   * Replaces an end-to-end-encrypted workspace's key (after a member leaves): the caller's
+   * client sends every live value re-encrypted with the new key, each with the version it
+   * re-encrypted, and the new key wrapped for each member who keeps access. All of it lands in
+   * one transaction, or none: a value changed meanwhile (409) means read again and retry.
+   * Members left out lose every version of the key; older versions stay with those who keep
+   * access, for the history.
+   */
+  async rotateE2eeKey(caller: Caller, workspaceId: string, input: E2eeRotation, keys: E2eeKeys) {
+    const ws = await ensureWorkspace(this.k, workspaceId);
+    if (ws.e2ee !== 1) throw new ConflictError("This workspace is not end-to-end encrypted.");
+    keys.checkNewKeyHolders(caller, ws, input.wrapped);
+    const envs = new Map(sql.environments(this.db, workspaceId).map((e) => [e.name, environmentFor(this.k, caller, ws, e.name)]));
+    for (const v of input.values) {
+      if (!envs.has(v.environment)) throw new InvalidError(`no environment named ${v.environment}`, "values");
+      this.checkValue(ws, v.value, v.name);
+    }
+    const next = ws.e2ee_key_version + 1;
+    await this.k.store.write((tx) => {
+      if (sql.workspaceRow(tx, workspaceId)!.e2ee_key_version !== ws.e2ee_key_version) throw new ConflictError("The workspace key was replaced meanwhile: start again.");
+      const live = [...envs.values()].flatMap((env) => sql.secretsIn(tx, env.id, false).map((secret) => ({ env, secret })));
+      const given = new Map(input.values.map((v) => [`${v.environment}/${v.name}`, v]));
+      if (given.size !== input.values.length) throw new InvalidError("a value appears twice", "values");
+      for (const { env, secret } of live) {
+        const v = given.get(`${env.name}/${secret.name}`);
+        if (!v) throw new ConflictError(`${env.name}/${secret.name} is missing: every live value is re-encrypted with the new key (list again and retry).`);
+        if (v.version !== secret.version) throw new ConflictError(`${env.name}/${secret.name} changed meanwhile (version ${secret.version}): list again and retry.`);
+      }
+      if (given.size !== live.length) throw new ConflictError("Some values are not live secrets of this workspace (deleted meanwhile?): list again and retry.");
+      const keep = new Set(input.wrapped.map((w) => w.user));
+      for (const holder of tx.query<{ user_id: string }, [string]>("SELECT DISTINCT user_id FROM secrets_workspace_keys WHERE workspace_id = ?").all(workspaceId)) {
+        if (!keep.has(holder.user_id)) sql.deleteWorkspaceKeys(tx, workspaceId, holder.user_id);
+      }
+      for (const w of input.wrapped) sql.putWorkspaceKey(tx, workspaceId, next, w.user, w.wrapped, byWhom(caller.principal), this.now());
+      sql.setE2eeKeyVersion(tx, workspaceId, next);
+      const rotated = { ...ws, e2ee_key_version: next };
+      for (const { env, secret } of live) this.writeValue(tx, caller, rotated, env, secret, secret.name, given.get(`${env.name}/${secret.name}`)!.value, "rotate", `workspace key v${next}`);
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.rotate", resource: { type: "workspace", id: workspaceId }, reason: `workspace key v${next}, ${live.length} values, ${keep.size} members keep access` }));
+    });
+    return { workspace: workspaceId, key_version: next, reencrypted: input.values.length, holders: input.wrapped.map((w) => w.user) };
+  }
+
   // --- helpers ---------------------------------------------------------------------------
 
   /** Stores `value` as the next version of the secret (made if new); audits and notifies. Runs inside `tx`. */
@@ -395,7 +450,8 @@ export class SecretsService {
       throw new PreconditionFailedError(`${name} changed meanwhile: read it again and retry.`);
     }
     const { ciphertext, dekVersion } = this.encrypt(tx, ws, secretId, version, value);
-    sql.insertVersion(tx, { secret_id: secretId, version, ciphertext, dek_version: dekVersion, origin, created_at: now, created_by: by });
+    const keyVersion = ws.e2ee === 1 ? ws.e2ee_key_version : 0;
+    sql.insertVersion(tx, { secret_id: secretId, version, ciphertext, dek_version: dekVersion, key_version: keyVersion, origin, created_at: now, created_by: by });
     const action = existing ? (origin === "rollback" ? "secrets.secret.rollback" : origin === "rotate" ? "secrets.secret.rotate" : "secrets.secret.update") : "secrets.secret.create";
     this.k.audit.record(tx, event(caller, ws, { action, resource: { type: "secret", id: secretId }, reason: `${env.name}/${name} v${version}${origin === "import" ? " (import)" : ""}${note ? `, ${note}` : ""}` }));
     this.notify(tx, caller, ws, env, name, version, existing ? "secret.updated" : "secret.created");

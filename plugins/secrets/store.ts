@@ -10,6 +10,8 @@ export interface WorkspaceRow {
   workspace_id: string;
   organization_id: string;
   e2ee: number;
+  /** The current version of an end-to-end-encrypted workspace's key. */
+  e2ee_key_version: number;
   created_at: number;
 }
 
@@ -44,6 +46,8 @@ export interface VersionRow {
   version: number;
   ciphertext: Uint8Array;
   dek_version: number;
+  /** E2EE: the version of the workspace key the client encrypted with; 0 otherwise. */
+  key_version: number;
   origin: VersionOrigin;
   created_at: number;
   created_by: string;
@@ -172,11 +176,12 @@ export const purgeSecret = (tx: Database, id: string) => {
 };
 
 export function insertVersion(tx: Database, row: VersionRow): void {
-  tx.query("INSERT INTO secret_versions (secret_id, version, ciphertext, dek_version, origin, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+  tx.query("INSERT INTO secret_versions (secret_id, version, ciphertext, dek_version, key_version, origin, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
     row.secret_id,
     row.version,
     row.ciphertext,
     row.dek_version,
+    row.key_version,
     row.origin,
     row.created_at,
     row.created_by,
@@ -187,7 +192,7 @@ export const versionOf = (db: Database, secretId: string, version: number) =>
   db.query<VersionRow, [string, number]>("SELECT * FROM secret_versions WHERE secret_id = ? AND version = ?").get(secretId, version);
 
 export const versionsOf = (db: Database, secretId: string) =>
-  db.query<Omit<VersionRow, "ciphertext">, [string]>("SELECT secret_id, version, dek_version, origin, created_at, created_by FROM secret_versions WHERE secret_id = ? ORDER BY version DESC").all(secretId);
+  db.query<Omit<VersionRow, "ciphertext">, [string]>("SELECT secret_id, version, dek_version, key_version, origin, created_at, created_by FROM secret_versions WHERE secret_id = ? ORDER BY version DESC").all(secretId);
 
 /** Versions of a workspace's secrets still encrypted with a data key older than `dekVersion`. */
 export const versionsToReencrypt = (db: Database, workspaceId: string, dekVersion: number, limit: number) =>
@@ -247,19 +252,33 @@ export const putUserKey = (tx: Database, userId: string, publicKey: string, seal
     .query("INSERT INTO secrets_user_keys (user_id, public_key, sealed_private_key, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET public_key = excluded.public_key, sealed_private_key = excluded.sealed_private_key, created_at = excluded.created_at")
     .run(userId, publicKey, sealedPrivateKey, at);
 
-export const workspaceKey = (db: Database, workspaceId: string, userId: string) =>
-  db.query<{ wrapped: string; wrapped_by: string; created_at: number }, [string, string]>("SELECT wrapped, wrapped_by, created_at FROM secrets_workspace_keys WHERE workspace_id = ? AND user_id = ?").get(workspaceId, userId);
+export const workspaceKey = (db: Database, workspaceId: string, keyVersion: number, userId: string) =>
+  db
+    .query<{ wrapped: string; wrapped_by: string; created_at: number }, [string, number, string]>(
+      "SELECT wrapped, wrapped_by, created_at FROM secrets_workspace_keys WHERE workspace_id = ? AND key_version = ? AND user_id = ?",
+    )
+    .get(workspaceId, keyVersion, userId);
 
-export const workspaceKeyHolders = (db: Database, workspaceId: string) =>
-  db.query<{ user_id: string; wrapped_by: string; created_at: number }, [string]>("SELECT user_id, wrapped_by, created_at FROM secrets_workspace_keys WHERE workspace_id = ? ORDER BY created_at").all(workspaceId);
+export const workspaceKeyHolders = (db: Database, workspaceId: string, keyVersion: number) =>
+  db
+    .query<{ user_id: string; wrapped_by: string; created_at: number }, [string, number]>(
+      "SELECT user_id, wrapped_by, created_at FROM secrets_workspace_keys WHERE workspace_id = ? AND key_version = ? ORDER BY created_at, user_id",
+    )
+    .all(workspaceId, keyVersion);
 
-export const putWorkspaceKey = (tx: Database, workspaceId: string, userId: string, wrapped: string, by: string, at: number) =>
+export const putWorkspaceKey = (tx: Database, workspaceId: string, keyVersion: number, userId: string, wrapped: string, by: string, at: number) =>
   tx
-    .query("INSERT INTO secrets_workspace_keys (workspace_id, user_id, wrapped, wrapped_by, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id, user_id) DO UPDATE SET wrapped = excluded.wrapped, wrapped_by = excluded.wrapped_by, created_at = excluded.created_at")
-    .run(workspaceId, userId, wrapped, by, at);
+    .query(
+      "INSERT INTO secrets_workspace_keys (workspace_id, key_version, user_id, wrapped, wrapped_by, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, key_version, user_id) DO UPDATE SET wrapped = excluded.wrapped, wrapped_by = excluded.wrapped_by, created_at = excluded.created_at",
+    )
+    .run(workspaceId, keyVersion, userId, wrapped, by, at);
 
-export const deleteWorkspaceKey = (tx: Database, workspaceId: string, userId: string) =>
+/** Every version of the user's wrapped keys of this workspace: a removed member keeps none. */
+export const deleteWorkspaceKeys = (tx: Database, workspaceId: string, userId: string) =>
   tx.query("DELETE FROM secrets_workspace_keys WHERE workspace_id = ? AND user_id = ?").run(workspaceId, userId).changes;
+
+export const setE2eeKeyVersion = (tx: Database, workspaceId: string, version: number) =>
+  tx.query("UPDATE secrets_workspaces SET e2ee_key_version = ? WHERE workspace_id = ?").run(version, workspaceId);
 
 // --- webhooks -----------------------------------------------------------------------------
 

@@ -313,6 +313,11 @@ describe("an end-to-end-encrypted workspace", () => {
     expect(raw.body.e2ee).toBe(true);
     expect(raw.body.value).toStartWith("c1.v.");
     expect(await ok(["run", "-w", vault, "--passphrase-file", phrase, "--", "sh", "-c", 'printf %s "$E2EE_VALUE"'])).toBe(E2EE_VALUE);
+    // A new workspace key: values re-encrypted on this machine; the old version still reads.
+    const rotated = await ok(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase]);
+    expect(rotated).toContain("key version 2, 1 values re-encrypted");
+    expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
+    expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--version", "1", "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
     writeFileSync(phrase, "the wrong passphrase\n");
     const wrong = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
     expect(wrong.code).not.toBe(0);

@@ -303,6 +303,60 @@ describe("end-to-end-encrypted workspaces", () => {
   });
 });
 
+describe("replacing an end-to-end-encrypted workspace's key", () => {
+  test("values re-encrypted by a client in one step; who is left out loses every version of the key", async () => {
+    const { c, owner, ws, base, path } = await setup();
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const bob = await c.addUser(owner, "bob@example.org", "editor");
+    const carol = await c.addUser(owner, "carol@example.org", "editor");
+    const pairs = new Map([[me, generateUserKeyPair()], [bob.id, generateUserKeyPair()], [carol.id, generateUserKeyPair()]]);
+    for (const [token, id] of [[owner, me], [bob.token, bob.id], [carol.token, carol.id]] as const) {
+      await c.send("PUT", "/v1/secrets/me/keypair", token, { json: { public_key: pairs.get(id)!.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    }
+    await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+    const v1 = newWorkspaceKey();
+    for (const id of [me, bob.id, carol.id]) {
+      expect((await c.send("PUT", `${base}/e2ee/keys/${id}`, owner, { json: { wrapped: wrapWorkspaceKey(v1, pairs.get(id)!.publicKey, { workspace: ws, user: id }) } })).status).toBe(200);
+    }
+    const ctx = (name: string, environment = "development") => ({ workspace: ws, environment, name });
+    await c.send("PUT", path("A"), owner, { json: { value: encryptValue(v1, "alpha", ctx("A")) } });
+    await c.send("PUT", path("B", "production"), owner, { json: { value: encryptValue(v1, "beta", ctx("B", "production")) } });
+
+    // Bob leaves the team; the owner's client re-encrypts everything under v2, for herself and Carol.
+    const v2 = newWorkspaceKey();
+    const wrapped = [me, carol.id].map((id) => ({ user: id, wrapped: wrapWorkspaceKey(v2, pairs.get(id)!.publicKey, { workspace: ws, user: id }) }));
+    const values = [
+      { environment: "development", name: "A", version: 1, value: encryptValue(v2, "alpha", ctx("A")) },
+      { environment: "production", name: "B", version: 1, value: encryptValue(v2, "beta", ctx("B", "production")) },
+    ];
+    const stale = await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { values: [{ ...values[0]!, version: 7 }, values[1]], wrapped } });
+    expect([stale.status, stale.body.code]).toEqual([409, "conflict"]);
+    expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { values: [values[0]], wrapped } })).status).toBe(409); // B missing
+    expect((await c.send("POST", `${base}/e2ee/rotate`, bob.token, { json: { values, wrapped } })).status).toBe(403); // editors cannot
+    const rotated = await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { values, wrapped } });
+    expect(rotated.body).toEqual({ workspace: ws, key_version: 2, reencrypted: 2, holders: [me, carol.id] });
+
+    expect((await c.send("GET", `${base}/e2ee/my-key`, bob.token)).status).toBe(404);
+    expect((await c.send("GET", `${base}/e2ee/my-key?version=1`, bob.token)).status).toBe(404);
+    const carolsKey = (await c.send("GET", `${base}/e2ee/my-key`, carol.token)).body;
+    expect(carolsKey.key_version).toBe(2);
+    const key2 = unwrapWorkspaceKey(carolsKey.wrapped, pairs.get(carol.id)!.privateKey, { workspace: ws, user: carol.id });
+    const current = (await c.send("GET", path("B", "production"), carol.token)).body;
+    expect([current.version, current.key_version]).toEqual([2, 2]);
+    expect(decryptValue(key2, current.value, ctx("B", "production"))).toBe("beta");
+    // History stays readable to those who keep access: version 1 is under key v1.
+    const old = (await c.send("GET", path("A", "development", "?version=1"), carol.token)).body;
+    expect(old.key_version).toBe(1);
+    const key1 = unwrapWorkspaceKey((await c.send("GET", `${base}/e2ee/my-key?version=1`, carol.token)).body.wrapped, pairs.get(carol.id)!.privateKey, { workspace: ws, user: carol.id });
+    expect(decryptValue(key1, old.value, ctx("A"))).toBe("alpha");
+    expect(() => decryptValue(key1, current.value, ctx("B", "production"))).toThrow();
+    // New values take the new version; a plaintext is still refused.
+    expect((await c.send("PUT", path("C"), carol.token, { json: { value: encryptValue(key2, "gamma", ctx("C")) } })).status).toBe(200);
+    expect((await c.send("GET", path("C"), carol.token)).body.key_version).toBe(2);
+    expect(auditActions(c, "secrets.e2ee.rotate")).toHaveLength(1);
+  });
+});
+
 describe("webhooks", () => {
   test("signed deliveries to a real receiver, retried with back-off after a failure; only allowed URLs", async () => {
     const received: Array<{ body: string; ok: boolean }> = [];
