@@ -20,6 +20,17 @@ export class E2eeKeys {
     if (!PUBLIC_KEY.test(input.public_key)) throw new InvalidError("an X25519 public key, base64url", "public_key");
     if (!SEALED.test(input.sealed_private_key)) throw new InvalidError("a private key sealed by citadel (c1.pk....)", "sealed_private_key");
     const previous = sql.userKey(this.k.store.db, user);
+    if (previous && previous.public_key !== input.public_key) {
+      // A new key pair cannot open the workspace keys wrapped to the old one: if this user is
+      // the only one holding some workspace's key, that workspace would be lost.
+      const sole = this.k.store.db
+        .query<{ workspace_id: string }, [string]>(
+          `SELECT k.workspace_id FROM secrets_workspace_keys k JOIN secrets_workspaces w ON w.workspace_id = k.workspace_id AND w.e2ee_key_version = k.key_version
+           WHERE k.user_id = ? AND (SELECT count(*) FROM secrets_workspace_keys o WHERE o.workspace_id = k.workspace_id AND o.key_version = k.key_version) = 1`,
+        )
+        .get(user);
+      if (sole) throw new ConflictError(`You are the only holder of the key of workspace ${sole.workspace_id}: give it to another member first (citadel secrets e2ee grant), or its values would be lost.`);
+    }
     await this.k.store.write((tx) => {
       // A new key pair makes the workspace keys wrapped to the old one useless: they go, and
       // another member wraps the workspace keys again for the new public key.
@@ -55,7 +66,15 @@ export class E2eeKeys {
     const holders = sql.workspaceKeyHolders(this.k.store.db, workspaceId, ws.e2ee_key_version);
     // The first key is set by whoever turned encryption on; after that only holders can wrap it.
     if (holders.length > 0 && !holders.some((h) => h.user_id === me)) throw new ForbiddenError("Only a member who holds the workspace key can give it to another.");
-    if (holders.length === 0 && userId !== me) throw new ConflictError("The workspace has no key yet: its first key is your own.");
+    if (holders.length === 0) {
+      // The first key is set once, by whoever turned encryption on, before any value exists:
+      // were it allowed later, an admin could remove every holder and install a key of their own.
+      if (userId !== me) throw new ConflictError("The workspace has no key yet: its first key is your own.");
+      const everKeyed = this.k.store.db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM secrets_workspace_keys WHERE workspace_id = ?").get(workspaceId)!.n > 0;
+      if (everKeyed || ws.e2ee_key_version !== 1 || sql.secretCountInWorkspace(this.k.store.db, workspaceId) > 0) {
+        throw new ConflictError("This workspace's key is set already: only a member who holds it can give it to another.");
+      }
+    }
     await this.k.store.write((tx) => {
       sql.putWorkspaceKey(tx, workspaceId, ws.e2ee_key_version, userId, wrapped, byWhom(caller.principal), this.k.clock.now());
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.grant", resource: { type: "user", id: userId } }));
@@ -66,6 +85,8 @@ export class E2eeKeys {
   async revoke(caller: Caller, workspaceId: string, userId: string) {
     const ws = await this.e2eeWorkspace(workspaceId);
     await this.k.store.write((tx) => {
+      const holders = sql.workspaceKeyHolders(tx, workspaceId, ws.e2ee_key_version);
+      if (holders.length === 1 && holders[0]!.user_id === userId) throw new ConflictError("That is the last member who holds the workspace key: removing it would make every value unreadable.");
       if (sql.deleteWorkspaceKeys(tx, workspaceId, userId) === 0) throw new NotFoundError("That user holds no key of this workspace.");
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.revoke", resource: { type: "user", id: userId } }));
     });

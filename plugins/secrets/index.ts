@@ -229,7 +229,7 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
         })
         .get("/orgs/:org/shares", ({ params }) => items(shares.list(params.org)), {
           response: m.ShareList,
-          detail: { summary: "The organization's share links (never their content)", tags: ["secrets: shares"], ...access({ scope: "secrets:read", org: "org" }) },
+          detail: { summary: "The organization's share links (never their content; admins: sources name secrets of any workspace)", tags: ["secrets: shares"], ...access({ scope: "secrets:read", org: "org", permission: "manage_members" }) },
         })
         .delete(
           "/orgs/:org/shares/:share",
@@ -316,7 +316,7 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
         )
         .get(`${W}/webhooks/:webhook/deliveries`, ({ params }) => items(webhooks.deliveries(params.workspace, params.webhook)), {
           response: m.Deliveries,
-          detail: { summary: "A webhook's last 100 deliveries: state, attempts, the receiver's answer", tags: ["secrets: webhooks"], ...access(READ) },
+          detail: { summary: "A webhook's last 100 deliveries: state, attempts, the receiver's answer (admins: events name secrets of protected environments)", tags: ["secrets: webhooks"], ...access({ ...READ, permission: "manage_members" }) },
         })
     );
   },

@@ -98,8 +98,9 @@ export class SecretsService {
 
   async protectEnvironment(caller: Caller, workspaceId: string, name: string, input: { protection: sql.Protection; allowed_users?: string[] }) {
     const ws = await ensureWorkspace(this.k, workspaceId);
-    const env = sql.environmentByName(this.db, workspaceId, name);
-    if (!env) throw new NotFoundError(`No environment named ${name} in this workspace.`);
+    // Only someone the current protection lets in may change it (an admin left out of a
+    // `named` environment cannot open it up).
+    const env = environmentFor(this.k, caller, ws, name);
     const allowed = this.checkAllowedUsers(ws, input.protection, input.allowed_users ?? []);
     // Whoever narrows an environment must stay inside it, or nobody could undo the change.
     if (input.protection === "named" && caller.principal.userId && !allowed.includes(caller.principal.userId)) {
@@ -235,6 +236,9 @@ export class SecretsService {
     const row = this.liveSecret(env, name);
     const old = sql.versionOf(this.db, row.id, version);
     if (!old) throw new NotFoundError(`${name} has no version ${version}.`);
+    if (ws.e2ee === 1 && old.key_version !== ws.e2ee_key_version) {
+      throw new ConflictError(`Version ${version} is encrypted with an older workspace key: read it, and set it again (citadel secrets get --version ${version} | citadel secrets set).`);
+    }
     const value = this.decrypt(ws, row, old);
     await this.k.store.write((tx) => {
       this.writeValue(tx, caller, ws, env, sql.secretByName(tx, env.id, name), name, value, "rollback", `from v${version}`);
@@ -440,6 +444,10 @@ export class SecretsService {
   /** Stores `value` as the next version of the secret (made if new); audits and notifies. Runs inside `tx`. */
   private writeValue(tx: Database, caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, existing: sql.SecretRow | null, name: string, value: string, origin: sql.VersionOrigin, note?: string): string {
     if (existing?.deleted_at) throw new ConflictError(`${name} is deleted: restore it (or purge it) before setting it again.`);
+    // The value was checked against the workspace as read before this transaction: if its
+    // encryption mode or key changed meanwhile, the check no longer holds.
+    const current = sql.workspaceRow(tx, ws.workspace_id)!;
+    if (current.e2ee !== ws.e2ee || current.e2ee_key_version !== ws.e2ee_key_version) throw new ConflictError("The workspace's encryption changed meanwhile: read its settings again and retry.");
     const now = this.now();
     const by = byWhom(caller.principal);
     const secretId = existing?.id ?? newId("sec");

@@ -172,7 +172,9 @@ function underPrefix(url: URL, prefix: string): boolean {
   } catch {
     return false; // a malformed prefix allows nothing
   }
-  return url.origin === p.origin && url.pathname.startsWith(p.pathname);
+  // "/hooks" allows "/hooks" and "/hooks/...", not "/hooks-admin".
+  const path = p.pathname;
+  return url.origin === p.origin && (url.pathname === path || url.pathname.startsWith(path.endsWith("/") ? path : `${path}/`));
 }
 
 function view(hook: sql.WebhookRow) {

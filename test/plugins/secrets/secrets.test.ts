@@ -357,6 +357,58 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
   });
 });
 
+describe("keys and protection cannot be taken over", () => {
+  test("E2EE: no takeover by removing holders, no loss by a new key pair, no rollback across key versions", async () => {
+    const { c, owner, ws, base, path } = await setup();
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const admin = await c.addUser(owner, "admin@example.org", "admin");
+    const mine = generateUserKeyPair();
+    const theirs = generateUserKeyPair();
+    await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: mine.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    await c.send("PUT", "/v1/secrets/me/keypair", admin.token, { json: { public_key: theirs.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+    const key = newWorkspaceKey();
+    await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(key, mine.publicKey, { workspace: ws, user: me }) } });
+    const ctx = { workspace: ws, environment: "development", name: "A" };
+    await c.send("PUT", path("A"), owner, { json: { value: encryptValue(key, "alpha", ctx) } });
+    // The admin holds no key: removing the last holder is refused, and no "first key" can be planted.
+    expect((await c.send("DELETE", `${base}/e2ee/keys/${me}`, admin.token)).status).toBe(409);
+    const planted = newWorkspaceKey();
+    expect((await c.send("PUT", `${base}/e2ee/keys/${admin.id}`, admin.token, { json: { wrapped: wrapWorkspaceKey(planted, theirs.publicKey, { workspace: ws, user: admin.id }) } })).status).toBe(403);
+    // The only holder cannot lose the key by making a new key pair.
+    const replaced = await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: generateUserKeyPair().publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    expect([replaced.status, replaced.body.code]).toEqual([409, "conflict"]);
+    expect((await c.send("GET", `${base}/e2ee/my-key`, owner)).status).toBe(200);
+    // After a rotation, rolling back to a value under the old key is refused (it would be mislabelled).
+    const next = newWorkspaceKey();
+    await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { values: [{ environment: "development", name: "A", version: 1, value: encryptValue(next, "alpha", ctx) }], wrapped: [{ user: me, wrapped: wrapWorkspaceKey(next, mine.publicKey, { workspace: ws, user: me }) }] } });
+    expect((await c.send("POST", path("A", "development", "/rollback"), owner, { json: { version: 1 } })).status).toBe(409);
+  });
+
+  test("turning E2EE on while a plaintext is being written never leaves a plaintext in an E2EE workspace", async () => {
+    const { c, owner, base, path } = await setup();
+    const [toggled, written] = await Promise.all([c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } }), c.send("PUT", path("RACE"), owner, { json: { value: "hunter2-plaintext" } })]);
+    const settings = (await c.send("GET", `${base}/settings`, owner)).body;
+    if (settings.e2ee) expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secret_versions WHERE dek_version > 0").get()).toEqual({ n: 0 });
+    expect([toggled.status, written.status].filter((s) => s === 200).length).toBeGreaterThanOrEqual(1);
+  });
+
+  test("a named environment stays closed to an admin left out; deliveries and share sources are for admins", async () => {
+    const { c, owner, org, base, path } = await setup({ secrets: { webhook_allowed_urls: ["http://127.0.0.1:9/hooks"] } });
+    const admin = await c.addUser(owner, "admin@example.org", "admin");
+    const viewer = await c.addUser(owner, "viewer@example.org", "viewer");
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    await c.send("PUT", path("S", "staging"), owner, { json: { value: "v" } });
+    await c.send("PUT", `${base}/environments/staging`, owner, { json: { protection: "named", allowed_users: [me] } });
+    expect((await c.send("PUT", `${base}/environments/staging`, admin.token, { json: { protection: "members" } })).status).toBe(403);
+    expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: "http://127.0.0.1:9/hooks-admin/x" } })).status).toBe(422);
+    const hook = await c.send("POST", `${base}/webhooks`, owner, { json: { url: "http://127.0.0.1:9/hooks/x" } });
+    expect(hook.status).toBe(200);
+    expect((await c.send("GET", `${base}/webhooks/${hook.body.id}/deliveries`, viewer.token)).status).toBe(403);
+    expect((await c.send("GET", `/v1/secrets/orgs/${org}/shares`, viewer.token)).status).toBe(403);
+  });
+});
+
 describe("webhooks", () => {
   test("signed deliveries to a real receiver, retried with back-off after a failure; only allowed URLs", async () => {
     const received: Array<{ body: string; ok: boolean }> = [];
