@@ -300,7 +300,9 @@ export const secretsCommands: Command[] = [
       if (ctx.args.length === 0) throw new Error("give the command to run after --");
       const entries = await fetchValues(ctx, await ctx.api(), w);
       const env: Record<string, string> = {};
-      for (const [name, value] of Object.entries(ctx.env)) if (value !== undefined) env[name] = value;
+      // The command gets the caller's environment minus Citadel's token (least privilege: it
+      // asked for secrets, not for the right to fetch more), plus the secrets.
+      for (const [name, value] of Object.entries(ctx.env)) if (value !== undefined && name !== "CITADEL_TOKEN") env[name] = value;
       for (const e of entries) env[e.name] = e.value;
       let child: ReturnType<typeof Bun.spawn>;
       try {

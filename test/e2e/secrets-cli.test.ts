@@ -144,6 +144,9 @@ describe("citadel secrets", () => {
     expect(env.code).toBe(0);
     expect(env.stdout.split("\n")).toContain(`DB_PASSWORD=${DB_PASSWORD}`);
     expect(env.stdout.split("\n")).toContain("UNRELATED=kept");
+    // ...but not Citadel's token: the command asked for secrets, not for the right to fetch more.
+    expect(env.stdout).not.toContain("CITADEL_TOKEN");
+    expect(env.stdout).not.toContain(token);
     // Arguments after -- are the command's, flags included.
     expect((await run("sh", "-c", 'printf "%s|" "$@"', "sh", "-w", "--json", "x y")).stdout).toBe("-w|--json|x y|");
 
