@@ -477,6 +477,107 @@ export const secretsCommands: Command[] = [
       return 0;
     },
   },
+  {
+    words: ["secrets", "env", "list"],
+    summary: "A workspace's environments and who may use them",
+    options: { workspace: WHERE.workspace },
+    async run(ctx) {
+      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const list = await (await ctx.api()).request<{ items: Array<{ name: string; protection: string; allowed_users: string[] }> }>("GET", `${ws}/environments`);
+      print(ctx, list, table([["ENVIRONMENT", "PROTECTION", "ALLOWED USERS"], ...list.items.map((e) => [e.name, e.protection, e.allowed_users.join(", ")])]));
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "env", "create"],
+    summary: "Add an environment to a workspace",
+    args: "<name>",
+    maxArgs: 1,
+    options: { workspace: WHERE.workspace },
+    async run(ctx) {
+      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const env = await (await ctx.api()).request<{ name: string }>("POST", `${ws}/environments`, { name: requireArg(ctx, "the environment's name") });
+      print(ctx, env, `environment ${env.name} added`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "env", "protect"],
+    summary: "Set who may use an environment: members (the roles), admins, or named users (--users)",
+    args: "<name> <members|admins|named>",
+    maxArgs: 2,
+    options: { workspace: WHERE.workspace, users: { type: "string", description: "With named: comma-separated user ids (include yourself)" } },
+    async run(ctx) {
+      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const [name, protection] = ctx.args;
+      if (!name || !protection || !["members", "admins", "named"].includes(protection)) throw new Error("give the environment and one of members, admins, named");
+      const body: Record<string, unknown> = { protection };
+      if (typeof ctx.options.users === "string") body.allowed_users = ctx.options.users.split(",").map((u) => u.trim()).filter(Boolean);
+      const env = await (await ctx.api()).request<{ name: string; protection: string }>("PUT", `${ws}/environments/${encodeURIComponent(name)}`, body);
+      print(ctx, env, `${env.name}: ${env.protection}`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "rotate-key"],
+    summary: "Give a workspace a new data key and re-encrypt every stored value with it, online",
+    options: { workspace: WHERE.workspace },
+    async run(ctx) {
+      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const result = await (await ctx.api()).request<{ data_key_version: number; reencrypted: number }>("POST", `${ws}/rotate-key`);
+      print(ctx, result, `data key version ${result.data_key_version}; ${result.reencrypted} stored versions re-encrypted`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "webhook", "add"],
+    summary: "Add a webhook to a workspace (its signing secret is printed once)",
+    args: "<url>",
+    maxArgs: 1,
+    options: { workspace: WHERE.workspace },
+    async run(ctx) {
+      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const hook = await (await ctx.api()).request<{ id: string; url: string; secret: string }>("POST", `${ws}/webhooks`, { url: requireArg(ctx, "the receiver's URL") });
+      print(ctx, hook, hook.secret);
+      if (!ctx.json) ctx.err(`webhook ${hook.id} → ${hook.url}; the signing secret above is shown only now`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "webhook", "list"],
+    summary: "A workspace's webhooks, or one webhook's recent deliveries (--deliveries ID)",
+    options: { workspace: WHERE.workspace, deliveries: { type: "string", description: "Show this webhook's last deliveries" } },
+    async run(ctx) {
+      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const api = await ctx.api();
+      if (typeof ctx.options.deliveries === "string") {
+        const list = await api.request<{ items: Array<{ id: number; state: string; attempts: number; last_status: number | null; last_error: string | null; created_at: string; event: { type: string; environment: string; name: string; version: number } }> }>(
+          "GET",
+          `${ws}/webhooks/${encodeURIComponent(ctx.options.deliveries)}/deliveries`,
+        );
+        const rows = list.items.map((d) => [String(d.id), d.created_at, `${d.event.type} ${d.event.environment}/${d.event.name} v${d.event.version}`, d.state, String(d.attempts), d.last_error ?? String(d.last_status ?? "")]);
+        print(ctx, list, table([["ID", "CREATED", "EVENT", "STATE", "ATTEMPTS", "LAST ANSWER"], ...rows]));
+        return 0;
+      }
+      const list = await api.request<{ items: Array<{ id: string; url: string; created_at: string }> }>("GET", `${ws}/webhooks`);
+      print(ctx, list, list.items.length === 0 ? "no webhooks" : table([["ID", "URL", "CREATED"], ...list.items.map((h) => [h.id, h.url, h.created_at])]));
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "webhook", "remove"],
+    summary: "Remove a webhook",
+    args: "<id>",
+    maxArgs: 1,
+    options: { workspace: WHERE.workspace },
+    async run(ctx) {
+      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const id = requireArg(ctx, "the webhook's id");
+      await (await ctx.api()).request("DELETE", `${ws}/webhooks/${encodeURIComponent(id)}`);
+      print(ctx, { ok: true }, `webhook ${id} removed`);
+      return 0;
+    },
+  },
 ];
 
 /** A whole-number flag, or undefined when absent; anything else is refused (not read as 0 or NaN). */

@@ -228,6 +228,24 @@ describe("citadel secrets", () => {
   });
 });
 
+describe("workspace administration from the CLI", () => {
+  test("environments, their protection, a new data key, webhooks", async () => {
+    expect(await ok(["secrets", "env", "create", "qa", ...WS()])).toContain("environment qa added");
+    expect(await ok(["secrets", "env", "protect", "qa", "admins", ...WS()])).toContain("qa: admins");
+    const envs = await ok(["secrets", "env", "list", ...WS()]);
+    expect(envs).toMatch(/qa\s+admins/);
+    expect(envs).toMatch(/production\s+members/);
+    const bad = await cli(["secrets", "env", "protect", "qa", "everyone", ...WS()]);
+    expect(bad.code).not.toBe(0);
+    expect(await ok(["secrets", "rotate-key", ...WS()])).toMatch(/data key version 2; \d+ stored versions re-encrypted/);
+    expect(await ok(["secrets", "get", "DB_PASSWORD", ...WS()])).toBe(`${DB_PASSWORD}\n`);
+    expect(await ok(["secrets", "webhook", "list", ...WS()])).toBe("no webhooks\n");
+    const refused = await cli(["secrets", "webhook", "add", "https://hooks.example.org/x", ...WS()]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("webhook_allowed_urls"); // off by default: no outbound connection
+  });
+});
+
 describe("flag values the CLI does not understand", () => {
   test("are refused, not silently dropped or replaced by a default", async () => {
     // --rotation-days abc: Number("abc") is NaN, which JSON sends as null ("no reminder").
