@@ -29,7 +29,8 @@ function where(ctx: CommandContext): Where {
   return { workspace, env: typeof ctx.options.env === "string" ? ctx.options.env : "development" };
 }
 
-const secretsPath = (w: Where, rest = "") => `/v1/secrets/workspaces/${encodeURIComponent(w.workspace)}/environments/${encodeURIComponent(w.env)}${rest}`;
+const workspacePath = (w: Pick<Where, "workspace">) => `/v1/secrets/workspaces/${encodeURIComponent(w.workspace)}`;
+const secretsPath = (w: Where, rest = "") => `${workspacePath(w)}/environments/${encodeURIComponent(w.env)}${rest}`;
 const secretPath = (w: Where, name: string, rest = "") => secretsPath(w, `/secrets/${encodeURIComponent(name)}${rest}`);
 
 /** The value to store: all of standard input (one trailing newline dropped), or a silent prompt. */
@@ -55,7 +56,7 @@ interface Codec {
 }
 
 async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<Codec> {
-  const settings = await api.request<{ e2ee: boolean }>("GET", `/v1/secrets/workspaces/${encodeURIComponent(w.workspace)}/settings`);
+  const settings = await api.request<{ e2ee: boolean }>("GET", `${workspacePath(w)}/settings`);
   if (!settings.e2ee) return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v };
   const keys = await workspaceKeys(ctx, api, w.workspace);
   const context = (name: string) => ({ workspace: w.workspace, environment: w.env, name });
@@ -75,7 +76,7 @@ interface KeyChain {
 async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: string): Promise<KeyChain> {
   const me = await api.request<{ id: string }>("GET", "/v1/iam/me");
   const pair = await api.request<{ sealed_private_key: string }>("GET", "/v1/secrets/me/keypair");
-  const myKey = `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/my-key`;
+  const myKey = `${workspacePath({ workspace })}/e2ee/my-key`;
   const mine = await api.request<{ key_version: number; wrapped: string }>("GET", myKey);
   // The private key stays in memory for this one command, to unwrap older workspace keys.
   const privateKey = await openPrivateKey(pair.sealed_private_key, await passphrase(ctx));
@@ -172,48 +173,18 @@ export const secretsCommands: Command[] = [
       return 0;
     },
   },
-  {
-    words: ["secrets", "delete"],
-    summary: "Delete a secret (restorable with secrets restore until purged)",
-    args: "<name>",
-    maxArgs: 1,
-    options: WHERE,
-    async run(ctx) {
-      const w = where(ctx);
-      const name = requireArg(ctx, "the secret's name");
-      await (await ctx.api()).request("DELETE", secretPath(w, name));
-      print(ctx, { ok: true }, `${name} deleted (secrets restore ${name} brings it back)`);
-      return 0;
-    },
-  },
-  {
-    words: ["secrets", "restore"],
-    summary: "Restore a deleted secret",
-    args: "<name>",
-    maxArgs: 1,
-    options: WHERE,
-    async run(ctx) {
-      const w = where(ctx);
-      const name = requireArg(ctx, "the secret's name");
-      const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/restore"));
-      print(ctx, secret, `${name} restored at version ${secret.version}`);
-      return 0;
-    },
-  },
-  {
-    words: ["secrets", "history"],
-    summary: "A secret's versions: who and when",
-    args: "<name>",
-    maxArgs: 1,
-    options: WHERE,
-    async run(ctx) {
-      const w = where(ctx);
-      const name = requireArg(ctx, "the secret's name");
-      const h = await (await ctx.api()).request<{ versions: Array<{ version: number; origin: string; created_at: string; created_by: string; current: boolean }> }>("GET", secretPath(w, name, "/versions"));
-      print(ctx, h, table([["VERSION", "ORIGIN", "WHEN", "BY", ""], ...h.versions.map((v) => [String(v.version), v.origin, v.created_at, v.created_by, v.current ? "current" : ""])]));
-      return 0;
-    },
-  },
+  secretCommand(["secrets", "delete"], "Delete a secret (restorable with secrets restore until purged)", async (ctx, api, w, name) => {
+    await api.request("DELETE", secretPath(w, name));
+    print(ctx, { ok: true }, `${name} deleted (secrets restore ${name} brings it back)`);
+  }),
+  secretCommand(["secrets", "restore"], "Restore a deleted secret", async (ctx, api, w, name) => {
+    const secret = await api.request<Metadata>("POST", secretPath(w, name, "/restore"));
+    print(ctx, secret, `${name} restored at version ${secret.version}`);
+  }),
+  secretCommand(["secrets", "history"], "A secret's versions: who and when", async (ctx, api, w, name) => {
+    const h = await api.request<{ versions: Array<{ version: number; origin: string; created_at: string; created_by: string; current: boolean }> }>("GET", secretPath(w, name, "/versions"));
+    print(ctx, h, table([["VERSION", "ORIGIN", "WHEN", "BY", ""], ...h.versions.map((v) => [String(v.version), v.origin, v.created_at, v.created_by, v.current ? "current" : ""])]));
+  }),
   {
     words: ["secrets", "rollback"],
     summary: "Make a new version holding an older version's value",
@@ -337,7 +308,7 @@ export const secretsCommands: Command[] = [
       let org = typeof ctx.options.org === "string" ? ctx.options.org : undefined;
       if (typeof ctx.options.secret === "string") {
         const w = where(ctx);
-        const settings = await api.request<{ e2ee: boolean }>("GET", `/v1/secrets/workspaces/${encodeURIComponent(w.workspace)}/settings`);
+        const settings = await api.request<{ e2ee: boolean }>("GET", `${workspacePath(w)}/settings`);
         if (settings.e2ee) throw new Error("values of an end-to-end-encrypted workspace are not shared by link: add the person to the workspace");
         value = (await api.request<{ value: string }>("GET", secretPath(w, ctx.options.secret))).value;
         source = { workspace: w.workspace, environment: w.env, name: ctx.options.secret };
@@ -407,11 +378,11 @@ export const secretsCommands: Command[] = [
       const api = await ctx.api();
       const me = await api.request<{ id: string }>("GET", "/v1/iam/me");
       const pair = await api.request<{ public_key: string }>("GET", "/v1/secrets/me/keypair");
-      await api.request("PATCH", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/settings`, { e2ee: true });
+      await api.request("PATCH", `${workspacePath({ workspace })}/settings`, { e2ee: true });
       const key = newWorkspaceKey();
       const wrapped = wrapWorkspaceKey(key, pair.public_key, { workspace, user: me.id });
       key.fill(0);
-      await api.request("PUT", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/keys/${encodeURIComponent(me.id)}`, { wrapped });
+      await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(me.id)}`, { wrapped });
       print(ctx, { workspace, e2ee: true }, `${workspace} is end-to-end encrypted; grant members with: citadel secrets e2ee grant -w ${workspace} <user id>`);
       return 0;
     },
@@ -427,10 +398,10 @@ export const secretsCommands: Command[] = [
       const user = requireArg(ctx, "the member's user id");
       const api = await ctx.api();
       const key = (await workspaceKeys(ctx, api, workspace)).current.key;
-      const theirs = await api.request<{ public_key: string }>("GET", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/public-keys/${encodeURIComponent(user)}`);
+      const theirs = await api.request<{ public_key: string }>("GET", `${workspacePath({ workspace })}/e2ee/public-keys/${encodeURIComponent(user)}`);
       const wrapped = wrapWorkspaceKey(key, theirs.public_key, { workspace, user });
       key.fill(0);
-      const holders = await api.request("PUT", `/v1/secrets/workspaces/${encodeURIComponent(workspace)}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped });
+      const holders = await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped });
       print(ctx, holders, `${user} can now read ${workspace}`);
       return 0;
     },
@@ -443,7 +414,7 @@ export const secretsCommands: Command[] = [
       const workspace = where(ctx).workspace;
       const removed = new Set(typeof ctx.options.remove === "string" ? ctx.options.remove.split(",").map((u) => u.trim()).filter(Boolean) : []);
       const api = await ctx.api();
-      const ws = `/v1/secrets/workspaces/${encodeURIComponent(workspace)}`;
+      const ws = workspacePath({ workspace });
       const me = (await api.request<{ id: string }>("GET", "/v1/iam/me")).id;
       if (removed.has(me)) throw new Error("you cannot remove yourself: ask another member who holds the key");
       const keys = await workspaceKeys(ctx, api, workspace);
@@ -482,7 +453,7 @@ export const secretsCommands: Command[] = [
     summary: "A workspace's environments and who may use them",
     options: { workspace: WHERE.workspace },
     async run(ctx) {
-      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const ws = workspacePath(where(ctx));
       const list = await (await ctx.api()).request<{ items: Array<{ name: string; protection: string; allowed_users: string[] }> }>("GET", `${ws}/environments`);
       print(ctx, list, table([["ENVIRONMENT", "PROTECTION", "ALLOWED USERS"], ...list.items.map((e) => [e.name, e.protection, e.allowed_users.join(", ")])]));
       return 0;
@@ -495,7 +466,7 @@ export const secretsCommands: Command[] = [
     maxArgs: 1,
     options: { workspace: WHERE.workspace },
     async run(ctx) {
-      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const ws = workspacePath(where(ctx));
       const env = await (await ctx.api()).request<{ name: string }>("POST", `${ws}/environments`, { name: requireArg(ctx, "the environment's name") });
       print(ctx, env, `environment ${env.name} added`);
       return 0;
@@ -508,7 +479,7 @@ export const secretsCommands: Command[] = [
     maxArgs: 2,
     options: { workspace: WHERE.workspace, users: { type: "string", description: "With named: comma-separated user ids (include yourself)" } },
     async run(ctx) {
-      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const ws = workspacePath(where(ctx));
       const [name, protection] = ctx.args;
       if (!name || !protection || !["members", "admins", "named"].includes(protection)) throw new Error("give the environment and one of members, admins, named");
       const body: Record<string, unknown> = { protection };
@@ -523,7 +494,7 @@ export const secretsCommands: Command[] = [
     summary: "Give a workspace a new data key and re-encrypt every stored value with it, online",
     options: { workspace: WHERE.workspace },
     async run(ctx) {
-      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const ws = workspacePath(where(ctx));
       const result = await (await ctx.api()).request<{ data_key_version: number; reencrypted: number }>("POST", `${ws}/rotate-key`);
       print(ctx, result, `data key version ${result.data_key_version}; ${result.reencrypted} stored versions re-encrypted`);
       return 0;
@@ -536,7 +507,7 @@ export const secretsCommands: Command[] = [
     maxArgs: 1,
     options: { workspace: WHERE.workspace },
     async run(ctx) {
-      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const ws = workspacePath(where(ctx));
       const hook = await (await ctx.api()).request<{ id: string; url: string; secret: string }>("POST", `${ws}/webhooks`, { url: requireArg(ctx, "the receiver's URL") });
       print(ctx, hook, hook.secret);
       if (!ctx.json) ctx.err(`webhook ${hook.id} → ${hook.url}; the signing secret above is shown only now`);
@@ -548,7 +519,7 @@ export const secretsCommands: Command[] = [
     summary: "A workspace's webhooks, or one webhook's recent deliveries (--deliveries ID)",
     options: { workspace: WHERE.workspace, deliveries: { type: "string", description: "Show this webhook's last deliveries" } },
     async run(ctx) {
-      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const ws = workspacePath(where(ctx));
       const api = await ctx.api();
       if (typeof ctx.options.deliveries === "string") {
         const list = await api.request<{ items: Array<{ id: number; state: string; attempts: number; last_status: number | null; last_error: string | null; created_at: string; event: { type: string; environment: string; name: string; version: number } }> }>(
@@ -571,7 +542,7 @@ export const secretsCommands: Command[] = [
     maxArgs: 1,
     options: { workspace: WHERE.workspace },
     async run(ctx) {
-      const ws = `/v1/secrets/workspaces/${encodeURIComponent(where(ctx).workspace)}`;
+      const ws = workspacePath(where(ctx));
       const id = requireArg(ctx, "the webhook's id");
       await (await ctx.api()).request("DELETE", `${ws}/webhooks/${encodeURIComponent(id)}`);
       print(ctx, { ok: true }, `webhook ${id} removed`);
@@ -594,6 +565,23 @@ function choiceOption<T extends string>(ctx: CommandContext, name: string, allow
   if (raw === undefined) return fallback;
   if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new Error(`--${name}: one of ${allowed.join(", ")}`);
   return raw as T;
+}
+
+/** A command about one secret: `citadel <words> <name> -w WS [-e ENV]`. */
+function secretCommand(words: string[], summary: string, act: (ctx: CommandContext, api: ApiClient, w: Where, name: string) => Promise<void>): Command {
+  return {
+    words,
+    summary,
+    args: "<name>",
+    maxArgs: 1,
+    options: WHERE,
+    async run(ctx) {
+      const w = where(ctx);
+      const name = requireArg(ctx, "the secret's name");
+      await act(ctx, await ctx.api(), w, name);
+      return 0;
+    },
+  };
 }
 
 function requireArg(ctx: CommandContext, what: string): string {

@@ -229,6 +229,18 @@ describe("citadel secrets", () => {
 });
 
 describe("workspace administration from the CLI", () => {
+  test("history, delete and restore", async () => {
+    await ok(["secrets", "set", "SHORT_LIVED", ...WS(), "-e", "staging"], { stdin: "one\n" });
+    await ok(["secrets", "set", "SHORT_LIVED", ...WS(), "-e", "staging"], { stdin: "two\n" });
+    const history = await ok(["secrets", "history", "SHORT_LIVED", ...WS(), "-e", "staging"]);
+    expect(history).toMatch(/^VERSION\s+ORIGIN/);
+    expect(history).toMatch(/2\s+set\s+\S+\s+\S+\s+current/);
+    expect(await ok(["secrets", "delete", "SHORT_LIVED", ...WS(), "-e", "staging"])).toContain("deleted");
+    expect((await cli(["secrets", "get", "SHORT_LIVED", ...WS(), "-e", "staging"])).code).toBe(1);
+    expect(await ok(["secrets", "restore", "SHORT_LIVED", ...WS(), "-e", "staging"])).toContain("restored at version 2");
+    expect(await ok(["secrets", "get", "SHORT_LIVED", ...WS(), "-e", "staging"])).toBe("two\n");
+  });
+
   test("environments, their protection, a new data key, webhooks", async () => {
     expect(await ok(["secrets", "env", "create", "qa", ...WS()])).toContain("environment qa added");
     expect(await ok(["secrets", "env", "protect", "qa", "admins", ...WS()])).toContain("qa: admins");
