@@ -1,0 +1,414 @@
+/**
+ * Record data (RDATA) for the types Citadel serves: presentation form ⇄ wire form.
+ *
+ * Each type is one codec — `parse` from raw presentation tokens (see presentation.ts) to wire
+ * octets, `print` from wire octets to canonical text — so adding a type is adding one entry.
+ * Names inside record data are written uncompressed (RFC 3597 section 4 forbids compressing
+ * them for new types, and stored data should not depend on a message). Any type, known or not,
+ * also accepts the RFC 3597 generic form `\# length hex`; for a known type the octets must then
+ * be valid for it. Unknown types print in that generic form.
+ */
+import { formatIp, parseIpv4, parseIpv6 } from "../../src/net/ip.ts";
+import { NameError, nameFromWire, nameToText, nameToWire, parseName, type Name } from "./names.ts";
+import { decodeText, parseTtl, quoteText } from "./presentation.ts";
+import { parseSvcParams, printSvcParams } from "./svcb.ts";
+
+export const RRType = {
+  A: 1,
+  NS: 2,
+  CNAME: 5,
+  SOA: 6,
+  PTR: 12,
+  MX: 15,
+  TXT: 16,
+  AAAA: 28,
+  SRV: 33,
+  NAPTR: 35,
+  DS: 43,
+  SSHFP: 44,
+  TLSA: 52,
+  SVCB: 64,
+  HTTPS: 65,
+  CAA: 257,
+} as const;
+
+const TYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([k, v]) => [v, k]));
+
+/** Mnemonic, or RFC 3597 `TYPEnnn` for a type without one. */
+export function typeToText(type: number): string {
+  return TYPE_NAMES.get(type) ?? `TYPE${type}`;
+}
+
+/** `MX`, `mx` or `TYPE15` → 15; null when it is not a type. */
+export function typeFromText(text: string): number | null {
+  const upper = text.toUpperCase();
+  if (upper in RRType) return RRType[upper as keyof typeof RRType];
+  const m = /^TYPE(0|[1-9][0-9]{0,4})$/.exec(upper);
+  return m && Number(m[1]) <= 0xffff ? Number(m[1]) : null;
+}
+
+/** Record data refused; the message starts with the type and names the field. */
+export class RdataError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RdataError";
+  }
+}
+
+/** Presentation tokens (raw, as the zone-file lexer gives them) → wire RDATA. */
+export function parseRdata(type: number, tokens: readonly string[], origin: Name): Uint8Array {
+  const label = typeToText(type);
+  const fields = new Fields(label, tokens, origin);
+  if (tokens[0] === "\\#") {
+    const wire = parseGeneric(fields);
+    if (CODECS.has(type)) rdataToText(type, wire); // refuses octets that are not valid for the type
+    return wire;
+  }
+  const codec = CODECS.get(type);
+  if (!codec) throw new RdataError(`${label}: an unknown type needs the generic form "\\# length hex"`);
+  const out = new Writer();
+  codec.parse(fields, out);
+  fields.end();
+  return out.bytes();
+}
+
+/** Wire RDATA → canonical presentation (names absolute). Throws RdataError on malformed octets. */
+export function rdataToText(type: number, wire: Uint8Array): string {
+  const codec = CODECS.get(type);
+  if (!codec) return genericText(wire);
+  const reader = new Reader(typeToText(type), wire);
+  const text = codec.print(reader);
+  reader.end();
+  return text;
+}
+
+function genericText(wire: Uint8Array): string {
+  return wire.length === 0 ? "\\# 0" : `\\# ${wire.length} ${hex(wire)}`;
+}
+
+function parseGeneric(fields: Fields): Uint8Array {
+  fields.next("\\#");
+  const length = fields.number("the generic length", 0xffff);
+  const data = fields.hexRest("the generic data", true);
+  if (data.length !== length) fields.fail(`the generic data has ${data.length} octets, not ${length}`);
+  return data;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading presentation fields
+
+/** The tokens of one record's data, consumed field by field; errors name the type and field. */
+class Fields {
+  private at = 0;
+  constructor(
+    readonly type: string,
+    private readonly tokens: readonly string[],
+    readonly origin: Name,
+  ) {}
+
+  fail(message: string): never {
+    throw new RdataError(`${this.type}: ${message}`);
+  }
+
+  /** The next raw token; `what` names the missing field. */
+  next(what: string): string {
+    const token = this.tokens[this.at++];
+    if (token === undefined) this.fail(`${what} is missing`);
+    return token!;
+  }
+
+  hasMore(): boolean {
+    return this.at < this.tokens.length;
+  }
+
+  end(): void {
+    if (this.hasMore()) this.fail(`unexpected "${this.tokens[this.at]}" after the data`);
+  }
+
+  /** An unsigned decimal in 0..max; the message states the range, e.g. "the preference must be 0–65535". */
+  number(what: string, max: number): number {
+    const token = this.next(what);
+    if (!/^[0-9]+$/.test(token) || Number(token) > max) this.fail(`${what} must be 0–${max}`);
+    return Number(token);
+  }
+
+  /** A time in seconds, plain or with units (1h, 2d). */
+  time(what: string): number {
+    const seconds = parseTtl(this.next(what), 0xffffffff);
+    if (seconds === null) this.fail(`${what} must be seconds (0–4294967295) or like 1h30m`);
+    return seconds!;
+  }
+
+  name(what: string): Name {
+    const token = this.next(what);
+    try {
+      return parseName(token, this.origin);
+    } catch (e) {
+      if (e instanceof NameError) this.fail(`${what}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  /** A character-string: at most 255 octets (RFC 1035 3.3). */
+  characterString(what: string): Uint8Array {
+    const octets = this.text(what);
+    if (octets.length > 255) this.fail(`${what} is longer than 255 octets`);
+    return octets;
+  }
+
+  /** Token text with quotes removed and escapes decoded, any length. */
+  text(what: string): Uint8Array {
+    return decodeText(this.next(what), (message) => this.fail(`${what}: ${message}`));
+  }
+
+  /** All remaining tokens as one hex string; spaces between them are allowed (RFC 4034, 6698). */
+  hexRest(what: string, allowEmpty = false): Uint8Array {
+    const digits = this.tokens.slice(this.at).join("");
+    this.at = this.tokens.length;
+    if (digits === "" && !allowEmpty) this.fail(`${what} is missing`);
+    if (!/^(?:[0-9a-fA-F]{2})*$/.test(digits)) this.fail(`${what} must be hex digits in pairs`);
+    return Uint8Array.from(digits.match(/../g) ?? [], (pair) => parseInt(pair, 16));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing and reading wire octets
+
+class Writer {
+  private readonly parts: number[] = [];
+  u8(n: number): void {
+    this.parts.push(n & 0xff);
+  }
+  u16(n: number): void {
+    this.parts.push((n >> 8) & 0xff, n & 0xff);
+  }
+  u32(n: number): void {
+    this.u16(Math.floor(n / 0x10000));
+    this.u16(n & 0xffff);
+  }
+  raw(octets: Uint8Array): void {
+    for (const b of octets) this.parts.push(b);
+  }
+  name(name: Name): void {
+    this.raw(nameToWire(name));
+  }
+  characterString(octets: Uint8Array): void {
+    this.u8(octets.length);
+    this.raw(octets);
+  }
+  bytes(): Uint8Array {
+    return Uint8Array.from(this.parts);
+  }
+}
+
+class Reader {
+  private at = 0;
+  constructor(
+    readonly type: string,
+    private readonly wire: Uint8Array,
+  ) {}
+
+  fail(message: string): never {
+    throw new RdataError(`${this.type}: ${message}`);
+  }
+  private take(n: number): Uint8Array {
+    if (this.at + n > this.wire.length) this.fail("the record data is truncated");
+    const out = this.wire.subarray(this.at, this.at + n);
+    this.at += n;
+    return out;
+  }
+  u8(): number {
+    return this.take(1)[0]!;
+  }
+  u16(): number {
+    const b = this.take(2);
+    return (b[0]! << 8) | b[1]!;
+  }
+  u32(): number {
+    return this.u16() * 0x10000 + this.u16();
+  }
+  bytes(n: number): Uint8Array {
+    return this.take(n);
+  }
+  rest(): Uint8Array {
+    return this.take(this.wire.length - this.at);
+  }
+  remaining(): number {
+    return this.wire.length - this.at;
+  }
+  name(): Name {
+    try {
+      const { name, next } = nameFromWire(this.wire, this.at);
+      this.at = next;
+      return name;
+    } catch (e) {
+      if (e instanceof NameError) this.fail(e.message);
+      throw e;
+    }
+  }
+  characterString(): Uint8Array {
+    return this.take(this.u8());
+  }
+  end(): void {
+    if (this.at !== this.wire.length) this.fail("extra octets after the record data");
+  }
+}
+
+const hex = (octets: Uint8Array) => Array.from(octets, (b) => b.toString(16).padStart(2, "0").toUpperCase()).join("");
+
+// ---------------------------------------------------------------------------------------------
+// Codecs
+
+interface Codec {
+  parse(fields: Fields, out: Writer): void;
+  print(reader: Reader): string;
+}
+
+const singleName: Codec = {
+  parse: (f, out) => out.name(f.name("the name")),
+  print: (r) => nameToText(r.name()),
+};
+
+function address(family: 4 | 6): Codec {
+  const kind = family === 4 ? "IPv4" : "IPv6";
+  return {
+    parse(f, out) {
+      const token = f.next("the address");
+      const ip = family === 4 ? parseIpv4(token) : parseIpv6(token);
+      if (!ip) f.fail(`not an ${kind} address: "${token}"`);
+      out.raw(ip!.bytes);
+    },
+    print: (r) => formatIp({ family, bytes: r.bytes(family === 4 ? 4 : 16) }),
+  };
+}
+
+const mx: Codec = {
+  parse(f, out) {
+    out.u16(f.number("the preference", 0xffff));
+    out.name(f.name("the exchange"));
+  },
+  print: (r) => `${r.u16()} ${nameToText(r.name())}`,
+};
+
+const txt: Codec = {
+  parse(f, out) {
+    // Each token is its own character-string: a long TXT given as several strings stays several.
+    do out.characterString(f.characterString("a string")); while (f.hasMore());
+  },
+  print(r) {
+    const strings: string[] = [];
+    do strings.push(quoteText(r.characterString())); while (r.remaining() > 0);
+    return strings.join(" ");
+  },
+};
+
+const SOA_TIMES = ["the refresh", "the retry", "the expire", "the minimum"];
+const soa: Codec = {
+  parse(f, out) {
+    out.name(f.name("the primary server (mname)"));
+    out.name(f.name("the mailbox (rname)"));
+    out.u32(f.number("the serial", 0xffffffff));
+    for (const what of SOA_TIMES) out.u32(f.time(what));
+  },
+  print(r) {
+    const names = [nameToText(r.name()), nameToText(r.name())];
+    const numbers = [r.u32(), r.u32(), r.u32(), r.u32(), r.u32()];
+    return [...names, ...numbers].join(" ");
+  },
+};
+
+const srv: Codec = {
+  parse(f, out) {
+    out.u16(f.number("the priority", 0xffff));
+    out.u16(f.number("the weight", 0xffff));
+    out.u16(f.number("the port", 0xffff));
+    out.name(f.name("the target"));
+  },
+  print: (r) => `${r.u16()} ${r.u16()} ${r.u16()} ${nameToText(r.name())}`,
+};
+
+const naptr: Codec = {
+  parse(f, out) {
+    out.u16(f.number("the order", 0xffff));
+    out.u16(f.number("the preference", 0xffff));
+    for (const what of ["the flags", "the services", "the regexp"]) out.characterString(f.characterString(what));
+    out.name(f.name("the replacement"));
+  },
+  print(r) {
+    const numbers = `${r.u16()} ${r.u16()}`;
+    const strings = [r.characterString(), r.characterString(), r.characterString()].map(quoteText);
+    return `${numbers} ${strings.join(" ")} ${nameToText(r.name())}`;
+  },
+};
+
+/** DS, SSHFP, TLSA: small numbers then a digest in hex. */
+function numbersThenHex(sizes: readonly [string, 8 | 16][], what: string): Codec {
+  return {
+    parse(f, out) {
+      for (const [field, bits] of sizes) {
+        const n = f.number(field, bits === 8 ? 0xff : 0xffff);
+        if (bits === 8) out.u8(n);
+        else out.u16(n);
+      }
+      out.raw(f.hexRest(what));
+    },
+    print(r) {
+      const numbers = sizes.map(([, bits]) => (bits === 8 ? r.u8() : r.u16()));
+      if (r.remaining() === 0) r.fail(`${what} is missing`);
+      return `${numbers.join(" ")} ${hex(r.rest())}`;
+    },
+  };
+}
+
+const caa: Codec = {
+  parse(f, out) {
+    out.u8(f.number("the flags", 0xff));
+    const tag = f.next("the tag");
+    if (!/^[A-Za-z0-9]{1,255}$/.test(tag)) f.fail("the tag must be letters and digits");
+    out.characterString(new TextEncoder().encode(tag));
+    out.raw(f.text("the value")); // RFC 8659: the value is the rest of the rdata, no length octet
+  },
+  print(r) {
+    const flags = r.u8();
+    const tag = new TextDecoder().decode(r.characterString());
+    if (!/^[A-Za-z0-9]+$/.test(tag)) r.fail("the tag must be letters and digits");
+    return `${flags} ${tag} ${quoteText(r.rest())}`;
+  },
+};
+
+const svcb: Codec = {
+  parse(f, out) {
+    out.u16(f.number("the priority", 0xffff));
+    out.name(f.name("the target"));
+    const params: string[] = [];
+    while (f.hasMore()) params.push(f.next("a parameter"));
+    out.raw(parseSvcParams(params, (message) => f.fail(message)));
+  },
+  print(r) {
+    const head = `${r.u16()} ${nameToText(r.name())}`;
+    const params = printSvcParams(r.rest(), (message) => r.fail(message));
+    return params === "" ? head : `${head} ${params}`;
+  },
+};
+
+const CODECS = new Map<number, Codec>([
+  [RRType.A, address(4)],
+  [RRType.NS, singleName],
+  [RRType.CNAME, singleName],
+  [RRType.SOA, soa],
+  [RRType.PTR, singleName],
+  [RRType.MX, mx],
+  [RRType.TXT, txt],
+  [RRType.AAAA, address(6)],
+  [RRType.SRV, srv],
+  [RRType.NAPTR, naptr],
+  [RRType.DS, numbersThenHex([["the key tag", 16], ["the algorithm", 8], ["the digest type", 8]], "the digest")],
+  [RRType.SSHFP, numbersThenHex([["the algorithm", 8], ["the fingerprint type", 8]], "the fingerprint")],
+  [
+    RRType.TLSA,
+    numbersThenHex([["the usage", 8], ["the selector", 8], ["the matching type", 8]], "the certificate data"),
+  ],
+  [RRType.SVCB, svcb],
+  [RRType.HTTPS, svcb],
+  [RRType.CAA, caa],
+]);
