@@ -1,0 +1,317 @@
+/**
+ * An in-memory authoritative zone and the lookup algorithm of RFC 1034 section 4.3.2, answering
+ * the way NSD and Knot do: exact matches, CNAME chains followed inside the zone, referrals at
+ * zone cuts (with glue), NODATA and NXDOMAIN with the SOA for negative caching (RFC 2308), and
+ * wildcard synthesis as clarified by RFC 4592.
+ *
+ * `Zone.build` validates the records first and refuses a zone that a server must not load
+ * (ZoneError naming the record). Nodes are indexed by their lower-cased name, every ancestor of
+ * an owner down to the origin included (the empty non-terminals RFC 4592 needs), so a lookup
+ * walks the qname's labels, never the records.
+ */
+import { isSubdomain, nameFromWire, nameToText, type Name } from "./names.ts";
+import { RRType, rdataToText, typeToText } from "./rdata.ts";
+
+export interface RR {
+  name: Name;
+  ttl: number;
+  type: number;
+  rdata: Uint8Array;
+}
+
+/** A zone refused by Zone.build. `record` names the offending record (`owner TYPE`) when there is one. */
+export class ZoneError extends Error {
+  constructor(
+    message: string,
+    readonly record?: string,
+  ) {
+    super(record === undefined ? message : `${record}: ${message}`);
+    this.name = "ZoneError";
+  }
+}
+
+export type Answer = {
+  rcode: 0 | 3; // NOERROR | NXDOMAIN
+  aa: boolean;
+  answer: RR[];
+  authority: RR[];
+  additional: RR[];
+};
+
+/** Largest TTL RFC 2181 section 8 allows. */
+export const MAX_TTL = 0x7fffffff;
+/** CNAME links followed inside the zone for one query. */
+export const MAX_CNAME_CHAIN = 8;
+
+const ANY = 255;
+const RRSIG = 46;
+const NSEC = 47;
+const NSEC3 = 50;
+/** DNSSEC types that may sit beside a CNAME (RFC 4035 section 2.5) and at a zone cut. */
+const DNSSEC_TYPES = new Set([RRSIG, NSEC, NSEC3]);
+const ADDRESS_TYPES = [RRType.A, RRType.AAAA] as const;
+const WILDCARD = Uint8Array.of(0x2a);
+
+interface Node {
+  /** The owner as first stored (its case is what answers carry). */
+  name: Name;
+  /** RRsets by type; empty for an empty non-terminal. */
+  rrsets: Map<number, RR[]>;
+}
+
+const lowerOctet = (b: number) => (b >= 0x41 && b <= 0x5a ? b + 0x20 : b);
+/** One label's part of an index key: canonical text of the lowered label, with its dot. */
+const labelKey = (label: Uint8Array) => nameToText([label.map(lowerOctet)]);
+/** Index key of a name: `www.example.org.` lowered; the root is "". */
+const keyOf = (name: Name) => name.map(labelKey).join("");
+const recordId = (rr: { name: Name; type: number }) => `${nameToText(rr.name)} ${typeToText(rr.type)}`;
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** The domain name inside NS, CNAME, MX or SRV record data; null for other types. */
+function targetOf(rr: RR): Name | null {
+  switch (rr.type) {
+    case RRType.NS:
+    case RRType.CNAME:
+      return nameFromWire(rr.rdata, 0).name;
+    case RRType.MX:
+      return nameFromWire(rr.rdata, 2).name;
+    case RRType.SRV:
+      return nameFromWire(rr.rdata, 6).name;
+    default:
+      return null;
+  }
+}
+
+export class Zone {
+  /** Notes about accepted but adjusted data (RRset TTLs unified, duplicates merged). */
+  readonly warnings: readonly string[];
+
+  private constructor(
+    readonly origin: Name,
+    private readonly nodes: Map<string, Node>,
+    private readonly soaRecord: RR,
+    warnings: string[],
+  ) {
+    this.warnings = warnings;
+  }
+
+  /** Validates `records` and builds the zone; throws ZoneError naming the first bad record. */
+  static build(origin: Name, records: readonly RR[]): Zone {
+    const originKey = keyOf(origin);
+    const nodes = new Map<string, Node>();
+    const warnings: string[] = [];
+    nodes.set(originKey, { name: origin, rrsets: new Map() });
+
+    for (const r of records) {
+      const id = recordId(r);
+      if (!isSubdomain(r.name, origin)) throw new ZoneError(`the owner is outside the zone ${nameToText(origin)}`, id);
+      if (!Number.isInteger(r.ttl) || r.ttl < 0 || r.ttl > MAX_TTL) {
+        throw new ZoneError(`the TTL ${r.ttl} is above ${MAX_TTL} (RFC 2181 section 8)`, id);
+      }
+      if (r.type === ANY || r.type === 0) throw new ZoneError("this type cannot be stored in a zone", id);
+      const node = ensureNode(nodes, r.name, origin);
+      const rrset = node.rrsets.get(r.type) ?? [];
+      if (rrset.some((x) => sameBytes(x.rdata, r.rdata))) {
+        warnings.push(`${id}: a duplicate record was merged`);
+        const same = rrset.find((x) => sameBytes(x.rdata, r.rdata))!;
+        same.ttl = Math.min(same.ttl, r.ttl);
+        continue;
+      }
+      rrset.push({ name: node.name, ttl: r.ttl, type: r.type, rdata: r.rdata });
+      node.rrsets.set(r.type, rrset);
+    }
+
+    // SOA: exactly one, at the apex.
+    let soa: RR | null = null;
+    for (const node of nodes.values()) {
+      const set = node.rrsets.get(RRType.SOA);
+      if (!set) continue;
+      if (keyOf(node.name) !== originKey) throw new ZoneError("the SOA must be at the zone apex", recordId(set[0]!));
+      if (set.length > 1) throw new ZoneError("a zone has exactly one SOA", recordId(set[1]!));
+      soa = set[0]!;
+    }
+    if (soa === null) throw new ZoneError(`the zone ${nameToText(origin)} has no SOA record`);
+    const apex = nodes.get(originKey)!;
+    if (!apex.rrsets.has(RRType.NS)) throw new ZoneError("the zone apex has no NS records", `${nameToText(origin)} NS`);
+
+    // NS targets anywhere in the zone: an address below a cut is glue when some NS names it.
+    const nsTargets = new Set<string>();
+    for (const node of nodes.values()) for (const ns of node.rrsets.get(RRType.NS) ?? []) nsTargets.add(keyOf(targetOf(ns)!));
+
+    for (const [key, node] of nodes) {
+      // CNAME and other data (RFC 1034 section 3.6.2, RFC 2181 section 10.1).
+      const cname = node.rrsets.get(RRType.CNAME);
+      if (cname) {
+        if (cname.length > 1) throw new ZoneError("an owner can have only one CNAME", recordId(cname[0]!));
+        const others = [...node.rrsets.keys()].filter((t) => t !== RRType.CNAME && !DNSSEC_TYPES.has(t));
+        if (others.length > 0) {
+          throw new ZoneError(`a CNAME cannot sit beside other data (${others.map(typeToText).join(", ")})`, recordId(cname[0]!));
+        }
+      }
+      // Data at or below a zone cut other than the delegation itself and glue.
+      const cut = enclosingCut(nodes, node.name, origin);
+      if (cut === null || node.rrsets.size === 0) continue;
+      const atCut = keyOf(cut) === key;
+      for (const [type, set] of node.rrsets) {
+        if (atCut && (type === RRType.NS || type === RRType.DS || DNSSEC_TYPES.has(type))) continue;
+        if ((type === RRType.A || type === RRType.AAAA) && nsTargets.has(key)) continue;
+        const where = atCut ? "at" : "below";
+        throw new ZoneError(`only glue can sit ${where} the delegation ${nameToText(cut)} (not authoritative data)`, recordId(set[0]!));
+      }
+    }
+
+    // One TTL per RRset, the smallest (RFC 2181 section 5.2).
+    for (const node of nodes.values()) {
+      for (const set of node.rrsets.values()) {
+        const ttl = Math.min(...set.map((r) => r.ttl));
+        if (set.some((r) => r.ttl !== ttl)) {
+          warnings.push(`${recordId(set[0]!)}: the RRset's TTLs differ; all set to ${ttl} (RFC 2181 section 5.2)`);
+          for (const r of set) r.ttl = ttl;
+        }
+        for (const r of set) Object.freeze(r);
+      }
+    }
+    return new Zone(apex.name, nodes, soa, warnings);
+  }
+
+  soa(): RR {
+    return this.soaRecord;
+  }
+
+  serial(): number {
+    return new DataView(this.soaRecord.rdata.buffer, this.soaRecord.rdata.byteOffset).getUint32(this.soaRecord.rdata.length - 20);
+  }
+
+  /** Every record, the SOA first, then node by node: for AXFR and export. */
+  records(): RR[] {
+    const out: RR[] = [this.soaRecord];
+    for (const node of this.nodes.values()) {
+      for (const set of node.rrsets.values()) for (const r of set) if (r !== this.soaRecord) out.push(r);
+    }
+    return out;
+  }
+
+  /**
+   * Answers `qname`/`qtype` from this zone (RFC 1034 section 4.3.2 step 3). The qname must lie
+   * in the zone — picking the zone is the server's job; outside, a ZoneError is thrown.
+   * Case-insensitive; answers carry the stored owner names (synthesized ones carry the qname).
+   */
+  lookup(qname: Name, qtype: number): Answer {
+    if (!isSubdomain(qname, this.origin)) {
+      throw new ZoneError(`${nameToText(qname)} is not in the zone ${nameToText(this.origin)}`);
+    }
+    const out: Answer = { rcode: 0, aa: true, answer: [], authority: [], additional: [] };
+    const seen = new Set<string>();
+    let name: Name = qname;
+    for (let step = 0; ; step++) {
+      seen.add(keyOf(name));
+      const next = this.step(name, qtype, out, step === 0);
+      if (next === null || !isSubdomain(next, this.origin)) break; // done, or the chain leaves the zone
+      if (seen.has(keyOf(next)) || step + 1 >= MAX_CNAME_CHAIN) break; // a loop or too long: stop here
+      name = next;
+    }
+    this.addAdditional(out);
+    return out;
+  }
+
+  /** One name of a (possible) CNAME chain; returns the CNAME target to follow, or null. */
+  private step(qname: Name, qtype: number, out: Answer, first: boolean): Name | null {
+    // Walk down from the apex: a zone cut on the way means a referral; stop at the first missing name.
+    const o = this.origin.length;
+    let key = keyOf(this.origin);
+    let encloser = this.nodes.get(key)!;
+    for (let i = qname.length - o - 1; i >= 0; i--) {
+      const childKey = labelKey(qname[i]!) + key;
+      const child = this.nodes.get(childKey);
+      if (!child) break;
+      key = childKey;
+      encloser = child;
+      const ns = child.rrsets.get(RRType.NS);
+      if (ns && !(i === 0 && qtype === RRType.DS)) {
+        // The parent side of a cut answers DS itself; anything else is referred.
+        if (first) out.aa = false;
+        out.authority.push(...ns);
+        return null;
+      }
+    }
+    const exact = encloser.name.length === qname.length;
+    let node: Node | undefined = exact ? encloser : undefined;
+    let owner: Name | null = null; // set when the answer is synthesized from a wildcard
+    if (!node) {
+      // RFC 4592: the source of synthesis is `*.<closest encloser>`.
+      node = this.nodes.get(labelKey(WILDCARD) + key);
+      if (!node) {
+        out.rcode = 3;
+        out.authority.push(this.negativeSoa());
+        return null;
+      }
+      owner = qname;
+    }
+    const as = (set: RR[]) => (owner === null ? set : set.map((r) => ({ ...r, name: owner })));
+
+    out.rcode = 0;
+    if (qtype === ANY && node.rrsets.size > 0) {
+      for (const set of node.rrsets.values()) out.answer.push(...as(set));
+      return null;
+    }
+    const data = node.rrsets.get(qtype);
+    if (data) {
+      out.answer.push(...as(data));
+      return null;
+    }
+    const cname = node.rrsets.get(RRType.CNAME);
+    if (cname) {
+      out.answer.push(...as(cname));
+      return targetOf(cname[0]!);
+    }
+    out.authority.push(this.negativeSoa()); // NODATA
+    return null;
+  }
+
+  /** The SOA for a negative answer: TTL min(SOA TTL, MINIMUM) (RFC 2308 section 3). */
+  private negativeSoa(): RR {
+    const soa = this.soaRecord;
+    const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
+    return { ...soa, ttl: Math.min(soa.ttl, minimum) };
+  }
+
+  /** In-zone A/AAAA for the targets of MX, SRV and NS in the answer and NS in the authority. */
+  private addAdditional(out: Answer): void {
+    const added = new Set<string>();
+    for (const rr of [...out.answer, ...out.authority]) {
+      if (rr.type !== RRType.MX && rr.type !== RRType.SRV && rr.type !== RRType.NS) continue;
+      const target = targetOf(rr)!;
+      if (!isSubdomain(target, this.origin)) continue;
+      const key = keyOf(target);
+      const node = this.nodes.get(key);
+      if (!node || added.has(key)) continue;
+      added.add(key);
+      for (const type of ADDRESS_TYPES) out.additional.push(...(node.rrsets.get(type) ?? []));
+    }
+  }
+}
+
+/** The node for `name`, created with every missing ancestor down to the origin (empty non-terminals). */
+function ensureNode(nodes: Map<string, Node>, name: Name, origin: Name): Node {
+  let key = "";
+  for (let i = name.length - 1; i >= 0; i--) {
+    key = labelKey(name[i]!) + key;
+    if (name.length - i < origin.length) continue;
+    if (!nodes.has(key)) nodes.set(key, { name: name.slice(i), rrsets: new Map() });
+  }
+  return nodes.get(key)!;
+}
+
+/** The highest zone cut (NS below the apex) at or above `name`, or null. */
+function enclosingCut(nodes: Map<string, Node>, name: Name, origin: Name): Name | null {
+  for (let i = name.length - origin.length - 1; i >= 0; i--) {
+    const node = nodes.get(keyOf(name.slice(i)));
+    if (node?.rrsets.has(RRType.NS)) return node.name;
+  }
+  return null;
+}
+
+/** `owner TTL TYPE rdata` lines, for tests and logs. */
+export function rrToText(rr: RR): string {
+  return `${nameToText(rr.name)} ${rr.ttl} ${typeToText(rr.type)} ${rdataToText(rr.type, rr.rdata)}`;
+}
