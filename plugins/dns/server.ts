@@ -1,0 +1,631 @@
+/**
+ * The authoritative server's network side: UDP and TCP listeners (RFC 1035 section 4.2, RFC 7766
+ * for TCP) in front of the zones, and `answerQuery`, the pure function from one query packet to
+ * its reply that both transports share.
+ *
+ * The answer path is hot: it allocates the decoded query, the reply and the records' wire views
+ * and nothing else that can be avoided — no closures per query, no JSON, no strings except the
+ * zone-table key. Nothing a client sends can make it throw: malformed input is FORMERR (or
+ * silence when there is not even a header, or when the packet is itself a response), and any
+ * unexpected exception becomes SERVFAIL, reported to the caller through the outcome.
+ *
+ * Decision points, in order: FORMERR (decodeQuery), BADVERS (EDNS version above 0), the gate
+ * (every query with a question, so the shield sees floods aimed at names we do not serve too),
+ * NOTIMP (opcode other than QUERY; meta types MAILA/MAILB), REFUSED (class other than IN, zone
+ * transfers, no zone for the qname), then the zone's answer.
+ */
+import type { Logger } from "../../src/log.ts";
+import type { Stop } from "../../src/plugin.ts";
+import {
+  decodeQuery,
+  encodeFormErr,
+  encodeResponse,
+  FormatError,
+  Opcode,
+  Rcode,
+  type Query,
+  type ResourceRecord,
+  type Response,
+} from "./message.ts";
+import type { Name } from "./names.ts";
+import type { RR, Zone } from "./zone.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Zones
+
+/** Picks the zone that answers a qname. */
+export interface ZoneSource {
+  /** The zone whose origin is the longest suffix of `qname` (case-insensitively), or null. */
+  find(qname: Name): Zone | null;
+}
+
+/** One single-character string per octet, ASCII letters lowered: the zone-table key alphabet. */
+const KEY_CHARS: string[] = Array.from({ length: 256 }, (_, b) =>
+  String.fromCharCode(b >= 0x41 && b <= 0x5a ? b + 0x20 : b),
+);
+
+/**
+ * Appends one label to a key. Keys are built from the root down (`org`, then `example`, ...), each
+ * label as its length then its lowered octets, so a key is unambiguous whatever the labels hold
+ * and every suffix of a name has the key that is a prefix of the name's key.
+ */
+function appendLabel(key: string, label: Uint8Array): string {
+  let s = key + KEY_CHARS[label.length]!;
+  for (let j = 0; j < label.length; j++) s += KEY_CHARS[label[j]!]!;
+  return s;
+}
+
+function keyOf(name: Name): string {
+  let key = "";
+  for (let i = name.length - 1; i >= 0; i--) key = appendLabel(key, name[i]!);
+  return key;
+}
+
+/** The served zones by lower-cased origin; `find` walks the qname's suffixes: O(labels). */
+export class ZoneTable implements ZoneSource {
+  private readonly zones = new Map<string, Zone>();
+
+  /** Adds or replaces the zone at `zone.origin`. */
+  set(zone: Zone): void {
+    this.zones.set(keyOf(zone.origin), zone);
+  }
+
+  /** Removes the zone at `origin`; true when there was one. */
+  delete(origin: Name): boolean {
+    return this.zones.delete(keyOf(origin));
+  }
+
+  /** The zone at exactly `origin`, if any. */
+  get(origin: Name): Zone | null {
+    return this.zones.get(keyOf(origin)) ?? null;
+  }
+
+  get size(): number {
+    return this.zones.size;
+  }
+
+  find(qname: Name): Zone | null {
+    let best = this.zones.get("") ?? null;
+    let key = "";
+    for (let i = qname.length - 1; i >= 0; i--) {
+      key = appendLabel(key, qname[i]!);
+      const zone = this.zones.get(key);
+      if (zone !== undefined) best = zone;
+    }
+    return best;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decisions and observation
+
+export type Decision = "answer" | "refuse" | "drop";
+
+/** The one place that decides whether a query is answered (the shield plugs in here). */
+export interface QueryGate {
+  decide(client: string, qname: Name, qtype: number, transport: "udp" | "tcp"): Decision;
+}
+
+/** The default gate: answers everything. */
+export const allowAll: QueryGate = { decide: () => "answer" };
+
+export interface QueryEvent {
+  client: string;
+  /** Origin of the zone that answered; null when none did (REFUSED, FORMERR, ...). */
+  zone: Name | null;
+  qname: Name;
+  qtype: number;
+  rcode: number;
+  transport: "udp" | "tcp";
+  /** Size of the reply on the wire (without the TCP length prefix). */
+  bytes: number;
+}
+
+/** Told about every answered query with a question, after the reply is sent (analytics). */
+export interface QueryObserver {
+  observe(event: QueryEvent): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The answer path
+
+/** Our EDNS UDP payload size (the DNS flag day 2020 value): advertised and the UDP cap. */
+export const EDNS_PAYLOAD_SIZE = 1232;
+const CLASSIC_UDP_SIZE = 512;
+const TCP_MAX_MESSAGE = 65535;
+const CLASS_IN = 1;
+const TYPE_IXFR = 251;
+const TYPE_AXFR = 252;
+const TYPE_MAILB = 253;
+const TYPE_MAILA = 254;
+const HEADER_LENGTH = 12;
+
+/** What the last `answerInto` did, for the caller's observer and error accounting. */
+interface Outcome {
+  zone: Zone | null;
+  qname: Name | null;
+  qtype: number;
+  rcode: number;
+  /** An unexpected exception that was turned into SERVFAIL. */
+  error: unknown;
+}
+
+const newOutcome = (): Outcome => ({ zone: null, qname: null, qtype: 0, rcode: 0, error: null });
+
+const toRecord = (rr: RR): ResourceRecord => ({
+  name: rr.name,
+  type: rr.type,
+  class: CLASS_IN,
+  ttl: rr.ttl,
+  rdata: rr.rdata,
+});
+
+/** A reply with no records, echoing the question and (when the query had one) an OPT record. */
+function emptyReply(query: Query, rcode: number, limit: number): Uint8Array {
+  const response: Response = {
+    id: query.id,
+    opcode: query.opcode,
+    rcode,
+    aa: false,
+    tc: false,
+    rd: query.rd,
+    ra: false,
+    question: query.question,
+    answer: [],
+    authority: [],
+    additional: [],
+    edns: query.edns ? { udpPayloadSize: EDNS_PAYLOAD_SIZE, dnssecOk: query.edns.dnssecOk } : null,
+  };
+  if (query.rawQname) response.qnameWire = query.rawQname;
+  return encodeResponse(response, limit);
+}
+
+/** A bare SERVFAIL header: the last resort when even encoding failed. */
+function bareServfail(packet: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADER_LENGTH);
+  out[0] = packet[0]!;
+  out[1] = packet[1]!;
+  const flags = 0x8000 | (((packet[2]! << 8) | packet[3]!) & 0x7900) | Rcode.SERVFAIL;
+  out[2] = flags >>> 8;
+  out[3] = flags;
+  return out;
+}
+
+function answerInto(
+  packet: Uint8Array,
+  client: string,
+  transport: "udp" | "tcp",
+  zones: ZoneSource,
+  gate: QueryGate,
+  out: Outcome,
+): Uint8Array | null {
+  out.zone = null;
+  out.qname = null;
+  out.qtype = 0;
+  out.rcode = 0;
+  out.error = null;
+  // Never answer a response (or what is not even a header): that is how reflection loops start.
+  if (packet.length < HEADER_LENGTH || (packet[2]! & 0x80) !== 0) return null;
+
+  let query: Query;
+  try {
+    query = decodeQuery(packet);
+  } catch (e) {
+    if (!(e instanceof FormatError)) out.error = e;
+    out.rcode = Rcode.FORMERR;
+    return encodeFormErr(packet);
+  }
+
+  let limit = TCP_MAX_MESSAGE;
+  if (transport === "udp") {
+    const edns = query.edns;
+    limit = edns
+      ? Math.min(Math.max(edns.udpPayloadSize, CLASSIC_UDP_SIZE), EDNS_PAYLOAD_SIZE)
+      : CLASSIC_UDP_SIZE;
+  }
+
+  try {
+    const q = query.question;
+    if (q) {
+      out.qname = q.name;
+      out.qtype = q.type;
+    }
+    if (query.edns && query.edns.version > 0) {
+      out.rcode = Rcode.BADVERS;
+      return emptyReply(query, Rcode.BADVERS, limit);
+    }
+    if (q) {
+      const decision = gate.decide(client, q.name, q.type, transport);
+      if (decision === "drop") return null;
+      if (decision === "refuse") {
+        out.rcode = Rcode.REFUSED;
+        return emptyReply(query, Rcode.REFUSED, limit);
+      }
+    }
+    if (query.opcode !== Opcode.QUERY || q === null || q.type === TYPE_MAILA || q.type === TYPE_MAILB) {
+      out.rcode = Rcode.NOTIMP;
+      return emptyReply(query, Rcode.NOTIMP, limit);
+    }
+    // Other classes (CH, HS, ANY) are not served; zone transfers are not offered here.
+    if (q.class !== CLASS_IN || q.type === TYPE_AXFR || q.type === TYPE_IXFR) {
+      out.rcode = Rcode.REFUSED;
+      return emptyReply(query, Rcode.REFUSED, limit);
+    }
+    const zone = zones.find(q.name);
+    if (zone === null) {
+      out.rcode = Rcode.REFUSED;
+      return emptyReply(query, Rcode.REFUSED, limit);
+    }
+    out.zone = zone;
+    const answer = zone.lookup(q.name, q.type);
+    out.rcode = answer.rcode;
+    const response: Response = {
+      id: query.id,
+      opcode: query.opcode,
+      rcode: answer.rcode,
+      aa: answer.aa,
+      tc: false,
+      rd: query.rd,
+      ra: false,
+      question: q,
+      answer: answer.answer.map(toRecord),
+      authority: answer.authority.map(toRecord),
+      additional: answer.additional.map(toRecord),
+      edns: query.edns ? { udpPayloadSize: EDNS_PAYLOAD_SIZE, dnssecOk: query.edns.dnssecOk } : null,
+    };
+    if (query.rawQname) response.qnameWire = query.rawQname;
+    return encodeResponse(response, limit);
+  } catch (e) {
+    out.error = e;
+    out.rcode = Rcode.SERVFAIL;
+    try {
+      return emptyReply(query, Rcode.SERVFAIL, limit);
+    } catch {
+      return bareServfail(packet);
+    }
+  }
+}
+
+const scratch = newOutcome();
+
+/**
+ * The reply to one query packet, or null when nothing must be sent (no whole header, QR set, or
+ * the gate drops it). Never throws: an unexpected exception is answered SERVFAIL.
+ */
+export function answerQuery(
+  packet: Uint8Array,
+  client: string,
+  transport: "udp" | "tcp",
+  zones: ZoneSource,
+  gate: QueryGate,
+): Uint8Array | null {
+  return answerInto(packet, client, transport, zones, gate, scratch);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listeners
+
+export interface DnsServerOptions {
+  udp: Array<{ address: string; port: number }>;
+  tcp: Array<{ address: string; port: number }>;
+  zones: ZoneSource;
+  gate?: QueryGate;
+  observer?: QueryObserver;
+  log: Logger;
+  /** A TCP connection with nothing received for this long is closed. Default 10000. */
+  tcpIdleMs?: number;
+  /** TCP connections beyond this many are closed at once. Default 256. */
+  maxTcpConnections?: number;
+}
+
+export interface DnsServer {
+  /** The bound ports, in the order of `options.udp` / `options.tcp` (port 0 resolved). */
+  udpPorts: number[];
+  tcpPorts: number[];
+  stop: Stop;
+}
+
+/** Replies queued on a TCP connection that is not reading them before it is dropped. */
+const MAX_TCP_BACKLOG = 1 << 20;
+/** At most one log line per this many milliseconds for failing queries (a flood must not flood the log). */
+const ERROR_LOG_INTERVAL_MS = 1000;
+
+interface Connection {
+  /** Received octets not yet making a whole frame (length prefix included). */
+  pending: Uint8Array | null;
+  pendingLength: number;
+  /** Reply octets the kernel did not take yet. */
+  backlog: Uint8Array | null;
+  timer: ReturnType<typeof setTimeout> | null;
+  client: string;
+  closed: boolean;
+}
+
+/** The listeners of one server instance; handlers are created once, never per query. */
+class DnsServerRuntime {
+  readonly gate: QueryGate;
+  readonly outcome = newOutcome();
+  readonly connections = new Set<import("bun").Socket<Connection>>();
+  readonly idleMs: number;
+  readonly maxConnections: number;
+  failures = 0;
+  private lastErrorLog = 0;
+  private suppressed = 0;
+  private stopping = false;
+  private allClosed: (() => void) | null = null;
+
+  constructor(readonly options: DnsServerOptions) {
+    this.gate = options.gate ?? allowAll;
+    this.idleMs = options.tcpIdleMs ?? 10_000;
+    this.maxConnections = options.maxTcpConnections ?? 256;
+  }
+
+  /** Answers one packet and does the bookkeeping (errors, observer). */
+  answer(packet: Uint8Array, client: string, transport: "udp" | "tcp"): Uint8Array | null {
+    const out = this.outcome;
+    const reply = answerInto(packet, client, transport, this.options.zones, this.gate, out);
+    if (out.error !== null) this.failed(out.error, transport);
+    const observer = this.options.observer;
+    if (observer && reply !== null && out.qname !== null) {
+      try {
+        observer.observe({
+          client,
+          zone: out.zone ? out.zone.origin : null,
+          qname: out.qname,
+          qtype: out.qtype,
+          rcode: out.rcode,
+          transport,
+          bytes: reply.length,
+        });
+      } catch (e) {
+        this.failed(e, transport);
+      }
+    }
+    return reply;
+  }
+
+  failed(error: unknown, transport: string): void {
+    this.failures++;
+    const now = Date.now();
+    if (now - this.lastErrorLog < ERROR_LOG_INTERVAL_MS) {
+      this.suppressed++;
+      return;
+    }
+    this.lastErrorLog = now;
+    this.options.log.error("dns query failed", {
+      transport,
+      error: error instanceof Error ? error.message : String(error),
+      failures: this.failures,
+      suppressed: this.suppressed,
+    });
+    this.suppressed = 0;
+  }
+
+  // UDP ----------------------------------------------------------------------------------------
+
+  readonly udpHandler: import("bun").udp.SocketHandler<"uint8array"> = {
+    data: (socket, data, port, address) => {
+      try {
+        const reply = this.answer(data, address, "udp");
+        if (reply !== null) socket.send(reply, port, address);
+      } catch (e) {
+        this.failed(e, "udp");
+      }
+    },
+    // Bun reports ICMP errors here (a client gone: ECONNREFUSED), sometimes without an Error.
+    error: (_socket, error: Error | undefined) => {
+      this.options.log.debug("dns udp socket error", { error: String(error?.message ?? error) });
+    },
+  };
+
+  // TCP ----------------------------------------------------------------------------------------
+
+  readonly tcpHandler: import("bun").SocketHandler<Connection> = {
+    open: (socket) => {
+      if (this.stopping || this.connections.size >= this.maxConnections) {
+        socket.data = { pending: null, pendingLength: 0, backlog: null, timer: null, client: "", closed: true };
+        socket.terminate();
+        return;
+      }
+      const connection: Connection = {
+        pending: null,
+        pendingLength: 0,
+        backlog: null,
+        timer: null,
+        client: socket.remoteAddress,
+        closed: false,
+      };
+      socket.data = connection;
+      this.connections.add(socket);
+      connection.timer = setTimeout(closeIdle, this.idleMs, socket);
+    },
+    data: (socket, data) => {
+      const connection = socket.data;
+      if (!connection || connection.closed) return;
+      try {
+        connection.timer?.refresh();
+        this.tcpData(socket, connection, data);
+      } catch (e) {
+        this.failed(e, "tcp");
+        this.drop(socket);
+      }
+    },
+    drain: (socket) => {
+      const connection = socket.data;
+      if (!connection || connection.closed || connection.backlog === null) return;
+      const backlog = connection.backlog;
+      connection.backlog = null;
+      this.write(socket, connection, backlog);
+    },
+    close: (socket) => this.closed(socket),
+    error: (socket, error: Error | undefined) => {
+      this.options.log.debug("dns tcp connection error", { error: String(error?.message ?? error) });
+      this.closed(socket);
+    },
+  };
+
+  /** Frames out whole messages, answers each in order and writes the replies in one go. */
+  private tcpData(socket: import("bun").Socket<Connection>, connection: Connection, data: Uint8Array): void {
+    let buffer = data;
+    let end = data.length;
+    if (connection.pendingLength > 0) {
+      // Join with what is left of the previous chunk.
+      const need = connection.pendingLength + data.length;
+      let pending = connection.pending!;
+      if (pending.length < need) {
+        const grown = new Uint8Array(Math.max(need, pending.length * 2));
+        grown.set(pending.subarray(0, connection.pendingLength));
+        pending = grown;
+      }
+      pending.set(data, connection.pendingLength);
+      buffer = pending;
+      end = need;
+      connection.pending = null;
+      connection.pendingLength = 0;
+    }
+
+    let at = 0;
+    let replies: Uint8Array[] | null = null;
+    let replyBytes = 0;
+    while (end - at >= 2) {
+      const length = (buffer[at]! << 8) | buffer[at + 1]!;
+      // A frame shorter than a header cannot be a message: the stream is garbage, stop reading it.
+      if (length < HEADER_LENGTH) {
+        this.drop(socket);
+        return;
+      }
+      if (end - at - 2 < length) break;
+      const reply = this.answer(buffer.subarray(at + 2, at + 2 + length), connection.client, "tcp");
+      at += 2 + length;
+      if (reply === null) continue;
+      (replies ??= []).push(reply);
+      replyBytes += 2 + reply.length;
+    }
+
+    if (at < end) {
+      // Keep the partial frame (at most 2 + 65535 octets) for the next chunk.
+      const rest = end - at;
+      const keep = new Uint8Array(Math.max(rest, 512));
+      keep.set(buffer.subarray(at, end));
+      connection.pending = keep;
+      connection.pendingLength = rest;
+    }
+
+    if (replies !== null) {
+      const frame = new Uint8Array(replyBytes);
+      let o = 0;
+      for (const reply of replies) {
+        frame[o] = reply.length >>> 8;
+        frame[o + 1] = reply.length;
+        frame.set(reply, o + 2);
+        o += 2 + reply.length;
+      }
+      this.write(socket, connection, frame);
+    }
+  }
+
+  /** Writes `bytes`, keeping what the kernel does not take for the next drain. */
+  private write(socket: import("bun").Socket<Connection>, connection: Connection, bytes: Uint8Array): void {
+    if (connection.backlog !== null) {
+      // Already waiting for a drain: queue behind what is there, in order.
+      if (connection.backlog.length + bytes.length > MAX_TCP_BACKLOG) {
+        this.drop(socket);
+        return;
+      }
+      const joined = new Uint8Array(connection.backlog.length + bytes.length);
+      joined.set(connection.backlog);
+      joined.set(bytes, connection.backlog.length);
+      connection.backlog = joined;
+      return;
+    }
+    const written = socket.write(bytes);
+    if (written < 0) {
+      this.drop(socket);
+      return;
+    }
+    if (written < bytes.length) connection.backlog = bytes.subarray(written);
+  }
+
+  drop(socket: import("bun").Socket<Connection>): void {
+    socket.terminate();
+    this.closed(socket);
+  }
+
+  private closed(socket: import("bun").Socket<Connection>): void {
+    const connection = socket.data;
+    if (connection && !connection.closed) {
+      connection.closed = true;
+      if (connection.timer !== null) clearTimeout(connection.timer);
+      connection.timer = null;
+      connection.pending = null;
+      connection.backlog = null;
+    }
+    if (this.connections.delete(socket) && this.connections.size === 0 && this.allClosed) this.allClosed();
+  }
+
+  /** Closes every connection; resolves when they are all gone (or after a second regardless). */
+  async closeAll(): Promise<void> {
+    this.stopping = true;
+    if (this.connections.size === 0) return;
+    const done = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 1000);
+      this.allClosed = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    for (const socket of [...this.connections]) this.drop(socket);
+    await done;
+  }
+}
+
+function closeIdle(socket: import("bun").Socket<Connection>): void {
+  const connection = socket.data;
+  if (!connection || connection.closed) return;
+  connection.timer = null;
+  socket.end();
+}
+
+/**
+ * Binds every UDP and TCP address and serves `zones`. When a bind fails, what was already bound
+ * is closed and the error is thrown. `stop` closes everything and resolves when it is closed.
+ */
+export async function startDnsServer(options: DnsServerOptions): Promise<DnsServer> {
+  const runtime = new DnsServerRuntime(options);
+  const udpSockets: import("bun").udp.Socket<"uint8array">[] = [];
+  const listeners: import("bun").TCPSocketListener<Connection>[] = [];
+
+  const stop: Stop = async () => {
+    for (const listener of listeners) listener.stop(false);
+    await runtime.closeAll();
+    for (const listener of listeners) listener.stop(true);
+    for (const socket of udpSockets) socket.close();
+    listeners.length = 0;
+    udpSockets.length = 0;
+  };
+
+  try {
+    for (const { address, port } of options.udp) {
+      udpSockets.push(
+        await Bun.udpSocket({ hostname: address, port, binaryType: "uint8array", socket: runtime.udpHandler }),
+      );
+    }
+    for (const { address, port } of options.tcp) {
+      listeners.push(
+        Bun.listen<Connection>({
+          hostname: address,
+          port,
+          socket: runtime.tcpHandler,
+        }),
+      );
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+
+  const udpPorts = udpSockets.map((s) => s.port);
+  const tcpPorts = listeners.map((l) => l.port);
+  options.log.info("dns server listening", { udp: udpPorts, tcp: tcpPorts });
+  return { udpPorts, tcpPorts, stop };
+}

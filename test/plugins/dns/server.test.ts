@@ -1,0 +1,519 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { silentLogger } from "../../../src/log.ts";
+import { decodeMessage, Rcode } from "../../../plugins/dns/message.ts";
+import { nameToText, parseName } from "../../../plugins/dns/names.ts";
+import { RRType } from "../../../plugins/dns/rdata.ts";
+import {
+  answerQuery,
+  type Decision,
+  type QueryEvent,
+  type QueryGate,
+  startDnsServer,
+  ZoneTable,
+} from "../../../plugins/dns/server.ts";
+import { Zone } from "../../../plugins/dns/zone.ts";
+import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+
+const build = (origin: string, text: string) => {
+  const o = parseName(origin, null);
+  return Zone.build(o, parseZoneFile(text, { origin: o, defaultTtl: 3600 }));
+};
+
+const txt = (n: number, c: string) => Array.from({ length: n }, (_, i) => `"${String(i).padStart(3, "0")}${c.repeat(196)}"`);
+
+const ORG = build(
+  "example.org.",
+  `$TTL 3600
+@ SOA ns1 hostmaster 2024010101 1h 15m 1w 300
+@ NS ns1
+ns1 A 192.0.2.53
+www A 192.0.2.1
+${txt(4, "a").map((t) => `big TXT ${t}`).join("\n")}
+${txt(20, "b").map((t) => `huge TXT ${t}`).join("\n")}
+`,
+);
+const SUB = build(
+  "sub.example.org.",
+  `$TTL 60
+@ SOA ns1 hostmaster 1 1h 15m 1w 300
+@ NS ns1
+ns1 A 192.0.2.54
+www A 192.0.2.2
+`,
+);
+const zones = new ZoneTable();
+zones.set(ORG);
+zones.set(SUB);
+
+const allow: QueryGate = { decide: () => "answer" };
+
+interface QueryOptions {
+  id?: number;
+  type?: number;
+  cls?: number;
+  opcode?: number;
+  flags?: number;
+  edns?: { payload: number; version?: number; dnssecOk?: boolean };
+}
+
+/** A query packet by hand: header, one question, optionally an OPT record. */
+function query(name: string, o: QueryOptions = {}): Uint8Array {
+  const bytes: number[] = [];
+  const u16 = (n: number) => bytes.push((n >> 8) & 0xff, n & 0xff);
+  u16(o.id ?? 0x1234);
+  u16(((o.opcode ?? 0) << 11) | 0x0100 | (o.flags ?? 0));
+  u16(1);
+  u16(0);
+  u16(0);
+  u16(o.edns ? 1 : 0);
+  for (const label of name.split(".").filter((l) => l !== "")) {
+    bytes.push(label.length, ...new TextEncoder().encode(label));
+  }
+  bytes.push(0);
+  u16(o.type ?? RRType.A);
+  u16(o.cls ?? 1);
+  if (o.edns) {
+    bytes.push(0);
+    u16(41);
+    u16(o.edns.payload);
+    bytes.push(0, o.edns.version ?? 0, o.edns.dnssecOk ? 0x80 : 0, 0);
+    u16(0);
+  }
+  return Uint8Array.from(bytes);
+}
+
+const ask = (packet: Uint8Array, transport: "udp" | "tcp" = "udp", gate: QueryGate = allow) => {
+  const reply = answerQuery(packet, "192.0.2.99", transport, zones, gate);
+  return reply === null ? null : { wire: reply, msg: decodeMessage(reply) };
+};
+
+const rawQnameText = (wire: Uint8Array) => {
+  // The question's name as written in the reply (uncompressed, right after the header).
+  const labels: string[] = [];
+  let at = 12;
+  while (wire[at] !== 0) {
+    labels.push(new TextDecoder().decode(wire.subarray(at + 1, at + 1 + wire[at]!)));
+    at += 1 + wire[at]!;
+  }
+  return labels.join(".");
+};
+
+describe("ZoneTable", () => {
+  test("finds the zone with the longest origin, case-insensitively", () => {
+    expect(zones.find(parseName("www.example.org.", null))).toBe(ORG);
+    expect(zones.find(parseName("WWW.Sub.EXAMPLE.org.", null))).toBe(SUB);
+    expect(zones.find(parseName("sub.example.org.", null))).toBe(SUB);
+    expect(zones.find(parseName("example.org.", null))).toBe(ORG);
+    expect(zones.find(parseName("example.com.", null))).toBeNull();
+    expect(zones.find(parseName("org.", null))).toBeNull();
+  });
+  test("set replaces, delete removes", () => {
+    const t = new ZoneTable();
+    t.set(ORG);
+    t.set(SUB);
+    expect(t.delete(parseName("SUB.example.org.", null))).toBe(true);
+    expect(t.find(parseName("www.sub.example.org.", null))).toBe(ORG);
+    expect(t.delete(parseName("sub.example.org.", null))).toBe(false);
+    expect(t.size).toBe(1);
+  });
+  test("labels with dots or odd octets do not collide", () => {
+    const t = new ZoneTable();
+    t.set(ORG);
+    // "example.org" as one label is not the two labels example + org.
+    const odd = [new TextEncoder().encode("www"), new TextEncoder().encode("example.org")];
+    expect(t.find(odd)).toBeNull();
+  });
+});
+
+describe("answerQuery", () => {
+  test("A answer with AA, RD copied, id echoed", () => {
+    const r = ask(query("www.example.org", { id: 777 }))!;
+    expect(r.msg.qr).toBe(true);
+    expect(r.msg.id).toBe(777);
+    expect(r.msg.rcode).toBe(Rcode.NOERROR);
+    expect(r.msg.aa).toBe(true);
+    expect(r.msg.rd).toBe(true);
+    expect(r.msg.ra).toBe(false);
+    expect(r.msg.answer.map((rr) => [nameToText(rr.name), rr.type, rr.class, [...rr.rdata]])).toEqual([
+      ["www.example.org.", RRType.A, 1, [192, 0, 2, 1]],
+    ]);
+    expect(r.msg.edns).toBeNull();
+  });
+  test("the longest zone answers", () => {
+    const r = ask(query("www.sub.example.org"))!;
+    expect(r.msg.aa).toBe(true);
+    expect([...r.msg.answer[0]!.rdata]).toEqual([192, 0, 2, 2]);
+  });
+  test("NXDOMAIN with the SOA", () => {
+    const r = ask(query("nope.example.org"))!;
+    expect(r.msg.rcode).toBe(Rcode.NXDOMAIN);
+    expect(r.msg.aa).toBe(true);
+    expect(r.msg.answer).toEqual([]);
+    expect(r.msg.authority.map((rr) => [nameToText(rr.name), rr.type])).toEqual([["example.org.", RRType.SOA]]);
+  });
+  test("REFUSED outside the zones, without AA", () => {
+    const r = ask(query("www.example.com"))!;
+    expect(r.msg.rcode).toBe(Rcode.REFUSED);
+    expect(r.msg.aa).toBe(false);
+    expect(r.msg.questions.map((q) => nameToText(q.name))).toEqual(["www.example.com."]);
+  });
+  test("REFUSED for class CH and ANY, and for AXFR", () => {
+    expect(ask(query("www.example.org", { cls: 3 }))!.msg.rcode).toBe(Rcode.REFUSED);
+    expect(ask(query("www.example.org", { cls: 255 }))!.msg.rcode).toBe(Rcode.REFUSED);
+    expect(ask(query("example.org", { type: 252 }), "tcp")!.msg.rcode).toBe(Rcode.REFUSED);
+  });
+  test("NOTIMP for opcode 5 (UPDATE)", () => {
+    const r = ask(query("example.org", { opcode: 5, type: RRType.SOA }))!;
+    expect(r.msg.rcode).toBe(Rcode.NOTIMP);
+    expect(r.msg.opcode).toBe(5);
+  });
+  test("FORMERR for a truncated packet; nothing for less than a header", () => {
+    const full = query("www.example.org", { id: 42 });
+    const r = ask(full.subarray(0, full.length - 3))!;
+    expect(r.msg.rcode).toBe(Rcode.FORMERR);
+    expect(r.msg.id).toBe(42);
+    expect(ask(full.subarray(0, 11))).toBeNull();
+    expect(ask(new Uint8Array(0))).toBeNull();
+  });
+  test("FORMERR for trailing octets", () => {
+    const full = query("www.example.org");
+    expect(ask(Uint8Array.from([...full, 0]))!.msg.rcode).toBe(Rcode.FORMERR);
+  });
+  test("no answer to a packet with QR set, even a malformed one", () => {
+    expect(ask(query("www.example.org", { flags: 0x8000 }))).toBeNull();
+    expect(ask(query("www.example.org", { flags: 0x8000 }).subarray(0, 14))).toBeNull();
+  });
+  test("BADVERS, with an OPT record, for EDNS version 1", () => {
+    const r = ask(query("www.example.org", { edns: { payload: 1232, version: 1 } }))!;
+    expect(r.msg.rcode).toBe(Rcode.BADVERS);
+    expect(r.msg.edns).not.toBeNull();
+    expect(r.msg.edns!.version).toBe(0);
+    expect(r.msg.answer).toEqual([]);
+  });
+  test("EDNS is echoed with our payload size and the DO bit", () => {
+    const r = ask(query("www.example.org", { edns: { payload: 4096, dnssecOk: true } }))!;
+    expect(r.msg.edns).toMatchObject({ udpPayloadSize: 1232, version: 0, dnssecOk: true });
+    expect(r.msg.answer.length).toBe(1);
+  });
+  test("the qname is echoed exactly as received", () => {
+    const r = ask(query("wWw.ExAmple.ORG"))!;
+    expect(rawQnameText(r.wire)).toBe("wWw.ExAmple.ORG");
+    expect(r.msg.answer.length).toBe(1);
+    const refused = ask(query("WwW.Example.COM"))!;
+    expect(rawQnameText(refused.wire)).toBe("WwW.Example.COM");
+  });
+  test("TC over UDP for a big TXT RRset without EDNS; none with EDNS 4096", () => {
+    const plain = ask(query("big.example.org", { type: RRType.TXT }))!;
+    expect(plain.msg.tc).toBe(true);
+    expect(plain.msg.answer).toEqual([]);
+    expect(plain.wire.length).toBeLessThanOrEqual(512);
+    const edns = ask(query("big.example.org", { type: RRType.TXT, edns: { payload: 4096 } }))!;
+    expect(edns.msg.tc).toBe(false);
+    expect(edns.msg.answer.length).toBe(4);
+    expect(edns.wire.length).toBeGreaterThan(512);
+    expect(edns.wire.length).toBeLessThanOrEqual(1232);
+  });
+  test("UDP caps EDNS payloads at 1232; TCP carries up to 65535", () => {
+    const udp = ask(query("huge.example.org", { type: RRType.TXT, edns: { payload: 4096 } }))!;
+    expect(udp.msg.tc).toBe(true);
+    expect(udp.wire.length).toBeLessThanOrEqual(1232);
+    const tcp = ask(query("huge.example.org", { type: RRType.TXT }), "tcp")!;
+    expect(tcp.msg.tc).toBe(false);
+    expect(tcp.msg.answer.length).toBe(20);
+    // An EDNS payload under 512 still allows 512.
+    const small = ask(query("www.example.org", { edns: { payload: 100 } }))!;
+    expect(small.msg.tc).toBe(false);
+  });
+  test("the gate: refuse, drop, and what it is told", () => {
+    const seen: unknown[] = [];
+    const gate = (d: Decision): QueryGate => ({
+      decide: (client, qname, qtype, transport) => {
+        seen.push([client, nameToText(qname), qtype, transport]);
+        return d;
+      },
+    });
+    const refused = ask(query("www.example.org"), "tcp", gate("refuse"))!;
+    expect(refused.msg.rcode).toBe(Rcode.REFUSED);
+    expect(refused.msg.aa).toBe(false);
+    expect(refused.msg.answer).toEqual([]);
+    expect(ask(query("www.example.org"), "udp", gate("drop"))).toBeNull();
+    expect(seen).toEqual([
+      ["192.0.2.99", "www.example.org.", RRType.A, "tcp"],
+      ["192.0.2.99", "www.example.org.", RRType.A, "udp"],
+    ]);
+  });
+  test("an exception in a zone is SERVFAIL, not a crash", () => {
+    const broken = { find: () => ({ lookup: () => { throw new Error("boom"); } }) as unknown as Zone };
+    const reply = answerQuery(query("www.example.org", { id: 9 }), "c", "udp", broken, allow)!;
+    const msg = decodeMessage(reply);
+    expect(msg.rcode).toBe(Rcode.SERVFAIL);
+    expect(msg.id).toBe(9);
+    const throwingGate: QueryGate = { decide: () => { throw new Error("gate"); } };
+    expect(decodeMessage(answerQuery(query("www.example.org"), "c", "udp", zones, throwingGate)!).rcode).toBe(Rcode.SERVFAIL);
+  });
+  test("random packets never throw", () => {
+    let seed = 1;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16) & 0xff;
+    const base = query("www.example.org", { edns: { payload: 1232 } });
+    for (let i = 0; i < 3000; i++) {
+      const p = i % 2 ? Uint8Array.from({ length: rand() % 80 }, rand) : Uint8Array.from(base);
+      if (!(i % 2)) for (let k = 0; k < 3; k++) p[rand() % p.length] = rand();
+      const reply = answerQuery(p, "c", "udp", zones, allow);
+      if (reply !== null) expect(reply.length).toBeGreaterThanOrEqual(12);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Real sockets
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function start(extra: { tcpIdleMs?: number; maxTcpConnections?: number; observer?: { observe(e: QueryEvent): void } } = {}) {
+  const server = await startDnsServer({
+    udp: [{ address: "127.0.0.1", port: 0 }],
+    tcp: [{ address: "127.0.0.1", port: 0 }],
+    zones,
+    log: silentLogger,
+    ...extra,
+  });
+  cleanups.push(server.stop);
+  return { udp: server.udpPorts[0]!, tcp: server.tcpPorts[0]!, server };
+}
+
+async function udpAsk(port: number, packet: Uint8Array, timeoutMs = 2000): Promise<Uint8Array | null> {
+  const { promise, resolve } = Promise.withResolvers<Uint8Array | null>();
+  const client = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    binaryType: "uint8array",
+    // A closed port comes back as an ICMP error: no answer.
+    socket: { data: (_s, data) => resolve(data), error: () => resolve(null) },
+  });
+  const timer = setTimeout(() => resolve(null), timeoutMs);
+  client.send(packet, port, "127.0.0.1");
+  const reply = await promise;
+  clearTimeout(timer);
+  client.close();
+  return reply;
+}
+
+/** A TCP client that collects what it receives and notices when the server closes. */
+async function tcpClient(port: number) {
+  const state = {
+    received: new Uint8Array(0),
+    closed: false,
+    waiters: [] as Array<() => void>,
+  };
+  const wake = () => {
+    for (const w of state.waiters.splice(0)) w();
+  };
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(_s, data) {
+        const joined = new Uint8Array(state.received.length + data.length);
+        joined.set(state.received);
+        joined.set(data, state.received.length);
+        state.received = joined;
+        wake();
+      },
+      close() {
+        state.closed = true;
+        wake();
+      },
+      error() {
+        state.closed = true;
+        wake();
+      },
+    },
+  });
+  cleanups.push(() => socket.end());
+  const waitFor = async (cond: () => boolean, timeoutMs = 2000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error("timed out");
+      await new Promise<void>((r) => {
+        state.waiters.push(r);
+        setTimeout(r, 20);
+      });
+    }
+  };
+  /** The complete frames received so far. */
+  const frames = () => {
+    const out: Uint8Array[] = [];
+    let at = 0;
+    const b = state.received;
+    while (b.length - at >= 2) {
+      const n = (b[at]! << 8) | b[at + 1]!;
+      if (b.length - at - 2 < n) break;
+      out.push(b.subarray(at + 2, at + 2 + n));
+      at += 2 + n;
+    }
+    return out;
+  };
+  return { socket, state, waitFor, frames };
+}
+
+const framed = (...packets: Uint8Array[]) => {
+  const out: number[] = [];
+  for (const p of packets) out.push(p.length >> 8, p.length & 0xff, ...p);
+  return Uint8Array.from(out);
+};
+
+describe("startDnsServer", () => {
+  test("answers over UDP and reports to the observer", async () => {
+    const events: QueryEvent[] = [];
+    const { udp } = await start({ observer: { observe: (e) => events.push(e) } });
+    expect(udp).toBeGreaterThan(0);
+    const reply = await udpAsk(udp, query("www.example.org", { id: 4321 }));
+    const msg = decodeMessage(reply!);
+    expect(msg.id).toBe(4321);
+    expect(msg.aa).toBe(true);
+    expect([...msg.answer[0]!.rdata]).toEqual([192, 0, 2, 1]);
+    expect(events.length).toBe(1);
+    expect(events[0]).toMatchObject({ client: "127.0.0.1", qtype: RRType.A, rcode: 0, transport: "udp", bytes: reply!.length });
+    expect(nameToText(events[0]!.zone!)).toBe("example.org.");
+    expect(nameToText(events[0]!.qname)).toBe("www.example.org.");
+  });
+
+  test("TCP: two pipelined queries in one write are answered in order", async () => {
+    const { tcp } = await start();
+    const c = await tcpClient(tcp);
+    c.socket.write(framed(query("www.example.org", { id: 1 }), query("huge.example.org", { id: 2, type: RRType.TXT })));
+    await c.waitFor(() => c.frames().length >= 2);
+    const [a, b] = c.frames().map(decodeMessage);
+    expect(a!.id).toBe(1);
+    expect(a!.answer.length).toBe(1);
+    expect(b!.id).toBe(2);
+    expect(b!.tc).toBe(false);
+    expect(b!.answer.length).toBe(20);
+  });
+
+  test("TCP: half a frame, then the rest", async () => {
+    const { tcp } = await start();
+    const c = await tcpClient(tcp);
+    const whole = framed(query("www.example.org", { id: 5 }), query("nope.example.org", { id: 6 }));
+    c.socket.write(whole.subarray(0, 1)); // half of the length prefix
+    await Bun.sleep(30);
+    c.socket.write(whole.subarray(1, 10));
+    await Bun.sleep(30);
+    expect(c.frames().length).toBe(0);
+    c.socket.write(whole.subarray(10));
+    await c.waitFor(() => c.frames().length >= 2);
+    expect(c.frames().map((f) => decodeMessage(f).id)).toEqual([5, 6]);
+    expect(decodeMessage(c.frames()[1]!).rcode).toBe(Rcode.NXDOMAIN);
+  });
+
+  test("TCP: connections beyond the limit are closed at once", async () => {
+    const { tcp } = await start({ maxTcpConnections: 2 });
+    const a = await tcpClient(tcp);
+    const b = await tcpClient(tcp);
+    await Bun.sleep(30);
+    const c = await tcpClient(tcp);
+    await c.waitFor(() => c.state.closed);
+    expect(a.state.closed).toBe(false);
+    expect(b.state.closed).toBe(false);
+    // The accepted ones still work; closing one makes room for another.
+    a.socket.write(framed(query("www.example.org", { id: 7 })));
+    await a.waitFor(() => a.frames().length === 1);
+    b.socket.end();
+    await Bun.sleep(50);
+    const d = await tcpClient(tcp);
+    d.socket.write(framed(query("www.example.org", { id: 8 })));
+    await d.waitFor(() => d.frames().length === 1);
+    expect(decodeMessage(d.frames()[0]!).id).toBe(8);
+  });
+
+  test("TCP: an idle connection is closed; activity keeps it open", async () => {
+    const { tcp } = await start({ tcpIdleMs: 150 });
+    const idle = await tcpClient(tcp);
+    const busy = await tcpClient(tcp);
+    for (let i = 0; i < 4; i++) {
+      await Bun.sleep(80);
+      busy.socket.write(framed(query("www.example.org", { id: i })));
+    }
+    await idle.waitFor(() => idle.state.closed, 1000);
+    expect(busy.state.closed).toBe(false);
+    await busy.waitFor(() => busy.frames().length === 4);
+    await busy.waitFor(() => busy.state.closed, 1000);
+  });
+
+  test("garbage over UDP and TCP does not hurt the server", async () => {
+    const { udp, tcp } = await start();
+    let seed = 7;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16) & 0xff;
+    const sender = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array" });
+    for (let i = 0; i < 200; i++) sender.send(Uint8Array.from({ length: 1 + (rand() % 100) }, rand), udp, "127.0.0.1");
+    sender.close();
+    // A garbage length (shorter than a header) closes the connection.
+    const bad = await tcpClient(tcp);
+    bad.socket.write(Uint8Array.of(0, 3, 1, 2, 3));
+    await bad.waitFor(() => bad.state.closed);
+    // Random bytes: whatever happens to that connection, the server keeps serving.
+    const noisy = await tcpClient(tcp);
+    noisy.socket.write(Uint8Array.from({ length: 3000 }, rand));
+    await Bun.sleep(50);
+    // A well-framed but malformed message is FORMERR and the connection stays usable.
+    const formerr = await tcpClient(tcp);
+    const broken = query("www.example.org", { id: 11 });
+    formerr.socket.write(framed(broken.subarray(0, broken.length - 2), query("www.example.org", { id: 12 })));
+    await formerr.waitFor(() => formerr.frames().length === 2);
+    expect(formerr.frames().map((f) => [decodeMessage(f).id, decodeMessage(f).rcode])).toEqual([
+      [11, Rcode.FORMERR],
+      [12, Rcode.NOERROR],
+    ]);
+
+    const reply = await udpAsk(udp, query("www.example.org", { id: 99 }));
+    expect(decodeMessage(reply!).id).toBe(99);
+    const ok = await tcpClient(tcp);
+    ok.socket.write(framed(query("www.example.org", { id: 100 })));
+    await ok.waitFor(() => ok.frames().length === 1);
+    expect(decodeMessage(ok.frames()[0]!).answer.length).toBe(1);
+  });
+
+  test("stop closes the listeners and open connections", async () => {
+    const server = await startDnsServer({
+      udp: [{ address: "127.0.0.1", port: 0 }],
+      tcp: [{ address: "127.0.0.1", port: 0 }],
+      zones,
+      log: silentLogger,
+    });
+    const c = await tcpClient(server.tcpPorts[0]!);
+    await Bun.sleep(20);
+    await server.stop();
+    await c.waitFor(() => c.state.closed);
+    expect(await udpAsk(server.udpPorts[0]!, query("www.example.org"), 200)).toBeNull();
+    await expect(Bun.connect({ hostname: "127.0.0.1", port: server.tcpPorts[0]!, socket: { data() {} } })).rejects.toThrow();
+  });
+
+  test("a bind failure closes what was bound and throws", async () => {
+    const { tcp } = await start();
+    await expect(
+      startDnsServer({
+        udp: [{ address: "127.0.0.1", port: 0 }],
+        tcp: [{ address: "127.0.0.1", port: tcp }],
+        zones,
+        log: silentLogger,
+      }),
+    ).rejects.toThrow();
+  });
+
+  test("dig or kdig gets an answer over UDP", async () => {
+    const tool = Bun.which("kdig") ?? Bun.which("dig");
+    if (tool === null) return; // neither is installed here: nothing to run
+    const { udp } = await start();
+    const proc = Bun.spawn([tool, "@127.0.0.1", "-p", String(udp), "www.example.org", "A", "+norecurse", "+time=2", "+tries=1"], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const out = await new Response(proc.stdout).text();
+    await proc.exited;
+    expect(out).toContain("NOERROR");
+    expect(out).toMatch(/\baa\b/);
+    expect(out).toContain("192.0.2.1");
+  });
+});
