@@ -11,6 +11,7 @@ import { auditPlugin } from "../plugins/audit/index.ts";
 import { sysPlugin } from "../plugins/sys/index.ts";
 import { iamPlugin } from "../plugins/iam/index.ts";
 import { secretsPlugin } from "../plugins/secrets/index.ts";
+import { dnsPlugin } from "../plugins/dns/index.ts";
 import { systemPlugin } from "../plugins/system/index.ts";
 import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
@@ -44,7 +45,7 @@ import { migrate, MigrationError } from "./store/migrate.ts";
 import { openStore, type Store } from "./store/store.ts";
 
 /** The binary is defined by this list. */
-export const plugins: readonly Plugin<any>[] = [iamPlugin, systemPlugin, sysPlugin, auditPlugin, secretsPlugin];
+export const plugins: readonly Plugin<any>[] = [iamPlugin, systemPlugin, sysPlugin, auditPlugin, secretsPlugin, dnsPlugin];
 
 checkPlugins(plugins, kernelCommands({}));
 export const configSchema = buildConfigSchema(plugins);

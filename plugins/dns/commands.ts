@@ -1,0 +1,175 @@
+/**
+ * CLI: citadel dns zone list|create|show|delete|import|export, citadel dns set. The
+ * organization is --org, else the user's only one (as in citadel share).
+ */
+import { readFileSync } from "node:fs";
+import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
+
+const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
+
+interface ZoneView {
+  id: string;
+  name: string;
+  ttl: number;
+  serial: number;
+  soa: { mname: string; rname: string; refresh: number; retry: number; expire: number; minimum: number };
+  updated_at: string;
+  records?: Array<{ name: string; type: string; ttl: number; data: string }>;
+}
+
+async function orgOf(ctx: CommandContext, api: ApiClient): Promise<string> {
+  if (typeof ctx.options.org === "string" && ctx.options.org !== "") return ctx.options.org;
+  const me = await api.request<{ organizations: Array<{ id: string }> }>("GET", "/v1/iam/me");
+  if (me.organizations.length !== 1) throw new Error("name the organization: --org org_...");
+  return me.organizations[0]!.id;
+}
+
+const zonesPath = (org: string) => `/v1/dns/orgs/${encodeURIComponent(org)}/zones`;
+const zonePath = (org: string, zone: string, rest = "") => `${zonesPath(org)}/${encodeURIComponent(zone)}${rest}`;
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+const print = (ctx: CommandContext, data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) : text);
+
+function integerOption(ctx: CommandContext, name: string, min: number): number | undefined {
+  const raw = ctx.options[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || !/^\d{1,10}$/.test(raw) || Number(raw) < min || Number(raw) > 2_147_483_647) throw new Error(`--${name}: a whole number of at least ${min}`);
+  return Number(raw);
+}
+
+function needArgs(ctx: CommandContext, n: number, synopsis: string): void {
+  if (ctx.args.length < n) throw new Error(`usage: ${synopsis}`);
+}
+
+const recordsText = (z: ZoneView) => table([["NAME", "TTL", "TYPE", "DATA"], ...(z.records ?? []).map((r) => [r.name, String(r.ttl), r.type, r.data])]);
+
+export const dnsCommands: Command[] = [
+  {
+    words: ["dns", "zone", "list"],
+    summary: "List the organization's DNS zones",
+    options: ORG,
+    async run(ctx) {
+      const api = await ctx.api();
+      const list = await api.request<{ items: ZoneView[] }>("GET", zonesPath(await orgOf(ctx, api)));
+      print(ctx, list, list.items.length === 0 ? "no zones" : table([["NAME", "SERIAL", "TTL", "UPDATED", "ID"], ...list.items.map((z) => [z.name, String(z.serial), String(z.ttl), z.updated_at, z.id])]));
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "create"],
+    summary: "Create a zone (an SOA and apex NS records; --ns for the name servers)",
+    args: "<zone>",
+    maxArgs: 1,
+    options: {
+      ...ORG,
+      ttl: { type: "string", description: "The zone's TTL (default: dns.default_ttl)" },
+      ns: { type: "string", description: "Apex name servers, comma-separated (default: ns1.<zone>)" },
+      mname: { type: "string", description: "The SOA's primary name server (default: ns1.<zone>)" },
+      rname: { type: "string", description: "The SOA's mailbox as a name (default: hostmaster.<zone>)" },
+    },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone create <zone>");
+      const api = await ctx.api();
+      const body: Record<string, unknown> = { name: ctx.args[0] };
+      const ttl = integerOption(ctx, "ttl", 0);
+      if (ttl !== undefined) body.ttl = ttl;
+      if (typeof ctx.options.ns === "string") body.ns = ctx.options.ns.split(",").map((s) => s.trim()).filter(Boolean);
+      if (typeof ctx.options.mname === "string" || typeof ctx.options.rname === "string") {
+        const zone = ctx.args[0]!.replace(/\.?$/, ".");
+        body.soa = { mname: ctx.options.mname ?? `ns1.${zone}`, rname: ctx.options.rname ?? `hostmaster.${zone}`, refresh: 3600, retry: 900, expire: 1_209_600, minimum: 300 };
+      }
+      const zone = await api.request<ZoneView>("POST", zonesPath(await orgOf(ctx, api)), body);
+      print(ctx, zone, `${zone.name} created (serial ${zone.serial})`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "show"],
+    summary: "Show a zone and its records",
+    args: "<zone>",
+    maxArgs: 1,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone show <zone>");
+      const api = await ctx.api();
+      const zone = await api.request<ZoneView>("GET", zonePath(await orgOf(ctx, api), ctx.args[0]!));
+      print(ctx, zone, `${zone.name} serial ${zone.serial} (${zone.id})\n${recordsText(zone)}`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "delete"],
+    summary: "Remove a zone and its records (the server asks for confirmation)",
+    args: "<zone>",
+    maxArgs: 1,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone delete <zone>");
+      const api = await ctx.api();
+      await api.request("DELETE", zonePath(await orgOf(ctx, api), ctx.args[0]!));
+      print(ctx, { ok: true }, `${ctx.args[0]} deleted`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "import"],
+    summary: "Replace a zone's records from a zone file, all or nothing",
+    args: "<zone> <file>",
+    maxArgs: 2,
+    options: { ...ORG, "dry-run": { type: "boolean", description: "Check and count only: change nothing" } },
+    async run(ctx) {
+      needArgs(ctx, 2, "citadel dns zone import <zone> <file>");
+      const content = ctx.args[1] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[1]!, "utf8");
+      const api = await ctx.api();
+      const result = await api.request<{ dry_run: boolean; serial: number; records: number; added: number; removed: number; changed: number; warnings: string[] }>(
+        "POST",
+        zonePath(await orgOf(ctx, api), ctx.args[0]!, "/import"),
+        { content, dry_run: ctx.options["dry-run"] === true },
+      );
+      const summary = `${result.records} record(s): ${result.added} added, ${result.removed} removed, ${result.changed} TTL(s) changed`;
+      print(ctx, result, result.dry_run ? `dry run, nothing changed: ${summary}` : `${summary}; serial ${result.serial}`);
+      if (!ctx.json) for (const w of result.warnings) ctx.err(`warning: ${w}`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "export"],
+    summary: "Print a zone as a zone file",
+    args: "<zone>",
+    maxArgs: 1,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone export <zone>");
+      const api = await ctx.api();
+      const text = await api.requestText("GET", zonePath(await orgOf(ctx, api), ctx.args[0]!, "/export"));
+      ctx.out(text.endsWith("\n") ? text.slice(0, -1) : text);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "set"],
+    summary: "Replace one RRset: each <rdata> argument is one record (quote it); none removes the RRset",
+    args: "<zone> <name> <type> [rdata...]",
+    maxArgs: 1000,
+    options: { ...ORG, ttl: { type: "string", description: "The RRset's TTL (default: the zone's)" } },
+    async run(ctx) {
+      needArgs(ctx, 3, "citadel dns set <zone> <name> <type> [rdata...]");
+      const [zone, name, type, ...records] = ctx.args as [string, string, string, ...string[]];
+      const api = await ctx.api();
+      const body: Record<string, unknown> = { records };
+      const ttl = integerOption(ctx, "ttl", 0);
+      if (ttl !== undefined) body.ttl = ttl;
+      const set = await api.request<{ name: string; type: string; ttl: number; serial: number; records: string[] }>(
+        "PUT",
+        zonePath(await orgOf(ctx, api), zone, `/rrsets/${encodeURIComponent(name)}/${encodeURIComponent(type)}`),
+        body,
+      );
+      print(ctx, set, set.records.length === 0 ? `${set.name} ${set.type} removed (serial ${set.serial})` : `${set.name} ${set.ttl} ${set.type}: ${set.records.join(" | ")} (serial ${set.serial})`);
+      return 0;
+    },
+  },
+];

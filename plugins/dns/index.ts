@@ -1,0 +1,110 @@
+/**
+ * The `dns` plugin, control side: zones of an organization, their records by RRset, zone-file
+ * import and export. Every change is validated as a whole zone before it is written (see
+ * service.ts). The listener (server.ts) serves what `DnsService.loadZones()` builds.
+ */
+import { Elysia } from "elysia";
+import { access } from "../../src/http/access.ts";
+import { auditRequest } from "../../src/http/audit-request.ts";
+import { principalOf } from "../../src/http/request-meta.ts";
+import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { dnsCommands } from "./commands.ts";
+import { dnsMigrations } from "./migrations.ts";
+import * as m from "./model.ts";
+import { DnsService, type Caller } from "./service.ts";
+import { DnsSettings } from "./settings.ts";
+import type { Zone } from "./zone.ts";
+
+const ACTIONS = [
+  ["dns.zone.create", "A zone was created (its SOA and apex NS records)."],
+  ["dns.zone.delete", "A zone and its records were removed."],
+  ["dns.zone.import", "A zone's records were replaced from a zone file."],
+  ["dns.rrset.update", "One RRset of a zone was replaced or removed."],
+] as const;
+
+const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
+
+/** The service made per kernel (per store); the routes, the start hook, the listener and tests share one. */
+const services = new WeakMap<object, DnsService>();
+export function dnsServiceOf(k: Kernel<DnsSettings>): DnsService {
+  let s = services.get(k.store);
+  if (!s) services.set(k.store, (s = new DnsService(k)));
+  return s;
+}
+
+/** One live zone, built for serving (null when there is none or it does not build). */
+export function zoneFor(k: Kernel<DnsSettings>, zoneId: string): Zone | null {
+  return dnsServiceOf(k).zone(zoneId);
+}
+
+const Z = "/orgs/:org/zones";
+const ZONE = `${Z}/:zone`;
+const tags = ["dns"];
+const READ = { scope: "dns:read", org: "org" } as const;
+const WRITE = { scope: "dns:write", org: "org" } as const;
+
+export const dnsPlugin = definePlugin<DnsSettings>({
+  name: "dns",
+  service: "dns",
+  settings: DnsSettings,
+  scopes: ["dns:read", "dns:write"],
+  actions: ACTIONS.map(([type, description]) => ({ type, description })),
+  migrations: dnsMigrations,
+
+  async start(k) {
+    dnsServiceOf(k);
+    // --- DNS listener: not wired yet ----------------------------------------------------
+    // server.ts (in progress) starts here: the UDP and TCP listeners on k.settings.udp and
+    // k.settings.tcp, answering from dnsServiceOf(k).loadZones() (or zoneFor(k, id)), and
+    // returns its stop function from this hook.
+    return async () => {};
+  },
+
+  routes: (k) => {
+    const dns = dnsServiceOf(k);
+    return new Elysia({ name: "dns" })
+      .get(Z, ({ params }) => dns.list(params.org), {
+        response: m.ZoneList,
+        detail: { summary: "The organization's zones", tags, ...access(READ) },
+      })
+      .post(Z, ({ params, body, request }) => dns.create(caller(request), params.org, body), {
+        body: m.NewZone,
+        response: m.ZoneWithRecords,
+        detail: { summary: "Create a zone (its SOA and apex NS records); zone names are unique across Citadel", tags, ...access(WRITE) },
+      })
+      .get(ZONE, ({ params }) => dns.show(params.org, params.zone), {
+        response: m.ZoneWithRecords,
+        detail: { summary: "A zone (by id or name) with its records", tags, ...access(READ) },
+      })
+      .delete(
+        ZONE,
+        async ({ params, request }) => {
+          await dns.delete(caller(request), params.org, params.zone);
+          return { ok: true as const };
+        },
+        { response: m.Done, detail: { summary: "Remove a zone and its records (asks for confirmation)", tags, ...access({ ...WRITE, permission: "delete", confirm: true }) } },
+      )
+      .get(`${ZONE}/records`, ({ params }) => dns.recordList(params.org, params.zone), {
+        response: m.RecordList,
+        detail: { summary: "A zone's records, the SOA first", tags, ...access(READ) },
+      })
+      .put(`${ZONE}/rrsets/:name/:type`, ({ params, body, request }) => dns.setRrset(caller(request), params.org, params.zone, params.name, params.type, body), {
+        body: m.SetRrset,
+        response: m.Rrset,
+        detail: { summary: "Replace one RRset (name relative to the zone, @ for the apex); no records removes it; refused if the zone would be invalid", tags, ...access(WRITE) },
+      })
+      .post(`${ZONE}/import`, ({ params, body, request }) => dns.import(caller(request), params.org, params.zone, body), {
+        body: m.ImportRequest,
+        response: m.ImportResult,
+        detail: { summary: "Replace the zone's records from a zone file, all or nothing; dry_run checks and counts only", tags, ...access(WRITE) },
+      })
+      .get(
+        `${ZONE}/export`,
+        ({ params }) => new Response(dns.export(params.org, params.zone), { headers: { "content-type": "text/plain; charset=utf-8" } }),
+        { detail: { summary: "The zone as a zone file (RFC 1035)", tags, responses: { 200: EXPORT_RESPONSE }, ...access(READ) } },
+      );
+  },
+  commands: dnsCommands,
+});
+
+const EXPORT_RESPONSE = { description: "The zone file", content: { "text/plain": { schema: { type: "string" as const } } } };

@@ -1,0 +1,66 @@
+/** Request and response schemas of the dns API (validation and the OpenAPI document). */
+import { t } from "elysia";
+
+const Iso = t.String({ format: "date-time" });
+const Ttl = t.Integer({ minimum: 0, maximum: 2_147_483_647, description: "Seconds (RFC 2181: 0–2147483647)" });
+const Timer = t.Integer({ minimum: 0, maximum: 2_147_483_647 });
+
+export const Done = t.Object({ ok: t.Literal(true) });
+
+export const Soa = t.Object({
+  mname: t.String({ minLength: 1, maxLength: 1024, description: "The primary name server (relative to the zone unless it ends with a dot)" }),
+  rname: t.String({ minLength: 1, maxLength: 1024, description: "The responsible mailbox as a name (hostmaster.example.org.)" }),
+  refresh: Timer,
+  retry: Timer,
+  expire: Timer,
+  minimum: t.Integer({ minimum: 0, maximum: 2_147_483_647, description: "Negative-caching TTL (RFC 2308)" }),
+});
+
+export const Zone = t.Object({
+  id: t.String(),
+  organization: t.String(),
+  name: t.String({ description: "Canonical: absolute, lower-case" }),
+  ttl: t.Integer({ description: "The SOA's TTL, and the default of records given without one" }),
+  serial: t.Integer({ description: "The SOA serial (RFC 1982), bumped on every change" }),
+  soa: Soa,
+  created_at: Iso,
+  updated_at: Iso,
+});
+export const ZoneList = t.Object({ items: t.Array(Zone) });
+
+export const Record = t.Object({
+  name: t.String({ description: "The owner: absolute, lower-case" }),
+  type: t.String({ description: "A, AAAA, MX, ... or TYPEnnn" }),
+  ttl: t.Integer(),
+  data: t.String({ description: "The record data in presentation form" }),
+});
+export const RecordList = t.Object({ zone: t.String(), serial: t.Integer(), items: t.Array(Record) });
+export const ZoneWithRecords = t.Composite([Zone, t.Object({ records: t.Array(Record, { description: "Every record, the SOA first" }) })]);
+
+export const NewZone = t.Object({
+  name: t.String({ minLength: 1, maxLength: 1024, description: "The zone's name, such as example.org" }),
+  soa: t.Optional(Soa),
+  ttl: t.Optional(Ttl),
+  ns: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 1024 }), { minItems: 1, maxItems: 13, description: "The apex name servers (default: the SOA's mname)" })),
+});
+
+export const SetRrset = t.Object({
+  ttl: t.Optional(Ttl),
+  records: t.Array(t.String({ maxLength: 65_535 }), { maxItems: 1000, description: "Record data in presentation form, one string per record; empty removes the RRset" }),
+});
+export const Rrset = t.Object({ zone: t.String(), serial: t.Integer(), name: t.String(), type: t.String(), ttl: t.Integer(), records: t.Array(t.String()) });
+
+export const ImportRequest = t.Object({
+  content: t.String({ maxLength: 4_194_304, description: "Zone file text (RFC 1035 master file; no $INCLUDE)" }),
+  dry_run: t.Optional(t.Boolean({ description: "Check and count only: nothing is written" })),
+});
+export const ImportResult = t.Object({
+  zone: t.String(),
+  dry_run: t.Boolean(),
+  serial: t.Integer({ description: "The serial after the import (a dry run: the current one)" }),
+  records: t.Integer({ description: "Records in the zone after the import, the SOA not counted" }),
+  added: t.Integer(),
+  removed: t.Integer(),
+  changed: t.Integer({ description: "Records kept with another TTL" }),
+  warnings: t.Array(t.String(), { description: "Accepted but adjusted data (duplicates merged, RRset TTLs unified)" }),
+});

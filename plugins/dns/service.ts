@@ -1,0 +1,342 @@
+/**
+ * DNS zones and their records, the control side. Every change builds the whole candidate zone
+ * with Zone.build inside the write transaction, before anything is written: a change that would
+ * leave a zone a server must not load (CNAME beside data, an owner outside the zone, data below
+ * a delegation, a bad TTL, name or record data) is refused with InvalidError naming the record,
+ * and nothing changes. A change that passes writes the records, bumps the SOA serial and records
+ * its audit event in the same transaction.
+ */
+import type { Database } from "bun:sqlite";
+import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
+import { actorOf, type Principal } from "../../src/auth/principal.ts";
+import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { newId } from "../../src/ids.ts";
+import type { Kernel } from "../../src/plugin.ts";
+import { lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
+import { splitTokens, TokenError } from "./presentation.ts";
+import { parseRdata, rdataToText, RdataError, RRType, typeFromText, typeToText } from "./rdata.ts";
+import type { DnsSettings } from "./settings.ts";
+import * as sql from "./store.ts";
+import { parseZoneFile, printZoneFile, ZoneFileError } from "./zone-file.ts";
+import { MAX_TTL, Zone, ZoneError, type RR } from "./zone.ts";
+
+export interface Caller {
+  principal: Principal;
+  request: AuditRequestContext;
+}
+
+export interface SoaInput {
+  mname: string;
+  rname: string;
+  refresh: number;
+  retry: number;
+  expire: number;
+  minimum: number;
+}
+
+export interface NewZone {
+  name: string;
+  soa?: SoaInput;
+  ttl?: number;
+  /** Name servers for the apex NS RRset; default: the SOA's mname. */
+  ns?: string[];
+}
+
+export type DnsKernel = Kernel<DnsSettings>;
+
+/** Default SOA timers (RFC 1912 section 2.2 ranges). */
+const SOA_DEFAULTS = { refresh: 3600, retry: 900, expire: 1_209_600, minimum: 300 } as const;
+const TWO_31 = 2 ** 31;
+const TWO_32 = 2 ** 32;
+
+/** Canonical text of a name: absolute, ASCII lower-case. */
+export const canonical = (name: Name) => nameToText(lowerName(name));
+
+/** RFC 1982 section 3.2: is serial `a` before `b`? */
+export function serialLess(a: number, b: number): boolean {
+  return a !== b && ((a < b && b - a < TWO_31) || (a > b && a - b > TWO_31));
+}
+
+/** The serial after `current`: today's YYYYMMDD00 when current is before it, else current + 1 (mod 2^32). */
+export function nextSerial(current: number, now: number): number {
+  const d = new Date(now);
+  const dated = (d.getUTCFullYear() * 10_000 + (d.getUTCMonth() + 1) * 100 + d.getUTCDate()) * 100;
+  return serialLess(current, dated) ? dated : (current + 1) % TWO_32;
+}
+
+/** A zone name from the API or CLI: absolute or not, never the root. */
+export function parseZoneName(text: string): Name {
+  let name: Name;
+  try {
+    name = parseName(text, []);
+  } catch (e) {
+    if (e instanceof NameError) throw new InvalidError(e.message, "name");
+    throw e;
+  }
+  if (name.length === 0) throw new InvalidError("the root zone is not served", "name");
+  return name;
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** Runs `fn`, turning the zone library's refusals into InvalidError on `field`. */
+function refusing<T>(field: string, fn: () => T, prefix = ""): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof ZoneError || e instanceof RdataError || e instanceof NameError || e instanceof ZoneFileError || e instanceof TokenError) {
+      throw new InvalidError(`${prefix}${e.message}`, field);
+    }
+    throw e;
+  }
+}
+
+export class DnsService {
+  constructor(private readonly k: DnsKernel) {}
+
+  private get db(): Database {
+    return this.k.store.db;
+  }
+
+  private now(): number {
+    return this.k.clock.now();
+  }
+
+  // --- reading ---------------------------------------------------------------------------
+
+  list(organizationId: string) {
+    return { items: sql.liveZonesOf(this.db, organizationId).map(zoneView) };
+  }
+
+  /** The zone named by id or name, if it belongs to the organization (404 otherwise: not visible). */
+  zoneRow(organizationId: string, zone: string, db: Database = this.db): sql.ZoneRow {
+    let row: sql.ZoneRow | null = null;
+    if (/^dnsz_[A-Za-z0-9]+$/.test(zone)) row = sql.liveZoneById(db, zone);
+    if (!row) {
+      try {
+        row = sql.liveZoneByName(db, canonical(parseName(zone, [])));
+      } catch (e) {
+        if (!(e instanceof NameError)) throw e;
+      }
+    }
+    if (!row || row.organization_id !== organizationId) throw new NotFoundError(`No zone ${zone} in this organization.`);
+    return row;
+  }
+
+  show(organizationId: string, zone: string) {
+    const row = this.zoneRow(organizationId, zone);
+    return { ...zoneView(row), records: this.records(row).map(recordView) };
+  }
+
+  recordList(organizationId: string, zone: string) {
+    const row = this.zoneRow(organizationId, zone);
+    return { zone: row.name, serial: row.serial, items: this.records(row).map(recordView) };
+  }
+
+  export(organizationId: string, zone: string): string {
+    const row = this.zoneRow(organizationId, zone);
+    return printZoneFile(originOf(row), this.records(row).map((r) => ({ ...r, line: 0 })));
+  }
+
+  /** Every record of a stored zone, its SOA first (rendered from the zone's fields). */
+  private records(row: sql.ZoneRow, db: Database = this.db): RR[] {
+    return [soaRecord(row), ...storedRecords(db, row.id)];
+  }
+
+  /** Every live zone, built: what the DNS listener serves. A zone that no longer builds is logged and left out. */
+  loadZones(): Zone[] {
+    const zones: Zone[] = [];
+    for (const row of sql.allLiveZones(this.db)) {
+      const zone = this.build(row);
+      if (zone) zones.push(zone);
+    }
+    return zones;
+  }
+
+  /** One live zone, built (null when there is none, or it does not build). */
+  zone(zoneId: string): Zone | null {
+    const row = sql.liveZoneById(this.db, zoneId);
+    return row ? this.build(row) : null;
+  }
+
+  private build(row: sql.ZoneRow): Zone | null {
+    try {
+      return Zone.build(originOf(row), this.records(row));
+    } catch (error) {
+      this.k.log.error("a stored zone does not build; it is not served", { zone: row.name, error: String(error) });
+      return null;
+    }
+  }
+
+  // --- writing ---------------------------------------------------------------------------
+
+  async create(caller: Caller, organizationId: string, input: NewZone) {
+    const origin = parseZoneName(input.name);
+    const name = canonical(origin);
+    const ttl = input.ttl ?? this.k.settings.default_ttl;
+    const soaIn = input.soa ?? { mname: `ns1.${name}`, rname: `hostmaster.${name}`, ...SOA_DEFAULTS };
+    const soa: sql.Soa = {
+      soa_mname: canonical(refusing("soa.mname", () => parseName(soaIn.mname, origin))),
+      soa_rname: canonical(refusing("soa.rname", () => parseName(soaIn.rname, origin))),
+      soa_refresh: soaIn.refresh,
+      soa_retry: soaIn.retry,
+      soa_expire: soaIn.expire,
+      soa_minimum: soaIn.minimum,
+    };
+    const ns = (input.ns ?? [soa.soa_mname]).map((n, i) => refusing(`ns[${i}]`, () => parseName(n, origin)));
+    if (ns.length === 0) throw new InvalidError("a zone needs at least one name server", "ns");
+    const now = this.now();
+    const row: sql.ZoneRow = { id: newId("dnsz"), organization_id: organizationId, name, ttl, ...soa, serial: nextSerial(0, now), created_at: now, updated_at: now, deleted_at: null };
+    const records: RR[] = ns.map((n) => ({ name: origin, ttl, type: RRType.NS, rdata: parseRdata(RRType.NS, [nameToText(n)], origin) }));
+    await this.k.store.write((tx) => {
+      if (sql.liveZoneByName(tx, name)) throw new ConflictError(`The zone ${name} exists already.`);
+      const built = refusing("records", () => Zone.build(origin, [soaRecord(row), ...records]));
+      sql.insertZone(tx, row);
+      writeAll(tx, row.id, built);
+      this.k.audit.record(tx, event(caller, row, "dns.zone.create", name));
+    });
+    return this.show(organizationId, row.id);
+  }
+
+  async delete(caller: Caller, organizationId: string, zone: string) {
+    await this.k.store.write((tx) => {
+      const row = this.zoneRow(organizationId, zone, tx);
+      sql.deleteZone(tx, row.id, this.now());
+      this.k.audit.record(tx, event(caller, row, "dns.zone.delete", row.name));
+    });
+  }
+
+  /** Replaces one RRset (`records` empty: removes it). `owner` is relative to the zone unless absolute; "@" is the apex. */
+  async setRrset(caller: Caller, organizationId: string, zone: string, ownerText: string, typeText: string, input: { ttl?: number; records: string[] }) {
+    const type = typeFromText(typeText);
+    if (type === null) throw new InvalidError(`"${typeText}" is not a record type`, "type");
+    if (type === RRType.SOA) throw new InvalidError("the SOA is the zone's own: it changes with an import", "type");
+    const initial = this.zoneRow(organizationId, zone);
+    const origin = originOf(initial);
+    const owner = refusing("name", () => parseName(ownerText, origin));
+    const ownerKey = canonical(owner);
+    const label = `${ownerKey} ${typeToText(type)}`;
+    const ttl = input.ttl ?? initial.ttl;
+    if (!Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TTL) throw new InvalidError(`${label}: the TTL must be 0–${MAX_TTL}`, "ttl");
+    const wanted: RR[] = [];
+    input.records.forEach((text, i) => {
+      const rdata = refusing(`records`, () => parseRdata(type, splitTokens(text), origin), `${label} (records[${i}]): `);
+      if (!wanted.some((w) => hex(w.rdata) === hex(rdata))) wanted.push({ name: owner, ttl, type, rdata });
+    });
+    return this.k.store.write((tx) => {
+      const row = this.zoneRow(organizationId, zone, tx);
+      const others = storedRecords(tx, row.id).filter((r) => !(r.type === type && canonical(r.name) === ownerKey));
+      const serial = nextSerial(row.serial, this.now());
+      const next = { ...row, serial };
+      refusing("records", () => Zone.build(origin, [soaRecord(next), ...others, ...wanted]));
+      sql.deleteRrset(tx, row.id, ownerKey, type);
+      for (const r of wanted) sql.insertRecord(tx, { zone_id: row.id, owner: ownerKey, type, ttl: r.ttl, rdata: r.rdata });
+      sql.updateZoneSoa(tx, row.id, row, serial, this.now());
+      const what = wanted.length === 0 ? "removed" : `${wanted.length} record(s), TTL ${ttl}`;
+      this.k.audit.record(tx, event(caller, row, "dns.rrset.update", `${label}: ${what}; serial ${serial}`));
+      return { zone: row.name, serial, name: ownerKey, type: typeToText(type), ttl, records: wanted.map((r) => rdataToText(type, r.rdata)) };
+    });
+  }
+
+  /**
+   * Replaces every record of the zone with a zone file's, all or nothing. An SOA in the file
+   * sets the zone's SOA fields (its serial is taken only if it is ahead of the next one).
+   */
+  async import(caller: Caller, organizationId: string, zone: string, input: { content: string; dry_run?: boolean }) {
+    const initial = this.zoneRow(organizationId, zone);
+    const origin = originOf(initial);
+    const parsed = refusing("content", () => parseZoneFile(input.content, { origin, defaultTtl: initial.ttl }));
+    const soas = parsed.filter((r) => r.type === RRType.SOA);
+    for (const s of soas) {
+      if (canonical(s.name) !== initial.name) throw new InvalidError(`line ${s.line}: ${canonical(s.name)} SOA: the SOA must be at the zone apex`, "content");
+    }
+    if (soas.length > 1) throw new InvalidError(`line ${soas[1]!.line}: a zone has exactly one SOA`, "content");
+    const fileSoa = soas[0] ? soaFields(soas[0].rdata) : null;
+    const records: RR[] = parsed.filter((r) => r.type !== RRType.SOA).map(({ name, ttl, type, rdata }) => ({ name, ttl, type, rdata }));
+    const run = (tx: Database) => {
+      const row = this.zoneRow(organizationId, zone, tx);
+      let serial = nextSerial(row.serial, this.now());
+      if (fileSoa && serialLess(serial, fileSoa.serial)) serial = fileSoa.serial;
+      const next: sql.ZoneRow = { ...row, ...(fileSoa?.soa ?? {}), serial };
+      const built = refusing("records", () => Zone.build(origin, [soaRecord(next), ...records]));
+      const before = new Map(storedRecords(tx, row.id).map((r) => [recordKey(r), r.ttl]));
+      const after = new Map(built.records().filter((r) => r.type !== RRType.SOA).map((r) => [recordKey(r), r.ttl]));
+      const added = [...after.keys()].filter((key) => !before.has(key)).length;
+      const removed = [...before.keys()].filter((key) => !after.has(key)).length;
+      const changed = [...after].filter(([key, ttl]) => before.has(key) && before.get(key) !== ttl).length;
+      const result = { zone: row.name, dry_run: input.dry_run === true, serial: input.dry_run ? row.serial : serial, records: after.size, added, removed, changed, warnings: [...built.warnings] };
+      if (input.dry_run) return result;
+      sql.deleteRecordsOf(tx, row.id);
+      writeAll(tx, row.id, built);
+      sql.updateZoneSoa(tx, row.id, next, serial, this.now());
+      this.k.audit.record(tx, event(caller, row, "dns.zone.import", `${row.name}: ${after.size} record(s), +${added} -${removed} ~${changed}; serial ${serial}`));
+      return result;
+    };
+    // A dry run reads inside no transaction: it writes nothing.
+    return input.dry_run ? run(this.db) : this.k.store.write(run);
+  }
+}
+
+// --- helpers -----------------------------------------------------------------------------
+
+const originOf = (row: sql.ZoneRow): Name => parseName(row.name, null);
+
+function storedRecords(db: Database, zoneId: string): RR[] {
+  return sql.recordsOf(db, zoneId).map((r) => ({ name: parseName(r.owner, null), ttl: r.ttl, type: r.type, rdata: new Uint8Array(r.rdata) }));
+}
+
+/** Writes a built zone's records (every one but the SOA, which is the zone's fields). */
+function writeAll(tx: Database, zoneId: string, zone: Zone): void {
+  for (const r of zone.records()) {
+    if (r.type === RRType.SOA) continue;
+    sql.insertRecord(tx, { zone_id: zoneId, owner: canonical(r.name), type: r.type, ttl: r.ttl, rdata: r.rdata });
+  }
+}
+
+const recordKey = (r: RR) => `${canonical(r.name)} ${r.type} ${hex(r.rdata)}`;
+
+/** The zone's SOA fields as a record, with the zone's TTL. */
+export function soaRecord(row: sql.ZoneRow): RR {
+  const origin = originOf(row);
+  const tokens = [row.soa_mname, row.soa_rname, row.serial, row.soa_refresh, row.soa_retry, row.soa_expire, row.soa_minimum].map(String);
+  return { name: origin, ttl: row.ttl, type: RRType.SOA, rdata: parseRdata(RRType.SOA, tokens, origin) };
+}
+
+/** An SOA record's data as the zone's fields and its serial. */
+function soaFields(rdata: Uint8Array): { soa: sql.Soa; serial: number } {
+  const [mname, rname, serial, refresh, retry, expire, minimum] = rdataToText(RRType.SOA, rdata).split(" ");
+  return {
+    soa: { soa_mname: canonical(parseName(mname!, null)), soa_rname: canonical(parseName(rname!, null)), soa_refresh: Number(refresh), soa_retry: Number(retry), soa_expire: Number(expire), soa_minimum: Number(minimum) },
+    serial: Number(serial),
+  };
+}
+
+function zoneView(row: sql.ZoneRow) {
+  return {
+    id: row.id,
+    organization: row.organization_id,
+    name: row.name,
+    ttl: row.ttl,
+    serial: row.serial,
+    soa: { mname: row.soa_mname, rname: row.soa_rname, refresh: row.soa_refresh, retry: row.soa_retry, expire: row.soa_expire, minimum: row.soa_minimum },
+    created_at: iso(row.created_at),
+    updated_at: iso(row.updated_at),
+  };
+}
+
+function recordView(r: RR) {
+  return { name: canonical(r.name), type: typeToText(r.type), ttl: r.ttl, data: rdataToText(r.type, r.rdata) };
+}
+
+function event(caller: Caller, zone: sql.ZoneRow, action: string, reason: string): AuditEventInput {
+  return {
+    action,
+    outcome: "success",
+    organization: zone.organization_id,
+    resource: { type: "dns_zone", id: zone.id },
+    reason,
+    actor: actorOf(caller.principal),
+    request: caller.request,
+  };
+}

@@ -1,0 +1,12 @@
+/** The [dns] config section. The listener (server.ts) reads the addresses; the API reads default_ttl. */
+import { Type, type Static } from "@sinclair/typebox";
+import { section } from "../../src/config/schema.ts";
+
+const Address = Type.String({ minLength: 1, maxLength: 64, description: 'host:port, such as "127.0.0.1:5353" or "[::1]:53"' });
+
+export const DnsSettings = section("Authoritative DNS: where it listens, and the default TTL of new zones and records.", {
+  udp: Type.Array(Address, { default: ["127.0.0.1:5353"], maxItems: 16, description: "Addresses (host:port) to answer DNS over UDP on. Empty: no UDP listener." }),
+  tcp: Type.Array(Address, { default: ["127.0.0.1:5353"], maxItems: 16, description: "Addresses (host:port) to answer DNS over TCP on. Empty: no TCP listener." }),
+  default_ttl: Type.Integer({ default: 3600, minimum: 0, maximum: 2_147_483_647, description: "TTL (seconds) of a new zone when none is given; records without a TTL take their zone's." }),
+});
+export type DnsSettings = Static<typeof DnsSettings>;

@@ -1,0 +1,76 @@
+/** All SQL of the dns plugin. Functions take the database (or the open transaction) first. */
+import type { Database } from "bun:sqlite";
+
+export interface ZoneRow {
+  id: string;
+  organization_id: string;
+  name: string;
+  ttl: number;
+  soa_mname: string;
+  soa_rname: string;
+  soa_refresh: number;
+  soa_retry: number;
+  soa_expire: number;
+  soa_minimum: number;
+  serial: number;
+  created_at: number;
+  updated_at: number;
+  deleted_at: number | null;
+}
+
+export interface RecordRow {
+  zone_id: string;
+  owner: string;
+  type: number;
+  ttl: number;
+  rdata: Uint8Array;
+}
+
+export type Soa = Pick<ZoneRow, "soa_mname" | "soa_rname" | "soa_refresh" | "soa_retry" | "soa_expire" | "soa_minimum">;
+
+export const liveZoneById = (db: Database, id: string) => db.query<ZoneRow, [string]>("SELECT * FROM dns_zones WHERE id = ? AND deleted_at IS NULL").get(id);
+
+export const liveZoneByName = (db: Database, name: string) => db.query<ZoneRow, [string]>("SELECT * FROM dns_zones WHERE name = ? AND deleted_at IS NULL").get(name);
+
+export const liveZonesOf = (db: Database, organizationId: string) =>
+  db.query<ZoneRow, [string]>("SELECT * FROM dns_zones WHERE organization_id = ? AND deleted_at IS NULL ORDER BY name").all(organizationId);
+
+export const allLiveZones = (db: Database) => db.query<ZoneRow, []>("SELECT * FROM dns_zones WHERE deleted_at IS NULL ORDER BY name").all();
+
+export function insertZone(tx: Database, row: ZoneRow): void {
+  tx.query(
+    `INSERT INTO dns_zones (id, organization_id, name, ttl, soa_mname, soa_rname, soa_refresh, soa_retry, soa_expire, soa_minimum, serial, created_at, updated_at, deleted_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+  ).run(row.id, row.organization_id, row.name, row.ttl, row.soa_mname, row.soa_rname, row.soa_refresh, row.soa_retry, row.soa_expire, row.soa_minimum, row.serial, row.created_at, row.updated_at);
+}
+
+/** A new serial (and SOA fields, on import) for the zone. */
+export function updateZoneSoa(tx: Database, id: string, soa: Soa, serial: number, now: number): void {
+  tx.query("UPDATE dns_zones SET soa_mname = ?, soa_rname = ?, soa_refresh = ?, soa_retry = ?, soa_expire = ?, soa_minimum = ?, serial = ?, updated_at = ? WHERE id = ?").run(
+    soa.soa_mname,
+    soa.soa_rname,
+    soa.soa_refresh,
+    soa.soa_retry,
+    soa.soa_expire,
+    soa.soa_minimum,
+    serial,
+    now,
+    id,
+  );
+}
+
+export function deleteZone(tx: Database, id: string, now: number): void {
+  tx.query("DELETE FROM dns_records WHERE zone_id = ?").run(id);
+  tx.query("UPDATE dns_zones SET deleted_at = ?, updated_at = ? WHERE id = ?").run(now, now, id);
+}
+
+export const recordsOf = (db: Database, zoneId: string) =>
+  db.query<RecordRow, [string]>("SELECT * FROM dns_records WHERE zone_id = ? ORDER BY owner, type, rdata").all(zoneId);
+
+export function insertRecord(tx: Database, row: RecordRow): void {
+  tx.query("INSERT OR REPLACE INTO dns_records (zone_id, owner, type, ttl, rdata) VALUES (?, ?, ?, ?, ?)").run(row.zone_id, row.owner, row.type, row.ttl, row.rdata);
+}
+
+export const deleteRrset = (tx: Database, zoneId: string, owner: string, type: number) => tx.query("DELETE FROM dns_records WHERE zone_id = ? AND owner = ? AND type = ?").run(zoneId, owner, type);
+
+export const deleteRecordsOf = (tx: Database, zoneId: string) => tx.query("DELETE FROM dns_records WHERE zone_id = ?").run(zoneId);

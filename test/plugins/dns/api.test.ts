@@ -1,0 +1,225 @@
+/**
+ * The dns control API over HTTP, in-process: zones, RRsets, import and export, whole-zone
+ * validation before any write, serials, organizations, audit.
+ */
+import { describe, expect, test } from "bun:test";
+import { dnsServiceOf } from "../../../plugins/dns/index.ts";
+import { nextSerial } from "../../../plugins/dns/service.ts";
+import { nameToText } from "../../../plugins/dns/names.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+type App = Awaited<ReturnType<typeof testCitadel>>;
+
+async function setup() {
+  const c = await testCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const zones = `/v1/dns/orgs/${org}/zones`;
+  const created = await c.send("POST", zones, owner, { json: { name: "Example.ORG" } });
+  expect(created.status).toBe(200);
+  const zone = `${zones}/example.org`;
+  return { c, owner, org, zones, zone, created: created.body };
+}
+
+const auditActions = (c: App) =>
+  c.kernel.store.db.query("SELECT action, reason, organization, outcome FROM audit_events WHERE action LIKE 'dns.%' ORDER BY seq").all() as Array<{ action: string; reason: string; organization: string; outcome: string }>;
+const recordsOf = async (c: App, owner: string, zone: string) =>
+  ((await c.send("GET", `${zone}/records`, owner)).body.items as Array<{ name: string; type: string; ttl: number; data: string }>).map((r) => `${r.name} ${r.ttl} ${r.type} ${r.data}`);
+const withoutSoa = (lines: string[]) => lines.filter((l) => !l.includes(" SOA "));
+
+const ZONE_FILE = `$ORIGIN example.org.
+$TTL 300
+@        IN SOA ns1 hostmaster 1 7200 900 1209600 60
+@        IN NS  ns1
+@        IN NS  ns2.example.net.
+ns1      IN A   192.0.2.53
+@        IN MX  10 mail
+mail     IN A   192.0.2.25
+         IN AAAA 2001:db8::25
+www  600 IN CNAME @
+txt      IN TXT "hello world" "second string"
+_sip._tcp IN SRV 10 5 5060 sip
+sip      IN A 192.0.2.60
+`;
+
+describe("dns zones", () => {
+  test("create a zone: canonical name, default SOA and NS, date-based serial; names unique (409)", async () => {
+    const { c, owner, zones, created } = await setup();
+    expect(created.name).toBe("example.org.");
+    expect(created.serial).toBe(2026060100);
+    expect(created.ttl).toBe(3600);
+    expect(created.soa).toEqual({ mname: "ns1.example.org.", rname: "hostmaster.example.org.", refresh: 3600, retry: 900, expire: 1209600, minimum: 300 });
+    expect(created.records.map((r: { type: string; data: string }) => `${r.type} ${r.data}`)).toEqual([
+      "SOA ns1.example.org. hostmaster.example.org. 2026060100 3600 900 1209600 300",
+      "NS ns1.example.org.",
+    ]);
+    const list = await c.send("GET", zones, owner);
+    expect(list.body.items.map((z: { name: string }) => z.name)).toEqual(["example.org."]);
+    expect((await c.send("POST", zones, owner, { json: { name: "example.org." } })).status).toBe(409);
+    const bad = await c.send("POST", zones, owner, { json: { name: "bad..name" } });
+    expect(bad.status).toBe(422);
+    const custom = await c.send("POST", zones, owner, { json: { name: "example.net", ttl: 120, ns: ["ns.example.org."], soa: { mname: "ns.example.org.", rname: "dns", refresh: 1, retry: 2, expire: 3, minimum: 4 } } });
+    expect(custom.status).toBe(200);
+    expect([custom.body.ttl, custom.body.soa.rname, custom.body.records[1].data]).toEqual([120, "dns.example.net.", "ns.example.org."]);
+    // By id too.
+    expect((await c.send("GET", `${zones}/${custom.body.id}`, owner)).body.name).toBe("example.net.");
+  });
+
+  test("set RRsets, list and export; an empty RRset removes it; every change bumps the serial", async () => {
+    const { c, owner, zone } = await setup();
+    const a = await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { ttl: 300, records: ["192.0.2.1", "192.0.2.2", "192.0.2.1"] } });
+    expect(a.status).toBe(200);
+    expect(a.body).toEqual({ zone: "example.org.", serial: 2026060101, name: "www.example.org.", type: "A", ttl: 300, records: ["192.0.2.1", "192.0.2.2"] });
+    const mx = await c.send("PUT", `${zone}/rrsets/@/mx`, owner, { json: { records: ["10 mail.example.org.", "20 mail2"] } });
+    expect([mx.status, mx.body.serial, mx.body.ttl]).toEqual([200, 2026060102, 3600]);
+    const txt = await c.send("PUT", `${zone}/rrsets/${encodeURIComponent("Txt.Example.org.")}/TXT`, owner, { json: { records: ['"v=spf1 -all"'] } });
+    expect([txt.status, txt.body.name, txt.body.serial]).toEqual([200, "txt.example.org.", 2026060103]);
+    expect(withoutSoa(await recordsOf(c, owner, zone))).toEqual([
+      "example.org. 3600 NS ns1.example.org.",
+      "example.org. 3600 MX 10 mail.example.org.",
+      "example.org. 3600 MX 20 mail2.example.org.",
+      'txt.example.org. 3600 TXT "v=spf1 -all"',
+      "www.example.org. 300 A 192.0.2.1",
+      "www.example.org. 300 A 192.0.2.2",
+    ]);
+    const exported = await c.send("GET", `${zone}/export`, owner);
+    expect(exported.status).toBe(200);
+    expect(exported.headers.get("content-type")).toStartWith("text/plain");
+    expect(exported.text).toStartWith("$ORIGIN example.org.\n@ 3600 IN SOA ns1.example.org. hostmaster.example.org. 2026060103 ");
+    expect(exported.text).toContain("www 300 IN A 192.0.2.2\n");
+    const removed = await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: [] } });
+    expect([removed.status, removed.body.serial, removed.body.records]).toEqual([200, 2026060104, []]);
+    expect((await recordsOf(c, owner, zone)).some((l) => l.startsWith("www."))).toBe(false);
+    // The SOA is the zone's own; unknown types are refused.
+    expect((await c.send("PUT", `${zone}/rrsets/@/SOA`, owner, { json: { records: [] } })).status).toBe(422);
+    expect((await c.send("PUT", `${zone}/rrsets/www/BOGUS`, owner, { json: { records: ["x"] } })).status).toBe(422);
+    expect((await c.send("GET", `${zone}`, owner)).body.serial).toBe(2026060104);
+  });
+
+  test("a CNAME beside an A is refused with 422 naming the record, and nothing changes", async () => {
+    const { c, owner, zone } = await setup();
+    await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: ["192.0.2.1"] } });
+    const before = await recordsOf(c, owner, zone);
+    const refused = await c.send("PUT", `${zone}/rrsets/www/CNAME`, owner, { json: { records: ["example.org."] } });
+    expect(refused.status).toBe(422);
+    expect(refused.body.errors[0].field).toBe("records");
+    expect(refused.body.detail).toContain("www.example.org. CNAME");
+    expect(refused.body.detail).toContain("cannot sit beside other data (A)");
+    expect(await recordsOf(c, owner, zone)).toEqual(before);
+    // Other refusals name the record too: bad data, an owner outside the zone, data below a delegation, the apex NS.
+    const cases: Array<[string, unknown, string]> = [
+      ["/rrsets/www/AAAA", { records: ["192.0.2.1"] }, "www.example.org. AAAA"],
+      ["/rrsets/other.example.net./A", { records: ["192.0.2.1"] }, "other.example.net. A"],
+      ["/rrsets/sub/NS", { records: ["ns.elsewhere.net."] }, "www"],
+      ["/rrsets/@/NS", { records: [] }, "example.org. NS"],
+    ];
+    await c.send("PUT", `${zone}/rrsets/host.sub/A`, owner, { json: { records: ["192.0.2.9"] } });
+    for (const [path, json, named] of cases) {
+      const res = await c.send("PUT", `${zone}${path}`, owner, { json });
+      expect([path, res.status]).toEqual([path, 422]);
+      if (named !== "www") expect(res.body.detail).toContain(named);
+    }
+    const below = await c.send("PUT", `${zone}/rrsets/sub/NS`, owner, { json: { records: ["ns.elsewhere.net."] } });
+    expect(below.body.detail).toContain("host.sub.example.org. A: only glue can sit below the delegation sub.example.org.");
+    expect((await c.send("GET", zone, owner)).body.serial).toBe(2026060102); // create, www A, host.sub A
+    expect(auditActions(c).map((e) => e.action)).toEqual(["dns.zone.create", "dns.rrset.update", "dns.rrset.update"]);
+  });
+
+  test("import a zone file; export and re-import gives the same records; dry run changes nothing", async () => {
+    const { c, owner, zone } = await setup();
+    const dry = await c.send("POST", `${zone}/import`, owner, { json: { content: ZONE_FILE, dry_run: true } });
+    expect(dry.status).toBe(200);
+    expect(dry.body).toMatchObject({ dry_run: true, serial: 2026060100, records: 10, added: 9, removed: 0, changed: 1 });
+    expect(withoutSoa(await recordsOf(c, owner, zone))).toEqual(["example.org. 3600 NS ns1.example.org."]);
+    const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: ZONE_FILE } });
+    expect(imported.status).toBe(200);
+    expect(imported.body).toMatchObject({ dry_run: false, serial: 2026060101, records: 10, added: 9, removed: 0, changed: 1 });
+    const shown = (await c.send("GET", zone, owner)).body;
+    expect(shown.soa).toEqual({ mname: "ns1.example.org.", rname: "hostmaster.example.org.", refresh: 7200, retry: 900, expire: 1209600, minimum: 60 });
+    const first = await recordsOf(c, owner, zone);
+    expect(first).toContain("www.example.org. 600 CNAME example.org.");
+    expect(first).toContain('txt.example.org. 300 TXT "hello world" "second string"');
+    expect(first).toContain("mail.example.org. 300 AAAA 2001:db8::25");
+    const exported = (await c.send("GET", `${zone}/export`, owner)).text;
+    const again = await c.send("POST", `${zone}/import`, owner, { json: { content: exported } });
+    expect(again.body).toMatchObject({ serial: 2026060102, records: 10, added: 0, removed: 0, changed: 0 });
+    expect(withoutSoa(await recordsOf(c, owner, zone))).toEqual(withoutSoa(first));
+    // What the listener will serve.
+    const [built] = dnsServiceOf(c.kernel as never).loadZones();
+    expect(nameToText(built!.origin)).toBe("example.org.");
+    expect(built!.serial()).toBe(2026060102);
+    expect(built!.lookup([new TextEncoder().encode("www"), new TextEncoder().encode("example"), new TextEncoder().encode("org")], 1).answer.length).toBeGreaterThan(0);
+  });
+
+  test("a bad zone-file line is refused with its line number, and nothing is imported", async () => {
+    const { c, owner, zone } = await setup();
+    const before = await recordsOf(c, owner, zone);
+    const bad = ZONE_FILE.replace("sip      IN A 192.0.2.60", "sip      IN A 192.0.2.300");
+    const res = await c.send("POST", `${zone}/import`, owner, { json: { content: bad } });
+    expect(res.status).toBe(422);
+    expect(res.body.errors[0].field).toBe("content");
+    expect(res.body.detail).toBe("line 13: A: not an IPv4 address: \"192.0.2.300\"");
+    // A file that parses but is not a valid zone: 422 naming the record.
+    const cname = await c.send("POST", `${zone}/import`, owner, { json: { content: `${ZONE_FILE}www IN A 192.0.2.80\n` } });
+    expect([cname.status, cname.body.errors[0].field]).toEqual([422, "records"]);
+    expect(cname.body.detail).toContain("www.example.org. CNAME");
+    const outside = await c.send("POST", `${zone}/import`, owner, { json: { content: `${ZONE_FILE}elsewhere.net. IN A 192.0.2.80\n` } });
+    expect(outside.status).toBe(422);
+    expect(outside.body.detail).toContain("elsewhere.net. A: the owner is outside the zone");
+    expect(await recordsOf(c, owner, zone)).toEqual(before);
+    expect(auditActions(c).map((e) => e.action)).toEqual(["dns.zone.create"]);
+  });
+
+  test("another organization can neither see nor change the zone; its name stays taken", async () => {
+    const { c, owner, org, zone, zones } = await setup();
+    const operator = owner;
+    const outsider = await c.addUser(operator, "outsider@example.org");
+    const other = await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "other", owner: outsider.id } });
+    expect(other.status).toBe(200);
+    const otherOrg = other.body.id as string;
+    const theirs = `/v1/dns/orgs/${otherOrg}/zones`;
+    // Our organization's URLs: the guard refuses.
+    expect((await c.send("GET", zone, outsider.token)).status).toBe(403);
+    expect((await c.send("PUT", `${zone}/rrsets/www/A`, outsider.token, { json: { records: ["192.0.2.66"] } })).status).toBe(403);
+    // Their organization's URLs: the zone is not there.
+    expect((await c.send("GET", theirs, outsider.token)).body.items).toEqual([]);
+    expect((await c.send("GET", `${theirs}/example.org`, outsider.token)).status).toBe(404);
+    expect((await c.send("GET", `${theirs}/example.org/export`, outsider.token)).status).toBe(404);
+    expect((await c.send("PUT", `${theirs}/example.org/rrsets/www/A`, outsider.token, { json: { records: ["192.0.2.66"] } })).status).toBe(404);
+    expect((await c.send("POST", `${theirs}/example.org/import`, outsider.token, { json: { content: ZONE_FILE } })).status).toBe(404);
+    expect((await c.send("POST", theirs, outsider.token, { json: { name: "example.org" } })).status).toBe(409);
+    expect(withoutSoa(await recordsOf(c, owner, zone))).toEqual(["example.org. 3600 NS ns1.example.org."]);
+    expect(org).not.toBe(otherOrg);
+    void zones;
+  });
+
+  test("delete asks for confirmation; the name can be used again; audit events are recorded", async () => {
+    const { c, owner, org, zone, zones, created } = await setup();
+    await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: ["192.0.2.1"] } });
+    await c.send("POST", `${zone}/import`, owner, { json: { content: ZONE_FILE } });
+    const ask = await c.send("DELETE", zone, owner);
+    expect(ask.status).toBe(428);
+    const done = await c.send("DELETE", zone, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+    expect([done.status, done.body]).toEqual([200, { ok: true }]);
+    expect((await c.send("GET", zone, owner)).status).toBe(404);
+    expect((await c.send("GET", zones, owner)).body.items).toEqual([]);
+    expect(dnsServiceOf(c.kernel as never).loadZones()).toEqual([]);
+    expect((await c.send("POST", zones, owner, { json: { name: "example.org" } })).status).toBe(200);
+    const events = auditActions(c);
+    expect(events.map((e) => e.action)).toEqual(["dns.zone.create", "dns.rrset.update", "dns.zone.import", "dns.zone.delete", "dns.zone.create"]);
+    expect(events.every((e) => e.organization === org && e.outcome === "success")).toBe(true);
+    expect(events[1]!.reason).toBe("www.example.org. A: 1 record(s), TTL 3600; serial 2026060101");
+    const resource = c.kernel.store.db.query("SELECT resource_type, resource_id FROM audit_events WHERE action = 'dns.zone.delete'").get() as { resource_type: string; resource_id: string };
+    expect(resource).toEqual({ resource_type: "dns_zone", resource_id: created.id });
+  });
+});
+
+test("serials: YYYYMMDDnn while they keep up with the date, else +1 (RFC 1982)", () => {
+  const day = Date.UTC(2026, 5, 1);
+  expect(nextSerial(0, day)).toBe(2026060100);
+  expect(nextSerial(2026060100, day)).toBe(2026060101);
+  expect(nextSerial(2026053199, day)).toBe(2026060100);
+  expect(nextSerial(2026060199, day)).toBe(2026060200); // ahead of the date: plain +1
+  expect(nextSerial(4_000_000_000, day)).toBe(4_000_000_001);
+  expect(nextSerial(4_294_967_295, day)).toBe(2026060100); // behind the date in serial arithmetic
+});
