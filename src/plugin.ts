@@ -86,8 +86,12 @@ export interface ApiClient {
   readonly baseUrl: string;
   /** The pinned server certificate (PEM), when there is one. */
   readonly certificate?: string;
-  /** Sends a JSON request; resolves with the parsed body, or throws an ApiError with the problem. */
-  request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
+  /**
+   * Sends a JSON request; resolves with the parsed body, or throws an ApiError with the problem.
+   * `confirmed`: the user already confirmed a destructive operation (--yes), so the server's
+   * 428 confirmation request is answered once with its token.
+   */
+  request<T = unknown>(method: string, path: string, body?: unknown, options?: { confirmed?: boolean }): Promise<T>;
   /** Like `request`, for answers that are not JSON (exports). */
   requestText(method: string, path: string): Promise<string>;
 }

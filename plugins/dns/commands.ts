@@ -103,14 +103,15 @@ export const dnsCommands: Command[] = [
   },
   {
     words: ["dns", "zone", "delete"],
-    summary: "Remove a zone and its records (the server asks for confirmation)",
+    summary: "Remove a zone and its records (cannot be undone: needs --yes)",
     args: "<zone>",
     maxArgs: 1,
-    options: ORG,
+    options: { ...ORG, yes: { type: "boolean", description: "Yes, delete the zone and every record in it" } },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone delete <zone>");
+      if (ctx.options.yes !== true) throw new Error(`this deletes ${ctx.args[0]} and every record in it, for good: add --yes`);
       const api = await ctx.api();
-      await api.request("DELETE", zonePath(await orgOf(ctx, api), ctx.args[0]!));
+      await api.request("DELETE", zonePath(await orgOf(ctx, api), ctx.args[0]!), undefined, { confirmed: true });
       print(ctx, { ok: true }, `${ctx.args[0]} deleted`);
       return 0;
     },

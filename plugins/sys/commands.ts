@@ -77,12 +77,14 @@ export const sysCommands: Command[] = [
     options: {
       shares: { type: "string", description: "Shamir: how many new shares (default: as before)" },
       threshold: { type: "string", description: "Shamir: how many shares unseal (default: as before)" },
+      yes: { type: "boolean", description: "Yes, replace the root key" },
     },
     async run(ctx) {
       const body: Record<string, number> = {};
       if (ctx.options.shares !== undefined) body.shares = Number(ctx.options.shares);
       if (ctx.options.threshold !== undefined) body.threshold = Number(ctx.options.threshold);
-      const r = await (await ctx.api()).request<typeof RekeyResponse.static>("POST", "/v1/sys/keys/rekey", body);
+      if (ctx.options.yes !== true) throw new Error("this replaces the root key (and its key file, shares or credential): add --yes");
+      const r = await (await ctx.api()).request<typeof RekeyResponse.static>("POST", "/v1/sys/keys/rekey", body, { confirmed: true });
       if (ctx.json) {
         ctx.out(JSON.stringify(r, null, 2));
         return 0;

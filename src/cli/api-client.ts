@@ -37,14 +37,19 @@ async function withSystemRoots(certificate: string): Promise<string[]> {
 }
 
 export function createApiClient({ baseUrl, trust, token, certificate }: ApiClientOptions): ApiClient {
-  const send = async (method: string, path: string, body?: unknown): Promise<{ response: Response; text: string }> => {
+  /** `confirmed`: the user said yes already, so a 428 is answered with its token, once. */
+  const send = async (method: string, path: string, body?: unknown, confirmed = false, confirm?: string): Promise<{ response: Response; text: string }> => {
     const ca = trust ? await withSystemRoots(trust) : undefined;
     let response: Response;
     try {
       response = await fetch(new URL(path, baseUrl), {
         method,
         signal: AbortSignal.timeout(30_000),
-        headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        headers: {
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...(confirm ? { "x-citadel-confirm": confirm } : {}),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         ...(ca ? { tls: { ca } } : {}),
       });
@@ -58,12 +63,14 @@ export function createApiClient({ baseUrl, trust, token, certificate }: ApiClien
     }
     const text = await response.text();
     if (!response.ok) {
-      let problem: { detail?: string; title?: string; code?: string; request_id?: string } = {};
+      let problem: { detail?: string; title?: string; code?: string; request_id?: string; confirmation_token?: string } = {};
       try {
         problem = JSON.parse(text);
       } catch {
         // not a problem document: the status says enough
       }
+      // The user confirmed already (--yes): answer the server's confirmation request once.
+      if (response.status === 428 && confirmed && !confirm && problem.confirmation_token) return send(method, path, body, confirmed, problem.confirmation_token);
       const what = problem.detail ?? problem.title ?? `HTTP ${response.status}`;
       throw new ApiError(`${what} (${problem.code ?? response.status}${problem.request_id ? `, request ${problem.request_id}` : ""})`, response.status, problem.code);
     }
@@ -72,8 +79,8 @@ export function createApiClient({ baseUrl, trust, token, certificate }: ApiClien
   return {
     baseUrl,
     certificate,
-    async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-      const { response, text } = await send(method, path, body);
+    async request<T>(method: string, path: string, body?: unknown, options: { confirmed?: boolean } = {}): Promise<T> {
+      const { response, text } = await send(method, path, body, options.confirmed === true);
       try {
         return (text ? JSON.parse(text) : undefined) as T;
       } catch {

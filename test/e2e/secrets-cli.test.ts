@@ -358,6 +358,20 @@ describe("an end-to-end-encrypted workspace", () => {
   });
 });
 
+describe("destructive commands ask for --yes, then answer the server's confirmation", () => {
+  test("keys rekey and dns zone delete", async () => {
+    const refused = await cli(["keys", "rekey"]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("--yes");
+    expect(await ok(["keys", "rekey", "--yes"])).toContain("The root key is now");
+    expect(await ok(["secrets", "get", "DB_PASSWORD", ...WS()])).toBe(`${DB_PASSWORD}\n`); // still readable
+    await ok(["dns", "zone", "create", "e2e.example"]);
+    expect((await cli(["dns", "zone", "delete", "e2e.example"])).code).not.toBe(0);
+    expect(await ok(["dns", "zone", "delete", "e2e.example", "--yes"])).toContain("deleted");
+    expect(await ok(["dns", "zone", "list"])).not.toContain("e2e.example");
+  });
+});
+
 describe("what the server keeps", () => {
   test("its logs, database and write-ahead log never hold a plaintext value", async () => {
     const needles = Object.entries(PLAINTEXTS).flatMap(([name, value]) => [
