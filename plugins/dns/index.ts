@@ -3,6 +3,8 @@
  * import and export. Every change is validated as a whole zone before it is written (see
  * service.ts). The listener (server.ts) serves what `DnsService.loadZones()` builds.
  */
+import { nameToText, parseName } from "./names.ts";
+import { startDnsServer, ZoneTable } from "./server.ts";
 import { Elysia } from "elysia";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
@@ -52,12 +54,31 @@ export const dnsPlugin = definePlugin<DnsSettings>({
   migrations: dnsMigrations,
 
   async start(k) {
-    dnsServiceOf(k);
-    // --- DNS listener: not wired yet ----------------------------------------------------
-    // server.ts (in progress) starts here: the UDP and TCP listeners on k.settings.udp and
-    // k.settings.tcp, answering from dnsServiceOf(k).loadZones() (or zoneFor(k, id)), and
-    // returns its stop function from this hook.
-    return async () => {};
+    const dns = dnsServiceOf(k);
+    if (k.settings.udp.length === 0 && k.settings.tcp.length === 0) return async () => {};
+    // The served zones are rebuilt from the store after every change: simple and always
+    // consistent with what the API shows (a change costs a rebuild of every zone; fine for the
+    // zone counts of one appliance, to be narrowed to the changed zone when it matters).
+    const table = new ZoneTable();
+    const reload = () => {
+      const zones = dns.loadZones();
+      const fresh = new Set(zones.map((z) => nameToText(z.origin).toLowerCase()));
+      for (const origin of served) if (!fresh.has(origin)) table.delete(parseName(origin, null));
+      served.clear();
+      for (const zone of zones) {
+        table.set(zone);
+        served.add(nameToText(zone.origin).toLowerCase());
+      }
+    };
+    const served = new Set<string>();
+    reload();
+    const unsubscribe = dns.onChange(reload);
+    const server = await startDnsServer({ udp: k.settings.udp.map(parseAddress), tcp: k.settings.tcp.map(parseAddress), zones: table, log: k.log });
+    k.log.info("dns listening", { udp: k.settings.udp, tcp: k.settings.tcp, zones: table.size });
+    return async () => {
+      unsubscribe();
+      await server.stop();
+    };
   },
 
   routes: (k) => {
@@ -108,3 +129,11 @@ export const dnsPlugin = definePlugin<DnsSettings>({
 });
 
 const EXPORT_RESPONSE = { description: "The zone file", content: { "text/plain": { schema: { type: "string" as const } } } };
+
+/** "127.0.0.1:5353" or "[::1]:53" → address and port (the config schema has checked the shape loosely). */
+function parseAddress(text: string): { address: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(text.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65_535) throw new Error(`dns: "${text}" is not host:port (IPv6 in brackets: [::1]:53)`);
+  return { address: match[1] ?? match[2]!, port };
+}

@@ -93,7 +93,21 @@ function refusing<T>(field: string, fn: () => T, prefix = ""): T {
 }
 
 export class DnsService {
+  private readonly listeners = new Set<() => void>();
+
   constructor(private readonly k: DnsKernel) {}
+
+  /** Calls `listener` after every committed change (the listener reloads what it serves). */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private async write<T>(fn: (tx: Database) => T): Promise<T> {
+    const result = await this.k.store.write(fn);
+    for (const listener of this.listeners) listener();
+    return result;
+  }
 
   private get db(): Database {
     return this.k.store.db;
@@ -189,7 +203,7 @@ export class DnsService {
     const now = this.now();
     const row: sql.ZoneRow = { id: newId("dnsz"), organization_id: organizationId, name, ttl, ...soa, serial: nextSerial(0, now), created_at: now, updated_at: now, deleted_at: null };
     const records: RR[] = ns.map((n) => ({ name: origin, ttl, type: RRType.NS, rdata: parseRdata(RRType.NS, [nameToText(n)], origin) }));
-    await this.k.store.write((tx) => {
+    await this.write((tx) => {
       if (sql.liveZoneByName(tx, name)) throw new ConflictError(`The zone ${name} exists already.`);
       const built = refusing("records", () => Zone.build(origin, [soaRecord(row), ...records]));
       sql.insertZone(tx, row);
@@ -200,7 +214,7 @@ export class DnsService {
   }
 
   async delete(caller: Caller, organizationId: string, zone: string) {
-    await this.k.store.write((tx) => {
+    await this.write((tx) => {
       const row = this.zoneRow(organizationId, zone, tx);
       sql.deleteZone(tx, row.id, this.now());
       this.k.audit.record(tx, event(caller, row, "dns.zone.delete", row.name));
@@ -224,7 +238,7 @@ export class DnsService {
       const rdata = refusing(`records`, () => parseRdata(type, splitTokens(text), origin), `${label} (records[${i}]): `);
       if (!wanted.some((w) => hex(w.rdata) === hex(rdata))) wanted.push({ name: owner, ttl, type, rdata });
     });
-    return this.k.store.write((tx) => {
+    return this.write((tx) => {
       const row = this.zoneRow(organizationId, zone, tx);
       const others = storedRecords(tx, row.id).filter((r) => !(r.type === type && canonical(r.name) === ownerKey));
       const serial = nextSerial(row.serial, this.now());
@@ -274,7 +288,7 @@ export class DnsService {
       return result;
     };
     // A dry run reads inside no transaction: it writes nothing.
-    return input.dry_run ? run(this.db) : this.k.store.write(run);
+    return input.dry_run ? run(this.db) : this.write(run);
   }
 }
 

@@ -12,7 +12,8 @@ export const ROOT = new URL("../..", import.meta.url).pathname;
 /** The CLI's own config (its stored login) goes here, never into the real home directory. */
 const CONFIG_HOME = mkdtempSync(join(tmpdir(), "citadel-e2e-config-"));
 process.on("exit", () => rmSync(CONFIG_HOME, { recursive: true, force: true }));
-const baseEnv = () => ({ PATH: process.env.PATH ?? "", HOME: CONFIG_HOME, XDG_CONFIG_HOME: CONFIG_HOME });
+// No DNS listener unless a test asks for one (CITADEL_DNS_UDP/TCP): runs must not compete for port 5353.
+const baseEnv = () => ({ PATH: process.env.PATH ?? "", HOME: CONFIG_HOME, XDG_CONFIG_HOME: CONFIG_HOME, CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" });
 export const BINARY = join(ROOT, "dist/citadel");
 
 /** The newest modification time among the sources the binary is built from. */

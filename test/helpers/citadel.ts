@@ -35,6 +35,8 @@ export async function testCitadel(options: TestCitadelOptions = {}) {
   const base = { ...seeded, keySource: { ...seeded.keySource, ...(options.keyFile ? { keyFile: options.keyFile } : {}) } };
   migrate(base.store.db, [{ owner: "kernel", migrations: kernelMigrations }, ...plugins.map((p) => ({ owner: p.name, migrations: p.migrations }))]);
   const { config } = loadConfig({ schema: configSchema, env: {}, cwd: "/nonexistent", dataFlag: "/nonexistent/data" });
+  // No DNS listener unless a test asks for one: in-process apps must not compete for port 5353.
+  Object.assign(config.dns as object, { udp: [], tcp: [] });
   for (const [section, values] of Object.entries(options.config ?? {})) Object.assign(config[section] as object, values);
   const log = captureLog();
   const services = plugins.flatMap((p) => (p.service ? [p.service] : []));
