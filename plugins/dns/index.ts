@@ -73,7 +73,16 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const served = new Set<string>();
     reload();
     const unsubscribe = dns.onChange(reload);
-    const server = await startDnsServer({ udp: k.settings.udp.map(parseAddress), tcp: k.settings.tcp.map(parseAddress), zones: table, log: k.log });
+    let server: Awaited<ReturnType<typeof startDnsServer>>;
+    try {
+      server = await startDnsServer({ udp: k.settings.udp.map(parseAddress), tcp: k.settings.tcp.map(parseAddress), zones: table, log: k.log });
+    } catch (error) {
+      // The API still serves (zones can be managed); the operator is told why DNS is not.
+      // Port 5353 is also mDNS's: a desktop's avahi may hold it.
+      unsubscribe();
+      k.log.error("dns: cannot listen, DNS is off (set [dns] udp and tcp)", { udp: k.settings.udp, tcp: k.settings.tcp, error: error instanceof Error ? error.message : String(error) });
+      return async () => {};
+    }
     k.log.info("dns listening", { udp: k.settings.udp, tcp: k.settings.tcp, zones: table.size });
     return async () => {
       unsubscribe();

@@ -223,3 +223,18 @@ test("serials: YYYYMMDDnn while they keep up with the date, else +1 (RFC 1982)",
   expect(nextSerial(4_000_000_000, day)).toBe(4_000_000_001);
   expect(nextSerial(4_294_967_295, day)).toBe(2026060100); // behind the date in serial arithmetic
 });
+
+describe("the listener", () => {
+  test("a DNS address that is taken leaves the API serving and says why in the log", async () => {
+    const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const address = `127.0.0.1:${holder.port}`;
+      const c = await testCitadel({ config: { dns: { udp: [], tcp: [address] } } });
+      expect((await c.send("GET", "/healthz")).status).toBe(200);
+      expect(c.log.lines.some((l) => String(l.msg).startsWith("dns: cannot listen"))).toBe(true);
+      await c.stop();
+    } finally {
+      holder.stop(true);
+    }
+  });
+});
