@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { decodeMessage, Rcode } from "../../plugins/dns/message.ts";
 import { nameToText, nameToWire, parseName } from "../../plugins/dns/names.ts";
 import { rdataToText, RRType } from "../../plugins/dns/rdata.ts";
-import { ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-dns-");
 let citadel: RunningCitadel;
@@ -17,15 +17,7 @@ let token: string;
 let ca: string;
 let org: string;
 
-async function api(method: string, path: string, body?: unknown) {
-  const res = await fetch(`${citadel.url}${path}`, {
-    method,
-    headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), authorization: `Bearer ${token}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    tls: { ca },
-  });
-  return { status: res.status, body: (await res.json()) as any };
-}
+const api = (method: string, path: string, body?: unknown) => callApi(citadel.url, ca, token, method, path, body);
 
 /** A plain query: header (id, RD), one question, class IN. */
 function query(id: number, name: string, type: number): Uint8Array {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHmac } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BINARY, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
+import { BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-secrets-");
 /** The user's home (the CLI's config: no stored login) and where exported files go. */
@@ -28,15 +28,7 @@ const SHARED = `shared-${tag}-one-time`;
 const E2EE_VALUE = `e2ee-${tag}-only-clients-see-this`;
 const PLAINTEXTS = { DB_PASSWORD, TLS_KEY, TLS_KEY_LINE: TLS_KEY_LINES[1]!, SHARED, E2EE_VALUE };
 
-async function api(method: string, path: string, body?: unknown) {
-  const res = await fetch(`${citadel.url}${path}`, {
-    method,
-    headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), authorization: `Bearer ${token}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    tls: { ca },
-  });
-  return { status: res.status, body: (await res.json()) as any };
-}
+const api = (method: string, path: string, body?: unknown) => callApi(citadel.url, ca, token, method, path, body);
 
 /**
  * Runs `citadel --data DIR <args>` as a user would (the instance on this machine, the token in

@@ -146,6 +146,17 @@ export async function login(url: string, certificate: string, email: string, pas
   return body.token;
 }
 
+/** A JSON call to a running Citadel as `token`, trusting its certificate. */
+export async function callApi(url: string, certificate: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), authorization: `Bearer ${token}` },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    tls: { ca: certificate },
+  });
+  return { status: res.status, body: await res.json() };
+}
+
 export const OWNER_PASSPHRASE = "owner-passphrase-2026";
 
 /** What a fresh install's owner does first: log in with the one-time password and change it. */
