@@ -99,3 +99,26 @@ test("a change is served at once; missing names get NXDOMAIN with the SOA; other
   const outside = decodeMessage(await overUdp(query(3, "example.org.", RRType.A)));
   expect([outside.rcode, outside.aa]).toEqual([Rcode.REFUSED, false]);
 });
+
+test("kdig, a standard client, over UDP and TCP; a big answer truncated over UDP is retried over TCP", async () => {
+  const kdig = Bun.which("kdig");
+  if (!kdig) {
+    if (process.env.CI) throw new Error("kdig is missing: .ci/run should have installed knot-dnsutils");
+    console.warn("kdig not installed: the interoperability check did not run");
+    return;
+  }
+  const run = async (...args: string[]) => {
+    const proc = Bun.spawn([kdig, "@127.0.0.1", "-p", String(dnsPort), "+timeout=3", "+retry=0", ...args], { stdout: "pipe", stderr: "pipe" });
+    const out = await new Response(proc.stdout).text();
+    await proc.exited;
+    return out;
+  };
+  expect((await run("+short", "www.example.test", "A")).trim().split("\n").sort()).toEqual(["192.0.2.11", "192.0.2.12"]);
+  expect((await run("+short", "+tcp", "www.example.test", "A")).trim().split("\n").sort()).toEqual(["192.0.2.11", "192.0.2.12"]);
+  // 40 TXT records of 200 octets: far over 512 octets, so UDP without EDNS answers TC and kdig retries over TCP.
+  const big = Array.from({ length: 40 }, (_, i) => `"${String(i).padStart(2, "0")}${"x".repeat(198)}"`);
+  expect((await api("PUT", `/v1/dns/orgs/${org}/zones/example.test/rrsets/big/TXT`, { ttl: 60, records: big })).status).toBe(200);
+  const full = await run("+noedns", "big.example.test", "TXT");
+  expect(full).toContain("TC");
+  expect(full.match(/\tTXT\t/g)?.length ?? full.match(/ TXT /g)?.length).toBe(40);
+});
