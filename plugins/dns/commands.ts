@@ -1,9 +1,10 @@
 /**
- * CLI: citadel dns zone list|create|show|delete|import|export, citadel dns set. The
+ * CLI: citadel dns zone list|create|show|delete|import|export, citadel dns set, citadel dns top. The
  * organization is --org, else the user's only one (as in citadel share).
  */
 import { readFileSync } from "node:fs";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
+import type { AnalyticsSnapshot } from "./analytics.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
 
@@ -170,6 +171,22 @@ export const dnsCommands: Command[] = [
         body,
       );
       print(ctx, set, set.records.length === 0 ? `${set.name} ${set.type} removed (serial ${set.serial})` : `${set.name} ${set.ttl} ${set.type}: ${set.records.join(" | ")} (serial ${set.serial})`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "top"],
+    summary: "Show DNS query totals, the most queried names and the busiest client prefixes (operators)",
+    options: { minutes: { type: "string", description: "Minutes of per-minute series to fetch (default 60; shown with --json)" } },
+    async run(ctx) {
+      const minutes = integerOption(ctx, "minutes", 1);
+      const api = await ctx.api();
+      const s = await api.request<AnalyticsSnapshot>("GET", `/v1/dns/analytics${minutes === undefined ? "" : `?minutes=${minutes}`}`);
+      const counts = (title: string, c: Record<string, number>) => Object.entries(c).map(([k, n]) => [title, k, String(n)]);
+      const totals = table([["BY", "VALUE", "QUERIES"], ["total", "", String(s.queries)], ...counts("zone", s.by_zone), ...counts("type", s.by_qtype), ...counts("rcode", s.by_rcode), ...counts("transport", s.by_transport)]);
+      const names = s.top_names.length === 0 ? "no queries" : table([["NAME", "QUERIES"], ...s.top_names.map((n) => [n.name, String(n.count)])]);
+      const clients = s.top_clients.length === 0 ? "no queries" : table([["CLIENT PREFIX", "QUERIES"], ...s.top_clients.map((c) => [c.prefix, String(c.count)])]);
+      print(ctx, s, `since ${s.since}\n${totals}\n\ntop names\n${names}\n\ntop clients\n${clients}`);
       return 0;
     },
   },

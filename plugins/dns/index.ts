@@ -14,6 +14,7 @@ import { dnsCommands } from "./commands.ts";
 import { dnsMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
 import { DnsService, type Caller } from "./service.ts";
+import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts";
 import { DnsSettings } from "./settings.ts";
 import type { Zone } from "./zone.ts";
 
@@ -32,6 +33,14 @@ export function dnsServiceOf(k: Kernel<DnsSettings>): DnsService {
   let s = services.get(k.store);
   if (!s) services.set(k.store, (s = new DnsService(k)));
   return s;
+}
+
+/** The query analytics made per kernel: the listener feeds them, the route reads them (empty when DNS is off). */
+const analytics = new WeakMap<object, DnsAnalytics>();
+export function dnsAnalyticsOf(k: Kernel<DnsSettings>): DnsAnalytics {
+  let a = analytics.get(k.store);
+  if (!a) analytics.set(k.store, (a = new DnsAnalytics({ now: () => k.clock.now(), retentionMinutes: k.settings.analytics_retention_minutes ?? 1440 })));
+  return a;
 }
 
 /** One live zone, built for serving (null when there is none or it does not build). */
@@ -75,7 +84,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const unsubscribe = dns.onChange(reload);
     let server: Awaited<ReturnType<typeof startDnsServer>>;
     try {
-      server = await startDnsServer({ udp: k.settings.udp.map(parseAddress), tcp: k.settings.tcp.map(parseAddress), zones: table, log: k.log });
+      server = await startDnsServer({ udp: k.settings.udp.map(parseAddress), tcp: k.settings.tcp.map(parseAddress), zones: table, observer: dnsAnalyticsOf(k), log: k.log });
     } catch (error) {
       // The API still serves (zones can be managed); the operator is told why DNS is not.
       // Port 5353 is also mDNS's: a desktop's avahi may hold it.
@@ -93,6 +102,11 @@ export const dnsPlugin = definePlugin<DnsSettings>({
   routes: (k) => {
     const dns = dnsServiceOf(k);
     return new Elysia({ name: "dns" })
+      .get("/analytics", ({ query }) => dnsAnalyticsOf(k).snapshot({ minutes: query.minutes }), {
+        query: AnalyticsQuery,
+        response: AnalyticsResponse,
+        detail: { summary: "Query counts of the DNS listener since it started: by zone, type, rcode, transport, top names and client prefixes, per minute (operators)", tags, ...access({ operator: true, scope: "dns:read" }) },
+      })
       .get(Z, ({ params }) => dns.list(params.org), {
         response: m.ZoneList,
         detail: { summary: "The organization's zones", tags, ...access(READ) },

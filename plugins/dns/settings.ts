@@ -8,5 +8,6 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
   udp: Type.Array(Address, { default: ["127.0.0.1:5353"], maxItems: 16, description: "Addresses (host:port) to answer DNS over UDP on. Empty: no UDP listener." }),
   tcp: Type.Array(Address, { default: ["127.0.0.1:5353"], maxItems: 16, description: "Addresses (host:port) to answer DNS over TCP on. Empty: no TCP listener." }),
   default_ttl: Type.Integer({ default: 3600, minimum: 0, maximum: 2_147_483_647, description: "TTL (seconds) of a new zone when none is given; records without a TTL take their zone's." }),
+  analytics_retention_minutes: Type.Integer({ default: 1440, minimum: 1, maximum: 10_080, description: "Minutes of per-minute query counts kept in memory for GET /v1/dns/analytics." }),
 });
 export type DnsSettings = Static<typeof DnsSettings>;

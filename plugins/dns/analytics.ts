@@ -1,0 +1,203 @@
+/**
+ * Query analytics for the authoritative server: a `QueryObserver` (server.ts) that counts every
+ * answered query by zone, type, rcode and transport, keeps the most queried names and client
+ * prefixes, and a per-minute series — all in memory, all bounded.
+ *
+ * `observe` runs on the answer path, so it does a few Map updates and nothing else: no I/O, no
+ * JSON. Memory is bounded whatever clients send: the top names and client prefixes are
+ * Misra-Gries summaries of `topSize` counters (a random-subdomain flood cannot grow them), the
+ * other dimensions have few values (zones are the served ones, types fit 16 bits, rcodes are
+ * folded into eight names), and the series is a ring of `retentionMinutes` buckets.
+ *
+ * Totals count from when the analytics started; the series covers the last minutes asked for
+ * (at most the retention). A top-list count is a lower bound: it is exact when fewer than
+ * `topSize` distinct keys were seen, else under by at most queries / (topSize + 1).
+ */
+import { t } from "elysia";
+import { formatIp, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
+import { nameToText, type Name } from "./names.ts";
+import { typeToText } from "./rdata.ts";
+import type { QueryEvent, QueryObserver } from "./server.ts";
+
+const RCODE_NAMES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other"] as const;
+const RCODE_SLOTS = RCODE_NAMES.length;
+
+/** The rcode's slot in RCODE_NAMES. */
+function rcodeSlot(rcode: number): number {
+  if (rcode >= 0 && rcode <= 5) return rcode;
+  return rcode === 16 ? 6 : 7;
+}
+
+const MINUTE_MS = 60_000;
+
+/** "192.0.2.0/24" for an IPv4 client, the /56 for IPv6; the text itself when it is no address. */
+export function clientPrefix(client: string): string {
+  if (!client.includes(":")) {
+    const dot = client.lastIndexOf(".");
+    if (dot > 0) return `${client.slice(0, dot)}.0/24`;
+    return client;
+  }
+  const parsed = parseIp(client);
+  if (!parsed) return client;
+  const ip = unmapIpv4(parsed);
+  if (ip.family === 4) return `${ip.bytes[0]}.${ip.bytes[1]}.${ip.bytes[2]}.0/24`;
+  const bytes = ip.bytes.slice();
+  bytes.fill(0, 7);
+  return `${formatIp({ family: 6, bytes })}/56`;
+}
+
+/**
+ * Misra-Gries heavy hitters: at most `size` counters. A new key when all are taken lowers every
+ * counter by one (dropping those at zero) instead of being counted: amortized O(1) per update,
+ * and every key seen more than n / (size + 1) times out of n is kept.
+ */
+export class HeavyHitters {
+  readonly counts = new Map<string, number>();
+  constructor(readonly size: number) {}
+
+  add(key: string): void {
+    const counts = this.counts;
+    const count = counts.get(key);
+    if (count !== undefined) counts.set(key, count + 1);
+    else if (counts.size < this.size) counts.set(key, 1);
+    else for (const [k, c] of counts) c > 1 ? counts.set(k, c - 1) : counts.delete(k);
+  }
+
+  /** The `limit` largest counters, largest first (ties by key). */
+  top(limit: number): Array<[string, number]> {
+    return [...this.counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, limit);
+  }
+}
+
+interface Bucket {
+  minute: number;
+  queries: number;
+  rcodes: Uint32Array;
+}
+
+export interface AnalyticsSnapshot {
+  since: string;
+  until: string;
+  queries: number;
+  by_zone: Record<string, number>;
+  by_qtype: Record<string, number>;
+  by_rcode: Record<string, number>;
+  by_transport: Record<string, number>;
+  top_names: Array<{ name: string; count: number }>;
+  top_clients: Array<{ prefix: string; count: number }>;
+  series: Array<{ minute: string; queries: number; rcodes: Record<string, number> }>;
+}
+
+const Counts = t.Record(t.String(), t.Integer({ minimum: 0 }));
+
+/** The response of GET /v1/dns/analytics. */
+export const AnalyticsResponse = t.Object({
+  since: t.String({ format: "date-time", description: "When counting began (the totals and top lists cover since then)." }),
+  until: t.String({ format: "date-time" }),
+  queries: t.Integer({ minimum: 0 }),
+  by_zone: Counts,
+  by_qtype: Counts,
+  by_rcode: Counts,
+  by_transport: Counts,
+  top_names: t.Array(t.Object({ name: t.String(), count: t.Integer({ minimum: 0 }) })),
+  top_clients: t.Array(t.Object({ prefix: t.String(), count: t.Integer({ minimum: 0 }) })),
+  series: t.Array(t.Object({ minute: t.String({ format: "date-time" }), queries: t.Integer({ minimum: 0 }), rcodes: Counts })),
+});
+
+export const AnalyticsQuery = t.Object({
+  minutes: t.Optional(t.Integer({ minimum: 1, maximum: 10_080, description: "Minutes of series to return (default 60, at most dns.analytics_retention_minutes)." })),
+});
+
+const increment = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1);
+const sorted = (map: Map<string, number>): Record<string, number> =>
+  Object.fromEntries([...map].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
+
+export class DnsAnalytics implements QueryObserver {
+  private readonly now: () => number;
+  private readonly retention: number;
+  private readonly started: number;
+  private queries = 0;
+  private readonly zones = new Map<string, number>();
+  private readonly qtypes = new Map<string, number>();
+  private readonly rcodes = new Uint32Array(RCODE_SLOTS);
+  private readonly transports = new Map<string, number>();
+  private readonly names: HeavyHitters;
+  private readonly clients: HeavyHitters;
+  /** The per-minute ring: slot minute % retention, reused when its minute is stale. */
+  private readonly ring: Array<Bucket | undefined>;
+  /** Zone origins are the served zones' own Name objects: their text is worked out once. */
+  private readonly zoneText = new WeakMap<Name, string>();
+
+  constructor(options: { now: () => number; retentionMinutes: number; topSize?: number }) {
+    this.now = options.now;
+    this.retention = Math.max(1, Math.floor(options.retentionMinutes));
+    this.names = new HeavyHitters(options.topSize ?? 100);
+    this.clients = new HeavyHitters(options.topSize ?? 100);
+    this.ring = new Array(this.retention);
+    this.started = options.now();
+  }
+
+  observe(event: QueryEvent): void {
+    this.queries++;
+    let zone = "-";
+    if (event.zone !== null) {
+      const cached = this.zoneText.get(event.zone);
+      if (cached !== undefined) zone = cached;
+      else this.zoneText.set(event.zone, (zone = nameToText(event.zone).toLowerCase()));
+    }
+    increment(this.zones, zone);
+    increment(this.qtypes, typeToText(event.qtype));
+    const slot = rcodeSlot(event.rcode);
+    this.rcodes[slot]!++;
+    increment(this.transports, event.transport);
+    this.names.add(nameToText(event.qname).toLowerCase());
+    this.clients.add(clientPrefix(event.client));
+
+    const minute = Math.floor(this.now() / MINUTE_MS);
+    const index = minute % this.retention;
+    let bucket = this.ring[index];
+    if (bucket === undefined) bucket = this.ring[index] = { minute, queries: 0, rcodes: new Uint32Array(RCODE_SLOTS) };
+    else if (bucket.minute !== minute) {
+      bucket.minute = minute;
+      bucket.queries = 0;
+      bucket.rcodes.fill(0);
+    }
+    bucket.queries++;
+    bucket.rcodes[slot]!++;
+  }
+
+  /** Totals since the start, top lists (at most `top` each, default 20), the last `minutes` (default 60, at most the retention). */
+  snapshot(options: { minutes?: number; top?: number } = {}): AnalyticsSnapshot {
+    const now = this.now();
+    const current = Math.floor(now / MINUTE_MS);
+    const minutes = Math.min(this.retention, Math.max(1, Math.floor(options.minutes ?? 60)));
+    const top = options.top ?? 20;
+    const series: AnalyticsSnapshot["series"] = [];
+    for (let m = current - minutes + 1; m <= current; m++) {
+      const bucket = this.ring[m % this.retention];
+      const live = bucket !== undefined && bucket.minute === m;
+      const rcodes: Record<string, number> = {};
+      if (live) for (let i = 0; i < RCODE_SLOTS; i++) if (bucket.rcodes[i]! > 0) rcodes[RCODE_NAMES[i]!] = bucket.rcodes[i]!;
+      series.push({ minute: new Date(m * MINUTE_MS).toISOString(), queries: live ? bucket.queries : 0, rcodes });
+    }
+    const rcodes = new Map<string, number>();
+    for (let i = 0; i < RCODE_SLOTS; i++) if (this.rcodes[i]! > 0) rcodes.set(RCODE_NAMES[i]!, this.rcodes[i]!);
+    return {
+      since: new Date(this.started).toISOString(),
+      until: new Date(now).toISOString(),
+      queries: this.queries,
+      by_zone: sorted(this.zones),
+      by_qtype: sorted(this.qtypes),
+      by_rcode: sorted(rcodes),
+      by_transport: sorted(this.transports),
+      top_names: this.names.top(top).map(([name, count]) => ({ name, count })),
+      top_clients: this.clients.top(top).map(([prefix, count]) => ({ prefix, count })),
+      series,
+    };
+  }
+
+  /** Sizes of the internal tables (for tests: they must stay bounded). */
+  sizes(): { names: number; clients: number; zones: number; qtypes: number; buckets: number } {
+    return { names: this.names.counts.size, clients: this.clients.counts.size, zones: this.zones.size, qtypes: this.qtypes.size, buckets: this.ring.filter(Boolean).length };
+  }
+}
