@@ -3,7 +3,8 @@
  * organization is --org, else the user's only one (as in citadel share).
  */
 import { readFileSync } from "node:fs";
-import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
+import { integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
+import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { AnalyticsSnapshot } from "./analytics.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
@@ -18,29 +19,12 @@ interface ZoneView {
   records?: Array<{ name: string; type: string; ttl: number; data: string }>;
 }
 
-async function orgOf(ctx: CommandContext, api: ApiClient): Promise<string> {
-  if (typeof ctx.options.org === "string" && ctx.options.org !== "") return ctx.options.org;
-  const me = await api.request<{ organizations: Array<{ id: string }> }>("GET", "/v1/iam/me");
-  if (me.organizations.length !== 1) throw new Error("name the organization: --org org_...");
-  return me.organizations[0]!.id;
-}
 
 const zonesPath = (org: string) => `/v1/dns/orgs/${encodeURIComponent(org)}/zones`;
 const zonePath = (org: string, zone: string, rest = "") => `${zonesPath(org)}/${encodeURIComponent(zone)}${rest}`;
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
-}
 
-const print = (ctx: CommandContext, data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) : text);
 
-function integerOption(ctx: CommandContext, name: string, min: number): number | undefined {
-  const raw = ctx.options[name];
-  if (raw === undefined) return undefined;
-  if (typeof raw !== "string" || !/^\d{1,10}$/.test(raw) || Number(raw) < min || Number(raw) > 2_147_483_647) throw new Error(`--${name}: a whole number of at least ${min}`);
-  return Number(raw);
-}
 
 function needArgs(ctx: CommandContext, n: number, synopsis: string): void {
   if (ctx.args.length < n) throw new Error(`usage: ${synopsis}`);
@@ -55,7 +39,7 @@ export const dnsCommands: Command[] = [
     options: ORG,
     async run(ctx) {
       const api = await ctx.api();
-      const list = await api.request<{ items: ZoneView[] }>("GET", zonesPath(await orgOf(ctx, api)));
+      const list = await api.request<{ items: ZoneView[] }>("GET", zonesPath(await organizationOf(ctx, api)));
       print(ctx, list, list.items.length === 0 ? "no zones" : table([["NAME", "SERIAL", "TTL", "UPDATED", "ID"], ...list.items.map((z) => [z.name, String(z.serial), String(z.ttl), z.updated_at, z.id])]));
       return 0;
     },
@@ -83,7 +67,7 @@ export const dnsCommands: Command[] = [
         const zone = ctx.args[0]!.replace(/\.?$/, ".");
         body.soa = { mname: ctx.options.mname ?? `ns1.${zone}`, rname: ctx.options.rname ?? `hostmaster.${zone}`, refresh: 3600, retry: 900, expire: 1_209_600, minimum: 300 };
       }
-      const zone = await api.request<ZoneView>("POST", zonesPath(await orgOf(ctx, api)), body);
+      const zone = await api.request<ZoneView>("POST", zonesPath(await organizationOf(ctx, api)), body);
       print(ctx, zone, `${zone.name} created (serial ${zone.serial})`);
       return 0;
     },
@@ -97,7 +81,7 @@ export const dnsCommands: Command[] = [
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone show <zone>");
       const api = await ctx.api();
-      const zone = await api.request<ZoneView>("GET", zonePath(await orgOf(ctx, api), ctx.args[0]!));
+      const zone = await api.request<ZoneView>("GET", zonePath(await organizationOf(ctx, api), ctx.args[0]!));
       print(ctx, zone, `${zone.name} serial ${zone.serial} (${zone.id})\n${recordsText(zone)}`);
       return 0;
     },
@@ -112,7 +96,7 @@ export const dnsCommands: Command[] = [
       needArgs(ctx, 1, "citadel dns zone delete <zone>");
       if (ctx.options.yes !== true) throw new Error(`this deletes ${ctx.args[0]} and every record in it, for good: add --yes`);
       const api = await ctx.api();
-      await api.request("DELETE", zonePath(await orgOf(ctx, api), ctx.args[0]!), undefined, { confirmed: true });
+      await api.request("DELETE", zonePath(await organizationOf(ctx, api), ctx.args[0]!), undefined, { confirmed: true });
       print(ctx, { ok: true }, `${ctx.args[0]} deleted`);
       return 0;
     },
@@ -129,7 +113,7 @@ export const dnsCommands: Command[] = [
       const api = await ctx.api();
       const result = await api.request<{ dry_run: boolean; serial: number; records: number; added: number; removed: number; changed: number; warnings: string[] }>(
         "POST",
-        zonePath(await orgOf(ctx, api), ctx.args[0]!, "/import"),
+        zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/import"),
         { content, dry_run: ctx.options["dry-run"] === true },
       );
       const summary = `${result.records} record(s): ${result.added} added, ${result.removed} removed, ${result.changed} TTL(s) changed`;
@@ -147,7 +131,7 @@ export const dnsCommands: Command[] = [
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone export <zone>");
       const api = await ctx.api();
-      const text = await api.requestText("GET", zonePath(await orgOf(ctx, api), ctx.args[0]!, "/export"));
+      const text = await api.requestText("GET", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/export"));
       ctx.out(text.endsWith("\n") ? text.slice(0, -1) : text);
       return 0;
     },
@@ -167,7 +151,7 @@ export const dnsCommands: Command[] = [
       if (ttl !== undefined) body.ttl = ttl;
       const set = await api.request<{ name: string; type: string; ttl: number; serial: number; records: string[] }>(
         "PUT",
-        zonePath(await orgOf(ctx, api), zone, `/rrsets/${encodeURIComponent(name)}/${encodeURIComponent(type)}`),
+        zonePath(await organizationOf(ctx, api), zone, `/rrsets/${encodeURIComponent(name)}/${encodeURIComponent(type)}`),
         body,
       );
       print(ctx, set, set.records.length === 0 ? `${set.name} ${set.type} removed (serial ${set.serial})` : `${set.name} ${set.ttl} ${set.type}: ${set.records.join(" | ")} (serial ${set.serial})`);

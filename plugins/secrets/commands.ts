@@ -6,6 +6,7 @@
  * values are encrypted and decrypted here, with the workspace key unwrapped by your private key.
  */
 import { readFileSync } from "node:fs";
+import { integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
 import { readSecretLine } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
@@ -107,10 +108,6 @@ interface Metadata {
   key_version?: number;
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
-}
 
 async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {
   const codec = await codecFor(ctx, api, w);
@@ -118,7 +115,6 @@ async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promi
   return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.key_version) })));
 }
 
-const print = (ctx: CommandContext, data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) : text);
 
 export const secretsCommands: Command[] = [
   {
@@ -317,11 +313,7 @@ export const secretsCommands: Command[] = [
         value = await readValue("Value to share: ");
         if (value === "") throw new Error("nothing to share: standard input was empty");
       }
-      if (!org) {
-        const me = await api.request<{ organizations: Array<{ id: string }> }>("GET", "/v1/iam/me");
-        if (me.organizations.length !== 1) throw new Error("name the organization: --org org_...");
-        org = me.organizations[0]!.id;
-      }
+      org ??= await organizationOf(ctx, api);
       const phrase = ctx.options.passphrase ? await readSecretLine("Passphrase for the link: ") : undefined;
       const sealed = await createShareSecret(value, phrase);
       const body: Record<string, unknown> = { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: sealed.passphraseRequired };
@@ -551,13 +543,6 @@ export const secretsCommands: Command[] = [
   },
 ];
 
-/** A whole-number flag, or undefined when absent; anything else is refused (not read as 0 or NaN). */
-function integerOption(ctx: CommandContext, name: string, min: number): number | undefined {
-  const raw = ctx.options[name];
-  if (raw === undefined) return undefined;
-  if (typeof raw !== "string" || !/^\d{1,9}$/.test(raw) || Number(raw) < min) throw new Error(`--${name}: a whole number of at least ${min}`);
-  return Number(raw);
-}
 
 /** One of the allowed words, or the default when absent. */
 function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[], fallback: T): T {

@@ -1,0 +1,30 @@
+/**
+ * What plugin commands share: printing (a table for people, JSON with --json), flag values
+ * checked instead of coerced, and the organization a command acts in.
+ */
+import type { ApiClient, CommandContext } from "../plugin.ts";
+
+/** Columns padded to their widest cell; the first row is the header. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+/** `data` as JSON with --json, else `text`. */
+export const print = (ctx: CommandContext, data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) : text);
+
+/** A whole-number flag, or undefined when absent; anything else is refused (not read as 0 or NaN). */
+export function integerOption(ctx: CommandContext, name: string, min: number): number | undefined {
+  const raw = ctx.options[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || !/^\d{1,10}$/.test(raw) || Number(raw) < min || Number(raw) > 2_147_483_647) throw new Error(`--${name}: a whole number of at least ${min}`);
+  return Number(raw);
+}
+
+/** --org, else the caller's only organization. */
+export async function organizationOf(ctx: CommandContext, api: ApiClient): Promise<string> {
+  if (typeof ctx.options.org === "string" && ctx.options.org !== "") return ctx.options.org;
+  const me = await api.request<{ organizations: Array<{ id: string }> }>("GET", "/v1/iam/me");
+  if (me.organizations.length !== 1) throw new Error("name the organization: --org org_...");
+  return me.organizations[0]!.id;
+}
