@@ -57,6 +57,8 @@ export interface Query {
   edns: Edns | null;
   /** The qname exactly as received (for echoing the case) */
   rawQname: Uint8Array | null;
+  /** Where the TSIG record (RFC 8945) starts, the message's last record; -1 when it is not signed. */
+  tsigStart: number;
 }
 
 export interface ResourceRecord {
@@ -109,6 +111,7 @@ export interface Message {
 
 const HEADER_LENGTH = 12;
 const TYPE_OPT = 41;
+const TYPE_TSIG = 250;
 const MIN_UDP_PAYLOAD = 512;
 const FLAG_QR = 0x8000;
 const FLAG_AA = 0x0400;
@@ -231,6 +234,7 @@ export function decodeQuery(packet: Uint8Array): Query {
   for (let i = ancount + nscount; i > 0; i--) at = skipRecord(p, at);
 
   let edns: Edns | null = null;
+  let tsigStart = -1;
   for (let i = 0; i < arcount; i++) {
     const owner = scanName(p, at, null);
     const fixed = owner.next;
@@ -238,7 +242,11 @@ export function decodeQuery(packet: Uint8Array): Query {
     const rdStart = fixed + 10;
     const rdEnd = rdStart + u16(p, fixed + 8);
     if (rdEnd > p.length) fail("record data is truncated");
-    if (u16(p, fixed) === TYPE_OPT) {
+    const type = u16(p, fixed);
+    if (type === TYPE_TSIG) {
+      if (i !== arcount - 1) fail("a TSIG record that is not the last record");
+      tsigStart = at;
+    } else if (type === TYPE_OPT) {
       if (edns) fail("more than one OPT record");
       if (owner.length !== 1) fail("an OPT record not owned by the root");
       edns = readEdns(p, fixed, rdStart, rdEnd);
@@ -247,7 +255,7 @@ export function decodeQuery(packet: Uint8Array): Query {
   }
   if (at !== p.length) fail("octets after the last record");
 
-  return { id, opcode, flags, rd: (flags & FLAG_RD) !== 0, question, edns, rawQname };
+  return { id, opcode, flags, rd: (flags & FLAG_RD) !== 0, question, edns, rawQname, tsigStart };
 }
 
 function skipRecord(p: Uint8Array, at: number): number {

@@ -27,7 +27,9 @@ import {
   type ResourceRecord,
   type Response,
 } from "./message.ts";
-import type { Name } from "./names.ts";
+import { nameEquals, type Name } from "./names.ts";
+import { noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
+import { appendUnsignedError, readTsig, RCODE_NOTAUTH, sign, timeOther, TsigError, tsigSize, verify, type TsigKey } from "./tsig.ts";
 import type { RR, Zone } from "./zone.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -134,8 +136,6 @@ export const EDNS_PAYLOAD_SIZE = 1232;
 const CLASSIC_UDP_SIZE = 512;
 const TCP_MAX_MESSAGE = 65535;
 const CLASS_IN = 1;
-const TYPE_IXFR = 251;
-const TYPE_AXFR = 252;
 const TYPE_MAILB = 253;
 const TYPE_MAILA = 254;
 const HEADER_LENGTH = 12;
@@ -148,9 +148,25 @@ interface Outcome {
   rcode: number;
   /** An unexpected exception that was turned into SERVFAIL. */
   error: unknown;
+  /** The messages after the first of a zone transfer (TCP only); null otherwise. */
+  more: Uint8Array[] | null;
 }
 
-const newOutcome = (): Outcome => ({ zone: null, qname: null, qtype: 0, rcode: 0, error: null });
+const newOutcome = (): Outcome => ({ zone: null, qname: null, qtype: 0, rcode: 0, error: null, more: null });
+
+/** What answers are made from besides the packet: the zones, the gate, and for TSIG and transfers the keys and policy. */
+export interface AnswerContext {
+  zones: ZoneSource;
+  gate: QueryGate;
+  /** The TSIG key of a name (lower-cased or not), or null. Without it every signed query is BADKEY. */
+  tsigKey?: (name: Name) => TsigKey | null;
+  /** Who may transfer which zone; nobody when absent. */
+  transfers?: TransferPolicy;
+  /** Milliseconds since the epoch, for TSIG times. */
+  now?: () => number;
+}
+
+const noKeys = () => null;
 
 const toRecord = (rr: RR): ResourceRecord => ({
   name: rr.name,
@@ -191,19 +207,13 @@ function bareServfail(packet: Uint8Array): Uint8Array {
   return out;
 }
 
-function answerInto(
-  packet: Uint8Array,
-  client: string,
-  transport: "udp" | "tcp",
-  zones: ZoneSource,
-  gate: QueryGate,
-  out: Outcome,
-): Uint8Array | null {
+function answerInto(packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext, out: Outcome): Uint8Array | null {
   out.zone = null;
   out.qname = null;
   out.qtype = 0;
   out.rcode = 0;
   out.error = null;
+  out.more = null;
   // Never answer a response (or what is not even a header): that is how reflection loops start.
   if (packet.length < HEADER_LENGTH || (packet[2]! & 0x80) !== 0) return null;
 
@@ -223,7 +233,52 @@ function answerInto(
       ? Math.min(Math.max(edns.udpPayloadSize, CLASSIC_UDP_SIZE), EDNS_PAYLOAD_SIZE)
       : CLASSIC_UDP_SIZE;
   }
+  if (query.tsigStart < 0) return replyTo(query, packet, client, transport, ctx, limit, null, out);
+  return signedReplyTo(query, packet, client, transport, ctx, limit, out);
+}
 
+/**
+ * A signed query (RFC 8945 section 5.2): a bad signature is NOTAUTH with the TSIG error (signed
+ * only for BADTIME, as the RFC says); a good one gets a reply signed with the same key, every
+ * message of a transfer included.
+ */
+function signedReplyTo(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext, limit: number, out: Outcome): Uint8Array | null {
+  const now = (ctx.now ?? Date.now)();
+  let tsig: ReturnType<typeof readTsig>;
+  try {
+    tsig = readTsig(packet, query.tsigStart);
+  } catch (e) {
+    if (!(e instanceof FormatError)) out.error = e;
+    out.rcode = Rcode.FORMERR;
+    return encodeFormErr(packet);
+  }
+  if (query.question) {
+    out.qname = query.question.name;
+    out.qtype = query.question.type;
+  }
+  const verdict = verify(packet, tsig, ctx.tsigKey ?? noKeys, { kind: "request" }, now);
+  if (verdict.error !== 0) {
+    out.rcode = RCODE_NOTAUTH;
+    const reply = emptyReply(query, RCODE_NOTAUTH, limit);
+    if (verdict.error === TsigError.BADTIME && verdict.key) return sign(reply, verdict.key, { kind: "response", requestMac: tsig.mac }, now, verdict.error, timeOther(now)).message;
+    return appendUnsignedError(reply, tsig, verdict.error);
+  }
+  const key = verdict.key!;
+  const reply = replyTo(query, packet, client, transport, ctx, limit - tsigSize(key), key, out);
+  if (reply === null) return null;
+  let signed = sign(reply, key, { kind: "response", requestMac: tsig.mac }, now);
+  const first = signed.message;
+  if (out.more !== null) {
+    out.more = out.more.map((message) => {
+      signed = sign(message, key, { kind: "continuation", priorMac: signed.mac }, now);
+      return signed.message;
+    });
+  }
+  return first;
+}
+
+/** The unsigned reply (the first message of a transfer; the rest go to `out.more`). */
+function replyTo(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext, limit: number, key: TsigKey | null, out: Outcome): Uint8Array | null {
   try {
     const q = query.question;
     if (q) {
@@ -235,7 +290,7 @@ function answerInto(
       return emptyReply(query, Rcode.BADVERS, limit);
     }
     if (q) {
-      const decision = gate.decide(client, q.name, q.type, transport);
+      const decision = ctx.gate.decide(client, q.name, q.type, transport);
       if (decision === "drop") return null;
       if (decision === "refuse") {
         out.rcode = Rcode.REFUSED;
@@ -246,12 +301,13 @@ function answerInto(
       out.rcode = Rcode.NOTIMP;
       return emptyReply(query, Rcode.NOTIMP, limit);
     }
-    // Other classes (CH, HS, ANY) are not served; zone transfers are not offered here.
-    if (q.class !== CLASS_IN || q.type === TYPE_AXFR || q.type === TYPE_IXFR) {
+    // Other classes (CH, HS, ANY) are not served.
+    if (q.class !== CLASS_IN) {
       out.rcode = Rcode.REFUSED;
       return emptyReply(query, Rcode.REFUSED, limit);
     }
-    const zone = zones.find(q.name);
+    if (q.type === TYPE_AXFR || q.type === TYPE_IXFR) return transfer(query, packet, client, transport, ctx, limit, key, out);
+    const zone = ctx.zones.find(q.name);
     if (zone === null) {
       out.rcode = Rcode.REFUSED;
       return emptyReply(query, Rcode.REFUSED, limit);
@@ -278,12 +334,35 @@ function answerInto(
   } catch (e) {
     out.error = e;
     out.rcode = Rcode.SERVFAIL;
+    out.more = null;
     try {
       return emptyReply(query, Rcode.SERVFAIL, limit);
     } catch {
       return bareServfail(packet);
     }
   }
+}
+
+/**
+ * AXFR/IXFR: only for a zone's apex (NOTAUTH otherwise: RFC 5936 section 2.2.1), only to whom the
+ * policy allows (REFUSED), AXFR only over TCP (RFC 5936 section 4.2).
+ */
+function transfer(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext, limit: number, key: TsigKey | null, out: Outcome): Uint8Array {
+  const q = query.question!;
+  const zone = ctx.zones.find(q.name);
+  if (zone === null || !nameEquals(zone.origin, q.name)) {
+    out.rcode = RCODE_NOTAUTH;
+    return emptyReply(query, RCODE_NOTAUTH, limit);
+  }
+  out.zone = zone;
+  const policy = ctx.transfers ?? noTransfers;
+  if (!policy.allowed(client, zone.origin, key ? key.name : null) || (transport === "udp" && q.type === TYPE_AXFR)) {
+    out.rcode = Rcode.REFUSED;
+    return emptyReply(query, Rcode.REFUSED, limit);
+  }
+  const messages = transferMessages(query, packet, zone, transport, limit);
+  if (messages.length > 1) out.more = messages.slice(1);
+  return messages[0]!;
 }
 
 const scratch = newOutcome();
@@ -298,8 +377,16 @@ export function answerQuery(
   transport: "udp" | "tcp",
   zones: ZoneSource,
   gate: QueryGate,
+  extra: Omit<AnswerContext, "zones" | "gate"> = {},
 ): Uint8Array | null {
-  return answerInto(packet, client, transport, zones, gate, scratch);
+  return answerInto(packet, client, transport, { zones, gate, ...extra }, scratch);
+}
+
+/** Like answerQuery, for tests of transfers: every message of the reply (one unless AXFR/IXFR over TCP). */
+export function answerAll(packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext): Uint8Array[] {
+  const out = newOutcome();
+  const first = answerInto(packet, client, transport, ctx, out);
+  return first === null ? [] : [first, ...(out.more ?? [])];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,6 +398,11 @@ export interface DnsServerOptions {
   zones: ZoneSource;
   gate?: QueryGate;
   observer?: QueryObserver;
+  /** TSIG keys by name (for transfers, NOTIFY and signed queries). */
+  tsigKey?: (name: Name) => TsigKey | null;
+  /** Who may transfer which zone (AXFR/IXFR); nobody when absent. */
+  transfers?: TransferPolicy;
+  now?: () => number;
   log: Logger;
   /** A TCP connection with nothing received for this long is closed. Default 10000. */
   tcpIdleMs?: number;
@@ -343,7 +435,7 @@ interface Connection {
 
 /** The listeners of one server instance; handlers are created once, never per query. */
 class DnsServerRuntime {
-  readonly gate: QueryGate;
+  readonly context: AnswerContext;
   readonly outcome = newOutcome();
   readonly connections = new Set<import("bun").Socket<Connection>>();
   readonly idleMs: number;
@@ -355,7 +447,7 @@ class DnsServerRuntime {
   private allClosed: (() => void) | null = null;
 
   constructor(readonly options: DnsServerOptions) {
-    this.gate = options.gate ?? allowAll;
+    this.context = { zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, now: options.now };
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;
   }
@@ -363,7 +455,7 @@ class DnsServerRuntime {
   /** Answers one packet and does the bookkeeping (errors, observer). */
   answer(packet: Uint8Array, client: string, transport: "udp" | "tcp"): Uint8Array | null {
     const out = this.outcome;
-    const reply = answerInto(packet, client, transport, this.options.zones, this.gate, out);
+    const reply = answerInto(packet, client, transport, this.context, out);
     if (out.error !== null) this.failed(out.error, transport);
     const observer = this.options.observer;
     if (observer && reply !== null && out.qname !== null) {
@@ -453,6 +545,7 @@ class DnsServerRuntime {
     drain: (socket) => {
       const connection = socket.data;
       if (!connection || connection.closed || connection.backlog === null) return;
+      connection.timer?.refresh(); // a transfer being read is not idle
       const backlog = connection.backlog;
       connection.backlog = null;
       this.write(socket, connection, backlog);
@@ -500,6 +593,11 @@ class DnsServerRuntime {
       if (reply === null) continue;
       (replies ??= []).push(reply);
       replyBytes += 2 + reply.length;
+      // The rest of a zone transfer follows its first message, in order.
+      for (const message of this.outcome.more ?? []) {
+        replies.push(message);
+        replyBytes += 2 + message.length;
+      }
     }
 
     if (at < end) {

@@ -1,0 +1,148 @@
+/**
+ * Zone transfers and TSIG against kdig (Knot's client, an independent implementation of RFC 8945
+ * and RFC 5936): a signed AXFR of a zone larger than one message verifies message by message,
+ * IXFR answers current secondaries with the SOA alone, and what is not allowed is refused.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { silentLogger } from "../../../src/log.ts";
+import { decodeMessage, Rcode } from "../../../plugins/dns/message.ts";
+import { nameEquals, parseName, type Name } from "../../../plugins/dns/names.ts";
+import { answerAll, startDnsServer, ZoneTable, type DnsServer } from "../../../plugins/dns/server.ts";
+import { TYPE_AXFR, type TransferPolicy } from "../../../plugins/dns/transfer.ts";
+import { readTsig, sign, verify, type TsigKey } from "../../../plugins/dns/tsig.ts";
+import { Zone } from "../../../plugins/dns/zone.ts";
+import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+import { requireTool } from "../../helpers/tools.ts";
+
+const origin = parseName("example.org.", null);
+const hosts = Array.from({ length: 1500 }, (_, i) => `host${i} 300 IN A 10.${(i >> 8) & 255}.${i & 255}.1`).join("\n");
+const zone = Zone.build(
+  origin,
+  parseZoneFile(`@ 3600 IN SOA ns1 hostmaster 2026112301 7200 3600 1209600 300\n@ NS ns1\nns1 A 192.0.2.1\n${hosts}\n`, { origin, defaultTtl: 3600 }),
+);
+const secret = new Uint8Array(32).map((_, i) => i * 7 + 1);
+const key: TsigKey = { name: parseName("transfer-key.", null), algorithm: "hmac-sha256", secret };
+const keyArg = `hmac-sha256:transfer-key:${Buffer.from(secret).toString("base64")}`;
+const wrongKeyArg = `hmac-sha256:transfer-key:${Buffer.from(new Uint8Array(32).fill(9)).toString("base64")}`;
+
+/** Only 127.0.0.1 signing with transfer-key. */
+const policy: TransferPolicy = { allowed: (client, _zone, keyName) => client === "127.0.0.1" && keyName !== null && nameEquals(keyName, key.name) };
+const findKey = (name: Name) => (nameEquals(name, key.name) ? key : null);
+
+const kdig = requireTool("kdig", "knot-dnsutils");
+let server: DnsServer;
+let port: number;
+let udpPort: number;
+
+beforeAll(async () => {
+  const zones = new ZoneTable();
+  zones.set(zone);
+  server = await startDnsServer({ udp: [{ address: "127.0.0.1", port: 0 }], tcp: [{ address: "127.0.0.1", port: 0 }], zones, tsigKey: findKey, transfers: policy, log: silentLogger });
+  port = server.tcpPorts[0]!;
+  udpPort = server.udpPorts[0]!;
+});
+afterAll(() => server?.stop());
+
+async function dig(...args: string[]): Promise<{ out: string; code: number }> {
+  const over = args.includes("+notcp") ? udpPort : port;
+  const proc = Bun.spawn([kdig!, "@127.0.0.1", "-p", String(over), "+time=3", "+retry=0", ...args], { stdout: "pipe", stderr: "pipe" });
+  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  return { out: out + err, code: await proc.exited };
+}
+
+describe.skipIf(kdig === null)("transfers with kdig", () => {
+  test("a signed AXFR: every record once, the SOA first and last, every message's TSIG verified", async () => {
+    const { out, code } = await dig("-y", keyArg, "AXFR", "example.org.", "+nocomments", "+nostats");
+    expect(code).toBe(0);
+    const lines = out.split("\n").filter((l) => /\sIN\s/.test(l));
+    expect(lines.length).toBe(1 + 1 + 1 + 1500 + 1);
+    expect(lines[0]).toMatch(/\tSOA\t/);
+    expect(lines.at(-1)).toMatch(/\tSOA\t/);
+    expect(lines.filter((l) => /^host742\.example\.org\.\s/.test(l))[0]).toMatch(/10\.2\.230\.1$/);
+    expect(out).not.toMatch(/;; ERROR|failed|BADSIG|BADKEY/);
+  });
+
+  test("the transfer takes several messages, each one signed", async () => {
+    const { out, code } = await dig("-y", keyArg, "AXFR", "example.org.");
+    expect(code).toBe(0);
+    expect(out).toMatch(/Received \d+ B \(([2-9]|\d{2,}) messages, 1504 records\)/);
+  });
+
+  test("IXFR from a current secondary: the SOA alone; from one behind: the whole zone", async () => {
+    const current = await dig("-y", keyArg, "IXFR=2026112301", "example.org.", "+nocomments", "+nostats");
+    expect(current.out.split("\n").filter((l) => /\sIN\s/.test(l)).length).toBe(1);
+    const behind = await dig("-y", keyArg, "IXFR=2026112200", "example.org.", "+nocomments", "+nostats");
+    expect(behind.out.split("\n").filter((l) => /\sIN\s/.test(l)).length).toBe(1504);
+  });
+
+  test("unsigned, with a wrong secret, or for a name that is not an apex: refused, NOTAUTH", async () => {
+    expect((await dig("AXFR", "example.org.")).out).toMatch(/REFUSED/);
+    expect((await dig("-y", wrongKeyArg, "AXFR", "example.org.")).out).toMatch(/NOTAUTH|BADSIG/);
+    expect((await dig("-y", keyArg, "AXFR", "host1.example.org.")).out).toMatch(/NOTAUTH/);
+  });
+
+  test("a signed ordinary query gets a signed answer kdig verifies", async () => {
+    const { out, code } = await dig("-y", keyArg, "+notcp", "A", "host5.example.org.");
+    expect(code).toBe(0);
+    expect(out).toMatch(/NOERROR/);
+    expect(out).toMatch(/TSIG PSEUDOSECTION/);
+    expect(out).toMatch(/\tA\t10\.0\.5\.1/);
+    expect(out).not.toMatch(/;; ERROR|BADSIG|failed/);
+  });
+});
+
+describe("TSIG in process", () => {
+  const ctx = { zones: (() => { const z = new ZoneTable(); z.set(zone); return z; })(), gate: { decide: () => "answer" as const }, tsigKey: findKey, transfers: policy, now: () => 1_800_000_000_000 };
+
+  function axfrQuery(id: number): Uint8Array {
+    const qname = new Uint8Array([7, ...Buffer.from("example"), 3, ...Buffer.from("org"), 0]);
+    const p = new Uint8Array(12 + qname.length + 4);
+    p.set([id >> 8, id & 255, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    p.set(qname, 12);
+    p.set([0, TYPE_AXFR, 0, 1], 12 + qname.length);
+    return p;
+  }
+
+  test("each message of an AXFR chains to the one before (RFC 8945 section 5.3.1)", () => {
+    const request = sign(axfrQuery(77), key, { kind: "request" }, ctx.now());
+    const messages = answerAll(request.message, "127.0.0.1", "tcp", ctx);
+    expect(messages.length).toBeGreaterThan(1);
+    let chain: Parameters<typeof verify>[3] = { kind: "response", requestMac: request.mac };
+    for (const m of messages) {
+      const tsigStart = tsigOffset(m);
+      const tsig = readTsig(m, tsigStart);
+      expect(verify(m, tsig, findKey, chain, ctx.now()).error).toBe(0);
+      chain = { kind: "continuation", priorMac: tsig.mac };
+    }
+    // Out of order, a message does not verify.
+    const second = messages[1]!;
+    expect(verify(second, readTsig(second, tsigOffset(second)), findKey, { kind: "response", requestMac: request.mac }, ctx.now()).error).not.toBe(0);
+  });
+
+  test("a query signed outside the fudge window is NOTAUTH BADTIME, signed, with the server's time", () => {
+    const request = sign(axfrQuery(78), key, { kind: "request" }, ctx.now() - 301_000);
+    const [reply] = answerAll(request.message, "127.0.0.1", "tcp", ctx);
+    expect(decodeMessage(reply!).rcode).toBe(9);
+    const tsig = readTsig(reply!, tsigOffset(reply!));
+    expect(tsig.error).toBe(18);
+    expect(tsig.mac.length).toBe(32);
+  });
+
+  test("a TSIG record that is not the last record is FORMERR", () => {
+    const request = sign(axfrQuery(79), key, { kind: "request" }, ctx.now()).message;
+    // Append an empty OPT after the TSIG: ARCOUNT 2, TSIG first.
+    const bad = new Uint8Array([...request, 0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 0]);
+    bad[11] = 2;
+    expect(decodeMessage(answerAll(bad, "127.0.0.1", "tcp", ctx)[0]!).rcode).toBe(Rcode.FORMERR);
+  });
+});
+
+/** Where the (last) TSIG record starts: found by walking the message's records. */
+function tsigOffset(m: Uint8Array): number {
+  const message = decodeMessage(m);
+  expect(message.additional.at(-1)?.type).toBe(250);
+  // The TSIG is last; its RDATA is at the end, so search back for its owner by re-encoding length.
+  const rdlength = message.additional.at(-1)!.rdata.length;
+  const ownerLength = message.additional.at(-1)!.name.reduce((n, l) => n + 1 + l.length, 1);
+  return m.length - rdlength - 10 - ownerLength;
+}
