@@ -3,7 +3,7 @@
  * import and export. Every change is validated as a whole zone before it is written (see
  * service.ts). The listener (server.ts) serves what `DnsService.loadZones()` builds.
  */
-import { nameToText, parseName } from "./names.ts";
+import { nameToText, parseName, type Name } from "./names.ts";
 import { startDnsServer, ZoneTable } from "./server.ts";
 import { Elysia } from "elysia";
 import { access } from "../../src/http/access.ts";
@@ -15,6 +15,8 @@ import { dnsMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
 import { DnsService, type Caller } from "./service.ts";
 import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts";
+import { Notifier } from "./notify.ts";
+import { TransferService, type TransferView } from "./secondaries.ts";
 import { DnsSettings } from "./settings.ts";
 import type { Zone } from "./zone.ts";
 
@@ -23,6 +25,10 @@ const ACTIONS = [
   ["dns.zone.delete", "A zone and its records were removed."],
   ["dns.zone.import", "A zone's records were replaced from a zone file."],
   ["dns.rrset.update", "One RRset of a zone was replaced or removed."],
+  ["dns.tsig.create", "A TSIG key for zone transfers was created or imported."],
+  ["dns.tsig.delete", "A TSIG key was removed."],
+  ["dns.secondary.create", "A secondary was added: it may transfer zones and is sent NOTIFY."],
+  ["dns.secondary.delete", "A secondary was removed."],
 ] as const;
 
 const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
@@ -32,6 +38,14 @@ const services = new WeakMap<object, DnsService>();
 export function dnsServiceOf(k: Kernel<DnsSettings>): DnsService {
   let s = services.get(k.store);
   if (!s) services.set(k.store, (s = new DnsService(k)));
+  return s;
+}
+
+/** The secondaries and TSIG keys, per kernel like the zones. */
+const transferServices = new WeakMap<object, TransferService>();
+export function transferServiceOf(k: Kernel<DnsSettings>): TransferService {
+  let s = transferServices.get(k.store);
+  if (!s) transferServices.set(k.store, (s = new TransferService(k)));
   return s;
 }
 
@@ -53,6 +67,8 @@ const ZONE = `${Z}/:zone`;
 const tags = ["dns"];
 const READ = { scope: "dns:read", org: "org" } as const;
 const WRITE = { scope: "dns:write", org: "org" } as const;
+const OPERATOR_READ = { operator: true, scope: "dns:read" } as const;
+const OPERATOR_WRITE = { operator: true, scope: "dns:write" } as const;
 
 export const dnsPlugin = definePlugin<DnsSettings>({
   name: "dns",
@@ -64,49 +80,105 @@ export const dnsPlugin = definePlugin<DnsSettings>({
 
   async start(k) {
     const dns = dnsServiceOf(k);
+    const transfers = transferServiceOf(k);
     if (k.settings.udp.length === 0 && k.settings.tcp.length === 0) return async () => {};
+    let view: TransferView = transfers.view();
+    const notifier = new Notifier({ log: k.log, tsigKey: (name) => view.tsigKey(name), now: () => k.clock.now() });
     // The served zones are rebuilt from the store after every change: simple and always
     // consistent with what the API shows (a change costs a rebuild of every zone; fine for the
-    // zone counts of one appliance, to be narrowed to the changed zone when it matters).
+    // zone counts of one appliance, to be narrowed to the changed zone when it matters). A zone
+    // whose serial moved is announced to its secondaries.
     const table = new ZoneTable();
+    const served = new Map<string, number>(); // origin → serial
     const reload = () => {
       const zones = dns.loadZones();
       const fresh = new Set(zones.map((z) => nameToText(z.origin).toLowerCase()));
-      for (const origin of served) if (!fresh.has(origin)) table.delete(parseName(origin, null));
-      served.clear();
+      for (const origin of served.keys()) if (!fresh.has(origin)) table.delete(parseName(origin, null));
+      for (const origin of [...served.keys()]) if (!fresh.has(origin)) served.delete(origin);
       for (const zone of zones) {
         table.set(zone);
-        served.add(nameToText(zone.origin).toLowerCase());
+        const origin = nameToText(zone.origin).toLowerCase();
+        if (served.get(origin) === zone.serial()) continue;
+        served.set(origin, zone.serial());
+        notifier.notify(zone, view.notifyTargets(zone.origin));
       }
     };
-    const served = new Set<string>();
+    const unsubscribeTransfers = transfers.onChange(() => (view = transfers.view()));
     reload();
     const unsubscribe = dns.onChange(reload);
     let server: Awaited<ReturnType<typeof startDnsServer>>;
     try {
-      server = await startDnsServer({ udp: k.settings.udp.map(parseAddress), tcp: k.settings.tcp.map(parseAddress), zones: table, observer: dnsAnalyticsOf(k), log: k.log });
+      server = await startDnsServer({
+        udp: k.settings.udp.map(parseAddress),
+        tcp: k.settings.tcp.map(parseAddress),
+        zones: table,
+        observer: dnsAnalyticsOf(k),
+        tsigKey: (name) => view.tsigKey(name),
+        transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key) },
+        now: () => k.clock.now(),
+        log: k.log,
+      });
     } catch (error) {
       // The API still serves (zones can be managed); the operator is told why DNS is not.
       // Port 5353 is also mDNS's: a desktop's avahi may hold it.
       unsubscribe();
+      unsubscribeTransfers();
+      await notifier.stop();
       k.log.error("dns: cannot listen, DNS is off (set [dns] udp and tcp)", { udp: k.settings.udp, tcp: k.settings.tcp, error: error instanceof Error ? error.message : String(error) });
       return async () => {};
     }
     k.log.info("dns listening", { udp: k.settings.udp, tcp: k.settings.tcp, zones: table.size });
     return async () => {
       unsubscribe();
+      unsubscribeTransfers();
+      await notifier.stop();
       await server.stop();
     };
   },
 
   routes: (k) => {
     const dns = dnsServiceOf(k);
+    const transfers = transferServiceOf(k);
     return new Elysia({ name: "dns" })
       .get("/analytics", ({ query }) => dnsAnalyticsOf(k).snapshot({ minutes: query.minutes }), {
         query: AnalyticsQuery,
         response: AnalyticsResponse,
         detail: { summary: "Query counts of the DNS listener since it started: by zone, type, rcode, transport, top names and client prefixes, per minute (operators)", tags, ...access({ operator: true, scope: "dns:read" }) },
       })
+      .get("/tsig-keys", () => transfers.tsigKeys(), {
+        response: m.TsigKeyList,
+        detail: { summary: "The TSIG keys secondaries sign zone transfers with; never their secrets (operators)", tags, ...access(OPERATOR_READ) },
+      })
+      .post("/tsig-keys", ({ body, request }) => transfers.createTsigKey(caller(request), body), {
+        body: m.NewTsigKey,
+        response: m.CreatedTsigKey,
+        detail: { summary: "Create (or import) a TSIG key; its secret is shown once (operators)", tags, ...access(OPERATOR_WRITE) },
+      })
+      .delete(
+        "/tsig-keys/:name",
+        async ({ params, request }) => {
+          await transfers.deleteTsigKey(caller(request), params.name);
+          return { ok: true as const };
+        },
+        { response: m.Done, detail: { summary: "Remove a TSIG key no secondary uses (operators)", tags, ...access(OPERATOR_WRITE) } },
+      )
+      .get("/secondaries", () => transfers.secondaries(), {
+        response: m.SecondaryList,
+        detail: { summary: "The secondaries that may transfer zones and are sent NOTIFY (operators)", tags, ...access(OPERATOR_READ) },
+      })
+      .post("/secondaries", ({ body, request }) => transfers.createSecondary(caller(request), body), {
+        body: m.NewSecondary,
+        response: m.Secondary,
+        detail: { summary: "Add a secondary: transfers from its address signed with its key are allowed, NOTIFY is sent to it (operators)", tags, ...access(OPERATOR_WRITE) },
+      })
+      .delete(
+        "/secondaries/:name",
+        async ({ params, request }) => {
+          await transfers.deleteSecondary(caller(request), params.name);
+          return { ok: true as const };
+        },
+        { response: m.Done, detail: { summary: "Remove a secondary (operators)", tags, ...access(OPERATOR_WRITE) } },
+      )
       .get(Z, ({ params }) => dns.list(params.org), {
         response: m.ZoneList,
         detail: { summary: "The organization's zones", tags, ...access(READ) },
@@ -159,4 +231,18 @@ function parseAddress(text: string): { address: string; port: number } {
   const port = match ? Number(match[3]) : NaN;
   if (!match || port > 65_535) throw new Error(`dns: "${text}" is not host:port (IPv6 in brackets: [::1]:53)`);
   return { address: match[1] ?? match[2]!, port };
+}
+
+let lastRefusalLog = 0;
+
+/** The transfer policy with its log lines: every transfer served, refusals at most once a second. */
+function transferAllowed(k: Kernel<DnsSettings>, view: TransferView, client: string, zone: Name, key: Name | null): boolean {
+  const allowed = view.allowed(client, zone, key);
+  const fields = { client, zone: nameToText(zone), key: key ? nameToText(key) : null };
+  if (allowed) k.log.info("dns zone transfer", fields);
+  else if (k.clock.now() - lastRefusalLog >= 1000) {
+    lastRefusalLog = k.clock.now();
+    k.log.warn("dns zone transfer refused: not a secondary with its key", fields);
+  }
+  return allowed;
 }

@@ -36,4 +36,25 @@ export const dnsMigrations: readonly Migration[] = [
       PRIMARY KEY (zone_id, owner, type, rdata)
     ) STRICT, WITHOUT ROWID;`,
   },
+  {
+    id: "0002_dns_transfers",
+    // The appliance's secondaries (an operator's NSD/Knot fleet) and the TSIG keys they sign
+    // with. A key's secret is a keyring envelope: the server needs it to compute HMACs, so it
+    // cannot be a hash, and it is never stored or shown in the clear after creation.
+    up: `CREATE TABLE dns_tsig_keys (
+      name       TEXT PRIMARY KEY,                -- canonical key name ("transfer.example.")
+      algorithm  TEXT NOT NULL,                   -- hmac-sha256 | hmac-sha384 | hmac-sha512
+      secret     BLOB NOT NULL,                   -- keyring envelope of the raw secret
+      created_at INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE dns_secondaries (
+      name        TEXT PRIMARY KEY,               -- the operator's label
+      address     TEXT NOT NULL,                  -- the secondary's IP: transfers come from it, NOTIFY goes to it
+      notify_port INTEGER NOT NULL,
+      tsig_key    TEXT NOT NULL REFERENCES dns_tsig_keys (name),
+      zones       TEXT,                           -- JSON array of zone names; NULL: every zone
+      created_at  INTEGER NOT NULL
+    ) STRICT;`,
+  },
 ];

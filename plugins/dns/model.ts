@@ -64,3 +64,33 @@ export const ImportResult = t.Object({
   changed: t.Integer({ description: "Records kept with another TTL" }),
   warnings: t.Array(t.String(), { description: "Accepted but adjusted data (duplicates merged, RRset TTLs unified)" }),
 });
+
+// --- transfers (operators) ---------------------------------------------------------------
+
+const Algorithm = t.Union([t.Literal("hmac-sha256"), t.Literal("hmac-sha384"), t.Literal("hmac-sha512")]);
+
+export const TsigKey = t.Object({ name: t.String(), algorithm: t.String(), created_at: Iso });
+export const TsigKeyList = t.Object({ items: t.Array(TsigKey) });
+export const NewTsigKey = t.Object({
+  name: t.String({ minLength: 1, maxLength: 255, description: "The key's name, the same on the secondary (such as transfer.example.org)" }),
+  algorithm: t.Optional(Algorithm),
+  secret: t.Optional(t.String({ minLength: 1, maxLength: 1024, description: "Import an existing secret (base64, at least 16 octets); a random one is made when absent" })),
+});
+export const CreatedTsigKey = t.Composite([TsigKey, t.Object({ secret: t.String({ description: "The secret, base64: shown this once, never again" }) })]);
+
+export const Secondary = t.Object({
+  name: t.String(),
+  address: t.String(),
+  port: t.Integer(),
+  tsig_key: t.String(),
+  zones: t.Union([t.Array(t.String()), t.Null()], { description: "The zones it serves; null: every zone" }),
+  created_at: Iso,
+});
+export const SecondaryList = t.Object({ items: t.Array(Secondary) });
+export const NewSecondary = t.Object({
+  name: t.String({ minLength: 1, maxLength: 63, description: "A label for the secondary (ns2, fra-1, ...)" }),
+  address: t.String({ minLength: 1, maxLength: 64, description: "Its IP address: transfers must come from it, NOTIFY goes to it" }),
+  port: t.Optional(t.Integer({ minimum: 1, maximum: 65_535, description: "Where it listens for NOTIFY (default 53)" })),
+  tsig_key: t.String({ minLength: 1, maxLength: 255, description: "The TSIG key it signs transfers with" }),
+  zones: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 255 }), { maxItems: 10_000, description: "Only these zones (default: every zone)" })),
+});

@@ -74,3 +74,36 @@ export function insertRecord(tx: Database, row: RecordRow): void {
 export const deleteRrset = (tx: Database, zoneId: string, owner: string, type: number) => tx.query("DELETE FROM dns_records WHERE zone_id = ? AND owner = ? AND type = ?").run(zoneId, owner, type);
 
 export const deleteRecordsOf = (tx: Database, zoneId: string) => tx.query("DELETE FROM dns_records WHERE zone_id = ?").run(zoneId);
+
+// --- transfers -----------------------------------------------------------------------------
+
+export interface TsigKeyRow {
+  name: string;
+  algorithm: string;
+  secret: Uint8Array;
+  created_at: number;
+}
+
+export interface SecondaryRow {
+  name: string;
+  address: string;
+  notify_port: number;
+  tsig_key: string;
+  zones: string | null;
+  created_at: number;
+}
+
+export const tsigKeys = (db: Database) => db.query<TsigKeyRow, []>("SELECT * FROM dns_tsig_keys ORDER BY name").all();
+export const tsigKey = (db: Database, name: string) => db.query<TsigKeyRow, [string]>("SELECT * FROM dns_tsig_keys WHERE name = ?").get(name);
+export const insertTsigKey = (tx: Database, row: TsigKeyRow) =>
+  tx.query("INSERT INTO dns_tsig_keys (name, algorithm, secret, created_at) VALUES (?, ?, ?, ?)").run(row.name, row.algorithm, row.secret, row.created_at);
+export const deleteTsigKey = (tx: Database, name: string) => tx.query("DELETE FROM dns_tsig_keys WHERE name = ?").run(name).changes > 0;
+
+export const secondaries = (db: Database) => db.query<SecondaryRow, []>("SELECT * FROM dns_secondaries ORDER BY name").all();
+export const secondary = (db: Database, name: string) => db.query<SecondaryRow, [string]>("SELECT * FROM dns_secondaries WHERE name = ?").get(name);
+export const secondariesUsing = (db: Database, key: string) => db.query<SecondaryRow, [string]>("SELECT * FROM dns_secondaries WHERE tsig_key = ?").all(key);
+export const insertSecondary = (tx: Database, row: SecondaryRow) =>
+  tx
+    .query("INSERT INTO dns_secondaries (name, address, notify_port, tsig_key, zones, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+    .run(row.name, row.address, row.notify_port, row.tsig_key, row.zones, row.created_at);
+export const deleteSecondary = (tx: Database, name: string) => tx.query("DELETE FROM dns_secondaries WHERE name = ?").run(name).changes > 0;

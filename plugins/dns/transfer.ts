@@ -53,15 +53,14 @@ const serialBehind = (a: number, b: number) => a !== b && ((b - a) >>> 0) < 0x80
  * for any IXFR over UDP. `room` is what each message may use (TSIG space already taken off).
  */
 export function transferMessages(query: Query, packet: Uint8Array, zone: Zone, transport: "udp" | "tcp", room: number): Uint8Array[] {
-  const records = zone.records();
-  const soa = records[0]!;
+  const soa = zone.soa();
   if (query.question!.type === TYPE_IXFR) {
     const theirs = ixfrClientSerial(packet);
     if (transport === "udp" || theirs === null || !serialBehind(theirs, soaSerial(soa.rdata))) {
       return [message(query, [soa], room)];
     }
   }
-  const all = [...records, soa];
+  const all = [...zone.records(), soa];
   const messages: Uint8Array[] = [];
   let chunk: RR[] = [];
   let size = 0;

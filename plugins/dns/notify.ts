@@ -1,0 +1,168 @@
+/**
+ * NOTIFY (RFC 1996): after a zone changes, each of its secondaries is told over UDP, signed with
+ * its TSIG key, so it asks for the new serial at once instead of at its next refresh. A NOTIFY
+ * is sent again, at growing intervals, until the secondary answers it (section 3.6) or the
+ * attempts run out; a newer change of the same zone to the same secondary replaces a pending one.
+ */
+import type { Logger } from "../../src/log.ts";
+import { decodeMessage, decodeQuery, encodeResponse, Opcode } from "./message.ts";
+import { nameEquals, nameToText, type Name } from "./names.ts";
+import { RRType } from "./rdata.ts";
+import { readTsig, sign, verify, type TsigKey } from "./tsig.ts";
+import type { Zone } from "./zone.ts";
+
+const CLASS_IN = 1;
+/** Delays before each retry: 2, 4, 8, 16 s — five sends in about half a minute. */
+const RETRY_DELAYS_MS = [2_000, 4_000, 8_000, 16_000];
+
+export interface NotifyTarget {
+  secondary: string;
+  address: string;
+  port: number;
+  keyName: Name;
+}
+
+interface Pending {
+  target: NotifyTarget;
+  zone: string;
+  id: number;
+  /** The request's MAC, to check the signed answer; null when unsigned. */
+  mac: Uint8Array | null;
+  key: TsigKey | null;
+  timer: ReturnType<typeof setTimeout> | null;
+  attempt: number;
+  packet: Uint8Array;
+}
+
+export interface NotifierOptions {
+  log: Logger;
+  tsigKey: (name: Name) => TsigKey | null;
+  now: () => number;
+  /** Retry delays (tests shorten them). */
+  retryDelaysMs?: number[];
+}
+
+export class Notifier {
+  private sockets = new Map<4 | 6, Promise<import("bun").udp.Socket<"uint8array">>>();
+  /** By `zone target`: at most one NOTIFY in flight per zone and secondary. */
+  private readonly pending = new Map<string, Pending>();
+  private stopped = false;
+
+  constructor(private readonly options: NotifierOptions) {}
+
+  /** Tells every target that `zone` changed (its current SOA goes in the answer section, as section 3.7 allows). */
+  notify(zone: Zone, targets: NotifyTarget[]): void {
+    if (this.stopped) return;
+    const soa = zone.soa();
+    for (const target of targets) {
+      const slot = `${zoneText(zone.origin)} ${target.address} ${target.port}`;
+      this.cancel(slot);
+      const key = this.options.tsigKey(target.keyName);
+      if (key === null) {
+        // Sealed, or the key went away: a secondary would refuse an unsigned NOTIFY anyway.
+        this.options.log.warn("dns notify not sent: its TSIG key is not available (sealed?)", { zone: zoneText(zone.origin), secondary: target.secondary });
+        continue;
+      }
+      const id = crypto.getRandomValues(new Uint16Array(1))[0]!;
+      const unsigned = encodeResponse(
+        {
+          id,
+          opcode: Opcode.NOTIFY,
+          rcode: 0,
+          aa: true,
+          tc: false,
+          rd: false,
+          ra: false,
+          question: { name: zone.origin, type: RRType.SOA, class: CLASS_IN },
+          answer: [{ name: soa.name, type: RRType.SOA, class: CLASS_IN, ttl: soa.ttl, rdata: soa.rdata }],
+          authority: [],
+          additional: [],
+          edns: null,
+        },
+        512,
+      );
+      // encodeResponse writes a response; a NOTIFY is a request: clear QR.
+      unsigned[2]! &= 0x7f;
+      const signed = sign(unsigned, key, { kind: "request" }, this.options.now());
+      const entry: Pending = { target, zone: zoneText(zone.origin), id, mac: signed.mac, key, timer: null, attempt: 0, packet: signed.message };
+      this.pending.set(slot, entry);
+      void this.send(slot, entry);
+    }
+  }
+
+  private async send(slot: string, entry: Pending): Promise<void> {
+    if (this.stopped || this.pending.get(slot) !== entry) return;
+    try {
+      const socket = await this.socket(entry.target.address.includes(":") ? 6 : 4);
+      socket.send(entry.packet, entry.target.port, entry.target.address);
+    } catch (e) {
+      this.options.log.warn("dns notify could not be sent", { zone: entry.zone, secondary: entry.target.secondary, error: e instanceof Error ? e.message : String(e) });
+    }
+    const delays = this.options.retryDelaysMs ?? RETRY_DELAYS_MS;
+    const delay = delays[entry.attempt];
+    entry.attempt++;
+    if (delay === undefined) {
+      entry.timer = setTimeout(() => {
+        if (this.pending.get(slot) !== entry) return;
+        this.pending.delete(slot);
+        this.options.log.warn("dns notify not answered; the secondary will see the change at its next SOA refresh", { zone: entry.zone, secondary: entry.target.secondary, attempts: entry.attempt });
+      }, delays.at(-1) ?? 1000);
+      return;
+    }
+    entry.timer = setTimeout(() => void this.send(slot, entry), delay);
+  }
+
+  private socket(family: 4 | 6) {
+    let socket = this.sockets.get(family);
+    if (!socket) {
+      socket = Bun.udpSocket({ hostname: family === 4 ? "0.0.0.0" : "::", binaryType: "uint8array", socket: { data: (_s, data, port, address) => this.answered(data, port, address) } });
+      this.sockets.set(family, socket);
+    }
+    return socket;
+  }
+
+  /** An answer to one of our NOTIFYs: it ends the retries when it matches and its TSIG verifies. */
+  private answered(data: Uint8Array, port: number, address: string): void {
+    try {
+      const message = decodeMessage(data);
+      if (!message.qr || message.opcode !== Opcode.NOTIFY) return;
+      for (const [slot, entry] of this.pending) {
+        if (entry.id !== message.id || entry.target.port !== port || !sameAddress(entry.target.address, address)) continue;
+        const key = entry.key;
+        if (key && entry.mac) {
+          const tsigStart = decodeQuery(data).tsigStart;
+          if (tsigStart < 0) return; // an unsigned answer to a signed NOTIFY could be forged
+          const byName = (n: Name) => (nameEquals(n, key.name) ? key : null);
+          if (verify(data, readTsig(data, tsigStart), byName, { kind: "response", requestMac: entry.mac }, this.options.now()).error !== 0) return;
+        }
+        if (entry.timer) clearTimeout(entry.timer);
+        this.pending.delete(slot);
+        this.options.log.info("dns notify answered", { zone: entry.zone, secondary: entry.target.secondary, rcode: message.rcode });
+        return;
+      }
+    } catch {
+      // Not a message we sent anything for: ignore it.
+    }
+  }
+
+  private cancel(slot: string): void {
+    const entry = this.pending.get(slot);
+    if (entry?.timer) clearTimeout(entry.timer);
+    this.pending.delete(slot);
+  }
+
+  /** Pending NOTIFYs (for tests and status). */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const slot of [...this.pending.keys()]) this.cancel(slot);
+    for (const socket of this.sockets.values()) (await socket).close();
+    this.sockets.clear();
+  }
+}
+
+const zoneText = (origin: Name) => nameToText(origin).toLowerCase();
+const sameAddress = (a: string, b: string) => a.toLowerCase() === b.toLowerCase().replace(/^::ffff:/, "");

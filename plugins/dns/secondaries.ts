@@ -1,0 +1,225 @@
+/**
+ * The appliance's secondaries and their TSIG keys (operators only): who may transfer zones
+ * (AXFR/IXFR) and who is sent NOTIFY on every change. A secondary is an address and a key; a
+ * transfer is allowed only when it comes from that address AND is signed with that key, for
+ * every zone or the zones the secondary lists.
+ *
+ * The listener works from `TransferView`, an in-memory copy rebuilt after every change: the
+ * answer path asks it synchronously and never touches SQLite. Key secrets stay keyring
+ * envelopes in memory too, decrypted only for the signed message in hand — so a sealed
+ * Citadel signs nothing (every signed query is BADKEY until unsealed).
+ */
+import type { Database } from "bun:sqlite";
+import type { AuditEventInput } from "../../src/audit/event.ts";
+import { actorOf } from "../../src/auth/principal.ts";
+import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { formatIp, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
+import { lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
+import type { Caller, DnsKernel } from "./service.ts";
+import * as sql from "./store.ts";
+import type { TransferPolicy } from "./transfer.ts";
+import { generateSecret, isSupportedAlgorithm, TSIG_ALGORITHMS, type TsigKey } from "./tsig.ts";
+
+const KEY_OWNER = "dns/tsig";
+const keyContext = (name: string) => `dns/tsig/${name}`;
+const DNS_PORT = 53;
+
+export interface NewTsigKey {
+  name: string;
+  algorithm?: string;
+  /** An existing secret (base64) to import; a new random one when absent. */
+  secret?: string;
+}
+
+export interface NewSecondary {
+  name: string;
+  address: string;
+  port?: number;
+  tsig_key: string;
+  zones?: string[];
+}
+
+/** A NOTIFY target: a secondary of one zone. */
+export interface NotifyTarget {
+  secondary: string;
+  address: string;
+  port: number;
+  keyName: Name;
+}
+
+const canonical = (name: Name) => nameToText(lowerName(name));
+
+/** "1.2.3.4" or "2001:db8::1" (IPv4-mapped IPv6 unmapped) in canonical form; null when not an IP. */
+export function canonicalAddress(text: string): string | null {
+  const ip = parseIp(text.trim());
+  return ip ? formatIp(unmapIpv4(ip)) : null;
+}
+
+export class TransferService {
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly k: DnsKernel) {}
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private async write<T>(fn: (tx: Database) => T): Promise<T> {
+    const result = await this.k.store.write(fn);
+    for (const listener of this.listeners) listener();
+    return result;
+  }
+
+  // --- TSIG keys -------------------------------------------------------------------------
+
+  tsigKeys() {
+    return { items: sql.tsigKeys(this.k.store.db).map(keyView) };
+  }
+
+  /** Creates (or imports) a key; the secret is in the answer this once and never again. */
+  async createTsigKey(caller: Caller, input: NewTsigKey) {
+    const name = keyName(input.name);
+    const algorithm = (input.algorithm ?? "hmac-sha256").toLowerCase();
+    if (!isSupportedAlgorithm(algorithm)) throw new InvalidError(`the algorithm must be one of ${TSIG_ALGORITHMS.join(", ")}`, "algorithm");
+    const secret = input.secret === undefined ? generateSecret(algorithm) : importedSecret(input.secret);
+    const now = this.k.clock.now();
+    await this.write((tx) => {
+      if (sql.tsigKey(tx, name)) throw new ConflictError(`The TSIG key ${name} exists already.`);
+      const envelope = this.k.seal.keyring().encrypt(tx, KEY_OWNER, keyContext(name), secret);
+      sql.insertTsigKey(tx, { name, algorithm, secret: envelope, created_at: now });
+      this.k.audit.record(tx, event(caller, "dns.tsig.create", { type: "dns_tsig_key", id: name }, `${algorithm}${input.secret === undefined ? "" : ", imported"}`));
+    });
+    return { name, algorithm, secret: Buffer.from(secret).toString("base64"), created_at: new Date(now).toISOString() };
+  }
+
+  async deleteTsigKey(caller: Caller, nameText: string) {
+    const name = keyName(nameText);
+    await this.write((tx) => {
+      const users = sql.secondariesUsing(tx, name);
+      if (users.length > 0) throw new ConflictError(`The TSIG key ${name} is used by the secondary ${users.map((s) => s.name).join(", ")}: remove it first.`);
+      if (!sql.deleteTsigKey(tx, name)) throw new NotFoundError(`No TSIG key ${name}.`);
+      this.k.audit.record(tx, event(caller, "dns.tsig.delete", { type: "dns_tsig_key", id: name }, null));
+    });
+  }
+
+  // --- secondaries -----------------------------------------------------------------------
+
+  secondaries() {
+    return { items: sql.secondaries(this.k.store.db).map(secondaryView) };
+  }
+
+  async createSecondary(caller: Caller, input: NewSecondary) {
+    const name = input.name.trim();
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(name)) throw new InvalidError("a secondary's name is 1–63 letters, digits, dots, dashes or underscores", "name");
+    const address = canonicalAddress(input.address);
+    if (address === null) throw new InvalidError(`"${input.address}" is not an IP address`, "address");
+    const port = input.port ?? DNS_PORT;
+    const key = keyName(input.tsig_key);
+    const zones = input.zones?.map((z, i) => {
+      try {
+        return canonical(parseName(z, []));
+      } catch (e) {
+        if (e instanceof NameError) throw new InvalidError(`zones[${i}]: ${e.message}`, "zones");
+        throw e;
+      }
+    });
+    const row: sql.SecondaryRow = { name, address, notify_port: port, tsig_key: key, zones: zones ? JSON.stringify([...new Set(zones)]) : null, created_at: this.k.clock.now() };
+    await this.write((tx) => {
+      if (!sql.tsigKey(tx, key)) throw new InvalidError(`No TSIG key ${key}: create it first (citadel dns tsig create)`, "tsig_key");
+      if (sql.secondary(tx, name)) throw new ConflictError(`The secondary ${name} exists already.`);
+      sql.insertSecondary(tx, row);
+      this.k.audit.record(tx, event(caller, "dns.secondary.create", { type: "dns_secondary", id: name }, `${address} port ${port}, key ${key}, ${zones ? `zones ${zones.join(" ")}` : "every zone"}`));
+    });
+    return secondaryView(row);
+  }
+
+  async deleteSecondary(caller: Caller, name: string) {
+    await this.write((tx) => {
+      if (!sql.deleteSecondary(tx, name)) throw new NotFoundError(`No secondary ${name}.`);
+      this.k.audit.record(tx, event(caller, "dns.secondary.delete", { type: "dns_secondary", id: name }, null));
+    });
+  }
+
+  /** What the listener and the notifier work from, read once now. */
+  view(): TransferView {
+    const db = this.k.store.db;
+    return new TransferView(this.k, sql.tsigKeys(db), sql.secondaries(db));
+  }
+}
+
+/** An immutable in-memory copy of the keys and secondaries, asked on the answer path. */
+export class TransferView implements TransferPolicy {
+  private readonly keys = new Map<string, sql.TsigKeyRow>();
+  private readonly secondaries: Array<{ row: sql.SecondaryRow; zones: Set<string> | null }>;
+
+  constructor(
+    private readonly k: DnsKernel,
+    keys: sql.TsigKeyRow[],
+    secondaries: sql.SecondaryRow[],
+  ) {
+    for (const key of keys) this.keys.set(key.name, key);
+    this.secondaries = secondaries.map((row) => ({ row, zones: row.zones === null ? null : new Set(JSON.parse(row.zones) as string[]) }));
+  }
+
+  /** The key named `name` with its secret, or null when there is none or Citadel is sealed. */
+  readonly tsigKey = (name: Name): TsigKey | null => {
+    const row = this.keys.get(canonical(name));
+    const keyring = this.k.seal.keyringIfUnsealed();
+    if (!row || !keyring) return null;
+    return { name: parseName(row.name, null), algorithm: row.algorithm, secret: keyring.decrypt(KEY_OWNER, keyContext(row.name), row.secret) };
+  };
+
+  allowed(client: string, zone: Name, keyName: Name | null): boolean {
+    if (keyName === null) return false;
+    const address = canonicalAddress(client);
+    const key = canonical(keyName);
+    const zoneName = canonical(zone);
+    return this.secondaries.some((s) => s.row.address === address && s.row.tsig_key === key && (s.zones === null || s.zones.has(zoneName)));
+  }
+
+  /** The secondaries to NOTIFY about a change of `zone`. */
+  notifyTargets(zone: Name): NotifyTarget[] {
+    const zoneName = canonical(zone);
+    return this.secondaries
+      .filter((s) => s.zones === null || s.zones.has(zoneName))
+      .map((s) => ({ secondary: s.row.name, address: s.row.address, port: s.row.notify_port, keyName: parseName(s.row.tsig_key, null) }));
+  }
+}
+
+function keyName(text: string): string {
+  try {
+    const name = parseName(text.trim(), []);
+    if (name.length === 0) throw new InvalidError("a TSIG key needs a name", "name");
+    return canonical(name);
+  } catch (e) {
+    if (e instanceof NameError) throw new InvalidError(`"${text}" is not a key name: ${e.message}`, "name");
+    throw e;
+  }
+}
+
+function importedSecret(text: string): Uint8Array {
+  const secret = /^[A-Za-z0-9+/]+={0,2}$/.test(text.trim()) ? Buffer.from(text.trim(), "base64") : Buffer.alloc(0);
+  // RFC 8945 section 6: at least as long as the hash output is advised; 16 octets is the floor we accept.
+  if (secret.length < 16) throw new InvalidError("the secret must be base64 of at least 16 octets", "secret");
+  return new Uint8Array(secret);
+}
+
+function keyView(row: sql.TsigKeyRow) {
+  return { name: row.name, algorithm: row.algorithm, created_at: new Date(row.created_at).toISOString() };
+}
+
+function secondaryView(row: sql.SecondaryRow) {
+  return {
+    name: row.name,
+    address: row.address,
+    port: row.notify_port,
+    tsig_key: row.tsig_key,
+    zones: row.zones === null ? null : (JSON.parse(row.zones) as string[]),
+    created_at: new Date(row.created_at).toISOString(),
+  };
+}
+
+function event(caller: Caller, action: string, resource: { type: string; id: string }, reason: string | null): AuditEventInput {
+  return { action, outcome: "success", resource, reason, actor: actorOf(caller.principal), request: caller.request };
+}

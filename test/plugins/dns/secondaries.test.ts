@@ -1,0 +1,106 @@
+/**
+ * Secondaries and TSIG keys over the API (operators only): a key's secret is shown once and kept
+ * as a keyring envelope, a secondary needs an existing key and an IP address, a key in use
+ * cannot be removed, and the transfer policy allows exactly the secondary's address with its key.
+ */
+import { describe, expect, test } from "bun:test";
+import { transferServiceOf } from "../../../plugins/dns/index.ts";
+import { parseName } from "../../../plugins/dns/names.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+async function setup() {
+  const c = await testCitadel();
+  const operator = await c.login(c.owner.email, c.owner.password);
+  return { c, operator };
+}
+
+describe("TSIG keys", () => {
+  test("a new key's secret is in the creation answer only, and is not stored in the clear", async () => {
+    const { c, operator } = await setup();
+    const created = await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "Transfer.Example.ORG" } });
+    expect(created.status).toBe(200);
+    expect(created.body.name).toBe("transfer.example.org.");
+    expect(created.body.algorithm).toBe("hmac-sha256");
+    const secret = Buffer.from(created.body.secret, "base64");
+    expect(secret.length).toBe(32);
+
+    const list = await c.send("GET", "/v1/dns/tsig-keys", operator);
+    expect(list.body.items).toEqual([{ name: "transfer.example.org.", algorithm: "hmac-sha256", created_at: expect.any(String) }]);
+    expect(list.text).not.toContain(created.body.secret);
+
+    const stored = c.kernel.store.db.query<{ secret: Uint8Array }, []>("SELECT secret FROM dns_tsig_keys").get()!;
+    expect(Buffer.from(stored.secret).includes(secret)).toBe(false);
+    const audit = c.kernel.store.db.query<{ action: string; reason: string }, []>("SELECT action, reason FROM audit_events WHERE action LIKE 'dns.tsig.%'").all();
+    expect(audit).toEqual([{ action: "dns.tsig.create", reason: "hmac-sha256" }]);
+    expect(JSON.stringify(c.kernel.store.db.query("SELECT * FROM audit_events").all())).not.toContain(created.body.secret);
+  });
+
+  test("import, bad input and duplicates: 422 and 409 naming the field", async () => {
+    const { c, operator } = await setup();
+    const secret = Buffer.alloc(32, 7).toString("base64");
+    const imported = await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet", algorithm: "hmac-sha512", secret } });
+    expect(imported.status).toBe(200);
+    expect(imported.body.secret).toBe(secret);
+    expect((await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } })).status).toBe(409);
+    const short = await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "short", secret: "c2hvcnQ=" } });
+    expect(short.status).toBe(422);
+    expect(short.text).toContain("16 octets");
+    expect((await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "x", algorithm: "hmac-md5" } })).status).toBe(422);
+    expect((await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "bad..name" } })).status).toBe(422);
+  });
+
+  test("members of an organization, even its admins, cannot see or make keys (403)", async () => {
+    const { c, operator } = await setup();
+    const admin = await c.addUser(operator, "admin@example.org", "admin");
+    expect((await c.send("GET", "/v1/dns/tsig-keys", admin.token)).status).toBe(403);
+    expect((await c.send("POST", "/v1/dns/tsig-keys", admin.token, { json: { name: "k" } })).status).toBe(403);
+    expect((await c.send("POST", "/v1/dns/secondaries", admin.token, { json: { name: "ns2", address: "192.0.2.2", tsig_key: "k" } })).status).toBe(403);
+  });
+});
+
+describe("secondaries", () => {
+  test("a secondary needs an existing key and an IP; its key cannot be removed while it exists", async () => {
+    const { c, operator } = await setup();
+    await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } });
+    const unknownKey = await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "192.0.2.2", tsig_key: "nokey" } });
+    expect(unknownKey.status).toBe(422);
+    expect(unknownKey.text).toContain("No TSIG key nokey.");
+    expect((await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "ns2.example.net", tsig_key: "fleet" } })).status).toBe(422);
+
+    const added = await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "::FFFF:192.0.2.2", port: 5300, tsig_key: "fleet.", zones: ["Example.org"] } });
+    expect(added.status).toBe(200);
+    expect(added.body).toEqual({ name: "ns2", address: "192.0.2.2", port: 5300, tsig_key: "fleet.", zones: ["example.org."], created_at: expect.any(String) });
+    expect((await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "192.0.2.3", tsig_key: "fleet" } })).status).toBe(409);
+
+    const inUse = await c.send("DELETE", "/v1/dns/tsig-keys/fleet", operator);
+    expect(inUse.status).toBe(409);
+    expect(inUse.text).toContain("ns2");
+    expect((await c.send("DELETE", "/v1/dns/secondaries/ns2", operator)).status).toBe(200);
+    expect((await c.send("DELETE", "/v1/dns/tsig-keys/fleet", operator)).status).toBe(200);
+    expect((await c.send("GET", "/v1/dns/secondaries", operator)).body.items).toEqual([]);
+    expect((await c.send("DELETE", "/v1/dns/secondaries/ns2", operator)).status).toBe(404);
+  });
+
+  test("the transfer policy: the secondary's address with its key, for its zones only; keys decrypt for signing", async () => {
+    const { c, operator } = await setup();
+    const key = await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } });
+    await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "other" } });
+    await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "192.0.2.2", tsig_key: "fleet", zones: ["example.org"] } });
+    await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns3", address: "2001:db8::3", tsig_key: "fleet" } });
+    const view = transferServiceOf(c.kernel as never).view();
+    const n = (text: string) => parseName(text, null);
+    expect(view.allowed("192.0.2.2", n("example.org."), n("FLEET."))).toBe(true);
+    expect(view.allowed("::ffff:192.0.2.2", n("example.org."), n("fleet."))).toBe(true);
+    expect(view.allowed("192.0.2.2", n("example.net."), n("fleet."))).toBe(false);
+    expect(view.allowed("192.0.2.2", n("example.org."), n("other."))).toBe(false);
+    expect(view.allowed("192.0.2.2", n("example.org."), null)).toBe(false);
+    expect(view.allowed("192.0.2.9", n("example.org."), n("fleet."))).toBe(false);
+    expect(view.allowed("2001:DB8:0::3", n("example.net."), n("fleet."))).toBe(true);
+    expect(view.notifyTargets(n("example.net.")).map((t) => t.secondary)).toEqual(["ns3"]);
+    expect(view.notifyTargets(n("example.org.")).map((t) => t.secondary)).toEqual(["ns2", "ns3"]);
+    expect(Buffer.from(view.tsigKey(n("Fleet."))!.secret).toString("base64")).toBe(key.body.secret);
+    expect(view.tsigKey(n("missing."))).toBeNull();
+    c.kernel.seal.seal();
+    expect(view.tsigKey(n("fleet."))).toBeNull();
+  });
+});
