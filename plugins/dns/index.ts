@@ -103,7 +103,20 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         notifier.notify(zone, view.notifyTargets(zone.origin));
       }
     };
-    const unsubscribeTransfers = transfers.onChange(() => (view = transfers.view()));
+    // A secondary just added is told about each of its zones at once, so it need not wait for
+    // its own schedule to make the first transfer.
+    const targetKey = (t: { address: string; port: number; keyName: Name }) => `${t.address} ${t.port} ${nameToText(t.keyName)}`;
+    const unsubscribeTransfers = transfers.onChange(() => {
+      const before = view;
+      view = transfers.view();
+      for (const origin of served.keys()) {
+        const zone = table.get(parseName(origin, null));
+        if (!zone) continue;
+        const known = new Set(before.notifyTargets(zone.origin).map(targetKey));
+        const added = view.notifyTargets(zone.origin).filter((t) => !known.has(targetKey(t)));
+        if (added.length > 0) notifier.notify(zone, added);
+      }
+    });
     reload();
     const unsubscribe = dns.onChange(reload);
     let server: Awaited<ReturnType<typeof startDnsServer>>;
