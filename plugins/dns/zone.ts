@@ -275,19 +275,45 @@ export class Zone {
     return { ...soa, ttl: Math.min(soa.ttl, minimum) };
   }
 
-  /** In-zone A/AAAA for the targets of MX, SRV and NS in the answer and NS in the authority. */
+  /**
+   * In-zone A/AAAA for the targets of MX, SRV, SVCB and HTTPS (RFC 9460 section 4.1) and NS in
+   * the answer, and NS in the authority.
+   */
   private addAdditional(out: Answer): void {
     const added = new Set<string>();
     for (const rr of [...out.answer, ...out.authority]) {
-      if (rr.type !== RRType.MX && rr.type !== RRType.SRV && rr.type !== RRType.NS) continue;
-      const target = targetOf(rr)!;
-      if (!isSubdomain(target, this.origin)) continue;
+      const target = additionalTarget(rr);
+      if (target === null || !isSubdomain(target, this.origin)) continue;
       const key = keyOf(target);
       const node = this.nodes.get(key);
       if (!node || added.has(key)) continue;
       added.add(key);
       for (const type of ADDRESS_TYPES) out.additional.push(...(node.rrsets.get(type) ?? []));
     }
+  }
+}
+
+/**
+ * The name whose addresses go to the additional section for `rr`, or null. A SVCB/HTTPS
+ * TargetName of "." is the owner itself in ServiceMode and "no service" in AliasMode
+ * (RFC 9460 section 2.5).
+ */
+function additionalTarget(rr: RR): Name | null {
+  switch (rr.type) {
+    case RRType.NS:
+    case RRType.MX:
+    case RRType.SRV:
+      return targetOf(rr);
+    case RRType.SVCB:
+    case RRType.HTTPS: {
+      if (rr.rdata.length < 3) return null;
+      const target = nameFromWire(rr.rdata, 2).name;
+      if (target.length > 0) return target;
+      const priority = (rr.rdata[0]! << 8) | rr.rdata[1]!;
+      return priority === 0 ? null : rr.name;
+    }
+    default:
+      return null;
   }
 }
 
