@@ -1,6 +1,7 @@
 /**
- * CLI: citadel dns zone list|create|show|delete|import|export, citadel dns set, citadel dns top. The
- * organization is --org, else the user's only one (as in citadel share).
+ * CLI: citadel dns zone list|create|show|delete|import|export, citadel dns set, citadel dns top,
+ * and for operators citadel dns tsig list|create|delete and citadel dns secondary
+ * list|add|remove. The organization is --org, else the user's only one (as in citadel share).
  */
 import { readFileSync } from "node:fs";
 import { integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
@@ -19,12 +20,41 @@ interface ZoneView {
   records?: Array<{ name: string; type: string; ttl: number; data: string }>;
 }
 
-
 const zonesPath = (org: string) => `/v1/dns/orgs/${encodeURIComponent(org)}/zones`;
 const zonePath = (org: string, zone: string, rest = "") => `${zonesPath(org)}/${encodeURIComponent(zone)}${rest}`;
 
+interface TsigKeyView {
+  name: string;
+  algorithm: string;
+  created_at: string;
+  secret?: string;
+}
 
+interface SecondaryView {
+  name: string;
+  address: string;
+  port: number;
+  tsig_key: string;
+  zones: string[] | null;
+  created_at: string;
+}
 
+/** The key as the two most common secondaries write it in their configuration. */
+function secondaryConfigSnippet(key: TsigKeyView & { secret: string }): string {
+  const id = key.name.replace(/\.$/, "");
+  return [
+    "Knot (knot.conf):",
+    `  key:`,
+    `    - id: ${id}`,
+    `      algorithm: ${key.algorithm}`,
+    `      secret: ${key.secret}`,
+    "NSD (nsd.conf):",
+    `  key:`,
+    `    name: "${id}"`,
+    `    algorithm: ${key.algorithm}`,
+    `    secret: "${key.secret}"`,
+  ].join("\n");
+}
 
 function needArgs(ctx: CommandContext, n: number, synopsis: string): void {
   if (ctx.args.length < n) throw new Error(`usage: ${synopsis}`);
@@ -171,6 +201,98 @@ export const dnsCommands: Command[] = [
       const names = s.top_names.length === 0 ? "no queries" : table([["NAME", "QUERIES"], ...s.top_names.map((n) => [n.name, String(n.count)])]);
       const clients = s.top_clients.length === 0 ? "no queries" : table([["CLIENT PREFIX", "QUERIES"], ...s.top_clients.map((c) => [c.prefix, String(c.count)])]);
       print(ctx, s, `since ${s.since}\n${totals}\n\ntop names\n${names}\n\ntop clients\n${clients}`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "tsig", "list"],
+    summary: "List the TSIG keys of zone transfers (operators; secrets are never shown again)",
+    async run(ctx) {
+      const api = await ctx.api();
+      const list = await api.request<{ items: TsigKeyView[] }>("GET", "/v1/dns/tsig-keys");
+      print(ctx, list, list.items.length === 0 ? "no TSIG keys" : table([["NAME", "ALGORITHM", "CREATED"], ...list.items.map((k) => [k.name, k.algorithm, k.created_at])]));
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "tsig", "create"],
+    summary: "Create a TSIG key for a secondary and print its secret once (or import one with --secret-file)",
+    args: "<name>",
+    maxArgs: 1,
+    options: {
+      algorithm: { type: "string", description: "hmac-sha256 (default), hmac-sha384 or hmac-sha512" },
+      "secret-file": { type: "string", description: "Import this base64 secret instead of making one (- reads standard input)" },
+    },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns tsig create <name>");
+      const body: Record<string, unknown> = { name: ctx.args[0] };
+      if (typeof ctx.options.algorithm === "string") body.algorithm = ctx.options.algorithm;
+      const file = ctx.options["secret-file"];
+      if (typeof file === "string") body.secret = (file === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(file, "utf8")).trim();
+      const api = await ctx.api();
+      const key = await api.request<TsigKeyView & { secret: string }>("POST", "/v1/dns/tsig-keys", body);
+      print(ctx, key, `${key.name} (${key.algorithm}) created; its secret is shown this once:\n${key.secret}\n\n${secondaryConfigSnippet(key)}`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "tsig", "delete"],
+    summary: "Remove a TSIG key that no secondary uses",
+    args: "<name>",
+    maxArgs: 1,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns tsig delete <name>");
+      const api = await ctx.api();
+      await api.request("DELETE", `/v1/dns/tsig-keys/${encodeURIComponent(ctx.args[0]!)}`);
+      print(ctx, { ok: true }, `${ctx.args[0]} deleted`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "secondary", "list"],
+    summary: "List the secondaries that may transfer zones and are sent NOTIFY (operators)",
+    async run(ctx) {
+      const api = await ctx.api();
+      const list = await api.request<{ items: SecondaryView[] }>("GET", "/v1/dns/secondaries");
+      const rows = list.items.map((s) => [s.name, s.address, String(s.port), s.tsig_key, s.zones === null ? "every zone" : s.zones.join(" ")]);
+      print(ctx, list, list.items.length === 0 ? "no secondaries" : table([["NAME", "ADDRESS", "NOTIFY PORT", "KEY", "ZONES"], ...rows]));
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "secondary", "add"],
+    summary: "Add a secondary: transfers from --address signed with --key are allowed, NOTIFY goes to it",
+    args: "<name>",
+    maxArgs: 1,
+    options: {
+      address: { type: "string", description: "Its IP address (required)" },
+      key: { type: "string", description: "The TSIG key it signs with (required; citadel dns tsig create)" },
+      port: { type: "string", description: "Where it listens for NOTIFY (default 53)" },
+      zones: { type: "string", description: "Only these zones, comma-separated (default: every zone)" },
+    },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns secondary add <name> --address IP --key KEY");
+      if (typeof ctx.options.address !== "string" || typeof ctx.options.key !== "string") throw new Error("usage: citadel dns secondary add <name> --address IP --key KEY [--port N] [--zones a,b]");
+      const body: Record<string, unknown> = { name: ctx.args[0], address: ctx.options.address, tsig_key: ctx.options.key };
+      const port = integerOption(ctx, "port", 1);
+      if (port !== undefined) body.port = port;
+      if (typeof ctx.options.zones === "string") body.zones = ctx.options.zones.split(",").map((z) => z.trim()).filter(Boolean);
+      const api = await ctx.api();
+      const s = await api.request<SecondaryView>("POST", "/v1/dns/secondaries", body);
+      print(ctx, s, `${s.name} added: ${s.address} may transfer ${s.zones === null ? "every zone" : s.zones.join(" ")} with key ${s.tsig_key}; NOTIFY goes to port ${s.port}`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "secondary", "remove"],
+    summary: "Remove a secondary: no more transfers or NOTIFY for it",
+    args: "<name>",
+    maxArgs: 1,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns secondary remove <name>");
+      const api = await ctx.api();
+      await api.request("DELETE", `/v1/dns/secondaries/${encodeURIComponent(ctx.args[0]!)}`);
+      print(ctx, { ok: true }, `${ctx.args[0]} removed`);
       return 0;
     },
   },

@@ -10,12 +10,14 @@ import { join } from "node:path";
 import { parseName } from "../../plugins/dns/names.ts";
 import { rdataToText, RRType } from "../../plugins/dns/rdata.ts";
 import { soaSerial } from "../../plugins/dns/transfer.ts";
-import { callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { callApi, cliRunner, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 import { buildQuery, DnsClient, referenceSkipReason, startReference, type ReferenceServer } from "../helpers/reference-dns.ts";
 
 const skip = referenceSkipReason("knot");
 const data = tempDir("citadel-e2e-xfr-");
+const home = tempDir("citadel-e2e-xfr-home-");
 let citadel: RunningCitadel;
+let httpPort: number;
 let knot: ReferenceServer | null = null;
 let client: DnsClient;
 let token: string;
@@ -23,6 +25,7 @@ let ca: string;
 let zone: string;
 
 const api = (method: string, path: string, body?: unknown) => callApi(citadel.url, ca, token, method, path, body);
+const cli = cliRunner({ data: data.path, port: () => httpPort, token: () => token, home: home.path });
 
 /** Asks Knot until `check` passes on the answer to name/type, or the time is up. */
 async function untilKnot(name: string, type: number, check: (answers: string[]) => boolean, timeoutMs = 20_000): Promise<string[]> {
@@ -46,7 +49,8 @@ beforeAll(async () => {
   await ensureBinary();
   const dnsPort = await freePort();
   const address = `127.0.0.1:${dnsPort}`;
-  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(await freePort()), CITADEL_DNS_UDP: address, CITADEL_DNS_TCP: address });
+  httpPort = await freePort();
+  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(httpPort), CITADEL_DNS_UDP: address, CITADEL_DNS_TCP: address });
   ca = readFileSync(join(data.path, "tls/cert.pem"), "utf8");
   token = await firstLogin(citadel.url, ca, oneTimePassword(citadel.stderr()));
   const org = (await api("GET", "/v1/iam/me")).body.organizations[0].id;
@@ -54,19 +58,26 @@ beforeAll(async () => {
   expect((await api("POST", `/v1/dns/orgs/${org}/zones`, { name: "example.test" })).status).toBe(200);
   expect((await api("PUT", `${zone}/rrsets/www/A`, { ttl: 300, records: ["192.0.2.10"] })).status).toBe(200);
 
-  const key = await api("POST", "/v1/dns/tsig-keys", { name: "transfer-key" });
-  expect(key.status).toBe(200);
+  // The operator's CLI makes the key and prints it once, with the secondary's configuration lines.
+  const made = await cli(["dns", "tsig", "create", "transfer-key"]);
+  expect(made.code).toBe(0);
+  const secret = /secret: (\S+)/.exec(made.stdout)![1]!;
+  expect(made.stdout).toContain("Knot (knot.conf):");
+  expect(Buffer.from(secret, "base64").length).toBe(32);
   knot = await startReference("knot", {
     zones: [{ origin: "example.test." }],
     role: "secondary",
     primary: { address: "127.0.0.1", port: dnsPort },
-    tsig: { name: "transfer-key", algorithm: "hmac-sha256", secretBase64: key.body.secret },
+    tsig: { name: "transfer-key", algorithm: "hmac-sha256", secretBase64: secret },
     ready: "listening",
   });
   client = await DnsClient.open(knot!.port, { timeoutMs: 500, retries: 0 });
   // Knot is now refused (it is no secondary yet); adding it makes Citadel NOTIFY it.
-  const added = await api("POST", "/v1/dns/secondaries", { name: "knot", address: "127.0.0.1", port: knot!.port, tsig_key: "transfer-key" });
-  expect(added.status).toBe(200);
+  const added = await cli(["dns", "secondary", "add", "knot", "--address", "127.0.0.1", "--port", String(knot!.port), "--key", "transfer-key"]);
+  expect(added.stderr).toBe("");
+  expect(added.stdout).toContain("knot added: 127.0.0.1 may transfer every zone with key transfer-key.");
+  const missing = await cli(["dns", "secondary", "add", "ns9", "--address", "127.0.0.9"]);
+  expect([missing.code, missing.stderr]).toEqual([1, expect.stringContaining("--key")]);
 }, 40_000);
 
 afterAll(async () => {
@@ -74,6 +85,7 @@ afterAll(async () => {
   await knot?.stop();
   citadel?.proc.kill("SIGKILL");
   data.remove();
+  home.remove();
 });
 
 test.skipIf(skip !== null && process.env.CI !== "true")("Knot, a secondary with Citadel's TSIG key, transfers the zone and follows a change after NOTIFY", async () => {
@@ -89,4 +101,6 @@ test.skipIf(skip !== null && process.env.CI !== "true")("Knot, a secondary with 
   const logs = citadel.logs().map((l) => l.msg);
   expect(logs).toContain("dns zone transfer");
   expect(logs).toContain("dns notify answered");
+  const listed = await cli(["dns", "secondary", "list"]);
+  expect(listed.stdout).toMatch(/knot\s+127\.0\.0\.1\s+\d+\s+transfer-key\.\s+every zone/);
 }, 60_000);

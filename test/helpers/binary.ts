@@ -171,3 +171,16 @@ export async function firstLogin(url: string, certificate: string, oneTime: stri
   if (res.status !== 200) throw new Error(`password change failed: ${res.status} ${await res.text()}`);
   return token;
 }
+
+/**
+ * Runs the binary's CLI as a user of the instance at `data` would: `citadel --data DIR <args>`,
+ * the token in CITADEL_TOKEN, a private HOME (no stored login), standard input from `stdin`.
+ */
+export function cliRunner(instance: { data: string; port: () => number; token: () => string; home: string }) {
+  return async (args: string[], stdin?: string): Promise<RunResult> => {
+    const env = { PATH: process.env.PATH ?? "", HOME: instance.home, XDG_CONFIG_HOME: instance.home, CITADEL_HTTP_PORT: String(instance.port()), CITADEL_TOKEN: instance.token() };
+    const proc = Bun.spawn([BINARY, "--data", instance.data, ...args], { env, cwd: instance.home, stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin), stdout: "pipe", stderr: "pipe" });
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    return { code, stdout, stderr };
+  };
+}
