@@ -38,6 +38,7 @@ import { parseCidr } from "./net/ip.ts";
 import { checkPlugins, systemClock, type Command, type CommandContext, type Kernel, type Plugin, type SetupResult } from "./plugin.ts";
 import { Confirmations } from "./auth/confirmations.ts";
 import { IdentityRegistry } from "./auth/principal.ts";
+import { RecordProviders } from "./record-providers.ts";
 import { RateLimiter } from "./auth/rate-limit.ts";
 import { createGuard } from "./http/guard.ts";
 import { kernelMigrations } from "./store/kernel-migrations.ts";
@@ -213,13 +214,14 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
     for (const plugin of plugins) audit.register(plugin.actions);
     const tls = config.http.tls.enabled ? await loadOrCreateTls(tlsFiles(config), log) : undefined;
     const identity = new IdentityRegistry();
+    const records = new RecordProviders();
     const services = plugins.flatMap((p) => (p.service ? [p.service] : []));
     const startedAt = systemClock.now();
     const kernels = new Map<Plugin<any>, Kernel>();
     const kernelFor = (plugin: Plugin<any>): Kernel => {
       let k = kernels.get(plugin);
       if (!k) {
-        k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services };
+        k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services, records };
         kernels.set(plugin, k);
       }
       return k;

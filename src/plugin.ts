@@ -12,6 +12,7 @@ import type { IdentityRegistry } from "./auth/principal.ts";
 import type { KeySource } from "./crypto/key-operations.ts";
 import type { Seal } from "./crypto/seal.ts";
 import type { Logger } from "./log.ts";
+import type { RecordProviders } from "./record-providers.ts";
 import type { Migration } from "./store/migrate.ts";
 import type { Store } from "./store/store.ts";
 
@@ -52,6 +53,8 @@ export interface Kernel<Settings = unknown> {
   readonly identity: IdentityRegistry;
   /** Every service name that API keys can be made for (the plugins' `service`). */
   readonly services: readonly string[];
+  /** Names another plugin has the DNS server answer (the mesh's node names): see record-providers.ts. */
+  readonly records: RecordProviders;
 }
 
 export interface CommandOption {

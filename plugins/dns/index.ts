@@ -16,6 +16,7 @@ import * as m from "./model.ts";
 import { DnsService, type Caller } from "./service.ts";
 import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts";
 import { Notifier } from "./notify.ts";
+import { withProvidedRecords } from "./provided.ts";
 import { TransferService, type TransferView } from "./secondaries.ts";
 import { DnsSettings } from "./settings.ts";
 import type { Zone } from "./zone.ts";
@@ -90,8 +91,14 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     // whose serial moved is announced to its secondaries.
     const table = new ZoneTable();
     const served = new Map<string, number>(); // origin → serial
+    // A provider's own zone (no hosted zone contains its domain) takes the time as its serial.
+    const ownSerials = new Map<string, number>();
+    const ownSerial = (provider: string) => {
+      if (!ownSerials.has(provider)) ownSerials.set(provider, Math.floor(k.clock.now() / 1000));
+      return ownSerials.get(provider)!;
+    };
     const reload = () => {
-      const zones = dns.loadZones();
+      const zones = withProvidedRecords(dns.loadZones(), k.records.list(), ownSerial, k.log);
       const fresh = new Set(zones.map((z) => nameToText(z.origin).toLowerCase()));
       for (const origin of served.keys()) if (!fresh.has(origin)) table.delete(parseName(origin, null));
       for (const origin of [...served.keys()]) if (!fresh.has(origin)) served.delete(origin);
@@ -117,6 +124,23 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         if (added.length > 0) notifier.notify(zone, added);
       }
     });
+    // A provider's change gets its zone a new serial: stored for a hosted zone (then reloaded by
+    // the change), in memory for its own zone.
+    const providerChanged = (provider: string) => {
+      const domain = k.records.list().find((p) => p.name === provider)?.domain;
+      const row = domain === undefined ? null : hostRowOf(dns, domain);
+      if (row) void dns.bumpSerial(row.id).catch((e) => k.log.error("dns: a zone's serial could not be bumped", { zone: row.name, error: String(e) }));
+      else {
+        ownSerials.set(provider, Math.max((ownSerials.get(provider) ?? 0) + 1, Math.floor(k.clock.now() / 1000)));
+        reload();
+      }
+    };
+    const unsubscribeProviders = k.records.onChange(providerChanged);
+    // Providers registered before this start may have changed since the last run: new serials once.
+    for (const provider of k.records.list()) {
+      const row = hostRowOf(dns, provider.domain);
+      if (row) await dns.bumpSerial(row.id);
+    }
     reload();
     const unsubscribe = dns.onChange(reload);
     let server: Awaited<ReturnType<typeof startDnsServer>>;
@@ -136,6 +160,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       // Port 5353 is also mDNS's: a desktop's avahi may hold it.
       unsubscribe();
       unsubscribeTransfers();
+      unsubscribeProviders();
       await notifier.stop();
       k.log.error("dns: cannot listen, DNS is off (set [dns] udp and tcp)", { udp: k.settings.udp, tcp: k.settings.tcp, error: error instanceof Error ? error.message : String(error) });
       return async () => {};
@@ -144,6 +169,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     return async () => {
       unsubscribe();
       unsubscribeTransfers();
+      unsubscribeProviders();
       await notifier.stop();
       await server.stop();
     };
@@ -258,4 +284,13 @@ function transferAllowed(k: Kernel<DnsSettings>, view: TransferView, client: str
     k.log.warn("dns zone transfer refused: not a secondary with its key", fields);
   }
   return allowed;
+}
+
+/** The stored zone a provider's domain lies in, or null (also when the domain is not a name). */
+function hostRowOf(dns: DnsService, domain: string) {
+  try {
+    return dns.hostZoneRow(parseName(domain, null));
+  } catch {
+    return null;
+  }
 }

@@ -168,6 +168,26 @@ export class DnsService {
     return zones;
   }
 
+  /** The live stored zone containing `domain` (the deepest), if any. */
+  hostZoneRow(domain: Name): sql.ZoneRow | null {
+    for (let skip = 0; skip < domain.length; skip++) {
+      const row = sql.liveZoneByName(this.db, canonical(domain.slice(skip)));
+      if (row) return row;
+    }
+    return null;
+  }
+
+  /**
+   * A new serial for a zone whose served content changed without a change to its stored records
+   * (a record provider's names): secondaries see the change, and the serial survives a restart.
+   */
+  async bumpSerial(zoneId: string): Promise<void> {
+    await this.write((tx) => {
+      const row = sql.liveZoneById(tx, zoneId);
+      if (row) sql.updateZoneSoa(tx, row.id, row, nextSerial(row.serial, this.now()), this.now());
+    });
+  }
+
   /** One live zone, built (null when there is none, or it does not build). */
   zone(zoneId: string): Zone | null {
     const row = sql.liveZoneById(this.db, zoneId);

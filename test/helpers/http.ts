@@ -11,6 +11,7 @@ import { parseCidr } from "../../src/net/ip.ts";
 import { KERNEL_ACTIONS } from "../../src/audit/actions.ts";
 import { AuditLog } from "../../src/audit/log.ts";
 import { IdentityRegistry } from "../../src/auth/principal.ts";
+import { RecordProviders } from "../../src/record-providers.ts";
 import { Keyring } from "../../src/crypto/keyring.ts";
 import { generateRootKey } from "../../src/crypto/root-key.ts";
 import { Seal } from "../../src/crypto/seal.ts";
@@ -156,6 +157,7 @@ export function testKernel<S = unknown>(options: TestKernelOptions<S> = {}): Ker
     keySource: { method, keyFile: "/nonexistent/root.key", credential: "citadel-root-key", credentialsDirectory: undefined },
     identity: new IdentityRegistry(),
     services: [],
+    records: new RecordProviders(),
     rootKey,
     shares,
     ...options,

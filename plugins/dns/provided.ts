@@ -1,0 +1,87 @@
+/**
+ * Serving the records of record providers (src/record-providers.ts): each provider owns a
+ * domain; its records replace whatever a hosted zone holds at or below that domain, or, when no
+ * hosted zone contains the domain, make a zone of their own (for resolvers that forward the
+ * domain to Citadel). A provider's bad record is logged and left out, never the whole zone: a
+ * plugin's mistake must not take a hosted zone off the air.
+ */
+import type { Logger } from "../../src/log.ts";
+import type { RecordProvider } from "../../src/record-providers.ts";
+import { isSubdomain, lowerName, nameEquals, nameToText, parseName, type Name } from "./names.ts";
+import { splitTokens } from "./presentation.ts";
+import { parseRdata, RRType, typeFromText } from "./rdata.ts";
+import { Zone, type RR } from "./zone.ts";
+
+/** TTL and negative TTL of a provider's own zone: its names change as nodes come and go. */
+const OWN_ZONE_TTL = 60;
+
+/** The provider's records in wire form; those that do not parse or lie outside its domain are logged and dropped. */
+function providedRecords(provider: RecordProvider, domain: Name, log: Logger): RR[] {
+  const out: RR[] = [];
+  let records: ReturnType<RecordProvider["records"]>;
+  try {
+    records = provider.records();
+  } catch (e) {
+    log.error("dns: a record provider failed; its names are not served", { provider: provider.name, error: String(e) });
+    return out;
+  }
+  for (const r of records) {
+    try {
+      const name = parseName(r.name, domain);
+      if (!isSubdomain(name, domain)) throw new Error(`${r.name} is outside ${provider.domain}`);
+      const type = typeFromText(r.type);
+      if (type === null || type === RRType.SOA) throw new Error(`${r.type} is not a type a provider may give`);
+      if (!Number.isInteger(r.ttl) || r.ttl < 0 || r.ttl > 0x7fffffff) throw new Error(`the TTL ${r.ttl} is out of range`);
+      out.push({ name, type, ttl: r.ttl, rdata: parseRdata(type, splitTokens(r.data), domain) });
+    } catch (e) {
+      log.warn("dns: a provided record was left out", { provider: provider.name, record: `${r.name} ${r.type} ${r.data}`, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  return out;
+}
+
+/** The hosted zone containing `domain` (the deepest one), if any. */
+export function hostZone(zones: readonly Zone[], domain: Name): Zone | null {
+  let best: Zone | null = null;
+  for (const zone of zones) if (isSubdomain(domain, zone.origin) && (best === null || zone.origin.length > best.origin.length)) best = zone;
+  return best;
+}
+
+/** A zone of a provider's own: an SOA and NS at the domain, then the provider's records. */
+function ownZone(domain: Name, serial: number, records: RR[]): Zone {
+  const apex = nameToText(lowerName(domain));
+  const soa = parseRdata(RRType.SOA, [`ns.${apex}`, `hostmaster.${apex}`, String(serial), "3600", "600", "86400", String(OWN_ZONE_TTL)], domain);
+  const ns = parseRdata(RRType.NS, [`ns.${apex}`], domain);
+  return Zone.build(domain, [{ name: domain, type: RRType.SOA, ttl: OWN_ZONE_TTL, rdata: soa }, { name: domain, type: RRType.NS, ttl: OWN_ZONE_TTL, rdata: ns }, ...records]);
+}
+
+/**
+ * The zones to serve: `stored` with every provider's records merged in, plus a zone for each
+ * provider whose domain no stored zone contains. `ownSerial(provider)` gives such a zone's serial.
+ */
+export function withProvidedRecords(stored: Zone[], providers: readonly RecordProvider[], ownSerial: (provider: string) => number, log: Logger): Zone[] {
+  const zones = [...stored];
+  for (const provider of providers) {
+    let domain: Name;
+    try {
+      domain = parseName(provider.domain, null);
+    } catch (e) {
+      log.error("dns: a record provider's domain is not a name", { provider: provider.name, domain: provider.domain, error: String(e) });
+      continue;
+    }
+    const records = providedRecords(provider, domain, log);
+    const host = hostZone(zones, domain);
+    try {
+      if (host === null) {
+        zones.push(ownZone(domain, ownSerial(provider.name), records));
+        continue;
+      }
+      // The provider owns its subtree; the zone's SOA and apex NS stay when it owns the apex.
+      const kept = host.records().filter((r) => !isSubdomain(r.name, domain) || (nameEquals(r.name, host.origin) && (r.type === RRType.SOA || r.type === RRType.NS)));
+      zones[zones.indexOf(host)] = Zone.build(host.origin, [...kept, ...records]);
+    } catch (e) {
+      log.error("dns: a record provider's names do not fit; they are not served", { provider: provider.name, domain: provider.domain, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  return zones;
+}

@@ -1,0 +1,57 @@
+/**
+ * Record providers: how a plugin other than dns (the mesh, for its node names) has names served
+ * by the authoritative DNS server without importing the dns plugin. The provider owns a domain
+ * — every name at or below it — and hands over its records in presentation form; the dns plugin
+ * serves them inside the hosted zone that contains the domain (replacing what the zone holds
+ * below it), or as a zone of its own when no hosted zone does.
+ *
+ * The registry holds no DNS logic: it is the meeting point on the kernel, like the identity slot.
+ */
+
+/** One record in presentation form: `{ name: "db1.mesh.example.org.", type: "AAAA", ttl: 60, data: "fd00::1" }`. */
+export interface ProvidedRecord {
+  /** Absolute owner name, at or below the provider's domain. */
+  name: string;
+  type: string;
+  ttl: number;
+  data: string;
+}
+
+export interface RecordProvider {
+  /** Who provides (the plugin's name), for logs and status. */
+  name: string;
+  /** The domain it owns, absolute ("mesh.example.org."). */
+  domain: string;
+  /** The records now; called again after every `changed()`. Must not throw. */
+  records(): ProvidedRecord[];
+}
+
+export class RecordProviders {
+  private readonly providers = new Map<string, RecordProvider>();
+  private readonly listeners = new Set<(provider: string) => void>();
+
+  /** Registers `provider` (replacing one of the same name); returns the function that removes it. */
+  register(provider: RecordProvider): () => void {
+    this.providers.set(provider.name, provider);
+    this.changed(provider.name);
+    return () => {
+      if (this.providers.get(provider.name) !== provider) return;
+      this.providers.delete(provider.name);
+      this.changed(provider.name);
+    };
+  }
+
+  list(): RecordProvider[] {
+    return [...this.providers.values()];
+  }
+
+  /** A provider's records changed: whoever serves them reloads. */
+  changed(provider: string): void {
+    for (const listener of this.listeners) listener(provider);
+  }
+
+  onChange(listener: (provider: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Record providers: another plugin's names served by the DNS server through the kernel's
+ * registry — merged into the hosted zone that contains the provider's domain (replacing what the
+ * zone held below it), or served as a zone of their own; bad records left out with a log line;
+ * a provider's change gives its zone a new serial, so secondaries see it.
+ */
+import { describe, expect, test } from "bun:test";
+import { Rcode } from "../../../plugins/dns/message.ts";
+import { nameToText, parseName } from "../../../plugins/dns/names.ts";
+import { withProvidedRecords } from "../../../plugins/dns/provided.ts";
+import { rdataToText, RRType } from "../../../plugins/dns/rdata.ts";
+import { Zone } from "../../../plugins/dns/zone.ts";
+import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+import type { ProvidedRecord, RecordProvider } from "../../../src/record-providers.ts";
+import { captureLog } from "../../helpers/http.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+import { buildQuery, DnsClient } from "../../helpers/reference-dns.ts";
+
+const origin = parseName("example.org.", null);
+const hosted = Zone.build(
+  origin,
+  parseZoneFile("@ 300 IN SOA ns1 hostmaster 7 3600 600 86400 60\n@ NS ns1\nns1 A 192.0.2.1\nwww A 192.0.2.80\nold.mesh A 192.0.2.99\n", { origin, defaultTtl: 300 }),
+);
+const provider = (records: ProvidedRecord[], domain = "mesh.example.org."): RecordProvider => ({ name: "mesh", domain, records: () => records });
+const answers = (zone: Zone, name: string, type: number) => zone.lookup(parseName(name, null), type).answer.map((r) => rdataToText(r.type, r.rdata));
+
+describe("withProvidedRecords", () => {
+  test("a provider's names replace the hosted zone's below its domain; the rest of the zone stays", () => {
+    const log = captureLog();
+    const [zone] = withProvidedRecords([hosted], [provider([{ name: "db1.mesh.example.org.", type: "AAAA", ttl: 60, data: "fd00::1" }, { name: "db1", type: "A", ttl: 60, data: "100.64.0.1" }])], () => 1, log.logger);
+    expect(answers(zone!, "db1.mesh.example.org.", RRType.AAAA)).toEqual(["fd00::1"]);
+    expect(answers(zone!, "db1.mesh.example.org.", RRType.A)).toEqual(["100.64.0.1"]); // relative to the domain
+    expect(zone!.lookup(parseName("old.mesh.example.org.", null), RRType.A).rcode).toBe(Rcode.NXDOMAIN);
+    expect(answers(zone!, "www.example.org.", RRType.A)).toEqual(["192.0.2.80"]);
+    expect(zone!.serial()).toBe(7);
+  });
+
+  test("bad records are left out and logged; the good ones and the zone are served", () => {
+    const log = captureLog();
+    const bad = [
+      { name: "x.example.net.", type: "A", ttl: 60, data: "192.0.2.1" },
+      { name: "y.mesh.example.org.", type: "A", ttl: 60, data: "not-an-address" },
+      { name: "z.mesh.example.org.", type: "SOA", ttl: 60, data: "a b 1 2 3 4 5" },
+      { name: "t.mesh.example.org.", type: "A", ttl: -1, data: "192.0.2.1" },
+    ];
+    const [zone] = withProvidedRecords([hosted], [provider([...bad, { name: "ok.mesh.example.org.", type: "A", ttl: 60, data: "100.64.0.9" }])], () => 1, log.logger);
+    expect(answers(zone!, "ok.mesh.example.org.", RRType.A)).toEqual(["100.64.0.9"]);
+    expect(log.lines.filter((l) => l.msg === "dns: a provided record was left out").length).toBe(4);
+  });
+
+  test("names that break the zone (a CNAME beside data) keep the hosted zone as it was", () => {
+    const log = captureLog();
+    const clash = [{ name: "n.mesh.example.org.", type: "CNAME", ttl: 60, data: "www.example.org." }, { name: "n.mesh.example.org.", type: "A", ttl: 60, data: "100.64.0.2" }];
+    const [zone] = withProvidedRecords([hosted], [provider(clash)], () => 1, log.logger);
+    expect(zone).toBe(hosted);
+    expect(log.lines.some((l) => l.msg === "dns: a record provider's names do not fit; they are not served")).toBe(true);
+  });
+
+  test("a domain no hosted zone contains is served as a zone of its own, with an SOA and the given serial", () => {
+    const zones = withProvidedRecords([hosted], [provider([{ name: "a.mesh.internal.", type: "A", ttl: 30, data: "100.64.0.3" }], "mesh.internal.")], () => 1_800_000_000, captureLog().logger);
+    expect(zones.map((z) => nameToText(z.origin))).toEqual(["example.org.", "mesh.internal."]);
+    expect(answers(zones[1]!, "a.mesh.internal.", RRType.A)).toEqual(["100.64.0.3"]);
+    expect(zones[1]!.serial()).toBe(1_800_000_000);
+    expect(zones[1]!.lookup(parseName("nope.mesh.internal.", null), RRType.A).authority[0]?.type).toBe(RRType.SOA);
+  });
+});
+
+describe("record providers on the kernel", () => {
+  test("registered by another plugin, answered by the listener; a change bumps the hosted zone's stored serial", async () => {
+    const c = await testCitadel({ config: { dns: { udp: ["127.0.0.1:0"], tcp: [] } } });
+    try {
+      const owner = await c.login(c.owner.email, c.owner.password);
+      const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+      expect((await c.send("POST", zones, owner, { json: { name: "example.org" } })).status).toBe(200);
+      const before = (await c.send("GET", `${zones}/example.org`, owner)).body.serial as number;
+
+      let records: ProvidedRecord[] = [{ name: "db1.mesh.example.org.", type: "AAAA", ttl: 60, data: "fd00::1" }];
+      const unregister = c.kernel.records.register({ name: "mesh", domain: "mesh.example.org.", records: () => records });
+      const port = (c.log.lines.find((l) => l.msg === "dns server listening")!.udp as number[])[0]!;
+      const client = await DnsClient.open(port);
+      // The serial bump is a store write and the reload follows it: ask until the answer is the expected one (or 2 s pass).
+      const ask = async (name: string, type: number, expected: { rcode: number; data?: string[] }) => {
+        let got: { rcode: number; data: string[] } = { rcode: -1, data: [] };
+        for (let i = 0; i < 100; i++) {
+          const reply = await client.query(buildQuery({ name: parseName(name, null), type }));
+          got = { rcode: reply.rcode, data: reply.answer.map((r) => rdataToText(r.type, r.rdata)) };
+          if (got.rcode === expected.rcode && (expected.data === undefined || JSON.stringify(got.data) === JSON.stringify(expected.data))) break;
+          await Bun.sleep(20);
+        }
+        return expected.data === undefined ? { rcode: got.rcode } : got;
+      };
+      expect(await ask("db1.mesh.example.org.", RRType.AAAA, { rcode: Rcode.NOERROR, data: ["fd00::1"] })).toEqual({ rcode: Rcode.NOERROR, data: ["fd00::1"] });
+      const bumped = (await c.send("GET", `${zones}/example.org`, owner)).body.serial as number;
+      expect(bumped).toBeGreaterThan(before);
+
+      records = [{ name: "db2.mesh.example.org.", type: "AAAA", ttl: 60, data: "fd00::2" }];
+      c.kernel.records.changed("mesh");
+      expect(await ask("db2.mesh.example.org.", RRType.AAAA, { rcode: Rcode.NOERROR, data: ["fd00::2"] })).toEqual({ rcode: Rcode.NOERROR, data: ["fd00::2"] });
+      expect(await ask("db1.mesh.example.org.", RRType.AAAA, { rcode: Rcode.NXDOMAIN })).toEqual({ rcode: Rcode.NXDOMAIN });
+      expect((await c.send("GET", `${zones}/example.org`, owner)).body.serial).toBeGreaterThan(bumped);
+
+      unregister();
+      expect(await ask("db2.mesh.example.org.", RRType.AAAA, { rcode: Rcode.NXDOMAIN })).toEqual({ rcode: Rcode.NXDOMAIN });
+      client.close();
+    } finally {
+      await c.stop();
+    }
+  });
+});
