@@ -9,6 +9,7 @@ import { Elysia } from "elysia";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
+import { dataPath } from "../../src/config/load.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { dnsCommands } from "./commands.ts";
 import { dnsMigrations } from "./migrations.ts";
@@ -17,6 +18,7 @@ import { DnsService, type Caller } from "./service.ts";
 import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts";
 import { Notifier } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
+import { bothObservers, QueryLog } from "./query-log.ts";
 import { TransferService, type TransferView } from "./secondaries.ts";
 import { DnsSettings } from "./settings.ts";
 import type { Zone } from "./zone.ts";
@@ -143,13 +145,14 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     }
     reload();
     const unsubscribe = dns.onChange(reload);
+    const queryLog = openQueryLog(k);
     let server: Awaited<ReturnType<typeof startDnsServer>>;
     try {
       server = await startDnsServer({
         udp: k.settings.udp.map(parseAddress),
         tcp: k.settings.tcp.map(parseAddress),
         zones: table,
-        observer: dnsAnalyticsOf(k),
+        observer: bothObservers(dnsAnalyticsOf(k), queryLog),
         tsigKey: (name) => view.tsigKey(name),
         transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key) },
         now: () => k.clock.now(),
@@ -162,6 +165,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       unsubscribeTransfers();
       unsubscribeProviders();
       await notifier.stop();
+      queryLog?.close();
       k.log.error("dns: cannot listen, DNS is off (set [dns] udp and tcp)", { udp: k.settings.udp, tcp: k.settings.tcp, error: error instanceof Error ? error.message : String(error) });
       return async () => {};
     }
@@ -172,6 +176,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       unsubscribeProviders();
       await notifier.stop();
       await server.stop();
+      queryLog?.close();
     };
   },
 
@@ -291,6 +296,18 @@ function hostRowOf(dns: DnsService, domain: string) {
   try {
     return dns.hostZoneRow(parseName(domain, null));
   } catch {
+    return null;
+  }
+}
+
+/** The query log when [dns] query_log_sample asks for one (a file it cannot open is logged, and DNS serves without it). */
+function openQueryLog(k: Kernel<DnsSettings>): QueryLog | null {
+  if (k.settings.query_log_sample === 0) return null;
+  const path = dataPath(k.config, "dns-queries.log");
+  try {
+    return new QueryLog({ path, sample: k.settings.query_log_sample, maxBytes: k.settings.query_log_max_mb * 1024 * 1024, client: k.settings.query_log_client, now: () => k.clock.now(), log: k.log });
+  } catch (e) {
+    k.log.error("dns query log: cannot open it; queries are not logged", { path, error: e instanceof Error ? e.message : String(e) });
     return null;
   }
 }

@@ -1,0 +1,128 @@
+/**
+ * The optional DNS query log: one JSON line per sampled query, in a file that can never fill
+ * the disk. Off by default ([dns] query_log_sample = 0).
+ *
+ * - Sampled: each query is logged with probability 1/N (random, so a client cannot dodge a
+ *   counter by timing its queries).
+ * - Bounded: the log is `dns-queries.log` plus at most one rotated `dns-queries.log.1`, each at
+ *   most half of `query_log_max_mb`: when the current file would grow past its half, it replaces
+ *   the rotated one and a new file starts. Disk use is capped at the configured size.
+ * - Off the answer path: `observe` only appends a line to a memory buffer; the buffer is written
+ *   once a second, and lines beyond a bounded buffer are dropped (and counted) rather than
+ *   slowing answers down.
+ * - Personal data: client addresses are personal data under the GDPR, so by default only their
+ *   prefix (/24, /56) is written; "full" and "none" are the alternatives.
+ */
+import { closeSync, fstatSync, openSync, renameSync, writeSync } from "node:fs";
+import type { Logger } from "../../src/log.ts";
+import { clientPrefix } from "./analytics.ts";
+import { nameToText } from "./names.ts";
+import { typeToText } from "./rdata.ts";
+import type { QueryEvent, QueryObserver } from "./server.ts";
+
+export type ClientDetail = "prefix" | "full" | "none";
+
+export interface QueryLogOptions {
+  path: string;
+  /** Log one query in `sample` on average (1: every query). */
+  sample: number;
+  /** Bytes on disk at most, both files together. */
+  maxBytes: number;
+  client: ClientDetail;
+  now: () => number;
+  log: Logger;
+  /** Milliseconds between writes. Default 1000. */
+  flushMs?: number;
+}
+
+/** Lines kept in memory between writes at most; more are dropped and counted. */
+const MAX_BUFFERED_BYTES = 1 << 20;
+
+export class QueryLog implements QueryObserver {
+  private buffer: string[] = [];
+  private bufferedBytes = 0;
+  private fd: number;
+  private size: number;
+  private readonly timer: ReturnType<typeof setInterval>;
+  /** Sampled lines dropped because the buffer was full (reported in the log, not lost silently). */
+  dropped = 0;
+
+  constructor(private readonly options: QueryLogOptions) {
+    this.fd = openSync(options.path, "a", 0o600);
+    this.size = fstatSync(this.fd).size;
+    this.timer = setInterval(() => this.flush(), options.flushMs ?? 1000);
+    this.timer.unref?.();
+  }
+
+  observe(event: QueryEvent): void {
+    if (this.options.sample > 1 && Math.random() * this.options.sample >= 1) return;
+    const line = `${JSON.stringify({
+      time: new Date(this.options.now()).toISOString(),
+      client: this.clientText(event.client),
+      transport: event.transport,
+      zone: event.zone ? nameToText(event.zone) : null,
+      qname: nameToText(event.qname),
+      qtype: typeToText(event.qtype),
+      rcode: event.rcode,
+      bytes: event.bytes,
+    })}\n`;
+    if (this.bufferedBytes + line.length > MAX_BUFFERED_BYTES) {
+      this.dropped++;
+      return;
+    }
+    this.buffer.push(line);
+    this.bufferedBytes += line.length;
+  }
+
+  private clientText(client: string): string | null {
+    if (this.options.client === "none") return null;
+    return this.options.client === "full" ? client : clientPrefix(client);
+  }
+
+  /** Writes the buffered lines, rotating first when they would take the file past its half of the cap. */
+  flush(): void {
+    if (this.buffer.length === 0) return;
+    const text = this.buffer.join("");
+    this.buffer = [];
+    this.bufferedBytes = 0;
+    const bytes = Buffer.from(text);
+    const half = Math.floor(this.options.maxBytes / 2);
+    try {
+      if (this.size + bytes.length > half) this.rotate();
+      // A burst larger than a whole file is cut: the cap holds whatever arrives.
+      const chunk = bytes.length > half ? bytes.subarray(0, bytes.lastIndexOf(10, half - 1) + 1) : bytes;
+      writeSync(this.fd, chunk);
+      this.size += chunk.length;
+      if (this.dropped > 0) {
+        this.options.log.warn("dns query log: lines dropped (the log could not keep up)", { dropped: this.dropped });
+        this.dropped = 0;
+      }
+    } catch (e) {
+      this.options.log.error("dns query log: write failed", { path: this.options.path, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  private rotate(): void {
+    closeSync(this.fd);
+    renameSync(this.options.path, `${this.options.path}.1`);
+    this.fd = openSync(this.options.path, "a", 0o600);
+    this.size = 0;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.flush();
+    closeSync(this.fd);
+  }
+}
+
+/** Both observers for the listener: the analytics, and the query log when there is one. */
+export function bothObservers(first: QueryObserver, second: QueryObserver | null): QueryObserver {
+  if (second === null) return first;
+  return {
+    observe(event) {
+      first.observe(event);
+      second.observe(event);
+    },
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * The query log: sampled, JSON lines with the client reduced to its prefix by default, and never
+ * more on disk than its cap — the current file and one rotated file, each at most half.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseName } from "../../../plugins/dns/names.ts";
+import { QueryLog } from "../../../plugins/dns/query-log.ts";
+import type { QueryEvent } from "../../../plugins/dns/server.ts";
+import { captureLog } from "../../helpers/http.ts";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function queryLog(options: Partial<ConstructorParameters<typeof QueryLog>[0]> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-qlog-"));
+  dirs.push(dir);
+  const path = join(dir, "dns-queries.log");
+  const log = new QueryLog({ path, sample: 1, maxBytes: 1 << 20, client: "prefix", now: () => Date.UTC(2026, 10, 23, 12), log: captureLog().logger, flushMs: 60_000, ...options });
+  return { log, path };
+}
+
+const event = (i: number, client = "192.0.2.57"): QueryEvent => ({
+  client,
+  zone: parseName("example.org.", null),
+  qname: parseName(`host${i}.example.org.`, null),
+  qtype: 28,
+  rcode: 0,
+  transport: "udp",
+  bytes: 80,
+});
+
+test("a line per query: JSON with the client's prefix, the names and the type in text; file mode 0600", () => {
+  const { log, path } = queryLog();
+  log.observe(event(1));
+  log.observe(event(2, "2001:db8:aa:bb:cc::1"));
+  log.close();
+  const lines = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  expect(lines).toEqual([
+    { time: "2026-11-23T12:00:00.000Z", client: "192.0.2.0/24", transport: "udp", zone: "example.org.", qname: "host1.example.org.", qtype: "AAAA", rcode: 0, bytes: 80 },
+    expect.objectContaining({ client: "2001:db8:aa::/56", qname: "host2.example.org." }),
+  ]);
+  expect(statSync(path).mode & 0o777).toBe(0o600);
+});
+
+test("client detail: full or none when configured", () => {
+  for (const [client, expected] of [["full", "192.0.2.57"], ["none", null]] as const) {
+    const { log, path } = queryLog({ client });
+    log.observe(event(1));
+    log.close();
+    expect(JSON.parse(readFileSync(path, "utf8")).client).toBe(expected);
+  }
+});
+
+test("the disk cap holds: two files at most, each within half of it, whatever the volume", () => {
+  const { log, path } = queryLog({ maxBytes: 8192 });
+  for (let round = 0; round < 20; round++) {
+    for (let i = 0; i < 200; i++) log.observe(event(round * 1000 + i));
+    log.flush();
+    expect(statSync(path).size).toBeLessThanOrEqual(4096);
+    if (existsSync(`${path}.1`)) expect(statSync(`${path}.1`).size).toBeLessThanOrEqual(4096);
+  }
+  log.close();
+  expect(existsSync(`${path}.2`)).toBe(false);
+  // What is there is whole lines, the newest last.
+  const lines = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  expect(lines.length).toBeGreaterThan(0);
+});
+
+test("sampling: about one query in N is written", () => {
+  const { log, path } = queryLog({ sample: 100 });
+  for (let i = 0; i < 20_000; i++) log.observe(event(i));
+  log.close();
+  const written = readFileSync(path, "utf8").trim().split("\n").length;
+  // Binomial(20000, 0.01): mean 200, sd ~14; ±6 sd.
+  expect(written).toBeGreaterThan(115);
+  expect(written).toBeLessThan(285);
+});
