@@ -260,13 +260,20 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
   if (verdict.error !== 0) {
     out.rcode = RCODE_NOTAUTH;
     const reply = emptyReply(query, RCODE_NOTAUTH, limit);
-    if (verdict.error === TsigError.BADTIME && verdict.key) return sign(reply, verdict.key, { kind: "response", requestMac: tsig.mac }, now, verdict.error, timeOther(now)).message;
-    return appendUnsignedError(reply, tsig, verdict.error);
+    const withTsig =
+      verdict.error === TsigError.BADTIME && verdict.key
+        ? sign(reply, verdict.key, { kind: "response", requestMac: tsig.mac }, now, verdict.error, timeOther(now)).message
+        : appendUnsignedError(reply, tsig, verdict.error);
+    // The client's key and algorithm names are echoed and can be long: what does not fit goes
+    // without its TSIG record and with TC, so the client asks again over TCP.
+    return withTsig.length <= limit ? withTsig : truncated(reply);
   }
   const key = verdict.key!;
   const reply = replyTo(query, packet, client, transport, ctx, limit - tsigSize(key), key, out);
   if (reply === null) return null;
   let signed = sign(reply, key, { kind: "response", requestMac: tsig.mac }, now);
+  // A long question with a long key name may leave no room even for an empty signed reply: TC.
+  if (signed.message.length > limit) return truncated(emptyReply(query, out.rcode, limit));
   const first = signed.message;
   if (out.more !== null) {
     out.more = out.more.map((message) => {
@@ -275,6 +282,12 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
     });
   }
   return first;
+}
+
+/** `reply` with TC set (a reply without records: the header, question and OPT always fit). */
+function truncated(reply: Uint8Array): Uint8Array {
+  reply[2]! |= 0x02;
+  return reply;
 }
 
 /** The unsigned reply (the first message of a transfer; the rest go to `out.more`). */
@@ -332,11 +345,13 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
     if (query.rawQname) response.qnameWire = query.rawQname;
     return encodeResponse(response, limit);
   } catch (e) {
-    out.error = e;
-    out.rcode = Rcode.SERVFAIL;
     out.more = null;
+    // A part of the message only a later step reads (an IXFR's SOA) can still be malformed.
+    const malformed = e instanceof FormatError;
+    if (!malformed) out.error = e;
+    out.rcode = malformed ? Rcode.FORMERR : Rcode.SERVFAIL;
     try {
-      return emptyReply(query, Rcode.SERVFAIL, limit);
+      return emptyReply(query, out.rcode, limit);
     } catch {
       return bareServfail(packet);
     }
