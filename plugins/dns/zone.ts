@@ -295,8 +295,8 @@ export class Zone {
 
 /**
  * The name whose addresses go to the additional section for `rr`, or null. A SVCB/HTTPS
- * TargetName of "." is the owner itself in ServiceMode and "no service" in AliasMode
- * (RFC 9460 section 2.5).
+ * TargetName of "." (the owner itself, or no service; RFC 9460 section 2.5) adds nothing, as
+ * in Knot: the owner's addresses are what the client asked about, or there is no service.
  */
 function additionalTarget(rr: RR): Name | null {
   switch (rr.type) {
@@ -306,11 +306,8 @@ function additionalTarget(rr: RR): Name | null {
       return targetOf(rr);
     case RRType.SVCB:
     case RRType.HTTPS: {
-      if (rr.rdata.length < 3) return null;
       const target = nameFromWire(rr.rdata, 2).name;
-      if (target.length > 0) return target;
-      const priority = (rr.rdata[0]! << 8) | rr.rdata[1]!;
-      return priority === 0 ? null : rr.name;
+      return target.length > 0 ? target : null;
     }
     default:
       return null;
