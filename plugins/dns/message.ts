@@ -82,6 +82,11 @@ export interface Response {
   question: Question | null;
   /** bytes to write for the qname in the question section, echoing the query's case */
   qnameWire?: Uint8Array;
+  /**
+   * The additional section is required data (a referral's glue, RFC 9471): leaving some out sets
+   * TC. Otherwise additional records are a courtesy, dropped for size without TC (RFC 2181 §9).
+   */
+  additionalRequired?: boolean;
   answer: ResourceRecord[];
   authority: ResourceRecord[];
   additional: ResourceRecord[];
@@ -530,7 +535,7 @@ function namesEqual(a: Name, b: Name): boolean {
  * and OPT record always stay): UDP passes min(client payload, our limit) and at least 512, TCP
  * 65535. When the records do not all fit, whole RRsets (consecutive records with the same owner,
  * type and class) are dropped from the end — additional, then authority, then answer — and TC is
- * set. The OPT record, when `edns` is given, is always written last and never dropped. An rcode
+ * set, unless only optional additional records were dropped (see `additionalRequired`). The OPT record, when `edns` is given, is always written last and never dropped. An rcode
  * above 15 puts its upper 8 bits in the OPT record, so it throws RangeError without `edns`.
  */
 export function encodeResponse(response: Response, maxSize: number): Uint8Array {
@@ -569,14 +574,14 @@ export function encodeResponse(response: Response, maxSize: number): Uint8Array 
         const rr = records[k]!;
         // Stop before the buffer could overflow; everything from here on would be dropped anyway.
         if (w.at > limit || w.at + 275 + rr.rdata.length > BUFFER.length) {
-          truncated = true;
+          truncated = s < 2 || response.additionalRequired === true;
           break outer;
         }
         writeRecord(w, rr);
         counts[s]!++;
       }
       if (w.at > limit || counts[s]! > 0xffff) {
-        truncated = true;
+        truncated = s < 2 || response.additionalRequired === true;
         break outer;
       }
       kept = w.at;

@@ -136,6 +136,7 @@ export const EDNS_PAYLOAD_SIZE = 1232;
 const CLASSIC_UDP_SIZE = 512;
 const TCP_MAX_MESSAGE = 65535;
 const CLASS_IN = 1;
+const TYPE_DS = 43;
 const TYPE_MAILB = 253;
 const TYPE_MAILA = 254;
 const HEADER_LENGTH = 12;
@@ -284,6 +285,16 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
   return first;
 }
 
+/**
+ * The zone that answers `qname`: the deepest one — except that DS at a zone's apex belongs to the
+ * parent side of the cut (RFC 4035 section 3.1.4.1), when the parent is served here too.
+ */
+function zoneFor(zones: ZoneSource, qname: Name, qtype: number): Zone | null {
+  const zone = zones.find(qname);
+  if (qtype !== TYPE_DS || zone === null || qname.length === 0 || zone.origin.length !== qname.length) return zone;
+  return zones.find(qname.slice(1)) ?? zone;
+}
+
 /** `reply` with TC set (a reply without records: the header, question and OPT always fit). */
 function truncated(reply: Uint8Array): Uint8Array {
   reply[2]! |= 0x02;
@@ -320,7 +331,7 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       return emptyReply(query, Rcode.REFUSED, limit);
     }
     if (q.type === TYPE_AXFR || q.type === TYPE_IXFR) return transfer(query, packet, client, transport, ctx, limit, key, out);
-    const zone = ctx.zones.find(q.name);
+    const zone = zoneFor(ctx.zones, q.name, q.type);
     if (zone === null) {
       out.rcode = Rcode.REFUSED;
       return emptyReply(query, Rcode.REFUSED, limit);
@@ -341,6 +352,8 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       authority: answer.authority.map(toRecord),
       additional: answer.additional.map(toRecord),
       edns: query.edns ? { udpPayloadSize: EDNS_PAYLOAD_SIZE, dnssecOk: query.edns.dnssecOk } : null,
+      // Without AA it is a referral: its additional section is glue, which must not go missing silently.
+      additionalRequired: !answer.aa,
     };
     if (query.rawQname) response.qnameWire = query.rawQname;
     return encodeResponse(response, limit);

@@ -276,15 +276,20 @@ describe("encodeResponse", () => {
     expect(more.length + 11).toBeGreaterThan(512);
   });
 
-  test("truncation drops additional before authority before answer", () => {
+  test("truncation drops additional before authority before answer; TC only when required data is left out", () => {
     const answer = [rr("www", RRType.A, "192.0.2.1")];
     const authority = Array.from({ length: 3 }, (_, i) => rr("@", RRType.NS, `ns${i}`));
     const additional = Array.from({ length: 40 }, (_, i) => rr(`ns${i % 3}`, RRType.AAAA, `2001:db8::${i}`));
     const m = decodeMessage(encodeResponse(response({ answer, authority, additional }), 512));
-    expect(m.tc).toBe(true);
+    // Optional additional data left out is not truncation (RFC 2181 section 9)...
+    expect(m.tc).toBe(false);
     expect(m.answer.length).toBe(1);
     expect(m.authority.length).toBe(3);
     expect(m.additional.length).toBeLessThan(40);
+    // ...but a referral's glue is required (RFC 9471): then it is.
+    expect(decodeMessage(encodeResponse({ ...response({ answer, authority, additional }), additionalRequired: true }, 512)).tc).toBe(true);
+    const noAnswerRoom = Array.from({ length: 60 }, (_, i) => rr("www", RRType.AAAA, `2001:db8::${i}`));
+    expect(decodeMessage(encodeResponse(response({ answer: noAnswerRoom }), 512)).tc).toBe(true);
     // RRsets here are runs of equal owner and type: ns0, ns1, ns2, ns0, ... each one record.
     const full = decodeMessage(encodeResponse(response({ answer, authority, additional }), 65535));
     expect(full.tc).toBe(false);
