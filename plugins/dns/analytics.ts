@@ -29,6 +29,8 @@ function rcodeSlot(rcode: number): number {
 }
 
 const MINUTE_MS = 60_000;
+/** Client addresses whose prefix is remembered (a flood from many addresses just empties it). */
+const PREFIX_CACHE_SIZE = 4096;
 
 /** "192.0.2.0/24" for an IPv4 client, the /56 for IPv6; the text itself when it is no address. */
 export function clientPrefix(client: string): string {
@@ -108,7 +110,7 @@ export const AnalyticsQuery = t.Object({
   minutes: t.Optional(t.Integer({ minimum: 1, maximum: 10_080, description: "Minutes of series to return (default 60, at most dns.analytics_retention_minutes)." })),
 });
 
-const increment = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1);
+const increment = <K>(map: Map<K, number>, key: K) => map.set(key, (map.get(key) ?? 0) + 1);
 const sorted = (map: Map<string, number>): Record<string, number> =>
   Object.fromEntries([...map].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
 
@@ -118,15 +120,21 @@ export class DnsAnalytics implements QueryObserver {
   private readonly started: number;
   private queries = 0;
   private readonly zones = new Map<string, number>();
-  private readonly qtypes = new Map<string, number>();
+  private readonly qtypes = new Map<number, number>();
   private readonly rcodes = new Uint32Array(RCODE_SLOTS);
-  private readonly transports = new Map<string, number>();
+  private udp = 0;
+  private tcp = 0;
   private readonly names: HeavyHitters;
   private readonly clients: HeavyHitters;
   /** The per-minute ring: slot minute % retention, reused when its minute is stale. */
   private readonly ring: Array<Bucket | undefined>;
-  /** Zone origins are the served zones' own Name objects: their text is worked out once. */
-  private readonly zoneText = new WeakMap<Name, string>();
+  /**
+   * Zone origins are the served zones' own Name objects, and a cached reply gives the same qname
+   * object every time: their text is worked out once.
+   */
+  private readonly nameText = new WeakMap<Name, string>();
+  /** Client address → prefix, for the addresses seen lately (emptied when it reaches its bound). */
+  private readonly prefixes = new Map<string, string>();
 
   constructor(options: { now: () => number; retentionMinutes: number; topSize?: number }) {
     this.now = options.now;
@@ -139,19 +147,14 @@ export class DnsAnalytics implements QueryObserver {
 
   observe(event: QueryEvent): void {
     this.queries++;
-    let zone = "-";
-    if (event.zone !== null) {
-      const cached = this.zoneText.get(event.zone);
-      if (cached !== undefined) zone = cached;
-      else this.zoneText.set(event.zone, (zone = nameToText(event.zone).toLowerCase()));
-    }
-    increment(this.zones, zone);
-    increment(this.qtypes, typeToText(event.qtype));
+    increment(this.zones, event.zone === null ? "-" : this.textOf(event.zone));
+    increment(this.qtypes, event.qtype);
     const slot = rcodeSlot(event.rcode);
     this.rcodes[slot]!++;
-    increment(this.transports, event.transport);
-    this.names.add(nameToText(event.qname).toLowerCase());
-    this.clients.add(clientPrefix(event.client));
+    if (event.transport === "udp") this.udp++;
+    else this.tcp++;
+    this.names.add(this.textOf(event.qname));
+    this.clients.add(this.prefixOf(event.client));
 
     const minute = Math.floor(this.now() / MINUTE_MS);
     const index = minute % this.retention;
@@ -164,6 +167,21 @@ export class DnsAnalytics implements QueryObserver {
     }
     bucket.queries++;
     bucket.rcodes[slot]!++;
+  }
+
+  private textOf(name: Name): string {
+    let text = this.nameText.get(name);
+    if (text === undefined) this.nameText.set(name, (text = nameToText(name).toLowerCase()));
+    return text;
+  }
+
+  private prefixOf(client: string): string {
+    let prefix = this.prefixes.get(client);
+    if (prefix === undefined) {
+      if (this.prefixes.size >= PREFIX_CACHE_SIZE) this.prefixes.clear();
+      this.prefixes.set(client, (prefix = clientPrefix(client)));
+    }
+    return prefix;
   }
 
   /** Totals since the start, top lists (at most `top` each, default 20), the last `minutes` (default 60, at most the retention). */
@@ -187,9 +205,9 @@ export class DnsAnalytics implements QueryObserver {
       until: new Date(now).toISOString(),
       queries: this.queries,
       by_zone: sorted(this.zones),
-      by_qtype: sorted(this.qtypes),
+      by_qtype: sorted(new Map([...this.qtypes].map(([type, n]) => [typeToText(type), n]))),
       by_rcode: sorted(rcodes),
-      by_transport: sorted(this.transports),
+      by_transport: sorted(new Map([["udp", this.udp], ["tcp", this.tcp]].filter(([, n]) => (n as number) > 0) as Array<[string, number]>)),
       top_names: this.names.top(top).map(([name, count]) => ({ name, count })),
       top_clients: this.clients.top(top).map(([prefix, count]) => ({ prefix, count })),
       series,

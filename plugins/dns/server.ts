@@ -27,6 +27,7 @@ import {
   type ResourceRecord,
   type Response,
 } from "./message.ts";
+import { AnswerCache, keyQnameEnd, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
 import { nameEquals, type Name } from "./names.ts";
 import { noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
 import { appendUnsignedError, readTsig, RCODE_NOTAUTH, sign, timeOther, TsigError, tsigSize, verify, type TsigKey } from "./tsig.ts";
@@ -39,6 +40,8 @@ import type { RR, Zone } from "./zone.ts";
 export interface ZoneSource {
   /** The zone whose origin is the longest suffix of `qname` (case-insensitively), or null. */
   find(qname: Name): Zone | null;
+  /** Changes whenever a zone is added, replaced or removed; without it, replies are not cached. */
+  readonly version?: number;
 }
 
 /** One single-character string per octet, ASCII letters lowered: the zone-table key alphabet. */
@@ -67,13 +70,18 @@ function keyOf(name: Name): string {
 export class ZoneTable implements ZoneSource {
   private readonly zones = new Map<string, Zone>();
 
+  /** Bumped by every change: cached replies made before it are stale. */
+  version = 0;
+
   /** Adds or replaces the zone at `zone.origin`. */
   set(zone: Zone): void {
     this.zones.set(keyOf(zone.origin), zone);
+    this.version++;
   }
 
   /** Removes the zone at `origin`; true when there was one. */
   delete(origin: Name): boolean {
+    this.version++;
     return this.zones.delete(keyOf(origin));
   }
 
@@ -123,7 +131,7 @@ export interface QueryEvent {
   bytes: number;
 }
 
-/** Told about every answered query with a question, after the reply is sent (analytics). */
+/** Told about every answered query with a question (analytics). The event object is reused: copy what you keep. */
 export interface QueryObserver {
   observe(event: QueryEvent): void;
 }
@@ -151,9 +159,11 @@ interface Outcome {
   error: unknown;
   /** The messages after the first of a zone transfer (TCP only); null otherwise. */
   more: Uint8Array[] | null;
+  /** The reply depends on the question and the zones only (a lookup or REFUSED for no zone): it may be reused. */
+  cacheable: boolean;
 }
 
-const newOutcome = (): Outcome => ({ zone: null, qname: null, qtype: 0, rcode: 0, error: null, more: null });
+const newOutcome = (): Outcome => ({ zone: null, qname: null, qtype: 0, rcode: 0, error: null, more: null, cacheable: false });
 
 /** What answers are made from besides the packet: the zones, the gate, and for TSIG and transfers the keys and policy. */
 export interface AnswerContext {
@@ -215,6 +225,7 @@ function answerInto(packet: Uint8Array, client: string, transport: "udp" | "tcp"
   out.rcode = 0;
   out.error = null;
   out.more = null;
+  out.cacheable = false;
   // Never answer a response (or what is not even a header): that is how reflection loops start.
   if (packet.length < HEADER_LENGTH || (packet[2]! & 0x80) !== 0) return null;
 
@@ -332,6 +343,7 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
     }
     if (q.type === TYPE_AXFR || q.type === TYPE_IXFR) return transfer(query, packet, client, transport, ctx, limit, key, out);
     const zone = zoneFor(ctx.zones, q.name, q.type);
+    out.cacheable = query.tsigStart < 0;
     if (zone === null) {
       out.rcode = Rcode.REFUSED;
       return emptyReply(query, Rcode.REFUSED, limit);
@@ -359,6 +371,7 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
     return encodeResponse(response, limit);
   } catch (e) {
     out.more = null;
+    out.cacheable = false;
     // A part of the message only a later step reads (an IXFR's SOA) can still be malformed.
     const malformed = e instanceof FormatError;
     if (!malformed) out.error = e;
@@ -417,6 +430,54 @@ export function answerAll(packet: Uint8Array, client: string, transport: "udp" |
   return first === null ? [] : [first, ...(out.more ?? [])];
 }
 
+/**
+ * The listeners' answer path: `answerInto`, with the replies to plain queries kept in an
+ * AnswerCache and reused (through the gate) until the zones change. Gives the same octets as
+ * answerQuery for every packet (the fuzz script checks it).
+ */
+export class CachingAnswerer {
+  /** What the last `answer` did (for the observer): filled on a cache hit too. */
+  readonly outcome = newOutcome();
+  private readonly cache = new AnswerCache();
+
+  constructor(readonly context: AnswerContext) {}
+
+  answer(packet: Uint8Array, client: string, transport: "udp" | "tcp"): Uint8Array | null {
+    const out = this.outcome;
+    const version = this.context.zones.version;
+    const key = version === undefined ? null : questionKey(packet, transport === "tcp", EDNS_PAYLOAD_SIZE);
+    const qnameEnd = keyQnameEnd;
+    const cached = key === null ? undefined : this.cache.get(key, version!);
+    if (cached !== undefined) return this.fromCache(cached, packet, qnameEnd, client, transport);
+    const reply = answerInto(packet, client, transport, this.context, out);
+    if (key !== null && out.cacheable && reply !== null && out.qname !== null) {
+      this.cache.set(key, version!, { bytes: reply, zone: out.zone, qname: out.qname, qtype: out.qtype, rcode: out.rcode });
+    }
+    return reply;
+  }
+
+  /** A cached reply for this packet, after the gate; fills `outcome` as the full path would. */
+  private fromCache(cached: CachedReply, packet: Uint8Array, qnameEnd: number, client: string, transport: "udp" | "tcp"): Uint8Array | null {
+    const out = this.outcome;
+    out.zone = cached.zone;
+    out.qname = cached.qname;
+    out.qtype = cached.qtype;
+    out.rcode = cached.rcode;
+    out.error = null;
+    out.more = null;
+    out.cacheable = true;
+    const decision = this.context.gate.decide(client, cached.qname, cached.qtype, transport);
+    if (decision === "drop") return null;
+    if (decision === "refuse") {
+      out.zone = null;
+      out.rcode = Rcode.REFUSED;
+      const query = decodeQuery(packet); // known to decode: it has the shape questionKey accepts
+      return emptyReply(query, Rcode.REFUSED, transport === "udp" ? CLASSIC_UDP_SIZE : TCP_MAX_MESSAGE);
+    }
+    return patchedReply(cached.bytes, packet, qnameEnd);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Listeners
 
@@ -463,8 +524,9 @@ interface Connection {
 
 /** The listeners of one server instance; handlers are created once, never per query. */
 class DnsServerRuntime {
-  readonly context: AnswerContext;
-  readonly outcome = newOutcome();
+  readonly answerer: CachingAnswerer;
+  /** One event object, refilled for every query: observers must not keep it. */
+  private readonly event: QueryEvent = { client: "", zone: null, qname: [], qtype: 0, rcode: 0, transport: "udp", bytes: 0 };
   readonly connections = new Set<import("bun").Socket<Connection>>();
   readonly idleMs: number;
   readonly maxConnections: number;
@@ -475,28 +537,28 @@ class DnsServerRuntime {
   private allClosed: (() => void) | null = null;
 
   constructor(readonly options: DnsServerOptions) {
-    this.context = { zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, now: options.now };
+    this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, now: options.now });
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;
   }
 
   /** Answers one packet and does the bookkeeping (errors, observer). */
   answer(packet: Uint8Array, client: string, transport: "udp" | "tcp"): Uint8Array | null {
-    const out = this.outcome;
-    const reply = answerInto(packet, client, transport, this.context, out);
+    const reply = this.answerer.answer(packet, client, transport);
+    const out = this.answerer.outcome;
     if (out.error !== null) this.failed(out.error, transport);
     const observer = this.options.observer;
     if (observer && reply !== null && out.qname !== null) {
+      const event = this.event;
+      event.client = client;
+      event.zone = out.zone ? out.zone.origin : null;
+      event.qname = out.qname;
+      event.qtype = out.qtype;
+      event.rcode = out.rcode;
+      event.transport = transport;
+      event.bytes = reply.length;
       try {
-        observer.observe({
-          client,
-          zone: out.zone ? out.zone.origin : null,
-          qname: out.qname,
-          qtype: out.qtype,
-          rcode: out.rcode,
-          transport,
-          bytes: reply.length,
-        });
+        observer.observe(event);
       } catch (e) {
         this.failed(e, transport);
       }
@@ -523,11 +585,38 @@ class DnsServerRuntime {
 
   // UDP ----------------------------------------------------------------------------------------
 
+  /**
+   * UDP replies of one event-loop turn, sent together with one sendMany (sendmmsg) from
+   * setImmediate: a system call per burst instead of one per reply. A microtask would run after
+   * every datagram and batch nothing.
+   */
+  private readonly udpQueue = new Map<import("bun").udp.Socket<"uint8array">, Array<Uint8Array | number | string>>();
+  private flushScheduled = false;
+  readonly flushUdp = () => {
+    this.flushScheduled = false;
+    for (const [socket, queue] of this.udpQueue) {
+      if (queue.length === 0) continue;
+      try {
+        socket.sendMany(queue);
+      } catch (e) {
+        this.failed(e, "udp");
+      }
+      queue.length = 0;
+    }
+  };
+
   readonly udpHandler: import("bun").udp.SocketHandler<"uint8array"> = {
     data: (socket, data, port, address) => {
       try {
         const reply = this.answer(data, address, "udp");
-        if (reply !== null) socket.send(reply, port, address);
+        if (reply === null) return;
+        let queue = this.udpQueue.get(socket);
+        if (queue === undefined) this.udpQueue.set(socket, (queue = []));
+        queue.push(reply, port, address);
+        if (!this.flushScheduled) {
+          this.flushScheduled = true;
+          setImmediate(this.flushUdp);
+        }
       } catch (e) {
         this.failed(e, "udp");
       }
@@ -622,7 +711,7 @@ class DnsServerRuntime {
       (replies ??= []).push(reply);
       replyBytes += 2 + reply.length;
       // The rest of a zone transfer follows its first message, in order.
-      for (const message of this.outcome.more ?? []) {
+      for (const message of this.answerer.outcome.more ?? []) {
         replies.push(message);
         replyBytes += 2 + message.length;
       }
@@ -725,6 +814,7 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
     for (const listener of listeners) listener.stop(false);
     await runtime.closeAll();
     for (const listener of listeners) listener.stop(true);
+    runtime.flushUdp(); // what was answered goes out before the sockets close
     for (const socket of udpSockets) socket.close();
     listeners.length = 0;
     udpSockets.length = 0;

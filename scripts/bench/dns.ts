@@ -46,6 +46,8 @@ const { values } = parseArgs({
     floor: { type: "boolean", default: false },
     "floor-batched": { type: "boolean", default: false },
     "in-process": { type: "boolean", default: false },
+    /** A quicker look while working: only these, comma-separated (citadel, knot, nsd, floor, batched); no verdicts. */
+    only: { type: "string" },
   },
 });
 
@@ -279,9 +281,15 @@ async function main(): Promise<void> {
     writeFileSync(queries, queryMix());
     const zone = zoneText();
     // One by one, so that `finally` stops whatever started when a later one fails.
-    for (const start of [() => startCitadelDns(zone), () => startReferenceDns("knot", zone), () => startReferenceDns("nsd", zone), () => startFloor(false), () => startFloor(true)]) {
-      targets.push(await start());
-    }
+    const all: Array<[string, () => Promise<Target>]> = [
+      ["citadel", () => startCitadelDns(zone)],
+      ["knot", () => startReferenceDns("knot", zone)],
+      ["nsd", () => startReferenceDns("nsd", zone)],
+      ["floor", () => startFloor(false)],
+      ["batched", () => startFloor(true)],
+    ];
+    const only = values.only?.split(",");
+    for (const [name, start] of all) if (!only || only.includes(name)) targets.push(await start());
     const samples = new Map<Target, Sample[]>(targets.map((t) => [t, []]));
     for (const target of targets) await dnsperf(target, queries, Number(values.warmup), outstanding); // JIT, caches
     for (let round = 1; round <= rounds; round++) {
@@ -291,7 +299,7 @@ async function main(): Promise<void> {
         console.log(`${target.name} #${round}: ${Math.round(s.qps)} q/s, ${s.latencyMs.toFixed(3)} ms, lost ${s.lost}, ${s.cpuUsPerQuery.toFixed(2)} µs CPU/query (${s.rcodes})`);
       }
     }
-    report(targets, samples, { duration, rounds, outstanding });
+    if (!only) report(targets, samples, { duration, rounds, outstanding });
   } finally {
     for (const target of targets) await target.stop();
     rmSync(work, { recursive: true, force: true });

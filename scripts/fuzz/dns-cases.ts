@@ -22,7 +22,7 @@ import {
 } from "../../plugins/dns/message.ts";
 import { nameEquals, parseName, wireLength, type Name } from "../../plugins/dns/names.ts";
 import { RRType } from "../../plugins/dns/rdata.ts";
-import { allowAll, answerAll, EDNS_PAYLOAD_SIZE, ZoneTable, type AnswerContext } from "../../plugins/dns/server.ts";
+import { allowAll, answerAll, CachingAnswerer, EDNS_PAYLOAD_SIZE, ZoneTable, type AnswerContext } from "../../plugins/dns/server.ts";
 import { TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "../../plugins/dns/transfer.ts";
 import {
   RCODE_NOTAUTH,
@@ -123,6 +123,12 @@ export function fuzzContext(): AnswerContext {
   zones.set(Zone.build(origin, parseZoneFile(ZONE_TEXT, { origin, defaultTtl: 3600 })));
   cachedContext = { zones, gate: allowAll, tsigKey: findKey, transfers: policy, now: () => NOW };
   return cachedContext;
+}
+
+let answerer: CachingAnswerer | null = null;
+/** One caching answerer for the whole run, so that questions repeated across cases hit its cache. */
+function cachingAnswerer(): CachingAnswerer {
+  return (answerer ??= new CachingAnswerer(fuzzContext()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -733,6 +739,17 @@ export function checkPacket(packet: Uint8Array, client: string): { udp: Outcome;
     } catch (e) {
       problems.push(`${transport}: the answer path threw ${errorText(e)}`);
       return "other";
+    }
+    // The listeners' path (with its reply cache) must give the same octets, also when the
+    // question was asked before in another case and ID.
+    try {
+      const cached = cachingAnswerer().answer(packet, client, transport);
+      const first = replies[0] ?? null;
+      if ((cached === null) !== (first === null) || (cached !== null && first !== null && !sameOctets(cached, first))) {
+        problems.push(`${transport}: the caching answerer's reply differs from answerQuery's`);
+      }
+    } catch (e) {
+      problems.push(`${transport}: the caching answerer threw ${errorText(e)}`);
     }
     // The later messages of a transfer: each one a well-formed reply of its own.
     const query = "query" in decoded ? decoded.query : null;

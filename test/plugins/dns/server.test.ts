@@ -2,9 +2,10 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { silentLogger } from "../../../src/log.ts";
 import { decodeMessage, Rcode } from "../../../plugins/dns/message.ts";
 import { nameToText, parseName } from "../../../plugins/dns/names.ts";
-import { RRType } from "../../../plugins/dns/rdata.ts";
+import { rdataToText, RRType } from "../../../plugins/dns/rdata.ts";
 import {
   answerQuery,
+  CachingAnswerer,
   type Decision,
   type QueryEvent,
   type QueryGate,
@@ -523,5 +524,51 @@ describe("startDnsServer", () => {
     expect(out).toContain("NOERROR");
     expect(out).toMatch(/\baa\b/);
     expect(out).toContain("192.0.2.1");
+  });
+});
+
+describe("CachingAnswerer (the listeners' path)", () => {
+  const answerer = () => new CachingAnswerer({ zones, gate: allow });
+  const sameAsFullPath = (a: CachingAnswerer, packet: Uint8Array, transport: "udp" | "tcp" = "udp") =>
+    expect(a.answer(packet, "192.0.2.9", transport)).toEqual(answerQuery(packet, "192.0.2.9", transport, zones, allow));
+
+  test("a repeated question is answered from the cache with the new ID, RD bit and qname case", () => {
+    let lookups = 0;
+    const counting = { find: (qname: Parameters<ZoneTable["find"]>[0]) => (lookups++, zones.find(qname)), version: 1 };
+    const a = new CachingAnswerer({ zones: counting, gate: allow });
+    sameAsFullPath(a, query("www.example.org", { id: 1 }));
+    const again = query("WwW.ExAmple.ORG", { id: 0xbeef, flags: 0x0100 });
+    sameAsFullPath(a, again);
+    expect(lookups).toBe(1); // the second came from the cache
+    const reply = decodeMessage(a.answer(again, "c", "udp")!);
+    expect([reply.id, reply.rd, nameToText(reply.questions[0]!.name)]).toEqual([0xbeef, true, "WwW.ExAmple.ORG."]);
+  });
+
+  test("sizes, DO and transports are kept apart: a truncated UDP reply is never given to TCP or a bigger buffer", () => {
+    const a = answerer();
+    for (const packet of [query("huge.example.org", { type: RRType.TXT }), query("huge.example.org", { type: RRType.TXT, edns: { payload: 1232 } }), query("huge.example.org", { type: RRType.TXT, edns: { payload: 1232, dnssecOk: true } })]) {
+      for (const transport of ["udp", "tcp", "udp", "tcp"] as const) sameAsFullPath(a, packet, transport);
+    }
+  });
+
+  test("a change of the zones empties the cache", () => {
+    const table = new ZoneTable();
+    table.set(ORG);
+    const a = new CachingAnswerer({ zones: table, gate: allow });
+    expect(decodeMessage(a.answer(query("www.sub.example.org"), "c", "udp")!).answer.map((r) => rdataToText(r.type, r.rdata))).toEqual([]);
+    table.set(SUB);
+    expect(decodeMessage(a.answer(query("www.sub.example.org"), "c", "udp")!).answer.map((r) => rdataToText(r.type, r.rdata))).toEqual(["192.0.2.2"]);
+  });
+
+  test("the gate still decides every query answered from the cache", () => {
+    let decision: "answer" | "refuse" | "drop" = "answer";
+    const seen: string[] = [];
+    const a = new CachingAnswerer({ zones, gate: { decide: (client, qname) => (seen.push(`${client} ${nameToText(qname)}`), decision) } });
+    a.answer(query("www.example.org"), "192.0.2.1", "udp");
+    decision = "refuse";
+    expect(decodeMessage(a.answer(query("www.example.org", { id: 7 }), "192.0.2.66", "udp")!).rcode).toBe(Rcode.REFUSED);
+    decision = "drop";
+    expect(a.answer(query("www.example.org"), "192.0.2.66", "udp")).toBeNull();
+    expect(seen).toEqual(["192.0.2.1 www.example.org.", "192.0.2.66 www.example.org.", "192.0.2.66 www.example.org."]);
   });
 });
