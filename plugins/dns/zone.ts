@@ -59,11 +59,23 @@ interface Node {
   rrsets: Map<number, RR[]>;
 }
 
-const lowerOctet = (b: number) => (b >= 0x41 && b <= 0x5a ? b + 0x20 : b);
-/** One label's part of an index key: canonical text of the lowered label, with its dot. */
-const labelKey = (label: Uint8Array) => nameToText([label.map(lowerOctet)]);
-/** Index key of a name: `www.example.org.` lowered; the root is "". */
-const keyOf = (name: Name) => name.map(labelKey).join("");
+/** One single-character string per octet, ASCII letters lowered: the index key alphabet. */
+const KEY_CHARS: string[] = Array.from({ length: 256 }, (_, b) => String.fromCharCode(b >= 0x41 && b <= 0x5a ? b + 0x20 : b));
+/**
+ * One label's part of an index key: its length, then its octets lowered, one character each —
+ * unambiguous whatever the label holds, and cheap (no text rendering on the answer path).
+ */
+function labelKey(label: Uint8Array): string {
+  let key = KEY_CHARS[label.length]!;
+  for (let i = 0; i < label.length; i++) key += KEY_CHARS[label[i]!]!;
+  return key;
+}
+/** Index key of a name: its labels' keys from the first to the last; the root is "". */
+function keyOf(name: Name): string {
+  let key = "";
+  for (const label of name) key += labelKey(label);
+  return key;
+}
 const recordId = (rr: { name: Name; type: number }) => `${nameToText(rr.name)} ${typeToText(rr.type)}`;
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -86,6 +98,9 @@ export class Zone {
   /** Notes about accepted but adjusted data (RRset TTLs unified, duplicates merged). */
   readonly warnings: readonly string[];
 
+  private readonly originKey: string;
+  private negativeSoaRecord: RR | null = null;
+
   private constructor(
     readonly origin: Name,
     private readonly nodes: Map<string, Node>,
@@ -93,6 +108,7 @@ export class Zone {
     warnings: string[],
   ) {
     this.warnings = warnings;
+    this.originKey = keyOf(origin);
   }
 
   /** Validates `records` and builds the zone; throws ZoneError naming the first bad record. */
@@ -201,13 +217,14 @@ export class Zone {
       throw new ZoneError(`${nameToText(qname)} is not in the zone ${nameToText(this.origin)}`);
     }
     const out: Answer = { rcode: 0, aa: true, answer: [], authority: [], additional: [] };
-    const seen = new Set<string>();
+    let seen: Set<string> | null = null; // made only when a CNAME is followed
     let name: Name = qname;
     for (let step = 0; ; step++) {
-      seen.add(keyOf(name));
       const next = this.step(name, qtype, out, step === 0);
       if (next === null || !isSubdomain(next, this.origin)) break; // done, or the chain leaves the zone
+      seen ??= new Set([keyOf(qname)]);
       if (seen.has(keyOf(next)) || step + 1 >= MAX_CNAME_CHAIN) break; // a loop or too long: stop here
+      seen.add(keyOf(next));
       name = next;
     }
     this.addAdditional(out);
@@ -218,7 +235,7 @@ export class Zone {
   private step(qname: Name, qtype: number, out: Answer, first: boolean): Name | null {
     // Walk down from the apex: a zone cut on the way means a referral; stop at the first missing name.
     const o = this.origin.length;
-    let key = keyOf(this.origin);
+    let key = this.originKey;
     let encloser = this.nodes.get(key)!;
     for (let i = qname.length - o - 1; i >= 0; i--) {
       const childKey = labelKey(qname[i]!) + key;
@@ -268,11 +285,14 @@ export class Zone {
     return null;
   }
 
-  /** The SOA for a negative answer: TTL min(SOA TTL, MINIMUM) (RFC 2308 section 3). */
+  /** The SOA for a negative answer: TTL min(SOA TTL, MINIMUM) (RFC 2308 section 3); made once. */
   private negativeSoa(): RR {
-    const soa = this.soaRecord;
-    const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
-    return { ...soa, ttl: Math.min(soa.ttl, minimum) };
+    if (this.negativeSoaRecord === null) {
+      const soa = this.soaRecord;
+      const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
+      this.negativeSoaRecord = { ...soa, ttl: Math.min(soa.ttl, minimum) };
+    }
+    return this.negativeSoaRecord;
   }
 
   /**
