@@ -22,57 +22,88 @@ export interface CachedReply {
   rcode: number;
 }
 
+interface Entry extends CachedReply {
+  /** The question it answers: lowered qname octets and qtype, then the size cap and flags. */
+  question: Uint8Array;
+}
+
 const HEADER_LENGTH = 12;
 const TYPE_OPT = 41;
 const CLASS_IN = 1;
 const CLASSIC_UDP_SIZE = 512;
-/** Keys are built from one-character strings per octet, ASCII letters lowered. */
-const KEY_CHARS: string[] = Array.from({ length: 256 }, (_, b) => String.fromCharCode(b >= 0x41 && b <= 0x5a ? b + 0x20 : b));
-
-/** Where the last key's qname ended in its packet (set by `questionKey`). */
-export let keyQnameEnd = 0;
+const lower = (b: number) => (b >= 0x41 && b <= 0x5a ? b + 0x20 : b);
 
 /**
- * The cache key of a plain query — header QR=0, opcode QUERY, one question of class IN with an
- * uncompressed name, no answer or authority records, at most an OPT record (version 0, options
- * well formed) and nothing after it — or null for anything else. `edns` is the payload cap the
- * reply will have for this transport: 512 without EDNS over UDP, the client's size capped at
- * `udpCap` with it, 65535 over TCP.
+ * What `questionKey` found in the last packet it accepted: where its qname ends, the reply's
+ * size cap and the EDNS flags (1: an OPT record, 2: DO). Module state, so that the hot path
+ * allocates nothing; read right after the call.
  */
-export function questionKey(p: Uint8Array, tcp: boolean, udpCap: number): string | null {
+export const lastQuestion = { qnameEnd: 0, limit: 0, flags: 0 };
+
+/**
+ * A 32-bit key (FNV-1a over the lowered qname octets, the type, the size cap and the flags) of
+ * a plain query — header QR=0, opcode QUERY, one question of class IN with an uncompressed name,
+ * no answer or authority records, at most an OPT record (version 0, options well formed) and
+ * nothing after it — or -1 for anything else. The cap is 512 without EDNS over UDP, the client's
+ * size capped at `udpCap` with it, 65535 over TCP. Keys can collide: entries keep the question
+ * and `AnswerCache.get` compares it.
+ */
+export function questionKey(p: Uint8Array, tcp: boolean, udpCap: number): number {
   const length = p.length;
-  if (length < HEADER_LENGTH + 5 || (p[2]! & 0xf8) !== 0) return null;
-  if (p[4] !== 0 || p[5] !== 1 || p[6] !== 0 || p[7] !== 0 || p[8] !== 0 || p[9] !== 0 || p[10] !== 0 || p[11]! > 1) return null;
+  if (length < HEADER_LENGTH + 5 || (p[2]! & 0xf8) !== 0) return -1;
+  if (p[4] !== 0 || p[5] !== 1 || p[6] !== 0 || p[7] !== 0 || p[8] !== 0 || p[9] !== 0 || p[10] !== 0 || p[11]! > 1) return -1;
   let at = HEADER_LENGTH;
-  let key = "";
+  let hash = 0x811c9dc5;
   for (;;) {
     const label = p[at];
-    if (label === undefined || label > 63) return null;
+    if (label === undefined || label > 63) return -1;
     if (label === 0) break;
-    if (at + 1 + label >= length || at + label - HEADER_LENGTH > 253) return null;
-    key += KEY_CHARS[label]!;
-    for (let i = at + 1, end = at + 1 + label; i < end; i++) key += KEY_CHARS[p[i]!]!;
+    if (at + 1 + label >= length || at + label - HEADER_LENGTH > 253) return -1;
+    hash = Math.imul(hash ^ label, 0x01000193);
+    for (let i = at + 1, end = at + 1 + label; i < end; i++) hash = Math.imul(hash ^ lower(p[i]!), 0x01000193);
     at += 1 + label;
   }
   const qnameEnd = at + 1;
-  if (qnameEnd + 4 > length) return null;
+  if (qnameEnd + 4 > length) return -1;
   const qtype = (p[qnameEnd]! << 8) | p[qnameEnd + 1]!;
-  if (((p[qnameEnd + 2]! << 8) | p[qnameEnd + 3]!) !== CLASS_IN || qtype >= 251 && qtype <= 254) return null;
+  if (((p[qnameEnd + 2]! << 8) | p[qnameEnd + 3]!) !== CLASS_IN || (qtype >= 251 && qtype <= 254)) return -1;
   let end = qnameEnd + 4;
   let limit = tcp ? 65535 : CLASSIC_UDP_SIZE;
   let flags = 0;
   if (p[11] === 1) {
     // The OPT record: root owner, type 41, class = payload size, TTL = ext-rcode/version/DO.
-    if (end + 11 > length || p[end] !== 0 || ((p[end + 1]! << 8) | p[end + 2]!) !== TYPE_OPT || p[end + 6] !== 0) return null;
+    if (end + 11 > length || p[end] !== 0 || ((p[end + 1]! << 8) | p[end + 2]!) !== TYPE_OPT || p[end + 6] !== 0) return -1;
     const rdEnd = end + 11 + ((p[end + 9]! << 8) | p[end + 10]!);
-    if (rdEnd !== length || !optionsWellFormed(p, end + 11, rdEnd)) return null;
+    if (rdEnd !== length || !optionsWellFormed(p, end + 11, rdEnd)) return -1;
     if (!tcp) limit = Math.min(Math.max((p[end + 3]! << 8) | p[end + 4]!, CLASSIC_UDP_SIZE), udpCap);
     flags = 1 | ((p[end + 7]! & 0x80) !== 0 ? 2 : 0);
     end = rdEnd;
   }
-  if (end !== length) return null;
-  keyQnameEnd = qnameEnd;
-  return key + String.fromCharCode(qtype, limit, flags);
+  if (end !== length) return -1;
+  lastQuestion.qnameEnd = qnameEnd;
+  lastQuestion.limit = limit;
+  lastQuestion.flags = flags;
+  hash = Math.imul(hash ^ qtype, 0x01000193);
+  hash = Math.imul(hash ^ limit, 0x01000193);
+  return (Math.imul(hash ^ flags, 0x01000193) >>> 0);
+}
+
+/** The question part of an entry: lowered qname and qtype octets, then cap (2) and flags (1). */
+function questionOf(p: Uint8Array, qnameEnd: number, limit: number, flags: number): Uint8Array {
+  const q = new Uint8Array(qnameEnd + 2 - HEADER_LENGTH + 3);
+  for (let i = HEADER_LENGTH; i < qnameEnd + 2; i++) q[i - HEADER_LENGTH] = lower(p[i]!);
+  const at = qnameEnd + 2 - HEADER_LENGTH;
+  q[at] = limit >>> 8;
+  q[at + 1] = limit;
+  q[at + 2] = flags;
+  return q;
+}
+
+function sameQuestion(q: Uint8Array, p: Uint8Array, qnameEnd: number, limit: number, flags: number): boolean {
+  const at = qnameEnd + 2 - HEADER_LENGTH;
+  if (q.length !== at + 3 || q[at] !== (limit >>> 8) || q[at + 1] !== (limit & 0xff) || q[at + 2] !== flags) return false;
+  for (let i = 0; i < at; i++) if (q[i] !== lower(p[HEADER_LENGTH + i]!)) return false;
+  return true;
 }
 
 function optionsWellFormed(p: Uint8Array, start: number, end: number): boolean {
@@ -95,28 +126,31 @@ export function patchedReply(cached: Uint8Array, packet: Uint8Array, qnameEnd: n
 }
 
 export class AnswerCache {
-  private readonly entries = new Map<string, CachedReply>();
+  private readonly entries = new Map<number, Entry>();
   private version = -1;
 
   constructor(private readonly maxEntries = 10_000) {}
 
-  /** The reply stored for `key` while the zones are at `version`. */
-  get(key: string, version: number): CachedReply | undefined {
+  /** The reply stored for the question `questionKey` just read from `packet`, while the zones are at `version`. */
+  get(key: number, packet: Uint8Array, version: number): CachedReply | undefined {
     if (version !== this.version) {
       this.entries.clear();
       this.version = version;
       return undefined;
     }
-    return this.entries.get(key);
+    const entry = this.entries.get(key);
+    if (entry === undefined || !sameQuestion(entry.question, packet, lastQuestion.qnameEnd, lastQuestion.limit, lastQuestion.flags)) return undefined;
+    return entry;
   }
 
-  set(key: string, version: number, reply: CachedReply): void {
+  /** Stores `reply` for the question of `packet`, which `questionKey` read as `key`, qnameEnd, limit and flags. */
+  set(key: number, packet: Uint8Array, qnameEnd: number, limit: number, flags: number, version: number, reply: CachedReply): void {
     if (version !== this.version) {
       this.entries.clear();
       this.version = version;
     }
     if (this.entries.size >= this.maxEntries) this.entries.clear();
-    this.entries.set(key, reply);
+    this.entries.set(key, { ...reply, question: questionOf(packet, qnameEnd, limit, flags) });
   }
 
   get size(): number {

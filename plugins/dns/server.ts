@@ -27,7 +27,7 @@ import {
   type ResourceRecord,
   type Response,
 } from "./message.ts";
-import { AnswerCache, keyQnameEnd, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
+import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
 import { nameEquals, type Name } from "./names.ts";
 import { noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
 import { appendUnsignedError, readTsig, RCODE_NOTAUTH, sign, timeOther, TsigError, tsigSize, verify, type TsigKey } from "./tsig.ts";
@@ -445,13 +445,14 @@ export class CachingAnswerer {
   answer(packet: Uint8Array, client: string, transport: "udp" | "tcp"): Uint8Array | null {
     const out = this.outcome;
     const version = this.context.zones.version;
-    const key = version === undefined ? null : questionKey(packet, transport === "tcp", EDNS_PAYLOAD_SIZE);
-    const qnameEnd = keyQnameEnd;
-    const cached = key === null ? undefined : this.cache.get(key, version!);
+    const key = version === undefined ? -1 : questionKey(packet, transport === "tcp", EDNS_PAYLOAD_SIZE);
+    if (key < 0) return answerInto(packet, client, transport, this.context, out);
+    const { qnameEnd, limit, flags } = lastQuestion;
+    const cached = this.cache.get(key, packet, version!);
     if (cached !== undefined) return this.fromCache(cached, packet, qnameEnd, client, transport);
     const reply = answerInto(packet, client, transport, this.context, out);
-    if (key !== null && out.cacheable && reply !== null && out.qname !== null) {
-      this.cache.set(key, version!, { bytes: reply, zone: out.zone, qname: out.qname, qtype: out.qtype, rcode: out.rcode });
+    if (out.cacheable && reply !== null && out.qname !== null) {
+      this.cache.set(key, packet, qnameEnd, limit, flags, version!, { bytes: reply, zone: out.zone, qname: out.qname, qtype: out.qtype, rcode: out.rcode });
     }
     return reply;
   }
