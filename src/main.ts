@@ -12,6 +12,7 @@ import { sysPlugin } from "../plugins/sys/index.ts";
 import { iamPlugin } from "../plugins/iam/index.ts";
 import { secretsPlugin } from "../plugins/secrets/index.ts";
 import { dnsPlugin } from "../plugins/dns/index.ts";
+import { intelPlugin } from "../plugins/intel/index.ts";
 import { systemPlugin } from "../plugins/system/index.ts";
 import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
@@ -39,6 +40,7 @@ import { checkPlugins, systemClock, type Command, type CommandContext, type Kern
 import { Confirmations } from "./auth/confirmations.ts";
 import { IdentityRegistry } from "./auth/principal.ts";
 import { RecordProviders } from "./record-providers.ts";
+import { ShieldSlot } from "./intel/shield.ts";
 import { RateLimiter } from "./auth/rate-limit.ts";
 import { createGuard } from "./http/guard.ts";
 import { kernelMigrations } from "./store/kernel-migrations.ts";
@@ -46,7 +48,7 @@ import { migrate, MigrationError } from "./store/migrate.ts";
 import { openStore, type Store } from "./store/store.ts";
 
 /** The binary is defined by this list. */
-export const plugins: readonly Plugin<any>[] = [iamPlugin, systemPlugin, sysPlugin, auditPlugin, secretsPlugin, dnsPlugin];
+export const plugins: readonly Plugin<any>[] = [iamPlugin, systemPlugin, sysPlugin, auditPlugin, secretsPlugin, intelPlugin, dnsPlugin];
 
 checkPlugins(plugins, kernelCommands({}));
 export const configSchema = buildConfigSchema(plugins);
@@ -215,13 +217,14 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
     const tls = config.http.tls.enabled ? await loadOrCreateTls(tlsFiles(config), log) : undefined;
     const identity = new IdentityRegistry();
     const records = new RecordProviders();
+    const shield = new ShieldSlot();
     const services = plugins.flatMap((p) => (p.service ? [p.service] : []));
     const startedAt = systemClock.now();
     const kernels = new Map<Plugin<any>, Kernel>();
     const kernelFor = (plugin: Plugin<any>): Kernel => {
       let k = kernels.get(plugin);
       if (!k) {
-        k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services, records };
+        k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services, records, shield };
         kernels.set(plugin, k);
       }
       return k;
@@ -339,6 +342,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
 
     const guard = createGuard({
       identity: kernelFor(plugins[0]!).identity,
+      shield: kernelFor(plugins[0]!).shield,
       confirmations: new Confirmations(now),
       limits: {
         auth: new RateLimiter({ name: "auth", perSecond: config.rate_limit.auth.per_second, burst: config.rate_limit.auth.burst }, now),

@@ -12,6 +12,7 @@ import type { IdentityRegistry } from "./auth/principal.ts";
 import type { KeySource } from "./crypto/key-operations.ts";
 import type { Seal } from "./crypto/seal.ts";
 import type { Logger } from "./log.ts";
+import type { ShieldSlot } from "./intel/shield.ts";
 import type { RecordProviders } from "./record-providers.ts";
 import type { Migration } from "./store/migrate.ts";
 import type { Store } from "./store/store.ts";
@@ -55,6 +56,8 @@ export interface Kernel<Settings = unknown> {
   readonly services: readonly string[];
   /** Names another plugin has the DNS server answer (the mesh's node names): see record-providers.ts. */
   readonly records: RecordProviders;
+  /** The shield's slot: the intel plugin fills it; the HTTP guard and the DNS server ask it. */
+  readonly shield: ShieldSlot;
 }
 
 export interface CommandOption {

@@ -85,6 +85,8 @@ export interface AnalyticsSnapshot {
   by_qtype: Record<string, number>;
   by_rcode: Record<string, number>;
   by_transport: Record<string, number>;
+  /** What the shield did at the gate: refused, dropped, slipped (TC), rate_limited. */
+  by_shield: Record<string, number>;
   top_names: Array<{ name: string; count: number }>;
   top_clients: Array<{ prefix: string; count: number }>;
   series: Array<{ minute: string; queries: number; rcodes: Record<string, number> }>;
@@ -101,6 +103,7 @@ export const AnalyticsResponse = t.Object({
   by_qtype: Counts,
   by_rcode: Counts,
   by_transport: Counts,
+  by_shield: Counts,
   top_names: t.Array(t.Object({ name: t.String(), count: t.Integer({ minimum: 0 }) })),
   top_clients: t.Array(t.Object({ prefix: t.String(), count: t.Integer({ minimum: 0 }) })),
   series: t.Array(t.Object({ minute: t.String({ format: "date-time" }), queries: t.Integer({ minimum: 0 }), rcodes: Counts })),
@@ -124,6 +127,8 @@ export class DnsAnalytics implements QueryObserver {
   private readonly rcodes = new Uint32Array(RCODE_SLOTS);
   private udp = 0;
   private tcp = 0;
+  /** What the shield's gate did: refused, dropped, slipped (TC), rate_limited (no reply). */
+  private readonly shield = new Map<string, number>();
   private readonly names: HeavyHitters;
   private readonly clients: HeavyHitters;
   /** The per-minute ring: slot minute % retention, reused when its minute is stale. */
@@ -169,6 +174,11 @@ export class DnsAnalytics implements QueryObserver {
     bucket.rcodes[slot]!++;
   }
 
+  /** Counts one action of the gate (these queries may have had no reply to observe). */
+  countShield(what: string): void {
+    increment(this.shield, what);
+  }
+
   private textOf(name: Name): string {
     let text = this.nameText.get(name);
     if (text === undefined) this.nameText.set(name, (text = nameToText(name).toLowerCase()));
@@ -207,6 +217,7 @@ export class DnsAnalytics implements QueryObserver {
       by_zone: sorted(this.zones),
       by_qtype: sorted(new Map([...this.qtypes].map(([type, n]) => [typeToText(type), n]))),
       by_rcode: sorted(rcodes),
+      by_shield: sorted(this.shield),
       by_transport: sorted(new Map([["udp", this.udp], ["tcp", this.tcp]].filter(([, n]) => (n as number) > 0) as Array<[string, number]>)),
       top_names: this.names.top(top).map(([name, count]) => ({ name, count })),
       top_clients: this.clients.top(top).map(([prefix, count]) => ({ prefix, count })),

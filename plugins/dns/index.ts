@@ -19,6 +19,8 @@ import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts"
 import { Notifier } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
 import { bothObservers, QueryLog } from "./query-log.ts";
+import { ShieldGate } from "./shield-gate.ts";
+import type { QueryObserver } from "./server.ts";
 import { TransferService, type TransferView } from "./secondaries.ts";
 import { DnsSettings } from "./settings.ts";
 import type { Zone } from "./zone.ts";
@@ -152,7 +154,16 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         udp: k.settings.udp.map(parseAddress),
         tcp: k.settings.tcp.map(parseAddress),
         zones: table,
-        observer: bothObservers(dnsAnalyticsOf(k), queryLog),
+        observer: bothObservers(bothObservers(dnsAnalyticsOf(k), queryLog), shieldFeed(k)),
+        gate: new ShieldGate({
+          shield: k.shield,
+          rate: k.settings.rrl_responses_per_second,
+          throttledRate: k.settings.rrl_throttled_per_second,
+          slip: k.settings.rrl_slip,
+          trustLoopback: (k.config as { intel?: { trust_loopback?: boolean } }).intel?.trust_loopback ?? true,
+          now: () => k.clock.now(),
+          count: (what) => dnsAnalyticsOf(k).countShield(what),
+        }),
         tsigKey: (name) => view.tsigKey(name),
         transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key) },
         now: () => k.clock.now(),
@@ -310,4 +321,19 @@ function openQueryLog(k: Kernel<DnsSettings>): QueryLog | null {
     k.log.error("dns query log: cannot open it; queries are not logged", { path, error: e instanceof Error ? e.message : String(e) });
     return null;
   }
+}
+
+/**
+ * What the shield learns from DNS answers: REFUSED for a name no zone here serves (an open
+ * resolver being probed) and NXDOMAIN (floods and random-subdomain patterns against a zone).
+ */
+function shieldFeed(k: Kernel<DnsSettings>): QueryObserver {
+  return {
+    observe(event) {
+      const shield = k.shield.current;
+      if (shield === null) return;
+      if (event.rcode === 3) shield.observe(event.client, "dns_nxdomain");
+      else if (event.rcode === 5 && event.zone === null) shield.observe(event.client, "dns_refused");
+    },
+  };
 }

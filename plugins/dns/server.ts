@@ -109,7 +109,11 @@ export class ZoneTable implements ZoneSource {
 // ---------------------------------------------------------------------------------------------
 // Decisions and observation
 
-export type Decision = "answer" | "refuse" | "drop";
+/**
+ * What the gate says: answer; REFUSED; no reply at all; or (UDP only) an empty reply with TC
+ * set, so that a real resolver asks again over TCP (response rate limiting's "slip").
+ */
+export type Decision = "answer" | "refuse" | "drop" | "truncate";
 
 /** The one place that decides whether a query is answered (the shield plugs in here). */
 export interface QueryGate {
@@ -331,6 +335,7 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
         out.rcode = Rcode.REFUSED;
         return emptyReply(query, Rcode.REFUSED, limit);
       }
+      if (decision === "truncate" && transport === "udp") return truncated(emptyReply(query, Rcode.NOERROR, limit));
     }
     if (query.opcode !== Opcode.QUERY || q === null || q.type === TYPE_MAILA || q.type === TYPE_MAILB) {
       out.rcode = Rcode.NOTIMP;
@@ -469,11 +474,13 @@ export class CachingAnswerer {
     out.cacheable = true;
     const decision = this.context.gate.decide(client, cached.qname, cached.qtype, transport);
     if (decision === "drop") return null;
-    if (decision === "refuse") {
+    if (decision === "refuse" || (decision === "truncate" && transport === "udp")) {
       out.zone = null;
-      out.rcode = Rcode.REFUSED;
+      out.rcode = decision === "refuse" ? Rcode.REFUSED : Rcode.NOERROR;
+      out.cacheable = false;
       const query = decodeQuery(packet); // known to decode: it has the shape questionKey accepts
-      return emptyReply(query, Rcode.REFUSED, transport === "udp" ? CLASSIC_UDP_SIZE : TCP_MAX_MESSAGE);
+      const reply = emptyReply(query, out.rcode, transport === "udp" ? CLASSIC_UDP_SIZE : TCP_MAX_MESSAGE);
+      return decision === "refuse" ? reply : truncated(reply);
     }
     return patchedReply(cached.bytes, packet, qnameEnd);
   }

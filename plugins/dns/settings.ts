@@ -11,6 +11,9 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
   query_log_sample: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: "Query log: write one query in N to dns-queries.log in the data directory (1: every query). 0: no query log." }),
   query_log_max_mb: Type.Integer({ default: 64, minimum: 1, maximum: 65_536, description: "Query log: MiB on disk at most, the current file and the one rotated file together." }),
   query_log_client: Type.Union([Type.Literal("prefix"), Type.Literal("full"), Type.Literal("none")], { default: "prefix", description: "Query log: the client as its /24 or /56 prefix (personal data kept small), its full address, or not at all." }),
+  rrl_responses_per_second: Type.Integer({ default: 100, minimum: 0, maximum: 1_000_000, description: "Response rate limiting over UDP: responses per second per client prefix (/24, /56). 0: off." }),
+  rrl_throttled_per_second: Type.Integer({ default: 10, minimum: 0, maximum: 1_000_000, description: "The same for a client the shield throttles." }),
+  rrl_slip: Type.Integer({ default: 2, minimum: 0, maximum: 10, description: "Every Nth rate-limited query gets an empty reply with TC (the client retries over TCP); the others none. 0: never." }),
   analytics_retention_minutes: Type.Integer({ default: 1440, minimum: 1, maximum: 10_080, description: "Minutes of per-minute query counts kept in memory for GET /v1/dns/analytics." }),
 });
 export type DnsSettings = Static<typeof DnsSettings>;

@@ -22,7 +22,18 @@ export interface AuditLogOptions {
 export class AuditLog {
   private readonly actions = new Map<string, string>();
 
+  private readonly listeners = new Set<(event: AuditEventInput) => void>();
+
   constructor(private readonly options: AuditLogOptions) {}
+
+  /**
+   * Calls `listener` with every event recorded (inside the recording transaction: it must be
+   * quick and must not throw). The shield learns failed logins and rejected tokens this way.
+   */
+  onRecord(listener: (event: AuditEventInput) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
 
   /** Adds action types (from the kernel and from each plugin). A type registered twice is an error. */
   register(actions: readonly AuditActionType[]): void {
@@ -90,6 +101,7 @@ export class AuditLog {
       prevHash,
       eventHash(prevHash, event),
     );
+    for (const listener of this.listeners) listener(input);
     return id;
   }
 

@@ -1,7 +1,8 @@
 /**
  * The guard: runs before every route's handler and enforces what the route declared (see
  * access.ts). Deny by default: a route without a declaration is refused. In order it checks
- * the stricter login/token rate limit, the token (via the identity service), the token's
+ * the shield's verdict on the client address (refused: 403; throttled: the strict bucket), the
+ * stricter login/token rate limit, the token (via the identity service), the token's
  * address allowlist, operator status, the scope (and a service key's one service), then the
  * target organization or workspace — membership, role, workspace narrowing, allowlists,
  * service activation, required MFA, the organization's rate limit — and finally, for
@@ -14,6 +15,7 @@ import { actorOf, type IdentityRegistry, type Principal } from "../auth/principa
 import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
 import { effectiveRole, permissionForScope, roleAllows } from "../auth/rbac.ts";
 import { scopeService, scopesGrant } from "../auth/scopes.ts";
+import type { ShieldSlot } from "../intel/shield.ts";
 import { cidrContains, clientKey, parseIp, type Cidr } from "../net/ip.ts";
 import type { AccessSpec } from "./access.ts";
 import { auditRequest } from "./audit-request.ts";
@@ -22,6 +24,8 @@ import { requestMeta } from "./request-meta.ts";
 
 export interface GuardOptions {
   identity: IdentityRegistry;
+  /** The shield (intel): its verdict on the client address comes before everything else. */
+  shield?: ShieldSlot;
   confirmations: Confirmations;
   limits: { auth: RateLimiter; organization: RateLimiter };
   /** Records a security event in its own transaction, without making the request wait. */
@@ -31,7 +35,7 @@ export interface GuardOptions {
 
 export type Guard = (spec: AccessSpec | undefined, request: Request, params: Record<string, string>, route: string) => void;
 
-export function createGuard({ identity, confirmations, limits, recordSecurityEvent, now }: GuardOptions): Guard {
+export function createGuard({ identity, shield, confirmations, limits, recordSecurityEvent, now }: GuardOptions): Guard {
   // One rate-limit event per key and minute: a flood is recorded, not amplified.
   const lastLimitEvent = new Map<string, number>();
   const limited = (key: string, decision: ReturnType<RateLimiter["take"]>, request: Request, principal?: Principal): never => {
@@ -53,6 +57,16 @@ export function createGuard({ identity, confirmations, limits, recordSecurityEve
 
   return function guard(spec, request, params, route) {
     const meta = requestMeta(request);
+    // The shield first: a refused address learns nothing more, not even which routes exist.
+    // Its decisions are audited where they are made (the intel plugin), not once per request.
+    const verdict = shield?.current?.decide(meta.client) ?? "allow";
+    if (verdict === "refuse" || verdict === "drop") throw new HttpProblem(403, "forbidden", "Requests from your address are refused.");
+    if (verdict === "throttle") {
+      // A throttled address shares the strict login bucket for every request.
+      const key = `address:${clientKey(meta.client)}`;
+      const decision = limits.auth.take(key);
+      if (!decision.allowed) limited(key, decision, request);
+    }
     if (!spec) throw new HttpProblem(403, "forbidden", "This route declares no access rule, so it is closed.");
     if (spec.authLimit) {
       const key = `address:${clientKey(meta.client)}`; // an IPv6 client counts as its /64

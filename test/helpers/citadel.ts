@@ -56,6 +56,7 @@ export async function testCitadel(options: TestCitadelOptions = {}) {
   }
   const guard = createGuard({
     identity: base.identity,
+    shield: base.shield,
     confirmations: new Confirmations(clock.now),
     limits: {
       auth: new RateLimiter({ name: "auth", perSecond: config.rate_limit.auth.per_second, burst: config.rate_limit.auth.burst }, clock.now),

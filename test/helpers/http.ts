@@ -12,6 +12,7 @@ import { KERNEL_ACTIONS } from "../../src/audit/actions.ts";
 import { AuditLog } from "../../src/audit/log.ts";
 import { IdentityRegistry } from "../../src/auth/principal.ts";
 import { RecordProviders } from "../../src/record-providers.ts";
+import { ShieldSlot } from "../../src/intel/shield.ts";
 import { Keyring } from "../../src/crypto/keyring.ts";
 import { generateRootKey } from "../../src/crypto/root-key.ts";
 import { Seal } from "../../src/crypto/seal.ts";
@@ -158,6 +159,7 @@ export function testKernel<S = unknown>(options: TestKernelOptions<S> = {}): Ker
     identity: new IdentityRegistry(),
     services: [],
     records: new RecordProviders(),
+    shield: new ShieldSlot(),
     rootKey,
     shares,
     ...options,

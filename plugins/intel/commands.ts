@@ -1,0 +1,162 @@
+/**
+ * CLI: citadel intel status | ip <ip> | decisions [--lift IP] | allow <cidr> | deny <cidr> |
+ * manual [--remove ID] | lists | list import <name> <file> --weight N | list delete <name>.
+ * All for operators.
+ */
+import { readFileSync } from "node:fs";
+import { integerOption, print, table } from "../../src/cli/output.ts";
+import type { Command, CommandContext } from "../../src/plugin.ts";
+
+interface IpReport {
+  ip: string;
+  country: string | null;
+  asn: number | null;
+  organisation: string | null;
+  lists: string[];
+  score: number;
+  reasons: string[];
+  action: string;
+  source: string;
+  shadow: boolean;
+  decision: { until: string } | null;
+}
+
+interface DecisionView {
+  id: string;
+  target: string;
+  action: string;
+  score: number;
+  reasons: string[];
+  until: string;
+  shadow: boolean;
+}
+
+function needArgs(ctx: CommandContext, n: number, synopsis: string): void {
+  if (ctx.args.length < n) throw new Error(`usage: ${synopsis}`);
+}
+
+const MANUAL_OPTIONS = {
+  minutes: { type: "string", description: "Lasts this many minutes (default: until removed)" },
+  reason: { type: "string", description: "Why (kept in the audit log)" },
+} as const;
+
+async function addManual(ctx: CommandContext, kind: "allow" | "deny") {
+  needArgs(ctx, 1, `citadel intel ${kind} <address|cidr>`);
+  const body: Record<string, unknown> = { kind, target: ctx.args[0] };
+  const minutes = integerOption(ctx, "minutes", 1);
+  if (minutes !== undefined) body.minutes = minutes;
+  if (typeof ctx.options.reason === "string") body.reason = ctx.options.reason;
+  if (kind === "deny" && typeof ctx.options.action === "string") body.action = ctx.options.action;
+  const api = await ctx.api();
+  const entry = await api.request<{ id: string; target: string; action: string; until: string | null }>("POST", "/v1/intel/manual", body);
+  print(ctx, entry, `${kind === "allow" ? "allowed" : `denied (${entry.action})`} ${entry.target}${entry.until ? ` until ${entry.until}` : ""} (${entry.id})`);
+  return 0;
+}
+
+export const intelCommands: Command[] = [
+  {
+    words: ["intel", "status"],
+    summary: "The shield: geo databases (licence, date), lists, decisions, verdicts given",
+    async run(ctx) {
+      const api = await ctx.api();
+      const s = await api.request<{ enabled: boolean; shadow: boolean; geo: Array<{ kind: string; path: string | null; buildDate: string | null; licence: string | null; error: string | null }>; lists: Array<{ name: string; weight: number; entries: number }>; decisions: number; manual: number; verdicts: Record<string, number> }>("GET", "/v1/intel/status");
+      const geo = table([["DATABASE", "PATH", "DATE", "LICENCE", "ERROR"], ...s.geo.map((g) => [g.kind, g.path ?? "(embedded)", g.buildDate ?? "", g.licence ?? "", g.error ?? ""])]);
+      const lists = s.lists.length === 0 ? "no reputation lists" : table([["LIST", "WEIGHT", "ENTRIES"], ...s.lists.map((l) => [l.name, String(l.weight), String(l.entries)])]);
+      const verdicts = Object.entries(s.verdicts).map(([a, n]) => `${a} ${n}`).join(", ");
+      print(ctx, s, `shield ${s.enabled ? "on" : "off"}${s.shadow ? " (shadow mode: nothing enforced)" : ""}; ${s.decisions} decision(s) in force, ${s.manual} manual entr${s.manual === 1 ? "y" : "ies"}; verdicts: ${verdicts}\n\n${geo}\n\n${lists}`);
+      return 0;
+    },
+  },
+  {
+    words: ["intel", "ip"],
+    summary: "What is known about an address, its score with reasons, and what the shield does",
+    args: "<ip>",
+    maxArgs: 1,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel intel ip <ip>");
+      const api = await ctx.api();
+      const r = await api.request<IpReport>("GET", `/v1/intel/ip/${encodeURIComponent(ctx.args[0]!)}`);
+      const lines = [
+        `${r.ip}: ${r.action}${r.shadow && r.source === "decision" ? " (shadow mode)" : ""} — by ${r.source}${r.decision ? ` until ${r.decision.until}` : ""}`,
+        `country ${r.country ?? "unknown"}, ${r.asn ? `AS${r.asn}${r.organisation ? ` ${r.organisation}` : ""}` : "ASN unknown"}`,
+        `lists: ${r.lists.length ? r.lists.join(", ") : "none"}`,
+        `score ${r.score}${r.reasons.length ? `:\n  ${r.reasons.join("\n  ")}` : ""}`,
+      ];
+      print(ctx, r, lines.join("\n"));
+      return 0;
+    },
+  },
+  {
+    words: ["intel", "decisions"],
+    summary: "Decisions in force (--lift IP ends one early)",
+    options: { lift: { type: "string", description: "End the decision on this address" } },
+    async run(ctx) {
+      const api = await ctx.api();
+      if (typeof ctx.options.lift === "string") {
+        await api.request("DELETE", `/v1/intel/decisions/${encodeURIComponent(ctx.options.lift)}`);
+        print(ctx, { ok: true }, `decision on ${ctx.options.lift} lifted`);
+        return 0;
+      }
+      const list = await api.request<{ items: DecisionView[] }>("GET", "/v1/intel/decisions");
+      const rows = list.items.map((d) => [d.target, d.action + (d.shadow ? " (shadow)" : ""), String(d.score), d.until, d.reasons.join("; ")]);
+      print(ctx, list, list.items.length === 0 ? "no decisions in force" : table([["ADDRESS", "ACTION", "SCORE", "UNTIL", "REASONS"], ...rows]));
+      return 0;
+    },
+  },
+  { words: ["intel", "allow"], summary: "Always allow an address or CIDR (allow wins over everything)", args: "<address|cidr>", maxArgs: 1, options: MANUAL_OPTIONS, run: (ctx) => addManual(ctx, "allow") },
+  {
+    words: ["intel", "deny"],
+    summary: "Refuse (or throttle, or drop) an address or CIDR",
+    args: "<address|cidr>",
+    maxArgs: 1,
+    options: { ...MANUAL_OPTIONS, action: { type: "string", description: "throttle, refuse (default) or drop" } },
+    run: (ctx) => addManual(ctx, "deny"),
+  },
+  {
+    words: ["intel", "manual"],
+    summary: "Manual allow and deny entries (--remove ID removes one)",
+    options: { remove: { type: "string", description: "The entry to remove (man_...)" } },
+    async run(ctx) {
+      const api = await ctx.api();
+      if (typeof ctx.options.remove === "string") {
+        await api.request("DELETE", `/v1/intel/manual/${encodeURIComponent(ctx.options.remove)}`);
+        print(ctx, { ok: true }, `${ctx.options.remove} removed`);
+        return 0;
+      }
+      const list = await api.request<{ items: Array<{ id: string; kind: string; target: string; action: string; until: string | null; reason: string | null }> }>("GET", "/v1/intel/manual");
+      const rows = list.items.map((e) => [e.id, e.kind === "allow" ? "allow" : `deny (${e.action})`, e.target, e.until ?? "", e.reason ?? ""]);
+      print(ctx, list, list.items.length === 0 ? "no manual entries" : table([["ID", "KIND", "TARGET", "UNTIL", "REASON"], ...rows]));
+      return 0;
+    },
+  },
+  {
+    words: ["intel", "list", "import"],
+    summary: "Create or replace a reputation list from a file (plain, FireHOL netset, Spamhaus DROP)",
+    args: "<name> <file>",
+    maxArgs: 2,
+    options: { weight: { type: "string", description: "Score points for an address on the list (required)" } },
+    async run(ctx) {
+      needArgs(ctx, 2, "citadel intel list import <name> <file> --weight N");
+      const weight = integerOption(ctx, "weight", 0);
+      if (weight === undefined) throw new Error("--weight: the score points of the list (0-100)");
+      const content = ctx.args[1] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[1]!, "utf8");
+      const api = await ctx.api();
+      const r = await api.request<{ name: string; entries: number; bad_lines: number; format: string }>("PUT", `/v1/intel/lists/${encodeURIComponent(ctx.args[0]!)}`, { weight, content });
+      print(ctx, r, `${r.name}: ${r.entries} entries (${r.format})${r.bad_lines ? `, ${r.bad_lines} bad lines skipped` : ""}`);
+      return 0;
+    },
+  },
+  {
+    words: ["intel", "list", "delete"],
+    summary: "Remove a reputation list",
+    args: "<name>",
+    maxArgs: 1,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel intel list delete <name>");
+      const api = await ctx.api();
+      await api.request("DELETE", `/v1/intel/lists/${encodeURIComponent(ctx.args[0]!)}`);
+      print(ctx, { ok: true }, `${ctx.args[0]} deleted`);
+      return 0;
+    },
+  },
+];

@@ -1,0 +1,77 @@
+/** Request and response schemas of the intel API (validation and the OpenAPI document). */
+import { t } from "elysia";
+
+const Iso = t.String({ format: "date-time" });
+const Action = t.Union([t.Literal("allow"), t.Literal("throttle"), t.Literal("refuse"), t.Literal("drop")]);
+const DenyAction = t.Union([t.Literal("throttle"), t.Literal("refuse"), t.Literal("drop")]);
+
+export const Done = t.Object({ ok: t.Literal(true) });
+
+export const Decision = t.Object({ id: t.String(), target: t.String(), action: DenyAction, score: t.Integer(), reasons: t.Array(t.String()), since: Iso, until: Iso, shadow: t.Boolean() });
+export const DecisionList = t.Object({ items: t.Array(Decision) });
+
+export const ManualEntry = t.Object({ id: t.String(), kind: t.Union([t.Literal("allow"), t.Literal("deny")]), target: t.String(), action: DenyAction, reason: t.Union([t.String(), t.Null()]), until: t.Union([Iso, t.Null()]) });
+export const ManualList = t.Object({ items: t.Array(ManualEntry) });
+export const NewManualEntry = t.Object({
+  kind: t.Union([t.Literal("allow"), t.Literal("deny")], { description: "allow always wins over deny, decisions and scores" }),
+  target: t.String({ minLength: 1, maxLength: 64, description: "An address or CIDR (host bits zero)" }),
+  action: t.Optional(DenyAction),
+  minutes: t.Optional(t.Integer({ minimum: 1, maximum: 5_256_000, description: "Lasts this long; forever when absent" })),
+  reason: t.Optional(t.String({ maxLength: 500 })),
+});
+
+const Anonymous = t.Union([t.Object({ any: t.Boolean(), vpn: t.Boolean(), hosting: t.Boolean(), publicProxy: t.Boolean(), residentialProxy: t.Boolean(), tor: t.Boolean() }), t.Null()]);
+export const IpReport = t.Object({
+  ip: t.String(),
+  prefix: t.String(),
+  country: t.Union([t.String(), t.Null()]),
+  asn: t.Union([t.Integer(), t.Null()]),
+  organisation: t.Union([t.String(), t.Null()]),
+  anonymous: Anonymous,
+  lists: t.Array(t.String()),
+  score: t.Integer({ minimum: 0, maximum: 100 }),
+  reasons: t.Array(t.String()),
+  action: Action,
+  source: t.String({ description: "Why that action: loopback, allowlist, denylist, decision or score" }),
+  shadow: t.Boolean(),
+  decision: t.Union([Decision, t.Null()]),
+  manual: t.Union([ManualEntry, t.Null()]),
+});
+
+export const List = t.Object({ name: t.String(), weight: t.Integer(), format: t.String(), url: t.Union([t.String(), t.Null()]), refresh_minutes: t.Union([t.Integer(), t.Null()]), entries: t.Integer(), bad_lines: t.Integer(), updated_at: Iso });
+export const ListList = t.Object({ items: t.Array(List) });
+export const PutList = t.Object({
+  weight: t.Integer({ minimum: 0, maximum: 100, description: "Score points for an address on the list" }),
+  content: t.Optional(t.String({ maxLength: 67_108_864, description: "The list's text: plain IP/CIDR lines, a FireHOL netset or Spamhaus DROP/EDROP" })),
+  url: t.Optional(t.String({ maxLength: 2048, description: "Fetch it from here (https) now and every refresh_minutes; never without this" })),
+  refresh_minutes: t.Optional(t.Integer({ minimum: 15, maximum: 10_080 })),
+  format: t.Optional(t.Union([t.Literal("auto"), t.Literal("plain"), t.Literal("firehol"), t.Literal("spamhaus")])),
+});
+export const PutListResult = t.Composite([List, t.Object({ bad_lines_shown: t.Array(t.Object({ line: t.Integer(), text: t.String(), problem: t.String() })) })]);
+
+export const Policy = t.Object({
+  shadow: t.Boolean(),
+  countries: t.Record(t.String(), t.Number()),
+  asns: t.Record(t.String(), t.Number()),
+  anonymous: t.Record(t.String(), t.Number()),
+  behaviour: t.Record(t.String(), t.Object({ per_event: t.Number(), max: t.Number() })),
+  thresholds: t.Object({ throttle: t.Number(), refuse: t.Number(), drop: t.Number() }),
+  decision_minutes: t.Number(),
+});
+export const SetPolicy = t.Object({
+  countries: t.Optional(t.Record(t.String(), t.Integer({ minimum: 0, maximum: 100 }))),
+  asns: t.Optional(t.Record(t.String(), t.Integer({ minimum: 0, maximum: 100 }))),
+  anonymous: t.Optional(t.Record(t.String(), t.Integer({ minimum: 0, maximum: 100 }))),
+  behaviour: t.Optional(t.Record(t.String(), t.Object({ per_event: t.Number({ minimum: 0, maximum: 100 }), max: t.Integer({ minimum: 0, maximum: 100 }) }))),
+});
+
+export const Status = t.Object({
+  enabled: t.Boolean(),
+  shadow: t.Boolean(),
+  geo: t.Array(t.Object({ kind: t.String(), path: t.Union([t.String(), t.Null()]), databaseType: t.Union([t.String(), t.Null()]), buildDate: t.Union([t.String(), t.Null()]), licence: t.Union([t.String(), t.Null()]), loadedAt: t.Union([t.String(), t.Null()]), error: t.Union([t.String(), t.Null()]) }, { additionalProperties: true })),
+  lists: t.Array(List),
+  decisions: t.Integer(),
+  manual: t.Integer(),
+  tracked_keys: t.Integer(),
+  verdicts: t.Record(t.String(), t.Integer()),
+});

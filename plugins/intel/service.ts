@@ -1,0 +1,327 @@
+/**
+ * The intel plugin's service: it owns the running Shield (src/intel/shield.ts) and everything
+ * the shield is made from — the geo databases, the reputation lists, the policy, the manual
+ * allow/deny entries — and keeps them in the store: every change and every decision (start,
+ * expiry, lift) is recorded and audited in the same transaction.
+ */
+import type { Database } from "bun:sqlite";
+import type { AuditEventInput } from "../../src/audit/event.ts";
+import { actorOf, type Principal } from "../../src/auth/principal.ts";
+import type { AuditRequestContext } from "../../src/audit/event.ts";
+import { InvalidError, NotFoundError } from "../../src/errors.ts";
+import { newId } from "../../src/ids.ts";
+import { CidrSet } from "../../src/intel/cidr-set.ts";
+import type { GeoIntel } from "../../src/intel/geo.ts";
+import { fetchList, parseList } from "../../src/intel/lists.ts";
+import { DEFAULT_POLICY, type Action, type ShieldPolicy } from "../../src/intel/policy.ts";
+import { Shield, toCidr, type Decision, type ListMatch, type ManualEntry } from "../../src/intel/shield.ts";
+import { formatCidr } from "../../src/net/ip.ts";
+import type { Kernel } from "../../src/plugin.ts";
+import type { IntelSettings } from "./settings.ts";
+
+export type IntelKernel = Kernel<IntelSettings>;
+
+export interface Caller {
+  principal: Principal;
+  request: AuditRequestContext;
+}
+
+interface ListRow {
+  name: string;
+  weight: number;
+  format: string;
+  url: string | null;
+  refresh_minutes: number | null;
+  content: string;
+  entries: number;
+  errors: number;
+  updated_at: number;
+}
+
+interface LoadedList extends ListMatch {
+  row: Omit<ListRow, "content">;
+}
+
+const SYSTEM = { kind: "system" } as const;
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+/** Bad lines reported back at most (the rest are counted). */
+const MAX_REPORTED_ERRORS = 20;
+
+export class IntelService {
+  readonly shield: Shield;
+  private lists: LoadedList[] = [];
+  private policy: ShieldPolicy;
+
+  constructor(
+    private readonly k: IntelKernel,
+    readonly geo: GeoIntel,
+  ) {
+    this.policy = this.effectivePolicy(this.storedPolicy());
+    this.shield = new Shield({
+      geo,
+      lists: () => this.lists,
+      policy: () => this.policy,
+      now: () => k.clock.now(),
+      trustLoopback: k.settings.trust_loopback,
+      newId: () => newId("dec"),
+      onDecision: (change, decision) => void this.recordDecision(change, decision),
+    });
+    this.reloadManual();
+    this.shield.restore(this.storedDecisions());
+    this.lists = this.loadLists();
+  }
+
+  private get db(): Database {
+    return this.k.store.db;
+  }
+
+  private now(): number {
+    return this.k.clock.now();
+  }
+
+  // --- policy ----------------------------------------------------------------------------
+
+  private storedPolicy(): Partial<ShieldPolicy> {
+    const row = this.db.query<{ policy: string }, []>("SELECT policy FROM intel_policy WHERE singleton = 1").get();
+    return row ? (JSON.parse(row.policy) as Partial<ShieldPolicy>) : {};
+  }
+
+  /** The config's defaults, then what was set through the API. */
+  private effectivePolicy(stored: Partial<ShieldPolicy>): ShieldPolicy {
+    const s = this.k.settings;
+    return {
+      ...DEFAULT_POLICY,
+      ...stored,
+      shadow: s.shadow,
+      thresholds: { throttle: s.threshold_throttle, refuse: s.threshold_refuse, drop: s.threshold_drop },
+      decision_minutes: s.decision_minutes,
+      behaviour: { ...DEFAULT_POLICY.behaviour, ...stored.behaviour },
+      anonymous: { ...DEFAULT_POLICY.anonymous, ...stored.anonymous },
+    };
+  }
+
+  policyView() {
+    return this.policy;
+  }
+
+  async setPolicy(caller: Caller, input: { countries?: Record<string, number>; asns?: Record<string, number>; anonymous?: Partial<ShieldPolicy["anonymous"]>; behaviour?: Partial<ShieldPolicy["behaviour"]> }) {
+    for (const code of Object.keys(input.countries ?? {})) if (!/^[A-Z]{2}$/.test(code)) throw new InvalidError(`"${code}" is not an ISO country code (two capital letters)`, "countries");
+    for (const asn of Object.keys(input.asns ?? {})) if (!/^\d{1,10}$/.test(asn)) throw new InvalidError(`"${asn}" is not an AS number`, "asns");
+    const stored = { ...this.storedPolicy(), ...input, anonymous: { ...this.storedPolicy().anonymous, ...input.anonymous }, behaviour: { ...this.storedPolicy().behaviour, ...input.behaviour } } as Partial<ShieldPolicy>;
+    await this.k.store.write((tx) => {
+      tx.query("INSERT INTO intel_policy (singleton, policy, updated_at) VALUES (1, ?, ?) ON CONFLICT (singleton) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at").run(JSON.stringify(stored), this.now());
+      this.k.audit.record(tx, event(caller, "intel.policy.update", { type: "intel_policy", id: "policy" }, `set ${Object.keys(input).join(", ")}`));
+    });
+    this.policy = this.effectivePolicy(stored);
+    this.shield.invalidate();
+    return this.policy;
+  }
+
+  // --- decisions -------------------------------------------------------------------------
+
+  private storedDecisions(): Decision[] {
+    return this.db
+      .query<{ id: string; target: string; action: string; score: number; reasons: string; since: number; until: number; shadow: number }, [number]>(
+        "SELECT * FROM intel_decisions WHERE ended_at IS NULL AND until > ?",
+      )
+      .all(this.now())
+      .map((r) => ({ id: r.id, target: r.target, action: r.action as Decision["action"], score: r.score, reasons: JSON.parse(r.reasons), since: r.since, until: r.until, shadow: r.shadow === 1 }));
+  }
+
+  /** A decision started or ended: stored and audited (never blocks the answer path that made it). */
+  private async recordDecision(change: "start" | "expire" | "lift", decision: Decision, caller?: Caller): Promise<void> {
+    try {
+      await this.k.store.write((tx) => {
+        if (change === "start") {
+          tx.query("INSERT INTO intel_decisions (id, target, action, score, reasons, since, until, shadow) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
+            decision.id,
+            decision.target,
+            decision.action,
+            decision.score,
+            JSON.stringify(decision.reasons),
+            decision.since,
+            decision.until,
+            decision.shadow ? 1 : 0,
+          );
+        } else {
+          tx.query("UPDATE intel_decisions SET ended_at = ? WHERE id = ?").run(this.now(), decision.id);
+        }
+        const reason =
+          change === "start"
+            ? `${decision.shadow ? "shadow: would " : ""}${decision.action} ${decision.target} until ${iso(decision.until)}: score ${decision.score} — ${decision.reasons.map((r) => r.text).join("; ")}`
+            : `${decision.action} ${decision.target} ${change === "lift" ? "lifted" : "expired"}`;
+        this.k.audit.record(tx, { action: `intel.decision.${change}`, outcome: "success", actor: caller ? actorOf(caller.principal) : SYSTEM, resource: { type: "intel_decision", id: decision.id }, reason, request: caller?.request ?? null, subject: "shield" });
+      });
+    } catch (e) {
+      this.k.log.error("intel: a decision could not be recorded", { decision: decision.id, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  decisions() {
+    return { items: this.shield.activeDecisions().map(decisionView) };
+  }
+
+  async lift(caller: Caller, target: string) {
+    const decision = this.shield.lift(target);
+    if (!decision) throw new NotFoundError(`No decision in force for ${target}.`);
+    await this.recordDecision("lift", decision, caller);
+  }
+
+  // --- manual allow and deny --------------------------------------------------------------
+
+  private manualEntries(): ManualEntry[] {
+    return this.db
+      .query<{ id: string; kind: "allow" | "deny"; target: string; action: string; reason: string | null; until: number | null }, []>("SELECT * FROM intel_manual ORDER BY created_at")
+      .all()
+      .map((r) => ({ id: r.id, kind: r.kind, target: r.target, action: r.action as ManualEntry["action"], reason: r.reason, until: r.until }));
+  }
+
+  private reloadManual(): void {
+    this.shield.setManual(this.manualEntries());
+  }
+
+  manual() {
+    const now = this.now();
+    return { items: this.manualEntries().filter((e) => e.until === null || e.until > now).map((e) => ({ ...e, until: iso(e.until) })) };
+  }
+
+  async addManual(caller: Caller, input: { kind: "allow" | "deny"; target: string; action?: Exclude<Action, "allow">; minutes?: number; reason?: string }) {
+    const cidr = toCidr(input.target);
+    if (!cidr) throw new InvalidError(`"${input.target}" is not an address or CIDR (host bits must be zero)`, "target");
+    const target = formatCidr(cidr);
+    const entry: ManualEntry = { id: newId("man"), kind: input.kind, target, action: input.kind === "deny" ? (input.action ?? "refuse") : "refuse", until: input.minutes ? this.now() + input.minutes * 60_000 : null, reason: input.reason ?? null };
+    await this.k.store.write((tx) => {
+      tx.query("INSERT INTO intel_manual (id, kind, target, action, reason, until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run(entry.id, entry.kind, entry.target, entry.action, entry.reason, entry.until, this.now());
+      const what = entry.kind === "allow" ? `allow ${target}` : `deny (${entry.action}) ${target}`;
+      this.k.audit.record(tx, event(caller, "intel.manual.add", { type: "intel_manual", id: entry.id }, `${what}${entry.until ? ` until ${iso(entry.until)}` : ""}${entry.reason ? `: ${entry.reason}` : ""}`));
+    });
+    this.reloadManual();
+    return { ...entry, until: iso(entry.until) };
+  }
+
+  async removeManual(caller: Caller, id: string) {
+    await this.k.store.write((tx) => {
+      const row = tx.query<{ kind: string; target: string }, [string]>("SELECT kind, target FROM intel_manual WHERE id = ?").get(id);
+      if (!row) throw new NotFoundError(`No manual entry ${id}.`);
+      tx.query("DELETE FROM intel_manual WHERE id = ?").run(id);
+      this.k.audit.record(tx, event(caller, "intel.manual.remove", { type: "intel_manual", id }, `${row.kind} ${row.target}`));
+    });
+    this.reloadManual();
+  }
+
+  // --- reputation lists ------------------------------------------------------------------
+
+  private loadLists(): LoadedList[] {
+    const rows = this.db.query<ListRow, []>("SELECT * FROM intel_lists ORDER BY name").all();
+    return rows.map((row) => {
+      const set = CidrSet.build(parseList(row.content, row.format as "auto").cidrs);
+      const { content: _content, ...meta } = row;
+      return { name: row.name, weight: row.weight, contains: (ip) => set.contains(ip), row: meta };
+    });
+  }
+
+  listsView() {
+    return { items: this.lists.map((l) => listView(l.row)) };
+  }
+
+  /** Creates or replaces a list from text (or from its URL, when one is given and `content` is not). */
+  async putList(caller: Caller | null, name: string, input: { weight: number; content?: string; url?: string; refresh_minutes?: number; format?: "auto" | "plain" | "firehol" | "spamhaus" }) {
+    if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) throw new InvalidError("a list's name is 1–63 lower-case letters, digits, dots, dashes or underscores", "name");
+    if (input.content === undefined && input.url === undefined) throw new InvalidError("give the list's content, or a url to fetch it from", "content");
+    if (input.url !== undefined && !/^https:\/\//.test(input.url) && !/^http:\/\/(127\.0\.0\.1|\[::1\])[:/]/.test(input.url)) throw new InvalidError("a list's url must be https://", "url");
+    const content = input.content ?? (await this.fetch(input.url!));
+    const parsed = parseList(content, input.format ?? "auto");
+    if (parsed.cidrs.length === 0) throw new InvalidError(`the list has no valid entry${parsed.errors[0] ? ` (line ${parsed.errors[0].line}: ${parsed.errors[0].problem})` : ""}`, "content");
+    const row: ListRow = { name, weight: input.weight, format: parsed.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errors.length, updated_at: this.now() };
+    await this.k.store.write((tx) => {
+      tx.query(
+        `INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET weight = excluded.weight, format = excluded.format, url = excluded.url, refresh_minutes = excluded.refresh_minutes,
+           content = excluded.content, entries = excluded.entries, errors = excluded.errors, updated_at = excluded.updated_at`,
+      ).run(row.name, row.weight, row.format, row.url, row.refresh_minutes, row.content, row.entries, row.errors, row.updated_at);
+      this.k.audit.record(tx, event(caller, "intel.list.import", { type: "intel_list", id: name }, `${row.entries} entries (${row.format}), weight ${row.weight}${row.errors ? `, ${row.errors} bad lines skipped` : ""}${row.url ? `, from ${row.url}` : ""}`));
+    });
+    this.lists = this.loadLists();
+    this.shield.invalidate();
+    return { ...listView(row), bad_lines_shown: parsed.errors.slice(0, MAX_REPORTED_ERRORS) };
+  }
+
+  async deleteList(caller: Caller, name: string) {
+    await this.k.store.write((tx) => {
+      if (tx.query("DELETE FROM intel_lists WHERE name = ?").run(name).changes === 0) throw new NotFoundError(`No list ${name}.`);
+      this.k.audit.record(tx, event(caller, "intel.list.delete", { type: "intel_list", id: name }, null));
+    });
+    this.lists = this.loadLists();
+    this.shield.invalidate();
+  }
+
+  /** Lists with a URL whose refresh is due are fetched again; a failure keeps the old content. */
+  async refreshDue(): Promise<void> {
+    const now = this.now();
+    for (const list of this.lists) {
+      const { url, refresh_minutes, updated_at } = list.row;
+      if (!url || !refresh_minutes || updated_at + refresh_minutes * 60_000 > now) continue;
+      try {
+        await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes });
+      } catch (e) {
+        this.k.log.warn("intel: a list could not be refreshed; the previous content stays", { list: list.name, url, error: e instanceof Error ? e.message : String(e) });
+      }
+    }
+  }
+
+  private fetch(url: string): Promise<string> {
+    return fetchList(url, { timeoutMs: 30_000, maxBytes: 64 * 1024 * 1024 }).catch((e: unknown) => {
+      throw new InvalidError(`the list could not be fetched from ${url}: ${e instanceof Error ? e.message : String(e)}`, "url");
+    });
+  }
+
+  // --- lookups and status ------------------------------------------------------------------
+
+  /** What is known about an address and what the shield does with it (nothing is started by looking). */
+  ip(text: string) {
+    const a = this.shield.assess(text, { dryRun: true });
+    if (a.source === "invalid") throw new InvalidError(`"${text}" is not an IP address`, "ip");
+    return {
+      ip: a.address,
+      prefix: a.prefix,
+      country: a.geo.country,
+      asn: a.geo.asn,
+      organisation: a.geo.organisation,
+      anonymous: a.geo.anonymous,
+      lists: a.lists,
+      score: a.score,
+      reasons: a.reasons.map((r) => r.text),
+      action: a.action,
+      source: a.source,
+      shadow: a.shadow,
+      decision: a.decision ? decisionView(a.decision) : null,
+      manual: a.manual ? { ...a.manual, until: iso(a.manual.until) } : null,
+    };
+  }
+
+  status() {
+    return {
+      enabled: this.k.settings.enabled,
+      shadow: this.policy.shadow,
+      geo: this.geo.status(),
+      lists: this.lists.map((l) => listView(l.row)),
+      decisions: this.shield.activeDecisions().length,
+      manual: this.manual().items.length,
+      tracked_keys: this.shield.behaviour.size,
+      verdicts: { ...this.shield.counts },
+    };
+  }
+}
+
+function decisionView(d: Decision) {
+  return { id: d.id, target: d.target, action: d.action, score: d.score, reasons: d.reasons.map((r) => r.text), since: iso(d.since)!, until: iso(d.until)!, shadow: d.shadow };
+}
+
+function listView(row: Omit<ListRow, "content">) {
+  return { name: row.name, weight: row.weight, format: row.format, url: row.url, refresh_minutes: row.refresh_minutes, entries: row.entries, bad_lines: row.errors, updated_at: iso(row.updated_at)! };
+}
+
+/** An audit event; without a caller it is Citadel's own doing (a scheduled list refresh). */
+function event(caller: Caller | null, action: string, resource: { type: string; id: string }, reason: string | null): AuditEventInput {
+  return { action, outcome: "success", resource, reason, actor: caller ? actorOf(caller.principal) : SYSTEM, request: caller?.request ?? null };
+}

@@ -1,0 +1,97 @@
+/**
+ * What an address has been doing: decaying counters per address and per prefix (/24 IPv4,
+ * /56 IPv6), one per signal. A counter halves every `halfLifeMs` (10 minutes by default), so
+ * "43 failed logins" means about 43 lately, and an address that stops is forgiven without a
+ * sweep. The prefix counters catch what a client spreads over its neighbours.
+ *
+ * Memory is bounded: at most `maxKeys` keys; the least recently touched go first.
+ */
+import { formatIp, parseIp, unmapIpv4 } from "../net/ip.ts";
+
+export const SIGNALS = ["failed_login", "invalid_token", "http_forbidden", "http_rate_limited", "dns_rate_limited", "dns_refused", "dns_nxdomain"] as const;
+export type Signal = (typeof SIGNALS)[number];
+
+interface Counter {
+  /** Decayed values per signal, as of `at`. */
+  values: Float64Array;
+  at: number;
+}
+
+export interface BehaviourOptions {
+  now: () => number;
+  halfLifeMs?: number;
+  maxKeys?: number;
+}
+
+/** The address in canonical text (IPv4-mapped unmapped) and its prefix; null when it is no IP. */
+export function addressAndPrefix(text: string): { address: string; prefix: string } | null {
+  const parsed = parseIp(text);
+  if (!parsed) return null;
+  const ip = unmapIpv4(parsed);
+  const bytes = ip.bytes.slice();
+  if (ip.family === 4) {
+    bytes[3] = 0;
+    return { address: formatIp(ip), prefix: `${formatIp({ family: 4, bytes })}/24` };
+  }
+  bytes.fill(0, 7);
+  return { address: formatIp(ip), prefix: `${formatIp({ family: 6, bytes })}/56` };
+}
+
+export class Behaviour {
+  private readonly counters = new Map<string, Counter>();
+  private readonly halfLife: number;
+  private readonly maxKeys: number;
+
+  constructor(private readonly options: BehaviourOptions) {
+    this.halfLife = options.halfLifeMs ?? 10 * 60_000;
+    this.maxKeys = options.maxKeys ?? 200_000;
+  }
+
+  get halfLifeMinutes(): number {
+    return this.halfLife / 60_000;
+  }
+
+  /** Counts `n` of `signal` for the address and its prefix. */
+  add(address: string, prefix: string, signal: Signal, n = 1): void {
+    const i = SIGNALS.indexOf(signal);
+    const now = this.options.now();
+    for (const key of [address, prefix]) {
+      const counter = this.touch(key, now);
+      counter.values[i] = counter.values[i]! + n;
+    }
+  }
+
+  /** The decayed counts of a key (an address or a prefix), by signal. */
+  counts(key: string): Record<Signal, number> {
+    const out = Object.fromEntries(SIGNALS.map((s) => [s, 0])) as Record<Signal, number>;
+    const counter = this.counters.get(key);
+    if (!counter) return out;
+    this.decay(counter, this.options.now());
+    SIGNALS.forEach((s, i) => (out[s] = counter.values[i]!));
+    return out;
+  }
+
+  get size(): number {
+    return this.counters.size;
+  }
+
+  private touch(key: string, now: number): Counter {
+    let counter = this.counters.get(key);
+    if (counter) {
+      this.counters.delete(key); // re-inserted last: the map's order is least recently touched first
+      this.decay(counter, now);
+    } else {
+      counter = { values: new Float64Array(SIGNALS.length), at: now };
+      if (this.counters.size >= this.maxKeys) this.counters.delete(this.counters.keys().next().value!);
+    }
+    this.counters.set(key, counter);
+    return counter;
+  }
+
+  private decay(counter: Counter, now: number): void {
+    if (now <= counter.at) return;
+    const factor = 2 ** (-(now - counter.at) / this.halfLife);
+    for (let i = 0; i < counter.values.length; i++) counter.values[i] = counter.values[i]! * factor;
+    counter.at = now;
+  }
+}

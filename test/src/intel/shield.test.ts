@@ -1,0 +1,141 @@
+/**
+ * The shield's verdicts: the score and its reasons from lists, country, ASN, anonymity and
+ * behaviour; thresholds; allow always wins; decisions start, last and expire (reported each
+ * time); shadow mode decides and records but enforces nothing.
+ */
+import { describe, expect, test } from "bun:test";
+import { DEFAULT_POLICY, actionFor, score, type ShieldPolicy } from "../../../src/intel/policy.ts";
+import { Shield, type Decision, type ManualEntry } from "../../../src/intel/shield.ts";
+import { cidrContains, parseCidr, type IpAddress } from "../../../src/net/ip.ts";
+import type { GeoInfo } from "../../../src/intel/geo.ts";
+
+const NOWHERE: GeoInfo = { country: null, asn: null, organisation: null, anonymous: null };
+const zero = { failed_login: 0, invalid_token: 0, http_forbidden: 0, http_rate_limited: 0, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0 };
+
+function listOf(name: string, weight: number, ...cidrs: string[]) {
+  const parsed = cidrs.map((c) => parseCidr(c)!);
+  return { name, weight, contains: (ip: IpAddress) => parsed.some((c) => cidrContains(c, ip)) };
+}
+
+function setup(options: { policy?: Partial<ShieldPolicy>; geo?: (ip: string) => GeoInfo; lists?: ReturnType<typeof listOf>[]; trustLoopback?: boolean } = {}) {
+  let now = Date.UTC(2026, 10, 23);
+  const changes: Array<[string, Decision]> = [];
+  const policy = { ...DEFAULT_POLICY, ...options.policy };
+  const shield = new Shield({
+    geo: { lookup: options.geo ?? (() => NOWHERE) },
+    lists: () => options.lists ?? [],
+    policy: () => policy,
+    now: () => now,
+    trustLoopback: options.trustLoopback,
+    onDecision: (change, d) => changes.push([change, d]),
+  });
+  return { shield, changes, policy, advance: (ms: number) => (now += ms) };
+}
+
+describe("score", () => {
+  test("each fact adds its points with a reason, largest first, capped at 100", () => {
+    const policy: ShieldPolicy = { ...DEFAULT_POLICY, countries: { XX: 20 }, asns: { "64496": 15 } };
+    const geo: GeoInfo = { country: "XX", asn: 64496, organisation: "Example Hosting", anonymous: { any: true, tor: true, vpn: false, hosting: true, publicProxy: false, residentialProxy: false } };
+    const s = score(policy, { geo, lists: [{ name: "spamhaus-drop", weight: 60 }], address: { ...zero, failed_login: 43 }, prefix: zero, halfLifeMinutes: 10 });
+    expect(s.reasons.map((r) => r.text)).toEqual([
+      "on list spamhaus-drop (+60)",
+      "43 failed logins in the last 10 min (decaying) (+60)",
+      "Tor exit node (+40)",
+      "country XX policy (+20)",
+      "AS64496 (Example Hosting) policy (+15)",
+      "hosting provider (+5)",
+    ]);
+    expect(s.score).toBe(100);
+  });
+
+  test("the prefix's count stands for the address when its neighbours together did more", () => {
+    const s = score(DEFAULT_POLICY, { geo: NOWHERE, lists: [], address: { ...zero, failed_login: 1 }, prefix: { ...zero, failed_login: 9 }, halfLifeMinutes: 10 });
+    expect(s.reasons.map((r) => r.text)).toEqual(["9 failed logins from its prefix in the last 10 min (decaying) (+45)"]);
+  });
+
+  test("thresholds: 39 allow, 40 throttle, 70 refuse, 90 drop", () => {
+    expect([39, 40, 69, 70, 89, 90, 100].map((v) => actionFor(DEFAULT_POLICY, v))).toEqual(["allow", "throttle", "throttle", "refuse", "refuse", "drop", "drop"]);
+  });
+});
+
+describe("Shield", () => {
+  test("a listed address is refused, with a decision that starts once and expires after decision_minutes", () => {
+    const { shield, changes, advance } = setup({ lists: [listOf("drop", 75, "203.0.113.0/24")], trustLoopback: false });
+    expect(shield.decide("203.0.113.9")).toBe("refuse");
+    expect(shield.decide("203.0.113.9")).toBe("refuse");
+    expect(shield.decide("198.51.100.1")).toBe("allow");
+    expect(changes.map(([c, d]) => `${c} ${d.action} ${d.target}`)).toEqual(["start refuse 203.0.113.9"]);
+    advance(15 * 60_000 + 1);
+    shield.sweep();
+    expect(changes.map(([c]) => c)).toEqual(["start", "expire"]);
+    // Still listed: a new decision starts at the next query.
+    expect(shield.decide("203.0.113.9")).toBe("refuse");
+    expect(changes.length).toBe(3);
+  });
+
+  test("behaviour: failed logins raise the score until the address is throttled, then refused; it decays", () => {
+    const { shield, advance } = setup({ trustLoopback: false });
+    const client = "198.51.100.7";
+    for (let i = 0; i < 7; i++) shield.observe(client, "failed_login");
+    expect(shield.decide(client)).toBe("allow"); // 35 points
+    shield.observe(client, "failed_login");
+    expect(shield.decide(client)).toBe("throttle"); // 40
+    for (let i = 0; i < 6; i++) shield.observe(client, "failed_login");
+    expect(shield.decide(client)).toBe("throttle"); // 14 logins: capped at 60 points
+    shield.observe(client, "invalid_token");
+    shield.observe(client, "invalid_token");
+    expect(shield.decide(client)).toBe("refuse"); // + 10: 70
+    const a = shield.assess(client, { dryRun: true });
+    expect(a.reasons[0]!.text).toMatch(/^14 failed logins/);
+    // A neighbour in the same /24 is scored from the prefix's count.
+    expect(shield.assess("198.51.100.8", { dryRun: true }).score).toBeGreaterThanOrEqual(60);
+    advance(60 * 60_000); // six half-lives later
+    expect(shield.assess("198.51.100.8", { dryRun: true }).score).toBeLessThan(5);
+  });
+
+  test("allow always wins: over a deny entry, a list and a decision", () => {
+    const { shield } = setup({ lists: [listOf("drop", 100, "203.0.113.0/24")], trustLoopback: false });
+    expect(shield.decide("203.0.113.5")).toBe("drop");
+    const entries: ManualEntry[] = [
+      { id: "m1", kind: "deny", target: "203.0.113.0/24", action: "refuse", until: null, reason: null },
+      { id: "m2", kind: "allow", target: "203.0.113.5", action: "refuse", until: null, reason: "our office" },
+    ];
+    shield.setManual(entries);
+    expect(shield.decide("203.0.113.5")).toBe("allow");
+    expect(shield.assess("203.0.113.5").source).toBe("allowlist");
+    expect(shield.decide("203.0.113.6")).toBe("refuse");
+    expect(shield.assess("203.0.113.6").source).toBe("denylist");
+  });
+
+  test("manual entries expire", () => {
+    const { shield, advance } = setup({ trustLoopback: false });
+    shield.setManual([{ id: "m", kind: "deny", target: "192.0.2.0/24", action: "drop", until: Date.UTC(2026, 10, 23) + 60_000, reason: null }]);
+    expect(shield.decide("192.0.2.1")).toBe("drop");
+    advance(61_000);
+    expect(shield.decide("192.0.2.1")).toBe("allow");
+  });
+
+  test("shadow mode: the decision is made and reported, nothing is enforced", () => {
+    const { shield, changes } = setup({ policy: { shadow: true }, lists: [listOf("drop", 95, "203.0.113.0/24")], trustLoopback: false });
+    expect(shield.decide("203.0.113.1")).toBe("allow");
+    expect(changes.map(([c, d]) => `${c} ${d.action} shadow=${d.shadow}`)).toEqual(["start drop shadow=true"]);
+    expect(shield.assess("203.0.113.1", { dryRun: true }).decision?.action).toBe("drop");
+  });
+
+  test("loopback is trusted unless told otherwise; a dry run starts nothing", () => {
+    const listed = [listOf("all", 100, "127.0.0.0/8")];
+    expect(setup({ lists: listed }).shield.decide("127.0.0.1")).toBe("allow");
+    const { shield, changes } = setup({ lists: listed, trustLoopback: false });
+    expect(shield.assess("127.0.0.1", { dryRun: true }).action).toBe("allow");
+    expect(changes).toEqual([]);
+    expect(shield.decide("127.0.0.1")).toBe("drop");
+  });
+
+  test("a lifted decision is gone; an invalid address is allowed and noted as such", () => {
+    const { shield } = setup({ lists: [listOf("drop", 80, "203.0.113.0/24")], trustLoopback: false });
+    expect(shield.decide("203.0.113.2")).toBe("refuse");
+    expect(shield.lift("203.0.113.2")?.action).toBe("refuse");
+    expect(shield.activeDecisions()).toEqual([]);
+    expect(shield.assess("not-an-ip").source).toBe("invalid");
+  });
+});
