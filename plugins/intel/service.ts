@@ -232,7 +232,7 @@ export class IntelService {
     const content = input.content ?? (await this.fetch(input.url!));
     const parsed = parseList(content, input.format ?? "auto");
     if (parsed.cidrs.length === 0) throw new InvalidError(`the list has no valid entry${parsed.errors[0] ? ` (line ${parsed.errors[0].line}: ${parsed.errors[0].problem})` : ""}`, "content");
-    const row: ListRow = { name, weight: input.weight, format: parsed.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errors.length, updated_at: this.now() };
+    const row: ListRow = { name, weight: input.weight, format: parsed.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errorCount, updated_at: this.now() };
     await this.k.store.write((tx) => {
       tx.query(
         `INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)

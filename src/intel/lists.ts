@@ -1,0 +1,297 @@
+/**
+ * Reputation lists: parsing the formats block lists are published in, the list as the shield
+ * holds it, and fetching one from the URL an operator configured.
+ *
+ * Parsing never throws on content: a bad line is reported with its number and the rest is
+ * kept, and the caller decides whether a list with errors is accepted. Problems are kept in
+ * detail up to a cap (a 64 MiB file of garbage must not become millions of report objects)
+ * and counted beyond it.
+ */
+import type { CidrSet } from "./cidr-set.ts";
+import { formatCidr, parseCidr, parseIp, type Cidr } from "../net/ip.ts";
+
+export type ListFormat = "plain" | "firehol" | "spamhaus";
+/** What was parsed: Spamhaus publishes the same lists as text and as JSON lines. */
+export type ParsedFormat = ListFormat | "spamhaus-json";
+
+export interface ListProblem {
+  /** 1-based. */
+  line: number;
+  /** The line as found (cut to 200 characters). */
+  text: string;
+  problem: string;
+}
+
+export interface ParsedList {
+  cidrs: Cidr[];
+  /** Lines that yielded nothing, at most MAX_REPORTED; `errorCount` counts them all. */
+  errors: ListProblem[];
+  errorCount: number;
+  /** Lines that were used after a correction (host bits cleared), at most MAX_REPORTED. */
+  warnings: ListProblem[];
+  warningCount: number;
+  format: ParsedFormat;
+}
+
+export type ListSource = { kind: "inline" } | { kind: "url"; url: string; refreshMinutes: number };
+
+export interface ReputationList {
+  name: string;
+  /** Score points (0–100) an address on this list adds. */
+  weight: number;
+  source: ListSource;
+  set: CidrSet;
+  entries: number;
+  updatedAt: number;
+  errors: number;
+}
+
+export const MAX_REPORTED = 1000;
+const MAX_TEXT = 200;
+const DETECT_LINES = 200;
+
+/**
+ * Parses a list. Plain, FireHOL netset and Spamhaus DROP text share one line grammar — an
+ * address or CIDR, optionally followed by a `#` or `;` comment — so for them the format is
+ * only a label; it matters for Spamhaus's JSON lines, which "spamhaus" and "auto" recognise
+ * by their first line.
+ */
+export function parseList(text: string, format: ListFormat | "auto" = "auto"): ParsedList {
+  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
+  const detected = format === "auto" ? detectFormat(lines) : format === "spamhaus" && isJsonLines(lines) ? "spamhaus-json" : format;
+  const report = new Report(detected);
+  if (detected === "spamhaus-json") parseJsonLines(lines, report);
+  else parseTextLines(lines, report);
+  return report.result();
+}
+
+function detectFormat(lines: string[]): ParsedFormat {
+  if (isJsonLines(lines)) return "spamhaus-json";
+  // Headers and the first entries are enough to tell; a million-line list need not be scanned.
+  let firehol = false;
+  for (const line of lines.slice(0, DETECT_LINES)) {
+    // Spamhaus: "; Spamhaus DROP List …" headers, "1.10.16.0/20 ; SBL256894" entries.
+    if (/^\s*;.*spamhaus/i.test(line) || /;\s*SBL\d+\s*$/.test(line)) return "spamhaus";
+    // FireHOL: "# Maintainer      : FireHOL", "# Entries         : 4580 subnets, …".
+    if (/^#\s*(Maintainer|Entries|Source File Date)\s*:|firehol/i.test(line)) firehol = true;
+  }
+  return firehol ? "firehol" : "plain";
+}
+
+function isJsonLines(lines: string[]): boolean {
+  const first = lines.find((line) => line.trim() !== "");
+  return first !== undefined && first.trimStart().startsWith("{");
+}
+
+function parseTextLines(lines: string[], report: Report): void {
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    const comment = line.search(/[#;]/);
+    const content = (comment < 0 ? line : line.slice(0, comment)).trim();
+    if (content === "") continue;
+    if (/\s/.test(content)) report.error(i + 1, line, "expected one address or CIDR per line");
+    else report.entry(i + 1, line, content);
+  }
+}
+
+/**
+ * Spamhaus JSON lines: `{"cidr":"1.10.16.0/20","sblid":"SBL256894","rir":"apnic"}` per entry
+ * and a closing `{"type":"metadata",…,"records":N}`. The record count is checked because a
+ * download cut short loses entries silently otherwise.
+ */
+function parseJsonLines(lines: string[], report: Report): void {
+  let records = 0;
+  let metadata: { line: number; records: unknown } | null = null;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    const trimmed = line.trim();
+    if (trimmed === "" || trimmed.startsWith("#") || trimmed.startsWith(";")) continue;
+    let value: unknown;
+    let valid = true;
+    try {
+      value = JSON.parse(trimmed);
+    } catch {
+      valid = false;
+    }
+    const record = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+    if (record?.type === "metadata") {
+      metadata = { line: i + 1, records: record.records };
+      continue;
+    }
+    records++; // a broken line was meant to be a record too
+    if (!record) report.error(i + 1, line, valid ? "not a JSON object" : "not valid JSON");
+    else if (typeof record.cidr === "string") report.entry(i + 1, line, record.cidr.trim());
+    else report.error(i + 1, line, 'no "cidr" string');
+  }
+  if (metadata && typeof metadata.records === "number" && metadata.records !== records) {
+    report.error(metadata.line, lines[metadata.line - 1]!, `metadata announces ${metadata.records} records, the file has ${records}`);
+  }
+}
+
+/** Collects entries and problems; parses one entry, correcting host bits with a warning. */
+class Report {
+  private readonly cidrs: Cidr[] = [];
+  private readonly errors: ListProblem[] = [];
+  private readonly warnings: ListProblem[] = [];
+  private errorCount = 0;
+  private warningCount = 0;
+
+  constructor(private readonly format: ParsedFormat) {}
+
+  entry(line: number, text: string, token: string): void {
+    const exact = parseCidr(token);
+    if (exact) {
+      this.cidrs.push(exact);
+      return;
+    }
+    // Not a CIDR as it stands: say why, or correct host bits.
+    const slash = token.indexOf("/");
+    const ip = parseIp(slash < 0 ? token : token.slice(0, slash));
+    if (!ip || slash < 0) return this.error(line, text, `not an IP address or CIDR: ${cut(token)}`);
+    const max = ip.family === 4 ? 32 : 128;
+    const prefixText = token.slice(slash + 1);
+    const prefix = Number(prefixText);
+    if (!/^(0|[1-9]\d{0,2})$/.test(prefixText) || prefix > max) return this.error(line, text, `prefix must be 0 to ${max}: ${cut(token)}`);
+    // parseCidr refuses host bits (usually a typo in a config file); lists are published by
+    // others and "10.0.0.1/8" there plainly means 10.0.0.0/8.
+    const network = networkOf(ip.family, ip.bytes, prefix);
+    this.cidrs.push(network);
+    this.warningCount++;
+    if (this.warnings.length < MAX_REPORTED) this.warnings.push({ line, text: cut(text), problem: `host bits set; used ${formatCidr(network)}` });
+  }
+
+  error(line: number, text: string, problem: string): void {
+    this.errorCount++;
+    if (this.errors.length < MAX_REPORTED) this.errors.push({ line, text: cut(text), problem });
+  }
+
+  result(): ParsedList {
+    const { cidrs, errors, errorCount, warnings, warningCount, format } = this;
+    return { cidrs, errors, errorCount, warnings, warningCount, format };
+  }
+}
+
+function networkOf(family: 4 | 6, bytes: Uint8Array, prefix: number): Cidr {
+  const masked = bytes.map((b, i) => b & ((0xff << (8 - Math.max(0, Math.min(8, prefix - 8 * i)))) & 0xff));
+  return { family, bytes: masked, prefix };
+}
+
+function cut(text: string): string {
+  return text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT)}…` : text;
+}
+
+// ---- fetching ----
+
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+
+export interface FetchListOptions {
+  /** For the whole exchange, redirects and body included. Default 60 s. */
+  timeoutMs?: number;
+  /** Bytes of body (after decompression) beyond which the download is abandoned. Default 64 MiB. */
+  maxBytes?: number;
+  fetch?: FetchLike;
+}
+
+export type ListFetchProblem = "url" | "status" | "too_large" | "timeout" | "network";
+
+export class ListFetchError extends Error {
+  constructor(
+    message: string,
+    readonly problem: ListFetchProblem,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "ListFetchError";
+  }
+}
+
+export const DEFAULT_MAX_LIST_BYTES = 64 * 1024 * 1024;
+const DEFAULT_TIMEOUT_MS = 60_000;
+const MAX_REDIRECTS = 5;
+
+/**
+ * Downloads a list the operator configured. Only https: a list decides who is refused, so
+ * its integrity matters as much as its source (plain http is allowed to loopback, for
+ * tests). Redirects are followed by hand so each hop passes the same rule.
+ */
+export async function fetchList(url: string, options: FetchListOptions = {}): Promise<string> {
+  const { timeoutMs = DEFAULT_TIMEOUT_MS, maxBytes = DEFAULT_MAX_LIST_BYTES, fetch: fetchFn = globalThis.fetch } = options;
+  let target = allowedUrl(url);
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, timeoutMs);
+  try {
+    for (let hop = 0; ; hop++) {
+      const response = await fetchFn(target.href, { signal: controller.signal, redirect: "manual" });
+      const location = response.headers.get("location");
+      if (response.status >= 300 && response.status < 400 && location !== null) {
+        await response.body?.cancel();
+        if (hop === MAX_REDIRECTS) throw new ListFetchError(`${shown(target)}: more than ${MAX_REDIRECTS} redirects`, "status");
+        target = allowedUrl(new URL(location, target).href);
+        continue;
+      }
+      if (response.status !== 200) {
+        await response.body?.cancel();
+        throw new ListFetchError(`${shown(target)}: HTTP ${response.status}`, "status");
+      }
+      return await readCapped(response, maxBytes, target);
+    }
+  } catch (error) {
+    if (error instanceof ListFetchError) throw error;
+    if (timedOut) throw new ListFetchError(`${shown(target)}: no complete answer within ${timeoutMs} ms`, "timeout", { cause: error });
+    throw new ListFetchError(`${shown(target)}: ${error instanceof Error ? error.message : String(error)}`, "network", { cause: error });
+  } finally {
+    clearTimeout(timer);
+    controller.abort(); // whatever is still open (a body left unread after an error) is closed
+  }
+}
+
+function allowedUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ListFetchError("not a URL", "url");
+  }
+  if (url.protocol === "https:") return url;
+  if (url.protocol === "http:" && (url.hostname === "127.0.0.1" || url.hostname === "[::1]")) return url;
+  throw new ListFetchError(`${shown(url)}: only https:// list URLs are allowed`, "url");
+}
+
+async function readCapped(response: Response, maxBytes: number, url: URL): Promise<string> {
+  const tooLarge = () => new ListFetchError(`${shown(url)}: larger than ${maxBytes} bytes`, "too_large");
+  // Content-Length is only a hint (and counts compressed bytes): the count below decides.
+  if (Number(response.headers.get("content-length") ?? 0) > maxBytes) {
+    await response.body?.cancel();
+    throw tooLarge();
+  }
+  if (!response.body) return "";
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(body);
+}
+
+/** A URL as errors show it: without credentials or query, which may carry an API key. */
+function shown(url: URL): string {
+  return `${url.protocol}//${url.host}${url.pathname}`;
+}
