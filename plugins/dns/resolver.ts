@@ -1,0 +1,1015 @@
+/**
+ * The filtering resolver: a caching forwarder for the mesh's clients and the local host, with
+ * domain blocklists (see blocklist.ts), so that the appliance is also the DNS resolver of the
+ * servers behind it. It is a separate listener from the authoritative server (server.ts), which
+ * must stay non-recursive: the two answer different questions to different clients.
+ *
+ * A query goes through, in order:
+ * 1. the client check — only `allowedClients` (loopback by default) are answered, everyone else
+ *    gets REFUSED and a malformed packet from them gets nothing: an open resolver is an
+ *    amplification weapon;
+ * 2. the local zones (`local`), answered as they are, never forwarded;
+ * 3. the blocklist (minus the allowlist): NXDOMAIN with a synthesized SOA, or a sinkhole address,
+ *    always with a short TTL so that a client's negative cache forgets an unblocked name soon;
+ * 4. the cache, keyed by question, TTLs counted down, negative answers kept per RFC 2308;
+ * 5. the upstreams, in order — and when none is configured, REFUSED: no code path then creates
+ *    a socket towards anything (`outbound` is not even held), so nothing leaves the host.
+ *
+ * Forwarding: a fresh connected UDP socket per exchange (an ephemeral source port the kernel
+ * picks at random) and a random query ID; a reply counts only when it comes from the upstream's
+ * address and port, carries our ID, and repeats our question — anything else is ignored and the
+ * exchange keeps waiting until its timeout (anti-spoofing, as RFC 5452 asks). A truncated reply
+ * is asked again over TCP. No answer, or an rcode other than NOERROR/NXDOMAIN, moves on to the
+ * next upstream; when none answers the client gets SERVFAIL. Concurrent identical questions
+ * share one exchange. Answers are cached whole, per question, so an upstream's extra records
+ * can never answer another question (no cache poisoning through the additional section).
+ *
+ * A CNAME in a forwarded answer that points into a blocked domain blocks the answer too, as
+ * AdGuard Home does: otherwise `tracker.shop.example CNAME shop.tracker.example` walks around
+ * the list.
+ */
+import type { Socket, TCPSocketConnectOptions, udp } from "bun";
+import type { Logger } from "../../src/log.ts";
+import { cidrContains, formatIp, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr } from "../../src/net/ip.ts";
+import type { Stop } from "../../src/plugin.ts";
+import type { DomainSet } from "./blocklist.ts";
+import {
+  decodeMessage,
+  decodeQuery,
+  encodeFormErr,
+  encodeResponse,
+  Opcode,
+  Rcode,
+  type Message,
+  type Query,
+  type Question,
+  type ResourceRecord,
+  type Response,
+} from "./message.ts";
+import { lowerName, nameEquals, nameFromWire, nameToText, nameToWire, parseName, type Name } from "./names.ts";
+import { RRType } from "./rdata.ts";
+import type { ZoneSource } from "./server.ts";
+import { MAX_TTL, type RR } from "./zone.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+export interface Upstream {
+  /** An IP literal: resolving a host name would need the resolver being configured. */
+  address: string;
+  port: number;
+}
+
+/** How a blocked name is answered. The sinkhole defaults are 0.0.0.0 and ::. */
+export type BlockMode = { kind: "nxdomain" } | { kind: "sinkhole"; ipv4?: string; ipv6?: string };
+
+/**
+ * Where forwarded queries' sockets come from: Bun's by default. Tests inject a counting one; with
+ * no upstreams configured it is never called (the resolver does not even keep it).
+ */
+export interface Outbound {
+  udpSocket(options: udp.ConnectSocketOptions<"uint8array">): Promise<udp.ConnectedSocket<"uint8array">>;
+  connect(options: TCPSocketConnectOptions<undefined>): Promise<Socket<undefined>>;
+}
+
+// Assigned, not wrapped: the type picks the connected overload of Bun.udpSocket.
+const connectedUdpSocket: Outbound["udpSocket"] = Bun.udpSocket;
+
+export const bunOutbound: Outbound = {
+  udpSocket: (options) => connectedUdpSocket(options),
+  connect: (options) => Bun.connect(options),
+};
+
+export interface ResolverOptions {
+  udp: Array<{ address: string; port: number }>;
+  tcp: Array<{ address: string; port: number }>;
+  /** Tried in order. Empty (the default in configuration): nothing is ever forwarded. */
+  upstreams: Upstream[];
+  blocklist: DomainSet;
+  /** Exceptions: a name matched here is never blocked, whatever the blocklist says. */
+  allowlist?: DomainSet;
+  blockMode: BlockMode;
+  /** TTL of blocked answers and of their SOA's minimum, in seconds. Default 10. */
+  blockTtl?: number;
+  /** Cached answers kept at most (least recently used go first). Default 10000. */
+  cacheSize?: number;
+  /** Longest time an answer is reused, in seconds (TTLs in replies are capped to it too). Default 86400. */
+  cacheMaxTtl?: number;
+  /** Who may ask. Default: loopback only. See `allowClients`. */
+  allowedClients?: (client: string) => boolean;
+  /** Zones answered from here and never forwarded (the appliance's own names). */
+  local?: ZoneSource;
+  log: Logger;
+  /** Milliseconds since the epoch, for the cache. */
+  now?: () => number;
+  /** How long one exchange with one upstream may take. Default 2000. */
+  upstreamTimeoutMs?: number;
+  outbound?: Outbound;
+  /** A TCP connection with nothing received for this long (and nothing pending) is closed. Default 10000. */
+  tcpIdleMs?: number;
+  /** TCP connections beyond this many are closed at once. Default 256. */
+  maxTcpConnections?: number;
+}
+
+export interface ResolverStats {
+  /** Packets received that look like queries (a header, QR clear). */
+  queries: number;
+  /** Answered from the blocklist (names, and answers whose CNAME led into a blocked domain). */
+  blocked: number;
+  /** Answered from the local zones. */
+  local: number;
+  cacheHits: number;
+  cacheMisses: number;
+  /** Questions sent upstream (one per cache miss not already being asked, whatever the tries). */
+  forwarded: number;
+  /** Exchanges with one upstream that gave no usable answer (timeout, error, unusable rcode). */
+  upstreamFailures: number;
+  /** REFUSED: clients not allowed, nothing to forward to, classes and types not served. */
+  refused: number;
+  /** SERVFAIL: no upstream answered, or something unexpected went wrong. */
+  servfail: number;
+  /** Answers in the cache now. */
+  cached: number;
+}
+
+export interface Resolver {
+  /** The bound ports, in the order of `options.udp` / `options.tcp` (port 0 resolved). */
+  udpPorts: number[];
+  tcpPorts: number[];
+  stop: Stop;
+  stats(): ResolverStats;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+/** A client check: loopback, plus every address inside `cidrs` (the mesh's prefixes). Throws on a bad prefix. */
+export function allowClients(cidrs: readonly string[]): (client: string) => boolean {
+  const prefixes: Cidr[] = cidrs.map((text) => {
+    const cidr = parseCidr(text);
+    if (cidr === null) throw new Error(`${JSON.stringify(text)} is not an address prefix`);
+    return cidr;
+  });
+  // An address Bun reports in a form we cannot read (a scoped link-local one) is refused.
+  return (client) => {
+    const ip = parseIp(client);
+    return ip !== null && (isLoopback(ip) || prefixes.some((prefix) => cidrContains(prefix, ip)));
+  };
+}
+
+export const loopbackOnly = allowClients([]);
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+
+/** Our EDNS UDP payload size, as the authoritative server's: advertised and the UDP cap. */
+const EDNS_PAYLOAD_SIZE = 1232;
+const CLASSIC_UDP_SIZE = 512;
+const TCP_MAX_MESSAGE = 65535;
+const HEADER_LENGTH = 12;
+const CLASS_IN = 1;
+const FLAG_RA = 0x80;
+const TYPE_IXFR = 251;
+const TYPE_AXFR = 252;
+const TYPE_MAILB = 253;
+const TYPE_MAILA = 254;
+
+interface Sections {
+  answer: ResourceRecord[];
+  authority: ResourceRecord[];
+  additional: ResourceRecord[];
+}
+
+const NO_RECORDS: Sections = { answer: [], authority: [], additional: [] };
+
+/** The reply to `query`, echoing its question (and its case) and, when it had one, an OPT record. */
+function encode(query: Query, rcode: number, aa: boolean, sections: Sections, limit: number): Uint8Array {
+  const response: Response = {
+    id: query.id,
+    opcode: query.opcode,
+    rcode,
+    aa,
+    tc: false,
+    rd: query.rd,
+    ra: false,
+    question: query.question,
+    answer: sections.answer,
+    authority: sections.authority,
+    additional: sections.additional,
+    // DO is not passed on: answers are not validated here and carry no signatures.
+    edns: query.edns ? { udpPayloadSize: EDNS_PAYLOAD_SIZE, dnssecOk: false } : null,
+  };
+  if (query.rawQname) response.qnameWire = query.rawQname;
+  const wire = encodeResponse(response, limit);
+  // encodeResponse writes an authoritative server's header; here recursion is available.
+  wire[3]! |= FLAG_RA;
+  return wire;
+}
+
+/** A bare SERVFAIL header: the last resort when even encoding failed. */
+function bareServfail(packet: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADER_LENGTH);
+  out[0] = packet[0]!;
+  out[1] = packet[1]!;
+  const flags = 0x8000 | (((packet[2]! << 8) | packet[3]!) & 0x7900) | FLAG_RA | Rcode.SERVFAIL;
+  out[2] = flags >>> 8;
+  out[3] = flags;
+  return out;
+}
+
+/** What blocked names are answered with, checked and in wire form. */
+interface Blocking {
+  nxdomain: boolean;
+  ipv4: Uint8Array;
+  ipv6: Uint8Array;
+  ttl: number;
+  /** The SOA RDATA of the synthesized negative answers (its minimum is `ttl`). */
+  soa: Uint8Array;
+}
+
+const SOA_MNAME = nameToWire(parseName("citadel.invalid.", null));
+const SOA_RNAME = nameToWire(parseName("hostmaster.citadel.invalid.", null));
+
+function blocking(mode: BlockMode, ttl: number): Blocking {
+  const address = (text: string | undefined, fallback: string, family: 4 | 6): Uint8Array => {
+    const ip = parseIp(text ?? fallback);
+    if (ip === null || ip.family !== family) throw new Error(`the sinkhole's IPv${family} address ${JSON.stringify(text)} is not one`);
+    return ip.bytes;
+  };
+  const sinkhole: { ipv4?: string; ipv6?: string } = mode.kind === "sinkhole" ? mode : {};
+  const soa = new Uint8Array(SOA_MNAME.length + SOA_RNAME.length + 20);
+  soa.set(SOA_MNAME);
+  soa.set(SOA_RNAME, SOA_MNAME.length);
+  // serial 1, refresh 1800, retry 900, expire 604800, minimum = the block TTL
+  const view = new DataView(soa.buffer, SOA_MNAME.length + SOA_RNAME.length);
+  [1, 1800, 900, 604800, ttl].forEach((value, i) => view.setUint32(4 * i, value));
+  return {
+    nxdomain: mode.kind === "nxdomain",
+    ipv4: address(sinkhole.ipv4, "0.0.0.0", 4),
+    ipv6: address(sinkhole.ipv6, "::", 6),
+    ttl,
+    soa,
+  };
+}
+
+/**
+ * A blocked name's answer (AA clear: it is a policy, not the domain's data): NXDOMAIN, or the
+ * sinkhole address for A and AAAA and NODATA for other types. Negative answers carry the SOA,
+ * owned by the qname, whose short minimum bounds how long clients cache them.
+ */
+function blockedReply(query: Query, how: Blocking, limit: number): Uint8Array {
+  const q = query.question!;
+  const soa: ResourceRecord = { name: q.name, type: RRType.SOA, class: CLASS_IN, ttl: how.ttl, rdata: how.soa };
+  if (how.nxdomain) return encode(query, Rcode.NXDOMAIN, false, { ...NO_RECORDS, authority: [soa] }, limit);
+  const address = q.type === RRType.A ? how.ipv4 : q.type === RRType.AAAA ? how.ipv6 : null;
+  if (address === null) return encode(query, Rcode.NOERROR, false, { ...NO_RECORDS, authority: [soa] }, limit);
+  const record: ResourceRecord = { name: q.name, type: q.type, class: CLASS_IN, ttl: how.ttl, rdata: address };
+  return encode(query, Rcode.NOERROR, false, { ...NO_RECORDS, answer: [record] }, limit);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cache
+
+/** An upstream's answer as kept: its sections with TTLs already capped, and when it came. */
+export interface CachedAnswer extends Sections {
+  rcode: number;
+  /** When it was received (ms); TTLs in replies count down from there. */
+  receivedAt: number;
+  /** Seconds it may be reused; 0 when it must not be kept. */
+  ttl: number;
+  /** Its size on the wire: what it costs the cache's byte budget. */
+  size: number;
+}
+
+/** The SOA MINIMUM field: the last four octets of the (uncompressed) RDATA. */
+function soaMinimum(rdata: Uint8Array): number {
+  if (rdata.length < 22) return 0;
+  return new DataView(rdata.buffer, rdata.byteOffset + rdata.length - 4).getUint32(0);
+}
+
+/**
+ * What to keep of an upstream's reply. Every TTL is capped at `maxTtl` (a TTL with the top bit
+ * set is 0, RFC 2181 section 8), and the answer is reused for the smallest TTL of its answer and
+ * authority records. A negative answer (NXDOMAIN, or no answer records) is kept per RFC 2308:
+ * for the SOA's TTL or its MINIMUM, whichever is smaller — and not at all without a SOA.
+ */
+export function toCachedAnswer(message: Message, receivedAt: number, size: number, maxTtl: number): CachedAnswer {
+  const cap = (ttl: number) => (ttl > MAX_TTL ? 0 : Math.min(ttl, maxTtl));
+  const negative = message.rcode === Rcode.NXDOMAIN || message.answer.length === 0;
+  let ttl = maxTtl;
+  let soa = false;
+  const answer = message.answer.map((rr) => ({ ...rr, ttl: cap(rr.ttl) }));
+  for (const rr of answer) ttl = Math.min(ttl, rr.ttl);
+  const authority = message.authority.map((rr) => {
+    let t = cap(rr.ttl);
+    if (negative && rr.type === RRType.SOA) {
+      soa = true;
+      t = Math.min(t, soaMinimum(rr.rdata));
+    }
+    ttl = Math.min(ttl, t);
+    return { ...rr, ttl: t };
+  });
+  const additional = message.additional.map((rr) => ({ ...rr, ttl: cap(rr.ttl) }));
+  return { rcode: message.rcode, answer, authority, additional, receivedAt, ttl: negative && !soa ? 0 : ttl, size };
+}
+
+/** The sections with every TTL counted down by the whole seconds since the answer came. */
+function agedSections(entry: CachedAnswer, now: number): Sections {
+  const elapsed = Math.max(0, Math.floor((now - entry.receivedAt) / 1000));
+  if (elapsed === 0) return entry;
+  const age = (rr: ResourceRecord) => ({ ...rr, ttl: Math.max(0, rr.ttl - elapsed) });
+  return { answer: entry.answer.map(age), authority: entry.authority.map(age), additional: entry.additional.map(age) };
+}
+
+/** Lower-cased qname octets and the type: one cached answer per question. */
+export function cacheKey(name: Name, type: number): string {
+  let key = String.fromCharCode(type);
+  for (const label of name) {
+    key += String.fromCharCode(label.length);
+    for (let i = 0; i < label.length; i++) {
+      const b = label[i]!;
+      key += String.fromCharCode(b >= 0x41 && b <= 0x5a ? b + 0x20 : b);
+    }
+  }
+  return key;
+}
+
+/**
+ * Answers by question, least recently used first out, bounded both in entries and in octets (a
+ * client asking for large TXT records must not grow it past its budget). An expired entry is
+ * dropped when it is next asked for, or when it reaches the front.
+ */
+export class ResolverCache {
+  /** Map order is use order: a hit moves the entry to the end. */
+  private readonly entries = new Map<string, CachedAnswer>();
+  private bytes = 0;
+
+  constructor(
+    readonly maxEntries: number,
+    readonly maxBytes: number,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: string, now: number): CachedAnswer | null {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return null;
+    this.entries.delete(key);
+    if (now >= entry.receivedAt + entry.ttl * 1000) {
+      this.bytes -= entry.size;
+      return null;
+    }
+    this.entries.set(key, entry);
+    return entry;
+  }
+
+  set(key: string, entry: CachedAnswer): void {
+    if (entry.ttl <= 0 || this.maxEntries <= 0 || entry.size > this.maxBytes) return;
+    const old = this.entries.get(key);
+    if (old !== undefined) {
+      this.entries.delete(key);
+      this.bytes -= old.size;
+    }
+    this.entries.set(key, entry);
+    this.bytes += entry.size;
+    for (const [oldest, evicted] of this.entries) {
+      if (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
+      this.entries.delete(oldest);
+      this.bytes -= evicted.size;
+    }
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.bytes = 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstreams
+
+interface ResolvedUpstream extends Upstream {
+  family: 4 | 6;
+  /** The address in canonical form, to compare with what Bun reports. */
+  canonical: string;
+}
+
+interface UpstreamReply {
+  message: Message;
+  size: number;
+}
+
+function resolveUpstream(upstream: Upstream): ResolvedUpstream {
+  const ip = parseIp(upstream.address);
+  if (ip === null) throw new Error(`the upstream ${JSON.stringify(upstream.address)} is not an IP address`);
+  if (!Number.isInteger(upstream.port) || upstream.port < 1 || upstream.port > 65535) {
+    throw new Error(`the upstream ${upstream.address} has an invalid port ${upstream.port}`);
+  }
+  return { ...upstream, family: ip.family, canonical: formatIp(unmapIpv4(ip)) };
+}
+
+function sameAddress(reported: string, upstream: ResolvedUpstream): boolean {
+  const ip = parseIp(reported);
+  return ip !== null && formatIp(unmapIpv4(ip)) === upstream.canonical;
+}
+
+const randomId = () => crypto.getRandomValues(new Uint16Array(1))[0]!;
+
+/** Our query: RD set (the upstream is a resolver), and an OPT record offering our payload size. */
+function upstreamQuery(id: number, q: Question): Uint8Array {
+  const qname = nameToWire(q.name);
+  const packet = new Uint8Array(HEADER_LENGTH + qname.length + 4 + 11);
+  const view = new DataView(packet.buffer);
+  view.setUint16(0, id);
+  view.setUint16(2, 0x0100);
+  view.setUint16(4, 1);
+  view.setUint16(10, 1);
+  packet.set(qname, HEADER_LENGTH);
+  let at = HEADER_LENGTH + qname.length;
+  view.setUint16(at, q.type);
+  view.setUint16(at + 2, q.class);
+  at += 4;
+  view.setUint16(at + 1, 41); // OPT, owned by the root (the zero octet before it)
+  view.setUint16(at + 3, EDNS_PAYLOAD_SIZE);
+  return packet;
+}
+
+/**
+ * The reply to our query `id` for `q`, or null when `wire` is not it: another ID, not a response,
+ * malformed, another opcode, or a question other than ours (case aside).
+ */
+function matchingReply(wire: Uint8Array, id: number, q: Question): UpstreamReply | null {
+  if (wire.length < HEADER_LENGTH || ((wire[0]! << 8) | wire[1]!) !== id || (wire[2]! & 0x80) === 0) return null;
+  let message: Message;
+  try {
+    message = decodeMessage(wire);
+  } catch {
+    return null;
+  }
+  if (message.opcode !== Opcode.QUERY || message.questions.length !== 1) return null;
+  const asked = message.questions[0]!;
+  if (asked.type !== q.type || asked.class !== q.class || !nameEquals(asked.name, q.name)) return null;
+  return { message, size: wire.length };
+}
+
+/** Cancels of the exchanges under way, so that stopping the resolver closes their sockets. */
+type Exchanges = Set<() => void>;
+
+/**
+ * One UDP exchange on a socket of its own, connected to the upstream: the kernel then delivers
+ * only the upstream's datagrams (and reports its ICMP errors, which end the exchange early). A
+ * datagram that is not the reply is ignored, and the exchange waits on until its timeout.
+ */
+function exchangeUdp(outbound: Outbound, upstream: ResolvedUpstream, packet: Uint8Array, accept: (wire: Uint8Array) => UpstreamReply | null, timeoutMs: number, exchanges: Exchanges): Promise<UpstreamReply | null> {
+  return new Promise((resolve) => {
+    let socket: udp.ConnectedSocket<"uint8array"> | null = null;
+    let done = false;
+    const finish = (reply: UpstreamReply | null) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      exchanges.delete(cancel);
+      socket?.close();
+      resolve(reply);
+    };
+    const cancel = () => finish(null);
+    const timer = setTimeout(cancel, timeoutMs);
+    exchanges.add(cancel);
+    outbound
+      .udpSocket({
+        hostname: upstream.family === 6 ? "::" : "0.0.0.0",
+        port: 0,
+        binaryType: "uint8array",
+        connect: { hostname: upstream.address, port: upstream.port },
+        socket: {
+          data: (_socket, data, port, address) => {
+            if (port !== upstream.port || !sameAddress(address, upstream)) return;
+            const reply = accept(data);
+            if (reply !== null) finish(reply);
+          },
+          error: cancel,
+        },
+      })
+      .then(
+        (s) => {
+          socket = s;
+          if (done) s.close();
+          else if (!s.send(packet)) finish(null);
+        },
+        cancel,
+      );
+  });
+}
+
+/** One TCP exchange (RFC 7766) on a connection of its own: one framed query, one framed reply. */
+function exchangeTcp(outbound: Outbound, upstream: ResolvedUpstream, packet: Uint8Array, accept: (wire: Uint8Array) => UpstreamReply | null, timeoutMs: number, exchanges: Exchanges): Promise<UpstreamReply | null> {
+  return new Promise((resolve) => {
+    let socket: Socket<undefined> | null = null;
+    let done = false;
+    let received = new Uint8Array(0);
+    const finish = (reply: UpstreamReply | null) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      exchanges.delete(cancel);
+      socket?.terminate();
+      resolve(reply);
+    };
+    const cancel = () => finish(null);
+    const timer = setTimeout(cancel, timeoutMs);
+    exchanges.add(cancel);
+    const framed = new Uint8Array(2 + packet.length);
+    framed[0] = packet.length >>> 8;
+    framed[1] = packet.length & 0xff;
+    framed.set(packet, 2);
+    outbound
+      .connect({
+        hostname: upstream.address,
+        port: upstream.port,
+        socket: {
+          open: (s) => {
+            socket = s;
+            // A query is a few hundred octets: a fresh socket takes it whole, or something is wrong.
+            if (s.write(framed) !== framed.length) cancel();
+          },
+          data: (_s, chunk) => {
+            const joined = new Uint8Array(received.length + chunk.length);
+            joined.set(received);
+            joined.set(chunk, received.length);
+            received = joined;
+            if (received.length < 2) return;
+            const length = (received[0]! << 8) | received[1]!;
+            if (received.length >= 2 + length) finish(accept(received.subarray(2, 2 + length)));
+          },
+          close: cancel,
+          error: cancel,
+          connectError: cancel,
+        },
+      })
+      .then(
+        (s) => {
+          socket = s;
+          if (done) s.terminate();
+        },
+        cancel,
+      );
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The answer path
+
+/** Upstream questions under way at once; past it, new questions fail at once (SERVFAIL). */
+const MAX_IN_FLIGHT = 1024;
+/** The cache's octet budget: about 64 MiB of answers as they came on the wire. */
+const CACHE_MAX_BYTES = 64 << 20;
+/** At most one log line per this many milliseconds for failures (a flood must not flood the log). */
+const ERROR_LOG_INTERVAL_MS = 1000;
+
+const toRecord = (rr: RR): ResourceRecord => ({ name: rr.name, type: rr.type, class: CLASS_IN, ttl: rr.ttl, rdata: rr.rdata });
+
+/** Everything between a query packet and its reply, for both transports. */
+class ResolverCore {
+  readonly counters = { queries: 0, blocked: 0, local: 0, cacheHits: 0, cacheMisses: 0, forwarded: 0, upstreamFailures: 0, refused: 0, servfail: 0 };
+  readonly cache: ResolverCache;
+  readonly exchanges: Exchanges = new Set();
+  private readonly inFlight = new Map<string, Promise<CachedAnswer | null>>();
+  private readonly upstreams: ResolvedUpstream[];
+  /** Null when there is no upstream: then nothing here can open a socket. */
+  private readonly outbound: Outbound | null;
+  private readonly allowed: (client: string) => boolean;
+  private readonly blocking: Blocking;
+  private readonly now: () => number;
+  private readonly maxTtl: number;
+  private readonly timeoutMs: number;
+  private lastErrorLog = 0;
+  private suppressed = 0;
+  stopped = false;
+
+  constructor(private readonly options: ResolverOptions) {
+    this.upstreams = options.upstreams.map(resolveUpstream);
+    this.outbound = this.upstreams.length > 0 ? (options.outbound ?? bunOutbound) : null;
+    this.allowed = options.allowedClients ?? loopbackOnly;
+    this.blocking = blocking(options.blockMode, nonNegative(options.blockTtl ?? 10, "blockTtl"));
+    this.now = options.now ?? Date.now;
+    this.maxTtl = nonNegative(options.cacheMaxTtl ?? 86_400, "cacheMaxTtl");
+    this.timeoutMs = options.upstreamTimeoutMs ?? 2000;
+    this.cache = new ResolverCache(nonNegative(options.cacheSize ?? 10_000, "cacheSize"), CACHE_MAX_BYTES);
+  }
+
+  /**
+   * The reply to one packet, or null when nothing must be sent: no whole header, a response
+   * (answering those is how reflection loops start), or a malformed packet from a stranger.
+   * Never rejects. The packet is fully read before the first await, so its buffer may be reused.
+   */
+  async answer(packet: Uint8Array, client: string, transport: "udp" | "tcp"): Promise<Uint8Array | null> {
+    if (packet.length < HEADER_LENGTH || (packet[2]! & 0x80) !== 0) return null;
+    this.counters.queries++;
+    let query: Query;
+    try {
+      query = decodeQuery(packet);
+    } catch {
+      return this.allowed(client) ? encodeFormErr(packet) : null;
+    }
+    const edns = query.edns;
+    const limit =
+      transport === "tcp" ? TCP_MAX_MESSAGE : edns ? Math.min(Math.max(edns.udpPayloadSize, CLASSIC_UDP_SIZE), EDNS_PAYLOAD_SIZE) : CLASSIC_UDP_SIZE;
+    try {
+      return await this.reply(query, client, limit);
+    } catch (e) {
+      this.failed(e);
+      this.counters.servfail++;
+      try {
+        return encode(query, Rcode.SERVFAIL, false, NO_RECORDS, limit);
+      } catch {
+        return bareServfail(packet);
+      }
+    }
+  }
+
+  private async reply(query: Query, client: string, limit: number): Promise<Uint8Array> {
+    const refuse = () => {
+      this.counters.refused++;
+      return encode(query, Rcode.REFUSED, false, NO_RECORDS, limit);
+    };
+    if (!this.allowed(client)) return refuse();
+    if (query.edns && query.edns.version > 0) return encode(query, Rcode.BADVERS, false, NO_RECORDS, limit);
+    const q = query.question;
+    if (query.opcode !== Opcode.QUERY || q === null || q.type === TYPE_MAILA || q.type === TYPE_MAILB) {
+      return encode(query, Rcode.NOTIMP, false, NO_RECORDS, limit);
+    }
+    // Other classes, zone transfers and signed queries are an authoritative server's business.
+    if (q.class !== CLASS_IN || q.type === TYPE_AXFR || q.type === TYPE_IXFR || query.tsigStart >= 0) return refuse();
+
+    const zone = this.options.local?.find(q.name) ?? null;
+    if (zone !== null) {
+      const answer = zone.lookup(q.name, q.type);
+      // A referral is not an answer: a name delegated away is resolved like any other.
+      if (answer.aa) {
+        this.counters.local++;
+        const sections = { answer: answer.answer.map(toRecord), authority: answer.authority.map(toRecord), additional: answer.additional.map(toRecord) };
+        return encode(query, answer.rcode, true, sections, limit);
+      }
+    }
+
+    if (this.blocked(q.name)) {
+      this.counters.blocked++;
+      return blockedReply(query, this.blocking, limit);
+    }
+
+    if (this.outbound === null) {
+      if (this.options.log.enabled("debug")) {
+        this.options.log.debug("dns resolver refused a query: no upstream is configured", { client, qname: nameToText(q.name) });
+      }
+      return refuse();
+    }
+
+    const key = cacheKey(q.name, q.type);
+    let entry = this.cache.get(key, this.now());
+    if (entry !== null) this.counters.cacheHits++;
+    else {
+      this.counters.cacheMisses++;
+      entry = await this.resolve(key, q, this.outbound);
+    }
+    if (entry === null) {
+      this.counters.servfail++;
+      return encode(query, Rcode.SERVFAIL, false, NO_RECORDS, limit);
+    }
+    if (this.cloaked(entry)) {
+      this.counters.blocked++;
+      return blockedReply(query, this.blocking, limit);
+    }
+    return encode(query, entry.rcode, false, agedSections(entry, this.now()), limit);
+  }
+
+  /** Listed and not excepted. */
+  private blocked(name: Name): boolean {
+    return this.options.blocklist.match(name) !== null && (this.options.allowlist?.match(name) ?? null) === null;
+  }
+
+  /** Whether a CNAME in the answer leads into a blocked domain. */
+  private cloaked(entry: CachedAnswer): boolean {
+    for (const rr of entry.answer) {
+      if (rr.type !== RRType.CNAME) continue;
+      let target: Name;
+      try {
+        target = nameFromWire(rr.rdata, 0).name;
+      } catch {
+        continue;
+      }
+      if (this.blocked(target)) return true;
+    }
+    return false;
+  }
+
+  /** The upstreams' answer to `q`, shared with every query asking the same while it is under way. */
+  private resolve(key: string, q: Question, outbound: Outbound): Promise<CachedAnswer | null> {
+    const pending = this.inFlight.get(key);
+    if (pending !== undefined) return pending;
+    if (this.inFlight.size >= MAX_IN_FLIGHT) {
+      this.failed(new Error(`more than ${MAX_IN_FLIGHT} upstream questions under way`));
+      return Promise.resolve(null);
+    }
+    const promise = this.forward(q, outbound).then((entry) => {
+      this.inFlight.delete(key);
+      if (entry !== null) this.cache.set(key, entry);
+      return entry;
+    });
+    this.inFlight.set(key, promise);
+    return promise;
+  }
+
+  /** Each upstream in turn until one answers with NOERROR or NXDOMAIN. */
+  private async forward(q: Question, outbound: Outbound): Promise<CachedAnswer | null> {
+    this.counters.forwarded++;
+    // Asked in lower case: the answer is shared by every spelling of the name.
+    const question: Question = { name: lowerName(q.name), type: q.type, class: q.class };
+    for (const upstream of this.upstreams) {
+      if (this.stopped) return null;
+      const reply = await this.ask(upstream, question, outbound);
+      const rcode = reply?.message.rcode;
+      if (reply !== null && !reply.message.tc && (rcode === Rcode.NOERROR || rcode === Rcode.NXDOMAIN)) {
+        return toCachedAnswer(reply.message, this.now(), reply.size, this.maxTtl);
+      }
+      this.counters.upstreamFailures++;
+      if (this.options.log.enabled("debug")) {
+        this.options.log.debug("dns resolver upstream gave no answer", {
+          upstream: `${upstream.address}:${upstream.port}`,
+          qname: nameToText(question.name),
+          rcode: rcode ?? null,
+        });
+      }
+    }
+    return null;
+  }
+
+  /** One upstream: UDP, then TCP when the UDP reply was truncated. */
+  private async ask(upstream: ResolvedUpstream, q: Question, outbound: Outbound): Promise<UpstreamReply | null> {
+    const udpId = randomId();
+    const reply = await exchangeUdp(outbound, upstream, upstreamQuery(udpId, q), (wire) => matchingReply(wire, udpId, q), this.timeoutMs, this.exchanges);
+    if (reply === null || !reply.message.tc || this.stopped) return reply;
+    const tcpId = randomId();
+    return exchangeTcp(outbound, upstream, upstreamQuery(tcpId, q), (wire) => matchingReply(wire, tcpId, q), this.timeoutMs, this.exchanges);
+  }
+
+  /** Logs an unexpected error, at most once a second (a bound function: handlers pass it around). */
+  readonly failed = (error: unknown): void => {
+    const now = Date.now();
+    if (now - this.lastErrorLog < ERROR_LOG_INTERVAL_MS) {
+      this.suppressed++;
+      return;
+    }
+    this.lastErrorLog = now;
+    this.options.log.error("dns resolver failure", { error: error instanceof Error ? error.message : String(error), suppressed: this.suppressed });
+    this.suppressed = 0;
+  };
+
+  /** Ends every exchange under way (their queries then answer SERVFAIL). */
+  stop(): void {
+    this.stopped = true;
+    for (const cancel of [...this.exchanges]) cancel();
+  }
+}
+
+function nonNegative(value: number, what: string): number {
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${what} must be a whole number ≥ 0, not ${value}`);
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listeners
+
+/** Reply octets queued on a TCP connection that is not reading them before it is dropped. */
+const MAX_TCP_BACKLOG = 1 << 20;
+/** Queries one TCP connection may have waiting for an answer; a client pipelining more is dropped. */
+const MAX_TCP_PENDING = 64;
+
+interface Connection {
+  /** Received octets not yet making a whole frame (length prefix included). */
+  pending: Uint8Array | null;
+  pendingLength: number;
+  /** Reply octets the kernel did not take yet. */
+  backlog: Uint8Array | null;
+  timer: ReturnType<typeof setTimeout> | null;
+  client: string;
+  /** Queries read and not answered yet. */
+  answering: number;
+  closed: boolean;
+}
+
+/** The listeners of one resolver; replies are written as they come, in any order (RFC 7766 section 7). */
+class ResolverListeners {
+  readonly connections = new Set<Socket<Connection>>();
+  private stopping = false;
+  private readonly idleMs: number;
+  private readonly maxConnections: number;
+
+  constructor(
+    readonly core: ResolverCore,
+    options: ResolverOptions,
+  ) {
+    this.idleMs = options.tcpIdleMs ?? 10_000;
+    this.maxConnections = options.maxTcpConnections ?? 256;
+  }
+
+  readonly udpHandler: udp.SocketHandler<"uint8array"> = {
+    data: (socket, data, port, address) => {
+      this.core.answer(data, address, "udp").then((reply) => {
+        if (reply === null || socket.closed) return;
+        try {
+          socket.send(reply, port, address);
+        } catch (e) {
+          this.core.failed(e);
+        }
+      }, this.core.failed);
+    },
+    // Bun reports ICMP errors here (a client gone), sometimes without an Error.
+    error: () => {},
+  };
+
+  readonly tcpHandler: import("bun").SocketHandler<Connection> = {
+    open: (socket) => {
+      const connection: Connection = { pending: null, pendingLength: 0, backlog: null, timer: null, client: socket.remoteAddress, answering: 0, closed: false };
+      socket.data = connection;
+      if (this.stopping || this.connections.size >= this.maxConnections) {
+        connection.closed = true;
+        socket.terminate();
+        return;
+      }
+      this.connections.add(socket);
+      connection.timer = setTimeout(closeIdle, this.idleMs, socket);
+    },
+    data: (socket, data) => {
+      const connection = socket.data;
+      if (!connection || connection.closed) return;
+      connection.timer?.refresh();
+      try {
+        this.tcpData(socket, connection, data);
+      } catch (e) {
+        this.core.failed(e);
+        this.drop(socket);
+      }
+    },
+    drain: (socket) => {
+      const connection = socket.data;
+      if (!connection || connection.closed || connection.backlog === null) return;
+      const backlog = connection.backlog;
+      connection.backlog = null;
+      this.write(socket, connection, backlog);
+    },
+    close: (socket) => this.closed(socket),
+    error: (socket) => this.closed(socket),
+  };
+
+  /** Frames out whole messages and answers each; what is left waits for the next chunk. */
+  private tcpData(socket: Socket<Connection>, connection: Connection, data: Uint8Array): void {
+    let buffer = data;
+    let end = data.length;
+    if (connection.pendingLength > 0) {
+      const joined = new Uint8Array(connection.pendingLength + data.length);
+      joined.set(connection.pending!.subarray(0, connection.pendingLength));
+      joined.set(data, connection.pendingLength);
+      buffer = joined;
+      end = joined.length;
+      connection.pending = null;
+      connection.pendingLength = 0;
+    }
+    let at = 0;
+    while (end - at >= 2) {
+      const length = (buffer[at]! << 8) | buffer[at + 1]!;
+      // A frame shorter than a header cannot be a message: the stream is garbage, stop reading it.
+      if (length < HEADER_LENGTH || connection.answering >= MAX_TCP_PENDING) {
+        this.drop(socket);
+        return;
+      }
+      if (end - at - 2 < length) break;
+      connection.answering++;
+      this.core.answer(buffer.subarray(at + 2, at + 2 + length), connection.client, "tcp").then(
+        (reply) => {
+          connection.answering--;
+          if (reply === null || connection.closed) return;
+          const frame = new Uint8Array(2 + reply.length);
+          frame[0] = reply.length >>> 8;
+          frame[1] = reply.length & 0xff;
+          frame.set(reply, 2);
+          connection.timer?.refresh();
+          this.write(socket, connection, frame);
+        },
+        (e) => {
+          connection.answering--;
+          this.core.failed(e);
+        },
+      );
+      at += 2 + length;
+    }
+    if (at < end) {
+      connection.pending = buffer.slice(at, end);
+      connection.pendingLength = end - at;
+    }
+  }
+
+  /** Writes `bytes`, keeping what the kernel does not take for the next drain. */
+  private write(socket: Socket<Connection>, connection: Connection, bytes: Uint8Array): void {
+    if (connection.backlog !== null) {
+      if (connection.backlog.length + bytes.length > MAX_TCP_BACKLOG) {
+        this.drop(socket);
+        return;
+      }
+      const joined = new Uint8Array(connection.backlog.length + bytes.length);
+      joined.set(connection.backlog);
+      joined.set(bytes, connection.backlog.length);
+      connection.backlog = joined;
+      return;
+    }
+    const written = socket.write(bytes);
+    if (written < 0) this.drop(socket);
+    else if (written < bytes.length) connection.backlog = bytes.subarray(written);
+  }
+
+  drop(socket: Socket<Connection>): void {
+    socket.terminate();
+    this.closed(socket);
+  }
+
+  private closed(socket: Socket<Connection>): void {
+    const connection = socket.data;
+    if (connection && !connection.closed) {
+      connection.closed = true;
+      if (connection.timer !== null) clearTimeout(connection.timer);
+      connection.timer = null;
+      connection.pending = null;
+      connection.backlog = null;
+    }
+    this.connections.delete(socket);
+  }
+
+  closeAll(): void {
+    this.stopping = true;
+    for (const socket of [...this.connections]) this.drop(socket);
+  }
+}
+
+/** Idle: nothing received for a while and no answer owed. */
+function closeIdle(socket: Socket<Connection>): void {
+  const connection = socket.data;
+  if (!connection || connection.closed) return;
+  if (connection.answering > 0) {
+    connection.timer?.refresh();
+    return;
+  }
+  connection.timer = null;
+  socket.end();
+}
+
+/**
+ * Binds every UDP and TCP address and serves. Throws on invalid options (an upstream that is not
+ * an IP address, a bad sinkhole address) and when a bind fails, after closing what was bound.
+ */
+export async function startResolver(options: ResolverOptions): Promise<Resolver> {
+  const core = new ResolverCore(options);
+  const listeners = new ResolverListeners(core, options);
+  const udpSockets: udp.Socket<"uint8array">[] = [];
+  const tcpListeners: import("bun").TCPSocketListener<Connection>[] = [];
+
+  const stop: Stop = async () => {
+    for (const listener of tcpListeners) listener.stop(false);
+    listeners.closeAll();
+    core.stop();
+    for (const listener of tcpListeners) listener.stop(true);
+    for (const socket of udpSockets) socket.close();
+    tcpListeners.length = 0;
+    udpSockets.length = 0;
+  };
+
+  try {
+    for (const { address, port } of options.udp) {
+      udpSockets.push(await Bun.udpSocket({ hostname: address, port, binaryType: "uint8array", socket: listeners.udpHandler }));
+    }
+    for (const { address, port } of options.tcp) {
+      tcpListeners.push(Bun.listen<Connection>({ hostname: address, port, socket: listeners.tcpHandler }));
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+
+  const udpPorts = udpSockets.map((s) => s.port);
+  const tcpPorts = tcpListeners.map((l) => l.port);
+  options.log.info("dns resolver listening", {
+    udp: udpPorts,
+    tcp: tcpPorts,
+    upstreams: options.upstreams.map((u) => `${u.address}:${u.port}`),
+    blocklist: options.blocklist.size,
+    allowlist: options.allowlist?.size ?? 0,
+    // Said once, plainly: with no upstream the resolver answers only blocked and local names.
+    ...(options.upstreams.length === 0 ? { forwarding: "off: names that are neither blocked nor local are refused" } : {}),
+  });
+  return {
+    udpPorts,
+    tcpPorts,
+    stop,
+    stats: () => ({ ...core.counters, cached: core.cache.size }),
+  };
+}

@@ -1,0 +1,601 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { createLogger, silentLogger } from "../../../src/log.ts";
+import { DomainSet } from "../../../plugins/dns/blocklist.ts";
+import { decodeMessage, decodeQuery, encodeResponse, Rcode, type Message, type Query, type ResourceRecord } from "../../../plugins/dns/message.ts";
+import { nameToText, parseName } from "../../../plugins/dns/names.ts";
+import { RRType, rdataToText } from "../../../plugins/dns/rdata.ts";
+import {
+  allowClients,
+  bunOutbound,
+  startResolver,
+  type Outbound,
+  type Resolver,
+  type ResolverOptions,
+} from "../../../plugins/dns/resolver.ts";
+import { startDnsServer, ZoneTable, type QueryEvent } from "../../../plugins/dns/server.ts";
+import { Zone } from "../../../plugins/dns/zone.ts";
+import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+import { buildQuery, DnsClient, freeUdpTcpPort, queryTcp } from "../../helpers/reference-dns.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+const build = (origin: string, text: string) => {
+  const o = parseName(origin, null);
+  return Zone.build(o, parseZoneFile(text, { origin: o, defaultTtl: 3600 }));
+};
+
+const bigTxt = Array.from({ length: 20 }, (_, i) => `big TXT "${String(i).padStart(3, "0")}${"b".repeat(196)}"`).join("\n");
+
+/** What the upstream serves: an ordinary zone, a short TTL, a CNAME into a blocked domain, an answer too big for UDP. */
+const UPSTREAM_ZONES = [
+  build(
+    "example.org.",
+    `$TTL 3600
+@ SOA ns1 hostmaster 1 1h 15m 1w 300
+@ NS ns1
+ns1 A 192.0.2.53
+www A 192.0.2.1
+www AAAA 2001:db8::1
+short 30 A 192.0.2.2
+cloak CNAME x.ads.example.net.
+${bigTxt}
+`,
+  ),
+  build(
+    "example.net.",
+    `$TTL 600
+@ SOA ns1 hostmaster 1 1h 15m 1w 60
+@ NS ns1
+ns1 A 192.0.2.54
+ok.ads A 192.0.2.9
+`,
+  ),
+];
+
+const LOCAL_ZONE = build(
+  "mesh.internal.",
+  `$TTL 60
+@ SOA ns hostmaster 1 1h 15m 1w 60
+@ NS ns
+ns A 10.0.0.1
+db A 10.0.0.5
+`,
+);
+
+const blocklist = DomainSet.from(["ads.example.net", "tracker.example", "*.wild.example"]);
+const allowlist = DomainSet.from(["ok.ads.example.net"]);
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** The repo's own authoritative server on one port for UDP and TCP, counting what it is asked. */
+async function startUpstream(): Promise<{ port: number; events: Array<Pick<QueryEvent, "transport" | "qtype"> & { qname: string }> }> {
+  const zones = new ZoneTable();
+  for (const zone of UPSTREAM_ZONES) zones.set(zone);
+  const events: Array<Pick<QueryEvent, "transport" | "qtype"> & { qname: string }> = [];
+  for (let attempt = 1; ; attempt++) {
+    const port = await freeUdpTcpPort();
+    try {
+      const server = await startDnsServer({
+        udp: [{ address: "127.0.0.1", port }],
+        tcp: [{ address: "127.0.0.1", port }],
+        zones,
+        log: silentLogger,
+        observer: { observe: (e) => events.push({ transport: e.transport, qtype: e.qtype, qname: nameToText(e.qname) }) },
+      });
+      cleanups.push(server.stop);
+      return { port, events };
+    } catch (e) {
+      if (attempt === 3) throw e;
+    }
+  }
+}
+
+interface Started {
+  resolver: Resolver;
+  client: DnsClient;
+  udp: number;
+  tcp: number;
+  ask(name: string, type?: number, edns?: boolean): Promise<Message & { wire: Uint8Array }>;
+  askTcp(name: string, type?: number): Promise<Message & { wire: Uint8Array }>;
+}
+
+async function start(options: Partial<ResolverOptions> = {}): Promise<Started> {
+  const resolver = await startResolver({
+    udp: [{ address: "127.0.0.1", port: 0 }],
+    tcp: [{ address: "127.0.0.1", port: 0 }],
+    upstreams: [],
+    blocklist,
+    allowlist,
+    blockMode: { kind: "sinkhole" },
+    log: silentLogger,
+    upstreamTimeoutMs: 500,
+    ...options,
+  });
+  cleanups.push(resolver.stop);
+  const [udp, tcp] = [resolver.udpPorts[0]!, resolver.tcpPorts[0]!];
+  const client = await DnsClient.open(udp, { timeoutMs: 3000, retries: 0 });
+  cleanups.push(() => client.close());
+  const packet = (name: string, type: number, edns: boolean) =>
+    buildQuery({ name: parseName(name.endsWith(".") ? name : `${name}.`, null), type, rd: true, ...(edns ? { edns: { payload: 1232 } } : {}) });
+  return {
+    resolver,
+    client,
+    udp,
+    tcp,
+    ask: (name, type = RRType.A, edns = true) => client.query(packet(name, type, edns)),
+    askTcp: (name, type = RRType.A) => queryTcp(tcp, packet(name, type, true)),
+  };
+}
+
+/** An Outbound that counts every socket asked of it. */
+function countingOutbound(): Outbound & { count: number } {
+  const counter = {
+    count: 0,
+    udpSocket: (options: Parameters<Outbound["udpSocket"]>[0]) => {
+      counter.count++;
+      return bunOutbound.udpSocket(options);
+    },
+    connect: (options: Parameters<Outbound["connect"]>[0]) => {
+      counter.count++;
+      return bunOutbound.connect(options);
+    },
+  };
+  return counter;
+}
+
+const rdata = (m: Message, section: "answer" | "authority" = "answer") => m[section].map((rr) => `${nameToText(rr.name)} ${rr.ttl} ${rr.type} ${rdataToText(rr.type, rr.rdata)}`);
+
+/** A port nobody listens on (UDP there is answered by ICMP port unreachable). */
+async function deadPort(): Promise<number> {
+  const socket = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+  const port = socket.port;
+  socket.close();
+  return port;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking
+
+describe("blocked names", () => {
+  test("are sinkholed: A → 0.0.0.0, AAAA → ::, other types NODATA with a short SOA; AA clear, RA set", async () => {
+    const { ask, resolver } = await start();
+    const a = await ask("x.ads.example.net");
+    expect(a.rcode).toBe(Rcode.NOERROR);
+    expect(a.aa).toBe(false);
+    expect(a.ra).toBe(true);
+    expect(a.rd).toBe(true);
+    expect(rdata(a)).toEqual(["x.ads.example.net. 10 1 0.0.0.0"]);
+    const aaaa = await ask("tracker.example", RRType.AAAA);
+    expect(rdata(aaaa)).toEqual(["tracker.example. 10 28 ::"]);
+    const mx = await ask("tracker.example", RRType.MX);
+    expect(mx.rcode).toBe(Rcode.NOERROR);
+    expect(mx.answer).toEqual([]);
+    expect(rdata(mx, "authority")).toEqual(["tracker.example. 10 6 citadel.invalid. hostmaster.citadel.invalid. 1 1800 900 604800 10"]);
+    expect(resolver.stats()).toMatchObject({ queries: 3, blocked: 3, forwarded: 0 });
+  });
+
+  test("the sinkhole addresses and the TTL can be set; the query's case is echoed", async () => {
+    const { ask } = await start({ blockMode: { kind: "sinkhole", ipv4: "192.0.2.250", ipv6: "2001:db8::250" }, blockTtl: 5 });
+    const a = await ask("WWW.Tracker.Example");
+    expect(nameToText(a.questions[0]!.name)).toBe("WWW.Tracker.Example.");
+    expect(rdata(a)).toEqual(["WWW.Tracker.Example. 5 1 192.0.2.250"]);
+    expect(rdata(await ask("tracker.example", RRType.AAAA))).toEqual(["tracker.example. 5 28 2001:db8::250"]);
+  });
+
+  test("NXDOMAIN mode: NXDOMAIN with the synthesized SOA, over UDP and TCP", async () => {
+    const { ask, askTcp } = await start({ blockMode: { kind: "nxdomain" } });
+    for (const reply of [await ask("a.b.tracker.example"), await askTcp("tracker.example", RRType.TXT)]) {
+      expect(reply.rcode).toBe(Rcode.NXDOMAIN);
+      expect(reply.aa).toBe(false);
+      expect(reply.ra).toBe(true);
+      expect(reply.answer).toEqual([]);
+      expect(reply.authority.map((rr) => [rr.type, rr.ttl])).toEqual([[RRType.SOA, 10]]);
+    }
+  });
+
+  test("*.domain blocks below the domain only; the allowlist wins over the blocklist", async () => {
+    const upstream = await startUpstream();
+    const { ask } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }] });
+    expect(rdata(await ask("a.wild.example"))).toEqual(["a.wild.example. 10 1 0.0.0.0"]);
+    // wild.example itself goes upstream (which does not serve it: REFUSED there, so SERVFAIL here).
+    expect((await ask("wild.example")).rcode).toBe(Rcode.SERVFAIL);
+    expect(rdata(await ask("ok.ads.example.net"))).toEqual(["ok.ads.example.net. 600 1 192.0.2.9"]);
+    expect(rdata(await ask("no.ads.example.net"))).toEqual(["no.ads.example.net. 10 1 0.0.0.0"]);
+  });
+
+  test("a forwarded answer whose CNAME leads into a blocked domain is blocked (CNAME cloaking)", async () => {
+    const upstream = await startUpstream();
+    const { ask, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }] });
+    expect(rdata(await ask("cloak.example.org"))).toEqual(["cloak.example.org. 10 1 0.0.0.0"]);
+    expect(rdata(await ask("cloak.example.org"))).toEqual(["cloak.example.org. 10 1 0.0.0.0"]); // from the cache too
+    expect(resolver.stats()).toMatchObject({ blocked: 2, forwarded: 1, cacheHits: 1 });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Forwarding and the cache
+
+describe("forwarding", () => {
+  test("answers from the upstream, then from the cache without asking it again", async () => {
+    const upstream = await startUpstream();
+    const { ask, askTcp, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }] });
+    const first = await ask("www.example.org");
+    expect(first.rcode).toBe(Rcode.NOERROR);
+    expect(first.aa).toBe(false);
+    expect(first.ra).toBe(true);
+    expect(first.edns?.udpPayloadSize).toBe(1232);
+    expect(rdata(first)).toEqual(["www.example.org. 3600 1 192.0.2.1"]);
+    expect(upstream.events).toEqual([{ transport: "udp", qtype: RRType.A, qname: "www.example.org." }]);
+
+    const second = await ask("WWW.EXAMPLE.ORG");
+    // The owner is written as a pointer to the question, so it takes the client's case too.
+    expect(rdata(second)).toEqual(["WWW.EXAMPLE.ORG. 3600 1 192.0.2.1"]);
+    expect(nameToText(second.questions[0]!.name)).toBe("WWW.EXAMPLE.ORG.");
+    expect(rdata(await askTcp("www.example.org"))).toEqual(["www.example.org. 3600 1 192.0.2.1"]);
+    expect(upstream.events).toHaveLength(1);
+    expect(resolver.stats()).toMatchObject({ queries: 3, cacheMisses: 1, cacheHits: 2, forwarded: 1, upstreamFailures: 0, cached: 1 });
+  });
+
+  test("TTLs count down with the clock; an expired answer is asked again", async () => {
+    let clock = 1_700_000_000_000;
+    const upstream = await startUpstream();
+    const { ask } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }], now: () => clock });
+    expect(rdata(await ask("short.example.org"))).toEqual(["short.example.org. 30 1 192.0.2.2"]);
+    clock += 12_500;
+    expect(rdata(await ask("short.example.org"))).toEqual(["short.example.org. 18 1 192.0.2.2"]);
+    clock += 17_000;
+    expect(rdata(await ask("short.example.org"))).toEqual(["short.example.org. 1 1 192.0.2.2"]);
+    expect(upstream.events).toHaveLength(1);
+    clock += 1_000;
+    expect(rdata(await ask("short.example.org"))).toEqual(["short.example.org. 30 1 192.0.2.2"]);
+    expect(upstream.events).toHaveLength(2);
+  });
+
+  test("negative answers are cached for the SOA minimum (RFC 2308), with the SOA's TTL counting down", async () => {
+    let clock = 1_700_000_000_000;
+    const upstream = await startUpstream();
+    const { ask } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }], now: () => clock });
+    const nx = await ask("nothing.example.org");
+    expect(nx.rcode).toBe(Rcode.NXDOMAIN);
+    expect(nx.authority.map((rr) => [nameToText(rr.name), rr.type, rr.ttl])).toEqual([["example.org.", RRType.SOA, 300]]);
+    const nodata = await ask("www.example.org", RRType.MX);
+    expect([nodata.rcode, nodata.answer.length, nodata.authority[0]!.ttl]).toEqual([Rcode.NOERROR, 0, 300]);
+    clock += 299_000;
+    expect((await ask("nothing.example.org")).authority[0]!.ttl).toBe(1);
+    expect(upstream.events).toHaveLength(2);
+    clock += 1_000;
+    expect((await ask("nothing.example.org")).rcode).toBe(Rcode.NXDOMAIN);
+    expect(upstream.events).toHaveLength(3);
+  });
+
+  test("cacheMaxTtl caps both how long an answer is kept and the TTLs clients see", async () => {
+    let clock = 1_700_000_000_000;
+    const upstream = await startUpstream();
+    const { ask } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }], now: () => clock, cacheMaxTtl: 60 });
+    expect(rdata(await ask("www.example.org"))).toEqual(["www.example.org. 60 1 192.0.2.1"]);
+    clock += 60_000;
+    await ask("www.example.org");
+    expect(upstream.events).toHaveLength(2);
+  });
+
+  test("the cache is bounded: the least recently used answer goes first", async () => {
+    const upstream = await startUpstream();
+    const { ask, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }], cacheSize: 2 });
+    await ask("www.example.org");
+    await ask("www.example.org", RRType.AAAA);
+    await ask("www.example.org"); // A is now the most recently used
+    await ask("short.example.org"); // evicts AAAA
+    expect(upstream.events).toHaveLength(3);
+    await ask("www.example.org");
+    expect(upstream.events).toHaveLength(3);
+    await ask("www.example.org", RRType.AAAA);
+    expect(upstream.events).toHaveLength(4);
+    expect(resolver.stats().cached).toBe(2);
+  });
+
+  test("identical questions asked at once share one upstream exchange", async () => {
+    const upstream = await startUpstream();
+    const { ask, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }] });
+    const replies = await Promise.all(Array.from({ length: 10 }, () => ask("www.example.org")));
+    for (const reply of replies) expect(rdata(reply)).toEqual(["www.example.org. 3600 1 192.0.2.1"]);
+    expect(upstream.events).toHaveLength(1);
+    expect(resolver.stats()).toMatchObject({ forwarded: 1, cacheMisses: 10 });
+  });
+
+  test("a truncated upstream reply is asked again over TCP; the client gets TC over small UDP, all over TCP", async () => {
+    const upstream = await startUpstream();
+    const { ask, askTcp } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }] });
+    const tcp = await askTcp("big.example.org", RRType.TXT);
+    expect(tcp.rcode).toBe(Rcode.NOERROR);
+    expect(tcp.tc).toBe(false);
+    expect(tcp.answer).toHaveLength(20);
+    expect(upstream.events.map((e) => e.transport)).toEqual(["udp", "tcp"]);
+    const udp = await ask("big.example.org", RRType.TXT, false);
+    expect(udp.tc).toBe(true);
+    expect(udp.wire.length).toBeLessThanOrEqual(512);
+    expect(upstream.events).toHaveLength(2);
+  });
+
+  test("an upstream that is down, then one that times out, are skipped for the next", async () => {
+    const upstream = await startUpstream();
+    const silent = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    cleanups.push(() => silent.close());
+    const { ask, resolver } = await start({
+      upstreams: [
+        { address: "127.0.0.1", port: await deadPort() },
+        { address: "127.0.0.1", port: silent.port },
+        { address: "127.0.0.1", port: upstream.port },
+      ],
+      upstreamTimeoutMs: 200,
+    });
+    const started = performance.now();
+    expect(rdata(await ask("www.example.org"))).toEqual(["www.example.org. 3600 1 192.0.2.1"]);
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(resolver.stats()).toMatchObject({ forwarded: 1, upstreamFailures: 2 });
+  });
+
+  test("stopping ends the exchanges under way at once", async () => {
+    const silent = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    cleanups.push(() => silent.close());
+    const { ask, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: silent.port }], upstreamTimeoutMs: 30_000 });
+    const pending = ask("www.example.org").catch(() => null);
+    await Bun.sleep(50);
+    expect(resolver.stats().cacheMisses).toBe(1);
+    await resolver.stop();
+    await Bun.sleep(10);
+    expect(resolver.stats().upstreamFailures).toBe(1);
+    expect(resolver.stats().servfail).toBe(1);
+    void pending;
+  });
+
+  test("SERVFAIL when no upstream answers; the failure is not cached", async () => {
+    const { ask, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: await deadPort() }] });
+    expect((await ask("www.example.org")).rcode).toBe(Rcode.SERVFAIL);
+    expect((await ask("www.example.org")).rcode).toBe(Rcode.SERVFAIL);
+    expect(resolver.stats()).toMatchObject({ forwarded: 2, upstreamFailures: 2, servfail: 2, cached: 0 });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Anti-spoofing
+
+/** A hand-made upstream: `respond` gets each query and a way to send datagrams back (or from a stranger socket). */
+async function fakeUpstream(respond: (query: Query, reply: (bytes: Uint8Array, fromStranger?: boolean) => void) => void) {
+  // The resolver's connected socket refuses the stranger's datagrams: the ICMP error comes back here.
+  const stranger = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { error() {} } });
+  const socket = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    port: 0,
+    binaryType: "uint8array",
+    socket: {
+      data(s, data, port, address) {
+        const query = decodeQuery(data);
+        respond(query, (bytes, fromStranger) => (fromStranger ? stranger : s).send(bytes, port, address));
+      },
+    },
+  });
+  cleanups.push(() => {
+    socket.close();
+    stranger.close();
+  });
+  return socket.port;
+}
+
+function answerFor(query: Query, address: number[], patch: { id?: number; qname?: string; qr?: boolean } = {}): Uint8Array {
+  const question = patch.qname ? { ...query.question!, name: parseName(patch.qname, null) } : query.question!;
+  const record: ResourceRecord = { name: question.name, type: RRType.A, class: 1, ttl: 300, rdata: Uint8Array.from(address) };
+  const wire = encodeResponse(
+    { id: patch.id ?? query.id, opcode: 0, rcode: 0, aa: false, tc: false, rd: true, ra: false, question, answer: [record], authority: [], additional: [], edns: null },
+    512,
+  );
+  if (patch.qr === false) wire[2]! &= 0x7f;
+  return wire;
+}
+
+describe("anti-spoofing", () => {
+  test("replies with another ID, another question, not marked as replies, or from another port are ignored", async () => {
+    let queries = 0;
+    const port = await fakeUpstream((query, reply) => {
+      queries++;
+      expect(query.rd).toBe(true);
+      reply(answerFor(query, [6, 6, 6, 1], { id: (query.id + 1) & 0xffff }));
+      reply(answerFor(query, [6, 6, 6, 2], { qname: "other.example.org." }));
+      reply(answerFor(query, [6, 6, 6, 3], { qr: false }));
+      reply(answerFor(query, [6, 6, 6, 4]), true);
+      reply(Uint8Array.of(1, 2, 3));
+      setTimeout(() => reply(answerFor(query, [192, 0, 2, 77])), 50);
+    });
+    const { ask, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port }] });
+    expect(rdata(await ask("spoofed.example.org"))).toEqual(["spoofed.example.org. 300 1 192.0.2.77"]);
+    expect(queries).toBe(1);
+    expect(resolver.stats().upstreamFailures).toBe(0);
+  });
+
+  test("only forged replies: the exchange times out and the next upstream answers", async () => {
+    const forger = await fakeUpstream((query, reply) => reply(answerFor(query, [6, 6, 6, 6], { id: query.id ^ 0x5555 })));
+    const honest = await fakeUpstream((query, reply) => reply(answerFor(query, [192, 0, 2, 78])));
+    const { ask, resolver } = await start({
+      upstreams: [
+        { address: "127.0.0.1", port: forger },
+        { address: "127.0.0.1", port: honest },
+      ],
+      upstreamTimeoutMs: 200,
+    });
+    expect(rdata(await ask("x.example.org"))).toEqual(["x.example.org. 300 1 192.0.2.78"]);
+    expect(resolver.stats().upstreamFailures).toBe(1);
+  });
+
+  test("an IPv6 upstream is asked from an IPv6 socket and its replies are recognised", async () => {
+    const socket = await Bun.udpSocket({
+      hostname: "::1",
+      port: 0,
+      binaryType: "uint8array",
+      socket: {
+        data: (s, data, port, address) => {
+          s.send(answerFor(decodeQuery(data), [192, 0, 2, 66]), port, address);
+        },
+      },
+    }).catch(() => null);
+    if (socket === null) {
+      console.warn("no IPv6 loopback here: skipped");
+      return;
+    }
+    cleanups.push(() => socket.close());
+    const { ask } = await start({ upstreams: [{ address: "0:0:0:0:0:0:0:1", port: socket.port }] });
+    expect(rdata(await ask("v6.example.org"))).toEqual(["v6.example.org. 300 1 192.0.2.66"]);
+  });
+
+  test("query IDs and source ports vary from one exchange to the next", async () => {
+    const seen: Array<{ id: number; port: number }> = [];
+    const socket = await Bun.udpSocket({
+      hostname: "127.0.0.1",
+      port: 0,
+      binaryType: "uint8array",
+      socket: {
+        data(s, data, port, address) {
+          const query = decodeQuery(data);
+          seen.push({ id: query.id, port });
+          s.send(answerFor(query, [192, 0, 2, 1]), port, address);
+        },
+      },
+    });
+    cleanups.push(() => socket.close());
+    const { ask } = await start({ upstreams: [{ address: "127.0.0.1", port: socket.port }] });
+    for (let i = 0; i < 8; i++) await ask(`n${i}.example.org`);
+    expect(new Set(seen.map((s) => s.id)).size).toBeGreaterThan(6);
+    expect(new Set(seen.map((s) => s.port)).size).toBeGreaterThan(6);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Nothing leaves the host, and only clients may ask
+
+describe("with no upstream configured", () => {
+  test("nothing leaves the host: no outbound socket is ever created, names not blocked are REFUSED", async () => {
+    const outbound = countingOutbound();
+    const lines: string[] = [];
+    const log = createLogger({ level: "debug", sink: (line) => lines.push(line) });
+    const { ask, askTcp, resolver } = await start({ upstreams: [], outbound, log });
+    for (const type of [RRType.A, RRType.AAAA, RRType.MX, RRType.TXT, 255]) {
+      const reply = await ask("www.example.org", type);
+      expect(reply.rcode).toBe(Rcode.REFUSED);
+      expect(reply.ra).toBe(true);
+      expect(reply.answer).toEqual([]);
+    }
+    expect((await askTcp("www.example.org")).rcode).toBe(Rcode.REFUSED);
+    expect((await ask("ok.ads.example.net")).rcode).toBe(Rcode.REFUSED); // allowlisted, so not blocked: nowhere to ask
+    expect(rdata(await ask("ads.example.net"))).toEqual(["ads.example.net. 10 1 0.0.0.0"]);
+    expect(outbound.count).toBe(0);
+    expect(resolver.stats()).toMatchObject({ forwarded: 0, cacheMisses: 0, upstreamFailures: 0, refused: 7, blocked: 1 });
+    expect(lines.some((line) => line.includes("no upstream is configured") && line.includes("www.example.org."))).toBe(true);
+    expect(lines.some((line) => line.includes("forwarding") && line.includes("refused"))).toBe(true);
+  });
+
+  test("the same counter does count when an upstream is configured (the check above can fail)", async () => {
+    const upstream = await startUpstream();
+    const outbound = countingOutbound();
+    const { ask } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }], outbound });
+    await ask("www.example.org");
+    await ask("big.example.org", RRType.TXT);
+    expect(outbound.count).toBe(3); // two UDP exchanges and one TCP retry
+  });
+
+  test("local zones are answered without forwarding (AA set), and still nothing leaves", async () => {
+    const outbound = countingOutbound();
+    const local = new ZoneTable();
+    local.set(LOCAL_ZONE);
+    const { ask, resolver } = await start({ upstreams: [], outbound, local });
+    const db = await ask("db.mesh.internal");
+    expect([db.rcode, db.aa, db.ra]).toEqual([Rcode.NOERROR, true, true]);
+    expect(rdata(db)).toEqual(["db.mesh.internal. 60 1 10.0.0.5"]);
+    expect((await ask("nope.mesh.internal")).rcode).toBe(Rcode.NXDOMAIN);
+    expect(outbound.count).toBe(0);
+    expect(resolver.stats().local).toBe(2);
+  });
+});
+
+describe("clients", () => {
+  test("a client not allowed is REFUSED, blocked names and cached answers included", async () => {
+    const upstream = await startUpstream();
+    const { ask, askTcp, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }], allowedClients: () => false });
+    for (const reply of [await ask("www.example.org"), await ask("ads.example.net"), await askTcp("www.example.org")]) {
+      expect(reply.rcode).toBe(Rcode.REFUSED);
+      expect(reply.answer).toEqual([]);
+    }
+    expect(upstream.events).toHaveLength(0);
+    expect(resolver.stats()).toMatchObject({ refused: 3, forwarded: 0, blocked: 0 });
+  });
+
+  test("a malformed packet from a stranger gets nothing; from a client, FORMERR", async () => {
+    const garbage = Uint8Array.of(0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f);
+    const send = async (allowed: boolean) => {
+      const { udp } = await start({ allowedClients: () => allowed });
+      const { promise, resolve } = Promise.withResolvers<Uint8Array | null>();
+      const socket = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array", socket: { data: (_s, data) => resolve(data) } });
+      cleanups.push(() => socket.close());
+      socket.send(garbage, udp, "127.0.0.1");
+      setTimeout(() => resolve(null), 300);
+      return promise;
+    };
+    expect(await send(false)).toBeNull();
+    expect(decodeMessage((await send(true))!).rcode).toBe(Rcode.FORMERR);
+  });
+
+  test("allowClients: loopback plus the given prefixes", () => {
+    const allowed = allowClients(["100.64.0.0/10", "fd7a:115c:a1e0::/48"]);
+    expect(["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1", "100.64.0.1", "100.127.255.255", "fd7a:115c:a1e0::5"].map(allowed)).toEqual(Array(7).fill(true));
+    expect(["192.0.2.1", "100.128.0.1", "::2", "fd7a:115c:a1e1::5", "not an address", "fe80::1%eth0"].map(allowed)).toEqual(Array(6).fill(false));
+    expect(() => allowClients(["10.0.0.1/8"])).toThrow("is not an address prefix");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Protocol details
+
+describe("protocol", () => {
+  test("OPT only when the query had one; EDNS version 1 is BADVERS; other classes and transfers REFUSED", async () => {
+    const { ask, client } = await start();
+    expect((await ask("tracker.example", RRType.A, false)).edns).toBeNull();
+    expect((await ask("tracker.example")).edns).not.toBeNull();
+    const badvers = await client.query(buildQuery({ name: parseName("tracker.example.", null), type: RRType.A, edns: { payload: 1232, version: 1 } }));
+    expect(badvers.rcode).toBe(Rcode.BADVERS);
+    const chaos = await client.query(buildQuery({ name: parseName("version.bind.", null), type: RRType.TXT, class: 3 }));
+    expect(chaos.rcode).toBe(Rcode.REFUSED);
+    const axfr = await client.query(buildQuery({ name: parseName("example.org.", null), type: 252 }));
+    expect(axfr.rcode).toBe(Rcode.REFUSED);
+  });
+
+  test("invalid options are refused at start", async () => {
+    const base = { udp: [], tcp: [], blocklist, log: silentLogger };
+    await expect(startResolver({ ...base, upstreams: [{ address: "dns.example", port: 53 }], blockMode: { kind: "nxdomain" } })).rejects.toThrow("not an IP address");
+    await expect(startResolver({ ...base, upstreams: [{ address: "192.0.2.1", port: 0 }], blockMode: { kind: "nxdomain" } })).rejects.toThrow("invalid port");
+    await expect(startResolver({ ...base, upstreams: [], blockMode: { kind: "sinkhole", ipv4: "::1" } })).rejects.toThrow("IPv4");
+    await expect(startResolver({ ...base, upstreams: [], blockMode: { kind: "nxdomain" }, cacheSize: -1 })).rejects.toThrow("cacheSize");
+  });
+
+  test("kdig agrees (blocked, forwarded, over UDP and TCP)", async () => {
+    const kdig = Bun.which("kdig");
+    if (kdig === null) {
+      if (process.env.CI === "true") throw new Error("kdig is not installed: CI must install knot-dnsutils");
+      console.warn("kdig is not installed: skipped");
+      return;
+    }
+    const upstream = await startUpstream();
+    const { udp, tcp } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }] });
+    const dig = async (...args: string[]) => {
+      const proc = Bun.spawn([kdig, "@127.0.0.1", "+time=2", "+retry=0", ...args], { stdout: "pipe", stderr: "pipe" });
+      const text = await new Response(proc.stdout).text();
+      await proc.exited;
+      return text;
+    };
+    expect((await dig("-p", String(udp), "+short", "ads.example.net", "A")).trim()).toBe("0.0.0.0");
+    expect((await dig("-p", String(udp), "+short", "www.example.org", "AAAA")).trim()).toBe("2001:db8::1");
+    expect((await dig("-p", String(tcp), "+tcp", "+short", "www.example.org", "A")).trim()).toBe("192.0.2.1");
+    const full = await dig("-p", String(udp), "tracker.example", "A");
+    expect(full).toMatch(/flags: qr rd ra;/i);
+  });
+});
