@@ -20,6 +20,9 @@ import { Notifier } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
 import { bothObservers, QueryLog } from "./query-log.ts";
 import { ShieldGate } from "./shield-gate.ts";
+import { DomainSet, parseBlocklist } from "./blocklist.ts";
+import { allowClients, startResolver, type Resolver } from "./resolver.ts";
+import { readFileSync } from "node:fs";
 import type { QueryObserver } from "./server.ts";
 import { TransferService, type TransferView } from "./secondaries.ts";
 import { DnsSettings } from "./settings.ts";
@@ -181,10 +184,12 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       return async () => {};
     }
     k.log.info("dns listening", { udp: k.settings.udp, tcp: k.settings.tcp, zones: table.size });
+    const resolver = await startFilteringResolver(k, table);
     return async () => {
       unsubscribe();
       unsubscribeTransfers();
       unsubscribeProviders();
+      await resolver?.stop();
       await notifier.stop();
       await server.stop();
       queryLog?.close();
@@ -336,4 +341,44 @@ function shieldFeed(k: Kernel<DnsSettings>): QueryObserver {
       else if (event.rcode === 5 && event.zone === null) shield.observe(event.client, "dns_refused");
     },
   };
+}
+
+/**
+ * The filtering resolver, when [dns] resolver_udp/resolver_tcp name addresses: the hosted zones
+ * answered locally, the blocklists loaded (a bad line is skipped and counted; an unreadable file
+ * is logged and leaves the resolver without it), forwarding only to the configured upstreams.
+ */
+async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable): Promise<Resolver | null> {
+  const s = k.settings;
+  if (s.resolver_udp.length === 0 && s.resolver_tcp.length === 0) return null;
+  const blocked: string[] = [];
+  const allowed: string[] = [];
+  for (const path of s.resolver_blocklists) {
+    try {
+      const list = parseBlocklist(readFileSync(dataPath(k.config, path), "utf8"));
+      blocked.push(...list.blocked);
+      allowed.push(...list.allowed);
+      if (list.skipped > 0) k.log.warn("dns resolver: blocklist lines skipped", { path, skipped: list.skipped, first: list.errors[0]?.message });
+    } catch (e) {
+      k.log.error("dns resolver: a blocklist cannot be read; it is not used", { path, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  try {
+    const resolver = await startResolver({
+      udp: s.resolver_udp.map(parseAddress),
+      tcp: s.resolver_tcp.map(parseAddress),
+      upstreams: s.resolver_upstreams.map(parseAddress),
+      blocklist: DomainSet.from(blocked),
+      allowlist: DomainSet.from(allowed),
+      blockMode: s.resolver_block_mode === "sinkhole" ? { kind: "sinkhole", ipv4: s.resolver_sinkhole_ipv4, ipv6: s.resolver_sinkhole_ipv6 } : { kind: "nxdomain" },
+      allowedClients: allowClients(s.resolver_clients),
+      local: zones,
+      log: k.log,
+      now: () => k.clock.now(),
+    });
+    return resolver; // it logs where it listens, its lists and whether it forwards
+  } catch (e) {
+    k.log.error("dns resolver: cannot start; the authoritative server runs without it", { error: e instanceof Error ? e.message : String(e) });
+    return null;
+  }
 }

@@ -14,6 +14,14 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
   rrl_responses_per_second: Type.Integer({ default: 100, minimum: 0, maximum: 1_000_000, description: "Response rate limiting over UDP: responses per second per client prefix (/24, /56). 0: off." }),
   rrl_throttled_per_second: Type.Integer({ default: 10, minimum: 0, maximum: 1_000_000, description: "The same for a client the shield throttles." }),
   rrl_slip: Type.Integer({ default: 2, minimum: 0, maximum: 10, description: "Every Nth rate-limited query gets an empty reply with TC (the client retries over TCP); the others none. 0: never." }),
+  resolver_udp: Type.Array(Address, { default: [], maxItems: 16, description: "Filtering resolver: addresses (host:port) to answer recursive queries on over UDP. Empty: no resolver." }),
+  resolver_tcp: Type.Array(Address, { default: [], maxItems: 16, description: "Filtering resolver: the same over TCP." }),
+  resolver_upstreams: Type.Array(Address, { default: [], maxItems: 8, description: "Where the resolver forwards (IP:port), tried in order. Empty: nothing ever leaves the host; unknown names are REFUSED." }),
+  resolver_clients: Type.Array(Type.String({ maxLength: 64 }), { default: [], maxItems: 256, description: "Prefixes (besides loopback) allowed to use the resolver, such as the mesh's." }),
+  resolver_blocklists: Type.Array(Type.String({ maxLength: 4096 }), { default: [], maxItems: 64, description: "Blocklist files (hosts or domain-list format) whose names are blocked." }),
+  resolver_block_mode: Type.Union([Type.Literal("nxdomain"), Type.Literal("sinkhole")], { default: "nxdomain", description: "Blocked names: NXDOMAIN, or the sinkhole addresses." }),
+  resolver_sinkhole_ipv4: Type.String({ default: "0.0.0.0", maxLength: 64, description: "Sinkhole A answer for blocked names." }),
+  resolver_sinkhole_ipv6: Type.String({ default: "::", maxLength: 64, description: "Sinkhole AAAA answer for blocked names." }),
   analytics_retention_minutes: Type.Integer({ default: 1440, minimum: 1, maximum: 10_080, description: "Minutes of per-minute query counts kept in memory for GET /v1/dns/analytics." }),
 });
 export type DnsSettings = Static<typeof DnsSettings>;

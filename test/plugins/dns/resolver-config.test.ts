@@ -1,0 +1,44 @@
+/**
+ * The filtering resolver as the dns plugin starts it from [dns] resolver_*: the hosted zones
+ * answered locally, names from a blocklist file blocked, and with no upstream configured,
+ * everything else REFUSED (nothing leaves the host).
+ */
+import { expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Rcode } from "../../../plugins/dns/message.ts";
+import { parseName } from "../../../plugins/dns/names.ts";
+import { rdataToText, RRType } from "../../../plugins/dns/rdata.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+import { buildQuery, DnsClient } from "../../helpers/reference-dns.ts";
+
+test("hosted zones answered, blocklisted names sinkholed, the rest refused without an upstream", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-resolver-"));
+  const blocklist = join(dir, "ads.txt");
+  writeFileSync(blocklist, "# ads\n0.0.0.0 ads.example.net\ntracker.example.com\n");
+  const c = await testCitadel({
+    config: { dns: { udp: ["127.0.0.1:0"], tcp: [], resolver_udp: ["127.0.0.1:0"], resolver_blocklists: [blocklist], resolver_block_mode: "sinkhole" } },
+  });
+  try {
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+    expect((await c.send("POST", zones, owner, { json: { name: "corp.example" } })).status).toBe(200);
+    expect((await c.send("PUT", `${zones}/corp.example/rrsets/db/A`, owner, { json: { records: ["10.0.0.5"] } })).status).toBe(200);
+    const started = c.log.lines.find((l) => l.msg === "dns resolver listening")!;
+    expect(started).toMatchObject({ upstreams: [], blocklist: 2, forwarding: expect.stringContaining("off") });
+    const client = await DnsClient.open((started.udp as number[])[0]!);
+    const ask = async (name: string, type = RRType.A) => {
+      const reply = await client.query(buildQuery({ name: parseName(name, null), type, rd: true }));
+      return { rcode: reply.rcode, data: reply.answer.map((r) => rdataToText(r.type, r.rdata)) };
+    };
+    expect(await ask("db.corp.example.")).toEqual({ rcode: Rcode.NOERROR, data: ["10.0.0.5"] });
+    expect(await ask("x.ads.example.net.")).toEqual({ rcode: Rcode.NOERROR, data: ["0.0.0.0"] });
+    expect(await ask("tracker.example.com.", RRType.AAAA)).toEqual({ rcode: Rcode.NOERROR, data: ["::"] });
+    expect((await ask("www.example.org.")).rcode).toBe(Rcode.REFUSED);
+    client.close();
+  } finally {
+    await c.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
