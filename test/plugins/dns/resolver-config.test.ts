@@ -28,7 +28,7 @@ test("hosted zones answered, blocklisted names sinkholed, the rest refused witho
     const started = c.log.lines.find((l) => l.msg === "dns resolver listening")!;
     expect(started).toMatchObject({ upstreams: [], blocklist: 2, forwarding: expect.stringContaining("off") });
     const client = await DnsClient.open((started.udp as number[])[0]!);
-    const ask = async (name: string, type = RRType.A) => {
+    const ask = async (name: string, type: number = RRType.A) => {
       const reply = await client.query(buildQuery({ name: parseName(name, null), type, rd: true }));
       return { rcode: reply.rcode, data: reply.answer.map((r) => rdataToText(r.type, r.rdata)) };
     };
