@@ -2,8 +2,8 @@
  * The `intel` plugin: IP intelligence and the shield. It opens the geo databases, loads the
  * reputation lists, policy, manual entries and decisions from the store, and puts the Shield in
  * the kernel's slot, where the HTTP guard and the DNS server ask it for a verdict on every
- * client. It learns from the audit log (failed logins, rejected tokens, refusals, rate limits)
- * and from the DNS server (through the dns plugin's gate and observer). Operators manage it
+ * client. It learns failed logins from the audit log, rejected tokens, refusals and rate limits
+ * from the HTTP guard, and floods from the DNS server (the dns plugin's gate and observer). Operators manage it
  * through /v1/intel and `citadel intel`.
  */
 import { Elysia } from "elysia";
@@ -33,12 +33,12 @@ const ACTIONS = [
   ["intel.policy.update", "The shield's policy (country, ASN, anonymity, behaviour weights) was changed."],
 ] as const;
 
-/** Audit actions the shield learns from, and the signal each one is. */
+/**
+ * Audit actions the shield learns from, and the signal each one is. Rejected tokens, refusals
+ * and rate limits are told by the HTTP guard itself (the audit log samples rate limits).
+ */
 const FEED: Record<string, Signal> = {
   "iam.login": "failed_login",
-  "auth.token.reject": "invalid_token",
-  "auth.permission.deny": "http_forbidden",
-  "auth.rate_limit": "http_rate_limited",
 };
 
 export function feedShield(shield: Shield, event: AuditEventInput): void {

@@ -8,7 +8,9 @@
  * generator does not steal the server's CPU. Rounds alternate between servers; medians are
  * reported with each server's CPU time per query (utime + stime of the process and its
  * children, from /proc, over the queries dnsperf completed). Citadel runs with analytics on,
- * as it always does; the zone is made through its API.
+ * as it always does, twice: with the shield on (every query gets a verdict and passes rate
+ * limiting) and off, so the shield's cost is measured in the same run; the zone is made
+ * through its API.
  *
  * The query mix (`queryMix`): existing A, AAAA, MX, TXT, names under a wildcard, CNAMEs, and
  * NXDOMAIN, over UDP with EDNS. dnsperf's response codes are compared between the
@@ -46,7 +48,7 @@ const { values } = parseArgs({
     floor: { type: "boolean", default: false },
     "floor-batched": { type: "boolean", default: false },
     "in-process": { type: "boolean", default: false },
-    /** A quicker look while working: only these, comma-separated (citadel, knot, nsd, floor, batched); no verdicts. */
+    /** A quicker look while working: only these, comma-separated (citadel, citadel-noshield, knot, nsd, floor, batched); no verdicts. */
     only: { type: "string" },
   },
 });
@@ -119,11 +121,19 @@ async function pin(pid: number, cpu: string): Promise<void> {
 }
 
 /** The compiled binary with its DNS listener on a free port and the zone imported through the API. */
-async function startCitadelDns(zone: string): Promise<Target> {
+/**
+ * The compiled binary serving the zone. With the shield on, loopback is not trusted (dnsperf
+ * plays the internet: every query gets a verdict and passes rate limiting, set high enough
+ * never to limit); with it off, there is no verdict and no rate limiting.
+ */
+const SHIELD_ON = { CITADEL_INTEL_TRUST_LOOPBACK: "false", CITADEL_DNS_RRL_RESPONSES_PER_SECOND: "1000000" };
+const SHIELD_OFF = { CITADEL_INTEL_ENABLED: "false", CITADEL_DNS_RRL_RESPONSES_PER_SECOND: "0" };
+
+async function startCitadelDns(zone: string, shield: boolean): Promise<Target> {
   const data = freshDataDir();
   const port = await freeUdpTcpPort();
   const address = `127.0.0.1:${port}`;
-  const citadel = await startCitadel(data, false, { CITADEL_DNS_UDP: address, CITADEL_DNS_TCP: address });
+  const citadel = await startCitadel(data, false, { CITADEL_DNS_UDP: address, CITADEL_DNS_TCP: address, ...(shield ? SHIELD_ON : SHIELD_OFF) });
   const stop = async () => {
     citadel.proc.kill("SIGTERM");
     await citadel.proc.exited;
@@ -143,7 +153,7 @@ async function startCitadelDns(zone: string): Promise<Target> {
     await stop();
     throw e;
   }
-  return { name: "citadel (compiled, analytics on)", port, cpu: () => processTreeCpuSeconds(citadel.proc.pid), stop };
+  return { name: `citadel (compiled, analytics on, shield ${shield ? "on" : "off"})`, port, cpu: () => processTreeCpuSeconds(citadel.proc.pid), stop };
 }
 
 async function startReferenceDns(kind: "knot" | "nsd", zone: string): Promise<Target> {
@@ -282,7 +292,8 @@ async function main(): Promise<void> {
     const zone = zoneText();
     // One by one, so that `finally` stops whatever started when a later one fails.
     const all: Array<[string, () => Promise<Target>]> = [
-      ["citadel", () => startCitadelDns(zone)],
+      ["citadel", () => startCitadelDns(zone, true)],
+      ["citadel-noshield", () => startCitadelDns(zone, false)],
       ["knot", () => startReferenceDns("knot", zone)],
       ["nsd", () => startReferenceDns("nsd", zone)],
       ["floor", () => startFloor(false)],
@@ -307,7 +318,7 @@ async function main(): Promise<void> {
 }
 
 function report(targets: Target[], samples: Map<Target, Sample[]>, o: { duration: number; rounds: number; outstanding: number }): void {
-  const [citadel, knot, nsd, floor, batched] = targets.map((t) => samples.get(t)!) as [Sample[], Sample[], Sample[], Sample[], Sample[]];
+  const [citadel, bare, knot, nsd, floor, batched] = targets.map((t) => samples.get(t)!) as [Sample[], Sample[], Sample[], Sample[], Sample[], Sample[]];
   console.log(
     `\ndnsperf -e -q ${o.outstanding} -c 1 -T 1 -l ${o.duration} (UDP, EDNS) on core ${CLIENT_CPU}, each server pinned to core ${SERVER_CPU}; ` +
       `${navigator.hardwareConcurrency} cores, Bun ${Bun.version}; median of ${o.rounds} alternating rounds; zone ${ZONE} with ${HOSTS} hosts\n`,
@@ -333,6 +344,8 @@ function report(targets: Target[], samples: Map<Target, Sample[]>, o: { duration
   console.log(`lost queries: Citadel ${lost} over ${o.rounds} rounds (target 0): ${verdict(lost === 0)}`);
   console.log(`throughput: Citadel ${(100 * qpsRatio).toFixed(1)}% of NSD's queries/s (target ≥ 90%): ${verdict(qpsRatio >= 0.9)}`);
   const ofKnot = (s: Sample[]) => `${medianOf(s).cpuUsPerQuery.toFixed(2)} µs per query (${(medianOf(s).cpuUsPerQuery / medianOf(knot).cpuUsPerQuery).toFixed(2)}× Knot's)`;
+  const shieldCost = 1 - medianOf(citadel).qps / medianOf(bare).qps;
+  console.log(`the shield costs ${(100 * shieldCost).toFixed(1)}% of Citadel's DNS throughput (${medianOf(citadel).cpuUsPerQuery.toFixed(2)} vs ${medianOf(bare).cpuUsPerQuery.toFixed(2)} µs CPU per query; target ≤ 15%): ${verdict(shieldCost <= 0.15)}`);
   console.log(`for scale, Bun's UDP I/O alone: ${ofKnot(floor)} with one send per reply, ${ofKnot(batched)} with replies batched`);
 }
 

@@ -38,7 +38,11 @@ export type Guard = (spec: AccessSpec | undefined, request: Request, params: Rec
 export function createGuard({ identity, shield, confirmations, limits, recordSecurityEvent, now }: GuardOptions): Guard {
   // One rate-limit event per key and minute: a flood is recorded, not amplified.
   const lastLimitEvent = new Map<string, number>();
+  /** Tells the shield about a refusal: every one counts there, though the audit log samples rate limits. */
+  const observe = (request: Request, signal: "invalid_token" | "http_forbidden" | "http_rate_limited") => shield?.current?.observe(requestMeta(request).client, signal);
+
   const limited = (key: string, decision: ReturnType<RateLimiter["take"]>, request: Request, principal?: Principal): never => {
+    observe(request, "http_rate_limited");
     const at = now();
     if ((lastLimitEvent.get(key) ?? 0) < at - 60_000) {
       lastLimitEvent.set(key, at);
@@ -84,6 +88,7 @@ export function createGuard({ identity, shield, confirmations, limits, recordSec
     if (!result.ok) {
       // Guessing tokens is throttled like guessing passwords. The limit is taken first: once an
       // address is limited, its flood is one rate-limit event a minute, not one row per request.
+      observe(request, "invalid_token");
       failed(request);
       recordSecurityEvent({ action: "auth.token.reject", actor: { kind: "anonymous" }, outcome: "failure", reason: result.reason, request: requestContext(request) });
       throw new HttpProblem(401, "unauthorized", REJECTIONS[result.reason], { "www-authenticate": 'Bearer realm="citadel", error="invalid_token"' });
@@ -91,6 +96,7 @@ export function createGuard({ identity, shield, confirmations, limits, recordSec
     const p = result.principal;
     meta.principal = p;
     const deny = (why: string, code = "forbidden"): never => {
+      observe(request, "http_forbidden");
       recordSecurityEvent({ action: "auth.permission.deny", actor: actorOf(p), outcome: "failure", reason: `${request.method} ${route}: ${why}`, request: requestContext(request) });
       failed(request, p);
       throw new HttpProblem(403, code, `${why[0]!.toUpperCase()}${why.slice(1)}.`);

@@ -1,0 +1,54 @@
+/**
+ * HTTP brute force against the shield, in process: an address that keeps failing logins is
+ * throttled, then refused with 403 in the error envelope; an allowlisted address doing the same
+ * never is; the decision, its reasons and the manual change are in the audit log.
+ */
+import { expect, test } from "bun:test";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+test("failed logins: throttled, then refused; an allowlisted address never; all of it audited", async () => {
+  const c = await testCitadel({ config: { intel: { trust_loopback: false } } });
+  try {
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const allowed = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "allow", target: "198.51.100.50", reason: "the office" } });
+    expect(allowed.status).toBe(200);
+
+    const attempt = (peer: string) => c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: "wrong-password-123" }, headers: { "x-test-peer": peer } });
+    const attacker: number[] = [];
+    const office: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      attacker.push((await attempt("203.0.113.7")).status);
+      office.push((await attempt("198.51.100.50")).status);
+    }
+    // Throttled (429) before refused (403); once refused, always refused.
+    const firstThrottle = attacker.indexOf(429);
+    const firstRefusal = attacker.indexOf(403);
+    expect(firstThrottle).toBeGreaterThan(0);
+    expect(firstRefusal).toBeGreaterThan(firstThrottle);
+    expect(attacker.slice(firstRefusal).every((s) => s === 403)).toBe(true);
+    const refused = await attempt("203.0.113.7");
+    expect(refused.body).toMatchObject({ status: 403, code: "forbidden", detail: "Requests from your address are refused." });
+    // The allowlisted address is never refused by the shield (the login limits still apply to it).
+    expect(office).not.toContain(403);
+    // A bystander is untouched.
+    expect((await attempt("192.0.2.99")).status).toBe(401);
+
+    const report = await c.send("GET", "/v1/intel/ip/203.0.113.7", operator);
+    expect(report.body).toMatchObject({ ip: "203.0.113.7", action: "refuse", source: "decision" });
+    expect(report.body.reasons.join(" ")).toMatch(/failed logins/);
+    expect((await c.send("GET", "/v1/intel/ip/198.51.100.50", operator)).body).toMatchObject({ action: "allow", source: "allowlist" });
+
+    const audit = c.kernel.store.db.query<{ action: string; reason: string }, []>("SELECT action, reason FROM audit_events WHERE action LIKE 'intel.%' ORDER BY seq").all();
+    expect(audit[0]).toEqual({ action: "intel.manual.add", reason: "allow 198.51.100.50/32: the office" });
+    const starts = audit.filter((e) => e.action === "intel.decision.start").map((e) => e.reason);
+    expect(starts.some((r) => r.startsWith("throttle 203.0.113.7") && r.includes("failed logins"))).toBe(true);
+    expect(starts.some((r) => r.startsWith("refuse 203.0.113.7"))).toBe(true);
+    expect(starts.some((r) => r.includes("198.51.100.50"))).toBe(false);
+
+    // Lifting the decision is audited and lets the address in again (until it misbehaves again).
+    expect((await c.send("DELETE", "/v1/intel/decisions/203.0.113.7", operator)).status).toBe(200);
+    expect(c.kernel.store.db.query("SELECT 1 FROM audit_events WHERE action = 'intel.decision.lift'").all().length).toBe(1);
+  } finally {
+    await c.stop();
+  }
+});
