@@ -514,6 +514,8 @@ export interface DnsServer {
   stop: Stop;
 }
 
+/** UDP replies waiting for a socket whose send buffer is full, at most. */
+const MAX_UDP_QUEUE = 10_000;
 /** Replies queued on a TCP connection that is not reading them before it is dropped. */
 const MAX_TCP_BACKLOG = 1 << 20;
 /** At most one log line per this many milliseconds for failing queries (a flood must not flood the log). */
@@ -605,11 +607,13 @@ class DnsServerRuntime {
     for (const [socket, queue] of this.udpQueue) {
       if (queue.length === 0) continue;
       try {
-        socket.sendMany(queue);
+        // What the kernel's send buffer did not take waits for the socket's drain.
+        const sent = socket.sendMany(queue);
+        queue.splice(0, Math.max(0, sent) * 3);
       } catch (e) {
         this.failed(e, "udp");
+        queue.length = 0;
       }
-      queue.length = 0;
     }
   };
 
@@ -620,6 +624,9 @@ class DnsServerRuntime {
         if (reply === null) return;
         let queue = this.udpQueue.get(socket);
         if (queue === undefined) this.udpQueue.set(socket, (queue = []));
+        // A socket that cannot send keeps at most this many replies; beyond, they are lost like
+        // any UDP datagram (the client asks again), not held in memory without bound.
+        if (queue.length >= MAX_UDP_QUEUE * 3) return;
         queue.push(reply, port, address);
         if (!this.flushScheduled) {
           this.flushScheduled = true;
@@ -629,6 +636,7 @@ class DnsServerRuntime {
         this.failed(e, "udp");
       }
     },
+    drain: () => this.flushUdp(),
     // Bun reports ICMP errors here (a client gone: ECONNREFUSED), sometimes without an Error.
     error: (_socket, error: Error | undefined) => {
       this.options.log.debug("dns udp socket error", { error: String(error?.message ?? error) });
