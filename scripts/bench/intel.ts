@@ -20,7 +20,12 @@
  */
 import { parseArgs } from "node:util";
 import { CidrSet } from "../../src/intel/cidr-set.ts";
+import { benchmarkGeo } from "../../src/intel/geo-bench.ts";
+import { GeoIntel } from "../../src/intel/geo.ts";
 import { parseList } from "../../src/intel/lists.ts";
+import { DEFAULT_POLICY } from "../../src/intel/policy.ts";
+import { Shield } from "../../src/intel/shield.ts";
+import { silentLogger } from "../../src/log.ts";
 import { cidrContains, formatCidr, formatIp, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 
 interface BenchCase {
@@ -84,6 +89,46 @@ const CASES: BenchCase[] = [
         ["parseList", `${ms(parseMs)} (${perSecond((ENTRIES * 1000) / parseMs)} lines); its Cidr objects hold ${mib(heapBytes)} until built`],
         ["CidrSet.build of the result", `${ms(buildMs)} → ${set.ranges.toLocaleString("en")} ranges`],
       ];
+    },
+  },
+  {
+    name: "geo/embedded",
+    async run() {
+      const r = await benchmarkGeo(PROBES);
+      return [
+        ["uncached lookups (1M random addresses)", `${perSecond(r.uncachedPerSecond)} (target ≥ 200,000/s)`],
+        ["cached lookups (1,000 addresses repeated)", `${perSecond(r.cachedPerSecond)} (target ≥ 1,000,000/s)`],
+      ];
+    },
+  },
+  {
+    name: "shield/verdicts",
+    async run() {
+      // The whole verdict the HTTP guard and the DNS gate ask for: geo, a 1M-CIDR list,
+      // behaviour counters and the score; fresh (every address new) and from the verdict cache.
+      const random = seeded(11);
+      const cidrs = Array.from({ length: ENTRIES }, () => randomV4Cidr(random));
+      const set = CidrSet.build(cidrs);
+      const geo = await GeoIntel.open({ pollMs: 0, log: silentLogger });
+      const shield = new Shield({ geo, lists: () => [{ name: "big", weight: 10, contains: (ip) => set.contains(ip) }], policy: () => DEFAULT_POLICY, now: Date.now, trustLoopback: false });
+      const addresses = Array.from({ length: 200_000 }, () => formatIp(v4(Math.floor(random() * 2 ** 32))));
+      try {
+        let t = performance.now();
+        for (const a of addresses) shield.assess(a, { dryRun: true });
+        const uncached = (addresses.length * 1000) / (performance.now() - t);
+        const few = addresses.slice(0, 1000);
+        for (const a of few) shield.decide(a);
+        const rounds = 1000;
+        t = performance.now();
+        for (let r = 0; r < rounds; r++) for (const a of few) shield.decide(a);
+        const cached = (rounds * few.length * 1000) / (performance.now() - t);
+        return [
+          ["fresh verdicts (assess: geo + 1M-CIDR list + behaviour + score)", `${perSecond(uncached)} (target ≥ 200,000/s)`],
+          ["cached verdicts (decide, 1,000 addresses repeated)", `${perSecond(cached)} (target ≥ 1,000,000/s)`],
+        ];
+      } finally {
+        geo.close();
+      }
     },
   },
 ];

@@ -6,10 +6,12 @@
  *
  * Memory is bounded: at most `maxKeys` keys; the least recently touched go first.
  */
-import { formatIp, parseIp, unmapIpv4 } from "../net/ip.ts";
+import { formatIp, parseIp, unmapIpv4, type IpAddress } from "../net/ip.ts";
 
 export const SIGNALS = ["failed_login", "invalid_token", "http_forbidden", "http_rate_limited", "dns_rate_limited", "dns_refused", "dns_nxdomain"] as const;
 export type Signal = (typeof SIGNALS)[number];
+
+const NOTHING: Readonly<Record<Signal, number>> = Object.freeze(Object.fromEntries(SIGNALS.map((s) => [s, 0])) as Record<Signal, number>);
 
 interface Counter {
   /** Decayed values per signal, as of `at`. */
@@ -26,13 +28,16 @@ export interface BehaviourOptions {
 /** The address in canonical text (IPv4-mapped unmapped) and its prefix; null when it is no IP. */
 export function addressAndPrefix(text: string): { address: string; prefix: string } | null {
   const parsed = parseIp(text);
-  if (!parsed) return null;
-  const ip = unmapIpv4(parsed);
-  const bytes = ip.bytes.slice();
+  return parsed ? keysOf(unmapIpv4(parsed)) : null;
+}
+
+/** The same for a parsed (and unmapped) address. */
+export function keysOf(ip: IpAddress): { address: string; prefix: string } {
   if (ip.family === 4) {
-    bytes[3] = 0;
-    return { address: formatIp(ip), prefix: `${formatIp({ family: 4, bytes })}/24` };
+    const [a, b, c, d] = ip.bytes as unknown as [number, number, number, number];
+    return { address: `${a}.${b}.${c}.${d}`, prefix: `${a}.${b}.${c}.0/24` };
   }
+  const bytes = ip.bytes.slice();
   bytes.fill(0, 7);
   return { address: formatIp(ip), prefix: `${formatIp({ family: 6, bytes })}/56` };
 }
@@ -62,10 +67,10 @@ export class Behaviour {
   }
 
   /** The decayed counts of a key (an address or a prefix), by signal. */
-  counts(key: string): Record<Signal, number> {
-    const out = Object.fromEntries(SIGNALS.map((s) => [s, 0])) as Record<Signal, number>;
+  counts(key: string): Readonly<Record<Signal, number>> {
     const counter = this.counters.get(key);
-    if (!counter) return out;
+    if (!counter) return NOTHING; // most addresses have done nothing worth counting
+    const out = { ...NOTHING };
     this.decay(counter, this.options.now());
     SIGNALS.forEach((s, i) => (out[s] = counter.values[i]!));
     return out;

@@ -69,6 +69,8 @@ const SIGNAL_TEXT: Record<Signal, string> = {
   dns_nxdomain: "NXDOMAIN answers",
 };
 
+const NOTHING_KNOWN: { score: number; reasons: Reason[] } = Object.freeze({ score: 0, reasons: [] as Reason[] });
+
 /** The score and its reasons, largest first. */
 export function score(policy: ShieldPolicy, facts: Facts): { score: number; reasons: Reason[] } {
   const reasons: Reason[] = [];
@@ -99,6 +101,7 @@ export function score(policy: ShieldPolicy, facts: Facts): { score: number; reas
     const who = shared > own ? " from its prefix" : "";
     add(Math.min(max, count * per_event), `${Math.round(count)} ${SIGNAL_TEXT[signal]}${who} in the last ${facts.halfLifeMinutes} min (decaying)`);
   }
+  if (reasons.length === 0) return NOTHING_KNOWN;
   reasons.sort((a, b) => b.points - a.points);
   return { score: Math.min(100, reasons.reduce((n, r) => n + r.points, 0)), reasons };
 }

@@ -8,7 +8,7 @@
  * enforced. Verdicts are cached per address for a few seconds (and forgotten at once when the
  * address does something new), so the hot paths pay a map lookup.
  */
-import { Behaviour, addressAndPrefix, type Signal } from "./behaviour.ts";
+import { Behaviour, addressAndPrefix, keysOf, type Signal } from "./behaviour.ts";
 import type { GeoInfo } from "./geo.ts";
 import { actionFor, score, type Action, type Reason, type ShieldPolicy } from "./policy.ts";
 import { cidrContains, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../net/ip.ts";
@@ -73,6 +73,7 @@ export interface ShieldOptions {
 
 const NO_GEO: GeoInfo = { country: null, asn: null, organisation: null, anonymous: null };
 const MAX_VERDICTS = 100_000;
+const NO_LISTS: string[] = [];
 
 interface Verdict {
   action: Action;
@@ -148,11 +149,10 @@ export class Shield {
   assess(ip: string, { dryRun = false } = {}): Assessment {
     const now = this.options.now();
     const parsed = parseIp(ip);
-    const keys = addressAndPrefix(ip);
     const policy = this.options.policy();
-    const base = { geo: NO_GEO, lists: [] as string[], score: 0, reasons: [] as Reason[], decision: null, manual: null, shadow: policy.shadow };
-    if (!parsed || !keys) return { ...base, address: ip, prefix: ip, action: "allow", source: "invalid" };
+    if (!parsed) return { address: ip, prefix: ip, geo: NO_GEO, lists: [], score: 0, reasons: [], action: "allow", source: "invalid", decision: null, manual: null, shadow: policy.shadow };
     const addr = unmapIpv4(parsed);
+    const keys = keysOf(addr);
     const lists = this.options.lists().filter((l) => l.contains(addr));
     const geo = this.options.geo.lookup(keys.address);
     const scored = score(policy, {
@@ -162,13 +162,26 @@ export class Shield {
       prefix: this.behaviour.counts(keys.prefix),
       halfLifeMinutes: this.behaviour.halfLifeMinutes,
     });
-    const facts = { ...base, address: keys.address, prefix: keys.prefix, geo, lists: lists.map((l) => l.name), score: scored.score, reasons: scored.reasons };
+    const listNames = lists.length === 0 ? NO_LISTS : lists.map((l) => l.name);
+    const result = (action: Action, source: Assessment["source"], decision: Decision | null = null, manual: ManualEntry | null = null): Assessment => ({
+      address: keys.address,
+      prefix: keys.prefix,
+      geo,
+      lists: listNames,
+      score: scored.score,
+      reasons: scored.reasons,
+      action,
+      source,
+      decision,
+      manual,
+      shadow: policy.shadow,
+    });
 
-    if (isLoopback(addr) && this.options.trustLoopback !== false) return { ...facts, action: "allow", source: "loopback" };
+    if (isLoopback(addr) && this.options.trustLoopback !== false) return result("allow", "loopback");
     const allowed = this.manualMatch(this.allow, addr, now);
-    if (allowed) return { ...facts, action: "allow", source: "allowlist", manual: allowed };
+    if (allowed) return result("allow", "allowlist", null, allowed);
     const denied = this.manualMatch(this.deny, addr, now);
-    if (denied) return { ...facts, action: policy.shadow ? "allow" : denied.action, source: "denylist", manual: denied };
+    if (denied) return result(policy.shadow ? "allow" : denied.action, "denylist", null, denied);
 
     let decision = this.decisions.get(keys.address) ?? null;
     if (decision && decision.until <= now && !dryRun) {
@@ -192,8 +205,8 @@ export class Shield {
       this.decisions.set(keys.address, decision);
       this.options.onDecision?.("start", decision);
     }
-    if (decision) return { ...facts, action: decision.shadow ? "allow" : decision.action, source: "decision", decision };
-    return { ...facts, action: "allow", source: "score" };
+    if (decision) return result(decision.shadow ? "allow" : decision.action, "decision", decision);
+    return result("allow", "score");
   }
 
   /** Feeds behaviour: the address's next verdict is worked out afresh. */
