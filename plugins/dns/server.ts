@@ -608,8 +608,9 @@ class DnsServerRuntime {
       if (queue.length === 0) continue;
       try {
         // What the kernel's send buffer did not take waits for the socket's drain.
-        const sent = socket.sendMany(queue);
-        queue.splice(0, Math.max(0, sent) * 3);
+        const sent = socket.sendMany(queue) * 3;
+        if (sent >= queue.length) queue.length = 0;
+        else queue.splice(0, Math.max(0, sent));
       } catch (e) {
         this.failed(e, "udp");
         queue.length = 0;

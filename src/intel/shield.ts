@@ -73,6 +73,8 @@ export interface ShieldOptions {
 
 const NO_GEO: GeoInfo = { country: null, asn: null, organisation: null, anonymous: null };
 const MAX_VERDICTS = 100_000;
+/** How soon a DNS signal is reflected in the address's verdict. */
+const DNS_REASSESS_MS = 1000;
 const NO_LISTS: string[] = [];
 
 interface Verdict {
@@ -209,11 +211,21 @@ export class Shield {
     return result("allow", "score");
   }
 
-  /** Feeds behaviour: the address's next verdict is worked out afresh. */
+  /** Feeds behaviour: the address's verdict is worked out afresh (for DNS signals, within a second). */
   observe(client: string, signal: Signal, n = 1): void {
     const keys = this.keysOf(client);
     if (!keys) return;
     this.behaviour.add(keys.address, keys.prefix, signal, n);
+    if (signal.startsWith("dns_")) {
+      // DNS signals come in floods: the verdict is worked out again within a second, not at
+      // every query (which would put a whole assessment on the answer path of each one).
+      const soon = this.options.now() + DNS_REASSESS_MS;
+      for (const key of [client, keys.address]) {
+        const cached = this.verdicts.get(key);
+        if (cached !== undefined && cached.until > soon) cached.until = soon;
+      }
+      return;
+    }
     this.verdicts.delete(client);
     this.verdicts.delete(keys.address);
   }
