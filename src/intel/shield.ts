@@ -208,7 +208,8 @@ export class Shield {
       this.options.onDecision?.("start", decision);
     }
     if (decision) return result(decision.shadow ? "allow" : decision.action, "decision", decision);
-    return result("allow", "score");
+    // A dry run starts nothing, but says what the score calls for.
+    return result(policy.shadow ? "allow" : wanted, "score");
   }
 
   /** Feeds behaviour: the address's verdict is worked out afresh (for DNS signals, within a second). */

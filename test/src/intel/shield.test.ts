@@ -126,7 +126,8 @@ describe("Shield", () => {
     const listed = [listOf("all", 100, "127.0.0.0/8")];
     expect(setup({ lists: listed }).shield.decide("127.0.0.1")).toBe("allow");
     const { shield, changes } = setup({ lists: listed, trustLoopback: false });
-    expect(shield.assess("127.0.0.1", { dryRun: true }).action).toBe("allow");
+    // The dry run says what the score calls for, and starts no decision.
+    expect(shield.assess("127.0.0.1", { dryRun: true })).toMatchObject({ action: "drop", source: "score", decision: null });
     expect(changes).toEqual([]);
     expect(shield.decide("127.0.0.1")).toBe("drop");
   });

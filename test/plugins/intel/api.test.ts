@@ -1,0 +1,97 @@
+/**
+ * The intel API in process: reputation lists (text and URL — fetched only when a URL is given),
+ * the policy, manual entries, status with the embedded geo database's licence and date, lookups
+ * that change nothing, and operators only.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+type App = Awaited<ReturnType<typeof testCitadel>>;
+let c: App;
+let operator: string;
+
+beforeAll(async () => {
+  c = await testCitadel({ config: { intel: { trust_loopback: false } } });
+  operator = await c.login(c.owner.email, c.owner.password);
+});
+afterAll(() => c.stop());
+
+const audit = (like: string) => c.kernel.store.db.query<{ action: string; reason: string }, [string]>("SELECT action, reason FROM audit_events WHERE action LIKE ? ORDER BY seq").all(like);
+
+describe("reputation lists", () => {
+  test("imported from text: entries counted, bad lines reported with their numbers, the score follows", async () => {
+    const text = "; Spamhaus DROP\n203.0.113.0/24 ; SBL1\nnot-an-address\n2001:db8:bad::/48 ; SBL2\n";
+    const put = await c.send("PUT", "/v1/intel/lists/spamhaus-drop", operator, { json: { weight: 60, content: text } });
+    expect(put.status).toBe(200);
+    expect(put.body).toMatchObject({ name: "spamhaus-drop", weight: 60, entries: 2, bad_lines: 1, url: null });
+    expect(put.body.bad_lines_shown[0]).toMatchObject({ line: 3 });
+    const ip = await c.send("GET", "/v1/intel/ip/203.0.113.9", operator);
+    expect(ip.body).toMatchObject({ lists: ["spamhaus-drop"], score: 60, reasons: ["on list spamhaus-drop (+60)"], action: "throttle", source: "score" });
+    // Looking changes nothing: no decision was started by the lookup.
+    expect((await c.send("GET", "/v1/intel/decisions", operator)).body.items).toEqual([]);
+    expect((await c.send("GET", "/v1/intel/ip/2001:db8:bad::1", operator)).body.lists).toEqual(["spamhaus-drop"]);
+    expect(audit("intel.list.%")).toEqual([{ action: "intel.list.import", reason: "2 entries (spamhaus), weight 60, 1 bad lines skipped" }]);
+  });
+
+  test("a list with no valid entry, a bad name, a non-https URL: 422; delete: 404 the second time", async () => {
+    expect((await c.send("PUT", "/v1/intel/lists/empty", operator, { json: { weight: 10, content: "# nothing\n" } })).status).toBe(422);
+    expect((await c.send("PUT", "/v1/intel/lists/Bad Name", operator, { json: { weight: 10, content: "192.0.2.0/24\n" } })).status).toBe(422);
+    expect((await c.send("PUT", "/v1/intel/lists/x", operator, { json: { weight: 10, url: "http://lists.example.org/x" } })).status).toBe(422);
+    expect((await c.send("PUT", "/v1/intel/lists/tmp", operator, { json: { weight: 10, content: "192.0.2.0/24\n" } })).status).toBe(200);
+    expect((await c.send("DELETE", "/v1/intel/lists/tmp", operator)).status).toBe(200);
+    expect((await c.send("DELETE", "/v1/intel/lists/tmp", operator)).status).toBe(404);
+  });
+
+  test("from a URL: fetched when given, kept with its refresh period", async () => {
+    let fetched = 0;
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (fetched++, new Response("# firehol\n198.51.100.0/24\n")) });
+    try {
+      const put = await c.send("PUT", "/v1/intel/lists/firehol", operator, { json: { weight: 30, url: `http://127.0.0.1:${server.port}/level1.netset`, refresh_minutes: 60 } });
+      expect(put.status).toBe(200);
+      expect(put.body).toMatchObject({ entries: 1, refresh_minutes: 60 });
+      expect(fetched).toBe(1);
+      expect((await c.send("GET", "/v1/intel/ip/198.51.100.20", operator)).body.lists).toEqual(["firehol"]);
+    } finally {
+      server.stop(true);
+    }
+  });
+});
+
+describe("policy, manual entries, status", () => {
+  test("country and ASN rules are validated, stored and audited", async () => {
+    expect((await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: { germany: 10 } } })).status).toBe(422);
+    const set = await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: { NL: 20 }, asns: { "64496": 15 } } });
+    expect(set.status).toBe(200);
+    expect(set.body.countries).toEqual({ NL: 20 });
+    expect(set.body.thresholds).toEqual({ throttle: 40, refuse: 70, drop: 90 });
+    // 193.0.0.1 (RIPE NCC) is NL in the embedded database.
+    expect((await c.send("GET", "/v1/intel/ip/193.0.0.1", operator)).body).toMatchObject({ country: "NL", score: 20, reasons: ["country NL policy (+20)"] });
+    expect(audit("intel.policy.%").length).toBe(1);
+  });
+
+  test("manual deny with a TTL, removal, and refusal of a bad target", async () => {
+    const deny = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "192.0.2.0/28", action: "drop", minutes: 30, reason: "scanner" } });
+    expect(deny.status).toBe(200);
+    expect(deny.body).toMatchObject({ kind: "deny", target: "192.0.2.0/28", action: "drop", reason: "scanner" });
+    expect((await c.send("GET", "/v1/intel/ip/192.0.2.5", operator)).body).toMatchObject({ action: "drop", source: "denylist" });
+    expect((await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "192.0.2.1/24" } })).status).toBe(422);
+    expect((await c.send("DELETE", `/v1/intel/manual/${deny.body.id}`, operator)).status).toBe(200);
+    expect((await c.send("GET", "/v1/intel/ip/192.0.2.5", operator)).body.action).toBe("allow");
+  });
+
+  test("status shows the embedded database with its licence and date", async () => {
+    const s = await c.send("GET", "/v1/intel/status", operator);
+    expect(s.status).toBe(200);
+    expect(s.body.geo[0]).toMatchObject({ kind: "country-default", path: null, error: null });
+    expect(s.body.geo[0].licence).toContain("CC BY 4.0");
+    expect(s.body.geo[0].buildDate).toMatch(/^\d{4}-\d{2}-\d{2}/);
+  });
+
+  test("members, even admins, get 403; an invalid address 422", async () => {
+    const admin = await c.addUser(operator, "admin@example.org", "admin");
+    for (const [method, path] of [["GET", "/v1/intel/status"], ["GET", "/v1/intel/ip/192.0.2.1"], ["GET", "/v1/intel/decisions"], ["PUT", "/v1/intel/policy"]] as const) {
+      expect((await c.send(method, path, admin.token, method === "PUT" ? { json: {} } : {})).status).toBe(403);
+    }
+    expect((await c.send("GET", "/v1/intel/ip/not-an-ip", operator)).status).toBe(422);
+  });
+});
