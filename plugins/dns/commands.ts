@@ -4,7 +4,7 @@
  * list|add|remove. The organization is --org, else the user's only one (as in citadel share).
  */
 import { readFileSync } from "node:fs";
-import { integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
+import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { AnalyticsSnapshot } from "./analytics.ts";
 
@@ -56,9 +56,6 @@ function secondaryConfigSnippet(key: TsigKeyView & { secret: string }): string {
   ].join("\n");
 }
 
-function needArgs(ctx: CommandContext, n: number, synopsis: string): void {
-  if (ctx.args.length < n) throw new Error(`usage: ${synopsis}`);
-}
 
 const recordsText = (z: ZoneView) => table([["NAME", "TTL", "TYPE", "DATA"], ...(z.records ?? []).map((r) => [r.name, String(r.ttl), r.type, r.data])]);
 

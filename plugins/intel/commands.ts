@@ -4,7 +4,7 @@
  * All for operators.
  */
 import { readFileSync } from "node:fs";
-import { integerOption, print, table } from "../../src/cli/output.ts";
+import { integerOption, needArgs, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 
 interface IpReport {
@@ -31,9 +31,6 @@ interface DecisionView {
   shadow: boolean;
 }
 
-function needArgs(ctx: CommandContext, n: number, synopsis: string): void {
-  if (ctx.args.length < n) throw new Error(`usage: ${synopsis}`);
-}
 
 const MANUAL_OPTIONS = {
   minutes: { type: "string", description: "Lasts this many minutes (default: until removed)" },

@@ -13,6 +13,11 @@ export function table(rows: string[][]): string {
 /** `data` as JSON with --json, else `text`. */
 export const print = (ctx: CommandContext, data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) : text);
 
+/** Refuses a command given fewer than `n` arguments, with its synopsis. */
+export function needArgs(ctx: CommandContext, n: number, synopsis: string): void {
+  if (ctx.args.length < n) throw new Error(`usage: ${synopsis}`);
+}
+
 /** A whole-number flag, or undefined when absent; anything else is refused (not read as 0 or NaN). */
 export function integerOption(ctx: CommandContext, name: string, min: number): number | undefined {
   const raw = ctx.options[name];
