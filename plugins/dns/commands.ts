@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
-import type { Command, CommandContext } from "../../src/plugin.ts";
+import type { Command } from "../../src/plugin.ts";
 import type { AnalyticsSnapshot } from "./analytics.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
