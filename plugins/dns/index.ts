@@ -336,7 +336,7 @@ function shieldFeed(k: Kernel<DnsSettings>): QueryObserver {
   return {
     observe(event) {
       const shield = k.shield.current;
-      if (shield === null) return;
+      if (shield === null || event.gated) return; // the shield's own refusals are not held against the client again
       if (event.rcode === 3) shield.observe(event.client, "dns_nxdomain");
       else if (event.rcode === 5 && event.zone === null) shield.observe(event.client, "dns_refused");
     },

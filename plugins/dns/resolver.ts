@@ -613,6 +613,11 @@ class ResolverCore {
     } catch {
       return this.allowed(client) ? encodeFormErr(packet) : null;
     }
+    // A stranger over UDP gets nothing: even a REFUSED would make us a reflector for spoofed sources.
+    if (transport === "udp" && !this.allowed(client)) {
+      this.counters.refused++;
+      return null;
+    }
     const edns = query.edns;
     const limit =
       transport === "tcp" ? TCP_MAX_MESSAGE : edns ? Math.min(Math.max(edns.udpPayloadSize, CLASSIC_UDP_SIZE), EDNS_PAYLOAD_SIZE) : CLASSIC_UDP_SIZE;

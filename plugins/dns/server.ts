@@ -133,6 +133,8 @@ export interface QueryEvent {
   transport: "udp" | "tcp";
   /** Size of the reply on the wire (without the TCP length prefix). */
   bytes: number;
+  /** The reply is the gate's (REFUSED or TC from the shield), not the zones'. */
+  gated: boolean;
 }
 
 /** Told about every answered query with a question (analytics). The event object is reused: copy what you keep. */
@@ -165,9 +167,11 @@ interface Outcome {
   more: Uint8Array[] | null;
   /** The reply depends on the question and the zones only (a lookup or REFUSED for no zone): it may be reused. */
   cacheable: boolean;
+  /** The gate refused, dropped or truncated it (the shield must not count its own refusals). */
+  gated: boolean;
 }
 
-const newOutcome = (): Outcome => ({ zone: null, qname: null, qtype: 0, rcode: 0, error: null, more: null, cacheable: false });
+const newOutcome = (): Outcome => ({ zone: null, qname: null, qtype: 0, rcode: 0, error: null, more: null, cacheable: false, gated: false });
 
 /** What answers are made from besides the packet: the zones, the gate, and for TSIG and transfers the keys and policy. */
 export interface AnswerContext {
@@ -182,6 +186,7 @@ export interface AnswerContext {
 }
 
 const noKeys = () => null;
+const NO_NAME: Name = [];
 
 const toRecord = (rr: RR): ResourceRecord => ({
   name: rr.name,
@@ -230,6 +235,7 @@ function answerInto(packet: Uint8Array, client: string, transport: "udp" | "tcp"
   out.error = null;
   out.more = null;
   out.cacheable = false;
+  out.gated = false;
   // Never answer a response (or what is not even a header): that is how reflection loops start.
   if (packet.length < HEADER_LENGTH || (packet[2]! & 0x80) !== 0) return null;
 
@@ -238,6 +244,11 @@ function answerInto(packet: Uint8Array, client: string, transport: "udp" | "tcp"
     query = decodeQuery(packet);
   } catch (e) {
     if (!(e instanceof FormatError)) out.error = e;
+    // Even garbage asks the gate first: a client the shield drops gets no FORMERR either.
+    if (ctx.gate.decide(client, NO_NAME, 0, transport) !== "answer") {
+      out.gated = true;
+      return null;
+    }
     out.rcode = Rcode.FORMERR;
     return encodeFormErr(packet);
   }
@@ -272,6 +283,18 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
     out.qname = query.question.name;
     out.qtype = query.question.type;
   }
+  // The gate before the MAC: a client the shield refuses costs no key decryption or HMAC.
+  const q = query.question;
+  if (q) {
+    const decision = ctx.gate.decide(client, q.name, q.type, transport);
+    if (decision !== "answer" && !(decision === "truncate" && transport === "tcp")) {
+      out.gated = true;
+      if (decision === "drop") return null;
+      out.rcode = decision === "refuse" ? Rcode.REFUSED : Rcode.NOERROR;
+      const reply = emptyReply(query, out.rcode, limit);
+      return decision === "refuse" ? reply : truncated(reply);
+    }
+  }
   const verdict = verify(packet, tsig, ctx.tsigKey ?? noKeys, { kind: "request" }, now);
   if (verdict.error !== 0) {
     out.rcode = RCODE_NOTAUTH;
@@ -285,7 +308,7 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
     return withTsig.length <= limit ? withTsig : truncated(reply);
   }
   const key = verdict.key!;
-  const reply = replyTo(query, packet, client, transport, ctx, limit - tsigSize(key), key, out);
+  const reply = replyTo(query, packet, client, transport, ctx, limit - tsigSize(key), key, out, true);
   if (reply === null) return null;
   let signed = sign(reply, key, { kind: "response", requestMac: tsig.mac }, now);
   // A long question with a long key name may leave no room even for an empty signed reply: TC.
@@ -317,7 +340,7 @@ function truncated(reply: Uint8Array): Uint8Array {
 }
 
 /** The unsigned reply (the first message of a transfer; the rest go to `out.more`). */
-function replyTo(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext, limit: number, key: TsigKey | null, out: Outcome): Uint8Array | null {
+function replyTo(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext, limit: number, key: TsigKey | null, out: Outcome, gated = false): Uint8Array | null {
   try {
     const q = query.question;
     if (q) {
@@ -328,14 +351,21 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       out.rcode = Rcode.BADVERS;
       return emptyReply(query, Rcode.BADVERS, limit);
     }
-    if (q) {
+    if (q && !gated) {
       const decision = ctx.gate.decide(client, q.name, q.type, transport);
-      if (decision === "drop") return null;
+      if (decision === "drop") {
+        out.gated = true;
+        return null;
+      }
       if (decision === "refuse") {
+        out.gated = true;
         out.rcode = Rcode.REFUSED;
         return emptyReply(query, Rcode.REFUSED, limit);
       }
-      if (decision === "truncate" && transport === "udp") return truncated(emptyReply(query, Rcode.NOERROR, limit));
+      if (decision === "truncate" && transport === "udp") {
+        out.gated = true;
+        return truncated(emptyReply(query, Rcode.NOERROR, limit));
+      }
     }
     if (query.opcode !== Opcode.QUERY || q === null || q.type === TYPE_MAILA || q.type === TYPE_MAILB) {
       out.rcode = Rcode.NOTIMP;
@@ -473,6 +503,7 @@ export class CachingAnswerer {
     out.more = null;
     out.cacheable = true;
     const decision = this.context.gate.decide(client, cached.qname, cached.qtype, transport);
+    out.gated = decision !== "answer";
     if (decision === "drop") return null;
     if (decision === "refuse" || (decision === "truncate" && transport === "udp")) {
       out.zone = null;
@@ -536,7 +567,7 @@ interface Connection {
 class DnsServerRuntime {
   readonly answerer: CachingAnswerer;
   /** One event object, refilled for every query: observers must not keep it. */
-  private readonly event: QueryEvent = { client: "", zone: null, qname: [], qtype: 0, rcode: 0, transport: "udp", bytes: 0 };
+  private readonly event: QueryEvent = { client: "", zone: null, qname: [], qtype: 0, rcode: 0, transport: "udp", bytes: 0, gated: false };
   readonly connections = new Set<import("bun").Socket<Connection>>();
   readonly idleMs: number;
   readonly maxConnections: number;
@@ -567,6 +598,7 @@ class DnsServerRuntime {
       event.rcode = out.rcode;
       event.transport = transport;
       event.bytes = reply.length;
+      event.gated = out.gated;
       try {
         observer.observe(event);
       } catch (e) {

@@ -3,7 +3,9 @@
  * its answer is built. The shield's verdict on the client (src/intel/shield.ts) comes first —
  * refused: REFUSED; dropped: no reply. Then, over UDP, response rate limiting per client prefix
  * (rrl.ts), stricter for a throttled client; each limited query tells the shield, so a flooder
- * soon has a decision of its own. Loopback clients are exempt when the shield trusts them.
+ * soon has a decision of its own (for DNS only: UDP sources are not verified). REFUSED is rate
+ * limited like answers (else it reflects for free). Allowlisted clients, and loopback when
+ * trusted, are exempt.
  */
 import { isLoopback, parseIp } from "../../src/net/ip.ts";
 import type { ShieldSlot } from "../../src/intel/shield.ts";
@@ -35,17 +37,28 @@ export class ShieldGate implements QueryGate {
 
   decide(client: string, _qname: Name, _qtype: number, transport: "udp" | "tcp"): Decision {
     const shield = this.options.shield.current;
-    const action = shield ? shield.decide(client) : "allow";
-    if (action === "refuse") {
-      this.options.count?.("refused");
-      return "refuse";
-    }
+    const action = shield ? shield.decide(client, "dns") : "allow";
     if (action === "drop") {
       this.options.count?.("dropped");
       return "drop";
     }
-    if (transport === "tcp" || (this.options.trustLoopback && this.isLoopback(client))) return "answer";
-    const verdict = this.rrl.take(client, action === "throttle" ? this.options.throttledRate : this.options.rate);
+    // Allowlisted and trusted loopback clients are not rate limited; TCP never is.
+    if (transport === "tcp" || (shield ? shield.isTrusted(client, "dns") : this.options.trustLoopback && this.isLoopback(client))) {
+      if (action !== "refuse") return "answer";
+      this.options.count?.("refused");
+      return "refuse";
+    }
+    const rate = action === "throttle" || action === "refuse" ? this.options.throttledRate : this.options.rate;
+    const verdict = this.rrl.take(client, rate);
+    if (action === "refuse") {
+      // REFUSED to a spoofable source is rate limited too, or it would be a free reflector.
+      if (verdict !== "answer") {
+        this.options.count?.("dropped");
+        return "drop";
+      }
+      this.options.count?.("refused");
+      return "refuse";
+    }
     if (verdict === "answer") return "answer";
     shield?.observe(client, "dns_rate_limited");
     this.options.count?.(verdict === "truncate" ? "slipped" : "rate_limited");

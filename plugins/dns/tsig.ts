@@ -264,7 +264,8 @@ export function verify(packet: Uint8Array, tsig: TsigRecord, findKey: (name: Nam
   parts.push(unsignedPart(packet, tsig), variablesWire(tsig, chain.kind === "continuation"));
   const expected = hmac(key, parts);
   if (!timingSafeEqual(expected, tsig.mac)) return { error: TsigError.BADSIG, key };
-  if (Math.abs(Math.floor(now / 1000) - tsig.timeSigned) > tsig.fudge) return { error: TsigError.BADTIME, key };
+  // The fudge is the smaller of the signer's and ours: a peer cannot stretch its own replay window.
+  if (Math.abs(Math.floor(now / 1000) - tsig.timeSigned) > Math.min(tsig.fudge, FUDGE_SECONDS)) return { error: TsigError.BADTIME, key };
   return { error: 0, key };
 }
 

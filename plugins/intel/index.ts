@@ -81,7 +81,7 @@ export const intelPlugin = definePlugin<IntelSettings>({
     services.set(k.store, intel);
     k.shield.current = intel.shield;
     const unsubscribe = k.audit.onRecord((event) => feedShield(intel.shield, event));
-    const sweep = setInterval(() => intel.shield.sweep(), 30_000);
+    const sweep = setInterval(() => void intel.sweep(), 30_000);
     const refresh = setInterval(() => void intel.refreshDue(), 60_000);
     sweep.unref?.();
     refresh.unref?.();

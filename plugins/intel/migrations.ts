@@ -49,4 +49,9 @@ export const intelMigrations: readonly Migration[] = [
       updated_at INTEGER NOT NULL
     ) STRICT;`,
   },
+  {
+    id: "0002_intel_decision_scope",
+    // "dns": made from DNS evidence (unverified UDP sources), enforced by the DNS server only.
+    up: `ALTER TABLE intel_decisions ADD COLUMN scope TEXT NOT NULL DEFAULT 'all' CHECK (scope IN ('all', 'dns'));`,
+  },
 ];

@@ -44,6 +44,10 @@ interface LoadedList extends ListMatch {
 
 const SYSTEM = { kind: "system" } as const;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+/** Decisions the shield makes on its own that are stored and audited one by one, a minute at most. */
+const DECISION_RECORDS_PER_MINUTE = 120;
+/** Ended decisions are kept this long for the record, then deleted. */
+const DECISION_RETENTION_MS = 30 * 24 * 60 * 60_000;
 /** Bad lines reported back at most (the rest are counted). */
 const MAX_REPORTED_ERRORS = 20;
 
@@ -121,21 +125,53 @@ export class IntelService {
 
   private storedDecisions(): Decision[] {
     return this.db
-      .query<{ id: string; target: string; action: string; score: number; reasons: string; since: number; until: number; shadow: number }, [number]>(
+      .query<{ id: string; target: string; scope: string; action: string; score: number; reasons: string; since: number; until: number; shadow: number }, [number]>(
         "SELECT * FROM intel_decisions WHERE ended_at IS NULL AND until > ?",
       )
       .all(this.now())
-      .map((r) => ({ id: r.id, target: r.target, action: r.action as Decision["action"], score: r.score, reasons: JSON.parse(r.reasons), since: r.since, until: r.until, shadow: r.shadow === 1 }));
+      .map((r) => ({ id: r.id, target: r.target, scope: r.scope as Decision["scope"], action: r.action as Decision["action"], score: r.score, reasons: JSON.parse(r.reasons), since: r.since, until: r.until, shadow: r.shadow === 1 }));
+  }
+
+  /**
+   * Decisions the shield makes on its own are recorded one by one up to DECISION_RECORDS_PER_MINUTE;
+   * past that (a flood of new addresses) they are counted and summed up in one event a minute,
+   * so that nobody can fill the disk or the write queue by sending from many addresses.
+   */
+  private budget = { minute: 0, used: 0, started: 0, ended: 0 };
+
+  private withinBudget(change: "start" | "expire"): boolean {
+    const minute = Math.floor(this.now() / 60_000);
+    if (minute !== this.budget.minute) {
+      const { started, ended } = this.budget;
+      this.budget = { minute, used: 0, started: 0, ended: 0 };
+      if (started + ended > 0) void this.recordSummary(started, ended);
+    }
+    if (this.budget.used < DECISION_RECORDS_PER_MINUTE) {
+      this.budget.used++;
+      return true;
+    }
+    if (change === "start") this.budget.started++;
+    else this.budget.ended++;
+    return false;
+  }
+
+  private async recordSummary(started: number, ended: number): Promise<void> {
+    this.k.log.warn("intel: a flood of decisions; not every one was recorded", { started, ended });
+    await this.k.store
+      .write((tx) => this.k.audit.record(tx, { action: "intel.decision.start", outcome: "success", actor: SYSTEM, reason: `${started} decisions started and ${ended} ended in the last minute were not recorded one by one (over ${DECISION_RECORDS_PER_MINUTE} a minute)`, subject: "shield" }))
+      .catch(() => {});
   }
 
   /** A decision started or ended: stored and audited (never blocks the answer path that made it). */
   private async recordDecision(change: "start" | "expire" | "lift", decision: Decision, caller?: Caller): Promise<void> {
+    if (change !== "lift" && !this.withinBudget(change)) return;
     try {
       await this.k.store.write((tx) => {
         if (change === "start") {
-          tx.query("INSERT INTO intel_decisions (id, target, action, score, reasons, since, until, shadow) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
+          tx.query("INSERT INTO intel_decisions (id, target, scope, action, score, reasons, since, until, shadow) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").run(
             decision.id,
             decision.target,
+            decision.scope,
             decision.action,
             decision.score,
             JSON.stringify(decision.reasons),
@@ -148,7 +184,7 @@ export class IntelService {
         }
         const reason =
           change === "start"
-            ? `${decision.shadow ? "shadow: would " : ""}${decision.action} ${decision.target} until ${iso(decision.until)}: score ${decision.score} — ${decision.reasons.map((r) => r.text).join("; ")}`
+            ? `${decision.shadow ? "shadow: would " : ""}${decision.action} ${decision.target}${decision.scope === "dns" ? " (DNS only)" : ""} until ${iso(decision.until)}: score ${decision.score} — ${decision.reasons.map((r) => r.text).join("; ")}`
             : `${decision.action} ${decision.target} ${change === "lift" ? "lifted" : "expired"}`;
         this.k.audit.record(tx, { action: `intel.decision.${change}`, outcome: "success", actor: caller ? actorOf(caller.principal) : SYSTEM, resource: { type: "intel_decision", id: decision.id }, reason, request: caller?.request ?? null, subject: "shield" });
       });
@@ -157,14 +193,23 @@ export class IntelService {
     }
   }
 
+  /** Expires what is due and deletes decisions that ended more than 30 days ago. */
+  async sweep(): Promise<void> {
+    this.shield.sweep();
+    const cutoff = this.now() - DECISION_RETENTION_MS;
+    await this.k.store.write((tx) => tx.query("DELETE FROM intel_decisions WHERE ended_at IS NOT NULL AND ended_at < ?").run(cutoff)).catch((e) => {
+      this.k.log.error("intel: old decisions could not be deleted", { error: e instanceof Error ? e.message : String(e) });
+    });
+  }
+
   decisions() {
     return { items: this.shield.activeDecisions().map(decisionView) };
   }
 
   async lift(caller: Caller, target: string) {
-    const decision = this.shield.lift(target);
-    if (!decision) throw new NotFoundError(`No decision in force for ${target}.`);
-    await this.recordDecision("lift", decision, caller);
+    const lifted = this.shield.lift(target);
+    if (lifted.length === 0) throw new NotFoundError(`No decision in force for ${target}.`);
+    for (const decision of lifted) await this.recordDecision("lift", decision, caller);
   }
 
   // --- manual allow and deny --------------------------------------------------------------
@@ -314,7 +359,7 @@ export class IntelService {
 }
 
 function decisionView(d: Decision) {
-  return { id: d.id, target: d.target, action: d.action, score: d.score, reasons: d.reasons.map((r) => r.text), since: iso(d.since)!, until: iso(d.until)!, shadow: d.shadow };
+  return { id: d.id, target: d.target, scope: d.scope, action: d.action, score: d.score, reasons: d.reasons.map((r) => r.text), since: iso(d.since)!, until: iso(d.until)!, shadow: d.shadow };
 }
 
 function listView(row: Omit<ListRow, "content">) {

@@ -63,7 +63,7 @@ export function createGuard({ identity, shield, confirmations, limits, recordSec
     const meta = requestMeta(request);
     // The shield first: a refused address learns nothing more, not even which routes exist.
     // Its decisions are audited where they are made (the intel plugin), not once per request.
-    const verdict = shield?.current?.decide(meta.client) ?? "allow";
+    const verdict = shield?.current?.decide(meta.client, "http") ?? "allow";
     if (verdict === "refuse" || verdict === "drop") throw new HttpProblem(403, "forbidden", "Requests from your address are refused.");
     if (verdict === "throttle") {
       // A throttled address shares the strict login bucket for every request.

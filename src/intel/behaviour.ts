@@ -80,6 +80,11 @@ export class Behaviour {
     return this.counters.size;
   }
 
+  /** Forgets a key's counts (an operator lifted its decision). */
+  forget(key: string): void {
+    this.counters.delete(key);
+  }
+
   private touch(key: string, now: number): Counter {
     let counter = this.counters.get(key);
     if (counter) {

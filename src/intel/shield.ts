@@ -11,7 +11,7 @@
 import { Behaviour, addressAndPrefix, keysOf, type Signal } from "./behaviour.ts";
 import type { GeoInfo } from "./geo.ts";
 import { actionFor, score, type Action, type Reason, type ShieldPolicy } from "./policy.ts";
-import { cidrContains, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../net/ip.ts";
+import { cidrContains, formatCidr, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../net/ip.ts";
 
 export interface ManualEntry {
   id: string;
@@ -24,10 +24,19 @@ export interface ManualEntry {
   reason: string | null;
 }
 
+/**
+ * Where a verdict is asked. DNS over UDP comes from addresses nobody verified, so what DNS
+ * traffic did (floods, NXDOMAIN, refused names) counts toward DNS verdicts only: a spoofer
+ * must not be able to lock a victim out of the API.
+ */
+export type Channel = "http" | "dns";
+
 export interface Decision {
   id: string;
-  /** The address it is about. */
+  /** The address it is about, or the prefix (/24, /56) when its neighbours' doings made it. */
   target: string;
+  /** "all": enforced by the HTTP guard and the DNS server; "dns": by the DNS server only (made from DNS evidence). */
+  scope: "all" | "dns";
   action: Exclude<Action, "allow">;
   score: number;
   reasons: Reason[];
@@ -76,10 +85,21 @@ const MAX_VERDICTS = 100_000;
 /** How soon a DNS signal is reflected in the address's verdict. */
 const DNS_REASSESS_MS = 1000;
 const NO_LISTS: string[] = [];
+/** Decisions held at most; past it, verdicts are still enforced (from the cache) but not recorded one by one. */
+const MAX_DECISIONS = 10_000;
+const DNS_SIGNALS = new Set<Signal>(["dns_rate_limited", "dns_refused", "dns_nxdomain"]);
+
+/** Counts with the DNS signals left out (what the HTTP side may act on). */
+function withoutDns(counts: Readonly<Record<Signal, number>>): Readonly<Record<Signal, number>> {
+  if (counts.dns_rate_limited === 0 && counts.dns_refused === 0 && counts.dns_nxdomain === 0) return counts;
+  return { ...counts, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0 };
+}
 
 interface Verdict {
   action: Action;
   until: number;
+  /** Loopback (when trusted) or on the allow list: exempt from rate limiting and from counting. */
+  trusted: boolean;
 }
 
 interface CompiledEntry {
@@ -90,12 +110,14 @@ interface CompiledEntry {
 export class Shield {
   readonly behaviour: Behaviour;
   private readonly decisions = new Map<string, Decision>();
-  private readonly verdicts = new Map<string, Verdict>();
+  private readonly verdicts: Record<Channel, Map<string, Verdict>> = { http: new Map(), dns: new Map() };
   private readonly keys = new Map<string, { address: string; prefix: string } | null>();
   private allow: CompiledEntry[] = [];
   private deny: CompiledEntry[] = [];
   private readonly verdictMs: number;
   private counter = 0;
+  /** Decisions the cap kept from being recorded (a flood of new addresses). */
+  unrecorded = 0;
   /** Enforced verdicts given, by action (for statistics). */
   readonly counts: Record<Action, number> = { allow: 0, throttle: 0, refuse: 0, drop: 0 };
 
@@ -113,42 +135,55 @@ export class Shield {
       });
     this.allow = compile("allow");
     this.deny = compile("deny");
-    this.verdicts.clear();
+    this.invalidate();
   }
 
   /** Decisions loaded from storage at start (those still in force). */
   restore(decisions: readonly Decision[]): void {
     const now = this.options.now();
-    for (const d of decisions) if (d.until > now) this.decisions.set(d.target, d);
-    this.verdicts.clear();
+    for (const d of decisions) if (d.until > now) this.decisions.set(decisionKey(d.scope, d.target), d);
+    this.invalidate();
   }
 
   /** Forgets cached verdicts (the policy or the lists changed). */
   invalidate(): void {
-    this.verdicts.clear();
+    this.verdicts.http.clear();
+    this.verdicts.dns.clear();
   }
 
-  /** The action enforced on `client` now: the hot path of both the guard and the DNS gate. */
-  decide(client: string): Action {
+  /** The action enforced on `client` now, for `channel`: the hot path of both the guard and the DNS gate. */
+  decide(client: string, channel: Channel = "http"): Action {
+    return this.verdict(client, channel).action;
+  }
+
+  /** Loopback (when trusted) or allowlisted: exempt from rate limiting, never counted against. */
+  isTrusted(client: string, channel: Channel = "dns"): boolean {
+    return this.verdict(client, channel).trusted;
+  }
+
+  private verdict(client: string, channel: Channel): Verdict {
     const now = this.options.now();
-    const cached = this.verdicts.get(client);
+    const verdicts = this.verdicts[channel];
+    const cached = verdicts.get(client);
     if (cached !== undefined && cached.until > now) {
       this.counts[cached.action]++;
-      return cached.action;
+      return cached;
     }
-    const a = this.assess(client);
+    const a = this.assess(client, { channel });
     const until = a.decision ? Math.min(a.decision.until, now + this.verdictMs) : a.manual?.until ? Math.min(a.manual.until, now + this.verdictMs) : now + this.verdictMs;
-    if (this.verdicts.size >= MAX_VERDICTS) this.verdicts.clear();
-    this.verdicts.set(client, { action: a.action, until });
+    if (verdicts.size >= MAX_VERDICTS) verdicts.clear();
+    const verdict: Verdict = { action: a.action, until, trusted: a.source === "loopback" || a.source === "allowlist" };
+    verdicts.set(client, verdict);
     this.counts[a.action]++;
-    return a.action;
+    return verdict;
   }
 
   /**
-   * Everything known about `ip` and the verdict, starting a decision when the score calls for
-   * one — unless `dryRun` (an operator looking an address up changes nothing).
+   * Everything known about `ip` and the verdict for `channel`, starting a decision when the
+   * score calls for one — unless `dryRun` (an operator looking an address up changes nothing).
+   * A decision is on the prefix when the address's own doings would not have made it.
    */
-  assess(ip: string, { dryRun = false } = {}): Assessment {
+  assess(ip: string, { dryRun = false, channel = "http" as Channel } = {}): Assessment {
     const now = this.options.now();
     const parsed = parseIp(ip);
     const policy = this.options.policy();
@@ -157,13 +192,12 @@ export class Shield {
     const keys = keysOf(addr);
     const lists = this.options.lists().filter((l) => l.contains(addr));
     const geo = this.options.geo.lookup(keys.address);
-    const scored = score(policy, {
-      geo,
-      lists,
-      address: this.behaviour.counts(keys.address),
-      prefix: this.behaviour.counts(keys.prefix),
-      halfLifeMinutes: this.behaviour.halfLifeMinutes,
-    });
+    const own = this.behaviour.counts(keys.address);
+    const shared = this.behaviour.counts(keys.prefix);
+    const facts = { geo, lists, halfLifeMinutes: this.behaviour.halfLifeMinutes };
+    // Evidence every channel may act on (no DNS signals), and the DNS channel's (all of it).
+    const forAll = score(policy, { ...facts, address: withoutDns(own), prefix: withoutDns(shared) });
+    const scored = channel === "dns" ? score(policy, { ...facts, address: own, prefix: shared }) : forAll;
     const listNames = lists.length === 0 ? NO_LISTS : lists.map((l) => l.name);
     const result = (action: Action, source: Assessment["source"], decision: Decision | null = null, manual: ManualEntry | null = null): Assessment => ({
       address: keys.address,
@@ -185,50 +219,100 @@ export class Shield {
     const denied = this.manualMatch(this.deny, addr, now);
     if (denied) return result(policy.shadow ? "allow" : denied.action, "denylist", null, denied);
 
-    let decision = this.decisions.get(keys.address) ?? null;
-    if (decision && decision.until <= now && !dryRun) {
-      this.decisions.delete(keys.address);
-      this.options.onDecision?.("expire", decision);
-      decision = null;
+    const enforce = (d: Decision) => (policy.shadow || d.shadow ? "allow" : d.action);
+    let decision = this.inForce("all", keys, now, dryRun);
+    if (!dryRun) decision = this.consider("all", forAll, keys, own, shared, decision, policy, now) ?? decision;
+    if (channel === "dns") {
+      let dnsOnly = this.inForce("dns", keys, now, dryRun);
+      if (!dryRun) dnsOnly = this.consider("dns", scored, keys, own, shared, dnsOnly, policy, now) ?? dnsOnly;
+      if (dnsOnly && (decision === null || severity(dnsOnly.action) > severity(decision.action))) decision = dnsOnly;
     }
-    const wanted = actionFor(policy, scored.score);
-    if (decision && decision.until <= now) decision = null;
-    if (wanted !== "allow" && !dryRun && (decision === null || severity(wanted) > severity(decision.action))) {
-      decision = {
-        id: this.options.newId?.() ?? `dec_${now.toString(36)}${(this.counter++).toString(36)}`,
-        target: keys.address,
-        action: wanted,
-        score: scored.score,
-        reasons: scored.reasons,
-        since: now,
-        until: now + policy.decision_minutes * 60_000,
-        shadow: policy.shadow,
-      };
-      this.decisions.set(keys.address, decision);
-      this.options.onDecision?.("start", decision);
-    }
-    if (decision) return result(decision.shadow ? "allow" : decision.action, "decision", decision);
+    if (decision) return result(enforce(decision), "decision", decision);
     // A dry run starts nothing, but says what the score calls for.
-    return result(policy.shadow ? "allow" : wanted, "score");
+    return result(policy.shadow ? "allow" : actionFor(policy, scored.score), "score");
+  }
+
+  /** The decision of `scope` in force for the address or its prefix (expired ones are ended). */
+  private inForce(scope: "all" | "dns", keys: { address: string; prefix: string }, now: number, dryRun: boolean): Decision | null {
+    let best: Decision | null = null;
+    for (const target of [keys.address, keys.prefix]) {
+      const key = decisionKey(scope, target);
+      const d = this.decisions.get(key);
+      if (!d) continue;
+      if (d.until <= now) {
+        if (!dryRun) {
+          this.decisions.delete(key);
+          this.options.onDecision?.("expire", d);
+        }
+        continue;
+      }
+      if (best === null || severity(d.action) > severity(best.action)) best = d;
+    }
+    return best;
+  }
+
+  /** Starts a decision of `scope` when the score calls for more than `current`; returns it. */
+  private consider(
+    scope: "all" | "dns",
+    scored: { score: number; reasons: Reason[] },
+    keys: { address: string; prefix: string },
+    own: Readonly<Record<Signal, number>>,
+    shared: Readonly<Record<Signal, number>>,
+    current: Decision | null,
+    policy: ShieldPolicy,
+    now: number,
+  ): Decision | null {
+    const wanted = actionFor(policy, scored.score);
+    if (wanted === "allow" || (current !== null && severity(wanted) <= severity(current.action))) return null;
+    // On the prefix when the address alone would not have earned it: one decision for a
+    // neighbourhood, not one per address an attacker rotates through.
+    const alone = score(policy, { geo: this.options.geo.lookup(keys.address), lists: [], halfLifeMinutes: this.behaviour.halfLifeMinutes, address: scope === "dns" ? own : withoutDns(own), prefix: NO_COUNTS });
+    const byPrefix = severity(actionFor(policy, alone.score + listPoints(scored))) < severity(wanted);
+    const target = byPrefix ? keys.prefix : keys.address;
+    const key = decisionKey(scope, target);
+    const previous = this.decisions.get(key);
+    if (!previous && this.decisions.size >= MAX_DECISIONS) {
+      this.unrecorded++;
+      return null;
+    }
+    const decision: Decision = {
+      id: this.options.newId?.() ?? `dec_${now.toString(36)}${(this.counter++).toString(36)}`,
+      target,
+      scope,
+      action: wanted,
+      score: scored.score,
+      reasons: scored.reasons,
+      since: now,
+      until: now + policy.decision_minutes * 60_000,
+      shadow: policy.shadow,
+    };
+    if (previous) this.options.onDecision?.("expire", previous); // superseded by a stronger one
+    this.decisions.set(key, decision);
+    this.options.onDecision?.("start", decision);
+    this.invalidate();
+    return decision;
   }
 
   /** Feeds behaviour: the address's verdict is worked out afresh (for DNS signals, within a second). */
   observe(client: string, signal: Signal, n = 1): void {
     const keys = this.keysOf(client);
     if (!keys) return;
-    this.behaviour.add(keys.address, keys.prefix, signal, n);
-    if (signal.startsWith("dns_")) {
+    if (DNS_SIGNALS.has(signal)) {
+      const cached = this.verdicts.dns.get(client);
+      if (cached?.trusted) return; // an allowlisted client's traffic is not held against its neighbours
+      this.behaviour.add(keys.address, keys.prefix, signal, n);
       // DNS signals come in floods: the verdict is worked out again within a second, not at
       // every query (which would put a whole assessment on the answer path of each one).
       const soon = this.options.now() + DNS_REASSESS_MS;
-      for (const key of [client, keys.address]) {
-        const cached = this.verdicts.get(key);
-        if (cached !== undefined && cached.until > soon) cached.until = soon;
-      }
+      if (cached !== undefined && cached.until > soon) cached.until = soon;
       return;
     }
-    this.verdicts.delete(client);
-    this.verdicts.delete(keys.address);
+    if (this.verdicts.http.get(client)?.trusted) return;
+    this.behaviour.add(keys.address, keys.prefix, signal, n);
+    for (const verdicts of [this.verdicts.http, this.verdicts.dns]) {
+      verdicts.delete(client);
+      verdicts.delete(keys.address);
+    }
   }
 
   /** The address and prefix of a client as it appears on the wire, remembered for the busy ones. */
@@ -248,22 +332,33 @@ export class Shield {
     return [...this.decisions.values()].filter((d) => d.until > now);
   }
 
-  /** Ends a decision early (a manual change); true when there was one. */
-  lift(target: string): Decision | null {
-    const keys = addressAndPrefix(target);
-    const decision = keys ? this.decisions.get(keys.address) : undefined;
-    if (!decision || !keys) return null;
-    this.decisions.delete(keys.address);
-    this.verdicts.clear();
-    return decision;
+  /**
+   * Ends the decisions on an address (with those on its prefix) or on a prefix early, and
+   * forgets what it did — else the next request would score the same and decide again.
+   */
+  lift(target: string): Decision[] {
+    const cidr = toCidr(target);
+    if (!cidr) return [];
+    const host = cidr.prefix === (cidr.family === 4 ? 32 : 128);
+    const keys = host ? keysOf(cidr) : null;
+    const names = keys ? [keys.address, keys.prefix] : [formatCidr(cidr)];
+    const lifted: Decision[] = [];
+    for (const [key, d] of this.decisions) {
+      if (!names.includes(d.target)) continue;
+      this.decisions.delete(key);
+      lifted.push(d);
+    }
+    for (const name of names) this.behaviour.forget(name);
+    this.invalidate();
+    return lifted;
   }
 
   /** Expires what is due (a timer calls it): each expiry is reported. */
   sweep(): void {
     const now = this.options.now();
-    for (const [address, decision] of this.decisions) {
+    for (const [key, decision] of this.decisions) {
       if (decision.until > now) continue;
-      this.decisions.delete(address);
+      this.decisions.delete(key);
       this.options.onDecision?.("expire", decision);
     }
   }
@@ -275,10 +370,19 @@ export class Shield {
 }
 
 const severity = (a: Action) => ({ allow: 0, throttle: 1, refuse: 2, drop: 3 })[a];
+const decisionKey = (scope: "all" | "dns", target: string) => `${scope} ${target}`;
+const NO_COUNTS: Readonly<Record<Signal, number>> = Object.freeze({ failed_login: 0, invalid_token: 0, http_forbidden: 0, http_rate_limited: 0, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0 });
+/** The points a score got from lists, country, ASN and anonymity: facts about the address itself. */
+const listPoints = (scored: { reasons: Reason[] }) => scored.reasons.filter((r) => !/ in the last \d/.test(r.text)).reduce((n, r) => n + r.points, 0);
 
 /** An address or CIDR as a CIDR (an address is its /32 or /128; host bits must be zero). */
 export function toCidr(text: string): Cidr | null {
-  return parseCidr(text.trim());
+  const cidr = parseCidr(text.trim());
+  // ::ffff:a.b.c.d/n (n ≥ 96) is an IPv4 prefix written the IPv6 way: match it as IPv4.
+  if (cidr && cidr.family === 6 && cidr.prefix >= 96 && cidr.bytes.subarray(0, 10).every((b) => b === 0) && cidr.bytes[10] === 0xff && cidr.bytes[11] === 0xff) {
+    return { family: 4, bytes: cidr.bytes.slice(12), prefix: cidr.prefix - 96 };
+  }
+  return cidr;
 }
 
 /** The kernel's slot for the shield: the intel plugin fills it, the HTTP guard and the DNS server ask it. */

@@ -26,6 +26,7 @@ const event = (qname: string, over: Partial<QueryEvent> = {}): QueryEvent => ({
   rcode: 0,
   transport: "udp",
   bytes: 64,
+  gated: false,
   ...over,
 });
 

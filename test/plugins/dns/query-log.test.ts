@@ -32,6 +32,7 @@ const event = (i: number, client = "192.0.2.57"): QueryEvent => ({
   rcode: 0,
   transport: "udp",
   bytes: 80,
+  gated: false,
 });
 
 test("a line per query: JSON with the client's prefix, the names and the type in text; file mode 0600", () => {

@@ -519,13 +519,20 @@ describe("with no upstream configured", () => {
 });
 
 describe("clients", () => {
-  test("a client not allowed is REFUSED, blocked names and cached answers included", async () => {
+  test("a client not allowed gets nothing over UDP (no reflection) and REFUSED over TCP, blocked names and cached answers included", async () => {
     const upstream = await startUpstream();
-    const { ask, askTcp, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }], allowedClients: () => false });
-    for (const reply of [await ask("www.example.org"), await ask("ads.example.net"), await askTcp("www.example.org")]) {
-      expect(reply.rcode).toBe(Rcode.REFUSED);
-      expect(reply.answer).toEqual([]);
+    const { askTcp, udp, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }], allowedClients: () => false });
+    for (const name of ["www.example.org", "ads.example.net"]) {
+      const { promise, resolve } = Promise.withResolvers<Uint8Array | null>();
+      const socket = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array", socket: { data: (_s, data) => resolve(data) } });
+      cleanups.push(() => socket.close());
+      socket.send(buildQuery({ name: parseName(`${name}.`, null), type: RRType.A, rd: true }), udp, "127.0.0.1");
+      setTimeout(() => resolve(null), 300);
+      expect(await promise).toBeNull();
     }
+    const reply = await askTcp("www.example.org");
+    expect(reply.rcode).toBe(Rcode.REFUSED);
+    expect(reply.answer).toEqual([]);
     expect(upstream.events).toHaveLength(0);
     expect(resolver.stats()).toMatchObject({ refused: 3, forwarded: 0, blocked: 0 });
   });

@@ -135,8 +135,69 @@ describe("Shield", () => {
   test("a lifted decision is gone; an invalid address is allowed and noted as such", () => {
     const { shield } = setup({ lists: [listOf("drop", 80, "203.0.113.0/24")], trustLoopback: false });
     expect(shield.decide("203.0.113.2")).toBe("refuse");
-    expect(shield.lift("203.0.113.2")?.action).toBe("refuse");
+    expect(shield.lift("203.0.113.2").map((d) => d.action)).toEqual(["refuse"]);
     expect(shield.activeDecisions()).toEqual([]);
     expect(shield.assess("not-an-ip").source).toBe("invalid");
+  });
+});
+
+describe("Shield against spoofing and floods (review findings)", () => {
+  test("DNS evidence (unverified UDP sources) makes DNS-only decisions: it never refuses HTTP", () => {
+    const { shield, changes } = setup({ trustLoopback: false });
+    const victim = "198.51.100.20";
+    for (let i = 0; i < 1000; i++) {
+      shield.observe(victim, "dns_rate_limited");
+      shield.observe(victim, "dns_nxdomain");
+      shield.observe(victim, "dns_refused");
+    }
+    expect(shield.decide(victim, "dns")).toBe("drop");
+    expect(shield.decide(victim, "http")).toBe("allow");
+    expect(shield.decide("198.51.100.21", "http")).toBe("allow"); // the neighbours neither
+    expect(changes.every(([, d]) => d.scope === "dns")).toBe(true);
+  });
+
+  test("a neighbourhood's doings make one decision on the prefix, not one per rotated address", () => {
+    const { shield, changes } = setup({ trustLoopback: false });
+    for (let i = 0; i < 20; i++) shield.observe(`203.0.113.${i}`, "failed_login"); // one each: 20 in the /24
+    for (let i = 100; i < 160; i++) expect(shield.decide(`203.0.113.${i}`, "http")).toBe("throttle");
+    const started = changes.filter(([c]) => c === "start").map(([, d]) => d.target);
+    expect(started).toEqual(["203.0.113.0/24"]);
+    // Lifting it by an address in it ends it and forgets the prefix's doings.
+    expect(shield.lift("203.0.113.150").map((d) => d.target)).toEqual(["203.0.113.0/24"]);
+    expect(shield.decide("203.0.113.150", "http")).toBe("allow");
+  });
+
+  test("lifting an address's decision forgets what it did, so it is not decided again at once", () => {
+    const { shield } = setup({ trustLoopback: false });
+    for (let i = 0; i < 20; i++) shield.observe("192.0.2.10", "invalid_token");
+    expect(shield.decide("192.0.2.10", "http")).toBe("throttle");
+    shield.lift("192.0.2.10");
+    expect(shield.decide("192.0.2.10", "http")).toBe("allow");
+  });
+
+  test("shadow mode also covers decisions made before it was turned on", () => {
+    const now = Date.UTC(2026, 10, 23);
+    const policy = { ...DEFAULT_POLICY, shadow: true };
+    const shield = new Shield({ geo: { lookup: () => NOWHERE }, lists: () => [], policy: () => policy, now: () => now, trustLoopback: false });
+    shield.restore([{ id: "d1", target: "192.0.2.50", scope: "all", action: "refuse", score: 80, reasons: [], since: now - 1000, until: now + 60_000, shadow: false }]);
+    expect(shield.decide("192.0.2.50", "http")).toBe("allow");
+  });
+
+  test("a manual entry written as an IPv4-mapped IPv6 address matches the IPv4 address", () => {
+    const { shield } = setup({ trustLoopback: false });
+    shield.setManual([
+      { id: "d", kind: "deny", target: "0.0.0.0/0", action: "refuse", until: null, reason: null },
+      { id: "a", kind: "allow", target: "::ffff:192.0.2.77", action: "refuse", until: null, reason: null },
+    ]);
+    expect(shield.decide("192.0.2.77", "http")).toBe("allow");
+    expect(shield.decide("192.0.2.78", "http")).toBe("refuse");
+  });
+
+  test("an allowlisted client is trusted: not rate limited, and its DNS traffic is not counted against its prefix", () => {
+    const { shield } = setup({ trustLoopback: false });
+    shield.setManual([{ id: "a", kind: "allow", target: "192.0.2.1", action: "refuse", until: null, reason: null }]);
+    expect(shield.isTrusted("192.0.2.1", "dns")).toBe(true);
+    for (let i = 0; i < 2000; i++) shield.observe("192.0.2.1", "dns_rate_limited");
+    expect(shield.decide("192.0.2.77", "dns")).toBe("allow");
   });
 });
