@@ -4,7 +4,8 @@
  * "43 failed logins" means about 43 lately, and an address that stops is forgiven without a
  * sweep. The prefix counters catch what a client spreads over its neighbours.
  *
- * Memory is bounded: at most `maxKeys` keys; the least recently touched go first.
+ * Memory is bounded: at most `maxKeys` keys per table (HTTP signals, DNS signals); the least
+ * recently touched go first.
  */
 import { formatIp, parseIp, unmapIpv4, type IpAddress } from "../net/ip.ts";
 
@@ -46,6 +47,12 @@ export class Behaviour {
   private readonly counters = new Map<string, Counter>();
   private readonly halfLife: number;
   private readonly maxKeys: number;
+  /**
+   * Two tables: DNS signals come from UDP sources anyone can forge, in floods, so they get their
+   * own table — a spoofed flood from random addresses can then evict only DNS counts, never the
+   * failed logins of a brute-forcer (which come over TCP, from real addresses).
+   */
+  private readonly dns = new Map<string, Counter>();
 
   constructor(private readonly options: BehaviourOptions) {
     this.halfLife = options.halfLifeMs ?? 10 * 60_000;
@@ -60,41 +67,48 @@ export class Behaviour {
   add(address: string, prefix: string, signal: Signal, n = 1): void {
     const i = SIGNALS.indexOf(signal);
     const now = this.options.now();
+    const table = signal.startsWith("dns_") ? this.dns : this.counters;
     for (const key of [address, prefix]) {
-      const counter = this.touch(key, now);
+      const counter = this.touch(table, key, now);
       counter.values[i] = counter.values[i]! + n;
     }
   }
 
   /** The decayed counts of a key (an address or a prefix), by signal. */
   counts(key: string): Readonly<Record<Signal, number>> {
-    const counter = this.counters.get(key);
-    if (!counter) return NOTHING; // most addresses have done nothing worth counting
+    const http = this.counters.get(key);
+    const dns = this.dns.get(key);
+    if (!http && !dns) return NOTHING; // most addresses have done nothing worth counting
     const out = { ...NOTHING };
-    this.decay(counter, this.options.now());
-    SIGNALS.forEach((s, i) => (out[s] = counter.values[i]!));
+    const now = this.options.now();
+    for (const counter of [http, dns]) {
+      if (!counter) continue;
+      this.decay(counter, now);
+      SIGNALS.forEach((s, i) => (out[s] += counter.values[i]!));
+    }
     return out;
   }
 
   get size(): number {
-    return this.counters.size;
+    return this.counters.size + this.dns.size;
   }
 
   /** Forgets a key's counts (an operator lifted its decision). */
   forget(key: string): void {
     this.counters.delete(key);
+    this.dns.delete(key);
   }
 
-  private touch(key: string, now: number): Counter {
-    let counter = this.counters.get(key);
+  private touch(table: Map<string, Counter>, key: string, now: number): Counter {
+    let counter = table.get(key);
     if (counter) {
-      this.counters.delete(key); // re-inserted last: the map's order is least recently touched first
+      table.delete(key); // re-inserted last: the map's order is least recently touched first
       this.decay(counter, now);
     } else {
       counter = { values: new Float64Array(SIGNALS.length), at: now };
-      if (this.counters.size >= this.maxKeys) this.counters.delete(this.counters.keys().next().value!);
+      if (table.size >= this.maxKeys) table.delete(table.keys().next().value!);
     }
-    this.counters.set(key, counter);
+    table.set(key, counter);
     return counter;
   }
 

@@ -4,6 +4,7 @@
  * time); shadow mode decides and records but enforces nothing.
  */
 import { describe, expect, test } from "bun:test";
+import { Behaviour } from "../../../src/intel/behaviour.ts";
 import { DEFAULT_POLICY, actionFor, score, type ShieldPolicy } from "../../../src/intel/policy.ts";
 import { Shield, type Decision, type ManualEntry } from "../../../src/intel/shield.ts";
 import { cidrContains, parseCidr, type IpAddress } from "../../../src/net/ip.ts";
@@ -200,4 +201,12 @@ describe("Shield against spoofing and floods (review findings)", () => {
     for (let i = 0; i < 2000; i++) shield.observe("192.0.2.1", "dns_rate_limited");
     expect(shield.decide("192.0.2.77", "dns")).toBe("allow");
   });
+});
+
+test("a spoofed DNS flood from random addresses cannot evict a brute-forcer's failed logins", () => {
+  const now = Date.UTC(2026, 10, 23);
+  const b = new Behaviour({ now: () => now, maxKeys: 1000 });
+  for (let i = 0; i < 9; i++) b.add("198.51.100.7", "198.51.100.0/24", "failed_login");
+  for (let i = 0; i < 5000; i++) b.add(`10.${(i >> 8) & 255}.${i & 255}.1`, `10.${(i >> 8) & 255}.${i & 255}.0/24`, "dns_refused");
+  expect(b.counts("198.51.100.7").failed_login).toBe(9);
 });
