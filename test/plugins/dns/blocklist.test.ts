@@ -152,30 +152,15 @@ describe("DomainSet", () => {
     expect(isBlocked("deep.ok.ads.example")).toBe(false);
   });
 
-  test("a million domains: parsed, loaded and matched quickly", () => {
+  test("a big list (200,000 names) is parsed, loaded and matched exactly", () => {
+    // Sizes at scale, not speed: timings belong to benchmarks, not to the suite.
     const lines: string[] = [];
-    for (let i = 0; i < 1_000_000; i++) lines.push(`0.0.0.0 host${i}.tracker${i % 5000}.example`);
-    let t = performance.now();
+    for (let i = 0; i < 200_000; i++) lines.push(`0.0.0.0 host${i}.tracker${i % 5000}.example`);
     const parsed = parseBlocklist(lines.join("\n"), "hosts");
-    const parseMs = performance.now() - t;
-    t = performance.now();
     const big = DomainSet.from(parsed.blocked);
-    const loadMs = performance.now() - t;
-    expect(big.size).toBe(1_000_000);
-    const hit = parseName("a.b.host123456.tracker3456.example.", null);
-    const miss = parseName("www.some.unrelated.example.", null);
-    t = performance.now();
-    for (let i = 0; i < 100_000; i++) {
-      big.match(hit);
-      big.match(miss);
-    }
-    const perLookupUs = ((performance.now() - t) * 1000) / 200_000;
-    expect(big.match(hit)).toBe("host123456.tracker3456.example");
-    expect(big.match(miss)).toBeNull();
-    // Generous bounds (CI machines are slow); typical numbers are far below them.
-    expect(parseMs).toBeLessThan(10_000);
-    expect(loadMs).toBeLessThan(10_000);
-    expect(perLookupUs).toBeLessThan(20);
-    console.log(`1M domains: parse ${parseMs.toFixed(0)} ms, load ${loadMs.toFixed(0)} ms, ${perLookupUs.toFixed(2)} µs per lookup`);
+    expect(big.size).toBe(200_000);
+    expect(big.match(parseName("a.b.host123456.tracker3456.example.", null))).toBe("host123456.tracker3456.example");
+    expect(big.match(parseName("host123456.tracker3457.example.", null))).toBeNull();
+    expect(big.match(parseName("www.some.unrelated.example.", null))).toBeNull();
   });
 });

@@ -28,10 +28,6 @@ describe("dns fuzz sample", () => {
     expect(result.kinds.random + result.kinds.valid + result.kinds.mutated).toBe(CASES);
   });
 
-  test("runs in well under the suite's patience", () => {
-    expect(result.seconds).toBeLessThan(5);
-  });
-
   test("a case is the same packet on every run", () => {
     expect(fuzzCase(SEED, 12345)).toEqual(fuzzCase(SEED, 12345));
     expect(fuzzCase(SEED, 1).packet).not.toEqual(fuzzCase(SEED, 2).packet);

