@@ -20,6 +20,7 @@ import { Notifier } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
 import { bothObservers, QueryLog } from "./query-log.ts";
 import { ShieldGate } from "./shield-gate.ts";
+import { FloodWatch } from "./flood-watch.ts";
 import { DomainSet, parseBlocklist } from "./blocklist.ts";
 import { allowClients, startResolver, type Resolver } from "./resolver.ts";
 import { readFileSync } from "node:fs";
@@ -330,14 +331,16 @@ function openQueryLog(k: Kernel<DnsSettings>): QueryLog | null {
 
 /**
  * What the shield learns from DNS answers: REFUSED for a name no zone here serves (an open
- * resolver being probed) and NXDOMAIN (floods and random-subdomain patterns against a zone).
+ * resolver being probed) and NXDOMAIN — weighted more while its zone is under a
+ * random-subdomain flood (flood-watch.ts).
  */
 function shieldFeed(k: Kernel<DnsSettings>): QueryObserver {
+  const floods = new FloodWatch({ perMinute: k.settings.random_subdomain_per_minute, now: () => k.clock.now() });
   return {
     observe(event) {
       const shield = k.shield.current;
       if (shield === null || event.gated) return; // the shield's own refusals are not held against the client again
-      if (event.rcode === 3) shield.observe(event.client, "dns_nxdomain");
+      if (event.rcode === 3) shield.observe(event.client, event.zone !== null && floods.nxdomain(event.zone) ? "dns_random_subdomain" : "dns_nxdomain");
       else if (event.rcode === 5 && event.zone === null) shield.observe(event.client, "dns_refused");
     },
   };

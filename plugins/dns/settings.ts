@@ -13,6 +13,7 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
   query_log_client: Type.Union([Type.Literal("prefix"), Type.Literal("full"), Type.Literal("none")], { default: "prefix", description: "Query log: the client as its /24 or /56 prefix (personal data kept small), its full address, or not at all." }),
   rrl_responses_per_second: Type.Integer({ default: 100, minimum: 0, maximum: 1_000_000, description: "Response rate limiting over UDP: responses per second per client prefix (/24, /56). 0: off." }),
   rrl_throttled_per_second: Type.Integer({ default: 10, minimum: 0, maximum: 1_000_000, description: "The same for a client the shield throttles." }),
+  random_subdomain_per_minute: Type.Integer({ default: 6000, minimum: 0, maximum: 100_000_000, description: "NXDOMAIN answers a minute for one zone from which it counts as under a random-subdomain flood (its askers then score more). 0: off." }),
   rrl_slip: Type.Integer({ default: 2, minimum: 0, maximum: 10, description: "Every Nth rate-limited query gets an empty reply with TC (the client retries over TCP); the others none. 0: never." }),
   resolver_udp: Type.Array(Address, { default: [], maxItems: 16, description: "Filtering resolver: addresses (host:port) to answer recursive queries on over UDP. Empty: no resolver." }),
   resolver_tcp: Type.Array(Address, { default: [], maxItems: 16, description: "Filtering resolver: the same over TCP." }),

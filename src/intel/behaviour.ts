@@ -9,7 +9,7 @@
  */
 import { formatIp, parseIp, unmapIpv4, type IpAddress } from "../net/ip.ts";
 
-export const SIGNALS = ["failed_login", "invalid_token", "http_forbidden", "http_rate_limited", "dns_rate_limited", "dns_refused", "dns_nxdomain"] as const;
+export const SIGNALS = ["failed_login", "invalid_token", "http_forbidden", "http_rate_limited", "dns_rate_limited", "dns_refused", "dns_nxdomain", "dns_random_subdomain"] as const;
 export type Signal = (typeof SIGNALS)[number];
 
 const NOTHING: Readonly<Record<Signal, number>> = Object.freeze(Object.fromEntries(SIGNALS.map((s) => [s, 0])) as Record<Signal, number>);

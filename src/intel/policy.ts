@@ -39,6 +39,7 @@ export const DEFAULT_POLICY: ShieldPolicy = {
     dns_rate_limited: { per_event: 0.2, max: 40 },
     dns_refused: { per_event: 0.05, max: 20 },
     dns_nxdomain: { per_event: 0.05, max: 30 },
+    dns_random_subdomain: { per_event: 0.5, max: 40 },
   },
   thresholds: { throttle: 40, refuse: 70, drop: 90 },
   decision_minutes: 15,
@@ -67,6 +68,7 @@ const SIGNAL_TEXT: Record<Signal, string> = {
   dns_rate_limited: "rate-limited DNS queries",
   dns_refused: "refused DNS queries",
   dns_nxdomain: "NXDOMAIN answers",
+  dns_random_subdomain: "NXDOMAIN answers for a zone under a random-subdomain flood",
 };
 
 const NOTHING_KNOWN: { score: number; reasons: Reason[] } = Object.freeze({ score: 0, reasons: [] as Reason[] });

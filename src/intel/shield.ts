@@ -87,12 +87,12 @@ const DNS_REASSESS_MS = 1000;
 const NO_LISTS: string[] = [];
 /** Decisions held at most; past it, verdicts are still enforced (from the cache) but not recorded one by one. */
 const MAX_DECISIONS = 10_000;
-const DNS_SIGNALS = new Set<Signal>(["dns_rate_limited", "dns_refused", "dns_nxdomain"]);
+const DNS_SIGNALS = new Set<Signal>(["dns_rate_limited", "dns_refused", "dns_nxdomain", "dns_random_subdomain"]);
 
 /** Counts with the DNS signals left out (what the HTTP side may act on). */
 function withoutDns(counts: Readonly<Record<Signal, number>>): Readonly<Record<Signal, number>> {
-  if (counts.dns_rate_limited === 0 && counts.dns_refused === 0 && counts.dns_nxdomain === 0) return counts;
-  return { ...counts, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0 };
+  if (counts.dns_rate_limited === 0 && counts.dns_refused === 0 && counts.dns_nxdomain === 0 && counts.dns_random_subdomain === 0) return counts;
+  return { ...counts, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0, dns_random_subdomain: 0 };
 }
 
 interface Verdict {
@@ -371,7 +371,7 @@ export class Shield {
 
 const severity = (a: Action) => ({ allow: 0, throttle: 1, refuse: 2, drop: 3 })[a];
 const decisionKey = (scope: "all" | "dns", target: string) => `${scope} ${target}`;
-const NO_COUNTS: Readonly<Record<Signal, number>> = Object.freeze({ failed_login: 0, invalid_token: 0, http_forbidden: 0, http_rate_limited: 0, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0 });
+const NO_COUNTS: Readonly<Record<Signal, number>> = Object.freeze({ failed_login: 0, invalid_token: 0, http_forbidden: 0, http_rate_limited: 0, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0, dns_random_subdomain: 0 });
 /** The points a score got from lists, country, ASN and anonymity: facts about the address itself. */
 const listPoints = (scored: { reasons: Reason[] }) => scored.reasons.filter((r) => !/ in the last \d/.test(r.text)).reduce((n, r) => n + r.points, 0);
 

@@ -11,7 +11,7 @@ import { cidrContains, parseCidr, type IpAddress } from "../../../src/net/ip.ts"
 import type { GeoInfo } from "../../../src/intel/geo.ts";
 
 const NOWHERE: GeoInfo = { country: null, asn: null, organisation: null, anonymous: null };
-const zero = { failed_login: 0, invalid_token: 0, http_forbidden: 0, http_rate_limited: 0, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0 };
+const zero = { failed_login: 0, invalid_token: 0, http_forbidden: 0, http_rate_limited: 0, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0, dns_random_subdomain: 0 };
 
 function listOf(name: string, weight: number, ...cidrs: string[]) {
   const parsed = cidrs.map((c) => parseCidr(c)!);
