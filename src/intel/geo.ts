@@ -19,7 +19,7 @@
  * emptied whenever a database is replaced.
  */
 import type { Logger } from "../log.ts";
-import { parseIp, unmapIpv4 } from "../net/ip.ts";
+import { parseIp, unmapIpv4, type IpAddress } from "../net/ip.ts";
 import { TwoGenerationCache } from "./geo-cache.ts";
 import { EXPECTED_TYPES, OpenedDatabase, type Projection } from "./geo-db.ts";
 import { fieldPath, type FieldReader } from "./geo-decode.ts";
@@ -143,7 +143,15 @@ export class GeoIntel {
     const parsed = parseIp(ip);
     if (parsed === null) return NOTHING; // not cached: junk must not push real addresses out
     // ::ffff:a.b.c.d is an IPv4 peer on a dual-stack socket; databases file it under IPv4.
-    const address = unmapIpv4(parsed);
+    return this.resolve(unmapIpv4(parsed), ip);
+  }
+
+  /** The same for an address already parsed (and unmapped); `text` is its cache key. */
+  lookupAddress(address: IpAddress, text: string): GeoInfo {
+    return this.cache.get(text) ?? this.resolve(address, text);
+  }
+
+  private resolve(address: IpAddress, ip: string): GeoInfo {
     const place = this.cityDb?.current?.find(address) ?? null;
     const network = this.asnDb?.current?.find(address) ?? null;
     const anonymousDb = this.anonymousDb?.current;

@@ -67,7 +67,7 @@ export interface Assessment {
 }
 
 export interface ShieldOptions {
-  geo: { lookup(ip: string): GeoInfo };
+  geo: { lookup(ip: string): GeoInfo; lookupAddress?(address: IpAddress, text: string): GeoInfo };
   lists: () => readonly ListMatch[];
   policy: () => ShieldPolicy;
   now: () => number;
@@ -191,7 +191,7 @@ export class Shield {
     const addr = unmapIpv4(parsed);
     const keys = keysOf(addr);
     const lists = this.options.lists().filter((l) => l.contains(addr));
-    const geo = this.options.geo.lookup(keys.address);
+    const geo = this.options.geo.lookupAddress ? this.options.geo.lookupAddress(addr, keys.address) : this.options.geo.lookup(keys.address);
     const own = this.behaviour.counts(keys.address);
     const shared = this.behaviour.counts(keys.prefix);
     const facts = { geo, lists, halfLifeMinutes: this.behaviour.halfLifeMinutes };
