@@ -27,20 +27,32 @@ export interface BehaviourOptions {
 }
 
 /** The address in canonical text (IPv4-mapped unmapped) and its prefix; null when it is no IP. */
-export function addressAndPrefix(text: string): { address: string; prefix: string } | null {
+export function addressAndPrefix(text: string): Keys | null {
   const parsed = parseIp(text);
   return parsed ? keysOf(unmapIpv4(parsed)) : null;
 }
 
 /** The same for a parsed (and unmapped) address. */
-export function keysOf(ip: IpAddress): { address: string; prefix: string } {
+export function keysOf(ip: IpAddress): Keys {
   if (ip.family === 4) {
     const [a, b, c, d] = ip.bytes as unknown as [number, number, number, number];
-    return { address: `${a}.${b}.${c}.${d}`, prefix: `${a}.${b}.${c}.0/24` };
+    return { address: `${a}.${b}.${c}.${d}`, prefix: `${a}.${b}.${c}.0/24`, wide: null };
   }
   const bytes = ip.bytes.slice();
   bytes.fill(0, 7);
-  return { address: formatIp(ip), prefix: `${formatIp({ family: 6, bytes })}/56` };
+  const prefix = `${formatIp({ family: 6, bytes })}/56`;
+  bytes[6] = 0;
+  return { address: formatIp(ip), prefix, wide: `${formatIp({ family: 6, bytes })}/48` };
+}
+
+/**
+ * The keys an address is counted under: itself, its prefix (/24, /56) and, for IPv6, its /48 —
+ * a holder of a /48 has 256 /56s to rotate through, so their sum is watched too.
+ */
+export interface Keys {
+  address: string;
+  prefix: string;
+  wide: string | null;
 }
 
 export class Behaviour {
@@ -63,12 +75,12 @@ export class Behaviour {
     return this.halfLife / 60_000;
   }
 
-  /** Counts `n` of `signal` for the address and its prefix. */
-  add(address: string, prefix: string, signal: Signal, n = 1): void {
+  /** Counts `n` of `signal` for the address, its prefix and (IPv6) its /48. */
+  add(address: string, prefix: string, signal: Signal, n = 1, wide: string | null = null): void {
     const i = SIGNALS.indexOf(signal);
     const now = this.options.now();
     const table = signal.startsWith("dns_") ? this.dns : this.counters;
-    for (const key of [address, prefix]) {
+    for (const key of wide === null ? [address, prefix] : [address, prefix, wide]) {
       const counter = this.touch(table, key, now);
       counter.values[i] = counter.values[i]! + n;
     }

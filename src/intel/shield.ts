@@ -8,7 +8,7 @@
  * enforced. Verdicts are cached per address for a few seconds (and forgotten at once when the
  * address does something new), so the hot paths pay a map lookup.
  */
-import { Behaviour, addressAndPrefix, keysOf, type Signal } from "./behaviour.ts";
+import { Behaviour, addressAndPrefix, keysOf, type Keys, type Signal } from "./behaviour.ts";
 import type { GeoInfo } from "./geo.ts";
 import { actionFor, score, type Action, type Reason, type ShieldPolicy } from "./policy.ts";
 import { cidrContains, formatCidr, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../net/ip.ts";
@@ -111,7 +111,7 @@ export class Shield {
   readonly behaviour: Behaviour;
   private readonly decisions = new Map<string, Decision>();
   private readonly verdicts: Record<Channel, Map<string, Verdict>> = { http: new Map(), dns: new Map() };
-  private readonly keys = new Map<string, { address: string; prefix: string } | null>();
+  private readonly keys = new Map<string, Keys | null>();
   private allow: CompiledEntry[] = [];
   private deny: CompiledEntry[] = [];
   private readonly verdictMs: number;
@@ -193,7 +193,7 @@ export class Shield {
     const lists = this.options.lists().filter((l) => l.contains(addr));
     const geo = this.options.geo.lookupAddress ? this.options.geo.lookupAddress(addr, keys.address) : this.options.geo.lookup(keys.address);
     const own = this.behaviour.counts(keys.address);
-    const shared = this.behaviour.counts(keys.prefix);
+    const shared = widest(this.behaviour.counts(keys.prefix), keys.wide === null ? NO_COUNTS : this.behaviour.counts(keys.wide));
     const facts = { geo, lists, halfLifeMinutes: this.behaviour.halfLifeMinutes };
     // Evidence every channel may act on (no DNS signals), and the DNS channel's (all of it).
     const forAll = score(policy, { ...facts, address: withoutDns(own), prefix: withoutDns(shared) });
@@ -233,9 +233,9 @@ export class Shield {
   }
 
   /** The decision of `scope` in force for the address or its prefix (expired ones are ended). */
-  private inForce(scope: "all" | "dns", keys: { address: string; prefix: string }, now: number, dryRun: boolean): Decision | null {
+  private inForce(scope: "all" | "dns", keys: Keys, now: number, dryRun: boolean): Decision | null {
     let best: Decision | null = null;
-    for (const target of [keys.address, keys.prefix]) {
+    for (const target of keys.wide === null ? [keys.address, keys.prefix] : [keys.address, keys.prefix, keys.wide]) {
       const key = decisionKey(scope, target);
       const d = this.decisions.get(key);
       if (!d) continue;
@@ -255,7 +255,7 @@ export class Shield {
   private consider(
     scope: "all" | "dns",
     scored: { score: number; reasons: Reason[] },
-    keys: { address: string; prefix: string },
+    keys: Keys,
     own: Readonly<Record<Signal, number>>,
     shared: Readonly<Record<Signal, number>>,
     current: Decision | null,
@@ -268,7 +268,13 @@ export class Shield {
     // neighbourhood, not one per address an attacker rotates through.
     const alone = score(policy, { geo: this.options.geo.lookup(keys.address), lists: [], halfLifeMinutes: this.behaviour.halfLifeMinutes, address: scope === "dns" ? own : withoutDns(own), prefix: NO_COUNTS });
     const byPrefix = severity(actionFor(policy, alone.score + listPoints(scored))) < severity(wanted);
-    const target = byPrefix ? keys.prefix : keys.address;
+    let target = byPrefix ? keys.prefix : keys.address;
+    if (byPrefix && keys.wide !== null) {
+      // The /56 alone, or only with the rest of its /48: the decision goes where the evidence is.
+      const narrow = this.behaviour.counts(keys.prefix);
+      const withNarrow = score(policy, { geo: this.options.geo.lookup(keys.address), lists: [], halfLifeMinutes: this.behaviour.halfLifeMinutes, address: scope === "dns" ? own : withoutDns(own), prefix: scope === "dns" ? narrow : withoutDns(narrow) });
+      if (severity(actionFor(policy, withNarrow.score + listPoints(scored))) < severity(wanted)) target = keys.wide;
+    }
     const key = decisionKey(scope, target);
     const previous = this.decisions.get(key);
     if (!previous && this.decisions.size >= MAX_DECISIONS) {
@@ -300,7 +306,7 @@ export class Shield {
     if (DNS_SIGNALS.has(signal)) {
       const cached = this.verdicts.dns.get(client);
       if (cached?.trusted) return; // an allowlisted client's traffic is not held against its neighbours
-      this.behaviour.add(keys.address, keys.prefix, signal, n);
+      this.behaviour.add(keys.address, keys.prefix, signal, n, keys.wide);
       // DNS signals come in floods: the verdict is worked out again within a second, not at
       // every query (which would put a whole assessment on the answer path of each one).
       const soon = this.options.now() + DNS_REASSESS_MS;
@@ -308,7 +314,7 @@ export class Shield {
       return;
     }
     if (this.verdicts.http.get(client)?.trusted) return;
-    this.behaviour.add(keys.address, keys.prefix, signal, n);
+    this.behaviour.add(keys.address, keys.prefix, signal, n, keys.wide);
     for (const verdicts of [this.verdicts.http, this.verdicts.dns]) {
       verdicts.delete(client);
       verdicts.delete(keys.address);
@@ -316,7 +322,7 @@ export class Shield {
   }
 
   /** The address and prefix of a client as it appears on the wire, remembered for the busy ones. */
-  private keysOf(client: string): { address: string; prefix: string } | null {
+  private keysOf(client: string): Keys | null {
     let keys = this.keys.get(client);
     if (keys === undefined) {
       keys = addressAndPrefix(client);
@@ -341,7 +347,7 @@ export class Shield {
     if (!cidr) return [];
     const host = cidr.prefix === (cidr.family === 4 ? 32 : 128);
     const keys = host ? keysOf(cidr) : null;
-    const names = keys ? [keys.address, keys.prefix] : [formatCidr(cidr)];
+    const names = keys ? [keys.address, keys.prefix, ...(keys.wide ? [keys.wide] : [])] : [formatCidr(cidr)];
     const lifted: Decision[] = [];
     for (const [key, d] of this.decisions) {
       if (!names.includes(d.target)) continue;
@@ -370,6 +376,15 @@ export class Shield {
 }
 
 const severity = (a: Action) => ({ allow: 0, throttle: 1, refuse: 2, drop: 3 })[a];
+/** A /48 needs four times the evidence of a /56 (it may hold several customers). */
+const WIDE_DISCOUNT = 4;
+/** Per signal, the larger of the prefix's count and the /48's, discounted. */
+function widest(prefix: Readonly<Record<Signal, number>>, wide: Readonly<Record<Signal, number>>): Readonly<Record<Signal, number>> {
+  if (wide === NO_COUNTS) return prefix;
+  const out = { ...prefix };
+  for (const signal of Object.keys(out) as Signal[]) out[signal] = Math.max(out[signal], wide[signal] / WIDE_DISCOUNT);
+  return out;
+}
 const decisionKey = (scope: "all" | "dns", target: string) => `${scope} ${target}`;
 const NO_COUNTS: Readonly<Record<Signal, number>> = Object.freeze({ failed_login: 0, invalid_token: 0, http_forbidden: 0, http_rate_limited: 0, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0, dns_random_subdomain: 0 });
 /** The points a score got from lists, country, ASN and anonymity: facts about the address itself. */

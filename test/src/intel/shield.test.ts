@@ -210,3 +210,14 @@ test("a spoofed DNS flood from random addresses cannot evict a brute-forcer's fa
   for (let i = 0; i < 5000; i++) b.add(`10.${(i >> 8) & 255}.${i & 255}.1`, `10.${(i >> 8) & 255}.${i & 255}.0/24`, "dns_refused");
   expect(b.counts("198.51.100.7").failed_login).toBe(9);
 });
+
+test("IPv6: rotating through the /56s of one /48 is seen at the /48 (with four times the evidence)", () => {
+  const now = Date.UTC(2026, 10, 23);
+  const changes: Decision[] = [];
+  const shield = new Shield({ geo: { lookup: () => NOWHERE }, lists: () => [], policy: () => DEFAULT_POLICY, now: () => now, trustLoopback: false, onDecision: (c, d) => void (c === "start" && changes.push(d)) });
+  // One failed login from each of 40 /56s of 2001:db8:aa00::/48: no /56 did much on its own.
+  for (let i = 0; i < 40; i++) shield.observe(`2001:db8:aa00:${(i << 8).toString(16)}::1`, "failed_login");
+  expect(shield.decide("2001:db8:aa00:ff00::7", "http")).toBe("throttle"); // 40 / 4 = 10 logins: +50
+  expect(changes.map((d) => d.target)).toEqual(["2001:db8:aa00::/48"]);
+  expect(shield.decide("2001:db8:aa01::7", "http")).toBe("allow"); // the next /48 is someone else
+});
