@@ -167,6 +167,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           trustLoopback: (k.config as { intel?: { trust_loopback?: boolean } }).intel?.trust_loopback ?? true,
           now: () => k.clock.now(),
           count: (what) => dnsAnalyticsOf(k).countShield(what),
+          exempt: (client) => view.isSecondary(client),
         }),
         tsigKey: (name) => view.tsigKey(name),
         transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key) },

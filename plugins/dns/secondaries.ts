@@ -152,6 +152,8 @@ export class TransferService {
 export class TransferView implements TransferPolicy {
   private readonly keys = new Map<string, sql.TsigKeyRow>();
   private readonly secondaries: Array<{ row: sql.SecondaryRow; zones: Set<string> | null }>;
+  /** The secondaries' addresses, canonical (as the listeners report a client). */
+  private readonly addresses: Set<string>;
 
   constructor(
     private readonly k: DnsKernel,
@@ -160,6 +162,12 @@ export class TransferView implements TransferPolicy {
   ) {
     for (const key of keys) this.keys.set(key.name, key);
     this.secondaries = secondaries.map((row) => ({ row, zones: row.zones === null ? null : new Set(JSON.parse(row.zones) as string[]) }));
+    this.addresses = new Set(secondaries.flatMap((row) => [row.address, `::ffff:${row.address}`]));
+  }
+
+  /** A configured secondary's address: the DNS shield leaves it alone (its SOA checks come over spoofable UDP). */
+  isSecondary(client: string): boolean {
+    return this.addresses.has(client);
   }
 
   /** The key named `name` with its secret, or null when there is none or Citadel is sealed. */

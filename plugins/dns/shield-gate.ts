@@ -23,6 +23,8 @@ export interface ShieldGateOptions {
   slip: number;
   trustLoopback: boolean;
   now: () => number;
+  /** Clients the shield leaves alone (the configured secondaries: a spoofer must not cut them off). */
+  exempt?: (client: string) => boolean;
   /** Counts what the gate did (for the DNS analytics). */
   count?: (what: "refused" | "dropped" | "slipped" | "rate_limited") => void;
 }
@@ -36,6 +38,7 @@ export class ShieldGate implements QueryGate {
   }
 
   decide(client: string, _qname: Name, _qtype: number, transport: "udp" | "tcp"): Decision {
+    if (this.options.exempt?.(client)) return "answer";
     const shield = this.options.shield.current;
     const action = shield ? shield.decide(client, "dns") : "allow";
     if (action === "drop") {

@@ -104,3 +104,21 @@ describe("secondaries", () => {
     expect(view.tsigKey(n("fleet."))).toBeNull();
   });
 });
+
+test("the DNS shield leaves configured secondaries alone (a spoofer must not get their SOA checks refused)", async () => {
+  const { ShieldGate } = await import("../../../plugins/dns/shield-gate.ts");
+  const { ShieldSlot } = await import("../../../src/intel/shield.ts");
+  const c = await testCitadel();
+  try {
+    const operator = await c.login(c.owner.email, c.owner.password);
+    await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } });
+    await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "192.0.2.53", tsig_key: "fleet" } });
+    const view = transferServiceOf(c.kernel as never).view();
+    const gate = new ShieldGate({ shield: new ShieldSlot(), rate: 1, throttledRate: 1, slip: 0, trustLoopback: false, now: () => 0, exempt: (client) => view.isSecondary(client) });
+    const decisions = (client: string) => Array.from({ length: 5 }, () => gate.decide(client, [], 6, "udp"));
+    expect(decisions("192.0.2.53")).toEqual(Array(5).fill("answer"));
+    expect(decisions("192.0.2.54")).toEqual(["answer", "drop", "drop", "drop", "drop"]);
+  } finally {
+    await c.stop();
+  }
+});
