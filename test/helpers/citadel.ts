@@ -3,7 +3,6 @@
  * iam identity provider, an in-memory store, a fixed clock. Set up like a fresh install:
  * an operator who owns the "default" organization. Helpers log in and make credentials.
  */
-import { KERNEL_ACTIONS } from "../../src/audit/actions.ts";
 import { Confirmations } from "../../src/auth/confirmations.ts";
 import { RateLimiter } from "../../src/auth/rate-limit.ts";
 import { loadConfig } from "../../src/config/load.ts";
