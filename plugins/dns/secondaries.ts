@@ -16,6 +16,7 @@ import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts"
 import { formatIp, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
 import { lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
 import type { Caller, DnsKernel } from "./service.ts";
+import { ChangeFeed } from "./change-feed.ts";
 import * as sql from "./store.ts";
 import type { TransferPolicy } from "./transfer.ts";
 import { generateSecret, isSupportedAlgorithm, TSIG_ALGORITHMS, type TsigKey } from "./tsig.ts";
@@ -56,19 +57,19 @@ export function canonicalAddress(text: string): string | null {
 }
 
 export class TransferService {
-  private readonly listeners = new Set<() => void>();
+  private readonly changes: ChangeFeed;
 
-  constructor(private readonly k: DnsKernel) {}
-
-  onChange(listener: () => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  constructor(private readonly k: DnsKernel) {
+    this.changes = new ChangeFeed(k.store);
   }
 
-  private async write<T>(fn: (tx: Database) => T): Promise<T> {
-    const result = await this.k.store.write(fn);
-    for (const listener of this.listeners) listener();
-    return result;
+  /** Calls `listener` after every committed change (the listener reloads what it serves). */
+  onChange(listener: () => void): () => void {
+    return this.changes.onChange(listener);
+  }
+
+  private write<T>(fn: (tx: Database) => T): Promise<T> {
+    return this.changes.write(fn);
   }
 
   // --- TSIG keys -------------------------------------------------------------------------

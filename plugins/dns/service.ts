@@ -16,6 +16,7 @@ import { lowerName, NameError, nameToText, parseName, type Name } from "./names.
 import { splitTokens, TokenError } from "./presentation.ts";
 import { parseRdata, rdataToText, RdataError, RRType, typeFromText, typeToText } from "./rdata.ts";
 import type { DnsSettings } from "./settings.ts";
+import { ChangeFeed } from "./change-feed.ts";
 import * as sql from "./store.ts";
 import { parseZoneFile, printZoneFile, ZoneFileError } from "./zone-file.ts";
 import { MAX_TTL, Zone, ZoneError, type RR } from "./zone.ts";
@@ -93,20 +94,19 @@ function refusing<T>(field: string, fn: () => T, prefix = ""): T {
 }
 
 export class DnsService {
-  private readonly listeners = new Set<() => void>();
+  private readonly changes: ChangeFeed;
 
-  constructor(private readonly k: DnsKernel) {}
+  constructor(private readonly k: DnsKernel) {
+    this.changes = new ChangeFeed(k.store);
+  }
 
   /** Calls `listener` after every committed change (the listener reloads what it serves). */
   onChange(listener: () => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.changes.onChange(listener);
   }
 
-  private async write<T>(fn: (tx: Database) => T): Promise<T> {
-    const result = await this.k.store.write(fn);
-    for (const listener of this.listeners) listener();
-    return result;
+  private write<T>(fn: (tx: Database) => T): Promise<T> {
+    return this.changes.write(fn);
   }
 
   private get db(): Database {

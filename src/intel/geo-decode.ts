@@ -79,12 +79,12 @@ export class FieldReader {
       let found = -1;
       for (let pairs = this.size; pairs > 0; pairs--) {
         const matches = this.keyIs(p, key);
-        const value = this.skip(p);
+        const value = this.pastValue(p);
         if (matches) {
           found = value;
           break;
         }
-        p = this.skip(value);
+        p = this.pastValue(value);
       }
       if (found < 0) return -1;
       o = found;
@@ -108,8 +108,8 @@ export class FieldReader {
     }
   }
 
-  /** The offset just past the value at `offset` (a pointer is not followed: it is skipped). */
-  private skip(offset: number): number {
+  /** The offset just past the value at `offset` (a pointer is not followed: only its own octets are passed). */
+  private pastValue(offset: number): number {
     this.header(offset);
     const { type, size, at } = this;
     switch (type) {
@@ -118,12 +118,12 @@ export class FieldReader {
         return at;
       case MAP: {
         let p = at;
-        for (let i = 0; i < size * 2; i++) p = this.skip(p);
+        for (let i = 0; i < size * 2; i++) p = this.pastValue(p);
         return p;
       }
       case ARRAY: {
         let p = at;
-        for (let i = 0; i < size; i++) p = this.skip(p);
+        for (let i = 0; i < size; i++) p = this.pastValue(p);
         return p;
       }
       case DOUBLE:
