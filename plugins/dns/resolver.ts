@@ -48,6 +48,7 @@ import {
 } from "./message.ts";
 import { lowerName, nameEquals, nameFromWire, nameToText, nameToWire, parseName, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
+import { framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import type { ZoneSource } from "./server.ts";
 import { MAX_TTL, type RR } from "./zone.ts";
 
@@ -791,12 +792,8 @@ const MAX_TCP_BACKLOG = 1 << 20;
 /** Queries one TCP connection may have waiting for an answer; a client pipelining more is dropped. */
 const MAX_TCP_PENDING = 64;
 
-interface Connection {
-  /** Received octets not yet making a whole frame (length prefix included). */
-  pending: Uint8Array | null;
-  pendingLength: number;
-  /** Reply octets the kernel did not take yet. */
-  backlog: Uint8Array | null;
+/** A TCP connection: its stream state (tcp-stream.ts) and the rest. */
+interface Connection extends StreamState {
   timer: ReturnType<typeof setTimeout> | null;
   client: string;
   /** Queries read and not answered yet. */
@@ -870,67 +867,30 @@ class ResolverListeners {
 
   /** Frames out whole messages and answers each; what is left waits for the next chunk. */
   private tcpData(socket: Socket<Connection>, connection: Connection, data: Uint8Array): void {
-    let buffer = data;
-    let end = data.length;
-    if (connection.pendingLength > 0) {
-      const joined = new Uint8Array(connection.pendingLength + data.length);
-      joined.set(connection.pending!.subarray(0, connection.pendingLength));
-      joined.set(data, connection.pendingLength);
-      buffer = joined;
-      end = joined.length;
-      connection.pending = null;
-      connection.pendingLength = 0;
-    }
-    let at = 0;
-    while (end - at >= 2) {
-      const length = (buffer[at]! << 8) | buffer[at + 1]!;
-      // A frame shorter than a header cannot be a message: the stream is garbage, stop reading it.
-      if (length < HEADER_LENGTH || connection.answering >= MAX_TCP_PENDING) {
-        this.drop(socket);
-        return;
-      }
-      if (end - at - 2 < length) break;
+    const whole = readMessages(connection, data, (message) => {
+      if (connection.answering >= MAX_TCP_PENDING) return false;
       connection.answering++;
-      this.core.answer(buffer.subarray(at + 2, at + 2 + length), connection.client, "tcp").then(
+      // The core reads the message before its first await: the reused buffer is safe.
+      this.core.answer(message, connection.client, "tcp").then(
         (reply) => {
           connection.answering--;
           if (reply === null || connection.closed) return;
-          const frame = new Uint8Array(2 + reply.length);
-          frame[0] = reply.length >>> 8;
-          frame[1] = reply.length & 0xff;
-          frame.set(reply, 2);
           connection.timer?.refresh();
-          this.write(socket, connection, frame);
+          this.write(socket, connection, framed([reply]));
         },
         (e) => {
           connection.answering--;
           this.core.failed(e);
         },
       );
-      at += 2 + length;
-    }
-    if (at < end) {
-      connection.pending = buffer.slice(at, end);
-      connection.pendingLength = end - at;
-    }
+      return true;
+    });
+    if (!whole) this.drop(socket); // garbage, or more pipelined queries than we keep
   }
 
   /** Writes `bytes`, keeping what the kernel does not take for the next drain. */
   private write(socket: Socket<Connection>, connection: Connection, bytes: Uint8Array): void {
-    if (connection.backlog !== null) {
-      if (connection.backlog.length + bytes.length > MAX_TCP_BACKLOG) {
-        this.drop(socket);
-        return;
-      }
-      const joined = new Uint8Array(connection.backlog.length + bytes.length);
-      joined.set(connection.backlog);
-      joined.set(bytes, connection.backlog.length);
-      connection.backlog = joined;
-      return;
-    }
-    const written = socket.write(bytes);
-    if (written < 0) this.drop(socket);
-    else if (written < bytes.length) connection.backlog = bytes.subarray(written);
+    if (!writeOrQueue(socket as Socket<unknown>, connection, bytes, MAX_TCP_BACKLOG)) this.drop(socket);
   }
 
   drop(socket: Socket<Connection>): void {

@@ -27,6 +27,7 @@ import {
   type ResourceRecord,
   type Response,
 } from "./message.ts";
+import { framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
 import { nameEquals, type Name } from "./names.ts";
 import { noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
@@ -552,12 +553,8 @@ const MAX_TCP_BACKLOG = 1 << 20;
 /** At most one log line per this many milliseconds for failing queries (a flood must not flood the log). */
 const ERROR_LOG_INTERVAL_MS = 1000;
 
-interface Connection {
-  /** Received octets not yet making a whole frame (length prefix included). */
-  pending: Uint8Array | null;
-  pendingLength: number;
-  /** Reply octets the kernel did not take yet. */
-  backlog: Uint8Array | null;
+/** A TCP connection: its stream state (tcp-stream.ts) and the rest. */
+interface Connection extends StreamState {
   timer: ReturnType<typeof setTimeout> | null;
   client: string;
   closed: boolean;
@@ -725,89 +722,22 @@ class DnsServerRuntime {
 
   /** Frames out whole messages, answers each in order and writes the replies in one go. */
   private tcpData(socket: import("bun").Socket<Connection>, connection: Connection, data: Uint8Array): void {
-    let buffer = data;
-    let end = data.length;
-    if (connection.pendingLength > 0) {
-      // Join with what is left of the previous chunk.
-      const need = connection.pendingLength + data.length;
-      let pending = connection.pending!;
-      if (pending.length < need) {
-        const grown = new Uint8Array(Math.max(need, pending.length * 2));
-        grown.set(pending.subarray(0, connection.pendingLength));
-        pending = grown;
-      }
-      pending.set(data, connection.pendingLength);
-      buffer = pending;
-      end = need;
-      connection.pending = null;
-      connection.pendingLength = 0;
-    }
-
-    let at = 0;
-    let replies: Uint8Array[] | null = null;
-    let replyBytes = 0;
-    while (end - at >= 2) {
-      const length = (buffer[at]! << 8) | buffer[at + 1]!;
-      // A frame shorter than a header cannot be a message: the stream is garbage, stop reading it.
-      if (length < HEADER_LENGTH) {
-        this.drop(socket);
-        return;
-      }
-      if (end - at - 2 < length) break;
-      const reply = this.answer(buffer.subarray(at + 2, at + 2 + length), connection.client, "tcp");
-      at += 2 + length;
-      if (reply === null) continue;
-      (replies ??= []).push(reply);
-      replyBytes += 2 + reply.length;
+    const replies: Uint8Array[] = [];
+    const whole = readMessages(connection, data, (message) => {
+      const reply = this.answer(message, connection.client, "tcp");
+      if (reply === null) return true;
+      replies.push(reply);
       // The rest of a zone transfer follows its first message, in order.
-      for (const message of this.answerer.outcome.more ?? []) {
-        replies.push(message);
-        replyBytes += 2 + message.length;
-      }
-    }
-
-    if (at < end) {
-      // Keep the partial frame (at most 2 + 65535 octets) for the next chunk.
-      const rest = end - at;
-      const keep = new Uint8Array(Math.max(rest, 512));
-      keep.set(buffer.subarray(at, end));
-      connection.pending = keep;
-      connection.pendingLength = rest;
-    }
-
-    if (replies !== null) {
-      const frame = new Uint8Array(replyBytes);
-      let o = 0;
-      for (const reply of replies) {
-        frame[o] = reply.length >>> 8;
-        frame[o + 1] = reply.length;
-        frame.set(reply, o + 2);
-        o += 2 + reply.length;
-      }
-      this.write(socket, connection, frame);
-    }
+      for (const more of this.answerer.outcome.more ?? []) replies.push(more);
+      return true;
+    });
+    if (replies.length > 0) this.write(socket, connection, framed(replies));
+    if (!whole) this.drop(socket); // a frame shorter than a header: the stream is garbage
   }
 
   /** Writes `bytes`, keeping what the kernel does not take for the next drain. */
   private write(socket: import("bun").Socket<Connection>, connection: Connection, bytes: Uint8Array): void {
-    if (connection.backlog !== null) {
-      // Already waiting for a drain: queue behind what is there, in order.
-      if (connection.backlog.length + bytes.length > MAX_TCP_BACKLOG) {
-        this.drop(socket);
-        return;
-      }
-      const joined = new Uint8Array(connection.backlog.length + bytes.length);
-      joined.set(connection.backlog);
-      joined.set(bytes, connection.backlog.length);
-      connection.backlog = joined;
-      return;
-    }
-    const written = socket.write(bytes);
-    if (written < 0) {
-      this.drop(socket);
-      return;
-    }
-    if (written < bytes.length) connection.backlog = bytes.subarray(written);
+    if (!writeOrQueue(socket as import("bun").Socket<unknown>, connection, bytes, MAX_TCP_BACKLOG)) this.drop(socket);
   }
 
   drop(socket: import("bun").Socket<Connection>): void {
