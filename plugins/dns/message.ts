@@ -637,3 +637,17 @@ export function encodeFormErr(packet: Uint8Array): Uint8Array | null {
   out[3] = reply;
   return out;
 }
+
+/**
+ * A bare SERVFAIL header with the query's id, opcode and RD bit (RA too for a resolver): the last
+ * resort when even encoding a reply failed.
+ */
+export function encodeBareServfail(packet: Uint8Array, recursionAvailable = false): Uint8Array {
+  const out = new Uint8Array(HEADER_LENGTH);
+  out[0] = packet[0]!;
+  out[1] = packet[1]!;
+  const flags = FLAG_QR | (u16(packet, 2) & 0x7900) | (recursionAvailable ? 0x80 : 0) | Rcode.SERVFAIL;
+  out[2] = flags >>> 8;
+  out[3] = flags;
+  return out;
+}

@@ -36,6 +36,7 @@ import type { DomainSet } from "./blocklist.ts";
 import {
   decodeMessage,
   decodeQuery,
+  encodeBareServfail,
   encodeFormErr,
   encodeResponse,
   Opcode,
@@ -205,17 +206,6 @@ function encode(query: Query, rcode: number, aa: boolean, sections: Sections, li
   // encodeResponse writes an authoritative server's header; here recursion is available.
   wire[3]! |= FLAG_RA;
   return wire;
-}
-
-/** A bare SERVFAIL header: the last resort when even encoding failed. */
-function bareServfail(packet: Uint8Array): Uint8Array {
-  const out = new Uint8Array(HEADER_LENGTH);
-  out[0] = packet[0]!;
-  out[1] = packet[1]!;
-  const flags = 0x8000 | (((packet[2]! << 8) | packet[3]!) & 0x7900) | FLAG_RA | Rcode.SERVFAIL;
-  out[2] = flags >>> 8;
-  out[3] = flags;
-  return out;
 }
 
 /** What blocked names are answered with, checked and in wire form. */
@@ -630,7 +620,7 @@ class ResolverCore {
       try {
         return encode(query, Rcode.SERVFAIL, false, NO_RECORDS, limit);
       } catch {
-        return bareServfail(packet);
+        return encodeBareServfail(packet, true);
       }
     }
   }

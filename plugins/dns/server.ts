@@ -18,6 +18,7 @@ import type { Logger } from "../../src/log.ts";
 import type { Stop } from "../../src/plugin.ts";
 import {
   decodeQuery,
+  encodeBareServfail,
   encodeFormErr,
   encodeResponse,
   FormatError,
@@ -217,17 +218,6 @@ function emptyReply(query: Query, rcode: number, limit: number): Uint8Array {
   return encodeResponse(response, limit);
 }
 
-/** A bare SERVFAIL header: the last resort when even encoding failed. */
-function bareServfail(packet: Uint8Array): Uint8Array {
-  const out = new Uint8Array(HEADER_LENGTH);
-  out[0] = packet[0]!;
-  out[1] = packet[1]!;
-  const flags = 0x8000 | (((packet[2]! << 8) | packet[3]!) & 0x7900) | Rcode.SERVFAIL;
-  out[2] = flags >>> 8;
-  out[3] = flags;
-  return out;
-}
-
 function answerInto(packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext, out: Outcome): Uint8Array | null {
   out.zone = null;
   out.qname = null;
@@ -415,7 +405,7 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
     try {
       return emptyReply(query, out.rcode, limit);
     } catch {
-      return bareServfail(packet);
+      return encodeBareServfail(packet);
     }
   }
 }
