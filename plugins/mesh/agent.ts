@@ -1,0 +1,176 @@
+/**
+ * `citadel mesh agent`: keeps this node's WireGuard interface equal to the config the control
+ * plane signed for it.
+ *
+ * Each round: fetch the config (If-None-Match: an unchanged config is a 304), check its
+ * signature, node and version, then apply it — the interface (created when missing: the kernel
+ * module, else wireguard-go), `wg syncconf` (peers added, changed and removed without
+ * disturbing the others' sessions), addresses and MTU, the nftables table — and report the
+ * applied version. The last applied config is kept, so after a reboot the node comes up with
+ * its mesh before the control plane answers.
+ *
+ * Key rotation with overlap, from both ends:
+ * - the rotating node (`citadel mesh rotate`) keeps its next key aside and announces it; peers
+ *   get it as a second [Peer] without AllowedIPs, which lets them accept handshakes from it;
+ *   once every peer has applied that (the document's `rotation.switch`), the node switches its
+ *   private key, sends a packet to each peer so the handshakes happen now, and reports the new
+ *   key, which completes the rotation;
+ * - a peer that holds both keys gives the AllowedIPs to whichever key handshook last (checked
+ *   every second while a rotation is in its config), so traffic follows the switch at once.
+ */
+import { createSocket } from "node:dgram";
+import { renderNftables, renderSetconf, renderWgQuick } from "./render.ts";
+import * as device from "./device.ts";
+import { publicKeyOf } from "./keys.ts";
+import { fetchConfig, nodeRequest, type NodeConnection } from "./node-client.ts";
+import { readState, readStoredConfig, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
+import type { ConfigDocument } from "./configs.ts";
+
+export interface AgentOptions {
+  stateDir: string;
+  dryRun: boolean;
+  firewall: boolean;
+  userspace?: string;
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export interface RoundResult {
+  /** True when the device was changed (or, in a dry run, would be). */
+  changed: boolean;
+  version: number | null;
+}
+
+export class Agent {
+  private state: NodeState;
+  private etag: string | null = null;
+  private current: ConfigDocument | null = null;
+
+  constructor(private readonly options: AgentOptions) {
+    this.state = readState(options.stateDir);
+  }
+
+  private get connection(): NodeConnection {
+    return { server: this.state.server, certificate: this.state.certificate, token: this.state.token };
+  }
+
+  /** After a reboot: the stored config, applied before the control plane is asked. */
+  async applyStored(): Promise<boolean> {
+    const stored = readStoredConfig(this.options.stateDir, this.state);
+    if (!stored) return false;
+    this.current = stored;
+    await this.apply(stored);
+    return true;
+  }
+
+  /** One round: fetch, verify, apply (or show the diff). */
+  async round(): Promise<RoundResult> {
+    const fetched = await fetchConfig(this.connection, this.options.dryRun ? null : this.etag);
+    if (fetched.status === 304) {
+      // Unchanged; a rotation in progress may still move AllowedIPs between a peer's keys.
+      if (this.current && hasOverlap(this.current)) return { changed: await this.apply(this.current), version: this.current.version };
+      return { changed: false, version: this.current?.version ?? null };
+    }
+    const doc = verifyDocument(this.state, fetched.body, fetched.signature);
+    if (doc.version < this.state.applied_version) throw new StateError(`the control plane sent version ${doc.version}, older than the applied ${this.state.applied_version}: refusing it (a replay?)`);
+    if (this.options.dryRun) return { changed: await this.showDiff(doc), version: doc.version };
+
+    const switched = await this.switchKeyIfDue(doc);
+    const changed = await this.apply(doc);
+    this.current = doc;
+    this.etag = fetched.etag;
+    writeStoredConfig(this.options.stateDir, { body: fetched.body, signature: fetched.signature! });
+    writeWgQuick(this.options.stateDir, doc.config.network.interfaceName, renderWgQuick(doc.config, this.state.private_key));
+    this.state.applied_version = doc.version;
+    writeState(this.options.stateDir, this.state);
+    const publicKey = await publicKeyOf(this.state.private_key);
+    await nodeRequest(this.connection, "POST", "/v1/mesh/node/applied", { version: doc.version, public_key: publicKey });
+    if (switched) {
+      await nudgePeers(doc);
+      this.etag = null; // the rotation's completion changes the config: fetch it next round
+    }
+    return { changed: changed || switched, version: doc.version };
+  }
+
+  /** Starts a key rotation: the next key is kept aside (written before it is announced). */
+  async rotate(): Promise<string> {
+    const { generateKeyPair } = await import("./keys.ts");
+    const next = await generateKeyPair();
+    this.state.next_private_key = next.privateKey;
+    writeState(this.options.stateDir, this.state);
+    await nodeRequest(this.connection, "POST", "/v1/mesh/node/rotate", { public_key: next.publicKey });
+    return next.publicKey;
+  }
+
+  /** Switches to the next private key when the control plane says every peer accepts it. */
+  private async switchKeyIfDue(doc: ConfigDocument): Promise<boolean> {
+    const next = this.state.next_private_key;
+    if (!next || !doc.rotation?.switch) return false;
+    if ((await publicKeyOf(next)) !== doc.rotation.next_public_key) return false; // announced by another run: wait for ours
+    this.state.private_key = next;
+    this.state.next_private_key = null;
+    writeState(this.options.stateDir, this.state);
+    this.options.err("switched to the next key: peers accept it; the old key is dropped once the control plane hears of it");
+    return true;
+  }
+
+  /** The setconf text to apply now: the config, with a rotating peer's AllowedIPs on the key that handshook last. */
+  private async desired(doc: ConfigDocument, name: string): Promise<string> {
+    const text = renderSetconf(doc.config, this.state.private_key);
+    if (!hasOverlap(doc)) return text;
+    const pairs = doc.config.peers.filter((p) => p.nextPublicKey !== null).map((p) => ({ current: p.publicKey, next: p.nextPublicKey! }));
+    const state = (await device.interfaceExists(name)) ? await device.readDevice(name) : null;
+    return device.renderParsedSetconf(device.preferHandshakenKeys(device.parseSetconf(text), state, pairs));
+  }
+
+  /** Makes the device match `doc`; true when something changed. */
+  private async apply(doc: ConfigDocument): Promise<boolean> {
+    const name = doc.config.network.interfaceName;
+    let created = false;
+    if (!(await device.interfaceExists(name))) {
+      await device.createInterface(name, this.options.userspace);
+      created = true;
+    }
+    const desired = await this.desired(doc, name);
+    const before = device.describeDevice(await device.readDevice(name));
+    const changed = created || before !== device.describeDesired(desired);
+    if (changed) await device.syncConfig(name, desired, this.options.stateDir);
+    await device.applyAddresses(name, doc.config.addresses, doc.config.mtu);
+    if (this.options.firewall) await device.applyFirewall(renderNftables(doc.config, name));
+    return changed;
+  }
+
+  /** --dry-run: what applying would change, as a diff of the device's state; nothing is touched. */
+  private async showDiff(doc: ConfigDocument): Promise<boolean> {
+    const name = doc.config.network.interfaceName;
+    const exists = await device.interfaceExists(name);
+    const before = exists ? device.describeDevice(await device.readDevice(name)) : "";
+    const after = device.describeDesired(await this.desired(doc, name));
+    const lines = device.diffLines(before, after);
+    this.options.out(`config version ${doc.version} for ${this.state.name} in ${this.state.network} (interface ${name}${exists ? "" : ", to be created"}):`);
+    this.options.out(lines.length === 0 ? "  WireGuard: no changes" : lines.map((l) => `  ${l}`).join("\n"));
+    this.options.out(`  addresses: ${doc.config.addresses.join(", ")}, MTU ${doc.config.mtu}`);
+    if (this.options.firewall) {
+      const rules = doc.config.firewall ? doc.config.firewall.input.length + (doc.config.firewall.forward?.length ?? 0) : 0;
+      this.options.out(`  firewall: nftables table for ${name} (${doc.config.firewall ? `${rules} rule(s), deny by default` : "no ACL: accept all from the mesh"})`);
+    }
+    if (doc.rotation) this.options.out(`  key rotation: ${doc.rotation.switch ? "peers are ready, the next round switches" : "waiting for peers to accept the next key"}`);
+    return lines.length > 0;
+  }
+
+  overlapInProgress(): boolean {
+    return this.current !== null && (hasOverlap(this.current) || this.state.next_private_key !== null);
+  }
+}
+
+function hasOverlap(doc: ConfigDocument): boolean {
+  return doc.config.peers.some((p) => p.nextPublicKey !== null);
+}
+
+/** One datagram to each peer's mesh address: WireGuard handshakes with it at once (with the new key). */
+async function nudgePeers(doc: ConfigDocument): Promise<void> {
+  const socket = createSocket("udp4");
+  const targets = doc.config.peers.map((p) => p.allowedIps.find((a) => a.endsWith("/32"))?.slice(0, -3)).filter((a): a is string => a !== undefined);
+  await Promise.all(targets.map((address) => new Promise<void>((resolve) => socket.send(Buffer.from([0]), 9, address, () => resolve()))));
+  socket.close();
+}

@@ -1,0 +1,331 @@
+/**
+ * CLI: the operator's side (networks, keys, nodes, acl, config) talks to the API with the
+ * stored login; the node's side (join, agent, rotate) is in node-commands.ts. The organization
+ * is --org, else the user's only one.
+ */
+import { readFileSync } from "node:fs";
+import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
+import type { Command, CommandContext } from "../../src/plugin.ts";
+import { nodeCommands } from "./node-commands.ts";
+
+const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
+
+interface NetworkView {
+  id: string;
+  name: string;
+  ipv4: string;
+  ipv6: string;
+  listen_port: number;
+  topology: string;
+  preshared_keys: boolean;
+  domain: string | null;
+  version: number;
+  acl_version: number;
+  nodes: number;
+}
+
+interface KeyView {
+  id: string;
+  prefix: string;
+  reusable: boolean;
+  tags: string[];
+  hub: boolean;
+  expires_at: string;
+  used: number;
+  state: string;
+  key?: string;
+}
+
+interface NodeView {
+  id: string;
+  name: string;
+  fqdn: string | null;
+  tags: string[];
+  ipv4: string;
+  ipv6: string;
+  public_key: string;
+  next_public_key: string | null;
+  endpoint: string | null;
+  hub: boolean;
+  state: string;
+  applied_version: number;
+  last_seen_at: string | null;
+}
+
+const base = (org: string) => `/v1/mesh/orgs/${encodeURIComponent(org)}/networks`;
+const networkPath = (org: string, network: string, rest = "") => `${base(org)}/${encodeURIComponent(network)}${rest}`;
+
+async function client(ctx: CommandContext) {
+  const api = await ctx.api();
+  return { api, org: await organizationOf(ctx, api) };
+}
+
+const csv = (value: string | boolean | undefined) => (typeof value === "string" && value !== "" ? value.split(",").map((s) => s.trim()).filter(Boolean) : undefined);
+
+const networkLine = (n: NetworkView) => `${n.name}: ${n.ipv4} ${n.ipv6}, port ${n.listen_port}, ${n.topology}${n.preshared_keys ? ", preshared keys" : ""}; ${n.nodes} node(s); version ${n.version}, ACL ${n.acl_version || "none"}${n.domain ? `; names *.${n.domain}` : ""}`;
+
+function nodeTable(nodes: NodeView[]): string {
+  if (nodes.length === 0) return "no nodes";
+  return table([
+    ["NODE", "IPV4", "IPV6", "TAGS", "STATE", "ENDPOINT", "APPLIED", "KEY"],
+    ...nodes.map((n) => [n.name + (n.hub ? " (hub)" : ""), n.ipv4, n.ipv6, n.tags.join(",") || "-", n.state + (n.next_public_key ? ", rotating" : ""), n.endpoint ?? "-", `v${n.applied_version}`, n.public_key.slice(0, 10) + "…"]),
+  ]);
+}
+
+const NETWORK_OPTIONS = {
+  ...ORG,
+  port: { type: "string", description: "UDP listen port (default 51820)" },
+  mtu: { type: "string", description: "MTU (default 1420)" },
+  keepalive: { type: "string", description: "PersistentKeepalive seconds, 0 off (default 25)" },
+  topology: { type: "string", description: "mesh (default) or hub" },
+  dns: { type: "string", description: "Resolver addresses for the nodes' wg-quick configs, comma-separated" },
+  interface: { type: "string", description: "The interface name on nodes (default wgc-<name>)" },
+  psk: { type: "boolean", description: "Preshared keys for every pair of peers" },
+} as const;
+
+function networkSettings(ctx: CommandContext): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  const port = integerOption(ctx, "port", 1);
+  if (port !== undefined) body.listen_port = port;
+  const mtu = integerOption(ctx, "mtu", 1280);
+  if (mtu !== undefined) body.mtu = mtu;
+  const keepalive = integerOption(ctx, "keepalive", 0);
+  if (keepalive !== undefined) body.keepalive = keepalive;
+  if (typeof ctx.options.topology === "string") body.topology = ctx.options.topology;
+  const dns = csv(ctx.options.dns);
+  if (dns) body.dns = dns;
+  if (typeof ctx.options.interface === "string") body.interface_name = ctx.options.interface;
+  if (ctx.options.psk === true) body.preshared_keys = true;
+  return body;
+}
+
+export const meshCommands: Command[] = [
+  {
+    words: ["mesh", "networks"],
+    summary: "The organization's mesh networks",
+    options: ORG,
+    async run(ctx) {
+      const { api, org } = await client(ctx);
+      const list = await api.request<{ items: NetworkView[] }>("GET", base(org));
+      print(ctx, list, list.items.length === 0 ? "no mesh networks" : list.items.map(networkLine).join("\n"));
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "networks", "create"],
+    summary: "Create a mesh network",
+    args: "<name>",
+    maxArgs: 1,
+    options: { ...NETWORK_OPTIONS, ipv4: { type: "string", description: "IPv4 pool (default: a free /16 of 100.64.0.0/10)" }, ipv6: { type: "string", description: "IPv6 ULA prefix (default: a random /48)" } },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel mesh networks create <name>");
+      const { api, org } = await client(ctx);
+      const body: Record<string, unknown> = { name: ctx.args[0], ...networkSettings(ctx) };
+      if (typeof ctx.options.ipv4 === "string") body.ipv4 = ctx.options.ipv4;
+      if (typeof ctx.options.ipv6 === "string") body.ipv6 = ctx.options.ipv6;
+      const n = await api.request<NetworkView>("POST", base(org), body);
+      print(ctx, n, `created ${networkLine(n)}`);
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "networks", "set"],
+    summary: "Change a network's port, MTU, keepalive, topology, DNS or preshared keys",
+    args: "<network>",
+    maxArgs: 1,
+    options: { ...NETWORK_OPTIONS, "no-psk": { type: "boolean", description: "No preshared keys" }, "rotate-psk": { type: "boolean", description: "New preshared keys for every pair" } },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel mesh networks set <network> [flags]");
+      const { api, org } = await client(ctx);
+      const body = networkSettings(ctx);
+      if (ctx.options["no-psk"] === true) body.preshared_keys = false;
+      if (ctx.options["rotate-psk"] === true) body.rotate_preshared_keys = true;
+      const n = await api.request<NetworkView>("PATCH", networkPath(org, ctx.args[0]!), body);
+      print(ctx, n, networkLine(n));
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "networks", "delete"],
+    summary: "Remove a network with its nodes, keys and ACL",
+    args: "<network>",
+    maxArgs: 1,
+    options: { ...ORG, yes: { type: "boolean", description: "Confirm" } },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel mesh networks delete <network> --yes");
+      if (ctx.options.yes !== true) throw new Error("this removes the network and every node in it: add --yes to confirm");
+      const { api, org } = await client(ctx);
+      await api.request("DELETE", networkPath(org, ctx.args[0]!), undefined, { confirmed: true });
+      print(ctx, { ok: true }, `removed ${ctx.args[0]}`);
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "keys"],
+    summary: "A network's pre-auth keys",
+    args: "<network>",
+    maxArgs: 1,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel mesh keys <network>");
+      const { api, org } = await client(ctx);
+      const list = await api.request<{ items: KeyView[] }>("GET", networkPath(org, ctx.args[0]!, "/keys"));
+      const text = list.items.length === 0 ? "no pre-auth keys" : table([["ID", "PREFIX", "USE", "TAGS", "EXPIRES", "USED", "STATE"], ...list.items.map((k) => [k.id, k.prefix, k.reusable ? "reusable" : "single", k.tags.join(",") || "-", k.expires_at, String(k.used), k.state + (k.hub ? " (hub)" : "")])]);
+      print(ctx, list, text);
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "keys", "create"],
+    summary: "Create a pre-auth key for enrolling nodes (shown once)",
+    args: "<network>",
+    maxArgs: 1,
+    options: {
+      ...ORG,
+      reusable: { type: "boolean", description: "Usable for many nodes (default: once)" },
+      tags: { type: "string", description: "Tags the nodes may take, comma-separated" },
+      hub: { type: "boolean", description: "Nodes enrolled with it relay (hub networks)" },
+      minutes: { type: "string", description: "The key expires after this many minutes (default 60)" },
+      "node-days": { type: "string", description: "Nodes enrolled with it expire after this many days (default never)" },
+      description: { type: "string", description: "What it is for" },
+    },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel mesh keys create <network>");
+      const { api, org } = await client(ctx);
+      const body: Record<string, unknown> = { reusable: ctx.options.reusable === true, hub: ctx.options.hub === true };
+      const tags = csv(ctx.options.tags);
+      if (tags) body.tags = tags;
+      const minutes = integerOption(ctx, "minutes", 1);
+      if (minutes !== undefined) body.expires_minutes = minutes;
+      const days = integerOption(ctx, "node-days", 1);
+      if (days !== undefined) body.node_ttl_days = days;
+      if (typeof ctx.options.description === "string") body.description = ctx.options.description;
+      const key = await api.request<KeyView>("POST", networkPath(org, ctx.args[0]!, "/keys"), body);
+      print(ctx, key, `${key.key}\n(${key.reusable ? "reusable" : "single-use"}, tags ${key.tags.join(",") || "none"}, expires ${key.expires_at}; shown this once)\nOn a node: citadel mesh join --server <url> --key <key>`);
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "keys", "revoke"],
+    summary: "Revoke a pre-auth key",
+    args: "<network> <key id or prefix>",
+    maxArgs: 2,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 2, "citadel mesh keys revoke <network> <key>");
+      const { api, org } = await client(ctx);
+      await api.request("DELETE", networkPath(org, ctx.args[0]!, `/keys/${encodeURIComponent(ctx.args[1]!)}`));
+      print(ctx, { ok: true }, `revoked ${ctx.args[1]}`);
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "nodes"],
+    summary: "A network's nodes",
+    args: "<network>",
+    maxArgs: 1,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel mesh nodes <network>");
+      const { api, org } = await client(ctx);
+      const list = await api.request<{ items: NodeView[] }>("GET", networkPath(org, ctx.args[0]!, "/nodes"));
+      print(ctx, list, nodeTable(list.items));
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "nodes", "set"],
+    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --expires",
+    args: "<network> <node>",
+    maxArgs: 2,
+    options: {
+      ...ORG,
+      tags: { type: "string", description: "Its tags, comma-separated (replaces them)" },
+      disable: { type: "boolean", description: "Take it out of every config" },
+      enable: { type: "boolean", description: "Put it back" },
+      hub: { type: "boolean", description: "Make it a hub" },
+      "no-hub": { type: "boolean", description: "Make it a spoke" },
+      endpoint: { type: "string", description: "host:port others reach it at (empty: none)" },
+      expires: { type: "string", description: "ISO time it expires, or never" },
+    },
+    async run(ctx) {
+      needArgs(ctx, 2, "citadel mesh nodes set <network> <node> [flags]");
+      const { api, org } = await client(ctx);
+      const body: Record<string, unknown> = {};
+      const tags = csv(ctx.options.tags);
+      if (tags) body.tags = tags;
+      if (ctx.options.disable === true) body.disabled = true;
+      if (ctx.options.enable === true) body.disabled = false;
+      if (ctx.options.hub === true) body.hub = true;
+      if (ctx.options["no-hub"] === true) body.hub = false;
+      if (typeof ctx.options.endpoint === "string") body.endpoint = ctx.options.endpoint === "" ? null : ctx.options.endpoint;
+      if (typeof ctx.options.expires === "string") body.expires_at = ctx.options.expires === "never" ? null : ctx.options.expires;
+      if (Object.keys(body).length === 0) throw new Error("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint or --expires");
+      const node = await api.request<NodeView>("PATCH", networkPath(org, ctx.args[0]!, `/nodes/${encodeURIComponent(ctx.args[1]!)}`), body);
+      print(ctx, node, nodeTable([node]));
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "nodes", "delete"],
+    summary: "Remove a node from the network and every peer's config",
+    args: "<network> <node>",
+    maxArgs: 2,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 2, "citadel mesh nodes delete <network> <node>");
+      const { api, org } = await client(ctx);
+      await api.request("DELETE", networkPath(org, ctx.args[0]!, `/nodes/${encodeURIComponent(ctx.args[1]!)}`));
+      print(ctx, { ok: true }, `removed ${ctx.args[1]}`);
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "acl"],
+    summary: "A network's ACL policy; --set FILE replaces it (JSON {rules:[{src,dst,ports}]}), --history lists versions",
+    args: "<network>",
+    maxArgs: 1,
+    options: { ...ORG, set: { type: "string", description: "A JSON policy file (- for standard input)" }, history: { type: "boolean", description: "Every version" } },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel mesh acl <network> [--set FILE | --history]");
+      const { api, org } = await client(ctx);
+      const path = networkPath(org, ctx.args[0]!, "/acl");
+      if (ctx.options.history === true) {
+        const h = await api.request<{ items: Array<{ version: number; created_at: string; created_by: string | null; policy: { rules: unknown[] } }> }>("GET", `${path}/versions`);
+        print(ctx, h, h.items.length === 0 ? "no ACL versions (every node reaches every node)" : table([["VERSION", "RULES", "WHEN", "BY"], ...h.items.map((v) => [String(v.version), String(v.policy.rules.length), v.created_at, v.created_by ?? ""])]));
+        return 0;
+      }
+      if (typeof ctx.options.set === "string") {
+        const text = ctx.options.set === "-" ? await Bun.stdin.text() : readFileSync(ctx.options.set, "utf8");
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch (e) {
+          throw new Error(`${ctx.options.set} is not JSON: ${e instanceof Error ? e.message : String(e)}`);
+        }
+        const policy = parsed && typeof parsed === "object" && "policy" in parsed ? (parsed as { policy: unknown }).policy : parsed;
+        const acl = await api.request<{ version: number }>("PUT", path, { policy });
+        print(ctx, acl, `ACL of ${ctx.args[0]} is now version ${acl.version}`);
+        return 0;
+      }
+      const acl = await api.request<{ version: number; policy: unknown }>("GET", path);
+      ctx.out(JSON.stringify(ctx.json ? acl : acl.policy, null, 2));
+      return 0;
+    },
+  },
+  {
+    words: ["mesh", "config"],
+    summary: "A node's config as wg-quick (default), setconf, nftables or json — no private or preshared keys",
+    args: "<network> <node>",
+    maxArgs: 2,
+    options: { ...ORG, format: { type: "string", description: "wg-quick, setconf, nftables or json" } },
+    async run(ctx) {
+      needArgs(ctx, 2, "citadel mesh config <network> <node> [--format F]");
+      const { api, org } = await client(ctx);
+      const format = typeof ctx.options.format === "string" ? ctx.options.format : "wg-quick";
+      ctx.out(await api.requestText("GET", networkPath(org, ctx.args[0]!, `/nodes/${encodeURIComponent(ctx.args[1]!)}/config?format=${encodeURIComponent(format)}`)));
+      return 0;
+    },
+  },
+  ...nodeCommands,
+];

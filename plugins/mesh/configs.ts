@@ -1,0 +1,182 @@
+/**
+ * Node config documents: what an agent fetches, signed by the control plane.
+ *
+ * A document is rendered from the network as it is at one version (nodes, ACL, settings) and
+ * cached per node until the network's version moves (or a node in it expires, which is time,
+ * not a write). The body is deterministic JSON, so its SHA-256 is a stable ETag: an agent
+ * polling with If-None-Match costs a token check and a map lookup.
+ *
+ * Preshared keys are derived per pair from the network's seed (a keyring envelope):
+ * HMAC-SHA256(seed, "citadel-mesh-psk" ‖ lower id ‖ higher id). Nothing per pair is stored, both
+ * ends compute the same key, and rotating the seed rotates every pair's key at once.
+ */
+import { createHash, createHmac } from "node:crypto";
+import type { Keyring } from "../../src/crypto/keyring.ts";
+import { MeshPlan } from "./plan.ts";
+import { isActive, type MeshKernel, type MeshService } from "./service.ts";
+import { generateSigningKey, Signer } from "./signing.ts";
+import * as sql from "./store.ts";
+import type { MeshNetwork, MeshNode, NodeConfig } from "./types.ts";
+
+export const CONFIG_FORMAT = "citadel-mesh-config/1";
+const SIGNING_OWNER = "mesh/signing";
+const SIGNING_CONTEXT = "mesh/signing/1";
+
+/** The signed body an agent receives. */
+export interface ConfigDocument {
+  format: typeof CONFIG_FORMAT;
+  node: string;
+  network: string;
+  /** The network's version this was rendered from; agents refuse to go back. */
+  version: number;
+  poll_seconds: number;
+  config: NodeConfig;
+  /** This node's own rotation: switch to the next key when `switch` says peers are ready. */
+  rotation: { next_public_key: string; switch: boolean } | null;
+}
+
+export interface SignedConfig {
+  body: string;
+  etag: string;
+  signature: string;
+  version: number;
+}
+
+/** A network at one version, as the planner sees it. */
+interface NetworkView {
+  version: number;
+  /** The view is stale from this time on (the next node expiry). */
+  validUntil: number;
+  network: MeshNetwork;
+  nodes: MeshNode[];
+  /** The planner over this view, built once per version. */
+  plan: MeshPlan;
+}
+
+export class NodeConfigs {
+  private readonly views = new Map<string, NetworkView>();
+  private readonly documents = new Map<string, { version: number; validUntil: number; signed: SignedConfig }>();
+  private signerOf: { keyring: Keyring; signer: Signer } | null = null;
+
+  constructor(
+    private readonly k: MeshKernel,
+    private readonly mesh: MeshService,
+  ) {
+    mesh.onChange((networkId) => this.views.delete(networkId));
+  }
+
+  /** The control plane's public key (base64 Ed25519), made on first use. */
+  async signingPublicKey(): Promise<string> {
+    const existing = sql.signingKey(this.k.store.db);
+    if (existing) return existing.public_key;
+    const key = generateSigningKey();
+    await this.k.store.write((tx) => {
+      if (sql.signingKey(tx)) return; // another request made it first
+      const envelope = this.k.seal.keyring().encrypt(tx, SIGNING_OWNER, SIGNING_CONTEXT, key.privateKeyDer);
+      sql.insertSigningKey(tx, key.publicKey, envelope, this.k.clock.now());
+    });
+    key.privateKeyDer.fill(0);
+    return sql.signingKey(this.k.store.db)!.public_key;
+  }
+
+  /** The signer, decrypted with the keyring in memory now: sealing drops it with the keyring. */
+  private signer(): Signer {
+    const keyring = this.k.seal.keyring();
+    if (this.signerOf?.keyring === keyring) return this.signerOf.signer;
+    const row = sql.signingKey(this.k.store.db);
+    if (!row) throw new Error("the mesh signing key does not exist yet");
+    const der = keyring.decrypt(SIGNING_OWNER, SIGNING_CONTEXT, row.private_key);
+    this.signerOf = { keyring, signer: new Signer(der) };
+    der.fill(0);
+    return this.signerOf.signer;
+  }
+
+  /** The network's state now (cached per version). */
+  view(networkId: string): NetworkView {
+    const now = this.k.clock.now();
+    const version = sql.networkVersion(this.k.store.db, networkId);
+    if (version === null) throw new Error(`no mesh network ${networkId}`);
+    const cached = this.views.get(networkId);
+    if (cached && cached.version === version && now < cached.validUntil) return cached;
+    const view = this.load(networkId, now);
+    this.views.set(networkId, view);
+    return view;
+  }
+
+  private load(networkId: string, now: number): NetworkView {
+    const db = this.k.store.db;
+    const row = sql.networkById(db, networkId)!;
+    const dns: string[] = JSON.parse(row.dns);
+    const network: MeshNetwork = {
+      id: row.id,
+      name: row.name,
+      ipv4: row.ipv4,
+      ipv6: row.ipv6,
+      listenPort: row.listen_port,
+      mtu: row.mtu,
+      keepalive: row.keepalive,
+      topology: row.topology,
+      dns,
+      searchDomain: dns.length > 0 ? this.mesh.domainOf(row) : null,
+      interfaceName: row.interface_name,
+    };
+    let validUntil = Infinity;
+    const nodes: MeshNode[] = [];
+    for (const n of sql.nodes(db, networkId)) {
+      if (!isActive(n, now)) continue;
+      if (n.expires_at !== null) validUntil = Math.min(validUntil, n.expires_at);
+      nodes.push(meshNode(this.mesh, row, n));
+    }
+    const seed = this.mesh.pskSeed(row);
+    const policy = this.mesh.policyOf(row);
+    return { version: row.version, validUntil, network, nodes, plan: new MeshPlan(network, nodes, policy, seed ? pairKey(seed) : undefined) };
+  }
+
+  /** One node's config at the network's current version (for the operator: no private key anywhere). */
+  configOf(node: sql.NodeRow): NodeConfig {
+    const view = this.view(node.network_id);
+    const config = view.plan.config(node.id);
+    if (!config) throw new Error(`node ${node.id} is not active`);
+    return config;
+  }
+
+  /** The signed document for the node (which authenticated itself), from the cache when still current. */
+  document(node: sql.NodeRow): SignedConfig {
+    const view = this.view(node.network_id);
+    const cached = this.documents.get(node.id);
+    const now = this.k.clock.now();
+    // A rotating node's document also says whether to switch now: not cached (rare, and it
+    // changes as peers report in).
+    const rotating = node.next_public_key !== null;
+    if (!rotating && cached && cached.version === view.version && now < cached.validUntil) return cached.signed;
+    const config = this.configOf(node);
+    const rotation = rotating
+      ? {
+          next_public_key: node.next_public_key!,
+          switch: this.mesh.rotationReady(
+            node,
+            config.peers.map((p) => view.nodes.find((n) => n.name === p.name)?.id ?? ""),
+          ),
+        }
+      : null;
+    const document: ConfigDocument = { format: CONFIG_FORMAT, node: node.id, network: node.network_id, version: view.version, poll_seconds: this.k.settings.poll_seconds, config, rotation };
+    const body = JSON.stringify(document);
+    const signed: SignedConfig = { body, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 32)}"`, signature: this.signer().sign(body), version: view.version };
+    if (!rotating) this.documents.set(node.id, { version: view.version, validUntil: view.validUntil, signed });
+    if (this.documents.size > 100_000) this.documents.clear();
+    return signed;
+  }
+}
+
+function meshNode(mesh: MeshService, net: sql.NetworkRow, n: sql.NodeRow): MeshNode {
+  const { ipv4, ipv6 } = mesh.addressesOf(net, n.host);
+  return { id: n.id, name: n.name, tags: JSON.parse(n.tags), publicKey: n.public_key, nextPublicKey: n.next_public_key, ipv4, ipv6, endpoint: n.endpoint, hub: n.hub === 1 };
+}
+
+/** The preshared key of a pair: the same from either end. */
+export function pairKey(seed: Uint8Array): (a: MeshNode, b: MeshNode) => string {
+  return (a, b) => {
+    const [low, high] = a.id < b.id ? [a.id, b.id] : [b.id, a.id];
+    return createHmac("sha256", seed).update(`citadel-mesh-psk\0${low}\0${high}`).digest("base64");
+  };
+}

@@ -1,0 +1,255 @@
+/**
+ * The `mesh` plugin: the control plane of a WireGuard mesh. Operators manage networks,
+ * pre-auth keys, nodes and the ACL (under /orgs/:org/networks); nodes enroll with a pre-auth
+ * key and then speak for themselves with their node token (/enroll, /node/*): they fetch their
+ * signed config, report what they applied and rotate their key. Node names are served by the
+ * DNS server through the record provider registry.
+ */
+import { Elysia } from "elysia";
+import { ConflictError } from "../../src/errors.ts";
+import { access } from "../../src/http/access.ts";
+import { auditRequest } from "../../src/http/audit-request.ts";
+import { principalOf, requestMeta } from "../../src/http/request-meta.ts";
+import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import type { ProvidedRecord } from "../../src/record-providers.ts";
+import { meshCommands } from "./commands.ts";
+import { NodeConfigs } from "./configs.ts";
+import { meshMigrations } from "./migrations.ts";
+import * as m from "./model.ts";
+import { renderNftables, renderSetconf, renderWgQuick } from "./render.ts";
+import { isActive, MeshService, type Caller } from "./service.ts";
+import { MeshSettings } from "./settings.ts";
+import * as sql from "./store.ts";
+import type { NodeConfig } from "./types.ts";
+
+const ACTIONS = [
+  ["mesh.network.create", "A mesh network was created."],
+  ["mesh.network.update", "A mesh network's settings changed (port, MTU, keepalive, topology, DNS, preshared keys)."],
+  ["mesh.network.delete", "A mesh network and its nodes, keys and ACL were removed."],
+  ["mesh.key.create", "A pre-auth key for enrolling nodes was created."],
+  ["mesh.key.revoke", "A pre-auth key was revoked."],
+  ["mesh.node.enroll", "A node enrolled with a pre-auth key (or was refused, with the reason)."],
+  ["mesh.node.update", "A node's tags, state, role, endpoint or expiry changed."],
+  ["mesh.node.delete", "A node was removed: it left every peer's config and its addresses are free."],
+  ["mesh.node.rotate", "A node started or completed the rotation of its WireGuard key."],
+  ["mesh.acl.update", "A network's ACL policy was replaced (a new version)."],
+] as const;
+
+const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
+
+/** The services made per kernel (per store): routes, the record provider and tests share them. */
+const instances = new WeakMap<object, { mesh: MeshService; configs: NodeConfigs }>();
+export function meshOf(k: Kernel<MeshSettings>): { mesh: MeshService; configs: NodeConfigs } {
+  let s = instances.get(k.store);
+  if (!s) {
+    const mesh = new MeshService(k);
+    s = { mesh, configs: new NodeConfigs(k, mesh) };
+    instances.set(k.store, s);
+  }
+  return s;
+}
+
+const N = "/orgs/:org/networks";
+const NET = `${N}/:network`;
+const tags = ["mesh"];
+const READ = { scope: "mesh:read", org: "org" } as const;
+const WRITE = { scope: "mesh:write", org: "org" } as const;
+const ADMIN = { scope: "mesh:admin", org: "org", permission: "manage_members" } as const;
+
+export const meshPlugin = definePlugin<MeshSettings>({
+  name: "mesh",
+  service: "mesh",
+  settings: MeshSettings,
+  scopes: ["mesh:read", "mesh:write", "mesh:admin"],
+  actions: ACTIONS.map(([type, description]) => ({ type, description })),
+  migrations: meshMigrations,
+
+  async start(k) {
+    const { mesh } = meshOf(k);
+    const domain = k.settings.domain;
+    if (domain === "") return async () => {};
+    const unregister = k.records.register({ name: "mesh", domain: domain.endsWith(".") ? domain : `${domain}.`, records: () => nodeRecords(k, mesh) });
+    const unsubscribe = mesh.onChange(() => k.records.changed("mesh"));
+    return async () => {
+      unsubscribe();
+      unregister();
+    };
+  },
+
+  routes: (k) => {
+    const { mesh, configs } = meshOf(k);
+    const node = (request: Request) => {
+      try {
+        return mesh.authenticateNode(bearer(request));
+      } catch (e) {
+        k.shield.current?.observe(requestMeta(request).client, "invalid_token");
+        throw e;
+      }
+    };
+    return (
+      new Elysia({ name: "mesh" })
+        // --- networks --------------------------------------------------------------------
+        .get(N, ({ params }) => mesh.list(params.org), { response: m.NetworkList, detail: { summary: "The organization's mesh networks", tags, ...access(READ) } })
+        .post(N, ({ params, body, request }) => mesh.create(caller(request), params.org, body), {
+          body: m.NewNetwork,
+          response: m.Network,
+          detail: { summary: "Create a mesh network (its names are unique across Citadel: they name DNS domains)", tags, ...access(ADMIN) },
+        })
+        .get(NET, ({ params }) => mesh.show(params.org, params.network), { response: m.Network, detail: { summary: "A mesh network (by id or name)", tags, ...access(READ) } })
+        .patch(NET, ({ params, body, request }) => mesh.update(caller(request), params.org, params.network, body), {
+          body: m.NetworkChanges,
+          response: m.Network,
+          detail: { summary: "Change a network's port, MTU, keepalive, topology, DNS or preshared keys (every node's config follows)", tags, ...access(ADMIN) },
+        })
+        .delete(
+          NET,
+          async ({ params, request }) => {
+            await mesh.delete(caller(request), params.org, params.network);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: { summary: "Remove a network with its nodes, keys and ACL (asks for confirmation)", tags, ...access({ ...ADMIN, confirm: true }) } },
+        )
+        // --- pre-auth keys ---------------------------------------------------------------
+        .get(`${NET}/keys`, ({ params }) => mesh.keys(params.org, params.network), {
+          response: m.PreauthKeyList,
+          detail: { summary: "The network's pre-auth keys (never the keys themselves)", tags, ...access(ADMIN) },
+        })
+        .post(`${NET}/keys`, ({ params, body, request }) => mesh.createKey(caller(request), params.org, params.network, body), {
+          body: m.NewPreauthKey,
+          response: m.CreatedPreauthKey,
+          detail: { summary: "Create a pre-auth key (single-use unless reusable, expiring, tagged); shown once", tags, ...access(ADMIN) },
+        })
+        .delete(
+          `${NET}/keys/:key`,
+          async ({ params, request }) => {
+            await mesh.revokeKey(caller(request), params.org, params.network, params.key);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: { summary: "Revoke a pre-auth key (nodes enrolled with it stay)", tags, ...access(ADMIN) } },
+        )
+        // --- nodes -----------------------------------------------------------------------
+        .get(`${NET}/nodes`, ({ params }) => mesh.nodes(params.org, params.network), { response: m.NodeList, detail: { summary: "The network's nodes", tags, ...access(READ) } })
+        .get(`${NET}/nodes/:node`, ({ params }) => mesh.showNode(params.org, params.network, params.node), { response: m.Node, detail: { summary: "A node (by id or name)", tags, ...access(READ) } })
+        .patch(`${NET}/nodes/:node`, ({ params, body, request }) => mesh.updateNode(caller(request), params.org, params.network, params.node, body), {
+          body: m.NodeChanges,
+          response: m.Node,
+          detail: { summary: "Change a node's tags, disable or enable it, make it a hub, set its endpoint or expiry", tags, ...access(WRITE) },
+        })
+        .delete(
+          `${NET}/nodes/:node`,
+          async ({ params, request }) => {
+            await mesh.deleteNode(caller(request), params.org, params.network, params.node);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: { summary: "Remove a node: it leaves every peer's config, its addresses are free again", tags, ...access({ ...WRITE, permission: "delete" }) } },
+        )
+        .get(
+          `${NET}/nodes/:node/config`,
+          ({ params, query }) => {
+            const net = mesh.networkRow(params.org, params.network);
+            const row = mesh.nodeRow(net, params.node);
+            if (!isActive(row, k.clock.now())) throw new ConflictError(`The node ${row.name} is disabled or expired: it has no config.`);
+            const config = withoutPresharedKeys(configs.configOf(row));
+            const format = query.format ?? "wg-quick";
+            const text =
+              format === "json" ? JSON.stringify(config, null, 2) : format === "setconf" ? renderSetconf(config) : format === "nftables" ? renderNftables(config, config.network.interfaceName) : renderWgQuick(config);
+            return new Response(text, { headers: { "content-type": format === "json" ? "application/json" : "text/plain; charset=utf-8" } });
+          },
+          {
+            query: m.ConfigQuery,
+            detail: {
+              summary: "A node's config as wg-quick, wg setconf, nftables or JSON — without its private key (which never leaves the node) and preshared keys (sent to the node only)",
+              tags,
+              responses: { 200: { description: "The config", content: { "text/plain": { schema: { type: "string" as const } } } } },
+              ...access(READ),
+            },
+          },
+        )
+        // --- ACL -------------------------------------------------------------------------
+        .get(`${NET}/acl`, ({ params }) => mesh.acl(params.org, params.network), { response: m.Acl, detail: { summary: "The ACL policy in force (no rules: every node reaches every node)", tags, ...access(READ) } })
+        .put(`${NET}/acl`, ({ params, body, request }) => mesh.setAcl(caller(request), params.org, params.network, body.policy, body.expected_version), {
+          body: m.SetAcl,
+          response: m.Acl,
+          detail: { summary: "Replace the ACL policy (validated, a new version; deny by default once it has rules)", tags, ...access(ADMIN) },
+        })
+        .get(`${NET}/acl/versions`, ({ params }) => mesh.aclHistory(params.org, params.network), {
+          response: m.AclHistory,
+          detail: { summary: "Every version of the ACL policy, newest first", tags, ...access(READ) },
+        })
+        // --- the node's side -------------------------------------------------------------
+        .post(
+          "/enroll",
+          async ({ body, request }) => {
+            const signingKey = await configs.signingPublicKey();
+            const enrolled = await mesh.enroll(auditRequest(request), body);
+            const row = sql.nodeById(k.store.db, enrolled.node.id)!;
+            const signed = configs.document(row);
+            return { ...enrolled, signing_key: signingKey, document: signed.body, signature: signed.signature };
+          },
+          {
+            body: m.Enrollment,
+            response: m.Enrolled,
+            detail: { summary: "Enroll a node with a pre-auth key and its public key; answers its token and first signed config", tags, ...access({ public: true, authLimit: true }) },
+          },
+        )
+        .get(
+          "/node/config",
+          ({ request }) => {
+            const row = node(request);
+            const signed = configs.document(row);
+            const headers = { etag: signed.etag, "x-citadel-signature": signed.signature, "x-citadel-version": String(signed.version), "cache-control": "no-cache" };
+            if (request.headers.get("if-none-match") === signed.etag) return new Response(null, { status: 304, headers });
+            return new Response(signed.body, { headers: { ...headers, "content-type": "application/json" } });
+          },
+          {
+            detail: {
+              summary: "The calling node's config document (node token), signed (x-citadel-signature: Ed25519 over the body); 304 for If-None-Match",
+              tags,
+              responses: { 200: { description: "The signed config document" }, 304: { description: "Unchanged" } },
+              ...access({ public: true }),
+            },
+          },
+        )
+        .post("/node/applied", ({ body, request }) => mesh.applied(node(request), auditRequest(request), body.version, body.public_key), {
+          body: m.Applied,
+          response: m.AppliedResult,
+          detail: { summary: "The agent applied a config version with this public key (completes a key rotation)", tags, ...access({ public: true }) },
+        })
+        .post("/node/rotate", ({ body, request }) => mesh.startRotation(node(request), auditRequest(request), body.public_key), {
+          body: m.Rotate,
+          response: m.RotateResult,
+          detail: { summary: "Start rotating the node's key: peers accept the next key beside the current one", tags, ...access({ public: true, authLimit: true }) },
+        })
+    );
+  },
+  commands: meshCommands,
+});
+
+function bearer(request: Request): string | null {
+  const header = request.headers.get("authorization");
+  return header?.startsWith("Bearer ") ? header.slice(7).trim() : null;
+}
+
+/** The operator's view of a config: preshared keys are for the two nodes only. */
+function withoutPresharedKeys(config: NodeConfig): NodeConfig {
+  return { ...config, peers: config.peers.map((p) => ({ ...p, presharedKey: null })) };
+}
+
+/** A and AAAA of every active node: <node>.<network>.<domain>. */
+function nodeRecords(k: Kernel<MeshSettings>, mesh: MeshService): ProvidedRecord[] {
+  const db = k.store.db;
+  const now = k.clock.now();
+  const ttl = k.settings.dns_ttl;
+  const out: ProvidedRecord[] = [];
+  for (const net of sql.allNetworks(db)) {
+    const domain = mesh.domainOf(net);
+    if (domain === null) continue;
+    for (const n of sql.nodes(db, net.id)) {
+      if (!isActive(n, now)) continue;
+      const { ipv4, ipv6 } = mesh.addressesOf(net, n.host);
+      const name = `${n.name}.${domain}.`;
+      out.push({ name, type: "A", ttl, data: ipv4 }, { name, type: "AAAA", ttl, data: ipv6 });
+    }
+  }
+  return out;
+}

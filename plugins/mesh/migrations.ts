@@ -1,0 +1,91 @@
+/**
+ * The mesh plugin's tables. A network's `version` is bumped in the transaction of every change
+ * that can change any node's config (nodes, ACL, settings), so agents' ETags and the server's
+ * config cache follow it. Node and pre-auth key secrets are stored as SHA-256 hashes; the
+ * preshared-key seed and the control plane's signing key as keyring envelopes.
+ */
+import type { Migration } from "../../src/store/migrate.ts";
+
+export const meshMigrations: readonly Migration[] = [
+  {
+    id: "0001_mesh",
+    up: `CREATE TABLE mesh_networks (
+      id              TEXT PRIMARY KEY,
+      organization_id TEXT NOT NULL,
+      name            TEXT NOT NULL,
+      ipv4            TEXT NOT NULL,              -- the pool, "100.64.0.0/16"
+      ipv6            TEXT NOT NULL,              -- the ULA prefix, "fd12:3456:789a::/48"
+      listen_port     INTEGER NOT NULL,
+      mtu             INTEGER NOT NULL,
+      keepalive       INTEGER NOT NULL,
+      topology        TEXT NOT NULL CHECK (topology IN ('mesh', 'hub')),
+      dns             TEXT NOT NULL,              -- JSON array of resolver addresses
+      interface_name  TEXT NOT NULL,
+      psk_seed        BLOB,                       -- keyring envelope; NULL: no preshared keys
+      version         INTEGER NOT NULL,           -- bumped on every change that changes a config
+      acl_version     INTEGER NOT NULL DEFAULT 0, -- 0: no ACL (everyone reaches everyone)
+      created_at      INTEGER NOT NULL,
+      updated_at      INTEGER NOT NULL,
+      UNIQUE (name)                               -- it names a DNS domain: unique across Citadel
+    ) STRICT;
+
+    CREATE TABLE mesh_acl_versions (
+      network_id TEXT NOT NULL REFERENCES mesh_networks (id) ON DELETE CASCADE,
+      version    INTEGER NOT NULL,
+      policy     TEXT NOT NULL,                   -- JSON {rules: [...]}
+      created_by TEXT,
+      created_at INTEGER NOT NULL,
+      PRIMARY KEY (network_id, version)
+    ) STRICT;
+
+    CREATE TABLE mesh_preauth_keys (
+      id           TEXT PRIMARY KEY,
+      network_id   TEXT NOT NULL REFERENCES mesh_networks (id) ON DELETE CASCADE,
+      prefix       TEXT NOT NULL UNIQUE,
+      hash         BLOB NOT NULL,
+      description  TEXT,
+      reusable     INTEGER NOT NULL,
+      tags         TEXT NOT NULL,                 -- JSON array: the tags nodes enrolled with it may take
+      hub          INTEGER NOT NULL,              -- nodes enrolled with it relay (hub networks)
+      node_ttl     INTEGER,                       -- seconds a node enrolled with it lives; NULL: until removed
+      expires_at   INTEGER NOT NULL,
+      used         INTEGER NOT NULL DEFAULT 0,
+      revoked_at   INTEGER,
+      created_by   TEXT,
+      created_at   INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE mesh_nodes (
+      id                  TEXT PRIMARY KEY,
+      network_id          TEXT NOT NULL REFERENCES mesh_networks (id) ON DELETE CASCADE,
+      name                TEXT NOT NULL,
+      tags                TEXT NOT NULL,          -- JSON array
+      host                INTEGER NOT NULL,       -- host number in the pool: both addresses derive from it
+      public_key          TEXT NOT NULL UNIQUE,
+      next_public_key     TEXT UNIQUE,            -- during a key rotation
+      rotation_version    INTEGER,                -- the network version that announced next_public_key
+      rotation_started_at INTEGER,
+      endpoint            TEXT,
+      hub                 INTEGER NOT NULL,
+      disabled            INTEGER NOT NULL DEFAULT 0,
+      expires_at          INTEGER,
+      token_prefix        TEXT NOT NULL UNIQUE,
+      token_hash          BLOB NOT NULL,
+      preauth_key_id      TEXT,
+      applied_version     INTEGER NOT NULL DEFAULT 0,
+      last_seen_at        INTEGER,
+      created_at          INTEGER NOT NULL,
+      updated_at          INTEGER NOT NULL,
+      UNIQUE (network_id, name),
+      UNIQUE (network_id, host)
+    ) STRICT;
+    CREATE INDEX mesh_nodes_by_network ON mesh_nodes (network_id);
+
+    CREATE TABLE mesh_signing_key (
+      id          INTEGER PRIMARY KEY CHECK (id = 1),
+      public_key  TEXT NOT NULL,                  -- base64 of the raw 32-byte Ed25519 key
+      private_key BLOB NOT NULL,                  -- keyring envelope of the PKCS#8 DER
+      created_at  INTEGER NOT NULL
+    ) STRICT;`,
+  },
+];

@@ -1,0 +1,137 @@
+/** Request and response schemas of the mesh API (validation and the OpenAPI document). */
+import { t } from "elysia";
+
+const Iso = t.String({ format: "date-time" });
+const Label = t.String({ minLength: 1, maxLength: 63, description: "Lower-case letters, digits and dashes" });
+const Tags = t.Array(Label, { maxItems: 64 });
+
+export const Done = t.Object({ ok: t.Literal(true) });
+
+export const Network = t.Object({
+  id: t.String(),
+  organization: t.String(),
+  name: t.String(),
+  ipv4: t.String({ description: "The IPv4 pool (private or shared address space)" }),
+  ipv6: t.String({ description: "The IPv6 ULA prefix; a node's IPv6 address has its IPv4 host number" }),
+  listen_port: t.Integer(),
+  mtu: t.Integer(),
+  keepalive: t.Integer({ description: "PersistentKeepalive seconds; 0: off" }),
+  topology: t.Union([t.Literal("mesh"), t.Literal("hub")]),
+  dns: t.Array(t.String(), { description: "Resolvers written into nodes' wg-quick configs" }),
+  interface_name: t.String(),
+  preshared_keys: t.Boolean({ description: "Each pair of peers has a preshared key (derived from a keyring-encrypted seed)" }),
+  domain: t.Union([t.String(), t.Null()], { description: "Nodes are named <node>.<domain> in DNS" }),
+  version: t.Integer({ description: "Bumped on every change that can change a node's config" }),
+  acl_version: t.Integer({ description: "0: no ACL, every node reaches every node" }),
+  nodes: t.Integer(),
+  created_at: Iso,
+  updated_at: Iso,
+});
+export const NetworkList = t.Object({ items: t.Array(Network) });
+
+const NetworkSettings = {
+  listen_port: t.Optional(t.Integer({ minimum: 1, maximum: 65_535 })),
+  mtu: t.Optional(t.Integer({ minimum: 1280, maximum: 9000 })),
+  keepalive: t.Optional(t.Integer({ minimum: 0, maximum: 3600 })),
+  topology: t.Optional(t.Union([t.Literal("mesh"), t.Literal("hub")], { description: "mesh: allowed pairs peer directly; hub: spokes peer with hubs, the first hub relays" })),
+  dns: t.Optional(t.Array(t.String({ maxLength: 64 }), { maxItems: 4 })),
+  interface_name: t.Optional(t.String({ minLength: 1, maxLength: 15 })),
+  preshared_keys: t.Optional(t.Boolean()),
+};
+
+export const NewNetwork = t.Object({
+  name: Label,
+  ipv4: t.Optional(t.String({ maxLength: 18, description: "Default: the first free /16 of 100.64.0.0/10" })),
+  ipv6: t.Optional(t.String({ maxLength: 43, description: "Default: a random ULA /48 (RFC 4193)" })),
+  ...NetworkSettings,
+});
+
+export const NetworkChanges = t.Object({ ...NetworkSettings, rotate_preshared_keys: t.Optional(t.Boolean({ description: "A new seed: every pair gets a new preshared key" })) });
+
+export const NewPreauthKey = t.Object({
+  description: t.Optional(t.String({ maxLength: 200 })),
+  reusable: t.Optional(t.Boolean({ description: "Default: single use" })),
+  tags: t.Optional(Tags),
+  hub: t.Optional(t.Boolean({ description: "Nodes enrolled with it relay in a hub network" })),
+  expires_minutes: t.Optional(t.Integer({ minimum: 1, maximum: 129_600, description: "Default 60" })),
+  node_ttl_days: t.Optional(t.Integer({ minimum: 1, maximum: 3650, description: "Nodes enrolled with it expire after this many days; default: never" })),
+});
+
+export const PreauthKey = t.Object({
+  id: t.String(),
+  prefix: t.String(),
+  description: t.Union([t.String(), t.Null()]),
+  reusable: t.Boolean(),
+  tags: t.Array(t.String()),
+  hub: t.Boolean(),
+  node_ttl_days: t.Union([t.Number(), t.Null()]),
+  expires_at: Iso,
+  used: t.Integer(),
+  state: t.Union([t.Literal("usable"), t.Literal("used"), t.Literal("expired"), t.Literal("revoked")]),
+  created_at: Iso,
+});
+export const PreauthKeyList = t.Object({ items: t.Array(PreauthKey) });
+export const CreatedPreauthKey = t.Composite([PreauthKey, t.Object({ key: t.String({ description: "Shown this once: citadel_meshkey_..." }) })]);
+
+export const Node = t.Object({
+  id: t.String(),
+  network: t.String(),
+  name: t.String(),
+  fqdn: t.Union([t.String(), t.Null()]),
+  tags: t.Array(t.String()),
+  ipv4: t.String(),
+  ipv6: t.String(),
+  public_key: t.String(),
+  next_public_key: t.Union([t.String(), t.Null()], { description: "During a key rotation: the key peers accept beside the current one" }),
+  endpoint: t.Union([t.String(), t.Null()]),
+  hub: t.Boolean(),
+  state: t.Union([t.Literal("active"), t.Literal("disabled"), t.Literal("expired")]),
+  expires_at: t.Union([Iso, t.Null()]),
+  applied_version: t.Integer({ description: "The network version its agent last applied" }),
+  last_seen_at: t.Union([Iso, t.Null()]),
+  created_at: Iso,
+});
+export const NodeList = t.Object({ items: t.Array(Node) });
+
+export const NodeChanges = t.Object({
+  tags: t.Optional(Tags),
+  disabled: t.Optional(t.Boolean()),
+  hub: t.Optional(t.Boolean()),
+  endpoint: t.Optional(t.Union([t.String({ maxLength: 300 }), t.Null()])),
+  expires_at: t.Optional(t.Union([t.String({ maxLength: 40 }), t.Null()], { description: "ISO 8601; null: never" })),
+});
+
+const Rule = t.Object({
+  src: t.Array(t.String({ maxLength: 80 }), { minItems: 1, maxItems: 256, description: '"*", "tag:<name>" or "node:<name>"' }),
+  dst: t.Array(t.String({ maxLength: 80 }), { minItems: 1, maxItems: 256 }),
+  ports: t.Array(t.String({ maxLength: 20 }), { minItems: 1, maxItems: 256, description: '"*", "22", "8000-8100", "tcp/5432", "udp/53", "icmp"' }),
+});
+export const Policy = t.Object({ rules: t.Array(Rule, { maxItems: 1000 }) });
+export const Acl = t.Object({ network: t.String(), version: t.Integer(), policy: Policy, updated_at: t.Union([Iso, t.Null()]), updated_by: t.Union([t.String(), t.Null()]) });
+export const SetAcl = t.Object({ policy: Policy, expected_version: t.Optional(t.Integer({ minimum: 0, description: "Refuse (412) when the ACL is no longer at this version" })) });
+export const AclHistory = t.Object({ items: t.Array(t.Object({ version: t.Integer(), policy: Policy, created_at: Iso, created_by: t.Union([t.String(), t.Null()]) })) });
+
+export const ConfigQuery = t.Object({ format: t.Optional(t.Union([t.Literal("wg-quick"), t.Literal("setconf"), t.Literal("nftables"), t.Literal("json")], { default: "wg-quick" })) });
+
+// --- the node's side -----------------------------------------------------------------------
+
+export const Enrollment = t.Object({
+  key: t.String({ maxLength: 100, description: "The pre-auth key" }),
+  name: Label,
+  public_key: t.String({ maxLength: 64, description: "The node's WireGuard public key; the private key stays on the node" }),
+  endpoint: t.Optional(t.Union([t.String({ maxLength: 300 }), t.Null()])),
+  tags: t.Optional(Tags),
+});
+
+export const Enrolled = t.Object({
+  node: Node,
+  token: t.String({ description: "The node's own token (citadel_node_...), shown once: the agent authenticates with it" }),
+  signing_key: t.String({ description: "The control plane's Ed25519 public key (base64): configs are signed with it" }),
+  document: t.String({ description: "The node's first config document (JSON), signed" }),
+  signature: t.String(),
+});
+
+export const Applied = t.Object({ version: t.Integer({ minimum: 0 }), public_key: t.String({ maxLength: 64 }) });
+export const AppliedResult = t.Object({ rotation: t.Union([t.Literal("completed"), t.Literal("pending"), t.Null()]) });
+export const Rotate = t.Object({ public_key: t.String({ maxLength: 64, description: "The next public key" }) });
+export const RotateResult = t.Object({ rotation: t.Literal("pending"), version: t.Integer() });

@@ -1,0 +1,177 @@
+/**
+ * CLI on a node: `citadel mesh join` (enroll: the key pair is made here, the private key stays
+ * here), `citadel mesh agent` (keep the interface equal to the signed config) and
+ * `citadel mesh rotate` (start a key rotation the agent completes).
+ */
+import { hostname } from "node:os";
+import { fetchPinnedCertificate } from "../../src/cli/credentials.ts";
+import { integerOption } from "../../src/cli/output.ts";
+import type { Command, CommandContext } from "../../src/plugin.ts";
+import { Agent } from "./agent.ts";
+import type { ConfigDocument } from "./configs.ts";
+import { generateKeyPair } from "./keys.ts";
+import { nodeRequest } from "./node-client.ts";
+import { DEFAULT_STATE_DIR, ensureStateDir, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
+import { renderWgQuick } from "./render.ts";
+
+const STATE = { state: { type: "string", description: `The node's state directory (default ${DEFAULT_STATE_DIR})` } } as const;
+const stateDir = (ctx: CommandContext) => (typeof ctx.options.state === "string" ? ctx.options.state : DEFAULT_STATE_DIR);
+
+interface Enrolled {
+  node: { id: string; name: string; network: string; ipv4: string; ipv6: string; fqdn: string | null };
+  token: string;
+  signing_key: string;
+  document: string;
+  signature: string;
+}
+
+/** This host's name as a node name: lower-case, DNS-label safe. */
+function defaultName(): string {
+  return (
+    hostname()
+      .split(".")[0]!
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, "-")
+      .replace(/^-+|-+$/g, "")
+      .slice(0, 63) || "node"
+  );
+}
+
+async function join(ctx: CommandContext): Promise<number> {
+  const server = typeof ctx.options.server === "string" ? ctx.options.server.replace(/\/+$/, "") : null;
+  const key = typeof ctx.options.key === "string" ? ctx.options.key : (ctx.env.CITADEL_MESH_KEY ?? null);
+  if (!server || !key) throw new Error("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
+  const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
+  const pair = await generateKeyPair();
+  const tags = typeof ctx.options.tags === "string" && ctx.options.tags !== "" ? ctx.options.tags.split(",").map((t) => t.trim()) : undefined;
+  const body = {
+    key,
+    name: typeof ctx.options.name === "string" ? ctx.options.name : defaultName(),
+    public_key: pair.publicKey,
+    ...(typeof ctx.options.endpoint === "string" ? { endpoint: ctx.options.endpoint } : {}),
+    ...(tags ? { tags } : {}),
+  };
+  const enrolled = await nodeRequest<Enrolled>({ server, certificate }, "POST", "/v1/mesh/enroll", body);
+  const doc: ConfigDocument = verifyDocument({ signing_key: enrolled.signing_key, node_id: enrolled.node.id }, enrolled.document, enrolled.signature);
+  const config = renderWgQuick(doc.config, pair.privateKey);
+  const where = `${enrolled.node.name} (${enrolled.node.ipv4}, ${enrolled.node.ipv6}) in ${enrolled.node.network}`;
+
+  if (ctx.options.qr === true) {
+    // A phone: the key pair was made on this machine for it; nothing is written here.
+    const { renderUnicodeCompact } = await import("uqr");
+    ctx.out(renderUnicodeCompact(config));
+    ctx.err(`Enrolled ${where}. Scan the code with the WireGuard app; this config (its private key included) is shown once and kept nowhere.`);
+    ctx.err("A phone has no agent: after changes to the network, enroll it again.");
+    return 0;
+  }
+
+  const dir = stateDir(ctx);
+  ensureStateDir(dir);
+  const state: NodeState = {
+    server,
+    certificate,
+    node_id: enrolled.node.id,
+    network_id: doc.network,
+    network: enrolled.node.network,
+    name: enrolled.node.name,
+    interface: doc.config.network.interfaceName,
+    token: enrolled.token,
+    signing_key: enrolled.signing_key,
+    private_key: pair.privateKey,
+    next_private_key: null,
+    applied_version: 0,
+  };
+  writeState(dir, state);
+  writeStoredConfig(dir, { body: enrolled.document, signature: enrolled.signature });
+  const confPath = writeWgQuick(dir, state.interface, config);
+  const result = { node: enrolled.node, state: dir, wg_quick: confPath };
+  ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Enrolled ${where}${enrolled.node.fqdn ? `, named ${enrolled.node.fqdn}` : ""}.\nState in ${dir}; wg-quick config ${confPath}.\nApply it with: citadel mesh agent --state ${dir}`);
+  return 0;
+}
+
+async function agent(ctx: CommandContext): Promise<number> {
+  const dryRun = ctx.options["dry-run"] === true;
+  const a = new Agent({
+    stateDir: stateDir(ctx),
+    dryRun,
+    firewall: ctx.options["no-firewall"] !== true,
+    userspace: typeof ctx.options.userspace === "string" ? ctx.options.userspace : ctx.env.WG_QUICK_USERSPACE_IMPLEMENTATION,
+    out: ctx.out,
+    err: ctx.err,
+  });
+  if (dryRun) {
+    await a.round();
+    return 0;
+  }
+  // After a reboot the mesh comes up from the last signed config, before the server answers.
+  if (await a.applyStored()) ctx.err("applied the stored config");
+  const once = ctx.options.once === true;
+  const interval = integerOption(ctx, "interval", 1) ?? 30;
+  let stop = false;
+  const onSignal = () => (stop = true);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  try {
+    for (;;) {
+      try {
+        const r = await a.round();
+        if (r.changed) ctx.err(`applied config version ${r.version}`);
+      } catch (error) {
+        if (once) throw error;
+        ctx.err(`mesh agent: ${error instanceof Error ? error.message : String(error)} (keeping the applied config; retrying)`);
+      }
+      if (once) return 0;
+      // During a rotation, every second: a peer's switch is followed at once.
+      const wait = a.overlapInProgress() ? 1 : interval;
+      for (let waited = 0; waited < wait * 10 && !stop; waited++) await Bun.sleep(100);
+      if (stop) return 0;
+    }
+  } finally {
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+  }
+}
+
+async function rotate(ctx: CommandContext): Promise<number> {
+  const a = new Agent({ stateDir: stateDir(ctx), dryRun: false, firewall: false, out: ctx.out, err: ctx.err });
+  const publicKey = await a.rotate();
+  ctx.out(ctx.json ? JSON.stringify({ next_public_key: publicKey }) : `Rotation started: next key ${publicKey}.\nThe agent switches to it once every peer accepts it; the old key is dropped then.`);
+  return 0;
+}
+
+export const nodeCommands: Command[] = [
+  {
+    words: ["mesh", "join"],
+    summary: "Enroll this machine as a node (its key pair is made here; the private key never leaves it)",
+    options: {
+      ...STATE,
+      server: { type: "string", description: "The control plane's URL (https://host:8443)" },
+      key: { type: "string", description: "The pre-auth key (or CITADEL_MESH_KEY)" },
+      fingerprint: { type: "string", description: "The server certificate's SHA-256 fingerprint, to pin a self-signed one" },
+      name: { type: "string", description: "The node's name (default: the host name)" },
+      tags: { type: "string", description: "Tags to take, among those the key grants (default: all of them)" },
+      endpoint: { type: "string", description: "host:port other nodes reach this one at (default: none, it dials out)" },
+      qr: { type: "boolean", description: "For a phone: print the whole config as a QR code and write nothing" },
+    },
+    run: join,
+  },
+  {
+    words: ["mesh", "agent"],
+    summary: "Keep this node's WireGuard interface equal to its signed config (wg syncconf, addresses, nftables)",
+    options: {
+      ...STATE,
+      once: { type: "boolean", description: "One round, then exit" },
+      "dry-run": { type: "boolean", description: "Show what would change, change nothing" },
+      interval: { type: "string", description: "Seconds between polls (default 30)" },
+      "no-firewall": { type: "boolean", description: "Do not load the nftables rules" },
+      userspace: { type: "string", description: "Userspace WireGuard when the kernel has none (default wireguard-go)" },
+    },
+    run: agent,
+  },
+  {
+    words: ["mesh", "rotate"],
+    summary: "Start rotating this node's WireGuard key (peers accept the new key before the old one is dropped)",
+    options: STATE,
+    run: rotate,
+  },
+];

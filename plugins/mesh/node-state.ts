@@ -1,0 +1,99 @@
+/**
+ * What a node keeps between runs, in its state directory (mode 0700, files 0600):
+ *
+ *   node.json      who it is: server, pinned certificate, node token, the control plane's
+ *                  signing key, its WireGuard private key (and the next one while rotating)
+ *   config.json    the last config document it applied, with its signature (checked again on
+ *                  load, so a file edited on disk is not applied after a reboot)
+ *   <if>.conf      the same config for wg-quick, private key included (for operators who
+ *                  prefer wg-quick to the agent)
+ *
+ * The private key is generated here and never sent anywhere.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { writeFileAtomic } from "../../src/files.ts";
+import { CONFIG_FORMAT, type ConfigDocument } from "./configs.ts";
+import { verifySignature } from "./signing.ts";
+
+export const DEFAULT_STATE_DIR = "/var/lib/citadel-mesh";
+
+export interface NodeState {
+  server: string;
+  /** The server's certificate (PEM) pinned at join, or null for a publicly trusted one. */
+  certificate: string | null;
+  node_id: string;
+  network_id: string;
+  network: string;
+  name: string;
+  interface: string;
+  token: string;
+  /** The control plane's Ed25519 public key: only configs it signed are applied. */
+  signing_key: string;
+  private_key: string;
+  /** While rotating: the key the node switches to once the control plane says so. */
+  next_private_key: string | null;
+  /** The newest config version applied; an older one is refused (a replay). */
+  applied_version: number;
+}
+
+export interface StoredConfig {
+  body: string;
+  signature: string;
+}
+
+export class StateError extends Error {
+  override readonly name = "StateError";
+}
+
+export function ensureStateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+}
+
+export function readState(dir: string): NodeState {
+  const path = join(dir, "node.json");
+  if (!existsSync(path)) throw new StateError(`${path} does not exist: enroll this node first (citadel mesh join --server URL --key KEY --state ${dir})`);
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) throw new StateError(`${path} is readable by others (mode ${mode.toString(8)}): it holds the node's private key. Run: chmod 600 ${path} (and rotate the key)`);
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as NodeState;
+  } catch {
+    throw new StateError(`${path} is not valid JSON`);
+  }
+}
+
+export function writeState(dir: string, state: NodeState): void {
+  ensureStateDir(dir);
+  writeFileAtomic(join(dir, "node.json"), `${JSON.stringify(state, null, 2)}\n`, 0o600);
+}
+
+/** The last applied config, if its signature still checks out; null when there is none. */
+export function readStoredConfig(dir: string, state: NodeState): ConfigDocument | null {
+  const path = join(dir, "config.json");
+  if (!existsSync(path)) return null;
+  const stored = JSON.parse(readFileSync(path, "utf8")) as StoredConfig;
+  return verifyDocument(state, stored.body, stored.signature);
+}
+
+export function writeStoredConfig(dir: string, stored: StoredConfig): void {
+  writeFileAtomic(join(dir, "config.json"), `${JSON.stringify(stored)}\n`, 0o600);
+}
+
+export function writeWgQuick(dir: string, interfaceName: string, text: string): string {
+  const path = join(dir, `${interfaceName}.conf`);
+  writeFileAtomic(path, text, 0o600);
+  return path;
+}
+
+/**
+ * Checks a document before anything in it is believed: signed by the control plane this node
+ * enrolled with, for this node, in the format this agent knows.
+ */
+export function verifyDocument(state: Pick<NodeState, "signing_key" | "node_id">, body: string, signature: string | null): ConfigDocument {
+  if (!signature || !verifySignature(state.signing_key, body, signature)) throw new StateError("the config is not signed by the control plane this node enrolled with: refusing it");
+  const doc = JSON.parse(body) as ConfigDocument;
+  if (doc.format !== CONFIG_FORMAT) throw new StateError(`the config's format ${JSON.stringify(doc.format)} is not ${CONFIG_FORMAT}: update citadel on this node`);
+  if (doc.node !== state.node_id) throw new StateError("the config is signed but for another node: refusing it");
+  return doc;
+}

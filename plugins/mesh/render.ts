@@ -1,0 +1,228 @@
+/**
+ * Text forms of a NodeConfig: a wg-quick(8) file, the `wg setconf` subset of it (what
+ * `wg-quick strip` prints), and an nftables script that enforces the node's firewall. Pure and
+ * deterministic: the same config renders to the same bytes, so agents and the server can
+ * compare by hash.
+ *
+ * Field values (keys, endpoints, addresses) are written as they are: the service validates
+ * them when they enter the store. Free text (names in comments) is flattened to one line so
+ * that a name can never add a config line.
+ */
+import type { FirewallRule, NodeConfig, PeerConfig, PortMatch } from "./types.ts";
+
+/** The comment written where the private key would go when the caller has none. */
+export const PRIVATE_KEY_PLACEHOLDER = "# PrivateKey: kept on the node";
+
+/** A wg-quick file for the node; without `privateKey`, a comment stands where it would go. */
+export function renderWgQuick(config: NodeConfig, privateKey?: string): string {
+  const lines = [
+    `# Citadel mesh ${oneLine(config.network.name)}, node ${oneLine(config.node.name)}`,
+    "[Interface]",
+    privateKey === undefined ? PRIVATE_KEY_PLACEHOLDER : `PrivateKey = ${privateKey}`,
+  ];
+  if (config.addresses.length > 0) lines.push(`Address = ${config.addresses.join(", ")}`);
+  if (config.listenPort > 0) lines.push(`ListenPort = ${config.listenPort}`);
+  if (config.mtu > 0) lines.push(`MTU = ${config.mtu}`);
+  if (config.dns.length > 0) {
+    // wg-quick takes entries that are not addresses as search domains.
+    const entries = config.searchDomain === null ? config.dns : [...config.dns, config.searchDomain];
+    lines.push(`DNS = ${entries.join(", ")}`);
+  }
+  return lines.join("\n") + "\n" + renderPeers(config.peers);
+}
+
+/** The `wg setconf` / `wg syncconf` form: no Address, MTU or DNS, which only wg-quick knows. */
+export function renderSetconf(config: NodeConfig, privateKey?: string): string {
+  const lines = [`# Citadel mesh ${oneLine(config.network.name)}, node ${oneLine(config.node.name)}`, "[Interface]"];
+  if (privateKey !== undefined) lines.push(`PrivateKey = ${privateKey}`);
+  if (config.listenPort > 0) lines.push(`ListenPort = ${config.listenPort}`);
+  return lines.join("\n") + "\n" + renderPeers(config.peers);
+}
+
+/**
+ * Peer blocks, each preceded by a blank line. Plans share one frozen PeerConfig per node
+ * among all configs that list it, so the text of a frozen peer is cached: rendering a full
+ * mesh then formats each peer once rather than once per config.
+ */
+function renderPeers(peers: readonly PeerConfig[]): string {
+  let out = "";
+  for (const peer of peers) {
+    let text = peerTexts.get(peer);
+    if (text === undefined) {
+      text = renderPeer(peer);
+      if (Object.isFrozen(peer)) peerTexts.set(peer, text);
+    }
+    out += text;
+  }
+  return out;
+}
+
+const peerTexts = new WeakMap<PeerConfig, string>();
+
+function renderPeer(peer: PeerConfig): string {
+  const name = oneLine(peer.name);
+  // Everything after PublicKey is the same for both blocks, except AllowedIPs.
+  let common = "";
+  if (peer.presharedKey !== null) common += `PresharedKey = ${peer.presharedKey}\n`;
+  const rest = (peer.endpoint !== null ? `Endpoint = ${peer.endpoint}\n` : "") + (peer.keepalive > 0 ? `PersistentKeepalive = ${peer.keepalive}\n` : "");
+  const routes = peer.allowedIps.length > 0 ? `AllowedIPs = ${peer.allowedIps.join(", ")}\n` : "";
+  let text = `\n# ${name}\n[Peer]\nPublicKey = ${peer.publicKey}\n${common}${routes}${rest}`;
+  // During a rotation the peer may already handshake with its next key; with no AllowedIPs
+  // that block routes nothing until the rotation completes and the plan moves the routes.
+  if (peer.nextPublicKey !== null) text += `\n# ${name} (next key)\n[Peer]\nPublicKey = ${peer.nextPublicKey}\n${common}${rest}`;
+  return text;
+}
+
+function oneLine(text: string): string {
+  return /[\r\n\u2028\u2029]/.test(text) ? text.replace(/[\r\n\u2028\u2029]+/g, " ") : text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// nftables
+
+const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/** The nftables table a node's firewall lives in: `citadel_` and the interface name, made an identifier. */
+export function nftablesTableName(interfaceName: string): string {
+  return `citadel_${interfaceName.replace(/[^A-Za-z0-9_]/g, "_")}`;
+}
+
+/**
+ * An `nft -f` script that replaces the node's table in one transaction: declaring the table
+ * first makes the delete succeed when it does not exist yet, and redefining it after the delete
+ * means no packet ever sees a half-applied policy. Only traffic arriving on the mesh interface
+ * is filtered (and, on hubs, forwarded from the mesh to the mesh); the rest of the host's
+ * firewall is not touched. With no ACL the table still exists and accepts everything, so
+ * applying it removes a previous policy.
+ */
+export function renderNftables(config: NodeConfig, interfaceName: string = config.network.interfaceName): string {
+  if (!INTERFACE_NAME.test(interfaceName)) throw new Error(`${JSON.stringify(interfaceName)} is not a usable interface name`);
+  const table = `inet ${nftablesTableName(interfaceName)}`;
+  const iface = `"${interfaceName}"`;
+  const out = [
+    `# Citadel mesh ${oneLine(config.network.name)}, node ${oneLine(config.node.name)}: firewall of ${interfaceName}`,
+    `table ${table} {}`,
+    `delete table ${table}`,
+    `table ${table} {`,
+    "\tchain input {",
+    "\t\ttype filter hook input priority 0; policy accept;",
+    `\t\tiifname ${iface} jump mesh_in`,
+    "\t}",
+    "\tchain mesh_in {",
+  ];
+  if (config.firewall === null) {
+    out.push("\t\taccept", "\t}");
+  } else {
+    out.push(...chainBody(config.firewall.input), "\t}");
+    if (config.firewall.forward !== null) {
+      out.push(
+        "\tchain forward {",
+        "\t\ttype filter hook forward priority 0; policy accept;",
+        `\t\tiifname ${iface} oifname ${iface} jump mesh_fwd`,
+        "\t}",
+        "\tchain mesh_fwd {",
+        ...chainBody(config.firewall.forward),
+        "\t}",
+      );
+    }
+  }
+  out.push("}", "");
+  return out.join("\n");
+}
+
+function chainBody(rules: readonly FirewallRule[]): string[] {
+  const lines = ["\t\tct state established,related accept", "\t\tct state invalid drop"];
+  for (const rule of rules) {
+    const ports = portClauses(rule.ports);
+    const sources = addressSets(rule.sources);
+    const destinations = rule.destinations === null ? null : addressSets(rule.destinations);
+    for (const family of ["ip", "ip6"] as const) {
+      const saddr = sources[family];
+      if (saddr === null) continue;
+      let match = `${family} saddr ${saddr}`;
+      if (destinations !== null) {
+        const daddr = destinations[family];
+        if (daddr === null) continue; // an empty set is a syntax error, and would match nothing
+        match += ` ${family} daddr ${daddr}`;
+      }
+      for (const clause of ports[family]) lines.push(`\t\t${match}${clause} accept`);
+    }
+  }
+  lines.push("\t\tdrop");
+  return lines;
+}
+
+interface AddressSets {
+  /** `{ a, b }` of the family's addresses, or null when there are none. */
+  ip: string | null;
+  ip6: string | null;
+}
+
+/**
+ * Plans share one frozen address list per ACL rule among the configs of every node outside
+ * it, so the set text of a frozen list is cached: a hub network's thousand firewalls then
+ * format each rule's sets once.
+ */
+const addressSetTexts = new WeakMap<readonly string[], AddressSets>();
+
+/** Addresses split by family into set literals, duplicates dropped (nft refuses some overlapping set elements). */
+function addressSets(addresses: readonly string[]): AddressSets {
+  const cached = addressSetTexts.get(addresses);
+  if (cached) return cached;
+  const ip: string[] = [];
+  const ip6: string[] = [];
+  const seen = new Set<string>();
+  for (const address of addresses) {
+    if (seen.has(address)) continue;
+    seen.add(address);
+    (address.includes(":") ? ip6 : ip).push(address);
+  }
+  const sets = { ip: ip.length > 0 ? `{ ${ip.join(", ")} }` : null, ip6: ip6.length > 0 ? `{ ${ip6.join(", ")} }` : null };
+  if (Object.isFrozen(addresses)) addressSetTexts.set(addresses, sets);
+  return sets;
+}
+
+/**
+ * The protocol/port matches of a rule, per family, each with a leading space (or empty: the
+ * rule accepts every protocol). "22" without a protocol means TCP and UDP, so it is written
+ * into both port sets; overlapping ranges are merged because nft refuses overlapping
+ * elements in some versions.
+ */
+function portClauses(ports: readonly PortMatch[]): { ip: string[]; ip6: string[] } {
+  if (ports.some((p) => p.protocol === "any" && p.from === null)) return { ip: [""], ip6: [""] };
+  let tcpAll = false;
+  let udpAll = false;
+  let icmp = false;
+  const tcp: [number, number][] = [];
+  const udp: [number, number][] = [];
+  for (const p of ports) {
+    if (p.protocol === "icmp") icmp = true;
+    else if (p.from === null || p.to === null) {
+      if (p.protocol === "tcp") tcpAll = true;
+      if (p.protocol === "udp") udpAll = true;
+    } else {
+      if (p.protocol !== "udp") tcp.push([p.from, p.to]);
+      if (p.protocol !== "tcp") udp.push([p.from, p.to]);
+    }
+  }
+  const common: string[] = [];
+  if (tcpAll) common.push(" meta l4proto tcp");
+  else if (tcp.length > 0) common.push(` tcp dport { ${formatRanges(tcp)} }`);
+  if (udpAll) common.push(" meta l4proto udp");
+  else if (udp.length > 0) common.push(` udp dport { ${formatRanges(udp)} }`);
+  return {
+    ip: icmp ? [...common, " meta l4proto icmp"] : common,
+    ip6: icmp ? [...common, " meta l4proto ipv6-icmp"] : common,
+  };
+}
+
+function formatRanges(ranges: [number, number][]): string {
+  ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const merged: [number, number][] = [];
+  for (const [from, to] of ranges) {
+    const last = merged[merged.length - 1];
+    if (last && from <= last[1] + 1) last[1] = Math.max(last[1], to);
+    else merged.push([from, to]);
+  }
+  return merged.map(([from, to]) => (from === to ? String(from) : `${from}-${to}`)).join(", ");
+}

@@ -1,0 +1,630 @@
+/**
+ * The mesh's control side: networks, pre-auth keys, nodes, the ACL, enrollment and the node's
+ * own requests (applied, rotate). Every change is one store transaction that also records its
+ * audit event and, when any node's config can change, bumps the network's version — the
+ * version agents see in their config documents (configs.ts).
+ *
+ * Secrets: pre-auth keys and node tokens are shown once and stored as SHA-256; a node's
+ * private key never reaches this side (the node sends its public key); the preshared-key seed
+ * is a keyring envelope.
+ */
+import type { Database } from "bun:sqlite";
+import { randomBytes } from "node:crypto";
+import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
+import { actorOf, type Principal } from "../../src/auth/principal.ts";
+import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.ts";
+import { ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, UnauthorizedError } from "../../src/errors.ts";
+import { newId } from "../../src/ids.ts";
+import { cidrContains, parseCidr, parseIp } from "../../src/net/ip.ts";
+import type { Kernel } from "../../src/plugin.ts";
+import { addressesOf, allocateHost, randomUlaPrefix, validateNetworkPrefixes } from "./addresses.ts";
+import { isWireGuardKey } from "./keys.ts";
+import { aclNodeNames, parseAclPolicy } from "./policy.ts";
+import type { MeshSettings } from "./settings.ts";
+import * as sql from "./store.ts";
+import type { AclPolicy } from "./types.ts";
+
+export type MeshKernel = Kernel<MeshSettings>;
+
+export interface Caller {
+  principal: Principal;
+  request: AuditRequestContext;
+}
+
+export interface NewNetwork {
+  name: string;
+  ipv4?: string;
+  ipv6?: string;
+  listen_port?: number;
+  mtu?: number;
+  keepalive?: number;
+  topology?: "mesh" | "hub";
+  dns?: string[];
+  interface_name?: string;
+  preshared_keys?: boolean;
+}
+
+export type NetworkChanges = Partial<Omit<NewNetwork, "name" | "ipv4" | "ipv6">> & { rotate_preshared_keys?: boolean };
+
+export interface NewPreauthKey {
+  description?: string;
+  reusable?: boolean;
+  tags?: string[];
+  hub?: boolean;
+  expires_minutes?: number;
+  node_ttl_days?: number;
+}
+
+export interface Enrollment {
+  key: string;
+  name: string;
+  public_key: string;
+  endpoint?: string | null;
+  tags?: string[];
+}
+
+export interface NodeChanges {
+  tags?: string[];
+  disabled?: boolean;
+  hub?: boolean;
+  endpoint?: string | null;
+  /** ISO time, or null for never. */
+  expires_at?: string | null;
+}
+
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const INTERFACE = /^[A-Za-z0-9_=+.-]{1,15}$/;
+const PSK_OWNER = "mesh/psk";
+const pskContext = (networkId: string) => `mesh/psk/${networkId}`;
+const DEFAULT_KEY_MINUTES = 60;
+const MAX_KEY_MINUTES = 90 * 24 * 60;
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** The tag or name rules: DNS labels, so they can name things in DNS and in ACLs alike. */
+export function checkLabel(text: unknown, field: string): string {
+  if (typeof text !== "string" || !LABEL.test(text)) throw new InvalidError(`${field}: ${JSON.stringify(text)} is not a name (lower-case letters, digits and dashes, 1–63, no dash at either end)`, field);
+  return text;
+}
+
+function checkTags(tags: unknown, field: string): string[] {
+  if (!Array.isArray(tags) || tags.length > 64) throw new InvalidError(`${field}: a list of at most 64 tags`, field);
+  return [...new Set(tags.map((t, i) => checkLabel(t, `${field}[${i}]`)))].sort();
+}
+
+/** "host:port" with an IP or DNS name host ("[2001:db8::1]:51820" for IPv6); null clears it. */
+export function checkEndpoint(text: string | null | undefined): string | null {
+  if (text === null || text === undefined || text === "") return null;
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]{1,253})):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : 0;
+  const host = match?.[1] ?? match?.[2];
+  const hostOk = match?.[1] !== undefined ? parseIp(match[1]) !== null : host !== undefined && (parseIp(host) !== null || /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host));
+  if (!match || !hostOk || port < 1 || port > 65_535) throw new InvalidError(`endpoint: ${JSON.stringify(text)} is not host:port (IPv6 in brackets: [2001:db8::1]:51820)`, "endpoint");
+  return text;
+}
+
+function checkInteger(value: number | undefined, fallback: number, min: number, max: number, field: string): number {
+  const n = value ?? fallback;
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidError(`${field}: an integer from ${min} to ${max}`, field);
+  return n;
+}
+
+function checkDns(list: unknown): string[] {
+  if (!Array.isArray(list) || list.length > 4) throw new InvalidError("dns: at most 4 resolver addresses", "dns");
+  return list.map((a, i) => {
+    if (typeof a !== "string" || parseIp(a) === null) throw new InvalidError(`dns[${i}]: ${JSON.stringify(a)} is not an IP address`, `dns[${i}]`);
+    return a;
+  });
+}
+
+/** Whether a node takes part in configs now: enabled and not expired. */
+export function isActive(row: sql.NodeRow, now: number): boolean {
+  return row.disabled === 0 && (row.expires_at === null || row.expires_at > now);
+}
+
+export class MeshService {
+  private readonly listeners = new Set<(networkId: string) => void>();
+
+  constructor(private readonly k: MeshKernel) {}
+
+  /** Calls `listener` after every committed change of a network or its nodes (DNS names, config cache). */
+  onChange(listener: (networkId: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private async write<T>(networkId: string | null, fn: (tx: Database) => T): Promise<T> {
+    const result = await this.k.store.write(fn);
+    if (networkId !== null) for (const listener of this.listeners) listener(networkId);
+    return result;
+  }
+
+  private now(): number {
+    return this.k.clock.now();
+  }
+
+  // --- networks ----------------------------------------------------------------------------
+
+  list(org: string) {
+    const db = this.k.store.db;
+    return { items: sql.networks(db, org).map((n) => this.networkView(n)) };
+  }
+
+  show(org: string, idOrName: string) {
+    return this.networkView(this.networkRow(org, idOrName));
+  }
+
+  networkRow(org: string, idOrName: string): sql.NetworkRow {
+    const row = sql.network(this.k.store.db, org, idOrName);
+    if (!row) throw new NotFoundError(`No mesh network ${idOrName} in this organization.`);
+    return row;
+  }
+
+  async create(caller: Caller, org: string, input: NewNetwork) {
+    const name = checkLabel(input.name, "name");
+    const taken = sql.networks(this.k.store.db, org);
+    const ipv4 = input.ipv4 ?? freePool(taken.map((n) => n.ipv4));
+    const ipv6 = input.ipv6 ?? randomUlaPrefix();
+    try {
+      validateNetworkPrefixes(ipv4, ipv6);
+    } catch (e) {
+      throw new InvalidError(e instanceof Error ? e.message : String(e), /ipv6/i.test(String(e)) ? "ipv6" : "ipv4");
+    }
+    for (const other of taken) if (overlaps(other.ipv4, ipv4)) throw new ConflictError(`ipv4: ${ipv4} overlaps the network ${other.name} (${other.ipv4}).`);
+    const interfaceName = input.interface_name ?? `wgc-${name}`.slice(0, 15);
+    if (!INTERFACE.test(interfaceName)) throw new InvalidError("interface_name: 1–15 letters, digits or _=+.-", "interface_name");
+    const now = this.now();
+    const id = newId("net");
+    const row: sql.NetworkRow = {
+      id,
+      organization_id: org,
+      name,
+      ipv4,
+      ipv6,
+      listen_port: checkInteger(input.listen_port, 51_820, 1, 65_535, "listen_port"),
+      mtu: checkInteger(input.mtu, 1420, 1280, 9000, "mtu"),
+      keepalive: checkInteger(input.keepalive, 25, 0, 3600, "keepalive"),
+      topology: input.topology ?? "mesh",
+      dns: JSON.stringify(checkDns(input.dns ?? [])),
+      interface_name: interfaceName,
+      psk_seed: null,
+      version: 1,
+      acl_version: 0,
+      created_at: now,
+      updated_at: now,
+    };
+    if (row.topology !== "mesh" && row.topology !== "hub") throw new InvalidError('topology: "mesh" or "hub"', "topology");
+    await this.write(id, (tx) => {
+      if (tx.query("SELECT 1 FROM mesh_networks WHERE name = ?").get(name)) throw new ConflictError(`A mesh network named ${name} exists already (names are unique across Citadel: they name DNS domains).`);
+      if (input.preshared_keys) row.psk_seed = this.k.seal.keyring().encrypt(tx, PSK_OWNER, pskContext(id), randomBytes(32));
+      sql.insertNetwork(tx, row);
+      this.k.audit.record(tx, event(caller, org, "mesh.network.create", { type: "mesh_network", id }, `${name} ${ipv4} ${ipv6} ${row.topology}`));
+    });
+    return this.networkView(row);
+  }
+
+  async update(caller: Caller, org: string, idOrName: string, changes: NetworkChanges) {
+    const current = this.networkRow(org, idOrName);
+    const next: sql.NetworkRow = {
+      ...current,
+      listen_port: checkInteger(changes.listen_port, current.listen_port, 1, 65_535, "listen_port"),
+      mtu: checkInteger(changes.mtu, current.mtu, 1280, 9000, "mtu"),
+      keepalive: checkInteger(changes.keepalive, current.keepalive, 0, 3600, "keepalive"),
+      topology: changes.topology ?? current.topology,
+      dns: changes.dns === undefined ? current.dns : JSON.stringify(checkDns(changes.dns)),
+      interface_name: changes.interface_name ?? current.interface_name,
+      updated_at: this.now(),
+    };
+    if (next.topology !== "mesh" && next.topology !== "hub") throw new InvalidError('topology: "mesh" or "hub"', "topology");
+    if (!INTERFACE.test(next.interface_name)) throw new InvalidError("interface_name: 1–15 letters, digits or _=+.-", "interface_name");
+    const what = Object.keys(changes).sort().join(", ");
+    await this.write(current.id, (tx) => {
+      if (changes.preshared_keys === false) next.psk_seed = null;
+      else if ((changes.preshared_keys === true && current.psk_seed === null) || (changes.rotate_preshared_keys && (current.psk_seed !== null || changes.preshared_keys)))
+        next.psk_seed = this.k.seal.keyring().encrypt(tx, PSK_OWNER, pskContext(current.id), randomBytes(32));
+      sql.updateNetwork(tx, next);
+      next.version = sql.bumpVersion(tx, current.id, next.updated_at);
+      this.k.audit.record(tx, event(caller, org, "mesh.network.update", { type: "mesh_network", id: current.id }, what || null));
+    });
+    return this.networkView(next);
+  }
+
+  async delete(caller: Caller, org: string, idOrName: string) {
+    const current = this.networkRow(org, idOrName);
+    await this.write(current.id, (tx) => {
+      sql.deleteNetwork(tx, current.id);
+      this.k.audit.record(tx, event(caller, org, "mesh.network.delete", { type: "mesh_network", id: current.id }, current.name));
+    });
+  }
+
+  /** The 32-byte seed the network's preshared keys derive from, or null when it has none. */
+  pskSeed(row: sql.NetworkRow): Buffer | null {
+    return row.psk_seed === null ? null : this.k.seal.keyring().decrypt(PSK_OWNER, pskContext(row.id), row.psk_seed);
+  }
+
+  networkView(n: sql.NetworkRow) {
+    const nodes = this.k.store.db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM mesh_nodes WHERE network_id = ?").get(n.id)?.n ?? 0;
+    return {
+      id: n.id,
+      organization: n.organization_id,
+      name: n.name,
+      ipv4: n.ipv4,
+      ipv6: n.ipv6,
+      listen_port: n.listen_port,
+      mtu: n.mtu,
+      keepalive: n.keepalive,
+      topology: n.topology,
+      dns: JSON.parse(n.dns) as string[],
+      interface_name: n.interface_name,
+      preshared_keys: n.psk_seed !== null,
+      domain: this.domainOf(n),
+      version: n.version,
+      acl_version: n.acl_version,
+      nodes,
+      created_at: iso(n.created_at)!,
+      updated_at: iso(n.updated_at)!,
+    };
+  }
+
+  /** "<network>.<[mesh] domain>" without the final dot, or null when names are off. */
+  domainOf(n: { name: string }): string | null {
+    const domain = this.k.settings.domain.replace(/\.$/, "");
+    return domain === "" ? null : `${n.name}.${domain}`;
+  }
+
+  // --- pre-auth keys -----------------------------------------------------------------------
+
+  keys(org: string, network: string) {
+    const net = this.networkRow(org, network);
+    return { items: sql.preauthKeys(this.k.store.db, net.id).map((key) => this.keyView(key)) };
+  }
+
+  async createKey(caller: Caller, org: string, network: string, input: NewPreauthKey) {
+    const net = this.networkRow(org, network);
+    const minutes = checkInteger(input.expires_minutes, DEFAULT_KEY_MINUTES, 1, MAX_KEY_MINUTES, "expires_minutes");
+    const ttlDays = input.node_ttl_days === undefined ? null : checkInteger(input.node_ttl_days, 0, 1, 3650, "node_ttl_days");
+    const tags = checkTags(input.tags ?? [], "tags");
+    const token = generateToken("meshkey");
+    const now = this.now();
+    const row: sql.PreauthKeyRow = {
+      id: newId("mpk"),
+      network_id: net.id,
+      prefix: token.prefix,
+      hash: token.hash,
+      description: input.description?.slice(0, 200) ?? null,
+      reusable: input.reusable ? 1 : 0,
+      tags: JSON.stringify(tags),
+      hub: input.hub ? 1 : 0,
+      node_ttl: ttlDays === null ? null : ttlDays * 86_400,
+      expires_at: now + minutes * 60_000,
+      used: 0,
+      revoked_at: null,
+      created_by: caller.principal.userId ?? caller.principal.tokenId ?? null,
+      created_at: now,
+    };
+    await this.write(null, (tx) => {
+      sql.insertPreauthKey(tx, row);
+      this.k.audit.record(tx, event(caller, org, "mesh.key.create", { type: "mesh_preauth_key", id: row.id }, `${row.reusable ? "reusable" : "single-use"}, tags ${tags.join(",") || "none"}, ${minutes} min`));
+    });
+    return { ...this.keyView(row), key: token.token };
+  }
+
+  async revokeKey(caller: Caller, org: string, network: string, idOrPrefix: string) {
+    const net = this.networkRow(org, network);
+    await this.write(null, (tx) => {
+      if (!sql.revokePreauthKey(tx, net.id, idOrPrefix, this.now())) throw new NotFoundError(`No unrevoked pre-auth key ${idOrPrefix} in ${net.name}.`);
+      this.k.audit.record(tx, event(caller, org, "mesh.key.revoke", { type: "mesh_preauth_key", id: idOrPrefix }, null));
+    });
+  }
+
+  private keyView(key: sql.PreauthKeyRow) {
+    const now = this.now();
+    const state: "revoked" | "expired" | "used" | "usable" = key.revoked_at !== null ? "revoked" : key.expires_at <= now ? "expired" : !key.reusable && key.used > 0 ? "used" : "usable";
+    return {
+      id: key.id,
+      prefix: key.prefix,
+      description: key.description,
+      reusable: key.reusable === 1,
+      tags: JSON.parse(key.tags) as string[],
+      hub: key.hub === 1,
+      node_ttl_days: key.node_ttl === null ? null : key.node_ttl / 86_400,
+      expires_at: iso(key.expires_at)!,
+      used: key.used,
+      state,
+      created_at: iso(key.created_at)!,
+    };
+  }
+
+  // --- nodes -------------------------------------------------------------------------------
+
+  nodes(org: string, network: string) {
+    const net = this.networkRow(org, network);
+    return { items: sql.nodes(this.k.store.db, net.id).map((n) => this.nodeView(net, n)) };
+  }
+
+  showNode(org: string, network: string, idOrName: string) {
+    const net = this.networkRow(org, network);
+    return this.nodeView(net, this.nodeRow(net, idOrName));
+  }
+
+  nodeRow(net: sql.NetworkRow, idOrName: string): sql.NodeRow {
+    const row = sql.node(this.k.store.db, net.id, idOrName);
+    if (!row) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
+    return row;
+  }
+
+  async updateNode(caller: Caller, org: string, network: string, idOrName: string, changes: NodeChanges) {
+    const net = this.networkRow(org, network);
+    const current = this.nodeRow(net, idOrName);
+    let expires = current.expires_at;
+    if (changes.expires_at !== undefined) {
+      expires = changes.expires_at === null ? null : Date.parse(changes.expires_at);
+      if (expires !== null && !Number.isFinite(expires)) throw new InvalidError("expires_at: an ISO 8601 time, or null for never", "expires_at");
+    }
+    const next: sql.NodeRow = {
+      ...current,
+      tags: changes.tags === undefined ? current.tags : JSON.stringify(checkTags(changes.tags, "tags")),
+      disabled: changes.disabled === undefined ? current.disabled : changes.disabled ? 1 : 0,
+      hub: changes.hub === undefined ? current.hub : changes.hub ? 1 : 0,
+      endpoint: changes.endpoint === undefined ? current.endpoint : checkEndpoint(changes.endpoint),
+      expires_at: expires,
+      updated_at: this.now(),
+    };
+    const what = Object.keys(changes).sort().join(", ");
+    await this.write(net.id, (tx) => {
+      sql.updateNode(tx, next);
+      sql.bumpVersion(tx, net.id, next.updated_at);
+      this.k.audit.record(tx, event(caller, org, "mesh.node.update", { type: "mesh_node", id: current.id }, what || null));
+    });
+    return this.nodeView(net, next);
+  }
+
+  /** Removes the node: its addresses are free again and it leaves every peer's config. */
+  async deleteNode(caller: Caller, org: string, network: string, idOrName: string) {
+    const net = this.networkRow(org, network);
+    const current = this.nodeRow(net, idOrName);
+    await this.write(net.id, (tx) => {
+      sql.deleteNode(tx, current.id);
+      sql.bumpVersion(tx, net.id, this.now());
+      this.k.audit.record(tx, event(caller, org, "mesh.node.delete", { type: "mesh_node", id: current.id }, current.name));
+    });
+  }
+
+  nodeView(net: sql.NetworkRow, n: sql.NodeRow) {
+    const now = this.now();
+    const { ipv4, ipv6 } = addressesOf(net.ipv4, net.ipv6, n.host);
+    const domain = this.domainOf(net);
+    return {
+      id: n.id,
+      network: net.name,
+      name: n.name,
+      fqdn: domain === null ? null : `${n.name}.${domain}`,
+      tags: JSON.parse(n.tags) as string[],
+      ipv4,
+      ipv6,
+      public_key: n.public_key,
+      next_public_key: n.next_public_key,
+      endpoint: n.endpoint,
+      hub: n.hub === 1,
+      state: (n.disabled ? "disabled" : n.expires_at !== null && n.expires_at <= now ? "expired" : "active") as "disabled" | "expired" | "active",
+      expires_at: iso(n.expires_at),
+      applied_version: n.applied_version,
+      last_seen_at: iso(n.last_seen_at),
+      created_at: iso(n.created_at)!,
+    };
+  }
+
+  // --- ACL ---------------------------------------------------------------------------------
+
+  /** The policy in force: `{ rules: [] }` (everyone reaches everyone) until one is set. */
+  policyOf(net: sql.NetworkRow): AclPolicy {
+    if (net.acl_version === 0) return { rules: [] };
+    return JSON.parse(sql.aclVersion(this.k.store.db, net.id, net.acl_version)!.policy) as AclPolicy;
+  }
+
+  acl(org: string, network: string) {
+    const net = this.networkRow(org, network);
+    const row = net.acl_version === 0 ? null : sql.aclVersion(this.k.store.db, net.id, net.acl_version);
+    return { network: net.name, version: net.acl_version, policy: this.policyOf(net), updated_at: iso(row?.created_at ?? null), updated_by: row?.created_by ?? null };
+  }
+
+  aclHistory(org: string, network: string) {
+    const net = this.networkRow(org, network);
+    return {
+      items: sql.aclVersions(this.k.store.db, net.id).map((v) => ({ version: v.version, policy: JSON.parse(v.policy) as AclPolicy, created_at: iso(v.created_at)!, created_by: v.created_by })),
+    };
+  }
+
+  /** Replaces the policy (a new version); `expectedVersion` refuses a write over someone else's. */
+  async setAcl(caller: Caller, org: string, network: string, input: unknown, expectedVersion?: number) {
+    const net = this.networkRow(org, network);
+    let policy: AclPolicy;
+    try {
+      policy = parseAclPolicy(input);
+    } catch (e) {
+      throw new InvalidError(`policy: ${e instanceof Error ? e.message : String(e)}`, "policy");
+    }
+    const version = await this.write(net.id, (tx) => {
+      const current = sql.networkById(tx, net.id)!;
+      if (expectedVersion !== undefined && expectedVersion !== current.acl_version)
+        throw new PreconditionFailedError(`The ACL is at version ${current.acl_version}, not ${expectedVersion}: someone changed it; read it again.`);
+      const known = new Set(sql.nodes(tx, net.id).map((n) => n.name));
+      const unknown = aclNodeNames(policy).filter((name) => !known.has(name));
+      if (unknown.length > 0) throw new InvalidError(`policy: no node named ${unknown.join(", ")} in ${net.name}`, "policy");
+      const version = current.acl_version + 1;
+      sql.insertAclVersion(tx, { network_id: net.id, version, policy: JSON.stringify(policy), created_by: caller.principal.userId ?? caller.principal.tokenId ?? null, created_at: this.now() });
+      sql.bumpVersion(tx, net.id, this.now());
+      this.k.audit.record(tx, event(caller, org, "mesh.acl.update", { type: "mesh_network", id: net.id }, `version ${version}, ${policy.rules.length} rule(s)`));
+      return version;
+    });
+    return { network: net.name, version, policy, updated_at: iso(this.now()), updated_by: caller.principal.userId ?? caller.principal.tokenId ?? null };
+  }
+
+  // --- the node's side: enrollment and its own requests --------------------------------------
+
+  /** Enrolls a node with a pre-auth key; a failure is audited with its reason and says little. */
+  async enroll(request: AuditRequestContext, input: Enrollment) {
+    const parsed = typeof input.key === "string" ? parseToken(input.key) : null;
+    const key = parsed?.kind === "meshkey" ? sql.preauthKeyByPrefix(this.k.store.db, parsed.prefix) : null;
+    const refuse = async (reason: string, message: string): Promise<never> => {
+      await this.k.store.write((tx) =>
+        this.k.audit.record(tx, {
+          action: "mesh.node.enroll",
+          outcome: "failure",
+          reason,
+          actor: { kind: "anonymous", token: parsed?.prefix ?? null },
+          resource: key ? { type: "mesh_preauth_key", id: key.id } : null,
+          request,
+        }),
+      );
+      throw new UnauthorizedError(message);
+    };
+    if (!key || !tokenMatches(input.key, key.hash)) return refuse("unknown pre-auth key", "This pre-auth key is not valid.");
+    const now = this.now();
+    if (key.revoked_at !== null) return refuse("revoked pre-auth key", "This pre-auth key was revoked.");
+    if (key.expires_at <= now) return refuse("expired pre-auth key", "This pre-auth key has expired.");
+    if (!key.reusable && key.used > 0) return refuse("used single-use pre-auth key", "This pre-auth key was used already.");
+    const net = sql.networkById(this.k.store.db, key.network_id)!;
+    const name = checkLabel(input.name, "name");
+    if (!isWireGuardKey(input.public_key)) throw new InvalidError("public_key: a WireGuard public key (base64 of 32 bytes, as `wg pubkey` prints)", "public_key");
+    const endpoint = checkEndpoint(input.endpoint);
+    const allowed: string[] = JSON.parse(key.tags);
+    const tags = input.tags === undefined || input.tags.length === 0 ? allowed : checkTags(input.tags, "tags");
+    const extra = tags.filter((t) => !allowed.includes(t));
+    if (extra.length > 0) throw new ForbiddenError(`This pre-auth key does not grant the tag ${extra.join(", ")} (it grants: ${allowed.join(", ") || "none"}).`);
+    const token = generateToken("node");
+    const id = newId("node");
+    const row = await this.write(net.id, (tx) => {
+      if (sql.node(tx, net.id, name)) throw new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`);
+      if (sql.keyInUse(tx, input.public_key)) throw new ConflictError("This public key belongs to an enrolled node already: generate a new key pair.");
+      let host: number;
+      try {
+        host = allocateHost(net.ipv4, sql.usedHosts(tx, net.id));
+      } catch (e) {
+        throw new ConflictError(e instanceof Error ? e.message : String(e));
+      }
+      const row: sql.NodeRow = {
+        id,
+        network_id: net.id,
+        name,
+        tags: JSON.stringify(tags),
+        host,
+        public_key: input.public_key,
+        next_public_key: null,
+        rotation_version: null,
+        rotation_started_at: null,
+        endpoint,
+        hub: key.hub,
+        disabled: 0,
+        expires_at: key.node_ttl === null ? null : now + key.node_ttl * 1000,
+        token_prefix: token.prefix,
+        token_hash: token.hash,
+        preauth_key_id: key.id,
+        applied_version: 0,
+        last_seen_at: now,
+        created_at: now,
+        updated_at: now,
+      };
+      sql.insertNode(tx, row);
+      sql.usePreauthKey(tx, key.id);
+      sql.bumpVersion(tx, net.id, now);
+      this.k.audit.record(tx, {
+        action: "mesh.node.enroll",
+        outcome: "success",
+        reason: `${name} with key ${key.prefix}, tags ${tags.join(",") || "none"}`,
+        actor: { kind: "service", organization: net.organization_id, token: key.prefix },
+        organization: net.organization_id,
+        resource: { type: "mesh_node", id },
+        request,
+      });
+      return row;
+    });
+    return { node: this.nodeView(net, row), token: token.token };
+  }
+
+  /** The node a node token belongs to; 401 for anything else, 403 for a disabled or expired node. */
+  authenticateNode(token: string | null): sql.NodeRow {
+    const parsed = token ? parseToken(token) : null;
+    const row = parsed?.kind === "node" ? sql.nodeByTokenPrefix(this.k.store.db, parsed.prefix) : null;
+    if (!row || !tokenMatches(token!, row.token_hash)) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
+    if (row.disabled) throw new ForbiddenError("This node is disabled.");
+    if (row.expires_at !== null && row.expires_at <= this.now()) throw new ForbiddenError("This node has expired: enroll it again.");
+    return row;
+  }
+
+  /**
+   * The agent applied `version` (and runs with `publicKey`). When that is the key the node was
+   * rotating to, the rotation is complete: the old key leaves every config.
+   */
+  async applied(node: sql.NodeRow, request: AuditRequestContext, version: number, publicKey: string) {
+    const now = this.now();
+    const completes = node.next_public_key !== null && publicKey === node.next_public_key;
+    await this.write(completes ? node.network_id : null, (tx) => {
+      sql.recordApplied(tx, node.id, version, now);
+      if (!completes) return;
+      sql.updateNode(tx, { ...node, public_key: node.next_public_key!, next_public_key: null, rotation_version: null, rotation_started_at: null, updated_at: now });
+      sql.bumpVersion(tx, node.network_id, now);
+      this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.rotate", "completed: the old key is dropped", request));
+    });
+    const rotation: "completed" | "pending" | null = completes ? "completed" : node.next_public_key !== null ? "pending" : null;
+    return { rotation };
+  }
+
+  /** Starts a key rotation: peers get the next key beside the current one (the overlap). */
+  async startRotation(node: sql.NodeRow, request: AuditRequestContext, nextKey: string) {
+    if (!isWireGuardKey(nextKey)) throw new InvalidError("public_key: a WireGuard public key (base64 of 32 bytes)", "public_key");
+    if (nextKey === node.public_key) throw new InvalidError("public_key: that is the node's current key", "public_key");
+    const now = this.now();
+    const version = await this.write(node.network_id, (tx) => {
+      if (nextKey !== node.next_public_key && sql.keyInUse(tx, nextKey)) throw new ConflictError("This public key belongs to an enrolled node already.");
+      const version = sql.networkVersion(tx, node.network_id)! + 1;
+      sql.updateNode(tx, { ...node, next_public_key: nextKey, rotation_version: version, rotation_started_at: now, updated_at: now });
+      sql.bumpVersion(tx, node.network_id, now);
+      this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.rotate", "started: peers accept the next key beside the current one", request));
+      return version;
+    });
+    return { rotation: "pending" as const, version };
+  }
+
+  /**
+   * True when a rotating node may switch to its next key: every active peer has applied a
+   * config that accepts it, or the configured wait is over (an offline peer follows later).
+   */
+  rotationReady(node: sql.NodeRow, peerIds: readonly string[]): boolean {
+    if (node.rotation_version === null || node.rotation_started_at === null) return false;
+    if (this.now() >= node.rotation_started_at + this.k.settings.rotation_wait_minutes * 60_000) return true;
+    const db = this.k.store.db;
+    const lagging = db.query<{ id: string; applied_version: number }, [string]>("SELECT id, applied_version FROM mesh_nodes WHERE network_id = ?").all(node.network_id);
+    const applied = new Map(lagging.map((r) => [r.id, r.applied_version]));
+    return peerIds.every((id) => (applied.get(id) ?? Infinity) >= node.rotation_version!);
+  }
+
+  /** The hosts' IPv4/IPv6 for a network (for DNS names and configs). */
+  addressesOf(net: sql.NetworkRow, host: number) {
+    return addressesOf(net.ipv4, net.ipv6, host);
+  }
+}
+
+/** The first /16 of 100.64.0.0/10 (RFC 6598 shared space, as Tailscale and Headscale use) no network of the organization overlaps. */
+function freePool(taken: string[]): string {
+  for (let i = 64; i < 128; i++) {
+    const candidate = `100.${i}.0.0/16`;
+    if (!taken.some((t) => overlaps(t, candidate))) return candidate;
+  }
+  throw new ConflictError("Every /16 of 100.64.0.0/10 is taken: give ipv4.");
+}
+
+function overlaps(a: string, b: string): boolean {
+  const x = parseCidr(a);
+  const y = parseCidr(b);
+  if (!x || !y || x.family !== y.family) return false;
+  return cidrContains(x, y) || cidrContains(y, x);
+}
+
+function event(caller: Caller, org: string, action: string, resource: { type: string; id: string }, reason: string | null): AuditEventInput {
+  return { action, outcome: "success", resource, reason, organization: org, actor: actorOf(caller.principal), request: caller.request };
+}
+
+function nodeEvent(tx: Database, node: sql.NodeRow, action: string, reason: string, request: AuditRequestContext): AuditEventInput {
+  const org = sql.networkById(tx, node.network_id)?.organization_id ?? null;
+  return { action, outcome: "success", reason, actor: { kind: "service", organization: org, token: node.token_prefix }, organization: org, resource: { type: "mesh_node", id: node.id }, request };
+}

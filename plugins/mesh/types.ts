@@ -1,0 +1,111 @@
+/**
+ * The mesh's data as the pure parts (plan.ts, render.ts, policy.ts) see it: plain values, no
+ * store, no clock. The service builds these from its tables; the agent gets a NodeConfig in a
+ * signed document and renders it for `wg` and `nft`.
+ */
+
+/** A WireGuard network of one organization. */
+export interface MeshNetwork {
+  id: string;
+  name: string;
+  /** IPv4 pool, "100.64.0.0/16". */
+  ipv4: string;
+  /** IPv6 ULA prefix, "fd7a:115c:a1e0::/48"; a node's IPv6 address has the same host number as its IPv4. */
+  ipv6: string;
+  /** UDP port nodes listen on (a node may override with its endpoint's port). */
+  listenPort: number;
+  mtu: number;
+  /** PersistentKeepalive in seconds; 0 = off. */
+  keepalive: number;
+  /** "mesh": every allowed pair peers directly; "hub": spokes peer only with hubs, the first hub (by name) relays. */
+  topology: "mesh" | "hub";
+  /** Resolver addresses written as `DNS =` in wg-quick configs (empty: none). */
+  dns: string[];
+  /** Search domain for the nodes' names ("office.mesh.internal"), with `dns`; null: none. */
+  searchDomain: string | null;
+  /** The interface name agents create on nodes ("wgc-office"). */
+  interfaceName: string;
+}
+
+/** An enrolled, enabled, unexpired node (the service leaves the others out). */
+export interface MeshNode {
+  id: string;
+  name: string;
+  tags: string[];
+  /** Base64 X25519 public key (wg's form). */
+  publicKey: string;
+  /** The key the node is rotating to, accepted by peers during the overlap; null when not rotating. */
+  nextPublicKey: string | null;
+  /** "100.64.0.5" (no prefix length). */
+  ipv4: string;
+  /** "fd7a:115c:a1e0::5". */
+  ipv6: string;
+  /** "host:port" others reach it at; null when it cannot be reached (behind NAT). */
+  endpoint: string | null;
+  /** Relays for spokes in a hub network. */
+  hub: boolean;
+}
+
+/**
+ * One ACL rule: traffic from any `src` to any `dst` on `ports` is allowed (replies follow).
+ * Selectors: "*", "tag:<name>", "node:<name>". Ports: "*" (every protocol, ICMP too),
+ * "22", "8000-8100", "tcp/5432", "udp/53", "icmp".
+ */
+export interface AclRule {
+  src: string[];
+  dst: string[];
+  ports: string[];
+}
+
+/** A network's ACL policy. No rules: every node may reach every node. Rules: deny by default. */
+export interface AclPolicy {
+  rules: AclRule[];
+}
+
+/** One [Peer] of a node's config. */
+export interface PeerConfig {
+  /** The peer node's name (a comment in rendered configs). */
+  name: string;
+  publicKey: string;
+  /** During the peer's key rotation: its next key, rendered as a second [Peer] without AllowedIPs. */
+  nextPublicKey: string | null;
+  /** Base64 32-byte preshared key for this pair, or null. */
+  presharedKey: string | null;
+  /** CIDRs, sorted: the peer's own /32 and /128, and for a relaying hub what it relays. */
+  allowedIps: string[];
+  endpoint: string | null;
+  /** Seconds; 0 = none. */
+  keepalive: number;
+}
+
+/** A protocol/port filter an nftables rule matches. */
+export interface PortMatch {
+  /** "any" = every protocol (ICMP too). */
+  protocol: "any" | "tcp" | "udp" | "icmp";
+  /** Inclusive range; null for "any"/"icmp" or every port of the protocol. */
+  from: number | null;
+  to: number | null;
+}
+
+/** Receiving-side filter: traffic from `sources` (addresses, no prefix) on `ports` is accepted. */
+export interface FirewallRule {
+  sources: string[];
+  /** For a relaying hub's forward chain: the destinations; null in the input chain (this node). */
+  destinations: string[] | null;
+  ports: PortMatch[];
+}
+
+/** Everything one node needs, without its private key (which never leaves the node). */
+export interface NodeConfig {
+  network: { id: string; name: string; interfaceName: string };
+  node: { id: string; name: string };
+  /** Interface addresses with the network's prefix length: ["100.64.0.5/16", "fd7a:115c:a1e0::5/48"]. */
+  addresses: string[];
+  listenPort: number;
+  mtu: number;
+  dns: string[];
+  searchDomain: string | null;
+  peers: PeerConfig[];
+  /** null: no ACL (accept everything from the mesh). Otherwise deny by default. */
+  firewall: { input: FirewallRule[]; forward: FirewallRule[] | null } | null;
+}

@@ -1,0 +1,322 @@
+/**
+ * The mesh API in-process: networks, pre-auth keys, enrollment, signed config documents with
+ * ETags, address reuse, ACL versions, key rotation with overlap, disable/remove, preshared keys,
+ * DNS names through the record provider, and the audit trail.
+ */
+import { describe, expect, test } from "bun:test";
+import { CONFIG_FORMAT, type ConfigDocument } from "../../../plugins/mesh/configs.ts";
+import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
+import { verifySignature } from "../../../plugins/mesh/signing.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+type App = Awaited<ReturnType<typeof testCitadel>>;
+
+async function setup(network: Record<string, unknown> = { name: "office" }) {
+  const c = await testCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const networks = `/v1/mesh/orgs/${org}/networks`;
+  const created = await c.send("POST", networks, owner, { json: network });
+  expect(created.status).toBe(200);
+  const net = `${networks}/${created.body.name}`;
+  return { c, owner, org, networks, net, network: created.body };
+}
+
+async function preauthKey(c: App, owner: string, net: string, body: Record<string, unknown> = {}) {
+  const res = await c.send("POST", `${net}/keys`, owner, { json: body });
+  expect(res.status).toBe(200);
+  return res.body.key as string;
+}
+
+interface Joined {
+  id: string;
+  name: string;
+  token: string;
+  publicKey: string;
+  privateKey: string;
+  ipv4: string;
+  signingKey: string;
+}
+
+async function enroll(c: App, key: string, name: string, extra: Record<string, unknown> = {}): Promise<Joined> {
+  const pair = await generateKeyPair();
+  const res = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name, public_key: pair.publicKey, ...extra } });
+  if (res.status !== 200) throw new Error(`enroll ${name}: ${res.status} ${res.text}`);
+  expect(verifySignature(res.body.signing_key, res.body.document, res.body.signature)).toBe(true);
+  return { id: res.body.node.id, name, token: res.body.token, publicKey: pair.publicKey, privateKey: pair.privateKey, ipv4: res.body.node.ipv4, signingKey: res.body.signing_key };
+}
+
+async function fetchDocument(c: App, node: Joined, etag?: string) {
+  const res = await c.send("GET", "/v1/mesh/node/config", node.token, etag ? { headers: { "if-none-match": etag } } : {});
+  return { status: res.status, etag: res.headers.get("etag"), signature: res.headers.get("x-citadel-signature"), text: res.text, doc: res.status === 200 ? (JSON.parse(res.text) as ConfigDocument) : null };
+}
+
+const peerNames = (doc: ConfigDocument | null) => doc!.config.peers.map((p) => p.name);
+const meshEvents = (c: App) =>
+  c.kernel.store.db.query("SELECT action, outcome, reason FROM audit_events WHERE action LIKE 'mesh.%' ORDER BY seq").all() as Array<{ action: string; outcome: string; reason: string | null }>;
+
+/** Every text and blob in the database, as one string, to look for secrets in. */
+function databaseText(c: App): string {
+  const db = c.kernel.store.db;
+  const tables = db.query("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>;
+  let out = "";
+  for (const { name } of tables) for (const row of db.query(`SELECT * FROM "${name}"`).all() as Array<Record<string, unknown>>) for (const v of Object.values(row)) out += ` ${v instanceof Uint8Array ? Buffer.from(v).toString("latin1") : String(v)}`;
+  return out;
+}
+
+describe("mesh networks", () => {
+  test("defaults: a free /16 of 100.64.0.0/10, a ULA /48, version 1; names unique; bad prefixes refused", async () => {
+    const { c, owner, networks, network } = await setup();
+    expect(network).toMatchObject({ name: "office", ipv4: "100.64.0.0/16", listen_port: 51820, mtu: 1420, keepalive: 25, topology: "mesh", interface_name: "wgc-office", preshared_keys: false, domain: "office.mesh.internal", version: 1, acl_version: 0, nodes: 0 });
+    expect(network.ipv6).toMatch(/^fd[0-9a-f]{2}(:[0-9a-f]{1,4}){2}::\/48$/);
+    const second = await c.send("POST", networks, owner, { json: { name: "lab" } });
+    expect(second.body.ipv4).toBe("100.65.0.0/16");
+    expect((await c.send("POST", networks, owner, { json: { name: "office" } })).status).toBe(409);
+    expect((await c.send("POST", networks, owner, { json: { name: "dmz", ipv4: "8.8.8.0/24" } })).status).toBe(422);
+    expect((await c.send("POST", networks, owner, { json: { name: "dmz", ipv4: "100.64.128.0/24" } })).status).toBe(409); // overlaps office
+    expect((await c.send("POST", networks, owner, { json: { name: "Bad_Name" } })).status).toBe(422);
+    expect((await c.send("GET", networks, owner)).body.items.map((n: { name: string }) => n.name)).toEqual(["lab", "office"]);
+  });
+
+  test("least privilege: a viewer reads but cannot create networks or keys; without a token, 401", async () => {
+    const { c, owner, networks, net } = await setup();
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const viewer = await c.addUser(operator, "viewer@example.org", "viewer");
+    expect((await c.send("GET", networks, viewer.token)).status).toBe(200);
+    expect((await c.send("POST", networks, viewer.token, { json: { name: "x" } })).status).toBe(403);
+    expect((await c.send("POST", `${net}/keys`, viewer.token, { json: {} })).status).toBe(403);
+    const editor = await c.addUser(operator, "editor@example.org", "editor");
+    expect((await c.send("PUT", `${net}/acl`, editor.token, { json: { policy: { rules: [] } } })).status).toBe(403);
+    expect((await c.send("GET", networks)).status).toBe(401);
+    expect(owner).toBeTruthy();
+  });
+});
+
+describe("enrollment", () => {
+  test("a single-use key enrolls one node; reuse, revoked, expired and unknown keys are refused and audited; no secret is stored", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { tags: ["web", "db"] });
+    expect(key).toMatch(/^citadel_meshkey_/);
+    const listed = await c.send("GET", `${net}/keys`, owner);
+    expect(listed.text).not.toContain(key);
+    expect(listed.body.items[0]).toMatchObject({ reusable: false, tags: ["db", "web"], used: 0, state: "usable" });
+
+    const web = await enroll(c, key, "web1", { tags: ["web"], endpoint: "198.51.100.1:51820" });
+    expect(web.ipv4).toBe("100.64.0.1");
+    const second = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "web2", public_key: (await generateKeyPair()).publicKey } });
+    expect(second.status).toBe(401);
+    expect(second.body.detail).toContain("used already");
+    expect((await c.send("GET", `${net}/keys`, owner)).body.items[0].state).toBe("used");
+
+    const reusable = await preauthKey(c, owner, net, { reusable: true, expires_minutes: 5 });
+    const revoked = await preauthKey(c, owner, net, { description: "to revoke" });
+    const id = (await c.send("GET", `${net}/keys`, owner)).body.items.find((k: { description: string | null }) => k.description === "to revoke").id;
+    expect((await c.send("DELETE", `${net}/keys/${id}`, owner)).status).toBe(200);
+    expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: revoked, name: "x", public_key: (await generateKeyPair()).publicKey } })).status).toBe(401);
+    expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: "citadel_meshkey_nonsense", name: "x", public_key: (await generateKeyPair()).publicKey } })).status).toBe(401);
+    c.clock.advance(10_000); // enrollment is under the login endpoints' rate limit (10 at once, 1/s)
+    // A tag the key does not grant, a bad public key, a duplicate name, a key in use.
+    expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: reusable, name: "a", public_key: (await generateKeyPair()).publicKey, tags: ["admin"] } })).status).toBe(403);
+    expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: reusable, name: "a", public_key: "not-a-key" } })).status).toBe(422);
+    expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: reusable, name: "web1", public_key: (await generateKeyPair()).publicKey } })).status).toBe(409);
+    expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: reusable, name: "b", public_key: web.publicKey } })).status).toBe(409);
+    expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: reusable, name: "c", public_key: (await generateKeyPair()).publicKey, endpoint: "nohost" } })).status).toBe(422);
+    c.clock.advance(6 * 60_000);
+    const expired = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: reusable, name: "late", public_key: (await generateKeyPair()).publicKey } });
+    expect(expired.status).toBe(401);
+    expect(expired.body.detail).toContain("expired");
+
+    const enrolls = meshEvents(c).filter((e) => e.action === "mesh.node.enroll");
+    expect(enrolls.filter((e) => e.outcome === "success")).toHaveLength(1);
+    expect(enrolls.filter((e) => e.outcome === "failure").map((e) => e.reason)).toEqual(["used single-use pre-auth key", "revoked pre-auth key", "unknown pre-auth key", "expired pre-auth key"]);
+    const stored = databaseText(c);
+    for (const secret of [key, reusable, revoked, web.token]) expect(stored).not.toContain(secret);
+  });
+
+  test("addresses: lowest free host, reused after removal; a removed node leaves every peer's config", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    const b = await enroll(c, key, "b");
+    const d = await enroll(c, key, "d");
+    expect([a.ipv4, b.ipv4, d.ipv4]).toEqual(["100.64.0.1", "100.64.0.2", "100.64.0.3"]);
+    expect(peerNames((await fetchDocument(c, a)).doc)).toEqual(["b", "d"]);
+    expect((await c.send("DELETE", `${net}/nodes/b`, owner)).status).toBe(200);
+    expect(peerNames((await fetchDocument(c, a)).doc)).toEqual(["d"]);
+    expect((await fetchDocument(c, b)).status).toBe(401); // its token went with it
+    const e = await enroll(c, key, "e");
+    expect(e.ipv4).toBe("100.64.0.2");
+    const view = (await c.send("GET", `${net}/nodes/e`, owner)).body;
+    expect(view.ipv6.endsWith("::2")).toBe(true);
+    expect(view.fqdn).toBe("e.office.mesh.internal");
+  });
+});
+
+describe("config documents", () => {
+  test("signed by the control plane, for the node; 304 with its ETag until something changes; bad tokens 401", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a", { endpoint: "198.51.100.1:51820" });
+    const first = await fetchDocument(c, a);
+    expect(first.status).toBe(200);
+    expect(verifySignature(a.signingKey, first.text, first.signature!)).toBe(true);
+    expect(verifySignature(a.signingKey, first.text.replace('"a"', '"b"'), first.signature!)).toBe(false);
+    expect(first.doc).toMatchObject({ format: CONFIG_FORMAT, node: a.id, rotation: null, poll_seconds: 30 });
+    expect(first.doc!.config.addresses[0]).toBe("100.64.0.1/16");
+    expect(first.doc!.config.peers).toEqual([]);
+    expect((await fetchDocument(c, a, first.etag!)).status).toBe(304);
+
+    const b = await enroll(c, key, "b", { endpoint: "198.51.100.2:51820" });
+    const second = await fetchDocument(c, a, first.etag!);
+    expect(second.status).toBe(200);
+    expect(second.etag).not.toBe(first.etag);
+    expect(second.doc!.version).toBeGreaterThan(first.doc!.version);
+    expect(second.doc!.config.peers).toEqual([{ name: "b", publicKey: b.publicKey, nextPublicKey: null, presharedKey: null, allowedIps: ["100.64.0.2/32", expect.stringMatching(/::2\/128$/)], endpoint: "198.51.100.2:51820", keepalive: 25 }]);
+    // The same body again: the same ETag (deterministic rendering).
+    expect((await fetchDocument(c, a)).etag).toBe(second.etag);
+
+    const bad = await c.send("GET", "/v1/mesh/node/config", a.token.slice(0, -2) + "xx");
+    expect(bad.status).toBe(401);
+    expect((await c.send("GET", "/v1/mesh/node/config", owner)).status).toBe(401); // a user's session is not a node token
+
+    // The operator's rendering: no private key anywhere, wg-quick by default.
+    const conf = await c.send("GET", `${net}/nodes/a/config`, owner);
+    expect(conf.text).toContain("[Interface]");
+    expect(conf.text).toContain(`PublicKey = ${b.publicKey}`);
+    expect(conf.text).not.toMatch(/^PrivateKey/m);
+    expect((await c.send("GET", `${net}/nodes/a/config?format=nftables`, owner)).text).toContain("table inet");
+  });
+
+  test("disabled and expired nodes leave their peers' configs and get 403; enabling brings them back", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    const b = await enroll(c, key, "b");
+    expect((await c.send("PATCH", `${net}/nodes/b`, owner, { json: { disabled: true } })).body.state).toBe("disabled");
+    expect(peerNames((await fetchDocument(c, a)).doc)).toEqual([]);
+    expect((await fetchDocument(c, b)).status).toBe(403);
+    await c.send("PATCH", `${net}/nodes/b`, owner, { json: { disabled: false, expires_at: new Date(c.clock.now() + 60_000).toISOString() } });
+    expect(peerNames((await fetchDocument(c, a)).doc)).toEqual(["b"]);
+    c.clock.advance(61_000);
+    expect(peerNames((await fetchDocument(c, a)).doc)).toEqual([]); // expiry is time, not a write
+    expect((await fetchDocument(c, b)).status).toBe(403);
+  });
+
+  test("preshared keys: the same key at both ends of a pair, derived from a keyring-encrypted seed; never shown to operators or stored", async () => {
+    const { c, owner, net } = await setup({ name: "vault", preshared_keys: true });
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    const b = await enroll(c, key, "b");
+    const d = await enroll(c, key, "d");
+    const pa = (await fetchDocument(c, a)).doc!.config.peers;
+    const pb = (await fetchDocument(c, b)).doc!.config.peers;
+    const ab = pa.find((p) => p.name === "b")!.presharedKey!;
+    expect(ab).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(pb.find((p) => p.name === "a")!.presharedKey).toBe(ab);
+    expect(pa.find((p) => p.name === "d")!.presharedKey).not.toBe(ab);
+    expect((await c.send("GET", `${net}/nodes/a/config`, owner)).text).not.toContain(ab);
+    expect(databaseText(c)).not.toContain(ab);
+    // A new seed: every pair's key changes.
+    await c.send("PATCH", net, owner, { json: { rotate_preshared_keys: true } });
+    expect((await fetchDocument(c, a)).doc!.config.peers.find((p) => p.name === "b")!.presharedKey).not.toBe(ab);
+    expect(d.id).toBeTruthy();
+  });
+});
+
+describe("ACL", () => {
+  test("rules decide peers and firewalls; versions, history, validation, optimistic concurrency; audited", async () => {
+    const { c, owner, net } = await setup();
+    const webKey = await preauthKey(c, owner, net, { reusable: true, tags: ["web"] });
+    const dbKey = await preauthKey(c, owner, net, { reusable: true, tags: ["db"] });
+    const web = await enroll(c, webKey, "web1");
+    const db = await enroll(c, dbKey, "db1");
+    const other = await enroll(c, dbKey, "db2");
+    expect(peerNames((await fetchDocument(c, web)).doc)).toEqual(["db1", "db2"]);
+
+    const policy = { rules: [{ src: ["tag:web"], dst: ["node:db1"], ports: ["tcp/5432"] }] };
+    const set = await c.send("PUT", `${net}/acl`, owner, { json: { policy, expected_version: 0 } });
+    expect(set.status).toBe(200);
+    expect(set.body.version).toBe(1);
+    expect(peerNames((await fetchDocument(c, web)).doc)).toEqual(["db1"]);
+    expect(peerNames((await fetchDocument(c, other)).doc)).toEqual([]); // deny by default
+    const dbDoc = (await fetchDocument(c, db)).doc!;
+    expect(peerNames(dbDoc)).toEqual(["web1"]); // replies need the tunnel
+    expect(dbDoc.config.firewall!.input).toEqual([{ sources: ["100.64.0.1", expect.stringMatching(/::1$/)], destinations: null, ports: [{ protocol: "tcp", from: 5432, to: 5432 }] }]);
+
+    expect((await c.send("PUT", `${net}/acl`, owner, { json: { policy, expected_version: 0 } })).status).toBe(412);
+    const bad = await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [{ src: ["tag:web"], dst: ["*"], ports: ["70000"] }] } } });
+    expect(bad.status).toBe(422);
+    expect(bad.body.detail).toContain("rules[0].ports[0]");
+    const unknown = await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [{ src: ["node:ghost"], dst: ["*"], ports: ["*"] }] } } });
+    expect(unknown.status).toBe(422);
+    expect(unknown.body.detail).toContain("ghost");
+    expect((await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [] } } })).body.version).toBe(2);
+    expect(peerNames((await fetchDocument(c, other)).doc)).toEqual(["db1", "web1"]);
+    const history = await c.send("GET", `${net}/acl/versions`, owner);
+    expect(history.body.items.map((v: { version: number }) => v.version)).toEqual([2, 1]);
+    expect(meshEvents(c).filter((e) => e.action === "mesh.acl.update").map((e) => e.reason)).toEqual(["version 1, 1 rule(s)", "version 2, 0 rule(s)"]);
+  });
+});
+
+describe("key rotation", () => {
+  test("overlap: peers get the next key beside the old one; the node switches when they applied it; its report completes the rotation", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    const b = await enroll(c, key, "b");
+    const d = await enroll(c, key, "d");
+    for (const n of [a, b, d]) {
+      const doc = (await fetchDocument(c, n)).doc!;
+      await c.send("POST", "/v1/mesh/node/applied", n.token, { json: { version: doc.version, public_key: n.publicKey } });
+    }
+    const next = await generateKeyPair();
+    const started = await c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: next.publicKey } });
+    expect(started.status).toBe(200);
+    const fromB = (await fetchDocument(c, b)).doc!;
+    expect(fromB.config.peers.find((p) => p.name === "a")).toMatchObject({ publicKey: a.publicKey, nextPublicKey: next.publicKey });
+    expect((await fetchDocument(c, a)).doc!.rotation).toEqual({ next_public_key: next.publicKey, switch: false });
+
+    await c.send("POST", "/v1/mesh/node/applied", b.token, { json: { version: fromB.version, public_key: b.publicKey } });
+    expect((await fetchDocument(c, a)).doc!.rotation!.switch).toBe(false); // d has not applied it yet
+    await c.send("POST", "/v1/mesh/node/applied", d.token, { json: { version: (await fetchDocument(c, d)).doc!.version, public_key: d.publicKey } });
+    const ready = (await fetchDocument(c, a)).doc!;
+    expect(ready.rotation!.switch).toBe(true);
+
+    const done = await c.send("POST", "/v1/mesh/node/applied", a.token, { json: { version: ready.version, public_key: next.publicKey } });
+    expect(done.body.rotation).toBe("completed");
+    expect((await fetchDocument(c, b)).doc!.config.peers.find((p) => p.name === "a")).toMatchObject({ publicKey: next.publicKey, nextPublicKey: null });
+    expect((await fetchDocument(c, a)).doc!.rotation).toBeNull();
+    expect(meshEvents(c).filter((e) => e.action === "mesh.node.rotate").map((e) => e.reason!.split(":")[0])).toEqual(["started", "completed"]);
+    // A rotation to a key another node holds is refused.
+    expect((await c.send("POST", "/v1/mesh/node/rotate", b.token, { json: { public_key: d.publicKey } })).status).toBe(409);
+  });
+
+  test("an offline peer does not block a rotation forever: after rotation_wait_minutes the node may switch", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    await enroll(c, key, "offline");
+    await c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: (await generateKeyPair()).publicKey } });
+    expect((await fetchDocument(c, a)).doc!.rotation!.switch).toBe(false);
+    c.clock.advance(10 * 60_000);
+    expect((await fetchDocument(c, a)).doc!.rotation!.switch).toBe(true);
+  });
+});
+
+describe("DNS names", () => {
+  test("<node>.<network>.<domain> A and AAAA through the record provider, following enrollments and removals", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    await enroll(c, key, "db1");
+    const provider = c.kernel.records.list().find((p) => p.name === "mesh")!;
+    expect(provider.domain).toBe("mesh.internal.");
+    const records = provider.records();
+    expect(records.map((r) => `${r.name} ${r.type}`)).toEqual(["db1.office.mesh.internal. A", "db1.office.mesh.internal. AAAA"]);
+    expect(records[0]!.data).toBe("100.64.0.1");
+    let changes = 0;
+    c.kernel.records.onChange(() => changes++);
+    await c.send("DELETE", `${net}/nodes/db1`, owner);
+    expect(changes).toBe(1);
+    expect(provider.records()).toEqual([]);
+  });
+});

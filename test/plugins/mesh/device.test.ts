@@ -1,0 +1,616 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  applyAddresses,
+  applyFirewall,
+  createInterface,
+  describeDesired,
+  describeDevice,
+  diffLines,
+  firewallAvailable,
+  interfaceExists,
+  parseSetconf,
+  parseWgDump,
+  preferHandshakenKeys,
+  readDevice,
+  removeInterface,
+  renderParsedSetconf,
+  runCommand,
+  syncConfig,
+  type CommandResult,
+  type DeviceState,
+  type ParsedSetconf,
+  type RunCommand,
+} from "../../../plugins/mesh/device.ts";
+import { generateKeyPair, generatePresharedKey } from "../../../plugins/mesh/keys.ts";
+import { requireTool } from "../../helpers/tools.ts";
+
+// Fixed keys for the pure tests (generated once with wg genkey / wg pubkey / wg genpsk).
+const PRIVATE = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+const OWN_PUBLIC = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+const PEER_A = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+const PEER_A_NEXT = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
+const PEER_B = "gN65BkIKy1eCE9pP1wdc8ROUtkHLF2PfAqYdyYBz6EA=";
+const PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE=";
+
+const ok = (stdout = ""): CommandResult => ({ code: 0, stdout, stderr: "" });
+
+/** A fake runner: records argv, answers from `respond` (default: success, no output). */
+function fakeRun(respond: (argv: string[], stdin?: string) => CommandResult | undefined = () => undefined) {
+  const calls: Array<{ argv: string[]; stdin?: string }> = [];
+  const run: RunCommand = async (argv, stdin) => {
+    calls.push(stdin === undefined ? { argv } : { argv, stdin });
+    return respond(argv, stdin) ?? ok();
+  };
+  return { run, calls, commands: () => calls.map((call) => call.argv.join(" ")) };
+}
+
+describe("parseWgDump", () => {
+  const dump = [
+    [PRIVATE, OWN_PUBLIC, "51820", "off"].join("\t"),
+    [PEER_A, PSK, "203.0.113.7:51820", "100.64.0.2/32,fd7a:115c:a1e0::2/128", "1700000000", "1234", "5678", "25"].join("\t"),
+    [PEER_B, "(none)", "(none)", "(none)", "0", "0", "0", "off"].join("\t"),
+    "",
+  ].join("\n");
+
+  test("reads the interface and its peers, and drops the private key", () => {
+    const state = parseWgDump(dump);
+    expect(state).toEqual({
+      publicKey: OWN_PUBLIC,
+      listenPort: 51820,
+      fwmark: 0,
+      peers: [
+        { publicKey: PEER_A, presharedKey: PSK, endpoint: "203.0.113.7:51820", allowedIps: ["100.64.0.2/32", "fd7a:115c:a1e0::2/128"], latestHandshake: 1700000000, transferRx: 1234, transferTx: 5678, keepalive: 25 },
+        { publicKey: PEER_B, presharedKey: null, endpoint: null, allowedIps: [], latestHandshake: 0, transferRx: 0, transferTx: 0, keepalive: 0 },
+      ],
+    });
+    expect(JSON.stringify(state)).not.toContain(PRIVATE);
+  });
+
+  test("an interface without a key, with a fwmark", () => {
+    expect(parseWgDump("(none)\t(none)\t0\t0x2a\n")).toEqual({ publicKey: null, listenPort: 0, fwmark: 42, peers: [] });
+  });
+
+  test("malformed output is refused without quoting it", () => {
+    expect(() => parseWgDump("")).toThrow("empty");
+    let message = "";
+    try {
+      parseWgDump(`${PRIVATE}\t${OWN_PUBLIC}\t51820\n`);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain("line 1 has 3 fields, expected 4");
+    expect(message).not.toContain(PRIVATE);
+  });
+});
+
+const SETCONF = `# Managed by citadel mesh agent
+[Interface]
+PrivateKey = ${PRIVATE}
+ListenPort = 51820
+
+# laptop
+[Peer]
+PublicKey = ${PEER_A}
+PresharedKey = ${PSK}
+AllowedIPs = 100.64.0.2/32, fd7a:115c:a1e0::2/128
+Endpoint = 203.0.113.7:51820
+PersistentKeepalive = 25
+
+# laptop (next key)
+[Peer]
+PublicKey = ${PEER_A_NEXT}
+Endpoint = 203.0.113.7:51820
+PersistentKeepalive = 25
+
+# phone
+[Peer]
+PublicKey = ${PEER_B}
+AllowedIPs = 100.64.0.3/32, fd7a:115c:a1e0::3/128
+`;
+
+describe("parseSetconf / renderParsedSetconf", () => {
+  test("parses sections, keys, comments", () => {
+    const parsed = parseSetconf(SETCONF);
+    expect(parsed.privateKey).toBe(PRIVATE);
+    expect(parsed.listenPort).toBe(51820);
+    expect(parsed.fwmark).toBeNull();
+    expect(parsed.comments).toEqual(["# Managed by citadel mesh agent"]);
+    expect(parsed.peers).toEqual([
+      { publicKey: PEER_A, presharedKey: PSK, allowedIps: ["100.64.0.2/32", "fd7a:115c:a1e0::2/128"], endpoint: "203.0.113.7:51820", keepalive: 25, comments: ["# laptop"] },
+      { publicKey: PEER_A_NEXT, presharedKey: null, allowedIps: [], endpoint: "203.0.113.7:51820", keepalive: 25, comments: ["# laptop (next key)"] },
+      { publicKey: PEER_B, presharedKey: null, allowedIps: ["100.64.0.3/32", "fd7a:115c:a1e0::3/128"], endpoint: null, keepalive: 0, comments: ["# phone"] },
+    ]);
+  });
+
+  test("renders text that parses back to the same structure", () => {
+    const parsed = parseSetconf(SETCONF);
+    expect(parseSetconf(renderParsedSetconf(parsed))).toEqual(parsed);
+    expect(renderParsedSetconf(parsed)).toBe(SETCONF);
+  });
+
+  test("reads what wg reads: any case, any whitespace, inline comments, bare addresses, host bits, repeated keys", () => {
+    const parsed = parseSetconf(
+      [
+        "  [interface]",
+        `privatekey=${PRIVATE}   # inline`,
+        "Listen Port = 1234",
+        "FwMark = 0x10",
+        "[PEER]",
+        `PUBLICKEY = ${PEER_A}`,
+        "AllowedIPs = 10.1.2.3, 10.9.0.1/16",
+        "AllowedIPs = FD00::1/64",
+        "Endpoint = [FD00::0:9]:51820",
+        "PersistentKeepalive = off",
+        "[Peer]",
+        `PublicKey = ${PEER_A}`,
+        "AllowedIPs = 10.1.2.3/32, 192.168.0.0/24",
+        "Endpoint = VPN.Example.COM:443",
+      ].join("\n"),
+    );
+    expect(parsed.listenPort).toBe(1234);
+    expect(parsed.fwmark).toBe(16);
+    expect(parsed.peers).toEqual([
+      { publicKey: PEER_A, presharedKey: null, allowedIps: ["10.1.2.3/32", "10.9.0.0/16", "fd00::/64", "192.168.0.0/24"], endpoint: "vpn.example.com:443", keepalive: 0, comments: [] },
+    ]);
+    expect(renderParsedSetconf(parsed)).toContain("FwMark = 0x10");
+  });
+
+  const refused: Array<[string, string]> = [
+    [`PrivateKey = ${PRIVATE}`, "line 1: \"privatekey\" before any [Interface] or [Peer]"],
+    [`[Interface]\nPrivateKey = ${PRIVATE}x`, "line 2: PrivateKey is not a WireGuard key"],
+    [`[Interface]\n${PRIVATE}`, "line 2: expected a [section], a key = value or a comment"],
+    [`[Interface]\nPrivateKey: ${PRIVATE}`, "line 2: expected a [section]"],
+    ["[Interface]\nListenPort = 70000", "line 2: ListenPort must be 0–65535"],
+    ["[Interface]\nAddress = 10.0.0.1/24", "line 2: unknown [Interface] key \"address\""],
+    [`[Peer]\nPublicKey = ${PEER_A}\nAllowedIPs = 10.0.0.1/33`, "line 3: \"10.0.0.1/33\" is not an address or CIDR"],
+    [`[Peer]\nPublicKey = ${PEER_A}\nEndpoint = fd00::1:51820`, "line 3: Endpoint"],
+    [`[Peer]\nPublicKey = ${PEER_A}\nEndpoint = [10.0.0.1]:51820`, "line 3: Endpoint"],
+    [`[Peer]\nPublicKey = ${PEER_A}\nPersistentKeepalive = -1`, "line 3: PersistentKeepalive"],
+    ["[Peer]\nAllowedIPs = 10.0.0.1/32", "a [Peer] has no PublicKey"],
+  ];
+  for (const [text, message] of refused) {
+    test(`refuses ${JSON.stringify(text.slice(0, 40))}…`, () => {
+      let error: Error | undefined;
+      try {
+        parseSetconf(text);
+      } catch (e) {
+        error = e as Error;
+      }
+      expect(error?.message).toContain(message);
+      expect(error?.message).not.toContain(PRIVATE);
+    });
+  }
+
+  const key = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((bytes) => Buffer.from(bytes).toString("base64"));
+  const ipv4Host = fc.ipV4().map((ip) => `${ip}/32`);
+  const ipv6Host = fc.tuple(fc.integer({ min: 1, max: 0xffff }), fc.integer({ min: 0, max: 0xffff })).map(([a, b]) => `fd00::${a.toString(16)}:${b.toString(16)}/128`);
+  const parsedSetconf: fc.Arbitrary<ParsedSetconf> = fc.record({
+    privateKey: fc.option(key, { nil: null }),
+    listenPort: fc.option(fc.integer({ min: 0, max: 65535 }), { nil: null }),
+    fwmark: fc.option(fc.integer({ min: 0, max: 0xffffffff }), { nil: null }),
+    comments: fc.array(fc.string({ unit: fc.constantFrom(..."abc -()"), maxLength: 10 }).map((text) => `# ${text}`.trim()), { maxLength: 2 }),
+    peers: fc.uniqueArray(
+      fc.record({
+        publicKey: key,
+        presharedKey: fc.option(key, { nil: null }),
+        allowedIps: fc.uniqueArray(fc.oneof(ipv4Host, ipv6Host), { maxLength: 4 }),
+        endpoint: fc.option(fc.tuple(fc.ipV4(), fc.integer({ min: 1, max: 65535 })).map(([ip, port]) => `${ip}:${port}`), { nil: null }),
+        keepalive: fc.integer({ min: 0, max: 65535 }),
+        comments: fc.array(fc.constantFrom("# laptop", "# phone", "# next key"), { maxLength: 2 }),
+      }),
+      { selector: (peer) => peer.publicKey, maxLength: 5 },
+    ),
+  });
+
+  test("property: parse ∘ render = id", () => {
+    fc.assert(
+      fc.property(parsedSetconf, (parsed) => {
+        expect(parseSetconf(renderParsedSetconf(parsed))).toEqual(parsed);
+        expect(describeDesired(renderParsedSetconf(parsed))).toBe(describeDesired(parsed));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe("describeDevice / describeDesired", () => {
+  const matching: DeviceState = {
+    publicKey: OWN_PUBLIC,
+    listenPort: 51820,
+    fwmark: 0,
+    peers: [
+      // Listed in another order, with the allowed IPs unsorted: the canonical form does not care.
+      { publicKey: PEER_B, presharedKey: null, endpoint: null, allowedIps: ["fd7a:115c:a1e0::3/128", "100.64.0.3/32"], latestHandshake: 0, transferRx: 0, transferTx: 0, keepalive: 0 },
+      { publicKey: PEER_A_NEXT, presharedKey: null, endpoint: "203.0.113.7:51820", allowedIps: [], latestHandshake: 0, transferRx: 0, transferTx: 0, keepalive: 25 },
+      { publicKey: PEER_A, presharedKey: PSK, endpoint: "203.0.113.7:51820", allowedIps: ["100.64.0.2/32", "fd7a:115c:a1e0::2/128"], latestHandshake: 1700000000, transferRx: 9, transferTx: 9, keepalive: 25 },
+    ],
+  };
+
+  test("a device that matches the config describes the same", () => {
+    expect(describeDevice(matching)).toBe(describeDesired(SETCONF));
+    expect(diffLines(describeDevice(matching), describeDesired(SETCONF))).toEqual([]);
+  });
+
+  test("the canonical form: sorted, secrets shown only as (set)", () => {
+    const text = describeDesired(SETCONF);
+    expect(text).not.toContain(PRIVATE);
+    expect(text).not.toContain(PSK);
+    const peerA = `peer ${PEER_A}\n  allowed-ips 100.64.0.2/32, fd7a:115c:a1e0::2/128\n  endpoint 203.0.113.7:51820\n  keepalive 25\n  preshared-key (set)\n`;
+    expect(text).toContain(peerA);
+    expect(text.startsWith("interface\n  private-key (set)\n  listen-port 51820\npeer ")).toBe(true);
+    const order = [...text.matchAll(/^peer (\S+)$/gm)].map((match) => match[1]);
+    expect(order).toEqual([...order].sort());
+  });
+
+  test("differences show up as + and - lines", () => {
+    const drifted: DeviceState = {
+      ...matching,
+      listenPort: 40000,
+      peers: [...matching.peers.filter((peer) => peer.publicKey !== PEER_B), { publicKey: PEER_B, presharedKey: null, endpoint: null, allowedIps: ["100.64.0.3/32"], latestHandshake: 0, transferRx: 0, transferTx: 0, keepalive: 0 }],
+    };
+    expect(diffLines(describeDevice(drifted), describeDesired(SETCONF))).toEqual([
+      "-   listen-port 40000",
+      "+   listen-port 51820",
+      "-   allowed-ips 100.64.0.3/32",
+      "+   allowed-ips 100.64.0.3/32, fd7a:115c:a1e0::3/128",
+    ]);
+  });
+});
+
+describe("diffLines", () => {
+  const cases: Array<[string, string, string[]]> = [
+    ["", "", []],
+    ["a\nb\n", "a\nb\n", []],
+    ["", "a\nb", ["+ a", "+ b"]],
+    ["a\nb\n", "", ["- a", "- b"]],
+    ["a\nb\nc", "a\nc", ["- b"]],
+    ["a\nc", "a\nb\nc", ["+ b"]],
+    ["a\nb\nc", "a\nx\nc", ["- b", "+ x"]],
+    ["a\nb\nc\nd", "b\nc\nd\ne", ["- a", "+ e"]],
+    ["x\ny", "y\nx", ["- x", "+ x"]],
+  ];
+  for (const [before, after, expected] of cases) test(`${JSON.stringify(before)} → ${JSON.stringify(after)}`, () => expect(diffLines(before, after)).toEqual(expected));
+
+  function lcsLength(a: string[], b: string[]): number {
+    const table = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0));
+    for (let i = a.length - 1; i >= 0; i--) for (let j = b.length - 1; j >= 0; j--) table[i]![j] = a[i] === b[j] ? table[i + 1]![j + 1]! + 1 : Math.max(table[i + 1]![j]!, table[i]![j + 1]!);
+    return table[0]![0]!;
+  }
+
+  function isSubsequence(small: string[], big: string[]): boolean {
+    let i = 0;
+    for (const line of big) if (i < small.length && small[i] === line) i++;
+    return i === small.length;
+  }
+
+  test("property: minimal (the unchanged lines are a longest common subsequence)", () => {
+    const lines = fc.array(fc.constantFrom("a", "b", "c", "d"), { maxLength: 12 });
+    fc.assert(
+      fc.property(lines, lines, (a, b) => {
+        const diff = diffLines(a.join("\n"), b.join("\n"));
+        const removed = diff.filter((line) => line.startsWith("- ")).length;
+        const added = diff.filter((line) => line.startsWith("+ ")).length;
+        const common = lcsLength(a, b);
+        expect(a.length - removed).toBe(common);
+        expect(b.length - added).toBe(common);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test("property: the removed lines come from before and the added from after, in order", () => {
+    const lines = fc.array(fc.constantFrom("a", "b", "c", "d", "e"), { maxLength: 12 });
+    fc.assert(
+      fc.property(lines, lines, (a, b) => {
+        const diff = diffLines(a.join("\n"), b.join("\n"));
+        expect(isSubsequence(diff.filter((line) => line.startsWith("- ")).map((line) => line.slice(2)), a)).toBe(true);
+        expect(isSubsequence(diff.filter((line) => line.startsWith("+ ")).map((line) => line.slice(2)), b)).toBe(true);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test("a few thousand lines stay quick", () => {
+    const before = Array.from({ length: 3000 }, (_, i) => `line ${i}`);
+    const after = before.filter((_, i) => i % 7 !== 0).map((line, i) => (i % 11 === 0 ? `${line} changed` : line));
+    const started = performance.now();
+    const diff = diffLines(before.join("\n"), after.join("\n"));
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(diff.filter((line) => line.startsWith("+ ")).every((line) => line.endsWith(" changed"))).toBe(true);
+  });
+});
+
+describe("preferHandshakenKeys", () => {
+  const desired = parseSetconf(SETCONF);
+  const pairs = [{ current: PEER_A, next: PEER_A_NEXT }];
+  const device = (current: number, next: number): DeviceState => ({
+    publicKey: OWN_PUBLIC,
+    listenPort: 51820,
+    fwmark: 0,
+    peers: [
+      { publicKey: PEER_A, presharedKey: null, endpoint: null, allowedIps: [], latestHandshake: current, transferRx: 0, transferTx: 0, keepalive: 0 },
+      { publicKey: PEER_A_NEXT, presharedKey: null, endpoint: null, allowedIps: [], latestHandshake: next, transferRx: 0, transferTx: 0, keepalive: 0 },
+    ],
+  });
+  const allowedOf = (parsed: ParsedSetconf, key: string) => parsed.peers.find((peer) => peer.publicKey === key)!.allowedIps;
+  const peerAIps = ["100.64.0.2/32", "fd7a:115c:a1e0::2/128"];
+
+  const cases: Array<[string, DeviceState | null, "current" | "next"]> = [
+    ["no device yet", null, "current"],
+    ["next key never handshaken", device(1700000000, 0), "current"],
+    ["neither handshaken", device(0, 0), "current"],
+    ["current more recent", device(1700000100, 1700000000), "current"],
+    ["same second", device(1700000000, 1700000000), "current"],
+    ["next more recent", device(1700000000, 1700000100), "next"],
+    ["only next handshaken", device(0, 1700000000), "next"],
+  ];
+  for (const [name, state, winner] of cases) {
+    test(name, () => {
+      const result = preferHandshakenKeys(desired, state, pairs);
+      expect(allowedOf(result, PEER_A)).toEqual(winner === "current" ? peerAIps : []);
+      expect(allowedOf(result, PEER_A_NEXT)).toEqual(winner === "next" ? peerAIps : []);
+      expect(allowedOf(result, PEER_B)).toEqual(["100.64.0.3/32", "fd7a:115c:a1e0::3/128"]);
+    });
+  }
+
+  test("does not change its input, and renders to a config wg accepts the same way", () => {
+    const before = structuredClone(desired);
+    const result = preferHandshakenKeys(desired, device(1, 2), pairs);
+    expect(desired).toEqual(before);
+    expect(parseSetconf(renderParsedSetconf(result))).toEqual(result);
+  });
+
+  test("pairs whose keys are not both in the config are ignored", () => {
+    expect(preferHandshakenKeys(desired, device(1, 2), [{ current: OWN_PUBLIC, next: PEER_A_NEXT }, { current: PEER_A, next: OWN_PUBLIC }])).toEqual(desired);
+  });
+});
+
+describe("device operations with a fake runner", () => {
+  test("createInterface uses the kernel when it can", async () => {
+    const fake = fakeRun((argv) => (argv.join(" ") === "ip link show dev wg0" ? { code: 1, stdout: "", stderr: "does not exist" } : undefined));
+    expect(await createInterface("wg0", "wireguard-go", fake.run)).toBe("kernel");
+    expect(fake.commands()).toEqual(["ip link show dev wg0", "ip link add dev wg0 type wireguard"]);
+  });
+
+  test("createInterface falls back to userspace and waits for the interface", async () => {
+    let shows = 0;
+    const fake = fakeRun((argv) => {
+      const command = argv.join(" ");
+      if (command === "ip link add dev wg0 type wireguard") return { code: 2, stdout: "", stderr: "Error: Unknown device type." };
+      if (command === "ip link show dev wg0") return ++shows < 4 ? { code: 1, stdout: "", stderr: "" } : ok();
+      return undefined;
+    });
+    expect(await createInterface("wg0", "/opt/boringtun", fake.run)).toBe("userspace");
+    expect(fake.commands()).toEqual([
+      "ip link show dev wg0",
+      "ip link add dev wg0 type wireguard",
+      "env -u LOG_LEVEL /opt/boringtun wg0",
+      "ip link show dev wg0",
+      "ip link show dev wg0",
+      "ip link show dev wg0",
+    ]);
+  });
+
+  test("createInterface reports both failures, and refuses a taken or bad name", async () => {
+    const failing = fakeRun((argv) => {
+      if (argv[0] === "ip" && argv[2] === "show") return { code: 1, stdout: "", stderr: "" };
+      if (argv[0] === "ip") return { code: 2, stdout: "", stderr: "Error: Unknown device type." };
+      return { code: 1, stdout: "", stderr: "ERROR: (wg0) Failed to create TUN device: no such file" };
+    });
+    const error = await createInterface("wg0", "wireguard-go", failing.run).catch((e: Error) => e);
+    expect((error as Error).message).toContain("Failed to create TUN device");
+    expect((error as Error).message).toContain("Unknown device type");
+    await expect(createInterface("wg0", "wireguard-go", fakeRun().run)).rejects.toThrow("already exists");
+    for (const bad of ["", "-h", "a-very-long-interface-name", "wg 0", "wg/0"]) await expect(createInterface(bad, "wireguard-go", fakeRun().run)).rejects.toThrow("not an interface name");
+  });
+
+  test("syncConfig writes an owner-only file, removes it, and keeps the key out of errors", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "citadel-device-test-"));
+    try {
+      let mode = 0;
+      let content = "";
+      const fake = fakeRun((argv) => {
+        mode = statSync(argv[3]!).mode & 0o777;
+        content = readFileSync(argv[3]!, "utf8");
+        return { code: 1, stdout: "", stderr: `Key is not the correct length or format: \`${PRIVATE}'\nConfiguration parsing error\n${PRIVATE}` };
+      });
+      const error = await syncConfig("wg0", SETCONF, directory, fake.run).catch((e: Error) => e);
+      expect(fake.commands()[0]).toStartWith(`wg syncconf wg0 ${directory}/citadel-wg-`);
+      expect(mode).toBe(0o600);
+      expect(content).toBe(SETCONF);
+      expect((error as Error).message).toContain("wg syncconf wg0 failed (exit 1)");
+      expect((error as Error).message).toContain("Configuration parsing error");
+      expect((error as Error).message).not.toContain(PRIVATE);
+      expect(readdirSync(directory)).toEqual([]);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  test("applyAddresses removes stale addresses first, keeps link-local ones, then sets the wanted and the MTU", async () => {
+    const shown = [
+      {
+        ifname: "wg0",
+        addr_info: [
+          { family: "inet", local: "100.64.0.9", prefixlen: 16, scope: "global" },
+          { family: "inet", local: "100.64.0.5", prefixlen: 16, scope: "global" },
+          { family: "inet6", local: "FD00::5", prefixlen: 48, scope: "global" },
+          { family: "inet6", local: "fe80::1", prefixlen: 64, scope: "link" },
+        ],
+      },
+    ];
+    const fake = fakeRun((argv) => (argv[1] === "-j" ? ok(JSON.stringify(shown)) : undefined));
+    await applyAddresses("wg0", ["100.64.0.5/16", "fd00:0::5/48"], 1380, fake.run);
+    expect(fake.commands()).toEqual([
+      "ip -j address show dev wg0",
+      "ip address del 100.64.0.9/16 dev wg0",
+      "ip address replace 100.64.0.5/16 dev wg0",
+      "ip address replace fd00::5/48 dev wg0",
+      "ip link set dev wg0 mtu 1380 up",
+    ]);
+    await expect(applyAddresses("wg0", ["100.64.0.5"], 1380, fakeRun().run)).rejects.toThrow("not an address with a prefix length");
+    await expect(applyAddresses("wg0", [], 1000, fakeRun().run)).rejects.toThrow("mtu 1000");
+  });
+
+  test("applyFirewall feeds the script on stdin; firewallAvailable asks nft", async () => {
+    const fake = fakeRun((argv) => (argv[1] === "list" ? { code: 127, stdout: "", stderr: "not found" } : undefined));
+    await applyFirewall("flush ruleset\n", fake.run);
+    expect(fake.calls[0]).toEqual({ argv: ["nft", "-f", "-"], stdin: "flush ruleset\n" });
+    expect(await firewallAvailable(fake.run)).toBe(false);
+    const failing = fakeRun(() => ({ code: 1, stdout: "", stderr: "Error: syntax error" }));
+    await expect(applyFirewall("nonsense", failing.run)).rejects.toThrow("nft -f - failed (exit 1): Error: syntax error");
+  });
+
+  test("the real runner reports a missing program as exit 127", async () => {
+    const result = await runCommand(["citadel-no-such-program-xyz"]);
+    expect(result.code).toBe(127);
+    expect(await runCommand(["cat"], "through stdin")).toEqual({ code: 0, stdout: "through stdin", stderr: "" });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The real thing, in a network namespace: wireguard-go (or the kernel), wg, ip, nft.
+
+function namespaceToolsPresent(): boolean {
+  const tools = [requireTool("ip", "iproute2"), requireTool("wg", "wireguard-tools"), requireTool("wireguard-go", "wireguard-go"), requireTool("nft", "nftables")];
+  if (tools.includes(null)) return false;
+  if (process.getuid?.() === 0) return true;
+  if (process.env.CI === "true") throw new Error("the mesh device test needs root (network namespaces)");
+  console.warn("not root: the mesh device test in a network namespace is skipped");
+  return false;
+}
+
+describe.skipIf(!namespaceToolsPresent())("in a network namespace", () => {
+  const namespace = `citadel-test-${process.pid}`;
+  // wireguard-go's control socket is /var/run/wireguard/NAME.sock, outside the namespace: the
+  // name must be unique on the host, not just in the namespace.
+  const name = `wgct${process.pid % 100000}`;
+  const children: Bun.Subprocess[] = [];
+  let directory = "";
+
+  const inNamespace: RunCommand = async (argv, stdin) => {
+    if (argv[0] === "env" && argv.includes("wireguard-go")) {
+      // Foreground, so the test owns the process and can be sure it is gone afterwards.
+      children.push(Bun.spawn(["ip", "netns", "exec", namespace, "env", "WG_PROCESS_FOREGROUND=1", ...argv], { stdout: "ignore", stderr: "ignore" }));
+      return ok();
+    }
+    return runCommand(["ip", "netns", "exec", namespace, ...argv], stdin);
+  };
+
+  const addressesShown = async () => {
+    const { stdout } = await inNamespace(["ip", "-j", "address", "show", "dev", name]);
+    const [link] = JSON.parse(stdout) as Array<{ mtu: number; flags: string[]; addr_info: Array<{ local: string; prefixlen: number; scope: string }> }>;
+    return { link: link!, addresses: link!.addr_info.filter((info) => info.scope !== "link").map((info) => `${info.local}/${info.prefixlen}`).sort() };
+  };
+
+  let own: { privateKey: string; publicKey: string };
+  let peers: Array<{ privateKey: string; publicKey: string }>;
+  let psk: string;
+  const config = (withSecond: boolean) =>
+    [
+      "[Interface]",
+      `PrivateKey = ${own.privateKey}`,
+      "ListenPort = 51999",
+      "",
+      "# first",
+      "[Peer]",
+      `PublicKey = ${peers[0]!.publicKey}`,
+      `PresharedKey = ${psk}`,
+      "AllowedIPs = 100.64.0.2/32, fd00:c17a::2/128",
+      "Endpoint = 192.0.2.2:51820",
+      "PersistentKeepalive = 25",
+      ...(withSecond ? ["", "# second", "[Peer]", `PublicKey = ${peers[1]!.publicKey}`, "AllowedIPs = 100.64.0.3/32, fd00:c17a::3/128"] : []),
+      "",
+    ].join("\n");
+
+  beforeAll(async () => {
+    own = await generateKeyPair();
+    peers = [await generateKeyPair(), await generateKeyPair()];
+    psk = generatePresharedKey();
+    directory = mkdtempSync(join(tmpdir(), "citadel-device-netns-"));
+    for (const argv of [["ip", "netns", "add", namespace], ["ip", "-n", namespace, "link", "set", "lo", "up"]]) {
+      const result = await runCommand(argv);
+      if (result.code !== 0) throw new Error(`${argv.join(" ")}: ${result.stderr}`);
+    }
+  });
+
+  afterAll(async () => {
+    for (const child of children) child.kill();
+    await Promise.all(children.map((child) => child.exited));
+    await runCommand(["ip", "netns", "del", namespace]);
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  test("creates the interface", async () => {
+    expect(await interfaceExists(name, inNamespace)).toBe(false);
+    const how = await createInterface(name, "wireguard-go", inNamespace);
+    // This kernel has no WireGuard module; with one, the kernel path is taken and is fine too.
+    expect(["kernel", "userspace"]).toContain(how);
+    expect(await interfaceExists(name, inNamespace)).toBe(true);
+    expect(await interfaceExists(name)).toBe(false); // only inside the namespace
+  });
+
+  test("syncConfig applies two peers and readDevice shows them, matching the config's description", async () => {
+    await syncConfig(name, config(true), directory, inNamespace);
+    const state = await readDevice(name, inNamespace);
+    expect(state.publicKey).toBe(own.publicKey);
+    expect(state.listenPort).toBe(51999);
+    const byKey = new Map(state.peers.map((peer) => [peer.publicKey, peer]));
+    expect(byKey.size).toBe(2);
+    expect(byKey.get(peers[0]!.publicKey)).toMatchObject({ presharedKey: psk, endpoint: "192.0.2.2:51820", keepalive: 25, latestHandshake: 0 });
+    expect(byKey.get(peers[0]!.publicKey)!.allowedIps.sort()).toEqual(["100.64.0.2/32", "fd00:c17a::2/128"]);
+    expect(byKey.get(peers[1]!.publicKey)).toMatchObject({ presharedKey: null, endpoint: null, keepalive: 0 });
+    expect(diffLines(describeDevice(state), describeDesired(config(true)))).toEqual([]);
+    expect(readdirSync(directory)).toEqual([]);
+  });
+
+  test("applyAddresses sets the wanted addresses and MTU and removes stale ones", async () => {
+    await applyAddresses(name, ["100.64.0.99/16", "100.64.0.1/16", "fd00:c17a::1/48", "fd00:c17a::99/48"], 1420, inNamespace);
+    expect((await addressesShown()).addresses).toEqual(["100.64.0.1/16", "100.64.0.99/16", "fd00:c17a::1/48", "fd00:c17a::99/48"]);
+    // 100.64.0.99 went on first, so it is the primary and 100.64.0.1 its secondary: deleting
+    // the primary takes the secondary with it unless the wanted ones are set afterwards.
+    await applyAddresses(name, ["100.64.0.1/16", "fd00:c17a::1/48"], 1380, inNamespace);
+    const { link, addresses } = await addressesShown();
+    expect(addresses).toEqual(["100.64.0.1/16", "fd00:c17a::1/48"]);
+    expect(link.mtu).toBe(1380);
+    expect(link.flags).toContain("UP");
+  });
+
+  test("applyFirewall loads an nftables table in the namespace", async () => {
+    expect(await firewallAvailable(inNamespace)).toBe(true);
+    // nft 1.0.6 (Debian 12) wants the ";" after the inner block on a one-line script; newer ones do not.
+    await applyFirewall("table inet citadel_test { chain c { type filter hook input priority 0; policy accept; }; }\n", inNamespace);
+    const { stdout } = await inNamespace(["nft", "list", "tables"]);
+    expect(stdout).toContain("table inet citadel_test");
+    expect((await runCommand(["nft", "list", "tables"])).stdout).not.toContain("citadel_test"); // not on the host
+  });
+
+  test("syncConfig removes a peer the config no longer has", async () => {
+    await syncConfig(name, config(false), directory, inNamespace);
+    const state = await readDevice(name, inNamespace);
+    expect(state.peers.map((peer) => peer.publicKey)).toEqual([peers[0]!.publicKey]);
+    expect(diffLines(describeDevice(state), describeDesired(config(false)))).toEqual([]);
+    expect(readdirSync(directory)).toEqual([]);
+  });
+
+  test("a config wg refuses fails without leaving the file or showing the key", async () => {
+    const broken = config(false).replace(`PrivateKey = ${own.privateKey}`, `PrivateKey = ${own.privateKey.slice(0, 40)}`);
+    const error = await syncConfig(name, broken, directory, inNamespace).catch((e: Error) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toContain(`wg syncconf ${name} failed`);
+    expect((error as Error).message).not.toContain(own.privateKey.slice(0, 40));
+    expect(readdirSync(directory)).toEqual([]);
+    expect((await readDevice(name, inNamespace)).publicKey).toBe(own.publicKey); // unchanged
+  });
+
+  test("removeInterface deletes it, and wireguard-go exits", async () => {
+    await removeInterface(name, inNamespace);
+    expect(await interfaceExists(name, inNamespace)).toBe(false);
+    const exited = await Promise.race([Promise.all(children.map((child) => child.exited)).then(() => true), Bun.sleep(5000).then(() => false)]);
+    expect(exited).toBe(true);
+  });
+});

@@ -1,0 +1,458 @@
+import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import { MAX_RELAY_ALLOWED_IPS, MeshPlan, planNetwork, planNode, type PresharedKeyOf } from "../../../plugins/mesh/plan.ts";
+import { AclMatrix } from "../../../plugins/mesh/policy.ts";
+import { renderWgQuick } from "../../../plugins/mesh/render.ts";
+import type { AclPolicy, AclRule, MeshNetwork, MeshNode, NodeConfig, PeerConfig } from "../../../plugins/mesh/types.ts";
+import { syntheticNetwork } from "../../../scripts/bench/mesh.ts";
+
+function meshNetwork(overrides: Partial<MeshNetwork> = {}): MeshNetwork {
+  return {
+    id: "net-1",
+    name: "office",
+    ipv4: "100.64.0.0/16",
+    ipv6: "fd7a:115c:a1e0::/48",
+    listenPort: 51820,
+    mtu: 1380,
+    keepalive: 25,
+    topology: "mesh",
+    dns: ["100.64.0.53"],
+    searchDomain: "office.mesh.internal",
+    interfaceName: "wgc-office",
+    ...overrides,
+  };
+}
+
+/** A node whose host number is `host` in both families; keys are readable stand-ins. */
+function meshNode(name: string, host: number, extra: Partial<MeshNode> = {}): MeshNode {
+  return {
+    id: `id-${name}`,
+    name,
+    tags: [],
+    publicKey: `pub-${name}`,
+    nextPublicKey: null,
+    ipv4: `100.64.${host >> 8}.${host & 255}`,
+    ipv6: `fd7a:115c:a1e0::${host.toString(16)}`,
+    endpoint: null,
+    hub: false,
+    ...extra,
+  };
+}
+
+const v4 = (host: number) => `100.64.${host >> 8}.${host & 255}`;
+const v6 = (host: number) => `fd7a:115c:a1e0::${host.toString(16)}`;
+const own = (host: number) => [`${v4(host)}/32`, `${v6(host)}/128`];
+const rule = (src: string[], dst: string[], ports: string[] = ["*"]): AclRule => ({ src, dst, ports });
+const NO_ACL: AclPolicy = { rules: [] };
+
+const peerNames = (config: NodeConfig | undefined) => config!.peers.map((p) => p.name);
+const peerOf = (config: NodeConfig | undefined, name: string): PeerConfig => {
+  const peer = config!.peers.find((p) => p.name === name);
+  if (!peer) throw new Error(`${config!.node.name} has no peer ${name}`);
+  return peer;
+};
+const byName = (configs: Map<string, NodeConfig>, name: string) => configs.get(`id-${name}`);
+
+describe("full mesh without ACL", () => {
+  // Given out of name order, with one endpoint carrying its own port.
+  const nodes = [
+    meshNode("web", 3, { endpoint: "198.51.100.3:51820" }),
+    meshNode("db", 2, { endpoint: "[2001:db8::2]:41641" }),
+    meshNode("laptop", 10, { nextPublicKey: "pub-laptop-next" }),
+    meshNode("api", 9, { endpoint: "api.example.net:51820" }),
+  ];
+  const configs = planNetwork(meshNetwork(), nodes, NO_ACL);
+
+  test("one node's whole config", () => {
+    expect(byName(configs, "laptop")).toEqual({
+      network: { id: "net-1", name: "office", interfaceName: "wgc-office" },
+      node: { id: "id-laptop", name: "laptop" },
+      addresses: ["100.64.0.10/16", "fd7a:115c:a1e0::a/48"],
+      listenPort: 51820,
+      mtu: 1380,
+      dns: ["100.64.0.53"],
+      searchDomain: "office.mesh.internal",
+      peers: [
+        { name: "api", publicKey: "pub-api", nextPublicKey: null, presharedKey: null, allowedIps: own(9), endpoint: "api.example.net:51820", keepalive: 25 },
+        { name: "db", publicKey: "pub-db", nextPublicKey: null, presharedKey: null, allowedIps: own(2), endpoint: "[2001:db8::2]:41641", keepalive: 25 },
+        { name: "web", publicKey: "pub-web", nextPublicKey: null, presharedKey: null, allowedIps: own(3), endpoint: "198.51.100.3:51820", keepalive: 25 },
+      ],
+      firewall: null,
+    });
+  });
+
+  test("the map is in name order and every node peers with every other, never itself", () => {
+    expect([...configs.keys()]).toEqual(["id-api", "id-db", "id-laptop", "id-web"]);
+    for (const config of configs.values()) {
+      expect(peerNames(config)).toEqual(["api", "db", "laptop", "web"].filter((n) => n !== config.node.name));
+    }
+  });
+
+  test("a node listens on its endpoint's port when it has one", () => {
+    expect(byName(configs, "db")!.listenPort).toBe(41641);
+    expect(byName(configs, "web")!.listenPort).toBe(51820);
+    expect(byName(configs, "laptop")!.listenPort).toBe(51820);
+  });
+
+  test("a rotating peer carries its next key to every config", () => {
+    for (const name of ["api", "db", "web"]) expect(peerOf(byName(configs, name), "laptop").nextPublicKey).toBe("pub-laptop-next");
+  });
+
+  test("keepalive 0 and no DNS pass through", () => {
+    const quiet = planNetwork(meshNetwork({ keepalive: 0, dns: [], searchDomain: null }), nodes, NO_ACL);
+    const config = byName(quiet, "api")!;
+    expect(config.peers.every((p) => p.keepalive === 0)).toBe(true);
+    expect(config.dns).toEqual([]);
+    expect(config.searchDomain).toBeNull();
+  });
+
+  test("shared parts are frozen, so one config cannot corrupt another", () => {
+    const peer = peerOf(byName(configs, "api"), "db");
+    expect(peer).toBe(peerOf(byName(configs, "web"), "db"));
+    expect(() => {
+      peer.allowedIps.push("0.0.0.0/0");
+    }).toThrow();
+    expect(() => {
+      (peer as { endpoint: string | null }).endpoint = null;
+    }).toThrow();
+  });
+
+  test("addresses are written canonically", () => {
+    const odd = planNetwork(meshNetwork({ ipv6: "fd7a:115c:a1e0:0::/48" }), [meshNode("a", 1, { ipv6: "FD7A:115C:A1E0:0:0:0:0:1" }), meshNode("b", 2)], NO_ACL);
+    expect(byName(odd, "a")!.addresses).toEqual(["100.64.0.1/16", "fd7a:115c:a1e0::1/48"]);
+    expect(peerOf(byName(odd, "b"), "a").allowedIps).toEqual(own(1));
+  });
+});
+
+describe("mesh with an ACL", () => {
+  const nodes = [
+    meshNode("laptop", 10, { tags: ["eng"] }),
+    meshNode("ci", 9, { tags: ["eng", "ci"] }),
+    meshNode("db1", 20, { tags: ["db"] }),
+    meshNode("db2", 21, { tags: ["db"] }),
+    meshNode("printer", 30),
+    meshNode("backup", 40, { tags: ["db"] }),
+  ];
+
+  test("tag rule: peers in either direction, firewall on the receiving side", () => {
+    const configs = planNetwork(meshNetwork(), nodes, { rules: [rule(["tag:eng"], ["tag:db"], ["tcp/5432"])] });
+    expect(peerNames(byName(configs, "laptop"))).toEqual(["backup", "db1", "db2"]);
+    expect(peerNames(byName(configs, "db1"))).toEqual(["ci", "laptop"]); // replies need the tunnel
+    expect(peerNames(byName(configs, "printer"))).toEqual([]);
+    expect(byName(configs, "laptop")!.firewall).toEqual({ input: [], forward: null });
+    expect(byName(configs, "printer")!.firewall).toEqual({ input: [], forward: null });
+    expect(byName(configs, "db1")!.firewall).toEqual({
+      input: [
+        {
+          // numeric order: .9 before .10 (a string sort would not do that), IPv4 first
+          sources: [v4(9), v4(10), v6(9), v6(10)],
+          destinations: null,
+          ports: [{ protocol: "tcp", from: 5432, to: 5432 }],
+        },
+      ],
+      forward: null,
+    });
+  });
+
+  test("node rules, a rule onto its own members, and a rule whose only source is the node itself", () => {
+    const configs = planNetwork(meshNetwork(), nodes, {
+      rules: [
+        rule(["node:printer"], ["node:backup"], ["udp/9100"]),
+        rule(["tag:db"], ["tag:db"], ["22"]), // db nodes talk among themselves
+        rule(["node:db1"], ["node:db1"], ["icmp"]), // lets nobody else in: omitted
+      ],
+    });
+    expect(peerNames(byName(configs, "printer"))).toEqual(["backup"]);
+    expect(peerNames(byName(configs, "backup"))).toEqual(["db1", "db2", "printer"]);
+    expect(peerNames(byName(configs, "db1"))).toEqual(["backup", "db2"]);
+    expect(byName(configs, "backup")!.firewall!.input).toEqual([
+      { sources: [v4(30), v6(30)], destinations: null, ports: [{ protocol: "udp", from: 9100, to: 9100 }] },
+      { sources: [v4(20), v4(21), v6(20), v6(21)], destinations: null, ports: [{ protocol: "any", from: 22, to: 22 }] },
+    ]);
+    // db1 is in the rule's src and dst: its own addresses are left out of the sources
+    expect(byName(configs, "db1")!.firewall!.input).toEqual([
+      { sources: [v4(21), v4(40), v6(21), v6(40)], destinations: null, ports: [{ protocol: "any", from: 22, to: 22 }] },
+    ]);
+  });
+
+  test("port lists are passed through in rule order, one firewall rule per ACL rule", () => {
+    const configs = planNetwork(meshNetwork(), nodes, {
+      rules: [rule(["tag:eng"], ["node:db1"], ["tcp/8000-8100", "icmp"]), rule(["node:ci"], ["tag:db"], ["udp/53", "*"])],
+    });
+    const input = byName(configs, "db1")!.firewall!.input;
+    expect(input.map((r) => r.ports)).toEqual([
+      [
+        { protocol: "tcp", from: 8000, to: 8100 },
+        { protocol: "icmp", from: null, to: null },
+      ],
+      [
+        { protocol: "udp", from: 53, to: 53 },
+        { protocol: "any", from: null, to: null },
+      ],
+    ]);
+    expect(input.map((r) => r.sources)).toEqual([
+      [v4(9), v4(10), v6(9), v6(10)],
+      [v4(9), v6(9)],
+    ]);
+  });
+
+  test("a wildcard rule: everyone peers, every node filters", () => {
+    const configs = planNetwork(meshNetwork(), nodes, { rules: [rule(["*"], ["*"], ["icmp"])] });
+    for (const config of configs.values()) {
+      expect(config.peers).toHaveLength(nodes.length - 1);
+      expect(config.firewall!.input).toHaveLength(1);
+      expect(config.firewall!.input[0]!.sources).toHaveLength(2 * (nodes.length - 1));
+    }
+  });
+});
+
+describe("hub and spoke", () => {
+  // hub-b is given first; hub-a sorts first by name and relays.
+  const hubs = [meshNode("hub-b", 2, { hub: true, endpoint: "203.0.113.2:51820" }), meshNode("hub-a", 1, { hub: true, endpoint: "203.0.113.1:51820" })];
+  const spokes = [
+    meshNode("s-eng1", 10, { tags: ["eng"] }),
+    meshNode("s-eng2", 9, { tags: ["eng"] }),
+    meshNode("s-db", 16, { tags: ["db"] }),
+    meshNode("s-idle", 17),
+  ];
+  const network = meshNetwork({ topology: "hub" });
+
+  test("no ACL: spokes peer with the hubs only; the relay routes the other spokes, in numeric order", () => {
+    const configs = planNetwork(network, [...spokes, ...hubs], NO_ACL);
+    const spoke = byName(configs, "s-eng1")!;
+    expect(peerNames(spoke)).toEqual(["hub-a", "hub-b"]);
+    expect(peerOf(spoke, "hub-a")).toEqual({
+      name: "hub-a",
+      publicKey: "pub-hub-a",
+      nextPublicKey: null,
+      presharedKey: null,
+      allowedIps: [v4(1), v4(9), v4(16), v4(17), v6(1), v6(9), v6(16), v6(17)].map((a) => (a.includes(":") ? `${a}/128` : `${a}/32`)),
+      endpoint: "203.0.113.1:51820",
+      keepalive: 25,
+    });
+    expect(peerOf(spoke, "hub-b").allowedIps).toEqual(own(2));
+    expect(spoke.firewall).toBeNull();
+    for (const hub of ["hub-a", "hub-b"]) {
+      expect(peerNames(byName(configs, hub))).toEqual(["hub-a", "hub-b", "s-db", "s-eng1", "s-eng2", "s-idle"].filter((n) => n !== hub));
+      expect(byName(configs, hub)!.firewall).toBeNull();
+    }
+    expect(peerOf(byName(configs, "hub-a"), "s-eng1").allowedIps).toEqual(own(10));
+  });
+
+  test("a spoke that talks with more than 15 other spokes routes the network's prefixes through the relay", () => {
+    const crowd = Array.from({ length: 17 }, (_, i) => meshNode(`s${String(i).padStart(2, "0")}`, 100 + i));
+    const relayRoutes = (spokeCount: number, policy: AclPolicy, spoke = "s00") =>
+      peerOf(byName(planNetwork(network, [...hubs, ...crowd.slice(0, spokeCount)], policy), spoke), "hub-a").allowedIps;
+    // 15 other spokes and the hub itself: 32 AllowedIPs, still listed one by one
+    const listed = relayRoutes(16, NO_ACL);
+    expect(listed).toHaveLength(MAX_RELAY_ALLOWED_IPS);
+    expect(listed.slice(0, 3)).toEqual([`${v4(1)}/32`, `${v4(101)}/32`, `${v4(102)}/32`]); // not s00 itself
+    expect(listed[16]).toBe(`${v6(1)}/128`);
+    expect(listed).not.toContain(`${v4(2)}/32`); // hub-b is a peer of its own
+    // 16 other spokes: 34, so the coarse route
+    expect(relayRoutes(17, NO_ACL)).toEqual(["100.64.0.0/16", "fd7a:115c:a1e0::/48"]);
+    // the policy decides what counts: s01 only talks with s00
+    const oneWay = { rules: [rule(["node:s00"], ["*"])] };
+    expect(relayRoutes(17, oneWay)).toEqual(["100.64.0.0/16", "fd7a:115c:a1e0::/48"]);
+    expect(relayRoutes(17, oneWay, "s01")).toEqual([`${v4(1)}/32`, `${v4(100)}/32`, `${v6(1)}/128`, `${v6(100)}/128`]);
+  });
+
+  test("with an ACL: relay routes only the spokes talked with, hubs forward per rule, hubs peer only when allowed", () => {
+    const configs = planNetwork(network, [...spokes, ...hubs], { rules: [rule(["tag:eng"], ["tag:db"], ["tcp/5432"])] });
+    const eng1 = byName(configs, "s-eng1")!;
+    expect(peerNames(eng1)).toEqual(["hub-a", "hub-b"]);
+    expect(peerOf(eng1, "hub-a").allowedIps).toEqual([`${v4(1)}/32`, `${v4(16)}/32`, `${v6(1)}/128`, `${v6(16)}/128`]);
+    expect(peerOf(byName(configs, "s-db"), "hub-a").allowedIps).toEqual([`${v4(1)}/32`, `${v4(9)}/32`, `${v4(10)}/32`, `${v6(1)}/128`, `${v6(9)}/128`, `${v6(10)}/128`]);
+    expect(peerOf(byName(configs, "s-idle"), "hub-a").allowedIps).toEqual(own(1));
+    expect(eng1.firewall).toEqual({ input: [], forward: null });
+    expect(byName(configs, "s-db")!.firewall).toEqual({
+      input: [{ sources: [v4(9), v4(10), v6(9), v6(10)], destinations: null, ports: [{ protocol: "tcp", from: 5432, to: 5432 }] }],
+      forward: null,
+    });
+    // Hubs relay every spoke whatever the policy, but the rule does not let them reach each other.
+    expect(peerNames(byName(configs, "hub-a"))).toEqual(["s-db", "s-eng1", "s-eng2", "s-idle"]);
+    for (const hub of ["hub-a", "hub-b"]) {
+      expect(byName(configs, hub)!.firewall).toEqual({
+        input: [],
+        forward: [{ sources: [v4(9), v4(10), v6(9), v6(10)], destinations: [v4(16), v6(16)], ports: [{ protocol: "tcp", from: 5432, to: 5432 }] }],
+      });
+    }
+  });
+
+  test("hubs forward only between others, and peer with each other when a rule allows it", () => {
+    const configs = planNetwork(network, [...spokes, ...hubs], { rules: [rule(["*"], ["*"], ["icmp"]), rule(["node:hub-a"], ["node:s-db"])] });
+    const forward = byName(configs, "hub-a")!.firewall!.forward!;
+    // rule 2 has only hub-a as source: nothing to forward for hub-a, omitted
+    expect(forward).toHaveLength(1);
+    expect(forward[0]!.sources).not.toContain(v4(1));
+    expect(forward[0]!.destinations).not.toContain(v6(1));
+    expect(forward[0]!.sources).toContain(v4(2));
+    // hub-b forwards for hub-a as a source
+    expect(byName(configs, "hub-b")!.firewall!.forward!.map((r) => r.sources)).toEqual([
+      [v4(1), v4(9), v4(10), v4(16), v4(17), v6(1), v6(9), v6(10), v6(16), v6(17)],
+      [v4(1), v6(1)],
+    ]);
+    expect(peerNames(byName(configs, "hub-a"))).toContain("hub-b");
+  });
+
+  test("no hub at all: spokes have no peers", () => {
+    const configs = planNetwork(network, spokes, NO_ACL);
+    for (const config of configs.values()) expect(config.peers).toEqual([]);
+  });
+});
+
+describe("preshared keys", () => {
+  const nodes = [meshNode("a", 1), meshNode("b", 2), meshNode("c", 3), meshNode("hub", 4, { hub: true })];
+  /** A pair key from the two ids in sorted order, none for pairs with c. */
+  const pairKey: PresharedKeyOf = (x, y) => (x.name === "c" || y.name === "c" ? null : `psk:${[x.id, y.id].sort().join("+")}`);
+
+  test.each(["mesh", "hub"] as const)("%s: both ends of a pair hold the same key", (topology) => {
+    const configs = planNetwork(meshNetwork({ topology }), nodes, NO_ACL, pairKey);
+    let pairs = 0;
+    for (const config of configs.values()) {
+      for (const peer of config.peers) {
+        const back = peerOf(configs.get(`id-${peer.name}`), config.node.name);
+        expect(back.presharedKey).toBe(peer.presharedKey);
+        expect(peer.presharedKey).toBe(config.node.name === "c" || peer.name === "c" ? null : `psk:${[config.node.id, `id-${peer.name}`].sort().join("+")}`);
+        pairs++;
+      }
+    }
+    expect(pairs).toBe(topology === "mesh" ? 12 : 6);
+  });
+
+  test("the callback is asked with (self, peer)", () => {
+    const calls: string[] = [];
+    planNode(meshNetwork(), nodes, NO_ACL, "id-b", (x, y) => {
+      calls.push(`${x.name}>${y.name}`);
+      return null;
+    });
+    expect(calls).toEqual(["b>a", "b>c", "b>hub"]);
+  });
+});
+
+describe("key rotation", () => {
+  test("the next key renders as a second [Peer] without AllowedIPs, same PSK", () => {
+    const nodes = [meshNode("a", 1, { nextPublicKey: "pub-a-next", endpoint: "198.51.100.1:51820" }), meshNode("b", 2)];
+    const configs = planNetwork(meshNetwork(), nodes, NO_ACL, () => "psk-ab");
+    const text = renderWgQuick(byName(configs, "b")!);
+    expect(text).toContain(
+      [
+        "# a",
+        "[Peer]",
+        "PublicKey = pub-a",
+        "PresharedKey = psk-ab",
+        "AllowedIPs = 100.64.0.1/32, fd7a:115c:a1e0::1/128",
+        "Endpoint = 198.51.100.1:51820",
+        "PersistentKeepalive = 25",
+        "",
+        "# a (next key)",
+        "[Peer]",
+        "PublicKey = pub-a-next",
+        "PresharedKey = psk-ab",
+        "Endpoint = 198.51.100.1:51820",
+        "PersistentKeepalive = 25",
+      ].join("\n"),
+    );
+    expect(renderWgQuick(byName(configs, "a")!)).not.toContain("next key");
+  });
+});
+
+describe("planNode and planNetwork", () => {
+  test("planNode refuses an id that is not in the network", () => {
+    expect(() => planNode(meshNetwork(), [meshNode("a", 1)], NO_ACL, "id-zz")).toThrow("node id-zz is not in network net-1");
+  });
+
+  test("bad addresses are refused, naming the node", () => {
+    expect(() => planNetwork(meshNetwork(), [meshNode("a", 1, { ipv4: "100.64.0.300" })], NO_ACL)).toThrow(`node a ipv4: "100.64.0.300" is not an IPv4 address`);
+    expect(() => planNetwork(meshNetwork(), [meshNode("a", 1, { ipv6: "100.64.0.1" })], NO_ACL)).toThrow(`node a ipv6`);
+    expect(() => planNetwork(meshNetwork({ ipv4: "100.64.0.1/16" }), [], NO_ACL)).toThrow(`network net-1 ipv4`);
+  });
+
+  // Random networks: nodes with random tags and hub flags, random rules.
+  const tagNames = ["a", "b", "c"];
+  const networkArb = fc
+    .record({
+      topology: fc.constantFrom("mesh" as const, "hub" as const),
+      nodes: fc.array(fc.record({ tags: fc.subarray(tagNames), hub: fc.boolean({}), rotating: fc.boolean() }), { minLength: 1, maxLength: 25 }),
+      rules: fc.array(
+        fc.record({
+          src: fc.array(fc.oneof(fc.constant("*"), fc.constantFrom(...tagNames).map((t) => `tag:${t}`), fc.nat(24).map((i) => `node:n${i}`)), { minLength: 1, maxLength: 2 }),
+          dst: fc.array(fc.oneof(fc.constant("*"), fc.constantFrom(...tagNames).map((t) => `tag:${t}`), fc.nat(24).map((i) => `node:n${i}`)), { minLength: 1, maxLength: 2 }),
+          ports: fc.array(fc.constantFrom("*", "22", "tcp/443", "udp/53", "icmp"), { minLength: 1, maxLength: 2 }),
+        }),
+        { maxLength: 4 },
+      ),
+      seed: fc.integer(),
+    })
+    .map(({ topology, nodes, rules, seed }) => ({
+      network: meshNetwork({ topology }),
+      nodes: nodes.map((n, i) => meshNode(`n${i}`, (i * 37) % 250 + 1, { tags: n.tags, hub: n.hub, nextPublicKey: n.rotating ? `next-${i}` : null })),
+      policy: { rules } as AclPolicy,
+      seed,
+    }));
+  const psk: PresharedKeyOf = (x, y) => `k:${[x.id, y.id].sort().join("+")}`;
+
+  test("planNode gives exactly planNetwork's entry; input order does not matter", () => {
+    fc.assert(
+      fc.property(networkArb, ({ network, nodes, policy, seed }) => {
+        const all = planNetwork(network, nodes, policy, psk);
+        const shuffled = fc.sample(fc.shuffledSubarray(nodes, { minLength: nodes.length }), { numRuns: 1, seed })[0]!;
+        expect(JSON.stringify([...planNetwork(network, shuffled, policy, psk)])).toBe(JSON.stringify([...all]));
+        for (const node of nodes) expect(planNode(network, shuffled, policy, node.id, psk)).toEqual(all.get(node.id)!);
+      }),
+      { numRuns: 80 },
+    );
+  });
+
+  test("structure: peering is symmetric, mesh peers are exactly who talk, spokes see only hubs", () => {
+    fc.assert(
+      fc.property(networkArb, ({ network, nodes, policy }) => {
+        const configs = planNetwork(network, nodes, policy);
+        const plan = new MeshPlan(network, nodes, policy);
+        const acl = AclMatrix.compile(policy, plan.nodes);
+        const index = new Map(plan.nodes.map((n, i) => [n.name, i]));
+        const hubNames = plan.nodes.filter((n) => n.hub).map((n) => n.name);
+        for (const config of configs.values()) {
+          const self = config.node.name;
+          const x = index.get(self)!;
+          const names = peerNames(config);
+          expect(names).toEqual([...names].sort());
+          expect(names).not.toContain(self);
+          for (const name of names) expect(peerNames(configs.get(`id-${name}`))).toContain(self);
+          const talks = plan.nodes.filter((n, y) => y !== x && (acl.mayReach(x, y) || acl.mayReach(y, x))).map((n) => n.name);
+          const isHub = hubNames.includes(self);
+          if (network.topology === "mesh") expect(names).toEqual(talks);
+          else if (isHub) expect(names).toEqual(plan.nodes.filter((n) => n.name !== self && (!n.hub || talks.includes(n.name))).map((n) => n.name));
+          else expect(names).toEqual(hubNames);
+          expect(config.firewall === null).toBe(policy.rules.length === 0);
+          if (config.firewall) expect(config.firewall.forward !== null).toBe(network.topology === "hub" && isHub);
+          for (const peer of config.peers) expect(peer.allowedIps.length === 2 || peer.name === hubNames[0]).toBe(true);
+        }
+      }),
+      { numRuns: 80 },
+    );
+  });
+});
+
+describe("scale", () => {
+  test("1,000-node full mesh: planned and rendered well within the issue's 2 s", () => {
+    const { network, nodes, policy } = syntheticNetwork(1000, "mesh");
+    const start = performance.now();
+    const configs = planNetwork(network, nodes, policy);
+    let bytes = 0;
+    for (const config of configs.values()) bytes += Buffer.byteLength(renderWgQuick(config));
+    const elapsed = performance.now() - start;
+    expect(configs.size).toBe(1000);
+    expect(bytes).toBeGreaterThan(150e6);
+    expect(elapsed).toBeLessThan(2000);
+  });
+
+  test("1,000-node hub network with 20 rules: every relay peer routes what its spoke needs", () => {
+    const { network, nodes, policy } = syntheticNetwork(1000, "hub");
+    const configs = planNetwork(network, nodes, policy);
+    const spoke = configs.get(nodes[10]!.id)!;
+    expect(peerNames(spoke)).toEqual(["hub-a", "hub-b", "hub-c"]);
+    expect(peerOf(spoke, "hub-a").allowedIps).toEqual(["100.64.0.0/16", "fd7a:115c:a1e0::/48"]);
+    expect(configs.get(nodes[0]!.id)!.firewall!.forward).toHaveLength(20);
+  });
+});

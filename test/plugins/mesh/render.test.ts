@@ -1,0 +1,456 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { planNetwork } from "../../../plugins/mesh/plan.ts";
+import { nftablesTableName, PRIVATE_KEY_PLACEHOLDER, renderNftables, renderSetconf, renderWgQuick } from "../../../plugins/mesh/render.ts";
+import type { AclPolicy, MeshNetwork, MeshNode, NodeConfig } from "../../../plugins/mesh/types.ts";
+import { requireTool } from "../../helpers/tools.ts";
+
+/** A WireGuard-shaped key (32 bytes, base64) that differs per seed. */
+function key(seed: number): string {
+  return Buffer.from(Array.from({ length: 32 }, (_, i) => (seed * 31 + i * 7) & 255)).toString("base64");
+}
+
+function meshNetwork(overrides: Partial<MeshNetwork> = {}): MeshNetwork {
+  return {
+    id: "net-1",
+    name: "office",
+    ipv4: "100.64.0.0/16",
+    ipv6: "fd7a:115c:a1e0::/48",
+    listenPort: 51820,
+    mtu: 1380,
+    keepalive: 25,
+    topology: "mesh",
+    dns: ["100.64.0.53", "fd7a:115c:a1e0::53"],
+    searchDomain: "office.mesh.internal",
+    interfaceName: "wgc-office",
+    ...overrides,
+  };
+}
+
+function meshNode(name: string, host: number, extra: Partial<MeshNode> = {}): MeshNode {
+  return {
+    id: `id-${name}`,
+    name,
+    tags: [],
+    publicKey: key(host),
+    nextPublicKey: null,
+    ipv4: `100.64.${host >> 8}.${host & 255}`,
+    ipv6: `fd7a:115c:a1e0::${host.toString(16)}`,
+    endpoint: `198.51.100.${host}:51820`,
+    hub: false,
+    ...extra,
+  };
+}
+
+/** A hand-made config that exercises every optional field. */
+const sample: NodeConfig = {
+  network: { id: "net-1", name: "office", interfaceName: "wgc-office" },
+  node: { id: "id-laptop", name: "laptop" },
+  addresses: ["100.64.0.10/16", "fd7a:115c:a1e0::a/48"],
+  listenPort: 51820,
+  mtu: 1380,
+  dns: ["100.64.0.53"],
+  searchDomain: "office.mesh.internal",
+  peers: [
+    {
+      name: "db",
+      publicKey: "DB/key=",
+      nextPublicKey: "DB/next=",
+      presharedKey: "PSK=",
+      allowedIps: ["100.64.0.2/32", "fd7a:115c:a1e0::2/128"],
+      endpoint: "198.51.100.2:51820",
+      keepalive: 25,
+    },
+    { name: "phone", publicKey: "PHONE=", nextPublicKey: null, presharedKey: null, allowedIps: [], endpoint: null, keepalive: 0 },
+  ],
+  firewall: null,
+};
+
+describe("renderWgQuick", () => {
+  test("every field, a rotating peer, a peer with nothing optional", () => {
+    expect(renderWgQuick(sample)).toBe(`# Citadel mesh office, node laptop
+[Interface]
+# PrivateKey: kept on the node
+Address = 100.64.0.10/16, fd7a:115c:a1e0::a/48
+ListenPort = 51820
+MTU = 1380
+DNS = 100.64.0.53, office.mesh.internal
+
+# db
+[Peer]
+PublicKey = DB/key=
+PresharedKey = PSK=
+AllowedIPs = 100.64.0.2/32, fd7a:115c:a1e0::2/128
+Endpoint = 198.51.100.2:51820
+PersistentKeepalive = 25
+
+# db (next key)
+[Peer]
+PublicKey = DB/next=
+PresharedKey = PSK=
+Endpoint = 198.51.100.2:51820
+PersistentKeepalive = 25
+
+# phone
+[Peer]
+PublicKey = PHONE=
+`);
+  });
+
+  test("with a private key: a PrivateKey line instead of the comment", () => {
+    const text = renderWgQuick(sample, "PRIVATE=");
+    expect(text).toContain("[Interface]\nPrivateKey = PRIVATE=\nAddress = ");
+    expect(text).not.toContain(PRIVATE_KEY_PLACEHOLDER);
+    expect(renderWgQuick(sample)).not.toMatch(/^PrivateKey/m);
+  });
+
+  test("no DNS, no MTU, no search domain: those lines are left out", () => {
+    const text = renderWgQuick({ ...sample, dns: [], mtu: 0, searchDomain: "ignored.without.dns", peers: [] });
+    expect(text).not.toContain("DNS");
+    expect(text).not.toContain("MTU");
+    expect(renderWgQuick({ ...sample, searchDomain: null })).toContain("DNS = 100.64.0.53\n");
+  });
+
+  test("a name with a line break cannot add a config line", () => {
+    const text = renderWgQuick({ ...sample, node: { id: "x", name: "evil\n[Peer]\nPublicKey = X" }, peers: [{ ...sample.peers[1]!, name: "p\r\nAllowedIPs = 0.0.0.0/0" }] });
+    expect(text).not.toMatch(/^AllowedIPs = 0\.0\.0\.0\/0/m);
+    expect(text.match(/^\[Peer\]/gm)).toHaveLength(1);
+  });
+
+  test("rendering is deterministic, also for peers shared between configs", () => {
+    const configs = planNetwork(meshNetwork(), [meshNode("a", 1), meshNode("b", 2), meshNode("c", 3)], { rules: [] });
+    const first = [...configs.values()].map((c) => renderWgQuick(c));
+    const again = [...planNetwork(meshNetwork(), [meshNode("c", 3), meshNode("a", 1), meshNode("b", 2)], { rules: [] }).values()].map((c) => renderWgQuick(c));
+    expect(again).toEqual(first);
+    expect([...configs.values()].map((c) => renderWgQuick(c))).toEqual(first);
+  });
+});
+
+describe("renderSetconf", () => {
+  test("only what wg itself understands", () => {
+    expect(renderSetconf(sample, "PRIVATE=")).toBe(`# Citadel mesh office, node laptop
+[Interface]
+PrivateKey = PRIVATE=
+ListenPort = 51820
+
+# db
+[Peer]
+PublicKey = DB/key=
+PresharedKey = PSK=
+AllowedIPs = 100.64.0.2/32, fd7a:115c:a1e0::2/128
+Endpoint = 198.51.100.2:51820
+PersistentKeepalive = 25
+
+# db (next key)
+[Peer]
+PublicKey = DB/next=
+PresharedKey = PSK=
+Endpoint = 198.51.100.2:51820
+PersistentKeepalive = 25
+
+# phone
+[Peer]
+PublicKey = PHONE=
+`);
+    expect(renderSetconf(sample)).not.toContain("PrivateKey");
+  });
+});
+
+describe("renderNftables", () => {
+  const firewalled: NodeConfig = {
+    ...sample,
+    firewall: {
+      input: [
+        {
+          sources: ["100.64.0.9", "100.64.0.10", "fd7a:115c:a1e0::9", "fd7a:115c:a1e0::a"],
+          destinations: null,
+          ports: [
+            { protocol: "tcp", from: 8000, to: 8100 },
+            { protocol: "tcp", from: 22, to: 22 },
+            { protocol: "any", from: 53, to: 53 },
+            { protocol: "tcp", from: 8050, to: 8200 },
+            { protocol: "udp", from: null, to: null },
+            { protocol: "icmp", from: null, to: null },
+          ],
+        },
+        { sources: ["100.64.0.30"], destinations: null, ports: [{ protocol: "any", from: null, to: null }, { protocol: "tcp", from: 1, to: 1 }] },
+      ],
+      forward: [
+        { sources: ["100.64.0.9", "fd7a:115c:a1e0::9"], destinations: ["100.64.0.20"], ports: [{ protocol: "tcp", from: 5432, to: 5432 }] },
+      ],
+    },
+  };
+
+  test("the whole script of a hub with input and forward rules", () => {
+    expect(renderNftables(firewalled, "wgc-office")).toBe(`# Citadel mesh office, node laptop: firewall of wgc-office
+table inet citadel_wgc_office {}
+delete table inet citadel_wgc_office
+table inet citadel_wgc_office {
+\tchain input {
+\t\ttype filter hook input priority 0; policy accept;
+\t\tiifname "wgc-office" jump mesh_in
+\t}
+\tchain mesh_in {
+\t\tct state established,related accept
+\t\tct state invalid drop
+\t\tip saddr { 100.64.0.9, 100.64.0.10 } tcp dport { 22, 53, 8000-8200 } accept
+\t\tip saddr { 100.64.0.9, 100.64.0.10 } meta l4proto udp accept
+\t\tip saddr { 100.64.0.9, 100.64.0.10 } meta l4proto icmp accept
+\t\tip6 saddr { fd7a:115c:a1e0::9, fd7a:115c:a1e0::a } tcp dport { 22, 53, 8000-8200 } accept
+\t\tip6 saddr { fd7a:115c:a1e0::9, fd7a:115c:a1e0::a } meta l4proto udp accept
+\t\tip6 saddr { fd7a:115c:a1e0::9, fd7a:115c:a1e0::a } meta l4proto ipv6-icmp accept
+\t\tip saddr { 100.64.0.30 } accept
+\t\tdrop
+\t}
+\tchain forward {
+\t\ttype filter hook forward priority 0; policy accept;
+\t\tiifname "wgc-office" oifname "wgc-office" jump mesh_fwd
+\t}
+\tchain mesh_fwd {
+\t\tct state established,related accept
+\t\tct state invalid drop
+\t\tip saddr { 100.64.0.9 } ip daddr { 100.64.0.20 } tcp dport { 5432 } accept
+\t\tdrop
+\t}
+}
+`);
+  });
+
+  test("no ACL: the table still exists and accepts everything from the mesh", () => {
+    const text = renderNftables(sample, "wgc-office");
+    expect(text).toContain("\tchain mesh_in {\n\t\taccept\n\t}\n}");
+    expect(text).not.toContain("forward");
+    expect(text).not.toContain("drop");
+  });
+
+  test("a node with a policy and no forward chain; ranges merge, the interface defaults to the network's", () => {
+    const text = renderNftables({
+      ...sample,
+      firewall: {
+        input: [
+          {
+            sources: ["100.64.0.9", "100.64.0.9"],
+            destinations: null,
+            ports: [
+              { protocol: "udp", from: 10, to: 20 },
+              { protocol: "udp", from: 21, to: 30 },
+              { protocol: "udp", from: 5, to: 12 },
+              { protocol: "udp", from: 40, to: 40 },
+            ],
+          },
+        ],
+        forward: null,
+      },
+    });
+    expect(text).toContain(`iifname "wgc-office" jump mesh_in`);
+    expect(text).toContain("\t\tip saddr { 100.64.0.9 } udp dport { 5-30, 40 } accept\n\t\tdrop\n");
+    expect(text).not.toContain("ip6 saddr");
+    expect(text).not.toContain("chain forward");
+  });
+
+  test("interface names: sanitized into the table name, refused when unusable", () => {
+    expect(nftablesTableName("wgc-office.1")).toBe("citadel_wgc_office_1");
+    expect(() => renderNftables(sample, `wg"; flush ruleset`)).toThrow("is not a usable interface name");
+    expect(() => renderNftables(sample, "a-name-too-long-0")).toThrow("is not a usable interface name");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The real tools: wg-quick strip, wg setconf on a device, nft in a network namespace.
+
+const tools = {
+  wg: requireTool("wg", "wireguard-tools"),
+  wgQuick: requireTool("wg-quick", "wireguard-tools"),
+  nft: requireTool("nft", "nftables"),
+  ip: requireTool("ip", "iproute2"),
+};
+const haveTools = Object.values(tools).every((path) => path !== null);
+const isRoot = process.getuid?.() === 0;
+if (haveTools && !isRoot) {
+  if (process.env.CI === "true") throw new Error("the mesh render tests need root in CI (network namespaces)");
+  console.warn("not root: the mesh render tests that need network namespaces are skipped");
+}
+
+function run(argv: string[], stdin?: string): { code: number; stdout: string; stderr: string } {
+  const result = Bun.spawnSync(argv, { stdin: stdin === undefined ? "ignore" : Buffer.from(stdin), stdout: "pipe", stderr: "pipe" });
+  return { code: result.exitCode ?? -1, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
+}
+
+function mustRun(argv: string[], stdin?: string): string {
+  const result = run(argv, stdin);
+  if (result.code !== 0) throw new Error(`${argv.join(" ")} failed (${result.code}): ${result.stderr}`);
+  return result.stdout;
+}
+
+/** Lines that carry configuration: no comments, no blank lines, no spacing differences. */
+function meaningful(text: string): string[] {
+  return text
+    .split("\n")
+    .map((line) => line.replace(/#.*$/, "").trim().replace(/\s*=\s*/, " = "))
+    .filter((line) => line !== "");
+}
+
+// Networks to render: a full mesh with PSKs, a rotating key, IPv6 endpoint and NAT'd node; a
+// hub network with an ACL (relay routes, forward chain); and the no-ACL case.
+const privateKey = tools.wg ? mustRun([tools.wg, "genkey"]).trim() : "";
+const psk = (a: MeshNode, b: MeshNode) => Buffer.from(Bun.SHA256.hash([a.id, b.id].sort().join("+")) as Uint8Array).toString("base64");
+const meshNodes = [
+  meshNode("laptop", 10, { tags: ["eng"], endpoint: null }),
+  meshNode("ci", 9, { tags: ["eng"], nextPublicKey: key(900) }),
+  meshNode("db", 20, { tags: ["db"], endpoint: "[2001:db8::20]:41641" }),
+  meshNode("web", 21, { tags: ["web"] }),
+];
+const meshPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["tag:db", "tag:web"], ports: ["tcp/5432", "22", "icmp"] }, { src: ["tag:web"], dst: ["tag:db"], ports: ["tcp/*", "udp/53"] }] };
+const hubNodes = [
+  meshNode("hub-a", 1, { hub: true }),
+  meshNode("hub-b", 2, { hub: true }),
+  ...Array.from({ length: 40 }, (_, i) => meshNode(`spoke-${i}`, 100 + i, { tags: [i % 2 ? "eng" : "db"], endpoint: null })),
+];
+const hubPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["tag:db"], ports: ["tcp/5432", "icmp"] }, { src: ["node:spoke-1"], dst: ["*"], ports: ["*"] }] };
+
+const cases: [string, NodeConfig][] = (() => {
+  const mesh = planNetwork(meshNetwork(), meshNodes, meshPolicy, psk);
+  const hub = planNetwork(meshNetwork({ topology: "hub" }), hubNodes, hubPolicy);
+  const open = planNetwork(meshNetwork({ dns: [], searchDomain: null, keepalive: 0 }), meshNodes, { rules: [] });
+  return [
+    ["mesh node with ACL", mesh.get("id-db")!],
+    ["mesh node with a rotating peer", mesh.get("id-laptop")!],
+    ["relay hub with forward rules", hub.get("id-hub-a")!],
+    ["second hub", hub.get("id-hub-b")!],
+    ["spoke", hub.get("id-spoke-1")!],
+    ["no ACL", open.get("id-web")!],
+  ];
+})();
+
+describe.skipIf(!haveTools || !isRoot)("with the real tools", () => {
+  const suffix = String(process.pid % 100000);
+  const namespace = `citadel-mesh-${suffix}`;
+  // wireguard-go's control socket lives in /var/run/wireguard, shared by all namespaces: the
+  // name must not collide with a parallel run.
+  const device = `wgt${suffix}`;
+  const directory = mkdtempSync(join(tmpdir(), "citadel-mesh-render-"));
+  let userspace: ReturnType<typeof Bun.spawn> | null = null;
+  let namespaceMade = false;
+  const inNamespace = (argv: string[]) => [tools.ip!, "netns", "exec", namespace, ...argv];
+
+  function cleanUp(): void {
+    if (userspace) {
+      userspace.kill("SIGTERM");
+      userspace = null;
+    }
+    if (namespaceMade) {
+      run([tools.ip!, "netns", "del", namespace]);
+      namespaceMade = false;
+    }
+    rmSync(directory, { recursive: true, force: true });
+  }
+  // A crash between beforeAll and afterAll must not leave a namespace behind either.
+  const onExit = () => cleanUp();
+
+  beforeAll(async () => {
+    process.once("exit", onExit);
+    try {
+      mustRun([tools.ip!, "netns", "add", namespace]);
+      namespaceMade = true;
+      // The kernel module when there is one, wireguard-go otherwise.
+      if (run([tools.ip!, "-n", namespace, "link", "add", device, "type", "wireguard"]).code !== 0) {
+        const wireguardGo = requireTool("wireguard-go", "wireguard-go");
+        if (!wireguardGo) throw new Error("neither the wireguard kernel module nor wireguard-go is available");
+        // Foreground keeps it our child, so afterAll can stop it by its pid.
+        userspace = Bun.spawn(inNamespace([wireguardGo, device]), { env: { ...process.env, WG_PROCESS_FOREGROUND: "1" }, stdout: "ignore", stderr: "pipe" });
+        for (let i = 0; run(inNamespace([tools.wg!, "show", device])).code !== 0; i++) {
+          if (i > 100 || userspace.exitCode !== null) throw new Error(`wireguard-go did not create ${device}`);
+          await Bun.sleep(50);
+        }
+      }
+    } catch (error) {
+      cleanUp();
+      throw error;
+    }
+  });
+
+  afterAll(async () => {
+    const child = userspace;
+    cleanUp();
+    if (child) await child.exited;
+    process.off("exit", onExit);
+    expect(run([tools.ip!, "netns", "pids", namespace]).code).not.toBe(0); // the namespace is gone
+  });
+
+  function writeConfig(name: string, text: string): string {
+    const path = join(directory, name);
+    writeFileSync(path, text);
+    chmodSync(path, 0o600); // wg-quick warns about world-readable keys
+    return path;
+  }
+
+  test.each(cases)("wg-quick strip of the wg-quick render equals the setconf render: %s", (_, config) => {
+    const path = writeConfig(`${device}.conf`, renderWgQuick(config, privateKey));
+    const stripped = mustRun([tools.wgQuick!, "strip", path]);
+    expect(meaningful(stripped)).toEqual(meaningful(renderSetconf(config, privateKey)));
+    expect(stripped).toContain(`PrivateKey = ${privateKey}`);
+  });
+
+  /** What the device holds, from `wg show dump`: the interface line, then one line per peer. */
+  function deviceState(): { listenPort: string; peers: Map<string, { psk: string; endpoint: string; allowedIps: string[]; keepalive: string }> } {
+    const [head, ...lines] = mustRun(inNamespace([tools.wg!, "show", device, "dump"])).trim().split("\n");
+    const peers = new Map<string, { psk: string; endpoint: string; allowedIps: string[]; keepalive: string }>();
+    for (const line of lines) {
+      const [publicKey, psk, endpoint, allowed, , , , keepalive] = line.split("\t");
+      peers.set(publicKey!, { psk: psk!, endpoint: endpoint!, allowedIps: allowed === "(none)" ? [] : allowed!.split(",").sort(), keepalive: keepalive! });
+    }
+    return { listenPort: head!.split("\t")[2]!, peers };
+  }
+
+  test.each(cases)("wg setconf loads the setconf render onto a device: %s", (_, config) => {
+    mustRun(inNamespace([tools.wg!, "setconf", device, writeConfig("setconf.conf", renderSetconf(config, privateKey))]));
+    const state = deviceState();
+    expect(state.listenPort).toBe(String(config.listenPort));
+    const expected = new Map<string, { psk: string; endpoint: string; allowedIps: string[]; keepalive: string }>();
+    for (const peer of config.peers) {
+      const common = { psk: peer.presharedKey ?? "(none)", endpoint: peer.endpoint ?? "(none)", keepalive: peer.keepalive > 0 ? String(peer.keepalive) : "off" };
+      expected.set(peer.publicKey, { ...common, allowedIps: [...peer.allowedIps].sort() });
+      if (peer.nextPublicKey) expected.set(peer.nextPublicKey, { ...common, allowedIps: [] });
+    }
+    expect(state.peers).toEqual(expected);
+    expect(state.peers.size).toBeGreaterThan(0);
+  });
+
+  test("a rotating peer shows up twice on the device, the next key without routes", () => {
+    const config = cases[1]![1];
+    mustRun(inNamespace([tools.wg!, "setconf", device, writeConfig("rotating.conf", renderSetconf(config, privateKey))]));
+    const ci = meshNodes.find((n) => n.name === "ci")!;
+    const peers = deviceState().peers;
+    expect(peers.get(ci.publicKey)!.allowedIps).toEqual(["100.64.0.9/32", "fd7a:115c:a1e0::9/128"]);
+    expect(peers.get(ci.nextPublicKey!)!.allowedIps).toEqual([]);
+    expect(peers.get(ci.nextPublicKey!)!.psk).toBe(peers.get(ci.publicKey)!.psk);
+  });
+
+  test.each(cases)("nft -c accepts the script: %s", (_, config) => {
+    const path = writeConfig("check.nft", renderNftables(config, device));
+    const result = run(inNamespace([tools.nft!, "-c", "-f", path]));
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+  });
+
+  test("applied twice, then replaced by the no-ACL script: the table follows", () => {
+    const table = `inet ${nftablesTableName(device)}`;
+    const hub = writeConfig("hub.nft", renderNftables(cases[2]![1], device));
+    mustRun(inNamespace([tools.nft!, "-f", hub]));
+    mustRun(inNamespace([tools.nft!, "-f", hub])); // the delete-and-redefine idiom replaces, never duplicates
+    const listed = mustRun(inNamespace([tools.nft!, "list", "table", ...table.split(" ")]));
+    expect(listed).toContain(`iifname "${device}" jump mesh_in`);
+    expect(listed).toContain(`iifname "${device}" oifname "${device}" jump mesh_fwd`);
+    expect(listed).toMatch(/ip saddr \{ 100\.64\.0\.101, 100\.64\.0\.103, .* \} ip daddr \{ 100\.64\.0\.100, .* \} tcp dport 5432 accept/);
+    expect(listed.match(/chain mesh_fwd/g)).toHaveLength(1);
+    expect(listed.match(/jump mesh_in/g)).toHaveLength(1);
+
+    mustRun(inNamespace([tools.nft!, "-f", writeConfig("open.nft", renderNftables(cases[5]![1], device))]));
+    const open = mustRun(inNamespace([tools.nft!, "list", "table", ...table.split(" ")]));
+    expect(open).not.toContain("mesh_fwd");
+    expect(open).not.toContain("saddr");
+    expect(open).toMatch(/chain mesh_in \{\s+accept\s+\}/);
+  });
+});
