@@ -63,8 +63,20 @@ export class Agent {
     return true;
   }
 
+  /**
+   * Changes the state file from its current content: `citadel mesh rotate` (another process)
+   * may have written the next key since this agent last read it.
+   */
+  private updateState(change: (state: NodeState) => void): void {
+    const fresh = readState(this.options.stateDir);
+    change(fresh);
+    writeState(this.options.stateDir, fresh);
+    this.state = fresh;
+  }
+
   /** One round: fetch, verify, apply (or show the diff). */
   async round(): Promise<RoundResult> {
+    this.state = readState(this.options.stateDir);
     const fetched = await fetchConfig(this.connection, this.options.dryRun ? null : this.etag);
     if (fetched.status === 304) {
       // Unchanged; a rotation in progress may still move AllowedIPs between a peer's keys.
@@ -80,9 +92,8 @@ export class Agent {
     this.current = doc;
     this.etag = fetched.etag;
     writeStoredConfig(this.options.stateDir, { body: fetched.body, signature: fetched.signature! });
-    writeWgQuick(this.options.stateDir, doc.config.network.interfaceName, renderWgQuick(doc.config, this.state.private_key));
-    this.state.applied_version = doc.version;
-    writeState(this.options.stateDir, this.state);
+    writeWgQuick(this.options.stateDir, this.state.interface, renderWgQuick(doc.config, this.state.private_key));
+    this.updateState((state) => (state.applied_version = doc.version));
     const publicKey = await publicKeyOf(this.state.private_key);
     await nodeRequest(this.connection, "POST", "/v1/mesh/node/applied", { version: doc.version, public_key: publicKey });
     if (switched) {
@@ -96,8 +107,7 @@ export class Agent {
   async rotate(): Promise<string> {
     const { generateKeyPair } = await import("./keys.ts");
     const next = await generateKeyPair();
-    this.state.next_private_key = next.privateKey;
-    writeState(this.options.stateDir, this.state);
+    this.updateState((state) => (state.next_private_key = next.privateKey));
     await nodeRequest(this.connection, "POST", "/v1/mesh/node/rotate", { public_key: next.publicKey });
     return next.publicKey;
   }
@@ -107,9 +117,10 @@ export class Agent {
     const next = this.state.next_private_key;
     if (!next || !doc.rotation?.switch) return false;
     if ((await publicKeyOf(next)) !== doc.rotation.next_public_key) return false; // announced by another run: wait for ours
-    this.state.private_key = next;
-    this.state.next_private_key = null;
-    writeState(this.options.stateDir, this.state);
+    this.updateState((state) => {
+      state.private_key = next;
+      state.next_private_key = null;
+    });
     this.options.err("switched to the next key: peers accept it; the old key is dropped once the control plane hears of it");
     return true;
   }
@@ -125,15 +136,17 @@ export class Agent {
 
   /** Makes the device match `doc`; true when something changed. */
   private async apply(doc: ConfigDocument): Promise<boolean> {
-    const name = doc.config.network.interfaceName;
+    const name = this.state.interface;
     let created = false;
     if (!(await device.interfaceExists(name))) {
       await device.createInterface(name, this.options.userspace);
       created = true;
     }
     const desired = await this.desired(doc, name);
-    const before = device.describeDevice(await device.readDevice(name));
-    const changed = created || before !== device.describeDesired(desired);
+    const current = await device.readDevice(name);
+    // The descriptions leave the private key out (it is a secret): a switched key is compared by its public half.
+    const keyChanged = current.publicKey !== (await publicKeyOf(this.state.private_key));
+    const changed = created || keyChanged || device.describeDevice(current) !== device.describeDesired(desired);
     if (changed) await device.syncConfig(name, desired, this.options.stateDir);
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu);
     if (this.options.firewall) await device.applyFirewall(renderNftables(doc.config, name));
@@ -142,7 +155,7 @@ export class Agent {
 
   /** --dry-run: what applying would change, as a diff of the device's state; nothing is touched. */
   private async showDiff(doc: ConfigDocument): Promise<boolean> {
-    const name = doc.config.network.interfaceName;
+    const name = this.state.interface;
     const exists = await device.interfaceExists(name);
     const before = exists ? device.describeDevice(await device.readDevice(name)) : "";
     const after = device.describeDesired(await this.desired(doc, name));

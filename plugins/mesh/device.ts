@@ -95,7 +95,7 @@ export async function createInterface(name: string, userspace = "wireguard-go", 
   }
   const deadline = Date.now() + INTERFACE_APPEAR_TIMEOUT_MS;
   while (!(await interfaceExists(name, run))) {
-    if (Date.now() > deadline) throw new DeviceCommandError(`${userspace} ${name}`, 0, `the interface did not appear within ${INTERFACE_APPEAR_TIMEOUT_MS / 1000} s`);
+    if (Date.now() > deadline) throw new Error(`${userspace} started, but interface ${name} did not appear within ${INTERFACE_APPEAR_TIMEOUT_MS / 1000} s`);
     await Bun.sleep(INTERFACE_POLL_MS);
   }
   return "userspace";

@@ -41,6 +41,7 @@ async function join(ctx: CommandContext): Promise<number> {
   const server = typeof ctx.options.server === "string" ? ctx.options.server.replace(/\/+$/, "") : null;
   const key = typeof ctx.options.key === "string" ? ctx.options.key : (ctx.env.CITADEL_MESH_KEY ?? null);
   if (!server || !key) throw new Error("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
+  if (typeof ctx.options.interface === "string" && !/^[A-Za-z0-9_=+.-]{1,15}$/.test(ctx.options.interface)) throw new Error("--interface: 1–15 letters, digits or _=+.-");
   const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
   const pair = await generateKeyPair();
   const tags = typeof ctx.options.tags === "string" && ctx.options.tags !== "" ? ctx.options.tags.split(",").map((t) => t.trim()) : undefined;
@@ -74,7 +75,8 @@ async function join(ctx: CommandContext): Promise<number> {
     network_id: doc.network,
     network: enrolled.node.network,
     name: enrolled.node.name,
-    interface: doc.config.network.interfaceName,
+    // The network suggests a name; the node may choose its own (names are per host).
+    interface: typeof ctx.options.interface === "string" ? ctx.options.interface : doc.config.network.interfaceName,
     token: enrolled.token,
     signing_key: enrolled.signing_key,
     private_key: pair.privateKey,
@@ -151,6 +153,7 @@ export const nodeCommands: Command[] = [
       name: { type: "string", description: "The node's name (default: the host name)" },
       tags: { type: "string", description: "Tags to take, among those the key grants (default: all of them)" },
       endpoint: { type: "string", description: "host:port other nodes reach this one at (default: none, it dials out)" },
+      interface: { type: "string", description: "The WireGuard interface on this node (default: the network's)" },
       qr: { type: "boolean", description: "For a phone: print the whole config as a QR code and write nothing" },
     },
     run: join,

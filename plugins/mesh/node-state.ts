@@ -26,6 +26,7 @@ export interface NodeState {
   network_id: string;
   network: string;
   name: string;
+  /** The WireGuard interface here: the network's suggestion unless join was given --interface. */
   interface: string;
   token: string;
   /** The control plane's Ed25519 public key: only configs it signed are applied. */

@@ -373,7 +373,7 @@ describe("planNode and planNetwork", () => {
   const networkArb = fc
     .record({
       topology: fc.constantFrom("mesh" as const, "hub" as const),
-      nodes: fc.array(fc.record({ tags: fc.subarray(tagNames), hub: fc.boolean({}), rotating: fc.boolean() }), { minLength: 1, maxLength: 25 }),
+      nodes: fc.array(fc.record({ tags: fc.subarray(tagNames), hub: fc.nat(4).map((v) => v === 0), rotating: fc.boolean() }), { minLength: 1, maxLength: 25 }),
       rules: fc.array(
         fc.record({
           src: fc.array(fc.oneof(fc.constant("*"), fc.constantFrom(...tagNames).map((t) => `tag:${t}`), fc.nat(24).map((i) => `node:n${i}`)), { minLength: 1, maxLength: 2 }),

@@ -1,0 +1,278 @@
+/**
+ * A real WireGuard mesh, end to end, with the compiled binary: network namespaces joined by
+ * veth pairs on a bridge (192.0.2.0/24, TEST-NET-1), the control plane serving HTTPS inside one
+ * of them, four nodes that enroll with `citadel mesh join` (pinning the self-signed
+ * certificate by fingerprint) and apply their signed configs with `citadel mesh agent` —
+ * userspace WireGuard (wireguard-go), `wg syncconf`, addresses, nftables.
+ *
+ * Then: every pair pings over the mesh; a node rotates its key while agents run and pings still
+ * pass; an ACL leaves forbidden pairs without a tunnel or stopped by the receiver's nftables
+ * (allowed ports get through, others not); --dry-run shows the change first and touches
+ * nothing; a node whose interface is gone comes back from its stored config with the control
+ * plane down (a reboot).
+ *
+ * wireguard-go's control sockets live in /var/run/wireguard for the whole host, so each node
+ * takes its own interface name (join --interface): names are per host, and here all hosts
+ * share one.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { BINARY, ensureBinary, tempDir, ROOT } from "../helpers/binary.ts";
+import { requireTool } from "../helpers/tools.ts";
+
+const tools = ["ip", "wg", "wireguard-go", "ping", "nft"].map((t) => requireTool(t, { ip: "iproute2", wg: "wireguard-tools", "wireguard-go": "wireguard-go", ping: "iputils-ping", nft: "nftables" }[t]!));
+const isRoot = process.getuid?.() === 0;
+if (!isRoot && process.env.CI === "true") throw new Error("the mesh end-to-end test needs root (network namespaces); CI runs as root");
+const runnable = isRoot && tools.every((t) => t !== null);
+
+const id = `${process.pid % 100_000}`;
+const BRIDGE_NS = `cmb${id}`;
+const CONTROL_NS = `cmc${id}`;
+const SERVER = "192.0.2.100";
+const PORT = 8443;
+const NODES = [
+  { n: 1, name: "web1", tags: "web" },
+  { n: 2, name: "web2", tags: "web" },
+  { n: 3, name: "db1", tags: "db" },
+  { n: 4, name: "ops1", tags: "ops" },
+] as const;
+const nodeNs = (n: number) => `cmn${id}x${n}`;
+const ifName = (n: number) => `wgm${id}n${n}`;
+const meshIp = (n: number) => `100.64.0.${n}`;
+
+/** The tools live in /usr/sbin, which a non-login PATH may lack. */
+const PATH = `${process.env.PATH ?? "/usr/bin:/bin"}:/usr/sbin:/sbin`;
+const data = tempDir("citadel-e2e-mesh-");
+const home = tempDir("citadel-e2e-mesh-home-");
+const stateOf = (n: number) => join(data.path, `node${n}`);
+let server: Subprocess | null = null;
+let token = "";
+let fingerprint = "";
+const agents: Subprocess[] = [];
+
+async function sh(argv: string[], options: { allowFail?: boolean; stdin?: string; env?: Record<string, string> } = {}) {
+  const proc = Bun.spawn(argv, {
+    env: { PATH, HOME: home.path, XDG_CONFIG_HOME: home.path, ...options.env },
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: options.stdin === undefined ? "ignore" : new TextEncoder().encode(options.stdin),
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0 && !options.allowFail) throw new Error(`${argv.join(" ")} → ${code}\n${stdout}\n${stderr}`);
+  return { code, stdout, stderr };
+}
+
+const inNs = (ns: string, argv: string[], options: Parameters<typeof sh>[1] = {}) => sh(["ip", "netns", "exec", ns, ...argv], options);
+
+/** The citadel CLI on the control plane's host, as the operator (token in CITADEL_TOKEN). */
+const operator = (args: string[]) => inNs(CONTROL_NS, [BINARY, "--data", join(data.path, "server"), ...args], { env: { CITADEL_HTTP_ADDRESS: SERVER, CITADEL_HTTP_PORT: String(PORT), CITADEL_TOKEN: token } });
+
+/** The citadel CLI on node n. */
+const onNode = (n: number, args: string[], allowFail = false) => inNs(nodeNs(n), [BINARY, ...args], { allowFail });
+
+/** One request from inside the control plane's namespace. */
+async function api(method: string, path: string, body?: unknown, bearer = token): Promise<{ status: number; body: any }> {
+  const r = await inNs(CONTROL_NS, [process.execPath, join(ROOT, "test/helpers/netns-fetch.ts"), `https://${SERVER}:${PORT}${path}`, join(data.path, "server", "tls", "cert.pem"), method, bearer, body === undefined ? "" : JSON.stringify(body)]);
+  return JSON.parse(r.stdout);
+}
+
+/** True when `from` gets an echo reply from `to` over the mesh. */
+async function pings(from: number, to: string): Promise<boolean> {
+  const r = await inNs(nodeNs(from), ["ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", to], { allowFail: true });
+  return r.code === 0;
+}
+
+/** Which ordered pairs ping, as "1>3" strings, all at once. */
+async function pingMatrix(): Promise<string[]> {
+  const pairs = NODES.flatMap((a) => NODES.filter((b) => b.n !== a.n).map((b) => [a.n, b.n] as const));
+  const results = await Promise.all(pairs.map(async ([a, b]) => ((await pings(a, meshIp(b))) ? `${a}>${b}` : null)));
+  return results.filter((r): r is string => r !== null);
+}
+
+const allPairs = NODES.flatMap((a) => NODES.filter((b) => b.n !== a.n).map((b) => `${a.n}>${b.n}`));
+
+async function agentOnce(n: number) {
+  return onNode(n, ["mesh", "agent", "--once", "--state", stateOf(n)]);
+}
+
+/** A TCP connect from node `from` to `address:port`, 2 s at most: "open" or "closed". */
+async function tcpConnect(from: number, address: string, port: number): Promise<string> {
+  const script = `setTimeout(() => { console.log("closed"); process.exit(0); }, 2000); await Bun.connect({ hostname: "${address}", port: ${port}, socket: { data() {}, open(s) { console.log("open"); s.end(); process.exit(0); }, connectError() { console.log("closed"); process.exit(0); } } }).catch(() => { console.log("closed"); process.exit(0); });`;
+  return (await inNs(nodeNs(from), [process.execPath, "-e", script], { allowFail: true })).stdout.trim();
+}
+
+async function removeNetwork() {
+  for (const a of agents) a.kill("SIGKILL");
+  server?.kill("SIGKILL");
+  for (const ns of [BRIDGE_NS, CONTROL_NS, ...NODES.map((node) => nodeNs(node.n))]) {
+    const pids = await sh(["ip", "netns", "pids", ns], { allowFail: true });
+    for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) process.kill(Number(pid), "SIGKILL");
+  }
+  // wireguard-go's sockets outlive a killed process.
+  for (const node of NODES) await sh(["rm", "-f", `/var/run/wireguard/${ifName(node.n)}.sock`], { allowFail: true });
+  for (const ns of [BRIDGE_NS, CONTROL_NS, ...NODES.map((node) => nodeNs(node.n))]) await sh(["ip", "netns", "del", ns], { allowFail: true });
+}
+
+async function cleanup() {
+  await removeNetwork();
+  data.remove();
+  home.remove();
+}
+
+describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
+  beforeAll(async () => {
+    await ensureBinary();
+    await removeNetwork().catch(() => {});
+    // The "switch": a bridge in its own namespace; every host gets a veth pair into it.
+    await sh(["ip", "netns", "add", BRIDGE_NS]);
+    await inNs(BRIDGE_NS, ["ip", "link", "add", "br0", "type", "bridge"]);
+    await inNs(BRIDGE_NS, ["ip", "link", "set", "br0", "up"]);
+    const hosts = [{ ns: CONTROL_NS, address: SERVER, port: "pc" }, ...NODES.map((node) => ({ ns: nodeNs(node.n), address: `192.0.2.${node.n}`, port: `p${node.n}` }))];
+    for (const h of hosts) {
+      await sh(["ip", "netns", "add", h.ns]);
+      await sh(["ip", "link", "add", "eth0", "netns", h.ns, "type", "veth", "peer", "name", h.port, "netns", BRIDGE_NS]);
+      await inNs(BRIDGE_NS, ["ip", "link", "set", h.port, "master", "br0", "up"]);
+      await inNs(h.ns, ["ip", "link", "set", "lo", "up"]);
+      await inNs(h.ns, ["ip", "address", "add", `${h.address}/24`, "dev", "eth0"]);
+      await inNs(h.ns, ["ip", "link", "set", "eth0", "up"]);
+    }
+
+    // The control plane, serving HTTPS on the bridge (its self-signed certificate names 192.0.2.100).
+    const serverData = join(data.path, "server");
+    server = Bun.spawn(["/usr/sbin/ip", "netns", "exec", CONTROL_NS, BINARY, "serve", "--data", serverData], {
+      env: { PATH, HOME: home.path, CITADEL_HTTP_ADDRESS: SERVER, CITADEL_HTTP_PORT: String(PORT), CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" },
+      stdout: Bun.file(join(data.path, "server.out")),
+      stderr: Bun.file(join(data.path, "server.err")),
+      stdin: "ignore",
+    });
+    const deadline = Date.now() + 20_000;
+    let listening: { tls_fingerprint_sha256?: string } | undefined;
+    while (!listening) {
+      if (Date.now() > deadline || server.exitCode !== null) throw new Error(`the control plane did not start: ${readFileSync(join(data.path, "server.err"), "utf8")}`);
+      await Bun.sleep(50);
+      let out = "";
+      try {
+        out = readFileSync(join(data.path, "server.out"), "utf8");
+      } catch {
+        // not yet
+      }
+      listening = out
+        .split("\n")
+        .filter((l) => l.includes('"msg":"listening"'))
+        .map((l) => JSON.parse(l))[0];
+    }
+    fingerprint = listening.tls_fingerprint_sha256!;
+    const oneTime = /One-time password for \S+: (\S+)/.exec(readFileSync(join(data.path, "server.err"), "utf8"))![1]!;
+    const first = await api("POST", "/v1/iam/login", { email: "admin@localhost", password: oneTime }, "");
+    await api("POST", "/v1/iam/me/password", { current_password: oneTime, new_password: "owner-passphrase-2026" }, first.body.token);
+    token = (await api("POST", "/v1/iam/login", { email: "admin@localhost", password: "owner-passphrase-2026" }, "")).body.token;
+    expect(token).toMatch(/^citadel_ses_/);
+
+    // The operator makes the network and one key per tag; each node joins with its own.
+    await operator(["mesh", "networks", "create", "office", "--keepalive", "5"]);
+    for (const node of NODES) {
+      const key = JSON.parse((await operator(["mesh", "keys", "create", "office", "--tags", node.tags, "--json"])).stdout).key as string;
+      const joined = await onNode(node.n, ["mesh", "join", "--server", `https://${SERVER}:${PORT}`, "--key", key, "--fingerprint", fingerprint, "--name", node.name, "--endpoint", `192.0.2.${node.n}:51820`, "--interface", ifName(node.n), "--state", stateOf(node.n)]);
+      expect(joined.stdout).toContain(`Enrolled ${node.name} (${meshIp(node.n)}`);
+    }
+  }, 120_000);
+
+  afterAll(cleanup, 60_000);
+
+  test("join kept the private key on the node: the server has only public keys, and they match `wg pubkey`", async () => {
+    const nodes = JSON.parse((await operator(["mesh", "nodes", "office", "--json"])).stdout).items as Array<{ name: string; public_key: string }>;
+    for (const node of NODES) {
+      const state = JSON.parse(readFileSync(join(stateOf(node.n), "node.json"), "utf8"));
+      const pub = (await sh(["wg", "pubkey"], { stdin: `${state.private_key}\n` })).stdout.trim();
+      expect(nodes.find((x) => x.name === node.name)!.public_key).toBe(pub);
+      expect(readFileSync(join(data.path, "server", "citadel.db")).includes(Buffer.from(state.private_key))).toBe(false);
+    }
+  });
+
+  test("every pair pings over the mesh once the agents applied their configs (IPv4 and IPv6)", async () => {
+    for (const node of NODES) await agentOnce(node.n);
+    const show = await inNs(nodeNs(1), ["wg", "show", ifName(1), "peers"]);
+    expect(show.stdout.trim().split("\n")).toHaveLength(3);
+    expect(await pingMatrix()).toEqual(allPairs);
+    const v6 = JSON.parse((await operator(["mesh", "nodes", "office", "--json"])).stdout).items.find((x: { name: string }) => x.name === "db1").ipv6;
+    expect(await pings(1, v6)).toBe(true);
+  }, 120_000);
+
+  test("a node rotates its key while agents run: peers accept the new key first, then the old one is dropped; pings still pass", async () => {
+    for (const node of NODES) agents.push(Bun.spawn(["/usr/sbin/ip", "netns", "exec", nodeNs(node.n), BINARY, "mesh", "agent", "--interval", "1", "--state", stateOf(node.n)], { env: { PATH, HOME: home.path }, stdout: "ignore", stderr: "ignore", stdin: "ignore" }));
+    const before = JSON.parse(readFileSync(join(stateOf(1), "node.json"), "utf8")).private_key as string;
+    const rotated = await onNode(1, ["mesh", "rotate", "--state", stateOf(1), "--json"]);
+    const next = JSON.parse(rotated.stdout).next_public_key as string;
+    const deadline = Date.now() + 60_000;
+    let web1: { public_key: string; next_public_key: string | null } | undefined;
+    while (Date.now() < deadline) {
+      web1 = JSON.parse((await operator(["mesh", "nodes", "office", "--json"])).stdout).items.find((x: { name: string }) => x.name === "web1");
+      if (web1!.public_key === next && web1!.next_public_key === null) break;
+      await Bun.sleep(500);
+    }
+    expect(web1).toMatchObject({ public_key: next, next_public_key: null });
+    expect(JSON.parse(readFileSync(join(stateOf(1), "node.json"), "utf8")).private_key).not.toBe(before);
+    // Peers drop the old key at their next poll.
+    const peersHaveOnlyNew = async () => {
+      for (const n of [2, 3, 4]) {
+        const peers = (await inNs(nodeNs(n), ["wg", "show", ifName(n), "peers"])).stdout;
+        if (!peers.includes(next) || peers.split("\n").filter(Boolean).length !== 3) return false;
+      }
+      return true;
+    };
+    const until = Date.now() + 15_000;
+    while (!(await peersHaveOnlyNew()) && Date.now() < until) await Bun.sleep(300);
+    expect(await peersHaveOnlyNew()).toBe(true);
+    expect(await pingMatrix()).toEqual(allPairs);
+    for (const a of agents.splice(0)) {
+      a.kill("SIGTERM");
+      await a.exited;
+    }
+  }, 120_000);
+
+  test("ACL: forbidden pairs get no tunnel or are dropped by the receiver's nftables; allowed ports pass; --dry-run shows it first", async () => {
+    const policy = {
+      rules: [
+        { src: ["tag:web"], dst: ["tag:db"], ports: ["tcp/5432"] },
+        { src: ["tag:ops"], dst: ["*"], ports: ["*"] },
+      ],
+    };
+    const file = join(home.path, "acl.json");
+    await Bun.write(file, JSON.stringify(policy));
+    await operator(["mesh", "acl", "office", "--set", file]);
+
+    // The dry run names the peer web1 loses and changes nothing.
+    const dry = await onNode(1, ["mesh", "agent", "--dry-run", "--state", stateOf(1)]);
+    const web2Key = JSON.parse((await operator(["mesh", "nodes", "office", "--json"])).stdout).items.find((x: { name: string }) => x.name === "web2").public_key;
+    expect(dry.stdout).toContain(`- peer ${web2Key}`);
+    expect((await inNs(nodeNs(1), ["wg", "show", ifName(1), "peers"])).stdout).toContain(web2Key);
+
+    for (const node of NODES) await agentOnce(node.n);
+    expect((await inNs(nodeNs(1), ["wg", "show", ifName(1), "peers"])).stdout).not.toContain(web2Key);
+    expect((await inNs(nodeNs(3), ["nft", "list", "ruleset"])).stdout).toContain("tcp dport 5432 accept");
+
+    // Only ops reaches everyone by ping; web→db is TCP 5432 only; nothing else gets through.
+    expect(await pingMatrix()).toEqual(["4>1", "4>2", "4>3"]);
+    const listener = Bun.spawn(["/usr/sbin/ip", "netns", "exec", nodeNs(3), process.execPath, "-e", `for (const port of [5432, 5433]) Bun.listen({ hostname: "${meshIp(3)}", port, socket: { data() {} } }); await Bun.sleep(60_000);`], { stdout: "ignore", stderr: "ignore" });
+    agents.push(listener);
+    await Bun.sleep(500);
+    expect(await tcpConnect(1, meshIp(3), 5432)).toBe("open");
+    expect(await tcpConnect(1, meshIp(3), 5433)).toBe("closed"); // the tunnel exists; db1's nftables drops it
+    expect(await tcpConnect(2, meshIp(3), 5432)).toBe("open");
+    expect(await tcpConnect(4, meshIp(3), 5433)).toBe("open");
+    listener.kill();
+  }, 120_000);
+
+  test("after a reboot the node comes back from its stored, signed config, even with the control plane down", async () => {
+    server!.kill("SIGTERM");
+    await server!.exited;
+    await inNs(nodeNs(4), ["ip", "link", "del", ifName(4)]);
+    await Bun.sleep(300);
+    const r = await onNode(4, ["mesh", "agent", "--once", "--state", stateOf(4)], true);
+    expect(r.stderr).toContain("applied the stored config");
+    expect(r.code).not.toBe(0); // and it says the control plane cannot be reached
+    expect(await pings(4, meshIp(3))).toBe(true);
+  }, 60_000);
+});
