@@ -19,6 +19,7 @@
  *   every second while a rotation is in its config), so traffic follows the switch at once.
  */
 import { createSocket } from "node:dgram";
+import { readFileSync, writeFileSync } from "node:fs";
 import { renderNftables, renderSetconf, renderWgQuick } from "./render.ts";
 import * as device from "./device.ts";
 import { publicKeyOf } from "./keys.ts";
@@ -150,6 +151,7 @@ export class Agent {
     if (changed) await device.syncConfig(name, desired, this.options.stateDir);
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu);
     if (this.options.firewall) await device.applyFirewall(renderNftables(doc.config, name));
+    if (doc.relay) enableForwarding(this.options.err);
     return changed;
   }
 
@@ -167,12 +169,24 @@ export class Agent {
       const rules = doc.config.firewall ? doc.config.firewall.input.length + (doc.config.firewall.forward?.length ?? 0) : 0;
       this.options.out(`  firewall: nftables table for ${name} (${doc.config.firewall ? `${rules} rule(s), deny by default` : "no ACL: accept all from the mesh"})`);
     }
+    if (doc.relay) this.options.out("  relay: IP forwarding on (this node is a hub)");
     if (doc.rotation) this.options.out(`  key rotation: ${doc.rotation.switch ? "peers are ready, the next round switches" : "waiting for peers to accept the next key"}`);
     return lines.length > 0;
   }
 
   overlapInProgress(): boolean {
     return this.current !== null && (hasOverlap(this.current) || this.state.next_private_key !== null);
+  }
+}
+
+/** A hub forwards between spokes (its nftables forward chain decides what may pass). */
+function enableForwarding(warn: (text: string) => void): void {
+  for (const path of ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"]) {
+    try {
+      if (readFileSync(path, "utf8").trim() !== "1") writeFileSync(path, "1");
+    } catch (error) {
+      warn(`mesh agent: cannot turn on forwarding (${path}): ${error instanceof Error ? error.message : String(error)}; this hub relays nothing`);
+    }
   }
 }
 

@@ -31,6 +31,8 @@ export interface ConfigDocument {
   version: number;
   poll_seconds: number;
   config: NodeConfig;
+  /** This node relays between spokes (a hub of a hub network): it must forward IP packets. */
+  relay: boolean;
   /** This node's own rotation: switch to the next key when `switch` says peers are ready. */
   rotation: { next_public_key: string; switch: boolean } | null;
 }
@@ -159,7 +161,8 @@ export class NodeConfigs {
           ),
         }
       : null;
-    const document: ConfigDocument = { format: CONFIG_FORMAT, node: node.id, network: node.network_id, version: view.version, poll_seconds: this.k.settings.poll_seconds, config, rotation };
+    const relay = view.network.topology === "hub" && node.hub === 1;
+    const document: ConfigDocument = { format: CONFIG_FORMAT, node: node.id, network: node.network_id, version: view.version, poll_seconds: this.k.settings.poll_seconds, config, relay, rotation };
     const body = JSON.stringify(document);
     const signed: SignedConfig = { body, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 32)}"`, signature: this.signer().sign(body), version: view.version };
     if (!rotating) this.documents.set(node.id, { version: view.version, validUntil: view.validUntil, signed });

@@ -78,14 +78,21 @@ export const meshPlugin = definePlugin<MeshSettings>({
 
   routes: (k) => {
     const { mesh, configs } = meshOf(k);
+    const authenticated = new WeakMap<Request, sql.NodeRow>();
     const node = (request: Request) => {
+      const known = authenticated.get(request);
+      if (known) return known;
       try {
-        return mesh.authenticateNode(bearer(request));
+        const row = mesh.authenticateNode(bearer(request));
+        authenticated.set(request, row);
+        return row;
       } catch (e) {
         k.shield.current?.observe(requestMeta(request).client, "invalid_token");
         throw e;
       }
     };
+    // Before the body is validated: a caller without a node token learns nothing about the body's shape.
+    const nodeFirst = { transform: ({ request }: { request: Request }) => void node(request) };
     return (
       new Elysia({ name: "mesh" })
         // --- networks --------------------------------------------------------------------
@@ -205,20 +212,22 @@ export const meshPlugin = definePlugin<MeshSettings>({
             detail: {
               summary: "The calling node's config document (node token), signed (x-citadel-signature: Ed25519 over the body); 304 for If-None-Match",
               tags,
-              responses: { 200: { description: "The signed config document" }, 304: { description: "Unchanged" } },
-              ...access({ public: true }),
+              responses: { 200: { description: "The signed config document", content: { "application/json": { schema: { type: "object" as const } } } }, 304: { description: "Unchanged" } },
+              ...access({ public: true, ownCredential: "mesh node token" }),
             },
           },
         )
         .post("/node/applied", ({ body, request }) => mesh.applied(node(request), auditRequest(request), body.version, body.public_key), {
+          ...nodeFirst,
           body: m.Applied,
           response: m.AppliedResult,
-          detail: { summary: "The agent applied a config version with this public key (completes a key rotation)", tags, ...access({ public: true }) },
+          detail: { summary: "The agent applied a config version with this public key (completes a key rotation)", tags, ...access({ public: true, ownCredential: "mesh node token" }) },
         })
         .post("/node/rotate", ({ body, request }) => mesh.startRotation(node(request), auditRequest(request), body.public_key), {
+          ...nodeFirst,
           body: m.Rotate,
           response: m.RotateResult,
-          detail: { summary: "Start rotating the node's key: peers accept the next key beside the current one", tags, ...access({ public: true, authLimit: true }) },
+          detail: { summary: "Start rotating the node's key: peers accept the next key beside the current one", tags, ...access({ public: true, authLimit: true, ownCredential: "mesh node token" }) },
         })
     );
   },

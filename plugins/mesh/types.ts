@@ -80,9 +80,9 @@ export interface PeerConfig {
 
 /** A protocol/port filter an nftables rule matches. */
 export interface PortMatch {
-  /** "any" = every protocol (ICMP too). */
+  /** "any" without ports = every protocol (ICMP too); "any" with ports ("22") = TCP or UDP on them. */
   protocol: "any" | "tcp" | "udp" | "icmp";
-  /** Inclusive range; null for "any"/"icmp" or every port of the protocol. */
+  /** Inclusive range; null for "*", "icmp", or every port of the protocol ("tcp/*"). */
   from: number | null;
   to: number | null;
 }

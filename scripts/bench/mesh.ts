@@ -12,10 +12,10 @@
  * Times are medians of wall time over the runs, in one process (the first run warms the JIT
  * like every later one; the median hides it).
  *
- * The generators (`syntheticNetwork`) are exported for the config-fetch part of the
- * benchmark, which goes in the marked section at the end and is called from main().
+ * 4. Config fetch: an agent's poll with its ETag (304) from the compiled binary over TLS, next
+ *    to bare Bun.serve over TLS, with wrk. Target: >= 50% of bare Bun's requests/s.
  *
- * Usage: bun scripts/bench/mesh.ts [--nodes 1000] [--runs 5]
+ * Usage: bun scripts/bench/mesh.ts [--nodes 1000] [--runs 5] [--fetch-nodes 50] [--duration 5] [--rounds 3] [--no-fetch]
  */
 import { parseArgs } from "node:util";
 import { planNetwork, type PresharedKeyOf } from "../../plugins/mesh/plan.ts";
@@ -25,6 +25,11 @@ import type { AclPolicy, AclRule, MeshNetwork, MeshNode } from "../../plugins/me
 export interface BenchOptions {
   nodes: number;
   runs: number;
+  /** Config fetch: nodes enrolled in the served network, wrk seconds and rounds; false skips it. */
+  fetchNodes: number;
+  duration: number;
+  rounds: number;
+  fetch: boolean;
 }
 
 export interface SyntheticNetwork {
@@ -177,13 +182,20 @@ function report(label: string, run: RenderRun, targetMs: number | null): void {
 
 function parseOptions(): BenchOptions {
   const { values } = parseArgs({
-    options: { nodes: { type: "string", default: "1000" }, runs: { type: "string", default: "5" } },
+    options: {
+      nodes: { type: "string", default: "1000" },
+      runs: { type: "string", default: "5" },
+      "fetch-nodes": { type: "string", default: "50" },
+      duration: { type: "string", default: "5" },
+      rounds: { type: "string", default: "3" },
+      "no-fetch": { type: "boolean", default: false },
+    },
   });
   const nodes = Number(values.nodes);
   const runs = Number(values.runs);
   if (!Number.isInteger(nodes) || nodes < 2 || nodes > 65000) throw new Error("--nodes: an integer from 2 to 65000");
   if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs: a positive integer");
-  return { nodes, runs };
+  return { nodes, runs, fetchNodes: Number(values["fetch-nodes"]), duration: Number(values.duration), rounds: Number(values.rounds), fetch: !values["no-fetch"] };
 }
 
 /** Plan and render: full mesh, hub network, and the floor. */
@@ -202,15 +214,62 @@ function benchRender(options: BenchOptions): void {
 async function main(): Promise<void> {
   const options = parseOptions();
   benchRender(options);
-  await benchConfigFetch(options);
+  if (options.fetch) await benchConfigFetch(options);
 }
 
 // --- config fetch (ETag) ---
-// The HTTP part of the benchmark (fetching configs from the server, with and without
-// If-None-Match) goes here; syntheticNetwork() gives it the same networks as above.
-
-/** Reserved for the config-fetch benchmark; does nothing yet. */
-async function benchConfigFetch(_options: BenchOptions): Promise<void> {}
+/**
+ * An agent's poll with the ETag of the config it has (304), against the compiled binary over
+ * TLS, next to bare Bun.serve over TLS in the same run (wrk, rounds alternating, medians).
+ * The network has `fetchNodes` enrolled nodes (full mesh), so the 200 row carries real peers.
+ */
+async function benchConfigFetch(options: BenchOptions): Promise<void> {
+  const { ensureTools, freshDataDir, medianSample, ownerWithPat, startBare, startCitadel, stopAll, wrk, call } = await import("./lib.ts");
+  const { ensureBinary } = await import("../../test/helpers/binary.ts");
+  const { generateKeyPair } = await import("../../plugins/mesh/keys.ts");
+  const { join } = await import("node:path");
+  const { rmSync } = await import("node:fs");
+  await ensureTools();
+  await ensureBinary();
+  const data = freshDataDir();
+  const citadel = await startCitadel(data, true);
+  const bare = await startBare([join(data, "tls/cert.pem"), join(data, "tls/key.pem")]);
+  try {
+    const { pat } = await ownerWithPat(citadel, ["mesh:admin", "mesh:read", "mesh:write"]);
+    const me = await call(citadel.url, "GET", "/v1/iam/me", undefined, pat);
+    const org = me.body.organizations[0].id as string;
+    const net = `/v1/mesh/orgs/${org}/networks`;
+    await call(citadel.url, "POST", net, { name: "bench" }, pat);
+    const key = (await call(citadel.url, "POST", `${net}/bench/keys`, { reusable: true }, pat)).body.key as string;
+    let token = "";
+    for (let i = 0; i < options.fetchNodes; i++) {
+      const { publicKey } = await generateKeyPair();
+      const enrolled = await call(citadel.url, "POST", "/v1/mesh/enroll", { key, name: `n${i}`, public_key: publicKey, endpoint: `198.51.100.${(i % 250) + 1}:51820` });
+      if (enrolled.status !== 200) throw new Error(`enroll: ${JSON.stringify(enrolled.body)}`);
+      token = enrolled.body.token;
+    }
+    const first = await fetch(`${citadel.url}/v1/mesh/node/config`, { headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } });
+    const etag = first.headers.get("etag")!;
+    const bytes = (await first.text()).length;
+    const load = { duration: options.duration, connections: 32 };
+    const hit: Awaited<ReturnType<typeof wrk>>[] = [];
+    const full: Awaited<ReturnType<typeof wrk>>[] = [];
+    const floor: Awaited<ReturnType<typeof wrk>>[] = [];
+    const url = `${citadel.url}/v1/mesh/node/config`;
+    for (let round = 0; round < options.rounds; round++) {
+      hit.push(await wrk(citadel, url, "citadel config, ETag hit (304)", { ...load, headers: [`Authorization: Bearer ${token}`, `If-None-Match: ${etag}`] }));
+      floor.push(await wrk(bare, `${bare.url}/`, "bare Bun.serve", load));
+      full.push(await wrk(citadel, url, `citadel config, full (200, ${bytes} bytes)`, { ...load, headers: [`Authorization: Bearer ${token}`] }));
+    }
+    const ratio = medianSample(hit).rps / medianSample(floor).rps;
+    console.log(`\nconfig fetch over TLS, ${options.fetchNodes} nodes in the network, median of ${options.rounds} rounds:`);
+    console.log(`  ETag hit: ${Math.round(medianSample(hit).rps)} req/s = ${(ratio * 100).toFixed(1)}% of bare Bun.serve (${Math.round(medianSample(floor).rps)} req/s)  ${ratio >= 0.5 ? "PASS" : "MISS"} (>= 50%)`);
+    console.log(`  full 200: ${Math.round(medianSample(full).rps)} req/s (${bytes} bytes, signed once per version)`);
+  } finally {
+    await stopAll(citadel, bare);
+    rmSync(data, { recursive: true, force: true });
+  }
+}
 
 // --- run ---
 if (import.meta.main) await main();

@@ -11,6 +11,12 @@ import type { Permission } from "../auth/rbac.ts";
 export interface AccessSpec {
   /** No credentials needed (health, unseal, login, the OAuth endpoints). */
   public?: true;
+  /**
+   * With `public`: the guard lets the request through and the handler checks a credential of
+   * its own kind (a mesh node's token), answering 401 without it. Named so that a reader, and
+   * the authorization tests, can tell such a route from an open one.
+   */
+  ownCredential?: string;
   /** The token scope the route needs, such as "secrets:write". */
   scope?: string;
   /** The role permission needed in the target organization (default: from the scope's action). */

@@ -15,7 +15,7 @@ type Outcome = "passes the guard" | 401 | 403;
 
 /** What the declaration says should happen to this caller. */
 function expected(spec: AccessSpec, row: Row): Outcome {
-  if (spec.public) return "passes the guard";
+  if (spec.public) return spec.ownCredential ? 401 : "passes the guard"; // no caller here holds a node token
   if (row === "no token" || row === "expired" || row === "revoked") return 401;
   if (row === "disallowed address" || row === "wrong scope") return 403;
   if (spec.operator) return 403; // none of these callers is an appliance operator

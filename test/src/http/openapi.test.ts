@@ -38,6 +38,7 @@ test("every route declares its access (a route without one would be closed by th
     "GET /oauth/device",
     "GET /openapi.json",
     "GET /readyz",
+    "GET /v1/mesh/node/config",
     "GET /v1/secrets/share-page.js",
     "GET /v1/secrets/shares/:share",
     "GET /v1/sys/seal-status",
@@ -45,6 +46,9 @@ test("every route declares its access (a route without one would be closed by th
     "POST /oauth/device/code",
     "POST /oauth/token",
     "POST /v1/iam/login",
+    "POST /v1/mesh/enroll", // a pre-auth key in the body
+    "POST /v1/mesh/node/applied", // these three: the node's own token (ownCredential)
+    "POST /v1/mesh/node/rotate",
     "POST /v1/secrets/shares/:share/peek",
     "POST /v1/secrets/shares/:share/view",
     "POST /v1/sys/unseal",
