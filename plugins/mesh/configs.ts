@@ -93,13 +93,14 @@ export class NodeConfigs {
     return this.signerOf.signer;
   }
 
-  /** The network's state now (cached per version). */
+  /**
+   * The network's state now. Cached until the service reports a change of the network (every
+   * write that bumps its version does) or a node in it expires; one process owns the database.
+   */
   view(networkId: string): NetworkView {
     const now = this.k.clock.now();
-    const version = sql.networkVersion(this.k.store.db, networkId);
-    if (version === null) throw new Error(`no mesh network ${networkId}`);
     const cached = this.views.get(networkId);
-    if (cached && cached.version === version && now < cached.validUntil) return cached;
+    if (cached && now < cached.validUntil) return cached;
     const view = this.load(networkId, now);
     this.views.set(networkId, view);
     return view;

@@ -204,9 +204,11 @@ export const meshPlugin = definePlugin<MeshSettings>({
           ({ request }) => {
             const row = node(request);
             const signed = configs.document(row);
-            const headers = { etag: signed.etag, "x-citadel-signature": signed.signature, "x-citadel-version": String(signed.version), "cache-control": "no-cache" };
-            if (request.headers.get("if-none-match") === signed.etag) return new Response(null, { status: 304, headers });
-            return new Response(signed.body, { headers: { ...headers, "content-type": "application/json" } });
+            // The poll's usual answer, kept small: the agent holds the body and its signature already.
+            if (request.headers.get("if-none-match") === signed.etag) return new Response(null, { status: 304, headers: { etag: signed.etag } });
+            return new Response(signed.body, {
+              headers: { etag: signed.etag, "x-citadel-signature": signed.signature, "x-citadel-version": String(signed.version), "cache-control": "no-cache", "content-type": "application/json" },
+            });
           },
           {
             detail: {

@@ -132,8 +132,15 @@ export class MeshService {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Nodes by token prefix, for the agents' polls (the hot path: thousands of nodes every 30 s).
+   * Emptied after every write, so a disabled or removed node is refused at its next request.
+   */
+  private readonly nodesByToken = new Map<string, sql.NodeRow>();
+
   private async write<T>(networkId: string | null, fn: (tx: Database) => T): Promise<T> {
     const result = await this.k.store.write(fn);
+    this.nodesByToken.clear();
     if (networkId !== null) for (const listener of this.listeners) listener(networkId);
     return result;
   }
@@ -544,7 +551,12 @@ export class MeshService {
   /** The node a node token belongs to; 401 for anything else, 403 for a disabled or expired node. */
   authenticateNode(token: string | null): sql.NodeRow {
     const parsed = token ? parseToken(token) : null;
-    const row = parsed?.kind === "node" ? sql.nodeByTokenPrefix(this.k.store.db, parsed.prefix) : null;
+    let row = parsed?.kind === "node" ? (this.nodesByToken.get(parsed.prefix) ?? null) : null;
+    if (parsed?.kind === "node" && !row) {
+      row = sql.nodeByTokenPrefix(this.k.store.db, parsed.prefix);
+      // Only enrolled nodes are kept: unknown prefixes (guesses) never fill the map.
+      if (row && this.nodesByToken.size < 100_000) this.nodesByToken.set(parsed.prefix, row);
+    }
     if (!row || !tokenMatches(token!, row.token_hash)) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
     if (row.disabled) throw new ForbiddenError("This node is disabled.");
     if (row.expires_at !== null && row.expires_at <= this.now()) throw new ForbiddenError("This node has expired: enroll it again.");

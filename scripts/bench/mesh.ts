@@ -13,7 +13,8 @@
  * like every later one; the median hides it).
  *
  * 4. Config fetch: an agent's poll with its ETag (304) from the compiled binary over TLS, next
- *    to bare Bun.serve over TLS, with wrk. Target: >= 50% of bare Bun's requests/s.
+ *    to bare Bun.serve over TLS, with wrk. Target: >= 50% of bare Bun's requests/s. Citadel's
+ *    /healthz (the edge alone, no authentication) is measured too, for scale.
  *
  * Usage: bun scripts/bench/mesh.ts [--nodes 1000] [--runs 5] [--fetch-nodes 50] [--duration 5] [--rounds 3] [--no-fetch]
  */
@@ -235,8 +236,8 @@ async function benchConfigFetch(options: BenchOptions): Promise<void> {
   const citadel = await startCitadel(data, true);
   const bare = await startBare([join(data, "tls/cert.pem"), join(data, "tls/key.pem")]);
   try {
-    const { pat } = await ownerWithPat(citadel, ["mesh:admin", "mesh:read", "mesh:write"]);
-    const me = await call(citadel.url, "GET", "/v1/iam/me", undefined, pat);
+    const { pat, session } = await ownerWithPat(citadel, ["mesh:admin", "mesh:read", "mesh:write"]);
+    const me = await call(citadel.url, "GET", "/v1/iam/me", undefined, session);
     const org = me.body.organizations[0].id as string;
     const net = `/v1/mesh/orgs/${org}/networks`;
     await call(citadel.url, "POST", net, { name: "bench" }, pat);
@@ -255,16 +256,19 @@ async function benchConfigFetch(options: BenchOptions): Promise<void> {
     const hit: Awaited<ReturnType<typeof wrk>>[] = [];
     const full: Awaited<ReturnType<typeof wrk>>[] = [];
     const floor: Awaited<ReturnType<typeof wrk>>[] = [];
+    const health: Awaited<ReturnType<typeof wrk>>[] = [];
     const url = `${citadel.url}/v1/mesh/node/config`;
     for (let round = 0; round < options.rounds; round++) {
       hit.push(await wrk(citadel, url, "citadel config, ETag hit (304)", { ...load, headers: [`Authorization: Bearer ${token}`, `If-None-Match: ${etag}`] }));
       floor.push(await wrk(bare, `${bare.url}/`, "bare Bun.serve", load));
+      health.push(await wrk(citadel, `${citadel.url}/healthz`, "citadel /healthz (the edge alone)", load));
       full.push(await wrk(citadel, url, `citadel config, full (200, ${bytes} bytes)`, { ...load, headers: [`Authorization: Bearer ${token}`] }));
     }
     const ratio = medianSample(hit).rps / medianSample(floor).rps;
     console.log(`\nconfig fetch over TLS, ${options.fetchNodes} nodes in the network, median of ${options.rounds} rounds:`);
     console.log(`  ETag hit: ${Math.round(medianSample(hit).rps)} req/s = ${(ratio * 100).toFixed(1)}% of bare Bun.serve (${Math.round(medianSample(floor).rps)} req/s)  ${ratio >= 0.5 ? "PASS" : "MISS"} (>= 50%)`);
     console.log(`  full 200: ${Math.round(medianSample(full).rps)} req/s (${bytes} bytes, signed once per version)`);
+    console.log(`  for scale, /healthz (no authentication, the edge alone): ${Math.round(medianSample(health).rps)} req/s = ${((medianSample(health).rps / medianSample(floor).rps) * 100).toFixed(1)}% of bare`);
   } finally {
     await stopAll(citadel, bare);
     rmSync(data, { recursive: true, force: true });

@@ -111,7 +111,7 @@ async function removeNetwork() {
     for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) process.kill(Number(pid), "SIGKILL");
   }
   // wireguard-go's sockets outlive a killed process.
-  for (const node of NODES) await sh(["rm", "-f", `/var/run/wireguard/${ifName(node.n)}.sock`], { allowFail: true });
+  for (const node of NODES) await sh(["rm", "-f", `/var/run/wireguard/${ifName(node.n)}.sock`, `/var/run/wireguard/wgh${id}n${node.n}.sock`], { allowFail: true });
   for (const ns of [BRIDGE_NS, CONTROL_NS, ...NODES.map((node) => nodeNs(node.n))]) await sh(["ip", "netns", "del", ns], { allowFail: true });
 }
 
@@ -264,6 +264,48 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     expect(await tcpConnect(4, meshIp(3), 5433)).toBe("open");
     listener.kill();
   }, 120_000);
+
+  test("hub and spoke: spokes without endpoints peer only with the hub, which relays between them; an ACL takes forbidden spoke pairs' routes away and the hub gets a forward chain", async () => {
+    await operator(["mesh", "networks", "create", "branch", "--topology", "hub", "--port", "51821", "--keepalive", "2"]);
+    const hubKey = JSON.parse((await operator(["mesh", "keys", "create", "branch", "--hub", "--tags", "ops", "--json"])).stdout).key as string;
+    const spokeKey = JSON.parse((await operator(["mesh", "keys", "create", "branch", "--reusable", "--tags", "web", "--json"])).stdout).key as string;
+    const hubState = (n: number) => join(data.path, `hub-node${n}`);
+    const hubIf = (n: number) => `wgh${id}n${n}`;
+    const hubIp = (n: number) => `100.65.0.${n}`;
+    // The hub first (host 1 of the pool), at a known endpoint; the spokes dial out (no endpoint).
+    await onNode(4, ["mesh", "join", "--server", `https://${SERVER}:${PORT}`, "--key", hubKey, "--fingerprint", fingerprint, "--name", "hub", "--endpoint", "192.0.2.4:51821", "--interface", hubIf(4), "--state", hubState(4)]);
+    for (const n of [1, 2, 3]) await onNode(n, ["mesh", "join", "--server", `https://${SERVER}:${PORT}`, "--key", spokeKey, "--fingerprint", fingerprint, "--name", `spoke${n}`, "--interface", hubIf(n), "--state", hubState(n)]);
+    for (const n of [4, 1, 2, 3]) await onNode(n, ["mesh", "agent", "--once", "--state", hubState(n)]);
+    expect((await inNs(nodeNs(1), ["wg", "show", hubIf(1), "peers"])).stdout.trim().split("\n")).toHaveLength(1); // the hub only
+    expect((await inNs(nodeNs(4), ["cat", "/proc/sys/net/ipv4/ip_forward"])).stdout.trim()).toBe("1");
+    // Spoke to spoke through the hub (the spokes' keepalive lets the hub learn where they are).
+    const eventually = async (from: number, to: string) => {
+      for (let i = 0; i < 5; i++) if (await pings(from, to)) return true;
+      return false;
+    };
+    expect(await eventually(1, hubIp(3))).toBe(true); // spoke1 is host 2, spoke2 host 3
+    expect(await eventually(3, hubIp(2))).toBe(true);
+    // An ACL in the hub network: spokes may reach the hub (ops) but not each other. The spokes
+    // lose the routes; the hub's forward chain would drop what a spoke sent anyway.
+    const file = join(home.path, "hub-acl.json");
+    await Bun.write(file, JSON.stringify({ rules: [{ src: ["tag:web"], dst: ["tag:ops"], ports: ["*"] }] }));
+    await operator(["mesh", "acl", "branch", "--set", file]);
+    for (const n of [4, 1, 2, 3]) await onNode(n, ["mesh", "agent", "--once", "--state", hubState(n)]);
+    expect(await eventually(1, hubIp(1))).toBe(true);
+    expect(await pings(1, hubIp(3))).toBe(false);
+    const hubRules = (await inNs(nodeNs(4), ["nft", "list", "ruleset"])).stdout;
+    expect(hubRules).toContain("chain mesh_fwd");
+    expect(hubRules).toMatch(/mesh_fwd \{[^}]*drop/s);
+  }, 120_000);
+
+  test("a phone: join --qr prints the whole config as a QR code and writes nothing", async () => {
+    const key = JSON.parse((await operator(["mesh", "keys", "create", "office", "--json"])).stdout).key as string;
+    const r = await inNs(CONTROL_NS, [BINARY, "mesh", "join", "--server", `https://${SERVER}:${PORT}`, "--key", key, "--fingerprint", fingerprint, "--name", "phone", "--qr", "--state", join(home.path, "phone")]);
+    expect(r.stdout).toMatch(/[█▀▄]/);
+    expect(r.stdout.split("\n").length).toBeGreaterThan(20);
+    expect(r.stderr).toContain("Enrolled phone");
+    expect(await Bun.file(join(home.path, "phone", "node.json")).exists()).toBe(false);
+  });
 
   test("after a reboot the node comes back from its stored, signed config, even with the control plane down", async () => {
     server!.kill("SIGTERM");
