@@ -7,7 +7,10 @@ import { describe, expect, test } from "bun:test";
 import { CONFIG_FORMAT, type ConfigDocument } from "../../../plugins/mesh/configs.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import { verifySignature } from "../../../plugins/mesh/signing.ts";
+import { parseName } from "../../../plugins/dns/names.ts";
+import { rdataToText } from "../../../plugins/dns/rdata.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
+import { buildQuery, DnsClient, freeUdpTcpPort } from "../../helpers/reference-dns.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 
@@ -318,5 +321,28 @@ describe("DNS names", () => {
     await c.send("DELETE", `${net}/nodes/db1`, owner);
     expect(changes).toBe(1);
     expect(provider.records()).toEqual([]);
+  });
+
+  test("the DNS server answers them: a node's name resolves on the wire, and stops resolving once it is removed", async () => {
+    const port = await freeUdpTcpPort();
+    const c = await testCitadel({ config: { dns: { udp: [`127.0.0.1:${port}`], tcp: [] } } });
+    try {
+      const owner = await c.login(c.owner.email, c.owner.password);
+      const net = `/v1/mesh/orgs/${c.owner.organization}/networks/office`;
+      await c.send("POST", `/v1/mesh/orgs/${c.owner.organization}/networks`, owner, { json: { name: "office" } });
+      const key = await preauthKey(c, owner, net, { reusable: true });
+      await enroll(c, key, "db1");
+      const client = await DnsClient.open(port);
+      const ask = async (type: number) => client.query(buildQuery({ name: parseName("db1.office.mesh.internal.", null), type }));
+      const a = await ask(1);
+      expect(a.rcode).toBe(0);
+      expect(a.aa).toBe(true);
+      expect(a.answer.map((r) => rdataToText(r.type, r.rdata))).toEqual(["100.64.0.1"]);
+      expect((await ask(28)).answer.map((r) => rdataToText(r.type, r.rdata))[0]).toMatch(/::1$/);
+      await c.send("DELETE", `${net}/nodes/db1`, owner);
+      expect((await ask(1)).rcode).toBe(3); // NXDOMAIN
+    } finally {
+      await c.stop();
+    }
   });
 });
