@@ -138,6 +138,8 @@ export class Agent {
   /** Makes the device match `doc`; true when something changed. */
   private async apply(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
+    // The firewall first, and fail closed: a policy that cannot be loaded leaves the tunnel as it was.
+    if (this.options.firewall) await device.applyFirewall(renderNftables(doc.config, name));
     let created = false;
     if (!(await device.interfaceExists(name))) {
       await device.createInterface(name, this.options.userspace);
@@ -150,7 +152,6 @@ export class Agent {
     const changed = created || keyChanged || device.describeDevice(current) !== device.describeDesired(desired);
     if (changed) await device.syncConfig(name, desired, this.options.stateDir);
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu);
-    if (this.options.firewall) await device.applyFirewall(renderNftables(doc.config, name));
     if (doc.relay) enableForwarding(this.options.err);
     return changed;
   }

@@ -53,11 +53,12 @@ interface NetworkView {
   nodes: MeshNode[];
   /** The planner over this view, built once per version. */
   plan: MeshPlan;
+  idByName: Map<string, string>;
 }
 
 export class NodeConfigs {
   private readonly views = new Map<string, NetworkView>();
-  private readonly documents = new Map<string, { version: number; validUntil: number; signed: SignedConfig }>();
+  private readonly documents = new Map<string, { version: number; validUntil: number; signed: SignedConfig; rotating: boolean; networkId: string }>();
   private signerOf: { keyring: Keyring; signer: Signer } | null = null;
 
   constructor(
@@ -65,6 +66,10 @@ export class NodeConfigs {
     private readonly mesh: MeshService,
   ) {
     mesh.onChange((networkId) => this.views.delete(networkId));
+    // A peer's report can make a rotating node's `switch` true: its document is made again.
+    mesh.onApplied((networkId) => {
+      for (const [nodeId, entry] of this.documents) if (entry.rotating && entry.networkId === networkId) this.documents.delete(nodeId);
+    });
   }
 
   /** The control plane's public key (base64 Ed25519), made on first use. */
@@ -98,6 +103,8 @@ export class NodeConfigs {
    * write that bumps its version does) or a node in it expires; one process owns the database.
    */
   view(networkId: string): NetworkView {
+    // Sealed: nothing derived from keyring secrets (preshared keys, the signer) stays in memory.
+    if (this.k.seal.sealed) this.forgetSecrets();
     const now = this.k.clock.now();
     const cached = this.views.get(networkId);
     if (cached && now < cached.validUntil) return cached;
@@ -132,7 +139,13 @@ export class NodeConfigs {
     }
     const seed = this.mesh.pskSeed(row);
     const policy = this.mesh.policyOf(row);
-    return { version: row.version, validUntil, network, nodes, plan: new MeshPlan(network, nodes, policy, seed ? pairKey(seed) : undefined) };
+    return { version: row.version, validUntil, network, nodes, plan: new MeshPlan(network, nodes, policy, seed ? pairKey(seed) : undefined), idByName: new Map(nodes.map((n) => [n.name, n.id])) };
+  }
+
+  private forgetSecrets(): void {
+    this.views.clear();
+    this.documents.clear();
+    this.signerOf = null;
   }
 
   /** One node's config at the network's current version (for the operator: no private key anywhere). */
@@ -148,17 +161,15 @@ export class NodeConfigs {
     const view = this.view(node.network_id);
     const cached = this.documents.get(node.id);
     const now = this.k.clock.now();
-    // A rotating node's document also says whether to switch now: not cached (rare, and it
-    // changes as peers report in).
     const rotating = node.next_public_key !== null;
-    if (!rotating && cached && cached.version === view.version && now < cached.validUntil) return cached.signed;
+    if (cached && cached.version === view.version && now < cached.validUntil) return cached.signed;
     const config = this.configOf(node);
     const rotation = rotating
       ? {
           next_public_key: node.next_public_key!,
           switch: this.mesh.rotationReady(
             node,
-            config.peers.map((p) => view.nodes.find((n) => n.name === p.name)?.id ?? ""),
+            config.peers.map((p) => view.idByName.get(p.name) ?? ""),
           ),
         }
       : null;
@@ -166,7 +177,8 @@ export class NodeConfigs {
     const document: ConfigDocument = { format: CONFIG_FORMAT, node: node.id, network: node.network_id, version: view.version, poll_seconds: this.k.settings.poll_seconds, config, relay, rotation };
     const body = JSON.stringify(document);
     const signed: SignedConfig = { body, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 32)}"`, signature: this.signer().sign(body), version: view.version };
-    if (!rotating) this.documents.set(node.id, { version: view.version, validUntil: view.validUntil, signed });
+    // A rotating node's document is made again when a peer reports in, or after a second (the wait may run out).
+    this.documents.set(node.id, { version: view.version, validUntil: rotating ? Math.min(view.validUntil, now + 1000) : view.validUntil, signed, rotating, networkId: node.network_id });
     if (this.documents.size > 100_000) this.documents.clear();
     return signed;
   }

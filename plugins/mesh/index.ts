@@ -32,6 +32,7 @@ const ACTIONS = [
   ["mesh.node.update", "A node's tags, state, role, endpoint or expiry changed."],
   ["mesh.node.delete", "A node was removed: it left every peer's config and its addresses are free."],
   ["mesh.node.rotate", "A node started or completed the rotation of its WireGuard key."],
+  ["mesh.node.expire", "A node reached its expiry: it left every peer's config and DNS."],
   ["mesh.acl.update", "A network's ACL policy was replaced (a new version)."],
 ] as const;
 
@@ -70,7 +71,12 @@ export const meshPlugin = definePlugin<MeshSettings>({
     if (domain === "") return async () => {};
     const unregister = k.records.register({ name: "mesh", domain: domain.endsWith(".") ? domain : `${domain}.`, records: () => nodeRecords(k, mesh) });
     const unsubscribe = mesh.onChange(() => k.records.changed("mesh"));
+    // Expiry is time, not a write: every 15 s, nodes that expired become a change of their
+    // networks (a new version for every peer, their names gone from DNS, an audit event).
+    const expiry = setInterval(() => void mesh.expireNodes().catch((e) => k.log.error("mesh: expiring nodes failed", { error: String(e) })), 15_000);
+    expiry.unref();
     return async () => {
+      clearInterval(expiry);
       unsubscribe();
       unregister();
     };
@@ -140,7 +146,8 @@ export const meshPlugin = definePlugin<MeshSettings>({
         .patch(`${NET}/nodes/:node`, ({ params, body, request }) => mesh.updateNode(caller(request), params.org, params.network, params.node, body), {
           body: m.NodeChanges,
           response: m.Node,
-          detail: { summary: "Change a node's tags, disable or enable it, make it a hub, set its endpoint or expiry", tags, ...access(WRITE) },
+          // Admin: tags are what the ACL grants on, and a hub relays every spoke's traffic.
+          detail: { summary: "Change a node's tags, disable or enable it, make it a hub, set its endpoint or expiry", tags, ...access(ADMIN) },
         })
         .delete(
           `${NET}/nodes/:node`,
@@ -254,7 +261,7 @@ function nodeRecords(k: Kernel<MeshSettings>, mesh: MeshService): ProvidedRecord
   const out: ProvidedRecord[] = [];
   for (const net of sql.allNetworks(db)) {
     const domain = mesh.domainOf(net);
-    if (domain === null) continue;
+    if (domain === null || !mesh.organizationLive(net.organization_id)) continue;
     for (const n of sql.nodes(db, net.id)) {
       if (!isActive(n, now)) continue;
       const { ipv4, ipv6 } = mesh.addressesOf(net, n.host);

@@ -73,7 +73,8 @@ export interface NodeChanges {
 }
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const INTERFACE = /^[A-Za-z0-9_=+.-]{1,15}$/;
+/** What Linux, wg and the nftables renderer all accept. */
+export const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const PSK_OWNER = "mesh/psk";
 const pskContext = (networkId: string) => `mesh/psk/${networkId}`;
 const DEFAULT_KEY_MINUTES = 60;
@@ -91,13 +92,20 @@ function checkTags(tags: unknown, field: string): string[] {
   return [...new Set(tags.map((t, i) => checkLabel(t, `${field}[${i}]`)))].sort();
 }
 
-/** "host:port" with an IP or DNS name host ("[2001:db8::1]:51820" for IPv6); null clears it. */
+/**
+ * "host:port": an IPv4 address or a DNS name, or an IPv6 address in brackets
+ * ("[2001:db8::1]:51820") — exactly what `wg` and the agent's parser accept; null clears it.
+ */
 export function checkEndpoint(text: string | null | undefined): string | null {
   if (text === null || text === undefined || text === "") return null;
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]{1,253})):(\d{1,5})$/.exec(text);
   const port = match ? Number(match[3]) : 0;
-  const host = match?.[1] ?? match?.[2];
-  const hostOk = match?.[1] !== undefined ? parseIp(match[1]) !== null : host !== undefined && (parseIp(host) !== null || /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host));
+  const bracketed = match?.[1];
+  const plain = match?.[2];
+  const hostOk =
+    bracketed !== undefined
+      ? parseIp(bracketed)?.family === 6
+      : plain !== undefined && (parseIp(plain)?.family === 4 || (parseIp(plain) === null && /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(plain) && !/^[0-9.]+$/.test(plain)));
   if (!match || !hostOk || port < 1 || port > 65_535) throw new InvalidError(`endpoint: ${JSON.stringify(text)} is not host:port (IPv6 in brackets: [2001:db8::1]:51820)`, "endpoint");
   return text;
 }
@@ -126,6 +134,14 @@ export class MeshService {
 
   constructor(private readonly k: MeshKernel) {}
 
+  private readonly appliedListeners = new Set<(networkId: string) => void>();
+
+  /** Calls `listener` when a node of the network reported an applied version (rotations may now be ready). */
+  onApplied(listener: (networkId: string) => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
+  }
+
   /** Calls `listener` after every committed change of a network or its nodes (DNS names, config cache). */
   onChange(listener: (networkId: string) => void): () => void {
     this.listeners.add(listener);
@@ -137,6 +153,18 @@ export class MeshService {
    * Emptied after every write, so a disabled or removed node is refused at its next request.
    */
   private readonly nodesByToken = new Map<string, sql.NodeRow>();
+  private readonly organizationOfNetwork = new Map<string, string>();
+
+  /** The organization a network belongs to (cached: a network never moves). */
+  organizationOf(networkId: string): string {
+    let org = this.organizationOfNetwork.get(networkId);
+    if (org === undefined) {
+      org = sql.networkById(this.k.store.db, networkId)?.organization_id ?? "";
+      if (this.organizationOfNetwork.size > 10_000) this.organizationOfNetwork.clear();
+      this.organizationOfNetwork.set(networkId, org);
+    }
+    return org;
+  }
 
   private async write<T>(networkId: string | null, fn: (tx: Database) => T): Promise<T> {
     const result = await this.k.store.write(fn);
@@ -168,17 +196,15 @@ export class MeshService {
 
   async create(caller: Caller, org: string, input: NewNetwork) {
     const name = checkLabel(input.name, "name");
-    const taken = sql.networks(this.k.store.db, org);
-    const ipv4 = input.ipv4 ?? freePool(taken.map((n) => n.ipv4));
-    const ipv6 = input.ipv6 ?? randomUlaPrefix();
+    let ipv4 = input.ipv4 ?? freePool(sql.networks(this.k.store.db, org).map((n) => n.ipv4));
+    let ipv6 = input.ipv6 ?? randomUlaPrefix();
     try {
-      validateNetworkPrefixes(ipv4, ipv6);
+      ({ ipv4, ipv6 } = validateNetworkPrefixes(ipv4, ipv6));
     } catch (e) {
       throw new InvalidError(e instanceof Error ? e.message : String(e), /ipv6/i.test(String(e)) ? "ipv6" : "ipv4");
     }
-    for (const other of taken) if (overlaps(other.ipv4, ipv4)) throw new ConflictError(`ipv4: ${ipv4} overlaps the network ${other.name} (${other.ipv4}).`);
     const interfaceName = input.interface_name ?? `wgc-${name}`.slice(0, 15);
-    if (!INTERFACE.test(interfaceName)) throw new InvalidError("interface_name: 1–15 letters, digits or _=+.-", "interface_name");
+    if (!INTERFACE_NAME.test(interfaceName)) throw new InvalidError("interface_name: 1–15 letters, digits or _.-", "interface_name");
     const now = this.now();
     const id = newId("net");
     const row: sql.NetworkRow = {
@@ -202,6 +228,11 @@ export class MeshService {
     if (row.topology !== "mesh" && row.topology !== "hub") throw new InvalidError('topology: "mesh" or "hub"', "topology");
     await this.write(id, (tx) => {
       if (tx.query("SELECT 1 FROM mesh_networks WHERE name = ?").get(name)) throw new ConflictError(`A mesh network named ${name} exists already (names are unique across Citadel: they name DNS domains).`);
+      // In the transaction: two creations at once cannot both take the same pool.
+      for (const other of sql.networks(tx, org)) {
+        if (overlaps(other.ipv4, ipv4)) throw new ConflictError(`ipv4: ${ipv4} overlaps the network ${other.name} (${other.ipv4}).`);
+        if (overlaps(other.ipv6, ipv6)) throw new ConflictError(`ipv6: ${ipv6} overlaps the network ${other.name} (${other.ipv6}).`);
+      }
       if (input.preshared_keys) row.psk_seed = this.k.seal.keyring().encrypt(tx, PSK_OWNER, pskContext(id), randomBytes(32));
       sql.insertNetwork(tx, row);
       this.k.audit.record(tx, event(caller, org, "mesh.network.create", { type: "mesh_network", id }, `${name} ${ipv4} ${ipv6} ${row.topology}`));
@@ -222,7 +253,7 @@ export class MeshService {
       updated_at: this.now(),
     };
     if (next.topology !== "mesh" && next.topology !== "hub") throw new InvalidError('topology: "mesh" or "hub"', "topology");
-    if (!INTERFACE.test(next.interface_name)) throw new InvalidError("interface_name: 1–15 letters, digits or _=+.-", "interface_name");
+    if (!INTERFACE_NAME.test(next.interface_name)) throw new InvalidError("interface_name: 1–15 letters, digits or _.-", "interface_name");
     const what = Object.keys(changes).sort().join(", ");
     await this.write(current.id, (tx) => {
       if (changes.preshared_keys === false) next.psk_seed = null;
@@ -318,8 +349,9 @@ export class MeshService {
   async revokeKey(caller: Caller, org: string, network: string, idOrPrefix: string) {
     const net = this.networkRow(org, network);
     await this.write(null, (tx) => {
-      if (!sql.revokePreauthKey(tx, net.id, idOrPrefix, this.now())) throw new NotFoundError(`No unrevoked pre-auth key ${idOrPrefix} in ${net.name}.`);
-      this.k.audit.record(tx, event(caller, org, "mesh.key.revoke", { type: "mesh_preauth_key", id: idOrPrefix }, null));
+      const key = sql.preauthKeys(tx, net.id).find((k) => k.id === idOrPrefix || k.prefix === idOrPrefix);
+      if (!key || !sql.revokePreauthKey(tx, net.id, key.id, this.now())) throw new NotFoundError(`No unrevoked pre-auth key ${idOrPrefix} in ${net.name}.`);
+      this.k.audit.record(tx, event(caller, org, "mesh.key.revoke", { type: "mesh_preauth_key", id: key.id }, key.prefix));
     });
   }
 
@@ -377,12 +409,17 @@ export class MeshService {
       updated_at: this.now(),
     };
     const what = Object.keys(changes).sort().join(", ");
-    await this.write(net.id, (tx) => {
-      sql.updateNode(tx, next);
+    const written = await this.write(net.id, (tx) => {
+      // The row as it is now: a rotation the node made since the read above is kept.
+      const fresh = sql.nodeById(tx, current.id);
+      if (!fresh) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
+      const row: sql.NodeRow = { ...fresh, tags: next.tags, disabled: next.disabled, hub: next.hub, endpoint: next.endpoint, expires_at: next.expires_at, updated_at: next.updated_at };
+      sql.updateNode(tx, row);
       sql.bumpVersion(tx, net.id, next.updated_at);
       this.k.audit.record(tx, event(caller, org, "mesh.node.update", { type: "mesh_node", id: current.id }, what || null));
+      return row;
     });
-    return this.nodeView(net, next);
+    return this.nodeView(net, written);
   }
 
   /** Removes the node: its addresses are free again and it leaves every peer's config. */
@@ -390,6 +427,9 @@ export class MeshService {
     const net = this.networkRow(org, network);
     const current = this.nodeRow(net, idOrName);
     await this.write(net.id, (tx) => {
+      // Otherwise a node enrolled later under the same name would inherit the rules.
+      const policy = this.policyOf(sql.networkById(tx, net.id)!);
+      if (aclNodeNames(policy).includes(current.name)) throw new ConflictError(`The ACL names node:${current.name}: change the ACL first, then remove the node.`);
       sql.deleteNode(tx, current.id);
       sql.bumpVersion(tx, net.id, this.now());
       this.k.audit.record(tx, event(caller, org, "mesh.node.delete", { type: "mesh_node", id: current.id }, current.name));
@@ -468,11 +508,15 @@ export class MeshService {
 
   // --- the node's side: enrollment and its own requests --------------------------------------
 
-  /** Enrolls a node with a pre-auth key; a failure is audited with its reason and says little. */
+  /**
+   * Enrolls a node with a pre-auth key. Every refusal is audited with its reason; a bad key
+   * says little. The key's state is checked again inside the write, so a single-use key
+   * enrolls one node even when many requests race with it.
+   */
   async enroll(request: AuditRequestContext, input: Enrollment) {
     const parsed = typeof input.key === "string" ? parseToken(input.key) : null;
     const key = parsed?.kind === "meshkey" ? sql.preauthKeyByPrefix(this.k.store.db, parsed.prefix) : null;
-    const refuse = async (reason: string, message: string): Promise<never> => {
+    const audited = async <T>(error: T, reason: string): Promise<never> => {
       await this.k.store.write((tx) =>
         this.k.audit.record(tx, {
           action: "mesh.node.enroll",
@@ -483,14 +527,23 @@ export class MeshService {
           request,
         }),
       );
-      throw new UnauthorizedError(message);
+      throw error;
     };
-    if (!key || !tokenMatches(input.key, key.hash)) return refuse("unknown pre-auth key", "This pre-auth key is not valid.");
-    const now = this.now();
-    if (key.revoked_at !== null) return refuse("revoked pre-auth key", "This pre-auth key was revoked.");
-    if (key.expires_at <= now) return refuse("expired pre-auth key", "This pre-auth key has expired.");
-    if (!key.reusable && key.used > 0) return refuse("used single-use pre-auth key", "This pre-auth key was used already.");
+    if (!key || !tokenMatches(input.key, key.hash)) return audited(new UnauthorizedError("This pre-auth key is not valid."), "unknown pre-auth key");
+    const unusable = keyRefusal(key, this.now());
+    if (unusable) return audited(new UnauthorizedError(unusable.message), unusable.reason);
     const net = sql.networkById(this.k.store.db, key.network_id)!;
+    if (!this.organizationLive(net.organization_id)) return audited(new UnauthorizedError("This pre-auth key is not valid."), "the organization was deleted");
+    try {
+      return await this.enrollWith(request, input, key, net);
+    } catch (error) {
+      if (error instanceof KeyRace) return audited(new UnauthorizedError(error.message), error.reason);
+      return audited(error, error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  private async enrollWith(request: AuditRequestContext, input: Enrollment, key: sql.PreauthKeyRow, net: sql.NetworkRow) {
+    const now = this.now();
     const name = checkLabel(input.name, "name");
     if (!isWireGuardKey(input.public_key)) throw new InvalidError("public_key: a WireGuard public key (base64 of 32 bytes, as `wg pubkey` prints)", "public_key");
     const endpoint = checkEndpoint(input.endpoint);
@@ -501,11 +554,17 @@ export class MeshService {
     const token = generateToken("node");
     const id = newId("node");
     const row = await this.write(net.id, (tx) => {
+      // The key again, now that no other write can run: used, revoked or expired since the check above.
+      const fresh = sql.preauthKeyByPrefix(tx, key.prefix)!;
+      const refusal = keyRefusal(fresh, now);
+      if (refusal) throw new KeyRace(refusal.message, refusal.reason);
       if (sql.node(tx, net.id, name)) throw new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`);
       if (sql.keyInUse(tx, input.public_key)) throw new ConflictError("This public key belongs to an enrolled node already: generate a new key pair.");
+      const used = sql.usedHosts(tx, net.id);
+      if (used.length >= this.k.settings.max_nodes_per_network) throw new ConflictError(`The network ${net.name} has ${used.length} nodes, the most [mesh] max_nodes_per_network allows.`);
       let host: number;
       try {
-        host = allocateHost(net.ipv4, sql.usedHosts(tx, net.id));
+        host = allocateHost(net.ipv4, used);
       } catch (e) {
         throw new ConflictError(e instanceof Error ? e.message : String(e));
       }
@@ -548,6 +607,20 @@ export class MeshService {
     return { node: this.nodeView(net, row), token: token.token };
   }
 
+  /** Whether the organization still exists (a deleted one's mesh stops: enrollment, polls, names). Checked at most every 10 s per organization. */
+  organizationLive(organizationId: string): boolean {
+    const provider = this.k.identity.provider;
+    if (!provider) return true; // no identity service in this build: nothing to ask
+    const now = this.now();
+    const known = this.liveOrganizations.get(organizationId);
+    if (known && now - known.at < 10_000) return known.live;
+    const live = provider.organization(organizationId) !== null;
+    this.liveOrganizations.set(organizationId, { live, at: now });
+    return live;
+  }
+
+  private readonly liveOrganizations = new Map<string, { live: boolean; at: number }>();
+
   /** The node a node token belongs to; 401 for anything else, 403 for a disabled or expired node. */
   authenticateNode(token: string | null): sql.NodeRow {
     const parsed = token ? parseToken(token) : null;
@@ -558,6 +631,7 @@ export class MeshService {
       if (row && this.nodesByToken.size < 100_000) this.nodesByToken.set(parsed.prefix, row);
     }
     if (!row || !tokenMatches(token!, row.token_hash)) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
+    if (!this.organizationLive(this.organizationOf(row.network_id))) throw new ForbiddenError("This node's organization was deleted.");
     if (row.disabled) throw new ForbiddenError("This node is disabled.");
     if (row.expires_at !== null && row.expires_at <= this.now()) throw new ForbiddenError("This node has expired: enroll it again.");
     return row;
@@ -570,14 +644,18 @@ export class MeshService {
   async applied(node: sql.NodeRow, request: AuditRequestContext, version: number, publicKey: string) {
     const now = this.now();
     const completes = node.next_public_key !== null && publicKey === node.next_public_key;
-    await this.write(completes ? node.network_id : null, (tx) => {
-      sql.recordApplied(tx, node.id, version, now);
-      if (!completes) return;
-      sql.updateNode(tx, { ...node, public_key: node.next_public_key!, next_public_key: null, rotation_version: null, rotation_started_at: null, updated_at: now });
+    const done = await this.write(completes ? node.network_id : null, (tx) => {
+      // A version the network never had is not believed (it would make this node look ready for any rotation).
+      sql.recordApplied(tx, node.id, Math.min(version, sql.networkVersion(tx, node.network_id) ?? 0), now);
+      if (!completes) return false;
+      // Only the key columns, and only if the rotation is still the one this request saw.
+      if (!sql.completeRotation(tx, node.id, publicKey, now)) return false;
       sql.bumpVersion(tx, node.network_id, now);
       this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.rotate", "completed: the old key is dropped", request));
+      return true;
     });
-    const rotation: "completed" | "pending" | null = completes ? "completed" : node.next_public_key !== null ? "pending" : null;
+    for (const listener of this.appliedListeners) listener(node.network_id);
+    const rotation: "completed" | "pending" | null = done ? "completed" : node.next_public_key !== null ? "pending" : null;
     return { rotation };
   }
 
@@ -589,7 +667,8 @@ export class MeshService {
     const version = await this.write(node.network_id, (tx) => {
       if (nextKey !== node.next_public_key && sql.keyInUse(tx, nextKey)) throw new ConflictError("This public key belongs to an enrolled node already.");
       const version = sql.networkVersion(tx, node.network_id)! + 1;
-      sql.updateNode(tx, { ...node, next_public_key: nextKey, rotation_version: version, rotation_started_at: now, updated_at: now });
+      // Only the rotation columns, and only while the node is enabled: an operator's disable in between stands.
+      if (!sql.startRotation(tx, node.id, nextKey, version, now)) throw new ForbiddenError("This node is disabled.");
       sql.bumpVersion(tx, node.network_id, now);
       this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.rotate", "started: peers accept the next key beside the current one", request));
       return version;
@@ -598,15 +677,37 @@ export class MeshService {
   }
 
   /**
+   * Nodes whose expiry passed since the last call: their networks get a new version (peers'
+   * configs drop them), DNS drops their names, and each is audited once.
+   */
+  async expireNodes(): Promise<number> {
+    const now = this.now();
+    const since = this.expiredUpTo;
+    const due = this.k.store.db
+      .query<sql.NodeRow, [number, number]>("SELECT * FROM mesh_nodes WHERE disabled = 0 AND expires_at IS NOT NULL AND expires_at > ? AND expires_at <= ?")
+      .all(since, now);
+    this.expiredUpTo = now;
+    for (const networkId of new Set(due.map((n) => n.network_id))) {
+      await this.write(networkId, (tx) => {
+        sql.bumpVersion(tx, networkId, now);
+        for (const node of due.filter((n) => n.network_id === networkId)) this.k.audit.record(tx, { ...nodeEvent(tx, node, "mesh.node.expire", node.name, {}), actor: { kind: "system" } });
+      });
+    }
+    return due.length;
+  }
+
+  /** Expiries up to this time are handled (at start: none, so every expiry of the past is caught once). */
+  private expiredUpTo = 0;
+
+  /**
    * True when a rotating node may switch to its next key: every active peer has applied a
    * config that accepts it, or the configured wait is over (an offline peer follows later).
    */
   rotationReady(node: sql.NodeRow, peerIds: readonly string[]): boolean {
     if (node.rotation_version === null || node.rotation_started_at === null) return false;
     if (this.now() >= node.rotation_started_at + this.k.settings.rotation_wait_minutes * 60_000) return true;
-    const db = this.k.store.db;
-    const lagging = db.query<{ id: string; applied_version: number }, [string]>("SELECT id, applied_version FROM mesh_nodes WHERE network_id = ?").all(node.network_id);
-    const applied = new Map(lagging.map((r) => [r.id, r.applied_version]));
+    const rows = this.k.store.db.query<{ id: string; applied_version: number }, [string]>("SELECT id, applied_version FROM mesh_nodes WHERE network_id = ?").all(node.network_id);
+    const applied = new Map(rows.map((r) => [r.id, r.applied_version]));
     return peerIds.every((id) => (applied.get(id) ?? Infinity) >= node.rotation_version!);
   }
 
@@ -639,4 +740,22 @@ function event(caller: Caller, org: string, action: string, resource: { type: st
 function nodeEvent(tx: Database, node: sql.NodeRow, action: string, reason: string, request: AuditRequestContext): AuditEventInput {
   const org = sql.networkById(tx, node.network_id)?.organization_id ?? null;
   return { action, outcome: "success", reason, actor: { kind: "service", organization: org, token: node.token_prefix }, organization: org, resource: { type: "mesh_node", id: node.id }, request };
+}
+
+/** Why a pre-auth key cannot enroll now (message for the caller, reason for the audit), or null. */
+function keyRefusal(key: sql.PreauthKeyRow, now: number): { message: string; reason: string } | null {
+  if (key.revoked_at !== null) return { message: "This pre-auth key was revoked.", reason: "revoked pre-auth key" };
+  if (key.expires_at <= now) return { message: "This pre-auth key has expired.", reason: "expired pre-auth key" };
+  if (!key.reusable && key.used > 0) return { message: "This pre-auth key was used already.", reason: "used single-use pre-auth key" };
+  return null;
+}
+
+/** The key was used, revoked or expired between the check and the write. */
+class KeyRace extends Error {
+  constructor(
+    message: string,
+    readonly reason: string,
+  ) {
+    super(message);
+  }
 }

@@ -10,6 +10,7 @@ export const MeshSettings = section("WireGuard mesh: node names in DNS, how agen
   }),
   dns_ttl: Type.Integer({ default: 60, minimum: 0, maximum: 86_400, description: "TTL (seconds) of the nodes' A and AAAA records." }),
   poll_seconds: Type.Integer({ default: 30, minimum: 1, maximum: 3600, description: "How often agents ask for their config (they send its ETag, so an unchanged config costs a 304)." }),
+  max_nodes_per_network: Type.Integer({ default: 4096, minimum: 2, maximum: 65_534, description: "Enrollment stops at this many nodes in one network (each change sends every node a new config)." }),
   rotation_wait_minutes: Type.Integer({
     default: 10,
     minimum: 0,

@@ -186,6 +186,20 @@ export function updateNode(tx: Database, row: NodeRow): void {
     } as any);
 }
 
+/** Completes a rotation: the next key becomes the key. False when the node is no longer rotating to `nextKey`. */
+export const completeRotation = (tx: Database, id: string, nextKey: string, now: number) =>
+  tx
+    .query(
+      "UPDATE mesh_nodes SET public_key = next_public_key, next_public_key = NULL, rotation_version = NULL, rotation_started_at = NULL, updated_at = ? WHERE id = ? AND next_public_key = ?",
+    )
+    .run(now, id, nextKey).changes === 1;
+
+/** Starts (or restarts) a rotation to `nextKey`; false when the node is disabled. */
+export const startRotation = (tx: Database, id: string, nextKey: string, version: number, now: number) =>
+  tx
+    .query("UPDATE mesh_nodes SET next_public_key = ?, rotation_version = ?, rotation_started_at = ?, updated_at = ? WHERE id = ? AND disabled = 0")
+    .run(nextKey, version, now, now, id).changes === 1;
+
 /** What an agent reports after applying a config (not a config change: no version bump). */
 export const recordApplied = (tx: Database, id: string, version: number, now: number) =>
   tx.query("UPDATE mesh_nodes SET applied_version = max(applied_version, ?), last_seen_at = ? WHERE id = ?").run(version, now, id);

@@ -131,7 +131,16 @@ describe("enrollment", () => {
 
     const enrolls = meshEvents(c).filter((e) => e.action === "mesh.node.enroll");
     expect(enrolls.filter((e) => e.outcome === "success")).toHaveLength(1);
-    expect(enrolls.filter((e) => e.outcome === "failure").map((e) => e.reason)).toEqual(["used single-use pre-auth key", "revoked pre-auth key", "unknown pre-auth key", "expired pre-auth key"]);
+    const refusals = enrolls.filter((e) => e.outcome === "failure").map((e) => e.reason!);
+    expect(refusals.filter((r) => r.endsWith("pre-auth key"))).toEqual(["used single-use pre-auth key", "revoked pre-auth key", "unknown pre-auth key", "expired pre-auth key"]);
+    // Refusals after the key check are audited too, with what was wrong.
+    expect(refusals.filter((r) => !r.endsWith("pre-auth key")).map((r) => r.split(" ").slice(0, 3).join(" "))).toEqual([
+      "This pre-auth key",
+      "public_key: a WireGuard",
+      "A node named",
+      "This public key",
+      'endpoint: "nohost" is',
+    ]);
     const stored = databaseText(c);
     for (const secret of [key, reusable, revoked, web.token]) expect(stored).not.toContain(secret);
   });
@@ -344,5 +353,103 @@ describe("DNS names", () => {
     } finally {
       await c.stop();
     }
+  });
+});
+
+describe("hardening (from the security review)", () => {
+  test("a single-use key enrolls exactly one node when many requests race with it", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net);
+    const results = await Promise.all(
+      Array.from({ length: 5 }, async (_, i) => (await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: `n${i}`, public_key: (await generateKeyPair()).publicKey } })).status),
+    );
+    expect(results.filter((s) => s === 200)).toHaveLength(1);
+    expect(results.filter((s) => s === 401)).toHaveLength(4);
+    expect((await c.send("GET", `${net}/keys`, owner)).body.items[0].used).toBe(1);
+  });
+
+  test("endpoints: IPv6 only in brackets, IPv4 or a name without; what wg and the agent parse", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const status = async (endpoint: string) => (await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: `e${Math.random().toString(36).slice(2, 8)}`, public_key: (await generateKeyPair()).publicKey, endpoint } })).status;
+    expect(await status("[1.2.3.4]:51820")).toBe(422);
+    expect(await status("2001:db8::1:51820")).toBe(422);
+    expect(await status("1.2.3.4:0")).toBe(422);
+    expect(await status("[2001:db8::1]:51820")).toBe(200);
+    expect(await status("vpn.example.org:51820")).toBe(200);
+    expect(await status("198.51.100.7:51820")).toBe(200);
+  });
+
+  test("a node's own request cannot undo an operator's disable, and a disabled node cannot start a rotation", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    const [patched] = await Promise.all([
+      c.send("PATCH", `${net}/nodes/a`, owner, { json: { disabled: true } }),
+      c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: (await generateKeyPair()).publicKey } }),
+    ]);
+    expect(patched.status).toBe(200);
+    expect((await c.send("GET", `${net}/nodes/a`, owner)).body.state).toBe("disabled");
+    expect((await c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: (await generateKeyPair()).publicKey } })).status).toBe(403);
+  });
+
+  test("a node the ACL names cannot be removed (a newcomer would inherit its rules); editors cannot retag nodes", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    await enroll(c, key, "db");
+    await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [{ src: ["*"], dst: ["node:db"], ports: ["tcp/5432"] }] } } });
+    const refused = await c.send("DELETE", `${net}/nodes/db`, owner);
+    expect(refused.status).toBe(409);
+    expect(refused.body.detail).toContain("node:db");
+    const editor = await c.addUser(await c.login(c.owner.email, c.owner.password), "editor@example.org", "editor");
+    expect((await c.send("PATCH", `${net}/nodes/db`, editor.token, { json: { tags: ["admin"] } })).status).toBe(403);
+    expect((await c.send("PATCH", `${net}/nodes/db`, editor.token, { json: { hub: true } })).status).toBe(403);
+  });
+
+  test("an applied version the network never had is not believed", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    await c.send("POST", "/v1/mesh/node/applied", a.token, { json: { version: 1_000_000, public_key: a.publicKey } });
+    const node = (await c.send("GET", `${net}/nodes/a`, owner)).body;
+    expect(node.applied_version).toBeLessThanOrEqual((await c.send("GET", net, owner)).body.version);
+  });
+
+  test("expiry becomes a change: a new version, the name gone from DNS, an audit event", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true, node_ttl_days: 1 });
+    await enroll(c, key, "short");
+    const before = (await c.send("GET", net, owner)).body.version;
+    const { meshOf } = await import("../../../plugins/mesh/index.ts");
+    const { mesh } = meshOf({ store: c.kernel.store } as never);
+    expect(await mesh.expireNodes()).toBe(0);
+    c.clock.advance(86_400_000 + 1000);
+    expect(await mesh.expireNodes()).toBe(1);
+    expect(await mesh.expireNodes()).toBe(0); // once
+    const again = await c.login(c.owner.email, c.owner.password); // a day later: a new session
+    expect((await c.send("GET", net, again)).body.version).toBe(before + 1);
+    expect(c.kernel.records.list().find((p) => p.name === "mesh")!.records()).toEqual([]);
+    expect(meshEvents(c).filter((e) => e.action === "mesh.node.expire").map((e) => e.reason)).toEqual(["short"]);
+  });
+
+  test("a deleted organization's mesh stops: enrollment, polls and names", async () => {
+    const { c, owner, org, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    c.kernel.store.db.query("UPDATE organizations SET deleted_at = ? WHERE id = ?").run(c.clock.now(), org);
+    c.clock.advance(11_000); // liveness is cached for 10 s
+    expect((await fetchDocument(c, a)).status).toBe(403);
+    expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "b", public_key: (await generateKeyPair()).publicKey } })).status).toBe(401);
+    expect(c.kernel.records.list().find((p) => p.name === "mesh")!.records()).toEqual([]);
+  });
+
+  test("sealed: no config is served, and nothing derived from keyring secrets stays cached", async () => {
+    const { c, owner, net } = await setup({ name: "sealed", preshared_keys: true });
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    await enroll(c, key, "b");
+    expect((await fetchDocument(c, a)).status).toBe(200);
+    c.kernel.seal.seal();
+    expect((await fetchDocument(c, a)).status).toBe(503);
   });
 });
