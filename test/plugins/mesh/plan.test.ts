@@ -3,41 +3,9 @@ import fc from "fast-check";
 import { MAX_RELAY_ALLOWED_IPS, MeshPlan, planNetwork, planNode, type PresharedKeyOf } from "../../../plugins/mesh/plan.ts";
 import { AclMatrix } from "../../../plugins/mesh/policy.ts";
 import { renderWgQuick } from "../../../plugins/mesh/render.ts";
-import type { AclPolicy, AclRule, MeshNetwork, MeshNode, NodeConfig, PeerConfig } from "../../../plugins/mesh/types.ts";
+import type { AclPolicy, AclRule, MeshNode, NodeConfig, PeerConfig } from "../../../plugins/mesh/types.ts";
 import { syntheticNetwork } from "../../../scripts/bench/mesh.ts";
-
-function meshNetwork(overrides: Partial<MeshNetwork> = {}): MeshNetwork {
-  return {
-    id: "net-1",
-    name: "office",
-    ipv4: "100.64.0.0/16",
-    ipv6: "fd7a:115c:a1e0::/48",
-    listenPort: 51820,
-    mtu: 1380,
-    keepalive: 25,
-    topology: "mesh",
-    dns: ["100.64.0.53"],
-    searchDomain: "office.mesh.internal",
-    interfaceName: "wgc-office",
-    ...overrides,
-  };
-}
-
-/** A node whose host number is `host` in both families; keys are readable stand-ins. */
-function meshNode(name: string, host: number, extra: Partial<MeshNode> = {}): MeshNode {
-  return {
-    id: `id-${name}`,
-    name,
-    tags: [],
-    publicKey: `pub-${name}`,
-    nextPublicKey: null,
-    ipv4: `100.64.${host >> 8}.${host & 255}`,
-    ipv6: `fd7a:115c:a1e0::${host.toString(16)}`,
-    endpoint: null,
-    hub: false,
-    ...extra,
-  };
-}
+import { meshNetwork, meshNode } from "./fixtures.ts";
 
 const v4 = (host: number) => `100.64.${host >> 8}.${host & 255}`;
 const v6 = (host: number) => `fd7a:115c:a1e0::${host.toString(16)}`;

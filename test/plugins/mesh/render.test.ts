@@ -6,43 +6,17 @@ import { planNetwork } from "../../../plugins/mesh/plan.ts";
 import { nftablesTableName, PRIVATE_KEY_PLACEHOLDER, renderNftables, renderSetconf, renderWgQuick } from "../../../plugins/mesh/render.ts";
 import type { AclPolicy, MeshNetwork, MeshNode, NodeConfig } from "../../../plugins/mesh/types.ts";
 import { requireTool } from "../../helpers/tools.ts";
+import { meshNetwork as officeNetwork, meshNode as fixtureNode } from "./fixtures.ts";
 
 /** A WireGuard-shaped key (32 bytes, base64) that differs per seed. */
 function key(seed: number): string {
   return Buffer.from(Array.from({ length: 32 }, (_, i) => (seed * 31 + i * 7) & 255)).toString("base64");
 }
 
-function meshNetwork(overrides: Partial<MeshNetwork> = {}): MeshNetwork {
-  return {
-    id: "net-1",
-    name: "office",
-    ipv4: "100.64.0.0/16",
-    ipv6: "fd7a:115c:a1e0::/48",
-    listenPort: 51820,
-    mtu: 1380,
-    keepalive: 25,
-    topology: "mesh",
-    dns: ["100.64.0.53", "fd7a:115c:a1e0::53"],
-    searchDomain: "office.mesh.internal",
-    interfaceName: "wgc-office",
-    ...overrides,
-  };
-}
+const meshNetwork = (overrides: Partial<MeshNetwork> = {}) => officeNetwork({ dns: ["100.64.0.53", "fd7a:115c:a1e0::53"], ...overrides });
 
-function meshNode(name: string, host: number, extra: Partial<MeshNode> = {}): MeshNode {
-  return {
-    id: `id-${name}`,
-    name,
-    tags: [],
-    publicKey: key(host),
-    nextPublicKey: null,
-    ipv4: `100.64.${host >> 8}.${host & 255}`,
-    ipv6: `fd7a:115c:a1e0::${host.toString(16)}`,
-    endpoint: `198.51.100.${host}:51820`,
-    hub: false,
-    ...extra,
-  };
-}
+/** Real-looking keys and an endpoint per node (wg checks both). */
+const meshNode = (name: string, host: number, extra: Partial<MeshNode> = {}) => fixtureNode(name, host, { publicKey: key(host), endpoint: `198.51.100.${host}:51820`, ...extra });
 
 /** A hand-made config that exercises every optional field. */
 const sample: NodeConfig = {
