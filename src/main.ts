@@ -8,12 +8,17 @@ import { writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { auditPlugin } from "../plugins/audit/index.ts";
+import { backupPlugin } from "../plugins/backup/index.ts";
 import { sysPlugin } from "../plugins/sys/index.ts";
 import { iamPlugin } from "../plugins/iam/index.ts";
 import { secretsPlugin } from "../plugins/secrets/index.ts";
 import { dnsPlugin } from "../plugins/dns/index.ts";
 import { intelPlugin } from "../plugins/intel/index.ts";
+import { installPlugin } from "../plugins/install/index.ts";
 import { meshPlugin } from "../plugins/mesh/index.ts";
+import { metricsPlugin } from "../plugins/metrics/index.ts";
+import { opsPlugin } from "../plugins/ops/index.ts";
+import { subjectPlugin } from "../plugins/subject/index.ts";
 import { systemPlugin } from "../plugins/system/index.ts";
 import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
@@ -32,10 +37,11 @@ import { Seal, UnsealError } from "./crypto/seal.ts";
 import { prepareDataDir } from "./data-dir.ts";
 import { writeFileAtomic } from "./files.ts";
 import { createHttpApp } from "./http/app.ts";
-import { createEdge, startHttpServer } from "./http/edge.ts";
+import { createEdge, HttpRequestMetrics, startHttpServer } from "./http/edge.ts";
 import { loadOrCreateTls, type TlsMaterial } from "./http/tls.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { Metrics, shieldVerdictCounters } from "./metrics.ts";
 import { parseCidr } from "./net/ip.ts";
 import { checkPlugins, systemClock, type Command, type CommandContext, type Kernel, type Plugin, type SetupResult } from "./plugin.ts";
 import { Confirmations } from "./auth/confirmations.ts";
@@ -49,7 +55,7 @@ import { migrate, MigrationError } from "./store/migrate.ts";
 import { openStore, type Store } from "./store/store.ts";
 
 /** The binary is defined by this list. */
-export const plugins: readonly Plugin<any>[] = [iamPlugin, systemPlugin, sysPlugin, auditPlugin, secretsPlugin, intelPlugin, meshPlugin, dnsPlugin];
+export const plugins: readonly Plugin<any>[] = [iamPlugin, systemPlugin, sysPlugin, auditPlugin, secretsPlugin, intelPlugin, meshPlugin, dnsPlugin, subjectPlugin, metricsPlugin, installPlugin, backupPlugin, opsPlugin];
 
 checkPlugins(plugins, kernelCommands({}));
 export const configSchema = buildConfigSchema(plugins);
@@ -80,6 +86,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     err: (text) => process.stderr.write(`${text}\n`),
     api: async (apiOptions = {}) => (apiOptions.server ? apiClientForServer(options, env, apiOptions.server) : apiClientFor(options, env, apiOptions.anonymous === true)),
     dataDir: () => configFor(options, env).config.data_dir,
+    config: () => configFor(options, env).config,
     configHome: env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config"),
     env,
   };
@@ -219,13 +226,14 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
     const identity = new IdentityRegistry();
     const records = new RecordProviders();
     const shield = new ShieldSlot();
+    const metrics = new Metrics({ onReadError: (metric, error) => log.warn("metrics: a metric could not be read; it is left out of the scrape", { metric, error }) });
     const services = plugins.flatMap((p) => (p.service ? [p.service] : []));
     const startedAt = systemClock.now();
     const kernels = new Map<Plugin<any>, Kernel>();
     const kernelFor = (plugin: Plugin<any>): Kernel => {
       let k = kernels.get(plugin);
       if (!k) {
-        k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services, records, shield };
+        k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services, records, shield, metrics };
         kernels.set(plugin, k);
       }
       return k;
@@ -341,9 +349,11 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     lifecycle.started("audit checkpoints", startCheckpointer({ store, seal, every: config.audit.checkpoint_every, intervalMs, now, log }));
     lifecycle.started("key rotation", startRotationSchedule(store, seal, audit, config.keys.rotation_days, now, log));
 
+    const metrics = kernelFor(plugins[0]!).metrics;
     const guard = createGuard({
       identity: kernelFor(plugins[0]!).identity,
       shield: kernelFor(plugins[0]!).shield,
+      verdicts: shieldVerdictCounters(metrics, "http"),
       confirmations: new Confirmations(now),
       limits: {
         auth: new RateLimiter({ name: "auth", perSecond: config.rate_limit.auth.per_second, burst: config.rate_limit.auth.burst }, now),
@@ -373,6 +383,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
       bodyLimit: config.http.body_limit_bytes,
       trustedProxies: config.http.trusted_proxies.map((c) => parseCidr(c)!),
       tls: tls !== undefined,
+      requests: new HttpRequestMetrics(metrics),
     });
     const server = startHttpServer({
       fetch: edge,

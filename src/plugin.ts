@@ -12,6 +12,7 @@ import type { IdentityRegistry } from "./auth/principal.ts";
 import type { KeySource } from "./crypto/key-operations.ts";
 import type { Seal } from "./crypto/seal.ts";
 import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
 import type { ShieldSlot } from "./intel/shield.ts";
 import type { RecordProviders } from "./record-providers.ts";
 import type { Migration } from "./store/migrate.ts";
@@ -58,6 +59,11 @@ export interface Kernel<Settings = unknown> {
   readonly records: RecordProviders;
   /** The shield's slot: the intel plugin fills it; the HTTP guard and the DNS server ask it. */
   readonly shield: ShieldSlot;
+  /**
+   * The metrics registry served at GET /metrics (the metrics plugin). Resolve a labelled
+   * series once and keep it: recording is then a field update, cheap enough for hot paths.
+   */
+  readonly metrics: Metrics;
 }
 
 export interface CommandOption {
@@ -86,6 +92,8 @@ export interface CommandContext {
   env: Readonly<Record<string, string | undefined>>;
   /** The configured data directory (for commands that work on the files, such as audit verify). */
   dataDir(): string;
+  /** The whole configuration, as `serve` would load it (for commands that work on this machine: doctor, reports). */
+  config(): Readonly<Config>;
 }
 
 export interface ApiClient {

@@ -6,6 +6,8 @@
 import { nameToText, parseName, type Name } from "./names.ts";
 import { startDnsServer, ZoneTable } from "./server.ts";
 import { Elysia } from "elysia";
+import { subjectsOf } from "../../src/subjects.ts";
+import { dnsSubjects } from "./subject.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
@@ -25,6 +27,10 @@ import { DomainSet, parseBlocklist } from "./blocklist.ts";
 import { allowClients, startResolver, type Resolver } from "./resolver.ts";
 import { readFileSync } from "node:fs";
 import type { QueryObserver } from "./server.ts";
+import { shieldVerdictCounters, type Counter, type Metrics, type ShieldVerdictCounters } from "../../src/metrics.ts";
+import { Rcode } from "./message.ts";
+import { RRType } from "./rdata.ts";
+import { RCODE_NOTAUTH } from "./tsig.ts";
 import { TransferService, type TransferView } from "./secondaries.ts";
 import { DnsSettings } from "./settings.ts";
 import type { Zone } from "./zone.ts";
@@ -90,7 +96,8 @@ export const dnsPlugin = definePlugin<DnsSettings>({
   async start(k) {
     const dns = dnsServiceOf(k);
     const transfers = transferServiceOf(k);
-    if (k.settings.udp.length === 0 && k.settings.tcp.length === 0) return async () => {};
+    const unregisterSubjects = subjectsOf(k.store).register(dnsSubjects(dns));
+    if (k.settings.udp.length === 0 && k.settings.tcp.length === 0) return async () => unregisterSubjects();
     let view: TransferView = transfers.view();
     const notifier = new Notifier({ log: k.log, tsigKey: (name) => view.tsigKey(name), now: () => k.clock.now() });
     // The served zones are rebuilt from the store after every change: simple and always
@@ -158,9 +165,10 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         udp: k.settings.udp.map(parseAddress),
         tcp: k.settings.tcp.map(parseAddress),
         zones: table,
-        observer: bothObservers(bothObservers(dnsAnalyticsOf(k), queryLog), shieldFeed(k)),
+        observer: bothObservers(bothObservers(bothObservers(dnsAnalyticsOf(k), queryLog), shieldFeed(k)), queryMetrics(k.metrics)),
         gate: new ShieldGate({
           shield: k.shield,
+          onVerdict: countVerdict(shieldVerdictCounters(k.metrics, "dns")),
           rate: k.settings.rrl_responses_per_second,
           throttledRate: k.settings.rrl_throttled_per_second,
           slip: k.settings.rrl_slip,
@@ -182,12 +190,14 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       unsubscribeProviders();
       await notifier.stop();
       queryLog?.close();
+      // (the subject contributor stays: zones are managed while DNS is off)
       k.log.error("dns: cannot listen, DNS is off (set [dns] udp and tcp)", { udp: k.settings.udp, tcp: k.settings.tcp, error: error instanceof Error ? error.message : String(error) });
-      return async () => {};
+      return async () => unregisterSubjects();
     }
     k.log.info("dns listening", { udp: k.settings.udp, tcp: k.settings.tcp, zones: table.size });
     const resolver = await startFilteringResolver(k, table);
     return async () => {
+      unregisterSubjects();
       unsubscribe();
       unsubscribeTransfers();
       unsubscribeProviders();
@@ -347,6 +357,32 @@ function shieldFeed(k: Kernel<DnsSettings>): QueryObserver {
   };
 }
 
+/** Query types counted by name; any other type is counted as "other" (a client can send all 65,536). */
+const COUNTED_QTYPES = ["other", ...Object.keys(RRType), "DNSKEY", "ANY", "AXFR", "IXFR"];
+const QTYPE_SLOT = new Uint8Array(65_536);
+for (const [name, type] of [...Object.entries(RRType), ["DNSKEY", 48], ["ANY", 255], ["AXFR", 252], ["IXFR", 251]] as const) QTYPE_SLOT[type] = COUNTED_QTYPES.indexOf(name);
+const COUNTED_RCODES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "NOTAUTH", "BADVERS", "other"];
+const rcodeSlot = (rcode: number) => (rcode <= Rcode.REFUSED ? rcode : rcode === RCODE_NOTAUTH ? 6 : rcode === Rcode.BADVERS ? 7 : 8);
+
+/**
+ * citadel_dns_queries_total{transport,qtype,rcode}: every answered query (a dropped one has no
+ * answer and is not seen here; the shield's drops are in citadel_shield_verdicts_total). Each
+ * series is made on first use and then found by index, without building a label per query.
+ */
+function queryMetrics(metrics: Metrics): QueryObserver {
+  const family = metrics.counter("citadel_dns_queries_total", "DNS queries the authoritative server answered, by transport, query type and response code.", ["transport", "qtype", "rcode"]);
+  const series = new Array<Counter | undefined>(2 * COUNTED_RCODES.length * COUNTED_QTYPES.length).fill(undefined);
+  return {
+    observe(event) {
+      const qtype = QTYPE_SLOT[event.qtype]!;
+      const rcode = rcodeSlot(event.rcode);
+      const i = ((event.transport === "udp" ? 0 : 1) * COUNTED_RCODES.length + rcode) * COUNTED_QTYPES.length + qtype;
+      (series[i] ??= family.labels({ transport: event.transport, qtype: COUNTED_QTYPES[qtype]!, rcode: COUNTED_RCODES[rcode]! })).value++;
+    },
+  };
+}
+
+
 /**
  * The filtering resolver, when [dns] resolver_udp/resolver_tcp name addresses: the hosted zones
  * answered locally, the blocklists loaded (a bad line is skipped and counted; an unreadable file
@@ -385,4 +421,9 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
     k.log.error("dns resolver: cannot start; the authoritative server runs without it", { error: e instanceof Error ? e.message : String(e) });
     return null;
   }
+}
+
+/** citadel_shield_verdicts_total{channel="dns"}: one increment per verdict, no label built. */
+function countVerdict(verdicts: ShieldVerdictCounters) {
+  return (action: keyof ShieldVerdictCounters) => void verdicts[action].value++;
 }

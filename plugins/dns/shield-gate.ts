@@ -15,6 +15,8 @@ import type { Decision, QueryGate } from "./server.ts";
 
 export interface ShieldGateOptions {
   shield: ShieldSlot;
+  /** Told each verdict the shield gives (the metrics count them). */
+  onVerdict?(action: "allow" | "throttle" | "refuse" | "drop"): void;
   /** Responses per second per client prefix over UDP (0: no rate limiting). */
   rate: number;
   /** The rate for a throttled client. */
@@ -41,6 +43,7 @@ export class ShieldGate implements QueryGate {
     if (this.options.exempt?.(client)) return "answer";
     const shield = this.options.shield.current;
     const action = shield ? shield.decide(client, "dns") : "allow";
+    if (shield) this.options.onVerdict?.(action);
     if (action === "drop") {
       this.options.count?.("dropped");
       return "drop";

@@ -10,6 +10,8 @@ import { NotFoundError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
+import { subjectsOf } from "../../src/subjects.ts";
+import { iamSubjects } from "./subject.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { iamCommands } from "./commands.ts";
 import { approvalPage, resultPage } from "./device-page.ts";
@@ -78,9 +80,11 @@ export const iamPlugin = definePlugin<IamSettings>({
   async start(k) {
     const { identity } = servicesOf(k);
     k.identity.provide(identity);
+    const unregister = subjectsOf(k.store).register(iamSubjects(k.store));
     const timer = setInterval(() => void identity.flushUses(k.store).catch((error) => k.log.error("could not record token use", { error })), 5000);
     timer.unref();
     return async () => {
+      unregister();
       clearInterval(timer);
       await identity.flushUses(k.store);
     };

@@ -6,6 +6,8 @@
  * DNS server through the record provider registry.
  */
 import { Elysia } from "elysia";
+import { subjectsOf } from "../../src/subjects.ts";
+import { meshSubjects } from "./subject.ts";
 import { ConflictError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
@@ -67,8 +69,9 @@ export const meshPlugin = definePlugin<MeshSettings>({
 
   async start(k) {
     const { mesh } = meshOf(k);
+    const unregisterSubjects = subjectsOf(k.store).register(meshSubjects(mesh));
     const domain = k.settings.domain;
-    if (domain === "") return async () => {};
+    if (domain === "") return async () => unregisterSubjects();
     const unregister = k.records.register({ name: "mesh", domain: domain.endsWith(".") ? domain : `${domain}.`, records: () => nodeRecords(k, mesh) });
     const unsubscribe = mesh.onChange(() => k.records.changed("mesh"));
     // Expiry is time, not a write: every 15 s, nodes that expired become a change of their
@@ -76,6 +79,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
     const expiry = setInterval(() => void mesh.expireNodes().catch((e) => k.log.error("mesh: expiring nodes failed", { error: String(e) })), 15_000);
     expiry.unref();
     return async () => {
+      unregisterSubjects();
       clearInterval(expiry);
       unsubscribe();
       unregister();

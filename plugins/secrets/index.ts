@@ -9,6 +9,8 @@ import { InvalidError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
+import { subjectsOf } from "../../src/subjects.ts";
+import { secretsSubjects } from "./subject.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { secretsCommands } from "./commands.ts";
 import type { Caller } from "./context.ts";
@@ -95,7 +97,9 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
     const stopDeliveries = webhooks.start();
     const sweeper = setInterval(() => void shares.sweep().catch((error) => k.log.error("share link sweep failed", { error: String(error) })), 60_000);
     sweeper.unref?.();
+    const unregister = subjectsOf(k.store).register(secretsSubjects(k.store, () => k.seal.keyring()));
     return async () => {
+      unregister();
       clearInterval(sweeper);
       await stopDeliveries();
     };

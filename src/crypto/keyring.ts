@@ -16,6 +16,7 @@
  * when the database row still holds those bytes: a row rolled back or re-wrapped can never
  * be served from a stale cache entry.
  */
+import { hkdfSync } from "node:crypto";
 import type { Database } from "bun:sqlite";
 import { envelopeKeyVersion, openEnvelope, randomKey, sealEnvelope } from "./aead.ts";
 import { rootKeyId, rootKeyVerifier } from "./root-key.ts";
@@ -92,6 +93,15 @@ export class Keyring {
     tx.query("INSERT INTO keks (version, created_at) VALUES (1, ?)").run(now);
     tx.query("INSERT INTO kek_wraps (kek_version, root_key_id, wrapped) VALUES (1, ?, ?)").run(id, sealEnvelope(rootKey, 1, randomKey(), kekAad(1, id)));
     return id;
+  }
+
+  /**
+   * A key derived from the root key (HKDF-SHA256), for what must open without this database:
+   * a backup is encrypted under it, and whoever holds the root key (its file, its credential
+   * or enough Shamir shares) derives it again. The root key itself never leaves the keyring.
+   */
+  deriveFromRootKey(salt: Uint8Array, info: string, length = 32): Buffer {
+    return Buffer.from(hkdfSync("sha256", this.rootKey, salt, info, length));
   }
 
   // --- values -------------------------------------------------------------------------

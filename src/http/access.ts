@@ -17,6 +17,13 @@ export interface AccessSpec {
    * the authorization tests, can tell such a route from an open one.
    */
   ownCredential?: string;
+  /**
+   * With `scope` or `operator`: a loopback client (this host's own Prometheus or monitoring
+   * agent) passes without a token; any other client needs what the rest of the declaration
+   * says. For read-only routes that reveal nothing secret (GET /metrics). Behind a reverse
+   * proxy on this host, the proxy must be in http.trusted_proxies, or every client looks local.
+   */
+  loopbackPublic?: true;
   /** The token scope the route needs, such as "secrets:write". */
   scope?: string;
   /** The role permission needed in the target organization (default: from the scope's action). */
@@ -40,5 +47,6 @@ export const ACCESS_KEY = "x-citadel-access";
 /** The `detail` fragment that declares a route's access (shown in the OpenAPI document too). */
 export function access(spec: AccessSpec): { [ACCESS_KEY]: AccessSpec; security?: Array<Record<string, string[]>> } {
   if (!spec.public && !spec.scope && !spec.operator) throw new Error("a route's access needs a scope, operator, or public");
+  if (spec.loopbackPublic && spec.public) throw new Error("loopbackPublic is for routes that are not public to everyone");
   return spec.public ? { [ACCESS_KEY]: spec, security: [] } : { [ACCESS_KEY]: spec, security: [{ bearer: spec.scope ? [spec.scope] : [] }] };
 }

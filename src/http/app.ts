@@ -51,8 +51,11 @@ interface ErrorContext {
   route: string;
 }
 
-/** What answers while sealed: health, readiness, unsealing, and the API's own description. */
-export const SEALED_ROUTES = new Set(["/healthz", "/readyz", "/v1/sys/seal-status", "/v1/sys/unseal", "/openapi.json", "/docs", "/docs/ui.js", "/docs/ui.css"]);
+/**
+ * What answers while sealed: health, readiness, metrics (a sealed appliance is what monitoring
+ * most needs to see), unsealing, and the API's own description.
+ */
+export const SEALED_ROUTES = new Set(["/healthz", "/readyz", "/metrics", "/v1/sys/seal-status", "/v1/sys/unseal", "/openapi.json", "/docs", "/docs/ui.js", "/docs/ui.css"]);
 
 export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, sealed = () => false, guard, log, info }: HttpAppOptions): AnyElysia {
   let declarations: Map<string, AccessSpec> | undefined;

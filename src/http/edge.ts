@@ -1,12 +1,14 @@
 /**
  * The HTTP edge: what happens to every request around the app. It fixes the request id and
  * the client address, refuses oversized bodies before reading them, sets the security
- * headers, and writes the one access-log line. `startHttpServer` binds it with Bun.serve.
+ * headers, writes the one access-log line and counts the request (HttpRequestMetrics).
+ * `startHttpServer` binds it with Bun.serve.
  */
 import type { Server } from "bun";
 import type { AnyElysia } from "elysia";
 import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
 import type { Logger } from "../log.ts";
+import type { Counter, CounterFamily, Histogram, HistogramFamily, Metrics } from "../metrics.ts";
 import { cidrContains, clientKey, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
 import { checkedJsonRequest, mayHaveBody } from "./body.ts";
 import { HttpProblem, payloadTooLarge, PROBLEM_CONTENT_TYPE, problemFor, problemForStatus, problemResponse, type ProblemInit } from "./problem.ts";
@@ -24,11 +26,13 @@ export interface EdgeOptions {
   perAddress?: RateLimiter;
   /** Told of each refusal (to audit a sample of them). */
   onRateLimited?: (client: string, request: Request) => void;
+  /** Counts every answer by method, route pattern and status, with its latency. */
+  requests?: HttpRequestMetrics;
 }
 
 export type FetchHandler = (request: Request, server: Server<undefined>) => Response | Promise<Response>;
 
-export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited }: EdgeOptions): FetchHandler {
+export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests }: EdgeOptions): FetchHandler {
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
   const headers = securityHeaders({ tls });
   // Answers the edge gives itself, without the app: same envelope, same headers.
@@ -41,7 +45,9 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       log.error("a route answered an error outside the problem envelope", { request_id: meta.id, route: meta.route, status: response.status });
       response = edgeProblem(problemForStatus(response.status), meta.id);
     }
-    if (log.enabled("info")) log.preformatted("info", "request", accessLogMembers(request, meta, response.status, started));
+    const elapsedMs = performance.now() - started;
+    requests?.record(request.method, meta.route, response.status, elapsedMs / 1000);
+    if (log.enabled("info")) log.preformatted("info", "request", accessLogMembers(request, meta, response.status, elapsedMs));
     return response;
   };
   const failed = (request: Request, meta: RequestMeta, started: number, error: unknown): Response => {
@@ -117,10 +123,96 @@ function canonicalRequest(request: Request): Request {
  * arbitrary characters and is escaped; method, route pattern, request id and address are
  * tokens by construction.
  */
-function accessLogMembers(request: Request, meta: RequestMeta, status: number, started: number): string {
-  const duration = Math.round((performance.now() - started) * 1000) / 1000;
+function accessLogMembers(request: Request, meta: RequestMeta, status: number, elapsedMs: number): string {
+  const duration = Math.round(elapsedMs * 1000) / 1000;
   const route = meta.route === null ? `null,"path":${JSON.stringify(pathOf(request.url).slice(0, 256))}` : `"${meta.route}"`;
   return `"method":"${request.method}","route":${route},"status":${status},"duration_ms":${duration},"request_id":"${meta.id}","client":"${meta.client}"`;
+}
+
+/** The methods counted by name; anything else (WebDAV verbs, garbage) is counted as "other". */
+const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"] as const;
+
+function methodSlot(method: string): number {
+  switch (method) {
+    case "GET":
+      return 0;
+    case "HEAD":
+      return 1;
+    case "POST":
+      return 2;
+    case "PUT":
+      return 3;
+    case "PATCH":
+      return 4;
+    case "DELETE":
+      return 5;
+    case "OPTIONS":
+      return 6;
+    default:
+      return 7;
+  }
+}
+
+/** The route label of requests no route matched (404, 405) or answered before routing (413, 429, 503 while sealed). */
+export const UNMATCHED_ROUTE = "unmatched";
+/** Route patterns are the app's own, so few; this only bounds a bug that would label by path. */
+const MAX_ROUTES = 2000;
+
+/** One method on one route: its labels, its counters by status (made on first use) and its latency histogram. */
+interface RouteMethodSeries {
+  method: string;
+  route: string;
+  /** Indexed by the status code itself. */
+  byStatus: Array<Counter | undefined>;
+  duration: Histogram;
+}
+
+/**
+ * `citadel_http_requests_total{method,route,status}` and
+ * `citadel_http_request_duration_seconds{method,route}`. Recording a request is one map lookup
+ * by the route pattern (the string Elysia matched, not one built per request), two array reads
+ * and a histogram bucket search; label strings are made once per route, method and status.
+ */
+export class HttpRequestMetrics {
+  private readonly requests: CounterFamily;
+  private readonly durations: HistogramFamily;
+  private readonly routes = new Map<string, Array<RouteMethodSeries | undefined>>();
+  private readonly unmatched: Array<RouteMethodSeries | undefined> = [];
+
+  constructor(metrics: Metrics) {
+    this.requests = metrics.counter("citadel_http_requests_total", "HTTP requests answered, by method, route pattern and status.", ["method", "route", "status"]);
+    this.durations = metrics.histogram("citadel_http_request_duration_seconds", "Time from receiving an HTTP request to its response (a streamed body may take longer), by method and route pattern.", ["method", "route"]);
+  }
+
+  record(method: string, route: string | null, status: number, seconds: number): void {
+    const byMethod = route === null ? this.unmatched : (this.routes.get(route) ?? this.addRoute(route));
+    const slot = methodSlot(method);
+    const series = byMethod[slot] ?? this.addSeries(byMethod, slot, byMethod === this.unmatched ? UNMATCHED_ROUTE : route!);
+    const counter = series.byStatus[status] ?? this.addStatus(series, status);
+    counter.value++;
+    series.duration.observe(seconds);
+  }
+
+  private addRoute(route: string): Array<RouteMethodSeries | undefined> {
+    if (this.routes.size >= MAX_ROUTES) return this.unmatched;
+    const byMethod: Array<RouteMethodSeries | undefined> = [];
+    this.routes.set(route, byMethod);
+    return byMethod;
+  }
+
+  private addSeries(byMethod: Array<RouteMethodSeries | undefined>, slot: number, route: string): RouteMethodSeries {
+    const method = METHODS[slot]!;
+    // Pre-sized so that a status is an index into a dense array, not a sparse one.
+    const series = { method, route, byStatus: new Array<Counter | undefined>(600).fill(undefined), duration: this.durations.labels({ method, route }) };
+    byMethod[slot] = series;
+    return series;
+  }
+
+  private addStatus(series: RouteMethodSeries, status: number): Counter {
+    const counter = this.requests.labels({ method: series.method, route: series.route, status: String(status) });
+    series.byStatus[status] = counter;
+    return counter;
+  }
 }
 
 /**

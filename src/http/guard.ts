@@ -2,8 +2,9 @@
  * The guard: runs before every route's handler and enforces what the route declared (see
  * access.ts). Deny by default: a route without a declaration is refused. In order it checks
  * the shield's verdict on the client address (refused: 403; throttled: the strict bucket), the
- * stricter login/token rate limit, the token (via the identity service), the token's
- * address allowlist, operator status, the scope (and a service key's one service), then the
+ * stricter login/token rate limit, the token (via the identity service; a loopback client of a
+ * `loopbackPublic` route needs none), the token's address allowlist, operator status, the
+ * scope (and a service key's one service), then the
  * target organization or workspace — membership, role, workspace narrowing, allowlists,
  * service activation, required MFA, the organization's rate limit — and finally, for
  * destructive routes, the confirmation token. Failures are audited and answered with the
@@ -16,7 +17,8 @@ import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
 import { effectiveRole, permissionForScope, roleAllows } from "../auth/rbac.ts";
 import { scopeService, scopesGrant } from "../auth/scopes.ts";
 import type { ShieldSlot } from "../intel/shield.ts";
-import { cidrContains, clientKey, parseIp, type Cidr } from "../net/ip.ts";
+import type { ShieldVerdictCounters } from "../metrics.ts";
+import { cidrContains, clientKey, isLoopback, parseIp, type Cidr } from "../net/ip.ts";
 import type { AccessSpec } from "./access.ts";
 import { auditRequest } from "./audit-request.ts";
 import { HttpProblem } from "./problem.ts";
@@ -26,6 +28,8 @@ export interface GuardOptions {
   identity: IdentityRegistry;
   /** The shield (intel): its verdict on the client address comes before everything else. */
   shield?: ShieldSlot;
+  /** Counts the shield's verdicts on HTTP clients (metrics). */
+  verdicts?: ShieldVerdictCounters;
   confirmations: Confirmations;
   limits: { auth: RateLimiter; organization: RateLimiter };
   /** Records a security event in its own transaction, without making the request wait. */
@@ -35,7 +39,7 @@ export interface GuardOptions {
 
 export type Guard = (spec: AccessSpec | undefined, request: Request, params: Record<string, string>, route: string) => void;
 
-export function createGuard({ identity, shield, confirmations, limits, recordSecurityEvent, now }: GuardOptions): Guard {
+export function createGuard({ identity, shield, verdicts, confirmations, limits, recordSecurityEvent, now }: GuardOptions): Guard {
   // One rate-limit event per key and minute: a flood is recorded, not amplified.
   const lastLimitEvent = new Map<string, number>();
   /** Tells the shield about a refusal: every one counts there, though the audit log samples rate limits. */
@@ -63,7 +67,9 @@ export function createGuard({ identity, shield, confirmations, limits, recordSec
     const meta = requestMeta(request);
     // The shield first: a refused address learns nothing more, not even which routes exist.
     // Its decisions are audited where they are made (the intel plugin), not once per request.
-    const verdict = shield?.current?.decide(meta.client, "http") ?? "allow";
+    const current = shield?.current;
+    const verdict = current ? current.decide(meta.client, "http") : "allow";
+    if (current && verdicts) verdicts[verdict].value++; // no shield, no verdict to count
     if (verdict === "refuse" || verdict === "drop") throw new HttpProblem(403, "forbidden", "Requests from your address are refused.");
     if (verdict === "throttle") {
       // A throttled address shares the strict login bucket for every request.
@@ -78,6 +84,7 @@ export function createGuard({ identity, shield, confirmations, limits, recordSec
       if (!decision.allowed) limited(key, decision, request);
     }
     if (spec.public) return;
+    if (spec.loopbackPublic && isLoopbackClient(meta.client)) return; // whatever token it sends, if any
 
     const provider = identity.provider;
     const token = bearerToken(request);
@@ -173,6 +180,11 @@ function bearerToken(request: Request): string | null {
   const header = request.headers.get("authorization");
   if (!header || !/^bearer /i.test(header)) return null;
   return header.slice(7).trim() || null;
+}
+
+function isLoopbackClient(client: string): boolean {
+  const ip = parseIp(client);
+  return ip !== null && isLoopback(ip);
 }
 
 function allowedFrom(client: string, allowlist: readonly Cidr[]): boolean {

@@ -9,6 +9,7 @@ import { loadConfig } from "../../src/config/load.ts";
 import { writeRootKeyFile } from "../../src/crypto/root-key.ts";
 import { createGuard } from "../../src/http/guard.ts";
 import { configSchema, plugins } from "../../src/main.ts";
+import { shieldVerdictCounters } from "../../src/metrics.ts";
 import type { Kernel, Plugin } from "../../src/plugin.ts";
 import { kernelMigrations } from "../../src/store/kernel-migrations.ts";
 import { migrate } from "../../src/store/migrate.ts";
@@ -56,6 +57,7 @@ export async function testCitadel(options: TestCitadelOptions = {}) {
   const guard = createGuard({
     identity: base.identity,
     shield: base.shield,
+    verdicts: shieldVerdictCounters(base.metrics, "http"),
     confirmations: new Confirmations(clock.now),
     limits: {
       auth: new RateLimiter({ name: "auth", perSecond: config.rate_limit.auth.per_second, burst: config.rate_limit.auth.burst }, clock.now),
@@ -66,6 +68,7 @@ export async function testCitadel(options: TestCitadelOptions = {}) {
   });
   const edge = testEdge({
     peer: options.peer,
+    metrics: base.metrics,
     guard,
     sealed: () => base.seal.sealed,
     readiness: [{ name: "seal", problem: () => (base.seal.sealed ? "sealed" : null) }],

@@ -4,7 +4,7 @@
  */
 import type { AnyElysia } from "elysia";
 import { createHttpApp, type MountedRoutes, type ReadinessCheck } from "../../src/http/app.ts";
-import { createEdge } from "../../src/http/edge.ts";
+import { createEdge, HttpRequestMetrics } from "../../src/http/edge.ts";
 import type { Guard } from "../../src/http/guard.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { parseCidr } from "../../src/net/ip.ts";
@@ -13,6 +13,7 @@ import { AuditLog } from "../../src/audit/log.ts";
 import { IdentityRegistry } from "../../src/auth/principal.ts";
 import { RecordProviders } from "../../src/record-providers.ts";
 import { ShieldSlot } from "../../src/intel/shield.ts";
+import { Metrics } from "../../src/metrics.ts";
 import { Keyring } from "../../src/crypto/keyring.ts";
 import { generateRootKey } from "../../src/crypto/root-key.ts";
 import { Seal } from "../../src/crypto/seal.ts";
@@ -38,6 +39,8 @@ export interface TestEdgeOptions {
   peer?: string;
   /** Serve as over TLS (default) or plain HTTP. */
   tls?: boolean;
+  /** Count requests into this registry (as main.ts does). */
+  metrics?: Metrics;
 }
 
 export interface CapturedLog {
@@ -69,6 +72,7 @@ export function testEdge(options: TestEdgeOptions = {}) {
     bodyLimit,
     trustedProxies: (options.trustedProxies ?? []).map((c) => parseCidr(c)!),
     tls: options.tls ?? true,
+    requests: options.metrics && new HttpRequestMetrics(options.metrics),
   });
   const peer = options.peer ?? "127.0.0.1";
   // The socket peer: fixed, or per request through a test-only header (this shim is not the edge).
@@ -160,6 +164,7 @@ export function testKernel<S = unknown>(options: TestKernelOptions<S> = {}): Ker
     services: [],
     records: new RecordProviders(),
     shield: new ShieldSlot(),
+    metrics: new Metrics(),
     rootKey,
     shares,
     ...options,

@@ -14,8 +14,9 @@ const ROWS: Row[] = ["no token", "expired", "revoked", "wrong scope", "wrong ser
 type Outcome = "passes the guard" | 401 | 403;
 
 /** What the declaration says should happen to this caller. */
-function expected(spec: AccessSpec, row: Row): Outcome {
+function expected(spec: AccessSpec, row: Row, from: "loopback" | "elsewhere" = "loopback"): Outcome {
   if (spec.public) return spec.ownCredential ? 401 : "passes the guard"; // no caller here holds a node token
+  if (spec.loopbackPublic && from === "loopback") return "passes the guard";
   if (row === "no token" || row === "expired" || row === "revoked") return 401;
   if (row === "disallowed address" || row === "wrong scope") return 403;
   if (spec.operator) return 403; // none of these callers is an appliance operator
@@ -76,6 +77,23 @@ function concrete(path: string): string {
 describe("authorization matrix", () => {
   test("covers every route of the application", () => {
     expect(accessDeclarations(c.app).size).toBe(c.app.routes.length);
+  });
+
+  // Before the whole matrix, whose last routes end the callers' sessions.
+  test("a loopback-public route, asked from elsewhere, is what the rest of its declaration says", async () => {
+    const routes = [...accessDeclarations(c.app)].filter(([, spec]) => spec.loopbackPublic);
+    expect(routes.length).toBeGreaterThan(0);
+    const wrong: string[] = [];
+    for (const row of ROWS) {
+      for (const [route, spec] of routes) {
+        const [method, path] = route.split(" ") as [string, string];
+        const res = await c.send(method, concrete(path), tokens[row], { headers: { "x-test-peer": "203.0.113.80" } });
+        const outcome: Outcome = res.status === 401 || res.status === 403 ? (res.status as 401 | 403) : "passes the guard";
+        const want = expected(spec, row, "elsewhere");
+        if (outcome !== want) wrong.push(`${row.padEnd(18)} ${route}: got ${res.status}, expected ${want}`);
+      }
+    }
+    expect(wrong).toEqual([]);
   });
 
   test("every route × every caller gets what its declaration implies", async () => {

@@ -53,4 +53,7 @@ test("every route declares its access (a route without one would be closed by th
     "POST /v1/secrets/shares/:share/view",
     "POST /v1/sys/unseal",
   ]);
+  // So are the routes open to loopback clients without a token (and to others only with one).
+  const loopbackPublic = [...declared].filter(([, spec]) => spec.loopbackPublic).map(([route]) => route).sort();
+  expect(loopbackPublic).toEqual(["GET /metrics"]);
 });

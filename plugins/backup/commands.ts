@@ -1,0 +1,193 @@
+/**
+ * CLI: citadel backup [--out FILE] | backup list | backup verify FILE | restore FILE.
+ *
+ * `backup` and `backup list` ask the running server (the snapshot must be taken by the
+ * process that holds the database). `backup verify` and `restore` work on files alone,
+ * offline: they need the key the backup was made under, and restore needs the server stopped.
+ */
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { readSecretLine } from "../../src/cli/prompt.ts";
+import { readRootKeyFile } from "../../src/crypto/root-key.ts";
+import { writeFileAtomic } from "../../src/files.ts";
+import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
+import { BackupError } from "./errors.ts";
+import { readBackupHeader, type BackupHeader } from "./format.ts";
+import { rootKeyFromShares, type KeySupply } from "./keys.ts";
+import { describeManifest } from "./manifest.ts";
+import type { BackupListing, CreatedBackup } from "./model.ts";
+import { restoreBackup, verifyBackup } from "./restore.ts";
+
+const PASSPHRASE_FILE: CommandOption = { type: "string", description: "A file holding the backup passphrase (- for standard input); without it the root key is used" };
+
+const KEY_OPTIONS: Record<string, CommandOption> = {
+  "key-file": { type: "string", description: "The root key file the backup was made under (default: root.key in the data directory)" },
+  "shares-file": { type: "string", description: "A file of Shamir key shares, one per line, that rebuild that root key" },
+  "passphrase-file": { type: "string", description: "A file holding the passphrase of a passphrase backup (- for standard input; asked for when absent)" },
+};
+
+export const backupCommands: Command[] = [
+  {
+    words: ["backup"],
+    summary: "Make a backup on the running server now, and download it with --out",
+    options: {
+      out: { type: "string", description: "Download the backup to this file (mode 0600)" },
+      "passphrase-file": PASSPHRASE_FILE,
+    },
+    async run(ctx) {
+      const passphraseFile = stringOption(ctx, "passphrase-file");
+      const passphrase = passphraseFile === undefined ? undefined : await readPassphraseFile(passphraseFile);
+      const api = await ctx.api();
+      const created = await api.request<CreatedBackup>("POST", "/v1/backup/snapshots", passphrase === undefined ? {} : { passphrase });
+      const out = stringOption(ctx, "out");
+      if (out !== undefined) {
+        const bytes = Buffer.from(await api.requestText("GET", `/v1/backup/snapshots/${created.name}?encoding=base64`), "base64");
+        const sha256 = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+        if (sha256 !== created.sha256) throw new BackupError(`the download of ${created.name} is damaged (SHA-256 ${sha256}, the server has ${created.sha256}); try again`);
+        writeFileAtomic(out, bytes, 0o600);
+      }
+      if (ctx.json) {
+        ctx.out(JSON.stringify({ ...created, out: out ?? null }, null, 2));
+        return 0;
+      }
+      ctx.out(`backup ${created.name}: ${created.bytes} bytes, ${created.key.kind === "root_key" ? `encrypted under root key ${created.key.root_key_id}` : "encrypted with the passphrase"}`);
+      for (const line of describeManifest(created.manifest)) ctx.out(`  ${line}`);
+      if (out !== undefined) ctx.out(`written to ${out}`);
+      if (created.pruned.length > 0) ctx.out(`deleted old backups: ${created.pruned.join(", ")}`);
+      return 0;
+    },
+  },
+  {
+    words: ["backup", "list"],
+    summary: "List the backups in the running server's backup directory, newest first",
+    async run(ctx) {
+      const listing = await (await ctx.api()).request<BackupListing>("GET", "/v1/backup/snapshots");
+      if (ctx.json) ctx.out(JSON.stringify(listing, null, 2));
+      else if (listing.items.length === 0) ctx.out(`no backups in ${listing.directory}`);
+      else for (const item of listing.items) ctx.out(`${item.name}  ${String(item.bytes).padStart(12)} bytes`);
+      return 0;
+    },
+  },
+  {
+    words: ["backup", "verify"],
+    summary: "Check a backup file completely (key, every chunk, SHA-256, SQLite integrity) and print its manifest",
+    args: "<file>",
+    maxArgs: 1,
+    options: KEY_OPTIONS,
+    async run(ctx) {
+      const file = requiredFile(ctx);
+      try {
+        const header = await readBackupHeader(file);
+        const opened = await verifyBackup(file, await keySupply(ctx, header));
+        if (ctx.json) ctx.out(JSON.stringify({ ok: true, file, key: keyInfo(opened.header), manifest: opened.manifest }, null, 2));
+        else {
+          ctx.out(`OK: ${file} is intact and opens (${keyInfo(opened.header).text})`);
+          for (const line of describeManifest(opened.manifest)) ctx.out(`  ${line}`);
+        }
+        return 0;
+      } catch (error) {
+        return reportFailure(ctx, error);
+      }
+    },
+  },
+  {
+    words: ["restore"],
+    summary: "Restore a backup into this data directory while Citadel is stopped (the current database is kept aside)",
+    args: "<file>",
+    maxArgs: 1,
+    options: { ...KEY_OPTIONS, yes: { type: "boolean", description: "Put an existing database aside (renamed, not deleted) without asking" } },
+    async run(ctx) {
+      const file = requiredFile(ctx);
+      const dataDir = ctx.dataDir();
+      try {
+        const header = await readBackupHeader(file);
+        const result = await restoreBackup({
+          file,
+          dataDir,
+          supply: await keySupply(ctx, header),
+          replace: ctx.options.yes === true,
+          unsealKeyFile: join(dataDir, "root.key"),
+          now: Date.now,
+        });
+        const m = result.opened.manifest;
+        if (ctx.json) {
+          ctx.out(JSON.stringify({ ok: true, database: result.database, previous: result.previous, root_key_matches: result.rootKeyMatches, manifest: m }, null, 2));
+        } else {
+          ctx.out(`Restored ${file} (taken ${m.created_at}, audit head ${m.audit_head ? `event ${m.audit_head.seq}` : "empty"}) into ${result.database}`);
+          if (result.previous) ctx.out(`The previous database is kept as ${result.previous}`);
+          ctx.out("Next: start Citadel, then run  citadel audit verify");
+        }
+        if (result.rootKeyMatches === false) {
+          ctx.err(`warning: ${join(dataDir, "root.key")} does not unseal the restored database: put root key ${m.root_key_id ?? "(unknown)"} there (or configure its source) before starting`);
+        }
+        return 0;
+      } catch (error) {
+        return reportFailure(ctx, error);
+      }
+    },
+  },
+];
+
+/** What opens the backup, by what its header asks for: the root key (file or shares) or a passphrase. */
+async function keySupply(ctx: CommandContext, header: BackupHeader): Promise<KeySupply> {
+  const derivation = header.derivation;
+  if (derivation.kind === "passphrase") {
+    const file = stringOption(ctx, "passphrase-file");
+    return { passphrase: file === undefined ? await readSecretLine("Backup passphrase: ") : await readPassphraseFile(file) };
+  }
+  const sharesFile = stringOption(ctx, "shares-file");
+  if (sharesFile !== undefined) return { rootKey: rootKeyFromShares(readText(sharesFile, "the shares file")) };
+  const explicit = stringOption(ctx, "key-file");
+  const keyFile = explicit ?? join(ctx.dataDir(), "root.key");
+  try {
+    return { rootKey: readRootKeyFile(keyFile) };
+  } catch (error) {
+    if (explicit === undefined && (error as Error).message.includes("no such file")) {
+      throw new BackupError(`this backup is encrypted under root key ${derivation.rootKeyId}: give it with --key-file FILE (or --shares-file FILE); there is no ${keyFile}`);
+    }
+    throw new BackupError((error as Error).message);
+  }
+}
+
+/** A passphrase from a file (or standard input): the file's one trailing newline is not part of it. */
+async function readPassphraseFile(path: string): Promise<string> {
+  const text = path === "-" ? await new Response(Bun.stdin.stream()).text() : readText(path, "the passphrase file", true);
+  const passphrase = text.replace(/\r?\n$/, "");
+  if (passphrase.length === 0) throw new BackupError("the passphrase is empty");
+  return passphrase;
+}
+
+function readText(path: string, what: string, mustBePrivate = false): string {
+  try {
+    if (mustBePrivate && (statSync(path).mode & 0o077) !== 0) throw new BackupError(`${what} ${path} is readable by group or others; run: chmod 600 ${path}`);
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    if (error instanceof BackupError) throw error;
+    throw new BackupError(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+}
+
+function keyInfo(header: BackupHeader): { kind: string; root_key_id?: string; text: string } {
+  const d = header.derivation;
+  return d.kind === "root_key"
+    ? { kind: d.kind, root_key_id: d.rootKeyId, text: `encrypted under root key ${d.rootKeyId}` }
+    : { kind: d.kind, text: `encrypted with a passphrase, argon2id m=${d.argon2.memoryKiB} KiB t=${d.argon2.iterations} p=${d.argon2.parallelism}` };
+}
+
+function reportFailure(ctx: CommandContext, error: unknown): number {
+  if (!(error instanceof BackupError)) throw error;
+  if (ctx.json) ctx.out(JSON.stringify({ ok: false, error: error.message }, null, 2));
+  ctx.err(`FAILED: ${error.message}`);
+  return 1;
+}
+
+function requiredFile(ctx: CommandContext): string {
+  const file = ctx.args[0];
+  if (!file) throw new BackupError("give the backup file");
+  return file;
+}
+
+function stringOption(ctx: CommandContext, name: string): string | undefined {
+  const value = ctx.options[name];
+  return typeof value === "string" ? value : undefined;
+}

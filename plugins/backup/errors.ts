@@ -1,0 +1,7 @@
+/**
+ * A backup cannot be made, read or restored. The message is meant for the operator as it is:
+ * it says what is wrong with the file, the key or the data directory, and what to do.
+ */
+export class BackupError extends Error {
+  override readonly name = "BackupError";
+}

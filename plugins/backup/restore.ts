@@ -1,0 +1,163 @@
+/**
+ * Restoring a backup into a stopped Citadel's data directory, and checking a backup offline.
+ *
+ * The backup is decrypted and checked in full (every chunk, the SHA-256, SQLite's integrity
+ * check) into a temporary file beside the database before anything is touched; only then is
+ * the current database renamed aside (never deleted) and the restored one renamed into its
+ * place, mode 0600. A running Citadel is detected by its lock on the database, so a restore
+ * never pulls the file out from under a live server.
+ */
+import { Database } from "bun:sqlite";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { parseRootKey, verifies } from "../../src/crypto/root-key.ts";
+import { prepareDataDir } from "../../src/data-dir.ts";
+import { BackupError } from "./errors.ts";
+import { compactUtcTime, syncDirectory } from "./files.ts";
+import { openBackup, type OpenedBackup } from "./format.ts";
+import type { KeySupply } from "./keys.ts";
+import { RESTORE_MARKER } from "./service.ts";
+
+export const DATABASE_FILE = "citadel.db";
+/** SQLite's companions of a database in WAL mode: they move with it. */
+const COMPANIONS = ["-wal", "-shm"];
+
+/**
+ * True when another connection has the database open (a running Citadel, or a command
+ * reading it). In WAL mode every connection holds a shared lock for as long as it is open;
+ * asking for the database in exclusive locking mode, without waiting, fails while one does.
+ */
+export function databaseInUse(path: string): boolean {
+  if (!existsSync(path)) return false;
+  const db = new Database(path, { readwrite: true, create: false });
+  try {
+    db.run("PRAGMA busy_timeout = 0");
+    db.run("PRAGMA locking_mode = EXCLUSIVE");
+    db.query("SELECT count(*) FROM sqlite_schema").get();
+    return false;
+  } catch (error) {
+    if (/locked|busy/i.test(String(error))) return true;
+    throw error;
+  } finally {
+    db.close();
+  }
+}
+
+/** Runs SQLite's integrity check on a decrypted database; "ok" or the first problems. */
+export function integrityOf(path: string): string {
+  let db: Database | undefined;
+  try {
+    db = new Database(path, { readonly: true });
+    return db
+      .query<{ integrity_check: string }, []>("PRAGMA integrity_check")
+      .all()
+      .map((r) => r.integrity_check)
+      .slice(0, 5)
+      .join("; ");
+  } catch (error) {
+    return `it does not open as an SQLite database (${error instanceof Error ? error.message : String(error)})`;
+  } finally {
+    db?.close();
+  }
+}
+
+/** Everything `citadel backup verify` checks; throws BackupError at the first problem. */
+export async function verifyBackup(file: string, supply: KeySupply): Promise<OpenedBackup> {
+  // A private directory: the plaintext database exists only for the integrity check.
+  const dir = mkdtempSync(join(tmpdir(), "citadel-verify-"));
+  try {
+    const plain = join(dir, DATABASE_FILE);
+    const opened = await openBackup(file, supply, plain);
+    const integrity = integrityOf(plain);
+    if (integrity !== "ok") throw new BackupError(`the database in the backup fails SQLite's integrity check: ${integrity}`);
+    return opened;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface RestoreOptions {
+  file: string;
+  dataDir: string;
+  supply: KeySupply;
+  /** The operator agreed to put an existing database aside (--yes). */
+  replace: boolean;
+  /** The key file the restored instance will unseal with, when it has one (checked, not required). */
+  unsealKeyFile?: string;
+  now: () => number;
+}
+
+export interface RestoreResult {
+  opened: OpenedBackup;
+  database: string;
+  /** Where the previous database went, or null when there was none. */
+  previous: string | null;
+  /**
+   * Whether the root key the data directory will unseal with opens the restored keyring:
+   * true, false, or null when it cannot be told here (no key file, Shamir, a credential).
+   */
+  rootKeyMatches: boolean | null;
+}
+
+export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
+  const { dataDir } = options;
+  prepareDataDir(dataDir);
+  const database = join(dataDir, DATABASE_FILE);
+  const refuseIfRunning = () => {
+    if (databaseInUse(database)) throw new BackupError(`the database in ${dataDir} is in use: stop Citadel first (for example systemctl stop citadel), then restore`);
+  };
+  refuseIfRunning();
+  const present = [DATABASE_FILE, ...COMPANIONS.map((c) => DATABASE_FILE + c)].filter((name) => existsSync(join(dataDir, name)));
+  if (present.length > 0 && !options.replace) {
+    throw new BackupError(`${dataDir} already holds a database: run again with --yes to keep it aside (renamed, not deleted) and restore over it`);
+  }
+
+  const incoming = join(dataDir, `${DATABASE_FILE}.restoring-${process.pid}`);
+  rmSync(incoming, { force: true });
+  try {
+    const opened = await openBackup(options.file, options.supply, incoming);
+    const integrity = integrityOf(incoming);
+    if (integrity !== "ok") throw new BackupError(`the database in the backup fails SQLite's integrity check: ${integrity}`);
+
+    refuseIfRunning(); // again: a server may have started while we decrypted
+    let previous: string | null = null;
+    if (present.length > 0) {
+      previous = join(dataDir, `${DATABASE_FILE}.before-restore-${compactUtcTime(new Date(options.now()))}`);
+      if (existsSync(previous)) throw new BackupError(`${previous} exists already: wait a second and try again`);
+      for (const suffix of ["", ...COMPANIONS]) {
+        if (existsSync(database + suffix)) renameSync(database + suffix, previous + suffix);
+      }
+    }
+    chmodSync(incoming, 0o600);
+    renameSync(incoming, database);
+    writeFileSync(
+      join(dataDir, RESTORE_MARKER),
+      JSON.stringify({ backup: basename(options.file), created_at: opened.manifest.created_at, audit_head_seq: opened.manifest.audit_head?.seq ?? null, previous: previous && basename(previous) }),
+      { mode: 0o600 },
+    );
+    syncDirectory(dataDir);
+    return { opened, database, previous, rootKeyMatches: options.unsealKeyFile ? rootKeyMatches(database, options.unsealKeyFile) : null };
+  } finally {
+    rmSync(incoming, { force: true });
+  }
+}
+
+/** Whether the key file the restored instance will meet unseals it (checked against the stored verifiers). */
+function rootKeyMatches(database: string, keyFile: string): boolean | null {
+  let key: Buffer;
+  try {
+    key = parseRootKey(readFileSync(keyFile), keyFile);
+  } catch {
+    return null; // no key file there (Shamir, a credential), or not a key: nothing to tell
+  }
+  const db = new Database(database, { readonly: true });
+  try {
+    return db.query<{ verifier: Uint8Array }, []>("SELECT verifier FROM root_keys").all().some((r) => verifies(key, r.verifier));
+  } catch {
+    return null;
+  } finally {
+    key.fill(0);
+    db.close();
+  }
+}

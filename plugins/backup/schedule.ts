@@ -1,0 +1,67 @@
+/**
+ * Scheduled backups. A backup is due `interval` after the newest backup in the directory,
+ * whoever made it: a restart does not make an extra one, and an operator's backup on
+ * demand counts. While sealed nothing is due (there is no key); after a failure the next
+ * try waits `retryMs` rather than failing in a tight loop.
+ */
+import type { Logger } from "../../src/log.ts";
+import type { Stop } from "../../src/plugin.ts";
+
+export interface ScheduleOptions {
+  intervalMs: number;
+  now: () => number;
+  /** The time of the newest backup, or null when there is none. */
+  newest: () => Date | null;
+  sealed: () => boolean;
+  /** Makes one backup (audited by the caller). */
+  run: () => Promise<unknown>;
+  log: Logger;
+  /** Wait after a failed backup before the next try (default: an hour, or the interval when shorter). */
+  retryMs?: number;
+}
+
+export class BackupSchedule {
+  private running = false;
+  private retryAt = 0;
+
+  constructor(private readonly options: ScheduleOptions) {}
+
+  /** When the next backup is due (ms since the epoch); 0: now. */
+  dueAt(): number {
+    const newest = this.options.newest();
+    return Math.max(newest ? newest.getTime() + this.options.intervalMs : 0, this.retryAt);
+  }
+
+  /** Makes a backup when one is due; resolves with whether it made one. Never throws. */
+  async tick(): Promise<boolean> {
+    const { options } = this;
+    if (this.running || options.sealed() || options.now() < this.dueAt()) return false;
+    this.running = true;
+    try {
+      await options.run();
+      this.retryAt = 0;
+      return true;
+    } catch (error) {
+      this.retryAt = options.now() + (options.retryMs ?? Math.min(options.intervalMs, 3_600_000));
+      options.log.error("scheduled backup failed; will try again", { retry_at: new Date(this.retryAt).toISOString(), error });
+      return false;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Checks every `everyMs` (default a minute); the returned stop waits for a backup under way. */
+  start(everyMs = 60_000): Stop {
+    let current: Promise<boolean> | null = null;
+    const check = () => {
+      if (!current) current = this.tick().finally(() => (current = null));
+    };
+    const timer = setInterval(check, everyMs);
+    timer.unref();
+    check();
+    return async () => {
+      clearInterval(timer);
+      await current;
+    };
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * Making backups on the server: snapshot the live database, describe it, encrypt it into the
+ * backup directory under its time-stamped name, audit it, prune the oldest beyond `keep`.
+ * Used by the API (on demand) and by the schedule; both go through one queue, so two backups
+ * never run at once.
+ */
+import { Database } from "bun:sqlite";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type { AuditActor, AuditRequestContext } from "../../src/audit/event.ts";
+import type { AuditLog } from "../../src/audit/log.ts";
+import type { BuildInfo } from "../../src/build-info.ts";
+import type { Keyring } from "../../src/crypto/keyring.ts";
+import { ConflictError, NotFoundError } from "../../src/errors.ts";
+import type { Logger } from "../../src/log.ts";
+import type { Clock } from "../../src/plugin.ts";
+import type { Store } from "../../src/store/store.ts";
+import { backupDirectory, backupFileName, backupsBeyond, listBackups, syncDirectory, type BackupFile } from "./files.ts";
+import { hashFile, sealBackup } from "./format.ts";
+import { newPassphraseBackupKeys, type BackupKeys } from "./keys.ts";
+import { readSnapshotFacts, type Manifest } from "./manifest.ts";
+import type { BackupSettings } from "./settings.ts";
+import { snapshotDatabase } from "./snapshot.ts";
+
+const SYSTEM: AuditActor = { kind: "system" };
+
+/** Left in the data directory by `citadel restore`; the next start audits the restore and removes it. */
+export const RESTORE_MARKER = "restored-from-backup.json";
+
+export interface BackupDeps {
+  store: Store;
+  audit: AuditLog;
+  clock: Clock;
+  build: BuildInfo;
+  log: Logger;
+  dataDir: string;
+  settings: BackupSettings;
+  /** The keyring; throws SealedError while sealed (no backup is made sealed). */
+  keyring(): Keyring;
+  /** Fresh keys under the root key (derived by the keyring: the root key is not handed out). */
+  rootKeyBackupKeys(): BackupKeys;
+  /** Plaintext bytes per encrypted chunk (tests use small ones to get many chunks). */
+  chunkBytes?: number;
+}
+
+export interface BackupRequest {
+  reason: Manifest["reason"];
+  actor: AuditActor;
+  request?: AuditRequestContext;
+  /** Encrypt with this passphrase (argon2id) instead of the root-key-derived key. */
+  passphrase?: string;
+}
+
+export interface CreatedBackup {
+  name: string;
+  path: string;
+  bytes: number;
+  /** SHA-256 of the backup file itself: a download is checked against it. */
+  sha256: string;
+  key: { kind: "root_key"; root_key_id: string } | { kind: "passphrase" };
+  manifest: Manifest;
+  /** Older backups deleted to keep `settings.keep`. */
+  pruned: string[];
+}
+
+export class BackupService {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly deps: BackupDeps) {}
+
+  get directory(): string {
+    return backupDirectory(this.deps.dataDir, this.deps.settings.dir);
+  }
+
+  /** Makes a backup (after any already running) and prunes; audited, success or failure. */
+  create(request: BackupRequest): Promise<CreatedBackup> {
+    const run = this.queue.then(() => this.createNow(request));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  list(): BackupFile[] {
+    return listBackups(this.deps.dataDir, this.deps.settings.dir);
+  }
+
+  /** One backup by file name; only names of the backup pattern are ever served. */
+  file(name: string): BackupFile {
+    const found = this.list().find((f) => f.name === name);
+    if (!found) throw new NotFoundError(`no backup named ${name}`);
+    return found;
+  }
+
+  /** Records that a backup file left the server. */
+  async recordDownload(name: string, actor: AuditActor, request?: AuditRequestContext): Promise<void> {
+    await this.deps.store.write((tx) => this.deps.audit.record(tx, { action: "backup.download", actor, outcome: "success", resource: { type: "backup", id: name }, request }));
+  }
+
+  /**
+   * Audits a restore that `citadel restore` did while the server was stopped (it leaves a
+   * marker, since it cannot write the log of a stopped instance), then removes the marker.
+   */
+  async recordRestore(): Promise<boolean> {
+    const marker = join(this.deps.dataDir, RESTORE_MARKER);
+    if (!existsSync(marker)) return false;
+    let note: { backup?: string; created_at?: string; audit_head_seq?: number | null; previous?: string | null } = {};
+    try {
+      note = JSON.parse(readFileSync(marker, "utf8"));
+    } catch {
+      // a damaged marker still means a restore happened
+    }
+    const reason = `restored from ${note.backup ?? "a backup"} taken ${note.created_at ?? "at an unknown time"}, audit head ${note.audit_head_seq ?? "-"}; previous database ${note.previous ? `kept as ${note.previous}` : "none"}`;
+    await this.deps.store.write((tx) => this.deps.audit.record(tx, { action: "backup.restore", actor: SYSTEM, outcome: "success", resource: { type: "backup", id: note.backup ?? null }, reason }));
+    rmSync(marker, { force: true });
+    this.deps.log.info("recorded a restore from backup", { backup: note.backup ?? null });
+    return true;
+  }
+
+  /** Removes what an interrupted backup left in the directory (plaintext snapshots above all). */
+  removeLeftovers(): void {
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.directory);
+    } catch {
+      return;
+    }
+    for (const name of names) if (name.startsWith(".snapshot-") || name.endsWith(".partial")) rmSync(join(this.directory, name), { force: true });
+  }
+
+  private async createNow(request: BackupRequest): Promise<CreatedBackup> {
+    const { deps } = this;
+    const startedAt = deps.clock.now();
+    deps.keyring(); // sealed: refused before anything is written
+    let keys: BackupKeys | undefined;
+    let name: string | undefined;
+    try {
+      if (request.passphrase !== undefined) keys = await newPassphraseBackupKeys(request.passphrase);
+      else keys = deps.rootKeyBackupKeys();
+      mkdirSync(this.directory, { recursive: true, mode: 0o700 });
+      const chosen = this.freeName(startedAt);
+      name = chosen;
+      const created = await this.write(chosen, keys, request.reason, startedAt);
+      const key = keys.derivation.kind === "root_key" ? { kind: "root_key" as const, root_key_id: keys.derivation.rootKeyId } : { kind: "passphrase" as const };
+      const head = created.manifest.audit_head;
+      await deps.store.write((tx) =>
+        deps.audit.record(tx, {
+          action: "backup.create",
+          actor: request.actor,
+          outcome: "success",
+          resource: { type: "backup", id: chosen },
+          reason: `${request.reason === "scheduled" ? "scheduled" : "on demand"}, ${key.kind === "root_key" ? `root key ${key.root_key_id}` : "passphrase"}, ${created.bytes} bytes, audit head ${head ? head.seq : "-"}`,
+          request: request.request,
+        }),
+      );
+      deps.log.info("made a backup", { backup: chosen, bytes: created.bytes, reason: request.reason, ms: deps.clock.now() - startedAt });
+      // The backup is made: a failure to prune is logged, not reported as a failed backup.
+      const pruned = await this.prune().catch((error) => {
+        deps.log.error("could not prune old backups", { error });
+        return [];
+      });
+      return { name: chosen, path: join(this.directory, chosen), ...created, key, pruned };
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      deps.log.error("a backup failed", { backup: name ?? null, error });
+      await deps.store
+        .write((tx) => deps.audit.record(tx, { action: "backup.create", actor: request.actor, outcome: "failure", resource: name ? { type: "backup", id: name } : null, reason, request: request.request }))
+        .catch((auditError) => deps.log.error("could not audit a failed backup", { error: auditError }));
+      throw error;
+    } finally {
+      keys?.wipe();
+    }
+  }
+
+  /** Snapshot → facts and hash → encrypted file under a temporary name → renamed into place. */
+  private async write(name: string, keys: BackupKeys, reason: Manifest["reason"], takenAt: number): Promise<{ bytes: number; sha256: string; manifest: Manifest }> {
+    const { deps } = this;
+    const snapshot = join(this.directory, `.snapshot-${crypto.randomUUID()}.db`);
+    const partial = join(this.directory, `.${name}.partial`);
+    try {
+      await snapshotDatabase(deps.store.path, snapshot);
+      const facts = readFacts(snapshot);
+      const manifest: Manifest = {
+        created_at: new Date(takenAt).toISOString(),
+        reason,
+        citadel: { version: deps.build.version, commit: deps.build.commit },
+        ...facts,
+        database: await hashFile(snapshot),
+      };
+      const sealed = await sealBackup(snapshot, partial, keys, manifest, deps.chunkBytes);
+      renameSync(partial, join(this.directory, name));
+      syncDirectory(this.directory); // makes the rename durable
+      return { ...sealed, manifest };
+    } finally {
+      rmSync(snapshot, { force: true });
+      rmSync(partial, { force: true });
+    }
+  }
+
+  /** The name for a backup taken at `time`; a second backup within the same second takes the next free second. */
+  private freeName(time: number): string {
+    for (let i = 0; i < 60; i++) {
+      const name = backupFileName(new Date(time + i * 1000));
+      if (!existsSync(join(this.directory, name))) return name;
+    }
+    throw new ConflictError("too many backups in the last minute");
+  }
+
+  private async prune(): Promise<string[]> {
+    const { deps } = this;
+    const old = backupsBeyond(this.list(), deps.settings.keep);
+    const removed: string[] = [];
+    for (const file of old) {
+      try {
+        rmSync(file.path);
+      } catch (error) {
+        deps.log.error("could not delete an old backup", { backup: file.name, error });
+        continue;
+      }
+      removed.push(file.name);
+      await deps.store.write((tx) =>
+        deps.audit.record(tx, { action: "backup.prune", actor: SYSTEM, outcome: "success", resource: { type: "backup", id: file.name }, reason: `more than ${deps.settings.keep} backups are kept` }),
+      );
+    }
+    return removed;
+  }
+}
+
+function readFacts(path: string) {
+  const db = new Database(path, { readonly: true });
+  try {
+    return readSnapshotFacts(db);
+  } finally {
+    db.close();
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * The installed /etc/citadel/citadel.toml: the schema rendered as documentation, with every
+ * key at its default (commented out) except those this installation must fix: where the data
+ * lives and how the root key is kept. Those few are set in place, beside their documentation,
+ * and the result is parsed back to prove it; `citadel init` then validates it against the
+ * schema before anything else happens.
+ *
+ * The rendering is config/citadel.example.toml, embedded: a test keeps that file equal to
+ * renderConfigToml(configSchema) of the whole schema, every plugin's section included, and
+ * the whole schema exists only in the composition root (src/main.ts), which a plugin cannot
+ * import (main.ts is still running `main()` when a command runs: the import would wait on itself).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { Type } from "@sinclair/typebox";
+import { parse as parseToml } from "smol-toml";
+import exampleToml from "../../config/citadel.example.toml" with { type: "text" };
+import { EXAMPLE_HEADER, renderConfigToml, tomlValue } from "../../src/config/render.ts";
+import type { SealMethod } from "../../src/crypto/keyring.ts";
+
+const HEADER = [
+  "Citadel configuration, written by `citadel install`, which never overwrites it.",
+  "",
+  "Every key is optional; a commented-out key shows its default. The keys that are set belong to",
+  "this installation: data_dir is the unit's StateDirectory, and [seal] matches the unit's",
+  "LoadCredentialEncrypted= line. Precedence, lowest first: defaults, this file, CITADEL_*",
+  "environment variables, command-line flags. Relative paths are inside data_dir.",
+].join("\n");
+
+/** A header alone, rendered exactly as renderConfigToml renders one above the keys. */
+const renderedHeader = (header: string) => renderConfigToml(Type.Object({}), { commented: true, header });
+
+export interface InstalledSettings {
+  dataDir: string;
+  sealMethod: SealMethod;
+  /** The credential name the unit loads (seal.credential), for method systemd_credential. */
+  credential: string;
+}
+
+export function renderInstalledConfig(settings: InstalledSettings, example: string = exampleToml): string {
+  const values: Setting[] = [
+    { path: ["data_dir"], value: settings.dataDir },
+    { path: ["seal", "method"], value: settings.sealMethod },
+  ];
+  if (settings.sealMethod === "systemd_credential") values.push({ path: ["seal", "credential"], value: settings.credential });
+  const exampleHeader = renderedHeader(EXAMPLE_HEADER);
+  if (!example.startsWith(exampleHeader)) throw new Error("config/citadel.example.toml does not start with its header: run `bun run config:example`");
+  const text = setKeys(renderedHeader(HEADER) + example.slice(exampleHeader.length), values);
+  const parsed = parseToml(text) as Record<string, unknown>;
+  for (const { path, value } of values) {
+    if (valueAt(parsed, path) !== value) throw new Error(`the installed config does not set ${path.join(".")} (the rendering changed?)`);
+  }
+  return text;
+}
+
+/** What an existing config says about the root key, or null when there is no config yet. */
+export interface InstalledSeal {
+  method: SealMethod;
+  /** seal.key_file as written: relative paths are inside data_dir. */
+  keyFile: string;
+}
+
+export function readInstalledSeal(path: string): InstalledSeal | null {
+  if (!existsSync(path)) return null;
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = parseToml(readFileSync(path, "utf8")) as Record<string, unknown>;
+  } catch (error) {
+    throw new Error(`${path}: ${error instanceof Error ? error.message.split("\n", 1)[0] : String(error)}; fix it, or move it away to have a new one written`);
+  }
+  // Absent keys mean the binary's defaults (SealConfig in src/config/schema.ts).
+  return {
+    method: (valueAt(parsed, ["seal", "method"]) as SealMethod | undefined) ?? "key_file",
+    keyFile: (valueAt(parsed, ["seal", "key_file"]) as string | undefined) ?? "root.key",
+  };
+}
+
+interface Setting {
+  path: readonly string[];
+  value: string;
+}
+
+/** Replaces each key's commented-out default line, inside its own table, with the value. */
+function setKeys(text: string, settings: readonly Setting[]): string {
+  const lines = text.split("\n");
+  for (const { path, value } of settings) {
+    const table = path.slice(0, -1).join(".");
+    const key = path[path.length - 1]!;
+    let inTable = table === ""; // top-level keys come before the first [table]
+    const index = lines.findIndex((line) => {
+      if (line.startsWith("[")) {
+        inTable = line === `[${table}]`;
+        return false;
+      }
+      return inTable && line.startsWith(`#${key} = `);
+    });
+    if (index < 0) throw new Error(`config key ${path.join(".")} is not in the rendered schema`);
+    lines[index] = `${key} = ${tomlValue(value, path.join("."))}`;
+  }
+  return lines.join("\n");
+}
+
+function valueAt(tree: Record<string, unknown>, path: readonly string[]): unknown {
+  let node: unknown = tree;
+  for (const key of path) node = typeof node === "object" && node !== null ? (node as Record<string, unknown>)[key] : undefined;
+  return node;
+}

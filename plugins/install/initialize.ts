@@ -1,0 +1,123 @@
+/**
+ * The root key and the database, made once by the installed binary's own `citadel init`.
+ * init is the one implementation of first-time setup (migrations of every plugin, the key
+ * hierarchy, the first organization and owner); it lives in the composition root, which a
+ * plugin cannot import, and running the installed binary also means the database is made by
+ * the very program that will serve it. Running it here rather than letting the first start do
+ * it shows the one-time password (and the Shamir shares) on the operator's terminal instead of
+ * in the journal.
+ *
+ * Nothing here ever replaces a key: an existing database is left alone, and a database whose
+ * key material is missing is an error for the operator to resolve from a backup.
+ */
+import { chmodSync, existsSync, renameSync, rmSync } from "node:fs";
+import { isAbsolute, join } from "node:path";
+import type { InstalledSeal } from "./config-file.ts";
+import type { Layout } from "./layout.ts";
+import type { ReportItem } from "./report.ts";
+import type { SealDecision } from "./seal-choice.ts";
+import type { SystemTools } from "./system-tools.ts";
+
+/** The shares `citadel init` makes for a Shamir seal: any three of five unseal. */
+export const SHAMIR = { shares: 5, threshold: 3 } as const;
+
+export interface InitializeInput {
+  layout: Layout;
+  /** The installed binary, which runs `init`. */
+  binary: string;
+  seal: SealDecision;
+  /** seal.key_file of the installed config. */
+  keyFile: InstalledSeal["keyFile"];
+  /** The credential name the unit loads. */
+  credentialName: string;
+}
+
+export interface InitializeOutcome {
+  items: ReportItem[];
+  /** What init printed for the operator (the one-time password, the shares): shown once. */
+  output: string[];
+  warnings: string[];
+}
+
+export async function initializeOnce(tools: SystemTools, input: InitializeInput): Promise<InitializeOutcome> {
+  const { layout, seal } = input;
+  const database = join(layout.dataDir, "citadel.db");
+  const keyFile = isAbsolute(input.keyFile) ? join(layout.root, input.keyFile) : join(layout.dataDir, input.keyFile);
+  if (existsSync(database)) return { items: [{ status: "unchanged", what: database, detail: "initialized" }, existingKeyMaterial(input, database, keyFile)], output: [], warnings: [] };
+
+  if (seal.method === "systemd_credential" && existsSync(layout.credentialFile)) {
+    throw new Error(
+      `${layout.credentialFile} exists but ${database} does not: that credential holds the root key of a database that is gone. Restore the database from a backup, or move the credential away to start afresh`,
+    );
+  }
+  const init = [input.binary, "init", "--config", layout.configFile, "--data", layout.dataDir];
+  if (seal.method === "shamir") return runInit(tools, [...init, "--shares", String(SHAMIR.shares), "--threshold", String(SHAMIR.threshold)], database, { status: "created", what: "root key", detail: `${SHAMIR.shares} Shamir shares, any ${SHAMIR.threshold} unseal: printed below, once` });
+  if (seal.method === "key_file") return runInit(tools, init, database, { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });
+  return initWithCredential(tools, input, init, database);
+}
+
+function existingKeyMaterial(input: InitializeInput, database: string, keyFile: string): ReportItem {
+  const missing = (path: string) =>
+    new Error(`${database} is initialized, but its root key ${path} is missing: restore it from your backup (a new key would not open the existing data)`);
+  if (input.seal.method === "key_file") {
+    if (!existsSync(keyFile)) throw missing(keyFile);
+    return { status: "unchanged", what: keyFile };
+  }
+  if (input.seal.method === "systemd_credential") {
+    if (!existsSync(input.layout.credentialFile)) throw missing(input.layout.credentialFile);
+    return { status: "unchanged", what: input.layout.credentialFile };
+  }
+  return { status: "unchanged", what: "root key", detail: "Shamir shares, held by their keepers" };
+}
+
+async function runInit(tools: SystemTools, argv: string[], database: string, keyItem: ReportItem): Promise<InitializeOutcome> {
+  const result = await tools.run(argv);
+  if (result.code !== 0) throw new Error(`citadel init failed (exit ${result.code}): ${result.stderr.trim()}`);
+  return { items: [{ status: "created", what: database, detail: "initialized by citadel init" }, keyItem], output: lines(result.stdout), warnings: lines(result.stderr) };
+}
+
+/**
+ * `init --key-out -` prints the new root key on standard output and nothing else; it is handed
+ * to `systemd-creds encrypt` on its standard input, so the plain key exists only in memory.
+ * init commits before it prints, so a failure to store the credential would leave a database
+ * whose key nobody has: systemd-creds is tried first, and the fresh database is removed if
+ * the real encryption fails anyway.
+ */
+async function initWithCredential(tools: SystemTools, input: InitializeInput, init: string[], database: string): Promise<InitializeOutcome> {
+  const credentialFile = input.layout.credentialFile;
+  const encrypt = (output: string) => ["systemd-creds", "encrypt", `--with-key=${input.seal.credentialKey}`, `--name=${input.credentialName}`, "-", output];
+  await tools.mustRun(encrypt("-"), Buffer.from("can systemd-creds encrypt here?"));
+
+  const result = await tools.runForBytes([...init, "--key-out", "-"]);
+  if (result.code !== 0) throw new Error(`citadel init failed (exit ${result.code}): ${result.stderr.trim()}`);
+  const temporary = `${credentialFile}.tmp-${process.pid}`;
+  let stored;
+  try {
+    if (!/^[0-9a-f]{64}\n$/.test(Buffer.from(result.stdout).toString("latin1"))) {
+      stored = { code: 1, stdout: "", stderr: "citadel init did not print a root key" };
+    } else {
+      stored = await tools.run(encrypt(temporary), result.stdout);
+    }
+  } finally {
+    result.stdout.fill(0);
+  }
+  if (stored.code !== 0) {
+    rmSync(temporary, { force: true });
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${database}${suffix}`, { force: true });
+    throw new Error(`could not store the root key with systemd-creds (${stored.stderr.trim()}); the new database was removed again, so running install again starts afresh`);
+  }
+  chmodSync(temporary, 0o600); // systemd-creds writes 0644; only systemd (root) reads it
+  renameSync(temporary, credentialFile);
+  return {
+    items: [
+      { status: "created", what: database, detail: "initialized by citadel init" },
+      { status: "created", what: credentialFile, detail: `0600 root:root, systemd-creds --with-key=${input.seal.credentialKey}; the plain key was never written to disk` },
+    ],
+    output: lines(result.stderr), // with --key-out -, init writes its messages to standard error
+    warnings: lines(stored.stderr),
+  };
+}
+
+function lines(text: string): string[] {
+  return text.split("\n").filter((line) => line.trim() !== "");
+}

@@ -1,0 +1,114 @@
+/**
+ * `citadel install`: the account, the config, the data directory, the binary, the units and
+ * the root key, each put in place only when missing or different. A second run reports every
+ * item "unchanged" and touches nothing; the config and the key are never replaced.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { Accounts, chownTree, ROOT_OWNED, SERVICE_OWNED, SERVICE_READABLE } from "./accounts.ts";
+import { readInstalledSeal, renderInstalledConfig } from "./config-file.ts";
+import { initializeOnce, SHAMIR } from "./initialize.ts";
+import { layoutUnder, requireRootOnHost, TARGET, type Layout } from "./layout.ts";
+import { placeDirectory, placeFile } from "./placement.ts";
+import { changed, type ReportItem } from "./report.ts";
+import { decideSeal, type SealDecision, type SealOption } from "./seal-choice.ts";
+import type { SystemTools } from "./system-tools.ts";
+import { serviceCredential, AGENT_UNIT, SERVICE_UNIT } from "./units.ts";
+
+export interface InstallOptions {
+  root: string;
+  /** The binary to install (--binary, or the running one). */
+  binary: string;
+  seal: SealOption | undefined;
+  /** Asked once the plan is known, before anything changes; false stops the install. */
+  confirm(plan: readonly string[]): Promise<boolean>;
+}
+
+export interface InstallReport {
+  root: string;
+  version: string;
+  seal: SealDecision;
+  items: ReportItem[];
+  /** What `citadel init` printed: the first owner's one-time password, Shamir shares. */
+  initOutput: string[];
+  warnings: string[];
+  nextSteps: string[];
+}
+
+export class InstallCancelled extends Error {
+  override readonly name = "InstallCancelled";
+}
+
+export async function install(tools: SystemTools, options: InstallOptions): Promise<InstallReport> {
+  const layout = layoutUnder(options.root);
+  requireRootOnHost(layout, "install");
+  const version = await binaryVersion(tools, options.binary);
+  const installed = readInstalledSeal(layout.configFile);
+  const seal = await decideSeal(tools, options.seal, installed && { method: installed.method, configFile: layout.configFile });
+  const plan = [`Install ${version} into ${layout.root}`, `seal: ${seal.method}, because ${seal.reason}`];
+  if (!(await options.confirm(plan))) throw new InstallCancelled("nothing was changed");
+
+  const accounts = new Accounts(tools, layout.onHost);
+  const credential = serviceCredential();
+  const items: ReportItem[] = [await accounts.ensureServiceUser()];
+  items.push(await placeDirectory(layout.configDir, 0o750, SERVICE_READABLE, accounts));
+  const config = () => renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: seal.method, credential: credential.name });
+  items.push(await placeFile(layout.configFile, config, { mode: 0o640, owner: SERVICE_READABLE, keepContent: true }, accounts));
+  const dataDirItem = await placeDirectory(layout.dataDir, 0o700, SERVICE_OWNED, accounts);
+  items.push(dataDirItem);
+  items.push(await placeFile(layout.binary, () => readFileSync(options.binary), { mode: 0o755, owner: ROOT_OWNED }, accounts));
+  const unitItems = [];
+  for (const unit of layout.units) unitItems.push(await placeFile(unit.path, () => unit.text, { mode: 0o644, owner: ROOT_OWNED }, accounts));
+  items.push(...unitItems);
+
+  const keys = await initializeOnce(tools, { layout, binary: layout.binary, seal, keyFile: installed?.keyFile ?? "root.key", credentialName: credential.name });
+  items.push(...keys.items);
+  // init ran as root: the service must own what it made. (Under another root, StateDirectory=
+  // hands the directory to the user at the target's first start.)
+  const serviceIds = await accounts.ids(SERVICE_OWNED);
+  if (serviceIds && chownTree(layout.dataDir, serviceIds) > 0 && dataDirItem.status === "unchanged") dataDirItem.status = "updated";
+
+  const warnings = [...keys.warnings];
+  if (changed(unitItems)) {
+    const reload = await reloadSystemd(tools, layout);
+    if (reload) items.push(reload);
+  }
+  if (!layout.onHost && seal.method === "systemd_credential") {
+    warnings.push(`${layout.credentialFile} is encrypted with this machine's ${seal.credentialKey === "tpm2" ? "TPM2" : "host key"}: it decrypts only here, not on the machine that boots ${layout.root}`);
+  }
+  return { root: layout.root, version, seal, items, initOutput: keys.output, warnings, nextSteps: nextSteps(layout, seal) };
+}
+
+/** `<binary> version`: proves the file is a Citadel that runs here before anything is copied. */
+async function binaryVersion(tools: SystemTools, binary: string): Promise<string> {
+  if (!existsSync(binary)) throw new Error(`${binary}: no such file (give the Citadel binary with --binary)`);
+  const result = await tools.run([binary, "version"]);
+  const line = result.stdout.trim().split("\n", 1)[0] ?? "";
+  if (result.code !== 0 || !line.startsWith("citadel ")) {
+    throw new Error(`${binary} is not a Citadel binary that runs here (\`${binary} version\` said: ${(result.stderr || result.stdout).trim() || `exit ${result.code}`})`);
+  }
+  return line;
+}
+
+/** After a unit file changed, systemd must re-read it; only on this machine, only when systemd runs it. */
+async function reloadSystemd(tools: SystemTools, layout: Layout): Promise<ReportItem | null> {
+  if (!layout.onHost || !tools.find("systemctl")) return null;
+  if (!existsSync("/run/systemd/system")) return { status: "skipped", what: "systemctl daemon-reload", detail: "systemd is not running here" };
+  await tools.mustRun(["systemctl", "daemon-reload"]);
+  return { status: "done", what: "systemctl daemon-reload" };
+}
+
+function nextSteps(layout: Layout, seal: SealDecision): string[] {
+  const steps: string[] = [];
+  if (!layout.onHost) {
+    steps.push(
+      `On the machine that boots ${layout.root}: create the service's account (useradd --system --user-group --home-dir ${TARGET.dataDir} --shell /usr/sbin/nologin citadel) and let it read the config (chgrp citadel ${TARGET.configDir} ${TARGET.configFile})`,
+      `Enable the service in the image: systemctl --root=${layout.root} enable ${SERVICE_UNIT.name}`,
+    );
+  } else {
+    steps.push(`Review ${TARGET.configFile} (by default only this machine reaches the API: http.address), then: systemctl enable --now ${SERVICE_UNIT.name}`);
+  }
+  if (seal.method === "shamir") steps.push(`Citadel starts sealed: ${SHAMIR.threshold} keepers each run \`citadel unseal\` after every start.`);
+  steps.push(`On a mesh node: citadel mesh join --state ${TARGET.meshStateDir} ..., then systemctl enable --now ${AGENT_UNIT.name}`);
+  return steps;
+}
+

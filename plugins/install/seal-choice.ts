@@ -1,0 +1,68 @@
+/**
+ * Which seal method an installation gets, and why: the operator is told what protects the
+ * root key. A systemd credential is preferred whenever systemd-creds exists (bound to the TPM2
+ * when there is one, else to the host key only root can read); a key file is the fallback.
+ * Shamir shares are never the default: every restart then needs key holders.
+ */
+import { UsageError } from "../../src/cli/command-line.ts";
+import type { SealMethod } from "../../src/crypto/keyring.ts";
+import type { SystemTools } from "./system-tools.ts";
+
+/** The values of --seal. */
+export const SEAL_OPTIONS = { credential: "systemd_credential", shamir: "shamir", "key-file": "key_file" } as const satisfies Record<string, SealMethod>;
+export type SealOption = keyof typeof SEAL_OPTIONS;
+
+export interface SealDecision {
+  method: SealMethod;
+  /** One sentence for the operator: why this method, and what protects the key. */
+  reason: string;
+  /** systemd_credential: the key systemd-creds encrypts with (its --with-key=). */
+  credentialKey: "tpm2" | "host" | null;
+}
+
+export function parseSealOption(value: string | undefined): SealOption | undefined {
+  if (value === undefined) return undefined;
+  if (value in SEAL_OPTIONS) return value as SealOption;
+  throw new UsageError(`--seal ${value}: use one of ${Object.keys(SEAL_OPTIONS).join(", ")}`);
+}
+
+/**
+ * `requested`: --seal, if given. `installed`: seal.method of an existing config, which wins,
+ * because a second install must not change how an existing root key is kept.
+ */
+export async function decideSeal(tools: SystemTools, requested: SealOption | undefined, installed: { method: SealMethod; configFile: string } | null): Promise<SealDecision> {
+  if (installed) {
+    if (requested && SEAL_OPTIONS[requested] !== installed.method) {
+      throw new UsageError(`this Citadel is installed with seal.method "${installed.method}" (${installed.configFile}); --seal ${requested} would need a new root key: change the method as docs/keys.md describes, not by installing again`);
+    }
+    const reason = `already installed with seal.method "${installed.method}" (${installed.configFile})`;
+    return installed.method === "systemd_credential" ? withCredentialKey(tools, reason) : { method: installed.method, reason, credentialKey: null };
+  }
+  const hasCreds = tools.find("systemd-creds") !== null;
+  if (requested === "credential" && !hasCreds) throw new UsageError("--seal credential needs systemd-creds (systemd 250 or later), which is not installed");
+  if (requested && requested !== "credential") {
+    const why = requested === "shamir" ? "the key exists only as shares held by people; every start waits for `citadel unseal`" : "the key is a file in the data directory, readable by the citadel user alone";
+    return { method: SEAL_OPTIONS[requested], reason: `--seal ${requested}: ${why}`, credentialKey: null };
+  }
+  if (requested === "credential") return withCredentialKey(tools, "--seal credential");
+  if (hasCreds) return withCredentialKey(tools, "systemd-creds is installed");
+  return {
+    method: "key_file",
+    reason: "systemd-creds not found (systemd 250 or later has it): the key is a file in the data directory, readable by the citadel user alone; --seal shamir keeps it off this machine",
+    credentialKey: null,
+  };
+}
+
+/** Asks systemd-creds whether a TPM2 is usable; its answer ("yes", "no", "partial") is quoted. */
+async function withCredentialKey(tools: SystemTools, why: string): Promise<SealDecision> {
+  const probe = await tools.run(["systemd-creds", "has-tpm2"]);
+  const answer = probe.stdout.split("\n", 1)[0]!.trim() || `exit ${probe.code}`;
+  if (probe.code === 0) {
+    return { method: "systemd_credential", credentialKey: "tpm2", reason: `${why}; TPM2 found (systemd-creds has-tpm2: ${answer}): the key is encrypted with this machine's TPM2 and decrypts only here` };
+  }
+  return {
+    method: "systemd_credential",
+    credentialKey: "host",
+    reason: `${why}; no usable TPM2 (systemd-creds has-tpm2: ${answer}): the key is encrypted with the host key /var/lib/systemd/credential.secret, which only root can read`,
+  };
+}

@@ -1,0 +1,33 @@
+/**
+ * What the mesh holds about an organization (src/subjects.ts): its networks, nodes (public
+ * keys, addresses, endpoints), pre-auth keys' metadata and ACL versions. Erasure removes the
+ * networks (their nodes, keys and ACLs go with them). Users own nothing here.
+ */
+import type { SubjectContributor } from "../../src/subjects.ts";
+import type { MeshService } from "./service.ts";
+import * as sql from "./store.ts";
+
+export function meshSubjects(mesh: MeshService): SubjectContributor {
+  return {
+    name: "mesh",
+    export(subject) {
+      if (subject.kind !== "organization") return null;
+      const networks = mesh.list(subject.id).items;
+      if (networks.length === 0) return null;
+      return {
+        networks: networks.map((n) => ({
+          ...n,
+          nodes: mesh.nodes(subject.id, n.id).items,
+          preauth_keys: mesh.keys(subject.id, n.id).items,
+          acl_versions: mesh.aclHistory(subject.id, n.id).items,
+        })),
+      };
+    },
+    erase(tx, subject) {
+      if (subject.kind !== "organization") return null;
+      const networks = sql.networks(tx, subject.id);
+      for (const n of networks) sql.deleteNetwork(tx, n.id);
+      return networks.length === 0 ? null : `${networks.length} network(s) deleted`;
+    },
+  };
+}

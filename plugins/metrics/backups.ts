@@ -1,0 +1,47 @@
+/**
+ * The backups on disk, as the backup plugin names them: `citadel-YYYYMMDDTHHMMSSZ.backup` in
+ * its directory. The file name is the contract between the two plugins (plugins do not import
+ * each other), and the time in it — when the backup was taken, in UTC — is what is reported,
+ * not the file's mtime, which a copy or restore changes.
+ */
+import { readdirSync } from "node:fs";
+
+const BACKUP_NAME = /^citadel-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.backup$/;
+
+export interface BackupSummary {
+  count: number;
+  /** When the newest backup was taken (ms since the epoch), or null when there is none. */
+  newestAt: number | null;
+}
+
+/** The backups in `dir`; a directory that does not exist holds none. */
+export function summarizeBackups(dir: string): BackupSummary {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { count: 0, newestAt: null };
+    throw error;
+  }
+  let count = 0;
+  let newestAt: number | null = null;
+  for (const name of names) {
+    const at = backupTime(name);
+    if (at === null) continue;
+    count++;
+    if (newestAt === null || at > newestAt) newestAt = at;
+  }
+  return { count, newestAt };
+}
+
+/** The time a backup's file name says it was taken, or null when the name is not a backup's. */
+export function backupTime(name: string): number | null {
+  const m = BACKUP_NAME.exec(name);
+  if (!m) return null;
+  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  const at = Date.UTC(year, month - 1, day, hour, minute, second);
+  // Date.UTC rolls 20260231 over into March: such a name is not a time we wrote.
+  const d = new Date(at);
+  if (d.getUTCFullYear() !== year || d.getUTCMonth() !== month - 1 || d.getUTCDate() !== day || d.getUTCHours() !== hour || d.getUTCMinutes() !== minute || d.getUTCSeconds() !== second) return null;
+  return at;
+}

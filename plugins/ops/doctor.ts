@@ -1,0 +1,423 @@
+/**
+ * `citadel doctor`: checks this machine's Citadel from its config and data directory — and
+ * from the running server when it answers — and says for each thing ok, warn or fail, with
+ * the command that fixes a problem. It changes nothing. Each check is a small function; a
+ * check that cannot tell (no timedatectl, Citadel stopped) says "skip" and why.
+ */
+import type { Database } from "bun:sqlite";
+import { X509Certificate } from "node:crypto";
+import { readdirSync, readFileSync, statfsSync } from "node:fs";
+import { createConnection } from "node:net";
+import { isAbsolute, join } from "node:path";
+import { verifyAuditChain } from "../../src/audit/verify.ts";
+import { dataPath } from "../../src/config/load.ts";
+import { DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "../../src/config/schema.ts";
+import { readRootKeyFile, verifies } from "../../src/crypto/root-key.ts";
+import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
+import { parseHostPort, queryUdp } from "./dns-probe.ts";
+import { keyAgesFromDatabase, keyAgesFromServer, type KeyAges } from "./key-ages.ts";
+import type { ServerView } from "./local-server.ts";
+import { humanBytes, octal, pathInfo, shellQuote, walk } from "./on-disk.ts";
+import { probePort, whoHolds } from "./ports.ts";
+import { anyHostedZone, databasePath, rootKeys } from "./store.ts";
+
+export type CheckStatus = "ok" | "warn" | "fail" | "skip";
+
+export interface Check {
+  /** A stable name: data_dir, file_mode, root_key, tls_key, certificate, server, seal, keys, disk, clock, port, dns, audit, backup... */
+  check: string;
+  status: CheckStatus;
+  message: string;
+  /** The command (or the one step) that fixes it; null when there is nothing to fix. */
+  fix: string | null;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  counts: Record<CheckStatus, number>;
+  checks: Check[];
+}
+
+/** What ran a program and what it printed; null when the program is not installed. */
+export type RunProgram = (argv: string[]) => { code: number; stdout: string; stderr: string } | null;
+
+export interface DoctorInputs {
+  config: Config;
+  /** False when the plugins' sections are known from the file alone (see config.ts). */
+  /** What the running server said (local-server.ts). */
+  server: ServerView;
+  /** The database, read-only, or null when there is none. */
+  db: Database | null;
+  now: number;
+  run: RunProgram;
+  /** Disk space of a directory's filesystem (statfs); tests give their own. */
+  diskSpace?: (path: string) => { available: number; total: number };
+}
+
+const DAY_MS = 86_400_000;
+/** A certificate this close to its end is reported (Citadel renews its own at start-up from here). */
+export const CERTIFICATE_WARN_DAYS = 30;
+const BACKUP_NAME = /^citadel-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.backup$/;
+/** A backup older than this is reported when no schedule says otherwise. */
+const BACKUP_MAX_AGE_DAYS = 7;
+
+/** Runs every check in order and counts the outcomes; `ok` is false as soon as one check fails. */
+export async function runDoctor(inputs: DoctorInputs): Promise<DoctorReport> {
+  const checks: Check[] = [];
+  const add = (check: string, status: CheckStatus, message: string, fix: string | null = null) => checks.push({ check, status, message, fix });
+  const { config } = inputs;
+
+  // Files that a check below looks at specifically: the sweep of the data directory leaves them to it.
+  const covered = new Set<string>();
+  checkDataDir(inputs, add);
+  checkRootKey(inputs, add, covered);
+  checkTls(inputs, add, covered);
+  checkFileModes(inputs, add, covered);
+  checkServer(inputs, add);
+  checkKeys(inputs, add);
+  checkDisk(inputs, add);
+  checkClock(inputs, add);
+  await checkPorts(inputs, add);
+  await checkDns(inputs, add);
+  checkAudit(inputs, add);
+  checkBackups(inputs, add);
+
+  const counts = { ok: 0, warn: 0, fail: 0, skip: 0 };
+  for (const c of checks) counts[c.status]++;
+  return { ok: counts.fail === 0, counts, checks };
+}
+
+type Add = (check: string, status: CheckStatus, message: string, fix?: string | null) => void;
+
+function checkDataDir({ config }: DoctorInputs, add: Add): void {
+  const dir = pathInfo(config.data_dir);
+  const q = shellQuote(config.data_dir);
+  if (dir.kind === "missing") return add("data_dir", "fail", `${config.data_dir} does not exist`, `citadel init --data ${q}`);
+  if (dir.kind !== "directory") return add("data_dir", "fail", `${config.data_dir} is not a directory`, `move it aside, then: citadel init --data ${q}`);
+  if ((dir.mode! & 0o077) !== 0) return add("data_dir", "fail", `${config.data_dir} is open to group or others (mode ${octal(dir.mode)}); Citadel refuses to start`, `chmod 700 ${q}`);
+  add("data_dir", "ok", `${config.data_dir} (mode ${octal(dir.mode)})`);
+  const db = pathInfo(databasePath(config));
+  if (db.kind !== "file") add("database", "fail", `no database at ${databasePath(config)}: Citadel was never started here`, `citadel init --data ${q}`);
+  else add("database", "ok", `${databasePath(config)} (${humanBytes(db.bytes)})`);
+}
+
+/** Every file under the data directory 0600 (or stricter), every directory 0700. */
+function checkFileModes({ config }: DoctorInputs, add: Add, covered: Set<string>): void {
+  if (pathInfo(config.data_dir).kind !== "directory") return;
+  let files = 0;
+  let problems = 0;
+  for (const entry of walk(config.data_dir)) {
+    if (covered.has(entry.path)) continue;
+    if (entry.kind === "file") files++;
+    if ((entry.mode & 0o077) === 0) continue;
+    problems++;
+    const wanted = entry.kind === "directory" ? "700" : "600";
+    add("file_mode", "fail", `${entry.path} is open to group or others (mode ${octal(entry.mode)})`, `chmod ${wanted} ${shellQuote(entry.path)}`);
+  }
+  if (problems === 0) add("file_mode", "ok", `${files} files under ${config.data_dir}, all owner-only (0600 or stricter)`);
+}
+
+function checkRootKey({ config, db }: DoctorInputs, add: Add, covered: Set<string>): void {
+  const { method } = config.seal;
+  if (method === "shamir") return add("root_key", "ok", "seal method shamir: the key shares are with their keepers; nothing on disk");
+  if (method === "systemd_credential") {
+    const name = config.seal.credential;
+    const places = ["/etc/credstore.encrypted", "/etc/credstore"].map((d) => join(d, name));
+    const found = places.map(pathInfo).find((p) => p.kind === "file");
+    const encrypt = `systemd-creds encrypt --name=${name} ROOT_KEY_FILE /etc/credstore.encrypted/${name}`;
+    if (!found) return add("root_key", "warn", `seal method systemd_credential: no credential ${name} in ${places.join(" or ")} (systemd hands it to the service; a unit with LoadCredentialEncrypted= from elsewhere is fine)`, encrypt);
+    if ((found.mode! & 0o077) !== 0 && found.path.startsWith("/etc/credstore/")) return add("root_key", "fail", `${found.path} holds the root key in the clear and is open to group or others (mode ${octal(found.mode)})`, `chmod 600 ${shellQuote(found.path)}`);
+    return add("root_key", "ok", `seal method systemd_credential: ${found.path} (mode ${octal(found.mode)})`);
+  }
+  const path = dataPath(config, config.seal.key_file);
+  covered.add(path);
+  const file = pathInfo(path);
+  const q = shellQuote(path);
+  if (file.kind === "missing") return add("root_key", "fail", `the root key file ${path} is missing: Citadel cannot unseal`, `restore it from your copy, then: chmod 600 ${q}`);
+  if (file.kind !== "file") return add("root_key", "fail", `${path} is not a file`, null);
+  if ((file.mode! & 0o077) !== 0) return add("root_key", "fail", `the root key file ${path} is readable by group or others (mode ${octal(file.mode)}); Citadel refuses it`, `chmod 600 ${q}`);
+  let key: Buffer;
+  try {
+    key = readRootKeyFile(path);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return add("root_key", /permission denied/.test(message) ? "warn" : "fail", message, /permission denied/.test(message) ? "run citadel doctor as the user Citadel runs as (or root)" : `restore the key from your copy to ${q}`);
+  }
+  const roots = db ? rootKeys(db) : [];
+  const match = roots.find((r) => verifies(key, r.verifier));
+  if (roots.length === 0) return add("root_key", "ok", `${path} (mode ${octal(file.mode)}); the database has no root key yet`);
+  if (!match) return add("root_key", "fail", `${path} does not unseal this database (root key ${roots.find((r) => r.state === "active")?.id ?? "?"})`, `restore the matching key from your copy to ${q}`);
+  add("root_key", "ok", `${path} (mode ${octal(file.mode)}) is root key ${match.id}${match.state === "pending" ? " (pending: it becomes the root key at the next unseal)" : ""}`);
+}
+
+function checkTls({ config, now }: DoctorInputs, add: Add, covered: Set<string>): void {
+  const { tls } = config.http;
+  if (!tls.enabled) return add("tls", "ok", `TLS is off: plain HTTP on ${config.http.address} (loopback, for a reverse proxy that terminates TLS)`);
+  const managed = tls.cert_file === DEFAULT_TLS_CERT_FILE && tls.key_file === DEFAULT_TLS_KEY_FILE;
+  const certPath = dataPath(config, tls.cert_file);
+  const keyPath = dataPath(config, tls.key_file);
+  covered.add(keyPath);
+  const key = pathInfo(keyPath);
+  if (key.kind !== "file") add("tls_key", "fail", `the TLS key ${keyPath} is missing`, managed ? "start Citadel once (it makes its certificate and key)" : `put the key for ${certPath} at ${shellQuote(keyPath)}`);
+  else if ((key.mode! & 0o077) !== 0) add("tls_key", "fail", `the TLS key ${keyPath} is open to group or others (mode ${octal(key.mode)})`, `chmod 600 ${shellQuote(keyPath)}`);
+  else add("tls_key", "ok", `${keyPath} (mode ${octal(key.mode)})`);
+
+  let pem: string;
+  try {
+    pem = readFileSync(certPath, "utf8");
+  } catch {
+    return add("certificate", "fail", `cannot read the TLS certificate ${certPath}`, managed ? "start Citadel once (it makes its certificate)" : `put the certificate at ${shellQuote(certPath)}`);
+  }
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(pem);
+  } catch {
+    return add("certificate", "fail", `${certPath} is not a PEM certificate`, managed ? `remove ${shellQuote(certPath)} and ${shellQuote(keyPath)}, then restart Citadel (it makes new ones)` : `put a valid certificate at ${shellQuote(certPath)}`);
+  }
+  const ends = Date.parse(cert.validTo);
+  const days = Math.floor((ends - now) / DAY_MS);
+  const what = `${describeCertificateKey(cert)}, valid until ${new Date(ends).toISOString().slice(0, 10)}`;
+  const renew = managed ? "systemctl restart citadel (Citadel renews its own certificate at start-up when fewer than 30 days remain)" : `install a renewed certificate at ${shellQuote(certPath)}, then: systemctl restart citadel`;
+  if (ends <= now) add("certificate", "fail", `the TLS certificate ${certPath} has expired (${what})`, renew);
+  else if (days < CERTIFICATE_WARN_DAYS) add("certificate", "warn", `the TLS certificate ${certPath} expires in ${days} days (${what})`, renew);
+  else add("certificate", "ok", `${certPath}: ${what} (${days} days left)`);
+}
+
+/** "ECDSA P-256", "RSA 3072", "Ed25519". */
+export function describeCertificateKey(cert: X509Certificate): string {
+  const key = cert.publicKey;
+  const details = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case "ec": {
+      const curve = details.namedCurve ?? "";
+      return `ECDSA ${{ prime256v1: "P-256", secp384r1: "P-384", secp521r1: "P-521" }[curve] ?? curve}`;
+    }
+    case "rsa":
+      return `RSA ${details.modulusLength ?? ""}`.trim();
+    case "ed25519":
+      return "Ed25519";
+    default:
+      return key.asymmetricKeyType ?? "unknown key type";
+  }
+}
+
+function checkServer({ server }: DoctorInputs, add: Add): void {
+  if (server.listener !== "citadel") {
+    add("server", "warn", `server not reachable${server.url ? ` at ${server.url}` : ""}: ${server.error ?? "no answer"}`, "systemctl start citadel (or: citadel serve)");
+    add("seal", "skip", "seal state unknown: the server is not reachable");
+    return;
+  }
+  if (server.ready?.ok) add("server", "ok", `Citadel answers at ${server.url} and is ready`);
+  else add("server", "warn", `Citadel answers at ${server.url} but is not ready: ${server.ready?.detail ?? "no answer from /readyz"}`, server.seal?.sealed ? "citadel unseal" : "journalctl -u citadel -n 50 (see why)");
+  const seal = server.seal;
+  if (!seal) add("seal", "warn", "the server did not say whether it is sealed", null);
+  else if (!seal.initialized) add("seal", "fail", "not initialized", "citadel init");
+  else if (seal.sealed) add("seal", "warn", `sealed (seal method ${seal.method}${seal.threshold ? `, ${seal.progress} of ${seal.threshold} shares given` : ""}): nothing can be read or written`, "citadel unseal");
+  else add("seal", "ok", `unsealed (seal method ${seal.method}, root key ${seal.key_id})`);
+}
+
+/** The key ages a check or report shows: the server's when it answers an operator, else the database's. */
+export function keyAges(inputs: Pick<DoctorInputs, "server" | "db" | "config" | "now">): { ages: KeyAges | null; note: string | null } {
+  if (inputs.server.keys) return { ages: keyAgesFromServer(inputs.server.keys), note: null };
+  if (!inputs.db) return { ages: null, note: "no database" };
+  const note = inputs.server.listener === "citadel" ? inputs.server.keysProblem : null;
+  return { ages: keyAgesFromDatabase(inputs.db, inputs.config.keys.rotation_days, inputs.now), note };
+}
+
+function checkKeys(inputs: DoctorInputs, add: Add): void {
+  const { ages, note } = keyAges(inputs);
+  if (!ages?.root || !ages.active_kek) return add("keys", "skip", `key ages unknown: ${note ?? "not initialized"}`);
+  const from = ages.source === "server" ? "" : ` (from the database file${note ? `; ${note}` : ""})`;
+  const summary = `root key ${ages.root.id} (${ages.root.method}) ${ages.root.age_days} days old; KEK v${ages.active_kek.version} ${ages.active_kek.age_days} days old, rotation every ${ages.rotation_days || "— (manual only)"} days${from}`;
+  if (ages.rotation_due) add("keys", "warn", `${summary}: rotation is due`, "citadel keys rotate");
+  else if (ages.deks_to_rewrap > 0) add("keys", "warn", `${summary}: ${ages.deks_to_rewrap} data keys still under an older KEK`, "citadel keys rotate");
+  else add("keys", "ok", summary);
+  if (ages.pending_root) add("keys", "warn", `root key ${ages.pending_root} is pending: it replaces ${ages.root.id} when it is first used to unseal`, "citadel unseal (with the new key or shares)");
+}
+
+/** warn under 10 % free, fail under 2 %. */
+export function diskStatus(available: number, total: number): CheckStatus {
+  const free = total > 0 ? available / total : 0;
+  return free < 0.02 ? "fail" : free < 0.1 ? "warn" : "ok";
+}
+
+function checkDisk({ config, diskSpace }: DoctorInputs, add: Add): void {
+  let space;
+  try {
+    space =
+      diskSpace?.(config.data_dir) ??
+      (() => {
+        const s = statfsSync(config.data_dir);
+        return { available: s.bavail * s.bsize, total: s.blocks * s.bsize };
+      })();
+  } catch {
+    return add("disk", "skip", `cannot read the free space of ${config.data_dir}'s filesystem`);
+  }
+  const status = diskStatus(space.available, space.total);
+  const percent = space.total > 0 ? ((space.available / space.total) * 100).toFixed(1) : "0";
+  const message = `${percent}% free on the filesystem of ${config.data_dir} (${(space.available / 2 ** 30).toFixed(1)} of ${(space.total / 2 ** 30).toFixed(1)} GiB)`;
+  add("disk", status, status === "ok" ? message : `${message}: SQLite stops accepting writes when it is full`, status === "ok" ? null : `free space: du -sh ${shellQuote(config.data_dir)}/* (old backups, the query log) and df -h ${shellQuote(config.data_dir)}`);
+}
+
+function checkClock({ run }: DoctorInputs, add: Add): void {
+  const result = run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"]);
+  if (result === null) return add("clock", "skip", "timedatectl is not installed: clock synchronization not checked (TOTP and token expiry need a right clock)");
+  if (result.code !== 0) return add("clock", "skip", `timedatectl could not tell (${(result.stderr || result.stdout).trim().split("\n")[0] || `exit code ${result.code}`}): clock synchronization not checked`);
+  if (result.stdout.trim() === "yes") return add("clock", "ok", "the system clock is synchronized (NTP)");
+  add("clock", "warn", "the system clock is not NTP-synchronized: TOTP codes, token expiry and audit times depend on it", "timedatectl set-ntp true");
+}
+
+interface Listener {
+  what: string;
+  protocol: "tcp" | "udp";
+  address: string;
+}
+
+/** The addresses Citadel listens on, as configured. */
+function listeners(config: Config): Listener[] {
+  const out: Listener[] = [];
+  if (config.http.port !== 0) {
+    const host = config.http.address.includes(":") ? `[${config.http.address}]` : config.http.address;
+    out.push({ what: "HTTP API", protocol: "tcp", address: `${host}:${config.http.port}` });
+  }
+  const dns = sectionOf(config, "dns");
+  for (const [key, protocol, what] of [
+    ["udp", "udp", "DNS"],
+    ["tcp", "tcp", "DNS"],
+    ["resolver_udp", "udp", "DNS resolver"],
+    ["resolver_tcp", "tcp", "DNS resolver"],
+  ] as const) {
+    for (const address of stringsAt(dns, key) ?? []) out.push({ what, protocol, address });
+  }
+  return out;
+}
+
+async function checkPorts({ config, server }: DoctorInputs, add: Add): Promise<void> {
+  for (const l of listeners(config)) {
+    const target = parseHostPort(l.address);
+    const name = `${l.what} ${l.address}/${l.protocol}`;
+    if (!target) {
+      add("port", "fail", `${name}: not an address:port`, null);
+      continue;
+    }
+    if (target.port === 0) {
+      add("port", "skip", `${name}: port 0 (a random one each start)`);
+      continue;
+    }
+    if (server.listener === "citadel") {
+      // Citadel runs: the HTTP port answered as Citadel; a DNS UDP port is asked a real question below.
+      if (l.what === "HTTP API") add("port", "ok", `${name}: held by this Citadel`);
+      else if (l.protocol === "tcp") {
+        const open = await tcpConnects(target.host, target.port);
+        if (open) add("port", "ok", `${name}: listening`);
+        else add("port", "fail", `${name}: nothing listens, though Citadel runs`, "journalctl -u citadel -n 50 (the listener's error is logged at start)");
+      }
+      continue;
+    }
+    if (server.listener === "other" && l.what === "HTTP API") {
+      add("port", "fail", `${name}: ${server.error}`, whoHolds("tcp", target.port));
+      continue;
+    }
+    const probe = await probePort(l.protocol, target.host, target.port);
+    if (probe.state === "free") add("port", "ok", `${name}: free (Citadel is stopped)`);
+    else if (probe.state === "in_use") add("port", server.listener === "unknown" ? "warn" : "fail", `${name}: in use by another program, so Citadel cannot start`, whoHolds(l.protocol, target.port));
+    else add("port", "warn", `${name}: ${probe.detail}`, probe.state === "denied" ? "setcap cap_net_bind_service=+ep $(command -v citadel) (or AmbientCapabilities=CAP_NET_BIND_SERVICE in the unit)" : null);
+  }
+}
+
+function tcpConnects(host: string, port: number, timeoutMs = 2000): Promise<boolean> {
+  const target = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: target, port });
+    const done = (result: boolean) => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
+}
+
+async function checkDns({ config, server, db }: DoctorInputs, add: Add): Promise<void> {
+  const addresses = stringsAt(sectionOf(config, "dns"), "udp") ?? [];
+  if (addresses.length === 0) return;
+  const address = addresses[0]!;
+  if (server.listener !== "citadel") return add("dns", "skip", `DNS on ${address}/udp not asked: Citadel is not running`);
+  const target = parseHostPort(address);
+  if (!target || target.port === 0) return;
+  const zone = db ? anyHostedZone(db) : null;
+  const name = zone ?? "doctor.citadel.invalid.";
+  let answer;
+  try {
+    answer = await queryUdp(target, name);
+  } catch (error) {
+    return add("dns", "warn", `could not ask ${address}/udp: ${error instanceof Error ? error.message : String(error)}`, null);
+  }
+  if (!answer) return add("dns", "fail", `no answer from ${address}/udp to ${name} SOA within 2 s`, "journalctl -u citadel -n 50 (and: citadel intel decisions, if the shield drops loopback)");
+  const got = `${answer.rcode}${answer.authoritative ? " (authoritative)" : ""} in ${answer.ms} ms`;
+  if (zone) {
+    if (answer.rcode === "NOERROR" && answer.authoritative && answer.answers > 0) add("dns", "ok", `${address}/udp answers ${zone} SOA: ${got}`);
+    else add("dns", "warn", `${address}/udp answered ${zone} SOA with ${got}, not an authoritative SOA`, `citadel dns zone show ${zone}`);
+  } else if (answer.rcode === "REFUSED") add("dns", "ok", `${address}/udp answers: REFUSED for a name it does not serve, as it should (no zone hosted to ask for)`);
+  else add("dns", "warn", `${address}/udp answered ${name} with ${got}; expected REFUSED`, null);
+}
+
+function checkAudit({ db, config }: DoctorInputs, add: Add): void {
+  if (!db) return add("audit", "skip", "no database: no audit log to verify");
+  let report;
+  try {
+    report = verifyAuditChain(db);
+  } catch (error) {
+    return add("audit", "fail", `the audit log could not be read: ${error instanceof Error ? error.message : String(error)}`, `citadel audit verify --data ${shellQuote(config.data_dir)}`);
+  }
+  if (!report.ok) {
+    const p = report.first_problem!;
+    return add("audit", "fail", `the audit chain does not verify: event ${p.seq}${p.id ? ` (${p.id})` : ""}: ${p.problem}`, "compare with a checkpoint kept elsewhere (citadel audit verify --checkpoint FILE), then restore a backup from before the damage (citadel restore)");
+  }
+  const head = report.head ? `head ${report.head.seq} ${report.head.hash.slice(0, 16)}…` : "empty";
+  add("audit", "ok", `${report.events} events verify, ${head}; ${report.checkpoints.verified} signed checkpoints (latest at ${report.checkpoints.latest_seq ?? "—"}), ${report.unsigned_tail} events after it`);
+}
+
+/** The backup directory: [backup] dir, relative to the data directory, else "backups" there. */
+export function backupDir(config: Config): string {
+  const dir = stringAt(sectionOf(config, "backup"), "dir") ?? "backups";
+  return isAbsolute(dir) ? dir : join(config.data_dir, dir);
+}
+
+/** The newest backup by the time in its name (not its mtime, which a copy changes). */
+export function newestBackup(dir: string): { name: string; at: number; count: number } | null {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return null;
+  }
+  let newest: { name: string; at: number } | null = null;
+  let count = 0;
+  for (const name of names) {
+    const m = name.match(BACKUP_NAME);
+    if (!m) continue;
+    count++;
+    const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
+    const at = Date.UTC(y, mo - 1, d, h, mi, s);
+    if (!newest || at > newest.at) newest = { name, at };
+  }
+  return newest && { ...newest, count };
+}
+
+function checkBackups({ config, now }: DoctorInputs, add: Add): void {
+  const backup = sectionOf(config, "backup");
+  const dir = backupDir(config);
+  const scheduled = backup.enabled === true;
+  const interval = numberAt(backup, "interval_hours");
+  const maxAgeHours = scheduled && interval ? 2 * interval : BACKUP_MAX_AGE_DAYS * 24;
+  const schedule = scheduled ? "" : " ([backup] enabled = true makes one every interval_hours)";
+  const newest = newestBackup(dir);
+  if (!newest) return add("backup", "warn", `no backup in ${dir}${schedule}`, "citadel backup (on the running server)");
+  const hours = (now - newest.at) / 3_600_000;
+  const age = hours < 48 ? `${hours.toFixed(1)} hours` : `${(hours / 24).toFixed(1)} days`;
+  const message = `newest backup ${newest.name} is ${age} old (${newest.count} in ${dir})`;
+  if (hours > maxAgeHours) add("backup", "warn", `${message}: older than ${maxAgeHours >= 48 ? `${maxAgeHours / 24} days` : `${maxAgeHours} hours`}${schedule}`, "citadel backup (on the running server)");
+  else add("backup", "ok", message);
+}

@@ -1,0 +1,130 @@
+/**
+ * Asks the Citadel this machine's config describes how it is: /healthz, /readyz, the seal
+ * status and (with an operator token) the key status. Trusts only the configured certificate
+ * (and the system's roots, for an operator's CA-issued one), as the CLI's local client does,
+ * so an answer proves it is this Citadel. Never throws: what failed is in the answer.
+ */
+import { readFileSync } from "node:fs";
+import { dataPath } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/schema.ts";
+
+/** The parts of GET /v1/sys/seal-status the doctor reads. */
+export interface SealView {
+  sealed: boolean;
+  initialized: boolean;
+  method: string | null;
+  threshold: number | null;
+  progress: number;
+  key_id: string | null;
+}
+
+/** The parts of GET /v1/sys/keys the doctor and the report read. */
+export interface KeysView {
+  root: { id: string; method: string; shares: number | null; threshold: number | null; created_at: string; age_days: number };
+  pending_root: { id: string } | null;
+  active_kek: number;
+  keks: Array<{ version: number; created_at: string; retired_at: string | null; age_days: number }>;
+  deks_to_rewrap: number;
+  rotation_days: number;
+  rotation_due: boolean;
+}
+
+export interface ServerView {
+  /** Where this Citadel should answer; null when http.port is 0 (a random port). */
+  url: string | null;
+  /** Who holds the port: this Citadel, something else (wrong certificate, not Citadel), or nobody. */
+  listener: "citadel" | "other" | "none" | "unknown";
+  /** Why it is not "citadel". */
+  error: string | null;
+  ready: { ok: boolean; detail: string } | null;
+  seal: SealView | null;
+  keys: KeysView | null;
+  /** Why there is no key status (no token, not an operator, sealed). */
+  keysProblem: string | null;
+}
+
+/** The URL of the configured listener: a wildcard address is reached over loopback. */
+export function localUrl(config: Config): string | null {
+  const { address, port, tls } = config.http;
+  if (port === 0) return null;
+  const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
+  return `${tls.enabled ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** What the local server says about itself; a server that does not answer is a finding, not an error. */
+export async function askLocalServer(config: Config, token: string | undefined, timeoutMs = 3000): Promise<ServerView> {
+  const url = localUrl(config);
+  const view: ServerView = { url, listener: "unknown", error: null, ready: null, seal: null, keys: null, keysProblem: null };
+  if (url === null) {
+    view.error = "http.port is 0 (a random port): there is no fixed address to ask";
+    return view;
+  }
+  let ca: string[] | undefined;
+  if (config.http.tls.enabled) {
+    try {
+      const certificate = readFileSync(dataPath(config, config.http.tls.cert_file), "utf8");
+      ca = [...(await import("node:tls")).rootCertificates, certificate];
+    } catch {
+      view.error = `cannot read the TLS certificate ${dataPath(config, config.http.tls.cert_file)}`;
+      return view;
+    }
+  }
+  const get = async (path: string, bearer?: string) => {
+    const response = await fetch(`${url}${path}`, {
+      signal: AbortSignal.timeout(timeoutMs),
+      headers: bearer ? { authorization: `Bearer ${bearer}` } : {},
+      ...(ca ? { tls: { ca } } : {}),
+    });
+    const text = await response.text();
+    let body: any = null;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON: not Citadel, or not this route
+    }
+    return { status: response.status, body };
+  };
+
+  try {
+    const health = await get("/healthz");
+    if (health.status !== 200 || health.body?.status !== "ok") {
+      view.listener = "other";
+      view.error = `${url}/healthz answered HTTP ${health.status}, not as Citadel does`;
+      return view;
+    }
+    view.listener = "citadel";
+  } catch (error) {
+    const raw = (error as { code?: unknown }).code;
+    const code = typeof raw === "string" ? raw : error instanceof Error ? error.name : "";
+    if (/ECONNREFUSED|ConnectionRefused/i.test(code)) view.listener = "none";
+    else if (/CERT|SSL|TLS|SELF_SIGNED|VERIFY|HANDSHAKE|EPROTO/i.test(code)) view.listener = "other";
+    else view.listener = "unknown";
+    view.error =
+      view.listener === "none"
+        ? `nothing listens on ${url}`
+        : view.listener === "other"
+          ? `something answers on ${url} without this Citadel's certificate (${code})`
+          : `${url} did not answer (${code || (error as Error).message})`;
+    return view;
+  }
+
+  const attempt = async <T>(fn: () => Promise<T>): Promise<T | null> => {
+    try {
+      return await fn();
+    } catch {
+      return null;
+    }
+  };
+  const ready = await attempt(() => get("/readyz"));
+  if (ready) view.ready = { ok: ready.status === 200, detail: ready.status === 200 ? "ready" : String(ready.body?.detail ?? `HTTP ${ready.status}`) };
+  const seal = await attempt(() => get("/v1/sys/seal-status"));
+  if (seal?.status === 200) view.seal = seal.body as SealView;
+
+  if (!token) view.keysProblem = "the key status needs an operator's token (CITADEL_TOKEN, or citadel login)";
+  else {
+    const keys = await attempt(() => get("/v1/sys/keys", token));
+    if (keys?.status === 200) view.keys = keys.body as KeysView;
+    else view.keysProblem = keys ? `GET /v1/sys/keys: ${keys.body?.detail ?? `HTTP ${keys.status}`}` : "GET /v1/sys/keys did not answer";
+  }
+  return view;
+}

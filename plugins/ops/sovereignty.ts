@@ -1,0 +1,249 @@
+/**
+ * `citadel sovereignty report`: what this Citadel is made of, whom it talks to, where its data
+ * lives and how it is protected — for the operator who must answer those questions to an
+ * auditor or a regulator. Built from the SBOM, the configuration, the database (read-only)
+ * and the files on disk; key ages come from the running server when it answers an operator.
+ */
+import type { Database } from "bun:sqlite";
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { dataPath } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/schema.ts";
+import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
+import { backupDir, describeCertificateKey, keyAges } from "./doctor.ts";
+import type { KeyAges } from "./key-ages.ts";
+import type { ServerView } from "./local-server.ts";
+import { pathInfo, type PathInfo } from "./on-disk.ts";
+import { licenceOf, type CycloneDxBom } from "./sbom.ts";
+import { DATABASE_FILE, listSources, secondaries, signingKeys, webhooks } from "./store.ts";
+
+/** Where `citadel mesh join` keeps a node's state unless told otherwise (--state). */
+export const MESH_STATE_DIR = "/var/lib/citadel-mesh";
+
+export interface Dependency {
+  name: string;
+  version: string;
+  licence: string;
+  purl: string | null;
+}
+
+export interface Destination {
+  kind: "secrets_webhook" | "dns_resolver_upstream" | "reputation_list" | "dns_notify" | "mesh_control_plane";
+  destination: string;
+  /** False when configured but never contacted (a resolver upstream with no resolver listening). */
+  active: boolean;
+  detail: string;
+}
+
+export interface DataLocation {
+  what: string;
+  path: string | null;
+  kind: PathInfo["kind"] | "none";
+  bytes: number;
+  mode: number | null;
+  note: string | null;
+}
+
+export interface Algorithm {
+  use: string;
+  algorithm: string;
+}
+
+export interface SovereigntyReport {
+  dependencies: {
+    sbom: string;
+    /** Compiled into the binary, the runtime first. */
+    in_binary: Dependency[];
+    /** Installed to build, type-check or test it; not in the binary. */
+    build_only: Dependency[];
+    licences: Record<string, number>;
+  };
+  outbound: {
+    /** True when nothing is configured to leave this host. */
+    none: boolean;
+    destinations: Destination[];
+    /** secrets.webhook_allowed_urls: where webhooks may point (null: unknown). */
+    webhook_allowed_prefixes: string[] | null;
+  };
+  data: DataLocation[];
+  algorithms: Algorithm[];
+  keys: {
+    ages: KeyAges | null;
+    note: string | null;
+    signing_keys: Array<{ purpose: string; id: string; created_at: string; age_days: number }>;
+    tls_certificate: { key: string; not_before: string; not_after: string; fingerprint_sha256: string } | null;
+  };
+}
+
+export interface SovereigntyInputs {
+  config: Config;
+  configPath: string;
+  sbom: CycloneDxBom;
+  server: ServerView;
+  db: Database | null;
+  now: number;
+  /** The mesh node state directory to look in. */
+  meshStateDir: string;
+  /** The CLI's stored login, when there is one on this machine. */
+  loginFile: string | null;
+}
+
+/** Assembles the four parts of the report; nothing here connects anywhere but the local server. */
+export function sovereigntyReport(inputs: SovereigntyInputs): SovereigntyReport {
+  const destinations = outboundDestinations(inputs);
+  const allowed = stringsAt(sectionOf(inputs.config, "secrets"), "webhook_allowed_urls") ?? null;
+  const { ages, note } = keyAges(inputs);
+  return {
+    dependencies: dependencies(inputs.sbom),
+    outbound: { none: !destinations.some((d) => d.active), destinations, webhook_allowed_prefixes: allowed },
+    data: dataLocations(inputs),
+    algorithms: algorithms(inputs.config),
+    keys: {
+      ages,
+      note,
+      signing_keys: (inputs.db ? signingKeys(inputs.db) : []).map((k) => ({ purpose: k.purpose, id: k.id, created_at: new Date(k.created_at).toISOString(), age_days: Math.floor(((inputs.now - k.created_at) / 86_400_000) * 10) / 10 })),
+      tls_certificate: certificate(inputs.config),
+    },
+  };
+}
+
+function dependencies(sbom: CycloneDxBom): SovereigntyReport["dependencies"] {
+  const made = sbom.metadata.properties.find((p) => p.name === "citadel:sbom-made")?.value ?? "unknown";
+  const as = (c: CycloneDxBom["components"][number]): Dependency => ({ name: c.group ? `${c.group}/${c.name}` : c.name, version: c.version, licence: licenceOf(c), purl: c.purl ?? null });
+  const inBinary = sbom.components.filter((c) => c.scope !== "excluded").map(as);
+  const licences: Record<string, number> = {};
+  for (const d of inBinary) licences[d.licence] = (licences[d.licence] ?? 0) + 1;
+  return { sbom: `CycloneDX ${sbom.specVersion}, made ${made} (${sbom.metadata.timestamp})`, in_binary: inBinary, build_only: sbom.components.filter((c) => c.scope === "excluded").map(as), licences };
+}
+
+function outboundDestinations({ config, db, meshStateDir }: SovereigntyInputs): Destination[] {
+  const out: Destination[] = [];
+  const secrets = sectionOf(config, "secrets");
+  const allowed = stringsAt(secrets, "webhook_allowed_urls");
+  for (const hook of db ? webhooks(db) : []) {
+    const permitted = allowed === undefined ? null : allowed.some((prefix) => underPrefix(hook.url, prefix));
+    out.push({
+      kind: "secrets_webhook",
+      destination: hook.url,
+      active: permitted !== false,
+      detail: `webhook ${hook.id} of workspace ${hook.workspace_id}: HTTPS POST of change events (names and versions, never values), signed HMAC-SHA256${permitted === false ? "; not under secrets.webhook_allowed_urls, so deliveries are refused" : ""}`,
+    });
+  }
+  const dns = sectionOf(config, "dns");
+  const resolverOn = (stringsAt(dns, "resolver_udp") ?? []).length + (stringsAt(dns, "resolver_tcp") ?? []).length > 0;
+  for (const upstream of stringsAt(dns, "resolver_upstreams") ?? []) {
+    out.push({ kind: "dns_resolver_upstream", destination: upstream, active: resolverOn, detail: resolverOn ? "the filtering resolver forwards the names it does not host or block here (DNS over UDP/TCP, unencrypted)" : "configured, but unused: the resolver has no listener (dns.resolver_udp/resolver_tcp)" });
+  }
+  for (const list of db ? listSources(db) : []) {
+    out.push({ kind: "reputation_list", destination: list.url, active: true, detail: `reputation list ${list.name}, fetched${list.refresh_minutes ? ` every ${list.refresh_minutes} minutes` : " when imported"} (HTTPS GET)` });
+  }
+  for (const s of db ? secondaries(db) : []) {
+    out.push({ kind: "dns_notify", destination: `${s.address.includes(":") ? `[${s.address}]` : s.address}:${s.notify_port}`, active: true, detail: `DNS secondary ${s.name}: NOTIFY after each zone change (UDP, TSIG-signed); it transfers zones in from there` });
+  }
+  const node = meshNode(meshStateDir);
+  if (node) out.push({ kind: "mesh_control_plane", destination: node.server, active: true, detail: node.detail });
+  return out;
+}
+
+/** Same scheme, host and port as the prefix, and a path under its path (as the secrets plugin decides). */
+function underPrefix(url: string, prefix: string): boolean {
+  let u: URL;
+  let p: URL;
+  try {
+    u = new URL(url);
+    p = new URL(prefix);
+  } catch {
+    return false;
+  }
+  if (u.protocol !== p.protocol || u.host !== p.host) return false;
+  const base = p.pathname.endsWith("/") ? p.pathname : `${p.pathname}/`;
+  return u.pathname === p.pathname || u.pathname.startsWith(base);
+}
+
+/** This machine as a mesh node: the control plane it polls, from its state file. */
+function meshNode(dir: string): { server: string; detail: string } | null {
+  const path = join(dir, "node.json");
+  if (pathInfo(path).kind !== "file") return null;
+  try {
+    const state = JSON.parse(readFileSync(path, "utf8")) as { server?: string; name?: string; network?: string };
+    if (typeof state.server !== "string") return null;
+    return { server: state.server, detail: `this machine is mesh node ${state.name ?? "?"} of network ${state.network ?? "?"}: its agent polls the control plane for signed configs (HTTPS), and WireGuard talks to the network's peers` };
+  } catch {
+    return { server: "(unknown)", detail: `this machine is a mesh node (${path}), but its state file could not be read by this user` };
+  }
+}
+
+function dataLocations({ config, configPath, meshStateDir, loginFile }: SovereigntyInputs): DataLocation[] {
+  const out: DataLocation[] = [];
+  const at = (what: string, path: string, note: string | null = null, always = true) => {
+    const info = pathInfo(path);
+    if (!always && info.kind === "missing") return;
+    out.push({ what, path, kind: info.kind, bytes: info.bytes, mode: info.mode, note });
+  };
+  const none = (what: string, note: string) => out.push({ what, path: null, kind: "none", bytes: 0, mode: null, note });
+  const db = join(config.data_dir, DATABASE_FILE);
+  at("data directory", config.data_dir, "everything below, in total");
+  at("config file", configPath);
+  at("database", db, "secrets, identities, zones, the audit log: values and personal data encrypted (AES-256-GCM)");
+  at("database write-ahead log", `${db}-wal`, "recent writes not yet folded into the database (same protection)");
+  at("database shared memory", `${db}-shm`, "an index of the write-ahead log, no data");
+  if (config.http.tls.enabled) {
+    at("TLS certificate", dataPath(config, config.http.tls.cert_file));
+    at("TLS private key", dataPath(config, config.http.tls.key_file));
+  } else none("TLS", "off: a reverse proxy on this host terminates TLS");
+  if (config.seal.method === "key_file") at("root key file", dataPath(config, config.seal.key_file), "whoever has it and the database has everything: keep a copy offline, apart from backups");
+  else if (config.seal.method === "systemd_credential") {
+    at("root key (systemd credential, encrypted)", join("/etc/credstore.encrypted", config.seal.credential), "sealed to this machine's TPM2 or host key by systemd-creds");
+  } else none("root key", "Shamir shares held by their keepers; never on this disk");
+  at("backups", backupDir(config), "encrypted; each names the root key (or passphrase) that opens it");
+  const dns = sectionOf(config, "dns");
+  const sample = numberAt(dns, "query_log_sample");
+  const queryLog = dataPath(config, "dns-queries.log");
+  if (sample || pathInfo(queryLog).kind !== "missing") {
+    at("DNS query log", queryLog, sample ? `one query in ${sample}; client as ${stringAt(dns, "query_log_client") ?? "configured"}` : "not written now (dns.query_log_sample = 0)");
+    at("DNS query log (rotated)", `${queryLog}.1`, null, false);
+  }
+  for (const file of stringsAt(dns, "resolver_blocklists") ?? []) at("resolver blocklist", file, "read at start, nothing written");
+  const intel = sectionOf(config, "intel");
+  const geo = (["geo_city", "geo_asn", "geo_anonymous"] as const).flatMap((key) => (stringAt(intel, key) ? [[key, stringAt(intel, key)!] as const] : []));
+  if (geo.length === 0) none("geo database", "the country database embedded in the binary (ip-location-db, CC0)");
+  for (const [key, file] of geo) at(`geo database (intel.${key})`, file, "read and reloaded on change, nothing written");
+  at("mesh node state", meshStateDir, "this machine's node identity and WireGuard private key", false);
+  if (loginFile) at("CLI login", loginFile, "this user's token for `citadel` commands");
+  none("logs", "JSON lines on standard output (the journal under systemd): Citadel writes no log file of its own");
+  return out;
+}
+
+function algorithms(config: Config): Algorithm[] {
+  const iam = sectionOf(config, "iam");
+  const m = numberAt(iam, "argon2_memory_kib");
+  const t = numberAt(iam, "argon2_iterations");
+  const p = numberAt(iam, "argon2_parallelism");
+  const cert = certificate(config);
+  return [
+    { use: "values and personal data at rest", algorithm: "AES-256-GCM, 96-bit random nonce, AAD binding each ciphertext to its row; root key (256-bit) → versioned KEKs → per-owner DEKs" },
+    { use: "root key check", algorithm: "HMAC-SHA256 verifier (the root key itself is never stored)" },
+    ...(config.seal.method === "shamir" ? [{ use: "root key split", algorithm: "Shamir's secret sharing over GF(2^8)" }] : []),
+    { use: "passwords", algorithm: m && t && p ? `argon2id, m=${m} KiB, t=${t}, p=${p}` : "argon2id, parameters in [iam] argon2_memory_kib, argon2_iterations, argon2_parallelism" },
+    { use: "tokens and API keys", algorithm: "SHA-256 of the whole token stored, compared in constant time" },
+    { use: "second factor", algorithm: "TOTP (RFC 6238): HMAC-SHA1, 6 digits, 30-second steps" },
+    { use: "audit log", algorithm: "SHA-256 hash chain; checkpoints signed with Ed25519" },
+    { use: "end-to-end-encrypted workspaces (on members' machines)", algorithm: "X25519 + HKDF-SHA256 + AES-256-GCM; private keys sealed with argon2id (m=19456 KiB, t=2, p=1)" },
+    { use: "share links", algorithm: "AES-256-GCM under HKDF-SHA256 of a key kept in the URL fragment (argon2id with a passphrase)" },
+    { use: "webhook signatures", algorithm: "HMAC-SHA256 over timestamp and body" },
+    { use: "DNS zone transfers and NOTIFY", algorithm: "TSIG: HMAC-SHA256, -SHA384 or -SHA512" },
+    { use: "mesh", algorithm: "configs signed with Ed25519; WireGuard (Curve25519/X25519, ChaCha20-Poly1305, BLAKE2s), optional preshared keys" },
+    { use: "HTTPS", algorithm: config.http.tls.enabled ? `TLS; the certificate's key: ${cert?.key ?? "unreadable"}` : "off (plain HTTP on loopback behind a proxy)" },
+  ];
+}
+
+function certificate(config: Config): SovereigntyReport["keys"]["tls_certificate"] {
+  if (!config.http.tls.enabled) return null;
+  try {
+    const cert = new X509Certificate(readFileSync(dataPath(config, config.http.tls.cert_file), "utf8"));
+    return { key: describeCertificateKey(cert), not_before: new Date(cert.validFrom).toISOString(), not_after: new Date(cert.validTo).toISOString(), fingerprint_sha256: cert.fingerprint256 };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * What the secrets service holds about a data subject (src/subjects.ts). An organization: its
+ * workspaces, environments, secrets (metadata; values decrypted only when the operator asked
+ * for them), versions' authors, webhooks (URLs, never their signing secrets), shares' metadata.
+ * A user: their end-to-end-encryption public key and the versions they wrote.
+ *
+ * Erasure of an organization is crypto-shredding: every workspace's data key is destroyed, so
+ * every stored value and version is unreadable at once; the rows go too. A user's erasure
+ * deletes their E2EE key material (the workspaces' wrapped keys for them included).
+ */
+import type { Database } from "bun:sqlite";
+import type { Keyring } from "../../src/crypto/keyring.ts";
+import type { Store } from "../../src/store/store.ts";
+import type { SubjectContributor } from "../../src/subjects.ts";
+import { valueKeyOwner } from "./context.ts";
+import { versionContext } from "./service.ts";
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function secretsSubjects(store: Store, keyring: () => Keyring): SubjectContributor {
+  const db = store.db;
+  return {
+    name: "secrets",
+    export(subject, { secretValues }) {
+      if (subject.kind === "user") {
+        const key = db.query<{ public_key: string; created_at: number }, [string]>("SELECT public_key, created_at FROM secrets_user_keys WHERE user_id = ?").get(subject.id);
+        const written = db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM secret_versions WHERE created_by = ?").get(subject.id)!.n;
+        if (!key && written === 0) return null;
+        return { e2ee_public_key: key ? { public_key: key.public_key, created_at: iso(key.created_at) } : null, secret_versions_written: written };
+      }
+      const workspaces = db.query<{ workspace_id: string; e2ee: number; created_at: number }, [string]>("SELECT workspace_id, e2ee, created_at FROM secrets_workspaces WHERE organization_id = ?").all(subject.id);
+      if (workspaces.length === 0) return null;
+      return { workspaces: workspaces.map((w) => exportWorkspace(db, keyring, w, secretValues)) };
+    },
+    erase(tx, subject, now) {
+      if (subject.kind === "user") {
+        const keys = tx.query("DELETE FROM secrets_user_keys WHERE user_id = ?").run(subject.id).changes;
+        tx.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(subject.id);
+        return keys > 0 ? "end-to-end-encryption keys deleted" : null;
+      }
+      const workspaces = tx.query<{ workspace_id: string }, [string]>("SELECT workspace_id FROM secrets_workspaces WHERE organization_id = ?").all(subject.id);
+      let destroyed = 0;
+      for (const { workspace_id } of workspaces) {
+        destroyed += keyring().destroyOwner(tx, valueKeyOwner(workspace_id), now);
+        const environments = tx.query<{ id: string }, [string]>("SELECT id FROM secrets_environments WHERE workspace_id = ?").all(workspace_id);
+        for (const env of environments) tx.query("DELETE FROM secrets WHERE environment_id = ?").run(env.id); // versions cascade
+        tx.query("DELETE FROM secrets_environments WHERE workspace_id = ?").run(workspace_id);
+        tx.query("DELETE FROM secrets_webhook_deliveries WHERE webhook_id IN (SELECT id FROM secrets_webhooks WHERE workspace_id = ?)").run(workspace_id);
+        tx.query("DELETE FROM secrets_webhooks WHERE workspace_id = ?").run(workspace_id);
+        tx.query("DELETE FROM secrets_workspace_keys WHERE workspace_id = ?").run(workspace_id);
+        tx.query("DELETE FROM secrets_workspaces WHERE workspace_id = ?").run(workspace_id);
+      }
+      tx.query("DELETE FROM secrets_shares WHERE organization_id = ?").run(subject.id);
+      return workspaces.length === 0 ? null : `${workspaces.length} workspace(s) deleted, ${destroyed} data key(s) destroyed`;
+    },
+  };
+}
+
+function exportWorkspace(db: Database, keyring: () => Keyring, w: { workspace_id: string; e2ee: number; created_at: number }, secretValues: boolean) {
+  const environments = db.query<{ id: string; name: string; protection: string }, [string]>("SELECT id, name, protection FROM secrets_environments WHERE workspace_id = ? ORDER BY name").all(w.workspace_id);
+  return {
+    workspace: w.workspace_id,
+    end_to_end_encrypted: w.e2ee === 1,
+    created_at: iso(w.created_at),
+    environments: environments.map((env) => ({
+      name: env.name,
+      protection: env.protection,
+      secrets: db
+        .query<{ id: string; name: string; version: number; note: string | null; created_at: number; created_by: string; updated_at: number; deleted_at: number | null }, [string]>(
+          "SELECT id, name, version, note, created_at, created_by, updated_at, deleted_at FROM secrets WHERE environment_id = ? ORDER BY name",
+        )
+        .all(env.id)
+        .map((s) => {
+          const out: Record<string, unknown> = { name: s.name, version: s.version, note: s.note, created_at: iso(s.created_at), created_by: s.created_by, updated_at: iso(s.updated_at), deleted_at: iso(s.deleted_at) };
+          if (secretValues) out.value = valueOf(db, keyring, w, s.id, s.version);
+          return out;
+        }),
+    })),
+    webhooks: db.query<{ id: string; url: string; created_at: number }, [string]>("SELECT id, url, created_at FROM secrets_webhooks WHERE workspace_id = ? AND deleted_at IS NULL").all(w.workspace_id).map((h) => ({ id: h.id, url: h.url, created_at: iso(h.created_at) })),
+  };
+}
+
+/** The current version's value: clear text, or the client's ciphertext for an E2EE workspace (the server cannot read it). */
+function valueOf(db: Database, keyring: () => Keyring, w: { workspace_id: string; e2ee: number }, secretId: string, version: number): string | { e2ee_ciphertext: string } | null {
+  const row = db.query<{ ciphertext: Uint8Array; dek_version: number }, [string, number]>("SELECT ciphertext, dek_version FROM secret_versions WHERE secret_id = ? AND version = ?").get(secretId, version);
+  if (!row) return null;
+  if (row.dek_version === 0) return { e2ee_ciphertext: Buffer.from(row.ciphertext).toString("base64") };
+  return keyring().decrypt(valueKeyOwner(w.workspace_id), versionContext(secretId, version), row.ciphertext).toString("utf8");
+}

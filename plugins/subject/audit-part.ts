@@ -1,0 +1,33 @@
+/**
+ * The audit log's part of a data subject (src/audit is the kernel's, so the subject plugin
+ * speaks for it): for a user, the events they did and the events about them, personal data
+ * decrypted; for an organization, its events. Erasure of a user destroys their subject key:
+ * the personal data in their events becomes unreadable ("[erased]") and the chain, which hashes
+ * only ciphertext, still verifies. The events themselves stay: the log is append-only.
+ */
+import { subjectKeyOwner } from "../../src/audit/event.ts";
+import { iterateAuditEvents, type AuditEventView } from "../../src/audit/query.ts";
+import type { Kernel } from "../../src/plugin.ts";
+import type { SubjectContributor } from "../../src/subjects.ts";
+
+export function auditSubjects(k: Kernel): SubjectContributor {
+  const events = (filter: Parameters<typeof iterateAuditEvents>[2]) => [...iterateAuditEvents(k.store.db, k.seal.keyring(), filter)];
+  return {
+    name: "audit",
+    export(subject) {
+      let found: AuditEventView[];
+      if (subject.kind === "organization") found = events({ organization: subject.id });
+      else {
+        const byId = new Map<string, AuditEventView>();
+        for (const e of [...events({ actor: subject.id }), ...events({ resource_type: "user", resource_id: subject.id })]) byId.set(e.id, e);
+        found = [...byId.values()].sort((a, b) => a.seq - b.seq);
+      }
+      return found.length === 0 ? null : { events: found };
+    },
+    erase(tx, subject, now) {
+      if (subject.kind !== "user") return null;
+      const destroyed = k.seal.keyring().destroyOwner(tx, subjectKeyOwner(subject.id), now);
+      return destroyed === 0 ? null : `personal data in the audit log shredded (${destroyed} key version(s) destroyed)`;
+    },
+  };
+}

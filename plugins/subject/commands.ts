@@ -1,0 +1,71 @@
+/** CLI: citadel subject export | erase | erasures (operators). */
+import { writeFileSync } from "node:fs";
+import { needArgs, print, table } from "../../src/cli/output.ts";
+import type { Command, CommandContext } from "../../src/plugin.ts";
+
+const kindOf = (ctx: CommandContext, synopsis: string) => {
+  needArgs(ctx, 2, synopsis);
+  const kind = ctx.args[0] === "org" ? "organization" : ctx.args[0];
+  if (kind !== "user" && kind !== "organization") throw new Error(`${synopsis}: the first argument is user or org`);
+  return { kind, id: ctx.args[1]! };
+};
+
+interface ErasureView {
+  id: string;
+  kind: string;
+  subject: string;
+  requested_at: string;
+  due_at: string;
+  erased_at: string | null;
+  summary: string | null;
+}
+
+export const subjectCommands: Command[] = [
+  {
+    words: ["subject", "export"],
+    summary: "Export everything Citadel holds about a user or an organization (GDPR art. 15/20) as JSON",
+    args: "user|org <id>",
+    maxArgs: 2,
+    options: {
+      "secret-values": { type: "boolean", description: "Include secret values, decrypted (needs --yes)" },
+      yes: { type: "boolean", description: "Confirm --secret-values" },
+      out: { type: "string", description: "Write to this file (mode 0600) instead of standard output" },
+    },
+    async run(ctx) {
+      const subject = kindOf(ctx, "citadel subject export user|org <id>");
+      const values = ctx.options["secret-values"] === true;
+      if (values && ctx.options.yes !== true) throw new Error("--secret-values puts every secret of the subject in clear in the export: add --yes to confirm");
+      const api = await ctx.api();
+      const exported = await api.request("POST", values ? "/v1/subject/export/with-secret-values" : "/v1/subject/export", subject, { confirmed: values });
+      const text = `${JSON.stringify(exported, null, 2)}\n`;
+      if (typeof ctx.options.out === "string") {
+        writeFileSync(ctx.options.out, text, { mode: 0o600 });
+        ctx.err(`wrote ${ctx.options.out}${values ? " (with secret values: keep it safe)" : ""}`);
+      } else ctx.out(text.trimEnd());
+      return 0;
+    },
+  },
+  {
+    words: ["subject", "erase"],
+    summary: "Erase a user or an organization (GDPR art. 17): soft-deleted now, erased for good after the grace period",
+    args: "user|org <id>",
+    maxArgs: 2,
+    options: { yes: { type: "boolean", description: "Confirm" } },
+    async run(ctx) {
+      const subject = kindOf(ctx, "citadel subject erase user|org <id> --yes");
+      if (ctx.options.yes !== true) throw new Error(`this disables the ${subject.kind} now and erases its data for good after the grace period: add --yes to confirm`);
+      const erasure = await (await ctx.api()).request<ErasureView>("POST", "/v1/subject/erasures", subject, { confirmed: true });
+      print(ctx, erasure, `${subject.kind} ${subject.id} is soft-deleted; its data is erased for good from ${erasure.due_at} (${erasure.id}).`);
+      return 0;
+    },
+  },
+  {
+    words: ["subject", "erasures"],
+    summary: "Erasure requests, pending and done",
+    async run(ctx) {
+      const list = await (await ctx.api()).request<{ items: ErasureView[] }>("GET", "/v1/subject/erasures");
+      print(ctx, list, list.items.length === 0 ? "no erasures" : table([["ID", "SUBJECT", "REQUESTED", "DUE", "ERASED", "SUMMARY"], ...list.items.map((e) => [e.id, `${e.kind} ${e.subject}`, e.requested_at, e.due_at, e.erased_at ?? "pending", e.summary ?? ""])]));
+      return 0;
+    },
+  },
+];

@@ -1,0 +1,94 @@
+/**
+ * The `subject` plugin: GDPR export and erasure of a user's or an organization's data across
+ * every plugin (operators only: they answer data-subject requests). See service.ts.
+ */
+import { Elysia, t } from "elysia";
+import { access } from "../../src/http/access.ts";
+import { auditRequest } from "../../src/http/audit-request.ts";
+import { principalOf } from "../../src/http/request-meta.ts";
+import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { subjectsOf } from "../../src/subjects.ts";
+import { auditSubjects } from "./audit-part.ts";
+import { subjectCommands } from "./commands.ts";
+import { subjectMigrations } from "./migrations.ts";
+import { checkSubject, SubjectService, type Caller } from "./service.ts";
+import { SubjectSettings } from "./settings.ts";
+
+const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
+
+const services = new WeakMap<object, SubjectService>();
+export function subjectServiceOf(k: Kernel<SubjectSettings>): SubjectService {
+  let s = services.get(k.store);
+  if (!s) services.set(k.store, (s = new SubjectService(k)));
+  return s;
+}
+
+const SubjectBody = t.Object({ kind: t.Union([t.Literal("user"), t.Literal("organization")]), id: t.String({ minLength: 1, maxLength: 64 }) });
+const Exported = t.Object({
+  subject: t.Object({ kind: t.String(), id: t.String() }),
+  exported_at: t.String({ format: "date-time" }),
+  secret_values: t.Boolean(),
+  data: t.Record(t.String(), t.Unknown(), { description: "Each plugin's part: iam, audit, secrets, dns, mesh, ..." }),
+});
+const Erasure = t.Object({
+  id: t.String(),
+  kind: t.String(),
+  subject: t.String(),
+  requested_at: t.String({ format: "date-time" }),
+  due_at: t.String({ format: "date-time" }),
+  erased_at: t.Union([t.String({ format: "date-time" }), t.Null()]),
+  summary: t.Union([t.String(), t.Null()]),
+});
+const tags = ["subject"];
+const OPERATOR = { operator: true, scope: "subject:admin" } as const;
+const HOUR = 3_600_000;
+
+export const subjectPlugin = definePlugin<SubjectSettings>({
+  name: "subject",
+  settings: SubjectSettings,
+  scopes: ["subject:admin"],
+  actions: [
+    { type: "subject.exported", description: "All data of a user or an organization was exported (with or without secret values)." },
+    { type: "subject.erased", description: "Erasure of a user or an organization: requested (soft-deleted), then erased for good with crypto-shredding." },
+  ],
+  migrations: subjectMigrations,
+
+  async start(k) {
+    const service = subjectServiceOf(k);
+    const unregister = subjectsOf(k.store).register(auditSubjects(k));
+    const run = () => void service.runDue().catch((e) => k.log.error("subject: erasing due subjects failed", { error: String(e) }));
+    const timer = setInterval(run, HOUR);
+    timer.unref();
+    run();
+    return async () => {
+      unregister();
+      clearInterval(timer);
+    };
+  },
+
+  routes: (k) => {
+    const service = subjectServiceOf(k);
+    return new Elysia({ name: "subject" })
+      .post("/export", ({ body, request }) => service.export(caller(request), checkSubject(body.kind, body.id), false), {
+        body: SubjectBody,
+        response: Exported,
+        detail: { summary: "Everything Citadel holds about a user or an organization, as JSON, without secret values (operators)", tags, ...access(OPERATOR) },
+      })
+      .post("/export/with-secret-values", ({ body, request }) => service.export(caller(request), checkSubject(body.kind, body.id), true), {
+        body: SubjectBody,
+        response: Exported,
+        detail: { summary: "The same with secret values decrypted (asks for confirmation; audited as such)", tags, ...access({ ...OPERATOR, confirm: true }) },
+      })
+      .get("/erasures", () => service.list(), { response: t.Object({ items: t.Array(Erasure) }), detail: { summary: "Erasure requests, pending and done (operators)", tags, ...access(OPERATOR) } })
+      .post("/erasures", ({ body, request }) => service.requestErasure(caller(request), checkSubject(body.kind, body.id)), {
+        body: SubjectBody,
+        response: Erasure,
+        detail: { summary: "Erase a user or an organization: soft-deleted now, erased for good after [subject] grace_days (asks for confirmation)", tags, ...access({ ...OPERATOR, confirm: true }) },
+      })
+      .post("/erasures/run", async () => ({ erased: await service.runDue() }), {
+        response: t.Object({ erased: t.Integer() }),
+        detail: { summary: "Erase now what is due (it also runs every hour)", tags, ...access(OPERATOR) },
+      });
+  },
+  commands: subjectCommands,
+});

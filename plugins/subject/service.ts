@@ -1,0 +1,157 @@
+/**
+ * Export and erasure of a data subject across every plugin (src/subjects.ts):
+ *
+ * - export: each contributor's part, in one JSON document; secret values only when the
+ *   operator confirmed they want them. Audited as `subject.exported` (with or without values).
+ * - erasure: at the request each contributor soft-deletes (the user cannot log in, the
+ *   organization's credentials stop); after `[subject] grace_days` each contributor deletes or
+ *   anonymizes for good and destroys the subject's keys (crypto-shredding: what the audit log
+ *   keeps encrypted for the subject becomes unreadable, and the chain still verifies). Both
+ *   steps audited as `subject.erased`, with the stage.
+ */
+import type { AuditRequestContext } from "../../src/audit/event.ts";
+import { actorOf, type Principal } from "../../src/auth/principal.ts";
+import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { newId } from "../../src/ids.ts";
+import type { Kernel } from "../../src/plugin.ts";
+import { subjectsOf, type Subject, type SubjectKind } from "../../src/subjects.ts";
+import type { SubjectSettings } from "./settings.ts";
+
+export interface Caller {
+  principal: Principal;
+  request: AuditRequestContext;
+}
+
+interface ErasureRow {
+  id: string;
+  kind: SubjectKind;
+  subject_id: string;
+  requested_at: number;
+  requested_by: string | null;
+  due_at: number;
+  erased_at: number | null;
+  summary: string | null;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+const DAY = 86_400_000;
+
+export function checkSubject(kind: unknown, id: unknown): Subject {
+  if (kind !== "user" && kind !== "organization") throw new InvalidError('kind: "user" or "organization"', "kind");
+  if (typeof id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new InvalidError("id: a user or organization id", "id");
+  return { kind, id };
+}
+
+export class SubjectService {
+  constructor(private readonly k: Kernel<SubjectSettings>) {}
+
+  /** Everything Citadel holds about the subject, by plugin. */
+  async export(caller: Caller, subject: Subject, secretValues: boolean) {
+    const data: Record<string, unknown> = {};
+    for (const contributor of subjectsOf(this.k.store).list()) {
+      const part = contributor.export(subject, { secretValues });
+      if (part !== null && part !== undefined) data[contributor.name] = part;
+    }
+    if (Object.keys(data).length === 0) throw new NotFoundError(`Citadel holds nothing about the ${subject.kind} ${subject.id}.`);
+    await this.k.store.write((tx) =>
+      this.k.audit.record(tx, {
+        action: "subject.exported",
+        outcome: "success",
+        actor: actorOf(caller.principal),
+        resource: { type: subject.kind, id: subject.id },
+        organization: subject.kind === "organization" ? subject.id : null,
+        reason: secretValues ? "with secret values" : "without secret values",
+        request: caller.request,
+      }),
+    );
+    return { subject, exported_at: new Date(this.k.clock.now()).toISOString(), secret_values: secretValues, data };
+  }
+
+  /** Soft-deletes now and schedules the erasure for after the grace period. */
+  async requestErasure(caller: Caller, subject: Subject) {
+    const now = this.k.clock.now();
+    const row: ErasureRow = {
+      id: newId("era"),
+      kind: subject.kind,
+      subject_id: subject.id,
+      requested_at: now,
+      requested_by: caller.principal.userId ?? caller.principal.tokenId ?? null,
+      due_at: now + this.k.settings.grace_days * DAY,
+      erased_at: null,
+      summary: null,
+    };
+    if (subject.kind === "user" && caller.principal.userId === subject.id) throw new ConflictError("An operator cannot erase their own account: ask another operator.");
+    const exists = subjectsOf(this.k.store)
+      .list()
+      .some((c) => {
+        const part = c.export(subject, { secretValues: false });
+        return part !== null && part !== undefined;
+      });
+    if (!exists) throw new NotFoundError(`Citadel holds nothing about the ${subject.kind} ${subject.id}.`);
+    await this.k.store.write((tx) => {
+      if (tx.query("SELECT 1 FROM subject_erasures WHERE kind = ? AND subject_id = ? AND erased_at IS NULL").get(subject.kind, subject.id)) throw new ConflictError(`An erasure of ${subject.id} is pending already.`);
+      for (const contributor of subjectsOf(this.k.store).list()) contributor.softDelete?.(tx, subject, now);
+      tx.query("INSERT INTO subject_erasures (id, kind, subject_id, requested_at, requested_by, due_at, erased_at, summary) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)").run(
+        row.id,
+        row.kind,
+        row.subject_id,
+        row.requested_at,
+        row.requested_by,
+        row.due_at,
+      );
+      this.k.audit.record(tx, {
+        action: "subject.erased",
+        outcome: "success",
+        actor: actorOf(caller.principal),
+        resource: { type: subject.kind, id: subject.id },
+        organization: subject.kind === "organization" ? subject.id : null,
+        reason: `requested: soft-deleted; erased for good from ${iso(row.due_at)}`,
+        request: caller.request,
+      });
+    });
+    return view(row);
+  }
+
+  list() {
+    return { items: this.k.store.db.query<ErasureRow, []>("SELECT * FROM subject_erasures ORDER BY requested_at DESC").all().map(view) };
+  }
+
+  /** Erases every request whose grace period is over; returns how many. Runs hourly and on demand. */
+  async runDue(): Promise<number> {
+    const now = this.k.clock.now();
+    const due = this.k.store.db.query<ErasureRow, [number]>("SELECT * FROM subject_erasures WHERE erased_at IS NULL AND due_at <= ? ORDER BY due_at").all(now);
+    for (const row of due) {
+      const subject: Subject = { kind: row.kind, id: row.subject_id };
+      await this.k.store.write((tx) => {
+        const parts: string[] = [];
+        for (const contributor of subjectsOf(this.k.store).list()) {
+          const summary = contributor.erase?.(tx, subject, now);
+          if (summary) parts.push(`${contributor.name}: ${summary}`);
+        }
+        const summary = parts.join("; ") || "nothing left to erase";
+        tx.query("UPDATE subject_erasures SET erased_at = ?, summary = ? WHERE id = ?").run(now, summary, row.id);
+        this.k.audit.record(tx, {
+          action: "subject.erased",
+          outcome: "success",
+          actor: { kind: "system" },
+          resource: { type: row.kind, id: row.subject_id },
+          organization: row.kind === "organization" ? row.subject_id : null,
+          reason: `erased for good: ${summary}`,
+        });
+      });
+    }
+    return due.length;
+  }
+}
+
+function view(row: ErasureRow) {
+  return {
+    id: row.id,
+    kind: row.kind,
+    subject: row.subject_id,
+    requested_at: iso(row.requested_at)!,
+    due_at: iso(row.due_at)!,
+    erased_at: iso(row.erased_at),
+    summary: row.summary,
+  };
+}

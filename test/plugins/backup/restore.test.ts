@@ -1,0 +1,166 @@
+/**
+ * Restoring into a stopped instance's data directory, and verifying offline: a running
+ * server is detected, the old database is kept aside, modes are right, and a bad backup
+ * changes nothing.
+ */
+import { Database } from "bun:sqlite";
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Keyring } from "../../../src/crypto/keyring.ts";
+import { generateRootKey, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
+import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
+import { migrate } from "../../../src/store/migrate.ts";
+import { openStore } from "../../../src/store/store.ts";
+import { BackupError } from "../../../plugins/backup/errors.ts";
+import { hashFile, sealBackup } from "../../../plugins/backup/format.ts";
+import { newRootKeyBackupKeys } from "../../../plugins/backup/keys.ts";
+import { readSnapshotFacts, type Manifest } from "../../../plugins/backup/manifest.ts";
+import { databaseInUse, restoreBackup, verifyBackup } from "../../../plugins/backup/restore.ts";
+import { RESTORE_MARKER } from "../../../plugins/backup/service.ts";
+
+const root = mkdtempSync(join(tmpdir(), "citadel-backup-restore-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let counter = 0;
+const fresh = (name: string) => join(root, `${counter++}-${name}`);
+/** A data directory as Citadel makes one: mode 0700. */
+const dataDirectory = (name: string) => {
+  const path = fresh(name);
+  mkdirSync(path, { mode: 0o700 });
+  return path;
+};
+const NOW = () => Date.UTC(2026, 5, 1, 12, 0, 0);
+
+const rootKey = generateRootKey();
+
+/** A backup of a small Citadel-like database: a keyring under `rootKey` and a table of rows. */
+async function makeBackup(rows: number, contents: "database" | "not a database" = "database"): Promise<string> {
+  const plain = fresh("source.db");
+  if (contents === "database") {
+    const db = new Database(plain, { create: true });
+    migrate(db, [{ owner: "kernel", migrations: kernelMigrations }]);
+    db.transaction(() => Keyring.initialize(db, rootKey, "key_file", NOW()))();
+    db.run("CREATE TABLE rows (n INTEGER)");
+    for (let i = 0; i < rows; i++) db.query("INSERT INTO rows VALUES (?)").run(i);
+    db.close();
+  } else writeFileSync(plain, Buffer.alloc(8192, 7));
+  const facts = contents === "database" ? readSnapshotFacts(new Database(plain, { readonly: true })) : { instance_id: null, root_key_id: null, migrations: {}, audit_head: null };
+  const manifest: Manifest = { created_at: new Date(NOW()).toISOString(), reason: "on_demand", citadel: { version: "1.2.3", commit: "abc" }, ...facts, database: await hashFile(plain) };
+  const file = fresh("x.backup");
+  await sealBackup(plain, file, newRootKeyBackupKeys(rootKey), manifest, 1024);
+  return file;
+}
+
+const rowsIn = (path: string) => {
+  const db = new Database(path, { readonly: true });
+  try {
+    return db.query<{ n: number }, []>("SELECT count(*) AS n FROM rows").get()!.n;
+  } finally {
+    db.close();
+  }
+};
+
+describe("databaseInUse", () => {
+  test("true while a server (any connection) has the database open, false once it is closed", () => {
+    const path = fresh("live.db");
+    expect(databaseInUse(path)).toBe(false); // no file
+    const store = openStore({ path });
+    store.db.run("CREATE TABLE t (x)");
+    expect(databaseInUse(path)).toBe(true);
+    store.close();
+    expect(databaseInUse(path)).toBe(false);
+    expect(databaseInUse(path)).toBe(false); // the probe itself leaves no lock behind
+  });
+});
+
+describe("restore", () => {
+  test("into a new data directory: created 0700, the database 0600, a marker for the next start", async () => {
+    const file = await makeBackup(10);
+    const dataDir = join(fresh("new"), "data");
+    const result = await restoreBackup({ file, dataDir, supply: { rootKey }, replace: false, now: NOW });
+    expect(result.previous).toBeNull();
+    expect(result.database).toBe(join(dataDir, "citadel.db"));
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    expect(statSync(result.database).mode & 0o777).toBe(0o600);
+    expect(rowsIn(result.database)).toBe(10);
+    expect(JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8"))).toEqual({ backup: file.split("/").at(-1), created_at: "2026-06-01T12:00:00.000Z", audit_head_seq: null, previous: null });
+    expect(statSync(join(dataDir, RESTORE_MARKER)).mode & 0o777).toBe(0o600);
+    expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", RESTORE_MARKER]);
+  });
+
+  test("over an existing database: only with --yes, and the old one is kept aside whole, not deleted", async () => {
+    const dataDir = dataDirectory("existing");
+    const old = openStore({ path: join(dataDir, "citadel.db") });
+    old.db.run("CREATE TABLE rows (n INTEGER)");
+    old.db.run("INSERT INTO rows VALUES (1), (2), (3)");
+    // A stopped server whose WAL was not checkpointed (killed): the WAL holds committed rows.
+    const wal = readFileSync(join(dataDir, "citadel.db-wal"));
+    old.close();
+    writeFileSync(join(dataDir, "citadel.db-wal"), wal);
+
+    const file = await makeBackup(7);
+    const refused = restoreBackup({ file, dataDir, supply: { rootKey }, replace: false, now: NOW });
+    await expect(refused).rejects.toThrow(`${dataDir} already holds a database: run again with --yes`);
+
+    const result = await restoreBackup({ file, dataDir, supply: { rootKey }, replace: true, now: NOW });
+    expect(result.previous).toBe(join(dataDir, "citadel.db.before-restore-20260601T120000Z"));
+    expect(rowsIn(result.database)).toBe(7);
+    // The rows that were only in the WAL are in the kept database (opening it recovered them, as any open would).
+    expect(rowsIn(result.previous!)).toBe(3);
+    expect(existsSync(join(dataDir, "citadel.db-wal"))).toBe(false);
+    expect(readdirSync(dataDir).filter((n) => n.includes("restoring"))).toEqual([]);
+  });
+
+  test("refused while a server has the database open; nothing is touched", async () => {
+    const dataDir = dataDirectory("running");
+    const live = openStore({ path: join(dataDir, "citadel.db") });
+    live.db.run("CREATE TABLE rows (n INTEGER)");
+    try {
+      const file = await makeBackup(1);
+      await expect(restoreBackup({ file, dataDir, supply: { rootKey }, replace: true, now: NOW })).rejects.toThrow(`the database in ${dataDir} is in use: stop Citadel first`);
+      expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", "citadel.db-shm", "citadel.db-wal"]);
+    } finally {
+      live.close();
+    }
+  });
+
+  test("a damaged backup or a wrong key changes nothing", async () => {
+    const dataDir = dataDirectory("kept");
+    const old = openStore({ path: join(dataDir, "citadel.db") });
+    old.db.run("CREATE TABLE rows (n INTEGER)");
+    old.db.run("INSERT INTO rows VALUES (1)");
+    old.close();
+    const file = await makeBackup(5);
+    const bytes = readFileSync(file);
+    bytes[bytes.length - 100]! ^= 1;
+    const damaged = fresh("damaged.backup");
+    writeFileSync(damaged, bytes);
+    await expect(restoreBackup({ file: damaged, dataDir, supply: { rootKey }, replace: true, now: NOW })).rejects.toThrow(/fails authentication/);
+    await expect(restoreBackup({ file, dataDir, supply: { rootKey: generateRootKey() }, replace: true, now: NOW })).rejects.toThrow(/but the key given is/);
+    expect(readdirSync(dataDir)).toEqual(["citadel.db"]);
+    expect(rowsIn(join(dataDir, "citadel.db"))).toBe(1);
+  });
+
+  test("says whether the data directory's key file unseals the restored database", async () => {
+    const file = await makeBackup(1);
+    const matching = dataDirectory("matching");
+    const keyFile = join(matching, "root.key");
+    await restoreBackup({ file, dataDir: matching, supply: { rootKey }, replace: false, now: NOW, unsealKeyFile: keyFile }).then((r) => expect(r.rootKeyMatches).toBeNull());
+    writeRootKeyFile(keyFile, rootKey);
+    expect((await restoreBackup({ file, dataDir: matching, supply: { rootKey }, replace: true, now: () => NOW() + 1000, unsealKeyFile: keyFile })).rootKeyMatches).toBe(true);
+    writeRootKeyFile(keyFile, generateRootKey());
+    expect((await restoreBackup({ file, dataDir: matching, supply: { rootKey }, replace: true, now: () => NOW() + 2000, unsealKeyFile: keyFile })).rootKeyMatches).toBe(false);
+  });
+});
+
+describe("verifyBackup", () => {
+  test("a good backup verifies; one whose content is not a database fails SQLite's check", async () => {
+    const { manifest } = await verifyBackup(await makeBackup(3), { rootKey });
+    expect(manifest.root_key_id).toMatch(/^[0-9a-f]{8}$/);
+    const notADatabase = await makeBackup(0, "not a database");
+    const error = await verifyBackup(notADatabase, { rootKey }).catch((e) => e);
+    expect(error).toBeInstanceOf(BackupError);
+    expect(error.message).toStartWith("the database in the backup fails SQLite's integrity check");
+  });
+});

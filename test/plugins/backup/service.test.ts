@@ -1,0 +1,292 @@
+/**
+ * Backups made by the server: a consistent snapshot while writes go on, what the manifest
+ * says about it, the audit events, the schedule and pruning on a fixed clock, and failures.
+ */
+import { Database } from "bun:sqlite";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KERNEL_ACTIONS } from "../../../src/audit/actions.ts";
+import { AuditLog } from "../../../src/audit/log.ts";
+import { verifyAuditChain } from "../../../src/audit/verify.ts";
+import { Keyring } from "../../../src/crypto/keyring.ts";
+import { generateRootKey, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
+import { Seal } from "../../../src/crypto/seal.ts";
+import { ConflictError, SealedError } from "../../../src/errors.ts";
+import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
+import { migrate } from "../../../src/store/migrate.ts";
+import { openStore } from "../../../src/store/store.ts";
+import { backupPlugin } from "../../../plugins/backup/index.ts";
+import { newestBackup } from "../../../plugins/backup/files.ts";
+import { openBackup } from "../../../plugins/backup/format.ts";
+import { BackupSchedule } from "../../../plugins/backup/schedule.ts";
+import { BackupService, RESTORE_MARKER, type BackupDeps } from "../../../plugins/backup/service.ts";
+import { newKeyringBackupKeys } from "../../../plugins/backup/keys.ts";
+import type { BackupSettings } from "../../../plugins/backup/settings.ts";
+import { captureLog, fixedClock } from "../../helpers/http.ts";
+
+const dirs: string[] = [];
+const closers: Array<() => void> = [];
+afterAll(() => {
+  for (const close of closers) close();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+const HOUR = 3_600_000;
+
+/** A data directory with a real database file, keys and an audit log, as `serve` has them. */
+function instance(settings: Partial<BackupSettings> = {}, overrides: Partial<BackupDeps> = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), "citadel-backup-service-"));
+  dirs.push(dataDir);
+  const clock = fixedClock(Date.UTC(2026, 5, 1, 12, 0, 0));
+  const store = openStore({ path: join(dataDir, "citadel.db") });
+  closers.push(() => store.close());
+  migrate(store.db, [{ owner: "kernel", migrations: kernelMigrations }]);
+  const rootKey = generateRootKey();
+  store.db.transaction(() => Keyring.initialize(store.db, rootKey, "key_file", clock.now()))();
+  const seal = new Seal(store.db, clock.now);
+  seal.unsealWithKey(rootKey);
+  const audit = new AuditLog({ now: clock.now, keyring: () => seal.keyringIfUnsealed() });
+  audit.register([...KERNEL_ACTIONS, ...backupPlugin.actions]);
+  const log = captureLog();
+  const deps: BackupDeps = {
+    store,
+    audit,
+    clock,
+    build: { version: "1.2.3", commit: "abc1234", buildTime: null, compiled: false },
+    log: log.logger,
+    dataDir,
+    settings: { enabled: true, interval_hours: 1, keep: 3, dir: "backups", ...settings },
+    keyring: () => seal.keyring(),
+    rootKeyBackupKeys: () => newKeyringBackupKeys(seal.keyring()),
+    chunkBytes: 4096,
+    ...overrides,
+  };
+  const service = new BackupService(deps);
+  const note = (text: string) => store.write((tx) => audit.record(tx, { action: "audit.note.create", actor: { kind: "operator" }, outcome: "success", reason: text }));
+  const actions = (prefix: string) =>
+    store.db
+      .query<{ action: string; outcome: string; resource_id: string | null; reason: string | null }, [string]>("SELECT action, outcome, resource_id, reason FROM audit_events WHERE action LIKE ? ORDER BY seq")
+      .all(`${prefix}%`);
+  return { dataDir, clock, store, seal, rootKey, log, deps, service, note, actions };
+}
+
+/** Decrypts a backup into a database file and opens it. */
+async function restored(path: string, rootKey: Buffer) {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-backup-open-"));
+  dirs.push(dir);
+  const plain = join(dir, "citadel.db");
+  const { manifest } = await openBackup(path, { rootKey }, plain);
+  const db = new Database(plain, { readonly: true });
+  closers.push(() => db.close());
+  return { db, manifest };
+}
+
+describe("a backup on demand", () => {
+  test("is a complete, consistent copy, named by the clock, described by its manifest, and audited", async () => {
+    const c = instance();
+    for (let i = 0; i < 20; i++) await c.note(`before ${i}`);
+    const created = await c.service.create({ reason: "on_demand", actor: { kind: "user", user: "u_ops" } });
+
+    expect(created.name).toBe("citadel-20260601T120000Z.backup");
+    expect(created.path).toBe(join(c.dataDir, "backups", created.name));
+    expect(statSync(created.path).mode & 0o777).toBe(0o600);
+    expect(statSync(join(c.dataDir, "backups")).mode & 0o777).toBe(0o700);
+    expect(created.key).toEqual({ kind: "root_key", root_key_id: rootKeyId(rootKeyVerifier(c.rootKey)) });
+    expect(created.sha256).toBe(new Bun.CryptoHasher("sha256").update(readFileSync(created.path)).digest("hex"));
+    // Nothing but the backup is left in the directory (no plaintext snapshot, no partial file).
+    expect(readdirSync(join(c.dataDir, "backups"))).toEqual([created.name]);
+
+    const { db, manifest } = await restored(created.path, c.rootKey);
+    expect(manifest).toEqual(created.manifest);
+    expect(manifest).toMatchObject({
+      created_at: "2026-06-01T12:00:00.000Z",
+      reason: "on_demand",
+      citadel: { version: "1.2.3", commit: "abc1234" },
+      root_key_id: rootKeyId(rootKeyVerifier(c.rootKey)),
+      migrations: { kernel: kernelMigrations.at(-1)!.id },
+      audit_head: { seq: 20 },
+    });
+    // The copy's audit chain verifies and ends exactly where the manifest says.
+    const report = verifyAuditChain(db);
+    expect(report.ok).toBe(true);
+    expect(report.head).toEqual(manifest.audit_head);
+    expect(db.query<{ n: number }, []>("SELECT count(*) AS n FROM audit_events").get()!.n).toBe(20);
+
+    // The backup's own event comes after the snapshot (it records what the snapshot holds).
+    expect(c.actions("backup")).toEqual([{ action: "backup.create", outcome: "success", resource_id: created.name, reason: expect.stringContaining("on demand, root key") }]);
+    expect(c.actions("backup")[0]!.reason).toContain("audit head 20");
+  });
+
+  test("writes keep committing while the snapshot is taken, and the copy is a prefix of them", async () => {
+    const c = instance({}, { chunkBytes: 64 * 1024 });
+    // Enough data that the copy takes a moment.
+    await c.store.write((tx) => {
+      tx.run("CREATE TABLE filler (id INTEGER PRIMARY KEY, data BLOB)");
+      const insert = tx.query("INSERT INTO filler (data) VALUES (?)");
+      for (let i = 0; i < 4000; i++) insert.run(Buffer.alloc(1024, i % 251));
+    });
+    let writing = true;
+    let acknowledged = 0;
+    const writer = (async () => {
+      while (writing) {
+        await c.note(`during ${acknowledged}`);
+        acknowledged++;
+      }
+    })();
+    await Bun.sleep(5);
+    const before = acknowledged;
+    const created = await c.service.create({ reason: "on_demand", actor: { kind: "system" } });
+    const after = acknowledged;
+    writing = false;
+    await writer;
+    expect(after).toBeGreaterThan(before); // the server was not blocked while the backup ran
+
+    const { db, manifest } = await restored(created.path, c.rootKey);
+    const notes = db.query<{ reason: string }, []>("SELECT reason FROM audit_events WHERE action = 'audit.note.create' ORDER BY seq").all().map((r) => r.reason);
+    // Every write acknowledged before the backup began is there, in order, with nothing missing between.
+    expect(notes.length).toBeGreaterThanOrEqual(before);
+    expect(notes.length).toBeLessThanOrEqual(after + 1);
+    expect(notes).toEqual(Array.from({ length: notes.length }, (_, i) => `during ${i}`));
+    expect(verifyAuditChain(db).ok).toBe(true);
+    expect(manifest.audit_head!.seq).toBe(notes.length);
+  });
+
+  test("with a passphrase, it opens with the passphrase and not with the root key", async () => {
+    const c = instance();
+    await c.note("x");
+    const created = await c.service.create({ reason: "on_demand", actor: { kind: "system" }, passphrase: "a passphrase for the auditors" });
+    expect(created.key).toEqual({ kind: "passphrase" });
+    await expect(openBackup(created.path, { rootKey: c.rootKey })).rejects.toThrow("this backup is encrypted with a passphrase");
+    const { manifest } = await openBackup(created.path, { passphrase: "a passphrase for the auditors" });
+    expect(manifest.audit_head?.seq).toBe(1);
+    expect(c.actions("backup.create")[0]!.reason).toContain("passphrase");
+  });
+
+  test("sealed, nothing is made or written", async () => {
+    const c = instance();
+    c.seal.seal();
+    await expect(c.service.create({ reason: "on_demand", actor: { kind: "system" } })).rejects.toBeInstanceOf(SealedError);
+    expect(newestBackup(c.dataDir, "backups")).toBeNull();
+  });
+
+  test("a failure is audited with its reason and leaves nothing behind", async () => {
+    const c = instance({}, {
+      rootKeyBackupKeys: () => {
+        throw new ConflictError("the key derivation failed");
+      },
+    });
+    await expect(c.service.create({ reason: "scheduled", actor: { kind: "system" } })).rejects.toBeInstanceOf(ConflictError);
+    expect(c.actions("backup")).toEqual([{ action: "backup.create", outcome: "failure", resource_id: null, reason: "the key derivation failed" }]);
+    expect(newestBackup(c.dataDir, "backups")).toBeNull();
+  });
+
+  test("two at once run one after the other, and a second within the same second takes the next name", async () => {
+    const c = instance();
+    const [a, b] = await Promise.all([c.service.create({ reason: "on_demand", actor: { kind: "system" } }), c.service.create({ reason: "on_demand", actor: { kind: "system" } })]);
+    expect([a.name, b.name]).toEqual(["citadel-20260601T120000Z.backup", "citadel-20260601T120001Z.backup"]);
+  });
+
+  test("what an interrupted backup left (a plaintext snapshot, a partial file) is removed", async () => {
+    const c = instance();
+    await c.service.create({ reason: "on_demand", actor: { kind: "system" } });
+    const dir = join(c.dataDir, "backups");
+    writeFileSync(join(dir, ".snapshot-1234.db"), "plaintext");
+    writeFileSync(join(dir, ".citadel-20260601T130000Z.backup.partial"), "half");
+    writeFileSync(join(dir, "notes.txt"), "the operator's own file");
+    c.service.removeLeftovers();
+    expect(readdirSync(dir).sort()).toEqual(["citadel-20260601T120000Z.backup", "notes.txt"]);
+  });
+});
+
+
+describe("scheduled backups (fixed clock)", () => {
+  test("one per interval from the newest backup, the oldest pruned beyond keep, each prune audited", async () => {
+    const c = instance({ interval_hours: 1, keep: 3 });
+    const schedule = new BackupSchedule({
+      intervalMs: HOUR,
+      now: c.clock.now,
+      newest: () => c.service.list()[0]?.time ?? null,
+      sealed: () => c.seal.sealed,
+      run: () => c.service.create({ reason: "scheduled", actor: { kind: "system" } }),
+      log: c.log.logger,
+    });
+    const made: boolean[] = [];
+    for (let minutes = 0; minutes <= 5 * 60; minutes += 30) {
+      await c.note(`at ${minutes} min`);
+      made.push(await schedule.tick());
+      c.clock.advance(30 * 60_000);
+    }
+    // Due at 0 (none yet), then every hour after the newest: 0, 60, 120, ... 300 minutes.
+    expect(made).toEqual([true, false, true, false, true, false, true, false, true, false, true]);
+    expect(c.service.list().map((f) => f.name)).toEqual(["citadel-20260601T170000Z.backup", "citadel-20260601T160000Z.backup", "citadel-20260601T150000Z.backup"]);
+    expect(newestBackup(c.dataDir, "backups")).toEqual({ path: join(c.dataDir, "backups", "citadel-20260601T170000Z.backup"), time: new Date(Date.UTC(2026, 5, 1, 17)) });
+    expect(c.actions("backup.prune").map((e) => e.resource_id)).toEqual(["citadel-20260601T120000Z.backup", "citadel-20260601T130000Z.backup", "citadel-20260601T140000Z.backup"]);
+    expect(c.actions("backup.create").every((e) => e.outcome === "success" && e.reason!.startsWith("scheduled"))).toBe(true);
+
+    // The newest backup holds the events up to the note just before it.
+    const { manifest } = await openBackup(c.service.list()[0]!.path, { rootKey: c.rootKey });
+    expect(manifest.reason).toBe("scheduled");
+  });
+
+  test("keep = 0 keeps every backup", async () => {
+    const c = instance({ keep: 0 });
+    for (let i = 0; i < 4; i++) {
+      await c.service.create({ reason: "scheduled", actor: { kind: "system" } });
+      c.clock.advance(HOUR);
+    }
+    expect(c.service.list()).toHaveLength(4);
+    expect(c.actions("backup.prune")).toEqual([]);
+  });
+
+  test("nothing is due while sealed; a failure waits before the next try", async () => {
+    const c = instance();
+    let fail = true;
+    let runs = 0;
+    const schedule = new BackupSchedule({
+      intervalMs: 24 * HOUR,
+      now: c.clock.now,
+      newest: () => c.service.list()[0]?.time ?? null,
+      sealed: () => c.seal.sealed,
+      run: async () => {
+        runs++;
+        if (fail) throw new Error("disk full");
+        return c.service.create({ reason: "scheduled", actor: { kind: "system" } });
+      },
+      log: c.log.logger,
+      retryMs: HOUR,
+    });
+    c.seal.seal();
+    expect(await schedule.tick()).toBe(false);
+    expect(runs).toBe(0);
+    c.seal.unsealWithKey(c.rootKey);
+    expect(await schedule.tick()).toBe(false); // tried and failed
+    expect(runs).toBe(1);
+    expect(c.log.lines.some((l) => l.msg === "scheduled backup failed; will try again")).toBe(true);
+    c.clock.advance(HOUR / 2);
+    expect(await schedule.tick()).toBe(false);
+    expect(runs).toBe(1);
+    fail = false;
+    c.clock.advance(HOUR / 2);
+    expect(await schedule.tick()).toBe(true);
+    expect(schedule.dueAt()).toBe(c.clock.now() + 24 * HOUR);
+  });
+});
+
+describe("the plugin at start", () => {
+  test("records a restore that citadel restore left a marker for, once", async () => {
+    const c = instance();
+    writeFileSync(join(c.dataDir, RESTORE_MARKER), JSON.stringify({ backup: "citadel-20260501T000000Z.backup", created_at: "2026-05-01T00:00:00.000Z", audit_head_seq: 41, previous: "citadel.db.before-restore-20260601T120000Z" }));
+    expect(await c.service.recordRestore()).toBe(true);
+    expect(await c.service.recordRestore()).toBe(false);
+    expect(c.actions("backup.restore")).toEqual([
+      {
+        action: "backup.restore",
+        outcome: "success",
+        resource_id: "citadel-20260501T000000Z.backup",
+        reason: "restored from citadel-20260501T000000Z.backup taken 2026-05-01T00:00:00.000Z, audit head 41; previous database kept as citadel.db.before-restore-20260601T120000Z",
+      },
+    ]);
+  });
+});

@@ -1,0 +1,42 @@
+/** The installed config: the documented example with this installation's keys set, valid for the schema. */
+import { expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { readInstalledSeal, renderInstalledConfig } from "../../../plugins/install/config-file.ts";
+import { loadConfig } from "../../../src/config/load.ts";
+import { configSchema } from "../../../src/main.ts";
+
+const example = await Bun.file(new URL("../../../config/citadel.example.toml", import.meta.url)).text();
+const settings = { dataDir: "/var/lib/citadel", sealMethod: "systemd_credential", credential: "citadel-root-key" } as const;
+
+test("only the installation's keys differ from the example, each set in its own table beside its documentation", () => {
+  const text = renderInstalledConfig(settings);
+  const body = (t: string) => t.split("\n").filter((l) => !l.startsWith("# ") && l !== "#");
+  const changed = body(text).filter((line, i) => line !== body(example)[i]);
+  expect(changed).toEqual(['data_dir = "/var/lib/citadel"', 'method = "systemd_credential"', 'credential = "citadel-root-key"']);
+  expect(text).toContain('[seal]\n# key_file: read seal.key_file at start');
+  expect(text.startsWith("# Citadel configuration, written by `citadel install`")).toBe(true);
+});
+
+test("the schema accepts it and reads back what was set, for every seal method", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-config-file-"));
+  try {
+    for (const sealMethod of ["key_file", "systemd_credential", "shamir"] as const) {
+      const path = join(dir, `${sealMethod}.toml`);
+      writeFileSync(path, renderInstalledConfig({ ...settings, sealMethod }));
+      const { config } = loadConfig({ schema: configSchema, env: {}, configFlag: path, cwd: dir });
+      expect([config.data_dir, config.seal.method, config.seal.credential]).toEqual(["/var/lib/citadel", sealMethod, "citadel-root-key"]);
+      expect(readInstalledSeal(path)).toEqual({ method: sealMethod, keyFile: "root.key" });
+    }
+    expect(readInstalledSeal(join(dir, "absent.toml"))).toBeNull();
+    writeFileSync(join(dir, "broken.toml"), "[seal\n");
+    expect(() => readInstalledSeal(join(dir, "broken.toml"))).toThrow(/broken\.toml: .*move it away/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("an example without its generated header is refused instead of producing a config with two headers", () => {
+  expect(() => renderInstalledConfig(settings, `# something else\n${example}`)).toThrow(/run `bun run config:example`/);
+});

@@ -1,0 +1,243 @@
+/**
+ * `citadel install` and `citadel uninstall` under a temporary --root, run in-process through
+ * the commands' run() with a recording context. The binary installed is a two-line wrapper
+ * that runs this source tree, so the `citadel init` the installer starts is the real one.
+ */
+import { Database } from "bun:sqlite";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { installPlugin } from "../../../plugins/install/index.ts";
+import { serviceCredential, UNITS } from "../../../plugins/install/units.ts";
+import { parseCommandLine } from "../../../src/cli/command-line.ts";
+import { parseRootKey, readRootKeyFile, rootKeyVerifier } from "../../../src/crypto/root-key.ts";
+import { combineShares, decodeShare } from "../../../src/crypto/shamir.ts";
+import type { CommandContext } from "../../../src/plugin.ts";
+import { requireTool } from "../../helpers/tools.ts";
+
+const REPO = new URL("../../..", import.meta.url).pathname;
+let work: string;
+let wrapper: string;
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), "citadel-install-"));
+  wrapper = join(work, "citadel-from-source");
+  writeFileSync(wrapper, `#!/bin/sh\nexec "${process.execPath}" "${REPO}src/main.ts" "$@"\n`);
+  chmodSync(wrapper, 0o755);
+});
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** Runs `citadel <argv>` through the plugin's command, as main.ts would, and records its output. */
+async function citadel(argv: string[], env: Record<string, string> = {}): Promise<Run> {
+  const invocation = parseCommandLine(argv, installPlugin.commands!);
+  if (invocation.kind !== "run") throw new Error(`not a command: ${argv.join(" ")}`);
+  const out: string[] = [];
+  const err: string[] = [];
+  const ctx: CommandContext = {
+    args: invocation.args,
+    options: invocation.options,
+    json: invocation.options.json === true,
+    out: (text) => out.push(text),
+    err: (text) => err.push(text),
+    api: () => Promise.reject(new Error("install needs no API")),
+    configHome: join(work, "config-home"),
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: work, ...env },
+    dataDir: () => join(work, "unused"),
+    config: () => {
+      throw new Error("install reads no configuration of this machine");
+    },
+  };
+  const code = await invocation.command.run(ctx);
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+const modeOf = (path: string) => (lstatSync(path).mode & 0o7777).toString(8).padStart(4, "0");
+
+/** Every path under a root with its mode, owner, content digest and modification time. */
+function snapshot(root: string): Record<string, string> {
+  const entries: Record<string, string> = {};
+  const walk = (path: string) => {
+    const stat = lstatSync(path);
+    const digest = stat.isFile() ? new Bun.CryptoHasher("sha256").update(readFileSync(path)).digest("hex") : "-";
+    entries[path.slice(root.length) || "/"] = `${modeOf(path)} ${stat.uid}:${stat.gid} ${digest} ${stat.mtimeMs}`;
+    if (stat.isDirectory()) for (const name of readdirSync(path)) walk(join(path, name));
+  };
+  walk(root);
+  return entries;
+}
+
+function activeVerifier(dataDir: string): Buffer {
+  const db = new Database(join(dataDir, "citadel.db"), { readonly: true });
+  try {
+    return Buffer.from(db.query<{ verifier: Uint8Array }, []>("SELECT verifier FROM root_keys WHERE state = 'active'").get()!.verifier);
+  } finally {
+    db.close();
+  }
+}
+
+describe("install --seal key-file under a root, twice, then uninstall", () => {
+  let root: string;
+  const at = (path: string) => join(root, path);
+  beforeAll(() => {
+    root = join(work, "key-file");
+  });
+
+  test("creates the layout with its modes, a config for this installation and a working root key", async () => {
+    const run = await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "key-file"]);
+    expect(run.code).toBe(0);
+    expect(run.out).toContain("seal: key_file, because --seal key-file");
+    expect(run.out).toMatch(/One-time password for admin@localhost: \S+/); // init's output reaches the operator
+    const expected: Array<[string, string]> = [
+      ["etc/citadel", "0750"],
+      ["etc/citadel/citadel.toml", "0640"],
+      ["var/lib/citadel", "0700"],
+      ["var/lib/citadel/root.key", "0600"],
+      ["var/lib/citadel/citadel.db", "0600"],
+      ["usr/local/bin/citadel", "0755"],
+      ["usr/local/bin", "0755"],
+      ["etc/systemd/system/citadel.service", "0644"],
+      ["etc/systemd/system/citadel-mesh-agent.service", "0644"],
+    ];
+    expect(expected.map(([path]) => [path, modeOf(at(path))])).toEqual(expected);
+    expect(readFileSync(at("usr/local/bin/citadel"))).toEqual(readFileSync(wrapper));
+    for (const unit of UNITS) expect(readFileSync(at(`etc/systemd/system/${unit.name}`), "utf8")).toBe(readFileSync(join(REPO, "config", unit.name), "utf8"));
+
+    const config = parseToml(readFileSync(at("etc/citadel/citadel.toml"), "utf8")) as { data_dir: string; seal: { method: string } };
+    expect(config.data_dir).toBe("/var/lib/citadel");
+    expect(config.seal.method).toBe("key_file");
+    // The key file is the key the database was initialized with.
+    expect(rootKeyVerifier(readRootKeyFile(at("var/lib/citadel/root.key")))).toEqual(activeVerifier(at("var/lib/citadel")));
+    // Another root never touches this machine's accounts: the intended owners are reported.
+    expect(run.out).toMatch(/skipped +user citadel/);
+    expect(run.out).toContain("etc/citadel/citadel.toml  0640 root:citadel (owner not applied: --root is not /)");
+  });
+
+  test("a second run changes nothing and says so for every item", async () => {
+    const before = snapshot(root);
+    const run = await citadel(["install", "--root", root, "--binary", wrapper]);
+    expect(run.code).toBe(0);
+    expect(snapshot(root)).toEqual(before);
+    const statuses = run.out.split("\n").filter((l) => l.startsWith("  ") && /^ {2}\w+ +\//.test(l)).map((l) => l.trim().split(/\s+/)[0]);
+    expect(statuses.length).toBeGreaterThanOrEqual(8);
+    expect(new Set(statuses)).toEqual(new Set(["unchanged"]));
+    expect(run.out).not.toContain("One-time password"); // init did not run again
+    expect(run.out).toContain('already installed with seal.method "key_file"');
+  });
+
+  test("an edited config is kept, and a different --seal is refused rather than re-keying", async () => {
+    const configPath = at("etc/citadel/citadel.toml");
+    const edited = `${readFileSync(configPath, "utf8")}\n# edited by the operator\n`;
+    writeFileSync(configPath, edited);
+    const run = await citadel(["install", "--root", root, "--binary", wrapper]);
+    expect(run.out).toMatch(/unchanged +\S+citadel\.toml .*kept as it is/);
+    expect(readFileSync(configPath, "utf8")).toBe(edited);
+    await expect(citadel(["install", "--root", root, "--binary", wrapper, "--seal", "shamir"])).rejects.toThrow(/installed with seal.method "key_file"/);
+  });
+
+  test("a changed binary is replaced (the upgrade path)", async () => {
+    const newer = join(work, "citadel-newer");
+    writeFileSync(newer, `${readFileSync(wrapper, "utf8")}# newer build\n`);
+    chmodSync(newer, 0o755);
+    const run = await citadel(["install", "--root", root, "--binary", newer]);
+    expect(run.out).toMatch(/updated +\S+usr\/local\/bin\/citadel/);
+    expect(readFileSync(at("usr/local/bin/citadel"))).toEqual(readFileSync(newer));
+    expect(modeOf(at("usr/local/bin/citadel"))).toBe("0755");
+  });
+
+  test("uninstall removes the units and the binary and keeps the config and the data", async () => {
+    const kept = { config: readFileSync(at("etc/citadel/citadel.toml")), key: readFileSync(at("var/lib/citadel/root.key")) };
+    const run = await citadel(["uninstall", "--root", root]);
+    expect(run.code).toBe(0);
+    for (const path of ["usr/local/bin/citadel", "etc/systemd/system/citadel.service", "etc/systemd/system/citadel-mesh-agent.service"]) expect(existsSync(at(path))).toBe(false);
+    expect(readFileSync(at("etc/citadel/citadel.toml"))).toEqual(kept.config);
+    expect(readFileSync(at("var/lib/citadel/root.key"))).toEqual(kept.key);
+    expect(run.out).toMatch(/kept +\S+var\/lib\/citadel  delete it with --purge --yes/);
+  });
+
+  test("--purge without --yes refuses, naming what it would delete; with --yes it deletes", async () => {
+    const refusal = citadel(["uninstall", "--root", root, "--purge"]);
+    await expect(refusal).rejects.toThrow(at("etc/citadel"));
+    await expect(refusal).rejects.toThrow(at("var/lib/citadel"));
+    expect(existsSync(at("var/lib/citadel/citadel.db"))).toBe(true);
+
+    const run = await citadel(["uninstall", "--root", root, "--purge", "--yes"]);
+    expect(run.code).toBe(0);
+    expect(existsSync(at("etc/citadel"))).toBe(false);
+    expect(existsSync(at("var/lib/citadel"))).toBe(false);
+  });
+});
+
+test("--seal shamir prints the shares once, and three of them rebuild the key the database knows", async () => {
+  const root = join(work, "shamir");
+  const run = await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "shamir"]);
+  expect(run.code).toBe(0);
+  const shares = run.out.match(/citadel-share-\S+/g) ?? [];
+  expect(shares).toHaveLength(5);
+  const key = combineShares([shares[0]!, shares[2]!, shares[4]!].map((s) => decodeShare(s).share));
+  expect(rootKeyVerifier(key)).toEqual(activeVerifier(join(root, "var/lib/citadel")));
+  expect((parseToml(readFileSync(join(root, "etc/citadel/citadel.toml"), "utf8")) as { seal: { method: string } }).seal.method).toBe("shamir");
+  expect(readdirSync(join(root, "var/lib/citadel"))).not.toContain("root.key");
+
+  const again = await citadel(["install", "--root", root, "--binary", wrapper]);
+  expect(again.out).not.toContain("citadel-share-");
+  expect(again.out).toMatch(/unchanged +root key/);
+});
+
+test("--seal credential: systemd-creds holds the key, the config names the unit's credential, no plain key on disk", async () => {
+  const systemdCreds = requireTool("systemd-creds", "systemd");
+  if (!systemdCreds) return;
+  const root = join(work, "credential");
+  // systemd-creds' host key, in the test's directory instead of /var/lib/systemd/credential.secret.
+  const env = { SYSTEMD_CREDENTIAL_SECRET: join(work, "credential.secret") };
+  const run = await citadel(["install", "--root", root, "--binary", wrapper], env); // credential is the default when systemd-creds exists
+  expect(run.code).toBe(0);
+  expect(run.out).toMatch(/seal: systemd_credential, because systemd-creds is installed; (TPM2 found|no usable TPM2) \(systemd-creds has-tpm2: \w+\)/);
+
+  const credentialFile = join(root, serviceCredential().path);
+  expect(modeOf(credentialFile)).toBe("0600");
+  const config = parseToml(readFileSync(join(root, "etc/citadel/citadel.toml"), "utf8")) as { seal: { method: string; credential: string } };
+  expect(config.seal).toEqual({ method: "systemd_credential", credential: serviceCredential().name });
+
+  const decrypted = Bun.spawnSync([systemdCreds, "decrypt", `--name=${serviceCredential().name}`, credentialFile, "-"], { env: { ...process.env, ...env } });
+  expect(decrypted.exitCode).toBe(0);
+  const key = parseRootKey(decrypted.stdout, "decrypted credential");
+  expect(rootKeyVerifier(key)).toEqual(activeVerifier(join(root, "var/lib/citadel")));
+  const hex = key.toString("hex");
+  const leaks = Object.keys(snapshot(root)).filter((path) => {
+    const full = join(root, path);
+    return lstatSync(full).isFile() && readFileSync(full).includes(hex);
+  });
+  expect(leaks).toEqual([]);
+
+  const again = await citadel(["install", "--root", root, "--binary", wrapper], env);
+  expect(again.out).toMatch(/unchanged +\S+root-key\.cred/);
+});
+
+test("a file that is not a Citadel is refused before anything is written", async () => {
+  const root = join(work, "not-citadel");
+  const impostor = join(work, "impostor");
+  writeFileSync(impostor, "#!/bin/sh\necho hello\n");
+  chmodSync(impostor, 0o755);
+  await expect(citadel(["install", "--root", root, "--binary", impostor, "--seal", "key-file"])).rejects.toThrow(/is not a Citadel binary/);
+  expect(existsSync(root)).toBe(false);
+});
+
+test("scripts/install.sh runs `<binary> install` with the remaining arguments, or explains what is missing", () => {
+  const script = join(REPO, "scripts/install.sh");
+  const echo = join(work, "echo-binary");
+  writeFileSync(echo, '#!/bin/sh\necho "ran: $*"\n');
+  chmodSync(echo, 0o755);
+  const ran = Bun.spawnSync(["sh", script, echo, "--root", "/tmp/x", "--yes"]);
+  expect([ran.exitCode, ran.stdout.toString()]).toEqual([0, "ran: install --root /tmp/x --yes\n"]);
+  const missing = Bun.spawnSync(["sh", script, join(work, "no-such-binary")]);
+  expect(missing.exitCode).toBe(1);
+  expect(missing.stderr.toString()).toContain("no executable Citadel binary");
+});

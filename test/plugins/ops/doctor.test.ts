@@ -1,0 +1,263 @@
+/**
+ * `citadel doctor` on real data directories made by `citadel init` (in-process), Citadel
+ * stopped: a fresh one passes; each planted problem fails or warns with the command that
+ * fixes it, and running that very command makes it pass again. The running server's side
+ * (seal, keys, DNS answers) is in binary.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { X509Certificate } from "node:crypto";
+import { loadConfig } from "../../../src/config/load.ts";
+import type { Config } from "../../../src/config/schema.ts";
+import { formatRootKey, generateRootKey } from "../../../src/crypto/root-key.ts";
+import { configSchema, main } from "../../../src/main.ts";
+import type { CommandContext } from "../../../src/plugin.ts";
+import { diskStatus, runDoctor, type DoctorInputs, type DoctorReport, type RunProgram } from "../../../plugins/ops/doctor.ts";
+import { encodeQuery, parseHostPort } from "../../../plugins/ops/dns-probe.ts";
+import { opsPlugin } from "../../../plugins/ops/index.ts";
+import { askLocalServer } from "../../../plugins/ops/local-server.ts";
+import { openDatabase } from "../../../plugins/ops/store.ts";
+
+const work = mkdtempSync(join(tmpdir(), "citadel-doctor-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const HOME = join(work, "home");
+mkdirSync(HOME, { mode: 0o700 });
+
+/** A loopback port free a moment ago (TCP; the same number is taken for UDP). */
+function freePort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+let env: Record<string, string>;
+let template: string;
+let counter = 0;
+
+beforeAll(async () => {
+  const dns = `127.0.0.1:${freePort()}`;
+  env = { HOME, XDG_CONFIG_HOME: HOME, CITADEL_HTTP_PORT: String(freePort()), CITADEL_DNS_UDP: dns, CITADEL_DNS_TCP: dns };
+  template = join(work, "template");
+  const write = process.stdout.write;
+  process.stdout.write = () => true; // init prints the one-time password
+  try {
+    expect(await main(["--data", template, "init"], env)).toBe(0);
+  } finally {
+    process.stdout.write = write;
+  }
+});
+
+/** A copy of the freshly initialized data directory, modes kept. */
+function dataDir(): string {
+  const dir = join(work, `data-${counter++}`);
+  cpSync(template, dir, { recursive: true, mode: 0 });
+  chmodSync(dir, 0o700);
+  return dir;
+}
+
+const configOf = (dir: string, extra: Record<string, string> = {}): Config => loadConfig({ schema: configSchema, env: { ...env, ...extra }, dataFlag: dir, cwd: work }).config;
+
+/** Runs a command of the plugin as main.ts would, with the whole configuration on the context. */
+async function run(words: string, dir: string, options: { json?: boolean; env?: Record<string, string> } = {}) {
+  const out: string[] = [];
+  const allEnv = { ...env, ...options.env };
+  const ctx: CommandContext = {
+    args: [],
+    options: { data: dir, json: options.json },
+    json: options.json === true,
+    out: (text) => out.push(text),
+    err: (text) => out.push(text),
+    api: async () => {
+      throw new Error("the doctor asks the server itself");
+    },
+    dataDir: () => configOf(dir, options.env).data_dir,
+    configHome: HOME,
+    env: allEnv,
+    config: () => configOf(dir, options.env),
+  };
+  const command = opsPlugin.commands!.find((c) => c.words.join(" ") === words)!;
+  const code = await command.run(ctx);
+  return { code, text: out.join("\n") };
+}
+
+async function doctor(dir: string, options: { env?: Record<string, string> } = {}): Promise<{ code: number; report: DoctorReport }> {
+  const { code, text } = await run("doctor", dir, { ...options, json: true });
+  return { code, report: JSON.parse(text) as DoctorReport };
+}
+
+/** The doctor's checks in-process with controlled clock, disk and programs. */
+async function checks(dir: string, overrides: Partial<DoctorInputs> = {}, extraEnv: Record<string, string> = {}): Promise<DoctorReport> {
+  const config = configOf(dir, extraEnv);
+  const db = openDatabase(config);
+  try {
+    const server = await askLocalServer(config, undefined);
+    return await runDoctor({ config, server, db, now: Date.now(), run: () => ({ code: 0, stdout: "yes\n", stderr: "" }), diskSpace: () => ({ available: 50, total: 100 }), ...overrides });
+  } finally {
+    db?.close();
+  }
+}
+
+const find = (report: DoctorReport, check: string) => report.checks.filter((c) => c.check === check);
+const sh = async (command: string) => expect(await Bun.spawn(["sh", "-c", command]).exited).toBe(0);
+
+describe("a fresh data directory, Citadel stopped", () => {
+  test("passes: no failure, exit code 0; warns that there is no backup and the server is not reachable", async () => {
+    const dir = dataDir();
+    const { code, report } = await doctor(dir);
+    expect(report.counts.fail).toBe(0);
+    expect(code).toBe(0);
+    expect(report.ok).toBe(true);
+    const status = Object.fromEntries(report.checks.map((c) => [c.check, c.status]));
+    expect(status).toMatchObject({ data_dir: "ok", database: "ok", root_key: "ok", tls_key: "ok", certificate: "ok", file_mode: "ok", keys: "ok", audit: "ok", backup: "warn", server: "warn", seal: "skip", port: "ok" });
+    expect(find(report, "server")[0]!.message).toContain("server not reachable");
+    expect(find(report, "backup")[0]).toMatchObject({ status: "warn", message: `no backup in ${dir}/backups ([backup] enabled = true makes one every interval_hours)`, fix: "citadel backup (on the running server)" });
+    // The HTTP port and the DNS ports (UDP and TCP) are free while Citadel is stopped.
+    expect(find(report, "port").map((c) => c.message)).toEqual([
+      `HTTP API 127.0.0.1:${env.CITADEL_HTTP_PORT}/tcp: free (Citadel is stopped)`,
+      `DNS ${env.CITADEL_DNS_UDP}/udp: free (Citadel is stopped)`,
+      `DNS ${env.CITADEL_DNS_TCP}/tcp: free (Citadel is stopped)`,
+    ]);
+    expect(find(report, "root_key")[0]!.message).toMatch(/is root key [0-9a-f]{8}$/);
+    expect(find(report, "audit")[0]!.message).toMatch(/^\d+ events verify/);
+  });
+
+  test("the text form shows each check, the fix under a problem, and the totals", async () => {
+    const { code, text } = await run("doctor", dataDir());
+    expect(code).toBe(0);
+    expect(text).toMatch(/^ok {4}data_dir +\S+ \(mode 0700\)$/m);
+    expect(text).toMatch(/^WARN {2}backup +no backup in/m);
+    expect(text).toMatch(/^ +fix: citadel backup \(on the running server\)$/m);
+    expect(text).toMatch(/\n\d+ ok, 2 warnings, 0 failures(, \d+ skipped)?$/);
+  });
+});
+
+describe("a planted problem fails with the command that fixes it; after that command it passes", () => {
+  const cases: Array<[string, (dir: string) => void, string, (dir: string) => string]> = [
+    ["the root key file readable by others", (d) => chmodSync(join(d, "root.key"), 0o644), "root_key", (d) => `chmod 600 ${d}/root.key`],
+    ["the config file readable by others", (d) => chmodSync(join(d, "citadel.toml"), 0o644), "file_mode", (d) => `chmod 600 ${d}/citadel.toml`],
+    ["the database readable by the group", (d) => chmodSync(join(d, "citadel.db"), 0o640), "file_mode", (d) => `chmod 600 ${d}/citadel.db`],
+    ["the TLS key readable by others", (d) => chmodSync(join(d, "tls/key.pem"), 0o644), "tls_key", (d) => `chmod 600 ${d}/tls/key.pem`],
+    ["a directory inside open to others", (d) => chmodSync(join(d, "tls"), 0o755), "file_mode", (d) => `chmod 700 ${d}/tls`],
+    ["the data directory open to the group", (d) => chmodSync(d, 0o750), "data_dir", (d) => `chmod 700 ${d}`],
+  ];
+  for (const [name, plant, check, fix] of cases) {
+    test(name, async () => {
+      const dir = dataDir();
+      plant(dir);
+      const broken = await doctor(dir);
+      expect(broken.code).toBe(1);
+      expect(broken.report.ok).toBe(false);
+      const failed = broken.report.checks.filter((c) => c.status === "fail");
+      expect(failed).toHaveLength(1);
+      expect(failed[0]).toMatchObject({ check, fix: fix(dir) });
+      expect(failed[0]!.message).toMatch(/(open to|readable by) group or others \(mode 0\d{3}\)/);
+      await sh(failed[0]!.fix!);
+      const fixed = await doctor(dir);
+      expect(fixed.report.checks.filter((c) => c.status === "fail")).toEqual([]);
+      expect(fixed.code).toBe(0);
+    });
+  }
+
+  test("a missing root key file, and one that is not this database's", async () => {
+    const dir = dataDir();
+    renameSync(join(dir, "root.key"), join(work, `kept-${counter}.key`));
+    const missing = find((await doctor(dir)).report, "root_key")[0]!;
+    expect(missing).toMatchObject({ status: "fail", message: `the root key file ${dir}/root.key is missing: Citadel cannot unseal` });
+    writeFileSync(join(dir, "root.key"), formatRootKey(generateRootKey()), { mode: 0o600 });
+    const { code, report } = await doctor(dir);
+    expect(code).toBe(1);
+    expect(find(report, "root_key")[0]!.message).toMatch(/does not unseal this database \(root key [0-9a-f]{8}\)/);
+    renameSync(join(work, `kept-${counter}.key`), join(dir, "root.key"));
+    expect(find((await doctor(dir)).report, "root_key")[0]!.status).toBe("ok");
+  });
+
+  test("a tampered audit log fails the chain check", async () => {
+    const dir = dataDir();
+    const db = new Database(join(dir, "citadel.db"));
+    db.run("DROP TRIGGER audit_events_no_update");
+    db.run("UPDATE audit_events SET reason = 'rewritten' WHERE seq = 1");
+    db.close();
+    const { code, report } = await doctor(dir);
+    expect(code).toBe(1);
+    expect(find(report, "audit")[0]).toMatchObject({ status: "fail", message: expect.stringMatching(/^the audit chain does not verify: event 1/) });
+  });
+
+  test("a port held by another program fails with the command that names it", async () => {
+    const dir = dataDir();
+    const config = configOf(dir);
+    const http = Bun.serve({ hostname: "127.0.0.1", port: config.http.port, fetch: () => new Response("not citadel") });
+    const dns = parseHostPort((config.dns as { udp: string[] }).udp[0]!)!;
+    const udp = await Bun.udpSocket({ hostname: "127.0.0.1", port: dns.port });
+    try {
+      const { code, report } = await doctor(dir);
+      expect(code).toBe(1);
+      const failing = report.checks.filter((c) => c.status === "fail");
+      expect(failing.map((c) => [c.check, c.fix])).toEqual([
+        ["port", `ss -tlnp 'sport = :${config.http.port}'`],
+        ["port", `ss -ulnp 'sport = :${dns.port}'`],
+      ]);
+      expect(find(report, "server")[0]!.message).toContain("without this Citadel's certificate");
+    } finally {
+      http.stop(true);
+      udp.close();
+    }
+    expect((await doctor(dir)).code).toBe(0);
+  });
+});
+
+describe("ages and capacities", () => {
+  test("backups: none warns; a recent one passes; one older than 7 days warns; on a schedule, older than twice the interval warns", async () => {
+    const dir = dataDir();
+    const now = Date.UTC(2026, 5, 10, 12);
+    const backups = join(dir, "backups");
+    expect(find(await checks(dir, { now }), "backup")[0]!.status).toBe("warn");
+    mkdirSync(backups, { mode: 0o700 });
+    writeFileSync(join(backups, "citadel-20260601T000000Z.backup"), "x", { mode: 0o600 }); // 9.5 days before `now`
+    writeFileSync(join(backups, "notes.txt"), "not a backup", { mode: 0o600 });
+    const old = find(await checks(dir, { now }), "backup")[0]!;
+    expect(old).toMatchObject({ status: "warn", fix: "citadel backup (on the running server)" });
+    expect(old.message).toMatch(/^newest backup citadel-20260601T000000Z\.backup is 9\.5 days old \(1 in .*\): older than 7 days/);
+    writeFileSync(join(backups, "citadel-20260610T090000Z.backup"), "x", { mode: 0o600 }); // 3 hours before
+    expect(find(await checks(dir, { now }), "backup")[0]).toMatchObject({ status: "ok", message: `newest backup citadel-20260610T090000Z.backup is 3.0 hours old (2 in ${backups})` });
+    const scheduled = { CITADEL_BACKUP_ENABLED: "true", CITADEL_BACKUP_INTERVAL_HOURS: "1" };
+    expect(find(await checks(dir, { now }, scheduled), "backup")[0]!.message).toMatch(/older than 2 hours$/);
+  });
+
+  test("the certificate: passes far from its end, warns within 30 days, fails once expired", async () => {
+    const dir = dataDir();
+    const ends = Date.parse(new X509Certificate(await Bun.file(join(dir, "tls/cert.pem")).text()).validTo);
+    expect(find(await checks(dir, { now: ends - 60 * 86_400_000 }), "certificate")[0]!.status).toBe("ok");
+    const soon = find(await checks(dir, { now: ends - 10 * 86_400_000 - 1000 }), "certificate")[0]!;
+    expect(soon).toMatchObject({ status: "warn", message: expect.stringContaining("expires in 10 days (ECDSA P-256") });
+    expect(soon.fix).toContain("systemctl restart citadel");
+    expect(find(await checks(dir, { now: ends + 1000 }), "certificate")[0]!.status).toBe("fail");
+  });
+
+  test("the clock: synchronized passes, unsynchronized warns with the fix, no timedatectl is skipped", async () => {
+    const dir = dataDir();
+    const answer = (stdout: string): RunProgram => (argv) => (expect(argv).toEqual(["timedatectl", "show", "-p", "NTPSynchronized", "--value"]), { code: 0, stdout, stderr: "" });
+    expect(find(await checks(dir, { run: answer("yes\n") }), "clock")[0]!.status).toBe("ok");
+    expect(find(await checks(dir, { run: answer("no\n") }), "clock")[0]).toMatchObject({ status: "warn", fix: "timedatectl set-ntp true" });
+    expect(find(await checks(dir, { run: () => null }), "clock")[0]!.status).toBe("skip");
+    expect(find(await checks(dir, { run: () => ({ code: 1, stdout: "", stderr: "System has not been booted with systemd" }) }), "clock")[0]!.message).toContain("System has not been booted with systemd");
+  });
+
+  test("disk space: under 10 % free warns, under 2 % fails", async () => {
+    expect([diskStatus(50, 100), diskStatus(10, 100), diskStatus(9, 100), diskStatus(2, 100), diskStatus(1, 100), diskStatus(0, 0)]).toEqual(["ok", "ok", "warn", "warn", "fail", "fail"]);
+    const dir = dataDir();
+    const full = await checks(dir, { diskSpace: () => ({ available: 1, total: 100 }) });
+    expect(find(full, "disk")[0]).toMatchObject({ status: "fail", message: expect.stringContaining("1.0% free") });
+    expect(full.ok).toBe(false);
+  });
+});
+
+test("the DNS question is a plain SOA query with no recursion wanted", () => {
+  expect([...encodeQuery(0x1234, "example.org.")]).toEqual([0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, ...Buffer.from("example"), 3, ...Buffer.from("org"), 0, 0, 6, 0, 1]);
+  expect(parseHostPort("[::1]:53")).toEqual({ host: "::1", port: 53 });
+  expect(parseHostPort("127.0.0.1:5353")).toEqual({ host: "127.0.0.1", port: 5353 });
+  expect(parseHostPort("localhost:53")).toBeNull();
+});

@@ -1,0 +1,201 @@
+/**
+ * `citadel sovereignty report` on a data directory made by `citadel init` (in-process):
+ * "none" when nothing is configured to leave the host; each configured destination when one
+ * is (resolver upstreams, webhooks, reputation lists, NOTIFY targets, the mesh control plane);
+ * where the data lives, with modes and sizes; the algorithms and key ages.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../../../src/config/load.ts";
+import type { Config } from "../../../src/config/schema.ts";
+import { configSchema, main } from "../../../src/main.ts";
+import type { CommandContext } from "../../../src/plugin.ts";
+import { opsPlugin } from "../../../plugins/ops/index.ts";
+import type { SovereigntyReport } from "../../../plugins/ops/sovereignty.ts";
+
+const work = mkdtempSync(join(tmpdir(), "citadel-sovereignty-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const HOME = join(work, "home");
+mkdirSync(HOME, { mode: 0o700 });
+const NO_MESH = join(work, "no-mesh-state");
+
+function freePort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+let env: Record<string, string>;
+let template: string;
+let counter = 0;
+
+beforeAll(async () => {
+  env = { HOME, XDG_CONFIG_HOME: HOME, CITADEL_HTTP_PORT: String(freePort()), CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" };
+  template = join(work, "template");
+  const write = process.stdout.write;
+  process.stdout.write = () => true; // init prints the one-time password
+  try {
+    expect(await main(["--data", template, "init"], env)).toBe(0);
+  } finally {
+    process.stdout.write = write;
+  }
+});
+
+function dataDir(): string {
+  const dir = join(work, `data-${counter++}`);
+  cpSync(template, dir, { recursive: true });
+  return dir;
+}
+
+type Report = SovereigntyReport & { citadel: { version: string }; data_dir: string };
+
+async function run(words: string, dir: string, options: { json?: boolean; env?: Record<string, string>; meshState?: string } = {}) {
+  const out: string[] = [];
+  const allEnv = { ...env, ...options.env };
+  const config = (): Config => loadConfig({ schema: configSchema, env: allEnv, dataFlag: dir, cwd: work }).config;
+  const ctx: CommandContext & { config: () => Config } = {
+    args: [],
+    options: { data: dir, json: options.json, "mesh-state": options.meshState ?? NO_MESH },
+    json: options.json === true,
+    out: (text) => out.push(text),
+    err: (text) => out.push(text),
+    api: async () => {
+      throw new Error("not used");
+    },
+    dataDir: () => config().data_dir,
+    configHome: HOME,
+    env: allEnv,
+    config,
+  };
+  const code = await opsPlugin.commands!.find((c) => c.words.join(" ") === words)!.run(ctx);
+  expect(code).toBe(0);
+  return out.join("\n");
+}
+
+const report = async (dir: string, options: { env?: Record<string, string>; meshState?: string } = {}) => JSON.parse(await run("sovereignty report", dir, { ...options, json: true })) as Report;
+
+/** Writes rows the way the secrets, intel and dns plugins do, into the database file. */
+function insert(dir: string, sql: string, ...values: Array<string | number | Uint8Array>) {
+  const db = new Database(join(dir, "citadel.db"));
+  try {
+    db.query(sql).run(...values);
+  } finally {
+    db.close();
+  }
+}
+
+describe("outbound connections", () => {
+  test("none configured: none, nothing leaves this host", async () => {
+    const dir = dataDir();
+    const r = await report(dir);
+    expect(r.outbound).toEqual({ none: true, destinations: [], webhook_allowed_prefixes: [] });
+    expect(await run("sovereignty report", dir)).toContain("\nOutbound connections\n  none: nothing leaves this host\n");
+  });
+
+  test("a resolver with upstreams lists each upstream; upstreams without a resolver listener are listed as unused", async () => {
+    const dir = dataDir();
+    const upstreams = { CITADEL_DNS_RESOLVER_UPSTREAMS: "192.0.2.53:53,[2001:db8::53]:53" };
+    const active = await report(dir, { env: { ...upstreams, CITADEL_DNS_RESOLVER_UDP: `127.0.0.1:${freePort()}` } });
+    expect(active.outbound.none).toBe(false);
+    expect(active.outbound.destinations.map((d) => [d.kind, d.destination, d.active])).toEqual([
+      ["dns_resolver_upstream", "192.0.2.53:53", true],
+      ["dns_resolver_upstream", "[2001:db8::53]:53", true],
+    ]);
+    const unused = await report(dir, { env: upstreams });
+    expect(unused.outbound.none).toBe(true);
+    expect(unused.outbound.destinations.map((d) => d.active)).toEqual([false, false]);
+    expect(await run("sovereignty report", dir, { env: upstreams })).toContain("  (unused) dns resolver upstream: 192.0.2.53:53\n");
+  });
+
+  test("a webhook is listed with its URL; one outside the allowed prefixes is listed as refused", async () => {
+    const dir = dataDir();
+    const hook = (id: string, url: string) => insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES (?, 'ws_1', ?, ?, 0, 'u_1')", id, url, new Uint8Array(8));
+    hook("wh_1", "https://hooks.example.test/citadel/deploy");
+    hook("wh_2", "https://elsewhere.example.test/x");
+    insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by, deleted_at) VALUES ('wh_3', 'ws_1', 'https://deleted.example.test/', x'00', 0, 'u_1', 1)");
+    const r = await report(dir, { env: { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "https://hooks.example.test/citadel" } });
+    expect(r.outbound.none).toBe(false);
+    expect(r.outbound.webhook_allowed_prefixes).toEqual(["https://hooks.example.test/citadel"]);
+    expect(r.outbound.destinations.map((d) => [d.kind, d.destination, d.active])).toEqual([
+      ["secrets_webhook", "https://elsewhere.example.test/x", false],
+      ["secrets_webhook", "https://hooks.example.test/citadel/deploy", true],
+    ]);
+    expect(r.outbound.destinations[0]!.detail).toContain("deliveries are refused");
+    const text = await run("sovereignty report", dir, { env: { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "https://hooks.example.test/citadel" } });
+    expect(text).toContain("secrets webhook: https://hooks.example.test/citadel/deploy\n");
+    expect(text).not.toContain("none: nothing leaves this host");
+  });
+
+  test("reputation lists fetched from a URL, DNS secondaries sent NOTIFY, and the mesh control plane of a node", async () => {
+    const dir = dataDir();
+    insert(dir, "INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES ('drop', 50, 'spamhaus', 'https://lists.example.test/drop.txt', 1440, '', 0, 0, 0)");
+    insert(dir, "INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES ('inline', 10, 'plain', NULL, NULL, '192.0.2.0/24', 1, 0, 0)");
+    insert(dir, "INSERT INTO dns_tsig_keys (name, algorithm, secret, created_at) VALUES ('transfer.', 'hmac-sha256', x'00', 0)");
+    insert(dir, "INSERT INTO dns_secondaries (name, address, notify_port, tsig_key, zones, created_at) VALUES ('ns2', '2001:db8::2', 53, 'transfer.', NULL, 0)");
+    const mesh = join(work, `mesh-${counter}`);
+    mkdirSync(mesh, { mode: 0o700 });
+    writeFileSync(join(mesh, "node.json"), JSON.stringify({ server: "https://control.example.test:8443", name: "laptop", network: "office" }), { mode: 0o600 });
+    const r = await report(dir, { meshState: mesh });
+    expect(r.outbound.destinations.map((d) => [d.kind, d.destination])).toEqual([
+      ["reputation_list", "https://lists.example.test/drop.txt"],
+      ["dns_notify", "[2001:db8::2]:53"],
+      ["mesh_control_plane", "https://control.example.test:8443"],
+    ]);
+    expect(r.outbound.destinations[0]!.detail).toBe("reputation list drop, fetched every 1440 minutes (HTTPS GET)");
+    expect(r.outbound.destinations[2]!.detail).toContain("mesh node laptop of network office");
+  });
+});
+
+describe("the rest of the report", () => {
+  test("dependencies from the SBOM, with versions and licences", async () => {
+    const r = await report(dataDir());
+    const elysia = r.dependencies.in_binary.find((d) => d.name === "elysia")!;
+    expect(elysia).toMatchObject({ licence: "MIT", purl: `pkg:npm/elysia@${elysia.version}` });
+    expect(r.dependencies.in_binary[0]).toMatchObject({ name: "bun", version: Bun.version, licence: "MIT" });
+    expect(r.dependencies.build_only.map((d) => d.name)).toContain("typescript");
+    expect(Object.values(r.dependencies.licences).reduce((a, b) => a + b, 0)).toBe(r.dependencies.in_binary.length);
+    expect(r.dependencies.sbom).toMatch(/^CycloneDX 1\.5, made from the source checkout at run time/);
+  });
+
+  test("where the data lives: sizes and modes of the database, its WAL, the TLS files and the root key", async () => {
+    const dir = dataDir();
+    const r = await report(dir);
+    const at = (what: string) => r.data.find((d) => d.what === what)!;
+    expect(at("data directory")).toMatchObject({ path: dir, kind: "directory", mode: 0o700 });
+    expect(at("data directory").bytes).toBeGreaterThan(at("database").bytes);
+    expect(at("database")).toMatchObject({ path: join(dir, "citadel.db"), kind: "file", mode: 0o600 });
+    expect(at("database").bytes).toBeGreaterThan(0);
+    expect(at("database write-ahead log").path).toBe(join(dir, "citadel.db-wal"));
+    expect(at("config file")).toMatchObject({ path: join(dir, "citadel.toml"), mode: 0o600 });
+    expect(at("TLS private key")).toMatchObject({ path: join(dir, "tls/key.pem"), kind: "file", mode: 0o600 });
+    expect(at("root key file")).toMatchObject({ path: join(dir, "root.key"), kind: "file", mode: 0o600, bytes: 65 });
+    expect(at("backups")).toMatchObject({ path: join(dir, "backups"), kind: "missing" });
+    expect(at("logs")).toMatchObject({ path: null, note: expect.stringContaining("standard output") });
+    expect(r.data.some((d) => d.what === "DNS query log")).toBe(false);
+    const logged = await report(dir, { env: { CITADEL_DNS_QUERY_LOG_SAMPLE: "10" } });
+    expect(logged.data.find((d) => d.what === "DNS query log")).toMatchObject({ path: join(dir, "dns-queries.log"), note: "one query in 10; client as prefix" });
+  });
+
+  test("algorithms and key ages (from the database file while the server is stopped)", async () => {
+    const r = await report(dataDir(), { env: { CITADEL_IAM_ARGON2_MEMORY_KIB: "65536", CITADEL_IAM_ARGON2_ITERATIONS: "3" } });
+    const algorithm = (use: string) => r.algorithms.find((a) => a.use === use)?.algorithm;
+    expect(algorithm("values and personal data at rest")).toStartWith("AES-256-GCM");
+    expect(algorithm("passwords")).toBe("argon2id, m=65536 KiB, t=3, p=1");
+    expect(algorithm("audit log")).toContain("Ed25519");
+    expect(algorithm("second factor")).toContain("TOTP");
+    expect(algorithm("HTTPS")).toContain("ECDSA P-256");
+    expect(r.keys.ages).toMatchObject({ source: "database", root: { method: "key_file", age_days: 0 }, active_kek: { version: 1 }, rotation_days: 90, rotation_due: false });
+    expect(r.keys.tls_certificate!.fingerprint_sha256).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+    expect(r.keys.signing_keys).toEqual([]); // the audit signing key is made by the first checkpoint, once serving
+  });
+});
+
+test("sovereignty sbom prints the CycloneDX document", async () => {
+  const bom = JSON.parse(await run("sovereignty sbom", dataDir()));
+  expect(bom).toMatchObject({ bomFormat: "CycloneDX", specVersion: "1.5" });
+  expect(bom.components.some((c: { name: string }) => c.name === "elysia")).toBe(true);
+});

@@ -1,0 +1,144 @@
+/**
+ * GDPR: export of everything Citadel holds about a user or an organization (secret values
+ * only after a confirmation), and erasure — soft-deleted at once, erased for good after the
+ * grace period with crypto-shredding — each step audited, the audit chain intact.
+ */
+import { describe, expect, test } from "bun:test";
+import { KeyDestroyedError } from "../../../src/crypto/keyring.ts";
+import { verifyAuditChain } from "../../../src/audit/verify.ts";
+import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+type App = Awaited<ReturnType<typeof testCitadel>>;
+const DAY = 86_400_000;
+
+async function setup() {
+  const c = await testCitadel();
+  const operator = await c.login(c.owner.email, c.owner.password);
+  return { c, operator, org: c.owner.organization };
+}
+
+const subjectEvents = (c: App) =>
+  c.kernel.store.db.query("SELECT action, reason, resource_id FROM audit_events WHERE action LIKE 'subject.%' ORDER BY seq").all() as Array<{ action: string; reason: string; resource_id: string }>;
+
+/** POST a route that asks for confirmation: the 428's token, sent back. */
+async function confirmed(c: App, path: string, token: string, json: unknown) {
+  const ask = await c.send("POST", path, token, { json });
+  expect(ask.status).toBe(428);
+  return c.send("POST", path, token, { json, headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+}
+
+describe("export", () => {
+  test("a user: profile, memberships, credentials and the audit events by and about them; audited", async () => {
+    const { c, operator } = await setup();
+    const alice = await c.addUser(operator, "alice@example.org", "editor");
+    const res = await c.send("POST", "/v1/subject/export", operator, { json: { kind: "user", id: alice.id } });
+    expect(res.status).toBe(200);
+    const data = res.body.data;
+    expect(data.iam.user).toMatchObject({ id: alice.id, email: "alice@example.org", mfa: false, deleted_at: null });
+    expect(data.iam.memberships).toEqual([expect.objectContaining({ organization: c.owner.organization, role: "editor" })]);
+    expect(data.iam.credentials.some((cr: { kind: string }) => cr.kind === "session")).toBe(true);
+    expect(data.audit.events.map((e: { action: string }) => e.action)).toContain("iam.login");
+    expect(JSON.stringify(data)).not.toContain("password_hash");
+    expect(subjectEvents(c)).toEqual([{ action: "subject.exported", reason: "without secret values", resource_id: alice.id }]);
+    expect((await c.send("POST", "/v1/subject/export", operator, { json: { kind: "user", id: "usr_nobody" } })).status).toBe(404);
+    expect((await c.send("POST", "/v1/subject/export", alice.token, { json: { kind: "user", id: alice.id } })).status).toBe(403); // operators answer these requests
+  });
+
+  test("an organization: members, workspaces, secrets (values only after confirmation), zones, mesh networks", async () => {
+    const { c, operator, org } = await setup();
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "app" } })).body.id;
+    await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/production/secrets/DB_PASSWORD`, operator, { json: { value: "s3cret-value" } });
+    await c.send("POST", `/v1/dns/orgs/${org}/zones`, operator, { json: { name: "example.org" } });
+    await c.send("POST", `/v1/mesh/orgs/${org}/networks`, operator, { json: { name: "office" } });
+
+    const plain = await c.send("POST", "/v1/subject/export", operator, { json: { kind: "organization", id: org } });
+    expect(plain.status).toBe(200);
+    expect(Object.keys(plain.body.data).sort()).toEqual(["audit", "dns", "iam", "mesh", "secrets"]);
+    expect(plain.text).not.toContain("s3cret-value");
+    expect(plain.body.data.secrets.workspaces[0].environments.find((e: { name: string }) => e.name === "production").secrets[0]).toMatchObject({ name: "DB_PASSWORD", version: 1 });
+    expect(plain.body.data.dns.zones[0].zone_file).toContain("SOA");
+    expect(plain.body.data.mesh.networks[0].name).toBe("office");
+    expect(plain.body.data.iam.members[0].email).toBe(c.owner.email);
+
+    const withValues = await confirmed(c, "/v1/subject/export/with-secret-values", operator, { kind: "organization", id: org });
+    expect(withValues.status).toBe(200);
+    expect(withValues.body.data.secrets.workspaces[0].environments.find((e: { name: string }) => e.name === "production").secrets[0].value).toBe("s3cret-value");
+    expect(subjectEvents(c).map((e) => e.reason)).toEqual(["without secret values", "with secret values"]);
+  });
+});
+
+describe("erasure", () => {
+  test("a user: soft-deleted at once (cannot log in), erased for good after the grace period; audit data shredded, the chain verifies", async () => {
+    const { c, operator } = await setup();
+    const bob = await c.addUser(operator, "bob@example.org", "viewer");
+    const requested = await confirmed(c, "/v1/subject/erasures", operator, { kind: "user", id: bob.id });
+    expect(requested.status).toBe(200);
+    expect(requested.body).toMatchObject({ kind: "user", subject: bob.id, erased_at: null, due_at: new Date(c.clock.now() + 30 * DAY).toISOString() });
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: "bob@example.org", password: "correct-horse-battery-9" } })).status).toBe(401);
+    expect((await c.send("GET", "/v1/iam/me", bob.token)).status).toBe(401);
+    // Twice: refused while one is pending.
+    expect((await confirmed(c, "/v1/subject/erasures", operator, { kind: "user", id: bob.id })).status).toBe(409);
+
+    expect((await c.send("POST", "/v1/subject/erasures/run", operator)).body.erased).toBe(0); // not due yet
+    c.clock.advance(30 * DAY + 1000);
+    const again = await c.login(c.owner.email, c.owner.password);
+    expect((await c.send("POST", "/v1/subject/erasures/run", again)).body.erased).toBe(1);
+
+    const row = c.kernel.store.db.query("SELECT email, name, password_hash FROM users WHERE id = ?").get(bob.id) as { email: string; name: string | null; password_hash: string };
+    expect(row).toEqual({ email: `erased-${bob.id}@erased.invalid`, name: null, password_hash: "" });
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM credentials WHERE user_id = ?").get(bob.id)).toEqual({ n: 0 });
+    const exported = await c.send("POST", "/v1/subject/export", again, { json: { kind: "user", id: bob.id } });
+    expect(JSON.stringify(exported.body)).not.toContain("bob@example.org");
+    expect(exported.body.data.audit.events.every((e: { personal?: unknown }) => !JSON.stringify(e).includes("bob@example.org"))).toBe(true);
+    expect(verifyAuditChain(c.kernel.store.db, { keyring: c.kernel.seal.keyring() }).ok).toBe(true);
+    const erasures = (await c.send("GET", "/v1/subject/erasures", again)).body.items;
+    expect(erasures[0].erased_at).not.toBeNull();
+    expect(erasures[0].summary).toContain("iam: profile anonymized");
+    expect(subjectEvents(c).filter((e) => e.action === "subject.erased").map((e) => e.reason.split(":")[0])).toEqual(["requested", "erased for good"]);
+  });
+
+  test("an organization: its secrets crypto-shredded, zones and networks deleted, members gone", async () => {
+    const { c, operator, org } = await setup();
+    // The operator owns "default": erase a second organization they create.
+    const other = (await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "acme" } })).body.id as string;
+    const ws = (await c.send("POST", `/v1/iam/orgs/${other}/workspaces`, operator, { json: { name: "app" } })).body.id;
+    await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/production/secrets/API_KEY`, operator, { json: { value: "acme-key" } });
+    await c.send("POST", `/v1/dns/orgs/${other}/zones`, operator, { json: { name: "acme.example" } });
+    const net = `/v1/mesh/orgs/${other}/networks`;
+    await c.send("POST", net, operator, { json: { name: "acme-net" } });
+    const key = (await c.send("POST", `${net}/acme-net/keys`, operator, { json: {} })).body.key;
+    await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "n1", public_key: (await generateKeyPair()).publicKey } });
+    const ciphertext = c.kernel.store.db.query("SELECT v.ciphertext, v.secret_id FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'API_KEY'").get() as { ciphertext: Uint8Array; secret_id: string };
+
+    expect((await confirmed(c, "/v1/subject/erasures", operator, { kind: "organization", id: other })).status).toBe(200);
+    expect((await c.send("GET", `/v1/dns/orgs/${other}/zones`, operator)).status).toBeGreaterThanOrEqual(400); // soft-deleted: the organization is gone for the API
+    c.clock.advance(30 * DAY + 1000);
+    const again = await c.login(c.owner.email, c.owner.password);
+    expect((await c.send("POST", "/v1/subject/erasures/run", again)).body.erased).toBe(1);
+
+    const db = c.kernel.store.db;
+    expect(db.query("SELECT count(*) AS n FROM dns_zones WHERE organization_id = ?").get(other)).toEqual({ n: 0 });
+    expect(db.query("SELECT count(*) AS n FROM mesh_networks WHERE organization_id = ?").get(other)).toEqual({ n: 0 });
+    expect(db.query("SELECT count(*) AS n FROM secrets_workspaces WHERE organization_id = ?").get(other)).toEqual({ n: 0 });
+    expect(db.query("SELECT count(*) AS n FROM memberships WHERE organization_id = ?").get(other)).toEqual({ n: 0 });
+    // A copy of the ciphertext taken before cannot be opened any more: its key is destroyed.
+    expect(() => c.kernel.seal.keyring().decrypt(`workspace:${ws}`, `secret_versions:${ciphertext.secret_id}:1`, ciphertext.ciphertext)).toThrow(KeyDestroyedError);
+    // The other organization is untouched.
+    expect((await c.send("GET", `/v1/iam/orgs/${org}`, again)).status).toBe(200);
+    expect(verifyAuditChain(db, { keyring: c.kernel.seal.keyring() }).ok).toBe(true);
+  });
+
+  test("refusals: an operator erasing themselves, the last owner of an organization, a non-operator", async () => {
+    const { c, operator, org } = await setup();
+    const me = (await c.send("GET", "/v1/iam/me", operator)).body.id as string;
+    expect((await confirmed(c, "/v1/subject/erasures", operator, { kind: "user", id: me })).status).toBe(409);
+    const carol = await c.addUser(operator, "carol@example.org", "viewer");
+    expect((await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "carols", owner: carol.id } })).status).toBe(200);
+    const lastOwner = await confirmed(c, "/v1/subject/erasures", operator, { kind: "user", id: carol.id });
+    expect(lastOwner.status).toBe(409);
+    expect(lastOwner.body.detail).toContain("last owner");
+    expect((await c.send("GET", "/v1/iam/me", carol.token)).status).toBe(200); // nothing happened to her
+    expect((await c.send("POST", "/v1/subject/erasures", carol.token, { json: { kind: "organization", id: org } })).status).toBe(403);
+  });
+});
