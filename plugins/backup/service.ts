@@ -117,13 +117,17 @@ export class BackupService {
 
   /** Removes what an interrupted backup left in the directory (plaintext snapshots above all). */
   removeLeftovers(): void {
-    let names: string[] = [];
-    try {
-      names = readdirSync(this.directory);
-    } catch {
-      return;
-    }
-    for (const name of names) if (name.startsWith(".snapshot-") || name.endsWith(".partial")) rmSync(join(this.directory, name), { force: true });
+    const remove = (dir: string, leftover: (name: string) => boolean) => {
+      let names: string[] = [];
+      try {
+        names = readdirSync(dir);
+      } catch {
+        return; // not made yet
+      }
+      for (const name of names) if (leftover(name)) rmSync(join(dir, name), { force: true });
+    };
+    remove(this.directory, (name) => name.startsWith(".snapshot-") || name.endsWith(".partial"));
+    remove(this.deps.dataDir, (name) => name.startsWith(".backup-snapshot-"));
   }
 
   private async createNow(request: BackupRequest): Promise<CreatedBackup> {
@@ -173,7 +177,9 @@ export class BackupService {
   /** Snapshot → facts and hash → encrypted file under a temporary name → renamed into place. */
   private async write(name: string, keys: BackupKeys, reason: Manifest["reason"], takenAt: number): Promise<{ bytes: number; sha256: string; manifest: Manifest }> {
     const { deps } = this;
-    const snapshot = join(this.directory, `.snapshot-${crypto.randomUUID()}.db`);
+    // The plaintext snapshot stays in the data directory (0700, the database's own disk): only
+    // ciphertext is written to the backup directory, which may be a mount elsewhere.
+    const snapshot = join(this.deps.dataDir, `.backup-snapshot-${crypto.randomUUID()}.db`);
     const partial = join(this.directory, `.${name}.partial`);
     try {
       await snapshotDatabase(deps.store.path, snapshot);

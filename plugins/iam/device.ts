@@ -92,8 +92,10 @@ export class DeviceFlow {
         action: "iam.device.approve",
         actor: actorOf(principal),
         outcome: approve ? "success" : "failure",
-        reason: approve ? `approved for ${grant.client_name} at ${grant.client_address}` : "denied by the user",
+        reason: approve ? `approved for ${grant.client_name}` : "denied by the user",
         resource: { type: "device_grant", id: grant.id },
+        // The device's address is personal data: encrypted under the user's key (erasable), not in the chained reason.
+        personal: { client_address: grant.client_address },
         request,
       });
     });

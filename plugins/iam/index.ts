@@ -80,7 +80,7 @@ export const iamPlugin = definePlugin<IamSettings>({
   async start(k) {
     const { identity } = servicesOf(k);
     k.identity.provide(identity);
-    const unregister = subjectsOf(k.store).register(iamSubjects(k.store));
+    const unregister = subjectsOf(k.store).register(iamSubjects(k.store, () => k.seal.keyring()));
     const timer = setInterval(() => void identity.flushUses(k.store).catch((error) => k.log.error("could not record token use", { error })), 5000);
     timer.unref();
     return async () => {

@@ -36,7 +36,8 @@ function recoveryCode(): string {
   return chars.match(/.{4}/g)!.join("-");
 }
 const hashCode = (code: string) => createHash("sha256").update(code.replace(/[\s-]/g, "").toLowerCase()).digest();
-const userKeyOwner = (userId: string) => `iam-user/${userId}`;
+/** The keyring owner of a user's TOTP secret (destroyed when the user is erased). */
+export const userKeyOwner = (userId: string) => `iam-user/${userId}`;
 
 /** A login failure, said the same way whatever went wrong (no user enumeration). */
 export class LoginFailedError extends UnauthorizedError {}
@@ -88,7 +89,9 @@ export class IamService {
       if (sql.userByEmail(tx, email)) throw new ConflictError("a user with this email exists already");
       // A password made up for the user is a one-time password: it must be changed at first login.
       sql.insertUser(tx, { id, email, name: input.name ?? null, password_hash: hash, operator: input.operator ? 1 : 0, must_change_password: input.password === undefined ? 1 : 0, created_at: this.now() });
-      this.audit(tx, { action: "iam.user.create", actor, outcome: "success", resource: { type: "user", id }, request, subject: id, personal: { email } });
+      // The event's personal data is the new user's (their email, erased with them); the
+      // creator's address and user agent are not put under that user's key.
+      this.audit(tx, { action: "iam.user.create", actor, outcome: "success", resource: { type: "user", id }, request: request ? { id: request.id } : request, subject: id, personal: { email } });
     });
     return { user: this.userView(sql.userById(this.db, id)!), password: input.password === undefined ? password : undefined };
   }

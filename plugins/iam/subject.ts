@@ -8,6 +8,8 @@ import type { Database } from "bun:sqlite";
 import { ConflictError } from "../../src/errors.ts";
 import type { Store } from "../../src/store/store.ts";
 import type { Subject, SubjectContributor } from "../../src/subjects.ts";
+import type { Keyring } from "../../src/crypto/keyring.ts";
+import { userKeyOwner } from "./service.ts";
 import * as sql from "./store.ts";
 
 const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
@@ -40,13 +42,15 @@ const credentialView = (c: CredentialRow) => ({
   revoked_at: iso(c.revoked_at),
 });
 
-export function iamSubjects(store: Store): SubjectContributor {
+export function iamSubjects(store: Store, keyring: () => Keyring): SubjectContributor {
   const db = store.db;
   return {
     name: "iam",
     export: (subject) => (subject.kind === "user" ? exportUser(db, subject.id) : exportOrganization(db, subject.id)),
     softDelete(tx, subject, now) {
       if (subject.kind === "user") {
+        const operators = tx.query<{ id: string }, []>("SELECT id FROM users WHERE operator = 1 AND deleted_at IS NULL").all();
+        if (operators.length === 1 && operators[0]!.id === subject.id) throw new ConflictError("The user is the last operator: make another operator first.");
         for (const org of sql.ownedOrganizations(tx, subject.id)) {
           if (sql.ownerCount(tx, org) <= 1) throw new ConflictError(`The user is the last owner of organization ${org}: transfer ownership (or erase the organization) first.`);
         }
@@ -57,7 +61,7 @@ export function iamSubjects(store: Store): SubjectContributor {
         tx.query("UPDATE credentials SET revoked_at = ? WHERE organization_id = ? AND revoked_at IS NULL").run(now, subject.id);
       }
     },
-    erase: (tx, subject, now) => (subject.kind === "user" ? eraseUser(tx, subject.id, now) : eraseOrganization(tx, subject.id, now)),
+    erase: (tx, subject, now) => (subject.kind === "user" ? eraseUser(tx, subject.id, now, keyring()) : eraseOrganization(tx, subject.id, now)),
   };
 }
 
@@ -88,8 +92,9 @@ function exportOrganization(db: Database, id: string) {
   };
 }
 
-function eraseUser(tx: Database, id: string, now: number): string | null {
+function eraseUser(tx: Database, id: string, now: number, keyring: Keyring): string | null {
   if (!tx.query("SELECT 1 FROM users WHERE id = ?").get(id)) return null;
+  keyring.destroyOwner(tx, userKeyOwner(id), now); // the TOTP secret's key: copies of the file cannot give it back
   const credentials = tx.query("DELETE FROM credentials WHERE user_id = ?").run(id).changes;
   tx.query("DELETE FROM recovery_codes WHERE user_id = ?").run(id);
   tx.query("DELETE FROM workspace_members WHERE user_id = ?").run(id);
@@ -97,7 +102,7 @@ function eraseUser(tx: Database, id: string, now: number): string | null {
   tx.query("DELETE FROM device_grants WHERE user_id = ?").run(id);
   // The row stays (other tables name it), with nothing personal in it.
   tx.query(
-    "UPDATE users SET email = ?, name = NULL, password_hash = '', totp_secret = NULL, totp_pending = NULL, totp_enabled_at = NULL, totp_last_step = NULL, failed_logins = 0, locked_until = NULL, deleted_at = coalesce(deleted_at, ?) WHERE id = ?",
+    "UPDATE users SET email = ?, name = NULL, password_hash = '', operator = 0, totp_secret = NULL, totp_pending = NULL, totp_enabled_at = NULL, totp_last_step = NULL, failed_logins = 0, locked_until = NULL, deleted_at = coalesce(deleted_at, ?) WHERE id = ?",
   ).run(`erased-${id}@erased.invalid`, now, id);
   return `profile anonymized, ${credentials} credential(s) deleted`;
 }

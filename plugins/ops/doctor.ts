@@ -122,7 +122,8 @@ function checkRootKey({ config, db }: DoctorInputs, add: Add, covered: Set<strin
   if (method === "shamir") return add("root_key", "ok", "seal method shamir: the key shares are with their keepers; nothing on disk");
   if (method === "systemd_credential") {
     const name = config.seal.credential;
-    const places = ["/etc/credstore.encrypted", "/etc/credstore"].map((d) => join(d, name));
+    // Where `citadel install` puts it (the unit loads it from there), then systemd's own credstores.
+    const places = ["/etc/citadel/root-key.cred", ...["/etc/credstore.encrypted", "/etc/credstore"].map((d) => join(d, name))];
     const found = places.map(pathInfo).find((p) => p.kind === "file");
     const encrypt = `systemd-creds encrypt --name=${name} ROOT_KEY_FILE /etc/credstore.encrypted/${name}`;
     if (!found) return add("root_key", "warn", `seal method systemd_credential: no credential ${name} in ${places.join(" or ")} (systemd hands it to the service; a unit with LoadCredentialEncrypted= from elsewhere is fine)`, encrypt);

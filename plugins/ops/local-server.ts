@@ -121,6 +121,9 @@ export async function askLocalServer(config: Config, token: string | undefined, 
   if (seal?.status === 200) view.seal = seal.body as SealView;
 
   if (!token) view.keysProblem = "the key status needs an operator's token (CITADEL_TOKEN, or citadel login)";
+  // Over plain HTTP whatever holds the port would get the token (a local user can bind it
+  // while Citadel is stopped): the key ages come from the database file instead.
+  else if (!config.http.tls.enabled) view.keysProblem = "not sending the token over plain HTTP; key ages are read from the database";
   else {
     const keys = await attempt(() => get("/v1/sys/keys", token));
     if (keys?.status === 200) view.keys = keys.body as KeysView;

@@ -6,7 +6,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
@@ -194,7 +194,8 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   } else none("TLS", "off: a reverse proxy on this host terminates TLS");
   if (config.seal.method === "key_file") at("root key file", dataPath(config, config.seal.key_file), "whoever has it and the database has everything: keep a copy offline, apart from backups");
   else if (config.seal.method === "systemd_credential") {
-    at("root key (systemd credential, encrypted)", join("/etc/credstore.encrypted", config.seal.credential), "sealed to this machine's TPM2 or host key by systemd-creds");
+    const installed = "/etc/citadel/root-key.cred"; // citadel install's place (the unit loads it)
+    at("root key (systemd credential, encrypted)", existsSync(installed) ? installed : join("/etc/credstore.encrypted", config.seal.credential), "sealed to this machine's TPM2 or host key by systemd-creds");
   } else none("root key", "Shamir shares held by their keepers; never on this disk");
   at("backups", backupDir(config), "encrypted; each names the root key (or passphrase) that opens it");
   const dns = sectionOf(config, "dns");

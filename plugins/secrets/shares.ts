@@ -50,7 +50,7 @@ export class Shares {
     const expiresAt = now + ttlHours * HOUR_MS;
     const source = input.source ? `${input.source.workspace}/${input.source.environment}/${input.source.name}` : null;
     await this.k.store.write((tx) => {
-      const wrapped = this.k.seal.keyring().encrypt(tx, ownerOf(organizationId), `secrets_shares:${id}`, input.ciphertext);
+      const wrapped = this.k.seal.keyring().encrypt(tx, shareKeyOwner(organizationId), `secrets_shares:${id}`, input.ciphertext);
       sql.insertShare(tx, { id, organization_id: organizationId, created_by: byWhom(caller.principal), ciphertext: wrapped, view_proof_hash: proofHash(input.view_proof), passphrase: input.passphrase ? 1 : 0, max_views: maxViews, source, expires_at: expiresAt, created_at: now });
       this.k.audit.record(tx, {
         ...event(caller, null, { action: "secrets.share.create", resource: { type: "share", id }, reason: `${maxViews} view(s), ${ttlHours} h${source ? `, carries ${source}` : ", a one-off value"}` }),
@@ -87,7 +87,7 @@ export class Shares {
    */
   async open(id: string, proof: string, request: AuditRequestContext) {
     const share = await this.usable(id, proof, request);
-    const ciphertext = this.k.seal.keyring().decrypt(ownerOf(share.organization_id), `secrets_shares:${id}`, share.ciphertext).toString("utf8");
+    const ciphertext = this.k.seal.keyring().decrypt(shareKeyOwner(share.organization_id), `secrets_shares:${id}`, share.ciphertext).toString("utf8");
     const counted = await this.k.store.write((tx) => {
       const ok = sql.countView(tx, id);
       this.k.audit.record(tx, viewEvent(share, ok ? "success" : "failure", ok ? `view ${share.views + 1} of ${share.max_views}` : "used up", request));
@@ -121,7 +121,8 @@ export class Shares {
   }
 }
 
-const ownerOf = (organizationId: string) => `shares:${organizationId}`;
+/** The keyring owner of an organization's share links (destroyed when the organization is erased). */
+export const shareKeyOwner = (organizationId: string) => `shares:${organizationId}`;
 
 const viewEvent = (share: sql.ShareRow, outcome: "success" | "failure", reason: string, request: AuditRequestContext) => ({
   action: "secrets.share.view",

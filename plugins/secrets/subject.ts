@@ -4,8 +4,9 @@
  * for them), versions' authors, webhooks (URLs, never their signing secrets), shares' metadata.
  * A user: their end-to-end-encryption public key and the versions they wrote.
  *
- * Erasure of an organization is crypto-shredding: every workspace's data key is destroyed, so
- * every stored value and version is unreadable at once; the rows go too. A user's erasure
+ * Erasure of an organization is crypto-shredding: every workspace's data key, every webhook's
+ * signing-secret key and the organization's share-link key are destroyed, so every stored value,
+ * version, secret and share is unreadable at once (in copies of the file too); the rows go too. A user's erasure
  * deletes their E2EE key material (the workspaces' wrapped keys for them included).
  */
 import type { Database } from "bun:sqlite";
@@ -14,6 +15,8 @@ import type { Store } from "../../src/store/store.ts";
 import type { SubjectContributor } from "../../src/subjects.ts";
 import { valueKeyOwner } from "./context.ts";
 import { versionContext } from "./service.ts";
+import { shareKeyOwner } from "./shares.ts";
+import { webhookKeyOwner } from "./webhooks.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -45,13 +48,15 @@ export function secretsSubjects(store: Store, keyring: () => Keyring): SubjectCo
         const environments = tx.query<{ id: string }, [string]>("SELECT id FROM secrets_environments WHERE workspace_id = ?").all(workspace_id);
         for (const env of environments) tx.query("DELETE FROM secrets WHERE environment_id = ?").run(env.id); // versions cascade
         tx.query("DELETE FROM secrets_environments WHERE workspace_id = ?").run(workspace_id);
+        for (const hook of tx.query<{ id: string }, [string]>("SELECT id FROM secrets_webhooks WHERE workspace_id = ?").all(workspace_id)) destroyed += keyring().destroyOwner(tx, webhookKeyOwner(hook.id), now);
         tx.query("DELETE FROM secrets_webhook_deliveries WHERE webhook_id IN (SELECT id FROM secrets_webhooks WHERE workspace_id = ?)").run(workspace_id);
         tx.query("DELETE FROM secrets_webhooks WHERE workspace_id = ?").run(workspace_id);
         tx.query("DELETE FROM secrets_workspace_keys WHERE workspace_id = ?").run(workspace_id);
         tx.query("DELETE FROM secrets_workspaces WHERE workspace_id = ?").run(workspace_id);
       }
+      destroyed += keyring().destroyOwner(tx, shareKeyOwner(subject.id), now);
       tx.query("DELETE FROM secrets_shares WHERE organization_id = ?").run(subject.id);
-      return workspaces.length === 0 ? null : `${workspaces.length} workspace(s) deleted, ${destroyed} data key(s) destroyed`;
+      return workspaces.length === 0 && destroyed === 0 ? null : `${workspaces.length} workspace(s) deleted, ${destroyed} key(s) destroyed (values, webhook secrets, share links)`;
     },
   };
 }

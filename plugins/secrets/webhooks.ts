@@ -46,7 +46,7 @@ export class Webhooks {
     const secret = generateWebhookSecret();
     await this.k.store.write((tx) => {
       if (sql.webhooksOf(tx, workspaceId).some((h) => h.url === normalized)) throw new ConflictError("This workspace has a webhook for that URL already.");
-      const sealed = this.k.seal.keyring().encrypt(tx, ownerOf(id), "secret", secret);
+      const sealed = this.k.seal.keyring().encrypt(tx, webhookKeyOwner(id), "secret", secret);
       sql.insertWebhook(tx, { id, workspace_id: workspaceId, url: normalized, secret: sealed, created_at: this.k.clock.now(), created_by: byWhom(caller.principal) });
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.webhook.create", resource: { type: "webhook", id }, reason: new URL(normalized).origin }));
     });
@@ -62,7 +62,7 @@ export class Webhooks {
     const hook = this.hookIn(workspaceId, id);
     await this.k.store.write((tx) => {
       sql.deleteWebhook(tx, hook.id, this.k.clock.now());
-      this.k.seal.keyring().destroyOwner(tx, ownerOf(hook.id), this.k.clock.now());
+      this.k.seal.keyring().destroyOwner(tx, webhookKeyOwner(hook.id), this.k.clock.now());
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.webhook.delete", resource: { type: "webhook", id } }));
     });
   }
@@ -115,7 +115,7 @@ export class Webhooks {
   private async attempt(delivery: sql.DeliveryRow): Promise<void> {
     const hook = sql.webhookById(this.k.store.db, delivery.webhook_id);
     if (!hook) return;
-    const secretBytes = this.k.seal.keyring().decrypt(ownerOf(hook.id), "secret", hook.secret);
+    const secretBytes = this.k.seal.keyring().decrypt(webhookKeyOwner(hook.id), "secret", hook.secret);
     const headers = { "content-type": "application/json", "user-agent": "citadel-webhook/1", ...signWebhook(secretBytes.toString("utf8"), delivery.event, Math.floor(this.k.clock.now() / 1000)) };
     secretBytes.fill(0);
     let status: number | null = null;
@@ -162,7 +162,8 @@ export class Webhooks {
 }
 
 /** The keyring owner of a webhook's signing secret: destroyed with the webhook. */
-const ownerOf = (webhookId: string) => `webhook:${webhookId}`;
+/** The keyring owner of a webhook's signing secret. */
+export const webhookKeyOwner = (webhookId: string) => `webhook:${webhookId}`;
 
 /** Same scheme, host and port as the prefix, and a path under its path. */
 function underPrefix(url: URL, prefix: string): boolean {

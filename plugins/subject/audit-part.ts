@@ -1,7 +1,8 @@
 /**
  * The audit log's part of a data subject (src/audit is the kernel's, so the subject plugin
- * speaks for it): for a user, the events they did and the events about them, personal data
- * decrypted; for an organization, its events. Erasure of a user destroys their subject key:
+ * speaks for it): for a user, the events they did and the events about them, with the personal
+ * data recorded under their own key decrypted (others' left out); for an organization, its
+ * events without personal data (that belongs to the people, each exported on their own). Erasure of a user destroys their subject key:
  * the personal data in their events becomes unreadable ("[erased]") and the chain, which hashes
  * only ciphertext, still verifies. The events themselves stay: the log is append-only.
  */
@@ -22,7 +23,11 @@ export function auditSubjects(k: Kernel): SubjectContributor {
         for (const e of [...events({ actor: subject.id }), ...events({ resource_type: "user", resource_id: subject.id })]) byId.set(e.id, e);
         found = [...byId.values()].sort((a, b) => a.seq - b.seq);
       }
-      return found.length === 0 ? null : { events: found };
+      // Personal data goes out only to its own subject: an event about a user that an
+      // operator caused carries the operator's address, which is not the user's to receive.
+      const own = (e: AuditEventView) => subject.kind === "user" && e.subject === subject.id;
+      const shown = found.map((e) => (own(e) ? e : { ...e, source_address: null, user_agent: null, personal: null }));
+      return shown.length === 0 ? null : { events: shown };
     },
     erase(tx, subject, now) {
       if (subject.kind !== "user") return null;

@@ -1,5 +1,5 @@
 /** CLI: citadel subject export | erase | erasures (operators). */
-import { writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../../src/files.ts";
 import { needArgs, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 
@@ -36,10 +36,11 @@ export const subjectCommands: Command[] = [
       const values = ctx.options["secret-values"] === true;
       if (values && ctx.options.yes !== true) throw new Error("--secret-values puts every secret of the subject in clear in the export: add --yes to confirm");
       const api = await ctx.api();
-      const exported = await api.request("POST", values ? "/v1/subject/export/with-secret-values" : "/v1/subject/export", subject, { confirmed: values });
+      const path = `/v1/subject/${subject.kind}/${encodeURIComponent(subject.id)}/export${values ? "/with-secret-values" : ""}`;
+      const exported = await api.request("POST", path, undefined, { confirmed: values });
       const text = `${JSON.stringify(exported, null, 2)}\n`;
       if (typeof ctx.options.out === "string") {
-        writeFileSync(ctx.options.out, text, { mode: 0o600 });
+        writeFileAtomic(ctx.options.out, text, 0o600); // a new file, owner-only, even where one existed
         ctx.err(`wrote ${ctx.options.out}${values ? " (with secret values: keep it safe)" : ""}`);
       } else ctx.out(text.trimEnd());
       return 0;
@@ -54,7 +55,7 @@ export const subjectCommands: Command[] = [
     async run(ctx) {
       const subject = kindOf(ctx, "citadel subject erase user|org <id> --yes");
       if (ctx.options.yes !== true) throw new Error(`this disables the ${subject.kind} now and erases its data for good after the grace period: add --yes to confirm`);
-      const erasure = await (await ctx.api()).request<ErasureView>("POST", "/v1/subject/erasures", subject, { confirmed: true });
+      const erasure = await (await ctx.api()).request<ErasureView>("POST", `/v1/subject/${subject.kind}/${encodeURIComponent(subject.id)}/erasure`, undefined, { confirmed: true });
       print(ctx, erasure, `${subject.kind} ${subject.id} is soft-deleted; its data is erased for good from ${erasure.due_at} (${erasure.id}).`);
       return 0;
     },

@@ -23,7 +23,7 @@ export function subjectServiceOf(k: Kernel<SubjectSettings>): SubjectService {
   return s;
 }
 
-const SubjectBody = t.Object({ kind: t.Union([t.Literal("user"), t.Literal("organization")]), id: t.String({ minLength: 1, maxLength: 64 }) });
+const SubjectParams = t.Object({ kind: t.Union([t.Literal("user"), t.Literal("organization")]), id: t.String({ minLength: 1, maxLength: 64 }) });
 const Exported = t.Object({
   subject: t.Object({ kind: t.String(), id: t.String() }),
   exported_at: t.String({ format: "date-time" }),
@@ -68,23 +68,25 @@ export const subjectPlugin = definePlugin<SubjectSettings>({
 
   routes: (k) => {
     const service = subjectServiceOf(k);
+    // The subject is in the path, so a confirmation (bound to the route and its parameters)
+    // given for one subject cannot be spent on another.
     return new Elysia({ name: "subject" })
-      .post("/export", ({ body, request }) => service.export(caller(request), checkSubject(body.kind, body.id), false), {
-        body: SubjectBody,
+      .post("/:kind/:id/export", ({ params, request }) => service.export(caller(request), checkSubject(params.kind, params.id), false), {
+        params: SubjectParams,
         response: Exported,
         detail: { summary: "Everything Citadel holds about a user or an organization, as JSON, without secret values (operators)", tags, ...access(OPERATOR) },
       })
-      .post("/export/with-secret-values", ({ body, request }) => service.export(caller(request), checkSubject(body.kind, body.id), true), {
-        body: SubjectBody,
+      .post("/:kind/:id/export/with-secret-values", ({ params, request }) => service.export(caller(request), checkSubject(params.kind, params.id), true), {
+        params: SubjectParams,
         response: Exported,
         detail: { summary: "The same with secret values decrypted (asks for confirmation; audited as such)", tags, ...access({ ...OPERATOR, confirm: true }) },
       })
-      .get("/erasures", () => service.list(), { response: t.Object({ items: t.Array(Erasure) }), detail: { summary: "Erasure requests, pending and done (operators)", tags, ...access(OPERATOR) } })
-      .post("/erasures", ({ body, request }) => service.requestErasure(caller(request), checkSubject(body.kind, body.id)), {
-        body: SubjectBody,
+      .post("/:kind/:id/erasure", ({ params, request }) => service.requestErasure(caller(request), checkSubject(params.kind, params.id)), {
+        params: SubjectParams,
         response: Erasure,
         detail: { summary: "Erase a user or an organization: soft-deleted now, erased for good after [subject] grace_days (asks for confirmation)", tags, ...access({ ...OPERATOR, confirm: true }) },
       })
+      .get("/erasures", () => service.list(), { response: t.Object({ items: t.Array(Erasure) }), detail: { summary: "Erasure requests, pending and done (operators)", tags, ...access(OPERATOR) } })
       .post("/erasures/run", async () => ({ erased: await service.runDue() }), {
         response: t.Object({ erased: t.Integer() }),
         detail: { summary: "Erase now what is due (it also runs every hour)", tags, ...access(OPERATOR) },

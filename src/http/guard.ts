@@ -84,7 +84,9 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
       if (!decision.allowed) limited(key, decision, request);
     }
     if (spec.public) return;
-    if (spec.loopbackPublic && isLoopbackClient(meta.client)) return; // whatever token it sends, if any
+    // Whatever token it sends, if any — but not for a request a proxy on this host forwarded
+    // without being a trusted proxy: its client is somewhere else, and only looks local.
+    if (spec.loopbackPublic && isLoopbackClient(meta.client) && !forwarded(request)) return;
 
     const provider = identity.provider;
     const token = bearerToken(request);
@@ -194,3 +196,9 @@ function allowedFrom(client: string, allowlist: readonly Cidr[]): boolean {
 }
 
 const requestContext = auditRequest;
+
+/** Headers a reverse proxy adds. Seen on a loopback request whose peer is not a trusted proxy (else the client would be the forwarded one). */
+function forwarded(request: Request): boolean {
+  const h = request.headers;
+  return h.has("x-forwarded-for") || h.has("forwarded") || h.has("x-real-ip");
+}

@@ -63,6 +63,8 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
   db.run("PRAGMA journal_mode = WAL");
   db.run("PRAGMA synchronous = FULL");
   db.run("PRAGMA foreign_keys = ON");
+  // Deleted rows are overwritten, not left in free pages: erasure (GDPR) means gone from the file.
+  db.run("PRAGMA secure_delete = ON");
 
   let queue: PendingWrite[] = [];
   let scheduled = false;

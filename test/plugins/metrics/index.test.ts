@@ -114,6 +114,11 @@ describe("GET /metrics", () => {
     ];
     const got = [];
     for (const s of scenarios) got.push({ ...s, status: (await c.send("GET", "/metrics", s.token, { headers: { "x-test-peer": s.peer } })).status });
+    // An untrusted reverse proxy on this host: the client it forwards is not local.
+    for (const header of ["x-forwarded-for", "forwarded", "x-real-ip"]) {
+      const viaProxy = await c.send("GET", "/metrics", undefined, { headers: { "x-test-peer": "127.0.0.1", [header]: header === "forwarded" ? "for=203.0.113.9" : "203.0.113.9" } });
+      expect(`${header}: ${viaProxy.status}`).toBe(`${header}: 401`);
+    }
     expect(got.map((s) => `${s.who}: ${s.status}`)).toEqual(scenarios.map((s) => `${s.who}: ${s.status}`));
   });
 

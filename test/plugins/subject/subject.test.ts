@@ -22,17 +22,17 @@ const subjectEvents = (c: App) =>
   c.kernel.store.db.query("SELECT action, reason, resource_id FROM audit_events WHERE action LIKE 'subject.%' ORDER BY seq").all() as Array<{ action: string; reason: string; resource_id: string }>;
 
 /** POST a route that asks for confirmation: the 428's token, sent back. */
-async function confirmed(c: App, path: string, token: string, json: unknown) {
-  const ask = await c.send("POST", path, token, { json });
+async function confirmed(c: App, path: string, token: string) {
+  const ask = await c.send("POST", path, token);
   expect(ask.status).toBe(428);
-  return c.send("POST", path, token, { json, headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+  return c.send("POST", path, token, { headers: { "x-citadel-confirm": ask.body.confirmation_token } });
 }
 
 describe("export", () => {
   test("a user: profile, memberships, credentials and the audit events by and about them; audited", async () => {
     const { c, operator } = await setup();
     const alice = await c.addUser(operator, "alice@example.org", "editor");
-    const res = await c.send("POST", "/v1/subject/export", operator, { json: { kind: "user", id: alice.id } });
+    const res = await c.send("POST", `/v1/subject/user/${alice.id}/export`, operator);
     expect(res.status).toBe(200);
     const data = res.body.data;
     expect(data.iam.user).toMatchObject({ id: alice.id, email: "alice@example.org", mfa: false, deleted_at: null });
@@ -40,9 +40,14 @@ describe("export", () => {
     expect(data.iam.credentials.some((cr: { kind: string }) => cr.kind === "session")).toBe(true);
     expect(data.audit.events.map((e: { action: string }) => e.action)).toContain("iam.login");
     expect(JSON.stringify(data)).not.toContain("password_hash");
+    // The operator made her account: that event is about her, but the operator's address is not hers to receive.
+    const created = data.audit.events.find((e: { action: string }) => e.action === "iam.user.create");
+    expect(created).toMatchObject({ source_address: null, user_agent: null });
+    const own = data.audit.events.find((e: { action: string }) => e.action === "iam.login");
+    expect(own.source_address).not.toBeNull(); // her own logins are hers
     expect(subjectEvents(c)).toEqual([{ action: "subject.exported", reason: "without secret values", resource_id: alice.id }]);
-    expect((await c.send("POST", "/v1/subject/export", operator, { json: { kind: "user", id: "usr_nobody" } })).status).toBe(404);
-    expect((await c.send("POST", "/v1/subject/export", alice.token, { json: { kind: "user", id: alice.id } })).status).toBe(403); // operators answer these requests
+    expect((await c.send("POST", "/v1/subject/user/usr_nobody/export", operator)).status).toBe(404);
+    expect((await c.send("POST", `/v1/subject/user/${alice.id}/export`, alice.token)).status).toBe(403); // operators answer these requests
   });
 
   test("an organization: members, workspaces, secrets (values only after confirmation), zones, mesh networks", async () => {
@@ -52,7 +57,7 @@ describe("export", () => {
     await c.send("POST", `/v1/dns/orgs/${org}/zones`, operator, { json: { name: "example.org" } });
     await c.send("POST", `/v1/mesh/orgs/${org}/networks`, operator, { json: { name: "office" } });
 
-    const plain = await c.send("POST", "/v1/subject/export", operator, { json: { kind: "organization", id: org } });
+    const plain = await c.send("POST", `/v1/subject/organization/${org}/export`, operator);
     expect(plain.status).toBe(200);
     expect(Object.keys(plain.body.data).sort()).toEqual(["audit", "dns", "iam", "mesh", "secrets"]);
     expect(plain.text).not.toContain("s3cret-value");
@@ -61,7 +66,7 @@ describe("export", () => {
     expect(plain.body.data.mesh.networks[0].name).toBe("office");
     expect(plain.body.data.iam.members[0].email).toBe(c.owner.email);
 
-    const withValues = await confirmed(c, "/v1/subject/export/with-secret-values", operator, { kind: "organization", id: org });
+    const withValues = await confirmed(c, `/v1/subject/organization/${org}/export/with-secret-values`, operator);
     expect(withValues.status).toBe(200);
     expect(withValues.body.data.secrets.workspaces[0].environments.find((e: { name: string }) => e.name === "production").secrets[0].value).toBe("s3cret-value");
     expect(subjectEvents(c).map((e) => e.reason)).toEqual(["without secret values", "with secret values"]);
@@ -72,13 +77,13 @@ describe("erasure", () => {
   test("a user: soft-deleted at once (cannot log in), erased for good after the grace period; audit data shredded, the chain verifies", async () => {
     const { c, operator } = await setup();
     const bob = await c.addUser(operator, "bob@example.org", "viewer");
-    const requested = await confirmed(c, "/v1/subject/erasures", operator, { kind: "user", id: bob.id });
+    const requested = await confirmed(c, `/v1/subject/user/${bob.id}/erasure`, operator);
     expect(requested.status).toBe(200);
     expect(requested.body).toMatchObject({ kind: "user", subject: bob.id, erased_at: null, due_at: new Date(c.clock.now() + 30 * DAY).toISOString() });
     expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: "bob@example.org", password: "correct-horse-battery-9" } })).status).toBe(401);
     expect((await c.send("GET", "/v1/iam/me", bob.token)).status).toBe(401);
     // Twice: refused while one is pending.
-    expect((await confirmed(c, "/v1/subject/erasures", operator, { kind: "user", id: bob.id })).status).toBe(409);
+    expect((await confirmed(c, `/v1/subject/user/${bob.id}/erasure`, operator)).status).toBe(409);
 
     expect((await c.send("POST", "/v1/subject/erasures/run", operator)).body.erased).toBe(0); // not due yet
     c.clock.advance(30 * DAY + 1000);
@@ -88,7 +93,7 @@ describe("erasure", () => {
     const row = c.kernel.store.db.query("SELECT email, name, password_hash FROM users WHERE id = ?").get(bob.id) as { email: string; name: string | null; password_hash: string };
     expect(row).toEqual({ email: `erased-${bob.id}@erased.invalid`, name: null, password_hash: "" });
     expect(c.kernel.store.db.query("SELECT count(*) AS n FROM credentials WHERE user_id = ?").get(bob.id)).toEqual({ n: 0 });
-    const exported = await c.send("POST", "/v1/subject/export", again, { json: { kind: "user", id: bob.id } });
+    const exported = await c.send("POST", `/v1/subject/user/${bob.id}/export`, again);
     expect(JSON.stringify(exported.body)).not.toContain("bob@example.org");
     expect(exported.body.data.audit.events.every((e: { personal?: unknown }) => !JSON.stringify(e).includes("bob@example.org"))).toBe(true);
     expect(verifyAuditChain(c.kernel.store.db, { keyring: c.kernel.seal.keyring() }).ok).toBe(true);
@@ -111,7 +116,7 @@ describe("erasure", () => {
     await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "n1", public_key: (await generateKeyPair()).publicKey } });
     const ciphertext = c.kernel.store.db.query("SELECT v.ciphertext, v.secret_id FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'API_KEY'").get() as { ciphertext: Uint8Array; secret_id: string };
 
-    expect((await confirmed(c, "/v1/subject/erasures", operator, { kind: "organization", id: other })).status).toBe(200);
+    expect((await confirmed(c, `/v1/subject/organization/${other}/erasure`, operator)).status).toBe(200);
     expect((await c.send("GET", `/v1/dns/orgs/${other}/zones`, operator)).status).toBeGreaterThanOrEqual(400); // soft-deleted: the organization is gone for the API
     c.clock.advance(30 * DAY + 1000);
     const again = await c.login(c.owner.email, c.owner.password);
@@ -129,16 +134,27 @@ describe("erasure", () => {
     expect(verifyAuditChain(db, { keyring: c.kernel.seal.keyring() }).ok).toBe(true);
   });
 
+  test("a confirmation given for one subject cannot be spent on another", async () => {
+    const { c, operator } = await setup();
+    const dave = await c.addUser(operator, "dave@example.org", "viewer");
+    const erin = await c.addUser(operator, "erin@example.org", "viewer");
+    const ask = await c.send("POST", `/v1/subject/user/${dave.id}/erasure`, operator);
+    expect(ask.status).toBe(428);
+    const misused = await c.send("POST", `/v1/subject/user/${erin.id}/erasure`, operator, { headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+    expect(misused.status).toBe(428); // a new confirmation is asked for erin
+    expect((await c.send("GET", "/v1/iam/me", erin.token)).status).toBe(200);
+  });
+
   test("refusals: an operator erasing themselves, the last owner of an organization, a non-operator", async () => {
     const { c, operator, org } = await setup();
     const me = (await c.send("GET", "/v1/iam/me", operator)).body.id as string;
-    expect((await confirmed(c, "/v1/subject/erasures", operator, { kind: "user", id: me })).status).toBe(409);
+    expect((await confirmed(c, `/v1/subject/user/${me}/erasure`, operator)).status).toBe(409);
     const carol = await c.addUser(operator, "carol@example.org", "viewer");
     expect((await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "carols", owner: carol.id } })).status).toBe(200);
-    const lastOwner = await confirmed(c, "/v1/subject/erasures", operator, { kind: "user", id: carol.id });
+    const lastOwner = await confirmed(c, `/v1/subject/user/${carol.id}/erasure`, operator);
     expect(lastOwner.status).toBe(409);
     expect(lastOwner.body.detail).toContain("last owner");
     expect((await c.send("GET", "/v1/iam/me", carol.token)).status).toBe(200); // nothing happened to her
-    expect((await c.send("POST", "/v1/subject/erasures", carol.token, { json: { kind: "organization", id: org } })).status).toBe(403);
+    expect((await c.send("POST", `/v1/subject/organization/${org}/erasure`, carol.token)).status).toBe(403);
   });
 });
