@@ -3,12 +3,13 @@
  * the root key, each put in place only when missing or different. A second run reports every
  * item "unchanged" and touches nothing; the config and the key are never replaced.
  */
+import { join } from "node:path";
 import { existsSync, readFileSync } from "node:fs";
 import { Accounts, chownTree, ROOT_OWNED, SERVICE_OWNED, SERVICE_READABLE } from "./accounts.ts";
 import { readInstalledSeal, renderInstalledConfig } from "./config-file.ts";
 import { initializeOnce, SHAMIR } from "./initialize.ts";
 import { layoutUnder, requireRootOnHost, TARGET, type Layout } from "./layout.ts";
-import { placeDirectory, placeFile } from "./placement.ts";
+import { placeDirectory, placeFile, refuseLinks } from "./placement.ts";
 import { changed, type ReportItem } from "./report.ts";
 import { decideSeal, type SealDecision, type SealOption } from "./seal-choice.ts";
 import type { SystemTools } from "./system-tools.ts";
@@ -50,6 +51,7 @@ export async function install(tools: SystemTools, options: InstallOptions): Prom
   const accounts = new Accounts(tools, layout.onHost);
   const credential = serviceCredential();
   const items: ReportItem[] = [await accounts.ensureServiceUser()];
+  for (const path of [layout.configDir, layout.configFile, layout.dataDir, layout.binary, ...layout.units.map((u) => u.path)]) refuseLinks(layout.root, path);
   items.push(await placeDirectory(layout.configDir, 0o750, SERVICE_READABLE, accounts));
   const config = () => renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: seal.method, credential: credential.name });
   items.push(await placeFile(layout.configFile, config, { mode: 0o640, owner: SERVICE_READABLE, keepContent: true }, accounts));
@@ -62,9 +64,12 @@ export async function install(tools: SystemTools, options: InstallOptions): Prom
 
   const keys = await initializeOnce(tools, { layout, binary: layout.binary, seal, keyFile: installed?.keyFile ?? "root.key", credentialName: credential.name });
   items.push(...keys.items);
-  // init ran as root: the service must own what it made. (Under another root, StateDirectory=
-  // hands the directory to the user at the target's first start.)
-  const serviceIds = await accounts.ids(SERVICE_OWNED);
+  // init ran as root: the service must own what it made. Only right after init made it: on a
+  // later run (an upgrade) the tree is the service's, and walking it as root would follow a
+  // directory the service swapped for a link (to /etc, say) between the look and the chown.
+  // (Under another root, StateDirectory= hands the directory to the user at the first start.)
+  const initialized = keys.items.some((item) => item.status === "created" && item.what === join(layout.dataDir, "citadel.db"));
+  const serviceIds = initialized ? await accounts.ids(SERVICE_OWNED) : null;
   if (serviceIds && chownTree(layout.dataDir, serviceIds) > 0 && dataDirItem.status === "unchanged") dataDirItem.status = "updated";
 
   const warnings = [...keys.warnings];

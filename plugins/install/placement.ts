@@ -4,11 +4,32 @@
  * never rewritten in place), and a mode or owner is set only when it differs. The process
  * umask (0077 in the CLI) would narrow every mode, so each is set explicitly.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
-import { dirname } from "node:path";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, sep } from "node:path";
 import { writeFileAtomic } from "../../src/files.ts";
 import type { Accounts, Owner } from "./accounts.ts";
 import type { ReportItem } from "./report.ts";
+
+/**
+ * Refuses a path that passes through a symbolic link below `root` (or is one): writes, chmods
+ * and chowns follow links, so `etc/citadel -> /etc` in an image would make the installer change
+ * the host's /etc. The root itself may be a link: the operator chose it.
+ */
+export function refuseLinks(root: string, path: string): void {
+  const rest = relative(root, path);
+  if (rest.startsWith("..")) throw new Error(`${path} is not below ${root}`);
+  let at = root;
+  for (const part of rest.split(sep).filter(Boolean)) {
+    at = join(at, part);
+    let isLink = false;
+    try {
+      isLink = lstatSync(at).isSymbolicLink();
+    } catch {
+      return; // does not exist yet: nothing below it can be a link
+    }
+    if (isLink) throw new Error(`${at} is a symbolic link: the installer writes only real directories and files below ${root}`);
+  }
+}
 
 export async function placeDirectory(path: string, mode: number, owner: Owner, accounts: Accounts): Promise<ReportItem> {
   const existed = existsSync(path);

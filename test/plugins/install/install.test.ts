@@ -5,7 +5,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseToml } from "smol-toml";
@@ -228,6 +228,16 @@ test("a file that is not a Citadel is refused before anything is written", async
   chmodSync(impostor, 0o755);
   await expect(citadel(["install", "--root", root, "--binary", impostor, "--seal", "key-file"])).rejects.toThrow(/is not a Citadel binary/);
   expect(existsSync(root)).toBe(false);
+});
+
+test("a symbolic link below --root is refused before anything is written (it would lead the installer out of the root)", async () => {
+  const root = join(work, "linked");
+  const outside = join(work, "outside-etc");
+  mkdirSync(join(root, "etc"), { recursive: true });
+  mkdirSync(outside);
+  symlinkSync(outside, join(root, "etc", "citadel"));
+  await expect(citadel(["install", "--root", root, "--binary", wrapper, "--seal", "key-file"])).rejects.toThrow(/etc\/citadel is a symbolic link/);
+  expect(readdirSync(outside)).toEqual([]);
 });
 
 test("scripts/install.sh runs `<binary> install` with the remaining arguments, or explains what is missing", () => {
