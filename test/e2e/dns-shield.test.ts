@@ -75,15 +75,19 @@ test("the flooder is slipped and rate limited, a client in another prefix is ans
 
   const kdig = requireTool("kdig", "knot-dnsutils");
   if (kdig) {
-    // kdig asks while the flood keeps the prefix over its rate.
-    const flooding = burst("127.0.0.1", 3000);
-    await Bun.sleep(30);
-    const proc = Bun.spawn([kdig, "@127.0.0.1", "-p", String(dnsPort), "+time=2", "+retry=1", "www.example.test", "A"], { stdout: "pipe", stderr: "pipe" });
-    const out = (await new Response(proc.stdout).text()) + (await new Response(proc.stderr).text());
-    expect(await proc.exited).toBe(0);
+    // kdig asks while the flood keeps the prefix over its rate. On a loaded machine the flood
+    // may end before kdig's query leaves (then UDP is answered): such a round is asked again.
+    let out = "";
+    for (let round = 0; round < 3 && !/\(TCP\)/.test(out); round++) {
+      const flooding = burst("127.0.0.1", 3000);
+      await Bun.sleep(30);
+      const proc = Bun.spawn([kdig, "@127.0.0.1", "-p", String(dnsPort), "+time=2", "+retry=1", "www.example.test", "A"], { stdout: "pipe", stderr: "pipe" });
+      out = (await new Response(proc.stdout).text()) + (await new Response(proc.stderr).text());
+      expect(await proc.exited).toBe(0);
+      await flooding;
+    }
     expect(out).toMatch(/192\.0\.2\.10/);
     expect(out).toMatch(/\(TCP\)/);
-    await flooding;
   }
 
   // The flood became a decision on the address, and the analytics counted the gate's work.
