@@ -59,6 +59,9 @@ export const subjectPlugin = definePlugin<SubjectSettings>({
     const run = () => void service.runDue().catch((e) => k.log.error("subject: erasing due subjects failed", { error: String(e) }));
     const timer = setInterval(run, HOUR);
     timer.unref();
+    // Before the backup plugin (later in the list) consumes the restore marker.
+    const carried = await service.carryOverErasures(k.config.data_dir);
+    if (carried > 0) k.log.warn("subject: erasures made after the restored backup were carried over and run again", { erasures: carried });
     run();
     return async () => {
       unregister();

@@ -9,6 +9,9 @@
  *   keeps encrypted for the subject becomes unreadable, and the chain still verifies). Both
  *   steps audited as `subject.erased`, with the stage.
  */
+import { Database } from "bun:sqlite";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
@@ -32,6 +35,9 @@ interface ErasureRow {
   erased_at: number | null;
   summary: string | null;
 }
+
+/** The marker `citadel restore` leaves in the data directory (written by the backup plugin). */
+const RESTORE_MARKER = "restored-from-backup.json";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 const DAY = 86_400_000;
@@ -114,6 +120,64 @@ export class SubjectService {
 
   list() {
     return { items: this.k.store.db.query<ErasureRow, []>("SELECT * FROM subject_erasures ORDER BY requested_at DESC").all().map(view) };
+  }
+
+  /**
+   * After `citadel restore`: erasures the restored database does not know (asked for after the
+   * backup was taken) are carried over from the database it replaced, so a restore cannot bring
+   * an erased person back. Pending ones are soft-deleted again; `runDue` finishes the rest.
+   * The restore leaves a marker naming the replaced database (the backup plugin's contract).
+   */
+  async carryOverErasures(dataDir: string): Promise<number> {
+    const marker = join(dataDir, RESTORE_MARKER);
+    if (!existsSync(marker)) return 0;
+    let previous: string | null = null;
+    try {
+      previous = (JSON.parse(readFileSync(marker, "utf8")) as { previous?: string | null }).previous ?? null;
+    } catch {
+      return 0;
+    }
+    if (!previous || !existsSync(join(dataDir, previous))) return 0;
+    let old: ErasureRow[] = [];
+    const db = new Database(join(dataDir, previous), { readonly: true });
+    try {
+      if (db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'subject_erasures'").get()) old = db.query<ErasureRow, []>("SELECT * FROM subject_erasures").all();
+    } finally {
+      db.close();
+    }
+    const now = this.k.clock.now();
+    let carried = 0;
+    for (const row of old) {
+      if (this.k.store.db.query("SELECT 1 FROM subject_erasures WHERE id = ?").get(row.id)) continue;
+      const subject: Subject = { kind: row.kind, id: row.subject_id };
+      await this.k.store.write((tx) => {
+        for (const contributor of subjectsOf(this.k.store).list()) {
+          try {
+            contributor.softDelete?.(tx, subject, now);
+          } catch (e) {
+            this.k.log.warn("subject: a carried-over erasure could not soft-delete (it is erased for good when due)", { subject: row.subject_id, part: contributor.name, error: String(e) });
+          }
+        }
+        tx.query("INSERT INTO subject_erasures (id, kind, subject_id, requested_at, requested_by, due_at, erased_at, summary) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)").run(
+          row.id,
+          row.kind,
+          row.subject_id,
+          row.requested_at,
+          row.requested_by,
+          row.due_at,
+        );
+        this.k.audit.record(tx, {
+          action: "subject.erased",
+          outcome: "success",
+          actor: { kind: "system" },
+          resource: { type: row.kind, id: row.subject_id },
+          organization: row.kind === "organization" ? row.subject_id : null,
+          reason: `carried over after a restore: erasure requested ${iso(row.requested_at)}, for good from ${iso(row.due_at)}`,
+        });
+      });
+      carried++;
+    }
+    return carried;
   }
 
   /** Erases every request whose grace period is over; returns how many. Runs hourly and on demand. */

@@ -7,6 +7,11 @@ import { describe, expect, test } from "bun:test";
 import { KeyDestroyedError } from "../../../src/crypto/keyring.ts";
 import { verifyAuditChain } from "../../../src/audit/verify.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
+import { Database } from "bun:sqlite";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { subjectServiceOf } from "../../../plugins/subject/index.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
@@ -156,5 +161,29 @@ describe("erasure", () => {
     expect(lastOwner.body.detail).toContain("last owner");
     expect((await c.send("GET", "/v1/iam/me", carol.token)).status).toBe(200); // nothing happened to her
     expect((await c.send("POST", `/v1/subject/organization/${org}/erasure`, carol.token)).status).toBe(403);
+  });
+
+  test("a restore cannot bring an erased person back: erasures the backup did not know are carried over and run", async () => {
+    const { c, operator } = await setup();
+    const frank = await c.addUser(operator, "frank@example.org", "viewer");
+    // The database the restore replaced knew of an erasure of frank, due already.
+    const dir = mkdtempSync(join(tmpdir(), "citadel-restored-"));
+    try {
+      const previous = new Database(join(dir, "citadel.db.before-restore-20260601T000000Z"));
+      previous.run("CREATE TABLE subject_erasures (id TEXT PRIMARY KEY, kind TEXT, subject_id TEXT, requested_at INTEGER, requested_by TEXT, due_at INTEGER, erased_at INTEGER, summary TEXT)");
+      previous.query("INSERT INTO subject_erasures VALUES ('era_old', 'user', ?, ?, 'usr_op', ?, ?, 'done')").run(frank.id, c.clock.now() - 40 * DAY, c.clock.now() - 10 * DAY, c.clock.now() - 10 * DAY);
+      previous.close();
+      writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ backup: "citadel-20260501T000000Z.backup", previous: "citadel.db.before-restore-20260601T000000Z" }));
+      const service = subjectServiceOf({ store: c.kernel.store } as never);
+      expect(await service.carryOverErasures(dir)).toBe(1);
+      expect(await service.carryOverErasures(dir)).toBe(0); // once
+      expect((await c.send("GET", "/v1/iam/me", frank.token)).status).toBe(401);
+      expect(await service.runDue()).toBe(1);
+      const row = c.kernel.store.db.query("SELECT email FROM users WHERE id = ?").get(frank.id) as { email: string };
+      expect(row.email).toBe(`erased-${frank.id}@erased.invalid`);
+      expect(subjectEvents(c).map((e) => e.reason.split(":")[0])).toEqual(["carried over after a restore", "erased for good"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
