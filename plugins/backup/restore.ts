@@ -8,7 +8,7 @@
  * never pulls the file out from under a live server.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseRootKey, verifies } from "../../src/crypto/root-key.ts";
@@ -131,11 +131,16 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     }
     chmodSync(incoming, 0o600);
     renameSync(incoming, database);
+    const marker = join(dataDir, RESTORE_MARKER);
     writeFileSync(
-      join(dataDir, RESTORE_MARKER),
+      marker,
       JSON.stringify({ backup: basename(options.file), created_at: opened.manifest.created_at, audit_head_seq: opened.manifest.audit_head?.seq ?? null, previous: previous && basename(previous) }),
       { mode: 0o600 },
     );
+    // Run as root on an installed system (sudo citadel restore), the new files would be root's
+    // and the service (User=citadel) could not open them: they take the data directory's owner.
+    const owner = statSync(dataDir);
+    if (process.getuid?.() === 0) for (const path of [database, marker]) chownSync(path, owner.uid, owner.gid);
     syncDirectory(dataDir);
     return { opened, database, previous, rootKeyMatches: options.unsealKeyFile ? rootKeyMatches(database, options.unsealKeyFile) : null };
   } finally {

@@ -5,7 +5,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Keyring } from "../../../src/crypto/keyring.ts";
@@ -87,6 +87,15 @@ describe("restore", () => {
     expect(JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8"))).toEqual({ backup: file.split("/").at(-1), created_at: "2026-06-01T12:00:00.000Z", audit_head_seq: null, previous: null });
     expect(statSync(join(dataDir, RESTORE_MARKER)).mode & 0o777).toBe(0o600);
     expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", RESTORE_MARKER]);
+  });
+
+  // chown needs root: CI runs as root, so there the test always runs.
+  test.skipIf(process.getuid?.() !== 0 && process.env.CI !== "true")("run as root, the restored files take the data directory's owner (the service's, on an installed system)", async () => {
+    const file = await makeBackup(3);
+    const dataDir = dataDirectory("owned");
+    chownSync(dataDir, 4321, 4321);
+    const result = await restoreBackup({ file, dataDir, supply: { rootKey }, replace: true, now: NOW });
+    for (const path of [result.database, join(dataDir, RESTORE_MARKER)]) expect([statSync(path).uid, statSync(path).gid]).toEqual([4321, 4321]);
   });
 
   test("over an existing database: only with --yes, and the old one is kept aside whole, not deleted", async () => {
