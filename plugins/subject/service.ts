@@ -12,7 +12,7 @@
 import { Database } from "bun:sqlite";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { AuditRequestContext } from "../../src/audit/event.ts";
+import type { AuditActor, AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
@@ -97,25 +97,30 @@ export class SubjectService {
     await this.k.store.write((tx) => {
       if (tx.query("SELECT 1 FROM subject_erasures WHERE kind = ? AND subject_id = ? AND erased_at IS NULL").get(subject.kind, subject.id)) throw new ConflictError(`An erasure of ${subject.id} is pending already.`);
       for (const contributor of subjectsOf(this.k.store).list()) contributor.softDelete?.(tx, subject, now);
-      tx.query("INSERT INTO subject_erasures (id, kind, subject_id, requested_at, requested_by, due_at, erased_at, summary) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)").run(
-        row.id,
-        row.kind,
-        row.subject_id,
-        row.requested_at,
-        row.requested_by,
-        row.due_at,
-      );
-      this.k.audit.record(tx, {
-        action: "subject.erased",
-        outcome: "success",
-        actor: actorOf(caller.principal),
-        resource: { type: subject.kind, id: subject.id },
-        organization: subject.kind === "organization" ? subject.id : null,
-        reason: `requested: soft-deleted; erased for good from ${iso(row.due_at)}`,
-        request: caller.request,
-      });
+      this.recordPending(tx, row, actorOf(caller.principal), `requested: soft-deleted; erased for good from ${iso(row.due_at)}`, caller.request);
     });
     return view(row);
+  }
+
+  /** A pending erasure into the ledger, with its audit event (the erasure's first stage). */
+  private recordPending(tx: Database, row: ErasureRow, actor: AuditActor, reason: string, request?: AuditRequestContext): void {
+    tx.query("INSERT INTO subject_erasures (id, kind, subject_id, requested_at, requested_by, due_at, erased_at, summary) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)").run(
+      row.id,
+      row.kind,
+      row.subject_id,
+      row.requested_at,
+      row.requested_by,
+      row.due_at,
+    );
+    this.k.audit.record(tx, {
+      action: "subject.erased",
+      outcome: "success",
+      actor,
+      resource: { type: row.kind, id: row.subject_id },
+      organization: row.kind === "organization" ? row.subject_id : null,
+      reason,
+      request,
+    });
   }
 
   list() {
@@ -158,22 +163,7 @@ export class SubjectService {
             this.k.log.warn("subject: a carried-over erasure could not soft-delete (it is erased for good when due)", { subject: row.subject_id, part: contributor.name, error: String(e) });
           }
         }
-        tx.query("INSERT INTO subject_erasures (id, kind, subject_id, requested_at, requested_by, due_at, erased_at, summary) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)").run(
-          row.id,
-          row.kind,
-          row.subject_id,
-          row.requested_at,
-          row.requested_by,
-          row.due_at,
-        );
-        this.k.audit.record(tx, {
-          action: "subject.erased",
-          outcome: "success",
-          actor: { kind: "system" },
-          resource: { type: row.kind, id: row.subject_id },
-          organization: row.kind === "organization" ? row.subject_id : null,
-          reason: `carried over after a restore: erasure requested ${iso(row.requested_at)}, for good from ${iso(row.due_at)}`,
-        });
+        this.recordPending(tx, row, { kind: "system" }, `carried over after a restore: erasure requested ${iso(row.requested_at)}, for good from ${iso(row.due_at)}`);
       });
       carried++;
     }
