@@ -106,7 +106,9 @@ export class Shares {
       throw new NotFoundError("No such share link (or the link is not complete).");
     }
     const now = this.k.clock.now();
-    const gone = share.revoked_at !== null ? "revoked" : now >= share.expires_at ? "expired" : share.views >= share.max_views ? "used up" : null;
+    // An organization being erased (or deleted) shares nothing more, even before its keys go.
+    const orphaned = this.k.identity.provider !== null && this.k.identity.provider.organization(share.organization_id) === null;
+    const gone = share.revoked_at !== null || orphaned ? "revoked" : now >= share.expires_at ? "expired" : share.views >= share.max_views ? "used up" : null;
     if (gone) {
       await refuse(share, gone);
       throw new GoneError(`This share link is ${gone === "used up" ? "used up: it allowed no more views" : gone}.`);

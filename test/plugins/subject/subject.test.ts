@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { subjectServiceOf } from "../../../plugins/subject/index.ts";
+import { createShareSecret, shareViewProof } from "../../../plugins/secrets/share-crypto.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
@@ -120,8 +121,12 @@ describe("erasure", () => {
     const key = (await c.send("POST", `${net}/acme-net/keys`, operator, { json: {} })).body.key;
     await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "n1", public_key: (await generateKeyPair()).publicKey } });
     const ciphertext = c.kernel.store.db.query("SELECT v.ciphertext, v.secret_id FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'API_KEY'").get() as { ciphertext: Uint8Array; secret_id: string };
+    const sealed = await createShareSecret("one-off");
+    const share = (await c.send("POST", `/v1/secrets/orgs/${other}/shares`, operator, { json: { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: false } })).body.id;
 
     expect((await confirmed(c, `/v1/subject/organization/${other}/erasure`, operator)).status).toBe(200);
+    // Soft-deleted: its share links open no more, though their keys go only after the grace period.
+    expect((await c.send("POST", `/v1/secrets/shares/${share}/view`, undefined, { json: { proof: shareViewProof(sealed.linkKey) } })).status).toBe(410);
     expect((await c.send("GET", `/v1/dns/orgs/${other}/zones`, operator)).status).toBeGreaterThanOrEqual(400); // soft-deleted: the organization is gone for the API
     c.clock.advance(30 * DAY + 1000);
     const again = await c.login(c.owner.email, c.owner.password);
