@@ -24,6 +24,8 @@ export interface SubjectContributor {
   softDelete?(tx: Database, subject: Subject, now: number): void;
   /** The last step: deletes or anonymizes what the plugin holds and destroys its keys. A short summary, or null. */
   erase?(tx: Database, subject: Subject, now: number): string | null;
+  /** After a soft delete or an erasure committed: a plugin that serves from memory (DNS) reloads. */
+  committed?(subject: Subject): void;
 }
 
 export class SubjectRegistry {

@@ -109,6 +109,11 @@ export class DnsService {
     return this.changes.write(fn);
   }
 
+  /** Has the listener reload after a change made elsewhere in the store (an erasure). */
+  async reloaded(): Promise<void> {
+    await this.changes.write(() => undefined);
+  }
+
   private get db(): Database {
     return this.k.store.db;
   }

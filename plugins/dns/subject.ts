@@ -1,6 +1,7 @@
 /**
- * What DNS holds about an organization (src/subjects.ts): its zones as zone files. Erasure
- * deletes them and their records (a zone name is then free again). Users own nothing here.
+ * What DNS holds about an organization (src/subjects.ts): its zones as zone files. An erasure
+ * request stops serving them (soft delete, and the listener reloads); the erasure deletes them
+ * and their records. Users own nothing here.
  */
 import type { SubjectContributor } from "../../src/subjects.ts";
 import type { DnsService } from "./service.ts";
@@ -13,6 +14,13 @@ export function dnsSubjects(dns: DnsService): SubjectContributor {
       const zones = dns.list(subject.id).items;
       if (zones.length === 0) return null;
       return { zones: zones.map((z) => ({ name: z.name, serial: z.serial, created_at: z.created_at, zone_file: dns.export(subject.id, z.id) })) };
+    },
+    // An organization being erased: its zones stop being served at once (they stay, soft-deleted, until the erasure).
+    softDelete(tx, subject, now) {
+      if (subject.kind === "organization") tx.query("UPDATE dns_zones SET deleted_at = ? WHERE organization_id = ? AND deleted_at IS NULL").run(now, subject.id);
+    },
+    committed(subject) {
+      if (subject.kind === "organization") void dns.reloaded();
     },
     erase(tx, subject) {
       if (subject.kind !== "organization") return null;

@@ -99,7 +99,13 @@ export class SubjectService {
       for (const contributor of subjectsOf(this.k.store).list()) contributor.softDelete?.(tx, subject, now);
       this.recordPending(tx, row, actorOf(caller.principal), `requested: soft-deleted; erased for good from ${iso(row.due_at)}`, caller.request);
     });
+    this.committed(subject);
     return view(row);
+  }
+
+  /** Tells the contributors a change of the subject is committed (DNS stops serving its zones). */
+  private committed(subject: Subject): void {
+    for (const contributor of subjectsOf(this.k.store).list()) contributor.committed?.(subject);
   }
 
   /** A pending erasure into the ledger, with its audit event (the erasure's first stage). */
@@ -165,6 +171,7 @@ export class SubjectService {
         }
         this.recordPending(tx, row, { kind: "system" }, `carried over after a restore: erasure requested ${iso(row.requested_at)}, for good from ${iso(row.due_at)}`);
       });
+      this.committed(subject);
       carried++;
     }
     return carried;
@@ -193,6 +200,7 @@ export class SubjectService {
           reason: `erased for good: ${summary}`,
         });
       });
+      this.committed(subject);
     }
     return due.length;
   }

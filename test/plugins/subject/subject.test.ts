@@ -14,6 +14,8 @@ import { join } from "node:path";
 import { subjectServiceOf } from "../../../plugins/subject/index.ts";
 import { createShareSecret, shareViewProof } from "../../../plugins/secrets/share-crypto.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
+import { buildQuery, DnsClient, freeUdpTcpPort } from "../../helpers/reference-dns.ts";
+import { parseName } from "../../../plugins/dns/names.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 const DAY = 86_400_000;
@@ -189,6 +191,26 @@ describe("erasure", () => {
       expect(subjectEvents(c).map((e) => e.reason.split(":")[0])).toEqual(["carried over after a restore", "erased for good"]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("an organization being erased has its zones taken off the DNS server at once", async () => {
+    const port = await freeUdpTcpPort();
+    const c = await testCitadel({ config: { dns: { udp: [`127.0.0.1:${port}`], tcp: [] } } });
+    try {
+      const operator = await c.login(c.owner.email, c.owner.password);
+      const other = (await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "zoned" } })).body.id as string;
+      await c.send("POST", `/v1/dns/orgs/${other}/zones`, operator, { json: { name: "zoned.example" } });
+      await c.send("PUT", `/v1/dns/orgs/${other}/zones/zoned.example/rrsets/www/A`, operator, { json: { ttl: 60, records: ["192.0.2.7"] } });
+      const client = await DnsClient.open(port);
+      const ask = () => client.query(buildQuery({ name: parseName("www.zoned.example.", null), type: 1 }));
+      expect((await ask()).rcode).toBe(0);
+      expect((await confirmed(c, `/v1/subject/organization/${other}/erasure`, operator)).status).toBe(200);
+      let rcode = (await ask()).rcode;
+      for (let i = 0; i < 20 && rcode !== 5; i++) rcode = (await Bun.sleep(10), await ask()).rcode; // the reload follows the commit
+      expect(rcode).toBe(5); // REFUSED: no hosted zone
+    } finally {
+      await c.stop();
     }
   });
 });
