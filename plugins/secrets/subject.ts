@@ -1,7 +1,8 @@
 /**
  * What the secrets service holds about a data subject (src/subjects.ts). An organization: its
  * workspaces, environments, secrets (metadata; values decrypted only when the operator asked
- * for them), versions' authors, webhooks (URLs, never their signing secrets), shares' metadata.
+ * for them), versions' authors, webhooks (their origin; whole URLs with the values; never their
+ * signing secrets), shares' metadata.
  * A user: their end-to-end-encryption public key and the versions they wrote.
  *
  * Erasure of an organization is crypto-shredding: every workspace's data key, every webhook's
@@ -81,7 +82,11 @@ function exportWorkspace(db: Database, keyring: () => Keyring, w: { workspace_id
           return out;
         }),
     })),
-    webhooks: db.query<{ id: string; url: string; created_at: number }, [string]>("SELECT id, url, created_at FROM secrets_webhooks WHERE workspace_id = ? AND deleted_at IS NULL").all(w.workspace_id).map((h) => ({ id: h.id, url: h.url, created_at: iso(h.created_at) })),
+    // A webhook URL can be a capability (a token in its path): only with the secret values.
+    webhooks: db
+      .query<{ id: string; url: string; created_at: number }, [string]>("SELECT id, url, created_at FROM secrets_webhooks WHERE workspace_id = ? AND deleted_at IS NULL")
+      .all(w.workspace_id)
+      .map((h) => ({ id: h.id, url: secretValues ? h.url : originOf(h.url), created_at: iso(h.created_at) })),
   };
 }
 
@@ -91,4 +96,13 @@ function valueOf(db: Database, keyring: () => Keyring, w: { workspace_id: string
   if (!row) return null;
   if (row.dek_version === 0) return { e2ee_ciphertext: Buffer.from(row.ciphertext).toString("base64") };
   return keyring().decrypt(valueKeyOwner(w.workspace_id), versionContext(secretId, version), row.ciphertext).toString("utf8");
+}
+
+/** "https://hooks.example.org/…": where it goes, without what may be a token in the rest. */
+function originOf(url: string): string {
+  try {
+    return `${new URL(url).origin}/…`;
+  } catch {
+    return "(hidden)";
+  }
 }
