@@ -4,11 +4,10 @@
  * fixes it, and running that very command makes it pass again. The running server's side
  * (seal, keys, DNS answers) is in binary.test.ts.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { chmodSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { loadConfig } from "../../../src/config/load.ts";
 import type { Config } from "../../../src/config/schema.ts";
@@ -18,53 +17,20 @@ import type { CommandContext } from "../../../src/plugin.ts";
 import { diskStatus, runDoctor, type DoctorInputs, type DoctorReport, type RunProgram } from "../../../plugins/ops/doctor.ts";
 import { encodeQuery, parseHostPort } from "../../../plugins/ops/dns-probe.ts";
 import { opsPlugin } from "../../../plugins/ops/index.ts";
+import { opsFixture } from "./fixture.ts";
 import { askLocalServer } from "../../../plugins/ops/local-server.ts";
 import { openDatabase } from "../../../plugins/ops/store.ts";
 
-const work = mkdtempSync(join(tmpdir(), "citadel-doctor-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
-const HOME = join(work, "home");
-mkdirSync(HOME, { mode: 0o700 });
+const fx = opsFixture("citadel-doctor-", { dns: true });
+const { work, HOME } = fx;
+const dataDir = () => fx.dataDir();
 
-/** A loopback port free a moment ago (TCP; the same number is taken for UDP). */
-function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
-}
-
-let env: Record<string, string>;
-let template: string;
-let counter = 0;
-
-beforeAll(async () => {
-  const dns = `127.0.0.1:${freePort()}`;
-  env = { HOME, XDG_CONFIG_HOME: HOME, CITADEL_HTTP_PORT: String(freePort()), CITADEL_DNS_UDP: dns, CITADEL_DNS_TCP: dns };
-  template = join(work, "template");
-  const write = process.stdout.write;
-  process.stdout.write = () => true; // init prints the one-time password
-  try {
-    expect(await main(["--data", template, "init"], env)).toBe(0);
-  } finally {
-    process.stdout.write = write;
-  }
-});
-
-/** A copy of the freshly initialized data directory, modes kept. */
-function dataDir(): string {
-  const dir = join(work, `data-${counter++}`);
-  cpSync(template, dir, { recursive: true, mode: 0 });
-  chmodSync(dir, 0o700);
-  return dir;
-}
-
-const configOf = (dir: string, extra: Record<string, string> = {}): Config => loadConfig({ schema: configSchema, env: { ...env, ...extra }, dataFlag: dir, cwd: work }).config;
+const configOf = (dir: string, extra: Record<string, string> = {}): Config => loadConfig({ schema: configSchema, env: { ...fx.env, ...extra }, dataFlag: dir, cwd: work }).config;
 
 /** Runs a command of the plugin as main.ts would, with the whole configuration on the context. */
 async function run(words: string, dir: string, options: { json?: boolean; env?: Record<string, string> } = {}) {
   const out: string[] = [];
-  const allEnv = { ...env, ...options.env };
+  const allEnv = { ...fx.env, ...options.env };
   const ctx: CommandContext = {
     args: [],
     options: { data: dir, json: options.json },
@@ -117,9 +83,9 @@ describe("a fresh data directory, Citadel stopped", () => {
     expect(find(report, "backup")[0]).toMatchObject({ status: "warn", message: `no backup in ${dir}/backups ([backup] enabled = true makes one every interval_hours)`, fix: "citadel backup (on the running server)" });
     // The HTTP port and the DNS ports (UDP and TCP) are free while Citadel is stopped.
     expect(find(report, "port").map((c) => c.message)).toEqual([
-      `HTTP API 127.0.0.1:${env.CITADEL_HTTP_PORT}/tcp: free (Citadel is stopped)`,
-      `DNS ${env.CITADEL_DNS_UDP}/udp: free (Citadel is stopped)`,
-      `DNS ${env.CITADEL_DNS_TCP}/tcp: free (Citadel is stopped)`,
+      `HTTP API 127.0.0.1:${fx.env.CITADEL_HTTP_PORT}/tcp: free (Citadel is stopped)`,
+      `DNS ${fx.env.CITADEL_DNS_UDP}/udp: free (Citadel is stopped)`,
+      `DNS ${fx.env.CITADEL_DNS_TCP}/tcp: free (Citadel is stopped)`,
     ]);
     expect(find(report, "root_key")[0]!.message).toMatch(/is root key [0-9a-f]{8}$/);
     expect(find(report, "audit")[0]!.message).toMatch(/^\d+ events verify/);
@@ -164,14 +130,14 @@ describe("a planted problem fails with the command that fixes it; after that com
 
   test("a missing root key file, and one that is not this database's", async () => {
     const dir = dataDir();
-    renameSync(join(dir, "root.key"), join(work, `kept-${counter}.key`));
+    renameSync(join(dir, "root.key"), join(work, `kept-${basename(dir)}.key`));
     const missing = find((await doctor(dir)).report, "root_key")[0]!;
     expect(missing).toMatchObject({ status: "fail", message: `the root key file ${dir}/root.key is missing: Citadel cannot unseal` });
     writeFileSync(join(dir, "root.key"), formatRootKey(generateRootKey()), { mode: 0o600 });
     const { code, report } = await doctor(dir);
     expect(code).toBe(1);
     expect(find(report, "root_key")[0]!.message).toMatch(/does not unseal this database \(root key [0-9a-f]{8}\)/);
-    renameSync(join(work, `kept-${counter}.key`), join(dir, "root.key"));
+    renameSync(join(work, `kept-${basename(dir)}.key`), join(dir, "root.key"));
     expect(find((await doctor(dir)).report, "root_key")[0]!.status).toBe("ok");
   });
 

@@ -4,58 +4,28 @@
  * is (resolver upstreams, webhooks, reputation lists, NOTIFY targets, the mesh control plane);
  * where the data lives, with modes and sizes; the algorithms and key ages.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { loadConfig } from "../../../src/config/load.ts";
 import type { Config } from "../../../src/config/schema.ts";
-import { configSchema, main } from "../../../src/main.ts";
+import { configSchema } from "../../../src/main.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
 import { opsPlugin } from "../../../plugins/ops/index.ts";
+import { freePort, opsFixture } from "./fixture.ts";
 import type { SovereigntyReport } from "../../../plugins/ops/sovereignty.ts";
 
-const work = mkdtempSync(join(tmpdir(), "citadel-sovereignty-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
-const HOME = join(work, "home");
-mkdirSync(HOME, { mode: 0o700 });
+const fx = opsFixture("citadel-sovereignty-", { dns: false });
+const { work, HOME } = fx;
+const dataDir = () => fx.dataDir();
 const NO_MESH = join(work, "no-mesh-state");
-
-function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
-}
-
-let env: Record<string, string>;
-let template: string;
-let counter = 0;
-
-beforeAll(async () => {
-  env = { HOME, XDG_CONFIG_HOME: HOME, CITADEL_HTTP_PORT: String(freePort()), CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" };
-  template = join(work, "template");
-  const write = process.stdout.write;
-  process.stdout.write = () => true; // init prints the one-time password
-  try {
-    expect(await main(["--data", template, "init"], env)).toBe(0);
-  } finally {
-    process.stdout.write = write;
-  }
-});
-
-function dataDir(): string {
-  const dir = join(work, `data-${counter++}`);
-  cpSync(template, dir, { recursive: true });
-  return dir;
-}
 
 type Report = SovereigntyReport & { citadel: { version: string }; data_dir: string };
 
 async function run(words: string, dir: string, options: { json?: boolean; env?: Record<string, string>; meshState?: string } = {}) {
   const out: string[] = [];
-  const allEnv = { ...env, ...options.env };
+  const allEnv = { ...fx.env, ...options.env };
   const config = (): Config => loadConfig({ schema: configSchema, env: allEnv, dataFlag: dir, cwd: work }).config;
   const ctx: CommandContext & { config: () => Config } = {
     args: [],
@@ -136,7 +106,7 @@ describe("outbound connections", () => {
     insert(dir, "INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES ('inline', 10, 'plain', NULL, NULL, '192.0.2.0/24', 1, 0, 0)");
     insert(dir, "INSERT INTO dns_tsig_keys (name, algorithm, secret, created_at) VALUES ('transfer.', 'hmac-sha256', x'00', 0)");
     insert(dir, "INSERT INTO dns_secondaries (name, address, notify_port, tsig_key, zones, created_at) VALUES ('ns2', '2001:db8::2', 53, 'transfer.', NULL, 0)");
-    const mesh = join(work, `mesh-${counter}`);
+    const mesh = join(work, `mesh-${basename(dir)}`);
     mkdirSync(mesh, { mode: 0o700 });
     writeFileSync(join(mesh, "node.json"), JSON.stringify({ server: "https://control.example.test:8443", name: "laptop", network: "office" }), { mode: 0o600 });
     const r = await report(dir, { meshState: mesh });
