@@ -8,7 +8,7 @@
  * never pulls the file out from under a live server.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseRootKey, verifies } from "../../src/crypto/root-key.ts";
@@ -64,8 +64,13 @@ export function integrityOf(path: string): string {
 
 /** Everything `citadel backup verify` checks; throws BackupError at the first problem. */
 export async function verifyBackup(file: string, supply: KeySupply): Promise<OpenedBackup> {
-  // A private directory: the plaintext database exists only for the integrity check.
-  const dir = mkdtempSync(join(tmpdir(), "citadel-verify-"));
+  // A private directory: the plaintext database exists only for the integrity check. One
+  // that an earlier verify left (killed half-way) is removed first: it holds a plaintext copy.
+  removeStaleVerifyDirectories();
+  const dir = mkdtempSync(join(tmpdir(), VERIFY_PREFIX));
+  const removeOnSignal = () => rmSync(dir, { recursive: true, force: true });
+  process.once("SIGINT", removeOnSignal);
+  process.once("SIGTERM", removeOnSignal);
   try {
     const plain = join(dir, DATABASE_FILE);
     const opened = await openBackup(file, supply, plain);
@@ -73,7 +78,32 @@ export async function verifyBackup(file: string, supply: KeySupply): Promise<Ope
     if (integrity !== "ok") throw new BackupError(`the database in the backup fails SQLite's integrity check: ${integrity}`);
     return opened;
   } finally {
+    process.off("SIGINT", removeOnSignal);
+    process.off("SIGTERM", removeOnSignal);
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const VERIFY_PREFIX = "citadel-verify-";
+
+/** This user's verify directories older than an hour: what a killed verify left behind. */
+function removeStaleVerifyDirectories(): void {
+  const uid = process.getuid?.();
+  const hourAgo = Date.now() - 3_600_000;
+  let names: string[] = [];
+  try {
+    names = readdirSync(tmpdir()).filter((name) => name.startsWith(VERIFY_PREFIX));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const path = join(tmpdir(), name);
+    try {
+      const stat = lstatSync(path);
+      if (stat.isDirectory() && stat.uid === uid && stat.mtimeMs < hourAgo) rmSync(path, { recursive: true, force: true });
+    } catch {
+      // gone already, or not ours to look at
+    }
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Keyring } from "../../../src/crypto/keyring.ts";
@@ -171,5 +171,21 @@ describe("verifyBackup", () => {
     const error = await verifyBackup(notADatabase, { rootKey }).catch((e) => e);
     expect(error).toBeInstanceOf(BackupError);
     expect(error.message).toStartWith("the database in the backup fails SQLite's integrity check");
+  });
+
+  test("leaves no plaintext behind, and removes what a killed verify left (older than an hour)", async () => {
+    const stale = mkdtempSync(join(tmpdir(), "citadel-verify-"));
+    const fresh = mkdtempSync(join(tmpdir(), "citadel-verify-"));
+    writeFileSync(join(stale, "citadel.db"), "plaintext left by a killed verify");
+    const twoHoursAgo = new Date(Date.now() - 7_200_000);
+    utimesSync(stale, twoHoursAgo, twoHoursAgo);
+    try {
+      await verifyBackup(await makeBackup(2), { rootKey });
+      expect(existsSync(stale)).toBe(false);
+      expect(existsSync(fresh)).toBe(true); // maybe another verify's, running now
+    } finally {
+      rmSync(stale, { recursive: true, force: true });
+      rmSync(fresh, { recursive: true, force: true });
+    }
   });
 });
