@@ -54,6 +54,8 @@ interface NodeView {
 
 const base = (org: string) => `/v1/mesh/orgs/${encodeURIComponent(org)}/networks`;
 const networkPath = (org: string, network: string, rest = "") => `${base(org)}/${encodeURIComponent(network)}${rest}`;
+/** The node named by the arguments `<network> <node>`. */
+const nodePath = (org: string, ctx: CommandContext, rest = "") => networkPath(org, ctx.args[0]!, `/nodes/${encodeURIComponent(ctx.args[1]!)}${rest}`);
 
 async function client(ctx: CommandContext) {
   const api = await ctx.api();
@@ -261,7 +263,7 @@ export const meshCommands: Command[] = [
       if (typeof ctx.options.endpoint === "string") body.endpoint = ctx.options.endpoint === "" ? null : ctx.options.endpoint;
       if (typeof ctx.options.expires === "string") body.expires_at = ctx.options.expires === "never" ? null : ctx.options.expires;
       if (Object.keys(body).length === 0) throw new Error("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint or --expires");
-      const node = await api.request<NodeView>("PATCH", networkPath(org, ctx.args[0]!, `/nodes/${encodeURIComponent(ctx.args[1]!)}`), body);
+      const node = await api.request<NodeView>("PATCH", nodePath(org, ctx), body);
       print(ctx, node, nodeTable([node]));
       return 0;
     },
@@ -275,7 +277,7 @@ export const meshCommands: Command[] = [
     async run(ctx) {
       needArgs(ctx, 2, "citadel mesh nodes delete <network> <node>");
       const { api, org } = await client(ctx);
-      await api.request("DELETE", networkPath(org, ctx.args[0]!, `/nodes/${encodeURIComponent(ctx.args[1]!)}`));
+      await api.request("DELETE", nodePath(org, ctx));
       print(ctx, { ok: true }, `removed ${ctx.args[1]}`);
       return 0;
     },
@@ -323,7 +325,7 @@ export const meshCommands: Command[] = [
       needArgs(ctx, 2, "citadel mesh config <network> <node> [--format F]");
       const { api, org } = await client(ctx);
       const format = typeof ctx.options.format === "string" ? ctx.options.format : "wg-quick";
-      ctx.out(await api.requestText("GET", networkPath(org, ctx.args[0]!, `/nodes/${encodeURIComponent(ctx.args[1]!)}/config?format=${encodeURIComponent(format)}`)));
+      ctx.out(await api.requestText("GET", nodePath(org, ctx, `/config?format=${encodeURIComponent(format)}`)));
       return 0;
     },
   },
