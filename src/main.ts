@@ -366,7 +366,6 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
       mounts: plugins.flatMap((p) => (p.routes ? [{ name: p.name, routes: p.routes(kernelFor(p)) }] : [])),
       rootRoutes: plugins.flatMap((p) => (p.rootRoutes ? [p.rootRoutes(kernelFor(p))] : [])),
       tls: tls !== undefined,
-      sealed: () => seal.sealed,
       guard,
       readiness: [
         { name: "store", problem: () => (store.ping() ? null : "unreachable") },
@@ -384,6 +383,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
       trustedProxies: config.http.trusted_proxies.map((c) => parseCidr(c)!),
       tls: tls !== undefined,
       requests: new HttpRequestMetrics(metrics),
+      sealed: () => seal.sealed,
     });
     const server = startHttpServer({
       fetch: edge,

@@ -4,6 +4,13 @@
  *
  * Last-use time and address are tracked in memory and written in one batch every few
  * seconds: writing them on every request would turn every read into a durable write.
+ *
+ * What a credential's row says (kind, hash, scopes, revocation, its user's state) is cached
+ * by prefix for as long as the database's authentication generation is unchanged: triggers
+ * move it on every change to credentials or users (migration 0002), whoever makes it, so a
+ * revocation or a disabled account takes effect on the very next request. Reading the
+ * generation is one single-row read instead of the credential query with its four lookups
+ * of the user; the token itself is still checked against the hash on every request.
  */
 import type { Database } from "bun:sqlite";
 import type { AuthResult, IdentityProvider, OrganizationFacts, PrincipalKind, WorkspaceFacts } from "../../src/auth/principal.ts";
@@ -25,15 +32,30 @@ export class IamIdentity implements IdentityProvider {
   private readonly scopeLists = new Map<string, readonly string[]>();
 
   private readonly credentialQuery;
+  private readonly generationQuery;
+  private readonly rows = new Map<string, { generation: number; row: sql.AuthenticationRow }>();
 
   constructor(private readonly db: Database) {
     this.credentialQuery = sql.credentialForAuthentication(db);
+    this.generationQuery = sql.authenticationGeneration(db);
+  }
+
+  /** The credential's row, from the cache while nothing about credentials or users has changed. */
+  private credential(prefix: string): sql.AuthenticationRow | null {
+    const generation = this.generationQuery.get()!.generation;
+    const cached = this.rows.get(prefix);
+    if (cached !== undefined && cached.generation === generation) return cached.row;
+    const row = this.credentialQuery.get(prefix);
+    if (!row) return null; // unknown prefixes are not cached: guessing costs the guesser, not memory
+    if (this.rows.size >= MAX_CACHED_CREDENTIALS) this.rows.clear();
+    this.rows.set(prefix, { generation, row });
+    return row;
   }
 
   authenticate(token: string, client: string, now: number): AuthResult {
     const parsed = parseToken(token);
     if (!parsed) return { ok: false, reason: "malformed" };
-    const row = this.credentialQuery.get(parsed.prefix);
+    const row = this.credential(parsed.prefix);
     if (!row || !tokenMatches(token, row.hash)) return { ok: false, reason: "unknown" };
     const expectedKinds = KIND_OF_PREFIX[parsed.kind];
     const kindMatches = expectedKinds ? expectedKinds.includes(row.kind) : row.kind === "service" && row.service === parsed.kind;
@@ -132,6 +154,8 @@ export class IamIdentity implements IdentityProvider {
 }
 
 const EMPTY: Cidr[] = [];
+/** Credentials in use at once on a busy appliance are far fewer; beyond this the cache starts over. */
+const MAX_CACHED_CREDENTIALS = 10_000;
 
 const PRINCIPAL_KIND: Record<sql.CredentialKind, PrincipalKind> = {
   session: "session",

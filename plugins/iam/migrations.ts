@@ -111,4 +111,21 @@ export const iamMigrations: readonly Migration[] = [
     ) STRICT;
     CREATE INDEX device_grants_user_code ON device_grants (user_code, status);`,
   },
+  {
+    // A counter that every change to credentials or users moves, kept by the database itself
+    // so that no writer (present or future, in this process or another) can forget it: the
+    // identity provider caches what it read about a credential for as long as it is unchanged.
+    id: "0002_authentication_generation",
+    up: `CREATE TABLE authentication_generation (
+      id         INTEGER PRIMARY KEY CHECK (id = 1),
+      generation INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO authentication_generation (id, generation) VALUES (1, 0);
+    CREATE TRIGGER credentials_inserted AFTER INSERT ON credentials BEGIN UPDATE authentication_generation SET generation = generation + 1; END;
+    CREATE TRIGGER credentials_updated AFTER UPDATE ON credentials BEGIN UPDATE authentication_generation SET generation = generation + 1; END;
+    CREATE TRIGGER credentials_deleted AFTER DELETE ON credentials BEGIN UPDATE authentication_generation SET generation = generation + 1; END;
+    CREATE TRIGGER users_inserted AFTER INSERT ON users BEGIN UPDATE authentication_generation SET generation = generation + 1; END;
+    CREATE TRIGGER users_updated AFTER UPDATE ON users BEGIN UPDATE authentication_generation SET generation = generation + 1; END;
+    CREATE TRIGGER users_deleted AFTER DELETE ON users BEGIN UPDATE authentication_generation SET generation = generation + 1; END;`,
+  },
 ];

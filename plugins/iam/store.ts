@@ -264,6 +264,9 @@ export const credentialForAuthentication = (db: Database) =>
        FROM credentials c WHERE c.id = ?`,
   );
 
+/** Moved by triggers on every change to credentials or users (migration 0002). */
+export const authenticationGeneration = (db: Database) => db.prepare<{ generation: number }, []>("SELECT generation FROM authentication_generation WHERE id = 1");
+
 export type NewCredentialRow = Omit<CredentialRow, "last_used_at" | "last_used_from" | "revoked_at">;
 
 /** A credential row with everything optional left empty: no user, organization, scopes, limits. */

@@ -4,6 +4,7 @@
  */
 import { Elysia } from "elysia";
 import { access } from "../../src/http/access.ts";
+import { synchronous } from "../../src/http/synchronous.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { SystemInfo } from "./model.ts";
 
@@ -23,7 +24,7 @@ export const systemPlugin = definePlugin({
   actions: [],
   migrations: [],
   routes: (k) =>
-    new Elysia({ name: "system" }).get("/info", () => systemInfo(k), {
+    new Elysia({ name: "system" }).get("/info", synchronous(() => systemInfo(k)), {
       response: SystemInfo,
       detail: { summary: "Version, commit, build time and uptime of this Citadel", tags: ["system"], ...access({ scope: "system:read" }) },
     }),

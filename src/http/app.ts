@@ -4,7 +4,6 @@
  * before routing (request id, client address, body checks) and the access log live in edge.ts.
  */
 import { Elysia, t, type AnyElysia } from "elysia";
-import { SealedError } from "../errors.ts";
 import { access, ACCESS_KEY, type AccessSpec } from "./access.ts";
 import type { Guard } from "./guard.ts";
 import type { Logger } from "../log.ts";
@@ -14,6 +13,7 @@ import { HttpProblem, problemFor, problemResponse, validationProblem, type Probl
 import { pathOf, requestMeta } from "./request-meta.ts";
 import { securityHeaders } from "./security-headers.ts";
 import { allowedMethods, locateInvalidParameter } from "./route-table.ts";
+import { synchronous } from "./synchronous.ts";
 
 export interface MountedRoutes {
   /** Plugin name: the routes are mounted under /v1/<name>. */
@@ -34,8 +34,6 @@ export interface HttpAppOptions {
   /** Whether the API is served over TLS (HSTS is only sent then). */
   tls: boolean;
   readiness: readonly ReadinessCheck[];
-  /** While true, every route but those in SEALED_ROUTES answers 503 `sealed`. */
-  sealed?: () => boolean;
   /** Enforces each route's declared access (src/http/guard.ts); without one, nothing is checked. */
   guard?: Guard;
   log: Logger;
@@ -51,27 +49,15 @@ interface ErrorContext {
   route: string;
 }
 
-/**
- * What answers while sealed: health, readiness, metrics (a sealed appliance is what monitoring
- * most needs to see), unsealing, and the API's own description.
- */
-export const SEALED_ROUTES = new Set(["/healthz", "/readyz", "/metrics", "/v1/sys/seal-status", "/v1/sys/unseal", "/openapi.json", "/docs", "/docs/ui.js", "/docs/ui.css"]);
-
-export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, sealed = () => false, guard, log, info }: HttpAppOptions): AnyElysia {
+export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, log, info }: HttpAppOptions): AnyElysia {
   let declarations: Map<string, AccessSpec> | undefined;
   const accessOf = (method: string, route: string) => (declarations ??= accessDeclarations(app)).get(`${method === "HEAD" ? "GET" : method} ${route}`);
   // Handlers destructure only what they use: Elysia builds just that part of the context.
   const app = new Elysia({ name: "citadel" })
     .headers(securityHeaders({ tls })) // merged into every response as it is built
-    .onRequest(({ request, set }) => {
+    .onError(({ code, error, request, route, set }) => {
       const meta = requestMeta(request);
       set.headers["x-request-id"] = meta.id;
-      if (sealed() && !SEALED_ROUTES.has(pathOf(request.url))) {
-        return problemResponse({ ...problemFor(new SealedError("Citadel is sealed: unseal it with `citadel unseal`.")), headers: { "x-request-id": meta.id } }, meta.id);
-      }
-    })
-    .onError(({ code, error, request, route }) => {
-      const meta = requestMeta(request);
       meta.route ??= route ?? null; // errors before the handler (validation) still name their route
       const init = problemForElysia(app, { code, error, request, route });
       if (init.code === "internal_error") log.error("request failed", { request_id: meta.id, route: meta.route, error });
@@ -79,24 +65,29 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, sealed 
     })
     // Transform runs before validation: an unauthenticated caller learns nothing of a route's
     // body shape, and gets 401, not 422.
-    .onTransform({ as: "global" }, ({ request, route, params }) => {
-      requestMeta(request).route = route;
-      guard?.(accessOf(request.method, route), request, (params ?? {}) as Record<string, string>, route);
-    })
-    .get("/healthz", () => ({ status: "ok" }), {
+    .onTransform(
+      { as: "global" },
+      synchronous(({ request, route, params, set }) => {
+        const meta = requestMeta(request);
+        meta.route = route;
+        set.headers["x-request-id"] = meta.id;
+        guard?.(accessOf(request.method, route), request, (params ?? {}) as Record<string, string>, route);
+      }),
+    )
+    .get("/healthz", synchronous(() => ({ status: "ok" })), {
       response: Status,
       detail: { summary: "Liveness: the process answers", tags: ["health"], ...access({ public: true }) },
     })
     .get(
       "/readyz",
-      () => {
+      synchronous(() => {
         const failing = readiness.flatMap((c) => {
           const problem = c.problem();
           return problem ? [`${c.name}: ${problem}`] : [];
         });
         if (failing.length > 0) throw new HttpProblem(503, "not_ready", failing.join("; "));
         return { status: "ready" };
-      },
+      }),
       { response: Status, detail: { summary: "Readiness: the store answers and the service can take traffic", tags: ["health"], ...access({ public: true }) } },
     );
 

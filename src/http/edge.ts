@@ -7,6 +7,7 @@
 import type { Server } from "bun";
 import type { AnyElysia } from "elysia";
 import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
+import { SealedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Counter, CounterFamily, Histogram, HistogramFamily, Metrics } from "../metrics.ts";
 import { cidrContains, clientKey, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
@@ -28,11 +29,19 @@ export interface EdgeOptions {
   onRateLimited?: (client: string, request: Request) => void;
   /** Counts every answer by method, route pattern and status, with its latency. */
   requests?: HttpRequestMetrics;
+  /** While true, every path but those in SEALED_ROUTES answers 503 `sealed`. */
+  sealed?: () => boolean;
 }
+
+/**
+ * What answers while sealed: health, readiness, metrics (a sealed appliance is what monitoring
+ * most needs to see), unsealing, and the API's own description.
+ */
+export const SEALED_ROUTES = new Set(["/healthz", "/readyz", "/metrics", "/v1/sys/seal-status", "/v1/sys/unseal", "/openapi.json", "/docs", "/docs/ui.js", "/docs/ui.css"]);
 
 export type FetchHandler = (request: Request, server: Server<undefined>) => Response | Promise<Response>;
 
-export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests }: EdgeOptions): FetchHandler {
+export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests, sealed = () => false }: EdgeOptions): FetchHandler {
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
   const headers = securityHeaders({ tls });
   // Answers the edge gives itself, without the app: same envelope, same headers.
@@ -83,6 +92,9 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
           onRateLimited?.(meta.client, request);
           return finish(request, meta, started, edgeProblem({ status: 429, code: "rate_limited", detail: `Too many requests; retry in ${decision.retryAfter} s.`, headers: rateLimitHeaders(decision) }, meta.id));
         }
+      }
+      if (sealed() && !SEALED_ROUTES.has(pathOf(request.url))) {
+        return finish(request, meta, started, edgeProblem(problemFor(new SealedError("Citadel is sealed: unseal it with `citadel unseal`.")), meta.id));
       }
       const declared = request.headers.get("content-length");
       if (declared !== null && Number(declared) > bodyLimit) {

@@ -138,12 +138,22 @@ export function parseCidr(text: string): Cidr | null {
  * one (a single host usually has a whole /64, so counting addresses would count nothing).
  */
 export function clientKey(text: string): string {
-  const parsed = parseIp(text);
-  if (!parsed) return text;
-  const ip = unmapIpv4(parsed);
-  if (ip.family === 4) return formatIp(ip);
-  return formatCidr({ family: 6, bytes: maskBytes(ip.bytes, 64), prefix: 64 });
+  let key = clientKeys.get(text);
+  if (key === undefined) {
+    const parsed = parseIp(text);
+    const ip = parsed && unmapIpv4(parsed);
+    key = !ip ? text : ip.family === 4 ? formatIp(ip) : formatCidr({ family: 6, bytes: maskBytes(ip.bytes, 64), prefix: 64 });
+    if (clientKeys.size >= MAX_CLIENT_KEYS) clientKeys.clear();
+    clientKeys.set(text, key);
+  }
+  return key;
 }
+
+// Every request asks for its client's key, often several times: parsing and formatting the
+// address each time cost more than the rate-limit bucket it names. Bounded, so addresses
+// sprayed by an attacker cost bounded memory.
+const clientKeys = new Map<string, string>();
+const MAX_CLIENT_KEYS = 10_000;
 
 export function formatCidr(cidr: Cidr): string {
   return `${formatIp(cidr)}/${cidr.prefix}`;

@@ -62,7 +62,6 @@ export function testEdge(options: TestEdgeOptions = {}) {
     guard: options.guard,
     tls: options.tls ?? true,
     readiness: options.readiness ?? [],
-    sealed: options.sealed,
     log: log.logger,
     info: { version: "test" },
   });
@@ -73,6 +72,7 @@ export function testEdge(options: TestEdgeOptions = {}) {
     trustedProxies: (options.trustedProxies ?? []).map((c) => parseCidr(c)!),
     tls: options.tls ?? true,
     requests: options.metrics && new HttpRequestMetrics(options.metrics),
+    sealed: options.sealed,
   });
   const peer = options.peer ?? "127.0.0.1";
   // The socket peer: fixed, or per request through a test-only header (this shim is not the edge).

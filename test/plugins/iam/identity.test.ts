@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { checksum, parseToken } from "../../../src/auth/tokens.ts";
 import { totp, base32Decode } from "../../../src/auth/totp.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
@@ -160,6 +161,49 @@ describe("tokens", () => {
     expect((await c.send("GET", "/v1/iam/me", console1.token)).status).toBe(403); // lacks iam:self, but now spent
     const again = await c.send("GET", "/v1/iam/me", console1.token);
     expect([again.status, again.body.detail]).toEqual([401, "The token was revoked."]);
+  });
+});
+
+describe("the cached credential rows", () => {
+  test("a change to a credential or its user, by any writer, takes effect on the very next request", async () => {
+    const { c, operator } = await app();
+    const db = c.kernel.store.db;
+    const made = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "cached", scopes: ["read", "iam:self"] } })).body;
+    const info = () => c.send("GET", "/v1/system/info", made.token);
+    const generation = () => (db.query("SELECT generation FROM authentication_generation").get() as { generation: number }).generation;
+    expect((await info()).status).toBe(200);
+    expect((await info()).status).toBe(200); // now answered from the cache
+
+    // Written behind the service's back (another process, a future plugin): the triggers still see it.
+    const before = generation();
+    db.query("UPDATE users SET must_change_password = 1 WHERE email = ?").run(c.owner.email);
+    expect(generation()).toBe(before + 1);
+    const blocked = await info();
+    expect([blocked.status, blocked.body.code]).toEqual([403, "password_change_required"]);
+    db.query("UPDATE users SET must_change_password = 0 WHERE email = ?").run(c.owner.email);
+    expect((await info()).status).toBe(200);
+
+    db.query("UPDATE credentials SET revoked_at = ? WHERE id = ?").run(c.clock.now(), made.id);
+    const revoked = await info();
+    expect([revoked.status, revoked.body.detail]).toEqual([401, "The token was revoked."]);
+    db.query("UPDATE credentials SET revoked_at = NULL WHERE id = ?").run(made.id);
+    expect((await info()).status).toBe(200);
+
+    db.query("DELETE FROM credentials WHERE id = ?").run(made.id);
+    expect((await info()).status).toBe(401);
+  });
+
+  test("a cached row never stands in for the token's secret: another secret under the same prefix is refused", async () => {
+    const { c, operator } = await app();
+    const token = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "cached", scopes: ["read"] } })).body.token as string;
+    expect((await c.send("GET", "/v1/system/info", token)).status).toBe(200);
+    // Same kind and prefix, another secret, a valid checksum: only the hash comparison can refuse it.
+    const body = token.slice(0, token.lastIndexOf("_") + 1) + "x".repeat(32);
+    const forged = body + checksum(body);
+    expect(parseToken(forged)).toEqual(parseToken(token));
+    const refused = await c.send("GET", "/v1/system/info", forged);
+    expect([refused.status, refused.body.detail]).toEqual([401, "The token is not valid."]);
+    expect((await c.send("GET", "/v1/system/info", token)).status).toBe(200);
   });
 });
 
