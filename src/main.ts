@@ -384,6 +384,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
       tls: tls !== undefined,
       requests: new HttpRequestMetrics(metrics),
       sealed: () => seal.sealed,
+      snapshot: (fn) => store.snapshot(fn),
     });
     const server = startHttpServer({
       fetch: edge,

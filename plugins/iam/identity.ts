@@ -66,8 +66,9 @@ export class IamIdentity implements IdentityProvider {
     if (row.idle_timeout_ms !== null && now - lastUse > row.idle_timeout_ms) return { ok: false, reason: "expired" };
     if (row.user_id !== null && row.user_active !== 1) return { ok: false, reason: "disabled" };
     if (row.kind === "console") {
-      // Single use: spent the moment it is presented (a direct write: the store's batches
-      // run synchronously, so no transaction is open here).
+      // Single use: spent the moment it is presented. A direct write: no store batch is open
+      // here (they run in a turn of their own); inside the request's read snapshot it
+      // commits when the request's synchronous part ends, before any answer is sent.
       this.db.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(now, parsed.prefix);
     }
     this.recent.set(parsed.prefix, { at: now, from: client });

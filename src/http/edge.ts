@@ -31,6 +31,8 @@ export interface EdgeOptions {
   requests?: HttpRequestMetrics;
   /** While true, every path but those in SEALED_ROUTES answers 503 `sealed`. */
   sealed?: () => boolean;
+  /** Runs the app's synchronous part of a request without a body in one read transaction (Store.snapshot). */
+  snapshot?: <T>(fn: () => T) => T;
 }
 
 /**
@@ -41,7 +43,7 @@ export const SEALED_ROUTES = new Set(["/healthz", "/readyz", "/metrics", "/v1/sy
 
 export type FetchHandler = (request: Request, server: Server<undefined>) => Response | Promise<Response>;
 
-export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests, sealed = () => false }: EdgeOptions): FetchHandler {
+export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests, sealed = () => false, snapshot = (fn) => fn() }: EdgeOptions): FetchHandler {
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
   const headers = securityHeaders({ tls });
   // Answers the edge gives itself, without the app: same envelope, same headers.
@@ -70,6 +72,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
     try {
       const checked = await checkedJsonRequest(request, bodyLimit);
       attachRequestMeta(checked, meta);
+      // No read snapshot: Elysia parses a body asynchronously, so the route would run after it ended.
       return finish(request, meta, started, await handle(checked));
     } catch (error) {
       return failed(request, meta, started, error);
@@ -107,7 +110,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       attachRequestMeta(forApp, meta);
       const answer = (response: Response) =>
         finish(request, meta, started, head ? new Response(null, { status: response.status, headers: response.headers }) : response);
-      const result = handle(forApp);
+      const result = snapshot(() => handle(forApp));
       if (result instanceof Promise) return result.then(answer, (error) => failed(request, meta, started, error));
       return answer(result);
     } catch (error) {

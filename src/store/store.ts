@@ -8,7 +8,7 @@
  * alone and rejects alone; the others still commit. This is how a durable audit row per
  * mutation stays fast (a single-row transaction costs an fsync; a batch costs one).
  */
-import { Database } from "bun:sqlite";
+import { Database, type Statement } from "bun:sqlite";
 import { closeSync, openSync } from "node:fs";
 
 /** What a write function receives: the database, inside the open transaction. */
@@ -25,6 +25,17 @@ export interface Store {
    * swallow an SQLite error: let it propagate, and the write is rolled back alone.
    */
   write<T>(fn: (tx: Tx) => T): Promise<T>;
+  /**
+   * Runs `fn` inside one read transaction, so that its reads share one snapshot of the
+   * database. In WAL mode each read outside a transaction takes and drops the WAL read lock
+   * (two fcntl calls on the -shm file): measured 3.7 µs for a one-row read against 0.4 µs
+   * inside a transaction. The edge runs each request's synchronous part in one (a secret read
+   * makes about ten lookups). The transaction ends when `fn` returns, so what `fn` starts
+   * asynchronously reads outside it, and store.write's batches (a later turn of the event
+   * loop) never meet it. A write made directly inside `fn` commits when `fn` returns, as it
+   * would have on its own.
+   */
+  snapshot<T>(fn: () => T): T;
   /** True when a trivial query answers (for /readyz). */
   ping(): boolean;
   /** Commits what is queued, then closes. Safe to call twice. */
@@ -91,6 +102,22 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
         }
       });
     },
+    snapshot<T>(fn: () => T): T {
+      if (closed || db.inTransaction) return fn(); // already inside one (a write's function, a nested snapshot)
+      const sql = statementsFor(db);
+      sql.beginDeferred.run();
+      try {
+        return fn();
+      } finally {
+        if (db.inTransaction) {
+          try {
+            sql.commit.run();
+          } catch {
+            sql.rollback.run();
+          }
+        }
+      }
+    },
     ping() {
       try {
         // A real read: `SELECT 1` would answer even with the database file gone bad.
@@ -109,17 +136,38 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
   };
 }
 
+/** The transaction statements, prepared once per database: `db.run` would parse each one each time. */
+const batchStatements = new WeakMap<Database, Record<"begin" | "beginDeferred" | "savepoint" | "rollbackTo" | "release" | "commit" | "rollback", Statement>>();
+
+function statementsFor(db: Database) {
+  let statements = batchStatements.get(db);
+  if (!statements) {
+    statements = {
+      begin: db.prepare("BEGIN IMMEDIATE"),
+      beginDeferred: db.prepare("BEGIN DEFERRED"),
+      savepoint: db.prepare("SAVEPOINT citadel_write"),
+      rollbackTo: db.prepare("ROLLBACK TO citadel_write"),
+      release: db.prepare("RELEASE citadel_write"),
+      commit: db.prepare("COMMIT"),
+      rollback: db.prepare("ROLLBACK"),
+    };
+    batchStatements.set(db, statements);
+  }
+  return statements;
+}
+
 function commitBatch(db: Database, batch: PendingWrite[]): void {
+  const sql = statementsFor(db);
   // Whatever happens below, every caller's promise settles exactly once.
   const settled = new Set<PendingWrite>();
   const rejectRest = (error: unknown) => {
     for (const w of batch) if (!settled.has(w)) w.reject(error);
   };
   try {
-    db.run("BEGIN IMMEDIATE");
+    sql.begin.run();
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     for (const w of batch) {
-      db.run("SAVEPOINT citadel_write");
+      sql.savepoint.run();
       let outcome: (typeof outcomes)[number];
       try {
         const value = w.fn(db);
@@ -134,11 +182,11 @@ function commitBatch(db: Database, batch: PendingWrite[]): void {
         rejectRest(outcome.ok ? new Error("store.write: the transaction was aborted") : outcome.error);
         return;
       }
-      if (!outcome.ok) db.run("ROLLBACK TO citadel_write");
-      db.run("RELEASE citadel_write");
+      if (!outcome.ok) sql.rollbackTo.run();
+      sql.release.run();
       outcomes.push(outcome);
     }
-    db.run("COMMIT");
+    sql.commit.run();
     batch.forEach((w, i) => {
       const outcome = outcomes[i]!;
       settled.add(w);
@@ -148,7 +196,7 @@ function commitBatch(db: Database, batch: PendingWrite[]): void {
   } catch (error) {
     // BEGIN failed (busy), COMMIT failed (nothing of the batch is on disk), or a savepoint
     // statement failed: every caller not yet answered learns it.
-    if (db.inTransaction) db.run("ROLLBACK");
+    if (db.inTransaction) sql.rollback.run();
     rejectRest(error);
   }
 }

@@ -71,6 +71,7 @@ export async function testCitadel(options: TestCitadelOptions = {}) {
     metrics: base.metrics,
     guard,
     sealed: () => base.seal.sealed,
+    snapshot: (fn) => base.store.snapshot(fn),
     readiness: [{ name: "seal", problem: () => (base.seal.sealed ? "sealed" : null) }],
     mounts: plugins.flatMap((p) => (p.routes ? [{ name: p.name, routes: p.routes(kernelFor(p)) }] : [])),
     rootRoutes: plugins.flatMap((p) => (p.rootRoutes ? [p.rootRoutes(kernelFor(p))] : [])),

@@ -41,6 +41,8 @@ export interface TestEdgeOptions {
   tls?: boolean;
   /** Count requests into this registry (as main.ts does). */
   metrics?: Metrics;
+  /** Each request's reads in one transaction (as main.ts does with Store.snapshot). */
+  snapshot?: <T>(fn: () => T) => T;
 }
 
 export interface CapturedLog {
@@ -73,6 +75,7 @@ export function testEdge(options: TestEdgeOptions = {}) {
     tls: options.tls ?? true,
     requests: options.metrics && new HttpRequestMetrics(options.metrics),
     sealed: options.sealed,
+    snapshot: options.snapshot,
   });
   const peer = options.peer ?? "127.0.0.1";
   // The socket peer: fixed, or per request through a test-only header (this shim is not the edge).

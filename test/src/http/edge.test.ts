@@ -1,6 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { clientAddress } from "../../../src/http/edge.ts";
 import { parseCidr } from "../../../src/net/ip.ts";
+import { Elysia } from "elysia";
+import { access } from "../../../src/http/access.ts";
+import { synchronous } from "../../../src/http/synchronous.ts";
 import { testEdge } from "../../helpers/http.ts";
 
 describe("client address", () => {
@@ -79,5 +82,32 @@ describe("edge", () => {
     expect(res.text).not.toMatch(/https?:\/\//); // nothing loaded from elsewhere
     const js = await testEdge().send("GET", "/docs/ui.js");
     expect(js.text).not.toMatch(/https?:\/\//);
+  });
+});
+
+describe("the request's read snapshot", () => {
+  test("the app's synchronous part of a request runs inside one; what it does after an await runs outside", async () => {
+    let open = false;
+    const seen: Array<[string, boolean]> = [];
+    const snapshot = <T>(fn: () => T): T => {
+      open = true;
+      try {
+        return fn();
+      } finally {
+        open = false;
+      }
+    };
+    const routes = new Elysia()
+      .get("/now", synchronous(() => ({ open })), { detail: access({ public: true }) })
+      .get("/later", async () => {
+        seen.push(["before await", open]);
+        await Bun.sleep(1);
+        seen.push(["after await", open]);
+        return { n: 1 };
+      }, { detail: access({ public: true }) });
+    const { send } = testEdge({ mounts: [{ name: "s", routes }], snapshot });
+    expect((await send("GET", "/v1/s/now")).body).toEqual({ open: true });
+    expect((await send("GET", "/v1/s/later")).body).toEqual({ n: 1 });
+    expect(seen).toEqual([["before await", true], ["after await", false]]);
   });
 });

@@ -64,16 +64,56 @@ describe("store", () => {
 
   test("writes requested in one tick are grouped into a single commit", async () => {
     const { store } = fileStore();
+    // Every transaction statement the store runs, whichever way it runs them.
     const statements: string[] = [];
-    const original = store.db.run.bind(store.db);
+    const run = store.db.run.bind(store.db);
     store.db.run = ((sql: string, ...rest: unknown[]) => {
       statements.push(sql);
-      return (original as (s: string, ...r: unknown[]) => unknown)(sql, ...rest);
+      return (run as (s: string, ...r: unknown[]) => unknown)(sql, ...rest);
     }) as typeof store.db.run;
+    const prepare = store.db.prepare.bind(store.db);
+    store.db.prepare = ((sql: string) => {
+      const statement = prepare(sql);
+      const execute = statement.run.bind(statement);
+      statement.run = ((...args: unknown[]) => {
+        statements.push(sql);
+        return (execute as (...a: unknown[]) => unknown)(...args);
+      }) as typeof statement.run;
+      return statement;
+    }) as typeof store.db.prepare;
     await Promise.all(Array.from({ length: 50 }, (_, i) => store.write((tx) => tx.query("INSERT INTO items (name) VALUES (?)").run(`n${i}`))));
     expect(statements.filter((s) => s === "BEGIN IMMEDIATE")).toHaveLength(1);
     expect(statements.filter((s) => s === "COMMIT")).toHaveLength(1);
     expect(store.db.query("SELECT count(*) AS n FROM items").get()).toEqual({ n: 50 });
+  });
+
+  test("snapshot: the function's reads share one snapshot, and the transaction ends with it", async () => {
+    const { store, path } = fileStore();
+    await store.write((tx) => tx.query("INSERT INTO items (name) VALUES ('a')").run());
+    const other = new Database(path);
+    const count = () => (store.db.query("SELECT count(*) AS n FROM items").get() as { n: number }).n;
+    const seen = store.snapshot(() => {
+      expect(store.db.inTransaction).toBe(true);
+      const before = count();
+      other.run("INSERT INTO items (name) VALUES ('b')"); // another process commits meanwhile
+      return [before, count()];
+    });
+    expect(seen).toEqual([1, 1]); // one snapshot: the other writer's row is not half-seen
+    expect(store.db.inTransaction).toBe(false);
+    expect(count()).toBe(2);
+    other.close();
+  });
+
+  test("snapshot: a throw still ends the transaction; a direct write inside commits as it would alone; inside a write it is the write's", async () => {
+    const { store } = fileStore();
+    expect(() => store.snapshot(() => { throw new Error("boom"); })).toThrow("boom");
+    expect(store.db.inTransaction).toBe(false);
+    store.snapshot(() => store.db.query("INSERT INTO items (name) VALUES ('direct')").run());
+    expect(store.db.inTransaction).toBe(false);
+    expect(store.db.query("SELECT name FROM items").all()).toEqual([{ name: "direct" }]);
+    // Its statements are the store's: a batch afterwards still opens and commits its own.
+    await store.write((tx) => store.snapshot(() => tx.query("INSERT INTO items (name) VALUES ('in write')").run()));
+    expect(store.db.query("SELECT count(*) AS n FROM items").get()).toEqual({ n: 2 });
   });
 
   test("an async function is refused (it would leak another caller's writes into its transaction)", async () => {
