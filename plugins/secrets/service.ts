@@ -7,7 +7,7 @@ import type { Database } from "bun:sqlite";
 import { envelopeKeyVersion } from "../../src/crypto/aead.ts";
 import { ConflictError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
-import { byWhom, ensureWorkspace, ENVIRONMENT_NAME, environmentFor, event, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { isE2eeCiphertext } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
@@ -139,34 +139,42 @@ export class SecretsService {
   // --- reading ---------------------------------------------------------------------------
 
   async list(caller: Caller, workspaceId: string, envName: string, options: { values?: boolean; deleted?: boolean }) {
-    const ws = await ensureWorkspace(this.k, workspaceId);
+    // Every lookup and decryption before the first await: they share the request's snapshot.
+    const ws = existingWorkspace(this.k, workspaceId) ?? (await ensureWorkspace(this.k, workspaceId));
     const env = environmentFor(this.k, caller, ws, envName);
     const rows = sql.secretsIn(this.db, env.id, options.deleted === true);
     const items = rows.map((r) => this.metadata(r, env));
     if (!options.values) return { environment: envName, e2ee: ws.e2ee === 1, items };
     const live = rows.filter((r) => r.deleted_at === null);
-    await this.auditReads(caller, ws, env, live, "list");
-    const stored = new Map(live.map((r) => [r.id, sql.versionOf(this.db, r.id, r.version)!]));
+    const values = new Map(
+      live.map((r) => {
+        const v = sql.versionOf(this.db, r.id, r.version)!;
+        return [r.id, { value: this.decrypt(ws, r, v), key_version: v.key_version }];
+      }),
+    );
+    await this.auditReads(caller, ws, env, live, "list"); // the values leave only once their reads are on record
     return {
       environment: envName,
       e2ee: ws.e2ee === 1,
       items: items.map((item, i) => {
-        const v = stored.get(rows[i]!.id);
-        return v ? { ...item, value: this.decrypt(ws, rows[i]!, v), key_version: v.key_version } : item;
+        const v = values.get(rows[i]!.id);
+        return v ? { ...item, ...v } : item;
       }),
     };
   }
 
   /** One value (the current version, or an older one), audited before it is returned. */
   async read(caller: Caller, workspaceId: string, envName: string, name: string, version?: number) {
-    const ws = await ensureWorkspace(this.k, workspaceId);
+    // Every lookup and the decryption before the first await: they share the request's snapshot.
+    const ws = existingWorkspace(this.k, workspaceId) ?? (await ensureWorkspace(this.k, workspaceId));
     const env = environmentFor(this.k, caller, ws, envName);
     const row = this.liveSecret(env, name);
     const wanted = version ?? row.version;
     const stored = sql.versionOf(this.db, row.id, wanted);
     if (!stored) throw new NotFoundError(`${name} has no version ${wanted}.`);
-    await this.auditReads(caller, ws, env, [row], version === undefined ? "read" : `read v${wanted}`);
-    return { ...this.metadata(row, env), value: this.decrypt(ws, row, stored), value_version: wanted, e2ee: ws.e2ee === 1, key_version: stored.key_version };
+    const value = this.decrypt(ws, row, stored);
+    await this.auditReads(caller, ws, env, [row], version === undefined ? "read" : `read v${wanted}`); // returned only once on record
+    return { ...this.metadata(row, env), value, value_version: wanted, e2ee: ws.e2ee === 1, key_version: stored.key_version };
   }
 
   async history(caller: Caller, workspaceId: string, envName: string, name: string) {
