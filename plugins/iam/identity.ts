@@ -38,6 +38,10 @@ export class IamIdentity implements IdentityProvider {
   constructor(private readonly db: Database) {
     this.credentialQuery = sql.credentialForAuthentication(db);
     this.generationQuery = sql.authenticationGeneration(db);
+    // The cache is only as good as the triggers that move the generation. A table rebuilt the
+    // usual SQLite way (create, copy, drop, rename) loses its triggers: refuse to serve then.
+    const missing = sql.missingAuthenticationTriggers(db);
+    if (missing.length > 0) throw new Error(`the database lacks the triggers that keep authentication current (${missing.join(", ")}): restore them (iam migrations 0002 and 0003) before starting`);
   }
 
   /** The credential's row, from the cache while nothing about credentials or users has changed. */
@@ -125,6 +129,12 @@ export class IamIdentity implements IdentityProvider {
     if (this.recent.size === 0) return;
     const uses = [...this.recent];
     this.recent.clear();
+    // Writing a last use does not move the generation: the cached rows learn it here, or an
+    // idle timeout would be measured from the use before.
+    for (const [id, use] of uses) {
+      const cached = this.rows.get(id);
+      if (cached) cached.row = { ...cached.row, last_used_at: use.at };
+    }
     await store.write((tx) => {
       for (const [id, use] of uses) sql.recordUse(tx, id, use.at, use.from);
     });

@@ -128,4 +128,19 @@ export const iamMigrations: readonly Migration[] = [
     CREATE TRIGGER users_updated AFTER UPDATE ON users BEGIN UPDATE authentication_generation SET generation = generation + 1; END;
     CREATE TRIGGER users_deleted AFTER DELETE ON users BEGIN UPDATE authentication_generation SET generation = generation + 1; END;`,
   },
+  {
+    // Only the columns authentication reads move the generation (and so empty the cache of
+    // credential rows): not the last use recorded every few seconds, nor a failed login's
+    // counters, which anyone who knows an email address could otherwise bump at will.
+    // A column added to credentialForAuthentication (store.ts) must be added here.
+    id: "0003_authentication_generation_columns",
+    up: `DROP TRIGGER credentials_updated;
+    DROP TRIGGER users_updated;
+    CREATE TRIGGER credentials_updated
+      AFTER UPDATE OF id, kind, hash, user_id, organization_id, service, scopes, workspace_id, ip_allowlist, created_at, expires_at, idle_timeout_ms, revoked_at ON credentials
+      BEGIN UPDATE authentication_generation SET generation = generation + 1; END;
+    CREATE TRIGGER users_updated
+      AFTER UPDATE OF id, operator, must_change_password, totp_enabled_at, deleted_at ON users
+      BEGIN UPDATE authentication_generation SET generation = generation + 1; END;`,
+  },
 ];

@@ -264,8 +264,16 @@ export const credentialForAuthentication = (db: Database) =>
        FROM credentials c WHERE c.id = ?`,
   );
 
-/** Moved by triggers on every change to credentials or users (migration 0002). */
+/** Moved by triggers on every change to what credentialForAuthentication reads (migrations 0002, 0003). */
 export const authenticationGeneration = (db: Database) => db.prepare<{ generation: number }, []>("SELECT generation FROM authentication_generation WHERE id = 1");
+
+const AUTHENTICATION_TRIGGERS = ["credentials_inserted", "credentials_updated", "credentials_deleted", "users_inserted", "users_updated", "users_deleted"];
+
+/** The triggers that move the authentication generation and are not in the database. */
+export function missingAuthenticationTriggers(db: Database): string[] {
+  const present = new Set(db.query<{ name: string }, []>("SELECT name FROM sqlite_schema WHERE type = 'trigger'").all().map((r) => r.name));
+  return AUTHENTICATION_TRIGGERS.filter((name) => !present.has(name));
+}
 
 export type NewCredentialRow = Omit<CredentialRow, "last_used_at" | "last_used_from" | "revoked_at">;
 

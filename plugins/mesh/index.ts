@@ -10,6 +10,7 @@ import { subjectsOf } from "../../src/subjects.ts";
 import { meshSubjects } from "./subject.ts";
 import { ConflictError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
+import { synchronous } from "../../src/http/synchronous.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf, requestMeta } from "../../src/http/request-meta.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
@@ -212,7 +213,8 @@ export const meshPlugin = definePlugin<MeshSettings>({
         )
         .get(
           "/node/config",
-          ({ request }) => {
+          // The agents' poll, every few seconds from every node: answered without a promise.
+          synchronous(({ request }: { request: Request }) => {
             const row = node(request);
             const signed = configs.document(row);
             // The poll's usual answer, kept small: the agent holds the body and its signature already.
@@ -220,7 +222,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
             return new Response(signed.body, {
               headers: { etag: signed.etag, "x-citadel-signature": signed.signature, "x-citadel-version": String(signed.version), "cache-control": "no-cache", "content-type": "application/json" },
             });
-          },
+          }),
           {
             detail: {
               summary: "The calling node's config document (node token), signed (x-citadel-signature: Ed25519 over the body); 304 for If-None-Match",

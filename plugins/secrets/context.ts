@@ -29,10 +29,6 @@ export const byWhom = (p: Principal) => p.userId ?? p.tokenId;
 export type SecretsKernel = Kernel<SecretsSettings>;
 
 /**
- * The secrets-side row of a workspace, made with the default environments on first use. The
- * guard has checked the workspace exists; its organization comes from the identity service.
- */
-/**
  * The workspace's secrets row if it exists: synchronous, so that a read which finds it keeps
  * running in the request's read snapshot (an `await`, even of a value, would end it there).
  */
@@ -40,6 +36,10 @@ export function existingWorkspace(k: SecretsKernel, workspaceId: string): sql.Wo
   return sql.workspaceRow(k.store.db, workspaceId);
 }
 
+/**
+ * The secrets-side row of a workspace, made with the default environments on first use. The
+ * guard has checked the workspace exists; its organization comes from the identity service.
+ */
 export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Promise<sql.WorkspaceRow> {
   const existing = sql.workspaceRow(k.store.db, workspaceId);
   if (existing) return existing;

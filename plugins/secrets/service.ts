@@ -172,6 +172,7 @@ export class SecretsService {
     const wanted = version ?? row.version;
     const stored = sql.versionOf(this.db, row.id, wanted);
     if (!stored) throw new NotFoundError(`${name} has no version ${wanted}.`);
+    // A value that cannot be decrypted is refused before anything is recorded as read.
     const value = this.decrypt(ws, row, stored);
     await this.auditReads(caller, ws, env, [row], version === undefined ? "read" : `read v${wanted}`); // returned only once on record
     return { ...this.metadata(row, env), value, value_version: wanted, e2ee: ws.e2ee === 1, key_version: stored.key_version };

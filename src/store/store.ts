@@ -106,17 +106,15 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
       if (closed || db.inTransaction) return fn(); // already inside one (a write's function, a nested snapshot)
       const sql = statementsFor(db);
       sql.beginDeferred.run();
+      let result: T;
       try {
-        return fn();
-      } finally {
-        if (db.inTransaction) {
-          try {
-            sql.commit.run();
-          } catch {
-            sql.rollback.run();
-          }
-        }
+        result = fn();
+      } catch (error) {
+        endSnapshot(db, sql);
+        throw error;
       }
+      endSnapshot(db, sql); // a failed commit (of a direct write) throws: the request must not succeed
+      return result;
     },
     ping() {
       try {
@@ -154,6 +152,17 @@ function statementsFor(db: Database) {
     batchStatements.set(db, statements);
   }
   return statements;
+}
+
+/** Commits a snapshot's transaction; if that fails, rolls it back and throws, leaving none open. */
+function endSnapshot(db: Database, sql: ReturnType<typeof statementsFor>): void {
+  if (!db.inTransaction) return;
+  try {
+    sql.commit.run();
+  } catch (error) {
+    if (db.inTransaction) db.run("ROLLBACK");
+    throw error;
+  }
 }
 
 function commitBatch(db: Database, batch: PendingWrite[]): void {

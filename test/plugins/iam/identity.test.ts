@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { checksum, parseToken } from "../../../src/auth/tokens.ts";
 import { totp, base32Decode } from "../../../src/auth/totp.ts";
+import { IamIdentity } from "../../../plugins/iam/identity.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 const from = (address: string) => ({ headers: { "x-test-peer": address } });
@@ -191,6 +192,40 @@ describe("the cached credential rows", () => {
 
     db.query("DELETE FROM credentials WHERE id = ?").run(made.id);
     expect((await info()).status).toBe(401);
+  });
+
+  test("rows are cached: a change that bypasses the triggers goes unseen, so start-up refuses a database without them", async () => {
+    const { c, operator } = await app();
+    const db = c.kernel.store.db;
+    const made = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "cached", scopes: ["read"] } })).body;
+    expect((await c.send("GET", "/v1/system/info", made.token)).status).toBe(200);
+    // What a table rebuilt the usual SQLite way would do: its triggers are gone.
+    db.run("DROP TRIGGER credentials_updated");
+    db.query("UPDATE credentials SET revoked_at = ? WHERE id = ?").run(c.clock.now(), made.id);
+    expect((await c.send("GET", "/v1/system/info", made.token)).status).toBe(200); // served from the cache
+    expect(() => new IamIdentity(db)).toThrow("credentials_updated");
+  });
+
+  test("a recorded use or a failed login leaves the cache alone, and idle time still counts from the last use", async () => {
+    const { c, operator } = await app();
+    const db = c.kernel.store.db;
+    const generation = () => (db.query("SELECT generation FROM authentication_generation").get() as { generation: number }).generation;
+    const idle = (db.query("SELECT idle_timeout_ms AS ms FROM credentials WHERE kind = 'session'").get() as { ms: number }).ms;
+    const me = () => c.send("GET", "/v1/iam/me", operator);
+    expect((await me()).status).toBe(200);
+    const before = generation();
+    await (c.kernel.identity.provider as IamIdentity).flushUses(c.kernel.store);
+    await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: "not-the-password" } });
+    expect(generation()).toBe(before);
+    // Used again just before the idle timeout, that use written down: still valid one more
+    // idle period after it, though long past one after the use the cached row first saw.
+    c.clock.advance(idle - 1000);
+    expect((await me()).status).toBe(200);
+    await (c.kernel.identity.provider as IamIdentity).flushUses(c.kernel.store);
+    c.clock.advance(idle - 1000);
+    expect((await me()).status).toBe(200);
+    c.clock.advance(idle + 1);
+    expect((await me()).status).toBe(401);
   });
 
   test("a cached row never stands in for the token's secret: another secret under the same prefix is refused", async () => {

@@ -26,10 +26,29 @@ describe("routes marked synchronous", () => {
     expect(await marked.text()).toBe("called");
   });
 
-  test("a marked handler that returns a promise after all answers 500 in the envelope, never a promise's text", async () => {
-    const routes = new Elysia().get("/lies", synchronous((() => Promise.resolve({ n: 1 })) as () => never), { response: t.Object({ n: t.Number() }), detail: access({ public: true }) });
+  test("what Elysia reads in a handler's text besides the guess still holds: the parts of the context it uses", async () => {
+    const open = access({ public: true });
+    const routes = new Elysia()
+      .get("/query", synchronous(({ query }: { query: Record<string, string | undefined> }) => ({ q: String(query.q) })), { detail: open })
+      .get("/status", synchronous(({ set }: { set: { status?: number | string } }) => {
+        set.status = 202;
+        return { accepted: true };
+      }), { detail: open });
     const edge = testEdge({ mounts: [{ name: "t", routes }] });
-    const res = await edge.send("GET", "/v1/t/lies");
-    expect([res.status, res.body.code]).toEqual([500, "internal_error"]);
+    expect((await edge.send("GET", "/v1/t/query?q=seen")).body).toEqual({ q: "seen" });
+    const status = await edge.send("GET", "/v1/t/status");
+    expect([status.status, status.body]).toEqual([202, { accepted: true }]);
+  });
+
+  test("a marked handler that returns a promise after all answers 500 in the envelope, with or without a response schema", async () => {
+    const lie = synchronous((() => Promise.resolve({ n: 1 })) as () => never);
+    const routes = new Elysia()
+      .get("/lies", lie, { response: t.Object({ n: t.Number() }), detail: access({ public: true }) })
+      .get("/lies-unchecked", lie, { detail: access({ public: true }) });
+    const edge = testEdge({ mounts: [{ name: "t", routes }] });
+    for (const path of ["/v1/t/lies", "/v1/t/lies-unchecked"]) {
+      const res = await edge.send("GET", path);
+      expect([res.status, res.body.code]).toEqual([500, "internal_error"]);
+    }
   });
 });

@@ -116,6 +116,16 @@ describe("store", () => {
     expect(store.db.query("SELECT count(*) AS n FROM items").get()).toEqual({ n: 2 });
   });
 
+  test("snapshot: a direct write that fails at commit fails the call, and leaves no transaction open", async () => {
+    const { store } = fileStore();
+    store.db.run("CREATE TABLE children (parent INTEGER REFERENCES items (id) DEFERRABLE INITIALLY DEFERRED)");
+    expect(() => store.snapshot(() => store.db.query("INSERT INTO children (parent) VALUES (42)").run())).toThrow("FOREIGN KEY");
+    expect(store.db.inTransaction).toBe(false);
+    expect(store.db.query("SELECT count(*) AS n FROM children").get()).toEqual({ n: 0 });
+    await store.write((tx) => tx.query("INSERT INTO items (name) VALUES ('after')").run()); // the store goes on
+    expect(store.db.query("SELECT count(*) AS n FROM items").get()).toEqual({ n: 1 });
+  });
+
   test("an async function is refused (it would leak another caller's writes into its transaction)", async () => {
     const { store } = fileStore();
     // The type allows a Promise-returning function (T = Promise<...>); the runtime guard refuses it.
