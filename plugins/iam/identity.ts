@@ -124,20 +124,23 @@ export class IamIdentity implements IdentityProvider {
     return recent ? { at: recent.at, from: recent.from } : { at: row.last_used_at, from: row.last_used_from };
   }
 
-  /** Writes the recorded uses in one transaction. */
+  /**
+   * Writes the recorded uses in one transaction. A use stays in memory until it is written (a
+   * row read from the database meanwhile does not have it yet), and a newer use of the same
+   * credential stays for the next flush. Writing a use does not move the generation, so the
+   * cached rows learn it here, or an idle timeout would be measured from the use before.
+   */
   async flushUses(store: Store): Promise<void> {
     if (this.recent.size === 0) return;
     const uses = [...this.recent];
-    this.recent.clear();
-    // Writing a last use does not move the generation: the cached rows learn it here, or an
-    // idle timeout would be measured from the use before.
-    for (const [id, use] of uses) {
-      const cached = this.rows.get(id);
-      if (cached) cached.row = { ...cached.row, last_used_at: use.at };
-    }
     await store.write((tx) => {
       for (const [id, use] of uses) sql.recordUse(tx, id, use.at, use.from);
     });
+    for (const [id, use] of uses) {
+      if (this.recent.get(id) === use) this.recent.delete(id);
+      const cached = this.rows.get(id);
+      if (cached && (cached.row.last_used_at ?? -Infinity) < use.at) cached.row = { ...cached.row, last_used_at: use.at };
+    }
   }
 
   /** Scopes are stored as JSON arrays; parsed once per distinct list. */

@@ -269,10 +269,13 @@ export const authenticationGeneration = (db: Database) => db.prepare<{ generatio
 
 const AUTHENTICATION_TRIGGERS = ["credentials_inserted", "credentials_updated", "credentials_deleted", "users_inserted", "users_updated", "users_deleted"];
 
-/** The triggers that move the authentication generation and are not in the database. */
+/** The triggers that move the authentication generation and are not in the database (on their table, moving it). */
 export function missingAuthenticationTriggers(db: Database): string[] {
-  const present = new Set(db.query<{ name: string }, []>("SELECT name FROM sqlite_schema WHERE type = 'trigger'").all().map((r) => r.name));
-  return AUTHENTICATION_TRIGGERS.filter((name) => !present.has(name));
+  const present = new Map(db.query<{ name: string; tbl_name: string; sql: string }, []>("SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'trigger'").all().map((r) => [r.name, r]));
+  return AUTHENTICATION_TRIGGERS.filter((name) => {
+    const trigger = present.get(name);
+    return !trigger || trigger.tbl_name !== name.slice(0, name.indexOf("_")) || !trigger.sql.includes("generation = generation + 1");
+  });
 }
 
 export type NewCredentialRow = Omit<CredentialRow, "last_used_at" | "last_used_from" | "revoked_at">;

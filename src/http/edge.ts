@@ -49,6 +49,8 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
   // Answers the edge gives itself, without the app: same envelope, same headers.
   const edgeProblem = (init: ProblemInit, requestId: string) => problemResponse({ ...init, headers: { ...headers, ...init.headers, "x-request-id": requestId } }, requestId);
 
+  const sealedProblem = (requestId: string) => edgeProblem(problemFor(new SealedError("Citadel is sealed: unseal it with `citadel unseal`.")), requestId);
+
   const finish = (request: Request, meta: RequestMeta, started: number, response: Response): Response => {
     if (response.status >= 400 && response.headers.get("content-type") !== PROBLEM_CONTENT_TYPE) {
       // A handler answered an error outside the envelope (returned an Error, set a status):
@@ -71,6 +73,8 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
   const handleWithBody = async (request: Request, meta: RequestMeta, started: number): Promise<Response> => {
     try {
       const checked = await checkedJsonRequest(request, bodyLimit);
+      // Sealed while the body was arriving: the gate is asked again before the app runs.
+      if (sealed() && !SEALED_ROUTES.has(pathOf(request.url))) return finish(request, meta, started, sealedProblem(meta.id));
       attachRequestMeta(checked, meta);
       // No read snapshot: Elysia parses a body asynchronously, so the route would run after it ended.
       return finish(request, meta, started, await handle(checked));
@@ -96,9 +100,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
           return finish(request, meta, started, edgeProblem({ status: 429, code: "rate_limited", detail: `Too many requests; retry in ${decision.retryAfter} s.`, headers: rateLimitHeaders(decision) }, meta.id));
         }
       }
-      if (sealed() && !SEALED_ROUTES.has(pathOf(request.url))) {
-        return finish(request, meta, started, edgeProblem(problemFor(new SealedError("Citadel is sealed: unseal it with `citadel unseal`.")), meta.id));
-      }
+      if (sealed() && !SEALED_ROUTES.has(pathOf(request.url))) return finish(request, meta, started, sealedProblem(meta.id));
       const declared = request.headers.get("content-length");
       if (declared !== null && Number(declared) > bodyLimit) {
         return finish(request, meta, started, edgeProblem(problemFor(payloadTooLarge(bodyLimit)), meta.id));

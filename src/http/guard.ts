@@ -37,7 +37,8 @@ export interface GuardOptions {
   now: () => number;
 }
 
-export type Guard = (spec: AccessSpec | undefined, request: Request, params: Record<string, string>, route: string) => void;
+/** Synchronous by type (`undefined`, not `void`): an async guard's refusal would float away unheeded. */
+export type Guard = (spec: AccessSpec | undefined, request: Request, params: Record<string, string>, route: string) => undefined;
 
 export function createGuard({ identity, shield, verdicts, confirmations, limits, recordSecurityEvent, now }: GuardOptions): Guard {
   // One rate-limit event per key and minute: a flood is recorded, not amplified.

@@ -110,9 +110,16 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
       try {
         result = fn();
       } catch (error) {
-        endSnapshot(db, sql);
+        try {
+          endSnapshot(db, sql);
+        } catch (ending) {
+          throw new Error("the read snapshot could not be ended after an error", { cause: [error, ending] });
+        }
         throw error;
       }
+      // SQLite ends a transaction itself on some errors (disk full, I/O, OR ROLLBACK): a direct
+      // write made in it is gone, so the call must not look successful.
+      if (!db.inTransaction) throw new Error("the read snapshot's transaction was rolled back under it");
       endSnapshot(db, sql); // a failed commit (of a direct write) throws: the request must not succeed
       return result;
     },

@@ -228,6 +228,24 @@ describe("the cached credential rows", () => {
     expect((await me()).status).toBe(401);
   });
 
+  test("a use being written down still counts when the row is read again from the database meanwhile", async () => {
+    const { c, operator } = await app();
+    const db = c.kernel.store.db;
+    const identity = c.kernel.identity.provider as IamIdentity;
+    const idle = (db.query("SELECT idle_timeout_ms AS ms FROM credentials WHERE kind = 'session'").get() as { ms: number }).ms;
+    const me = () => c.send("GET", "/v1/iam/me", operator);
+    expect((await me()).status).toBe(200);
+    await identity.flushUses(c.kernel.store);
+    c.clock.advance(idle - 1000);
+    expect((await me()).status).toBe(200); // a use, in memory
+    c.clock.advance(2000); // past the idle timeout counted from the first use, not from this one
+    const flushing = identity.flushUses(c.kernel.store); // its write is queued, not yet committed
+    db.query("UPDATE users SET must_change_password = must_change_password WHERE email = ?").run(c.owner.email); // the generation moves
+    expect((await me()).status).toBe(200);
+    await flushing;
+    expect((await me()).status).toBe(200);
+  });
+
   test("a cached row never stands in for the token's secret: another secret under the same prefix is refused", async () => {
     const { c, operator } = await app();
     const token = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "cached", scopes: ["read"] } })).body.token as string;

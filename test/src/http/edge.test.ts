@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { clientAddress } from "../../../src/http/edge.ts";
 import { parseCidr } from "../../../src/net/ip.ts";
-import { Elysia } from "elysia";
+import { Elysia, t } from "elysia";
 import { access } from "../../../src/http/access.ts";
 import { synchronous } from "../../../src/http/synchronous.ts";
 import { testEdge } from "../../helpers/http.ts";
@@ -109,5 +109,36 @@ describe("the request's read snapshot", () => {
     expect((await send("GET", "/v1/s/now")).body).toEqual({ open: true });
     expect((await send("GET", "/v1/s/later")).body).toEqual({ n: 1 });
     expect(seen).toEqual([["before await", true], ["after await", false]]);
+  });
+});
+
+describe("the sealed gate", () => {
+  test("a request whose body was still arriving when Citadel was sealed does not reach the app", async () => {
+    let sealed = false;
+    let ran = 0;
+    const routes = new Elysia().post(
+      "/w",
+      () => {
+        ran++;
+        return { ok: true };
+      },
+      { body: t.Object({ a: t.Number() }), detail: access({ public: true }) },
+    );
+    const edge = testEdge({ mounts: [{ name: "t", routes }], sealed: () => sealed });
+    let push!: (chunk: string | null) => void;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        push = (chunk) => (chunk === null ? controller.close() : controller.enqueue(new TextEncoder().encode(chunk)));
+      },
+    });
+    const answer = edge.fetch(new Request("https://citadel.test/v1/t/w", { method: "POST", headers: { "content-type": "application/json" }, body, duplex: "half" } as RequestInit));
+    push('{"a":');
+    await Bun.sleep(5);
+    sealed = true; // the operator seals meanwhile
+    push("1}");
+    push(null);
+    const res = await answer;
+    expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([503, "sealed"]);
+    expect(ran).toBe(0);
   });
 });

@@ -126,6 +126,24 @@ describe("store", () => {
     expect(store.db.query("SELECT count(*) AS n FROM items").get()).toEqual({ n: 1 });
   });
 
+  test("snapshot: a transaction SQLite ended under the function (OR ROLLBACK, disk full) fails the call", () => {
+    const { store } = fileStore();
+    store.db.run("INSERT INTO items (id, name) VALUES (1, 'a')");
+    const call = () =>
+      store.snapshot(() => {
+        store.db.query("UPDATE items SET name = 'spent' WHERE id = 1").run();
+        try {
+          store.db.query("INSERT OR ROLLBACK INTO items (id, name) VALUES (1, 'dup')").run();
+        } catch {
+          // caught by the caller, as a route's error mapping would
+        }
+        return "looks fine";
+      });
+    expect(call).toThrow("rolled back");
+    expect(store.db.inTransaction).toBe(false);
+    expect(store.db.query("SELECT name FROM items").get()).toEqual({ name: "a" });
+  });
+
   test("an async function is refused (it would leak another caller's writes into its transaction)", async () => {
     const { store } = fileStore();
     // The type allows a Promise-returning function (T = Promise<...>); the runtime guard refuses it.
