@@ -7,8 +7,9 @@
  *
  * What a credential's row says (kind, hash, scopes, revocation, its user's state) is cached
  * by prefix for as long as the database's authentication generation is unchanged: triggers
- * move it on every change to credentials or users (migration 0002), whoever makes it, so a
- * revocation or a disabled account takes effect on the very next request. Reading the
+ * move it on every change to a column that row is read from (migrations 0002 and 0003),
+ * whoever makes it, so a revocation or a disabled account takes effect on the very next
+ * request. Reading the
  * generation is one single-row read instead of the credential query with its four lookups
  * of the user; the token itself is still checked against the hash on every request.
  */

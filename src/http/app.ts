@@ -1,7 +1,8 @@
 /**
  * The root Elysia app: health and readiness, the OpenAPI document and its docs page, the
  * plugins under /v1/<name>, the security headers and the one error mapper. What happens
- * before routing (request id, client address, body checks) and the access log live in edge.ts.
+ * before routing (request id, client address, rate limit, sealed gate, body checks) and the
+ * access log live in edge.ts; nothing runs in Elysia's onRequest (see synchronous.ts).
  */
 import { Elysia, t, type AnyElysia } from "elysia";
 import { access, ACCESS_KEY, type AccessSpec } from "./access.ts";

@@ -1,7 +1,8 @@
 /**
  * The HTTP edge: what happens to every request around the app. It fixes the request id and
- * the client address, refuses oversized bodies before reading them, sets the security
- * headers, writes the one access-log line and counts the request (HttpRequestMetrics).
+ * the client address, applies the per-address rate limit and the sealed gate, refuses
+ * oversized bodies before reading them, runs the app's synchronous part in one read snapshot,
+ * writes the one access-log line and counts the request (HttpRequestMetrics).
  * `startHttpServer` binds it with Bun.serve.
  */
 import type { Server } from "bun";
@@ -49,6 +50,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
   // Answers the edge gives itself, without the app: same envelope, same headers.
   const edgeProblem = (init: ProblemInit, requestId: string) => problemResponse({ ...init, headers: { ...headers, ...init.headers, "x-request-id": requestId } }, requestId);
 
+  const closedBySeal = (request: Request) => sealed() && !SEALED_ROUTES.has(pathOf(request.url));
   const sealedProblem = (requestId: string) => edgeProblem(problemFor(new SealedError("Citadel is sealed: unseal it with `citadel unseal`.")), requestId);
 
   const finish = (request: Request, meta: RequestMeta, started: number, response: Response): Response => {
@@ -74,7 +76,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
     try {
       const checked = await checkedJsonRequest(request, bodyLimit);
       // Sealed while the body was arriving: the gate is asked again before the app runs.
-      if (sealed() && !SEALED_ROUTES.has(pathOf(request.url))) return finish(request, meta, started, sealedProblem(meta.id));
+      if (closedBySeal(request)) return finish(request, meta, started, sealedProblem(meta.id));
       attachRequestMeta(checked, meta);
       // No read snapshot: Elysia parses a body asynchronously, so the route would run after it ended.
       return finish(request, meta, started, await handle(checked));
@@ -100,7 +102,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
           return finish(request, meta, started, edgeProblem({ status: 429, code: "rate_limited", detail: `Too many requests; retry in ${decision.retryAfter} s.`, headers: rateLimitHeaders(decision) }, meta.id));
         }
       }
-      if (sealed() && !SEALED_ROUTES.has(pathOf(request.url))) return finish(request, meta, started, sealedProblem(meta.id));
+      if (closedBySeal(request)) return finish(request, meta, started, sealedProblem(meta.id));
       const declared = request.headers.get("content-length");
       if (declared !== null && Number(declared) > bodyLimit) {
         return finish(request, meta, started, edgeProblem(problemFor(payloadTooLarge(bodyLimit)), meta.id));

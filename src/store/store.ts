@@ -8,7 +8,7 @@
  * alone and rejects alone; the others still commit. This is how a durable audit row per
  * mutation stays fast (a single-row transaction costs an fsync; a batch costs one).
  */
-import { Database, type Statement } from "bun:sqlite";
+import { Database } from "bun:sqlite";
 import { closeSync, openSync } from "node:fs";
 
 /** What a write function receives: the database, inside the open transaction. */
@@ -77,6 +77,8 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
   // Deleted rows are overwritten, not left in free pages: erasure (GDPR) means gone from the file.
   db.run("PRAGMA secure_delete = ON");
 
+  let prepared: TransactionStatements | undefined;
+  const statements = () => (prepared ??= prepareTransactionStatements(db));
   let queue: PendingWrite[] = [];
   let scheduled = false;
   let closed = false;
@@ -85,7 +87,7 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
     scheduled = false;
     while (queue.length > 0) {
       const batch = queue.length > maxBatch ? queue.splice(0, maxBatch) : queue.splice(0);
-      commitBatch(db, batch);
+      commitBatch(db, statements(), batch);
     }
   };
 
@@ -104,7 +106,7 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
     },
     snapshot<T>(fn: () => T): T {
       if (closed || db.inTransaction) return fn(); // already inside one (a write's function, a nested snapshot)
-      const sql = statementsFor(db);
+      const sql = statements();
       sql.beginDeferred.run();
       let result: T;
       try {
@@ -141,28 +143,23 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
   };
 }
 
-/** The transaction statements, prepared once per database: `db.run` would parse each one each time. */
-const batchStatements = new WeakMap<Database, Record<"begin" | "beginDeferred" | "savepoint" | "rollbackTo" | "release" | "commit" | "rollback", Statement>>();
-
-function statementsFor(db: Database) {
-  let statements = batchStatements.get(db);
-  if (!statements) {
-    statements = {
-      begin: db.prepare("BEGIN IMMEDIATE"),
-      beginDeferred: db.prepare("BEGIN DEFERRED"),
-      savepoint: db.prepare("SAVEPOINT citadel_write"),
-      rollbackTo: db.prepare("ROLLBACK TO citadel_write"),
-      release: db.prepare("RELEASE citadel_write"),
-      commit: db.prepare("COMMIT"),
-      rollback: db.prepare("ROLLBACK"),
-    };
-    batchStatements.set(db, statements);
-  }
-  return statements;
+/** The transaction statements, prepared once: `db.run` would parse each one each time. */
+function prepareTransactionStatements(db: Database) {
+  return {
+    begin: db.prepare("BEGIN IMMEDIATE"),
+    beginDeferred: db.prepare("BEGIN DEFERRED"),
+    savepoint: db.prepare("SAVEPOINT citadel_write"),
+    rollbackTo: db.prepare("ROLLBACK TO citadel_write"),
+    release: db.prepare("RELEASE citadel_write"),
+    commit: db.prepare("COMMIT"),
+    rollback: db.prepare("ROLLBACK"),
+  };
 }
 
+type TransactionStatements = ReturnType<typeof prepareTransactionStatements>;
+
 /** Commits a snapshot's transaction; if that fails, rolls it back and throws, leaving none open. */
-function endSnapshot(db: Database, sql: ReturnType<typeof statementsFor>): void {
+function endSnapshot(db: Database, sql: TransactionStatements): void {
   if (!db.inTransaction) return;
   try {
     sql.commit.run();
@@ -172,8 +169,7 @@ function endSnapshot(db: Database, sql: ReturnType<typeof statementsFor>): void 
   }
 }
 
-function commitBatch(db: Database, batch: PendingWrite[]): void {
-  const sql = statementsFor(db);
+function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWrite[]): void {
   // Whatever happens below, every caller's promise settles exactly once.
   const settled = new Set<PendingWrite>();
   const rejectRest = (error: unknown) => {
