@@ -1,10 +1,10 @@
 /** CLI: citadel audit list | export | verify | checkpoint | note | erase. */
-import { Database } from "bun:sqlite";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseCheckpointFile } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
+import { openReadOnly } from "../../src/store/read-only.ts";
 import type { AuditPage, Checkpoint, EraseResponse, EventRef } from "./model.ts";
 
 const FILTER_OPTIONS: Record<string, CommandOption> = {
@@ -73,7 +73,7 @@ export const auditCommands: Command[] = [
       const path = join(ctx.dataDir(), "citadel.db");
       if (!existsSync(path)) throw new Error(`no database at ${path}`);
       const checkpoint = typeof ctx.options.checkpoint === "string" ? parseCheckpointFile(readFileSync(ctx.options.checkpoint, "utf8")) : undefined;
-      const db = new Database(path, { readonly: true });
+      const db = openReadOnly(path);
       try {
         const report = verifyAuditChain(db, { checkpoint });
         if (ctx.json) ctx.out(JSON.stringify(report, null, 2));

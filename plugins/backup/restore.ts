@@ -12,6 +12,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readdirSync, 
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseRootKey, verifies } from "../../src/crypto/root-key.ts";
+import { openReadOnly } from "../../src/store/read-only.ts";
 import { prepareDataDir } from "../../src/data-dir.ts";
 import { BackupError } from "./errors.ts";
 import { compactUtcTime, syncDirectory } from "./files.ts";
@@ -186,7 +187,7 @@ function rootKeyMatches(database: string, keyFile: string): boolean | null {
   } catch {
     return null; // no key file there (Shamir, a credential), or not a key: nothing to tell
   }
-  const db = new Database(database, { readonly: true });
+  const db = openReadOnly(database);
   try {
     return db.query<{ verifier: Uint8Array }, []>("SELECT verifier FROM root_keys").all().some((r) => verifies(key, r.verifier));
   } catch {

@@ -3,10 +3,11 @@
  * stopped or sealed (nothing here needs a key). Tables of plugins that are not in this binary
  * (or not migrated yet) read as empty.
  */
-import { Database } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../../src/config/schema.ts";
+import { openReadOnly } from "../../src/store/read-only.ts";
 
 export const DATABASE_FILE = "citadel.db";
 
@@ -19,7 +20,7 @@ export function databasePath(config: Config): string {
 export function openDatabase(config: Config): Database | null {
   const path = databasePath(config);
   if (!existsSync(path)) return null;
-  return new Database(path, { readonly: true });
+  return openReadOnly(path);
 }
 
 function hasTable(db: Database, name: string): boolean {

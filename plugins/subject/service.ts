@@ -9,7 +9,7 @@
  *   keeps encrypted for the subject becomes unreadable, and the chain still verifies). Both
  *   steps audited as `subject.erased`, with the stage.
  */
-import { Database } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AuditActor, AuditRequestContext } from "../../src/audit/event.ts";
@@ -17,6 +17,7 @@ import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
+import { openReadOnly } from "../../src/store/read-only.ts";
 import { subjectsOf, type Subject, type SubjectKind } from "../../src/subjects.ts";
 import type { SubjectSettings } from "./settings.ts";
 
@@ -150,7 +151,7 @@ export class SubjectService {
     }
     if (!previous || !existsSync(join(dataDir, previous))) return 0;
     let old: ErasureRow[] = [];
-    const db = new Database(join(dataDir, previous), { readonly: true });
+    const db = openReadOnly(join(dataDir, previous));
     try {
       if (db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'subject_erasures'").get()) old = db.query<ErasureRow, []>("SELECT * FROM subject_erasures").all();
     } finally {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { chmodSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { loadConfig } from "../../../src/config/load.ts";
@@ -127,6 +127,17 @@ describe("a planted problem fails with the command that fixes it; after that com
       expect(fixed.code).toBe(0);
     });
   }
+
+  test("the doctor leaves a stopped data directory as it found it: no -wal or -shm beside the database", async () => {
+    const dir = dataDir();
+    chmodSync(join(dir, "citadel.db"), 0o640);
+    const listing = () => readdirSync(dir).sort().map((name) => `${name} ${(statSync(join(dir, name)).mode & 0o777).toString(8)}`);
+    const before = listing();
+    expect(before).toContain("citadel.db 640");
+    expect(before.filter((line) => /-(wal|shm) /.test(line))).toEqual([]);
+    await doctor(dir);
+    expect(listing()).toEqual(before);
+  });
 
   test("a missing root key file, and one that is not this database's", async () => {
     const dir = dataDir();

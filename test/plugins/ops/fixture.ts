@@ -7,6 +7,7 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { main } from "../../../src/main.ts";
+import { Database } from "bun:sqlite";
 
 /** A loopback port free a moment ago (TCP; the same number is taken for UDP). */
 export function freePort(): number {
@@ -56,6 +57,13 @@ export function opsFixture(prefix: string, { dns }: { dns: boolean }): OpsFixtur
       const dir = join(work, `data-${counter++}`);
       cpSync(template, dir, { recursive: true, mode: 0 });
       chmodSync(dir, 0o700);
+      // As Citadel leaves it when it stops: the last connection's close checkpoints the WAL and
+      // removes the -wal and -shm files. The template may still have them (init's in-process
+      // store is closed once the garbage collector finalizes its statements); a connection
+      // reads the WAL only once it is used, hence the checkpoint before the close.
+      const db = new Database(join(dir, "citadel.db"));
+      db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+      db.close();
       return dir;
     },
   };
