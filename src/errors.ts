@@ -78,6 +78,14 @@ export class RateLimitedError extends CitadelError {
   }
 }
 
+/**
+ * Stored data failed its integrity check (a value whose authentication tag does not verify,
+ * a key that is gone): it was altered or damaged outside Citadel. Nothing the caller can fix.
+ */
+export class DataIntegrityError extends CitadelError {
+  readonly code = "data_integrity";
+}
+
 /** The password was right, and the account also needs its second factor (a TOTP or recovery code). */
 export class TotpRequiredError extends CitadelError {
   readonly code = "totp_required";

@@ -4,8 +4,9 @@
  * transaction; every read of a value is audited (durably) before the value is returned.
  */
 import type { Database } from "bun:sqlite";
-import { envelopeKeyVersion } from "../../src/crypto/aead.ts";
-import { ConflictError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from "../../src/errors.ts";
+import { DecryptionError, envelopeKeyVersion } from "../../src/crypto/aead.ts";
+import { KeyDestroyedError } from "../../src/crypto/keyring.ts";
+import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
@@ -146,12 +147,17 @@ export class SecretsService {
     const items = rows.map((r) => this.metadata(r, env));
     if (!options.values) return { environment: envName, e2ee: ws.e2ee === 1, items };
     const live = rows.filter((r) => r.deleted_at === null);
-    const values = new Map(
-      live.map((r) => {
-        const v = sql.versionOf(this.db, r.id, r.version)!;
-        return [r.id, { value: this.decrypt(ws, r, v), key_version: v.key_version }];
-      }),
-    );
+    const values = new Map<string, { value: string; key_version: number | null }>();
+    for (const r of live) {
+      const v = sql.versionOf(this.db, r.id, r.version)!;
+      let value: string;
+      try {
+        value = this.decrypt(ws, r, v);
+      } catch (error) {
+        return this.refuseDamaged(caller, ws, env, r, v.version, error);
+      }
+      values.set(r.id, { value, key_version: v.key_version });
+    }
     await this.auditReads(caller, ws, env, live, "list"); // the values leave only once their reads are on record
     return {
       environment: envName,
@@ -172,8 +178,12 @@ export class SecretsService {
     const wanted = version ?? row.version;
     const stored = sql.versionOf(this.db, row.id, wanted);
     if (!stored) throw new NotFoundError(`${name} has no version ${wanted}.`);
-    // A value that cannot be decrypted is refused before anything is recorded as read.
-    const value = this.decrypt(ws, row, stored);
+    let value: string;
+    try {
+      value = this.decrypt(ws, row, stored);
+    } catch (error) {
+      return this.refuseDamaged(caller, ws, env, row, wanted, error);
+    }
     await this.auditReads(caller, ws, env, [row], version === undefined ? "read" : `read v${wanted}`); // returned only once on record
     return { ...this.metadata(row, env), value, value_version: wanted, e2ee: ws.e2ee === 1, key_version: stored.key_version };
   }
@@ -248,7 +258,12 @@ export class SecretsService {
     if (ws.e2ee === 1 && old.key_version !== ws.e2ee_key_version) {
       throw new ConflictError(`Version ${version} is encrypted with an older workspace key: read it, and set it again (citadel secrets get --version ${version} | citadel secrets set).`);
     }
-    const value = this.decrypt(ws, row, old);
+    let value: string;
+    try {
+      value = this.decrypt(ws, row, old);
+    } catch (error) {
+      return this.refuseDamaged(caller, ws, env, row, version, error);
+    }
     await this.k.store.write((tx) => {
       this.writeValue(tx, caller, ws, env, sql.secretByName(tx, env.id, name), name, value, "rollback", `from v${version}`);
     });
@@ -316,14 +331,16 @@ export class SecretsService {
     const entries = this.importEntries(request);
     for (const e of entries) this.checkValue(ws, e.value, e.name);
     const overwrite = request.overwrite !== false;
-    const plan = entries.map((entry) => {
+    type Step = { name: string; action: "create" | "update" | "unchanged" | "skip"; reason?: string };
+    const plan: Step[] = [];
+    for (const entry of entries) {
       const existing = sql.secretByName(this.db, env.id, entry.name);
-      if (!existing) return { name: entry.name, action: "create" as const };
-      if (existing.deleted_at !== null) return { name: entry.name, action: "skip" as const, reason: "deleted: restore or purge it first" };
-      // An end-to-end-encrypted value cannot be compared here: every import is a new version.
-      if (ws.e2ee === 0 && this.decrypt(ws, existing, sql.versionOf(this.db, existing.id, existing.version)!) === entry.value) return { name: entry.name, action: "unchanged" as const };
-      return overwrite ? { name: entry.name, action: "update" as const } : { name: entry.name, action: "skip" as const, reason: "exists (overwrite is off)" };
-    });
+      if (!existing) plan.push({ name: entry.name, action: "create" });
+      else if (existing.deleted_at !== null) plan.push({ name: entry.name, action: "skip", reason: "deleted: restore or purge it first" });
+      else if (ws.e2ee === 0 && (await this.currentValue(caller, ws, env, existing)) === entry.value) plan.push({ name: entry.name, action: "unchanged" });
+      // (An end-to-end-encrypted value cannot be compared here: every import is a new version.)
+      else plan.push(overwrite ? { name: entry.name, action: "update" } : { name: entry.name, action: "skip", reason: "exists (overwrite is off)" });
+    }
     const summary = { dry_run: request.dry_run === true, plan, created: count(plan, "create"), updated: count(plan, "update"), unchanged: count(plan, "unchanged"), skipped: count(plan, "skip") };
     if (request.dry_run) return summary;
     await this.k.store.write((tx) => {
@@ -479,6 +496,31 @@ export class SecretsService {
     if (ws.e2ee === 1) return { ciphertext: Buffer.from(value, "utf8"), dekVersion: 0 }; // the client's ciphertext, checked by checkValue
     const envelope = this.k.seal.keyring().encrypt(tx, valueKeyOwner(ws.workspace_id), versionContext(secretId, version), value);
     return { ciphertext: envelope, dekVersion: envelopeKeyVersion(envelope) };
+  }
+
+  /**
+   * A stored value that does not decrypt was altered or damaged outside Citadel (its tag binds
+   * it to its secret, version and key): a security event. The failed read is audited and
+   * logged, and the caller gets a data-integrity error naming the secret, never a wrong value.
+   */
+  private async refuseDamaged(caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, row: sql.SecretRow, version: number, error: unknown): Promise<never> {
+    if (!(error instanceof DecryptionError) && !(error instanceof KeyDestroyedError)) throw error;
+    const where = `${env.name}/${row.name} v${version}`;
+    this.k.log.error("secrets: a stored value does not decrypt; it was altered or damaged outside Citadel", { secret: row.id, workspace: ws.workspace_id, version, problem: error.message });
+    await this.k.store.write((tx) => {
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.read", outcome: "failure", resource: { type: "secret", id: row.id }, reason: `${where}: the stored value does not decrypt (altered or damaged)` }));
+    });
+    throw new DataIntegrityError(`The stored value of ${where} does not decrypt: it was altered or damaged outside Citadel. The failed read is in the audit log; restore the database from a backup, or set a new value.`);
+  }
+
+  /** The current value, for a comparison that returns nothing of it (import's plan). */
+  private async currentValue(caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, row: sql.SecretRow): Promise<string> {
+    const stored = sql.versionOf(this.db, row.id, row.version)!;
+    try {
+      return this.decrypt(ws, row, stored);
+    } catch (error) {
+      return this.refuseDamaged(caller, ws, env, row, stored.version, error);
+    }
   }
 
   private decrypt(ws: sql.WorkspaceRow, secret: sql.SecretRow, stored: sql.VersionRow): string {

@@ -84,6 +84,7 @@ export const DOMAIN_STATUS: Record<string, number> = {
   unavailable: 503,
   rate_limited: 429,
   totp_required: 401,
+  data_integrity: 500,
 };
 
 export interface ProblemInit {

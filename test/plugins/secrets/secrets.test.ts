@@ -43,7 +43,7 @@ describe("secrets and versions", () => {
     expect(storeBytes(c)).not.toContain(value);
     expect(auditActions(c, "secrets.secret").map((e) => e.action)).toEqual(["secrets.secret.create", "secrets.secret.read", "secrets.secret.read"]);
     expect(JSON.stringify(c.kernel.store.db.query("SELECT * FROM audit_events").all())).not.toContain(value);
-    expect(c.log.lines.join("\n")).not.toContain(value);
+    expect(JSON.stringify(c.log.lines)).not.toContain(value);
   });
 
   test("history, an old version, roll back", async () => {
@@ -112,6 +112,46 @@ describe("secrets and versions", () => {
     expect(purged.status).toBe(200);
     expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secret_versions").get()).toEqual({ n: 0 });
     expect(auditActions(c, "secrets.secret").map((e) => e.action)).toEqual(["secrets.secret.create", "secrets.secret.delete", "secrets.secret.restore", "secrets.secret.read", "secrets.secret.purge"]);
+  });
+});
+
+describe("a stored value altered outside Citadel", () => {
+  test("is refused with a data-integrity error naming it, audited as a failed read, logged; never a wrong value", async () => {
+    const { c, owner, base, path } = await setup();
+    await c.send("PUT", path("API_KEY"), owner, { json: { value: "first-value" } });
+    await c.send("PUT", path("API_KEY"), owner, { json: { value: "second-value" } });
+    await c.send("PUT", path("OTHER"), owner, { json: { value: "untouched" } });
+    // Flip one byte of version 2's ciphertext, as a disk fault or an edit of the file would.
+    const db = c.kernel.store.db;
+    const { ciphertext } = db.query("SELECT ciphertext FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'API_KEY' AND v.version = 2").get() as { ciphertext: Uint8Array };
+    const damaged = Buffer.from(ciphertext);
+    damaged[damaged.length - 5]! ^= 0x01;
+    db.query("UPDATE secret_versions SET ciphertext = ? WHERE version = 2 AND secret_id = (SELECT id FROM secrets WHERE name = 'API_KEY')").run(damaged);
+    const failedReads = () => db.query("SELECT reason FROM audit_events WHERE action = 'secrets.secret.read' AND outcome = 'failure' ORDER BY seq").all().map((r) => (r as { reason: string }).reason);
+
+    const read = await c.send("GET", path("API_KEY"), owner);
+    expect([read.status, read.body.code]).toEqual([500, "data_integrity"]);
+    expect(read.body.detail).toContain("development/API_KEY v2 does not decrypt");
+    expect(read.text).not.toContain("value\":");
+    expect(failedReads()).toEqual(["development/API_KEY v2: the stored value does not decrypt (altered or damaged)"]);
+    expect(c.log.lines.filter((l) => String(l.msg).includes("a stored value does not decrypt")).map((l) => [l.level, l.secret, l.version])).toEqual([["error", expect.stringMatching(/^sec_/), 2]]);
+
+    // Every way to the damaged value is refused the same way, and audited each time.
+    const list = await c.send("GET", `${base}/environments/development/secrets?values=true`, owner);
+    expect([list.status, list.body.code]).toEqual([500, "data_integrity"]);
+    expect((await c.send("GET", `${base}/environments/development/export`, owner)).status).toBe(500);
+    const importPlan = await c.send("POST", `${base}/environments/development/import`, owner, { json: { format: "dotenv", content: "API_KEY=x\n", dry_run: true } });
+    expect([importPlan.status, importPlan.body.code]).toEqual([500, "data_integrity"]);
+    expect(failedReads()).toHaveLength(4);
+
+    // What is not damaged still reads: the older version, the other secret; a rollback to the
+    // good version and a new value repair it.
+    expect((await c.send("GET", path("API_KEY", "development", "?version=1"), owner)).body.value).toBe("first-value");
+    expect((await c.send("GET", path("OTHER"), owner)).body.value).toBe("untouched");
+    expect((await c.send("POST", path("API_KEY", "development", "/rollback"), owner, { json: { version: 2 } })).body.code).toBe("data_integrity");
+    expect((await c.send("POST", path("API_KEY", "development", "/rollback"), owner, { json: { version: 1 } })).body.version).toBe(3);
+    expect((await c.send("GET", path("API_KEY"), owner)).body.value).toBe("first-value");
+    expect(failedReads()).toHaveLength(5);
   });
 });
 
@@ -296,7 +336,7 @@ describe("end-to-end-encrypted workspaces", () => {
     expect(decryptValue(bobsKey, stored.value, context)).toBe(plaintext);
 
     expect(storeBytes(c)).not.toContain(plaintext);
-    expect(c.log.lines.join("\n")).not.toContain(plaintext);
+    expect(JSON.stringify(c.log.lines)).not.toContain(plaintext);
     expect((await c.send("DELETE", `/v1/iam/orgs/${org}/members/${member.id}`, owner)).status).toBe(200);
     expect((await c.send("GET", `${base}/e2ee/my-key`, member.token)).status).toBe(403);
     expect((await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: false } })).status).toBe(409); // it holds secrets
