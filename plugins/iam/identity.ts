@@ -35,6 +35,13 @@ export class IamIdentity implements IdentityProvider {
   private readonly credentialQuery;
   private readonly generationQuery;
   private readonly rows = new Map<string, { generation: number; row: sql.AuthenticationRow }>();
+  /**
+   * Console tokens presented to this process, with their expiry. Spending one is a direct write
+   * that commits with the request's read snapshot; when that write or its commit fails (a disk
+   * full, a lock another process holds) the request fails, and the token must still not work a
+   * second time.
+   */
+  private readonly spentConsoleTokens = new Map<string, number>();
 
   constructor(private readonly db: Database) {
     this.credentialQuery = sql.credentialForAuthentication(db);
@@ -71,6 +78,8 @@ export class IamIdentity implements IdentityProvider {
     if (row.idle_timeout_ms !== null && now - lastUse > row.idle_timeout_ms) return { ok: false, reason: "expired" };
     if (row.user_id !== null && row.user_active !== 1) return { ok: false, reason: "disabled" };
     if (row.kind === "console") {
+      if (this.spentConsoleTokens.has(parsed.prefix)) return { ok: false, reason: "revoked" };
+      this.spendConsoleToken(parsed.prefix, row.expires_at ?? now, now);
       // Single use: spent the moment it is presented. A direct write: no store batch is open
       // here (they run in a turn of their own); inside the request's read snapshot it
       // commits when the request's synchronous part ends, before any answer is sent.
@@ -93,6 +102,11 @@ export class IamIdentity implements IdentityProvider {
         mustChangePassword: row.must_change_password === 1,
       },
     };
+  }
+
+  private spendConsoleToken(prefix: string, expiresAt: number, now: number): void {
+    for (const [spent, expiry] of this.spentConsoleTokens) if (expiry <= now) this.spentConsoleTokens.delete(spent); // few: two minutes each
+    this.spentConsoleTokens.set(prefix, expiresAt);
   }
 
   organization(id: string): OrganizationFacts | null {

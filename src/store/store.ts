@@ -119,10 +119,17 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
         }
         throw error;
       }
-      // SQLite ends a transaction itself on some errors (disk full, I/O, OR ROLLBACK): a direct
-      // write made in it is gone, so the call must not look successful.
-      if (!db.inTransaction) throw new Error("the read snapshot's transaction was rolled back under it");
-      endSnapshot(db, sql); // a failed commit (of a direct write) throws: the request must not succeed
+      try {
+        // SQLite ends a transaction itself on some errors (disk full, I/O, OR ROLLBACK): a direct
+        // write made in it is gone, so the call must not look successful.
+        if (!db.inTransaction) throw new Error("the read snapshot's transaction was rolled back under it");
+        endSnapshot(db, sql); // a failed commit (of a direct write) throws: the request must not succeed
+      } catch (error) {
+        // The asynchronous rest of `fn` goes on (it cannot be stopped), but its outcome is no
+        // longer anyone's: it must not surface as an unhandled rejection.
+        if (result instanceof Promise) result.catch(() => {});
+        throw error;
+      }
       return result;
     },
     ping() {

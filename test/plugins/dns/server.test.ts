@@ -285,7 +285,7 @@ async function start(extra: { tcpIdleMs?: number; maxTcpConnections?: number; ob
   return { udp: server.udpPorts[0]!, tcp: server.tcpPorts[0]!, server };
 }
 
-async function udpAsk(port: number, packet: Uint8Array, timeoutMs = 2000): Promise<Uint8Array | null> {
+async function udpAsk(port: number, packet: Uint8Array, timeoutMs = 10_000): Promise<Uint8Array | null> {
   const { promise, resolve } = Promise.withResolvers<Uint8Array | null>();
   const client = await Bun.udpSocket({
     hostname: "127.0.0.1",
@@ -333,7 +333,7 @@ async function tcpClient(port: number) {
     },
   });
   cleanups.push(() => socket.end());
-  const waitFor = async (cond: () => boolean, timeoutMs = 2000) => {
+  const waitFor = async (cond: () => boolean, timeoutMs = 10_000) => {
     const deadline = Date.now() + timeoutMs;
     while (!cond()) {
       if (Date.now() > deadline) throw new Error("timed out");
@@ -430,17 +430,18 @@ describe("startDnsServer", () => {
   });
 
   test("TCP: an idle connection is closed; activity keeps it open", async () => {
-    const { tcp } = await start({ tcpIdleMs: 150 });
+    // Gaps far below the idle time (a loaded machine may stretch a sleep), activity lasting well past it.
+    const { tcp } = await start({ tcpIdleMs: 1000 });
     const idle = await tcpClient(tcp);
     const busy = await tcpClient(tcp);
-    for (let i = 0; i < 4; i++) {
-      await Bun.sleep(80);
+    for (let i = 0; i < 8; i++) {
+      await Bun.sleep(200);
       busy.socket.write(framed(query("www.example.org", { id: i })));
     }
-    await idle.waitFor(() => idle.state.closed, 1000);
+    await idle.waitFor(() => idle.state.closed);
     expect(busy.state.closed).toBe(false);
-    await busy.waitFor(() => busy.frames().length === 4);
-    await busy.waitFor(() => busy.state.closed, 1000);
+    await busy.waitFor(() => busy.frames().length === 8);
+    await busy.waitFor(() => busy.state.closed);
   });
 
   test("garbage over UDP and TCP does not hurt the server", async () => {

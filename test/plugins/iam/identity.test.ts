@@ -163,6 +163,20 @@ describe("tokens", () => {
     const again = await c.send("GET", "/v1/iam/me", console1.token);
     expect([again.status, again.body.detail]).toEqual([401, "The token was revoked."]);
   });
+
+  test("a console token stays spent when recording its use fails: the request fails, and it never works again", async () => {
+    const { c, operator } = await app();
+    const shell = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "s", scopes: ["shell", "iam:self"] } })).body.token;
+    const made = (await c.send("POST", "/v1/iam/console-tokens", shell)).body;
+    const db = c.kernel.store.db;
+    db.run("CREATE TEMP TRIGGER refuse_spend BEFORE UPDATE OF revoked_at ON credentials BEGIN SELECT RAISE(ABORT, 'simulated: the disk is full'); END");
+    const first = await c.send("GET", "/v1/iam/me", made.token);
+    expect([first.status, first.body.code]).toEqual([500, "internal_error"]);
+    db.run("DROP TRIGGER refuse_spend");
+    expect((db.query("SELECT revoked_at FROM credentials WHERE id = ?").get(made.token.split("_")[2]) as { revoked_at: number | null }).revoked_at).toBeNull();
+    const again = await c.send("GET", "/v1/iam/me", made.token);
+    expect([again.status, again.body.detail]).toEqual([401, "The token was revoked."]);
+  });
 });
 
 describe("the cached credential rows", () => {

@@ -126,6 +126,29 @@ describe("store", () => {
     expect(store.db.query("SELECT count(*) AS n FROM items").get()).toEqual({ n: 1 });
   });
 
+  test("snapshot: when the commit fails, the function's promise is still observed: its later rejection is nobody's unhandled one", async () => {
+    const { store } = fileStore();
+    store.db.run("CREATE TABLE children (parent INTEGER REFERENCES items (id) DEFERRABLE INITIALLY DEFERRED)");
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      let rejectLater!: (error: Error) => void;
+      expect(() =>
+        store.snapshot(() => {
+          store.db.query("INSERT INTO children (parent) VALUES (42)").run();
+          return new Promise((_, reject) => (rejectLater = reject));
+        }),
+      ).toThrow("FOREIGN KEY");
+      rejectLater(new Error("the route failed afterwards"));
+      await Bun.sleep(0);
+      await Bun.sleep(0);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+
   test("snapshot: a transaction SQLite ended under the function (OR ROLLBACK, disk full) fails the call", () => {
     const { store } = fileStore();
     store.db.run("INSERT INTO items (id, name) VALUES (1, 'a')");
