@@ -59,7 +59,7 @@ describe("backup and restore", () => {
 
     // With [backup] enabled, the first start makes a backup at once (none is newer than a day).
     const backupsA = join(dataA, "backups");
-    for (let i = 0; i < 100 && (readdirSafe(backupsA).length === 0); i++) await Bun.sleep(50);
+    for (const until = Date.now() + 20_000; readdirSafe(backupsA).length === 0 && Date.now() < until; ) await Bun.sleep(50);
     expect(readdirSafe(backupsA)).toEqual([expect.stringMatching(/^citadel-\d{8}T\d{6}Z\.backup$/)]);
 
     const org = (await api("GET", "/v1/iam/me")).body.organizations[0].id as string;
@@ -80,12 +80,16 @@ describe("backup and restore", () => {
       }
     };
     const writers = [0, 1, 2].map(writer);
+    // Writes acknowledged before the backup starts (however slow the machine), as asserted below.
     await Bun.sleep(300);
+    while (writes.filter((w) => w.ackedAt !== null).length < 20 && Date.now() < deadline) await Bun.sleep(20);
 
     const file = join(dir("citadel-e2e-backup-out-"), "snapshot.backup");
     const backup = await cli(dataA, ["backup", "--out", file, "--json"]);
     const backupReturnedAt = Date.now();
+    // ... and writes sent after it returned, however slow the machine.
     await Bun.sleep(200);
+    while (!writes.some((w) => w.sentAt > backupReturnedAt) && Date.now() < deadline) await Bun.sleep(20);
     stop = true;
     await Promise.all(writers);
     expect(backup.stderr).toBe("");

@@ -47,7 +47,7 @@ afterAll(() => {
   data.remove();
 });
 
-/** Sends `count` queries from `hostname` as fast as it can; returns the replies seen within a moment after. */
+/** Sends `count` queries from `hostname` as fast as it can; returns the replies seen until they stop coming. */
 async function burst(hostname: string, count: number): Promise<Uint8Array[]> {
   const replies: Uint8Array[] = [];
   const socket = await Bun.udpSocket({ hostname, binaryType: "uint8array", socket: { data: (_s, d) => void replies.push(new Uint8Array(d)) } });
@@ -55,17 +55,24 @@ async function burst(hostname: string, count: number): Promise<Uint8Array[]> {
     socket.send(buildQuery({ id: i, name: parseName("www.example.test.", null), type: RRType.A }), dnsPort, "127.0.0.1");
     if (i % 25 === 24) await Bun.sleep(2); // paced, so that socket buffers do not lose what we count
   }
+  // A moment after the last query, longer while replies are still arriving (a loaded machine).
   await Bun.sleep(300);
+  for (let seen = -1; replies.length < count && replies.length !== seen; ) {
+    seen = replies.length;
+    await Bun.sleep(300);
+  }
   socket.close();
   return replies;
 }
 
 test("the flooder is slipped and rate limited, a client in another prefix is answered, kdig falls back to TCP", async () => {
+  const flooding = performance.now();
   const flood = (await burst("127.0.0.1", 1000)).map(decodeMessage);
+  const floodSeconds = (performance.now() - flooding) / 1000;
   const answered = flood.filter((m) => !m.tc && m.answer.length === 1);
   const slipped = flood.filter((m) => m.tc && m.answer.length === 0);
-  // 20 a second: the burst and what refilled during the flood (a few ms per 25).
-  expect(answered.length).toBeLessThanOrEqual(60);
+  // 20 a second: the burst and what refilled during the flood (a few ms per 25; longer on a loaded machine).
+  expect(answered.length).toBeLessThanOrEqual(Math.max(60, Math.ceil(20 + 20 * floodSeconds)));
   expect(slipped.length).toBeGreaterThan(300); // slip 1: every limited query gets TC (what the client read of them)
   expect(answered.length + slipped.length).toBe(flood.length);
 
@@ -93,10 +100,10 @@ test("the flooder is slipped and rate limited, a client in another prefix is ans
   // The flood became a decision on the address, and the analytics counted the gate's work.
   // (A DNS signal is reflected in the verdict within about a second, worked out again at the
   // client's next query: a flooder keeps asking, so this one does too, a query about every
-  // 300 ms for up to 6 s. On a fast machine the burst above is over well within that second.)
+  // 300 ms for up to 20 s. On a fast machine the burst above is over well within that second.)
   const targets = async () => (await api("GET", "/v1/intel/decisions")).body.items.map((d: { target: string; action: string }) => d.target) as string[];
-  for (let waited = 0; waited < 20 && !(await targets()).includes("127.0.0.1"); waited++) await burst("127.0.0.1", 1);
+  for (const until = Date.now() + 20_000; !(await targets()).includes("127.0.0.1") && Date.now() < until; ) await burst("127.0.0.1", 1);
   expect(await targets()).toContain("127.0.0.1");
   const stats = await api("GET", "/v1/dns/analytics");
   expect(stats.body.by_shield.slipped).toBeGreaterThan(500);
-}, 30_000);
+}, 60_000);

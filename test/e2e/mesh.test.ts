@@ -16,7 +16,7 @@
  * share one.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { BINARY, ensureBinary, tempDir, ROOT } from "../helpers/binary.ts";
@@ -101,6 +101,19 @@ async function agentOnce(n: number) {
 async function tcpConnect(from: number, address: string, port: number): Promise<string> {
   const script = `setTimeout(() => { console.log("closed"); process.exit(0); }, 2000); await Bun.connect({ hostname: "${address}", port: ${port}, socket: { data() {}, open(s) { console.log("open"); s.end(); process.exit(0); }, connectError() { console.log("closed"); process.exit(0); } } }).catch(() => { console.log("closed"); process.exit(0); });`;
   return (await inNs(nodeNs(from), [process.execPath, "-e", script], { allowFail: true })).stdout.trim();
+}
+
+/** True while a wireguard-go process serves interface `name` (it exits a moment after the interface is deleted). */
+function wireguardGoRuns(name: string): boolean {
+  for (const pid of readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      if (argv[0]!.endsWith("wireguard-go") && argv[1] === name) return true;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return false;
 }
 
 async function removeNetwork() {
@@ -255,9 +268,15 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
 
     // Only ops reaches everyone by ping; web→db is TCP 5432 only; nothing else gets through.
     expect(await pingMatrix()).toEqual(["4>1", "4>2", "4>3"]);
-    const listener = Bun.spawn(["/usr/sbin/ip", "netns", "exec", nodeNs(3), process.execPath, "-e", `for (const port of [5432, 5433]) Bun.listen({ hostname: "${meshIp(3)}", port, socket: { data() {} } }); await Bun.sleep(60_000);`], { stdout: "ignore", stderr: "ignore" });
+    const listener = Bun.spawn(["/usr/sbin/ip", "netns", "exec", nodeNs(3), process.execPath, "-e", `for (const port of [5432, 5433]) Bun.listen({ hostname: "${meshIp(3)}", port, socket: { data() {} } }); console.log("listening"); await Bun.sleep(60_000);`], { stdout: "pipe", stderr: "ignore" });
     agents.push(listener);
-    await Bun.sleep(500);
+    // Connect only once it listens (starting a process can take a while on a loaded machine).
+    const reader = listener.stdout.getReader();
+    for (let said = ""; !said.includes("listening"); ) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the listener on db1 exited before listening");
+      said += new TextDecoder().decode(value);
+    }
     expect(await tcpConnect(1, meshIp(3), 5432)).toBe("open");
     expect(await tcpConnect(1, meshIp(3), 5433)).toBe("closed"); // the tunnel exists; db1's nftables drops it
     expect(await tcpConnect(2, meshIp(3), 5432)).toBe("open");
@@ -311,7 +330,9 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     server!.kill("SIGTERM");
     await server!.exited;
     await inNs(nodeNs(4), ["ip", "link", "del", ifName(4)]);
+    // A userspace wireguard-go still running would hold the interface's control socket.
     await Bun.sleep(300);
+    for (const until = Date.now() + 10_000; wireguardGoRuns(ifName(4)) && Date.now() < until; ) await Bun.sleep(50);
     const r = await onNode(4, ["mesh", "agent", "--once", "--state", stateOf(4)], true);
     expect(r.stderr).toContain("applied the stored config");
     expect(r.code).not.toBe(0); // and it says the control plane cannot be reached

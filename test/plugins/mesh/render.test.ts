@@ -334,8 +334,8 @@ describe.skipIf(!haveTools || !isRoot)("with the real tools", () => {
         if (!wireguardGo) throw new Error("neither the wireguard kernel module nor wireguard-go is available");
         // Foreground keeps it our child, so afterAll can stop it by its pid.
         userspace = Bun.spawn(inNamespace([wireguardGo, device]), { env: { ...process.env, WG_PROCESS_FOREGROUND: "1" }, stdout: "ignore", stderr: "pipe" });
-        for (let i = 0; run(inNamespace([tools.wg!, "show", device])).code !== 0; i++) {
-          if (i > 100 || userspace.exitCode !== null) throw new Error(`wireguard-go did not create ${device}`);
+        for (const deadline = Date.now() + 20_000; run(inNamespace([tools.wg!, "show", device])).code !== 0; ) {
+          if (Date.now() > deadline || userspace.exitCode !== null) throw new Error(`wireguard-go did not create ${device}`);
           await Bun.sleep(50);
         }
       }

@@ -68,7 +68,7 @@ async function open(options: Partial<GeoOptions> = {}) {
   return { geo, lines };
 }
 
-async function until(condition: () => boolean, ms = 3000): Promise<void> {
+async function until(condition: () => boolean, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error("timed out waiting");
@@ -420,7 +420,7 @@ describe("reloading", () => {
     expect(geo.lookup("8.8.8.8").country).toBe("DE");
     const first = geo.status()[1]!.loadedAt;
     place("reload.mmdb", cityDb([{ network: "8.8.8.0/24", data: city("IT", "Roma", "EU") }]));
-    await until(() => geo.lookup("8.8.8.8").country === "IT", 1000);
+    await until(() => geo.lookup("8.8.8.8").country === "IT");
     expect(geo.lookup("8.8.8.8").city).toBe("Roma");
     expect(geo.lookup("203.0.113.1").country).toBe(null); // gone from the new file; a documentation address has no embedded answer
     expect(geo.status()[1]).toMatchObject({ error: null, databaseType: "GeoLite2-City" });
