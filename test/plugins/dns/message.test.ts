@@ -133,7 +133,7 @@ describe("decodeQuery", () => {
     expect(q.rawQname).toBeNull();
   });
 
-  test("a long backward pointer chain is refused quickly", () => {
+  test("a long backward pointer chain is refused", () => {
     // Question root at 12; then 300 answer records whose owners each point to the previous owner.
     const parts = ["1234 0000 0001 012c 0000 0000 00 0001 0001"];
     let prev = 12;
@@ -144,9 +144,8 @@ describe("decodeQuery", () => {
       at += 12;
     }
     const packet = unhex(parts.join(""));
-    const t = performance.now();
+    // Followed pointer by pointer this would be exponential and hit the test's timeout.
     expect(() => decodeQuery(packet)).toThrow(FormatError);
-    expect(performance.now() - t).toBeLessThan(100);
   });
 
   test("robustness: random bytes only ever give FormatError", () => {

@@ -403,17 +403,17 @@ describe("planNode and planNetwork", () => {
 });
 
 describe("scale", () => {
-  test("1,000-node full mesh: planned and rendered well within the issue's 2 s", () => {
+  // How fast is scripts/bench/mesh.ts's job (issue 8: within 2 s); the test's timeout only
+  // catches a runaway (a quadratic render would take minutes).
+  test("1,000-node full mesh: every node gets every other node as a peer", () => {
     const { network, nodes, policy } = syntheticNetwork(1000, "mesh");
-    const start = performance.now();
     const configs = planNetwork(network, nodes, policy);
     let bytes = 0;
     for (const config of configs.values()) bytes += Buffer.byteLength(renderWgQuick(config));
-    const elapsed = performance.now() - start;
     expect(configs.size).toBe(1000);
+    expect([...configs.values()].every((c) => c.peers.length === 999)).toBe(true);
     expect(bytes).toBeGreaterThan(150e6);
-    expect(elapsed).toBeLessThan(2000);
-  });
+  }, 30_000);
 
   test("1,000-node hub network with 20 rules: every relay peer routes what its spoke needs", () => {
     const { network, nodes, policy } = syntheticNetwork(1000, "hub");
