@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { parseCheckpointFile } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
-import { openReadOnly } from "../../src/store/read-only.ts";
+import { readDatabase } from "../../src/store/read-only.ts";
 import type { AuditPage, Checkpoint, EraseResponse, EventRef } from "./model.ts";
 
 const FILTER_OPTIONS: Record<string, CommandOption> = {
@@ -73,21 +73,17 @@ export const auditCommands: Command[] = [
       const path = join(ctx.dataDir(), "citadel.db");
       if (!existsSync(path)) throw new Error(`no database at ${path}`);
       const checkpoint = typeof ctx.options.checkpoint === "string" ? parseCheckpointFile(readFileSync(ctx.options.checkpoint, "utf8")) : undefined;
-      const db = openReadOnly(path);
-      try {
-        const report = verifyAuditChain(db, { checkpoint });
-        if (ctx.json) ctx.out(JSON.stringify(report, null, 2));
-        else if (report.ok) {
-          ctx.out(`OK: ${report.events} events, chain head ${report.head ? `${report.head.seq} ${report.head.hash}` : "(empty)"}`);
-          ctx.out(`${report.checkpoints.verified} signed checkpoints verified; ${report.unsigned_tail} events after the latest one`);
-        } else {
-          const p = report.first_problem!;
-          ctx.err(`FAILED at event ${p.seq}${p.id ? ` (${p.id})` : ""}: ${p.problem}`);
-        }
-        return report.ok ? 0 : 1;
-      } finally {
-        db.close();
+      // Read again the usual way if a Citadel started meanwhile (readDatabase): a verdict from stale reads would mislead.
+      const report = await readDatabase(path, (db) => verifyAuditChain(db, { checkpoint }));
+      if (ctx.json) ctx.out(JSON.stringify(report, null, 2));
+      else if (report.ok) {
+        ctx.out(`OK: ${report.events} events, chain head ${report.head ? `${report.head.seq} ${report.head.hash}` : "(empty)"}`);
+        ctx.out(`${report.checkpoints.verified} signed checkpoints verified; ${report.unsigned_tail} events after the latest one`);
+      } else {
+        const p = report.first_problem!;
+        ctx.err(`FAILED at event ${p.seq}${p.id ? ` (${p.id})` : ""}: ${p.problem}`);
       }
+      return report.ok ? 0 : 1;
     },
   },
   {

@@ -26,8 +26,10 @@ const COMPANIONS = ["-wal", "-shm"];
 
 /**
  * True when another connection has the database open (a running Citadel, or a command
- * reading it). In WAL mode every connection holds a shared lock for as long as it is open;
- * asking for the database in exclusive locking mode, without waiting, fails while one does.
+ * reading it while it runs). In WAL mode every connection holds a shared lock for as long as
+ * it is open; asking for the database in exclusive locking mode, without waiting, fails while
+ * one does. A command's look at a stopped database (openReadOnly: immutable) takes no lock and
+ * is not seen; a rename leaves that reader on the old file, which restore keeps aside whole.
  */
 export function databaseInUse(path: string): boolean {
   if (!existsSync(path)) return false;

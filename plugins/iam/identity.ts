@@ -105,7 +105,11 @@ export class IamIdentity implements IdentityProvider {
   }
 
   private spendConsoleToken(prefix: string, expiresAt: number, now: number): void {
-    for (const [spent, expiry] of this.spentConsoleTokens) if (expiry <= now) this.spentConsoleTokens.delete(spent); // few: two minutes each
+    // Every console token lives two minutes, so insertion order is expiry order: drop from the front.
+    for (const [spent, expiry] of this.spentConsoleTokens) {
+      if (expiry > now) break;
+      this.spentConsoleTokens.delete(spent);
+    }
     this.spentConsoleTokens.set(prefix, expiresAt);
   }
 

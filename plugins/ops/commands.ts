@@ -1,17 +1,19 @@
 /** CLI: citadel doctor | sovereignty report | sovereignty sbom. They run on this machine's config and data. */
 import type { Database } from "bun:sqlite";
+import { existsSync } from "node:fs";
 import { buildInfo } from "../../src/build-info.ts";
 import { credentialsPath, readStoredLogin } from "../../src/cli/credentials.ts";
 import { locateConfigFile } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { systemClock, type Command, type CommandContext } from "../../src/plugin.ts";
+import { readDatabase } from "../../src/store/read-only.ts";
 import { commandConfig } from "./config.ts";
 import { runDoctor, type Check, type DoctorReport, type RunProgram } from "./doctor.ts";
 import { askLocalServer, localUrl } from "./local-server.ts";
 import { humanBytes, octal, pathInfo } from "./on-disk.ts";
 import { embeddedSbom, sbomText } from "./sbom.ts";
 import { MESH_STATE_DIR, sovereigntyReport, type SovereigntyReport } from "./sovereignty.ts";
-import { openDatabase } from "./store.ts";
+import { databasePath } from "./store.ts";
 
 export const opsCommands: Command[] = [
   {
@@ -76,17 +78,20 @@ function storedLogin(ctx: CommandContext, config: Config): { token: string | und
   }
 }
 
+/** Runs `fn` with the database read-only (null when there is none, or it cannot be opened: the checks that need it say so). */
 async function withDatabase<T>(config: Config, fn: (db: Database | null) => Promise<T>): Promise<T> {
-  let db: Database | null = null;
+  const path = databasePath(config);
+  if (!existsSync(path)) return fn(null);
+  let opened = false;
   try {
-    db = openDatabase(config);
-  } catch {
-    db = null; // unreadable: the checks that need it say so
-  }
-  try {
-    return await fn(db);
-  } finally {
-    db?.close();
+    // Run again the usual way if a Citadel started meanwhile (readDatabase): a report from stale reads would mislead.
+    return await readDatabase(path, (db) => {
+      opened = true;
+      return fn(db);
+    });
+  } catch (error) {
+    if (opened) throw error;
+    return fn(null);
   }
 }
 

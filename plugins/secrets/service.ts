@@ -4,6 +4,8 @@
  * transaction; every read of a value is audited (durably) before the value is returned.
  */
 import type { Database } from "bun:sqlite";
+import { actorOf } from "../../src/auth/principal.ts";
+import { scopesGrant } from "../../src/auth/scopes.ts";
 import { DecryptionError, envelopeKeyVersion } from "../../src/crypto/aead.ts";
 import { KeyDestroyedError } from "../../src/crypto/keyring.ts";
 import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from "../../src/errors.ts";
@@ -337,8 +339,9 @@ export class SecretsService {
       const existing = sql.secretByName(this.db, env.id, entry.name);
       if (!existing) plan.push({ name: entry.name, action: "create" });
       else if (existing.deleted_at !== null) plan.push({ name: entry.name, action: "skip", reason: "deleted: restore or purge it first" });
-      else if (ws.e2ee === 0 && (await this.currentValue(caller, ws, env, existing)) === entry.value) plan.push({ name: entry.name, action: "unchanged" });
-      // (An end-to-end-encrypted value cannot be compared here: every import is a new version.)
+      // An end-to-end-encrypted value cannot be compared here, and a write-only caller must not
+      // learn from the plan whether a guess equals the stored value: for both, every import is a new version.
+      else if (ws.e2ee === 0 && mayReadValues(caller) && (await this.currentValue(caller, ws, env, existing)) === entry.value) plan.push({ name: entry.name, action: "unchanged" });
       else plan.push(overwrite ? { name: entry.name, action: "update" } : { name: entry.name, action: "skip", reason: "exists (overwrite is off)" });
     }
     const summary = { dry_run: request.dry_run === true, plan, created: count(plan, "create"), updated: count(plan, "update"), unchanged: count(plan, "unchanged"), skipped: count(plan, "skip") };
@@ -389,7 +392,7 @@ export class SecretsService {
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.key.rotate", resource: { type: "workspace", id: workspaceId }, reason: `data key v${v}` }));
       return v;
     });
-    const reencrypted = await this.reencrypt(ws, version);
+    const reencrypted = await this.reencrypt(ws, version, caller);
     return { workspace: workspaceId, data_key_version: version, reencrypted };
   }
 
@@ -403,23 +406,51 @@ export class SecretsService {
     return total;
   }
 
-  private async reencrypt(ws: sql.WorkspaceRow, version: number): Promise<number> {
+  /**
+   * A version that does not decrypt stays on its old key, and the rotation goes on with the
+   * rest: one damaged value must not stop a rotation, nor (as an interrupted rotation is
+   * resumed at start-up) the start of Citadel. Each is logged and audited every time it is met.
+   */
+  private async reencrypt(ws: sql.WorkspaceRow, version: number, caller?: Caller): Promise<number> {
     const keyring = this.k.seal.keyring();
     const owner = valueKeyOwner(ws.workspace_id);
     let total = 0;
+    let skipped = 0; // damaged versions stay behind, first in the query's order: the next batch starts after them
     for (;;) {
-      const batch = sql.versionsToReencrypt(this.db, ws.workspace_id, version, REENCRYPT_BATCH);
+      const batch = sql.versionsToReencrypt(this.db, ws.workspace_id, version, REENCRYPT_BATCH, skipped);
       if (batch.length === 0) return total;
-      await this.k.store.write((tx) => {
+      const damaged = await this.k.store.write((tx) => {
+        const found: Array<{ version: sql.VersionRow; problem: string; message: string }> = [];
         for (const v of batch) {
           const context = versionContext(v.secret_id, v.version);
-          const plaintext = keyring.decrypt(owner, context, v.ciphertext);
+          let plaintext: Buffer;
+          try {
+            plaintext = keyring.decrypt(owner, context, v.ciphertext);
+          } catch (error) {
+            const problem = damageOf(error);
+            if (!problem) throw error;
+            found.push({ version: v, problem, message: (error as Error).message });
+            this.k.audit.record(tx, {
+              action: "secrets.secret.read",
+              outcome: "failure",
+              actor: caller ? actorOf(caller.principal) : { kind: "system" },
+              request: caller?.request,
+              organization: ws.organization_id,
+              workspace: ws.workspace_id,
+              resource: { type: "secret", id: v.secret_id },
+              reason: `v${v.version}: the stored value ${problem}; left on data key v${v.dek_version} by the rotation to v${version}`,
+            });
+            continue;
+          }
           const envelope = keyring.encrypt(tx, owner, context, plaintext);
           plaintext.fill(0);
           sql.replaceCiphertext(tx, v.secret_id, v.version, envelope, envelopeKeyVersion(envelope));
         }
+        return found;
       });
-      total += batch.length;
+      for (const d of damaged) this.k.log.error(`secrets: a stored value ${d.problem}; the key rotation leaves it on its old key`, { secret: d.version.secret_id, workspace: ws.workspace_id, version: d.version.version, problem: d.message });
+      skipped += damaged.length;
+      total += batch.length - damaged.length;
     }
   }
 
@@ -500,17 +531,24 @@ export class SecretsService {
 
   /**
    * A stored value that does not decrypt was altered or damaged outside Citadel (its tag binds
-   * it to its secret, version and key): a security event. The failed read is audited and
-   * logged, and the caller gets a data-integrity error naming the secret, never a wrong value.
+   * it to its secret, version and key), or its data key is gone: a security event. The failed
+   * read is audited and logged, and the caller gets a data-integrity error naming the secret,
+   * never a wrong value (also when the audit write itself fails: then the log says so).
    */
   private async refuseDamaged(caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, row: sql.SecretRow, version: number, error: unknown): Promise<never> {
-    if (!(error instanceof DecryptionError) && !(error instanceof KeyDestroyedError)) throw error;
+    const problem = damageOf(error);
+    if (!problem) throw error;
     const where = `${env.name}/${row.name} v${version}`;
-    this.k.log.error("secrets: a stored value does not decrypt; it was altered or damaged outside Citadel", { secret: row.id, workspace: ws.workspace_id, version, problem: error.message });
-    await this.k.store.write((tx) => {
-      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.read", outcome: "failure", resource: { type: "secret", id: row.id }, reason: `${where}: the stored value does not decrypt (altered or damaged)` }));
-    });
-    throw new DataIntegrityError(`The stored value of ${where} does not decrypt: it was altered or damaged outside Citadel. The failed read is in the audit log; restore the database from a backup, or set a new value.`);
+    const logged = { request_id: caller.request.id, secret: row.id, workspace: ws.workspace_id, version, problem: (error as Error).message };
+    this.k.log.error(`secrets: a stored value ${problem}`, logged);
+    try {
+      await this.k.store.write((tx) => {
+        this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.read", outcome: "failure", resource: { type: "secret", id: row.id }, reason: `${where}: the stored value ${problem}` }));
+      });
+    } catch (writeError) {
+      this.k.log.error("secrets: the failed read of a damaged value could not be recorded", { ...logged, error: writeError });
+    }
+    throw new DataIntegrityError(`The stored value of ${where} ${problem}. The failed read is in the audit log; restore the database from a backup, or roll back to a good version (or set a new value) and purge the secret's damaged history if it must go.`);
   }
 
   /** The current value, for a comparison that returns nothing of it (import's plan). */
@@ -599,4 +637,16 @@ function environmentView(env: sql.EnvironmentRow) {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const count = (plan: Array<{ action: string }>, action: string) => plan.filter((p) => p.action === action).length;
+
+/** What is wrong with a stored value that failed to decrypt, or null for any other error. */
+function damageOf(error: unknown): string | null {
+  if (error instanceof DecryptionError) return "does not decrypt (altered or damaged)";
+  if (error instanceof KeyDestroyedError) return "cannot be decrypted: its data key is gone";
+  return null;
+}
+
+/** Comparing a stored value with one offered tells whether they are equal: only for a caller who may read values. */
+function mayReadValues(caller: Caller): boolean {
+  return caller.principal.scopes === "all" || scopesGrant(caller.principal.scopes, "secrets:read");
+}
 

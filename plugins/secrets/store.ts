@@ -201,13 +201,14 @@ export const versionsOf = (db: Database, secretId: string) =>
   db.query<Omit<VersionRow, "ciphertext">, [string]>("SELECT secret_id, version, dek_version, key_version, origin, created_at, created_by FROM secret_versions WHERE secret_id = ? ORDER BY version DESC").all(secretId);
 
 /** Versions of a workspace's secrets still encrypted with a data key older than `dekVersion`. */
-export const versionsToReencrypt = (db: Database, workspaceId: string, dekVersion: number, limit: number) =>
+/** Versions still on a data key older than `dekVersion`, in a fixed order, after the first `skip` of them. */
+export const versionsToReencrypt = (db: Database, workspaceId: string, dekVersion: number, limit: number, skip = 0) =>
   db
-    .query<VersionRow, [string, number, number]>(
+    .query<VersionRow, [string, number, number, number]>(
       `SELECT v.* FROM secret_versions v JOIN secrets s ON s.id = v.secret_id JOIN secrets_environments e ON e.id = s.environment_id
-       WHERE e.workspace_id = ? AND v.dek_version > 0 AND v.dek_version < ? LIMIT ?`,
+       WHERE e.workspace_id = ? AND v.dek_version > 0 AND v.dek_version < ? ORDER BY v.secret_id, v.version LIMIT ? OFFSET ?`,
     )
-    .all(workspaceId, dekVersion, limit);
+    .all(workspaceId, dekVersion, limit, skip);
 
 export const countToReencrypt = (db: Database, workspaceId: string, dekVersion: number) =>
   db

@@ -11,7 +11,8 @@
  * deletes their E2EE key material (the workspaces' wrapped keys for them included).
  */
 import type { Database } from "bun:sqlite";
-import type { Keyring } from "../../src/crypto/keyring.ts";
+import { DecryptionError } from "../../src/crypto/aead.ts";
+import { KeyDestroyedError, type Keyring } from "../../src/crypto/keyring.ts";
 import type { Store } from "../../src/store/store.ts";
 import type { SubjectContributor } from "../../src/subjects.ts";
 import { valueKeyOwner } from "./context.ts";
@@ -90,12 +91,22 @@ function exportWorkspace(db: Database, keyring: () => Keyring, w: { workspace_id
   };
 }
 
-/** The current version's value: clear text, or the client's ciphertext for an E2EE workspace (the server cannot read it). */
-function valueOf(db: Database, keyring: () => Keyring, w: { workspace_id: string; e2ee: number }, secretId: string, version: number): string | { e2ee_ciphertext: string } | null {
+/**
+ * The current version's value: clear text, or the client's ciphertext for an E2EE workspace
+ * (the server cannot read it). A value that cannot be decrypted is named as such instead of
+ * failing the whole export (the secrets API refuses and audits reading it).
+ */
+function valueOf(db: Database, keyring: () => Keyring, w: { workspace_id: string; e2ee: number }, secretId: string, version: number): string | { e2ee_ciphertext: string } | { unreadable: string } | null {
   const row = db.query<{ ciphertext: Uint8Array; dek_version: number }, [string, number]>("SELECT ciphertext, dek_version FROM secret_versions WHERE secret_id = ? AND version = ?").get(secretId, version);
   if (!row) return null;
   if (row.dek_version === 0) return { e2ee_ciphertext: Buffer.from(row.ciphertext).toString("base64") };
-  return keyring().decrypt(valueKeyOwner(w.workspace_id), versionContext(secretId, version), row.ciphertext).toString("utf8");
+  try {
+    return keyring().decrypt(valueKeyOwner(w.workspace_id), versionContext(secretId, version), row.ciphertext).toString("utf8");
+  } catch (error) {
+    if (error instanceof DecryptionError) return { unreadable: "the stored value does not decrypt (altered or damaged)" };
+    if (error instanceof KeyDestroyedError) return { unreadable: "the stored value's data key is gone" };
+    throw error;
+  }
 }
 
 /** "https://hooks.example.org/…": where it goes, without what may be a token in the rest. */

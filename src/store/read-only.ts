@@ -8,23 +8,56 @@
  * operator had made group-readable left two group-readable files behind it, and a look that
  * should change nothing changed the directory.
  *
- * When there is no -wal file, no process has the database open in WAL mode and no committed
- * transaction waits in a WAL: the main file is the whole database. It is then opened
- * `immutable`, which takes no lock and creates nothing. When a -wal file exists (Citadel is
- * running, or was killed) the database is read through it as usual, so every committed write
- * is seen. A Citadel that starts in the instant between the check and the reads could be
- * read inconsistently; these are one-off looks by an operator, who runs them again.
+ * When there is neither a -wal nor a -journal file, no process has the database open for
+ * writing and no committed transaction waits outside the main file: it is the whole database.
+ * It is then opened `immutable`, which takes no lock and creates nothing. When one exists
+ * (Citadel is running, or was killed) the database is read the usual way, so every committed
+ * write is seen. The files are looked for beside the real file, not beside a symbolic link
+ * to it: SQLite puts them there.
+ *
+ * An immutable read is only right while nobody writes. A Citadel started during a long look
+ * (the doctor's, a large audit log's) could change the file under it, so `readDatabase`
+ * reads again, the usual way, when a -wal or -journal appeared meanwhile.
  */
 import { constants, Database } from "bun:sqlite";
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, realpathSync } from "node:fs";
 
 export function openReadOnly(path: string): Database {
-  if (existsSync(`${path}-wal`)) return new Database(path, { readonly: true });
-  return new Database(`${fileUri(path)}?immutable=1`, constants.SQLITE_OPEN_READONLY | constants.SQLITE_OPEN_URI);
+  return open(path).db;
 }
 
-/** An SQLite URI for a path: absolute, with the three characters a URI path gives meaning to escaped. */
-function fileUri(path: string): string {
-  return `file://${resolve(path).replace(/[%?#]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}`;
+/** Runs `read` on the database at `path`; again on a usual connection if a writer appeared while it ran immutable. */
+export async function readDatabase<T>(path: string, read: (db: Database) => T | Promise<T>): Promise<T> {
+  const first = open(path);
+  let result: { value: T } | { error: unknown };
+  try {
+    result = { value: await read(first.db) };
+  } catch (error) {
+    result = { error };
+  } finally {
+    first.db.close();
+  }
+  if (first.immutable && inUse(first.real)) {
+    const again = new Database(first.real, { readonly: true });
+    try {
+      return await read(again);
+    } finally {
+      again.close();
+    }
+  }
+  if ("error" in result) throw result.error;
+  return result.value;
+}
+
+function open(path: string): { db: Database; real: string; immutable: boolean } {
+  const real = realpathSync(path); // throws for a missing file: never a new database
+  if (inUse(real)) return { db: new Database(real, { readonly: true }), real, immutable: false };
+  return { db: new Database(`${fileUri(real)}?immutable=1`, constants.SQLITE_OPEN_READONLY | constants.SQLITE_OPEN_URI), real, immutable: true };
+}
+
+const inUse = (real: string) => existsSync(`${real}-wal`) || existsSync(`${real}-journal`);
+
+/** An SQLite URI for an absolute path, with the three characters a URI path gives meaning to escaped. */
+function fileUri(absolute: string): string {
+  return `file://${absolute.replace(/[%?#]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}`;
 }

@@ -160,10 +160,14 @@ describe("backup and restore", () => {
     expect((await B.citadel.stop()).code).toBe(0);
 
     // The operator's last step: the restored chain verifies, and it begins with the backup's chain.
+    // The look changes nothing in the stopped instance's directory (no -wal or -shm left behind).
+    const before = readdirSync(dataB).sort();
     const audit = await cli(dataB, ["audit", "verify"]);
     expect(audit.stderr).toBe("");
     expect(audit.code).toBe(0);
     expect(audit.stdout).toMatch(/^OK: \d+ events/);
+    expect(readdirSync(dataB).sort()).toEqual(before);
+    expect(before.filter((name) => /-(wal|shm)$/.test(name))).toEqual([]);
     const db = new Database(join(dataB, "citadel.db"), { readonly: true });
     try {
       const atHead = db.query<{ hash: Uint8Array }, [number]>("SELECT hash FROM audit_events WHERE seq = ?").get(created.manifest.audit_head.seq);

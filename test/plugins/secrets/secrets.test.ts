@@ -139,7 +139,7 @@ describe("a stored value altered outside Citadel", () => {
     // Every way to the damaged value is refused the same way, and audited each time.
     const list = await c.send("GET", `${base}/environments/development/secrets?values=true`, owner);
     expect([list.status, list.body.code]).toEqual([500, "data_integrity"]);
-    expect((await c.send("GET", `${base}/environments/development/export`, owner)).status).toBe(500);
+    expect((await c.send("GET", `${base}/environments/development/export`, owner)).body.code).toBe("data_integrity");
     const importPlan = await c.send("POST", `${base}/environments/development/import`, owner, { json: { format: "dotenv", content: "API_KEY=x\n", dry_run: true } });
     expect([importPlan.status, importPlan.body.code]).toEqual([500, "data_integrity"]);
     expect(failedReads()).toHaveLength(4);
@@ -152,6 +152,59 @@ describe("a stored value altered outside Citadel", () => {
     expect((await c.send("POST", path("API_KEY", "development", "/rollback"), owner, { json: { version: 1 } })).body.version).toBe(3);
     expect((await c.send("GET", path("API_KEY"), owner)).body.value).toBe("first-value");
     expect(failedReads()).toHaveLength(5);
+
+    // A data key rotation re-encrypts everything else and leaves the damaged version on its
+    // old key, audited; resumed at start-up it neither fails (Citadel must start) nor loops.
+    const rotated = await c.send("POST", `${base}/rotate-key`, owner);
+    expect([rotated.status, rotated.body.reencrypted]).toEqual([200, 3]); // API_KEY v1 and v3, OTHER v1
+    expect(failedReads().at(-1)).toMatch(/^v2: the stored value does not decrypt \(altered or damaged\); left on data key v1 by the rotation to v2$/);
+    expect(await servicesOf(c.kernel as never).secrets.resumeReencryption()).toBe(0);
+    expect(failedReads()).toHaveLength(7);
+    expect((await c.send("GET", `${base}/settings`, owner)).body.values_on_older_keys).toBe(1);
+    expect((await c.send("GET", path("OTHER"), owner)).body.value).toBe("untouched");
+  });
+
+  test("a value whose data key is gone is refused the same way, with its own reason", async () => {
+    const { c, owner, ws, path } = await setup();
+    await c.send("PUT", path("TOKEN"), owner, { json: { value: "v" } });
+    c.kernel.store.db.query("DELETE FROM deks WHERE owner = ?").run(`workspace:${ws}`); // lost with a hand-edited database
+    const read = await c.send("GET", path("TOKEN"), owner);
+    expect([read.status, read.body.code, read.body.detail]).toEqual([500, "data_integrity", expect.stringContaining("development/TOKEN v1 cannot be decrypted: its data key is gone")]);
+    expect(auditActions(c, "secrets.secret.read").map((e) => e.reason)).toEqual(["development/TOKEN v1: the stored value cannot be decrypted: its data key is gone"]);
+
+    // The operator's data export with values names what cannot be read instead of failing whole.
+    const url = `/v1/subject/organization/${c.owner.organization}/export/with-secret-values`;
+    const asked = await c.send("POST", url, owner);
+    const exported = await c.send("POST", url, owner, { headers: { "x-citadel-confirm": asked.body.confirmation_token } });
+    expect(exported.status).toBe(200);
+    const development = exported.body.data.secrets.workspaces[0].environments.find((e: { name: string }) => e.name === "development");
+    expect(development.secrets.map((x: { name: string; value: unknown }) => [x.name, x.value])).toEqual([["TOKEN", { unreadable: "the stored value's data key is gone" }]]);
+  });
+
+  test("when even the failed read cannot be recorded, the answer is still data_integrity, and the log says both", async () => {
+    const { c, owner, ws, path } = await setup();
+    await c.send("PUT", path("TOKEN"), owner, { json: { value: "v" } });
+    const db = c.kernel.store.db;
+    db.query("DELETE FROM deks WHERE owner = ?").run(`workspace:${ws}`);
+    db.run("CREATE TEMP TRIGGER no_more_events BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'simulated: the disk is full'); END");
+    const read = await c.send("GET", path("TOKEN"), owner);
+    db.run("DROP TRIGGER no_more_events");
+    expect([read.status, read.body.code]).toEqual([500, "data_integrity"]);
+    const logged = c.log.lines.filter((l) => String(l.msg).startsWith("secrets: ")).map((l) => [l.level, l.msg, l.request_id]);
+    expect(logged).toEqual([
+      ["error", "secrets: a stored value cannot be decrypted: its data key is gone", read.headers.get("x-request-id")],
+      ["error", "secrets: the failed read of a damaged value could not be recorded", read.headers.get("x-request-id")],
+    ]);
+  });
+
+  test("import's plan compares values only for a caller who may read them", async () => {
+    const { c, owner, base, path } = await setup();
+    await c.send("PUT", path("GUESS_ME"), owner, { json: { value: "hunter2" } });
+    const writeOnly = (await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "ci", scopes: ["secrets:write"] } })).body.token;
+    const probe = (token: string) => c.send("POST", `${base}/environments/development/import`, token, { json: { format: "dotenv", content: "GUESS_ME=hunter2\n", dry_run: true } });
+    expect((await probe(owner)).body.plan).toEqual([{ name: "GUESS_ME", action: "unchanged" }]);
+    const blind = await probe(writeOnly);
+    expect([blind.status, blind.body.plan]).toEqual([200, [{ name: "GUESS_ME", action: "update" }]]); // a right guess tells nothing
   });
 });
 

@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openReadOnly } from "../../../src/store/read-only.ts";
+import { openReadOnly, readDatabase } from "../../../src/store/read-only.ts";
 
 const work = mkdtempSync(join(tmpdir(), "citadel-read-only-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -74,6 +74,60 @@ describe("openReadOnly", () => {
       expect(values(db)).toEqual(["committed"]);
       db.close();
     }
+  });
+
+  test("through a symbolic link, a database in use is still read through its WAL (found beside the real file)", () => {
+    const { dir, path } = stoppedDatabase("real.db");
+    const link = join(dir, "citadel.db");
+    symlinkSync(path, link);
+    const server = new Database(path);
+    server.run("PRAGMA wal_autocheckpoint = 0");
+    server.run("INSERT INTO t VALUES ('in the wal')");
+    try {
+      const db = openReadOnly(link);
+      expect(values(db)).toEqual(["committed", "in the wal"]);
+      db.close();
+    } finally {
+      server.close();
+    }
+  });
+
+  test("a hot rollback journal beside it: not read as immutable", () => {
+    const { dir, path } = stoppedDatabase();
+    writeFileSync(`${path}-journal`, "");
+    const db = openReadOnly(path);
+    expect(values(db)).toEqual(["committed"]);
+    db.close();
+    expect(readdirSync(dir)).toContain("citadel.db-journal");
+  });
+
+  test("readDatabase reads again, the usual way, when a writer appeared while it read immutably", async () => {
+    const { dir, path } = stoppedDatabase();
+    let server: Database | undefined;
+    const seen: string[][] = [];
+    const result = await readDatabase(path, (db) => {
+      seen.push(values(db));
+      if (!server) {
+        // Citadel starts in the middle of the look and commits a write (still in its WAL).
+        server = new Database(path);
+        server.run("PRAGMA wal_autocheckpoint = 0");
+        server.run("INSERT INTO t VALUES ('written meanwhile')");
+      }
+      return values(db);
+    });
+    server!.close();
+    expect(seen).toEqual([["committed"], ["committed", "written meanwhile"]]);
+    expect(result).toEqual(["committed", "written meanwhile"]);
+    expect(readdirSync(dir).sort()).toEqual(["citadel.db"]); // the writer's close removed its WAL
+  });
+
+  test("readDatabase on a stopped database reads once and leaves nothing behind; an error from the read is the caller's", async () => {
+    const { dir, path } = stoppedDatabase();
+    let reads = 0;
+    expect(await readDatabase(path, (db) => (reads++, values(db)))).toEqual(["committed"]);
+    expect(reads).toBe(1);
+    await expect(readDatabase(path, () => Promise.reject(new Error("the check failed")))).rejects.toThrow("the check failed");
+    expect(readdirSync(dir)).toEqual(["citadel.db"]);
   });
 
   test("a missing file is an error, not a new database", () => {
