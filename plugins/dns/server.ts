@@ -548,6 +548,8 @@ interface Connection extends StreamState {
   timer: ReturnType<typeof setTimeout> | null;
   client: string;
   closed: boolean;
+  /** Served a zone transfer (TSIG-verified, to a configured secondary): its replies are not bounded. */
+  transfer: boolean;
 }
 
 /** The listeners of one server instance; handlers are created once, never per query. */
@@ -668,7 +670,7 @@ class DnsServerRuntime {
   readonly tcpHandler: import("bun").SocketHandler<Connection> = {
     open: (socket) => {
       if (this.stopping || this.connections.size >= this.maxConnections) {
-        socket.data = { pending: null, pendingLength: 0, backlog: null, timer: null, client: "", closed: true };
+        socket.data = { pending: null, pendingLength: 0, backlog: null, timer: null, client: "", closed: true, transfer: false };
         socket.terminate();
         return;
       }
@@ -679,6 +681,7 @@ class DnsServerRuntime {
         timer: null,
         client: socket.remoteAddress,
         closed: false,
+        transfer: false,
       };
       socket.data = connection;
       this.connections.add(socket);
@@ -688,7 +691,6 @@ class DnsServerRuntime {
       const connection = socket.data;
       if (!connection || connection.closed) return;
       try {
-        connection.timer?.refresh();
         this.tcpData(socket, connection, data);
       } catch (e) {
         this.failed(e, "tcp");
@@ -710,24 +712,38 @@ class DnsServerRuntime {
     },
   };
 
-  /** Frames out whole messages, answers each in order and writes the replies in one go. */
+  /**
+   * Frames out whole messages, answers each in order and writes the replies in one go. A client
+   * that pipelines queries faster than it reads the answers is cut off once the answers it has
+   * not taken pass MAX_TCP_BACKLOG (else a few connections asking for a large RRset and never
+   * reading would hold the server's memory); only a zone transfer, which is authenticated and
+   * for a configured secondary, may be larger. The idle timer restarts with each whole message,
+   * not with any byte: a client trickling a frame is idle.
+   */
   private tcpData(socket: import("bun").Socket<Connection>, connection: Connection, data: Uint8Array): void {
     const replies: Uint8Array[] = [];
+    let unread = connection.backlog?.length ?? 0;
     const whole = readMessages(connection, data, (message) => {
+      connection.timer?.refresh();
       const reply = this.answer(message, connection.client, "tcp");
       if (reply === null) return true;
       replies.push(reply);
-      // The rest of a zone transfer follows its first message, in order.
-      for (const more of this.answerer.outcome.more ?? []) replies.push(more);
-      return true;
+      unread += 2 + reply.length;
+      const more = this.answerer.outcome.more;
+      if (more) {
+        // The rest of a zone transfer follows its first message, in order.
+        connection.transfer = true;
+        for (const m of more) replies.push(m);
+      }
+      return connection.transfer || unread <= MAX_TCP_BACKLOG;
     });
+    if (!whole) return this.drop(socket); // a frame shorter than a header (garbage), or too much unread
     if (replies.length > 0) this.write(socket, connection, framed(replies));
-    if (!whole) this.drop(socket); // a frame shorter than a header: the stream is garbage
   }
 
-  /** Writes `bytes`, keeping what the kernel does not take for the next drain. */
+  /** Writes `bytes`, keeping what the kernel does not take for the next drain (within MAX_TCP_BACKLOG, but for a transfer). */
   private write(socket: import("bun").Socket<Connection>, connection: Connection, bytes: Uint8Array): void {
-    if (!writeOrQueue(socket as import("bun").Socket<unknown>, connection, bytes, MAX_TCP_BACKLOG)) this.drop(socket);
+    if (!writeOrQueue(socket as import("bun").Socket<unknown>, connection, bytes, connection.transfer ? Infinity : MAX_TCP_BACKLOG)) this.drop(socket);
   }
 
   drop(socket: import("bun").Socket<Connection>): void {

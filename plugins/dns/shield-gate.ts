@@ -3,9 +3,9 @@
  * its answer is built. The shield's verdict on the client (src/intel/shield.ts) comes first —
  * refused: REFUSED; dropped: no reply. Then, over UDP, response rate limiting per client prefix
  * (rrl.ts), stricter for a throttled client; each limited query tells the shield, so a flooder
- * soon has a decision of its own (for DNS only: UDP sources are not verified). REFUSED is rate
- * limited like answers (else it reflects for free). Allowlisted clients, and loopback when
- * trusted, are exempt.
+ * soon has a decision of its own (for DNS over UDP only: UDP sources are not verified). REFUSED
+ * is rate limited like answers (else it reflects for free). Allowlisted clients, and loopback
+ * when trusted, are exempt from the limit; configured secondaries from the shield only.
  */
 import { isLoopback, parseIp } from "../../src/net/ip.ts";
 import type { ShieldSlot } from "../../src/intel/shield.ts";
@@ -25,7 +25,12 @@ export interface ShieldGateOptions {
   slip: number;
   trustLoopback: boolean;
   now: () => number;
-  /** Clients the shield leaves alone (the configured secondaries: a spoofer must not cut them off). */
+  /**
+   * Clients the shield's decisions leave alone (the configured secondaries: a spoofer must not
+   * get them refused). They are still rate limited over UDP, with slip: their addresses are
+   * public (the zone's NS), so an exemption from the limit would make them a free reflection
+   * target; a limited secondary retries over TCP, which is never limited.
+   */
   exempt?: (client: string) => boolean;
   /** Counts what the gate did (for the DNS analytics). */
   count?: (what: "refused" | "dropped" | "slipped" | "rate_limited") => void;
@@ -40,16 +45,21 @@ export class ShieldGate implements QueryGate {
   }
 
   decide(client: string, _qname: Name, _qtype: number, transport: "udp" | "tcp"): Decision {
-    if (this.options.exempt?.(client)) return "answer";
-    const shield = this.options.shield.current;
-    const action = shield ? shield.decide(client, "dns") : "allow";
+    const exempt = this.options.exempt?.(client) === true;
+    const shield = exempt ? null : this.options.shield.current;
+    // Over TCP the source is verified by the handshake: only evidence every channel may act on
+    // counts (the shield's "http" channel: lists, policy, HTTP behaviour, manual entries), never
+    // decisions made from DNS signals, which come over UDP from addresses anyone can forge — or
+    // a spoofed flood "from" a real resolver would cut it off over TCP too, its way out of slip.
+    const action = shield ? shield.decide(client, transport === "tcp" ? "http" : "dns") : "allow";
     if (shield) this.options.onVerdict?.(action);
     if (action === "drop") {
       this.options.count?.("dropped");
       return "drop";
     }
     // Allowlisted and trusted loopback clients are not rate limited; TCP never is.
-    if (transport === "tcp" || (shield ? shield.isTrusted(client, "dns") : this.options.trustLoopback && this.isLoopback(client))) {
+    const trusted = this.options.shield.current ? this.options.shield.current.isTrusted(client, "dns") : this.options.trustLoopback && this.isLoopback(client);
+    if (transport === "tcp" || trusted) {
       if (action !== "refuse") return "answer";
       this.options.count?.("refused");
       return "refuse";
@@ -66,7 +76,7 @@ export class ShieldGate implements QueryGate {
       return "refuse";
     }
     if (verdict === "answer") return "answer";
-    shield?.observe(client, "dns_rate_limited");
+    shield?.observe(client, "dns_rate_limited"); // (not for an exempt secondary: no decision may come of it)
     this.options.count?.(verdict === "truncate" ? "slipped" : "rate_limited");
     return verdict;
   }

@@ -91,6 +91,9 @@ export function writeOrQueue(socket: Socket<unknown>, state: StreamState, bytes:
   }
   const written = socket.write(bytes);
   if (written < 0) return false;
-  if (written < bytes.length) state.backlog = bytes.subarray(written);
+  if (written < bytes.length) {
+    if (bytes.length - written > maxBacklog) return false; // the first write is bounded too
+    state.backlog = bytes.subarray(written);
+  }
   return true;
 }

@@ -105,7 +105,7 @@ describe("secondaries", () => {
   });
 });
 
-test("the DNS shield leaves configured secondaries alone (a spoofer must not get their SOA checks refused)", async () => {
+test("the DNS shield leaves configured secondaries alone (a spoofer must not get their SOA checks refused); the rate limit does not", async () => {
   const { ShieldGate } = await import("../../../plugins/dns/shield-gate.ts");
   const { ShieldSlot } = await import("../../../src/intel/shield.ts");
   const c = await testCitadel();
@@ -114,10 +114,12 @@ test("the DNS shield leaves configured secondaries alone (a spoofer must not get
     await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } });
     await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "192.0.2.53", tsig_key: "fleet" } });
     const view = transferServiceOf(c.kernel as never).view();
-    const gate = new ShieldGate({ shield: new ShieldSlot(), rate: 1, throttledRate: 1, slip: 0, trustLoopback: false, now: () => 0, exempt: (client) => view.isSecondary(client) });
-    const decisions = (client: string) => Array.from({ length: 5 }, () => gate.decide(client, [], 6, "udp"));
-    expect(decisions("192.0.2.53")).toEqual(Array(5).fill("answer"));
-    expect(decisions("192.0.2.54")).toEqual(["answer", "drop", "drop", "drop", "drop"]);
+    const gate = new ShieldGate({ shield: new ShieldSlot(), rate: 1, throttledRate: 1, slip: 1, trustLoopback: false, now: () => 0, exempt: (client) => view.isSecondary(client) });
+    const decisions = (client: string, transport: "udp" | "tcp") => Array.from({ length: 3 }, () => gate.decide(client, [], 6, transport));
+    // Its address is public (an NS of the zone): unlimited UDP answers would make it a reflection target.
+    expect(decisions("192.0.2.53", "udp")).toEqual(["answer", "truncate", "truncate"]);
+    expect(decisions("192.0.2.53", "tcp")).toEqual(["answer", "answer", "answer"]);
+    expect(view.isSecondary("192.0.2.54")).toBe(false);
   } finally {
     await c.stop();
   }

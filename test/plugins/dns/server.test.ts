@@ -429,6 +429,30 @@ describe("startDnsServer", () => {
     expect(decodeMessage(d.frames()[0]!).id).toBe(8);
   });
 
+  test("TCP: a client that pipelines queries and does not read the answers is cut off; others are served", async () => {
+    let answered = 0;
+    const { tcp } = await start({ observer: { observe: () => void answered++ } });
+    // node:net, paused: nothing is read, so the answers pile up on the server's side.
+    const { connect } = await import("node:net");
+    const hog = connect({ host: "127.0.0.1", port: tcp });
+    hog.pause();
+    let closed = false;
+    hog.on("close", () => (closed = true));
+    hog.on("error", () => (closed = true));
+    await new Promise<void>((resolve) => hog.once("connect", () => resolve()));
+    const ask = query("huge.example.org", { type: RRType.TXT });
+    const asked = 20_000; // about 15 MB of answers
+    hog.write(Buffer.from(framed(...Array.from({ length: asked }, () => ask))));
+    for (const until = Date.now() + 10_000; !closed && Date.now() < until; ) await Bun.sleep(20);
+    hog.destroy();
+    expect(closed).toBe(true);
+    expect(answered).toBeLessThan(asked / 2); // cut off well before the end
+    const other = await tcpClient(tcp);
+    other.socket.write(framed(query("www.example.org", { id: 3 })));
+    await other.waitFor(() => other.frames().length === 1);
+    expect(decodeMessage(other.frames()[0]!).id).toBe(3);
+  }, 30_000);
+
   test("TCP: an idle connection is closed; activity keeps it open", async () => {
     // Gaps far below the idle time (a loaded machine may stretch a sleep), activity lasting well past it.
     const { tcp } = await start({ tcpIdleMs: 1000 });
