@@ -144,7 +144,7 @@ export const iamPlugin = definePlugin<IamSettings>({
             await iam.changePassword(caller(request), body.current_password, body.new_password);
             return { ok: true as const };
           },
-          { body: m.PasswordChange, response: m.Done, detail: firstSteps("Change my password (my other sessions end)") },
+          { body: m.PasswordChange, response: m.Done, detail: { ...firstSteps("Change my password (my other sessions end)"), ...access({ scope: "iam:self", beforePasswordChange: true, authLimit: true }) } },
         )
         .post(
           "/me/mfa/totp",

@@ -99,6 +99,8 @@ export class IamService {
   async deleteUser(userId: string, caller: Caller) {
     await this.k.store.write((tx) => {
       if (!sql.userById(tx, userId)) throw new NotFoundError("No such user.");
+      // Nobody could then seal, rotate keys, read the audit log or make users: refused, as erasure refuses it.
+      if (sql.isLastOperator(tx, userId)) throw new ConflictError("The user is the last operator: make another operator first.");
       for (const orgId of sql.ownedOrganizations(tx, userId)) {
         if (sql.ownerCount(tx, orgId) <= 1) throw new ConflictError(`the user is the last owner of organization ${orgId}: transfer ownership first`);
       }
@@ -125,9 +127,29 @@ export class IamService {
     if (problem) throw new InvalidError(`the password ${problem}`, "password");
   }
 
+  /**
+   * The current password is checked like a login: whoever holds a stolen session or token must
+   * not get to guess it at the general request rate. Failures are counted per account, before
+   * the (slow, asynchronous) check, so that guesses sent at once are counted too; each one is
+   * audited. A right password clears the count.
+   */
   async changePassword(caller: Caller, current: string, next: string) {
     const user = this.requireUser(caller.principal);
-    if (!(await this.hasher.verify(user.password_hash, current))) throw new InvalidError("the current password is wrong", "current_password");
+    const s = this.k.settings;
+    const key = `password-change|${user.id}`;
+    const waiting = this.failures.get(key);
+    if (waiting && waiting.waitUntil > this.now()) {
+      const seconds = Math.ceil((waiting.waitUntil - this.now()) / 1000);
+      throw new RateLimitedError(`Too many wrong current passwords: try again in ${seconds} s.`, seconds);
+    }
+    this.countFailure(key, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
+    if (!(await this.hasher.verify(user.password_hash, current))) {
+      await this.k.store.write((tx) =>
+        this.audit(tx, { action: "iam.password.change", actor: actorOf(caller.principal), outcome: "failure", reason: "wrong current password", resource: { type: "user", id: user.id }, request: caller.request }),
+      );
+      throw new InvalidError("the current password is wrong", "current_password");
+    }
+    this.failures.delete(key);
     this.checkPassword(next, user.email);
     const hash = await this.hasher.hash(next);
     await this.k.store.write((tx) => {
@@ -366,6 +388,8 @@ export class IamService {
           scopes: JSON.stringify(scopes),
           workspace_id: input.workspace ?? null,
           ip_allowlist: allowlist,
+          // Made by another credential (not a login): it is revoked with its maker.
+          parent_id: caller.principal.kind === "session" ? null : caller.principal.tokenId,
           created_at: this.now(),
           expires_at: expiresAt,
         }),
@@ -730,7 +754,7 @@ export class IamService {
   async createApiKey(caller: Caller, orgId: string, input: { service: string; name: string; scopes: string[]; expires_in_days?: number; ip_allowlist?: string[] }, known: readonly string[]) {
     if (!known.includes(input.service)) throw new InvalidError(`no such service; the services are: ${known.join(", ") || "none"}`, "service");
     const { expiresAt, allowlist, scopes } = this.checkTokenInput(input);
-    const foreign = scopes.find((s) => scopeService(s) !== input.service);
+    const foreign = scopes.find((scope) => scopeService(scope) !== input.service);
     if (foreign) throw new InvalidError(`an API key for ${input.service} can only carry ${input.service}:* scopes, not ${foreign}`, "scopes");
     // A key carries no more than its maker: the maker's scopes, and what the maker's role allows.
     const p = caller.principal;
@@ -738,6 +762,11 @@ export class IamService {
     const role = p.userId ? sql.roleOf(this.db, orgId, p.userId) : null;
     const beyondRole = scopes.find((scope) => !role || !roleAllows(role, permissionForScope(scope)));
     if (beyondRole) throw new ForbiddenError(`your role does not allow making a key with ${beyondRole}`);
+    // Like a token, a key never escapes the credential that makes it: a workload or console
+    // token makes none; any other credential passes on its expiry, allowlist and workspace, and
+    // the key is revoked with it. (Else an hour-long workload token could mint a year-long,
+    // unrestricted key that outlives everything it came from.)
+    const limits = this.inheritedLimits(p, { organization: orgId, allowlist, expiresAt });
     const t = generateToken(input.service);
     await this.k.store.write((tx) => {
       sql.insertCredential(
@@ -750,9 +779,11 @@ export class IamService {
           organization_id: orgId,
           service: input.service,
           scopes: JSON.stringify(scopes),
-          ip_allowlist: allowlist,
+          workspace_id: limits.workspace,
+          ip_allowlist: limits.allowlist,
+          parent_id: p.kind === "session" ? null : p.tokenId,
           created_at: this.now(),
-          expires_at: expiresAt,
+          expires_at: limits.expiresAt,
         }),
       );
       this.audit(tx, { action: "iam.api_key.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "api_key", id: t.prefix }, organization: orgId, reason: `${input.service}: ${scopes.join(" ")}`, request: caller.request });

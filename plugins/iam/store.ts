@@ -319,6 +319,12 @@ export function insertCredential(tx: Database, row: NewCredentialRow): void {
   );
 }
 
+/** True when `userId` is the only operator left: removing them would leave the appliance without one. */
+export const isLastOperator = (db: Database, userId: string) => {
+  const operators = db.query<{ id: string }, []>("SELECT id FROM users WHERE operator = 1 AND deleted_at IS NULL LIMIT 2").all();
+  return operators.length === 1 && operators[0]!.id === userId;
+};
+
 /** Revokes a credential and every credential made from it (workload tokens and their children). */
 export const revokeCredential = (tx: Database, id: string, now: number) =>
   tx

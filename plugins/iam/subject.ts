@@ -49,8 +49,7 @@ export function iamSubjects(store: Store, keyring: () => Keyring): SubjectContri
     export: (subject) => (subject.kind === "user" ? exportUser(db, subject.id) : exportOrganization(db, subject.id)),
     softDelete(tx, subject, now) {
       if (subject.kind === "user") {
-        const operators = tx.query<{ id: string }, []>("SELECT id FROM users WHERE operator = 1 AND deleted_at IS NULL").all();
-        if (operators.length === 1 && operators[0]!.id === subject.id) throw new ConflictError("The user is the last operator: make another operator first.");
+        if (sql.isLastOperator(tx, subject.id)) throw new ConflictError("The user is the last operator: make another operator first.");
         for (const org of sql.ownedOrganizations(tx, subject.id)) {
           if (sql.ownerCount(tx, org) <= 1) throw new ConflictError(`The user is the last owner of organization ${org}: transfer ownership (or erase the organization) first.`);
         }

@@ -83,6 +83,78 @@ describe("service keys", () => {
   });
 });
 
+describe("what a credential makes never outlives it", () => {
+  test("a workload token makes no API key; a PAT's key inherits its expiry and allowlist and is revoked with it", async () => {
+    const { c, session, org } = await owner();
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session);
+    const pat = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "p", scopes: ["iam:write", "system:read"], expires_in_days: 1, ip_allowlist: ["127.0.0.1/32"] } });
+    const exchanged = await c.send("POST", "/oauth/token", undefined, { json: { grant_type: TOKEN_EXCHANGE, subject_token: pat.body.token, scope: "iam:write system:read" } });
+    const fromWorkload = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, exchanged.body.access_token, { json: { service: "system", name: "k", scopes: ["system:read"], expires_in_days: 365 } });
+    expect([fromWorkload.status, fromWorkload.body.token]).toEqual([403, undefined]);
+
+    const key = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, pat.body.token, { json: { service: "system", name: "k", scopes: ["system:read"], expires_in_days: 365 } });
+    expect(key.status).toBe(200);
+    expect(Date.parse(key.body.expires_at)).toBe(Date.parse(pat.body.expires_at));
+    expect(key.body.ip_allowlist).toEqual(["127.0.0.1/32"]);
+    expect((await c.send("GET", "/v1/system/info", key.body.token)).status).toBe(200);
+    expect((await c.send("DELETE", `/v1/iam/me/tokens/${pat.body.id}`, session)).status).toBeLessThan(300);
+    expect((await c.send("GET", "/v1/system/info", key.body.token)).status).toBe(401);
+    // Made with a login session, a key stands on its own.
+    const own = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, session, { json: { service: "system", name: "k3", scopes: ["system:read"], expires_in_days: 365 } });
+    expect(Date.parse(own.body.expires_at) - c.clock.now()).toBe(365 * 86_400_000);
+  });
+
+  test("a PAT made by a PAT is revoked with its maker", async () => {
+    const { c, session } = await owner();
+    const maker = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "maker", scopes: ["read", "iam:self"] } });
+    const child = await c.send("POST", "/v1/iam/me/tokens", maker.body.token, { json: { name: "child", scopes: ["read"] } });
+    expect((await c.send("GET", "/v1/system/info", child.body.token)).status).toBe(200);
+    await c.send("DELETE", `/v1/iam/me/tokens/${maker.body.id}`, session);
+    expect((await c.send("GET", "/v1/system/info", child.body.token)).status).toBe(401);
+  });
+});
+
+describe("the appliance keeps an operator", () => {
+  test("the last operator cannot be deleted; with a second operator, one of the two can go", async () => {
+    const { c, session } = await owner();
+    const me = (await c.send("GET", "/v1/iam/me", session)).body.user?.id ?? (await c.send("GET", "/v1/iam/me", session)).body.id;
+    const remove = async (id: string, token: string) => {
+      const asked = await c.send("DELETE", `/v1/iam/users/${id}`, token);
+      if (asked.status !== 428) return asked;
+      return c.send("DELETE", `/v1/iam/users/${id}`, token, { headers: { "x-citadel-confirm": asked.body.confirmation_token } });
+    };
+    const refused = await remove(me, session);
+    expect([refused.status, refused.body.detail]).toEqual([409, "The user is the last operator: make another operator first."]);
+    expect((await c.send("GET", "/v1/iam/me", session)).status).toBe(200);
+    // With a second operator, either one can go.
+    const second = await c.send("POST", "/v1/iam/users", session, { json: { email: "second@example.org", password: "correct-horse-battery-9", operator: true } });
+    expect(second.status).toBe(200);
+    expect((await remove(second.body.user.id, session)).status).toBe(200);
+    expect((await remove(me, session)).status).toBe(409); // the last one again
+  });
+});
+
+describe("the current password, asked to change it", () => {
+  test("is not open to guessing: wrong guesses slow down and lock like logins, each audited, also when sent at once", async () => {
+    const { c, session } = await owner();
+    const change = (current: string) => c.send("POST", "/v1/iam/me/password", session, { json: { current_password: current, new_password: "a-new-passphrase-2026" } });
+    // Sent at once, they are still counted one by one: past the third, the rest wait.
+    const burst = await Promise.all(Array.from({ length: 5 }, (_, i) => change(`wrong-guess-${i}`)));
+    expect(burst.map((r) => r.status).sort()).toEqual([422, 422, 422, 429, 429]);
+    const throttled = await change("wrong-guess-again");
+    expect([throttled.status, throttled.body.code]).toEqual([429, "rate_limited"]);
+    expect(Number(throttled.headers.get("retry-after"))).toBeGreaterThan(0);
+    // Even the right password waits: the guesser cannot tell it from a wrong one meanwhile.
+    expect((await change(c.owner.password)).status).toBe(429);
+    const failures = c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.password.change' AND outcome = 'failure'").get() as { n: number };
+    expect(failures.n).toBe(3);
+    // Once the wait is over, the right password works, and clears the count.
+    c.clock.advance(16 * 60_000);
+    const again = await c.login(c.owner.email, c.owner.password);
+    expect((await c.send("POST", "/v1/iam/me/password", again, { json: { current_password: c.owner.password, new_password: "a-new-passphrase-2026" } })).status).toBe(200);
+  });
+});
+
 describe("accounts", () => {
   test("one TOTP code logs in once, even when sent three times at the same moment", async () => {
     const { c, session } = await owner();
