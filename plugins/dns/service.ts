@@ -12,7 +12,7 @@ import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
-import { lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
+import { isSubdomain, lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
 import { splitTokens, TokenError } from "./presentation.ts";
 import { parseRdata, rdataToText, RdataError, RRType, typeFromText, typeToText } from "./rdata.ts";
 import type { DnsSettings } from "./settings.ts";
@@ -230,12 +230,34 @@ export class DnsService {
     const records: RR[] = ns.map((n) => ({ name: origin, ttl, type: RRType.NS, rdata: parseRdata(RRType.NS, [nameToText(n)], origin) }));
     await this.write((tx) => {
       if (sql.liveZoneByName(tx, name)) throw new ConflictError(`The zone ${name} exists already.`);
+      this.refuseOverlap(tx, origin, organizationId);
       const built = refusing("records", () => Zone.build(origin, [soaRecord(row), ...records]));
       sql.insertZone(tx, row);
       writeAll(tx, row.id, built);
       this.k.audit.record(tx, event(caller, row, "dns.zone.create", name));
     });
     return this.show(organizationId, row.id);
+  }
+
+  /**
+   * The deepest hosted zone answers for a name, so a zone at or below another organization's
+   * would take its names over (`www.example.org` under someone else's `example.org`), and one
+   * above it would be a step towards that. Zones of one organization may nest; zones of two
+   * may not, and none may sit at or below a domain a plugin provides (the mesh's names). The
+   * other organization's zone is not named: it is theirs.
+   */
+  private refuseOverlap(tx: Database, origin: Name, organizationId: string): void {
+    for (const other of sql.allLiveZones(tx)) {
+      if (other.organization_id === organizationId) continue;
+      const theirs = originOf(other);
+      if (isSubdomain(origin, theirs) || isSubdomain(theirs, origin)) {
+        throw new ConflictError(`${nameToText(origin)} overlaps a zone of another organization: a zone can be neither above nor below another organization's.`);
+      }
+    }
+    for (const provider of this.k.records.list()) {
+      const domain = parseName(provider.domain, []);
+      if (isSubdomain(origin, domain)) throw new ConflictError(`${nameToText(origin)} is at or below ${provider.domain}, whose names ${provider.name} serves.`);
+    }
   }
 
   async delete(caller: Caller, organizationId: string, zone: string) {

@@ -188,6 +188,14 @@ describe("dns zones", () => {
     expect((await c.send("PUT", `${theirs}/example.org/rrsets/www/A`, outsider.token, { json: { records: ["192.0.2.66"] } })).status).toBe(404);
     expect((await c.send("POST", `${theirs}/example.org/import`, outsider.token, { json: { content: ZONE_FILE } })).status).toBe(404);
     expect((await c.send("POST", theirs, outsider.token, { json: { name: "example.org" } })).status).toBe(409);
+    // Nor can it take names over with a zone below ours (the deepest zone answers), or sit above it.
+    for (const name of ["www.example.org", "deep.www.EXAMPLE.org", "org"]) {
+      const overlap = await c.send("POST", theirs, outsider.token, { json: { name } });
+      expect([name, overlap.status, overlap.body.detail]).toEqual([name, 409, expect.stringContaining("overlaps a zone of another organization")]);
+    }
+    expect((await c.send("POST", theirs, outsider.token, { json: { name: "example.net" } })).status).toBe(200);
+    // Within one organization, zones may nest.
+    expect((await c.send("POST", zones, owner, { json: { name: "lab.example.org" } })).status).toBe(200);
     expect(withoutSoa(await recordsOf(c, owner, zone))).toEqual(["example.org. 3600 NS ns1.example.org."]);
     expect(org).not.toBe(otherOrg);
     void zones;

@@ -92,6 +92,11 @@ describe("record providers on the kernel", () => {
       expect(await ask("db1.mesh.example.org.", RRType.AAAA, { rcode: Rcode.NOERROR, data: ["fd00::1"] })).toEqual({ rcode: Rcode.NOERROR, data: ["fd00::1"] });
       const bumped = (await c.send("GET", `${zones}/example.org`, owner)).body.serial as number;
       expect(bumped).toBeGreaterThan(before);
+      // The provider's domain is its own: no zone may be made at or below it.
+      for (const name of ["mesh.example.org", "x.mesh.example.org"]) {
+        const taken = await c.send("POST", zones, owner, { json: { name } });
+        expect([name, taken.status, taken.body.detail]).toEqual([name, 409, `${name}. is at or below mesh.example.org., whose names mesh serves.`]);
+      }
 
       records = [{ name: "db2.mesh.example.org.", type: "AAAA", ttl: 60, data: "fd00::2" }];
       c.kernel.records.changed("mesh");
