@@ -4,6 +4,7 @@
  * member's public key) and hands it back to whoever may have it. It never holds a key it can
  * use: see e2ee.ts for the cryptography, done on the client.
  */
+import type { Database } from "bun:sqlite";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { byWhom, ensureWorkspace, event, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
@@ -19,26 +20,37 @@ export class E2eeKeys {
     const user = this.userOf(caller);
     if (!PUBLIC_KEY.test(input.public_key)) throw new InvalidError("an X25519 public key, base64url", "public_key");
     if (!SEALED.test(input.sealed_private_key)) throw new InvalidError("a private key sealed by citadel (c1.pk....)", "sealed_private_key");
-    const previous = sql.userKey(this.k.store.db, user);
-    if (previous && previous.public_key !== input.public_key) {
-      // A new key pair cannot open the workspace keys wrapped to the old one: if this user is
-      // the only one holding some workspace's key, that workspace would be lost.
-      const sole = this.k.store.db
-        .query<{ workspace_id: string }, [string]>(
-          `SELECT k.workspace_id FROM secrets_workspace_keys k JOIN secrets_workspaces w ON w.workspace_id = k.workspace_id AND w.e2ee_key_version = k.key_version
-           WHERE k.user_id = ? AND (SELECT count(*) FROM secrets_workspace_keys o WHERE o.workspace_id = k.workspace_id AND o.key_version = k.key_version) = 1`,
-        )
-        .get(user);
-      if (sole) throw new ConflictError(`You are the only holder of the key of workspace ${sole.workspace_id}: give it to another member first (citadel secrets e2ee grant), or its values would be lost.`);
-    }
     await this.k.store.write((tx) => {
-      // A new key pair makes the workspace keys wrapped to the old one useless: they go, and
-      // another member wraps the workspace keys again for the new public key.
-      if (previous && previous.public_key !== input.public_key) tx.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(user);
+      // Checked in the transaction that deletes: two holders replacing their key pairs at once
+      // must not both pass a check made before either wrote, and lose the workspace key.
+      const previous = sql.userKey(tx, user);
+      const replacing = previous !== null && previous.public_key !== input.public_key;
+      if (replacing) {
+        // A new key pair cannot open the workspace keys wrapped to the old one: if this user is
+        // the only member left holding some version of some workspace's key, it would be lost.
+        const sole = this.soleHolding(tx, user);
+        if (sole) throw new ConflictError(`You are the only holder of version ${sole.key_version} of the key of workspace ${sole.workspace_id}: give it to another member first (citadel secrets e2ee grant), or its values would be lost.`);
+        // The workspace keys wrapped to the old key pair are useless now: they go, and another
+        // member wraps them again for the new public key.
+        tx.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(user);
+      }
       sql.putUserKey(tx, user, input.public_key, input.sealed_private_key, this.k.clock.now());
       this.k.audit.record(tx, event(caller, null, { action: "secrets.e2ee.keypair", resource: { type: "user", id: user }, reason: previous ? "replaced" : "created" }));
     });
     return this.keyPair(caller);
+  }
+
+  /**
+   * A workspace key version `user` is the only one to hold among the members of its
+   * organization (a holder who left it can no longer use theirs), or null.
+   */
+  private soleHolding(tx: Database, user: string, workspaceId?: string): { workspace_id: string; key_version: number } | null {
+    const isMember = (other: string, organization: string) => this.k.identity.provider?.roleIn(other, organization) != null;
+    for (const held of sql.keysHeldWithOthers(tx, user, workspaceId)) {
+      const others = held.others === null ? [] : held.others.split(" ");
+      if (!others.some((other) => isMember(other, held.organization_id))) return held;
+    }
+    return null;
   }
 
   keyPair(caller: Caller) {
@@ -61,22 +73,27 @@ export class E2eeKeys {
     const ws = await this.e2eeWorkspace(workspaceId);
     if (!SEALED.test(wrapped)) throw new InvalidError("a workspace key wrapped by citadel (c1.wk....)", "wrapped");
     if (!this.k.identity.provider?.roleIn(userId, ws.organization_id)) throw new InvalidError("that user is not a member of the organization", "user");
-    if (!sql.userKey(this.k.store.db, userId)) throw new ConflictError("That user has no key pair yet: they run citadel secrets e2ee init first.");
     const me = this.userOf(caller);
-    const holders = sql.workspaceKeyHolders(this.k.store.db, workspaceId, ws.e2ee_key_version);
-    // The first key is set by whoever turned encryption on; after that only holders can wrap it.
-    if (holders.length > 0 && !holders.some((h) => h.user_id === me)) throw new ForbiddenError("Only a member who holds the workspace key can give it to another.");
-    if (holders.length === 0) {
-      // The first key is set once, by whoever turned encryption on, before any value exists:
-      // were it allowed later, an admin could remove every holder and install a key of their own.
-      if (userId !== me) throw new ConflictError("The workspace has no key yet: its first key is your own.");
-      const everKeyed = this.k.store.db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM secrets_workspace_keys WHERE workspace_id = ?").get(workspaceId)!.n > 0;
-      if (everKeyed || ws.e2ee_key_version !== 1 || sql.secretCountInWorkspace(this.k.store.db, workspaceId) > 0) {
-        throw new ConflictError("This workspace's key is set already: only a member who holds it can give it to another.");
-      }
-    }
     await this.k.store.write((tx) => {
-      sql.putWorkspaceKey(tx, workspaceId, ws.e2ee_key_version, userId, wrapped, byWhom(caller.principal), this.k.clock.now());
+      // Every check in the transaction that writes: two first keys sent at once must not both land.
+      if (!sql.userKey(tx, userId)) throw new ConflictError("That user has no key pair yet: they run citadel secrets e2ee init first.");
+      const version = sql.workspaceRow(tx, workspaceId)!.e2ee_key_version;
+      const holders = sql.workspaceKeyHolders(tx, workspaceId, version);
+      // The first key is set by whoever turned encryption on; after that only holders can wrap it.
+      if (holders.length > 0 && !holders.some((h) => h.user_id === me)) throw new ForbiddenError("Only a member who holds the workspace key can give it to another.");
+      if (holders.length === 0) {
+        // The first key is set once, before any value exists: were it allowed later, an admin
+        // could remove every holder and install a key of their own.
+        if (userId !== me) throw new ConflictError("The workspace has no key yet: its first key is your own.");
+        const everKeyed = tx.query<{ n: number }, [string]>("SELECT count(*) AS n FROM secrets_workspace_keys WHERE workspace_id = ?").get(workspaceId)!.n > 0;
+        if (everKeyed || version !== 1 || sql.secretCountInWorkspace(tx, workspaceId) > 0) {
+          throw new ConflictError("This workspace's key is set already: only a member who holds it can give it to another.");
+        }
+      }
+      // A holder's copy is theirs: another holder replacing it with a key of their own making
+      // would leave them unable to read what is written next.
+      if (userId !== me && holders.some((h) => h.user_id === userId)) throw new ConflictError("That member holds the workspace key already.");
+      sql.putWorkspaceKey(tx, workspaceId, version, userId, wrapped, byWhom(caller.principal), this.k.clock.now());
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.grant", resource: { type: "user", id: userId } }));
     });
     return this.holders(workspaceId);
@@ -85,8 +102,9 @@ export class E2eeKeys {
   async revoke(caller: Caller, workspaceId: string, userId: string) {
     const ws = await this.e2eeWorkspace(workspaceId);
     await this.k.store.write((tx) => {
-      const holders = sql.workspaceKeyHolders(tx, workspaceId, ws.e2ee_key_version);
-      if (holders.length === 1 && holders[0]!.user_id === userId) throw new ConflictError("That is the last member who holds the workspace key: removing it would make every value unreadable.");
+      // Any version this user is the last member to hold would be lost with their copies.
+      const sole = this.soleHolding(tx, userId, workspaceId);
+      if (sole) throw new ConflictError(`That is the last member who holds version ${sole.key_version} of the workspace key: removing it would make values unreadable.`);
       if (sql.deleteWorkspaceKeys(tx, workspaceId, userId) === 0) throw new NotFoundError("That user holds no key of this workspace.");
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.revoke", resource: { type: "user", id: userId } }));
     });

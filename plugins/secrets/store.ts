@@ -281,6 +281,18 @@ export const putWorkspaceKey = (tx: Database, workspaceId: string, keyVersion: n
     .run(workspaceId, keyVersion, userId, wrapped, by, at);
 
 /** Every version of the user's wrapped keys of this workspace: a removed member keeps none. */
+/** Every wrapped workspace key `userId` holds, with the organization of its workspace and every other holder of the same key version. */
+export const keysHeldWithOthers = (db: Database, userId: string, workspaceId?: string) =>
+  db
+    .query<{ workspace_id: string; organization_id: string; key_version: number; others: string | null }, [string, string | null, string | null]>(
+      `SELECT k.workspace_id, w.organization_id, k.key_version,
+              (SELECT group_concat(o.user_id, ' ') FROM secrets_workspace_keys o
+                WHERE o.workspace_id = k.workspace_id AND o.key_version = k.key_version AND o.user_id != k.user_id) AS others
+         FROM secrets_workspace_keys k JOIN secrets_workspaces w ON w.workspace_id = k.workspace_id
+        WHERE k.user_id = ? AND (? IS NULL OR k.workspace_id = ?)`,
+    )
+    .all(userId, workspaceId ?? null, workspaceId ?? null);
+
 export const deleteWorkspaceKeys = (tx: Database, workspaceId: string, userId: string) =>
   tx.query("DELETE FROM secrets_workspace_keys WHERE workspace_id = ? AND user_id = ?").run(workspaceId, userId).changes;
 

@@ -396,6 +396,55 @@ describe("end-to-end-encrypted workspaces", () => {
   });
 });
 
+describe("the workspace key is never left without a holder", () => {
+  async function twoHolders() {
+    const { c, owner, ws, base } = await setup();
+    const member = await c.addUser(owner, "member@example.org", "editor");
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const alice = generateUserKeyPair();
+    const bob = generateUserKeyPair();
+    for (const [token, pair] of [[owner, alice], [member.token, bob]] as const) {
+      await c.send("PUT", "/v1/secrets/me/keypair", token, { json: { public_key: pair.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    }
+    await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+    const key = newWorkspaceKey();
+    await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(key, alice.publicKey, { workspace: ws, user: me }) } });
+    await c.send("PUT", `${base}/e2ee/keys/${member.id}`, owner, { json: { wrapped: wrapWorkspaceKey(key, bob.publicKey, { workspace: ws, user: member.id }) } });
+    const holders = async () => ((await c.send("GET", `${base}/e2ee/keys`, owner)).body.items as Array<{ user: string }>).map((h) => h.user).sort();
+    expect(await holders()).toEqual([me, member.id].sort());
+    return { c, owner, base, me, member, holders };
+  }
+  const newPair = () => ({ public_key: generateUserKeyPair().publicKey, sealed_private_key: `c1.pk.${"B".repeat(80)}` });
+
+  test("two holders replacing their key pairs at the same moment: one is refused, one holder stays", async () => {
+    const { c, owner, member, holders } = await twoHolders();
+    const answers = await Promise.all([c.send("PUT", "/v1/secrets/me/keypair", owner, { json: newPair() }), c.send("PUT", "/v1/secrets/me/keypair", member.token, { json: newPair() })]);
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 409]);
+    expect(await holders()).toHaveLength(1);
+  });
+
+  test("a key pair replaced while the other holder is removed: one is refused", async () => {
+    const { c, owner, base, member, holders } = await twoHolders();
+    const answers = await Promise.all([c.send("PUT", "/v1/secrets/me/keypair", owner, { json: newPair() }), c.send("DELETE", `${base}/e2ee/keys/${member.id}`, owner)]);
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 409]);
+    expect(await holders()).toHaveLength(1);
+  });
+
+  test("a holder who left the organization does not count: the last member holding it keeps it", async () => {
+    const { c, owner, me, member, holders } = await twoHolders();
+    expect((await c.send("DELETE", `/v1/iam/orgs/${c.owner.organization}/members/${member.id}`, owner)).status).toBe(200);
+    const replaced = await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: newPair() });
+    expect([replaced.status, replaced.body.detail]).toEqual([409, expect.stringContaining("You are the only holder of version 1")]);
+    expect(await holders()).toContain(me);
+  });
+
+  test("a holder's copy cannot be replaced by another holder", async () => {
+    const { c, owner, base, member } = await twoHolders();
+    const forged = await c.send("PUT", `${base}/e2ee/keys/${member.id}`, owner, { json: { wrapped: "c1.wk.AAAAAAAAAAAAAAAAAAAA" } });
+    expect([forged.status, forged.body.detail]).toEqual([409, "That member holds the workspace key already."]);
+  });
+});
+
 describe("replacing an end-to-end-encrypted workspace's key", () => {
   test("values re-encrypted by a client in one step; who is left out loses every version of the key", async () => {
     const { c, owner, ws, base, path } = await setup();
