@@ -139,7 +139,7 @@ export class Agent {
   private async apply(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
     // The firewall first, and fail closed: a policy that cannot be loaded leaves the tunnel as it was.
-    if (this.options.firewall) await device.applyFirewall(renderNftables(doc.config, name));
+    if (this.options.firewall) await device.applyFirewall(renderNftables(doc.config, name, { relay: doc.relay }));
     let created = false;
     if (!(await device.interfaceExists(name))) {
       await device.createInterface(name, this.options.userspace);

@@ -453,7 +453,8 @@ export function preferHandshakenKeys(desired: ParsedSetconf, device: DeviceState
 
 interface CanonicalPeer {
   publicKey: string;
-  presharedKey: boolean;
+  /** A fingerprint of the preshared key, or null: a rotated key must show as a change. */
+  presharedKey: string | null;
   allowedIps: string[];
   endpoint: string | null;
   keepalive: number;
@@ -461,13 +462,13 @@ interface CanonicalPeer {
 
 /**
  * The device in the canonical text `describeDesired` also produces, so that equal text means
- * "syncconf would change nothing". Secrets are shown only as "(set)". A roaming peer's
+ * "syncconf would change nothing". Secrets are shown only as "(set, fingerprint)". A roaming peer's
  * learned endpoint shows up as a difference: syncconf would not change it, but it is true.
  */
 export function describeDevice(state: DeviceState): string {
   return describeCanonical(state.publicKey !== null, state.listenPort, state.fwmark, state.peers.map((peer) => ({
     publicKey: peer.publicKey,
-    presharedKey: peer.presharedKey !== null,
+    presharedKey: pskFingerprint(peer.presharedKey),
     allowedIps: peer.allowedIps.map((ip) => canonicalAllowedIp(ip) ?? ip),
     endpoint: peer.endpoint === null ? null : (canonicalEndpoint(peer.endpoint) ?? peer.endpoint),
     keepalive: peer.keepalive,
@@ -479,7 +480,7 @@ export function describeDesired(setconf: string | ParsedSetconf): string {
   const parsed = typeof setconf === "string" ? parseSetconf(setconf) : setconf;
   return describeCanonical(parsed.privateKey !== null, parsed.listenPort, parsed.fwmark ?? 0, parsed.peers.map((peer) => ({
     publicKey: peer.publicKey,
-    presharedKey: peer.presharedKey !== null,
+    presharedKey: pskFingerprint(peer.presharedKey),
     allowedIps: peer.allowedIps,
     endpoint: peer.endpoint,
     keepalive: peer.keepalive,
@@ -498,10 +499,19 @@ function describeCanonical(hasPrivateKey: boolean, listenPort: number | null, fw
       `  allowed-ips ${allowed.length > 0 ? allowed.join(", ") : "(none)"}`,
       `  endpoint ${peer.endpoint ?? "(none)"}`,
       `  keepalive ${peer.keepalive > 0 ? peer.keepalive : "off"}`,
-      `  preshared-key ${peer.presharedKey ? "(set)" : "(none)"}`,
+      `  preshared-key ${peer.presharedKey ? `(set, ${peer.presharedKey})` : "(none)"}`,
     );
   }
   return `${out.join("\n")}\n`;
+}
+
+/**
+ * The first 8 hex digits of the preshared key's SHA-256: enough to tell a rotated key from the
+ * one in the kernel (only "(set)" was compared before, so a rotation was never applied), and
+ * nothing to guess a random 256-bit key from.
+ */
+function pskFingerprint(key: string | null): string | null {
+  return key === null ? null : new Bun.CryptoHasher("sha256").update(key).digest("hex").slice(0, 8);
 }
 
 function compareText(a: string, b: string): number {

@@ -95,7 +95,7 @@ export function nftablesTableName(interfaceName: string): string {
  * firewall is not touched. With no ACL the table still exists and accepts everything, so
  * applying it removes a previous policy.
  */
-export function renderNftables(config: NodeConfig, interfaceName: string = config.network.interfaceName): string {
+export function renderNftables(config: NodeConfig, interfaceName: string = config.network.interfaceName, { relay = false }: { relay?: boolean } = {}): string {
   if (!INTERFACE_NAME.test(interfaceName)) throw new Error(`${JSON.stringify(interfaceName)} is not a usable interface name`);
   const table = `inet ${nftablesTableName(interfaceName)}`;
   const iface = `"${interfaceName}"`;
@@ -110,21 +110,21 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
     "\t}",
     "\tchain mesh_in {",
   ];
-  if (config.firewall === null) {
-    out.push("\t\taccept", "\t}");
-  } else {
-    out.push(...chainBody(config.firewall.input), "\t}");
-    if (config.firewall.forward !== null) {
-      out.push(
-        "\tchain forward {",
-        "\t\ttype filter hook forward priority 0; policy accept;",
-        `\t\tiifname ${iface} oifname ${iface} jump mesh_fwd`,
-        "\t}",
-        "\tchain mesh_fwd {",
-        ...chainBody(config.firewall.forward),
-        "\t}",
-      );
+  const meshForward = config.firewall !== null && config.firewall.forward !== null;
+  if (config.firewall === null) out.push("\t\taccept", "\t}");
+  else out.push(...chainBody(config.firewall.input), "\t}");
+  if (meshForward || relay) {
+    out.push("\tchain forward {", "\t\ttype filter hook forward priority 0; policy accept;");
+    if (meshForward) out.push(`\t\tiifname ${iface} oifname ${iface} jump mesh_fwd`);
+    if (relay) {
+      // A hub has IP forwarding on (the agent turns it on) to relay within the mesh; that must
+      // not make it a way out to its other networks or the internet for any peer, whatever the
+      // ACL: WireGuard checks a packet's source, never where it goes. A port the host itself
+      // published by DNAT (a container's) stays reachable.
+      out.push(`\t\tiifname ${iface} oifname != ${iface} ct status dnat accept`, `\t\tiifname ${iface} oifname != ${iface} drop`);
     }
+    out.push("\t}");
+    if (meshForward) out.push("\tchain mesh_fwd {", ...chainBody(config.firewall!.forward!), "\t}");
   }
   out.push("}", "");
   return out.join("\n");

@@ -235,15 +235,25 @@ describe("describeDevice / describeDesired", () => {
     expect(diffLines(describeDevice(matching), describeDesired(SETCONF))).toEqual([]);
   });
 
-  test("the canonical form: sorted, secrets shown only as (set)", () => {
+  test("the canonical form: sorted, secrets shown only as (set) with a fingerprint of the preshared key", () => {
     const text = describeDesired(SETCONF);
     expect(text).not.toContain(PRIVATE);
     expect(text).not.toContain(PSK);
-    const peerA = `peer ${PEER_A}\n  allowed-ips 100.64.0.2/32, fd7a:115c:a1e0::2/128\n  endpoint 203.0.113.7:51820\n  keepalive 25\n  preshared-key (set)\n`;
+    const fingerprint = new Bun.CryptoHasher("sha256").update(PSK).digest("hex").slice(0, 8);
+    const peerA = `peer ${PEER_A}\n  allowed-ips 100.64.0.2/32, fd7a:115c:a1e0::2/128\n  endpoint 203.0.113.7:51820\n  keepalive 25\n  preshared-key (set, ${fingerprint})\n`;
     expect(text).toContain(peerA);
     expect(text.startsWith("interface\n  private-key (set)\n  listen-port 51820\npeer ")).toBe(true);
     const order = [...text.matchAll(/^peer (\S+)$/gm)].map((match) => match[1]);
     expect(order).toEqual([...order].sort());
+  });
+
+  test("a rotated preshared key is a difference (else the agent would never apply it)", () => {
+    const rotated = SETCONF.replace(PSK, `${"B".repeat(42)}A=`);
+    expect(rotated).not.toBe(SETCONF);
+    const lines = diffLines(describeDesired(SETCONF), describeDesired(rotated));
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^- {3}preshared-key \(set, [0-9a-f]{8}\)$/);
+    expect(lines[1]).toMatch(/^\+ {3}preshared-key \(set, [0-9a-f]{8}\)$/);
   });
 
   test("differences show up as + and - lines", () => {

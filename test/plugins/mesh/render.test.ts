@@ -224,6 +224,14 @@ table inet citadel_wgc_office {
     expect(text).not.toContain("chain forward");
   });
 
+  test("a hub (relay) is no way out of the mesh: what arrives on the mesh leaves only to the mesh, or to a DNAT-published port", () => {
+    const text = renderNftables(sample, "wgc-office", { relay: true });
+    expect(text).toContain(
+      '\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tiifname "wgc-office" oifname != "wgc-office" ct status dnat accept\n\t\tiifname "wgc-office" oifname != "wgc-office" drop\n\t}\n',
+    );
+    expect(renderNftables(sample, "wgc-office", { relay: false })).not.toContain("chain forward");
+  });
+
   test("interface names: sanitized into the table name, refused when unusable", () => {
     expect(nftablesTableName("wgc-office.1")).toBe("citadel_wgc_office_1");
     expect(() => renderNftables(sample, `wg"; flush ruleset`)).toThrow("is not a usable interface name");
@@ -407,6 +415,14 @@ describe.skipIf(!haveTools || !isRoot)("with the real tools", () => {
     const result = run(inNamespace([tools.nft!, "-c", "-f", path]));
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
+  });
+
+  test("nft -c accepts a relay's script, with and without an ACL", () => {
+    for (const config of [cases[2]![1], cases[5]![1]]) {
+      const result = run(inNamespace([tools.nft!, "-c", "-f", writeConfig("relay.nft", renderNftables(config, device, { relay: true }))]));
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+    }
   });
 
   test("applied twice, then replaced by the no-ACL script: the table follows", () => {
