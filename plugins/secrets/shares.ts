@@ -6,6 +6,7 @@
  * The last allowed view, revocation and expiry drop the ciphertext.
  */
 import { createHash } from "node:crypto";
+import { roleAllows } from "../../src/auth/rbac.ts";
 import { constantTimeEqual } from "../../src/crypto/aead.ts";
 import { ConflictError, ForbiddenError, GoneError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
@@ -66,9 +67,14 @@ export class Shares {
     return sql.sharesOf(this.k.store.db, organizationId).map((s) => view(s, now));
   }
 
+  /** By whoever made the link, or by someone who may manage the organization's members (who sees every link). */
   async revoke(caller: Caller, organizationId: string, id: string) {
     const share = sql.shareById(this.k.store.db, id);
     if (!share || share.organization_id !== organizationId) throw new NotFoundError("No such share link.");
+    const p = caller.principal;
+    const role = p.userId ? this.k.identity.provider?.roleIn(p.userId, organizationId) : null;
+    const maker = share.created_by === byWhom(p);
+    if (!maker && !(p.operator || (role && roleAllows(role, "manage_members")))) throw new ForbiddenError("Only whoever made the share link, or an admin of the organization, can revoke it.");
     await this.k.store.write((tx) => {
       sql.revokeShare(tx, id, this.k.clock.now());
       this.k.audit.record(tx, { ...event(caller, null, { action: "secrets.share.revoke", resource: { type: "share", id } }), organization: organizationId });
@@ -89,11 +95,11 @@ export class Shares {
     const share = await this.usable(id, proof, request);
     const ciphertext = this.k.seal.keyring().decrypt(shareKeyOwner(share.organization_id), `secrets_shares:${id}`, share.ciphertext).toString("utf8");
     const counted = await this.k.store.write((tx) => {
-      const ok = sql.countView(tx, id);
-      this.k.audit.record(tx, viewEvent(share, ok ? "success" : "failure", ok ? `view ${share.views + 1} of ${share.max_views}` : "used up", request));
+      const ok = sql.countView(tx, id, this.k.clock.now());
+      this.k.audit.record(tx, viewEvent(share, ok ? "success" : "failure", ok ? `view ${share.views + 1} of ${share.max_views}` : "used up or expired", request));
       return ok;
     });
-    if (!counted) throw new GoneError("This share link is used up: it allowed no more views.");
+    if (!counted) throw new GoneError("This share link is used up or expired: it allows no more views.");
     return { ciphertext, passphrase: share.passphrase === 1, views_left: share.max_views - share.views - 1, expires_at: new Date(share.expires_at).toISOString() };
   }
 

@@ -236,8 +236,9 @@ export const sharesOf = (db: Database, organizationId: string) =>
   db.query<ShareRow, [string]>("SELECT * FROM secrets_shares WHERE organization_id = ? ORDER BY created_at DESC LIMIT 500").all(organizationId);
 
 /** Counts a view, only while views are left; the last view drops the ciphertext. */
-export function countView(tx: Database, id: string): boolean {
-  const counted = tx.query("UPDATE secrets_shares SET views = views + 1 WHERE id = ? AND views < max_views AND revoked_at IS NULL").run(id).changes === 1;
+export function countView(tx: Database, id: string, now: number): boolean {
+  // Everything that makes a view allowed is checked again here, in the transaction that counts it.
+  const counted = tx.query("UPDATE secrets_shares SET views = views + 1 WHERE id = ? AND views < max_views AND revoked_at IS NULL AND expires_at > ?").run(id, now).changes === 1;
   if (counted) tx.query("UPDATE secrets_shares SET ciphertext = x'' WHERE id = ? AND views >= max_views").run(id);
   return counted;
 }

@@ -336,7 +336,12 @@ describe("share links", () => {
     expect(content.passphrase).toBe(true);
     await expect(openShareSecret(content.ciphertext, locked.linkKey)).rejects.toThrow("passphrase");
     expect(await openShareSecret(content.ciphertext, locked.linkKey, "tell-them-by-phone")).toBe("with a passphrase");
-    const revoked = await share(c, owner, org, "never seen");
+    const revoked = await share(c, owner, org, "seen once", { max_views: 2 });
+    // An editor who did not make the link cannot revoke it; its maker (or an admin) can.
+    const otherEditor = await c.addUser(owner, "other-editor@example.org", "editor");
+    const notTheirs = await c.send("DELETE", `/v1/secrets/orgs/${org}/shares/${revoked.id}`, otherEditor.token);
+    expect([notTheirs.status, notTheirs.body.code]).toEqual([403, "forbidden"]);
+    expect((await view(c, revoked.id, revoked.linkKey)).status).toBe(200);
     expect((await c.send("DELETE", `/v1/secrets/orgs/${org}/shares/${revoked.id}`, owner)).status).toBe(200);
     expect((await view(c, revoked.id, revoked.linkKey)).status).toBe(410);
     const tooLong = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: "c1.sh.x", view_proof: "p".repeat(43), passphrase: false, ttl_hours: 10_000 } });
