@@ -6,6 +6,10 @@ export const MeshSettings = section("WireGuard mesh: node names in DNS, how agen
   domain: Type.String({
     default: "mesh.internal.",
     maxLength: 200,
+    // DNS labels only: the domain goes into every node's wg-quick config (its DNS search line),
+    // where a newline would add directives of its own (PostUp runs a shell command as root).
+    pattern: "^$|^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.?$",
+    patternHint: 'a domain name of letters, digits and hyphens, such as "mesh.internal." (or "" for no names)',
     description: 'Nodes are named <node>.<network>.<domain> in the DNS server ("" : no names). ".internal" is reserved for private use (ICANN, 2024).',
   }),
   dns_ttl: Type.Integer({ default: 60, minimum: 0, maximum: 86_400, description: "TTL (seconds) of the nodes' A and AAAA records." }),

@@ -148,6 +148,9 @@ function describe(error: ValueError): string {
       return `must be at most ${schema.maxLength} characters`;
     case ValueErrorType.StringFormat:
       return schema.format === "ip" ? "must be an IP address" : schema.format === "cidr" ? "must be a CIDR such as 10.0.0.0/8" : `must be a valid ${schema.format}`;
+    case ValueErrorType.StringPattern:
+      // A pattern says little to a reader: the schema's own words (`patternHint`) when it has them.
+      return typeof schema.patternHint === "string" ? `must be ${schema.patternHint}` : `must match ${schema.pattern}`;
     case ValueErrorType.Union: {
       const options = (schema.anyOf as TSchema[] | undefined)?.map((s) => s.const).filter((c) => c !== undefined);
       return options?.length ? `must be one of: ${options.join(", ")}` : "has the wrong type";
