@@ -373,6 +373,10 @@ export class IamService {
     if (input.workspace) {
       const ws = sql.workspaceById(this.db, input.workspace);
       if (!ws || !sql.roleOf(this.db, ws.organization_id, user.id)) throw new InvalidError("no such workspace among yours", "workspace");
+      if (input.organization && input.organization !== ws.organization_id) throw new InvalidError("that workspace is not in that organization", "workspace");
+      // A workspace's token is its organization's too: the organization's rules (MFA required,
+      // address allowlist) apply to it on every route, also those that name no organization.
+      input = { ...input, organization: ws.organization_id };
     }
     const t = generateToken(TOKEN_KINDS.pat);
     await this.k.store.write((tx) => {

@@ -99,6 +99,19 @@ describe("TOTP", () => {
     expect([refused.status, refused.body.code]).toEqual([403, "mfa_required"]);
     expect((await c.send("GET", "/v1/iam/me", editor.token)).status).toBe(200); // they can still enrol
   });
+
+  test("a token for one workspace is its organization's too: the organization's MFA rule applies to it", async () => {
+    const { c, operator, org } = await app();
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "app" } })).body.id as string;
+    const forOrg = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "o", scopes: ["read", "iam:self"], organization: org } })).body;
+    const forWorkspace = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "w", scopes: ["read", "iam:self"], workspace: ws } })).body;
+    expect(forWorkspace.organization).toBe(org);
+    await c.send("PATCH", `/v1/iam/orgs/${org}`, operator, { json: { require_mfa: true } });
+    for (const token of [forOrg.token, forWorkspace.token]) {
+      const refused = await c.send("GET", "/v1/iam/me/tokens", token);
+      expect([refused.status, refused.body.code]).toEqual([403, "mfa_required"]);
+    }
+  });
 });
 
 describe("tokens", () => {
