@@ -171,12 +171,29 @@ export class TransferView implements TransferPolicy {
     return this.addresses.has(client);
   }
 
-  /** The key named `name` with its secret, or null when there is none or Citadel is sealed. */
+  /** Keys decrypted by the keyring they came from: dropped when Citadel seals. */
+  private readonly decrypted = new Map<string, { keyring: object; key: TsigKey }>();
+
+  /**
+   * The key named `name` with its secret, or null when there is none or Citadel is sealed.
+   * Decrypted once per view (a view is made again on every change of keys): a signed query is
+   * checked before any rate limit applies over TCP, so each must not cost a database read and
+   * a decryption.
+   */
   readonly tsigKey = (name: Name): TsigKey | null => {
-    const row = this.keys.get(canonical(name));
     const keyring = this.k.seal.keyringIfUnsealed();
-    if (!row || !keyring) return null;
-    return { name: parseName(row.name, null), algorithm: row.algorithm, secret: keyring.decrypt(KEY_OWNER, keyContext(row.name), row.secret) };
+    if (!keyring) {
+      this.decrypted.clear();
+      return null;
+    }
+    const id = canonical(name);
+    const cached = this.decrypted.get(id);
+    if (cached && cached.keyring === keyring) return cached.key;
+    const row = this.keys.get(id);
+    if (!row) return null;
+    const key = { name: parseName(row.name, null), algorithm: row.algorithm, secret: keyring.decrypt(KEY_OWNER, keyContext(row.name), row.secret) };
+    this.decrypted.set(id, { keyring, key });
+    return key;
   };
 
   allowed(client: string, zone: Name, keyName: Name | null): boolean {

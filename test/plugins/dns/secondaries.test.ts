@@ -3,7 +3,7 @@
  * as a keyring envelope, a secondary needs an existing key and an IP address, a key in use
  * cannot be removed, and the transfer policy allows exactly the secondary's address with its key.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
 import { transferServiceOf } from "../../../plugins/dns/index.ts";
 import { parseName } from "../../../plugins/dns/names.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
@@ -99,6 +99,11 @@ describe("secondaries", () => {
     expect(view.notifyTargets(n("example.net.")).map((t) => t.secondary)).toEqual(["ns3"]);
     expect(view.notifyTargets(n("example.org.")).map((t) => t.secondary)).toEqual(["ns2", "ns3"]);
     expect(Buffer.from(view.tsigKey(n("Fleet."))!.secret).toString("base64")).toBe(key.body.secret);
+    // Decrypted once, not per signed query (they reach this before any rate limit over TCP).
+    const decrypts = spyOn(c.kernel.seal.keyring(), "decrypt");
+    expect(view.tsigKey(n("fleet."))).toBe(view.tsigKey(n("FLEET.")));
+    expect(decrypts).toHaveBeenCalledTimes(0);
+    decrypts.mockRestore();
     expect(view.tsigKey(n("missing."))).toBeNull();
     c.kernel.seal.seal();
     expect(view.tsigKey(n("fleet."))).toBeNull();
