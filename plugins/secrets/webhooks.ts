@@ -173,7 +173,10 @@ function underPrefix(url: URL, prefix: string): boolean {
   } catch {
     return false; // a malformed prefix allows nothing
   }
-  // "/hooks" allows "/hooks" and "/hooks/...", not "/hooks-admin".
+  // "/hooks" allows "/hooks" and "/hooks/...", not "/hooks-admin". The URL parser resolves
+  // "/hooks/../admin" but keeps "/hooks/..%2Fadmin" encoded, and a receiver that decodes %2F
+  // (or %5C, or a %2E dot segment) would route it outside the prefix: refused.
+  if (/%(2f|5c|2e)/i.test(url.pathname)) return false;
   const path = p.pathname;
   return url.origin === p.origin && (url.pathname === path || url.pathname.startsWith(path.endsWith("/") ? path : `${path}/`));
 }

@@ -549,6 +549,10 @@ describe("keys and protection cannot be taken over", () => {
     await c.send("PUT", `${base}/environments/staging`, owner, { json: { protection: "named", allowed_users: [me] } });
     expect((await c.send("PUT", `${base}/environments/staging`, admin.token, { json: { protection: "members" } })).status).toBe(403);
     expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: "http://127.0.0.1:9/hooks-admin/x" } })).status).toBe(422);
+    // Encoded separators a receiver may decode into a path outside the prefix.
+    for (const escape of ["/hooks/..%2Fadmin", "/hooks/..%5cadmin", "/hooks/%2e%2e/admin"]) {
+      expect([escape, (await c.send("POST", `${base}/webhooks`, owner, { json: { url: `http://127.0.0.1:9${escape}` } })).status]).toEqual([escape, 422]);
+    }
     const hook = await c.send("POST", `${base}/webhooks`, owner, { json: { url: "http://127.0.0.1:9/hooks/x" } });
     expect(hook.status).toBe(200);
     expect((await c.send("GET", `${base}/webhooks/${hook.body.id}/deliveries`, viewer.token)).status).toBe(403);
