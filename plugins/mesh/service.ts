@@ -15,7 +15,7 @@ import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.ts";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, UnauthorizedError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
-import { cidrContains, parseCidr, parseIp } from "../../src/net/ip.ts";
+import { cidrContains, parseCidr, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { addressesOf, allocateHost, randomUlaPrefix, validateNetworkPrefixes } from "./addresses.ts";
 import { isWireGuardKey } from "./keys.ts";
@@ -107,8 +107,16 @@ export function checkEndpoint(text: string | null | undefined): string | null {
       ? parseIp(bracketed)?.family === 6
       : plain !== undefined && (parseIp(plain)?.family === 4 || (parseIp(plain) === null && /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(plain) && !/^[0-9.]+$/.test(plain)));
   if (!match || !hostOk || port < 1 || port > 65_535) throw new InvalidError(`endpoint: ${JSON.stringify(text)} is not host:port (IPv6 in brackets: [2001:db8::1]:51820)`, "endpoint");
+  // Every peer sends handshakes and keepalives to a node's endpoint: one pointing at the peers'
+  // own loopback, link-local or unspecified addresses would turn them on themselves.
+  const ip = parseIp(bracketed ?? plain ?? "");
+  if (ip && UNREACHABLE_ENDPOINTS.some((cidr) => cidrContains(cidr, unmapIpv4(ip)))) {
+    throw new InvalidError(`endpoint: ${JSON.stringify(text)} is a loopback, link-local or unspecified address, which a peer cannot reach this node at`, "endpoint");
+  }
   return text;
 }
+
+const UNREACHABLE_ENDPOINTS = ["127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "::1/128", "::/128", "fe80::/10"].map((c) => parseCidr(c)!);
 
 function checkInteger(value: number | undefined, fallback: number, min: number, max: number, field: string): number {
   const n = value ?? fallback;

@@ -378,6 +378,11 @@ describe("hardening (from the security review)", () => {
     expect(await status("[2001:db8::1]:51820")).toBe(200);
     expect(await status("vpn.example.org:51820")).toBe(200);
     expect(await status("198.51.100.7:51820")).toBe(200);
+    // Addresses a peer would reach itself at, never this node: every peer would send there.
+    c.clock.advance(10_000); // enrollment is under the login endpoints' rate limit
+    for (const own of ["127.0.0.1:51820", "[::1]:51820", "169.254.169.254:80", "0.0.0.0:51820", "[fe80::1]:51820", "[::ffff:127.0.0.1]:53"]) {
+      expect([own, await status(own)]).toEqual([own, 422]);
+    }
   });
 
   test("a node's own request cannot undo an operator's disable, and a disabled node cannot start a rotation", async () => {
