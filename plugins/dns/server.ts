@@ -14,6 +14,7 @@
  * NOTIMP (opcode other than QUERY; meta types MAILA/MAILB), REFUSED (class other than IN, zone
  * transfers, no zone for the qname), then the zone's answer.
  */
+import { clientKey } from "../../src/net/ip.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Stop } from "../../src/plugin.ts";
 import {
@@ -526,7 +527,9 @@ export interface DnsServerOptions {
   /** A TCP connection with nothing received for this long is closed. Default 10000. */
   tcpIdleMs?: number;
   /** TCP connections beyond this many are closed at once. Default 256. */
-  maxTcpConnections?: number;
+maxTcpConnections?: number;
+  /** TCP connections one client (an IPv4 address, an IPv6 /64) may hold at once (default: an eighth of maxTcpConnections, at least 4). */
+  maxTcpConnectionsPerClient?: number;
 }
 
 export interface DnsServer {
@@ -560,6 +563,9 @@ class DnsServerRuntime {
   readonly connections = new Set<import("bun").Socket<Connection>>();
   readonly idleMs: number;
   readonly maxConnections: number;
+  readonly maxPerClient: number;
+  /** Open connections per client key: one host must not hold every slot (AXFR and the TCP retry of slipped resolvers need some). */
+  private readonly perClient = new Map<string, number>();
   failures = 0;
   private lastErrorLog = 0;
   private suppressed = 0;
@@ -570,6 +576,7 @@ class DnsServerRuntime {
     this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, now: options.now });
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;
+    this.maxPerClient = options.maxTcpConnectionsPerClient ?? Math.max(4, Math.floor(this.maxConnections / 8));
   }
 
   /** Answers one packet and does the bookkeeping (errors, observer). */
@@ -669,7 +676,8 @@ class DnsServerRuntime {
 
   readonly tcpHandler: import("bun").SocketHandler<Connection> = {
     open: (socket) => {
-      if (this.stopping || this.connections.size >= this.maxConnections) {
+      const key = clientKey(socket.remoteAddress);
+      if (this.stopping || this.connections.size >= this.maxConnections || (this.perClient.get(key) ?? 0) >= this.maxPerClient) {
         socket.data = { pending: null, pendingLength: 0, backlog: null, timer: null, client: "", closed: true, transfer: false };
         socket.terminate();
         return;
@@ -685,6 +693,7 @@ class DnsServerRuntime {
       };
       socket.data = connection;
       this.connections.add(socket);
+      this.perClient.set(key, (this.perClient.get(key) ?? 0) + 1);
       connection.timer = setTimeout(closeIdle, this.idleMs, socket);
     },
     data: (socket, data) => {
@@ -760,7 +769,12 @@ class DnsServerRuntime {
       connection.pending = null;
       connection.backlog = null;
     }
-    if (this.connections.delete(socket) && this.connections.size === 0 && this.allClosed) this.allClosed();
+    if (!this.connections.delete(socket)) return;
+    const key = clientKey(connection!.client);
+    const left = (this.perClient.get(key) ?? 1) - 1;
+    if (left > 0) this.perClient.set(key, left);
+    else this.perClient.delete(key);
+    if (this.connections.size === 0 && this.allClosed) this.allClosed();
   }
 
   /** Closes every connection; resolves when they are all gone (or after a second regardless). */

@@ -453,6 +453,25 @@ describe("startDnsServer", () => {
     expect(decodeMessage(other.frames()[0]!).id).toBe(3);
   }, 30_000);
 
+  test("TCP: one client cannot hold every connection; another still gets one", async () => {
+    const { tcp } = await start({ maxTcpConnections: 8 }); // a client may hold 4 (an eighth, at least 4)
+    const mine = await Promise.all(Array.from({ length: 4 }, () => tcpClient(tcp)));
+    const fifth = await tcpClient(tcp);
+    await fifth.waitFor(() => fifth.state.closed);
+    expect(mine.map((m) => m.state.closed)).toEqual([false, false, false, false]);
+    // Closing one makes room for the same client again.
+    mine[0]!.socket.end();
+    await mine[0]!.waitFor(() => mine[0]!.state.closed);
+    for (const until = Date.now() + 10_000; Date.now() < until; ) {
+      const again = await tcpClient(tcp);
+      again.socket.write(framed(query("www.example.org", { id: 11 })));
+      await again.waitFor(() => again.frames().length === 1 || again.state.closed);
+      if (again.frames().length === 1) return;
+      await Bun.sleep(20); // the server had not seen the close yet
+    }
+    throw new Error("no connection after one was closed");
+  });
+
   test("TCP: an idle connection is closed; activity keeps it open", async () => {
     // Gaps far below the idle time (a loaded machine may stretch a sleep), activity lasting well past it.
     const { tcp } = await start({ tcpIdleMs: 1000 });
