@@ -173,8 +173,27 @@ export class IamService {
    * account and address, and per address alone: each failure beyond a few doubles the wait,
    * and enough of them lock the pair out for a while. The account itself is never locked for
    * everyone, so an attacker cannot lock its owner out from elsewhere.
+   *
+   * One attempt per account and address at a time: failures are counted once the (slow,
+   * asynchronous) password check is done, so guesses sent at once would all be checked before
+   * the first one counted, and a burst would get as many tries as it sends.
    */
   async login(input: { email: string; password: string; totp?: string; recovery_code?: string }, request: AuditRequestContext) {
+    const pairKey = `${input.email.trim().toLowerCase()}|${clientKey(request.source ?? "unknown")}`;
+    if (this.loginsInFlight.has(pairKey)) {
+      throw new RateLimitedError("A login for this account from your address is being checked already: try again in a moment.", 1);
+    }
+    this.loginsInFlight.add(pairKey);
+    try {
+      return await this.checkedLogin(input, request);
+    } finally {
+      this.loginsInFlight.delete(pairKey);
+    }
+  }
+
+  private readonly loginsInFlight = new Set<string>();
+
+  private async checkedLogin(input: { email: string; password: string; totp?: string; recovery_code?: string }, request: AuditRequestContext) {
     const s = this.k.settings;
     const address = clientKey(request.source ?? "unknown"); // an IPv6 client counts as its /64
     const pairKey = `${input.email.trim().toLowerCase()}|${address}`;

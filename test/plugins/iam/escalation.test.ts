@@ -163,8 +163,20 @@ describe("accounts", () => {
     expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
     c.clock.advance(30_000);
     const body = { email: c.owner.email, password: c.owner.password, totp: totp(secret, c.clock.now()) };
-    const answers = await Promise.all([1, 2, 3].map(() => c.send("POST", "/v1/iam/login", undefined, { json: body })));
+    // From three addresses (from one, the attempts would wait for each other: see below).
+    const answers = await Promise.all([1, 2, 3].map((i) => c.send("POST", "/v1/iam/login", undefined, { json: body, headers: { "x-test-peer": `192.0.2.${i}` } })));
     expect(answers.map((a) => a.status).sort()).toEqual([200, 401, 401]);
+  });
+
+  test("guesses sent at once from one address are checked one at a time, so the slowdown counts them all", async () => {
+    const { c } = await owner();
+    const guesses = await Promise.all(Array.from({ length: 9 }, (_, i) => c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: `wrong-guess-${i}` } })));
+    const statuses = guesses.map((g) => g.status).sort();
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(3); // at most the slowdown's free tries
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(6);
+    // The right password, once the wait is over, still works.
+    c.clock.advance(16 * 60_000);
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password } })).status).toBe(200);
   });
 
   test("MFA is enrolled with a session, not with a token", async () => {
