@@ -301,7 +301,7 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           { response: m.Done, detail: { summary: "Remove a member's wrapped workspace key", tags: ["secrets: e2ee"], ...access(ADMIN) } },
         )
         // --- webhooks ----------------------------------------------------------------------
-        .get(`${W}/webhooks`, ({ params }) => items(webhooks.list(params.workspace)), {
+        .get(`${W}/webhooks`, ({ params, request }) => items(webhooks.list(caller(request), params.workspace)), {
           response: m.WebhookList,
           detail: { summary: "The workspace's webhooks", tags: ["secrets: webhooks"], ...access(READ) },
         })

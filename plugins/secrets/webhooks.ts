@@ -5,10 +5,11 @@
  * with doubling back-off. Citadel connects only to URLs under the operator's allowed prefixes.
  */
 import type { Database } from "bun:sqlite";
+import { roleAllows } from "../../src/auth/rbac.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Stop } from "../../src/plugin.ts";
-import { byWhom, ensureWorkspace, event, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, ensureWorkspace, event, roleInWorkspace, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
 import { generateWebhookSecret, signWebhook } from "./webhook-signature.ts";
 
@@ -53,8 +54,16 @@ export class Webhooks {
     return { ...view(sql.webhookById(this.k.store.db, id)!), secret };
   }
 
-  list(workspaceId: string) {
-    return sql.webhooksOf(this.k.store.db, workspaceId).map(view);
+  /**
+   * The workspace's webhooks. A URL can be a capability (a token in its path, as many receivers
+   * use): whole for who may manage the workspace's members (operators included), otherwise its
+   * origin only.
+   */
+  list(caller: Caller, workspaceId: string) {
+    const ws = sql.workspaceRow(this.k.store.db, workspaceId);
+    const role = ws ? roleInWorkspace(this.k, caller.principal, ws) : null;
+    const whole = caller.principal.operator || (role !== null && roleAllows(role, "manage_members"));
+    return sql.webhooksOf(this.k.store.db, workspaceId).map((hook) => (whole ? view(hook) : { ...view(hook), url: originOnly(hook.url) }));
   }
 
   async delete(caller: Caller, workspaceId: string, id: string) {
@@ -179,6 +188,14 @@ function underPrefix(url: URL, prefix: string): boolean {
   if (/%(2f|5c|2e)/i.test(url.pathname)) return false;
   const path = p.pathname;
   return url.origin === p.origin && (url.pathname === path || url.pathname.startsWith(path.endsWith("/") ? path : `${path}/`));
+}
+
+function originOnly(url: string): string {
+  try {
+    return `${new URL(url).origin}/…`;
+  } catch {
+    return "…";
+  }
 }
 
 function view(hook: sql.WebhookRow) {

@@ -585,6 +585,10 @@ describe("webhooks", () => {
     expect(hook.body.secret).toStartWith("whsec_");
     secret = hook.body.secret;
     expect(storeBytes(c)).not.toContain(secret);
+    // The URL may be a capability: whole for admins, its origin for a viewer.
+    const viewer = await c.addUser(owner, "viewer@example.org", "viewer");
+    expect((await c.send("GET", `${base}/webhooks`, owner)).body.items.map((h: { url: string }) => h.url)).toEqual([`${allowed}citadel`]);
+    expect((await c.send("GET", `${base}/webhooks`, viewer.token)).body.items.map((h: { url: string }) => h.url)).toEqual([`http://127.0.0.1:${receiver.port}/…`]);
 
     await c.send("PUT", path("WEBHOOKED"), owner, { json: { value: "do-not-send-me" } });
     const { webhooks } = servicesOf(c.kernel as never);
