@@ -143,4 +143,11 @@ export const iamMigrations: readonly Migration[] = [
       AFTER UPDATE OF id, operator, must_change_password, totp_enabled_at, deleted_at ON users
       BEGIN UPDATE authentication_generation SET generation = generation + 1; END;`,
   },
+  {
+    // A token restricted to a workspace is its organization's too (its MFA rule and allowlist
+    // apply on every route): tokens made before this was recorded get it now.
+    id: "0004_workspace_tokens_organization",
+    up: `UPDATE credentials SET organization_id = (SELECT w.organization_id FROM workspaces w WHERE w.id = credentials.workspace_id)
+         WHERE organization_id IS NULL AND workspace_id IS NOT NULL;`,
+  },
 ];

@@ -35,6 +35,13 @@ function recoveryCode(): string {
   const chars = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => RECOVERY_ALPHABET[b % RECOVERY_ALPHABET.length]).join("");
   return chars.match(/.{4}/g)!.join("-");
 }
+/**
+ * A login session, or a device token (`citadel login`: approved from a login session, TOTP
+ * included): what these make stands on its own. What any other credential makes is revoked
+ * with it (else `citadel logout` would take every CI token made from the CLI with it).
+ */
+const madeByLogin = (p: Principal) => p.kind === "session" || p.kind === "device";
+
 const hashCode = (code: string) => createHash("sha256").update(code.replace(/[\s-]/g, "").toLowerCase()).digest();
 /** The keyring owner of a user's TOTP secret (destroyed when the user is erased). */
 export const userKeyOwner = (userId: string) => `iam-user/${userId}`;
@@ -136,7 +143,8 @@ export class IamService {
   async changePassword(caller: Caller, current: string, next: string) {
     const user = this.requireUser(caller.principal);
     const s = this.k.settings;
-    const key = `password-change|${user.id}`;
+    // Per credential: a stolen token guessing cannot lock the owner's other sessions out of changing it.
+    const key = `password-change|${user.id}|${caller.principal.tokenId}`;
     const waiting = this.failures.get(key);
     if (waiting && waiting.waitUntil > this.now()) {
       const seconds = Math.ceil((waiting.waitUntil - this.now()) / 1000);
@@ -412,7 +420,7 @@ export class IamService {
           workspace_id: input.workspace ?? null,
           ip_allowlist: allowlist,
           // Made by another credential (not a login): it is revoked with its maker.
-          parent_id: caller.principal.kind === "session" ? null : caller.principal.tokenId,
+          parent_id: madeByLogin(caller.principal) ? null : caller.principal.tokenId,
           created_at: this.now(),
           expires_at: expiresAt,
         }),
@@ -489,6 +497,7 @@ export class IamService {
     await this.k.store.write((tx) => {
       // Rotation replaces the secret, not the lifetime: the expiry stays where it was.
       sql.insertCredential(tx, { ...c, id: t.prefix, hash: t.hash, created_at: this.now() });
+      sql.adoptChildren(tx, c.id, t.prefix); // what the old token made is not revoked with it
       sql.revokeCredential(tx, c.id, this.now());
       this.audit(tx, { action: "iam.token.rotate", actor: actorOf(caller.principal), outcome: "success", resource: { type: "token", id: t.prefix }, reason: `replaces ${c.id}`, request: caller.request });
     });
@@ -804,7 +813,7 @@ export class IamService {
           scopes: JSON.stringify(scopes),
           workspace_id: limits.workspace,
           ip_allowlist: limits.allowlist,
-          parent_id: p.kind === "session" ? null : p.tokenId,
+          parent_id: madeByLogin(p) ? null : p.tokenId,
           created_at: this.now(),
           expires_at: limits.expiresAt,
         }),

@@ -334,8 +334,19 @@ export const revokeCredential = (tx: Database, id: string, now: number) =>
     )
     .run(id, now);
 
+/** Revokes the user's credentials of `kinds`, and every credential made from them (an API key a PAT made has no user of its own). */
 export const revokeUserCredentials = (tx: Database, userId: string, kinds: readonly CredentialKind[], now: number) =>
-  tx.query(`UPDATE credentials SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND kind IN (${kinds.map(() => "?").join(", ")})`).run(now, userId, ...kinds);
+  tx
+    .query(
+      `WITH RECURSIVE family(id) AS (
+         SELECT id FROM credentials WHERE user_id = ? AND kind IN (${kinds.map(() => "?").join(", ")})
+         UNION SELECT c.id FROM credentials c JOIN family f ON c.parent_id = f.id)
+       UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
+    )
+    .run(userId, ...kinds, now);
+
+/** What `from` made now hangs from `to` (a rotated token's children live on with its successor). */
+export const adoptChildren = (tx: Database, from: string, to: string) => tx.query("UPDATE credentials SET parent_id = ? WHERE parent_id = ?").run(to, from);
 
 export const credentialsOfUser = (db: Database, userId: string, kinds: readonly CredentialKind[]) =>
   db

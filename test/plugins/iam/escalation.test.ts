@@ -104,6 +104,41 @@ describe("what a credential makes never outlives it", () => {
     expect(Date.parse(own.body.expires_at) - c.clock.now()).toBe(365 * 86_400_000);
   });
 
+  test("what a rotated token made lives on with its successor; a deleted user's tokens take what they made along", async () => {
+    const { c, session, org } = await owner();
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session);
+    const maker = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "maker", scopes: ["read", "iam:self", "iam:write", "system:read"] } });
+    const child = await c.send("POST", "/v1/iam/me/tokens", maker.body.token, { json: { name: "child", scopes: ["read"] } });
+    const rotated = await c.send("POST", `/v1/iam/me/tokens/${maker.body.id}/rotate`, session);
+    expect(rotated.status).toBe(200);
+    expect((await c.send("GET", "/v1/system/info", maker.body.token)).status).toBe(401);
+    expect((await c.send("GET", "/v1/system/info", child.body.token)).status).toBe(200);
+    await c.send("DELETE", `/v1/iam/me/tokens/${rotated.body.id}`, session);
+    expect((await c.send("GET", "/v1/system/info", child.body.token)).status).toBe(401); // and dies with it
+
+    const bob = await c.addUser(session, "bob@example.org", "admin");
+    const bobsPat = await c.send("POST", "/v1/iam/me/tokens", bob.token, { json: { name: "b", scopes: ["iam:write", "system:read"] } });
+    const bobsKey = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, bobsPat.body.token, { json: { service: "system", name: "k", scopes: ["system:read"] } });
+    expect((await c.send("GET", "/v1/system/info", bobsKey.body.token)).status).toBe(200);
+    const asked = await c.send("DELETE", `/v1/iam/users/${bob.id}`, session);
+    expect((await c.send("DELETE", `/v1/iam/users/${bob.id}`, session, { headers: { "x-citadel-confirm": asked.body.confirmation_token } })).status).toBe(200);
+    expect((await c.send("GET", "/v1/system/info", bobsKey.body.token)).status).toBe(401);
+  });
+
+  test("what a device token (citadel login) makes stands on its own: logging the CLI out leaves CI tokens alone", async () => {
+    const { c, session } = await owner();
+    const start = await c.send("POST", "/oauth/device/code", undefined, { json: { scope: "read iam:self" } });
+    await c.send("POST", "/v1/iam/device/approve", session, { json: { user_code: start.body.user_code, approve: true } });
+    c.clock.advance(6000);
+    const device = (await c.send("POST", "/oauth/token", undefined, { json: { grant_type: "urn:ietf:params:oauth:grant-type:device_code", device_code: start.body.device_code } })).body.access_token as string;
+    expect(device).toMatch(/^citadel_pat_/);
+    const ci = await c.send("POST", "/v1/iam/me/tokens", device, { json: { name: "ci", scopes: ["read"] } });
+    expect(ci.status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/logout", device, { json: {} })).status).toBe(200);
+    expect((await c.send("GET", "/v1/iam/me", device)).status).toBe(401);
+    expect((await c.send("GET", "/v1/system/info", ci.body.token)).status).toBe(200);
+  });
+
   test("a PAT made by a PAT is revoked with its maker", async () => {
     const { c, session } = await owner();
     const maker = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "maker", scopes: ["read", "iam:self"] } });

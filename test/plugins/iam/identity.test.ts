@@ -100,6 +100,17 @@ describe("TOTP", () => {
     expect((await c.send("GET", "/v1/iam/me", editor.token)).status).toBe(200); // they can still enrol
   });
 
+  test("tokens for one workspace made before that was recorded get their organization from migration 0004", async () => {
+    const { c, operator, org } = await app();
+    const { iamMigrations } = await import("../../../plugins/iam/migrations.ts");
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "old" } })).body.id as string;
+    const made = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "w", scopes: ["read"], workspace: ws } })).body;
+    const db = c.kernel.store.db;
+    db.query("UPDATE credentials SET organization_id = NULL WHERE id = ?").run(made.id); // as stored before
+    db.run(iamMigrations.find((m) => m.id === "0004_workspace_tokens_organization")!.up);
+    expect(db.query("SELECT organization_id FROM credentials WHERE id = ?").get(made.id)).toEqual({ organization_id: org });
+  });
+
   test("a token for one workspace is its organization's too: the organization's MFA rule applies to it", async () => {
     const { c, operator, org } = await app();
     const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "app" } })).body.id as string;
