@@ -5,9 +5,10 @@
  * every zone or the zones the secondary lists.
  *
  * The listener works from `TransferView`, an in-memory copy rebuilt after every change: the
- * answer path asks it synchronously and never touches SQLite. Key secrets stay keyring
- * envelopes in memory too, decrypted only for the signed message in hand — so a sealed
- * Citadel signs nothing (every signed query is BADKEY until unsealed).
+ * answer path asks it synchronously and never touches SQLite. A key's secret is decrypted
+ * the first time a signed message needs it and kept in the view (a new view on every change);
+ * a sealed Citadel signs nothing (every signed query is BADKEY until unsealed), and the first
+ * signed query after sealing overwrites and drops what was decrypted.
  */
 import type { Database } from "bun:sqlite";
 import type { AuditEventInput } from "../../src/audit/event.ts";
@@ -183,6 +184,8 @@ export class TransferView implements TransferPolicy {
   readonly tsigKey = (name: Name): TsigKey | null => {
     const keyring = this.k.seal.keyringIfUnsealed();
     if (!keyring) {
+      // Sealed: the key material goes, overwritten (it stays until the next signed query asks).
+      for (const { key } of this.decrypted.values()) key.secret.fill(0);
       this.decrypted.clear();
       return null;
     }

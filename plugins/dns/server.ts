@@ -543,6 +543,8 @@ export interface DnsServer {
 const MAX_UDP_QUEUE = 10_000;
 /** Replies queued on a TCP connection that is not reading them before it is dropped. */
 const MAX_TCP_BACKLOG = 1 << 20;
+/** Answers buffered while reading one segment are written once they reach this much. */
+const TCP_FLUSH_BYTES = 1 << 16;
 /** At most one log line per this many milliseconds for failing queries (a flood must not flood the log). */
 const ERROR_LOG_INTERVAL_MS = 1000;
 
@@ -731,23 +733,33 @@ class DnsServerRuntime {
    */
   private tcpData(socket: import("bun").Socket<Connection>, connection: Connection, data: Uint8Array): void {
     const replies: Uint8Array[] = [];
-    let unread = connection.backlog?.length ?? 0;
+    let buffered = 0;
+    // Answers are handed to the kernel as they pile up, so that a client that reads is judged
+    // by what it leaves unread, not by how many queries one segment held.
+    const flush = () => {
+      if (replies.length === 0) return;
+      this.write(socket, connection, framed(replies));
+      replies.length = 0;
+      buffered = 0;
+    };
     const whole = readMessages(connection, data, (message) => {
       connection.timer?.refresh();
       const reply = this.answer(message, connection.client, "tcp");
       if (reply === null) return true;
       replies.push(reply);
-      unread += 2 + reply.length;
+      buffered += 2 + reply.length;
       const more = this.answerer.outcome.more;
       if (more) {
         // The rest of a zone transfer follows its first message, in order.
         connection.transfer = true;
         for (const m of more) replies.push(m);
       }
-      return connection.transfer || unread <= MAX_TCP_BACKLOG;
+      if (connection.transfer) return true;
+      if (buffered >= TCP_FLUSH_BYTES) flush();
+      return !connection.closed && (connection.backlog?.length ?? 0) + buffered <= MAX_TCP_BACKLOG;
     });
     if (!whole) return this.drop(socket); // a frame shorter than a header (garbage), or too much unread
-    if (replies.length > 0) this.write(socket, connection, framed(replies));
+    flush();
   }
 
   /** Writes `bytes`, keeping what the kernel does not take for the next drain (within MAX_TCP_BACKLOG, but for a transfer). */

@@ -58,8 +58,7 @@ export class ShieldGate implements QueryGate {
       return "drop";
     }
     // Allowlisted and trusted loopback clients are not rate limited; TCP never is.
-    const trusted = this.options.shield.current ? this.options.shield.current.isTrusted(client, "dns") : this.options.trustLoopback && this.isLoopback(client);
-    if (transport === "tcp" || trusted) {
+    if (transport === "tcp" || this.trusted(client)) {
       if (action !== "refuse") return "answer";
       this.options.count?.("refused");
       return "refuse";
@@ -79,6 +78,11 @@ export class ShieldGate implements QueryGate {
     shield?.observe(client, "dns_rate_limited"); // (not for an exempt secondary: no decision may come of it)
     this.options.count?.(verdict === "truncate" ? "slipped" : "rate_limited");
     return verdict;
+  }
+
+  private trusted(client: string): boolean {
+    const shield = this.options.shield.current;
+    return shield ? shield.isTrusted(client, "dns") : this.options.trustLoopback && this.isLoopback(client);
   }
 
   private isLoopback(client: string): boolean {

@@ -171,7 +171,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
             const config = withoutPresharedKeys(configs.configOf(row));
             const format = query.format ?? "wg-quick";
             const text =
-              format === "json" ? JSON.stringify(config, null, 2) : format === "setconf" ? renderSetconf(config) : format === "nftables" ? renderNftables(config, config.network.interfaceName) : renderWgQuick(config);
+              format === "json" ? JSON.stringify(config, null, 2) : format === "setconf" ? renderSetconf(config) : format === "nftables" ? renderNftables(config, config.network.interfaceName, { relay: net.topology === "hub" && row.hub === 1 }) : renderWgQuick(config);
             return new Response(text, { headers: { "content-type": format === "json" ? "application/json" : "text/plain; charset=utf-8" } });
           },
           {

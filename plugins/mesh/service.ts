@@ -110,13 +110,14 @@ export function checkEndpoint(text: string | null | undefined): string | null {
   // Every peer sends handshakes and keepalives to a node's endpoint: one pointing at the peers'
   // own loopback, link-local or unspecified addresses would turn them on themselves.
   const ip = parseIp(bracketed ?? plain ?? "");
-  if (ip && UNREACHABLE_ENDPOINTS.some((cidr) => cidrContains(cidr, unmapIpv4(ip)))) {
-    throw new InvalidError(`endpoint: ${JSON.stringify(text)} is a loopback, link-local or unspecified address, which a peer cannot reach this node at`, "endpoint");
+  const localName = plain !== undefined && /(^|\.)localhost\.?$/i.test(plain);
+  if (localName || (ip && UNREACHABLE_ENDPOINTS.some((cidr) => cidrContains(cidr, unmapIpv4(ip))))) {
+    throw new InvalidError(`endpoint: ${JSON.stringify(text)} is a loopback, link-local, multicast, broadcast or unspecified address, which a peer cannot reach this node at`, "endpoint");
   }
   return text;
 }
 
-const UNREACHABLE_ENDPOINTS = ["127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "::1/128", "::/128", "fe80::/10"].map((c) => parseCidr(c)!);
+const UNREACHABLE_ENDPOINTS = ["127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32", "::/96", "fe80::/10", "ff00::/8"].map((c) => parseCidr(c)!);
 
 function checkInteger(value: number | undefined, fallback: number, min: number, max: number, field: string): number {
   const n = value ?? fallback;
@@ -325,6 +326,10 @@ export class MeshService {
   }
 
   async createKey(caller: Caller, org: string, network: string, input: NewPreauthKey) {
+    // As in identity, short-lived tokens make nothing that outlives them: an hour-long workload
+    // token must not mint a reusable key that enrolls nodes for 90 days.
+    const kind = caller.principal.kind;
+    if (kind === "workload" || kind === "console") throw new ForbiddenError("a workload or console token cannot make pre-auth keys");
     const net = this.networkRow(org, network);
     const minutes = checkInteger(input.expires_minutes, DEFAULT_KEY_MINUTES, 1, MAX_KEY_MINUTES, "expires_minutes");
     const ttlDays = input.node_ttl_days === undefined ? null : checkInteger(input.node_ttl_days, 0, 1, 3650, "node_ttl_days");

@@ -107,7 +107,7 @@ describe("TOTP", () => {
     const made = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "w", scopes: ["read"], workspace: ws } })).body;
     const db = c.kernel.store.db;
     db.query("UPDATE credentials SET organization_id = NULL WHERE id = ?").run(made.id); // as stored before
-    db.run(iamMigrations.find((m) => m.id === "0004_workspace_tokens_organization")!.up);
+    db.run(iamMigrations.find((m) => m.id === "0004_workspace_tokens_organization")!.up as string);
     expect(db.query("SELECT organization_id FROM credentials WHERE id = ?").get(made.id)).toEqual({ organization_id: org });
   });
 

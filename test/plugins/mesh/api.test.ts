@@ -368,6 +368,15 @@ describe("hardening (from the security review)", () => {
     expect((await c.send("GET", `${net}/keys`, owner)).body.items[0].used).toBe(1);
   });
 
+  test("a workload token makes no pre-auth key (the key would outlive it)", async () => {
+    const { c, owner, net } = await setup();
+    const pat = (await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "ci", scopes: ["mesh:admin", "mesh:write", "mesh:read"] } })).body.token;
+    const exchanged = await c.send("POST", "/oauth/token", undefined, { json: { grant_type: "urn:ietf:params:oauth:grant-type:token-exchange", subject_token: pat, scope: "mesh:admin mesh:write mesh:read" } });
+    const refused = await c.send("POST", `${net}/keys`, exchanged.body.access_token, { json: { reusable: true, expires_minutes: 60 } });
+    expect([refused.status, refused.body.code]).toEqual([403, "forbidden"]);
+    expect((await c.send("POST", `${net}/keys`, pat, { json: { reusable: true, expires_minutes: 60 } })).status).toBe(200);
+  });
+
   test("endpoints: IPv6 only in brackets, IPv4 or a name without; what wg and the agent parse", async () => {
     const { c, owner, net } = await setup();
     const key = await preauthKey(c, owner, net, { reusable: true });
@@ -380,7 +389,10 @@ describe("hardening (from the security review)", () => {
     expect(await status("198.51.100.7:51820")).toBe(200);
     // Addresses a peer would reach itself at, never this node: every peer would send there.
     c.clock.advance(10_000); // enrollment is under the login endpoints' rate limit
-    for (const own of ["127.0.0.1:51820", "[::1]:51820", "169.254.169.254:80", "0.0.0.0:51820", "[fe80::1]:51820", "[::ffff:127.0.0.1]:53"]) {
+    const refused = ["127.0.0.1:51820", "[::1]:51820", "169.254.169.254:80", "0.0.0.0:51820", "[fe80::1]:51820", "[::ffff:127.0.0.1]:53"];
+    refused.push("localhost:51820", "db.localhost:1", "224.0.0.1:51820", "255.255.255.255:1", "[ff02::1]:51820", "[::127.0.0.1]:51820");
+    for (const own of refused) {
+      c.clock.advance(1000);
       expect([own, await status(own)]).toEqual([own, 422]);
     }
   });
