@@ -29,7 +29,13 @@ export class E2eeKeys {
         // A new key pair cannot open the workspace keys wrapped to the old one: if this user is
         // the only member left holding some version of some workspace's key, it would be lost.
         const sole = this.soleHolding(tx, user);
-        if (sole) throw new ConflictError(`You are the only holder of version ${sole.key_version} of the key of workspace ${sole.workspace_id}: give it to another member first (citadel secrets e2ee grant), or its values would be lost.`);
+        if (sole) {
+          throw new ConflictError(
+            sole.current
+              ? `You are the only holder of the key of workspace ${sole.workspace_id}: give it to another member first (citadel secrets e2ee grant), or its values would be lost.`
+              : `You are the only holder of version ${sole.key_version} of the key of workspace ${sole.workspace_id}, which older values are still encrypted with: a new key pair would make them unreadable (purge them, or keep this key pair).`,
+          );
+        }
         // The workspace keys wrapped to the old key pair are useless now: they go, and another
         // member wraps them again for the new public key.
         tx.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(user);
@@ -44,7 +50,7 @@ export class E2eeKeys {
    * A workspace key version `user` is the only one to hold among the members of its
    * organization (a holder who left it can no longer use theirs), or null.
    */
-  private soleHolding(tx: Database, user: string, workspaceId?: string): { workspace_id: string; key_version: number } | null {
+  private soleHolding(tx: Database, user: string, workspaceId?: string): { workspace_id: string; key_version: number; current: number } | null {
     const isMember = (other: string, organization: string) => this.k.identity.provider?.roleIn(other, organization) != null;
     for (const held of sql.keysHeldWithOthers(tx, user, workspaceId)) {
       const others = held.others === null ? [] : held.others.split(" ");

@@ -282,15 +282,22 @@ export const putWorkspaceKey = (tx: Database, workspaceId: string, keyVersion: n
     .run(workspaceId, keyVersion, userId, wrapped, by, at);
 
 /** Every version of the user's wrapped keys of this workspace: a removed member keeps none. */
-/** Every wrapped workspace key `userId` holds, with the organization of its workspace and every other holder of the same key version. */
+/**
+ * The workspace key versions `userId` holds that something still needs — the current one, or
+ * one a stored value is encrypted with — with the workspace's organization and every other
+ * holder of the same version.
+ */
 export const keysHeldWithOthers = (db: Database, userId: string, workspaceId?: string) =>
   db
-    .query<{ workspace_id: string; organization_id: string; key_version: number; others: string | null }, [string, string | null, string | null]>(
-      `SELECT k.workspace_id, w.organization_id, k.key_version,
+    .query<{ workspace_id: string; organization_id: string; key_version: number; current: number; others: string | null }, [string, string | null, string | null]>(
+      `SELECT k.workspace_id, w.organization_id, k.key_version, k.key_version = w.e2ee_key_version AS current,
               (SELECT group_concat(o.user_id, ' ') FROM secrets_workspace_keys o
                 WHERE o.workspace_id = k.workspace_id AND o.key_version = k.key_version AND o.user_id != k.user_id) AS others
          FROM secrets_workspace_keys k JOIN secrets_workspaces w ON w.workspace_id = k.workspace_id
-        WHERE k.user_id = ? AND (? IS NULL OR k.workspace_id = ?)`,
+        WHERE k.user_id = ? AND (? IS NULL OR k.workspace_id = ?)
+          AND (k.key_version = w.e2ee_key_version OR EXISTS (
+                SELECT 1 FROM secret_versions v JOIN secrets s ON s.id = v.secret_id JOIN secrets_environments e ON e.id = s.environment_id
+                 WHERE e.workspace_id = k.workspace_id AND v.dek_version = 0 AND v.key_version = k.key_version))`,
     )
     .all(userId, workspaceId ?? null, workspaceId ?? null);
 

@@ -439,7 +439,7 @@ describe("the workspace key is never left without a holder", () => {
     const { c, owner, me, member, holders } = await twoHolders();
     expect((await c.send("DELETE", `/v1/iam/orgs/${c.owner.organization}/members/${member.id}`, owner)).status).toBe(200);
     const replaced = await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: newPair() });
-    expect([replaced.status, replaced.body.detail]).toEqual([409, expect.stringContaining("You are the only holder of version 1")]);
+    expect([replaced.status, replaced.body.detail]).toEqual([409, expect.stringContaining("You are the only holder of the key of workspace")]);
     expect(await holders()).toContain(me);
   });
 
@@ -501,6 +501,16 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
     expect((await c.send("PUT", path("C"), carol.token, { json: { value: encryptValue(key2, "gamma", ctx("C")) } })).status).toBe(200);
     expect((await c.send("GET", path("C"), carol.token)).body.key_version).toBe(2);
     expect(auditActions(c, "secrets.e2ee.rotate")).toHaveLength(1);
+
+    // History still needs v1. Carol may take a new key pair (the owner keeps copies of v1 and
+    // v2) and gets v2 again; the owner, now the last to hold v1, may not — told why, not told to
+    // "grant" it (a grant gives the current version only).
+    const carolsNew = generateUserKeyPair();
+    expect((await c.send("PUT", "/v1/secrets/me/keypair", carol.token, { json: { public_key: carolsNew.publicKey, sealed_private_key: `c1.pk.${"C".repeat(80)}` } })).status).toBe(200);
+    expect((await c.send("PUT", `${base}/e2ee/keys/${carol.id}`, owner, { json: { wrapped: wrapWorkspaceKey(key2, carolsNew.publicKey, { workspace: ws, user: carol.id }) } })).status).toBe(200);
+    const mine = await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: generateUserKeyPair().publicKey, sealed_private_key: `c1.pk.${"D".repeat(80)}` } });
+    expect([mine.status, mine.body.detail]).toEqual([409, expect.stringContaining("only holder of version 1 of the key of workspace")]);
+    expect(mine.body.detail).toContain("older values are still encrypted with");
   });
 });
 
