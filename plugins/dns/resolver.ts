@@ -30,7 +30,7 @@
  */
 import type { Socket, TCPSocketConnectOptions, udp } from "bun";
 import type { Logger } from "../../src/log.ts";
-import { cidrContains, formatIp, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr } from "../../src/net/ip.ts";
+import { cidrContains, clientKey, formatIp, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr } from "../../src/net/ip.ts";
 import type { Stop } from "../../src/plugin.ts";
 import type { DomainSet } from "./blocklist.ts";
 import {
@@ -797,6 +797,9 @@ class ResolverListeners {
   private stopping = false;
   private readonly idleMs: number;
   private readonly maxConnections: number;
+  /** One client (an IPv4 address, an IPv6 /64) holds at most an eighth of the slots, as on the authoritative listener. */
+  private readonly maxPerClient: number;
+  private readonly perClient = new Map<string, number>();
 
   constructor(
     readonly core: ResolverCore,
@@ -804,6 +807,7 @@ class ResolverListeners {
   ) {
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;
+    this.maxPerClient = Math.max(4, Math.floor(this.maxConnections / 8));
   }
 
   readonly udpHandler: udp.SocketHandler<"uint8array"> = {
@@ -825,18 +829,19 @@ class ResolverListeners {
     open: (socket) => {
       const connection: Connection = { pending: null, pendingLength: 0, backlog: null, timer: null, client: socket.remoteAddress, answering: 0, closed: false };
       socket.data = connection;
-      if (this.stopping || this.connections.size >= this.maxConnections) {
+      const key = clientKey(connection.client);
+      if (this.stopping || this.connections.size >= this.maxConnections || (this.perClient.get(key) ?? 0) >= this.maxPerClient) {
         connection.closed = true;
         socket.terminate();
         return;
       }
       this.connections.add(socket);
+      this.perClient.set(key, (this.perClient.get(key) ?? 0) + 1);
       connection.timer = setTimeout(closeIdle, this.idleMs, socket);
     },
     data: (socket, data) => {
       const connection = socket.data;
       if (!connection || connection.closed) return;
-      connection.timer?.refresh();
       try {
         this.tcpData(socket, connection, data);
       } catch (e) {
@@ -858,6 +863,7 @@ class ResolverListeners {
   /** Frames out whole messages and answers each; what is left waits for the next chunk. */
   private tcpData(socket: Socket<Connection>, connection: Connection, data: Uint8Array): void {
     const whole = readMessages(connection, data, (message) => {
+      connection.timer?.refresh(); // a whole message is activity; a trickled byte is not
       if (connection.answering >= MAX_TCP_PENDING) return false;
       connection.answering++;
       // The core reads the message before its first await: the reused buffer is safe.
@@ -897,7 +903,11 @@ class ResolverListeners {
       connection.pending = null;
       connection.backlog = null;
     }
-    this.connections.delete(socket);
+    if (!this.connections.delete(socket)) return;
+    const key = clientKey(connection!.client);
+    const left = (this.perClient.get(key) ?? 1) - 1;
+    if (left > 0) this.perClient.set(key, left);
+    else this.perClient.delete(key);
   }
 
   closeAll(): void {

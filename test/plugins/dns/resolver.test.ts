@@ -563,6 +563,23 @@ describe("clients", () => {
 // ---------------------------------------------------------------------------------------------
 // Protocol details
 
+describe("TCP slots", () => {
+  test("one client holds at most an eighth of them", async () => {
+    const { tcp } = await start({ maxTcpConnections: 8 }); // at least 4 per client
+    const open = async () => {
+      let closed = false;
+      const socket = await Bun.connect({ hostname: "127.0.0.1", port: tcp, socket: { data() {}, close: () => void (closed = true), error: () => void (closed = true) } });
+      cleanups.push(() => socket.end());
+      return { socket, closed: () => closed };
+    };
+    const mine = [await open(), await open(), await open(), await open()];
+    const fifth = await open();
+    for (const until = Date.now() + 10_000; !fifth.closed() && Date.now() < until; ) await Bun.sleep(20);
+    expect(fifth.closed()).toBe(true);
+    expect(mine.map((m) => m.closed())).toEqual([false, false, false, false]);
+  });
+});
+
 describe("protocol", () => {
   test("OPT only when the query had one; EDNS version 1 is BADVERS; other classes and transfers REFUSED", async () => {
     const { ask, client } = await start();
