@@ -69,6 +69,15 @@ export function withProvidedRecords(stored: Zone[], providers: readonly RecordPr
       log.error("dns: a record provider's domain is not a name", { provider: provider.name, domain: provider.domain, error: String(e) });
       continue;
     }
+    // A stored zone below the provider's domain (made before the provider or its domain came)
+    // would answer for the provider's names, the deepest zone winning: it is not served.
+    for (let i = zones.length - 1; i >= 0; i--) {
+      const zone = zones[i]!;
+      if (isSubdomain(zone.origin, domain) && !nameEquals(zone.origin, domain)) {
+        log.warn("dns: a hosted zone below a record provider's domain is not served (delete it, or change the provider's domain)", { zone: nameToText(zone.origin), provider: provider.name, domain: provider.domain });
+        zones.splice(i, 1);
+      }
+    }
     const records = providedRecords(provider, domain, log);
     const host = hostZone(zones, domain);
     try {

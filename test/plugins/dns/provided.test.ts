@@ -35,6 +35,15 @@ describe("withProvidedRecords", () => {
     expect(zone!.serial()).toBe(7);
   });
 
+  test("a hosted zone below the provider's domain (made before the provider) is not served, and says so", () => {
+    const log = captureLog();
+    const below = Zone.build(parseName("x.mesh.example.org.", null), parseZoneFile("@ 300 IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ NS ns1\nns1 A 192.0.2.9\ndb1 A 192.0.2.66\n", { origin: parseName("x.mesh.example.org.", null), defaultTtl: 300 }));
+    const zones = withProvidedRecords([hosted, below], [provider([{ name: "db1.x.mesh.example.org.", type: "A", ttl: 60, data: "100.64.0.7" }])], () => 1, log.logger);
+    expect(zones.map((z) => nameToText(z.origin))).toEqual(["example.org."]);
+    expect(answers(zones[0]!, "db1.x.mesh.example.org.", RRType.A)).toEqual(["100.64.0.7"]);
+    expect(log.lines.find((l) => String(l.msg).includes("below a record provider's domain"))).toMatchObject({ level: "warn", zone: "x.mesh.example.org." });
+  });
+
   test("bad records are left out and logged; the good ones and the zone are served", () => {
     const log = captureLog();
     const bad = [

@@ -569,7 +569,7 @@ describe("TCP slots", () => {
     const open = async () => {
       let closed = false;
       const socket = await Bun.connect({ hostname: "127.0.0.1", port: tcp, socket: { data() {}, close: () => void (closed = true), error: () => void (closed = true) } });
-      cleanups.push(() => socket.end());
+      cleanups.push(() => void socket.end());
       return { socket, closed: () => closed };
     };
     const mine = [await open(), await open(), await open(), await open()];
