@@ -23,6 +23,23 @@ function stoppedDatabase(name = "citadel.db"): { dir: string; path: string } {
 }
 
 const listing = (dir: string) => readdirSync(dir).sort().map((name) => `${name} ${(statSync(join(dir, name)).mode & 0o777).toString(8)}`);
+/** The values read through `via` while a "server" connection on `path` holds a write in its WAL. */
+function readWhileInUse(path: string, via: string): string[] {
+  const server = new Database(path);
+  server.run("PRAGMA wal_autocheckpoint = 0");
+  server.run("INSERT INTO t VALUES ('in the wal')");
+  try {
+    const db = openReadOnly(via);
+    try {
+      return values(db);
+    } finally {
+      db.close();
+    }
+  } finally {
+    server.close();
+  }
+}
+
 const values = (db: Database) => db.query<{ v: string }, []>("SELECT v FROM t ORDER BY rowid").all().map((r) => r.v);
 
 describe("openReadOnly", () => {
@@ -48,16 +65,7 @@ describe("openReadOnly", () => {
 
   test("a database in use is read through its WAL: writes committed and not yet checkpointed are seen", () => {
     const { path } = stoppedDatabase();
-    const server = new Database(path);
-    server.run("PRAGMA wal_autocheckpoint = 0");
-    server.run("INSERT INTO t VALUES ('in the wal')");
-    try {
-      const db = openReadOnly(path);
-      expect(values(db)).toEqual(["committed", "in the wal"]);
-      db.close();
-    } finally {
-      server.close();
-    }
+    expect(readWhileInUse(path, path)).toEqual(["committed", "in the wal"]);
   });
 
   test("it cannot write", () => {
@@ -80,16 +88,7 @@ describe("openReadOnly", () => {
     const { dir, path } = stoppedDatabase("real.db");
     const link = join(dir, "citadel.db");
     symlinkSync(path, link);
-    const server = new Database(path);
-    server.run("PRAGMA wal_autocheckpoint = 0");
-    server.run("INSERT INTO t VALUES ('in the wal')");
-    try {
-      const db = openReadOnly(link);
-      expect(values(db)).toEqual(["committed", "in the wal"]);
-      db.close();
-    } finally {
-      server.close();
-    }
+    expect(readWhileInUse(path, link)).toEqual(["committed", "in the wal"]);
   });
 
   test("a hot rollback journal beside it: not read as immutable", () => {
