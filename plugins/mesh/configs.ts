@@ -173,7 +173,7 @@ export class NodeConfigs {
           ),
         }
       : null;
-    const relay = view.network.topology === "hub" && node.hub === 1;
+    const relay = relays(view.network, node);
     const document: ConfigDocument = { format: CONFIG_FORMAT, node: node.id, network: node.network_id, version: view.version, poll_seconds: this.k.settings.poll_seconds, config, relay, rotation };
     const body = JSON.stringify(document);
     const signed: SignedConfig = { body, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 32)}"`, signature: this.signer().sign(body), version: view.version };
@@ -195,4 +195,9 @@ export function pairKey(seed: Uint8Array): (a: MeshNode, b: MeshNode) => string 
     const [low, high] = a.id < b.id ? [a.id, b.id] : [b.id, a.id];
     return createHmac("sha256", seed).update(`citadel-mesh-psk\0${low}\0${high}`).digest("base64");
   };
+}
+
+/** A hub of a hub network relays between spokes: it forwards IP packets (and must not forward out of the mesh). */
+export function relays(network: { topology: string }, node: { hub: number }): boolean {
+  return network.topology === "hub" && node.hub === 1;
 }

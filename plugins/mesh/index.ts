@@ -16,7 +16,7 @@ import { principalOf, requestMeta } from "../../src/http/request-meta.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import type { ProvidedRecord } from "../../src/record-providers.ts";
 import { meshCommands } from "./commands.ts";
-import { NodeConfigs } from "./configs.ts";
+import { NodeConfigs, relays } from "./configs.ts";
 import { meshMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
 import { renderNftables, renderSetconf, renderWgQuick } from "./render.ts";
@@ -171,7 +171,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
             const config = withoutPresharedKeys(configs.configOf(row));
             const format = query.format ?? "wg-quick";
             const text =
-              format === "json" ? JSON.stringify(config, null, 2) : format === "setconf" ? renderSetconf(config) : format === "nftables" ? renderNftables(config, config.network.interfaceName, { relay: net.topology === "hub" && row.hub === 1 }) : renderWgQuick(config);
+              format === "json" ? JSON.stringify(config, null, 2) : format === "setconf" ? renderSetconf(config) : format === "nftables" ? renderNftables(config, config.network.interfaceName, { relay: relays(net, row) }) : renderWgQuick(config);
             return new Response(text, { headers: { "content-type": format === "json" ? "application/json" : "text/plain; charset=utf-8" } });
           },
           {
