@@ -36,11 +36,11 @@ function recoveryCode(): string {
   return chars.match(/.{4}/g)!.join("-");
 }
 /**
- * A login session, or a device token (`citadel login`: approved from a login session, TOTP
- * included): what these make stands on its own. What any other credential makes is revoked
- * with it (else `citadel logout` would take every CI token made from the CLI with it).
+ * A login session: what it makes stands on its own. What any other credential makes (a device
+ * token from `citadel login` included: a stolen one must not mint tokens that outlive it) is
+ * revoked with it; logging out ends only the credential itself (`logout`).
  */
-const madeByLogin = (p: Principal) => p.kind === "session" || p.kind === "device";
+const madeByLogin = (p: Principal) => p.kind === "session";
 
 const hashCode = (code: string) => createHash("sha256").update(code.replace(/[\s-]/g, "").toLowerCase()).digest();
 /** The keyring owner of a user's TOTP secret (destroyed when the user is erased). */
@@ -143,8 +143,10 @@ export class IamService {
   async changePassword(caller: Caller, current: string, next: string) {
     const user = this.requireUser(caller.principal);
     const s = this.k.settings;
-    // Per credential: a stolen token guessing cannot lock the owner's other sessions out of changing it.
-    const key = `password-change|${user.id}|${caller.principal.tokenId}`;
+    // A login session counts on its own (a stolen token guessing cannot lock the owner's
+    // sessions out of changing it; sessions cannot be made without the password); every other
+    // credential of the user counts under one key (tokens can be minted, counts cannot).
+    const key = `password-change|${user.id}|${caller.principal.kind === "session" ? caller.principal.tokenId : "tokens"}`;
     const waiting = this.failures.get(key);
     if (waiting && waiting.waitUntil > this.now()) {
       const seconds = Math.ceil((waiting.waitUntil - this.now()) / 1000);
@@ -296,7 +298,9 @@ export class IamService {
     const user = this.requireUser(caller.principal);
     await this.k.store.write((tx) => {
       if (everywhere) sql.revokeUserCredentials(tx, user.id, ["session"], this.now());
-      else sql.revokeCredential(tx, caller.principal.tokenId, this.now());
+      // Logging out ends this credential only: what it made (a CI token made from `citadel
+      // login`) stays. An explicit revoke of it takes its children along.
+      else sql.revokeOnly(tx, caller.principal.tokenId, this.now());
       this.audit(tx, { action: "iam.logout", actor: actorOf(caller.principal), outcome: "success", reason: everywhere ? "every session" : "this session", request: caller.request });
     });
   }
@@ -497,7 +501,8 @@ export class IamService {
     await this.k.store.write((tx) => {
       // Rotation replaces the secret, not the lifetime: the expiry stays where it was.
       sql.insertCredential(tx, { ...c, id: t.prefix, hash: t.hash, created_at: this.now() });
-      sql.adoptChildren(tx, c.id, t.prefix); // what the old token made is not revoked with it
+      // What the old token made goes with it: rotation is the answer to a leak, and what a thief
+      // made with the token must not survive it. (A CI token made from it is made again.)
       sql.revokeCredential(tx, c.id, this.now());
       this.audit(tx, { action: "iam.token.rotate", actor: actorOf(caller.principal), outcome: "success", resource: { type: "token", id: t.prefix }, reason: `replaces ${c.id}`, request: caller.request });
     });

@@ -345,8 +345,8 @@ export const revokeUserCredentials = (tx: Database, userId: string, kinds: reado
     )
     .run(userId, ...kinds, now);
 
-/** What `from` made now hangs from `to` (a rotated token's children live on with its successor). */
-export const adoptChildren = (tx: Database, from: string, to: string) => tx.query("UPDATE credentials SET parent_id = ? WHERE parent_id = ?").run(to, from);
+/** Revokes one credential, leaving what it made alone (logging out). */
+export const revokeOnly = (tx: Database, id: string, now: number) => tx.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(now, id);
 
 export const credentialsOfUser = (db: Database, userId: string, kinds: readonly CredentialKind[]) =>
   db

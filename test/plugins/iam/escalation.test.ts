@@ -104,7 +104,7 @@ describe("what a credential makes never outlives it", () => {
     expect(Date.parse(own.body.expires_at) - c.clock.now()).toBe(365 * 86_400_000);
   });
 
-  test("what a rotated token made lives on with its successor; a deleted user's tokens take what they made along", async () => {
+  test("rotating a token (the answer to a leak) revokes what it made; a deleted user's tokens take what they made along", async () => {
     const { c, session, org } = await owner();
     await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session);
     const maker = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "maker", scopes: ["read", "iam:self", "iam:write", "system:read"] } });
@@ -112,9 +112,8 @@ describe("what a credential makes never outlives it", () => {
     const rotated = await c.send("POST", `/v1/iam/me/tokens/${maker.body.id}/rotate`, session);
     expect(rotated.status).toBe(200);
     expect((await c.send("GET", "/v1/system/info", maker.body.token)).status).toBe(401);
-    expect((await c.send("GET", "/v1/system/info", child.body.token)).status).toBe(200);
-    await c.send("DELETE", `/v1/iam/me/tokens/${rotated.body.id}`, session);
-    expect((await c.send("GET", "/v1/system/info", child.body.token)).status).toBe(401); // and dies with it
+    expect((await c.send("GET", "/v1/system/info", child.body.token)).status).toBe(401);
+    expect((await c.send("GET", "/v1/system/info", rotated.body.token)).status).toBe(200);
 
     const bob = await c.addUser(session, "bob@example.org", "admin");
     const bobsPat = await c.send("POST", "/v1/iam/me/tokens", bob.token, { json: { name: "b", scopes: ["iam:write", "system:read"] } });
@@ -125,18 +124,26 @@ describe("what a credential makes never outlives it", () => {
     expect((await c.send("GET", "/v1/system/info", bobsKey.body.token)).status).toBe(401);
   });
 
-  test("what a device token (citadel login) makes stands on its own: logging the CLI out leaves CI tokens alone", async () => {
+  test("logging the CLI out (citadel logout) leaves the tokens made from it; revoking its device token does not", async () => {
     const { c, session } = await owner();
-    const start = await c.send("POST", "/oauth/device/code", undefined, { json: { scope: "read iam:self" } });
-    await c.send("POST", "/v1/iam/device/approve", session, { json: { user_code: start.body.user_code, approve: true } });
-    c.clock.advance(6000);
-    const device = (await c.send("POST", "/oauth/token", undefined, { json: { grant_type: "urn:ietf:params:oauth:grant-type:device_code", device_code: start.body.device_code } })).body.access_token as string;
-    expect(device).toMatch(/^citadel_pat_/);
-    const ci = await c.send("POST", "/v1/iam/me/tokens", device, { json: { name: "ci", scopes: ["read"] } });
+    const deviceToken = async () => {
+      const start = await c.send("POST", "/oauth/device/code", undefined, { json: { scope: "read iam:self" } });
+      await c.send("POST", "/v1/iam/device/approve", session, { json: { user_code: start.body.user_code, approve: true } });
+      c.clock.advance(6000);
+      return (await c.send("POST", "/oauth/token", undefined, { json: { grant_type: "urn:ietf:params:oauth:grant-type:device_code", device_code: start.body.device_code } })).body.access_token as string;
+    };
+    const laptop = await deviceToken();
+    expect(laptop).toMatch(/^citadel_pat_/);
+    const ci = await c.send("POST", "/v1/iam/me/tokens", laptop, { json: { name: "ci", scopes: ["read"] } });
     expect(ci.status).toBe(200);
-    expect((await c.send("POST", "/v1/iam/logout", device, { json: {} })).status).toBe(200);
-    expect((await c.send("GET", "/v1/iam/me", device)).status).toBe(401);
+    expect((await c.send("POST", "/v1/iam/logout", laptop, { json: {} })).status).toBe(200);
+    expect((await c.send("GET", "/v1/iam/me", laptop)).status).toBe(401);
     expect((await c.send("GET", "/v1/system/info", ci.body.token)).status).toBe(200);
+    // A stolen laptop: its device token is revoked, and what was made with it goes too.
+    const stolen = await deviceToken();
+    const minted = await c.send("POST", "/v1/iam/me/tokens", stolen, { json: { name: "thief", scopes: ["read"] } });
+    expect((await c.send("DELETE", `/v1/iam/me/tokens/${stolen.split("_")[2]!}`, session)).status).toBeLessThan(300);
+    expect((await c.send("GET", "/v1/system/info", minted.body.token)).status).toBe(401);
   });
 
   test("a PAT made by a PAT is revoked with its maker", async () => {
@@ -183,6 +190,15 @@ describe("the current password, asked to change it", () => {
     expect((await change(c.owner.password)).status).toBe(429);
     const failures = c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.password.change' AND outcome = 'failure'").get() as { n: number };
     expect(failures.n).toBe(3);
+    // A stolen token cannot start a fresh count by minting more tokens: all tokens count as one.
+    c.clock.advance(20_000); // the address's auth bucket refills
+    const pat = (await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "p", scopes: ["iam:self"] } })).body.token;
+    const viaPat = async () => (await c.send("POST", "/v1/iam/me/password", pat, { json: { current_password: "guess", new_password: "a-new-passphrase-2026" } })).status;
+    const minted: number[] = [];
+    for (let i = 0; i < 4; i++) minted.push(await viaPat());
+    expect(minted).toEqual([422, 422, 422, 429]);
+    const child = (await c.send("POST", "/v1/iam/me/tokens", pat, { json: { name: "c", scopes: ["iam:self"] } })).body.token;
+    expect((await c.send("POST", "/v1/iam/me/password", child, { json: { current_password: "guess", new_password: "a-new-passphrase-2026" } })).status).toBe(429);
     // Once the wait is over, the right password works, and clears the count.
     c.clock.advance(16 * 60_000);
     const again = await c.login(c.owner.email, c.owner.password);
