@@ -110,7 +110,9 @@ export function checkEndpoint(text: string | null | undefined): string | null {
   // Every peer sends handshakes and keepalives to a node's endpoint: one pointing at the peers'
   // own loopback, link-local or unspecified addresses would turn them on themselves.
   const ip = parseIp(bracketed ?? plain ?? "");
-  const localName = plain !== undefined && /(^|\.)localhost\.?$/i.test(plain);
+  // Names a resolver turns into such addresses: localhost, and numbers written as names
+  // ("0x7f000001", "0x7f.1", "2130706433"), which getaddrinfo reads as IPv4 addresses.
+  const localName = plain !== undefined && ip === null && (/(^|\.)localhost\.?$|^ip6-(localhost|loopback)$/i.test(plain) || plain.split(".").every((label) => /^(0x[0-9a-f]*|[0-9]+)$/i.test(label)));
   if (localName || (ip && UNREACHABLE_ENDPOINTS.some((cidr) => cidrContains(cidr, unmapIpv4(ip))))) {
     throw new InvalidError(`endpoint: ${JSON.stringify(text)} is a loopback, link-local, multicast, broadcast or unspecified address, which a peer cannot reach this node at`, "endpoint");
   }

@@ -391,6 +391,7 @@ describe("hardening (from the security review)", () => {
     c.clock.advance(10_000); // enrollment is under the login endpoints' rate limit
     const refused = ["127.0.0.1:51820", "[::1]:51820", "169.254.169.254:80", "0.0.0.0:51820", "[fe80::1]:51820", "[::ffff:127.0.0.1]:53"];
     refused.push("localhost:51820", "db.localhost:1", "224.0.0.1:51820", "255.255.255.255:1", "[ff02::1]:51820", "[::127.0.0.1]:51820");
+    refused.push("0x7f000001:51820", "0x7f.1:51820", "2130706433:51820", "ip6-localhost:51820"); // numbers a resolver reads as addresses
     for (const own of refused) {
       c.clock.advance(1000);
       expect([own, await status(own)]).toEqual([own, 422]);
