@@ -563,6 +563,23 @@ describe("clients", () => {
 // ---------------------------------------------------------------------------------------------
 // Protocol details
 
+describe("TCP idle", () => {
+  test("a frame trickled byte by byte does not keep a connection: only whole messages are activity", async () => {
+    const { tcp } = await start({ tcpIdleMs: 500 });
+    let closed = false;
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port: tcp, socket: { data() {}, close: () => void (closed = true), error: () => void (closed = true) } });
+    cleanups.push(() => void socket.end());
+    const started = Date.now();
+    // A length prefix promising 300 bytes, then one byte every 100 ms: never a whole message.
+    socket.write(Uint8Array.of(0x01, 0x2c));
+    while (!closed && Date.now() - started < 10_000) {
+      socket.write(Uint8Array.of(0));
+      await Bun.sleep(100);
+    }
+    expect(closed).toBe(true);
+  }, 15_000);
+});
+
 describe("TCP slots", () => {
   test("one client holds at most an eighth of them", async () => {
     const { tcp } = await start({ maxTcpConnections: 8 }); // at least 4 per client

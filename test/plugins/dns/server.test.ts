@@ -429,6 +429,20 @@ describe("startDnsServer", () => {
     expect(decodeMessage(d.frames()[0]!).id).toBe(8);
   });
 
+  test("TCP: a client that reads gets every answer, however many it pipelines in one segment", async () => {
+    const { tcp } = await start();
+    const c = await tcpClient(tcp);
+    const ask = query("huge.example.org", { type: RRType.TXT });
+    c.socket.write(framed(ask));
+    await c.waitFor(() => c.frames().length === 1);
+    const answerBytes = 2 + c.frames()[0]!.length;
+    const asked = Math.ceil((3 << 20) / answerBytes); // 3 MiB of answers, far more than one bound's worth per segment
+    c.socket.write(framed(...Array.from({ length: asked }, () => ask)));
+    await c.waitFor(() => c.frames().length === 1 + asked || c.state.closed, 20_000);
+    expect(c.state.closed).toBe(false);
+    expect(c.frames().length).toBe(1 + asked);
+  }, 30_000);
+
   test("TCP: a client that pipelines queries and does not read the answers is cut off; others are served", async () => {
     let answered = 0;
     const { tcp } = await start({ observer: { observe: () => void answered++ } });
@@ -471,6 +485,18 @@ describe("startDnsServer", () => {
     }
     throw new Error("no connection after one was closed");
   });
+
+  test("TCP: a frame trickled byte by byte does not keep a connection", async () => {
+    const { tcp } = await start({ tcpIdleMs: 500 });
+    const c = await tcpClient(tcp);
+    const started = Date.now();
+    c.socket.write(Uint8Array.of(0x01, 0x2c)); // a length prefix promising 300 bytes
+    while (!c.state.closed && Date.now() - started < 10_000) {
+      c.socket.write(Uint8Array.of(0));
+      await Bun.sleep(100);
+    }
+    expect(c.state.closed).toBe(true);
+  }, 15_000);
 
   test("TCP: an idle connection is closed; activity keeps it open", async () => {
     // Gaps far below the idle time (a loaded machine may stretch a sleep), activity lasting well past it.

@@ -511,6 +511,12 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
     const mine = await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: generateUserKeyPair().publicKey, sealed_private_key: `c1.pk.${"D".repeat(80)}` } });
     expect([mine.status, mine.body.detail]).toEqual([409, expect.stringContaining("only holder of version 1 of the key of workspace")]);
     expect(mine.body.detail).toContain("older values are still encrypted with");
+    // Once no value needs v1 (its secrets purged), the owner's key pair can change.
+    for (const [name, env] of [["A", "development"], ["B", "production"]] as const) {
+      const ask = await c.send("POST", path(name, env, "/purge"), owner);
+      expect((await c.send("POST", path(name, env, "/purge"), owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+    }
+    expect((await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: generateUserKeyPair().publicKey, sealed_private_key: `c1.pk.${"E".repeat(80)}` } })).status).toBe(200);
   });
 });
 
