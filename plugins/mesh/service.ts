@@ -252,7 +252,25 @@ export class MeshService {
   }
 
   async update(caller: Caller, org: string, idOrName: string, changes: NetworkChanges) {
-    const current = this.networkRow(org, idOrName);
+    const { id } = this.networkRow(org, idOrName);
+    const what = Object.keys(changes).sort().join(", ");
+    const next = await this.write(id, (tx) => {
+      // From the row as it is now, in the transaction that writes: two edits at once must not
+      // undo each other (a PATCH of the MTU restoring a preshared-key seed the other replaced).
+      const current = sql.networkById(tx, id)!;
+      const next = this.changedNetwork(current, changes);
+      if (changes.preshared_keys === false) next.psk_seed = null;
+      else if ((changes.preshared_keys === true && current.psk_seed === null) || (changes.rotate_preshared_keys && (current.psk_seed !== null || changes.preshared_keys)))
+        next.psk_seed = this.k.seal.keyring().encrypt(tx, PSK_OWNER, pskContext(current.id), randomBytes(32));
+      sql.updateNetwork(tx, next);
+      next.version = sql.bumpVersion(tx, current.id, next.updated_at);
+      this.k.audit.record(tx, event(caller, org, "mesh.network.update", { type: "mesh_network", id: current.id }, what || null));
+      return next;
+    });
+    return this.networkView(next);
+  }
+
+  private changedNetwork(current: sql.NetworkRow, changes: NetworkChanges): sql.NetworkRow {
     const next: sql.NetworkRow = {
       ...current,
       listen_port: checkInteger(changes.listen_port, current.listen_port, 1, 65_535, "listen_port"),
@@ -265,16 +283,7 @@ export class MeshService {
     };
     if (next.topology !== "mesh" && next.topology !== "hub") throw new InvalidError('topology: "mesh" or "hub"', "topology");
     if (!INTERFACE_NAME.test(next.interface_name)) throw new InvalidError("interface_name: 1–15 letters, digits or _.-", "interface_name");
-    const what = Object.keys(changes).sort().join(", ");
-    await this.write(current.id, (tx) => {
-      if (changes.preshared_keys === false) next.psk_seed = null;
-      else if ((changes.preshared_keys === true && current.psk_seed === null) || (changes.rotate_preshared_keys && (current.psk_seed !== null || changes.preshared_keys)))
-        next.psk_seed = this.k.seal.keyring().encrypt(tx, PSK_OWNER, pskContext(current.id), randomBytes(32));
-      sql.updateNetwork(tx, next);
-      next.version = sql.bumpVersion(tx, current.id, next.updated_at);
-      this.k.audit.record(tx, event(caller, org, "mesh.network.update", { type: "mesh_network", id: current.id }, what || null));
-    });
-    return this.networkView(next);
+    return next;
   }
 
   async delete(caller: Caller, org: string, idOrName: string) {

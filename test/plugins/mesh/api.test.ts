@@ -228,9 +228,12 @@ describe("config documents", () => {
     expect(pa.find((p) => p.name === "d")!.presharedKey).not.toBe(ab);
     expect((await c.send("GET", `${net}/nodes/a/config`, owner)).text).not.toContain(ab);
     expect(databaseText(c)).not.toContain(ab);
-    // A new seed: every pair's key changes.
-    await c.send("PATCH", net, owner, { json: { rotate_preshared_keys: true } });
-    expect((await fetchDocument(c, a)).doc!.config.peers.find((p) => p.name === "b")!.presharedKey).not.toBe(ab);
+    // A new seed: every pair's key changes — also when another edit of the network lands at the same moment.
+    const [rotated, mtu] = await Promise.all([c.send("PATCH", net, owner, { json: { rotate_preshared_keys: true } }), c.send("PATCH", net, owner, { json: { mtu: 1380 } })]);
+    expect([rotated.status, mtu.status]).toEqual([200, 200]);
+    const after = (await fetchDocument(c, a)).doc!.config;
+    expect(after.peers.find((p) => p.name === "b")!.presharedKey).not.toBe(ab);
+    expect(after.mtu).toBe(1380);
     expect(d.id).toBeTruthy();
   });
 });
