@@ -177,6 +177,19 @@ export class MeshService {
     return org;
   }
 
+  /**
+   * Networks were removed by a writer other than this service (a subject's erasure, inside its
+   * own transaction): the caches go and the listeners (DNS names, config documents) hear of it
+   * once that transaction has had its turn to commit. Should it have rolled back, they reload
+   * what is still there, which does no harm.
+   */
+  removedElsewhere(networkIds: readonly string[]): void {
+    setImmediate(() => {
+      this.nodesByToken.clear();
+      for (const id of networkIds) for (const listener of this.listeners) listener(id);
+    });
+  }
+
   private async write<T>(networkId: string | null, fn: (tx: Database) => T): Promise<T> {
     const result = await this.k.store.write(fn);
     this.nodesByToken.clear();

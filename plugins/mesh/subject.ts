@@ -27,6 +27,8 @@ export function meshSubjects(mesh: MeshService): SubjectContributor {
       if (subject.kind !== "organization") return null;
       const networks = sql.networks(tx, subject.id);
       for (const n of networks) sql.deleteNetwork(tx, n.id);
+      // Their nodes' DNS names and cached configs go with them, not at the next mesh change.
+      if (networks.length > 0) mesh.removedElsewhere(networks.map((n) => n.id));
       return networks.length === 0 ? null : `${networks.length} network(s) deleted`;
     },
   };

@@ -238,6 +238,21 @@ describe("config documents", () => {
   });
 });
 
+describe("an organization erased", () => {
+  test("its networks' names and configs are dropped at once, not at the next mesh change", async () => {
+    const { c } = await setup();
+    const { meshOf } = await import("../../../plugins/mesh/index.ts");
+    const { meshSubjects } = await import("../../../plugins/mesh/subject.ts");
+    const { mesh } = meshOf(c.kernel as never);
+    const heard: string[] = [];
+    mesh.onChange((id) => heard.push(id));
+    const id = (c.kernel.store.db.query("SELECT id FROM mesh_networks").get() as { id: string }).id;
+    await c.kernel.store.write((tx) => meshSubjects(mesh).erase!(tx, { kind: "organization", id: c.owner.organization }, c.clock.now()));
+    for (const until = Date.now() + 10_000; heard.length === 0 && Date.now() < until; ) await Bun.sleep(5);
+    expect(heard).toEqual([id]);
+  });
+});
+
 describe("ACL", () => {
   test("rules decide peers and firewalls; versions, history, validation, optimistic concurrency; audited", async () => {
     const { c, owner, net } = await setup();
