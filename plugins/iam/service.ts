@@ -305,12 +305,15 @@ export class IamService {
     });
   }
 
+  /** The user's login sessions, with where they were last used: for a login session to see, not a token (a leaked one would learn where its owner is). */
   sessions(p: Principal) {
+    if (p.kind !== "session") throw new ForbiddenError("log in (a session, not a token) to list or end your sessions");
     const user = this.requireUser(p);
     return sql.credentialsOfUser(this.db, user.id, ["session"]).map((c) => ({ ...this.credentialView(c), current: c.id === p.tokenId }));
   }
 
   async revokeSession(caller: Caller, id: string) {
+    if (caller.principal.kind !== "session") throw new ForbiddenError("log in (a session, not a token) to list or end your sessions");
     const user = this.requireUser(caller.principal);
     const c = sql.credentialById(this.db, id);
     if (!c || c.user_id !== user.id || c.kind !== "session") throw new NotFoundError("No such session.");

@@ -156,6 +156,19 @@ describe("what a credential makes never outlives it", () => {
   });
 });
 
+describe("sessions are a login's business", () => {
+  test("a token cannot list the user's sessions (with their addresses) or end them; a session can", async () => {
+    const { c, session } = await owner();
+    const pat = (await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "p", scopes: ["read", "iam:self"] } })).body.token;
+    const listed = await c.send("GET", "/v1/iam/me/sessions", pat);
+    expect([listed.status, listed.body.code]).toEqual([403, "forbidden"]);
+    const mine = (await c.send("GET", "/v1/iam/me/sessions", session)).body.items as Array<{ id: string }>;
+    expect(mine.length).toBeGreaterThan(0);
+    expect((await c.send("DELETE", `/v1/iam/me/sessions/${mine[0]!.id}`, pat)).status).toBe(403);
+    expect((await c.send("GET", "/v1/iam/me", session)).status).toBe(200);
+  });
+});
+
 describe("the appliance keeps an operator", () => {
   test("the last operator cannot be deleted; with a second operator, one of the two can go", async () => {
     const { c, session } = await owner();
