@@ -83,7 +83,8 @@ export class E2eeKeys {
     await this.k.store.write((tx) => {
       // Every check in the transaction that writes: two first keys sent at once must not both land.
       if (!sql.userKey(tx, userId)) throw new ConflictError("That user has no key pair yet: they run citadel secrets e2ee init first.");
-      const version = sql.workspaceRow(tx, workspaceId)!.e2ee_key_version;
+      const row = sql.workspaceRow(tx, workspaceId)!;
+      const version = row.e2ee_key_version;
       const holders = sql.workspaceKeyHolders(tx, workspaceId, version);
       // The first key is set by whoever turned encryption on; after that only holders can wrap it.
       if (holders.length > 0 && !holders.some((h) => h.user_id === me)) throw new ForbiddenError("Only a member who holds the workspace key can give it to another.");
@@ -91,6 +92,7 @@ export class E2eeKeys {
         // The first key is set once, before any value exists: were it allowed later, an admin
         // could remove every holder and install a key of their own.
         if (userId !== me) throw new ConflictError("The workspace has no key yet: its first key is your own.");
+        if (row.e2ee_enabled_by != null && row.e2ee_enabled_by !== me) throw new ForbiddenError("The workspace's first key is set by whoever turned end-to-end encryption on.");
         const everKeyed = tx.query<{ n: number }, [string]>("SELECT count(*) AS n FROM secrets_workspace_keys WHERE workspace_id = ?").get(workspaceId)!.n > 0;
         if (everKeyed || version !== 1 || sql.secretCountInWorkspace(tx, workspaceId) > 0) {
           throw new ConflictError("This workspace's key is set already: only a member who holds it can give it to another.");

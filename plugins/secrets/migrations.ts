@@ -134,4 +134,10 @@ export const secretsMigrations: readonly Migration[] = [
     DROP TABLE secrets_workspace_keys;
     ALTER TABLE secrets_workspace_keys_v2 RENAME TO secrets_workspace_keys;`,
   },
+  {
+    id: "0003_e2ee_enabled_by",
+    // The first workspace key is set by whoever turned encryption on, and nobody else: an admin
+    // must not plant a key of their own between someone enabling it and setting the key.
+    up: `ALTER TABLE secrets_workspaces ADD COLUMN e2ee_enabled_by TEXT;`,
+  },
 ];

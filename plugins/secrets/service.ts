@@ -74,7 +74,7 @@ export class SecretsService {
     if ((ws.e2ee === 1) !== on) {
       await this.k.store.write((tx) => {
         if (sql.secretCountInWorkspace(tx, workspaceId) > 0) throw new ConflictError("End-to-end encryption is chosen while a workspace holds no secrets (purge them first, or use a new workspace).");
-        sql.setE2ee(tx, workspaceId, on);
+        sql.setE2ee(tx, workspaceId, on, caller.principal.userId);
         this.k.audit.record(tx, event(caller, ws, { action: "secrets.workspace.update", resource: { type: "workspace", id: workspaceId }, reason: on ? "end-to-end encryption on" : "end-to-end encryption off" }));
       });
     }

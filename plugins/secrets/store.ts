@@ -10,6 +10,8 @@ export interface WorkspaceRow {
   workspace_id: string;
   organization_id: string;
   e2ee: number;
+  /** Who turned end-to-end encryption on (a user id); null when off. */
+  e2ee_enabled_by?: string | null;
   /** The current version of an end-to-end-encrypted workspace's key. */
   e2ee_key_version: number;
   created_at: number;
@@ -100,8 +102,9 @@ export function insertWorkspace(tx: Database, row: WorkspaceRow): void {
   tx.query("INSERT INTO secrets_workspaces (workspace_id, organization_id, e2ee, created_at) VALUES (?, ?, ?, ?)").run(row.workspace_id, row.organization_id, row.e2ee, row.created_at);
 }
 
-export const setE2ee = (tx: Database, workspaceId: string, on: boolean) =>
-  tx.query("UPDATE secrets_workspaces SET e2ee = ? WHERE workspace_id = ?").run(on ? 1 : 0, workspaceId);
+/** Turns end-to-end encryption on (recording by whom: only they set the first key) or off. */
+export const setE2ee = (tx: Database, workspaceId: string, on: boolean, by: string | null) =>
+  tx.query("UPDATE secrets_workspaces SET e2ee = ?, e2ee_enabled_by = ? WHERE workspace_id = ?").run(on ? 1 : 0, on ? by : null, workspaceId);
 
 export const environments = (db: Database, workspaceId: string) =>
   db.query<EnvironmentRow, [string]>("SELECT * FROM secrets_environments WHERE workspace_id = ? ORDER BY created_at, rowid").all(workspaceId);

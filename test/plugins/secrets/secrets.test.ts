@@ -443,6 +443,20 @@ describe("the workspace key is never left without a holder", () => {
     expect(await holders()).toContain(me);
   });
 
+  test("the first key is set by whoever turned encryption on, not by another admin in between", async () => {
+    const { c, owner, ws, base } = await setup();
+    const other = await c.addUser(owner, "other-admin@example.org", "admin");
+    const otherPair = generateUserKeyPair();
+    await c.send("PUT", "/v1/secrets/me/keypair", other.token, { json: { public_key: otherPair.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    const mine = generateUserKeyPair();
+    await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: mine.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+    const planted = await c.send("PUT", `${base}/e2ee/keys/${other.id}`, other.token, { json: { wrapped: wrapWorkspaceKey(newWorkspaceKey(), otherPair.publicKey, { workspace: ws, user: other.id }) } });
+    expect([planted.status, planted.body.code]).toEqual([403, "forbidden"]);
+    expect((await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(newWorkspaceKey(), mine.publicKey, { workspace: ws, user: me }) } })).status).toBe(200);
+  });
+
   test("a holder's copy cannot be replaced by another holder", async () => {
     const { c, owner, base, member } = await twoHolders();
     const forged = await c.send("PUT", `${base}/e2ee/keys/${member.id}`, owner, { json: { wrapped: "c1.wk.AAAAAAAAAAAAAAAAAAAA" } });
