@@ -12,7 +12,6 @@
  */
 import { Elysia } from "elysia";
 import { actorOf } from "../../src/auth/principal.ts";
-import { ConfigError } from "../../src/config/error.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";

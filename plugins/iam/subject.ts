@@ -7,7 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { ConflictError } from "../../src/errors.ts";
 import type { Store } from "../../src/store/store.ts";
-import type { Subject, SubjectContributor } from "../../src/subjects.ts";
+import type { SubjectContributor } from "../../src/subjects.ts";
 import type { Keyring } from "../../src/crypto/keyring.ts";
 import { userKeyOwner } from "./service.ts";
 import * as sql from "./store.ts";

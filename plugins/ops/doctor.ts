@@ -65,7 +65,6 @@ const BACKUP_MAX_AGE_DAYS = 7;
 export async function runDoctor(inputs: DoctorInputs): Promise<DoctorReport> {
   const checks: Check[] = [];
   const add = (check: string, status: CheckStatus, message: string, fix: string | null = null) => checks.push({ check, status, message, fix });
-  const { config } = inputs;
 
   // Files that a check below looks at specifically: the sweep of the data directory leaves them to it.
   const covered = new Set<string>();

@@ -1,6 +1,5 @@
 /** The plugin's declarations and its start: what it registers, and when it refuses to schedule. */
 import { describe, expect, test } from "bun:test";
-import { ConfigError } from "../../../src/config/error.ts";
 import { backupPlugin } from "../../../plugins/backup/index.ts";
 import type { BackupSettings } from "../../../plugins/backup/settings.ts";
 import { testKernel } from "../../helpers/http.ts";

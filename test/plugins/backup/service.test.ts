@@ -11,7 +11,7 @@ import { KERNEL_ACTIONS } from "../../../src/audit/actions.ts";
 import { AuditLog } from "../../../src/audit/log.ts";
 import { verifyAuditChain } from "../../../src/audit/verify.ts";
 import { Keyring } from "../../../src/crypto/keyring.ts";
-import { generateRootKey, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
+import { generateRootKey, rootKeyId, rootKeyVerifier } from "../../../src/crypto/root-key.ts";
 import { Seal } from "../../../src/crypto/seal.ts";
 import { ConflictError, SealedError } from "../../../src/errors.ts";
 import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";

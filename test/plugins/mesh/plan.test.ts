@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { MAX_RELAY_ALLOWED_IPS, MeshPlan, planNetwork, planNode, type PresharedKeyOf } from "../../../plugins/mesh/plan.ts";
 import { AclMatrix } from "../../../plugins/mesh/policy.ts";
 import { renderWgQuick } from "../../../plugins/mesh/render.ts";
-import type { AclPolicy, AclRule, MeshNode, NodeConfig, PeerConfig } from "../../../plugins/mesh/types.ts";
+import type { AclPolicy, AclRule, NodeConfig, PeerConfig } from "../../../plugins/mesh/types.ts";
 import { syntheticNetwork } from "../../../scripts/bench/mesh.ts";
 import { meshNetwork, meshNode } from "./fixtures.ts";
 

@@ -12,7 +12,7 @@ import { X509Certificate } from "node:crypto";
 import { loadConfig } from "../../../src/config/load.ts";
 import type { Config } from "../../../src/config/schema.ts";
 import { formatRootKey, generateRootKey } from "../../../src/crypto/root-key.ts";
-import { configSchema, main } from "../../../src/main.ts";
+import { configSchema } from "../../../src/main.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
 import { diskStatus, runDoctor, type DoctorInputs, type DoctorReport, type RunProgram } from "../../../plugins/ops/doctor.ts";
 import { encodeQuery, parseHostPort } from "../../../plugins/ops/dns-probe.ts";
