@@ -97,6 +97,9 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const dns = dnsServiceOf(k);
     const transfers = transferServiceOf(k);
     const unregisterSubjects = subjectsOf(k.store).register(dnsSubjects(dns));
+    for (const pair of dns.overlappingZones()) {
+      k.log.warn("dns: a zone lies below another organization's zone (made before such zones were refused); the deeper one answers for its names: delete one", pair);
+    }
     if (k.settings.udp.length === 0 && k.settings.tcp.length === 0) return async () => unregisterSubjects();
     let view: TransferView = transfers.view();
     const notifier = new Notifier({ log: k.log, tsigKey: (name) => view.tsigKey(name), now: () => k.clock.now() });

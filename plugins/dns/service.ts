@@ -240,6 +240,22 @@ export class DnsService {
   }
 
   /**
+   * Pairs of zones of two organizations of which one lies at or below the other: refused since
+   * this check exists, but a database from before may hold some. Said once at start-up, so
+   * that an operator resolves them (the deeper zone answers for its names).
+   */
+  overlappingZones(): Array<{ above: string; below: string }> {
+    const zones = sql.allLiveZones(this.db).map((row) => ({ row, origin: originOf(row) }));
+    const found: Array<{ above: string; below: string }> = [];
+    for (const a of zones) {
+      for (const b of zones) {
+        if (a !== b && a.row.organization_id !== b.row.organization_id && isSubdomain(b.origin, a.origin)) found.push({ above: a.row.name, below: b.row.name });
+      }
+    }
+    return found;
+  }
+
+  /**
    * The deepest hosted zone answers for a name, so a zone at or below another organization's
    * would take its names over (`www.example.org` under someone else's `example.org`), and one
    * above it would be a step towards that. Zones of one organization may nest; zones of two
