@@ -152,12 +152,8 @@ export class SecretsService {
     const values = new Map<string, { value: string; key_version: number | null }>();
     for (const r of live) {
       const v = sql.versionOf(this.db, r.id, r.version)!;
-      let value: string;
-      try {
-        value = this.decrypt(ws, r, v);
-      } catch (error) {
-        return this.refuseDamaged(caller, ws, env, r, v.version, error);
-      }
+      const value = this.valueOrRefusal(caller, ws, env, r, v);
+      if (typeof value !== "string") return value;
       values.set(r.id, { value, key_version: v.key_version });
     }
     await this.auditReads(caller, ws, env, live, "list"); // the values leave only once their reads are on record
@@ -180,12 +176,8 @@ export class SecretsService {
     const wanted = version ?? row.version;
     const stored = sql.versionOf(this.db, row.id, wanted);
     if (!stored) throw new NotFoundError(`${name} has no version ${wanted}.`);
-    let value: string;
-    try {
-      value = this.decrypt(ws, row, stored);
-    } catch (error) {
-      return this.refuseDamaged(caller, ws, env, row, wanted, error);
-    }
+    const value = this.valueOrRefusal(caller, ws, env, row, stored);
+    if (typeof value !== "string") return value;
     await this.auditReads(caller, ws, env, [row], version === undefined ? "read" : `read v${wanted}`); // returned only once on record
     return { ...this.metadata(row, env), value, value_version: wanted, e2ee: ws.e2ee === 1, key_version: stored.key_version };
   }
@@ -260,12 +252,8 @@ export class SecretsService {
     if (ws.e2ee === 1 && old.key_version !== ws.e2ee_key_version) {
       throw new ConflictError(`Version ${version} is encrypted with an older workspace key: read it, and set it again (citadel secrets get --version ${version} | citadel secrets set).`);
     }
-    let value: string;
-    try {
-      value = this.decrypt(ws, row, old);
-    } catch (error) {
-      return this.refuseDamaged(caller, ws, env, row, version, error);
-    }
+    const value = this.valueOrRefusal(caller, ws, env, row, old);
+    if (typeof value !== "string") return value;
     await this.k.store.write((tx) => {
       this.writeValue(tx, caller, ws, env, sql.secretByName(tx, env.id, name), name, value, "rollback", `from v${version}`);
     });
@@ -341,7 +329,7 @@ export class SecretsService {
       else if (existing.deleted_at !== null) plan.push({ name: entry.name, action: "skip", reason: "deleted: restore or purge it first" });
       // An end-to-end-encrypted value cannot be compared here, and a write-only caller must not
       // learn from the plan whether a guess equals the stored value: for both, every import is a new version.
-      else if (ws.e2ee === 0 && mayReadValues(caller) && (await this.currentValue(caller, ws, env, existing)) === entry.value) plan.push({ name: entry.name, action: "unchanged" });
+      else if (ws.e2ee === 0 && mayReadValues(caller) && (await this.valueOrRefusal(caller, ws, env, existing, sql.versionOf(this.db, existing.id, existing.version)!)) === entry.value) plan.push({ name: entry.name, action: "unchanged" });
       else plan.push(overwrite ? { name: entry.name, action: "update" } : { name: entry.name, action: "skip", reason: "exists (overwrite is off)" });
     }
     const summary = { dry_run: request.dry_run === true, plan, created: count(plan, "create"), updated: count(plan, "update"), unchanged: count(plan, "unchanged"), skipped: count(plan, "skip") };
@@ -551,9 +539,11 @@ export class SecretsService {
     throw new DataIntegrityError(`The stored value of ${where} ${problem}. The failed read is in the audit log; restore the database from a backup, or roll back to a good version (or set a new value) and purge the secret's damaged history if it must go.`);
   }
 
-  /** The current value, for a comparison that returns nothing of it (import's plan). */
-  private async currentValue(caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, row: sql.SecretRow): Promise<string> {
-    const stored = sql.versionOf(this.db, row.id, row.version)!;
+  /**
+   * The stored value — synchronously, so that it is read in the request's snapshot — or, when
+   * it does not decrypt, a promise that rejects once the refusal is on record.
+   */
+  private valueOrRefusal(caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, row: sql.SecretRow, stored: sql.VersionRow): string | Promise<never> {
     try {
       return this.decrypt(ws, row, stored);
     } catch (error) {
