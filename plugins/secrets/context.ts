@@ -5,7 +5,7 @@
 import type { Database } from "bun:sqlite";
 import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
-import { effectiveRole, type Role } from "../../src/auth/rbac.ts";
+import { effectiveRole, roleAllows, type Role } from "../../src/auth/rbac.ts";
 import { ForbiddenError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
@@ -55,6 +55,17 @@ export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Pr
     }
     return row;
   });
+}
+
+/**
+ * Whether the caller may manage members — of the workspace when given, else of the organization
+ * (operators may): who sees whole what can be a capability (webhook URLs) and revokes anyone's
+ * share link.
+ */
+export function mayManageMembers(k: SecretsKernel, p: Principal, organizationId: string, ws?: sql.WorkspaceRow | null): boolean {
+  if (p.operator) return true;
+  const role = ws ? roleInWorkspace(k, p, ws) : p.userId ? (k.identity.provider?.roleIn(p.userId, organizationId) ?? null) : null;
+  return role !== null && roleAllows(role, "manage_members");
 }
 
 /** The caller's role in the workspace (the organization role, narrowed by the workspace's). */

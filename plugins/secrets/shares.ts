@@ -6,12 +6,11 @@
  * The last allowed view, revocation and expiry drop the ciphertext.
  */
 import { createHash } from "node:crypto";
-import { roleAllows } from "../../src/auth/rbac.ts";
 import { constantTimeEqual } from "../../src/crypto/aead.ts";
 import { ConflictError, ForbiddenError, GoneError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { AuditRequestContext } from "../../src/audit/event.ts";
-import { byWhom, environmentFor, event, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, environmentFor, event, mayManageMembers, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
 
 const HOUR_MS = 3_600_000;
@@ -71,10 +70,8 @@ export class Shares {
   async revoke(caller: Caller, organizationId: string, id: string) {
     const share = sql.shareById(this.k.store.db, id);
     if (!share || share.organization_id !== organizationId) throw new NotFoundError("No such share link.");
-    const p = caller.principal;
-    const role = p.userId ? this.k.identity.provider?.roleIn(p.userId, organizationId) : null;
-    const maker = share.created_by === byWhom(p);
-    if (!maker && !(p.operator || (role && roleAllows(role, "manage_members")))) throw new ForbiddenError("Only whoever made the share link, or an admin of the organization, can revoke it.");
+    const maker = share.created_by === byWhom(caller.principal);
+    if (!maker && !mayManageMembers(this.k, caller.principal, organizationId)) throw new ForbiddenError("Only whoever made the share link, or an admin of the organization, can revoke it.");
     await this.k.store.write((tx) => {
       sql.revokeShare(tx, id, this.k.clock.now());
       this.k.audit.record(tx, { ...event(caller, null, { action: "secrets.share.revoke", resource: { type: "share", id } }), organization: organizationId });

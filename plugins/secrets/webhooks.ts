@@ -5,11 +5,10 @@
  * with doubling back-off. Citadel connects only to URLs under the operator's allowed prefixes.
  */
 import type { Database } from "bun:sqlite";
-import { roleAllows } from "../../src/auth/rbac.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Stop } from "../../src/plugin.ts";
-import { byWhom, ensureWorkspace, event, roleInWorkspace, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, ensureWorkspace, event, mayManageMembers, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
 import { generateWebhookSecret, signWebhook } from "./webhook-signature.ts";
 
@@ -61,8 +60,7 @@ export class Webhooks {
    */
   list(caller: Caller, workspaceId: string) {
     const ws = sql.workspaceRow(this.k.store.db, workspaceId);
-    const role = ws ? roleInWorkspace(this.k, caller.principal, ws) : null;
-    const whole = caller.principal.operator || (role !== null && roleAllows(role, "manage_members"));
+    const whole = ws !== null && mayManageMembers(this.k, caller.principal, ws.organization_id, ws);
     return sql.webhooksOf(this.k.store.db, workspaceId).map((hook) => (whole ? view(hook) : { ...view(hook), url: originOnly(hook.url) }));
   }
 
