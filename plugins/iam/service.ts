@@ -42,6 +42,11 @@ function recoveryCode(): string {
  */
 const madeByLogin = (p: Principal) => p.kind === "session";
 
+/** What only the user, logged in, does: not a token made for a program (or stolen from one). */
+function requireSession(p: Principal, what: string): void {
+  if (p.kind !== "session") throw new ForbiddenError(`log in (a session, not a token) to ${what}`);
+}
+
 const hashCode = (code: string) => createHash("sha256").update(code.replace(/[\s-]/g, "").toLowerCase()).digest();
 /** The keyring owner of a user's TOTP secret (destroyed when the user is erased). */
 export const userKeyOwner = (userId: string) => `iam-user/${userId}`;
@@ -136,9 +141,9 @@ export class IamService {
 
   /**
    * The current password is checked like a login: whoever holds a stolen session or token must
-   * not get to guess it at the general request rate. Failures are counted per account, before
-   * the (slow, asynchronous) check, so that guesses sent at once are counted too; each one is
-   * audited. A right password clears the count.
+   * not get to guess it at the general request rate. Failures are counted before the (slow,
+   * asynchronous) check, so that guesses sent at once are counted too; each one is audited. A
+   * right password clears the count.
    */
   async changePassword(caller: Caller, current: string, next: string) {
     const user = this.requireUser(caller.principal);
@@ -147,11 +152,8 @@ export class IamService {
     // sessions out of changing it; sessions cannot be made without the password); every other
     // credential of the user counts under one key (tokens can be minted, counts cannot).
     const key = `password-change|${user.id}|${caller.principal.kind === "session" ? caller.principal.tokenId : "tokens"}`;
-    const waiting = this.failures.get(key);
-    if (waiting && waiting.waitUntil > this.now()) {
-      const seconds = Math.ceil((waiting.waitUntil - this.now()) / 1000);
-      throw new RateLimitedError(`Too many wrong current passwords: try again in ${seconds} s.`, seconds);
-    }
+    const seconds = this.waitSeconds(key);
+    if (seconds > 0) throw new RateLimitedError(`Too many wrong current passwords: try again in ${seconds} s.`, seconds);
     this.countFailure(key, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
     if (!(await this.hasher.verify(user.password_hash, current))) {
       await this.k.store.write((tx) =>
@@ -210,9 +212,8 @@ export class IamService {
     const addressKey = `|${address}`;
     const now = this.now();
     for (const key of [pairKey, addressKey]) {
-      const f = this.failures.get(key);
-      if (f && f.waitUntil > now) {
-        const seconds = Math.ceil((f.waitUntil - now) / 1000);
+      const seconds = this.waitSeconds(key);
+      if (seconds > 0) {
         // The email is the account's personal data: encrypted under its subject key, so that
         // erasing the account shreds it too.
         const subject = sql.userByEmail(this.db, input.email.trim())?.id;
@@ -281,6 +282,12 @@ export class IamService {
     return { token: session.token, token_id: session.prefix, expires_at: new Date(now + s.session_ttl_hours * 3_600_000).toISOString(), user: this.userView(user) };
   }
 
+  /** How long failures counted under `key` make the next attempt wait, in whole seconds (0: none). */
+  private waitSeconds(key: string): number {
+    const f = this.failures.get(key);
+    return f && f.waitUntil > this.now() ? Math.ceil((f.waitUntil - this.now()) / 1000) : 0;
+  }
+
   private countFailure(key: string, slowAfter: number, lockAfter: number, lockMinutes: number): void {
     const f = this.failures.get(key) ?? { count: 0, waitUntil: 0 };
     f.count++;
@@ -307,13 +314,13 @@ export class IamService {
 
   /** The user's login sessions, with where they were last used: for a login session to see, not a token (a leaked one would learn where its owner is). */
   sessions(p: Principal) {
-    if (p.kind !== "session") throw new ForbiddenError("log in (a session, not a token) to list or end your sessions");
+    requireSession(p, "list or end your sessions");
     const user = this.requireUser(p);
     return sql.credentialsOfUser(this.db, user.id, ["session"]).map((c) => ({ ...this.credentialView(c), current: c.id === p.tokenId }));
   }
 
   async revokeSession(caller: Caller, id: string) {
-    if (caller.principal.kind !== "session") throw new ForbiddenError("log in (a session, not a token) to list or end your sessions");
+    requireSession(caller.principal, "list or end your sessions");
     const user = this.requireUser(caller.principal);
     const c = sql.credentialById(this.db, id);
     if (!c || c.user_id !== user.id || c.kind !== "session") throw new NotFoundError("No such session.");
@@ -326,13 +333,8 @@ export class IamService {
   // --- TOTP -------------------------------------------------------------------------------
 
   /** Starts TOTP enrolment: a new secret (kept encrypted, pending) and its otpauth URI. */
-  /** MFA changes need the person, not one of their tokens: a leaked token must not lock them out. */
-  private requireSession(p: Principal): void {
-    if (p.kind !== "session") throw new ForbiddenError("log in (a session, not a token) to change two-factor authentication");
-  }
-
   async startTotp(caller: Caller) {
-    this.requireSession(caller.principal);
+    requireSession(caller.principal, "change two-factor authentication"); // a leaked token must not lock the person out
     const user = this.requireUser(caller.principal);
     if (user.totp_enabled_at !== null) throw new ConflictError("two-factor authentication is enabled already; disable it first");
     const secret = newTotpSecret();
@@ -345,7 +347,7 @@ export class IamService {
 
   /** Confirms enrolment with a first code; enables TOTP and returns ten recovery codes, once. */
   async confirmTotp(caller: Caller, code: string) {
-    this.requireSession(caller.principal);
+    requireSession(caller.principal, "change two-factor authentication"); // a leaked token must not lock the person out
     const user = this.requireUser(caller.principal);
     if (!user.totp_pending) throw new ConflictError("start the enrolment first (POST /v1/iam/me/mfa/totp)");
     const keyring = this.k.seal.keyring();
@@ -363,7 +365,7 @@ export class IamService {
   }
 
   async disableTotp(caller: Caller, code: string) {
-    this.requireSession(caller.principal);
+    requireSession(caller.principal, "change two-factor authentication"); // a leaked token must not lock the person out
     const user = this.requireUser(caller.principal);
     if (user.totp_enabled_at === null) throw new ConflictError("two-factor authentication is not enabled");
     const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp`, user.totp_secret!);
