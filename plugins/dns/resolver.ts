@@ -30,7 +30,7 @@
  */
 import type { Socket, TCPSocketConnectOptions, udp } from "bun";
 import type { Logger } from "../../src/log.ts";
-import { cidrContains, clientKey, formatIp, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr } from "../../src/net/ip.ts";
+import { cidrContains, formatIp, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr } from "../../src/net/ip.ts";
 import type { Stop } from "../../src/plugin.ts";
 import type { DomainSet } from "./blocklist.ts";
 import {
@@ -49,7 +49,7 @@ import {
 } from "./message.ts";
 import { lowerName, nameEquals, nameFromWire, nameToText, nameToWire, parseName, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
-import { framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
+import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import type { ZoneSource } from "./server.ts";
 import { MAX_TTL, type RR } from "./zone.ts";
 
@@ -797,9 +797,7 @@ class ResolverListeners {
   private stopping = false;
   private readonly idleMs: number;
   private readonly maxConnections: number;
-  /** One client (an IPv4 address, an IPv6 /64) holds at most an eighth of the slots, as on the authoritative listener. */
-  private readonly maxPerClient: number;
-  private readonly perClient = new Map<string, number>();
+  private readonly slots: ClientSlots;
 
   constructor(
     readonly core: ResolverCore,
@@ -807,7 +805,7 @@ class ResolverListeners {
   ) {
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;
-    this.maxPerClient = Math.max(4, Math.floor(this.maxConnections / 8));
+    this.slots = ClientSlots.forListener(this.maxConnections);
   }
 
   readonly udpHandler: udp.SocketHandler<"uint8array"> = {
@@ -829,14 +827,12 @@ class ResolverListeners {
     open: (socket) => {
       const connection: Connection = { pending: null, pendingLength: 0, backlog: null, timer: null, client: socket.remoteAddress, answering: 0, closed: false };
       socket.data = connection;
-      const key = clientKey(connection.client);
-      if (this.stopping || this.connections.size >= this.maxConnections || (this.perClient.get(key) ?? 0) >= this.maxPerClient) {
+      if (this.stopping || this.connections.size >= this.maxConnections || !this.slots.take(connection.client)) {
         connection.closed = true;
         socket.terminate();
         return;
       }
       this.connections.add(socket);
-      this.perClient.set(key, (this.perClient.get(key) ?? 0) + 1);
       connection.timer = setTimeout(closeIdle, this.idleMs, socket);
     },
     data: (socket, data) => {
@@ -903,11 +899,7 @@ class ResolverListeners {
       connection.pending = null;
       connection.backlog = null;
     }
-    if (!this.connections.delete(socket)) return;
-    const key = clientKey(connection!.client);
-    const left = (this.perClient.get(key) ?? 1) - 1;
-    if (left > 0) this.perClient.set(key, left);
-    else this.perClient.delete(key);
+    if (this.connections.delete(socket)) this.slots.release(connection!.client);
   }
 
   closeAll(): void {

@@ -14,7 +14,6 @@
  * NOTIMP (opcode other than QUERY; meta types MAILA/MAILB), REFUSED (class other than IN, zone
  * transfers, no zone for the qname), then the zone's answer.
  */
-import { clientKey } from "../../src/net/ip.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Stop } from "../../src/plugin.ts";
 import {
@@ -29,7 +28,7 @@ import {
   type ResourceRecord,
   type Response,
 } from "./message.ts";
-import { framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
+import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
 import { nameEquals, type Name } from "./names.ts";
 import { noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
@@ -527,7 +526,7 @@ export interface DnsServerOptions {
   /** A TCP connection with nothing received for this long is closed. Default 10000. */
   tcpIdleMs?: number;
   /** TCP connections beyond this many are closed at once. Default 256. */
-maxTcpConnections?: number;
+  maxTcpConnections?: number;
   /** TCP connections one client (an IPv4 address, an IPv6 /64) may hold at once (default: an eighth of maxTcpConnections, at least 4). */
   maxTcpConnectionsPerClient?: number;
 }
@@ -565,9 +564,7 @@ class DnsServerRuntime {
   readonly connections = new Set<import("bun").Socket<Connection>>();
   readonly idleMs: number;
   readonly maxConnections: number;
-  readonly maxPerClient: number;
-  /** Open connections per client key: one host must not hold every slot (AXFR and the TCP retry of slipped resolvers need some). */
-  private readonly perClient = new Map<string, number>();
+  private readonly slots: ClientSlots;
   failures = 0;
   private lastErrorLog = 0;
   private suppressed = 0;
@@ -578,7 +575,7 @@ class DnsServerRuntime {
     this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, now: options.now });
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;
-    this.maxPerClient = options.maxTcpConnectionsPerClient ?? Math.max(4, Math.floor(this.maxConnections / 8));
+    this.slots = ClientSlots.forListener(this.maxConnections, options.maxTcpConnectionsPerClient);
   }
 
   /** Answers one packet and does the bookkeeping (errors, observer). */
@@ -678,8 +675,7 @@ class DnsServerRuntime {
 
   readonly tcpHandler: import("bun").SocketHandler<Connection> = {
     open: (socket) => {
-      const key = clientKey(socket.remoteAddress);
-      if (this.stopping || this.connections.size >= this.maxConnections || (this.perClient.get(key) ?? 0) >= this.maxPerClient) {
+      if (this.stopping || this.connections.size >= this.maxConnections || !this.slots.take(socket.remoteAddress)) {
         socket.data = { pending: null, pendingLength: 0, backlog: null, timer: null, client: "", closed: true, transfer: false };
         socket.terminate();
         return;
@@ -695,7 +691,6 @@ class DnsServerRuntime {
       };
       socket.data = connection;
       this.connections.add(socket);
-      this.perClient.set(key, (this.perClient.get(key) ?? 0) + 1);
       connection.timer = setTimeout(closeIdle, this.idleMs, socket);
     },
     data: (socket, data) => {
@@ -782,10 +777,7 @@ class DnsServerRuntime {
       connection.backlog = null;
     }
     if (!this.connections.delete(socket)) return;
-    const key = clientKey(connection!.client);
-    const left = (this.perClient.get(key) ?? 1) - 1;
-    if (left > 0) this.perClient.set(key, left);
-    else this.perClient.delete(key);
+    this.slots.release(connection!.client);
     if (this.connections.size === 0 && this.allClosed) this.allClosed();
   }
 

@@ -5,6 +5,7 @@
  * bounded backlog for a client that reads slowly.
  */
 import type { Socket } from "bun";
+import { clientKey } from "../../src/net/ip.ts";
 
 const HEADER_LENGTH = 12;
 
@@ -96,4 +97,36 @@ export function writeOrQueue(socket: Socket<unknown>, state: StreamState, bytes:
     state.backlog = bytes.subarray(written);
   }
   return true;
+}
+
+/**
+ * A listener's open connections counted by client (an IPv4 address, an IPv6 /64): no one host
+ * may hold every slot, which zone transfers and the TCP retries of slipped resolvers need.
+ */
+export class ClientSlots {
+  private readonly held = new Map<string, number>();
+
+  constructor(readonly perClient: number) {}
+
+  /** A client's share: `perClient` when given, else an eighth of the listener's connections, at least 4. */
+  static forListener(maxConnections: number, perClient?: number): ClientSlots {
+    return new ClientSlots(perClient ?? Math.max(4, Math.floor(maxConnections / 8)));
+  }
+
+  /** Takes a slot for `client`; false when it holds its share already. */
+  take(client: string): boolean {
+    const key = clientKey(client);
+    const held = this.held.get(key) ?? 0;
+    if (held >= this.perClient) return false;
+    this.held.set(key, held + 1);
+    return true;
+  }
+
+  /** Gives back a slot `take` gave. */
+  release(client: string): void {
+    const key = clientKey(client);
+    const left = (this.held.get(key) ?? 1) - 1;
+    if (left > 0) this.held.set(key, left);
+    else this.held.delete(key);
+  }
 }
