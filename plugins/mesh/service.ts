@@ -102,17 +102,15 @@ export function checkEndpoint(text: string | null | undefined): string | null {
   const port = match ? Number(match[3]) : 0;
   const bracketed = match?.[1];
   const plain = match?.[2];
-  const hostOk =
-    bracketed !== undefined
-      ? parseIp(bracketed)?.family === 6
-      : plain !== undefined && (parseIp(plain)?.family === 4 || (parseIp(plain) === null && /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(plain) && !/^[0-9.]+$/.test(plain)));
+  const ip = parseIp(bracketed ?? plain ?? "");
+  const name = plain !== undefined && ip === null && /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(plain) && !/^[0-9.]+$/.test(plain);
+  const hostOk = bracketed !== undefined ? ip?.family === 6 : ip?.family === 4 || name;
   if (!match || !hostOk || port < 1 || port > 65_535) throw new InvalidError(`endpoint: ${JSON.stringify(text)} is not host:port (IPv6 in brackets: [2001:db8::1]:51820)`, "endpoint");
   // Every peer sends handshakes and keepalives to a node's endpoint: one pointing at the peers'
-  // own loopback, link-local or unspecified addresses would turn them on themselves.
-  const ip = parseIp(bracketed ?? plain ?? "");
-  // Names a resolver turns into such addresses: localhost, and numbers written as names
-  // ("0x7f000001", "0x7f.1", "2130706433"), which getaddrinfo reads as IPv4 addresses.
-  const localName = plain !== undefined && ip === null && (/(^|\.)localhost\.?$|^ip6-(localhost|loopback)$/i.test(plain) || plain.split(".").every((label) => /^(0x[0-9a-f]*|[0-9]+)$/i.test(label)));
+  // own loopback, link-local or unspecified addresses would turn them on themselves. So would
+  // names a resolver turns into such addresses: localhost, and numbers written as names
+  // ("0x7f000001", "0x7f.1"), which getaddrinfo reads as IPv4 addresses.
+  const localName = name && (/(^|\.)localhost\.?$|^ip6-(localhost|loopback)$/i.test(plain!) || plain!.split(".").every((label) => /^(0x[0-9a-f]*|[0-9]+)$/i.test(label)));
   if (localName || (ip && UNREACHABLE_ENDPOINTS.some((cidr) => cidrContains(cidr, unmapIpv4(ip))))) {
     throw new InvalidError(`endpoint: ${JSON.stringify(text)} is a loopback, link-local, multicast, broadcast or unspecified address, which a peer cannot reach this node at`, "endpoint");
   }
