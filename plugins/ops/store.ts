@@ -4,23 +4,14 @@
  * (or not migrated yet) read as empty.
  */
 import type { Database } from "bun:sqlite";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../../src/config/schema.ts";
-import { openReadOnly } from "../../src/store/read-only.ts";
 
 export const DATABASE_FILE = "citadel.db";
 
 /** citadel.db in the data directory. */
 export function databasePath(config: Config): string {
   return join(config.data_dir, DATABASE_FILE);
-}
-
-/** The database, read-only; null when there is none yet. Throws when it cannot be opened. */
-export function openDatabase(config: Config): Database | null {
-  const path = databasePath(config);
-  if (!existsSync(path)) return null;
-  return openReadOnly(path);
 }
 
 function hasTable(db: Database, name: string): boolean {

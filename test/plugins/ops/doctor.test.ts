@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { chmodSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { loadConfig } from "../../../src/config/load.ts";
@@ -19,7 +19,8 @@ import { encodeQuery, parseHostPort } from "../../../plugins/ops/dns-probe.ts";
 import { opsPlugin } from "../../../plugins/ops/index.ts";
 import { opsFixture } from "./fixture.ts";
 import { askLocalServer } from "../../../plugins/ops/local-server.ts";
-import { openDatabase } from "../../../plugins/ops/store.ts";
+import { databasePath } from "../../../plugins/ops/store.ts";
+import { openReadOnly } from "../../../src/store/read-only.ts";
 
 const fx = opsFixture("citadel-doctor-", { dns: true });
 const { work, HOME } = fx;
@@ -58,7 +59,7 @@ async function doctor(dir: string, options: { env?: Record<string, string> } = {
 /** The doctor's checks in-process with controlled clock, disk and programs. */
 async function checks(dir: string, overrides: Partial<DoctorInputs> = {}, extraEnv: Record<string, string> = {}): Promise<DoctorReport> {
   const config = configOf(dir, extraEnv);
-  const db = openDatabase(config);
+  const db = existsSync(databasePath(config)) ? openReadOnly(databasePath(config)) : null;
   try {
     const server = await askLocalServer(config, undefined);
     return await runDoctor({ config, server, db, now: Date.now(), run: () => ({ code: 0, stdout: "yes\n", stderr: "" }), diskSpace: () => ({ available: 50, total: 100 }), ...overrides });
