@@ -17,6 +17,7 @@ import type { Database } from "bun:sqlite";
 import type { AuthResult, IdentityProvider, OrganizationFacts, PrincipalKind, WorkspaceFacts } from "../../src/auth/principal.ts";
 import { parseToken, TOKEN_KINDS, tokenMatches } from "../../src/auth/tokens.ts";
 import { parseCidr, type Cidr } from "../../src/net/ip.ts";
+import { ReadMemo } from "../../src/store/read-memo.ts";
 import type { Store } from "../../src/store/store.ts";
 import * as sql from "./store.ts";
 
@@ -35,6 +36,9 @@ export class IamIdentity implements IdentityProvider {
   private readonly credentialQuery;
   private readonly generationQuery;
   private readonly rows = new Map<string, { generation: number; row: sql.AuthenticationRow }>();
+  /** The generation and the guard's other facts, read again only once the database changed. */
+  private readonly memo: ReadMemo;
+  private readonly db: Database;
   /**
    * Console tokens presented to this process, with their expiry. Spending one is a direct write
    * that commits with the request's read snapshot; when that write or its commit fails (a disk
@@ -43,7 +47,10 @@ export class IamIdentity implements IdentityProvider {
    */
   private readonly spentConsoleTokens = new Map<string, number>();
 
-  constructor(private readonly db: Database) {
+  constructor(store: Pick<Store, "db" | "changeStamp">) {
+    this.db = store.db;
+    this.memo = new ReadMemo(store);
+    const db = this.db;
     this.credentialQuery = sql.credentialForAuthentication(db);
     this.generationQuery = sql.authenticationGeneration(db);
     // The cache is only as good as the triggers that move the generation. A table rebuilt the
@@ -54,7 +61,7 @@ export class IamIdentity implements IdentityProvider {
 
   /** The credential's row, from the cache while nothing about credentials or users has changed. */
   private credential(prefix: string): sql.AuthenticationRow | null {
-    const generation = this.generationQuery.get()!.generation;
+    const generation = this.memo.get("generation", () => this.generationQuery.get()!.generation);
     const cached = this.rows.get(prefix);
     if (cached !== undefined && cached.generation === generation) return cached.row;
     const row = this.credentialQuery.get(prefix);
@@ -114,27 +121,31 @@ export class IamIdentity implements IdentityProvider {
   }
 
   organization(id: string): OrganizationFacts | null {
-    const row = sql.organizationById(this.db, id);
-    if (!row) return null;
-    return {
-      id: row.id,
-      ipAllowlist: this.allowlist(row.ip_allowlist),
-      requireMfa: row.require_mfa === 1,
-      serviceActive: (service) => sql.serviceActive(this.db, id, service),
-    };
+    return this.memo.get(`organization ${id}`, () => {
+      const row = sql.organizationById(this.db, id);
+      if (!row) return null;
+      return {
+        id: row.id,
+        ipAllowlist: this.allowlist(row.ip_allowlist),
+        requireMfa: row.require_mfa === 1,
+        serviceActive: (service: string) => this.memo.get(`service ${id} ${service}`, () => sql.serviceActive(this.db, id, service)),
+      };
+    });
   }
 
   workspace(id: string): WorkspaceFacts | null {
-    const row = sql.workspaceById(this.db, id);
-    return row && { id: row.id, organizationId: row.organization_id, ipAllowlist: this.allowlist(row.ip_allowlist) };
+    return this.memo.get(`workspace ${id}`, () => {
+      const row = sql.workspaceById(this.db, id);
+      return row && { id: row.id, organizationId: row.organization_id, ipAllowlist: this.allowlist(row.ip_allowlist) };
+    });
   }
 
   roleIn(userId: string, organizationId: string) {
-    return sql.roleOf(this.db, organizationId, userId);
+    return this.memo.get(`role ${organizationId} ${userId}`, () => sql.roleOf(this.db, organizationId, userId));
   }
 
   workspaceRole(userId: string, workspaceId: string) {
-    return sql.workspaceRoleOf(this.db, workspaceId, userId);
+    return this.memo.get(`workspace role ${workspaceId} ${userId}`, () => sql.workspaceRoleOf(this.db, workspaceId, userId));
   }
 
   /** When a credential was last used, including uses not yet written down. */

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export const ROOT = new URL("../..", import.meta.url).pathname;
-export const BINARY = join(ROOT, "dist/citadel");
+export const BINARY = process.env.BENCH_BINARY ?? join(ROOT, "dist/citadel");
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 /** Rate limits out of the way: a benchmark from one address is not an attack. */
@@ -71,8 +71,8 @@ export async function startCitadel(data: string, tls: boolean, env: Record<strin
   throw new Error(`citadel did not start: ${read()}`);
 }
 
-export async function startBare(args: string[] = []): Promise<Server> {
-  const proc = Bun.spawn(["bun", join(ROOT, "scripts/bench/bare-server.ts"), "0", ...args], { stdout: "pipe", stderr: "inherit" });
+export async function startBare(args: string[] = [], env: Record<string, string> = {}): Promise<Server> {
+  const proc = Bun.spawn(["bun", join(ROOT, "scripts/bench/bare-server.ts"), "0", ...args], { stdout: "pipe", stderr: "inherit", env: { ...process.env, ...env } });
   let text = "";
   for await (const chunk of proc.stdout) {
     text += new TextDecoder().decode(chunk);

@@ -75,11 +75,13 @@ export function parseToken(token: string): ParsedToken | null {
 }
 
 export function hashToken(token: string): Buffer {
-  const digest = Bun.SHA256.hash(token) as Uint8Array; // (6× faster than node:crypto's createHash for one token)
-  return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength);
+  return Buffer.from(sha256(token));
 }
 
 /** Compares a presented token with a stored hash in constant time. */
 export function tokenMatches(token: string, storedHash: Uint8Array): boolean {
-  return constantTimeEqual(hashToken(token), storedHash);
+  return constantTimeEqual(sha256(token), storedHash);
 }
+
+/** 6× faster than node:crypto's createHash for one token. (Its `.buffer` is not touched: reading it copies the bytes out.) */
+const sha256 = (text: string) => Bun.SHA256.hash(text) as Uint8Array;

@@ -8,7 +8,7 @@
  * alone and rejects alone; the others still commit. This is how a durable audit row per
  * mutation stays fast (a single-row transaction costs an fsync; a batch costs one).
  */
-import { Database } from "bun:sqlite";
+import { Database, type Statement } from "bun:sqlite";
 import { closeSync, openSync } from "node:fs";
 
 /** What a write function receives: the database, inside the open transaction. */
@@ -36,6 +36,13 @@ export interface Store {
    * would have on its own.
    */
   snapshot<T>(fn: () => T): T;
+  /**
+   * A number that moves whenever this connection changes a row, committed or not (SQLite's
+   * total_changes(), triggers included; a read of it takes no lock). Null while a transaction
+   * that has changed rows is open, or one the store did not begin: what is read then may yet
+   * be rolled back, so it must not be remembered (src/store/read-memo.ts).
+   */
+  changeStamp(): number | null;
   /** True when a trivial query answers (for /readyz). */
   ping(): boolean;
   /** Commits what is queued, then closes. Safe to call twice. */
@@ -82,6 +89,10 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
   let queue: PendingWrite[] = [];
   let scheduled = false;
   let closed = false;
+  let totalChanges: Statement<{ n: number }, []> | undefined;
+  const changes = () => (totalChanges ??= db.prepare("SELECT total_changes() AS n")).get()!.n;
+  /** total_changes() when the open read snapshot began; null outside one. */
+  let changesAtSnapshot: number | null = null;
 
   const flush = () => {
     scheduled = false;
@@ -108,6 +119,7 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
       if (closed || db.inTransaction) return fn(); // already inside one (a write's function, a nested snapshot)
       const sql = statements();
       sql.beginDeferred.run();
+      changesAtSnapshot = changes();
       let result: T;
       try {
         result = fn();
@@ -118,6 +130,8 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
           throw new Error("the read snapshot could not be ended after an error", { cause: [error, ending] });
         }
         throw error;
+      } finally {
+        changesAtSnapshot = null;
       }
       try {
         // SQLite ends a transaction itself on some errors (disk full, I/O, OR ROLLBACK): a direct
@@ -131,6 +145,11 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
         throw error;
       }
       return result;
+    },
+    changeStamp() {
+      const current = changes();
+      if (!db.inTransaction) return current;
+      return current === changesAtSnapshot ? current : null;
     },
     ping() {
       try {

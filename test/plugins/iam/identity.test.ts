@@ -232,6 +232,34 @@ describe("the cached credential rows", () => {
     expect((await info()).status).toBe(401);
   });
 
+  test("the guard's facts (role, organization rules, service activation) are remembered only until anything is written", async () => {
+    const { c, operator, org } = await app();
+    const db = c.kernel.store.db;
+    const editor = await c.addUser(operator, "e@example.org", "editor");
+    const orgInfo = () => c.send("GET", `/v1/iam/orgs/${org}`, editor.token);
+    expect((await orgInfo()).status).toBe(200);
+    expect((await orgInfo()).status).toBe(200); // answered from memory
+
+    // Direct writes, not through the service: nothing tells the guard, yet each counts at once.
+    db.query("DELETE FROM memberships WHERE user_id = ?").run(editor.id);
+    expect((await orgInfo()).body.detail).toBe("You are not a member of this organization.");
+    db.query("INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES (?, ?, 'editor', 0)").run(org, editor.id);
+    expect((await orgInfo()).status).toBe(200);
+    db.query("UPDATE organizations SET require_mfa = 1 WHERE id = ?").run(org);
+    expect((await orgInfo()).body.code).toBe("mfa_required");
+    db.query("UPDATE organizations SET require_mfa = 0, ip_allowlist = '[\"10.0.0.0/8\"]' WHERE id = ?").run(org);
+    expect((await orgInfo()).body.detail).toBe("The organization does not allow requests from your address.");
+    db.query("UPDATE organizations SET ip_allowlist = '[]' WHERE id = ?").run(org);
+    expect((await orgInfo()).status).toBe(200);
+
+    const key = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, operator, { json: { service: "system", name: "mon", scopes: ["system:read"] } })).body.token;
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, operator);
+    expect((await c.send("GET", "/v1/system/info", key)).status).toBe(200);
+    expect((await c.send("GET", "/v1/system/info", key)).status).toBe(200);
+    db.query("DELETE FROM service_activations WHERE organization_id = ?").run(org);
+    expect((await c.send("GET", "/v1/system/info", key)).status).toBe(403);
+  });
+
   test("rows are cached: a change that bypasses the triggers goes unseen, so start-up refuses a database without them", async () => {
     const { c, operator } = await app();
     const db = c.kernel.store.db;
@@ -241,7 +269,7 @@ describe("the cached credential rows", () => {
     db.run("DROP TRIGGER credentials_updated");
     db.query("UPDATE credentials SET revoked_at = ? WHERE id = ?").run(c.clock.now(), made.id);
     expect((await c.send("GET", "/v1/system/info", made.token)).status).toBe(200); // served from the cache
-    expect(() => new IamIdentity(db)).toThrow("credentials_updated");
+    expect(() => new IamIdentity(c.kernel.store)).toThrow("credentials_updated");
   });
 
   test("a recorded use or a failed login leaves the cache alone, and idle time still counts from the last use", async () => {

@@ -1,0 +1,62 @@
+/**
+ * Remembers the answers of database reads for as long as the database has not changed, and
+ * forgets all of them the moment it may have: the guard's facts (who a token's owner is,
+ * their role, the organization's rules) are read on every request and change rarely.
+ *
+ * "Changed" is the store's change stamp, which moves with every row this process's
+ * connection changes, whoever in the process makes the change and however (a write batch, a
+ * direct write, a trigger): nothing has to remember to invalidate, so a revocation or a role
+ * change is seen by the very next request. Reading the stamp takes no lock, where the
+ * cheapest read of a table takes SQLite's WAL read lock (about 3 µs in a loop, several
+ * times that per request on a busy socket; docs/BENCHMARKS.md).
+ *
+ * Another process writing the same database file (nothing of Citadel's does while it
+ * serves; an operator's sqlite3 could) does not move the stamp, so nothing is remembered
+ * longer than `maxAgeMs`. While a transaction that has changed rows is open, the stamp is
+ * null and reads go to the database without being remembered: they may yet be rolled back.
+ */
+import type { Store } from "./store.ts";
+
+export interface ReadMemoOptions {
+  /** The longest anything is remembered, for writers outside this process. */
+  maxAgeMs?: number;
+  /** Beyond this many answers the memo starts over (keys come from tokens and routes). */
+  maxEntries?: number;
+  now?: () => number;
+}
+
+export class ReadMemo {
+  private readonly answers = new Map<string, unknown>();
+  private stamp: number | null = null;
+  private since = 0;
+  private readonly maxAgeMs: number;
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly store: Pick<Store, "changeStamp">,
+    { maxAgeMs = 1000, maxEntries = 10_000, now = () => performance.now() }: ReadMemoOptions = {},
+  ) {
+    this.maxAgeMs = maxAgeMs;
+    this.maxEntries = maxEntries;
+    this.now = now;
+  }
+
+  /** `read()`'s answer for `key`: remembered while the database is unchanged, else read now. */
+  get<T>(key: string, read: () => T): T {
+    const stamp = this.store.changeStamp();
+    if (stamp === null) return read();
+    const now = this.now();
+    if (stamp !== this.stamp || now - this.since >= this.maxAgeMs) {
+      this.answers.clear();
+      this.stamp = stamp;
+      this.since = now;
+    } else if (this.answers.has(key)) {
+      return this.answers.get(key) as T;
+    }
+    const answer = read();
+    if (this.answers.size >= this.maxEntries) this.answers.clear();
+    this.answers.set(key, answer);
+    return answer;
+  }
+}

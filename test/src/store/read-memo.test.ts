@@ -1,0 +1,156 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ReadMemo } from "../../../src/store/read-memo.ts";
+import { openStore } from "../../../src/store/store.ts";
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+/** A store on a real file with one role row, a memo over it, and a counted read of the role. */
+function setup(options: { maxAgeMs?: number; maxEntries?: number } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-memo-"));
+  const path = join(dir, "citadel.db");
+  const store = openStore({ path });
+  store.db.run("CREATE TABLE roles (user TEXT PRIMARY KEY, role TEXT NOT NULL)");
+  store.db.run("CREATE TABLE other (id INTEGER PRIMARY KEY)");
+  store.db.run("INSERT INTO roles VALUES ('ada', 'viewer')");
+  cleanups.push(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  let clock = 0;
+  const memo = new ReadMemo(store, { ...options, now: () => clock });
+  let reads = 0;
+  const role = (user = "ada") =>
+    memo.get(`role ${user}`, () => {
+      reads++;
+      return store.db.query<{ role: string }, [string]>("SELECT role FROM roles WHERE user = ?").get(user)?.role ?? null;
+    });
+  return { store, path, memo, role, reads: () => reads, advance: (ms: number) => (clock += ms) };
+}
+
+describe("ReadMemo", () => {
+  test("answers from memory while the database is unchanged", () => {
+    const { role, reads } = setup();
+    expect([role(), role(), role()]).toEqual(["viewer", "viewer", "viewer"]);
+    expect(reads()).toBe(1);
+  });
+
+  test("forgets everything after any write through the store, even to another table", async () => {
+    const { store, role, reads } = setup();
+    role();
+    await store.write((tx) => tx.run("INSERT INTO other (id) VALUES (1)"));
+    role();
+    expect(reads()).toBe(2);
+    await store.write((tx) => tx.run("UPDATE roles SET role = 'owner'"));
+    expect(role()).toBe("owner");
+  });
+
+  test("sees a direct write and a write made by a trigger", () => {
+    const { store, role } = setup();
+    store.db.run("CREATE TABLE log (n INTEGER)");
+    store.db.run("CREATE TRIGGER demote AFTER INSERT ON log BEGIN UPDATE roles SET role = 'none'; END");
+    expect(role()).toBe("viewer");
+    store.db.run("INSERT INTO log VALUES (1)"); // the trigger demotes
+    expect(role()).toBe("none");
+    store.db.run("UPDATE roles SET role = 'admin'");
+    expect(role()).toBe("admin");
+  });
+
+  test("inside a write that changed rows, reads are not remembered, so a rolled-back change is never served", async () => {
+    const { store, role, reads } = setup();
+    expect(role()).toBe("viewer");
+    const failing = store.write((tx) => {
+      tx.run("UPDATE roles SET role = 'owner'");
+      expect(role()).toBe("owner"); // the transaction's own view
+      expect(role()).toBe("owner");
+      throw new Error("the write fails");
+    });
+    await expect(failing).rejects.toThrow("the write fails");
+    const during = reads();
+    expect(during).toBe(3); // both reads in the transaction went to the database
+    expect(role()).toBe("viewer");
+    expect(role()).toBe("viewer");
+    expect(reads()).toBe(during + 1);
+  });
+
+  test("in a read snapshot it answers from memory until the snapshot itself writes", () => {
+    const { store, role, reads } = setup();
+    role();
+    store.snapshot(() => {
+      expect(role()).toBe("viewer");
+      expect(reads()).toBe(1);
+      store.db.run("UPDATE roles SET role = 'editor'"); // a direct write, committed with the snapshot
+      expect(role()).toBe("editor");
+      expect(role()).toBe("editor");
+    });
+    expect(reads()).toBe(3);
+    expect(role()).toBe("editor");
+    expect(reads()).toBe(4);
+  });
+
+  test("remembers another process's view no longer than maxAgeMs", () => {
+    const { path, role, advance } = setup({ maxAgeMs: 1000 });
+    expect(role()).toBe("viewer");
+    const other = new Database(path);
+    other.run("UPDATE roles SET role = 'admin'");
+    other.close();
+    advance(999);
+    expect(role()).toBe("viewer"); // this connection changed nothing: still remembered
+    advance(1);
+    expect(role()).toBe("admin");
+  });
+
+  test("starts over beyond maxEntries", () => {
+    const { store, role, reads } = setup({ maxEntries: 2 });
+    store.db.run("INSERT INTO roles VALUES ('bob', 'editor'), ('cy', 'owner')");
+    role("ada");
+    role("bob");
+    role("cy"); // the third answer clears the first two
+    role("cy");
+    expect(reads()).toBe(3);
+    role("ada");
+    expect(reads()).toBe(4);
+  });
+
+  test("a failed read is not remembered", () => {
+    const { memo } = setup();
+    let attempts = 0;
+    const flaky = () =>
+      memo.get("flaky", () => {
+        if (++attempts === 1) throw new Error("busy");
+        return "fine";
+      });
+    expect(flaky).toThrow("busy");
+    expect(flaky()).toBe("fine");
+    expect(flaky()).toBe("fine");
+    expect(attempts).toBe(2);
+  });
+});
+
+describe("store.changeStamp", () => {
+  test("is null inside a transaction the store did not begin", () => {
+    const { store } = setup();
+    expect(store.changeStamp()).not.toBeNull();
+    store.db.run("BEGIN");
+    try {
+      expect(store.changeStamp()).toBeNull();
+    } finally {
+      store.db.run("ROLLBACK");
+    }
+  });
+
+  test("moves with every changed row and not with reads", () => {
+    const { store } = setup();
+    const before = store.changeStamp();
+    store.db.query("SELECT * FROM roles").all();
+    expect(store.changeStamp()).toBe(before);
+    store.db.run("INSERT INTO other (id) VALUES (7)");
+    expect(store.changeStamp()).not.toBe(before);
+  });
+});
