@@ -26,7 +26,7 @@ export const systemPlugin = definePlugin({
   routes: (k) =>
     new Elysia({ name: "system" }).get("/info", synchronous(() => systemInfo(k)), {
       response: SystemInfo,
-      detail: { summary: "Version, commit, build time and uptime of this Citadel", tags: ["system"], ...access({ scope: "system:read" }) },
+      detail: { summary: "Version, commit, build time and uptime of this Citadel", tags: ["system"], ...access({ scope: "system:read", noReadSnapshot: true }) },
     }),
   commands: [
     {

@@ -8,16 +8,12 @@
  *               and the client address from the socket (rate limits and the access log need
  *               it): what any server meeting issue 2 pays per request, before routing;
  * --floor-auth  also a bearer token checked the cheapest way that still sees a revocation on
- *               the next request: SHA-256 of the token, one indexed read of its row from a
- *               SQLite file in WAL mode, a constant-time comparison (BENCH_TOKEN is the token).
+ *               the next request: SHA-256 of the token, its row looked up in memory (kept
+ *               current by whoever revokes), a constant-time comparison (BENCH_TOKEN is the token).
  *
  * Usage: bun bare-server.ts <port> [--headers | --floor | --floor-auth] [cert.pem key.pem]
  */
-import { Database } from "bun:sqlite";
 import { timingSafeEqual } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { securityHeaders } from "../../src/http/security-headers.ts";
 
 const args = process.argv.slice(2);
@@ -45,19 +41,12 @@ const handlers: Record<string, () => Handler> = {
   "--floor-auth": () => {
     const token = process.env.BENCH_TOKEN;
     if (!token) throw new Error("--floor-auth needs BENCH_TOKEN");
-    const dir = mkdtempSync(join(tmpdir(), "bare-auth-"));
-    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
-    const db = new Database(join(dir, "tokens.db"));
-    db.run("PRAGMA journal_mode = WAL");
-    db.run("CREATE TABLE tokens (prefix TEXT PRIMARY KEY, hash BLOB NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)");
     const prefixOf = (t: string) => t.split("_")[2] ?? "";
-    db.query("INSERT INTO tokens (prefix, hash) VALUES (?, ?)").run(prefixOf(token), new Bun.CryptoHasher("sha256").update(token).digest());
-    const lookup = db.query<{ hash: Uint8Array; revoked: number }, [string]>("SELECT hash, revoked FROM tokens WHERE prefix = ?");
+    const rows = new Map([[prefixOf(token), { hash: Bun.SHA256.hash(token) as Uint8Array, revoked: false }]]);
     return (request, server) => {
       const presented = request.headers.get("authorization")?.slice(7) ?? "";
-      const row = lookup.get(prefixOf(presented));
-      const hash = Bun.SHA256.hash(presented) as Uint8Array;
-      if (!row || row.revoked || !timingSafeEqual(hash, row.hash)) return new Response(null, { status: 401 });
+      const row = rows.get(prefixOf(presented));
+      if (!row || row.revoked || !timingSafeEqual(Bun.SHA256.hash(presented) as Uint8Array, row.hash)) return new Response(null, { status: 401 });
       return floor(request, server);
     };
   },

@@ -37,7 +37,7 @@ const ROWS = {
   bare: "bare Bun.serve",
   headers: "bare Bun.serve + Citadel's headers",
   floor: "bare floor: headers, URL, request id, client address",
-  floorAuth: "bare floor + token check (SHA-256, one SQLite read)",
+  floorAuth: "bare floor + token check (SHA-256, lookup in memory)",
 };
 const REFERENCES = ["--plain", "--headers", "--floor", "--floor-auth"];
 const REFERENCE_ROWS = [ROWS.bare, ROWS.headers, ROWS.floor, ROWS.floorAuth];

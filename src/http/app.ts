@@ -77,7 +77,7 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
     )
     .get("/healthz", synchronous(() => ({ status: "ok" })), {
       response: Status,
-      detail: { summary: "Liveness: the process answers", tags: ["health"], ...access({ public: true }) },
+      detail: { summary: "Liveness: the process answers", tags: ["health"], ...access({ public: true, noReadSnapshot: true }) },
     })
     .get(
       "/readyz",
@@ -89,7 +89,7 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
         if (failing.length > 0) throw new HttpProblem(503, "not_ready", failing.join("; "));
         return { status: "ready" };
       }),
-      { response: Status, detail: { summary: "Readiness: the store answers and the service can take traffic", tags: ["health"], ...access({ public: true }) } },
+      { response: Status, detail: { summary: "Readiness: the store answers and the service can take traffic", tags: ["health"], ...access({ public: true, noReadSnapshot: true }) } },
     );
 
   for (const mount of mounts) app.group(`/v1/${mount.name}`, (group) => group.use(mount.routes));
@@ -111,6 +111,18 @@ export function accessDeclarations(app: AnyElysia): Map<string, AccessSpec> {
     if (spec) map.set(`${route.method.toUpperCase()} ${route.path}`, spec);
   }
   return map;
+}
+
+/** The fixed paths of the GET routes that declare noReadSnapshot (see AccessSpec). */
+export function withoutReadSnapshot(app: AnyElysia): Set<string> {
+  const paths = new Set<string>();
+  for (const [route, spec] of accessDeclarations(app)) {
+    if (!spec.noReadSnapshot) continue;
+    const [method, path] = route.split(" ") as [string, string];
+    if (method !== "GET" || path.includes(":") || path.includes("*")) throw new Error(`${route}: noReadSnapshot is for GET routes at a fixed path`);
+    paths.add(path);
+  }
+  return paths;
 }
 
 /** Elysia's own error codes, then ours: one place decides what the client sees. */

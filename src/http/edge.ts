@@ -1,8 +1,9 @@
 /**
  * The HTTP edge: what happens to every request around the app. It fixes the request id and
  * the client address, applies the per-address rate limit and the sealed gate, refuses
- * oversized bodies before reading them, runs the app's synchronous part in one read snapshot,
- * writes the one access-log line and counts the request (HttpRequestMetrics).
+ * oversized bodies before reading them, runs the app's synchronous part in one read snapshot
+ * (unless the route declares it needs none), writes the one access-log line and counts the
+ * request (HttpRequestMetrics).
  * `startHttpServer` binds it with Bun.serve.
  */
 import type { Server } from "bun";
@@ -12,6 +13,7 @@ import { SealedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Counter, CounterFamily, Histogram, HistogramFamily, Metrics } from "../metrics.ts";
 import { cidrContains, clientKey, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
+import { withoutReadSnapshot } from "./app.ts";
 import { checkedJsonRequest, mayHaveBody } from "./body.ts";
 import { HttpProblem, payloadTooLarge, PROBLEM_CONTENT_TYPE, problemFor, problemForStatus, problemResponse, type ProblemInit } from "./problem.ts";
 import { attachRequestMeta, pathOf, requestIdFor, type RequestMeta } from "./request-meta.ts";
@@ -46,6 +48,8 @@ export type FetchHandler = (request: Request, server: Server<undefined>) => Resp
 
 export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests, sealed = () => false, snapshot = (fn) => fn() }: EdgeOptions): FetchHandler {
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
+  const unsnapshotted = withoutReadSnapshot(app); // a wrong declaration stops start-up
+  const inSnapshot = (request: Request) => !unsnapshotted.has(pathOf(request.url));
   const headers = securityHeaders({ tls });
   // Answers the edge gives itself, without the app: same envelope, same headers.
   const edgeProblem = (init: ProblemInit, requestId: string) => problemResponse({ ...init, headers: { ...headers, ...init.headers, "x-request-id": requestId } }, requestId);
@@ -114,7 +118,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       attachRequestMeta(forApp, meta);
       const answer = (response: Response) =>
         finish(request, meta, started, head ? new Response(null, { status: response.status, headers: response.headers }) : response);
-      const result = snapshot(() => handle(forApp));
+      const result = inSnapshot(request) ? snapshot(() => handle(forApp)) : handle(forApp);
       if (result instanceof Promise) return result.then(answer, (error) => failed(request, meta, started, error));
       return answer(result);
     } catch (error) {

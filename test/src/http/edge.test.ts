@@ -110,6 +110,28 @@ describe("the request's read snapshot", () => {
     expect((await send("GET", "/v1/s/later")).body).toEqual({ n: 1 });
     expect(seen).toEqual([["before await", true], ["after await", false]]);
   });
+
+  test("a GET route at a fixed path may declare it needs none; a route with parameters may not", async () => {
+    let open = false;
+    const snapshot = <T>(fn: () => T): T => {
+      open = true;
+      try {
+        return fn();
+      } finally {
+        open = false;
+      }
+    };
+    const routes = new Elysia()
+      .get("/plain", synchronous(() => ({ open })), { detail: access({ public: true }) })
+      .get("/light", synchronous(() => ({ open })), { detail: access({ public: true, noReadSnapshot: true }) });
+    const { send } = testEdge({ mounts: [{ name: "s", routes }], snapshot });
+    expect((await send("GET", "/v1/s/plain")).body).toEqual({ open: true });
+    expect((await send("GET", "/v1/s/light")).body).toEqual({ open: false });
+    expect((await send("GET", "/v1/s/light?x=1")).body).toEqual({ open: false });
+
+    const wrong = new Elysia().get("/items/:id", () => ({}), { detail: access({ public: true, noReadSnapshot: true }) });
+    expect(() => testEdge({ mounts: [{ name: "w", routes: wrong }], snapshot })).toThrow("GET /v1/w/items/:id: noReadSnapshot is for GET routes at a fixed path");
+  });
 });
 
 describe("the sealed gate", () => {
