@@ -613,7 +613,7 @@ class ResolverCore {
     const limit =
       transport === "tcp" ? TCP_MAX_MESSAGE : edns ? Math.min(Math.max(edns.udpPayloadSize, CLASSIC_UDP_SIZE), EDNS_PAYLOAD_SIZE) : CLASSIC_UDP_SIZE;
     try {
-      return await this.reply(query, client, limit);
+      return await this.reply(query, client, limit, transport);
     } catch (e) {
       this.failed(e);
       this.counters.servfail++;
@@ -625,7 +625,7 @@ class ResolverCore {
     }
   }
 
-  private async reply(query: Query, client: string, limit: number): Promise<Uint8Array> {
+  private async reply(query: Query, client: string, limit: number, transport: "udp" | "tcp"): Promise<Uint8Array> {
     const refuse = () => {
       this.counters.refused++;
       return encode(query, Rcode.REFUSED, false, NO_RECORDS, limit);
@@ -641,7 +641,7 @@ class ResolverCore {
 
     const zone = this.options.local?.find(q.name) ?? null;
     if (zone !== null) {
-      const answer = zone.lookup(q.name, q.type);
+      const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp" }); // RFC 8482
       // A referral is not an answer: a name delegated away is resolved like any other.
       if (answer.aa) {
         this.counters.local++;

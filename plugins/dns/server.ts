@@ -375,7 +375,7 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       return emptyReply(query, Rcode.REFUSED, limit);
     }
     out.zone = zone;
-    const answer = zone.lookup(q.name, q.type);
+    const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp" });
     out.rcode = answer.rcode;
     const response: Response = {
       id: query.id,

@@ -211,8 +211,12 @@ export class Zone {
    * Answers `qname`/`qtype` from this zone (RFC 1034 section 4.3.2 step 3). The qname must lie
    * in the zone — picking the zone is the server's job; outside, a ZoneError is thrown.
    * Case-insensitive; answers carry the stored owner names (synthesized ones carry the qname).
+   *
+   * `minimalAny`, for UDP: a query of type ANY gets one RRset of the name, not all of them
+   * (RFC 8482 section 4.1) — a few octets of question must not buy kilobytes of answer towards
+   * a forged source address. Over TCP, where the source is proven, ANY gets every RRset.
    */
-  lookup(qname: Name, qtype: number): Answer {
+  lookup(qname: Name, qtype: number, { minimalAny = false }: { minimalAny?: boolean } = {}): Answer {
     if (!isSubdomain(qname, this.origin)) {
       throw new ZoneError(`${nameToText(qname)} is not in the zone ${nameToText(this.origin)}`);
     }
@@ -220,7 +224,7 @@ export class Zone {
     let seen: Set<string> | null = null; // made only when a CNAME is followed
     let name: Name = qname;
     for (let step = 0; ; step++) {
-      const next = this.step(name, qtype, out, step === 0);
+      const next = this.step(name, qtype, out, step === 0, minimalAny);
       if (next === null || !isSubdomain(next, this.origin)) break; // done, or the chain leaves the zone
       seen ??= new Set([keyOf(qname)]);
       if (seen.has(keyOf(next)) || step + 1 >= MAX_CNAME_CHAIN) break; // a loop or too long: stop here
@@ -232,7 +236,7 @@ export class Zone {
   }
 
   /** One name of a (possible) CNAME chain; returns the CNAME target to follow, or null. */
-  private step(qname: Name, qtype: number, out: Answer, first: boolean): Name | null {
+  private step(qname: Name, qtype: number, out: Answer, first: boolean, minimalAny: boolean): Name | null {
     // Walk down from the apex: a zone cut on the way means a referral; stop at the first missing name.
     const o = this.origin.length;
     let key = this.originKey;
@@ -268,7 +272,10 @@ export class Zone {
 
     out.rcode = 0;
     if (qtype === ANY && node.rrsets.size > 0) {
-      for (const set of node.rrsets.values()) out.answer.push(...as(set));
+      for (const set of node.rrsets.values()) {
+        out.answer.push(...as(set));
+        if (minimalAny) break; // the first, as the zone lists them: the same one every time
+      }
       return null;
     }
     const data = node.rrsets.get(qtype);

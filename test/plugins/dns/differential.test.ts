@@ -409,13 +409,19 @@ const RULES: Rule[] = [
   },
   {
     name: "any-minimal",
-    why: "RFC 8482 section 4.1 lets a server answer ANY with a subset of the RRsets: Knot and NSD send one whole RRset, Citadel sends them all (so its answer may also be truncated where theirs is not).",
+    why: "RFC 8482 section 4.1 lets a server answer ANY with a subset of the RRsets: Knot and NSD send one whole RRset, each its own choice. Citadel does too over UDP (where a forged source could aim the answer at a victim) and sends them all over TCP (where its answer may also be truncated where theirs is not). Over UDP both answers must be one whole RRset of the name; over TCP, theirs must be one of Citadel's, whole.",
     kinds: ["knot", "nsd"],
     apply(ctx, c, r) {
-      if (ctx.query.type !== 255 || r.answer.length === 0 || c.answer.length <= r.answer.length) return null;
+      if (ctx.query.type !== 255 || r.answer.length === 0) return null;
+      const oneRRset = (v: View) => new Set(v.answer.map(rrsetKey)).size === 1;
+      if (ctx.transport === "udp") {
+        if (!oneRRset(c) || !oneRRset(r) || c.rcode !== r.rcode || !sameList(c.authority, r.authority)) return null;
+        return [{ ...c, answer: r.answer, additional: [] }, { ...r, additional: [] }];
+      }
+      if (c.answer.length <= r.answer.length) return null;
       const chosen = new Set(r.answer.map(rrsetKey));
       const whole = c.answer.filter((x) => chosen.has(rrsetKey(x)));
-      if (!sameList(whole, r.answer)) return null; // Knot's RRsets must be Citadel's, whole
+      if (!sameList(whole, r.answer)) return null; // their RRsets must be Citadel's, whole
       return [{ ...c, tc: r.tc, answer: r.answer, additional: c.additional.filter((x) => r.additional.includes(x)) }, r];
     },
   },

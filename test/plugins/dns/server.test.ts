@@ -163,6 +163,19 @@ describe("answerQuery", () => {
     expect(ask(query("www.example.org", { cls: 255 }))!.msg.rcode).toBe(Rcode.REFUSED);
     expect(ask(query("example.org", { type: 252 }), "tcp")!.msg.rcode).toBe(Rcode.REFUSED);
   });
+  test("ANY over UDP gets one RRset of the name (RFC 8482), over TCP all of them; the answer cache keeps them apart", () => {
+    const types = (r: ReturnType<typeof ask>) => [...new Set(r!.msg.answer.map((rr) => rr.type))];
+    const apex = query("example.org", { type: 255, edns: { payload: 1232 } });
+    expect(types(ask(apex, "udp"))).toEqual([RRType.SOA]); // the first the zone lists, every time
+    expect(types(ask(apex, "tcp"))).toEqual([RRType.SOA, RRType.NS]);
+    const huge = ask(query("huge.example.org", { type: 255, edns: { payload: 1232 } }), "udp")!;
+    expect([huge.msg.tc, huge.msg.answer.length]).toEqual([true, 0]); // one RRset, still too big: TC, not a fragment
+    const answerer = new CachingAnswerer({ zones, gate: allow });
+    for (let i = 0; i < 2; i++) {
+      expect([...new Set(decodeMessage(answerer.answer(apex, "192.0.2.99", "udp")!).answer.map((rr) => rr.type))]).toEqual([RRType.SOA]);
+      expect([...new Set(decodeMessage(answerer.answer(apex, "192.0.2.99", "tcp")!).answer.map((rr) => rr.type))]).toEqual([RRType.SOA, RRType.NS]);
+    }
+  });
   test("NOTIMP for opcode 5 (UPDATE)", () => {
     const r = ask(query("example.org", { opcode: 5, type: RRType.SOA }))!;
     expect(r.msg.rcode).toBe(Rcode.NOTIMP);
