@@ -20,7 +20,7 @@
  */
 import { createSocket } from "node:dgram";
 import { readFileSync, writeFileSync } from "node:fs";
-import { renderNftables, renderSetconf, renderWgQuick } from "./render.ts";
+import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
 import * as device from "./device.ts";
 import { publicKeyOf } from "./keys.ts";
 import { fetchConfig, nodeRequest, type NodeConnection } from "./node-client.ts";
@@ -135,11 +135,19 @@ export class Agent {
     return device.renderParsedSetconf(device.preferHandshakenKeys(device.parseSetconf(text), state, pairs));
   }
 
+  /** The node's nftables script, retiring the table an older Citadel kept its policy in. */
+  private async firewallScript(doc: ConfigDocument, name: string): Promise<string> {
+    const script = renderNftables(doc.config, name, { relay: doc.relay });
+    const former = formerNftablesTableInterface(name);
+    if (former === null || (await device.interfaceExists(former))) return script;
+    return retireNftablesTable(nftablesTableName(former)) + script;
+  }
+
   /** Makes the device match `doc`; true when something changed. */
   private async apply(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
     // The firewall first, and fail closed: a policy that cannot be loaded leaves the tunnel as it was.
-    if (this.options.firewall) await device.applyFirewall(renderNftables(doc.config, name, { relay: doc.relay }));
+    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc, name));
     let created = false;
     if (!(await device.interfaceExists(name))) {
       await device.createInterface(name, this.options.userspace);

@@ -82,9 +82,29 @@ function oneLine(text: string): string {
 
 const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
-/** The nftables table a node's firewall lives in: `citadel_` and the interface name, made an identifier. */
+/**
+ * The nftables table a node's firewall lives in: `citadel_` and the interface name, whose
+ * characters (letters, digits, _ . -) nft takes in an identifier as they are, so that two
+ * interfaces never share a table.
+ */
 export function nftablesTableName(interfaceName: string): string {
-  return `citadel_${interfaceName.replace(/[^A-Za-z0-9_]/g, "_")}`;
+  return `citadel_${interfaceName}`;
+}
+
+/**
+ * The interface whose name gives the table that `interfaceName`'s firewall lived in before, when
+ * that differs: "-" and "." were made "_", so wgc-a and wgc_a shared one table, and each agent
+ * replaced the other's policy. The agent retires that table (retireNftablesTable) in the same
+ * script that loads the new one, unless an interface of that name exists: its table it is.
+ */
+export function formerNftablesTableInterface(interfaceName: string): string | null {
+  const former = interfaceName.replace(/[.-]/g, "_");
+  return former === interfaceName ? null : former;
+}
+
+/** Script lines that delete a table if it exists (declaring it first makes the delete succeed when it does not). */
+export function retireNftablesTable(table: string): string {
+  return `table inet ${table} {}\ndelete table inet ${table}\n`;
 }
 
 /**
@@ -97,13 +117,12 @@ export function nftablesTableName(interfaceName: string): string {
  */
 export function renderNftables(config: NodeConfig, interfaceName: string = config.network.interfaceName, { relay = false }: { relay?: boolean } = {}): string {
   if (!INTERFACE_NAME.test(interfaceName)) throw new Error(`${JSON.stringify(interfaceName)} is not a usable interface name`);
-  const table = `inet ${nftablesTableName(interfaceName)}`;
+  const name = nftablesTableName(interfaceName);
   const iface = `"${interfaceName}"`;
   const out = [
     `# Citadel mesh ${oneLine(config.network.name)}, node ${oneLine(config.node.name)}: firewall of ${interfaceName}`,
-    `table ${table} {}`,
-    `delete table ${table}`,
-    `table ${table} {`,
+    retireNftablesTable(name).trimEnd(),
+    `table inet ${name} {`,
     "\tchain input {",
     "\t\ttype filter hook input priority 0; policy accept;",
     `\t\tiifname ${iface} jump mesh_in`,

@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { planNetwork } from "../../../plugins/mesh/plan.ts";
-import { nftablesTableName, PRIVATE_KEY_PLACEHOLDER, renderNftables, renderSetconf, renderWgQuick } from "../../../plugins/mesh/render.ts";
+import { formerNftablesTableInterface, nftablesTableName, retireNftablesTable, PRIVATE_KEY_PLACEHOLDER, renderNftables, renderSetconf, renderWgQuick } from "../../../plugins/mesh/render.ts";
 import type { AclPolicy, MeshNetwork, MeshNode, NodeConfig } from "../../../plugins/mesh/types.ts";
 import { requireTool } from "../../helpers/tools.ts";
 import { meshNetwork as officeNetwork, meshNode as fixtureNode } from "./fixtures.ts";
@@ -159,9 +159,9 @@ describe("renderNftables", () => {
 
   test("the whole script of a hub with input and forward rules", () => {
     expect(renderNftables(firewalled, "wgc-office")).toBe(`# Citadel mesh office, node laptop: firewall of wgc-office
-table inet citadel_wgc_office {}
-delete table inet citadel_wgc_office
-table inet citadel_wgc_office {
+table inet citadel_wgc-office {}
+delete table inet citadel_wgc-office
+table inet citadel_wgc-office {
 \tchain input {
 \t\ttype filter hook input priority 0; policy accept;
 \t\tiifname "wgc-office" jump mesh_in
@@ -232,8 +232,12 @@ table inet citadel_wgc_office {
     expect(renderNftables(sample, "wgc-office", { relay: false })).not.toContain("chain forward");
   });
 
-  test("interface names: sanitized into the table name, refused when unusable", () => {
-    expect(nftablesTableName("wgc-office.1")).toBe("citadel_wgc_office_1");
+  test("interface names: each its own table, refused when unusable", () => {
+    expect(nftablesTableName("wgc-office.1")).toBe("citadel_wgc-office.1");
+    expect(new Set(["wgc-a", "wgc_a", "wgc.a"].map(nftablesTableName)).size).toBe(3);
+    // The table an older Citadel used ("-" and "." made "_"), when it differs.
+    expect(formerNftablesTableInterface("wgc-office.1")).toBe("wgc_office_1");
+    expect(formerNftablesTableInterface("wgc_office")).toBeNull();
     expect(() => renderNftables(sample, `wg"; flush ruleset`)).toThrow("is not a usable interface name");
     expect(() => renderNftables(sample, "a-name-too-long-0")).toThrow("is not a usable interface name");
   });
@@ -442,5 +446,20 @@ describe.skipIf(!haveTools || !isRoot)("with the real tools", () => {
     expect(open).not.toContain("mesh_fwd");
     expect(open).not.toContain("saddr");
     expect(open).toMatch(/chain mesh_in \{\s+accept\s+\}/);
+  });
+
+  test("wgc-a and wgc_a keep their own tables; the table an older Citadel shared for them is retired with the new one loaded", () => {
+    const tables = () => mustRun(inNamespace([tools.nft!, "list", "tables"]));
+    mustRun(inNamespace([tools.nft!, "-f", writeConfig("old.nft", "table inet citadel_wgc_a { chain input { type filter hook input priority 0; policy accept; }; }\n")]));
+    const dashed = retireNftablesTable(nftablesTableName(formerNftablesTableInterface("wgc-a")!)) + renderNftables(cases[0]![1], "wgc-a");
+    mustRun(inNamespace([tools.nft!, "-f", writeConfig("dashed.nft", dashed)]));
+    expect(tables()).toContain("table inet citadel_wgc-a");
+    expect(tables()).not.toContain("table inet citadel_wgc_a");
+    mustRun(inNamespace([tools.nft!, "-f", writeConfig("again.nft", dashed)])); // retiring a table that is not there is fine
+    // (The agent leaves the retirement out while an interface wgc_a exists: that table is then wgc_a's own.)
+    mustRun(inNamespace([tools.nft!, "-f", writeConfig("underscored.nft", renderNftables(cases[5]![1], "wgc_a"))]));
+    const both = mustRun(inNamespace([tools.nft!, "list", "table", "inet", "citadel_wgc-a"]));
+    expect(both).toContain('iifname "wgc-a" jump mesh_in'); // not replaced by wgc_a's
+    expect(tables()).toContain("table inet citadel_wgc_a");
   });
 });
