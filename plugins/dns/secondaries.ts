@@ -6,9 +6,9 @@
  *
  * The listener works from `TransferView`, an in-memory copy rebuilt after every change: the
  * answer path asks it synchronously and never touches SQLite. A key's secret is decrypted
- * the first time a signed message needs it and kept in the view (a new view on every change);
- * a sealed Citadel signs nothing (every signed query is BADKEY until unsealed), and the first
- * signed query after sealing overwrites and drops what was decrypted.
+ * the first time a signed message needs it and kept in the newest view only (a new view on
+ * every change overwrites what the one before decrypted); sealing overwrites and drops it at
+ * once (Seal.onSeal), and a sealed Citadel signs nothing (every signed query is BADKEY).
  */
 import type { Database } from "bun:sqlite";
 import type { AuditEventInput } from "../../src/audit/event.ts";
@@ -59,9 +59,12 @@ export function canonicalAddress(text: string): string | null {
 
 export class TransferService {
   private readonly changes: ChangeFeed;
+  /** The newest view: the only one that may hold decrypted keys. */
+  private latest: TransferView | null = null;
 
   constructor(private readonly k: DnsKernel) {
     this.changes = new ChangeFeed(k.store);
+    k.seal.onSeal(() => this.latest?.forgetSecrets());
   }
 
   /** Calls `listener` after every committed change (the listener reloads what it serves). */
@@ -143,10 +146,12 @@ export class TransferService {
     });
   }
 
-  /** What the listener and the notifier work from, read once now. */
+  /** What the listener and the notifier work from, read once now. The view it replaces keeps no key material. */
   view(): TransferView {
     const db = this.k.store.db;
-    return new TransferView(this.k, sql.tsigKeys(db), sql.secondaries(db));
+    this.latest?.forgetSecrets();
+    this.latest = new TransferView(this.k, sql.tsigKeys(db), sql.secondaries(db));
+    return this.latest;
   }
 }
 
@@ -172,7 +177,7 @@ export class TransferView implements TransferPolicy {
     return this.addresses.has(client);
   }
 
-  /** Keys decrypted by the keyring they came from: dropped when Citadel seals. */
+  /** Keys decrypted by the keyring they came from: overwritten and dropped when Citadel seals. */
   private readonly decrypted = new Map<string, { keyring: object; key: TsigKey }>();
 
   /**
@@ -183,12 +188,7 @@ export class TransferView implements TransferPolicy {
    */
   readonly tsigKey = (name: Name): TsigKey | null => {
     const keyring = this.k.seal.keyringIfUnsealed();
-    if (!keyring) {
-      // Sealed: the key material goes, overwritten (it stays until the next signed query asks).
-      for (const { key } of this.decrypted.values()) key.secret.fill(0);
-      this.decrypted.clear();
-      return null;
-    }
+    if (!keyring) return null;
     const id = canonical(name);
     const cached = this.decrypted.get(id);
     if (cached && cached.keyring === keyring) return cached.key;
@@ -198,6 +198,12 @@ export class TransferView implements TransferPolicy {
     this.decrypted.set(id, { keyring, key });
     return key;
   };
+
+  /** Overwrites and drops the decrypted keys: on sealing (onSeal), and when a newer view replaces this one. */
+  forgetSecrets(): void {
+    for (const { key } of this.decrypted.values()) key.secret.fill(0);
+    this.decrypted.clear();
+  }
 
   allowed(client: string, zone: Name, keyName: Name | null): boolean {
     if (keyName === null) return false;

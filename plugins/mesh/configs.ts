@@ -66,6 +66,8 @@ export class NodeConfigs {
     private readonly mesh: MeshService,
   ) {
     mesh.onChange((networkId) => this.views.delete(networkId));
+    // Preshared keys and the signer are dropped when Citadel seals, not at the next request.
+    k.seal.onSeal(() => this.forgetSecrets());
     // A peer's report can make a rotating node's `switch` true: its document is made again.
     mesh.onApplied((networkId) => {
       for (const [nodeId, entry] of this.documents) if (entry.rotating && entry.networkId === networkId) this.documents.delete(nodeId);
@@ -103,8 +105,6 @@ export class NodeConfigs {
    * write that bumps its version does) or a node in it expires; one process owns the database.
    */
   view(networkId: string): NetworkView {
-    // Sealed: nothing derived from keyring secrets (preshared keys, the signer) stays in memory.
-    if (this.k.seal.sealed) this.forgetSecrets();
     const now = this.k.clock.now();
     const cached = this.views.get(networkId);
     if (cached && now < cached.validUntil) return cached;

@@ -42,6 +42,7 @@ export class Seal {
   private keyringInMemory: Keyring | null = null;
   private shares = new Map<number, Share>();
   private sharesKeyId: string | null = null;
+  private readonly sealListeners = new Set<() => void>();
 
   constructor(
     private readonly db: Database,
@@ -130,10 +131,28 @@ export class Seal {
     this.sharesKeyId = null;
   }
 
-  /** Drops the keys from memory. */
+  /**
+   * Drops the keys from memory, and has everything that holds material decrypted with them
+   * (onSeal) drop it too, now rather than at its next use.
+   */
   seal(): void {
     this.keyringInMemory?.wipe();
     this.keyringInMemory = null;
     this.resetShares();
+    const failures: unknown[] = [];
+    for (const listener of this.sealListeners) {
+      try {
+        listener();
+      } catch (error) {
+        failures.push(error); // the others still drop theirs
+      }
+    }
+    if (failures.length > 0) throw new AggregateError(failures, "sealed, but something failed to drop what it had decrypted");
+  }
+
+  /** Calls `listener` whenever Citadel seals (it must drop what it decrypted); returns the way to stop. */
+  onSeal(listener: () => void): () => void {
+    this.sealListeners.add(listener);
+    return () => this.sealListeners.delete(listener);
   }
 }

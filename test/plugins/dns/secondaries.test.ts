@@ -105,8 +105,16 @@ describe("secondaries", () => {
     expect(decrypts).toHaveBeenCalledTimes(0);
     decrypts.mockRestore();
     expect(view.tsigKey(n("missing."))).toBeNull();
+    // A newer view overwrites what the one it replaces decrypted.
+    const old = view.tsigKey(n("fleet."))!.secret;
+    const newer = transferServiceOf(c.kernel as never).view();
+    expect(old.every((octet) => octet === 0)).toBe(true);
+    // Sealing overwrites the decrypted secret at once, not at the next signed query.
+    const decrypted = newer.tsigKey(n("fleet."))!.secret;
+    expect(Buffer.from(decrypted).toString("base64")).toBe(key.body.secret);
     c.kernel.seal.seal();
-    expect(view.tsigKey(n("fleet."))).toBeNull();
+    expect(decrypted.every((octet) => octet === 0)).toBe(true);
+    expect(newer.tsigKey(n("fleet."))).toBeNull();
   });
 });
 

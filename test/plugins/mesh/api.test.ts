@@ -5,6 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { CONFIG_FORMAT, type ConfigDocument } from "../../../plugins/mesh/configs.ts";
+import { meshOf } from "../../../plugins/mesh/index.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import { verifySignature } from "../../../plugins/mesh/signing.ts";
 import { parseName } from "../../../plugins/dns/names.ts";
@@ -485,7 +486,10 @@ describe("hardening (from the security review)", () => {
     const a = await enroll(c, key, "a");
     await enroll(c, key, "b");
     expect((await fetchDocument(c, a)).status).toBe(200);
+    const held = meshOf(c.kernel as never).configs as unknown as { views: Map<string, unknown>; documents: Map<string, unknown>; signerOf: unknown };
+    expect([held.views.size > 0, held.documents.size > 0, held.signerOf === null]).toEqual([true, true, false]); // preshared keys, the signer
     c.kernel.seal.seal();
+    expect([held.views.size, held.documents.size, held.signerOf]).toEqual([0, 0, null]); // at once, before any request
     expect((await fetchDocument(c, a)).status).toBe(503);
   });
 });

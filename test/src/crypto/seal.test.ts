@@ -37,6 +37,23 @@ describe("seal", () => {
     expect(seal.sealed).toBe(true);
   });
 
+  test("sealing tells every listener at once, even when one fails; a listener can stop listening", () => {
+    const { seal, shares } = shamirInstance();
+    for (const share of shares.slice(0, 3)) seal.submitShare(share);
+    const heard: string[] = [];
+    seal.onSeal(() => heard.push("dns"));
+    seal.onSeal(() => {
+      throw new Error("broken listener");
+    });
+    const stop = seal.onSeal(() => heard.push("mesh"));
+    expect(() => seal.seal()).toThrow("sealed, but something failed to drop what it had decrypted");
+    expect(seal.sealed).toBe(true); // sealed all the same
+    expect(heard).toEqual(["dns", "mesh"]);
+    stop();
+    expect(() => seal.seal()).toThrow(AggregateError);
+    expect(heard).toEqual(["dns", "mesh", "dns"]);
+  });
+
   test("a duplicate share, a mistyped share, or a share of another key is refused without counting", () => {
     const { seal, shares } = shamirInstance();
     seal.submitShare(shares[0]!);
