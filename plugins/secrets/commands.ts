@@ -10,6 +10,7 @@ import { integerOption, organizationOf, print, table } from "../../src/cli/outpu
 import { readSecretLine } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
+import { E2eePins } from "./e2ee-pins.ts";
 import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
 import { createShareSecret, openShareSecret, parseShareUrl, shareUrl, shareViewProof } from "./share-crypto.ts";
 
@@ -58,7 +59,10 @@ interface Codec {
 
 async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<Codec> {
   const settings = await api.request<{ e2ee: boolean }>("GET", `${workspacePath(w)}/settings`);
-  if (!settings.e2ee) return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v };
+  if (!settings.e2ee) {
+    E2eePins.forCli(ctx.configHome).checkNotEncrypted(api.baseUrl, w.workspace); // the server's word against what this machine saw
+    return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v };
+  }
   const keys = await workspaceKeys(ctx, api, w.workspace);
   const context = (name: string) => ({ workspace: w.workspace, environment: w.env, name });
   return {
@@ -81,14 +85,20 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
   const mine = await api.request<{ key_version: number; wrapped: string }>("GET", myKey);
   // The private key stays in memory for this one command, to unwrap older workspace keys.
   const privateKey = await openPrivateKey(pair.sealed_private_key, await passphrase(ctx));
-  const unwrap = (wrapped: string) => unwrapWorkspaceKey(wrapped, privateKey, { workspace, user: me.id });
-  const byVersion = new Map([[mine.key_version, unwrap(mine.wrapped)]]);
+  const pins = E2eePins.forCli(ctx.configHome);
+  // Each version's key is checked against the one this machine saw before (E2eePins).
+  const unwrap = (wrapped: string, version: number) => {
+    const key = unwrapWorkspaceKey(wrapped, privateKey, { workspace, user: me.id });
+    pins.pin(api.baseUrl, workspace, version, key);
+    return key;
+  };
+  const byVersion = new Map([[mine.key_version, unwrap(mine.wrapped, mine.key_version)]]);
   return {
     current: { version: mine.key_version, key: byVersion.get(mine.key_version)! },
     async version(n) {
       let key = byVersion.get(n);
       if (!key) {
-        key = unwrap((await api.request<{ wrapped: string }>("GET", `${myKey}?version=${n}`)).wrapped);
+        key = unwrap((await api.request<{ wrapped: string }>("GET", `${myKey}?version=${n}`)).wrapped, n);
         byVersion.set(n, key);
       }
       return key;
@@ -306,6 +316,7 @@ export const secretsCommands: Command[] = [
         const w = where(ctx);
         const settings = await api.request<{ e2ee: boolean }>("GET", `${workspacePath(w)}/settings`);
         if (settings.e2ee) throw new Error("values of an end-to-end-encrypted workspace are not shared by link: add the person to the workspace");
+        E2eePins.forCli(ctx.configHome).checkNotEncrypted(api.baseUrl, w.workspace);
         value = (await api.request<{ value: string }>("GET", secretPath(w, ctx.options.secret))).value;
         source = { workspace: w.workspace, environment: w.env, name: ctx.options.secret };
         org ??= (await api.request<{ organization: string }>("GET", `/v1/iam/workspaces/${encodeURIComponent(w.workspace)}`)).organization;
@@ -375,6 +386,7 @@ export const secretsCommands: Command[] = [
       const wrapped = wrapWorkspaceKey(key, pair.public_key, { workspace, user: me.id });
       key.fill(0);
       await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(me.id)}`, { wrapped });
+      E2eePins.forCli(ctx.configHome).pin(api.baseUrl, workspace);
       print(ctx, { workspace, e2ee: true }, `${workspace} is end-to-end encrypted; grant members with: citadel secrets e2ee grant -w ${workspace} <user id>`);
       return 0;
     },
@@ -434,9 +446,26 @@ export const secretsCommands: Command[] = [
         }
         wrapped.push({ user, wrapped: wrapWorkspaceKey(fresh, theirs.public_key, { workspace, user }) });
       }
-      fresh.fill(0);
-      const result = await api.request<{ key_version: number; reencrypted: number; holders: string[] }>("POST", `${ws}/e2ee/rotate`, { values, wrapped });
+      let result: { key_version: number; reencrypted: number; holders: string[] };
+      try {
+        result = await api.request("POST", `${ws}/e2ee/rotate`, { values, wrapped });
+        E2eePins.forCli(ctx.configHome).pin(api.baseUrl, workspace, result.key_version, fresh); // made here: the server cannot swap it later
+      } finally {
+        fresh.fill(0);
+      }
       print(ctx, result, `${workspace}: key version ${result.key_version}, ${result.reencrypted} values re-encrypted, held by ${result.holders.join(", ")}`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "e2ee", "forget"],
+    summary: "Forget that this machine saw a workspace end-to-end encrypted (after its encryption was turned off on purpose)",
+    options: { workspace: WHERE.workspace },
+    async run(ctx) {
+      const workspace = where(ctx).workspace;
+      const api = await ctx.api();
+      const forgotten = E2eePins.forCli(ctx.configHome).forget(api.baseUrl, workspace);
+      print(ctx, { workspace, forgotten }, forgotten ? `${workspace}: forgotten; its values are sent and read as the server says` : `${workspace} was not known as end-to-end encrypted here`);
       return 0;
     },
   },

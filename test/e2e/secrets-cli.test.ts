@@ -5,9 +5,11 @@
  * never reaches the server's logs, its database or its write-ahead log.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { createHmac } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { newWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
 import { BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-secrets-");
@@ -343,6 +345,27 @@ describe("an end-to-end-encrypted workspace", () => {
     expect(rotated).toContain("key version 2, 1 values re-encrypted");
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--version", "1", "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
+
+    // A server that turns on its users is caught by what this machine saw (E2eePins). Played
+    // here by writing its database behind it.
+    const db = new Database(join(data.path, "citadel.db"));
+    try {
+      db.run("UPDATE secrets_workspaces SET e2ee = 0 WHERE workspace_id = ?", [vault]);
+      const downgraded = await cli(["secrets", "set", "LEAKED", "-w", vault, "--passphrase-file", phrase], { stdin: `leak-${tag}` });
+      expect([downgraded.code, downgraded.stderr]).toEqual([1, expect.stringContaining("not end-to-end encrypted, but this machine has used it encrypted")]);
+      expect((await api("GET", `/v1/secrets/workspaces/${vault}/environments/development/secrets/LEAKED`)).status).toBe(404);
+      db.run("UPDATE secrets_workspaces SET e2ee = 1 WHERE workspace_id = ?", [vault]);
+      // A key of the server's own, wrapped to my (public) key, for the version I already hold.
+      const me = (await api("GET", "/v1/iam/me")).body.id as string;
+      const mine = (await api("GET", "/v1/secrets/me/keypair")).body.public_key as string;
+      const planted = wrapWorkspaceKey(newWorkspaceKey(), mine, { workspace: vault, user: me });
+      expect(db.query("UPDATE secrets_workspace_keys SET wrapped = ? WHERE workspace_id = ? AND user_id = ? AND key_version = 2").run(planted, vault, me).changes).toBe(1);
+      const swapped = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
+      expect([swapped.code, swapped.stderr]).toEqual([1, expect.stringContaining("the server handed a different key for version 2")]);
+    } finally {
+      db.close();
+    }
+
     writeFileSync(phrase, "the wrong passphrase\n");
     const wrong = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
     expect(wrong.code).not.toBe(0);

@@ -1,0 +1,56 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { E2eePinError, E2eePins } from "../../../plugins/secrets/e2ee-pins.ts";
+
+const homes: string[] = [];
+afterEach(() => {
+  while (homes.length) rmSync(homes.pop()!, { recursive: true, force: true });
+});
+
+function pins() {
+  const home = mkdtempSync(join(tmpdir(), "citadel-pins-"));
+  homes.push(home);
+  return { pins: E2eePins.forCli(home), file: join(home, "citadel", "e2ee-pins.json") };
+}
+
+const SERVER = "https://citadel.example:8443";
+const key = (fill: number) => new Uint8Array(32).fill(fill);
+
+describe("E2eePins", () => {
+  test("a workspace seen encrypted stays encrypted: the server's later 'not encrypted' is refused", () => {
+    const { pins: p } = pins();
+    expect(() => p.checkNotEncrypted(SERVER, "ws_a")).not.toThrow(); // never seen: the server's word
+    p.pin(SERVER, "ws_a");
+    expect(() => p.checkNotEncrypted(SERVER, "ws_a")).toThrow(E2eePinError);
+    expect(() => p.checkNotEncrypted(SERVER, "ws_a")).toThrow("citadel secrets e2ee forget -w ws_a");
+    expect(() => p.checkNotEncrypted(SERVER, "ws_b")).not.toThrow();
+    expect(() => p.checkNotEncrypted("https://other.example", "ws_a")).not.toThrow(); // per server
+    expect(p.forget(SERVER, "ws_a")).toBe(true);
+    expect(p.forget(SERVER, "ws_a")).toBe(false);
+    expect(() => p.checkNotEncrypted(SERVER, "ws_a")).not.toThrow();
+  });
+
+  test("a key version is trusted on first use; another key for that version is refused, a new version is not", () => {
+    const { pins: p, file } = pins();
+    p.pin(SERVER, "ws_a", 1, key(1));
+    p.pin(SERVER, "ws_a", 1, key(1)); // the same again
+    expect(() => p.pin(SERVER, "ws_a", 1, key(9))).toThrow("a different key for version 1 of workspace ws_a");
+    p.pin(SERVER, "ws_a", 2, key(2));
+    expect(() => p.pin(SERVER, "ws_a", 2, key(1))).toThrow(E2eePinError);
+    // Fingerprints only, readable by the owner only.
+    const text = readFileSync(file, "utf8");
+    expect(text).not.toContain(Buffer.from(key(1)).toString("hex"));
+    expect(text).toContain("72cd6e8422c407fb6d098690f1130b7ded7ec2f7f5e1d30bd9d521f015363793"); // SHA-256 of 32 × 0x01
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  test("a damaged pin file is an error, not an empty file that forgets every pin", () => {
+    const { pins: p, file } = pins();
+    p.pin(SERVER, "ws_a");
+    writeFileSync(file, "{ not json");
+    expect(() => p.checkNotEncrypted(SERVER, "ws_a")).toThrow("is not a valid pin file");
+    expect(() => p.pin(SERVER, "ws_b")).toThrow("is not a valid pin file");
+  });
+});
