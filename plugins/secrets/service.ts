@@ -323,15 +323,23 @@ export class SecretsService {
     const overwrite = request.overwrite !== false;
     type Step = { name: string; action: "create" | "update" | "unchanged" | "skip"; reason?: string };
     const plan: Step[] = [];
+    const compared: sql.SecretRow[] = [];
     for (const entry of entries) {
       const existing = sql.secretByName(this.db, env.id, entry.name);
+      const changed: Step = overwrite ? { name: entry.name, action: "update" } : { name: entry.name, action: "skip", reason: "exists (overwrite is off)" };
       if (!existing) plan.push({ name: entry.name, action: "create" });
       else if (existing.deleted_at !== null) plan.push({ name: entry.name, action: "skip", reason: "deleted: restore or purge it first" });
       // An end-to-end-encrypted value cannot be compared here, and a write-only caller must not
       // learn from the plan whether a guess equals the stored value: for both, every import is a new version.
-      else if (ws.e2ee === 0 && mayReadValues(caller) && (await this.valueOrRefusal(caller, ws, env, existing, sql.versionOf(this.db, existing.id, existing.version)!)) === entry.value) plan.push({ name: entry.name, action: "unchanged" });
-      else plan.push(overwrite ? { name: entry.name, action: "update" } : { name: entry.name, action: "skip", reason: "exists (overwrite is off)" });
+      else if (ws.e2ee === 1 || !mayReadValues(caller)) plan.push(changed);
+      else {
+        compared.push(existing);
+        const stored = await this.valueOrRefusal(caller, ws, env, existing, sql.versionOf(this.db, existing.id, existing.version)!);
+        plan.push(stored === entry.value ? { name: entry.name, action: "unchanged" } : changed);
+      }
     }
+    // Whether a value equals a guess is a read of it: on record before the plan says so.
+    await this.auditReads(caller, ws, env, compared, "compared by import");
     const summary = { dry_run: request.dry_run === true, plan, created: count(plan, "create"), updated: count(plan, "update"), unchanged: count(plan, "unchanged"), skipped: count(plan, "skip") };
     if (request.dry_run) return summary;
     await this.k.store.write((tx) => {

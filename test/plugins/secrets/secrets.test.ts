@@ -205,6 +205,8 @@ describe("a stored value altered outside Citadel", () => {
     expect((await probe(owner)).body.plan).toEqual([{ name: "GUESS_ME", action: "unchanged" }]);
     const blind = await probe(writeOnly);
     expect([blind.status, blind.body.plan]).toEqual([200, [{ name: "GUESS_ME", action: "update" }]]); // a right guess tells nothing
+    // Comparing is reading: on record, like a read, for the caller who could compare.
+    expect(auditActions(c, "secrets.secret.read").map((e) => e.reason)).toEqual(["development/GUESS_ME compared by import"]);
   });
 });
 
