@@ -166,8 +166,10 @@ export class IamService {
     const hash = await this.hasher.hash(next);
     await this.k.store.write((tx) => {
       sql.setPassword(tx, user.id, hash);
-      // Every other session ends: whoever else knew the old password is out.
-      for (const c of sql.credentialsOfUser(tx, user.id, ["session"])) if (c.id !== caller.principal.tokenId) sql.revokeCredential(tx, c.id, this.now());
+      // Every other login ends, a browser's session or a CLI's (device flow), with what it made:
+      // whoever else knew the old password is out. Personal access tokens and API keys stay:
+      // they are made on purpose, and listed for review (GET /v1/iam/me/tokens).
+      for (const c of sql.credentialsOfUser(tx, user.id, ["session", "device"])) if (c.id !== caller.principal.tokenId) sql.revokeCredential(tx, c.id, this.now());
       this.audit(tx, { action: "iam.password.change", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: user.id }, request: caller.request });
     });
   }

@@ -36,6 +36,22 @@ describe("device flow", () => {
     expect((await poll()).body.error).toBe("invalid_grant"); // used once
   });
 
+  test("a password change ends the CLI logins made with the old password, as it ends sessions", async () => {
+    const { c, start, poll } = await started();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    await c.send("POST", "/v1/iam/device/approve", owner, { json: { user_code: start.user_code, approve: true } });
+    c.clock.advance(10_000);
+    const cli = (await poll()).body.access_token as string;
+    const pat = (await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "ci", scopes: ["read"] } })).body.token as string;
+    expect((await c.send("GET", "/v1/iam/me", cli)).status).toBe(200);
+    const changed = await c.send("POST", "/v1/iam/me/password", owner, { json: { current_password: c.owner.password, new_password: "a-new-passphrase-2026" } });
+    expect(changed.status).toBe(200);
+    const ended = await c.send("GET", "/v1/iam/me", cli);
+    expect([ended.status, ended.body.detail]).toEqual([401, "The token was revoked."]);
+    expect((await c.send("GET", "/v1/system/info", pat)).status).toBe(200); // made on purpose: it stays
+    expect((await c.send("GET", "/v1/iam/me", owner)).status).toBe(200); // the session that changed it
+  });
+
   test("denied, and expired", async () => {
     const { c, start, poll } = await started();
     const owner = await c.login(c.owner.email, c.owner.password);
