@@ -61,7 +61,7 @@ export class IamIdentity implements IdentityProvider {
 
   /** The credential's row, from the cache while nothing about credentials or users has changed. */
   private credential(prefix: string): sql.AuthenticationRow | null {
-    const generation = this.memo.get("generation", () => this.generationQuery.get()!.generation);
+    const generation = this.memo.get("generation", "", () => this.generationQuery.get()!.generation);
     const cached = this.rows.get(prefix);
     if (cached !== undefined && cached.generation === generation) return cached.row;
     const row = this.credentialQuery.get(prefix);
@@ -121,31 +121,31 @@ export class IamIdentity implements IdentityProvider {
   }
 
   organization(id: string): OrganizationFacts | null {
-    return this.memo.get(`organization ${id}`, () => {
+    return this.memo.get("organization", id, () => {
       const row = sql.organizationById(this.db, id);
       if (!row) return null;
       return {
         id: row.id,
         ipAllowlist: this.allowlist(row.ip_allowlist),
         requireMfa: row.require_mfa === 1,
-        serviceActive: (service: string) => this.memo.get(`service ${id} ${service}`, () => sql.serviceActive(this.db, id, service)),
+        serviceActive: (service: string) => this.memo.get("service activation", JSON.stringify([id, service]), () => sql.serviceActive(this.db, id, service)),
       };
     });
   }
 
   workspace(id: string): WorkspaceFacts | null {
-    return this.memo.get(`workspace ${id}`, () => {
+    return this.memo.get("workspace", id, () => {
       const row = sql.workspaceById(this.db, id);
       return row && { id: row.id, organizationId: row.organization_id, ipAllowlist: this.allowlist(row.ip_allowlist) };
     });
   }
 
   roleIn(userId: string, organizationId: string) {
-    return this.memo.get(`role ${organizationId} ${userId}`, () => sql.roleOf(this.db, organizationId, userId));
+    return this.memo.get("role", JSON.stringify([organizationId, userId]), () => sql.roleOf(this.db, organizationId, userId));
   }
 
   workspaceRole(userId: string, workspaceId: string) {
-    return this.memo.get(`workspace role ${workspaceId} ${userId}`, () => sql.workspaceRoleOf(this.db, workspaceId, userId));
+    return this.memo.get("workspace role", JSON.stringify([workspaceId, userId]), () => sql.workspaceRoleOf(this.db, workspaceId, userId));
   }
 
   /** When a credential was last used, including uses not yet written down. */

@@ -14,6 +14,9 @@
  * serves; an operator's sqlite3 could) does not move the stamp, so nothing is remembered
  * longer than `maxAgeMs`. While a transaction that has changed rows is open, the stamp is
  * null and reads go to the database without being remembered: they may yet be rolled back.
+ *
+ * Answers are kept by kind of fact, then by key: a key often holds a caller's text (an id from
+ * a URL), which must never be able to name a fact of another kind.
  */
 import type { Store } from "./store.ts";
 
@@ -26,7 +29,9 @@ export interface ReadMemoOptions {
 }
 
 export class ReadMemo {
-  private readonly answers = new Map<string, unknown>();
+  /** Answers by kind of fact, then by key: a key is often a caller's text, and must not be able to pose as another kind's. */
+  private readonly answers = new Map<string, Map<string, unknown>>();
+  private size = 0;
   private stamp: number | null = null;
   private since = 0;
   private readonly maxAgeMs: number;
@@ -42,21 +47,32 @@ export class ReadMemo {
     this.now = now;
   }
 
-  /** `read()`'s answer for `key`: remembered while the database is unchanged, else read now. */
-  get<T>(key: string, read: () => T): T {
+  /**
+   * `read()`'s answer for `key` among the facts of `kind` (a constant of the caller's code):
+   * remembered while the database is unchanged, else read now.
+   */
+  get<T>(kind: string, key: string, read: () => T): T {
     const stamp = this.store.changeStamp();
     if (stamp === null) return read();
     const now = this.now();
     if (stamp !== this.stamp || now - this.since >= this.maxAgeMs) {
-      this.answers.clear();
+      this.forget();
       this.stamp = stamp;
       this.since = now;
-    } else if (this.answers.has(key)) {
-      return this.answers.get(key) as T;
     }
+    const known = this.answers.get(kind);
+    if (known?.has(key)) return known.get(key) as T;
     const answer = read();
-    if (this.answers.size >= this.maxEntries) this.answers.clear();
-    this.answers.set(key, answer);
+    if (this.size >= this.maxEntries) this.forget();
+    let ofKind = this.answers.get(kind);
+    if (!ofKind) this.answers.set(kind, (ofKind = new Map()));
+    ofKind.set(key, answer);
+    this.size++;
     return answer;
+  }
+
+  private forget(): void {
+    this.answers.clear();
+    this.size = 0;
   }
 }

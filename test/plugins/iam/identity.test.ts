@@ -260,6 +260,23 @@ describe("the cached credential rows", () => {
     expect((await c.send("GET", "/v1/system/info", key)).status).toBe(403);
   });
 
+  test("a workspace id chosen to look like another remembered fact answers nothing but itself (found in review)", async () => {
+    const { c, operator, org } = await app();
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "prod" } })).body;
+    const admin = await c.addUser(operator, "a@example.org", "admin");
+    await c.send("PUT", `/v1/iam/workspaces/${ws.id}/members/${admin.id}`, operator, { json: { role: "viewer" } });
+    const rename = () => c.send("PATCH", `/v1/iam/workspaces/${ws.id}`, admin.token, { json: { name: "renamed" } });
+    expect((await rename()).status).toBe(403); // narrowed to viewer in this workspace
+    await c.send("PATCH", `/v1/iam/workspaces/${ws.id}`, operator, { json: { name: "prod" } }); // the denial's audit event is written by now
+    // Remembered as "no such workspace", the answer must not stand for the admin's workspace role...
+    const poison = await c.send("GET", `/v1/iam/workspaces/${encodeURIComponent(`role ${ws.id} ${admin.id}`)}`, admin.token);
+    expect(poison.status).toBe(404);
+    expect((await rename()).status).toBe(403);
+    // ...nor the other way round: a remembered role is not a workspace.
+    const reverse = await c.send("GET", `/v1/iam/workspaces/${encodeURIComponent(`role ${ws.id} ${admin.id}`)}`, admin.token);
+    expect(reverse.status).toBe(404);
+  });
+
   test("rows are cached: a change that bypasses the triggers goes unseen, so start-up refuses a database without them", async () => {
     const { c, operator } = await app();
     const db = c.kernel.store.db;

@@ -27,7 +27,7 @@ function setup(options: { maxAgeMs?: number; maxEntries?: number } = {}) {
   const memo = new ReadMemo(store, { ...options, now: () => clock });
   let reads = 0;
   const role = (user = "ada") =>
-    memo.get(`role ${user}`, () => {
+    memo.get("role", user, () => {
       reads++;
       return store.db.query<{ role: string }, [string]>("SELECT role FROM roles WHERE user = ?").get(user)?.role ?? null;
     });
@@ -118,11 +118,20 @@ describe("ReadMemo", () => {
     expect(reads()).toBe(4);
   });
 
+  test("a key of one kind never answers for another kind, whatever text it holds", () => {
+    const { memo } = setup();
+    // A caller's text (a workspace id from a URL) made to look like the key of another fact.
+    expect(memo.get("workspace", "role ws_1 usr_1", () => null)).toBeNull();
+    expect(memo.get("workspace role", JSON.stringify(["ws_1", "usr_1"]), () => "viewer")).toBe("viewer");
+    expect(memo.get("workspace", "role ws_1 usr_1", () => "read again")).toBeNull();
+    expect(memo.get("workspace", JSON.stringify(["ws_1", "usr_1"]), () => "its own")).toBe("its own");
+  });
+
   test("a failed read is not remembered", () => {
     const { memo } = setup();
     let attempts = 0;
     const flaky = () =>
-      memo.get("flaky", () => {
+      memo.get("flaky", "", () => {
         if (++attempts === 1) throw new Error("busy");
         return "fine";
       });
