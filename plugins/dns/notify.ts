@@ -26,9 +26,8 @@ interface Pending {
   target: NotifyTarget;
   zone: string;
   id: number;
-  /** The request's MAC, to check the signed answer; null when unsigned. */
-  mac: Uint8Array | null;
-  key: TsigKey | null;
+  /** The request's MAC, to check the signed answer. */
+  mac: Uint8Array;
   timer: ReturnType<typeof setTimeout> | null;
   attempt: number;
   packet: Uint8Array;
@@ -84,7 +83,7 @@ export class Notifier {
       // encodeResponse writes a response; a NOTIFY is a request: clear QR.
       unsigned[2]! &= 0x7f;
       const signed = sign(unsigned, key, { kind: "request" }, this.options.now());
-      const entry: Pending = { target, zone: zoneText(zone.origin), id, mac: signed.mac, key, timer: null, attempt: 0, packet: signed.message };
+      const entry: Pending = { target, zone: zoneText(zone.origin), id, mac: signed.mac, timer: null, attempt: 0, packet: signed.message };
       this.pending.set(slot, entry);
       void this.send(slot, entry);
     }
@@ -128,13 +127,14 @@ export class Notifier {
       if (!message.qr || message.opcode !== Opcode.NOTIFY) return;
       for (const [slot, entry] of this.pending) {
         if (entry.id !== message.id || entry.target.port !== port || !sameAddress(entry.target.address, address)) continue;
-        const key = entry.key;
-        if (key && entry.mac) {
-          const tsigStart = decodeQuery(data).tsigStart;
-          if (tsigStart < 0) return; // an unsigned answer to a signed NOTIFY could be forged
-          const byName = (n: Name) => (nameEquals(n, key.name) ? key : null);
-          if (verify(data, readTsig(data, tsigStart), byName, { kind: "response", requestMac: entry.mac }, this.options.now()).error !== 0) return;
-        }
+        // The key is asked for again rather than kept: a newer view of the keys, or sealing,
+        // overwrites what was decrypted (an answer that cannot be checked now is ignored).
+        const key = this.options.tsigKey(entry.target.keyName);
+        if (key === null) return;
+        const tsigStart = decodeQuery(data).tsigStart;
+        if (tsigStart < 0) return; // an unsigned answer to a signed NOTIFY could be forged
+        const byName = (n: Name) => (nameEquals(n, key.name) ? key : null);
+        if (verify(data, readTsig(data, tsigStart), byName, { kind: "response", requestMac: entry.mac }, this.options.now()).error !== 0) return;
         if (entry.timer) clearTimeout(entry.timer);
         this.pending.delete(slot);
         this.options.log.info("dns notify answered", { zone: entry.zone, secondary: entry.target.secondary, rcode: message.rcode });

@@ -1,0 +1,48 @@
+/**
+ * The NOTIFY sender against a secondary played by a UDP socket in the test: the answer is
+ * checked with the TSIG key as it is when the answer arrives, not as it was when sent.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { decodeMessage, decodeQuery, encodeResponse, Opcode } from "../../../plugins/dns/message.ts";
+import { parseName } from "../../../plugins/dns/names.ts";
+import { Notifier } from "../../../plugins/dns/notify.ts";
+import { readTsig, sign, type TsigKey } from "../../../plugins/dns/tsig.ts";
+import { Zone } from "../../../plugins/dns/zone.ts";
+import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+import { captureLog } from "../../helpers/http.ts";
+
+const stops: Array<() => unknown> = [];
+afterEach(async () => {
+  while (stops.length) await stops.pop()!();
+});
+
+const origin = parseName("example.org.", null);
+const zone = Zone.build(origin, parseZoneFile("@ 3600 SOA ns1 hostmaster 7 1h 15m 1w 300\n@ 3600 NS ns1\nns1 3600 A 192.0.2.53\n", { origin, defaultTtl: 3600 }));
+const keyName = parseName("fleet.", null);
+const secret = () => new Uint8Array(32).fill(7);
+
+test("a NOTIFY is answered even when the key it was signed with was overwritten meanwhile (a newer view of the keys)", async () => {
+  let current: TsigKey | null = { name: keyName, algorithm: "hmac-sha256", secret: secret() };
+  const log = captureLog();
+  const notifier = new Notifier({ log: log.logger, tsigKey: () => current, now: () => Date.now(), retryDelaysMs: [5_000] });
+  stops.push(() => notifier.stop());
+  const received = Promise.withResolvers<{ data: Uint8Array; port: number; address: string }>();
+  const secondary = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array", socket: { data: (_s, data, port, address) => received.resolve({ data, port, address }) } });
+  stops.push(() => secondary.close());
+
+  notifier.notify(zone, [{ secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName }]);
+  const { data, port, address } = await received.promise;
+  // Meanwhile the keys were read again: the old copy is overwritten, the same key is current.
+  const signedWith = current!;
+  current = { ...signedWith, secret: secret() };
+  signedWith.secret.fill(0);
+
+  const query = decodeQuery(data);
+  expect(query.opcode).toBe(Opcode.NOTIFY);
+  const requestMac = readTsig(data, query.tsigStart).mac;
+  const answer = encodeResponse({ id: query.id, opcode: Opcode.NOTIFY, rcode: 0, aa: true, tc: false, rd: false, ra: false, question: query.question!, answer: [], authority: [], additional: [], edns: null }, 512);
+  secondary.send(sign(answer, current, { kind: "response", requestMac }, Date.now()).message, port, address);
+  for (let i = 0; i < 200 && !log.lines.some((l) => l.msg === "dns notify answered"); i++) await Bun.sleep(10);
+  expect(log.lines.filter((l) => String(l.msg).startsWith("dns notify")).map((l) => l.msg)).toEqual(["dns notify answered"]);
+  expect(decodeMessage(data).questions.map((q) => q.type)).toEqual([6]); // the SOA question
+});
