@@ -10,8 +10,8 @@ import { integerOption, organizationOf, print, table } from "../../src/cli/outpu
 import { readSecretLine } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
-import { E2eePins } from "./e2ee-pins.ts";
-import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
+import { E2eePinError, E2eePins } from "./e2ee-pins.ts";
+import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
 import { createShareSecret, openShareSecret, parseShareUrl, shareUrl, shareViewProof } from "./share-crypto.ts";
 
 const WHERE = {
@@ -78,18 +78,29 @@ interface KeyChain {
   version(n: number): Promise<Uint8Array>;
 }
 
-async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: string): Promise<KeyChain> {
+/** The user's key pair, the private key opened here with their passphrase: the server's copy of the public key is believed only if it matches. */
+async function myKeyPair(ctx: CommandContext, api: ApiClient): Promise<{ userId: string; publicKey: string; privateKey: Uint8Array }> {
   const me = await api.request<{ id: string }>("GET", "/v1/iam/me");
-  const pair = await api.request<{ sealed_private_key: string }>("GET", "/v1/secrets/me/keypair");
+  const pair = await api.request<{ public_key: string; sealed_private_key: string }>("GET", "/v1/secrets/me/keypair");
+  const privateKey = await openPrivateKey(pair.sealed_private_key, await passphrase(ctx));
+  if (publicKeyOf(privateKey) !== pair.public_key) {
+    privateKey.fill(0);
+    throw new E2eePinError("the server's copy of your public key is not the one of your private key: refusing to wrap a workspace key to it (the server could read it). Tell your administrator.");
+  }
+  return { userId: me.id, publicKey: pair.public_key, privateKey };
+}
+
+async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: string): Promise<KeyChain> {
   const myKey = `${workspacePath({ workspace })}/e2ee/my-key`;
   const mine = await api.request<{ key_version: number; wrapped: string }>("GET", myKey);
   // The private key stays in memory for this one command, to unwrap older workspace keys.
-  const privateKey = await openPrivateKey(pair.sealed_private_key, await passphrase(ctx));
+  const { userId, privateKey } = await myKeyPair(ctx, api);
+  // Each version's key, and which one is current, are checked against what this machine saw before.
   const pins = E2eePins.forCli(ctx.configHome);
-  // Each version's key is checked against the one this machine saw before (E2eePins).
+  pins.checkCurrent(api.baseUrl, workspace, mine.key_version);
   const unwrap = (wrapped: string, version: number) => {
-    const key = unwrapWorkspaceKey(wrapped, privateKey, { workspace, user: me.id });
-    pins.pin(api.baseUrl, workspace, version, key);
+    const key = unwrapWorkspaceKey(wrapped, privateKey, { workspace, user: userId });
+    pins.pinKey(api.baseUrl, workspace, version, key);
     return key;
   };
   const byVersion = new Map([[mine.key_version, unwrap(mine.wrapped, mine.key_version)]]);
@@ -375,18 +386,24 @@ export const secretsCommands: Command[] = [
   {
     words: ["secrets", "e2ee", "enable"],
     summary: "Make an empty workspace end-to-end encrypted, with a new workspace key wrapped for you",
-    options: { workspace: WHERE.workspace },
+    options: { workspace: WHERE.workspace, ...PASSPHRASE },
     async run(ctx) {
       const workspace = where(ctx).workspace;
       const api = await ctx.api();
-      const me = await api.request<{ id: string }>("GET", "/v1/iam/me");
-      const pair = await api.request<{ public_key: string }>("GET", "/v1/secrets/me/keypair");
+      const me = await myKeyPair(ctx, api); // the public key the new key is wrapped to is checked against yours
+      me.privateKey.fill(0);
       await api.request("PATCH", `${workspacePath({ workspace })}/settings`, { e2ee: true });
       const key = newWorkspaceKey();
-      const wrapped = wrapWorkspaceKey(key, pair.public_key, { workspace, user: me.id });
-      key.fill(0);
-      await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(me.id)}`, { wrapped });
-      E2eePins.forCli(ctx.configHome).pin(api.baseUrl, workspace);
+      try {
+        const wrapped = wrapWorkspaceKey(key, me.publicKey, { workspace, user: me.userId });
+        await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(me.userId)}`, { wrapped });
+        // Made here: the server cannot hand another one as this version later. (A first key is version 1.)
+        const pins = E2eePins.forCli(ctx.configHome);
+        pins.pinKey(api.baseUrl, workspace, 1, key);
+        pins.checkCurrent(api.baseUrl, workspace, 1);
+      } finally {
+        key.fill(0);
+      }
       print(ctx, { workspace, e2ee: true }, `${workspace} is end-to-end encrypted; grant members with: citadel secrets e2ee grant -w ${workspace} <user id>`);
       return 0;
     },
@@ -449,7 +466,12 @@ export const secretsCommands: Command[] = [
       let result: { key_version: number; reencrypted: number; holders: string[] };
       try {
         result = await api.request("POST", `${ws}/e2ee/rotate`, { values, wrapped });
-        E2eePins.forCli(ctx.configHome).pin(api.baseUrl, workspace, result.key_version, fresh); // made here: the server cannot swap it later
+        const expected = keys.current.version + 1;
+        if (result.key_version !== expected) throw new E2eePinError(`the server says the new key is version ${result.key_version}, not ${expected}: refusing to trust it. Tell your administrator.`);
+        // Made here: the server cannot hand another key as this version later, nor an older one as current.
+        const pins = E2eePins.forCli(ctx.configHome);
+        pins.pinKey(api.baseUrl, workspace, expected, fresh);
+        pins.checkCurrent(api.baseUrl, workspace, expected);
       } finally {
         fresh.fill(0);
       }

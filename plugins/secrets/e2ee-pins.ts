@@ -9,25 +9,39 @@
  *   whose encryption was really turned off, which is only possible while it holds no secrets);
  * - each workspace key version, once unwrapped here (or made here), is remembered by its
  *   SHA-256: a server handing a different key for a version it handed before — one it wrapped
- *   itself to the member's public key, to read what is encrypted with it — is refused.
+ *   itself to the member's public key, to read what is encrypted with it — is refused;
+ * - the newest key version seen is remembered too: a server calling an older key current
+ *   again (one a removed member still holds) is refused.
  *
  * What it cannot catch: a server that lies from the start, to a machine that never saw the
  * workspace, or hands a key of its own as a new version (docs/secrets.md, "What end-to-end
  * encryption protects against"). Kept in <config home>/citadel/e2ee-pins.json, mode 0600, by
- * server URL and workspace; it holds fingerprints, never keys.
+ * server origin and workspace; it holds fingerprints, never keys. Concurrent CLI runs take
+ * turns (a lock directory beside it), so none loses another's pins.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../../src/files.ts";
 
+interface WorkspacePins {
+  /** SHA-256 (hex) of each key version seen, by version. */
+  keys: Record<string, string>;
+  /** The newest key version the server called current. */
+  newest?: number;
+}
+
 interface PinFile {
-  servers: Record<string, Record<string, { keys: Record<string, string> }>>;
+  servers: Record<string, Record<string, WorkspacePins>>;
 }
 
 export class E2eePinError extends Error {
   override readonly name = "E2eePinError";
 }
+
+/** A lock older than this is left over from a CLI run that died holding it. */
+const STALE_LOCK_MS = 30_000;
+const LOCK_WAIT_MS = 10_000;
 
 export class E2eePins {
   constructor(private readonly path: string) {}
@@ -38,42 +52,93 @@ export class E2eePins {
 
   /** Throws unless the server's word that `workspace` is not encrypted agrees with what this machine saw. */
   checkNotEncrypted(server: string, workspace: string): void {
-    if (this.read().servers[server]?.[workspace] === undefined) return;
+    if (this.read().servers[originOf(server)]?.[workspace] === undefined) return;
     throw new E2eePinError(
       `the server says workspace ${workspace} is not end-to-end encrypted, but this machine has used it encrypted: refusing to send or read its values in the clear. ` +
         `If its encryption was turned off on purpose (possible only while it holds no secrets), run: citadel secrets e2ee forget -w ${workspace}`,
     );
   }
 
-  /** Remembers that `workspace` is encrypted (and, with a key, that key for `version`); throws when a different key was seen for that version. */
-  pin(server: string, workspace: string, version?: number, key?: Uint8Array): void {
-    const file = this.read();
-    const workspaces = (file.servers[server] ??= {});
-    let changed = workspaces[workspace] === undefined;
-    const pinned = (workspaces[workspace] ??= { keys: {} });
-    if (version !== undefined && key !== undefined) {
-      const fingerprint = createHash("sha256").update(key).digest("hex");
-      const known = pinned.keys[String(version)];
-      if (known !== undefined && known !== fingerprint) {
+  /** Remembers that `workspace` is encrypted. */
+  pin(server: string, workspace: string): void {
+    this.update(server, workspace, () => false);
+  }
+
+  /** Remembers `key` as version `version`'s; throws when another key was seen for that version. */
+  pinKey(server: string, workspace: string, version: number, key: Uint8Array): void {
+    checkVersion(version);
+    const fingerprint = createHash("sha256").update(key).digest("hex");
+    this.update(server, workspace, (pins) => {
+      const known = pins.keys[String(version)];
+      if (known === fingerprint) return false;
+      if (known !== undefined) {
         throw new E2eePinError(
           `the server handed a different key for version ${version} of workspace ${workspace} than it did before: refusing to use it (a server that substitutes keys could read what is encrypted with them). Tell your administrator.`,
         );
       }
-      if (known === undefined) {
-        pinned.keys[String(version)] = fingerprint;
-        changed = true;
+      pins.keys[String(version)] = fingerprint;
+      return true;
+    });
+  }
+
+  /** Checks the version the server calls current against the newest seen (it never goes back), and remembers it. */
+  checkCurrent(server: string, workspace: string, version: number): void {
+    checkVersion(version);
+    this.update(server, workspace, (pins) => {
+      if (pins.newest !== undefined && version < pins.newest) {
+        throw new E2eePinError(
+          `the server calls version ${version} of workspace ${workspace}'s key current, but this machine has seen version ${pins.newest}: refusing to encrypt with an older key (members removed since may hold it). Tell your administrator.`,
+        );
       }
-    }
-    if (changed) this.write(file);
+      if (pins.newest === version) return false;
+      pins.newest = version;
+      return true;
+    });
   }
 
   /** Forgets `workspace` (its encryption was turned off on purpose); true when it was known. */
   forget(server: string, workspace: string): boolean {
-    const file = this.read();
-    if (file.servers[server]?.[workspace] === undefined) return false;
-    delete file.servers[server]![workspace];
-    this.write(file);
-    return true;
+    return this.locked(() => {
+      const file = this.read();
+      const workspaces = file.servers[originOf(server)];
+      if (workspaces?.[workspace] === undefined) return false;
+      delete workspaces[workspace];
+      this.write(file);
+      return true;
+    });
+  }
+
+  /** Applies `change` to the workspace's pins (made when new), writing only what changed. */
+  private update(server: string, workspace: string, change: (pins: WorkspacePins) => boolean): void {
+    this.locked(() => {
+      const file = this.read();
+      const workspaces = (file.servers[originOf(server)] ??= {});
+      const isNew = workspaces[workspace] === undefined;
+      const changed = change((workspaces[workspace] ??= { keys: {} }));
+      if (isNew || changed) this.write(file);
+    });
+  }
+
+  private locked<T>(fn: () => T): T {
+    const lock = `${this.path}.lock`;
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
+      try {
+        mkdirSync(lock); // atomic: exactly one run makes it
+        break;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+        if (Date.now() - lockTakenAt(lock) > STALE_LOCK_MS) removeStaleLock(lock);
+        else if (Date.now() > deadline) throw new E2eePinError(`${lock} has been held for more than ${LOCK_WAIT_MS / 1000} s by another citadel command: try again, or remove it if none runs`);
+        else Bun.sleepSync(10);
+      }
+    }
+    try {
+      return fn();
+    } finally {
+      rmdirSync(lock);
+    }
   }
 
   private read(): PinFile {
@@ -89,7 +154,32 @@ export class E2eePins {
   }
 
   private write(file: PinFile): void {
-    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
     writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, 0o600);
+  }
+}
+
+/** One server however its URL is written (case of the host, a trailing slash, a path). */
+function originOf(server: string): string {
+  return new URL(server).origin;
+}
+
+function checkVersion(version: number): void {
+  if (!Number.isSafeInteger(version) || version < 1) throw new E2eePinError(`the server named key version ${JSON.stringify(version)}, which is not one`);
+}
+
+/** When the lock was taken (its modification time); now when it is gone already. */
+function lockTakenAt(lock: string): number {
+  try {
+    return statSync(lock).mtimeMs;
+  } catch {
+    return Date.now();
+  }
+}
+
+function removeStaleLock(lock: string): void {
+  try {
+    rmdirSync(lock);
+  } catch {
+    // another run removed it first: fine
   }
 }

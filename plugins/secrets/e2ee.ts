@@ -62,6 +62,13 @@ export interface ValueContext {
   name: string;
 }
 
+/** The public half (base64url of its raw 32 bytes) of a raw X25519 private key. */
+export function publicKeyOf(privateKey: Uint8Array): string {
+  const jwk = createPublicKey(privateKeyObject(privateKey)).export({ format: "jwk" });
+  if (typeof jwk.x !== "string") throw new Error("X25519 public key export returned no key");
+  return jwk.x;
+}
+
 /** A new X25519 key pair: the public key as base64url of its raw 32 bytes, the private key raw. */
 export function generateUserKeyPair(): { publicKey: string; privateKey: Uint8Array } {
   const { privateKey } = generateKeyPairSync("x25519");

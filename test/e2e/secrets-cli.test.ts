@@ -9,7 +9,7 @@ import { Database } from "bun:sqlite";
 import { createHmac } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { newWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
+import { generateUserKeyPair, newWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
 import { BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-secrets-");
@@ -333,7 +333,7 @@ describe("an end-to-end-encrypted workspace", () => {
     const phrase = join(home.path, "passphrase");
     writeFileSync(phrase, "a long passphrase for e2ee\n", { mode: 0o600 });
     await ok(["secrets", "e2ee", "init", "--passphrase-file", phrase]);
-    await ok(["secrets", "e2ee", "enable", "-w", vault]);
+    await ok(["secrets", "e2ee", "enable", "-w", vault, "--passphrase-file", phrase]);
     await ok(["secrets", "set", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase], { stdin: E2EE_VALUE });
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
     const raw = await api("GET", `/v1/secrets/workspaces/${vault}/environments/development/secrets/E2EE_VALUE`);
@@ -362,6 +362,12 @@ describe("an end-to-end-encrypted workspace", () => {
       expect(db.query("UPDATE secrets_workspace_keys SET wrapped = ? WHERE workspace_id = ? AND user_id = ? AND key_version = 2").run(planted, vault, me).changes).toBe(1);
       const swapped = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
       expect([swapped.code, swapped.stderr]).toEqual([1, expect.stringContaining("the server handed a different key for version 2")]);
+      // A public key of its own in place of mine, for the next workspace to be encrypted.
+      const spare = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "spare" })).body.id as string;
+      db.query("UPDATE secrets_user_keys SET public_key = ? WHERE user_id = ?").run(generateUserKeyPair().publicKey, me);
+      const lied = await cli(["secrets", "e2ee", "enable", "-w", spare, "--passphrase-file", phrase]);
+      expect([lied.code, lied.stderr]).toEqual([1, expect.stringContaining("the server's copy of your public key is not the one of your private key")]);
+      expect((await api("GET", `/v1/secrets/workspaces/${spare}/settings`)).body.e2ee).toBe(false); // refused before anything changed
     } finally {
       db.close();
     }

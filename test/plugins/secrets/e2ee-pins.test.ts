@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { E2eePinError, E2eePins } from "../../../plugins/secrets/e2ee-pins.ts";
@@ -34,16 +34,47 @@ describe("E2eePins", () => {
 
   test("a key version is trusted on first use; another key for that version is refused, a new version is not", () => {
     const { pins: p, file } = pins();
-    p.pin(SERVER, "ws_a", 1, key(1));
-    p.pin(SERVER, "ws_a", 1, key(1)); // the same again
-    expect(() => p.pin(SERVER, "ws_a", 1, key(9))).toThrow("a different key for version 1 of workspace ws_a");
-    p.pin(SERVER, "ws_a", 2, key(2));
-    expect(() => p.pin(SERVER, "ws_a", 2, key(1))).toThrow(E2eePinError);
+    p.pinKey(SERVER, "ws_a", 1, key(1));
+    p.pinKey(SERVER, "ws_a", 1, key(1)); // the same again
+    expect(() => p.pinKey(SERVER, "ws_a", 1, key(9))).toThrow("a different key for version 1 of workspace ws_a");
+    p.pinKey(SERVER, "ws_a", 2, key(2));
+    expect(() => p.pinKey(SERVER, "ws_a", 2, key(1))).toThrow(E2eePinError);
+    expect(() => p.pinKey(SERVER, "ws_a", 0, key(1))).toThrow("which is not one");
+    expect(() => p.pinKey(SERVER, "ws_a", "01" as unknown as number, key(1))).toThrow("which is not one");
     // Fingerprints only, readable by the owner only.
     const text = readFileSync(file, "utf8");
     expect(text).not.toContain(Buffer.from(key(1)).toString("hex"));
     expect(text).toContain("72cd6e8422c407fb6d098690f1130b7ded7ec2f7f5e1d30bd9d521f015363793"); // SHA-256 of 32 × 0x01
     expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  test("the current key version never goes back (found in review)", () => {
+    const { pins: p } = pins();
+    p.checkCurrent(SERVER, "ws_a", 1);
+    p.checkCurrent(SERVER, "ws_a", 2); // rotated
+    p.checkCurrent(SERVER, "ws_a", 2);
+    expect(() => p.checkCurrent(SERVER, "ws_a", 1)).toThrow("calls version 1 of workspace ws_a's key current, but this machine has seen version 2");
+  });
+
+  test("one server however its URL is written (found in review)", () => {
+    const { pins: p } = pins();
+    p.pin("https://citadel.example:8443", "ws_a");
+    for (const written of ["https://citadel.example:8443/", "https://Citadel.EXAMPLE:8443", "https://citadel.example:8443/v1"]) {
+      expect(() => p.checkNotEncrypted(written, "ws_a")).toThrow(E2eePinError);
+    }
+  });
+
+  test("CLI runs at the same time lose none of each other's pins (found in review)", async () => {
+    const { file } = pins();
+    const home = file.slice(0, -"/citadel/e2ee-pins.json".length);
+    const module = new URL("../../../plugins/secrets/e2ee-pins.ts", import.meta.url).pathname;
+    const runs = [0, 1, 2].map((run) =>
+      Bun.spawn(["bun", "-e", `const { E2eePins } = await import(${JSON.stringify(module)}); const p = E2eePins.forCli(${JSON.stringify(home)}); for (let i = 0; i < 40; i++) p.pin("${SERVER}", "ws_${run}_" + i);`], { stderr: "pipe" }),
+    );
+    for (const run of runs) expect(await run.exited).toBe(0);
+    const saved = JSON.parse(readFileSync(file, "utf8")).servers[SERVER];
+    expect(Object.keys(saved)).toHaveLength(120);
+    expect(existsSync(`${file}.lock`)).toBe(false);
   });
 
   test("a damaged pin file is an error, not an empty file that forgets every pin", () => {
