@@ -135,11 +135,15 @@ export class Agent {
     return device.renderParsedSetconf(device.preferHandshakenKeys(device.parseSetconf(text), state, pairs));
   }
 
-  /** The node's nftables script, retiring the table an older Citadel kept its policy in. */
+  /**
+   * The node's nftables script, retiring the table an older Citadel kept this interface's
+   * policy in — only when that table filters this interface: under today's names it may be
+   * another interface's own (wgc_a's, when this is wgc-a), loaded before its device exists.
+   */
   private async firewallScript(doc: ConfigDocument, name: string): Promise<string> {
     const script = renderNftables(doc.config, name, { relay: doc.relay });
     const former = formerNftablesTableInterface(name);
-    if (former === null || (await device.interfaceExists(former))) return script;
+    if (former === null || !(await device.firewallTableFilters(nftablesTableName(former), name))) return script;
     return retireNftablesTable(nftablesTableName(former)) + script;
   }
 

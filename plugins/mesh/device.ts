@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { InvalidError } from "../../src/errors.ts";
 import { formatCidr, formatIp, parseIp, type IpAddress } from "../../src/net/ip.ts";
 import { isWireGuardKey } from "./keys.ts";
+import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Running tools
@@ -59,15 +60,13 @@ async function mustRun(run: RunCommand, argv: string[], stdin?: string): Promise
 // ---------------------------------------------------------------------------------------------
 // Interface lifecycle
 
-/** wg-quick's rule: what Linux accepts as a name, and nothing a tool could read as an option. */
-const INTERFACE_NAME = /^[a-zA-Z0-9_=+.][a-zA-Z0-9_=+.-]{0,14}$/;
 
 /** How long a userspace implementation may take to bring its interface up. */
 const INTERFACE_APPEAR_TIMEOUT_MS = 5000;
 const INTERFACE_POLL_MS = 100;
 
 function checkInterfaceName(name: string): void {
-  if (!INTERFACE_NAME.test(name)) throw new InvalidError(`${JSON.stringify(name)} is not an interface name (1–15 of a-z A-Z 0-9 _ = + . -)`, "interfaceName");
+  if (!isInterfaceName(name)) throw new InvalidError(`${JSON.stringify(name)} is not an interface name (${INTERFACE_NAME_RULE})`, "interfaceName");
 }
 
 /** True when a link of that name exists (of any type). */
@@ -259,6 +258,12 @@ function canonicalInterfaceAddress(text: string): string | null {
 /** Loads an nftables script atomically (nft applies a whole -f script or none of it). */
 export async function applyFirewall(nftScript: string, run: RunCommand = runCommand): Promise<void> {
   await mustRun(run, ["nft", "-f", "-"], nftScript);
+}
+
+/** True when the nftables table `inet <table>` exists and filters what arrives on `interfaceName`. */
+export async function firewallTableFilters(table: string, interfaceName: string, run: RunCommand = runCommand): Promise<boolean> {
+  const listed = await run(["nft", "list", "table", "inet", table]);
+  return listed.code === 0 && listed.stdout.includes(`iifname "${interfaceName}"`);
 }
 
 /** True when nft is installed and usable here, so the agent can warn instead of failing. */

@@ -13,7 +13,7 @@ import { generateKeyPair } from "./keys.ts";
 import { nodeRequest } from "./node-client.ts";
 import { DEFAULT_STATE_DIR, ensureStateDir, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
 import { renderWgQuick } from "./render.ts";
-import { INTERFACE_NAME } from "./service.ts";
+import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
 const STATE = { state: { type: "string", description: `The node's state directory (default ${DEFAULT_STATE_DIR})` } } as const;
 const stateDir = (ctx: CommandContext) => (typeof ctx.options.state === "string" ? ctx.options.state : DEFAULT_STATE_DIR);
@@ -42,7 +42,7 @@ async function join(ctx: CommandContext): Promise<number> {
   const server = typeof ctx.options.server === "string" ? ctx.options.server.replace(/\/+$/, "") : null;
   const key = typeof ctx.options.key === "string" ? ctx.options.key : (ctx.env.CITADEL_MESH_KEY ?? null);
   if (!server || !key) throw new Error("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
-  if (typeof ctx.options.interface === "string" && !INTERFACE_NAME.test(ctx.options.interface)) throw new Error("--interface: 1–15 letters, digits or _.-");
+  if (typeof ctx.options.interface === "string" && !isInterfaceName(ctx.options.interface)) throw new Error(`--interface: ${INTERFACE_NAME_RULE}`);
   const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
   const pair = await generateKeyPair();
   const tags = typeof ctx.options.tags === "string" && ctx.options.tags !== "" ? ctx.options.tags.split(",").map((t) => t.trim()) : undefined;

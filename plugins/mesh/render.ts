@@ -8,7 +8,7 @@
  * them when they enter the store. Free text (names in comments) is flattened to one line so
  * that a name can never add a config line.
  */
-import type { FirewallRule, NodeConfig, PeerConfig, PortMatch } from "./types.ts";
+import { isInterfaceName, type FirewallRule, type NodeConfig, type PeerConfig, type PortMatch } from "./types.ts";
 
 /** The comment written where the private key would go when the caller has none. */
 export const PRIVATE_KEY_PLACEHOLDER = "# PrivateKey: kept on the node";
@@ -80,7 +80,6 @@ function oneLine(text: string): string {
 // ---------------------------------------------------------------------------------------------
 // nftables
 
-const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /**
  * The nftables table a node's firewall lives in: `citadel_` and the interface name, whose
@@ -95,7 +94,7 @@ export function nftablesTableName(interfaceName: string): string {
  * The interface whose name gives the table that `interfaceName`'s firewall lived in before, when
  * that differs: "-" and "." were made "_", so wgc-a and wgc_a shared one table, and each agent
  * replaced the other's policy. The agent retires that table (retireNftablesTable) in the same
- * script that loads the new one, unless an interface of that name exists: its table it is.
+ * script that loads the new one, when it filters this interface (else it is the other's own).
  */
 export function formerNftablesTableInterface(interfaceName: string): string | null {
   const former = interfaceName.replace(/[.-]/g, "_");
@@ -116,7 +115,7 @@ export function retireNftablesTable(table: string): string {
  * applying it removes a previous policy.
  */
 export function renderNftables(config: NodeConfig, interfaceName: string = config.network.interfaceName, { relay = false }: { relay?: boolean } = {}): string {
-  if (!INTERFACE_NAME.test(interfaceName)) throw new Error(`${JSON.stringify(interfaceName)} is not a usable interface name`);
+  if (!isInterfaceName(interfaceName)) throw new Error(`${JSON.stringify(interfaceName)} is not a usable interface name`);
   const name = nftablesTableName(interfaceName);
   const iface = `"${interfaceName}"`;
   const out = [

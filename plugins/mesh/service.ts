@@ -22,7 +22,7 @@ import { isWireGuardKey } from "./keys.ts";
 import { aclNodeNames, parseAclPolicy } from "./policy.ts";
 import type { MeshSettings } from "./settings.ts";
 import * as sql from "./store.ts";
-import type { AclPolicy } from "./types.ts";
+import { INTERFACE_NAME_RULE, isInterfaceName, type AclPolicy } from "./types.ts";
 
 export type MeshKernel = Kernel<MeshSettings>;
 
@@ -73,8 +73,6 @@ export interface NodeChanges {
 }
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-/** What Linux, wg and the nftables renderer all accept. */
-export const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const PSK_OWNER = "mesh/psk";
 const pskContext = (networkId: string) => `mesh/psk/${networkId}`;
 const DEFAULT_KEY_MINUTES = 60;
@@ -226,7 +224,7 @@ export class MeshService {
       throw new InvalidError(e instanceof Error ? e.message : String(e), /ipv6/i.test(String(e)) ? "ipv6" : "ipv4");
     }
     const interfaceName = input.interface_name ?? `wgc-${name}`.slice(0, 15);
-    if (!INTERFACE_NAME.test(interfaceName)) throw new InvalidError("interface_name: 1–15 letters, digits or _.-", "interface_name");
+    if (!isInterfaceName(interfaceName)) throw new InvalidError(`interface_name: ${INTERFACE_NAME_RULE}`, "interface_name");
     const now = this.now();
     const id = newId("net");
     const row: sql.NetworkRow = {
@@ -293,7 +291,7 @@ export class MeshService {
       updated_at: this.now(),
     };
     if (next.topology !== "mesh" && next.topology !== "hub") throw new InvalidError('topology: "mesh" or "hub"', "topology");
-    if (!INTERFACE_NAME.test(next.interface_name)) throw new InvalidError("interface_name: 1–15 letters, digits or _.-", "interface_name");
+    if (!isInterfaceName(next.interface_name)) throw new InvalidError(`interface_name: ${INTERFACE_NAME_RULE}`, "interface_name");
     return next;
   }
 

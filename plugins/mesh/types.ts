@@ -4,6 +4,17 @@
  * signed document and renders it for `wg` and `nft`.
  */
 
+/**
+ * A mesh interface name, as Linux, wg, wg-quick and nft (in a table name) all take it: 1–15 of
+ * letters, digits, _ . - , not starting with - (a tool could read it as an option), and not
+ * "." or ".." (the kernel refuses them). One rule for the API, the renderer and the agent.
+ */
+export const INTERFACE_NAME_RULE = "1–15 letters, digits or _ . -, not starting with -, not . or ..";
+
+export function isInterfaceName(name: string): boolean {
+  return /^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}$/.test(name) && name !== "." && name !== "..";
+}
+
 /** A WireGuard network of one organization. */
 export interface MeshNetwork {
   id: string;

@@ -79,6 +79,10 @@ describe("mesh networks", () => {
     expect((await c.send("POST", networks, owner, { json: { name: "dmz", ipv4: "8.8.8.0/24" } })).status).toBe(422);
     expect((await c.send("POST", networks, owner, { json: { name: "dmz", ipv4: "100.64.128.0/24" } })).status).toBe(409); // overlaps office
     expect((await c.send("POST", networks, owner, { json: { name: "Bad_Name" } })).status).toBe(422);
+    for (const name of ["-a", ".", ".."]) {
+      const refused = await c.send("POST", networks, owner, { json: { name: "dmz", interface_name: name } });
+      expect([refused.status, refused.body.errors?.[0]?.field]).toEqual([422, "interface_name"]); // the agent could not use it
+    }
     expect((await c.send("GET", networks, owner)).body.items.map((n: { name: string }) => n.name)).toEqual(["lab", "office"]);
   });
 

@@ -11,6 +11,7 @@ import {
   describeDevice,
   diffLines,
   firewallAvailable,
+  firewallTableFilters,
   interfaceExists,
   parseSetconf,
   parseWgDump,
@@ -596,6 +597,15 @@ describe.skipIf(!namespaceToolsPresent())("in a network namespace", () => {
     const { stdout } = await inNamespace(["nft", "list", "tables"]);
     expect(stdout).toContain("table inet citadel_test");
     expect((await runCommand(["nft", "list", "tables"])).stdout).not.toContain("citadel_test"); // not on the host
+  });
+
+  test("firewallTableFilters tells which interface a table filters (the former table of wgc-a may be wgc_a's own)", async () => {
+    const script = (table: string, iface: string) => `table inet ${table} { chain input { type filter hook input priority 0; policy accept; iifname "${iface}" accept; }; }\n`;
+    await applyFirewall(script("citadel_wgc_a", "wgc_a"), inNamespace);
+    expect(await firewallTableFilters("citadel_wgc_a", "wgc_a", inNamespace)).toBe(true);
+    expect(await firewallTableFilters("citadel_wgc_a", "wgc-a", inNamespace)).toBe(false); // today's table of wgc_a: not wgc-a's to retire
+    expect(await firewallTableFilters("citadel_nothing", "wgc-a", inNamespace)).toBe(false);
+    await applyFirewall("delete table inet citadel_wgc_a\n", inNamespace);
   });
 
   test("syncConfig removes a peer the config no longer has", async () => {

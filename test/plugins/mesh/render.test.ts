@@ -3,6 +3,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { planNetwork } from "../../../plugins/mesh/plan.ts";
+import { isInterfaceName } from "../../../plugins/mesh/types.ts";
 import { formerNftablesTableInterface, nftablesTableName, retireNftablesTable, PRIVATE_KEY_PLACEHOLDER, renderNftables, renderSetconf, renderWgQuick } from "../../../plugins/mesh/render.ts";
 import type { AclPolicy, MeshNetwork, MeshNode, NodeConfig } from "../../../plugins/mesh/types.ts";
 import { requireTool } from "../../helpers/tools.ts";
@@ -238,6 +239,9 @@ table inet citadel_wgc-office {
     // The table an older Citadel used ("-" and "." made "_"), when it differs.
     expect(formerNftablesTableInterface("wgc-office.1")).toBe("wgc_office_1");
     expect(formerNftablesTableInterface("wgc_office")).toBeNull();
+    // One rule for the API, the renderer and the agent (found in review: they disagreed).
+    for (const good of ["wgc-a", "wg0", "0", "a.b", "_x", "wgc-office-east"]) expect(isInterfaceName(good)).toBe(true);
+    for (const bad of ["-a", ".", "..", "", "a b", "a/b", "a=b", "wgc-office-east1"]) expect(isInterfaceName(bad)).toBe(false);
     expect(() => renderNftables(sample, `wg"; flush ruleset`)).toThrow("is not a usable interface name");
     expect(() => renderNftables(sample, "a-name-too-long-0")).toThrow("is not a usable interface name");
   });
