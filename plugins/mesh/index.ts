@@ -89,18 +89,20 @@ export const meshPlugin = definePlugin<MeshSettings>({
 
   routes: (k) => {
     const { mesh, configs } = meshOf(k);
-    const authenticated = new WeakMap<Request, sql.NodeRow>();
-    const node = (request: Request) => {
-      const known = authenticated.get(request);
-      if (known) return known;
+    const authenticate = (request: Request) => {
       try {
-        const row = mesh.authenticateNode(bearer(request));
-        authenticated.set(request, row);
-        return row;
+        return mesh.authenticateNode(bearer(request));
       } catch (e) {
         k.shield.current?.observe(requestMeta(request).client, "invalid_token");
         throw e;
       }
+    };
+    // Routes with a body ask twice (before validation, then in the handler): once is checked.
+    const authenticated = new WeakMap<Request, sql.NodeRow>();
+    const node = (request: Request) => {
+      let row = authenticated.get(request);
+      if (!row) authenticated.set(request, (row = authenticate(request)));
+      return row;
     };
     // Before the body is validated: a caller without a node token learns nothing about the body's shape.
     const nodeFirst = { transform: ({ request }: { request: Request }) => void node(request) };
@@ -215,7 +217,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
           "/node/config",
           // The agents' poll, every few seconds from every node: answered without a promise.
           synchronous(({ request }: { request: Request }) => {
-            const row = node(request);
+            const row = authenticate(request);
             const signed = configs.document(row);
             // The poll's usual answer, kept small: the agent holds the body and its signature already.
             if (request.headers.get("if-none-match") === signed.etag) return new Response(null, { status: 304, headers: { etag: signed.etag } });
@@ -228,7 +230,8 @@ export const meshPlugin = definePlugin<MeshSettings>({
               summary: "The calling node's config document (node token), signed (x-citadel-signature: Ed25519 over the body); 304 for If-None-Match",
               tags,
               responses: { 200: { description: "The signed config document", content: { "application/json": { schema: { type: "object" as const } } } }, 304: { description: "Unchanged" } },
-              ...access({ public: true, ownCredential: "mesh node token" }),
+              // The node and its document come from memory but once per config version.
+              ...access({ public: true, ownCredential: "mesh node token", noReadSnapshot: true }),
             },
           },
         )

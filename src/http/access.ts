@@ -41,9 +41,10 @@ export interface AccessSpec {
   /** Open to a user who still has to change a one-time password (who am I, change it, log out). */
   beforePasswordChange?: true;
   /**
-   * For a GET at a fixed path whose handler reads the database at most once (health, build
-   * facts): the edge runs it without a read snapshot (Store.snapshot), whose BEGIN and COMMIT
-   * cost more than they save there (about 2 µs per request on a busy socket).
+   * For a GET at a fixed path whose handler reads the database at most once, or answers from
+   * memory all but rarely (health, build facts, a mesh node's config poll): the edge runs it
+   * without a read snapshot (Store.snapshot), whose BEGIN and COMMIT cost more than they save
+   * there (about 2 µs per request on a busy socket).
    */
   noReadSnapshot?: true;
 }
