@@ -86,23 +86,29 @@ describe("edge", () => {
 });
 
 describe("the request's read snapshot", () => {
-  test("the app's synchronous part of a request runs inside one; what it does after an await runs outside", async () => {
-    let open = false;
-    const seen: Array<[string, boolean]> = [];
+  /** A stand-in for Store.snapshot that tells whether one is open. */
+  function fakeSnapshot() {
+    const state = { open: false };
     const snapshot = <T>(fn: () => T): T => {
-      open = true;
+      state.open = true;
       try {
         return fn();
       } finally {
-        open = false;
+        state.open = false;
       }
     };
+    return { state, snapshot };
+  }
+
+  test("the app's synchronous part of a request runs inside one; what it does after an await runs outside", async () => {
+    const { state, snapshot } = fakeSnapshot();
+    const seen: Array<[string, boolean]> = [];
     const routes = new Elysia()
-      .get("/now", synchronous(() => ({ open })), { detail: access({ public: true }) })
+      .get("/now", synchronous(() => ({ open: state.open })), { detail: access({ public: true }) })
       .get("/later", async () => {
-        seen.push(["before await", open]);
+        seen.push(["before await", state.open]);
         await Bun.sleep(1);
-        seen.push(["after await", open]);
+        seen.push(["after await", state.open]);
         return { n: 1 };
       }, { detail: access({ public: true }) });
     const { send } = testEdge({ mounts: [{ name: "s", routes }], snapshot });
@@ -112,18 +118,10 @@ describe("the request's read snapshot", () => {
   });
 
   test("a GET route at a fixed path may declare it needs none; a route with parameters may not", async () => {
-    let open = false;
-    const snapshot = <T>(fn: () => T): T => {
-      open = true;
-      try {
-        return fn();
-      } finally {
-        open = false;
-      }
-    };
+    const { state, snapshot } = fakeSnapshot();
     const routes = new Elysia()
-      .get("/plain", synchronous(() => ({ open })), { detail: access({ public: true }) })
-      .get("/light", synchronous(() => ({ open })), { detail: access({ public: true, noReadSnapshot: true }) });
+      .get("/plain", synchronous(() => ({ open: state.open })), { detail: access({ public: true }) })
+      .get("/light", synchronous(() => ({ open: state.open })), { detail: access({ public: true, noReadSnapshot: true }) });
     const { send } = testEdge({ mounts: [{ name: "s", routes }], snapshot });
     expect((await send("GET", "/v1/s/plain")).body).toEqual({ open: true });
     expect((await send("GET", "/v1/s/light")).body).toEqual({ open: false });
