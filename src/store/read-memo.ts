@@ -29,7 +29,7 @@ export interface ReadMemoOptions {
 }
 
 export class ReadMemo {
-  /** Answers by kind of fact, then by key: a key is often a caller's text, and must not be able to pose as another kind's. */
+  /** By kind of fact, then by key (see above). */
   private readonly answers = new Map<string, Map<string, unknown>>();
   private size = 0;
   private stamp: number | null = null;
