@@ -166,10 +166,14 @@ export class IamService {
     const hash = await this.hasher.hash(next);
     await this.k.store.write((tx) => {
       sql.setPassword(tx, user.id, hash);
-      // Every other login ends, a browser's session or a CLI's (device flow), with what it made:
-      // whoever else knew the old password is out. Personal access tokens and API keys stay:
-      // they are made on purpose, and listed for review (GET /v1/iam/me/tokens).
-      for (const c of sql.credentialsOfUser(tx, user.id, ["session", "device"])) if (c.id !== caller.principal.tokenId) sql.revokeCredential(tx, c.id, this.now());
+      // Every other login ends, a browser's session or a CLI's (device flow), with what it made,
+      // and a CLI login approved but not yet picked up is denied: whoever else knew the old
+      // password is out. The caller's own credential and those it was made from stay.
+      // Personal access tokens and API keys stay too: they are made on purpose, and listed for
+      // review (GET /v1/iam/me/tokens).
+      const callers = sql.lineageOf(tx, caller.principal.tokenId);
+      for (const c of sql.credentialsOfUser(tx, user.id, ["session", "device"])) if (!callers.has(c.id)) sql.revokeCredential(tx, c.id, this.now());
+      sql.denyApprovedDeviceGrants(tx, user.id);
       this.audit(tx, { action: "iam.password.change", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: user.id }, request: caller.request });
     });
   }

@@ -345,6 +345,22 @@ export const revokeUserCredentials = (tx: Database, userId: string, kinds: reado
     )
     .run(userId, ...kinds, now);
 
+/** A credential and every credential it was made from (its parent, the parent's parent...). */
+export const lineageOf = (db: Database, id: string): Set<string> =>
+  new Set(
+    db
+      .query<{ id: string }, [string]>(
+        `WITH RECURSIVE up(id, parent) AS (SELECT id, parent_id FROM credentials WHERE id = ?
+           UNION SELECT c.id, c.parent_id FROM credentials c JOIN up ON c.id = up.parent)
+         SELECT id FROM up`,
+      )
+      .all(id)
+      .map((r) => r.id),
+  );
+
+/** Turns the user's approved device logins that were not yet picked up into denied ones. */
+export const denyApprovedDeviceGrants = (tx: Database, userId: string) => tx.query("UPDATE device_grants SET status = 'denied' WHERE user_id = ? AND status = 'approved'").run(userId);
+
 /** Revokes one credential, leaving what it made alone (logging out). */
 export const revokeOnly = (tx: Database, id: string, now: number) => tx.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(now, id);
 

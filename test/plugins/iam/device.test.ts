@@ -52,6 +52,27 @@ describe("device flow", () => {
     expect((await c.send("GET", "/v1/iam/me", owner)).status).toBe(200); // the session that changed it
   });
 
+  test("a password change denies a CLI login approved but not yet picked up, and keeps the caller's own chain (found in review)", async () => {
+    const { c, start, poll } = await started();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    // Approved by whoever knew the old password, not yet redeemed.
+    await c.send("POST", "/v1/iam/device/approve", owner, { json: { user_code: start.user_code, approve: true } });
+    // The caller: a token made by another CLI login (a device token's child).
+    const other = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: "my CLI", scope: "read iam:self" }));
+    await c.send("POST", "/v1/iam/device/approve", owner, { json: { user_code: other.body.user_code, approve: true } });
+    c.clock.advance(10_000);
+    const mine = (await c.send("POST", "/oauth/token", undefined, form({ grant_type: DEVICE, device_code: other.body.device_code }))).body.access_token as string;
+    const child = (await c.send("POST", "/v1/iam/me/tokens", mine, { json: { name: "child", scopes: ["read", "iam:self"] } })).body.token as string;
+    const changed = await c.send("POST", "/v1/iam/me/password", child, { json: { current_password: c.owner.password, new_password: "a-new-passphrase-2026" } });
+    expect(changed.status).toBe(200);
+    expect((await c.send("GET", "/v1/iam/me", child)).status).toBe(200); // the caller keeps working
+    expect((await c.send("GET", "/v1/iam/me", mine)).status).toBe(200); // and what it was made from
+    expect((await c.send("GET", "/v1/iam/me", owner)).status).toBe(401); // another login: ended
+    c.clock.advance(10_000);
+    const late = await poll();
+    expect([late.status, late.body.error]).toEqual([400, "access_denied"]);
+  });
+
   test("denied, and expired", async () => {
     const { c, start, poll } = await started();
     const owner = await c.login(c.owner.email, c.owner.password);
