@@ -95,15 +95,16 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
   const mine = await api.request<{ key_version: number; wrapped: string }>("GET", myKey);
   // The private key stays in memory for this one command, to unwrap older workspace keys.
   const { userId, privateKey } = await myKeyPair(ctx, api);
-  // Each version's key, and which one is current, are checked against what this machine saw before.
+  // Each version's key, and which one is current, are checked against what this machine saw
+  // before; the current version is remembered only once its key proved good.
   const pins = E2eePins.forCli(ctx.configHome);
-  pins.checkCurrent(api.baseUrl, workspace, mine.key_version);
   const unwrap = (wrapped: string, version: number) => {
     const key = unwrapWorkspaceKey(wrapped, privateKey, { workspace, user: userId });
     pins.pinKey(api.baseUrl, workspace, version, key);
     return key;
   };
   const byVersion = new Map([[mine.key_version, unwrap(mine.wrapped, mine.key_version)]]);
+  pins.checkCurrent(api.baseUrl, workspace, mine.key_version);
   return {
     current: { version: mine.key_version, key: byVersion.get(mine.key_version)! },
     async version(n) {
@@ -465,7 +466,8 @@ export const secretsCommands: Command[] = [
       }
       let result: { key_version: number; reencrypted: number; holders: string[] };
       try {
-        result = await api.request("POST", `${ws}/e2ee/rotate`, { values, wrapped });
+        // From the version re-encrypted from: if another rotation came first, the server refuses (409).
+        result = await api.request("POST", `${ws}/e2ee/rotate`, { from_version: keys.current.version, values, wrapped });
         const expected = keys.current.version + 1;
         if (result.key_version !== expected) throw new E2eePinError(`the server says the new key is version ${result.key_version}, not ${expected}: refusing to trust it. Tell your administrator.`);
         // Made here: the server cannot hand another key as this version later, nor an older one as current.

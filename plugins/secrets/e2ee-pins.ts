@@ -20,7 +20,7 @@
  * turns (a lock directory beside it), so none loses another's pins.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../../src/files.ts";
 
@@ -39,8 +39,9 @@ export class E2eePinError extends Error {
   override readonly name = "E2eePinError";
 }
 
-/** A lock older than this is left over from a CLI run that died holding it. */
-const STALE_LOCK_MS = 30_000;
+/** A lock older than this is left over from a CLI run that died holding it (a run holds it for milliseconds). */
+const STALE_LOCK_MS = 5_000;
+/** How long a run waits for the lock: longer than a dead run's lock lives. */
 const LOCK_WAIT_MS = 10_000;
 
 export class E2eePins {
@@ -119,13 +120,20 @@ export class E2eePins {
     });
   }
 
+  /**
+   * Runs `fn` holding the lock: a directory (made atomically by exactly one run) holding its
+   * owner's random name. A lock older than STALE_LOCK_MS is a dead run's: it is renamed away
+   * first (one rename wins), so two runs never both take it over; a run removes only its own.
+   */
   private locked<T>(fn: () => T): T {
     const lock = `${this.path}.lock`;
+    const owner = crypto.randomUUID();
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
     const deadline = Date.now() + LOCK_WAIT_MS;
     for (;;) {
       try {
-        mkdirSync(lock); // atomic: exactly one run makes it
+        mkdirSync(lock);
+        writeFileSync(join(lock, owner), "");
         break;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
@@ -137,7 +145,7 @@ export class E2eePins {
     try {
       return fn();
     } finally {
-      rmdirSync(lock);
+      releaseLock(lock, owner);
     }
   }
 
@@ -176,10 +184,19 @@ function lockTakenAt(lock: string): number {
   }
 }
 
+/** Renames a dead run's lock aside, then removes it: of runs that found it stale, one rename succeeds. */
 function removeStaleLock(lock: string): void {
+  const aside = `${lock}.stale-${crypto.randomUUID()}`;
   try {
-    rmdirSync(lock);
+    renameSync(lock, aside);
   } catch {
-    // another run removed it first: fine
+    return; // another run moved it first
   }
+  rmSync(aside, { recursive: true, force: true });
+}
+
+/** Removes the lock if it is still this owner's (a run held up past STALE_LOCK_MS may have lost it). */
+function releaseLock(lock: string, owner: string): void {
+  if (!existsSync(join(lock, owner))) return;
+  rmSync(lock, { recursive: true, force: true });
 }

@@ -144,6 +144,7 @@ export const Holders = t.Object({ items: t.Array(t.Object({ user: t.String(), wr
 export const WrappedKey = t.Object({ workspace: t.String(), key_version: t.Integer(), wrapped: t.String(), wrapped_by: t.String() });
 export const MyKeyQuery = t.Object({ version: t.Optional(t.Integer({ minimum: 1, description: "An older version of the workspace key (default: the current one)." })) });
 export const E2eeRotation = t.Object({
+  from_version: t.Optional(t.Integer({ minimum: 1, description: "The key version the client re-encrypted from: 409 when the workspace is no longer at it (another rotation came first)." })),
   values: t.Array(t.Object({ environment: t.String(), name: t.String(), version: t.Integer({ description: "The version this ciphertext re-encrypts." }), value: t.String() }), { maxItems: 10_000 }),
   wrapped: t.Array(t.Object({ user: t.String(), wrapped: t.String({ maxLength: 4200 }) }), { minItems: 1, maxItems: 1000 }),
 });

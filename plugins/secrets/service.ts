@@ -29,6 +29,7 @@ export interface SecretInput {
 }
 
 export interface E2eeRotation {
+  from_version?: number;
   values: Array<{ environment: string; name: string; version: number; value: string }>;
   wrapped: Array<{ user: string; wrapped: string }>;
 }
@@ -469,7 +470,8 @@ export class SecretsService {
     }
     const next = ws.e2ee_key_version + 1;
     await this.k.store.write((tx) => {
-      if (sql.workspaceRow(tx, workspaceId)!.e2ee_key_version !== ws.e2ee_key_version) throw new ConflictError("The workspace key was replaced meanwhile: start again.");
+      const current = sql.workspaceRow(tx, workspaceId)!.e2ee_key_version;
+      if (current !== ws.e2ee_key_version || (input.from_version !== undefined && current !== input.from_version)) throw new ConflictError("The workspace key was replaced meanwhile: start again.");
       const live = [...envs.values()].flatMap((env) => sql.secretsIn(tx, env.id, false).map((secret) => ({ env, secret })));
       const given = new Map(input.values.map((v) => [`${v.environment}/${v.name}`, v]));
       if (given.size !== input.values.length) throw new InvalidError("a value appears twice", "values");

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { E2eePinError, E2eePins } from "../../../plugins/secrets/e2ee-pins.ts";
 
 const homes: string[] = [];
@@ -75,6 +75,20 @@ describe("E2eePins", () => {
     const saved = JSON.parse(readFileSync(file, "utf8")).servers[SERVER];
     expect(Object.keys(saved)).toHaveLength(120);
     expect(existsSync(`${file}.lock`)).toBe(false);
+  });
+
+  test("a lock left by a run that died is taken over; a run removes only its own lock", () => {
+    const { pins: p, file } = pins();
+    p.pin(SERVER, "ws_a");
+    const lock = `${file}.lock`;
+    mkdirSync(lock);
+    writeFileSync(join(lock, "a-dead-run"), "");
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(lock, old, old);
+    p.pin(SERVER, "ws_b"); // would wait 10 s and fail on a live lock
+    expect(existsSync(lock)).toBe(false);
+    expect(readdirSync(dirname(file)).filter((f) => f.includes(".lock"))).toEqual([]); // nothing left aside either
+    expect(() => p.checkNotEncrypted(SERVER, "ws_b")).toThrow(E2eePinError);
   });
 
   test("a damaged pin file is an error, not an empty file that forgets every pin", () => {

@@ -496,7 +496,9 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
     expect([stale.status, stale.body.code]).toEqual([409, "conflict"]);
     expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { values: [values[0]], wrapped } })).status).toBe(409); // B missing
     expect((await c.send("POST", `${base}/e2ee/rotate`, bob.token, { json: { values, wrapped } })).status).toBe(403); // editors cannot
-    const rotated = await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { values, wrapped } });
+    // Re-encrypted from a version the workspace is no longer at (another rotation came first).
+    expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { from_version: 2, values, wrapped } })).status).toBe(409);
+    const rotated = await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { from_version: 1, values, wrapped } });
     expect(rotated.body).toEqual({ workspace: ws, key_version: 2, reencrypted: 2, holders: [me, carol.id] });
 
     expect((await c.send("GET", `${base}/e2ee/my-key`, bob.token)).status).toBe(404);
