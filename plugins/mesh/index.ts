@@ -23,7 +23,7 @@ import { renderNftables, renderSetconf, renderWgQuick } from "./render.ts";
 import { isActive, MeshService, type Caller } from "./service.ts";
 import { MeshSettings } from "./settings.ts";
 import * as sql from "./store.ts";
-import type { NodeConfig } from "./types.ts";
+import { INTERFACE_NAME_RULE, isInterfaceName, type NodeConfig } from "./types.ts";
 
 const ACTIONS = [
   ["mesh.network.create", "A mesh network was created."],
@@ -172,6 +172,9 @@ export const meshPlugin = definePlugin<MeshSettings>({
             if (!isActive(row, k.clock.now())) throw new ConflictError(`The node ${row.name} is disabled or expired: it has no config.`);
             const config = withoutPresharedKeys(configs.configOf(row));
             const format = query.format ?? "wg-quick";
+            if (format === "nftables" && !isInterfaceName(config.network.interfaceName)) {
+              throw new ConflictError(`The network's interface name ${JSON.stringify(config.network.interfaceName)} is not usable on a node (${INTERFACE_NAME_RULE}): set another with PATCH interface_name.`);
+            }
             const text =
               format === "json" ? JSON.stringify(config, null, 2) : format === "setconf" ? renderSetconf(config) : format === "nftables" ? renderNftables(config, config.network.interfaceName, { relay: relays(net, row) }) : renderWgQuick(config);
             return new Response(text, { headers: { "content-type": format === "json" ? "application/json" : "text/plain; charset=utf-8" } });

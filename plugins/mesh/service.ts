@@ -291,7 +291,9 @@ export class MeshService {
       updated_at: this.now(),
     };
     if (next.topology !== "mesh" && next.topology !== "hub") throw new InvalidError('topology: "mesh" or "hub"', "topology");
-    if (!isInterfaceName(next.interface_name)) throw new InvalidError(`interface_name: ${INTERFACE_NAME_RULE}`, "interface_name");
+    // Only a name being set is checked: one stored under an older, looser rule must not block
+    // every other change (the config route says how to fix it).
+    if (changes.interface_name !== undefined && !isInterfaceName(next.interface_name)) throw new InvalidError(`interface_name: ${INTERFACE_NAME_RULE}`, "interface_name");
     return next;
   }
 

@@ -83,6 +83,10 @@ describe("mesh networks", () => {
       const refused = await c.send("POST", networks, owner, { json: { name: "dmz", interface_name: name } });
       expect([refused.status, refused.body.errors?.[0]?.field]).toEqual([422, "interface_name"]); // the agent could not use it
     }
+    // A name stored under the older rule blocks no other change, and the nftables render says what to do (found in review).
+    c.kernel.store.db.query("UPDATE mesh_networks SET interface_name = '-a' WHERE id = ?").run(network.id);
+    expect((await c.send("PATCH", `${networks}/${network.id}`, owner, { json: { mtu: 1400 } })).status).toBe(200);
+    expect((await c.send("PATCH", `${networks}/${network.id}`, owner, { json: { interface_name: "wgc-office" } })).status).toBe(200);
     expect((await c.send("GET", networks, owner)).body.items.map((n: { name: string }) => n.name)).toEqual(["lab", "office"]);
   });
 
@@ -202,6 +206,11 @@ describe("config documents", () => {
     expect(conf.text).toContain(`PublicKey = ${b.publicKey}`);
     expect(conf.text).not.toMatch(/^PrivateKey/m);
     expect((await c.send("GET", `${net}/nodes/a/config?format=nftables`, owner)).text).toContain("table inet");
+    // An interface name stored under an older rule: a clear 409, not a 500 (found in review).
+    c.kernel.store.db.query("UPDATE mesh_networks SET interface_name = '..'").run();
+    expect((await c.send("PATCH", net, owner, { json: { mtu: 1400 } })).status).toBe(200); // it blocks no other change
+    const legacy = await c.send("GET", `${net}/nodes/a/config?format=nftables`, owner);
+    expect([legacy.status, legacy.body.detail]).toEqual([409, expect.stringContaining("set another with PATCH interface_name")]);
   });
 
   test("disabled and expired nodes leave their peers' configs and get 403; enabling brings them back", async () => {
