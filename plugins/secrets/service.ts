@@ -347,7 +347,10 @@ export class SecretsService {
       entries.forEach((entry, i) => {
         const step = plan[i]!;
         if (step.action !== "create" && step.action !== "update") return;
-        this.writeValue(tx, caller, ws, env, sql.secretByName(tx, env.id, entry.name), entry.name, entry.value, "import");
+        const existing = sql.secretByName(tx, env.id, entry.name);
+        // Made by someone else since the plan: with overwrite off, it is not this import's to change.
+        if (step.action === "create" && existing && !overwrite) throw new ConflictError(`${entry.name} was created meanwhile: run the import again.`);
+        this.writeValue(tx, caller, ws, env, existing, entry.name, entry.value, "import");
       });
     });
     return summary;

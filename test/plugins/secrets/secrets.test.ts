@@ -256,6 +256,19 @@ describe("bulk", () => {
     expect([bad.status, bad.body.detail]).toEqual([422, expect.stringContaining("line 2")]);
     expect((await c.send("GET", `${env("production")}/secrets`, owner)).body.items).toEqual([]);
   });
+
+  test("with overwrite off, a secret created between the plan and the write is left alone (found in review)", async () => {
+    const { c, owner, path, base } = await setup();
+    // The PUT's write is queued first, not yet committed when the import plans "create"; both
+    // commit in one batch, the PUT's first.
+    const [put, imported] = await Promise.all([
+      c.send("PUT", path("RACE"), owner, { json: { value: "from-put" } }),
+      c.send("POST", `${base}/environments/development/import`, owner, { json: { entries: [{ name: "RACE", value: "from-import" }], overwrite: false } }),
+    ]);
+    expect(put.status).toBe(200);
+    expect([imported.status, imported.body.detail]).toEqual([409, "RACE was created meanwhile: run the import again."]);
+    expect((await c.send("GET", path("RACE"), owner)).body).toMatchObject({ value: "from-put", version: 1 });
+  });
 });
 
 describe("rotation", () => {
