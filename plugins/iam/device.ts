@@ -10,7 +10,7 @@ import type { AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { isScope } from "../../src/auth/scopes.ts";
 import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
-import { ForbiddenError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { ForbiddenError, InvalidError, NotFoundError, UnauthorizedError } from "../../src/errors.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { newId } from "../../src/ids.ts";
@@ -87,6 +87,8 @@ export class DeviceFlow {
     const grant = sql.pendingDeviceGrantByUserCode(this.k.store.db, normalizeUserCode(userCode));
     if (!grant || grant.expires_at <= this.now()) throw new NotFoundError("No pending login with that code (it may have expired).");
     await this.k.store.write((tx) => {
+      // The session may have ended since the guard saw it (a password change ends every other one).
+      if (approve && sql.credentialById(tx, principal.tokenId)?.revoked_at !== null) throw new UnauthorizedError("This session has ended: log in again.");
       if (!sql.decideDeviceGrant(tx, grant.id, approve ? "approved" : "denied", principal.userId!, this.now())) throw new NotFoundError("That login was decided already.");
       this.k.audit.record(tx, {
         action: "iam.device.approve",

@@ -255,10 +255,19 @@ export class IamService {
 
     const session = generateToken(TOKEN_KINDS.session);
     const rehash = this.hasher.needsRehash(user.password_hash) ? await this.hasher.hash(input.password) : null;
+    let refused: string | null = null;
+    const refuse = (reason: string): never => {
+      refused = reason;
+      throw new LoginFailedError("The email or password is wrong.");
+    };
     await this.k.store.write((tx) => {
-      if (usedRecovery && !sql.useRecoveryCode(tx, user.id, usedRecovery, now)) throw new LoginFailedError("The email or password is wrong.");
+      // The password was checked outside the transaction (argon2 takes tens of ms): if it changed
+      // meanwhile, what was checked is the old one, which must not open a session (nor be
+      // written back over the new one by the rehash below).
+      if (sql.userById(tx, user.id)?.password_hash !== user.password_hash) refuse("the password changed while it was being checked");
+      if (usedRecovery && !sql.useRecoveryCode(tx, user.id, usedRecovery, now)) refuse("wrong recovery code");
       // Conditional, in the transaction: two logins racing with one code cannot both pass.
-      if (usedStep !== null && !sql.advanceTotpStep(tx, user.id, usedStep)) throw new LoginFailedError("The email or password is wrong.");
+      if (usedStep !== null && !sql.advanceTotpStep(tx, user.id, usedStep)) refuse("TOTP code used before (replay)");
       if (rehash) sql.rehashPassword(tx, user.id, rehash);
       sql.insertCredential(
         tx,
@@ -281,7 +290,7 @@ export class IamService {
         request,
       });
     }).catch(async (error) => {
-      if (error instanceof LoginFailedError) return fail(usedRecovery ? "wrong recovery code" : "TOTP code used before (replay)");
+      if (refused !== null) return fail(refused);
       throw error;
     });
     this.failures.delete(pairKey);

@@ -17,11 +17,12 @@
  * workspace, or hands a key of its own as a new version (docs/secrets.md, "What end-to-end
  * encryption protects against"). Kept in <config home>/citadel/e2ee-pins.json, mode 0600, by
  * server origin and workspace; it holds fingerprints, never keys. Concurrent CLI runs take
- * turns (a lock directory beside it), so none loses another's pins.
+ * turns (src/file-lock.ts), so none loses another's pins.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { FileLockTimeout, withFileLock } from "../../src/file-lock.ts";
 import { writeFileAtomic } from "../../src/files.ts";
 
 interface WorkspacePins {
@@ -38,11 +39,6 @@ interface PinFile {
 export class E2eePinError extends Error {
   override readonly name = "E2eePinError";
 }
-
-/** A lock older than this is left over from a CLI run that died holding it (a run holds it for milliseconds). */
-const STALE_LOCK_MS = 5_000;
-/** How long a run waits for the lock: longer than a dead run's lock lives. */
-const LOCK_WAIT_MS = 10_000;
 
 export class E2eePins {
   constructor(private readonly path: string) {}
@@ -120,32 +116,13 @@ export class E2eePins {
     });
   }
 
-  /**
-   * Runs `fn` holding the lock: a directory (made atomically by exactly one run) holding its
-   * owner's random name. A lock older than STALE_LOCK_MS is a dead run's: it is renamed away
-   * first (one rename wins), so two runs never both take it over; a run removes only its own.
-   */
   private locked<T>(fn: () => T): T {
-    const lock = `${this.path}.lock`;
-    const owner = crypto.randomUUID();
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
-    const deadline = Date.now() + LOCK_WAIT_MS;
-    for (;;) {
-      try {
-        mkdirSync(lock);
-        writeFileSync(join(lock, owner), "");
-        break;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-        if (Date.now() - lockTakenAt(lock) > STALE_LOCK_MS) removeStaleLock(lock);
-        else if (Date.now() > deadline) throw new E2eePinError(`${lock} has been held for more than ${LOCK_WAIT_MS / 1000} s by another citadel command: try again, or remove it if none runs`);
-        else Bun.sleepSync(10);
-      }
-    }
     try {
-      return fn();
-    } finally {
-      releaseLock(lock, owner);
+      return withFileLock(this.path, fn);
+    } catch (error) {
+      if (error instanceof FileLockTimeout) throw new E2eePinError(error.message);
+      throw error;
     }
   }
 
@@ -173,30 +150,4 @@ function originOf(server: string): string {
 
 function checkVersion(version: number): void {
   if (!Number.isSafeInteger(version) || version < 1) throw new E2eePinError(`the server named key version ${JSON.stringify(version)}, which is not one`);
-}
-
-/** When the lock was taken (its modification time); now when it is gone already. */
-function lockTakenAt(lock: string): number {
-  try {
-    return statSync(lock).mtimeMs;
-  } catch {
-    return Date.now();
-  }
-}
-
-/** Renames a dead run's lock aside, then removes it: of runs that found it stale, one rename succeeds. */
-function removeStaleLock(lock: string): void {
-  const aside = `${lock}.stale-${crypto.randomUUID()}`;
-  try {
-    renameSync(lock, aside);
-  } catch {
-    return; // another run moved it first
-  }
-  rmSync(aside, { recursive: true, force: true });
-}
-
-/** Removes the lock if it is still this owner's (a run held up past STALE_LOCK_MS may have lost it). */
-function releaseLock(lock: string, owner: string): void {
-  if (!existsSync(join(lock, owner))) return;
-  rmSync(lock, { recursive: true, force: true });
 }

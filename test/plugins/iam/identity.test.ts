@@ -1,4 +1,5 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
+import { PasswordHasher } from "../../../src/auth/password.ts";
 import { checksum, parseToken } from "../../../src/auth/tokens.ts";
 import { totp, base32Decode } from "../../../src/auth/totp.ts";
 import { IamIdentity } from "../../../plugins/iam/identity.ts";
@@ -22,6 +23,37 @@ describe("login and brute force", () => {
     const events = (await c.send("GET", "/v1/audit/events?action=iam.login&outcome=failure", operator)).body.events;
     expect(events.map((e: { reason: string }) => e.reason).sort()).toEqual(["unknown email", "wrong password"]);
     expect(JSON.stringify(events)).not.toContain("nope-nope-nope");
+  });
+
+  test("a login checked against the old password while it changes opens no session and writes no hash back (found in review)", async () => {
+    const { c, operator } = await app();
+    const oldPassword = c.owner.password;
+    const newPassword = "a-new-passphrase-2026";
+    // The old-password login's check finishes only after the change has committed; and stronger
+    // hashing parameters would have it rehash the password it checked.
+    const checked = Promise.withResolvers<void>();
+    const resume = Promise.withResolvers<void>();
+    const verify = PasswordHasher.prototype.verify;
+    const held = spyOn(PasswordHasher.prototype, "verify").mockImplementationOnce(async function (this: PasswordHasher, encoded: string, password: string) {
+      const ok = await verify.call(this, encoded, password);
+      checked.resolve();
+      await resume.promise;
+      return ok;
+    });
+    const rehash = spyOn(PasswordHasher.prototype, "needsRehash").mockReturnValue(true);
+    try {
+      const late = c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: oldPassword }, ...from("192.0.2.7") });
+      await checked.promise;
+      expect((await c.send("POST", "/v1/iam/me/password", operator, { json: { current_password: oldPassword, new_password: newPassword } })).status).toBe(200);
+      resume.resolve();
+      const answer = await late;
+      expect([answer.status, answer.body.code]).toEqual([401, "unauthorized"]);
+    } finally {
+      held.mockRestore();
+      rehash.mockRestore();
+    }
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: oldPassword }, ...from("192.0.2.8") })).status).toBe(401);
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: newPassword }, ...from("192.0.2.8") })).status).toBe(200);
   });
 
   test("repeated bad logins slow down, then lock; the right password from another address still works", async () => {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { E2eePinError, E2eePins } from "../../../plugins/secrets/e2ee-pins.ts";
 
@@ -77,14 +77,14 @@ describe("E2eePins", () => {
     expect(existsSync(`${file}.lock`)).toBe(false);
   });
 
-  test("a lock left by a run that died is taken over; a run removes only its own lock", () => {
+  test("a lock left by a run that died is taken over (src/file-lock.ts)", async () => {
     const { pins: p, file } = pins();
     p.pin(SERVER, "ws_a");
     const lock = `${file}.lock`;
+    const dead = Bun.spawn(["true"]);
+    await dead.exited;
     mkdirSync(lock);
-    writeFileSync(join(lock, "a-dead-run"), "");
-    const old = new Date(Date.now() - 60_000);
-    utimesSync(lock, old, old);
+    writeFileSync(join(lock, `${dead.pid}@${hostname()}`), "");
     p.pin(SERVER, "ws_b"); // would wait 10 s and fail on a live lock
     expect(existsSync(lock)).toBe(false);
     expect(readdirSync(dirname(file)).filter((f) => f.includes(".lock"))).toEqual([]); // nothing left aside either
