@@ -168,9 +168,9 @@ export class IamService {
       sql.setPassword(tx, user.id, hash);
       // Every other login ends, a browser's session or a CLI's (device flow), with what it made,
       // and a CLI login approved but not yet picked up is denied: whoever else knew the old
-      // password is out. The caller's own credential and those it was made from stay.
-      // Personal access tokens and API keys stay too: they are made on purpose, and listed for
-      // review (GET /v1/iam/me/tokens).
+      // password loses the logins it opened. The caller's own credential and those it was made
+      // from stay. Personal access tokens and API keys stay too — made on purpose, possibly by
+      // that someone: they are listed for review (GET /v1/iam/me/tokens).
       const callers = sql.lineageOf(tx, caller.principal.tokenId);
       for (const c of sql.credentialsOfUser(tx, user.id, ["session", "device"])) if (!callers.has(c.id)) sql.revokeCredential(tx, c.id, this.now());
       sql.denyApprovedDeviceGrants(tx, user.id);
