@@ -398,10 +398,7 @@ export const secretsCommands: Command[] = [
       try {
         const wrapped = wrapWorkspaceKey(key, me.publicKey, { workspace, user: me.userId });
         await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(me.userId)}`, { wrapped });
-        // Made here: the server cannot hand another one as this version later. (A first key is version 1.)
-        const pins = E2eePins.forCli(ctx.configHome);
-        pins.pinKey(api.baseUrl, workspace, 1, key);
-        pins.checkCurrent(api.baseUrl, workspace, 1);
+        E2eePins.forCli(ctx.configHome).pinNewKey(api.baseUrl, workspace, 1, key); // a first key is version 1
       } finally {
         key.fill(0);
       }
@@ -470,10 +467,7 @@ export const secretsCommands: Command[] = [
         result = await api.request("POST", `${ws}/e2ee/rotate`, { from_version: keys.current.version, values, wrapped });
         const expected = keys.current.version + 1;
         if (result.key_version !== expected) throw new E2eePinError(`the server says the new key is version ${result.key_version}, not ${expected}: refusing to trust it. Tell your administrator.`);
-        // Made here: the server cannot hand another key as this version later, nor an older one as current.
-        const pins = E2eePins.forCli(ctx.configHome);
-        pins.pinKey(api.baseUrl, workspace, expected, fresh);
-        pins.checkCurrent(api.baseUrl, workspace, expected);
+        E2eePins.forCli(ctx.configHome).pinNewKey(api.baseUrl, workspace, expected, fresh);
       } finally {
         fresh.fill(0);
       }

@@ -93,6 +93,12 @@ export class E2eePins {
     });
   }
 
+  /** A key made on this machine as the workspace's new current version: the server cannot swap it later, nor call an older one current. */
+  pinNewKey(server: string, workspace: string, version: number, key: Uint8Array): void {
+    this.pinKey(server, workspace, version, key);
+    this.checkCurrent(server, workspace, version);
+  }
+
   /** Forgets `workspace` (its encryption was turned off on purpose); true when it was known. */
   forget(server: string, workspace: string): boolean {
     return this.locked(() => {
