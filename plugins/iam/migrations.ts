@@ -150,4 +150,11 @@ export const iamMigrations: readonly Migration[] = [
     up: `UPDATE credentials SET organization_id = (SELECT w.organization_id FROM workspaces w WHERE w.id = credentials.workspace_id)
          WHERE organization_id IS NULL AND workspace_id IS NOT NULL;`,
   },
+  {
+    // Moves when the password is set, not when its hash is redone with stronger parameters: a
+    // login or a password change checked (outside the transaction, argon2 is slow) against a
+    // password that changed meanwhile is refused, and a rehash is not such a change.
+    id: "0005_password_version",
+    up: `ALTER TABLE users ADD COLUMN password_version INTEGER NOT NULL DEFAULT 0;`,
+  },
 ];

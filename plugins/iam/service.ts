@@ -165,6 +165,10 @@ export class IamService {
     this.checkPassword(next, user.email);
     const hash = await this.hasher.hash(next);
     await this.k.store.write((tx) => {
+      // Checked outside the transaction: the password may have been set anew meanwhile (and
+      // this caller's login ended with it), by the owner locking out whoever else knew it.
+      if (sql.userById(tx, user.id)?.password_version !== user.password_version) throw new ConflictError("The password was changed meanwhile: log in with the new one.");
+      if (sql.credentialById(tx, caller.principal.tokenId)?.revoked_at !== null) throw new UnauthorizedError("This login has ended: log in again.");
       sql.setPassword(tx, user.id, hash);
       // Every other login ends, a browser's session or a CLI's (device flow), with what it made,
       // and a CLI login approved but not yet picked up is denied: whoever else knew the old
@@ -261,10 +265,14 @@ export class IamService {
       throw new LoginFailedError("The email or password is wrong.");
     };
     await this.k.store.write((tx) => {
-      // The password was checked outside the transaction (argon2 takes tens of ms): if it changed
-      // meanwhile, what was checked is the old one, which must not open a session (nor be
-      // written back over the new one by the rehash below).
-      if (sql.userById(tx, user.id)?.password_hash !== user.password_hash) refuse("the password changed while it was being checked");
+      // The password was checked outside the transaction (argon2 takes tens of ms): if it was set
+      // anew meanwhile, what was checked is the old one, which must not open a session (nor be
+      // written back over the new one by the rehash below); a rehash by another login is not a
+      // change (password_version). Nor may a login skip a second factor enabled meanwhile.
+      const stored = sql.userById(tx, user.id);
+      if (!stored) return refuse("the account was removed while the password was being checked");
+      if (stored.password_version !== user.password_version) refuse("the password changed while it was being checked");
+      if (stored.totp_enabled_at !== user.totp_enabled_at) refuse("two-factor authentication changed while the password was being checked");
       if (usedRecovery && !sql.useRecoveryCode(tx, user.id, usedRecovery, now)) refuse("wrong recovery code");
       // Conditional, in the transaction: two logins racing with one code cannot both pass.
       if (usedStep !== null && !sql.advanceTotpStep(tx, user.id, usedStep)) refuse("TOTP code used before (replay)");

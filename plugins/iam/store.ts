@@ -20,6 +20,8 @@ export interface UserRow {
   email: string;
   name: string | null;
   password_hash: string;
+  /** Moves with every password set (not with a rehash of the same one). */
+  password_version: number;
   operator: number;
   must_change_password: number;
   totp_secret: Uint8Array | null;
@@ -141,7 +143,8 @@ export function insertUser(tx: Database, row: Pick<UserRow, "id" | "email" | "na
 }
 
 /** A new password chosen by the user: the one-time password is spent. */
-export const setPassword = (tx: Database, userId: string, hash: string) => tx.query("UPDATE users SET password_hash = ?, must_change_password = 0 WHERE id = ?").run(hash, userId);
+export const setPassword = (tx: Database, userId: string, hash: string) =>
+  tx.query("UPDATE users SET password_hash = ?, password_version = password_version + 1, must_change_password = 0 WHERE id = ?").run(hash, userId);
 
 /** A re-hash of the same password (stronger parameters): nothing else changes. */
 export const rehashPassword = (tx: Database, userId: string, hash: string) => tx.query("UPDATE users SET password_hash = ? WHERE id = ?").run(hash, userId);

@@ -56,6 +56,56 @@ describe("login and brute force", () => {
     expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: newPassword }, ...from("192.0.2.8") })).status).toBe(200);
   });
 
+  test("a rehash by one login is not a password change for another (found in review)", async () => {
+    const { c } = await app();
+    const checked = Promise.withResolvers<void>();
+    const resume = Promise.withResolvers<void>();
+    const verify = PasswordHasher.prototype.verify;
+    const held = spyOn(PasswordHasher.prototype, "verify").mockImplementationOnce(async function (this: PasswordHasher, encoded: string, password: string) {
+      const ok = await verify.call(this, encoded, password);
+      checked.resolve();
+      await resume.promise;
+      return ok;
+    });
+    const rehash = spyOn(PasswordHasher.prototype, "needsRehash").mockReturnValue(true);
+    try {
+      const slow = c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password }, ...from("192.0.2.21") });
+      await checked.promise;
+      expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password }, ...from("192.0.2.22") })).status).toBe(200); // rehashes
+      resume.resolve();
+      expect((await slow).status).toBe(200);
+    } finally {
+      held.mockRestore();
+      rehash.mockRestore();
+    }
+  });
+
+  test("a password change checked while the password is set anew by the owner does not go through (found in review)", async () => {
+    const { c, operator } = await app();
+    const intruder = await c.login(c.owner.email, c.owner.password); // knows the old password
+    const checked = Promise.withResolvers<void>();
+    const resume = Promise.withResolvers<void>();
+    const verify = PasswordHasher.prototype.verify;
+    const held = spyOn(PasswordHasher.prototype, "verify").mockImplementationOnce(async function (this: PasswordHasher, encoded: string, password: string) {
+      const ok = await verify.call(this, encoded, password);
+      checked.resolve();
+      await resume.promise;
+      return ok;
+    });
+    try {
+      const hijack = c.send("POST", "/v1/iam/me/password", intruder, { json: { current_password: c.owner.password, new_password: "the-intruders-passphrase" } });
+      await checked.promise;
+      expect((await c.send("POST", "/v1/iam/me/password", operator, { json: { current_password: c.owner.password, new_password: "the-owners-new-passphrase" } })).status).toBe(200);
+      resume.resolve();
+      expect((await hijack).status).toBe(409);
+    } finally {
+      held.mockRestore();
+    }
+    expect((await c.send("GET", "/v1/iam/me", operator)).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: "the-owners-new-passphrase" }, ...from("192.0.2.30") })).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: "the-intruders-passphrase" }, ...from("192.0.2.31") })).status).toBe(401);
+  });
+
   test("repeated bad logins slow down, then lock; the right password from another address still works", async () => {
     const { c } = await app();
     const attempt = (password: string, address = "198.51.100.7") => c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password }, ...from(address) });
