@@ -164,11 +164,18 @@ export class IamService {
     this.failures.delete(key);
     this.checkPassword(next, user.email);
     const hash = await this.hasher.hash(next);
+    let refused: { reason: string; error: Error } | null = null;
+    const refuse = (reason: string, error: Error): never => {
+      refused = { reason, error };
+      throw error;
+    };
     await this.k.store.write((tx) => {
       // Checked outside the transaction: the password may have been set anew meanwhile (and
       // this caller's login ended with it), by the owner locking out whoever else knew it.
-      if (sql.userById(tx, user.id)?.password_version !== user.password_version) throw new ConflictError("The password was changed meanwhile: log in with the new one.");
-      if (sql.credentialById(tx, caller.principal.tokenId)?.revoked_at !== null) throw new UnauthorizedError("This login has ended: log in again.");
+      const stored = sql.userById(tx, user.id);
+      if (!stored) return refuse("the account was removed meanwhile", new NotFoundError("This account was removed."));
+      if (stored.password_version !== user.password_version) refuse("the password was set anew meanwhile", new ConflictError("The password was changed meanwhile: log in with the new one."));
+      if (sql.credentialById(tx, caller.principal.tokenId)?.revoked_at !== null) refuse("the caller's login ended meanwhile", new UnauthorizedError("This login has ended: log in again."));
       sql.setPassword(tx, user.id, hash);
       // Every other login ends, a browser's session or a CLI's (device flow), with what it made,
       // and a CLI login approved but not yet picked up is denied: whoever else knew the old
@@ -179,6 +186,12 @@ export class IamService {
       for (const c of sql.credentialsOfUser(tx, user.id, ["session", "device"])) if (!callers.has(c.id)) sql.revokeCredential(tx, c.id, this.now());
       sql.denyApprovedDeviceGrants(tx, user.id);
       this.audit(tx, { action: "iam.password.change", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: user.id }, request: caller.request });
+    }).catch(async (error) => {
+      // A refusal rolled the transaction back, its audit event with it: recorded on its own.
+      const why = refused as { reason: string; error: Error } | null;
+      if (why === null) throw error;
+      await this.k.store.write((tx) => this.audit(tx, { action: "iam.password.change", actor: actorOf(caller.principal), outcome: "failure", reason: why.reason, resource: { type: "user", id: user.id }, request: caller.request }));
+      throw why.error;
     });
   }
 

@@ -101,6 +101,8 @@ describe("login and brute force", () => {
     } finally {
       held.mockRestore();
     }
+    const refusals = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'iam.password.change' AND outcome = 'failure'").all() as Array<{ reason: string }>;
+    expect(refusals.map((r) => r.reason)).toEqual(["the password was set anew meanwhile"]);
     expect((await c.send("GET", "/v1/iam/me", operator)).status).toBe(200);
     expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: "the-owners-new-passphrase" }, ...from("192.0.2.30") })).status).toBe(200);
     expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: "the-intruders-passphrase" }, ...from("192.0.2.31") })).status).toBe(401);
