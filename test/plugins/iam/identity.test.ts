@@ -7,6 +7,27 @@ import { testCitadel } from "../../helpers/citadel.ts";
 
 const from = (address: string) => ({ headers: { "x-test-peer": address } });
 
+/**
+ * Holds the next password check once it has run, until `resume()`: what a slow argon2id check
+ * lets other requests do meanwhile. With `rehash`, every hash counts as made with weaker
+ * parameters (a login rehashes the password it checked).
+ */
+function holdNextPasswordCheck({ rehash = false } = {}) {
+  const checked = Promise.withResolvers<void>();
+  const resumed = Promise.withResolvers<void>();
+  const verify = PasswordHasher.prototype.verify;
+  const spies = [
+    spyOn(PasswordHasher.prototype, "verify").mockImplementationOnce(async function (this: PasswordHasher, encoded: string, password: string) {
+      const ok = await verify.call(this, encoded, password);
+      checked.resolve();
+      await resumed.promise;
+      return ok;
+    }),
+    ...(rehash ? [spyOn(PasswordHasher.prototype, "needsRehash").mockReturnValue(true)] : []),
+  ];
+  return { checked: checked.promise, resume: () => resumed.resolve(), restore: () => spies.forEach((spy) => spy.mockRestore()) };
+}
+
 async function app() {
   const c = await testCitadel();
   const operator = await c.login(c.owner.email, c.owner.password);
@@ -31,26 +52,16 @@ describe("login and brute force", () => {
     const newPassword = "a-new-passphrase-2026";
     // The old-password login's check finishes only after the change has committed; and stronger
     // hashing parameters would have it rehash the password it checked.
-    const checked = Promise.withResolvers<void>();
-    const resume = Promise.withResolvers<void>();
-    const verify = PasswordHasher.prototype.verify;
-    const held = spyOn(PasswordHasher.prototype, "verify").mockImplementationOnce(async function (this: PasswordHasher, encoded: string, password: string) {
-      const ok = await verify.call(this, encoded, password);
-      checked.resolve();
-      await resume.promise;
-      return ok;
-    });
-    const rehash = spyOn(PasswordHasher.prototype, "needsRehash").mockReturnValue(true);
+    const hold = holdNextPasswordCheck({ rehash: true });
     try {
       const late = c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: oldPassword }, ...from("192.0.2.7") });
-      await checked.promise;
+      await hold.checked;
       expect((await c.send("POST", "/v1/iam/me/password", operator, { json: { current_password: oldPassword, new_password: newPassword } })).status).toBe(200);
-      resume.resolve();
+      hold.resume();
       const answer = await late;
       expect([answer.status, answer.body.code]).toEqual([401, "unauthorized"]);
     } finally {
-      held.mockRestore();
-      rehash.mockRestore();
+      hold.restore();
     }
     expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: oldPassword }, ...from("192.0.2.8") })).status).toBe(401);
     expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: newPassword }, ...from("192.0.2.8") })).status).toBe(200);
@@ -58,48 +69,30 @@ describe("login and brute force", () => {
 
   test("a rehash by one login is not a password change for another (found in review)", async () => {
     const { c } = await app();
-    const checked = Promise.withResolvers<void>();
-    const resume = Promise.withResolvers<void>();
-    const verify = PasswordHasher.prototype.verify;
-    const held = spyOn(PasswordHasher.prototype, "verify").mockImplementationOnce(async function (this: PasswordHasher, encoded: string, password: string) {
-      const ok = await verify.call(this, encoded, password);
-      checked.resolve();
-      await resume.promise;
-      return ok;
-    });
-    const rehash = spyOn(PasswordHasher.prototype, "needsRehash").mockReturnValue(true);
+    const hold = holdNextPasswordCheck({ rehash: true });
     try {
       const slow = c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password }, ...from("192.0.2.21") });
-      await checked.promise;
+      await hold.checked;
       expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password }, ...from("192.0.2.22") })).status).toBe(200); // rehashes
-      resume.resolve();
+      hold.resume();
       expect((await slow).status).toBe(200);
     } finally {
-      held.mockRestore();
-      rehash.mockRestore();
+      hold.restore();
     }
   });
 
   test("a password change checked while the password is set anew by the owner does not go through (found in review)", async () => {
     const { c, operator } = await app();
     const intruder = await c.login(c.owner.email, c.owner.password); // knows the old password
-    const checked = Promise.withResolvers<void>();
-    const resume = Promise.withResolvers<void>();
-    const verify = PasswordHasher.prototype.verify;
-    const held = spyOn(PasswordHasher.prototype, "verify").mockImplementationOnce(async function (this: PasswordHasher, encoded: string, password: string) {
-      const ok = await verify.call(this, encoded, password);
-      checked.resolve();
-      await resume.promise;
-      return ok;
-    });
+    const hold = holdNextPasswordCheck();
     try {
       const hijack = c.send("POST", "/v1/iam/me/password", intruder, { json: { current_password: c.owner.password, new_password: "the-intruders-passphrase" } });
-      await checked.promise;
+      await hold.checked;
       expect((await c.send("POST", "/v1/iam/me/password", operator, { json: { current_password: c.owner.password, new_password: "the-owners-new-passphrase" } })).status).toBe(200);
-      resume.resolve();
+      hold.resume();
       expect((await hijack).status).toBe(409);
     } finally {
-      held.mockRestore();
+      hold.restore();
     }
     const refusals = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'iam.password.change' AND outcome = 'failure'").all() as Array<{ reason: string }>;
     expect(refusals.map((r) => r.reason)).toEqual(["the password was set anew meanwhile"]);
