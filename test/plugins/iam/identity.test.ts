@@ -81,6 +81,25 @@ describe("login and brute force", () => {
     }
   });
 
+  test("a password-only login checked while a second factor is enabled opens no session", async () => {
+    const { c } = await app();
+    const session = await c.login(c.owner.email, c.owner.password);
+    const start = await c.send("POST", "/v1/iam/me/mfa/totp", session);
+    const hold = holdNextPasswordCheck();
+    try {
+      const late = c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password }, ...from("192.0.2.41") });
+      await hold.checked;
+      const code = totp(base32Decode(start.body.secret), c.clock.now());
+      expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code } })).status).toBe(200);
+      hold.resume();
+      expect((await late).status).toBe(401);
+    } finally {
+      hold.restore();
+    }
+    const refusal = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'iam.login' AND outcome = 'failure'").all() as Array<{ reason: string }>;
+    expect(refusal.map((r) => r.reason)).toEqual(["two-factor authentication changed while the password was being checked"]);
+  });
+
   test("a password change checked while the password is set anew by the owner does not go through (found in review)", async () => {
     const { c, operator } = await app();
     const intruder = await c.login(c.owner.email, c.owner.password); // knows the old password
