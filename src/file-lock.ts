@@ -8,7 +8,7 @@
  * had all three problems). The lock file stays between runs; removing it would let two runs
  * lock two different files.
  */
-import { dlopen, FFIType } from "bun:ffi";
+import { dlopen, FFIType, read } from "bun:ffi";
 import { closeSync, openSync } from "node:fs";
 
 const LOCK_EX = 2;
@@ -20,14 +20,14 @@ export class FileLockTimeout extends Error {
 }
 
 export function withFileLock<T>(path: string, fn: () => T, { waitMs = 10_000 }: { waitMs?: number } = {}): T {
-  const flock = libcFlock();
+  const libc = loadLibc();
   const fd = openSync(`${path}.lock`, "a", 0o600);
   try {
     const started = performance.now();
     // Without a C library to ask (not glibc), the pins are updated without the lock: two runs
     // at the same moment may then lose one's update, nothing worse.
-    while (flock !== null && flock(fd, LOCK_EX | LOCK_NB) !== 0) {
-      if (performance.now() - started > waitMs) throw new FileLockTimeout(`${path}.lock has been held for more than ${Math.round(waitMs / 1000)} s by another process: try again`);
+    while (libc !== null && !libc.tryLock(fd)) {
+      if (performance.now() - started > waitMs) throw new FileLockTimeout(`${path}.lock has been held for more than ${waitMs} ms by another process: try again`);
       Bun.sleepSync(WAIT_STEP_MS);
     }
     return fn();
@@ -36,13 +36,31 @@ export function withFileLock<T>(path: string, fn: () => T, { waitMs = 10_000 }: 
   }
 }
 
-let loaded: ((fd: number, operation: number) => number) | null | undefined;
+const EINTR = 4;
+const EWOULDBLOCK = 11;
 
-function libcFlock(): ((fd: number, operation: number) => number) | null {
+interface Libc {
+  /** True when locked; false while another holds it; throws on any other failure (such as ENOLCK on some network file systems). */
+  tryLock(fd: number): boolean;
+}
+
+let loaded: Libc | null | undefined;
+
+function loadLibc(): Libc | null {
   if (loaded === undefined) {
     try {
-      const libc = dlopen("libc.so.6", { flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 } });
-      loaded = (fd, operation) => libc.symbols.flock(fd, operation);
+      const libc = dlopen("libc.so.6", {
+        flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+        __errno_location: { args: [], returns: FFIType.ptr },
+      });
+      loaded = {
+        tryLock(fd) {
+          if (libc.symbols.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+          const errno = read.i32(libc.symbols.__errno_location()!, 0);
+          if (errno === EWOULDBLOCK || errno === EINTR) return false;
+          throw new Error(`flock failed (errno ${errno}): the lock file's file system may not support locks`);
+        },
+      };
     } catch {
       loaded = null;
     }
