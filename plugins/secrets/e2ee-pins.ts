@@ -11,7 +11,7 @@
  *   SHA-256: a server handing a different key for a version it handed before — one it wrapped
  *   itself to the member's public key, to read what is encrypted with it — is refused;
  * - the newest key version seen is remembered too: a server calling an older key current
- *   again (one a removed member still holds) is refused.
+ *   again (one a removed member still holds) is refused, under its old number or a new one.
  *
  * What it cannot catch: a server that lies from the start, to a machine that never saw the
  * workspace, or hands a key of its own as a new version (docs/secrets.md, "What end-to-end
@@ -72,6 +72,12 @@ export class E2eePins {
         throw new E2eePinError(
           `the server handed a different key for version ${version} of workspace ${workspace} than it did before: refusing to use it (a server that substitutes keys could read what is encrypted with them). Tell your administrator.`,
         );
+      }
+      // A wrapped key does not name its version: an old key (which a removed member holds)
+      // handed as a new version is caught by its fingerprint.
+      const earlier = Object.entries(pins.keys).find(([, seen]) => seen === fingerprint)?.[0];
+      if (earlier !== undefined) {
+        throw new E2eePinError(`the server handed version ${earlier} of workspace ${workspace}'s key as version ${version}: refusing to encrypt with an old key (members removed since may hold it). Tell your administrator.`);
       }
       pins.keys[String(version)] = fingerprint;
       return true;

@@ -117,16 +117,16 @@ export function accessDeclarations(app: AnyElysia): Map<string, AccessSpec> {
   return map;
 }
 
-/** The fixed paths of the GET routes that declare noReadSnapshot (see AccessSpec). */
+/** "GET <path>" of the GET routes at a fixed path that declare noReadSnapshot (see AccessSpec). */
 export function withoutReadSnapshot(app: AnyElysia): Set<string> {
-  const paths = new Set<string>();
+  const routes = new Set<string>();
   for (const [route, spec] of accessDeclarations(app)) {
     if (!spec.noReadSnapshot) continue;
     const [method, path] = route.split(" ") as [string, string];
     if (method !== "GET" || path.includes(":") || path.includes("*")) throw new Error(`${route}: noReadSnapshot is for GET routes at a fixed path`);
-    paths.add(path);
+    routes.add(route);
   }
-  return paths;
+  return routes;
 }
 
 /** Elysia's own error codes, then ours: one place decides what the client sees. */

@@ -49,7 +49,8 @@ export type FetchHandler = (request: Request, server: Server<undefined>) => Resp
 export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests, sealed = () => false, snapshot = (fn) => fn() }: EdgeOptions): FetchHandler {
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
   const unsnapshotted = withoutReadSnapshot(app); // a wrong declaration stops start-up
-  const inSnapshot = (request: Request) => !unsnapshotted.has(pathOf(request.url));
+  // By method and path: another method's route at the same path keeps its snapshot (HEAD is GET).
+  const inSnapshot = (request: Request) => !unsnapshotted.has(`${request.method === "HEAD" ? "GET" : request.method} ${pathOf(request.url)}`);
   const headers = securityHeaders({ tls });
   // Answers the edge gives itself, without the app: same envelope, same headers.
   const edgeProblem = (init: ProblemInit, requestId: string) => problemResponse({ ...init, headers: { ...headers, ...init.headers, "x-request-id": requestId } }, requestId);

@@ -54,6 +54,9 @@ describe("E2eePins", () => {
     p.checkCurrent(SERVER, "ws_a", 2); // rotated
     p.checkCurrent(SERVER, "ws_a", 2);
     expect(() => p.checkCurrent(SERVER, "ws_a", 1)).toThrow("calls version 1 of workspace ws_a's key current, but this machine has seen version 2");
+    // The same old key under a new number (a wrapped key does not name its version).
+    p.pinKey(SERVER, "ws_a", 1, key(1));
+    expect(() => p.pinKey(SERVER, "ws_a", 3, key(1))).toThrow("handed version 1 of workspace ws_a's key as version 3");
   });
 
   test("one server however its URL is written (found in review)", () => {

@@ -121,11 +121,14 @@ describe("the request's read snapshot", () => {
     const { state, snapshot } = fakeSnapshot();
     const routes = new Elysia()
       .get("/plain", synchronous(() => ({ open: state.open })), { detail: access({ public: true }) })
-      .get("/light", synchronous(() => ({ open: state.open })), { detail: access({ public: true, noReadSnapshot: true }) });
+      .get("/light", synchronous(() => ({ open: state.open })), { detail: access({ public: true, noReadSnapshot: true }) })
+      .options("/light", synchronous(() => ({ open: state.open })), { detail: access({ public: true }) });
     const { send } = testEdge({ mounts: [{ name: "s", routes }], snapshot });
     expect((await send("GET", "/v1/s/plain")).body).toEqual({ open: true });
     expect((await send("GET", "/v1/s/light")).body).toEqual({ open: false });
     expect((await send("GET", "/v1/s/light?x=1")).body).toEqual({ open: false });
+    expect((await send("OPTIONS", "/v1/s/light")).body).toEqual({ open: true }); // another method at that path keeps its snapshot
+    expect((await send("HEAD", "/v1/s/light")).status).toBe(200); // HEAD is GET
 
     const wrong = new Elysia().get("/items/:id", () => ({}), { detail: access({ public: true, noReadSnapshot: true }) });
     expect(() => testEdge({ mounts: [{ name: "w", routes: wrong }], snapshot })).toThrow("GET /v1/w/items/:id: noReadSnapshot is for GET routes at a fixed path");
