@@ -5,6 +5,7 @@
  * with a personal access token for that user. States: authorization_pending, slow_down,
  * expired_token, access_denied, and the token.
  */
+import type { Database } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import type { AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
@@ -86,20 +87,30 @@ export class DeviceFlow {
     if (principal.kind !== "session") throw new ForbiddenError("Approving a device login needs a login session, not a token.");
     const grant = sql.pendingDeviceGrantByUserCode(this.k.store.db, normalizeUserCode(userCode));
     if (!grant || grant.expires_at <= this.now()) throw new NotFoundError("No pending login with that code (it may have expired).");
-    await this.k.store.write((tx) => {
-      // The session may have ended since the guard saw it (a password change ends every other one).
-      if (approve && sql.credentialById(tx, principal.tokenId)?.revoked_at !== null) throw new UnauthorizedError("This session has ended: log in again.");
-      if (!sql.decideDeviceGrant(tx, grant.id, approve ? "approved" : "denied", principal.userId!, this.now())) throw new NotFoundError("That login was decided already.");
+    const record = (tx: Database, outcome: "success" | "failure", reason: string) =>
       this.k.audit.record(tx, {
         action: "iam.device.approve",
         actor: actorOf(principal),
-        outcome: approve ? "success" : "failure",
-        reason: approve ? `approved for ${grant.client_name}` : "denied by the user",
+        outcome,
+        reason,
         resource: { type: "device_grant", id: grant.id },
         // The device's address is personal data: encrypted under the user's key (erasable), not in the chained reason.
         personal: { client_address: grant.client_address },
         request,
       });
+    let sessionEnded = false;
+    await this.k.store.write((tx) => {
+      // The session may have ended since the guard saw it (a password change ends every other one).
+      if (approve && sql.credentialById(tx, principal.tokenId)?.revoked_at !== null) {
+        sessionEnded = true;
+        throw new UnauthorizedError("This session has ended: log in again.");
+      }
+      if (!sql.decideDeviceGrant(tx, grant.id, approve ? "approved" : "denied", principal.userId!, this.now())) throw new NotFoundError("That login was decided already.");
+      record(tx, approve ? "success" : "failure", approve ? `approved for ${grant.client_name}` : "denied by the user");
+    }).catch(async (error) => {
+      // Refused inside the write, which rolled back: the refusal is recorded on its own.
+      if (sessionEnded) await this.k.store.write((tx) => record(tx, "failure", "the approving session ended meanwhile"));
+      throw error;
     });
     return { approved: approve };
   }
@@ -111,7 +122,7 @@ export class DeviceFlow {
     if (!grant) throw oauthError(400, "invalid_grant", "Unknown device code.");
     const now = this.now();
     if (grant.status === "consumed") throw oauthError(400, "invalid_grant", "This device code was used already.");
-    if (grant.status === "denied") throw oauthError(400, "access_denied", "The user denied the login.");
+    if (grant.status === "denied") throw oauthError(400, "access_denied", "The login was denied, by the user or by a change of their password.");
     if (grant.expires_at <= now) throw oauthError(400, "expired_token", "The device code expired: start again.");
     if (grant.status === "pending") {
       const tooSoon = grant.last_poll_at !== null && now - grant.last_poll_at < grant.interval_s * 1000;

@@ -73,6 +73,23 @@ describe("device flow", () => {
     expect([late.status, late.body.error]).toEqual([400, "access_denied"]);
   });
 
+  test("an approval whose session ended before it was written is refused and audited (found in review)", async () => {
+    const { c, start, poll } = await started();
+    const approver = await c.login(c.owner.email, c.owner.password);
+    const other = await c.login(c.owner.email, c.owner.password);
+    // Both pass the guard; the logout's write, queued first, ends every session before the approval's.
+    const [out, approval] = await Promise.all([
+      c.send("POST", "/v1/iam/logout", other, { json: { everywhere: true } }),
+      c.send("POST", "/v1/iam/device/approve", approver, { json: { user_code: start.user_code, approve: true } }),
+    ]);
+    expect(out.status).toBe(200);
+    expect([approval.status, approval.body.detail]).toEqual([401, "This session has ended: log in again."]);
+    const reasons = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'iam.device.approve'").all() as Array<{ reason: string }>;
+    expect(reasons.map((r) => r.reason)).toEqual(["the approving session ended meanwhile"]);
+    c.clock.advance(10_000);
+    expect((await poll()).body.error).toBe("authorization_pending"); // still undecided
+  });
+
   test("denied, and expired", async () => {
     const { c, start, poll } = await started();
     const owner = await c.login(c.owner.email, c.owner.password);
