@@ -19,22 +19,32 @@ export class FileLockTimeout extends Error {
   override readonly name = "FileLockTimeout";
 }
 
-export function withFileLock<T>(path: string, fn: () => T, { waitMs = 10_000 }: { waitMs?: number } = {}): T {
+/** `fn` must be synchronous: the lock is let go when it returns, so an await inside it would run unlocked. */
+export function withFileLock<T>(path: string, fn: () => NotAPromise<T>, { waitMs = 10_000 }: { waitMs?: number } = {}): T {
   const libc = loadLibc();
   const fd = openSync(`${path}.lock`, "a", 0o600);
   try {
     const started = performance.now();
-    // Without a C library to ask (not glibc), the pins are updated without the lock: two runs
+    // Without a C library to ask (neither glibc nor musl), the pins are updated without the lock: two runs
     // at the same moment may then lose one's update, nothing worse.
     while (libc !== null && !libc.tryLock(fd)) {
       if (performance.now() - started > waitMs) throw new FileLockTimeout(`${path}.lock has been held for more than ${waitMs} ms by another process: try again`);
       Bun.sleepSync(WAIT_STEP_MS);
     }
-    return fn();
+    const result = fn() as T;
+    if (typeof (result as { then?: unknown } | null)?.then === "function") {
+      throw new TypeError("withFileLock: the function returned a promise; what it awaits would run after the lock is let go");
+    }
+    return result;
   } finally {
     closeSync(fd); // releases the lock
   }
 }
+
+export type NotAPromise<T> = T extends PromiseLike<unknown> ? never : T;
+
+/** glibc, then musl (Alpine and other musl systems name their C library after the architecture). */
+const LIBC_NAMES = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`];
 
 const EINTR = 4;
 const EWOULDBLOCK = 11;
@@ -48,21 +58,25 @@ let loaded: Libc | null | undefined;
 
 function loadLibc(): Libc | null {
   if (loaded === undefined) {
-    try {
-      const libc = dlopen("libc.so.6", {
-        flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-        __errno_location: { args: [], returns: FFIType.ptr },
-      });
-      loaded = {
-        tryLock(fd) {
-          if (libc.symbols.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
-          const errno = read.i32(libc.symbols.__errno_location()!, 0);
-          if (errno === EWOULDBLOCK || errno === EINTR) return false;
-          throw new Error(`flock failed (errno ${errno}): the lock file's file system may not support locks`);
-        },
-      };
-    } catch {
-      loaded = null;
+    loaded = null;
+    for (const name of LIBC_NAMES) {
+      try {
+        const libc = dlopen(name, {
+          flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+          __errno_location: { args: [], returns: FFIType.ptr },
+        });
+        loaded = {
+          tryLock(fd) {
+            if (libc.symbols.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+            const errno = read.i32(libc.symbols.__errno_location()!, 0);
+            if (errno === EWOULDBLOCK || errno === EINTR) return false;
+            throw new Error(`flock failed (errno ${errno}): the lock file's file system may not support locks`);
+          },
+        };
+        break;
+      } catch {
+        // not this C library: try the next
+      }
     }
   }
   return loaded;

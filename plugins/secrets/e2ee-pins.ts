@@ -22,7 +22,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { FileLockTimeout, withFileLock } from "../../src/file-lock.ts";
+import { FileLockTimeout, withFileLock, type NotAPromise } from "../../src/file-lock.ts";
 import { writeFileAtomic } from "../../src/files.ts";
 
 interface WorkspacePins {
@@ -128,7 +128,7 @@ export class E2eePins {
     });
   }
 
-  private locked<T>(fn: () => T): T {
+  private locked<T>(fn: () => NotAPromise<T>): T {
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
     try {
       return withFileLock(this.path, fn);

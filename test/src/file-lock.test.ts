@@ -34,6 +34,19 @@ describe("withFileLock", () => {
     expect(withFileLock(path, () => "again", { waitMs: 0 })).toBe("again"); // not left held
   });
 
+  test("an async function is refused: what it awaits would run after the lock is let go", async () => {
+    const path = place();
+    let after = false;
+    const asyncFn = (async () => {
+      await Bun.sleep(1);
+      after = true;
+    }) as unknown as () => number;
+    expect(() => withFileLock(path, asyncFn)).toThrow(/returned a promise/);
+    expect(withFileLock(path, () => "free again", { waitMs: 0 })).toBe("free again");
+    await Bun.sleep(5);
+    expect(after).toBe(true); // it ran on, which is why it is refused loudly
+  });
+
   test("a lock another process holds is waited for, then refused with a clear error", async () => {
     const path = place();
     const other = await holder(path);
