@@ -341,19 +341,22 @@ export class SecretsService {
     }
     // Whether a value equals a guess is a read of it: on record before the plan says so.
     await this.auditReads(caller, ws, env, compared, "compared by import");
-    const summary = { dry_run: request.dry_run === true, plan, created: count(plan, "create"), updated: count(plan, "update"), unchanged: count(plan, "unchanged"), skipped: count(plan, "skip") };
-    if (request.dry_run) return summary;
-    await this.k.store.write((tx) => {
-      entries.forEach((entry, i) => {
+    const summarize = (steps: Step[], dryRun: boolean) => ({ dry_run: dryRun, plan: steps, created: count(steps, "create"), updated: count(steps, "update"), unchanged: count(steps, "unchanged"), skipped: count(steps, "skip") });
+    if (request.dry_run) return summarize(plan, true);
+    // What was done, which differs from the plan when another writer came between: a secret
+    // created meanwhile is updated, one purged meanwhile is created again.
+    const done = await this.k.store.write((tx) =>
+      entries.map((entry, i): Step => {
         const step = plan[i]!;
-        if (step.action !== "create" && step.action !== "update") return;
+        if (step.action !== "create" && step.action !== "update") return step;
         const existing = sql.secretByName(tx, env.id, entry.name);
         // Made by someone else since the plan: with overwrite off, it is not this import's to change.
         if (step.action === "create" && existing && !overwrite) throw new ConflictError(`${entry.name} was created meanwhile: run the import again.`);
         this.writeValue(tx, caller, ws, env, existing, entry.name, entry.value, "import");
-      });
-    });
-    return summary;
+        return { name: entry.name, action: existing ? "update" : "create" };
+      }),
+    );
+    return summarize(done, false);
   }
 
   private importEntries(request: ImportRequest): SecretEntry[] {

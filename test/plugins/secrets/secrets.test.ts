@@ -271,6 +271,19 @@ describe("bulk", () => {
   });
 });
 
+describe("import races", () => {
+  test("the summary tells what was done: a secret created between the plan and the write is reported updated", async () => {
+    const { c, owner, path, base } = await setup();
+    const [put, imported] = await Promise.all([
+      c.send("PUT", path("RACE"), owner, { json: { value: "from-put" } }),
+      c.send("POST", `${base}/environments/development/import`, owner, { json: { entries: [{ name: "RACE", value: "from-import" }, { name: "CALM", value: "new" }] } }),
+    ]);
+    expect(put.status).toBe(200);
+    expect(imported.body).toMatchObject({ dry_run: false, plan: [{ name: "RACE", action: "update" }, { name: "CALM", action: "create" }], created: 1, updated: 1 });
+    expect((await c.send("GET", path("RACE"), owner)).body).toMatchObject({ value: "from-import", version: 2 });
+  });
+});
+
 describe("rotation", () => {
   test("generators make a new version of the right shape", async () => {
     const { c, owner, path } = await setup();
