@@ -11,7 +11,7 @@ import { readSecretLine } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { E2eePinError, E2eePins } from "./e2ee-pins.ts";
-import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
+import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
 import { createShareSecret, openShareSecret, parseShareUrl, shareUrl, shareViewProof } from "./share-crypto.ts";
 
 const WHERE = {
@@ -75,6 +75,8 @@ async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<
 /** The workspace keys the user holds: the current one, and older ones fetched when a value needs them. */
 interface KeyChain {
   current: { version: number; key: Uint8Array };
+  /** Your public key, proven by your private key (not merely the server's word). */
+  myPublicKey: string;
   version(n: number): Promise<Uint8Array>;
 }
 
@@ -94,7 +96,7 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
   const myKey = `${workspacePath({ workspace })}/e2ee/my-key`;
   const mine = await api.request<{ key_version: number; wrapped: string }>("GET", myKey);
   // The private key stays in memory for this one command, to unwrap older workspace keys.
-  const { userId, privateKey } = await myKeyPair(ctx, api);
+  const { userId, publicKey, privateKey } = await myKeyPair(ctx, api);
   // Each version's key, and which one is current, are checked against what this machine saw
   // before; the current version is remembered only once its key proved good.
   const pins = E2eePins.forCli(ctx.configHome);
@@ -107,6 +109,7 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
   pins.checkCurrent(api.baseUrl, workspace, mine.key_version);
   return {
     current: { version: mine.key_version, key: byVersion.get(mine.key_version)! },
+    myPublicKey: publicKey,
     async version(n) {
       let key = byVersion.get(n);
       if (!key) {
@@ -408,20 +411,30 @@ export const secretsCommands: Command[] = [
   },
   {
     words: ["secrets", "e2ee", "grant"],
-    summary: "Give a member the workspace key (wrapped here to their public key)",
+    summary: "Give a member the workspace key (wrapped here to their public key, checked against the one seen before)",
     args: "<user id>",
     maxArgs: 1,
-    options: { workspace: WHERE.workspace, ...PASSPHRASE },
+    options: {
+      workspace: WHERE.workspace,
+      ...PASSPHRASE,
+      fingerprint: { type: "string", description: "Their public key's fingerprint as they read it to you (citadel secrets e2ee fingerprint): the grant is refused unless it matches" },
+    },
     async run(ctx) {
       const workspace = where(ctx).workspace;
       const user = requireArg(ctx, "the member's user id");
+      const expected = typeof ctx.options.fingerprint === "string" ? ctx.options.fingerprint : undefined;
       const api = await ctx.api();
       const key = (await workspaceKeys(ctx, api, workspace)).current.key;
-      const theirs = await api.request<{ public_key: string }>("GET", `${workspacePath({ workspace })}/e2ee/public-keys/${encodeURIComponent(user)}`);
-      const wrapped = wrapWorkspaceKey(key, theirs.public_key, { workspace, user });
-      key.fill(0);
-      const holders = await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped });
-      print(ctx, holders, `${user} can now read ${workspace}`);
+      try {
+        const theirs = await api.request<{ public_key: string }>("GET", `${workspacePath({ workspace })}/e2ee/public-keys/${encodeURIComponent(user)}`);
+        E2eePins.forCli(ctx.configHome).checkMemberKey(api.baseUrl, user, theirs.public_key, expected);
+        const wrapped = wrapWorkspaceKey(key, theirs.public_key, { workspace, user });
+        const holders = await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped });
+        const fingerprint = publicKeyFingerprint(theirs.public_key);
+        print(ctx, { ...(holders as object), fingerprint }, `${user} can now read ${workspace} (their public key: ${fingerprint}${expected ? ", as they said" : "; check it with them: citadel secrets e2ee fingerprint"})`);
+      } finally {
+        key.fill(0);
+      }
       return 0;
     },
   },
@@ -448,26 +461,33 @@ export const secretsCommands: Command[] = [
           values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, context) });
         }
       }
-      const holders = (await api.request<{ items: Array<{ user: string }> }>("GET", `${ws}/e2ee/keys`)).items.map((h) => h.user).filter((u) => !removed.has(u));
-      const wrapped = [];
-      for (const user of holders) {
-        let theirs: { public_key: string };
-        try {
-          theirs = await api.request<{ public_key: string }>("GET", `${ws}/e2ee/public-keys/${encodeURIComponent(user)}`);
-        } catch (error) {
-          // No longer a member of the organization (or no key pair): they lose access too.
-          ctx.err(`leaving out ${user}: ${error instanceof Error ? error.message : String(error)}`);
-          continue;
-        }
-        wrapped.push({ user, wrapped: wrapWorkspaceKey(fresh, theirs.public_key, { workspace, user }) });
-      }
       let result: { key_version: number; reencrypted: number; holders: string[] };
       try {
+        const holders = (await api.request<{ items: Array<{ user: string }> }>("GET", `${ws}/e2ee/keys`)).items.map((h) => h.user).filter((u) => !removed.has(u));
+        const pins = E2eePins.forCli(ctx.configHome);
+        const wrapped = [];
+        for (const user of holders) {
+          if (user === me) {
+            wrapped.push({ user, wrapped: wrapWorkspaceKey(fresh, keys.myPublicKey, { workspace, user }) });
+            continue;
+          }
+          let theirs: { public_key: string };
+          try {
+            theirs = await api.request<{ public_key: string }>("GET", `${ws}/e2ee/public-keys/${encodeURIComponent(user)}`);
+          } catch (error) {
+            // No longer a member of the organization (or no key pair): they lose access too.
+            ctx.err(`leaving out ${user}: ${error instanceof Error ? error.message : String(error)}`);
+            continue;
+          }
+          // Refused whole, before anything is sent: a new key wrapped to a substituted public key is a key the server reads.
+          pins.checkMemberKey(api.baseUrl, user, theirs.public_key);
+          wrapped.push({ user, wrapped: wrapWorkspaceKey(fresh, theirs.public_key, { workspace, user }) });
+        }
         // From the version re-encrypted from: if another rotation came first, the server refuses (409).
         result = await api.request("POST", `${ws}/e2ee/rotate`, { from_version: keys.current.version, values, wrapped });
         const expected = keys.current.version + 1;
         if (result.key_version !== expected) throw new E2eePinError(`the server says the new key is version ${result.key_version}, not ${expected}: refusing to trust it. Tell your administrator.`);
-        E2eePins.forCli(ctx.configHome).pinNewKey(api.baseUrl, workspace, expected, fresh);
+        pins.pinNewKey(api.baseUrl, workspace, expected, fresh);
       } finally {
         fresh.fill(0);
       }
@@ -477,13 +497,33 @@ export const secretsCommands: Command[] = [
   },
   {
     words: ["secrets", "e2ee", "forget"],
-    summary: "Forget that this machine saw a workspace end-to-end encrypted (after its encryption was turned off on purpose)",
-    options: { workspace: WHERE.workspace },
+    summary: "Forget what this machine saw: a workspace's encryption (turned off on purpose), or with --user a member's public key (they made a new key pair)",
+    options: { workspace: WHERE.workspace, user: { type: "string", description: "A member whose new public key you checked with them (its fingerprint)" } },
     async run(ctx) {
-      const workspace = where(ctx).workspace;
       const api = await ctx.api();
-      const forgotten = E2eePins.forCli(ctx.configHome).forget(api.baseUrl, workspace);
+      const pins = E2eePins.forCli(ctx.configHome);
+      if (typeof ctx.options.user === "string") {
+        const user = ctx.options.user;
+        const forgotten = pins.forgetMember(api.baseUrl, user);
+        print(ctx, { user, forgotten }, forgotten ? `${user}: forgotten; the next grant or rotation takes the public key the server hands for them` : `no public key of ${user} was known here`);
+        return 0;
+      }
+      const workspace = where(ctx).workspace;
+      const forgotten = pins.forget(api.baseUrl, workspace);
       print(ctx, { workspace, forgotten }, forgotten ? `${workspace}: forgotten; its values are sent and read as the server says` : `${workspace} was not known as end-to-end encrypted here`);
+      return 0;
+    },
+  },
+  {
+    words: ["secrets", "e2ee", "fingerprint"],
+    summary: "Your public key's fingerprint, from your private key: read it to whoever grants you a workspace",
+    options: PASSPHRASE,
+    async run(ctx) {
+      const api = await ctx.api();
+      const me = await myKeyPair(ctx, api); // checked against your private key: not merely the server's word
+      me.privateKey.fill(0);
+      const fingerprint = publicKeyFingerprint(me.publicKey);
+      print(ctx, { user: me.userId, public_key: me.publicKey, fingerprint }, `${me.userId}: ${fingerprint}`);
       return 0;
     },
   },

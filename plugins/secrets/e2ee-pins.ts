@@ -11,12 +11,17 @@
  *   SHA-256: a server handing a different key for a version it handed before — one it wrapped
  *   itself to the member's public key, to read what is encrypted with it — is refused;
  * - the newest key version seen is remembered too: a server calling an older key current
- *   again (one a removed member still holds) is refused, under its old number or a new one.
+ *   again (one a removed member still holds) is refused, under its old number or a new one;
+ * - each member's public key, once a workspace key was wrapped to it here (grant, rotate), is
+ *   remembered: a server handing another public key for that member later — its own, to read
+ *   the workspace key wrapped to it — is refused (`citadel secrets e2ee forget --user` accepts
+ *   a key pair the member really made again, once its fingerprint was checked with them).
  *
  * What it cannot catch: a server that lies from the start, to a machine that never saw the
- * workspace, or hands a key of its own as a new version (docs/secrets.md, "What end-to-end
- * encryption protects against"). Kept in <config home>/citadel/e2ee-pins.json, mode 0600, by
- * server origin and workspace; it holds fingerprints, never keys. Concurrent CLI runs take
+ * workspace or the member, or hands a key of its own as a new version (docs/secrets.md, "What
+ * end-to-end encryption protects against"); `grant --fingerprint` closes the first sight of a
+ * member. Kept in <config home>/citadel/e2ee-pins.json, mode 0600, by
+ * server origin and workspace; it holds fingerprints and public keys, never a secret one. Concurrent CLI runs take
  * turns (src/file-lock.ts), so none loses another's pins.
  */
 import { createHash } from "node:crypto";
@@ -24,6 +29,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { FileLockTimeout, withFileLock, type NotAPromise } from "../../src/file-lock.ts";
 import { writeFileAtomic } from "../../src/files.ts";
+import { publicKeyFingerprint } from "./e2ee.ts";
 
 interface WorkspacePins {
   /** SHA-256 (hex) of each key version seen, by version. */
@@ -34,6 +40,8 @@ interface WorkspacePins {
 
 interface PinFile {
   servers: Record<string, Record<string, WorkspacePins>>;
+  /** Members' public keys (base64url), by server origin and user id. */
+  members?: Record<string, Record<string, string>>;
 }
 
 export class E2eePinError extends Error {
@@ -105,6 +113,44 @@ export class E2eePins {
     this.checkCurrent(server, workspace, version);
   }
 
+  /**
+   * Checks the public key the server hands for `user` against the one this machine wrapped
+   * workspace keys to before, and remembers it on first sight. `fingerprint`, when given (one
+   * checked with the member), must match whether or not the key was seen before.
+   */
+  checkMemberKey(server: string, user: string, publicKey: string, fingerprint?: string): void {
+    const actual = publicKeyFingerprint(publicKey);
+    if (fingerprint !== undefined && fingerprint !== actual) {
+      throw new E2eePinError(`the server hands a public key for ${user} whose fingerprint is ${actual}, not ${fingerprint}: refusing to wrap the workspace key to it. Check the fingerprint with them again (citadel secrets e2ee fingerprint).`);
+    }
+    this.locked(() => {
+      const file = this.read();
+      const members = ((file.members ??= {})[originOf(server)] ??= {});
+      const known = members[user];
+      if (known === publicKey) return;
+      if (known !== undefined) {
+        throw new E2eePinError(
+          `the server hands a different public key for ${user} (fingerprint ${actual}) than the one this machine wrapped keys to before (${publicKeyFingerprint(known)}): refusing to wrap the workspace key to it (a server that substitutes public keys could read the workspace). ` +
+            `If ${user} made a new key pair, check its fingerprint with them (citadel secrets e2ee fingerprint), then run: citadel secrets e2ee forget --user ${user}`,
+        );
+      }
+      members[user] = publicKey;
+      this.write(file);
+    });
+  }
+
+  /** Forgets the public key seen for `user` (they made a new key pair); true when one was known. */
+  forgetMember(server: string, user: string): boolean {
+    return this.locked(() => {
+      const file = this.read();
+      const members = file.members?.[originOf(server)];
+      if (members?.[user] === undefined) return false;
+      delete members[user];
+      this.write(file);
+      return true;
+    });
+  }
+
   /** Forgets `workspace` (its encryption was turned off on purpose); true when it was known. */
   forget(server: string, workspace: string): boolean {
     return this.locked(() => {
@@ -143,6 +189,7 @@ export class E2eePins {
     try {
       const parsed = JSON.parse(readFileSync(this.path, "utf8")) as PinFile;
       if (typeof parsed?.servers !== "object" || parsed.servers === null) throw new Error("no servers");
+      if (parsed.members !== undefined && (typeof parsed.members !== "object" || parsed.members === null)) throw new Error("members is not an object");
       return parsed;
     } catch {
       // Not silently treated as empty: that would forget every pin.

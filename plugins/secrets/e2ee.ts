@@ -23,7 +23,7 @@
  * Every failure to open (wrong key, wrong passphrase, other context, flipped bit) is a
  * DecryptionError with a message meant for the person at the keyboard.
  */
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
 import { aesGcmDecrypt, aesGcmEncrypt, DecryptionError } from "../../src/crypto/aead.ts";
 import { passphraseKey } from "../../src/auth/password.ts";
 import { decodeBase64url } from "../../src/encoding.ts";
@@ -67,6 +67,14 @@ export function publicKeyOf(privateKey: Uint8Array): string {
   const jwk = createPublicKey(privateKeyObject(privateKey)).export({ format: "jwk" });
   if (typeof jwk.x !== "string") throw new Error("X25519 public key export returned no key");
   return jwk.x;
+}
+
+/**
+ * What people compare to know they hold the same public key, read aloud or side by side:
+ * `SHA256:` and the unpadded base64 of the key's SHA-256 (the form of `ssh-keygen -l`).
+ */
+export function publicKeyFingerprint(publicKey: string): string {
+  return `SHA256:${createHash("sha256").update(decodePublicKey(publicKey)).digest("base64").replace(/=+$/, "")}`;
 }
 
 /** A new X25519 key pair: the public key as base64url of its raw 32 bytes, the private key raw. */

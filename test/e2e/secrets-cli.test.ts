@@ -9,7 +9,7 @@ import { Database } from "bun:sqlite";
 import { createHmac } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { generateUserKeyPair, newWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
+import { generateUserKeyPair, newWorkspaceKey, publicKeyFingerprint, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
 import { BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-secrets-");
@@ -345,6 +345,38 @@ describe("an end-to-end-encrypted workspace", () => {
     expect(rotated).toContain("key version 2, 1 values re-encrypted");
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--version", "1", "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
+
+    // A member's public key is checked against the one a key was wrapped to before: a server
+    // handing its own in their place would read the workspace key (E2eePins.checkMemberKey).
+    const org = (await api("GET", "/v1/iam/me")).body.organizations[0].id as string;
+    const bobEmail = `bob-${crypto.randomUUID().slice(0, 8)}@example.org`; // not the tag: an address is no secret, the server keeps it
+    const bob = (await api("POST", "/v1/iam/users", { email: bobEmail })).body.user.id as string;
+    expect((await api("POST", `/v1/iam/orgs/${org}/members`, { email: bobEmail, role: "editor" })).status).toBe(200);
+    const bobsKey = generateUserKeyPair().publicKey;
+    const serverKey = generateUserKeyPair().publicKey;
+    const members = new Database(join(data.path, "citadel.db"));
+    try {
+      // Bob's key pair as his own CLI would have registered it (its sealed half is not used here).
+      members.query("INSERT INTO secrets_user_keys (user_id, public_key, sealed_private_key, created_at) VALUES (?, ?, 'c1.pk.unused', 0)").run(bob, bobsKey);
+      const misread = await cli(["secrets", "e2ee", "grant", bob, "-w", vault, "--passphrase-file", phrase, "--fingerprint", publicKeyFingerprint(serverKey)]);
+      expect([misread.code, misread.stderr]).toEqual([1, expect.stringContaining(`whose fingerprint is ${publicKeyFingerprint(bobsKey)}, not ${publicKeyFingerprint(serverKey)}`)]);
+      expect(await ok(["secrets", "e2ee", "grant", bob, "-w", vault, "--passphrase-file", phrase, "--fingerprint", publicKeyFingerprint(bobsKey)])).toContain(`their public key: ${publicKeyFingerprint(bobsKey)}, as they said`);
+      const mine = (await api("GET", "/v1/secrets/me/keypair")).body.public_key as string;
+      expect(await ok(["secrets", "e2ee", "fingerprint", "--passphrase-file", phrase])).toBe(`${(await api("GET", "/v1/iam/me")).body.id}: ${publicKeyFingerprint(mine)}\n`);
+      members.query("UPDATE secrets_user_keys SET public_key = ? WHERE user_id = ?").run(serverKey, bob);
+      for (const command of [["grant", bob], ["rotate"]]) {
+        const refused = await cli(["secrets", "e2ee", ...command, "-w", vault, "--passphrase-file", phrase]);
+        expect([refused.code, refused.stderr]).toEqual([1, expect.stringContaining(`the server hands a different public key for ${bob}`)]);
+      }
+      expect((await api("GET", `/v1/secrets/workspaces/${vault}/e2ee/my-key`)).body.key_version).toBe(2); // the rotation sent nothing
+      // Bob really made a new key pair (the server then drops the keys wrapped to his old one),
+      // and read its fingerprint out: his old key is forgotten here.
+      members.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(bob);
+      expect(await ok(["secrets", "e2ee", "forget", "--user", bob])).toContain(`${bob}: forgotten`);
+      expect(await ok(["secrets", "e2ee", "grant", bob, "-w", vault, "--passphrase-file", phrase])).toContain(`their public key: ${publicKeyFingerprint(serverKey)}; check it with them`);
+    } finally {
+      members.close();
+    }
 
     // A server that turns on its users is caught by what this machine saw (E2eePins). Played
     // here by writing its database behind it.

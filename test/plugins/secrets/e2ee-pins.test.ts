@@ -2,7 +2,9 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createHash } from "node:crypto";
 import { E2eePinError, E2eePins } from "../../../plugins/secrets/e2ee-pins.ts";
+import { generateUserKeyPair, publicKeyFingerprint } from "../../../plugins/secrets/e2ee.ts";
 
 const homes: string[] = [];
 afterEach(() => {
@@ -85,5 +87,41 @@ describe("E2eePins", () => {
     writeFileSync(file, "{ not json");
     expect(() => p.checkNotEncrypted(SERVER, "ws_a")).toThrow("is not a valid pin file");
     expect(() => p.pin(SERVER, "ws_b")).toThrow("is not a valid pin file");
+  });
+
+  test("a member's public key is trusted on first use; another one for them later is refused until forgotten", () => {
+    const { pins: p, file } = pins();
+    const bob = generateUserKeyPair().publicKey;
+    const planted = generateUserKeyPair().publicKey;
+    p.checkMemberKey(SERVER, "usr_bob", bob);
+    p.checkMemberKey(SERVER, "usr_bob", bob); // the same again
+    expect(() => p.checkMemberKey(SERVER, "usr_bob", planted)).toThrow(E2eePinError);
+    expect(() => p.checkMemberKey(SERVER, "usr_bob", planted)).toThrow(`fingerprint ${publicKeyFingerprint(planted)}) than the one this machine wrapped keys to before (${publicKeyFingerprint(bob)})`);
+    expect(() => p.checkMemberKey(SERVER, "usr_bob", planted)).toThrow("citadel secrets e2ee forget --user usr_bob");
+    p.checkMemberKey("https://other.example", "usr_bob", planted); // per server
+    p.checkMemberKey(SERVER, "usr_carol", planted); // per member
+    expect(JSON.parse(readFileSync(file, "utf8")).members[SERVER]).toEqual({ usr_bob: bob, usr_carol: planted });
+    expect(p.forgetMember(SERVER, "usr_bob")).toBe(true);
+    expect(p.forgetMember(SERVER, "usr_bob")).toBe(false);
+    p.checkMemberKey(SERVER, "usr_bob", planted); // Bob made a new key pair, checked with him
+    expect(() => p.checkMemberKey(SERVER, "usr_bob", bob)).toThrow(E2eePinError);
+  });
+
+  test("a fingerprint checked with the member must match, seen before or not; a refused key is not remembered", () => {
+    const { pins: p } = pins();
+    const bob = generateUserKeyPair().publicKey;
+    const planted = generateUserKeyPair().publicKey;
+    expect(() => p.checkMemberKey(SERVER, "usr_bob", planted, publicKeyFingerprint(bob))).toThrow(`whose fingerprint is ${publicKeyFingerprint(planted)}, not ${publicKeyFingerprint(bob)}`);
+    p.checkMemberKey(SERVER, "usr_bob", bob, publicKeyFingerprint(bob)); // the refused key was not pinned
+    expect(() => p.checkMemberKey(SERVER, "usr_bob", bob, publicKeyFingerprint(planted))).toThrow(E2eePinError);
+  });
+
+  test("a fingerprint is SHA256: and the unpadded base64 of the raw public key's SHA-256", () => {
+    const { publicKey } = generateUserKeyPair();
+    const raw = Buffer.from(publicKey, "base64url");
+    expect(raw).toHaveLength(32);
+    expect(publicKeyFingerprint(publicKey)).toBe(`SHA256:${createHash("sha256").update(raw).digest("base64").replace(/=+$/, "")}`);
+    expect(publicKeyFingerprint(publicKey)).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
+    expect(() => publicKeyFingerprint("not a key")).toThrow("base64url of 32 bytes");
   });
 });
