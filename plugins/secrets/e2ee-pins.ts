@@ -20,9 +20,10 @@
  * What it cannot catch: a server that lies from the start, to a machine that never saw the
  * workspace or the member, or hands a key of its own as a new version (docs/secrets.md, "What
  * end-to-end encryption protects against"); `grant --fingerprint` closes the first sight of a
- * member. Kept in <config home>/citadel/e2ee-pins.json, mode 0600, by
- * server origin and workspace; it holds fingerprints and public keys, never a secret one. Concurrent CLI runs take
- * turns (src/file-lock.ts), so none loses another's pins.
+ * member. Kept in <config home>/citadel/e2ee-pins.json, mode 0600, by server origin and
+ * workspace (members by server origin and user id); it holds fingerprints and public keys,
+ * never a secret one. Concurrent CLI runs take turns (src/file-lock.ts), so none loses
+ * another's pins.
  */
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
