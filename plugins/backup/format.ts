@@ -82,6 +82,7 @@ export async function hashFile(path: string): Promise<{ bytes: number; sha256: s
  */
 export async function sealBackup(plainPath: string, outPath: string, keys: BackupKeys, manifest: Manifest, chunkBytes = DEFAULT_CHUNK_BYTES): Promise<{ bytes: number; sha256: string }> {
   if (!Number.isInteger(chunkBytes) || chunkBytes < CHUNK_LIMITS[0] || chunkBytes > CHUNK_LIMITS[1]) throw new Error(`chunk size ${chunkBytes} is out of bounds`);
+  if (keys.wiped) throw new BackupError("the backup was abandoned: Citadel was sealed while it was being written");
   const manifestBytes = Buffer.from(JSON.stringify(manifest), "utf8");
   const noncePrefix = randomBytes(NONCE_PREFIX_BYTES);
   const head = Buffer.concat([encodeFixedHeader(keys.derivation, noncePrefix, chunkBytes, manifestBytes.length, keys.check), manifestBytes]);
@@ -109,6 +110,8 @@ export async function sealBackup(plainPath: string, outPath: string, keys: Backu
       plainHash.update(plaintext);
       plainBytes += length;
       const final = length < chunkBytes;
+      // Wiped while this awaited (Citadel was sealed): a key of zeros must never encrypt anything.
+      if (keys.wiped) throw new BackupError("the backup was abandoned: Citadel was sealed while it was being written");
       await write(aesGcmEncrypt(keys.encryption, nonce(noncePrefix, index), plaintext, chunkAad(headerTag, index, final)));
       if (final) break;
     }

@@ -41,6 +41,7 @@ function serviceOf(k: Kernel<BackupSettings>): BackupService {
       settings: k.settings,
       keyring: () => k.seal.keyring(),
       rootKeyBackupKeys: () => newKeyringBackupKeys(k.seal.keyring()),
+      onSeal: (listener) => k.seal.onSeal(listener),
     });
     services.set(k, service);
   }

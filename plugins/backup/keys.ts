@@ -35,11 +35,12 @@ export type KeyDerivation =
   | { kind: "root_key"; rootKeyId: string; salt: Buffer }
   | { kind: "passphrase"; argon2: Argon2Parameters; salt: Buffer };
 
-/** A backup's keys, ready to use. `wipe` overwrites them. */
+/** A backup's keys, ready to use. `wipe` overwrites them; nothing may be encrypted with them after. */
 export interface BackupKeys {
   derivation: KeyDerivation;
   encryption: Buffer;
   check: Buffer;
+  readonly wiped: boolean;
   wipe(): void;
 }
 
@@ -148,12 +149,17 @@ function fromMaster(derivation: KeyDerivation, master: Buffer): BackupKeys {
   const encryption = Buffer.from(hkdfSync("sha256", master, Buffer.alloc(0), "citadel backup v1: AES-256-GCM", 32));
   const check = createHmac("sha256", master).update("citadel backup v1: key check").digest().subarray(0, KEY_CHECK_BYTES);
   master.fill(0);
+  let wiped = false;
   return {
     derivation,
     encryption,
     check,
+    get wiped() {
+      return wiped;
+    },
     wipe() {
       encryption.fill(0);
+      wiped = true;
     },
   };
 }

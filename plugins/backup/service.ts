@@ -41,6 +41,8 @@ export interface BackupDeps {
   rootKeyBackupKeys(): BackupKeys;
   /** Plaintext bytes per encrypted chunk (tests use small ones to get many chunks). */
   chunkBytes?: number;
+  /** Registers a listener called when Citadel is sealed (Seal.onSeal). */
+  onSeal?: (listener: () => void) => void;
 }
 
 export interface BackupRequest {
@@ -65,11 +67,24 @@ export interface CreatedBackup {
 
 export class BackupService {
   private queue: Promise<unknown> = Promise.resolve();
+  /** The keys of the backup being made, if one is. */
+  private running: BackupKeys | undefined;
 
-  constructor(private readonly deps: BackupDeps) {}
+  constructor(private readonly deps: BackupDeps) {
+    deps.onSeal?.(() => this.abandonRunning());
+  }
 
   get directory(): string {
     return backupDirectory(this.deps.dataDir, this.deps.settings.dir);
+  }
+
+  /**
+   * Sealing drops every key from memory, a running backup's too: its keys are wiped now and
+   * the backup fails at its next chunk (audited), rather than finishing on keys that should
+   * be gone.
+   */
+  abandonRunning(): void {
+    this.running?.wipe();
   }
 
   /** Makes a backup (after any already running) and prunes; audited, success or failure. */
@@ -139,6 +154,8 @@ export class BackupService {
     try {
       if (request.passphrase !== undefined) keys = await newPassphraseBackupKeys(request.passphrase);
       else keys = deps.rootKeyBackupKeys();
+      this.running = keys;
+      deps.keyring(); // sealed while a passphrase key was derived: refused now
       mkdirSync(this.directory, { recursive: true, mode: 0o700 });
       const chosen = this.freeName(startedAt);
       name = chosen;
@@ -170,6 +187,7 @@ export class BackupService {
         .catch((auditError) => deps.log.error("could not audit a failed backup", { error: auditError }));
       throw error;
     } finally {
+      this.running = undefined;
       keys?.wipe();
     }
   }

@@ -22,7 +22,7 @@ import { newestBackup } from "../../../plugins/backup/files.ts";
 import { openBackup } from "../../../plugins/backup/format.ts";
 import { BackupSchedule } from "../../../plugins/backup/schedule.ts";
 import { BackupService, RESTORE_MARKER, type BackupDeps } from "../../../plugins/backup/service.ts";
-import { newKeyringBackupKeys } from "../../../plugins/backup/keys.ts";
+import { newKeyringBackupKeys, type BackupKeys } from "../../../plugins/backup/keys.ts";
 import type { BackupSettings } from "../../../plugins/backup/settings.ts";
 import { captureLog, fixedClock } from "../../helpers/http.ts";
 
@@ -61,6 +61,7 @@ function instance(settings: Partial<BackupSettings> = {}, overrides: Partial<Bac
     keyring: () => seal.keyring(),
     rootKeyBackupKeys: () => newKeyringBackupKeys(seal.keyring()),
     chunkBytes: 4096,
+    onSeal: (listener) => seal.onSeal(listener),
     ...overrides,
   };
   const service = new BackupService(deps);
@@ -84,6 +85,35 @@ async function restored(path: string, rootKey: Buffer) {
 }
 
 describe("a backup on demand", () => {
+  test("sealing while it runs abandons it: its keys are wiped, no file is left, the failure is audited", async () => {
+    let made: BackupKeys | undefined;
+    let sealNow = () => {};
+    const c = instance({}, {
+      rootKeyBackupKeys: () => {
+        made = newKeyringBackupKeys(c.seal.keyring());
+        queueMicrotask(() => sealNow()); // at the backup's first await: the snapshot is being taken
+        return made;
+      },
+    });
+    sealNow = () => c.seal.seal();
+    for (let i = 0; i < 20; i++) await c.note(`before ${i}`);
+    await expect(c.service.create({ reason: "on_demand", actor: { kind: "operator" } })).rejects.toThrow("the backup was abandoned: Citadel was sealed while it was being written");
+    expect(made!.wiped).toBe(true);
+    expect(made!.encryption.every((b) => b === 0)).toBe(true);
+    expect(readdirSync(join(c.dataDir, "backups"))).toEqual([]);
+    expect(readdirSync(c.dataDir).filter((n) => n.startsWith(".backup-snapshot-"))).toEqual([]);
+    expect(c.actions("backup")).toEqual([{ action: "backup.create", outcome: "failure", resource_id: expect.stringMatching(/^citadel-.*\.backup$/), reason: expect.stringContaining("sealed while it was being written") }]);
+  });
+
+  test("a passphrase backup asked for while its key was derived and Citadel sealed meanwhile is refused", async () => {
+    const c = instance();
+    const asked = c.service.create({ reason: "on_demand", actor: { kind: "operator" }, passphrase: "a passphrase long enough" });
+    await Bun.sleep(5); // argon2id (64 MiB, three passes) runs on its own threads for far longer than this
+    c.seal.seal();
+    await expect(asked).rejects.toThrow(SealedError);
+    expect(readdirSync(c.dataDir).filter((n) => n.startsWith(".backup-snapshot-") || n === "backups")).toEqual([]);
+  });
+
   test("is a complete, consistent copy, named by the clock, described by its manifest, and audited", async () => {
     const c = instance();
     for (let i = 0; i < 20; i++) await c.note(`before ${i}`);
