@@ -338,6 +338,8 @@ export class IamService {
   }
 
   async logout(caller: Caller, everywhere: boolean) {
+    // Like listing sessions: a token (a leaked one, say) may end itself, not its owner's logins.
+    if (everywhere) requireSession(caller.principal, "log out everywhere");
     const user = this.requireUser(caller.principal);
     await this.k.store.write((tx) => {
       if (everywhere) sql.revokeUserCredentials(tx, user.id, ["session"], this.now());

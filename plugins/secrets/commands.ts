@@ -10,7 +10,7 @@ import { integerOption, organizationOf, print, table } from "../../src/cli/outpu
 import { readSecretLine } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
-import { E2eePinError, E2eePins } from "./e2ee-pins.ts";
+import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
 import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
 import { createShareSecret, openShareSecret, parseShareUrl, shareUrl, shareViewProof } from "./share-crypto.ts";
 
@@ -75,8 +75,11 @@ async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<
 /** The workspace keys the user holds: the current one, and older ones fetched when a value needs them. */
 interface KeyChain {
   current: { version: number; key: Uint8Array };
+  myUserId: string;
   /** Your public key, proven by your private key (not merely the server's word). */
   myPublicKey: string;
+  /** Overwrites your private key and every workspace key unwrapped. */
+  dispose(): void;
   version(n: number): Promise<Uint8Array>;
 }
 
@@ -109,7 +112,12 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
   pins.checkCurrent(api.baseUrl, workspace, mine.key_version);
   return {
     current: { version: mine.key_version, key: byVersion.get(mine.key_version)! },
+    myUserId: userId,
     myPublicKey: publicKey,
+    dispose() {
+      privateKey.fill(0);
+      for (const key of byVersion.values()) key.fill(0);
+    },
     async version(n) {
       let key = byVersion.get(n);
       if (!key) {
@@ -119,6 +127,47 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
       return key;
     },
   };
+}
+
+/** A member's public key, as the server hands it, to wrap a workspace key to. */
+interface MemberKey {
+  user: string;
+  publicKey: string;
+}
+
+/**
+ * Refuses unless every key in `members` is one this machine wrapped a key to before, or one
+ * whose fingerprint the caller checked with the member (`checked`: user id → fingerprint).
+ * A key never checked is the server's word alone: a server that lies would read the
+ * workspace key wrapped to it. `retry` says how to confirm what is still unchecked.
+ */
+function requireCheckedKeys(pins: E2eePins, server: string, members: MemberKey[], checked: ReadonlyMap<string, string>, retry: (unchecked: MemberKey[]) => string): void {
+  const unchecked: MemberKey[] = [];
+  for (const member of members) {
+    const fingerprint = publicKeyFingerprint(member.publicKey);
+    const said = checked.get(member.user);
+    if (said !== undefined && normalizeFingerprint(said) !== fingerprint) {
+      throw new E2eePinError(`the server hands a public key for ${member.user} whose fingerprint is ${fingerprint}, not ${normalizeFingerprint(said)}: refusing to wrap the workspace key to it. Check the fingerprint with them again (citadel secrets e2ee fingerprint).`);
+    }
+    if (pins.memberKey(server, member.user, member.publicKey) === "unchecked" && said === undefined) unchecked.push(member);
+  }
+  if (unchecked.length === 0) return;
+  const list = unchecked.map((m) => `${m.user} (${publicKeyFingerprint(m.publicKey)})`).join(", ");
+  throw new E2eePinError(
+    `never checked on this machine, the public key the server hands for ${list}: ask them to run "citadel secrets e2ee fingerprint" and compare. If it is the same, run: ${retry(unchecked)}`,
+  );
+}
+
+/** `--trust usr_a=SHA256:...,usr_b=SHA256:...` as a map. */
+function trustedFingerprints(option: unknown): Map<string, string> {
+  const trusted = new Map<string, string>();
+  if (typeof option !== "string") return trusted;
+  for (const pair of option.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const at = pair.indexOf("=");
+    if (at <= 0) throw new Error(`--trust takes user=fingerprint pairs separated by commas, not ${JSON.stringify(pair)}`);
+    trusted.set(pair.slice(0, at).trim(), pair.slice(at + 1));
+  }
+  return trusted;
 }
 
 interface Metadata {
@@ -411,29 +460,37 @@ export const secretsCommands: Command[] = [
   },
   {
     words: ["secrets", "e2ee", "grant"],
-    summary: "Give a member the workspace key (wrapped here to their public key, checked against the one seen before)",
+    summary: "Give a member the workspace key, wrapped here to their public key once its fingerprint is checked with them",
     args: "<user id>",
     maxArgs: 1,
     options: {
       workspace: WHERE.workspace,
       ...PASSPHRASE,
-      fingerprint: { type: "string", description: "Their public key's fingerprint as they read it to you (citadel secrets e2ee fingerprint): the grant is refused unless it matches" },
+      fingerprint: { type: "string", description: "Their public key's fingerprint as they read it to you (citadel secrets e2ee fingerprint): needed the first time, refused unless it matches" },
     },
     async run(ctx) {
       const workspace = where(ctx).workspace;
       const user = requireArg(ctx, "the member's user id");
-      const expected = typeof ctx.options.fingerprint === "string" ? ctx.options.fingerprint : undefined;
+      const checked = new Map(typeof ctx.options.fingerprint === "string" ? [[user, ctx.options.fingerprint]] : []);
       const api = await ctx.api();
-      const key = (await workspaceKeys(ctx, api, workspace)).current.key;
+      const pins = E2eePins.forCli(ctx.configHome);
+      const keys = await workspaceKeys(ctx, api, workspace);
       try {
-        const theirs = await api.request<{ public_key: string }>("GET", `${workspacePath({ workspace })}/e2ee/public-keys/${encodeURIComponent(user)}`);
-        E2eePins.forCli(ctx.configHome).checkMemberKey(api.baseUrl, user, theirs.public_key, expected);
-        const wrapped = wrapWorkspaceKey(key, theirs.public_key, { workspace, user });
+        const publicKey =
+          user === keys.myUserId
+            ? keys.myPublicKey // your own, proven by your private key
+            : (await api.request<{ public_key: string }>("GET", `${workspacePath({ workspace })}/e2ee/public-keys/${encodeURIComponent(user)}`)).public_key;
+        const member = { user, publicKey };
+        if (user !== keys.myUserId) {
+          requireCheckedKeys(pins, api.baseUrl, [member], checked, ([m]) => `citadel secrets e2ee grant ${user} -w ${workspace} --fingerprint ${publicKeyFingerprint(m!.publicKey)}`);
+        }
+        const wrapped = wrapWorkspaceKey(keys.current.key, publicKey, { workspace, user });
         const holders = await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped });
-        const fingerprint = publicKeyFingerprint(theirs.public_key);
-        print(ctx, { ...(holders as object), fingerprint }, `${user} can now read ${workspace} (their public key: ${fingerprint}${expected ? ", as they said" : "; check it with them: citadel secrets e2ee fingerprint"})`);
+        if (user !== keys.myUserId) pins.pinMembers(api.baseUrl, [member]); // sent: remembered
+        const fingerprint = publicKeyFingerprint(publicKey);
+        print(ctx, { ...(holders as object), fingerprint }, `${user} can now read ${workspace} (their public key: ${fingerprint})`);
       } finally {
-        key.fill(0);
+        keys.dispose();
       }
       return 0;
     },
@@ -441,57 +498,65 @@ export const secretsCommands: Command[] = [
   {
     words: ["secrets", "e2ee", "rotate"],
     summary: "Replace the workspace key (after a member leaves): values re-encrypted here, the new key wrapped for those who stay",
-    options: { workspace: WHERE.workspace, ...PASSPHRASE, remove: { type: "string", description: "Comma-separated user ids who lose access (they keep no version of the key)" } },
+    options: {
+      workspace: WHERE.workspace,
+      ...PASSPHRASE,
+      remove: { type: "string", description: "Comma-separated user ids who lose access (they keep no version of the key)" },
+      trust: { type: "string", description: "user=fingerprint pairs, comma-separated: members whose public keys this machine never wrapped to, checked with them (citadel secrets e2ee fingerprint)" },
+    },
     async run(ctx) {
       const workspace = where(ctx).workspace;
       const removed = new Set(typeof ctx.options.remove === "string" ? ctx.options.remove.split(",").map((u) => u.trim()).filter(Boolean) : []);
+      const trusted = trustedFingerprints(ctx.options.trust);
       const api = await ctx.api();
       const ws = workspacePath({ workspace });
-      const me = (await api.request<{ id: string }>("GET", "/v1/iam/me")).id;
-      if (removed.has(me)) throw new Error("you cannot remove yourself: ask another member who holds the key");
+      const pins = E2eePins.forCli(ctx.configHome);
       const keys = await workspaceKeys(ctx, api, workspace);
+      const me = keys.myUserId;
       const fresh = newWorkspaceKey();
-      const settings = await api.request<{ environments: Array<{ name: string }> }>("GET", `${ws}/settings`);
-      const values: Array<{ environment: string; name: string; version: number; value: string }> = [];
-      for (const { name: environment } of settings.environments) {
-        const list = await api.request<{ items: Metadata[] }>("GET", `${ws}/environments/${encodeURIComponent(environment)}/secrets?values=true`);
-        for (const item of list.items) {
-          const context = { workspace, environment, name: item.name };
-          const plaintext = decryptValue(await keys.version(item.key_version ?? keys.current.version), item.value!, context);
-          values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, context) });
-        }
-      }
-      let result: { key_version: number; reencrypted: number; holders: string[] };
       try {
+        if (removed.has(me)) throw new Error("you cannot remove yourself: ask another member who holds the key");
+        // Whom the new key goes to, and to which public keys, is settled before anything is decrypted or sent.
         const holders = (await api.request<{ items: Array<{ user: string }> }>("GET", `${ws}/e2ee/keys`)).items.map((h) => h.user).filter((u) => !removed.has(u));
-        const pins = E2eePins.forCli(ctx.configHome);
-        const wrapped = [];
+        const others: MemberKey[] = [];
         for (const user of holders) {
-          if (user === me) {
-            wrapped.push({ user, wrapped: wrapWorkspaceKey(fresh, keys.myPublicKey, { workspace, user }) });
-            continue;
-          }
-          let theirs: { public_key: string };
+          if (user === me) continue; // wrapped to your proven key below, not to the server's copy
           try {
-            theirs = await api.request<{ public_key: string }>("GET", `${ws}/e2ee/public-keys/${encodeURIComponent(user)}`);
+            others.push({ user, publicKey: (await api.request<{ public_key: string }>("GET", `${ws}/e2ee/public-keys/${encodeURIComponent(user)}`)).public_key });
           } catch (error) {
             // No longer a member of the organization (or no key pair): they lose access too.
             ctx.err(`leaving out ${user}: ${error instanceof Error ? error.message : String(error)}`);
-            continue;
           }
-          // Refused whole, before anything is sent: a new key wrapped to a substituted public key is a key the server reads.
-          pins.checkMemberKey(api.baseUrl, user, theirs.public_key);
-          wrapped.push({ user, wrapped: wrapWorkspaceKey(fresh, theirs.public_key, { workspace, user }) });
         }
+        // A key the server alone vouches for would give it the new workspace key: refused whole, before anything is sent.
+        requireCheckedKeys(pins, api.baseUrl, others, trusted, (unchecked) => {
+          const pairs = [...[...trusted].filter(([user]) => others.some((o) => o.user === user)).map(([user, fp]) => `${user}=${normalizeFingerprint(fp)}`), ...unchecked.map((m) => `${m.user}=${publicKeyFingerprint(m.publicKey)}`)];
+          return `citadel secrets e2ee rotate -w ${workspace}${removed.size > 0 ? ` --remove ${[...removed].join(",")}` : ""} --trust ${pairs.join(",")}`;
+        });
+        const settings = await api.request<{ environments: Array<{ name: string }> }>("GET", `${ws}/settings`);
+        const values: Array<{ environment: string; name: string; version: number; value: string }> = [];
+        for (const { name: environment } of settings.environments) {
+          const list = await api.request<{ items: Metadata[] }>("GET", `${ws}/environments/${encodeURIComponent(environment)}/secrets?values=true`);
+          for (const item of list.items) {
+            const context = { workspace, environment, name: item.name };
+            const plaintext = decryptValue(await keys.version(item.key_version ?? keys.current.version), item.value!, context);
+            values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, context) });
+          }
+        }
+        const recipients = [{ user: me, publicKey: keys.myPublicKey }, ...others];
+        const wrapped = recipients.map((r) => ({ user: r.user, wrapped: wrapWorkspaceKey(fresh, r.publicKey, { workspace, user: r.user }) }));
         // From the version re-encrypted from: if another rotation came first, the server refuses (409).
-        result = await api.request("POST", `${ws}/e2ee/rotate`, { from_version: keys.current.version, values, wrapped });
+        const result = await api.request<{ key_version: number; reencrypted: number; holders: string[] }>("POST", `${ws}/e2ee/rotate`, { from_version: keys.current.version, values, wrapped });
+        pins.pinMembers(api.baseUrl, others); // sent: remembered
         const expected = keys.current.version + 1;
         if (result.key_version !== expected) throw new E2eePinError(`the server says the new key is version ${result.key_version}, not ${expected}: refusing to trust it. Tell your administrator.`);
         pins.pinNewKey(api.baseUrl, workspace, expected, fresh);
+        const sentTo = recipients.map((r) => r.user);
+        print(ctx, { ...result, holders: sentTo }, `${workspace}: key version ${result.key_version}, ${result.reencrypted} values re-encrypted, wrapped for ${sentTo.join(", ")}`);
       } finally {
         fresh.fill(0);
+        keys.dispose();
       }
-      print(ctx, result, `${workspace}: key version ${result.key_version}, ${result.reencrypted} values re-encrypted, held by ${result.holders.join(", ")}`);
       return 0;
     },
   },
@@ -505,7 +570,7 @@ export const secretsCommands: Command[] = [
       if (typeof ctx.options.user === "string") {
         const user = ctx.options.user;
         const forgotten = pins.forgetMember(api.baseUrl, user);
-        print(ctx, { user, forgotten }, forgotten ? `${user}: forgotten; the next grant or rotation takes the public key the server hands for them` : `no public key of ${user} was known here`);
+        print(ctx, { user, forgotten }, forgotten ? `${user}: forgotten; grant them again with the fingerprint of their new key (--fingerprint)` : `no public key of ${user} was known here`);
         return 0;
       }
       const workspace = where(ctx).workspace;

@@ -12,15 +12,15 @@
  *   itself to the member's public key, to read what is encrypted with it — is refused;
  * - the newest key version seen is remembered too: a server calling an older key current
  *   again (one a removed member still holds) is refused, under its old number or a new one;
- * - each member's public key, once a workspace key was wrapped to it here (grant, rotate), is
+ * - each member's public key, once a workspace key was sent wrapped to it (grant, rotate), is
  *   remembered: a server handing another public key for that member later — its own, to read
- *   the workspace key wrapped to it — is refused (`citadel secrets e2ee forget --user` accepts
- *   a key pair the member really made again, once its fingerprint was checked with them).
+ *   the workspace key wrapped to it — is refused (`citadel secrets e2ee forget --user` forgets
+ *   it when the member really made a new key pair).
  *
- * What it cannot catch: a server that lies from the start, to a machine that never saw the
- * workspace or the member, or hands a key of its own as a new version (docs/secrets.md, "What
- * end-to-end encryption protects against"); `grant --fingerprint` closes the first sight of a
- * member. Kept in <config home>/citadel/e2ee-pins.json, mode 0600, by server origin and
+ * A member never seen here is not taken on the server's word: the commands ask for the
+ * fingerprint checked with them (commands.ts, requireCheckedKeys). What this cannot catch: a
+ * server that lies from the start to a machine that never saw the workspace, or hands a key
+ * of its own as a new version (docs/secrets.md, "What end-to-end encryption protects against"). Kept in <config home>/citadel/e2ee-pins.json, mode 0600, by server origin and
  * workspace (members by server origin and user id); it holds fingerprints and public keys,
  * never a secret one. Concurrent CLI runs take turns (src/file-lock.ts), so none loses
  * another's pins.
@@ -115,28 +115,28 @@ export class E2eePins {
   }
 
   /**
-   * Checks the public key the server hands for `user` against the one this machine wrapped
-   * workspace keys to before, and remembers it on first sight. `fingerprint`, when given (one
-   * checked with the member), must match whether or not the key was seen before.
+   * What this machine knows of the public key the server hands for `user`: "checked" when a
+   * key was wrapped to that very key here before, "unchecked" when none was (its fingerprint
+   * must then be checked with the member). Throws when another key was: a substitution.
+   * Remembers nothing (pinMembers does, once the key was sent).
    */
-  checkMemberKey(server: string, user: string, publicKey: string, fingerprint?: string): void {
-    const actual = publicKeyFingerprint(publicKey);
-    if (fingerprint !== undefined && fingerprint !== actual) {
-      throw new E2eePinError(`the server hands a public key for ${user} whose fingerprint is ${actual}, not ${fingerprint}: refusing to wrap the workspace key to it. Check the fingerprint with them again (citadel secrets e2ee fingerprint).`);
-    }
+  memberKey(server: string, user: string, publicKey: string): "checked" | "unchecked" {
+    return checkedAgainst(this.read().members?.[originOf(server)]?.[user], user, publicKey);
+  }
+
+  /** Remembers the public keys a workspace key was just wrapped to; another process's different pin meanwhile is refused. */
+  pinMembers(server: string, keys: ReadonlyArray<{ user: string; publicKey: string }>): void {
+    if (keys.length === 0) return;
     this.locked(() => {
       const file = this.read();
       const members = ((file.members ??= {})[originOf(server)] ??= {});
-      const known = members[user];
-      if (known === publicKey) return;
-      if (known !== undefined) {
-        throw new E2eePinError(
-          `the server hands a different public key for ${user} (fingerprint ${actual}) than the one this machine wrapped keys to before (${publicKeyFingerprint(known)}): refusing to wrap the workspace key to it (a server that substitutes public keys could read the workspace). ` +
-            `If ${user} made a new key pair, check its fingerprint with them (citadel secrets e2ee fingerprint), then run: citadel secrets e2ee forget --user ${user}`,
-        );
+      let changed = false;
+      for (const { user, publicKey } of keys) {
+        if (checkedAgainst(members[user], user, publicKey) === "checked") continue;
+        members[user] = publicKey;
+        changed = true;
       }
-      members[user] = publicKey;
-      this.write(file);
+      if (changed) this.write(file);
     });
   }
 
@@ -190,7 +190,7 @@ export class E2eePins {
     try {
       const parsed = JSON.parse(readFileSync(this.path, "utf8")) as PinFile;
       if (typeof parsed?.servers !== "object" || parsed.servers === null) throw new Error("no servers");
-      if (parsed.members !== undefined && (typeof parsed.members !== "object" || parsed.members === null)) throw new Error("members is not an object");
+      if (parsed.members !== undefined && !isMemberPins(parsed.members)) throw new Error("members is not a map of public keys");
       return parsed;
     } catch {
       // Not silently treated as empty: that would forget every pin.
@@ -201,6 +201,26 @@ export class E2eePins {
   private write(file: PinFile): void {
     writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, 0o600);
   }
+}
+
+function checkedAgainst(known: string | undefined, user: string, publicKey: string): "checked" | "unchecked" {
+  if (known === undefined) return "unchecked";
+  if (known === publicKey) return "checked";
+  throw new E2eePinError(
+    `the server hands a different public key for ${user} (fingerprint ${publicKeyFingerprint(publicKey)}) than the one this machine wrapped keys to before (${publicKeyFingerprint(known)}): refusing to wrap the workspace key to it (a server that substitutes public keys could read the workspace). ` +
+      `If ${user} made a new key pair, run: citadel secrets e2ee forget --user ${user}, then grant again with the fingerprint they read out (citadel secrets e2ee fingerprint).`,
+  );
+}
+
+function isMemberPins(value: unknown): value is Record<string, Record<string, string>> {
+  if (typeof value !== "object" || value === null) return false;
+  return Object.values(value).every((users) => typeof users === "object" && users !== null && Object.values(users).every((key) => typeof key === "string" && /^[A-Za-z0-9_-]{43}$/.test(key)));
+}
+
+/** A fingerprint as a person typed it: spaces around it, or without `SHA256:`, or with base64 padding. */
+export function normalizeFingerprint(text: string): string {
+  const body = text.trim().replace(/^SHA256:/i, "").replace(/=+$/, "");
+  return `SHA256:${body}`;
 }
 
 /** One server however its URL is written (case of the host, a trailing slash, a path). */

@@ -324,9 +324,12 @@ export class SecretsService {
     const overwrite = request.overwrite !== false;
     type Step = { name: string; action: "create" | "update" | "unchanged" | "skip"; reason?: string };
     const plan: Step[] = [];
+    /** Each name's row as the plan saw it (null: none), so the write can tell whether it still holds. */
+    const seen: Array<sql.SecretRow | null> = [];
     const compared: sql.SecretRow[] = [];
     for (const entry of entries) {
       const existing = sql.secretByName(this.db, env.id, entry.name);
+      seen.push(existing);
       const changed: Step = overwrite ? { name: entry.name, action: "update" } : { name: entry.name, action: "skip", reason: "exists (overwrite is off)" };
       if (!existing) plan.push({ name: entry.name, action: "create" });
       else if (existing.deleted_at !== null) plan.push({ name: entry.name, action: "skip", reason: "deleted: restore or purge it first" });
@@ -341,22 +344,21 @@ export class SecretsService {
     }
     // Whether a value equals a guess is a read of it: on record before the plan says so.
     await this.auditReads(caller, ws, env, compared, "compared by import");
-    const summarize = (steps: Step[], dryRun: boolean) => ({ dry_run: dryRun, plan: steps, created: count(steps, "create"), updated: count(steps, "update"), unchanged: count(steps, "unchanged"), skipped: count(steps, "skip") });
-    if (request.dry_run) return summarize(plan, true);
-    // What was done, which differs from the plan when another writer came between: a secret
-    // created meanwhile is updated, one purged meanwhile is created again.
-    const done = await this.k.store.write((tx) =>
-      entries.map((entry, i): Step => {
+    const summary = { dry_run: request.dry_run === true, plan, created: count(plan, "create"), updated: count(plan, "update"), unchanged: count(plan, "unchanged"), skipped: count(plan, "skip") };
+    if (request.dry_run) return summary;
+    await this.k.store.write((tx) => {
+      entries.forEach((entry, i) => {
         const step = plan[i]!;
-        if (step.action !== "create" && step.action !== "update") return step;
         const existing = sql.secretByName(tx, env.id, entry.name);
-        // Made by someone else since the plan: with overwrite off, it is not this import's to change.
-        if (step.action === "create" && existing && !overwrite) throw new ConflictError(`${entry.name} was created meanwhile: run the import again.`);
-        this.writeValue(tx, caller, ws, env, existing, entry.name, entry.value, "import");
-        return { name: entry.name, action: existing ? "update" : "create" };
-      }),
-    );
-    return summarize(done, false);
+        // The plan is what the answer says was done: if another writer changed a name since
+        // (created, updated, deleted, restored or purged it), nothing is written.
+        if (!sameRow(existing, seen[i]!)) {
+          throw new ConflictError(`${entry.name} ${seen[i] ? "changed" : "was created"} meanwhile: run the import again.`);
+        }
+        if (step.action === "create" || step.action === "update") this.writeValue(tx, caller, ws, env, existing, entry.name, entry.value, "import");
+      });
+    });
+    return summary;
   }
 
   private importEntries(request: ImportRequest): SecretEntry[] {
@@ -643,6 +645,12 @@ function environmentView(env: sql.EnvironmentRow) {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const count = (plan: Array<{ action: string }>, action: string) => plan.filter((p) => p.action === action).length;
+
+/** The same secret in the same state: same row, same current version, deleted or not alike. */
+function sameRow(now: sql.SecretRow | null, then: sql.SecretRow | null): boolean {
+  if (now === null || then === null) return now === then;
+  return now.id === then.id && now.version === then.version && now.deleted_at === then.deleted_at;
+}
 
 /** What is wrong with a stored value that failed to decrypt, or null for any other error. */
 function damageOf(error: unknown): string | null {

@@ -358,22 +358,37 @@ describe("an end-to-end-encrypted workspace", () => {
     try {
       // Bob's key pair as his own CLI would have registered it (its sealed half is not used here).
       members.query("INSERT INTO secrets_user_keys (user_id, public_key, sealed_private_key, created_at) VALUES (?, ?, 'c1.pk.unused', 0)").run(bob, bobsKey);
-      const misread = await cli(["secrets", "e2ee", "grant", bob, "-w", vault, "--passphrase-file", phrase, "--fingerprint", publicKeyFingerprint(serverKey)]);
+      const grant = (...extra: string[]) => cli(["secrets", "e2ee", "grant", bob, "-w", vault, "--passphrase-file", phrase, ...extra]);
+      const misread = await grant("--fingerprint", publicKeyFingerprint(serverKey));
       expect([misread.code, misread.stderr]).toEqual([1, expect.stringContaining(`whose fingerprint is ${publicKeyFingerprint(bobsKey)}, not ${publicKeyFingerprint(serverKey)}`)]);
-      expect(await ok(["secrets", "e2ee", "grant", bob, "-w", vault, "--passphrase-file", phrase, "--fingerprint", publicKeyFingerprint(bobsKey)])).toContain(`their public key: ${publicKeyFingerprint(bobsKey)}, as they said`);
+      // The first time, the server's word alone is not enough: the fingerprint is asked for.
+      const unchecked = await grant();
+      expect([unchecked.code, unchecked.stderr]).toEqual([1, expect.stringContaining(`never checked on this machine, the public key the server hands for ${bob} (${publicKeyFingerprint(bobsKey)})`)]);
+      expect(unchecked.stderr).toContain(`--fingerprint ${publicKeyFingerprint(bobsKey)}`);
+      // As Bob read it out: without its prefix, with spaces around.
+      const granted = await grant("--fingerprint", ` ${publicKeyFingerprint(bobsKey).slice("SHA256:".length)} `);
+      expect([granted.code, granted.stdout]).toEqual([0, expect.stringContaining(`their public key: ${publicKeyFingerprint(bobsKey)}`)]);
       const mine = (await api("GET", "/v1/secrets/me/keypair")).body.public_key as string;
       expect(await ok(["secrets", "e2ee", "fingerprint", "--passphrase-file", phrase])).toBe(`${(await api("GET", "/v1/iam/me")).body.id}: ${publicKeyFingerprint(mine)}\n`);
+
+      // The server hands its own key for Bob: refused, before anything is sent.
       members.query("UPDATE secrets_user_keys SET public_key = ? WHERE user_id = ?").run(serverKey, bob);
       for (const command of [["grant", bob], ["rotate"]]) {
         const refused = await cli(["secrets", "e2ee", ...command, "-w", vault, "--passphrase-file", phrase]);
         expect([refused.code, refused.stderr]).toEqual([1, expect.stringContaining(`the server hands a different public key for ${bob}`)]);
       }
-      expect((await api("GET", `/v1/secrets/workspaces/${vault}/e2ee/my-key`)).body.key_version).toBe(2); // the rotation sent nothing
-      // Bob really made a new key pair (the server then drops the keys wrapped to his old one),
-      // and read its fingerprint out: his old key is forgotten here.
-      members.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(bob);
+      // A machine that never wrapped a key to Bob (played by forgetting him) does not take the server's word either.
       expect(await ok(["secrets", "e2ee", "forget", "--user", bob])).toContain(`${bob}: forgotten`);
-      expect(await ok(["secrets", "e2ee", "grant", bob, "-w", vault, "--passphrase-file", phrase])).toContain(`their public key: ${publicKeyFingerprint(serverKey)}; check it with them`);
+      const rotateUnchecked = await cli(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase]);
+      expect([rotateUnchecked.code, rotateUnchecked.stderr]).toEqual([1, expect.stringContaining(`--trust ${bob}=${publicKeyFingerprint(serverKey)}`)]);
+      expect((await api("GET", `/v1/secrets/workspaces/${vault}/e2ee/my-key`)).body.key_version).toBe(2); // no rotation sent anything
+      expect(JSON.parse(readFileSync(join(home.path, "citadel", "e2ee-pins.json"), "utf8")).members).toEqual({ [new URL(citadel.url).origin]: {} }); // nothing refused was remembered
+
+      // Bob really made a new key pair (the server drops the keys wrapped to his old one) and
+      // read its fingerprint out: a rotation with it checked wraps the new key for him.
+      const rotated = await ok(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase, "--trust", `${bob}=${publicKeyFingerprint(serverKey)}`]);
+      expect(rotated).toContain(`key version 3, 1 values re-encrypted, wrapped for ${(await api("GET", "/v1/iam/me")).body.id}, ${bob}`);
+      expect(await grant()).toMatchObject({ code: 1, stderr: expect.stringContaining("holds the workspace key already") }); // pinned now: only the server's own rule is left
     } finally {
       members.close();
     }
@@ -391,9 +406,9 @@ describe("an end-to-end-encrypted workspace", () => {
       const me = (await api("GET", "/v1/iam/me")).body.id as string;
       const mine = (await api("GET", "/v1/secrets/me/keypair")).body.public_key as string;
       const planted = wrapWorkspaceKey(newWorkspaceKey(), mine, { workspace: vault, user: me });
-      expect(db.query("UPDATE secrets_workspace_keys SET wrapped = ? WHERE workspace_id = ? AND user_id = ? AND key_version = 2").run(planted, vault, me).changes).toBe(1);
+      expect(db.query("UPDATE secrets_workspace_keys SET wrapped = ? WHERE workspace_id = ? AND user_id = ? AND key_version = 3").run(planted, vault, me).changes).toBe(1);
       const swapped = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
-      expect([swapped.code, swapped.stderr]).toEqual([1, expect.stringContaining("the server handed a different key for version 2")]);
+      expect([swapped.code, swapped.stderr]).toEqual([1, expect.stringContaining("the server handed a different key for version 3")]);
       // A public key of its own in place of mine, for the next workspace to be encrypted.
       const spare = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "spare" })).body.id as string;
       db.query("UPDATE secrets_user_keys SET public_key = ? WHERE user_id = ?").run(generateUserKeyPair().publicKey, me);

@@ -136,6 +136,10 @@ describe("what a credential makes never outlives it", () => {
     expect(laptop).toMatch(/^citadel_pat_/);
     const ci = await c.send("POST", "/v1/iam/me/tokens", laptop, { json: { name: "ci", scopes: ["read"] } });
     expect(ci.status).toBe(200);
+    // A token may end itself, not its owner's login sessions.
+    const everywhere = await c.send("POST", "/v1/iam/logout", laptop, { json: { everywhere: true } });
+    expect([everywhere.status, everywhere.body.detail]).toEqual([403, "log in (a session, not a token) to log out everywhere"]);
+    expect((await c.send("GET", "/v1/iam/me", session)).status).toBe(200);
     expect((await c.send("POST", "/v1/iam/logout", laptop, { json: {} })).status).toBe(200);
     expect((await c.send("GET", "/v1/iam/me", laptop)).status).toBe(401);
     expect((await c.send("GET", "/v1/system/info", ci.body.token)).status).toBe(200);

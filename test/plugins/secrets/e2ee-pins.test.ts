@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import { E2eePinError, E2eePins } from "../../../plugins/secrets/e2ee-pins.ts";
+import { E2eePinError, E2eePins, normalizeFingerprint } from "../../../plugins/secrets/e2ee-pins.ts";
 import { generateUserKeyPair, publicKeyFingerprint } from "../../../plugins/secrets/e2ee.ts";
 
 const homes: string[] = [];
@@ -89,31 +89,40 @@ describe("E2eePins", () => {
     expect(() => p.pin(SERVER, "ws_b")).toThrow("is not a valid pin file");
   });
 
-  test("a member's public key is trusted on first use; another one for them later is refused until forgotten", () => {
+  test("a member's public key: unchecked until pinned; once pinned, another key for them is refused until forgotten", () => {
     const { pins: p, file } = pins();
     const bob = generateUserKeyPair().publicKey;
     const planted = generateUserKeyPair().publicKey;
-    p.checkMemberKey(SERVER, "usr_bob", bob);
-    p.checkMemberKey(SERVER, "usr_bob", bob); // the same again
-    expect(() => p.checkMemberKey(SERVER, "usr_bob", planted)).toThrow(E2eePinError);
-    expect(() => p.checkMemberKey(SERVER, "usr_bob", planted)).toThrow(`fingerprint ${publicKeyFingerprint(planted)}) than the one this machine wrapped keys to before (${publicKeyFingerprint(bob)})`);
-    expect(() => p.checkMemberKey(SERVER, "usr_bob", planted)).toThrow("citadel secrets e2ee forget --user usr_bob");
-    p.checkMemberKey("https://other.example", "usr_bob", planted); // per server
-    p.checkMemberKey(SERVER, "usr_carol", planted); // per member
-    expect(JSON.parse(readFileSync(file, "utf8")).members[SERVER]).toEqual({ usr_bob: bob, usr_carol: planted });
+    expect(p.memberKey(SERVER, "usr_bob", bob)).toBe("unchecked");
+    expect(existsSync(file)).toBe(false); // asking remembers nothing
+    p.pinMembers(SERVER, [{ user: "usr_bob", publicKey: bob }]);
+    p.pinMembers(SERVER, [{ user: "usr_bob", publicKey: bob }]); // the same again
+    expect(p.memberKey(SERVER, "usr_bob", bob)).toBe("checked");
+    expect(() => p.memberKey(SERVER, "usr_bob", planted)).toThrow(E2eePinError);
+    expect(() => p.memberKey(SERVER, "usr_bob", planted)).toThrow(`fingerprint ${publicKeyFingerprint(planted)}) than the one this machine wrapped keys to before (${publicKeyFingerprint(bob)})`);
+    expect(() => p.memberKey(SERVER, "usr_bob", planted)).toThrow("citadel secrets e2ee forget --user usr_bob");
+    expect(() => p.pinMembers(SERVER, [{ user: "usr_carol", publicKey: planted }, { user: "usr_bob", publicKey: planted }])).toThrow(E2eePinError);
+    expect(p.memberKey(SERVER, "usr_carol", planted)).toBe("unchecked"); // a refused batch pins none of it
+    expect(p.memberKey("https://other.example", "usr_bob", planted)).toBe("unchecked"); // per server
+    expect(JSON.parse(readFileSync(file, "utf8")).members[SERVER]).toEqual({ usr_bob: bob });
     expect(p.forgetMember(SERVER, "usr_bob")).toBe(true);
     expect(p.forgetMember(SERVER, "usr_bob")).toBe(false);
-    p.checkMemberKey(SERVER, "usr_bob", planted); // Bob made a new key pair, checked with him
-    expect(() => p.checkMemberKey(SERVER, "usr_bob", bob)).toThrow(E2eePinError);
+    expect(p.memberKey(SERVER, "usr_bob", planted)).toBe("unchecked");
   });
 
-  test("a fingerprint checked with the member must match, seen before or not; a refused key is not remembered", () => {
-    const { pins: p } = pins();
-    const bob = generateUserKeyPair().publicKey;
-    const planted = generateUserKeyPair().publicKey;
-    expect(() => p.checkMemberKey(SERVER, "usr_bob", planted, publicKeyFingerprint(bob))).toThrow(`whose fingerprint is ${publicKeyFingerprint(planted)}, not ${publicKeyFingerprint(bob)}`);
-    p.checkMemberKey(SERVER, "usr_bob", bob, publicKeyFingerprint(bob)); // the refused key was not pinned
-    expect(() => p.checkMemberKey(SERVER, "usr_bob", bob, publicKeyFingerprint(planted))).toThrow(E2eePinError);
+  test("a pin file whose member keys are not keys is refused as a whole, not read as a bad key", () => {
+    const { pins: p, file } = pins();
+    p.pinMembers(SERVER, [{ user: "usr_bob", publicKey: generateUserKeyPair().publicKey }]);
+    const damaged = JSON.parse(readFileSync(file, "utf8"));
+    damaged.members[SERVER].usr_bob = 42;
+    writeFileSync(file, JSON.stringify(damaged));
+    expect(() => p.memberKey(SERVER, "usr_bob", generateUserKeyPair().publicKey)).toThrow("is not a valid pin file");
+  });
+
+  test("a fingerprint as typed: spaces, no prefix, padding", () => {
+    const fingerprint = publicKeyFingerprint(generateUserKeyPair().publicKey);
+    const body = fingerprint.slice("SHA256:".length);
+    for (const typed of [fingerprint, ` ${fingerprint}\n`, body, `${body}=`, `sha256:${body}`]) expect(normalizeFingerprint(typed)).toBe(fingerprint);
   });
 
   test("a fingerprint is SHA256: and the unpadded base64 of the raw public key's SHA-256", () => {

@@ -272,15 +272,30 @@ describe("bulk", () => {
 });
 
 describe("import races", () => {
-  test("the summary tells what was done: a secret created between the plan and the write is reported updated", async () => {
+  test("a name another writer changed between the plan and the write refuses the whole import: the answer is never other than what was done", async () => {
     const { c, owner, path, base } = await setup();
-    const [put, imported] = await Promise.all([
-      c.send("PUT", path("RACE"), owner, { json: { value: "from-put" } }),
-      c.send("POST", `${base}/environments/development/import`, owner, { json: { entries: [{ name: "RACE", value: "from-import" }, { name: "CALM", value: "new" }] } }),
-    ]);
+    const importing = (entries: Array<{ name: string; value: string }>) => c.send("POST", `${base}/environments/development/import`, owner, { json: { entries } });
+    // Created meanwhile (the PUT's write is queued before the import's plan is written).
+    const [put, created] = await Promise.all([c.send("PUT", path("RACE"), owner, { json: { value: "from-put" } }), importing([{ name: "RACE", value: "from-import" }, { name: "CALM", value: "new" }])]);
     expect(put.status).toBe(200);
-    expect(imported.body).toMatchObject({ dry_run: false, plan: [{ name: "RACE", action: "update" }, { name: "CALM", action: "create" }], created: 1, updated: 1 });
-    expect((await c.send("GET", path("RACE"), owner)).body).toMatchObject({ value: "from-import", version: 2 });
+    expect([created.status, created.body.detail]).toEqual([409, "RACE was created meanwhile: run the import again."]);
+    expect((await c.send("GET", path("CALM"), owner)).status).toBe(404); // all or nothing
+    // Planned "unchanged", updated meanwhile.
+    const [update, unchanged] = await Promise.all([c.send("PUT", path("RACE"), owner, { json: { value: "newer" } }), importing([{ name: "RACE", value: "from-put" }])]);
+    expect(update.status).toBe(200);
+    expect([unchanged.status, unchanged.body.detail]).toEqual([409, "RACE changed meanwhile: run the import again."]);
+    expect((await c.send("GET", path("RACE"), owner)).body).toMatchObject({ value: "newer", version: 2 });
+    // Planned "skip" (deleted), purged meanwhile.
+    await c.send("DELETE", path("RACE"), owner);
+    const ask = await c.send("POST", path("RACE", "development", "/purge"), owner);
+    const [purged, skipped] = await Promise.all([
+      c.send("POST", path("RACE", "development", "/purge"), owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } }),
+      importing([{ name: "RACE", value: "again" }]),
+    ]);
+    expect(purged.status).toBe(200);
+    expect([skipped.status, skipped.body.detail]).toEqual([409, "RACE changed meanwhile: run the import again."]);
+    // Nothing in between: the plan is what was done.
+    expect((await importing([{ name: "RACE", value: "again" }])).body).toMatchObject({ plan: [{ name: "RACE", action: "create" }], created: 1 });
   });
 });
 
