@@ -55,13 +55,25 @@ interface Codec {
   seal(name: string, value: string): string;
   /** `keyVersion`: which workspace key the value was encrypted with (older values: an older key). */
   open(name: string, value: string, keyVersion?: number): Promise<string>;
+  /** Overwrites the keys it holds. */
+  dispose(): void;
+}
+
+/** Runs `use` with the workspace's codec, and overwrites its keys after, whatever happens. */
+async function withCodec<T>(ctx: CommandContext, api: ApiClient, w: Where, use: (codec: Codec) => Promise<T>): Promise<T> {
+  const codec = await codecFor(ctx, api, w);
+  try {
+    return await use(codec);
+  } finally {
+    codec.dispose();
+  }
 }
 
 async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<Codec> {
   const settings = await api.request<{ e2ee: boolean }>("GET", `${workspacePath(w)}/settings`);
   if (!settings.e2ee) {
     E2eePins.forCli(ctx.configHome).checkNotEncrypted(api.baseUrl, w.workspace); // the server's word against what this machine saw
-    return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v };
+    return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v, dispose: () => {} };
   }
   const keys = await workspaceKeys(ctx, api, w.workspace);
   const context = (name: string) => ({ workspace: w.workspace, environment: w.env, name });
@@ -69,6 +81,7 @@ async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<
     e2ee: true,
     seal: (name, v) => encryptValue(keys.current.key, v, context(name)),
     open: async (name, v, keyVersion) => decryptValue(await keys.version(keyVersion ?? keys.current.version), v, context(name)),
+    dispose: () => keys.dispose(),
   };
 }
 
@@ -105,11 +118,23 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
   const pins = E2eePins.forCli(ctx.configHome);
   const unwrap = (wrapped: string, version: number) => {
     const key = unwrapWorkspaceKey(wrapped, privateKey, { workspace, user: userId });
-    pins.pinKey(api.baseUrl, workspace, version, key);
+    try {
+      pins.pinKey(api.baseUrl, workspace, version, key);
+    } catch (error) {
+      key.fill(0); // refused: not kept a moment longer
+      throw error;
+    }
     return key;
   };
-  const byVersion = new Map([[mine.key_version, unwrap(mine.wrapped, mine.key_version)]]);
-  pins.checkCurrent(api.baseUrl, workspace, mine.key_version);
+  const byVersion = new Map<number, Uint8Array>();
+  try {
+    byVersion.set(mine.key_version, unwrap(mine.wrapped, mine.key_version));
+    pins.checkCurrent(api.baseUrl, workspace, mine.key_version);
+  } catch (error) {
+    privateKey.fill(0);
+    for (const key of byVersion.values()) key.fill(0);
+    throw error;
+  }
   return {
     current: { version: mine.key_version, key: byVersion.get(mine.key_version)! },
     myUserId: userId,
@@ -136,12 +161,12 @@ interface MemberKey {
 }
 
 /**
- * Refuses unless every key in `members` is one this machine wrapped a key to before, or one
+ * Refuses unless every key in `members` is one this machine sent this workspace's key to before, or one
  * whose fingerprint the caller checked with the member (`checked`: user id → fingerprint).
  * A key never checked is the server's word alone: a server that lies would read the
  * workspace key wrapped to it. `retry` says how to confirm what is still unchecked.
  */
-function requireCheckedKeys(pins: E2eePins, server: string, members: MemberKey[], checked: ReadonlyMap<string, string>, retry: (unchecked: MemberKey[]) => string): void {
+function requireCheckedKeys(pins: E2eePins, server: string, workspace: string, members: MemberKey[], checked: ReadonlyMap<string, string>, retry: (unchecked: MemberKey[]) => string): void {
   const unchecked: MemberKey[] = [];
   for (const member of members) {
     const fingerprint = publicKeyFingerprint(member.publicKey);
@@ -149,7 +174,7 @@ function requireCheckedKeys(pins: E2eePins, server: string, members: MemberKey[]
     if (said !== undefined && normalizeFingerprint(said) !== fingerprint) {
       throw new E2eePinError(`the server hands a public key for ${member.user} whose fingerprint is ${fingerprint}, not ${normalizeFingerprint(said)}: refusing to wrap the workspace key to it. Check the fingerprint with them again (citadel secrets e2ee fingerprint).`);
     }
-    if (pins.memberKey(server, member.user, member.publicKey) === "unchecked" && said === undefined) unchecked.push(member);
+    if (pins.memberKey(server, workspace, member.user, member.publicKey) === "unchecked" && said === undefined) unchecked.push(member);
   }
   if (unchecked.length === 0) return;
   const list = unchecked.map((m) => `${m.user} (${publicKeyFingerprint(m.publicKey)})`).join(", ");
@@ -158,14 +183,24 @@ function requireCheckedKeys(pins: E2eePins, server: string, members: MemberKey[]
   );
 }
 
-/** `--trust usr_a=SHA256:...,usr_b=SHA256:...` as a map. */
+/** A user id as Citadel makes them: what the server names a member is checked before it is printed, pinned or trusted. */
+const USER_ID = /^usr_[A-Za-z0-9]{14}$/;
+
+function checkUserId(id: string, where: string): void {
+  if (!USER_ID.test(id)) throw new E2eePinError(`${where}: ${JSON.stringify(id)} is not a user id (usr_ and 14 letters or digits)`);
+}
+
+/** `--trust usr_a=SHA256:...,usr_b=SHA256:...` as a map; a user named twice is refused, not overridden. */
 function trustedFingerprints(option: unknown): Map<string, string> {
   const trusted = new Map<string, string>();
   if (typeof option !== "string") return trusted;
   for (const pair of option.split(",").map((p) => p.trim()).filter(Boolean)) {
     const at = pair.indexOf("=");
     if (at <= 0) throw new Error(`--trust takes user=fingerprint pairs separated by commas, not ${JSON.stringify(pair)}`);
-    trusted.set(pair.slice(0, at).trim(), pair.slice(at + 1));
+    const user = pair.slice(0, at).trim();
+    checkUserId(user, "--trust");
+    if (trusted.has(user)) throw new Error(`--trust names ${user} twice`);
+    trusted.set(user, pair.slice(at + 1));
   }
   return trusted;
 }
@@ -184,9 +219,10 @@ interface Metadata {
 
 
 async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {
-  const codec = await codecFor(ctx, api, w);
-  const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, "/secrets?values=true"));
-  return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.key_version) })));
+  return withCodec(ctx, api, w, async (codec) => {
+    const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, "/secrets?values=true"));
+    return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.key_version) })));
+  });
 }
 
 
@@ -213,12 +249,13 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const name = requireArg(ctx, "the secret's name");
       const api = await ctx.api();
-      const codec = await codecFor(ctx, api, w);
       const version = typeof ctx.options.version === "string" ? `?version=${encodeURIComponent(ctx.options.version)}` : "";
-      const secret = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, version));
-      const value = await codec.open(name, secret.value, secret.key_version);
-      print(ctx, { ...secret, value }, value);
-      return 0;
+      return withCodec(ctx, api, w, async (codec) => {
+        const secret = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, version));
+        const value = await codec.open(name, secret.value, secret.key_version);
+        print(ctx, { ...secret, value }, value);
+        return 0;
+      });
     },
   },
   {
@@ -232,15 +269,16 @@ export const secretsCommands: Command[] = [
       const name = requireArg(ctx, "the secret's name");
       if (!isSecretName(name)) throw new Error("a secret's name is an environment variable name: letters, digits and _, not starting with a digit");
       const api = await ctx.api();
-      const codec = await codecFor(ctx, api, w);
-      const value = await readValue(`Value of ${name}: `);
-      const body: Record<string, unknown> = { value: codec.seal(name, value) };
-      if (typeof ctx.options.note === "string") body.note = ctx.options.note;
-      const rotationDays = integerOption(ctx, "rotation-days", 1);
-      if (rotationDays !== undefined) body.rotation_days = rotationDays;
-      const secret = await api.request<Metadata>("PUT", secretPath(w, name), body);
-      print(ctx, secret, `${name}: version ${secret.version}`);
-      return 0;
+      return withCodec(ctx, api, w, async (codec) => {
+        const value = await readValue(`Value of ${name}: `);
+        const body: Record<string, unknown> = { value: codec.seal(name, value) };
+        if (typeof ctx.options.note === "string") body.note = ctx.options.note;
+        const rotationDays = integerOption(ctx, "rotation-days", 1);
+        if (rotationDays !== undefined) body.rotation_days = rotationDays;
+        const secret = await api.request<Metadata>("PUT", secretPath(w, name), body);
+        print(ctx, secret, `${name}: version ${secret.version}`);
+        return 0;
+      });
     },
   },
   secretCommand(["secrets", "delete"], "Delete a secret (restorable with secrets restore until purged)", async (ctx, api, w, name) => {
@@ -306,9 +344,9 @@ export const secretsCommands: Command[] = [
       const format = choiceOption(ctx, "format", ["dotenv", "json"] as const, file.endsWith(".json") ? "json" : "dotenv");
       const entries = format === "json" ? parseJsonSecrets(text) : parseDotenv(text);
       const api = await ctx.api();
-      const codec = await codecFor(ctx, api, w);
+      const sealed = await withCodec(ctx, api, w, async (codec) => entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value) })));
       const result = await api.request<{ plan: Array<{ name: string; action: string; reason?: string }>; created: number; updated: number; unchanged: number; skipped: number }>("POST", secretsPath(w, "/import"), {
-        entries: entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value) })),
+        entries: sealed,
         dry_run: ctx.options["dry-run"] === true,
         overwrite: ctx.options["no-overwrite"] !== true,
       });
@@ -471,6 +509,7 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const workspace = where(ctx).workspace;
       const user = requireArg(ctx, "the member's user id");
+      checkUserId(user, "the member");
       const checked = new Map(typeof ctx.options.fingerprint === "string" ? [[user, ctx.options.fingerprint]] : []);
       const api = await ctx.api();
       const pins = E2eePins.forCli(ctx.configHome);
@@ -482,11 +521,11 @@ export const secretsCommands: Command[] = [
             : (await api.request<{ public_key: string }>("GET", `${workspacePath({ workspace })}/e2ee/public-keys/${encodeURIComponent(user)}`)).public_key;
         const member = { user, publicKey };
         if (user !== keys.myUserId) {
-          requireCheckedKeys(pins, api.baseUrl, [member], checked, ([m]) => `citadel secrets e2ee grant ${user} -w ${workspace} --fingerprint ${publicKeyFingerprint(m!.publicKey)}`);
+          requireCheckedKeys(pins, api.baseUrl, workspace, [member], checked, () => `citadel secrets e2ee grant ${user} -w ${workspace} --fingerprint ${publicKeyFingerprint(publicKey)}`);
         }
         const wrapped = wrapWorkspaceKey(keys.current.key, publicKey, { workspace, user });
         const holders = await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped });
-        if (user !== keys.myUserId) pins.pinMembers(api.baseUrl, [member]); // sent: remembered
+        if (user !== keys.myUserId) pins.pinMembers(api.baseUrl, workspace, [member]); // sent: remembered
         const fingerprint = publicKeyFingerprint(publicKey);
         print(ctx, { ...(holders as object), fingerprint }, `${user} can now read ${workspace} (their public key: ${fingerprint})`);
       } finally {
@@ -502,11 +541,12 @@ export const secretsCommands: Command[] = [
       workspace: WHERE.workspace,
       ...PASSPHRASE,
       remove: { type: "string", description: "Comma-separated user ids who lose access (they keep no version of the key)" },
-      trust: { type: "string", description: "user=fingerprint pairs, comma-separated: members whose public keys this machine never wrapped to, checked with them (citadel secrets e2ee fingerprint)" },
+      trust: { type: "string", description: "user=fingerprint pairs, comma-separated: members this machine never sent this workspace's key to, their keys checked with them (citadel secrets e2ee fingerprint)" },
     },
     async run(ctx) {
       const workspace = where(ctx).workspace;
       const removed = new Set(typeof ctx.options.remove === "string" ? ctx.options.remove.split(",").map((u) => u.trim()).filter(Boolean) : []);
+      for (const user of removed) checkUserId(user, "--remove");
       const trusted = trustedFingerprints(ctx.options.trust);
       const api = await ctx.api();
       const ws = workspacePath({ workspace });
@@ -517,7 +557,11 @@ export const secretsCommands: Command[] = [
       try {
         if (removed.has(me)) throw new Error("you cannot remove yourself: ask another member who holds the key");
         // Whom the new key goes to, and to which public keys, is settled before anything is decrypted or sent.
-        const holders = (await api.request<{ items: Array<{ user: string }> }>("GET", `${ws}/e2ee/keys`)).items.map((h) => h.user).filter((u) => !removed.has(u));
+        const listed = (await api.request<{ items: Array<{ user: string }> }>("GET", `${ws}/e2ee/keys`)).items.map((h) => h.user);
+        // Names the server gives are checked before they are printed, trusted or pinned.
+        for (const user of listed) checkUserId(user, "the server listed a holder");
+        if (new Set(listed).size !== listed.length) throw new E2eePinError("the server listed a holder twice: refusing to rotate. Tell your administrator.");
+        const holders = listed.filter((u) => !removed.has(u));
         const others: MemberKey[] = [];
         for (const user of holders) {
           if (user === me) continue; // wrapped to your proven key below, not to the server's copy
@@ -529,7 +573,7 @@ export const secretsCommands: Command[] = [
           }
         }
         // A key the server alone vouches for would give it the new workspace key: refused whole, before anything is sent.
-        requireCheckedKeys(pins, api.baseUrl, others, trusted, (unchecked) => {
+        requireCheckedKeys(pins, api.baseUrl, workspace, others, trusted, (unchecked) => {
           const pairs = [...[...trusted].filter(([user]) => others.some((o) => o.user === user)).map(([user, fp]) => `${user}=${normalizeFingerprint(fp)}`), ...unchecked.map((m) => `${m.user}=${publicKeyFingerprint(m.publicKey)}`)];
           return `citadel secrets e2ee rotate -w ${workspace}${removed.size > 0 ? ` --remove ${[...removed].join(",")}` : ""} --trust ${pairs.join(",")}`;
         });
@@ -547,7 +591,7 @@ export const secretsCommands: Command[] = [
         const wrapped = recipients.map((r) => ({ user: r.user, wrapped: wrapWorkspaceKey(fresh, r.publicKey, { workspace, user: r.user }) }));
         // From the version re-encrypted from: if another rotation came first, the server refuses (409).
         const result = await api.request<{ key_version: number; reencrypted: number; holders: string[] }>("POST", `${ws}/e2ee/rotate`, { from_version: keys.current.version, values, wrapped });
-        pins.pinMembers(api.baseUrl, others); // sent: remembered
+        pins.pinMembers(api.baseUrl, workspace, others, [...removed]); // sent: remembered; the removed are strangers again
         const expected = keys.current.version + 1;
         if (result.key_version !== expected) throw new E2eePinError(`the server says the new key is version ${result.key_version}, not ${expected}: refusing to trust it. Tell your administrator.`);
         pins.pinNewKey(api.baseUrl, workspace, expected, fresh);

@@ -37,12 +37,12 @@ interface WorkspacePins {
   keys: Record<string, string>;
   /** The newest key version the server called current. */
   newest?: number;
+  /** The public key (base64url) of each member this machine sent the workspace's key to, by user id. */
+  members?: Record<string, string>;
 }
 
 interface PinFile {
   servers: Record<string, Record<string, WorkspacePins>>;
-  /** Members' public keys (base64url), by server origin and user id. */
-  members?: Record<string, Record<string, string>>;
 }
 
 export class E2eePinError extends Error {
@@ -58,7 +58,8 @@ export class E2eePins {
 
   /** Throws unless the server's word that `workspace` is not encrypted agrees with what this machine saw. */
   checkNotEncrypted(server: string, workspace: string): void {
-    if (this.read().servers[originOf(server)]?.[workspace] === undefined) return;
+    checkId(workspace);
+    if (own(own(this.read().servers, originOf(server)), workspace) === undefined) return;
     throw new E2eePinError(
       `the server says workspace ${workspace} is not end-to-end encrypted, but this machine has used it encrypted: refusing to send or read its values in the clear. ` +
         `If its encryption was turned off on purpose (possible only while it holds no secrets), run: citadel secrets e2ee forget -w ${workspace}`,
@@ -115,49 +116,60 @@ export class E2eePins {
   }
 
   /**
-   * What this machine knows of the public key the server hands for `user`: "checked" when a
-   * key was wrapped to that very key here before, "unchecked" when none was (its fingerprint
-   * must then be checked with the member). Throws when another key was: a substitution.
-   * Remembers nothing (pinMembers does, once the key was sent).
+   * What this machine knows of the public key the server hands for `user` in `workspace`:
+   * "checked" when this machine sent the workspace's key to that very key before, "unchecked"
+   * when it never sent it to them (the fingerprint must then be checked with the member).
+   * Throws when it sent it to another key of theirs: a substitution. Remembers nothing.
    */
-  memberKey(server: string, user: string, publicKey: string): "checked" | "unchecked" {
-    return checkedAgainst(this.read().members?.[originOf(server)]?.[user], user, publicKey);
+  memberKey(server: string, workspace: string, user: string, publicKey: string): "checked" | "unchecked" {
+    checkId(workspace);
+    checkId(user);
+    const pins = own(own(this.read().servers, originOf(server)), workspace);
+    return checkedAgainst(own(pins?.members, user), user, publicKey);
   }
 
-  /** Remembers the public keys a workspace key was just wrapped to; another process's different pin meanwhile is refused. */
-  pinMembers(server: string, keys: ReadonlyArray<{ user: string; publicKey: string }>): void {
-    if (keys.length === 0) return;
-    this.locked(() => {
-      const file = this.read();
-      const members = ((file.members ??= {})[originOf(server)] ??= {});
+  /**
+   * Remembers the public keys the workspace's key was just sent to, and forgets `removed` (a
+   * member left out of a rotation is a stranger again: never re-added on the server's word).
+   * A different key another process pinned meanwhile is refused.
+   */
+  pinMembers(server: string, workspace: string, keys: ReadonlyArray<{ user: string; publicKey: string }>, removed: readonly string[] = []): void {
+    checkId(workspace);
+    for (const id of [...keys.map((k) => k.user), ...removed]) checkId(id);
+    this.update(server, workspace, (pins) => {
+      const members = (pins.members ??= {});
       let changed = false;
+      for (const user of removed) changed = delete members[user] || changed;
       for (const { user, publicKey } of keys) {
-        if (checkedAgainst(members[user], user, publicKey) === "checked") continue;
+        if (checkedAgainst(own(members, user), user, publicKey) === "checked") continue;
         members[user] = publicKey;
         changed = true;
       }
-      if (changed) this.write(file);
+      return changed;
     });
   }
 
-  /** Forgets the public key seen for `user` (they made a new key pair); true when one was known. */
+  /** Forgets the public keys seen for `user` in every workspace of this server (they made a new key pair); true when one was known. */
   forgetMember(server: string, user: string): boolean {
+    checkId(user);
     return this.locked(() => {
       const file = this.read();
-      const members = file.members?.[originOf(server)];
-      if (members?.[user] === undefined) return false;
-      delete members[user];
-      this.write(file);
-      return true;
+      let forgotten = false;
+      for (const pins of Object.values(own(file.servers, originOf(server)) ?? {})) {
+        if (own(pins.members, user) !== undefined) forgotten = delete pins.members![user];
+      }
+      if (forgotten) this.write(file);
+      return forgotten;
     });
   }
 
   /** Forgets `workspace` (its encryption was turned off on purpose); true when it was known. */
   forget(server: string, workspace: string): boolean {
+    checkId(workspace);
     return this.locked(() => {
       const file = this.read();
-      const workspaces = file.servers[originOf(server)];
-      if (workspaces?.[workspace] === undefined) return false;
+      const workspaces = own(file.servers, originOf(server));
+      if (workspaces === undefined || own(workspaces, workspace) === undefined) return false;
       delete workspaces[workspace];
       this.write(file);
       return true;
@@ -166,6 +178,7 @@ export class E2eePins {
 
   /** Applies `change` to the workspace's pins (made when new), writing only what changed. */
   private update(server: string, workspace: string, change: (pins: WorkspacePins) => boolean): void {
+    checkId(workspace);
     this.locked(() => {
       const file = this.read();
       const workspaces = (file.servers[originOf(server)] ??= {});
@@ -190,7 +203,7 @@ export class E2eePins {
     try {
       const parsed = JSON.parse(readFileSync(this.path, "utf8")) as PinFile;
       if (typeof parsed?.servers !== "object" || parsed.servers === null) throw new Error("no servers");
-      if (parsed.members !== undefined && !isMemberPins(parsed.members)) throw new Error("members is not a map of public keys");
+      if (!membersAreKeys(parsed)) throw new Error("a member's entry is not a public key");
       return parsed;
     } catch {
       // Not silently treated as empty: that would forget every pin.
@@ -212,9 +225,23 @@ function checkedAgainst(known: string | undefined, user: string, publicKey: stri
   );
 }
 
-function isMemberPins(value: unknown): value is Record<string, Record<string, string>> {
-  if (typeof value !== "object" || value === null) return false;
-  return Object.values(value).every((users) => typeof users === "object" && users !== null && Object.values(users).every((key) => typeof key === "string" && /^[A-Za-z0-9_-]{43}$/.test(key)));
+function membersAreKeys(file: PinFile): boolean {
+  return Object.values(file.servers).every(
+    (workspaces) =>
+      typeof workspaces === "object" &&
+      workspaces !== null &&
+      Object.values(workspaces).every((pins) => pins?.members === undefined || (typeof pins.members === "object" && pins.members !== null && Object.values(pins.members).every((key) => typeof key === "string" && /^[A-Za-z0-9_-]{43}$/.test(key)))),
+  );
+}
+
+/** An own property only: an id such as `__proto__` must never reach Object.prototype. */
+function own<T>(record: Record<string, T> | undefined, key: string): T | undefined {
+  return record !== undefined && Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+/** Workspace and user ids as Citadel makes them (a prefix, `_`, letters and digits): nothing a JSON object would treat specially. */
+function checkId(id: string): void {
+  if (!/^[a-z]+_[A-Za-z0-9_]+$/.test(id)) throw new E2eePinError(`${JSON.stringify(id)} is not a workspace or user id`);
 }
 
 /** A fingerprint as a person typed it: spaces around it, or without `SHA256:`, or with base64 padding. */

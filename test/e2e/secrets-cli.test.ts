@@ -382,7 +382,17 @@ describe("an end-to-end-encrypted workspace", () => {
       const rotateUnchecked = await cli(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase]);
       expect([rotateUnchecked.code, rotateUnchecked.stderr]).toEqual([1, expect.stringContaining(`--trust ${bob}=${publicKeyFingerprint(serverKey)}`)]);
       expect((await api("GET", `/v1/secrets/workspaces/${vault}/e2ee/my-key`)).body.key_version).toBe(2); // no rotation sent anything
-      expect(JSON.parse(readFileSync(join(home.path, "citadel", "e2ee-pins.json"), "utf8")).members).toEqual({ [new URL(citadel.url).origin]: {} }); // nothing refused was remembered
+      expect(JSON.parse(readFileSync(join(home.path, "citadel", "e2ee-pins.json"), "utf8")).servers[new URL(citadel.url).origin][vault].members).toEqual({}); // nothing refused was remembered
+      // A user named twice in --trust (the server's suggestion could be made to read that way) is refused, not overridden.
+      const twice = await cli(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase, "--trust", `${bob}=${publicKeyFingerprint(bobsKey)},${bob}=${publicKeyFingerprint(serverKey)}`]);
+      expect([twice.code, twice.stderr]).toEqual([1, expect.stringContaining(`--trust names ${bob} twice`)]);
+      // A holder whose "id" is text of the server's choosing is refused before it is printed or trusted.
+      const forged = `${bob}=${publicKeyFingerprint(bobsKey)},${bob}`;
+      members.query("INSERT INTO secrets_workspace_keys (workspace_id, key_version, user_id, wrapped, wrapped_by, created_at) SELECT workspace_id, key_version, ?, wrapped, wrapped_by, created_at FROM secrets_workspace_keys WHERE user_id = ? AND workspace_id = ?").run(forged, bob, vault);
+      const odd = await cli(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase]);
+      expect([odd.code, odd.stderr]).toEqual([1, expect.stringContaining("the server listed a holder: ")]);
+      expect(odd.stderr).toContain("is not a user id");
+      members.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(forged);
 
       // Bob really made a new key pair (the server drops the keys wrapped to his old one) and
       // read its fingerprint out: a rotation with it checked wraps the new key for him.

@@ -89,34 +89,58 @@ describe("E2eePins", () => {
     expect(() => p.pin(SERVER, "ws_b")).toThrow("is not a valid pin file");
   });
 
-  test("a member's public key: unchecked until pinned; once pinned, another key for them is refused until forgotten", () => {
+  test("a member's public key: unchecked until sent to in this workspace; then another key for them is refused until forgotten", () => {
     const { pins: p, file } = pins();
     const bob = generateUserKeyPair().publicKey;
     const planted = generateUserKeyPair().publicKey;
-    expect(p.memberKey(SERVER, "usr_bob", bob)).toBe("unchecked");
+    expect(p.memberKey(SERVER, "ws_a", "usr_bob", bob)).toBe("unchecked");
     expect(existsSync(file)).toBe(false); // asking remembers nothing
-    p.pinMembers(SERVER, [{ user: "usr_bob", publicKey: bob }]);
-    p.pinMembers(SERVER, [{ user: "usr_bob", publicKey: bob }]); // the same again
-    expect(p.memberKey(SERVER, "usr_bob", bob)).toBe("checked");
-    expect(() => p.memberKey(SERVER, "usr_bob", planted)).toThrow(E2eePinError);
-    expect(() => p.memberKey(SERVER, "usr_bob", planted)).toThrow(`fingerprint ${publicKeyFingerprint(planted)}) than the one this machine wrapped keys to before (${publicKeyFingerprint(bob)})`);
-    expect(() => p.memberKey(SERVER, "usr_bob", planted)).toThrow("citadel secrets e2ee forget --user usr_bob");
-    expect(() => p.pinMembers(SERVER, [{ user: "usr_carol", publicKey: planted }, { user: "usr_bob", publicKey: planted }])).toThrow(E2eePinError);
-    expect(p.memberKey(SERVER, "usr_carol", planted)).toBe("unchecked"); // a refused batch pins none of it
-    expect(p.memberKey("https://other.example", "usr_bob", planted)).toBe("unchecked"); // per server
-    expect(JSON.parse(readFileSync(file, "utf8")).members[SERVER]).toEqual({ usr_bob: bob });
-    expect(p.forgetMember(SERVER, "usr_bob")).toBe(true);
+    p.pinMembers(SERVER, "ws_a", [{ user: "usr_bob", publicKey: bob }]);
+    p.pinMembers(SERVER, "ws_a", [{ user: "usr_bob", publicKey: bob }]); // the same again
+    expect(p.memberKey(SERVER, "ws_a", "usr_bob", bob)).toBe("checked");
+    expect(() => p.memberKey(SERVER, "ws_a", "usr_bob", planted)).toThrow(E2eePinError);
+    expect(() => p.memberKey(SERVER, "ws_a", "usr_bob", planted)).toThrow(`fingerprint ${publicKeyFingerprint(planted)}) than the one this machine wrapped keys to before (${publicKeyFingerprint(bob)})`);
+    expect(() => p.memberKey(SERVER, "ws_a", "usr_bob", planted)).toThrow("citadel secrets e2ee forget --user usr_bob");
+    expect(() => p.pinMembers(SERVER, "ws_a", [{ user: "usr_carol", publicKey: planted }, { user: "usr_bob", publicKey: planted }])).toThrow(E2eePinError);
+    expect(p.memberKey(SERVER, "ws_a", "usr_carol", planted)).toBe("unchecked"); // a refused batch pins none of it
+    expect(p.memberKey(SERVER, "ws_b", "usr_bob", bob)).toBe("unchecked"); // per workspace: sent there, not here
+    expect(p.memberKey("https://other.example", "ws_a", "usr_bob", bob)).toBe("unchecked"); // per server
+    expect(JSON.parse(readFileSync(file, "utf8")).servers[SERVER].ws_a.members).toEqual({ usr_bob: bob });
+    p.pinMembers(SERVER, "ws_b", [{ user: "usr_bob", publicKey: bob }]);
+    expect(p.forgetMember(SERVER, "usr_bob")).toBe(true); // from every workspace
     expect(p.forgetMember(SERVER, "usr_bob")).toBe(false);
-    expect(p.memberKey(SERVER, "usr_bob", planted)).toBe("unchecked");
+    expect(p.memberKey(SERVER, "ws_a", "usr_bob", planted)).toBe("unchecked");
+    expect(p.memberKey(SERVER, "ws_b", "usr_bob", planted)).toBe("unchecked");
+  });
+
+  test("a member removed by a rotation is a stranger again: the server cannot list them back in unchecked", () => {
+    const { pins: p } = pins();
+    const bob = generateUserKeyPair().publicKey;
+    const carol = generateUserKeyPair().publicKey;
+    p.pinMembers(SERVER, "ws_a", [{ user: "usr_bob", publicKey: bob }, { user: "usr_carol", publicKey: carol }]);
+    p.pinMembers(SERVER, "ws_a", [{ user: "usr_carol", publicKey: carol }], ["usr_bob"]);
+    expect(p.memberKey(SERVER, "ws_a", "usr_bob", bob)).toBe("unchecked");
+    expect(p.memberKey(SERVER, "ws_a", "usr_carol", carol)).toBe("checked");
+  });
+
+  test("ids that are not Citadel ids (such as __proto__) are refused, never looked up on an object's prototype", () => {
+    const { pins: p } = pins();
+    const key = generateUserKeyPair().publicKey;
+    for (const id of ["__proto__", "constructor", "toString", "usr bob", ""]) {
+      expect(() => p.memberKey(SERVER, "ws_a", id, key)).toThrow("is not a workspace or user id");
+      expect(() => p.memberKey(SERVER, id, "usr_bob", key)).toThrow("is not a workspace or user id");
+      expect(() => p.pin(SERVER, id)).toThrow("is not a workspace or user id");
+    }
+    expect(({} as Record<string, unknown>).keys).toBeUndefined(); // Object.prototype untouched
   });
 
   test("a pin file whose member keys are not keys is refused as a whole, not read as a bad key", () => {
     const { pins: p, file } = pins();
-    p.pinMembers(SERVER, [{ user: "usr_bob", publicKey: generateUserKeyPair().publicKey }]);
+    p.pinMembers(SERVER, "ws_a", [{ user: "usr_bob", publicKey: generateUserKeyPair().publicKey }]);
     const damaged = JSON.parse(readFileSync(file, "utf8"));
-    damaged.members[SERVER].usr_bob = 42;
+    damaged.servers[SERVER].ws_a.members.usr_bob = 42;
     writeFileSync(file, JSON.stringify(damaged));
-    expect(() => p.memberKey(SERVER, "usr_bob", generateUserKeyPair().publicKey)).toThrow("is not a valid pin file");
+    expect(() => p.memberKey(SERVER, "ws_a", "usr_bob", generateUserKeyPair().publicKey)).toThrow("is not a valid pin file");
   });
 
   test("a fingerprint as typed: spaces, no prefix, padding", () => {
