@@ -26,6 +26,7 @@ import { AuditLog } from "./audit/log.ts";
 import { buildInfo } from "./build-info.ts";
 import { createApiClient, localApiClient } from "./cli/api-client.ts";
 import { readStoredLogin } from "./cli/credentials.ts";
+import { printable } from "./cli/output.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
 import { ConfigError } from "./config/error.ts";
 import { dataPath, loadConfig, type LoadedConfig } from "./config/load.ts";
@@ -83,7 +84,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     options,
     json: options.json === true,
     out: (text) => process.stdout.write(`${text}\n`),
-    err: (text) => process.stderr.write(`${text}\n`),
+    err: (text) => process.stderr.write(`${printable(text)}\n`),
     api: async (apiOptions = {}) => (apiOptions.server ? apiClientForServer(options, env, apiOptions.server) : apiClientFor(options, env, apiOptions.anonymous === true)),
     dataDir: () => configFor(options, env).config.data_dir,
     config: () => configFor(options, env).config,
@@ -94,7 +95,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     return await command.run(ctx);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`citadel: ${message}\n`);
+    process.stderr.write(`citadel: ${printable(message)}\n`); // a server's words among them
     return error instanceof ConfigError || error instanceof UsageError ? 2 : 1;
   }
 }

@@ -4,6 +4,15 @@
  */
 import type { ApiClient, CommandContext } from "../plugin.ts";
 
+/**
+ * Text for the terminal's standard error: control characters (an escape sequence a server
+ * put in an error message could rewrite the screen or the title) shown as \u escapes. Line
+ * breaks and tabs stay. Values a command prints on purpose (secrets get) are not passed here.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 /** Columns padded to their widest cell; the first row is the header. */
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
