@@ -56,23 +56,26 @@ export class AuditLog {
     // Time-ordered, so the unique index on ids grows at its end instead of at random places.
     const id = `evt_${Bun.randomUUIDv7().replaceAll("-", "")}`;
     const subject = input.subject ?? input.actor.user ?? input.actor.kind;
+    // Every text as SQLite will store it (UTF-8): a lone surrogate, which a caller can send
+    // in JSON ("\ud800"), is stored as U+FFFD, and the hash must cover what is stored, or the
+    // event would fail verification forever after.
     const event: Omit<StoredEvent, "prev_hash" | "hash"> = {
       seq,
       id,
       time: this.options.now(),
       actor_kind: input.actor.kind,
-      actor_org: input.actor.organization ?? null,
-      actor_user: input.actor.user ?? null,
-      actor_token: input.actor.token ?? null,
+      actor_org: stored(input.actor.organization),
+      actor_user: stored(input.actor.user),
+      actor_token: stored(input.actor.token),
       action: input.action,
-      resource_type: input.resource?.type ?? null,
-      resource_id: input.resource?.id ?? null,
-      organization: input.organization ?? input.actor.organization ?? null,
-      workspace: input.workspace ?? null,
-      request_id: input.request?.id ?? null,
+      resource_type: stored(input.resource?.type),
+      resource_id: stored(input.resource?.id),
+      organization: stored(input.organization ?? input.actor.organization),
+      workspace: stored(input.workspace),
+      request_id: stored(input.request?.id),
       outcome: input.outcome,
-      reason: input.reason ?? null,
-      subject,
+      reason: stored(input.reason),
+      subject: stored(subject),
       personal: this.encryptPersonal(tx, subject, id, input),
     };
     const prevHash = head?.hash ?? GENESIS_HASH;
@@ -118,4 +121,9 @@ export class AuditLog {
     if (!keyring) return null;
     return keyring.encrypt(tx, subjectKeyOwner(subject), `audit_events/${eventId}`, JSON.stringify(personal));
   }
+}
+
+/** Text exactly as SQLite stores it: well-formed UTF-16 (lone surrogates become U+FFFD, as UTF-8 encoding makes them). */
+function stored(text: string | null | undefined): string | null {
+  return text === undefined || text === null ? null : text.toWellFormed();
 }

@@ -65,6 +65,14 @@ describe("audit log", () => {
     expect(report).toMatchObject({ ok: true, events: 50, first_problem: null });
   });
 
+  test("text that is not well-formed Unicode (a lone surrogate, sent as \\ud800 in JSON) is hashed as it is stored: the chain still verifies (found in review)", async () => {
+    const k = kernel();
+    await k.store.write((tx) => k.audit.record(tx, { action: "widgets.widget.create", actor: user, outcome: "success", resource: { type: "widget", id: "w\udfff1" }, reason: "cli\ud800" }));
+    await k.store.write((tx) => k.audit.record(tx, { action: "widgets.widget.create", actor: user, outcome: "success", reason: "after" }));
+    expect(k.store.db.query("SELECT reason, resource_id FROM audit_events WHERE seq = 1").get()).toEqual({ reason: "cli\ufffd", resource_id: "w\ufffd1" });
+    expect(verifyAuditChain(k.store.db)).toMatchObject({ ok: true, events: 2, first_problem: null });
+  });
+
   test("the table refuses UPDATE and DELETE", async () => {
     const k = kernel();
     await k.store.write((tx) => k.audit.record(tx, { action: "widgets.widget.create", actor: user, outcome: "success" }));
