@@ -4,7 +4,7 @@
  * store → migrate → keys (initialize on first start, unseal) → kernel → plugins → listen →
  * wait for a signal → stop everything in reverse.
  */
-import { writeFileSync } from "node:fs";
+import { closeSync, openSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { auditPlugin } from "../plugins/audit/index.ts";
@@ -271,11 +271,27 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
     if (created && source.method === "systemd_credential" && keyOut === undefined) {
       throw new UsageError("seal.method systemd_credential: give --key-out FILE (or - for standard output) to receive the root key once");
     }
-    const result = created ? await initializeKeys(store, audit, source, systemClock.now(), { shares, threshold }) : null;
-    const setups = await runSetups(kernelFor, ctx.options);
-    if (result?.rootKeyText && keyOut !== undefined) {
-      if (keyOut === "-") process.stdout.write(result.rootKeyText);
-      else writeFileSync(keyOut, result.rootKeyText, { mode: 0o600, flag: "wx" });
+    // The file that receives the root key is made before the key: one that exists already
+    // stops here, not after a key nothing else holds was committed.
+    const keyFd = created && source.method === "systemd_credential" && keyOut !== undefined && keyOut !== "-" ? openSync(keyOut, "wx", 0o600) : undefined;
+    let result: Awaited<ReturnType<typeof initializeKeys>> | null = null;
+    try {
+      result = created ? await initializeKeys(store, audit, source, systemClock.now(), { shares, threshold }) : null;
+      // Handed over at once: whatever fails after this, the key is not lost with it.
+      if (result?.rootKeyText && keyOut === "-") process.stdout.write(result.rootKeyText);
+      if (result?.rootKeyText && keyFd !== undefined) writeFileSync(keyFd, result.rootKeyText);
+    } finally {
+      if (keyFd !== undefined) closeSync(keyFd);
+    }
+    let setups: SetupResult[];
+    try {
+      setups = await runSetups(kernelFor, ctx.options);
+    } catch (error) {
+      if (result?.shares) {
+        ctx.err(`The root key was created, but the setup that followed failed (below). These shares are the only way to unseal it; give one to each keeper, then run citadel init again to finish:\n`);
+        for (const share of result.shares) ctx.err(`  ${share}`);
+      }
+      throw error;
     }
     const summary = {
       data_dir: config.data_dir,

@@ -95,6 +95,40 @@ describe("Shamir shares", () => {
   });
 });
 
+describe("init never loses the root key it made (found in review)", () => {
+  test("a setup that fails after the key was made still hands out the shares; init again finishes, and they unseal", async () => {
+    const data = dataDir();
+    const env = { CITADEL_SEAL_METHOD: "shamir" };
+    const failed = await runCitadel(["init", "--data", data, "--shares", "3", "--threshold", "2", "--email", "not an email"], env);
+    expect(failed.code).not.toBe(0);
+    const shares = failed.stderr.match(/citadel-share-\S+/g) ?? [];
+    expect(shares).toHaveLength(3);
+    expect(failed.stderr).toContain("These shares are the only way to unseal it");
+    const again = await runCitadel(["init", "--data", data, "--json"], env);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ created: false, owner: "admin@localhost" });
+    const { citadel, env: runEnv } = await start(data, env);
+    for (const share of shares.slice(0, 2)) expect((await runCitadel(["unseal", "--data", data, share], runEnv)).code).toBe(0);
+    expect(citadel.logs().some((l) => l.msg === "unsealed")).toBe(true);
+    expect((await citadel.stop()).code).toBe(0);
+  });
+
+  test("a --key-out file that exists already stops init before any key is made", async () => {
+    const data = dataDir();
+    const env = { CITADEL_SEAL_METHOD: "systemd_credential" };
+    const taken = join(data, "..", `${data.split("/").pop()}-taken.key`);
+    writeFileSync(taken, "someone else's file\n");
+    dirs.push({ remove: () => Bun.spawnSync(["rm", "-f", taken]) });
+    const refused = await runCitadel(["init", "--data", data, "--key-out", taken], env);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("EEXIST");
+    expect(readFileSync(taken, "utf8")).toBe("someone else's file\n");
+    const init = await runCitadel(["init", "--data", data, "--key-out", "-", "--json"], env);
+    expect(init.code).toBe(0);
+    expect(init.stdout).toMatch(/^[0-9a-f]{64}$/m); // a key made now: the refused run committed none
+  });
+});
+
 describe("systemd credential", () => {
   test("init hands the key out once; serve reads it from $CREDENTIALS_DIRECTORY", async () => {
     const data = dataDir();
