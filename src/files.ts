@@ -2,7 +2,7 @@
  * File helpers for what Citadel writes: written whole or not at all (temporary file, fsync,
  * rename, fsync of the directory), owner-only, and errors described in plain words.
  */
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, fstatSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 
 /** Replaces `path` with `data` atomically: a crash leaves the old file or the new one, never half. */
@@ -26,6 +26,22 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     fsyncSync(dir);
   } finally {
     closeSync(dir);
+  }
+}
+
+/**
+ * Writes what a user asked for into a file of their choosing (an export, a checkpoint): owner-only
+ * even when the file existed with a wider mode, and written in place, so that a pipe or a
+ * device (`--out /dev/stdout`) still works.
+ */
+export function writeOwnerOnlyFile(path: string, data: string | Uint8Array): void {
+  const fd = openSync(path, "w", 0o600);
+  try {
+    if (fstatSync(fd).isFile()) fchmodSync(fd, 0o600); // before the first byte lands
+    const bytes = typeof data === "string" ? Buffer.from(data) : data;
+    for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -1,8 +1,9 @@
 /** CLI: citadel audit list | export | verify | checkpoint | note | erase. */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseCheckpointFile } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
+import { writeOwnerOnlyFile } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
 import type { AuditPage, Checkpoint, EraseResponse, EventRef } from "./model.ts";
@@ -60,7 +61,7 @@ export const auditCommands: Command[] = [
     async run(ctx) {
       const api = await ctx.api();
       const text = await api.requestText("GET", `/v1/audit/export${filterQuery(ctx, { format: ctx.options.format as string | undefined })}`);
-      if (typeof ctx.options.out === "string") writeFileSync(ctx.options.out, text, { mode: 0o600 });
+      if (typeof ctx.options.out === "string") writeOwnerOnlyFile(ctx.options.out, text); // personal data may be in it
       else process.stdout.write(text);
       return 0;
     },
@@ -94,7 +95,7 @@ export const auditCommands: Command[] = [
       const checkpoint = await (await ctx.api()).request<typeof Checkpoint.static>("POST", "/v1/audit/checkpoints");
       const text = JSON.stringify(checkpoint, null, 2);
       if (typeof ctx.options.out === "string") {
-        writeFileSync(ctx.options.out, `${text}\n`, { mode: 0o600 });
+        writeOwnerOnlyFile(ctx.options.out, `${text}\n`);
         ctx.err(`checkpoint of event ${checkpoint.seq} written to ${ctx.options.out}`);
       } else ctx.out(text);
       return 0;

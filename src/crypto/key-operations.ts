@@ -144,8 +144,10 @@ export interface RekeyResult {
  */
 export async function rekey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, now: () => number, options: InitOptions = {}): Promise<RekeyResult> {
   const keyring = seal.keyring();
+  // Shares and threshold as before unless given: a rekey replaces the key, not the keepers' arrangement.
+  const current = keyring.status().root;
+  const shamir = source.method === "shamir" ? shamirParameters({ shares: options.shares ?? current.shares ?? undefined, threshold: options.threshold ?? current.threshold ?? undefined }) : undefined;
   const newRoot = generateRootKey();
-  const shamir = source.method === "shamir" ? shamirParameters(options) : undefined;
   const newId = rootKeyId(rootKeyVerifier(newRoot));
   await store.write((tx) => {
     keyring.beginRekey(tx, newRoot, source.method, now(), shamir);

@@ -177,6 +177,7 @@ export class Keyring {
     const cached = this.dekCache.get(id);
     if (cached && cached.wrapped.equals(row.wrapped)) return cached.key;
     const key = openEnvelope(this.kek(row.kek_version), row.wrapped, dekAad(owner, row.version));
+    cached?.key.fill(0); // re-wrapped since, or from a rolled-back write: this copy must not outlive its entry
     this.dekCache.set(id, { wrapped: Buffer.from(row.wrapped), key });
     return key;
   }
@@ -197,6 +198,7 @@ export class Keyring {
     const cached = this.kekCache.get(version);
     if (cached && cached.wrapped.equals(row.wrapped)) return cached.key;
     const key = openEnvelope(this.rootKey, row.wrapped, kekAad(version, this.rootId));
+    cached?.key.fill(0);
     this.kekCache.set(version, { wrapped: Buffer.from(row.wrapped), key });
     return key;
   }
@@ -233,6 +235,8 @@ export class Keyring {
     for (const { version } of retiring) {
       tx.query("UPDATE keks SET retired_at = ? WHERE version = ?").run(now, version);
       tx.query("DELETE FROM kek_wraps WHERE kek_version = ?").run(version); // the old key material goes
+      this.kekCache.get(version)?.key.fill(0); // from memory too (a rollback only costs an unwrap later)
+      this.kekCache.delete(version);
     }
     return rows.length;
   }

@@ -78,6 +78,24 @@ describe("keyring", () => {
     for (const v of values) expect(keyring.decrypt(v.owner, "c", v.ct).toString()).toBe(`v${v.owner.slice(1)}`);
   });
 
+  test("after a KEK rotation no copy of a key outlives its cache entry: a DEK's stale copy and a retired KEK are overwritten (found in review)", () => {
+    const { db, keyring } = setup();
+    const ct = keyring.encrypt(db, "o", "c", "kept");
+    type Cache = Map<string | number, { key: Buffer }>;
+    const dekCache = (keyring as unknown as { dekCache: Cache }).dekCache;
+    const kekCache = (keyring as unknown as { kekCache: Cache }).kekCache;
+    const staleDek = [...dekCache.values()][0]!.key;
+    const oldKek = kekCache.get(1)!.key;
+    const dekBytes = Buffer.from(staleDek);
+    keyring.rotateKek(db, 3000);
+    while (keyring.rewrapDeks(db, 10, 3000) > 0);
+    expect(kekCache.has(1)).toBe(false);
+    expect(oldKek.every((b) => b === 0)).toBe(true);
+    expect(keyring.decrypt("o", "c", ct).toString()).toBe("kept"); // unwrapped again under KEK 2
+    expect(staleDek.every((b) => b === 0)).toBe(true);
+    expect([...dekCache.values()][0]!.key.equals(dekBytes)).toBe(true); // the same DEK, one live copy
+  });
+
   test("rekey: both roots unseal while pending; after promotion only the new one", () => {
     const { db, root, keyring } = setup();
     const ct = keyring.encrypt(db, "o", "c", "kept");
