@@ -71,7 +71,13 @@ export const sysPlugin = definePlugin({
 });
 
 async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Request) {
-  if (body.reset) k.seal.resetShares();
+  const context = auditRequest(request);
+  if (body.reset) {
+    // Anyone may reset (the route is open, as it must be while sealed): it is on record, with who sent it.
+    const given = k.seal.status().progress;
+    k.seal.resetShares();
+    await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "success", reason: `reset: the shares given so far (${given}) dropped`, request: context }));
+  }
   if (!k.seal.sealed) return { unsealed: false, status: k.seal.status() };
   if (k.keySource.method !== "shamir") {
     // The key file or credential unseals at start only: were a request enough to reload it,
@@ -83,7 +89,6 @@ async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Req
     if (body.reset) return { unsealed: false, status: k.seal.status() };
     throw new InvalidError("give a key share: this Citadel is sealed with Shamir shares", "share");
   }
-  const context = auditRequest(request);
   let result;
   try {
     result = k.seal.submitShare(body.share);
@@ -102,6 +107,9 @@ async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Req
       }
     });
     k.log.info("unsealed", { key_id: k.seal.keyring().rootId });
+  } else {
+    const { progress, threshold } = result.status;
+    await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "success", reason: `share accepted: ${progress} of ${threshold ?? "?"}`, request: context }));
   }
   return { unsealed: result.unsealed, status: result.status };
 }

@@ -42,7 +42,7 @@ describe("seal and unseal over HTTP", () => {
     expect(actions(c, "sys")).toEqual(["sys.seal:success", "sys.unseal:success"]);
   });
 
-  test("Shamir: shares one at a time; wrong ones refused and audited", async () => {
+  test("Shamir: shares one at a time; every attempt and reset audited, wrong ones refused", async () => {
     const c = await testCitadel({ sealMethod: "shamir" });
     const shares = c.kernel.shares;
     const scenarios: Array<[unknown, number, string | number]> = [
@@ -51,8 +51,10 @@ describe("seal and unseal over HTTP", () => {
       [{ share: shares[0] }, 200, 1],
       [{ share: shares[0] }, 422, "invalid"],
       [{ share: 42 }, 422, "validation_failed"],
-      [{ share: shares[3] }, 200, 2],
-      [{ share: shares[4] }, 200, 0],
+      [{ reset: true }, 200, 0],
+      [{ share: shares[3] }, 200, 1],
+      [{ share: shares[4] }, 200, 2],
+      [{ share: shares[1] }, 200, 0],
     ];
     for (const [body, status, expected] of scenarios) {
       const res = await c.send("POST", "/v1/sys/unseal", undefined, { json: body });
@@ -61,7 +63,16 @@ describe("seal and unseal over HTTP", () => {
       else expect(res.body.status.progress).toBe(expected);
     }
     expect(c.kernel.seal.sealed).toBe(false);
-    expect(actions(c, "sys.unseal")).toEqual(["sys.unseal:failure", "sys.unseal:failure", "sys.unseal:success"]);
+    const reasons = c.kernel.store.db.query("SELECT outcome, reason FROM audit_events WHERE action = 'sys.unseal' ORDER BY seq").all() as Array<{ outcome: string; reason: string | null }>;
+    expect(reasons.map((r) => `${r.outcome}: ${r.reason}`)).toEqual([
+      expect.stringMatching(/^failure: /),
+      "success: share accepted: 1 of 3",
+      expect.stringMatching(/^failure: share \d+ was already given/),
+      "success: reset: the shares given so far (1) dropped",
+      "success: share accepted: 1 of 3",
+      "success: share accepted: 2 of 3",
+      "success: null",
+    ]);
   });
 
   test("seal and the key routes are for operators only", async () => {
