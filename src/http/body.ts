@@ -38,13 +38,29 @@ export async function checkedJsonRequest(request: Request, limit: number): Promi
   const text = request.body === null ? "" : await readTextWithin(request, limit);
   if (text.trim() !== "") {
     if (contentType === null) throw unsupportedMediaType();
+    let parsed: unknown;
     try {
-      JSON.parse(text);
+      parsed = JSON.parse(text);
     } catch {
       throw malformedJson();
     }
+    // "\ud800" is valid JSON but not text: stored as UTF-8 it would come back as U+FFFD,
+    // so a value (a secret's, a name) would change on the way in. Refused instead.
+    if (SURROGATE_ESCAPE.test(text) && !wellFormed(parsed)) {
+      throw new HttpProblem(400, "malformed_json", "The request body holds a string that is not valid Unicode (an unpaired surrogate escape).");
+    }
   }
   return jsonRequest(request, text.trim() === "" ? "{}" : text);
+}
+
+/** A \uD800–\uDFFF escape: only a body with one can hold an unpaired surrogate (raw text was decoded strictly). */
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+
+function wellFormed(value: unknown): boolean {
+  if (typeof value === "string") return value.isWellFormed();
+  if (Array.isArray(value)) return value.every(wellFormed);
+  if (typeof value === "object" && value !== null) return Object.entries(value).every(([key, v]) => key.isWellFormed() && wellFormed(v));
+  return true;
 }
 
 function jsonRequest(request: Request, body: string): Request {

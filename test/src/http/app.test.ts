@@ -47,6 +47,8 @@ const scenarios: Scenario[] = [
   { name: "huge body (declared)", method: "POST", path: "/v1/probe/things", init: { json: { name: "x".repeat(10_000), count: 1 } }, status: 413, code: "payload_too_large" },
   { name: "wrong content type", method: "POST", path: "/v1/probe/things", init: { body: "name=a&count=1", headers: { "content-type": "application/x-www-form-urlencoded" } }, status: 415, code: "unsupported_media_type" },
   { name: "text body", method: "POST", path: "/v1/probe/things", init: { body: "hello", headers: { "content-type": "text/plain" } }, status: 415, code: "unsupported_media_type" },
+  { name: "an unpaired surrogate escape in a value", method: "POST", path: "/v1/probe/things", init: { body: '{"name": "a\\ud800", "count": 1}', headers: { "content-type": "application/json" } }, status: 400, code: "malformed_json" },
+  { name: "an unpaired surrogate escape in a key", method: "POST", path: "/v1/probe/things", init: { body: '{"name": "a", "count": 1, "x\\udc00": 2}', headers: { "content-type": "application/json" } }, status: 400, code: "malformed_json" },
   { name: "invalid UTF-8", method: "POST", path: "/v1/probe/things", init: { body: new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]), headers: { "content-type": "application/json" } }, status: 400, code: "malformed_json" },
   { name: "unknown route", method: "GET", path: "/v1/probe/nothing-here", status: 404, code: "not_found" },
   { name: "unknown prefix", method: "GET", path: "/wp-admin/setup.php", status: 404, code: "not_found" },
@@ -119,6 +121,9 @@ describe("error envelope", () => {
     const res = await edge().send("POST", "/v1/probe/things", { json: { name: "lamp", count: 2 } });
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ created: "lamp" });
+    // A character outside the BMP written as an escaped surrogate pair is text like any other.
+    const escaped = await edge().send("POST", "/v1/probe/things", { body: '{"name": "lamp \\ud83d\\udca1", "count": 2}', headers: { "content-type": "application/json" } });
+    expect([escaped.status, escaped.body]).toEqual([200, { created: "lamp 💡" }]);
   });
 
   test("every domain error class has a status", () => {
