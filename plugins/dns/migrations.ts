@@ -12,7 +12,7 @@ export const dnsMigrations: readonly Migration[] = [
       id              TEXT PRIMARY KEY,
       organization_id TEXT NOT NULL,
       name            TEXT NOT NULL,             -- canonical presentation, lower-case, absolute ("example.org.")
-      ttl             INTEGER NOT NULL,          -- the SOA's TTL, and the default of records without one
+      ttl             INTEGER NOT NULL,          -- the default TTL of records given without one (and of the SOA unless soa_ttl)
       soa_mname       TEXT NOT NULL,
       soa_rname       TEXT NOT NULL,
       soa_refresh     INTEGER NOT NULL,
@@ -56,5 +56,11 @@ export const dnsMigrations: readonly Migration[] = [
       zones       TEXT,                           -- JSON array of zone names; NULL: every zone
       created_at  INTEGER NOT NULL
     ) STRICT;`,
+  },
+  {
+    id: "0003_dns_soa_ttl",
+    // The SOA's own TTL, apart from the zone's default TTL for records given without one: an
+    // imported SOA's TTL (which bounds negative caching, RFC 2308) was lost. NULL: the default.
+    up: `ALTER TABLE dns_zones ADD COLUMN soa_ttl INTEGER;`,
   },
 ];

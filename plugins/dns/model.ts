@@ -7,22 +7,25 @@ const Timer = t.Integer({ minimum: 0, maximum: 2_147_483_647 });
 
 export const Done = t.Object({ ok: t.Literal(true) });
 
-export const Soa = t.Object({
+const soaFields = {
   mname: t.String({ minLength: 1, maxLength: 1024, description: "The primary name server (relative to the zone unless it ends with a dot)" }),
   rname: t.String({ minLength: 1, maxLength: 1024, description: "The responsible mailbox as a name (hostmaster.example.org.)" }),
   refresh: Timer,
   retry: Timer,
   expire: Timer,
   minimum: t.Integer({ minimum: 0, maximum: 2_147_483_647, description: "Negative-caching TTL (RFC 2308)" }),
-});
+};
+const SOA_TTL = "The SOA record's own TTL (default: the zone's ttl). Negative answers are cached for the lesser of it and minimum (RFC 2308).";
+export const Soa = t.Object({ ...soaFields, ttl: t.Optional(t.Integer({ minimum: 0, maximum: 2_147_483_647, description: SOA_TTL })) });
+const SoaView = t.Object({ ...soaFields, ttl: t.Integer({ description: SOA_TTL }) });
 
 export const Zone = t.Object({
   id: t.String(),
   organization: t.String(),
   name: t.String({ description: "Canonical: absolute, lower-case" }),
-  ttl: t.Integer({ description: "The SOA's TTL, and the default of records given without one" }),
+  ttl: t.Integer({ description: "The default TTL of records given without one (and of the SOA unless soa.ttl)" }),
   serial: t.Integer({ description: "The SOA serial (RFC 1982), bumped on every change" }),
-  soa: Soa,
+  soa: SoaView,
   created_at: Iso,
   updated_at: Iso,
 });

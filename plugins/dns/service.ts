@@ -27,6 +27,8 @@ export interface Caller {
 }
 
 export interface SoaInput {
+  /** The SOA record's own TTL; default: the zone's TTL. */
+  ttl?: number;
   mname: string;
   rname: string;
   refresh: number;
@@ -216,6 +218,7 @@ export class DnsService {
     const ttl = input.ttl ?? this.k.settings.default_ttl;
     const soaIn = input.soa ?? { mname: `ns1.${name}`, rname: `hostmaster.${name}`, ...SOA_DEFAULTS };
     const soa: sql.Soa = {
+      soa_ttl: "ttl" in soaIn ? (soaIn.ttl ?? null) : null,
       soa_mname: canonical(refusing("soa.mname", () => parseName(soaIn.mname, origin))),
       soa_rname: canonical(refusing("soa.rname", () => parseName(soaIn.rname, origin))),
       soa_refresh: soaIn.refresh,
@@ -329,7 +332,7 @@ export class DnsService {
       if (canonical(s.name) !== initial.name) throw new InvalidError(`line ${s.line}: ${canonical(s.name)} SOA: the SOA must be at the zone apex`, "content");
     }
     if (soas.length > 1) throw new InvalidError(`line ${soas[1]!.line}: a zone has exactly one SOA`, "content");
-    const fileSoa = soas[0] ? soaFields(soas[0].rdata) : null;
+    const fileSoa = soas[0] ? soaFields(soas[0].ttl, soas[0].rdata) : null;
     const records: RR[] = parsed.filter((r) => r.type !== RRType.SOA).map(({ name, ttl, type, rdata }) => ({ name, ttl, type, rdata }));
     const run = (tx: Database) => {
       const row = this.zoneRow(organizationId, zone, tx);
@@ -373,18 +376,18 @@ function writeAll(tx: Database, zoneId: string, zone: Zone): void {
 
 const recordKey = (r: RR) => `${canonical(r.name)} ${r.type} ${hex(r.rdata)}`;
 
-/** The zone's SOA fields as a record, with the zone's TTL. */
+/** The zone's SOA fields as a record, with its own TTL (else the zone's default). */
 export function soaRecord(row: sql.ZoneRow): RR {
   const origin = originOf(row);
   const tokens = [row.soa_mname, row.soa_rname, row.serial, row.soa_refresh, row.soa_retry, row.soa_expire, row.soa_minimum].map(String);
-  return { name: origin, ttl: row.ttl, type: RRType.SOA, rdata: parseRdata(RRType.SOA, tokens, origin) };
+  return { name: origin, ttl: row.soa_ttl ?? row.ttl, type: RRType.SOA, rdata: parseRdata(RRType.SOA, tokens, origin) };
 }
 
-/** An SOA record's data as the zone's fields and its serial. */
-function soaFields(rdata: Uint8Array): { soa: sql.Soa; serial: number } {
+/** An SOA record (its TTL and data) as the zone's fields and its serial. */
+function soaFields(ttl: number, rdata: Uint8Array): { soa: sql.Soa; serial: number } {
   const [mname, rname, serial, refresh, retry, expire, minimum] = rdataToText(RRType.SOA, rdata).split(" ");
   return {
-    soa: { soa_mname: canonical(parseName(mname!, null)), soa_rname: canonical(parseName(rname!, null)), soa_refresh: Number(refresh), soa_retry: Number(retry), soa_expire: Number(expire), soa_minimum: Number(minimum) },
+    soa: { soa_ttl: ttl, soa_mname: canonical(parseName(mname!, null)), soa_rname: canonical(parseName(rname!, null)), soa_refresh: Number(refresh), soa_retry: Number(retry), soa_expire: Number(expire), soa_minimum: Number(minimum) },
     serial: Number(serial),
   };
 }
@@ -396,7 +399,7 @@ function zoneView(row: sql.ZoneRow) {
     name: row.name,
     ttl: row.ttl,
     serial: row.serial,
-    soa: { mname: row.soa_mname, rname: row.soa_rname, refresh: row.soa_refresh, retry: row.soa_retry, expire: row.soa_expire, minimum: row.soa_minimum },
+    soa: { ttl: row.soa_ttl ?? row.ttl, mname: row.soa_mname, rname: row.soa_rname, refresh: row.soa_refresh, retry: row.soa_retry, expire: row.soa_expire, minimum: row.soa_minimum },
     created_at: iso(row.created_at),
     updated_at: iso(row.updated_at),
   };

@@ -6,6 +6,8 @@ export interface ZoneRow {
   organization_id: string;
   name: string;
   ttl: number;
+  /** The SOA record's TTL; null: `ttl`. */
+  soa_ttl: number | null;
   soa_mname: string;
   soa_rname: string;
   soa_refresh: number;
@@ -26,7 +28,7 @@ export interface RecordRow {
   rdata: Uint8Array;
 }
 
-export type Soa = Pick<ZoneRow, "soa_mname" | "soa_rname" | "soa_refresh" | "soa_retry" | "soa_expire" | "soa_minimum">;
+export type Soa = Pick<ZoneRow, "soa_ttl" | "soa_mname" | "soa_rname" | "soa_refresh" | "soa_retry" | "soa_expire" | "soa_minimum">;
 
 export const liveZoneById = (db: Database, id: string) => db.query<ZoneRow, [string]>("SELECT * FROM dns_zones WHERE id = ? AND deleted_at IS NULL").get(id);
 
@@ -39,14 +41,15 @@ export const allLiveZones = (db: Database) => db.query<ZoneRow, []>("SELECT * FR
 
 export function insertZone(tx: Database, row: ZoneRow): void {
   tx.query(
-    `INSERT INTO dns_zones (id, organization_id, name, ttl, soa_mname, soa_rname, soa_refresh, soa_retry, soa_expire, soa_minimum, serial, created_at, updated_at, deleted_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
-  ).run(row.id, row.organization_id, row.name, row.ttl, row.soa_mname, row.soa_rname, row.soa_refresh, row.soa_retry, row.soa_expire, row.soa_minimum, row.serial, row.created_at, row.updated_at);
+    `INSERT INTO dns_zones (id, organization_id, name, ttl, soa_ttl, soa_mname, soa_rname, soa_refresh, soa_retry, soa_expire, soa_minimum, serial, created_at, updated_at, deleted_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+  ).run(row.id, row.organization_id, row.name, row.ttl, row.soa_ttl, row.soa_mname, row.soa_rname, row.soa_refresh, row.soa_retry, row.soa_expire, row.soa_minimum, row.serial, row.created_at, row.updated_at);
 }
 
 /** A new serial (and SOA fields, on import) for the zone. */
 export function updateZoneSoa(tx: Database, id: string, soa: Soa, serial: number, now: number): void {
-  tx.query("UPDATE dns_zones SET soa_mname = ?, soa_rname = ?, soa_refresh = ?, soa_retry = ?, soa_expire = ?, soa_minimum = ?, serial = ?, updated_at = ? WHERE id = ?").run(
+  tx.query("UPDATE dns_zones SET soa_ttl = ?, soa_mname = ?, soa_rname = ?, soa_refresh = ?, soa_retry = ?, soa_expire = ?, soa_minimum = ?, serial = ?, updated_at = ? WHERE id = ?").run(
+    soa.soa_ttl,
     soa.soa_mname,
     soa.soa_rname,
     soa.soa_refresh,

@@ -48,7 +48,7 @@ describe("dns zones", () => {
     expect(created.name).toBe("example.org.");
     expect(created.serial).toBe(2026060100);
     expect(created.ttl).toBe(3600);
-    expect(created.soa).toEqual({ mname: "ns1.example.org.", rname: "hostmaster.example.org.", refresh: 3600, retry: 900, expire: 1209600, minimum: 300 });
+    expect(created.soa).toEqual({ ttl: 3600, mname: "ns1.example.org.", rname: "hostmaster.example.org.", refresh: 3600, retry: 900, expire: 1209600, minimum: 300 });
     expect(created.records.map((r: { type: string; data: string }) => `${r.type} ${r.data}`)).toEqual([
       "SOA ns1.example.org. hostmaster.example.org. 2026060100 3600 900 1209600 300",
       "NS ns1.example.org.",
@@ -135,7 +135,7 @@ describe("dns zones", () => {
     expect(imported.status).toBe(200);
     expect(imported.body).toMatchObject({ dry_run: false, serial: 2026060101, records: 10, added: 9, removed: 0, changed: 1 });
     const shown = (await c.send("GET", zone, owner)).body;
-    expect(shown.soa).toEqual({ mname: "ns1.example.org.", rname: "hostmaster.example.org.", refresh: 7200, retry: 900, expire: 1209600, minimum: 60 });
+    expect(shown.soa).toEqual({ ttl: 300, mname: "ns1.example.org.", rname: "hostmaster.example.org.", refresh: 7200, retry: 900, expire: 1209600, minimum: 60 });
     const first = await recordsOf(c, owner, zone);
     expect(first).toContain("www.example.org. 600 CNAME example.org.");
     expect(first).toContain('txt.example.org. 300 TXT "hello world" "second string"');
@@ -149,6 +149,22 @@ describe("dns zones", () => {
     expect(nameToText(built!.origin)).toBe("example.org.");
     expect(built!.serial()).toBe(2026060102);
     expect(built!.lookup([new TextEncoder().encode("www"), new TextEncoder().encode("example"), new TextEncoder().encode("org")], 1).answer.length).toBeGreaterThan(0);
+  });
+
+  test("an imported SOA keeps its own TTL, which bounds negative answers; the zone's default TTL stays (found in review)", async () => {
+    const { c, owner, zone } = await setup();
+    const file = ZONE_FILE.replace("$TTL 300", "$TTL 3000").replace("@        IN SOA ns1 hostmaster 1 7200 900 1209600 60", "@ 45 IN SOA ns1 hostmaster 1 7200 900 1209600 600");
+    expect((await c.send("POST", `${zone}/import`, owner, { json: { content: file } })).status).toBe(200);
+    const shown = (await c.send("GET", zone, owner)).body;
+    expect([shown.ttl, shown.soa.ttl, shown.soa.minimum]).toEqual([3600, 45, 600]);
+    expect((await c.send("GET", `${zone}/export`, owner)).text).toContain("\n@ 45 IN SOA ");
+    const [built] = dnsServiceOf(c.kernel as never).loadZones();
+    const label = (text: string) => new TextEncoder().encode(text);
+    const negative = built!.lookup([label("nothing"), label("example"), label("org")], 1);
+    expect(negative.authority.map((r: { type: number; ttl: number }) => [r.type, r.ttl])).toEqual([[6, 45]]); // min(45, 600)
+    // Created with one, too.
+    const created = await c.send("POST", zone.replace("/example.org", ""), owner, { json: { name: "soa-ttl.example", soa: { ttl: 30, mname: "ns1", rname: "hostmaster", refresh: 3600, retry: 900, expire: 1209600, minimum: 300 } } });
+    expect([created.status, created.body.soa.ttl, created.body.ttl]).toEqual([200, 30, 3600]);
   });
 
   test("a bad zone-file line is refused with its line number, and nothing is imported", async () => {
