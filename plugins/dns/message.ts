@@ -14,7 +14,14 @@ import { RRType } from "./rdata.ts";
 
 /** A malformed message. The server answers FORMERR when the header was readable, else drops it. */
 export class FormatError extends Error {
-  constructor(message: string) {
+  /**
+   * @param edns the query held an OPT record (or the problem is in one): the FORMERR then
+   * carries an OPT record too (RFC 6891 section 7), so the client does not take the server for one without EDNS.
+   */
+  constructor(
+    message: string,
+    readonly edns = false,
+  ) {
     super(message);
     this.name = "FormatError";
   }
@@ -240,6 +247,20 @@ export function decodeQuery(packet: Uint8Array): Query {
 
   let edns: Edns | null = null;
   let tsigStart = -1;
+  let sawOpt = false;
+  try {
+    ({ edns, tsigStart } = readAdditional(p, at, arcount, () => (sawOpt = true)));
+  } catch (e) {
+    throw e instanceof FormatError && sawOpt ? new FormatError(e.message, true) : e;
+  }
+  return { id, opcode, flags, rd: (flags & FLAG_RD) !== 0, question, edns, rawQname, tsigStart };
+}
+
+/** The additional section of a query, up to the end of the packet: its OPT and where its TSIG starts. */
+function readAdditional(p: Uint8Array, start: number, arcount: number, onOpt: () => void): { edns: Edns | null; tsigStart: number } {
+  let at = start;
+  let edns: Edns | null = null;
+  let tsigStart = -1;
   for (let i = 0; i < arcount; i++) {
     const owner = scanName(p, at, null);
     const fixed = owner.next;
@@ -252,6 +273,7 @@ export function decodeQuery(packet: Uint8Array): Query {
       if (i !== arcount - 1) fail("a TSIG record that is not the last record");
       tsigStart = at;
     } else if (type === TYPE_OPT) {
+      onOpt();
       if (edns) fail("more than one OPT record");
       if (owner.length !== 1) fail("an OPT record not owned by the root");
       edns = readEdns(p, fixed, rdStart, rdEnd);
@@ -259,8 +281,7 @@ export function decodeQuery(packet: Uint8Array): Query {
     at = rdEnd;
   }
   if (at !== p.length) fail("octets after the last record");
-
-  return { id, opcode, flags, rd: (flags & FLAG_RD) !== 0, question, edns, rawQname, tsigStart };
+  return { edns, tsigStart };
 }
 
 function skipRecord(p: Uint8Array, at: number): number {
@@ -622,19 +643,28 @@ export function encodeResponse(response: Response, maxSize: number): Uint8Array 
 }
 
 /**
- * A minimal FORMERR reply: the query's id, opcode and RD bit, no sections. Null when there is no
- * whole header to answer, or when the packet is itself a response (never answer those).
+ * A minimal FORMERR reply: the query's id, opcode and RD bit, no question. Null when there is
+ * no whole header to answer, or when the packet is itself a response (never answer those).
+ * With `optPayloadSize`, an OPT record (version 0, no options) is its one additional record:
+ * for a query that held one (FormatError.edns).
  */
-export function encodeFormErr(packet: Uint8Array): Uint8Array | null {
+export function encodeFormErr(packet: Uint8Array, optPayloadSize?: number): Uint8Array | null {
   if (packet.length < HEADER_LENGTH) return null;
   const flags = u16(packet, 2);
   if (flags & FLAG_QR) return null;
-  const out = new Uint8Array(HEADER_LENGTH);
+  const out = new Uint8Array(HEADER_LENGTH + (optPayloadSize === undefined ? 0 : OPT_LENGTH));
   out[0] = packet[0]!;
   out[1] = packet[1]!;
   const reply = FLAG_QR | (flags & (0x7800 | FLAG_RD)) | Rcode.FORMERR;
   out[2] = reply >>> 8;
   out[3] = reply;
+  if (optPayloadSize !== undefined) {
+    out[11] = 1; // ARCOUNT
+    // root owner (one zero octet), TYPE 41, CLASS = payload size, TTL 0 (no extended rcode, version 0), RDLENGTH 0
+    out[HEADER_LENGTH + 2] = TYPE_OPT;
+    out[HEADER_LENGTH + 3] = optPayloadSize >>> 8;
+    out[HEADER_LENGTH + 4] = optPayloadSize & 0xff;
+  }
   return out;
 }
 

@@ -38,6 +38,7 @@ import {
   decodeQuery,
   encodeBareServfail,
   encodeFormErr,
+  FormatError,
   encodeResponse,
   Opcode,
   Rcode,
@@ -601,8 +602,8 @@ class ResolverCore {
     let query: Query;
     try {
       query = decodeQuery(packet);
-    } catch {
-      return this.allowed(client) ? encodeFormErr(packet) : null;
+    } catch (e) {
+      return this.allowed(client) ? encodeFormErr(packet, e instanceof FormatError && e.edns ? EDNS_PAYLOAD_SIZE : undefined) : null;
     }
     // A stranger over UDP gets nothing: even a REFUSED would make us a reflector for spoofed sources.
     if (transport === "udp" && !this.allowed(client)) {

@@ -31,7 +31,7 @@ import {
 import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
 import { nameEquals, type Name } from "./names.ts";
-import { noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
+import { ixfrClientSerial, noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
 import { appendUnsignedError, readTsig, RCODE_NOTAUTH, sign, timeOther, TsigError, tsigSize, verify, type TsigKey } from "./tsig.ts";
 import type { RR, Zone } from "./zone.ts";
 
@@ -241,7 +241,7 @@ function answerInto(packet: Uint8Array, client: string, transport: "udp" | "tcp"
       return null;
     }
     out.rcode = Rcode.FORMERR;
-    return encodeFormErr(packet);
+    return encodeFormErr(packet, e instanceof FormatError && e.edns ? EDNS_PAYLOAD_SIZE : undefined);
   }
 
   let limit = TCP_MAX_MESSAGE;
@@ -268,7 +268,7 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
   } catch (e) {
     if (!(e instanceof FormatError)) out.error = e;
     out.rcode = Rcode.FORMERR;
-    return encodeFormErr(packet);
+    return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
   }
   if (query.question) {
     out.qname = query.question.name;
@@ -412,7 +412,8 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
 
 /**
  * AXFR/IXFR: only for a zone's apex (NOTAUTH otherwise: RFC 5936 section 2.2.1), only to whom the
- * policy allows (REFUSED), AXFR only over TCP (RFC 5936 section 4.2).
+ * policy allows (REFUSED), AXFR only over TCP (RFC 5936 section 4.2), IXFR only with the
+ * secondary's SOA (FORMERR otherwise).
  */
 function transfer(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext, limit: number, key: TsigKey | null, out: Outcome): Uint8Array {
   const q = query.question!;
@@ -426,6 +427,12 @@ function transfer(query: Query, packet: Uint8Array, client: string, transport: "
   if (!policy.allowed(client, zone.origin, key ? key.name : null) || (transport === "udp" && q.type === TYPE_AXFR)) {
     out.rcode = Rcode.REFUSED;
     return emptyReply(query, Rcode.REFUSED, limit);
+  }
+  // An IXFR names the version the secondary has by an SOA in authority (RFC 1995 section 3):
+  // without one there is nothing to compare, and "current" would be a guess. BIND and Knot: FORMERR.
+  if (q.type === TYPE_IXFR && ixfrClientSerial(packet) === null) {
+    out.rcode = Rcode.FORMERR;
+    return emptyReply(query, Rcode.FORMERR, limit);
   }
   const messages = transferMessages(query, packet, zone, transport, limit);
   if (messages.length > 1) out.more = messages.slice(1);

@@ -37,11 +37,14 @@ export function soaSerial(rdata: Uint8Array): number {
   return new DataView(rdata.buffer, rdata.byteOffset + rname.next, 4).getUint32(0);
 }
 
-/** The serial an IXFR query says the secondary has (its authority-section SOA), or null. */
+/** The serial an IXFR query says the secondary has (its authority-section SOA), or null when it gives none readable. */
 export function ixfrClientSerial(packet: Uint8Array): number | null {
-  const message = decodeMessage(packet);
-  const soa = message.authority.find((r) => r.type === RRType.SOA);
-  return soa ? soaSerial(soa.rdata) : null;
+  try {
+    const soa = decodeMessage(packet).authority.find((r) => r.type === RRType.SOA);
+    return soa ? soaSerial(soa.rdata) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** RFC 1982: a is behind b. */

@@ -9,7 +9,7 @@
  * an owner down to the origin included (the empty non-terminals RFC 4592 needs), so a lookup
  * walks the qname's labels, never the records.
  */
-import { isSubdomain, nameFromWire, nameToText, type Name } from "./names.ts";
+import { isSubdomain, nameFromWire, nameToText, wireLength, type Name } from "./names.ts";
 import { RRType, rdataToText, typeToText } from "./rdata.ts";
 
 export interface RR {
@@ -48,6 +48,12 @@ const RRSIG = 46;
 const NSEC = 47;
 const NSEC3 = 50;
 /** DNSSEC types that may sit beside a CNAME (RFC 4035 section 2.5) and at a zone cut. */
+/**
+ * The largest RRset a zone may hold: a message of at most 65,535 octets (over TCP) must carry
+ * it with a header (12), the longest question (259) and room for OPT and a TSIG signature.
+ */
+const MAX_RRSET_OCTETS = 65_535 - 12 - 259 - 1_024;
+
 const DNSSEC_TYPES = new Set([RRSIG, NSEC, NSEC3]);
 const ADDRESS_TYPES = [RRType.A, RRType.AAAA] as const;
 const WILDCARD = Uint8Array.of(0x2a);
@@ -176,9 +182,13 @@ export class Zone {
       }
     }
 
-    // One TTL per RRset, the smallest (RFC 2181 section 5.2).
+    // One TTL per RRset, the smallest (RFC 2181 section 5.2); an RRset that fits a message.
     for (const node of nodes.values()) {
       for (const set of node.rrsets.values()) {
+        const octets = set.reduce((n, r) => n + wireLength(r.name) + 10 + r.rdata.length, 0);
+        if (octets > MAX_RRSET_OCTETS) {
+          throw new ZoneError(`the RRset is ${octets} octets: a DNS message holds at most 65,535 (RFC 1035 section 4.2.2), so it could never be answered`, recordId(set[0]!));
+        }
         const ttl = Math.min(...set.map((r) => r.ttl));
         if (set.some((r) => r.ttl !== ttl)) {
           warnings.push(`${recordId(set[0]!)}: the RRset's TTLs differ; all set to ${ttl} (RFC 2181 section 5.2)`);

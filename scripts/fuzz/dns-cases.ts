@@ -505,17 +505,19 @@ const TCP_MAX_MESSAGE = 65535;
 const CLASS_IN = 1;
 
 type Transport = "udp" | "tcp";
+/** An OPT record with no options: root owner, type, class, TTL, RDLENGTH. */
+const OPT_RECORD_LENGTH = 11;
 
 const errorText = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
 
 /** What decodeQuery made of the packet: a query, a FormatError, or something it must not throw. */
-type Decoded = { query: Query } | { formatError: true } | { crash: unknown };
+type Decoded = { query: Query } | { formatError: true; edns: boolean } | { crash: unknown };
 
 function decode(packet: Uint8Array): Decoded {
   try {
     return { query: decodeQuery(packet) };
   } catch (e) {
-    return e instanceof FormatError ? { formatError: true } : { crash: e };
+    return e instanceof FormatError ? { formatError: true, edns: e.edns } : { crash: e };
   }
 }
 
@@ -556,10 +558,9 @@ function expectation(query: Query, packet: Uint8Array, client: string, transport
  * from an apex, REFUSED when the policy says no or for AXFR over UDP), REFUSED (no zone), then
  * the zone's NOERROR or NXDOMAIN. The gate (allowAll) never intervenes.
  */
-function decodesWhole(packet: Uint8Array): boolean {
+function hasAuthoritySoa(packet: Uint8Array): boolean {
   try {
-    decodeMessage(packet);
-    return true;
+    return decodeMessage(packet).authority.some((r) => r.type === RRType.SOA);
   } catch {
     return false;
   }
@@ -575,8 +576,9 @@ function decisions(query: Query, packet: Uint8Array, client: string, transport: 
   if (q.type === TYPE_AXFR || q.type === TYPE_IXFR) {
     if (zone === null || !nameEquals(zone.origin, q.name)) return [RCODE_NOTAUTH];
     if (!policy.allowed(client, zone.origin, keyName) || (transport === "udp" && q.type === TYPE_AXFR)) return [Rcode.REFUSED];
-    // An IXFR's records are read whole only then (for its SOA): malformed record data is FORMERR.
-    if (q.type === TYPE_IXFR && !decodesWhole(packet)) return [Rcode.FORMERR];
+    // An IXFR's records are read whole only then (for its SOA): malformed record data, or no SOA
+    // in authority (RFC 1995 section 3), is FORMERR.
+    if (q.type === TYPE_IXFR && !hasAuthoritySoa(packet)) return [Rcode.FORMERR];
     return [Rcode.NOERROR];
   }
   if (zone === null) return [Rcode.REFUSED];
@@ -615,9 +617,13 @@ function checkReply(
 
   const expected = query ? expectation(query, packet, client, transport, problems) : null;
   if (expected === null || expected.bareFormErr) {
-    // encodeFormErr (message.ts): the bare header, no sections, no OPT.
+    // encodeFormErr (message.ts): the header, no question; an OPT record alone when the query
+    // held one (RFC 6891 section 7), else nothing.
     if (msg.rcode !== Rcode.FORMERR) bad(`rcode ${msg.rcode} for a malformed query, not FORMERR`);
-    if (reply.length !== HEADER_LENGTH) bad(`a FORMERR reply of ${reply.length} octets, not a bare header`);
+    const withOpt = "formatError" in decoded ? decoded.edns : query !== null && query.edns !== null;
+    const length = HEADER_LENGTH + (withOpt ? OPT_RECORD_LENGTH : 0);
+    if (reply.length !== length) bad(`a FORMERR reply of ${reply.length} octets, not ${length}${withOpt ? " (the header and an OPT)" : " (a bare header)"}`);
+    if (withOpt && (msg.edns?.udpPayloadSize !== 1232 || msg.edns.version !== 0 || msg.additional.length !== 0)) bad("a FORMERR reply whose OPT record is not ours");
     return outcome;
   }
   if (!expected.rcodes.includes(msg.rcode)) bad(`rcode ${msg.rcode}, expected ${expected.rcodes.join(" or ")}`);

@@ -402,6 +402,10 @@ describe("encodeFormErr", () => {
     expect(hex(encodeFormErr(unhex("beef 2100 0001 0000 0000 0000 ff ff"))!)).toBe("beefa1010000000000000000");
   });
 
+  test("with an OPT record (root, type 41, the payload size, version 0) when asked", () => {
+    expect(hex(encodeFormErr(unhex("beef 0100 0001 0000 0000 0001 ff ff"), 1232)!)).toBe("beef81010000000000000001" + "00002904d0000000000000");
+  });
+
   test("null for a short header or a response", () => {
     expect(encodeFormErr(unhex("beef 0100 0001 0000 0000"))).toBeNull();
     expect(encodeFormErr(unhex("beef 8100 0001 0000 0000 0000"))).toBeNull();

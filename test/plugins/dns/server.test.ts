@@ -193,6 +193,19 @@ describe("answerQuery", () => {
     const full = query("www.example.org");
     expect(ask(Uint8Array.from([...full, 0]))!.msg.rcode).toBe(Rcode.FORMERR);
   });
+  test("FORMERR for a problem in the OPT record carries an OPT record; one without EDNS does not (RFC 6891 section 7; found in review)", () => {
+    const withOpt = query("www.example.org", { edns: { payload: 1232 } });
+    // An option whose length runs past the OPT's RDATA: RDLENGTH 4, then an option header claiming 8 octets.
+    const badOption = Uint8Array.from([...withOpt.subarray(0, withOpt.length - 2), 0, 4, 0, 10, 0, 8]);
+    const twoOpts = Uint8Array.from([...withOpt.subarray(0, 10), 0, 2, ...withOpt.subarray(12), ...withOpt.subarray(withOpt.length - 11)]);
+    const trailing = Uint8Array.from([...withOpt, 0]);
+    for (const packet of [badOption, twoOpts, trailing]) {
+      const r = ask(packet)!;
+      expect([r.msg.rcode, r.msg.edns?.udpPayloadSize, r.msg.edns?.version]).toEqual([Rcode.FORMERR, 1232, 0]);
+    }
+    const plain = ask(Uint8Array.from([...query("www.example.org"), 0]))!;
+    expect([plain.msg.rcode, plain.msg.edns]).toEqual([Rcode.FORMERR, null]);
+  });
   test("no answer to a packet with QR set, even a malformed one", () => {
     expect(ask(query("www.example.org", { flags: 0x8000 }))).toBeNull();
     expect(ask(query("www.example.org", { flags: 0x8000 }).subarray(0, 14))).toBeNull();

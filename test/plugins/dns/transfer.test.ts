@@ -8,7 +8,7 @@ import { silentLogger } from "../../../src/log.ts";
 import { decodeMessage, Rcode } from "../../../plugins/dns/message.ts";
 import { nameEquals, parseName, type Name } from "../../../plugins/dns/names.ts";
 import { answerAll, startDnsServer, ZoneTable, type DnsServer } from "../../../plugins/dns/server.ts";
-import { TYPE_AXFR, type TransferPolicy } from "../../../plugins/dns/transfer.ts";
+import { TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "../../../plugins/dns/transfer.ts";
 import { readTsig, sign, verify, type TsigKey } from "../../../plugins/dns/tsig.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
@@ -126,6 +126,14 @@ describe("TSIG in process", () => {
     const tsig = readTsig(reply!, tsigOffset(reply!));
     expect(tsig.error).toBe(18);
     expect(tsig.mac.length).toBe(32);
+  });
+
+  test("an IXFR without the secondary's SOA in authority is FORMERR, not 'current' (RFC 1995 section 3; found in review)", () => {
+    const ixfr = axfrQuery(80);
+    ixfr[ixfr.length - 3] = TYPE_IXFR;
+    const [reply] = answerAll(sign(ixfr, key, { kind: "request" }, ctx.now()).message, "127.0.0.1", "tcp", ctx);
+    const message = decodeMessage(reply!);
+    expect([message.rcode, message.answer.length]).toEqual([Rcode.FORMERR, 0]);
   });
 
   test("a TSIG record that is not the last record is FORMERR", () => {

@@ -398,6 +398,14 @@ describe("Zone: accessors", () => {
     expect(zone.warnings.join("\n")).toContain("RFC 2181");
   });
 
+  test("an RRset too large for any DNS message is refused; one that fits over TCP is kept (found in review)", () => {
+    const txt = (i: number) => `huge TXT "${String(i).padStart(3, "0")}${"x".repeat(249)}"`; // 253 octets of text each
+    const records = (n: number) => Array.from({ length: n }, (_, i) => txt(i)).join("\n");
+    expect(() => build("example.org.", `${SOA}\n@ NS ns1\nns1 A 192.0.2.53\n${records(300)}`)).toThrow(/huge\.example\.org\. TXT.*octets: a DNS message holds at most 65,535/);
+    const fits = build("example.org.", `${SOA}\n@ NS ns1\nns1 A 192.0.2.53\n${records(200)}`);
+    expect(fits.lookup(parseName("huge.example.org.", null), RRType.TXT).answer).toHaveLength(200);
+  });
+
   test("a lookup outside the zone is refused", () => {
     expect(() => ORG.lookup(parseName("example.com.", null), RRType.A)).toThrow(ZoneError);
   });
