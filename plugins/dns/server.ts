@@ -30,7 +30,7 @@ import {
 } from "./message.ts";
 import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
-import { nameEquals, type Name } from "./names.ts";
+import { isSubdomain, nameEquals, type Name } from "./names.ts";
 import { ixfrClientSerial, noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
 import { appendUnsignedError, readTsig, RCODE_NOTAUTH, sign, timeOther, TsigError, tsigSize, verify, type TsigKey } from "./tsig.ts";
 import type { RR, Zone } from "./zone.ts";
@@ -44,6 +44,8 @@ export interface ZoneSource {
   find(qname: Name): Zone | null;
   /** Changes whenever a zone is added, replaced or removed; without it, replies are not cached. */
   readonly version?: number;
+  /** The apexes of the other zones served here that lie inside `zone` without a delegation from it (Zone.lookup's `hostedBelow`). */
+  hostedBelow?(zone: Zone): readonly Name[];
 }
 
 /** One single-character string per octet, ASCII letters lowered: the zone-table key alphabet. */
@@ -75,16 +77,30 @@ export class ZoneTable implements ZoneSource {
   /** Bumped by every change: cached replies made before it are stale. */
   version = 0;
 
+  /** Each zone's nested zones (see hostedBelow), worked out again after a change. */
+  private nested: Map<Zone, readonly Name[]> | null = null;
+
   /** Adds or replaces the zone at `zone.origin`. */
   set(zone: Zone): void {
     this.zones.set(keyOf(zone.origin), zone);
     this.version++;
+    this.nested = null;
   }
 
   /** Removes the zone at `origin`; true when there was one. */
   delete(origin: Name): boolean {
     this.version++;
+    this.nested = null;
     return this.zones.delete(keyOf(origin));
+  }
+
+  hostedBelow(zone: Zone): readonly Name[] {
+    if (this.nested === null) {
+      const all = [...this.zones.values()];
+      const inside = (outer: Zone, inner: Zone) => inner.origin.length > outer.origin.length && isSubdomain(inner.origin, outer.origin) && !outer.delegates(inner.origin);
+      this.nested = new Map(all.map((z) => [z, all.filter((inner) => inside(z, inner)).map((inner) => inner.origin)]));
+    }
+    return this.nested.get(zone) ?? [];
   }
 
   /** The zone at exactly `origin`, if any. */
@@ -375,7 +391,7 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       return emptyReply(query, Rcode.REFUSED, limit);
     }
     out.zone = zone;
-    const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp" });
+    const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", hostedBelow: ctx.zones.hostedBelow?.(zone) });
     out.rcode = answer.rcode;
     const response: Response = {
       id: query.id,

@@ -48,6 +48,15 @@ const RRSIG = 46;
 const NSEC = 47;
 const NSEC3 = 50;
 /** DNSSEC types that may sit beside a CNAME (RFC 4035 section 2.5) and at a zone cut. */
+export interface LookupOptions {
+  /** For UDP: ANY answered with one RRset (RFC 8482). */
+  minimalAny?: boolean;
+  /** The apexes of other zones served here inside this one (see `lookup`). */
+  hostedBelow?: readonly Name[];
+}
+
+const NONE: readonly Name[] = [];
+
 /**
  * The largest RRset a zone may hold: a message of at most 65,535 octets (over TCP) must carry
  * it with a header (12), the longest question (259) and room for OPT and a TSIG signature.
@@ -204,6 +213,14 @@ export class Zone {
     return this.soaRecord;
   }
 
+  /** True when this zone delegates `name` or a name above it (NS records below the apex): it lies beyond a zone cut. */
+  delegates(name: Name): boolean {
+    for (let length = this.origin.length + 1; length <= name.length; length++) {
+      if (this.nodes.get(keyOf(name.slice(name.length - length)))?.rrsets.has(RRType.NS)) return true;
+    }
+    return false;
+  }
+
   serial(): number {
     return new DataView(this.soaRecord.rdata.buffer, this.soaRecord.rdata.byteOffset).getUint32(this.soaRecord.rdata.length - 20);
   }
@@ -225,8 +242,14 @@ export class Zone {
    * `minimalAny`, for UDP: a query of type ANY gets one RRset of the name, not all of them
    * (RFC 8482 section 4.1) — a few octets of question must not buy kilobytes of answer towards
    * a forged source address. Over TCP, where the source is proven, ANY gets every RRset.
+   *
+   * `hostedBelow`: the apexes of other zones served here inside this one that it does not
+   * delegate to (a delegation is answered as one, with its referral). Their names exist
+   * whether or not this zone delegates to them: a name at or above one is never NXDOMAIN here
+   * (RFC 8020: that would deny everything below it) but NODATA, and a CNAME chain stops where
+   * it enters one (that zone answers for it, as it would for a name outside this zone).
    */
-  lookup(qname: Name, qtype: number, { minimalAny = false }: { minimalAny?: boolean } = {}): Answer {
+  lookup(qname: Name, qtype: number, { minimalAny = false, hostedBelow = NONE }: LookupOptions = {}): Answer {
     if (!isSubdomain(qname, this.origin)) {
       throw new ZoneError(`${nameToText(qname)} is not in the zone ${nameToText(this.origin)}`);
     }
@@ -234,8 +257,9 @@ export class Zone {
     let seen: Set<string> | null = null; // made only when a CNAME is followed
     let name: Name = qname;
     for (let step = 0; ; step++) {
-      const next = this.step(name, qtype, out, step === 0, minimalAny);
-      if (next === null || !isSubdomain(next, this.origin)) break; // done, or the chain leaves the zone
+      const next = this.step(name, qtype, out, step === 0, minimalAny, hostedBelow);
+      // Done, or the chain leaves the zone (or enters another zone served here).
+      if (next === null || !isSubdomain(next, this.origin) || hostedBelow.some((apex) => isSubdomain(next, apex))) break;
       seen ??= new Set([keyOf(qname)]);
       if (seen.has(keyOf(next)) || step + 1 >= MAX_CNAME_CHAIN) break; // a loop or too long: stop here
       seen.add(keyOf(next));
@@ -246,7 +270,7 @@ export class Zone {
   }
 
   /** One name of a (possible) CNAME chain; returns the CNAME target to follow, or null. */
-  private step(qname: Name, qtype: number, out: Answer, first: boolean, minimalAny: boolean): Name | null {
+  private step(qname: Name, qtype: number, out: Answer, first: boolean, minimalAny: boolean, hostedBelow: readonly Name[]): Name | null {
     // Walk down from the apex: a zone cut on the way means a referral; stop at the first missing name.
     const o = this.origin.length;
     let key = this.originKey;
@@ -268,6 +292,18 @@ export class Zone {
     const exact = encloser.name.length === qname.length;
     let node: Node | undefined = exact ? encloser : undefined;
     let owner: Name | null = null; // set when the answer is synthesized from a wildcard
+    if (!node && hostedBelow.length > 0) {
+      // Not in this zone's data, but a zone served here may lie at or below the name (then it
+      // exists: NODATA), or below an ancestor deeper than the closest encloser found here (that
+      // ancestor exists, and has no wildcard: NXDOMAIN, RFC 4592).
+      for (let length = qname.length; length > encloser.name.length; length--) {
+        const ancestor = qname.slice(qname.length - length);
+        if (!hostedBelow.some((apex) => isSubdomain(apex, ancestor))) continue;
+        out.rcode = length === qname.length ? 0 : 3;
+        out.authority.push(this.negativeSoa());
+        return null;
+      }
+    }
     if (!node) {
       // RFC 4592: the source of synthesis is `*.<closest encloser>`.
       node = this.nodes.get(labelKey(WILDCARD) + key);

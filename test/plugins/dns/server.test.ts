@@ -668,3 +668,50 @@ describe("CachingAnswerer (the listeners' path)", () => {
     expect(seen).toEqual(["192.0.2.1 www.example.org.", "192.0.2.66 www.example.org.", "192.0.2.66 www.example.org."]);
   });
 });
+
+describe("zones of one organization nested without a delegation (found in review)", () => {
+  const parent = build(
+    "example.test.",
+    `$TTL 3600
+@ SOA ns1 hostmaster 1 1h 15m 1w 300
+@ NS ns1
+ns1 A 192.0.2.53
+tochild CNAME www.child.example.test.
+* A 192.0.2.99
+`,
+  );
+  const child = build("child.example.test.", `@ 60 SOA ns1 hostmaster 1 1h 15m 1w 300\n@ NS ns1\nns1 A 192.0.2.54\nwww A 192.0.2.2\n`);
+  const deep = build("a.b.example.test.", `@ 60 SOA ns1 hostmaster 1 1h 15m 1w 300\n@ NS ns1\nns1 A 192.0.2.55\n`);
+  const nested = new ZoneTable();
+  for (const z of [parent, child, deep]) nested.set(z);
+  const ask = (name: string, type: number) => decodeMessage(answerQuery(query(name, { type }), "192.0.2.99", "udp", nested, allow)!);
+  const lines = (rrs: ReturnType<typeof decodeMessage>["answer"]) => rrs.map((r) => `${nameToText(r.name)} ${r.type} ${rdataToText(r.type, r.rdata)}`);
+
+  test("DS at the child's apex is the parent's NODATA, not NXDOMAIN (which would deny the child)", () => {
+    const ds = ask("child.example.test", 43);
+    expect([ds.rcode, ds.aa, ds.answer.length, lines(ds.authority)]).toEqual([Rcode.NOERROR, true, 0, [expect.stringMatching(/^example\.test\. 6 /)]]);
+  });
+
+  test("a CNAME into the child zone stops where it enters it: NOERROR, the child answers for the target", () => {
+    const a = ask("tochild.example.test", RRType.A);
+    expect([a.rcode, lines(a.answer)]).toEqual([Rcode.NOERROR, ["tochild.example.test. 5 www.child.example.test."]]);
+    expect(lines(ask("www.child.example.test", RRType.A).answer)).toEqual(["www.child.example.test. 1 192.0.2.2"]);
+  });
+
+  test("a name between the parent and a deeper zone exists: NODATA, and the parent's wildcard does not match it", () => {
+    const between = ask("b.example.test", RRType.A);
+    expect([between.rcode, between.answer.length, between.authority.length]).toEqual([Rcode.NOERROR, 0, 1]);
+    expect(lines(ask("other.example.test", RRType.A).answer)).toEqual(["other.example.test. 1 192.0.2.99"]); // the wildcard still answers elsewhere
+    expect(ask("nothing.b.example.test", RRType.A).rcode).toBe(Rcode.NXDOMAIN); // below b, outside a.b: nothing
+  });
+
+  test("with a delegation in the parent, the delegation answers as before (the referral)", () => {
+    const delegating = build("example.test.", `$TTL 3600\n@ SOA ns1 hostmaster 1 1h 15m 1w 300\n@ NS ns1\nns1 A 192.0.2.53\nchild NS ns1.child\nns1.child A 192.0.2.54\ntochild CNAME www.child.example.test.\n`);
+    const table = new ZoneTable();
+    table.set(delegating);
+    table.set(child);
+    expect(table.hostedBelow(delegating)).toEqual([]);
+    const a = decodeMessage(answerQuery(query("tochild.example.test", { type: RRType.A }), "192.0.2.99", "udp", table, allow)!);
+    expect(lines(a.authority)).toEqual(["child.example.test. 2 ns1.child.example.test."]);
+  });
+});
