@@ -43,3 +43,26 @@ test("plugins import from src/, never from another plugin", async () => {
   }
   expect(offenders).toEqual([]);
 });
+
+test("a migration, once released, is never edited (a database that applied it would refuse to start)", async () => {
+  const { plugins } = await import("../src/main.ts");
+  const { kernelMigrations } = await import("../src/store/kernel-migrations.ts");
+  const pinned = new Map(
+    (await read("test/fixtures/migrations.sha256"))
+      .trim()
+      .split("\n")
+      .map((line) => line.split(/\s+/).reverse() as [string, string]),
+  );
+  const sets = [{ owner: "kernel", migrations: kernelMigrations }, ...plugins.map((p) => ({ owner: p.name, migrations: p.migrations ?? [] }))];
+  const problems: string[] = [];
+  for (const { owner, migrations } of sets) {
+    for (const m of migrations) {
+      if (typeof m.up !== "string") continue; // a function migration is not checksummed (src/store/migrate.ts)
+      const name = `${owner}/${m.id}`;
+      const sha = new Bun.CryptoHasher("sha256").update(m.up).digest("hex");
+      if (!pinned.has(name)) problems.push(`${name} is new: add "${sha}  ${name}" to test/fixtures/migrations.sha256`);
+      else if (pinned.get(name) !== sha) problems.push(`${name} was edited after its release: restore its text and put the change in a new migration`);
+    }
+  }
+  expect(problems).toEqual([]);
+});

@@ -12,7 +12,7 @@ export const dnsMigrations: readonly Migration[] = [
       id              TEXT PRIMARY KEY,
       organization_id TEXT NOT NULL,
       name            TEXT NOT NULL,             -- canonical presentation, lower-case, absolute ("example.org.")
-      ttl             INTEGER NOT NULL,          -- the default TTL of records given without one (and of the SOA unless soa_ttl)
+      ttl             INTEGER NOT NULL,          -- the SOA's TTL, and the default of records without one
       soa_mname       TEXT NOT NULL,
       soa_rname       TEXT NOT NULL,
       soa_refresh     INTEGER NOT NULL,
@@ -61,6 +61,8 @@ export const dnsMigrations: readonly Migration[] = [
     id: "0003_dns_soa_ttl",
     // The SOA's own TTL, apart from the zone's default TTL for records given without one: an
     // imported SOA's TTL (which bounds negative caching, RFC 2308) was lost. NULL: the default.
+    // From here on dns_zones.ttl is that default only (0001's comment predates this; an applied
+    // migration's text is checksummed and never edited).
     up: `ALTER TABLE dns_zones ADD COLUMN soa_ttl INTEGER;`,
   },
 ];
