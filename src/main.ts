@@ -4,7 +4,7 @@
  * store → migrate → keys (initialize on first start, unseal) → kernel → plugins → listen →
  * wait for a signal → stop everything in reverse.
  */
-import { closeSync, openSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { auditPlugin } from "../plugins/audit/index.ts";
@@ -275,13 +275,20 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
     // stops here, not after a key nothing else holds was committed.
     const keyFd = created && source.method === "systemd_credential" && keyOut !== undefined && keyOut !== "-" ? openSync(keyOut, "wx", 0o600) : undefined;
     let result: Awaited<ReturnType<typeof initializeKeys>> | null = null;
+    let written = false;
     try {
       result = created ? await initializeKeys(store, audit, source, systemClock.now(), { shares, threshold }) : null;
       // Handed over at once: whatever fails after this, the key is not lost with it.
       if (result?.rootKeyText && keyOut === "-") process.stdout.write(result.rootKeyText);
-      if (result?.rootKeyText && keyFd !== undefined) writeFileSync(keyFd, result.rootKeyText);
+      if (result?.rootKeyText && keyFd !== undefined) {
+        writeFileSync(keyFd, result.rootKeyText);
+        written = true;
+      }
     } finally {
-      if (keyFd !== undefined) closeSync(keyFd);
+      if (keyFd !== undefined) {
+        closeSync(keyFd);
+        if (!written) rmSync(keyOut!, { force: true }); // made by us, empty: the next init may use the name
+      }
     }
     let setups: SetupResult[];
     try {

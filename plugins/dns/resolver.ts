@@ -642,7 +642,7 @@ class ResolverCore {
 
     const zone = this.options.local?.find(q.name) ?? null;
     if (zone !== null) {
-      const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", hostedBelow: this.options.local?.hostedBelow?.(zone) }); // RFC 8482
+      const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: this.options.local?.nestedIn?.(zone) }); // RFC 8482
       // A referral is not an answer: a name delegated away is resolved like any other.
       if (answer.aa) {
         this.counters.local++;

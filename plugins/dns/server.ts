@@ -30,10 +30,10 @@ import {
 } from "./message.ts";
 import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
-import { isSubdomain, nameEquals, type Name } from "./names.ts";
+import { nameEquals, type Name } from "./names.ts";
 import { ixfrClientSerial, noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
 import { appendUnsignedError, readTsig, RCODE_NOTAUTH, sign, timeOther, TsigError, tsigSize, verify, type TsigKey } from "./tsig.ts";
-import type { RR, Zone } from "./zone.ts";
+import { NestedZones, type RR, type Zone } from "./zone.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Zones
@@ -44,8 +44,8 @@ export interface ZoneSource {
   find(qname: Name): Zone | null;
   /** Changes whenever a zone is added, replaced or removed; without it, replies are not cached. */
   readonly version?: number;
-  /** The apexes of the other zones served here that lie inside `zone` without a delegation from it (Zone.lookup's `hostedBelow`). */
-  hostedBelow?(zone: Zone): readonly Name[];
+  /** The other zones served here inside `zone` without a delegation from it (Zone.lookup's `nested`); undefined for none. */
+  nestedIn?(zone: Zone): NestedZones | undefined;
 }
 
 /** One single-character string per octet, ASCII letters lowered: the zone-table key alphabet. */
@@ -77,8 +77,8 @@ export class ZoneTable implements ZoneSource {
   /** Bumped by every change: cached replies made before it are stale. */
   version = 0;
 
-  /** Each zone's nested zones (see hostedBelow), worked out again after a change. */
-  private nested: Map<Zone, readonly Name[]> | null = null;
+  /** Each zone's nested zones (see nestedIn), worked out again after a change. */
+  private nested: Map<Zone, NestedZones> | null = null;
 
   /** Adds or replaces the zone at `zone.origin`. */
   set(zone: Zone): void {
@@ -94,13 +94,22 @@ export class ZoneTable implements ZoneSource {
     return this.zones.delete(keyOf(origin));
   }
 
-  hostedBelow(zone: Zone): readonly Name[] {
+  nestedIn(zone: Zone): NestedZones | undefined {
     if (this.nested === null) {
-      const all = [...this.zones.values()];
-      const inside = (outer: Zone, inner: Zone) => inner.origin.length > outer.origin.length && isSubdomain(inner.origin, outer.origin) && !outer.delegates(inner.origin);
-      this.nested = new Map(all.map((z) => [z, all.filter((inner) => inside(z, inner)).map((inner) => inner.origin)]));
+      // Each zone's enclosing zones, found by walking its ancestors: O(zones × labels).
+      const inner = new Map<Zone, Name[]>();
+      for (const z of this.zones.values()) {
+        for (let skip = 1; skip <= z.origin.length; skip++) {
+          const outer = this.zones.get(keyOf(z.origin.slice(skip)));
+          if (!outer || outer.delegates(z.origin)) continue;
+          const names = inner.get(outer);
+          if (names) names.push(z.origin);
+          else inner.set(outer, [z.origin]);
+        }
+      }
+      this.nested = new Map([...inner].map(([outer, names]) => [outer, new NestedZones(outer.origin, names)]));
     }
-    return this.nested.get(zone) ?? [];
+    return this.nested.get(zone);
   }
 
   /** The zone at exactly `origin`, if any. */
@@ -391,7 +400,7 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       return emptyReply(query, Rcode.REFUSED, limit);
     }
     out.zone = zone;
-    const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", hostedBelow: ctx.zones.hostedBelow?.(zone) });
+    const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: ctx.zones.nestedIn?.(zone) });
     out.rcode = answer.rcode;
     const response: Response = {
       id: query.id,

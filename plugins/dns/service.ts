@@ -203,7 +203,7 @@ export class DnsService {
 
   private build(row: sql.ZoneRow): Zone | null {
     try {
-      return Zone.build(originOf(row), this.records(row));
+      return Zone.build(originOf(row), this.records(row), { loading: true });
     } catch (error) {
       this.k.log.error("a stored zone does not build; it is not served", { zone: row.name, error: String(error) });
       return null;

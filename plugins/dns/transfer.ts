@@ -7,7 +7,7 @@
  * ("If incremental zone transfer is not available, the entire zone is returned"). Over UDP an
  * IXFR gets the SOA only, which tells a secondary that is behind to come back over TCP.
  */
-import { decodeMessage, encodeResponse, type Query, type ResourceRecord } from "./message.ts";
+import { decodeMessage, encodeResponse, FormatError, type Query, type ResourceRecord } from "./message.ts";
 import { nameFromWire, wireLength, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
 import type { RR, Zone } from "./zone.ts";
@@ -42,8 +42,9 @@ export function ixfrClientSerial(packet: Uint8Array): number | null {
   try {
     const soa = decodeMessage(packet).authority.find((r) => r.type === RRType.SOA);
     return soa ? soaSerial(soa.rdata) : null;
-  } catch {
-    return null;
+  } catch (error) {
+    if (error instanceof FormatError) return null; // unreadable records: no SOA to go by
+    throw error;
   }
 }
 

@@ -47,15 +47,13 @@ const ANY = 255;
 const RRSIG = 46;
 const NSEC = 47;
 const NSEC3 = 50;
-/** DNSSEC types that may sit beside a CNAME (RFC 4035 section 2.5) and at a zone cut. */
+
 export interface LookupOptions {
   /** For UDP: ANY answered with one RRset (RFC 8482). */
   minimalAny?: boolean;
-  /** The apexes of other zones served here inside this one (see `lookup`). */
-  hostedBelow?: readonly Name[];
+  /** Other zones served here inside this one, without a delegation from it (see `lookup`). */
+  nested?: NestedZones;
 }
-
-const NONE: readonly Name[] = [];
 
 /**
  * The largest RRset a zone may hold: a message of at most 65,535 octets (over TCP) must carry
@@ -63,6 +61,7 @@ const NONE: readonly Name[] = [];
  */
 const MAX_RRSET_OCTETS = 65_535 - 12 - 259 - 1_024;
 
+/** DNSSEC types that may sit beside a CNAME (RFC 4035 section 2.5) and at a zone cut. */
 const DNSSEC_TYPES = new Set([RRSIG, NSEC, NSEC3]);
 const ADDRESS_TYPES = [RRType.A, RRType.AAAA] as const;
 const WILDCARD = Uint8Array.of(0x2a);
@@ -126,8 +125,12 @@ export class Zone {
     this.originKey = keyOf(origin);
   }
 
-  /** Validates `records` and builds the zone; throws ZoneError naming the first bad record. */
-  static build(origin: Name, records: readonly RR[]): Zone {
+  /**
+   * Validates `records` and builds the zone; throws ZoneError naming the first bad record.
+   * `loading` (a stored zone, checked when it was written): an RRset too large to answer, which
+   * an older Citadel accepted, is left out with a warning rather than failing the whole zone.
+   */
+  static build(origin: Name, records: readonly RR[], { loading = false }: { loading?: boolean } = {}): Zone {
     const originKey = keyOf(origin);
     const nodes = new Map<string, Node>();
     const warnings: string[] = [];
@@ -193,10 +196,14 @@ export class Zone {
 
     // One TTL per RRset, the smallest (RFC 2181 section 5.2); an RRset that fits a message.
     for (const node of nodes.values()) {
-      for (const set of node.rrsets.values()) {
+      for (const [type, set] of node.rrsets) {
         const octets = set.reduce((n, r) => n + wireLength(r.name) + 10 + r.rdata.length, 0);
         if (octets > MAX_RRSET_OCTETS) {
-          throw new ZoneError(`the RRset is ${octets} octets: a DNS message holds at most 65,535 (RFC 1035 section 4.2.2), so it could never be answered`, recordId(set[0]!));
+          const problem = `the RRset is ${octets} octets: a DNS message holds at most 65,535 (RFC 1035 section 4.2.2), so it could never be answered`;
+          if (!loading || type === RRType.SOA || (type === RRType.NS && node === apex)) throw new ZoneError(problem, recordId(set[0]!));
+          warnings.push(`${recordId(set[0]!)}: ${problem}; not served`);
+          node.rrsets.delete(type);
+          continue;
         }
         const ttl = Math.min(...set.map((r) => r.ttl));
         if (set.some((r) => r.ttl !== ttl)) {
@@ -243,13 +250,13 @@ export class Zone {
    * (RFC 8482 section 4.1) — a few octets of question must not buy kilobytes of answer towards
    * a forged source address. Over TCP, where the source is proven, ANY gets every RRset.
    *
-   * `hostedBelow`: the apexes of other zones served here inside this one that it does not
-   * delegate to (a delegation is answered as one, with its referral). Their names exist
+   * `nested`: other zones served here inside this one that it does not delegate to (a
+   * delegation is answered as one, with its referral). Their names exist
    * whether or not this zone delegates to them: a name at or above one is never NXDOMAIN here
    * (RFC 8020: that would deny everything below it) but NODATA, and a CNAME chain stops where
    * it enters one (that zone answers for it, as it would for a name outside this zone).
    */
-  lookup(qname: Name, qtype: number, { minimalAny = false, hostedBelow = NONE }: LookupOptions = {}): Answer {
+  lookup(qname: Name, qtype: number, { minimalAny = false, nested }: LookupOptions = {}): Answer {
     if (!isSubdomain(qname, this.origin)) {
       throw new ZoneError(`${nameToText(qname)} is not in the zone ${nameToText(this.origin)}`);
     }
@@ -257,9 +264,9 @@ export class Zone {
     let seen: Set<string> | null = null; // made only when a CNAME is followed
     let name: Name = qname;
     for (let step = 0; ; step++) {
-      const next = this.step(name, qtype, out, step === 0, minimalAny, hostedBelow);
+      const next = this.step(name, qtype, out, step === 0, minimalAny, nested);
       // Done, or the chain leaves the zone (or enters another zone served here).
-      if (next === null || !isSubdomain(next, this.origin) || hostedBelow.some((apex) => isSubdomain(next, apex))) break;
+      if (next === null || !isSubdomain(next, this.origin) || nested?.covers(next)) break;
       seen ??= new Set([keyOf(qname)]);
       if (seen.has(keyOf(next)) || step + 1 >= MAX_CNAME_CHAIN) break; // a loop or too long: stop here
       seen.add(keyOf(next));
@@ -270,7 +277,7 @@ export class Zone {
   }
 
   /** One name of a (possible) CNAME chain; returns the CNAME target to follow, or null. */
-  private step(qname: Name, qtype: number, out: Answer, first: boolean, minimalAny: boolean, hostedBelow: readonly Name[]): Name | null {
+  private step(qname: Name, qtype: number, out: Answer, first: boolean, minimalAny: boolean, nested: NestedZones | undefined): Name | null {
     // Walk down from the apex: a zone cut on the way means a referral; stop at the first missing name.
     const o = this.origin.length;
     let key = this.originKey;
@@ -292,13 +299,12 @@ export class Zone {
     const exact = encloser.name.length === qname.length;
     let node: Node | undefined = exact ? encloser : undefined;
     let owner: Name | null = null; // set when the answer is synthesized from a wildcard
-    if (!node && hostedBelow.length > 0) {
+    if (!node && nested) {
       // Not in this zone's data, but a zone served here may lie at or below the name (then it
       // exists: NODATA), or below an ancestor deeper than the closest encloser found here (that
       // ancestor exists, and has no wildcard: NXDOMAIN, RFC 4592).
       for (let length = qname.length; length > encloser.name.length; length--) {
-        const ancestor = qname.slice(qname.length - length);
-        if (!hostedBelow.some((apex) => isSubdomain(apex, ancestor))) continue;
+        if (!nested.holds(qname.slice(qname.length - length))) continue;
         out.rcode = length === qname.length ? 0 : 3;
         out.authority.push(this.negativeSoa());
         return null;
@@ -410,4 +416,34 @@ function enclosingCut(nodes: Map<string, Node>, name: Name, origin: Name): Name 
 /** `owner TTL TYPE rdata` lines, for tests and logs. */
 export function rrToText(rr: RR): string {
   return `${nameToText(rr.name)} ${rr.ttl} ${typeToText(rr.type)} ${rdataToText(rr.type, rr.rdata)}`;
+}
+
+/**
+ * Zones served here inside an outer zone that does not delegate to them (Zone.lookup's
+ * `nested`), indexed so that each question about a name costs a few set lookups, however many
+ * zones there are.
+ */
+export class NestedZones {
+  /** The inner apexes. */
+  private readonly apexes = new Set<string>();
+  /** The inner apexes and every name between one and the outer apex. */
+  private readonly existing = new Set<string>();
+
+  constructor(outer: Name, inner: readonly Name[]) {
+    for (const apex of inner) {
+      this.apexes.add(keyOf(apex));
+      for (let length = apex.length; length > outer.length; length--) this.existing.add(keyOf(apex.slice(apex.length - length)));
+    }
+  }
+
+  /** True when `name` is an inner apex or lies between one and the outer apex: it exists. */
+  holds(name: Name): boolean {
+    return this.existing.has(keyOf(name));
+  }
+
+  /** True when `name` is at or below an inner apex: that zone answers for it. */
+  covers(name: Name): boolean {
+    for (let length = name.length; length > 0; length--) if (this.apexes.has(keyOf(name.slice(name.length - length)))) return true;
+    return false;
+  }
 }

@@ -73,10 +73,11 @@ export const sysPlugin = definePlugin({
 async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Request) {
   const context = auditRequest(request);
   if (body.reset) {
-    // Anyone may reset (the route is open, as it must be while sealed): it is on record, with who sent it.
+    // Anyone may reset (the route is open, as it must be while sealed): a reset that drops
+    // shares is on record (with the request id; while sealed there is no key for the address).
     const given = k.seal.status().progress;
     k.seal.resetShares();
-    await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "success", reason: `reset: the shares given so far (${given}) dropped`, request: context }));
+    if (given > 0) await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "success", reason: `reset: the shares given so far (${given}) dropped`, request: context }));
   }
   if (!k.seal.sealed) return { unsealed: false, status: k.seal.status() };
   if (k.keySource.method !== "shamir") {

@@ -167,7 +167,9 @@ export class Keyring {
     this.latestVersion.set(owner, version);
     // Cached at once so that seal's wipe reaches this key too (and the next use skips the unwrap).
     // Should the transaction roll back, the wrapped bytes will not match any row and the entry is ignored.
-    this.dekCache.set(dekCacheId(owner, version), { wrapped, key });
+    const id = dekCacheId(owner, version);
+    this.dekCache.get(id)?.key.fill(0); // from a write that was rolled back
+    this.dekCache.set(id, { wrapped, key });
     return { version, key };
   }
 

@@ -56,10 +56,22 @@ export async function checkedJsonRequest(request: Request, limit: number): Promi
 /** A \uD800–\uDFFF escape: only a body with one can hold an unpaired surrogate (raw text was decoded strictly). */
 const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 
+/** Every string in `value`, keys included, is well-formed UTF-16. A loop, not recursion: a body may nest a hundred thousand deep. */
 function wellFormed(value: unknown): boolean {
-  if (typeof value === "string") return value.isWellFormed();
-  if (Array.isArray(value)) return value.every(wellFormed);
-  if (typeof value === "object" && value !== null) return Object.entries(value).every(([key, v]) => key.isWellFormed() && wellFormed(v));
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    if (typeof v === "string") {
+      if (!v.isWellFormed()) return false;
+    } else if (Array.isArray(v)) {
+      pending.push(...v);
+    } else if (typeof v === "object" && v !== null) {
+      for (const [key, inner] of Object.entries(v)) {
+        if (!key.isWellFormed()) return false;
+        pending.push(inner);
+      }
+    }
+  }
   return true;
 }
 

@@ -710,7 +710,7 @@ tochild CNAME www.child.example.test.
     const table = new ZoneTable();
     table.set(delegating);
     table.set(child);
-    expect(table.hostedBelow(delegating)).toEqual([]);
+    expect(table.nestedIn(delegating)).toBeUndefined();
     const a = decodeMessage(answerQuery(query("tochild.example.test", { type: RRType.A }), "192.0.2.99", "udp", table, allow)!);
     expect(lines(a.authority)).toEqual(["child.example.test. 2 ns1.child.example.test."]);
   });

@@ -46,6 +46,7 @@ describe("seal and unseal over HTTP", () => {
     const c = await testCitadel({ sealMethod: "shamir" });
     const shares = c.kernel.shares;
     const scenarios: Array<[unknown, number, string | number]> = [
+      [{ reset: true }, 200, 0], // nothing given yet: nothing to record
       [{}, 422, "invalid"],
       [{ share: "citadel-share-nonsense" }, 422, "invalid"],
       [{ share: shares[0] }, 200, 1],

@@ -96,6 +96,22 @@ describe("keyring", () => {
     expect([...dekCache.values()][0]!.key.equals(dekBytes)).toBe(true); // the same DEK, one live copy
   });
 
+  test("a DEK made in a write that rolled back is overwritten when the next write makes that version again", () => {
+    const { db, keyring } = setup();
+    expect(() =>
+      db.transaction(() => {
+        keyring.encrypt(db, "o", "c", "lost");
+        throw new Error("rolled back");
+      })(),
+    ).toThrow("rolled back");
+    const dekCache = (keyring as unknown as { dekCache: Map<string, { key: Buffer }> }).dekCache;
+    const orphan = [...dekCache.values()][0]!.key;
+    expect(orphan.some((b) => b !== 0)).toBe(true);
+    const ct = keyring.encrypt(db, "o", "c", "kept");
+    expect(orphan.every((b) => b === 0)).toBe(true);
+    expect(keyring.decrypt("o", "c", ct).toString()).toBe("kept");
+  });
+
   test("rekey: both roots unseal while pending; after promotion only the new one", () => {
     const { db, root, keyring } = setup();
     const ct = keyring.encrypt(db, "o", "c", "kept");

@@ -117,6 +117,12 @@ describe("error envelope", () => {
     expect(((await res.json()) as { code: string }).code).toBe("payload_too_large");
   });
 
+  test("a body nested a hundred thousand deep around an unpaired surrogate is 400, not a stack overflow (found in review)", async () => {
+    const deep = `${"[".repeat(100_000)}"\\ud800"${"]".repeat(100_000)}`;
+    const res = await testEdge({ mounts: [{ name: "probe", routes: probe }], bodyLimit: 1 << 20 }).send("POST", "/v1/probe/things", { body: deep, headers: { "content-type": "application/json" } });
+    expect([res.status, res.body.code]).toEqual([400, "malformed_json"]);
+  });
+
   test("a valid request passes through", async () => {
     const res = await edge().send("POST", "/v1/probe/things", { json: { name: "lamp", count: 2 } });
     expect(res.status).toBe(200);
