@@ -83,6 +83,8 @@ export const auditCommands: Command[] = [
       } else {
         const p = report.first_problem!;
         ctx.err(`FAILED at event ${p.seq}${p.id ? ` (${p.id})` : ""}: ${p.problem}`);
+        for (const later of report.problems.slice(1)) ctx.err(`  and at event ${later.seq}${later.id ? ` (${later.id})` : ""}: ${later.problem}`);
+        if (report.problem_count > report.problems.length) ctx.err(`  and ${report.problem_count - report.problems.length} more`);
       }
       return report.ok ? 0 : 1;
     },

@@ -59,11 +59,15 @@ export const Checkpoint = t.Object({
 
 export const CheckpointList = t.Object({ checkpoints: t.Array(Checkpoint) });
 
+const Problem = t.Object({ seq: t.Integer(), id: t.Union([t.String(), t.Null()]), problem: t.String() });
+
 export const VerifyReport = t.Object({
   ok: t.Boolean(),
   events: t.Integer(),
   head: t.Union([t.Object({ seq: t.Integer(), hash: t.String() }), t.Null()]),
-  first_problem: t.Union([t.Object({ seq: t.Integer(), id: t.Union([t.String(), t.Null()]), problem: t.String() }), t.Null()]),
+  first_problem: t.Union([Problem, t.Null()]),
+  problems: t.Array(Problem, { description: "Everything found wrong, in order (at most 100)" }),
+  problem_count: t.Integer({ description: "How many problems in all" }),
   checkpoints: t.Object({ verified: t.Integer(), latest_seq: t.Union([t.Integer(), t.Null()]) }),
   unsigned_tail: t.Integer(),
 });

@@ -10,8 +10,11 @@ import type { Keyring } from "../crypto/keyring.ts";
 import { checkpointMessage, isOwnSigningKey, verifyCheckpointSignature, type ExportedCheckpoint } from "./checkpoints.ts";
 import { eventHash, GENESIS_HASH, type StoredEvent } from "./event.ts";
 
+/** How many problems a report lists (it counts them all). */
+const MAX_LISTED = 100;
+
 export interface VerifyProblem {
-  /** The first event (or checkpoint) found wrong. */
+  /** The event (or checkpoint) found wrong. */
   seq: number;
   id: string | null;
   problem: string;
@@ -23,6 +26,15 @@ export interface VerifyReport {
   head: { seq: number; hash: string } | null;
   /** The first thing found wrong; null when everything verifies. */
   first_problem: VerifyProblem | null;
+  /**
+   * Everything found wrong, up to MAX_LISTED, in the order found (the checkpoints, then the
+   * chain from its start, then truncation): one damaged event does not hide the
+   * others (after a break in the chain, each later event is still checked against its own
+   * hash and the event before it).
+   */
+  problems: VerifyProblem[];
+  /** How many problems there are in all (more than `problems` holds when over MAX_LISTED). */
+  problem_count: number;
   checkpoints: { verified: number; latest_seq: number | null };
   /** Events after the latest signed checkpoint: covered by the chain, not yet by a signature. */
   unsigned_tail: number;
@@ -40,9 +52,11 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
     )
     .all();
   const anchors = new Map<number, { hash: Uint8Array; what: string }>();
-  let first: VerifyProblem | null = null;
+  const problems: VerifyProblem[] = [];
+  let problemCount = 0;
   const fail = (p: VerifyProblem) => {
-    first ??= p;
+    problemCount++;
+    if (problems.length < MAX_LISTED) problems.push(p);
   };
 
   const ownKeys = new Map<string, boolean>();
@@ -97,10 +111,12 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
   }
   const latestSigned = checkpoints.at(-1)?.seq ?? null;
   return {
-    ok: first === null,
+    ok: problemCount === 0,
     events,
     head,
-    first_problem: first,
+    first_problem: problems[0] ?? null,
+    problems,
+    problem_count: problemCount,
     checkpoints: { verified: checkpoints.length + (external ? 1 : 0), latest_seq: latestSigned },
     unsigned_tail: Math.max(0, lastSeq - Math.max(latestSigned ?? 0, external?.seq ?? 0)),
   };

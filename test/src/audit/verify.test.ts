@@ -48,6 +48,17 @@ describe("verifyAuditChain", () => {
     expect(verifyAuditChain(db).first_problem).toEqual({ seq: 4, id: idAt(4), problem: "its contents were changed after it was written" });
   });
 
+  test("one damaged event does not hide another: every problem is listed, and counted", async () => {
+    const { db, idAt } = await logWithEvents(10);
+    db.run("UPDATE audit_events SET reason = 'edited' WHERE seq IN (2, 7)");
+    const report = verifyAuditChain(db);
+    expect([report.ok, report.problem_count]).toEqual([false, 2]);
+    expect(report.problems).toEqual([
+      { seq: 2, id: idAt(2), problem: "its contents were changed after it was written" },
+      { seq: 7, id: idAt(7), problem: "its contents were changed after it was written" },
+    ]);
+  });
+
   test("a deleted event is found, naming the event after the gap", async () => {
     const { db, idAt } = await logWithEvents(10);
     db.run("DELETE FROM audit_events WHERE seq = 5");
