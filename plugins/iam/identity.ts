@@ -93,20 +93,24 @@ export class IamIdentity implements IdentityProvider {
       this.db.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(now, parsed.prefix);
     }
     this.recent.set(parsed.prefix, { at: now, from: client });
+    // A service key's user is its maker, whose role bounds it: it is not them (no operator
+    // rights, no MFA of theirs, none of their routes about themselves).
+    const key = row.kind === "service";
     return {
       ok: true,
       principal: {
         kind: PRINCIPAL_KIND[row.kind],
         tokenId: parsed.prefix,
-        userId: row.user_id,
+        userId: key ? null : row.user_id,
+        madeBy: key ? row.user_id : null,
         organizationId: row.organization_id,
         scopes: row.scopes === null ? "all" : this.scopes(row.scopes),
         service: row.service,
         workspaceId: row.workspace_id,
         ipAllowlist: this.allowlist(row.ip_allowlist),
-        operator: row.operator === 1,
-        mfa: row.mfa === 1,
-        mustChangePassword: row.must_change_password === 1,
+        operator: !key && row.operator === 1,
+        mfa: !key && row.mfa === 1,
+        mustChangePassword: !key && row.must_change_password === 1,
       },
     };
   }

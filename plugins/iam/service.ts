@@ -117,7 +117,7 @@ export class IamService {
         if (sql.ownerCount(tx, orgId) <= 1) throw new ConflictError(`the user is the last owner of organization ${orgId}: transfer ownership first`);
       }
       sql.softDeleteUser(tx, userId, this.now());
-      sql.revokeUserCredentials(tx, userId, ["session", "pat", "device", "workload", "console"], this.now());
+      sql.revokeUserCredentials(tx, userId, ["session", "pat", "device", "workload", "console", "service"], this.now());
       this.audit(tx, { action: "iam.user.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, request: caller.request });
     });
   }
@@ -856,6 +856,7 @@ export class IamService {
           kind: "service",
           hash: t.hash,
           name: input.name,
+          user_id: p.userId, // its maker: the key acts within their role, and ends with their membership (guard.ts)
           organization_id: orgId,
           service: input.service,
           scopes: JSON.stringify(scopes),

@@ -64,22 +64,27 @@ export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Pr
  */
 export function mayManageMembers(k: SecretsKernel, p: Principal, organizationId: string, ws?: sql.WorkspaceRow | null): boolean {
   if (p.operator) return true;
-  const role = ws ? roleInWorkspace(k, p, ws) : p.userId ? (k.identity.provider?.roleIn(p.userId, organizationId) ?? null) : null;
+  const user = actingUser(p);
+  const role = ws ? roleInWorkspace(k, p, ws) : user ? (k.identity.provider?.roleIn(user, organizationId) ?? null) : null;
   return role !== null && roleAllows(role, "manage_members");
 }
 
-/** The caller's role in the workspace (the organization role, narrowed by the workspace's). */
+/** The user whose role bounds the caller: the user, or the member who made a service key. */
+const actingUser = (p: Principal) => p.userId ?? p.madeBy ?? null;
+
+/** The caller's role in the workspace (the organization role, narrowed by the workspace's; a service key's maker's). */
 export function roleInWorkspace(k: SecretsKernel, p: Principal, ws: sql.WorkspaceRow): Role | null {
   const provider = k.identity.provider;
-  if (!p.userId || !provider) return null;
-  const orgRole = provider.roleIn(p.userId, ws.organization_id);
-  return orgRole && effectiveRole(orgRole, provider.workspaceRole(p.userId, ws.workspace_id));
+  const user = actingUser(p);
+  if (!user || !provider) return null;
+  const orgRole = provider.roleIn(user, ws.organization_id);
+  return orgRole && effectiveRole(orgRole, provider.workspaceRole(user, ws.workspace_id));
 }
 
 /**
  * An environment of the workspace, if the caller may use it. Protection narrows beyond the
- * workspace role: `admins` lets in admins and owners (and service API keys, which only admins
- * can make); `named` lets in the listed users only (no service keys).
+ * workspace role: `admins` lets in admins and owners (and service API keys whose maker is one
+ * here); `named` lets in the listed users only (no service keys).
  */
 export function environmentFor(k: SecretsKernel, caller: Caller, ws: sql.WorkspaceRow, name: string, db: Database = k.store.db): sql.EnvironmentRow {
   const env = sql.environmentByName(db, ws.workspace_id, name);
@@ -87,7 +92,9 @@ export function environmentFor(k: SecretsKernel, caller: Caller, ws: sql.Workspa
   const p = caller.principal;
   if (env.protection === "admins") {
     const role = roleInWorkspace(k, p, ws);
-    if (p.userId ? role !== "admin" && role !== "owner" : p.service === null) throw new ForbiddenError(`The ${name} environment is open to admins and owners only.`);
+    // A service key made before keys named their maker has no role to go by: only admins could make one.
+    const unboundKey = p.service !== null && !p.madeBy;
+    if (!unboundKey && role !== "admin" && role !== "owner") throw new ForbiddenError(`The ${name} environment is open to admins and owners only.`);
   }
   if (env.protection === "named") {
     const allowed: string[] = JSON.parse(env.allowed_users);

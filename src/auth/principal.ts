@@ -14,6 +14,12 @@ export interface Principal {
   tokenId: string;
   /** The user behind it; null for a service API key. */
   userId: string | null;
+  /**
+   * For a service API key: the member who made it. The key acts with no more than that
+   * member's current role (narrowed per workspace), and stops with their membership. Null
+   * for a key made before keys recorded their maker.
+   */
+  madeBy?: string | null;
   /** Set for credentials bound to one organization (API keys, workload tokens). */
   organizationId: string | null;
   /** "all" for a login session: the user's role alone decides. */

@@ -149,6 +149,14 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
           if (!roleAllows(role, permission)) deny(`your role (${role}) does not allow ${permission.replace("_", " ")}`);
         }
         if (org.requireMfa && !p.mfa) deny("this organization requires two-factor authentication: enrol TOTP first", "mfa_required");
+      } else if (p.madeBy) {
+        // A service key acts with no more than its maker's current role here (narrowed per
+        // workspace): it outlives neither the membership nor the role it was made under.
+        const orgRole = provider.roleIn(p.madeBy, org.id);
+        if (!orgRole) deny("the member who made this API key is no longer a member of this organization");
+        const role = effectiveRole(orgRole!, workspace ? provider.workspaceRole(p.madeBy, workspace.id) : null);
+        const permission = spec.permission ?? (spec.scope ? permissionForScope(spec.scope) : "admin");
+        if (!roleAllows(role, permission)) deny(`the member who made this API key is ${role} here, which does not allow ${permission.replace("_", " ")}`);
       }
       const decision = limits.organization.take(`org:${org.id}`);
       if (!decision.allowed) limited(`org:${org.id}`, decision, request, p);

@@ -83,6 +83,45 @@ describe("service keys", () => {
   });
 });
 
+describe("a service key acts within its maker's role (found in review)", () => {
+  test("narrowed in a workspace, removed, or demoted, the maker's key follows: no write where they may only read, no admins-only environment, nothing after they leave", async () => {
+    const { c, session, org } = await owner();
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, session, { json: { name: "prod" } })).body.id as string;
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/secrets`, session);
+    const admin = await c.addUser(session, "maker@example.org", "admin");
+    const key = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, admin.token, { json: { service: "secrets", name: "ci", scopes: ["secrets:write", "secrets:read"] } })).body.token as string;
+    const secret = (env: string, name: string) => `/v1/secrets/workspaces/${ws}/environments/${env}/secrets/${name}`;
+    await c.send("PUT", secret("production", "Y"), session, { json: { value: "prod" } });
+    await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/production`, session, { json: { protection: "admins" } });
+    expect((await c.send("PUT", secret("development", "X"), key, { json: { value: "while admin" } })).status).toBe(200);
+    expect((await c.send("GET", secret("production", "Y"), key)).status).toBe(200);
+
+    expect((await c.send("PUT", `/v1/iam/workspaces/${ws}/members/${admin.id}`, session, { json: { role: "viewer" } })).status).toBe(200);
+    const write = await c.send("PUT", secret("development", "X"), key, { json: { value: "as a viewer" } });
+    expect([write.status, write.body.detail]).toEqual([403, "The member who made this API key is viewer here, which does not allow edit."]);
+    expect((await c.send("GET", secret("development", "X"), key)).status).toBe(200); // a viewer reads
+    expect((await c.send("GET", secret("production", "Y"), key)).status).toBe(403); // admins only
+
+    await c.send("DELETE", `/v1/iam/orgs/${org}/members/${admin.id}`, session);
+    const gone = await c.send("GET", secret("development", "X"), key);
+    expect([gone.status, gone.body.detail]).toEqual([403, "The member who made this API key is no longer a member of this organization."]);
+  });
+
+  test("a key made by an operator is not an operator, and a deleted maker's keys are revoked", async () => {
+    const { c, session, org } = await owner(); // the first owner is the appliance's operator
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session);
+    const key = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, session, { json: { service: "system", name: "probe", scopes: ["system:read"] } })).body.token as string;
+    expect((await c.send("GET", "/v1/system/info", key)).status).toBe(200);
+    expect((await c.send("GET", "/v1/iam/users", key)).status).toBe(403); // operator-only: the key is not its maker
+    const admin = await c.addUser(session, "leaver@example.org", "admin");
+    const theirs = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, admin.token, { json: { service: "system", name: "theirs", scopes: ["system:read"] } })).body.token as string;
+    expect((await c.send("GET", "/v1/system/info", theirs)).status).toBe(200);
+    const asked = await c.send("DELETE", `/v1/iam/users/${admin.id}`, session);
+    expect((await c.send("DELETE", `/v1/iam/users/${admin.id}`, session, { headers: { "x-citadel-confirm": asked.body.confirmation_token } })).status).toBe(200);
+    expect((await c.send("GET", "/v1/system/info", theirs)).status).toBe(401);
+  });
+});
+
 describe("what a credential makes never outlives it", () => {
   test("a workload token makes no API key; a PAT's key inherits its expiry and allowlist and is revoked with it", async () => {
     const { c, session, org } = await owner();
