@@ -43,6 +43,12 @@ function recoveryCode(): string {
 const madeByLogin = (p: Principal) => p.kind === "session";
 
 /** What only the user, logged in, does: not a token made for a program (or stolen from one). */
+/** The role that bounds the caller in the organization: the user's, or a service key's maker's. */
+function actingRole(db: Tx, p: Principal, orgId: string): Role | null {
+  const user = p.userId ?? p.madeBy ?? null;
+  return user ? sql.roleOf(db, orgId, user) : null;
+}
+
 function requireSession(p: Principal, what: string): void {
   if (p.kind !== "session") throw new ForbiddenError(`log in (a session, not a token) to ${what}`);
 }
@@ -713,10 +719,13 @@ export class IamService {
     const role: Role = input.role;
     const target = input.user ? sql.userById(this.db, input.user) : input.email ? sql.userByEmail(this.db, input.email) : null;
     if (!target) throw new NotFoundError("No such user.");
-    const callerRole = caller.principal.userId ? sql.roleOf(this.db, orgId, caller.principal.userId) : null;
-    const current = sql.roleOf(this.db, orgId, target.id);
-    if ((role === "owner" || current === "owner") && callerRole !== "owner") throw new ForbiddenError("only an owner may make or unmake owners");
     await this.k.store.write((tx) => {
+      // Both roles as they are now, in the transaction that writes: two changes sent at once must
+      // not both pass checks made before either wrote (an admin unmaking a new owner, no owner left).
+      const callerRole = actingRole(tx, caller.principal, orgId);
+      const current = sql.roleOf(tx, orgId, target.id);
+      if (!callerRole || !roleAllows(callerRole, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");
+      if ((role === "owner" || current === "owner") && callerRole !== "owner") throw new ForbiddenError("only an owner may make or unmake owners");
       if (current === "owner" && role !== "owner" && sql.ownerCount(tx, orgId) <= 1) throw new ConflictError("the last owner cannot step down: make someone else owner first");
       sql.upsertMembership(tx, orgId, target.id, role, this.now());
       this.audit(tx, {
@@ -733,11 +742,12 @@ export class IamService {
   }
 
   async removeMember(caller: Caller, orgId: string, userId: string) {
-    const current = sql.roleOf(this.db, orgId, userId);
-    if (!current) throw new NotFoundError("That user is not a member.");
-    const callerRole = caller.principal.userId ? sql.roleOf(this.db, orgId, caller.principal.userId) : null;
-    if (current === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may remove an owner");
     await this.k.store.write((tx) => {
+      const current = sql.roleOf(tx, orgId, userId);
+      if (!current) throw new NotFoundError("That user is not a member.");
+      const callerRole = actingRole(tx, caller.principal, orgId);
+      if (!callerRole || !roleAllows(callerRole, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");
+      if (current === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may remove an owner");
       if (current === "owner" && sql.ownerCount(tx, orgId) <= 1) throw new ConflictError("the last owner cannot leave: make someone else owner first");
       sql.deleteMembership(tx, orgId, userId);
       this.audit(tx, { action: "iam.member.remove", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, organization: orgId, request: caller.request });

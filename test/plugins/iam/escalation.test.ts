@@ -122,6 +122,25 @@ describe("a service key acts within its maker's role (found in review)", () => {
   });
 });
 
+describe("owners, under concurrent changes (found in review)", () => {
+  test("an admin cannot unmake an owner made at the same moment, and an organization never ends with no owner", async () => {
+    const { c, session, org } = await owner();
+    const me = (await c.send("GET", "/v1/iam/me", session)).body.id as string;
+    const admin = await c.addUser(session, "admin@example.org", "admin");
+    const target = await c.addUser(session, "target@example.org", "editor");
+    // Queued in this order, committed in one batch: the promotion first, then the others see it.
+    const [promoted, steppedDown, demoted] = await Promise.all([
+      c.send("PUT", `/v1/iam/orgs/${org}/members/${target.id}`, session, { json: { role: "owner" } }),
+      c.send("PUT", `/v1/iam/orgs/${org}/members/${me}`, session, { json: { role: "admin" } }),
+      c.send("PUT", `/v1/iam/orgs/${org}/members/${target.id}`, admin.token, { json: { role: "viewer" } }),
+    ]);
+    expect([promoted.status, steppedDown.status]).toEqual([200, 200]);
+    expect([demoted.status, demoted.body.detail]).toEqual([403, "only an owner may make or unmake owners"]);
+    const roles = c.kernel.store.db.query("SELECT role FROM memberships WHERE organization_id = ? AND role = 'owner'").all(org);
+    expect(roles).toHaveLength(1); // the target, made owner; the first owner stepped down after
+  });
+});
+
 describe("what a credential makes never outlives it", () => {
   test("a workload token makes no API key; a PAT's key inherits its expiry and allowlist and is revoked with it", async () => {
     const { c, session, org } = await owner();
