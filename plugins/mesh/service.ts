@@ -434,23 +434,23 @@ export class MeshService {
       expires = changes.expires_at === null ? null : Date.parse(changes.expires_at);
       if (expires !== null && !Number.isFinite(expires)) throw new InvalidError("expires_at: an ISO 8601 time, or null for never", "expires_at");
     }
-    const next: sql.NodeRow = {
-      ...current,
-      tags: changes.tags === undefined ? current.tags : JSON.stringify(checkTags(changes.tags, "tags")),
-      disabled: changes.disabled === undefined ? current.disabled : changes.disabled ? 1 : 0,
-      hub: changes.hub === undefined ? current.hub : changes.hub ? 1 : 0,
-      endpoint: changes.endpoint === undefined ? current.endpoint : checkEndpoint(changes.endpoint),
-      expires_at: expires,
-      updated_at: this.now(),
-    };
+    // Only the fields asked for, checked before the transaction; everything else as it is then.
+    const asked: Partial<sql.NodeRow> = {};
+    if (changes.tags !== undefined) asked.tags = JSON.stringify(checkTags(changes.tags, "tags"));
+    if (changes.disabled !== undefined) asked.disabled = changes.disabled ? 1 : 0;
+    if (changes.hub !== undefined) asked.hub = changes.hub ? 1 : 0;
+    if (changes.endpoint !== undefined) asked.endpoint = checkEndpoint(changes.endpoint);
+    if (changes.expires_at !== undefined) asked.expires_at = expires;
     const what = Object.keys(changes).sort().join(", ");
+    const updatedAt = this.now();
     const written = await this.write(net.id, (tx) => {
-      // The row as it is now: a rotation the node made since the read above is kept.
+      // On the row as it is now: another change made meanwhile (a disable, a rotation the node
+      // made) stands, instead of being overwritten by what this request read before.
       const fresh = sql.nodeById(tx, current.id);
       if (!fresh) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
-      const row: sql.NodeRow = { ...fresh, tags: next.tags, disabled: next.disabled, hub: next.hub, endpoint: next.endpoint, expires_at: next.expires_at, updated_at: next.updated_at };
+      const row: sql.NodeRow = { ...fresh, ...asked, updated_at: updatedAt };
       sql.updateNode(tx, row);
-      sql.bumpVersion(tx, net.id, next.updated_at);
+      sql.bumpVersion(tx, net.id, updatedAt);
       this.k.audit.record(tx, event(caller, org, "mesh.node.update", { type: "mesh_node", id: current.id }, what || null));
       return row;
     });

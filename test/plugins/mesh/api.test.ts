@@ -443,6 +443,18 @@ describe("hardening (from the security review)", () => {
     expect((await c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: (await generateKeyPair()).publicKey } })).status).toBe(403);
   });
 
+  test("two changes to a node at once both stand: a retag does not undo a disable (found in review)", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    await enroll(c, key, "a");
+    const [disabled, retagged] = await Promise.all([
+      c.send("PATCH", `${net}/nodes/a`, owner, { json: { disabled: true } }),
+      c.send("PATCH", `${net}/nodes/a`, owner, { json: { tags: ["web"] } }),
+    ]);
+    expect([disabled.status, retagged.status]).toEqual([200, 200]);
+    expect((await c.send("GET", `${net}/nodes/a`, owner)).body).toMatchObject({ state: "disabled", tags: ["web"] });
+  });
+
   test("a node the ACL names cannot be removed (a newcomer would inherit its rules); editors cannot retag nodes", async () => {
     const { c, owner, net } = await setup();
     const key = await preauthKey(c, owner, net, { reusable: true });
