@@ -91,16 +91,16 @@ export class Agent {
     const switched = await this.switchKeyIfDue(doc);
     const changed = await this.apply(doc);
     this.current = doc;
-    this.etag = fetched.etag;
     writeStoredConfig(this.options.stateDir, { body: fetched.body, signature: fetched.signature! });
     writeWgQuick(this.options.stateDir, this.state.interface, renderWgQuick(doc.config, this.state.private_key));
     this.updateState((state) => (state.applied_version = doc.version));
+    if (switched) await nudgePeers(doc);
     const publicKey = await publicKeyOf(this.state.private_key);
     await nodeRequest(this.connection, "POST", "/v1/mesh/node/applied", { version: doc.version, public_key: publicKey });
-    if (switched) {
-      await nudgePeers(doc);
-      this.etag = null; // the rotation's completion changes the config: fetch it next round
-    }
+    // Only once the control plane knows: a report that failed is made again next round (the
+    // config is fetched whole again), else rotations would wait on a report never sent. After a
+    // key switch the completed rotation changes the config: it is fetched whole next round too.
+    this.etag = switched ? null : fetched.etag;
     return { changed: changed || switched, version: doc.version };
   }
 
@@ -126,13 +126,16 @@ export class Agent {
     return true;
   }
 
-  /** The setconf text to apply now: the config, with a rotating peer's AllowedIPs on the key that handshook last. */
+  /**
+   * The setconf text to apply now: the config, with a rotating peer's AllowedIPs on the key that
+   * handshook last, and every peer's preshared key and keepalive written out (see renderParsedSetconf).
+   */
   private async desired(doc: ConfigDocument, name: string): Promise<string> {
-    const text = renderSetconf(doc.config, this.state.private_key);
-    if (!hasOverlap(doc)) return text;
+    const parsed = device.parseSetconf(renderSetconf(doc.config, this.state.private_key));
+    if (!hasOverlap(doc)) return device.renderParsedSetconf(parsed, { explicit: true });
     const pairs = doc.config.peers.filter((p) => p.nextPublicKey !== null).map((p) => ({ current: p.publicKey, next: p.nextPublicKey! }));
     const state = (await device.interfaceExists(name)) ? await device.readDevice(name) : null;
-    return device.renderParsedSetconf(device.preferHandshakenKeys(device.parseSetconf(text), state, pairs));
+    return device.renderParsedSetconf(device.preferHandshakenKeys(parsed, state, pairs), { explicit: true });
   }
 
   /**

@@ -347,7 +347,7 @@ export function parseSetconf(text: string): ParsedSetconf {
     }
     const peer = section as SetconfPeer;
     if (key === "publickey") peer.publicKey = isWireGuardKey(value) ? value : fail(lineNumber, "PublicKey is not a WireGuard key");
-    else if (key === "presharedkey") peer.presharedKey = isWireGuardKey(value) ? value : fail(lineNumber, "PresharedKey is not a WireGuard key");
+    else if (key === "presharedkey") peer.presharedKey = !isWireGuardKey(value) ? fail(lineNumber, "PresharedKey is not a WireGuard key") : value === NO_PRESHARED_KEY ? null : value;
     else if (key === "allowedips") {
       for (const item of value === "" ? [] : value.split(",")) peer.allowedIps.push(canonicalAllowedIp(item) ?? fail(lineNumber, `"${item}" is not an address or CIDR`));
     } else if (key === "endpoint") peer.endpoint = canonicalEndpoint(value) ?? fail(lineNumber, `Endpoint "${value}" is not host:port`);
@@ -376,18 +376,29 @@ export function parseSetconf(text: string): ParsedSetconf {
   return parsed;
 }
 
-/** The inverse of `parseSetconf`: text `wg syncconf` accepts. */
-export function renderParsedSetconf(parsed: ParsedSetconf): string {
+/**
+ * The all-zero key: what `wg` shows as "(none)", and what WireGuard uses when a pair has no
+ * preshared key (the Noise handshake's PSK is then 32 zero bytes), so writing it removes one.
+ */
+export const NO_PRESHARED_KEY = `${"A".repeat(43)}=`;
+
+/**
+ * The inverse of `parseSetconf`: text `wg syncconf` accepts. With `explicit`, a peer's absent
+ * preshared key and keepalive are written out as the zero key and 0: `wg syncconf` leaves a
+ * setting the file does not name as it is, so a preshared key turned off, or a keepalive set to
+ * 0, would otherwise stay on the running device.
+ */
+export function renderParsedSetconf(parsed: ParsedSetconf, { explicit = false }: { explicit?: boolean } = {}): string {
   const out: string[] = [...parsed.comments, "[Interface]"];
   if (parsed.privateKey !== null) out.push(`PrivateKey = ${parsed.privateKey}`);
   if (parsed.listenPort !== null) out.push(`ListenPort = ${parsed.listenPort}`);
   if (parsed.fwmark !== null) out.push(`FwMark = ${parsed.fwmark === 0 ? "off" : `0x${parsed.fwmark.toString(16)}`}`);
   for (const peer of parsed.peers) {
     out.push("", ...peer.comments, "[Peer]", `PublicKey = ${peer.publicKey}`);
-    if (peer.presharedKey !== null) out.push(`PresharedKey = ${peer.presharedKey}`);
+    if (peer.presharedKey !== null || explicit) out.push(`PresharedKey = ${peer.presharedKey ?? NO_PRESHARED_KEY}`);
     if (peer.allowedIps.length > 0) out.push(`AllowedIPs = ${peer.allowedIps.join(", ")}`);
     if (peer.endpoint !== null) out.push(`Endpoint = ${peer.endpoint}`);
-    if (peer.keepalive > 0) out.push(`PersistentKeepalive = ${peer.keepalive}`);
+    if (peer.keepalive > 0 || explicit) out.push(`PersistentKeepalive = ${peer.keepalive}`);
   }
   return `${out.join("\n")}\n`;
 }

@@ -616,6 +616,16 @@ describe.skipIf(!namespaceToolsPresent())("in a network namespace", () => {
     expect(readdirSync(directory)).toEqual([]);
   });
 
+  test("a preshared key turned off and a keepalive set to 0 leave the running device too (wg syncconf keeps what a file leaves out; found in review)", async () => {
+    await syncConfig(name, config(false), directory, inNamespace);
+    expect((await readDevice(name, inNamespace)).peers[0]).toMatchObject({ keepalive: 25 });
+    const without = parseSetconf(config(false).replace(`PresharedKey = ${psk}\n`, "").replace("PersistentKeepalive = 25\n", ""));
+    await syncConfig(name, renderParsedSetconf(without, { explicit: true }), directory, inNamespace);
+    const device = await readDevice(name, inNamespace);
+    expect(device.peers[0]).toMatchObject({ presharedKey: null, keepalive: 0 });
+    expect(diffLines(describeDevice(device), describeDesired(renderParsedSetconf(without, { explicit: true })))).toEqual([]);
+  });
+
   test("a config wg refuses fails without leaving the file or showing the key", async () => {
     const broken = config(false).replace(`PrivateKey = ${own.privateKey}`, `PrivateKey = ${own.privateKey.slice(0, 40)}`);
     const error = await syncConfig(name, broken, directory, inNamespace).catch((e: Error) => e);
