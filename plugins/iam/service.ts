@@ -13,7 +13,7 @@ import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.
 import { newId } from "../../src/ids.ts";
 import { base32Encode, newTotpSecret, otpauthUri, verifyTotp } from "../../src/auth/totp.ts";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError, RateLimitedError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
-import { cidrContains, clientKey, parseCidr, parseIp } from "../../src/net/ip.ts";
+import { cidrContains, cidrWithin, clientKey, parseCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { Tx } from "../../src/store/store.ts";
 import type { IamIdentity } from "./identity.ts";
@@ -43,6 +43,21 @@ function recoveryCode(): string {
 const madeByLogin = (p: Principal) => p.kind === "session";
 
 /** What only the user, logged in, does: not a token made for a program (or stolen from one). */
+/**
+ * A child credential's allowlist: the one it asks for, when every range of it lies inside the
+ * maker's (it can only narrow); the maker's when it asks for none. Anything wider is refused,
+ * not silently replaced by the maker's (which would let it be used from where it was not meant to).
+ */
+function narrowedAllowlist(parentJson: string, wantedJson: string): string {
+  const parent = (JSON.parse(parentJson) as string[]).map((c) => parseCidr(c)!);
+  const wanted = JSON.parse(wantedJson) as string[];
+  if (parent.length === 0) return wantedJson;
+  if (wanted.length === 0) return parentJson;
+  const outside = wanted.find((c) => !parent.some((p) => cidrWithin(parseCidr(c)!, p)));
+  if (outside) throw new InvalidError(`${outside} is not within the address ranges of the credential that makes this one (${(JSON.parse(parentJson) as string[]).join(", ")})`, "ip_allowlist");
+  return wantedJson;
+}
+
 /** The role that bounds the caller in the organization: the user's, or a service key's maker's. */
 function actingRole(db: Tx, p: Principal, orgId: string): Role | null {
   const user = p.userId ?? p.madeBy ?? null;
@@ -499,7 +514,7 @@ export class IamService {
     return {
       organization: parent.organization_id ?? wanted.organization ?? null,
       workspace: parent.workspace_id ?? wanted.workspace ?? null,
-      allowlist: parent.ip_allowlist !== "[]" ? parent.ip_allowlist : wanted.allowlist,
+      allowlist: narrowedAllowlist(parent.ip_allowlist, wanted.allowlist),
       expiresAt: Math.min(wanted.expiresAt, parent.expires_at ?? Infinity),
     };
   }

@@ -171,6 +171,11 @@ export function cidrContains(cidr: Cidr, ip: IpAddress): boolean {
   return (addr.bytes[full]! & mask) === cidr.bytes[full];
 }
 
+/** True when every address of `inner` lies inside `outer` (same family, at least as long a prefix). */
+export function cidrWithin(inner: Cidr, outer: Cidr): boolean {
+  return inner.family === outer.family && inner.prefix >= outer.prefix && cidrContains(outer, inner);
+}
+
 /** Loopback: 127.0.0.0/8 and ::1 (and ::ffff:127.x.y.z). */
 export function isLoopback(ip: IpAddress): boolean {
   const addr = unmapIpv4(ip);

@@ -37,6 +37,17 @@ describe("a token reaches no further than the one that made it", () => {
     expect(Date.parse(child.body.expires_at)).toBeLessThanOrEqual(Date.parse(parent.body.expires_at));
   });
 
+  test("a child's allowlist can only narrow its maker's: a range outside it is refused, not replaced (found in review)", async () => {
+    const { c, session } = await owner();
+    const parent = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "p", scopes: ["iam:self", "iam:read"], ip_allowlist: ["127.0.0.0/8"] } });
+    const narrower = await c.send("POST", "/v1/iam/me/tokens", parent.body.token, { json: { name: "n", scopes: ["iam:read"], ip_allowlist: ["127.0.0.1/32"] } });
+    expect([narrower.status, narrower.body.ip_allowlist]).toEqual([200, ["127.0.0.1/32"]]);
+    const wider = await c.send("POST", "/v1/iam/me/tokens", parent.body.token, { json: { name: "w", scopes: ["iam:read"], ip_allowlist: ["127.0.0.1/32", "10.0.0.0/8"] } });
+    expect([wider.status, wider.body.detail]).toEqual([422, "10.0.0.0/8 is not within the address ranges of the credential that makes this one (127.0.0.0/8)"]);
+    const none = await c.send("POST", "/v1/iam/me/tokens", parent.body.token, { json: { name: "i", scopes: ["iam:read"] } });
+    expect(none.body.ip_allowlist).toEqual(["127.0.0.0/8"]); // inherited
+  });
+
   test("a workload token from exchange cannot mint a long-lived PAT, and dies with its parent", async () => {
     const { c, session } = await owner();
     const pat = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "p", scopes: ["iam:self", "iam:read"] } });

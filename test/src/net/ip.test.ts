@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { isIPv4, isIPv6 } from "node:net";
-import { cidrContains, formatCidr, formatIp, isLoopback, parseCidr, parseIp } from "../../../src/net/ip.ts";
+import { cidrContains, cidrWithin, formatCidr, formatIp, isLoopback, parseCidr, parseIp } from "../../../src/net/ip.ts";
 
 describe("parseIp", () => {
   const valid: Array<[string, string]> = [
@@ -99,5 +99,18 @@ describe("CIDR", () => {
     expect(isLoopback(parseIp("0.0.0.0")!)).toBe(false);
     expect(isLoopback(parseIp("::")!)).toBe(false);
     expect(isLoopback(parseIp("10.0.0.1")!)).toBe(false);
+  });
+});
+
+describe("cidrWithin", () => {
+  test("a range inside another: same family, a prefix at least as long, inside its network", () => {
+    const c = (text: string) => parseCidr(text)!;
+    expect(cidrWithin(c("10.1.0.0/16"), c("10.0.0.0/8"))).toBe(true);
+    expect(cidrWithin(c("10.0.0.0/8"), c("10.0.0.0/8"))).toBe(true);
+    expect(cidrWithin(c("10.0.0.0/8"), c("10.1.0.0/16"))).toBe(false); // wider
+    expect(cidrWithin(c("11.0.0.0/16"), c("10.0.0.0/8"))).toBe(false);
+    expect(cidrWithin(c("2001:db8:1::/48"), c("2001:db8::/32"))).toBe(true);
+    expect(cidrWithin(c("2001:db9::/48"), c("2001:db8::/32"))).toBe(false);
+    expect(cidrWithin(c("::ffff:10.0.0.0/104"), c("10.0.0.0/8"))).toBe(false); // another family
   });
 });
