@@ -281,13 +281,28 @@ export class IamService {
 
     let usedStep: number | null = null;
     let usedRecovery: Buffer | null = null;
+    // Second-factor guesses are counted per account, from whatever address: only someone who
+    // has the password gets this far, so a stranger cannot lock the owner out with it, and
+    // guesses spread over many addresses (a /48 holds 65,536 /64s) still meet a limit.
+    const secondFactorKey = `2fa|${user.id}`;
+    const failSecondFactor = (reason: string): Promise<never> => {
+      this.countFailure(secondFactorKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
+      return fail(reason);
+    };
     if (user.totp_enabled_at !== null) {
+      const seconds = this.waitSeconds(secondFactorKey);
+      if (seconds > 0) {
+        await this.k.store.write((tx) =>
+          this.audit(tx, { action: "iam.login", actor: { kind: "user", user: user.id }, outcome: "failure", reason: "second factor throttled after repeated wrong codes", request, subject: user.id, personal: { email: input.email } }),
+        );
+        throw new RateLimitedError(`Too many wrong codes for this account: try again in ${seconds} s.`, seconds);
+      }
       if (input.recovery_code) usedRecovery = hashCode(input.recovery_code);
       else if (input.totp) {
         const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp`, user.totp_secret!);
         usedStep = verifyTotp(secret, input.totp.trim(), now);
-        if (usedStep === null) return fail("wrong TOTP code");
-        if (user.totp_last_step !== null && usedStep <= user.totp_last_step) return fail("TOTP code used before (replay)");
+        if (usedStep === null) return failSecondFactor("wrong TOTP code");
+        if (user.totp_last_step !== null && usedStep <= user.totp_last_step) return failSecondFactor("TOTP code used before (replay)");
       } else throw new TotpRequiredError("This account uses two-factor authentication: send `totp` (or a `recovery_code`).");
     }
 
@@ -332,10 +347,12 @@ export class IamService {
         request,
       });
     }).catch(async (error) => {
+      if (refused === "wrong recovery code" || refused === "TOTP code used before (replay)") return failSecondFactor(refused);
       if (refused !== null) return fail(refused);
       throw error;
     });
     this.failures.delete(pairKey);
+    this.failures.delete(secondFactorKey);
     return { token: session.token, token_id: session.prefix, expires_at: new Date(now + s.session_ttl_hours * 3_600_000).toISOString(), user: this.userView(user) };
   }
 

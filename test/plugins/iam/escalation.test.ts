@@ -262,6 +262,33 @@ describe("the appliance keeps an operator", () => {
   });
 });
 
+describe("second-factor guesses (found in review)", () => {
+  test("are limited per account, whatever address they come from; the right code works again once the lock has passed", async () => {
+    const { c, session } = await owner();
+    const user = await c.addUser(session, "mfa@example.org", "editor");
+    const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", user.token)).body.secret);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", user.token, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+    c.clock.advance(60_000);
+    const right = new Set([-1, 0, 1].map((d) => totp(secret, c.clock.now() + d * 30_000)));
+    const wrong = (i: number) => {
+      let code = String(100_000 + i);
+      while (right.has(code)) code = String(Number(code) + 1);
+      return code;
+    };
+    // Each guess from another /64, so that no per-address count ever applies.
+    const attempt = (i: number, code: string) =>
+      c.send("POST", "/v1/iam/login", undefined, { json: { email: "mfa@example.org", password: "correct-horse-battery-9", totp: code }, headers: { "x-test-peer": `2001:db8:2:${i.toString(16)}::1` } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await attempt(i, wrong(i))).status);
+    expect(statuses.slice(0, 3)).toEqual([401, 401, 401]);
+    expect(statuses.slice(3)).toContain(429);
+    expect(statuses.filter((s) => s === 401).length).toBeLessThan(11);
+    expect((await attempt(100, totp(secret, c.clock.now()))).status).toBe(429); // even the right code waits
+    c.clock.advance(16 * 60_000);
+    expect((await attempt(101, totp(secret, c.clock.now()))).status).toBe(200);
+  });
+});
+
 describe("the current password, asked to change it", () => {
   test("is not open to guessing: wrong guesses slow down and lock like logins, each audited, also when sent at once", async () => {
     const { c, session } = await owner();
