@@ -80,9 +80,12 @@ export class Agent {
     this.state = readState(this.options.stateDir);
     const fetched = await fetchConfig(this.connection, this.options.dryRun ? null : this.etag);
     if (fetched.status === 304) {
-      // Unchanged; a rotation in progress may still move AllowedIPs between a peer's keys.
-      if (this.current && hasOverlap(this.current)) return { changed: await this.apply(this.current), version: this.current.version };
-      return { changed: false, version: this.current?.version ?? null };
+      // The config is unchanged, but the node may not be: the device or the firewall table can
+      // be gone (an nftables reload flushes every table, `ip link del`), or a rotation in
+      // progress may move AllowedIPs between a peer's keys. Made so again every round: an ACL
+      // must not stay off until the next change of the config.
+      if (this.current) return { changed: await this.apply(this.current), version: this.current.version };
+      return { changed: false, version: null };
     }
     const doc = verifyDocument(this.state, fetched.body, fetched.signature);
     if (doc.version < this.state.applied_version) throw new StateError(`the control plane sent version ${doc.version}, older than the applied ${this.state.applied_version}: refusing it (a replay?)`);

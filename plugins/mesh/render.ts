@@ -9,6 +9,7 @@
  * that a name can never add a config line.
  */
 import { isInterfaceName, type FirewallRule, type NodeConfig, type PeerConfig, type PortMatch } from "./types.ts";
+import { formatCidr, networkOf } from "../../src/net/ip.ts";
 
 /** The comment written where the private key would go when the caller has none. */
 export const PRIVATE_KEY_PLACEHOLDER = "# PrivateKey: kept on the node";
@@ -110,40 +111,44 @@ export function retireNftablesTable(table: string): string {
  * An `nft -f` script that replaces the node's table in one transaction: declaring the table
  * first makes the delete succeed when it does not exist yet, and redefining it after the delete
  * means no packet ever sees a half-applied policy. Only traffic arriving on the mesh interface
- * is filtered (and, on hubs, forwarded from the mesh to the mesh); the rest of the host's
- * firewall is not touched. With no ACL the table still exists and accepts everything, so
- * applying it removes a previous policy.
+ * is filtered; the rest of the host's firewall is not touched.
+ *
+ * It is filtered in prerouting, before the host's own DNAT: what is addressed to this node
+ * goes through the node's policy (mesh_in) with the destination and port the peer sent it to,
+ * so a port the host publishes by DNAT (a container's) is under the ACL like any other; what is
+ * addressed to another mesh address is left to the forward chain (a hub relays it under the
+ * mesh's forward rules; any other node drops it); anything else from the mesh is dropped, since
+ * WireGuard checks a packet's source, never where it goes: no peer may route through this node
+ * to its other networks, whatever the ACL. With no ACL the table still exists, accepts what is
+ * addressed to the node or the mesh, and applying it removes a previous policy.
  */
 export function renderNftables(config: NodeConfig, interfaceName: string = config.network.interfaceName, { relay = false }: { relay?: boolean } = {}): string {
   if (!isInterfaceName(interfaceName)) throw new Error(`${JSON.stringify(interfaceName)} is not a usable interface name`);
   const name = nftablesTableName(interfaceName);
   const iface = `"${interfaceName}"`;
+  const meshPrefixes = config.addresses.map((a) => networkOf(a)).filter((c) => c !== null);
   const out = [
     `# Citadel mesh ${oneLine(config.network.name)}, node ${oneLine(config.node.name)}: firewall of ${interfaceName}`,
     retireNftablesTable(name).trimEnd(),
     `table inet ${name} {`,
-    "\tchain input {",
-    "\t\ttype filter hook input priority 0; policy accept;",
-    `\t\tiifname ${iface} jump mesh_in`,
+    "\tchain prerouting {",
+    "\t\ttype filter hook prerouting priority -150; policy accept;",
+    `\t\tiifname ${iface} fib daddr type local jump mesh_in`,
+    ...meshPrefixes.map((c) => `\t\tiifname ${iface} ${c.family === 4 ? "ip" : "ip6"} daddr ${formatCidr(c)} accept`),
+    `\t\tiifname ${iface} drop`,
     "\t}",
     "\tchain mesh_in {",
   ];
   const meshForward = config.firewall !== null && config.firewall.forward !== null;
   if (config.firewall === null) out.push("\t\taccept", "\t}");
   else out.push(...chainBody(config.firewall.input), "\t}");
-  if (meshForward || relay) {
-    out.push("\tchain forward {", "\t\ttype filter hook forward priority 0; policy accept;");
-    if (meshForward) out.push(`\t\tiifname ${iface} oifname ${iface} jump mesh_fwd`);
-    if (relay) {
-      // A hub has IP forwarding on (the agent turns it on) to relay within the mesh; that must
-      // not make it a way out to its other networks or the internet for any peer, whatever the
-      // ACL: WireGuard checks a packet's source, never where it goes. A port the host itself
-      // published by DNAT (a container's) stays reachable.
-      out.push(`\t\tiifname ${iface} oifname != ${iface} ct status dnat accept`, `\t\tiifname ${iface} oifname != ${iface} drop`);
-    }
-    out.push("\t}");
-    if (meshForward) out.push("\tchain mesh_fwd {", ...chainBody(config.firewall!.forward!), "\t}");
-  }
+  out.push("\tchain forward {", "\t\ttype filter hook forward priority 0; policy accept;");
+  // Between mesh peers only a hub relays (only hubs have forward rules): under them when the mesh has an ACL.
+  out.push(`\t\tiifname ${iface} oifname ${iface} ${meshForward ? "jump mesh_fwd" : relay ? "accept" : "drop"}`);
+  // Out of the mesh: only to a port this host published by DNAT, which mesh_in let through
+  // in prerouting with the address and port the peer asked for.
+  out.push(`\t\tiifname ${iface} ct status dnat accept`, `\t\tiifname ${iface} drop`, "\t}");
+  if (meshForward) out.push("\tchain mesh_fwd {", ...chainBody(config.firewall!.forward!), "\t}");
   out.push("}", "");
   return out.join("\n");
 }

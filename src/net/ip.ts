@@ -133,6 +133,16 @@ export function parseCidr(text: string): Cidr | null {
   return { family: ip.family, bytes: masked, prefix };
 }
 
+/** The network an interface address belongs to: "100.64.0.5/16" → 100.64.0.0/16 (host bits allowed, cleared). */
+export function networkOf(text: string): Cidr | null {
+  const slash = text.indexOf("/");
+  if (slash < 0) return null;
+  const ip = parseIp(text.slice(0, slash));
+  const p = text.slice(slash + 1);
+  if (!ip || !/^(0|[1-9]\d{0,2})$/.test(p) || Number(p) > (ip.family === 4 ? 32 : 128)) return null;
+  return { family: ip.family, bytes: maskBytes(ip.bytes, Number(p)), prefix: Number(p) };
+}
+
 /**
  * The unit that counts as one client for throttling: an IPv4 address, or the /64 of an IPv6
  * one (a single host usually has a whole /64, so counting addresses would count nothing).
