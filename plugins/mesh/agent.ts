@@ -170,7 +170,7 @@ export class Agent {
     const changed = created || keyChanged || device.describeDevice(current) !== device.describeDesired(desired);
     if (changed) await device.syncConfig(name, desired, this.options.stateDir);
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu);
-    if (doc.relay) enableForwarding(this.options.err);
+    this.setForwarding(doc.relay);
     return changed;
   }
 
@@ -193,21 +193,48 @@ export class Agent {
     return lines.length > 0;
   }
 
+  /**
+   * A hub forwards between spokes, its nftables forward chain deciding what may pass: forwarding
+   * goes on only with that firewall loaded, and the settings it found are put back (from the
+   * state file, across restarts) once the node no longer relays.
+   */
+  private setForwarding(relay: boolean): void {
+    const before = this.state.forwarding_before ?? null;
+    if (relay && !this.options.firewall) {
+      this.options.err("mesh agent: this node is a hub, but without its firewall (--no-firewall) it would forward anything a peer sends: it relays nothing");
+    }
+    if (relay && this.options.firewall) {
+      const found: Record<string, string> = {};
+      for (const path of FORWARDING) {
+        try {
+          const value = readFileSync(path, "utf8").trim();
+          if (value !== "1") writeFileSync(path, "1");
+          found[path] = before?.[path] ?? value;
+        } catch (error) {
+          this.options.err(`mesh agent: cannot turn on forwarding (${path}): ${error instanceof Error ? error.message : String(error)}; this hub relays nothing`);
+        }
+      }
+      if (before === null && Object.values(found).some((v) => v !== "1")) this.updateState((state) => (state.forwarding_before = found));
+      return;
+    }
+    if (before === null) return; // never changed here
+    for (const [path, value] of Object.entries(before)) {
+      try {
+        if (FORWARDING.includes(path)) writeFileSync(path, value);
+      } catch (error) {
+        this.options.err(`mesh agent: cannot put forwarding back (${path}): ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    this.updateState((state) => (state.forwarding_before = null));
+  }
+
   overlapInProgress(): boolean {
     return this.current !== null && (hasOverlap(this.current) || this.state.next_private_key !== null);
   }
 }
 
-/** A hub forwards between spokes (its nftables forward chain decides what may pass). */
-function enableForwarding(warn: (text: string) => void): void {
-  for (const path of ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"]) {
-    try {
-      if (readFileSync(path, "utf8").trim() !== "1") writeFileSync(path, "1");
-    } catch (error) {
-      warn(`mesh agent: cannot turn on forwarding (${path}): ${error instanceof Error ? error.message : String(error)}; this hub relays nothing`);
-    }
-  }
-}
+/** Where the kernel keeps IP forwarding on or off. */
+const FORWARDING = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"];
 
 function hasOverlap(doc: ConfigDocument): boolean {
   return doc.config.peers.some((p) => p.nextPublicKey !== null);
