@@ -88,4 +88,10 @@ export const meshMigrations: readonly Migration[] = [
       created_at  INTEGER NOT NULL
     ) STRICT;`,
   },
+  {
+    id: "0002_mesh_expiry_noted",
+    // When a node's expiry was acted on (its networks got a new version, it was audited): kept
+    // in the database, so that a restart does not act on every past expiry again.
+    up: `ALTER TABLE mesh_nodes ADD COLUMN expiry_noted_at INTEGER;`,
+  },
 ];

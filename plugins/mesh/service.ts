@@ -717,22 +717,25 @@ export class MeshService {
    */
   async expireNodes(): Promise<number> {
     const now = this.now();
-    const since = this.expiredUpTo;
-    const due = this.k.store.db
-      .query<sql.NodeRow, [number, number]>("SELECT * FROM mesh_nodes WHERE disabled = 0 AND expires_at IS NOT NULL AND expires_at > ? AND expires_at <= ?")
-      .all(since, now);
-    this.expiredUpTo = now;
+    // Not yet acted on: never, or before the expiry it has now (an extended one that passed again).
+    const dueQuery = "SELECT * FROM mesh_nodes WHERE disabled = 0 AND expires_at IS NOT NULL AND expires_at <= ? AND (expiry_noted_at IS NULL OR expiry_noted_at < expires_at)";
+    const due = this.k.store.db.query<sql.NodeRow, [number]>(dueQuery).all(now);
+    let noted = 0;
     for (const networkId of new Set(due.map((n) => n.network_id))) {
-      await this.write(networkId, (tx) => {
+      noted += await this.write(networkId, (tx) => {
+        // Again in the transaction: another process (or call) may have acted on them meanwhile.
+        const still = tx.query<sql.NodeRow, [number]>(dueQuery).all(now).filter((n) => n.network_id === networkId);
+        if (still.length === 0) return 0;
         sql.bumpVersion(tx, networkId, now);
-        for (const node of due.filter((n) => n.network_id === networkId)) this.k.audit.record(tx, { ...nodeEvent(tx, node, "mesh.node.expire", node.name, {}), actor: { kind: "system" } });
+        for (const node of still) {
+          tx.query("UPDATE mesh_nodes SET expiry_noted_at = ? WHERE id = ?").run(now, node.id);
+          this.k.audit.record(tx, { ...nodeEvent(tx, node, "mesh.node.expire", node.name, {}), actor: { kind: "system" } });
+        }
+        return still.length;
       });
     }
-    return due.length;
+    return noted;
   }
-
-  /** Expiries up to this time are handled (at start: none, so every expiry of the past is caught once). */
-  private expiredUpTo = 0;
 
   /**
    * True when a rotating node may switch to its next key: every active peer has applied a

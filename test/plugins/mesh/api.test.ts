@@ -488,6 +488,8 @@ describe("hardening (from the security review)", () => {
     c.clock.advance(86_400_000 + 1000);
     expect(await mesh.expireNodes()).toBe(1);
     expect(await mesh.expireNodes()).toBe(0); // once
+    const { MeshService } = await import("../../../plugins/mesh/service.ts");
+    expect(await new MeshService(c.kernel as never).expireNodes()).toBe(0); // and once only after a restart too (found in review)
     const again = await c.login(c.owner.email, c.owner.password); // a day later: a new session
     expect((await c.send("GET", net, again)).body.version).toBe(before + 1);
     expect(c.kernel.records.list().find((p) => p.name === "mesh")!.records()).toEqual([]);
