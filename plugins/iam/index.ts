@@ -6,7 +6,7 @@
  */
 import { Elysia, t } from "elysia";
 import { actorOf } from "../../src/auth/principal.ts";
-import { NotFoundError } from "../../src/errors.ts";
+import { CitadelError, NotFoundError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
@@ -379,7 +379,8 @@ export const iamPlugin = definePlugin<IamSettings>({
           }
           return approvalPage({ userCode: query.user_code ?? "", pending, viewerAddress: auditRequest(request).source ?? "" });
         },
-        { query: t.Object({ user_code: t.Optional(t.String({ maxLength: 12 })) }), detail: { summary: "The approval page of a device login", tags: ["oauth"], hide: true, ...access({ public: true }) } },
+        // Under the login endpoints' limit: the page says whether a code is pending (and from which address).
+        { query: t.Object({ user_code: t.Optional(t.String({ maxLength: 12 })) }), detail: { summary: "The approval page of a device login", tags: ["oauth"], hide: true, ...access({ public: true, authLimit: true }) } },
       )
       .post(
         "/oauth/device",
@@ -397,7 +398,8 @@ export const iamPlugin = definePlugin<IamSettings>({
             }
             return resultPage(body.decision === "approve" ? "Approved: you can close this page and go back to the terminal." : "Denied: the device was not logged in.");
           } catch (error) {
-            const message = error instanceof Error && "code" in error ? error.message : "Something went wrong.";
+            // Citadel's own refusals say what to do; anything else (a database error) is not shown.
+            const message = error instanceof CitadelError ? error.message : "Something went wrong.";
             return resultPage(message);
           }
         },

@@ -90,6 +90,13 @@ describe("device flow", () => {
     expect((await poll()).body.error).toBe("authorization_pending"); // still undecided
   });
 
+  test("the approval page is under the login endpoints' limit: codes cannot be tried there without end (found in review)", async () => {
+    const { c } = await started();
+    const statuses: number[] = [];
+    for (let i = 0; i < 200 && !statuses.includes(429); i++) statuses.push((await c.send("GET", `/oauth/device?user_code=AAAA-${String(i).padStart(4, "0")}`)).status);
+    expect(statuses).toContain(429);
+  });
+
   test("denied, and expired", async () => {
     const { c, start, poll } = await started();
     const owner = await c.login(c.owner.email, c.owner.password);
