@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import type { AuditActor, AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { PasswordHasher, passwordProblem } from "../../src/auth/password.ts";
-import { actorOf, type Principal } from "../../src/auth/principal.ts";
+import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
 import { isRole, permissionForScope, roleAllows, type Role } from "../../src/auth/rbac.ts";
 import { isScope, scopeService, scopesWithin } from "../../src/auth/scopes.ts";
 import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
@@ -60,7 +60,7 @@ function narrowedAllowlist(parentJson: string, wantedJson: string): string {
 
 /** The role that bounds the caller in the organization: the user's, or a service key's maker's. */
 function actingRole(db: Tx, p: Principal, orgId: string): Role | null {
-  const user = p.userId ?? p.madeBy ?? null;
+  const user = roleHolder(p);
   return user ? sql.roleOf(db, orgId, user) : null;
 }
 

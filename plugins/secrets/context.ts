@@ -4,7 +4,7 @@
  */
 import type { Database } from "bun:sqlite";
 import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
-import { actorOf, type Principal } from "../../src/auth/principal.ts";
+import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
 import { effectiveRole, roleAllows, type Role } from "../../src/auth/rbac.ts";
 import { ForbiddenError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
@@ -64,18 +64,15 @@ export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Pr
  */
 export function mayManageMembers(k: SecretsKernel, p: Principal, organizationId: string, ws?: sql.WorkspaceRow | null): boolean {
   if (p.operator) return true;
-  const user = actingUser(p);
+  const user = roleHolder(p);
   const role = ws ? roleInWorkspace(k, p, ws) : user ? (k.identity.provider?.roleIn(user, organizationId) ?? null) : null;
   return role !== null && roleAllows(role, "manage_members");
 }
 
-/** The user whose role bounds the caller: the user, or the member who made a service key. */
-const actingUser = (p: Principal) => p.userId ?? p.madeBy ?? null;
-
 /** The caller's role in the workspace (the organization role, narrowed by the workspace's; a service key's maker's). */
 export function roleInWorkspace(k: SecretsKernel, p: Principal, ws: sql.WorkspaceRow): Role | null {
   const provider = k.identity.provider;
-  const user = actingUser(p);
+  const user = roleHolder(p);
   if (!user || !provider) return null;
   const orgRole = provider.roleIn(user, ws.organization_id);
   return orgRole && effectiveRole(orgRole, provider.workspaceRole(user, ws.workspace_id));

@@ -38,6 +38,11 @@ export interface Principal {
   mustChangePassword: boolean;
 }
 
+/** The user whose role bounds what `p` may do: the user, or the member who made a service key. */
+export function roleHolder(p: Pick<Principal, "userId" | "madeBy">): string | null {
+  return p.userId ?? p.madeBy ?? null;
+}
+
 export type AuthFailureReason = "malformed" | "unknown" | "expired" | "revoked" | "disabled";
 
 export type AuthResult = { ok: true; principal: Principal } | { ok: false; reason: AuthFailureReason };
