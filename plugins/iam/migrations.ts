@@ -157,4 +157,20 @@ export const iamMigrations: readonly Migration[] = [
     id: "0005_password_version",
     up: `ALTER TABLE users ADD COLUMN password_version INTEGER NOT NULL DEFAULT 0;`,
   },
+  {
+    // A service key acts within its maker's role (credentials.user_id), from this version on.
+    // Keys made before name their maker in the audit event of their creation (or, made by a
+    // token, in that token's row): filled in from there, so that they are bound like new ones.
+    // A key whose maker cannot be found keeps the old, organization-wide behaviour.
+    id: "0006_service_key_makers",
+    up: `UPDATE credentials SET user_id = COALESCE(
+           (SELECT e.actor_user FROM audit_events e
+             WHERE e.action = 'iam.api_key.create' AND e.resource_type = 'api_key' AND e.resource_id = credentials.id AND e.outcome = 'success' AND e.actor_user IS NOT NULL
+             ORDER BY e.seq LIMIT 1),
+           (SELECT p.user_id FROM credentials p WHERE p.id = credentials.parent_id))
+         WHERE kind = 'service' AND user_id IS NULL
+           AND EXISTS (SELECT 1 FROM users u WHERE u.id = COALESCE(
+             (SELECT e.actor_user FROM audit_events e WHERE e.action = 'iam.api_key.create' AND e.resource_type = 'api_key' AND e.resource_id = credentials.id AND e.outcome = 'success' AND e.actor_user IS NOT NULL ORDER BY e.seq LIMIT 1),
+             (SELECT p.user_id FROM credentials p WHERE p.id = credentials.parent_id)));`,
+  },
 ];

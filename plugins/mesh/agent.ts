@@ -80,12 +80,14 @@ export class Agent {
     this.state = readState(this.options.stateDir);
     const fetched = await fetchConfig(this.connection, this.options.dryRun ? null : this.etag);
     if (fetched.status === 304) {
-      // The config is unchanged, but the node may not be: the device or the firewall table can
-      // be gone (an nftables reload flushes every table, `ip link del`), or a rotation in
-      // progress may move AllowedIPs between a peer's keys. Made so again every round: an ACL
-      // must not stay off until the next change of the config.
-      if (this.current) return { changed: await this.apply(this.current), version: this.current.version };
-      return { changed: false, version: null };
+      if (!this.current) return { changed: false, version: null };
+      // A rotation in progress may move AllowedIPs between a peer's keys: applied in full.
+      if (hasOverlap(this.current)) return { changed: await this.apply(this.current), version: this.current.version };
+      // The config is unchanged, but the node may not be: an nftables reload flushes every
+      // table, `ip link del` takes the interface. What is gone is made again at once, so that an
+      // ACL never stays off until the config next changes. (Not a full sync every round: the
+      // device's peers carry endpoints they learned, which the config does not name.)
+      return { changed: await this.repair(this.current), version: this.current.version };
     }
     const doc = verifyDocument(this.state, fetched.body, fetched.signature);
     if (doc.version < this.state.applied_version) throw new StateError(`the control plane sent version ${doc.version}, older than the applied ${this.state.applied_version}: refusing it (a replay?)`);
@@ -153,6 +155,16 @@ export class Agent {
     return retireNftablesTable(nftablesTableName(former)) + script;
   }
 
+  /** Makes again what is gone: the interface (then everything), or the firewall table; true when something was. */
+  private async repair(doc: ConfigDocument): Promise<boolean> {
+    const name = this.state.interface;
+    if (!(await device.interfaceExists(name))) return this.apply(doc);
+    if (!this.options.firewall || (await device.firewallTableFilters(nftablesTableName(name), name))) return false;
+    this.options.err(`mesh agent: the nftables table of ${name} was gone: loaded again`);
+    await device.applyFirewall(await this.firewallScript(doc, name));
+    return true;
+  }
+
   /** Makes the device match `doc`; true when something changed. */
   private async apply(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
@@ -194,38 +206,24 @@ export class Agent {
   }
 
   /**
-   * A hub forwards between spokes, its nftables forward chain deciding what may pass: forwarding
-   * goes on only with that firewall loaded, and the settings it found are put back (from the
-   * state file, across restarts) once the node no longer relays.
+   * A hub forwards between spokes, its nftables forward chain deciding what may pass. It turns
+   * forwarding on only with that firewall loaded, and never off: the host may need it for
+   * other things (Docker), and every node's table drops whatever arrives on the mesh for
+   * anywhere but this node or the mesh, hub or not.
    */
   private setForwarding(relay: boolean): void {
-    const before = this.state.forwarding_before ?? null;
-    if (relay && !this.options.firewall) {
+    if (!relay) return;
+    if (!this.options.firewall) {
       this.options.err("mesh agent: this node is a hub, but without its firewall (--no-firewall) it would forward anything a peer sends: it relays nothing");
-    }
-    if (relay && this.options.firewall) {
-      const found: Record<string, string> = {};
-      for (const path of FORWARDING) {
-        try {
-          const value = readFileSync(path, "utf8").trim();
-          if (value !== "1") writeFileSync(path, "1");
-          found[path] = before?.[path] ?? value;
-        } catch (error) {
-          this.options.err(`mesh agent: cannot turn on forwarding (${path}): ${error instanceof Error ? error.message : String(error)}; this hub relays nothing`);
-        }
-      }
-      if (before === null && Object.values(found).some((v) => v !== "1")) this.updateState((state) => (state.forwarding_before = found));
       return;
     }
-    if (before === null) return; // never changed here
-    for (const [path, value] of Object.entries(before)) {
+    for (const path of FORWARDING) {
       try {
-        if (FORWARDING.includes(path)) writeFileSync(path, value);
+        if (readFileSync(path, "utf8").trim() !== "1") writeFileSync(path, "1");
       } catch (error) {
-        this.options.err(`mesh agent: cannot put forwarding back (${path}): ${error instanceof Error ? error.message : String(error)}`);
+        this.options.err(`mesh agent: cannot turn on forwarding (${path}): ${error instanceof Error ? error.message : String(error)}; this hub relays nothing`);
       }
     }
-    this.updateState((state) => (state.forwarding_before = null));
   }
 
   overlapInProgress(): boolean {

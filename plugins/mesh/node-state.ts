@@ -36,11 +36,6 @@ export interface NodeState {
   next_private_key: string | null;
   /** The newest config version applied; an older one is refused (a replay). */
   applied_version: number;
-  /**
-   * While this node relays as a hub: the kernel's forwarding settings from before the agent
-   * turned them on, put back when it stops relaying. Absent: the agent has not changed them.
-   */
-  forwarding_before?: Record<string, string> | null;
 }
 
 export interface StoredConfig {

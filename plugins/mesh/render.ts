@@ -133,7 +133,8 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
     `table inet ${name} {`,
     "\tchain prerouting {",
     "\t\ttype filter hook prerouting priority -150; policy accept;",
-    `\t\tiifname ${iface} fib daddr type local jump mesh_in`,
+    // Broadcast and multicast are delivered here too: under the policy like unicast to the node.
+    `\t\tiifname ${iface} fib daddr type { local, broadcast, multicast } jump mesh_in`,
     ...meshPrefixes.map((c) => `\t\tiifname ${iface} ${c.family === 4 ? "ip" : "ip6"} daddr ${formatCidr(c)} accept`),
     `\t\tiifname ${iface} drop`,
     "\t}",
@@ -145,9 +146,10 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
   out.push("\tchain forward {", "\t\ttype filter hook forward priority 0; policy accept;");
   // Between mesh peers only a hub relays (only hubs have forward rules): under them when the mesh has an ACL.
   out.push(`\t\tiifname ${iface} oifname ${iface} ${meshForward ? "jump mesh_fwd" : relay ? "accept" : "drop"}`);
-  // Out of the mesh: only to a port this host published by DNAT, which mesh_in let through
-  // in prerouting with the address and port the peer asked for.
-  out.push(`\t\tiifname ${iface} ct status dnat accept`, `\t\tiifname ${iface} drop`, "\t}");
+  // Out of the mesh: replies to what the host's containers or LAN opened through the mesh
+  // (masqueraded), and a port this host published by DNAT, which mesh_in let through in
+  // prerouting with the address and port the peer asked for. Nothing else.
+  out.push(`\t\tiifname ${iface} ct state established,related accept`, `\t\tiifname ${iface} ct status dnat accept`, `\t\tiifname ${iface} drop`, "\t}");
   if (meshForward) out.push("\tchain mesh_fwd {", ...chainBody(config.firewall!.forward!), "\t}");
   out.push("}", "");
   return out.join("\n");

@@ -64,8 +64,8 @@ export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Pr
  */
 export function mayManageMembers(k: SecretsKernel, p: Principal, organizationId: string, ws?: sql.WorkspaceRow | null): boolean {
   if (p.operator) return true;
-  const user = roleHolder(p);
-  const role = ws ? roleInWorkspace(k, p, ws) : user ? (k.identity.provider?.roleIn(user, organizationId) ?? null) : null;
+  if (!p.userId) return false; // a service key manages no one, whoever made it
+  const role = ws ? roleInWorkspace(k, p, ws) : (k.identity.provider?.roleIn(p.userId, organizationId) ?? null);
   return role !== null && roleAllows(role, "manage_members");
 }
 

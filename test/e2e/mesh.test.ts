@@ -325,11 +325,13 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     const hubRules = (await inNs(nodeNs(4), ["nft", "list", "ruleset"])).stdout;
     expect(hubRules).toContain("chain mesh_fwd");
     expect(hubRules).toMatch(/mesh_fwd \{[^}]*drop/s);
-    // No longer a hub: forwarding goes back to what the agent found (off here), not left on unguarded (found in review).
+    // No longer a hub: forwarding stays on (the host may need it), and its table now drops what a
+    // former spoke would send through it, mesh or not (found in review).
     await operator(["mesh", "nodes", "set", "branch", "hub", "--no-hub"]);
     await onNode(4, ["mesh", "agent", "--once", "--state", hubState(4)]);
-    expect((await inNs(nodeNs(4), ["cat", "/proc/sys/net/ipv4/ip_forward"])).stdout.trim()).toBe("0");
-    expect((await inNs(nodeNs(4), ["cat", "/proc/sys/net/ipv6/conf/all/forwarding"])).stdout.trim()).toBe("0");
+    const demoted = (await inNs(nodeNs(4), ["nft", "list", "table", "inet", `citadel_${hubIf(4)}`])).stdout;
+    expect(demoted).toContain(`iifname "${hubIf(4)}" oifname "${hubIf(4)}" drop`);
+    expect(demoted).toContain(`iifname "${hubIf(4)}" drop`);
   }, 120_000);
 
   test("a phone: join --qr prints the whole config as a QR code and writes nothing", async () => {

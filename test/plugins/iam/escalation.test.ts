@@ -118,6 +118,20 @@ describe("a service key acts within its maker's role (found in review)", () => {
     expect([gone.status, gone.body.detail]).toEqual([403, "The member who made this API key is no longer a member of this organization."]);
   });
 
+  test("a key made before keys named their maker gets its maker from the audit log (migration 0006)", async () => {
+    const { c, session, org } = await owner();
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session);
+    const admin = await c.addUser(session, "old-maker@example.org", "admin");
+    const made = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, admin.token, { json: { service: "system", name: "old", scopes: ["system:read"] } })).body;
+    const db = c.kernel.store.db;
+    db.query("UPDATE credentials SET user_id = NULL WHERE id = ?").run(made.id); // as a key of the version before
+    const { iamMigrations } = await import("../../../plugins/iam/migrations.ts");
+    db.run(iamMigrations.find((m) => m.id === "0006_service_key_makers")!.up as string);
+    expect(db.query("SELECT user_id FROM credentials WHERE id = ?").get(made.id)).toEqual({ user_id: admin.id });
+    await c.send("DELETE", `/v1/iam/orgs/${org}/members/${admin.id}`, session);
+    expect((await c.send("GET", "/v1/system/info", made.token)).status).toBe(403); // bound like a new key
+  });
+
   test("a key made by an operator is not an operator, and a deleted maker's keys are revoked", async () => {
     const { c, session, org } = await owner(); // the first owner is the appliance's operator
     await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session);
