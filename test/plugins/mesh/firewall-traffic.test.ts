@@ -1,8 +1,10 @@
 /**
- * The node's nftables policy against real packets: two network namespaces joined by a veth
- * pair, one end named as the mesh interface (the table filters by interface name, so the
- * tunnel itself is not needed), a UDP listener on the node and datagrams from a peer.
- * (A review found that the policy let a datagram to the mesh broadcast address through.)
+ * The node's nftables policy against real packets: network namespaces joined by veth pairs,
+ * the node's end named as the mesh interface (the table filters by interface name, so the
+ * tunnel itself is not needed), UDP listeners and datagrams. A third namespace plays a
+ * container behind the node: published by DNAT, and masqueraded out through the mesh.
+ * (Found in review: a published port bypassed the ACL; then a datagram to the mesh broadcast
+ * address, and replies to the container, were wrong in the first fix.)
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -20,6 +22,7 @@ const suffix = String(process.pid % 100000);
 const peerNs = `cfw${suffix}p`;
 const nodeNs = `cfw${suffix}n`;
 const meshIf = `wgf${suffix}`;
+const containerNs = `cfw${suffix}c`;
 const PORT = 5353;
 
 /** The node's config: 100.64.0.5 in 100.64.0.0/16; with `acl`, only tcp/22 from 100.64.0.30 may reach it. */
@@ -53,7 +56,16 @@ describe.skipIf(!ip || !nft || !isRoot)("the node's policy, against real datagra
   const dir = mkdtempSync(join(tmpdir(), "citadel-fw-"));
 
   beforeAll(async () => {
-    for (const ns of [peerNs, nodeNs]) await must([ip!, "netns", "add", ns]);
+    for (const ns of [peerNs, nodeNs, containerNs]) await must([ip!, "netns", "add", ns]);
+    // The container: 10.9.0.2 behind the node's 10.9.0.1, published at 100.64.0.5:8080, masqueraded out through the mesh.
+    await must([ip!, "link", "add", `h${meshIf}`, "netns", nodeNs, "type", "veth", "peer", "name", `c${meshIf}`, "netns", containerNs]);
+    await must(inNs(nodeNs, [ip!, "addr", "add", "10.9.0.1/24", "dev", `h${meshIf}`]));
+    await must(inNs(containerNs, [ip!, "addr", "add", "10.9.0.2/24", "dev", `c${meshIf}`]));
+    await must(inNs(nodeNs, [ip!, "link", "set", `h${meshIf}`, "up"]));
+    await must(inNs(containerNs, [ip!, "link", "set", `c${meshIf}`, "up"]));
+    await must(inNs(containerNs, [ip!, "link", "set", "lo", "up"]));
+    await must(inNs(containerNs, [ip!, "route", "add", "default", "via", "10.9.0.1"]));
+    await must(inNs(nodeNs, ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]));
     await must([ip!, "link", "add", meshIf, "netns", nodeNs, "type", "veth", "peer", "name", `p${meshIf}`, "netns", peerNs]);
     await must(inNs(nodeNs, [ip!, "addr", "add", "100.64.0.5/16", "brd", "+", "dev", meshIf]));
     await must(inNs(peerNs, [ip!, "addr", "add", "100.64.0.9/16", "brd", "+", "dev", `p${meshIf}`]));
@@ -64,27 +76,31 @@ describe.skipIf(!ip || !nft || !isRoot)("the node's policy, against real datagra
   });
 
   afterAll(async () => {
-    for (const ns of [peerNs, nodeNs]) await run([ip!, "netns", "del", ns]);
+    for (const ns of [peerNs, nodeNs, containerNs]) await run([ip!, "netns", "del", ns]);
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function load(acl: boolean): Promise<void> {
+  async function load(acl: boolean, extraRules: NodeConfig["firewall"] = null): Promise<void> {
     const path = join(dir, "policy.nft");
-    writeFileSync(path, renderNftables(config(acl), meshIf));
+    const c = config(acl);
+    if (extraRules) c.firewall = { input: [...c.firewall!.input, ...extraRules.input], forward: null };
+    // The host's own NAT, as Docker would make it: the container's port published, its traffic masqueraded.
+    const hostNat = `table ip hostnat {}\ndelete table ip hostnat\ntable ip hostnat {\n\tchain pre { type nat hook prerouting priority dstnat; ip daddr 100.64.0.5 udp dport 8080 dnat to 10.9.0.2:7070; }\n\tchain post { type nat hook postrouting priority srcnat; oifname "${meshIf}" masquerade; }\n}\n`;
+    writeFileSync(path, renderNftables(c, meshIf) + hostNat);
     await must(inNs(nodeNs, [nft!, "-f", path]));
   }
 
-  /** Sends one datagram from the peer to each address; returns those the node's listener got. */
-  async function delivered(addresses: string[]): Promise<string[]> {
+  /** Runs a UDP listener in `ns` on `port` (echoing back with `echo`) while `act` runs; returns what it got. */
+  async function listening(ns: string, port: number, act: () => Promise<unknown>, echo = false): Promise<string[]> {
+    const reply = echo ? "s.send(m, r.port, r.address);" : "";
     const listener = Bun.spawn(
-      inNs(nodeNs, [process.execPath, "-e", `const s = require("node:dgram").createSocket("udp4"); s.on("message", (m) => console.log(m.toString())); s.bind(${PORT}, "0.0.0.0", () => console.log("ready")); setTimeout(() => process.exit(0), 1500);`]),
+      inNs(ns, [process.execPath, "-e", `const s = require("node:dgram").createSocket("udp4"); s.on("message", (m, r) => { console.log(m.toString()); ${reply} }); s.bind(${port}, "0.0.0.0", () => console.log("ready")); setTimeout(() => process.exit(0), 1500);`]),
       { stdout: "pipe", stderr: "ignore" },
     );
     const reader = listener.stdout.getReader();
     let seen = "";
     while (!seen.includes("ready")) seen += new TextDecoder().decode((await reader.read()).value);
-    const sends = addresses.map((a) => `s.send(${JSON.stringify(a)}, ${PORT}, ${JSON.stringify(a)})`).join("; ");
-    await must(inNs(peerNs, [process.execPath, "-e", `const s = require("node:dgram").createSocket("udp4"); s.bind(() => { s.setBroadcast(true); ${sends}; setTimeout(() => s.close(), 200); });`]));
+    await act();
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
@@ -94,10 +110,35 @@ describe.skipIf(!ip || !nft || !isRoot)("the node's policy, against real datagra
     return seen.split("\n").filter((line) => line !== "" && line !== "ready").sort();
   }
 
+  /** Sends `text` from `ns` to address:port; with `awaitReply`, returns the reply (or null after a second). */
+  async function send(ns: string, address: string, port: number, text: string, awaitReply = false): Promise<string | null> {
+    const wait = awaitReply ? `s.on("message", (m) => { console.log(m.toString()); process.exit(0); }); setTimeout(() => process.exit(0), 1000);` : "setTimeout(() => s.close(), 200);";
+    const out = await must(inNs(ns, [process.execPath, "-e", `const s = require("node:dgram").createSocket("udp4"); s.bind(() => { s.setBroadcast(true); s.send(${JSON.stringify(text)}, ${port}, ${JSON.stringify(address)}); ${wait} });`]));
+    return out.trim() === "" ? null : out.trim();
+  }
+
+  /** Sends one datagram from the peer to each address; returns those the node's listener got. */
+  const delivered = (addresses: string[]) => listening(nodeNs, PORT, () => Promise.all(addresses.map((a) => send(peerNs, a, PORT, a))));
+
   test("without an ACL both arrive (the setup works); with one that allows only tcp/22 from elsewhere, neither unicast nor the mesh broadcast does", async () => {
     await load(false);
     expect(await delivered(["100.64.0.5", "100.64.255.255"])).toEqual(["100.64.0.5", "100.64.255.255"]);
     await load(true);
     expect(await delivered(["100.64.0.5", "100.64.255.255"])).toEqual([]);
+  });
+
+  test("a port the host publishes by DNAT is under the ACL as the peer addressed it (before the DNAT)", async () => {
+    const toContainer = () => listening(containerNs, 7070, () => send(peerNs, "100.64.0.5", 8080, "published"));
+    await load(true); // only tcp/22 from 100.64.0.30
+    expect(await toContainer()).toEqual([]);
+    await load(true, { input: [{ sources: ["100.64.0.9"], destinations: null, ports: [{ protocol: "udp", from: 8080, to: 8080 }] }], forward: null });
+    expect(await toContainer()).toEqual(["published"]);
+  });
+
+  test("what the container opens through the mesh gets its replies, under an ACL that lets nothing in", async () => {
+    await load(true);
+    let reply = null as string | null;
+    await listening(peerNs, 6060, async () => (reply = await send(containerNs, "100.64.0.9", 6060, "from the container", true)), true);
+    expect(reply).toBe("from the container");
   });
 });
