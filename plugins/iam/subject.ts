@@ -87,7 +87,7 @@ function exportOrganization(db: Database, id: string) {
       .map((m) => ({ user: m.user_id, email: m.email, role: m.role, since: iso(m.created_at) })),
     workspaces: db.query<{ id: string; name: string; created_at: number; deleted_at: number | null }, [string]>("SELECT id, name, created_at, deleted_at FROM workspaces WHERE organization_id = ?").all(id).map((w) => ({ id: w.id, name: w.name, created_at: iso(w.created_at), deleted_at: iso(w.deleted_at) })),
     services: db.query<{ service: string; activated_at: number }, [string]>("SELECT service, activated_at FROM service_activations WHERE organization_id = ?").all(id).map((s) => ({ service: s.service, since: iso(s.activated_at) })),
-    api_keys: db.query<CredentialRow, [string]>("SELECT * FROM credentials WHERE organization_id = ? AND user_id IS NULL ORDER BY created_at").all(id).map(credentialView),
+    api_keys: db.query<CredentialRow, [string]>("SELECT * FROM credentials WHERE organization_id = ? AND kind = 'service' ORDER BY created_at").all(id).map(credentialView),
   };
 }
 

@@ -155,14 +155,18 @@ export class Agent {
     return retireNftablesTable(nftablesTableName(former)) + script;
   }
 
-  /** Makes again what is gone: the interface (then everything), or the firewall table; true when something was. */
+  /**
+   * Makes the node so again without touching the tunnel's peers: a missing interface (then
+   * everything), the firewall table (reloaded whole, atomically: a flushed chain is as bad as a
+   * missing table), the addresses, forwarding. True when the interface had to be made again.
+   */
   private async repair(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
     if (!(await device.interfaceExists(name))) return this.apply(doc);
-    if (!this.options.firewall || (await device.firewallTableFilters(nftablesTableName(name), name))) return false;
-    this.options.err(`mesh agent: the nftables table of ${name} was gone: loaded again`);
-    await device.applyFirewall(await this.firewallScript(doc, name));
-    return true;
+    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc, name));
+    await device.applyAddresses(name, doc.config.addresses, doc.config.mtu);
+    this.setForwarding(doc.relay);
+    return false;
   }
 
   /** Makes the device match `doc`; true when something changed. */

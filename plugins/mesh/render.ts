@@ -133,8 +133,9 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
     `table inet ${name} {`,
     "\tchain prerouting {",
     "\t\ttype filter hook prerouting priority -150; policy accept;",
-    // Broadcast and multicast are delivered here too: under the policy like unicast to the node.
-    `\t\tiifname ${iface} fib daddr type { local, broadcast, multicast } jump mesh_in`,
+    // Whatever the host delivers to itself is under the policy: its addresses, broadcast,
+    // multicast, and anycast (with IPv6 forwarding on, Linux answers the subnet-router anycast address).
+    `\t\tiifname ${iface} fib daddr type { local, broadcast, anycast, multicast } jump mesh_in`,
     ...meshPrefixes.map((c) => `\t\tiifname ${iface} ${c.family === 4 ? "ip" : "ip6"} daddr ${formatCidr(c)} accept`),
     `\t\tiifname ${iface} drop`,
     "\t}",

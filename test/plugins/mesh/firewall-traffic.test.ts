@@ -65,14 +65,21 @@ describe.skipIf(!ip || !nft || !isRoot)("the node's policy, against real datagra
     await must(inNs(containerNs, [ip!, "link", "set", `c${meshIf}`, "up"]));
     await must(inNs(containerNs, [ip!, "link", "set", "lo", "up"]));
     await must(inNs(containerNs, [ip!, "route", "add", "default", "via", "10.9.0.1"]));
-    await must(inNs(nodeNs, ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]));
+    // Forwarding on, as on a hub or a Docker host; with IPv6 forwarding Linux also answers the subnet-router anycast address.
+    await must(inNs(nodeNs, ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward; echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"]));
     await must([ip!, "link", "add", meshIf, "netns", nodeNs, "type", "veth", "peer", "name", `p${meshIf}`, "netns", peerNs]);
     await must(inNs(nodeNs, [ip!, "addr", "add", "100.64.0.5/16", "brd", "+", "dev", meshIf]));
     await must(inNs(peerNs, [ip!, "addr", "add", "100.64.0.9/16", "brd", "+", "dev", `p${meshIf}`]));
+    await must(inNs(nodeNs, [ip!, "-6", "addr", "add", "fd7a:115c:a1e0::5/48", "dev", meshIf, "nodad"]));
+    await must(inNs(peerNs, [ip!, "-6", "addr", "add", "fd7a:115c:a1e0::9/48", "dev", `p${meshIf}`, "nodad"]));
     for (const [ns, dev] of [[nodeNs, meshIf], [peerNs, `p${meshIf}`]] as const) {
       await must(inNs(ns, [ip!, "link", "set", dev, "up"]));
       await must(inNs(ns, [ip!, "link", "set", "lo", "up"]));
     }
+    // The peer knows the node's link address: Linux answers neighbour solicitations for an
+    // anycast address only after a random delay of up to a second, longer than a test waits.
+    const mac = JSON.parse(await must(inNs(nodeNs, [ip!, "-j", "link", "show", meshIf])))[0].address as string;
+    for (const address of ["fd7a:115c:a1e0::5", "fd7a:115c:a1e0::"]) await must(inNs(peerNs, [ip!, "-6", "neigh", "replace", address, "lladdr", mac, "dev", `p${meshIf}`, "nud", "permanent"]));
   });
 
   afterAll(async () => {
@@ -90,17 +97,27 @@ describe.skipIf(!ip || !nft || !isRoot)("the node's policy, against real datagra
     await must(inNs(nodeNs, [nft!, "-f", path]));
   }
 
-  /** Runs a UDP listener in `ns` on `port` (echoing back with `echo`) while `act` runs; returns what it got. */
-  async function listening(ns: string, port: number, act: () => Promise<unknown>, echo = false): Promise<string[]> {
+  /** Runs a UDP listener in `ns` on `port` (echoing back with `echo`) while `act` runs, and a moment after; returns what it got. */
+  async function listening(ns: string, port: number, act: () => Promise<unknown>, { echo = false, family = "udp4" }: { echo?: boolean; family?: "udp4" | "udp6" } = {}): Promise<string[]> {
     const reply = echo ? "s.send(m, r.port, r.address);" : "";
+    const any = family === "udp4" ? "0.0.0.0" : "::";
     const listener = Bun.spawn(
-      inNs(ns, [process.execPath, "-e", `const s = require("node:dgram").createSocket("udp4"); s.on("message", (m, r) => { console.log(m.toString()); ${reply} }); s.bind(${port}, "0.0.0.0", () => console.log("ready")); setTimeout(() => process.exit(0), 1500);`]),
+      inNs(ns, [process.execPath, "-e", `const s = require("node:dgram").createSocket(${JSON.stringify(family)}); s.on("message", (m, r) => { console.log(m.toString()); ${reply} }); s.bind(${port}, ${JSON.stringify(any)}, () => console.log("ready"));`]),
       { stdout: "pipe", stderr: "ignore" },
     );
     const reader = listener.stdout.getReader();
     let seen = "";
-    while (!seen.includes("ready")) seen += new TextDecoder().decode((await reader.read()).value);
-    await act();
+    try {
+      while (!seen.includes("ready")) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error("the listener exited before it was ready");
+        seen += new TextDecoder().decode(value);
+      }
+      await act(); // resolves once the sender has sent (and, awaiting a reply, received it or given up)
+      await Bun.sleep(300); // what was sent has arrived, or will not
+    } finally {
+      listener.kill();
+    }
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
@@ -112,8 +129,9 @@ describe.skipIf(!ip || !nft || !isRoot)("the node's policy, against real datagra
 
   /** Sends `text` from `ns` to address:port; with `awaitReply`, returns the reply (or null after a second). */
   async function send(ns: string, address: string, port: number, text: string, awaitReply = false): Promise<string | null> {
-    const wait = awaitReply ? `s.on("message", (m) => { console.log(m.toString()); process.exit(0); }); setTimeout(() => process.exit(0), 1000);` : "setTimeout(() => s.close(), 200);";
-    const out = await must(inNs(ns, [process.execPath, "-e", `const s = require("node:dgram").createSocket("udp4"); s.bind(() => { s.setBroadcast(true); s.send(${JSON.stringify(text)}, ${port}, ${JSON.stringify(address)}); ${wait} });`]));
+    const family = address.includes(":") ? "udp6" : "udp4";
+    const wait = awaitReply ? `s.on("message", (m) => { console.log(m.toString()); process.exit(0); }); setTimeout(() => process.exit(0), 1000);` : "setTimeout(() => s.close(), 100);";
+    const out = await must(inNs(ns, [process.execPath, "-e", `const s = require("node:dgram").createSocket(${JSON.stringify(family)}); s.bind(() => { ${family === "udp4" ? "s.setBroadcast(true);" : ""} s.send(${JSON.stringify(text)}, ${port}, ${JSON.stringify(address)}); ${wait} });`]));
     return out.trim() === "" ? null : out.trim();
   }
 
@@ -138,7 +156,15 @@ describe.skipIf(!ip || !nft || !isRoot)("the node's policy, against real datagra
   test("what the container opens through the mesh gets its replies, under an ACL that lets nothing in", async () => {
     await load(true);
     let reply = null as string | null;
-    await listening(peerNs, 6060, async () => (reply = await send(containerNs, "100.64.0.9", 6060, "from the container", true)), true);
+    await listening(peerNs, 6060, async () => (reply = await send(containerNs, "100.64.0.9", 6060, "from the container", true)), { echo: true });
     expect(reply).toBe("from the container");
+  });
+
+  test("IPv6: the node's address and the subnet-router anycast address the kernel answers with forwarding on are both under the policy (found in review)", async () => {
+    const delivered6 = (addresses: string[]) => listening(nodeNs, PORT, () => Promise.all(addresses.map((a) => send(peerNs, a, PORT, a))), { family: "udp6" });
+    await load(false);
+    expect(await delivered6(["fd7a:115c:a1e0::5", "fd7a:115c:a1e0::"])).toEqual(["fd7a:115c:a1e0::", "fd7a:115c:a1e0::5"]);
+    await load(true);
+    expect(await delivered6(["fd7a:115c:a1e0::5", "fd7a:115c:a1e0::"])).toEqual([]);
   });
 });

@@ -165,7 +165,7 @@ delete table inet citadel_wgc-office
 table inet citadel_wgc-office {
 \tchain prerouting {
 \t\ttype filter hook prerouting priority -150; policy accept;
-\t\tiifname "wgc-office" fib daddr type { local, broadcast, multicast } jump mesh_in
+\t\tiifname "wgc-office" fib daddr type { local, broadcast, anycast, multicast } jump mesh_in
 \t\tiifname "wgc-office" ip daddr 100.64.0.0/16 accept
 \t\tiifname "wgc-office" ip6 daddr fd7a:115c:a1e0::/48 accept
 \t\tiifname "wgc-office" drop
@@ -226,7 +226,7 @@ table inet citadel_wgc-office {
         forward: null,
       },
     });
-    expect(text).toContain(`iifname "wgc-office" fib daddr type { local, broadcast, multicast } jump mesh_in`);
+    expect(text).toContain(`iifname "wgc-office" fib daddr type { local, broadcast, anycast, multicast } jump mesh_in`);
     expect(text).toContain("\t\tip saddr { 100.64.0.9 } udp dport { 5-30, 40 } accept\n\t\tdrop\n");
     expect(text).not.toContain("ip6 saddr");
     expect(text).not.toContain("mesh_fwd");
@@ -238,7 +238,7 @@ table inet citadel_wgc-office {
     expect(renderNftables(sample, "wgc-office", { relay: true })).toContain(forward(true));
     expect(renderNftables(sample, "wgc-office", { relay: false })).toContain(forward(false));
     // The node's policy sees a published port as the peer addressed it: in prerouting, before the host's DNAT (priority -100).
-    expect(renderNftables(sample, "wgc-office")).toContain('\t\ttype filter hook prerouting priority -150; policy accept;\n\t\tiifname "wgc-office" fib daddr type { local, broadcast, multicast } jump mesh_in\n');
+    expect(renderNftables(sample, "wgc-office")).toContain('\t\ttype filter hook prerouting priority -150; policy accept;\n\t\tiifname "wgc-office" fib daddr type { local, broadcast, anycast, multicast } jump mesh_in\n');
   });
 
   test("interface names: each its own table, refused when unusable", () => {
@@ -447,7 +447,7 @@ describe.skipIf(!haveTools || !isRoot)("with the real tools", () => {
     mustRun(inNamespace([tools.nft!, "-f", hub]));
     mustRun(inNamespace([tools.nft!, "-f", hub])); // the delete-and-redefine idiom replaces, never duplicates
     const listed = mustRun(inNamespace([tools.nft!, "list", "table", ...table.split(" ")]));
-    expect(listed).toContain(`iifname "${device}" fib daddr type { local, broadcast, multicast } jump mesh_in`);
+    expect(listed).toContain(`iifname "${device}" fib daddr type { local, broadcast, anycast, multicast } jump mesh_in`);
     expect(listed).toContain(`iifname "${device}" oifname "${device}" jump mesh_fwd`);
     expect(listed).toMatch(/ip saddr \{ 100\.64\.0\.101, 100\.64\.0\.103, .* \} ip daddr \{ 100\.64\.0\.100, .* \} tcp dport 5432 accept/);
     expect(listed.match(/chain mesh_fwd/g)).toHaveLength(1);
@@ -471,7 +471,7 @@ describe.skipIf(!haveTools || !isRoot)("with the real tools", () => {
     // (The agent leaves the retirement out while an interface wgc_a exists: that table is then wgc_a's own.)
     mustRun(inNamespace([tools.nft!, "-f", writeConfig("underscored.nft", renderNftables(cases[5]![1], "wgc_a"))]));
     const both = mustRun(inNamespace([tools.nft!, "list", "table", "inet", "citadel_wgc-a"]));
-    expect(both).toContain('iifname "wgc-a" fib daddr type { local, broadcast, multicast } jump mesh_in'); // not replaced by wgc_a's
+    expect(both).toContain('iifname "wgc-a" fib daddr type { local, broadcast, anycast, multicast } jump mesh_in'); // not replaced by wgc_a's
     expect(tables()).toContain("table inet citadel_wgc_a");
   });
 });
