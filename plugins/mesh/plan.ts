@@ -112,7 +112,7 @@ export class MeshPlan {
   private readonly order4: number[];
   private readonly order6: number[];
   private readonly isHub: NodeSet;
-  /** Hub indices in name order; hubs[0] relays. */
+  /** Hub indices, the longest enrolled first (then by name); hubs[0] relays. */
   private readonly hubs: number[];
   private readonly coarseRoute: string[];
   private readonly prefix4: number;
@@ -161,6 +161,9 @@ export class MeshPlan {
         this.hubs.push(i);
       }
     });
+    // The relay is the hub enrolled first, not the one whose name sorts first: whoever holds a
+    // hub key could otherwise make their node every spoke's relay by its name alone.
+    this.hubs.sort((a, b) => (this.nodes[a]!.enrolledAt ?? 0) - (this.nodes[b]!.enrolledAt ?? 0) || a - b);
     const indices = Array.from({ length: n }, (_, i) => i);
     this.order4 = [...indices].sort((a, b) => compareBytes(bytes4[a]!, bytes4[b]!));
     this.order6 = [...indices].sort((a, b) => compareBytes(bytes6[a]!, bytes6[b]!));

@@ -55,6 +55,8 @@ export interface MeshNode {
   endpoint: string | null;
   /** Relays for spokes in a hub network. */
   hub: boolean;
+  /** When it enrolled (ms): of several hubs, the longest enrolled relays. Absent: name order alone. */
+  enrolledAt?: number;
 }
 
 /**

@@ -185,6 +185,14 @@ describe("hub and spoke", () => {
   ];
   const network = meshNetwork({ topology: "hub" });
 
+  test("the hub enrolled first relays, whatever the names (found in review: a hub key's holder could name their node to come first)", () => {
+    const early = meshNode("hub-z", 2, { hub: true, endpoint: "203.0.113.2:51820", enrolledAt: 1_000 });
+    const late = meshNode("hub-a", 1, { hub: true, endpoint: "203.0.113.1:51820", enrolledAt: 2_000 });
+    const spoke = byName(planNetwork(network, [...spokes, late, early], NO_ACL), "s-eng1")!;
+    expect(peerOf(spoke, "hub-z").allowedIps).toContain(`${v4(16)}/32`); // relays for the other spokes
+    expect(peerOf(spoke, "hub-a").allowedIps).toEqual([`${v4(1)}/32`, `${v6(1)}/128`]); // itself only
+  });
+
   test("no ACL: spokes peer with the hubs only; the relay routes the other spokes, in numeric order", () => {
     const configs = planNetwork(network, [...spokes, ...hubs], NO_ACL);
     const spoke = byName(configs, "s-eng1")!;
