@@ -12,7 +12,7 @@
  */
 import type { AuditEventInput } from "../audit/event.ts";
 import type { Confirmations } from "../auth/confirmations.ts";
-import { actorOf, type IdentityRegistry, type Principal } from "../auth/principal.ts";
+import { actorOf, roleHolder, type IdentityRegistry, type Principal } from "../auth/principal.ts";
 import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
 import { effectiveRole, permissionForScope, roleAllows } from "../auth/rbac.ts";
 import { scopeService, scopesGrant } from "../auth/scopes.ts";
@@ -138,25 +138,23 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
       if (!allowedFrom(meta.client, org.ipAllowlist)) deny("the organization does not allow requests from your address");
       if (workspace && !allowedFrom(meta.client, workspace.ipAllowlist)) deny("the workspace does not allow requests from your address");
       if (p.service && !org.serviceActive(p.service)) deny(`the ${p.service} service is not activated for this organization`);
-      if (p.userId) {
-        const orgRole = provider.roleIn(p.userId, org.id);
-        if (!orgRole) deny("you are not a member of this organization");
+      // The role that bounds the caller: the user's, or — for a service key — its maker's, so that
+      // a key outlives neither the membership nor the role it was made under.
+      const holder = roleHolder(p);
+      if (holder) {
+        const key = p.userId === null;
+        const orgRole = provider.roleIn(holder, org.id);
+        if (!orgRole) deny(key ? "the member who made this API key is no longer a member of this organization" : "you are not a member of this organization");
         // The role governs what is done in the organization; a route about the user alone (their
-        // profile, their tokens) only needs the membership the bound token still depends on.
-        if (routeNamesOrganization) {
-          const role = effectiveRole(orgRole!, workspace ? provider.workspaceRole(p.userId, workspace.id) : null);
+        // profile, their tokens) only needs the membership the bound token still depends on. A
+        // key has no such routes: its maker's role always applies.
+        if (routeNamesOrganization || key) {
+          const role = effectiveRole(orgRole!, workspace ? provider.workspaceRole(holder, workspace.id) : null);
           const permission = spec.permission ?? (spec.scope ? permissionForScope(spec.scope) : "admin");
-          if (!roleAllows(role, permission)) deny(`your role (${role}) does not allow ${permission.replace("_", " ")}`);
+          const what = permission.replace("_", " ");
+          if (!roleAllows(role, permission)) deny(key ? `the member who made this API key is ${role} here, which does not allow ${what}` : `your role (${role}) does not allow ${what}`);
         }
-        if (org.requireMfa && !p.mfa) deny("this organization requires two-factor authentication: enrol TOTP first", "mfa_required");
-      } else if (p.madeBy) {
-        // A service key acts with no more than its maker's current role here (narrowed per
-        // workspace): it outlives neither the membership nor the role it was made under.
-        const orgRole = provider.roleIn(p.madeBy, org.id);
-        if (!orgRole) deny("the member who made this API key is no longer a member of this organization");
-        const role = effectiveRole(orgRole!, workspace ? provider.workspaceRole(p.madeBy, workspace.id) : null);
-        const permission = spec.permission ?? (spec.scope ? permissionForScope(spec.scope) : "admin");
-        if (!roleAllows(role, permission)) deny(`the member who made this API key is ${role} here, which does not allow ${permission.replace("_", " ")}`);
+        if (!key && org.requireMfa && !p.mfa) deny("this organization requires two-factor authentication: enrol TOTP first", "mfa_required");
       }
       const decision = limits.organization.take(`org:${org.id}`);
       if (!decision.allowed) limited(`org:${org.id}`, decision, request, p);

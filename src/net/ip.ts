@@ -117,30 +117,29 @@ export function formatIp(ip: IpAddress): string {
  * zero: `10.0.0.1/8` is refused because it usually hides a typo.
  */
 export function parseCidr(text: string): Cidr | null {
-  const slash = text.indexOf("/");
-  const ip = parseIp(slash < 0 ? text : text.slice(0, slash));
-  if (!ip) return null;
-  const max = ip.family === 4 ? 32 : 128;
-  let prefix = max;
-  if (slash >= 0) {
-    const p = text.slice(slash + 1);
-    if (!/^(0|[1-9]\d{0,2})$/.test(p)) return null;
-    prefix = Number(p);
-    if (prefix > max) return null;
-  }
-  const masked = maskBytes(ip.bytes, prefix);
-  if (!equalBytes(masked, ip.bytes)) return null;
-  return { family: ip.family, bytes: masked, prefix };
+  const parsed = parsePrefixed(text);
+  if (!parsed) return null;
+  const masked = maskBytes(parsed.ip.bytes, parsed.prefix);
+  if (!equalBytes(masked, parsed.ip.bytes)) return null; // host bits set: not a network
+  return { family: parsed.ip.family, bytes: masked, prefix: parsed.prefix };
 }
 
 /** The network an interface address belongs to: "100.64.0.5/16" → 100.64.0.0/16 (host bits allowed, cleared). */
 export function networkOf(text: string): Cidr | null {
+  const parsed = text.includes("/") ? parsePrefixed(text) : null;
+  return parsed && { family: parsed.ip.family, bytes: maskBytes(parsed.ip.bytes, parsed.prefix), prefix: parsed.prefix };
+}
+
+/** "address/prefix" (or an address alone: its full length), the prefix in range. */
+function parsePrefixed(text: string): { ip: IpAddress; prefix: number } | null {
   const slash = text.indexOf("/");
-  if (slash < 0) return null;
-  const ip = parseIp(text.slice(0, slash));
+  const ip = parseIp(slash < 0 ? text : text.slice(0, slash));
+  if (!ip) return null;
+  const max = ip.family === 4 ? 32 : 128;
+  if (slash < 0) return { ip, prefix: max };
   const p = text.slice(slash + 1);
-  if (!ip || !/^(0|[1-9]\d{0,2})$/.test(p) || Number(p) > (ip.family === 4 ? 32 : 128)) return null;
-  return { family: ip.family, bytes: maskBytes(ip.bytes, Number(p)), prefix: Number(p) };
+  if (!/^(0|[1-9]\d{0,2})$/.test(p) || Number(p) > max) return null;
+  return { ip, prefix: Number(p) };
 }
 
 /**
