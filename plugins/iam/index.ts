@@ -40,7 +40,11 @@ const ACTIONS = [
   ["iam.organization.create", "An organization was made."],
   ["iam.organization.update", "An organization's name, MFA requirement or allowlist changed."],
   ["iam.organization.delete", "An organization was deleted."],
-  ["iam.member.add", "A user joined an organization."],
+  ["iam.member.add", "An operator added a user to an organization."],
+  ["iam.invitation.create", "A member invited an email address to join an organization (the address is not recorded)."],
+  ["iam.invitation.revoke", "A pending invitation was revoked."],
+  ["iam.invitation.accept", "A user accepted an invitation and joined its organization with its role."],
+  ["iam.invitation.decline", "A user declined an invitation."],
   ["iam.member.update", "A member's role changed."],
   ["iam.member.remove", "A member left an organization."],
   ["iam.workspace.create", "A workspace was made."],
@@ -182,6 +186,19 @@ export const iamPlugin = definePlugin<IamSettings>({
           response: m.NewCredential,
           detail: self("Replace a token by a new one with the same settings (the old one stops working)"),
         })
+        .get("/me/invitations", ({ request }) => iso(iam.myInvitations(principalOf(request))), { response: m.MyInvitationList, detail: self("Invitations to join organizations, addressed to my email") })
+        .post("/me/invitations/:invitation/accept", ({ params, request }) => iam.acceptInvitation(caller(request), params.invitation), {
+          response: m.OrganizationWithRole,
+          detail: self("Accept an invitation: join its organization with its role"),
+        })
+        .post(
+          "/me/invitations/:invitation/decline",
+          async ({ params, request }) => {
+            await iam.declineInvitation(caller(request), params.invitation);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: self("Decline an invitation") },
+        )
         .post("/console-tokens", ({ request }) => iam.consoleToken(caller(request)), {
           response: m.ConsoleToken,
           detail: { summary: "A single-use console token (two minutes)", tags: ["iam: me"], ...access({ scope: "shell:connect" }) },
@@ -226,12 +243,12 @@ export const iamPlugin = definePlugin<IamSettings>({
           response: m.MemberList,
           detail: { summary: "Members and their roles", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org" }) },
         })
-        .post("/orgs/:org/members", ({ params, body, request }) => iam.setMember(caller(request), params.org, body), {
+        .post("/orgs/:org/members", ({ params, body, request }) => iam.setMember(caller(request), params.org, body, "add"), {
           body: m.NewMember,
           response: m.Member,
-          detail: { summary: "Add a user by email, with a role", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) },
+          detail: { summary: "Add an existing user by email, with a role (operators; everyone else invites)", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) },
         })
-        .put("/orgs/:org/members/:user", ({ params, body, request }) => iam.setMember(caller(request), params.org, { user: params.user, role: body.role }), {
+        .put("/orgs/:org/members/:user", ({ params, body, request }) => iam.setMember(caller(request), params.org, { user: params.user, role: body.role }, "change"), {
           body: m.MemberRole,
           response: m.Member,
           detail: { summary: "Change a member's role (only owners make owners)", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) },
@@ -243,6 +260,27 @@ export const iamPlugin = definePlugin<IamSettings>({
             return { ok: true as const };
           },
           { response: m.Done, detail: { summary: "Remove a member (the last owner cannot leave)", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) } },
+        )
+        .get("/orgs/:org/invitations", ({ params }) => iso(iam.invitations(params.org)), {
+          response: m.InvitationList,
+          detail: { summary: "Pending invitations", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org", permission: "manage_members" }) },
+        })
+        .post("/orgs/:org/invitations", ({ params, body, request }) => iam.invite(caller(request), params.org, body), {
+          body: m.NewInvitation,
+          response: m.Invitation,
+          detail: {
+            summary: "Invite an email address with a role: its user joins by accepting (the answer does not tell whether the address has an account)",
+            tags: ["iam: organizations"],
+            ...access({ scope: "iam:write", org: "org", permission: "manage_members" }),
+          },
+        })
+        .delete(
+          "/orgs/:org/invitations/:invitation",
+          async ({ params, request }) => {
+            await iam.revokeInvitation(caller(request), params.org, params.invitation);
+            return { ok: true as const };
+          },
+          { response: m.Done, detail: { summary: "Revoke a pending invitation", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) } },
         )
         .get("/orgs/:org/services", ({ params }) => ({ items: iam.organizationView(params.org).services.map((service) => ({ service })) }), {
           response: t.Object({ items: t.Array(t.Object({ service: t.String() })) }),

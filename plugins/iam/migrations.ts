@@ -173,4 +173,22 @@ export const iamMigrations: readonly Migration[] = [
              (SELECT e.actor_user FROM audit_events e WHERE e.action = 'iam.api_key.create' AND e.resource_type = 'api_key' AND e.resource_id = credentials.id AND e.outcome = 'success' AND e.actor_user IS NOT NULL ORDER BY e.seq LIMIT 1),
              (SELECT p.user_id FROM credentials p WHERE p.id = credentials.parent_id)));`,
   },
+  {
+    // Invitations: an organization's admin invites an email address, and its user joins by
+    // accepting. A row lives only while the invitation is pending (accepted, declined, revoked
+    // and expired ones are deleted; the audit log keeps their history), so the email address
+    // of someone who never joined is not kept longer than the invitation.
+    id: "0007_invitations",
+    up: `CREATE TABLE invitations (
+      id              TEXT PRIMARY KEY,
+      organization_id TEXT NOT NULL REFERENCES organizations (id),
+      email           TEXT NOT NULL COLLATE NOCASE,
+      role            TEXT NOT NULL CHECK (role IN ('viewer', 'editor', 'admin', 'owner')),
+      invited_by      TEXT NOT NULL REFERENCES users (id),
+      created_at      INTEGER NOT NULL,
+      expires_at      INTEGER NOT NULL
+    ) STRICT;
+    CREATE UNIQUE INDEX invitations_per_address ON invitations (organization_id, email);
+    CREATE INDEX invitations_by_email ON invitations (email);`,
+  },
 ];

@@ -84,6 +84,22 @@ export const Member = t.Object({ user: t.String(), email: t.String(), name: Null
 export const MemberList = t.Object({ items: t.Array(Member) });
 export const NewMember = t.Object({ email: t.String({ minLength: 3, maxLength: 320 }), role: RoleName });
 export const MemberRole = t.Object({ role: RoleName });
+export const NewInvitation = t.Object({
+  email: t.String({ minLength: 3, maxLength: 320 }),
+  role: RoleName,
+  expires_in_days: t.Optional(t.Integer({ minimum: 1, maximum: 30, description: "Days until it expires (default 7)" })),
+});
+export const Invitation = t.Object({ id: t.String(), organization: t.String(), email: t.String(), role: RoleName, invited_by: t.String(), created_at: Iso, expires_at: Iso });
+export const InvitationList = t.Object({ items: t.Array(Invitation) });
+export const MyInvitation = t.Object({
+  id: t.String(),
+  organization: t.Object({ id: t.String(), name: t.String() }),
+  role: RoleName,
+  invited_by: Nullable(t.String({ description: "The inviter's email (null if their account is gone)" })),
+  created_at: Iso,
+  expires_at: Iso,
+});
+export const MyInvitationList = t.Object({ items: t.Array(MyInvitation) });
 
 export const Workspace = t.Object({ id: t.String(), organization: t.String(), name: t.String(), ip_allowlist: t.Array(t.String()), members: t.Array(t.Object({ user: t.String(), role: RoleName })), created_at: Iso });
 export const WorkspaceList = t.Object({ items: t.Array(Workspace) });

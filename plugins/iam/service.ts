@@ -26,6 +26,8 @@ export interface Caller {
 }
 
 const DAY_MS = 86_400_000;
+const INVITATION_DAYS = 7;
+const MAX_INVITATION_DAYS = 30;
 const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,62}$/u;
 
@@ -42,12 +44,23 @@ function recoveryCode(): string {
  */
 const madeByLogin = (p: Principal) => p.kind === "session";
 
-/** What only the user, logged in, does: not a token made for a program (or stolen from one). */
 /**
  * A child credential's allowlist: the one it asks for, when every range of it lies inside the
  * maker's (it can only narrow); the maker's when it asks for none. Anything wider is refused,
  * not silently replaced by the maker's (which would let it be used from where it was not meant to).
  */
+function invitationView(i: sql.InvitationRow) {
+  return {
+    id: i.id,
+    organization: i.organization_id,
+    email: i.email,
+    role: i.role,
+    invited_by: i.invited_by,
+    created_at: new Date(i.created_at).toISOString(),
+    expires_at: new Date(i.expires_at).toISOString(),
+  };
+}
+
 function narrowedAllowlist(parentJson: string, wantedJson: string): string {
   const parent = (JSON.parse(parentJson) as string[]).map((c) => parseCidr(c)!);
   const wanted = JSON.parse(wantedJson) as string[];
@@ -64,6 +77,7 @@ function actingRole(db: Tx, p: Principal, orgId: string): Role | null {
   return user ? sql.roleOf(db, orgId, user) : null;
 }
 
+/** What only the user, logged in, does: not a token made for a program (or stolen from one). */
 function requireSession(p: Principal, what: string): void {
   if (p.kind !== "session") throw new ForbiddenError(`log in (a session, not a token) to ${what}`);
 }
@@ -745,17 +759,26 @@ export class IamService {
     return sql.membersOf(this.db, orgId).map((m) => ({ user: m.user_id, email: m.email, name: m.name, role: m.role, mfa: m.mfa === 1, since: new Date(m.created_at).toISOString() }));
   }
 
-  /** Adds a member or changes a role. Only an owner makes owners; the last owner stays one. */
-  async setMember(caller: Caller, orgId: string, input: { user?: string; email?: string; role: string }) {
+  /**
+   * Adds a member (operators only: they make the users, so they learn nothing by it; everyone
+   * else invites) or changes a member's role. Only an owner makes owners; the last owner stays one.
+   */
+  async setMember(caller: Caller, orgId: string, input: { user?: string; email?: string; role: string }, mode: "add" | "change") {
     if (!isRole(input.role)) throw new InvalidError("one of viewer, editor, admin, owner", "role");
     const role: Role = input.role;
+    if (mode === "add" && !caller.principal.operator) {
+      // Adding by email would tell any organization's admin which addresses have an account
+      // here, and put people into organizations without asking them.
+      throw new ForbiddenError("invite them instead (POST /v1/iam/orgs/{org}/invitations): only operators add existing users directly");
+    }
     const target = input.user ? sql.userById(this.db, input.user) : input.email ? sql.userByEmail(this.db, input.email) : null;
-    if (!target) throw new NotFoundError("No such user.");
+    if (!target || (mode === "change" && !sql.roleOf(this.db, orgId, target.id))) throw new NotFoundError(mode === "add" ? "No such user." : "That user is not a member.");
     await this.k.store.write((tx) => {
       // Both roles as they are now, in the transaction that writes: two changes sent at once must
       // not both pass checks made before either wrote (an admin unmaking a new owner, no owner left).
       const callerRole = actingRole(tx, caller.principal, orgId);
       const current = sql.roleOf(tx, orgId, target.id);
+      if (mode === "change" && !current) throw new NotFoundError("That user is not a member.");
       if (!callerRole || !roleAllows(callerRole, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");
       if ((role === "owner" || current === "owner") && callerRole !== "owner") throw new ForbiddenError("only an owner may make or unmake owners");
       if (current === "owner" && role !== "owner" && sql.ownerCount(tx, orgId) <= 1) throw new ConflictError("the last owner cannot step down: make someone else owner first");
@@ -784,6 +807,109 @@ export class IamService {
       sql.deleteMembership(tx, orgId, userId);
       this.audit(tx, { action: "iam.member.remove", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, organization: orgId, request: caller.request });
     });
+  }
+
+  // --- invitations ------------------------------------------------------------------------
+  //
+  // How anyone but an operator adds a member: the answer to an invitation is the same whether
+  // or not the address has an account here, and its user joins only by accepting it. The
+  // inviter's right to grant the role is checked again when it is accepted.
+
+  async invite(caller: Caller, orgId: string, input: { email: string; role: string; expires_in_days?: number }) {
+    const email = input.email.trim();
+    if (!EMAIL.test(email)) throw new InvalidError("not an email address", "email");
+    if (!isRole(input.role)) throw new InvalidError("one of viewer, editor, admin, owner", "role");
+    const role: Role = input.role;
+    const days = input.expires_in_days ?? INVITATION_DAYS;
+    if (!Number.isInteger(days) || days < 1 || days > MAX_INVITATION_DAYS) throw new InvalidError(`whole days from 1 to ${MAX_INVITATION_DAYS}`, "expires_in_days");
+    const inviter = roleHolder(caller.principal);
+    if (!inviter) throw new ForbiddenError("only a member (or a key one made) can invite");
+    const id = newId("inv");
+    const now = this.now();
+    await this.k.store.write((tx) => {
+      sql.purgeExpiredInvitations(tx, now);
+      const callerRole = actingRole(tx, caller.principal, orgId);
+      if (!callerRole || !roleAllows(callerRole, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");
+      if (role === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may make owners");
+      if (sql.isMemberByEmail(tx, orgId, email)) throw new ConflictError("that address belongs to a member already: change their role instead");
+      if (sql.invitationToAddress(tx, orgId, email)) throw new ConflictError("that address is invited already: revoke that invitation first");
+      sql.insertInvitation(tx, { id, organization_id: orgId, email, role, invited_by: inviter, created_at: now, expires_at: now + days * DAY_MS });
+      // The address is not in the event: it may be no one's here, and the log outlives the invitation.
+      this.audit(tx, { action: "iam.invitation.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "invitation", id }, organization: orgId, reason: role, request: caller.request });
+    });
+    return invitationView(sql.invitationById(this.db, id)!);
+  }
+
+  invitations(orgId: string) {
+    return sql.invitationsOf(this.db, orgId, this.now()).map(invitationView);
+  }
+
+  async revokeInvitation(caller: Caller, orgId: string, id: string) {
+    await this.k.store.write((tx) => {
+      const invitation = sql.invitationById(tx, id);
+      if (!invitation || invitation.organization_id !== orgId || invitation.expires_at <= this.now()) throw new NotFoundError("No such invitation.");
+      const callerRole = actingRole(tx, caller.principal, orgId);
+      if (!callerRole || !roleAllows(callerRole, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");
+      if (invitation.role === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may revoke an invitation to become owner");
+      sql.deleteInvitation(tx, id);
+      this.audit(tx, { action: "iam.invitation.revoke", actor: actorOf(caller.principal), outcome: "success", resource: { type: "invitation", id }, organization: orgId, request: caller.request });
+    });
+  }
+
+  /** The caller's pending invitations (to their account's address). */
+  myInvitations(p: Principal) {
+    const user = p.userId ? sql.userById(this.db, p.userId) : null;
+    if (!user) return [];
+    return sql.invitationsTo(this.db, user.email, this.now()).map((i) => ({
+      id: i.id,
+      organization: { id: i.organization_id, name: i.organization_name },
+      role: i.role,
+      invited_by: i.inviter_email,
+      created_at: new Date(i.created_at).toISOString(),
+      expires_at: new Date(i.expires_at).toISOString(),
+    }));
+  }
+
+  /** Joins the organization with the invitation's role, if whoever sent it may still grant it. */
+  async acceptInvitation(caller: Caller, id: string) {
+    let organization = "";
+    await this.k.store.write((tx) => {
+      const { user, invitation } = this.invitationFor(tx, caller.principal, id);
+      const inviterRole = sql.userById(tx, invitation.invited_by) ? sql.roleOf(tx, invitation.organization_id, invitation.invited_by) : null;
+      if (!inviterRole || !roleAllows(inviterRole, "manage_members") || (invitation.role === "owner" && inviterRole !== "owner")) {
+        throw new ConflictError("this invitation is no longer valid: whoever sent it may no longer grant that role");
+      }
+      if (sql.roleOf(tx, invitation.organization_id, user.id)) throw new ConflictError("you are a member of that organization already");
+      sql.upsertMembership(tx, invitation.organization_id, user.id, invitation.role, this.now());
+      sql.deleteInvitation(tx, id);
+      organization = invitation.organization_id;
+      this.audit(tx, {
+        action: "iam.invitation.accept",
+        actor: actorOf(caller.principal),
+        outcome: "success",
+        resource: { type: "invitation", id },
+        organization,
+        reason: `joined as ${invitation.role}, invited by ${invitation.invited_by}`,
+        request: caller.request,
+      });
+    });
+    return { ...this.organizationView(organization), role: sql.roleOf(this.db, organization, caller.principal.userId!) };
+  }
+
+  async declineInvitation(caller: Caller, id: string) {
+    await this.k.store.write((tx) => {
+      const { invitation } = this.invitationFor(tx, caller.principal, id);
+      sql.deleteInvitation(tx, id);
+      this.audit(tx, { action: "iam.invitation.decline", actor: actorOf(caller.principal), outcome: "success", resource: { type: "invitation", id }, organization: invitation.organization_id, request: caller.request });
+    });
+  }
+
+  /** A pending invitation addressed to the caller; any other answers as if it did not exist. */
+  private invitationFor(tx: Tx, p: Principal, id: string) {
+    const user = p.userId ? sql.userById(tx, p.userId) : null;
+    const invitation = user ? sql.invitationByIdTo(tx, id, user.email) : null; // compared as the users table does (NOCASE)
+    if (!user || !invitation || invitation.expires_at <= this.now() || !sql.organizationById(tx, invitation.organization_id)) throw new NotFoundError("No such invitation.");
+    return { user, invitation };
   }
 
   // --- workspaces -------------------------------------------------------------------------

@@ -190,6 +190,58 @@ export const ownerCount = (db: Database, orgId: string) =>
 export const ownedOrganizations = (db: Database, userId: string) =>
   db.query<{ organization_id: string }, [string]>("SELECT organization_id FROM memberships WHERE user_id = ? AND role = 'owner'").all(userId).map((r) => r.organization_id);
 
+// --- invitations --------------------------------------------------------------------
+
+export interface InvitationRow {
+  id: string;
+  organization_id: string;
+  email: string;
+  role: Role;
+  invited_by: string;
+  created_at: number;
+  expires_at: number;
+}
+
+export const insertInvitation = (tx: Database, row: InvitationRow) =>
+  tx
+    .query("INSERT INTO invitations (id, organization_id, email, role, invited_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    .run(row.id, row.organization_id, row.email, row.role, row.invited_by, row.created_at, row.expires_at);
+
+/** An organization's pending invitations, oldest first. */
+export const invitationsOf = (db: Database, orgId: string, now: number) =>
+  db.query<InvitationRow, [string, number]>("SELECT * FROM invitations WHERE organization_id = ? AND expires_at > ? ORDER BY created_at, rowid").all(orgId, now);
+
+export const invitationToAddress = (db: Database, orgId: string, email: string) =>
+  db.query<InvitationRow, [string, string]>("SELECT * FROM invitations WHERE organization_id = ? AND email = ?").get(orgId, email);
+
+/** The pending invitations to an address, into organizations that still exist. */
+export const invitationsTo = (db: Database, email: string, now: number) =>
+  db
+    .query<InvitationRow & { organization_name: string; inviter_email: string | null }, [string, number]>(
+      `SELECT i.*, o.name AS organization_name, u.email AS inviter_email FROM invitations i
+         JOIN organizations o ON o.id = i.organization_id AND o.deleted_at IS NULL
+         LEFT JOIN users u ON u.id = i.invited_by AND u.deleted_at IS NULL
+       WHERE i.email = ? AND i.expires_at > ? ORDER BY i.created_at, i.rowid`,
+    )
+    .all(email, now);
+
+export const invitationById = (db: Database, id: string) => db.query<InvitationRow, [string]>("SELECT * FROM invitations WHERE id = ?").get(id);
+
+/** The invitation, if it is addressed to this email (compared without regard to ASCII case, as the users table does). */
+export const invitationByIdTo = (db: Database, id: string, email: string) =>
+  db.query<InvitationRow, [string, string]>("SELECT * FROM invitations WHERE id = ? AND email = ?").get(id, email);
+
+export const deleteInvitation = (tx: Database, id: string) => tx.query("DELETE FROM invitations WHERE id = ?").run(id);
+
+/** Expired invitations hold an email address for nothing: dropped whenever invitations are written. */
+export const purgeExpiredInvitations = (tx: Database, now: number) => tx.query("DELETE FROM invitations WHERE expires_at <= ?").run(now);
+
+/** Whether a (not deleted) user with this address is a member of the organization. */
+export const isMemberByEmail = (db: Database, orgId: string, email: string) =>
+  db
+    .query<{ one: number }, [string, string]>("SELECT 1 AS one FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND u.email = ? AND u.deleted_at IS NULL")
+    .get(orgId, email) !== null;
+
 // --- workspaces ---------------------------------------------------------------------
 
 export const workspaceById = (db: Database, id: string) =>

@@ -72,6 +72,12 @@ function exportUser(db: Database, id: string) {
     memberships: db.query<{ organization_id: string; role: string; created_at: number }, [string]>("SELECT organization_id, role, created_at FROM memberships WHERE user_id = ?").all(id).map((m) => ({ organization: m.organization_id, role: m.role, since: iso(m.created_at) })),
     workspace_roles: db.query<{ workspace_id: string; role: string }, [string]>("SELECT workspace_id, role FROM workspace_members WHERE user_id = ?").all(id).map((w) => ({ workspace: w.workspace_id, role: w.role })),
     credentials: db.query<CredentialRow, [string]>("SELECT * FROM credentials WHERE user_id = ? ORDER BY created_at").all(id).map(credentialView),
+    invitations: db
+      .query<{ id: string; organization_id: string; role: string; created_at: number; expires_at: number }, [string]>(
+        "SELECT i.id, i.organization_id, i.role, i.created_at, i.expires_at FROM invitations i WHERE i.email = (SELECT email FROM users WHERE id = ?)",
+      )
+      .all(id)
+      .map((i) => ({ id: i.id, organization: i.organization_id, role: i.role, sent_at: iso(i.created_at), expires_at: iso(i.expires_at) })),
     device_logins: db.query<{ client_name: string; client_address: string; created_at: number; status: string }, [string]>("SELECT client_name, client_address, created_at, status FROM device_grants WHERE user_id = ?").all(id).map((d) => ({ client: d.client_name, address: d.client_address, at: iso(d.created_at), status: d.status })),
   };
 }
@@ -88,6 +94,7 @@ function exportOrganization(db: Database, id: string) {
     workspaces: db.query<{ id: string; name: string; created_at: number; deleted_at: number | null }, [string]>("SELECT id, name, created_at, deleted_at FROM workspaces WHERE organization_id = ?").all(id).map((w) => ({ id: w.id, name: w.name, created_at: iso(w.created_at), deleted_at: iso(w.deleted_at) })),
     services: db.query<{ service: string; activated_at: number }, [string]>("SELECT service, activated_at FROM service_activations WHERE organization_id = ?").all(id).map((s) => ({ service: s.service, since: iso(s.activated_at) })),
     api_keys: db.query<CredentialRow, [string]>("SELECT * FROM credentials WHERE organization_id = ? AND kind = 'service' ORDER BY created_at").all(id).map(credentialView),
+    invitations: sql.invitationsOf(db, id, 0).map((i) => ({ id: i.id, email: i.email, role: i.role, invited_by: i.invited_by, sent_at: iso(i.created_at), expires_at: iso(i.expires_at) })),
   };
 }
 
@@ -99,6 +106,8 @@ function eraseUser(tx: Database, id: string, now: number, keyring: Keyring): str
   tx.query("DELETE FROM workspace_members WHERE user_id = ?").run(id);
   tx.query("DELETE FROM memberships WHERE user_id = ?").run(id);
   tx.query("DELETE FROM device_grants WHERE user_id = ?").run(id);
+  // Those they sent, and those to their address (compared as the users table does).
+  tx.query("DELETE FROM invitations WHERE invited_by = ? OR email = (SELECT email FROM users WHERE id = ?)").run(id, id);
   // The row stays (other tables name it), with nothing personal in it.
   tx.query(
     "UPDATE users SET email = ?, name = NULL, password_hash = '', operator = 0, totp_secret = NULL, totp_pending = NULL, totp_enabled_at = NULL, totp_last_step = NULL, failed_logins = 0, locked_until = NULL, deleted_at = coalesce(deleted_at, ?) WHERE id = ?",
@@ -113,6 +122,7 @@ function eraseOrganization(tx: Database, id: string, now: number): string | null
   const credentials = tx.query("DELETE FROM credentials WHERE organization_id = ?").run(id).changes;
   tx.query("DELETE FROM memberships WHERE organization_id = ?").run(id);
   tx.query("DELETE FROM service_activations WHERE organization_id = ?").run(id);
+  tx.query("DELETE FROM invitations WHERE organization_id = ?").run(id);
   tx.query("UPDATE workspaces SET name = 'erased-' || id, ip_allowlist = '[]', deleted_at = coalesce(deleted_at, ?) WHERE organization_id = ?").run(now, id);
   tx.query("UPDATE organizations SET name = ?, ip_allowlist = '[]', deleted_at = coalesce(deleted_at, ?) WHERE id = ?").run(`erased-${id}`, now, id);
   return `organization anonymized, ${workspaces.length} workspace(s), ${credentials} credential(s) deleted`;
