@@ -84,9 +84,9 @@ export class Agent {
       // A rotation in progress may move AllowedIPs between a peer's keys: applied in full.
       if (hasOverlap(this.current)) return { changed: await this.apply(this.current), version: this.current.version };
       // The config is unchanged, but the node may not be: an nftables reload flushes every
-      // table, `ip link del` takes the interface. What is gone is made again at once, so that an
-      // ACL never stays off until the config next changes. (Not a full sync every round: the
-      // device's peers carry endpoints they learned, which the config does not name.)
+      // table, `ip link del` takes the interface, `wg set` removes or changes a peer. What
+      // differs is made so again at once, so that neither an ACL nor a tunnel stays off until
+      // the config next changes.
       return { changed: await this.repair(this.current), version: this.current.version };
     }
     const doc = verifyDocument(this.state, fetched.body, fetched.signature);
@@ -156,17 +156,28 @@ export class Agent {
   }
 
   /**
-   * Makes the node so again without touching the tunnel's peers: a missing interface (then
-   * everything), the firewall table (reloaded whole, atomically: a flushed chain is as bad as a
-   * missing table), the addresses, forwarding. True when the interface had to be made again.
+   * Makes the node so again: a missing interface (then everything), the firewall table
+   * (reloaded whole, atomically: a flushed chain is as bad as a missing table), the addresses,
+   * forwarding, and the WireGuard device when its key, port or peers (keys, AllowedIPs,
+   * preshared keys, keepalive) differ from the config — not for endpoints alone, which peers
+   * learn by roaming. True when the interface or the device had to be changed.
    */
   private async repair(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
     if (!(await device.interfaceExists(name))) return this.apply(doc);
     if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc, name));
+    const desired = await this.desired(doc, name);
+    const current = await device.readDevice(name);
+    const drifted =
+      current.publicKey !== (await publicKeyOf(this.state.private_key)) ||
+      device.describeDevice(current, { endpoints: false }) !== device.describeDesired(desired, { endpoints: false });
+    if (drifted) {
+      this.options.err(`mesh agent: ${name} differs from config version ${doc.version} (changed by hand?): applying it again`);
+      await device.syncConfig(name, desired, this.options.stateDir);
+    }
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu);
     this.setForwarding(doc.relay);
-    return false;
+    return drifted;
   }
 
   /** Makes the device match `doc`; true when something changed. */

@@ -481,8 +481,8 @@ interface CanonicalPeer {
  * "syncconf would change nothing". Secrets are shown only as "(set, fingerprint)". A roaming peer's
  * learned endpoint shows up as a difference: syncconf would not change it, but it is true.
  */
-export function describeDevice(state: DeviceState): string {
-  return describeCanonical(state.publicKey !== null, state.listenPort, state.fwmark, state.peers.map((peer) => ({
+export function describeDevice(state: DeviceState, options: DescribeOptions = {}): string {
+  return describeCanonical(options, state.publicKey !== null, state.listenPort, state.fwmark, state.peers.map((peer) => ({
     publicKey: peer.publicKey,
     presharedKey: pskFingerprint(peer.presharedKey),
     allowedIps: peer.allowedIps.map((ip) => canonicalAllowedIp(ip) ?? ip),
@@ -492,9 +492,9 @@ export function describeDevice(state: DeviceState): string {
 }
 
 /** The setconf text (or its parsed form) in the canonical text of `describeDevice`. */
-export function describeDesired(setconf: string | ParsedSetconf): string {
+export function describeDesired(setconf: string | ParsedSetconf, options: DescribeOptions = {}): string {
   const parsed = typeof setconf === "string" ? parseSetconf(setconf) : setconf;
-  return describeCanonical(parsed.privateKey !== null, parsed.listenPort, parsed.fwmark ?? 0, parsed.peers.map((peer) => ({
+  return describeCanonical(options, parsed.privateKey !== null, parsed.listenPort, parsed.fwmark ?? 0, parsed.peers.map((peer) => ({
     publicKey: peer.publicKey,
     presharedKey: pskFingerprint(peer.presharedKey),
     allowedIps: peer.allowedIps,
@@ -503,8 +503,17 @@ export function describeDesired(setconf: string | ParsedSetconf): string {
   })));
 }
 
+export interface DescribeOptions {
+  /**
+   * false: leave endpoints out. WireGuard moves a peer's endpoint to wherever its last
+   * authenticated packet came from (roaming), so a device that differs from its config only
+   * there has not drifted.
+   */
+  endpoints?: boolean;
+}
+
 /** A config without ListenPort leaves the device's port alone, so that line is left out. */
-function describeCanonical(hasPrivateKey: boolean, listenPort: number | null, fwmark: number, peers: CanonicalPeer[]): string {
+function describeCanonical(options: DescribeOptions, hasPrivateKey: boolean, listenPort: number | null, fwmark: number, peers: CanonicalPeer[]): string {
   const out = ["interface", `  private-key ${hasPrivateKey ? "(set)" : "(none)"}`];
   if (listenPort !== null) out.push(`  listen-port ${listenPort}`);
   if (fwmark !== 0) out.push(`  fwmark 0x${fwmark.toString(16)}`);
@@ -513,7 +522,7 @@ function describeCanonical(hasPrivateKey: boolean, listenPort: number | null, fw
     out.push(
       `peer ${peer.publicKey}`,
       `  allowed-ips ${allowed.length > 0 ? allowed.join(", ") : "(none)"}`,
-      `  endpoint ${peer.endpoint ?? "(none)"}`,
+      ...(options.endpoints === false ? [] : [`  endpoint ${peer.endpoint ?? "(none)"}`]),
       `  keepalive ${peer.keepalive > 0 ? peer.keepalive : "off"}`,
       `  preshared-key ${peer.presharedKey ? `(set, ${peer.presharedKey})` : "(none)"}`,
     );

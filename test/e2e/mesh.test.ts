@@ -249,6 +249,18 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     const restored = Date.now() + 10_000;
     while (!(await present()) && Date.now() < restored) await Bun.sleep(200);
     expect(await present()).toBe(true);
+    // A peer removed by hand, another's AllowedIPs changed: put back at the next round, config
+    // unchanged, and the pairs ping again.
+    const peersOf2 = async () => (await inNs(nodeNs(2), ["wg", "show", ifName(2), "allowed-ips"])).stdout.split("\n").filter(Boolean).sort();
+    const configured = await peersOf2();
+    const [removed, narrowed] = configured.map((line) => line.split("\t")[0]!);
+    await inNs(nodeNs(2), ["wg", "set", ifName(2), "peer", removed!, "remove"]);
+    await inNs(nodeNs(2), ["wg", "set", ifName(2), "peer", narrowed!, "allowed-ips", "10.255.255.1/32"]);
+    expect(await peersOf2()).not.toEqual(configured);
+    const resynced = Date.now() + 10_000;
+    while (JSON.stringify(await peersOf2()) !== JSON.stringify(configured) && Date.now() < resynced) await Bun.sleep(200);
+    expect(await peersOf2()).toEqual(configured);
+    expect(await pingMatrix()).toEqual(allPairs);
     for (const a of agents.splice(0)) {
       a.kill("SIGTERM");
       await a.exited;

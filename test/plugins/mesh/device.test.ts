@@ -248,6 +248,16 @@ describe("describeDevice / describeDesired", () => {
     expect(order).toEqual([...order].sort());
   });
 
+  test("without endpoints (the agent's drift check): a roamed endpoint is no difference, a removed or changed peer is", () => {
+    const roamed: DeviceState = { ...matching, peers: matching.peers.map((p) => ({ ...p, endpoint: "198.51.100.9:40000" })) };
+    expect(describeDevice(roamed)).not.toBe(describeDesired(SETCONF));
+    expect(describeDevice(roamed, { endpoints: false })).toBe(describeDesired(SETCONF, { endpoints: false }));
+    const removed: DeviceState = { ...roamed, peers: roamed.peers.filter((p) => p.publicKey !== PEER_B) };
+    expect(describeDevice(removed, { endpoints: false })).not.toBe(describeDesired(SETCONF, { endpoints: false }));
+    const widened: DeviceState = { ...roamed, peers: roamed.peers.map((p) => (p.publicKey === PEER_B ? { ...p, allowedIps: [...p.allowedIps, "10.0.0.0/8"] } : p)) };
+    expect(describeDevice(widened, { endpoints: false })).not.toBe(describeDesired(SETCONF, { endpoints: false }));
+  });
+
   test("a rotated preshared key is a difference (else the agent would never apply it)", () => {
     const rotated = SETCONF.replace(PSK, `${"B".repeat(42)}A=`);
     expect(rotated).not.toBe(SETCONF);
