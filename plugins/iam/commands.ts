@@ -1,23 +1,8 @@
-/**
- * CLI: citadel login | logout | whoami | token create | token list | token revoke | token check
- * | org invite | org invitations | org uninvite | invitations [accept | decline].
- */
+/** CLI: citadel login | logout | whoami | token create | token list | token revoke | token check. */
 import { loginWithDeviceFlow, logout } from "../../src/cli/credentials.ts";
 import { parseToken, TOKEN_REGEX } from "../../src/auth/tokens.ts";
 import type { Command } from "../../src/plugin.ts";
-import type { CredentialList, Invitation, InvitationList, Me, MyInvitationList, NewCredential, OrganizationWithRole } from "./model.ts";
-
-const orgOption = { org: { type: "string" as const, description: "The organization's id (citadel whoami lists yours)" } };
-
-function requiredOrg(options: Record<string, string | boolean | undefined>): string {
-  if (typeof options.org !== "string" || options.org === "") throw new Error("say which organization: --org ORG_ID (citadel whoami lists yours)");
-  return encodeURIComponent(options.org);
-}
-
-function requiredId(args: string[], what: string): string {
-  if (!args[0]) throw new Error(`give the ${what}'s id`);
-  return encodeURIComponent(args[0]);
-}
+import type { CredentialList, Me, NewCredential } from "./model.ts";
 
 export const iamCommands: Command[] = [
   {
@@ -109,86 +94,6 @@ export const iamCommands: Command[] = [
       if (ctx.json) ctx.out(JSON.stringify(result, null, 2));
       else ctx.out(parsed ? `a Citadel ${parsed.kind} token, id ${parsed.prefix} (checksum correct; whether it is still valid only the server knows)` : "not a Citadel token (wrong shape or checksum)");
       return parsed ? 0 : 1;
-    },
-  },
-  {
-    words: ["org", "invite"],
-    summary: "Invite an email address into an organization with a role; its user joins with `citadel invitations accept`",
-    args: "<email>",
-    maxArgs: 1,
-    options: {
-      ...orgOption,
-      role: { type: "string", description: "viewer (default), editor, admin or owner" },
-      days: { type: "string", description: "Days until the invitation expires (1 to 30, default 7)" },
-    },
-    async run(ctx) {
-      const email = ctx.args[0];
-      if (!email) throw new Error("give the email address to invite");
-      const body: Record<string, unknown> = { email, role: typeof ctx.options.role === "string" ? ctx.options.role : "viewer" };
-      if (ctx.options.days !== undefined) body.expires_in_days = Number(ctx.options.days);
-      const sent = await (await ctx.api()).request<typeof Invitation.static>("POST", `/v1/iam/orgs/${requiredOrg(ctx.options)}/invitations`, body);
-      if (ctx.json) ctx.out(JSON.stringify(sent, null, 2));
-      else ctx.out(`invitation ${sent.id}: ${sent.email} as ${sent.role}, until ${sent.expires_at} (they accept it with: citadel invitations accept ${sent.id})`);
-      return 0;
-    },
-  },
-  {
-    words: ["org", "invitations"],
-    summary: "An organization's pending invitations",
-    options: orgOption,
-    async run(ctx) {
-      const { items } = await (await ctx.api()).request<typeof InvitationList.static>("GET", `/v1/iam/orgs/${requiredOrg(ctx.options)}/invitations`);
-      if (ctx.json) ctx.out(JSON.stringify(items, null, 2));
-      else if (items.length === 0) ctx.out("no pending invitations");
-      else for (const i of items) ctx.out(`${i.id}  ${i.email.padEnd(32)} ${i.role.padEnd(7)} until ${i.expires_at}`);
-      return 0;
-    },
-  },
-  {
-    words: ["org", "uninvite"],
-    summary: "Revoke a pending invitation",
-    args: "<invitation-id>",
-    maxArgs: 1,
-    options: orgOption,
-    async run(ctx) {
-      const id = requiredId(ctx.args, "invitation");
-      await (await ctx.api()).request("DELETE", `/v1/iam/orgs/${requiredOrg(ctx.options)}/invitations/${id}`);
-      ctx.out("revoked");
-      return 0;
-    },
-  },
-  {
-    words: ["invitations"],
-    summary: "My invitations to join organizations",
-    async run(ctx) {
-      const { items } = await (await ctx.api()).request<typeof MyInvitationList.static>("GET", "/v1/iam/me/invitations");
-      if (ctx.json) ctx.out(JSON.stringify(items, null, 2));
-      else if (items.length === 0) ctx.out("no invitations");
-      else for (const i of items) ctx.out(`${i.id}  ${i.organization.name} (${i.organization.id}) as ${i.role}, from ${i.invited_by ?? "a deleted account"}, until ${i.expires_at}`);
-      return 0;
-    },
-  },
-  {
-    words: ["invitations", "accept"],
-    summary: "Accept an invitation: join its organization with its role",
-    args: "<invitation-id>",
-    maxArgs: 1,
-    async run(ctx) {
-      const joined = await (await ctx.api()).request<typeof OrganizationWithRole.static>("POST", `/v1/iam/me/invitations/${requiredId(ctx.args, "invitation")}/accept`);
-      if (ctx.json) ctx.out(JSON.stringify(joined, null, 2));
-      else ctx.out(`joined ${joined.name} (${joined.id}) as ${joined.role}`);
-      return 0;
-    },
-  },
-  {
-    words: ["invitations", "decline"],
-    summary: "Decline an invitation",
-    args: "<invitation-id>",
-    maxArgs: 1,
-    async run(ctx) {
-      await (await ctx.api()).request("POST", `/v1/iam/me/invitations/${requiredId(ctx.args, "invitation")}/decline`);
-      ctx.out("declined");
-      return 0;
     },
   },
 ];

@@ -13,6 +13,7 @@ import { principalOf } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
 import { iamSubjects } from "./subject.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { iamAdminCommands } from "./admin-commands.ts";
 import { iamCommands } from "./commands.ts";
 import { approvalPage, resultPage } from "./device-page.ts";
 import { DeviceFlow, oauthError } from "./device.ts";
@@ -59,6 +60,9 @@ const ACTIONS = [
   ["iam.device.approve", "A user approved (success) or denied (failure) a device login."],
 ] as const;
 
+/** How often expired invitations (and the addresses in them) are dropped when nothing else writes them. */
+const INVITATION_PURGE_MS = 60 * 60 * 1000;
+
 const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
 const iso = <T>(items: T[]) => ({ items });
 
@@ -74,6 +78,11 @@ function servicesOf(k: Kernel<IamSettings>) {
   return s;
 }
 
+/** The identity service the plugin made for this store (tests drive its timers' work directly). */
+export function iamServiceOf(store: object): IamService | undefined {
+  return services.get(store)?.iam;
+}
+
 export const iamPlugin = definePlugin<IamSettings>({
   name: "iam",
   settings: IamSettings,
@@ -82,14 +91,19 @@ export const iamPlugin = definePlugin<IamSettings>({
   migrations: iamMigrations,
 
   async start(k) {
-    const { identity } = servicesOf(k);
+    const { identity, iam } = servicesOf(k);
     k.identity.provide(identity);
     const unregister = subjectsOf(k.store).register(iamSubjects(k.store, () => k.seal.keyring()));
     const timer = setInterval(() => void identity.flushUses(k.store).catch((error) => k.log.error("could not record token use", { error })), 5000);
     timer.unref();
+    const purge = () => void iam.purgeExpiredInvitations().catch((error) => k.log.error("could not drop expired invitations", { error }));
+    const purger = setInterval(purge, INVITATION_PURGE_MS);
+    purger.unref();
+    purge();
     return async () => {
       unregister();
       clearInterval(timer);
+      clearInterval(purger);
       await identity.flushUses(k.store);
     };
   },
@@ -454,5 +468,5 @@ export const iamPlugin = definePlugin<IamSettings>({
       );
   },
 
-  commands: iamCommands,
+  commands: [...iamCommands, ...iamAdminCommands],
 });

@@ -8,7 +8,7 @@ import type { AuditActor, AuditEventInput, AuditRequestContext } from "../../src
 import { PasswordHasher, passwordProblem } from "../../src/auth/password.ts";
 import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
 import { isRole, permissionForScope, roleAllows, type Role } from "../../src/auth/rbac.ts";
-import { isScope, scopeService, scopesWithin } from "../../src/auth/scopes.ts";
+import { isScope, scopeService, scopesGrant, scopesWithin } from "../../src/auth/scopes.ts";
 import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
 import { newId } from "../../src/ids.ts";
 import { base32Encode, newTotpSecret, otpauthUri, verifyTotp } from "../../src/auth/totp.ts";
@@ -44,11 +44,6 @@ function recoveryCode(): string {
  */
 const madeByLogin = (p: Principal) => p.kind === "session";
 
-/**
- * A child credential's allowlist: the one it asks for, when every range of it lies inside the
- * maker's (it can only narrow); the maker's when it asks for none. Anything wider is refused,
- * not silently replaced by the maker's (which would let it be used from where it was not meant to).
- */
 function invitationView(i: sql.InvitationRow) {
   return {
     id: i.id,
@@ -61,6 +56,11 @@ function invitationView(i: sql.InvitationRow) {
   };
 }
 
+/**
+ * A child credential's allowlist: the one it asks for, when every range of it lies inside the
+ * maker's (it can only narrow); the maker's when it asks for none. Anything wider is refused,
+ * not silently replaced by the maker's (which would let it be used from where it was not meant to).
+ */
 function narrowedAllowlist(parentJson: string, wantedJson: string): string {
   const parent = (JSON.parse(parentJson) as string[]).map((c) => parseCidr(c)!);
   const wanted = JSON.parse(wantedJson) as string[];
@@ -75,6 +75,17 @@ function narrowedAllowlist(parentJson: string, wantedJson: string): string {
 function actingRole(db: Tx, p: Principal, orgId: string): Role | null {
   const user = roleHolder(p);
   return user ? sql.roleOf(db, orgId, user) : null;
+}
+
+/**
+ * Joining an organization is the user's own decision: made logged in (a session, or the CLI's
+ * device login), not by a token made for a program, nor by one bound to an organization or a
+ * workspace, which must not reach into others.
+ */
+function requireOwnLogin(p: Principal, what: string): void {
+  if ((p.kind !== "session" && p.kind !== "device") || p.organizationId !== null || p.workspaceId !== null) {
+    throw new ForbiddenError(`log in (citadel login, or a session) to ${what}: a token made for a program, or bound to an organization or workspace, cannot`);
+  }
 }
 
 /** What only the user, logged in, does: not a token made for a program (or stolen from one). */
@@ -766,10 +777,10 @@ export class IamService {
   async setMember(caller: Caller, orgId: string, input: { user?: string; email?: string; role: string }, mode: "add" | "change") {
     if (!isRole(input.role)) throw new InvalidError("one of viewer, editor, admin, owner", "role");
     const role: Role = input.role;
-    if (mode === "add" && !caller.principal.operator) {
+    if (mode === "add" && !(caller.principal.operator && (caller.principal.scopes === "all" || scopesGrant(caller.principal.scopes, "iam:admin")))) {
       // Adding by email would tell any organization's admin which addresses have an account
       // here, and put people into organizations without asking them.
-      throw new ForbiddenError("invite them instead (POST /v1/iam/orgs/{org}/invitations): only operators add existing users directly");
+      throw new ForbiddenError("invite them instead (POST /v1/iam/orgs/{org}/invitations): only operators (with iam:admin, as for listing users) add existing users directly");
     }
     const target = input.user ? sql.userById(this.db, input.user) : input.email ? sql.userByEmail(this.db, input.email) : null;
     if (!target || (mode === "change" && !sql.roleOf(this.db, orgId, target.id))) throw new NotFoundError(mode === "add" ? "No such user." : "That user is not a member.");
@@ -846,6 +857,7 @@ export class IamService {
 
   async revokeInvitation(caller: Caller, orgId: string, id: string) {
     await this.k.store.write((tx) => {
+      sql.purgeExpiredInvitations(tx, this.now());
       const invitation = sql.invitationById(tx, id);
       if (!invitation || invitation.organization_id !== orgId || invitation.expires_at <= this.now()) throw new NotFoundError("No such invitation.");
       const callerRole = actingRole(tx, caller.principal, orgId);
@@ -856,8 +868,15 @@ export class IamService {
     });
   }
 
+  /** Drops expired invitations (their addresses are kept no longer); run now and then. */
+  async purgeExpiredInvitations(): Promise<void> {
+    if (!sql.anyInvitationExpired(this.db, this.now())) return;
+    await this.k.store.write((tx) => void sql.purgeExpiredInvitations(tx, this.now()));
+  }
+
   /** The caller's pending invitations (to their account's address). */
   myInvitations(p: Principal) {
+    requireOwnLogin(p, "see your invitations");
     const user = p.userId ? sql.userById(this.db, p.userId) : null;
     if (!user) return [];
     return sql.invitationsTo(this.db, user.email, this.now()).map((i) => ({
@@ -874,6 +893,7 @@ export class IamService {
   async acceptInvitation(caller: Caller, id: string) {
     let organization = "";
     await this.k.store.write((tx) => {
+      sql.purgeExpiredInvitations(tx, this.now());
       const { user, invitation } = this.invitationFor(tx, caller.principal, id);
       const inviterRole = sql.userById(tx, invitation.invited_by) ? sql.roleOf(tx, invitation.organization_id, invitation.invited_by) : null;
       if (!inviterRole || !roleAllows(inviterRole, "manage_members") || (invitation.role === "owner" && inviterRole !== "owner")) {
@@ -898,6 +918,7 @@ export class IamService {
 
   async declineInvitation(caller: Caller, id: string) {
     await this.k.store.write((tx) => {
+      sql.purgeExpiredInvitations(tx, this.now());
       const { invitation } = this.invitationFor(tx, caller.principal, id);
       sql.deleteInvitation(tx, id);
       this.audit(tx, { action: "iam.invitation.decline", actor: actorOf(caller.principal), outcome: "success", resource: { type: "invitation", id }, organization: invitation.organization_id, request: caller.request });
@@ -906,6 +927,7 @@ export class IamService {
 
   /** A pending invitation addressed to the caller; any other answers as if it did not exist. */
   private invitationFor(tx: Tx, p: Principal, id: string) {
+    requireOwnLogin(p, "answer an invitation");
     const user = p.userId ? sql.userById(tx, p.userId) : null;
     const invitation = user ? sql.invitationByIdTo(tx, id, user.email) : null; // compared as the users table does (NOCASE)
     if (!user || !invitation || invitation.expires_at <= this.now() || !sql.organizationById(tx, invitation.organization_id)) throw new NotFoundError("No such invitation.");

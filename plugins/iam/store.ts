@@ -97,8 +97,11 @@ export function updateOrganization(tx: Database, id: string, changes: { name?: s
   if (changes.ip_allowlist !== undefined) tx.query("UPDATE organizations SET ip_allowlist = ? WHERE id = ?").run(changes.ip_allowlist, id);
 }
 
-export const softDeleteOrganization = (tx: Database, id: string, now: number) =>
+/** Its pending invitations go with it: nobody can accept them any more. */
+export function softDeleteOrganization(tx: Database, id: string, now: number): void {
   tx.query("UPDATE organizations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL").run(now, id);
+  tx.query("DELETE FROM invitations WHERE organization_id = ?").run(id);
+}
 
 export const organizationsOf = (db: Database, userId: string) =>
   db
@@ -233,8 +236,10 @@ export const invitationByIdTo = (db: Database, id: string, email: string) =>
 
 export const deleteInvitation = (tx: Database, id: string) => tx.query("DELETE FROM invitations WHERE id = ?").run(id);
 
-/** Expired invitations hold an email address for nothing: dropped whenever invitations are written. */
+/** Expired invitations hold an email address for nothing: dropped whenever invitations are written, and now and then. */
 export const purgeExpiredInvitations = (tx: Database, now: number) => tx.query("DELETE FROM invitations WHERE expires_at <= ?").run(now);
+
+export const anyInvitationExpired = (db: Database, now: number) => db.query<{ one: number }, [number]>("SELECT 1 AS one FROM invitations WHERE expires_at <= ? LIMIT 1").get(now) !== null;
 
 /** Whether a (not deleted) user with this address is a member of the organization. */
 export const isMemberByEmail = (db: Database, orgId: string, email: string) =>

@@ -436,28 +436,6 @@ describe("an end-to-end-encrypted workspace", () => {
   });
 });
 
-describe("organization invitations from the CLI", () => {
-  test("an admin invites by address, the user sees and accepts it with their own token", async () => {
-    const org = (await api("GET", "/v1/iam/me")).body.organizations[0].id as string;
-    const carolEmail = `carol-${crypto.randomUUID().slice(0, 8)}@example.org`;
-    expect((await cli(["org", "invite", carolEmail, "--role", "editor"])).stderr).toContain("say which organization: --org ORG_ID");
-    const sent = JSON.parse(await ok(["--json", "org", "invite", carolEmail, "--org", org, "--role", "editor", "--days", "2"]));
-    expect([sent.email, sent.role]).toEqual([carolEmail, "editor"]);
-    expect(await ok(["org", "invitations", "--org", org])).toContain(`${sent.id}  ${carolEmail}`);
-    // Carol's account is made afterwards: the invitation is to the address.
-    await api("POST", "/v1/iam/users", { email: carolEmail, password: "carols-passphrase-2026" });
-    const login = await fetch(`${citadel.url}/v1/iam/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: carolEmail, password: "carols-passphrase-2026" }), tls: { ca } });
-    const asCarol = { env: { CITADEL_TOKEN: ((await login.json()) as { token: string }).token } };
-    expect(await ok(["invitations"], asCarol)).toContain(`${sent.id}  default (${org}) as editor, from admin@localhost`);
-    const unknown = await cli(["invitations", "accept", "inv_nothing"], asCarol);
-    expect([unknown.code, unknown.stderr]).toEqual([1, expect.stringContaining("No such invitation.")]);
-    expect(await ok(["invitations", "accept", sent.id], asCarol)).toBe(`joined default (${org}) as editor\n`);
-    expect(await ok(["org", "invitations", "--org", org])).toBe("no pending invitations\n");
-    const again = await ok(["--json", "org", "invite", `dave-${crypto.randomUUID().slice(0, 8)}@example.org`, "--org", org]);
-    expect(await ok(["org", "uninvite", JSON.parse(again).id, "--org", org])).toBe("revoked\n");
-  });
-});
-
 describe("destructive commands ask for --yes, then answer the server's confirmation", () => {
   test("keys rekey and dns zone delete", async () => {
     const refused = await cli(["keys", "rekey"]);

@@ -4,6 +4,7 @@
  * right to grant the role is checked again when the invitation is accepted.
  */
 import { describe, expect, test } from "bun:test";
+import { iamServiceOf } from "../../../plugins/iam/index.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 async function organizationWithAdmin() {
@@ -124,6 +125,51 @@ describe("answering an invitation", () => {
     const other = await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "other" } });
     const elsewhere = await invite(c, operator, other.body.id, { email: "z@example.org", role: "viewer" });
     expect((await c.send("DELETE", `/v1/iam/orgs/${org}/invitations/${elsewhere.body.id}`, operator)).status).toBe(404);
+  });
+
+  test("only the user, logged in, answers: not a token made for a program, nor one bound to an organization or workspace (found in review)", async () => {
+    const { c, operator, org, admin, outsider } = await organizationWithAdmin();
+    const other = await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "other" } });
+    const sent = await invite(c, operator, other.body.id, { email: "outsider@example.org", role: "admin" });
+    // The outsider joins the first organization, and makes tokens there.
+    const first = await invite(c, admin.token, org, { email: "outsider@example.org", role: "editor" });
+    expect((await c.send("POST", `/v1/iam/me/invitations/${first.body.id}/accept`, outsider.token)).status).toBe(200);
+    const ws = await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "w" } });
+    const tokens = [
+      await c.send("POST", "/v1/iam/me/tokens", outsider.token, { json: { name: "ci", scopes: ["iam:self"] } }),
+      await c.send("POST", "/v1/iam/me/tokens", outsider.token, { json: { name: "ws", scopes: ["iam:self"], workspace: ws.body.id } }),
+    ];
+    for (const t of tokens) {
+      expect(t.status).toBe(200);
+      expect((await c.send("GET", "/v1/iam/me/invitations", t.body.token)).status).toBe(403);
+      for (const answer of ["accept", "decline"]) expect((await c.send("POST", `/v1/iam/me/invitations/${sent.body.id}/${answer}`, t.body.token)).status).toBe(403);
+    }
+    expect((await c.send("GET", `/v1/iam/orgs/${other.body.id}/members`, operator)).body.items).toHaveLength(1); // the operator alone
+    expect((await c.send("POST", `/v1/iam/me/invitations/${sent.body.id}/accept`, outsider.token)).status).toBe(200);
+  });
+
+  test("an operator's program token without iam:admin cannot add users directly (found in review)", async () => {
+    const { c, operator, org } = await organizationWithAdmin();
+    const narrow = await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "ci", scopes: ["iam:write", "iam:read"] } });
+    for (const email of ["outsider@example.org", "nobody@example.org"]) {
+      const added = await c.send("POST", `/v1/iam/orgs/${org}/members`, narrow.body.token, { json: { email, role: "viewer" } });
+      expect([added.status, added.body.code]).toEqual([403, "forbidden"]);
+    }
+    const wide = await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "admin", scopes: ["iam:write", "iam:admin"] } });
+    expect((await c.send("POST", `/v1/iam/orgs/${org}/members`, wide.body.token, { json: { email: "outsider@example.org", role: "viewer" } })).status).toBe(200);
+  });
+
+  test("expired invitations are dropped now and then, and with their organization, so their addresses are not kept (found in review)", async () => {
+    const { c, org, admin } = await organizationWithAdmin();
+    await invite(c, admin.token, org, { email: "soon-gone@example.org", role: "viewer", expires_in_days: 1 });
+    await invite(c, admin.token, org, { email: "still-pending@example.org", role: "viewer", expires_in_days: 3 });
+    c.clock.advance(2 * 86_400_000);
+    await iamServiceOf(c.kernel.store)!.purgeExpiredInvitations();
+    expect(c.kernel.store.db.query("SELECT email FROM invitations").all()).toEqual([{ email: "still-pending@example.org" }]);
+    const again = await c.login(c.owner.email, c.owner.password);
+    const ask = await c.send("DELETE", `/v1/iam/orgs/${org}`, again);
+    expect((await c.send("DELETE", `/v1/iam/orgs/${org}`, again, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+    expect(c.kernel.store.db.query("SELECT email FROM invitations").all()).toEqual([]);
   });
 
   test("an invitation expires", async () => {

@@ -1,0 +1,142 @@
+/**
+ * Administering identity with the compiled binary's CLI against a running instance: users,
+ * members (added by an operator, invited and accepted by the user), roles, workspaces, API
+ * keys, organization settings. What the server refuses is a message and a non-zero exit.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { cliRunner, ensureBinary, firstLogin, freePort, login, oneTimePassword, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+
+const data = tempDir("citadel-e2e-iam-");
+const home = tempDir("citadel-e2e-iam-home-");
+let citadel: RunningCitadel;
+let port: number;
+let operatorToken: string;
+let certificate: string;
+/** Whose token the next command runs with. */
+let as = "";
+const cli = cliRunner({ data: data.path, port: () => port, token: () => as, home: home.path });
+
+async function ok(args: string[], stdin?: string): Promise<string> {
+  const r = await cli(args, stdin);
+  if (r.code !== 0) throw new Error(`citadel ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const json = async (args: string[], stdin?: string) => JSON.parse(await ok(["--json", ...args], stdin));
+
+beforeAll(async () => {
+  await ensureBinary();
+  port = await freePort();
+  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(port) });
+  certificate = readFileSync(join(data.path, "tls/cert.pem"), "utf8");
+  operatorToken = await firstLogin(citadel.url, certificate, oneTimePassword(citadel.stderr()));
+  as = operatorToken;
+}, 30_000);
+
+afterAll(() => {
+  citadel?.proc.kill("SIGKILL");
+  data.remove();
+  home.remove();
+});
+
+describe("users and members", () => {
+  test("an operator makes users and adds one directly; roles change; a member is removed", async () => {
+    as = operatorToken;
+    const made = await ok(["user", "create", "alice@example.org", "--name", "Alice"]);
+    expect(made).toMatch(/^created alice@example\.org \(usr_\w+\)\none-time password \(shown only now; they must change it at first login\): \S{12,}\n$/);
+    const bob = await json(["user", "create", "bob@example.org", "--password-stdin"], "bobs-passphrase-2026\n");
+    expect(bob.password).toBeUndefined();
+    expect(await ok(["user", "list"])).toMatch(/bob@example\.org\s+-\s+-\s+-/);
+
+    const added = await ok(["org", "add", "bob@example.org", "--role", "editor"]);
+    expect(added).toBe(`bob@example.org (${bob.user.id}) is editor\n`);
+    expect(await ok(["org", "role", bob.user.id, "admin"])).toBe(`bob@example.org (${bob.user.id}) is admin\n`);
+    const members = await ok(["org", "members"]);
+    expect(members).toMatch(new RegExp(`${bob.user.id}\\s+bob@example\\.org\\s+admin`));
+    expect(await ok(["org", "remove", bob.user.id])).toBe("removed\n");
+    expect(await ok(["org", "members"])).not.toContain("bob@example.org");
+
+    const badRole = await cli(["org", "role", bob.user.id, "superuser"]);
+    expect([badRole.code, badRole.stderr]).toEqual([1, expect.stringContaining("role: one of viewer, editor, admin, owner")]);
+    const notMember = await cli(["org", "role", bob.user.id, "viewer"]);
+    expect([notMember.code, notMember.stderr]).toEqual([1, expect.stringContaining("That user is not a member.")]);
+  }, 30_000);
+
+  test("a user invited by address sees the invitation and accepts it with their own login", async () => {
+    as = operatorToken;
+    const sent = await json(["org", "invite", "carol@example.org", "--role", "editor", "--days", "2"]);
+    expect([sent.email, sent.role, Date.parse(sent.expires_at) - Date.parse(sent.created_at)]).toEqual(["carol@example.org", "editor", 2 * 86_400_000]);
+    expect(await ok(["org", "invitations"])).toMatch(new RegExp(`${sent.id}\\s+carol@example\\.org\\s+editor`));
+    const badDays = await cli(["org", "invite", "x@example.org", "--days", "soon"]);
+    expect([badDays.code, badDays.stderr]).toEqual([1, expect.stringContaining("--days: a whole number of at least 1")]);
+
+    // Carol's account is made afterwards: the invitation is to the address.
+    await ok(["user", "create", "carol@example.org", "--password-stdin"], "carols-passphrase-2026\n");
+    as = await login(citadel.url, certificate, "carol@example.org", "carols-passphrase-2026");
+    expect(await ok(["invitations"])).toMatch(new RegExp(`${sent.id}\\s+default \\(org_\\w+\\)\\s+editor\\s+admin@localhost`));
+    const unknown = await cli(["invitations", "accept", "inv_nothing"]);
+    expect([unknown.code, unknown.stderr]).toEqual([1, expect.stringContaining("No such invitation.")]);
+    expect(await ok(["invitations", "accept", sent.id])).toMatch(/^joined default \(org_\w+\) as editor\n$/);
+    expect(await ok(["org", "list"])).toMatch(/default\s+editor/);
+    // An editor administers nothing: the server's refusal, as a message.
+    const refused = await cli(["user", "list"]);
+    expect([refused.code, refused.stderr]).toEqual([1, expect.stringMatching(/^citadel: Only an operator may do this\. \(forbidden, request \S+\)\n$/)]);
+
+    as = operatorToken;
+    expect(await ok(["org", "invitations"])).toBe("no pending invitations\n");
+    const again = await json(["org", "invite", "dave@example.org"]);
+    expect(await ok(["org", "uninvite", again.id])).toBe("revoked\n");
+  }, 30_000);
+});
+
+describe("organization settings, workspaces and API keys", () => {
+  test("allowlist and MFA requirement; services; a workspace made, narrowed, renamed and deleted; an API key made and revoked", async () => {
+    as = operatorToken;
+    expect(await ok(["org", "set", "--allow-from", "127.0.0.0/8,::1/128"])).toContain("allowed from: 127.0.0.0/8, ::1/128");
+    expect(await ok(["org", "set", "--allow-from", "none"])).toContain("allowed from: any address");
+    const nothing = await cli(["org", "set"]);
+    expect([nothing.code, nothing.stderr]).toEqual([1, expect.stringContaining("nothing to change")]);
+    // Requiring MFA takes effect at once: the operator, without TOTP, is then refused in that organization.
+    const strict = await json(["org", "create", "strict"]);
+    expect(await ok(["org", "list"])).toMatch(/default\s+owner[\s\S]*strict\s+owner/);
+    expect(await ok(["org", "set", "--org", strict.id, "--require-mfa", "on"])).toContain("MFA required: yes");
+    const refused = await cli(["org", "show", "--org", strict.id]);
+    expect([refused.code, refused.stderr]).toEqual([1, expect.stringContaining("This organization requires two-factor authentication")]);
+    const ambiguous = await cli(["org", "members"]);
+    expect([ambiguous.code, ambiguous.stderr]).toEqual([1, expect.stringContaining("name the organization: --org org_...")]);
+    const org = ["--org", (await json(["org", "list"])).find((o: { name: string }) => o.name === "default").id as string];
+    expect(await ok(["org", "activate", "secrets", ...org])).toBe("services: secrets\n");
+
+    const ws = await json(["workspace", "create", "payments", ...org]);
+    expect(await ok(["workspace", "list", ...org])).toMatch(new RegExp(`${ws.id}\\s+payments\\s+any`));
+    const carol = (await json(["org", "members", ...org])).find((m: { email: string }) => m.email === "carol@example.org");
+    expect(await ok(["workspace", "role", ws.id, carol.user, "viewer"])).toContain(`narrowed roles: ${carol.user} viewer`);
+    expect(await ok(["workspace", "role", ws.id, carol.user, "org"])).toContain("narrowed roles: none");
+    expect(await ok(["workspace", "set", ws.id, "--name", "billing"])).toMatch(/^billing \(ws_\w+\)/);
+    const unconfirmed = await cli(["workspace", "delete", ws.id]);
+    expect([unconfirmed.code, unconfirmed.stderr]).toEqual([1, expect.stringContaining("add --yes")]);
+    expect(await ok(["workspace", "delete", ws.id, "--yes"])).toBe("deleted\n");
+    expect(await ok(["workspace", "list", ...org])).not.toContain(ws.id);
+
+    const key = await cli(["apikey", "create", "ci", ...org, "--service", "secrets", "--scope", "secrets:read", "--days", "30"]);
+    expect(key.code).toBe(0);
+    expect(key.stdout).toMatch(/^citadel_secrets_\w+_\w+\n$/);
+    expect(key.stderr).toMatch(/^API key \w+ for secrets \(secrets:read\), expires \S+: shown only now\n$/);
+    const id = /^API key (\w+)/.exec(key.stderr)![1]!;
+    expect(await ok(["apikey", "list", ...org])).toMatch(new RegExp(`${id}\\s+ci\\s+secrets\\s+secrets:read`));
+    expect(await ok(["apikey", "revoke", id, ...org])).toBe("revoked\n");
+    expect(await ok(["apikey", "list", ...org])).not.toContain(id);
+    expect(await ok(["org", "deactivate", "secrets", ...org])).toBe("services: none\n");
+  }, 30_000);
+
+  test("an operator deletes a user (with --yes)", async () => {
+    as = operatorToken;
+    const erin = await json(["user", "create", "erin@example.org"]);
+    const unconfirmed = await cli(["user", "delete", erin.user.id]);
+    expect([unconfirmed.code, unconfirmed.stderr]).toEqual([1, expect.stringContaining("add --yes")]);
+    expect(await ok(["user", "delete", erin.user.id, "--yes"])).toBe("deleted\n");
+    expect(await ok(["user", "list"])).not.toContain("erin@example.org");
+  }, 30_000);
+});
