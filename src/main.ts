@@ -29,7 +29,7 @@ import { readStoredLogin } from "./cli/credentials.ts";
 import { printable } from "./cli/output.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
 import { ConfigError } from "./config/error.ts";
-import { dataPath, loadConfig, type LoadedConfig } from "./config/load.ts";
+import { dataPath, INSTALLED_CONFIG_FILE, loadConfig, type LoadedConfig } from "./config/load.ts";
 import { renderConfigToml } from "./config/render.ts";
 import { buildConfigSchema, DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "./config/schema.ts";
 import { initializeKeys, isInitialized, startRotationSchedule, unsealFromSource, type KeySource } from "./crypto/key-operations.ts";
@@ -105,7 +105,7 @@ function kernelCommands(env: Env): Command[] {
     {
       words: ["serve"],
       summary: "Run Citadel: the API and every service (creates the embedded default on first start)",
-      run: (ctx) => serve(configFor(ctx.options, env), env),
+      run: (ctx) => serve(configFor(ctx.options, env, { installed: false }), env),
     },
     {
       words: ["init"],
@@ -117,7 +117,7 @@ function kernelCommands(env: Env): Command[] {
         email: { type: "string", description: "The first owner's email (default admin@localhost)" },
         org: { type: "string", description: "The first organization's name (default: default)" },
       },
-      run: (ctx) => init(ctx, configFor(ctx.options, env), env),
+      run: (ctx) => init(ctx, configFor(ctx.options, env, { installed: false }), env),
     },
     {
       words: ["version"],
@@ -171,13 +171,19 @@ function apiClientForServer(options: Record<string, string | boolean | undefined
   return createApiClient({ baseUrl });
 }
 
-function configFor(options: Record<string, string | boolean | undefined>, env: Env): LoadedConfig {
+/**
+ * The config of the Citadel a command acts on. `serve` and `init` make their data directory
+ * where they are told (./.citadel by default); every other command, given no config or data
+ * directory and finding no ./.citadel, acts on this machine's installed instance if there is one.
+ */
+function configFor(options: Record<string, string | boolean | undefined>, env: Env, { installed = true } = {}): LoadedConfig {
   return loadConfig({
     schema: configSchema,
     env,
     configFlag: options.config as string | undefined,
     dataFlag: options.data as string | undefined,
     cwd: process.cwd(),
+    ...(installed ? { installedConfig: INSTALLED_CONFIG_FILE } : {}),
   });
 }
 

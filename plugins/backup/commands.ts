@@ -16,7 +16,7 @@ import { readBackupHeader, type BackupHeader } from "./format.ts";
 import { rootKeyFromShares, type KeySupply } from "./keys.ts";
 import { describeManifest } from "./manifest.ts";
 import type { BackupListing, CreatedBackup } from "./model.ts";
-import { restoreBackup, verifyBackup } from "./restore.ts";
+import { actAsDataDirectoryOwner, restoreBackup, verifyBackup } from "./restore.ts";
 
 const PASSPHRASE_FILE: CommandOption = { type: "string", description: "A file holding the backup passphrase (- for standard input); without it the root key is used" };
 
@@ -101,10 +101,17 @@ export const backupCommands: Command[] = [
       const dataDir = ctx.dataDir();
       try {
         const header = await readBackupHeader(file);
+        // A key named on the command line may be root's alone: read before becoming the directory's
+        // owner. The default key file is in the directory, so it is read as its owner.
+        const keyNamed = header.derivation.kind === "passphrase" || ["key-file", "shares-file"].some((o) => ctx.options[o] !== undefined);
+        let actingAs = keyNamed ? null : actAsDataDirectoryOwner(dataDir);
+        const supply = await keySupply(ctx, header);
+        actingAs ??= actAsDataDirectoryOwner(dataDir);
+        if (actingAs !== null) ctx.err(`restoring as uid ${actingAs}, the owner of ${dataDir} (the backup file must be readable by them)`);
         const result = await restoreBackup({
           file,
           dataDir,
-          supply: await keySupply(ctx, header),
+          supply,
           replace: ctx.options.yes === true,
           unsealKeyFile: join(dataDir, "root.key"),
           now: Date.now,

@@ -4,7 +4,7 @@
  * second). Other tools (citadel doctor, the metrics) find the newest backup by that name
  * alone, without opening files, so the pattern is a contract: do not change it.
  */
-import { closeSync, fsyncSync, openSync, readdirSync, statSync } from "node:fs";
+import { closeSync, fsyncSync, lstatSync, openSync, readdirSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 
 const BACKUP_NAME = /^citadel-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.backup$/;
@@ -56,7 +56,8 @@ export function listBackups(dataDir: string, dir: string): BackupFile[] {
     if (!time) continue;
     const path = join(directory, name);
     try {
-      const stat = statSync(path);
+      // Not through a link: one named like a backup could otherwise serve any file as a download.
+      const stat = lstatSync(path);
       if (stat.isFile()) files.push({ name, path, time, bytes: stat.size });
     } catch {
       // removed while we looked: not a backup any more

@@ -18,7 +18,7 @@ import { principalOf } from "../../src/http/request-meta.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { backupCommands } from "./commands.ts";
 import { BackupListing, BackupNameParams, CreateBackupRequest, CreatedBackup, DownloadQuery } from "./model.ts";
-import { BackupSchedule } from "./schedule.ts";
+import { BackupSchedule, newestNotAhead } from "./schedule.ts";
 import { newKeyringBackupKeys } from "./keys.ts";
 import { BackupService } from "./service.ts";
 import { BackupSettings } from "./settings.ts";
@@ -76,7 +76,7 @@ export const backupPlugin = definePlugin<BackupSettings>({
     const schedule = new BackupSchedule({
       intervalMs: k.settings.interval_hours * HOUR_MS,
       now: k.clock.now,
-      newest: () => service.list()[0]?.time ?? null,
+      newest: () => newestNotAhead(service.list(), k.clock.now()),
       sealed: () => k.seal.sealed,
       run: () => service.create({ reason: "scheduled", actor: { kind: "system" } }),
       log: k.log,

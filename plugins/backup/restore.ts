@@ -8,7 +8,7 @@
  * never pulls the file out from under a live server.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseRootKey, verifies } from "../../src/crypto/root-key.ts";
@@ -110,6 +110,29 @@ function removeStaleVerifyDirectories(): void {
   }
 }
 
+/**
+ * Run as root (sudo citadel restore) into a data directory another user owns (the service's,
+ * on an installed system), restore becomes that user for the rest of the process: every name
+ * in the directory is theirs to replace by a link at any moment, so nothing in it may be
+ * written, renamed or chowned with root's rights — and the files it makes are then theirs, as
+ * the service needs. What only root may read (a key file) is read before. Returns the uid now
+ * acted as, or null when nothing changed.
+ */
+export function actAsDataDirectoryOwner(dataDir: string): number | null {
+  if (process.getuid?.() !== 0) return null;
+  let owner: { uid: number; gid: number };
+  try {
+    owner = statSync(dataDir);
+  } catch {
+    return null; // made by this restore, as root's: nobody else can touch it
+  }
+  if (owner.uid === 0) return null;
+  process.setgroups!([owner.gid]);
+  process.setgid!(owner.gid);
+  process.setuid!(owner.uid);
+  return owner.uid;
+}
+
 export interface RestoreOptions {
   file: string;
   dataDir: string;
@@ -146,8 +169,9 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     throw new BackupError(`${dataDir} already holds a database: run again with --yes to keep it aside (renamed, not deleted) and restore over it`);
   }
 
+  // What a killed restore left (a decrypted copy of its backup) goes first.
+  for (const name of readdirSync(dataDir)) if (name.startsWith(`${DATABASE_FILE}.restoring-`)) rmSync(join(dataDir, name), { force: true });
   const incoming = join(dataDir, `${DATABASE_FILE}.restoring-${process.pid}`);
-  rmSync(incoming, { force: true });
   try {
     const opened = await openBackup(options.file, options.supply, incoming);
     const integrity = integrityOf(incoming);
@@ -162,18 +186,15 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
         if (existsSync(database + suffix)) renameSync(database + suffix, previous + suffix);
       }
     }
-    chmodSync(incoming, 0o600);
-    renameSync(incoming, database);
+    renameSync(incoming, database); // made 0600 by openBackup
     const marker = join(dataDir, RESTORE_MARKER);
+    // Made anew, never written through whatever holds the name (a link would lead the write elsewhere).
+    rmSync(marker, { force: true });
     writeFileSync(
       marker,
       JSON.stringify({ backup: basename(options.file), created_at: opened.manifest.created_at, audit_head_seq: opened.manifest.audit_head?.seq ?? null, previous: previous && basename(previous) }),
-      { mode: 0o600 },
+      { mode: 0o600, flag: "wx" },
     );
-    // Run as root on an installed system (sudo citadel restore), the new files would be root's
-    // and the service (User=citadel) could not open them: they take the data directory's owner.
-    const owner = statSync(dataDir);
-    if (process.getuid?.() === 0) for (const path of [database, marker]) chownSync(path, owner.uid, owner.gid);
     syncDirectory(dataDir);
     return { opened, database, previous, rootKeyMatches: options.unsealKeyFile ? rootKeyMatches(database, options.unsealKeyFile) : null };
   } finally {

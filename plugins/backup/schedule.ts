@@ -7,6 +7,18 @@
 import type { Logger } from "../../src/log.ts";
 import type { Stop } from "../../src/plugin.ts";
 
+/** How far ahead of the clock a backup's name may be before it is taken for one made while the clock was wrong. */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * The time of the newest backup that is not dated ahead of `now`: one named while the clock was
+ * ahead (a VM that booted with a bad RTC before NTP) would otherwise put off every scheduled
+ * backup until that date.
+ */
+export function newestNotAhead(files: ReadonlyArray<{ time: Date }>, now: number): Date | null {
+  return files.find((f) => f.time.getTime() <= now + CLOCK_SKEW_MS)?.time ?? null;
+}
+
 export interface ScheduleOptions {
   intervalMs: number;
   now: () => number;

@@ -15,7 +15,7 @@ import { ConflictError, NotFoundError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Clock } from "../../src/plugin.ts";
 import type { Store } from "../../src/store/store.ts";
-import { backupDirectory, backupFileName, backupsBeyond, listBackups, syncDirectory, type BackupFile } from "./files.ts";
+import { backupDirectory, backupFileName, backupsBeyond, backupTimeOf, listBackups, syncDirectory, type BackupFile } from "./files.ts";
 import { hashFile, sealBackup } from "./format.ts";
 import { newPassphraseBackupKeys, type BackupKeys } from "./keys.ts";
 import { readSnapshotFacts, type Manifest } from "./manifest.ts";
@@ -141,8 +141,10 @@ export class BackupService {
       }
       for (const name of names) if (leftover(name)) rmSync(join(dir, name), { force: true });
     };
-    remove(this.directory, (name) => name.startsWith(".snapshot-") || name.endsWith(".partial"));
-    remove(this.deps.dataDir, (name) => name.startsWith(".backup-snapshot-"));
+    // Only names Citadel itself writes: the directory may be a mount other tools use too.
+    const partial = (name: string) => name.startsWith(".") && name.endsWith(".partial") && backupTimeOf(name.slice(1, -".partial".length)) !== null;
+    remove(this.directory, (name) => partial(name) || /^\.snapshot-[^/]*\.db$/.test(name)); // (older versions snapshot here)
+    remove(this.deps.dataDir, (name) => /^\.backup-snapshot-[0-9a-f-]{36}\.db$/.test(name));
   }
 
   private async createNow(request: BackupRequest): Promise<CreatedBackup> {
@@ -174,7 +176,7 @@ export class BackupService {
       );
       deps.log.info("made a backup", { backup: chosen, bytes: created.bytes, reason: request.reason, ms: deps.clock.now() - startedAt });
       // The backup is made: a failure to prune is logged, not reported as a failed backup.
-      const pruned = await this.prune().catch((error) => {
+      const pruned = await this.prune(chosen).catch((error) => {
         deps.log.error("could not prune old backups", { error });
         return [];
       });
@@ -228,9 +230,14 @@ export class BackupService {
     throw new ConflictError("too many backups in the last minute");
   }
 
-  private async prune(): Promise<string[]> {
+  /**
+   * Deletes the backups beyond the newest `keep`, by the times in their names — never `made`,
+   * the one just written: names from a time the clock was ahead sort before it, and would
+   * otherwise have it deleted at once.
+   */
+  private async prune(made: string): Promise<string[]> {
     const { deps } = this;
-    const old = backupsBeyond(this.list(), deps.settings.keep);
+    const old = backupsBeyond(this.list(), deps.settings.keep).filter((file) => file.name !== made);
     const removed: string[] = [];
     for (const file of old) {
       try {

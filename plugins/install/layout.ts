@@ -4,12 +4,13 @@
  * test, and nothing outside DIR is touched.
  */
 import { join, resolve } from "node:path";
+import { INSTALLED_CONFIG_FILE } from "../../src/config/load.ts";
 import { serviceCredential, UNITS } from "./units.ts";
 
 /** The paths on the installed system: the units and the config name these. */
 export const TARGET = {
   configDir: "/etc/citadel",
-  configFile: "/etc/citadel/citadel.toml",
+  configFile: INSTALLED_CONFIG_FILE,
   dataDir: "/var/lib/citadel",
   meshStateDir: "/var/lib/citadel-mesh",
   binary: "/usr/local/bin/citadel",

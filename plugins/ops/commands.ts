@@ -3,7 +3,7 @@ import type { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { buildInfo } from "../../src/build-info.ts";
 import { credentialsPath, readStoredLogin } from "../../src/cli/credentials.ts";
-import { locateConfigFile } from "../../src/config/load.ts";
+import { INSTALLED_CONFIG_FILE, locateConfigFile } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { systemClock, type Command, type CommandContext } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
@@ -44,6 +44,7 @@ export const opsCommands: Command[] = [
         configFlag: typeof ctx.options.config === "string" ? ctx.options.config : undefined,
         dataFlag: typeof ctx.options.data === "string" ? ctx.options.data : undefined,
         cwd: process.cwd(),
+        installedConfig: INSTALLED_CONFIG_FILE,
       }).path;
       const loginFile = pathInfo(credentialsPath(ctx.configHome)).kind === "file" ? credentialsPath(ctx.configHome) : null;
       const meshStateDir = typeof ctx.options["mesh-state"] === "string" ? ctx.options["mesh-state"] : MESH_STATE_DIR;

@@ -415,6 +415,9 @@ function checkBackups({ config, now }: DoctorInputs, add: Add): void {
   const schedule = scheduled ? "" : " ([backup] enabled = true makes one every interval_hours)";
   const newest = newestBackup(dir);
   if (!newest) return add("backup", "warn", `no backup in ${dir}${schedule}`, "citadel backup (on the running server)");
+  if (newest.at > now + 5 * 60_000) {
+    return add("backup", "warn", `newest backup ${newest.name} is dated in the future (${newest.count} in ${dir}): the clock was ahead when it was made, or is behind now; scheduled backups go by the newest one not ahead of the clock`, "check the clock (timedatectl), then make a backup: citadel backup");
+  }
   const hours = (now - newest.at) / 3_600_000;
   const age = hours < 48 ? `${hours.toFixed(1)} hours` : `${(hours / 24).toFixed(1)} days`;
   const message = `newest backup ${newest.name} is ${age} old (${newest.count} in ${dir})`;

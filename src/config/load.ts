@@ -3,7 +3,7 @@
  * ← command-line flags. Anything wrong stops start-up with one ConfigError naming the key
  * (or the variable, or the file and line) and the problem; main.ts turns it into exit code 2.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import type { TObject, TSchema } from "@sinclair/typebox";
 import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
@@ -18,6 +18,8 @@ import type { Config } from "./schema.ts";
 export { ConfigError };
 
 export const CONFIG_FILE_NAME = "citadel.toml";
+/** Where `citadel install` puts the config (its units name it with --config). */
+export const INSTALLED_CONFIG_FILE = "/etc/citadel/citadel.toml";
 
 export interface ConfigInputs {
   schema: TObject;
@@ -29,6 +31,14 @@ export interface ConfigInputs {
   dataFlag?: string;
   /** Base for relative paths (the working directory). */
   cwd: string;
+  /**
+   * An installed Citadel's config file (citadel install: /etc/citadel/citadel.toml), read when
+   * nothing names a config file or data directory and the working directory's `.citadel` has
+   * no config — so that `sudo citadel restore`, `doctor` or `audit verify` on a server act on
+   * the installed instance, not on an empty `./.citadel`. main.ts leaves it out for `serve`
+   * and `init`, which make a data directory where they are told (the README's embedded default).
+   */
+  installedConfig?: string;
 }
 
 export interface LoadedConfig {
@@ -40,12 +50,19 @@ export interface LoadedConfig {
   configFileExists: boolean;
 }
 
-/** Where the config file is: --config, CITADEL_CONFIG, else citadel.toml inside the data dir. */
+/**
+ * Where the config file is: --config, CITADEL_CONFIG, else citadel.toml inside the data dir
+ * (--data, CITADEL_DATA, else ./.citadel), else an installed instance's (`installedConfig`).
+ */
 export function locateConfigFile(inputs: Omit<ConfigInputs, "schema">): { path: string; explicit: boolean } {
   const named = inputs.configFlag ?? inputs.env.CITADEL_CONFIG;
   if (named !== undefined && named !== "") return { path: resolve(inputs.cwd, named), explicit: true };
-  const dataDir = inputs.dataFlag ?? inputs.env.CITADEL_DATA ?? ".citadel";
-  return { path: resolve(inputs.cwd, dataDir, CONFIG_FILE_NAME), explicit: false };
+  const dataDir = inputs.dataFlag ?? inputs.env.CITADEL_DATA;
+  const local = resolve(inputs.cwd, dataDir ?? ".citadel", CONFIG_FILE_NAME);
+  if (dataDir === undefined && inputs.installedConfig !== undefined && !existsSync(local) && existsSync(inputs.installedConfig)) {
+    return { path: inputs.installedConfig, explicit: true };
+  }
+  return { path: local, explicit: false };
 }
 
 export function loadConfig(inputs: ConfigInputs): LoadedConfig {

@@ -1,7 +1,7 @@
 /** Backup file names (a contract other tools rely on) and finding the newest backup. */
 import { afterAll, describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { backupFileName, backupsBeyond, backupTimeOf, listBackups, newestBackup } from "../../../plugins/backup/files.ts";
@@ -48,6 +48,8 @@ describe("newestBackup", () => {
       writeFileSync(join(data, "backups", name), "x");
     }
     mkdirSync(join(data, "backups", "citadel-20270101T000000Z.backup")); // a directory is not a backup
+    writeFileSync(join(dir, "root.key"), "secret");
+    symlinkSync(join(dir, "root.key"), join(data, "backups", "citadel-20280101T000000Z.backup")); // nor a link (it would be served as a download)
     const expected = { path: join(data, "backups", "citadel-20260301T000000Z.backup"), time: new Date(Date.UTC(2026, 2, 1)) };
     expect(newestBackup(data, "backups")).toEqual(expected);
     expect(newestBackup("/elsewhere", join(data, "backups"))).toEqual(expected);

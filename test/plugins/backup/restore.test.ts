@@ -5,7 +5,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Keyring } from "../../../src/crypto/keyring.ts";
@@ -89,14 +89,34 @@ describe("restore", () => {
     expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", RESTORE_MARKER]);
   });
 
-  // chown needs root: CI runs as root, so there the test always runs.
-  test.skipIf(process.getuid?.() !== 0 && process.env.CI !== "true")("run as root, the restored files take the data directory's owner (the service's, on an installed system)", async () => {
-    const file = await makeBackup(3);
-    const dataDir = dataDirectory("owned");
-    chownSync(dataDir, 4321, 4321);
-    const result = await restoreBackup({ file, dataDir, supply: { rootKey }, replace: true, now: NOW });
-    for (const path of [result.database, join(dataDir, RESTORE_MARKER)]) expect([statSync(path).uid, statSync(path).gid]).toEqual([4321, 4321]);
-  });
+  // Changing user needs root: CI runs as root, so there the test always runs. A child process
+  // restores, since the one that restores stays the directory's owner for good.
+  test.skipIf(process.getuid?.() !== 0 && process.env.CI !== "true")(
+    "run as root into a directory another user owns, restore acts as that user: a planted link leads no write of root's elsewhere, and the files are the owner's (found in review)",
+    async () => {
+      const owner = 4321;
+      const dataDir = dataDirectory("owned");
+      const backup = join(dataDir, "x.backup");
+      writeFileSync(backup, readFileSync(await makeBackup(3)));
+      const keyFile = fresh("root-only.key"); // readable by root alone: read before changing user
+      writeRootKeyFile(keyFile, rootKey);
+      const victim = fresh("victim"); // say /etc/shadow
+      writeFileSync(victim, "root's own\n", { mode: 0o600 });
+      symlinkSync(victim, join(dataDir, RESTORE_MARKER)); // planted by the service's user
+      for (const path of [dataDir, backup]) chownSync(path, owner, owner);
+      chmodSync(root, 0o711); // as /var/lib is: the owner reaches their directory
+      const restore = Bun.spawn(["bun", join(import.meta.dir, "../../../src/main.ts"), "--data", dataDir, "restore", backup, "--yes", "--key-file", keyFile], { stdout: "pipe", stderr: "pipe" });
+      const [stdout, stderr, code] = await Promise.all([new Response(restore.stdout).text(), new Response(restore.stderr).text(), restore.exited]);
+      expect([code, stderr]).toEqual([0, `restoring as uid ${owner}, the owner of ${dataDir} (the backup file must be readable by them)\n`]);
+      expect(stdout).toContain(`into ${join(dataDir, "citadel.db")}`);
+      expect([readFileSync(victim, "utf8"), statSync(victim).uid, statSync(victim).mode & 0o777]).toEqual(["root's own\n", 0, 0o600]);
+      for (const name of ["citadel.db", RESTORE_MARKER]) {
+        const stat = lstatSync(join(dataDir, name));
+        expect([stat.isFile(), stat.uid, stat.gid, stat.mode & 0o777]).toEqual([true, owner, owner, 0o600]);
+      }
+      expect(rowsIn(join(dataDir, "citadel.db"))).toBe(3);
+    },
+  );
 
   test("over an existing database: only with --yes, and the old one is kept aside whole, not deleted", async () => {
     const dataDir = dataDirectory("existing");

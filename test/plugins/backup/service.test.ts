@@ -4,7 +4,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KERNEL_ACTIONS } from "../../../src/audit/actions.ts";
@@ -20,7 +20,7 @@ import { openStore } from "../../../src/store/store.ts";
 import { backupPlugin } from "../../../plugins/backup/index.ts";
 import { newestBackup } from "../../../plugins/backup/files.ts";
 import { openBackup } from "../../../plugins/backup/format.ts";
-import { BackupSchedule } from "../../../plugins/backup/schedule.ts";
+import { BackupSchedule, newestNotAhead } from "../../../plugins/backup/schedule.ts";
 import { BackupService, RESTORE_MARKER, type BackupDeps } from "../../../plugins/backup/service.ts";
 import { newKeyringBackupKeys, type BackupKeys } from "../../../plugins/backup/keys.ts";
 import type { BackupSettings } from "../../../plugins/backup/settings.ts";
@@ -227,8 +227,12 @@ describe("a backup on demand", () => {
     writeFileSync(join(dir, ".snapshot-1234.db"), "plaintext");
     writeFileSync(join(dir, ".citadel-20260601T130000Z.backup.partial"), "half");
     writeFileSync(join(dir, "notes.txt"), "the operator's own file");
+    // The directory may be a mount other tools write to: their files stay (found in review).
+    writeFileSync(join(dir, ".rsync-upload.partial"), "another tool's");
+    writeFileSync(join(c.dataDir, ".backup-snapshot-0b5e7c1a-1b2c-4d5e-8f90-123456789abc.db"), "plaintext");
     c.service.removeLeftovers();
-    expect(readdirSync(dir).sort()).toEqual(["citadel-20260601T120000Z.backup", "notes.txt"]);
+    expect(readdirSync(dir).sort()).toEqual([".rsync-upload.partial", "citadel-20260601T120000Z.backup", "notes.txt"]);
+    expect(readdirSync(c.dataDir).filter((n) => n.startsWith(".backup-snapshot-"))).toEqual([]);
   });
 });
 
@@ -260,6 +264,26 @@ describe("scheduled backups (fixed clock)", () => {
     // The newest backup holds the events up to the note just before it.
     const { manifest } = await openBackup(c.service.list()[0]!.path, { rootKey: c.rootKey });
     expect(manifest.reason).toBe("scheduled");
+  });
+
+  test("backups named while the clock was ahead neither get the new one pruned nor hold the schedule off (found in review)", async () => {
+    const c = instance({ interval_hours: 1, keep: 2 });
+    mkdirSync(join(c.dataDir, "backups"), { recursive: true, mode: 0o700 });
+    for (const name of ["citadel-20270101T000000Z.backup", "citadel-20270102T000000Z.backup"]) writeFileSync(join(c.dataDir, "backups", name), "from when the clock was a year ahead");
+    const schedule = new BackupSchedule({
+      intervalMs: HOUR,
+      now: c.clock.now,
+      newest: () => newestNotAhead(c.service.list(), c.clock.now()),
+      sealed: () => c.seal.sealed,
+      run: () => c.service.create({ reason: "scheduled", actor: { kind: "system" } }),
+      log: c.log.logger,
+    });
+    expect(await schedule.tick()).toBe(true); // due now, not in 2027
+    const made = c.service.list().find((f) => f.name.startsWith("citadel-2026"))!;
+    expect(made.name).toBe("citadel-20260601T120000Z.backup"); // kept, though two names sort after it
+    c.clock.advance(HOUR);
+    expect(await schedule.tick()).toBe(true);
+    expect(c.service.list().map((f) => f.name)).toEqual(["citadel-20270102T000000Z.backup", "citadel-20270101T000000Z.backup", "citadel-20260601T130000Z.backup"]);
   });
 
   test("keep = 0 keeps every backup", async () => {

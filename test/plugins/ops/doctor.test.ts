@@ -203,6 +203,11 @@ describe("ages and capacities", () => {
     expect(find(await checks(dir, { now }), "backup")[0]).toMatchObject({ status: "ok", message: `newest backup citadel-20260610T090000Z.backup is 3.0 hours old (2 in ${backups})` });
     const scheduled = { CITADEL_BACKUP_ENABLED: "true", CITADEL_BACKUP_INTERVAL_HOURS: "1" };
     expect(find(await checks(dir, { now }, scheduled), "backup")[0]!.message).toMatch(/older than 2 hours$/);
+    // Named while the clock was ahead: said so, not passed as "-8000 hours old".
+    writeFileSync(join(backups, "citadel-20270101T000000Z.backup"), "x", { mode: 0o600 });
+    const ahead = find(await checks(dir, { now }), "backup")[0]!;
+    expect(ahead).toMatchObject({ status: "warn", fix: "check the clock (timedatectl), then make a backup: citadel backup" });
+    expect(ahead.message).toStartWith("newest backup citadel-20270101T000000Z.backup is dated in the future");
   });
 
   test("the certificate: passes far from its end, warns within 30 days, fails once expired", async () => {

@@ -60,6 +60,28 @@ describe("good configurations", () => {
   });
 });
 
+describe("the installed instance's config (citadel install), for commands run on a server", () => {
+  test("read when nothing names a config or data directory and ./.citadel has none; otherwise not", () => {
+    const installed = join(dir, "etc-citadel.toml");
+    writeFileSync(installed, 'data_dir = "/var/lib/citadel"\n');
+    const cwd = join(dir, "elsewhere");
+    mkdirSync(cwd, { recursive: true });
+    const at = (inputs: { cwd?: string; env?: Record<string, string>; data?: string; installedConfig?: string }) =>
+      loadConfig({ schema, env: inputs.env ?? {}, dataFlag: inputs.data, cwd: inputs.cwd ?? cwd, installedConfig: "installedConfig" in inputs ? inputs.installedConfig : installed });
+    expect([at({}).configPath, at({}).config.data_dir]).toEqual([installed, "/var/lib/citadel"]);
+    // Not for serve and init (main.ts leaves it out), nor when a data directory is named.
+    expect(at({ installedConfig: undefined }).config.data_dir).toBe(join(cwd, ".citadel"));
+    expect(at({ data: "d" }).config.data_dir).toBe(join(cwd, "d"));
+    expect(at({ env: { CITADEL_DATA: "e" } }).config.data_dir).toBe(join(cwd, "e"));
+    // A ./.citadel with a config is this directory's Citadel.
+    mkdirSync(join(cwd, ".citadel"));
+    writeFileSync(join(cwd, ".citadel", "citadel.toml"), "");
+    expect(at({}).configPath).toBe(join(cwd, ".citadel", "citadel.toml"));
+    // No installed instance: the default as ever.
+    expect(at({ cwd: dir, installedConfig: join(dir, "absent.toml") }).configPath).toBe(join(dir, ".citadel", "citadel.toml"));
+  });
+});
+
 describe("bad configurations stop start-up naming the key", () => {
   const bad: Array<[string, string, Record<string, string>, RegExp]> = [
     ["unknown top-level key", "colour = 1\n", {}, /^colour: unknown key/],
