@@ -321,22 +321,44 @@ export function insertWebhook(tx: Database, row: Omit<WebhookRow, "deleted_at">)
   tx.query("INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)").run(row.id, row.workspace_id, row.url, row.secret, row.created_at, row.created_by);
 }
 
+/** Why a delivery whose webhook was deleted ended. */
+export const WEBHOOK_DELETED = "webhook deleted";
+
 export const deleteWebhook = (tx: Database, id: string, at: number) => {
   tx.query("UPDATE secrets_webhooks SET deleted_at = ? WHERE id = ?").run(at, id);
-  tx.query("UPDATE secrets_webhook_deliveries SET state = 'failed', last_error = 'webhook deleted' WHERE webhook_id = ? AND state = 'pending'").run(id);
+  tx.query("UPDATE secrets_webhook_deliveries SET state = 'failed', last_error = ? WHERE webhook_id = ? AND state = 'pending'").run(WEBHOOK_DELETED, id);
 };
+
+/** Ends a delivery that is still pending, without counting an attempt (nothing was sent). */
+export const failDelivery = (tx: Database, id: number, error: string) =>
+  tx.query("UPDATE secrets_webhook_deliveries SET state = 'failed', last_error = ? WHERE id = ? AND state = 'pending'").run(error, id);
 
 export const enqueueDelivery = (tx: Database, webhookId: string, event: string, at: number) =>
   tx.query("INSERT INTO secrets_webhook_deliveries (webhook_id, event, state, next_attempt_at, created_at) VALUES (?, ?, 'pending', ?, ?)").run(webhookId, event, at, at);
 
+/**
+ * Pending deliveries that are due, of webhooks that still exist: a delivery of a deleted one
+ * (say, one left pending by a version that let an in-flight attempt overwrite the deletion)
+ * must not take a place in the batch forever.
+ */
 export const dueDeliveries = (db: Database, now: number, limit: number) =>
-  db.query<DeliveryRow, [number, number]>("SELECT * FROM secrets_webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?").all(now, limit);
+  db
+    .query<DeliveryRow, [number, number]>(
+      `SELECT d.* FROM secrets_webhook_deliveries d JOIN secrets_webhooks w ON w.id = d.webhook_id
+        WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND w.deleted_at IS NULL ORDER BY d.next_attempt_at LIMIT ?`,
+    )
+    .all(now, limit);
 
 export const deliveriesOf = (db: Database, webhookId: string, limit: number) =>
   db.query<DeliveryRow, [string, number]>("SELECT * FROM secrets_webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?").all(webhookId, limit);
 
+/**
+ * The outcome of one attempt, only for a delivery still pending: the webhook may have been
+ * deleted while the request was in flight, which ended the delivery, and an attempt that
+ * finishes afterwards must not make it pending again.
+ */
 export function recordAttempt(tx: Database, id: number, outcome: { state: DeliveryRow["state"]; status: number | null; error: string | null; nextAttemptAt: number; at: number }): void {
-  tx.query("UPDATE secrets_webhook_deliveries SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?, next_attempt_at = ?, delivered_at = ? WHERE id = ?").run(
+  tx.query("UPDATE secrets_webhook_deliveries SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?, next_attempt_at = ?, delivered_at = ? WHERE id = ? AND state = 'pending'").run(
     outcome.state,
     outcome.status,
     outcome.error,

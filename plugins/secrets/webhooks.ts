@@ -121,7 +121,11 @@ export class Webhooks {
 
   private async attempt(delivery: sql.DeliveryRow): Promise<void> {
     const hook = sql.webhookById(this.k.store.db, delivery.webhook_id);
-    if (!hook) return;
+    if (!hook) {
+      // Deleted since the delivery was picked: end it, or it would stay pending for good.
+      await this.k.store.write((tx) => sql.failDelivery(tx, delivery.id, sql.WEBHOOK_DELETED));
+      return;
+    }
     const secretBytes = this.k.seal.keyring().decrypt(webhookKeyOwner(hook.id), "secret", hook.secret);
     const headers = { "content-type": "application/json", "user-agent": "citadel-webhook/1", ...signWebhook(secretBytes.toString("utf8"), delivery.event, Math.floor(this.k.clock.now() / 1000)) };
     secretBytes.fill(0);

@@ -680,4 +680,46 @@ describe("webhooks", () => {
     const deliveries = await c.send("GET", `${base}/webhooks/${hook.body.id}/deliveries`, owner);
     expect(deliveries.body.items[0]).toMatchObject({ state: "delivered", attempts: 2, last_status: 204 });
   });
+
+  test("a webhook deleted while its deliveries are in flight ends them; they never hold up another webhook's (found in review)", async () => {
+    const inFlight: Array<() => void> = [];
+    const received: string[] = [];
+    const receiver = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        const body = await req.text();
+        if (new URL(req.url).pathname === "/hooks/slow") {
+          await new Promise<void>((answer) => inFlight.push(answer));
+          return new Response(null, { status: 500 });
+        }
+        received.push(JSON.parse(body).name);
+        return new Response(null, { status: 204 });
+      },
+    });
+    afterAll(() => receiver.stop(true));
+    const allowed = `http://127.0.0.1:${receiver.port}/hooks/`;
+    const { c, owner, base, path } = await setup({ secrets: { webhook_allowed_urls: [allowed] } });
+    const slow = (await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}slow` } })).body.id as string;
+    for (let i = 0; i < 20; i++) await c.send("PUT", path(`S${i}`), owner, { json: { value: "v" } }); // a whole batch
+    const { webhooks } = servicesOf(c.kernel as never);
+    const sending = webhooks.deliverDue();
+    while (inFlight.length < 20) await Bun.sleep(5);
+    expect((await c.send("DELETE", `${base}/webhooks/${slow}`, owner)).status).toBe(200);
+    for (const answer of inFlight) answer(); // each attempt finishes (a 500) after the deletion
+    expect(await sending).toBe(20);
+    const slowDeliveries = () => c.kernel.store.db.query("SELECT state, last_error, count(*) AS n FROM secrets_webhook_deliveries WHERE webhook_id = ? GROUP BY state, last_error").all(slow);
+    expect(slowDeliveries()).toEqual([{ state: "failed", last_error: "webhook deleted", n: 20 }]);
+    // A healthy webhook added later gets its deliveries, even once the old ones' back-off is over.
+    c.clock.advance(60_000);
+    await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}good` } });
+    await c.send("PUT", path("AFTER"), owner, { json: { value: "v" } });
+    expect(await webhooks.deliverDue()).toBe(1);
+    expect(received).toEqual(["AFTER"]);
+    // Deliveries of a deleted webhook left pending (as older versions left them) are not picked either.
+    c.kernel.store.db.run("UPDATE secrets_webhook_deliveries SET state = 'pending' WHERE webhook_id = ?", [slow]);
+    await c.send("PUT", path("LATER"), owner, { json: { value: "v" } });
+    expect(await webhooks.deliverDue()).toBe(1);
+    expect(received).toEqual(["AFTER", "LATER"]);
+  });
 });
