@@ -226,7 +226,7 @@ export class SecretsService {
       }
       const secretId = this.writeValue(tx, caller, ws, env, existing, name, input.value, "set");
       if (Object.keys(metadata).length > 0) sql.updateMetadata(tx, secretId, metadata, this.now(), byWhom(caller.principal));
-      return this.secretById(env, secretId); // as this write left it (later writes of the batch may follow)
+      return this.secretById(tx, env, secretId)!; // as this write left it (later writes of the batch may follow)
     });
     return this.metadata(written, env);
   }
@@ -236,11 +236,13 @@ export class SecretsService {
     const env = environmentFor(this.k, caller, ws, envName);
     const row = this.liveSecret(env, name);
     const metadata = this.checkMetadata(input);
-    await this.k.store.write((tx) => {
+    const written = await this.k.store.write((tx) => {
+      this.stillLive(tx, env, row);
       sql.updateMetadata(tx, row.id, metadata, this.now(), byWhom(caller.principal));
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.update", resource: { type: "secret", id: row.id }, reason: `${envName}/${name} metadata` }));
+      return this.secretById(tx, env, row.id)!;
     });
-    return this.metadata(this.secretById(env, row.id), env);
+    return this.metadata(written, env);
   }
 
   /** A new version holding an older version's value. */
@@ -255,10 +257,13 @@ export class SecretsService {
     }
     const value = this.valueOrRefusal(caller, ws, env, row, old);
     if (typeof value !== "string") return value;
-    await this.k.store.write((tx) => {
-      this.writeValue(tx, caller, ws, env, sql.secretByName(tx, env.id, name), name, value, "rollback", `from v${version}`);
+    // The value belongs to this secret's history: written only into this very secret, never
+    // into one made anew after a purge (that would bring the purged value back).
+    const written = await this.k.store.write((tx) => {
+      this.writeValue(tx, caller, ws, env, this.stillLive(tx, env, row), name, value, "rollback", `from v${version}`);
+      return this.secretById(tx, env, row.id)!;
     });
-    return this.metadata(this.secretById(env, row.id), env);
+    return this.metadata(written, env);
   }
 
   /** A new version made by a generator; the value is not returned (read it, audited, if needed). */
@@ -269,10 +274,12 @@ export class SecretsService {
     const row = this.liveSecret(env, name);
     const value = generateValue(generator, length);
     this.checkValue(ws, value);
-    await this.k.store.write((tx) => {
-      this.writeValue(tx, caller, ws, env, sql.secretByName(tx, env.id, name), name, value, "rotate", `generator ${generator}`);
+    // Rotating replaces the value of a secret that exists: a purged one is not made again.
+    const written = await this.k.store.write((tx) => {
+      this.writeValue(tx, caller, ws, env, this.stillLive(tx, env, row), name, value, "rotate", `generator ${generator}`);
+      return this.secretById(tx, env, row.id)!;
     });
-    return this.metadata(this.secretById(env, row.id), env);
+    return this.metadata(written, env);
   }
 
   async delete(caller: Caller, workspaceId: string, envName: string, name: string) {
@@ -280,9 +287,10 @@ export class SecretsService {
     const env = environmentFor(this.k, caller, ws, envName);
     const row = this.liveSecret(env, name);
     await this.k.store.write((tx) => {
+      const current = this.stillLive(tx, env, row); // purged or deleted meanwhile: nothing to delete, nothing to audit
       sql.softDeleteSecret(tx, row.id, this.now(), byWhom(caller.principal));
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.delete", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}` }));
-      this.notify(tx, caller, ws, env, row.name, row.version, "secret.deleted");
+      this.notify(tx, caller, ws, env, row.name, current.version, "secret.deleted");
     });
   }
 
@@ -291,12 +299,14 @@ export class SecretsService {
     const env = environmentFor(this.k, caller, ws, envName);
     const row = sql.secretByName(this.db, env.id, name);
     if (!row?.deleted_at) throw new NotFoundError(`No deleted secret named ${name} in ${envName}.`);
-    await this.k.store.write((tx) => {
+    const written = await this.k.store.write((tx) => {
+      const current = this.stillDeleted(tx, env, row);
       sql.restoreSecret(tx, row.id);
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.restore", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}` }));
-      this.notify(tx, caller, ws, env, row.name, row.version, "secret.restored");
+      this.notify(tx, caller, ws, env, row.name, current.version, "secret.restored");
+      return this.secretById(tx, env, row.id)!;
     });
-    return this.metadata(this.secretById(env, row.id), env);
+    return this.metadata(written, env);
   }
 
   /** Removes a secret and every version for good (the route asks for confirmation). */
@@ -587,8 +597,28 @@ export class SecretsService {
     return row;
   }
 
-  private secretById(env: sql.EnvironmentRow, id: string): sql.SecretRow {
-    return this.db.query<sql.SecretRow, [string, string]>("SELECT * FROM secrets WHERE id = ? AND environment_id = ?").get(id, env.id)!;
+  private secretById(db: Database, env: sql.EnvironmentRow, id: string): sql.SecretRow | null {
+    return db.query<sql.SecretRow, [string, string]>("SELECT * FROM secrets WHERE id = ? AND environment_id = ?").get(id, env.id);
+  }
+
+  /**
+   * The secret the request looked up, as the write's transaction sees it, if it is still live.
+   * Between the lookup and the write, another request may have purged or deleted it: writing
+   * anyway would bring a purged value back (as a secret made anew) or act on a row that is gone.
+   */
+  private stillLive(tx: Database, env: sql.EnvironmentRow, looked: sql.SecretRow): sql.SecretRow {
+    const now = this.secretById(tx, env, looked.id);
+    if (!now) throw new ConflictError(`${looked.name} changed meanwhile: it was purged.`);
+    if (now.deleted_at !== null) throw new ConflictError(`${looked.name} changed meanwhile: it was deleted (restore it first).`);
+    return now;
+  }
+
+  /** As stillLive, for a restore: the secret must still be there, and still deleted. */
+  private stillDeleted(tx: Database, env: sql.EnvironmentRow, looked: sql.SecretRow): sql.SecretRow {
+    const now = this.secretById(tx, env, looked.id);
+    if (!now) throw new ConflictError(`${looked.name} changed meanwhile: it was purged.`);
+    if (now.deleted_at === null) throw new ConflictError(`${looked.name} changed meanwhile: it was restored already.`);
+    return now;
   }
 
   private checkName(name: string): void {

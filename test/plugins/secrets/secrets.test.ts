@@ -299,6 +299,51 @@ describe("import races", () => {
   });
 });
 
+describe("changes racing a purge or a delete", () => {
+  test("a rollback, rotation, metadata change, restore or delete that meets a purge answers 409 and never brings the value back (found in review)", async () => {
+    const { c, owner, path } = await setup();
+    /** Purges `name` (confirmed) and sends `other` in the same turn: the purge's write goes first. */
+    const againstPurge = async (name: string, other: () => ReturnType<App["send"]>) => {
+      const ask = await c.send("POST", path(name, "development", "/purge"), owner);
+      const [purged, raced] = await Promise.all([c.send("POST", path(name, "development", "/purge"), owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } }), other()]);
+      expect(purged.status).toBe(200);
+      expect((await c.send("GET", path(name), owner)).status).toBe(404);
+      expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secrets WHERE name = ?").get(name)).toEqual({ n: 0 });
+      return [raced.status, raced.body.detail];
+    };
+    for (const name of ["ROLLED", "ROTATED", "NOTED", "RESTORED", "DELETED"]) {
+      await c.send("PUT", path(name), owner, { json: { value: "purged-value-v1" } });
+      await c.send("PUT", path(name), owner, { json: { value: "v2" } });
+    }
+    await c.send("DELETE", path("RESTORED"), owner);
+    const before = auditActions(c, "secrets.secret").length;
+    expect(await againstPurge("ROLLED", () => c.send("POST", path("ROLLED", "development", "/rollback"), owner, { json: { version: 1 } }))).toEqual([409, "ROLLED changed meanwhile: it was purged."]);
+    expect(await againstPurge("ROTATED", () => c.send("POST", path("ROTATED", "development", "/rotate"), owner, { json: { generator: "uuid" } }))).toEqual([409, "ROTATED changed meanwhile: it was purged."]);
+    expect(await againstPurge("NOTED", () => c.send("PATCH", path("NOTED"), owner, { json: { note: "n" } }))).toEqual([409, "NOTED changed meanwhile: it was purged."]);
+    expect(await againstPurge("RESTORED", () => c.send("POST", path("RESTORED", "development", "/restore"), owner))).toEqual([409, "RESTORED changed meanwhile: it was purged."]);
+    expect(await againstPurge("DELETED", () => c.send("DELETE", path("DELETED"), owner))).toEqual([409, "DELETED changed meanwhile: it was purged."]);
+    // The audit log says what was done: a purge of each, nothing after it.
+    expect(auditActions(c, "secrets.secret").slice(before).map((e) => e.action)).toEqual(Array(5).fill("secrets.secret.purge"));
+  });
+
+  test("a metadata change or a rollback that meets a delete answers 409; a restore that meets another restore too", async () => {
+    const { c, owner, path } = await setup();
+    await c.send("PUT", path("KEY"), owner, { json: { value: "one" } });
+    await c.send("PUT", path("KEY"), owner, { json: { value: "two" } });
+    const [deleted, noted, rolled] = await Promise.all([
+      c.send("DELETE", path("KEY"), owner),
+      c.send("PATCH", path("KEY"), owner, { json: { note: "n" } }),
+      c.send("POST", path("KEY", "development", "/rollback"), owner, { json: { version: 1 } }),
+    ]);
+    expect(deleted.status).toBe(200);
+    expect([noted.status, noted.body.detail]).toEqual([409, "KEY changed meanwhile: it was deleted (restore it first)."]);
+    expect([rolled.status, rolled.body.detail]).toEqual([409, "KEY changed meanwhile: it was deleted (restore it first)."]);
+    const restores = await Promise.all([1, 2].map(() => c.send("POST", path("KEY", "development", "/restore"), owner)));
+    expect(restores.map((r) => [r.status, r.body.detail ?? r.body.version])).toEqual([[200, 2], [409, "KEY changed meanwhile: it was restored already."]]);
+    expect((await c.send("GET", path("KEY"), owner)).body).toMatchObject({ value: "two", version: 2, note: null });
+  });
+});
+
 describe("rotation", () => {
   test("generators make a new version of the right shape", async () => {
     const { c, owner, path } = await setup();
