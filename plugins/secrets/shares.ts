@@ -91,13 +91,15 @@ export class Shares {
   async open(id: string, proof: string, request: AuditRequestContext) {
     const share = await this.usable(id, proof, request);
     const ciphertext = this.k.seal.keyring().decrypt(shareKeyOwner(share.organization_id), `secrets_shares:${id}`, share.ciphertext).toString("utf8");
-    const counted = await this.k.store.write((tx) => {
-      const ok = sql.countView(tx, id, this.k.clock.now());
-      this.k.audit.record(tx, viewEvent(share, ok ? "success" : "failure", ok ? `view ${share.views + 1} of ${share.max_views}` : "used up or expired", request));
-      return ok;
+    // Which view this is, as counted in the transaction: `share` was read before it, and other
+    // views of the link may have been counted since.
+    const views = await this.k.store.write((tx) => {
+      const counted = sql.countView(tx, id, this.k.clock.now());
+      this.k.audit.record(tx, viewEvent(share, counted !== null ? "success" : "failure", counted !== null ? `view ${counted} of ${share.max_views}` : "used up or expired", request));
+      return counted;
     });
-    if (!counted) throw new GoneError("This share link is used up or expired: it allows no more views.");
-    return { ciphertext, passphrase: share.passphrase === 1, views_left: share.max_views - share.views - 1, expires_at: new Date(share.expires_at).toISOString() };
+    if (views === null) throw new GoneError("This share link is used up or expired: it allows no more views.");
+    return { ciphertext, passphrase: share.passphrase === 1, views_left: share.max_views - views, expires_at: new Date(share.expires_at).toISOString() };
   }
 
   /** The share, if the proof matches and it can still be opened; a refusal is audited. */

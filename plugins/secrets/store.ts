@@ -238,12 +238,20 @@ export const shareById = (db: Database, id: string) => db.query<ShareRow, [strin
 export const sharesOf = (db: Database, organizationId: string) =>
   db.query<ShareRow, [string]>("SELECT * FROM secrets_shares WHERE organization_id = ? ORDER BY created_at DESC LIMIT 500").all(organizationId);
 
-/** Counts a view, only while views are left; the last view drops the ciphertext. */
-export function countView(tx: Database, id: string, now: number): boolean {
-  // Everything that makes a view allowed is checked again here, in the transaction that counts it.
-  const counted = tx.query("UPDATE secrets_shares SET views = views + 1 WHERE id = ? AND views < max_views AND revoked_at IS NULL AND expires_at > ?").run(id, now).changes === 1;
-  if (counted) tx.query("UPDATE secrets_shares SET ciphertext = x'' WHERE id = ? AND views >= max_views").run(id);
-  return counted;
+/**
+ * Counts a view, only while views are left; the last view drops the ciphertext. Returns the
+ * number of views with this one (which view it is), or null when it was not counted.
+ */
+export function countView(tx: Database, id: string, now: number): number | null {
+  // Everything that makes a view allowed is checked again here, in the transaction that counts
+  // it; and which view this is comes from the count itself, not from a read before it (views
+  // opened at the same moment would all be "the first").
+  const counted = tx
+    .query<{ views: number; max_views: number }, [string, number]>("UPDATE secrets_shares SET views = views + 1 WHERE id = ? AND views < max_views AND revoked_at IS NULL AND expires_at > ? RETURNING views, max_views")
+    .get(id, now);
+  if (!counted) return null;
+  if (counted.views >= counted.max_views) tx.query("UPDATE secrets_shares SET ciphertext = x'' WHERE id = ?").run(id);
+  return counted.views;
 }
 
 export const revokeShare = (tx: Database, id: string, at: number) =>

@@ -413,6 +413,16 @@ describe("share links", () => {
     expect(list.body.items[0]).toMatchObject({ id, state: "used", views: 1, max_views: 1 });
   });
 
+  test("views opened at the same moment are each told which view they were, and audited so (found in review)", async () => {
+    const { c, owner, org } = await setup();
+    const { id, linkKey } = await share(c, owner, org, "for three", { max_views: 3 });
+    const opened = await Promise.all([1, 2, 3, 4].map(() => view(c, id, linkKey)));
+    expect(opened.map((r) => r.status).sort()).toEqual([200, 200, 200, 410]);
+    expect(opened.filter((r) => r.status === 200).map((r) => r.body.views_left).sort()).toEqual([0, 1, 2]);
+    const views = auditActions(c, "secrets.share.view").map((e) => e.reason);
+    expect(views.sort()).toEqual(["used up or expired", "view 1 of 3", "view 2 of 3", "view 3 of 3"]);
+  });
+
   test("expires by time; several views; a passphrase; revocation; limits", async () => {
     const { c, owner, org } = await setup();
     const timed = await share(c, owner, org, "soon gone", { ttl_hours: 1, max_views: 3 });
