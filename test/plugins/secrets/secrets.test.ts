@@ -413,6 +413,21 @@ describe("share links", () => {
     expect(list.body.items[0]).toMatchObject({ id, state: "used", views: 1, max_views: 1 });
   });
 
+  test("a malformed proof is refused like a wrong one: the same 404, audited, no view spent (found in review)", async () => {
+    const { c, owner, org } = await setup();
+    const { id, linkKey } = await share(c, owner, org, "kept");
+    const wrong = await c.send("POST", `/v1/secrets/shares/${id}/view`, undefined, { json: { proof: "p".repeat(43) } });
+    for (const proof of ["x", ""]) {
+      for (const step of ["view", "peek"]) {
+        const malformed = await c.send("POST", `/v1/secrets/shares/${id}/${step}`, undefined, { json: { proof } });
+        expect([malformed.status, malformed.body.detail]).toEqual([404, wrong.body.detail]);
+      }
+    }
+    const refusals = c.kernel.store.db.query("SELECT outcome, reason FROM audit_events WHERE action = 'secrets.share.view'").all();
+    expect(refusals).toEqual(Array(5).fill({ outcome: "failure", reason: "the proof does not match the link" }));
+    expect((await view(c, id, linkKey)).body.views_left).toBe(0);
+  });
+
   test("views opened at the same moment are each told which view they were, and audited so (found in review)", async () => {
     const { c, owner, org } = await setup();
     const { id, linkKey } = await share(c, owner, org, "for three", { max_views: 3 });
