@@ -13,6 +13,7 @@ import { principalOf } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
 import { iamSubjects } from "./subject.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { accountCommands } from "./account-commands.ts";
 import { iamAdminCommands } from "./admin-commands.ts";
 import { iamCommands } from "./commands.ts";
 import { approvalPage, resultPage } from "./device-page.ts";
@@ -468,5 +469,5 @@ export const iamPlugin = definePlugin<IamSettings>({
       );
   },
 
-  commands: [...iamCommands, ...iamAdminCommands],
+  commands: [...iamCommands, ...accountCommands, ...iamAdminCommands],
 });

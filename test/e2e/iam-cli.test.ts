@@ -1,12 +1,14 @@
 /**
  * Administering identity with the compiled binary's CLI against a running instance: users,
  * members (added by an operator, invited and accepted by the user), roles, workspaces, API
- * keys, organization settings. What the server refuses is a message and a non-zero exit.
+ * keys, organization settings; a person's own password and two-factor authentication. What
+ * the server refuses is a message and a non-zero exit.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { cliRunner, ensureBinary, firstLogin, freePort, login, oneTimePassword, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { base32Decode, totp } from "../../src/auth/totp.ts";
+import { BINARY, cliRunner, ensureBinary, firstLogin, freePort, login, oneTimePassword, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-iam-");
 const home = tempDir("citadel-e2e-iam-home-");
@@ -29,7 +31,8 @@ const json = async (args: string[], stdin?: string) => JSON.parse(await ok(["--j
 beforeAll(async () => {
   await ensureBinary();
   port = await freePort();
-  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(port) });
+  // Many logins from one address in a few seconds: the auth limit (1/s, burst 10) would refuse some.
+  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(port), CITADEL_RATE_LIMIT_AUTH_BURST: "100" });
   certificate = readFileSync(join(data.path, "tls/cert.pem"), "utf8");
   operatorToken = await firstLogin(citadel.url, certificate, oneTimePassword(citadel.stderr()));
   as = operatorToken;
@@ -139,4 +142,73 @@ describe("organization settings, workspaces and API keys", () => {
     expect(await ok(["user", "delete", erin.user.id, "--yes"])).toBe("deleted\n");
     expect(await ok(["user", "list"])).not.toContain("erin@example.org");
   }, 30_000);
+});
+
+/**
+ * Runs the CLI with no token, answering its prompts on standard input as they come: `answer`
+ * gets what it printed on standard error so far and returns the next line to send (null: done).
+ */
+async function converse(args: string[], answer: (stderr: string, asked: number) => string | null) {
+  const proc = Bun.spawn([BINARY, "--data", data.path, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: home.path, XDG_CONFIG_HOME: home.path, CITADEL_HTTP_PORT: String(port) },
+    cwd: home.path,
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let stderr = "";
+  const decoder = new TextDecoder();
+  const reading = (async () => {
+    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) stderr += decoder.decode(chunk);
+  })();
+  for (let asked = 0; ; asked++) {
+    const line = answer(stderr, asked);
+    if (line === null) break;
+    proc.stdin.write(`${line}\n`);
+    await proc.stdin.flush();
+    if (asked === 0) await Bun.sleep(50);
+    for (const until = Date.now() + 10_000; !answer(stderr, asked + 1) && proc.exitCode === null && Date.now() < until; ) await Bun.sleep(20);
+  }
+  proc.stdin.end();
+  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  await reading;
+  return { code, stdout, stderr };
+}
+
+describe("a person's own account", () => {
+  test("citadel password changes a one-time password; citadel mfa enable and disable, each in a session of its own", async () => {
+    as = operatorToken;
+    const made = await json(["user", "create", "grace@example.org"]);
+    const oneTime = made.password as string;
+    const lines = [oneTime, "graces-passphrase-2026"];
+    const changed = await converse(["password", "--email", "grace@example.org"], (_, asked) => lines[asked] ?? null);
+    expect([changed.code, changed.stdout]).toEqual([0, "password changed; your other sessions and device logins have ended\n"]);
+    await expect(login(citadel.url, certificate, "grace@example.org", oneTime)).rejects.toThrow("login failed: 401");
+    await login(citadel.url, certificate, "grace@example.org", "graces-passphrase-2026");
+
+    // Enrolment: the password, then a first code from the secret the command shows.
+    const secretOf = (stderr: string) => /enter the secret by hand: ([A-Z2-7]+)/.exec(stderr)?.[1];
+    const enabled = await converse(["mfa", "enable", "--email", "grace@example.org"], (stderr, asked) => {
+      if (asked === 0) return "graces-passphrase-2026";
+      const secret = secretOf(stderr);
+      return asked === 1 && secret ? totp(base32Decode(secret), Date.now()) : null;
+    });
+    expect(enabled.code).toBe(0);
+    expect(enabled.stderr).toContain("otpauth://totp/Citadel:grace%40example.org?secret=");
+    const codes = enabled.stdout.split("\n").filter((l) => l.startsWith("  ")).map((l) => l.trim());
+    expect(codes).toHaveLength(10);
+    const secret = base32Decode(secretOf(enabled.stderr)!);
+    await expect(login(citadel.url, certificate, "grace@example.org", "graces-passphrase-2026")).rejects.toThrow("totp_required");
+
+    // Disabling, as after losing the phone: the password, a recovery code to log in, then a
+    // code (here the next one; a code works once, so one that logged in cannot confirm too).
+    const disabled = await converse(["mfa", "disable", "--email", "grace@example.org"], (_, asked) =>
+      asked === 0 ? "graces-passphrase-2026" : asked === 1 ? codes[0]! : asked === 2 ? totp(secret, Date.now() + 30_000) : null,
+    );
+    expect([disabled.code, disabled.stdout]).toEqual([0, "two-factor authentication is off\n"]);
+    await login(citadel.url, certificate, "grace@example.org", "graces-passphrase-2026");
+
+    const wrong = await converse(["password", "--email", "grace@example.org"], (_, asked) => (asked === 0 ? "not her password" : null));
+    expect([wrong.code, wrong.stderr]).toEqual([1, expect.stringContaining("The email or password is wrong.")]);
+  }, 60_000);
 });
