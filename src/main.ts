@@ -24,7 +24,7 @@ import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
 import { AuditLog } from "./audit/log.ts";
 import { buildInfo } from "./build-info.ts";
-import { createApiClient, localApiClient } from "./cli/api-client.ts";
+import { ApiError, createApiClient, localApiClient } from "./cli/api-client.ts";
 import { readStoredLogin } from "./cli/credentials.ts";
 import { printable } from "./cli/output.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
@@ -96,6 +96,9 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`citadel: ${printable(message)}\n`); // a server's words among them
+    if (error instanceof ApiError && error.code === "insufficient_scope") {
+      process.stderr.write('citadel: a token has the scopes asked for when it was made; `citadel login --scope "read write iam:self iam:admin"` asks for the administrative ones too (see docs/identity.md)\n');
+    }
     return error instanceof ConfigError || error instanceof UsageError ? 2 : 1;
   }
 }

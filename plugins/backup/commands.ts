@@ -78,7 +78,8 @@ export const backupCommands: Command[] = [
       const file = requiredFile(ctx);
       try {
         const header = await readBackupHeader(file);
-        const opened = await verifyBackup(file, await keySupply(ctx, header));
+        const { supply } = await keyAsOwner(ctx, header, ctx.dataDir());
+        const opened = await verifyBackup(file, supply);
         if (ctx.json) ctx.out(JSON.stringify({ ok: true, file, key: keyInfo(opened.header), manifest: opened.manifest }, null, 2));
         else {
           ctx.out(`OK: ${file} is intact and opens (${keyInfo(opened.header).text})`);
@@ -101,12 +102,7 @@ export const backupCommands: Command[] = [
       const dataDir = ctx.dataDir();
       try {
         const header = await readBackupHeader(file);
-        // A key named on the command line may be root's alone: read before becoming the directory's
-        // owner. The default key file is in the directory, so it is read as its owner.
-        const keyNamed = header.derivation.kind === "passphrase" || ["key-file", "shares-file"].some((o) => ctx.options[o] !== undefined);
-        let actingAs = keyNamed ? null : actAsDataDirectoryOwner(dataDir);
-        const supply = await keySupply(ctx, header);
-        actingAs ??= actAsDataDirectoryOwner(dataDir);
+        const { supply, actingAs } = await keyAsOwner(ctx, header, dataDir);
         if (actingAs !== null) ctx.err(`restoring as uid ${actingAs}, the owner of ${dataDir} (the backup file must be readable by them)`);
         const result = await restoreBackup({
           file,
@@ -135,8 +131,22 @@ export const backupCommands: Command[] = [
   },
 ];
 
+/**
+ * The key, read with the right rights. One named on the command line may be root's alone: read
+ * as root, then (run as root) restore and verify become the data directory's owner. The default
+ * key file is in that directory, whose owner can put a link or a FIFO there: read as them.
+ * The data directory is worked out once, before: the config may be root's alone too.
+ */
+async function keyAsOwner(ctx: CommandContext, header: BackupHeader, dataDir: string): Promise<{ supply: KeySupply; actingAs: number | null }> {
+  const keyNamed = header.derivation.kind === "passphrase" || ["key-file", "shares-file"].some((o) => ctx.options[o] !== undefined);
+  let actingAs = keyNamed ? null : actAsDataDirectoryOwner(dataDir);
+  const supply = await keySupply(ctx, header, dataDir);
+  actingAs ??= actAsDataDirectoryOwner(dataDir);
+  return { supply, actingAs };
+}
+
 /** What opens the backup, by what its header asks for: the root key (file or shares) or a passphrase. */
-async function keySupply(ctx: CommandContext, header: BackupHeader): Promise<KeySupply> {
+async function keySupply(ctx: CommandContext, header: BackupHeader, dataDir: string): Promise<KeySupply> {
   const derivation = header.derivation;
   if (derivation.kind === "passphrase") {
     const file = stringOption(ctx, "passphrase-file");
@@ -145,7 +155,7 @@ async function keySupply(ctx: CommandContext, header: BackupHeader): Promise<Key
   const sharesFile = stringOption(ctx, "shares-file");
   if (sharesFile !== undefined) return { rootKey: rootKeyFromShares(readText(sharesFile, "the shares file")) };
   const explicit = stringOption(ctx, "key-file");
-  const keyFile = explicit ?? join(ctx.dataDir(), "root.key");
+  const keyFile = explicit ?? join(dataDir, "root.key");
   try {
     return { rootKey: readRootKeyFile(keyFile) };
   } catch (error) {

@@ -15,6 +15,7 @@ import { ConflictError, NotFoundError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Clock } from "../../src/plugin.ts";
 import type { Store } from "../../src/store/store.ts";
+import { CLOCK_SKEW_MS } from "./schedule.ts";
 import { backupDirectory, backupFileName, backupsBeyond, backupTimeOf, listBackups, syncDirectory, type BackupFile } from "./files.ts";
 import { hashFile, sealBackup } from "./format.ts";
 import { newPassphraseBackupKeys, type BackupKeys } from "./keys.ts";
@@ -232,12 +233,14 @@ export class BackupService {
 
   /**
    * Deletes the backups beyond the newest `keep`, by the times in their names — never `made`,
-   * the one just written: names from a time the clock was ahead sort before it, and would
-   * otherwise have it deleted at once.
+   * the one just written. Backups named ahead of the clock (made while it was ahead) neither
+   * count nor go: counted, they would take the places of real ones (each new backup would
+   * delete the last); deleted, the newest data might go. citadel doctor warns about them.
    */
   private async prune(made: string): Promise<string[]> {
     const { deps } = this;
-    const old = backupsBeyond(this.list(), deps.settings.keep).filter((file) => file.name !== made);
+    const dated = this.list().filter((file) => file.time.getTime() <= deps.clock.now() + CLOCK_SKEW_MS);
+    const old = backupsBeyond(dated, deps.settings.keep).filter((file) => file.name !== made);
     const removed: string[] = [];
     for (const file of old) {
       try {

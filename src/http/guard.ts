@@ -105,11 +105,11 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     }
     const p = result.principal;
     meta.principal = p;
-    const deny = (why: string, code = "forbidden"): never => {
+    const deny = (why: string, code = "forbidden", headers?: Record<string, string>): never => {
       observe(request, "http_forbidden");
       recordSecurityEvent({ action: "auth.permission.deny", actor: actorOf(p), outcome: "failure", reason: `${request.method} ${route}: ${why}`, request: requestContext(request) });
       failed(request, p);
-      throw new HttpProblem(403, code, `${why[0]!.toUpperCase()}${why.slice(1)}.`);
+      throw new HttpProblem(403, code, `${why[0]!.toUpperCase()}${why.slice(1)}.`, headers);
     };
 
     if (!allowedFrom(meta.client, p.ipAllowlist)) deny("this token may not be used from your address");
@@ -117,7 +117,10 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     if (spec.operator && !p.operator) deny("only an operator may do this");
     if (spec.scope) {
       if (p.service && scopeService(spec.scope) !== p.service) deny(`this API key is for the ${p.service} service only`);
-      if (p.scopes !== "all" && !scopesGrant(p.scopes, spec.scope)) deny(`the token lacks the scope ${spec.scope}`);
+      // RFC 6750's name for it, so that a client can tell "ask for a wider token" from "not allowed".
+      if (p.scopes !== "all" && !scopesGrant(p.scopes, spec.scope)) {
+        deny(`the token lacks the scope ${spec.scope}`, "insufficient_scope", { "www-authenticate": `Bearer realm="citadel", error="insufficient_scope", scope="${spec.scope}"` });
+      }
     }
 
     // A credential bound to one organization (an API key, a token made by one) stays under that

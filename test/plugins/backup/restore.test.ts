@@ -118,6 +118,25 @@ describe("restore", () => {
     },
   );
 
+  test.skipIf(process.getuid?.() !== 0 && process.env.CI !== "true")(
+    "run as root with a config only root reads and the key in the data directory: the key is read as the owner, the config before (found in review)",
+    async () => {
+      const owner = 4321;
+      const dataDir = dataDirectory("owned-config");
+      const backup = join(dataDir, "x.backup");
+      writeFileSync(backup, readFileSync(await makeBackup(2)));
+      writeRootKeyFile(join(dataDir, "root.key"), rootKey);
+      const config = fresh("citadel.toml");
+      writeFileSync(config, `data_dir = "${dataDir}"\n`, { mode: 0o600 }); // root's alone, as /etc/citadel/citadel.toml may be
+      for (const path of [dataDir, backup, join(dataDir, "root.key")]) chownSync(path, owner, owner);
+      chmodSync(root, 0o711);
+      const restore = Bun.spawn(["bun", join(import.meta.dir, "../../../src/main.ts"), "--config", config, "restore", backup, "--yes"], { stdout: "pipe", stderr: "pipe" });
+      const [stderr, code] = await Promise.all([new Response(restore.stderr).text(), restore.exited]);
+      expect([code, stderr]).toEqual([0, `restoring as uid ${owner}, the owner of ${dataDir} (the backup file must be readable by them)\n`]);
+      expect(lstatSync(join(dataDir, "citadel.db")).uid).toBe(owner);
+    },
+  );
+
   test("over an existing database: only with --yes, and the old one is kept aside whole, not deleted", async () => {
     const dataDir = dataDirectory("existing");
     const old = openStore({ path: join(dataDir, "citadel.db") });

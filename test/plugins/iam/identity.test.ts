@@ -238,6 +238,14 @@ describe("tokens", () => {
     expect((await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "x", scopes: ["not a scope"] } })).status).toBe(422);
   });
 
+  test("a token without the route's scope: 403 insufficient_scope, naming the scope (RFC 6750)", async () => {
+    const { c, operator } = await app();
+    const reader = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "r", scopes: ["read", "iam:self"] } })).body.token;
+    const refused = await c.send("GET", "/v1/iam/users", reader);
+    expect([refused.status, refused.body.code, refused.body.detail]).toEqual([403, "insufficient_scope", "The token lacks the scope iam:admin."]);
+    expect(refused.headers.get("www-authenticate")).toBe('Bearer realm="citadel", error="insufficient_scope", scope="iam:admin"');
+  });
+
   test("revoke and rotate", async () => {
     const { c, operator } = await app();
     const t = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "ci", scopes: ["read"] } })).body;
