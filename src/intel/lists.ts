@@ -128,6 +128,13 @@ function parseJsonLines(lines: string[], report: Report): void {
   }
 }
 
+/**
+ * The shortest prefix whose host bits are cleared with a warning. Below it a line with host
+ * bits set is refused: "192.0.2.1/0" is a typo or a hostile line, not "every address", and
+ * clearing its bits would make it cover the whole internet (or an eighth of it).
+ */
+const MIN_CORRECTED_PREFIX = { 4: 8, 6: 16 } as const;
+
 /** Collects entries and problems; parses one entry, correcting host bits with a warning. */
 class Report {
   private readonly cidrs: Cidr[] = [];
@@ -141,6 +148,10 @@ class Report {
   entry(line: number, text: string, token: string): void {
     const exact = parseCidr(token);
     if (exact) {
+      // A reputation is about some addresses: a list that names every one would score every
+      // client, the operator's own included. (Short prefixes are kept: FireHOL's level 1 lists
+      // 224.0.0.0/3, multicast and reserved space, on purpose.)
+      if (exact.prefix === 0) return this.error(line, text, `covers every address, which no reputation list means: ${cut(token)}`);
       this.cidrs.push(exact);
       return;
     }
@@ -153,8 +164,10 @@ class Report {
     const prefix = Number(prefixText);
     if (!/^(0|[1-9]\d{0,2})$/.test(prefixText) || prefix > max) return this.error(line, text, `prefix must be 0 to ${max}: ${cut(token)}`);
     // parseCidr refuses host bits (usually a typo in a config file); lists are published by
-    // others and "10.0.0.1/8" there plainly means 10.0.0.0/8.
+    // others and "10.0.0.1/8" there plainly means 10.0.0.0/8. A shorter prefix with host bits
+    // is not corrected: the correction would widen one address to a large part of the internet.
     const network = networkOf(ip.family, ip.bytes, prefix);
+    if (prefix < MIN_CORRECTED_PREFIX[ip.family]) return this.error(line, text, `host bits set on a prefix shorter than /${MIN_CORRECTED_PREFIX[ip.family]} (it would widen to ${formatCidr(network)}): ${cut(token)}`);
     this.cidrs.push(network);
     this.warningCount++;
     if (this.warnings.length < MAX_REPORTED) this.warnings.push({ line, text: cut(text), problem: `host bits set; used ${formatCidr(network)}` });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ListFetchError, MAX_REPORTED, fetchList, parseList, type FetchLike, type ParsedFormat, type ParsedList } from "../../../src/intel/lists.ts";
+import { CidrSet } from "../../../src/intel/cidr-set.ts";
 import { formatCidr } from "../../../src/net/ip.ts";
 
 const cidrsOf = (list: ParsedList) => list.cidrs.map(formatCidr);
@@ -50,6 +51,25 @@ describe("parseList: plain", () => {
     expect(list.warningCount).toBe(3);
     expect(list.warnings[0]).toEqual({ line: 1, text: "10.0.0.1/8", problem: "host bits set; used 10.0.0.0/8" });
     expect(list.warnings.map((w) => w.line)).toEqual([1, 2, 3]);
+  });
+
+  test("host bits on a prefix shorter than /8 (IPv4) or /16 (IPv6) are refused, never widened", () => {
+    const text = "192.0.2.1/0\n2001:db8::1/0\n203.0.113.0/2\n10.0.0.1/7\n2001:db8::1/15\n10.0.0.1/8\n2001:db8::1/16\n";
+    const list = parseList(text, "plain");
+    expect(cidrsOf(list)).toEqual(["10.0.0.0/8", "2001::/16"]);
+    expect(list.errors.map((e) => e.line)).toEqual([1, 2, 3, 4, 5]);
+    expect(list.errors[0]!.problem).toBe("host bits set on a prefix shorter than /8 (it would widen to 0.0.0.0/0): 192.0.2.1/0");
+    expect(list.errors[1]!.problem).toBe("host bits set on a prefix shorter than /16 (it would widen to ::/0): 2001:db8::1/0");
+    expect(CidrSet.build(list.cidrs).containsText("8.8.8.8")).toBe(false);
+  });
+
+  test("a well-formed /0 is refused (no reputation covers every address); other short prefixes are kept", () => {
+    const list = parseList("0.0.0.0/0\n::/0\n224.0.0.0/3\n0.0.0.0/8\n", "firehol");
+    expect(cidrsOf(list)).toEqual(["224.0.0.0/3", "0.0.0.0/8"]);
+    expect(problemsOf(list)).toEqual([
+      [1, "covers every address, which no reputation list means: 0.0.0.0/0"],
+      [2, "covers every address, which no reputation list means: ::/0"],
+    ]);
   });
 
   test("problems are kept in detail up to a cap and counted beyond it", () => {
