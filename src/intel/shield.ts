@@ -340,7 +340,9 @@ export class Shield {
 
   /**
    * Ends the decisions on an address (with those on its prefix) or on a prefix early, and
-   * forgets what it did — else the next request would score the same and decide again.
+   * forgets what it did — else the next request would score the same and decide again. With
+   * no decision to lift nothing is forgotten: the operator is told so, and no audit event would
+   * say why a brute-forcer's record was wiped.
    */
   lift(target: string): Decision[] {
     const cidr = toCidr(target);
@@ -354,6 +356,7 @@ export class Shield {
       this.decisions.delete(key);
       lifted.push(d);
     }
+    if (lifted.length === 0) return lifted;
     for (const name of names) this.behaviour.forget(name);
     this.invalidate();
     return lifted;

@@ -176,6 +176,14 @@ describe("Shield against spoofing and floods (review findings)", () => {
     expect(shield.decide("192.0.2.10", "http")).toBe("allow");
   });
 
+  test("lifting an address with no decision forgets nothing (there is nothing to audit)", () => {
+    const { shield } = setup({ trustLoopback: false });
+    for (let i = 0; i < 7; i++) shield.observe("198.51.100.7", "failed_login");
+    expect(shield.lift("198.51.100.7")).toEqual([]);
+    expect(shield.lift("198.51.100.0/24")).toEqual([]);
+    expect(shield.assess("198.51.100.7", { dryRun: true }).score).toBe(35);
+  });
+
   test("shadow mode also covers decisions made before it was turned on", () => {
     const now = Date.UTC(2026, 10, 23);
     const policy = { ...DEFAULT_POLICY, shadow: true };
