@@ -265,15 +265,18 @@ export class Shield {
     const wanted = actionFor(policy, scored.score);
     if (wanted === "allow" || (current !== null && severity(wanted) <= severity(current.action))) return null;
     // On the prefix when the address alone would not have earned it: one decision for a
-    // neighbourhood, not one per address an attacker rotates through.
-    const alone = score(policy, { geo: this.options.geo.lookup(keys.address), lists: [], halfLifeMinutes: this.behaviour.halfLifeMinutes, address: scope === "dns" ? own : withoutDns(own), prefix: NO_COUNTS });
-    const byPrefix = severity(actionFor(policy, alone.score + listPoints(scored))) < severity(wanted);
+    // neighbourhood, not one per address an attacker rotates through. What the address is
+    // (lists, country, ASN, anonymity: `factPoints`) counts once, plus what it did itself.
+    const facts = factPoints(scored);
+    const ownCounts = scope === "dns" ? own : withoutDns(own);
+    const alone = this.behaviourScore(policy, ownCounts, NO_COUNTS);
+    const byPrefix = severity(actionFor(policy, alone + facts)) < severity(wanted);
     let target = byPrefix ? keys.prefix : keys.address;
     if (byPrefix && keys.wide !== null) {
       // The /56 alone, or only with the rest of its /48: the decision goes where the evidence is.
       const narrow = this.behaviour.counts(keys.prefix);
-      const withNarrow = score(policy, { geo: this.options.geo.lookup(keys.address), lists: [], halfLifeMinutes: this.behaviour.halfLifeMinutes, address: scope === "dns" ? own : withoutDns(own), prefix: scope === "dns" ? narrow : withoutDns(narrow) });
-      if (severity(actionFor(policy, withNarrow.score + listPoints(scored))) < severity(wanted)) target = keys.wide;
+      const withNarrow = this.behaviourScore(policy, ownCounts, scope === "dns" ? narrow : withoutDns(narrow));
+      if (severity(actionFor(policy, withNarrow + facts)) < severity(wanted)) target = keys.wide;
     }
     const key = decisionKey(scope, target);
     const previous = this.decisions.get(key);
@@ -297,6 +300,11 @@ export class Shield {
     this.options.onDecision?.("start", decision);
     this.invalidate();
     return decision;
+  }
+
+  /** The points behaviour alone earns (no lists, no geo: those are added once by the caller). */
+  private behaviourScore(policy: ShieldPolicy, address: Readonly<Record<Signal, number>>, prefix: Readonly<Record<Signal, number>>): number {
+    return score(policy, { geo: NO_GEO, lists: [], halfLifeMinutes: this.behaviour.halfLifeMinutes, address, prefix }).score;
   }
 
   /** Feeds behaviour: the address's verdict is worked out afresh (for DNS signals, within a second). */
@@ -391,7 +399,7 @@ function widest(prefix: Readonly<Record<Signal, number>>, wide: Readonly<Record<
 const decisionKey = (scope: "all" | "dns", target: string) => `${scope} ${target}`;
 const NO_COUNTS: Readonly<Record<Signal, number>> = Object.freeze({ failed_login: 0, invalid_token: 0, http_forbidden: 0, http_rate_limited: 0, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0, dns_random_subdomain: 0 });
 /** The points a score got from lists, country, ASN and anonymity: facts about the address itself. */
-const listPoints = (scored: { reasons: Reason[] }) => scored.reasons.filter((r) => !/ in the last \d/.test(r.text)).reduce((n, r) => n + r.points, 0);
+const factPoints = (scored: { reasons: Reason[] }) => scored.reasons.filter((r) => !/ in the last \d/.test(r.text)).reduce((n, r) => n + r.points, 0);
 
 /** An address or CIDR as a CIDR (an address is its /32 or /128; host bits must be zero). */
 export function toCidr(text: string): Cidr | null {

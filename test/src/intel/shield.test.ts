@@ -168,6 +168,15 @@ describe("Shield against spoofing and floods (review findings)", () => {
     expect(shield.decide("203.0.113.150", "http")).toBe("allow");
   });
 
+  test("what the address is (country, lists) counts once when choosing between the address and its prefix", () => {
+    const geo = (): GeoInfo => ({ ...NOWHERE, country: "XX" });
+    const { shield, changes } = setup({ policy: { countries: { XX: 45 } }, geo, trustLoopback: false });
+    for (let i = 0; i < 12; i++) shield.observe(`198.51.100.${10 + i}`, "failed_login"); // the neighbours: +60
+    // 45 + 60: drop. The address alone (45, a throttle) would not have earned it: the /24 did.
+    expect(shield.decide("198.51.100.200", "http")).toBe("drop");
+    expect(changes.map(([c, d]) => `${c} ${d.action} ${d.target}`)).toEqual(["start drop 198.51.100.0/24"]);
+  });
+
   test("lifting an address's decision forgets what it did, so it is not decided again at once", () => {
     const { shield } = setup({ trustLoopback: false });
     for (let i = 0; i < 20; i++) shield.observe("192.0.2.10", "invalid_token");
