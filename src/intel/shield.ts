@@ -219,7 +219,9 @@ export class Shield {
     const denied = this.manualMatch(this.deny, addr, now);
     if (denied) return result(policy.shadow ? "allow" : denied.action, "denylist", null, denied);
 
-    const enforce = (d: Decision) => (policy.shadow || d.shadow ? "allow" : d.action);
+    // The policy in force says whether decisions are enforced, not the mode a decision was made
+    // in: one recorded in shadow mode is enforced once shadow mode is off (the same policy made it).
+    const enforce = (d: Decision) => (policy.shadow ? "allow" : d.action);
     let decision = this.inForce("all", keys, now, dryRun);
     if (!dryRun) decision = this.consider("all", forAll, keys, own, shared, decision, policy, now) ?? decision;
     if (channel === "dns") {

@@ -201,6 +201,19 @@ describe("Shield against spoofing and floods (review findings)", () => {
     expect(shield.decide("192.0.2.50", "http")).toBe("allow");
   });
 
+  test("a decision made in shadow mode is enforced once shadow mode is off", () => {
+    const { shield, policy, changes } = setup({ policy: { shadow: true }, lists: [listOf("drop", 95, "203.0.113.0/24")], trustLoopback: false });
+    expect(shield.decide("203.0.113.9", "http")).toBe("allow");
+    expect(changes.map(([c, d]) => `${c} ${d.action} shadow=${d.shadow}`)).toEqual(["start drop shadow=true"]);
+    policy.shadow = false;
+    shield.invalidate(); // as the service does when the policy changes
+    expect(shield.decide("203.0.113.9", "http")).toBe("drop");
+    // Restored from storage at a start without shadow mode: enforced too.
+    const fresh = setup({ trustLoopback: false });
+    fresh.shield.restore([{ ...changes[0]![1], target: "192.0.2.50", until: Date.UTC(2026, 10, 23) + 60_000 }]);
+    expect(fresh.shield.decide("192.0.2.50", "http")).toBe("drop");
+  });
+
   test("a manual entry written as an IPv4-mapped IPv6 address matches the IPv4 address", () => {
     const { shield } = setup({ trustLoopback: false });
     shield.setManual([
