@@ -77,6 +77,8 @@ export interface ShieldOptions {
   trustLoopback?: boolean;
   /** How long an allow verdict is reused for an address that does nothing new (ms). Default 10 s. */
   verdictMs?: number;
+  /** Decisions held at most, per scope. Default 10 000; tests lower it. */
+  maxDecisions?: number;
   newId?: () => string;
 }
 
@@ -85,7 +87,11 @@ const MAX_VERDICTS = 100_000;
 /** How soon a DNS signal is reflected in the address's verdict. */
 const DNS_REASSESS_MS = 1000;
 const NO_LISTS: string[] = [];
-/** Decisions held at most; past it, verdicts are still enforced (from the cache) but not recorded one by one. */
+/**
+ * Decisions held at most, per scope; past it, verdicts are still enforced (from the score) but
+ * not recorded one by one. Per scope: a spoofed DNS flood from random addresses makes "dns"
+ * decisions, and must not keep one every channel acts on (a brute-forcer's) from being recorded.
+ */
 const MAX_DECISIONS = 10_000;
 const DNS_SIGNALS = new Set<Signal>(["dns_rate_limited", "dns_refused", "dns_nxdomain", "dns_random_subdomain"]);
 
@@ -107,9 +113,13 @@ interface CompiledEntry {
   cidr: Cidr;
 }
 
+type Scope = Decision["scope"];
+
 export class Shield {
   readonly behaviour: Behaviour;
-  private readonly decisions = new Map<string, Decision>();
+  /** Decisions in force by scope, each by its target (an address or a prefix). */
+  private readonly decisions: Record<Scope, Map<string, Decision>> = { all: new Map(), dns: new Map() };
+  private readonly maxDecisions: number;
   private readonly verdicts: Record<Channel, Map<string, Verdict>> = { http: new Map(), dns: new Map() };
   private readonly keys = new Map<string, Keys | null>();
   private allow: CompiledEntry[] = [];
@@ -124,6 +134,7 @@ export class Shield {
   constructor(private readonly options: ShieldOptions) {
     this.behaviour = new Behaviour({ now: options.now });
     this.verdictMs = options.verdictMs ?? 10_000;
+    this.maxDecisions = options.maxDecisions ?? MAX_DECISIONS;
   }
 
   /** Replaces the manual allow and deny entries (entries whose target does not parse are skipped). */
@@ -141,7 +152,7 @@ export class Shield {
   /** Decisions loaded from storage at start (those still in force). */
   restore(decisions: readonly Decision[]): void {
     const now = this.options.now();
-    for (const d of decisions) if (d.until > now) this.decisions.set(decisionKey(d.scope, d.target), d);
+    for (const d of decisions) if (d.until > now) this.decisions[d.scope].set(d.target, d);
     this.invalidate();
   }
 
@@ -235,15 +246,15 @@ export class Shield {
   }
 
   /** The decision of `scope` in force for the address or its prefix (expired ones are ended). */
-  private inForce(scope: "all" | "dns", keys: Keys, now: number, dryRun: boolean): Decision | null {
+  private inForce(scope: Scope, keys: Keys, now: number, dryRun: boolean): Decision | null {
+    const held = this.decisions[scope];
     let best: Decision | null = null;
     for (const target of keys.wide === null ? [keys.address, keys.prefix] : [keys.address, keys.prefix, keys.wide]) {
-      const key = decisionKey(scope, target);
-      const d = this.decisions.get(key);
+      const d = held.get(target);
       if (!d) continue;
       if (d.until <= now) {
         if (!dryRun) {
-          this.decisions.delete(key);
+          held.delete(target);
           this.options.onDecision?.("expire", d);
         }
         continue;
@@ -255,7 +266,7 @@ export class Shield {
 
   /** Starts a decision of `scope` when the score calls for more than `current`; returns it. */
   private consider(
-    scope: "all" | "dns",
+    scope: Scope,
     scored: { score: number; reasons: Reason[] },
     keys: Keys,
     own: Readonly<Record<Signal, number>>,
@@ -280,9 +291,9 @@ export class Shield {
       const withNarrow = this.behaviourScore(policy, ownCounts, scope === "dns" ? narrow : withoutDns(narrow));
       if (severity(actionFor(policy, withNarrow + facts)) < severity(wanted)) target = keys.wide;
     }
-    const key = decisionKey(scope, target);
-    const previous = this.decisions.get(key);
-    if (!previous && this.decisions.size >= MAX_DECISIONS) {
+    const held = this.decisions[scope];
+    const previous = held.get(target);
+    if (!previous && held.size >= this.maxDecisions) {
       this.unrecorded++;
       return null;
     }
@@ -298,7 +309,7 @@ export class Shield {
       shadow: policy.shadow,
     };
     if (previous) this.options.onDecision?.("expire", previous); // superseded by a stronger one
-    this.decisions.set(key, decision);
+    held.set(target, decision);
     this.options.onDecision?.("start", decision);
     this.invalidate();
     return decision;
@@ -345,7 +356,7 @@ export class Shield {
   /** Decisions in force (and, with `all`, those recorded in shadow mode too). */
   activeDecisions(): Decision[] {
     const now = this.options.now();
-    return [...this.decisions.values()].filter((d) => d.until > now);
+    return [...this.decisions.all.values(), ...this.decisions.dns.values()].filter((d) => d.until > now);
   }
 
   /**
@@ -361,10 +372,13 @@ export class Shield {
     const keys = host ? keysOf(cidr) : null;
     const names = keys ? [keys.address, keys.prefix, ...(keys.wide ? [keys.wide] : [])] : [formatCidr(cidr)];
     const lifted: Decision[] = [];
-    for (const [key, d] of this.decisions) {
-      if (!names.includes(d.target)) continue;
-      this.decisions.delete(key);
-      lifted.push(d);
+    for (const held of Object.values(this.decisions)) {
+      for (const name of names) {
+        const d = held.get(name);
+        if (!d) continue;
+        held.delete(name);
+        lifted.push(d);
+      }
     }
     if (lifted.length === 0) return lifted;
     for (const name of names) this.behaviour.forget(name);
@@ -375,10 +389,12 @@ export class Shield {
   /** Expires what is due (a timer calls it): each expiry is reported. */
   sweep(): void {
     const now = this.options.now();
-    for (const [key, decision] of this.decisions) {
-      if (decision.until > now) continue;
-      this.decisions.delete(key);
-      this.options.onDecision?.("expire", decision);
+    for (const held of Object.values(this.decisions)) {
+      for (const [target, decision] of held) {
+        if (decision.until > now) continue;
+        held.delete(target);
+        this.options.onDecision?.("expire", decision);
+      }
     }
   }
 
@@ -398,7 +414,6 @@ function widest(prefix: Readonly<Record<Signal, number>>, wide: Readonly<Record<
   for (const signal of Object.keys(out) as Signal[]) out[signal] = Math.max(out[signal], wide[signal] / WIDE_DISCOUNT);
   return out;
 }
-const decisionKey = (scope: "all" | "dns", target: string) => `${scope} ${target}`;
 const NO_COUNTS: Readonly<Record<Signal, number>> = Object.freeze({ failed_login: 0, invalid_token: 0, http_forbidden: 0, http_rate_limited: 0, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0, dns_random_subdomain: 0 });
 /** The points a score got from lists, country, ASN and anonymity: facts about the address itself. */
 const factPoints = (scored: { reasons: Reason[] }) => scored.reasons.filter((r) => !/ in the last \d/.test(r.text)).reduce((n, r) => n + r.points, 0);

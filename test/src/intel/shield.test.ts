@@ -233,6 +233,22 @@ describe("Shield against spoofing and floods (review findings)", () => {
   });
 });
 
+test("a spoofed DNS flood that fills the DNS decisions' cap cannot keep a brute-forcer's decision from being recorded", () => {
+  const now = Date.UTC(2026, 10, 23);
+  const changes: Decision[] = [];
+  const shield = new Shield({ geo: { lookup: () => NOWHERE }, lists: () => [], policy: () => DEFAULT_POLICY, now: () => now, trustLoopback: false, maxDecisions: 50, onDecision: (c, d) => void (c === "start" && changes.push(d)) });
+  for (let n = 0; n < 60; n++) {
+    const spoofed = `10.0.${n}.1`;
+    shield.observe(spoofed, "dns_rate_limited", 200);
+    shield.decide(spoofed, "dns");
+  }
+  expect(changes.filter((d) => d.scope === "dns").length).toBe(50); // the DNS cap: the rest go unrecorded
+  expect(shield.unrecorded).toBe(10);
+  for (let i = 0; i < 14; i++) shield.observe("198.51.100.7", "failed_login");
+  expect(shield.decide("198.51.100.7", "http")).toBe("throttle");
+  expect(changes.filter((d) => d.scope === "all").map((d) => `${d.action} ${d.target}`)).toEqual(["throttle 198.51.100.7"]);
+});
+
 test("a spoofed DNS flood from random addresses cannot evict a brute-forcer's failed logins", () => {
   const now = Date.UTC(2026, 10, 23);
   const b = new Behaviour({ now: () => now, maxKeys: 1000 });
