@@ -108,6 +108,17 @@ export function score(policy: ShieldPolicy, facts: Facts): { score: number; reas
   return { score: Math.min(100, reasons.reduce((n, r) => n + r.points, 0)), reasons };
 }
 
+/** How much an action does: allow < throttle < refuse < drop. */
+export function severity(action: Action): number {
+  return SEVERITY[action];
+}
+const SEVERITY: Record<Action, number> = { allow: 0, throttle: 1, refuse: 2, drop: 3 };
+
+/** The one of two actions that does more (the first of equals). */
+export function stronger(a: Action, b: Action): Action {
+  return SEVERITY[b] > SEVERITY[a] ? b : a;
+}
+
 /** The action a score calls for. */
 export function actionFor(policy: ShieldPolicy, value: number): Action {
   const t = policy.thresholds;

@@ -2,27 +2,20 @@
  * The shield: one verdict per client address, the same for the HTTP guard and the DNS server.
  *
  * In order: loopback is allowed (the operator's own CLI; configurable); a manual allow entry wins over
- * everything (allow always wins); then a manual deny entry; then a decision in force; else the
- * address is scored (policy.ts) and a score past a threshold starts a decision that lasts
+ * everything (allow always wins); else the most severe of the manual deny entries, the decision in
+ * force and what the score (policy.ts) calls for — none softens another — and a score past a
+ * threshold that calls for more than is done already starts a decision that lasts
  * `decision_minutes`. In shadow mode decisions are made, recorded and audited, and nothing is
  * enforced. Verdicts are cached per address for a few seconds (and forgotten at once when the
  * address does something new), so the hot paths pay a map lookup.
  */
 import { Behaviour, addressAndPrefix, keysOf, type Keys, type Signal } from "./behaviour.ts";
 import type { GeoInfo } from "./geo.ts";
-import { actionFor, score, type Action, type Reason, type ShieldPolicy } from "./policy.ts";
-import { cidrContains, formatCidr, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../net/ip.ts";
+import { ManualIndex, toCidr, type ManualEntry } from "./manual-index.ts";
+import { actionFor, score, severity, stronger, type Action, type Reason, type ShieldPolicy } from "./policy.ts";
+import { formatCidr, isLoopback, parseIp, unmapIpv4, type IpAddress } from "../net/ip.ts";
 
-export interface ManualEntry {
-  id: string;
-  kind: "allow" | "deny";
-  /** An address or a CIDR, as given. */
-  target: string;
-  /** For deny entries: what is done (refuse by default). */
-  action: Exclude<Action, "allow">;
-  until: number | null;
-  reason: string | null;
-}
+export { toCidr, type ManualEntry };
 
 /**
  * Where a verdict is asked. DNS over UDP comes from addresses nobody verified, so what DNS
@@ -108,11 +101,6 @@ interface Verdict {
   trusted: boolean;
 }
 
-interface CompiledEntry {
-  entry: ManualEntry;
-  cidr: Cidr;
-}
-
 type Scope = Decision["scope"];
 
 export class Shield {
@@ -122,8 +110,7 @@ export class Shield {
   private readonly maxDecisions: number;
   private readonly verdicts: Record<Channel, Map<string, Verdict>> = { http: new Map(), dns: new Map() };
   private readonly keys = new Map<string, Keys | null>();
-  private allow: CompiledEntry[] = [];
-  private deny: CompiledEntry[] = [];
+  private manual = ManualIndex.build([], 0);
   private readonly verdictMs: number;
   private counter = 0;
   /** Decisions the cap kept from being recorded (a flood of new addresses). */
@@ -137,15 +124,9 @@ export class Shield {
     this.maxDecisions = options.maxDecisions ?? MAX_DECISIONS;
   }
 
-  /** Replaces the manual allow and deny entries (entries whose target does not parse are skipped). */
+  /** Replaces the manual allow and deny entries (expired ones and targets that do not parse are skipped). */
   setManual(entries: readonly ManualEntry[]): void {
-    const compile = (kind: "allow" | "deny") =>
-      entries.flatMap((entry) => {
-        const cidr = entry.kind === kind ? toCidr(entry.target) : null;
-        return cidr ? [{ entry, cidr }] : [];
-      });
-    this.allow = compile("allow");
-    this.deny = compile("deny");
+    this.manual = ManualIndex.build(entries, this.options.now());
     this.invalidate();
   }
 
@@ -181,7 +162,8 @@ export class Shield {
       return cached;
     }
     const a = this.assess(client, { channel });
-    const until = a.decision ? Math.min(a.decision.until, now + this.verdictMs) : a.manual?.until ? Math.min(a.manual.until, now + this.verdictMs) : now + this.verdictMs;
+    // Reused until whatever made it (a decision, a manual entry) may have ended.
+    const until = Math.min(now + this.verdictMs, a.decision?.until ?? Infinity, a.manual?.until ?? Infinity);
     if (verdicts.size >= MAX_VERDICTS) verdicts.clear();
     const verdict: Verdict = { action: a.action, until, trusted: a.source === "loopback" || a.source === "allowlist" };
     verdicts.set(client, verdict);
@@ -225,24 +207,30 @@ export class Shield {
     });
 
     if (isLoopback(addr) && this.options.trustLoopback !== false) return result("allow", "loopback");
-    const allowed = this.manualMatch(this.allow, addr, now);
+    const allowed = this.manual.allowed(addr, now);
     if (allowed) return result("allow", "allowlist", null, allowed);
-    const denied = this.manualMatch(this.deny, addr, now);
-    if (denied) return result(policy.shadow ? "allow" : denied.action, "denylist", null, denied);
+    const denied = this.manual.denied(addr, now);
+    const manualAction: Action = denied?.action ?? "allow";
 
-    // The policy in force says whether decisions are enforced, not the mode a decision was made
-    // in: one recorded in shadow mode is enforced once shadow mode is off (the same policy made it).
-    const enforce = (d: Decision) => (policy.shadow ? "allow" : d.action);
+    // A decision is started only when the score calls for more than what is done already.
     let decision = this.inForce("all", keys, now, dryRun);
-    if (!dryRun) decision = this.consider("all", forAll, keys, own, shared, decision, policy, now) ?? decision;
+    if (!dryRun) decision = this.consider("all", forAll, keys, own, shared, stronger(manualAction, decision?.action ?? "allow"), policy, now) ?? decision;
     if (channel === "dns") {
       let dnsOnly = this.inForce("dns", keys, now, dryRun);
-      if (!dryRun) dnsOnly = this.consider("dns", scored, keys, own, shared, dnsOnly, policy, now) ?? dnsOnly;
+      if (!dryRun) dnsOnly = this.consider("dns", scored, keys, own, shared, stronger(manualAction, dnsOnly?.action ?? "allow"), policy, now) ?? dnsOnly;
       if (dnsOnly && (decision === null || severity(dnsOnly.action) > severity(decision.action))) decision = dnsOnly;
     }
-    if (decision) return result(enforce(decision), "decision", decision);
-    // A dry run starts nothing, but says what the score calls for.
-    return result(policy.shadow ? "allow" : actionFor(policy, scored.score), "score");
+    // The most severe of the deny entry, the decision in force and what the score calls for
+    // (a dry run starts nothing, but says so): none softens another — a throttle on a /24 must
+    // not turn a listed address's drop into a throttle. Of equals, the operator's entry is named.
+    let action: Action = manualAction;
+    let source: Assessment["source"] = denied ? "denylist" : "score";
+    if (decision && severity(decision.action) > severity(action)) [action, source] = [decision.action, "decision"];
+    const called = actionFor(policy, scored.score);
+    if (severity(called) > severity(action)) [action, source] = [called, "score"];
+    // The policy in force says whether anything is enforced, not the mode a decision was made
+    // in: one recorded in shadow mode is enforced once shadow mode is off (the same policy made it).
+    return result(policy.shadow ? "allow" : action, source, decision, denied);
   }
 
   /** The decision of `scope` in force for the address or its prefix (expired ones are ended). */
@@ -264,19 +252,19 @@ export class Shield {
     return best;
   }
 
-  /** Starts a decision of `scope` when the score calls for more than `current`; returns it. */
+  /** Starts a decision of `scope` when the score calls for more than `done` (what is done already); returns it. */
   private consider(
     scope: Scope,
     scored: { score: number; reasons: Reason[] },
     keys: Keys,
     own: Readonly<Record<Signal, number>>,
     shared: Readonly<Record<Signal, number>>,
-    current: Decision | null,
+    done: Action,
     policy: ShieldPolicy,
     now: number,
   ): Decision | null {
     const wanted = actionFor(policy, scored.score);
-    if (wanted === "allow" || (current !== null && severity(wanted) <= severity(current.action))) return null;
+    if (wanted === "allow" || severity(wanted) <= severity(done)) return null;
     // On the prefix when the address alone would not have earned it: one decision for a
     // neighbourhood, not one per address an attacker rotates through. What the address is
     // (lists, country, ASN, anonymity: `factPoints`) counts once, plus what it did itself.
@@ -397,14 +385,8 @@ export class Shield {
       }
     }
   }
-
-  private manualMatch(entries: CompiledEntry[], ip: IpAddress, now: number): ManualEntry | null {
-    for (const { entry, cidr } of entries) if ((entry.until === null || entry.until > now) && cidrContains(cidr, ip)) return entry;
-    return null;
-  }
 }
 
-const severity = (a: Action) => ({ allow: 0, throttle: 1, refuse: 2, drop: 3 })[a];
 /** A /48 needs four times the evidence of a /56 (it may hold several customers). */
 const WIDE_DISCOUNT = 4;
 /** Per signal, the larger of the prefix's count and the /48's, discounted. */
@@ -417,16 +399,6 @@ function widest(prefix: Readonly<Record<Signal, number>>, wide: Readonly<Record<
 const NO_COUNTS: Readonly<Record<Signal, number>> = Object.freeze({ failed_login: 0, invalid_token: 0, http_forbidden: 0, http_rate_limited: 0, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0, dns_random_subdomain: 0 });
 /** The points a score got from lists, country, ASN and anonymity: facts about the address itself. */
 const factPoints = (scored: { reasons: Reason[] }) => scored.reasons.filter((r) => !/ in the last \d/.test(r.text)).reduce((n, r) => n + r.points, 0);
-
-/** An address or CIDR as a CIDR (an address is its /32 or /128; host bits must be zero). */
-export function toCidr(text: string): Cidr | null {
-  const cidr = parseCidr(text.trim());
-  // ::ffff:a.b.c.d/n (n ≥ 96) is an IPv4 prefix written the IPv6 way: match it as IPv4.
-  if (cidr && cidr.family === 6 && cidr.prefix >= 96 && cidr.bytes.subarray(0, 10).every((b) => b === 0) && cidr.bytes[10] === 0xff && cidr.bytes[11] === 0xff) {
-    return { family: 4, bytes: cidr.bytes.slice(12), prefix: cidr.prefix - 96 };
-  }
-  return cidr;
-}
 
 /** The kernel's slot for the shield: the intel plugin fills it, the HTTP guard and the DNS server ask it. */
 export class ShieldSlot {

@@ -104,8 +104,59 @@ describe("Shield", () => {
     shield.setManual(entries);
     expect(shield.decide("203.0.113.5")).toBe("allow");
     expect(shield.assess("203.0.113.5").source).toBe("allowlist");
-    expect(shield.decide("203.0.113.6")).toBe("refuse");
-    expect(shield.assess("203.0.113.6").source).toBe("denylist");
+    // The deny entry refuses; the list's drop does more and stands (a deny never softens).
+    expect(shield.decide("203.0.113.6")).toBe("drop");
+    expect(shield.assess("203.0.113.6", { dryRun: true })).toMatchObject({ source: "decision", manual: { id: "m1" } });
+    expect(shield.assess("198.51.100.1", { dryRun: true }).source).toBe("score");
+  });
+
+  test("a manual deny never softens a stronger verdict: the most severe of deny entries, decision and score", () => {
+    const { shield, changes } = setup({ lists: [listOf("drop", 100, "203.0.113.0/24")], trustLoopback: false });
+    expect(shield.decide("203.0.113.9", "http")).toBe("drop");
+    shield.setManual([{ id: "t", kind: "deny", target: "203.0.113.0/24", action: "throttle", until: null, reason: null }]);
+    expect(shield.decide("203.0.113.9", "http")).toBe("drop"); // the decision in force
+    expect(shield.decide("203.0.113.10", "http")).toBe("drop"); // the score: a new decision
+    expect(changes.map(([c, d]) => `${c} ${d.action} ${d.target}`)).toEqual(["start drop 203.0.113.9", "start drop 203.0.113.10"]);
+    // Of several deny entries, the one that does most, wherever it is in the order they were added.
+    shield.setManual([
+      { id: "a", kind: "deny", target: "198.51.100.0/24", action: "throttle", until: null, reason: null },
+      { id: "b", kind: "deny", target: "198.51.100.7", action: "drop", until: null, reason: null },
+      { id: "c", kind: "deny", target: "198.51.0.0/16", action: "refuse", until: null, reason: null },
+    ]);
+    expect(shield.assess("198.51.100.7", { dryRun: true })).toMatchObject({ action: "drop", source: "denylist", manual: { id: "b" } });
+    expect(shield.assess("198.51.100.8", { dryRun: true })).toMatchObject({ action: "refuse", source: "denylist", manual: { id: "c" } });
+    // A deny that does more than the score calls for: no decision is started beside it.
+    shield.setManual([{ id: "d", kind: "deny", target: "203.0.113.0/24", action: "drop", until: null, reason: null }]);
+    expect(shield.decide("203.0.113.11", "http")).toBe("drop");
+    expect(changes.length).toBe(2);
+  });
+
+  test("manual entries are indexed: thousands of them, each address found in a few map lookups", () => {
+    const { shield, advance } = setup({ trustLoopback: false });
+    const entries: ManualEntry[] = [];
+    for (let i = 0; i < 10_000; i++) entries.push({ id: `d${i}`, kind: "deny", target: `10.${i >> 8}.${i & 255}.0/24`, action: "refuse", until: null, reason: null });
+    entries.push({ id: "gone", kind: "deny", target: "192.0.2.0/24", action: "drop", until: Date.UTC(2026, 10, 23) - 1, reason: null });
+    entries.push({ id: "soon", kind: "deny", target: "192.0.2.128/25", action: "throttle", until: Date.UTC(2026, 10, 23) + 1000, reason: null });
+    // New addresses (every verdict worked out afresh) cost about the same with 10 entries as with
+    // 10 000: a scan of every entry would make the second a thousand times the work.
+    const timed = (manual: ManualEntry[]) => {
+      const other = setup({ trustLoopback: false }).shield;
+      other.setManual(manual);
+      const started = performance.now();
+      for (let i = 0; i < 20_000; i++) other.decide(`10.${(i >> 8) & 63}.${i & 255}.${i >> 14}`, "http");
+      return performance.now() - started;
+    };
+    timed(entries.slice(0, 10)); // warm up
+    const few = timed(entries.slice(0, 10));
+    const many = timed(entries);
+    expect(many).toBeLessThan(few * 4 + 50);
+    shield.setManual(entries);
+    expect(shield.decide("10.39.15.1", "http")).toBe("refuse");
+    expect(shield.decide("10.39.16.1", "http")).toBe("allow"); // 10 000 /24s end at 10.39.15.0/24
+    expect(shield.decide("192.0.2.1", "http")).toBe("allow"); // expired before the index was built
+    expect(shield.decide("192.0.2.200", "http")).toBe("throttle");
+    advance(1000);
+    expect(shield.decide("192.0.2.201", "http")).toBe("allow"); // expired since
   });
 
   test("manual entries expire", () => {
