@@ -9,7 +9,7 @@
  * enforced. Verdicts are cached per address for a few seconds (and forgotten at once when the
  * address does something new), so the hot paths pay a map lookup.
  */
-import { Behaviour, addressAndPrefix, keysOf, type Keys, type Signal } from "./behaviour.ts";
+import { Behaviour, keysOf, type Keys, type Signal } from "./behaviour.ts";
 import type { GeoInfo } from "./geo.ts";
 import { ManualIndex, toCidr, type ManualEntry } from "./manual-index.ts";
 import { actionFor, score, severity, stronger, type Action, type Reason, type ShieldPolicy } from "./policy.ts";
@@ -94,6 +94,11 @@ function withoutDns(counts: Readonly<Record<Signal, number>>): Readonly<Record<S
   return { ...counts, dns_rate_limited: 0, dns_refused: 0, dns_nxdomain: 0, dns_random_subdomain: 0 };
 }
 
+interface Client {
+  ip: IpAddress;
+  keys: Keys;
+}
+
 interface Verdict {
   action: Action;
   until: number;
@@ -109,7 +114,8 @@ export class Shield {
   private readonly decisions: Record<Scope, Map<string, Decision>> = { all: new Map(), dns: new Map() };
   private readonly maxDecisions: number;
   private readonly verdicts: Record<Channel, Map<string, Verdict>> = { http: new Map(), dns: new Map() };
-  private readonly keys = new Map<string, Keys | null>();
+  /** Clients as they appear on the wire: the address (IPv4-mapped unmapped) and its keys. */
+  private readonly clients = new Map<string, Client | null>();
   private manual = ManualIndex.build([], 0);
   private readonly verdictMs: number;
   private counter = 0;
@@ -308,37 +314,47 @@ export class Shield {
     return score(policy, { geo: NO_GEO, lists: [], halfLifeMinutes: this.behaviour.halfLifeMinutes, address, prefix }).score;
   }
 
-  /** Feeds behaviour: the address's verdict is worked out afresh (for DNS signals, within a second). */
+  /**
+   * Feeds behaviour: the address's verdict is worked out afresh (for DNS signals, within a
+   * second). A trusted client's doings (loopback, allowlisted) are not counted: they would be
+   * held against its neighbours. Trust is asked directly, not of a channel's cached verdict — a
+   * client seen over DNS-over-TCP or HTTP only has no DNS verdict cached.
+   */
   observe(client: string, signal: Signal, n = 1): void {
-    const keys = this.keysOf(client);
-    if (!keys) return;
+    const known = this.clientOf(client);
+    if (!known || this.trusts(known.ip, this.options.now())) return;
+    const { keys } = known;
+    this.behaviour.add(keys.address, keys.prefix, signal, n, keys.wide);
     if (DNS_SIGNALS.has(signal)) {
-      const cached = this.verdicts.dns.get(client);
-      if (cached?.trusted) return; // an allowlisted client's traffic is not held against its neighbours
-      this.behaviour.add(keys.address, keys.prefix, signal, n, keys.wide);
       // DNS signals come in floods: the verdict is worked out again within a second, not at
       // every query (which would put a whole assessment on the answer path of each one).
+      const cached = this.verdicts.dns.get(client);
       const soon = this.options.now() + DNS_REASSESS_MS;
       if (cached !== undefined && cached.until > soon) cached.until = soon;
       return;
     }
-    if (this.verdicts.http.get(client)?.trusted) return;
-    this.behaviour.add(keys.address, keys.prefix, signal, n, keys.wide);
     for (const verdicts of [this.verdicts.http, this.verdicts.dns]) {
       verdicts.delete(client);
       verdicts.delete(keys.address);
     }
   }
 
-  /** The address and prefix of a client as it appears on the wire, remembered for the busy ones. */
-  private keysOf(client: string): Keys | null {
-    let keys = this.keys.get(client);
-    if (keys === undefined) {
-      keys = addressAndPrefix(client);
-      if (this.keys.size >= MAX_VERDICTS) this.keys.clear();
-      this.keys.set(client, keys);
+  /** Loopback (when trusted) or on the allow list. */
+  private trusts(ip: IpAddress, now: number): boolean {
+    return (this.options.trustLoopback !== false && isLoopback(ip)) || this.manual.allowed(ip, now) !== null;
+  }
+
+  /** A client as it appears on the wire, parsed once and remembered for the busy ones; null when it is no IP. */
+  private clientOf(client: string): Client | null {
+    let known = this.clients.get(client);
+    if (known === undefined) {
+      const parsed = parseIp(client);
+      const ip = parsed && unmapIpv4(parsed);
+      known = ip && { ip, keys: keysOf(ip) };
+      if (this.clients.size >= MAX_VERDICTS) this.clients.clear();
+      this.clients.set(client, known);
     }
-    return keys;
+    return known;
   }
 
   /** Decisions in force (and, with `all`, those recorded in shadow mode too). */

@@ -35,6 +35,22 @@ describe("the DNS gate and the shield", () => {
     expect(gate.decide("198.51.100.9", [], 1, "tcp")).toBe("refuse");
   });
 
+  test("an allowlisted client's DNS over TCP is not counted against its neighbours", () => {
+    const shield = new Shield({ geo: { lookup: () => ({ country: null, asn: null, organisation: null, anonymous: null }) }, lists: () => [], policy: () => DEFAULT_POLICY, now: () => NOW, trustLoopback: false });
+    shield.setManual([{ id: "a", kind: "allow", target: "192.0.2.1", action: "refuse", until: null, reason: null }]);
+    const slot = new ShieldSlot();
+    slot.current = shield;
+    const gate = new ShieldGate({ shield: slot, rate: 100, throttledRate: 10, slip: 2, trustLoopback: false, now: () => NOW });
+    // Answered over TCP only (its DNS verdict was never asked), with what the server tells the shield.
+    for (let i = 0; i < 2000; i++) {
+      expect(gate.decide("192.0.2.1", [], 1, "tcp")).toBe("answer");
+      shield.observe("192.0.2.1", "dns_nxdomain");
+      shield.observe("192.0.2.1", "dns_refused");
+    }
+    expect(shield.decide("192.0.2.77", "dns")).toBe("allow");
+    expect(shield.behaviour.size).toBe(0);
+  });
+
   test("a configured secondary: no decision applies to it, but over UDP it is rate limited like anyone, with slip", () => {
     const secondary = "192.0.2.53";
     const gate = gateWith([decision(secondary, "all", "refuse"), decision(secondary, "dns", "drop")], { exempt: secondary, rate: 1, slip: 1 });

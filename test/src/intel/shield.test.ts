@@ -282,6 +282,21 @@ describe("Shield against spoofing and floods (review findings)", () => {
     for (let i = 0; i < 2000; i++) shield.observe("192.0.2.1", "dns_rate_limited");
     expect(shield.decide("192.0.2.77", "dns")).toBe("allow");
   });
+
+  test("trust is known to observe without a verdict asked first: allowlisted and loopback clients, any signal", () => {
+    const { shield } = setup({ trustLoopback: true });
+    shield.setManual([{ id: "a", kind: "allow", target: "2001:db8::/64", action: "refuse", until: null, reason: null }]);
+    for (const client of ["2001:db8::5", "127.0.0.1", "::1", "::ffff:127.0.0.1"]) {
+      for (let i = 0; i < 50; i++) {
+        shield.observe(client, "failed_login");
+        shield.observe(client, "dns_nxdomain");
+      }
+    }
+    expect(shield.behaviour.size).toBe(0);
+    expect(shield.decide("2001:db8::6", "http")).toBe("allow");
+    shield.observe("2001:db8:1::5", "failed_login"); // not allowlisted: counted
+    expect(shield.behaviour.size).toBeGreaterThan(0);
+  });
 });
 
 test("a spoofed DNS flood that fills the DNS decisions' cap cannot keep a brute-forcer's decision from being recorded", () => {
