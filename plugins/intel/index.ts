@@ -28,6 +28,7 @@ const ACTIONS = [
   ["intel.decision.lift", "An operator ended a decision early."],
   ["intel.manual.add", "An address or CIDR was put on the manual allow or deny list."],
   ["intel.manual.remove", "A manual allow or deny entry was removed."],
+  ["intel.manual.expire", "A manual allow or deny entry given for a time ran out and was deleted."],
   ["intel.list.import", "A reputation list was imported or refreshed."],
   ["intel.list.delete", "A reputation list was removed."],
   ["intel.policy.update", "The shield's policy (country, ASN, anonymity, behaviour weights) was changed."],

@@ -8,7 +8,7 @@ import type { Database } from "bun:sqlite";
 import type { AuditEventInput } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import type { AuditRequestContext } from "../../src/audit/event.ts";
-import { InvalidError, NotFoundError } from "../../src/errors.ts";
+import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import { CidrSet } from "../../src/intel/cidr-set.ts";
 import type { GeoIntel } from "../../src/intel/geo.ts";
@@ -50,6 +50,11 @@ const DECISION_RECORDS_PER_MINUTE = 120;
 const DECISION_RETENTION_MS = 30 * 24 * 60 * 60_000;
 /** Bad lines reported back at most (the rest are counted). */
 const MAX_REPORTED_ERRORS = 20;
+/**
+ * Manual entries in force at most. They are for an operator's exceptions (an office, a
+ * scanner); thousands of addresses belong in a reputation list, which is built for millions.
+ */
+export const MAX_MANUAL_ENTRIES = 10_000;
 
 export class IntelService {
   readonly shield: Shield;
@@ -193,9 +198,10 @@ export class IntelService {
     }
   }
 
-  /** Expires what is due and deletes decisions that ended more than 30 days ago. */
+  /** Expires what is due (decisions, manual entries) and deletes decisions that ended more than 30 days ago. */
   async sweep(): Promise<void> {
     this.shield.sweep();
+    await this.sweepManual();
     const cutoff = this.now() - DECISION_RETENTION_MS;
     await this.k.store.write((tx) => tx.query("DELETE FROM intel_decisions WHERE ended_at IS NOT NULL AND ended_at < ?").run(cutoff)).catch((e) => {
       this.k.log.error("intel: old decisions could not be deleted", { error: e instanceof Error ? e.message : String(e) });
@@ -225,6 +231,28 @@ export class IntelService {
     this.shield.setManual(this.manualEntries());
   }
 
+  /**
+   * Deletes manual entries whose time is up, each audited as `intel.manual.expire` (Citadel's
+   * own doing), as adding and removing one is. The shield stopped applying them at their time
+   * already; this keeps the table, the listing and the index to what is in force.
+   */
+  private async sweepManual(): Promise<void> {
+    const now = this.now();
+    try {
+      const swept = await this.k.store.write((tx) => {
+        const rows = tx.query<{ id: string; kind: string; target: string; action: string }, [number]>("SELECT id, kind, target, action FROM intel_manual WHERE until IS NOT NULL AND until <= ?").all(now);
+        for (const row of rows) {
+          tx.query("DELETE FROM intel_manual WHERE id = ?").run(row.id);
+          this.k.audit.record(tx, event(null, "intel.manual.expire", { type: "intel_manual", id: row.id }, `${row.kind === "allow" ? "allow" : `deny (${row.action})`} ${row.target} expired`));
+        }
+        return rows.length;
+      });
+      if (swept > 0) this.reloadManual();
+    } catch (e) {
+      this.k.log.error("intel: expired manual entries could not be deleted", { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
   manual() {
     const now = this.now();
     return { items: this.manualEntries().filter((e) => e.until === null || e.until > now).map((e) => ({ ...e, until: iso(e.until) })) };
@@ -236,6 +264,8 @@ export class IntelService {
     const target = formatCidr(cidr);
     const entry: ManualEntry = { id: newId("man"), kind: input.kind, target, action: input.kind === "deny" ? (input.action ?? "refuse") : "refuse", until: input.minutes ? this.now() + input.minutes * 60_000 : null, reason: input.reason ?? null };
     await this.k.store.write((tx) => {
+      const live = tx.query<{ n: number }, [number]>("SELECT COUNT(*) AS n FROM intel_manual WHERE until IS NULL OR until > ?").get(this.now())!.n;
+      if (live >= MAX_MANUAL_ENTRIES) throw new ConflictError(`There are ${MAX_MANUAL_ENTRIES} manual entries already: remove some, or put many addresses in a reputation list.`);
       tx.query("INSERT INTO intel_manual (id, kind, target, action, reason, until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run(entry.id, entry.kind, entry.target, entry.action, entry.reason, entry.until, this.now());
       const what = entry.kind === "allow" ? `allow ${target}` : `deny (${entry.action}) ${target}`;
       this.k.audit.record(tx, event(caller, "intel.manual.add", { type: "intel_manual", id: entry.id }, `${what}${entry.until ? ` until ${iso(entry.until)}` : ""}${entry.reason ? `: ${entry.reason}` : ""}`));

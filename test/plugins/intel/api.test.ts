@@ -4,6 +4,8 @@
  * that change nothing, and operators only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { intelOf } from "../../../plugins/intel/index.ts";
+import { MAX_MANUAL_ENTRIES } from "../../../plugins/intel/service.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
@@ -77,6 +79,38 @@ describe("policy, manual entries, status", () => {
     expect((await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "192.0.2.1/24" } })).status).toBe(422);
     expect((await c.send("DELETE", `/v1/intel/manual/${deny.body.id}`, operator)).status).toBe(200);
     expect((await c.send("GET", "/v1/intel/ip/192.0.2.5", operator)).body.action).toBe("allow");
+  });
+
+  test("a manual entry whose time is up is deleted at the sweep, audited, and no longer listed", async () => {
+    const entry = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "198.51.100.64/26", action: "throttle", minutes: 5 } });
+    const lasting = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "allow", target: "198.51.100.80" } });
+    expect((await c.send("GET", "/v1/intel/ip/198.51.100.70", operator)).body).toMatchObject({ action: "throttle", source: "denylist" });
+    c.clock.advance(5 * 60_000);
+    expect((await c.send("GET", "/v1/intel/ip/198.51.100.70", operator)).body.action).toBe("allow"); // not applied past its time
+    await intelOf(c.kernel as never).sweep();
+    expect(c.kernel.store.db.query("SELECT id FROM intel_manual WHERE id = ?").all(entry.body.id)).toEqual([]);
+    expect(audit("intel.manual.expire")).toEqual([{ action: "intel.manual.expire", reason: "deny (throttle) 198.51.100.64/26 expired" }]);
+    expect((await c.send("GET", "/v1/intel/manual", operator)).body.items.map((e: { id: string }) => e.id)).toEqual([lasting.body.id]);
+    await intelOf(c.kernel as never).sweep(); // nothing more to do: nothing more audited
+    expect(audit("intel.manual.expire").length).toBe(1);
+    expect((await c.send("DELETE", `/v1/intel/manual/${lasting.body.id}`, operator)).status).toBe(200);
+  });
+
+  test(`at most ${MAX_MANUAL_ENTRIES} manual entries in force: one more is a conflict (expired ones do not count)`, async () => {
+    const db = c.kernel.store.db;
+    const insert = db.query("INSERT INTO intel_manual (id, kind, target, action, reason, until, created_at) VALUES (?, 'deny', ?, 'refuse', NULL, ?, 0)");
+    db.transaction(() => {
+      for (let i = 0; i < MAX_MANUAL_ENTRIES - 1; i++) insert.run(`bulk${i}`, `10.${i >> 8}.${i & 255}.0/24`, null);
+      insert.run("bulk-expired", "10.250.0.0/24", c.clock.now() - 1);
+    })();
+    try {
+      expect((await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "192.0.2.200" } })).status).toBe(200);
+      const over = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "allow", target: "192.0.2.201" } });
+      expect(over.status).toBe(409);
+      expect(over.body.detail).toMatch(/reputation list/);
+    } finally {
+      db.query("DELETE FROM intel_manual WHERE id LIKE 'bulk%' OR target = '192.0.2.200/32'").run();
+    }
   });
 
   test("status shows the embedded database with its licence and date", async () => {
