@@ -3,8 +3,11 @@
  * its answer is built. The shield's verdict on the client (src/intel/shield.ts) comes first —
  * refused: REFUSED; dropped: no reply. Then, over UDP, response rate limiting per client prefix
  * (rrl.ts), stricter for a throttled client; each limited query tells the shield, so a flooder
- * soon has a decision of its own (for DNS over UDP only: UDP sources are not verified). REFUSED
- * is rate limited like answers (else it reflects for free). Allowlisted clients, and loopback
+ * soon has a decision of its own (for DNS over UDP only, and a throttle at most: UDP sources are
+ * not verified, and a throttled client still gets TC now and then, so a real resolver whose
+ * address was spoofed retries over TCP and is answered). REFUSED and drops over UDP come only
+ * from evidence every channel acts on. REFUSED is rate limited like answers (else it reflects
+ * for free). Allowlisted clients, and loopback
  * when trusted, are exempt from the limit; configured secondaries from the shield only.
  */
 import { isLoopback, parseIp } from "../../src/net/ip.ts";

@@ -7,7 +7,7 @@ const DenyAction = t.Union([t.Literal("throttle"), t.Literal("refuse"), t.Litera
 
 export const Done = t.Object({ ok: t.Literal(true) });
 
-export const Decision = t.Object({ id: t.String(), target: t.String(), scope: t.Union([t.Literal("all"), t.Literal("dns")], { description: "dns: made from DNS evidence, enforced by the DNS server only" }), action: DenyAction, score: t.Integer(), reasons: t.Array(t.String()), since: Iso, until: Iso, shadow: t.Boolean() });
+export const Decision = t.Object({ id: t.String(), target: t.String(), scope: t.Union([t.Literal("all"), t.Literal("dns")], { description: "dns: made from DNS evidence, enforced by the DNS server over UDP only, as a throttle at most" }), action: DenyAction, score: t.Integer(), reasons: t.Array(t.String()), since: Iso, until: Iso, shadow: t.Boolean() });
 export const DecisionList = t.Object({ items: t.Array(Decision) });
 
 export const ManualEntry = t.Object({ id: t.String(), kind: t.Union([t.Literal("allow"), t.Literal("deny")]), target: t.String(), action: DenyAction, reason: t.Union([t.String(), t.Null()]), until: t.Union([Iso, t.Null()]) });

@@ -19,8 +19,8 @@ export { toCidr, type ManualEntry };
 
 /**
  * Where a verdict is asked. DNS over UDP comes from addresses nobody verified, so what DNS
- * traffic did (floods, NXDOMAIN, refused names) counts toward DNS verdicts only: a spoofer
- * must not be able to lock a victim out of the API.
+ * traffic did (floods, NXDOMAIN, refused names) counts toward DNS verdicts only, and throttles
+ * at most: a spoofer must not be able to lock a victim out of the API, nor get a resolver refused.
  */
 export type Channel = "http" | "dns";
 
@@ -28,7 +28,7 @@ export interface Decision {
   id: string;
   /** The address it is about, or the prefix (/24, /56) when its neighbours' doings made it. */
   target: string;
-  /** "all": enforced by the HTTP guard and the DNS server; "dns": by the DNS server only (made from DNS evidence). */
+  /** "all": enforced by the HTTP guard and the DNS server; "dns": by the DNS server over UDP only, as a throttle at most (made from DNS evidence, which may be forged). */
   scope: "all" | "dns";
   action: Exclude<Action, "allow">;
   score: number;
@@ -220,19 +220,22 @@ export class Shield {
 
     // A decision is started only when the score calls for more than what is done already.
     let decision = this.inForce("all", keys, now, dryRun);
-    if (!dryRun) decision = this.consider("all", forAll, keys, own, shared, stronger(manualAction, decision?.action ?? "allow"), policy, now) ?? decision;
+    if (!dryRun) decision = this.consider("all", forAll, keys, own, shared, stronger(manualAction, enforced(decision)), policy, now) ?? decision;
+    let called = actionFor(policy, forAll.score);
     if (channel === "dns") {
+      // DNS evidence (forgeable: see forgeable()) makes decisions of its own, enforced by the DNS server alone.
       let dnsOnly = this.inForce("dns", keys, now, dryRun);
-      if (!dryRun) dnsOnly = this.consider("dns", scored, keys, own, shared, stronger(manualAction, dnsOnly?.action ?? "allow"), policy, now) ?? dnsOnly;
-      if (dnsOnly && (decision === null || severity(dnsOnly.action) > severity(decision.action))) decision = dnsOnly;
+      const done = stronger(manualAction, stronger(enforced(decision), enforced(dnsOnly)));
+      if (!dryRun) dnsOnly = this.consider("dns", scored, keys, own, shared, done, policy, now) ?? dnsOnly;
+      if (dnsOnly && severity(enforced(dnsOnly)) > severity(enforced(decision))) decision = dnsOnly;
+      called = stronger(called, forgeable(actionFor(policy, scored.score)));
     }
     // The most severe of the deny entry, the decision in force and what the score calls for
     // (a dry run starts nothing, but says so): none softens another — a throttle on a /24 must
     // not turn a listed address's drop into a throttle. Of equals, the operator's entry is named.
     let action: Action = manualAction;
     let source: Assessment["source"] = denied ? "denylist" : "score";
-    if (decision && severity(decision.action) > severity(action)) [action, source] = [decision.action, "decision"];
-    const called = actionFor(policy, scored.score);
+    if (severity(enforced(decision)) > severity(action)) [action, source] = [enforced(decision), "decision"];
     if (severity(called) > severity(action)) [action, source] = [called, "score"];
     // The policy in force says whether anything is enforced, not the mode a decision was made
     // in: one recorded in shadow mode is enforced once shadow mode is off (the same policy made it).
@@ -269,7 +272,7 @@ export class Shield {
     policy: ShieldPolicy,
     now: number,
   ): Decision | null {
-    const wanted = actionFor(policy, scored.score);
+    const wanted = scope === "dns" ? forgeable(actionFor(policy, scored.score)) : actionFor(policy, scored.score);
     if (wanted === "allow" || severity(wanted) <= severity(done)) return null;
     // On the prefix when the address alone would not have earned it: one decision for a
     // neighbourhood, not one per address an attacker rotates through. What the address is
@@ -401,6 +404,23 @@ export class Shield {
       }
     }
   }
+}
+
+/**
+ * The most that DNS evidence may do: throttle. It arrives over UDP from addresses anyone can
+ * forge, so a flood spoofed "from" a real resolver must not get it refused or dropped. Throttled,
+ * it is rate limited with slip: some of its queries get an empty answer with TC, it retries over
+ * TCP, and there (a source the handshake verified) DNS evidence does not count. Refusing and
+ * dropping over UDP are left to evidence every channel acts on: lists, policy, manual entries, HTTP.
+ */
+function forgeable(action: Action): Action {
+  return severity(action) > severity("throttle") ? "throttle" : action;
+}
+
+/** What a decision does: one made from DNS evidence never more than throttle (those stored before that rule included). */
+function enforced(decision: Decision | null): Action {
+  if (decision === null) return "allow";
+  return decision.scope === "dns" ? forgeable(decision.action) : decision.action;
 }
 
 /** A /48 needs four times the evidence of a /56 (it may hold several customers). */

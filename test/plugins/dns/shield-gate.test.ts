@@ -21,12 +21,40 @@ function gateWith(decisions: Decision[], options: { exempt?: string; rate?: numb
 const decision = (target: string, scope: "all" | "dns", action: Decision["action"]): Decision => ({ id: `d-${target}-${scope}`, target, scope, action, score: 90, reasons: [], since: NOW - 1000, until: NOW + 60_000, shadow: false });
 
 describe("the DNS gate and the shield", () => {
-  test("a decision made from DNS evidence refuses over UDP, never over TCP (a spoofed flood must not cut a resolver off)", () => {
-    const gate = gateWith([decision("198.51.100.7", "dns", "refuse"), decision("198.51.100.8", "dns", "drop")]);
-    expect(gate.decide("198.51.100.7", [], 1, "udp")).toBe("refuse");
-    expect(gate.decide("198.51.100.7", [], 1, "tcp")).toBe("answer");
-    expect(gate.decide("198.51.100.8", [], 1, "udp")).toBe("drop");
-    expect(gate.decide("198.51.100.8", [], 1, "tcp")).toBe("answer");
+  test("a decision made from DNS evidence throttles over UDP, with slip, and never acts over TCP (a spoofed flood must not cut a resolver off)", () => {
+    // Stored before DNS evidence was held to a throttle: enforced as one.
+    const gate = gateWith([decision("198.51.100.7", "dns", "refuse"), decision("203.0.113.8", "dns", "drop")], { slip: 2 });
+    for (const client of ["198.51.100.7", "203.0.113.8"]) {
+      // The throttled rate (1 a second), then every second query gets TC: the resolver retries over TCP.
+      expect(Array.from({ length: 5 }, () => gate.decide(client, [], 1, "udp"))).toEqual(["answer", "drop", "truncate", "drop", "truncate"]);
+      expect(Array.from({ length: 3 }, () => gate.decide(client, [], 1, "tcp"))).toEqual(["answer", "answer", "answer"]);
+    }
+  });
+
+  test("a resolver's address spoofed in a flood: throttled over UDP, with TC some of the time, answered over TCP", () => {
+    let now = NOW;
+    const shield = new Shield({ geo: { lookup: () => ({ country: null, asn: null, organisation: null, anonymous: null }) }, lists: () => [], policy: () => DEFAULT_POLICY, now: () => now, trustLoopback: false });
+    const slot = new ShieldSlot();
+    slot.current = shield;
+    const gate = new ShieldGate({ shield: slot, rate: 100, throttledRate: 10, slip: 2, trustLoopback: false, now: () => now });
+    const resolver = "198.51.100.53";
+    // Eight seconds of spoofed queries for names not hosted and names that do not exist, as the
+    // server reports them, then a burst well past the rate.
+    for (let second = 0; second < 8; second++) {
+      for (let i = 0; i < 100; i++) if (gate.decide(resolver, [], 1, "udp") === "answer") shield.observe(resolver, second < 4 ? "dns_refused" : "dns_nxdomain");
+      now += 1000;
+    }
+    for (let i = 0; i < 400; i++) gate.decide(resolver, [], 1, "udp");
+    now += 1500;
+    expect(shield.assess(resolver, { dryRun: true, channel: "dns" }).score).toBeGreaterThanOrEqual(70); // refused at least, were it not forgeable
+    expect(shield.activeDecisions().map((d) => `${d.scope} ${d.action}`)).toEqual(["dns throttle"]);
+    // The resolver's own queries, 40 a second: the throttled rate is answered, past it some get TC.
+    const seen: string[] = [];
+    for (let i = 0; i < 100; i++, now += 25) seen.push(gate.decide(resolver, [], 1, "udp"));
+    expect(seen).not.toContain("refuse");
+    expect(seen.filter((v) => v === "answer").length).toBeGreaterThanOrEqual(10);
+    expect(seen.filter((v) => v === "truncate").length).toBeGreaterThan(20);
+    expect(gate.decide(resolver, [], 1, "tcp")).toBe("answer"); // where TC sends it
   });
 
   test("a decision every channel acts on (HTTP evidence, lists, policy) refuses over TCP too", () => {

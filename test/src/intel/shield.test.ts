@@ -202,10 +202,23 @@ describe("Shield against spoofing and floods (review findings)", () => {
       shield.observe(victim, "dns_nxdomain");
       shield.observe(victim, "dns_refused");
     }
-    expect(shield.decide(victim, "dns")).toBe("drop");
+    // The score calls for a drop; forgeable evidence gets a throttle at most (rate limited, with slip).
+    expect(shield.assess(victim, { dryRun: true, channel: "dns" }).score).toBe(90);
+    expect(shield.decide(victim, "dns")).toBe("throttle");
     expect(shield.decide(victim, "http")).toBe("allow");
     expect(shield.decide("198.51.100.21", "http")).toBe("allow"); // the neighbours neither
-    expect(changes.every(([, d]) => d.scope === "dns")).toBe(true);
+    expect(changes.map(([c, d]) => `${c} ${d.scope} ${d.action} ${d.target}`)).toEqual(["start dns throttle 198.51.100.20"]);
+  });
+
+  test("over DNS, evidence every channel acts on still refuses and drops; DNS evidence adds at most a throttle", () => {
+    const { shield, changes } = setup({ lists: [listOf("drop", 75, "203.0.113.0/24")], trustLoopback: false });
+    for (let i = 0; i < 1000; i++) shield.observe("203.0.113.9", "dns_rate_limited");
+    expect(shield.decide("203.0.113.9", "dns")).toBe("refuse"); // the list's, not the DNS evidence's drop
+    expect(changes.map(([c, d]) => `${c} ${d.scope} ${d.action}`)).toEqual(["start all refuse"]); // no DNS decision beside it
+    // Stored before this rule: a DNS-only decision to drop is enforced as a throttle.
+    shield.restore([{ id: "old", target: "192.0.2.9", scope: "dns", action: "drop", score: 95, reasons: [], since: Date.UTC(2026, 10, 23) - 1000, until: Date.UTC(2026, 10, 23) + 60_000, shadow: false }]);
+    expect(shield.decide("192.0.2.9", "dns")).toBe("throttle");
+    expect(shield.decide("192.0.2.9", "http")).toBe("allow");
   });
 
   test("a neighbourhood's doings make one decision on the prefix, not one per rotated address", () => {
