@@ -97,6 +97,8 @@ function withoutDns(counts: Readonly<Record<Signal, number>>): Readonly<Record<S
 interface Client {
   ip: IpAddress;
   keys: Keys;
+  /** Whether the allow list (or loopback) trusts it, as of `index`, until `until`: observe asks per query. */
+  trust?: { index: ManualIndex; until: number; value: boolean };
 }
 
 interface Verdict {
@@ -220,12 +222,17 @@ export class Shield {
 
     // A decision is started only when the score calls for more than what is done already.
     let decision = this.inForce("all", keys, now, dryRun);
-    if (!dryRun) decision = this.consider("all", forAll, keys, own, shared, stronger(manualAction, enforced(decision)), policy, now) ?? decision;
+    // Decisions for every channel are started from requests whose source is proven (HTTP, DNS
+    // over TCP), never from a UDP query: a spoofed one from each address of a listed range
+    // would fill their places, and a brute-forcer's would no longer be recorded. Nothing is
+    // lost: the evidence they rest on (lists, geo, HTTP behaviour) is scored here anyway.
+    if (!dryRun && channel !== "dns") decision = this.consider("all", forAll, keys, own, shared, stronger(manualAction, enforced(decision)), policy, now) ?? decision;
     let called = actionFor(policy, forAll.score);
     if (channel === "dns") {
       // DNS evidence (forgeable: see forgeable()) makes decisions of its own, enforced by the DNS server alone.
       let dnsOnly = this.inForce("dns", keys, now, dryRun);
-      const done = stronger(manualAction, stronger(enforced(decision), enforced(dnsOnly)));
+      // What is done already includes what the proven evidence's score calls for (a listed range's refuse).
+      const done = stronger(stronger(manualAction, called), stronger(enforced(decision), enforced(dnsOnly)));
       if (!dryRun) dnsOnly = this.consider("dns", scored, keys, own, shared, done, policy, now) ?? dnsOnly;
       if (dnsOnly && severity(enforced(dnsOnly)) > severity(enforced(decision))) decision = dnsOnly;
       called = stronger(called, forgeable(actionFor(policy, scored.score)));
@@ -325,7 +332,7 @@ export class Shield {
    */
   observe(client: string, signal: Signal, n = 1): void {
     const known = this.clientOf(client);
-    if (!known || this.trusts(known.ip, this.options.now())) return;
+    if (!known || this.trusts(known, this.options.now())) return;
     const { keys } = known;
     this.behaviour.add(keys.address, keys.prefix, signal, n, keys.wide);
     if (DNS_SIGNALS.has(signal)) {
@@ -342,9 +349,21 @@ export class Shield {
     }
   }
 
-  /** Loopback (when trusted) or on the allow list. */
-  private trusts(ip: IpAddress, now: number): boolean {
-    return (this.options.trustLoopback !== false && isLoopback(ip)) || this.manual.allowed(ip, now) !== null;
+  /**
+   * Loopback (when trusted) or on the allow list. Remembered on the client until the allow list
+   * changes or the entry that matched ends (entries only end; a new list is a new index): the
+   * lookup builds a key per prefix length in use, too much for every query of a flood.
+   */
+  private trusts(client: Client, now: number): boolean {
+    const known = client.trust;
+    if (known !== undefined && known.index === this.manual && now < known.until) return known.value;
+    if (this.options.trustLoopback !== false && isLoopback(client.ip)) {
+      client.trust = { index: this.manual, until: Infinity, value: true };
+      return true;
+    }
+    const entry = this.manual.allowed(client.ip, now);
+    client.trust = { index: this.manual, until: entry?.until ?? Infinity, value: entry !== null };
+    return entry !== null;
   }
 
   /** A client as it appears on the wire, parsed once and remembered for the busy ones; null when it is no IP. */
@@ -379,12 +398,15 @@ export class Shield {
     const keys = host ? keysOf(cidr) : null;
     const names = keys ? [keys.address, keys.prefix, ...(keys.wide ? [keys.wide] : [])] : [formatCidr(cidr)];
     const lifted: Decision[] = [];
+    const now = this.options.now();
     for (const held of Object.values(this.decisions)) {
       for (const name of names) {
         const d = held.get(name);
         if (!d) continue;
         held.delete(name);
-        lifted.push(d);
+        // Ended already, not yet swept: it expired, it is not lifted (and forgets nothing).
+        if (d.until <= now) this.options.onDecision?.("expire", d);
+        else lifted.push(d);
       }
     }
     if (lifted.length === 0) return lifted;

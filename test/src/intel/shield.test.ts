@@ -194,6 +194,46 @@ describe("Shield", () => {
 });
 
 describe("Shield against spoofing and floods (review findings)", () => {
+  test("one spoofed UDP query from each address of a listed range starts no decisions, so a brute-forcer's is still recorded", () => {
+    const list = listOf("spamhaus-drop", 60, "100.64.0.0/10");
+    const { shield, changes, advance } = setup({ lists: [list], trustLoopback: false });
+    for (let n = 0; n < 200; n++) expect(shield.decide(`100.64.${n}.9`, "dns")).toBe("throttle"); // the list's +60, scored
+    expect(changes).toEqual([]);
+    for (let i = 0; i < 14; i++) shield.observe("198.51.100.7", "failed_login");
+    expect(shield.decide("198.51.100.7", "http")).toBe("throttle");
+    expect(changes.map(([c, d]) => `${c} ${d.scope} ${d.target}`)).toEqual(["start all 198.51.100.7"]);
+    advance(13 * 60_000); // the score has decayed below the throttle; the decision holds
+    expect(shield.decide("198.51.100.7", "http")).toBe("throttle");
+  });
+
+  test("a decision that has ended but is not swept yet is not lifted, and its address's record is kept", () => {
+    const { shield, changes, advance } = setup({ trustLoopback: false });
+    for (let i = 0; i < 14; i++) shield.observe("198.51.100.7", "failed_login");
+    shield.decide("198.51.100.7", "http");
+    advance(15 * 60_000 + 1);
+    for (let i = 0; i < 3; i++) shield.observe("198.51.100.7", "failed_login");
+    expect(shield.lift("198.51.100.7")).toEqual([]);
+    expect(shield.behaviour.counts("198.51.100.7").failed_login).toBeGreaterThan(3);
+    expect(changes.map(([c]) => c)).toEqual(["start", "expire"]);
+  });
+
+  test("an allow entry, added or ended, is seen by observe at once (its answer is remembered per client)", () => {
+    const { shield, advance } = setup({ trustLoopback: false });
+    const entry = { id: "m1", kind: "allow" as const, target: "192.0.2.0/24", action: "refuse" as const, until: Date.UTC(2026, 10, 23) + 60_000, reason: null };
+    shield.observe("192.0.2.1", "failed_login");
+    expect(shield.behaviour.counts("192.0.2.1").failed_login).toBe(1);
+    shield.setManual([entry]);
+    shield.observe("192.0.2.1", "failed_login"); // trusted: not counted
+    expect(shield.behaviour.counts("192.0.2.1").failed_login).toBe(1);
+    advance(60_000); // the entry ends
+    shield.observe("192.0.2.1", "failed_login");
+    expect(shield.behaviour.counts("192.0.2.1").failed_login).toBeGreaterThan(1.5);
+    shield.setManual([{ ...entry, until: null }]);
+    const before = shield.behaviour.counts("192.0.2.1").failed_login;
+    shield.observe("192.0.2.1", "failed_login");
+    expect(shield.behaviour.counts("192.0.2.1").failed_login).toBe(before);
+  });
+
   test("DNS evidence (unverified UDP sources) makes DNS-only decisions: it never refuses HTTP", () => {
     const { shield, changes } = setup({ trustLoopback: false });
     const victim = "198.51.100.20";
@@ -214,7 +254,11 @@ describe("Shield against spoofing and floods (review findings)", () => {
     const { shield, changes } = setup({ lists: [listOf("drop", 75, "203.0.113.0/24")], trustLoopback: false });
     for (let i = 0; i < 1000; i++) shield.observe("203.0.113.9", "dns_rate_limited");
     expect(shield.decide("203.0.113.9", "dns")).toBe("refuse"); // the list's, not the DNS evidence's drop
-    expect(changes.map(([c, d]) => `${c} ${d.scope} ${d.action}`)).toEqual(["start all refuse"]); // no DNS decision beside it
+    // No decision from a UDP query (a spoofed one from each address of the range would fill
+    // their places): the list's refuse is the score's, and DNS evidence adds nothing above it.
+    expect(changes).toEqual([]);
+    expect(shield.decide("203.0.113.9", "http")).toBe("refuse");
+    expect(changes.map(([c, d]) => `${c} ${d.scope} ${d.action}`)).toEqual(["start all refuse"]); // from a request whose source is proven
     // Stored before this rule: a DNS-only decision to drop is enforced as a throttle.
     shield.restore([{ id: "old", target: "192.0.2.9", scope: "dns", action: "drop", score: 95, reasons: [], since: Date.UTC(2026, 10, 23) - 1000, until: Date.UTC(2026, 10, 23) + 60_000, shadow: false }]);
     expect(shield.decide("192.0.2.9", "dns")).toBe("throttle");
