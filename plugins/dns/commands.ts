@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
-import type { Command } from "../../src/plugin.ts";
+import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { AnalyticsSnapshot } from "./analytics.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
@@ -18,6 +18,7 @@ interface ZoneView {
   soa: { mname: string; rname: string; refresh: number; retry: number; expire: number; minimum: number };
   updated_at: string;
   records?: Array<{ name: string; type: string; ttl: number; data: string }>;
+  problems?: string[];
 }
 
 const zonesPath = (org: string) => `/v1/dns/orgs/${encodeURIComponent(org)}/zones`;
@@ -96,6 +97,7 @@ export const dnsCommands: Command[] = [
       }
       const zone = await api.request<ZoneView>("POST", zonesPath(await organizationOf(ctx, api)), body);
       print(ctx, zone, `${zone.name} created (serial ${zone.serial})`);
+      warnProblems(ctx, zone);
       return 0;
     },
   },
@@ -110,6 +112,7 @@ export const dnsCommands: Command[] = [
       const api = await ctx.api();
       const zone = await api.request<ZoneView>("GET", zonePath(await organizationOf(ctx, api), ctx.args[0]!));
       print(ctx, zone, `${zone.name} serial ${zone.serial} (${zone.id})\n${recordsText(zone)}`);
+      warnProblems(ctx, zone);
       return 0;
     },
   },
@@ -294,3 +297,8 @@ export const dnsCommands: Command[] = [
     },
   },
 ];
+
+/** What would leave a served zone unreachable (an in-zone name server without an address), on standard error. */
+function warnProblems(ctx: CommandContext, zone: ZoneView): void {
+  for (const problem of zone.problems ?? []) ctx.err(`warning: ${problem}`);
+}

@@ -38,7 +38,13 @@ export const Record = t.Object({
   data: t.String({ description: "The record data in presentation form" }),
 });
 export const RecordList = t.Object({ zone: t.String(), serial: t.Integer(), items: t.Array(Record) });
-export const ZoneWithRecords = t.Composite([Zone, t.Object({ records: t.Array(Record, { description: "Every record, the SOA first" }) })]);
+export const ZoneWithRecords = t.Composite([
+  Zone,
+  t.Object({
+    records: t.Array(Record, { description: "Every record, the SOA first" }),
+    problems: t.Array(t.String(), { description: "What would make the zone unreachable though it is served (an in-zone name server without an address)" }),
+  }),
+]);
 
 export const NewZone = t.Object({
   name: t.String({ minLength: 1, maxLength: 1024, description: "The zone's name, such as example.org" }),

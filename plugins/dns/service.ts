@@ -147,7 +147,8 @@ export class DnsService {
 
   show(organizationId: string, zone: string) {
     const row = this.zoneRow(organizationId, zone);
-    return { ...zoneView(row), records: this.records(row).map(recordView) };
+    const records = this.records(row).map(recordView);
+    return { ...zoneView(row), records, problems: nameServerProblems(row.name, records) };
   }
 
   recordList(organizationId: string, zone: string) {
@@ -419,4 +420,23 @@ function event(caller: Caller, zone: sql.ZoneRow, action: string, reason: string
     actor: actorOf(caller.principal),
     request: caller.request,
   };
+}
+
+/**
+ * What would leave the zone (or a delegation in it) unreachable although it is served: a name
+ * server named inside the zone with no address in it. Nothing can ask it — resolvers need its
+ * address (glue) before they can — so a zone made with the default `ns1.<zone>` is lame until
+ * that name gets an A or AAAA record, or other name servers are named.
+ */
+export function nameServerProblems(zone: string, records: ReadonlyArray<{ name: string; type: string; data: string }>): string[] {
+  const withAddress = new Set(records.filter((r) => r.type === "A" || r.type === "AAAA").map((r) => r.name));
+  const inZone = (name: string) => name === zone || name.endsWith(`.${zone}`);
+  const problems: string[] = [];
+  for (const ns of records.filter((r) => r.type === "NS")) {
+    const target = ns.data.toLowerCase();
+    if (inZone(target) && !withAddress.has(target)) {
+      problems.push(`name server ${target} (NS of ${ns.name}) is in the zone but has no A or AAAA record: nothing can reach it; add one, or name other name servers`);
+    }
+  }
+  return [...new Set(problems)];
 }

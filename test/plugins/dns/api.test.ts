@@ -43,6 +43,20 @@ sip      IN A 192.0.2.60
 `;
 
 describe("dns zones", () => {
+  test("a zone whose in-zone name server has no address says so, until it has one (a lame zone otherwise looks fine)", async () => {
+    const { c, owner, zone, created } = await setup();
+    expect(created.problems).toEqual([
+      "name server ns1.example.org. (NS of example.org.) is in the zone but has no A or AAAA record: nothing can reach it; add one, or name other name servers",
+    ]);
+    expect((await c.send("PUT", `${zone}/rrsets/ns1/A`, owner, { json: { ttl: 300, records: ["192.0.2.53"] } })).status).toBe(200);
+    expect((await c.send("GET", zone, owner)).body.problems).toEqual([]);
+    // A delegation to a name server inside the zone needs its glue too.
+    expect((await c.send("PUT", `${zone}/rrsets/sub/NS`, owner, { json: { ttl: 300, records: ["ns.sub.example.org.", "ns.example.net."] } })).status).toBe(200);
+    expect((await c.send("GET", zone, owner)).body.problems).toEqual([
+      "name server ns.sub.example.org. (NS of sub.example.org.) is in the zone but has no A or AAAA record: nothing can reach it; add one, or name other name servers",
+    ]);
+  });
+
   test("create a zone: canonical name, default SOA and NS, date-based serial; names unique (409)", async () => {
     const { c, owner, zones, created } = await setup();
     expect(created.name).toBe("example.org.");
