@@ -5,9 +5,10 @@
  * must stay non-recursive: the two answer different questions to different clients.
  *
  * A query goes through, in order:
- * 1. the client check — only `allowedClients` (loopback by default) are answered, everyone else
- *    gets REFUSED and a malformed packet from them gets nothing: an open resolver is an
- *    amplification weapon;
+ * 1. the client check — only `allowedClients` (loopback by default) are answered; everyone else
+ *    gets nothing over UDP and a closed connection over TCP: an open resolver is an
+ *    amplification weapon, and a stranger's open connections would take the allowed clients'
+ *    slots;
  * 2. the local zones (`local`), answered as they are, never forwarded;
  * 3. the blocklist (minus the allowlist): NXDOMAIN with a synthesized SOA, or a sinkhole address,
  *    always with a short TTL so that a client's negative cache forgets an unblocked name soon;
@@ -173,6 +174,7 @@ const HEADER_LENGTH = 12;
 const CLASS_IN = 1;
 const FLAG_RA = 0x80;
 const TYPE_IXFR = 251;
+const TYPE_ANY = 255;
 const TYPE_AXFR = 252;
 const TYPE_MAILB = 253;
 const TYPE_MAILA = 254;
@@ -269,7 +271,7 @@ export interface CachedAnswer extends Sections {
   receivedAt: number;
   /** Seconds it may be reused; 0 when it must not be kept. */
   ttl: number;
-  /** Its size on the wire: what it costs the cache's byte budget. */
+  /** What it costs the cache's byte budget: its records as decoded objects (memoryCost). */
   size: number;
 }
 
@@ -285,9 +287,14 @@ function soaMinimum(rdata: Uint8Array): number {
  * authority records. A negative answer (NXDOMAIN, or no answer records) is kept per RFC 2308:
  * for the SOA's TTL or its MINIMUM, whichever is smaller — and not at all without a SOA.
  */
-export function toCachedAnswer(message: Message, receivedAt: number, size: number, maxTtl: number): CachedAnswer {
+export function toCachedAnswer(message: Message, receivedAt: number, maxTtl: number): CachedAnswer {
   const cap = (ttl: number) => (ttl > MAX_TTL ? 0 : Math.min(ttl, maxTtl));
-  const negative = message.rcode === Rcode.NXDOMAIN || message.answer.length === 0;
+  // NODATA at the end of a CNAME chain (the chain, no record of the asked type, the SOA) is
+  // negative too (RFC 2308 §5): the SOA's MINIMUM bounds it. A chain without a SOA is an
+  // answer as far as it goes.
+  const asked = message.questions[0]?.type;
+  const endsInNoData = !message.answer.some((rr) => rr.type === asked || asked === TYPE_ANY) && message.authority.some((rr) => rr.type === RRType.SOA);
+  const negative = message.rcode === Rcode.NXDOMAIN || message.answer.length === 0 || endsInNoData;
   let ttl = maxTtl;
   let soa = false;
   const answer = message.answer.map((rr) => ({ ...rr, ttl: cap(rr.ttl) }));
@@ -302,7 +309,30 @@ export function toCachedAnswer(message: Message, receivedAt: number, size: numbe
     return { ...rr, ttl: t };
   });
   const additional = message.additional.map((rr) => ({ ...rr, ttl: cap(rr.ttl) }));
-  return { rcode: message.rcode, answer, authority, additional, receivedAt, ttl: negative && !soa ? 0 : ttl, size };
+  const records = answer.length + authority.length + additional.length;
+  // Not kept past MAX_CACHED_RECORDS (BIND's limit is per RRset, 100): served once, asked again.
+  const keep = negative && !soa ? 0 : records > MAX_CACHED_RECORDS ? 0 : ttl;
+  return { rcode: message.rcode, answer, authority, additional, receivedAt, ttl: keep, size: memoryCost(answer) + memoryCost(authority) + memoryCost(additional) };
+}
+
+/** Past this many records an answer is not cached (what a hostile domain's huge answers would cost). */
+const MAX_CACHED_RECORDS = 256;
+/** A record object with its fields, and each label of its owner name (a typed array of its own). */
+const RECORD_COST = 160;
+const LABEL_COST = 96;
+
+/**
+ * What records cost the cache as the objects they are decoded into — not their size on the
+ * wire: a 16-octet record whose owner is a 2-octet compression pointer to a 120-label name is
+ * 120 labels in memory (a budget of wire octets let such answers take 30 to 600 times it).
+ */
+function memoryCost(records: readonly ResourceRecord[]): number {
+  let cost = 0;
+  for (const rr of records) {
+    cost += RECORD_COST + rr.rdata.length;
+    for (const label of rr.name) cost += LABEL_COST + label.length;
+  }
+  return cost;
 }
 
 /** The sections with every TTL counted down by the whole seconds since the answer came. */
@@ -555,8 +585,15 @@ function exchangeTcp(outbound: Outbound, upstream: ResolvedUpstream, packet: Uin
 
 /** Upstream questions under way at once; past it, new questions fail at once (SERVFAIL). */
 const MAX_IN_FLIGHT = 1024;
-/** The cache's octet budget: about 64 MiB of answers as they came on the wire. */
+/** The cache's budget: about 64 MiB of decoded answers (memoryCost). */
 const CACHE_MAX_BYTES = 64 << 20;
+/**
+ * Queries waiting for an upstream's answer, in all and per client: each holds its query and
+ * closures until the question is answered or every upstream timed out (up to upstreams × the
+ * timeout, twice with the TCP retry). Past either, SERVFAIL at once.
+ */
+const MAX_WAITING = 8192;
+const MAX_WAITING_PER_CLIENT = 512;
 /** At most one log line per this many milliseconds for failures (a flood must not flood the log). */
 const ERROR_LOG_INTERVAL_MS = 1000;
 
@@ -568,10 +605,13 @@ class ResolverCore {
   readonly cache: ResolverCache;
   readonly exchanges: Exchanges = new Set();
   private readonly inFlight = new Map<string, Promise<CachedAnswer | null>>();
+  /** Queries waiting for an upstream, in all and by client (MAX_WAITING). */
+  private waiting = 0;
+  private readonly waitingBy = new Map<string, number>();
   private readonly upstreams: ResolvedUpstream[];
   /** Null when there is no upstream: then nothing here can open a socket. */
   private readonly outbound: Outbound | null;
-  private readonly allowed: (client: string) => boolean;
+  readonly allowed: (client: string) => boolean;
   private readonly blocking: Blocking;
   private readonly now: () => number;
   private readonly maxTtl: number;
@@ -668,7 +708,7 @@ class ResolverCore {
     if (entry !== null) this.counters.cacheHits++;
     else {
       this.counters.cacheMisses++;
-      entry = await this.resolve(key, q, this.outbound);
+      entry = await this.waitFor(client, () => this.resolve(key, q, this.outbound!));
     }
     if (entry === null) {
       this.counters.servfail++;
@@ -701,6 +741,22 @@ class ResolverCore {
     return false;
   }
 
+  /** `resolve` for one client's query, within the bounds on waiting queries (null past them: SERVFAIL). */
+  private async waitFor(client: string, resolve: () => Promise<CachedAnswer | null>): Promise<CachedAnswer | null> {
+    const mine = this.waitingBy.get(client) ?? 0;
+    if (this.waiting >= MAX_WAITING || mine >= MAX_WAITING_PER_CLIENT) return null;
+    this.waiting++;
+    this.waitingBy.set(client, mine + 1);
+    try {
+      return await resolve();
+    } finally {
+      this.waiting--;
+      const left = this.waitingBy.get(client)! - 1;
+      if (left === 0) this.waitingBy.delete(client);
+      else this.waitingBy.set(client, left);
+    }
+  }
+
   /** The upstreams' answer to `q`, shared with every query asking the same while it is under way. */
   private resolve(key: string, q: Question, outbound: Outbound): Promise<CachedAnswer | null> {
     const pending = this.inFlight.get(key);
@@ -728,7 +784,7 @@ class ResolverCore {
       const reply = await this.ask(upstream, question, outbound);
       const rcode = reply?.message.rcode;
       if (reply !== null && !reply.message.tc && (rcode === Rcode.NOERROR || rcode === Rcode.NXDOMAIN)) {
-        return toCachedAnswer(reply.message, this.now(), reply.size, this.maxTtl);
+        return toCachedAnswer(reply.message, this.now(), this.maxTtl);
       }
       this.counters.upstreamFailures++;
       if (this.options.log.enabled("debug")) {
@@ -828,7 +884,12 @@ class ResolverListeners {
     open: (socket) => {
       const connection: Connection = { pending: null, pendingLength: 0, backlog: null, timer: null, client: socket.remoteAddress, answering: 0, closed: false };
       socket.data = connection;
-      if (this.stopping || this.connections.size >= this.maxConnections || !this.slots.take(connection.client)) {
+      // A stranger's connection is closed at once (counted as refused): kept open to be told
+      // REFUSED, it would hold one of the few connection slots, and enough of them (eight IPv4
+      // addresses) would keep every allowed client from its TCP retry.
+      const stranger = !this.core.allowed(connection.client);
+      if (stranger) this.core.counters.refused++;
+      if (this.stopping || stranger || this.connections.size >= this.maxConnections || !this.slots.take(connection.client)) {
         connection.closed = true;
         socket.terminate();
         return;
