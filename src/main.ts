@@ -26,7 +26,7 @@ import { AuditLog } from "./audit/log.ts";
 import { buildInfo } from "./build-info.ts";
 import { ApiError, createApiClient, localApiClient } from "./cli/api-client.ts";
 import { readStoredLogin } from "./cli/credentials.ts";
-import { printable } from "./cli/output.ts";
+import { forStdout, printable } from "./cli/output.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
 import { ConfigError } from "./config/error.ts";
 import { dataPath, INSTALLED_CONFIG_FILE, loadConfig, type LoadedConfig } from "./config/load.ts";
@@ -83,7 +83,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     args,
     options,
     json: options.json === true,
-    out: (text) => process.stdout.write(`${text}\n`),
+    out: (text) => process.stdout.write(`${forStdout(text)}\n`),
     err: (text) => process.stderr.write(`${printable(text)}\n`),
     api: async (apiOptions = {}) => (apiOptions.server ? apiClientForServer(options, env, apiOptions.server) : apiClientFor(options, env, apiOptions.anonymous === true)),
     dataDir: () => configFor(options, env).config.data_dir,

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseCheckpointFile } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
+import { forStdout } from "../../src/cli/output.ts";
 import { writeOwnerOnlyFile } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
@@ -62,7 +63,7 @@ export const auditCommands: Command[] = [
       const api = await ctx.api();
       const text = await api.requestText("GET", `/v1/audit/export${filterQuery(ctx, { format: ctx.options.format as string | undefined })}`);
       if (typeof ctx.options.out === "string") writeOwnerOnlyFile(ctx.options.out, text); // personal data may be in it
-      else process.stdout.write(text);
+      else process.stdout.write(forStdout(text));
       return 0;
     },
   },

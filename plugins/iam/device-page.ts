@@ -21,10 +21,12 @@ export interface PendingLogin {
 }
 
 export function approvalPage({ userCode, pending, viewerAddress }: { userCode: string; pending: PendingLogin | null; viewerAddress: string }): Response {
+  // What the server saw comes first; the name is the client's own claim, isolated (<bdi>) so
+  // that direction marks in it cannot reorder the sentence around it.
   const details = pending
-    ? `<p><strong>${escape(pending.client_name)}</strong> asks to log in as you from <strong>${escape(pending.client_address)}</strong>${
+    ? `<p>A login from <strong>${escape(pending.client_address)}</strong>${
         pending.client_address === viewerAddress ? " (this computer's address)" : ` — this page is open from ${escape(viewerAddress)}`
-      }, with the scopes <code>${escape(pending.scopes.join(" "))}</code>, until ${escape(pending.expires_at)}.</p><p>Approve only if you started this login and the code below is the one your terminal shows.</p>`
+      } asks for your account, with the scopes <code>${escape(pending.scopes.join(" "))}</code>, until ${escape(pending.expires_at)}. It says it is <bdi>${escape(pending.client_name)}</bdi>.</p><p>Approve only if you started this login and the code below is the one your terminal shows.</p>`
     : `<p>Enter the code your terminal shows.</p>`;
   return page(`<h1>Approve a login</h1>${details}
 <form method="post" action="/oauth/device">

@@ -53,7 +53,7 @@ export class DeviceFlow {
         id,
         device_code_hash: sha256(deviceCode),
         user_code: raw,
-        client_name: (input.client_name ?? "citadel CLI").slice(0, 100),
+        client_name: clientName(input.client_name),
         client_address: request.source ?? "unknown",
         scopes: JSON.stringify(scopes),
         created_at: this.now(),
@@ -156,4 +156,15 @@ export class DeviceFlow {
     });
     return { access_token: t.token, token_type: "Bearer", expires_in: days * 86_400, scope: (JSON.parse(grant.scopes) as string[]).join(" ") };
   }
+}
+
+/**
+ * The name a device login gives itself, shown on the approval page and in the audit log: any
+ * caller on the network chooses it, so control, format and direction characters (a terminal's
+ * escape sequences, a right-to-left override) are refused rather than stored.
+ */
+function clientName(given: string | undefined): string {
+  if (given === undefined) return "citadel CLI";
+  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(given)) throw oauthError(400, "invalid_request", "client_name: printable characters only");
+  return given.slice(0, 100);
 }

@@ -6,7 +6,7 @@
  * values are encrypted and decrypted here, with the workspace key unwrapped by your private key.
  */
 import { readFileSync } from "node:fs";
-import { integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
+import { forStdout, integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
 import { readSecretLine } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
@@ -364,7 +364,7 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const format = choiceOption(ctx, "format", ["dotenv", "json"] as const, "dotenv");
       const entries = await fetchValues(ctx, await ctx.api(), w);
-      process.stdout.write(format === "json" ? printJsonSecrets(entries) : printDotenv(entries));
+      process.stdout.write(forStdout(format === "json" ? printJsonSecrets(entries) : printDotenv(entries)));
       return 0;
     },
   },

@@ -13,6 +13,15 @@ export function printable(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
+/**
+ * Text for standard output: on a terminal, control characters shown as escapes (as printable
+ * does), so that what a server said — an audit reason, a name someone chose — cannot move the
+ * cursor or retitle the window; piped or redirected, the data as it is.
+ */
+export function forStdout(text: string): string {
+  return process.stdout.isTTY ? printable(text) : text;
+}
+
 /** Columns padded to their widest cell; the first row is the header. */
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

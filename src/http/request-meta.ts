@@ -47,9 +47,13 @@ export function pathOf(url: string): string {
 
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Accepts a caller's X-Request-Id when it is a sane token, so traces join up; else makes one. */
+/**
+ * Accepts a caller's X-Request-Id when it is a sane token, so traces join up; else makes one.
+ * Not one of the form this process makes (its prefix is in every answer): a caller could then
+ * give its request the id of another one, and the log and the audit would mix the two up.
+ */
 export function requestIdFor(inbound: string | null): string {
-  return inbound !== null && VALID_REQUEST_ID.test(inbound) ? inbound : newRequestId();
+  return inbound !== null && VALID_REQUEST_ID.test(inbound) && !inbound.startsWith(PROCESS_PREFIX) ? inbound : newRequestId();
 }
 
 // Request ids: a random per-process prefix and a counter. Unique without a syscall or a

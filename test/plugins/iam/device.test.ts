@@ -146,4 +146,16 @@ describe("device flow", () => {
     expect(page.text).not.toContain("<img");
     expect(page.text).toContain("&#60;img");
   });
+
+  test("a client name with control or direction characters is refused; the page puts the address the server saw first (found in review)", async () => {
+    const c = await testCitadel();
+    for (const name of ["x\u001b]0;PWNED\u0007\u001b[2J", "citadel CLI on ws-17 (this computer).\u202e", "two\nlines"]) {
+      const refused = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: name }));
+      expect([refused.status, refused.body.error]).toEqual([400, "invalid_request"]);
+    }
+    const start = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: "Ünïcode laptop — ok" }));
+    const page = await c.send("GET", `/oauth/device?user_code=${start.body.user_code}`);
+    expect(page.text).toMatch(/A login from <strong>[^<]+<\/strong>.* It says it is <bdi>Ünïcode laptop — ok<\/bdi>\./);
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM device_grants").get()).toEqual({ n: 1 });
+  });
 });

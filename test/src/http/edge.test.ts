@@ -59,6 +59,12 @@ describe("edge", () => {
     const generated = (await send("GET", "/healthz")).headers.get("x-request-id");
     expect(generated).toMatch(/^[0-9a-f]{16}-[0-9a-z]+$/);
     expect(generated).not.toBe(replaced);
+    // One of the ids this process makes is not taken from a caller: it would name another request (found in review).
+    const borrowed = (await send("GET", "/healthz", { headers: { "x-request-id": generated! } })).headers.get("x-request-id");
+    expect(borrowed).toMatch(/^[0-9a-f]{16}-[0-9a-z]+$/);
+    expect(borrowed).not.toBe(generated);
+    const another = `${generated!.split("-")[0]}-zzzz`;
+    expect((await send("GET", "/healthz", { headers: { "x-request-id": another } })).headers.get("x-request-id")).not.toBe(another);
   });
 
   test("writes one access-log line per request with the route pattern and the client", async () => {
