@@ -7,9 +7,11 @@ import { dirname } from "node:path";
 
 /** Replaces `path` with `data` atomically: a crash leaves the old file or the new one, never half. */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
-  const temporary = `${path}.tmp-${process.pid}-${Date.now()}`;
+  // A fresh, unguessable name, created exclusively: a link or file someone put in the
+  // directory under the name we would use is never written through (O_EXCL refuses links too).
+  const temporary = `${path}.tmp-${process.pid}-${Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString("hex")}`;
   try {
-    const fd = openSync(temporary, "w", mode);
+    const fd = openSync(temporary, "wx", mode);
     try {
       writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
       fsyncSync(fd);

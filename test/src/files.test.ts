@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeOwnerOnlyFile } from "../../src/files.ts";
+import { writeFileAtomic, writeOwnerOnlyFile } from "../../src/files.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -26,5 +26,21 @@ describe("writeOwnerOnlyFile", () => {
   test("a device is written in place, not replaced", () => {
     expect(() => writeOwnerOnlyFile("/dev/null", "discarded")).not.toThrow();
     expect(statSync("/dev/null").isCharacterDevice()).toBe(true);
+  });
+});
+
+describe("writeFileAtomic", () => {
+  test("replaces the file whole, 0600, and never writes through a link planted where its temporary file would go (found in review)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-files-"));
+    dirs.push(dir);
+    const path = join(dir, "config.json");
+    const victim = join(dir, "victim");
+    writeFileSync(victim, "untouched\n");
+    // The names a predictable temporary file would have taken (pid and millisecond) over the next 200 ms.
+    const now = Date.now();
+    for (let ms = now; ms < now + 200; ms++) symlinkSync(victim, `${path}.tmp-${process.pid}-${ms}`);
+    writeFileAtomic(path, "new\n");
+    expect([readFileSync(path, "utf8"), statSync(path).mode & 0o777, readFileSync(victim, "utf8")]).toEqual(["new\n", 0o600, "untouched\n"]);
+    expect(readdirSync(dir).filter((n) => n.startsWith("config.json.tmp-") && !/-\d+$/.test(n))).toEqual([]); // its own temporary file is gone
   });
 });
