@@ -78,8 +78,9 @@ export const backupCommands: Command[] = [
       const file = requiredFile(ctx);
       try {
         const header = await readBackupHeader(file);
-        const { supply } = await keyAsOwner(ctx, header, ctx.dataDir());
-        const opened = await verifyBackup(file, supply);
+        // Reads only: no need to become the data directory's owner (a backup only root may
+        // read stays readable); the default key file is read safely (readRootKeyFile).
+        const opened = await verifyBackup(file, await keySupply(ctx, header, ctx.dataDir()));
         if (ctx.json) ctx.out(JSON.stringify({ ok: true, file, key: keyInfo(opened.header), manifest: opened.manifest }, null, 2));
         else {
           ctx.out(`OK: ${file} is intact and opens (${keyInfo(opened.header).text})`);
@@ -132,10 +133,10 @@ export const backupCommands: Command[] = [
 ];
 
 /**
- * The key, read with the right rights. One named on the command line may be root's alone: read
- * as root, then (run as root) restore and verify become the data directory's owner. The default
- * key file is in that directory, whose owner can put a link or a FIFO there: read as them.
- * The data directory is worked out once, before: the config may be root's alone too.
+ * Restore's key, read with the right rights. One named on the command line may be root's
+ * alone: read as root, then (run as root) restore becomes the data directory's owner. The
+ * default key file is in that directory, whose owner can put a link there: read as them. The
+ * data directory is worked out once, before: the config may be root's alone too.
  */
 async function keyAsOwner(ctx: CommandContext, header: BackupHeader, dataDir: string): Promise<{ supply: KeySupply; actingAs: number | null }> {
   const keyNamed = header.derivation.kind === "passphrase" || ["key-file", "shares-file"].some((o) => ctx.options[o] !== undefined);

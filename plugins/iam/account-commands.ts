@@ -17,8 +17,8 @@ const EMAIL = { email: { type: "string", description: "The account's email (defa
 
 type Ask = (prompt: string) => Promise<string>;
 
-/** Recovery codes are four groups of four letters and digits (a lost phone logs in with one). */
-const RECOVERY_CODE = /^[a-z0-9]{4}(-[a-z0-9]{4}){3}$/i;
+/** A TOTP code is digits; anything else given there is taken for a recovery code (a lost phone logs in with one, dashes or not). */
+const TOTP_CODE = /^\d{6,8}$/;
 
 /** The account to act on: --email, else the stored login's. */
 async function emailOf(ctx: CommandContext, server: ApiClient): Promise<string> {
@@ -46,7 +46,7 @@ async function withSession<T>(ctx: CommandContext, ask: Ask, action: (session: A
   } catch (error) {
     if (!(error instanceof ApiError && error.code === "totp_required")) throw error;
     const code = (await ask("TOTP code (or a recovery code): ")).trim();
-    const second = RECOVERY_CODE.test(code) ? { recovery_code: code } : { totp: code };
+    const second = TOTP_CODE.test(code) ? { totp: code } : { recovery_code: code };
     login = await server.request<typeof LoginResponse.static>("POST", "/v1/iam/login", { email, password, ...second });
   }
   const session = createApiClient({ baseUrl: server.baseUrl, trust: server.certificate, token: login.token });

@@ -165,6 +165,7 @@ export class DeviceFlow {
  */
 function clientName(given: string | undefined): string {
   if (given === undefined) return "citadel CLI";
-  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(given)) throw oauthError(400, "invalid_request", "client_name: printable characters only");
-  return given.slice(0, 100);
+  // Joiners (U+200C, U+200D) are format characters that emoji and many scripts need: allowed.
+  if (/[\p{Cc}\p{Zl}\p{Zp}]|(?![\u200c\u200d])\p{Cf}/u.test(given)) throw oauthError(400, "invalid_request", "client_name: printable characters only");
+  return given; // at most 100 characters: the request's schema says so
 }

@@ -41,25 +41,58 @@ async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<stri
   if (buffered !== "") yield buffered.replace(/\r$/, "");
 }
 
-async function readTerminalLine(prompt: string): Promise<string> {
+/** What was typed after an Enter, ahead of the next question: kept for it, not dropped. */
+let typedAhead = "";
+const terminalDecoder = new TextDecoder();
+
+/**
+ * One line from the terminal in raw mode (no echo). A listener, not `for await` over stdin:
+ * leaving such a loop destroys the stream, and the next question (a new password after the
+ * current one) failed with "The operation was aborted" while what was typed then echoed.
+ */
+function readTerminalLine(prompt: string): Promise<string> {
   const stdin = process.stdin;
   process.stderr.write(prompt);
   stdin.setRawMode(true);
-  stdin.resume();
-  let line = "";
-  try {
-    for await (const chunk of stdin) {
-      for (const char of String(chunk)) {
-        if (char === "\r" || char === "\n") return line;
+  return new Promise((resolve, reject) => {
+    let line = "";
+    /** Takes typed text; true once a line is complete (the rest is kept for the next question). */
+    const take = (text: string): boolean => {
+      for (let i = 0; i < text.length; i++) {
+        const char = text[i]!;
+        if (char === "\r" || char === "\n") {
+          typedAhead = text.slice(char === "\r" && text[i + 1] === "\n" ? i + 2 : i + 1);
+          return true;
+        }
         if (char === "\u0003") throw new Error("cancelled");
         if (char === "\u007f") line = line.slice(0, -1);
         else line += char;
       }
+      return false;
+    };
+    const finish = (error?: unknown) => {
+      stdin.removeListener("data", onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write("\n");
+      if (error === undefined) resolve(line);
+      else reject(error);
+    };
+    const onData = (chunk: Buffer | string) => {
+      try {
+        if (take(typeof chunk === "string" ? chunk : terminalDecoder.decode(chunk, { stream: true }))) finish();
+      } catch (error) {
+        finish(error);
+      }
+    };
+    const ahead = typedAhead;
+    typedAhead = "";
+    try {
+      if (take(ahead)) return finish();
+    } catch (error) {
+      return finish(error);
     }
-    return line;
-  } finally {
-    stdin.setRawMode(false);
-    stdin.pause();
-    process.stderr.write("\n");
-  }
+    stdin.on("data", onData);
+    stdin.resume();
+  });
 }

@@ -4,7 +4,7 @@
  * presented at unseal can be checked without storing anything that reveals it.
  */
 import { createHmac, randomBytes } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeFsError, writeFileAtomic } from "../files.ts";
 import { KEY_BYTES, constantTimeEqual } from "./aead.ts";
@@ -36,16 +36,25 @@ export class RootKeyError extends Error {
  * a file that group or others can read, naming it, before reading a byte of it.
  */
 export function readRootKeyFile(path: string): Buffer {
-  let mode: number;
+  // Checked and read through one descriptor, opened without waiting: what is read is what was
+  // checked, and a FIFO put in its place (root reading a directory another user owns) is
+  // refused instead of hanging the command.
+  let fd: number;
   try {
-    mode = statSync(path).mode;
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (error) {
     throw new RootKeyError(`root key file ${path}: ${describeFsError(error)}`);
   }
-  if ((mode & 0o077) !== 0) {
-    throw new RootKeyError(`root key file ${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw new RootKeyError(`root key file ${path} is not a regular file`);
+    if ((stat.mode & 0o077) !== 0) {
+      throw new RootKeyError(`root key file ${path} is readable by group or others (mode ${(stat.mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
+    }
+    return parseRootKey(readFileSync(fd), `root key file ${path}`);
+  } finally {
+    closeSync(fd);
   }
-  return parseRootKey(readFileSync(path), `root key file ${path}`);
 }
 
 /** Reads the root key from a systemd credential ($CREDENTIALS_DIRECTORY/<name>). */

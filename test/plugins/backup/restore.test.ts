@@ -137,6 +137,21 @@ describe("restore", () => {
     },
   );
 
+  test.skipIf(process.getuid?.() !== 0 && process.env.CI !== "true")(
+    "backup verify run as root keeps root's rights: a backup only root reads verifies, beside another user's data directory (found in review)",
+    async () => {
+      const dataDir = dataDirectory("owned-verify");
+      writeRootKeyFile(join(dataDir, "root.key"), rootKey);
+      chownSync(dataDir, 4321, 4321);
+      chownSync(join(dataDir, "root.key"), 4321, 4321);
+      const backup = await makeBackup(1); // root's, 0600, in a directory only root enters
+      const verify = Bun.spawn(["bun", join(import.meta.dir, "../../../src/main.ts"), "--data", dataDir, "backup", "verify", backup], { stdout: "pipe", stderr: "pipe" });
+      const [stdout, stderr, code] = await Promise.all([new Response(verify.stdout).text(), new Response(verify.stderr).text(), verify.exited]);
+      expect([code, stderr]).toEqual([0, ""]);
+      expect(stdout).toStartWith(`OK: ${backup} is intact and opens`);
+    },
+  );
+
   test("over an existing database: only with --yes, and the old one is kept aside whole, not deleted", async () => {
     const dataDir = dataDirectory("existing");
     const old = openStore({ path: join(dataDir, "citadel.db") });

@@ -153,9 +153,13 @@ describe("device flow", () => {
       const refused = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: name }));
       expect([refused.status, refused.body.error]).toEqual([400, "invalid_request"]);
     }
+    // Joiners are format characters emoji and many scripts need (ZWNJ in Persian, ZWJ in 👩‍💻).
+    const joined = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: "laptop 👩\u200d💻 می\u200cخواهم" }));
+    expect(joined.status).toBe(200);
+    expect(c.kernel.store.db.query("SELECT client_name FROM device_grants").get()).toEqual({ client_name: "laptop 👩\u200d💻 می\u200cخواهم" });
     const start = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: "Ünïcode laptop — ok" }));
     const page = await c.send("GET", `/oauth/device?user_code=${start.body.user_code}`);
     expect(page.text).toMatch(/A login from <strong>[^<]+<\/strong>.* It says it is <bdi>Ünïcode laptop — ok<\/bdi>\./);
-    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM device_grants").get()).toEqual({ n: 1 });
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM device_grants").get()).toEqual({ n: 2 });
   });
 });

@@ -1,0 +1,38 @@
+/**
+ * Asking for secrets: several questions in turn, from a terminal (raw mode, no echo) and from a
+ * pipe. The terminal case runs under a real pseudo-terminal (util-linux `script`).
+ */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+
+const FIXTURE = join(import.meta.dir, "../../fixtures/ask-three.ts");
+
+/** Runs the fixture with `typed` written to its standard input piece by piece; its last JSON line. */
+async function run(typed: string[], terminal: boolean): Promise<{ answers: string[]; terminal: boolean }> {
+  const argv = terminal ? ["script", "-qfec", `${process.execPath} ${FIXTURE}`, "/dev/null"] : [process.execPath, FIXTURE];
+  const proc = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  await Bun.sleep(terminal ? 400 : 50); // the first question is asked
+  for (const piece of typed) {
+    proc.stdin.write(piece);
+    await proc.stdin.flush();
+    await Bun.sleep(150);
+  }
+  if (!terminal) proc.stdin.end();
+  const out = await new Response(proc.stdout).text();
+  await proc.exited;
+  const last = out.replace(/\r/g, "").trim().split("\n").at(-1)!;
+  return JSON.parse(last);
+}
+
+describe("secretPrompter", () => {
+  test.skipIf(!Bun.which("script"))("at a terminal, one question after another (found in review: the second failed, 'The operation was aborted')", async () => {
+    // Enter is \r in raw mode; a backspace edits; what is typed after an Enter waits for the next question.
+    const got = await run(["one\r", "tw\x7fwo\rthr", "ee\r"], true);
+    expect(got).toEqual({ answers: ["one", "two", "three"], terminal: true });
+  }, 15_000);
+
+  test("from a pipe, a line each, kept as typed (spaces included), CRLF and a last line without newline too", async () => {
+    const got = await run([" spaced \r\n", "sec", "ond\nthird"], false);
+    expect(got).toEqual({ answers: [" spaced ", "second", "third"], terminal: false });
+  }, 15_000);
+});
