@@ -66,6 +66,24 @@ function workspaceText(w: WorkspaceView): string {
   ].join("\n");
 }
 
+/** `citadel org activate|deactivate <service>`: the same request but for its method. */
+function serviceSwitch(word: "activate" | "deactivate", method: "PUT" | "DELETE", summary: string): Command {
+  return {
+    words: ["org", word],
+    summary,
+    args: "<service>",
+    maxArgs: 1,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 1, `citadel org ${word} <service>`);
+      const { api, org } = await inOrganization(ctx);
+      const o = await api.request<OrganizationView>(method, orgPath(org, `/services/${path(ctx.args[0]!)}`));
+      print(ctx, o, `services: ${o.services.join(", ") || "none"}`);
+      return 0;
+    },
+  };
+}
+
 const organizationCommands: Command[] = [
   {
     words: ["org", "list"],
@@ -241,34 +259,8 @@ const organizationCommands: Command[] = [
       return 0;
     },
   },
-  {
-    words: ["org", "activate"],
-    summary: "Activate a service for an organization: its API keys start working (owners)",
-    args: "<service>",
-    maxArgs: 1,
-    options: ORG,
-    async run(ctx) {
-      needArgs(ctx, 1, "citadel org activate <service>");
-      const { api, org } = await inOrganization(ctx);
-      const o = await api.request<OrganizationView>("PUT", orgPath(org, `/services/${path(ctx.args[0]!)}`));
-      print(ctx, o, `services: ${o.services.join(", ") || "none"}`);
-      return 0;
-    },
-  },
-  {
-    words: ["org", "deactivate"],
-    summary: "Deactivate a service for an organization: its API keys stop working (owners)",
-    args: "<service>",
-    maxArgs: 1,
-    options: ORG,
-    async run(ctx) {
-      needArgs(ctx, 1, "citadel org deactivate <service>");
-      const { api, org } = await inOrganization(ctx);
-      const o = await api.request<OrganizationView>("DELETE", orgPath(org, `/services/${path(ctx.args[0]!)}`));
-      print(ctx, o, `services: ${o.services.join(", ") || "none"}`);
-      return 0;
-    },
-  },
+  serviceSwitch("activate", "PUT", "Activate a service for an organization: its API keys start working (owners)"),
+  serviceSwitch("deactivate", "DELETE", "Deactivate a service for an organization: its API keys stop working (owners)"),
 ];
 
 const invitationCommands: Command[] = [
