@@ -47,13 +47,17 @@ export function pathOf(url: string): string {
 
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The form of the ids Citadel makes itself (a process prefix, a counter). */
+const OWN_REQUEST_ID = /^[0-9a-f]{16}-[0-9a-z]+$/i;
+
 /**
  * Accepts a caller's X-Request-Id when it is a sane token, so traces join up; else makes one.
- * Not one of the form this process makes (its prefix is in every answer): a caller could then
- * give its request the id of another one, and the log and the audit would mix the two up.
+ * Not one of the form Citadel makes (this process's or an earlier one's, as seen in answers and
+ * logs): a caller could then give its request the id of another one, and the log and the audit
+ * would mix the two up.
  */
 export function requestIdFor(inbound: string | null): string {
-  return inbound !== null && VALID_REQUEST_ID.test(inbound) && !inbound.startsWith(PROCESS_PREFIX) ? inbound : newRequestId();
+  return inbound !== null && VALID_REQUEST_ID.test(inbound) && !OWN_REQUEST_ID.test(inbound) ? inbound : newRequestId();
 }
 
 // Request ids: a random per-process prefix and a counter. Unique without a syscall or a

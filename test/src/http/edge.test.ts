@@ -63,8 +63,10 @@ describe("edge", () => {
     const borrowed = (await send("GET", "/healthz", { headers: { "x-request-id": generated! } })).headers.get("x-request-id");
     expect(borrowed).toMatch(/^[0-9a-f]{16}-[0-9a-z]+$/);
     expect(borrowed).not.toBe(generated);
-    const another = `${generated!.split("-")[0]}-zzzz`;
-    expect((await send("GET", "/healthz", { headers: { "x-request-id": another } })).headers.get("x-request-id")).not.toBe(another);
+    for (const another of [`${generated!.split("-")[0]}-zzzz`, "0123456789ABCDEF-1a"]) {
+      // This process's prefix, or an earlier process's (in upper case too).
+      expect((await send("GET", "/healthz", { headers: { "x-request-id": another } })).headers.get("x-request-id")).not.toBe(another);
+    }
   });
 
   test("writes one access-log line per request with the route pattern and the client", async () => {
