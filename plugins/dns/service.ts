@@ -217,7 +217,11 @@ export class DnsService {
     const origin = parseZoneName(input.name);
     const name = canonical(origin);
     const ttl = input.ttl ?? this.k.settings.default_ttl;
-    const soaIn = input.soa ?? { mname: `ns1.${name}`, rname: `hostmaster.${name}`, ...SOA_DEFAULTS };
+    // Without name servers given: the appliance's as configured (its names as the world knows
+    // them), else ns1.<zone>, which `problems` then says needs an address.
+    const configured = this.k.settings.default_nameservers;
+    const defaults = input.ns === undefined && configured.length > 0 ? configured.map((n) => (n.endsWith(".") ? n : `${n}.`)) : null; // host names: absolute
+    const soaIn = input.soa ?? { mname: defaults?.[0] ?? `ns1.${name}`, rname: `hostmaster.${name}`, ...SOA_DEFAULTS };
     const soa: sql.Soa = {
       soa_ttl: "ttl" in soaIn ? (soaIn.ttl ?? null) : null,
       soa_mname: canonical(refusing("soa.mname", () => parseName(soaIn.mname, origin))),
@@ -227,7 +231,8 @@ export class DnsService {
       soa_expire: soaIn.expire,
       soa_minimum: soaIn.minimum,
     };
-    const ns = (input.ns ?? [soa.soa_mname]).map((n, i) => refusing(`ns[${i}]`, () => parseName(n, origin)));
+    const field = defaults ? "dns.default_nameservers" : "ns"; // a bad configured name is named as such
+    const ns = (input.ns ?? defaults ?? [soa.soa_mname]).map((n, i) => refusing(`${field}[${i}]`, () => parseName(n, origin)));
     if (ns.length === 0) throw new InvalidError("a zone needs at least one name server", "ns");
     const now = this.now();
     const row: sql.ZoneRow = { id: newId("dnsz"), organization_id: organizationId, name, ttl, ...soa, serial: nextSerial(0, now), created_at: now, updated_at: now, deleted_at: null };

@@ -7,6 +7,11 @@ const Address = Type.String({ minLength: 1, maxLength: 64, description: 'host:po
 export const DnsSettings = section("Authoritative DNS: where it listens, and the default TTL of new zones and records.", {
   udp: Type.Array(Address, { default: ["127.0.0.1:5353"], maxItems: 16, description: "Addresses (host:port) to answer DNS over UDP on. Empty: no UDP listener." }),
   tcp: Type.Array(Address, { default: ["127.0.0.1:5353"], maxItems: 16, description: "Addresses (host:port) to answer DNS over TCP on. Empty: no TCP listener." }),
+  default_nameservers: Type.Array(Type.String({ minLength: 1, maxLength: 253 }), {
+    default: [],
+    maxItems: 13,
+    description: "Name servers (absolute host names, such as ns1.example.net.) a new zone gets when none are given; empty: ns1.<zone>, which needs an address in the zone before anyone can reach it.",
+  }),
   default_ttl: Type.Integer({ default: 3600, minimum: 0, maximum: 2_147_483_647, description: "TTL (seconds) of a new zone when none is given; records without a TTL take their zone's." }),
   query_log_sample: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: "Query log: write one query in N to dns-queries.log in the data directory (1: every query). 0: no query log." }),
   query_log_max_mb: Type.Integer({ default: 64, minimum: 1, maximum: 65_536, description: "Query log: MiB on disk at most, the current file and the one rotated file together." }),

@@ -43,6 +43,18 @@ sip      IN A 192.0.2.60
 `;
 
 describe("dns zones", () => {
+  test("[dns] default_nameservers: a zone made without name servers gets the appliance's (as absolute names), and no problems", async () => {
+    const c = await testCitadel({ config: { dns: { default_nameservers: ["ns1.example.net", "ns2.example.net."] } } });
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const made = await c.send("POST", `/v1/dns/orgs/${c.owner.organization}/zones`, owner, { json: { name: "example.org" } });
+    expect(made.body.soa.mname).toBe("ns1.example.net.");
+    expect(made.body.records.filter((r: { type: string }) => r.type === "NS").map((r: { data: string }) => r.data)).toEqual(["ns1.example.net.", "ns2.example.net."]);
+    expect(made.body.problems).toEqual([]);
+    // Given ones still win.
+    const given = await c.send("POST", `/v1/dns/orgs/${c.owner.organization}/zones`, owner, { json: { name: "example.com", ns: ["a.example.com."] } });
+    expect(given.body.records.filter((r: { type: string }) => r.type === "NS").map((r: { data: string }) => r.data)).toEqual(["a.example.com."]);
+  });
+
   test("a zone whose in-zone name server has no address says so, until it has one (a lame zone otherwise looks fine)", async () => {
     const { c, owner, zone, created } = await setup();
     expect(created.problems).toEqual([
