@@ -158,7 +158,8 @@ async function keySupply(ctx: CommandContext, header: BackupHeader, dataDir: str
   const explicit = stringOption(ctx, "key-file");
   const keyFile = explicit ?? join(dataDir, "root.key");
   try {
-    return { rootKey: readRootKeyFile(keyFile) };
+    // The default lies in the data directory, which may be another user's (the service's) while root reads it.
+    return { rootKey: readRootKeyFile(keyFile, { planted: explicit === undefined }) };
   } catch (error) {
     if (explicit === undefined && (error as Error).message.includes("no such file")) {
       throw new BackupError(`this backup is encrypted under root key ${derivation.rootKeyId}: give it with --key-file FILE (or --shares-file FILE); there is no ${keyFile}`);

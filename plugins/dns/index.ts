@@ -16,7 +16,7 @@ import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { dnsCommands } from "./commands.ts";
 import { dnsMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
-import { DnsService, type Caller } from "./service.ts";
+import { configuredNameservers, DnsService, type Caller } from "./service.ts";
 import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts";
 import { Notifier } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
@@ -97,6 +97,11 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const dns = dnsServiceOf(k);
     const transfers = transferServiceOf(k);
     const unregisterSubjects = subjectsOf(k.store).register(dnsSubjects(dns));
+    try {
+      configuredNameservers(k.settings.default_nameservers);
+    } catch (error) {
+      k.log.error("dns: [dns] default_nameservers holds a bad name: zones made without name servers are refused until it is fixed", { error: error instanceof Error ? error.message : String(error) });
+    }
     for (const pair of dns.overlappingZones()) {
       k.log.warn("dns: a zone lies below another organization's zone (made before such zones were refused); the deeper one answers for its names: delete one", pair);
     }

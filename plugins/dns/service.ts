@@ -219,8 +219,7 @@ export class DnsService {
     const ttl = input.ttl ?? this.k.settings.default_ttl;
     // Without name servers given: the appliance's as configured (its names as the world knows
     // them), else ns1.<zone>, which `problems` then says needs an address.
-    const configured = this.k.settings.default_nameservers;
-    const defaults = input.ns === undefined && configured.length > 0 ? configured.map((n) => (n.endsWith(".") ? n : `${n}.`)) : null; // host names: absolute
+    const defaults = input.ns === undefined && this.k.settings.default_nameservers.length > 0 ? configuredNameservers(this.k.settings.default_nameservers) : null;
     const soaIn = input.soa ?? { mname: defaults?.[0] ?? `ns1.${name}`, rname: `hostmaster.${name}`, ...SOA_DEFAULTS };
     const soa: sql.Soa = {
       soa_ttl: "ttl" in soaIn ? (soaIn.ttl ?? null) : null,
@@ -444,4 +443,26 @@ export function nameServerProblems(zone: string, records: ReadonlyArray<{ name: 
     }
   }
   return [...new Set(problems)];
+}
+
+/**
+ * `[dns] default_nameservers` as absolute names, each once (whatever its case). A name that
+ * cannot be a name server's — the root, a wildcard, an address written as a name — is
+ * refused naming the setting, not the field of the request that happened to use it.
+ */
+export function configuredNameservers(configured: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const names: string[] = [];
+  configured.forEach((text, i) => {
+    const field = `dns.default_nameservers[${i}]`;
+    const name = refusing(field, () => parseName(text.endsWith(".") ? text : `${text}.`, null));
+    const labels = nameToText(name).slice(0, -1).split(".");
+    if (name.length === 0 || labels.includes("*") || labels.every((l) => /^\d+$/.test(l)) || /:/.test(text)) {
+      throw new InvalidError(`a name server's host name, such as ns1.example.net (not the root, a wildcard or an address)`, field);
+    }
+    const canonicalText = nameToText(lowerName(name));
+    if (!seen.has(canonicalText)) names.push(canonicalText);
+    seen.add(canonicalText);
+  });
+  return names;
 }

@@ -35,19 +35,23 @@ export class RootKeyError extends Error {
  * Reads a root key file: 64 hex digits (a trailing newline allowed) or 32 raw bytes. Refuses
  * a file that group or others can read, naming it, before reading a byte of it.
  */
-export function readRootKeyFile(path: string): Buffer {
-  // Checked and read through one descriptor, opened without waiting: what is read is what was
-  // checked, and a FIFO put in its place (root reading a directory another user owns) is
-  // refused instead of hanging the command.
+export function readRootKeyFile(path: string, { planted = false }: { planted?: boolean } = {}): Buffer {
+  // Checked and read through one descriptor: what is read is what was checked. `planted`: the
+  // file lies in a directory someone else controls (root reading the service's data
+  // directory), so a link is not followed, and only a regular file is read — a FIFO put there
+  // would hang the command, a device would be opened. A path the operator names may be a
+  // link, or a pipe (`--key-file <(pass show citadel)`).
+  const flags = planted ? constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY : constants.O_RDONLY;
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    fd = openSync(path, flags);
   } catch (error) {
-    throw new RootKeyError(`root key file ${path}: ${describeFsError(error)}`);
+    const link = planted && (error as NodeJS.ErrnoException).code === "ELOOP";
+    throw new RootKeyError(link ? `root key file ${path} is a link: not followed in a directory another user controls` : `root key file ${path}: ${describeFsError(error)}`);
   }
   try {
     const stat = fstatSync(fd);
-    if (!stat.isFile()) throw new RootKeyError(`root key file ${path} is not a regular file`);
+    if (planted && !stat.isFile()) throw new RootKeyError(`root key file ${path} is not a regular file`);
     if ((stat.mode & 0o077) !== 0) {
       throw new RootKeyError(`root key file ${path} is readable by group or others (mode ${(stat.mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
     }

@@ -47,8 +47,11 @@ export function pathOf(url: string): string {
 
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** The form of the ids Citadel makes itself (a process prefix, a counter). */
-const OWN_REQUEST_ID = /^[0-9a-f]{16}-[0-9a-z]+$/i;
+/**
+ * The form of the ids Citadel makes itself: a process prefix and a base-36 counter below 2^53
+ * (at most 11 digits; a B3 trace header's 16-hex-digit span id is not one of them).
+ */
+const OWN_REQUEST_ID = /^[0-9a-f]{16}-[0-9a-z]{1,11}$/i;
 
 /**
  * Accepts a caller's X-Request-Id when it is a sane token, so traces join up; else makes one.

@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { dnsServiceOf } from "../../../plugins/dns/index.ts";
-import { nextSerial } from "../../../plugins/dns/service.ts";
+import { configuredNameservers, nextSerial } from "../../../plugins/dns/service.ts";
 import { nameToText } from "../../../plugins/dns/names.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
@@ -50,6 +50,14 @@ describe("dns zones", () => {
     expect(made.body.soa.mname).toBe("ns1.example.net.");
     expect(made.body.records.filter((r: { type: string }) => r.type === "NS").map((r: { data: string }) => r.data)).toEqual(["ns1.example.net.", "ns2.example.net."]);
     expect(made.body.problems).toEqual([]);
+    // Bad configured names are refused naming the setting; duplicates in another case count once.
+    for (const [bad, index] of [[["bad..name"], 0], [["ns1.example.net", "*.example.net"], 1], [["192.0.2.1"], 0], [["."], 0]] as const) {
+      const strict = await testCitadel({ config: { dns: { default_nameservers: bad } } });
+      const session = await strict.login(strict.owner.email, strict.owner.password);
+      const refused = await strict.send("POST", `/v1/dns/orgs/${strict.owner.organization}/zones`, session, { json: { name: "example.org" } });
+      expect([refused.status, refused.body.errors?.[0]?.field]).toEqual([422, `dns.default_nameservers[${index}]`]);
+    }
+    expect(configuredNameservers(["NS1.Example.NET", "ns1.example.net."])).toEqual(["ns1.example.net."]);
     // Given ones still win.
     const given = await c.send("POST", `/v1/dns/orgs/${c.owner.organization}/zones`, owner, { json: { name: "example.com", ns: ["a.example.com."] } });
     expect(given.body.records.filter((r: { type: string }) => r.type === "NS").map((r: { data: string }) => r.data)).toEqual(["a.example.com."]);

@@ -22,10 +22,25 @@ describe("readRootKeyFile", () => {
     expect(() => readRootKeyFile(path)).toThrow(`root key file ${path} is readable by group or others (mode 640); run: chmod 600 ${path}`);
   });
 
-  test("a FIFO in its place is refused at once, not waited on (found in review: root reading another user's directory hung)", () => {
+  test("in a directory someone else controls: a FIFO is refused at once, not waited on, and a link is not followed (found in review)", () => {
     const fifo = join(dir, "fifo.key");
     expect(Bun.spawnSync(["mkfifo", "-m", "600", fifo]).exitCode).toBe(0);
-    expect(() => readRootKeyFile(fifo)).toThrow(`root key file ${fifo} is not a regular file`);
+    expect(() => readRootKeyFile(fifo, { planted: true })).toThrow(`root key file ${fifo} is not a regular file`);
+    const key = generateRootKey();
+    writeRootKeyFile(join(dir, "elsewhere.key"), key);
+    symlinkSync(join(dir, "elsewhere.key"), join(dir, "planted.key"));
+    expect(() => readRootKeyFile(join(dir, "planted.key"), { planted: true })).toThrow(`root key file ${join(dir, "planted.key")} is a link: not followed in a directory another user controls`);
     expect(() => readRootKeyFile(join(dir, "missing.key"))).toThrow(`root key file ${join(dir, "missing.key")}:`);
+  });
+
+  test("a path the operator names may be a pipe (--key-file <(pass show citadel))", async () => {
+    const key = generateRootKey();
+    const keyFile = join(dir, "for-pipe.key");
+    writeRootKeyFile(keyFile, key);
+    const fifo = join(dir, "pipe.key");
+    expect(Bun.spawnSync(["mkfifo", "-m", "600", fifo]).exitCode).toBe(0);
+    const writer = Bun.spawn(["sh", "-c", `cat '${keyFile}' > '${fifo}'`]);
+    expect(readRootKeyFile(fifo).equals(key)).toBe(true);
+    await writer.exited;
   });
 });

@@ -67,6 +67,8 @@ describe("edge", () => {
       // This process's prefix, or an earlier process's (in upper case too).
       expect((await send("GET", "/healthz", { headers: { "x-request-id": another } })).headers.get("x-request-id")).not.toBe(another);
     }
+    const b3 = "463ac35c9f6413ad-72485a3953bb6124"; // a B3 trace id and span id: kept
+    expect((await send("GET", "/healthz", { headers: { "x-request-id": b3 } })).headers.get("x-request-id")).toBe(b3);
   });
 
   test("writes one access-log line per request with the route pattern and the client", async () => {
