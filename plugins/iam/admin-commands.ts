@@ -10,7 +10,9 @@
  * as its message and a non-zero exit; destructive commands need --yes.
  */
 import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
+import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
+import { ALLOW_FROM, allowFromOption, scopesOption } from "./cli-options.ts";
 import type { CreatedUser, CredentialList, Invitation, InvitationList, Member, MemberList, MyInvitationList, NewCredential, Organization, OrganizationList, OrganizationWithRole, UserList, Workspace, WorkspaceList } from "./model.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
@@ -32,20 +34,11 @@ function role(text: string | undefined, flag = "role"): string {
   return text;
 }
 
-/** --allow-from "a,b" as a list of CIDRs; "none" clears the list. */
-function allowlist(ctx: CommandContext): string[] | undefined {
-  const raw = ctx.options["allow-from"];
-  if (raw === undefined) return undefined;
-  if (typeof raw !== "string" || raw.trim() === "") throw new Error('--allow-from: comma-separated CIDRs, or "none" to allow any address');
-  return raw.trim() === "none" ? [] : raw.split(",").map((c) => c.trim()).filter(Boolean);
-}
-
 function requireYes(ctx: CommandContext, what: string): void {
   if (ctx.options.yes !== true) throw new Error(`${what}: add --yes`);
 }
 
 const yes = (description: string) => ({ yes: { type: "boolean", description } }) as const;
-const allowFrom = { "allow-from": { type: "string", description: 'Comma-separated CIDRs it may be used from ("none": any address)' } } as const;
 const orDash = (v: string | null | undefined) => (v === null || v === undefined || v === "" ? "-" : v);
 
 function organizationText(o: OrganizationView): string {
@@ -137,7 +130,7 @@ const organizationCommands: Command[] = [
         if (mfa !== "on" && mfa !== "off") throw new Error("--require-mfa: on or off");
         changes.require_mfa = mfa === "on";
       }
-      const list = allowlist(ctx);
+      const list = allowFromOption(ctx);
       if (list) changes.ip_allowlist = list;
       if (Object.keys(changes).length === 0) throw new Error("nothing to change: give --name, --require-mfa or --allow-from");
       const { api, org } = await inOrganization(ctx);
@@ -322,11 +315,11 @@ const workspaceCommands: Command[] = [
     summary: "Make a workspace in an organization",
     args: "<name>",
     maxArgs: 1,
-    options: { ...ORG, ...allowFrom },
+    options: { ...ORG, ...ALLOW_FROM },
     async run(ctx) {
       needArgs(ctx, 1, "citadel workspace create <name> [--allow-from CIDRS]");
       const body: Record<string, unknown> = { name: ctx.args[0] };
-      const list = allowlist(ctx);
+      const list = allowFromOption(ctx);
       if (list) body.ip_allowlist = list;
       const { api, org } = await inOrganization(ctx);
       const w = await api.request<WorkspaceView>("POST", orgPath(org, "/workspaces"), body);
@@ -351,12 +344,12 @@ const workspaceCommands: Command[] = [
     summary: "Rename a workspace or set its allowlist",
     args: "<workspace-id>",
     maxArgs: 1,
-    options: { name: { type: "string", description: "A new name" }, ...allowFrom },
+    options: { name: { type: "string", description: "A new name" }, ...ALLOW_FROM },
     async run(ctx) {
       needArgs(ctx, 1, "citadel workspace set <workspace-id> [--name NAME] [--allow-from CIDRS]");
       const changes: Record<string, unknown> = {};
       if (typeof ctx.options.name === "string") changes.name = ctx.options.name;
-      const list = allowlist(ctx);
+      const list = allowFromOption(ctx);
       if (list) changes.ip_allowlist = list;
       if (Object.keys(changes).length === 0) throw new Error("nothing to change: give --name or --allow-from");
       const w = await (await ctx.api()).request<WorkspaceView>("PATCH", `/v1/iam/workspaces/${path(ctx.args[0]!)}`, changes);
@@ -421,16 +414,16 @@ const apiKeyCommands: Command[] = [
       service: { type: "string", description: "The one service it works for (dns, secrets, mesh, ...)" },
       scope: { type: "string", description: "Space- or comma-separated scopes of that service (default: <service>:read)" },
       days: { type: "string", description: "Days until it expires" },
-      ...allowFrom,
+      ...ALLOW_FROM,
     },
     async run(ctx) {
       needArgs(ctx, 1, "citadel apikey create <name> --service SERVICE [--scope SCOPES] [--days N] [--allow-from CIDRS]");
       const service = ctx.options.service;
       if (typeof service !== "string" || service === "") throw new Error("--service: the service the key is for (dns, secrets, mesh, ...)");
-      const body: Record<string, unknown> = { name: ctx.args[0], service, scopes: String(ctx.options.scope ?? `${service}:read`).split(/[\s,]+/).filter(Boolean) };
+      const body: Record<string, unknown> = { name: ctx.args[0], service, scopes: scopesOption(ctx, `${service}:read`) };
       const days = integerOption(ctx, "days", 1);
       if (days !== undefined) body.expires_in_days = days;
-      const list = allowlist(ctx);
+      const list = allowFromOption(ctx);
       if (list) body.ip_allowlist = list;
       const { api, org } = await inOrganization(ctx);
       const key = await api.request<typeof NewCredential.static>("POST", orgPath(org, "/api-keys"), body);
@@ -484,7 +477,7 @@ const userCommands: Command[] = [
       if (typeof ctx.options.name === "string") body.name = ctx.options.name;
       if (ctx.options.operator === true) body.operator = true;
       if (ctx.options["password-stdin"] === true) {
-        const password = (await new Response(Bun.stdin.stream()).text()).split(/\r?\n/)[0] ?? "";
+        const password = await secretPrompter()("Their password: ");
         if (password === "") throw new Error("--password-stdin: standard input held no password");
         body.password = password;
       }

@@ -1,7 +1,9 @@
 /** CLI: citadel login | logout | whoami | token create | token list | token revoke | token check. */
 import { loginWithDeviceFlow, logout } from "../../src/cli/credentials.ts";
 import { parseToken, TOKEN_REGEX } from "../../src/auth/tokens.ts";
+import { integerOption } from "../../src/cli/output.ts";
 import type { Command } from "../../src/plugin.ts";
+import { ALLOW_FROM, allowFromOption, scopesOption } from "./cli-options.ts";
 import type { CredentialList, Me, NewCredential } from "./model.ts";
 
 export const iamCommands: Command[] = [
@@ -42,15 +44,17 @@ export const iamCommands: Command[] = [
       scope: { type: "string", description: "Space- or comma-separated scopes (default: read)" },
       days: { type: "string", description: "Days until it expires" },
       workspace: { type: "string", description: "Restrict it to one workspace" },
-      "allow-from": { type: "string", description: "Comma-separated CIDRs it may be used from" },
+      ...ALLOW_FROM,
     },
     async run(ctx) {
       const name = ctx.args[0];
       if (!name) throw new Error("give the token a name");
-      const body: Record<string, unknown> = { name, scopes: String(ctx.options.scope ?? "read").split(/[\s,]+/).filter(Boolean) };
-      if (ctx.options.days !== undefined) body.expires_in_days = Number(ctx.options.days);
+      const body: Record<string, unknown> = { name, scopes: scopesOption(ctx, "read") };
+      const days = integerOption(ctx, "days", 1); // refused when not a whole number, not sent as null
+      if (days !== undefined) body.expires_in_days = days;
       if (typeof ctx.options.workspace === "string") body.workspace = ctx.options.workspace;
-      if (typeof ctx.options["allow-from"] === "string") body.ip_allowlist = ctx.options["allow-from"].split(",").map((s) => s.trim());
+      const allowFrom = allowFromOption(ctx);
+      if (allowFrom) body.ip_allowlist = allowFrom;
       const t = await (await ctx.api()).request<typeof NewCredential.static>("POST", "/v1/iam/me/tokens", body);
       if (ctx.json) ctx.out(JSON.stringify(t, null, 2));
       else {

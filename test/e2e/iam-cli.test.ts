@@ -134,6 +134,18 @@ describe("organization settings, workspaces and API keys", () => {
     expect(await ok(["org", "deactivate", "secrets", ...org])).toBe("services: none\n");
   }, 30_000);
 
+  test("token create shares the flags of apikey create: scopes, whole days, --allow-from", async () => {
+    as = operatorToken;
+    const made = await cli(["token", "create", "ci", "--scope", "read,iam:self", "--days", "2", "--allow-from", "127.0.0.0/8"]);
+    expect(made.code).toBe(0);
+    expect(made.stdout).toMatch(/^citadel_pat_\w+_\w+\n$/);
+    expect(made.stderr).toMatch(/^token \w+ \(iam:self read\), expires \S+: shown only now\n$/); // the server keeps scopes sorted
+    const listed = await json(["token", "list"]);
+    expect(listed.find((t: { name: string }) => t.name === "ci")).toMatchObject({ scopes: ["iam:self", "read"], ip_allowlist: ["127.0.0.0/8"] });
+    const badDays = await cli(["token", "create", "x", "--days", "soon"]);
+    expect([badDays.code, badDays.stderr]).toEqual([1, expect.stringContaining("--days: a whole number of at least 1")]);
+  }, 30_000);
+
   test("an operator deletes a user (with --yes)", async () => {
     as = operatorToken;
     const erin = await json(["user", "create", "erin@example.org"]);

@@ -1,0 +1,17 @@
+/** Flags the identity commands share: how a credential's scopes and allowlist are given. */
+import type { CommandContext } from "../../src/plugin.ts";
+
+export const ALLOW_FROM = { "allow-from": { type: "string", description: 'Comma-separated CIDRs it may be used from ("none": any address)' } } as const;
+
+/** --allow-from "a,b" as a list of CIDRs; "none" clears the list; absent: undefined. */
+export function allowFromOption(ctx: CommandContext): string[] | undefined {
+  const raw = ctx.options["allow-from"];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || raw.trim() === "") throw new Error('--allow-from: comma-separated CIDRs, or "none" to allow any address');
+  return raw.trim() === "none" ? [] : raw.split(",").map((c) => c.trim()).filter(Boolean);
+}
+
+/** --scope "a b" or "a,b" as a list, else `fallback`. */
+export function scopesOption(ctx: CommandContext, fallback: string): string[] {
+  return String(ctx.options.scope ?? fallback).split(/[\s,]+/).filter(Boolean);
+}
