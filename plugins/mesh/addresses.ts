@@ -23,12 +23,22 @@ export function hostRange(ipv4Cidr: string): { first: number; last: number } {
   return { first: 1, last: 2 ** (32 - pool.prefix) - 2 };
 }
 
-/** The lowest free host number, so a number released by a removed node is handed out again. */
-export function allocateHost(ipv4Cidr: string, used: Iterable<number> | Set<number>): number {
+/**
+ * The first free host number after `after` (the number given last), wrapping round to the
+ * pool's start: numbers are handed out in turn, so one released by a removed node is given
+ * again only once the rest of the pool has been, as Headscale's sequential allocator does.
+ * Until then, peers whose config is not yet renewed and resolvers still caching the old
+ * node's name do not send its traffic to a newcomer at the same address.
+ */
+export function allocateHost(ipv4Cidr: string, used: Iterable<number> | Set<number>, after = 0): number {
   const { first, last } = hostRange(ipv4Cidr);
   const taken = used instanceof Set ? used : new Set(used);
-  for (let host = first; host <= last; host++) if (!taken.has(host)) return host;
   const size = last - first + 1;
+  const start = Number.isInteger(after) && after >= first && after < last ? after + 1 : first;
+  for (let step = 0; step < size; step++) {
+    const host = first + ((start - first + step) % size);
+    if (!taken.has(host)) return host;
+  }
   throw new ConflictError(`pool ${ipv4Cidr} is full (${size} ${size === 1 ? "address" : "addresses"})`);
 }
 

@@ -94,4 +94,11 @@ export const meshMigrations: readonly Migration[] = [
     // in the database, so that a restart does not act on every past expiry again.
     up: `ALTER TABLE mesh_nodes ADD COLUMN expiry_noted_at INTEGER;`,
   },
+  {
+    id: "0003_mesh_last_host",
+    // The host number given last in each network, so addresses are handed out in turn and a
+    // removed node's address is not given to the next node at once (plugins/mesh/addresses.ts).
+    up: `ALTER TABLE mesh_networks ADD COLUMN last_host INTEGER NOT NULL DEFAULT 0;
+    UPDATE mesh_networks SET last_host = COALESCE((SELECT MAX(host) FROM mesh_nodes WHERE network_id = mesh_networks.id), 0);`,
+  },
 ];

@@ -599,7 +599,7 @@ export class MeshService {
       if (used.length >= this.k.settings.max_nodes_per_network) throw new ConflictError(`The network ${net.name} has ${used.length} nodes, the most [mesh] max_nodes_per_network allows.`);
       let host: number;
       try {
-        host = allocateHost(net.ipv4, used);
+        host = allocateHost(net.ipv4, used, sql.lastHost(tx, net.id));
       } catch (e) {
         throw new ConflictError(e instanceof Error ? e.message : String(e));
       }
@@ -626,6 +626,7 @@ export class MeshService {
         updated_at: now,
       };
       sql.insertNode(tx, row);
+      sql.setLastHost(tx, net.id, host);
       sql.usePreauthKey(tx, key.id);
       sql.bumpVersion(tx, net.id, now);
       this.k.audit.record(tx, {

@@ -156,6 +156,14 @@ export const keyInUse = (db: Database, key: string) =>
 export const usedHosts = (db: Database, networkId: string) =>
   db.query<{ host: number }, [string]>("SELECT host FROM mesh_nodes WHERE network_id = ?").all(networkId).map((r) => r.host);
 
+/** The host number the network handed out last (0: none yet). */
+export const lastHost = (db: Database, networkId: string) =>
+  db.query<{ last_host: number }, [string]>("SELECT last_host FROM mesh_networks WHERE id = ?").get(networkId)?.last_host ?? 0;
+
+export function setLastHost(tx: Database, networkId: string, host: number): void {
+  tx.query("UPDATE mesh_networks SET last_host = ? WHERE id = ?").run(host, networkId);
+}
+
 export function insertNode(tx: Database, row: NodeRow): void {
   tx.query(
     `INSERT INTO mesh_nodes (id, network_id, name, tags, host, public_key, next_public_key, rotation_version, rotation_started_at, endpoint, hub, disabled, expires_at,

@@ -83,21 +83,50 @@ describe("allocateHost", () => {
     );
   });
 
-  test("property: after releases, the lowest free number is handed out", () => {
+  test("property: the first free number after the one given last, going round the pool", () => {
     fc.assert(
-      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: 254 }), { maxLength: 200 }), (taken) => {
-        const host = allocateHost("192.168.1.0/24", taken);
+      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: 254 }), { maxLength: 200 }), fc.integer({ min: 0, max: 254 }), (taken, after) => {
+        const host = allocateHost("192.168.1.0/24", taken, after);
         expect(taken.includes(host)).toBe(false);
-        for (let lower = 1; lower < host; lower++) expect(taken.includes(lower)).toBe(true);
+        // Every number strictly between `after` and `host`, going round from 254 to 1, is taken.
+        for (let h = (after % 254) + 1; h !== host; h = (h % 254) + 1) expect(taken.includes(h)).toBe(true);
       }),
       { numRuns: 500 },
     );
   });
 
-  test("a released number is reused before higher ones", () => {
+  test("property: no number is given twice before the whole pool has been given once", () => {
+    fc.assert(
+      fc.property(smallPool, operations, (pool, ops) => {
+        const { first, last } = hostRange(pool);
+        const used = new Set<number>();
+        const everGiven = new Set<number>();
+        let after = 0;
+        for (const op of ops) {
+          if (op === true) {
+            if (used.size === last - first + 1) continue;
+            const host = allocateHost(pool, used, after);
+            if (everGiven.size < last - first + 1) expect(everGiven.has(host)).toBe(false);
+            used.add(host);
+            everGiven.add(host);
+            after = host;
+          } else if (used.size > 0) {
+            used.delete([...used][op % used.size]!);
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("a released number comes back only once the round reaches it", () => {
     const used = new Set([1, 2, 3, 4, 5]);
     used.delete(3);
-    expect(allocateHost("100.64.0.0/16", used)).toBe(3);
+    expect(allocateHost("100.64.0.0/16", used, 5)).toBe(6);
+    expect(allocateHost("192.168.7.0/29", used, 5)).toBe(6); // 1–6 usable
+    expect(allocateHost("192.168.7.0/29", new Set([1, 2, 4, 5, 6]), 6)).toBe(3); // round again
+    expect(allocateHost("192.168.7.0/29", new Set([1, 2, 4, 5, 6]), 0)).toBe(3);
+    expect(allocateHost("100.64.0.0/16", used)).toBe(3); // nothing given yet: from the start
   });
 });
 
