@@ -115,6 +115,9 @@ export function parseCheckpointFile(text: string): ExportedCheckpoint {
     throw new Error("the checkpoint file is not JSON");
   }
   const ok =
+    typeof value === "object" &&
+    value !== null &&
+    !Array.isArray(value) &&
     value.format === "citadel-audit-checkpoint-v1" &&
     Number.isInteger(value.seq) &&
     /^[0-9a-f]{64}$/.test(value.hash ?? "") &&

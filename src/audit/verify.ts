@@ -61,6 +61,10 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
 
   const ownKeys = new Map<string, boolean>();
   for (const c of checkpoints) {
+    if (!isHash(c.hash) || !(c.signature instanceof Uint8Array) || !(c.public_key === null || c.public_key instanceof Uint8Array) || !Number.isSafeInteger(c.seq) || !Number.isSafeInteger(c.time)) {
+      fail({ seq: Number(c.seq), id: null, problem: `checkpoint ${String(c.seq)} is malformed (its hash, signature or key is not of the stored form): checkpoints were tampered with` });
+      continue;
+    }
     if (c.public_key === null) {
       fail({ seq: c.seq, id: null, problem: `checkpoint ${c.seq} names the signing key ${c.key_id}, which is gone: signing keys were tampered with` });
       continue;
@@ -88,13 +92,21 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
   let head: VerifyReport["head"] = null;
   for (const row of db.query<StoredEvent, []>("SELECT * FROM audit_events ORDER BY seq").iterate()) {
     events++;
+    // A table rebuilt without its constraints can hold anything: such a row is a finding, not a crash.
+    if (!isHash(row.hash) || !isHash(row.prev_hash) || !Number.isSafeInteger(row.seq)) {
+      fail({ seq: Number(row.seq), id: typeof row.id === "string" ? row.id : null, problem: "is malformed (its seq, hash or link is not of the stored form): the table was tampered with" });
+      prevHash = isHash(row.hash) ? row.hash : new Uint8Array(0);
+      if (Number.isSafeInteger(row.seq)) expectedSeq = row.seq + 1;
+      continue;
+    }
+    // Where it stands in the chain, then what it holds: an edited event is reported even when
+    // it also sits next to a deleted or reordered one.
     if (row.seq !== expectedSeq) {
       fail({ seq: row.seq, id: row.id, problem: `events ${expectedSeq}..${row.seq - 1} before this one are missing (deleted)` });
     } else if (!constantTimeEqual(row.prev_hash, prevHash)) {
       fail({ seq: row.seq, id: row.id, problem: "does not follow the event before it (an event was inserted, deleted or reordered here)" });
-    } else if (!constantTimeEqual(eventHash(row.prev_hash, row), row.hash)) {
-      fail({ seq: row.seq, id: row.id, problem: "its contents were changed after it was written" });
     }
+    if (!contentsMatch(row)) fail({ seq: row.seq, id: row.id, problem: "its contents were changed after it was written" });
     const anchor = anchors.get(row.seq);
     if (anchor && !constantTimeEqual(anchor.hash, row.hash)) {
       fail({ seq: row.seq, id: row.id, problem: `does not match ${anchor.what}: the log was rewritten` });
@@ -120,4 +132,19 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
     checkpoints: { verified: checkpoints.length + (external ? 1 : 0), latest_seq: latestSigned },
     unsigned_tail: Math.max(0, lastSeq - Math.max(latestSigned ?? 0, external?.seq ?? 0)),
   };
+}
+
+const HASH_BYTES = 32;
+
+function isHash(value: unknown): value is Uint8Array {
+  return value instanceof Uint8Array && value.length === HASH_BYTES;
+}
+
+/** False too when a field is of a type the canonical encoding cannot take (a rebuilt table). */
+function contentsMatch(row: StoredEvent): boolean {
+  try {
+    return constantTimeEqual(eventHash(row.prev_hash, row), row.hash);
+  } catch {
+    return false;
+  }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { Database } from "bun:sqlite";
 import { generateKeyPairSync, sign } from "node:crypto";
-import { checkpointMessage, createCheckpoint, listCheckpoints } from "../../../src/audit/checkpoints.ts";
+import { checkpointMessage, createCheckpoint, listCheckpoints, parseCheckpointFile } from "../../../src/audit/checkpoints.ts";
 import { eventHash, type StoredEvent } from "../../../src/audit/event.ts";
 import { verifyAuditChain } from "../../../src/audit/verify.ts";
 import { testKernel } from "../../helpers/http.ts";
@@ -63,6 +63,53 @@ describe("verifyAuditChain", () => {
     const { db, idAt } = await logWithEvents(10);
     db.run("DELETE FROM audit_events WHERE seq = 5");
     expect(verifyAuditChain(db).first_problem).toMatchObject({ seq: 6, id: idAt(6), problem: expect.stringContaining("missing (deleted)") });
+  });
+
+  test("an edited event next to a deleted one is reported for both", async () => {
+    const { db, idAt } = await logWithEvents(10);
+    db.run("DELETE FROM audit_events WHERE seq = 9");
+    db.run("UPDATE audit_events SET reason = 'maintenance approved' WHERE seq = 10");
+    expect(verifyAuditChain(db).problems).toEqual([
+      { seq: 10, id: idAt(10), problem: "events 9..9 before this one are missing (deleted)" },
+      { seq: 10, id: idAt(10), problem: "its contents were changed after it was written" },
+    ]);
+  });
+
+  test("an edited event that was also moved is reported as edited", async () => {
+    const { db, idAt } = await logWithEvents(10);
+    const eighth = idAt(8);
+    db.run("UPDATE audit_events SET reason = 'edited' WHERE seq = 8");
+    db.run("UPDATE audit_events SET seq = 100 WHERE seq = 8");
+    db.run("UPDATE audit_events SET seq = 8 WHERE seq = 9");
+    db.run("UPDATE audit_events SET seq = 9 WHERE seq = 100");
+    expect(verifyAuditChain(db).problems).toContainEqual({ seq: 9, id: eighth, problem: "its contents were changed after it was written" });
+  });
+
+  test("rows of a table rebuilt without its constraints are reported, not a crash", async () => {
+    const { db, idAt } = await logWithEvents(8);
+    db.run("PRAGMA foreign_keys = OFF");
+    db.run("CREATE TABLE loose AS SELECT * FROM audit_events"); // no STRICT, no NOT NULL
+    db.run("DROP TABLE audit_events");
+    db.run("ALTER TABLE loose RENAME TO audit_events");
+    db.run("UPDATE audit_events SET hash = NULL WHERE seq = 3");
+    db.run("UPDATE audit_events SET prev_hash = 'text' WHERE seq = 6");
+    db.run("UPDATE audit_events SET time = 'noon' WHERE seq = 7");
+    const report = verifyAuditChain(db);
+    expect(report.ok).toBe(false);
+    expect(report.problems.map((p) => [p.seq, p.id])).toEqual([
+      [3, idAt(3)],
+      [4, idAt(4)], // follows a row whose hash is gone
+      [6, idAt(6)], // its own hash is intact: the event after it still links
+      [7, idAt(7)], // its time is not the time that was hashed
+    ]);
+    expect(report.problems[0]!.problem).toContain("malformed");
+    expect(report.problems[2]!.problem).toContain("malformed");
+    expect(report.problems[3]!.problem).toBe("its contents were changed after it was written");
+  });
+
+  test("a checkpoint file that is JSON but not an object is refused with a message", () => {
+    for (const text of ["null", "[]", "42", '"checkpoint"']) expect(() => parseCheckpointFile(text)).toThrow("the checkpoint file is not a Citadel audit checkpoint");
+    expect(() => parseCheckpointFile("{")).toThrow("the checkpoint file is not JSON");
   });
 
   test("an inserted event is found", async () => {
