@@ -133,7 +133,8 @@ function filterOf(query: typeof EventQuery.static): AuditFilter {
   return filter;
 }
 
-const EMPTY_FILTER: Record<keyof AuditFilter, true> = {
+/** The filters the query API offers (`subject`, unindexed, is for a data subject's export only). */
+const EMPTY_FILTER: Record<Exclude<keyof AuditFilter, "subject">, true> = {
   organization: true,
   workspace: true,
   actor: true,

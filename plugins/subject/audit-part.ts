@@ -1,6 +1,7 @@
 /**
  * The audit log's part of a data subject (src/audit is the kernel's, so the subject plugin
- * speaks for it): for a user, the events they did and the events about them, with the personal
+ * speaks for it): for a user, the events they did, the events about them and those holding
+ * their personal data (a throttled login names the account it tried), with the personal
  * data recorded under their own key decrypted (others' left out); for an organization, its
  * events without personal data (that belongs to the people, each exported on their own). Erasure of a user destroys their subject key:
  * the personal data in their events becomes unreadable ("[erased]") and the chain, which hashes
@@ -20,7 +21,7 @@ export function auditSubjects(k: Kernel): SubjectContributor {
       if (subject.kind === "organization") found = events({ organization: subject.id });
       else {
         const byId = new Map<string, AuditEventView>();
-        for (const e of [...events({ actor: subject.id }), ...events({ resource_type: "user", resource_id: subject.id })]) byId.set(e.id, e);
+        for (const e of [...events({ actor: subject.id }), ...events({ resource_type: "user", resource_id: subject.id }), ...events({ subject: subject.id })]) byId.set(e.id, e);
         found = [...byId.values()].sort((a, b) => a.seq - b.seq);
       }
       // Personal data goes out only to its own subject: an event about a user that an

@@ -182,9 +182,14 @@ export class SubjectService {
   async runDue(): Promise<number> {
     const now = this.k.clock.now();
     const due = this.k.store.db.query<ErasureRow, [number]>("SELECT * FROM subject_erasures WHERE erased_at IS NULL AND due_at <= ? ORDER BY due_at").all(now);
+    let erased = 0;
     for (const row of due) {
       const subject: Subject = { kind: row.kind, id: row.subject_id };
-      await this.k.store.write((tx) => {
+      const done = await this.k.store.write((tx) => {
+        // Again inside the write: a run at the same moment (the hourly one, one asked for over
+        // the API) may have erased it, or the request was withdrawn, since the list was read.
+        const still = tx.query("SELECT 1 FROM subject_erasures WHERE id = ? AND erased_at IS NULL AND due_at <= ?").get(row.id, now);
+        if (!still) return false;
         const parts: string[] = [];
         for (const contributor of subjectsOf(this.k.store).list()) {
           const summary = contributor.erase?.(tx, subject, now);
@@ -200,10 +205,13 @@ export class SubjectService {
           organization: row.kind === "organization" ? row.subject_id : null,
           reason: `erased for good: ${summary}`,
         });
+        return true;
       });
+      if (!done) continue;
       this.committed(subject);
+      erased++;
     }
-    return due.length;
+    return erased;
   }
 }
 

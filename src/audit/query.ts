@@ -17,6 +17,12 @@ export interface AuditFilter {
   outcome?: "success" | "failure";
   resource_type?: string;
   resource_id?: string;
+  /**
+   * The user whose personal data the event holds (under their own key): events about them that
+   * others did, anonymous ones included (a throttled login names the account, not its actor).
+   * Not indexed: it serves the rare export of a data subject, not the query API.
+   */
+  subject?: string;
   /** Milliseconds since the epoch, inclusive. */
   since?: number;
   /** Milliseconds since the epoch, exclusive. */
@@ -59,6 +65,7 @@ function where(filter: AuditFilter, beforeSeq?: number): { sql: string; params: 
   if (filter.outcome !== undefined) add("outcome = ?", filter.outcome);
   if (filter.resource_type !== undefined) add("resource_type = ?", filter.resource_type);
   if (filter.resource_id !== undefined) add("resource_id = ?", filter.resource_id);
+  if (filter.subject !== undefined) add("subject = ?", filter.subject);
   if (filter.since !== undefined) add("time >= ?", filter.since);
   if (filter.until !== undefined) add("time < ?", filter.until);
   if (beforeSeq !== undefined) add("seq < ?", beforeSeq);
