@@ -81,8 +81,7 @@ export class IamIdentity implements IdentityProvider {
     if (!kindMatches) return { ok: false, reason: "unknown" };
     if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
     if (row.expires_at !== null && row.expires_at <= now) return { ok: false, reason: "expired" };
-    const lastUse = this.recent.get(parsed.prefix)?.at ?? row.last_used_at ?? row.created_at;
-    if (row.idle_timeout_ms !== null && now - lastUse > row.idle_timeout_ms) return { ok: false, reason: "expired" };
+    if (this.idle(parsed.prefix, row, now)) return { ok: false, reason: "expired" };
     if (row.user_id !== null && row.user_active !== 1) return { ok: false, reason: "disabled" };
     if (row.kind === "console") {
       if (this.spentConsoleTokens.has(parsed.prefix)) return { ok: false, reason: "revoked" };
@@ -94,8 +93,9 @@ export class IamIdentity implements IdentityProvider {
     }
     this.recent.set(parsed.prefix, { at: now, from: client });
     // A service key's user is its maker, whose role bounds it: it is not them (no operator
-    // rights, no MFA of theirs, none of their routes about themselves).
-    const key = row.kind === "service";
+    // rights, no MFA of theirs, none of their routes about themselves). So is a workload token
+    // exchanged from a key (it carries the key's service): an exchange never widens a key.
+    const key = row.service !== null;
     return {
       ok: true,
       principal: {
@@ -150,6 +150,12 @@ export class IamIdentity implements IdentityProvider {
 
   workspaceRole(userId: string, workspaceId: string) {
     return this.memo.get("workspace role", JSON.stringify([workspaceId, userId]), () => sql.workspaceRoleOf(this.db, workspaceId, userId));
+  }
+
+  /** True when a credential with an idle timeout went unused longer than it allows. */
+  idle(id: string, row: Pick<sql.CredentialRow, "idle_timeout_ms" | "last_used_at" | "created_at">, now: number): boolean {
+    const lastUse = this.recent.get(id)?.at ?? row.last_used_at ?? row.created_at;
+    return row.idle_timeout_ms !== null && now - lastUse > row.idle_timeout_ms;
   }
 
   /** When a credential was last used, including uses not yet written down. */

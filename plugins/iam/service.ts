@@ -417,7 +417,12 @@ export class IamService {
   sessions(p: Principal) {
     requireSession(p, "list or end your sessions");
     const user = this.requireUser(p);
-    return sql.credentialsOfUser(this.db, user.id, ["session"]).map((c) => ({ ...this.credentialView(c), current: c.id === p.tokenId }));
+    // Only those that would still let someone in: one past its lifetime or idle timeout is over.
+    const now = this.now();
+    return sql
+      .credentialsOfUser(this.db, user.id, ["session"])
+      .filter((c) => (c.expires_at === null || c.expires_at > now) && !this.identity.idle(c.id, c, now))
+      .map((c) => ({ ...this.credentialView(c), current: c.id === p.tokenId }));
   }
 
   async revokeSession(caller: Caller, id: string) {
@@ -469,9 +474,21 @@ export class IamService {
     requireSession(caller.principal, "change two-factor authentication"); // a leaked token must not lock the person out
     const user = this.requireUser(caller.principal);
     if (user.totp_enabled_at === null) throw new ConflictError("two-factor authentication is not enabled");
+    // Wrong codes count against the account as at login, under the same key: a stolen session
+    // must not guess its way to turning the factor off (and then enrolling its own).
+    const s = this.k.settings;
+    const secondFactorKey = `2fa|${user.id}`;
+    const wait = this.waitSeconds(secondFactorKey);
+    if (wait > 0) throw new RateLimitedError(`Too many wrong codes for this account: try again in ${wait} s.`, wait);
     const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp`, user.totp_secret!);
     const step = verifyTotp(secret, code.trim(), this.now());
-    if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step)) throw new InvalidError("the code does not match (or was used before)", "code");
+    if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step)) {
+      this.countFailure(secondFactorKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
+      await this.k.store.write((tx) =>
+        this.audit(tx, { action: "iam.mfa.disable", actor: actorOf(caller.principal), outcome: "failure", reason: step === null ? "wrong TOTP code" : "TOTP code used before (replay)", resource: { type: "user", id: user.id }, request: caller.request }),
+      );
+      throw new InvalidError("the code does not match (or was used before)", "code");
+    }
     await this.k.store.write((tx) => {
       sql.disableTotp(tx, user.id);
       sql.replaceRecoveryCodes(tx, user.id, []);

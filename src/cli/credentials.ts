@@ -124,7 +124,10 @@ export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> 
   throw new ApiError("the login code expired before it was approved; run citadel login again");
 }
 
-/** `citadel logout`: revokes the stored token on its server, then forgets it. */
+/**
+ * `citadel logout`: ends the stored token on its server, then forgets it. Only that token: the
+ * CI tokens made from this login stay (an explicit `citadel token revoke` takes children along).
+ */
 export async function logout(ctx: CommandContext): Promise<number> {
   const stored = readStoredLogin(ctx.configHome);
   if (!stored) {
@@ -132,7 +135,7 @@ export async function logout(ctx: CommandContext): Promise<number> {
     return 0;
   }
   try {
-    await createApiClient({ baseUrl: stored.server, trust: stored.certificate, token: stored.token }).request("DELETE", `/v1/iam/me/tokens/${stored.token_id}`);
+    await createApiClient({ baseUrl: stored.server, trust: stored.certificate, token: stored.token }).request("POST", "/v1/iam/logout", {});
   } catch (error) {
     ctx.err(`could not revoke the token on ${stored.server} (${error instanceof Error ? error.message : error}); it stays valid until it expires`);
   }

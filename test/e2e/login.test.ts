@@ -67,11 +67,19 @@ test("citadel login: approve the shown code, then commands use the stored token"
   expect(refused.stderr).toContain("is readable by others (mode 644)");
   chmodSync(file, 0o600);
 
+  // A CI token made from this login outlives the logout (docs/identity.md).
+  const made = await runCitadel(["token", "create", "ci", "--scope", "iam:self", "--json"], env);
+  expect(made.code).toBe(0);
+  const ciToken = JSON.parse(made.stdout).token as string;
+  const me = (token: string) => fetch(`${citadel.url}/v1/iam/me`, { headers: { authorization: `Bearer ${token}` }, tls: { ca: readFileSync(join(data.path, "tls/cert.pem"), "utf8") } });
+  expect((await me(ciToken)).status).toBe(200);
+
   const out = await runCitadel(["logout"], env);
   expect(out.stdout).toContain("Logged out.");
-  // The token was revoked on the server too.
-  const after = await fetch(`${citadel.url}/v1/iam/me`, { headers: { authorization: `Bearer ${stored.token}` }, tls: { ca: readFileSync(join(data.path, "tls/cert.pem"), "utf8") } });
-  expect(after.status).toBe(401);
+  expect(out.stderr).toBe("");
+  // The token was revoked on the server too; the CI token stays.
+  expect((await me(stored.token)).status).toBe(401);
+  expect((await me(ciToken)).status).toBe(200);
 }, 30_000);
 
 test("citadel login --server with the printed fingerprint pins the certificate; a wrong fingerprint is refused", async () => {

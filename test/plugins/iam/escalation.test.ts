@@ -84,6 +84,31 @@ describe("service keys", () => {
     expect((await c.send("GET", "/v1/system/info", exchanged.body.access_token)).status).toBe(403);
   });
 
+  test("a workload token exchanged from a key is still a key: no operator rights of its maker, no admins-only environment (found in review)", async () => {
+    const { c, session, org } = await owner(); // the owner is an operator too
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/dns`, session);
+    const dnsKey = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, session, { json: { service: "dns", name: "ci", scopes: ["dns:read", "dns:write"] } })).body.token as string;
+    const exchange = async (key: string, scope: string) => (await c.send("POST", "/oauth/token", undefined, { json: { grant_type: TOKEN_EXCHANGE, subject_token: key, scope } })).body.access_token as string;
+    const dnsWorkload = await exchange(dnsKey, "dns:read dns:write");
+    expect((await c.send("GET", "/v1/dns/tsig-keys", dnsKey)).status).toBe(403); // operators only
+    expect((await c.send("GET", "/v1/dns/tsig-keys", dnsWorkload)).status).toBe(403);
+    expect((await c.send("POST", "/v1/dns/tsig-keys", dnsWorkload, { json: { name: "minted", algorithm: "hmac-sha256" } })).status).toBe(403);
+
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, session, { json: { name: "prod" } })).body.id as string;
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/secrets`, session);
+    const admin = await c.addUser(session, "maker@example.org", "admin");
+    const secretsKey = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, admin.token, { json: { service: "secrets", name: "ci", scopes: ["secrets:read"] } })).body.token as string;
+    const secret = `/v1/secrets/workspaces/${ws}/environments/production/secrets/Y`;
+    await c.send("PUT", secret, session, { json: { value: "prod-secret" } });
+    await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/production`, session, { json: { protection: "admins" } });
+    await c.send("PUT", `/v1/iam/workspaces/${ws}/members/${admin.id}`, session, { json: { role: "viewer" } });
+    const secretsWorkload = await exchange(secretsKey, "secrets:read");
+    expect((await c.send("GET", secret, secretsKey)).status).toBe(403);
+    const read = await c.send("GET", secret, secretsWorkload);
+    expect(read.status).toBe(403);
+    expect(read.text).not.toContain("prod-secret");
+  });
+
   test("a key's scopes are within the maker's: an iam:write token cannot make a system:read key", async () => {
     const { c, session, org } = await owner();
     await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session);

@@ -159,6 +159,22 @@ describe("login and brute force", () => {
   });
 });
 
+describe("sessions", () => {
+  test("the session list shows only sessions that still let someone in: none past its idle timeout or lifetime (found in review)", async () => {
+    const { c } = await app();
+    const idle = await c.login(c.owner.email, c.owner.password);
+    const used = await c.login(c.owner.email, c.owner.password);
+    const ids = async (token: string) => ((await c.send("GET", "/v1/iam/me/sessions", token)).body.items as Array<{ id: string }>).map((s) => s.id);
+    const idOf = (token: string) => token.split("_")[2]!; // a token's prefix is its session's id
+    expect(await ids(used)).toEqual(expect.arrayContaining([idOf(idle), idOf(used)]));
+    c.clock.advance(59 * 60_000);
+    expect((await c.send("GET", "/v1/iam/me", used)).status).toBe(200);
+    c.clock.advance(59 * 60_000); // 118 minutes: the unused one is past the 60-minute idle timeout
+    expect((await c.send("GET", "/v1/iam/me", idle)).status).toBe(401);
+    expect(await ids(used)).toEqual([idOf(used)]); // the others of app() went idle too
+  });
+});
+
 describe("TOTP", () => {
   test("enrol, log in with a code, refuse its replay, use a recovery code once", async () => {
     const { c } = await app();
@@ -184,6 +200,29 @@ describe("TOTP", () => {
     // The secret is stored encrypted.
     const row = c.kernel.store.db.query<{ totp_secret: Uint8Array }, []>("SELECT totp_secret FROM users WHERE totp_secret IS NOT NULL").get()!;
     expect(Buffer.from(row.totp_secret).includes(secret)).toBe(false);
+  });
+
+  test("wrong codes to turn TOTP off count against the account as at login: a stolen session cannot guess its way (found in review)", async () => {
+    const { c } = await app();
+    const session = await c.login(c.owner.email, c.owner.password);
+    const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", session)).body.secret);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+    c.clock.advance(30_000);
+    const right = new Set([-1, 0, 1].map((d) => totp(secret, c.clock.now() + d * 30_000)));
+    const wrong = ["000000", "111111", "222222", "333333", "444444"].filter((code) => !right.has(code));
+    const statuses: number[] = [];
+    for (const code of wrong.slice(0, 4)) statuses.push((await c.send("POST", "/v1/iam/me/mfa/totp/disable", session, { json: { code } })).status);
+    expect(statuses.slice(0, 3)).toEqual([422, 422, 422]);
+    expect(statuses[3]).toBe(429); // the third wrong code makes the next wait
+    // The right code must wait as well; meanwhile the factor stays on.
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/disable", session, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(429);
+    const failures = c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.mfa.disable' AND outcome = 'failure'").get() as { n: number };
+    expect(failures.n).toBe(3);
+    // A login from elsewhere with a wrong code meets the same count.
+    const password = { email: c.owner.email, password: c.owner.password };
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { ...password, totp: wrong[0] }, ...from("198.51.100.7") })).status).toBe(429);
+    c.clock.advance(60_000);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/disable", session, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
   });
 
   test("an organization can require MFA of its members", async () => {
