@@ -40,6 +40,7 @@ import { writeFileAtomic } from "./files.ts";
 import { createHttpApp } from "./http/app.ts";
 import { createEdge, HttpRequestMetrics, startHttpServer } from "./http/edge.ts";
 import { loadOrCreateTls, type TlsMaterial } from "./http/tls.ts";
+import { tlsReloader, type TlsReloader } from "./http/tls-reload.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics, shieldVerdictCounters } from "./metrics.ts";
@@ -429,6 +430,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
       log,
     });
     lifecycle.started("http", () => server.stop());
+    lifecycle.started("reload on SIGHUP", onHangup(log, tls && tlsReloader({ files: tlsFiles(config), served: tls, server, store, audit, log, now })));
 
     process.stderr.write(`Citadel ${buildInfo.version} is serving ${server.url} (API docs: ${server.url}/docs)${seal.sealed ? " — sealed" : ""}\n`);
     if (tls) process.stderr.write(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}\n`);
@@ -463,6 +465,23 @@ function sampledRateLimitEvents(store: Store, audit: AuditLog, log: Logger, now:
     last.set(client, now());
     const event = { action: "auth.rate_limit", actor: { kind: "anonymous" as const }, outcome: "failure" as const, reason: "address limit", request: { source: client, userAgent: request.headers.get("user-agent") } };
     void store.write((tx) => audit.record(tx, event)).catch((error) => log.error("could not record a security event", { error }));
+  };
+}
+
+/**
+ * SIGHUP (`systemctl reload citadel`) reads the TLS certificate again. Without a handler the
+ * signal would end the process; with TLS off there is nothing to reload, which is logged.
+ */
+function onHangup(log: Logger, reloader: TlsReloader | undefined): () => void {
+  let running: Promise<unknown> = Promise.resolve();
+  const handler = () => {
+    if (!reloader) return log.warn("SIGHUP: TLS is off (http.tls.enabled = false): nothing to reload");
+    log.info("SIGHUP: reading the TLS certificate again");
+    running = running.then(() => reloader.reload()); // one reload at a time, in order
+  };
+  process.on("SIGHUP", handler);
+  return () => {
+    process.off("SIGHUP", handler);
   };
 }
 

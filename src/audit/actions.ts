@@ -5,6 +5,7 @@ export const KERNEL_ACTIONS: readonly AuditActionType[] = [
   { type: "sys.init", description: "The installation was initialized: root key, first key-encryption key." },
   { type: "sys.unseal", description: "An unseal attempt: a key or key share was given (failure: it was refused)." },
   { type: "sys.seal", description: "The keys were dropped from memory." },
+  { type: "sys.tls.reload", description: "The API's TLS certificate was read again on SIGHUP and replaced (failure: the new files were refused, the old certificate kept)." },
   { type: "keys.kek.rotate", description: "A new key-encryption key version was made; data keys are re-wrapped with it." },
   { type: "keys.root.rekey", description: "A new root key was made (pending until it is used to unseal, or written as the key file)." },
   { type: "keys.root.promote", description: "A pending root key became the root key; the previous one no longer unseals." },

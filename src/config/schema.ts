@@ -29,7 +29,7 @@ export const HttpTlsConfig = section("TLS for the HTTP API.", {
     default: DEFAULT_TLS_CERT_FILE,
     minLength: 1,
     description:
-      "PEM certificate chain; relative paths are inside data_dir. At the default path a self-signed certificate for localhost is generated on first start.",
+      "PEM certificate chain; relative paths are inside data_dir. At the default path a self-signed certificate for localhost is generated on first start. Read again, with key_file, on SIGHUP (systemctl reload citadel).",
   }),
   key_file: Type.String({
     default: DEFAULT_TLS_KEY_FILE,

@@ -289,38 +289,79 @@ export interface HttpServerOptions {
 export interface HttpServer {
   readonly url: string;
   readonly port: number;
+  /**
+   * Serves new connections with another certificate from now on: a second listener binds the
+   * same port beside the first (SO_REUSEPORT), so no connection is refused meanwhile, and the
+   * first stops accepting and finishes the requests on its connections.
+   */
+  replaceTls(tls: { cert: string; key: string }): void;
   /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes the rest. */
   stop(graceMs?: number): Promise<void>;
 }
 
+/** How long a listener replaced by a new certificate may finish the requests on its connections. */
+const RETIRED_GRACE_MS = 30_000;
+
 export function startHttpServer(options: HttpServerOptions): HttpServer {
-  const server = Bun.serve({
-    hostname: options.address,
-    port: options.port,
-    ...(options.tls ? { tls: options.tls } : {}),
-    idleTimeout: options.idleTimeoutSeconds,
-    // A backstop only: the edge answers 413 itself, in the error envelope, well before this.
-    maxRequestBodySize: options.bodyLimit * 2 + 65_536,
-    development: false,
-    fetch: options.fetch,
-    error(error) {
-      options.log.error("unhandled server error", { error });
-      return problemResponse(problemFor(error), "unknown");
-    },
-  });
+  // A TLS listener binds with SO_REUSEPORT so that its certificate can be replaced (above).
+  // The option would also let another process of this user bind the port and share the
+  // connections unnoticed: the port is first bound without it, which fails if anyone has it.
+  if (options.tls && options.port !== 0) refuseTakenPort(options.address, options.port);
+  const serve = (tls: { cert: string; key: string } | undefined, port: number) =>
+    Bun.serve({
+      hostname: options.address,
+      port,
+      ...(tls ? { tls, reusePort: true } : {}),
+      idleTimeout: options.idleTimeoutSeconds,
+      // A backstop only: the edge answers 413 itself, in the error envelope, well before this.
+      maxRequestBodySize: options.bodyLimit * 2 + 65_536,
+      development: false,
+      fetch: options.fetch,
+      error(error) {
+        options.log.error("unhandled server error", { error });
+        return problemResponse(problemFor(error), "unknown");
+      },
+    });
+  let current = serve(options.tls, options.port);
+  const port = current.port!;
+  const retired = new Map<ReturnType<typeof serve>, Promise<void>>();
   const host = options.address.includes(":") ? `[${options.address}]` : options.address;
   return {
-    url: `${options.tls ? "https" : "http"}://${host}:${server.port}`,
-    port: server.port!,
+    url: `${options.tls ? "https" : "http"}://${host}:${port}`,
+    port,
+    replaceTls(tls) {
+      if (!options.tls) throw new Error("a plain HTTP listener has no certificate to replace");
+      const next = serve(tls, port);
+      const old = current;
+      current = next;
+      const done = stopWithin(old, RETIRED_GRACE_MS).finally(() => retired.delete(old));
+      retired.set(old, done);
+    },
     async stop(graceMs = 4000) {
-      let timer: Timer | undefined;
-      const graceful = server.stop(false);
-      const deadline = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, graceMs);
-      });
-      await Promise.race([graceful, deadline]);
-      clearTimeout(timer);
-      await server.stop(true);
+      await Promise.all([current, ...retired.keys()].map((server) => stopWithin(server, graceMs)));
     },
   };
+}
+
+async function stopWithin(server: { stop(force?: boolean): Promise<void> }, graceMs: number): Promise<void> {
+  let timer: Timer | undefined;
+  const graceful = server.stop(false);
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, graceMs);
+  });
+  await Promise.race([graceful, deadline]);
+  clearTimeout(timer);
+  await server.stop(true);
+}
+
+/** Throws Bun's own message when something listens on the address and port already. */
+function refuseTakenPort(address: string, port: number): void {
+  let probe: { stop(): void };
+  try {
+    probe = Bun.listen({ hostname: address, port, socket: { data() {} } });
+  } catch (error) {
+    if ((error as { code?: string }).code === "EADDRINUSE") throw new Error(`Failed to start server. Is port ${port} in use?`);
+    throw error;
+  }
+  probe.stop();
 }

@@ -17,6 +17,7 @@ export interface TlsMaterial {
   key: string;
   /** SHA-256 of the certificate, colon-separated upper-case hex (as openssl prints it). */
   fingerprint: string;
+  notBefore: Date;
   notAfter: Date;
   generated: boolean;
 }
@@ -59,6 +60,19 @@ export async function loadOrCreateTls(files: TlsFiles, log: Logger, now = new Da
   return material;
 }
 
+/**
+ * The certificate and key as they are on disk now, for a reload (SIGHUP): never generated or
+ * renewed here, and refused when the pair does not match, the key is open to everyone, or the
+ * certificate is not valid now — whoever replaced the files made a mistake, and the running
+ * certificate is better kept than swapped for one no client accepts.
+ */
+export function readTlsForReload(files: TlsFiles, now = new Date()): TlsMaterial {
+  const material = readTls(files);
+  if (material.notAfter.getTime() <= now.getTime()) throw new ConfigError(`http.tls.cert_file: ${files.certPath} expired on ${material.notAfter.toISOString()}`);
+  if (material.notBefore.getTime() > now.getTime()) throw new ConfigError(`http.tls.cert_file: ${files.certPath} is not valid before ${material.notBefore.toISOString()}`);
+  return material;
+}
+
 function usable(files: TlsFiles): boolean {
   try {
     readTls(files);
@@ -85,7 +99,7 @@ function readTls(files: TlsFiles): TlsMaterial {
   } catch {
     throw new ConfigError(`http.tls.key_file: ${files.keyPath} is not the private key of ${files.certPath}`);
   }
-  return { cert, key, fingerprint: x509.fingerprint256, notAfter: new Date(x509.validTo), generated: false };
+  return { cert, key, fingerprint: x509.fingerprint256, notBefore: new Date(x509.validFrom), notAfter: new Date(x509.validTo), generated: false };
 }
 
 function readConfigured(path: string, key: string): string {

@@ -1,0 +1,54 @@
+/**
+ * Replacing the API's certificate without a restart: on SIGHUP (`systemctl reload citadel`)
+ * the certificate and key files are read again and, when they are a valid pair that differs
+ * from the one served, new connections get them while open ones finish on the old. A restart
+ * would also stop the DNS server and drop the resolver's cache; certificates from an internal
+ * CA may live a day. A bad pair is refused and the running certificate kept; either way the
+ * outcome is logged and audited.
+ */
+import type { AuditLog } from "../audit/log.ts";
+import type { Logger } from "../log.ts";
+import type { Store } from "../store/store.ts";
+import type { HttpServer } from "./edge.ts";
+import { readTlsForReload, type TlsFiles, type TlsMaterial } from "./tls.ts";
+
+export interface TlsReloader {
+  /** Reads the files and swaps the certificate if they changed; never throws. */
+  reload(): Promise<"replaced" | "unchanged" | "refused">;
+}
+
+export function tlsReloader(options: { files: TlsFiles; served: TlsMaterial; server: HttpServer; store: Store; audit: AuditLog; log: Logger; now: () => number }): TlsReloader {
+  let served = options.served;
+  const record = (outcome: "success" | "failure", reason: string) =>
+    options.store.write((tx) => options.audit.record(tx, { action: "sys.tls.reload", actor: { kind: "system" }, outcome, reason })).catch((error) => options.log.error("could not record a security event", { error }));
+  return {
+    async reload() {
+      let next: TlsMaterial;
+      try {
+        next = readTlsForReload(options.files, new Date(options.now()));
+      } catch (error) {
+        const problem = error instanceof Error ? error.message : String(error);
+        options.log.error("TLS reload refused: still serving the certificate loaded before", { problem, fingerprint: served.fingerprint });
+        await record("failure", problem);
+        return "refused";
+      }
+      if (next.fingerprint === served.fingerprint && next.key === served.key) {
+        options.log.info("TLS reload: the certificate is unchanged", { fingerprint: served.fingerprint });
+        return "unchanged";
+      }
+      try {
+        options.server.replaceTls({ cert: next.cert, key: next.key });
+      } catch (error) {
+        const problem = `the new certificate could not be served: ${error instanceof Error ? error.message : String(error)}`;
+        options.log.error("TLS reload refused: still serving the certificate loaded before", { problem, fingerprint: served.fingerprint });
+        await record("failure", problem);
+        return "refused";
+      }
+      const previous = served.fingerprint;
+      served = next;
+      options.log.warn("TLS certificate replaced: clients that pinned the old fingerprint must pin the new one", { fingerprint: next.fingerprint, previous, not_after: next.notAfter.toISOString() });
+      await record("success", `certificate ${next.fingerprint}, valid until ${next.notAfter.toISOString()} (was ${previous})`);
+      return "replaced";
+    },
+  };
+}
