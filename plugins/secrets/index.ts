@@ -90,15 +90,19 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
 
   async start(k) {
     const { secrets, shares, webhooks } = servicesOf(k);
-    if (!k.seal.sealed) {
+    const resume = async () => {
       const done = await secrets.resumeReencryption();
       if (done > 0) k.log.info("finished an interrupted data key rotation", { reencrypted: done });
-    }
+    };
+    if (!k.seal.sealed) await resume();
+    // An instance that starts sealed (key shares) finishes it once unsealed, in the background.
+    const stopResuming = k.seal.onUnseal(() => void resume().catch((error) => k.log.error("could not finish an interrupted data key rotation", { error: String(error) })));
     const stopDeliveries = webhooks.start();
     const sweeper = setInterval(() => void shares.sweep().catch((error) => k.log.error("share link sweep failed", { error: String(error) })), 60_000);
     sweeper.unref?.();
     const unregister = subjectsOf(k.store).register(secretsSubjects(k.store, () => k.seal.keyring()));
     return async () => {
+      stopResuming();
       unregister();
       clearInterval(sweeper);
       await stopDeliveries();

@@ -427,7 +427,6 @@ export class SecretsService {
    * resumed at start-up) the start of Citadel. Each is logged and audited every time it is met.
    */
   private async reencrypt(ws: sql.WorkspaceRow, version: number, caller?: Caller): Promise<number> {
-    const keyring = this.k.seal.keyring();
     const owner = valueKeyOwner(ws.workspace_id);
     let total = 0;
     let skipped = 0; // damaged versions stay behind, first in the query's order: the next batch starts after them
@@ -435,6 +434,9 @@ export class SecretsService {
       const batch = sql.versionsToReencrypt(this.db, ws.workspace_id, version, REENCRYPT_BATCH, skipped);
       if (batch.length === 0) return total;
       const damaged = await this.k.store.write((tx) => {
+        // The keyring of this moment: sealed since the last batch, the rotation stops here
+        // (503) rather than take every value left for damaged (a wiped keyring decrypts nothing).
+        const keyring = this.k.seal.keyring();
         const found: Array<{ version: sql.VersionRow; problem: string; message: string }> = [];
         for (const v of batch) {
           const context = versionContext(v.secret_id, v.version);
@@ -519,7 +521,9 @@ export class SecretsService {
     if (existing?.deleted_at) throw new ConflictError(`${name} is deleted: restore it (or purge it) before setting it again.`);
     // The value was checked against the workspace as read before this transaction: if its
     // encryption mode or key changed meanwhile, the check no longer holds.
-    const current = sql.workspaceRow(tx, ws.workspace_id)!;
+    const current = sql.workspaceRow(tx, ws.workspace_id);
+    // Deleted since it was read: the insert below would meet the foreign key (a 500), not an answer.
+    if (!current || !sql.environmentExists(tx, env.id)) throw new ConflictError(`The ${current ? `${env.name} environment` : "workspace"} was deleted meanwhile.`);
     if (current.e2ee !== ws.e2ee || current.e2ee_key_version !== ws.e2ee_key_version) throw new ConflictError("The workspace's encryption changed meanwhile: read its settings again and retry.");
     const now = this.now();
     const by = byWhom(caller.principal);
@@ -580,7 +584,12 @@ export class SecretsService {
   }
 
   private decrypt(ws: sql.WorkspaceRow, secret: sql.SecretRow, stored: sql.VersionRow): string {
-    if (stored.dek_version === 0) return Buffer.from(stored.ciphertext).toString("utf8");
+    if (stored.dek_version === 0) {
+      // A client's ciphertext, handed out as it is: only ever in a workspace encrypted end to
+      // end. Elsewhere the column was altered, and the envelope must not pass for the value.
+      if (ws.e2ee !== 1) throw new DecryptionError("a value marked as a client's ciphertext in a workspace not encrypted end to end");
+      return Buffer.from(stored.ciphertext).toString("utf8");
+    }
     const plaintext = this.k.seal.keyring().decrypt(valueKeyOwner(ws.workspace_id), versionContext(secret.id, stored.version), stored.ciphertext);
     const text = plaintext.toString("utf8");
     plaintext.fill(0);

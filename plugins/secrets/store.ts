@@ -126,6 +126,8 @@ export function insertEnvironment(tx: Database, row: EnvironmentRow): void {
 export const updateEnvironment = (tx: Database, id: string, protection: Protection, allowedUsers: string[]) =>
   tx.query("UPDATE secrets_environments SET protection = ?, allowed_users = ? WHERE id = ?").run(protection, JSON.stringify(allowedUsers), id);
 
+export const environmentExists = (db: Database, id: string) => db.query<{ one: number }, [string]>("SELECT 1 AS one FROM secrets_environments WHERE id = ?").get(id) !== null;
+
 export const deleteEnvironment = (tx: Database, id: string) => tx.query("DELETE FROM secrets_environments WHERE id = ?").run(id);
 
 export const secretCountInWorkspace = (db: Database, workspaceId: string) =>

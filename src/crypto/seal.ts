@@ -43,6 +43,7 @@ export class Seal {
   private shares = new Map<number, Share>();
   private sharesKeyId: string | null = null;
   private readonly sealListeners = new Set<() => void>();
+  private readonly unsealListeners = new Set<() => void>();
 
   constructor(
     private readonly db: Database,
@@ -87,6 +88,7 @@ export class Seal {
     this.keyringInMemory?.wipe();
     this.keyringInMemory = new Keyring(this.db, Buffer.from(rootKey), this.now);
     this.resetShares();
+    for (const listener of this.unsealListeners) listener();
     return { unsealed: true, promote: match.state === "pending" ? match.id : null, status: this.status() };
   }
 
@@ -148,6 +150,16 @@ export class Seal {
       }
     }
     if (failures.length > 0) throw new AggregateError(failures, "sealed, but something failed to drop what it had decrypted");
+  }
+
+  /**
+   * Calls `listener` whenever Citadel unseals, for work that waited for the keys (an
+   * interrupted re-encryption on an instance that starts sealed). It must not throw: start
+   * the work and return; returns the way to stop.
+   */
+  onUnseal(listener: () => void): () => void {
+    this.unsealListeners.add(listener);
+    return () => this.unsealListeners.delete(listener);
   }
 
   /** Calls `listener` whenever Citadel seals (it must drop what it decrypted); returns the way to stop. */

@@ -164,6 +164,17 @@ describe("a stored value altered outside Citadel", () => {
     expect((await c.send("GET", path("OTHER"), owner)).body.value).toBe("untouched");
   });
 
+  test("a version marked as a client's ciphertext outside an end-to-end-encrypted workspace is refused, never handed out as the value (found in review)", async () => {
+    const { c, owner, path } = await setup();
+    await c.send("PUT", path("K"), owner, { json: { value: "real" } });
+    c.kernel.store.db.run("UPDATE secret_versions SET dek_version = 0"); // one column edited: "the client's ciphertext"
+    const read = await c.send("GET", path("K"), owner);
+    expect([read.status, read.body.code]).toEqual([500, "data_integrity"]);
+    expect(read.body.value).toBeUndefined();
+    const failed = c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'secrets.secret.read' AND outcome = 'failure'").get() as { n: number };
+    expect(failed.n).toBe(1);
+  });
+
   test("a value whose data key is gone is refused the same way, with its own reason", async () => {
     const { c, owner, ws, path } = await setup();
     await c.send("PUT", path("TOKEN"), owner, { json: { value: "v" } });
@@ -326,6 +337,19 @@ describe("changes racing a purge or a delete", () => {
     expect(auditActions(c, "secrets.secret").slice(before).map((e) => e.action)).toEqual(Array(5).fill("secrets.secret.purge"));
   });
 
+  test("a value set while its environment is deleted answers 409, not a 500 (found in review)", async () => {
+    const { c, owner, base, path } = await setup();
+    await c.send("POST", `${base}/environments`, owner, { json: { name: "qa" } });
+    const ask = await c.send("DELETE", `${base}/environments/qa`, owner);
+    const [deleted, set] = await Promise.all([
+      c.send("DELETE", `${base}/environments/qa`, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } }),
+      c.send("PUT", path("Q", "qa"), owner, { json: { value: "v" } }),
+    ]);
+    expect(deleted.status).toBe(200);
+    expect([set.status, set.body.code]).toEqual([409, "conflict"]);
+    expect(set.body.detail).toContain("qa environment was deleted meanwhile");
+  });
+
   test("a metadata change or a rollback that meets a delete answers 409; a restore that meets another restore too", async () => {
     const { c, owner, path } = await setup();
     await c.send("PUT", path("KEY"), owner, { json: { value: "one" } });
@@ -384,6 +408,42 @@ describe("rotation", () => {
     expect(await servicesOf(c.kernel as never).secrets.resumeReencryption()).toBe(6);
     expect(dekVersions()).toEqual([{ v: 3 }]);
     expect((await c.send("GET", path("S3"), owner)).body.value).toBe("value 3");
+  });
+});
+
+describe("rotation and the seal", () => {
+  test("sealed during a data key rotation: the rotation stops (503), and no value is taken for damaged (found in review)", async () => {
+    const { c, owner, base, path } = await setup({ rate_limit: { per_organization: { per_second: 100_000, burst: 100_000 } } });
+    for (let i = 0; i < 450; i++) await c.send("PUT", path(`S${i}`), owner, { json: { value: `v${i}` } }); // three batches of 200
+    const store = c.kernel.store;
+    const write = store.write.bind(store);
+    let batches = 0;
+    // Seal right after the rotation's first batch commits, as an operator's `citadel seal` would.
+    store.write = (async (fn: Parameters<typeof write>[0]) => {
+      const result = await write(fn);
+      if (Array.isArray(result) && ++batches === 2) c.kernel.seal.seal(); // the first array is the new key's batch
+      return result;
+    }) as typeof store.write;
+    const rotated = await c.send("POST", `${base}/rotate-key`, owner);
+    store.write = write;
+    expect([rotated.status, rotated.body.code]).toEqual([503, "sealed"]);
+    const failedReads = c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'secrets.secret.read' AND outcome = 'failure'").get() as { n: number };
+    expect(failedReads.n).toBe(0);
+    expect(c.log.lines.filter((l) => String(l.msg).includes("does not decrypt"))).toEqual([]);
+  });
+
+  test("an interrupted rotation on an instance that started sealed is finished once it is unsealed (found in review)", async () => {
+    const { c, owner, ws, base, path } = await setup();
+    for (let i = 0; i < 3; i++) await c.send("PUT", path(`S${i}`), owner, { json: { value: `v${i}` } });
+    await c.kernel.store.write((tx) => c.kernel.seal.keyring().rotateDek(tx, `workspace:${ws}`, c.clock.now())); // killed here
+    c.kernel.seal.seal();
+    c.kernel.seal.unsealWithKey(c.kernel.rootKey); // what POST /v1/sys/unseal ends in
+    const stale = () => (c.kernel.store.db.query("SELECT count(*) AS n FROM secret_versions WHERE dek_version < 2").get() as { n: number }).n;
+    for (const deadline = Date.now() + 5000; stale() > 0 && Date.now() < deadline; ) await Bun.sleep(10);
+    expect(stale()).toBe(0);
+    expect((await c.send("GET", path("S1"), owner)).body.value).toBe("v1");
+    expect(c.log.lines.some((l) => l.msg === "finished an interrupted data key rotation")).toBe(true);
+    expect((await c.send("GET", `${base}/settings`, owner)).body.values_on_older_keys).toBe(0);
   });
 });
 
