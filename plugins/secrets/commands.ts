@@ -480,15 +480,24 @@ export const secretsCommands: Command[] = [
     options: { workspace: WHERE.workspace, ...PASSPHRASE },
     async run(ctx) {
       const workspace = where(ctx).workspace;
+      const ws = workspacePath({ workspace });
       const api = await ctx.api();
+      // A workspace encrypted already has a key its members hold: a new one sent over it would
+      // leave its values readable by nobody.
+      if ((await api.request<{ e2ee: boolean }>("GET", `${ws}/settings`)).e2ee) {
+        throw new Error(`${workspace} is end-to-end encrypted already: its key stays as it is (members get it with citadel secrets e2ee grant; citadel secrets e2ee rotate replaces it)`);
+      }
+      const pins = E2eePins.forCli(ctx.configHome);
+      pins.checkNotEncrypted(api.baseUrl, workspace); // seen encrypted here before: its old key pinned here would refuse the new one
       const me = await myKeyPair(ctx, api); // the public key the new key is wrapped to is checked against yours
       me.privateKey.fill(0);
-      await api.request("PATCH", `${workspacePath({ workspace })}/settings`, { e2ee: true });
+      await api.request("PATCH", `${ws}/settings`, { e2ee: true });
       const key = newWorkspaceKey();
       try {
+        // Pinned before it is sent: a key this machine would refuse is never installed.
+        pins.pinNewKey(api.baseUrl, workspace, 1, key); // a first key is version 1
         const wrapped = wrapWorkspaceKey(key, me.publicKey, { workspace, user: me.userId });
-        await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(me.userId)}`, { wrapped });
-        E2eePins.forCli(ctx.configHome).pinNewKey(api.baseUrl, workspace, 1, key); // a first key is version 1
+        await api.request("PUT", `${ws}/e2ee/keys/${encodeURIComponent(me.userId)}`, { wrapped });
       } finally {
         key.fill(0);
       }

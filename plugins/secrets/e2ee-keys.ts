@@ -99,8 +99,9 @@ export class E2eeKeys {
         }
       }
       // A holder's copy is theirs: another holder replacing it with a key of their own making
-      // would leave them unable to read what is written next.
-      if (userId !== me && holders.some((h) => h.user_id === userId)) throw new ConflictError("That member holds the workspace key already.");
+      // would leave them unable to read what is written next. Their own copy neither: a client
+      // sending a new key over it (enable run again) would lose what the old one encrypted.
+      if (holders.some((h) => h.user_id === userId)) throw new ConflictError(userId === me ? "You hold the workspace key already." : "That member holds the workspace key already.");
       sql.putWorkspaceKey(tx, workspaceId, version, userId, wrapped, byWhom(caller.principal), this.k.clock.now());
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.grant", resource: { type: "user", id: userId } }));
     });

@@ -69,16 +69,26 @@ export class SecretsService {
     return { workspace: workspaceId, e2ee: ws.e2ee === 1, data_key_version: dek, values_on_older_keys: stale, environments: this.environments(ws) };
   }
 
-  /** End-to-end encryption is chosen while the workspace holds no secrets: values cannot change sides. */
+  /**
+   * End-to-end encryption is chosen while the workspace holds no secrets: values cannot change
+   * sides. Turning it on when it is on already is refused, not ignored: a client taking the
+   * answer as its own doing would make a second workspace key over the one members hold.
+   */
   async setE2ee(caller: Caller, workspaceId: string, on: boolean) {
     const ws = await ensureWorkspace(this.k, workspaceId);
-    if ((ws.e2ee === 1) !== on) {
-      await this.k.store.write((tx) => {
-        if (sql.secretCountInWorkspace(tx, workspaceId) > 0) throw new ConflictError("End-to-end encryption is chosen while a workspace holds no secrets (purge them first, or use a new workspace).");
-        sql.setE2ee(tx, workspaceId, on, caller.principal.userId);
-        this.k.audit.record(tx, event(caller, ws, { action: "secrets.workspace.update", resource: { type: "workspace", id: workspaceId }, reason: on ? "end-to-end encryption on" : "end-to-end encryption off" }));
-      });
-    }
+    await this.k.store.write((tx) => {
+      const encrypted = sql.workspaceRow(tx, workspaceId)!.e2ee === 1;
+      if (encrypted && on) throw new ConflictError("This workspace is end-to-end encrypted already: its key stays as it is (members get it with citadel secrets e2ee grant; citadel secrets e2ee rotate replaces it).");
+      if (encrypted === on) return;
+      if (sql.secretCountInWorkspace(tx, workspaceId) > 0) throw new ConflictError("End-to-end encryption is chosen while a workspace holds no secrets (purge them first, or use a new workspace).");
+      sql.setE2ee(tx, workspaceId, on, caller.principal.userId);
+      // No secret is left (deleted ones included), so no value needs any version of the
+      // workspace key: the wrapped copies go and the numbering starts again. Kept, the earlier
+      // holders would count as holders once encryption is turned on again, and the new first
+      // key could not be set.
+      if (!on) sql.forgetWorkspaceKeys(tx, workspaceId);
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.workspace.update", resource: { type: "workspace", id: workspaceId }, reason: on ? "end-to-end encryption on" : "end-to-end encryption off" }));
+    });
     return this.settings(workspaceId);
   }
 

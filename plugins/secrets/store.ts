@@ -320,6 +320,12 @@ export const deleteWorkspaceKeys = (tx: Database, workspaceId: string, userId: s
 export const setE2eeKeyVersion = (tx: Database, workspaceId: string, version: number) =>
   tx.query("UPDATE secrets_workspaces SET e2ee_key_version = ? WHERE workspace_id = ?").run(version, workspaceId);
 
+/** Every wrapped copy of every version of the workspace's key, and its version back to 1 (encryption turned off, no secret left). */
+export function forgetWorkspaceKeys(tx: Database, workspaceId: string): void {
+  tx.query("DELETE FROM secrets_workspace_keys WHERE workspace_id = ?").run(workspaceId);
+  setE2eeKeyVersion(tx, workspaceId, 1);
+}
+
 // --- webhooks -----------------------------------------------------------------------------
 
 export const webhooksOf = (db: Database, workspaceId: string) =>

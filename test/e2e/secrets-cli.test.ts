@@ -340,6 +340,25 @@ describe("an end-to-end-encrypted workspace", () => {
     expect(raw.body.e2ee).toBe(true);
     expect(raw.body.value).toStartWith("c1.v.");
     expect(await ok(["run", "-w", vault, "--passphrase-file", phrase, "--", "sh", "-c", 'printf %s "$E2EE_VALUE"'])).toBe(E2EE_VALUE);
+    // Enabling it again is refused before anything is sent: the key the value is encrypted with stays (found in review).
+    const myKey = async (ws: string) => (await api("GET", `/v1/secrets/workspaces/${ws}/e2ee/my-key`)).body as { key_version: number; wrapped: string };
+    const wrappedBefore = (await myKey(vault)).wrapped;
+    const enabledTwice = await cli(["secrets", "e2ee", "enable", "-w", vault, "--passphrase-file", phrase]);
+    expect([enabledTwice.code, enabledTwice.stderr]).toEqual([1, expect.stringContaining(`${vault} is end-to-end encrypted already`)]);
+    expect((await myKey(vault)).wrapped).toBe(wrappedBefore);
+    expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
+    // Turned off (while empty) and on again: this machine says what it saw, and after forget the key starts over.
+    const scratch = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "scratch" })).body.id as string;
+    await ok(["secrets", "e2ee", "enable", "-w", scratch, "--passphrase-file", phrase]);
+    expect((await api("PATCH", `/v1/secrets/workspaces/${scratch}/settings`, { e2ee: false })).status).toBe(200);
+    const seenBefore = await cli(["secrets", "e2ee", "enable", "-w", scratch, "--passphrase-file", phrase]);
+    expect([seenBefore.code, seenBefore.stderr]).toEqual([1, expect.stringContaining(`citadel secrets e2ee forget -w ${scratch}`)]);
+    expect((await api("GET", `/v1/secrets/workspaces/${scratch}/settings`)).body.e2ee).toBe(false); // refused before anything changed
+    await ok(["secrets", "e2ee", "forget", "-w", scratch]);
+    await ok(["secrets", "e2ee", "enable", "-w", scratch, "--passphrase-file", phrase]);
+    expect((await myKey(scratch)).key_version).toBe(1);
+    await ok(["secrets", "set", "AFTER", "-w", scratch, "--passphrase-file", phrase], { stdin: "again" });
+    expect(await ok(["secrets", "get", "AFTER", "-w", scratch, "--passphrase-file", phrase])).toBe("again\n");
     // A new workspace key: values re-encrypted on this machine; the old version still reads.
     const rotated = await ok(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase]);
     expect(rotated).toContain("key version 2, 1 values re-encrypted");

@@ -637,6 +637,60 @@ describe("the workspace key is never left without a holder", () => {
   });
 });
 
+describe("turning end-to-end encryption on and off", () => {
+  test("on twice is refused, and so is a new key over the caller's own copy: the key values are encrypted with stays (found in review)", async () => {
+    const { c, owner, ws, base } = await setup();
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const mine = generateUserKeyPair();
+    await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: mine.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    expect((await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } })).status).toBe(200);
+    const first = wrapWorkspaceKey(newWorkspaceKey(), mine.publicKey, { workspace: ws, user: me });
+    expect((await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: first } })).status).toBe(200);
+
+    const again = await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+    expect([again.status, again.body.detail]).toEqual([409, expect.stringContaining("end-to-end encrypted already")]);
+    const replaced = await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(newWorkspaceKey(), mine.publicKey, { workspace: ws, user: me }) } });
+    expect([replaced.status, replaced.body.detail]).toEqual([409, "You hold the workspace key already."]);
+    expect((await c.send("GET", `${base}/e2ee/my-key`, owner)).body.wrapped).toBe(first);
+    // Off while already off changes nothing and is no error.
+    expect((await c.send("PATCH", `/v1/secrets/workspaces/${(await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "plain" } })).body.id}/settings`, owner, { json: { e2ee: false } })).status).toBe(200);
+  });
+
+  test("off forgets every wrapped key and version: whoever turns it on again sets the first key (found in review)", async () => {
+    const { c, owner, ws, base, path } = await setup();
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const admin = await c.addUser(owner, "admin@example.org", "admin");
+    const mine = generateUserKeyPair();
+    const theirs = generateUserKeyPair();
+    await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: mine.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    await c.send("PUT", "/v1/secrets/me/keypair", admin.token, { json: { public_key: theirs.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+    const v1 = newWorkspaceKey();
+    await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(v1, mine.publicKey, { workspace: ws, user: me }) } });
+    const ctx = { workspace: ws, environment: "development", name: "A" };
+    await c.send("PUT", path("A"), owner, { json: { value: encryptValue(v1, "alpha", ctx) } });
+    const v2 = newWorkspaceKey();
+    const rotation = { from_version: 1, values: [{ environment: "development", name: "A", version: 1, value: encryptValue(v2, "alpha", ctx) }], wrapped: [{ user: me, wrapped: wrapWorkspaceKey(v2, mine.publicKey, { workspace: ws, user: me }) }] };
+    expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: rotation })).body.key_version).toBe(2);
+
+    // Off only once no secret is left, deleted ones included.
+    await c.send("DELETE", path("A"), owner);
+    expect((await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: false } })).status).toBe(409);
+    const ask = await c.send("POST", path("A", "development", "/purge"), owner);
+    expect((await c.send("POST", path("A", "development", "/purge"), owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+    expect((await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: false } })).body.e2ee).toBe(false);
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secrets_workspace_keys WHERE workspace_id = ?").get(ws)).toEqual({ n: 0 });
+    expect(c.kernel.store.db.query("SELECT e2ee_key_version AS v, e2ee_enabled_by AS by FROM secrets_workspaces WHERE workspace_id = ?").get(ws)).toEqual({ v: 1, by: null });
+
+    // On again, by another admin: the earlier holder is no holder any more, the first key is theirs.
+    await c.send("PATCH", `${base}/settings`, admin.token, { json: { e2ee: true } });
+    expect((await c.send("GET", `${base}/e2ee/my-key`, owner)).status).toBe(404);
+    const set = await c.send("PUT", `${base}/e2ee/keys/${admin.id}`, admin.token, { json: { wrapped: wrapWorkspaceKey(newWorkspaceKey(), theirs.publicKey, { workspace: ws, user: admin.id }) } });
+    expect([set.status, set.body.items?.map((h: { user: string }) => h.user)]).toEqual([200, [admin.id]]);
+    expect((await c.send("GET", `${base}/e2ee/my-key`, admin.token)).body.key_version).toBe(1);
+  });
+});
+
 describe("replacing an end-to-end-encrypted workspace's key", () => {
   test("values re-encrypted by a client in one step; who is left out loses every version of the key", async () => {
     const { c, owner, ws, base, path } = await setup();
