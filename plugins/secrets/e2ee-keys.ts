@@ -24,8 +24,10 @@ export class E2eeKeys {
       // Checked in the transaction that deletes: two holders replacing their key pairs at once
       // must not both pass a check made before either wrote, and lose the workspace key.
       const previous = sql.userKey(tx, user);
-      const replacing = previous !== null && previous.public_key !== input.public_key;
-      if (replacing) {
+      if (previous?.public_key === input.public_key && previous.sealed_private_key === input.sealed_private_key) return; // the same again: nothing changes
+      // The sealed private key is the only copy of the private key: another one under the same
+      // public key is a replacement too (the server cannot tell whether it seals the same key).
+      if (previous !== null) {
         // A new key pair cannot open the workspace keys wrapped to the old one: if this user is
         // the only member left holding some version of some workspace's key, it would be lost.
         const sole = this.soleHolding(tx, user);
@@ -36,8 +38,9 @@ export class E2eeKeys {
               : `You are the only holder of version ${sole.key_version} of the key of workspace ${sole.workspace_id}, which older values are still encrypted with: a new key pair would make them unreadable (purge them, or keep this key pair).`,
           );
         }
-        // The workspace keys wrapped to the old key pair are useless now: they go, and another
-        // member wraps them again for the new public key.
+        // The workspace keys wrapped to the old key pair are useless now (or, under the same
+        // public key, of no use unless the new seal holds the same private key): they go, and
+        // another member wraps them again for the new key pair.
         tx.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(user);
       }
       sql.putUserKey(tx, user, input.public_key, input.sealed_private_key, this.k.clock.now());

@@ -616,6 +616,31 @@ describe("the workspace key is never left without a holder", () => {
     expect(await holders()).toContain(me);
   });
 
+  test("the only holder's sealed private key is not replaced under the same public key; the same key pair again is no change (found in review)", async () => {
+    const { c, owner, ws, base } = await setup();
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const mine = generateUserKeyPair();
+    const sealed = `c1.pk.${"A".repeat(80)}`;
+    await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: mine.publicKey, sealed_private_key: sealed } });
+    await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+    await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(newWorkspaceKey(), mine.publicKey, { workspace: ws, user: me }) } });
+    const keypairEvents = () => auditActions(c, "secrets.e2ee.keypair").length;
+    const before = keypairEvents();
+    expect((await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: mine.publicKey, sealed_private_key: sealed } })).status).toBe(200);
+    expect(keypairEvents()).toBe(before); // nothing changed, nothing recorded
+    const resealed = await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: mine.publicKey, sealed_private_key: `c1.pk.${"Z".repeat(80)}` } });
+    expect([resealed.status, resealed.body.detail]).toEqual([409, expect.stringContaining("You are the only holder of the key of workspace")]);
+    expect((await c.send("GET", "/v1/secrets/me/keypair", owner)).body.sealed_private_key).toBe(sealed);
+    expect((await c.send("GET", `${base}/e2ee/my-key`, owner)).status).toBe(200);
+  });
+
+  test("a holder who is not the only one may seal their private key anew; their copies go, to be granted again", async () => {
+    const { c, member, me, holders } = await twoHolders();
+    const pair = (await c.send("GET", "/v1/secrets/me/keypair", member.token)).body;
+    expect((await c.send("PUT", "/v1/secrets/me/keypair", member.token, { json: { public_key: pair.public_key, sealed_private_key: `c1.pk.${"Z".repeat(80)}` } })).status).toBe(200);
+    expect(await holders()).toEqual([me]);
+  });
+
   test("the first key is set by whoever turned encryption on, not by another admin in between", async () => {
     const { c, owner, ws, base } = await setup();
     const other = await c.addUser(owner, "other-admin@example.org", "admin");
