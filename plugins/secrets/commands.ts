@@ -6,6 +6,7 @@
  * values are encrypted and decrypted here, with the workspace key unwrapped by your private key.
  */
 import { readFileSync } from "node:fs";
+import { constants as osConstants } from "node:os";
 import { forStdout, integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
 import { readSecretLine } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
@@ -79,10 +80,19 @@ async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<
   const context = (name: string) => ({ workspace: w.workspace, environment: w.env, name });
   return {
     e2ee: true,
-    seal: (name, v) => encryptValue(keys.current.key, v, context(name)),
+    seal: (name, v) => encryptValue(keys.current.key, passable(name, v), context(name)),
     open: async (name, v, keyVersion) => decryptValue(await keys.version(keyVersion ?? keys.current.version), v, context(name)),
     dispose: () => keys.dispose(),
   };
+}
+
+/**
+ * The value, unless it holds a NUL: an environment variable ends there, so `citadel run` could
+ * not pass it. The server refuses it in a plain workspace; an encrypted one is for the client to check.
+ */
+function passable(name: string, value: string): string {
+  if (value.includes("\0")) throw new Error(`${name}: a value may not contain a NUL character (an environment variable cannot hold one)`);
+  return value;
 }
 
 /** The workspace keys the user holds: the current one, and older ones fetched when a value needs them. */
@@ -382,12 +392,19 @@ export const secretsCommands: Command[] = [
       // The command gets the caller's environment minus Citadel's token (least privilege: it
       // asked for secrets, not for the right to fetch more), plus the secrets.
       for (const [name, value] of Object.entries(ctx.env)) if (value !== undefined && name !== "CITADEL_TOKEN") env[name] = value;
-      for (const e of entries) env[e.name] = e.value;
+      for (const e of entries) {
+        // Stored before the client checked for it (an encrypted workspace's server cannot):
+        // named, rather than failing the start of the command as if it were missing.
+        if (e.value.includes("\0")) throw new Error(`cannot pass ${e.name} to the command: its value holds a NUL character, which an environment variable cannot (set it again without one)`);
+        env[e.name] = e.value;
+      }
       let child: ReturnType<typeof Bun.spawn>;
       try {
         child = Bun.spawn(ctx.args, { env, stdin: "inherit", stdout: "inherit", stderr: "inherit" });
-      } catch {
-        throw new Error(`cannot run ${ctx.args[0]}: not found or not executable`);
+      } catch (error) {
+        const failure = spawnFailure(ctx.args[0]!, error);
+        ctx.err(`citadel: ${failure.message}`);
+        return failure.code;
       }
       // Signals meant for the command (Ctrl-C, a service manager's TERM) reach it.
       const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
@@ -395,7 +412,10 @@ export const secretsCommands: Command[] = [
       for (const [s, h] of handlers) process.on(s, h);
       const code = await child.exited;
       for (const [s, h] of handlers) process.off(s, h);
-      return child.signalCode ? 128 + (signalNumbers[child.signalCode] ?? 1) : code;
+      // Killed by a signal: 128 + its number, as a shell reports it.
+      const signal = child.signalCode;
+      if (signal === null) return code;
+      return 128 + (typeof signal === "number" ? signal : osConstants.signals[signal]);
     },
   },
   {
@@ -780,4 +800,19 @@ function requireArg(ctx: CommandContext, what: string): string {
   return value;
 }
 
-const signalNumbers: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+/**
+ * Why a command did not start, with the exit code a shell gives: 127 not found, 126 found but
+ * not executable. Only the error's code is shown: the engine's message may quote the environment.
+ */
+function spawnFailure(command: string, error: unknown): { code: number; message: string } {
+  const errno = (error as { code?: unknown } | null)?.code;
+  if (errno === "ENOENT") return { code: 127, message: `cannot run ${command}: not found (ENOENT)` };
+  const why = typeof errno === "string" ? (SPAWN_ERRORS[errno] ?? errno) : "it could not be started";
+  return { code: 126, message: `cannot run ${command}: ${why}` };
+}
+
+const SPAWN_ERRORS: Record<string, string> = {
+  EACCES: "not executable, or a directory (EACCES)",
+  ENOEXEC: "not a program this system can run (ENOEXEC)",
+  ENOTDIR: "a part of its path is not a directory (ENOTDIR)",
+};

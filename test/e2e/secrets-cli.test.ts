@@ -7,9 +7,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { createHmac } from "node:crypto";
+import { constants } from "node:os";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { generateUserKeyPair, newWorkspaceKey, publicKeyFingerprint, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
+import { encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
 import { BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-secrets-");
@@ -148,12 +149,19 @@ describe("citadel secrets", () => {
     expect(seven.code).toBe(7);
     expect(seven.stderr).toBe("");
     expect((await run("false")).code).toBe(1);
-    // A child killed by a signal: 128 + its number, as a shell reports it.
+    // A child killed by a signal: 128 + its number, as a shell reports it, whichever signal (found in review: 129 for all but four).
     expect((await run("sh", "-c", "kill -TERM $$")).code).toBe(128 + 15);
+    expect((await run("sh", "-c", "kill -USR1 $$")).code).toBe(128 + constants.signals.SIGUSR1);
+    expect((await run("sh", "-c", "kill -PIPE $$")).code).toBe(128 + constants.signals.SIGPIPE);
 
+    // Not found: 127; found but not executable: 126, as a shell says, with the reason.
     const missing = await run("/nonexistent/command-xyz");
-    expect(missing.code).not.toBe(0);
-    expect(missing.stderr).toContain("cannot run /nonexistent/command-xyz");
+    expect(missing).toEqual({ code: 127, stdout: "", stderr: "citadel: cannot run /nonexistent/command-xyz: not found (ENOENT)\n" });
+    expect((await run("no-such-command-xyz")).code).toBe(127);
+    const script = join(home.path, "not-executable.sh");
+    writeFileSync(script, "#!/bin/sh\necho ran\n", { mode: 0o644 });
+    const notExecutable = await run(script);
+    expect(notExecutable).toEqual({ code: 126, stdout: "", stderr: `citadel: cannot run ${script}: not executable, or a directory (EACCES)\n` });
   });
 
   test("export, import into another environment, export again: the same file; a dry run changes nothing", async () => {
@@ -359,6 +367,21 @@ describe("an end-to-end-encrypted workspace", () => {
     expect((await myKey(scratch)).key_version).toBe(1);
     await ok(["secrets", "set", "AFTER", "-w", scratch, "--passphrase-file", phrase], { stdin: "again" });
     expect(await ok(["secrets", "get", "AFTER", "-w", scratch, "--passphrase-file", phrase])).toBe("again\n");
+    // A NUL cannot be in an environment variable: refused here as the server refuses it in a plain workspace (found in review).
+    const withNul = await cli(["secrets", "set", "HAS_NUL", "-w", scratch, "--passphrase-file", phrase], { stdin: "before\0after" });
+    expect([withNul.code, withNul.stderr]).toEqual([1, "citadel: HAS_NUL: a value may not contain a NUL character (an environment variable cannot hold one)\n"]);
+    const nulFile = join(home.path, "nul.json");
+    writeFileSync(nulFile, JSON.stringify({ FINE: "x", HAS_NUL: "before\0after" }));
+    expect(await cli(["secrets", "import", nulFile, "-w", scratch, "--passphrase-file", phrase])).toMatchObject({ code: 1, stderr: expect.stringContaining("HAS_NUL: a value may not contain a NUL character") });
+    expect((await api("GET", `/v1/secrets/workspaces/${scratch}/environments/development/secrets`)).body.items.map((i: { name: string }) => i.name)).toEqual(["AFTER"]);
+    // One stored before the CLI checked: \`run\` names it, rather than "cannot run sh".
+    const me = (await api("GET", "/v1/iam/me")).body.id as string;
+    const privateKey = await openPrivateKey((await api("GET", "/v1/secrets/me/keypair")).body.sealed_private_key, readFileSync(phrase, "utf8").trim());
+    const scratchKey = unwrapWorkspaceKey((await myKey(scratch)).wrapped, privateKey, { workspace: scratch, user: me });
+    const stored = encryptValue(scratchKey, "before\0after", { workspace: scratch, environment: "development", name: "HAS_NUL" });
+    expect((await api("PUT", `/v1/secrets/workspaces/${scratch}/environments/development/secrets/HAS_NUL`, { value: stored })).status).toBe(200);
+    const ranWithNul = await cli(["run", "-w", scratch, "--passphrase-file", phrase, "--", "sh", "-c", "echo ran"]);
+    expect(ranWithNul).toEqual({ code: 1, stdout: "", stderr: "citadel: cannot pass HAS_NUL to the command: its value holds a NUL character, which an environment variable cannot (set it again without one)\n" });
     // A new workspace key: values re-encrypted on this machine; the old version still reads.
     const rotated = await ok(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase]);
     expect(rotated).toContain("key version 2, 1 values re-encrypted");
