@@ -406,9 +406,13 @@ export const secretsCommands: Command[] = [
         ctx.err(`citadel: ${failure.message}`);
         return failure.code;
       }
-      // Signals meant for the command (Ctrl-C, a service manager's TERM) reach it.
+      // Signals meant for the command reach it once. Ctrl-C (SIGINT) and Ctrl-\ (SIGQUIT) are
+      // sent by the terminal to the whole foreground process group, the command included:
+      // citadel only stays alive to pass its exit code on (forwarding them too delivered each
+      // twice). A service manager's TERM or a HUP sent to citadel alone is passed on.
+      const ignore = () => {};
       const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
-      const handlers = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((s) => [s, forward(s)] as const);
+      const handlers = [["SIGINT", ignore], ["SIGQUIT", ignore], ["SIGTERM", forward("SIGTERM")], ["SIGHUP", forward("SIGHUP")]] as const;
       for (const [s, h] of handlers) process.on(s, h);
       const code = await child.exited;
       for (const [s, h] of handlers) process.off(s, h);

@@ -164,6 +164,57 @@ describe("citadel secrets", () => {
     expect(notExecutable).toEqual({ code: 126, stdout: "", stderr: `citadel: cannot run ${script}: not executable, or a directory (EACCES)\n` });
   });
 
+  test.skipIf(!Bun.which("setsid"))("citadel run: Ctrl-C and Ctrl-\\, sent by the terminal to the process group, reach the command once; TERM sent to citadel is passed on (found in review: SIGINT twice)", async () => {
+    /**
+     * `citadel run` in a process group of its own (setsid), as a terminal's foreground job,
+     * running a command that counts the signals it gets: `toGroup` is sent to the whole group
+     * as the terminal does, then SIGTERM to citadel alone, which the command answers with its
+     * counts. Citadel is held still (SIGSTOP) while the group gets the signal, so that a copy
+     * it forwarded would come clearly after the first: the command's runtime merges signals
+     * that arrive together.
+     */
+    async function countSignals(toGroup: NodeJS.Signals): Promise<{ code: number; counts: unknown }> {
+      const fixture = join(import.meta.dir, "../fixtures/count-signals.ts");
+      const env = { PATH: process.env.PATH ?? "", HOME: home.path, XDG_CONFIG_HOME: home.path, CITADEL_HTTP_PORT: String(port), CITADEL_TOKEN: token };
+      const proc = Bun.spawn(["setsid", BINARY, "--data", data.path, "run", ...WS(), "--", process.execPath, fixture], { env, cwd: home.path, stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+      /** Sends `signal` to `pid` (negative: a process group), unless it is gone. */
+      const send = (pid: number, signal: NodeJS.Signals) => {
+        try {
+          process.kill(pid, signal);
+        } catch (error) {
+          if ((error as { code?: string }).code !== "ESRCH") throw error;
+        }
+      };
+      const reader = proc.stdout.getReader();
+      const decoder = new TextDecoder();
+      let out = "";
+      const waitFor = async (line: string) => {
+        while (!out.includes(`${line}\n`)) {
+          const chunk = await reader.read();
+          if (chunk.done) throw new Error(`the command ended before saying ${line}: ${out}`);
+          out += decoder.decode(chunk.value);
+        }
+      };
+      try {
+        await waitFor("ready");
+        send(proc.pid, "SIGSTOP");
+        send(-proc.pid, toGroup); // setsid made citadel a group leader: -pid is its group
+        await waitFor(`${toGroup} 1`);
+        send(proc.pid, "SIGCONT");
+        await Bun.sleep(300); // room for a forwarded copy, were one sent
+        send(proc.pid, "SIGTERM");
+        await proc.exited;
+      } finally {
+        send(-proc.pid, "SIGKILL"); // a command left behind (citadel died of the signal): its output ends
+      }
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) out += decoder.decode(chunk.value);
+      const last = out.trim().split("\n").at(-1)!;
+      return { code: await proc.exited, counts: last.startsWith("{") ? JSON.parse(last) : last };
+    }
+    expect(await countSignals("SIGINT")).toEqual({ code: 0, counts: { SIGINT: 1, SIGQUIT: 0 } });
+    expect(await countSignals("SIGQUIT")).toEqual({ code: 0, counts: { SIGINT: 0, SIGQUIT: 1 } });
+  }, 20_000);
+
   test("export, import into another environment, export again: the same file; a dry run changes nothing", async () => {
     const exported = join(home.path, "development.env");
     // `citadel secrets export ... > development.env`
