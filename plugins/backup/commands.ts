@@ -7,7 +7,7 @@
  */
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { readSecretLine } from "../../src/cli/prompt.ts";
+import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile } from "../../src/crypto/root-key.ts";
 import { writeFileAtomic } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
@@ -151,7 +151,8 @@ async function keySupply(ctx: CommandContext, header: BackupHeader, dataDir: str
   const derivation = header.derivation;
   if (derivation.kind === "passphrase") {
     const file = stringOption(ctx, "passphrase-file");
-    return { passphrase: file === undefined ? await readSecretLine("Backup passphrase: ") : await readPassphraseFile(file) };
+    // Typed as it was written to --passphrase-file when the backup was made: spaces included.
+    return { passphrase: file === undefined ? await secretPrompter()("Backup passphrase: ") : await readPassphraseFile(file) };
   }
   const sharesFile = stringOption(ctx, "shares-file");
   if (sharesFile !== undefined) return { rootKey: rootKeyFromShares(readText(sharesFile, "the shares file")) };

@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { forStdout, integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
-import { readSecretLine } from "../../src/cli/prompt.ts";
+import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
@@ -36,9 +36,12 @@ const workspacePath = (w: Pick<Where, "workspace">) => `/v1/secrets/workspaces/$
 const secretsPath = (w: Where, rest = "") => `${workspacePath(w)}/environments/${encodeURIComponent(w.env)}${rest}`;
 const secretPath = (w: Where, name: string, rest = "") => secretsPath(w, `/secrets/${encodeURIComponent(name)}${rest}`);
 
-/** The value to store: all of standard input (one trailing newline dropped), or a silent prompt. */
+/**
+ * The value to store: all of standard input (one trailing newline dropped), or a silent prompt.
+ * Either way kept as it is, spaces at its ends included: they may be part of the secret.
+ */
 async function readValue(prompt: string): Promise<string> {
-  if (process.stdin.isTTY) return readSecretLine(prompt);
+  if (process.stdin.isTTY) return secretPrompter()(prompt);
   const text = await new Response(Bun.stdin.stream()).text();
   return text.endsWith("\r\n") ? text.slice(0, -2) : text.endsWith("\n") ? text.slice(0, -1) : text;
 }
@@ -47,7 +50,7 @@ async function passphrase(ctx: CommandContext, prompt = "End-to-end encryption p
   const file = ctx.options["passphrase-file"];
   if (typeof file === "string") return readFileSync(file, "utf8").replace(/\r?\n$/, "");
   if (!process.stdin.isTTY) throw new Error("give the passphrase with --passphrase-file (standard input is not a terminal)");
-  return readSecretLine(prompt);
+  return secretPrompter()(prompt); // as typed, as the file's is read: the same passphrase either way
 }
 
 /** Encrypts and decrypts for one workspace: a no-op unless it is end-to-end encrypted. */
@@ -451,7 +454,7 @@ export const secretsCommands: Command[] = [
         if (value === "") throw new Error("nothing to share: standard input was empty");
       }
       org ??= await organizationOf(ctx, api);
-      const phrase = ctx.options.passphrase ? await readSecretLine("Passphrase for the link: ") : undefined;
+      const phrase = ctx.options.passphrase ? await secretPrompter()("Passphrase for the link: ") : undefined;
       const sealed = await createShareSecret(value, phrase);
       const body: Record<string, unknown> = { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: sealed.passphraseRequired };
       const ttl = integerOption(ctx, "ttl", 1);

@@ -1,5 +1,5 @@
 /** CLI: citadel unseal | seal | keys status | keys rotate | keys rekey. */
-import { readSecretLine } from "../../src/cli/prompt.ts";
+import { readKeyShare } from "../../src/cli/prompt.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { KeysStatus, RekeyResponse, RotateResponse, SealStatus, UnsealResponse } from "./model.ts";
 
@@ -28,7 +28,7 @@ export const sysCommands: Command[] = [
         return 0;
       }
       let share = ctx.args[0];
-      if (share === undefined && status.method === "shamir" && !ctx.options.reset) share = await readSecretLine(`Key share (${status.progress + 1} of ${status.threshold}): `);
+      if (share === undefined && status.method === "shamir" && !ctx.options.reset) share = await readKeyShare(`Key share (${status.progress + 1} of ${status.threshold}): `);
       const result = await api.request<typeof UnsealResponse.static>("POST", "/v1/sys/unseal", { ...(share ? { share } : {}), ...(ctx.options.reset ? { reset: true } : {}) });
       if (ctx.json) ctx.out(JSON.stringify(result, null, 2));
       else if (result.unsealed) ctx.out("Unsealed.");

@@ -1,8 +1,10 @@
 /**
- * Reading a secret (a key share) from the terminal without echoing it, or from standard
- * input when it is not a terminal, so that it never lands in shell history.
+ * Reading a key share from the terminal without echoing it, or from standard input when it is
+ * not a terminal, so that it never lands in shell history. Trimmed: a share is encoded text, and
+ * spaces pasted around it are never part of it. For anything typed as a secret (a password, a
+ * passphrase, a value), spaces are: secretPrompter keeps them.
  */
-export async function readSecretLine(prompt: string): Promise<string> {
+export async function readKeyShare(prompt: string): Promise<string> {
   const stdin = process.stdin;
   if (!stdin.isTTY) {
     const text = await new Response(Bun.stdin.stream()).text();
@@ -14,8 +16,8 @@ export async function readSecretLine(prompt: string): Promise<string> {
 /**
  * Asks for several secrets in turn (a password, then a new one): from the terminal without
  * echo, or, when standard input is not a terminal, one line of it each, read as it arrives (a
- * script may answer a prompt after reading what came before it). Unlike key shares, a password
- * is kept as typed: spaces at its ends are part of it.
+ * script may answer a prompt after reading what came before it). Unlike key shares, a password,
+ * a passphrase or a value is kept as typed: spaces at its ends are part of it.
  */
 export function secretPrompter(): (prompt: string) => Promise<string> {
   let lines: AsyncIterator<string> | null = null;

@@ -9,7 +9,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { callApi, ensureBinary, firstLogin, freePort, login, OWNER_PASSPHRASE, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { atTerminal, callApi, ensureBinary, firstLogin, freePort, login, OWNER_PASSPHRASE, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 
 const running: RunningCitadel[] = [];
 const dirs: Array<{ remove(): void }> = [];
@@ -178,6 +178,22 @@ describe("backup and restore", () => {
     } finally {
       db.close();
     }
+  }, 60_000);
+
+  test.skipIf(!Bun.which("script"))("a passphrase backup opens with the passphrase typed at the terminal as it was written to the file, spaces at its ends included (found in review: trimmed)", async () => {
+    const data = dir("citadel-e2e-backup-phrase-");
+    const A = await start(data);
+    const token = await firstLogin(A.citadel.url, A.ca, oneTimePassword(A.citadel.stderr()));
+    const out = dir("citadel-e2e-backup-phrase-out-");
+    const passphraseFile = join(out, "passphrase");
+    const passphrase = " spaces around this backup passphrase ";
+    writeFileSync(passphraseFile, `${passphrase}\n`, { mode: 0o600 });
+    const file = join(out, "phrase.backup");
+    const made = await runCitadel(["--data", data, "backup", "--out", file, "--passphrase-file", passphraseFile], { CITADEL_TOKEN: token, CITADEL_HTTP_PORT: String(A.port) });
+    expect([made.code, made.stderr]).toEqual([0, ""]);
+    const env = { PATH: process.env.PATH ?? "", HOME: out, XDG_CONFIG_HOME: out };
+    const typed = await atTerminal(["--data", data, "backup", "verify", file], env, [{ question: "Backup passphrase: ", typed: passphrase }], out);
+    expect(typed).toEqual({ code: 0, screen: expect.stringContaining(`OK: ${file} is intact and opens`) });
   }, 60_000);
 });
 

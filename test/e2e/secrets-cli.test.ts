@@ -11,7 +11,7 @@ import { constants } from "node:os";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
-import { BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
+import { atTerminal, BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-secrets-");
 /** The user's home (the CLI's config: no stored login) and where exported files go. */
@@ -38,14 +38,7 @@ const api = (method: string, path: string, body?: unknown) => callApi(citadel.ur
  * CITADEL_TOKEN), with `stdin` as its standard input, or its standard output going to `stdoutFile`.
  */
 async function cli(args: string[], opts: { stdin?: string; stdoutFile?: string; env?: Record<string, string>; local?: boolean } = {}): Promise<RunResult> {
-  const env = {
-    PATH: process.env.PATH ?? "",
-    HOME: home.path,
-    XDG_CONFIG_HOME: home.path,
-    CITADEL_HTTP_PORT: String(port),
-    CITADEL_TOKEN: token,
-    ...opts.env,
-  };
+  const env = { ...cliEnv(), ...opts.env };
   const proc = Bun.spawn([BINARY, ...(opts.local === false ? [] : ["--data", data.path]), ...args], {
     env,
     cwd: home.path,
@@ -65,6 +58,12 @@ async function ok(args: string[], opts: Parameters<typeof cli>[1] = {}): Promise
 }
 
 const WS = () => ["-w", workspace];
+
+/** The environment a user's CLI runs in: this machine's instance, the token in CITADEL_TOKEN, a private HOME. */
+const cliEnv = () => ({ PATH: process.env.PATH ?? "", HOME: home.path, XDG_CONFIG_HOME: home.path, CITADEL_HTTP_PORT: String(port), CITADEL_TOKEN: token });
+
+/** `citadel --data DIR <args>` at a terminal, answering its questions (see atTerminal). */
+const cliAtTerminal = (args: string[], answers: Array<{ question: string; typed: string }>) => atTerminal(["--data", data.path, ...args], cliEnv(), answers, home.path);
 
 /** POST .../view with the proof the link's key gives (what `citadel share open` sends). */
 function viewShare(url: string) {
@@ -175,8 +174,7 @@ describe("citadel secrets", () => {
      */
     async function countSignals(toGroup: NodeJS.Signals): Promise<{ code: number; counts: unknown }> {
       const fixture = join(import.meta.dir, "../fixtures/count-signals.ts");
-      const env = { PATH: process.env.PATH ?? "", HOME: home.path, XDG_CONFIG_HOME: home.path, CITADEL_HTTP_PORT: String(port), CITADEL_TOKEN: token };
-      const proc = Bun.spawn(["setsid", BINARY, "--data", data.path, "run", ...WS(), "--", process.execPath, fixture], { env, cwd: home.path, stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+      const proc = Bun.spawn(["setsid", BINARY, "--data", data.path, "run", ...WS(), "--", process.execPath, fixture], { env: cliEnv(), cwd: home.path, stdin: "ignore", stdout: "pipe", stderr: "inherit" });
       /** Sends `signal` to `pid` (negative: a process group), unless it is gone. */
       const send = (pid: number, signal: NodeJS.Signals) => {
         try {
@@ -254,6 +252,13 @@ describe("citadel secrets", () => {
     expect(await versions()).toEqual(["DB_PASSWORD@1", "TLS_KEY@1"]);
     expect(await ok(["secrets", "get", "DB_PASSWORD", ...WS(), "-e", "staging"])).toBe(`${DB_PASSWORD}\n`);
   });
+
+  test.skipIf(!Bun.which("script"))("a value typed at a terminal is kept as typed, spaces at its ends included, as a piped one is (found in review: trimmed)", async () => {
+    const typed = "  padded at both ends  ";
+    const set = await cliAtTerminal(["secrets", "set", "PADDED", ...WS(), "-e", "production"], [{ question: "Value of PADDED: ", typed }]);
+    expect(set).toEqual({ code: 0, screen: expect.stringContaining("PADDED: version 1") });
+    expect(await ok(["secrets", "get", "PADDED", ...WS(), "-e", "production"])).toBe(`${typed}\n`);
+  }, 20_000);
 
   test("errors: a missing secret, an invalid name, no workspace", async () => {
     const missing = await cli(["secrets", "get", "NOPE", ...WS()]);
@@ -390,11 +395,17 @@ describe("an end-to-end-encrypted workspace", () => {
   test("key pair, encryption on, set and get through the CLI: the server holds ciphertext only", async () => {
     const vault = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "vault" })).body.id as string;
     const phrase = join(home.path, "passphrase");
-    writeFileSync(phrase, "a long passphrase for e2ee\n", { mode: 0o600 });
+    const PHRASE = "a long passphrase for e2ee "; // a space at its end: part of it, typed or read from the file
+    writeFileSync(phrase, `${PHRASE}\n`, { mode: 0o600 });
     await ok(["secrets", "e2ee", "init", "--passphrase-file", phrase]);
     await ok(["secrets", "e2ee", "enable", "-w", vault, "--passphrase-file", phrase]);
     await ok(["secrets", "set", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase], { stdin: E2EE_VALUE });
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
+    if (Bun.which("script")) {
+      // Typed at the terminal, the passphrase is the file's: the space at its end counts (found in review: trimmed).
+      const typed = await cliAtTerminal(["secrets", "get", "E2EE_VALUE", "-w", vault], [{ question: "End-to-end encryption passphrase: ", typed: PHRASE }]);
+      expect(typed).toEqual({ code: 0, screen: expect.stringContaining(`${E2EE_VALUE}\n`) });
+    }
     const raw = await api("GET", `/v1/secrets/workspaces/${vault}/environments/development/secrets/E2EE_VALUE`);
     expect(raw.body.e2ee).toBe(true);
     expect(raw.body.value).toStartWith("c1.v.");
@@ -427,7 +438,7 @@ describe("an end-to-end-encrypted workspace", () => {
     expect((await api("GET", `/v1/secrets/workspaces/${scratch}/environments/development/secrets`)).body.items.map((i: { name: string }) => i.name)).toEqual(["AFTER"]);
     // One stored before the CLI checked: \`run\` names it, rather than "cannot run sh".
     const me = (await api("GET", "/v1/iam/me")).body.id as string;
-    const privateKey = await openPrivateKey((await api("GET", "/v1/secrets/me/keypair")).body.sealed_private_key, readFileSync(phrase, "utf8").trim());
+    const privateKey = await openPrivateKey((await api("GET", "/v1/secrets/me/keypair")).body.sealed_private_key, PHRASE);
     const scratchKey = unwrapWorkspaceKey((await myKey(scratch)).wrapped, privateKey, { workspace: scratch, user: me });
     const stored = encryptValue(scratchKey, "before\0after", { workspace: scratch, environment: "development", name: "HAS_NUL" });
     expect((await api("PUT", `/v1/secrets/workspaces/${scratch}/environments/development/secrets/HAS_NUL`, { value: stored })).status).toBe(200);

@@ -173,6 +173,32 @@ export async function firstLogin(url: string, certificate: string, oneTime: stri
 }
 
 /**
+ * Runs `citadel <args>` at a terminal (a pseudo-terminal made by util-linux `script`), typing
+ * each answer once its question is on the screen, then Enter (\r: the prompts read in raw mode).
+ * The screen is what the command wrote there, standard output and error together.
+ */
+export async function atTerminal(args: string[], env: Record<string, string>, answers: Array<{ question: string; typed: string }>, cwd?: string): Promise<{ code: number; screen: string }> {
+  const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
+  const proc = Bun.spawn(["script", "-qfec", [BINARY, ...args].map(quote).join(" "), "/dev/null"], { env, cwd, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const reader = proc.stdout.getReader();
+  const decoder = new TextDecoder();
+  let screen = "";
+  for (const { question, typed } of answers) {
+    while (!screen.includes(question)) {
+      const chunk = await reader.read();
+      if (chunk.done) throw new Error(`the command ended without asking ${JSON.stringify(question)}: ${screen}`);
+      screen += decoder.decode(chunk.value, { stream: true });
+    }
+    await Bun.sleep(200); // the question is out; the terminal goes raw right after it
+    proc.stdin.write(`${typed}\r`);
+    await proc.stdin.flush();
+  }
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) screen += decoder.decode(chunk.value, { stream: true });
+  proc.stdin.end();
+  return { code: await proc.exited, screen: screen.replaceAll("\r", "") };
+}
+
+/**
  * Runs the binary's CLI as a user of the instance at `data` would: `citadel --data DIR <args>`,
  * the token in CITADEL_TOKEN, a private HOME (no stored login), standard input from `stdin`.
  */
