@@ -187,13 +187,14 @@ const JSON_SHAPE = '{"NAME": "value", ...}';
 
 /**
  * Entries in the object's order (names cannot look like integers, which objects would reorder).
- * A key repeated in the text is not detected: JSON.parse keeps its last value.
+ * A key repeated in the text is not detected: JSON.parse keeps its last value. A bad name is
+ * told by its place, not quoted: it may be a value pasted into the wrong field.
  */
 export function parseJsonSecrets(text: string): SecretEntry[] {
   const data = parseJson(text.startsWith("\uFEFF") ? text.slice(1) : text);
   if (typeof data !== "object" || data === null || Array.isArray(data)) throw new Error(`expected a JSON object like ${JSON_SHAPE}, got ${jsonKind(data)}`);
-  return Object.entries(data).map(([name, value]) => {
-    if (!isSecretName(name)) throw new Error(`${JSON.stringify(name)} is not a valid secret name (names are ${NAME_RULE})`);
+  return Object.entries(data).map(([name, value], i) => {
+    if (!isSecretName(name)) throw new Error(`entry ${i + 1}: invalid secret name (names are ${NAME_RULE})`);
     if (typeof value !== "string") throw new Error(`${name}: the value must be a string, not ${jsonKind(value)}`);
     return { name, value };
   });

@@ -165,7 +165,7 @@ describe("JSON secrets", () => {
     ["a boolean value", '{"DEBUG": true}', "DEBUG: the value must be a string, not a boolean"],
     ["a nested object", '{"NESTED": {"k": "s3cr3t"}}', "NESTED: the value must be a string, not an object"],
     ["a null value", '{"N": null}', "N: the value must be a string, not null"],
-    ["an invalid name", '{"bad-name": "s3cr3t"}', '"bad-name" is not a valid secret name'],
+    ["an invalid name, told by its place and never quoted (found in review)", '{"A": "1", "s3cr3t pasted as a name": "x"}', "entry 2: invalid secret name (names are"],
   ])("refuses %s", (_title, text, message) => {
     let caught: unknown;
     try {

@@ -265,6 +265,10 @@ describe("bulk", () => {
     expect(JSON.parse(json.text)).toEqual({ API_URL: "https://api.example.org", MULTI: "line one\nline two", QUOTED: "its" });
     const bad = await c.send("POST", `${env("production")}/import`, owner, { json: { format: "dotenv", content: "GOOD=1\nBAD LINE=2\n" } });
     expect([bad.status, bad.body.detail]).toEqual([422, expect.stringContaining("line 2")]);
+    // A bad JSON key may be a value pasted as a name: its place is told, never its text (found in review).
+    const badKey = await c.send("POST", `${env("production")}/import`, owner, { json: { format: "json", content: '{"GOOD": "1", "hunter2 pasted here": "x"}' } });
+    expect([badKey.status, badKey.body.detail]).toEqual([422, expect.stringMatching(/^entry 2: invalid secret name \(names are /)]);
+    expect(JSON.stringify(badKey.body)).not.toContain("hunter2");
     expect((await c.send("GET", `${env("production")}/secrets`, owner)).body.items).toEqual([]);
   });
 
