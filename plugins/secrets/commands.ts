@@ -276,7 +276,13 @@ export const secretsCommands: Command[] = [
     summary: "Set a secret; the value is read from standard input (or asked for without echo)",
     args: "<name>",
     maxArgs: 1,
-    options: { ...WHERE, ...PASSPHRASE, note: { type: "string", description: "A note (not secret)" }, "rotation-days": { type: "string", description: "Remind to rotate this often" } },
+    options: {
+      ...WHERE,
+      ...PASSPHRASE,
+      note: { type: "string", description: "A note (not secret)" },
+      "rotation-days": { type: "string", description: "Remind to rotate this often" },
+      "allow-empty": { type: "boolean", description: "Store an empty value (else empty or closed standard input, or nothing typed, is refused)" },
+    },
     async run(ctx) {
       const w = where(ctx);
       const name = requireArg(ctx, "the secret's name");
@@ -284,6 +290,12 @@ export const secretsCommands: Command[] = [
       const api = await ctx.api();
       return withCodec(ctx, api, w, async (codec) => {
         const value = await readValue(`Value of ${name}: `);
+        // Nothing to read is more often a mistake upstream (a pipe from a command that failed,
+        // a file that was not there) than an empty secret: stored, it would replace the value.
+        if (value === "" && ctx.options["allow-empty"] !== true) {
+          const source = process.stdin.isTTY ? "nothing was typed" : "standard input was empty or closed";
+          throw new Error(`no value for ${name}: ${source}, so nothing was stored (--allow-empty stores an empty value)`);
+        }
         const body: Record<string, unknown> = { value: codec.seal(name, value) };
         if (typeof ctx.options.note === "string") body.note = ctx.options.note;
         const rotationDays = integerOption(ctx, "rotation-days", 1);

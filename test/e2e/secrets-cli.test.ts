@@ -260,6 +260,17 @@ describe("citadel secrets", () => {
     expect(await ok(["secrets", "get", "PADDED", ...WS(), "-e", "production"])).toBe(`${typed}\n`);
   }, 20_000);
 
+  test("an empty or closed standard input stores nothing unless --allow-empty says an empty value is meant (found in review)", async () => {
+    const set = (stdin?: string, ...flags: string[]) => cli(["secrets", "set", "MAYBE_EMPTY", ...WS(), "-e", "production", ...flags], { stdin });
+    for (const stdin of [undefined, "", "\n"]) {
+      expect(await set(stdin)).toEqual({ code: 1, stdout: "", stderr: "citadel: no value for MAYBE_EMPTY: standard input was empty or closed, so nothing was stored (--allow-empty stores an empty value)\n" });
+    }
+    expect((await api("GET", `/v1/secrets/workspaces/${workspace}/environments/production/secrets/MAYBE_EMPTY`)).status).toBe(404);
+    expect(await ok(["secrets", "set", "--help"])).toContain("--allow-empty");
+    expect((await set("", "--allow-empty")).stdout).toBe("MAYBE_EMPTY: version 1\n");
+    expect(await ok(["secrets", "get", "MAYBE_EMPTY", ...WS(), "-e", "production"])).toBe("\n");
+  });
+
   test("errors: a missing secret, an invalid name, no workspace", async () => {
     const missing = await cli(["secrets", "get", "NOPE", ...WS()]);
     expect(missing.code).toBe(1);
