@@ -7,6 +7,11 @@
  * them for new types, and stored data should not depend on a message). Any type, known or not,
  * also accepts the RFC 3597 generic form `\# length hex`; for a known type the octets must then
  * be valid for it. Unknown types print in that generic form.
+ *
+ * Some types are no zone data at all (OPT, the query and meta types) and are refused whatever
+ * their form (`unstorableType`). Well-known types without a codec are kept in the generic form,
+ * but their octets are checked against the type's layout (`LAYOUTS`): a secondary that knows
+ * the type parses them, and refuses the whole transfer when they are malformed.
  */
 import { formatIp, parseIpv4, parseIpv6 } from "../../src/net/ip.ts";
 import { NameError, nameFromWire, nameToText, nameToWire, parseName, type Name } from "./names.ts";
@@ -31,6 +36,8 @@ export const RRType = {
   HTTPS: 65,
   CAA: 257,
 } as const;
+
+const OPT = 41;
 
 const TYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([k, v]) => [v, k]));
 
@@ -59,9 +66,11 @@ export class RdataError extends Error {
 export function parseRdata(type: number, tokens: readonly string[], origin: Name): Uint8Array {
   const label = typeToText(type);
   const fields = new Fields(label, tokens, origin);
+  const unstorable = unstorableType(type);
+  if (unstorable !== null) fields.fail(unstorable);
   if (tokens[0] === "\\#") {
     const wire = parseGeneric(fields);
-    if (CODECS.has(type)) rdataToText(type, wire); // refuses octets that are not valid for the type
+    checkGeneric(type, wire);
     return wire;
   }
   const codec = CODECS.get(type);
@@ -80,6 +89,41 @@ export function rdataToText(type: number, wire: Uint8Array): string {
   const text = codec.print(reader);
   reader.end();
   return text;
+}
+
+/** Refuses generic octets that are not valid for a type Citadel or a secondary knows the layout of. */
+function checkGeneric(type: number, wire: Uint8Array): void {
+  if (CODECS.has(type)) {
+    rdataToText(type, wire);
+    return;
+  }
+  const layout = LAYOUTS.get(type);
+  if (!layout) return; // unknown here and, as far as we know, to the secondaries: opaque
+  const reader = new Reader(`${typeToText(type)} (${layout.name})`, wire);
+  layout.check(reader);
+  reader.end();
+}
+
+const META_NAMES = new Map([
+  [249, "TKEY"],
+  [250, "TSIG"],
+  [251, "IXFR"],
+  [252, "AXFR"],
+  [253, "MAILB"],
+  [254, "MAILA"],
+  [255, "ANY"],
+]);
+
+/**
+ * Why records of `type` can never be stored in a zone, or null when they can: type 0, OPT and
+ * the query and meta types 128–255 (RFC 6895 section 3.1) only exist in messages. Served from
+ * a zone they make resolvers call the reply malformed, and a secondary refuse the transfer.
+ */
+export function unstorableType(type: number): string | null {
+  if (type === 0) return "type 0 is reserved (RFC 6895), not zone data";
+  if (type === OPT) return "OPT is the EDNS pseudo-record (RFC 6891), not zone data";
+  if (type >= 128 && type <= 255) return `${META_NAMES.get(type) ?? "this"} is a query or meta type (128–255, RFC 6895), not zone data`;
+  return null;
 }
 
 function genericText(wire: Uint8Array): string {
@@ -411,4 +455,92 @@ const CODECS = new Map<number, Codec>([
   [RRType.SVCB, svcb],
   [RRType.HTTPS, svcb],
   [RRType.CAA, caa],
+]);
+
+// ---------------------------------------------------------------------------------------------
+// Layouts of well-known types kept in the generic form
+
+/** Reads one field (or several) of a layout; the reader refuses what does not fit. */
+type Check = (r: Reader) => void;
+
+const fixed = (n: number): Check => (r) => void r.bytes(n);
+const domain: Check = (r) => void r.name();
+const characterString: Check = (r) => void r.characterString();
+const rest: Check = (r) => void r.rest();
+const sequence = (...checks: Check[]): Check => (r) => checks.forEach((check) => check(r));
+const optional = (check: Check): Check => (r) => {
+  if (r.remaining() > 0) check(r);
+};
+/** One or more character-strings to the end (TXT-like). */
+const characterStrings: Check = (r) => {
+  do r.characterString(); while (r.remaining() > 0);
+};
+
+/** RFC 3123: items of family (2), prefix (1), N and length (1), then that many address octets. */
+const aplItems: Check = (r) => {
+  while (r.remaining() > 0) {
+    r.bytes(3);
+    r.bytes(r.u8() & 0x7f);
+  }
+};
+
+/** RFC 4025: precedence, gateway type, algorithm, the gateway as its type says, the key. */
+const ipseckey: Check = (r) => {
+  r.u8();
+  const gatewayType = r.u8();
+  r.u8();
+  if (gatewayType === 1) r.bytes(4);
+  else if (gatewayType === 2) r.bytes(16);
+  else if (gatewayType === 3) r.name();
+  else if (gatewayType !== 0) r.fail(`the gateway type ${gatewayType} is not 0–3`);
+  r.rest();
+};
+
+/**
+ * Types Citadel keeps in the generic form whose layout Knot or NSD check when they load or
+ * transfer a zone (fixed sizes, names, character-strings). Types not listed are kept as given.
+ */
+const LAYOUTS = new Map<number, { name: string; check: Check }>([
+  [3, { name: "MD", check: domain }],
+  [4, { name: "MF", check: domain }],
+  [7, { name: "MB", check: domain }],
+  [8, { name: "MG", check: domain }],
+  [9, { name: "MR", check: domain }],
+  [11, { name: "WKS", check: sequence(fixed(5), rest) }],
+  [13, { name: "HINFO", check: sequence(characterString, characterString) }],
+  [14, { name: "MINFO", check: sequence(domain, domain) }],
+  [17, { name: "RP", check: sequence(domain, domain) }],
+  [18, { name: "AFSDB", check: sequence(fixed(2), domain) }],
+  [19, { name: "X25", check: characterString }],
+  [20, { name: "ISDN", check: sequence(characterString, optional(characterString)) }],
+  [21, { name: "RT", check: sequence(fixed(2), domain) }],
+  [23, { name: "NSAP-PTR", check: domain }],
+  [24, { name: "SIG", check: sequence(fixed(18), domain, rest) }],
+  [25, { name: "KEY", check: sequence(fixed(4), rest) }],
+  [26, { name: "PX", check: sequence(fixed(2), domain, domain) }],
+  [27, { name: "GPOS", check: sequence(characterString, characterString, characterString) }],
+  [29, { name: "LOC", check: fixed(16) }],
+  [30, { name: "NXT", check: sequence(domain, rest) }],
+  [36, { name: "KX", check: sequence(fixed(2), domain) }],
+  [37, { name: "CERT", check: sequence(fixed(5), rest) }],
+  [42, { name: "APL", check: aplItems }],
+  [45, { name: "IPSECKEY", check: ipseckey }],
+  [46, { name: "RRSIG", check: sequence(fixed(18), domain, rest) }],
+  [47, { name: "NSEC", check: sequence(domain, rest) }],
+  [48, { name: "DNSKEY", check: sequence(fixed(4), rest) }],
+  [50, { name: "NSEC3", check: sequence(fixed(4), characterString, characterString, rest) }],
+  [51, { name: "NSEC3PARAM", check: sequence(fixed(4), characterString) }],
+  [53, { name: "SMIMEA", check: sequence(fixed(3), rest) }],
+  [59, { name: "CDS", check: sequence(fixed(4), rest) }],
+  [60, { name: "CDNSKEY", check: sequence(fixed(4), rest) }],
+  [62, { name: "CSYNC", check: sequence(fixed(6), rest) }],
+  [63, { name: "ZONEMD", check: sequence(fixed(6), rest) }],
+  [99, { name: "SPF", check: characterStrings }],
+  [104, { name: "NID", check: fixed(10) }],
+  [105, { name: "L32", check: fixed(6) }],
+  [106, { name: "L64", check: fixed(10) }],
+  [107, { name: "LP", check: sequence(fixed(2), domain) }],
+  [108, { name: "EUI48", check: fixed(6) }],
+  [109, { name: "EUI64", check: fixed(8) }],
+  [256, { name: "URI", check: sequence(fixed(4), rest) }],
 ]);

@@ -14,7 +14,7 @@ import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { isSubdomain, lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
 import { splitTokens, TokenError } from "./presentation.ts";
-import { parseRdata, rdataToText, RdataError, RRType, typeFromText, typeToText } from "./rdata.ts";
+import { parseRdata, rdataToText, RdataError, RRType, typeFromText, typeToText, unstorableType } from "./rdata.ts";
 import type { DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
 import * as sql from "./store.ts";
@@ -297,6 +297,9 @@ export class DnsService {
     const type = typeFromText(typeText);
     if (type === null) throw new InvalidError(`"${typeText}" is not a record type`, "type");
     if (type === RRType.SOA) throw new InvalidError("the SOA is the zone's own: it changes with an import", "type");
+    // Removing is allowed: an older Citadel stored such types, and they must be able to go.
+    const unstorable = unstorableType(type);
+    if (unstorable !== null && input.records.length > 0) throw new InvalidError(`${typeToText(type)}: ${unstorable}`, "type");
     const initial = this.zoneRow(organizationId, zone);
     const origin = originOf(initial);
     const owner = refusing("name", () => parseName(ownerText, origin));

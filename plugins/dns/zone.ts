@@ -10,7 +10,7 @@
  * walks the qname's labels, never the records.
  */
 import { isSubdomain, nameFromWire, nameToText, wireLength, type Name } from "./names.ts";
-import { RRType, rdataToText, typeToText } from "./rdata.ts";
+import { RRType, rdataToText, typeToText, unstorableType } from "./rdata.ts";
 
 export interface RR {
   name: Name;
@@ -127,8 +127,9 @@ export class Zone {
 
   /**
    * Validates `records` and builds the zone; throws ZoneError naming the first bad record.
-   * `loading` (a stored zone, checked when it was written): an RRset too large to answer, which
-   * an older Citadel accepted, is left out with a warning rather than failing the whole zone.
+   * `loading` (a stored zone, checked when it was written): an RRset too large to answer, or a
+   * record of a type that is no zone data (OPT, meta types), which an older Citadel accepted, is
+   * left out with a warning rather than failing the whole zone.
    */
   static build(origin: Name, records: readonly RR[], { loading = false }: { loading?: boolean } = {}): Zone {
     const originKey = keyOf(origin);
@@ -142,7 +143,13 @@ export class Zone {
       if (!Number.isInteger(r.ttl) || r.ttl < 0 || r.ttl > MAX_TTL) {
         throw new ZoneError(`the TTL ${r.ttl} is above ${MAX_TTL} (RFC 2181 section 8)`, id);
       }
-      if (r.type === ANY || r.type === 0) throw new ZoneError("this type cannot be stored in a zone", id);
+      const unstorable = unstorableType(r.type);
+      if (unstorable !== null) {
+        // Stored by an older Citadel, which took any type: the rest of the zone is still served.
+        if (!loading) throw new ZoneError(unstorable, id);
+        warnings.push(`${id}: ${unstorable}; not served`);
+        continue;
+      }
       const node = ensureNode(nodes, r.name, origin);
       const rrset = node.rrsets.get(r.type) ?? [];
       if (rrset.some((x) => sameBytes(x.rdata, r.rdata))) {

@@ -159,6 +159,36 @@ describe("dns zones", () => {
     expect(auditActions(c).map((e) => e.action)).toEqual(["dns.zone.create", "dns.rrset.update", "dns.rrset.update"]);
   });
 
+  test("types that are no zone data and malformed generic data are refused by PUT and import; a stored one can be removed (found in review)", async () => {
+    const { c, owner, zone } = await setup();
+    const before = await recordsOf(c, owner, zone);
+    for (const type of ["TYPE0", "TYPE41", "TYPE128", "TYPE249", "TYPE250", "TYPE251", "TYPE252", "TYPE255"]) {
+      const res = await c.send("PUT", `${zone}/rrsets/x/${type}`, owner, { json: { records: ["\\# 0"] } });
+      expect([type, res.status, res.body.errors?.[0]?.field, res.body.detail]).toEqual([type, 422, "type", expect.stringMatching(new RegExp(`^${type}: .*not zone data$`))]);
+    }
+    const loc = await c.send("PUT", `${zone}/rrsets/x/TYPE29`, owner, { json: { records: ["\\# 4 00000000"] } });
+    expect([loc.status, loc.body.detail]).toEqual([422, "x.example.org. TYPE29 (records[0]): TYPE29 (LOC): the record data is truncated"]);
+    const afsdb = await c.send("PUT", `${zone}/rrsets/x/TYPE18`, owner, { json: { records: ["\\# 2 0001"] } });
+    expect([afsdb.status, afsdb.body.detail]).toEqual([422, "x.example.org. TYPE18 (records[0]): TYPE18 (AFSDB): a name in wire form is truncated"]);
+    const tsig = await c.send("POST", `${zone}/import`, owner, { json: { content: `${ZONE_FILE}x IN TYPE250 \\# 0\n` } });
+    expect([tsig.status, tsig.body.detail]).toEqual([422, "line 14: TYPE250: TSIG is a query or meta type (128–255, RFC 6895), not zone data"]);
+    const hinfo = await c.send("POST", `${zone}/import`, owner, { json: { content: `${ZONE_FILE}x IN TYPE13 \\# 2 0161\n` } });
+    expect([hinfo.status, hinfo.body.detail]).toEqual([422, "line 14: TYPE13 (HINFO): the record data is truncated"]);
+    expect(await recordsOf(c, owner, zone)).toEqual(before);
+    // Valid data of those types is kept, in the generic form.
+    const fine = await c.send("PUT", `${zone}/rrsets/x/TYPE13`, owner, { json: { records: ["\\# 4 01610162"] } });
+    expect([fine.status, fine.body.records]).toEqual([200, ["\\# 4 01610162"]]);
+    // Stored by an older Citadel: the zone is served without it, and it can be removed.
+    const row = (await c.send("GET", zone, owner)).body;
+    c.kernel.store.db.query("INSERT INTO dns_records (zone_id, owner, type, ttl, rdata) VALUES (?, 'x.example.org.', 41, 60, ?)").run(row.id, new Uint8Array());
+    const dns = dnsServiceOf(c.kernel as never);
+    expect(dns.loadZones()[0]!.warnings).toEqual(["x.example.org. TYPE41: OPT is the EDNS pseudo-record (RFC 6891), not zone data; not served"]);
+    const other = await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: ["192.0.2.1"] } });
+    expect([other.status, other.body.detail]).toEqual([422, expect.stringContaining("x.example.org. TYPE41: OPT is the EDNS pseudo-record")]);
+    expect((await c.send("PUT", `${zone}/rrsets/x/TYPE41`, owner, { json: { records: [] } })).status).toBe(200);
+    expect(dns.loadZones()[0]!.warnings).toEqual([]);
+  });
+
   test("import a zone file; export and re-import gives the same records; dry run changes nothing", async () => {
     const { c, owner, zone } = await setup();
     const dry = await c.send("POST", `${zone}/import`, owner, { json: { content: ZONE_FILE, dry_run: true } });

@@ -464,6 +464,18 @@ describe("Zone.build: refusals name the record", () => {
     expect(() => Zone.build(origin, records)).toThrow("www.example.org. A: the TTL 2147483648 is above 2147483647");
   });
 
+  test("a type that is no zone data (OPT, meta types) is refused; loaded from an older Citadel, it is left out (found in review)", () => {
+    const origin = parseName("example.org.", null);
+    for (const type of [0, 41, 128, 250, 252]) {
+      const records = [...parseZoneFile(BASE, { origin, defaultTtl: 3600 }), { name: parseName("x.example.org.", null), ttl: 60, type, rdata: new Uint8Array() }];
+      expect(() => Zone.build(origin, records)).toThrow(`x.example.org. TYPE${type}: `);
+      const loaded = Zone.build(origin, [...records, { name: parseName("x.example.org.", null), ttl: 60, type: RRType.A, rdata: Uint8Array.of(192, 0, 2, 1) }], { loading: true });
+      expect(loaded.warnings).toEqual([expect.stringMatching(new RegExp(`^x\\.example\\.org\\. TYPE${type}: .*not zone data; not served$`))]);
+      expect(ask(loaded, "x.example.org.", String(type)).answer).toBeUndefined();
+      expect(ask(loaded, "x.example.org.", "A").answer).toEqual(["x.example.org. 60 A 192.0.2.1"]);
+    }
+  });
+
   test("glue for an in-zone NS target is kept", () => {
     const zone = build("example.org.", `${SOA}\n@ NS ns1\n@ NS ns.sub\nns1 A 192.0.2.53\nsub NS ns.sub\nns.sub A 192.0.2.9`);
     expect(ask(zone, "example.org.", "NS").additional).toEqual(["ns1.example.org. 3600 A 192.0.2.53", "ns.sub.example.org. 3600 A 192.0.2.9"]);
