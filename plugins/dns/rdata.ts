@@ -91,6 +91,20 @@ export function rdataToText(type: number, wire: Uint8Array): string {
   return text;
 }
 
+/**
+ * Stored record data as text: its presentation, or the generic form when its octets are not
+ * valid for the type (an older Citadel stored some it should have refused). A zone holding one
+ * stays readable and exportable; the octets are refused again only when written back.
+ */
+export function storedRdataToText(type: number, wire: Uint8Array): string {
+  try {
+    return rdataToText(type, wire);
+  } catch (e) {
+    if (e instanceof RdataError) return genericText(wire);
+    throw e;
+  }
+}
+
 /** Refuses generic octets that are not valid for a type Citadel or a secondary knows the layout of. */
 function checkGeneric(type: number, wire: Uint8Array): void {
   if (CODECS.has(type)) {

@@ -14,7 +14,7 @@ import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { isSubdomain, lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
 import { splitTokens, TokenError } from "./presentation.ts";
-import { parseRdata, rdataToText, RdataError, RRType, typeFromText, typeToText, unstorableType } from "./rdata.ts";
+import { parseRdata, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
 import type { DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
 import * as sql from "./store.ts";
@@ -414,7 +414,7 @@ function zoneView(row: sql.ZoneRow) {
 }
 
 function recordView(r: RR) {
-  return { name: canonical(r.name), type: typeToText(r.type), ttl: r.ttl, data: rdataToText(r.type, r.rdata) };
+  return { name: canonical(r.name), type: typeToText(r.type), ttl: r.ttl, data: storedRdataToText(r.type, r.rdata) };
 }
 
 function event(caller: Caller, zone: sql.ZoneRow, action: string, reason: string): AuditEventInput {

@@ -58,8 +58,14 @@ function parseParam(token: string, fail: Fail): Param {
   const key = keyFromText(keyText, fail);
   const value = eq < 0 ? null : decodeText(token.slice(eq + 1), (m) => fail(`${keyText}: ${m}`));
   const keyFail: Fail = (m) => fail(`${keyText} ${m}`);
-  // The generic keyNNNN form carries raw octets even for a known key: it is the escape hatch.
-  if (keyText.startsWith("key")) return { key, value: value ?? new Uint8Array() };
+  // The generic keyNNNN form carries raw octets even for a known key (it is the escape hatch),
+  // but a known key's octets must still be what the key means: printing them would fail, and so
+  // would every client and secondary that reads them (`key3=abc` is no port).
+  if (keyText.startsWith("key")) {
+    const param = { key, value: value ?? new Uint8Array() };
+    printParam(param, keyFail);
+    return param;
+  }
   return { key, value: parseKnownValue(key, value, keyFail) };
 }
 

@@ -15,7 +15,7 @@
  */
 import { NameError, nameToRelativeText, nameToText, parseName, type Name } from "./names.ts";
 import { parseTtl, TokenError, tokenize, type LogicalLine } from "./presentation.ts";
-import { parseRdata, rdataToText, RdataError, typeFromText, typeToText } from "./rdata.ts";
+import { parseRdata, RdataError, storedRdataToText, typeFromText, typeToText } from "./rdata.ts";
 
 export interface ZoneRecord {
   name: Name;
@@ -141,12 +141,14 @@ function readRecord({ tokens, line, ownerOmitted }: LogicalLine, state: ReadStat
 /**
  * Records → zone-file text that parseZoneFile reads back to the same records: one `$ORIGIN`
  * line, then one record per line in the order given, owners relative to the origin when inside
- * it. TTL and class are always written so that no line depends on another.
+ * it. TTL and class are always written so that no line depends on another. Data that is not
+ * valid for its type (stored by an older Citadel) is written in the generic form, which the
+ * parser then refuses naming the line: the export works, the mistake stays visible.
  */
 export function printZoneFile(origin: Name, records: readonly ZoneRecord[]): string {
   const lines = [`$ORIGIN ${nameToText(origin)}`];
   for (const r of records) {
-    lines.push(`${nameToRelativeText(r.name, origin)} ${r.ttl} IN ${typeToText(r.type)} ${rdataToText(r.type, r.rdata)}`);
+    lines.push(`${nameToRelativeText(r.name, origin)} ${r.ttl} IN ${typeToText(r.type)} ${storedRdataToText(r.type, r.rdata)}`);
   }
   return lines.join("\n") + "\n";
 }

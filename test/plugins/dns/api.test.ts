@@ -189,6 +189,30 @@ describe("dns zones", () => {
     expect(dns.loadZones()[0]!.warnings).toEqual([]);
   });
 
+  test("an SVCB/HTTPS parameter of a known key written as keyNNN is checked like the key: 422, and the zone stays readable (found in review)", async () => {
+    const { c, owner, zone } = await setup();
+    const before = await recordsOf(c, owner, zone);
+    const put = await c.send("PUT", `${zone}/rrsets/www/HTTPS`, owner, { json: { records: ["1 . key3=abc"] } });
+    expect([put.status, put.body.errors?.[0]?.field, put.body.detail]).toEqual([422, "records", "www.example.org. HTTPS (records[0]): HTTPS: key3 must be two octets"]);
+    const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: `${ZONE_FILE}www2 IN HTTPS 1 . key4=1\n` } });
+    expect([imported.status, imported.body.detail]).toEqual([422, "line 14: HTTPS: key4 must be a list of 4-octet addresses"]);
+    // Nothing was written: the zone, its records and its export still answer.
+    expect((await c.send("GET", zone, owner)).status).toBe(200);
+    expect(await recordsOf(c, owner, zone)).toEqual(before);
+    expect((await c.send("GET", `${zone}/export`, owner)).status).toBe(200);
+    // A valid value in that form is taken, and shown under the key's name.
+    const fine = await c.send("PUT", `${zone}/rrsets/www/HTTPS`, owner, { json: { records: ['1 . key3="\\001\\187"'] } });
+    expect([fine.status, fine.body.records]).toEqual([200, ["1 . port=443"]]);
+    // Stored by an older Citadel, which took it: shown and exported in the generic form, not a 500.
+    const id = (await c.send("GET", zone, owner)).body.id;
+    c.kernel.store.db.query("INSERT INTO dns_records (zone_id, owner, type, ttl, rdata) VALUES (?, 'bad.example.org.', 65, 60, ?)").run(id, Uint8Array.of(0, 1, 0, 0, 3, 0, 3, 0x61, 0x62, 0x63));
+    expect(await recordsOf(c, owner, zone)).toContain("bad.example.org. 60 HTTPS \\# 10 00010000030003616263");
+    const exported = await c.send("GET", `${zone}/export`, owner);
+    expect([exported.status, exported.text]).toEqual([200, expect.stringContaining("\nbad 60 IN HTTPS \\# 10 00010000030003616263\n")]);
+    const again = await c.send("POST", `${zone}/import`, owner, { json: { content: exported.text } });
+    expect([again.status, again.body.detail]).toEqual([422, expect.stringMatching(/^line \d+: HTTPS: port must be two octets$/)]);
+  });
+
   test("import a zone file; export and re-import gives the same records; dry run changes nothing", async () => {
     const { c, owner, zone } = await setup();
     const dry = await c.send("POST", `${zone}/import`, owner, { json: { content: ZONE_FILE, dry_run: true } });
