@@ -8,8 +8,8 @@
  * also accepts the RFC 3597 generic form `\# length hex`; for a known type the octets must then
  * be valid for it. Unknown types print in that generic form.
  *
- * Some types are no zone data at all (OPT, the query and meta types) and are refused whatever
- * their form (`unstorableType`). Well-known types without a codec are kept in the generic form,
+ * Some types are no zone data at all (OPT, the query and meta types), or not supported (DNAME),
+ * and are refused whatever their form (`unstorableType`). Well-known types without a codec are kept in the generic form,
  * but their octets are checked against the type's layout (`LAYOUTS`): a secondary that knows
  * the type parses them, and refuses the whole transfer when they are malformed.
  */
@@ -37,9 +37,27 @@ export const RRType = {
   CAA: 257,
 } as const;
 
+const DNAME = 39;
 const OPT = 41;
 
 const TYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([k, v]) => [v, k]));
+
+/**
+ * Mnemonics of types that are never stored (`unstorableType`): read, so that the refusal says
+ * why rather than that the type does not exist; never printed (they are `TYPEnnn` in counts).
+ */
+const UNSTORED_NAMES = new Map<number, string>([
+  [DNAME, "DNAME"],
+  [OPT, "OPT"],
+  [249, "TKEY"],
+  [250, "TSIG"],
+  [251, "IXFR"],
+  [252, "AXFR"],
+  [253, "MAILB"],
+  [254, "MAILA"],
+  [255, "ANY"],
+]);
+const UNSTORED_TYPES = new Map([...UNSTORED_NAMES].map(([type, name]) => [name, type]));
 
 /** Mnemonic, or RFC 3597 `TYPEnnn` for a type without one. */
 export function typeToText(type: number): string {
@@ -50,6 +68,8 @@ export function typeToText(type: number): string {
 export function typeFromText(text: string): number | null {
   const upper = text.toUpperCase();
   if (upper in RRType) return RRType[upper as keyof typeof RRType];
+  const unstored = UNSTORED_TYPES.get(upper);
+  if (unstored !== undefined) return unstored;
   const m = /^TYPE(0|[1-9][0-9]{0,4})$/.exec(upper);
   return m && Number(m[1]) <= 0xffff ? Number(m[1]) : null;
 }
@@ -118,25 +138,19 @@ function checkGeneric(type: number, wire: Uint8Array): void {
   reader.end();
 }
 
-const META_NAMES = new Map([
-  [249, "TKEY"],
-  [250, "TSIG"],
-  [251, "IXFR"],
-  [252, "AXFR"],
-  [253, "MAILB"],
-  [254, "MAILA"],
-  [255, "ANY"],
-]);
-
 /**
- * Why records of `type` can never be stored in a zone, or null when they can: type 0, OPT and
- * the query and meta types 128–255 (RFC 6895 section 3.1) only exist in messages. Served from
- * a zone they make resolvers call the reply malformed, and a secondary refuse the transfer.
+ * Why records of `type` are not stored in a zone here, or null when they can be. Type 0, OPT and
+ * the query and meta types 128–255 (RFC 6895 section 3.1) only exist in messages: served from a
+ * zone they make resolvers call the reply malformed, and a secondary refuse the transfer. DNAME
+ * is zone data, but its meaning is the server's CNAME synthesis below it (RFC 6672), which
+ * Citadel does not do: kept as opaque data it would answer NXDOMAIN where its secondaries
+ * synthesize, and they refuse a zone with data below a DNAME.
  */
 export function unstorableType(type: number): string | null {
   if (type === 0) return "type 0 is reserved (RFC 6895), not zone data";
   if (type === OPT) return "OPT is the EDNS pseudo-record (RFC 6891), not zone data";
-  if (type >= 128 && type <= 255) return `${META_NAMES.get(type) ?? "this"} is a query or meta type (128–255, RFC 6895), not zone data`;
+  if (type === DNAME) return "DNAME is not supported: Citadel does not synthesize the CNAMEs it stands for (RFC 6672)";
+  if (type >= 128 && type <= 255) return `${UNSTORED_NAMES.get(type) ?? "this"} is a query or meta type (128–255, RFC 6895), not zone data`;
   return null;
 }
 

@@ -128,8 +128,8 @@ export class Zone {
   /**
    * Validates `records` and builds the zone; throws ZoneError naming the first bad record.
    * `loading` (a stored zone, checked when it was written): an RRset too large to answer, or a
-   * record of a type that is no zone data (OPT, meta types), which an older Citadel accepted, is
-   * left out with a warning rather than failing the whole zone.
+   * record of a type not stored here (OPT, meta types, DNAME), which an older Citadel accepted,
+   * is left out with a warning rather than failing the whole zone.
    */
   static build(origin: Name, records: readonly RR[], { loading = false }: { loading?: boolean } = {}): Zone {
     const originKey = keyOf(origin);

@@ -189,6 +189,20 @@ describe("dns zones", () => {
     expect(dns.loadZones()[0]!.warnings).toEqual([]);
   });
 
+  test("DNAME is refused by PUT and import: Citadel does not synthesize the CNAMEs it stands for (found in review)", async () => {
+    const { c, owner, zone } = await setup();
+    const before = await recordsOf(c, owner, zone);
+    for (const type of ["DNAME", "TYPE39"]) {
+      const res = await c.send("PUT", `${zone}/rrsets/old/${type}`, owner, { json: { records: ["new.example.net."] } });
+      expect([type, res.status, res.body.errors?.[0]?.field, res.body.detail]).toEqual([type, 422, "type", "TYPE39: DNAME is not supported: Citadel does not synthesize the CNAMEs it stands for (RFC 6672)"]);
+    }
+    for (const line of ["old IN DNAME new.example.net.", "old IN TYPE39 \\# 1 00"]) {
+      const res = await c.send("POST", `${zone}/import`, owner, { json: { content: `${ZONE_FILE}${line}\n` } });
+      expect([line, res.status, res.body.detail]).toEqual([line, 422, "line 14: TYPE39: DNAME is not supported: Citadel does not synthesize the CNAMEs it stands for (RFC 6672)"]);
+    }
+    expect(await recordsOf(c, owner, zone)).toEqual(before);
+  });
+
   test("an SVCB/HTTPS parameter of a known key written as keyNNN is checked like the key: 422, and the zone stays readable (found in review)", async () => {
     const { c, owner, zone } = await setup();
     const before = await recordsOf(c, owner, zone);

@@ -32,6 +32,11 @@ describe("types", () => {
     ["TYPE65536", null],
     ["TYPE01", null],
     ["FOO", null],
+    // Types never stored are read, so that the refusal says why (found in review).
+    ["DNAME", 39],
+    ["opt", 41],
+    ["TSIG", 250],
+    ["ANY", 255],
   ] as const)("%s → %p", (text, type) => {
     expect(typeFromText(text)).toBe(type);
   });
@@ -39,6 +44,7 @@ describe("types", () => {
   test("typeToText uses the mnemonic or TYPEnnn", () => {
     expect(typeToText(RRType.HTTPS)).toBe("HTTPS");
     expect(typeToText(999)).toBe("TYPE999");
+    expect(typeToText(39)).toBe("TYPE39");
   });
 });
 
@@ -192,6 +198,8 @@ const REFUSED: [string, string, string][] = [
   ["TYPE250", "\\# 0", "TYPE250: TSIG is a query or meta type"],
   ["TYPE252", "\\# 0", "TYPE252: AXFR is a query or meta type"],
   ["TYPE255", "\\# 0", "TYPE255: ANY is a query or meta type"],
+  ["TYPE39", "\\# 1 00", "TYPE39: DNAME is not supported: Citadel does not synthesize the CNAMEs it stands for (RFC 6672)"],
+  ["DNAME", "other.example.", "TYPE39: DNAME is not supported"],
   // Well-known types kept in the generic form: their layout is checked, as Knot and NSD do.
   ["TYPE13", "\\# 2 0161", "TYPE13 (HINFO): the record data is truncated"],
   ["TYPE13", "\\# 5 0161016200", "TYPE13 (HINFO): extra octets after the record data"],

@@ -476,6 +476,16 @@ describe("Zone.build: refusals name the record", () => {
     }
   });
 
+  test("DNAME is refused: Citadel does not synthesize from it; loaded from an older Citadel, it is left out (found in review)", () => {
+    expect(() => build("example.org.", `${BASE}\nsub TYPE39 \\# 1 00`)).toThrow("TYPE39: DNAME is not supported");
+    const origin = parseName("example.org.", null);
+    const dname = { name: parseName("sub.example.org.", null), ttl: 60, type: 39, rdata: Uint8Array.of(0) };
+    expect(() => Zone.build(origin, [...parseZoneFile(BASE, { origin, defaultTtl: 3600 }), dname])).toThrow("sub.example.org. TYPE39: DNAME is not supported");
+    const loaded = Zone.build(origin, [...parseZoneFile(BASE, { origin, defaultTtl: 3600 }), dname], { loading: true });
+    expect(loaded.warnings).toEqual([expect.stringMatching(/^sub\.example\.org\. TYPE39: DNAME is not supported.*; not served$/)]);
+    expect(ask(loaded, "sub.example.org.", "39").answer).toBeUndefined();
+  });
+
   test("glue for an in-zone NS target is kept", () => {
     const zone = build("example.org.", `${SOA}\n@ NS ns1\n@ NS ns.sub\nns1 A 192.0.2.53\nsub NS ns.sub\nns.sub A 192.0.2.9`);
     expect(ask(zone, "example.org.", "NS").additional).toEqual(["ns1.example.org. 3600 A 192.0.2.53", "ns.sub.example.org. 3600 A 192.0.2.9"]);
