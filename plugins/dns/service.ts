@@ -67,6 +67,11 @@ export function nextSerial(current: number, now: number): number {
   return serialLess(current, dated) ? dated : (current + 1) % TWO_32;
 }
 
+/** The highest of `serials` in serial arithmetic (RFC 1982), or 0 when there is none. */
+function highestSerial(serials: readonly number[]): number {
+  return serials.reduce((high, s) => (serialLess(high, s) ? s : high), serials[0] ?? 0);
+}
+
 /** A zone name from the API or CLI: absolute or not, never the root. */
 export function parseZoneName(text: string): Name {
   let name: Name;
@@ -234,11 +239,14 @@ export class DnsService {
     const ns = (input.ns ?? defaults ?? [soa.soa_mname]).map((n, i) => refusing(`${field}[${i}]`, () => parseName(n, origin)));
     if (ns.length === 0) throw new InvalidError("a zone needs at least one name server", "ns");
     const now = this.now();
-    const row: sql.ZoneRow = { id: newId("dnsz"), organization_id: organizationId, name, ttl, ...soa, serial: nextSerial(0, now), created_at: now, updated_at: now, deleted_at: null };
+    const row: sql.ZoneRow = { id: newId("dnsz"), organization_id: organizationId, name, ttl, ...soa, serial: 0, created_at: now, updated_at: now, deleted_at: null };
     const records: RR[] = ns.map((n) => ({ name: origin, ttl, type: RRType.NS, rdata: parseRdata(RRType.NS, [nameToText(n)], origin) }));
     await this.write((tx) => {
       if (sql.liveZoneByName(tx, name)) throw new ConflictError(`The zone ${name} exists already.`);
       this.refuseOverlap(tx, origin, organizationId);
+      // Secondaries may still hold a deleted zone of this name: a lower serial would never be
+      // transferred, so the new zone continues from the highest one it had.
+      row.serial = nextSerial(highestSerial(sql.deletedSerials(tx, name)), now);
       const built = refusing("records", () => Zone.build(origin, [soaRecord(row), ...records]));
       sql.insertZone(tx, row);
       writeAll(tx, row.id, built);

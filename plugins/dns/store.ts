@@ -39,6 +39,17 @@ export const liveZonesOf = (db: Database, organizationId: string) =>
 
 export const allLiveZones = (db: Database) => db.query<ZoneRow, []>("SELECT * FROM dns_zones WHERE deleted_at IS NULL ORDER BY name").all();
 
+/**
+ * Serials of the deleted zones of that name, in the order they were deleted. Names are unique
+ * among live zones across the appliance, and the secondaries serve every organization's zones,
+ * so a zone made again continues from these, whoever made the earlier ones.
+ */
+export const deletedSerials = (db: Database, name: string) =>
+  db
+    .query<{ serial: number }, [string]>("SELECT serial FROM dns_zones WHERE name = ? AND deleted_at IS NOT NULL ORDER BY deleted_at, rowid")
+    .all(name)
+    .map((row) => row.serial);
+
 export function insertZone(tx: Database, row: ZoneRow): void {
   tx.query(
     `INSERT INTO dns_zones (id, organization_id, name, ttl, soa_ttl, soa_mname, soa_rname, soa_refresh, soa_retry, soa_expire, soa_minimum, serial, created_at, updated_at, deleted_at)

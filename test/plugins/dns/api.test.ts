@@ -343,6 +343,30 @@ describe("dns zones", () => {
     const resource = c.kernel.store.db.query("SELECT resource_type, resource_id FROM audit_events WHERE action = 'dns.zone.delete'").get() as { resource_type: string; resource_id: string };
     expect(resource).toEqual({ resource_type: "dns_zone", resource_id: created.id });
   });
+
+  test("a zone deleted and made again continues its serial, whichever organization makes it, so secondaries transfer it (found in review)", async () => {
+    const { c, owner, zone, zones } = await setup();
+    const remove = async (path: string, token: string) => {
+      const ask = await c.send("DELETE", path, token);
+      expect((await c.send("DELETE", path, token, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+    };
+    for (const address of ["192.0.2.1", "192.0.2.2", "192.0.2.3"]) await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: [address] } });
+    const before = (await c.send("GET", zone, owner)).body.serial;
+    expect(before).toBe(2026060103);
+    await remove(zone, owner);
+    const again = await c.send("POST", zones, owner, { json: { name: "example.org" } });
+    expect([again.status, again.body.serial]).toEqual([200, 2026060104]);
+    // Names are unique across the appliance and secondaries serve every organization's zones.
+    const outsider = await c.addUser(owner, "outsider@example.org");
+    const other = await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: outsider.id } });
+    await remove(zone, owner);
+    const theirs = await c.send("POST", `/v1/dns/orgs/${other.body.id}/zones`, outsider.token, { json: { name: "example.org" } });
+    expect([theirs.status, theirs.body.serial]).toEqual([200, 2026060105]);
+    // Ahead of the date in serial arithmetic (an imported serial), it is still continued.
+    c.kernel.store.db.query("UPDATE dns_zones SET serial = 4000000000 WHERE name = 'example.org.' AND deleted_at IS NULL").run();
+    await remove(`/v1/dns/orgs/${other.body.id}/zones/example.org`, outsider.token);
+    expect((await c.send("POST", zones, owner, { json: { name: "example.org" } })).body.serial).toBe(4000000001);
+  });
 });
 
 test("serials: YYYYMMDDnn while they keep up with the date, else +1 (RFC 1982)", () => {
