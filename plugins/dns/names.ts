@@ -5,8 +5,10 @@
  * A name is an array of labels, each the raw octets of that label, always absolute: the root is
  * `[]`, and the terminating empty label of the wire form is implicit. Octets are kept as given —
  * DNS is case-insensitive only for ASCII letters (RFC 4343), so case is folded only when
- * comparing (nameEquals) or when asked (lowerName), never while parsing.
+ * comparing (nameEquals) or when asked (lowerName), never while parsing — except that a label
+ * written in Unicode is read as its A-label (`xn--`), the only form resolvers ask for.
  */
+import { domainToASCII } from "node:url";
 import { scanEscapes, type ScannedOctet } from "./presentation.ts";
 
 export type Name = readonly Uint8Array[];
@@ -53,22 +55,40 @@ export function parseName(text: string, origin: Name | null): Name {
 /** Splits scanned octets at unescaped dots; a trailing dot only marks the name absolute. */
 function splitLabels(octets: ScannedOctet[], text: string): Uint8Array[] {
   const labels: Uint8Array[] = [];
-  let label: number[] = [];
+  let label: ScannedOctet[] = [];
   for (let i = 0; i < octets.length; i++) {
     const { octet, escaped } = octets[i]!;
     if (!escaped && UNESCAPED_REFUSED.has(octet)) {
       fail(`"${text}" has an unescaped ${JSON.stringify(String.fromCharCode(octet))}`);
     }
     if (escaped || octet !== 0x2e) {
-      label.push(octet);
+      label.push(octets[i]!);
       continue;
     }
     if (label.length === 0) fail(`"${text}" has an empty label`);
-    labels.push(Uint8Array.from(label));
+    labels.push(labelOctets(label, text));
     label = [];
   }
-  if (label.length > 0) labels.push(Uint8Array.from(label));
+  if (label.length > 0) labels.push(labelOctets(label, text));
   return labels;
+}
+
+/**
+ * A label's octets. Written in Unicode (`bücher`), it is its A-label (`xn--bcher-kva`, UTS #46
+ * as browsers map it): resolvers only ever ask for that form, so the raw UTF-8 octets would be
+ * a name nobody reaches. Octets written as escapes (`\195\188`) stay as written (RFC 1035).
+ */
+function labelOctets(label: ScannedOctet[], text: string): Uint8Array {
+  const octets = Uint8Array.from(label, (o) => o.octet);
+  if (!label.some((o) => !o.escaped && o.octet >= 0x80)) return octets;
+  const unicode = new TextDecoder().decode(octets);
+  const hint = "write it in its xn-- form, the one resolvers ask for";
+  if (label.some((o) => o.escaped)) fail(`"${text}" mixes escapes and Unicode in the label "${unicode}": ${hint}`);
+  // Only letters, digits and hyphens beside the Unicode (RFC 5891): the conversion reads its
+  // input as a URL host, which would stop at a "/" or "#" and drop the rest.
+  const ascii = /^[A-Za-z0-9-]*$/.test(unicode.replace(/[^\x00-\x7f]/gu, "")) ? domainToASCII(unicode) : "";
+  if (!/^[a-z0-9-]+$/.test(ascii)) fail(`"${unicode}" in "${text}" is not an internationalized label (IDNA): ${hint}`);
+  return new TextEncoder().encode(ascii);
 }
 
 function checkLength(name: Name, text: string): void {

@@ -99,6 +99,26 @@ describe("dns zones", () => {
     expect((await c.send("GET", `${zones}/${custom.body.id}`, owner)).body.name).toBe("example.net.");
   });
 
+  test("names written in Unicode are their xn-- form, the one resolvers ask for: zones, owners, record data, zone files (found in review)", async () => {
+    const { c, owner, zones } = await setup();
+    const made = await c.send("POST", zones, owner, { json: { name: "Bücher.example" } });
+    expect([made.status, made.body.name]).toEqual([200, "xn--bcher-kva.example."]);
+    const zone = `${zones}/${encodeURIComponent("bücher.example")}`;
+    expect((await c.send("GET", zone, owner)).body.name).toBe("xn--bcher-kva.example.");
+    const put = await c.send("PUT", `${zone}/rrsets/${encodeURIComponent("müller")}/CNAME`, owner, { json: { records: ["zoë.example."] } });
+    expect([put.status, put.body.name, put.body.records]).toEqual([200, "xn--mller-kva.xn--bcher-kva.example.", ["xn--zo-ija.example."]]);
+    const file = "$ORIGIN bücher.example.\n@ IN NS ns1.example.net.\nstraße IN A 192.0.2.1\nb\\195\\188ro IN A 192.0.2.2\n";
+    expect((await c.send("POST", `${zone}/import`, owner, { json: { content: file } })).status).toBe(200);
+    expect(withoutSoa(await recordsOf(c, owner, zone))).toEqual([
+      // Escaped octets are what the file says (RFC 1035): kept, not converted.
+      "b\\195\\188ro.xn--bcher-kva.example. 3600 A 192.0.2.2",
+      "xn--bcher-kva.example. 3600 NS ns1.example.net.",
+      "xn--strae-oqa.xn--bcher-kva.example. 3600 A 192.0.2.1",
+    ]);
+    const bad = await c.send("POST", zones, owner, { json: { name: "bü/x.example" } });
+    expect([bad.status, bad.body.errors?.[0]?.field, bad.body.detail]).toEqual([422, "name", expect.stringContaining("is not an internationalized label (IDNA): write it in its xn-- form")]);
+  });
+
   test("set RRsets, list and export; an empty RRset removes it; every change bumps the serial", async () => {
     const { c, owner, zone } = await setup();
     const a = await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { ttl: 300, records: ["192.0.2.1", "192.0.2.2", "192.0.2.1"] } });

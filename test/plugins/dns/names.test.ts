@@ -36,7 +36,13 @@ describe("parseName", () => {
     ["\\..", null, n(".")],
     ["x\\.", origin, n("x.", "example", "com")],
     ["WWW.Example.COM.", null, n("WWW", "Example", "COM")],
-    ["é.", null, [enc.encode("é")]],
+    // A label written in Unicode is its A-label, the form resolvers ask for (found in review);
+    // escaped octets stay as written (RFC 1035).
+    ["é.", null, n("xn--9ca")],
+    ["Bücher.Example.", null, n("xn--bcher-kva", "Example")],
+    ["www.bücher", origin, n("www", "xn--bcher-kva", "example", "com")],
+    ["*.zoë.", null, n("*", "xn--zo-ija")],
+    ["b\\195\\188cher.", null, [Uint8Array.of(0x62, 195, 188, 0x63, 0x68, 0x65, 0x72)]],
   ])("%p (origin %p)", (text, o, expected) => {
     expect(parseName(text, o)).toEqual(expected);
   });
@@ -51,6 +57,12 @@ describe("parseName", () => {
     ["\\12.", null, /three digits/],
     ["a\\", null, /backslash/],
     ["a b.", null, /unescaped/],
+    ["bü\\.x.", null, /mixes escapes and Unicode in the label "bü.x": write it in its xn-- form/],
+    ["ü/evil.", null, /"ü\/evil" in "ü\/evil." is not an internationalized label \(IDNA\): write it in its xn-- form/],
+    ["_ü.", null, /not an internationalized label/],
+    ["\u00ad.", null, /not an internationalized label/],
+    ["xn--ü.", null, /not an internationalized label/],
+    [`${"ü".repeat(60)}.`, null, /63/], // its A-label is 66 octets
     ['a"b.', null, /unescaped/],
     [`${"a".repeat(64)}.`, null, /63/],
     [`${"a".repeat(63)}.`.repeat(4), null, /255/],
