@@ -987,6 +987,9 @@ export class IamService {
     const allowlist = changes.ip_allowlist && this.checkAllowlist(changes.ip_allowlist, caller);
     const ws = sql.workspaceById(this.db, id)!;
     await this.k.store.write((tx) => {
+      if (changes.name !== undefined && sql.workspacesOf(tx, ws.organization_id).some((w) => w.name === changes.name && w.id !== id)) {
+        throw new ConflictError("a workspace with this name exists in the organization");
+      }
       sql.updateWorkspace(tx, id, { name: changes.name, ip_allowlist: allowlist });
       this.audit(tx, { action: "iam.workspace.update", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, request: caller.request });
     });

@@ -499,6 +499,15 @@ describe("organizations, roles and service keys", () => {
     expect((await c.send("PUT", `/v1/iam/orgs/${org}/members/${viewer.id}`, admin.token, { json: { role: "editor" } })).body.role).toBe("editor");
   });
 
+  test("a workspace renamed to the name of another in its organization is refused: 409, not a 500 (found by the bad-input test)", async () => {
+    const { c, operator, org } = await app();
+    const first = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "first" } })).body.id as string;
+    expect((await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "second" } })).status).toBe(200);
+    const renamed = await c.send("PATCH", `/v1/iam/workspaces/${first}`, operator, { json: { name: "second" } });
+    expect([renamed.status, renamed.body.code]).toEqual([409, "conflict"]);
+    expect((await c.send("PATCH", `/v1/iam/workspaces/${first}`, operator, { json: { name: "first" } })).status).toBe(200); // its own name: no conflict
+  });
+
   test("a workspace role narrows the organization role", async () => {
     const { c, operator, org } = await app();
     const editor = await c.addUser(operator, "e@example.org", "editor");
