@@ -358,6 +358,9 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
   // Listen for SIGTERM from the first moment: one that arrives during start-up stops the
   // service as soon as it is up, with exit code 0, instead of killing it half-started.
   const stopRequested = nextSignal(log);
+  // SIGHUP from the first moment too: its default ends the process, and systemd, which counts
+  // the service started at exec (Type=exec), may send `systemctl reload` during start-up.
+  const hangups = hangupHandler(log);
   const lifecycle = new Lifecycle(log);
   const now = systemClock.now;
   try {
@@ -430,7 +433,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
       log,
     });
     lifecycle.started("http", () => server.stop());
-    lifecycle.started("reload on SIGHUP", onHangup(log, tls && tlsReloader({ files: tlsFiles(config), served: tls, server, store, audit, log, now })));
+    lifecycle.started("reload on SIGHUP", hangups.serve(tls && tlsReloader({ files: tlsFiles(config), served: tls, server, store, audit, log, now })));
 
     process.stderr.write(`Citadel ${buildInfo.version} is serving ${server.url} (API docs: ${server.url}/docs)${seal.sealed ? " — sealed" : ""}\n`);
     if (tls) process.stderr.write(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}\n`);
@@ -469,19 +472,30 @@ function sampledRateLimitEvents(store: Store, audit: AuditLog, log: Logger, now:
 }
 
 /**
- * SIGHUP (`systemctl reload citadel`) reads the TLS certificate again. Without a handler the
- * signal would end the process; with TLS off there is nothing to reload, which is logged.
+ * SIGHUP (`systemctl reload citadel`) reads the TLS certificate again, once Citadel serves.
+ * Before that (the certificate is about to be read anyway) and once it stops, the signal is
+ * logged and ignored: never the default, which would end the process.
  */
-function onHangup(log: Logger, reloader: TlsReloader | undefined): () => void {
+function hangupHandler(log: Logger): { serve(reloader: TlsReloader | undefined): () => Promise<void> } {
+  let reloader: TlsReloader | undefined;
+  let state: "starting" | "serving" | "stopping" = "starting";
   let running: Promise<unknown> = Promise.resolve();
-  const handler = () => {
+  process.on("SIGHUP", () => {
+    if (state !== "serving") return log.warn(`SIGHUP while ${state}: ignored (the certificate is read at start)`);
     if (!reloader) return log.warn("SIGHUP: TLS is off (http.tls.enabled = false): nothing to reload");
     log.info("SIGHUP: reading the TLS certificate again");
-    running = running.then(() => reloader.reload()); // one reload at a time, in order
-  };
-  process.on("SIGHUP", handler);
-  return () => {
-    process.off("SIGHUP", handler);
+    running = running.then(() => reloader!.reload()); // one reload at a time, in order
+  });
+  return {
+    serve(given) {
+      reloader = given;
+      state = "serving";
+      // Stopped before the listener: a reload under way finishes, and none starts after.
+      return async () => {
+        state = "stopping";
+        await running;
+      };
+    },
   };
 }
 

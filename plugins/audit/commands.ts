@@ -83,8 +83,9 @@ export const auditCommands: Command[] = [
         ctx.out(`${report.checkpoints.verified} signed checkpoints verified; ${report.unsigned_tail} events after the latest one`);
       } else {
         const p = report.first_problem!;
-        ctx.err(`FAILED at event ${p.seq}${p.id ? ` (${p.id})` : ""}: ${p.problem}`);
-        for (const later of report.problems.slice(1)) ctx.err(`  and at event ${later.seq}${later.id ? ` (${later.id})` : ""}: ${later.problem}`);
+        const at = (q: typeof p) => `event ${q.seq ?? "(no seq)"}${q.id ? ` (${q.id})` : ""}`;
+        ctx.err(`FAILED at ${at(p)}: ${p.problem}`);
+        for (const later of report.problems.slice(1)) ctx.err(`  and at ${at(later)}: ${later.problem}`);
         if (report.problem_count > report.problems.length) ctx.err(`  and ${report.problem_count - report.problems.length} more`);
       }
       return report.ok ? 0 : 1;

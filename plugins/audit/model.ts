@@ -59,7 +59,11 @@ export const Checkpoint = t.Object({
 
 export const CheckpointList = t.Object({ checkpoints: t.Array(Checkpoint) });
 
-const Problem = t.Object({ seq: t.Integer(), id: t.Union([t.String(), t.Null()]), problem: t.String() });
+const Problem = t.Object({
+  seq: t.Union([t.Integer(), t.Null()], { description: "The event (or checkpoint) found wrong; null when its own seq is not a number (a tampered table)" }),
+  id: t.Union([t.String(), t.Null()]),
+  problem: t.String(),
+});
 
 export const VerifyReport = t.Object({
   ok: t.Boolean(),

@@ -14,8 +14,8 @@ import { eventHash, GENESIS_HASH, type StoredEvent } from "./event.ts";
 const MAX_LISTED = 100;
 
 export interface VerifyProblem {
-  /** The event (or checkpoint) found wrong. */
-  seq: number;
+  /** The event (or checkpoint) found wrong; null when its own seq is not a number (a tampered table). */
+  seq: number | null;
   id: string | null;
   problem: string;
 }
@@ -61,8 +61,8 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
 
   const ownKeys = new Map<string, boolean>();
   for (const c of checkpoints) {
-    if (!isHash(c.hash) || !(c.signature instanceof Uint8Array) || !(c.public_key === null || c.public_key instanceof Uint8Array) || !Number.isSafeInteger(c.seq) || !Number.isSafeInteger(c.time)) {
-      fail({ seq: Number(c.seq), id: null, problem: `checkpoint ${String(c.seq)} is malformed (its hash, signature or key is not of the stored form): checkpoints were tampered with` });
+    if (!wellFormed(c)) {
+      fail({ seq: seqOrNull(c.seq), id: null, problem: `checkpoint ${String(c.seq)} is malformed (its seq, time, hash, signature or key is not of the stored form): checkpoints were tampered with` });
       continue;
     }
     if (c.public_key === null) {
@@ -94,7 +94,7 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
     events++;
     // A table rebuilt without its constraints can hold anything: such a row is a finding, not a crash.
     if (!isHash(row.hash) || !isHash(row.prev_hash) || !Number.isSafeInteger(row.seq)) {
-      fail({ seq: Number(row.seq), id: typeof row.id === "string" ? row.id : null, problem: "is malformed (its seq, hash or link is not of the stored form): the table was tampered with" });
+      fail({ seq: seqOrNull(row.seq), id: typeof row.id === "string" ? row.id : null, problem: "is malformed (its seq, hash or link is not of the stored form): the table was tampered with" });
       prevHash = isHash(row.hash) ? row.hash : new Uint8Array(0);
       if (Number.isSafeInteger(row.seq)) expectedSeq = row.seq + 1;
       continue;
@@ -116,12 +116,13 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
     head = { seq: row.seq, hash: Buffer.from(row.hash).toString("hex") };
   }
 
+  const signed = checkpoints.filter(wellFormed); // ordered by seq: the last is the latest
   const lastSeq = head?.seq ?? 0;
-  const furthest = Math.max(checkpoints.at(-1)?.seq ?? 0, external?.seq ?? 0);
+  const furthest = Math.max(signed.at(-1)?.seq ?? 0, external?.seq ?? 0);
   if (furthest > lastSeq) {
     fail({ seq: lastSeq + 1, id: null, problem: `the log ends at event ${lastSeq} but a checkpoint covers event ${furthest}: ${furthest - lastSeq} events were truncated` });
   }
-  const latestSigned = checkpoints.at(-1)?.seq ?? null;
+  const latestSigned = signed.at(-1)?.seq ?? null;
   return {
     ok: problemCount === 0,
     events,
@@ -129,7 +130,7 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
     first_problem: problems[0] ?? null,
     problems,
     problem_count: problemCount,
-    checkpoints: { verified: checkpoints.length + (external ? 1 : 0), latest_seq: latestSigned },
+    checkpoints: { verified: signed.length + (external ? 1 : 0), latest_seq: latestSigned },
     unsigned_tail: Math.max(0, lastSeq - Math.max(latestSigned ?? 0, external?.seq ?? 0)),
   };
 }
@@ -147,4 +148,13 @@ function contentsMatch(row: StoredEvent): boolean {
   } catch {
     return false;
   }
+}
+
+function seqOrNull(seq: unknown): number | null {
+  return Number.isSafeInteger(seq) ? (seq as number) : null;
+}
+
+/** A checkpoint row of the stored form (a table rebuilt without its constraints can hold anything). */
+function wellFormed(c: { seq: unknown; time: unknown; hash: unknown; signature: unknown; public_key: unknown }): boolean {
+  return isHash(c.hash) && c.signature instanceof Uint8Array && (c.public_key === null || c.public_key instanceof Uint8Array) && Number.isSafeInteger(c.seq) && Number.isSafeInteger(c.time);
 }

@@ -325,12 +325,14 @@ export function startHttpServer(options: HttpServerOptions): HttpServer {
   let current = serve(options.tls, options.port);
   const port = current.port!;
   const retired = new Map<ReturnType<typeof serve>, Promise<void>>();
+  let stopped = false;
   const host = options.address.includes(":") ? `[${options.address}]` : options.address;
   return {
     url: `${options.tls ? "https" : "http"}://${host}:${port}`,
     port,
     replaceTls(tls) {
       if (!options.tls) throw new Error("a plain HTTP listener has no certificate to replace");
+      if (stopped) throw new Error("the listener is stopped");
       const next = serve(tls, port);
       const old = current;
       current = next;
@@ -338,6 +340,7 @@ export function startHttpServer(options: HttpServerOptions): HttpServer {
       retired.set(old, done);
     },
     async stop(graceMs = 4000) {
+      stopped = true;
       await Promise.all([current, ...retired.keys()].map((server) => stopWithin(server, graceMs)));
     },
   };

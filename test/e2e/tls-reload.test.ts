@@ -10,7 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type TLSSocket } from "node:tls";
 import { generateSelfSignedCertificate } from "../../src/http/self-signed.ts";
-import { ensureBinary, freePort, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { BINARY, ensureBinary, freePort, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 
 const data = tempDir();
 const certFile = join(data.path, "..", `${data.path.split("/").pop()}-cert.pem`);
@@ -115,3 +115,30 @@ test("another process cannot bind the port beside it (the listener's SO_REUSEPOR
   await expect(started).rejects.toThrow(`Is port ${port} in use?`);
   expect(await healthOver((await open()).socket)).toBe("HTTP/1.1 200 OK");
 });
+
+test("a SIGHUP while it starts or stops is ignored, never the end of the process (found in review)", async () => {
+  const data = tempDir();
+  others.push(data);
+  const env = { PATH: process.env.PATH ?? "", HOME: data.path, CITADEL_HTTP_PORT: String(await freePort()), CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" };
+  const proc = Bun.spawn([BINARY, "serve", "--data", data.path], { env, stdout: "pipe", stderr: "ignore", stdin: "ignore" });
+  const lines: string[] = [];
+  const reader = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stdout) lines.push(...decoder.decode(chunk).split("\n").filter(Boolean));
+  })();
+  const seen = async (test: (line: string) => boolean) => {
+    for (const deadline = Date.now() + 10_000; !lines.some(test); await Bun.sleep(5)) if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`not seen; exit ${proc.exitCode}: ${lines.join("\n")}`);
+  };
+  try {
+    await seen(() => true); // its first log line: start-up is under way, not yet listening
+    proc.kill("SIGHUP");
+    await seen((l) => l.includes('"msg":"listening"'));
+    expect(lines.some((l) => l.includes("SIGHUP while starting: ignored"))).toBe(true);
+    proc.kill("SIGTERM");
+    proc.kill("SIGHUP"); // arrives while it stops
+    expect(await proc.exited).toBe(0);
+    await reader;
+  } finally {
+    proc.kill("SIGKILL");
+  }
+}, 30_000);

@@ -129,6 +129,26 @@ describe("the rest of the audit API", () => {
     expect(verified.body.events).toBe(checkpoint.body.seq);
   });
 
+  test("verify over the API reports a tampered table whose seq is not a number, not a 500 (found in review)", async () => {
+    const { c, send } = await seeded();
+    expect((await send("POST", "/v1/audit/checkpoints")).status).toBe(200);
+    const db = c.kernel.store.db;
+    db.run("PRAGMA foreign_keys = OFF");
+    for (const table of ["audit_events", "audit_checkpoints"]) {
+      db.run(`CREATE TABLE loose AS SELECT * FROM ${table}`); // no STRICT, no constraints, no triggers
+      db.run(`DROP TABLE ${table}`);
+      db.run(`ALTER TABLE loose RENAME TO ${table}`);
+    }
+    db.run("UPDATE audit_events SET seq = 'three' WHERE seq = 3");
+    db.run("UPDATE audit_checkpoints SET seq = 'x'");
+    const report = await send("GET", "/v1/audit/verify");
+    expect(report.status).toBe(200);
+    expect(report.body.ok).toBe(false);
+    expect(report.body.problems.filter((p: { seq: number | null }) => p.seq === null).map((p: { problem: string }) => p.problem.split(" (")[0])).toEqual(["checkpoint x is malformed", "is malformed"]);
+    expect(report.body.checkpoints.latest_seq).toBeNull();
+    expect(Number.isInteger(report.body.unsigned_tail)).toBe(true);
+  });
+
   test("erasing a subject asks for confirmation; then its personal data reads [erased] and the chain verifies", async () => {
     const { send } = await seeded();
     const ask = await send("POST", "/v1/audit/subjects/u_alice/erase");
