@@ -598,9 +598,13 @@ export class IamService {
     return sql.credentialsOfUser(this.db, user.id, ["pat", "device", "workload"]).map((c) => this.credentialView(c));
   }
 
-  /** A login session manages all of the user's tokens; any other credential only itself. */
+  /**
+   * A login session manages all of the user's tokens; any other credential only itself and what
+   * was made from it (the CI token `citadel login`'s token made), never a sibling or its maker.
+   */
   private mayManageToken(p: Principal, id: string): void {
-    if (p.kind !== "session" && p.tokenId !== id) throw new ForbiddenError("only a login session can manage the user's other tokens");
+    if (p.kind === "session" || p.tokenId === id || sql.lineageOf(this.db, id).has(p.tokenId)) return;
+    throw new ForbiddenError("a token manages only itself and the tokens made from it; a login session manages all of yours");
   }
 
   async revokeToken(caller: Caller, id: string) {

@@ -25,6 +25,19 @@ describe("a token reaches no further than the one that made it", () => {
     expect((await c.send("GET", "/v1/iam/me", broad.body.token)).status).toBe(200);
   });
 
+  test("a token revokes the tokens it made (the CI token made from a CLI login), never its maker or a sibling (found in review)", async () => {
+    const { c, session } = await owner();
+    const maker = (await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "cli", scopes: ["read", "iam:self"] } })).body;
+    const child = (await c.send("POST", "/v1/iam/me/tokens", maker.token, { json: { name: "ci", scopes: ["iam:self"] } })).body;
+    const sibling = (await c.send("POST", "/v1/iam/me/tokens", maker.token, { json: { name: "ci2", scopes: ["iam:self"] } })).body;
+    expect((await c.send("DELETE", `/v1/iam/me/tokens/${maker.id}`, child.token)).status).toBe(403); // not its maker
+    expect((await c.send("DELETE", `/v1/iam/me/tokens/${sibling.id}`, child.token)).status).toBe(403); // nor a sibling
+    expect((await c.send("DELETE", `/v1/iam/me/tokens/${child.id}`, maker.token)).status).toBe(200);
+    expect((await c.send("GET", "/v1/iam/me", child.token)).status).toBe(401);
+    expect((await c.send("GET", "/v1/iam/me", sibling.token)).status).toBe(200);
+    expect((await c.send("GET", "/v1/iam/me", maker.token)).status).toBe(200);
+  });
+
   test("a restricted token's child keeps its organization, workspace, and expiry bound", async () => {
     const { c, session, org } = await owner();
     const ws = await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, session, { json: { name: "ws1" } });
