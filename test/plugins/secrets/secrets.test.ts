@@ -21,6 +21,20 @@ async function setup(config: Record<string, Record<string, unknown>> = {}) {
   return { c, owner, org, ws, base, path };
 }
 
+/** A workspace with end-to-end encryption on; the owner and an admin each have a key pair, no one a workspace key yet. */
+async function encryptedWithTwoKeyPairs() {
+  const app = await setup();
+  const { c, owner, base } = app;
+  const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+  const admin = await c.addUser(owner, "admin@example.org", "admin");
+  const mine = generateUserKeyPair();
+  const theirs = generateUserKeyPair();
+  await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: mine.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+  await c.send("PUT", "/v1/secrets/me/keypair", admin.token, { json: { public_key: theirs.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+  await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+  return { ...app, me, admin, mine, theirs };
+}
+
 /** Every byte the store holds, as one string (in-memory database: serialize it). */
 const storeBytes = (c: App) => Buffer.from(c.kernel.store.db.serialize()).toString("latin1");
 const auditActions = (c: App, prefix: string) =>
@@ -686,14 +700,7 @@ describe("turning end-to-end encryption on and off", () => {
   });
 
   test("off forgets every wrapped key and version: whoever turns it on again sets the first key (found in review)", async () => {
-    const { c, owner, ws, base, path } = await setup();
-    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
-    const admin = await c.addUser(owner, "admin@example.org", "admin");
-    const mine = generateUserKeyPair();
-    const theirs = generateUserKeyPair();
-    await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: mine.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
-    await c.send("PUT", "/v1/secrets/me/keypair", admin.token, { json: { public_key: theirs.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
-    await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+    const { c, owner, ws, base, path, me, admin, mine, theirs } = await encryptedWithTwoKeyPairs();
     const v1 = newWorkspaceKey();
     await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(v1, mine.publicKey, { workspace: ws, user: me }) } });
     const ctx = { workspace: ws, environment: "development", name: "A" };
@@ -794,14 +801,7 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
 
 describe("keys and protection cannot be taken over", () => {
   test("E2EE: no takeover by removing holders, no loss by a new key pair, no rollback across key versions", async () => {
-    const { c, owner, ws, base, path } = await setup();
-    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
-    const admin = await c.addUser(owner, "admin@example.org", "admin");
-    const mine = generateUserKeyPair();
-    const theirs = generateUserKeyPair();
-    await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: mine.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
-    await c.send("PUT", "/v1/secrets/me/keypair", admin.token, { json: { public_key: theirs.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
-    await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+    const { c, owner, ws, base, path, me, admin, mine, theirs } = await encryptedWithTwoKeyPairs();
     const key = newWorkspaceKey();
     await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(key, mine.publicKey, { workspace: ws, user: me }) } });
     const ctx = { workspace: ws, environment: "development", name: "A" };
