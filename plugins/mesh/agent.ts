@@ -123,10 +123,17 @@ export class Agent {
     const next = this.state.next_private_key;
     if (!next || !doc.rotation?.switch) return false;
     if ((await publicKeyOf(next)) !== doc.rotation.next_public_key) return false; // announced by another run: wait for ours
+    let switched = false;
     this.updateState((state) => {
+      // Compared on the file as it is now: `citadel mesh rotate` (another process) may have
+      // written a newer next key since this round read it, and erasing that one would leave the
+      // node on a key no peer lists once the control plane announces it.
+      if (state.next_private_key !== next) return;
       state.private_key = next;
       state.next_private_key = null;
+      switched = true;
     });
+    if (!switched) return false;
     this.options.err("switched to the next key: peers accept it; the old key is dropped once the control plane hears of it");
     return true;
   }

@@ -60,6 +60,7 @@ export class NodeConfigs {
   private readonly views = new Map<string, NetworkView>();
   private readonly documents = new Map<string, { version: number; validUntil: number; signed: SignedConfig; rotating: boolean; networkId: string }>();
   private signerOf: { keyring: Keyring; signer: Signer } | null = null;
+  private expiring: Promise<unknown> | null = null;
 
   constructor(
     private readonly k: MeshKernel,
@@ -131,15 +132,31 @@ export class NodeConfigs {
       interfaceName: row.interface_name,
     };
     let validUntil = Infinity;
+    let expiredUnnoted = false;
     const nodes: MeshNode[] = [];
     for (const n of sql.nodes(db, networkId)) {
-      if (!isActive(n, now)) continue;
-      if (n.expires_at !== null) validUntil = Math.min(validUntil, n.expires_at);
+      if (n.disabled !== 0) continue;
+      if (!isActive(n, now)) {
+        // Gone only with the new version that says so: a config must never change under the
+        // same version, or an agent would take the older one, replayed, for current. Until its
+        // expiry is noted (at once, below), an expired node stays listed.
+        if (expiryNoted(n)) continue;
+        expiredUnnoted = true;
+      } else if (n.expires_at !== null) validUntil = Math.min(validUntil, n.expires_at);
       nodes.push(meshNode(this.mesh, row, n));
     }
+    if (expiredUnnoted) this.expireNow();
     const seed = this.mesh.pskSeed(row);
     const policy = this.mesh.policyOf(row);
     return { version: row.version, validUntil, network, nodes, plan: new MeshPlan(network, nodes, policy, seed ? pairKey(seed) : undefined), idByName: new Map(nodes.map((n) => [n.name, n.id])) };
+  }
+
+  /** Acts on expiries now (a new version of their networks), once at a time; the write's change clears the views. */
+  private expireNow(): void {
+    this.expiring ??= this.mesh
+      .expireNodes()
+      .catch((error) => this.k.log.error("mesh: expiring nodes failed", { error: String(error) }))
+      .finally(() => (this.expiring = null));
   }
 
   private forgetSecrets(): void {
@@ -182,6 +199,11 @@ export class NodeConfigs {
     if (this.documents.size > 100_000) this.documents.clear();
     return signed;
   }
+}
+
+/** True when the node's expiry was acted on (service.ts expireNodes): its removal has a version. */
+function expiryNoted(n: sql.NodeRow): boolean {
+  return n.expires_at !== null && n.expiry_noted_at != null && n.expiry_noted_at >= n.expires_at;
 }
 
 function meshNode(mesh: MeshService, net: sql.NetworkRow, n: sql.NodeRow): MeshNode {

@@ -71,19 +71,17 @@ export const meshPlugin = definePlugin<MeshSettings>({
   async start(k) {
     const { mesh } = meshOf(k);
     const unregisterSubjects = subjectsOf(k.store).register(meshSubjects(mesh));
-    const domain = k.settings.domain;
-    if (domain === "") return async () => unregisterSubjects();
-    const unregister = k.records.register({ name: "mesh", domain: domain.endsWith(".") ? domain : `${domain}.`, records: () => nodeRecords(k, mesh) });
-    const unsubscribe = mesh.onChange(() => k.records.changed("mesh"));
-    // Expiry is time, not a write: every 15 s, nodes that expired become a change of their
-    // networks (a new version for every peer, their names gone from DNS, an audit event).
+    // Expiry is time, not a write: every 15 s (and when a config is asked for), nodes that
+    // expired become a change of their networks (a new version for every peer, their names
+    // gone from DNS, an audit event). With or without DNS names.
     const expiry = setInterval(() => void mesh.expireNodes().catch((e) => k.log.error("mesh: expiring nodes failed", { error: String(e) })), 15_000);
     expiry.unref();
+    const domain = k.settings.domain;
+    const stopNames = domain === "" ? () => {} : serveNames(k, mesh, domain);
     return async () => {
       unregisterSubjects();
       clearInterval(expiry);
-      unsubscribe();
-      unregister();
+      stopNames();
     };
   },
 
@@ -263,6 +261,16 @@ function bearer(request: Request): string | null {
 /** The operator's view of a config: preshared keys are for the two nodes only. */
 function withoutPresharedKeys(config: NodeConfig): NodeConfig {
   return { ...config, peers: config.peers.map((p) => ({ ...p, presharedKey: null })) };
+}
+
+/** `<node>.<network>.<domain>` served by the DNS server, renewed on every change; returns the way to stop. */
+function serveNames(k: Kernel<MeshSettings>, mesh: MeshService, domain: string): () => void {
+  const unregister = k.records.register({ name: "mesh", domain: domain.endsWith(".") ? domain : `${domain}.`, records: () => nodeRecords(k, mesh) });
+  const unsubscribe = mesh.onChange(() => k.records.changed("mesh"));
+  return () => {
+    unsubscribe();
+    unregister();
+  };
 }
 
 /** A and AAAA of every active node: <node>.<network>.<domain>. */

@@ -51,6 +51,8 @@ export interface NodeRow {
   hub: number;
   disabled: number;
   expires_at: number | null;
+  /** When its expiry was acted on (a new version, an audit event); NULL: not yet. */
+  expiry_noted_at?: number | null;
   token_prefix: string;
   token_hash: Uint8Array;
   preauth_key_id: string | null;
@@ -99,8 +101,14 @@ export function updateNetwork(tx: Database, row: NetworkRow): void {
 }
 
 /** The network's next version (every node's config may have changed). */
+/**
+ * A new version of the network's configs: one more than the last, and at least the time now in
+ * milliseconds. So versions only grow, even when the database goes back (a backup restored,
+ * perhaps on a new machine): agents refuse a version older than the one they applied, and
+ * would otherwise refuse every config until the count caught up with theirs.
+ */
 export function bumpVersion(tx: Database, id: string, now: number): number {
-  tx.query("UPDATE mesh_networks SET version = version + 1, updated_at = ? WHERE id = ?").run(now, id);
+  tx.query("UPDATE mesh_networks SET version = MAX(version + 1, ?), updated_at = ? WHERE id = ?").run(now, now, id);
   return networkVersion(tx, id)!;
 }
 

@@ -226,10 +226,16 @@ describe("config documents", () => {
     expect(peerNames((await fetchDocument(c, a)).doc)).toEqual([]);
     expect((await fetchDocument(c, b)).status).toBe(403);
     await c.send("PATCH", `${net}/nodes/b`, owner, { json: { disabled: false, expires_at: new Date(c.clock.now() + 60_000).toISOString() } });
-    expect(peerNames((await fetchDocument(c, a)).doc)).toEqual(["b"]);
+    const listed = (await fetchDocument(c, a)).doc!;
+    expect(peerNames(listed)).toEqual(["b"]);
     c.clock.advance(61_000);
-    expect(peerNames((await fetchDocument(c, a)).doc)).toEqual([]); // expiry is time, not a write
-    expect((await fetchDocument(c, b)).status).toBe(403);
+    expect((await fetchDocument(c, b)).status).toBe(403); // at once for the node itself
+    // For its peers, expiry is time, not a write: asking for a config acts on it, and b leaves
+    // with a new version — never under the version that listed it (found in review).
+    let after = (await fetchDocument(c, a)).doc!;
+    for (const deadline = Date.now() + 5000; peerNames(after).length > 0 && Date.now() < deadline; await Bun.sleep(5)) after = (await fetchDocument(c, a)).doc!;
+    expect(peerNames(after)).toEqual([]);
+    expect(after.version).toBeGreaterThan(listed.version);
   });
 
   test("preshared keys: the same key at both ends of a pair, derived from a keyring-encrypted seed; never shown to operators or stored", async () => {
@@ -495,9 +501,42 @@ describe("hardening (from the security review)", () => {
     const { MeshService } = await import("../../../plugins/mesh/service.ts");
     expect(await new MeshService(c.kernel as never).expireNodes()).toBe(0); // and once only after a restart too (found in review)
     const again = await c.login(c.owner.email, c.owner.password); // a day later: a new session
-    expect((await c.send("GET", net, again)).body.version).toBe(before + 1);
+    expect((await c.send("GET", net, again)).body.version).toBeGreaterThan(before); // one new version (at least the time of the change)
     expect(c.kernel.records.list().find((p) => p.name === "mesh")!.records()).toEqual([]);
     expect(meshEvents(c).filter((e) => e.action === "mesh.node.expire").map((e) => e.reason)).toEqual(["short"]);
+  });
+
+  test("versions only grow, even when the database goes back (a backup restored): a change after it is newer than anything agents applied (found in review)", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    await enroll(c, key, "b");
+    for (const mtu of [1400, 1380, 1360]) await c.send("PATCH", net, owner, { json: { mtu } });
+    const applied = (await fetchDocument(c, a)).doc!.version; // what a's agent holds
+    c.kernel.store.db.query("UPDATE mesh_networks SET version = 2 WHERE name = 'office'").run(); // the backup's
+    c.clock.advance(1000);
+    expect((await c.send("DELETE", `${net}/nodes/b`, owner)).status).toBe(200);
+    const after = (await fetchDocument(c, a)).doc!;
+    expect(peerNames(after)).toEqual([]);
+    expect(after.version).toBeGreaterThan(applied); // the agent takes it; a count from 2 it would refuse
+  });
+
+  test("without DNS names ([mesh] domain empty), expiry is still a change: a new version and an audit event (found in review)", async () => {
+    const c = await testCitadel({ config: { mesh: { domain: "" } } });
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const networks = `/v1/mesh/orgs/${c.owner.organization}/networks`;
+    expect((await c.send("POST", networks, owner, { json: { name: "office" } })).status).toBe(200);
+    const net = `${networks}/office`;
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    await enroll(c, key, "b");
+    await c.send("PATCH", `${net}/nodes/b`, owner, { json: { expires_at: new Date(c.clock.now() + 60_000).toISOString() } });
+    const listed = (await fetchDocument(c, a)).doc!;
+    c.clock.advance(61_000);
+    let after = (await fetchDocument(c, a)).doc!;
+    for (const deadline = Date.now() + 5000; peerNames(after).length > 0 && Date.now() < deadline; await Bun.sleep(5)) after = (await fetchDocument(c, a)).doc!;
+    expect([peerNames(after), after.version > listed.version]).toEqual([[], true]);
+    expect(meshEvents(c).filter((e) => e.action === "mesh.node.expire").map((e) => e.reason)).toEqual(["b"]);
   });
 
   test("a deleted organization's mesh stops: enrollment, polls and names", async () => {

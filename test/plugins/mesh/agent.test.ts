@@ -1,0 +1,48 @@
+/**
+ * The agent's key switch, on a state directory alone (no device): the switch to the next key
+ * is made on the state file as it is at that moment, not as the round read it.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Agent } from "../../../plugins/mesh/agent.ts";
+import type { ConfigDocument } from "../../../plugins/mesh/configs.ts";
+import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
+import { readState, writeState, type NodeState } from "../../../plugins/mesh/node-state.ts";
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+async function stateDirWith(state: Partial<NodeState>): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-agent-"));
+  dirs.push(dir);
+  const base: NodeState = { server: "https://127.0.0.1:1", certificate: null, node_id: "node_a", network_id: "net_a", network: "office", name: "a", interface: "wgc-test", token: "t", signing_key: "s", private_key: (await generateKeyPair()).privateKey, next_private_key: null, applied_version: 1 };
+  writeState(dir, { ...base, ...state });
+  return dir;
+}
+
+const switching = (nextPublicKey: string) => ({ rotation: { next_public_key: nextPublicKey, switch: true } }) as unknown as ConfigDocument;
+const quiet = { dryRun: false, firewall: false, out: () => {}, err: () => {} };
+
+test("a next key written by `citadel mesh rotate` during the round is kept, not erased by the switch to the one before (found in review)", async () => {
+  const k1 = await generateKeyPair();
+  const k2 = await generateKeyPair();
+  const dir = await stateDirWith({ next_private_key: k1.privateKey });
+  const agent = new Agent({ stateDir: dir, ...quiet }); // the round has read k1 as the next key
+  writeState(dir, { ...readState(dir), next_private_key: k2.privateKey }); // rotate, run again meanwhile
+  const switchKeyIfDue = (agent as unknown as { switchKeyIfDue(doc: ConfigDocument): Promise<boolean> }).switchKeyIfDue.bind(agent);
+  expect(await switchKeyIfDue(switching(k1.publicKey))).toBe(false);
+  expect(readState(dir).next_private_key).toBe(k2.privateKey); // the newer rotation goes on
+});
+
+test("with nothing written meanwhile, the switch happens: the next key becomes the key", async () => {
+  const k1 = await generateKeyPair();
+  const dir = await stateDirWith({ next_private_key: k1.privateKey });
+  const agent = new Agent({ stateDir: dir, ...quiet });
+  const switchKeyIfDue = (agent as unknown as { switchKeyIfDue(doc: ConfigDocument): Promise<boolean> }).switchKeyIfDue.bind(agent);
+  expect(await switchKeyIfDue(switching(k1.publicKey))).toBe(true);
+  expect(readState(dir)).toMatchObject({ private_key: k1.privateKey, next_private_key: null });
+});
