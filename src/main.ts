@@ -148,7 +148,9 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   const token = anonymous ? undefined : env.CITADEL_TOKEN;
   if (env.CITADEL_SERVER) {
     const sameServer = stored?.server === env.CITADEL_SERVER;
-    return createApiClient({ baseUrl: env.CITADEL_SERVER, trust: sameServer ? stored?.certificate : undefined, token: token ?? (sameServer && !anonymous ? stored?.token : undefined) });
+    // The pinned certificate is handed on too: login and password make follow-up clients from it.
+    const pinned = sameServer ? stored?.certificate : undefined;
+    return createApiClient({ baseUrl: env.CITADEL_SERVER, trust: pinned, certificate: pinned, token: token ?? (sameServer && !anonymous ? stored?.token : undefined) });
   }
   if (stored && !explicitlyLocal) {
     return createApiClient({ baseUrl: stored.server, trust: stored.certificate, token: token ?? (anonymous ? undefined : stored.token), certificate: stored.certificate });

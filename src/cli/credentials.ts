@@ -10,7 +10,7 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../files.ts";
-import type { CommandContext } from "../plugin.ts";
+import type { ApiClient, CommandContext } from "../plugin.ts";
 import { ApiError, createApiClient } from "./api-client.ts";
 
 export interface StoredLogin {
@@ -96,6 +96,12 @@ export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> 
   const api = local && !certificate ? base! : createApiClient({ baseUrl: server, trust: certificate });
 
   const scope = typeof ctx.options.scope === "string" ? ctx.options.scope : "read write iam:self";
+  const token = await deviceToken(ctx, api, scope);
+  return keepToken(ctx, server, certificate, token);
+}
+
+/** Shows the code to approve, then polls until it is approved; the access token issued. */
+async function deviceToken(ctx: CommandContext, api: ApiClient, scope: string): Promise<string> {
   const start = await api.request<DeviceStart>("POST", "/oauth/device/code", { client_name: `citadel CLI on ${hostname()}`, scope });
   ctx.err(`Open ${start.verification_uri_complete}`);
   ctx.err(`and check that it shows the code ${start.user_code}, then approve. Waiting...`);
@@ -105,10 +111,7 @@ export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> 
     await Bun.sleep(interval * 1000);
     try {
       const token = await api.request<{ access_token: string }>("POST", "/oauth/token", { grant_type: "urn:ietf:params:oauth:grant-type:device_code", device_code: start.device_code });
-      const me = await createApiClient({ baseUrl: server, trust: certificate, token: token.access_token }).request<{ email: string }>("GET", "/v1/iam/me");
-      const path = writeStoredLogin(ctx.configHome, { server, token: token.access_token, token_id: token.access_token.split("_")[2]!, certificate });
-      ctx.out(ctx.json ? JSON.stringify({ server, user: me.email, credentials: path }) : `Logged in to ${server} as ${me.email}; the token is in ${path} (mode 0600).`);
-      return 0;
+      return token.access_token;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       if (error.code === "authorization_pending") continue;
@@ -122,6 +125,30 @@ export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> 
     }
   }
   throw new ApiError("the login code expired before it was approved; run citadel login again");
+}
+
+/**
+ * Stores a token just issued, once it has shown that it works. One that cannot be kept is
+ * revoked: nobody would hold it, yet it would stay valid until it expired.
+ */
+async function keepToken(ctx: CommandContext, server: string, certificate: string | undefined, token: string): Promise<number> {
+  const client = createApiClient({ baseUrl: server, trust: certificate, token });
+  const id = token.split("_")[2]!;
+  let email: string;
+  let path: string;
+  try {
+    email = (await client.request<{ email: string }>("GET", "/v1/iam/me")).email;
+    path = writeStoredLogin(ctx.configHome, { server, token, token_id: id, certificate });
+  } catch (error) {
+    const revoked = await client.request("POST", "/v1/iam/logout", {}).then(
+      () => "the token just issued was revoked",
+      () => `the token just issued (id ${id}) could not be revoked either: revoke it (citadel token revoke ${id}), else it stays valid until it expires`,
+    );
+    const message = `${error instanceof Error ? error.message : String(error)}; ${revoked}`;
+    throw error instanceof ApiError ? new ApiError(message, error.status, error.code) : new Error(message);
+  }
+  ctx.out(ctx.json ? JSON.stringify({ server, user: email, credentials: path }) : `Logged in to ${server} as ${email}; the token is in ${path} (mode 0600).`);
+  return 0;
 }
 
 /**

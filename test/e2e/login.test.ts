@@ -3,7 +3,7 @@
  * process, approval through the API, the stored token (mode 0600) used by later commands.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BINARY, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
@@ -26,9 +26,9 @@ afterAll(async () => {
   rmSync(configHome, { recursive: true, force: true });
 });
 
-test("citadel login: approve the shown code, then commands use the stored token", async () => {
-  const env = { PATH: process.env.PATH ?? "", HOME: configHome, XDG_CONFIG_HOME: configHome, CITADEL_HTTP_PORT: String(port) };
-  const proc = Bun.spawn([BINARY, "login", "--data", data.path], { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+/** Runs `citadel login` with `args`, approves the code it shows through the API, and waits for it. */
+async function loginApproved(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn([BINARY, "login", ...args], { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   let shown = "";
   const reader = proc.stderr.getReader();
   while (!/code ([A-Z]{4}-[A-Z]{4})/.test(shown)) {
@@ -45,8 +45,16 @@ test("citadel login: approve the shown code, then commands use the stored token"
     tls: { ca: readFileSync(join(data.path, "tls/cert.pem"), "utf8") },
   });
   expect(approve.status).toBe(200);
-  reader.releaseLock();
-  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  const rest = (async () => {
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) shown += new TextDecoder().decode(chunk.value);
+  })();
+  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited, rest]);
+  return { code, stdout, stderr: shown };
+}
+
+test("citadel login: approve the shown code, then commands use the stored token", async () => {
+  const env = { PATH: process.env.PATH ?? "", HOME: configHome, XDG_CONFIG_HOME: configHome, CITADEL_HTTP_PORT: String(port) };
+  const { code, stdout } = await loginApproved(["--data", data.path], env);
   expect(code).toBe(0);
   expect(stdout).toContain("as admin@localhost");
   const file = join(configHome, "citadel", "config.json");
@@ -107,3 +115,20 @@ test("the fingerprint citadel serve prints is the one citadel login --server acc
   await proc.exited;
   expect(shown).toMatch(/check that it shows the code [A-Z]{4}-[A-Z]{4}/);
 });
+
+test("CITADEL_SERVER naming the stored login's server keeps its pinned certificate for the login that follows (found in review)", async () => {
+  const home = mkdtempSync(join(tmpdir(), "citadel-login-home-"));
+  try {
+    const certificate = readFileSync(join(data.path, "tls/cert.pem"), "utf8");
+    const file = join(home, "citadel", "config.json");
+    mkdirSync(join(home, "citadel"), { mode: 0o700 });
+    writeFileSync(file, JSON.stringify({ server: citadel.url, token: operator, token_id: operator.split("_")[2], certificate }), { mode: 0o600 });
+    const env = { PATH: process.env.PATH ?? "", HOME: home, XDG_CONFIG_HOME: home, CITADEL_SERVER: citadel.url };
+    const { code, stderr } = await loginApproved([], env);
+    expect(stderr).not.toContain("did not present a certificate");
+    expect(code).toBe(0);
+    expect(JSON.parse(readFileSync(file, "utf8")).token).toMatch(/^citadel_pat_/);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}, 30_000);

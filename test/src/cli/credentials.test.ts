@@ -1,0 +1,70 @@
+import { afterAll, afterEach, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createApiClient } from "../../../src/cli/api-client.ts";
+import { credentialsPath, loginWithDeviceFlow } from "../../../src/cli/credentials.ts";
+import type { CommandContext } from "../../../src/plugin.ts";
+import { freePort } from "../../helpers/binary.ts";
+
+const configHome = mkdtempSync(join(tmpdir(), "citadel-credentials-"));
+afterAll(() => rmSync(configHome, { recursive: true, force: true }));
+
+const ISSUED = `citadel_pat_abcdefgh_${"x".repeat(38)}`;
+let server: ReturnType<typeof Bun.serve> | undefined;
+afterEach(() => server?.stop(true));
+
+/** A device-flow server that approves at once, answers /v1/iam/me with `me`, and records logouts. */
+async function deviceFlowServer(me: () => Response) {
+  const logouts: string[] = [];
+  server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: await freePort(),
+    fetch(request) {
+      const path = new URL(request.url).pathname;
+      if (path === "/oauth/device/code") return Response.json({ device_code: "d", user_code: "ABCD-EFGH", verification_uri: "u", verification_uri_complete: "u", expires_in: 60, interval: 0 });
+      if (path === "/oauth/token") return Response.json({ access_token: ISSUED });
+      if (path === "/v1/iam/me") return me();
+      if (path === "/v1/iam/logout") {
+        logouts.push(request.headers.get("authorization") ?? "");
+        return Response.json({});
+      }
+      return new Response("no", { status: 404 });
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, logouts };
+}
+
+function context(url: string, lines: string[]): CommandContext {
+  return {
+    args: [],
+    options: {},
+    json: false,
+    out: (text) => lines.push(text),
+    err: (text) => lines.push(text),
+    api: async () => createApiClient({ baseUrl: url }),
+    configHome,
+    env: {},
+    dataDir: () => "",
+    config: () => {
+      throw new Error("no config here");
+    },
+  };
+}
+
+test("a token issued but not kept is revoked, not left valid with nobody holding it (found in review)", async () => {
+  const { url, logouts } = await deviceFlowServer(() => Response.json({ detail: "boom", code: "internal" }, { status: 500 }));
+  const lines: string[] = [];
+  await expect(loginWithDeviceFlow(context(url, lines))).rejects.toThrow("boom (internal); the token just issued was revoked");
+  expect(logouts).toEqual([`Bearer ${ISSUED}`]);
+  expect(existsSync(credentialsPath(configHome))).toBe(false);
+});
+
+test("a token kept is not revoked", async () => {
+  const { url, logouts } = await deviceFlowServer(() => Response.json({ email: "a@example.com" }));
+  const lines: string[] = [];
+  expect(await loginWithDeviceFlow(context(url, lines))).toBe(0);
+  expect(lines.at(-1)).toContain("as a@example.com");
+  expect(logouts).toEqual([]);
+  rmSync(credentialsPath(configHome));
+});
