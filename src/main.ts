@@ -24,7 +24,8 @@ import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
 import { AuditLog } from "./audit/log.ts";
 import { buildInfo } from "./build-info.ts";
-import { ApiError, createApiClient, localApiClient } from "./cli/api-client.ts";
+import { adviceFor } from "./cli/advice.ts";
+import { createApiClient, localApiClient, type TokenOrigin } from "./cli/api-client.ts";
 import { readStoredLogin } from "./cli/credentials.ts";
 import { forStdout, printable } from "./cli/output.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
@@ -97,9 +98,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`citadel: ${printable(message)}\n`); // a server's words among them
-    if (error instanceof ApiError && error.code === "insufficient_scope") {
-      process.stderr.write('citadel: a token has the scopes asked for when it was made; `citadel login --scope "read write iam:self iam:admin"` asks for the administrative ones too (see docs/identity.md)\n');
-    }
+    const advice = adviceFor(error);
+    if (advice) process.stderr.write(`citadel: ${printable(advice)}\n`);
     return error instanceof ConfigError || error instanceof UsageError ? 2 : 1;
   }
 }
@@ -146,16 +146,19 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   const stored = readStoredLogin(configHome);
   const explicitlyLocal = options.data !== undefined || options.config !== undefined;
   const token = anonymous ? undefined : env.CITADEL_TOKEN;
+  // Where the token comes from decides the advice given when it is refused.
+  const credential = (storedToken: string | undefined): { token?: string; tokenOrigin?: TokenOrigin } =>
+    token !== undefined ? { token, tokenOrigin: "CITADEL_TOKEN" } : storedToken && !anonymous ? { token: storedToken, tokenOrigin: "login" } : {};
   if (env.CITADEL_SERVER) {
     const sameServer = stored?.server === env.CITADEL_SERVER;
     // The pinned certificate is handed on too: login and password make follow-up clients from it.
     const pinned = sameServer ? stored?.certificate : undefined;
-    return createApiClient({ baseUrl: env.CITADEL_SERVER, trust: pinned, certificate: pinned, token: token ?? (sameServer && !anonymous ? stored?.token : undefined) });
+    return createApiClient({ baseUrl: env.CITADEL_SERVER, trust: pinned, certificate: pinned, ...credential(sameServer ? stored?.token : undefined) });
   }
   if (stored && !explicitlyLocal) {
-    return createApiClient({ baseUrl: stored.server, trust: stored.certificate, token: token ?? (anonymous ? undefined : stored.token), certificate: stored.certificate });
+    return createApiClient({ baseUrl: stored.server, trust: stored.certificate, certificate: stored.certificate, ...credential(stored.token) });
   }
-  return localApiClient(configFor(options, env).config, token);
+  return localApiClient(configFor(options, env).config, token, token !== undefined ? "CITADEL_TOKEN" : undefined);
 }
 
 /**

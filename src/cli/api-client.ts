@@ -8,6 +8,19 @@ import type { Config } from "../config/schema.ts";
 import { dataPath } from "../config/load.ts";
 import type { ApiClient } from "../plugin.ts";
 
+/** Where a client's token came from: what to do about a refusal depends on it. */
+export type TokenOrigin = "CITADEL_TOKEN" | "login";
+
+/** What a refusal was about, beyond its message: enough to tell the user what to do. */
+export interface RefusalFacts {
+  /** The server's WWW-Authenticate challenge: a Bearer one means the token was missing or refused. */
+  challenge?: string;
+  /** The scope the server asked for (403 insufficient_scope). */
+  scope?: string;
+  /** The token the request carried, if any: where it came from and its kind (pat, ses, a service). */
+  token?: { origin?: TokenOrigin; kind: string };
+}
+
 /** An API failure, carrying the server's problem document when there was one. */
 export class ApiError extends Error {
   override readonly name = "ApiError";
@@ -15,6 +28,7 @@ export class ApiError extends Error {
     message: string,
     readonly status?: number,
     readonly code?: string,
+    readonly facts: RefusalFacts = {},
   ) {
     super(message);
   }
@@ -28,6 +42,8 @@ export interface ApiClientOptions {
   token?: string;
   /** The server's own certificate, when it is pinned (shown to `citadel login`). */
   certificate?: string;
+  /** Where `token` came from, for the advice given with a refusal. */
+  tokenOrigin?: TokenOrigin;
 }
 
 /** The system's root certificates; node:tls is loaded (60 ms) only by commands that connect. */
@@ -36,9 +52,10 @@ async function withSystemRoots(certificate: string): Promise<string[]> {
   return [...rootCertificates, certificate];
 }
 
-export function createApiClient({ baseUrl, trust, token, certificate }: ApiClientOptions): ApiClient {
+export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigin }: ApiClientOptions): ApiClient {
   /** `confirmed`: the user said yes already, so a 428 is answered with its token, once. */
   const send = async (method: string, path: string, body?: unknown, confirmed = false, confirm?: string): Promise<{ response: Response; text: string }> => {
+    if (token) checkTokenShape(token, tokenOrigin);
     const ca = trust ? await withSystemRoots(trust) : undefined;
     let response: Response;
     try {
@@ -63,16 +80,15 @@ export function createApiClient({ baseUrl, trust, token, certificate }: ApiClien
     }
     const text = await response.text();
     if (!response.ok) {
-      let problem: { detail?: string; title?: string; code?: string; request_id?: string; confirmation_token?: string } = {};
-      try {
-        problem = JSON.parse(text);
-      } catch {
-        // not a problem document: the status says enough
-      }
+      const problem = problemOf(text);
       // The user confirmed already (--yes): answer the server's confirmation request once.
       if (response.status === 428 && confirmed && !confirm && problem.confirmation_token) return send(method, path, body, confirmed, problem.confirmation_token);
-      const what = problem.detail ?? problem.title ?? `HTTP ${response.status}`;
-      throw new ApiError(`${what} (${problem.code ?? response.status}${problem.request_id ? `, request ${problem.request_id}` : ""})`, response.status, problem.code);
+      const facts: RefusalFacts = {
+        challenge: response.headers.get("www-authenticate") ?? undefined,
+        scope: askedScope(response, problem),
+        ...(token ? { token: { origin: tokenOrigin, kind: token.split("_")[1] ?? "" } } : {}),
+      };
+      throw new ApiError(refusalMessage(response, problem), response.status, problem.code, facts);
     }
     return { response, text };
   };
@@ -81,8 +97,14 @@ export function createApiClient({ baseUrl, trust, token, certificate }: ApiClien
     certificate,
     async request<T>(method: string, path: string, body?: unknown, options: { confirmed?: boolean } = {}): Promise<T> {
       const { response, text } = await send(method, path, body, options.confirmed === true);
+      // Every route answers JSON; only 204 means "nothing". An empty 200 left callers reading
+      // fields of undefined.
+      if (!text) {
+        if (response.status === 204) return undefined as T;
+        throw new ApiError(`the server answered with no body (HTTP ${response.status} from ${baseUrl}${path}) where JSON was expected`, response.status);
+      }
       try {
-        return (text ? JSON.parse(text) : undefined) as T;
+        return JSON.parse(text) as T;
       } catch {
         throw new ApiError(`unexpected answer from ${baseUrl}${path} (HTTP ${response.status}, not JSON)`, response.status);
       }
@@ -93,21 +115,78 @@ export function createApiClient({ baseUrl, trust, token, certificate }: ApiClien
   };
 }
 
+/** The fields of a problem document this client uses, each only when it has the expected type. */
+interface Problem {
+  detail?: string;
+  code?: string;
+  request_id?: string;
+  confirmation_token?: string;
+}
+
+/** A refusal's problem document; fields of another type are dropped (never shown as [object Object]). */
+function problemOf(text: string): Problem {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return {}; // not a problem document: an HTML error page, a proxy's plain text
+  }
+  if (typeof parsed !== "object" || parsed === null) return {};
+  const record = parsed as Record<string, unknown>;
+  const field = (name: string) => (typeof record[name] === "string" && record[name] !== "" ? (record[name] as string) : undefined);
+  return { detail: field("detail") ?? field("title"), code: field("code"), request_id: field("request_id"), confirmation_token: field("confirmation_token") };
+}
+
+/** One line for a refusal: the server's words when it sent any, else what the status means. */
+function refusalMessage(response: Response, problem: Problem): string {
+  const where = problem.request_id ? `, request ${problem.request_id}` : "";
+  if (problem.detail) return `${problem.detail} (${problem.code ?? response.status}${where})`;
+  if (response.status === 429) return `rate limited: ${retryAfter(response.headers.get("retry-after"))}${where}`;
+  return `the server answered ${response.status} with no problem document${problem.code ? ` (${problem.code}${where})` : ""}`;
+}
+
+/** Retry-After is seconds or an HTTP date (RFC 9110 §10.2.3). */
+function retryAfter(header: string | null): string {
+  if (header && /^\d+$/.test(header.trim())) return `retry in ${Number(header.trim())} s`;
+  const at = header ? Date.parse(header) : Number.NaN;
+  if (!Number.isNaN(at)) return `retry in ${Math.max(0, Math.ceil((at - Date.now()) / 1000))} s`;
+  return "retry later";
+}
+
+/** The scope a 403 insufficient_scope names: its WWW-Authenticate header (RFC 6750 §3), else its detail. */
+function askedScope(response: Response, problem: Problem): string | undefined {
+  if (problem.code !== "insufficient_scope") return undefined;
+  const header = /\bscope="([^"]*)"/.exec(response.headers.get("www-authenticate") ?? "")?.[1];
+  return header || /\bscope ([a-z][a-z0-9:_-]*)/.exec(problem.detail ?? "")?.[1];
+}
+
+/**
+ * Refuses a token that cannot be sent as one header value. fetch refused it itself, but with a
+ * message that blamed the connection ("cannot reach Citadel ... is it running?").
+ */
+function checkTokenShape(token: string, origin: TokenOrigin | undefined): void {
+  const bad = /[^\x21-\x7e]/.exec(token);
+  if (!bad) return;
+  const what = bad[0] === "\n" || bad[0] === "\r" ? "a newline" : bad[0] === " " || bad[0] === "\t" ? "a space" : "a character that is not printable ASCII";
+  const name = origin === "CITADEL_TOKEN" ? "CITADEL_TOKEN" : origin === "login" ? "the stored login's token" : "the token";
+  throw new ApiError(`${name} holds ${what} (character ${bad.index + 1}): a Citadel token is one word, citadel_...; set it again without it`);
+}
+
 /** A client for the instance this machine's config describes. */
-export function localApiClient(config: Config, token?: string): ApiClient {
+export function localApiClient(config: Config, token?: string, tokenOrigin?: TokenOrigin): ApiClient {
   const { address, port, tls } = config.http;
   // A wildcard listener is reached over loopback.
   const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
   const bracketed = host.includes(":") ? `[${host}]` : host;
   if (port === 0) throw new ApiError("http.port is 0 (a random port): cannot tell where Citadel listens");
-  if (!tls.enabled) return createApiClient({ baseUrl: `http://${bracketed}:${port}`, token });
+  if (!tls.enabled) return createApiClient({ baseUrl: `http://${bracketed}:${port}`, token, tokenOrigin });
   let certificate: string;
   try {
     certificate = readFileSync(dataPath(config, tls.cert_file), "utf8");
   } catch {
-    throw new ApiError(`cannot read the TLS certificate ${dataPath(config, tls.cert_file)}; has Citadel been started here (citadel init)?`);
+    throw new ApiError(`cannot read the TLS certificate ${dataPath(config, tls.cert_file)}; has Citadel been started here (citadel init)? For a Citadel elsewhere: citadel login --server URL --fingerprint SHA256`);
   }
   // The configured certificate itself (which pins the self-signed default), plus the system's
   // roots for an operator's certificate from a public CA.
-  return createApiClient({ baseUrl: `https://${bracketed}:${port}`, trust: certificate, token, certificate });
+  return createApiClient({ baseUrl: `https://${bracketed}:${port}`, trust: certificate, token, certificate, tokenOrigin });
 }

@@ -41,7 +41,9 @@ export function parseCommandLine(argv: readonly string[], commands: readonly Com
   if (!command) {
     if (words.length === 0) {
       if (argv.includes("--help") || argv.includes("-h")) return { kind: "help" };
-      throw new UsageError(argv.length === 0 ? "no command given" : `unknown flag or missing command: ${argv[0]}`);
+      const unknown = argv.find((token) => token.startsWith("-") && !isGlobalFlag(token));
+      if (unknown) throw new UsageError(`unknown flag or missing command: ${unknown}`);
+      throw new UsageError(argv.length === 0 ? "no command given" : "missing command");
     }
     throw new UsageError(`unknown command: ${words.join(" ")}`);
   }
@@ -83,6 +85,12 @@ function leadingWords(argv: readonly string[]): { words: string[]; wordIndexes: 
     wordIndexes.push(i);
   }
   return { words, wordIndexes };
+}
+
+/** `--data`, `--json=x`, `-h`: a global flag, which alone is valid, but no command. */
+function isGlobalFlag(token: string): boolean {
+  const name = token.replace(/^--?/, "").split("=")[0]!;
+  return GLOBAL_OPTIONS[name] !== undefined || Object.values(GLOBAL_OPTIONS).some((o) => o.short === name);
 }
 
 /** The command whose words are the longest prefix of `words`. */

@@ -76,6 +76,9 @@ export async function fetchPinnedCertificate(server: string, fingerprint: string
   });
 }
 
+/** What `citadel login` asks for unless --scope says otherwise (never the administrative iam:admin). */
+export const LOGIN_SCOPE = "read write iam:self";
+
 interface DeviceStart {
   device_code: string;
   user_code: string;
@@ -95,7 +98,7 @@ export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> 
   else if (local) certificate = base!.certificate;
   const api = local && !certificate ? base! : createApiClient({ baseUrl: server, trust: certificate });
 
-  const scope = typeof ctx.options.scope === "string" ? ctx.options.scope : "read write iam:self";
+  const scope = typeof ctx.options.scope === "string" ? ctx.options.scope : LOGIN_SCOPE;
   const token = await deviceToken(ctx, api, scope);
   return keepToken(ctx, server, certificate, token);
 }
@@ -164,6 +167,12 @@ export async function logout(ctx: CommandContext): Promise<number> {
   try {
     await createApiClient({ baseUrl: stored.server, trust: stored.certificate, token: stored.token }).request("POST", "/v1/iam/logout", {});
   } catch (error) {
+    // 401: the server refuses the token already (revoked, expired): nothing is left to revoke.
+    if (error instanceof ApiError && error.status === 401) {
+      rmSync(credentialsPath(ctx.configHome));
+      ctx.out(`Logged out; ${stored.server} already refused the token, so there was nothing to revoke: ${error.message}`);
+      return 0;
+    }
     ctx.err(`could not revoke the token on ${stored.server} (${error instanceof Error ? error.message : error}); it stays valid until it expires`);
   }
   rmSync(credentialsPath(ctx.configHome));

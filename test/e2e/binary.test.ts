@@ -172,6 +172,22 @@ describe("the command line refuses bad input", () => {
     }
   });
 
+  test("valid global flags without a command: missing command, with usage, exit 2 (found in review)", async () => {
+    for (const args of [["--data", "/x"], ["--json"]]) {
+      const res = await runCitadel(args);
+      expect([res.code, res.stderr.split("\n")[0]]).toEqual([2, "citadel: missing command"]);
+      expect(res.stderr).toContain("Usage: citadel");
+    }
+  });
+
+  test("with no login and no Citadel here, the CLI also names how to log in to one elsewhere (found in review)", async () => {
+    const dir = tempDir();
+    const res = await runCitadel(["whoami", "--data", dir.path]);
+    dir.remove();
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain("has Citadel been started here (citadel init)? For a Citadel elsewhere: citadel login --server URL --fingerprint SHA256");
+  });
+
   test("help and version exit 0", async () => {
     expect((await runCitadel(["help"])).code).toBe(0);
     const version = await runCitadel(["version", "--json"]);

@@ -3,10 +3,10 @@
  * process, approval through the API, the stored token (mode 0600) used by later commands.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BINARY, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 
 const data = tempDir();
 const configHome = mkdtempSync(join(tmpdir(), "citadel-login-home-"));
@@ -132,3 +132,38 @@ test("CITADEL_SERVER naming the stored login's server keeps its pinned certifica
     rmSync(home, { recursive: true, force: true });
   }
 }, 30_000);
+
+test("a refused token or a missing scope says what to do, by where the token came from; logout forgets a token refused already (found in review)", async () => {
+  const home = mkdtempSync(join(tmpdir(), "citadel-login-home-"));
+  try {
+    const certificate = readFileSync(join(data.path, "tls/cert.pem"), "utf8");
+    const pat = async (scopes: string[]) => (await callApi(citadel.url, certificate, operator, "POST", "/v1/iam/me/tokens", { name: "t", scopes })).body.token as string;
+    const narrow = await pat(["iam:self"]);
+    const revoked = await pat(["read"]);
+    expect((await callApi(citadel.url, certificate, operator, "DELETE", `/v1/iam/me/tokens/${revoked.split("_")[2]}`)).status).toBe(200);
+    const file = join(home, "citadel", "config.json");
+    mkdirSync(join(home, "citadel"), { mode: 0o700 });
+    const storeLogin = (token: string) => writeFileSync(file, JSON.stringify({ server: citadel.url, token, token_id: token.split("_")[2], certificate }), { mode: 0o600 });
+    const env = { PATH: process.env.PATH ?? "", HOME: home, XDG_CONFIG_HOME: home };
+
+    storeLogin(narrow);
+    const viaLogin = await runCitadel(["system", "info"], env);
+    expect([viaLogin.code, viaLogin.stderr]).toEqual([1, expect.stringContaining('citadel login --scope "read write iam:self system:read"')]);
+    const viaEnv = await runCitadel(["system", "info"], { ...env, CITADEL_TOKEN: narrow });
+    expect([viaEnv.code, viaEnv.stderr]).toEqual([1, expect.stringContaining('citadel token create NAME --scope "system:read"')]);
+
+    storeLogin(revoked);
+    const stale = await runCitadel(["whoami"], env);
+    expect([stale.code, stale.stderr]).toEqual([1, expect.stringContaining("The token was revoked. (unauthorized")]);
+    expect(stale.stderr).toContain("the stored login no longer works: run citadel login");
+    const staleEnv = await runCitadel(["whoami"], { ...env, CITADEL_TOKEN: revoked });
+    expect(staleEnv.stderr).toContain("CITADEL_TOKEN is not valid");
+
+    const out = await runCitadel(["logout"], env);
+    expect([out.code, out.stderr]).toEqual([0, ""]);
+    expect(out.stdout).toContain("already refused the token, so there was nothing to revoke");
+    expect(existsSync(file)).toBe(false);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+});

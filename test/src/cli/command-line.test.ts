@@ -38,6 +38,11 @@ describe("parseCommandLine", () => {
     [["dns", "zone", "show", "a", "b"], /unexpected argument: b/],
     [["serve", "--data"], /--data/],
     [["--bogus"], /unknown flag or missing command: --bogus/],
+    [["--data", "/x", "--bogus"], /unknown flag or missing command: --bogus/],
+    // Valid global flags without a command: the command is what is missing (found in review).
+    [["--data", "/x"], /^missing command$/],
+    [["--json"], /^missing command$/],
+    [["--config=/c.toml"], /^missing command$/],
     [["help", "nothing"], /unknown command: nothing/],
   ];
   for (const [argv, message] of bad) {

@@ -1,9 +1,9 @@
 import { afterAll, afterEach, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApiClient } from "../../../src/cli/api-client.ts";
-import { credentialsPath, loginWithDeviceFlow } from "../../../src/cli/credentials.ts";
+import { credentialsPath, loginWithDeviceFlow, logout } from "../../../src/cli/credentials.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
 import { freePort } from "../../helpers/binary.ts";
 
@@ -67,4 +67,22 @@ test("a token kept is not revoked", async () => {
   expect(lines.at(-1)).toContain("as a@example.com");
   expect(logouts).toEqual([]);
   rmSync(credentialsPath(configHome));
+});
+
+test("logout with a token the server refuses already (revoked, expired) forgets it and says so, instead of claiming it stays valid (found in review)", async () => {
+  server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: await freePort(),
+    fetch: () => Response.json({ detail: "The token was revoked.", code: "unauthorized" }, { status: 401, headers: { "www-authenticate": 'Bearer realm="citadel", error="invalid_token"' } }),
+  });
+  const url = `http://127.0.0.1:${server.port}`;
+  mkdirSync(join(configHome, "citadel"), { recursive: true, mode: 0o700 });
+  writeFileSync(credentialsPath(configHome), JSON.stringify({ server: url, token: ISSUED, token_id: "abcdefgh" }), { mode: 0o600 });
+  const out: string[] = [];
+  const err: string[] = [];
+  const ctx = { ...context(url, out), err: (text: string) => err.push(text) };
+  expect(await logout(ctx)).toBe(0);
+  expect(existsSync(credentialsPath(configHome))).toBe(false);
+  expect(out.join("\n")).toContain("already refused the token, so there was nothing to revoke: The token was revoked.");
+  expect(err.join("\n")).not.toContain("stays valid");
 });

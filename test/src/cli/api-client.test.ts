@@ -1,0 +1,120 @@
+/**
+ * The CLI's client against a stand-in server: what it says when an answer is not what a
+ * Citadel sends (found in review: "HTTP 429 (429)", "[object Object]", an empty 200 read as
+ * data), what it refuses to send, and the advice given with a refusal.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { adviceFor } from "../../../src/cli/advice.ts";
+import { ApiError, createApiClient, type ApiClientOptions } from "../../../src/cli/api-client.ts";
+import { freePort } from "../../helpers/binary.ts";
+
+const servers: Array<ReturnType<typeof Bun.serve>> = [];
+afterEach(() => {
+  for (const server of servers.splice(0)) server.stop(true);
+});
+
+/** A server answering every request with `answer()`; the requests it saw. */
+async function answering(answer: () => Response) {
+  const seen: Request[] = [];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: await freePort(),
+    fetch(request) {
+      seen.push(request);
+      return answer();
+    },
+  });
+  servers.push(server);
+  return { seen, client: (options: Omit<ApiClientOptions, "baseUrl"> = {}) => createApiClient({ baseUrl: `http://127.0.0.1:${server.port}`, ...options }) };
+}
+
+/** The error a request ends with. */
+async function failure(promise: Promise<unknown>): Promise<ApiError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof ApiError) return error;
+    throw error;
+  }
+  throw new Error("the request succeeded");
+}
+
+const KEY = `citadel_dns_abcdefgh_${"x".repeat(38)}`;
+const PAT = `citadel_pat_abcdefgh_${"x".repeat(38)}`;
+
+describe("answers that are not a problem document (found in review)", () => {
+  test("a bare 429 says to retry, and when", async () => {
+    const { client } = await answering(() => new Response("", { status: 429, headers: { "retry-after": "7" } }));
+    expect((await failure(client().request("GET", "/v1/x"))).message).toBe("rate limited: retry in 7 s");
+  });
+
+  test("an HTML 500 says there was no problem document", async () => {
+    const { client } = await answering(() => new Response("<html>Internal Server Error</html>", { status: 500, headers: { "content-type": "text/html" } }));
+    expect((await failure(client().request("GET", "/v1/x"))).message).toBe("the server answered 500 with no problem document");
+  });
+
+  test("fields that are not text are never shown as [object Object]", async () => {
+    const { client } = await answering(() => Response.json({ detail: { why: 1 }, code: { what: 2 }, request_id: [3] }, { status: 400 }));
+    const error = await failure(client().request("GET", "/v1/x"));
+    expect(error.message).toBe("the server answered 400 with no problem document");
+    expect(error.code).toBeUndefined();
+    const titled = await answering(() => Response.json({ detail: { why: 1 }, title: "Bad request", code: "invalid" }, { status: 400 }));
+    expect((await failure(titled.client().request("GET", "/v1/x"))).message).toBe("Bad request (invalid)");
+  });
+
+  test("an empty 200 where JSON was expected is an error, not undefined read as data", async () => {
+    const { client } = await answering(() => new Response("", { status: 200 }));
+    expect((await failure(client().request("GET", "/v1/iam/me"))).message).toStartWith("the server answered with no body (HTTP 200 from ");
+    expect(await client().requestText("GET", "/v1/x")).toBe(""); // text is asked for as it is
+  });
+});
+
+test("a token with a newline or space is refused before anything is sent (found in review)", async () => {
+  const { client, seen } = await answering(() => Response.json({}));
+  expect((await failure(client({ token: `${PAT}\n`, tokenOrigin: "CITADEL_TOKEN" }).request("GET", "/v1/x"))).message).toStartWith("CITADEL_TOKEN holds a newline (character 60)");
+  expect((await failure(client({ token: `${PAT} x`, tokenOrigin: "login" }).request("GET", "/v1/x"))).message).toStartWith("the stored login's token holds a space");
+  expect(seen).toEqual([]);
+});
+
+describe("advice with a refusal (found in review)", () => {
+  const lacking = (scope: string) => () =>
+    Response.json({ detail: `The token lacks the scope ${scope}.`, code: "insufficient_scope" }, { status: 403, headers: { "www-authenticate": `Bearer realm="citadel", error="insufficient_scope", scope="${scope}"` } });
+
+  test("a missing scope: the one the server named, and how to get it for the stored login's token", async () => {
+    const { client } = await answering(lacking("sys:keys"));
+    const error = await failure(client({ token: PAT, tokenOrigin: "login" }).request("GET", "/v1/sys/keys"));
+    expect(error.facts.scope).toBe("sys:keys");
+    expect(adviceFor(error)).toContain('citadel login --scope "read write iam:self sys:keys"');
+  });
+
+  test("a missing scope of a service API key: make a key with it, not log in", async () => {
+    const { client } = await answering(lacking("dns:write"));
+    const advice = adviceFor(await failure(client({ token: KEY, tokenOrigin: "CITADEL_TOKEN" }).request("PUT", "/v1/dns/x")));
+    expect(advice).toContain('citadel apikey create NAME --service dns --scope "dns:write"');
+    expect(advice).not.toContain("citadel login");
+  });
+
+  test("a personal token in CITADEL_TOKEN lacking a scope: make a token with it", async () => {
+    const { client } = await answering(lacking("iam:admin"));
+    expect(adviceFor(await failure(client({ token: PAT, tokenOrigin: "CITADEL_TOKEN" }).request("GET", "/v1/x")))).toContain('citadel token create NAME --scope "iam:admin"');
+  });
+
+  test("the scope is read from the detail when the header is missing", async () => {
+    const { client } = await answering(() => Response.json({ detail: "The token lacks the scope iam:admin.", code: "insufficient_scope" }, { status: 403 }));
+    expect((await failure(client({ token: PAT, tokenOrigin: "login" }).request("GET", "/v1/x"))).facts.scope).toBe("iam:admin");
+  });
+
+  const refused = () => Response.json({ detail: "The token was revoked.", code: "unauthorized" }, { status: 401, headers: { "www-authenticate": 'Bearer realm="citadel", error="invalid_token"' } });
+
+  test("a refused token: log in again, or CITADEL_TOKEN is not valid, by where it came from", async () => {
+    const { client } = await answering(refused);
+    expect(adviceFor(await failure(client({ token: PAT, tokenOrigin: "login" }).request("GET", "/v1/iam/me")))).toContain("run citadel login");
+    expect(adviceFor(await failure(client({ token: PAT, tokenOrigin: "CITADEL_TOKEN" }).request("GET", "/v1/iam/me")))).toStartWith("CITADEL_TOKEN is not valid");
+    expect(adviceFor(await failure(client().request("GET", "/v1/iam/me")))).toContain("citadel login");
+  });
+
+  test("a wrong password (a 401 without a Bearer challenge) gets no advice about tokens", async () => {
+    const { client } = await answering(() => Response.json({ detail: "Wrong email or password.", code: "unauthorized" }, { status: 401 }));
+    expect(adviceFor(await failure(client().request("POST", "/v1/iam/login", {})))).toBeUndefined();
+  });
+});
