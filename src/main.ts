@@ -100,7 +100,12 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     process.stderr.write(`citadel: ${printable(message)}\n`); // a server's words among them
     const advice = adviceFor(error);
     if (advice) process.stderr.write(`citadel: ${printable(advice)}\n`);
-    return error instanceof ConfigError || error instanceof UsageError ? 2 : 1;
+    if (error instanceof UsageError) {
+      // A command's own usage check (a missing argument, a bad flag value) reads as the parser's.
+      process.stderr.write(`\n${commandHelpText(error.command ?? command)}\n`);
+      return 2;
+    }
+    return error instanceof ConfigError ? 2 : 1;
   }
 }
 

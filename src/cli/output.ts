@@ -3,6 +3,7 @@
  * checked instead of coerced, and the organization a command acts in.
  */
 import type { ApiClient, CommandContext } from "../plugin.ts";
+import { UsageError } from "./command-line.ts";
 
 /**
  * Text for the terminal's standard error: control characters (an escape sequence a server
@@ -31,17 +32,29 @@ export function table(rows: string[][]): string {
 /** `data` as JSON with --json, else `text`. */
 export const print = (ctx: CommandContext, data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) : text);
 
-/** Refuses a command given fewer than `n` arguments, with its synopsis. */
+/**
+ * Refuses a command given fewer than `n` arguments, with its synopsis. A usage error: exit 2
+ * and the command's usage text (main adds it).
+ */
 export function needArgs(ctx: CommandContext, n: number, synopsis: string): void {
-  if (ctx.args.length < n) throw new Error(`usage: ${synopsis}`);
+  if (ctx.args.length < n) throw new UsageError(`missing argument; usage: ${synopsis}`);
 }
 
-/** A whole-number flag, or undefined when absent; anything else is refused (not read as 0 or NaN). */
-export function integerOption(ctx: CommandContext, name: string, min: number): number | undefined {
+/** The largest value integerOption takes unless told otherwise (a signed 32-bit integer, as the API's). */
+export const INTEGER_OPTION_MAX = 2_147_483_647;
+
+/**
+ * A whole-number flag, or undefined when absent; anything else is refused (not read as 0 or
+ * NaN) as a usage error that names the range, the maximum included.
+ */
+export function integerOption(ctx: CommandContext, name: string, min: number, max = INTEGER_OPTION_MAX): number | undefined {
   const raw = ctx.options[name];
   if (raw === undefined) return undefined;
-  if (typeof raw !== "string" || !/^\d{1,10}$/.test(raw) || Number(raw) < min || Number(raw) > 2_147_483_647) throw new Error(`--${name}: a whole number of at least ${min}`);
-  return Number(raw);
+  // Digits only, compared as a number: a string of digits too long for exact arithmetic is
+  // caught by the length check before Number() could round it into the range.
+  const value = typeof raw === "string" && /^\d{1,15}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(value >= min && value <= max)) throw new UsageError(`--${name}: a whole number from ${min} to ${max}, not ${JSON.stringify(raw)}`);
+  return value;
 }
 
 /** --org, else the caller's only organization. */

@@ -72,8 +72,10 @@ describe("users and members", () => {
     const sent = await json(["org", "invite", "carol@example.org", "--role", "editor", "--days", "2"]);
     expect([sent.email, sent.role, Date.parse(sent.expires_at) - Date.parse(sent.created_at)]).toEqual(["carol@example.org", "editor", 2 * 86_400_000]);
     expect(await ok(["org", "invitations"])).toMatch(new RegExp(`${sent.id}\\s+carol@example\\.org\\s+editor`));
+    // A bad flag value is a usage error: exit 2 and the command's usage (found in review).
     const badDays = await cli(["org", "invite", "x@example.org", "--days", "soon"]);
-    expect([badDays.code, badDays.stderr]).toEqual([1, expect.stringContaining("--days: a whole number of at least 1")]);
+    expect([badDays.code, badDays.stderr]).toEqual([2, expect.stringContaining('--days: a whole number from 1 to 2147483647, not "soon"')]);
+    expect(badDays.stderr).toContain("Usage: citadel org invite");
 
     // Carol's account is made afterwards: the invitation is to the address.
     await ok(["user", "create", "carol@example.org", "--password-stdin"], "carols-passphrase-2026\n");
@@ -131,6 +133,10 @@ describe("organization settings, workspaces and API keys", () => {
     expect(await ok(["apikey", "list", ...org])).toMatch(new RegExp(`${id}\\s+ci\\s+secrets\\s+secrets:read`));
     expect(await ok(["apikey", "revoke", id, ...org])).toBe("revoked\n");
     expect(await ok(["apikey", "list", ...org])).not.toContain(id);
+    // A missing argument is a usage error like an extra one: exit 2 with the usage (found in review).
+    const unnamed = await cli(["apikey", "create", ...org, "--service", "secrets"]);
+    expect([unnamed.code, unnamed.stderr]).toEqual([2, expect.stringContaining("missing argument; usage: citadel apikey create <name>")]);
+    expect(unnamed.stderr).toContain("Usage: citadel apikey create <name> [flags]");
     expect(await ok(["org", "deactivate", "secrets", ...org])).toBe("services: none\n");
   }, 30_000);
 
@@ -143,7 +149,10 @@ describe("organization settings, workspaces and API keys", () => {
     const listed = await json(["token", "list"]);
     expect(listed.find((t: { name: string }) => t.name === "ci")).toMatchObject({ scopes: ["iam:self", "read"], ip_allowlist: ["127.0.0.0/8"] });
     const badDays = await cli(["token", "create", "x", "--days", "soon"]);
-    expect([badDays.code, badDays.stderr]).toEqual([1, expect.stringContaining("--days: a whole number of at least 1")]);
+    expect([badDays.code, badDays.stderr]).toEqual([2, expect.stringContaining('--days: a whole number from 1 to 2147483647, not "soon"')]);
+    // Too large: the maximum is named, not "at least 1" (found in review).
+    const hugeDays = await cli(["token", "create", "x", "--days", "99999999999"]);
+    expect([hugeDays.code, hugeDays.stderr]).toEqual([2, expect.stringContaining("--days: a whole number from 1 to 2147483647")]);
   }, 30_000);
 
   test("an operator deletes a user (with --yes)", async () => {

@@ -1,5 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { forStdout, printable } from "../../../src/cli/output.ts";
+import { UsageError } from "../../../src/cli/command-line.ts";
+import { forStdout, integerOption, needArgs, printable } from "../../../src/cli/output.ts";
+import type { CommandContext } from "../../../src/plugin.ts";
 
 describe("printable", () => {
   test("control characters a server could put in a message are shown, not obeyed; text, line breaks and tabs stay", () => {
@@ -30,5 +32,26 @@ describe("forStdout (found in review: an audit reason someone chose reached the 
 
   test("piped or redirected, the data as it is", () => {
     withTerminal(false, () => expect(forStdout(hostile)).toBe(hostile));
+  });
+});
+
+describe("shared argument and flag checks are usage errors (found in review: they exited 1 without usage)", () => {
+  const ctx = (args: string[], options: Record<string, string | boolean | undefined> = {}) => ({ args, options }) as unknown as CommandContext;
+
+  test("needArgs: a missing argument", () => {
+    expect(() => needArgs(ctx([]), 1, "citadel x <name>")).toThrow(UsageError);
+    expect(() => needArgs(ctx([]), 1, "citadel x <name>")).toThrow("missing argument; usage: citadel x <name>");
+    expect(() => needArgs(ctx(["a"]), 1, "citadel x <name>")).not.toThrow();
+  });
+
+  test("integerOption: the range is named, the maximum included, and nothing too large for exact arithmetic slips through", () => {
+    expect(integerOption(ctx([], { ttl: "24" }), "ttl", 1)).toBe(24);
+    expect(integerOption(ctx([]), "ttl", 1)).toBeUndefined();
+    for (const bad of ["0", "-1", "1.5", "1e3", " 1", "soon", "99999999999", "9007199254740993", "1".repeat(400)]) {
+      expect(() => integerOption(ctx([], { ttl: bad }), "ttl", 1)).toThrow(UsageError);
+      expect(() => integerOption(ctx([], { ttl: bad }), "ttl", 1)).toThrow("--ttl: a whole number from 1 to 2147483647");
+    }
+    expect(() => integerOption(ctx([], { views: "101" }), "views", 1, 100)).toThrow("--views: a whole number from 1 to 100");
+    expect(integerOption(ctx([], { views: "100" }), "views", 1, 100)).toBe(100);
   });
 });
