@@ -168,8 +168,8 @@ function checkTokenShape(token: string, origin: TokenOrigin | undefined): void {
   const bad = /[^\x21-\x7e]/.exec(token);
   if (!bad) return;
   const what = bad[0] === "\n" || bad[0] === "\r" ? "a newline" : bad[0] === " " || bad[0] === "\t" ? "a space" : "a character that is not printable ASCII";
-  const name = origin === "CITADEL_TOKEN" ? "CITADEL_TOKEN" : origin === "login" ? "the stored login's token" : "the token";
-  throw new ApiError(`${name} holds ${what} (character ${bad.index + 1}): a Citadel token is one word, citadel_...; set it again without it`);
+  const [name, remedy] = origin === "login" ? ["the stored login's token", "run citadel login"] : [origin ?? "the token", "set it again without it"];
+  throw new ApiError(`${name} holds ${what} (character ${bad.index + 1}): a Citadel token is one word, citadel_...; ${remedy}`);
 }
 
 /** A client for the instance this machine's config describes. */

@@ -72,7 +72,7 @@ describe("answers that are not a problem document (found in review)", () => {
 test("a token with a newline or space is refused before anything is sent (found in review)", async () => {
   const { client, seen } = await answering(() => Response.json({}));
   expect((await failure(client({ token: `${PAT}\n`, tokenOrigin: "CITADEL_TOKEN" }).request("GET", "/v1/x"))).message).toStartWith("CITADEL_TOKEN holds a newline (character 60)");
-  expect((await failure(client({ token: `${PAT} x`, tokenOrigin: "login" }).request("GET", "/v1/x"))).message).toStartWith("the stored login's token holds a space");
+  expect((await failure(client({ token: `${PAT} x`, tokenOrigin: "login" }).request("GET", "/v1/x"))).message).toBe("the stored login's token holds a space (character 60): a Citadel token is one word, citadel_...; run citadel login");
   expect(seen).toEqual([]);
 });
 
