@@ -139,10 +139,11 @@ function problemOf(text: string): Problem {
 
 /** One line for a refusal: the server's words when it sent any, else what the status means. */
 function refusalMessage(response: Response, problem: Problem): string {
-  const where = problem.request_id ? `, request ${problem.request_id}` : "";
-  if (problem.detail) return `${problem.detail} (${problem.code ?? response.status}${where})`;
-  if (response.status === 429) return `rate limited: ${retryAfter(response.headers.get("retry-after"))}${where}`;
-  return `the server answered ${response.status} with no problem document${problem.code ? ` (${problem.code}${where})` : ""}`;
+  const request = problem.request_id && `request ${problem.request_id}`;
+  const aside = (...parts: Array<string | number | undefined>) => (parts.some(Boolean) ? ` (${parts.filter(Boolean).join(", ")})` : "");
+  if (problem.detail) return `${problem.detail}${aside(problem.code ?? response.status, request)}`;
+  if (response.status === 429) return `rate limited: ${retryAfter(response.headers.get("retry-after"))}${aside(problem.code, request)}`;
+  return `the server answered ${response.status} with no problem document${aside(problem.code, request)}`;
 }
 
 /** Retry-After is seconds or an HTTP date (RFC 9110 §10.2.3). */

@@ -46,6 +46,8 @@ describe("answers that are not a problem document (found in review)", () => {
   test("a bare 429 says to retry, and when", async () => {
     const { client } = await answering(() => new Response("", { status: 429, headers: { "retry-after": "7" } }));
     expect((await failure(client().request("GET", "/v1/x"))).message).toBe("rate limited: retry in 7 s");
+    const identified = await answering(() => Response.json({ request_id: "req-1" }, { status: 429, headers: { "retry-after": "2" } }));
+    expect((await failure(identified.client().request("GET", "/v1/x"))).message).toBe("rate limited: retry in 2 s (request req-1)");
   });
 
   test("an HTML 500 says there was no problem document", async () => {
