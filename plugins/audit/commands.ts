@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseCheckpointFile } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
+import { UsageError } from "../../src/cli/command-line.ts";
 import { forStdout } from "../../src/cli/output.ts";
 import { writeOwnerOnlyFile } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
@@ -119,12 +120,16 @@ export const auditCommands: Command[] = [
   },
   {
     words: ["audit", "erase"],
-    summary: "Erase a subject's personal data from the audit log by destroying its key",
+    summary: "Erase a subject's personal data from the audit log by destroying its key (cannot be undone: needs --yes)",
     args: "<subject>",
     maxArgs: 1,
+    options: { yes: { type: "boolean", description: "Yes, destroy the subject's key: their personal data cannot be read again" } },
     async run(ctx) {
-      if (!ctx.args[0]) throw new Error("give the subject (a user id)");
-      const r = await (await ctx.api()).request<typeof EraseResponse.static>("POST", `/v1/audit/subjects/${encodeURIComponent(ctx.args[0])}/erase`);
+      const subject = ctx.args[0];
+      if (!subject) throw new UsageError("give the subject (a user id)");
+      if (ctx.options.yes !== true) throw new UsageError(`this destroys the key of ${subject}'s personal data in the audit log, for good: add --yes`);
+      // The server asks for confirmation (428); --yes is that confirmation.
+      const r = await (await ctx.api()).request<typeof EraseResponse.static>("POST", `/v1/audit/subjects/${encodeURIComponent(subject)}/erase`, undefined, { confirmed: true });
       ctx.out(ctx.json ? JSON.stringify(r) : `Erased ${r.subject}: ${r.keys_destroyed} keys destroyed.`);
       return 0;
     },

@@ -219,3 +219,27 @@ describe("durability and what is on disk", () => {
     expect(verify.code).toBe(0);
   });
 });
+
+describe("operator commands against a key-file Citadel (found in review)", () => {
+  let data: string;
+  let cli: (args: string[]) => ReturnType<typeof runCitadel>;
+  beforeAll(async () => {
+    data = dataDir();
+    const { citadel, env } = await start(data);
+    const token = await operatorToken(data, citadel);
+    cli = (args) => runCitadel([...args, "--data", data], { ...env, CITADEL_TOKEN: token });
+  });
+
+  test("audit erase: refused without --yes before anything is erased; with it, the server's confirmation is answered", async () => {
+    const me = JSON.parse((await cli(["whoami", "--json"])).stdout).id as string;
+    const refused = await cli(["audit", "erase", me]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("add --yes");
+    const erased = await cli(["audit", "erase", me, "--yes", "--json"]);
+    expect(erased.stderr).toBe("");
+    expect(erased.code).toBe(0);
+    expect(JSON.parse(erased.stdout)).toMatchObject({ subject: me, keys_destroyed: expect.any(Number) });
+    const events = JSON.parse((await cli(["audit", "list", "--action", "audit.subject.erase", "--json"])).stdout).events;
+    expect(events).toHaveLength(1); // the refused one never reached the server
+  });
+});
