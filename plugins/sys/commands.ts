@@ -1,4 +1,6 @@
 /** CLI: citadel unseal | seal | keys status | keys rotate | keys rekey. */
+import { UsageError } from "../../src/cli/command-line.ts";
+import { integerOption } from "../../src/cli/output.ts";
 import { readKeyShare } from "../../src/cli/prompt.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { KeysStatus, RekeyResponse, RotateResponse, SealStatus, UnsealResponse } from "./model.ts";
@@ -11,6 +13,21 @@ function printStatus(ctx: CommandContext, status: Status): void {
   ctx.out(`seal method  ${status.method ?? "not initialized"}`);
   if (status.threshold !== null) ctx.out(`progress     ${status.progress}/${status.threshold} shares`);
   if (status.key_id) ctx.out(`root key     ${status.key_id}`);
+}
+
+/** The most shares a root key is split into (RekeyRequest). */
+const MAX_SHARES = 255;
+
+/** --shares and --threshold as whole numbers (not NaN sent as null), each only when given. */
+function shamirOptions(ctx: CommandContext): { shares?: number; threshold?: number } {
+  const body: { shares?: number; threshold?: number } = {};
+  for (const name of ["shares", "threshold"] as const) {
+    const value = integerOption(ctx, name, 2);
+    if (value === undefined) continue;
+    if (value > MAX_SHARES) throw new UsageError(`--${name}: at most ${MAX_SHARES}`);
+    body[name] = value;
+  }
+  return body;
 }
 
 export const sysCommands: Command[] = [
@@ -80,11 +97,15 @@ export const sysCommands: Command[] = [
       yes: { type: "boolean", description: "Yes, replace the root key" },
     },
     async run(ctx) {
-      const body: Record<string, number> = {};
-      if (ctx.options.shares !== undefined) body.shares = Number(ctx.options.shares);
-      if (ctx.options.threshold !== undefined) body.threshold = Number(ctx.options.threshold);
-      if (ctx.options.yes !== true) throw new Error("this replaces the root key (and its key file, shares or credential): add --yes");
-      const r = await (await ctx.api()).request<typeof RekeyResponse.static>("POST", "/v1/sys/keys/rekey", body, { confirmed: true });
+      const body = shamirOptions(ctx);
+      if (ctx.options.yes !== true) throw new UsageError("this replaces the root key (and its key file, shares or credential): add --yes");
+      const api = await ctx.api();
+      // As init: shares and a threshold are for a Shamir-sealed Citadel only, not ignored elsewhere.
+      if (Object.keys(body).length > 0) {
+        const { method } = await api.request<Status>("GET", "/v1/sys/seal-status");
+        if (method !== "shamir") throw new UsageError(`--shares and --threshold are for seal.method = "shamir"; this Citadel's is ${method ?? "not initialized"}`);
+      }
+      const r = await api.request<typeof RekeyResponse.static>("POST", "/v1/sys/keys/rekey", body, { confirmed: true });
       if (ctx.json) {
         ctx.out(JSON.stringify(r, null, 2));
         return 0;

@@ -58,6 +58,10 @@ export const sysPlugin = definePlugin({
       .post(
         "/keys/rekey",
         async ({ body, request }) => {
+          // Shares and a threshold mean nothing to a key file or a credential: refused, not ignored.
+          if ((body.shares !== undefined || body.threshold !== undefined) && k.keySource.method !== "shamir") {
+            throw new InvalidError(`shares and threshold are for seal method shamir; this Citadel's is ${k.keySource.method}`, "shares");
+          }
           const result = await rekey(k.store, k.seal, k.audit, k.keySource, actorOf(principalOf(request)), k.clock.now, body);
           return { key_id: result.keyId, active: result.active, shares: result.shares, root_key: result.rootKeyText?.trim() };
         },

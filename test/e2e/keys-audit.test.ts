@@ -242,4 +242,15 @@ describe("operator commands against a key-file Citadel (found in review)", () =>
     const events = JSON.parse((await cli(["audit", "list", "--action", "audit.subject.erase", "--json"])).stdout).events;
     expect(events).toHaveLength(1); // the refused one never reached the server
   });
+
+  test("keys rekey refuses --shares and --threshold, which only Shamir has, instead of ignoring them", async () => {
+    const keyFile = readFileSync(join(data, "root.key"), "utf8");
+    const refused = await cli(["keys", "rekey", "--shares", "5", "--threshold", "3", "--yes"]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toStartWith('citadel: --shares and --threshold are for seal.method = "shamir"; this Citadel\'s is key_file\n');
+    expect(readFileSync(join(data, "root.key"), "utf8")).toBe(keyFile);
+    const notANumber = await cli(["keys", "rekey", "--shares", "abc", "--yes"]);
+    expect(notANumber.code).not.toBe(0);
+    expect(notANumber.stderr).toContain("--shares: a whole number");
+  });
 });

@@ -117,4 +117,18 @@ describe("keys over HTTP", () => {
     expect(c.kernel.seal.keyring().decrypt("o", "c", ct).toString()).toBe("kept");
     expect(actions(c, "keys.root")).toEqual(["keys.root.rekey:success", "keys.root.promote:success"]);
   });
+
+  test("rekey with a key file refuses shares and a threshold instead of ignoring them (found in review)", async () => {
+    const { c, token } = await operator();
+    const rootId = c.kernel.seal.keyring().rootId;
+    const keyFile = readFileSync(c.kernel.keySource.keyFile, "utf8");
+    for (const json of [{ shares: 5, threshold: 3 }, { shares: 5 }, { threshold: 3 }]) {
+      const ask = await c.send("POST", "/v1/sys/keys/rekey", token, { json });
+      const res = await c.send("POST", "/v1/sys/keys/rekey", token, { json, headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+      expect([res.status, res.body.code, res.body.detail]).toEqual([422, "invalid", "shares and threshold are for seal method shamir; this Citadel's is key_file"]);
+    }
+    expect(c.kernel.seal.keyring().rootId).toBe(rootId);
+    expect(readFileSync(c.kernel.keySource.keyFile, "utf8")).toBe(keyFile);
+    expect(actions(c, "keys.root")).toEqual([]);
+  });
 });

@@ -1,0 +1,40 @@
+/** What the seal and key commands check before they ask the server (the server's side: index.test.ts). */
+import { describe, expect, test } from "bun:test";
+import { sysCommands } from "../../../plugins/sys/commands.ts";
+import { runCommand, type SentRequest } from "../../helpers/command.ts";
+
+const status = (method: string) => ({ sealed: false, initialized: true, method, threshold: method === "shamir" ? 3 : null, progress: 0, key_id: "0123abcd" });
+const rekeyed = { key_id: "89abcdef", active: false, shares: ["s1", "s2"] };
+/** A server of the given seal method: its status, and a rekey's answer. */
+const server = (method: string) => (r: SentRequest) => (r.path === "/v1/sys/seal-status" ? status(method) : rekeyed);
+const rekeys = (requests: SentRequest[]) => requests.filter((r) => r.path === "/v1/sys/keys/rekey");
+
+describe("keys rekey --shares, --threshold (found in review)", () => {
+  test("a value that is not a whole number is refused naming the flag, not sent as null", async () => {
+    for (const [name, value] of [["shares", "abc"], ["threshold", "2.5"], ["shares", "1"], ["threshold", "-3"]]) {
+      const run = await runCommand(sysCommands, "keys rekey", { options: { [name!]: value, yes: true }, answer: server("shamir") });
+      expect(run.code).not.toBe(0);
+      expect(run.error?.message).toStartWith(`--${name}: a whole number of at least 2`);
+      expect(run.requests).toEqual([]);
+    }
+    const tooMany = await runCommand(sysCommands, "keys rekey", { options: { shares: "256", yes: true }, answer: server("shamir") });
+    expect([tooMany.code, tooMany.error?.message]).toEqual([2, "--shares: at most 255"]);
+  });
+
+  test("on a Citadel not sealed with Shamir shares they are refused, as init refuses them, before the rekey", async () => {
+    for (const method of ["key_file", "systemd_credential"]) {
+      const run = await runCommand(sysCommands, "keys rekey", { options: { shares: "5", threshold: "3", yes: true }, answer: server(method) });
+      expect(run.code).toBe(2);
+      expect(run.error?.message).toBe(`--shares and --threshold are for seal.method = "shamir"; this Citadel's is ${method}`);
+      expect(rekeys(run.requests)).toEqual([]);
+    }
+  });
+
+  test("with Shamir they are sent as numbers; without them nothing is asked first", async () => {
+    const shamir = await runCommand(sysCommands, "keys rekey", { options: { shares: "5", threshold: "3", yes: true }, answer: server("shamir") });
+    expect(shamir.code).toBe(0);
+    expect(rekeys(shamir.requests)).toEqual([{ method: "POST", path: "/v1/sys/keys/rekey", body: { shares: 5, threshold: 3 }, confirmed: true }]);
+    const plain = await runCommand(sysCommands, "keys rekey", { options: { yes: true }, answer: server("key_file") });
+    expect(plain.requests).toEqual([{ method: "POST", path: "/v1/sys/keys/rekey", body: {}, confirmed: true }]);
+  });
+});
