@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { parseCheckpointFile } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { forStdout } from "../../src/cli/output.ts";
+import { forStdout, integerOption } from "../../src/cli/output.ts";
 import { writeOwnerOnlyFile } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
@@ -22,7 +22,37 @@ const FILTER_OPTIONS: Record<string, CommandOption> = {
   until: { type: "string", description: "Before this time (ISO 8601)" },
 };
 
+/** The largest page the server gives (ListQuery). */
+const MAX_LIMIT = 1000;
+
+/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the query field. */
+function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
+  const raw = ctx.options[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
+  return raw as T;
+}
+
+function limitOption(ctx: CommandContext): number {
+  const limit = integerOption(ctx, "limit", 1) ?? 50;
+  if (limit > MAX_LIMIT) throw new UsageError(`--limit: at most ${MAX_LIMIT} (--cursor continues after a page)`);
+  return limit;
+}
+
+/** An RFC 3339 date-time with its time zone, as the server's query schema takes it. */
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}(:?\d{2})?)$/;
+
+/** The filters with fixed forms, checked here so that a mistake is named by its flag. */
+function checkFilters(ctx: CommandContext): void {
+  choiceOption(ctx, "outcome", ["success", "failure"]);
+  for (const name of ["since", "until"]) {
+    const value = ctx.options[name];
+    if (typeof value === "string" && (!DATE_TIME.test(value) || Number.isNaN(Date.parse(value)))) throw new UsageError(`--${name}: an ISO 8601 date and time with its zone, such as 2026-06-01T00:00:00Z`);
+  }
+}
+
 function filterQuery(ctx: CommandContext, extra: Record<string, string | undefined> = {}): string {
+  checkFilters(ctx);
   const params = new URLSearchParams();
   for (const name of Object.keys(FILTER_OPTIONS)) {
     const value = ctx.options[name];
@@ -39,10 +69,8 @@ export const auditCommands: Command[] = [
     summary: "List audit events, newest first",
     options: { ...FILTER_OPTIONS, limit: { type: "string", description: "How many (default 50)" }, cursor: { type: "string", description: "Continue after a previous page" } },
     async run(ctx) {
-      const page = await (await ctx.api()).request<typeof AuditPage.static>(
-        "GET",
-        `/v1/audit/events${filterQuery(ctx, { limit: (ctx.options.limit as string | undefined) ?? "50", cursor: ctx.options.cursor as string | undefined })}`,
-      );
+      const query = filterQuery(ctx, { limit: String(limitOption(ctx)), cursor: ctx.options.cursor as string | undefined });
+      const page = await (await ctx.api()).request<typeof AuditPage.static>("GET", `/v1/audit/events${query}`);
       if (ctx.json) {
         ctx.out(JSON.stringify(page, null, 2));
         return 0;
@@ -61,8 +89,9 @@ export const auditCommands: Command[] = [
     summary: "Export audit events as NDJSON or CSV (to standard output or --out FILE)",
     options: { ...FILTER_OPTIONS, format: { type: "string", description: "ndjson (default) or csv" }, out: { type: "string", description: "Write to this file (mode 0600)" } },
     async run(ctx) {
-      const api = await ctx.api();
-      const text = await api.requestText("GET", `/v1/audit/export${filterQuery(ctx, { format: ctx.options.format as string | undefined })}`);
+      const format = choiceOption(ctx, "format", ["ndjson", "csv"]);
+      const query = filterQuery(ctx, { format });
+      const text = await (await ctx.api()).requestText("GET", `/v1/audit/export${query}`);
       if (typeof ctx.options.out === "string") writeOwnerOnlyFile(ctx.options.out, text); // personal data may be in it
       else process.stdout.write(forStdout(text));
       return 0;

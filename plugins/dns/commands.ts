@@ -4,6 +4,7 @@
  * list|add|remove. The organization is --org, else the user's only one (as in citadel share).
  */
 import { readFileSync } from "node:fs";
+import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { AnalyticsSnapshot } from "./analytics.ts";
@@ -226,7 +227,8 @@ export const dnsCommands: Command[] = [
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns tsig create <name>");
       const body: Record<string, unknown> = { name: ctx.args[0] };
-      if (typeof ctx.options.algorithm === "string") body.algorithm = ctx.options.algorithm;
+      const algorithm = choiceOption(ctx, "algorithm", ["hmac-sha256", "hmac-sha384", "hmac-sha512"]);
+      if (algorithm !== undefined) body.algorithm = algorithm;
       const file = ctx.options["secret-file"];
       if (typeof file === "string") body.secret = (file === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(file, "utf8")).trim();
       const api = await ctx.api();
@@ -297,6 +299,14 @@ export const dnsCommands: Command[] = [
     },
   },
 ];
+
+/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the request's field. */
+function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
+  const raw = ctx.options[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
+  return raw as T;
+}
 
 /** What would leave a served zone unreachable (an in-zone name server without an address), on standard error. */
 function warnProblems(ctx: CommandContext, zone: ZoneView): void {

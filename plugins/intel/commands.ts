@@ -4,6 +4,7 @@
  * All for operators.
  */
 import { readFileSync } from "node:fs";
+import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption, needArgs, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 
@@ -37,13 +38,22 @@ const MANUAL_OPTIONS = {
   reason: { type: "string", description: "Why (kept in the audit log)" },
 } as const;
 
+/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the request's field. */
+function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
+  const raw = ctx.options[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
+  return raw as T;
+}
+
 async function addManual(ctx: CommandContext, kind: "allow" | "deny") {
   needArgs(ctx, 1, `citadel intel ${kind} <address|cidr>`);
+  const action = choiceOption(ctx, "action", ["throttle", "refuse", "drop"]);
   const body: Record<string, unknown> = { kind, target: ctx.args[0] };
   const minutes = integerOption(ctx, "minutes", 1);
   if (minutes !== undefined) body.minutes = minutes;
   if (typeof ctx.options.reason === "string") body.reason = ctx.options.reason;
-  if (kind === "deny" && typeof ctx.options.action === "string") body.action = ctx.options.action;
+  if (kind === "deny" && action !== undefined) body.action = action;
   const api = await ctx.api();
   const entry = await api.request<{ id: string; target: string; action: string; until: string | null }>("POST", "/v1/intel/manual", body);
   print(ctx, entry, `${kind === "allow" ? "allowed" : `denied (${entry.action})`} ${entry.target}${entry.until ? ` until ${entry.until}` : ""} (${entry.id})`);

@@ -4,9 +4,11 @@
  * is --org, else the user's only one.
  */
 import { readFileSync } from "node:fs";
+import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import { nodeCommands } from "./node-commands.ts";
+import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
 
@@ -62,6 +64,14 @@ async function client(ctx: CommandContext) {
   return { api, org: await organizationOf(ctx, api) };
 }
 
+/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the request's field. */
+function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
+  const raw = ctx.options[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
+  return raw as T;
+}
+
 const csv = (value: string | boolean | undefined) => (typeof value === "string" && value !== "" ? value.split(",").map((s) => s.trim()).filter(Boolean) : undefined);
 
 const networkLine = (n: NetworkView) => `${n.name}: ${n.ipv4} ${n.ipv6}, port ${n.listen_port}, ${n.topology}${n.preshared_keys ? ", preshared keys" : ""}; ${n.nodes} node(s); version ${n.version}, ACL ${n.acl_version || "none"}${n.domain ? `; names *.${n.domain}` : ""}`;
@@ -85,6 +95,13 @@ const NETWORK_OPTIONS = {
   psk: { type: "boolean", description: "Preshared keys for every pair of peers" },
 } as const;
 
+/** --expires: an ISO 8601 time, or "never" (null). */
+function expiresOption(value: string): string | null {
+  if (value === "never") return null;
+  if (Number.isNaN(Date.parse(value))) throw new UsageError("--expires: an ISO 8601 time (2026-12-31T00:00:00Z), or never");
+  return value;
+}
+
 function networkSettings(ctx: CommandContext): Record<string, unknown> {
   const body: Record<string, unknown> = {};
   const port = integerOption(ctx, "port", 1);
@@ -93,10 +110,14 @@ function networkSettings(ctx: CommandContext): Record<string, unknown> {
   if (mtu !== undefined) body.mtu = mtu;
   const keepalive = integerOption(ctx, "keepalive", 0);
   if (keepalive !== undefined) body.keepalive = keepalive;
-  if (typeof ctx.options.topology === "string") body.topology = ctx.options.topology;
+  const topology = choiceOption(ctx, "topology", ["mesh", "hub"]);
+  if (topology !== undefined) body.topology = topology;
   const dns = csv(ctx.options.dns);
   if (dns) body.dns = dns;
-  if (typeof ctx.options.interface === "string") body.interface_name = ctx.options.interface;
+  if (typeof ctx.options.interface === "string") {
+    if (!isInterfaceName(ctx.options.interface)) throw new UsageError(`--interface: ${INTERFACE_NAME_RULE}`);
+    body.interface_name = ctx.options.interface;
+  }
   if (ctx.options.psk === true) body.preshared_keys = true;
   return body;
 }
@@ -121,10 +142,10 @@ export const meshCommands: Command[] = [
     options: { ...NETWORK_OPTIONS, ipv4: { type: "string", description: "IPv4 pool (default: a free /16 of 100.64.0.0/10)" }, ipv6: { type: "string", description: "IPv6 ULA prefix (default: a random /48)" } },
     async run(ctx) {
       needArgs(ctx, 1, "citadel mesh networks create <name>");
-      const { api, org } = await client(ctx);
       const body: Record<string, unknown> = { name: ctx.args[0], ...networkSettings(ctx) };
       if (typeof ctx.options.ipv4 === "string") body.ipv4 = ctx.options.ipv4;
       if (typeof ctx.options.ipv6 === "string") body.ipv6 = ctx.options.ipv6;
+      const { api, org } = await client(ctx);
       const n = await api.request<NetworkView>("POST", base(org), body);
       print(ctx, n, `created ${networkLine(n)}`);
       return 0;
@@ -138,10 +159,10 @@ export const meshCommands: Command[] = [
     options: { ...NETWORK_OPTIONS, "no-psk": { type: "boolean", description: "No preshared keys" }, "rotate-psk": { type: "boolean", description: "New preshared keys for every pair" } },
     async run(ctx) {
       needArgs(ctx, 1, "citadel mesh networks set <network> [flags]");
-      const { api, org } = await client(ctx);
       const body = networkSettings(ctx);
       if (ctx.options["no-psk"] === true) body.preshared_keys = false;
       if (ctx.options["rotate-psk"] === true) body.rotate_preshared_keys = true;
+      const { api, org } = await client(ctx);
       const n = await api.request<NetworkView>("PATCH", networkPath(org, ctx.args[0]!), body);
       print(ctx, n, networkLine(n));
       return 0;
@@ -252,7 +273,6 @@ export const meshCommands: Command[] = [
     },
     async run(ctx) {
       needArgs(ctx, 2, "citadel mesh nodes set <network> <node> [flags]");
-      const { api, org } = await client(ctx);
       const body: Record<string, unknown> = {};
       const tags = csv(ctx.options.tags);
       if (tags) body.tags = tags;
@@ -261,8 +281,9 @@ export const meshCommands: Command[] = [
       if (ctx.options.hub === true) body.hub = true;
       if (ctx.options["no-hub"] === true) body.hub = false;
       if (typeof ctx.options.endpoint === "string") body.endpoint = ctx.options.endpoint === "" ? null : ctx.options.endpoint;
-      if (typeof ctx.options.expires === "string") body.expires_at = ctx.options.expires === "never" ? null : ctx.options.expires;
+      if (typeof ctx.options.expires === "string") body.expires_at = expiresOption(ctx.options.expires);
       if (Object.keys(body).length === 0) throw new Error("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint or --expires");
+      const { api, org } = await client(ctx);
       const node = await api.request<NodeView>("PATCH", nodePath(org, ctx), body);
       print(ctx, node, nodeTable([node]));
       return 0;
@@ -323,8 +344,8 @@ export const meshCommands: Command[] = [
     options: { ...ORG, format: { type: "string", description: "wg-quick, setconf, nftables or json" } },
     async run(ctx) {
       needArgs(ctx, 2, "citadel mesh config <network> <node> [--format F]");
+      const format = choiceOption(ctx, "format", ["wg-quick", "setconf", "nftables", "json"]) ?? "wg-quick";
       const { api, org } = await client(ctx);
-      const format = typeof ctx.options.format === "string" ? ctx.options.format : "wg-quick";
       ctx.out(await api.requestText("GET", nodePath(org, ctx, `/config?format=${encodeURIComponent(format)}`)));
       return 0;
     },

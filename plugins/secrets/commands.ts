@@ -7,6 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
+import { UsageError } from "../../src/cli/command-line.ts";
 import { forStdout, integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
@@ -262,9 +263,10 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const name = requireArg(ctx, "the secret's name");
       const api = await ctx.api();
-      const version = typeof ctx.options.version === "string" ? `?version=${encodeURIComponent(ctx.options.version)}` : "";
+      const version = integerOption(ctx, "version", 1);
+      const query = version === undefined ? "" : `?version=${version}`;
       return withCodec(ctx, api, w, async (codec) => {
-        const secret = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, version));
+        const secret = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, query));
         const value = await codec.open(name, secret.value, secret.key_version);
         print(ctx, { ...secret, value }, value);
         return 0;
@@ -342,7 +344,7 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const name = requireArg(ctx, "the secret's name");
-      const body: Record<string, unknown> = { generator: choiceOption(ctx, "generator", ["password", "hex", "base64", "uuid"] as const, "password") };
+      const body: Record<string, unknown> = { generator: choiceOption(ctx, "generator", ["password", "hex", "base64", "uuid"] as const) ?? "password" };
       const length = integerOption(ctx, "length", 1);
       if (length !== undefined) body.length = length;
       const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rotate"), body);
@@ -366,7 +368,7 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const file = requireArg(ctx, "the file to import (- for standard input)");
       const text = file === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(file, "utf8");
-      const format = choiceOption(ctx, "format", ["dotenv", "json"] as const, file.endsWith(".json") ? "json" : "dotenv");
+      const format = choiceOption(ctx, "format", ["dotenv", "json"] as const) ?? (file.endsWith(".json") ? "json" : "dotenv");
       const entries = format === "json" ? parseJsonSecrets(text) : parseDotenv(text);
       const api = await ctx.api();
       const sealed = await withCodec(ctx, api, w, async (codec) => entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value) })));
@@ -387,7 +389,7 @@ export const secretsCommands: Command[] = [
     options: { ...WHERE, ...PASSPHRASE, format: { type: "string", description: "dotenv (default) or json" } },
     async run(ctx) {
       const w = where(ctx);
-      const format = choiceOption(ctx, "format", ["dotenv", "json"] as const, "dotenv");
+      const format = choiceOption(ctx, "format", ["dotenv", "json"] as const) ?? "dotenv";
       const entries = await fetchValues(ctx, await ctx.api(), w);
       process.stdout.write(forStdout(format === "json" ? printJsonSecrets(entries) : printDotenv(entries)));
       return 0;
@@ -788,11 +790,11 @@ export const secretsCommands: Command[] = [
 ];
 
 
-/** One of the allowed words, or the default when absent. */
-function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[], fallback: T): T {
+/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the request's field. */
+function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
   const raw = ctx.options[name];
-  if (raw === undefined) return fallback;
-  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new Error(`--${name}: one of ${allowed.join(", ")}`);
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
   return raw as T;
 }
 

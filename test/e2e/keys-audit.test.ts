@@ -243,6 +243,15 @@ describe("operator commands against a key-file Citadel (found in review)", () =>
     expect(events).toHaveLength(1); // the refused one never reached the server
   });
 
+  test("audit list and export name a bad flag as the flag, not as the query field it becomes", async () => {
+    for (const [args, flag] of [[["audit", "list", "--limit", "abc"], "--limit"], [["audit", "list", "--outcome", "bogus"], "--outcome"], [["audit", "export", "--format", "bogus"], "--format"]] as const) {
+      const refused = await cli([...args]);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toStartWith(`citadel: ${flag}: `);
+      expect(refused.stderr).not.toContain("query");
+    }
+  });
+
   test("keys rekey refuses --shares and --threshold, which only Shamir has, instead of ignoring them", async () => {
     const keyFile = readFileSync(join(data, "root.key"), "utf8");
     const refused = await cli(["keys", "rekey", "--shares", "5", "--threshold", "3", "--yes"]);

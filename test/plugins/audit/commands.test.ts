@@ -18,3 +18,32 @@ describe("audit erase (found in review: the route asks for confirmation, the com
     expect(run.stdout).toBe("Erased usr_alice: 1 keys destroyed.\n");
   });
 });
+
+describe("flags are checked here, named as flags (found in review: the server's message named query fields)", () => {
+  const refusals: Array<[string, Record<string, string>, string]> = [
+    ["audit list", { limit: "abc" }, "--limit: a whole number of at least 1"],
+    ["audit list", { limit: "0" }, "--limit: a whole number of at least 1"],
+    ["audit list", { limit: "1001" }, "--limit: at most 1000 (--cursor continues after a page)"],
+    ["audit list", { outcome: "bogus" }, "--outcome: one of success, failure"],
+    ["audit export", { outcome: "ok" }, "--outcome: one of success, failure"],
+    ["audit list", { since: "yesterday" }, "--since: an ISO 8601 date and time with its zone, such as 2026-06-01T00:00:00Z"],
+    ["audit export", { until: "2026-06-01" }, "--until: an ISO 8601 date and time with its zone, such as 2026-06-01T00:00:00Z"],
+    ["audit export", { format: "bogus" }, "--format: one of ndjson, csv"],
+  ];
+  for (const [words, options, message] of refusals) {
+    test(`${words} ${JSON.stringify(options)}`, async () => {
+      const run = await runCommand(auditCommands, words, { options });
+      expect(run.code).not.toBe(0);
+      expect(run.error?.message).toStartWith(message);
+      expect(run.requests).toEqual([]);
+    });
+  }
+
+  test("good values are sent as they are", async () => {
+    const page = { events: [], next_cursor: null };
+    const list = await runCommand(auditCommands, "audit list", { options: { limit: "1000", outcome: "failure", since: "2026-06-01T00:00:00Z" }, json: true, answer: () => page });
+    expect(list.requests.map((r) => r.path)).toEqual(["/v1/audit/events?outcome=failure&since=2026-06-01T00%3A00%3A00Z&limit=1000"]);
+    const exported = await runCommand(auditCommands, "audit export", { options: { format: "csv", out: "/dev/null" }, answer: () => "" });
+    expect(exported.requests.map((r) => r.path)).toEqual(["/v1/audit/export?format=csv"]);
+  });
+});

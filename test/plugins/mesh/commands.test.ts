@@ -1,0 +1,33 @@
+/** What the operator's mesh commands check before they ask the server (the whole flow: test/e2e/mesh.test.ts). */
+import { describe, expect, test } from "bun:test";
+import { meshCommands } from "../../../plugins/mesh/commands.ts";
+import { runCommand } from "../../helpers/command.ts";
+
+const ORG = { org: "org_1" };
+
+describe("flags are checked here, named as flags (found in review: the server's message named the request's fields)", () => {
+  const refusals: Array<[string, string[], Record<string, string>, string]> = [
+    ["mesh networks create", ["n1"], { topology: "star" }, "--topology: one of mesh, hub"],
+    ["mesh networks set", ["n1"], { topology: "ring" }, "--topology: one of mesh, hub"],
+    ["mesh networks create", ["n1"], { interface: "a-name-far-too-long" }, "--interface: 1–15 letters"],
+    ["mesh config", ["n1", "web1"], { format: "bogus" }, "--format: one of wg-quick, setconf, nftables, json"],
+    ["mesh nodes set", ["n1", "web1"], { expires: "tomorrow" }, "--expires: an ISO 8601 time"],
+  ];
+  for (const [words, args, options, message] of refusals) {
+    test(`${words} ${JSON.stringify(options)}`, async () => {
+      const run = await runCommand(meshCommands, words, { args, options: { ...ORG, ...options } });
+      expect(run.code).toBe(2);
+      expect(run.error?.message).toStartWith(message);
+      expect(run.requests).toEqual([]);
+    });
+  }
+
+  test("good values are sent", async () => {
+    const created = await runCommand(meshCommands, "mesh networks create", { args: ["n1"], options: { ...ORG, topology: "hub" }, json: true });
+    expect(created.requests.map((r) => r.body)).toEqual([{ name: "n1", topology: "hub" }]);
+    const config = await runCommand(meshCommands, "mesh config", { args: ["n1", "web1"], options: { ...ORG, format: "setconf" }, answer: () => "[Interface]" });
+    expect(config.requests.map((r) => r.path)).toEqual(["/v1/mesh/orgs/org_1/networks/n1/nodes/web1/config?format=setconf"]);
+    const never = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "web1"], options: { ...ORG, expires: "never" }, json: true });
+    expect(never.requests.map((r) => r.body)).toEqual([{ expires_at: null }]);
+  });
+});
