@@ -95,6 +95,11 @@ const NETWORK_OPTIONS = {
   psk: { type: "boolean", description: "Preshared keys for every pair of peers" },
 } as const;
 
+/** Two flags that say opposite things: refused rather than one of them silently winning. */
+function refuseBoth(ctx: CommandContext, a: string, b: string): void {
+  if (ctx.options[a] === true && ctx.options[b] === true) throw new UsageError(`--${a} and --${b} say opposite things: give one`);
+}
+
 /** --expires: an ISO 8601 time, or "never" (null). */
 function expiresOption(value: string): string | null {
   if (value === "never") return null;
@@ -159,9 +164,12 @@ export const meshCommands: Command[] = [
     options: { ...NETWORK_OPTIONS, "no-psk": { type: "boolean", description: "No preshared keys" }, "rotate-psk": { type: "boolean", description: "New preshared keys for every pair" } },
     async run(ctx) {
       needArgs(ctx, 1, "citadel mesh networks set <network> [flags]");
+      refuseBoth(ctx, "psk", "no-psk");
+      refuseBoth(ctx, "no-psk", "rotate-psk");
       const body = networkSettings(ctx);
       if (ctx.options["no-psk"] === true) body.preshared_keys = false;
       if (ctx.options["rotate-psk"] === true) body.rotate_preshared_keys = true;
+      if (Object.keys(body).length === 0) throw new UsageError("nothing to change: give --port, --mtu, --keepalive, --topology, --dns, --interface, --psk, --no-psk or --rotate-psk");
       const { api, org } = await client(ctx);
       const n = await api.request<NetworkView>("PATCH", networkPath(org, ctx.args[0]!), body);
       print(ctx, n, networkLine(n));
@@ -273,6 +281,8 @@ export const meshCommands: Command[] = [
     },
     async run(ctx) {
       needArgs(ctx, 2, "citadel mesh nodes set <network> <node> [flags]");
+      refuseBoth(ctx, "enable", "disable");
+      refuseBoth(ctx, "hub", "no-hub");
       const body: Record<string, unknown> = {};
       const tags = csv(ctx.options.tags);
       if (tags) body.tags = tags;
@@ -282,7 +292,7 @@ export const meshCommands: Command[] = [
       if (ctx.options["no-hub"] === true) body.hub = false;
       if (typeof ctx.options.endpoint === "string") body.endpoint = ctx.options.endpoint === "" ? null : ctx.options.endpoint;
       if (typeof ctx.options.expires === "string") body.expires_at = expiresOption(ctx.options.expires);
-      if (Object.keys(body).length === 0) throw new Error("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint or --expires");
+      if (Object.keys(body).length === 0) throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint or --expires");
       const { api, org } = await client(ctx);
       const node = await api.request<NodeView>("PATCH", nodePath(org, ctx), body);
       print(ctx, node, nodeTable([node]));

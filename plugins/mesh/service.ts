@@ -44,6 +44,9 @@ export interface NewNetwork {
   preshared_keys?: boolean;
 }
 
+/** A network's settings that go into its nodes' configs (a new seed is a new object, so it compares as changed). */
+const NETWORK_SETTINGS = ["listen_port", "mtu", "keepalive", "topology", "dns", "interface_name", "psk_seed"] as const;
+
 export type NetworkChanges = Partial<Omit<NewNetwork, "name" | "ipv4" | "ipv6">> & { rotate_preshared_keys?: boolean };
 
 export interface NewPreauthKey {
@@ -271,6 +274,8 @@ export class MeshService {
       if (changes.preshared_keys === false) next.psk_seed = null;
       else if ((changes.preshared_keys === true && current.psk_seed === null) || (changes.rotate_preshared_keys && (current.psk_seed !== null || changes.preshared_keys)))
         next.psk_seed = this.k.seal.keyring().encrypt(tx, PSK_OWNER, pskContext(current.id), randomBytes(32));
+      // Nothing different: no new version for every node to fetch and apply, no event.
+      if (NETWORK_SETTINGS.every((field) => next[field] === current[field])) return current;
       sql.updateNetwork(tx, next);
       next.version = sql.bumpVersion(tx, current.id, next.updated_at);
       this.k.audit.record(tx, event(caller, org, "mesh.network.update", { type: "mesh_network", id: current.id }, what || null));
@@ -448,6 +453,8 @@ export class MeshService {
       // made) stands, instead of being overwritten by what this request read before.
       const fresh = sql.nodeById(tx, current.id);
       if (!fresh) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
+      // Nothing different (a tag list as it was, a node enabled already): no new version.
+      if (Object.entries(asked).every(([field, value]) => fresh[field as keyof sql.NodeRow] === value)) return fresh;
       const row: sql.NodeRow = { ...fresh, ...asked, updated_at: updatedAt };
       sql.updateNode(tx, row);
       sql.bumpVersion(tx, net.id, updatedAt);

@@ -90,6 +90,28 @@ describe("mesh networks", () => {
     expect((await c.send("GET", networks, owner)).body.items.map((n: { name: string }) => n.name)).toEqual(["lab", "office"]);
   });
 
+  test("a change to nothing publishes no new version and records no event (found in review)", async () => {
+    const { c, owner, net, network } = await setup({ name: "office", preshared_keys: false });
+    const key = await preauthKey(c, owner, net);
+    await enroll(c, key, "a");
+    const version = () => c.send("GET", net, owner).then((r) => r.body.version as number);
+    const before = await version();
+    const events = meshEvents(c).length;
+    for (const json of [{}, { mtu: network.mtu }, { topology: "mesh", keepalive: 25 }, { preshared_keys: false }, { rotate_preshared_keys: true }]) {
+      const same = await c.send("PATCH", net, owner, { json });
+      expect([same.status, same.body.version]).toEqual([200, before]);
+    }
+    for (const json of [{ disabled: false }, { hub: false, tags: [] }]) {
+      expect((await c.send("PATCH", `${net}/nodes/a`, owner, { json })).status).toBe(200);
+    }
+    expect(await version()).toBe(before);
+    expect(meshEvents(c).length).toBe(events);
+    // A real change still makes one.
+    expect((await c.send("PATCH", net, owner, { json: { mtu: 1400 } })).body.version).toBe(before + 1);
+    expect((await c.send("PATCH", `${net}/nodes/a`, owner, { json: { disabled: true } })).body.state).toBe("disabled");
+    expect(await version()).toBe(before + 2);
+  });
+
   test("least privilege: a viewer reads but cannot create networks or keys; without a token, 401", async () => {
     const { c, owner, networks, net } = await setup();
     const operator = await c.login(c.owner.email, c.owner.password);

@@ -31,3 +31,31 @@ describe("flags are checked here, named as flags (found in review: the server's 
     expect(never.requests.map((r) => r.body)).toEqual([{ expires_at: null }]);
   });
 });
+
+describe("networks set and nodes set: nothing to change, or opposite flags, are refused (found in review: exit 0 and a new version; the last flag won)", () => {
+  test("networks set with no flag is refused before any request", async () => {
+    const run = await runCommand(meshCommands, "mesh networks set", { args: ["n1"], options: ORG });
+    expect([run.code, run.requests]).toEqual([2, []]);
+    expect(run.error?.message).toStartWith("nothing to change: give --port");
+  });
+
+  const opposites: Array<[string, string[], string, string]> = [
+    ["mesh networks set", ["n1"], "psk", "no-psk"],
+    ["mesh networks set", ["n1"], "no-psk", "rotate-psk"],
+    ["mesh nodes set", ["n1", "web1"], "enable", "disable"],
+    ["mesh nodes set", ["n1", "web1"], "hub", "no-hub"],
+  ];
+  for (const [words, args, a, b] of opposites) {
+    test(`${words} --${a} --${b}`, async () => {
+      const run = await runCommand(meshCommands, words, { args, options: { ...ORG, [a]: true, [b]: true } });
+      expect([run.code, run.error?.message, run.requests]).toEqual([2, `--${a} and --${b} say opposite things: give one`, []]);
+    });
+  }
+
+  test("one of each pair is sent", async () => {
+    const psk = await runCommand(meshCommands, "mesh networks set", { args: ["n1"], options: { ...ORG, "no-psk": true }, json: true });
+    expect(psk.requests.map((r) => r.body)).toEqual([{ preshared_keys: false }]);
+    const node = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "web1"], options: { ...ORG, disable: true, "no-hub": true }, json: true });
+    expect(node.requests.map((r) => r.body)).toEqual([{ disabled: true, hub: false }]);
+  });
+});
