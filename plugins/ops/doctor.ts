@@ -208,12 +208,28 @@ function checkServer({ server }: DoctorInputs, add: Add): void {
     return;
   }
   if (server.ready?.ok) add("server", "ok", `Citadel answers at ${server.url} and is ready`);
-  else add("server", "warn", `Citadel answers at ${server.url} but is not ready: ${server.ready?.detail ?? "no answer from /readyz"}`, server.seal?.sealed ? "citadel unseal" : "journalctl -u citadel -n 50 (see why)");
+  else add("server", "warn", `Citadel answers at ${server.url} but is not ready: ${server.ready?.detail ?? "no answer from /readyz"}`, server.seal?.sealed ? unsealFix(server.seal.method) : "journalctl -u citadel -n 50 (see why)");
   const seal = server.seal;
   if (!seal) add("seal", "warn", "the server did not say whether it is sealed", null);
   else if (!seal.initialized) add("seal", "fail", "not initialized", "citadel init");
-  else if (seal.sealed) add("seal", "warn", `sealed (seal method ${seal.method}${seal.threshold ? `, ${seal.progress} of ${seal.threshold} shares given` : ""}): nothing can be read or written`, "citadel unseal");
+  else if (seal.sealed) add("seal", "warn", `sealed (seal method ${seal.method}${seal.threshold ? `, ${seal.progress} of ${seal.threshold} shares given` : ""}): nothing can be read or written`, unsealFix(seal.method));
   else add("seal", "ok", `unsealed (seal method ${seal.method}, root key ${seal.key_id})`);
+}
+
+/**
+ * How a sealed Citadel is unsealed: key shares are given with `citadel unseal`; a key file or a
+ * systemd credential is read only when the service starts (unseal refuses and says so).
+ */
+function unsealFix(method: string | null): string {
+  if (method === "shamir") return "citadel unseal";
+  return `systemctl restart citadel (it reads its ${method === "systemd_credential" ? "systemd credential" : "key file"} when it starts)`;
+}
+
+/** How a pending root key (a rekey) becomes the root key: first used to unseal. */
+function promoteFix(method: string): string {
+  if (method === "shamir") return "citadel unseal (with the new shares)";
+  if (method === "systemd_credential") return "store the new key as the systemd credential (systemd-creds encrypt), then: systemctl restart citadel";
+  return unsealFix(method);
 }
 
 /** The key ages a check or report shows: the server's when it answers an operator, else the database's. */
@@ -232,7 +248,7 @@ function checkKeys(inputs: DoctorInputs, add: Add): void {
   if (ages.rotation_due) add("keys", "warn", `${summary}: rotation is due`, "citadel keys rotate");
   else if (ages.deks_to_rewrap > 0) add("keys", "warn", `${summary}: ${ages.deks_to_rewrap} data keys still under an older KEK`, "citadel keys rotate");
   else add("keys", "ok", summary);
-  if (ages.pending_root) add("keys", "warn", `root key ${ages.pending_root} is pending: it replaces ${ages.root.id} when it is first used to unseal`, "citadel unseal (with the new key or shares)");
+  if (ages.pending_root) add("keys", "warn", `root key ${ages.pending_root} is pending: it replaces ${ages.root.id} when it is first used to unseal`, promoteFix(ages.root.method));
 }
 
 /** warn under 10 % free, fail under 2 %. */

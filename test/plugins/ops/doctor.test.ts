@@ -244,3 +244,47 @@ test("the DNS question is a plain SOA query with no recursion wanted", () => {
   expect(parseHostPort("127.0.0.1:5353")).toEqual({ host: "127.0.0.1", port: 5353 });
   expect(parseHostPort("localhost:53")).toBeNull();
 });
+
+describe("a sealed server: the fix is the way its seal method unseals (found in review: `citadel unseal` was suggested for a key file, which unseals only by a restart)", () => {
+  const sealedServer = (method: string) => ({
+    url: "https://127.0.0.1:8443",
+    listener: "citadel" as const,
+    error: null,
+    ready: { ok: false, detail: "sealed" },
+    seal: { sealed: true, initialized: true, method, threshold: method === "shamir" ? 3 : null, progress: 0, key_id: "0123abcd" },
+    keys: null,
+    keysProblem: "sealed",
+  });
+  // The server is only described: nothing answers DNS, so it is not asked.
+  const NO_DNS = { CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" };
+  const fixes = (report: DoctorReport) => Object.fromEntries(report.checks.filter((c) => c.check === "server" || c.check === "seal").map((c) => [c.check, c.fix]));
+
+  test("key file and systemd credential: restart the service; Shamir: citadel unseal", async () => {
+    const dir = dataDir();
+    const restart = "systemctl restart citadel (it reads its key file when it starts)";
+    expect(fixes(await checks(dir, { server: sealedServer("key_file") }, NO_DNS))).toEqual({ server: restart, seal: restart });
+    const credential = "systemctl restart citadel (it reads its systemd credential when it starts)";
+    expect(fixes(await checks(dir, { server: sealedServer("systemd_credential") }, NO_DNS))).toEqual({ server: credential, seal: credential });
+    expect(fixes(await checks(dir, { server: sealedServer("shamir") }, NO_DNS))).toEqual({ server: "citadel unseal", seal: "citadel unseal" });
+  });
+
+  test("a pending root key: promoted by a restart (key file), a stored credential and a restart, or the new shares", async () => {
+    const dir = dataDir();
+    const keys = (method: string) => ({
+      root: { id: "0123abcd", method, shares: null, threshold: null, created_at: new Date().toISOString(), age_days: 1 },
+      pending_root: { id: "89abcdef" },
+      active_kek: 1,
+      keks: [{ version: 1, created_at: new Date().toISOString(), retired_at: null, age_days: 1 }],
+      deks_to_rewrap: 0,
+      rotation_days: 90,
+      rotation_due: false,
+    });
+    const pendingFix = async (method: string) => {
+      const report = await checks(dir, { server: { ...sealedServer(method), ready: { ok: true, detail: "ready" }, seal: { ...sealedServer(method).seal, sealed: false }, keys: keys(method), keysProblem: null } }, NO_DNS);
+      return find(report, "keys").find((c) => c.message.includes("pending"))?.fix;
+    };
+    expect(await pendingFix("key_file")).toBe("systemctl restart citadel (it reads its key file when it starts)");
+    expect(await pendingFix("systemd_credential")).toBe("store the new key as the systemd credential (systemd-creds encrypt), then: systemctl restart citadel");
+    expect(await pendingFix("shamir")).toBe("citadel unseal (with the new shares)");
+  });
+});
