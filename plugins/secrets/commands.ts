@@ -7,6 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
+import { parseToken, TOKEN_KINDS } from "../../src/auth/tokens.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { forStdout, integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
@@ -451,10 +452,12 @@ export const secretsCommands: Command[] = [
       passphrase: { type: "boolean", description: "Also ask for a passphrase (give it to the recipient another way)" },
     },
     async run(ctx) {
+      let org = typeof ctx.options.org === "string" && ctx.options.org !== "" ? ctx.options.org : undefined;
+      // Which organization is the identity service's to say (yours, or a workspace's), and an API key works for secrets alone.
+      if (org === undefined && isServiceApiKey(ctx.env.CITADEL_TOKEN)) throw new UsageError("an API key must be given --org ORG_ID");
       const api = await ctx.api();
       let value: string;
       let source: Record<string, string> | undefined;
-      let org = typeof ctx.options.org === "string" ? ctx.options.org : undefined;
       if (typeof ctx.options.secret === "string") {
         const w = where(ctx);
         const settings = await api.request<{ e2ee: boolean }>("GET", `${workspacePath(w)}/settings`);
@@ -796,6 +799,12 @@ function choiceOption<T extends string>(ctx: CommandContext, name: string, allow
   if (raw === undefined) return undefined;
   if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
   return raw as T;
+}
+
+/** A service API key (citadel_secrets_...), not a person's token. */
+function isServiceApiKey(token: string | undefined): boolean {
+  const kind = token ? parseToken(token)?.kind : undefined;
+  return kind !== undefined && !(Object.values(TOKEN_KINDS) as string[]).includes(kind);
 }
 
 /** A command about one secret: `citadel <words> <name> -w WS [-e ENV]`. */

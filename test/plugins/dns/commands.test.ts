@@ -1,5 +1,6 @@
 /** What the DNS commands check before they ask the server (the whole flow: test/e2e/dns.test.ts). */
 import { describe, expect, test } from "bun:test";
+import { generateToken } from "../../../src/auth/tokens.ts";
 import { dnsCommands } from "../../../plugins/dns/commands.ts";
 import { runCommand } from "../../helpers/command.ts";
 
@@ -7,5 +8,23 @@ describe("dns tsig create --algorithm (found in review: the server's message nam
   test("an algorithm Citadel does not have is a usage error listing those it has, before any request", async () => {
     const run = await runCommand(dnsCommands, "dns tsig create", { args: ["transfer.example"], options: { algorithm: "hmac-md5" } });
     expect([run.code, run.error?.message, run.requests]).toEqual([2, "--algorithm: one of hmac-sha256, hmac-sha384, hmac-sha512", []]);
+  });
+});
+
+describe("a service API key names its organization with --org (found in review: asking for it was refused as outside the key's service)", () => {
+  const key = { CITADEL_TOKEN: generateToken("dns").token };
+
+  test("without --org: a usage error saying so, before any request", async () => {
+    for (const [words, args] of [["dns zone list", []], ["dns zone show", ["example.test"]], ["dns set", ["example.test", "www", "A", "192.0.2.1"]]] as const) {
+      const run = await runCommand(dnsCommands, words, { args: [...args], env: key });
+      expect([run.code, run.error?.message, run.requests]).toEqual([2, "an API key must be given --org ORG_ID", []]);
+    }
+  });
+
+  test("with --org it is used; a person's token without --org still asks whose it is", async () => {
+    const withOrg = await runCommand(dnsCommands, "dns zone list", { options: { org: "org_1" }, env: key, json: true, answer: () => ({ items: [] }) });
+    expect(withOrg.requests.map((r) => r.path)).toEqual(["/v1/dns/orgs/org_1/zones"]);
+    const person = await runCommand(dnsCommands, "dns zone list", { env: { CITADEL_TOKEN: generateToken("pat").token }, json: true, answer: (r) => (r.path === "/v1/iam/me" ? { organizations: [{ id: "org_2" }] } : { items: [] }) });
+    expect(person.requests.map((r) => r.path)).toEqual(["/v1/iam/me", "/v1/dns/orgs/org_2/zones"]);
   });
 });

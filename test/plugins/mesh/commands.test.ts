@@ -1,5 +1,6 @@
 /** What the operator's mesh commands check before they ask the server (the whole flow: test/e2e/mesh.test.ts). */
 import { describe, expect, test } from "bun:test";
+import { generateToken } from "../../../src/auth/tokens.ts";
 import { meshCommands } from "../../../plugins/mesh/commands.ts";
 import { runCommand } from "../../helpers/command.ts";
 
@@ -57,5 +58,15 @@ describe("networks set and nodes set: nothing to change, or opposite flags, are 
     expect(psk.requests.map((r) => r.body)).toEqual([{ preshared_keys: false }]);
     const node = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "web1"], options: { ...ORG, disable: true, "no-hub": true }, json: true });
     expect(node.requests.map((r) => r.body)).toEqual([{ disabled: true, hub: false }]);
+  });
+});
+
+describe("a service API key names its organization with --org (found in review)", () => {
+  test("without --org: a usage error saying so, before any request; with it, used", async () => {
+    const env = { CITADEL_TOKEN: generateToken("mesh").token };
+    const refused = await runCommand(meshCommands, "mesh networks", { env });
+    expect([refused.code, refused.error?.message, refused.requests]).toEqual([2, "an API key must be given --org ORG_ID", []]);
+    const listed = await runCommand(meshCommands, "mesh networks", { options: ORG, env, json: true, answer: () => ({ items: [] }) });
+    expect(listed.requests.map((r) => r.path)).toEqual(["/v1/mesh/orgs/org_1/networks"]);
   });
 });
