@@ -90,6 +90,8 @@ export const auditCommands: Command[] = [
     options: { ...FILTER_OPTIONS, format: { type: "string", description: "ndjson (default) or csv" }, out: { type: "string", description: "Write to this file (mode 0600)" } },
     async run(ctx) {
       const format = choiceOption(ctx, "format", ["ndjson", "csv"]);
+      // NDJSON is JSON already, an event a line; CSV is not.
+      if (ctx.json && format === "csv") throw new UsageError("--json with --format csv: give one (the export is NDJSON, a JSON object a line, unless --format csv)");
       const query = filterQuery(ctx, { format });
       const text = await (await ctx.api()).requestText("GET", `/v1/audit/export${query}`);
       if (typeof ctx.options.out === "string") writeOwnerOnlyFile(ctx.options.out, text); // personal data may be in it

@@ -179,7 +179,8 @@ export const dnsCommands: Command[] = [
       needArgs(ctx, 1, "citadel dns zone export <zone>");
       const api = await ctx.api();
       const text = await api.requestText("GET", zonePath(await organizationFor(ctx, api), ctx.args[0]!, "/export"));
-      ctx.out(text.endsWith("\n") ? text.slice(0, -1) : text);
+      // With --json the zone file is one string value: a zone file is not JSON.
+      print(ctx, { zone: ctx.args[0], zone_file: text }, text.endsWith("\n") ? text.slice(0, -1) : text);
       return 0;
     },
   },

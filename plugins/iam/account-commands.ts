@@ -9,6 +9,7 @@
  * Passwords and codes are read without echo, or line by line from standard input.
  */
 import { createApiClient, ApiError } from "../../src/cli/api-client.ts";
+import { print } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import type { LoginResponse, Me, RecoveryCodes, TotpEnrolment } from "./model.ts";
@@ -69,7 +70,7 @@ export const accountCommands: Command[] = [
         if (process.stdin.isTTY && (await ask("New password again: ")) !== next) throw new Error("the two new passwords differ: nothing changed");
         await session.request("POST", "/v1/iam/me/password", { current_password: current, new_password: next });
       });
-      ctx.out("password changed; your other sessions and device logins have ended");
+      print(ctx, { ok: true }, "password changed; your other sessions and device logins have ended");
       return 0;
     },
   },
@@ -107,7 +108,7 @@ export const accountCommands: Command[] = [
         const code = await ask("TOTP code to confirm (if you logged in with one, the next one the app shows): ");
         await session.request("POST", "/v1/iam/me/mfa/totp/disable", { code: code.trim() });
       });
-      ctx.out("two-factor authentication is off");
+      print(ctx, { ok: true, mfa: false }, "two-factor authentication is off");
       return 0;
     },
   },

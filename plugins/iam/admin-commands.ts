@@ -149,7 +149,7 @@ const organizationCommands: Command[] = [
       needArgs(ctx, 1, "citadel org delete <org-id> --yes");
       requireYes(ctx, `this deletes organization ${ctx.args[0]}`);
       await (await ctx.api()).request("DELETE", orgPath(ctx.args[0]!), undefined, { confirmed: true });
-      ctx.out("deleted");
+      print(ctx, { ok: true, id: ctx.args[0] }, "deleted");
       return 0;
     },
   },
@@ -202,7 +202,7 @@ const organizationCommands: Command[] = [
       needArgs(ctx, 1, "citadel org remove <user-id>");
       const { api, org } = await inOrganization(ctx);
       await api.request("DELETE", orgPath(org, `/members/${path(ctx.args[0]!)}`));
-      ctx.out("removed");
+      print(ctx, { ok: true, organization: org, user: ctx.args[0] }, "removed");
       return 0;
     },
   },
@@ -248,7 +248,7 @@ const organizationCommands: Command[] = [
       needArgs(ctx, 1, "citadel org uninvite <invitation-id>");
       const { api, org } = await inOrganization(ctx);
       await api.request("DELETE", orgPath(org, `/invitations/${path(ctx.args[0]!)}`));
-      ctx.out("revoked");
+      print(ctx, { ok: true, id: ctx.args[0] }, "revoked");
       return 0;
     },
   },
@@ -292,7 +292,7 @@ const invitationCommands: Command[] = [
     async run(ctx) {
       needArgs(ctx, 1, "citadel invitations decline <invitation-id>");
       await (await ctx.api()).request("POST", `/v1/iam/me/invitations/${path(ctx.args[0]!)}/decline`);
-      ctx.out("declined");
+      print(ctx, { ok: true, id: ctx.args[0] }, "declined");
       return 0;
     },
   },
@@ -367,7 +367,7 @@ const workspaceCommands: Command[] = [
       needArgs(ctx, 1, "citadel workspace delete <workspace-id> --yes");
       requireYes(ctx, `this deletes workspace ${ctx.args[0]} and the secrets in it`);
       await (await ctx.api()).request("DELETE", `/v1/iam/workspaces/${path(ctx.args[0]!)}`, undefined, { confirmed: true });
-      ctx.out("deleted");
+      print(ctx, { ok: true, id: ctx.args[0] }, "deleted");
       return 0;
     },
   },
@@ -445,7 +445,7 @@ const apiKeyCommands: Command[] = [
       needArgs(ctx, 1, "citadel apikey revoke <key-id>");
       const { api, org } = await inOrganization(ctx);
       await api.request("DELETE", orgPath(org, `/api-keys/${path(ctx.args[0]!)}`));
-      ctx.out("revoked");
+      print(ctx, { ok: true, id: ctx.args[0] }, "revoked");
       return 0;
     },
   },
@@ -500,7 +500,7 @@ const userCommands: Command[] = [
       needArgs(ctx, 1, "citadel user delete <user-id> --yes");
       requireYes(ctx, `this deletes user ${ctx.args[0]} and revokes their tokens and keys`);
       await (await ctx.api()).request("DELETE", `/v1/iam/users/${path(ctx.args[0]!)}`, undefined, { confirmed: true });
-      ctx.out("deleted");
+      print(ctx, { ok: true, id: ctx.args[0] }, "deleted");
       return 0;
     },
   },

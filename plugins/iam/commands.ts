@@ -1,7 +1,7 @@
 /** CLI: citadel login | logout | whoami | token create | token list | token revoke | token check. */
 import { loginWithDeviceFlow, logout } from "../../src/cli/credentials.ts";
 import { parseToken, TOKEN_REGEX } from "../../src/auth/tokens.ts";
-import { integerOption } from "../../src/cli/output.ts";
+import { integerOption, print } from "../../src/cli/output.ts";
 import type { Command } from "../../src/plugin.ts";
 import { ALLOW_FROM, allowFromOption, scopesOption } from "./cli-options.ts";
 import type { CredentialList, Me, NewCredential } from "./model.ts";
@@ -82,7 +82,7 @@ export const iamCommands: Command[] = [
     async run(ctx) {
       if (!ctx.args[0]) throw new Error("give the token's id");
       await (await ctx.api()).request("DELETE", `/v1/iam/me/tokens/${encodeURIComponent(ctx.args[0])}`);
-      ctx.out("revoked");
+      print(ctx, { ok: true, id: ctx.args[0] }, "revoked");
       return 0;
     },
   },

@@ -112,6 +112,13 @@ const NETWORK_OPTIONS = {
   psk: { type: "boolean", description: "Preshared keys for every pair of peers" },
 } as const;
 
+/** --format, else wg-quick; --json asks for the json format, and refuses another. */
+function configFormat(ctx: CommandContext): string {
+  const format = choiceOption(ctx, "format", ["wg-quick", "setconf", "nftables", "json"]);
+  if (ctx.json && format !== undefined && format !== "json") throw new UsageError(`--json with --format ${format}: give one`);
+  return format ?? (ctx.json ? "json" : "wg-quick");
+}
+
 /** Two flags that say opposite things: refused rather than one of them silently winning. */
 function refuseBoth(ctx: CommandContext, a: string, b: string): void {
   if (ctx.options[a] === true && ctx.options[b] === true) throw new UsageError(`--${a} and --${b} say opposite things: give one`);
@@ -371,7 +378,7 @@ export const meshCommands: Command[] = [
     options: { ...ORG, format: { type: "string", description: "wg-quick, setconf, nftables or json" } },
     async run(ctx) {
       needArgs(ctx, 2, "citadel mesh config <network> <node> [--format F]");
-      const format = choiceOption(ctx, "format", ["wg-quick", "setconf", "nftables", "json"]) ?? "wg-quick";
+      const format = configFormat(ctx);
       const { api, org } = await client(ctx);
       ctx.out(await api.requestText("GET", nodePath(org, ctx, `/config?format=${encodeURIComponent(format)}`)));
       return 0;

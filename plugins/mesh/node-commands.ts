@@ -5,6 +5,7 @@
  */
 import { hostname } from "node:os";
 import { fetchPinnedCertificate } from "../../src/cli/credentials.ts";
+import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import { Agent } from "./agent.ts";
@@ -42,6 +43,7 @@ async function join(ctx: CommandContext): Promise<number> {
   const server = typeof ctx.options.server === "string" ? ctx.options.server.replace(/\/+$/, "") : null;
   const key = typeof ctx.options.key === "string" ? ctx.options.key : (ctx.env.CITADEL_MESH_KEY ?? null);
   if (!server || !key) throw new Error("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
+  if (ctx.options.qr === true && ctx.json) throw new UsageError("--qr with --json: a QR code is not JSON; give one");
   if (typeof ctx.options.interface === "string" && !isInterfaceName(ctx.options.interface)) throw new Error(`--interface: ${INTERFACE_NAME_RULE}`);
   const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
   const pair = await generateKeyPair();

@@ -390,7 +390,7 @@ export const secretsCommands: Command[] = [
     options: { ...WHERE, ...PASSPHRASE, format: { type: "string", description: "dotenv (default) or json" } },
     async run(ctx) {
       const w = where(ctx);
-      const format = choiceOption(ctx, "format", ["dotenv", "json"] as const) ?? "dotenv";
+      const format = exportFormat(ctx);
       const entries = await fetchValues(ctx, await ctx.api(), w);
       process.stdout.write(forStdout(format === "json" ? printJsonSecrets(entries) : printDotenv(entries)));
       return 0;
@@ -799,6 +799,13 @@ function choiceOption<T extends string>(ctx: CommandContext, name: string, allow
   if (raw === undefined) return undefined;
   if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
   return raw as T;
+}
+
+/** --format, else dotenv; --json asks for JSON, and refuses a --format that is not. */
+function exportFormat(ctx: CommandContext): "dotenv" | "json" {
+  const format = choiceOption(ctx, "format", ["dotenv", "json"] as const);
+  if (ctx.json && format === "dotenv") throw new UsageError("--json with --format dotenv: give one");
+  return format ?? (ctx.json ? "json" : "dotenv");
 }
 
 /** A service API key (citadel_secrets_...), not a person's token. */

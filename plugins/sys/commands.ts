@@ -1,6 +1,6 @@
 /** CLI: citadel unseal | seal | keys status | keys rotate | keys rekey. */
 import { UsageError } from "../../src/cli/command-line.ts";
-import { integerOption } from "../../src/cli/output.ts";
+import { integerOption, print } from "../../src/cli/output.ts";
 import { readKeyShare } from "../../src/cli/prompt.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { KeysStatus, RekeyResponse, RotateResponse, SealStatus, UnsealResponse } from "./model.ts";
@@ -41,7 +41,7 @@ export const sysCommands: Command[] = [
       const api = await ctx.api();
       const status = await api.request<Status>("GET", "/v1/sys/seal-status");
       if (!status.sealed && !ctx.options.reset) {
-        ctx.out("Citadel is not sealed.");
+        print(ctx, { unsealed: false, status }, "Citadel is not sealed."); // as an unseal's answer
         return 0;
       }
       let share = ctx.args[0];

@@ -163,6 +163,27 @@ describe("organization settings, workspaces and API keys", () => {
     expect(await ok(["user", "delete", erin.user.id, "--yes"])).toBe("deleted\n");
     expect(await ok(["user", "list"])).not.toContain("erin@example.org");
   }, 30_000);
+
+  test("--json: what printed a word (deleted, revoked, removed) prints a JSON object (found in review)", async () => {
+    as = operatorToken;
+    const frank = await json(["user", "create", "frank@example.org"]);
+    expect(await json(["user", "delete", frank.user.id, "--yes"])).toEqual({ ok: true, id: frank.user.id });
+    const other = await json(["org", "create", "scratch"]);
+    const org = ["--org", other.id];
+    await ok(["user", "create", "gina@example.org"]);
+    const gina = await json(["org", "add", "gina@example.org", "--role", "viewer", ...org]);
+    expect(await json(["org", "remove", gina.user, ...org])).toEqual({ ok: true, organization: other.id, user: gina.user });
+    const invited = await json(["org", "invite", "henry@example.org", ...org]);
+    expect(await json(["org", "uninvite", invited.id, ...org])).toEqual({ ok: true, id: invited.id });
+    const ws = await json(["workspace", "create", "temp", ...org]);
+    expect(await json(["workspace", "delete", ws.id, "--yes"])).toEqual({ ok: true, id: ws.id });
+    await ok(["org", "activate", "dns", ...org]);
+    const key = await json(["apikey", "create", "k", "--service", "dns", ...org]);
+    expect(await json(["apikey", "revoke", key.id, ...org])).toEqual({ ok: true, id: key.id });
+    const token = await json(["token", "create", "t"]);
+    expect(await json(["token", "revoke", token.id])).toEqual({ ok: true, id: token.id });
+    expect(await json(["org", "delete", other.id, "--yes"])).toEqual({ ok: true, id: other.id });
+  }, 30_000);
 });
 
 /**
@@ -223,11 +244,17 @@ describe("a person's own account", () => {
 
     // Disabling, as after losing the phone: the password, a recovery code to log in, then a
     // code (here the next one; a code works once, so one that logged in cannot confirm too).
-    const disabled = await converse(["mfa", "disable", "--email", "grace@example.org"], (_, asked) =>
+    // With --json, JSON (found in review: the sentence was printed as it was).
+    const disabled = await converse(["--json", "mfa", "disable", "--email", "grace@example.org"], (_, asked) =>
       asked === 0 ? "graces-passphrase-2026" : asked === 1 ? codes[0]! : asked === 2 ? totp(secret, Date.now() + 30_000) : null,
     );
-    expect([disabled.code, disabled.stdout]).toEqual([0, "two-factor authentication is off\n"]);
+    expect([disabled.code, JSON.parse(disabled.stdout)]).toEqual([0, { ok: true, mfa: false }]);
     await login(citadel.url, certificate, "grace@example.org", "graces-passphrase-2026");
+
+    const lines2026 = ["graces-passphrase-2026", "graces-passphrase-2027"];
+    const changedJson = await converse(["--json", "password", "--email", "grace@example.org"], (_, asked) => lines2026[asked] ?? null);
+    expect([changedJson.code, JSON.parse(changedJson.stdout)]).toEqual([0, { ok: true }]);
+    await login(citadel.url, certificate, "grace@example.org", "graces-passphrase-2027");
 
     const wrong = await converse(["password", "--email", "grace@example.org"], (_, asked) => (asked === 0 ? "not her password" : null));
     expect([wrong.code, wrong.stderr]).toEqual([1, expect.stringContaining("The email or password is wrong.")]);

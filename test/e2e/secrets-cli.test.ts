@@ -233,6 +233,11 @@ describe("citadel secrets", () => {
     // As JSON too.
     const json = JSON.parse(await ok(["secrets", "export", ...WS(), "-e", "staging", "--format", "json"]));
     expect(json).toEqual({ DB_PASSWORD, TLS_KEY });
+    // --json is that format, not a .env file on standard output (found in review); with --format dotenv it is refused.
+    expect(JSON.parse(await ok(["secrets", "export", ...WS(), "-e", "staging", "--json"]))).toEqual(json);
+    const both = await cli(["secrets", "export", ...WS(), "-e", "staging", "--json", "--format", "dotenv"]);
+    expect([both.code, both.stdout]).toEqual([2, ""]);
+    expect(both.stderr).toStartWith("citadel: --json with --format dotenv: give one\n");
 
     const versions = async () => (JSON.parse(await ok(["secrets", "list", ...WS(), "-e", "staging", "--json"])).items as Array<{ name: string; version: number }>).map((s) => `${s.name}@${s.version}`).sort();
     expect(await versions()).toEqual(["DB_PASSWORD@1", "TLS_KEY@1"]);

@@ -47,3 +47,12 @@ describe("flags are checked here, named as flags (found in review: the server's 
     expect(exported.requests.map((r) => r.path)).toEqual(["/v1/audit/export?format=csv"]);
   });
 });
+
+describe("audit export --json (found in review)", () => {
+  test("with --format csv it is refused (the export is JSON lines unless csv)", async () => {
+    const run = await runCommand(auditCommands, "audit export", { options: { format: "csv" }, json: true });
+    expect(run.code).toBe(2);
+    expect(run.error?.message).toStartWith("--json with --format csv: give one");
+    expect(run.requests).toEqual([]);
+  });
+});

@@ -28,3 +28,13 @@ describe("a service API key names its organization with --org (found in review: 
     expect(person.requests.map((r) => r.path)).toEqual(["/v1/iam/me", "/v1/dns/orgs/org_2/zones"]);
   });
 });
+
+describe("dns zone export --json (found in review: the zone file was printed as it is)", () => {
+  test("the zone file as one string in a JSON object; without --json the zone file", async () => {
+    const zoneFile = "$ORIGIN example.test.\n@ 3600 IN SOA ns1 hostmaster 1 3600 900 1209600 300\n";
+    const run = await runCommand(dnsCommands, "dns zone export", { args: ["example.test"], options: { org: "org_1" }, json: true, answer: () => zoneFile });
+    expect(JSON.parse(run.stdout)).toEqual({ zone: "example.test", zone_file: zoneFile });
+    const text = await runCommand(dnsCommands, "dns zone export", { args: ["example.test"], options: { org: "org_1" }, answer: () => zoneFile });
+    expect(text.stdout).toBe(zoneFile);
+  });
+});

@@ -70,3 +70,18 @@ describe("a service API key names its organization with --org (found in review)"
     expect(listed.requests.map((r) => r.path)).toEqual(["/v1/mesh/orgs/org_1/networks"]);
   });
 });
+
+describe("--json (found in review: text was printed)", () => {
+  test("mesh config --json asks for the json format; with another --format it is refused", async () => {
+    const json = await runCommand(meshCommands, "mesh config", { args: ["n1", "web1"], options: ORG, json: true, answer: () => '{"network":{}}' });
+    expect(json.requests.map((r) => r.path)).toEqual(["/v1/mesh/orgs/org_1/networks/n1/nodes/web1/config?format=json"]);
+    expect(JSON.parse(json.stdout)).toEqual({ network: {} });
+    const both = await runCommand(meshCommands, "mesh config", { args: ["n1", "web1"], options: { ...ORG, format: "setconf" }, json: true });
+    expect([both.code, both.error?.message, both.requests]).toEqual([2, "--json with --format setconf: give one", []]);
+  });
+
+  test("mesh join --qr --json is refused: a QR code is not JSON", async () => {
+    const run = await runCommand(meshCommands, "mesh join", { options: { server: "https://citadel.test:8443", key: "citadel_meshkey_x", qr: true }, json: true });
+    expect([run.code, run.error?.message, run.requests]).toEqual([2, "--qr with --json: a QR code is not JSON; give one", []]);
+  });
+});

@@ -38,3 +38,13 @@ describe("keys rekey --shares, --threshold (found in review)", () => {
     expect(plain.requests).toEqual([{ method: "POST", path: "/v1/sys/keys/rekey", body: {}, confirmed: true }]);
   });
 });
+
+describe("unseal --json (found in review: a Citadel not sealed was told in a sentence)", () => {
+  test("not sealed: the answer an unseal gives, as JSON; as text the sentence", async () => {
+    const answer = () => status("key_file");
+    const run = await runCommand(sysCommands, "unseal", { json: true, answer });
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ unsealed: false, status: status("key_file") });
+    expect((await runCommand(sysCommands, "unseal", { answer })).stdout).toBe("Citadel is not sealed.\n");
+  });
+});

@@ -1,0 +1,26 @@
+/** What the identity commands print (the whole flow against a server: test/e2e/iam-cli.test.ts). */
+import { describe, expect, test } from "bun:test";
+import { iamAdminCommands } from "../../../plugins/iam/admin-commands.ts";
+import { iamCommands } from "../../../plugins/iam/commands.ts";
+import { runCommand } from "../../helpers/command.ts";
+
+describe("--json: a change that printed a word prints a JSON object naming what changed (found in review)", () => {
+  const cases: Array<[string, string[], Record<string, string | boolean>, unknown, string]> = [
+    ["org delete", ["org_2"], { yes: true }, { ok: true, id: "org_2" }, "deleted"],
+    ["org remove", ["usr_b"], { org: "org_1" }, { ok: true, organization: "org_1", user: "usr_b" }, "removed"],
+    ["org uninvite", ["inv_1"], { org: "org_1" }, { ok: true, id: "inv_1" }, "revoked"],
+    ["invitations decline", ["inv_1"], {}, { ok: true, id: "inv_1" }, "declined"],
+    ["workspace delete", ["ws_1"], { yes: true }, { ok: true, id: "ws_1" }, "deleted"],
+    ["apikey revoke", ["key_1"], { org: "org_1" }, { ok: true, id: "key_1" }, "revoked"],
+    ["user delete", ["usr_b"], { yes: true }, { ok: true, id: "usr_b" }, "deleted"],
+    ["token revoke", ["tok_1"], {}, { ok: true, id: "tok_1" }, "revoked"],
+  ];
+  for (const [words, args, options, json, word] of cases) {
+    test(words, async () => {
+      const commands = [...iamAdminCommands, ...iamCommands];
+      const asJson = await runCommand(commands, words, { args, options, json: true });
+      expect([asJson.code, JSON.parse(asJson.stdout)]).toEqual([0, json]);
+      expect((await runCommand(commands, words, { args, options })).stdout).toBe(`${word}\n`);
+    });
+  }
+});
