@@ -143,7 +143,7 @@ export const auditCommands: Command[] = [
     args: "<text>",
     maxArgs: 1,
     async run(ctx) {
-      if (!ctx.args[0]) throw new Error("give the note's text");
+      if (!ctx.args[0]) throw new UsageError("give the note's text");
       const { id } = await (await ctx.api()).request<typeof EventRef.static>("POST", "/v1/audit/notes", { text: ctx.args[0] });
       ctx.out(ctx.json ? JSON.stringify({ id }) : id);
       return 0;

@@ -7,6 +7,7 @@
  */
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { UsageError } from "../../src/cli/command-line.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile } from "../../src/crypto/root-key.ts";
 import { writeFileAtomic } from "../../src/files.ts";
@@ -203,7 +204,7 @@ function reportFailure(ctx: CommandContext, error: unknown): number {
 
 function requiredFile(ctx: CommandContext): string {
   const file = ctx.args[0];
-  if (!file) throw new BackupError("give the backup file");
+  if (!file) throw new UsageError("give the backup file");
   return file;
 }
 

@@ -141,7 +141,7 @@ export const dnsCommands: Command[] = [
     options: { ...ORG, yes: { type: "boolean", description: "Yes, delete the zone and every record in it" } },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone delete <zone>");
-      if (ctx.options.yes !== true) throw new Error(`this deletes ${ctx.args[0]} and every record in it, for good: add --yes`);
+      if (ctx.options.yes !== true) throw new UsageError(`this deletes ${ctx.args[0]} and every record in it, for good: add --yes`);
       const api = await ctx.api();
       await api.request("DELETE", zonePath(await organizationFor(ctx, api), ctx.args[0]!), undefined, { confirmed: true });
       print(ctx, { ok: true }, `${ctx.args[0]} deleted`);
@@ -291,7 +291,7 @@ export const dnsCommands: Command[] = [
     },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns secondary add <name> --address IP --key KEY");
-      if (typeof ctx.options.address !== "string" || typeof ctx.options.key !== "string") throw new Error("usage: citadel dns secondary add <name> --address IP --key KEY [--port N] [--zones a,b]");
+      if (typeof ctx.options.address !== "string" || typeof ctx.options.key !== "string") throw new UsageError("usage: citadel dns secondary add <name> --address IP --key KEY [--port N] [--zones a,b]");
       const body: Record<string, unknown> = { name: ctx.args[0], address: ctx.options.address, tsig_key: ctx.options.key };
       const port = integerOption(ctx, "port", 1);
       if (port !== undefined) body.port = port;

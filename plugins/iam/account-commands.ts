@@ -9,6 +9,7 @@
  * Passwords and codes are read without echo, or line by line from standard input.
  */
 import { createApiClient, ApiError } from "../../src/cli/api-client.ts";
+import { UsageError } from "../../src/cli/command-line.ts";
 import { print } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
@@ -30,7 +31,7 @@ async function emailOf(ctx: CommandContext, server: ApiClient): Promise<string> 
   } catch {
     // no stored login, or it no longer works
   }
-  throw new Error(`say whose account: --email ADDRESS (${server.baseUrl})`);
+  throw new UsageError(`say whose account: --email ADDRESS (${server.baseUrl})`);
 }
 
 /**

@@ -9,6 +9,7 @@
  * The organization is --org, else the caller's only one. What the server refuses comes back
  * as its message and a non-zero exit; destructive commands need --yes.
  */
+import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
@@ -30,12 +31,12 @@ async function inOrganization(ctx: CommandContext): Promise<{ api: ApiClient; or
 }
 
 function role(text: string | undefined, flag = "role"): string {
-  if (!text || !ROLES.includes(text)) throw new Error(`${flag}: one of ${ROLES.join(", ")}`);
+  if (!text || !ROLES.includes(text)) throw new UsageError(`${flag}: one of ${ROLES.join(", ")}`);
   return text;
 }
 
 function requireYes(ctx: CommandContext, what: string): void {
-  if (ctx.options.yes !== true) throw new Error(`${what}: add --yes`);
+  if (ctx.options.yes !== true) throw new UsageError(`${what}: add --yes`);
 }
 
 const yes = (description: string) => ({ yes: { type: "boolean", description } }) as const;
@@ -127,12 +128,12 @@ const organizationCommands: Command[] = [
       if (typeof ctx.options.name === "string") changes.name = ctx.options.name;
       const mfa = ctx.options["require-mfa"];
       if (mfa !== undefined) {
-        if (mfa !== "on" && mfa !== "off") throw new Error("--require-mfa: on or off");
+        if (mfa !== "on" && mfa !== "off") throw new UsageError("--require-mfa: on or off");
         changes.require_mfa = mfa === "on";
       }
       const list = allowFromOption(ctx);
       if (list) changes.ip_allowlist = list;
-      if (Object.keys(changes).length === 0) throw new Error("nothing to change: give --name, --require-mfa or --allow-from");
+      if (Object.keys(changes).length === 0) throw new UsageError("nothing to change: give --name, --require-mfa or --allow-from");
       const { api, org } = await inOrganization(ctx);
       const o = await api.request<OrganizationView>("PATCH", orgPath(org), changes);
       print(ctx, o, organizationText(o));
@@ -351,7 +352,7 @@ const workspaceCommands: Command[] = [
       if (typeof ctx.options.name === "string") changes.name = ctx.options.name;
       const list = allowFromOption(ctx);
       if (list) changes.ip_allowlist = list;
-      if (Object.keys(changes).length === 0) throw new Error("nothing to change: give --name or --allow-from");
+      if (Object.keys(changes).length === 0) throw new UsageError("nothing to change: give --name or --allow-from");
       const w = await (await ctx.api()).request<WorkspaceView>("PATCH", `/v1/iam/workspaces/${path(ctx.args[0]!)}`, changes);
       print(ctx, w, workspaceText(w));
       return 0;
@@ -419,7 +420,7 @@ const apiKeyCommands: Command[] = [
     async run(ctx) {
       needArgs(ctx, 1, "citadel apikey create <name> --service SERVICE [--scope SCOPES] [--days N] [--allow-from CIDRS]");
       const service = ctx.options.service;
-      if (typeof service !== "string" || service === "") throw new Error("--service: the service the key is for (dns, secrets, mesh, ...)");
+      if (typeof service !== "string" || service === "") throw new UsageError("--service: the service the key is for (dns, secrets, mesh, ...)");
       const body: Record<string, unknown> = { name: ctx.args[0], service, scopes: scopesOption(ctx, `${service}:read`) };
       const days = integerOption(ctx, "days", 1);
       if (days !== undefined) body.expires_in_days = days;

@@ -1,4 +1,5 @@
 /** Flags the identity commands share: how a credential's scopes and allowlist are given. */
+import { UsageError } from "../../src/cli/command-line.ts";
 import type { CommandContext } from "../../src/plugin.ts";
 
 export const ALLOW_FROM = { "allow-from": { type: "string", description: 'Comma-separated CIDRs it may be used from ("none": any address)' } } as const;
@@ -7,7 +8,7 @@ export const ALLOW_FROM = { "allow-from": { type: "string", description: 'Comma-
 export function allowFromOption(ctx: CommandContext): string[] | undefined {
   const raw = ctx.options["allow-from"];
   if (raw === undefined) return undefined;
-  if (typeof raw !== "string" || raw.trim() === "") throw new Error('--allow-from: comma-separated CIDRs, or "none" to allow any address');
+  if (typeof raw !== "string" || raw.trim() === "") throw new UsageError('--allow-from: comma-separated CIDRs, or "none" to allow any address');
   return raw.trim() === "none" ? [] : raw.split(",").map((c) => c.trim()).filter(Boolean);
 }
 

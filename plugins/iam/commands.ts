@@ -1,6 +1,7 @@
 /** CLI: citadel login | logout | whoami | token create | token list | token revoke | token check. */
 import { loginWithDeviceFlow, logout } from "../../src/cli/credentials.ts";
 import { parseToken, TOKEN_REGEX } from "../../src/auth/tokens.ts";
+import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption, print } from "../../src/cli/output.ts";
 import type { Command } from "../../src/plugin.ts";
 import { ALLOW_FROM, allowFromOption, scopesOption } from "./cli-options.ts";
@@ -48,7 +49,7 @@ export const iamCommands: Command[] = [
     },
     async run(ctx) {
       const name = ctx.args[0];
-      if (!name) throw new Error("give the token a name");
+      if (!name) throw new UsageError("give the token a name");
       const body: Record<string, unknown> = { name, scopes: scopesOption(ctx, "read") };
       const days = integerOption(ctx, "days", 1); // refused when not a whole number, not sent as null
       if (days !== undefined) body.expires_in_days = days;
@@ -80,7 +81,7 @@ export const iamCommands: Command[] = [
     args: "<id>",
     maxArgs: 1,
     async run(ctx) {
-      if (!ctx.args[0]) throw new Error("give the token's id");
+      if (!ctx.args[0]) throw new UsageError("give the token's id");
       await (await ctx.api()).request("DELETE", `/v1/iam/me/tokens/${encodeURIComponent(ctx.args[0])}`);
       print(ctx, { ok: true, id: ctx.args[0] }, "revoked");
       return 0;

@@ -57,7 +57,7 @@ const uninstallCommand: Command = {
     const purge = ctx.options.purge === true;
     if (purge && ctx.options.yes !== true) {
       const targets = purgeTargets(root).map((t) => `  ${t.path}  (${t.holds})`);
-      throw new Error(`--purge deletes, for good:\n${targets.join("\n")}\nWithout the root key nothing in the database can be read again: back up first, then run again with --purge --yes`);
+      throw new UsageError(`--purge deletes, for good:\n${targets.join("\n")}\nWithout the root key nothing in the database can be read again: back up first, then run again with --purge --yes`);
     }
     const report = await uninstall(new SystemTools(ctx.env), { root, purge });
     if (ctx.json) ctx.out(JSON.stringify(report, null, 2));

@@ -145,7 +145,7 @@ export const intelCommands: Command[] = [
     async run(ctx) {
       needArgs(ctx, 2, "citadel intel list import <name> <file> --weight N");
       const weight = integerOption(ctx, "weight", 0);
-      if (weight === undefined) throw new Error("--weight: the score points of the list (0-100)");
+      if (weight === undefined) throw new UsageError("--weight: the score points of the list (0-100)");
       const content = ctx.args[1] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[1]!, "utf8");
       const api = await ctx.api();
       const r = await api.request<{ name: string; entries: number; bad_lines: number; format: string }>("PUT", `/v1/intel/lists/${encodeURIComponent(ctx.args[0]!)}`, { weight, content });

@@ -208,7 +208,7 @@ export const meshCommands: Command[] = [
     options: { ...ORG, yes: { type: "boolean", description: "Confirm" } },
     async run(ctx) {
       needArgs(ctx, 1, "citadel mesh networks delete <network> --yes");
-      if (ctx.options.yes !== true) throw new Error("this removes the network and every node in it: add --yes to confirm");
+      if (ctx.options.yes !== true) throw new UsageError("this removes the network and every node in it: add --yes to confirm");
       const { api, org } = await client(ctx);
       await api.request("DELETE", networkPath(org, ctx.args[0]!), undefined, { confirmed: true });
       print(ctx, { ok: true }, `removed ${ctx.args[0]}`);

@@ -42,9 +42,9 @@ function defaultName(): string {
 async function join(ctx: CommandContext): Promise<number> {
   const server = typeof ctx.options.server === "string" ? ctx.options.server.replace(/\/+$/, "") : null;
   const key = typeof ctx.options.key === "string" ? ctx.options.key : (ctx.env.CITADEL_MESH_KEY ?? null);
-  if (!server || !key) throw new Error("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
+  if (!server || !key) throw new UsageError("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
   if (ctx.options.qr === true && ctx.json) throw new UsageError("--qr with --json: a QR code is not JSON; give one");
-  if (typeof ctx.options.interface === "string" && !isInterfaceName(ctx.options.interface)) throw new Error(`--interface: ${INTERFACE_NAME_RULE}`);
+  if (typeof ctx.options.interface === "string" && !isInterfaceName(ctx.options.interface)) throw new UsageError(`--interface: ${INTERFACE_NAME_RULE}`);
   const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
   const pair = await generateKeyPair();
   const tags = typeof ctx.options.tags === "string" && ctx.options.tags !== "" ? ctx.options.tags.split(",").map((t) => t.trim()) : undefined;

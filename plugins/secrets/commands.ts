@@ -30,7 +30,7 @@ interface Where {
 
 function where(ctx: CommandContext): Where {
   const workspace = ctx.options.workspace;
-  if (typeof workspace !== "string" || workspace === "") throw new Error("name the workspace: --workspace ws_...");
+  if (typeof workspace !== "string" || workspace === "") throw new UsageError("name the workspace: --workspace ws_...");
   return { workspace, env: typeof ctx.options.env === "string" ? ctx.options.env : "development" };
 }
 
@@ -51,7 +51,7 @@ async function readValue(prompt: string): Promise<string> {
 async function passphrase(ctx: CommandContext, prompt = "End-to-end encryption passphrase: "): Promise<string> {
   const file = ctx.options["passphrase-file"];
   if (typeof file === "string") return readFileSync(file, "utf8").replace(/\r?\n$/, "");
-  if (!process.stdin.isTTY) throw new Error("give the passphrase with --passphrase-file (standard input is not a terminal)");
+  if (!process.stdin.isTTY) throw new UsageError("give the passphrase with --passphrase-file (standard input is not a terminal)");
   return secretPrompter()(prompt); // as typed, as the file's is read: the same passphrase either way
 }
 
@@ -211,10 +211,10 @@ function trustedFingerprints(option: unknown): Map<string, string> {
   if (typeof option !== "string") return trusted;
   for (const pair of option.split(",").map((p) => p.trim()).filter(Boolean)) {
     const at = pair.indexOf("=");
-    if (at <= 0) throw new Error(`--trust takes user=fingerprint pairs separated by commas, not ${JSON.stringify(pair)}`);
+    if (at <= 0) throw new UsageError(`--trust takes user=fingerprint pairs separated by commas, not ${JSON.stringify(pair)}`);
     const user = pair.slice(0, at).trim();
     checkUserId(user, "--trust");
-    if (trusted.has(user)) throw new Error(`--trust names ${user} twice`);
+    if (trusted.has(user)) throw new UsageError(`--trust names ${user} twice`);
     trusted.set(user, pair.slice(at + 1));
   }
   return trusted;
@@ -289,7 +289,7 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const name = requireArg(ctx, "the secret's name");
-      if (!isSecretName(name)) throw new Error("a secret's name is an environment variable name: letters, digits and _, not starting with a digit");
+      if (!isSecretName(name)) throw new UsageError("a secret's name is an environment variable name: letters, digits and _, not starting with a digit");
       const api = await ctx.api();
       return withCodec(ctx, api, w, async (codec) => {
         const value = await readValue(`Value of ${name}: `);
@@ -330,7 +330,7 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const [name, version] = ctx.args;
-      if (!name || !version || !/^\d+$/.test(version)) throw new Error("give the secret's name and the version to go back to");
+      if (!name || !version || !/^\d+$/.test(version)) throw new UsageError("give the secret's name and the version to go back to");
       const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rollback"), { version: Number(version) });
       print(ctx, secret, `${name}: version ${secret.version} (the value of version ${version})`);
       return 0;
@@ -404,7 +404,7 @@ export const secretsCommands: Command[] = [
     options: { ...WHERE, ...PASSPHRASE },
     async run(ctx) {
       const w = where(ctx);
-      if (ctx.args.length === 0) throw new Error("give the command to run after --");
+      if (ctx.args.length === 0) throw new UsageError("give the command to run after --");
       const entries = await fetchValues(ctx, await ctx.api(), w);
       const env: Record<string, string> = {};
       // The command gets the caller's environment minus Citadel's token (least privilege: it
@@ -722,7 +722,7 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const ws = workspacePath(where(ctx));
       const [name, protection] = ctx.args;
-      if (!name || !protection || !["members", "admins", "named"].includes(protection)) throw new Error("give the environment and one of members, admins, named");
+      if (!name || !protection || !["members", "admins", "named"].includes(protection)) throw new UsageError("give the environment and one of members, admins, named");
       const body: Record<string, unknown> = { protection };
       if (typeof ctx.options.users === "string") body.allowed_users = ctx.options.users.split(",").map((u) => u.trim()).filter(Boolean);
       const env = await (await ctx.api()).request<{ name: string; protection: string }>("PUT", `${ws}/environments/${encodeURIComponent(name)}`, body);
@@ -833,7 +833,7 @@ function secretCommand(words: string[], summary: string, act: (ctx: CommandConte
 
 function requireArg(ctx: CommandContext, what: string): string {
   const value = ctx.args[0];
-  if (!value) throw new Error(`give ${what}`);
+  if (!value) throw new UsageError(`give ${what}`);
   return value;
 }
 

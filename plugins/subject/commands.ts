@@ -1,4 +1,5 @@
 /** CLI: citadel subject export | erase | erasures (operators). */
+import { UsageError } from "../../src/cli/command-line.ts";
 import { writeFileAtomic } from "../../src/files.ts";
 import { needArgs, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
@@ -6,7 +7,7 @@ import type { Command, CommandContext } from "../../src/plugin.ts";
 const kindOf = (ctx: CommandContext, synopsis: string) => {
   needArgs(ctx, 2, synopsis);
   const kind = ctx.args[0] === "org" ? "organization" : ctx.args[0];
-  if (kind !== "user" && kind !== "organization") throw new Error(`${synopsis}: the first argument is user or org`);
+  if (kind !== "user" && kind !== "organization") throw new UsageError(`${synopsis}: the first argument is user or org`);
   return { kind, id: ctx.args[1]! };
 };
 
@@ -34,7 +35,7 @@ export const subjectCommands: Command[] = [
     async run(ctx) {
       const subject = kindOf(ctx, "citadel subject export user|org <id>");
       const values = ctx.options["secret-values"] === true;
-      if (values && ctx.options.yes !== true) throw new Error("--secret-values puts every secret of the subject in clear in the export: add --yes to confirm");
+      if (values && ctx.options.yes !== true) throw new UsageError("--secret-values puts every secret of the subject in clear in the export: add --yes to confirm");
       const api = await ctx.api();
       const path = `/v1/subject/${subject.kind}/${encodeURIComponent(subject.id)}/export${values ? "/with-secret-values" : ""}`;
       const exported = await api.request("POST", path, undefined, { confirmed: values });
@@ -54,7 +55,7 @@ export const subjectCommands: Command[] = [
     options: { yes: { type: "boolean", description: "Confirm" } },
     async run(ctx) {
       const subject = kindOf(ctx, "citadel subject erase user|org <id> --yes");
-      if (ctx.options.yes !== true) throw new Error(`this disables the ${subject.kind} now and erases its data for good after the grace period: add --yes to confirm`);
+      if (ctx.options.yes !== true) throw new UsageError(`this disables the ${subject.kind} now and erases its data for good after the grace period: add --yes to confirm`);
       const erasure = await (await ctx.api()).request<ErasureView>("POST", `/v1/subject/${subject.kind}/${encodeURIComponent(subject.id)}/erasure`, undefined, { confirmed: true });
       print(ctx, erasure, `${subject.kind} ${subject.id} is soft-deleted; its data is erased for good from ${erasure.due_at} (${erasure.id}).`);
       return 0;

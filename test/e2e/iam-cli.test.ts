@@ -62,7 +62,7 @@ describe("users and members", () => {
     expect(await ok(["org", "members"])).not.toContain("bob@example.org");
 
     const badRole = await cli(["org", "role", bob.user.id, "superuser"]);
-    expect([badRole.code, badRole.stderr]).toEqual([1, expect.stringContaining("role: one of viewer, editor, admin, owner")]);
+    expect([badRole.code, badRole.stderr]).toEqual([2, expect.stringContaining("role: one of viewer, editor, admin, owner")]);
     const notMember = await cli(["org", "role", bob.user.id, "viewer"]);
     expect([notMember.code, notMember.stderr]).toEqual([1, expect.stringContaining("That user is not a member.")]);
   }, 30_000);
@@ -102,7 +102,7 @@ describe("organization settings, workspaces and API keys", () => {
     expect(await ok(["org", "set", "--allow-from", "127.0.0.0/8,::1/128"])).toContain("allowed from: 127.0.0.0/8, ::1/128");
     expect(await ok(["org", "set", "--allow-from", "none"])).toContain("allowed from: any address");
     const nothing = await cli(["org", "set"]);
-    expect([nothing.code, nothing.stderr]).toEqual([1, expect.stringContaining("nothing to change")]);
+    expect([nothing.code, nothing.stderr]).toEqual([2, expect.stringContaining("nothing to change")]); // a usage error
     // Requiring MFA takes effect at once: the operator, without TOTP, is then refused in that organization.
     const strict = await json(["org", "create", "strict"]);
     expect(await ok(["org", "list"])).toMatch(/default\s+owner[\s\S]*strict\s+owner/);
@@ -121,7 +121,7 @@ describe("organization settings, workspaces and API keys", () => {
     expect(await ok(["workspace", "role", ws.id, carol.user, "org"])).toContain("narrowed roles: none");
     expect(await ok(["workspace", "set", ws.id, "--name", "billing"])).toMatch(/^billing \(ws_\w+\)/);
     const unconfirmed = await cli(["workspace", "delete", ws.id]);
-    expect([unconfirmed.code, unconfirmed.stderr]).toEqual([1, expect.stringContaining("add --yes")]);
+    expect([unconfirmed.code, unconfirmed.stderr]).toEqual([2, expect.stringContaining("add --yes")]); // a usage error
     expect(await ok(["workspace", "delete", ws.id, "--yes"])).toBe("deleted\n");
     expect(await ok(["workspace", "list", ...org])).not.toContain(ws.id);
 
@@ -159,7 +159,7 @@ describe("organization settings, workspaces and API keys", () => {
     as = operatorToken;
     const erin = await json(["user", "create", "erin@example.org"]);
     const unconfirmed = await cli(["user", "delete", erin.user.id]);
-    expect([unconfirmed.code, unconfirmed.stderr]).toEqual([1, expect.stringContaining("add --yes")]);
+    expect([unconfirmed.code, unconfirmed.stderr]).toEqual([2, expect.stringContaining("add --yes")]); // a usage error
     expect(await ok(["user", "delete", erin.user.id, "--yes"])).toBe("deleted\n");
     expect(await ok(["user", "list"])).not.toContain("erin@example.org");
   }, 30_000);

@@ -293,7 +293,7 @@ describe("citadel secrets", () => {
     expect((await ok(["secrets", "list", ...WS(), "--json"])).match(/"name"/g)).toHaveLength(2);
 
     const noWorkspace = await cli(["secrets", "get", "DB_PASSWORD"]);
-    expect(noWorkspace.code).toBe(1);
+    expect(noWorkspace.code).toBe(2); // a usage error
     expect(noWorkspace.stderr).toContain("--workspace");
 
     const noEnv = await cli(["secrets", "get", "DB_PASSWORD", ...WS(), "-e", "nowhere"]);
@@ -505,7 +505,7 @@ describe("an end-to-end-encrypted workspace", () => {
       expect(JSON.parse(readFileSync(join(home.path, "citadel", "e2ee-pins.json"), "utf8")).servers[new URL(citadel.url).origin][vault].members).toEqual({}); // nothing refused was remembered
       // A user named twice in --trust (the server's suggestion could be made to read that way) is refused, not overridden.
       const twice = await cli(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase, "--trust", `${bob}=${publicKeyFingerprint(bobsKey)},${bob}=${publicKeyFingerprint(serverKey)}`]);
-      expect([twice.code, twice.stderr]).toEqual([1, expect.stringContaining(`--trust names ${bob} twice`)]);
+      expect([twice.code, twice.stderr]).toEqual([2, expect.stringContaining(`--trust names ${bob} twice`)]); // a usage error
       // A holder whose "id" is text of the server's choosing is refused before it is printed or trusted.
       const forged = `${bob}=${publicKeyFingerprint(bobsKey)},${bob}`;
       members.query("INSERT INTO secrets_workspace_keys (workspace_id, key_version, user_id, wrapped, wrapped_by, created_at) SELECT workspace_id, key_version, ?, wrapped, wrapped_by, created_at FROM secrets_workspace_keys WHERE user_id = ? AND workspace_id = ?").run(forged, bob, vault);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { installPlugin } from "../../../plugins/install/index.ts";
 import { serviceCredential, UNITS } from "../../../plugins/install/units.ts";
-import { parseCommandLine } from "../../../src/cli/command-line.ts";
+import { parseCommandLine, UsageError } from "../../../src/cli/command-line.ts";
 import { parseRootKey, readRootKeyFile, rootKeyVerifier } from "../../../src/crypto/root-key.ts";
 import { combineShares, decodeShare } from "../../../src/crypto/shamir.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
@@ -164,6 +164,7 @@ describe("install --seal key-file under a root, twice, then uninstall", () => {
 
   test("--purge without --yes refuses, naming what it would delete; with --yes it deletes", async () => {
     const refusal = citadel(["uninstall", "--root", root, "--purge"]);
+    await expect(refusal).rejects.toBeInstanceOf(UsageError); // exit 2, as a missing --yes elsewhere
     await expect(refusal).rejects.toThrow(at("etc/citadel"));
     await expect(refusal).rejects.toThrow(at("var/lib/citadel"));
     expect(existsSync(at("var/lib/citadel/citadel.db"))).toBe(true);
