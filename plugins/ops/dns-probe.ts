@@ -57,6 +57,13 @@ export async function queryUdp(target: { host: string; port: number }, name: str
       socket?.close();
       resolve(answer);
     };
+    const fail = (error: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket?.close();
+      reject(error);
+    };
     const timer = setTimeout(() => finish(null), timeoutMs);
     Bun.udpSocket({
       // Bound where the answer comes from: loopback for a loopback listener.
@@ -67,6 +74,11 @@ export async function queryUdp(target: { host: string; port: number }, name: str
           if (data.length < 12 || ((data[0]! << 8) | data[1]!) !== id || (data[2]! & 0x80) === 0) return; // not our answer
           finish({ rcode: RCODES[data[3]! & 0x0f] ?? `RCODE${data[3]! & 0x0f}`, authoritative: (data[2]! & 0x04) !== 0, answers: (data[6]! << 8) | data[7]!, ms: Math.round(performance.now() - started) });
         },
+        // Nothing listening there comes back as ECONNREFUSED (ICMP port unreachable): without
+        // this handler it was thrown outside the promise and ended the doctor.
+        error(_socket, error) {
+          fail(error);
+        },
       },
     }).then(
       (s) => {
@@ -74,11 +86,7 @@ export async function queryUdp(target: { host: string; port: number }, name: str
         if (settled) return s.close();
         s.send(encodeQuery(id, name), target.port, host);
       },
-      (error) => {
-        settled = true;
-        clearTimeout(timer);
-        reject(error);
-      },
+      (error) => fail(error),
     );
   });
 }

@@ -17,7 +17,7 @@ import type { CommandContext } from "../../../src/plugin.ts";
 import { diskStatus, runDoctor, type DoctorInputs, type DoctorReport, type RunProgram } from "../../../plugins/ops/doctor.ts";
 import { encodeQuery, parseHostPort } from "../../../plugins/ops/dns-probe.ts";
 import { opsPlugin } from "../../../plugins/ops/index.ts";
-import { opsFixture } from "./fixture.ts";
+import { freePort, opsFixture } from "./fixture.ts";
 import { askLocalServer } from "../../../plugins/ops/local-server.ts";
 import { databasePath } from "../../../plugins/ops/store.ts";
 import { openReadOnly } from "../../../src/store/read-only.ts";
@@ -286,5 +286,14 @@ describe("a sealed server: the fix is the way its seal method unseals (found in 
     expect(await pendingFix("key_file")).toBe("systemctl restart citadel (it reads its key file when it starts)");
     expect(await pendingFix("systemd_credential")).toBe("store the new key as the systemd credential (systemd-creds encrypt), then: systemctl restart citadel");
     expect(await pendingFix("shamir")).toBe("citadel unseal (with the new shares)");
+  });
+});
+
+describe("DNS asked where nothing listens (found in review)", () => {
+  test("the refusal is a finding of the dns check, not an error that ends the doctor", async () => {
+    const dns = `127.0.0.1:${freePort()}`; // nothing there: the query comes back refused
+    const running = { url: "https://127.0.0.1:8443", listener: "citadel" as const, error: null, ready: { ok: true, detail: "ready" }, seal: null, keys: null, keysProblem: null };
+    const report = await checks(dataDir(), { server: running }, { CITADEL_DNS_UDP: dns, CITADEL_DNS_TCP: "" });
+    expect(find(report, "dns")).toEqual([{ check: "dns", status: "warn", message: expect.stringContaining(`could not ask ${dns}/udp`), fix: null }]);
   });
 });
