@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { parseCheckpointFile } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { forStdout, integerOption } from "../../src/cli/output.ts";
+import { choiceOption, forStdout, integerOption } from "../../src/cli/output.ts";
 import { writeOwnerOnlyFile } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
@@ -25,18 +25,8 @@ const FILTER_OPTIONS: Record<string, CommandOption> = {
 /** The largest page the server gives (ListQuery). */
 const MAX_LIMIT = 1000;
 
-/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the query field. */
-function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
-  const raw = ctx.options[name];
-  if (raw === undefined) return undefined;
-  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
-  return raw as T;
-}
-
 function limitOption(ctx: CommandContext): number {
-  const limit = integerOption(ctx, "limit", 1) ?? 50;
-  if (limit > MAX_LIMIT) throw new UsageError(`--limit: at most ${MAX_LIMIT} (--cursor continues after a page)`);
-  return limit;
+  return integerOption(ctx, "limit", 1, MAX_LIMIT) ?? 50; // more: --cursor continues after a page
 }
 
 /** An RFC 3339 date-time with its time zone, as the server's query schema takes it. */

@@ -4,10 +4,9 @@
  * list|add|remove. The organization is --org, else the user's only one (as in citadel share).
  */
 import { readFileSync } from "node:fs";
-import { parseToken, TOKEN_KINDS } from "../../src/auth/tokens.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
-import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
+import { choiceOption, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
+import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { AnalyticsSnapshot } from "./analytics.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
@@ -59,22 +58,6 @@ function secondaryConfigSnippet(key: TsigKeyView & { secret: string }): string {
   ].join("\n");
 }
 
-
-/**
- * --org, else the caller's only organization. An API key cannot ask which that is (it works for
- * DNS alone, and the question is the identity service's), so it must be given --org.
- */
-async function organizationFor(ctx: CommandContext, api: ApiClient): Promise<string> {
-  if (!(typeof ctx.options.org === "string" && ctx.options.org !== "") && isServiceApiKey(ctx.env.CITADEL_TOKEN)) throw new UsageError("an API key must be given --org ORG_ID");
-  return organizationOf(ctx, api);
-}
-
-/** A service API key (citadel_dns_..., citadel_mesh_...), not a person's token. */
-function isServiceApiKey(token: string | undefined): boolean {
-  const kind = token ? parseToken(token)?.kind : undefined;
-  return kind !== undefined && !(Object.values(TOKEN_KINDS) as string[]).includes(kind);
-}
-
 const recordsText = (z: ZoneView) => table([["NAME", "TTL", "TYPE", "DATA"], ...(z.records ?? []).map((r) => [r.name, String(r.ttl), r.type, r.data])]);
 
 export const dnsCommands: Command[] = [
@@ -84,7 +67,7 @@ export const dnsCommands: Command[] = [
     options: ORG,
     async run(ctx) {
       const api = await ctx.api();
-      const list = await api.request<{ items: ZoneView[] }>("GET", zonesPath(await organizationFor(ctx, api)));
+      const list = await api.request<{ items: ZoneView[] }>("GET", zonesPath(await organizationOf(ctx, api)));
       print(ctx, list, list.items.length === 0 ? "no zones" : table([["NAME", "SERIAL", "TTL", "UPDATED", "ID"], ...list.items.map((z) => [z.name, String(z.serial), String(z.ttl), z.updated_at, z.id])]));
       return 0;
     },
@@ -112,7 +95,7 @@ export const dnsCommands: Command[] = [
         const zone = ctx.args[0]!.replace(/\.?$/, ".");
         body.soa = { mname: ctx.options.mname ?? `ns1.${zone}`, rname: ctx.options.rname ?? `hostmaster.${zone}`, refresh: 3600, retry: 900, expire: 1_209_600, minimum: 300 };
       }
-      const zone = await api.request<ZoneView>("POST", zonesPath(await organizationFor(ctx, api)), body);
+      const zone = await api.request<ZoneView>("POST", zonesPath(await organizationOf(ctx, api)), body);
       print(ctx, zone, `${zone.name} created (serial ${zone.serial})`);
       warnProblems(ctx, zone);
       return 0;
@@ -127,7 +110,7 @@ export const dnsCommands: Command[] = [
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone show <zone>");
       const api = await ctx.api();
-      const zone = await api.request<ZoneView>("GET", zonePath(await organizationFor(ctx, api), ctx.args[0]!));
+      const zone = await api.request<ZoneView>("GET", zonePath(await organizationOf(ctx, api), ctx.args[0]!));
       print(ctx, zone, `${zone.name} serial ${zone.serial} (${zone.id})\n${recordsText(zone)}`);
       warnProblems(ctx, zone);
       return 0;
@@ -143,7 +126,7 @@ export const dnsCommands: Command[] = [
       needArgs(ctx, 1, "citadel dns zone delete <zone>");
       if (ctx.options.yes !== true) throw new UsageError(`this deletes ${ctx.args[0]} and every record in it, for good: add --yes`);
       const api = await ctx.api();
-      await api.request("DELETE", zonePath(await organizationFor(ctx, api), ctx.args[0]!), undefined, { confirmed: true });
+      await api.request("DELETE", zonePath(await organizationOf(ctx, api), ctx.args[0]!), undefined, { confirmed: true });
       print(ctx, { ok: true }, `${ctx.args[0]} deleted`);
       return 0;
     },
@@ -160,7 +143,7 @@ export const dnsCommands: Command[] = [
       const api = await ctx.api();
       const result = await api.request<{ dry_run: boolean; serial: number; records: number; added: number; removed: number; changed: number; warnings: string[] }>(
         "POST",
-        zonePath(await organizationFor(ctx, api), ctx.args[0]!, "/import"),
+        zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/import"),
         { content, dry_run: ctx.options["dry-run"] === true },
       );
       const summary = `${result.records} record(s): ${result.added} added, ${result.removed} removed, ${result.changed} TTL(s) changed`;
@@ -178,7 +161,7 @@ export const dnsCommands: Command[] = [
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone export <zone>");
       const api = await ctx.api();
-      const text = await api.requestText("GET", zonePath(await organizationFor(ctx, api), ctx.args[0]!, "/export"));
+      const text = await api.requestText("GET", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/export"));
       // With --json the zone file is one string value: a zone file is not JSON.
       print(ctx, { zone: ctx.args[0], zone_file: text }, text.endsWith("\n") ? text.slice(0, -1) : text);
       return 0;
@@ -199,7 +182,7 @@ export const dnsCommands: Command[] = [
       if (ttl !== undefined) body.ttl = ttl;
       const set = await api.request<{ name: string; type: string; ttl: number; serial: number; records: string[] }>(
         "PUT",
-        zonePath(await organizationFor(ctx, api), zone, `/rrsets/${encodeURIComponent(name)}/${encodeURIComponent(type)}`),
+        zonePath(await organizationOf(ctx, api), zone, `/rrsets/${encodeURIComponent(name)}/${encodeURIComponent(type)}`),
         body,
       );
       print(ctx, set, set.records.length === 0 ? `${set.name} ${set.type} removed (serial ${set.serial})` : `${set.name} ${set.ttl} ${set.type}: ${set.records.join(" | ")} (serial ${set.serial})`);
@@ -316,14 +299,6 @@ export const dnsCommands: Command[] = [
     },
   },
 ];
-
-/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the request's field. */
-function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
-  const raw = ctx.options[name];
-  if (raw === undefined) return undefined;
-  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
-  return raw as T;
-}
 
 /** What would leave a served zone unreachable (an in-zone name server without an address), on standard error. */
 function warnProblems(ctx: CommandContext, zone: ZoneView): void {

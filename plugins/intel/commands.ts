@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { integerOption, needArgs, print, table } from "../../src/cli/output.ts";
+import { choiceOption, integerOption, needArgs, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 
 interface IpReport {
@@ -32,19 +32,10 @@ interface DecisionView {
   shadow: boolean;
 }
 
-
 const MANUAL_OPTIONS = {
   minutes: { type: "string", description: "Lasts this many minutes (default: until removed)" },
   reason: { type: "string", description: "Why (kept in the audit log)" },
 } as const;
-
-/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the request's field. */
-function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
-  const raw = ctx.options[name];
-  if (raw === undefined) return undefined;
-  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
-  return raw as T;
-}
 
 async function addManual(ctx: CommandContext, kind: "allow" | "deny") {
   needArgs(ctx, 1, `citadel intel ${kind} <address|cidr>`);

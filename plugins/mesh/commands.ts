@@ -4,10 +4,9 @@
  * is --org, else the user's only one.
  */
 import { readFileSync } from "node:fs";
-import { parseToken, TOKEN_KINDS } from "../../src/auth/tokens.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
-import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
+import { choiceOption, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
+import type { Command, CommandContext } from "../../src/plugin.ts";
 import { nodeCommands } from "./node-commands.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
@@ -62,31 +61,7 @@ const nodePath = (org: string, ctx: CommandContext, rest = "") => networkPath(or
 
 async function client(ctx: CommandContext) {
   const api = await ctx.api();
-  return { api, org: await organizationFor(ctx, api) };
-}
-
-/**
- * --org, else the caller's only organization. An API key cannot ask which that is (it works for
- * the mesh alone, and the question is the identity service's), so it must be given --org.
- */
-async function organizationFor(ctx: CommandContext, api: ApiClient): Promise<string> {
-  if (!(typeof ctx.options.org === "string" && ctx.options.org !== "") && isServiceApiKey(ctx.env.CITADEL_TOKEN)) throw new UsageError("an API key must be given --org ORG_ID");
-  return organizationOf(ctx, api);
-}
-
-/** A service API key (citadel_dns_..., citadel_mesh_...), not a person's token. */
-function isServiceApiKey(token: string | undefined): boolean {
-  const kind = token ? parseToken(token)?.kind : undefined;
-  return kind !== undefined && !(Object.values(TOKEN_KINDS) as string[]).includes(kind);
-}
-
-
-/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the request's field. */
-function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
-  const raw = ctx.options[name];
-  if (raw === undefined) return undefined;
-  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
-  return raw as T;
+  return { api, org: await organizationOf(ctx, api) };
 }
 
 const csv = (value: string | boolean | undefined) => (typeof value === "string" && value !== "" ? value.split(",").map((s) => s.trim()).filter(Boolean) : undefined);

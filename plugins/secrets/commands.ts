@@ -7,9 +7,8 @@
  */
 import { readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
-import { parseToken, TOKEN_KINDS } from "../../src/auth/tokens.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { forStdout, integerOption, organizationOf, print, table } from "../../src/cli/output.ts";
+import { choiceOption, forStdout, integerOption, organizationOf, print, refuseApiKeyWithoutOrg, table } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
@@ -232,14 +231,12 @@ interface Metadata {
   key_version?: number;
 }
 
-
 async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {
   return withCodec(ctx, api, w, async (codec) => {
     const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, "/secrets?values=true"));
     return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.key_version) })));
   });
 }
-
 
 export const secretsCommands: Command[] = [
   {
@@ -454,7 +451,7 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       let org = typeof ctx.options.org === "string" && ctx.options.org !== "" ? ctx.options.org : undefined;
       // Which organization is the identity service's to say (yours, or a workspace's), and an API key works for secrets alone.
-      if (org === undefined && isServiceApiKey(ctx.env.CITADEL_TOKEN)) throw new UsageError("an API key must be given --org ORG_ID");
+      refuseApiKeyWithoutOrg(ctx); // before the value is read
       const api = await ctx.api();
       let value: string;
       let source: Record<string, string> | undefined;
@@ -792,26 +789,11 @@ export const secretsCommands: Command[] = [
   },
 ];
 
-
-/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the request's field. */
-function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
-  const raw = ctx.options[name];
-  if (raw === undefined) return undefined;
-  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
-  return raw as T;
-}
-
 /** --format, else dotenv; --json asks for JSON, and refuses a --format that is not. */
 function exportFormat(ctx: CommandContext): "dotenv" | "json" {
   const format = choiceOption(ctx, "format", ["dotenv", "json"] as const);
   if (ctx.json && format === "dotenv") throw new UsageError("--json with --format dotenv: give one");
   return format ?? (ctx.json ? "json" : "dotenv");
-}
-
-/** A service API key (citadel_secrets_...), not a person's token. */
-function isServiceApiKey(token: string | undefined): boolean {
-  const kind = token ? parseToken(token)?.kind : undefined;
-  return kind !== undefined && !(Object.values(TOKEN_KINDS) as string[]).includes(kind);
 }
 
 /** A command about one secret: `citadel <words> <name> -w WS [-e ENV]`. */

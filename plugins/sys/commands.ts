@@ -22,10 +22,8 @@ const MAX_SHARES = 255;
 function shamirOptions(ctx: CommandContext): { shares?: number; threshold?: number } {
   const body: { shares?: number; threshold?: number } = {};
   for (const name of ["shares", "threshold"] as const) {
-    const value = integerOption(ctx, name, 2);
-    if (value === undefined) continue;
-    if (value > MAX_SHARES) throw new UsageError(`--${name}: at most ${MAX_SHARES}`);
-    body[name] = value;
+    const value = integerOption(ctx, name, 2, MAX_SHARES);
+    if (value !== undefined) body[name] = value;
   }
   return body;
 }

@@ -2,6 +2,7 @@
  * What plugin commands share: printing (a table for people, JSON with --json), flag values
  * checked instead of coerced, and the organization a command acts in.
  */
+import { parseToken, TOKEN_KINDS } from "../auth/tokens.ts";
 import type { ApiClient, CommandContext } from "../plugin.ts";
 import { UsageError } from "./command-line.ts";
 
@@ -60,7 +61,27 @@ export function integerOption(ctx: CommandContext, name: string, min: number, ma
 /** --org, else the caller's only organization. */
 export async function organizationOf(ctx: CommandContext, api: ApiClient): Promise<string> {
   if (typeof ctx.options.org === "string" && ctx.options.org !== "") return ctx.options.org;
+  refuseApiKeyWithoutOrg(ctx);
   const me = await api.request<{ organizations: Array<{ id: string }> }>("GET", "/v1/iam/me");
   if (me.organizations.length !== 1) throw new Error("name the organization: --org org_...");
   return me.organizations[0]!.id;
+}
+
+/**
+ * A service API key (citadel_dns_..., citadel_mesh_...) cannot ask which organization it acts
+ * in (it works for its service alone, and the question is the identity service's): without
+ * --org, a usage error before any request.
+ */
+export function refuseApiKeyWithoutOrg(ctx: CommandContext): void {
+  if (typeof ctx.options.org === "string" && ctx.options.org !== "") return;
+  const kind = ctx.env.CITADEL_TOKEN ? parseToken(ctx.env.CITADEL_TOKEN)?.kind : undefined;
+  if (kind !== undefined && !(Object.values(TOKEN_KINDS) as string[]).includes(kind)) throw new UsageError("an API key must be given --org ORG_ID");
+}
+
+/** One of the allowed words, or undefined when absent: checked here, so the message names the flag, not the request's field. */
+export function choiceOption<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
+  const raw = ctx.options[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
+  return raw as T;
 }

@@ -21,9 +21,9 @@ describe("audit erase (found in review: the route asks for confirmation, the com
 
 describe("flags are checked here, named as flags (found in review: the server's message named query fields)", () => {
   const refusals: Array<[string, Record<string, string>, string]> = [
-    ["audit list", { limit: "abc" }, "--limit: a whole number of at least 1"],
-    ["audit list", { limit: "0" }, "--limit: a whole number of at least 1"],
-    ["audit list", { limit: "1001" }, "--limit: at most 1000 (--cursor continues after a page)"],
+    ["audit list", { limit: "abc" }, "--limit: a whole number from 1 to 1000"],
+    ["audit list", { limit: "0" }, "--limit: a whole number from 1 to 1000"],
+    ["audit list", { limit: "1001" }, "--limit: a whole number from 1 to 1000"],
     ["audit list", { outcome: "bogus" }, "--outcome: one of success, failure"],
     ["audit export", { outcome: "ok" }, "--outcome: one of success, failure"],
     ["audit list", { since: "yesterday" }, "--since: an ISO 8601 date and time with its zone, such as 2026-06-01T00:00:00Z"],

@@ -11,7 +11,7 @@ describe("flags are checked here, named as flags (found in review: the server's 
     for (const version of ["abc", "0", "1.5", "-1"]) {
       const run = await runCommand(secretsCommands, "secrets get", { args: ["DB"], options: { ...WS, version } });
       expect(run.code).not.toBe(0);
-      expect(run.error?.message).toStartWith("--version: a whole number of at least 1");
+      expect(run.error?.message).toStartWith("--version: a whole number from 1 to");
       expect(run.requests).toEqual([]);
     }
   });
