@@ -194,7 +194,7 @@ export const dnsCommands: Command[] = [
     summary: "Show DNS query totals, the most queried names and the busiest client prefixes (operators)",
     options: { minutes: { type: "string", description: "Minutes of per-minute series to fetch (default 60; shown with --json)" } },
     async run(ctx) {
-      const minutes = integerOption(ctx, "minutes", 1);
+      const minutes = integerOption(ctx, "minutes", 1, 10_080);
       const api = await ctx.api();
       const s = await api.request<AnalyticsSnapshot>("GET", `/v1/dns/analytics${minutes === undefined ? "" : `?minutes=${minutes}`}`);
       const counts = (title: string, c: Record<string, number>) => Object.entries(c).map(([k, n]) => [title, k, String(n)]);
@@ -276,7 +276,7 @@ export const dnsCommands: Command[] = [
       needArgs(ctx, 1, "citadel dns secondary add <name> --address IP --key KEY");
       if (typeof ctx.options.address !== "string" || typeof ctx.options.key !== "string") throw new UsageError("usage: citadel dns secondary add <name> --address IP --key KEY [--port N] [--zones a,b]");
       const body: Record<string, unknown> = { name: ctx.args[0], address: ctx.options.address, tsig_key: ctx.options.key };
-      const port = integerOption(ctx, "port", 1);
+      const port = integerOption(ctx, "port", 1, 65_535);
       if (port !== undefined) body.port = port;
       if (typeof ctx.options.zones === "string") body.zones = ctx.options.zones.split(",").map((z) => z.trim()).filter(Boolean);
       const api = await ctx.api();

@@ -220,7 +220,7 @@ const organizationCommands: Command[] = [
     async run(ctx) {
       needArgs(ctx, 1, "citadel org invite <email> [--role ROLE] [--days N]");
       const body: Record<string, unknown> = { email: ctx.args[0], role: role((ctx.options.role as string | undefined) ?? "viewer", "--role") };
-      const days = integerOption(ctx, "days", 1);
+      const days = integerOption(ctx, "days", 1, 30);
       if (days !== undefined) body.expires_in_days = days;
       const { api, org } = await inOrganization(ctx);
       const sent = await api.request<typeof Invitation.static>("POST", orgPath(org, "/invitations"), body);
@@ -422,7 +422,7 @@ const apiKeyCommands: Command[] = [
       const service = ctx.options.service;
       if (typeof service !== "string" || service === "") throw new UsageError("--service: the service the key is for (dns, secrets, mesh, ...)");
       const body: Record<string, unknown> = { name: ctx.args[0], service, scopes: scopesOption(ctx, `${service}:read`) };
-      const days = integerOption(ctx, "days", 1);
+      const days = integerOption(ctx, "days", 1, 3650);
       if (days !== undefined) body.expires_in_days = days;
       const list = allowFromOption(ctx);
       if (list) body.ip_allowlist = list;

@@ -51,7 +51,7 @@ export const iamCommands: Command[] = [
       const name = ctx.args[0];
       if (!name) throw new UsageError("give the token a name");
       const body: Record<string, unknown> = { name, scopes: scopesOption(ctx, "read") };
-      const days = integerOption(ctx, "days", 1); // refused when not a whole number, not sent as null
+      const days = integerOption(ctx, "days", 1, 3650); // refused when not a whole number, not sent as null
       if (days !== undefined) body.expires_in_days = days;
       if (typeof ctx.options.workspace === "string") body.workspace = ctx.options.workspace;
       const allowFrom = allowFromOption(ctx);

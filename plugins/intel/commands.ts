@@ -41,7 +41,7 @@ async function addManual(ctx: CommandContext, kind: "allow" | "deny") {
   needArgs(ctx, 1, `citadel intel ${kind} <address|cidr>`);
   const action = choiceOption(ctx, "action", ["throttle", "refuse", "drop"]);
   const body: Record<string, unknown> = { kind, target: ctx.args[0] };
-  const minutes = integerOption(ctx, "minutes", 1);
+  const minutes = integerOption(ctx, "minutes", 1, 5_256_000);
   if (minutes !== undefined) body.minutes = minutes;
   if (typeof ctx.options.reason === "string") body.reason = ctx.options.reason;
   if (kind === "deny" && action !== undefined) body.action = action;
@@ -135,7 +135,7 @@ export const intelCommands: Command[] = [
     options: { weight: { type: "string", description: "Score points for an address on the list (required)" } },
     async run(ctx) {
       needArgs(ctx, 2, "citadel intel list import <name> <file> --weight N");
-      const weight = integerOption(ctx, "weight", 0);
+      const weight = integerOption(ctx, "weight", 0, 100);
       if (weight === undefined) throw new UsageError("--weight: the score points of the list (0-100)");
       const content = ctx.args[1] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[1]!, "utf8");
       const api = await ctx.api();

@@ -108,11 +108,11 @@ function expiresOption(value: string): string | null {
 
 function networkSettings(ctx: CommandContext): Record<string, unknown> {
   const body: Record<string, unknown> = {};
-  const port = integerOption(ctx, "port", 1);
+  const port = integerOption(ctx, "port", 1, 65_535);
   if (port !== undefined) body.listen_port = port;
-  const mtu = integerOption(ctx, "mtu", 1280);
+  const mtu = integerOption(ctx, "mtu", 1280, 9000);
   if (mtu !== undefined) body.mtu = mtu;
-  const keepalive = integerOption(ctx, "keepalive", 0);
+  const keepalive = integerOption(ctx, "keepalive", 0, 3600);
   if (keepalive !== undefined) body.keepalive = keepalive;
   const topology = choiceOption(ctx, "topology", ["mesh", "hub"]);
   if (topology !== undefined) body.topology = topology;
@@ -225,9 +225,9 @@ export const meshCommands: Command[] = [
       const body: Record<string, unknown> = { reusable: ctx.options.reusable === true, hub: ctx.options.hub === true };
       const tags = csv(ctx.options.tags);
       if (tags) body.tags = tags;
-      const minutes = integerOption(ctx, "minutes", 1);
+      const minutes = integerOption(ctx, "minutes", 1, 129_600);
       if (minutes !== undefined) body.expires_minutes = minutes;
-      const days = integerOption(ctx, "node-days", 1);
+      const days = integerOption(ctx, "node-days", 1, 3650);
       if (days !== undefined) body.node_ttl_days = days;
       if (typeof ctx.options.description === "string") body.description = ctx.options.description;
       const key = await api.request<KeyView>("POST", networkPath(org, ctx.args[0]!, "/keys"), body);

@@ -709,10 +709,10 @@ export class MeshService {
     const now = this.now();
     const version = await this.write(node.network_id, (tx) => {
       if (nextKey !== node.next_public_key && sql.keyInUse(tx, nextKey)) throw new ConflictError("This public key belongs to an enrolled node already.");
-      const version = sql.networkVersion(tx, node.network_id)! + 1;
-      // Only the rotation columns, and only while the node is enabled: an operator's disable in between stands.
+      // The version that announces the next key (bumpVersion's, not one more than the last: versions also follow the clock).
+      const version = sql.bumpVersion(tx, node.network_id, now);
+      // Only the rotation columns, and only while the node is enabled: an operator's disable in between stands (the throw undoes the bump).
       if (!sql.startRotation(tx, node.id, nextKey, version, now)) throw new ForbiddenError("This node is disabled.");
-      sql.bumpVersion(tx, node.network_id, now);
       this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.rotate", "started: peers accept the next key beside the current one", request));
       return version;
     });

@@ -298,7 +298,7 @@ export const secretsCommands: Command[] = [
         }
         const body: Record<string, unknown> = { value: codec.seal(name, value) };
         if (typeof ctx.options.note === "string") body.note = ctx.options.note;
-        const rotationDays = integerOption(ctx, "rotation-days", 1);
+        const rotationDays = integerOption(ctx, "rotation-days", 1, 3650);
         if (rotationDays !== undefined) body.rotation_days = rotationDays;
         const secret = await api.request<Metadata>("PUT", secretPath(w, name), body);
         print(ctx, secret, `${name}: version ${secret.version}`);
@@ -343,7 +343,7 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const name = requireArg(ctx, "the secret's name");
       const body: Record<string, unknown> = { generator: choiceOption(ctx, "generator", ["password", "hex", "base64", "uuid"] as const) ?? "password" };
-      const length = integerOption(ctx, "length", 1);
+      const length = integerOption(ctx, "length", 1, 512);
       if (length !== undefined) body.length = length;
       const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rotate"), body);
       print(ctx, secret, `${name}: version ${secret.version} (generated; secrets get ${name} shows it)`);

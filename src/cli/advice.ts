@@ -28,8 +28,9 @@ function afterRefusedToken({ token }: RefusalFacts): string | undefined {
 
 function afterMissingScope({ scope, token }: RefusalFacts): string {
   const needed = scope ?? "the scope named above";
+  // A credential cannot make one wider than itself: the advice names a way that has the scope.
   if (token && !USER_KINDS.has(token.kind)) {
-    return `an API key has the scopes it was made with: make one that has ${needed}: citadel apikey create NAME --service ${token.kind} --scope "${needed}"`;
+    return `an API key has the scopes it was made with: have one made with ${needed} (citadel apikey create NAME --service ${token.kind} --scope "${needed}", from your login or by an organization admin)`;
   }
   if (token?.origin === "login") {
     // Logging in again replaces the token: ask for what the default gives as well, or lose it.
@@ -37,7 +38,7 @@ function afterMissingScope({ scope, token }: RefusalFacts): string {
     return `a token has the scopes asked for when it was made: log in asking for ${needed} too: citadel login --scope "${scopes}" (and any other scope you use; see docs/identity.md)`;
   }
   if (token?.origin === "CITADEL_TOKEN") {
-    return `a token has the scopes asked for when it was made: make one that has ${needed}: citadel token create NAME --scope "${needed}"`;
+    return `a token has the scopes asked for when it was made, and makes none wider: unset CITADEL_TOKEN and use a login that has ${needed} (citadel login --scope "... ${needed}"), or make a token with it from such a login (citadel token create NAME --scope "${needed}")`;
   }
   return `a token has the scopes asked for when it was made; this needs ${needed}`;
 }

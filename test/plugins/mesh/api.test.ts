@@ -346,9 +346,11 @@ describe("key rotation", () => {
       await c.send("POST", "/v1/mesh/node/applied", n.token, { json: { version: doc.version, public_key: n.publicKey } });
     }
     const next = await generateKeyPair();
+    c.clock.advance(1000); // versions follow the clock too
     const started = await c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: next.publicKey } });
     expect(started.status).toBe(200);
     const fromB = (await fetchDocument(c, b)).doc!;
+    expect(started.body.version).toBe(fromB.version); // the version that announces the next key (found in review)
     expect(fromB.config.peers.find((p) => p.name === "a")).toMatchObject({ publicKey: a.publicKey, nextPublicKey: next.publicKey });
     expect((await fetchDocument(c, a)).doc!.rotation).toEqual({ next_public_key: next.publicKey, switch: false });
 
