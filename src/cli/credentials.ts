@@ -159,9 +159,10 @@ async function keepToken(ctx: CommandContext, server: string, certificate: strin
  * CI tokens made from this login stay (an explicit `citadel token revoke` takes children along).
  */
 export async function logout(ctx: CommandContext): Promise<number> {
+  const say = (loggedOut: boolean, text: string, server?: string) => ctx.out(ctx.json ? JSON.stringify({ logged_out: loggedOut, ...(server ? { server } : {}) }) : text);
   const stored = readStoredLogin(ctx.configHome);
   if (!stored) {
-    ctx.out("Not logged in.");
+    say(false, "Not logged in.");
     return 0;
   }
   try {
@@ -170,12 +171,12 @@ export async function logout(ctx: CommandContext): Promise<number> {
     // 401: the server refuses the token already (revoked, expired): nothing is left to revoke.
     if (error instanceof ApiError && error.status === 401) {
       rmSync(credentialsPath(ctx.configHome));
-      ctx.out(`Logged out; ${stored.server} already refused the token, so there was nothing to revoke: ${error.message}`);
+      say(true, `Logged out; ${stored.server} already refused the token, so there was nothing to revoke: ${error.message}`, stored.server);
       return 0;
     }
     ctx.err(`could not revoke the token on ${stored.server} (${error instanceof Error ? error.message : error}); it stays valid until it expires`);
   }
   rmSync(credentialsPath(ctx.configHome));
-  ctx.out("Logged out.");
+  say(true, "Logged out.", stored.server);
   return 0;
 }

@@ -86,3 +86,11 @@ test("logout with a token the server refuses already (revoked, expired) forgets 
   expect(out.join("\n")).toContain("already refused the token, so there was nothing to revoke: The token was revoked.");
   expect(err.join("\n")).not.toContain("stays valid");
 });
+
+test("logout --json answers JSON, logged in or not", async () => {
+  rmSync(credentialsPath(configHome), { force: true });
+  const out: string[] = [];
+  const ctx = { ...context("http://127.0.0.1:1", out), json: true };
+  expect(await logout(ctx)).toBe(0);
+  expect(out.map((line) => JSON.parse(line))).toEqual([{ logged_out: false }]);
+});
