@@ -74,7 +74,7 @@ describe("users and members", () => {
     expect(await ok(["org", "invitations"])).toMatch(new RegExp(`${sent.id}\\s+carol@example\\.org\\s+editor`));
     // A bad flag value is a usage error: exit 2 and the command's usage (found in review).
     const badDays = await cli(["org", "invite", "x@example.org", "--days", "soon"]);
-    expect([badDays.code, badDays.stderr]).toEqual([2, expect.stringContaining('--days: a whole number from 1 to 2147483647, not "soon"')]);
+    expect([badDays.code, badDays.stderr]).toEqual([2, expect.stringContaining('--days: a whole number from 1 to 30, not "soon"')]);
     expect(badDays.stderr).toContain("Usage: citadel org invite");
 
     // Carol's account is made afterwards: the invitation is to the address.
@@ -149,10 +149,10 @@ describe("organization settings, workspaces and API keys", () => {
     const listed = await json(["token", "list"]);
     expect(listed.find((t: { name: string }) => t.name === "ci")).toMatchObject({ scopes: ["iam:self", "read"], ip_allowlist: ["127.0.0.0/8"] });
     const badDays = await cli(["token", "create", "x", "--days", "soon"]);
-    expect([badDays.code, badDays.stderr]).toEqual([2, expect.stringContaining('--days: a whole number from 1 to 2147483647, not "soon"')]);
+    expect([badDays.code, badDays.stderr]).toEqual([2, expect.stringContaining('--days: a whole number from 1 to 3650, not "soon"')]);
     // Too large: the maximum is named, not "at least 1" (found in review).
     const hugeDays = await cli(["token", "create", "x", "--days", "99999999999"]);
-    expect([hugeDays.code, hugeDays.stderr]).toEqual([2, expect.stringContaining("--days: a whole number from 1 to 2147483647")]);
+    expect([hugeDays.code, hugeDays.stderr]).toEqual([2, expect.stringContaining("--days: a whole number from 1 to 3650")]);
   }, 30_000);
 
   test("an operator deletes a user (with --yes)", async () => {
