@@ -6,12 +6,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { atRunEnd } from "./run-end.ts";
 
 export const ROOT = new URL("../..", import.meta.url).pathname;
 
 /** The CLI's own config (its stored login) goes here, never into the real home directory. */
 const CONFIG_HOME = mkdtempSync(join(tmpdir(), "citadel-e2e-config-"));
-process.on("exit", () => rmSync(CONFIG_HOME, { recursive: true, force: true }));
+atRunEnd(() => rmSync(CONFIG_HOME, { recursive: true, force: true }));
 // No DNS listener unless a test asks for one (CITADEL_DNS_UDP/TCP): runs must not compete for port 5353.
 const baseEnv = () => ({ PATH: process.env.PATH ?? "", HOME: CONFIG_HOME, XDG_CONFIG_HOME: CONFIG_HOME, CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" });
 export const BINARY = join(ROOT, "dist/citadel");
@@ -86,6 +87,11 @@ export async function startCitadel(args: string[], env: Record<string, string> =
     stdin: "ignore",
   });
   void proc.exited.then(() => setTimeout(() => rmSync(logDir, { recursive: true, force: true }), 60_000).unref());
+  // A test that fails or times out before it stops its server must not leave it running.
+  atRunEnd(() => {
+    proc.kill("SIGKILL");
+    rmSync(logDir, { recursive: true, force: true });
+  });
   const read = (path: string) => {
     try {
       return readFileSync(path, "utf8");

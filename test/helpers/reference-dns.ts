@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeMessage, type Message } from "../../plugins/dns/message.ts";
 import { nameToWire, parseName, type Name } from "../../plugins/dns/names.ts";
+import { atRunEnd } from "./run-end.ts";
 
 export type ReferenceKind = "knot" | "nsd";
 
@@ -130,9 +131,9 @@ class StartError extends Error {
 // ---------------------------------------------------------------------------------------------
 // Starting and stopping
 
-/** Servers not stopped yet: killed when the test process exits, so none outlives a crashed run. */
+/** Servers not stopped yet: killed when the test run (or a script) ends, so none outlives a failed test. */
 const running = new Map<number, { dir: string; descendants: () => number[] }>();
-process.on("exit", () => {
+atRunEnd(() => {
   for (const [pid, { dir, descendants }] of running) {
     killAll(processes([pid, ...descendants()]));
     rmSync(dir, { recursive: true, force: true });
