@@ -26,7 +26,12 @@ const FILTER_OPTIONS: Record<string, CommandOption> = {
 const MAX_LIMIT = 1000;
 
 function limitOption(ctx: CommandContext): number {
-  return integerOption(ctx, "limit", 1, MAX_LIMIT) ?? 50; // more: --cursor continues after a page
+  try {
+    return integerOption(ctx, "limit", 1, MAX_LIMIT) ?? 50;
+  } catch (error) {
+    if (error instanceof UsageError) throw new UsageError(`${error.message} (--cursor continues after a page)`);
+    throw error;
+  }
 }
 
 /** An RFC 3339 date-time with its time zone, as the server's query schema takes it. */

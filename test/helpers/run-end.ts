@@ -1,7 +1,8 @@
 /**
  * Work to do once the whole test run ends: remove what the run made, stop what it started.
  * `bun test` fires no process "exit" event, so test/preload.ts runs these in a global afterAll;
- * the "exit" event still serves scripts (benchmarks) that import the helpers.
+ * the "exit" event still serves scripts (benchmarks) that import the helpers. `bun test --bail`
+ * stops without either: after a bailed run, /tmp may hold a config home (citadel-e2e-config-*).
  */
 const tasks: Array<() => void> = [];
 

@@ -23,7 +23,7 @@ describe("flags are checked here, named as flags (found in review: the server's 
   const refusals: Array<[string, Record<string, string>, string]> = [
     ["audit list", { limit: "abc" }, "--limit: a whole number from 1 to 1000"],
     ["audit list", { limit: "0" }, "--limit: a whole number from 1 to 1000"],
-    ["audit list", { limit: "1001" }, "--limit: a whole number from 1 to 1000"],
+    ["audit list", { limit: "1001" }, '--limit: a whole number from 1 to 1000, not "1001" (--cursor continues after a page)'],
     ["audit list", { outcome: "bogus" }, "--outcome: one of success, failure"],
     ["audit export", { outcome: "ok" }, "--outcome: one of success, failure"],
     ["audit list", { since: "yesterday" }, "--since: an ISO 8601 date and time with its zone, such as 2026-06-01T00:00:00Z"],

@@ -344,11 +344,7 @@ describe.skipIf(!haveTools || !isRoot)("with the real tools", () => {
     }
     rmSync(directory, { recursive: true, force: true });
   }
-  // A crash between beforeAll and afterAll must not leave a namespace behind either.
-  const onExit = () => cleanUp();
-
   beforeAll(async () => {
-    process.once("exit", onExit);
     try {
       mustRun([tools.ip!, "netns", "add", namespace]);
       namespaceMade = true;
@@ -373,7 +369,6 @@ describe.skipIf(!haveTools || !isRoot)("with the real tools", () => {
     const child = userspace;
     cleanUp();
     if (child) await child.exited;
-    process.off("exit", onExit);
     expect(run([tools.ip!, "netns", "pids", namespace]).code).not.toBe(0); // the namespace is gone
   });
 
