@@ -13,7 +13,7 @@
 import { createHash, createHmac } from "node:crypto";
 import type { Keyring } from "../../src/crypto/keyring.ts";
 import { MeshPlan } from "./plan.ts";
-import { isActive, type MeshKernel, type MeshService } from "./service.ts";
+import { expiryNoted, isActive, type MeshKernel, type MeshService } from "./service.ts";
 import { generateSigningKey, Signer } from "./signing.ts";
 import * as sql from "./store.ts";
 import type { MeshNetwork, MeshNode, NodeConfig } from "./types.ts";
@@ -199,11 +199,6 @@ export class NodeConfigs {
     if (this.documents.size > 100_000) this.documents.clear();
     return signed;
   }
-}
-
-/** True when the node's expiry was acted on (service.ts expireNodes): its removal has a version. */
-function expiryNoted(n: sql.NodeRow): boolean {
-  return n.expires_at !== null && n.expiry_noted_at != null && n.expiry_noted_at >= n.expires_at;
 }
 
 function meshNode(mesh: MeshService, net: sql.NetworkRow, n: sql.NodeRow): MeshNode {

@@ -139,6 +139,11 @@ export function isActive(row: sql.NodeRow, now: number): boolean {
   return row.disabled === 0 && (row.expires_at === null || row.expires_at > now);
 }
 
+/** True when the node's expiry was acted on (expireNodes; its query asks the same): its removal has a version. */
+export function expiryNoted(row: sql.NodeRow): boolean {
+  return row.expires_at !== null && row.expiry_noted_at != null && row.expiry_noted_at >= row.expires_at;
+}
+
 export class MeshService {
   private readonly listeners = new Set<(networkId: string) => void>();
 
