@@ -32,7 +32,6 @@ export interface AgentOptions {
   dryRun: boolean;
   firewall: boolean;
   userspace?: string;
-  out(text: string): void;
   err(text: string): void;
 }
 
@@ -40,6 +39,37 @@ export interface RoundResult {
   /** True when the device was changed (or, in a dry run, would be). */
   changed: boolean;
   version: number | null;
+  /** In a dry run: what applying would do. */
+  plan?: DryRunPlan;
+}
+
+/** What applying a config would change on this node (--dry-run), as data for text or --json. */
+export interface DryRunPlan {
+  version: number;
+  node: string;
+  network: string;
+  interface: string;
+  /** The interface does not exist yet: applying creates it. */
+  create: boolean;
+  /** The WireGuard device's diff, one "+ …" / "- …" line per change; empty when equal. */
+  wireguard: string[];
+  addresses: string[];
+  mtu: number;
+  /** The nftables table to load; null with --no-firewall. */
+  firewall: { rules: number; deny_by_default: boolean } | null;
+  relay: boolean;
+  rotation: "switch_next_round" | "waiting_for_peers" | null;
+}
+
+/** The plan as the agent's text output. */
+export function describePlan(plan: DryRunPlan): string {
+  const lines = [`config version ${plan.version} for ${plan.node} in ${plan.network} (interface ${plan.interface}${plan.create ? ", to be created" : ""}):`];
+  lines.push(plan.wireguard.length === 0 ? "  WireGuard: no changes" : plan.wireguard.map((l) => `  ${l}`).join("\n"));
+  lines.push(`  addresses: ${plan.addresses.join(", ")}, MTU ${plan.mtu}`);
+  if (plan.firewall) lines.push(`  firewall: nftables table for ${plan.interface} (${plan.firewall.deny_by_default ? `${plan.firewall.rules} rule(s), deny by default` : "no ACL: accept all from the mesh"})`);
+  if (plan.relay) lines.push("  relay: IP forwarding on (this node is a hub)");
+  if (plan.rotation) lines.push(`  key rotation: ${plan.rotation === "switch_next_round" ? "peers are ready, the next round switches" : "waiting for peers to accept the next key"}`);
+  return lines.join("\n");
 }
 
 export class Agent {
@@ -91,7 +121,10 @@ export class Agent {
     }
     const doc = verifyDocument(this.state, fetched.body, fetched.signature);
     if (doc.version < this.state.applied_version) throw new StateError(`the control plane sent version ${doc.version}, older than the applied ${this.state.applied_version}: refusing it (a replay?)`);
-    if (this.options.dryRun) return { changed: await this.showDiff(doc), version: doc.version };
+    if (this.options.dryRun) {
+      const plan = await this.plan(doc);
+      return { changed: plan.create || plan.wireguard.length > 0, version: doc.version, plan };
+    }
 
     const switched = await this.switchKeyIfDue(doc);
     const changed = await this.apply(doc);
@@ -209,22 +242,25 @@ export class Agent {
   }
 
   /** --dry-run: what applying would change, as a diff of the device's state; nothing is touched. */
-  private async showDiff(doc: ConfigDocument): Promise<boolean> {
+  private async plan(doc: ConfigDocument): Promise<DryRunPlan> {
     const name = this.state.interface;
     const exists = await device.interfaceExists(name);
     const before = exists ? device.describeDevice(await device.readDevice(name)) : "";
     const after = device.describeDesired(await this.desired(doc, name));
-    const lines = device.diffLines(before, after);
-    this.options.out(`config version ${doc.version} for ${this.state.name} in ${this.state.network} (interface ${name}${exists ? "" : ", to be created"}):`);
-    this.options.out(lines.length === 0 ? "  WireGuard: no changes" : lines.map((l) => `  ${l}`).join("\n"));
-    this.options.out(`  addresses: ${doc.config.addresses.join(", ")}, MTU ${doc.config.mtu}`);
-    if (this.options.firewall) {
-      const rules = doc.config.firewall ? doc.config.firewall.input.length + (doc.config.firewall.forward?.length ?? 0) : 0;
-      this.options.out(`  firewall: nftables table for ${name} (${doc.config.firewall ? `${rules} rule(s), deny by default` : "no ACL: accept all from the mesh"})`);
-    }
-    if (doc.relay) this.options.out("  relay: IP forwarding on (this node is a hub)");
-    if (doc.rotation) this.options.out(`  key rotation: ${doc.rotation.switch ? "peers are ready, the next round switches" : "waiting for peers to accept the next key"}`);
-    return lines.length > 0;
+    const firewall = doc.config.firewall;
+    return {
+      version: doc.version,
+      node: this.state.name,
+      network: this.state.network,
+      interface: name,
+      create: !exists,
+      wireguard: device.diffLines(before, after),
+      addresses: doc.config.addresses,
+      mtu: doc.config.mtu,
+      firewall: this.options.firewall ? { rules: firewall ? firewall.input.length + (firewall.forward?.length ?? 0) : 0, deny_by_default: firewall !== null } : null,
+      relay: doc.relay,
+      rotation: doc.rotation ? (doc.rotation.switch ? "switch_next_round" : "waiting_for_peers") : null,
+    };
   }
 
   /**

@@ -8,7 +8,7 @@ import { fetchPinnedCertificate } from "../../src/cli/credentials.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
-import { Agent } from "./agent.ts";
+import { Agent, describePlan } from "./agent.ts";
 import type { ConfigDocument } from "./configs.ts";
 import { generateKeyPair } from "./keys.ts";
 import { nodeRequest } from "./node-client.ts";
@@ -101,11 +101,11 @@ async function agent(ctx: CommandContext): Promise<number> {
     dryRun,
     firewall: ctx.options["no-firewall"] !== true,
     userspace: typeof ctx.options.userspace === "string" ? ctx.options.userspace : ctx.env.WG_QUICK_USERSPACE_IMPLEMENTATION,
-    out: ctx.out,
     err: ctx.err,
   });
   if (dryRun) {
-    await a.round();
+    const { plan } = await a.round();
+    if (plan) ctx.out(ctx.json ? JSON.stringify(plan, null, 2) : describePlan(plan));
     return 0;
   }
   // After a reboot the mesh comes up from the last signed config, before the server answers.
@@ -138,7 +138,7 @@ async function agent(ctx: CommandContext): Promise<number> {
 }
 
 async function rotate(ctx: CommandContext): Promise<number> {
-  const a = new Agent({ stateDir: stateDir(ctx), dryRun: false, firewall: false, out: ctx.out, err: ctx.err });
+  const a = new Agent({ stateDir: stateDir(ctx), dryRun: false, firewall: false, err: ctx.err });
   const publicKey = await a.rotate();
   ctx.out(ctx.json ? JSON.stringify({ next_public_key: publicKey }) : `Rotation started: next key ${publicKey}.\nThe agent switches to it once every peer accepts it; the old key is dropped then.`);
   return 0;

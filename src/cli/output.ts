@@ -62,9 +62,12 @@ export function integerOption(ctx: CommandContext, name: string, min: number, ma
 export async function organizationOf(ctx: CommandContext, api: ApiClient): Promise<string> {
   if (typeof ctx.options.org === "string" && ctx.options.org !== "") return ctx.options.org;
   refuseApiKeyWithoutOrg(ctx);
-  const me = await api.request<{ organizations: Array<{ id: string }> }>("GET", "/v1/iam/me");
-  if (me.organizations.length !== 1) throw new Error("name the organization: --org org_...");
-  return me.organizations[0]!.id;
+  const me = await api.request<{ organizations: Array<{ id: string; name: string }> }>("GET", "/v1/iam/me");
+  if (me.organizations.length === 1) return me.organizations[0]!.id;
+  // A usage error (exit 2): the command needs a flag the caller left out.
+  if (me.organizations.length === 0) throw new UsageError("you belong to no organization: name one with --org ORG_ID");
+  const choices = me.organizations.map((o) => `${o.id} (${o.name})`).join(", ");
+  throw new UsageError(`you belong to ${me.organizations.length} organizations; name the organization: --org ORG_ID, one of ${choices}`);
 }
 
 /**

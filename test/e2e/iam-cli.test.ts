@@ -110,7 +110,8 @@ describe("organization settings, workspaces and API keys", () => {
     const refused = await cli(["org", "show", "--org", strict.id]);
     expect([refused.code, refused.stderr]).toEqual([1, expect.stringContaining("This organization requires two-factor authentication")]);
     const ambiguous = await cli(["org", "members"]);
-    expect([ambiguous.code, ambiguous.stderr]).toEqual([1, expect.stringContaining("name the organization: --org org_...")]);
+    expect([ambiguous.code, ambiguous.stderr]).toEqual([2, expect.stringContaining("name the organization: --org ORG_ID, one of org_")]);
+    expect(ambiguous.stderr).toContain("(strict)");
     const org = ["--org", (await json(["org", "list"])).find((o: { name: string }) => o.name === "default").id as string];
     expect(await ok(["org", "activate", "secrets", ...org])).toBe("services: secrets\n");
 

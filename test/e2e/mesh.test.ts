@@ -282,6 +282,10 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     const dry = await onNode(1, ["mesh", "agent", "--dry-run", "--state", stateOf(1)]);
     const web2Key = JSON.parse((await operator(["mesh", "nodes", "office", "--json"])).stdout).items.find((x: { name: string }) => x.name === "web2").public_key;
     expect(dry.stdout).toContain(`- peer ${web2Key}`);
+    // The same plan as data for scripts.
+    const plan = JSON.parse((await onNode(1, ["mesh", "agent", "--dry-run", "--json", "--state", stateOf(1)])).stdout);
+    expect(plan).toMatchObject({ node: "web1", network: "office", create: false, firewall: { deny_by_default: true } });
+    expect(plan.wireguard).toContain(`- peer ${web2Key}`);
     expect((await inNs(nodeNs(1), ["wg", "show", ifName(1), "peers"])).stdout).toContain(web2Key);
 
     for (const node of NODES) await agentOnce(node.n);

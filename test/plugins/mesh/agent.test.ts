@@ -25,7 +25,7 @@ async function stateDirWith(state: Partial<NodeState>): Promise<string> {
 }
 
 const switching = (nextPublicKey: string) => ({ rotation: { next_public_key: nextPublicKey, switch: true } }) as unknown as ConfigDocument;
-const quiet = { dryRun: false, firewall: false, out: () => {}, err: () => {} };
+const quiet = { dryRun: false, firewall: false, err: () => {} };
 
 test("a next key written by `citadel mesh rotate` during the round is kept, not erased by the switch to the one before (found in review)", async () => {
   const k1 = await generateKeyPair();
