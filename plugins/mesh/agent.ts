@@ -21,10 +21,11 @@
 import { createSocket } from "node:dgram";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
+import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
 import { publicKeyOf } from "./keys.ts";
 import { fetchConfig, nodeRequest, type NodeConnection } from "./node-client.ts";
-import { readState, readStoredConfig, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
+import { readState, readStoredConfig, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
 import type { ConfigDocument } from "./configs.ts";
 
 export interface AgentOptions {
@@ -96,13 +97,18 @@ export class Agent {
 
   /**
    * Changes the state file from its current content: `citadel mesh rotate` (another process)
-   * may have written the next key since this agent last read it.
+   * may have written the next key since this agent last read it. The read and the write are
+   * made under the state file's lock, so that two processes changing it at the same moment
+   * take turns instead of one erasing the other's change (a new next key lost would leave the
+   * node switching to a key no peer lists).
    */
   private updateState(change: (state: NodeState) => void): void {
-    const fresh = readState(this.options.stateDir);
-    change(fresh);
-    writeState(this.options.stateDir, fresh);
-    this.state = fresh;
+    this.state = withFileLock(statePath(this.options.stateDir), () => {
+      const fresh = readState(this.options.stateDir);
+      change(fresh);
+      writeState(this.options.stateDir, fresh);
+      return fresh;
+    });
   }
 
   /** One round: fetch, verify, apply (or show the diff). */

@@ -3,6 +3,7 @@
  *
  *   node.json      who it is: server, pinned certificate, node token, the control plane's
  *                  signing key, its WireGuard private key (and the next one while rotating)
+ *   node.json.lock the lock the agent and `citadel mesh rotate` take turns on to change node.json
  *   config.json    the last config document it applied, with its signature (checked again on
  *                  load, so a file edited on disk is not applied after a reboot)
  *   <if>.conf      the same config for wg-quick, private key included (for operators who
@@ -52,8 +53,13 @@ export function ensureStateDir(dir: string): void {
   chmodSync(dir, 0o700);
 }
 
+/** The node's state file: its keys, token and the control plane it enrolled with. */
+export function statePath(dir: string): string {
+  return join(dir, "node.json");
+}
+
 export function readState(dir: string): NodeState {
-  const path = join(dir, "node.json");
+  const path = statePath(dir);
   if (!existsSync(path)) throw new StateError(`${path} does not exist: enroll this node first (citadel mesh join --server URL --key KEY --state ${dir})`);
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o077) !== 0) throw new StateError(`${path} is readable by others (mode ${mode.toString(8)}): it holds the node's private key. Run: chmod 600 ${path} (and rotate the key)`);
@@ -66,7 +72,7 @@ export function readState(dir: string): NodeState {
 
 export function writeState(dir: string, state: NodeState): void {
   ensureStateDir(dir);
-  writeFileAtomic(join(dir, "node.json"), `${JSON.stringify(state, null, 2)}\n`, 0o600);
+  writeFileAtomic(statePath(dir), `${JSON.stringify(state, null, 2)}\n`, 0o600);
 }
 
 /** The last applied config, if its signature still checks out; null when there is none. */

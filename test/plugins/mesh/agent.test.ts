@@ -46,3 +46,36 @@ test("with nothing written meanwhile, the switch happens: the next key becomes t
   expect(await switchKeyIfDue(switching(k1.publicKey))).toBe(true);
   expect(readState(dir)).toMatchObject({ private_key: k1.privateKey, next_private_key: null });
 });
+
+test("the agent's change to the state file waits for another process's change under the file's lock, then sees it (found in review)", async () => {
+  const k1 = await generateKeyPair();
+  const k2 = await generateKeyPair();
+  const dir = await stateDirWith({ next_private_key: k1.privateKey });
+  const agent = new Agent({ stateDir: dir, ...quiet }); // the round has read k1 as the next key
+  // Another process (`citadel mesh rotate` run again) reads the state under the lock, takes a
+  // moment, and writes a newer next key.
+  const root = join(import.meta.dir, "../../..");
+  const rotate = Bun.spawn(
+    [process.execPath, "-e", `
+      const { withFileLock } = await import(${JSON.stringify(join(root, "src/file-lock.ts"))});
+      const { readState, statePath, writeState } = await import(${JSON.stringify(join(root, "plugins/mesh/node-state.ts"))});
+      withFileLock(statePath(${JSON.stringify(dir)}), () => {
+        const state = readState(${JSON.stringify(dir)});
+        console.log("locked");
+        Bun.sleepSync(400);
+        writeState(${JSON.stringify(dir)}, { ...state, next_private_key: ${JSON.stringify(k2.privateKey)} });
+      });`],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  const reader = rotate.stdout.getReader();
+  for (let said = ""; !said.includes("locked"); ) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the other process ended before taking the lock");
+    said += new TextDecoder().decode(value);
+  }
+  const switchKeyIfDue = (agent as unknown as { switchKeyIfDue(doc: ConfigDocument): Promise<boolean> }).switchKeyIfDue.bind(agent);
+  const before = readState(dir).private_key;
+  expect(await switchKeyIfDue(switching(k1.publicKey))).toBe(false); // it waited, and saw k2
+  expect(await rotate.exited).toBe(0);
+  expect(readState(dir)).toMatchObject({ private_key: before, next_private_key: k2.privateKey });
+});
