@@ -12,7 +12,7 @@ import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile } from "../../src/crypto/root-key.ts";
 import { writeFileAtomic } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
-import { BackupError } from "./errors.ts";
+import { BackupError, ConfirmationNeeded } from "./errors.ts";
 import { readBackupHeader, type BackupHeader } from "./format.ts";
 import { rootKeyFromShares, type KeySupply } from "./keys.ts";
 import { describeManifest } from "./manifest.ts";
@@ -98,7 +98,7 @@ export const backupCommands: Command[] = [
     summary: "Restore a backup into this data directory while Citadel is stopped (the current database is kept aside)",
     args: "<file>",
     maxArgs: 1,
-    options: { ...KEY_OPTIONS, yes: { type: "boolean", description: "Put an existing database aside (renamed, not deleted) without asking" } },
+    options: { ...KEY_OPTIONS, yes: { type: "boolean", description: "Put an existing database aside (renamed, not deleted) and restore over it" } },
     async run(ctx) {
       const file = requiredFile(ctx);
       const dataDir = ctx.dataDir();
@@ -196,6 +196,7 @@ function keyInfo(header: BackupHeader): { kind: string; root_key_id?: string; te
 }
 
 function reportFailure(ctx: CommandContext, error: unknown): number {
+  if (error instanceof ConfirmationNeeded) throw new UsageError(error.message);
   if (!(error instanceof BackupError)) throw error;
   if (ctx.json) ctx.out(JSON.stringify({ ok: false, error: error.message }, null, 2));
   ctx.err(`FAILED: ${error.message}`);

@@ -5,3 +5,6 @@
 export class BackupError extends Error {
   override readonly name = "BackupError";
 }
+
+/** The restore would put an existing database aside, and the operator has not said yes (--yes): a usage error, exit 2. */
+export class ConfirmationNeeded extends BackupError {}

@@ -14,7 +14,7 @@ import { basename, join } from "node:path";
 import { parseRootKey, verifies } from "../../src/crypto/root-key.ts";
 import { openReadOnly } from "../../src/store/read-only.ts";
 import { prepareDataDir } from "../../src/data-dir.ts";
-import { BackupError } from "./errors.ts";
+import { BackupError, ConfirmationNeeded } from "./errors.ts";
 import { compactUtcTime, syncDirectory } from "./files.ts";
 import { openBackup, type OpenedBackup } from "./format.ts";
 import type { KeySupply } from "./keys.ts";
@@ -166,7 +166,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   refuseIfRunning();
   const present = [DATABASE_FILE, ...COMPANIONS.map((c) => DATABASE_FILE + c)].filter((name) => existsSync(join(dataDir, name)));
   if (present.length > 0 && !options.replace) {
-    throw new BackupError(`${dataDir} already holds a database: run again with --yes to keep it aside (renamed, not deleted) and restore over it`);
+    throw new ConfirmationNeeded(`${dataDir} already holds a database: run again with --yes to keep it aside (renamed, not deleted) and restore over it`);
   }
 
   // What a killed restore left (a decrypted copy of its backup) goes first.

@@ -133,6 +133,10 @@ describe("backup and restore", () => {
     expect(restored.code).toBe(0);
     expect(restored.stdout).toContain(`into ${join(dataB, "citadel.db")}`);
     expect(restored.stdout).toContain("citadel audit verify");
+    // Again over what is now there: not without --yes (a usage error), and nothing is moved.
+    const again = await cli(dataB, ["restore", file]);
+    expect([again.code, again.stderr]).toEqual([2, expect.stringContaining("already holds a database: run again with --yes")]);
+    expect(readdirSync(dataB).filter((name) => name.startsWith("citadel.db.before-"))).toEqual([]);
     expect(statSync(join(dataB, "citadel.db")).mode & 0o777).toBe(0o600);
 
     const B = await start(dataB);
