@@ -33,7 +33,8 @@ import { ConfigError } from "./config/error.ts";
 import { dataPath, INSTALLED_CONFIG_FILE, loadConfig, type LoadedConfig } from "./config/load.ts";
 import { renderConfigToml } from "./config/render.ts";
 import { buildConfigSchema, DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "./config/schema.ts";
-import { initializeKeys, isInitialized, startRotationSchedule, unsealFromSource, type KeySource } from "./crypto/key-operations.ts";
+import { initializeKeys, isInitialized, startRotationSchedule, storedSealMethods, unsealFromSource, type KeySource } from "./crypto/key-operations.ts";
+import type { SealMethod } from "./crypto/keyring.ts";
 import { RootKeyError } from "./crypto/root-key.ts";
 import { Seal, UnsealError } from "./crypto/seal.ts";
 import { prepareDataDir } from "./data-dir.ts";
@@ -266,6 +267,18 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
   }
 }
 
+/**
+ * A config whose seal method is not the one the root key was made for (init run with
+ * CITADEL_SEAL_METHOD, which the generated config does not record, then a start without it)
+ * would look for a key file that never existed, or wait for shares no one holds: one message
+ * naming both methods instead.
+ */
+function refuseOtherSealMethod(stored: SealMethod[], configured: SealMethod, loaded: LoadedConfig): void {
+  if (stored.length === 0 || stored.includes(configured)) return;
+  const where = loaded.configFileExists ? loaded.configPath : "the config";
+  throw new ConfigError(`seal.method: this Citadel's root key was made for seal method ${stored[0]}, but the config says ${configured}: set seal.method = "${stored[0]}" in ${where} (or CITADEL_SEAL_METHOD=${stored[0]})`);
+}
+
 function tlsFiles(config: Config) {
   const { cert_file, key_file } = config.http.tls;
   return {
@@ -383,6 +396,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
       const { keyId } = await initializeKeys(store, audit, source, now());
       log.info("initialized the root key", { key_id: keyId, key_file: source.keyFile });
     }
+    refuseOtherSealMethod(storedSealMethods(store), source.method, loaded);
     if (source.method === "shamir") log.warn("sealed: waiting for key shares (citadel unseal)");
     else await unsealFromSource(store, seal, audit, source, log, now);
     lifecycle.started("seal", () => seal.seal());

@@ -76,6 +76,14 @@ function shamirParameters(options: InitOptions): { shares: number; threshold: nu
   return { shares, threshold };
 }
 
+/**
+ * The seal methods the stored root keys were made for: the active key's, and a pending one's
+ * while a rekey to another method waits for its first unseal.
+ */
+export function storedSealMethods(store: Store): SealMethod[] {
+  return store.db.query<{ method: SealMethod }, []>("SELECT method FROM root_keys ORDER BY state = 'pending'").all().map((r) => r.method);
+}
+
 /** Reads the root key from its configured source (not for Shamir, which waits for shares). */
 export function readConfiguredRootKey(source: KeySource): Buffer {
   if (source.method === "key_file") return readRootKeyFile(source.keyFile);

@@ -71,6 +71,9 @@ describe("Shamir shares", () => {
     expect(summary.owner).toBe("admin@localhost");
     expect(shares).toHaveLength(5);
     expect(readdirSync(data)).not.toContain("root.key"); // the key exists only as shares
+    // Started without the variable, the config says key_file: refused with both methods named.
+    const other = await runCitadel(["serve", "--data", data]);
+    expect([other.code, other.stderr]).toEqual([2, expect.stringContaining('root key was made for seal method shamir, but the config says key_file: set seal.method = "shamir"')]);
 
     const { citadel, port, env: runEnv } = await start(data, env);
     expect(citadel.logs().find((l) => l.msg === "listening")?.sealed).toBe(true);
