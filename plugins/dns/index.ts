@@ -105,7 +105,12 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     for (const pair of dns.overlappingZones()) {
       k.log.warn("dns: a zone lies below another organization's zone (made before such zones were refused); the deeper one answers for its names: delete one", pair);
     }
-    if (k.settings.udp.length === 0 && k.settings.tcp.length === 0) return async () => unregisterSubjects();
+    // The authoritative listeners and the filtering resolver are switched on apart: either may
+    // run alone (an AdGuard-style resolver without public authoritative service), and both need
+    // the hosted zones, which the resolver answers locally.
+    const authoritative = k.settings.udp.length > 0 || k.settings.tcp.length > 0;
+    const resolving = k.settings.resolver_udp.length > 0 || k.settings.resolver_tcp.length > 0;
+    if (!authoritative && !resolving) return async () => unregisterSubjects();
     let view: TransferView = transfers.view();
     const notifier = new Notifier({ log: k.log, tsigKey: (name) => view.tsigKey(name), now: () => k.clock.now() });
     // The served zones are rebuilt from the store after every change: simple and always
@@ -130,7 +135,8 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         const origin = nameToText(zone.origin).toLowerCase();
         if (served.get(origin) === zone.serial()) continue;
         served.set(origin, zone.serial());
-        notifier.notify(zone, view.notifyTargets(zone.origin));
+        // Secondaries transfer from the authoritative listener: without one, no NOTIFY.
+        if (authoritative) notifier.notify(zone, view.notifyTargets(zone.origin));
       }
     };
     // A secondary just added is told about each of its zones at once, so it need not wait for
@@ -144,7 +150,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         if (!zone) continue;
         const known = new Set(before.notifyTargets(zone.origin).map(targetKey));
         const added = view.notifyTargets(zone.origin).filter((t) => !known.has(targetKey(t)));
-        if (added.length > 0) notifier.notify(zone, added);
+        if (added.length > 0 && authoritative) notifier.notify(zone, added);
       }
     });
     // A provider's change gets its zone a new serial: stored for a hosted zone (then reloaded by
@@ -167,42 +173,41 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     reload();
     const unsubscribe = dns.onChange(reload);
     const queryLog = openQueryLog(k);
-    let server: Awaited<ReturnType<typeof startDnsServer>>;
-    try {
-      server = await startDnsServer({
-        udp: k.settings.udp.map(parseAddress),
-        tcp: k.settings.tcp.map(parseAddress),
-        zones: table,
-        observer: bothObservers(bothObservers(bothObservers(dnsAnalyticsOf(k), queryLog), shieldFeed(k)), queryMetrics(k.metrics)),
-        gate: new ShieldGate({
-          shield: k.shield,
-          onVerdict: countVerdict(shieldVerdictCounters(k.metrics, "dns")),
-          rate: k.settings.rrl_responses_per_second,
-          throttledRate: k.settings.rrl_throttled_per_second,
-          slip: k.settings.rrl_slip,
-          trustLoopback: (k.config as { intel?: { trust_loopback?: boolean } }).intel?.trust_loopback ?? true,
+
+    /** The authoritative listeners; null when they cannot listen (the API still manages zones, the resolver still runs). */
+    async function startAuthoritative(): Promise<Awaited<ReturnType<typeof startDnsServer>> | null> {
+      try {
+        const server = await startDnsServer({
+          udp: k.settings.udp.map(parseAddress),
+          tcp: k.settings.tcp.map(parseAddress),
+          zones: table,
+          observer: bothObservers(bothObservers(bothObservers(dnsAnalyticsOf(k), queryLog), shieldFeed(k)), queryMetrics(k.metrics)),
+          gate: new ShieldGate({
+            shield: k.shield,
+            onVerdict: countVerdict(shieldVerdictCounters(k.metrics, "dns")),
+            rate: k.settings.rrl_responses_per_second,
+            throttledRate: k.settings.rrl_throttled_per_second,
+            slip: k.settings.rrl_slip,
+            trustLoopback: (k.config as { intel?: { trust_loopback?: boolean } }).intel?.trust_loopback ?? true,
+            now: () => k.clock.now(),
+            count: (what) => dnsAnalyticsOf(k).countShield(what),
+            exempt: (client) => view.isSecondary(client),
+          }),
+          tsigKey: (name) => view.tsigKey(name),
+          transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key) },
           now: () => k.clock.now(),
-          count: (what) => dnsAnalyticsOf(k).countShield(what),
-          exempt: (client) => view.isSecondary(client),
-        }),
-        tsigKey: (name) => view.tsigKey(name),
-        transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key) },
-        now: () => k.clock.now(),
-        log: k.log,
-      });
-    } catch (error) {
-      // The API still serves (zones can be managed); the operator is told why DNS is not.
-      // Port 5353 is also mDNS's: a desktop's avahi may hold it.
-      unsubscribe();
-      unsubscribeTransfers();
-      unsubscribeProviders();
-      await notifier.stop();
-      queryLog?.close();
-      // (the subject contributor stays: zones are managed while DNS is off)
-      k.log.error("dns: cannot listen, DNS is off (set [dns] udp and tcp)", { udp: k.settings.udp, tcp: k.settings.tcp, error: error instanceof Error ? error.message : String(error) });
-      return async () => unregisterSubjects();
+          log: k.log,
+        });
+        k.log.info("dns listening", { udp: k.settings.udp, tcp: k.settings.tcp, zones: table.size });
+        return server;
+      } catch (error) {
+        // Port 5353 is also mDNS's: a desktop's avahi may hold it.
+        k.log.error("dns: cannot listen, authoritative DNS is off (set [dns] udp and tcp)", { udp: k.settings.udp, tcp: k.settings.tcp, error: error instanceof Error ? error.message : String(error) });
+        return null;
+      }
     }
-    k.log.info("dns listening", { udp: k.settings.udp, tcp: k.settings.tcp, zones: table.size });
+
+    const server = authoritative ? await startAuthoritative() : null;
     const resolver = await startFilteringResolver(k, table);
     return async () => {
       unregisterSubjects();
@@ -211,7 +216,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       unsubscribeProviders();
       await resolver?.stop();
       await notifier.stop();
-      await server.stop();
+      await server?.stop();
       queryLog?.close();
     };
   },

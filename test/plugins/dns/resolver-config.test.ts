@@ -42,3 +42,22 @@ test("hosted zones answered, blocklisted names sinkholed, the rest refused witho
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("the resolver runs alone, with the authoritative listeners off, and still answers the hosted zones as they change (found in review)", async () => {
+  const c = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"] } } });
+  try {
+    expect(c.log.lines.some((l) => l.msg === "dns listening")).toBe(false);
+    const started = c.log.lines.find((l) => l.msg === "dns resolver listening")!;
+    expect(started).toBeDefined();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+    expect((await c.send("POST", zones, owner, { json: { name: "corp.example" } })).status).toBe(200);
+    expect((await c.send("PUT", `${zones}/corp.example/rrsets/db/A`, owner, { json: { records: ["10.0.0.6"] } })).status).toBe(200);
+    const client = await DnsClient.open((started.udp as number[])[0]!);
+    const reply = await client.query(buildQuery({ name: parseName("db.corp.example.", null), type: RRType.A, rd: true }));
+    expect([reply.rcode, reply.answer.map((r) => rdataToText(r.type, r.rdata))]).toEqual([Rcode.NOERROR, ["10.0.0.6"]]);
+    client.close();
+  } finally {
+    await c.stop();
+  }
+});
