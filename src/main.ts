@@ -25,7 +25,7 @@ import { startCheckpointer } from "./audit/checkpointer.ts";
 import { AuditLog } from "./audit/log.ts";
 import { buildInfo } from "./build-info.ts";
 import { adviceFor } from "./cli/advice.ts";
-import { createApiClient, localApiClient, type TokenOrigin } from "./cli/api-client.ts";
+import { createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
 import { readStoredLogin } from "./cli/credentials.ts";
 import { forStdout, printable } from "./cli/output.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
@@ -145,7 +145,7 @@ function kernelCommands(env: Env): Command[] {
 /**
  * Which server a client command talks to: CITADEL_SERVER; else the stored login (unless
  * --data or --config point at a local instance); else this machine's Citadel. The token:
- * CITADEL_TOKEN, else the stored one.
+ * CITADEL_TOKEN, else the stored one (for a local instance, when the login is to that very server).
  */
 function apiClientFor(options: Record<string, string | boolean | undefined>, env: Env, anonymous: boolean) {
   const configHome = env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config");
@@ -164,7 +164,11 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   if (stored && !explicitlyLocal) {
     return createApiClient({ baseUrl: stored.server, trust: stored.certificate, certificate: stored.certificate, ...credential(stored.token) });
   }
-  return localApiClient(configFor(options, env).config, token, token !== undefined ? "CITADEL_TOKEN" : undefined);
+  const config = configFor(options, env).config;
+  const local = localBaseUrl(config);
+  const loggedInHere = stored && local !== null && new URL(stored.server).origin === new URL(local).origin;
+  const { token: sent, tokenOrigin } = credential(loggedInHere ? stored.token : undefined);
+  return localApiClient(config, sent, tokenOrigin);
 }
 
 /**

@@ -175,12 +175,10 @@ function checkTokenShape(token: string, origin: TokenOrigin | undefined): void {
 
 /** A client for the instance this machine's config describes. */
 export function localApiClient(config: Config, token?: string, tokenOrigin?: TokenOrigin): ApiClient {
-  const { address, port, tls } = config.http;
-  // A wildcard listener is reached over loopback.
-  const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
-  const bracketed = host.includes(":") ? `[${host}]` : host;
-  if (port === 0) throw new ApiError("http.port is 0 (a random port): cannot tell where Citadel listens");
-  if (!tls.enabled) return createApiClient({ baseUrl: `http://${bracketed}:${port}`, token, tokenOrigin });
+  const baseUrl = localBaseUrl(config);
+  if (baseUrl === null) throw new ApiError("http.port is 0 (a random port): cannot tell where Citadel listens");
+  const { tls } = config.http;
+  if (!tls.enabled) return createApiClient({ baseUrl, token, tokenOrigin });
   let certificate: string;
   try {
     certificate = readFileSync(dataPath(config, tls.cert_file), "utf8");
@@ -189,5 +187,14 @@ export function localApiClient(config: Config, token?: string, tokenOrigin?: Tok
   }
   // The configured certificate itself (which pins the self-signed default), plus the system's
   // roots for an operator's certificate from a public CA.
-  return createApiClient({ baseUrl: `https://${bracketed}:${port}`, trust: certificate, token, certificate, tokenOrigin });
+  return createApiClient({ baseUrl, trust: certificate, token, certificate, tokenOrigin });
+}
+
+/** Where the Citadel a config describes answers on this machine; null when it listens on a random port. */
+export function localBaseUrl(config: Config): string | null {
+  const { address, port, tls } = config.http;
+  if (port === 0) return null;
+  // A wildcard listener is reached over loopback.
+  const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
+  return `${tls.enabled ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }

@@ -68,6 +68,10 @@ test("citadel login: approve the shown code, then commands use the stored token"
   const whoami = await runCitadel(["whoami", "--json"], env);
   expect(whoami.stderr).toBe("");
   expect(JSON.parse(whoami.stdout).email).toBe("admin@localhost");
+  // With --data naming that very instance: the stored login too (found in review: it was dropped).
+  const local = await runCitadel(["--data", data.path, "whoami", "--json"], env);
+  expect([local.code, local.stderr]).toEqual([0, ""]);
+  expect(JSON.parse(local.stdout).email).toBe("admin@localhost");
 
   chmodSync(file, 0o644);
   const refused = await runCitadel(["whoami"], env);
