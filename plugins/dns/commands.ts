@@ -58,6 +58,9 @@ function secondaryConfigSnippet(key: TsigKeyView & { secret: string }): string {
   ].join("\n");
 }
 
+/** A host name as an absolute name (the final dot added when missing). */
+const absolute = (name: string) => (name.endsWith(".") ? name : `${name}.`);
+
 const recordsText = (z: ZoneView) => table([["NAME", "TTL", "TYPE", "DATA"], ...(z.records ?? []).map((r) => [r.name, String(r.ttl), r.type, r.data])]);
 
 export const dnsCommands: Command[] = [
@@ -80,9 +83,9 @@ export const dnsCommands: Command[] = [
     options: {
       ...ORG,
       ttl: { type: "string", description: "The zone's TTL (default: dns.default_ttl)" },
-      ns: { type: "string", description: "Apex name servers, comma-separated (default: ns1.<zone>)" },
-      mname: { type: "string", description: "The SOA's primary name server (default: ns1.<zone>)" },
-      rname: { type: "string", description: "The SOA's mailbox as a name (default: hostmaster.<zone>)" },
+      ns: { type: "string", description: "Apex name servers: host names such as ns1.example.net, comma-separated (default: dns.default_nameservers, else ns1.<zone>)" },
+      mname: { type: "string", description: "The SOA's primary name server, a host name (default: the first name server)" },
+      rname: { type: "string", description: "The SOA's mailbox as a name, such as hostmaster.example.net (default: hostmaster.<zone>)" },
     },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone create <zone>");
@@ -90,10 +93,16 @@ export const dnsCommands: Command[] = [
       const body: Record<string, unknown> = { name: ctx.args[0] };
       const ttl = integerOption(ctx, "ttl", 0);
       if (ttl !== undefined) body.ttl = ttl;
-      if (typeof ctx.options.ns === "string") body.ns = ctx.options.ns.split(",").map((s) => s.trim()).filter(Boolean);
+      // On the command line these are host names, as everywhere but a zone file: absolute,
+      // whether or not they end in a dot (the API, like a zone file, reads a name without the
+      // final dot as relative to the zone, which made ns1.example.net.<zone>).
+      const ns = typeof ctx.options.ns === "string" ? ctx.options.ns.split(",").map((s) => s.trim()).filter(Boolean).map(absolute) : undefined;
+      if (ns) body.ns = ns;
       if (typeof ctx.options.mname === "string" || typeof ctx.options.rname === "string") {
-        const zone = ctx.args[0]!.replace(/\.?$/, ".");
-        body.soa = { mname: ctx.options.mname ?? `ns1.${zone}`, rname: ctx.options.rname ?? `hostmaster.${zone}`, refresh: 3600, retry: 900, expire: 1_209_600, minimum: 300 };
+        const zone = absolute(ctx.args[0]!);
+        const mname = typeof ctx.options.mname === "string" ? absolute(ctx.options.mname) : (ns?.[0] ?? `ns1.${zone}`);
+        const rname = typeof ctx.options.rname === "string" ? absolute(ctx.options.rname) : `hostmaster.${zone}`;
+        body.soa = { mname, rname, refresh: 3600, retry: 900, expire: 1_209_600, minimum: 300 };
       }
       const zone = await api.request<ZoneView>("POST", zonesPath(await organizationOf(ctx, api)), body);
       print(ctx, zone, `${zone.name} created (serial ${zone.serial})`);

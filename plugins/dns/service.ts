@@ -225,7 +225,8 @@ export class DnsService {
     // Without name servers given: the appliance's as configured (its names as the world knows
     // them), else ns1.<zone>, which `problems` then says needs an address.
     const defaults = input.ns === undefined && this.k.settings.default_nameservers.length > 0 ? configuredNameservers(this.k.settings.default_nameservers) : null;
-    const soaIn = input.soa ?? { mname: defaults?.[0] ?? `ns1.${name}`, rname: `hostmaster.${name}`, ...SOA_DEFAULTS };
+    // The SOA's primary is the first name server unless told otherwise.
+    const soaIn = input.soa ?? { mname: input.ns?.[0] ?? defaults?.[0] ?? `ns1.${name}`, rname: `hostmaster.${name}`, ...SOA_DEFAULTS };
     const soa: sql.Soa = {
       soa_ttl: "ttl" in soaIn ? (soaIn.ttl ?? null) : null,
       soa_mname: canonical(refusing("soa.mname", () => parseName(soaIn.mname, origin))),

@@ -564,6 +564,12 @@ describe("destructive commands ask for --yes, then answer the server's confirmat
     expect(await ok(["keys", "rekey", "--yes"])).toContain("The root key is now");
     expect(await ok(["secrets", "get", "DB_PASSWORD", ...WS()])).toBe(`${DB_PASSWORD}\n`); // still readable
     await ok(["dns", "zone", "create", "e2e.example"]);
+    // --ns takes host names: absolute with or without the final dot; the first is the SOA's primary.
+    const hosted = JSON.parse(await ok(["dns", "zone", "create", "ns.e2e.example", "--ns", "ns1.example.net,ns2.example.net.", "--json"]));
+    expect(hosted.soa.mname).toBe("ns1.example.net.");
+    const apex = JSON.parse(await ok(["dns", "zone", "show", "ns.e2e.example", "--json"]));
+    expect(apex.records.filter((r: { type: string }) => r.type === "NS").map((r: { data: string }) => r.data).sort()).toEqual(["ns1.example.net.", "ns2.example.net."]);
+    expect(await ok(["dns", "zone", "delete", "ns.e2e.example", "--yes"])).toContain("deleted");
     expect((await cli(["dns", "zone", "delete", "e2e.example"])).code).not.toBe(0);
     expect(await ok(["dns", "zone", "delete", "e2e.example", "--yes"])).toContain("deleted");
     expect(await ok(["dns", "zone", "list"])).not.toContain("e2e.example");
