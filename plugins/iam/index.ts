@@ -122,7 +122,7 @@ export const iamPlugin = definePlugin<IamSettings>({
       lines: [
         `Organization "${org.name}" (${org.id}) with owner ${email} (also the appliance operator).`,
         `One-time password for ${email}: ${password}`,
-        "It is shown only now: log in (citadel login) and change it (POST /v1/iam/me/password).",
+        `It is shown only now. Replace it first: citadel password --email ${email} (or POST /v1/iam/me/password); then citadel login.`,
       ],
     };
   },

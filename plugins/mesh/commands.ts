@@ -3,6 +3,7 @@
  * stored login; the node's side (join, agent, rotate) is in node-commands.ts. The organization
  * is --org, else the user's only one.
  */
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { choiceOption, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
@@ -126,6 +127,19 @@ function networkSettings(ctx: CommandContext): Record<string, unknown> {
   return body;
 }
 
+/**
+ * The join command for a node: this server's URL, unless it is a loopback address a node
+ * elsewhere cannot reach, and the fingerprint of a pinned (self-signed) certificate, without
+ * which the node could not trust it.
+ */
+function joinCommand(api: { baseUrl: string; certificate?: string }): string {
+  const host = new URL(api.baseUrl).hostname;
+  const loopback = host === "localhost" || host === "[::1]" || host.startsWith("127.");
+  const server = loopback ? "https://<this server, as the node reaches it>:" + (new URL(api.baseUrl).port || "443") : api.baseUrl;
+  const pin = api.certificate ? ` --fingerprint ${new X509Certificate(api.certificate).fingerprint256}` : "";
+  return `citadel mesh join --server ${server} --key <the key above>${pin}`;
+}
+
 export const meshCommands: Command[] = [
   {
     words: ["mesh", "networks"],
@@ -231,7 +245,7 @@ export const meshCommands: Command[] = [
       if (days !== undefined) body.node_ttl_days = days;
       if (typeof ctx.options.description === "string") body.description = ctx.options.description;
       const key = await api.request<KeyView>("POST", networkPath(org, ctx.args[0]!, "/keys"), body);
-      print(ctx, key, `${key.key}\n(${key.reusable ? "reusable" : "single-use"}, tags ${key.tags.join(",") || "none"}, expires ${key.expires_at}; shown this once)\nOn a node: citadel mesh join --server <url> --key <key>`);
+      print(ctx, key, `${key.key}\n(${key.reusable ? "reusable" : "single-use"}, tags ${key.tags.join(",") || "none"}, expires ${key.expires_at}; shown this once)\nOn a node: ${joinCommand(api)}`);
       return 0;
     },
   },

@@ -47,6 +47,7 @@ export const sysCommands: Command[] = [
       const result = await api.request<typeof UnsealResponse.static>("POST", "/v1/sys/unseal", { ...(share ? { share } : {}), ...(ctx.options.reset ? { reset: true } : {}) });
       if (ctx.json) ctx.out(JSON.stringify(result, null, 2));
       else if (result.unsealed) ctx.out("Unsealed.");
+      else if (ctx.options.reset && result.status.sealed) ctx.out(`The shares given so far are forgotten: 0 of ${result.status.threshold}.`);
       else if (result.status.sealed) ctx.out(`Share accepted: ${result.status.progress} of ${result.status.threshold}.`);
       else printStatus(ctx, result.status);
       return 0;

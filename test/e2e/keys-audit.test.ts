@@ -83,6 +83,9 @@ describe("Shamir shares", () => {
     const wrong = await runCitadel(["unseal", "--data", data, "citadel-share-00000000-1-" + "0".repeat(64) + "-00000000"], runEnv);
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/^citadel: .*checksum/);
+    // A share given, then forgotten: --reset says so (it said "Share accepted: 0 of 3").
+    expect((await runCitadel(["unseal", "--data", data, shares[1]!], runEnv)).stdout.trim()).toBe("Share accepted: 1 of 3.");
+    expect((await runCitadel(["unseal", "--data", data, "--reset"], runEnv)).stdout.trim()).toBe("The shares given so far are forgotten: 0 of 3.");
     for (const [i, share] of [shares[4], shares[0], shares[2]].entries()) {
       // From standard input, as `citadel unseal < share.txt` (so no share lands in shell history).
       const proc = Bun.spawn([BINARY, "unseal", "--data", data], { env: { PATH: process.env.PATH ?? "", ...runEnv }, stdin: new TextEncoder().encode(`${share}\n`), stdout: "pipe", stderr: "pipe" });

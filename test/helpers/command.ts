@@ -21,6 +21,8 @@ export interface CommandInput {
   env?: Record<string, string>;
   /** The server's answer to a request (a JSON body, or the text of requestText); throw for an error. Default: {}. */
   answer?: (request: SentRequest) => unknown;
+  /** The server the client talks to (default https://citadel.test:8443, no pinned certificate). */
+  server?: { baseUrl: string; certificate?: string };
 }
 
 export interface CommandRun {
@@ -40,7 +42,8 @@ export async function runCommand(commands: readonly Command[], words: string, in
   const requests: SentRequest[] = [];
   const answer = input.answer ?? (() => ({}));
   const api: ApiClient = {
-    baseUrl: "https://citadel.test:8443",
+    baseUrl: input.server?.baseUrl ?? "https://citadel.test:8443",
+    certificate: input.server?.certificate,
     async request<T>(method: string, path: string, body?: unknown, options?: { confirmed?: boolean }) {
       const sent = { method, path, body, confirmed: options?.confirmed === true };
       requests.push(sent);

@@ -1,5 +1,7 @@
 /** What the operator's mesh commands check before they ask the server (the whole flow: test/e2e/mesh.test.ts). */
 import { describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
+import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { generateToken } from "../../../src/auth/tokens.ts";
 import { meshCommands } from "../../../plugins/mesh/commands.ts";
 import { runCommand } from "../../helpers/command.ts";
@@ -88,5 +90,21 @@ describe("--json (found in review: text was printed)", () => {
   test("mesh join --qr --json is refused: a QR code is not JSON", async () => {
     const run = await runCommand(meshCommands, "mesh join", { options: { server: "https://citadel.test:8443", key: "citadel_meshkey_x", qr: true }, json: true });
     expect([run.code, run.error?.message, run.requests]).toEqual([2, "--qr with --json: a QR code is not JSON; give one", []]);
+  });
+});
+
+describe("mesh keys create names the join command a node can run (found in review: it left out the server and the fingerprint)", () => {
+  const key = { id: "mkey_1", key: "citadel_meshkey_x", reusable: false, tags: [], hub: false, expires_at: "2026-11-24T15:00:00.000Z" };
+
+  test("this server's URL, and the fingerprint of the certificate the client pinned", async () => {
+    const { certPem } = await generateSelfSignedCertificate({ dnsNames: ["citadel.example"], ipAddresses: [], validDays: 1, now: new Date() });
+    const run = await runCommand(meshCommands, "mesh keys create", { args: ["n1"], options: ORG, answer: () => key, server: { baseUrl: "https://citadel.example:8443", certificate: certPem } });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`On a node: citadel mesh join --server https://citadel.example:8443 --key <the key above> --fingerprint ${new X509Certificate(certPem).fingerprint256}`);
+  });
+
+  test("a loopback URL is no use to a node elsewhere: a placeholder; no fingerprint without a pinned certificate", async () => {
+    const run = await runCommand(meshCommands, "mesh keys create", { args: ["n1"], options: ORG, answer: () => key, server: { baseUrl: "https://127.0.0.1:8443" } });
+    expect(run.stdout).toContain("On a node: citadel mesh join --server https://<this server, as the node reaches it>:8443 --key <the key above>\n");
   });
 });
