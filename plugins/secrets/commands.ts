@@ -8,6 +8,8 @@
 import { readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { UsageError } from "../../src/cli/command-line.ts";
+import { DecryptionError } from "../../src/crypto/aead.ts";
+import { describeFsError } from "../../src/files.ts";
 import { choiceOption, forStdout, integerOption, organizationOf, print, refuseApiKeyWithoutOrg, table } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
@@ -47,11 +49,55 @@ async function readValue(prompt: string): Promise<string> {
   return text.endsWith("\r\n") ? text.slice(0, -2) : text.endsWith("\n") ? text.slice(0, -1) : text;
 }
 
+/** The file's passphrase (one trailing newline dropped); a file it cannot read is named, not "ENOENT". */
+function readPassphraseFile(file: string): string {
+  try {
+    return readFileSync(file, "utf8").replace(/\r?\n$/, "");
+  } catch (error) {
+    throw new Error(`--passphrase-file ${file}: ${describeFsError(error)}`);
+  }
+}
+
 async function passphrase(ctx: CommandContext, prompt = "End-to-end encryption passphrase: "): Promise<string> {
   const file = ctx.options["passphrase-file"];
-  if (typeof file === "string") return readFileSync(file, "utf8").replace(/\r?\n$/, "");
+  if (typeof file === "string") return readPassphraseFile(file);
   if (!process.stdin.isTTY) throw new UsageError("give the passphrase with --passphrase-file (standard input is not a terminal)");
   return secretPrompter()(prompt); // as typed, as the file's is read: the same passphrase either way
+}
+
+const SHARE_PASSPHRASE_PROMPT = "Passphrase for the link: ";
+/** How many passphrases a terminal user may type for a link whose view is spent. */
+const SHARE_PASSPHRASE_TRIES = 3;
+
+interface ViewedShare {
+  ciphertext: string;
+  passphrase: boolean;
+  views_left: number;
+}
+
+/**
+ * Decrypts a share link's ciphertext, its view spent: this ciphertext is all that is left of
+ * the value. So at a terminal a wrong passphrase is asked again (a few times) rather than end
+ * the command; without one, the error says the view is gone. A wrong passphrase cannot be told
+ * before the view: until then the client has nothing of the ciphertext to try it on.
+ */
+async function openViewedShare(ctx: CommandContext, content: ViewedShare, linkKey: string, phrase: string | undefined): Promise<string> {
+  if (content.passphrase && phrase === undefined) phrase = await passphrase(ctx, SHARE_PASSPHRASE_PROMPT); // the peek said none was needed
+  for (let tries = 1; ; tries++) {
+    try {
+      return await openShareSecret(content.ciphertext, linkKey, phrase);
+    } catch (error) {
+      // The server took the view with the link's proof, so the link's key is right: the passphrase is what is wrong.
+      const wrongPassphrase = content.passphrase && error instanceof DecryptionError && error.message.includes("passphrase is wrong");
+      if (!wrongPassphrase) throw error;
+      if (!process.stdin.isTTY || tries >= SHARE_PASSPHRASE_TRIES) {
+        const left = content.views_left > 0 ? `${content.views_left} view(s) left` : "it has no views left";
+        throw new DecryptionError(`the passphrase is wrong; the view this took is spent (${left})`);
+      }
+      ctx.err("That passphrase does not open it: try again.");
+      phrase = await secretPrompter()(SHARE_PASSPHRASE_PROMPT);
+    }
+  }
 }
 
 /** Encrypts and decrypts for one workspace: a no-op unless it is end-to-end encrypted. */
@@ -493,9 +539,14 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const { baseUrl, id, linkKey } = parseShareUrl(requireArg(ctx, "the link"));
       const api = await ctx.api({ server: baseUrl }); // the server the link names, whoever is logged in where
-      const content = await api.request<{ ciphertext: string; passphrase: boolean; views_left: number }>("POST", `/v1/secrets/shares/${encodeURIComponent(id)}/view`, { proof: shareViewProof(linkKey) });
-      const phrase = content.passphrase ? await passphrase(ctx, "Passphrase for the link: ") : undefined;
-      const value = await openShareSecret(content.ciphertext, linkKey, phrase);
+      const share = `/v1/secrets/shares/${encodeURIComponent(id)}`;
+      const proof = shareViewProof(linkKey);
+      // Asked without spending a view, so that the passphrase is in hand (its file read, or typed)
+      // before the view is spent: a missing or unreadable one must not cost the value (found in review).
+      const about = await api.request<{ passphrase: boolean }>("POST", `${share}/peek`, { proof });
+      const phrase = about.passphrase ? await passphrase(ctx, SHARE_PASSPHRASE_PROMPT) : undefined;
+      const content = await api.request<ViewedShare>("POST", `${share}/view`, { proof });
+      const value = await openViewedShare(ctx, content, linkKey, phrase);
       print(ctx, { value, views_left: content.views_left }, value);
       return 0;
     },

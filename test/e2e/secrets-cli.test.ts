@@ -10,6 +10,7 @@ import { createHmac } from "node:crypto";
 import { constants } from "node:os";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createShareSecret, shareUrl, shareViewProof } from "../../plugins/secrets/share-crypto.ts";
 import { encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
 import { atTerminal, BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
@@ -75,7 +76,9 @@ function viewShare(url: string) {
 beforeAll(async () => {
   await ensureBinary();
   port = await freePort();
-  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(port) });
+  // Share links are opened many times over here, each a peek and a view from one address: the
+  // strict per-address bucket they share with logins would refuse some (iam-cli.test.ts does the same).
+  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(port), CITADEL_RATE_LIMIT_AUTH_BURST: "100" });
   ca = readFileSync(join(data.path, "tls/cert.pem"), "utf8");
   token = await firstLogin(citadel.url, ca, oneTimePassword(citadel.stderr()));
   const me = await api("GET", "/v1/iam/me");
@@ -404,6 +407,55 @@ describe("citadel share", () => {
       elsewhere.remove();
       while ((await viewShare(url)).status === 200); // spend what is left
     }
+  });
+});
+
+describe("citadel share open, a link with a passphrase", () => {
+  const PHRASE = "told by phone ";
+  const phraseFile = () => join(home.path, "share-passphrase");
+  const wrongFile = () => join(home.path, "share-passphrase-wrong");
+
+  /** A link made as `citadel share --passphrase` makes it (the value sealed here, the server given the ciphertext). */
+  async function passphraseLink(views: number): Promise<string> {
+    const org = (await api("GET", "/v1/iam/me")).body.organizations[0].id as string;
+    const sealed = await createShareSecret(SHARED, PHRASE);
+    const made = await api("POST", `/v1/secrets/orgs/${org}/shares`, { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: true, max_views: views });
+    expect(made.status).toBe(200);
+    return shareUrl(citadel.url, made.body.id, sealed.linkKey);
+  }
+
+  beforeAll(() => {
+    writeFileSync(phraseFile(), `${PHRASE}\n`, { mode: 0o600 });
+    writeFileSync(wrongFile(), "not the passphrase\n", { mode: 0o600 });
+  });
+
+  test("no view is spent until the passphrase is in hand (found in review: a missing one cost the value)", async () => {
+    const url = await passphraseLink(1);
+    // Neither a file nor a terminal to ask at: a usage error, before the view.
+    const none = await cli(["share", "open", url]);
+    expect([none.code, none.stderr]).toEqual([2, expect.stringContaining("give the passphrase with --passphrase-file")]);
+    // A file that cannot be read: named, before the view.
+    const missing = await cli(["share", "open", url, "--passphrase-file", join(home.path, "no-such-file")]);
+    expect([missing.code, missing.stderr]).toEqual([1, expect.stringContaining("no-such-file: no such file")]);
+    // The link's one view is still there for the right passphrase.
+    expect(await cli(["share", "open", url, "--passphrase-file", phraseFile()])).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
+  });
+
+  test("a wrong passphrase without a terminal fails, saying the view is spent", async () => {
+    const url = await passphraseLink(2);
+    const wrong = await cli(["share", "open", url, "--passphrase-file", wrongFile()]);
+    expect([wrong.code, wrong.stdout, wrong.stderr]).toEqual([1, "", "citadel: the passphrase is wrong; the view this took is spent (1 view(s) left)\n"]);
+    expect(await cli(["share", "open", url, "--passphrase-file", phraseFile()])).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
+  });
+
+  test.skipIf(!Bun.which("script"))("at a terminal, a mistyped passphrase is asked again: the one view is not lost", async () => {
+    const url = await passphraseLink(1);
+    const typed = await cliAtTerminal(["share", "open", url], [
+      { question: "Passphrase for the link: ", typed: "a typo" },
+      { question: "try again", typed: PHRASE },
+    ]);
+    expect(typed).toEqual({ code: 0, screen: expect.stringContaining(`${SHARED}\n`) });
+    expect(typed.screen).toContain("That passphrase does not open it");
   });
 });
 
