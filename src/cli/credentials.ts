@@ -109,9 +109,11 @@ async function deviceToken(ctx: CommandContext, api: ApiClient, scope: string): 
   ctx.err(`Open ${start.verification_uri_complete}`);
   ctx.err(`and check that it shows the code ${start.user_code}, then approve. Waiting...`);
   let interval = start.interval;
+  let rateLimited = 0; // the seconds a 429 asked for, waited instead of the interval when longer
   const deadline = Date.now() + start.expires_in * 1000;
   while (Date.now() < deadline) {
-    await Bun.sleep(interval * 1000);
+    await Bun.sleep(Math.max(interval, rateLimited) * 1000);
+    rateLimited = 0;
     try {
       const token = await api.request<{ access_token: string }>("POST", "/oauth/token", { grant_type: "urn:ietf:params:oauth:grant-type:device_code", device_code: start.device_code });
       return token.access_token;
@@ -122,12 +124,31 @@ async function deviceToken(ctx: CommandContext, api: ApiClient, scope: string): 
         interval += 5;
         continue;
       }
+      // Polls share the per-address login limit: logins behind one NAT address run into it while
+      // the approval may still come. Waited out, like slow_down, until the code expires (found in review).
+      if (error.status === 429) {
+        rateLimited = rateLimitWait(error);
+        continue;
+      }
       if (error.code === "access_denied") throw new ApiError("the login was denied");
       if (error.code === "expired_token") throw new ApiError("the login code expired before it was approved; run citadel login again");
       throw error;
     }
   }
   throw new ApiError("the login code expired before it was approved; run citadel login again");
+}
+
+/** The longest a rate-limited poll waits before trying again, whatever the server asks. */
+const MAX_RATE_LIMIT_WAIT_SECONDS = 60;
+
+/**
+ * The seconds a 429 asks to wait, at most MAX_RATE_LIMIT_WAIT_SECONDS. The API client puts its
+ * Retry-After in the message ("retry in N s", from the server's words or from the header); an
+ * answer that names none is waited out as one second.
+ */
+function rateLimitWait(error: ApiError): number {
+  const asked = /retry in (\d+) s\b/.exec(error.message);
+  return Math.min(asked ? Number(asked[1]) : 1, MAX_RATE_LIMIT_WAIT_SECONDS);
 }
 
 /**

@@ -14,16 +14,20 @@ const ISSUED = `citadel_pat_abcdefgh_${"x".repeat(38)}`;
 let server: ReturnType<typeof Bun.serve> | undefined;
 afterEach(() => server?.stop(true));
 
-/** A device-flow server that approves at once, answers /v1/iam/me with `me`, and records logouts. */
-async function deviceFlowServer(me: () => Response) {
+/**
+ * A device-flow server that answers the token endpoint's polls with `refusals` in turn, then
+ * approves; answers /v1/iam/me with `me`, and records logouts and polls.
+ */
+async function deviceFlowServer(me: () => Response, refusals: Array<() => Response> = []) {
   const logouts: string[] = [];
+  const polls = { count: 0 };
   server = Bun.serve({
     hostname: "127.0.0.1",
-    port: await freePort(),
+    port: 0,
     fetch(request) {
       const path = new URL(request.url).pathname;
       if (path === "/oauth/device/code") return Response.json({ device_code: "d", user_code: "ABCD-EFGH", verification_uri: "u", verification_uri_complete: "u", expires_in: 60, interval: 0 });
-      if (path === "/oauth/token") return Response.json({ access_token: ISSUED });
+      if (path === "/oauth/token") return refusals[polls.count++]?.() ?? Response.json({ access_token: ISSUED });
       if (path === "/v1/iam/me") return me();
       if (path === "/v1/iam/logout") {
         logouts.push(request.headers.get("authorization") ?? "");
@@ -32,7 +36,7 @@ async function deviceFlowServer(me: () => Response) {
       return new Response("no", { status: 404 });
     },
   });
-  return { url: `http://127.0.0.1:${server.port}`, logouts };
+  return { url: `http://127.0.0.1:${server.port}`, logouts, polls };
 }
 
 function context(url: string, lines: string[]): CommandContext {
@@ -66,6 +70,21 @@ test("a token kept is not revoked", async () => {
   expect(await loginWithDeviceFlow(context(url, lines))).toBe(0);
   expect(lines.at(-1)).toContain("as a@example.com");
   expect(logouts).toEqual([]);
+  rmSync(credentialsPath(configHome));
+});
+
+test("a poll refused by the login rate limit (429) is waited out, not the end of the login (found in review)", async () => {
+  const limited = { status: 429, headers: { "retry-after": "1" } };
+  const { url, polls } = await deviceFlowServer(() => Response.json({ email: "a@example.com" }), [
+    () => Response.json({ type: "about:blank", title: "Too Many Requests", status: 429, detail: "Too many requests; retry in 1 s.", code: "rate_limited" }, limited), // Citadel's own
+    () => new Response("", limited), // a proxy's, with nothing but the header
+    () => Response.json({ detail: "Waiting for approval.", code: "authorization_pending" }, { status: 400 }),
+  ]);
+  const lines: string[] = [];
+  expect(await loginWithDeviceFlow(context(url, lines))).toBe(0);
+  expect(lines.at(-1)).toContain("as a@example.com");
+  expect(polls.count).toBe(4);
+  expect(existsSync(credentialsPath(configHome))).toBe(true);
   rmSync(credentialsPath(configHome));
 });
 
