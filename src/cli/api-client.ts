@@ -19,6 +19,8 @@ export interface RefusalFacts {
   scope?: string;
   /** The token the request carried, if any: where it came from and its kind (pat, ses, a service). */
   token?: { origin?: TokenOrigin; kind: string };
+  /** The seconds a Retry-After header asked to wait (429, 503), when it named a time. */
+  retryAfterSeconds?: number;
 }
 
 /** An API failure, carrying the server's problem document when there was one. */
@@ -86,6 +88,7 @@ export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigi
       const facts: RefusalFacts = {
         challenge: response.headers.get("www-authenticate") ?? undefined,
         scope: askedScope(response, problem),
+        retryAfterSeconds: retryAfterSeconds(response.headers.get("retry-after")),
         ...(token ? { token: { origin: tokenOrigin, kind: token.split("_")[1] ?? "" } } : {}),
       };
       throw new ApiError(refusalMessage(response, problem), response.status, problem.code, facts);
@@ -146,12 +149,16 @@ function refusalMessage(response: Response, problem: Problem): string {
   return `the server answered ${response.status} with no problem document${aside(problem.code, request)}`;
 }
 
-/** Retry-After is seconds or an HTTP date (RFC 9110 §10.2.3). */
 function retryAfter(header: string | null): string {
-  if (header && /^\d+$/.test(header.trim())) return `retry in ${Number(header.trim())} s`;
+  const seconds = retryAfterSeconds(header);
+  return seconds === undefined ? "retry later" : `retry in ${seconds} s`;
+}
+
+/** Retry-After is seconds or an HTTP date (RFC 9110 §10.2.3); undefined when it is neither. */
+function retryAfterSeconds(header: string | null): number | undefined {
+  if (header && /^\d+$/.test(header.trim())) return Number(header.trim());
   const at = header ? Date.parse(header) : Number.NaN;
-  if (!Number.isNaN(at)) return `retry in ${Math.max(0, Math.ceil((at - Date.now()) / 1000))} s`;
-  return "retry later";
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
 /** The scope a 403 insufficient_scope names: its WWW-Authenticate header (RFC 6750 §3), else its detail. */

@@ -141,14 +141,9 @@ async function deviceToken(ctx: CommandContext, api: ApiClient, scope: string): 
 /** The longest a rate-limited poll waits before trying again, whatever the server asks. */
 const MAX_RATE_LIMIT_WAIT_SECONDS = 60;
 
-/**
- * The seconds a 429 asks to wait, at most MAX_RATE_LIMIT_WAIT_SECONDS. The API client puts its
- * Retry-After in the message ("retry in N s", from the server's words or from the header); an
- * answer that names none is waited out as one second.
- */
+/** The seconds a 429's Retry-After asks to wait, at most MAX_RATE_LIMIT_WAIT_SECONDS; one when it names none. */
 function rateLimitWait(error: ApiError): number {
-  const asked = /retry in (\d+) s\b/.exec(error.message);
-  return Math.min(asked ? Number(asked[1]) : 1, MAX_RATE_LIMIT_WAIT_SECONDS);
+  return Math.min(error.facts.retryAfterSeconds ?? 1, MAX_RATE_LIMIT_WAIT_SECONDS);
 }
 
 /**
