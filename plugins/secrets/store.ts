@@ -353,17 +353,23 @@ export const enqueueDelivery = (tx: Database, webhookId: string, event: string, 
   tx.query("INSERT INTO secrets_webhook_deliveries (webhook_id, event, state, next_attempt_at, created_at) VALUES (?, ?, 'pending', ?, ?)").run(webhookId, event, at, at);
 
 /**
- * Pending deliveries that are due, of webhooks that still exist: a delivery of a deleted one
+ * The next delivery due of each webhook that has one, oldest first, skipping the webhooks in
+ * `busy` (one attempt at a time per webhook, so its deliveries go out in order and a slow
+ * receiver holds up only its own). Only webhooks that still exist: a delivery of a deleted one
  * (say, one left pending by a version that let an in-flight attempt overwrite the deletion)
- * must not take a place in the batch forever.
+ * must not take a place forever.
  */
-export const dueDeliveries = (db: Database, now: number, limit: number) =>
+export const nextDuePerWebhook = (db: Database, now: number, busy: string[], limit: number) =>
   db
-    .query<DeliveryRow, [number, number]>(
-      `SELECT d.* FROM secrets_webhook_deliveries d JOIN secrets_webhooks w ON w.id = d.webhook_id
-        WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND w.deleted_at IS NULL ORDER BY d.next_attempt_at LIMIT ?`,
+    .query<DeliveryRow, [number, string, number]>(
+      `SELECT id, webhook_id, event, state, attempts, next_attempt_at, last_status, last_error, created_at, delivered_at FROM (
+         SELECT d.*, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS place
+           FROM secrets_webhook_deliveries d JOIN secrets_webhooks w ON w.id = d.webhook_id
+          WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND w.deleted_at IS NULL
+            AND d.webhook_id NOT IN (SELECT value FROM json_each(?)))
+        WHERE place = 1 ORDER BY next_attempt_at, id LIMIT ?`,
     )
-    .all(now, limit);
+    .all(now, JSON.stringify(busy), limit);
 
 export const deliveriesOf = (db: Database, webhookId: string, limit: number) =>
   db.query<DeliveryRow, [string, number]>("SELECT * FROM secrets_webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?").all(webhookId, limit);

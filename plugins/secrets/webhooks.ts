@@ -14,7 +14,8 @@ import { generateWebhookSecret, signWebhook } from "./webhook-signature.ts";
 
 const FIRST_RETRY_MS = 5_000;
 const LONGEST_RETRY_MS = 3_600_000;
-const BATCH = 20;
+/** Attempts in flight at once, across all webhooks (one per webhook at most). */
+const MAX_IN_FLIGHT = 20;
 
 export interface ChangeEvent {
   type: string;
@@ -26,6 +27,9 @@ export interface ChangeEvent {
 }
 
 export class Webhooks {
+  /** The attempt in flight of each webhook that has one. */
+  private readonly inFlight = new Map<string, Promise<void>>();
+
   constructor(private readonly k: SecretsKernel) {}
 
   /** Queues the change for every webhook of the workspace. Runs inside the change's transaction. */
@@ -89,34 +93,71 @@ export class Webhooks {
     }));
   }
 
-  /** Sends what is due every `intervalMs` (not while sealed: the signing secrets are encrypted). */
+  /**
+   * Sends what is due every `intervalMs`, and again as soon as an attempt ends, so a receiver
+   * that answers quickly works through its backlog without waiting for the clock (not while
+   * sealed: the signing secrets are encrypted).
+   */
   start(intervalMs = 1_000): Stop {
-    let running: Promise<void> | null = null;
-    const timer = setInterval(() => {
-      if (running || this.k.seal.sealed) return;
-      running = this.deliverDue().then(() => undefined).catch((error) => this.k.log.error("webhook delivery failed", { error: String(error) })).finally(() => (running = null));
-    }, intervalMs);
+    let stopped = false;
+    const sendDue = () => {
+      if (!stopped && !this.k.seal.sealed) this.startDue(sendDue);
+    };
+    const timer = setInterval(sendDue, intervalMs);
     timer.unref?.();
     return async () => {
+      stopped = true;
       clearInterval(timer);
-      await running;
+      await Promise.all(this.inFlight.values());
     };
   }
 
-  /** Sends the deliveries that are due; resolves when each has been tried once. */
+  /** Starts the deliveries that are due, beside those in flight; resolves when each started has been tried once. */
   async deliverDue(): Promise<number> {
-    const due = sql.dueDeliveries(this.k.store.db, this.k.clock.now(), BATCH);
-    await Promise.all(
-      due.map((d) =>
-        this.attempt(d).catch(async (error) => {
-          // Not the receiver's fault (a key that cannot be read): give up on it rather than retry every second.
-          this.k.log.error("webhook delivery could not be prepared", { delivery: d.id, error: String(error) });
-          const now = this.k.clock.now();
-          await this.k.store.write((tx) => sql.recordAttempt(tx, d.id, { state: "failed", status: null, error: "could not be prepared (see the server log)", nextAttemptAt: now, at: now }));
-        }),
-      ),
-    );
-    return due.length;
+    const started = this.startDue();
+    await Promise.all(started);
+    return started.length;
+  }
+
+  /**
+   * Starts, each on its own, the next due delivery of every webhook with none in flight, up to
+   * MAX_IN_FLIGHT in all: a receiver that hangs keeps one attempt waiting (until
+   * webhook_timeout_seconds), never another webhook's. `ended` runs after each attempt.
+   */
+  private startDue(ended?: () => void): Promise<void>[] {
+    const room = MAX_IN_FLIGHT - this.inFlight.size;
+    if (room <= 0) return [];
+    const due = sql.nextDuePerWebhook(this.k.store.db, this.k.clock.now(), [...this.inFlight.keys()], room);
+    return due.map((delivery) => {
+      const attempt = this.run(delivery, ended);
+      this.inFlight.set(delivery.webhook_id, attempt);
+      return attempt;
+    });
+  }
+
+  private async run(delivery: sql.DeliveryRow, ended?: () => void): Promise<void> {
+    let recorded = false;
+    try {
+      await this.attemptOrGiveUp(delivery);
+      recorded = true;
+    } catch (error) {
+      this.k.log.error("webhook delivery failed", { delivery: delivery.id, error: String(error) });
+    } finally {
+      this.inFlight.delete(delivery.webhook_id);
+    }
+    // An outcome not recorded (the store failing) waits for the next tick: at once, it would be sent again and again.
+    if (recorded) ended?.();
+  }
+
+  private async attemptOrGiveUp(delivery: sql.DeliveryRow): Promise<void> {
+    try {
+      await this.attempt(delivery);
+    } catch (error) {
+      // Not the receiver's fault (a key that cannot be read): give up on it rather than retry every second.
+      this.k.log.error("webhook delivery could not be prepared", { delivery: delivery.id, error: String(error) });
+      const now = this.k.clock.now();
+      await this.k.store.write((tx) => sql.recordAttempt(tx, delivery.id, { state: "failed", status: null, error: "could not be prepared (see the server log)", nextAttemptAt: now, at: now }));
+    }
   }
 
   private async attempt(delivery: sql.DeliveryRow): Promise<void> {

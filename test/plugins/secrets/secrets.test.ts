@@ -894,6 +894,49 @@ describe("webhooks", () => {
     expect(deliveries.body.items[0]).toMatchObject({ state: "delivered", attempts: 2, last_status: 204 });
   });
 
+  test("a receiver that hangs holds up only its own webhook, whose deliveries go out one at a time, in order (found in review)", async () => {
+    let hold = true;
+    const hanging: Array<{ name: string; answer: () => void }> = [];
+    const received: string[] = [];
+    const receiver = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        const { name } = JSON.parse(await req.text());
+        if (hold && new URL(req.url).pathname === "/hooks/a") await new Promise<void>((answer) => hanging.push({ name, answer }));
+        else received.push(name);
+        return new Response(null, { status: 204 });
+      },
+    });
+    const allowed = `http://127.0.0.1:${receiver.port}/hooks/`;
+    const { c, owner, org, base } = await setup({ secrets: { webhook_allowed_urls: [allowed] } });
+    await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}a` } });
+    const names = Array.from({ length: 30 }, (_, i) => `A${String(i).padStart(2, "0")}`);
+    const content = names.map((name) => `${name}=v\n`).join("");
+    expect((await c.send("POST", `${base}/environments/development/import`, owner, { json: { format: "dotenv", content } })).body.created).toBe(30);
+    const other = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "other" } })).body.id as string;
+    await c.send("POST", `/v1/secrets/workspaces/${other}/webhooks`, owner, { json: { url: `${allowed}b` } });
+    await c.send("PUT", `/v1/secrets/workspaces/${other}/environments/development/secrets/B`, owner, { json: { value: "v" } });
+
+    const { webhooks } = servicesOf(c.kernel as never);
+    const first = webhooks.deliverDue();
+    while (received.length === 0 || hanging.length === 0) await Bun.sleep(5);
+    // B's delivery is made while A's receiver has not answered, and A has one attempt in flight, its oldest.
+    expect(received).toEqual(["B"]);
+    expect(hanging.map((h) => h.name)).toEqual(["A00"]);
+    hanging[0]!.answer();
+    await first;
+    const second = webhooks.deliverDue(); // or the worker's own tick: either way, A's next one only
+    while (hanging.length < 2) await Bun.sleep(5);
+    expect(hanging.map((h) => h.name)).toEqual(["A00", "A01"]);
+
+    hold = false;
+    for (const h of hanging) h.answer();
+    await second;
+    await c.stop();
+    receiver.stop(true);
+  });
+
   test("a webhook deleted while its deliveries are in flight ends them; they never hold up another webhook's (found in review)", async () => {
     const inFlight: Array<() => void> = [];
     const received: string[] = [];
@@ -914,13 +957,13 @@ describe("webhooks", () => {
     const allowed = `http://127.0.0.1:${receiver.port}/hooks/`;
     const { c, owner, base, path } = await setup({ secrets: { webhook_allowed_urls: [allowed] } });
     const slow = (await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}slow` } })).body.id as string;
-    for (let i = 0; i < 20; i++) await c.send("PUT", path(`S${i}`), owner, { json: { value: "v" } }); // a whole batch
+    for (let i = 0; i < 20; i++) await c.send("PUT", path(`S${i}`), owner, { json: { value: "v" } });
     const { webhooks } = servicesOf(c.kernel as never);
     const sending = webhooks.deliverDue();
-    while (inFlight.length < 20) await Bun.sleep(5);
+    while (inFlight.length < 1) await Bun.sleep(5);
     expect((await c.send("DELETE", `${base}/webhooks/${slow}`, owner)).status).toBe(200);
-    for (const answer of inFlight) answer(); // each attempt finishes (a 500) after the deletion
-    expect(await sending).toBe(20);
+    inFlight[0]!(); // the attempt finishes (a 500) after the deletion
+    expect(await sending).toBe(1);
     const slowDeliveries = () => c.kernel.store.db.query("SELECT state, last_error, count(*) AS n FROM secrets_webhook_deliveries WHERE webhook_id = ? GROUP BY state, last_error").all(slow);
     expect(slowDeliveries()).toEqual([{ state: "failed", last_error: "webhook deleted", n: 20 }]);
     // A healthy webhook added later gets its deliveries, even once the old ones' back-off is over.
