@@ -61,8 +61,8 @@ const ACTIONS = [
   ["iam.device.approve", "A user approved (success) or denied (failure) a device login."],
 ] as const;
 
-/** How often expired invitations (and the addresses in them) are dropped when nothing else writes them. */
-const INVITATION_PURGE_MS = 60 * 60 * 1000;
+/** How often expired invitations and device logins (and the addresses in them) are dropped. */
+const PURGE_MS = 60 * 60 * 1000;
 
 const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
 const iso = <T>(items: T[]) => ({ items });
@@ -97,8 +97,11 @@ export const iamPlugin = definePlugin<IamSettings>({
     const unregister = subjectsOf(k.store).register(iamSubjects(k.store, () => k.seal.keyring()));
     const timer = setInterval(() => void identity.flushUses(k.store).catch((error) => k.log.error("could not record token use", { error })), 5000);
     timer.unref();
-    const purge = () => void iam.purgeExpiredInvitations().catch((error) => k.log.error("could not drop expired invitations", { error }));
-    const purger = setInterval(purge, INVITATION_PURGE_MS);
+    const purge = () => {
+      void iam.purgeExpiredInvitations().catch((error) => k.log.error("could not drop expired invitations", { error }));
+      void iam.purgeExpiredDeviceGrants().catch((error) => k.log.error("could not drop expired device logins", { error }));
+    };
+    const purger = setInterval(purge, PURGE_MS);
     purger.unref();
     purge();
     return async () => {

@@ -28,6 +28,8 @@ export interface Caller {
 const DAY_MS = 86_400_000;
 const INVITATION_DAYS = 7;
 const MAX_INVITATION_DAYS = 30;
+/** How long a device login is kept once expired: a CLI still polling hears expired_token, not an unknown code. */
+const DEVICE_GRANT_KEPT_MS = 60 * 60 * 1000;
 const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,62}$/u;
 
@@ -893,6 +895,17 @@ export class IamService {
   async purgeExpiredInvitations(): Promise<void> {
     if (!sql.anyInvitationExpired(this.db, this.now())) return;
     await this.k.store.write((tx) => void sql.purgeExpiredInvitations(tx, this.now()));
+  }
+
+  /**
+   * Drops device logins an hour after they expire, consumed ones too: past expiry a row serves
+   * only to answer a late poll, and it holds the address of whoever asked (anyone may ask, and
+   * no erasure reaches a request no user decided). Run now and then.
+   */
+  async purgeExpiredDeviceGrants(): Promise<void> {
+    const expiredBy = this.now() - DEVICE_GRANT_KEPT_MS;
+    if (!sql.anyDeviceGrantExpiredBy(this.db, expiredBy)) return;
+    await this.k.store.write((tx) => void sql.purgeDeviceGrantsExpiredBy(tx, expiredBy));
   }
 
   /** The caller's pending invitations (to their account's address). */

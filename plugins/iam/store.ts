@@ -470,3 +470,8 @@ export const pollDeviceGrant = (tx: Database, id: string, now: number, interval:
   tx.query("UPDATE device_grants SET last_poll_at = ?, interval_s = ? WHERE id = ?").run(now, interval, id);
 
 export const consumeDeviceGrant = (tx: Database, id: string) => tx.query("UPDATE device_grants SET status = 'consumed' WHERE id = ? AND status = 'approved'").run(id).changes === 1;
+
+export const anyDeviceGrantExpiredBy = (db: Database, at: number) => db.query<{ one: number }, [number]>("SELECT 1 AS one FROM device_grants WHERE expires_at <= ? LIMIT 1").get(at) !== null;
+
+/** Every device login expired by `at`, whatever became of it (pending, decided or consumed). */
+export const purgeDeviceGrantsExpiredBy = (tx: Database, at: number) => tx.query("DELETE FROM device_grants WHERE expires_at <= ?").run(at);

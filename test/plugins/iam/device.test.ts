@@ -1,5 +1,6 @@
 /** RFC 8628, the device authorization grant behind `citadel login`: every state of the poll. */
 import { describe, expect, test } from "bun:test";
+import { iamServiceOf } from "../../../plugins/iam/index.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 const form = (fields: Record<string, string>) => ({ body: new URLSearchParams(fields).toString(), headers: { "content-type": "application/x-www-form-urlencoded" } });
@@ -161,5 +162,27 @@ describe("device flow", () => {
     const page = await c.send("GET", `/oauth/device?user_code=${start.body.user_code}`);
     expect(page.text).toMatch(/A login from <strong>[^<]+<\/strong>.* It says it is <bdi>Ünïcode laptop — ok<\/bdi>\./);
     expect(c.kernel.store.db.query("SELECT count(*) AS n FROM device_grants").get()).toEqual({ n: 2 });
+  });
+
+  test("expired device logins, consumed ones included, are dropped an hour after they expire; a pending one stays (found in review)", async () => {
+    const { c, start, poll } = await started();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    await c.send("POST", "/v1/iam/device/approve", owner, { json: { user_code: start.user_code, approve: true } });
+    expect((await poll()).status).toBe(200); // consumed
+    const abandoned = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: "abandoned" }));
+    expect(abandoned.status).toBe(200);
+    const grants = () => c.kernel.store.db.query("SELECT client_name, status FROM device_grants ORDER BY created_at").all();
+    const purge = () => iamServiceOf(c.kernel.store)!.purgeExpiredDeviceGrants();
+
+    c.clock.advance(11 * 60_000); // both expired (10 minutes)
+    await purge();
+    expect(grants()).toEqual([{ client_name: "laptop CLI", status: "consumed" }, { client_name: "abandoned", status: "pending" }]); // kept an hour
+    const late = await c.send("POST", "/oauth/token", undefined, form({ grant_type: DEVICE, device_code: abandoned.body.device_code }));
+    expect(late.body.error).toBe("expired_token");
+
+    c.clock.advance(60 * 60_000);
+    expect((await c.send("POST", "/oauth/device/code", undefined, form({ client_name: "fresh" }))).status).toBe(200);
+    await purge();
+    expect(grants()).toEqual([{ client_name: "fresh", status: "pending" }]);
   });
 });
