@@ -214,7 +214,6 @@ export class Webhooks {
 }
 
 /** The keyring owner of a webhook's signing secret: destroyed with the webhook. */
-/** The keyring owner of a webhook's signing secret. */
 export const webhookKeyOwner = (webhookId: string) => `webhook:${webhookId}`;
 
 /** Same scheme, host and port as the prefix, and a path under its path. */
