@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 source scripts/bun.sh
 "${BUN[@]}" install --frozen-lockfile
 "${BUN[@]}" scripts/build.ts
-"${BUN[@]}" test "$@"
+# 30 s per test unless the test says otherwise: end-to-end tests start servers, and Bun's default
+# of 5 s failed them now and then on a loaded machine (bunfig.toml has no key for it).
+"${BUN[@]}" test --timeout 30000 "$@"
