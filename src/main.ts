@@ -54,6 +54,7 @@ import { RecordProviders } from "./record-providers.ts";
 import { ShieldSlot } from "./intel/shield.ts";
 import { RateLimiter } from "./auth/rate-limit.ts";
 import { createGuard } from "./http/guard.ts";
+import { sampledRateLimitEvents } from "./http/rate-limit-audit.ts";
 import { kernelMigrations } from "./store/kernel-migrations.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
 import { openStore, type Store } from "./store/store.ts";
@@ -443,7 +444,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
       app,
       log,
       perAddress: new RateLimiter({ name: "address", perSecond: config.rate_limit.per_address.per_second, burst: config.rate_limit.per_address.burst }, now),
-      onRateLimited: sampledRateLimitEvents(store, audit, log, now),
+      onRateLimited: sampledRateLimitEvents((event) => void store.write((tx) => audit.record(tx, event)).catch((error) => log.error("could not record a security event", { error })), now),
       bodyLimit: config.http.body_limit_bytes,
       trustedProxies: config.http.trusted_proxies.map((c) => parseCidr(c)!),
       tls: tls !== undefined,
@@ -486,18 +487,6 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
 
 /** systemd's default stop timeout is 90 s, but operators expect a prompt stop: 5 s all told. */
 const STOP_DEADLINE_MS = 4500;
-
-/** Audits one refusal per address and minute: a flood is recorded, not amplified. */
-function sampledRateLimitEvents(store: Store, audit: AuditLog, log: Logger, now: () => number) {
-  const last = new Map<string, number>();
-  return (client: string, request: Request) => {
-    if ((last.get(client) ?? 0) > now() - 60_000) return;
-    if (last.size > 10_000) last.clear();
-    last.set(client, now());
-    const event = { action: "auth.rate_limit", actor: { kind: "anonymous" as const }, outcome: "failure" as const, reason: "address limit", request: { source: client, userAgent: request.headers.get("user-agent") } };
-    void store.write((tx) => audit.record(tx, event)).catch((error) => log.error("could not record a security event", { error }));
-  };
-}
 
 /**
  * SIGHUP (`systemctl reload citadel`) reads the TLS certificate again, once Citadel serves.

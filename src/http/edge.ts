@@ -28,8 +28,8 @@ export interface EdgeOptions {
   tls: boolean;
   /** Every request, per client address, before anything else is done for it. */
   perAddress?: RateLimiter;
-  /** Told of each refusal (to audit a sample of them). */
-  onRateLimited?: (client: string, request: Request) => void;
+  /** Told of each refusal (to audit a sample of them); the request carries its meta. */
+  onRateLimited?: (request: Request) => void;
   /** Counts every answer by method, route pattern and status, with its latency. */
   requests?: HttpRequestMetrics;
   /** While true, every path but those in SEALED_ROUTES answers 503 `sealed`. */
@@ -103,7 +103,8 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       if (perAddress) {
         const decision = perAddress.take(clientKey(meta.client)) // an IPv6 client counts as its /64;
         if (!decision.allowed) {
-          onRateLimited?.(meta.client, request);
+          attachRequestMeta(request, meta); // so the audit event names the 429's request id
+          onRateLimited?.(request);
           return finish(request, meta, started, edgeProblem({ status: 429, code: "rate_limited", detail: `Too many requests; retry in ${decision.retryAfter} s.`, headers: rateLimitHeaders(decision) }, meta.id));
         }
       }

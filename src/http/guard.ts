@@ -22,6 +22,7 @@ import { cidrContains, clientKey, isLoopback, parseIp, type Cidr } from "../net/
 import type { AccessSpec } from "./access.ts";
 import { auditRequest } from "./audit-request.ts";
 import { HttpProblem } from "./problem.ts";
+import { oncePerMinute } from "./rate-limit-audit.ts";
 import { requestMeta } from "./request-meta.ts";
 
 export interface GuardOptions {
@@ -42,16 +43,13 @@ export type Guard = (spec: AccessSpec | undefined, request: Request, params: Rec
 
 export function createGuard({ identity, shield, verdicts, confirmations, limits, recordSecurityEvent, now }: GuardOptions): Guard {
   // One rate-limit event per key and minute: a flood is recorded, not amplified.
-  const lastLimitEvent = new Map<string, number>();
+  const limitEvents = oncePerMinute(now);
   /** Tells the shield about a refusal: every one counts there, though the audit log samples rate limits. */
   const observe = (request: Request, signal: "invalid_token" | "http_forbidden" | "http_rate_limited") => shield?.current?.observe(requestMeta(request).client, signal);
 
   const limited = (key: string, decision: ReturnType<RateLimiter["take"]>, request: Request, principal?: Principal): never => {
     observe(request, "http_rate_limited");
-    const at = now();
-    if ((lastLimitEvent.get(key) ?? 0) < at - 60_000) {
-      lastLimitEvent.set(key, at);
-      if (lastLimitEvent.size > 10_000) lastLimitEvent.clear();
+    if (limitEvents.due(key)) {
       recordSecurityEvent({ action: "auth.rate_limit", actor: principal ? actorOf(principal) : { kind: "anonymous" }, outcome: "failure", reason: `${decision.policy.name} limit for ${key.split(":")[0]}`, request: requestContext(request) });
     }
     throw new HttpProblem(429, "rate_limited", `Too many requests; retry in ${decision.retryAfter} s.`, rateLimitHeaders(decision));

@@ -5,6 +5,7 @@
 import type { AnyElysia } from "elysia";
 import { createHttpApp, type MountedRoutes, type ReadinessCheck } from "../../src/http/app.ts";
 import { createEdge, HttpRequestMetrics } from "../../src/http/edge.ts";
+import type { RateLimiter } from "../../src/auth/rate-limit.ts";
 import type { Guard } from "../../src/http/guard.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { parseCidr } from "../../src/net/ip.ts";
@@ -43,6 +44,9 @@ export interface TestEdgeOptions {
   metrics?: Metrics;
   /** Each request's reads in one transaction (as main.ts does with Store.snapshot). */
   snapshot?: <T>(fn: () => T) => T;
+  /** The per-address limit, and who is told of its refusals (as main.ts does). */
+  perAddress?: RateLimiter;
+  onRateLimited?: (request: Request) => void;
 }
 
 export interface CapturedLog {
@@ -76,6 +80,8 @@ export function testEdge(options: TestEdgeOptions = {}) {
     requests: options.metrics && new HttpRequestMetrics(options.metrics),
     sealed: options.sealed,
     snapshot: options.snapshot,
+    perAddress: options.perAddress,
+    onRateLimited: options.onRateLimited,
   });
   const peer = options.peer ?? "127.0.0.1";
   // The socket peer: fixed, or per request through a test-only header (this shim is not the edge).

@@ -1,0 +1,55 @@
+/**
+ * Rate-limit refusals in the audit log: one event per client and minute, so a flood is
+ * recorded, not amplified.
+ */
+import type { AuditEventInput } from "../audit/event.ts";
+import { clientKey } from "../net/ip.ts";
+import { auditRequest } from "./audit-request.ts";
+import { requestMeta } from "./request-meta.ts";
+
+/**
+ * Says yes to a key at most once per window. It remembers at most `capacity` keys; past that
+ * it forgets the one sampled longest ago (a Map keeps insertion order, and a key is inserted
+ * anew each time it is sampled). Forgetting all of them at once instead would let a spray of
+ * new keys open every window again.
+ */
+export class OncePerWindow {
+  private readonly last = new Map<string, number>();
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly capacity: number,
+    private readonly now: () => number,
+  ) {}
+
+  due(key: string): boolean {
+    const at = this.now();
+    const previous = this.last.get(key);
+    if (previous !== undefined && previous > at - this.windowMs) return false;
+    this.last.delete(key);
+    this.last.set(key, at);
+    if (this.last.size > this.capacity) this.last.delete(this.last.keys().next().value!);
+    return true;
+  }
+}
+
+/** A minute per key, and at most this many keys remembered. */
+const WINDOW_MS = 60_000;
+const CAPACITY = 10_000;
+
+export function oncePerMinute(now: () => number): OncePerWindow {
+  return new OncePerWindow(WINDOW_MS, CAPACITY, now);
+}
+
+/**
+ * The edge's per-address refusals (the request carries its meta). Keyed as the limiter counts
+ * clients: an IPv6 client is its /64, so addresses rotated within one /64 are one client here
+ * too. The event carries the request id of the 429 it samples.
+ */
+export function sampledRateLimitEvents(record: (event: AuditEventInput) => void, now: () => number): (request: Request) => void {
+  const sampler = oncePerMinute(now);
+  return (request) => {
+    if (!sampler.due(clientKey(requestMeta(request).client))) return;
+    record({ action: "auth.rate_limit", actor: { kind: "anonymous" }, outcome: "failure", reason: "address limit", request: auditRequest(request) });
+  };
+}
