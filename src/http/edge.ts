@@ -134,10 +134,13 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
  * Elysia finds the path by searching for "/" from the 12th character of the URL, which
  * assumes a host of at least three characters: with `Host: a`, /zz/v1/x was routed as
  * /v1/x. A request whose URL is that short is re-issued on a fixed origin, so every part
- * of Citadel (router, sealed gate, log) sees the same path.
+ * of Citadel (router, sealed gate, log) sees the same path. So is one whose URL is the path
+ * alone, as Bun gives it for HTTP/1.0 without Host (HAProxy's `option httpchk`) or an
+ * invalid Host.
  */
 function canonicalRequest(request: Request): Request {
   const url = request.url;
+  if (url.startsWith("/")) return new Request(`http://localhost${url}`, request);
   const pathStart = url.indexOf("/", url.indexOf("//") + 2);
   if (pathStart >= 11) return request;
   return new Request(`http://localhost${pathStart < 0 ? "/" : url.slice(pathStart)}`, request);

@@ -37,9 +37,12 @@ export function requestMeta(request: Request): RequestMeta {
   return ((request as WithMeta)[META] ??= { id: newRequestId(), client: "unknown", route: null });
 }
 
-/** The path of a request URL, without building a URL object (this runs on hot paths). */
+/**
+ * The path of a request URL, without building a URL object (this runs on hot paths). A URL
+ * that starts with "/" is a path already (Bun's request.url without a usable Host).
+ */
 export function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const start = url.startsWith("/") ? 0 : url.indexOf("/", url.indexOf("//") + 2);
   if (start < 0) return "/";
   const query = url.indexOf("?", start);
   return query < 0 ? url.slice(start) : url.slice(start, query);

@@ -4,7 +4,8 @@
  */
 import type { AnyElysia } from "elysia";
 import { createHttpApp, type MountedRoutes, type ReadinessCheck } from "../../src/http/app.ts";
-import { createEdge, HttpRequestMetrics } from "../../src/http/edge.ts";
+import { connect } from "node:net";
+import { createEdge, HttpRequestMetrics, startHttpServer } from "../../src/http/edge.ts";
 import type { RateLimiter } from "../../src/auth/rate-limit.ts";
 import type { Guard } from "../../src/http/guard.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
@@ -92,7 +93,33 @@ export function testEdge(options: TestEdgeOptions = {}) {
     },
   };
   const fetch = async (request: Request) => edge(request, server as never);
-  return { app, log, fetch, send: (method: string, path: string, init: SendInit = {}) => send(fetch, method, path, init) };
+  /** The same edge behind a real socket on 127.0.0.1 (what Bun itself does to a request and an answer); stop() it. */
+  const listen = () => startHttpServer({ fetch: edge, address: "127.0.0.1", port: 0, idleTimeoutSeconds: 10, bodyLimit, log: log.logger });
+  return { app, log, fetch, listen, send: (method: string, path: string, init: SendInit = {}) => send(fetch, method, path, init) };
+}
+
+/**
+ * Sends `text` as it is over a new connection and gives back everything the server wrote until
+ * it closed: for requests fetch() cannot make (HTTP/1.0, no Host, a Host with a space).
+ * Ask for "Connection: close" in an HTTP/1.1 request.
+ */
+export function rawHttp(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => socket.write(text));
+    let received = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => (received += chunk));
+    socket.on("end", () => resolve(received));
+    socket.on("error", reject);
+  });
+}
+
+/** The status code and the header fields (names in lower case) of a raw HTTP response. */
+export function parseRawResponse(raw: string): { status: number; headers: Map<string, string>; body: string } {
+  const [head = "", ...rest] = raw.split("\r\n\r\n");
+  const [statusLine = "", ...fields] = head.split("\r\n");
+  const headers = new Map(fields.map((f) => [f.slice(0, f.indexOf(":")).toLowerCase(), f.slice(f.indexOf(":") + 1).trim()] as const));
+  return { status: Number(statusLine.split(" ")[1]), headers, body: rest.join("\r\n\r\n") };
 }
 
 export interface SendInit {

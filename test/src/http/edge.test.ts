@@ -4,7 +4,8 @@ import { parseCidr } from "../../../src/net/ip.ts";
 import { Elysia, t } from "elysia";
 import { access } from "../../../src/http/access.ts";
 import { synchronous } from "../../../src/http/synchronous.ts";
-import { testEdge } from "../../helpers/http.ts";
+import { pathOf } from "../../../src/http/request-meta.ts";
+import { parseRawResponse, rawHttp, testEdge } from "../../helpers/http.ts";
 
 describe("client address", () => {
   const trusted = ["10.0.0.0/8", "fd00::/8"].map((c) => parseCidr(c)!);
@@ -173,5 +174,45 @@ describe("the sealed gate", () => {
     const res = await answer;
     expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([503, "sealed"]);
     expect(ran).toBe(0);
+  });
+});
+
+describe("a request whose URL is its path alone (HTTP/1.0 without Host, an invalid Host)", () => {
+  const probe = new Elysia().get("/things", () => ({ ok: true }), { detail: access({ public: true }) });
+
+  /** Sends each raw request to the edge behind a real socket; the status and body of each answer. */
+  async function overSocket(requests: string[], options: Parameters<typeof testEdge>[0] = {}) {
+    const edge = testEdge({ mounts: [{ name: "probe", routes: probe }], ...options });
+    const server = edge.listen();
+    try {
+      const answers = [];
+      for (const request of requests) answers.push(parseRawResponse(await rawHttp(server.port, request)));
+      return { answers, log: edge.log };
+    } finally {
+      await server.stop();
+    }
+  }
+
+  test("is routed by that path, as a health check sends it (found in review)", async () => {
+    const { answers, log } = await overSocket([
+      "GET /healthz HTTP/1.0\r\n\r\n", // HAProxy's `option httpchk GET /healthz`
+      "GET /v1/probe/things HTTP/1.0\r\n\r\n",
+      "GET /x/v1/probe/things HTTP/1.0\r\n\r\n",
+      "GET /healthz?full=1 HTTP/1.1\r\nHost: ex ample\r\nConnection: close\r\n\r\n",
+      "GET /zz/nope?token=t HTTP/1.0\r\n\r\n",
+    ]);
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 404, 200, 404]);
+    expect(JSON.parse(answers[0]!.body)).toEqual({ status: "ok" });
+    const lines = log.lines.filter((l) => l.msg === "request");
+    expect(lines.map((l) => l.route ?? l.path)).toEqual(["/healthz", "/v1/probe/things", "/x/v1/probe/things", "/healthz", "/zz/nope"]);
+  });
+
+  test("meets the sealed gate by that path", async () => {
+    const { answers } = await overSocket(["GET /healthz HTTP/1.0\r\n\r\n", "GET /v1/probe/things HTTP/1.0\r\n\r\n"], { sealed: () => true });
+    expect(answers.map((a) => a.status)).toEqual([200, 503]);
+  });
+
+  test("pathOf takes such a URL as the path", () => {
+    expect(["/healthz", "/v1/sys/seal-status?x=1", "//a/b", "https://h/v1/x?y", "http://a"].map(pathOf)).toEqual(["/healthz", "/v1/sys/seal-status", "//a/b", "/v1/x", "/"]);
   });
 });
