@@ -114,15 +114,14 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
         return finish(request, meta, started, edgeProblem(problemFor(payloadTooLarge(bodyLimit)), meta.id));
       }
       if (mayHaveBody(request.method)) return handleWithBody(request, meta, started);
-      const head = request.method === "HEAD";
-      // HEAD is GET without the body (RFC 9110 9.3.2); routes only declare GET.
-      const forApp = head ? new Request(request.url, { method: "GET", headers: request.headers }) : request;
+      // HEAD is GET without the body (RFC 9110 9.3.2); routes only declare GET. The GET's answer
+      // goes back whole: Bun sends its header fields with the length of its body, and cancels
+      // the body (a stream reads no further).
+      const forApp = request.method === "HEAD" ? new Request(request.url, { method: "GET", headers: request.headers }) : request;
       attachRequestMeta(forApp, meta);
-      const answer = (response: Response) =>
-        finish(request, meta, started, head ? new Response(null, { status: response.status, headers: response.headers }) : response);
       const result = inSnapshot(request) ? snapshot(() => handle(forApp)) : handle(forApp);
-      if (result instanceof Promise) return result.then(answer, (error) => failed(request, meta, started, error));
-      return answer(result);
+      if (result instanceof Promise) return result.then((response) => finish(request, meta, started, response), (error) => failed(request, meta, started, error));
+      return finish(request, meta, started, result);
     } catch (error) {
       meta.id ||= requestIdFor(null);
       return failed(request, meta, started, error);

@@ -216,3 +216,41 @@ describe("a request whose URL is its path alone (HTTP/1.0 without Host, an inval
     expect(["/healthz", "/v1/sys/seal-status?x=1", "//a/b", "https://h/v1/x?y", "http://a"].map(pathOf)).toEqual(["/healthz", "/v1/sys/seal-status", "//a/b", "/v1/x", "/"]);
   });
 });
+
+describe("HEAD (over a socket: Bun drops the body)", () => {
+  test("works wherever GET does, with the GET's header fields and no body", async () => {
+    const edge = testEdge();
+    const server = edge.listen();
+    try {
+      const get = parseRawResponse(await rawHttp(server.port, "GET /healthz HTTP/1.1\r\nHost: citadel.test\r\nConnection: close\r\n\r\n"));
+      const head = parseRawResponse(await rawHttp(server.port, "HEAD /healthz HTTP/1.1\r\nHost: citadel.test\r\nConnection: close\r\n\r\n"));
+      expect([get.status, get.headers.get("content-length"), get.body]).toEqual([200, "15", '{"status":"ok"}']);
+      // RFC 9110 §8.6: the length the GET's body would have, not 0 (found in review).
+      expect([head.status, head.headers.get("content-length"), head.body]).toEqual([200, "15", ""]);
+      expect(head.headers.get("content-type")).toBe(get.headers.get("content-type"));
+      const missing = parseRawResponse(await rawHttp(server.port, "HEAD /nope HTTP/1.1\r\nHost: citadel.test\r\nConnection: close\r\n\r\n"));
+      expect([missing.status, missing.headers.get("content-type"), missing.body]).toEqual([404, "application/problem+json", ""]);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test("cancels a streamed body instead of leaving it open (found in review)", async () => {
+    let cancelled!: () => void;
+    const wasCancelled = new Promise<"cancelled">((resolve) => (cancelled = () => resolve("cancelled")));
+    const routes = new Elysia().get(
+      "/export",
+      () => new Response(new ReadableStream<Uint8Array>({ pull: (controller) => controller.enqueue(new TextEncoder().encode("row\n")), cancel: () => cancelled() })),
+      { detail: access({ public: true }) },
+    );
+    const edge = testEdge({ mounts: [{ name: "s", routes }] });
+    const server = edge.listen();
+    try {
+      const head = parseRawResponse(await rawHttp(server.port, "HEAD /v1/s/export HTTP/1.1\r\nHost: citadel.test\r\nConnection: close\r\n\r\n"));
+      expect([head.status, head.body]).toEqual([200, ""]);
+      expect(await Promise.race([wasCancelled, Bun.sleep(5000).then(() => "still open")])).toBe("cancelled");
+    } finally {
+      await server.stop();
+    }
+  });
+});
