@@ -69,7 +69,7 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
       return problemResponse(init, meta.id);
     })
     // Transform runs before validation: an unauthenticated caller learns nothing of a route's
-    // body shape, and gets 401, not 422.
+    // body shape, and gets 401, not 422 — nor 415 or 400 for a body the edge refused.
     .onTransform(
       { as: "global" },
       synchronous(({ request, route, params, set }) => {
@@ -77,6 +77,7 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
         meta.route = route;
         set.headers["x-request-id"] = meta.id;
         guard?.(accessOf(request.method, route), request, (params ?? {}) as Record<string, string>, route);
+        if (meta.refusedBody) throw meta.refusedBody;
       }),
     )
     .get("/healthz", synchronous(() => ({ status: "ok" })), {

@@ -90,6 +90,11 @@ function shapeProblem(body: unknown, checkStrings: boolean): HttpProblem | null 
 const notText = () => new HttpProblem(400, "malformed_json", "The request body holds a string that is not valid Unicode (an unpaired surrogate escape).");
 const tooDeep = () => new HttpProblem(400, "malformed_json", `The request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.`);
 
+/** The request with `{}` for its body: what the app routes when the edge refused the body it came with. */
+export function withEmptyBody(request: Request): Request {
+  return jsonRequest(request, "{}");
+}
+
 function jsonRequest(request: Request, body: string): Request {
   const headers = new Headers(request.headers);
   headers.set("content-type", "application/json");

@@ -14,7 +14,7 @@ import type { Logger } from "../log.ts";
 import type { Counter, CounterFamily, Histogram, HistogramFamily, Metrics } from "../metrics.ts";
 import { cidrContains, clientKey, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
 import { withoutReadSnapshot } from "./app.ts";
-import { checkedJsonRequest, mayHaveBody } from "./body.ts";
+import { checkedJsonRequest, mayHaveBody, withEmptyBody } from "./body.ts";
 import { HttpProblem, payloadTooLarge, PROBLEM_CONTENT_TYPE, problemFor, problemForStatus, problemResponse, type ProblemInit } from "./problem.ts";
 import { attachRequestMeta, pathOf, requestIdFor, type RequestMeta } from "./request-meta.ts";
 import { securityHeaders } from "./security-headers.ts";
@@ -76,10 +76,25 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
     return finish(request, meta, started, edgeProblem(problemFor(error), meta.id));
   };
 
+  /**
+   * The request with its body checked; or, when the body is refused, the request without it and
+   * the refusal kept in the meta: the app answers it once routing and the guard have passed,
+   * so an unknown route is 404, a wrong method 405 and a missing token 401 first.
+   */
+  const checkedOrRefused = async (request: Request, meta: RequestMeta): Promise<Request> => {
+    try {
+      return await checkedJsonRequest(request, bodyLimit);
+    } catch (error) {
+      if (!(error instanceof HttpProblem)) throw error;
+      meta.refusedBody = error;
+      return withEmptyBody(request);
+    }
+  };
+
   /** Requests with a body: checked (type, size, JSON) before the app parses them. */
   const handleWithBody = async (request: Request, meta: RequestMeta, started: number): Promise<Response> => {
     try {
-      const checked = await checkedJsonRequest(request, bodyLimit);
+      const checked = await checkedOrRefused(request, meta);
       // Sealed while the body was arriving: the gate is asked again before the app runs.
       if (closedBySeal(request)) return finish(request, meta, started, sealedProblem(meta.id));
       attachRequestMeta(checked, meta);

@@ -5,6 +5,7 @@
  * WeakMap keyed by requests did the same but made garbage collection measurably slower.)
  */
 import type { Principal } from "../auth/principal.ts";
+import type { HttpProblem } from "./problem.ts";
 
 export interface RequestMeta {
   /** Echoed in X-Request-Id, in every problem body and in the log line. */
@@ -15,6 +16,8 @@ export interface RequestMeta {
   route: string | null;
   /** Who is calling, once the guard has checked their token. */
   principal?: Principal;
+  /** The edge's refusal of the body (415, 400, 413 while reading), given once routing and the guard have passed. */
+  refusedBody?: HttpProblem;
 }
 
 /** The caller of a guarded route. Only routes that declare a scope or operator have one. */
