@@ -46,6 +46,9 @@ export async function checkedJsonRequest(request: Request, limit: number): Promi
     }
     const problem = shapeProblem(parsed, SURROGATE_ESCAPE.test(text));
     if (problem) throw problem;
+    // Every route's body is an object (a test checks their schemas): a bare string, number or
+    // array is refused as such, not as each field the route wanted (which Elysia named).
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw notAnObject();
   }
   return jsonRequest(request, text.trim() === "" ? "{}" : text);
 }
@@ -88,6 +91,7 @@ function shapeProblem(body: unknown, checkStrings: boolean): HttpProblem | null 
 }
 
 const notText = () => new HttpProblem(400, "malformed_json", "The request body holds a string that is not valid Unicode (an unpaired surrogate escape).");
+const notAnObject = () => new HttpProblem(422, "validation_failed", "body: Expected object", {}, { errors: [{ field: "body", message: "Expected object" }] });
 const tooDeep = () => new HttpProblem(400, "malformed_json", `The request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.`);
 
 /** The request with `{}` for its body: what the app routes when the edge refused the body it came with. */
