@@ -44,6 +44,12 @@ export interface EdgeOptions {
  */
 export const SEALED_ROUTES = new Set(["/healthz", "/readyz", "/metrics", "/v1/sys/seal-status", "/v1/sys/unseal", "/openapi.json", "/docs", "/docs/ui.js", "/docs/ui.css"]);
 
+/**
+ * Both remedies: the edge does not know the seal method, and `citadel unseal` alone misled the
+ * operator of a key file or systemd credential, which is read only when Citadel starts.
+ */
+const SEALED_DETAIL = "Citadel is sealed: give it key shares with `citadel unseal` (seal method shamir), or restart it with its key file or systemd credential in place.";
+
 export type FetchHandler = (request: Request, server: Server<undefined>) => Response | Promise<Response>;
 
 export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests, sealed = () => false, snapshot = (fn) => fn() }: EdgeOptions): FetchHandler {
@@ -56,7 +62,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
   const edgeProblem = (init: ProblemInit, requestId: string) => problemResponse({ ...init, headers: { ...headers, ...init.headers, "x-request-id": requestId } }, requestId);
 
   const closedBySeal = (request: Request) => sealed() && !SEALED_ROUTES.has(pathOf(request.url));
-  const sealedProblem = (requestId: string) => edgeProblem(problemFor(new SealedError("Citadel is sealed: unseal it with `citadel unseal`.")), requestId);
+  const sealedProblem = (requestId: string) => edgeProblem(problemFor(new SealedError(SEALED_DETAIL)), requestId);
 
   const finish = (request: Request, meta: RequestMeta, started: number, response: Response): Response => {
     if (response.status >= 400 && response.headers.get("content-type") !== PROBLEM_CONTENT_TYPE) {

@@ -147,6 +147,13 @@ describe("the request's read snapshot", () => {
 });
 
 describe("the sealed gate", () => {
+  test("its detail names the remedy of every seal method, not `citadel unseal` alone (found in review)", async () => {
+    const res = await testEdge({ sealed: () => true }).send("GET", "/v1/anything");
+    expect([res.status, res.body.code]).toEqual([503, "sealed"]);
+    expect(res.body.detail).toContain("citadel unseal");
+    expect(res.body.detail).toContain("restart it with its key file or systemd credential");
+  });
+
   test("a request whose body was still arriving when Citadel was sealed does not reach the app", async () => {
     let sealed = false;
     let ran = 0;
