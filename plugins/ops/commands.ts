@@ -1,6 +1,5 @@
 /** CLI: citadel doctor | sovereignty report | sovereignty sbom. They run on this machine's config and data. */
 import type { Database } from "bun:sqlite";
-import { existsSync } from "node:fs";
 import { buildInfo } from "../../src/build-info.ts";
 import { credentialsPath, readStoredLogin } from "../../src/cli/credentials.ts";
 import { INSTALLED_CONFIG_FILE, locateConfigFile } from "../../src/config/load.ts";
@@ -13,7 +12,7 @@ import { askLocalServer, localUrl } from "./local-server.ts";
 import { humanBytes, octal, pathInfo } from "./on-disk.ts";
 import { embeddedSbom, sbomText } from "./sbom.ts";
 import { MESH_STATE_DIR, sovereigntyReport, type SovereigntyReport } from "./sovereignty.ts";
-import { databasePath } from "./store.ts";
+import { databasePath, isNotADatabase, type DatabaseProblem } from "./store.ts";
 
 export const opsCommands: Command[] = [
   {
@@ -23,7 +22,7 @@ export const opsCommands: Command[] = [
       const { config } = commandConfig(ctx);
       const login = storedLogin(ctx, config);
       const server = await askLocalServer(config, login.token);
-      const report = await withDatabase(config, (db) => runDoctor({ config, server, db, now: systemClock.now(), run: runProgram }));
+      const report = await withDatabase(config, (db, databaseProblem) => runDoctor({ config, server, db, databaseProblem, now: systemClock.now(), run: runProgram }));
       if (login.problem) addCheck(report, { check: "cli_login", status: "fail", message: login.problem, fix: `chmod 600 ${credentialsPath(ctx.configHome)}` });
       if (ctx.json) ctx.out(JSON.stringify(report, null, 2));
       else printDoctor((line) => ctx.out(line), report);
@@ -48,10 +47,11 @@ export const opsCommands: Command[] = [
       }).path;
       const loginFile = pathInfo(credentialsPath(ctx.configHome)).kind === "file" ? credentialsPath(ctx.configHome) : null;
       const meshStateDir = typeof ctx.options["mesh-state"] === "string" ? ctx.options["mesh-state"] : MESH_STATE_DIR;
-      const report = await withDatabase(config, async (db) => sovereigntyReport({ config, configPath, sbom, server, db, now, meshStateDir, loginFile }));
+      const report = await withDatabase(config, async (db, databaseProblem) => sovereigntyReport({ config, configPath, sbom, server, db, databaseProblem, now, meshStateDir, loginFile }));
       if (ctx.json) ctx.out(JSON.stringify({ citadel: { version: buildInfo.version, commit: buildInfo.commit }, data_dir: config.data_dir, ...report }, null, 2));
       else printSovereignty((line) => ctx.out(line), report, config);
-      return 0;
+      // An auditor's script must not take a partial list of destinations for the whole one.
+      return report.outbound.unknown.length > 0 ? 1 : 0;
     },
   },
   {
@@ -79,20 +79,27 @@ function storedLogin(ctx: CommandContext, config: Config): { token: string | und
   }
 }
 
-/** Runs `fn` with the database read-only (null when there is none, or it cannot be opened: the checks that need it say so). */
-async function withDatabase<T>(config: Config, fn: (db: Database | null) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` with the database read-only; or with null and no problem when there is none (never
+ * initialized), or null and why it could not be read: the checks that need it say so.
+ */
+async function withDatabase<T>(config: Config, fn: (db: Database | null, problem: DatabaseProblem | null) => Promise<T>): Promise<T> {
   const path = databasePath(config);
-  if (!existsSync(path)) return fn(null);
+  const where = pathInfo(path).kind;
+  if (where === "missing") return fn(null, null);
+  if (where === "unreadable") return fn(null, "unreadable");
   let opened = false;
   try {
     // Run again the usual way if a Citadel started meanwhile (readDatabase): a report from stale reads would mislead.
     return await readDatabase(path, (db) => {
       opened = true;
-      return fn(db);
+      return fn(db, null);
     });
   } catch (error) {
+    // SQLite opens any file and finds out at the first read that it is not a database.
+    if (opened && isNotADatabase(error)) return fn(null, "not_a_database");
     if (opened) throw error;
-    return fn(null);
+    return fn(null, "unreadable");
   }
 }
 
@@ -134,13 +141,14 @@ export function printSovereignty(out: (line: string) => void, r: SovereigntyRepo
 
   out("\nOutbound connections");
   if (r.outbound.none) out("  none: nothing leaves this host");
+  for (const why of r.outbound.unknown) out(`  unknown: ${why}`);
   for (const d of r.outbound.destinations) out(`  ${d.active ? "" : "(unused) "}${d.kind.replace(/_/g, " ")}: ${d.destination}\n      ${d.detail}`);
   if (r.outbound.webhook_allowed_prefixes?.length) out(`  webhooks may point under: ${r.outbound.webhook_allowed_prefixes.join(", ")} (secrets.webhook_allowed_urls)`);
 
   out("\nData on this host");
   const whatWidth = Math.max(...r.data.map((d) => d.what.length));
   for (const d of r.data) {
-    const where = d.path === null ? "" : d.kind === "missing" ? `${d.path} (absent)` : `${d.path}  ${octal(d.mode)}  ${humanBytes(d.bytes)}`;
+    const where = d.path === null ? "" : d.kind === "missing" ? `${d.path} (absent)` : d.kind === "unreadable" ? `${d.path} (cannot look: not readable by this user)` : `${d.path}  ${octal(d.mode)}  ${humanBytes(d.bytes)}`;
     out(`  ${d.what.padEnd(whatWidth)}  ${[where, d.note].filter(Boolean).join(" — ")}`);
   }
 

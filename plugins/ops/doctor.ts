@@ -17,9 +17,9 @@ import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { parseHostPort, queryUdp } from "./dns-probe.ts";
 import { keyAgesFromDatabase, keyAgesFromServer, type KeyAges } from "./key-ages.ts";
 import type { ServerView } from "./local-server.ts";
-import { humanBytes, octal, pathInfo, shellQuote, walk } from "./on-disk.ts";
+import { closedDirectory, doesNotExist, humanBytes, octal, pathInfo, shellQuote, walk } from "./on-disk.ts";
 import { probePort, whoHolds } from "./ports.ts";
-import { anyHostedZone, databasePath, rootKeys } from "./store.ts";
+import { anyHostedZone, databasePath, describeDatabaseProblem, rootKeys, type DatabaseProblem } from "./store.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail" | "skip";
 
@@ -48,6 +48,8 @@ export interface DoctorInputs {
   server: ServerView;
   /** The database, read-only, or null when there is none. */
   db: Database | null;
+  /** Why db is null although the file is there (null or absent: it is not there). */
+  databaseProblem?: DatabaseProblem | null;
   now: number;
   run: RunProgram;
   /** Disk space of a directory's filesystem (statfs); tests give their own. */
@@ -88,16 +90,34 @@ export async function runDoctor(inputs: DoctorInputs): Promise<DoctorReport> {
 
 type Add = (check: string, status: CheckStatus, message: string, fix?: string | null) => void;
 
-function checkDataDir({ config }: DoctorInputs, add: Add): void {
+/**
+ * The data directory is the service user's, 0700: another user (an operator without sudo)
+ * cannot look inside. What is in it is then unknown, never missing, and never fine.
+ */
+const cannotLook = (path: string) => `cannot look inside ${closedDirectory(path)} as this user`;
+const AS_SERVICE_USER = "run citadel doctor as root or as the user Citadel runs as";
+
+function checkDataDir(inputs: DoctorInputs, add: Add): void {
+  const { config } = inputs;
   const dir = pathInfo(config.data_dir);
   const q = shellQuote(config.data_dir);
+  if (dir.kind === "unreadable") return add("data_dir", "warn", cannotLook(config.data_dir), AS_SERVICE_USER);
   if (dir.kind === "missing") return add("data_dir", "fail", `${config.data_dir} does not exist`, `citadel init --data ${q}`);
   if (dir.kind !== "directory") return add("data_dir", "fail", `${config.data_dir} is not a directory`, `move it aside, then: citadel init --data ${q}`);
   if ((dir.mode! & 0o077) !== 0) return add("data_dir", "fail", `${config.data_dir} is open to group or others (mode ${octal(dir.mode)}); Citadel refuses to start`, `chmod 700 ${q}`);
   add("data_dir", "ok", `${config.data_dir} (mode ${octal(dir.mode)})`);
-  const db = pathInfo(databasePath(config));
-  if (db.kind !== "file") add("database", "fail", `no database at ${databasePath(config)}: Citadel was never started here`, `citadel init --data ${q}`);
-  else add("database", "ok", `${databasePath(config)} (${humanBytes(db.bytes)})`);
+  checkDatabase(inputs, add);
+}
+
+function checkDatabase({ config, databaseProblem }: DoctorInputs, add: Add): void {
+  const path = databasePath(config);
+  const q = shellQuote(config.data_dir);
+  const db = pathInfo(path);
+  if (db.kind === "unreadable") return add("database", "warn", cannotLook(path), AS_SERVICE_USER);
+  if (databaseProblem === "unreadable") return add("database", "warn", `cannot open ${path} as this user`, AS_SERVICE_USER);
+  if (databaseProblem === "not_a_database") return add("database", "fail", `${path} is not a readable SQLite database`, `restore a backup: citadel restore FILE --data ${q}`);
+  if (db.kind !== "file") return add("database", "fail", `no database at ${path}: Citadel was never started here`, `citadel init --data ${q}`);
+  add("database", "ok", `${path} (${humanBytes(db.bytes)})`);
 }
 
 /** Every file under the data directory 0600 (or stricter), every directory 0700. */
@@ -105,7 +125,8 @@ function checkFileModes({ config }: DoctorInputs, add: Add, covered: Set<string>
   if (pathInfo(config.data_dir).kind !== "directory") return;
   let files = 0;
   let problems = 0;
-  for (const entry of walk(config.data_dir)) {
+  const { entries, unreadable } = walk(config.data_dir);
+  for (const entry of entries) {
     if (covered.has(entry.path)) continue;
     if (entry.kind === "file") files++;
     if ((entry.mode & 0o077) === 0) continue;
@@ -113,18 +134,23 @@ function checkFileModes({ config }: DoctorInputs, add: Add, covered: Set<string>
     const wanted = entry.kind === "directory" ? "700" : "600";
     add("file_mode", "fail", `${entry.path} is open to group or others (mode ${octal(entry.mode)})`, `chmod ${wanted} ${shellQuote(entry.path)}`);
   }
-  if (problems === 0) add("file_mode", "ok", `${files} files under ${config.data_dir}, all owner-only (0600 or stricter)`);
+  // Only what could be read is vouched for.
+  if (unreadable.length > 0) add("file_mode", "warn", cannotLook(unreadable[0]!), AS_SERVICE_USER);
+  else if (problems === 0) add("file_mode", "ok", `${files} files under ${config.data_dir}, all owner-only (0600 or stricter)`);
 }
 
-function checkRootKey({ config, db }: DoctorInputs, add: Add, covered: Set<string>): void {
+function checkRootKey({ config, db, databaseProblem }: DoctorInputs, add: Add, covered: Set<string>): void {
   const { method } = config.seal;
   if (method === "shamir") return add("root_key", "ok", "seal method shamir: the key shares are with their keepers; nothing on disk");
   if (method === "systemd_credential") {
     const name = config.seal.credential;
     // Where `citadel install` puts it (the unit loads it from there), then systemd's own credstores.
     const places = ["/etc/citadel/root-key.cred", ...["/etc/credstore.encrypted", "/etc/credstore"].map((d) => join(d, name))];
-    const found = places.map(pathInfo).find((p) => p.kind === "file");
+    const looked = places.map(pathInfo);
+    const found = looked.find((p) => p.kind === "file");
     const encrypt = `systemd-creds encrypt --name=${name} ROOT_KEY_FILE /etc/credstore.encrypted/${name}`;
+    const hidden = looked.find((p) => p.kind === "unreadable");
+    if (!found && hidden) return add("root_key", "warn", `seal method systemd_credential: ${cannotLook(hidden.path)}`, AS_SERVICE_USER);
     if (!found) return add("root_key", "warn", `seal method systemd_credential: no credential ${name} in ${places.join(" or ")} (systemd hands it to the service; a unit with LoadCredentialEncrypted= from elsewhere is fine)`, encrypt);
     if ((found.mode! & 0o077) !== 0 && found.path.startsWith("/etc/credstore/")) return add("root_key", "fail", `${found.path} holds the root key in the clear and is open to group or others (mode ${octal(found.mode)})`, `chmod 600 ${shellQuote(found.path)}`);
     return add("root_key", "ok", `seal method systemd_credential: ${found.path} (mode ${octal(found.mode)})`);
@@ -133,6 +159,7 @@ function checkRootKey({ config, db }: DoctorInputs, add: Add, covered: Set<strin
   covered.add(path);
   const file = pathInfo(path);
   const q = shellQuote(path);
+  if (file.kind === "unreadable") return add("root_key", "warn", cannotLook(path), AS_SERVICE_USER);
   if (file.kind === "missing") return add("root_key", "fail", `the root key file ${path} is missing: Citadel cannot unseal`, `restore it from your copy, then: chmod 600 ${q}`);
   if (file.kind !== "file") return add("root_key", "fail", `${path} is not a file`, null);
   if ((file.mode! & 0o077) !== 0) return add("root_key", "fail", `the root key file ${path} is readable by group or others (mode ${octal(file.mode)}); Citadel refuses it`, `chmod 600 ${q}`);
@@ -141,8 +168,9 @@ function checkRootKey({ config, db }: DoctorInputs, add: Add, covered: Set<strin
     key = readRootKeyFile(path);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    return add("root_key", /permission denied/.test(message) ? "warn" : "fail", message, /permission denied/.test(message) ? "run citadel doctor as the user Citadel runs as (or root)" : `restore the key from your copy to ${q}`);
+    return add("root_key", /permission denied/.test(message) ? "warn" : "fail", message, /permission denied/.test(message) ? AS_SERVICE_USER : `restore the key from your copy to ${q}`);
   }
+  if (databaseProblem) return add("root_key", "skip", `${path} (mode ${octal(file.mode)}) holds a root key; whether it opens the database is unknown: ${describeDatabaseProblem(databaseProblem)}`);
   const roots = db ? rootKeys(db) : [];
   const match = roots.find((r) => verifies(key, r.verifier));
   if (roots.length === 0) return add("root_key", "ok", `${path} (mode ${octal(file.mode)}); the database has no root key yet`);
@@ -158,14 +186,16 @@ function checkTls({ config, now }: DoctorInputs, add: Add, covered: Set<string>)
   const keyPath = dataPath(config, tls.key_file);
   covered.add(keyPath);
   const key = pathInfo(keyPath);
-  if (key.kind !== "file") add("tls_key", "fail", `the TLS key ${keyPath} is missing`, managed ? "start Citadel once (it makes its certificate and key)" : `put the key for ${certPath} at ${shellQuote(keyPath)}`);
+  if (key.kind === "unreadable") add("tls_key", "warn", cannotLook(keyPath), AS_SERVICE_USER);
+  else if (key.kind !== "file") add("tls_key", "fail", `the TLS key ${keyPath} is missing`, managed ? "start Citadel once (it makes its certificate and key)" : `put the key for ${certPath} at ${shellQuote(keyPath)}`);
   else if ((key.mode! & 0o077) !== 0) add("tls_key", "fail", `the TLS key ${keyPath} is open to group or others (mode ${octal(key.mode)})`, `chmod 600 ${shellQuote(keyPath)}`);
   else add("tls_key", "ok", `${keyPath} (mode ${octal(key.mode)})`);
 
   let pem: string;
   try {
     pem = readFileSync(certPath, "utf8");
-  } catch {
+  } catch (error) {
+    if (!doesNotExist(error)) return add("certificate", "warn", `cannot read the TLS certificate ${certPath} as this user (${(error as NodeJS.ErrnoException).code})`, AS_SERVICE_USER);
     return add("certificate", "fail", `cannot read the TLS certificate ${certPath}`, managed ? "start Citadel once (it makes its certificate)" : `put the certificate at ${shellQuote(certPath)}`);
   }
   let cert: X509Certificate;
@@ -233,9 +263,9 @@ function promoteFix(method: string): string {
 }
 
 /** The key ages a check or report shows: the server's when it answers an operator, else the database's. */
-export function keyAges(inputs: Pick<DoctorInputs, "server" | "db" | "config" | "now">): { ages: KeyAges | null; note: string | null } {
+export function keyAges(inputs: Pick<DoctorInputs, "server" | "db" | "databaseProblem" | "config" | "now">): { ages: KeyAges | null; note: string | null } {
   if (inputs.server.keys) return { ages: keyAgesFromServer(inputs.server.keys), note: null };
-  if (!inputs.db) return { ages: null, note: "no database" };
+  if (!inputs.db) return { ages: null, note: inputs.databaseProblem ? describeDatabaseProblem(inputs.databaseProblem) : "no database" };
   const note = inputs.server.listener === "citadel" ? inputs.server.keysProblem : null;
   return { ages: keyAgesFromDatabase(inputs.db, inputs.config.keys.rotation_days, inputs.now), note };
 }
@@ -379,8 +409,8 @@ async function checkDns({ config, server, db }: DoctorInputs, add: Add): Promise
   else add("dns", "warn", `${address}/udp answered ${name} with ${got}; expected REFUSED`, null);
 }
 
-function checkAudit({ db, config }: DoctorInputs, add: Add): void {
-  if (!db) return add("audit", "skip", "no database: no audit log to verify");
+function checkAudit({ db, databaseProblem, config }: DoctorInputs, add: Add): void {
+  if (!db) return add("audit", "skip", `${databaseProblem ? describeDatabaseProblem(databaseProblem) : "no database"}: no audit log to verify`);
   let report;
   try {
     report = verifyAuditChain(db);
@@ -401,13 +431,14 @@ export function backupDir(config: Config): string {
   return isAbsolute(dir) ? dir : join(config.data_dir, dir);
 }
 
-/** The newest backup by the time in its name (not its mtime, which a copy changes). */
+/** The newest backup by the time in its name (not its mtime, which a copy changes); throws when `dir` cannot be read. */
 export function newestBackup(dir: string): { name: string; at: number; count: number } | null {
   let names: string[];
   try {
     names = readdirSync(dir);
-  } catch {
-    return null;
+  } catch (error) {
+    if (doesNotExist(error)) return null;
+    throw error;
   }
   let newest: { name: string; at: number } | null = null;
   let count = 0;
@@ -429,7 +460,12 @@ function checkBackups({ config, now }: DoctorInputs, add: Add): void {
   const interval = numberAt(backup, "interval_hours");
   const maxAgeHours = scheduled && interval ? 2 * interval : BACKUP_MAX_AGE_DAYS * 24;
   const schedule = scheduled ? "" : " ([backup] enabled = true makes one every interval_hours)";
-  const newest = newestBackup(dir);
+  let newest;
+  try {
+    newest = newestBackup(dir);
+  } catch {
+    return add("backup", "warn", `${cannotLook(dir)}: backups not checked`, AS_SERVICE_USER);
+  }
   if (!newest) return add("backup", "warn", `no backup in ${dir}${schedule}`, "citadel backup (on the running server)");
   if (newest.at > now + 5 * 60_000) {
     return add("backup", "warn", `newest backup ${newest.name} is dated in the future (${newest.count} in ${dir}): the clock was ahead when it was made, or is behind now; scheduled backups go by the newest one not ahead of the clock`, "check the clock (timedatectl), then make a backup: citadel backup");

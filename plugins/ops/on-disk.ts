@@ -1,16 +1,22 @@
 /** What is on disk, as the doctor and the sovereignty report describe it: kind, mode, size. */
 import { lstatSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 export interface PathInfo {
   path: string;
-  kind: "file" | "directory" | "other" | "missing";
-  /** Permission bits (0o600), or null when missing. */
+  /**
+   * "unreadable": this user may not look (a directory above it they cannot enter). Never
+   * taken for "missing": a data directory of the service's own user is not absent to others.
+   */
+  kind: "file" | "directory" | "other" | "missing" | "unreadable";
+  /** Permission bits (0o600), or null when missing or unreadable. */
   mode: number | null;
-  /** Bytes: the file's size, or everything under a directory. */
+  /** Bytes: the file's size, or everything under a directory that this user could read. */
   bytes: number;
-  /** For a directory: the files under it. */
+  /** For a directory: the files under it that this user could read. */
   files: number;
+  /** For a directory: false when a directory in it (or itself) could not be listed, so bytes and files fall short. */
+  complete: boolean;
 }
 
 /** Describes a path without following a symbolic link at its end. */
@@ -18,31 +24,61 @@ export function pathInfo(path: string): PathInfo {
   let stat;
   try {
     stat = lstatSync(path);
-  } catch {
-    return { path, kind: "missing", mode: null, bytes: 0, files: 0 };
+  } catch (error) {
+    return { path, kind: doesNotExist(error) ? "missing" : "unreadable", mode: null, bytes: 0, files: 0, complete: false };
   }
   const mode = stat.mode & 0o777;
-  if (stat.isFile()) return { path, kind: "file", mode, bytes: stat.size, files: 1 };
-  if (!stat.isDirectory()) return { path, kind: "other", mode, bytes: 0, files: 0 };
+  if (stat.isFile()) return { path, kind: "file", mode, bytes: stat.size, files: 1, complete: true };
+  if (!stat.isDirectory()) return { path, kind: "other", mode, bytes: 0, files: 0, complete: true };
   let bytes = 0;
   let files = 0;
-  for (const entry of walk(path)) {
+  const { entries, unreadable } = walk(path);
+  for (const entry of entries) {
     if (entry.kind === "file") {
       bytes += entry.bytes;
       files++;
     }
   }
-  return { path, kind: "directory", mode, bytes, files };
+  return { path, kind: "directory", mode, bytes, files, complete: unreadable.length === 0 };
+}
+
+/** ENOENT, ENOTDIR: nothing there. Any other failure (EACCES, EPERM, EIO) means this user could not look. */
+export function doesNotExist(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+/** The directory this user could not look into on the way to `path`: the nearest of it and its ancestors that it can see. */
+export function closedDirectory(path: string): string {
+  let at = path;
+  while (dirname(at) !== at) {
+    try {
+      lstatSync(at);
+      return at;
+    } catch {
+      at = dirname(at);
+    }
+  }
+  return at;
+}
+
+export interface Walked {
+  /** Every file and directory found, depth first. */
+  entries: Array<{ path: string; kind: "file" | "directory"; mode: number; bytes: number }>;
+  /** The directories this user could not list (`dir` itself included): what is in them is not in `entries`. */
+  unreadable: string[];
 }
 
 /** Every file and directory under `dir` (not `dir` itself), depth first; symbolic links are not followed. */
-export function walk(dir: string, maxDepth = 8): Array<{ path: string; kind: "file" | "directory"; mode: number; bytes: number }> {
-  const out: Array<{ path: string; kind: "file" | "directory"; mode: number; bytes: number }> = [];
+export function walk(dir: string, maxDepth = 8): Walked {
+  const out: Walked["entries"] = [];
+  const unreadable: string[] = [];
   const visit = (current: string, depth: number) => {
     let names: string[];
     try {
       names = readdirSync(current).sort();
-    } catch {
+    } catch (error) {
+      if (!doesNotExist(error)) unreadable.push(current); // else removed meanwhile
       return;
     }
     for (const name of names) {
@@ -61,7 +97,7 @@ export function walk(dir: string, maxDepth = 8): Array<{ path: string; kind: "fi
     }
   };
   visit(dir, 1);
-  return out;
+  return { entries: out, unreadable };
 }
 
 /** "0600" */

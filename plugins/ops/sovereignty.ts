@@ -16,7 +16,7 @@ import type { KeyAges } from "./key-ages.ts";
 import type { ServerView } from "./local-server.ts";
 import { pathInfo, type PathInfo } from "./on-disk.ts";
 import { licenceOf, type CycloneDxBom } from "./sbom.ts";
-import { DATABASE_FILE, listSources, secondaries, signingKeys, webhooks } from "./store.ts";
+import { DATABASE_FILE, describeDatabaseProblem, listSources, secondaries, signingKeys, webhooks, type DatabaseProblem } from "./store.ts";
 
 /** Where `citadel mesh join` keeps a node's state unless told otherwise (--state). */
 export const MESH_STATE_DIR = "/var/lib/citadel-mesh";
@@ -60,8 +60,10 @@ export interface SovereigntyReport {
     licences: Record<string, number>;
   };
   outbound: {
-    /** True when nothing is configured to leave this host. */
+    /** True when nothing is configured to leave this host: never while something is unknown. */
     none: boolean;
+    /** What could not be read, so destinations may be missing from the list (empty: the list is whole). */
+    unknown: string[];
     destinations: Destination[];
     /** secrets.webhook_allowed_urls: where webhooks may point (null: unknown). */
     webhook_allowed_prefixes: string[] | null;
@@ -82,6 +84,8 @@ export interface SovereigntyInputs {
   sbom: CycloneDxBom;
   server: ServerView;
   db: Database | null;
+  /** Why db is null although the file is there (null: there is none, never initialized). */
+  databaseProblem: DatabaseProblem | null;
   now: number;
   /** The mesh node state directory to look in. */
   meshStateDir: string;
@@ -92,11 +96,12 @@ export interface SovereigntyInputs {
 /** Assembles the four parts of the report; nothing here connects anywhere but the local server. */
 export function sovereigntyReport(inputs: SovereigntyInputs): SovereigntyReport {
   const destinations = outboundDestinations(inputs);
+  const unknown = unknownOutbound(inputs);
   const allowed = stringsAt(sectionOf(inputs.config, "secrets"), "webhook_allowed_urls") ?? null;
   const { ages, note } = keyAges(inputs);
   return {
     dependencies: dependencies(inputs.sbom),
-    outbound: { none: !destinations.some((d) => d.active), destinations, webhook_allowed_prefixes: allowed },
+    outbound: { none: unknown.length === 0 && !destinations.some((d) => d.active), unknown, destinations, webhook_allowed_prefixes: allowed },
     data: dataLocations(inputs),
     algorithms: algorithms(inputs.config),
     keys: {
@@ -146,6 +151,17 @@ function outboundDestinations({ config, db, meshStateDir }: SovereigntyInputs): 
   return out;
 }
 
+/**
+ * What kept the list of destinations from being whole: the database (webhooks, reputation
+ * lists, DNS secondaries are kept there) or the mesh state directory this user cannot read.
+ */
+function unknownOutbound({ databaseProblem, meshStateDir }: SovereigntyInputs): string[] {
+  const out: string[] = [];
+  if (databaseProblem) out.push(`${describeDatabaseProblem(databaseProblem)}: its webhooks, reputation lists and DNS secondaries are not listed`);
+  if (pathInfo(join(meshStateDir, "node.json")).kind === "unreadable") out.push(`cannot look inside ${meshStateDir} as this user: whether this machine is a mesh node is not known`);
+  return out;
+}
+
 /** Same scheme, host and port as the prefix, and a path under its path (as the secrets plugin decides). */
 function underPrefix(url: string, prefix: string): boolean {
   let u: URL;
@@ -179,7 +195,8 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   const at = (what: string, path: string, note: string | null = null, always = true) => {
     const info = pathInfo(path);
     if (!always && info.kind === "missing") return;
-    out.push({ what, path, kind: info.kind, bytes: info.bytes, mode: info.mode, note });
+    const partly = info.kind === "directory" && !info.complete ? "not all of it readable by this user: the size counts what is" : null;
+    out.push({ what, path, kind: info.kind, bytes: info.bytes, mode: info.mode, note: [note, partly].filter(Boolean).join("; ") || null });
   };
   const none = (what: string, note: string) => out.push({ what, path: null, kind: "none", bytes: 0, mode: null, note });
   const db = join(config.data_dir, DATABASE_FILE);

@@ -9,6 +9,23 @@ import type { Config } from "../../src/config/schema.ts";
 
 export const DATABASE_FILE = "citadel.db";
 
+/**
+ * Why a database that is there was not read: this user may not open it (it is the service
+ * user's), or the file is not an SQLite database (damaged, overwritten). A check or report
+ * part that needs the database says which, and never takes it for "nothing there".
+ */
+export type DatabaseProblem = "unreadable" | "not_a_database";
+
+export function describeDatabaseProblem(problem: DatabaseProblem): string {
+  return problem === "unreadable" ? "the database cannot be read by this user (run as root or as the service user)" : "the database file is not a readable SQLite database";
+}
+
+/** SQLite's word for a file that is not a database, or one whose pages are damaged. */
+export function isNotADatabase(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code === "SQLITE_NOTADB" || code.startsWith("SQLITE_CORRUPT"));
+}
+
 /** citadel.db in the data directory. */
 export function databasePath(config: Config): string {
   return join(config.data_dir, DATABASE_FILE);

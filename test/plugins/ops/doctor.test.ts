@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { X509Certificate } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 import { loadConfig } from "../../../src/config/load.ts";
 import type { Config } from "../../../src/config/schema.ts";
 import { formatRootKey, generateRootKey } from "../../../src/crypto/root-key.ts";
@@ -151,6 +151,19 @@ describe("a planted problem fails with the command that fixes it; after that com
     expect(find(report, "root_key")[0]!.message).toMatch(/does not unseal this database \(root key [0-9a-f]{8}\)/);
     renameSync(join(work, `kept-${basename(dir)}.key`), join(dir, "root.key"));
     expect(find((await doctor(dir)).report, "root_key")[0]!.status).toBe("ok");
+  });
+
+  test("a database file that is not SQLite fails the database check, and the other checks still report (found in review)", async () => {
+    const dir = dataDir();
+    writeFileSync(join(dir, "citadel.db"), randomBytes(8192));
+    const { code, report } = await doctor(dir);
+    expect(code).toBe(1);
+    expect(report.checks.filter((c) => c.status === "fail")).toEqual([
+      { check: "database", status: "fail", message: `${dir}/citadel.db is not a readable SQLite database`, fix: `restore a backup: citadel restore FILE --data ${dir}` },
+    ]);
+    expect(find(report, "root_key")[0]).toMatchObject({ status: "skip", message: expect.stringContaining("whether it opens the database is unknown") });
+    expect(find(report, "audit")[0]).toMatchObject({ status: "skip", message: "the database file is not a readable SQLite database: no audit log to verify" });
+    expect(find(report, "backup")).toHaveLength(1); // the last check ran
   });
 
   test("a tampered audit log fails the chain check", async () => {

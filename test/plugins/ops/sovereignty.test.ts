@@ -6,6 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { loadConfig } from "../../../src/config/load.ts";
@@ -23,7 +24,7 @@ const NO_MESH = join(work, "no-mesh-state");
 
 type Report = SovereigntyReport & { citadel: { version: string }; data_dir: string };
 
-async function run(words: string, dir: string, options: { json?: boolean; env?: Record<string, string>; meshState?: string } = {}) {
+async function run(words: string, dir: string, options: { json?: boolean; env?: Record<string, string>; meshState?: string; code?: number } = {}) {
   const out: string[] = [];
   const allEnv = { ...fx.env, ...options.env };
   const config = (): Config => loadConfig({ schema: configSchema, env: allEnv, dataFlag: dir, cwd: work }).config;
@@ -42,7 +43,7 @@ async function run(words: string, dir: string, options: { json?: boolean; env?: 
     config,
   };
   const code = await opsPlugin.commands!.find((c) => c.words.join(" ") === words)!.run(ctx);
-  expect(code).toBe(0);
+  expect(code).toBe(options.code ?? 0);
   return out.join("\n");
 }
 
@@ -62,8 +63,17 @@ describe("outbound connections", () => {
   test("none configured: none, nothing leaves this host", async () => {
     const dir = dataDir();
     const r = await report(dir);
-    expect(r.outbound).toEqual({ none: true, destinations: [], webhook_allowed_prefixes: [] });
+    expect(r.outbound).toEqual({ none: true, unknown: [], destinations: [], webhook_allowed_prefixes: [] });
     expect(await run("sovereignty report", dir)).toContain("\nOutbound connections\n  none: nothing leaves this host\n");
+  });
+
+  test("a database file that is not SQLite: the list is unknown, never none, and the exit code is 1 (found in review)", async () => {
+    const dir = dataDir();
+    writeFileSync(join(dir, "citadel.db"), randomBytes(8192));
+    const r = JSON.parse(await run("sovereignty report", dir, { json: true, code: 1 })) as Report;
+    expect(r.outbound).toMatchObject({ none: false, unknown: ["the database file is not a readable SQLite database: its webhooks, reputation lists and DNS secondaries are not listed"] });
+    expect(r.keys.note).toBe("the database file is not a readable SQLite database");
+    expect(await run("sovereignty report", dir, { code: 1 })).toContain("\nOutbound connections\n  unknown: the database file is not a readable SQLite database");
   });
 
   test("a resolver with upstreams lists each upstream; upstreams without a resolver listener are listed as unused", async () => {
