@@ -11,9 +11,10 @@ import type { Accounts, Owner } from "./accounts.ts";
 import type { ReportItem } from "./report.ts";
 
 /**
- * Refuses a path that passes through a symbolic link below `root` (or is one): writes, chmods
- * and chowns follow links, so `etc/citadel -> /etc` in an image would make the installer change
- * the host's /etc. The root itself may be a link: the operator chose it.
+ * Refuses a path that passes through a symbolic link below `root` (or is one): writes, chmods,
+ * chowns and removals follow links, so `etc/citadel -> /etc` in an image would make the
+ * installer change (or uninstall delete) the host's /etc. The root itself may be a link: the
+ * operator chose it.
  */
 export function refuseLinks(root: string, path: string): void {
   const rest = relative(root, path);
@@ -27,7 +28,7 @@ export function refuseLinks(root: string, path: string): void {
     } catch {
       return; // does not exist yet: nothing below it can be a link
     }
-    if (isLink) throw new Error(`${at} is a symbolic link: the installer writes only real directories and files below ${root}`);
+    if (isLink) throw new Error(`${at} is a symbolic link: install and uninstall write and remove only real directories and files below ${root}`);
   }
 }
 

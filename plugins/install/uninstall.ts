@@ -7,6 +7,7 @@
  */
 import { existsSync, rmSync } from "node:fs";
 import { layoutUnder, requireRootOnHost, type Layout } from "./layout.ts";
+import { refuseLinks } from "./placement.ts";
 import type { ReportItem } from "./report.ts";
 import type { SystemTools } from "./system-tools.ts";
 
@@ -34,6 +35,9 @@ export function purgeTargets(root: string): { path: string; holds: string }[] {
 export async function uninstall(tools: SystemTools, options: UninstallOptions): Promise<UninstallReport> {
   const layout = layoutUnder(options.root);
   requireRootOnHost(layout, "uninstall");
+  // rmSync follows a link in the middle of a path: `etc -> /etc` in an image would delete the
+  // host's config and root key. Every path is checked before the first is removed.
+  for (const path of removedPaths(layout, options.purge)) refuseLinks(layout.root, path);
   const items: ReportItem[] = [];
   const warnings: string[] = [];
   const present = layout.units.filter((u) => existsSync(u.path));
@@ -53,6 +57,11 @@ export async function uninstall(tools: SystemTools, options: UninstallOptions): 
     else if (existsSync(path)) items.push({ status: "kept", what: path, detail: "delete it with --purge --yes" });
   }
   return { root: layout.root, items, warnings };
+}
+
+/** Everything uninstall may remove. */
+function removedPaths(layout: Layout, purge: boolean): string[] {
+  return [...layout.units.map((u) => u.path), layout.binary, ...(purge ? purgeTargets(layout.root).map((t) => t.path) : [])];
 }
 
 /**

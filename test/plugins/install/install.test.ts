@@ -7,7 +7,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { installPlugin } from "../../../plugins/install/index.ts";
 import { serviceCredential, UNITS } from "../../../plugins/install/units.ts";
@@ -239,6 +239,47 @@ test("a symbolic link below --root is refused before anything is written (it wou
   symlinkSync(outside, join(root, "etc", "citadel"));
   await expect(citadel(["install", "--root", root, "--binary", wrapper, "--seal", "key-file"])).rejects.toThrow(/etc\/citadel is a symbolic link/);
   expect(readdirSync(outside)).toEqual([]);
+});
+
+describe("uninstall with a symbolic link below --root refuses before removing anything (found in review: it deleted the link's target)", () => {
+  /** A root whose `link` leads to a directory outside it that holds `files` (paths below the root). */
+  function linkedRoot(name: string, link: string, files: string[]): { root: string; outside: string } {
+    const root = join(work, name);
+    const outside = join(work, `${name}-outside`);
+    for (const file of files) {
+      const target = join(outside, file.slice(link.length + 1));
+      mkdirSync(dirname(target), { recursive: true });
+      writeFileSync(target, "the host's own\n");
+    }
+    mkdirSync(dirname(join(root, link)), { recursive: true });
+    symlinkSync(outside, join(root, link));
+    return { root, outside };
+  }
+  const listing = (dir: string) => readdirSync(dir, { recursive: true }).map(String).sort();
+
+  test("--purge --yes: etc and var/lib linked out of the root", async () => {
+    const etc = linkedRoot("purge-linked-etc", "etc", ["etc/citadel/citadel.toml", "etc/citadel/root-key.cred"]);
+    const before = listing(etc.outside);
+    await expect(citadel(["uninstall", "--root", etc.root, "--purge", "--yes"])).rejects.toThrow(/etc is a symbolic link/);
+    expect(listing(etc.outside)).toEqual(before);
+
+    const lib = linkedRoot("purge-linked-lib", "var/lib", ["var/lib/citadel/citadel.db", "var/lib/citadel/root.key"]);
+    // A real unit file below the root: the refusal comes before it too is removed.
+    mkdirSync(join(lib.root, "etc/systemd/system"), { recursive: true });
+    writeFileSync(join(lib.root, "etc/systemd/system/citadel.service"), "[Unit]\n");
+    await expect(citadel(["uninstall", "--root", lib.root, "--purge", "--yes"])).rejects.toThrow(/var\/lib is a symbolic link/);
+    expect(listing(lib.outside)).toEqual(["citadel", "citadel/citadel.db", "citadel/root.key"]);
+    expect(existsSync(join(lib.root, "etc/systemd/system/citadel.service"))).toBe(true);
+  });
+
+  test("without --purge: the binary's and the units' directories linked out of the root", async () => {
+    const bin = linkedRoot("linked-bin", "usr/local/bin", ["usr/local/bin/citadel"]);
+    await expect(citadel(["uninstall", "--root", bin.root])).rejects.toThrow(/usr\/local\/bin is a symbolic link/);
+    expect(listing(bin.outside)).toEqual(["citadel"]);
+    const units = linkedRoot("linked-units", "etc/systemd", ["etc/systemd/system/citadel.service"]);
+    await expect(citadel(["uninstall", "--root", units.root])).rejects.toThrow(/etc\/systemd is a symbolic link/);
+    expect(listing(units.outside)).toEqual(["system", "system/citadel.service"]);
+  });
 });
 
 test("scripts/install.sh runs `<binary> install` with the remaining arguments, or explains what is missing", () => {
