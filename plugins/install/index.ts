@@ -20,7 +20,7 @@ const installCommand: Command = {
   options: {
     root: ROOT_OPTION,
     binary: { type: "string", description: "The binary to install (default: this one, when compiled)" },
-    seal: { type: "string", description: "How the root key is kept: credential (systemd-creds, TPM2 when present), shamir or key-file (default: credential when systemd-creds exists, else key-file)" },
+    seal: { type: "string", description: "How the root key is kept: credential (systemd-creds, TPM2 when present), shamir or key-file (default: credential when systemd-creds exists, else key-file; always key-file under --root, where credential is refused)" },
     yes: { type: "boolean", description: 'Do not ask before installing into "/"' },
   },
   async run(ctx) {

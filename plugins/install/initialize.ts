@@ -50,6 +50,10 @@ export async function initializeOnce(tools: SystemTools, input: InitializeInput)
       `${layout.credentialFile} exists but ${database} does not: that credential holds the root key of a database that is gone. Restore the database from a backup, or move the credential away to start afresh`,
     );
   }
+  if (seal.method === "systemd_credential" && !layout.onHost) {
+    // An image's config from an earlier install says so; a credential made here would decrypt only here.
+    throw new Error(`${layout.configFile} says seal.method "systemd_credential", but under --root a credential would be sealed to this machine's TPM2 or host key, not the target's: move the config away to have a key-file one written`);
+  }
   const init = [input.binary, "init", "--config", layout.configFile, "--data", layout.dataDir];
   if (seal.method === "shamir") return runInit(tools, [...init, "--shares", String(SHAMIR.shares), "--threshold", String(SHAMIR.threshold)], database, { status: "created", what: "root key", detail: `${SHAMIR.shares} Shamir shares, any ${SHAMIR.threshold} unseal: printed below, once` });
   if (seal.method === "key_file") return runInit(tools, init, database, { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });

@@ -44,7 +44,7 @@ export async function install(tools: SystemTools, options: InstallOptions): Prom
   requireRootOnHost(layout, "install");
   const version = await binaryVersion(tools, options.binary);
   const installed = readInstalledSeal(layout.configFile);
-  const seal = await decideSeal(tools, options.seal, installed && { method: installed.method, configFile: layout.configFile });
+  const seal = await decideSeal(tools, options.seal, installed && { method: installed.method, configFile: layout.configFile }, layout.onHost);
   const plan = [`Install ${version} into ${layout.root}`, `seal: ${seal.method}, because ${seal.reason}`];
   if (!(await options.confirm(plan))) throw new InstallCancelled("nothing was changed");
 

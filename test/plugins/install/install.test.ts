@@ -10,6 +10,11 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { installPlugin } from "../../../plugins/install/index.ts";
+import { renderInstalledConfig } from "../../../plugins/install/config-file.ts";
+import { initializeOnce } from "../../../plugins/install/initialize.ts";
+import { layoutUnder, TARGET } from "../../../plugins/install/layout.ts";
+import { decideSeal } from "../../../plugins/install/seal-choice.ts";
+import { SystemTools } from "../../../plugins/install/system-tools.ts";
 import { serviceCredential, UNITS } from "../../../plugins/install/units.ts";
 import { parseCommandLine, UsageError } from "../../../src/cli/command-line.ts";
 import { parseRootKey, readRootKeyFile, rootKeyVerifier } from "../../../src/crypto/root-key.ts";
@@ -192,25 +197,30 @@ test("--seal shamir prints the shares once, and three of them rebuild the key th
   expect(again.out).toMatch(/unchanged +root key/);
 });
 
-test("--seal credential: systemd-creds holds the key, the config names the unit's credential, no plain key on disk", async () => {
+test("--seal credential: systemd-creds holds the key made by init, no plain key on disk; a second run changes nothing", async () => {
   const systemdCreds = requireTool("systemd-creds", "systemd");
   if (!systemdCreds) return;
+  // A credential is made only for this machine (--root /), which a test must not install into:
+  // the same steps on a layout under the test's directory, taken for this machine's.
   const root = join(work, "credential");
+  const layout = { ...layoutUnder(root), onHost: true };
   // systemd-creds' host key, in the test's directory instead of /var/lib/systemd/credential.secret.
-  const env = { SYSTEMD_CREDENTIAL_SECRET: join(work, "credential.secret") };
-  const run = await citadel(["install", "--root", root, "--binary", wrapper], env); // credential is the default when systemd-creds exists
-  expect(run.code).toBe(0);
-  expect(run.out).toMatch(/seal: systemd_credential, because systemd-creds is installed; (TPM2 found|no usable TPM2) \(systemd-creds has-tpm2: \w+\)/);
+  const tools = new SystemTools({ PATH: process.env.PATH, SYSTEMD_CREDENTIAL_SECRET: join(work, "credential.secret") });
+  const seal = await decideSeal(tools, "credential", null, true);
+  expect(seal.method).toBe("systemd_credential");
+  mkdirSync(layout.configDir, { recursive: true });
+  mkdirSync(layout.dataDir, { recursive: true, mode: 0o700 });
+  writeFileSync(layout.configFile, renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: "systemd_credential", credential: serviceCredential().name }));
+  const input = { layout, binary: wrapper, seal, keyFile: "root.key", credentialName: serviceCredential().name };
+  const made = await initializeOnce(tools, input);
+  expect(made.output.join("\n")).toMatch(/One-time password for admin@localhost: \S+/);
 
   const credentialFile = join(root, serviceCredential().path);
   expect(modeOf(credentialFile)).toBe("0600");
-  const config = parseToml(readFileSync(join(root, "etc/citadel/citadel.toml"), "utf8")) as { seal: { method: string; credential: string } };
-  expect(config.seal).toEqual({ method: "systemd_credential", credential: serviceCredential().name });
-
-  const decrypted = Bun.spawnSync([systemdCreds, "decrypt", `--name=${serviceCredential().name}`, credentialFile, "-"], { env: { ...process.env, ...env } });
+  const decrypted = Bun.spawnSync([systemdCreds, "decrypt", `--name=${serviceCredential().name}`, credentialFile, "-"], { env: { ...process.env, ...tools.env } });
   expect(decrypted.exitCode).toBe(0);
   const key = parseRootKey(decrypted.stdout, "decrypted credential");
-  expect(rootKeyVerifier(key)).toEqual(activeVerifier(join(root, "var/lib/citadel")));
+  expect(rootKeyVerifier(key)).toEqual(activeVerifier(layout.dataDir));
   const hex = key.toString("hex");
   const leaks = Object.keys(snapshot(root)).filter((path) => {
     const full = join(root, path);
@@ -218,8 +228,54 @@ test("--seal credential: systemd-creds holds the key, the config names the unit'
   });
   expect(leaks).toEqual([]);
 
-  const again = await citadel(["install", "--root", root, "--binary", wrapper], env);
-  expect(again.out).toMatch(/unchanged +\S+root-key\.cred/);
+  const again = await initializeOnce(tools, input);
+  expect(again.items.map((i) => [i.status, i.what])).toEqual([
+    ["unchanged", join(layout.dataDir, "citadel.db")],
+    ["unchanged", credentialFile],
+  ]);
+});
+
+describe("under --root the root key is never sealed to this machine (found in review: the image could not start on its target)", () => {
+  /** A PATH whose systemd-creds only records how it was called (has-tpm2 answers no): nothing reaches this machine's host key. */
+  function recordingSystemdCreds(name: string): { PATH: string; calls: () => string[] } {
+    const dir = join(work, name);
+    mkdirSync(dir);
+    const log = join(dir, "calls");
+    writeFileSync(join(dir, "systemd-creds"), `#!/bin/sh\necho "$*" >> "${log}"\n[ "$1" = has-tpm2 ] && { echo no; exit 1; }\nexit 0\n`);
+    chmodSync(join(dir, "systemd-creds"), 0o755);
+    return { PATH: `${dir}:${process.env.PATH}`, calls: () => (existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : []) };
+  }
+
+  test("the default is a key file although systemd-creds exists", async () => {
+    const creds = recordingSystemdCreds("creds-default");
+    const root = join(work, "image-default");
+    const run = await citadel(["install", "--root", root, "--binary", wrapper], { PATH: creds.PATH });
+    expect(run.code).toBe(0);
+    expect(run.out).toContain("seal: key_file, because --root is not /: the key is a file in the data directory");
+    expect(existsSync(join(root, "var/lib/citadel/root.key"))).toBe(true);
+    expect(existsSync(join(root, serviceCredential().path))).toBe(false);
+    expect(creds.calls()).toEqual([]);
+  });
+
+  test("--seal credential is a usage error that says why, before anything is written", async () => {
+    const creds = recordingSystemdCreds("creds-explicit");
+    const root = join(work, "image-credential");
+    const refusal = citadel(["install", "--root", root, "--binary", wrapper, "--seal", "credential"], { PATH: creds.PATH });
+    await expect(refusal).rejects.toBeInstanceOf(UsageError);
+    await expect(refusal).rejects.toThrow(/--seal credential with --root: systemd-creds would seal the root key to this machine's TPM2 or host key, not to the machine that boots the image/);
+    expect(existsSync(root)).toBe(false);
+    expect(creds.calls().filter((c) => c.startsWith("encrypt"))).toEqual([]);
+  });
+
+  test("an image's config that already says systemd_credential, with no database yet: refused, nothing encrypted", async () => {
+    const creds = recordingSystemdCreds("creds-installed");
+    const root = join(work, "image-installed");
+    mkdirSync(join(root, "etc/citadel"), { recursive: true });
+    writeFileSync(join(root, "etc/citadel/citadel.toml"), renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: "systemd_credential", credential: serviceCredential().name }));
+    await expect(citadel(["install", "--root", root, "--binary", wrapper], { PATH: creds.PATH })).rejects.toThrow(/under --root a credential would be sealed to this machine's TPM2 or host key/);
+    expect(creds.calls().filter((c) => c.startsWith("encrypt"))).toEqual([]);
+    expect(existsSync(join(root, "var/lib/citadel/citadel.db"))).toBe(false);
+  });
 });
 
 test("a file that is not a Citadel is refused before anything is written", async () => {
