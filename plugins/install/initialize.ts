@@ -9,6 +9,11 @@
  *
  * Nothing here ever replaces a key: an existing database is left alone, and a database whose
  * key material is missing is an error for the operator to resolve from a backup.
+ *
+ * init commits the database and the key before the first organization and owner are set up. When
+ * it fails after that, what it made is removed again: kept, a re-run would see an installation
+ * and never run init to finish it, and with a credential it would stop at a database whose key,
+ * printed but never stored, nobody has.
  */
 import { chmodSync, existsSync, renameSync, rmSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
@@ -55,8 +60,10 @@ export async function initializeOnce(tools: SystemTools, input: InitializeInput)
     throw new Error(`${layout.configFile} says seal.method "systemd_credential", but under --root a credential would be sealed to this machine's TPM2 or host key, not the target's: move the config away to have a key-file one written`);
   }
   const init = [input.binary, "init", "--config", layout.configFile, "--data", layout.dataDir];
-  if (seal.method === "shamir") return runInit(tools, [...init, "--shares", String(SHAMIR.shares), "--threshold", String(SHAMIR.threshold)], database, { status: "created", what: "root key", detail: `${SHAMIR.shares} Shamir shares, any ${SHAMIR.threshold} unseal: printed below, once` });
-  if (seal.method === "key_file") return runInit(tools, init, database, { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });
+  if (seal.method === "shamir") return runInit(tools, [...init, "--shares", String(SHAMIR.shares), "--threshold", String(SHAMIR.threshold)], [database], { status: "created", what: "root key", detail: `${SHAMIR.shares} Shamir shares, any ${SHAMIR.threshold} unseal: printed below, once` });
+  // A key file there already is the operator's (a restored key): never removed.
+  const made = existsSync(keyFile) ? [database] : [database, keyFile];
+  if (seal.method === "key_file") return runInit(tools, init, made, { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });
   return initWithCredential(tools, input, init, database);
 }
 
@@ -74,10 +81,22 @@ function existingKeyMaterial(input: InitializeInput, database: string, keyFile: 
   return { status: "unchanged", what: "root key", detail: "Shamir shares, held by their keepers" };
 }
 
-async function runInit(tools: SystemTools, argv: string[], database: string, keyItem: ReportItem): Promise<InitializeOutcome> {
+/** `made`: the database first, then what else init makes that a failure removes again. */
+async function runInit(tools: SystemTools, argv: string[], made: string[], keyItem: ReportItem): Promise<InitializeOutcome> {
   const result = await tools.run(argv);
-  if (result.code !== 0) throw new Error(`citadel init failed (exit ${result.code}): ${result.stderr.trim()}`);
-  return { items: [{ status: "created", what: database, detail: "initialized by citadel init" }, keyItem], output: lines(result.stdout), warnings: lines(result.stderr) };
+  if (result.code !== 0) throw initFailed(result, made);
+  return { items: [{ status: "created", what: made[0]!, detail: "initialized by citadel init" }, keyItem], output: lines(result.stdout), warnings: lines(result.stderr) };
+}
+
+/** Removes what a failed init may have committed; the error says so (any key or shares it printed open nothing now). */
+function initFailed(result: { code: number; stderr: string }, made: string[]): Error {
+  for (const path of made) removeDatabaseOrFile(path);
+  return new Error(`citadel init failed (exit ${result.code}): ${result.stderr.trim()}\nWhat it made (${made.join(", ")}) was removed again, so running install again starts afresh`);
+}
+
+/** A database goes with its -wal and -shm files. */
+function removeDatabaseOrFile(path: string): void {
+  for (const suffix of ["", "-wal", "-shm"]) rmSync(`${path}${suffix}`, { force: true });
 }
 
 /**
@@ -93,7 +112,10 @@ async function initWithCredential(tools: SystemTools, input: InitializeInput, in
   await tools.mustRun(encrypt("-"), Buffer.from("can systemd-creds encrypt here?"));
 
   const result = await tools.runForBytes([...init, "--key-out", "-"]);
-  if (result.code !== 0) throw new Error(`citadel init failed (exit ${result.code}): ${result.stderr.trim()}`);
+  if (result.code !== 0) {
+    result.stdout.fill(0); // the key it may have printed opens nothing once its database is gone
+    throw initFailed(result, [database]);
+  }
   const temporary = `${credentialFile}.tmp-${process.pid}`;
   let stored;
   try {
@@ -107,7 +129,7 @@ async function initWithCredential(tools: SystemTools, input: InitializeInput, in
   }
   if (stored.code !== 0) {
     rmSync(temporary, { force: true });
-    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${database}${suffix}`, { force: true });
+    removeDatabaseOrFile(database);
     throw new Error(`could not store the root key with systemd-creds (${stored.stderr.trim()}); the new database was removed again, so running install again starts afresh`);
   }
   chmodSync(temporary, 0o600); // systemd-creds writes 0644; only systemd (root) reads it

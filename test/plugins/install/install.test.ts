@@ -278,6 +278,53 @@ describe("under --root the root key is never sealed to this machine (found in re
   });
 });
 
+describe("an init that fails after it committed the database (found in review: the key was lost, or the setup never finished)", () => {
+  /** The real binary, whose `init` fails after it has done its work, as when the first owner's setup fails. */
+  function failingInit(name: string): string {
+    const path = join(work, name);
+    writeFileSync(path, `#!/bin/sh\n"${wrapper}" "$@" || exit $?\n[ "$1" = init ] || exit 0\necho "the first owner's setup failed (test)" >&2\nexit 1\n`);
+    chmodSync(path, 0o755);
+    return path;
+  }
+
+  test("key file: what init made is removed, and running install again initializes afresh", async () => {
+    const root = join(work, "init-fails-key-file");
+    await expect(citadel(["install", "--root", root, "--binary", failingInit("fails-key-file"), "--seal", "key-file"])).rejects.toThrow(/citadel init failed \(exit 1\).*removed again/s);
+    expect(["citadel.db", "root.key"].filter((name) => existsSync(join(root, "var/lib/citadel", name)))).toEqual([]);
+
+    const again = await citadel(["install", "--root", root, "--binary", wrapper]);
+    expect(again.out).toMatch(/created +\S+citadel\.db  initialized by citadel init/);
+    expect(again.out).toMatch(/One-time password for admin@localhost: \S+/); // the setup ran to its end this time
+    expect(rootKeyVerifier(readRootKeyFile(join(root, "var/lib/citadel/root.key")))).toEqual(activeVerifier(join(root, "var/lib/citadel")));
+  });
+
+  test("systemd credential: the database whose key was printed is removed, and running install again stores a key that opens it", async () => {
+    // A stand-in systemd-creds that stores what it is given as it is: the key can be checked, and this machine's host key is never used.
+    const bin = join(work, "plain-creds");
+    mkdirSync(bin);
+    writeFileSync(join(bin, "systemd-creds"), '#!/bin/sh\n[ "$1" = encrypt ] || exit 1\nfor last; do :; done\nif [ "$last" = - ]; then cat >/dev/null; else cat > "$last"; fi\n');
+    chmodSync(join(bin, "systemd-creds"), 0o755);
+    const tools = new SystemTools({ PATH: `${bin}:${process.env.PATH}` });
+    const root = join(work, "init-fails-credential");
+    const layout = { ...layoutUnder(root), onHost: true }; // a credential is made only for this machine: taken for it, under the test's directory
+    mkdirSync(layout.configDir, { recursive: true });
+    mkdirSync(layout.dataDir, { recursive: true, mode: 0o700 });
+    writeFileSync(layout.configFile, renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: "systemd_credential", credential: serviceCredential().name }));
+    const seal = { method: "systemd_credential", credentialKey: "host", reason: "test" } as const;
+    const input = { layout, seal, keyFile: "root.key", credentialName: serviceCredential().name };
+
+    await expect(initializeOnce(tools, { ...input, binary: failingInit("fails-credential") })).rejects.toThrow(/citadel init failed \(exit 1\).*removed again/s);
+    expect([existsSync(join(layout.dataDir, "citadel.db")), existsSync(layout.credentialFile)]).toEqual([false, false]);
+
+    const again = await initializeOnce(tools, { ...input, binary: wrapper });
+    expect(again.items.map((i) => [i.status, i.what])).toEqual([
+      ["created", join(layout.dataDir, "citadel.db")],
+      ["created", layout.credentialFile],
+    ]);
+    expect(rootKeyVerifier(parseRootKey(readFileSync(layout.credentialFile), "stored key"))).toEqual(activeVerifier(layout.dataDir));
+  });
+});
+
 test("a file that is not a Citadel is refused before anything is written", async () => {
   const root = join(work, "not-citadel");
   const impostor = join(work, "impostor");
