@@ -85,3 +85,15 @@ test("neither unit denies W+X memory (Bun's JIT needs it) and the service keeps 
   expect(unitSetting(SERVICE_UNIT, "PrivateUsers")).toEqual([]);
   expect(unitSetting(AGENT_UNIT, "CapabilityBoundingSet")).toEqual(["CAP_NET_ADMIN"]);
 });
+
+test("the service never dumps core: a core of an unsealed Citadel would hold the root key (found in review: the value read `0.`)", () => {
+  expect(unitSetting(SERVICE_UNIT, "LimitCORE")).toEqual(["0"]);
+});
+
+test("every setting of citadel.service is explained in docs/install.md, line by line", async () => {
+  const doc = await Bun.file(new URL("../../../docs/install.md", import.meta.url)).text();
+  const section = doc.slice(doc.indexOf("## The service unit, line by line"), doc.indexOf("## Uninstall"));
+  const keys = new Set([...SERVICE_UNIT.text.matchAll(/^([A-Za-z]+)=/gm)].map((m) => m[1]!));
+  for (const obvious of ["Description", "WantedBy"]) keys.delete(obvious);
+  expect([...keys].filter((key) => !new RegExp(`(^|\`)${key}=`, "m").test(section))).toEqual([]);
+});
