@@ -450,6 +450,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
       tls: tls !== undefined,
       requests: new HttpRequestMetrics(metrics),
       sealed: () => seal.sealed,
+      unsealAdvice: UNSEAL_ADVICE[source.method],
       snapshot: (fn) => store.snapshot(fn),
     });
     const server = startHttpServer({
@@ -484,6 +485,13 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     throw error;
   }
 }
+
+/** The sealed 503's advice, by seal method: only Shamir shares are given over the API. */
+const UNSEAL_ADVICE: Record<SealMethod, string> = {
+  shamir: "give it key shares with `citadel unseal`",
+  key_file: "restart it (systemctl restart citadel) with its root key file in place",
+  systemd_credential: "restart it (systemctl restart citadel) with its systemd credential in place",
+};
 
 /** systemd's default stop timeout is 90 s, but operators expect a prompt stop: 5 s all told. */
 const STOP_DEADLINE_MS = 4500;

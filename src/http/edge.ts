@@ -34,6 +34,8 @@ export interface EdgeOptions {
   requests?: HttpRequestMetrics;
   /** While true, every path but those in SEALED_ROUTES answers 503 `sealed`. */
   sealed?: () => boolean;
+  /** How to unseal, for the 503's detail (it depends on the seal method); by default every way. */
+  unsealAdvice?: string;
   /** Runs the app's synchronous part of a request without a body in one read transaction (Store.snapshot). */
   snapshot?: <T>(fn: () => T) => T;
 }
@@ -45,14 +47,14 @@ export interface EdgeOptions {
 export const SEALED_ROUTES = new Set(["/healthz", "/readyz", "/metrics", "/v1/sys/seal-status", "/v1/sys/unseal", "/openapi.json", "/docs", "/docs/ui.js", "/docs/ui.css"]);
 
 /**
- * Both remedies: the edge does not know the seal method, and `citadel unseal` alone misled the
+ * Every remedy, when the edge is not told the seal method: `citadel unseal` alone misled the
  * operator of a key file or systemd credential, which is read only when Citadel starts.
  */
-const SEALED_DETAIL = "Citadel is sealed: give it key shares with `citadel unseal` (seal method shamir), or restart it with its key file or systemd credential in place.";
+const UNSEAL_ADVICE = "give it key shares with `citadel unseal` (seal method shamir), or restart it with its key file or systemd credential in place";
 
 export type FetchHandler = (request: Request, server: Server<undefined>) => Response | Promise<Response>;
 
-export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests, sealed = () => false, snapshot = (fn) => fn() }: EdgeOptions): FetchHandler {
+export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests, sealed = () => false, unsealAdvice = UNSEAL_ADVICE, snapshot = (fn) => fn() }: EdgeOptions): FetchHandler {
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
   const unsnapshotted = withoutReadSnapshot(app); // a wrong declaration stops start-up
   // By method and path: another method's route at the same path keeps its snapshot (HEAD is GET).
@@ -62,7 +64,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
   const edgeProblem = (init: ProblemInit, requestId: string) => problemResponse({ ...init, headers: { ...headers, ...init.headers, "x-request-id": requestId } }, requestId);
 
   const closedBySeal = (request: Request) => sealed() && !SEALED_ROUTES.has(pathOf(request.url));
-  const sealedProblem = (requestId: string) => edgeProblem(problemFor(new SealedError(SEALED_DETAIL)), requestId);
+  const sealedProblem = (requestId: string) => edgeProblem(problemFor(new SealedError(`Citadel is sealed: ${unsealAdvice}.`)), requestId);
 
   const finish = (request: Request, meta: RequestMeta, started: number, response: Response): Response => {
     if (response.status >= 400 && response.headers.get("content-type") !== PROBLEM_CONTENT_TYPE) {

@@ -77,7 +77,8 @@ describe("Shamir shares", () => {
 
     const { citadel, port, env: runEnv } = await start(data, env);
     expect(citadel.logs().find((l) => l.msg === "listening")?.sealed).toBe(true);
-    expect((await api(data, port, "GET", "/v1/system/info")).body.code).toBe("sealed");
+    const sealed = (await api(data, port, "GET", "/v1/system/info")).body;
+    expect([sealed.code, sealed.detail]).toEqual(["sealed", "Citadel is sealed: give it key shares with `citadel unseal`."]);
     expect((await pinnedGet(citadel.url, citadel.fingerprint!, "/readyz")).status).toBe(503);
 
     const wrong = await runCitadel(["unseal", "--data", data, "citadel-share-00000000-1-" + "0".repeat(64) + "-00000000"], runEnv);
@@ -267,5 +268,12 @@ describe("operator commands against a key-file Citadel (found in review)", () =>
     const notANumber = await cli(["keys", "rekey", "--shares", "abc", "--yes"]);
     expect(notANumber.code).not.toBe(0);
     expect(notANumber.stderr).toContain("--shares: a whole number");
+  });
+
+  test("sealed, it says to restart it with its key file (found in review: it said `citadel unseal`, which a key file cannot use); last, as it stays sealed", async () => {
+    expect((await cli(["seal"])).code).toBe(0);
+    const refused = await cli(["whoami"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("Citadel is sealed: restart it (systemctl restart citadel) with its root key file in place.");
   });
 });
