@@ -63,6 +63,11 @@ export const auditPlugin = definePlugin({
               }
               controller.enqueue(encoder.encode(chunk));
             },
+            // The client went away (or it was a HEAD): the statement is ended now, not when the
+            // generator is collected, so that its read transaction does not hold back checkpoints.
+            cancel() {
+              rows.return(undefined);
+            },
           });
           return new Response(stream, {
             headers: {
