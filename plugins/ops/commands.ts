@@ -2,13 +2,14 @@
 import type { Database } from "bun:sqlite";
 import { buildInfo } from "../../src/build-info.ts";
 import { credentialsPath, readStoredLogin } from "../../src/cli/credentials.ts";
+import { localBaseUrl } from "../../src/cli/api-client.ts";
 import { INSTALLED_CONFIG_FILE, locateConfigFile } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { systemClock, type Command, type CommandContext } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
 import { commandConfig } from "./config.ts";
 import { runDoctor, type Check, type DoctorReport, type RunProgram } from "./doctor.ts";
-import { askLocalServer, localUrl } from "./local-server.ts";
+import { askLocalServer } from "./local-server.ts";
 import { humanBytes, octal, pathInfo } from "./on-disk.ts";
 import { embeddedSbom, sbomText } from "./sbom.ts";
 import { MESH_STATE_DIR, sovereigntyReport, type SovereigntyReport } from "./sovereignty.ts";
@@ -72,7 +73,7 @@ function storedLogin(ctx: CommandContext, config: Config): { token: string | und
   if (ctx.env.CITADEL_TOKEN) return { token: ctx.env.CITADEL_TOKEN, problem: null };
   try {
     const stored = readStoredLogin(ctx.configHome);
-    const local = localUrl(config);
+    const local = localBaseUrl(config);
     return { token: stored && local && new URL(stored.server).origin === new URL(local).origin ? stored.token : undefined, problem: null };
   } catch (error) {
     return { token: undefined, problem: error instanceof Error ? error.message : String(error) };

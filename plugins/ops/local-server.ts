@@ -5,6 +5,7 @@
  * so an answer proves it is this Citadel. Never throws: what failed is in the answer.
  */
 import { readFileSync } from "node:fs";
+import { localBaseUrl } from "../../src/cli/api-client.ts";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 
@@ -43,17 +44,9 @@ export interface ServerView {
   keysProblem: string | null;
 }
 
-/** The URL of the configured listener: a wildcard address is reached over loopback. */
-export function localUrl(config: Config): string | null {
-  const { address, port, tls } = config.http;
-  if (port === 0) return null;
-  const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
-  return `${tls.enabled ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
-}
-
 /** What the local server says about itself; a server that does not answer is a finding, not an error. */
 export async function askLocalServer(config: Config, token: string | undefined, timeoutMs = 3000): Promise<ServerView> {
-  const url = localUrl(config);
+  const url = localBaseUrl(config);
   const view: ServerView = { url, listener: "unknown", error: null, ready: null, seal: null, keys: null, keysProblem: null };
   if (url === null) {
     view.error = "http.port is 0 (a random port): there is no fixed address to ask";
