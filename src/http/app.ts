@@ -76,6 +76,7 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
         const meta = requestMeta(request);
         meta.route = route;
         set.headers["x-request-id"] = meta.id;
+        if (params) refuseUndecodableParams(params);
         guard?.(accessOf(request.method, route), request, (params ?? {}) as Record<string, string>, route);
         if (meta.refusedBody) throw meta.refusedBody;
       }),
@@ -167,5 +168,15 @@ function problemForElysia(app: AnyElysia, ctx: ErrorContext): ProblemInit {
       return { status: 400, code: "bad_request", detail: "A cookie failed its signature check." };
     default:
       return problemFor(error);
+  }
+}
+
+/**
+ * A path segment Elysia could not percent-decode (`%ZZ`, `%C3%28`) reaches the route as null,
+ * and a route reading it as text failed with a 500: refused here, for every route at once.
+ */
+function refuseUndecodableParams(params: Record<string, unknown>): void {
+  for (const name in params) {
+    if (params[name] === null) throw new HttpProblem(400, "bad_request", `The path segment for ${name} is not valid percent-encoded UTF-8.`);
   }
 }

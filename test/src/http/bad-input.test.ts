@@ -66,7 +66,8 @@ test("no route answers bad input with a 500; every refusal is the problem envelo
 
   // Path values that name what exists (so the handler runs), and values that do not.
   const existing: Record<string, string> = { org, workspace: ws, environment: "development", name: "S", zone: "fuzz.example", network: "office", type: "A", kind: "user", service: "dns", ip: "192.0.2.1" };
-  const strange = ["zz", "%00", "..%2F..", "x".repeat(600), "%E2%80%AE", "-1"];
+  // %ZZ and %C3%28 do not decode (found in review: the route got null and answered 500).
+  const strange = ["zz", "%00", "..%2F..", "x".repeat(600), "%E2%80%AE", "-1", "%ZZ", "%C3%28"];
   // Sealing would answer every later request 503, as it should; a backup of the in-memory
   // database of these tests fails as it should (test/e2e/backup.test.ts backs up real files).
   const skipped = new Set(["POST /v1/sys/seal", "POST /v1/backup/snapshots"]);
@@ -104,3 +105,12 @@ test("no route answers bad input with a 500; every refusal is the problem envelo
   expect(failures).toEqual([]);
   expect(requests).toBeGreaterThan(2000);
 }, 120_000);
+
+test("a path segment that does not percent-decode is 400 bad_request, naming the parameter (found in review: 500)", async () => {
+  const c = await testCitadel();
+  const token = await c.login(c.owner.email, c.owner.password);
+  for (const path of ["/v1/intel/ip/%ZZ", "/v1/intel/ip/%C3%28"]) {
+    const res = await c.send("GET", path, token);
+    expect([res.status, res.body.code, res.body.detail]).toEqual([400, "bad_request", "The path segment for ip is not valid percent-encoded UTF-8."]);
+  }
+});
