@@ -18,7 +18,7 @@ import { BackupError, ConfirmationNeeded } from "./errors.ts";
 import { compactUtcTime, syncDirectory } from "./files.ts";
 import { openBackup, type OpenedBackup } from "./format.ts";
 import type { KeySupply } from "./keys.ts";
-import { RESTORE_MARKER } from "./service.ts";
+import { readRestoreMarker, RESTORE_MARKER, type RestoreMarker, type RestoreNote } from "./service.ts";
 
 export const DATABASE_FILE = "citadel.db";
 /** SQLite's companions of a database in WAL mode: they move with it. */
@@ -187,19 +187,33 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
       }
     }
     renameSync(incoming, database); // made 0600 by openBackup
-    const marker = join(dataDir, RESTORE_MARKER);
-    // Made anew, never written through whatever holds the name (a link would lead the write elsewhere).
-    rmSync(marker, { force: true });
-    writeFileSync(
-      marker,
-      JSON.stringify({ backup: basename(options.file), created_at: opened.manifest.created_at, audit_head_seq: opened.manifest.audit_head?.seq ?? null, previous: previous && basename(previous) }),
-      { mode: 0o600, flag: "wx" },
-    );
+    writeRestoreMarker(dataDir, {
+      backup: basename(options.file),
+      created_at: opened.manifest.created_at,
+      audit_head_seq: opened.manifest.audit_head?.seq ?? null,
+      previous: previous && basename(previous),
+    });
     syncDirectory(dataDir);
     return { opened, database, previous, rootKeyMatches: options.unsealKeyFile ? rootKeyMatches(database, options.unsealKeyFile) : null };
   } finally {
     rmSync(incoming, { force: true });
   }
+}
+
+/**
+ * Records a restore for the next start. When a marker is there already, Citadel has not
+ * started since the last restore: the database this one put aside never ran. The marker then
+ * keeps its `previous` (the database that last ran, where erasures made after the backup are)
+ * and gains this restore, so the start audits every restore and carries those erasures over.
+ */
+function writeRestoreMarker(dataDir: string, note: RestoreNote): void {
+  const earlier = readRestoreMarker(dataDir);
+  const marker: RestoreMarker =
+    earlier === null || earlier === "damaged" ? { previous: note.previous, restores: [note] } : { previous: earlier.previous, restores: [...earlier.restores, note] };
+  const path = join(dataDir, RESTORE_MARKER);
+  // Made anew, never written through whatever holds the name (a link would lead the write elsewhere).
+  rmSync(path, { force: true });
+  writeFileSync(path, JSON.stringify(marker), { mode: 0o600, flag: "wx" });
 }
 
 /** Whether the key file the restored instance will meet unseals it (checked against the stored verifiers). */

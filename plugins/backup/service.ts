@@ -28,6 +28,46 @@ const SYSTEM: AuditActor = { kind: "system" };
 /** Left in the data directory by `citadel restore`; the next start audits the restore and removes it. */
 export const RESTORE_MARKER = "restored-from-backup.json";
 
+/** One `citadel restore`, as its `backup.restore` event tells it. */
+export interface RestoreNote {
+  backup: string | null;
+  created_at: string | null;
+  audit_head_seq: number | null;
+  /** Where the database it replaced was put (a name in the data directory), or null. */
+  previous: string | null;
+}
+
+/**
+ * What the marker holds: every restore since the last start, in order, and `previous`, the
+ * database that last ran — what the first of them put aside. A second restore before a start
+ * replaces a database that never ran, so it keeps `previous` as it is: the subject plugin
+ * carries erasures over from it (its contract: the top-level `previous`).
+ */
+export interface RestoreMarker {
+  previous: string | null;
+  restores: RestoreNote[];
+}
+
+/**
+ * The marker in `dataDir`: null when there is none, "damaged" when it does not read. One
+ * written by an earlier version (a single restore, no list) reads as that one restore.
+ */
+export function readRestoreMarker(dataDir: string): RestoreMarker | "damaged" | null {
+  const path = join(dataDir, RESTORE_MARKER);
+  if (!existsSync(path)) return null;
+  try {
+    const note = JSON.parse(readFileSync(path, "utf8")) as Partial<RestoreMarker & RestoreNote>;
+    const restores = Array.isArray(note.restores) ? note.restores : [note];
+    return { previous: note.previous ?? null, restores: restores.map(restoreNote) };
+  } catch {
+    return "damaged";
+  }
+}
+
+function restoreNote(note: Partial<RestoreNote>): RestoreNote {
+  return { backup: note.backup ?? null, created_at: note.created_at ?? null, audit_head_seq: note.audit_head_seq ?? null, previous: note.previous ?? null };
+}
+
 export interface BackupDeps {
   store: Store;
   audit: AuditLog;
@@ -112,22 +152,23 @@ export class BackupService {
   }
 
   /**
-   * Audits a restore that `citadel restore` did while the server was stopped (it leaves a
-   * marker, since it cannot write the log of a stopped instance), then removes the marker.
+   * Audits the restores that `citadel restore` did while the server was stopped (it leaves a
+   * marker, since it cannot write the log of a stopped instance), one event each, in order;
+   * then removes the marker.
    */
   async recordRestore(): Promise<boolean> {
-    const marker = join(this.deps.dataDir, RESTORE_MARKER);
-    if (!existsSync(marker)) return false;
-    let note: { backup?: string; created_at?: string; audit_head_seq?: number | null; previous?: string | null } = {};
-    try {
-      note = JSON.parse(readFileSync(marker, "utf8"));
-    } catch {
-      // a damaged marker still means a restore happened
-    }
-    const reason = `restored from ${note.backup ?? "a backup"} taken ${note.created_at ?? "at an unknown time"}, audit head ${note.audit_head_seq ?? "-"}; previous database ${note.previous ? `kept as ${note.previous}` : "none"}`;
-    await this.deps.store.write((tx) => this.deps.audit.record(tx, { action: "backup.restore", actor: SYSTEM, outcome: "success", resource: { type: "backup", id: note.backup ?? null }, reason }));
-    rmSync(marker, { force: true });
-    this.deps.log.info("recorded a restore from backup", { backup: note.backup ?? null });
+    const marker = readRestoreMarker(this.deps.dataDir);
+    if (marker === null) return false;
+    // A damaged marker still means a restore happened.
+    const restores = marker === "damaged" ? [restoreNote({})] : marker.restores;
+    await this.deps.store.write((tx) => {
+      for (const note of restores) {
+        const reason = `restored from ${note.backup ?? "a backup"} taken ${note.created_at ?? "at an unknown time"}, audit head ${note.audit_head_seq ?? "-"}; previous database ${note.previous ? `kept as ${note.previous}` : "none"}`;
+        this.deps.audit.record(tx, { action: "backup.restore", actor: SYSTEM, outcome: "success", resource: { type: "backup", id: note.backup }, reason });
+      }
+    });
+    rmSync(join(this.deps.dataDir, RESTORE_MARKER), { force: true });
+    this.deps.log.info("recorded a restore from backup", { backups: restores.map((note) => note.backup) });
     return true;
   }
 

@@ -84,7 +84,10 @@ describe("restore", () => {
     expect(statSync(dataDir).mode & 0o777).toBe(0o700);
     expect(statSync(result.database).mode & 0o777).toBe(0o600);
     expect(rowsIn(result.database)).toBe(10);
-    expect(JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8"))).toEqual({ backup: file.split("/").at(-1), created_at: "2026-06-01T12:00:00.000Z", audit_head_seq: null, previous: null });
+    expect(JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8"))).toEqual({
+      previous: null,
+      restores: [{ backup: file.split("/").at(-1), created_at: "2026-06-01T12:00:00.000Z", audit_head_seq: null, previous: null }],
+    });
     expect(statSync(join(dataDir, RESTORE_MARKER)).mode & 0o777).toBe(0o600);
     expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", RESTORE_MARKER]);
   });
@@ -173,6 +176,24 @@ describe("restore", () => {
     expect(rowsIn(result.previous!)).toBe(3);
     expect(existsSync(join(dataDir, "citadel.db-wal"))).toBe(false);
     expect(readdirSync(dataDir).filter((n) => n.includes("restoring"))).toEqual([]);
+  });
+
+  test("restored twice before a start: the marker keeps the database that last ran and lists both restores (found in review)", async () => {
+    const dataDir = dataDirectory("twice");
+    const live = openStore({ path: join(dataDir, "citadel.db") });
+    live.db.run("CREATE TABLE rows (n INTEGER)");
+    live.close();
+    const file = await makeBackup(2);
+    const first = await restoreBackup({ file, dataDir, supply: { rootKey }, replace: true, now: NOW });
+    const second = await restoreBackup({ file, dataDir, supply: { rootKey }, replace: true, now: () => NOW() + 1000 });
+    const name = file.split("/").at(-1);
+    const note = (previous: string) => ({ backup: name, created_at: "2026-06-01T12:00:00.000Z", audit_head_seq: null, previous });
+    expect(JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8"))).toEqual({
+      // The database the second restore put aside never ran: erasures are in the first one's.
+      previous: "citadel.db.before-restore-20260601T120000Z",
+      restores: [note("citadel.db.before-restore-20260601T120000Z"), note("citadel.db.before-restore-20260601T120001Z")],
+    });
+    expect([first.previous, second.previous]).toEqual([join(dataDir, "citadel.db.before-restore-20260601T120000Z"), join(dataDir, "citadel.db.before-restore-20260601T120001Z")]);
   });
 
   test("refused while a server has the database open; nothing is touched", async () => {

@@ -4,7 +4,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KERNEL_ACTIONS } from "../../../src/audit/actions.ts";
@@ -334,6 +334,24 @@ describe("scheduled backups (fixed clock)", () => {
 });
 
 describe("the plugin at start", () => {
+  test("records every restore since the last start, in order (found in review: a second restore lost the first's event)", async () => {
+    const c = instance();
+    const note = (backup: string, previous: string) => ({ backup, created_at: "2026-05-01T00:00:00.000Z", audit_head_seq: 41, previous });
+    writeFileSync(
+      join(c.dataDir, RESTORE_MARKER),
+      JSON.stringify({
+        previous: "citadel.db.before-restore-20260601T120000Z",
+        restores: [note("citadel-20260501T000000Z.backup", "citadel.db.before-restore-20260601T120000Z"), note("citadel-20260502T000000Z.backup", "citadel.db.before-restore-20260601T120005Z")],
+      }),
+    );
+    expect(await c.service.recordRestore()).toBe(true);
+    expect(c.actions("backup.restore").map((e) => [e.resource_id, e.reason])).toEqual([
+      ["citadel-20260501T000000Z.backup", "restored from citadel-20260501T000000Z.backup taken 2026-05-01T00:00:00.000Z, audit head 41; previous database kept as citadel.db.before-restore-20260601T120000Z"],
+      ["citadel-20260502T000000Z.backup", "restored from citadel-20260502T000000Z.backup taken 2026-05-01T00:00:00.000Z, audit head 41; previous database kept as citadel.db.before-restore-20260601T120005Z"],
+    ]);
+    expect(existsSync(join(c.dataDir, RESTORE_MARKER))).toBe(false);
+  });
+
   test("records a restore that citadel restore left a marker for, once", async () => {
     const c = instance();
     writeFileSync(join(c.dataDir, RESTORE_MARKER), JSON.stringify({ backup: "citadel-20260501T000000Z.backup", created_at: "2026-05-01T00:00:00.000Z", audit_head_seq: 41, previous: "citadel.db.before-restore-20260601T120000Z" }));
