@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { Keyring } from "../../../src/crypto/keyring.ts";
 import { generateRootKey, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
 import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
-import { migrate } from "../../../src/store/migrate.ts";
+import { migrate, type MigrationSet } from "../../../src/store/migrate.ts";
 import { openStore } from "../../../src/store/store.ts";
 import { BackupError } from "../../../plugins/backup/errors.ts";
 import { hashFile, sealBackup } from "../../../plugins/backup/format.ts";
@@ -33,16 +33,19 @@ const dataDirectory = (name: string) => {
 const NOW = () => Date.UTC(2026, 5, 1, 12, 0, 0);
 
 const rootKey = generateRootKey();
+/** The migrations "this Citadel" knows in these tests: the kernel's, as the backups below have. */
+const KNOWN: MigrationSet[] = [{ owner: "kernel", migrations: kernelMigrations }];
 
 /** A backup of a small Citadel-like database: a keyring under `rootKey` and a table of rows. */
-async function makeBackup(rows: number, contents: "database" | "not a database" = "database"): Promise<string> {
+async function makeBackup(rows: number, contents: "database" | "not a database" | "from a newer Citadel" = "database"): Promise<string> {
   const plain = fresh("source.db");
-  if (contents === "database") {
+  if (contents !== "not a database") {
     const db = new Database(plain, { create: true });
     migrate(db, [{ owner: "kernel", migrations: kernelMigrations }]);
     db.transaction(() => Keyring.initialize(db, rootKey, "key_file", NOW()))();
     db.run("CREATE TABLE rows (n INTEGER)");
     for (let i = 0; i < rows; i++) db.query("INSERT INTO rows VALUES (?)").run(i);
+    if (contents === "from a newer Citadel") db.run("INSERT INTO citadel_migrations (owner, id, checksum, applied_at) VALUES ('kernel', '9999_from_the_future', NULL, 0)");
     db.close();
   } else writeFileSync(plain, Buffer.alloc(8192, 7));
   const facts = contents === "database" ? readSnapshotFacts(new Database(plain, { readonly: true })) : { instance_id: null, root_key_id: null, migrations: {}, audit_head: null };
@@ -78,7 +81,7 @@ describe("restore", () => {
   test("into a new data directory: created 0700, the database 0600, a marker for the next start", async () => {
     const file = await makeBackup(10);
     const dataDir = join(fresh("new"), "data");
-    const result = await restoreBackup({ file, dataDir, supply: { rootKey }, replace: false, now: NOW });
+    const result = await restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: false, now: NOW });
     expect(result.previous).toBeNull();
     expect(result.database).toBe(join(dataDir, "citadel.db"));
     expect(statSync(dataDir).mode & 0o777).toBe(0o700);
@@ -166,10 +169,10 @@ describe("restore", () => {
     writeFileSync(join(dataDir, "citadel.db-wal"), wal);
 
     const file = await makeBackup(7);
-    const refused = restoreBackup({ file, dataDir, supply: { rootKey }, replace: false, now: NOW });
+    const refused = restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: false, now: NOW });
     await expect(refused).rejects.toThrow(`${dataDir} already holds a database: run again with --yes`);
 
-    const result = await restoreBackup({ file, dataDir, supply: { rootKey }, replace: true, now: NOW });
+    const result = await restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW });
     expect(result.previous).toBe(join(dataDir, "citadel.db.before-restore-20260601T120000Z"));
     expect(rowsIn(result.database)).toBe(7);
     // The rows that were only in the WAL are in the kept database (opening it recovered them, as any open would).
@@ -184,8 +187,8 @@ describe("restore", () => {
     live.db.run("CREATE TABLE rows (n INTEGER)");
     live.close();
     const file = await makeBackup(2);
-    const first = await restoreBackup({ file, dataDir, supply: { rootKey }, replace: true, now: NOW });
-    const second = await restoreBackup({ file, dataDir, supply: { rootKey }, replace: true, now: () => NOW() + 1000 });
+    const first = await restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW });
+    const second = await restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: () => NOW() + 1000 });
     const name = file.split("/").at(-1);
     const note = (previous: string) => ({ backup: name, created_at: "2026-06-01T12:00:00.000Z", audit_head_seq: null, previous });
     expect(JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8"))).toEqual({
@@ -202,7 +205,7 @@ describe("restore", () => {
     live.db.run("CREATE TABLE rows (n INTEGER)");
     try {
       const file = await makeBackup(1);
-      await expect(restoreBackup({ file, dataDir, supply: { rootKey }, replace: true, now: NOW })).rejects.toThrow(`the database in ${dataDir} is in use: stop Citadel first`);
+      await expect(restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW })).rejects.toThrow(`the database in ${dataDir} is in use: stop Citadel first`);
       expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", "citadel.db-shm", "citadel.db-wal"]);
     } finally {
       live.close();
@@ -220,32 +223,69 @@ describe("restore", () => {
     bytes[bytes.length - 100]! ^= 1;
     const damaged = fresh("damaged.backup");
     writeFileSync(damaged, bytes);
-    await expect(restoreBackup({ file: damaged, dataDir, supply: { rootKey }, replace: true, now: NOW })).rejects.toThrow(/fails authentication/);
-    await expect(restoreBackup({ file, dataDir, supply: { rootKey: generateRootKey() }, replace: true, now: NOW })).rejects.toThrow(/but the key given is/);
+    await expect(restoreBackup({ file: damaged, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW })).rejects.toThrow(/fails authentication/);
+    await expect(restoreBackup({ file, dataDir, supply: { rootKey: generateRootKey() }, migrations: KNOWN, replace: true, now: NOW })).rejects.toThrow(/but the key given is/);
     expect(readdirSync(dataDir)).toEqual(["citadel.db"]);
     expect(rowsIn(join(dataDir, "citadel.db"))).toBe(1);
+  });
+
+  test("a backup from a newer Citadel (a migration this one does not know) is refused before anything is touched (found in review)", async () => {
+    const dataDir = dataDirectory("future");
+    const old = openStore({ path: join(dataDir, "citadel.db") });
+    old.db.run("CREATE TABLE rows (n INTEGER)");
+    old.db.run("INSERT INTO rows VALUES (1)");
+    old.close();
+    const file = await makeBackup(5, "from a newer Citadel");
+    const error = await restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW }).catch((e) => e);
+    expect(error).toBeInstanceOf(BackupError);
+    expect(error.message).toBe(
+      "this Citadel would not start on the database in the backup (made by Citadel 1.2.3): the database was written by a newer version of Citadel (it has migration kernel/9999_from_the_future, unknown to this one); run that version or restore a backup",
+    );
+    expect(readdirSync(dataDir)).toEqual(["citadel.db"]);
+    expect(rowsIn(join(dataDir, "citadel.db"))).toBe(1);
+  });
+
+  test("a backup from an older Citadel (migrations still to apply) restores as it is: the next start migrates it", async () => {
+    const dataDir = dataDirectory("older");
+    const later: MigrationSet = { owner: "later", migrations: [{ id: "0001_later", up: "CREATE TABLE later (x INTEGER)" }] };
+    const result = await restoreBackup({ file: await makeBackup(4), dataDir, supply: { rootKey }, migrations: [...KNOWN, later], replace: false, now: NOW });
+    expect(rowsIn(result.database)).toBe(4);
+    const db = new Database(result.database, { readonly: true });
+    try {
+      expect(db.query("SELECT 1 FROM sqlite_schema WHERE name = 'later'").get()).toBeNull();
+    } finally {
+      db.close();
+    }
+    expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", RESTORE_MARKER]);
   });
 
   test("says whether the data directory's key file unseals the restored database", async () => {
     const file = await makeBackup(1);
     const matching = dataDirectory("matching");
     const keyFile = join(matching, "root.key");
-    await restoreBackup({ file, dataDir: matching, supply: { rootKey }, replace: false, now: NOW, unsealKeyFile: keyFile }).then((r) => expect(r.rootKeyMatches).toBeNull());
+    await restoreBackup({ file, dataDir: matching, supply: { rootKey }, migrations: KNOWN, replace: false, now: NOW, unsealKeyFile: keyFile }).then((r) => expect(r.rootKeyMatches).toBeNull());
     writeRootKeyFile(keyFile, rootKey);
-    expect((await restoreBackup({ file, dataDir: matching, supply: { rootKey }, replace: true, now: () => NOW() + 1000, unsealKeyFile: keyFile })).rootKeyMatches).toBe(true);
+    expect((await restoreBackup({ file, dataDir: matching, supply: { rootKey }, migrations: KNOWN, replace: true, now: () => NOW() + 1000, unsealKeyFile: keyFile })).rootKeyMatches).toBe(true);
     writeRootKeyFile(keyFile, generateRootKey());
-    expect((await restoreBackup({ file, dataDir: matching, supply: { rootKey }, replace: true, now: () => NOW() + 2000, unsealKeyFile: keyFile })).rootKeyMatches).toBe(false);
+    expect((await restoreBackup({ file, dataDir: matching, supply: { rootKey }, migrations: KNOWN, replace: true, now: () => NOW() + 2000, unsealKeyFile: keyFile })).rootKeyMatches).toBe(false);
   });
 });
 
 describe("verifyBackup", () => {
   test("a good backup verifies; one whose content is not a database fails SQLite's check", async () => {
-    const { manifest } = await verifyBackup(await makeBackup(3), { rootKey });
+    const { manifest } = await verifyBackup(await makeBackup(3), { rootKey }, KNOWN);
     expect(manifest.root_key_id).toMatch(/^[0-9a-f]{8}$/);
     const notADatabase = await makeBackup(0, "not a database");
-    const error = await verifyBackup(notADatabase, { rootKey }).catch((e) => e);
+    const error = await verifyBackup(notADatabase, { rootKey }, KNOWN).catch((e) => e);
     expect(error).toBeInstanceOf(BackupError);
     expect(error.message).toStartWith("the database in the backup fails SQLite's integrity check");
+  });
+
+  test("a backup from a newer Citadel fails verify (found in review: it was OK)", async () => {
+    const file = await makeBackup(1, "from a newer Citadel");
+    await expect(verifyBackup(file, { rootKey }, KNOWN)).rejects.toThrow(
+      "this Citadel would not start on the database in the backup (made by Citadel 1.2.3): the database was written by a newer version of Citadel (it has migration kernel/9999_from_the_future",
+    );
   });
 
   test("leaves no plaintext behind, and removes what a killed verify left (older than an hour)", async () => {
@@ -255,7 +295,7 @@ describe("verifyBackup", () => {
     const twoHoursAgo = new Date(Date.now() - 7_200_000);
     utimesSync(stale, twoHoursAgo, twoHoursAgo);
     try {
-      await verifyBackup(await makeBackup(2), { rootKey });
+      await verifyBackup(await makeBackup(2), { rootKey }, KNOWN);
       expect(existsSync(stale)).toBe(false);
       expect(existsSync(fresh)).toBe(true); // maybe another verify's, running now
     } finally {
