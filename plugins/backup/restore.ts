@@ -31,6 +31,8 @@ const COMPANIONS = ["-wal", "-shm"];
  * it is open; asking for the database in exclusive locking mode, without waiting, fails while
  * one does. A command's look at a stopped database (openReadOnly: immutable) takes no lock and
  * is not seen; a rename leaves that reader on the old file, which restore keeps aside whole.
+ * A file SQLite cannot read as a database (damaged: the case backups are for) is not a
+ * server's either: no server runs on it.
  */
 export function databaseInUse(path: string): boolean {
   if (!existsSync(path)) return false;
@@ -42,6 +44,7 @@ export function databaseInUse(path: string): boolean {
     return false;
   } catch (error) {
     if (/locked|busy/i.test(String(error))) return true;
+    if (/^SQLITE_(NOTADB|CORRUPT)/.test(String((error as { code?: unknown }).code))) return false;
     throw error;
   } finally {
     db.close();

@@ -199,6 +199,24 @@ describe("restore", () => {
     expect([first.previous, second.previous]).toEqual([join(dataDir, "citadel.db.before-restore-20260601T120000Z"), join(dataDir, "citadel.db.before-restore-20260601T120001Z")]);
   });
 
+  test("over a damaged database (random bytes, a zeroed header): it is not in use, and with --yes it is put aside (found in review)", async () => {
+    const file = await makeBackup(3);
+    const source = dataDirectory("damaged-source");
+    const live = openStore({ path: join(source, "citadel.db") });
+    live.db.run("CREATE TABLE rows (n INTEGER)");
+    live.close();
+    const zeroedHeader = readFileSync(join(source, "citadel.db"));
+    zeroedHeader.fill(0, 0, 100);
+    for (const [name, damaged] of [["random bytes", crypto.getRandomValues(Buffer.alloc(65_536))], ["a zeroed header", zeroedHeader]] as const) {
+      const dataDir = dataDirectory(name);
+      writeFileSync(join(dataDir, "citadel.db"), damaged, { mode: 0o600 });
+      expect([name, databaseInUse(join(dataDir, "citadel.db"))]).toEqual([name, false]);
+      const result = await restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW });
+      expect(rowsIn(result.database)).toBe(3);
+      expect(readFileSync(result.previous!).equals(damaged)).toBe(true); // kept aside as it was
+    }
+  });
+
   test("refused while a server has the database open; nothing is touched", async () => {
     const dataDir = dataDirectory("running");
     const live = openStore({ path: join(dataDir, "citadel.db") });
