@@ -31,6 +31,7 @@ import { randomBytes } from "node:crypto";
 import { open, type FileHandle } from "node:fs/promises";
 import { describeFsError } from "../../src/files.ts";
 import { aesGcmDecrypt, aesGcmEncrypt, DecryptionError } from "../../src/crypto/aead.ts";
+import { SealedError, UnavailableError } from "../../src/errors.ts";
 import { BackupError } from "./errors.ts";
 import { KEY_CHECK_BYTES, openingKeys, SALT_BYTES, type BackupKeys, type KeyDerivation, type KeySupply } from "./keys.ts";
 import { parseManifest, type Manifest } from "./manifest.ts";
@@ -73,6 +74,9 @@ export async function hashFile(path: string): Promise<{ bytes: number; sha256: s
   return { bytes, sha256: hasher.digest("hex") };
 }
 
+/** Sealing wiped the keys of the backup being written (a SealedError: the API answers 503 sealed). */
+const abandoned = () => new SealedError("the backup was abandoned: Citadel was sealed while it was being written");
+
 /**
  * Encrypts the file at `plainPath` into a backup at `outPath` (created, mode 0600; the
  * caller renames it into place). `manifest.database` must describe the plaintext: it is
@@ -82,7 +86,7 @@ export async function hashFile(path: string): Promise<{ bytes: number; sha256: s
  */
 export async function sealBackup(plainPath: string, outPath: string, keys: BackupKeys, manifest: Manifest, chunkBytes = DEFAULT_CHUNK_BYTES): Promise<{ bytes: number; sha256: string }> {
   if (!Number.isInteger(chunkBytes) || chunkBytes < CHUNK_LIMITS[0] || chunkBytes > CHUNK_LIMITS[1]) throw new Error(`chunk size ${chunkBytes} is out of bounds`);
-  if (keys.wiped) throw new BackupError("the backup was abandoned: Citadel was sealed while it was being written");
+  if (keys.wiped) throw abandoned();
   const manifestBytes = Buffer.from(JSON.stringify(manifest), "utf8");
   const noncePrefix = randomBytes(NONCE_PREFIX_BYTES);
   const head = Buffer.concat([encodeFixedHeader(keys.derivation, noncePrefix, chunkBytes, manifestBytes.length, keys.check), manifestBytes]);
@@ -111,12 +115,13 @@ export async function sealBackup(plainPath: string, outPath: string, keys: Backu
       plainBytes += length;
       const final = length < chunkBytes;
       // Wiped while this awaited (Citadel was sealed): a key of zeros must never encrypt anything.
-      if (keys.wiped) throw new BackupError("the backup was abandoned: Citadel was sealed while it was being written");
+      if (keys.wiped) throw abandoned();
       await write(aesGcmEncrypt(keys.encryption, nonce(noncePrefix, index), plaintext, chunkAad(headerTag, index, final)));
       if (final) break;
     }
     if (plainBytes !== manifest.database.bytes || plainHash.digest("hex") !== manifest.database.sha256) {
-      throw new BackupError("the snapshot changed while it was being encrypted");
+      // Something outside Citadel wrote to its private snapshot: a fresh one may well do.
+      throw new UnavailableError("the snapshot changed while it was being encrypted; try again");
     }
     await output.sync();
   } finally {

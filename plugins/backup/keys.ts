@@ -18,6 +18,7 @@ import { passphraseKey, type Argon2Parameters } from "../../src/auth/password.ts
 import { constantTimeEqual } from "../../src/crypto/aead.ts";
 import { rootKeyId, rootKeyVerifier } from "../../src/crypto/root-key.ts";
 import { combineShares, decodeShare, ShareFormatError, type Share } from "../../src/crypto/shamir.ts";
+import { InvalidError } from "../../src/errors.ts";
 import { BackupError } from "./errors.ts";
 
 export const SALT_BYTES = 32;
@@ -29,6 +30,14 @@ export const BACKUP_ARGON2: Argon2Parameters = { memoryKiB: 65_536, iterations: 
 const ARGON2_LIMITS = { memoryKiB: [19_456, 2_097_152], iterations: [2, 20], parallelism: [1, 16] } as const;
 /** Shorter passphrases are refused when a backup is made (an offline guess costs one argon2id). */
 export const MIN_PASSPHRASE_CHARS = 12;
+
+/**
+ * The one length rule for a new backup's passphrase, in characters (code points, as typed:
+ * an emoji is one, though JSON Schema's minLength would count it as two).
+ */
+export function checkNewPassphrase(passphrase: string): void {
+  if ([...passphrase].length < MIN_PASSPHRASE_CHARS) throw new InvalidError(`a backup passphrase needs at least ${MIN_PASSPHRASE_CHARS} characters`, "passphrase");
+}
 
 /** How the master key of one backup is derived: what the header records. */
 export type KeyDerivation =
@@ -70,7 +79,7 @@ function newBackupKeysUnder(id: string, masterFor: (salt: Buffer) => Buffer): Ba
 
 /** Fresh keys for a new backup under a passphrase (argon2id runs on its own threads). */
 export async function newPassphraseBackupKeys(passphrase: string, argon2: Argon2Parameters = BACKUP_ARGON2): Promise<BackupKeys> {
-  if ([...passphrase].length < MIN_PASSPHRASE_CHARS) throw new BackupError(`a backup passphrase needs at least ${MIN_PASSPHRASE_CHARS} characters`);
+  checkNewPassphrase(passphrase);
   const derivation: KeyDerivation = { kind: "passphrase", argon2, salt: randomBytes(SALT_BYTES) };
   return fromMaster(derivation, await passphraseKey(passphrase, derivation.salt, argon2));
 }

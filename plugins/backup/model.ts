@@ -6,9 +6,9 @@ import { Manifest } from "./manifest.ts";
 export const CreateBackupRequest = t.Object({
   passphrase: t.Optional(
     t.String({
-      minLength: MIN_PASSPHRASE_CHARS,
+      // No minLength: it counts UTF-16 code units; the service checks the length in characters (checkNewPassphrase).
       maxLength: 1024,
-      description: "Encrypt with this passphrase (argon2id) instead of a key derived from the root key. Needed on a Shamir-sealed Citadel.",
+      description: `Encrypt with this passphrase (argon2id) instead of a key derived from the root key. Needed on a Shamir-sealed Citadel. At least ${MIN_PASSPHRASE_CHARS} characters.`,
     }),
   ),
 });

@@ -18,7 +18,7 @@ import type { Store } from "../../src/store/store.ts";
 import { CLOCK_SKEW_MS } from "./schedule.ts";
 import { backupDirectory, backupFileName, backupsBeyond, backupTimeOf, listBackups, syncDirectory, type BackupFile } from "./files.ts";
 import { hashFile, sealBackup } from "./format.ts";
-import { newPassphraseBackupKeys, type BackupKeys } from "./keys.ts";
+import { checkNewPassphrase, newPassphraseBackupKeys, type BackupKeys } from "./keys.ts";
 import { readSnapshotFacts, type Manifest } from "./manifest.ts";
 import type { BackupSettings } from "./settings.ts";
 import { snapshotDatabase } from "./snapshot.ts";
@@ -129,7 +129,9 @@ export class BackupService {
   }
 
   /** Makes a backup (after any already running) and prunes; audited, success or failure. */
-  create(request: BackupRequest): Promise<CreatedBackup> {
+  async create(request: BackupRequest): Promise<CreatedBackup> {
+    // Input is refused at once, as the request's schema refuses it: not queued, not audited.
+    if (request.passphrase !== undefined) checkNewPassphrase(request.passphrase);
     const run = this.queue.then(() => this.createNow(request));
     this.queue = run.catch(() => {});
     return run;
