@@ -9,7 +9,7 @@
  */
 import { Database } from "bun:sqlite";
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { constants as osConstants, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseRootKey, verifies } from "../../src/crypto/root-key.ts";
 import { migrate, MigrationError, type MigrationSet } from "../../src/store/migrate.ts";
@@ -101,7 +101,12 @@ export async function verifyBackup(file: string, supply: KeySupply, known?: read
   // that an earlier verify left (killed half-way) is removed first: it holds a plaintext copy.
   removeStaleVerifyDirectories();
   const dir = mkdtempSync(join(tmpdir(), VERIFY_PREFIX));
-  const removeOnSignal = () => rmSync(dir, { recursive: true, force: true });
+  // A handler replaces the default exit: it has to exit itself (128 + the signal, as the
+  // default would), or the verify runs on without its directory and reports a good backup bad.
+  const removeOnSignal = (signal: NodeJS.Signals) => {
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(128 + osConstants.signals[signal]);
+  };
   process.once("SIGINT", removeOnSignal);
   process.once("SIGTERM", removeOnSignal);
   try {

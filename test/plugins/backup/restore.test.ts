@@ -37,7 +37,7 @@ const rootKey = generateRootKey();
 const KNOWN: MigrationSet[] = [{ owner: "kernel", migrations: kernelMigrations }];
 
 /** A backup of a small Citadel-like database: a keyring under `rootKey` and a table of rows. */
-async function makeBackup(rows: number, contents: "database" | "not a database" | "from a newer Citadel" = "database"): Promise<string> {
+async function makeBackup(rows: number, contents: "database" | "not a database" | "from a newer Citadel" = "database", randomMiB = 0): Promise<string> {
   const plain = fresh("source.db");
   if (contents !== "not a database") {
     const db = new Database(plain, { create: true });
@@ -45,6 +45,7 @@ async function makeBackup(rows: number, contents: "database" | "not a database" 
     db.transaction(() => Keyring.initialize(db, rootKey, "key_file", NOW()))();
     db.run("CREATE TABLE rows (n INTEGER)");
     for (let i = 0; i < rows; i++) db.query("INSERT INTO rows VALUES (?)").run(i);
+    for (let i = 0; i < randomMiB; i++) db.query("INSERT INTO rows VALUES (randomblob(1048576))").run();
     if (contents === "from a newer Citadel") db.run("INSERT INTO citadel_migrations (owner, id, checksum, applied_at) VALUES ('kernel', '9999_from_the_future', NULL, 0)");
     db.close();
   } else writeFileSync(plain, Buffer.alloc(8192, 7));
@@ -305,6 +306,27 @@ describe("verifyBackup", () => {
       "this Citadel would not start on the database in the backup (made by Citadel 1.2.3): the database was written by a newer version of Citadel (it has migration kernel/9999_from_the_future",
     );
   });
+
+  test("stopped by SIGINT or SIGTERM, it removes its plaintext and exits 128 + the signal, reporting nothing (found in review: it ran on and called the backup corrupt)", async () => {
+    const file = await makeBackup(0, "database", 16);
+    const keyFile = fresh("root.key");
+    writeRootKeyFile(keyFile, rootKey);
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      const tmp = dataDirectory(`tmp-${signal}`); // the child's TMPDIR: its verify directory is the marker
+      const verify = Bun.spawn(["bun", join(import.meta.dir, "../../../src/main.ts"), "--data", dataDirectory("verify-signal"), "backup", "verify", file, "--key-file", keyFile], {
+        env: { ...process.env, TMPDIR: tmp },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      while (readdirSync(tmp).length === 0 && verify.exitCode === null) await Bun.sleep(5);
+      verify.kill(signal);
+      const [stdout, stderr, exited] = await Promise.all([new Response(verify.stdout).text(), new Response(verify.stderr).text(), verify.exited]);
+      // On a fast machine the verify may be done before the signal lands: then it is simply OK.
+      if (exited === 0) expect(stdout).toStartWith(`OK: ${file}`);
+      else expect([signal, exited, stdout, stderr]).toEqual([signal, code, "", ""]);
+      expect(readdirSync(tmp)).toEqual([]);
+    }
+  }, 60_000);
 
   test("leaves no plaintext behind, and removes what a killed verify left (older than an hour)", async () => {
     const stale = mkdtempSync(join(tmpdir(), "citadel-verify-"));
