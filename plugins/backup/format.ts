@@ -277,11 +277,16 @@ function chunkAad(headerTag: Buffer, index: number, final: boolean): Buffer {
 }
 
 async function openForReading(path: string): Promise<FileHandle> {
+  let file: FileHandle;
   try {
-    return await open(path, "r");
+    file = await open(path, "r");
   } catch (error) {
     throw new BackupError(`cannot read ${path}: ${describeFsError(error)}`);
   }
+  // A directory opens too, and fails only at the first read, with a bare EISDIR.
+  if ((await file.stat()).isFile()) return file;
+  await file.close();
+  throw new BackupError(`${path} is not a backup file (it is a directory or another kind of file)`);
 }
 
 /** Reads until `buffer` is full or the file ends; returns how many bytes were read. */

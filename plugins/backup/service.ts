@@ -194,10 +194,10 @@ export class BackupService {
   private async createNow(request: BackupRequest): Promise<CreatedBackup> {
     const { deps } = this;
     const startedAt = deps.clock.now();
-    deps.keyring(); // sealed: refused before anything is written
     let keys: BackupKeys | undefined;
     let name: string | undefined;
     try {
+      deps.keyring(); // sealed: refused before anything is written (and audited, as every failure)
       if (request.passphrase !== undefined) keys = await newPassphraseBackupKeys(request.passphrase);
       else keys = deps.rootKeyBackupKeys();
       this.running = keys;

@@ -328,6 +328,13 @@ describe("verifyBackup", () => {
     }
   }, 60_000);
 
+  test("a directory given as the backup is a clear failure, not a bare EISDIR (found in review)", async () => {
+    const dir = dataDirectory("not-a-file");
+    const error = await verifyBackup(dir, { rootKey }, KNOWN).catch((e) => e);
+    expect(error).toBeInstanceOf(BackupError);
+    expect(error.message).toBe(`${dir} is not a backup file (it is a directory or another kind of file)`);
+  });
+
   test("leaves no plaintext behind, and removes what a killed verify left (older than an hour)", async () => {
     const stale = mkdtempSync(join(tmpdir(), "citadel-verify-"));
     const fresh = mkdtempSync(join(tmpdir(), "citadel-verify-"));

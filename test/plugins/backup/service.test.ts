@@ -105,6 +105,14 @@ describe("a backup on demand", () => {
     expect(c.actions("backup")).toEqual([{ action: "backup.create", outcome: "failure", resource_id: expect.stringMatching(/^citadel-.*\.backup$/), reason: expect.stringContaining("sealed while it was being written") }]);
   });
 
+  test("refused while sealed, and audited as every other failure (found in review: not audited)", async () => {
+    const c = instance();
+    c.seal.seal();
+    await expect(c.service.create({ reason: "on_demand", actor: { kind: "operator" } })).rejects.toThrow(SealedError);
+    expect(c.actions("backup")).toEqual([{ action: "backup.create", outcome: "failure", resource_id: null, reason: "Citadel is sealed" }]);
+    expect(readdirSync(c.dataDir).filter((n) => n.startsWith(".backup-snapshot-") || n === "backups")).toEqual([]);
+  });
+
   test("a passphrase backup asked for while its key was derived and Citadel sealed meanwhile is refused", async () => {
     const c = instance();
     const asked = c.service.create({ reason: "on_demand", actor: { kind: "operator" }, passphrase: "a passphrase long enough" });
