@@ -56,7 +56,7 @@ import { RateLimiter } from "./auth/rate-limit.ts";
 import { createGuard } from "./http/guard.ts";
 import { sampledRateLimitEvents } from "./http/rate-limit-audit.ts";
 import { kernelMigrations } from "./store/kernel-migrations.ts";
-import { migrate, MigrationError } from "./store/migrate.ts";
+import { migrate, MigrationError, type MigrationSet } from "./store/migrate.ts";
 import { openStore, type Store } from "./store/store.ts";
 
 /** The binary is defined by this list. */
@@ -92,6 +92,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     api: async (apiOptions = {}) => (apiOptions.server ? apiClientForServer(options, env, apiOptions.server) : apiClientFor(options, env, apiOptions.anonymous === true)),
     dataDir: () => configFor(options, env).config.data_dir,
     config: () => configFor(options, env).config,
+    migrations: allMigrations,
     configHome: env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config"),
     env,
   };
@@ -225,6 +226,11 @@ interface Prepared {
   kernelFor(plugin: Plugin<any>): Kernel;
 }
 
+/** The kernel's migrations and every plugin's: what a database this binary runs on holds. */
+function allMigrations(): MigrationSet[] {
+  return [{ owner: "kernel", migrations: kernelMigrations }, ...plugins.map((p) => ({ owner: p.name, migrations: p.migrations }))];
+}
+
 /** Everything `serve` and `init` share: data dir, default config, database, seal and audit, TLS. */
 async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Prepared> {
   const { config } = loaded;
@@ -235,10 +241,7 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
   }
   const store = openStore({ path: join(config.data_dir, "citadel.db") });
   try {
-    const applied = migrate(store.db, [
-      { owner: "kernel", migrations: kernelMigrations },
-      ...plugins.map((p) => ({ owner: p.name, migrations: p.migrations })),
-    ]);
+    const applied = migrate(store.db, allMigrations());
     if (applied.length > 0) log.info("applied migrations", { migrations: applied.map((m) => `${m.owner}/${m.id}`) });
     await store.write((tx) => {
       if (!tx.query("SELECT 1 FROM instance").get()) {

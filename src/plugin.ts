@@ -15,7 +15,7 @@ import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { ShieldSlot } from "./intel/shield.ts";
 import type { RecordProviders } from "./record-providers.ts";
-import type { Migration } from "./store/migrate.ts";
+import type { Migration, MigrationSet } from "./store/migrate.ts";
 import type { Store } from "./store/store.ts";
 
 /** An audit action type a plugin may record, such as "secrets.secret.update". */
@@ -94,6 +94,8 @@ export interface CommandContext {
   dataDir(): string;
   /** The whole configuration, as `serve` would load it (for commands that work on this machine: doctor, reports). */
   config(): Readonly<Config>;
+  /** The kernel's and every plugin's migrations (for commands that check a database this binary would run on: restore). */
+  migrations(): readonly MigrationSet[];
 }
 
 export interface ApiClient {

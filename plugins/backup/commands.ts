@@ -81,7 +81,7 @@ export const backupCommands: Command[] = [
         const header = await readBackupHeader(file);
         // Reads only: no need to become the data directory's owner (a backup only root may
         // read stays readable); the default key file is read safely (readRootKeyFile).
-        const opened = await verifyBackup(file, await keySupply(ctx, header, ctx.dataDir()));
+        const opened = await verifyBackup(file, await keySupply(ctx, header, ctx.dataDir()), ctx.migrations());
         if (ctx.json) ctx.out(JSON.stringify({ ok: true, file, key: keyInfo(opened.header), manifest: opened.manifest }, null, 2));
         else {
           ctx.out(`OK: ${file} is intact and opens (${keyInfo(opened.header).text})`);
@@ -111,6 +111,7 @@ export const backupCommands: Command[] = [
           dataDir,
           supply,
           replace: ctx.options.yes === true,
+          migrations: ctx.migrations(),
           unsealKeyFile: join(dataDir, "root.key"),
           now: Date.now,
         });

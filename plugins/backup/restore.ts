@@ -12,7 +12,7 @@ import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { constants as osConstants, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseRootKey, verifies } from "../../src/crypto/root-key.ts";
-import { migrate, MigrationError, type MigrationSet } from "../../src/store/migrate.ts";
+import { checkMigrations, MigrationError, type MigrationSet } from "../../src/store/migrate.ts";
 import { openReadOnly } from "../../src/store/read-only.ts";
 import { prepareDataDir } from "../../src/data-dir.ts";
 import { BackupError, ConfirmationNeeded } from "./errors.ts";
@@ -71,17 +71,15 @@ export function integrityOf(path: string): string {
 
 /**
  * Refuses a database this Citadel would not start on: one written by a newer version (a
- * migration this one does not know), or one whose applied migration was changed since. The
- * check is the one every start runs, migrate() itself, on a look that cannot write: it checks
- * the ledger against `known` before it writes anything. A migration the database has yet to
- * get (an older backup: the next start applies it) stops it at its first write, which is fine.
+ * migration this one does not know), or one whose applied migration was changed since — the
+ * check every start runs before it migrates, on a look that cannot write. A migration the
+ * database has yet to get (an older backup) is fine: the next start applies it.
  */
-export function checkMigrations(path: string, known: readonly MigrationSet[], madeBy: OpenedBackup["manifest"]["citadel"]): void {
+export function refuseUnknownMigrations(path: string, known: readonly MigrationSet[], madeBy: OpenedBackup["manifest"]["citadel"]): void {
   const db = openReadOnly(path);
   try {
-    migrate(db, known);
+    checkMigrations(db, known);
   } catch (error) {
-    if (wouldWrite(error)) return;
     const reason = error instanceof MigrationError ? error.message : String(error);
     throw new BackupError(`this Citadel would not start on the database in the backup (made by Citadel ${madeBy.version}): ${reason}`);
   } finally {
@@ -89,14 +87,8 @@ export function checkMigrations(path: string, known: readonly MigrationSet[], ma
   }
 }
 
-/** migrate() reached a write: everything before it (the whole ledger check) passed. */
-function wouldWrite(error: unknown): boolean {
-  const code = (e: unknown) => (e as { code?: unknown } | null)?.code;
-  return code(error) === "SQLITE_READONLY" || (error instanceof MigrationError && code(error.cause) === "SQLITE_READONLY");
-}
-
 /** Everything `citadel backup verify` checks; throws BackupError at the first problem. */
-export async function verifyBackup(file: string, supply: KeySupply, known?: readonly MigrationSet[]): Promise<OpenedBackup> {
+export async function verifyBackup(file: string, supply: KeySupply, known: readonly MigrationSet[]): Promise<OpenedBackup> {
   // A private directory: the plaintext database exists only for the integrity check. One
   // that an earlier verify left (killed half-way) is removed first: it holds a plaintext copy.
   removeStaleVerifyDirectories();
@@ -114,7 +106,7 @@ export async function verifyBackup(file: string, supply: KeySupply, known?: read
     const opened = await openBackup(file, supply, plain);
     const integrity = integrityOf(plain);
     if (integrity !== "ok") throw new BackupError(`the database in the backup fails SQLite's integrity check: ${integrity}`);
-    if (known) checkMigrations(plain, known, opened.manifest.citadel);
+    refuseUnknownMigrations(plain, known, opened.manifest.citadel);
     return opened;
   } finally {
     process.off("SIGINT", removeOnSignal);
@@ -175,11 +167,8 @@ export interface RestoreOptions {
   supply: KeySupply;
   /** The operator agreed to put an existing database aside (--yes). */
   replace: boolean;
-  /**
-   * The migrations this Citadel knows (the kernel's and every plugin's): given, a database it
-   * would not start on is refused. Only the composition root (src/main.ts) holds them.
-   */
-  migrations?: readonly MigrationSet[];
+  /** The migrations this Citadel knows (the kernel's and every plugin's): a database it would not start on is refused. */
+  migrations: readonly MigrationSet[];
   /** The key file the restored instance will unseal with, when it has one (checked, not required). */
   unsealKeyFile?: string;
   now: () => number;
@@ -217,7 +206,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     const opened = await openBackup(options.file, options.supply, incoming);
     const integrity = integrityOf(incoming);
     if (integrity !== "ok") throw new BackupError(`the database in the backup fails SQLite's integrity check: ${integrity}`);
-    if (options.migrations) checkMigrations(incoming, options.migrations, opened.manifest.citadel);
+    refuseUnknownMigrations(incoming, options.migrations, opened.manifest.citadel);
 
     refuseIfRunning(); // again: a server may have started while we decrypted
     let previous: string | null = null;

@@ -39,38 +39,14 @@ const LEDGER = `CREATE TABLE IF NOT EXISTS citadel_migrations (
 
 /** Brings the database up to date; returns what it applied, in order. */
 export function migrate(db: Database, sets: readonly MigrationSet[], now: () => number = Date.now): AppliedMigration[] {
-  checkDeclarations(sets);
+  const recorded = checkMigrations(db, sets);
   db.run(LEDGER);
-  const recorded = db
-    .query<{ owner: string; id: string; checksum: string | null }, []>("SELECT owner, id, checksum FROM citadel_migrations")
-    .all();
-  const known = new Map(sets.map((s) => [s.owner, new Map(s.migrations.map((m) => [m.id, m]))]));
-
-  for (const row of recorded) {
-    const migration = known.get(row.owner)?.get(row.id);
-    if (!migration) {
-      throw new MigrationError(
-        `the database was written by a newer version of Citadel (it has migration ${row.owner}/${row.id}, unknown to this one); run that version or restore a backup`,
-      );
-    }
-    const checksum = checksumOf(migration);
-    if (row.checksum !== null && checksum !== null && row.checksum !== checksum) {
-      throw new MigrationError(`migration ${row.owner}/${row.id} was changed after it was applied; refusing to continue`);
-    }
-  }
-
   const applied: AppliedMigration[] = [];
   const record = db.query("INSERT INTO citadel_migrations (owner, id, checksum, applied_at) VALUES (?, ?, ?, ?)");
   for (const set of sets) {
     const done = new Set(recorded.filter((r) => r.owner === set.owner).map((r) => r.id));
-    const latest = [...done].sort().at(-1);
     for (const migration of set.migrations) {
       if (done.has(migration.id)) continue;
-      if (latest !== undefined && migration.id < latest) {
-        throw new MigrationError(
-          `migration ${set.owner}/${migration.id} is older than the applied ${set.owner}/${latest}; migrations must be added at the end`,
-        );
-      }
       db.run("BEGIN IMMEDIATE");
       try {
         // Another process (an `init` beside a `serve`) may have applied it meanwhile.
@@ -92,6 +68,37 @@ export function migrate(db: Database, sets: readonly MigrationSet[], now: () => 
     }
   }
   return applied;
+}
+
+/**
+ * Whether this binary may run on the database, reading only: it knows every migration recorded
+ * there (else a newer Citadel wrote it), none of them was edited since, and none it has yet to
+ * apply sorts before an applied one. Returns what is recorded.
+ */
+export function checkMigrations(db: Database, sets: readonly MigrationSet[]): Array<{ owner: string; id: string }> {
+  checkDeclarations(sets);
+  const hasLedger = db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'citadel_migrations'").get() !== null;
+  const recorded = hasLedger ? db.query<{ owner: string; id: string; checksum: string | null }, []>("SELECT owner, id, checksum FROM citadel_migrations").all() : [];
+  const known = new Map(sets.map((s) => [s.owner, new Map(s.migrations.map((m) => [m.id, m]))]));
+  for (const row of recorded) {
+    const migration = known.get(row.owner)?.get(row.id);
+    if (!migration) {
+      throw new MigrationError(
+        `the database was written by a newer version of Citadel (it has migration ${row.owner}/${row.id}, unknown to this one); run that version or restore a backup`,
+      );
+    }
+    const checksum = checksumOf(migration);
+    if (row.checksum !== null && checksum !== null && row.checksum !== checksum) {
+      throw new MigrationError(`migration ${row.owner}/${row.id} was changed after it was applied; refusing to continue`);
+    }
+  }
+  for (const set of sets) {
+    const done = new Set(recorded.filter((r) => r.owner === set.owner).map((r) => r.id));
+    const latest = [...done].sort().at(-1);
+    const early = set.migrations.find((m) => !done.has(m.id) && latest !== undefined && m.id < latest);
+    if (early) throw new MigrationError(`migration ${set.owner}/${early.id} is older than the applied ${set.owner}/${latest}; migrations must be added at the end`);
+  }
+  return recorded;
 }
 
 /** Programming errors in the migration lists are caught before anything touches the database. */

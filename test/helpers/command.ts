@@ -70,6 +70,9 @@ export async function runCommand(commands: readonly Command[], words: string, in
     config: () => {
       throw new Error("no configuration in this test");
     },
+    migrations: () => {
+      throw new Error("no migrations in this test");
+    },
   };
   try {
     const code = await command.run(ctx);

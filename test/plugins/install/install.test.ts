@@ -59,6 +59,7 @@ async function citadel(argv: string[], env: Record<string, string> = {}): Promis
     config: () => {
       throw new Error("install reads no configuration of this machine");
     },
+    migrations: () => [],
   };
   const code = await invocation.command.run(ctx);
   return { code, out: out.join("\n"), err: err.join("\n") };

@@ -45,6 +45,7 @@ async function run(words: string, dir: string, options: { json?: boolean; env?: 
     configHome: HOME,
     env: allEnv,
     config: () => configOf(dir, options.env),
+    migrations: () => [],
   };
   const command = opsPlugin.commands!.find((c) => c.words.join(" ") === words)!;
   const code = await command.run(ctx);

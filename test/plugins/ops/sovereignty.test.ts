@@ -41,6 +41,7 @@ async function run(words: string, dir: string, options: { json?: boolean; env?: 
     configHome: HOME,
     env: allEnv,
     config,
+    migrations: () => [],
   };
   const code = await opsPlugin.commands!.find((c) => c.words.join(" ") === words)!.run(ctx);
   expect(code).toBe(options.code ?? 0);

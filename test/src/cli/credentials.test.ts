@@ -53,6 +53,7 @@ function context(url: string, lines: string[]): CommandContext {
     config: () => {
       throw new Error("no config here");
     },
+    migrations: () => [],
   };
 }
 
