@@ -8,6 +8,8 @@
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
+import { dataPath } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/schema.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile } from "../../src/crypto/root-key.ts";
 import { writeFileAtomic } from "../../src/files.ts";
@@ -102,6 +104,9 @@ export const backupCommands: Command[] = [
     async run(ctx) {
       const file = requiredFile(ctx);
       const dataDir = ctx.dataDir();
+      const config = configOf(ctx);
+      // The key file the restored instance will unseal with: checked against the backup's root key.
+      const keyFile = config ? dataPath(config, config.seal.key_file) : join(dataDir, "root.key");
       try {
         const header = await readBackupHeader(file);
         const { supply, actingAs } = await keyAsOwner(ctx, header, dataDir);
@@ -112,7 +117,7 @@ export const backupCommands: Command[] = [
           supply,
           replace: ctx.options.yes === true,
           migrations: ctx.migrations(),
-          unsealKeyFile: join(dataDir, "root.key"),
+          unsealKeyFile: keyFile,
           now: Date.now,
         });
         const m = result.opened.manifest;
@@ -121,10 +126,12 @@ export const backupCommands: Command[] = [
         } else {
           ctx.out(`Restored ${file} (taken ${m.created_at}, audit head ${m.audit_head ? `event ${m.audit_head.seq}` : "empty"}) into ${result.database}`);
           if (result.previous) ctx.out(`The previous database is kept as ${result.previous}`);
-          ctx.out("Next: start Citadel, then run  citadel audit verify");
+          ctx.out(`Next: start Citadel, then run  citadel audit verify${sameInstanceFlags(ctx)}`);
         }
         if (result.rootKeyMatches === false) {
-          ctx.err(`warning: ${join(dataDir, "root.key")} does not unseal the restored database: put root key ${m.root_key_id ?? "(unknown)"} there (or configure its source) before starting`);
+          ctx.err(`warning: ${keyFile} does not unseal the restored database: put root key ${m.root_key_id ?? "(unknown)"} there (or configure its source) before starting`);
+        } else if (result.rootKeyMatches === null && config?.seal.method === "key_file") {
+          ctx.err(`warning: there is no root key file ${keyFile}, which this instance unseals with: put root key ${m.root_key_id ?? "(unknown)"} there before starting`);
         }
         return 0;
       } catch (error) {
@@ -194,6 +201,20 @@ function keyInfo(header: BackupHeader): { kind: string; root_key_id?: string; te
   return d.kind === "root_key"
     ? { kind: d.kind, root_key_id: d.rootKeyId, text: `encrypted under root key ${d.rootKeyId}` }
     : { kind: d.kind, text: `encrypted with a passphrase, argon2id m=${d.argon2.memoryKiB} KiB t=${d.argon2.iterations} p=${d.argon2.parallelism}` };
+}
+
+/** The --data and --config this command was given, for the next command to name the same instance. */
+function sameInstanceFlags(ctx: CommandContext): string {
+  return ["data", "config"].map((name) => (typeof ctx.options[name] === "string" ? ` --${name} ${ctx.options[name]}` : "")).join("");
+}
+
+/** The configuration; null when it cannot be read (restore needs none). */
+function configOf(ctx: CommandContext): Readonly<Config> | null {
+  try {
+    return ctx.config();
+  } catch {
+    return null;
+  }
 }
 
 function reportFailure(ctx: CommandContext, error: unknown): number {

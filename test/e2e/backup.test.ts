@@ -132,7 +132,14 @@ describe("backup and restore", () => {
     expect(restored.stderr).toBe("");
     expect(restored.code).toBe(0);
     expect(restored.stdout).toContain(`into ${join(dataB, "citadel.db")}`);
-    expect(restored.stdout).toContain("citadel audit verify");
+    expect(restored.stdout).toContain(`Next: start Citadel, then run  citadel audit verify --data ${dataB}`); // the instance restored into
+
+    // The key given from elsewhere and none in the new data directory: restored, with a warning
+    // that it will not start so (found in review: no word).
+    const dataC = dir("citadel-e2e-backup-c-");
+    const keyless = await cli(dataC, ["restore", file, "--key-file", join(dataA, "root.key")]);
+    expect(keyless.code).toBe(0);
+    expect(keyless.stderr).toBe(`warning: there is no root key file ${join(dataC, "root.key")}, which this instance unseals with: put root key ${created.manifest.root_key_id} there before starting\n`);
     // Again over what is now there: not without --yes (a usage error), and nothing is moved.
     const again = await cli(dataB, ["restore", file]);
     expect([again.code, again.stderr]).toEqual([2, expect.stringContaining("already holds a database: run again with --yes")]);
