@@ -112,6 +112,9 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const resolving = k.settings.resolver_udp.length > 0 || k.settings.resolver_tcp.length > 0;
     if (!authoritative && !resolving) return async () => unregisterSubjects();
     let view: TransferView = transfers.view();
+    // Secondaries transfer from the authoritative listener: NOTIFY only once it listens (not
+    // without one configured, nor when it could not bind).
+    let listening = false;
     const notifier = new Notifier({ log: k.log, tsigKey: (name) => view.tsigKey(name), now: () => k.clock.now() });
     // The served zones are rebuilt from the store after every change: simple and always
     // consistent with what the API shows (a change costs a rebuild of every zone; fine for the
@@ -135,8 +138,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         const origin = nameToText(zone.origin).toLowerCase();
         if (served.get(origin) === zone.serial()) continue;
         served.set(origin, zone.serial());
-        // Secondaries transfer from the authoritative listener: without one, no NOTIFY.
-        if (authoritative) notifier.notify(zone, view.notifyTargets(zone.origin));
+        if (listening) notifier.notify(zone, view.notifyTargets(zone.origin));
       }
     };
     // A secondary just added is told about each of its zones at once, so it need not wait for
@@ -150,7 +152,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         if (!zone) continue;
         const known = new Set(before.notifyTargets(zone.origin).map(targetKey));
         const added = view.notifyTargets(zone.origin).filter((t) => !known.has(targetKey(t)));
-        if (added.length > 0 && authoritative) notifier.notify(zone, added);
+        if (added.length > 0 && listening) notifier.notify(zone, added);
       }
     });
     // A provider's change gets its zone a new serial: stored for a hosted zone (then reloaded by
@@ -208,6 +210,14 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     }
 
     const server = authoritative ? await startAuthoritative() : null;
+    if (server) {
+      listening = true;
+      // The zones loaded before the listener was up are announced now.
+      for (const origin of served.keys()) {
+        const zone = table.get(parseName(origin, null));
+        if (zone) notifier.notify(zone, view.notifyTargets(zone.origin));
+      }
+    }
     const resolver = await startFilteringResolver(k, table);
     return async () => {
       unregisterSubjects();

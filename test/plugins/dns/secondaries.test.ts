@@ -137,3 +137,40 @@ test("the DNS shield leaves configured secondaries alone (a spoofer must not get
     await c.stop();
   }
 });
+
+describe("NOTIFY goes out only from a listening authoritative server (found in review)", () => {
+  /** Counts the NOTIFY messages a secondary's socket receives while a zone is made and changed. */
+  async function notifiesWith(dnsUdp: string): Promise<number> {
+    let received = 0;
+    let arrived = () => {};
+    const secondary = await Bun.udpSocket({ hostname: "127.0.0.1", socket: { data: () => (received++, arrived()) } });
+    const c = await testCitadel({ config: { dns: { udp: [dnsUdp], tcp: [] } } });
+    try {
+      const operator = await c.login(c.owner.email, c.owner.password);
+      await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } });
+      await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "127.0.0.1", port: secondary.port, tsig_key: "fleet" } });
+      const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+      expect((await c.send("POST", zones, operator, { json: { name: "corp.example" } })).status).toBe(200);
+      expect((await c.send("PUT", `${zones}/corp.example/rrsets/db/A`, operator, { json: { records: ["10.0.0.5"] } })).status).toBe(200);
+      // The first one, or a while without any.
+      await Promise.race([new Promise<void>((resolve) => (arrived = resolve)), Bun.sleep(500)]);
+      return received;
+    } finally {
+      await c.stop();
+      secondary.close();
+    }
+  }
+
+  test("listening: the secondary is told", async () => {
+    expect(await notifiesWith("127.0.0.1:0")).toBeGreaterThan(0);
+  });
+
+  test("the listener could not bind (the port is taken): nothing is sent", async () => {
+    const taken = await Bun.udpSocket({ hostname: "127.0.0.1" });
+    try {
+      expect(await notifiesWith(`127.0.0.1:${taken.port}`)).toBe(0);
+    } finally {
+      taken.close();
+    }
+  });
+});
