@@ -162,6 +162,10 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     }
 
     if (spec.confirm) {
+      // A body the edge refused is answered before the confirmation is spent: sent again
+      // without that body, the same confirmation must still work.
+      const refusedBody = requestMeta(request).refusedBody;
+      if (refusedBody) throw refusedBody;
       const binding = `${p.tokenId}|${request.method} ${route}|${JSON.stringify(params)}`;
       const presented = request.headers.get("x-citadel-confirm");
       if (!presented || !confirmations.consume(presented, binding)) {

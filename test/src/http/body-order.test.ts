@@ -47,3 +47,16 @@ test("a route that takes no body does not run for a refused one", async () => {
   expect(ran).toBe(0);
   expect((await send("POST", "/v1/p/count", { json: {} })).body).toEqual({ ran: 1 });
 });
+
+test("a refused body does not spend a destructive route's confirmation: sent again without it, the same confirmation works (found in review)", async () => {
+  const c = await testCitadel();
+  const token = await c.login(c.owner.email, c.owner.password);
+  const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+  expect((await c.send("POST", zones, token, { json: { name: "corp.example" } })).status).toBe(200);
+  const asked = await c.send("DELETE", `${zones}/corp.example`, token);
+  expect(asked.status).toBe(428);
+  const confirm = { "x-citadel-confirm": asked.body.confirmation_token as string };
+  const refused = await c.send("DELETE", `${zones}/corp.example`, token, { body: "hello", headers: { "content-type": "text/plain", ...confirm } });
+  expect(refused.body.code).toBe("unsupported_media_type");
+  expect((await c.send("DELETE", `${zones}/corp.example`, token, { headers: confirm })).status).toBe(200);
+});
