@@ -24,7 +24,7 @@ import { actAsDataDirectoryOwner, restoreBackup, verifyBackup } from "./restore.
 const PASSPHRASE_FILE: CommandOption = { type: "string", description: "A file holding the backup passphrase (- for standard input); without it the root key is used" };
 
 const KEY_OPTIONS: Record<string, CommandOption> = {
-  "key-file": { type: "string", description: "The root key file the backup was made under (default: root.key in the data directory)" },
+  "key-file": { type: "string", description: "The root key file the backup was made under (default: the configured seal.key_file, root.key in the data directory)" },
   "shares-file": { type: "string", description: "A file of Shamir key shares, one per line, that rebuild that root key" },
   "passphrase-file": { type: "string", description: "A file holding the passphrase of a passphrase backup (- for standard input; asked for when absent)" },
 };
@@ -83,7 +83,7 @@ export const backupCommands: Command[] = [
         const header = await readBackupHeader(file);
         // Reads only: no need to become the data directory's owner (a backup only root may
         // read stays readable); the default key file is read safely (readRootKeyFile).
-        const opened = await verifyBackup(file, await keySupply(ctx, header, ctx.dataDir()), ctx.migrations());
+        const opened = await verifyBackup(file, await keySupply(ctx, header, configuredKeyFile(ctx)), ctx.migrations());
         if (ctx.json) ctx.out(JSON.stringify({ ok: true, file, key: keyInfo(opened.header), manifest: opened.manifest }, null, 2));
         else {
           ctx.out(`OK: ${file} is intact and opens (${keyInfo(opened.header).text})`);
@@ -105,11 +105,11 @@ export const backupCommands: Command[] = [
       const file = requiredFile(ctx);
       const dataDir = ctx.dataDir();
       const config = configOf(ctx);
-      // The key file the restored instance will unseal with: checked against the backup's root key.
-      const keyFile = config ? dataPath(config, config.seal.key_file) : join(dataDir, "root.key");
+      // The key file the restored instance will unseal with: the default key, and checked against the backup's root key.
+      const keyFile = configuredKeyFile(ctx);
       try {
         const header = await readBackupHeader(file);
-        const { supply, actingAs } = await keyAsOwner(ctx, header, dataDir);
+        const { supply, actingAs } = await keyAsOwner(ctx, header, dataDir, keyFile);
         if (actingAs !== null) ctx.err(`restoring as uid ${actingAs}, the owner of ${dataDir} (the backup file must be readable by them)`);
         const result = await restoreBackup({
           file,
@@ -147,16 +147,16 @@ export const backupCommands: Command[] = [
  * default key file is in that directory, whose owner can put a link there: read as them. The
  * data directory is worked out once, before: the config may be root's alone too.
  */
-async function keyAsOwner(ctx: CommandContext, header: BackupHeader, dataDir: string): Promise<{ supply: KeySupply; actingAs: number | null }> {
+async function keyAsOwner(ctx: CommandContext, header: BackupHeader, dataDir: string, defaultKeyFile: string): Promise<{ supply: KeySupply; actingAs: number | null }> {
   const keyNamed = header.derivation.kind === "passphrase" || ["key-file", "shares-file"].some((o) => ctx.options[o] !== undefined);
   let actingAs = keyNamed ? null : actAsDataDirectoryOwner(dataDir);
-  const supply = await keySupply(ctx, header, dataDir);
+  const supply = await keySupply(ctx, header, defaultKeyFile);
   actingAs ??= actAsDataDirectoryOwner(dataDir);
   return { supply, actingAs };
 }
 
 /** What opens the backup, by what its header asks for: the root key (file or shares) or a passphrase. */
-async function keySupply(ctx: CommandContext, header: BackupHeader, dataDir: string): Promise<KeySupply> {
+async function keySupply(ctx: CommandContext, header: BackupHeader, defaultKeyFile: string): Promise<KeySupply> {
   const derivation = header.derivation;
   if (derivation.kind === "passphrase") {
     const file = stringOption(ctx, "passphrase-file");
@@ -166,9 +166,9 @@ async function keySupply(ctx: CommandContext, header: BackupHeader, dataDir: str
   const sharesFile = stringOption(ctx, "shares-file");
   if (sharesFile !== undefined) return { rootKey: rootKeyFromShares(readText(sharesFile, "the shares file")) };
   const explicit = stringOption(ctx, "key-file");
-  const keyFile = explicit ?? join(dataDir, "root.key");
+  const keyFile = explicit ?? defaultKeyFile;
   try {
-    // The default lies in the data directory, which may be another user's (the service's) while root reads it.
+    // The default lies in the data directory (or where the config says), which may be another user's (the service's) while root reads it.
     return { rootKey: readRootKeyFile(keyFile, { planted: explicit === undefined }) };
   } catch (error) {
     if (explicit === undefined && (error as Error).message.includes("no such file")) {
@@ -206,6 +206,12 @@ function keyInfo(header: BackupHeader): { kind: string; root_key_id?: string; te
 /** The --data and --config this command was given, for the next command to name the same instance. */
 function sameInstanceFlags(ctx: CommandContext): string {
   return ["data", "config"].map((name) => (typeof ctx.options[name] === "string" ? ` --${name} ${ctx.options[name]}` : "")).join("");
+}
+
+/** The instance's key file (seal.key_file, root.key in the data directory by default). */
+function configuredKeyFile(ctx: CommandContext): string {
+  const config = configOf(ctx);
+  return config ? dataPath(config, config.seal.key_file) : join(ctx.dataDir(), "root.key");
 }
 
 /** The configuration; null when it cannot be read (restore needs none). */
