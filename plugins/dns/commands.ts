@@ -100,9 +100,10 @@ export const dnsCommands: Command[] = [
       if (ns) body.ns = ns;
       if (typeof ctx.options.mname === "string" || typeof ctx.options.rname === "string") {
         const zone = absolute(ctx.args[0]!);
-        const mname = typeof ctx.options.mname === "string" ? absolute(ctx.options.mname) : (ns?.[0] ?? `ns1.${zone}`);
         const rname = typeof ctx.options.rname === "string" ? absolute(ctx.options.rname) : `hostmaster.${zone}`;
-        body.soa = { mname, rname, refresh: 3600, retry: 900, expire: 1_209_600, minimum: 300 };
+        // Without --mname the server picks the primary: the first name server, given or configured.
+        const mname = typeof ctx.options.mname === "string" ? { mname: absolute(ctx.options.mname) } : {};
+        body.soa = { ...mname, rname, refresh: 3600, retry: 900, expire: 1_209_600, minimum: 300 };
       }
       const zone = await api.request<ZoneView>("POST", zonesPath(await organizationOf(ctx, api)), body);
       print(ctx, zone, `${zone.name} created (serial ${zone.serial})`);

@@ -16,7 +16,11 @@ const soaFields = {
   minimum: t.Integer({ minimum: 0, maximum: 2_147_483_647, description: "Negative-caching TTL (RFC 2308)" }),
 };
 const SOA_TTL = "The SOA record's own TTL (default: the zone's ttl). Negative answers are cached for the lesser of it and minimum (RFC 2308).";
-export const Soa = t.Object({ ...soaFields, ttl: t.Optional(t.Integer({ minimum: 0, maximum: 2_147_483_647, description: SOA_TTL })) });
+export const Soa = t.Object({
+  ...soaFields,
+  mname: t.Optional(t.String({ minLength: 1, maxLength: 1024, description: "The primary name server (relative to the zone unless it ends with a dot; default: the first name server)" })),
+  ttl: t.Optional(t.Integer({ minimum: 0, maximum: 2_147_483_647, description: SOA_TTL })),
+});
 const SoaView = t.Object({ ...soaFields, ttl: t.Integer({ description: SOA_TTL }) });
 
 export const Zone = t.Object({

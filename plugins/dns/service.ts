@@ -29,7 +29,8 @@ export interface Caller {
 export interface SoaInput {
   /** The SOA record's own TTL; default: the zone's TTL. */
   ttl?: number;
-  mname: string;
+  /** Default: the first name server. */
+  mname?: string;
   rname: string;
   refresh: number;
   retry: number;
@@ -225,11 +226,12 @@ export class DnsService {
     // Without name servers given: the appliance's as configured (its names as the world knows
     // them), else ns1.<zone>, which `problems` then says needs an address.
     const defaults = input.ns === undefined && this.k.settings.default_nameservers.length > 0 ? configuredNameservers(this.k.settings.default_nameservers) : null;
+    const soaIn: SoaInput = input.soa ?? { rname: `hostmaster.${name}`, ...SOA_DEFAULTS };
     // The SOA's primary is the first name server unless told otherwise.
-    const soaIn = input.soa ?? { mname: input.ns?.[0] ?? defaults?.[0] ?? `ns1.${name}`, rname: `hostmaster.${name}`, ...SOA_DEFAULTS };
+    const mname = soaIn.mname ?? input.ns?.[0] ?? defaults?.[0] ?? `ns1.${name}`;
     const soa: sql.Soa = {
       soa_ttl: "ttl" in soaIn ? (soaIn.ttl ?? null) : null,
-      soa_mname: canonical(refusing("soa.mname", () => parseName(soaIn.mname, origin))),
+      soa_mname: canonical(refusing("soa.mname", () => parseName(mname, origin))),
       soa_rname: canonical(refusing("soa.rname", () => parseName(soaIn.rname, origin))),
       soa_refresh: soaIn.refresh,
       soa_retry: soaIn.retry,

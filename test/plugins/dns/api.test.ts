@@ -50,6 +50,12 @@ describe("dns zones", () => {
     expect(made.body.soa.mname).toBe("ns1.example.net.");
     expect(made.body.records.filter((r: { type: string }) => r.type === "NS").map((r: { data: string }) => r.data)).toEqual(["ns1.example.net.", "ns2.example.net."]);
     expect(made.body.problems).toEqual([]);
+    // An SOA given without its primary (the CLI's --rname alone): still the first name server (found in review: ns1.<zone>).
+    const soa = { rname: "hostmaster.example.net.", refresh: 3600, retry: 900, expire: 1_209_600, minimum: 300 };
+    const withSoa = await c.send("POST", `/v1/dns/orgs/${c.owner.organization}/zones`, owner, { json: { name: "example.info", soa } });
+    expect([withSoa.body.soa.mname, withSoa.body.soa.rname]).toEqual(["ns1.example.net.", "hostmaster.example.net."]);
+    const primary = await c.send("POST", `/v1/dns/orgs/${c.owner.organization}/zones`, owner, { json: { name: "example.edu", soa, ns: ["a.example.net."] } });
+    expect(primary.body.soa.mname).toBe("a.example.net.");
     // Bad configured names are refused naming the setting; duplicates in another case count once.
     for (const [bad, index] of [[["bad..name"], 0], [["ns1.example.net", "*.example.net"], 1], [["192.0.2.1"], 0], [["."], 0]] as const) {
       const strict = await testCitadel({ config: { dns: { default_nameservers: bad } } });
