@@ -3,6 +3,8 @@
  * refilled at `perSecond`; a request takes one. Idle buckets are forgotten, so an attacker
  * spraying addresses costs bounded memory.
  */
+import { BoundedMap } from "../bounded-map.ts";
+
 export interface BucketPolicy {
   /** Name for the RateLimit-Policy header. */
   name: string;
@@ -27,27 +29,31 @@ interface Bucket {
 }
 
 export class RateLimiter {
-  private buckets = new Map<string, Bucket>();
+  /**
+   * Those not used lately are forgotten first, at O(1) per new key: a flood of new addresses
+   * costs no more per request than one address (a forgotten bucket is a full one again).
+   */
+  private readonly buckets: BoundedMap<string, Bucket>;
 
   constructor(
     readonly policy: BucketPolicy,
     private readonly now: () => number = Date.now,
-    private readonly maxKeys = 100_000,
-  ) {}
+    maxKeys = 100_000,
+  ) {
+    this.buckets = new BoundedMap(maxKeys);
+  }
 
   take(key: string, cost = 1): RateDecision {
     const now = this.now();
     const { perSecond, burst } = this.policy;
     let bucket = this.buckets.get(key);
     if (!bucket) {
-      if (this.buckets.size >= this.maxKeys) this.evictLeastRecentlyUsed();
       bucket = { tokens: burst, at: now };
+      this.buckets.set(key, bucket);
     } else {
       bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond);
       bucket.at = now;
-      this.buckets.delete(key); // re-inserted below: the Map's order is the order of last use
     }
-    this.buckets.set(key, bucket);
     const allowed = bucket.tokens >= cost;
     if (allowed) bucket.tokens -= cost;
     return {
@@ -57,15 +63,6 @@ export class RateLimiter {
       reset: Math.ceil((burst - bucket.tokens) / perSecond),
       policy: this.policy,
     };
-  }
-
-  /**
-   * Forgets the bucket used longest ago: O(1), so a flood of new addresses costs no more per
-   * request than one address (a scan or sort per new key would make the limiter the bottleneck).
-   */
-  private evictLeastRecentlyUsed(): void {
-    const oldest = this.buckets.keys().next();
-    if (!oldest.done) this.buckets.delete(oldest.value);
   }
 }
 

@@ -4,9 +4,10 @@
  * "43 failed logins" means about 43 lately, and an address that stops is forgiven without a
  * sweep. The prefix counters catch what a client spreads over its neighbours.
  *
- * Memory is bounded: at most `maxKeys` keys per table (HTTP signals, DNS signals); the least
- * recently touched go first.
+ * Memory is bounded: at most `maxKeys` keys per table (HTTP signals, DNS signals); those not
+ * touched lately go first (a BoundedMap: O(1) per key, however many new keys a flood brings).
  */
+import { BoundedMap } from "../bounded-map.ts";
 import { formatIp, parseIp, unmapIpv4, type IpAddress } from "../net/ip.ts";
 
 export const SIGNALS = ["failed_login", "invalid_token", "http_forbidden", "http_rate_limited", "dns_rate_limited", "dns_refused", "dns_nxdomain", "dns_random_subdomain"] as const;
@@ -56,19 +57,20 @@ export interface Keys {
 }
 
 export class Behaviour {
-  private readonly counters = new Map<string, Counter>();
+  private readonly counters: BoundedMap<string, Counter>;
   private readonly halfLife: number;
-  private readonly maxKeys: number;
   /**
    * Two tables: DNS signals come from UDP sources anyone can forge, in floods, so they get their
    * own table — a spoofed flood from random addresses can then evict only DNS counts, never the
    * failed logins of a brute-forcer (which come over TCP, from real addresses).
    */
-  private readonly dns = new Map<string, Counter>();
+  private readonly dns: BoundedMap<string, Counter>;
 
   constructor(private readonly options: BehaviourOptions) {
     this.halfLife = options.halfLifeMs ?? 10 * 60_000;
-    this.maxKeys = options.maxKeys ?? 200_000;
+    const maxKeys = options.maxKeys ?? 200_000;
+    this.counters = new BoundedMap(maxKeys);
+    this.dns = new BoundedMap(maxKeys);
   }
 
   get halfLifeMinutes(): number {
@@ -111,17 +113,15 @@ export class Behaviour {
     this.dns.delete(key);
   }
 
-  private touch(table: Map<string, Counter>, key: string, now: number): Counter {
-    let counter = table.get(key);
+  private touch(table: BoundedMap<string, Counter>, key: string, now: number): Counter {
+    const counter = table.get(key); // (a hit keeps the key among the recently touched)
     if (counter) {
-      table.delete(key); // re-inserted last: the map's order is least recently touched first
       this.decay(counter, now);
-    } else {
-      counter = { values: new Float64Array(SIGNALS.length), at: now };
-      if (table.size >= this.maxKeys) table.delete(table.keys().next().value!);
+      return counter;
     }
-    table.set(key, counter);
-    return counter;
+    const fresh = { values: new Float64Array(SIGNALS.length), at: now };
+    table.set(key, fresh);
+    return fresh;
   }
 
   private decay(counter: Counter, now: number): void {

@@ -12,7 +12,7 @@
  */
 import { Reader } from "maxmind";
 import type { IpAddress } from "../net/ip.ts";
-import { TwoGenerationCache } from "./geo-cache.ts";
+import { BoundedMap } from "../bounded-map.ts";
 import { FieldReader } from "./geo-decode.ts";
 
 /** What a database type must contain (case-insensitive) to be accepted in a slot. */
@@ -52,7 +52,7 @@ export class OpenedDatabase<Kept> {
   private readonly dataBias: number;
   /** Where IPv4 addresses start in an IPv6 tree (::/96), or 0 in an IPv4 one. */
   private readonly ipv4Start: number;
-  private readonly records = new TwoGenerationCache<number, Kept | null>(RECORD_CACHE);
+  private readonly records = new BoundedMap<number, Kept | null>(2 * RECORD_CACHE);
 
   /** Throws when the bytes are not a MaxMind DB v2 this code can walk safely. */
   constructor(

@@ -20,7 +20,7 @@
  */
 import type { Logger } from "../log.ts";
 import { parseIp, unmapIpv4, type IpAddress } from "../net/ip.ts";
-import { TwoGenerationCache } from "./geo-cache.ts";
+import { BoundedMap } from "../bounded-map.ts";
 import { EXPECTED_TYPES, OpenedDatabase, type Projection } from "./geo-db.ts";
 import { fieldPath, type FieldReader } from "./geo-decode.ts";
 import { EMBEDDED_COUNTRY_DB, readEmbeddedCountryDb } from "./geo-embedded.ts";
@@ -98,7 +98,7 @@ const DEFAULT_POLL_MS = 5000;
 const DEFAULT_CACHE = 10_000;
 
 export class GeoIntel {
-  private readonly cache: TwoGenerationCache<string, GeoInfo>;
+  private readonly cache: BoundedMap<string, GeoInfo>;
 
   private constructor(
     private readonly embedded: OpenedDatabase<string> | null,
@@ -108,7 +108,7 @@ export class GeoIntel {
     private readonly anonymousDb: DatabaseSource<AnonymousFlags> | null,
     cacheSize: number,
   ) {
-    this.cache = new TwoGenerationCache(cacheSize);
+    this.cache = new BoundedMap(2 * cacheSize);
   }
 
   /** Loads every database (failures are reported in status(), never thrown) and starts polling. */

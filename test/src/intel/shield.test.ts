@@ -390,3 +390,17 @@ test("IPv6: rotating through the /56s of one /48 is seen at the /48 (with four t
   expect(changes.map((d) => d.target)).toEqual(["2001:db8:aa00::/48"]);
   expect(shield.decide("2001:db8:aa01::7", "http")).toBe("allow"); // the next /48 is someone else
 });
+
+test("a flood of new addresses far past the behaviour table's bound finishes, and the busy address is still counted", () => {
+  // At the default bound (200,000 keys a table): evicting by the Map's order got slower with
+  // every eviction there (these 500,000 addresses took over 20 s), and this test timed out.
+  const now = Date.UTC(2026, 10, 23);
+  const b = new Behaviour({ now: () => now });
+  for (let i = 0; i < 500_000; i++) {
+    const [x, y, z] = [(i >> 16) & 255, (i >> 8) & 255, i & 255];
+    b.add(`10.${x}.${y}.${z}`, `10.${x}.${y}.0/24`, "dns_refused");
+    if (i % 100 === 0) b.add("192.0.2.53", "192.0.2.0/24", "dns_refused"); // touched all along: never evicted
+  }
+  expect(b.size).toBeLessThanOrEqual(200_000); // the DNS table only
+  expect(b.counts("192.0.2.53").dns_refused).toBe(5000);
+});
