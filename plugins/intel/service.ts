@@ -12,7 +12,7 @@ import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts"
 import { newId } from "../../src/ids.ts";
 import { CidrSet } from "../../src/intel/cidr-set.ts";
 import type { GeoIntel } from "../../src/intel/geo.ts";
-import { fetchList, parseList } from "../../src/intel/lists.ts";
+import { fetchList, parseList, refreshProblem, type ListSize } from "../../src/intel/lists.ts";
 import { DEFAULT_POLICY, type Action, type ShieldPolicy } from "../../src/intel/policy.ts";
 import { Shield, toCidr, type Decision, type ListMatch, type ManualEntry } from "../../src/intel/shield.ts";
 import { formatCidr } from "../../src/net/ip.ts";
@@ -299,14 +299,21 @@ export class IntelService {
     return { items: this.lists.map((l) => listView(l.row)) };
   }
 
-  /** Creates or replaces a list from text (or from its URL, when one is given and `content` is not). */
-  async putList(caller: Caller | null, name: string, input: { weight: number; content?: string; url?: string; refresh_minutes?: number; format?: "auto" | "plain" | "firehol" | "spamhaus" }) {
+  /**
+   * Creates or replaces a list from text (or from its URL, when one is given and `content` is
+   * not). A scheduled refresh passes what the list held (`refreshOf`): a download that looks
+   * cut short or broken is refused then (refreshProblem), where an operator's import is taken.
+   */
+  async putList(caller: Caller | null, name: string, input: { weight: number; content?: string; url?: string; refresh_minutes?: number; format?: "auto" | "plain" | "firehol" | "spamhaus" }, refreshOf?: ListSize) {
     if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) throw new InvalidError("a list's name is 1–63 lower-case letters, digits, dots, dashes or underscores", "name");
     if (input.content === undefined && input.url === undefined) throw new InvalidError("give the list's content, or a url to fetch it from", "content");
     if (input.url !== undefined && !/^https:\/\//.test(input.url) && !/^http:\/\/(127\.0\.0\.1|\[::1\])[:/]/.test(input.url)) throw new InvalidError("a list's url must be https://", "url");
     const content = input.content ?? (await this.fetch(input.url!));
     const parsed = parseList(content, input.format ?? "auto");
     if (parsed.cidrs.length === 0) throw new InvalidError(`the list has no valid entry${parsed.errors[0] ? ` (line ${parsed.errors[0].line}: ${parsed.errors[0].problem})` : ""}`, "content");
+    if (parsed.incomplete) throw new InvalidError(`the list is incomplete: ${parsed.incomplete}`, "content");
+    const suspect = refreshOf && refreshProblem(refreshOf, content, parsed);
+    if (suspect) throw new InvalidError(`the refreshed list was refused: ${suspect} (import it with PUT to take it anyway)`, "content");
     const row: ListRow = { name, weight: input.weight, format: parsed.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errorCount, updated_at: this.now() };
     await this.k.store.write((tx) => {
       tx.query(
@@ -337,11 +344,19 @@ export class IntelService {
       const { url, refresh_minutes, updated_at } = list.row;
       if (!url || !refresh_minutes || updated_at + refresh_minutes * 60_000 > now) continue;
       try {
-        await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes });
+        await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes }, list.row);
       } catch (e) {
-        this.k.log.warn("intel: a list could not be refreshed; the previous content stays", { list: list.name, url, error: e instanceof Error ? e.message : String(e) });
+        await this.refreshFailed(list.name, url, e instanceof Error ? e.message : String(e));
       }
     }
+  }
+
+  /** A failed refresh is logged and audited (Citadel's own doing): the previous content stays. */
+  private async refreshFailed(name: string, url: string, error: string): Promise<void> {
+    this.k.log.warn("intel: a list could not be refreshed; the previous content stays", { list: name, url, error });
+    await this.k.store
+      .write((tx) => this.k.audit.record(tx, { ...event(null, "intel.list.import", { type: "intel_list", id: name }, `refresh failed, the previous content stays: ${error}`), outcome: "failure" }))
+      .catch((e: unknown) => this.k.log.error("intel: a failed list refresh could not be audited", { list: name, error: e instanceof Error ? e.message : String(e) }));
   }
 
   private fetch(url: string): Promise<string> {

@@ -31,6 +31,11 @@ export interface ParsedList {
   warnings: ListProblem[];
   warningCount: number;
   format: ParsedFormat;
+  /**
+   * Why the file is known to be cut short, or null: Spamhaus's JSON lines end with a metadata
+   * line giving the record count, so one without it, or with another count, lost records.
+   */
+  incomplete: string | null;
 }
 
 export type ListSource = { kind: "inline" } | { kind: "url"; url: string; refreshMinutes: number };
@@ -60,7 +65,7 @@ export function parseList(text: string, format: ListFormat | "auto" = "auto"): P
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
   const detected = format === "auto" ? detectFormat(lines) : format === "spamhaus" && isJsonLines(lines) ? "spamhaus-json" : format;
   const report = new Report(detected);
-  if (detected === "spamhaus-json") parseJsonLines(lines, report);
+  if (detected === "spamhaus-json") report.incomplete = parseJsonLines(lines, report);
   else parseTextLines(lines, report);
   return report.result();
 }
@@ -97,9 +102,9 @@ function parseTextLines(lines: string[], report: Report): void {
 /**
  * Spamhaus JSON lines: `{"cidr":"1.10.16.0/20","sblid":"SBL256894","rir":"apnic"}` per entry
  * and a closing `{"type":"metadata",…,"records":N}`. The record count is checked because a
- * download cut short loses entries silently otherwise.
+ * download cut short loses entries silently otherwise; returns why the file is incomplete, or null.
  */
-function parseJsonLines(lines: string[], report: Report): void {
+function parseJsonLines(lines: string[], report: Report): string | null {
   let records = 0;
   let metadata: { line: number; records: unknown } | null = null;
   for (let i = 0; i < lines.length; i++) {
@@ -123,9 +128,11 @@ function parseJsonLines(lines: string[], report: Report): void {
     else if (typeof record.cidr === "string") report.entry(i + 1, line, record.cidr.trim());
     else report.error(i + 1, line, 'no "cidr" string');
   }
-  if (metadata && typeof metadata.records === "number" && metadata.records !== records) {
-    report.error(metadata.line, lines[metadata.line - 1]!, `metadata announces ${metadata.records} records, the file has ${records}`);
-  }
+  if (!metadata || typeof metadata.records !== "number") return 'no metadata line with the record count (the last line, {"type":"metadata",…,"records":N}): the file looks cut short';
+  if (metadata.records === records) return null;
+  const problem = `metadata announces ${metadata.records} records, the file has ${records}`;
+  report.error(metadata.line, lines[metadata.line - 1]!, problem);
+  return problem;
 }
 
 /**
@@ -142,6 +149,7 @@ class Report {
   private readonly warnings: ListProblem[] = [];
   private errorCount = 0;
   private warningCount = 0;
+  incomplete: string | null = null;
 
   constructor(private readonly format: ParsedFormat) {}
 
@@ -179,10 +187,38 @@ class Report {
   }
 
   result(): ParsedList {
-    const { cidrs, errors, errorCount, warnings, warningCount, format } = this;
-    return { cidrs, errors, errorCount, warnings, warningCount, format };
+    const { cidrs, errors, errorCount, warnings, warningCount, format, incomplete } = this;
+    return { cidrs, errors, errorCount, warnings, warningCount, format, incomplete };
   }
 }
+
+/** What a list held before a refresh: its entries and bad lines. */
+export interface ListSize {
+  entries: number;
+  errors: number;
+}
+
+/** Bad lines above this share of the lines meant as entries make a refresh suspect. */
+const MAX_BAD_SHARE = 0.1;
+
+/**
+ * Why a scheduled refresh must not replace the list, or null. A download cut short, an error
+ * page served as 200, a publisher's bad day: each would quietly unlist addresses, so a refresh
+ * is refused when its last line has no newline (every list format ends its lines), when it has
+ * fewer than half the entries the list had, or when more than a tenth of its lines are bad (and
+ * a larger share than before: a list imported with them is not refused for them ever after).
+ * An operator who means it imports the text explicitly.
+ */
+export function refreshProblem(previous: ListSize, text: string, parsed: ParsedList): string | null {
+  if (text !== "" && !text.endsWith("\n")) return "the last line has no newline: the download looks cut short";
+  const entries = parsed.cidrs.length;
+  if (entries * 2 < previous.entries) return `${entries} entries, fewer than half of the ${previous.entries} the list had`;
+  const share = badShare(parsed.errorCount, entries);
+  if (share > MAX_BAD_SHARE && share > badShare(previous.errors, previous.entries)) return `${parsed.errorCount} bad lines of ${parsed.errorCount + entries}`;
+  return null;
+}
+
+const badShare = (errors: number, entries: number) => (errors === 0 ? 0 : errors / (errors + entries));
 
 function networkOf(family: 4 | 6, bytes: Uint8Array, prefix: number): Cidr {
   const masked = bytes.map((b, i) => b & ((0xff << (8 - Math.max(0, Math.min(8, prefix - 8 * i)))) & 0xff));

@@ -18,6 +18,12 @@ beforeAll(async () => {
 });
 afterAll(() => c.stop());
 
+/** Moves the clock on, and logs in again (the session would have timed out). */
+async function later(ms: number) {
+  c.clock.advance(ms);
+  operator = await c.login(c.owner.email, c.owner.password);
+}
+
 const audit = (like: string) => c.kernel.store.db.query<{ action: string; reason: string }, [string]>("SELECT action, reason FROM audit_events WHERE action LIKE ? ORDER BY seq").all(like);
 
 describe("reputation lists", () => {
@@ -56,6 +62,64 @@ describe("reputation lists", () => {
     } finally {
       server.stop(true);
     }
+  });
+});
+
+describe("list refresh", () => {
+  const record = (i: number) => `{"cidr":"10.${40 + i}.0.0/16","sblid":"SBL${i}","rir":"ripencc"}\n`;
+  const spamhaus = (n: number) => `${Array.from({ length: n }, (_, i) => record(i)).join("")}{"type":"metadata","timestamp":1707883156,"records":${n}}\n`;
+  const listed = async (ip: string) => (await c.send("GET", `/v1/intel/ip/${ip}`, operator)).body.lists;
+
+  /** A list imported from a local URL that serves `body()`; the refresh is made due. */
+  async function served(name: string, first: string, run: (serve: (next: string) => void) => Promise<void>) {
+    let body = first;
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(body) });
+    try {
+      const put = await c.send("PUT", `/v1/intel/lists/${name}`, operator, { json: { weight: 50, url: `http://127.0.0.1:${server.port}/drop.json`, refresh_minutes: 60 } });
+      expect(put.status).toBe(200);
+      await later(61 * 60_000);
+      await run((next) => void (body = next));
+    } finally {
+      server.stop(true);
+      await c.send("DELETE", `/v1/intel/lists/${name}`, operator);
+    }
+  }
+
+  test("a Spamhaus JSON download cut short (no metadata line) keeps the list, and is logged and audited", async () => {
+    await served("drop-json", spamhaus(50), async (serve) => {
+      serve(`${record(0)}${record(1)}${record(2)}{"cidr":"10.4`);
+      await intelOf(c.kernel as never).refreshDue();
+      expect((await c.send("GET", "/v1/intel/lists", operator)).body.items.find((l: { name: string }) => l.name === "drop-json")).toMatchObject({ entries: 50 });
+      expect(await listed("10.40.0.1")).toEqual(["drop-json"]);
+      expect(await listed("10.89.0.1")).toEqual(["drop-json"]);
+      const failed = c.kernel.store.db.query<{ outcome: string; reason: string }, []>("SELECT outcome, reason FROM audit_events WHERE action = 'intel.list.import' AND resource_id = 'drop-json' ORDER BY seq").all();
+      expect(failed.map((e) => e.outcome)).toEqual(["success", "failure"]);
+      expect(failed[1]!.reason).toContain("no metadata line");
+    });
+  });
+
+  test("an explicit import of a Spamhaus JSON list whose count does not match is refused too", async () => {
+    const put = await c.send("PUT", "/v1/intel/lists/drop-json", operator, { json: { weight: 50, content: spamhaus(5).replace('"records":5', '"records":9') } });
+    expect(put.status).toBe(422);
+    expect(put.body.detail).toContain("metadata announces 9 records, the file has 5");
+  });
+
+  test("a refresh that lost most entries, or whose last line is cut, is refused; the same text imported with PUT is taken", async () => {
+    const lines = (n: number) => Array.from({ length: n }, (_, i) => `10.${40 + i}.0.0/16\n`).join("");
+    await served("netset", lines(50), async (serve) => {
+      const service = intelOf(c.kernel as never);
+      serve(lines(10));
+      await service.refreshDue();
+      expect(await listed("10.89.0.1")).toEqual(["netset"]);
+      serve(`${lines(49)}10.2`);
+      await later(24 * 60 * 60_000); // (past any back-off)
+      await service.refreshDue();
+      expect(await listed("10.89.0.1")).toEqual(["netset"]);
+      const reasons = c.kernel.store.db.query<{ reason: string }, []>("SELECT reason FROM audit_events WHERE action = 'intel.list.import' AND resource_id = 'netset' AND outcome = 'failure' ORDER BY seq").all();
+      expect(reasons.map((r) => r.reason)).toEqual([expect.stringContaining("10 entries, fewer than half of the 50"), expect.stringContaining("no newline")]);
+      const put = await c.send("PUT", "/v1/intel/lists/netset", operator, { json: { weight: 50, content: lines(10) } });
+      expect(put.body).toMatchObject({ entries: 10 });
+    });
   });
 });
 

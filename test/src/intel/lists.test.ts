@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ListFetchError, MAX_REPORTED, fetchList, parseList, type FetchLike, type ParsedFormat, type ParsedList } from "../../../src/intel/lists.ts";
+import { ListFetchError, MAX_REPORTED, fetchList, parseList, refreshProblem, type FetchLike, type ParsedFormat, type ParsedList } from "../../../src/intel/lists.ts";
 import { CidrSet } from "../../../src/intel/cidr-set.ts";
 import { formatCidr } from "../../../src/net/ip.ts";
 
@@ -192,6 +192,39 @@ describe("parseList: Spamhaus", () => {
     const list = parseList(text, "spamhaus");
     expect(problemsOf(list)).toEqual([[2, "metadata announces 1500 records, the file has 1"]]);
     expect(cidrsOf(list)).toEqual(["1.10.16.0/20"]);
+  });
+
+  test("JSON lines are complete only with their metadata line and its count", () => {
+    expect(parseList(SPAMHAUS_JSON).incomplete).toBeNull();
+    const cut = parseList('{"cidr":"1.10.16.0/20","sblid":"SBL256894"}\n{"cidr":"1.19.0.0/16","sb', "spamhaus");
+    expect(cut.incomplete).toContain("no metadata line");
+    const short = parseList('{"cidr":"1.10.16.0/20","sblid":"SBL256894"}\n{"type":"metadata","records":1500}\n', "spamhaus");
+    expect(short.incomplete).toBe("metadata announces 1500 records, the file has 1");
+    expect(parseList(SPAMHAUS_TEXT).incomplete).toBeNull(); // the text lists have no such line
+  });
+});
+
+describe("refreshProblem: a refreshed list that looks cut short or broken", () => {
+  const lines = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `10.${from + i}.0.0/16\n`).join("");
+  const check = (previous: { entries: number; errors: number }, text: string) => refreshProblem(previous, text, parseList(text));
+
+  test("a whole list like the last one passes", () => {
+    expect(check({ entries: 50, errors: 0 }, lines(50))).toBeNull();
+    expect(check({ entries: 50, errors: 0 }, lines(26))).toBeNull(); // lists shrink
+  });
+
+  test("a last line without its newline: cut short", () => {
+    expect(check({ entries: 50, errors: 0 }, `${lines(49)}10.200.0`)).toContain("no newline");
+  });
+
+  test("fewer than half the entries it had", () => {
+    expect(check({ entries: 50, errors: 0 }, lines(24))).toBe("24 entries, fewer than half of the 50 the list had");
+  });
+
+  test("more than a tenth of the lines bad, unless the list had as many before", () => {
+    const text = `${lines(40)}${"<html>\n".repeat(10)}`;
+    expect(check({ entries: 40, errors: 0 }, text)).toBe("10 bad lines of 50");
+    expect(check({ entries: 40, errors: 10 }, text)).toBeNull();
   });
 });
 
