@@ -55,11 +55,20 @@ const MAX_REPORTED_ERRORS = 20;
  * scanner); thousands of addresses belong in a reputation list, which is built for millions.
  */
 export const MAX_MANUAL_ENTRIES = 10_000;
+/** The wait after a list's first failed refresh; it doubles with each failure, up to its refresh period. */
+const FIRST_RETRY_MINUTES = 5;
 
 export class IntelService {
   readonly shield: Shield;
   private lists: LoadedList[] = [];
   private policy: ShieldPolicy;
+  /** The refresh pass under way: one at a time. */
+  private refreshing: Promise<void> | null = null;
+  /**
+   * Lists whose last refresh failed: how many times in a row, and when to try again. In memory:
+   * a restart forgets it, which costs one early attempt per failing list, and needs no table.
+   */
+  private readonly retries = new Map<string, { failures: number; next: number }>();
 
   constructor(
     private readonly k: IntelKernel,
@@ -323,6 +332,7 @@ export class IntelService {
       ).run(row.name, row.weight, row.format, row.url, row.refresh_minutes, row.content, row.entries, row.errors, row.updated_at);
       this.k.audit.record(tx, event(caller, "intel.list.import", { type: "intel_list", id: name }, `${row.entries} entries (${row.format}), weight ${row.weight}${row.errors ? `, ${row.errors} bad lines skipped` : ""}${row.url ? `, from ${row.url}` : ""}`));
     });
+    this.retries.delete(name); // fetched and taken: the next refresh is due on time
     this.lists = this.loadLists();
     this.shield.invalidate();
     return { ...listView(row), bad_lines_shown: parsed.errors.slice(0, MAX_REPORTED_ERRORS) };
@@ -333,29 +343,45 @@ export class IntelService {
       if (tx.query("DELETE FROM intel_lists WHERE name = ?").run(name).changes === 0) throw new NotFoundError(`No list ${name}.`);
       this.k.audit.record(tx, event(caller, "intel.list.delete", { type: "intel_list", id: name }, null));
     });
+    this.retries.delete(name);
     this.lists = this.loadLists();
     this.shield.invalidate();
   }
 
-  /** Lists with a URL whose refresh is due are fetched again; a failure keeps the old content. */
-  async refreshDue(): Promise<void> {
-    const now = this.now();
+  /**
+   * Lists with a URL whose refresh is due are fetched again; a failure keeps the old content.
+   * One pass at a time: a call while one is under way (a slow download, the next tick) waits
+   * for it instead of fetching and importing the same lists again.
+   */
+  refreshDue(): Promise<void> {
+    this.refreshing ??= this.refreshPass().finally(() => (this.refreshing = null));
+    return this.refreshing;
+  }
+
+  private async refreshPass(): Promise<void> {
     for (const list of this.lists) {
       const { url, refresh_minutes, updated_at } = list.row;
+      const now = this.now();
       if (!url || !refresh_minutes || updated_at + refresh_minutes * 60_000 > now) continue;
+      const retry = this.retries.get(list.name);
+      if (retry && retry.next > now) continue;
       try {
         await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes }, list.row);
       } catch (e) {
-        await this.refreshFailed(list.name, url, e instanceof Error ? e.message : String(e));
+        // Backs off (5, 10, 20 … minutes, at most the refresh period): a failing source is not asked every minute.
+        const failures = (retry?.failures ?? 0) + 1;
+        const waitMinutes = Math.min(refresh_minutes, FIRST_RETRY_MINUTES * 2 ** (failures - 1));
+        this.retries.set(list.name, { failures, next: this.now() + waitMinutes * 60_000 });
+        await this.refreshFailed(list.name, url, e instanceof Error ? e.message : String(e), waitMinutes);
       }
     }
   }
 
   /** A failed refresh is logged and audited (Citadel's own doing): the previous content stays. */
-  private async refreshFailed(name: string, url: string, error: string): Promise<void> {
-    this.k.log.warn("intel: a list could not be refreshed; the previous content stays", { list: name, url, error });
+  private async refreshFailed(name: string, url: string, error: string, waitMinutes: number): Promise<void> {
+    this.k.log.warn("intel: a list could not be refreshed; the previous content stays", { list: name, url, error, retry_minutes: waitMinutes });
     await this.k.store
-      .write((tx) => this.k.audit.record(tx, { ...event(null, "intel.list.import", { type: "intel_list", id: name }, `refresh failed, the previous content stays: ${error}`), outcome: "failure" }))
+      .write((tx) => this.k.audit.record(tx, { ...event(null, "intel.list.import", { type: "intel_list", id: name }, `refresh failed, the previous content stays (next attempt in ${waitMinutes} min): ${error}`), outcome: "failure" }))
       .catch((e: unknown) => this.k.log.error("intel: a failed list refresh could not be audited", { list: name, error: e instanceof Error ? e.message : String(e) }));
   }
 

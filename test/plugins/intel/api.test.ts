@@ -123,6 +123,68 @@ describe("list refresh", () => {
   });
 });
 
+describe("list refresh failures", () => {
+  test("a failing source is retried with back-off (5, 10, 20, 40 minutes, then the refresh period), not every minute", async () => {
+    let fetched = 0;
+    let status = 200;
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (fetched++, new Response("10.40.0.0/16\n", { status })) });
+    const service = intelOf(c.kernel as never);
+    try {
+      await c.send("PUT", "/v1/intel/lists/flaky", operator, { json: { weight: 50, url: `http://127.0.0.1:${server.port}/list`, refresh_minutes: 60 } });
+      status = 503;
+      c.clock.advance(60 * 60_000);
+      const attempts: number[] = []; // the minutes (of the ticks) at which it was fetched
+      for (let minute = 0; minute < 180; minute++) {
+        const before = fetched;
+        await service.refreshDue();
+        if (fetched > before) attempts.push(minute);
+        c.clock.advance(60_000);
+      }
+      expect(attempts).toEqual([0, 5, 15, 35, 75, 135]);
+      const failures = c.kernel.store.db.query<{ reason: string }, []>("SELECT reason FROM audit_events WHERE action = 'intel.list.import' AND resource_id = 'flaky' AND outcome = 'failure' ORDER BY seq").all();
+      expect(failures.length).toBe(6);
+      expect(failures[0]!.reason).toContain("next attempt in 5 min");
+      // Back again: taken at the next attempt, and due on time after that.
+      status = 200;
+      c.clock.advance(60 * 60_000);
+      await service.refreshDue();
+      expect(fetched).toBe(8);
+      c.clock.advance(59 * 60_000);
+      await service.refreshDue();
+      expect(fetched).toBe(8);
+      c.clock.advance(60_000);
+      await service.refreshDue();
+      expect(fetched).toBe(9);
+    } finally {
+      server.stop(true);
+      await later(0);
+      await c.send("DELETE", "/v1/intel/lists/flaky", operator);
+    }
+  });
+
+  test("two refreshes at once fetch and import a list once", async () => {
+    let fetched = 0;
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: async () => (fetched++, fetched > 1 && (await held), new Response("10.40.0.0/16\n10.41.0.0/16\n")) });
+    const service = intelOf(c.kernel as never);
+    try {
+      await c.send("PUT", "/v1/intel/lists/slow", operator, { json: { weight: 50, url: `http://127.0.0.1:${server.port}/list`, refresh_minutes: 60 } });
+      await later(60 * 60_000);
+      const first = service.refreshDue();
+      const second = service.refreshDue();
+      release();
+      await Promise.all([first, second]);
+      expect(fetched).toBe(2); // the import, and one refresh
+      const imports = c.kernel.store.db.query<{ outcome: string }, []>("SELECT outcome FROM audit_events WHERE action = 'intel.list.import' AND resource_id = 'slow' ORDER BY seq").all();
+      expect(imports.length).toBe(2);
+    } finally {
+      server.stop(true);
+      await c.send("DELETE", "/v1/intel/lists/slow", operator);
+    }
+  });
+});
+
 describe("policy, manual entries, status", () => {
   test("country and ASN rules are validated, stored and audited", async () => {
     expect((await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: { germany: 10 } } })).status).toBe(422);
