@@ -9,9 +9,10 @@
  * silence when there is not even a header, or when the packet is itself a response), and any
  * unexpected exception becomes SERVFAIL, reported to the caller through the outcome.
  *
- * Decision points, in order: FORMERR (decodeQuery), BADVERS (EDNS version above 0), the gate
- * (every query with a question, so the shield sees floods aimed at names we do not serve too),
- * NOTIMP (opcode other than QUERY; meta types MAILA/MAILB), REFUSED (class other than IN, zone
+ * Decision points, in order: the gate (every packet that is a query, even one that does not
+ * decode: the shield sees floods aimed at names we do not serve too, and a client it drops gets
+ * no reply of any kind), FORMERR (decodeQuery, a bad TSIG record), BADVERS (EDNS version above
+ * 0), NOTIMP (opcode other than QUERY; meta types MAILA/MAILB), REFUSED (class other than IN, zone
  * transfers, no zone for the qname), then the zone's answer.
  */
 import type { Logger } from "../../src/log.ts";
@@ -287,6 +288,21 @@ function answerInto(packet: Uint8Array, client: string, transport: "udp" | "tcp"
  */
 function signedReplyTo(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext, limit: number, out: Outcome): Uint8Array | null {
   const now = (ctx.now ?? Date.now)();
+  const q = query.question;
+  if (q) {
+    out.qname = q.name;
+    out.qtype = q.type;
+  }
+  // The gate before the TSIG record is read and the MAC checked: a client the shield drops gets
+  // no FORMERR either, and one it refuses costs no key decryption or HMAC.
+  const decision = q ? ctx.gate.decide(client, q.name, q.type, transport) : ctx.gate.decide(client, NO_NAME, 0, transport);
+  if (decision !== "answer" && !(decision === "truncate" && transport === "tcp")) {
+    out.gated = true;
+    if (decision === "drop") return null;
+    out.rcode = decision === "refuse" ? Rcode.REFUSED : Rcode.NOERROR;
+    const reply = emptyReply(query, out.rcode, limit);
+    return decision === "refuse" ? reply : truncated(reply);
+  }
   let tsig: ReturnType<typeof readTsig>;
   try {
     tsig = readTsig(packet, query.tsigStart);
@@ -294,22 +310,6 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
     if (!(e instanceof FormatError)) out.error = e;
     out.rcode = Rcode.FORMERR;
     return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
-  }
-  if (query.question) {
-    out.qname = query.question.name;
-    out.qtype = query.question.type;
-  }
-  // The gate before the MAC: a client the shield refuses costs no key decryption or HMAC.
-  const q = query.question;
-  if (q) {
-    const decision = ctx.gate.decide(client, q.name, q.type, transport);
-    if (decision !== "answer" && !(decision === "truncate" && transport === "tcp")) {
-      out.gated = true;
-      if (decision === "drop") return null;
-      out.rcode = decision === "refuse" ? Rcode.REFUSED : Rcode.NOERROR;
-      const reply = emptyReply(query, out.rcode, limit);
-      return decision === "refuse" ? reply : truncated(reply);
-    }
   }
   const verdict = verify(packet, tsig, ctx.tsigKey ?? noKeys, { kind: "request" }, now);
   if (verdict.error !== 0) {
@@ -363,12 +363,10 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       out.qname = q.name;
       out.qtype = q.type;
     }
-    if (query.edns && query.edns.version > 0) {
-      out.rcode = Rcode.BADVERS;
-      return emptyReply(query, Rcode.BADVERS, limit);
-    }
-    if (q && !gated) {
-      const decision = ctx.gate.decide(client, q.name, q.type, transport);
+    // The gate first, for every query (one without a question too): a client the shield
+    // drops gets no reply at all, BADVERS and NOTIMP included, and the limit counts them.
+    if (!gated) {
+      const decision = q ? ctx.gate.decide(client, q.name, q.type, transport) : ctx.gate.decide(client, NO_NAME, 0, transport);
       if (decision === "drop") {
         out.gated = true;
         return null;
@@ -382,6 +380,10 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
         out.gated = true;
         return truncated(emptyReply(query, Rcode.NOERROR, limit));
       }
+    }
+    if (query.edns && query.edns.version > 0) {
+      out.rcode = Rcode.BADVERS;
+      return emptyReply(query, Rcode.BADVERS, limit);
     }
     if (query.opcode !== Opcode.QUERY || q === null || q.type === TYPE_MAILA || q.type === TYPE_MAILB) {
       out.rcode = Rcode.NOTIMP;

@@ -217,6 +217,21 @@ describe("answerQuery", () => {
     expect(r.msg.edns!.version).toBe(0);
     expect(r.msg.answer).toEqual([]);
   });
+  test("the gate decides before BADVERS and NOTIMP: a dropped client gets no reply, a refused one REFUSED", () => {
+    const told: string[] = [];
+    const gate = (d: Decision): QueryGate => ({ decide: (client, qname) => (told.push(`${client} ${nameToText(qname)}`), d) });
+    const badvers = query("www.example.org", { edns: { payload: 1232, version: 1 } });
+    const noQuestion = Uint8Array.from([0x12, 0x34, 2 << 3, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // opcode STATUS, no question
+    expect(ask(badvers, "udp", gate("drop"))).toBeNull();
+    expect(ask(noQuestion, "udp", gate("drop"))).toBeNull();
+    expect(ask(badvers, "udp", gate("refuse"))!.msg.rcode).toBe(Rcode.REFUSED);
+    expect(ask(badvers, "udp", gate("truncate"))!.msg.tc).toBe(true);
+    expect(new CachingAnswerer({ zones, gate: gate("drop") }).answer(badvers, "192.0.2.99", "udp")).toBeNull();
+    expect(told).toEqual(["192.0.2.99 www.example.org.", "192.0.2.99 .", "192.0.2.99 www.example.org.", "192.0.2.99 www.example.org.", "192.0.2.99 www.example.org."]);
+    // Let through, they are what they were.
+    expect(ask(badvers)!.msg.rcode).toBe(Rcode.BADVERS);
+    expect(ask(noQuestion)!.msg.rcode).toBe(Rcode.NOTIMP);
+  });
   test("EDNS is echoed with our payload size and the DO bit", () => {
     const r = ask(query("www.example.org", { edns: { payload: 4096, dnssecOk: true } }))!;
     expect(r.msg.edns).toMatchObject({ udpPayloadSize: 1232, version: 0, dnssecOk: true });
