@@ -222,6 +222,7 @@ export class IntelService {
   }
 
   async lift(caller: Caller, target: string) {
+    if (!toCidr(target)) throw new InvalidError(`"${target}" is not an address or CIDR (host bits must be zero)`, "ip");
     const lifted = this.shield.lift(target);
     if (lifted.length === 0) throw new NotFoundError(`No decision in force for ${target}.`);
     for (const decision of lifted) await this.recordDecision("lift", decision, caller);

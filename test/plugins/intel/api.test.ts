@@ -254,4 +254,11 @@ describe("policy, manual entries, status", () => {
     }
     expect((await c.send("GET", "/v1/intel/ip/not-an-ip", operator)).status).toBe(422);
   });
+
+  test("lifting a decision: a target that is no address or CIDR is a 422 naming it; a valid one with nothing in force 404", async () => {
+    const bad = await c.send("DELETE", "/v1/intel/decisions/not-an-ip", operator);
+    expect(bad.status).toBe(422);
+    expect(bad.body.detail).toContain('"not-an-ip" is not an address or CIDR');
+    expect((await c.send("DELETE", "/v1/intel/decisions/192.0.2.77", operator)).status).toBe(404);
+  });
 });
