@@ -54,38 +54,40 @@ export class ShieldGate implements QueryGate {
     // counts (the shield's "http" channel: lists, policy, HTTP behaviour, manual entries), never
     // decisions made from DNS signals, which come over UDP from addresses anyone can forge — or
     // a spoofed flood "from" a real resolver would cut it off over TCP too, its way out of slip.
-    const action = shield ? shield.decide(client, transport === "tcp" ? "http" : "dns") : "allow";
-    if (shield) this.options.onVerdict?.(action);
+    const verdict = shield ? shield.verdict(client, transport === "tcp" ? "http" : "dns") : null;
+    const action = verdict ? verdict.action : "allow";
+    if (verdict) this.options.onVerdict?.(action);
     if (action === "drop") {
       this.options.count?.("dropped");
       return "drop";
     }
     // Allowlisted and trusted loopback clients are not rate limited; TCP never is.
-    if (transport === "tcp" || this.trusted(client)) {
+    if (transport === "tcp" || (verdict ? verdict.trusted : this.trusted(client))) {
       if (action !== "refuse") return "answer";
       this.options.count?.("refused");
       return "refuse";
     }
     const rate = action === "throttle" || action === "refuse" ? this.options.throttledRate : this.options.rate;
-    const verdict = this.rrl.take(client, rate);
+    const limited = this.rrl.take(client, rate);
     if (action === "refuse") {
       // REFUSED to a spoofable source is rate limited too, or it would be a free reflector.
-      if (verdict !== "answer") {
+      if (limited !== "answer") {
         this.options.count?.("dropped");
         return "drop";
       }
       this.options.count?.("refused");
       return "refuse";
     }
-    if (verdict === "answer") return "answer";
+    if (limited === "answer") return "answer";
     shield?.observe(client, "dns_rate_limited"); // (not for an exempt secondary: no decision may come of it)
-    this.options.count?.(verdict === "truncate" ? "slipped" : "rate_limited");
-    return verdict;
+    this.options.count?.(limited === "truncate" ? "slipped" : "rate_limited");
+    return limited;
   }
 
+  /** For a client the shield gave no verdict on (exempt, or no shield): trusted all the same? */
   private trusted(client: string): boolean {
     const shield = this.options.shield.current;
-    return shield ? shield.isTrusted(client, "dns") : this.options.trustLoopback && this.isLoopback(client);
+    return shield ? shield.isTrusted(client) : this.options.trustLoopback && this.isLoopback(client);
   }
 
   private isLoopback(client: string): boolean {

@@ -101,11 +101,15 @@ interface Client {
   trust?: { index: ManualIndex; until: number; value: boolean };
 }
 
-interface Verdict {
-  action: Action;
-  until: number;
+/** A verdict on a client, for one channel. */
+export interface Verdict {
+  readonly action: Action;
   /** Loopback (when trusted) or on the allow list: exempt from rate limiting and from counting. */
-  trusted: boolean;
+  readonly trusted: boolean;
+}
+
+interface CachedVerdict extends Verdict {
+  until: number;
 }
 
 type Scope = Decision["scope"];
@@ -115,7 +119,7 @@ export class Shield {
   /** Decisions in force by scope, each by its target (an address or a prefix). */
   private readonly decisions: Record<Scope, Map<string, Decision>> = { all: new Map(), dns: new Map() };
   private readonly maxDecisions: number;
-  private readonly verdicts: Record<Channel, Map<string, Verdict>> = { http: new Map(), dns: new Map() };
+  private readonly verdicts: Record<Channel, Map<string, CachedVerdict>> = { http: new Map(), dns: new Map() };
   /** Clients as they appear on the wire: the address (IPv4-mapped unmapped) and its keys. */
   private readonly clients = new Map<string, Client | null>();
   private manual = ManualIndex.build([], 0);
@@ -151,17 +155,25 @@ export class Shield {
     this.verdicts.dns.clear();
   }
 
-  /** The action enforced on `client` now, for `channel`: the hot path of both the guard and the DNS gate. */
+  /** The action enforced on `client` now, for `channel`: the hot path of the HTTP guard. */
   decide(client: string, channel: Channel = "http"): Action {
     return this.verdict(client, channel).action;
   }
 
-  /** Loopback (when trusted) or allowlisted: exempt from rate limiting, never counted against. */
-  isTrusted(client: string, channel: Channel = "dns"): boolean {
-    return this.verdict(client, channel).trusted;
+  /**
+   * Loopback (when trusted) or allowlisted: exempt from rate limiting, never counted against.
+   * Not a verdict (none is counted): for a client whose verdict is not asked (a DNS secondary).
+   */
+  isTrusted(client: string): boolean {
+    const known = this.clientOf(client);
+    return known !== null && this.trusts(known, this.options.now());
   }
 
-  private verdict(client: string, channel: Channel): Verdict {
+  /**
+   * The verdict on `client` now, for `channel` — the action and whether it is trusted, in one
+   * lookup (the DNS gate's hot path needs both); counted once in `counts`.
+   */
+  verdict(client: string, channel: Channel): Verdict {
     const now = this.options.now();
     const verdicts = this.verdicts[channel];
     const cached = verdicts.get(client);
@@ -173,7 +185,7 @@ export class Shield {
     // Reused until whatever made it (a decision, a manual entry) may have ended.
     const until = Math.min(now + this.verdictMs, a.decision?.until ?? Infinity, a.manual?.until ?? Infinity);
     if (verdicts.size >= MAX_VERDICTS) verdicts.clear();
-    const verdict: Verdict = { action: a.action, until, trusted: a.source === "loopback" || a.source === "allowlist" };
+    const verdict: CachedVerdict = { action: a.action, until, trusted: a.source === "loopback" || a.source === "allowlist" };
     verdicts.set(client, verdict);
     this.counts[a.action]++;
     return verdict;

@@ -10,8 +10,8 @@ import { Shield, ShieldSlot, type Decision } from "../../../src/intel/shield.ts"
 
 const NOW = Date.UTC(2026, 10, 24);
 
-function gateWith(decisions: Decision[], options: { exempt?: string; rate?: number; slip?: number } = {}) {
-  const shield = new Shield({ geo: { lookup: () => ({ country: null, asn: null, organisation: null, anonymous: null }) }, lists: () => [], policy: () => DEFAULT_POLICY, now: () => NOW, trustLoopback: false });
+function gateWith(decisions: Decision[], options: { exempt?: string; rate?: number; slip?: number; shield?: Shield } = {}) {
+  const shield = options.shield ?? new Shield({ geo: { lookup: () => ({ country: null, asn: null, organisation: null, anonymous: null }) }, lists: () => [], policy: () => DEFAULT_POLICY, now: () => NOW, trustLoopback: false });
   shield.restore(decisions);
   const slot = new ShieldSlot();
   slot.current = shield;
@@ -21,6 +21,17 @@ function gateWith(decisions: Decision[], options: { exempt?: string; rate?: numb
 const decision = (target: string, scope: "all" | "dns", action: Decision["action"]): Decision => ({ id: `d-${target}-${scope}`, target, scope, action, score: 90, reasons: [], since: NOW - 1000, until: NOW + 60_000, shadow: false });
 
 describe("the DNS gate and the shield", () => {
+  test("each query is one verdict in the shield's counts, over UDP as over TCP; an exempt secondary's none", () => {
+    const shield = new Shield({ geo: { lookup: () => ({ country: null, asn: null, organisation: null, anonymous: null }) }, lists: () => [], policy: () => DEFAULT_POLICY, now: () => NOW, trustLoopback: false });
+    const gate = gateWith([decision("203.0.113.8", "all", "refuse")], { shield, exempt: "192.0.2.53" });
+    for (let i = 0; i < 10; i++) gate.decide("198.51.100.7", [], 1, "udp");
+    expect(shield.counts).toEqual({ allow: 10, throttle: 0, refuse: 0, drop: 0 });
+    for (let i = 0; i < 10; i++) gate.decide("198.51.100.7", [], 1, "tcp");
+    for (let i = 0; i < 5; i++) gate.decide("203.0.113.8", [], 1, "udp");
+    for (let i = 0; i < 5; i++) gate.decide("192.0.2.53", [], 1, "udp");
+    expect(shield.counts).toEqual({ allow: 20, throttle: 0, refuse: 5, drop: 0 });
+  });
+
   test("a decision made from DNS evidence throttles over UDP, with slip, and never acts over TCP (a spoofed flood must not cut a resolver off)", () => {
     // Stored before DNS evidence was held to a throttle: enforced as one.
     const gate = gateWith([decision("198.51.100.7", "dns", "refuse"), decision("203.0.113.8", "dns", "drop")], { slip: 2 });

@@ -335,7 +335,7 @@ describe("Shield against spoofing and floods (review findings)", () => {
   test("an allowlisted client is trusted: not rate limited, and its DNS traffic is not counted against its prefix", () => {
     const { shield } = setup({ trustLoopback: false });
     shield.setManual([{ id: "a", kind: "allow", target: "192.0.2.1", action: "refuse", until: null, reason: null }]);
-    expect(shield.isTrusted("192.0.2.1", "dns")).toBe(true);
+    expect(shield.isTrusted("192.0.2.1")).toBe(true);
     for (let i = 0; i < 2000; i++) shield.observe("192.0.2.1", "dns_rate_limited");
     expect(shield.decide("192.0.2.77", "dns")).toBe("allow");
   });
