@@ -13,6 +13,7 @@ import { newId } from "../../src/ids.ts";
 import { CidrSet } from "../../src/intel/cidr-set.ts";
 import type { GeoIntel } from "../../src/intel/geo.ts";
 import { fetchList, parseList, refreshProblem, type ListSize } from "../../src/intel/lists.ts";
+import { SIGNALS } from "../../src/intel/behaviour.ts";
 import { DEFAULT_POLICY, type Action, type ShieldPolicy } from "../../src/intel/policy.ts";
 import { Shield, toCidr, type Decision, type ListMatch, type ManualEntry } from "../../src/intel/shield.ts";
 import { formatCidr } from "../../src/net/ip.ts";
@@ -104,17 +105,23 @@ export class IntelService {
     return row ? (JSON.parse(row.policy) as Partial<ShieldPolicy>) : {};
   }
 
-  /** The config's defaults, then what was set through the API. */
+  /**
+   * The config's defaults, then what was set through the API — what an earlier version stored
+   * without checking made usable: AS numbers with leading zeros as the lookup writes them, keys
+   * nothing reads left out.
+   */
   private effectivePolicy(stored: Partial<ShieldPolicy>): ShieldPolicy {
     const s = this.k.settings;
+    const asns = Object.entries(stored.asns ?? {}).flatMap(([asn, points]) => (/^\d{1,10}$/.test(asn) ? [[String(Number(asn)), points] as const] : []));
     return {
       ...DEFAULT_POLICY,
       ...stored,
+      asns: Object.fromEntries(asns),
       shadow: s.shadow,
       thresholds: { throttle: s.threshold_throttle, refuse: s.threshold_refuse, drop: s.threshold_drop },
       decision_minutes: s.decision_minutes,
-      behaviour: { ...DEFAULT_POLICY.behaviour, ...stored.behaviour },
-      anonymous: { ...DEFAULT_POLICY.anonymous, ...stored.anonymous },
+      behaviour: { ...DEFAULT_POLICY.behaviour, ...known(stored.behaviour, SIGNALS) },
+      anonymous: { ...DEFAULT_POLICY.anonymous, ...known(stored.anonymous, ANONYMITY) },
     };
   }
 
@@ -122,13 +129,22 @@ export class IntelService {
     return this.policy;
   }
 
-  async setPolicy(caller: Caller, input: { countries?: Record<string, number>; asns?: Record<string, number>; anonymous?: Partial<ShieldPolicy["anonymous"]>; behaviour?: Partial<ShieldPolicy["behaviour"]> }) {
-    for (const code of Object.keys(input.countries ?? {})) if (!/^[A-Z]{2}$/.test(code)) throw new InvalidError(`"${code}" is not an ISO country code (two capital letters)`, "countries");
-    for (const asn of Object.keys(input.asns ?? {})) if (!/^\d{1,10}$/.test(asn)) throw new InvalidError(`"${asn}" is not an AS number`, "asns");
+  /**
+   * Sets country and ASN points (each map replaced whole) and anonymity and behaviour points
+   * (merged). Only keys the score reads are taken: one it would never match is a 422, not a
+   * rule stored to do nothing.
+   */
+  async setPolicy(caller: Caller, given: { countries?: Record<string, number>; asns?: Record<string, number>; anonymous?: Partial<ShieldPolicy["anonymous"]>; behaviour?: Partial<ShieldPolicy["behaviour"]> }) {
+    for (const code of Object.keys(given.countries ?? {})) if (!/^[A-Z]{2}$/.test(code)) throw new InvalidError(`"${code}" is not an ISO country code (two capital letters)`, "countries");
+    const input = { ...given, ...(given.asns && { asns: asNumbers(given.asns) }) };
+    for (const key of Object.keys(input.anonymous ?? {})) if (!ANONYMITY.includes(key)) throw new InvalidError(`anonymous: "${key}" is none of ${ANONYMITY.join(", ")}`, "anonymous");
+    for (const key of Object.keys(input.behaviour ?? {})) if (!(SIGNALS as readonly string[]).includes(key)) throw new InvalidError(`behaviour: "${key}" is none of ${SIGNALS.join(", ")}`, "behaviour");
     const stored = { ...this.storedPolicy(), ...input, anonymous: { ...this.storedPolicy().anonymous, ...input.anonymous }, behaviour: { ...this.storedPolicy().behaviour, ...input.behaviour } } as Partial<ShieldPolicy>;
+    // What was set, values included (points are not secret): the audit log says what the policy became.
+    const changes = Object.entries(input).map(([part, values]) => `${part} ${JSON.stringify(values)}`);
     await this.k.store.write((tx) => {
       tx.query("INSERT INTO intel_policy (singleton, policy, updated_at) VALUES (1, ?, ?) ON CONFLICT (singleton) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at").run(JSON.stringify(stored), this.now());
-      this.k.audit.record(tx, event(caller, "intel.policy.update", { type: "intel_policy", id: "policy" }, `set ${Object.keys(input).join(", ")}`));
+      this.k.audit.record(tx, event(caller, "intel.policy.update", { type: "intel_policy", id: "policy" }, changes.length > 0 ? `set ${changes.join("; ")}` : "nothing set"));
     });
     this.policy = this.effectivePolicy(stored);
     this.shield.invalidate();
@@ -428,6 +444,25 @@ export class IntelService {
       verdicts: { ...this.shield.counts },
     };
   }
+}
+
+/** The anonymity flags the score reads. */
+const ANONYMITY = Object.keys(DEFAULT_POLICY.anonymous);
+
+/** The entries of `values` whose key is one of `keys` (an earlier version stored any). */
+function known<V>(values: Record<string, V> | undefined, keys: readonly string[]): Record<string, V> {
+  return Object.fromEntries(Object.entries(values ?? {}).filter(([key]) => keys.includes(key)));
+}
+
+/** AS numbers as the score looks them up: digits without leading zeros ("0064496" is 64496), at most 4294967295. */
+function asNumbers(asns: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [text, points] of Object.entries(asns)) {
+    const asn = /^\d{1,10}$/.test(text) ? Number(text) : NaN;
+    if (!(asn <= 0xffff_ffff)) throw new InvalidError(`asns: "${text}" is not an AS number (digits, 0 to 4294967295)`, "asns");
+    out[String(asn)] = points;
+  }
+  return out;
 }
 
 function decisionView(d: Decision) {

@@ -197,6 +197,32 @@ describe("policy, manual entries, status", () => {
     expect(audit("intel.policy.%").length).toBe(1);
   });
 
+  test("AS numbers are taken as the lookup writes them; keys the score never reads are a 422 naming them; the audit says what was set", async () => {
+    const set = await c.send("PUT", "/v1/intel/policy", operator, { json: { asns: { "0064496": 10 }, anonymous: { tor: 45 }, behaviour: { failed_login: { per_event: 6, max: 60 } } } });
+    expect(set.status).toBe(200);
+    expect(set.body.asns).toEqual({ "64496": 10 });
+    expect(set.body.anonymous.tor).toBe(45);
+    expect(audit("intel.policy.%").at(-1)!.reason).toBe('set asns {"64496":10}; anonymous {"tor":45}; behaviour {"failed_login":{"per_event":6,"max":60}}');
+    for (const [json, named] of [
+      [{ asns: { AS64496: 10 } }, '"AS64496" is not an AS number'],
+      [{ asns: { "4294967296": 10 } }, '"4294967296" is not an AS number'],
+      [{ anonymous: { tor_exit: 10 } }, 'anonymous: "tor_exit" is none of'],
+      [{ behaviour: { failed_logins: { per_event: 1, max: 10 } } }, 'behaviour: "failed_logins" is none of'],
+    ] as const) {
+      const refused = await c.send("PUT", "/v1/intel/policy", operator, { json });
+      expect(refused.status).toBe(422);
+      expect(refused.body.detail).toContain(named);
+    }
+    expect(Object.keys((await c.send("GET", "/v1/intel/policy", operator)).body.anonymous).sort()).toEqual(["hosting", "public_proxy", "residential_proxy", "tor", "vpn"]);
+    // What an earlier version stored unchecked is read as the lookup needs it, or left out.
+    c.kernel.store.db.query("UPDATE intel_policy SET policy = ?").run(JSON.stringify({ asns: { "0064497": 5, x: 1 }, anonymous: { bogus: 3 }, behaviour: { nope: { per_event: 1, max: 1 } } }));
+    const reread = await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: {} } });
+    expect(reread.body.asns).toEqual({ "64497": 5 });
+    expect(reread.body.anonymous.bogus).toBeUndefined();
+    expect(reread.body.behaviour.nope).toBeUndefined();
+    await c.send("PUT", "/v1/intel/policy", operator, { json: { asns: {}, anonymous: { tor: 40 }, behaviour: { failed_login: { per_event: 5, max: 60 } } } });
+  });
+
   test("manual deny with a TTL, removal, and refusal of a bad target", async () => {
     const deny = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "192.0.2.0/28", action: "drop", minutes: 30, reason: "scanner" } });
     expect(deny.status).toBe(200);
