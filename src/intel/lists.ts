@@ -8,6 +8,7 @@
  * and counted beyond it.
  */
 import type { CidrSet } from "./cidr-set.ts";
+import { unmapCidr } from "./manual-index.ts";
 import { formatCidr, parseCidr, parseIp, type Cidr } from "../net/ip.ts";
 
 export type ListFormat = "plain" | "firehol" | "spamhaus";
@@ -153,8 +154,10 @@ class Report {
 
   constructor(private readonly format: ParsedFormat) {}
 
+  /** An entry; an IPv4-mapped prefix (::ffff:a.b.c.d/n, n ≥ 96) is taken as the IPv4 one (unmapCidr). */
   entry(line: number, text: string, token: string): void {
-    const exact = parseCidr(token);
+    const parsed = parseCidr(token);
+    const exact = parsed && unmapCidr(parsed);
     if (exact) {
       // A reputation is about some addresses: a list that names every one would score every
       // client, the operator's own included. (Short prefixes are kept: FireHOL's level 1 lists
@@ -174,8 +177,8 @@ class Report {
     // parseCidr refuses host bits (usually a typo in a config file); lists are published by
     // others and "10.0.0.1/8" there plainly means 10.0.0.0/8. A shorter prefix with host bits
     // is not corrected: the correction would widen one address to a large part of the internet.
-    const network = networkOf(ip.family, ip.bytes, prefix);
-    if (prefix < MIN_CORRECTED_PREFIX[ip.family]) return this.error(line, text, `host bits set on a prefix shorter than /${MIN_CORRECTED_PREFIX[ip.family]} (it would widen to ${formatCidr(network)}): ${cut(token)}`);
+    const network = unmapCidr(networkOf(ip.family, ip.bytes, prefix));
+    if (network.prefix < MIN_CORRECTED_PREFIX[network.family]) return this.error(line, text, `host bits set on a prefix shorter than /${MIN_CORRECTED_PREFIX[network.family]} (it would widen to ${formatCidr(network)}): ${cut(token)}`);
     this.cidrs.push(network);
     this.warningCount++;
     if (this.warnings.length < MAX_REPORTED) this.warnings.push({ line, text: cut(text), problem: `host bits set; used ${formatCidr(network)}` });

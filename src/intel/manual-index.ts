@@ -107,8 +107,15 @@ function networkKey(bytes: Uint8Array, prefix: number): string {
 /** An address or CIDR as a CIDR (an address is its /32 or /128; host bits must be zero). */
 export function toCidr(text: string): Cidr | null {
   const cidr = parseCidr(text.trim());
-  // ::ffff:a.b.c.d/n (n ≥ 96) is an IPv4 prefix written the IPv6 way: match it as IPv4.
-  if (cidr && cidr.family === 6 && cidr.prefix >= 96 && cidr.bytes.subarray(0, 10).every((b) => b === 0) && cidr.bytes[10] === 0xff && cidr.bytes[11] === 0xff) {
+  return cidr && unmapCidr(cidr);
+}
+
+/**
+ * ::ffff:a.b.c.d/n (n ≥ 96) is an IPv4 prefix written the IPv6 way: as IPv4, since the shield
+ * matches clients by their unmapped address (a dual-stack socket's ::ffff:192.0.2.1 is 192.0.2.1).
+ */
+export function unmapCidr(cidr: Cidr): Cidr {
+  if (cidr.family === 6 && cidr.prefix >= 96 && cidr.bytes.subarray(0, 10).every((b) => b === 0) && cidr.bytes[10] === 0xff && cidr.bytes[11] === 0xff) {
     return { family: 4, bytes: cidr.bytes.slice(12), prefix: cidr.prefix - 96 };
   }
   return cidr;

@@ -17,7 +17,7 @@ describe("parseList: plain", () => {
     { name: "no final newline", text: "1.2.3.4\n5.6.7.8", cidrs: ["1.2.3.4/32", "5.6.7.8/32"] },
     { name: "an empty text", text: "", cidrs: [] },
     { name: "only comments", text: "# nothing\n;here\n", cidrs: [] },
-    { name: "IPv6 with an embedded IPv4 and upper case", text: "::FFFF:192.0.2.1\n2001:DB8::/48\n", cidrs: ["::ffff:c000:201/128", "2001:db8::/48"] },
+    { name: "IPv6 with an embedded IPv4 and upper case (an IPv4-mapped address is the IPv4 one)", text: "::FFFF:192.0.2.1\n2001:DB8::/48\n", cidrs: ["192.0.2.1/32", "2001:db8::/48"] },
     {
       name: "garbage lines are reported by number, the rest is kept",
       text: "1.2.3.4\nhello\n256.1.1.1\n1.2.3.4 5.6.7.8\n10.0.0.0/33\n2001:db8::/129\n10.0.0.0/\n1.2.3.4-1.2.3.9\nfe80::1%eth0\n10.0.0.0/08\n5.6.7.8\n",
@@ -70,6 +70,18 @@ describe("parseList: plain", () => {
       [1, "covers every address, which no reputation list means: 0.0.0.0/0"],
       [2, "covers every address, which no reputation list means: ::/0"],
     ]);
+  });
+
+  test("IPv4-mapped prefixes of /96 or longer are IPv4 prefixes, with the IPv4 rules; shorter ones stay IPv6", () => {
+    const text = "::ffff:203.0.113.0/120\n::ffff:198.51.100.7/124\n::ffff:0.0.0.0/96\n::ffff:10.0.0.1/100\n::ffff:0:0/95\n";
+    const list = parseList(text, "plain");
+    expect(cidrsOf(list)).toEqual(["203.0.113.0/24", "198.51.100.0/28", "::fffe:0:0/95"]);
+    expect(problemsOf(list)).toEqual([
+      [3, "covers every address, which no reputation list means: ::ffff:0.0.0.0/96"],
+      [4, "host bits set on a prefix shorter than /8 (it would widen to 0.0.0.0/4): ::ffff:10.0.0.1/100"],
+    ]);
+    const set = CidrSet.build(list.cidrs);
+    expect([set.containsText("203.0.113.9"), set.containsText("198.51.100.9"), set.containsText("::ffff:203.0.113.9")]).toEqual([true, true, true]);
   });
 
   test("problems are kept in detail up to a cap and counted beyond it", () => {
