@@ -121,7 +121,7 @@ export const intelCommands: Command[] = [
         print(ctx, { ok: true }, `${ctx.options.remove} removed`);
         return 0;
       }
-      const list = await api.request<{ items: Array<{ id: string; kind: string; target: string; action: string; until: string | null; reason: string | null }> }>("GET", "/v1/intel/manual");
+      const list = await api.request<{ items: Array<{ id: string; kind: string; target: string; action: string | null; until: string | null; reason: string | null }> }>("GET", "/v1/intel/manual");
       const rows = list.items.map((e) => [e.id, e.kind === "allow" ? "allow" : `deny (${e.action})`, e.target, e.until ?? "", e.reason ?? ""]);
       print(ctx, list, list.items.length === 0 ? "no manual entries" : table([["ID", "KIND", "TARGET", "UNTIL", "REASON"], ...rows]));
       return 0;

@@ -10,7 +10,7 @@ export const Done = t.Object({ ok: t.Literal(true) });
 export const Decision = t.Object({ id: t.String(), target: t.String(), scope: t.Union([t.Literal("all"), t.Literal("dns")], { description: "dns: made from DNS evidence, enforced by the DNS server over UDP only, as a throttle at most" }), action: DenyAction, score: t.Integer(), reasons: t.Array(t.String()), since: Iso, until: Iso, shadow: t.Boolean() });
 export const DecisionList = t.Object({ items: t.Array(Decision) });
 
-export const ManualEntry = t.Object({ id: t.String(), kind: t.Union([t.Literal("allow"), t.Literal("deny")]), target: t.String(), action: DenyAction, reason: t.Union([t.String(), t.Null()]), until: t.Union([Iso, t.Null()]) });
+export const ManualEntry = t.Object({ id: t.String(), kind: t.Union([t.Literal("allow"), t.Literal("deny")]), target: t.String(), action: t.Union([DenyAction, t.Null()], { description: "What a deny entry does; null for an allow entry" }), reason: t.Union([t.String(), t.Null()]), until: t.Union([Iso, t.Null()]) });
 export const ManualList = t.Object({ items: t.Array(ManualEntry) });
 export const NewManualEntry = t.Object({
   kind: t.Union([t.Literal("allow"), t.Literal("deny")], { description: "allow always wins over deny, decisions and scores" }),

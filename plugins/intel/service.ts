@@ -281,7 +281,7 @@ export class IntelService {
 
   manual() {
     const now = this.now();
-    return { items: this.manualEntries().filter((e) => e.until === null || e.until > now).map((e) => ({ ...e, until: iso(e.until) })) };
+    return { items: this.manualEntries().filter((e) => e.until === null || e.until > now).map(manualView) };
   }
 
   async addManual(caller: Caller, input: { kind: "allow" | "deny"; target: string; action?: Exclude<Action, "allow">; minutes?: number; reason?: string }) {
@@ -290,6 +290,10 @@ export class IntelService {
     const target = formatCidr(cidr);
     const entry: ManualEntry = { id: newId("man"), kind: input.kind, target, action: input.kind === "deny" ? (input.action ?? "refuse") : "refuse", until: input.minutes ? this.now() + input.minutes * 60_000 : null, reason: input.reason ?? null };
     await this.k.store.write((tx) => {
+      // One entry per target: a second would be a second row to find and remove, and an allow
+      // and a deny on the same target contradict each other (the allow would win unseen).
+      const same = tx.query<{ id: string; kind: string; action: string }, [string, number]>("SELECT id, kind, action FROM intel_manual WHERE target = ? AND (until IS NULL OR until > ?)").get(target, this.now());
+      if (same) throw new ConflictError(`${target} has a manual entry already (${same.id}, ${same.kind === "allow" ? "allow" : `deny ${same.action}`}): remove it first.`);
       const live = tx.query<{ n: number }, [number]>("SELECT COUNT(*) AS n FROM intel_manual WHERE until IS NULL OR until > ?").get(this.now())!.n;
       if (live >= MAX_MANUAL_ENTRIES) throw new ConflictError(`There are ${MAX_MANUAL_ENTRIES} manual entries already: remove some, or put many addresses in a reputation list.`);
       tx.query("INSERT INTO intel_manual (id, kind, target, action, reason, until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run(entry.id, entry.kind, entry.target, entry.action, entry.reason, entry.until, this.now());
@@ -297,7 +301,7 @@ export class IntelService {
       this.k.audit.record(tx, event(caller, "intel.manual.add", { type: "intel_manual", id: entry.id }, `${what}${entry.until ? ` until ${iso(entry.until)}` : ""}${entry.reason ? `: ${entry.reason}` : ""}`));
     });
     this.reloadManual();
-    return { ...entry, until: iso(entry.until) };
+    return manualView(entry);
   }
 
   async removeManual(caller: Caller, id: string) {
@@ -428,7 +432,7 @@ export class IntelService {
       source: a.source,
       shadow: a.shadow,
       decision: a.decision ? decisionView(a.decision) : null,
-      manual: a.manual ? { ...a.manual, until: iso(a.manual.until) } : null,
+      manual: a.manual ? manualView(a.manual) : null,
     };
   }
 
@@ -463,6 +467,11 @@ function asNumbers(asns: Record<string, number>): Record<string, number> {
     out[String(asn)] = points;
   }
   return out;
+}
+
+/** A manual entry as the API shows it: an allow entry has no action. */
+function manualView(e: ManualEntry) {
+  return { ...e, action: e.kind === "allow" ? null : e.action, until: iso(e.until) };
 }
 
 function decisionView(d: Decision) {

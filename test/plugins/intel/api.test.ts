@@ -233,6 +233,22 @@ describe("policy, manual entries, status", () => {
     expect((await c.send("GET", "/v1/intel/ip/192.0.2.5", operator)).body.action).toBe("allow");
   });
 
+  test("one manual entry per target: a second is a 409 naming the first; an allow entry shows no action", async () => {
+    const allow = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "allow", target: "198.51.100.128/25" } });
+    expect(allow.body).toMatchObject({ kind: "allow", target: "198.51.100.128/25", action: null });
+    for (const json of [{ kind: "allow", target: "198.51.100.128/25" }, { kind: "deny", target: "198.51.100.128/25", action: "drop" }]) {
+      const again = await c.send("POST", "/v1/intel/manual", operator, { json });
+      expect(again.status).toBe(409);
+      expect(again.body.detail).toContain(`198.51.100.128/25 has a manual entry already (${allow.body.id}, allow)`);
+    }
+    expect((await c.send("GET", "/v1/intel/manual", operator)).body.items.filter((e: { target: string }) => e.target === "198.51.100.128/25")).toEqual([expect.objectContaining({ id: allow.body.id, action: null })]);
+    expect((await c.send("GET", "/v1/intel/ip/198.51.100.130", operator)).body.manual).toMatchObject({ kind: "allow", action: null });
+    expect((await c.send("DELETE", `/v1/intel/manual/${allow.body.id}`, operator)).status).toBe(200);
+    const deny = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "198.51.100.128/25" } });
+    expect(deny.body).toMatchObject({ kind: "deny", action: "refuse" });
+    expect((await c.send("DELETE", `/v1/intel/manual/${deny.body.id}`, operator)).status).toBe(200);
+  });
+
   test("a manual entry whose time is up is deleted at the sweep, audited, and no longer listed", async () => {
     const entry = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "198.51.100.64/26", action: "throttle", minutes: 5 } });
     const lasting = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "allow", target: "198.51.100.80" } });
