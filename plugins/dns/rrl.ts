@@ -6,6 +6,7 @@
  * victim's address so gets little amplification, and the victim's real resolvers still get
  * answers over TCP. TCP is never limited here.
  */
+import { BoundedMap } from "../../src/bounded-map.ts";
 import { clientPrefix } from "./analytics.ts";
 
 export type RrlVerdict = "answer" | "truncate" | "drop";
@@ -16,12 +17,16 @@ interface Bucket {
   limited: number;
 }
 
-/** Prefixes tracked at most; a flood from more is tracked afresh (the map is emptied). */
-const MAX_BUCKETS = 100_000;
+/**
+ * Prefixes tracked at most. Past it the prefixes seen longest ago are forgotten (a BoundedMap),
+ * never all at once: emptying the map let a spray of spoofed prefixes refill the bucket of
+ * the victim a reflection attack aims at.
+ */
+const MAX_BUCKETS = 200_000;
 const MAX_PREFIX_CACHE = 4096;
 
 export class ResponseRateLimiter {
-  private readonly buckets = new Map<string, Bucket>();
+  private readonly buckets = new BoundedMap<string, Bucket>(MAX_BUCKETS);
   private readonly prefixes = new Map<string, string>();
 
   constructor(
@@ -35,7 +40,6 @@ export class ResponseRateLimiter {
     const now = this.options.now();
     let bucket = this.buckets.get(prefix);
     if (bucket === undefined) {
-      if (this.buckets.size >= MAX_BUCKETS) this.buckets.clear();
       bucket = { tokens: rate, at: now, limited: 0 };
       this.buckets.set(prefix, bucket);
     } else if (now > bucket.at) {

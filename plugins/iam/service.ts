@@ -4,6 +4,7 @@
  * plain results, domain errors; every change is written with its audit event.
  */
 import { createHash } from "node:crypto";
+import { BoundedMap } from "../../src/bounded-map.ts";
 import type { AuditActor, AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { PasswordHasher, passwordProblem } from "../../src/auth/password.ts";
 import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
@@ -111,7 +112,8 @@ interface Failures {
 
 export class IamService {
   readonly hasher: PasswordHasher;
-  private readonly failures = new Map<string, Failures>();
+  /** Failed attempts by account, address and pair; bounded, keeping those that failed lately. */
+  private readonly failures = new BoundedMap<string, Failures>(200_000);
 
   constructor(
     private readonly k: Kernel<IamSettings>,
@@ -395,11 +397,9 @@ export class IamService {
     const now = this.now();
     if (f.count >= lockAfter) f.waitUntil = now + lockMinutes * 60_000;
     else if (f.count >= slowAfter) f.waitUntil = now + Math.min(2 ** (f.count - slowAfter) * 1000, lockMinutes * 60_000);
-    // Bounded memory: the entry failed longest ago goes (the Map's order is the order of last
-    // failure). Clearing everything instead would let a spray of addresses reset every count.
-    this.failures.delete(key);
+    // Bounded memory (a BoundedMap): what failed longest ago goes first, never every count at
+    // once, which would let a spray of addresses reset them.
     this.failures.set(key, f);
-    if (this.failures.size > 100_000) this.failures.delete(this.failures.keys().next().value!);
   }
 
   async logout(caller: Caller, everywhere: boolean) {

@@ -3,32 +3,32 @@
  * recorded, not amplified.
  */
 import type { AuditEventInput } from "../audit/event.ts";
+import { BoundedMap } from "../bounded-map.ts";
 import { clientKey } from "../net/ip.ts";
 import { auditRequest } from "./audit-request.ts";
 import { requestMeta } from "./request-meta.ts";
 
 /**
- * Says yes to a key at most once per window. It remembers at most `capacity` keys; past that
- * it forgets the one sampled longest ago (a Map keeps insertion order, and a key is inserted
- * anew each time it is sampled). Forgetting all of them at once instead would let a spray of
- * new keys open every window again.
+ * Says yes to a key at most once per window. It remembers at most `capacity` keys (a
+ * BoundedMap: a spray of new keys costs O(1) each and forgets the keys sampled longest ago,
+ * never all of them at once, which would open every window again).
  */
 export class OncePerWindow {
-  private readonly last = new Map<string, number>();
+  private readonly last: BoundedMap<string, number>;
 
   constructor(
     private readonly windowMs: number,
-    private readonly capacity: number,
+    capacity: number,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.last = new BoundedMap(capacity);
+  }
 
   due(key: string): boolean {
     const at = this.now();
     const previous = this.last.get(key);
     if (previous !== undefined && previous > at - this.windowMs) return false;
-    this.last.delete(key);
     this.last.set(key, at);
-    if (this.last.size > this.capacity) this.last.delete(this.last.keys().next().value!);
     return true;
   }
 }
