@@ -63,6 +63,18 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
   // Answers the edge gives itself, without the app: same envelope, same headers.
   const edgeProblem = (init: ProblemInit, requestId: string) => problemResponse({ ...init, headers: { ...headers, ...init.headers, "x-request-id": requestId } }, requestId);
 
+  /**
+   * A reverse proxy on this host that http.trusted_proxies does not name makes every client
+   * behind it look like loopback: trusted by the shield, one rate-limit bucket for all. Said
+   * once an hour, when a loopback request carries X-Forwarded-For.
+   */
+  let proxyWarnedAt = -Infinity;
+  const noteUntrustedProxy = (request: Request) => {
+    if (!request.headers.has("x-forwarded-for") || performance.now() - proxyWarnedAt < 3_600_000) return;
+    proxyWarnedAt = performance.now();
+    log.warn("a request from loopback carries X-Forwarded-For, but http.trusted_proxies does not name loopback: every client behind that proxy is seen as this host (trusted by the IP shield, one rate-limit bucket). Add 127.0.0.1/32 (and ::1/128) to http.trusted_proxies if a proxy here forwards to Citadel");
+  };
+
   const closedBySeal = (request: Request) => sealed() && !SEALED_ROUTES.has(pathOf(request.url));
   const sealedProblem = (requestId: string) => edgeProblem(problemFor(new SealedError(`Citadel is sealed: ${unsealAdvice}.`)), requestId);
 
@@ -122,6 +134,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
     try {
       meta.id = requestIdFor(received.headers.get("x-request-id"));
       meta.client = clientAddress(received, server, trustedProxies);
+      if (meta.client === "127.0.0.1" || meta.client === "::1") noteUntrustedProxy(received);
       request = canonicalRequest(received);
       if (perAddress) {
         const decision = perAddress.take(clientKey(meta.client)) // an IPv6 client counts as its /64;

@@ -72,6 +72,20 @@ describe("edge", () => {
     expect((await send("GET", "/healthz", { headers: { "x-request-id": b3 } })).headers.get("x-request-id")).toBe(b3);
   });
 
+  test("a loopback request carrying X-Forwarded-For while loopback is no trusted proxy is warned about, once (found in review)", async () => {
+    const { send, log } = testEdge({ peer: "127.0.0.1" });
+    await send("GET", "/healthz");
+    expect(log.lines.filter((l) => l.level === "warn")).toEqual([]);
+    for (let i = 0; i < 3; i++) await send("GET", "/healthz", { headers: { "x-forwarded-for": "198.51.100.1" } });
+    const warned = log.lines.filter((l) => l.level === "warn");
+    expect(warned).toHaveLength(1);
+    expect(warned[0]!.msg).toContain("Add 127.0.0.1/32 (and ::1/128) to http.trusted_proxies");
+    // Named as a proxy, it is one: no warning, and the client is the forwarded one.
+    const trusted = testEdge({ peer: "127.0.0.1", trustedProxies: ["127.0.0.1/32"] });
+    await trusted.send("GET", "/healthz", { headers: { "x-forwarded-for": "198.51.100.1" } });
+    expect(trusted.log.lines.filter((l) => l.level === "warn")).toEqual([]);
+  });
+
   test("writes one access-log line per request with the route pattern and the client", async () => {
     const { send, log } = testEdge({ peer: "10.0.0.5", trustedProxies: ["10.0.0.0/8"] });
     await send("GET", "/healthz", { headers: { "x-forwarded-for": "198.51.100.1" } });
