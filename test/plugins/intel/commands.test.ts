@@ -1,5 +1,8 @@
 /** What the shield's commands check before they ask the server (the whole flow: test/e2e/intel-cli.test.ts). */
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { intelCommands } from "../../../plugins/intel/commands.ts";
 import { runCommand } from "../../helpers/command.ts";
 
@@ -13,5 +16,21 @@ describe("intel deny --action (found in review: the server's message named the r
     const run = await runCommand(intelCommands, "intel deny", { args: ["192.0.2.1"], options: { action: "drop" }, answer: () => ({ id: "man_1", target: "192.0.2.1/32", action: "drop", until: null }) });
     expect(run.code).toBe(0);
     expect(run.requests).toEqual([{ method: "POST", path: "/v1/intel/manual", body: { kind: "deny", target: "192.0.2.1", action: "drop" }, confirmed: false }]);
+  });
+});
+
+describe("intel list import (found in review: the text output named no bad line)", () => {
+  test("names the bad lines the server reports, by number, and how many more there are", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-intel-list-"));
+    try {
+      const file = join(dir, "drop.txt");
+      writeFileSync(file, "10.0.0.0/8\n");
+      const answer = () => ({ name: "drop", entries: 2, format: "plain", bad_lines: 3, bad_lines_shown: [{ line: 4, text: "10.0.0.1/8", problem: "host bits set" }, { line: 7, text: "nonsense", problem: "not an address or CIDR" }] });
+      const run = await runCommand(intelCommands, "intel list import", { args: ["drop", file], options: { weight: "50" }, answer });
+      expect(run.code).toBe(0);
+      expect(run.stdout).toBe("drop: 2 entries (plain), 3 bad lines skipped:\n  line 4: host bits set: 10.0.0.1/8\n  line 7: not an address or CIDR: nonsense\n  (and 1 more)\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
