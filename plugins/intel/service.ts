@@ -41,6 +41,29 @@ interface ListRow {
 
 interface LoadedList extends ListMatch {
   row: Omit<ListRow, "content">;
+  /** Whether its text ends its last line (a refresh that does not looks cut short). */
+  endsWithNewline: boolean;
+}
+
+/** A scheduled refresh: what the list was when the download began. */
+interface RefreshBase extends ListSize {
+  url: string;
+  updatedAt: number;
+  /** SHA-256 of the download the last attempt refused as suspect, if it did. */
+  refused: string | null;
+}
+
+/** The list was deleted or replaced while a refresh downloaded it: the download is dropped. */
+class RefreshOvertaken extends Error {}
+
+/** A refresh refused as suspect, with what it downloaded (taken if the next download is the same). */
+class SuspectRefresh extends InvalidError {
+  constructor(
+    message: string,
+    readonly contentHash: string,
+  ) {
+    super(message, "content");
+  }
 }
 
 const SYSTEM = { kind: "system" } as const;
@@ -69,7 +92,7 @@ export class IntelService {
    * Lists whose last refresh failed: how many times in a row, and when to try again. In memory:
    * a restart forgets it, which costs one early attempt per failing list, and needs no table.
    */
-  private readonly retries = new Map<string, { failures: number; next: number }>();
+  private readonly retries = new Map<string, { failures: number; next: number; refused: string | null }>();
 
   constructor(
     private readonly k: IntelKernel,
@@ -321,7 +344,7 @@ export class IntelService {
     return rows.map((row) => {
       const set = CidrSet.build(parseList(row.content, row.format as "auto").cidrs);
       const { content: _content, ...meta } = row;
-      return { name: row.name, weight: row.weight, contains: (ip) => set.contains(ip), row: meta };
+      return { name: row.name, weight: row.weight, contains: (ip) => set.contains(ip), row: meta, endsWithNewline: row.content.endsWith("\n") };
     });
   }
 
@@ -334,7 +357,7 @@ export class IntelService {
    * not). A scheduled refresh passes what the list held (`refreshOf`): a download that looks
    * cut short or broken is refused then (refreshProblem), where an operator's import is taken.
    */
-  async putList(caller: Caller | null, name: string, input: { weight: number; content?: string; url?: string; refresh_minutes?: number; format?: "auto" | "plain" | "firehol" | "spamhaus" }, refreshOf?: ListSize) {
+  async putList(caller: Caller | null, name: string, input: { weight: number; content?: string; url?: string; refresh_minutes?: number; format?: "auto" | "plain" | "firehol" | "spamhaus" }, refreshOf?: RefreshBase) {
     if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) throw new InvalidError("a list's name is 1–63 lower-case letters, digits, dots, dashes or underscores", "name");
     if (input.content === undefined && input.url === undefined) throw new InvalidError("give the list's content, or a url to fetch it from", "content");
     if (input.url !== undefined && !/^https:\/\//.test(input.url) && !/^http:\/\/(127\.0\.0\.1|\[::1\])[:/]/.test(input.url)) throw new InvalidError("a list's url must be https://", "url");
@@ -343,15 +366,27 @@ export class IntelService {
     if (parsed.cidrs.length === 0) throw new InvalidError(`the list has no valid entry${parsed.errors[0] ? ` (line ${parsed.errors[0].line}: ${parsed.errors[0].problem})` : ""}`, "content");
     if (parsed.incomplete) throw new InvalidError(`the list is incomplete: ${parsed.incomplete}`, "content");
     const suspect = refreshOf && refreshProblem(refreshOf, content, parsed);
-    if (suspect) throw new InvalidError(`the refreshed list was refused: ${suspect} (import it with PUT to take it anyway)`, "content");
+    let taken = "";
+    if (suspect) {
+      // The same download twice in a row is the publisher's list, not an accident: taken.
+      const hash = new Bun.CryptoHasher("sha256").update(content).digest("hex");
+      if (hash !== refreshOf.refused) throw new SuspectRefresh(`the refreshed list was refused: ${suspect} (taken if the next download is the same; import it with PUT to take it now)`, hash);
+      taken = `; taken though ${suspect}, as the download before it was the same`;
+    }
     const row: ListRow = { name, weight: input.weight, format: parsed.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errorCount, updated_at: this.now() };
     await this.k.store.write((tx) => {
+      // A refresh downloads for a while: an operator may have deleted or replaced the list since.
+      // Then the download is theirs to discard, not to bring back.
+      if (refreshOf) {
+        const now = tx.query<{ url: string | null; updated_at: number }, [string]>("SELECT url, updated_at FROM intel_lists WHERE name = ?").get(name);
+        if (!now || now.url !== refreshOf.url || now.updated_at !== refreshOf.updatedAt) throw new RefreshOvertaken();
+      }
       tx.query(
         `INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET weight = excluded.weight, format = excluded.format, url = excluded.url, refresh_minutes = excluded.refresh_minutes,
            content = excluded.content, entries = excluded.entries, errors = excluded.errors, updated_at = excluded.updated_at`,
       ).run(row.name, row.weight, row.format, row.url, row.refresh_minutes, row.content, row.entries, row.errors, row.updated_at);
-      this.k.audit.record(tx, event(caller, "intel.list.import", { type: "intel_list", id: name }, `${row.entries} entries (${row.format}), weight ${row.weight}${row.errors ? `, ${row.errors} bad lines skipped` : ""}${row.url ? `, from ${row.url}` : ""}`));
+      this.k.audit.record(tx, event(caller, "intel.list.import", { type: "intel_list", id: name }, `${row.entries} entries (${row.format}), weight ${row.weight}${row.errors ? `, ${row.errors} bad lines skipped` : ""}${row.url ? `, from ${row.url}` : ""}${taken}`));
     });
     this.retries.delete(name); // fetched and taken: the next refresh is due on time
     this.lists = this.loadLists();
@@ -387,12 +422,17 @@ export class IntelService {
       const retry = this.retries.get(list.name);
       if (retry && retry.next > now) continue;
       try {
-        await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes }, list.row);
+        const base: RefreshBase = { entries: list.row.entries, errors: list.row.errors, endsWithNewline: list.endsWithNewline, url, updatedAt: updated_at, refused: retry?.refused ?? null };
+        await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes }, base);
       } catch (e) {
+        if (e instanceof RefreshOvertaken) {
+          this.retries.delete(list.name); // deleted or replaced meanwhile: nothing of this download is kept
+          continue;
+        }
         // Backs off (5, 10, 20 … minutes, at most the refresh period): a failing source is not asked every minute.
         const failures = (retry?.failures ?? 0) + 1;
         const waitMinutes = Math.min(refresh_minutes, FIRST_RETRY_MINUTES * 2 ** (failures - 1));
-        this.retries.set(list.name, { failures, next: this.now() + waitMinutes * 60_000 });
+        this.retries.set(list.name, { failures, next: this.now() + waitMinutes * 60_000, refused: e instanceof SuspectRefresh ? e.contentHash : null });
         await this.refreshFailed(list.name, url, e instanceof Error ? e.message : String(e), waitMinutes);
       }
     }

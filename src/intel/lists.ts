@@ -195,10 +195,11 @@ class Report {
   }
 }
 
-/** What a list held before a refresh: its entries and bad lines. */
+/** What a list held before a refresh: its entries and bad lines, and whether its text ended its last line. */
 export interface ListSize {
   entries: number;
   errors: number;
+  endsWithNewline: boolean;
 }
 
 /** Bad lines above this share of the lines meant as entries make a refresh suspect. */
@@ -207,13 +208,14 @@ const MAX_BAD_SHARE = 0.1;
 /**
  * Why a scheduled refresh must not replace the list, or null. A download cut short, an error
  * page served as 200, a publisher's bad day: each would quietly unlist addresses, so a refresh
- * is refused when its last line has no newline (every list format ends its lines), when it has
- * fewer than half the entries the list had, or when more than a tenth of its lines are bad (and
- * a larger share than before: a list imported with them is not refused for them ever after).
- * An operator who means it imports the text explicitly.
+ * is refused when its last line has no newline where the list's text used to end its lines,
+ * when it has fewer than half the entries the list had, or when more than a tenth of its lines
+ * are bad (and a larger share than before: a list imported with them is not refused for them
+ * ever after). The caller takes a refused download after all when the next one is the same
+ * (the publisher meant it); an operator who means it at once imports the text explicitly.
  */
 export function refreshProblem(previous: ListSize, text: string, parsed: ParsedList): string | null {
-  if (text !== "" && !text.endsWith("\n")) return "the last line has no newline: the download looks cut short";
+  if (previous.endsWithNewline && text !== "" && !text.endsWith("\n")) return "the last line has no newline: the download looks cut short";
   const entries = parsed.cidrs.length;
   if (entries * 2 < previous.entries) return `${entries} entries, fewer than half of the ${previous.entries} the list had`;
   const share = badShare(parsed.errorCount, entries);

@@ -123,6 +123,79 @@ describe("list refresh", () => {
   });
 });
 
+describe("list refresh, reviewed again (found in review)", () => {
+  const lines = (n: number) => Array.from({ length: n }, (_, i) => `10.${40 + i}.0.0/16\n`).join("");
+  const listed = async (ip: string) => (await c.send("GET", `/v1/intel/ip/${ip}`, operator)).body.lists;
+
+  test("a smaller list that comes back the same on the next refresh is the publisher's: taken then", async () => {
+    let body = lines(50);
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(body) });
+    const service = intelOf(c.kernel as never);
+    try {
+      await c.send("PUT", "/v1/intel/lists/shrinks", operator, { json: { weight: 50, url: `http://127.0.0.1:${server.port}/list`, refresh_minutes: 60 } });
+      body = lines(10);
+      await later(61 * 60_000);
+      await service.refreshDue();
+      expect(await listed("10.89.0.1")).toEqual(["shrinks"]); // refused once
+      await later(24 * 60 * 60_000);
+      await service.refreshDue();
+      expect(await listed("10.89.0.1")).toEqual([]); // the same again: taken
+      expect(await listed("10.49.0.1")).toEqual(["shrinks"]);
+    } finally {
+      server.stop(true);
+      await c.send("DELETE", "/v1/intel/lists/shrinks", operator);
+    }
+  });
+
+  /** A list whose next download waits until the test lets it go; `during` runs while it waits. */
+  async function overtaken(name: string, during: () => Promise<void>) {
+    let release = () => {};
+    let asked = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const arrived = new Promise<void>((resolve) => (asked = resolve));
+    let hold = false;
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: async () => {
+        if (hold) {
+          asked();
+          await held;
+        }
+        return new Response(lines(50));
+      },
+    });
+    try {
+      await c.send("PUT", `/v1/intel/lists/${name}`, operator, { json: { weight: 50, url: `http://127.0.0.1:${server.port}/list`, refresh_minutes: 60 } });
+      hold = true;
+      await later(61 * 60_000);
+      const refresh = intelOf(c.kernel as never).refreshDue();
+      await arrived;
+      await during();
+      release();
+      await refresh;
+    } finally {
+      server.stop(true);
+    }
+  }
+
+  test("a list deleted while its refresh downloads stays deleted", async () => {
+    await overtaken("zombie", async () => {
+      expect((await c.send("DELETE", "/v1/intel/lists/zombie", operator)).status).toBe(200);
+    });
+    expect((await c.send("GET", "/v1/intel/lists", operator)).body.items.map((l: { name: string }) => l.name)).not.toContain("zombie");
+    expect(await listed("10.50.0.1")).toEqual([]);
+  });
+
+  test("a list an operator replaced while its refresh downloads keeps the operator's content", async () => {
+    await overtaken("edited", async () => {
+      expect((await c.send("PUT", "/v1/intel/lists/edited", operator, { json: { weight: 5, content: "10.61.0.0/16\n" } })).status).toBe(200);
+    });
+    expect((await c.send("GET", "/v1/intel/lists", operator)).body.items.find((l: { name: string }) => l.name === "edited")).toMatchObject({ weight: 5, url: null, entries: 1 });
+    await c.send("DELETE", "/v1/intel/lists/edited", operator);
+  });
+});
+
 describe("list refresh failures", () => {
   test("a failing source is retried with back-off (5, 10, 20, 40 minutes, then the refresh period), not every minute", async () => {
     let fetched = 0;

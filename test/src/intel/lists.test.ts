@@ -218,7 +218,7 @@ describe("parseList: Spamhaus", () => {
 
 describe("refreshProblem: a refreshed list that looks cut short or broken", () => {
   const lines = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `10.${from + i}.0.0/16\n`).join("");
-  const check = (previous: { entries: number; errors: number }, text: string) => refreshProblem(previous, text, parseList(text));
+  const check = (previous: { entries: number; errors: number; endsWithNewline?: boolean }, text: string) => refreshProblem({ endsWithNewline: true, ...previous }, text, parseList(text));
 
   test("a whole list like the last one passes", () => {
     expect(check({ entries: 50, errors: 0 }, lines(50))).toBeNull();
@@ -227,6 +227,10 @@ describe("refreshProblem: a refreshed list that looks cut short or broken", () =
 
   test("a last line without its newline: cut short", () => {
     expect(check({ entries: 50, errors: 0 }, `${lines(49)}10.200.0`)).toContain("no newline");
+  });
+
+  test("unless the list never ended its last line: its publisher writes it so (found in review: it froze for good)", () => {
+    expect(check({ entries: 2, errors: 0, endsWithNewline: false }, `${lines(2)}10.200.0.0/16`)).toBeNull();
   });
 
   test("fewer than half the entries it had", () => {
