@@ -30,10 +30,11 @@ import { readStoredLogin } from "./cli/credentials.ts";
 import { forStdout, printable } from "./cli/output.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
 import { ConfigError } from "./config/error.ts";
+import { InvalidError } from "./errors.ts";
 import { dataPath, INSTALLED_CONFIG_FILE, loadConfig, type LoadedConfig } from "./config/load.ts";
 import { renderConfigToml } from "./config/render.ts";
 import { buildConfigSchema, DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "./config/schema.ts";
-import { initializeKeys, isInitialized, startRotationSchedule, storedSealMethods, unsealFromSource, type KeySource } from "./crypto/key-operations.ts";
+import { initializeKeys, isInitialized, shamirParameters, startRotationSchedule, storedSealMethods, unsealFromSource, type KeySource } from "./crypto/key-operations.ts";
 import type { SealMethod } from "./crypto/keyring.ts";
 import { RootKeyError } from "./crypto/root-key.ts";
 import { Seal, UnsealError } from "./crypto/seal.ts";
@@ -305,6 +306,14 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
   const keyOut = ctx.options["key-out"] as string | undefined;
   if ((shares !== undefined || threshold !== undefined) && source.method !== "shamir") {
     throw new UsageError('--shares and --threshold need seal.method = "shamir" (in the config, or CITADEL_SEAL_METHOD=shamir)');
+  }
+  if (source.method === "shamir") {
+    try {
+      shamirParameters({ shares, threshold });
+    } catch (error) {
+      if (error instanceof InvalidError) throw new UsageError(`--${error.field}: ${error.message}`);
+      throw error;
+    }
   }
   const { store, audit, tls, kernelFor } = await prepare(loaded, createLogger({ level: "warn" }), env);
   try {

@@ -3,7 +3,7 @@
  * kernel's keyring (src/crypto). Seal and keys are for appliance operators.
  */
 import { Elysia } from "elysia";
-import { rekey, rotateKek } from "../../src/crypto/key-operations.ts";
+import { finishInterruptedRotation, rekey, rotateKek } from "../../src/crypto/key-operations.ts";
 import { promoteRootKey, type RootKeyRecord } from "../../src/crypto/keyring.ts";
 import { UnsealError } from "../../src/crypto/seal.ts";
 import { ConflictError, InvalidError } from "../../src/errors.ts";
@@ -112,6 +112,9 @@ async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Req
       }
     });
     k.log.info("unsealed", { key_id: k.seal.keyring().rootId });
+    // A KEK rotation killed half-way is finished now, as a start from a key file does; in the
+    // background: the shares' holder need not wait for every DEK.
+    void finishInterruptedRotation(k.store, k.seal.keyring(), k.log, () => k.clock.now()).catch((error) => k.log.error("could not finish an interrupted key rotation", { error: String(error) }));
   } else {
     const { progress, threshold } = result.status;
     await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "success", reason: `share accepted: ${progress} of ${threshold ?? "?"}`, request: context }));

@@ -8,6 +8,7 @@ import type { AuditActor, AuditRequestContext } from "../audit/event.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
+import { InvalidError } from "../errors.ts";
 import { Keyring, promoteRootKey, type SealMethod } from "./keyring.ts";
 import { formatRootKey, generateRootKey, readRootKeyCredential, readRootKeyFile, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "./root-key.ts";
 import type { Seal } from "./seal.ts";
@@ -68,11 +69,16 @@ export async function initializeKeys(store: Store, audit: AuditLog, source: KeyS
   return result;
 }
 
-function shamirParameters(options: InitOptions): { shares: number; threshold: number } {
+/**
+ * The Shamir scheme asked for (default 3 of 5), or an InvalidError naming the field (the API
+ * answers it 422; `citadel init` names it as its flag, a usage error).
+ */
+export function shamirParameters(options: InitOptions): { shares: number; threshold: number } {
   const shares = options.shares ?? 5;
   const threshold = options.threshold ?? 3;
-  if (!Number.isInteger(threshold) || threshold < 2) throw new Error("--threshold must be at least 2");
-  if (!Number.isInteger(shares) || shares < threshold || shares > 255) throw new Error("--shares must be at least the threshold and at most 255");
+  if (!Number.isInteger(threshold) || threshold < 2 || threshold > 255) throw new InvalidError("a whole number from 2 to 255", "threshold");
+  if (!Number.isInteger(shares) || shares > 255) throw new InvalidError("a whole number up to 255", "shares");
+  if (shares < threshold) throw new InvalidError(`${shares} shares cannot meet a threshold of ${threshold}: at least as many shares as the threshold`, "shares");
   return { shares, threshold };
 }
 
@@ -113,7 +119,15 @@ export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog
       audit.record(tx, { action: "keys.root.discard", actor: SYSTEM, outcome: "success", reason: "a rekey stopped before the new key file was written; the old key stays" });
     }
   });
-  const moved = await rewrapAll(store, seal.keyring(), now);
+  await finishInterruptedRotation(store, seal.keyring(), log, now);
+}
+
+/**
+ * What a KEK rotation killed half-way left: the DEKs still under an older KEK, re-wrapped.
+ * Run at every unseal (from a key file or credential at start, from shares over the API).
+ */
+export async function finishInterruptedRotation(store: Store, keyring: Keyring, log: Logger, now: () => number): Promise<void> {
+  const moved = await rewrapAll(store, keyring, now);
   if (moved > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: moved });
 }
 

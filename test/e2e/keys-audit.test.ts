@@ -64,6 +64,9 @@ describe("Shamir shares", () => {
   test("init prints the shares once; serve starts sealed; citadel unseal takes them one at a time", async () => {
     const data = dataDir();
     const env = { CITADEL_SEAL_METHOD: "shamir" };
+    // A scheme that could never unseal is a usage error naming the flag, before anything is made (found in review: exit 1).
+    const impossible = await runCitadel(["init", "--data", data, "--shares", "2", "--threshold", "3"], env);
+    expect([impossible.code, impossible.stderr]).toEqual([2, expect.stringContaining("--shares: 2 shares cannot meet a threshold of 3")]);
     const init = await runCitadel(["init", "--data", data, "--shares", "5", "--threshold", "3", "--json"], env);
     expect(init.code).toBe(0);
     const summary = JSON.parse(init.stdout);
