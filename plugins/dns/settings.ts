@@ -2,7 +2,14 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { section } from "../../src/config/schema.ts";
 
-const Address = Type.String({ minLength: 1, maxLength: 64, description: 'host:port, such as "127.0.0.1:5353" or "[::1]:53"' });
+/** host:port as the listeners read it (IPv6 in brackets), the port 0–65535: a typo stops start-up, not DNS. */
+const Address = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: "^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]]+):(6553[0-5]|655[0-2]\\d|65[0-4]\\d\\d|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})$",
+  patternHint: 'host:port, such as "127.0.0.1:5353" or "[::1]:53"',
+  description: 'host:port, such as "127.0.0.1:5353" or "[::1]:53"',
+});
 
 export const DnsSettings = section("Authoritative DNS: where it listens, and the default TTL of new zones and records.", {
   udp: Type.Array(Address, { default: ["127.0.0.1:5353"], maxItems: 16, description: "Addresses (host:port) to answer DNS over UDP on. Empty: no UDP listener." }),
