@@ -57,8 +57,9 @@ function coerce(raw: string, schema: TSchema, variable: string): unknown {
       if (!/^-?\d+$/.test(raw.trim())) throw fail("an integer");
       return Number(raw.trim());
     case "Number": {
+      // Decimal only: Number() also reads 0x10, 0b1 and 0o7, which a config file's TOML would not.
       const n = Number(raw.trim());
-      if (raw.trim() === "" || !Number.isFinite(n)) throw fail("a number");
+      if (!/^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(raw.trim()) || !Number.isFinite(n)) throw fail("a number");
       return n;
     }
     case "Boolean":

@@ -42,6 +42,7 @@ describe("good configurations", () => {
     ["file sets a port", "[http]\nport = 9443\n", {}, (c) => c.http.port, 9443],
     ["env beats file", "[http]\nport = 9443\n", { CITADEL_HTTP_PORT: "7443" }, (c) => c.http.port, 7443],
     ["nested env key", "", { CITADEL_HTTP_TLS_ENABLED: "false" }, (c) => c.http.tls.enabled, false],
+    ["env number, decimal with a fraction or exponent", "", { CITADEL_RATE_LIMIT_AUTH_PER_SECOND: "2.5" }, (c) => c.rate_limit.auth.per_second, 2.5],
     ["env list", "", { CITADEL_HTTP_TRUSTED_PROXIES: "10.0.0.0/8, fd00::/8" }, (c) => c.http.trusted_proxies, ["10.0.0.0/8", "fd00::/8"]],
     ["plugin section", "[dns]\nport = 53\n", {}, (c) => c.dns.port, 53],
     ["plugin env", "", { CITADEL_DNS_PORT: "5300" }, (c) => c.dns.port, 5300],
@@ -101,6 +102,8 @@ describe("bad configurations stop start-up naming the key", () => {
     ["unknown env variable", "", { CITADEL_HTTP_PROT: "1" }, /^environment variable CITADEL_HTTP_PROT: not a configuration key \(did you mean CITADEL_HTTP_PORT\?\)/],
     ["env not an integer", "", { CITADEL_HTTP_PORT: "eighty" }, /^environment variable CITADEL_HTTP_PORT: must be an integer/],
     ["env not a boolean", "", { CITADEL_HTTP_TLS_ENABLED: "maybe" }, /^environment variable CITADEL_HTTP_TLS_ENABLED: must be true or false/],
+    // Decimal only (found in review: Number() took 0x10 as 16).
+    ["env number in hex", "", { CITADEL_RATE_LIMIT_AUTH_PER_SECOND: "0x10" }, /^environment variable CITADEL_RATE_LIMIT_AUTH_PER_SECOND: must be a number/],
     ["env value out of range names the variable", "", { CITADEL_HTTP_PORT: "99999" }, /^http\.port: must be at most 65535 \(in environment variable CITADEL_HTTP_PORT\)/],
   ];
   for (const [name, toml, env, expected] of bad) {
