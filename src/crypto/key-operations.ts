@@ -56,17 +56,20 @@ export async function initializeKeys(store: Store, audit: AuditLog, source: KeyS
     rootKey = generateRootKey();
     if (source.method === "key_file") writeRootKeyFile(source.keyFile, rootKey);
   }
-  const shamir = source.method === "shamir" ? shamirParameters(options) : undefined;
-  const keyId = await store.write((tx) => {
-    const id = Keyring.initialize(tx, rootKey, source.method, now, shamir);
-    audit.record(tx, { action: "sys.init", actor: SYSTEM, outcome: "success", resource: { type: "root_key", id }, reason: `seal method ${source.method}` });
-    return id;
-  });
-  const result: InitResult = { keyId };
-  if (shamir) result.shares = splitSecret(rootKey, shamir.shares, shamir.threshold).map((s) => encodeShare(keyId, s));
-  if (source.method === "systemd_credential") result.rootKeyText = formatRootKey(rootKey);
-  rootKey.fill(0);
-  return result;
+  try {
+    const shamir = source.method === "shamir" ? shamirParameters(options) : undefined;
+    const keyId = await store.write((tx) => {
+      const id = Keyring.initialize(tx, rootKey, source.method, now, shamir);
+      audit.record(tx, { action: "sys.init", actor: SYSTEM, outcome: "success", resource: { type: "root_key", id }, reason: `seal method ${source.method}` });
+      return id;
+    });
+    const result: InitResult = { keyId };
+    if (shamir) result.shares = splitSecret(rootKey, shamir.shares, shamir.threshold).map((s) => encodeShare(keyId, s));
+    if (source.method === "systemd_credential") result.rootKeyText = formatRootKey(rootKey);
+    return result;
+  } finally {
+    rootKey.fill(0); // whether or not it was committed
+  }
 }
 
 /**

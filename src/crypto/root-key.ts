@@ -55,7 +55,7 @@ export function readRootKeyFile(path: string, { planted = false }: { planted?: b
     if ((stat.mode & 0o077) !== 0) {
       throw new RootKeyError(`root key file ${path} is readable by group or others (mode ${(stat.mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
     }
-    return parseRootKey(readFileSync(fd), `root key file ${path}`);
+    return parseWiping(readFileSync(fd), `root key file ${path}`);
   } finally {
     closeSync(fd);
   }
@@ -68,10 +68,19 @@ export function readRootKeyCredential(credentialsDirectory: string | undefined, 
   }
   const path = join(credentialsDirectory, name);
   try {
-    return parseRootKey(readFileSync(path), `systemd credential ${name}`);
+    return parseWiping(readFileSync(path), `systemd credential ${name}`);
   } catch (error) {
     if (error instanceof RootKeyError) throw error;
     throw new RootKeyError(`systemd credential ${name}: cannot read ${path}: ${describeFsError(error)}`);
+  }
+}
+
+/** parseRootKey, then the bytes read are wiped: the key's hex text is not left in a buffer. */
+function parseWiping(data: Buffer, what: string): Buffer {
+  try {
+    return parseRootKey(data, what);
+  } finally {
+    data.fill(0);
   }
 }
 
