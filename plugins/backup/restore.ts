@@ -11,7 +11,7 @@ import { Database } from "bun:sqlite";
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { constants as osConstants, tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { parseRootKey, verifies } from "../../src/crypto/root-key.ts";
+import { parseWiping, verifies } from "../../src/crypto/root-key.ts";
 import { checkMigrations, MigrationError, type MigrationSet } from "../../src/store/migrate.ts";
 import { openReadOnly } from "../../src/store/read-only.ts";
 import { prepareDataDir } from "../../src/data-dir.ts";
@@ -251,7 +251,7 @@ function writeRestoreMarker(dataDir: string, note: RestoreNote): void {
 function rootKeyMatches(database: string, keyFile: string): boolean | null {
   let key: Buffer;
   try {
-    key = parseRootKey(readFileSync(keyFile), keyFile);
+    key = parseWiping(readFileSync(keyFile), keyFile);
   } catch {
     return null; // no key file there (Shamir, a credential), or not a key: nothing to tell
   }

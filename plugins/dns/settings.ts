@@ -2,13 +2,24 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { section } from "../../src/config/schema.ts";
 
+const PORT = "(6553[0-5]|655[0-2]\\d|65[0-4]\\d\\d|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})";
+
 /** host:port as the listeners read it (IPv6 in brackets), the port 0–65535: a typo stops start-up, not DNS. */
 const Address = Type.String({
   minLength: 1,
   maxLength: 64,
-  pattern: "^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]]+):(6553[0-5]|655[0-2]\\d|65[0-4]\\d\\d|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})$",
+  pattern: `^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]\\s]+):${PORT}$`,
   patternHint: 'host:port, such as "127.0.0.1:5353" or "[::1]:53"',
   description: 'host:port, such as "127.0.0.1:5353" or "[::1]:53"',
+});
+
+/** An upstream is asked at an address, never a name (resolving it would need a resolver): an IP literal and a port 1–65535. */
+const Upstream = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: `^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9a-fA-F:.]+\\]):(?!0+$)${PORT}$`,
+  patternHint: 'an IP address and port, such as "9.9.9.9:53" or "[2620:fe::fe]:53"',
+  description: 'IP:port, such as "9.9.9.9:53" or "[2620:fe::fe]:53"',
 });
 
 export const DnsSettings = section("Authoritative DNS: where it listens, and the default TTL of new zones and records.", {
@@ -29,7 +40,7 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
   rrl_slip: Type.Integer({ default: 2, minimum: 0, maximum: 10, description: "Every Nth rate-limited query gets an empty reply with TC (the client retries over TCP); the others none. 0: never." }),
   resolver_udp: Type.Array(Address, { default: [], maxItems: 16, description: "Filtering resolver: addresses (host:port) to answer recursive queries on over UDP. Empty: no resolver." }),
   resolver_tcp: Type.Array(Address, { default: [], maxItems: 16, description: "Filtering resolver: the same over TCP." }),
-  resolver_upstreams: Type.Array(Address, { default: [], maxItems: 8, description: "Where the resolver forwards (IP:port), tried in order. Empty: nothing ever leaves the host; unknown names are REFUSED." }),
+  resolver_upstreams: Type.Array(Upstream, { default: [], maxItems: 8, description: "Where the resolver forwards (IP:port), tried in order. Empty: nothing ever leaves the host; unknown names are REFUSED." }),
   resolver_clients: Type.Array(Type.String({ maxLength: 64 }), { default: [], maxItems: 256, description: "Prefixes (besides loopback) allowed to use the resolver, such as the mesh's." }),
   resolver_blocklists: Type.Array(Type.String({ maxLength: 4096 }), { default: [], maxItems: 64, description: "Blocklist files (hosts or domain-list format) whose names are blocked." }),
   resolver_block_mode: Type.Union([Type.Literal("nxdomain"), Type.Literal("sinkhole")], { default: "nxdomain", description: "Blocked names: NXDOMAIN, or the sinkhole addresses." }),

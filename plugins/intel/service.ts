@@ -49,8 +49,9 @@ interface LoadedList extends ListMatch {
 interface RefreshBase extends ListSize {
   url: string;
   updatedAt: number;
-  /** SHA-256 of the download the last attempt refused as suspect, if it did. */
-  refused: string | null;
+  /** The download the last attempts refused as suspect: its SHA-256 and when it was first refused. */
+  refused: { hash: string; since: number } | null;
+  refreshMinutes: number;
 }
 
 /** The list was deleted or replaced while a refresh downloaded it: the download is dropped. */
@@ -61,6 +62,8 @@ class SuspectRefresh extends InvalidError {
   constructor(
     message: string,
     readonly contentHash: string,
+    /** When this very download was first refused. */
+    readonly since: number,
   ) {
     super(message, "content");
   }
@@ -92,7 +95,7 @@ export class IntelService {
    * Lists whose last refresh failed: how many times in a row, and when to try again. In memory:
    * a restart forgets it, which costs one early attempt per failing list, and needs no table.
    */
-  private readonly retries = new Map<string, { failures: number; next: number; refused: string | null }>();
+  private readonly retries = new Map<string, { failures: number; next: number; refused: { hash: string; since: number } | null }>();
 
   constructor(
     private readonly k: IntelKernel,
@@ -370,8 +373,12 @@ export class IntelService {
     if (suspect) {
       // The same download twice in a row is the publisher's list, not an accident: taken.
       const hash = new Bun.CryptoHasher("sha256").update(content).digest("hex");
-      if (hash !== refreshOf.refused) throw new SuspectRefresh(`the refreshed list was refused: ${suspect} (taken if the next download is the same; import it with PUT to take it now)`, hash);
-      taken = `; taken though ${suspect}, as the download before it was the same`;
+      // The same, over a whole refresh period: not a cache serving one cut-off copy for a while.
+      const same = refreshOf.refused?.hash === hash;
+      if (!same || this.now() - refreshOf.refused!.since < refreshOf.refreshMinutes * 60_000) {
+        throw new SuspectRefresh(`the refreshed list was refused: ${suspect} (taken if it is still the same a refresh period later; import it with PUT to take it now)`, hash, same ? refreshOf.refused!.since : this.now());
+      }
+      taken = `; taken though ${suspect}, as it has been the same for a refresh period`;
     }
     const row: ListRow = { name, weight: input.weight, format: parsed.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errorCount, updated_at: this.now() };
     await this.k.store.write((tx) => {
@@ -422,20 +429,26 @@ export class IntelService {
       const retry = this.retries.get(list.name);
       if (retry && retry.next > now) continue;
       try {
-        const base: RefreshBase = { entries: list.row.entries, errors: list.row.errors, endsWithNewline: list.endsWithNewline, url, updatedAt: updated_at, refused: retry?.refused ?? null };
+        const base: RefreshBase = { entries: list.row.entries, errors: list.row.errors, endsWithNewline: list.endsWithNewline, url, updatedAt: updated_at, refused: retry?.refused ?? null, refreshMinutes: refresh_minutes };
         await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes }, base);
       } catch (e) {
-        if (e instanceof RefreshOvertaken) {
+        if (e instanceof RefreshOvertaken || this.changedSince(list.name, url, updated_at)) {
           this.retries.delete(list.name); // deleted or replaced meanwhile: nothing of this download is kept
           continue;
         }
         // Backs off (5, 10, 20 … minutes, at most the refresh period): a failing source is not asked every minute.
         const failures = (retry?.failures ?? 0) + 1;
         const waitMinutes = Math.min(refresh_minutes, FIRST_RETRY_MINUTES * 2 ** (failures - 1));
-        this.retries.set(list.name, { failures, next: this.now() + waitMinutes * 60_000, refused: e instanceof SuspectRefresh ? e.contentHash : null });
+        this.retries.set(list.name, { failures, next: this.now() + waitMinutes * 60_000, refused: e instanceof SuspectRefresh ? { hash: e.contentHash, since: e.since } : null });
         await this.refreshFailed(list.name, url, e instanceof Error ? e.message : String(e), waitMinutes);
       }
     }
+  }
+
+  /** Whether an operator deleted or replaced the list since a refresh began (its download is then no concern). */
+  private changedSince(name: string, url: string, updatedAt: number): boolean {
+    const now = this.db.query<{ url: string | null; updated_at: number }, [string]>("SELECT url, updated_at FROM intel_lists WHERE name = ?").get(name);
+    return !now || now.url !== url || now.updated_at !== updatedAt;
   }
 
   /** A failed refresh is logged and audited (Citadel's own doing): the previous content stays. */

@@ -75,8 +75,8 @@ export function readRootKeyCredential(credentialsDirectory: string | undefined, 
   }
 }
 
-/** parseRootKey, then the bytes read are wiped: the key's hex text is not left in a buffer. */
-function parseWiping(data: Buffer, what: string): Buffer {
+/** parseRootKey, then the bytes read are wiped (the key's text stays only in a string until it is collected). */
+export function parseWiping(data: Buffer, what: string): Buffer {
   try {
     return parseRootKey(data, what);
   } finally {
@@ -85,7 +85,8 @@ function parseWiping(data: Buffer, what: string): Buffer {
 }
 
 export function parseRootKey(data: Uint8Array, what: string): Buffer {
-  const text = Buffer.from(data).toString("latin1").trim();
+  // A view, not a copy: the caller may wipe `data`, and a copy would be left behind.
+  const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("latin1").trim();
   if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, "hex");
   if (data.length === KEY_BYTES) return Buffer.from(data);
   throw new RootKeyError(`${what}: not a root key (expected 64 hex digits)`);

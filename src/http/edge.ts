@@ -69,8 +69,9 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
    * once an hour, when a loopback request carries X-Forwarded-For.
    */
   let proxyWarnedAt = -Infinity;
+  const loopbackTrusted = trustedProxies.some((c) => cidrContains(c, parseIp("127.0.0.1")!) || cidrContains(c, parseIp("::1")!));
   const noteUntrustedProxy = (request: Request) => {
-    if (!request.headers.has("x-forwarded-for") || performance.now() - proxyWarnedAt < 3_600_000) return;
+    if (loopbackTrusted || !request.headers.has("x-forwarded-for") || performance.now() - proxyWarnedAt < 3_600_000) return;
     proxyWarnedAt = performance.now();
     log.warn("a request from loopback carries X-Forwarded-For, but http.trusted_proxies does not name loopback: every client behind that proxy is seen as this host (trusted by the IP shield, one rate-limit bucket). Add 127.0.0.1/32 (and ::1/128) to http.trusted_proxies if a proxy here forwards to Citadel");
   };
@@ -134,7 +135,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
     try {
       meta.id = requestIdFor(received.headers.get("x-request-id"));
       meta.client = clientAddress(received, server, trustedProxies);
-      if (meta.client === "127.0.0.1" || meta.client === "::1") noteUntrustedProxy(received);
+      if (meta.client.startsWith("127.") || meta.client === "::1") noteUntrustedProxy(received);
       request = canonicalRequest(received);
       if (perAddress) {
         const decision = perAddress.take(clientKey(meta.client)) // an IPv6 client counts as its /64;

@@ -147,8 +147,27 @@ describe("list refresh, reviewed again (found in review)", () => {
     }
   });
 
+  test("a cut-off copy served again minutes later (a cache) is still refused: only the same text a refresh period later is taken (found in review)", async () => {
+    const whole = lines(50);
+    let body = whole;
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(body) });
+    const service = intelOf(c.kernel as never);
+    try {
+      await c.send("PUT", "/v1/intel/lists/cached", operator, { json: { weight: 50, url: `http://127.0.0.1:${server.port}/list`, refresh_minutes: 60 } });
+      body = whole.slice(0, -2); // the last line cut
+      await later(61 * 60_000);
+      await service.refreshDue();
+      await later(5 * 60_000); // the back-off's first retry
+      await service.refreshDue();
+      expect((await c.send("GET", "/v1/intel/lists", operator)).body.items.find((l: { name: string }) => l.name === "cached")).toMatchObject({ entries: 50, bad_lines: 0 });
+    } finally {
+      server.stop(true);
+      await c.send("DELETE", "/v1/intel/lists/cached", operator);
+    }
+  });
+
   /** A list whose next download waits until the test lets it go; `during` runs while it waits. */
-  async function overtaken(name: string, during: () => Promise<void>) {
+  async function overtaken(name: string, during: () => Promise<void>, next = lines(50)) {
     let release = () => {};
     let asked = () => {};
     const held = new Promise<void>((resolve) => (release = resolve));
@@ -161,6 +180,7 @@ describe("list refresh, reviewed again (found in review)", () => {
         if (hold) {
           asked();
           await held;
+          return new Response(next);
         }
         return new Response(lines(50));
       },
@@ -185,6 +205,14 @@ describe("list refresh, reviewed again (found in review)", () => {
     });
     expect((await c.send("GET", "/v1/intel/lists", operator)).body.items.map((l: { name: string }) => l.name)).not.toContain("zombie");
     expect(await listed("10.50.0.1")).toEqual([]);
+  });
+
+  test("a list deleted while a refresh downloads what would be refused leaves no failure on record (found in review)", async () => {
+    await overtaken("gone", async () => {
+      expect((await c.send("DELETE", "/v1/intel/lists/gone", operator)).status).toBe(200);
+    }, lines(5));
+    const failures = c.kernel.store.db.query<{ n: number }, []>("SELECT count(*) AS n FROM audit_events WHERE action = 'intel.list.import' AND resource_id = 'gone' AND outcome = 'failure'").get()!.n;
+    expect(failures).toBe(0);
   });
 
   test("a list an operator replaced while its refresh downloads keeps the operator's content", async () => {
