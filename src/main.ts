@@ -311,8 +311,10 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
     try {
       shamirParameters({ shares, threshold });
     } catch (error) {
-      if (error instanceof InvalidError) throw new UsageError(`--${error.field}: ${error.message}`);
-      throw error;
+      if (!(error instanceof InvalidError)) throw error;
+      // Named as the flag typed: --threshold alone, above the default 5 shares, is about --threshold.
+      const thresholdAlone = error.field === "shares" && shares === undefined;
+      throw new UsageError(thresholdAlone ? `--threshold: ${error.message} (5 shares by default: give --shares too)` : `--${error.field}: ${error.message}`);
     }
   }
   const { store, audit, tls, kernelFor } = await prepare(loaded, createLogger({ level: "warn" }), env);

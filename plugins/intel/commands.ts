@@ -139,14 +139,15 @@ export const intelCommands: Command[] = [
       if (weight === undefined) throw new UsageError("--weight: the score points of the list (0-100)");
       const content = ctx.args[1] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[1]!, "utf8");
       const api = await ctx.api();
-      const r = await api.request<{ name: string; entries: number; bad_lines: number; format: string; bad_lines_shown: Array<{ line: number; text: string; problem: string }> }>(
+      const r = await api.request<{ name: string; entries: number; bad_lines: number; format: string; bad_lines_shown?: Array<{ line: number; text: string; problem: string }> }>(
         "PUT",
         `/v1/intel/lists/${encodeURIComponent(ctx.args[0]!)}`,
         { weight, content },
       );
       // The bad lines by number, as the API names them (the first few): what to fix in the file.
-      const bad = r.bad_lines_shown.map((b) => `\n  line ${b.line}: ${b.problem}: ${b.text}`).join("");
-      const more = r.bad_lines > r.bad_lines_shown.length ? `\n  (and ${r.bad_lines - r.bad_lines_shown.length} more)` : "";
+      const bad = (r.bad_lines_shown ?? []).map((b) => `\n  line ${b.line}: ${b.problem}: ${b.text}`).join("");
+      const shown = r.bad_lines_shown?.length ?? 0; // (a server before this field sends none)
+      const more = r.bad_lines > shown ? `\n  (and ${r.bad_lines - shown} more)` : "";
       print(ctx, r, `${r.name}: ${r.entries} entries (${r.format})${r.bad_lines ? `, ${r.bad_lines} bad lines skipped:${bad}${more}` : ""}`);
       return 0;
     },

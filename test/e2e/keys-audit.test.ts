@@ -67,6 +67,8 @@ describe("Shamir shares", () => {
     // A scheme that could never unseal is a usage error naming the flag, before anything is made (found in review: exit 1).
     const impossible = await runCitadel(["init", "--data", data, "--shares", "2", "--threshold", "3"], env);
     expect([impossible.code, impossible.stderr]).toEqual([2, expect.stringContaining("--shares: 2 shares cannot meet a threshold of 3")]);
+    const thresholdAlone = await runCitadel(["init", "--data", data, "--threshold", "6"], env);
+    expect([thresholdAlone.code, thresholdAlone.stderr]).toEqual([2, expect.stringContaining("--threshold: 5 shares cannot meet a threshold of 6: at least as many shares as the threshold (5 shares by default: give --shares too)")]);
     const init = await runCitadel(["init", "--data", data, "--shares", "5", "--threshold", "3", "--json"], env);
     expect(init.code).toBe(0);
     const summary = JSON.parse(init.stdout);
