@@ -54,6 +54,12 @@ interface RefreshBase extends ListSize {
   refreshMinutes: number;
 }
 
+/** Whether an operator deleted or replaced the list since a refresh began (its download is then no concern). */
+function listChangedSince(db: Database, name: string, url: string, updatedAt: number): boolean {
+  const now = db.query<{ url: string | null; updated_at: number }, [string]>("SELECT url, updated_at FROM intel_lists WHERE name = ?").get(name);
+  return !now || now.url !== url || now.updated_at !== updatedAt;
+}
+
 /** The list was deleted or replaced while a refresh downloaded it: the download is dropped. */
 class RefreshOvertaken extends Error {}
 
@@ -384,10 +390,7 @@ export class IntelService {
     await this.k.store.write((tx) => {
       // A refresh downloads for a while: an operator may have deleted or replaced the list since.
       // Then the download is theirs to discard, not to bring back.
-      if (refreshOf) {
-        const now = tx.query<{ url: string | null; updated_at: number }, [string]>("SELECT url, updated_at FROM intel_lists WHERE name = ?").get(name);
-        if (!now || now.url !== refreshOf.url || now.updated_at !== refreshOf.updatedAt) throw new RefreshOvertaken();
-      }
+      if (refreshOf && listChangedSince(tx, name, refreshOf.url, refreshOf.updatedAt)) throw new RefreshOvertaken();
       tx.query(
         `INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET weight = excluded.weight, format = excluded.format, url = excluded.url, refresh_minutes = excluded.refresh_minutes,
@@ -432,7 +435,7 @@ export class IntelService {
         const base: RefreshBase = { entries: list.row.entries, errors: list.row.errors, endsWithNewline: list.endsWithNewline, url, updatedAt: updated_at, refused: retry?.refused ?? null, refreshMinutes: refresh_minutes };
         await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes }, base);
       } catch (e) {
-        if (e instanceof RefreshOvertaken || this.changedSince(list.name, url, updated_at)) {
+        if (e instanceof RefreshOvertaken || listChangedSince(this.db, list.name, url, updated_at)) {
           this.retries.delete(list.name); // deleted or replaced meanwhile: nothing of this download is kept
           continue;
         }
@@ -443,12 +446,6 @@ export class IntelService {
         await this.refreshFailed(list.name, url, e instanceof Error ? e.message : String(e), waitMinutes);
       }
     }
-  }
-
-  /** Whether an operator deleted or replaced the list since a refresh began (its download is then no concern). */
-  private changedSince(name: string, url: string, updatedAt: number): boolean {
-    const now = this.db.query<{ url: string | null; updated_at: number }, [string]>("SELECT url, updated_at FROM intel_lists WHERE name = ?").get(name);
-    return !now || now.url !== url || now.updated_at !== updatedAt;
   }
 
   /** A failed refresh is logged and audited (Citadel's own doing): the previous content stays. */
