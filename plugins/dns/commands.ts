@@ -211,7 +211,8 @@ export const dnsCommands: Command[] = [
       const totals = table([["BY", "VALUE", "QUERIES"], ["total", "", String(s.queries)], ...counts("zone", s.by_zone), ...counts("type", s.by_qtype), ...counts("rcode", s.by_rcode), ...counts("transport", s.by_transport)]);
       const names = s.top_names.length === 0 ? "no queries" : table([["NAME", "QUERIES"], ...s.top_names.map((n) => [n.name, String(n.count)])]);
       const clients = s.top_clients.length === 0 ? "no queries" : table([["CLIENT PREFIX", "QUERIES"], ...s.top_clients.map((c) => [c.prefix, String(c.count)])]);
-      print(ctx, s, `since ${s.since}\n${totals}\n\ntop names\n${names}\n\ntop clients\n${clients}`);
+      const estimated = s.top_sampled ? " (estimated: sampled since more than 1,000 queries came in a second)" : "";
+      print(ctx, s, `since ${s.since}\n${totals}\n\ntop names${estimated}\n${names}\n\ntop clients${estimated}\n${clients}`);
       return 0;
     },
   },

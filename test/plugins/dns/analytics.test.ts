@@ -14,8 +14,31 @@ const ZONE = parseName("Example.ORG.", null);
 
 function setup(retentionMinutes = 60, topSize?: number) {
   let now = T0;
-  const a = new DnsAnalytics({ now: () => now, retentionMinutes, topSize });
+  const a = new DnsAnalytics({ now: () => now, retentionMinutes, topSize, random: seeded(7) });
   return { a, advance: (ms: number) => (now += ms) };
+}
+
+/** A repeatable stand-in for Math.random (mulberry32). */
+function seeded(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(state ^ (state >>> 15), state | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** The flood of the tests below: 100,000 random names from as many clients, and two real names. */
+function flood(a: DnsAnalytics, each: () => void = () => {}): void {
+  for (let i = 0; i < 100_000; i++) {
+    a.observe(event(`r${i}.example.org.`, { client: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, rcode: 3 }));
+    if (i % 10 === 0) a.observe(event("www.example.org.", { client: "192.0.2.1" }));
+    if (i % 20 === 0) a.observe(event("mail.example.org.", { client: "2001:db8::1" }));
+    each();
+    const sizes = a.sizes();
+    if (sizes.names > 100 || sizes.clients > 100) throw new Error(`unbounded at ${i}: ${JSON.stringify(sizes)}`);
+  }
 }
 
 const event = (qname: string, over: Partial<QueryEvent> = {}): QueryEvent => ({
@@ -75,28 +98,54 @@ describe("DnsAnalytics", () => {
     expect(clientPrefix("::ffff:203.0.113.5")).toBe("203.0.113.0/24");
   });
 
-  test("a random-subdomain flood: memory stays bounded and the heavy hitters are still found", () => {
-    const { a } = setup(60, 100);
-    for (let i = 0; i < 100_000; i++) {
-      a.observe(event(`r${i}.example.org.`, { client: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, rcode: 3 }));
-      if (i % 10 === 0) a.observe(event("www.example.org.", { client: "192.0.2.1" }));
-      if (i % 20 === 0) a.observe(event("mail.example.org.", { client: "2001:db8::1" }));
-      const sizes = a.sizes();
-      if (sizes.names > 100 || sizes.clients > 100) throw new Error(`unbounded at ${i}: ${JSON.stringify(sizes)}`);
-    }
+  test("a random-subdomain flood at 1,000 queries a second: memory stays bounded, every query is counted, heavy hitters found", () => {
+    const { a, advance } = setup(60, 100);
+    flood(a, () => advance(1.2)); // 1.15 queries per step, a step every 1.2 ms: under 1,000 in any second
     const sizes = a.sizes();
     expect(sizes.names).toBeLessThanOrEqual(100);
     expect(sizes.clients).toBeLessThanOrEqual(100);
     expect(sizes.zones).toBe(1);
     const s = a.snapshot();
     expect(s.queries).toBe(115_000);
+    expect(s.top_sampled).toBe(false);
     expect(s.top_names.slice(0, 2).map((n) => n.name)).toEqual(["www.example.org.", "mail.example.org."]);
     expect(s.top_clients.slice(0, 2).map((c) => c.prefix)).toEqual(["192.0.2.0/24", "2001:db8::/56"]);
-    // Misra-Gries: a lower bound, under by at most n / (size + 1).
+    // A lower bound, under by at most 2n / size (the purges).
     expect(s.top_names[0]!.count).toBeLessThanOrEqual(10_000);
-    expect(s.top_names[0]!.count).toBeGreaterThanOrEqual(10_000 - 115_000 / 101);
+    expect(s.top_names[0]!.count).toBeGreaterThanOrEqual(10_000 - (2 * 115_000) / 100);
     expect(s.top_names.length).toBeLessThanOrEqual(20);
     expect(s.top_clients.length).toBeLessThanOrEqual(20);
+  });
+
+  test("the same flood in one second: the top lists are sampled, still bounded, still find the heavy hitters; the totals stay exact", () => {
+    const { a } = setup(60, 100);
+    flood(a);
+    const s = a.snapshot();
+    expect(s.queries).toBe(115_000);
+    expect(s.by_rcode).toEqual({ NXDOMAIN: 100_000, NOERROR: 15_000 });
+    expect(s.series.at(-1)!.queries).toBe(115_000);
+    expect(s.top_sampled).toBe(true);
+    expect(s.top_names.slice(0, 2).map((n) => n.name)).toEqual(["www.example.org.", "mail.example.org."]);
+    expect(s.top_clients.slice(0, 2).map((c) => c.prefix)).toEqual(["192.0.2.0/24", "2001:db8::/56"]);
+    // An estimate: the sampling's spread (about 5% for 10,000 of 115,000 at one in 16) and Misra-Gries's undercount.
+    expect(s.top_names[0]!.count).toBeGreaterThan(0.85 * 10_000 - (2 * 115_000) / 100);
+    expect(s.top_names[0]!.count).toBeLessThan(1.15 * 10_000);
+    expect(s.top_names[1]!.count).toBeGreaterThan(0.8 * 5_000 - (2 * 115_000) / 100);
+    expect(s.top_names[1]!.count).toBeLessThan(1.2 * 5_000);
+  });
+
+  test("sampling weighs each query fed by those skipped: the counts of one name add up to the queries", () => {
+    const { a, advance } = setup();
+    for (let i = 0; i < 5_000; i++) a.observe(event("only.example.org."));
+    const s = a.snapshot();
+    expect(s.top_sampled).toBe(true);
+    // Every skipped query is carried by the next one fed; the last few may still wait for theirs.
+    expect(s.top_names[0]!.name).toBe("only.example.org.");
+    expect(s.top_names[0]!.count).toBeLessThanOrEqual(5_000);
+    expect(s.top_names[0]!.count).toBeGreaterThan(5_000 - 2 * 16);
+    advance(1000); // a new second: exact again, and it carries what waited
+    a.observe(event("only.example.org."));
+    expect(a.snapshot().top_names[0]!.count).toBe(5_001);
   });
 
   test("minutes older than the retention are dropped", () => {

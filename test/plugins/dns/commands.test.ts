@@ -38,3 +38,29 @@ describe("dns zone export --json (found in review: the zone file was printed as 
     expect(text.stdout).toBe(zoneFile);
   });
 });
+
+describe("dns top", () => {
+  const snapshot = (sampled: boolean) => ({
+    since: "2026-11-24T10:00:00.000Z",
+    until: "2026-11-24T11:00:00.000Z",
+    queries: 3,
+    by_zone: { "example.test.": 3 },
+    by_qtype: { A: 3 },
+    by_rcode: { NOERROR: 3 },
+    by_transport: { udp: 3 },
+    by_shield: {},
+    top_names: [{ name: "www.example.test.", count: 3 }],
+    top_clients: [{ prefix: "192.0.2.0/24", count: 3 }],
+    top_sampled: sampled,
+    series: [],
+  });
+
+  test("says when the top lists are estimates (sampled at high rates), and only then", async () => {
+    const sampled = await runCommand(dnsCommands, "dns top", { answer: () => snapshot(true) });
+    expect(sampled.stdout).toContain("top names (estimated: sampled since more than 1,000 queries came in a second)");
+    expect(sampled.stdout).toContain("top clients (estimated:");
+    const exact = await runCommand(dnsCommands, "dns top", { answer: () => snapshot(false) });
+    expect([exact.code, exact.stdout.includes("estimated")]).toEqual([0, false]);
+    expect(exact.stdout).toContain("www.example.test.");
+  });
+});
