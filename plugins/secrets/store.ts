@@ -352,24 +352,38 @@ export const failDelivery = (tx: Database, id: number, error: string) =>
 export const enqueueDelivery = (tx: Database, webhookId: string, event: string, at: number) =>
   tx.query("INSERT INTO secrets_webhook_deliveries (webhook_id, event, state, next_attempt_at, created_at) VALUES (?, ?, 'pending', ?, ?)").run(webhookId, event, at, at);
 
+/** A due delivery, with the organization its webhook's workspace belongs to. */
+export interface DueDelivery extends DeliveryRow {
+  organization_id: string;
+}
+
 /**
- * The next delivery due of each webhook that has one, oldest first, skipping the webhooks in
- * `busy` (one attempt at a time per webhook, so its deliveries go out in order and a slow
- * receiver holds up only its own). Only webhooks that still exist: a delivery of a deleted one
- * (say, one left pending by a version that let an in-flight attempt overwrite the deletion)
- * must not take a place forever.
+ * The deliveries to start next: the next due of each webhook that has one, skipping the webhooks
+ * in `busy.webhooks` (one attempt at a time per webhook, so its deliveries go out in order and a
+ * slow receiver holds up only its own); of each organization no more than `perOrganization` less
+ * its attempts in flight (`busy.organizations`), its oldest first, so an organization at its
+ * share never stands in front of another's; oldest first, at most `limit`. Only webhooks that
+ * still exist: a delivery of a deleted one (say, one left pending by a version that let an
+ * in-flight attempt overwrite the deletion) must not take a place forever.
  */
-export const nextDuePerWebhook = (db: Database, now: number, busy: string[], limit: number) =>
+export const nextDueFairly = (db: Database, now: number, busy: { webhooks: string[]; organizations: Record<string, number> }, perOrganization: number, limit: number) =>
   db
-    .query<DeliveryRow, [number, string, number]>(
-      `SELECT id, webhook_id, event, state, attempts, next_attempt_at, last_status, last_error, created_at, delivered_at FROM (
-         SELECT d.*, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS place
-           FROM secrets_webhook_deliveries d JOIN secrets_webhooks w ON w.id = d.webhook_id
+    .query<DueDelivery, [number, string, string, number, number]>(
+      `WITH heads AS (
+         SELECT d.*, s.organization_id, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS place
+           FROM secrets_webhook_deliveries d
+           JOIN secrets_webhooks w ON w.id = d.webhook_id
+           JOIN secrets_workspaces s ON s.workspace_id = w.workspace_id
           WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND w.deleted_at IS NULL
-            AND d.webhook_id NOT IN (SELECT value FROM json_each(?)))
-        WHERE place = 1 ORDER BY next_attempt_at, id LIMIT ?`,
+            AND d.webhook_id NOT IN (SELECT value FROM json_each(?))),
+       per_organization AS (
+         SELECT *, row_number() OVER (PARTITION BY organization_id ORDER BY next_attempt_at, id) AS org_place FROM heads WHERE place = 1)
+       SELECT p.id, p.webhook_id, p.event, p.state, p.attempts, p.next_attempt_at, p.last_status, p.last_error, p.created_at, p.delivered_at, p.organization_id
+         FROM per_organization p LEFT JOIN json_each(?) busy ON busy.key = p.organization_id
+        WHERE p.org_place <= ? - coalesce(busy.value, 0)
+        ORDER BY p.next_attempt_at, p.id LIMIT ?`,
     )
-    .all(now, JSON.stringify(busy), limit);
+    .all(now, JSON.stringify(busy.webhooks), JSON.stringify(busy.organizations), perOrganization, limit);
 
 export const deliveriesOf = (db: Database, webhookId: string, limit: number) =>
   db.query<DeliveryRow, [string, number]>("SELECT * FROM secrets_webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?").all(webhookId, limit);

@@ -16,6 +16,12 @@ const FIRST_RETRY_MS = 5_000;
 const LONGEST_RETRY_MS = 3_600_000;
 /** Attempts in flight at once, across all webhooks (one per webhook at most). */
 const MAX_IN_FLIGHT = 20;
+/**
+ * Attempts in flight at once for the webhooks of one organization: an organization's admin can
+ * point many webhooks at receivers that hang until webhook_timeout_seconds, and without a share
+ * would hold every slot, again and again, while the other organizations' deliveries wait.
+ */
+const MAX_IN_FLIGHT_PER_ORGANIZATION = 5;
 
 export interface ChangeEvent {
   type: string;
@@ -27,8 +33,8 @@ export interface ChangeEvent {
 }
 
 export class Webhooks {
-  /** The attempt in flight of each webhook that has one. */
-  private readonly inFlight = new Map<string, Promise<void>>();
+  /** The attempt in flight of each webhook that has one, and the organization it counts against. */
+  private readonly inFlight = new Map<string, { organization: string; attempt: Promise<void> }>();
 
   constructor(private readonly k: SecretsKernel) {}
 
@@ -108,7 +114,7 @@ export class Webhooks {
     return async () => {
       stopped = true;
       clearInterval(timer);
-      await Promise.all(this.inFlight.values());
+      await Promise.all([...this.inFlight.values()].map((f) => f.attempt));
     };
   }
 
@@ -121,18 +127,27 @@ export class Webhooks {
 
   /**
    * Starts, each on its own, the next due delivery of every webhook with none in flight, up to
-   * MAX_IN_FLIGHT in all: a receiver that hangs keeps one attempt waiting (until
-   * webhook_timeout_seconds), never another webhook's. `ended` runs after each attempt.
+   * MAX_IN_FLIGHT in all and MAX_IN_FLIGHT_PER_ORGANIZATION per organization: a receiver that
+   * hangs keeps one attempt waiting (until webhook_timeout_seconds), never another webhook's, and
+   * an organization at its share is passed over for the oldest due of one under it. `ended` runs
+   * after each attempt.
    */
   private startDue(ended?: () => void): Promise<void>[] {
     const room = MAX_IN_FLIGHT - this.inFlight.size;
     if (room <= 0) return [];
-    const due = sql.nextDuePerWebhook(this.k.store.db, this.k.clock.now(), [...this.inFlight.keys()], room);
+    const due = sql.nextDueFairly(this.k.store.db, this.k.clock.now(), this.busy(), MAX_IN_FLIGHT_PER_ORGANIZATION, room);
     return due.map((delivery) => {
       const attempt = this.run(delivery, ended);
-      this.inFlight.set(delivery.webhook_id, attempt);
+      this.inFlight.set(delivery.webhook_id, { organization: delivery.organization_id, attempt });
       return attempt;
     });
+  }
+
+  /** The webhooks with an attempt in flight, and how many attempts each organization has in flight. */
+  private busy(): { webhooks: string[]; organizations: Record<string, number> } {
+    const organizations: Record<string, number> = {};
+    for (const { organization } of this.inFlight.values()) organizations[organization] = (organizations[organization] ?? 0) + 1;
+    return { webhooks: [...this.inFlight.keys()], organizations };
   }
 
   private async run(delivery: sql.DeliveryRow, ended?: () => void): Promise<void> {

@@ -937,6 +937,68 @@ describe("webhooks", () => {
     receiver.stop(true);
   });
 
+  test("an organization whose receivers hang holds at most its share of the attempts in flight, and never stands in front of another organization's deliveries", async () => {
+    let hold = true;
+    const hanging: Array<() => void> = [];
+    const received: string[] = [];
+    let concurrent = 0;
+    let peak = 0;
+    const receiver = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        const { name } = JSON.parse(await req.text());
+        if (!new URL(req.url).pathname.startsWith("/hooks/greedy-")) {
+          received.push(name);
+          return new Response(null, { status: 204 });
+        }
+        concurrent++;
+        peak = Math.max(peak, concurrent);
+        if (hold) await new Promise<void>((answer) => hanging.push(answer));
+        concurrent--;
+        return new Response(null, { status: 204 });
+      },
+    });
+    afterAll(() => receiver.stop(true));
+    const allowed = `http://127.0.0.1:${receiver.port}/hooks/`;
+    const { c, owner, base, path } = await setup({ secrets: { webhook_allowed_urls: [allowed] } });
+    // More webhooks than all the slots there are (20), each with a delivery due before the other organization's.
+    const greedyHooks = 21;
+    for (let i = 0; i < greedyHooks; i++) expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}greedy-${i}` } })).status).toBe(200);
+    await c.send("PUT", path("GREEDY"), owner, { json: { value: "v" } });
+    const otherOrg = (await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other" } })).body.id as string;
+    const otherWs = (await c.send("POST", `/v1/iam/orgs/${otherOrg}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
+    const otherBase = `/v1/secrets/workspaces/${otherWs}`;
+    await c.send("POST", `${otherBase}/webhooks`, owner, { json: { url: `${allowed}patient` } });
+    await c.send("PUT", `${otherBase}/environments/development/secrets/PATIENT`, owner, { json: { value: "v" } });
+
+    const { webhooks } = servicesOf(c.kernel as never);
+    const first = webhooks.deliverDue();
+    // Every attempt started has reached the receiver: the greedy organization's share, and the other's.
+    while (hanging.length + received.length < 6) await Bun.sleep(5);
+    expect(received).toEqual(["PATIENT"]);
+    expect(hanging.length).toBe(5);
+    // At its share, the greedy organization gets no more, however many slots are free.
+    expect(await webhooks.deliverDue()).toBe(0);
+    // Its 16 older deliveries still due do not hold up a newer one of the other organization.
+    await c.send("PUT", `${otherBase}/environments/development/secrets/LATER`, owner, { json: { value: "v" } });
+    await webhooks.deliverDue();
+    while (!received.includes("LATER")) await Bun.sleep(5);
+    expect([received, hanging.length]).toEqual([["PATIENT", "LATER"], 5]);
+
+    // Once the receivers answer, the rest go out too, never more than the share at a time.
+    hold = false;
+    for (const answer of hanging) answer();
+    await first;
+    const delivered = () => (c.kernel.store.db.query("SELECT count(*) AS n FROM secrets_webhook_deliveries WHERE state = 'delivered'").get() as { n: number }).n;
+    while (delivered() < greedyHooks + 2) {
+      await webhooks.deliverDue();
+      await Bun.sleep(5);
+    }
+    expect(peak).toBe(5);
+    await c.stop();
+  });
+
   test("a webhook deleted while its deliveries are in flight ends them; they never hold up another webhook's (found in review)", async () => {
     const inFlight: Array<() => void> = [];
     const received: string[] = [];
