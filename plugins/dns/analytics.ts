@@ -197,7 +197,7 @@ export class DnsAnalytics implements QueryObserver {
     this.rcodes[slot]!++;
     if (event.transport === "udp") this.udp++;
     else this.tcp++;
-    const now = this.now();
+    const now = event.time;
     if (this.fedToTopLists(now)) {
       const weight = this.unfed;
       this.unfed = 0;

@@ -163,6 +163,8 @@ export interface QueryEvent {
   bytes: number;
   /** The reply is the gate's (REFUSED or TC from the shield), not the zones'. */
   gated: boolean;
+  /** When it came (ms since the epoch): over UDP read once per event-loop turn, not per query. */
+  time: number;
 }
 
 /** Told about every answered query with a question (analytics). The event object is reused: copy what you keep. */
@@ -594,7 +596,10 @@ interface Connection extends StreamState {
 class DnsServerRuntime {
   readonly answerer: CachingAnswerer;
   /** One event object, refilled for every query: observers must not keep it. */
-  private readonly event: QueryEvent = { client: "", zone: null, qname: [], qtype: 0, rcode: 0, transport: "udp", bytes: 0, gated: false };
+  private readonly event: QueryEvent = { client: "", zone: null, qname: [], qtype: 0, rcode: 0, transport: "udp", bytes: 0, gated: false, time: 0 };
+  private readonly now: () => number;
+  /** The time of this event-loop turn's datagrams: read when its first arrives (a clock read per query showed in profiles). */
+  private turnTime = 0;
   readonly connections = new Set<import("bun").Socket<Connection>>();
   readonly idleMs: number;
   readonly maxConnections: number;
@@ -607,13 +612,14 @@ class DnsServerRuntime {
 
   constructor(readonly options: DnsServerOptions) {
     this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, now: options.now });
+    this.now = options.now ?? Date.now;
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;
     this.slots = ClientSlots.forListener(this.maxConnections, options.maxTcpConnectionsPerClient);
   }
 
   /** Answers one packet and does the bookkeeping (errors, observer). */
-  answer(packet: Uint8Array, client: string, transport: "udp" | "tcp"): Uint8Array | null {
+  answer(packet: Uint8Array, client: string, transport: "udp" | "tcp", time: number): Uint8Array | null {
     const reply = this.answerer.answer(packet, client, transport);
     const out = this.answerer.outcome;
     if (out.error !== null) this.failed(out.error, transport);
@@ -628,6 +634,7 @@ class DnsServerRuntime {
       event.transport = transport;
       event.bytes = reply.length;
       event.gated = out.gated;
+      event.time = time;
       try {
         observer.observe(event);
       } catch (e) {
@@ -682,7 +689,12 @@ class DnsServerRuntime {
   readonly udpHandler: import("bun").udp.SocketHandler<"uint8array"> = {
     data: (socket, data, port, address) => {
       try {
-        const reply = this.answer(data, address, "udp");
+        if (!this.flushScheduled) {
+          this.flushScheduled = true;
+          this.turnTime = this.now();
+          setImmediate(this.flushUdp);
+        }
+        const reply = this.answer(data, address, "udp", this.turnTime);
         if (reply === null) return;
         let queue = this.udpQueue.get(socket);
         if (queue === undefined) this.udpQueue.set(socket, (queue = []));
@@ -690,10 +702,6 @@ class DnsServerRuntime {
         // any UDP datagram (the client asks again), not held in memory without bound.
         if (queue.length >= MAX_UDP_QUEUE * 3) return;
         queue.push(reply, port, address);
-        if (!this.flushScheduled) {
-          this.flushScheduled = true;
-          setImmediate(this.flushUdp);
-        }
       } catch (e) {
         this.failed(e, "udp");
       }
@@ -763,6 +771,7 @@ class DnsServerRuntime {
   private tcpData(socket: import("bun").Socket<Connection>, connection: Connection, data: Uint8Array): void {
     const replies: Uint8Array[] = [];
     let buffered = 0;
+    const time = this.now();
     // Answers are handed to the kernel as they pile up, so that a client that reads is judged
     // by what it leaves unread, not by how many queries one segment held.
     const flush = () => {
@@ -773,7 +782,7 @@ class DnsServerRuntime {
     };
     const whole = readMessages(connection, data, (message) => {
       connection.timer?.refresh();
-      const reply = this.answer(message, connection.client, "tcp");
+      const reply = this.answer(message, connection.client, "tcp", time);
       if (reply === null) return true;
       replies.push(reply);
       buffered += 2 + reply.length;

@@ -48,8 +48,8 @@ export class ShieldGate implements QueryGate {
   }
 
   decide(client: string, _qname: Name, _qtype: number, transport: "udp" | "tcp"): Decision {
-    const exempt = this.options.exempt?.(client) === true;
-    const shield = exempt ? null : this.options.shield.current;
+    const current = this.options.shield.current;
+    const shield = current !== null && this.options.exempt?.(client) !== true ? current : null;
     // Over TCP the source is verified by the handshake: only evidence every channel may act on
     // counts (the shield's "http" channel: lists, policy, HTTP behaviour, manual entries), never
     // decisions made from DNS signals, which come over UDP from addresses anyone can forge — or
@@ -61,13 +61,14 @@ export class ShieldGate implements QueryGate {
       this.options.count?.("dropped");
       return "drop";
     }
-    // Allowlisted and trusted loopback clients are not rate limited; TCP never is.
-    if (transport === "tcp" || (verdict ? verdict.trusted : this.trusted(client))) {
+    const rate = action === "throttle" || action === "refuse" ? this.options.throttledRate : this.options.rate;
+    // Allowlisted and trusted loopback clients are not rate limited; TCP never is; nobody when
+    // there is no limit (asked first: it spares the trust lookup on every query).
+    if (transport === "tcp" || rate <= 0 || (verdict ? verdict.trusted : this.trusted(client))) {
       if (action !== "refuse") return "answer";
       this.options.count?.("refused");
       return "refuse";
     }
-    const rate = action === "throttle" || action === "refuse" ? this.options.throttledRate : this.options.rate;
     const limited = this.rrl.take(client, rate);
     if (action === "refuse") {
       // REFUSED to a spoofable source is rate limited too, or it would be a free reflector.

@@ -371,7 +371,7 @@ async function inProcess(): Promise<void> {
   const analytics = new DnsAnalytics({ now: () => Date.now(), retentionMinutes: 1440 });
   const observe = (i: number, bytes: number) => {
     const q = questions[i % questions.length]!;
-    analytics.observe({ client: "127.0.0.1", zone: origin, qname: q.name, qtype: q.type, rcode: 0, transport: "udp", bytes, gated: false });
+    analytics.observe({ client: "127.0.0.1", zone: origin, qname: q.name, qtype: q.type, rcode: 0, transport: "udp", bytes, gated: false, time: Date.now() });
   };
   const answerer = new CachingAnswerer({ zones: table, gate: allowAll });
   const stages: Array<[string, (i: number) => unknown]> = [

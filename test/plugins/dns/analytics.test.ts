@@ -12,8 +12,11 @@ import { testCitadel } from "../../helpers/citadel.ts";
 const T0 = Date.UTC(2026, 5, 1);
 const ZONE = parseName("Example.ORG.", null);
 
+/** The tests' clock: what the analytics read and the time of the events made below. */
+let now = T0;
+
 function setup(retentionMinutes = 60, topSize?: number) {
-  let now = T0;
+  now = T0;
   const a = new DnsAnalytics({ now: () => now, retentionMinutes, topSize, random: seeded(7) });
   return { a, advance: (ms: number) => (now += ms) };
 }
@@ -50,6 +53,7 @@ const event = (qname: string, over: Partial<QueryEvent> = {}): QueryEvent => ({
   transport: "udp",
   bytes: 64,
   gated: false,
+  time: now,
   ...over,
 });
 
@@ -179,6 +183,7 @@ describe("GET /v1/dns/analytics", () => {
       const empty = await c.send("GET", "/v1/dns/analytics", owner);
       expect([empty.status, empty.body.queries, empty.body.top_names]).toEqual([200, 0, []]);
       const analytics = dnsAnalyticsOf(c.kernel as never);
+      now = c.kernel.clock.now(); // the events' time
       analytics.observe(event("www.example.org."));
       analytics.observe(event("www.example.org.", { transport: "tcp", client: "2001:db8::5" }));
       analytics.observe(event("nope.example.org.", { rcode: 3 }));

@@ -33,6 +33,7 @@ const event = (i: number, client = "192.0.2.57"): QueryEvent => ({
   transport: "udp",
   bytes: 80,
   gated: false,
+  time: Date.UTC(2026, 10, 23, 12),
 });
 
 test("a line per query: JSON with the client's prefix, the names and the type in text; file mode 0600", () => {
