@@ -217,14 +217,22 @@ export const meshPlugin = definePlugin<MeshSettings>({
         .get(
           "/node/config",
           // The agents' poll, every few seconds from every node: answered without a promise.
-          synchronous(({ request }: { request: Request }) => {
+          // Answered through `set`, not as a Response: Elysia merges its headers into a returned
+          // Response by building a second one (1 µs of the poll's 2.5 in process).
+          synchronous(({ request, set }: { request: Request; set: { status?: number | string; headers: Record<string, string | number> } }) => {
             const row = authenticate(request);
             const signed = configs.document(row);
+            set.headers.etag = signed.etag;
             // The poll's usual answer, kept small: the agent holds the body and its signature already.
-            if (request.headers.get("if-none-match") === signed.etag) return new Response(null, { status: 304, headers: { etag: signed.etag } });
-            return new Response(signed.body, {
-              headers: { etag: signed.etag, "x-citadel-signature": signed.signature, "x-citadel-version": String(signed.version), "cache-control": "no-cache", "content-type": "application/json" },
-            });
+            if (request.headers.get("if-none-match") === signed.etag) {
+              set.status = 304;
+              return null;
+            }
+            set.headers["x-citadel-signature"] = signed.signature;
+            set.headers["x-citadel-version"] = String(signed.version);
+            set.headers["cache-control"] = "no-cache";
+            set.headers["content-type"] = "application/json";
+            return signed.body;
           }),
           {
             detail: {

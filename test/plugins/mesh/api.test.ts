@@ -211,7 +211,16 @@ describe("config documents", () => {
     expect(first.doc).toMatchObject({ format: CONFIG_FORMAT, node: a.id, rotation: null, poll_seconds: 30 });
     expect(first.doc!.config.addresses[0]).toBe("100.64.0.1/16");
     expect(first.doc!.config.peers).toEqual([]);
-    expect((await fetchDocument(c, a, first.etag!)).status).toBe(304);
+    const unchanged = await c.send("GET", "/v1/mesh/node/config", a.token, { headers: { "if-none-match": first.etag! } });
+    expect([unchanged.status, unchanged.text, unchanged.headers.get("etag"), unchanged.headers.get("x-citadel-signature")]).toEqual([304, "", first.etag, null]);
+    expect([unchanged.headers.get("x-content-type-options"), unchanged.headers.get("x-request-id")]).toEqual(["nosniff", expect.any(String)]);
+    const whole = await c.send("GET", "/v1/mesh/node/config", a.token);
+    expect([whole.headers.get("cache-control"), whole.headers.get("content-type"), whole.headers.get("x-citadel-version"), whole.headers.get("content-security-policy")]).toEqual([
+      "no-cache",
+      "application/json",
+      String(first.doc!.version),
+      expect.stringContaining("default-src 'none'"),
+    ]);
 
     const b = await enroll(c, key, "b", { endpoint: "198.51.100.2:51820" });
     const second = await fetchDocument(c, a, first.etag!);
