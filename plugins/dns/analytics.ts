@@ -20,7 +20,9 @@
  * skipped ones count for the name and client of the query that ends their gap). Up to that rate
  * a top-list count is a lower bound: exact when fewer than `topSize` distinct keys were seen,
  * else under by at most 2 × queries / topSize. Once sampling began (`top_sampled`), counts
- * are estimates whose sum is still the number of queries. Everything else stays exact.
+ * are estimates (each query fed carries the ones skipped before it, so the weights fed add up to
+ * the queries but for an open gap; the purges then take from the counters). Everything else
+ * stays exact.
  */
 import { t } from "elysia";
 import { formatIp, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
@@ -172,7 +174,7 @@ export class DnsAnalytics implements QueryObserver {
   /** The second being counted, and its queries so far: above EXACT_PER_SECOND the top lists are sampled. */
   private second = -1;
   private inSecond = 0;
-  /** Queries not yet fed to the top lists: the weight of the next one fed. */
+  /** Queries of the open sampling gap: the weight of the query that ends it. */
   private unfed = 0;
   /** Queries left until the next one fed, while sampling. */
   private countdown = 0;
@@ -198,9 +200,8 @@ export class DnsAnalytics implements QueryObserver {
     if (event.transport === "udp") this.udp++;
     else this.tcp++;
     const now = event.time;
-    if (this.fedToTopLists(now)) {
-      const weight = this.unfed;
-      this.unfed = 0;
+    const weight = this.topListWeight(now);
+    if (weight > 0) {
       this.names.add(this.textOf(event.qname), weight);
       this.clients.add(this.prefixOf(event.client), weight);
     }
@@ -219,22 +220,27 @@ export class DnsAnalytics implements QueryObserver {
   }
 
   /**
-   * Whether this query feeds the top lists: every one up to EXACT_PER_SECOND in its second, then
-   * the last of each random gap of 1 to 2 × SAMPLE_EVERY − 1 queries (a client cannot tell which
-   * of its queries are seen, so it cannot stay out of the lists by timing them).
+   * What this query weighs in the top lists: 1 for each of the first EXACT_PER_SECOND queries
+   * of its second; beyond, 0 but for the last query of each random gap of 1 to
+   * 2 × SAMPLE_EVERY − 1, which carries the whole gap (a client cannot tell which of its queries
+   * are seen, so it cannot stay out of the lists by timing them). A gap left open when a second
+   * ends stays open into the next sampled stretch: handed to the first exact query of the next
+   * second, it would credit that query — one a client can time — with up to 30 others.
    */
-  private fedToTopLists(now: number): boolean {
-    this.unfed++;
+  private topListWeight(now: number): number {
     const second = Math.floor(now / 1000);
     if (second !== this.second) {
       this.second = second;
       this.inSecond = 0;
     }
-    if (++this.inSecond <= EXACT_PER_SECOND) return true;
+    if (++this.inSecond <= EXACT_PER_SECOND) return 1;
     this.sampled = true;
-    if (--this.countdown > 0) return false;
+    this.unfed++;
+    if (--this.countdown > 0) return 0;
     this.countdown = 1 + Math.floor(this.random() * (2 * SAMPLE_EVERY - 1));
-    return true;
+    const weight = this.unfed;
+    this.unfed = 0;
+    return weight;
   }
 
   /** Counts one action of the gate (these queries may have had no reply to observe). */

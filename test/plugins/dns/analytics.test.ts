@@ -2,8 +2,8 @@
  * DNS query analytics: counts by dimension, bounded heavy hitters, the per-minute ring and its
  * retention, client prefixes; and GET /v1/dns/analytics (operators only).
  */
-import { describe, expect, test } from "bun:test";
-import { clientPrefix, DnsAnalytics } from "../../../plugins/dns/analytics.ts";
+import { describe, expect, spyOn, test } from "bun:test";
+import { clientPrefix, DnsAnalytics, HeavyHitters, SAMPLE_EVERY } from "../../../plugins/dns/analytics.ts";
 import { dnsAnalyticsOf } from "../../../plugins/dns/index.ts";
 import { parseName, type Name } from "../../../plugins/dns/names.ts";
 import type { QueryEvent } from "../../../plugins/dns/server.ts";
@@ -138,18 +138,46 @@ describe("DnsAnalytics", () => {
     expect(s.top_names[1]!.count).toBeLessThan(1.2 * 5_000);
   });
 
-  test("sampling weighs each query fed by those skipped: the counts of one name add up to the queries", () => {
+  test("sampling weighs each query fed by those skipped: the weights fed add up to the queries but for the open gap", () => {
     const { a, advance } = setup();
-    for (let i = 0; i < 5_000; i++) a.observe(event("only.example.org."));
-    const s = a.snapshot();
-    expect(s.top_sampled).toBe(true);
-    // Every skipped query is carried by the next one fed; the last few may still wait for theirs.
-    expect(s.top_names[0]!.name).toBe("only.example.org.");
-    expect(s.top_names[0]!.count).toBeLessThanOrEqual(5_000);
-    expect(s.top_names[0]!.count).toBeGreaterThan(5_000 - 2 * 16);
-    advance(1000); // a new second: exact again, and it carries what waited
-    a.observe(event("only.example.org."));
-    expect(a.snapshot().top_names[0]!.count).toBe(5_001);
+    const add = spyOn(HeavyHitters.prototype, "add");
+    try {
+      for (let i = 0; i < 5_000; i++) a.observe(event(`n${i % 3000}.example.org.`, { client: `10.0.${i % 250}.1` }));
+      const fed = (add.mock.calls as Array<[string, number?]>).reduce((sum, [, weight = 1]) => sum + weight, 0) / 2; // names and clients
+      expect(a.snapshot().top_sampled).toBe(true);
+      expect(fed).toBeLessThanOrEqual(5_000);
+      expect(fed).toBeGreaterThan(5_000 - 2 * SAMPLE_EVERY);
+      // The gap still open waits for the next sampled query; an exact one (a new second) weighs 1.
+      add.mockClear();
+      advance(1000);
+      a.observe(event("n1.example.org."));
+      expect(add.mock.calls.map(([, weight]) => weight)).toEqual([1, 1]);
+    } finally {
+      add.mockRestore();
+    }
+  });
+
+  test("the first query of each second gets no more weight than any other (found in review: it took the last gap's)", () => {
+    const { a, advance } = setup();
+    for (let second = 0; second < 20; second++) {
+      a.observe(event("first.example.org."));
+      for (let i = 1; i < 5_000; i++) a.observe(event(`m${i % 50}.example.org.`));
+      advance(1000);
+    }
+    const first = a.snapshot({ top: 100 }).top_names.find((n) => n.name === "first.example.org.");
+    expect(first?.count).toBe(20); // asked 20 times, each in a second's exact part
+  });
+
+  test("the heavy hitters' purge: every counter lowered by the median, those at or below it dropped, the new key counted whole", () => {
+    const hitters = new HeavyHitters(4);
+    for (const [key, weight] of [["a", 5], ["b", 3], ["c", 2], ["d", 1]] as const) hitters.add(key, weight);
+    hitters.add("a", 2); // a known key: its weight added
+    hitters.add("e", 7); // full: purge by the median of 7, 3, 2, 1 (3), then e with all of its weight
+    expect([...hitters.counts].sort()).toEqual([["a", 4], ["e", 7]]);
+    hitters.add("f");
+    hitters.add("g");
+    hitters.add("h"); // full again: the median of 4, 7, 1, 1 is 4
+    expect([...hitters.counts].sort()).toEqual([["e", 3], ["h", 1]]);
   });
 
   test("minutes older than the retention are dropped", () => {
