@@ -140,4 +140,10 @@ export const secretsMigrations: readonly Migration[] = [
     // must not plant a key of their own between someone enabling it and setting the key.
     up: `ALTER TABLE secrets_workspaces ADD COLUMN e2ee_enabled_by TEXT;`,
   },
+  {
+    id: "0004_webhook_delivery_heads",
+    // Each webhook's next pending delivery, found with one index probe: the sender asks every
+    // second, and numbering every due row to keep the first took 0.3 s with 200,000 waiting.
+    up: `CREATE INDEX secrets_webhook_deliveries_head ON secrets_webhook_deliveries (webhook_id, next_attempt_at, id) WHERE state = 'pending';`,
+  },
 ];

@@ -368,22 +368,26 @@ export interface DueDelivery extends DeliveryRow {
  */
 export const nextDueFairly = (db: Database, now: number, busy: { webhooks: string[]; organizations: Record<string, number> }, perOrganization: number, limit: number) =>
   db
-    .query<DueDelivery, [number, string, string, number, number]>(
-      `WITH heads AS (
-         SELECT d.*, s.organization_id, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS place
-           FROM secrets_webhook_deliveries d
-           JOIN secrets_webhooks w ON w.id = d.webhook_id
-           JOIN secrets_workspaces s ON s.workspace_id = w.workspace_id
-          WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND w.deleted_at IS NULL
-            AND d.webhook_id NOT IN (SELECT value FROM json_each(?))),
-       per_organization AS (
-         SELECT *, row_number() OVER (PARTITION BY organization_id ORDER BY next_attempt_at, id) AS org_place FROM heads WHERE place = 1)
-       SELECT p.id, p.webhook_id, p.event, p.state, p.attempts, p.next_attempt_at, p.last_status, p.last_error, p.created_at, p.delivered_at, p.organization_id
-         FROM per_organization p LEFT JOIN json_each(?) busy ON busy.key = p.organization_id
-        WHERE p.org_place <= ? - coalesce(busy.value, 0)
-        ORDER BY p.next_attempt_at, p.id LIMIT ?`,
-    )
+    .query<DueDelivery, [number, string, string, number, number]>(NEXT_DUE_FAIRLY)
     .all(now, JSON.stringify(busy.webhooks), JSON.stringify(busy.organizations), perOrganization, limit);
+
+/** nextDueFairly's query (exported for the test of its plan). */
+export const NEXT_DUE_FAIRLY = `WITH heads AS (
+   -- Each webhook's oldest pending delivery (one probe of secrets_webhook_deliveries_head), if due.
+   SELECT d.*, s.organization_id
+     FROM secrets_webhooks w
+     JOIN secrets_workspaces s ON s.workspace_id = w.workspace_id
+     JOIN secrets_webhook_deliveries d ON d.id = (
+       SELECT id FROM secrets_webhook_deliveries
+        WHERE webhook_id = w.id AND state = 'pending' ORDER BY next_attempt_at, id LIMIT 1)
+    WHERE w.deleted_at IS NULL AND d.next_attempt_at <= ?
+      AND w.id NOT IN (SELECT value FROM json_each(?))),
+ per_organization AS (
+   SELECT *, row_number() OVER (PARTITION BY organization_id ORDER BY next_attempt_at, id) AS org_place FROM heads)
+ SELECT p.id, p.webhook_id, p.event, p.state, p.attempts, p.next_attempt_at, p.last_status, p.last_error, p.created_at, p.delivered_at, p.organization_id
+   FROM per_organization p LEFT JOIN json_each(?) busy ON busy.key = p.organization_id
+  WHERE p.org_place <= ? - coalesce(busy.value, 0)
+  ORDER BY p.next_attempt_at, p.id LIMIT ?`;
 
 export const deliveriesOf = (db: Database, webhookId: string, limit: number) =>
   db.query<DeliveryRow, [string, number]>("SELECT * FROM secrets_webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?").all(webhookId, limit);
