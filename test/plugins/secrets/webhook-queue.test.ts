@@ -10,7 +10,7 @@ import { NEXT_DUE_FAIRLY, nextDueFairly } from "../../../plugins/secrets/store.t
 
 function queueDatabase(): Database {
   const db = new Database(":memory:");
-  for (const m of secretsMigrations) db.exec(m.up);
+  for (const m of secretsMigrations) typeof m.up === "string" ? db.exec(m.up) : m.up(db);
   return db;
 }
 
