@@ -20,7 +20,7 @@ import { intelCommands } from "./commands.ts";
 import { intelMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
 import { IntelService, type Caller } from "./service.ts";
-import { checkThresholds, IntelSettings } from "./settings.ts";
+import { IntelSettings } from "./settings.ts";
 
 const ACTIONS = [
   ["intel.decision.start", "The shield decided to throttle, refuse or drop an address (or would have, in shadow mode), with the score's reasons."],
@@ -71,7 +71,6 @@ export const intelPlugin = definePlugin<IntelSettings>({
 
   async start(k) {
     if (!k.settings.enabled) return async () => {};
-    checkThresholds(k.settings);
     const geo = await GeoIntel.open({
       city: k.settings.geo_city || undefined,
       asn: k.settings.geo_asn || undefined,

@@ -19,14 +19,16 @@ export const IntelSettings = section("IP intelligence and the shield: geo databa
   threshold_refuse: Threshold(70, "Score from which an address is refused (HTTP 403, DNS REFUSED); at most threshold_drop."),
   threshold_drop: Threshold(90, "Score from which an address is dropped (DNS: no answer; HTTP: 403)."),
   decision_minutes: Type.Integer({ default: 15, minimum: 1, maximum: 10_080, description: "How long a decision made from the score lasts." }),
-});
+}, checkThresholds);
 export type IntelSettings = Static<typeof IntelSettings>;
 
 /**
  * What the schema cannot say: the thresholds do not decrease (a refuse threshold below the
- * throttle one would refuse what was meant to be slowed down). Checked at start.
+ * throttle one would refuse what was meant to be slowed down). Checked by the config loader
+ * with the rest of the section, so every command refuses such a config before doing anything
+ * (also with enabled = false: turning the shield on must not be what reveals it).
  */
-export function checkThresholds(s: Pick<IntelSettings, "threshold_throttle" | "threshold_refuse" | "threshold_drop">): void {
+export function checkThresholds(s: Record<"threshold_throttle" | "threshold_refuse" | "threshold_drop", number>): void {
   if (s.threshold_refuse < s.threshold_throttle) throw new ConfigError(`intel.threshold_refuse: must be at least intel.threshold_throttle (${s.threshold_throttle}), is ${s.threshold_refuse}`);
   if (s.threshold_drop < s.threshold_refuse) throw new ConfigError(`intel.threshold_drop: must be at least intel.threshold_refuse (${s.threshold_refuse}), is ${s.threshold_drop}`);
 }

@@ -5,15 +5,14 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import type { TObject, TSchema } from "@sinclair/typebox";
+import { Kind, type TObject, type TSchema } from "@sinclair/typebox";
 import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
 import { parse as parseTomlText, TomlError } from "smol-toml";
 import { describeFsError } from "../files.ts";
 import { pointerToPath } from "../json-pointer.ts";
-import { isLoopback, parseIp } from "../net/ip.ts";
 import { envOverrides } from "./env.ts";
 import { ConfigError } from "./error.ts";
-import type { Config } from "./schema.ts";
+import { sectionCheckOf, type Config } from "./schema.ts";
 
 export { ConfigError };
 
@@ -84,9 +83,9 @@ export function loadConfig(inputs: ConfigInputs): LoadedConfig {
     throw new ConfigError(`${key}: ${describe(first)} (in ${where})`);
   }
 
+  checkSections(inputs.schema, withDefaults);
   const config = withDefaults as Config;
   config.data_dir = resolve(inputs.cwd, config.data_dir);
-  checkCrossField(config);
   return { config, configPath: path, configPathExplicit: explicit, configFileExists: text !== null };
 }
 
@@ -114,13 +113,15 @@ function parseToml(text: string, path: string): Record<string, unknown> {
   }
 }
 
-/** Rules the schema cannot say on its own. */
-function checkCrossField(config: Config): void {
-  const address = parseIp(config.http.address);
-  if (!config.http.tls.enabled && address && !isLoopback(address)) {
-    throw new ConfigError(
-      `http.tls.enabled: plain HTTP is only allowed on a loopback address, and http.address is ${config.http.address}`,
-    );
+/**
+ * Rules the schema cannot say on its own: each section's check (see `section`), nested ones
+ * included, here rather than when a plugin starts — by then `serve` would have made the data
+ * directory, the database and the root key of an instance that cannot run.
+ */
+function checkSections(schema: TObject, value: Record<string, unknown>): void {
+  sectionCheckOf(schema)?.(value);
+  for (const [key, child] of Object.entries(schema.properties)) {
+    if (child[Kind] === "Object") checkSections(child as TObject, value[key] as Record<string, unknown>);
   }
 }
 

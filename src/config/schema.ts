@@ -3,9 +3,10 @@
  * documentation (config/citadel.example.toml is rendered from it) and the TypeScript type.
  * Plugins add their own section under their name; see `buildConfigSchema`.
  */
-import { FormatRegistry, Type, type Static, type TObject, type TProperties } from "@sinclair/typebox";
+import { FormatRegistry, Type, type Static, type TObject, type TProperties, type TSchema } from "@sinclair/typebox";
 import { LOG_LEVELS } from "../log.ts";
-import { parseCidr, parseIp } from "../net/ip.ts";
+import { isLoopback, parseCidr, parseIp } from "../net/ip.ts";
+import { ConfigError } from "./error.ts";
 
 FormatRegistry.Set("ip", (value) => parseIp(value) !== null);
 FormatRegistry.Set("cidr", (value) => parseCidr(value) !== null);
@@ -14,9 +15,24 @@ FormatRegistry.Set("cidr", (value) => parseCidr(value) !== null);
 export const DEFAULT_TLS_CERT_FILE = "tls/cert.pem";
 export const DEFAULT_TLS_KEY_FILE = "tls/key.pem";
 
+/**
+ * A rule across a section's keys that the schema cannot say (one value at least another):
+ * throws a ConfigError naming the key. The loader runs it right after the schema's validation,
+ * so it sees valid values, and every command refuses the config before doing anything.
+ */
+export type SectionCheck<P extends TProperties> = (settings: Static<TObject<P>>) => void;
+
+/** Where a section keeps its check: a symbol, so it is no JSON Schema keyword and never rendered. */
+const SECTION_CHECK = Symbol("citadel.config.sectionCheck");
+
 /** A section: closed to unknown keys (a typo is an error, not a silently ignored line). */
-export function section<P extends TProperties>(description: string, properties: P): TObject<P> {
-  return Type.Object(properties, { additionalProperties: false, default: {}, description });
+export function section<P extends TProperties>(description: string, properties: P, check?: SectionCheck<P>): TObject<P> {
+  return Type.Object(properties, { additionalProperties: false, default: {}, description, [SECTION_CHECK]: check });
+}
+
+/** The cross-key check a section declared, if any. */
+export function sectionCheckOf(schema: TSchema): ((settings: unknown) => void) | undefined {
+  return (schema as TSchema & { [SECTION_CHECK]?: (settings: unknown) => void })[SECTION_CHECK];
 }
 
 export const HttpTlsConfig = section("TLS for the HTTP API.", {
@@ -63,7 +79,15 @@ export const HttpConfig = section("The HTTP API listener.", {
       "CIDRs of reverse proxies whose X-Forwarded-For header is believed. Empty: the client address is always the socket peer.",
   }),
   tls: HttpTlsConfig,
-});
+}, checkPlainHttpOnLoopback);
+
+/** Plain HTTP would send passwords and tokens in the clear: only to a reverse proxy on this host. */
+function checkPlainHttpOnLoopback(http: { address: string; tls: { enabled: boolean } }): void {
+  const address = parseIp(http.address);
+  if (!http.tls.enabled && address && !isLoopback(address)) {
+    throw new ConfigError(`http.tls.enabled: plain HTTP is only allowed on a loopback address, and http.address is ${http.address}`);
+  }
+}
 
 export const LogConfig = section("Logging (JSON lines on standard output).", {
   level: Type.Union(

@@ -3,7 +3,7 @@
  * the printed fingerprint, graceful stop, restart on the same data, and the CLI's errors.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "smol-toml";
 import { ensureBinary, firstLogin, freePort, login, oneTimePassword, OWNER_PASSPHRASE, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
@@ -153,6 +153,25 @@ describe("the command line refuses bad input", () => {
     dir.remove();
     expect(res.code).toBe(2);
     expect(res.stderr).toContain("http.tls.enabled: plain HTTP is only allowed on a loopback address");
+  });
+
+  // A rule across keys (a section's check) is the loader's too: refused before anything is made
+  // (found in review: serve initialized the data directory, printed a one-time password for an
+  // owner, wrote the root key, and only then stopped when the intel plugin started).
+  test("thresholds that decrease: every command exits 2 naming the key, the data directory untouched", async () => {
+    const dir = tempDir();
+    const dataDir = join(dir.path, "data");
+    const env = { CITADEL_INTEL_THRESHOLD_REFUSE: "10", CITADEL_INTEL_THRESHOLD_THROTTLE: "50" };
+    const results = [];
+    for (const command of ["serve", "init", "doctor"]) results.push({ command, ...(await runCitadel([command, "--data", dataDir], env)) });
+    const made = existsSync(dataDir);
+    dir.remove();
+    for (const res of results) {
+      expect({ command: res.command, code: res.code }).toEqual({ command: res.command, code: 2 });
+      expect(res.stderr).toBe("citadel: intel.threshold_refuse: must be at least intel.threshold_throttle (50), is 10\n");
+      expect(res.stdout).toBe("");
+    }
+    expect(made).toBe(false);
   });
 
   test("a data directory open to others is refused", async () => {

@@ -1,13 +1,13 @@
 /**
  * The [intel] thresholds: at least 1 (at 0 every client would be acted on), and not decreasing
- * (throttle ≤ refuse ≤ drop) — a config error at start naming the keys.
+ * (throttle ≤ refuse ≤ drop) — a config error naming the keys, from the loader, before any
+ * command does anything.
  */
 import { expect, test } from "bun:test";
 import { ConfigError } from "../../../src/config/error.ts";
 import { loadConfig } from "../../../src/config/load.ts";
 import { configSchema } from "../../../src/main.ts";
-import { intelPlugin } from "../../../plugins/intel/index.ts";
-import { checkThresholds, type IntelSettings } from "../../../plugins/intel/settings.ts";
+import { checkThresholds } from "../../../plugins/intel/settings.ts";
 
 const load = (env: Record<string, string>) => () => loadConfig({ schema: configSchema, env, cwd: "/nonexistent", dataFlag: "/nonexistent/data" });
 
@@ -22,8 +22,9 @@ test("thresholds that decrease are a config error naming both keys; equal ones a
   expect(() => checkThresholds({ threshold_throttle: 50, threshold_refuse: 50, threshold_drop: 50 })).not.toThrow();
 });
 
-test("the plugin refuses to start with them", async () => {
-  const settings = { ...(loadConfig({ schema: configSchema, env: {}, cwd: "/nonexistent", dataFlag: "/nonexistent/data" }).config.intel as IntelSettings), threshold_drop: 10 };
-  // (The check comes first: nothing else of the kernel is touched.)
-  await expect(intelPlugin.start!({ settings } as never)).rejects.toBeInstanceOf(ConfigError);
+test("the config loader refuses them, against the defaults too, and with the shield off", () => {
+  expect(load({ CITADEL_INTEL_THRESHOLD_REFUSE: "10", CITADEL_INTEL_THRESHOLD_THROTTLE: "50" })).toThrow(new ConfigError("intel.threshold_refuse: must be at least intel.threshold_throttle (50), is 10"));
+  expect(load({ CITADEL_INTEL_THRESHOLD_DROP: "60" })).toThrow(new ConfigError("intel.threshold_drop: must be at least intel.threshold_refuse (70), is 60"));
+  expect(load({ CITADEL_INTEL_ENABLED: "false", CITADEL_INTEL_THRESHOLD_DROP: "60" })).toThrow(ConfigError);
+  expect(load({ CITADEL_INTEL_THRESHOLD_THROTTLE: "70", CITADEL_INTEL_THRESHOLD_REFUSE: "70", CITADEL_INTEL_THRESHOLD_DROP: "70" })).not.toThrow();
 });

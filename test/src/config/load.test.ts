@@ -7,7 +7,14 @@ import { ConfigError, loadConfig } from "../../../src/config/load.ts";
 import { buildConfigSchema, section } from "../../../src/config/schema.ts";
 
 const plugin = { name: "dns", settings: section("DNS", { port: Type.Integer({ default: 5353, minimum: 1, maximum: 65535 }) }) };
-const schema = buildConfigSchema([plugin]);
+/** A section with a rule across its keys, which the loader runs after the schema. */
+const ranged = {
+  name: "window",
+  settings: section("A window", { low: Type.Integer({ default: 1, minimum: 0 }), high: Type.Integer({ default: 10, minimum: 0 }) }, (s) => {
+    if (s.high < s.low) throw new ConfigError(`window.high: must be at least window.low (${s.low}), is ${s.high}`);
+  }),
+};
+const schema = buildConfigSchema([plugin, ranged]);
 let dir: string;
 
 beforeAll(() => {
@@ -36,6 +43,7 @@ describe("good configurations", () => {
     });
     expect(config.data_dir).toBe(join(dir, ".citadel"));
     expect(config.dns).toEqual({ port: 5353 });
+    expect(config.window).toEqual({ low: 1, high: 10 });
   });
 
   const good: Array<[string, string, Record<string, string>, (c: any) => unknown, unknown]> = [
@@ -47,6 +55,7 @@ describe("good configurations", () => {
     ["plugin section", "[dns]\nport = 53\n", {}, (c) => c.dns.port, 53],
     ["plugin env", "", { CITADEL_DNS_PORT: "5300" }, (c) => c.dns.port, 5300],
     ["log level", '[log]\nlevel = "debug"\n', {}, (c) => c.log.level, "debug"],
+    ["a section's check passes", "[window]\nlow = 5\nhigh = 5\n", {}, (c) => c.window, { low: 5, high: 5 }],
     ["plain HTTP on loopback", "[http]\naddress = \"::1\"\n[http.tls]\nenabled = false\n", {}, (c) => c.http.tls.enabled, false],
     ["data dir from env", "", { CITADEL_DATA: "/srv/citadel" }, (c) => c.data_dir, "/srv/citadel"],
     ["non-config CITADEL_ variables are left alone", "", { CITADEL_TOKEN: "x", CITADEL_CONFIG: "" }, (c) => c.http.port, 8443],
@@ -97,6 +106,10 @@ describe("bad configurations stop start-up naming the key", () => {
     ["empty path", '[http.tls]\ncert_file = ""\n', {}, /^http\.tls\.cert_file: must not be empty/],
     ["plain HTTP off loopback", '[http]\naddress = "0.0.0.0"\n[http.tls]\nenabled = false\n', {}, /^http\.tls\.enabled: plain HTTP is only allowed on a loopback address/],
     ["plugin key out of range", "[dns]\nport = 0\n", {}, /^dns\.port: must be at least 1/],
+    ["a plugin section's check, from the file", "[window]\nlow = 5\nhigh = 2\n", {}, /^window\.high: must be at least window\.low \(5\), is 2$/],
+    ["a plugin section's check, against a default", "", { CITADEL_WINDOW_HIGH: "0" }, /^window\.high: must be at least window\.low \(1\), is 0$/],
+    // The schema first: the check is never given a value of the wrong type.
+    ["a wrong type is the schema's error, not the check's", '[window]\nhigh = "2"\n', {}, /^window\.high: must be an integer/],
     ["TOML syntax", "[http\nport = 1\n", {}, /\.toml:1:\d+: invalid TOML: /],
     ["duplicate key", "[http]\nport = 1\nport = 2\n", {}, /\.toml:3:1: invalid TOML: trying to redefine/],
     ["unknown env variable", "", { CITADEL_HTTP_PROT: "1" }, /^environment variable CITADEL_HTTP_PROT: not a configuration key \(did you mean CITADEL_HTTP_PORT\?\)/],
