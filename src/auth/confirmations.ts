@@ -25,12 +25,16 @@ export class Confirmations {
     return { token, expiresInSeconds: TTL_MS / 1000 };
   }
 
-  /** True, once, when `token` was issued for exactly `binding` and has not expired. */
-  consume(token: string, binding: string): boolean {
+  /**
+   * When `token` was issued for exactly `binding` and has not expired: a function that gives it
+   * back unspent (for a request refused before it did anything); else null. Once either way.
+   */
+  consume(token: string, binding: string): (() => void) | null {
     const entry = this.pending.get(token);
-    if (!entry) return false;
+    if (!entry) return null;
     this.pending.delete(token); // single use, even when it does not match
-    return entry.binding === binding && entry.expires > this.now();
+    if (entry.binding !== binding || entry.expires <= this.now()) return null;
+    return () => void this.pending.set(token, entry);
   }
 
   private sweep(): void {

@@ -64,6 +64,9 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
       const meta = requestMeta(request);
       set.headers["x-request-id"] = meta.id;
       meta.route ??= route ?? null; // errors before the handler (validation) still name their route
+      // The request failed its schema before the route ran (not the route's response): the
+      // confirmation it brought still holds, for the same request with its body put right.
+      if (code === "VALIDATION" && (error as { type?: string }).type !== "response") meta.unspendConfirmation?.();
       const init = problemForElysia(app, { code, error, request, route });
       if (init.code === "internal_error") log.error("request failed", { request_id: meta.id, route: meta.route, error });
       return problemResponse(init, meta.id);

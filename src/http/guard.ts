@@ -168,7 +168,10 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
       if (refusedBody) throw refusedBody;
       const binding = `${p.tokenId}|${request.method} ${route}|${JSON.stringify(params)}`;
       const presented = request.headers.get("x-citadel-confirm");
-      if (!presented || !confirmations.consume(presented, binding)) {
+      const giveBack = presented ? confirmations.consume(presented, binding) : null;
+      // A body that then fails the route's schema (422) gives it back: nothing was done.
+      if (giveBack) requestMeta(request).unspendConfirmation = giveBack;
+      else {
         const { token: confirmation, expiresInSeconds } = confirmations.issue(binding);
         throw new HttpProblem(
           428,

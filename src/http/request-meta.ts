@@ -18,6 +18,8 @@ export interface RequestMeta {
   principal?: Principal;
   /** The edge's refusal of the body (415, 400, 413 while reading), given once routing and the guard have passed. */
   refusedBody?: HttpProblem;
+  /** Gives back the destructive route's confirmation the guard took, if the request is then refused unrun. */
+  unspendConfirmation?: () => void;
 }
 
 /** The caller of a guarded route. Only routes that declare a scope or operator have one. */

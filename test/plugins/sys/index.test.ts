@@ -132,6 +132,19 @@ describe("keys over HTTP", () => {
     expect(c.log.lines.some((l) => l.msg === "finished an interrupted key rotation")).toBe(true);
   });
 
+  test("a body that fails the route's schema does not spend its confirmation: put right, the same confirmation works (found in review)", async () => {
+    const { c, token } = await operator();
+    const asked = await c.send("POST", "/v1/sys/keys/rekey", token, { json: {} });
+    expect(asked.status).toBe(428);
+    const confirm = { "x-citadel-confirm": asked.body.confirmation_token as string };
+    const invalid = await c.send("POST", "/v1/sys/keys/rekey", token, { json: { shares: "five" }, headers: confirm });
+    expect([invalid.status, invalid.body.code]).toEqual([422, "validation_failed"]);
+    const done = await c.send("POST", "/v1/sys/keys/rekey", token, { json: {}, headers: confirm });
+    expect(done.status).toBe(200);
+    // Spent now: once more is a new question.
+    expect((await c.send("POST", "/v1/sys/keys/rekey", token, { json: {}, headers: confirm })).status).toBe(428);
+  });
+
   test("Shamir rekey: a threshold above the shares is 422 naming the field, not a 500 (found in review)", async () => {
     const { c, token } = await operator();
     (c.kernel.keySource as { method: string }).method = "shamir"; // the route reads only this (a Shamir test kernel has no owner to log in)

@@ -60,3 +60,14 @@ test("a refused body does not spend a destructive route's confirmation: sent aga
   expect(refused.body.code).toBe("unsupported_media_type");
   expect((await c.send("DELETE", `${zones}/corp.example`, token, { headers: confirm })).status).toBe(200);
 });
+
+test("a confirmation is given back only for a request refused unrun: one that ran is spent whatever its answer", async () => {
+  const c = await testCitadel();
+  const token = await c.login(c.owner.email, c.owner.password);
+  const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+  const asked = await c.send("DELETE", `${zones}/absent.example`, token);
+  expect(asked.status).toBe(428);
+  const confirm = { "x-citadel-confirm": asked.body.confirmation_token as string };
+  expect((await c.send("DELETE", `${zones}/absent.example`, token, { headers: confirm })).status).toBe(404); // it ran: no such zone
+  expect((await c.send("DELETE", `${zones}/absent.example`, token, { headers: confirm })).status).toBe(428);
+});
