@@ -223,6 +223,8 @@ export const meshPlugin = definePlugin<MeshSettings>({
             const row = authenticate(request);
             const signed = configs.document(row);
             set.headers.etag = signed.etag;
+            // A 304 carries the Cache-Control its 200 would (RFC 9110 15.4.5): kept, revalidated.
+            set.headers["cache-control"] = "no-cache";
             // The poll's usual answer, kept small: the agent holds the body and its signature already.
             if (request.headers.get("if-none-match") === signed.etag) {
               set.status = 304;
@@ -230,7 +232,6 @@ export const meshPlugin = definePlugin<MeshSettings>({
             }
             set.headers["x-citadel-signature"] = signed.signature;
             set.headers["x-citadel-version"] = String(signed.version);
-            set.headers["cache-control"] = "no-cache";
             set.headers["content-type"] = "application/json";
             return signed.body;
           }),

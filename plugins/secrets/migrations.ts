@@ -146,4 +146,9 @@ export const secretsMigrations: readonly Migration[] = [
     // second, and numbering every due row to keep the first took 0.3 s with 200,000 waiting.
     up: `CREATE INDEX secrets_webhook_deliveries_head ON secrets_webhook_deliveries (webhook_id, next_attempt_at, id) WHERE state = 'pending';`,
   },
+  {
+    id: "0005_drop_webhook_due_index",
+    // The index by due time served only the query 0004 replaced: every delivery written kept it for nothing.
+    up: `DROP INDEX secrets_webhook_deliveries_due;`,
+  },
 ];

@@ -214,6 +214,7 @@ describe("config documents", () => {
     const unchanged = await c.send("GET", "/v1/mesh/node/config", a.token, { headers: { "if-none-match": first.etag! } });
     expect([unchanged.status, unchanged.text, unchanged.headers.get("etag"), unchanged.headers.get("x-citadel-signature")]).toEqual([304, "", first.etag, null]);
     expect([unchanged.headers.get("x-content-type-options"), unchanged.headers.get("x-request-id")]).toEqual(["nosniff", expect.any(String)]);
+    expect(unchanged.headers.get("cache-control")).toBe("no-cache"); // what its 200 says (RFC 9110 15.4.5; found in review)
     const whole = await c.send("GET", "/v1/mesh/node/config", a.token);
     expect([whole.headers.get("cache-control"), whole.headers.get("content-type"), whole.headers.get("x-citadel-version"), whole.headers.get("content-security-policy")]).toEqual([
       "no-cache",
