@@ -105,7 +105,7 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
   for (const routes of rootRoutes) app.use(routes);
 
   let document: object | undefined;
-  app.get("/openapi.json", () => (document ??= openApiDocument(app, info)), {
+  app.get("/openapi.json", () => (document ??= documentOfCompiledRoutes(app, info)), {
     detail: { summary: "This API's OpenAPI 3.1 document", tags: ["docs"], ...access({ public: true }) },
   });
   app.use(docsRoutes());
@@ -132,6 +132,16 @@ export function withoutReadSnapshot(app: AnyElysia): Set<string> {
     routes.add(route);
   }
   return routes;
+}
+
+/**
+ * Elysia compiles a route at its first request and adds to its schemas as it does (responses
+ * get `additionalProperties: false`): the document is made once every route is compiled, or it
+ * would depend on which requests came first (found in review).
+ */
+function documentOfCompiledRoutes(app: AnyElysia, info: ApiInfo): object {
+  for (const route of (app.router as { history: Array<{ compile?: () => unknown }> }).history) route.compile?.();
+  return openApiDocument(app, info);
 }
 
 /** Elysia's own error codes, then ours: one place decides what the client sees. */
