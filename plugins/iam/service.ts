@@ -763,7 +763,7 @@ export class IamService {
         if (other && other.id !== id) throw new ConflictError("an organization with this name exists already");
       }
       sql.updateOrganization(tx, id, { name: changes.name, require_mfa: changes.require_mfa, ip_allowlist: allowlist });
-      this.audit(tx, { action: "iam.organization.update", actor: actorOf(caller.principal), outcome: "success", resource: { type: "organization", id }, organization: id, reason: Object.keys(changes).join(", "), request: caller.request });
+      this.audit(tx, { action: "iam.organization.update", actor: actorOf(caller.principal), outcome: "success", resource: { type: "organization", id }, organization: id, reason: describeChanges(changes), request: caller.request });
     });
     return this.organizationView(id);
   }
@@ -1008,7 +1008,7 @@ export class IamService {
         throw new ConflictError("a workspace with this name exists in the organization");
       }
       sql.updateWorkspace(tx, id, { name: changes.name, ip_allowlist: allowlist });
-      this.audit(tx, { action: "iam.workspace.update", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, request: caller.request });
+      this.audit(tx, { action: "iam.workspace.update", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, reason: describeChanges(changes), request: caller.request });
     });
     return this.workspaceView(id);
   }
@@ -1121,4 +1121,17 @@ export class IamService {
     const role = sql.roleOf(this.db, orgId, userId);
     return role !== null && roleAllows(role, permission);
   }
+}
+
+/**
+ * An organization's or workspace's settings change, with the new values, for its audit event:
+ * turning MFA off or widening an allowlist must read differently from the opposite (found in
+ * review: only the names of the changed fields were recorded). None of them is secret.
+ */
+function describeChanges(changes: { name?: string; require_mfa?: boolean; ip_allowlist?: string[] }): string {
+  const parts: string[] = [];
+  if (changes.name !== undefined) parts.push(`name=${changes.name}`);
+  if (changes.require_mfa !== undefined) parts.push(`require_mfa=${changes.require_mfa}`);
+  if (changes.ip_allowlist !== undefined) parts.push(`ip_allowlist=[${changes.ip_allowlist.join(" ")}]${changes.ip_allowlist.length === 0 ? " (any address)" : ""}`);
+  return parts.join(", ");
 }

@@ -235,6 +235,22 @@ describe("TOTP", () => {
     expect((await c.send("GET", "/v1/iam/me", editor.token)).status).toBe(200); // they can still enrol
   });
 
+  test("settings changes are audited with their new values: MFA off reads differently from MFA on (found in review)", async () => {
+    const c = await testCitadel();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const org = c.owner.organization;
+    expect((await c.send("PATCH", `/v1/iam/orgs/${org}`, owner, { json: { require_mfa: false, ip_allowlist: [] } })).status).toBe(200);
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "ops" } })).body.id as string;
+    expect((await c.send("PATCH", `/v1/iam/workspaces/${ws}`, owner, { json: { ip_allowlist: ["127.0.0.0/8", "10.0.0.0/8"] } })).status).toBe(200);
+    expect((await c.send("PATCH", `/v1/iam/orgs/${org}`, owner, { json: { require_mfa: true } })).status).toBe(200);
+    const reasons = c.kernel.store.db.query("SELECT action, reason FROM audit_events WHERE action IN ('iam.organization.update', 'iam.workspace.update') ORDER BY seq").all();
+    expect(reasons).toEqual([
+      { action: "iam.organization.update", reason: "require_mfa=false, ip_allowlist=[] (any address)" },
+      { action: "iam.workspace.update", reason: "ip_allowlist=[127.0.0.0/8 10.0.0.0/8]" },
+      { action: "iam.organization.update", reason: "require_mfa=true" },
+    ]);
+  });
+
   test("tokens for one workspace made before that was recorded get their organization from migration 0004", async () => {
     const { c, operator, org } = await app();
     const { iamMigrations } = await import("../../../plugins/iam/migrations.ts");
