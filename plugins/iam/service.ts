@@ -628,6 +628,9 @@ export class IamService {
     if (!c || c.user_id !== user.id || !["pat", "device"].includes(c.kind) || c.revoked_at !== null) throw new NotFoundError("No such token.");
     const t = generateToken(TOKEN_KINDS.pat);
     await this.k.store.write((tx) => {
+      // Checked again in the write: a revocation (the owner answering a leak) or another rotation
+      // may have come first since the check above, and must not leave a working copy behind.
+      if (sql.credentialById(tx, c.id)?.revoked_at !== null) throw new NotFoundError("No such token.");
       // Rotation replaces the secret, not the lifetime: the expiry stays where it was.
       sql.insertCredential(tx, { ...c, id: t.prefix, hash: t.hash, created_at: this.now() });
       // What the old token made goes with it: rotation is the answer to a leak, and what a thief

@@ -1,0 +1,46 @@
+/**
+ * A credential is checked when its request arrives and changed in a write that runs later:
+ * these requests race a revocation (or each other) in between. Whatever the order, a revoked
+ * token makes nothing that outlives it, and a rotation is used once (found in review).
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+let stops: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const stop of stops) await stop();
+  stops = [];
+});
+
+async function owner() {
+  const c = await testCitadel();
+  stops.push(() => c.stop());
+  return { c, session: await c.login(c.owner.email, c.owner.password), org: c.owner.organization };
+}
+
+describe("rotation", () => {
+  test("a token revoked while it is being rotated stays revoked: the rotation is refused", async () => {
+    const { c, session } = await owner();
+    const leaked = (await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "leaked", scopes: ["read", "iam:self"] } })).body;
+    const [revoked, rotated] = await Promise.all([
+      c.send("DELETE", `/v1/iam/me/tokens/${leaked.id}`, session),
+      c.send("POST", `/v1/iam/me/tokens/${leaked.id}/rotate`, leaked.token),
+    ]);
+    expect([revoked.status, rotated.status]).toEqual([200, 404]);
+    expect(rotated.body.token).toBeUndefined();
+    const live = (await c.send("GET", "/v1/iam/me/tokens", session)).body.items as Array<{ name: string }>;
+    expect(live.filter((t) => t.name === "leaked")).toEqual([]);
+    const rotations = c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.token.rotate' AND outcome = 'success'").get();
+    expect(rotations).toEqual({ n: 0 });
+  });
+
+  test("concurrent rotations of one token: one succeeds, the others find it gone", async () => {
+    const { c, session } = await owner();
+    const pat = (await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "ci", scopes: ["read"] } })).body;
+    const answers = await Promise.all(Array.from({ length: 5 }, () => c.send("POST", `/v1/iam/me/tokens/${pat.id}/rotate`, session)));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 404, 404, 404, 404]);
+    const working = [];
+    for (const a of answers) if (a.body.token && (await c.send("GET", "/v1/system/info", a.body.token)).status === 200) working.push(a.body.id);
+    expect(working).toHaveLength(1);
+  });
+});
