@@ -74,6 +74,18 @@ function narrowedAllowlist(parentJson: string, wantedJson: string): string {
   return wantedJson;
 }
 
+/**
+ * In the write that makes a credential: its maker, authenticated before the write, must still be
+ * live. A revocation that came first meanwhile would otherwise miss what the maker was making,
+ * and revoking a token must take everything it made along.
+ */
+function requireLiveMaker(tx: Tx, makerId: string, now: number): void {
+  const maker = sql.credentialById(tx, makerId);
+  if (!maker || maker.revoked_at !== null || (maker.expires_at !== null && maker.expires_at <= now)) {
+    throw new UnauthorizedError("The credential making this one was revoked or has expired.");
+  }
+}
+
 /** The role that bounds the caller in the organization: the user's, or a service key's maker's. */
 function actingRole(db: Tx, p: Principal, orgId: string): Role | null {
   const user = roleHolder(p);
@@ -536,6 +548,7 @@ export class IamService {
     }
     const t = generateToken(TOKEN_KINDS.pat);
     await this.k.store.write((tx) => {
+      requireLiveMaker(tx, caller.principal.tokenId, this.now());
       sql.insertCredential(
         tx,
         sql.credentialRow({
@@ -654,6 +667,7 @@ export class IamService {
     const expiresAt = Math.min(this.now() + ttl, row.expires_at ?? Infinity);
     const t = generateToken(TOKEN_KINDS.workload);
     await this.k.store.write((tx) => {
+      requireLiveMaker(tx, row.id, this.now());
       sql.insertCredential(
         tx,
         sql.credentialRow({
@@ -684,6 +698,7 @@ export class IamService {
     const limits = this.inheritedLimits(caller.principal, { allowlist: "[]", expiresAt: this.now() + 120_000 });
     const expiresAt = limits.expiresAt;
     await this.k.store.write((tx) => {
+      requireLiveMaker(tx, caller.principal.tokenId, this.now());
       sql.insertCredential(
         tx,
         sql.credentialRow({
@@ -1079,6 +1094,7 @@ export class IamService {
     const limits = this.inheritedLimits(p, { organization: orgId, allowlist, expiresAt });
     const t = generateToken(input.service);
     await this.k.store.write((tx) => {
+      requireLiveMaker(tx, p.tokenId, this.now());
       sql.insertCredential(
         tx,
         sql.credentialRow({

@@ -6,6 +6,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { testCitadel } from "../../helpers/citadel.ts";
 
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+
 let stops: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const stop of stops) await stop();
@@ -43,4 +45,25 @@ describe("rotation", () => {
     for (const a of answers) if (a.body.token && (await c.send("GET", "/v1/system/info", a.body.token)).status === 200) working.push(a.body.id);
     expect(working).toHaveLength(1);
   });
+});
+
+describe("a credential is not made by a maker revoked meanwhile: it would escape the revocation", () => {
+  type Citadel = Awaited<ReturnType<typeof owner>>["c"];
+  const children: Array<[string, (c: Citadel, maker: string, org: string) => ReturnType<Citadel["send"]>]> = [
+    ["a token", (c, maker) => c.send("POST", "/v1/iam/me/tokens", maker, { json: { name: "child", scopes: ["iam:self"] } })],
+    ["an API key", (c, maker, org) => c.send("POST", `/v1/iam/orgs/${org}/api-keys`, maker, { json: { service: "system", name: "child", scopes: ["system:read"] } })],
+    ["a console token", (c, maker) => c.send("POST", "/v1/iam/console-tokens", maker)],
+    ["a workload token (exchange)", (c, maker) => c.send("POST", "/oauth/token", undefined, { json: { grant_type: TOKEN_EXCHANGE, subject_token: maker, scope: "iam:self" } })],
+  ];
+  for (const [what, make] of children) {
+    test(what, async () => {
+      const { c, session, org } = await owner();
+      expect((await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session)).status).toBe(200);
+      const maker = (await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "maker", scopes: ["iam:self", "iam:write", "system:read", "shell:connect"] } })).body;
+      const [revoked, child] = await Promise.all([c.send("DELETE", `/v1/iam/me/tokens/${maker.id}`, session), make(c, maker.token, org)]);
+      expect([revoked.status, child.status]).toEqual([200, 401]);
+      const made = c.kernel.store.db.query("SELECT id FROM credentials WHERE parent_id = ? AND revoked_at IS NULL").all(maker.id);
+      expect(made).toEqual([]);
+    });
+  }
 });
