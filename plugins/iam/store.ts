@@ -190,8 +190,14 @@ export const ownerCount = (db: Database, orgId: string) =>
     .query<{ n: number }, [string]>("SELECT count(*) AS n FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND m.role = 'owner' AND u.deleted_at IS NULL")
     .get(orgId)!.n;
 
+/** The live organizations the user owns: a deleted one keeps its memberships, but needs no owner kept. */
 export const ownedOrganizations = (db: Database, userId: string) =>
-  db.query<{ organization_id: string }, [string]>("SELECT organization_id FROM memberships WHERE user_id = ? AND role = 'owner'").all(userId).map((r) => r.organization_id);
+  db
+    .query<{ organization_id: string }, [string]>(
+      "SELECT m.organization_id FROM memberships m JOIN organizations o ON o.id = m.organization_id AND o.deleted_at IS NULL WHERE m.user_id = ? AND m.role = 'owner'",
+    )
+    .all(userId)
+    .map((r) => r.organization_id);
 
 // --- invitations --------------------------------------------------------------------
 
