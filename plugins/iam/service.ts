@@ -344,7 +344,14 @@ export class IamService {
         usedStep = verifyTotp(secret, input.totp.trim(), now);
         if (usedStep === null) return failSecondFactor("wrong TOTP code");
         if (user.totp_last_step !== null && usedStep <= user.totp_last_step) return failSecondFactor("TOTP code used before (replay)");
-      } else throw new TotpRequiredError("This account uses two-factor authentication: send `totp` (or a `recovery_code`).");
+      } else {
+        // Not counted as a guess (a client learns this way that a code is needed), but audited:
+        // the password was right, which the account's owner should be able to see.
+        await this.k.store.write((tx) =>
+          this.audit(tx, { action: "iam.login", actor: { kind: "user", user: user.id }, outcome: "failure", reason: "second factor missing", request, subject: user.id, personal: { email: input.email } }),
+        );
+        throw new TotpRequiredError("This account uses two-factor authentication: send `totp` (or a `recovery_code`).");
+      }
     }
 
     const session = generateToken(TOKEN_KINDS.session);
