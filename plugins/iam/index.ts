@@ -224,7 +224,9 @@ export const iamPlugin = definePlugin<IamSettings>({
         .post("/device/approve", ({ body, request }) => device.decide(body.user_code, body.approve, principalOf(request), auditRequest(request)), {
           body: m.DeviceDecision,
           response: t.Object({ approved: t.Boolean() }),
-          detail: self("Approve or deny a device login (citadel login) by its user code"),
+          // A user code is a credential of a kind (approving one hands out a token): guessing
+          // codes is throttled like guessing passwords.
+          detail: { ...self("Approve or deny a device login (citadel login) by its user code"), ...access({ scope: "iam:self", authLimit: true }) },
         })
 
         // --- organizations ------------------------------------------------------------------
