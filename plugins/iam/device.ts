@@ -86,7 +86,14 @@ export class DeviceFlow {
     // a narrowly scoped token must not mint a broader credential by approving its own login.
     if (principal.kind !== "session") throw new ForbiddenError("Approving a device login needs a login session, not a token.");
     const grant = sql.pendingDeviceGrantByUserCode(this.k.store.db, normalizeUserCode(userCode));
-    if (!grant || grant.expires_at <= this.now()) throw new NotFoundError("No pending login with that code (it may have expired).");
+    if (!grant || grant.expires_at <= this.now()) {
+      // Guessing user codes is what an attacker with a session would try: each miss is on record
+      // (the code itself is not: a near miss would tell a reader of the log most of a live one).
+      await this.k.store.write((tx) =>
+        this.k.audit.record(tx, { action: "iam.device.approve", actor: actorOf(principal), outcome: "failure", reason: grant ? "the login expired" : "no pending login with that code", request }),
+      );
+      throw new NotFoundError("No pending login with that code (it may have expired).");
+    }
     const record = (tx: Database, outcome: "success" | "failure", reason: string) =>
       this.k.audit.record(tx, {
         action: "iam.device.approve",

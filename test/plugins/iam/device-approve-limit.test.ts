@@ -23,3 +23,14 @@ test("guessing user codes from one session meets the auth rate limit, audited", 
   const limited = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'auth.rate_limit'").all();
   expect(limited).toEqual([{ reason: "auth limit for address" }]);
 });
+
+test("each wrong or expired user code is audited as a failed approval, without the code (found in review)", async () => {
+  const c = await testCitadel();
+  stops.push(() => c.stop());
+  const session = await c.login(c.owner.email, c.owner.password);
+  for (const code of ["BDFG-HJKL", "WXYZ-BCDF"]) expect((await c.send("POST", "/v1/iam/device/approve", session, { json: { user_code: code, approve: true } })).status).toBe(404);
+  const failures = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'iam.device.approve' AND outcome = 'failure'").all();
+  expect(failures).toEqual([{ reason: "no pending login with that code" }, { reason: "no pending login with that code" }]);
+  const everything = JSON.stringify(c.kernel.store.db.query("SELECT * FROM audit_events").all());
+  expect(everything).not.toContain("BDFG");
+});
