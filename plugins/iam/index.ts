@@ -6,6 +6,7 @@
  */
 import { Elysia, t } from "elysia";
 import { actorOf } from "../../src/auth/principal.ts";
+import { cidrContains, parseIp, type Cidr } from "../../src/net/ip.ts";
 import { CitadelError, NotFoundError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
@@ -407,7 +408,13 @@ export const iamPlugin = definePlugin<IamSettings>({
           if (body.grant_type === "urn:ietf:params:oauth:grant-type:token-exchange") {
             if (!body.subject_token) throw oauthError(400, "invalid_request", "subject_token is missing");
             const parent = identity.authenticate(body.subject_token, context.source ?? "unknown", k.clock.now());
-            if (!parent.ok) throw oauthError(400, "invalid_grant", "The subject token is not valid.");
+            const refusal = !parent.ok ? parent.reason : !usableFrom(context.source ?? undefined, parent.principal.ipAllowlist) ? "subject token used from outside its allowed addresses" : null;
+            if (!parent.ok || refusal !== null) {
+              // As the guard does with a bad bearer token: on record, and held against the address.
+              await k.store.write((tx) => k.audit.record(tx, { action: "auth.token.reject", actor: { kind: "anonymous" }, outcome: "failure", reason: refusal ?? "", request: context }));
+              k.shield.current?.observe(context.source ?? "unknown", "invalid_token");
+              throw oauthError(400, "invalid_grant", "The subject token is not valid.");
+            }
             return iam.exchange(parent.principal, (body.scope ?? "").split(/\s+/).filter(Boolean), Number(body.expires_in ?? 3600), context);
           }
           throw oauthError(400, "unsupported_grant_type", "Use the device_code or token-exchange grant.");
@@ -476,3 +483,10 @@ export const iamPlugin = definePlugin<IamSettings>({
 
   commands: [...iamCommands, ...accountCommands, ...iamAdminCommands],
 });
+
+/** A token's own allowlist admits the address (empty: any). */
+function usableFrom(address: string | undefined, allowlist: readonly Cidr[]): boolean {
+  if (allowlist.length === 0) return true;
+  const ip = address ? parseIp(address) : null;
+  return ip !== null && allowlist.some((c) => cidrContains(c, ip));
+}

@@ -666,7 +666,8 @@ export class IamService {
    * beyond its parent) whose scopes lie within the parent's.
    */
   async exchange(parent: Principal, scopes: string[], ttlSeconds: number, request: AuditRequestContext) {
-    if (parent.kind === "console" || parent.kind === "session") throw new InvalidError("exchange a personal access token, device token or API key", "subject_token");
+    // Workload and console tokens make nothing (docs/identity.md), sessions are for people.
+    if (parent.kind === "console" || parent.kind === "session" || parent.kind === "workload") throw new InvalidError("exchange a personal access token, device token or API key", "subject_token");
     if (scopes.length === 0 || scopes.some((s) => !isScope(s))) throw new InvalidError("give the scopes wanted, space-separated", "scope");
     if (parent.scopes !== "all" && !scopesWithin(scopes, parent.scopes)) throw new InvalidError("the scopes asked for exceed the subject token's", "scope");
     const row = sql.credentialById(this.db, parent.tokenId)!;

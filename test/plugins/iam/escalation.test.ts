@@ -73,6 +73,23 @@ describe("a token reaches no further than the one that made it", () => {
     expect((await c.send("GET", "/v1/iam/orgs", exchanged.body.access_token)).status).toBe(401);
   });
 
+  test("token exchange: a workload token makes nothing, a token is not exchanged outside its allowlist, and every refusal is audited (found in review)", async () => {
+    const { c, session } = await owner();
+    const exchange = (subject: string) => c.send("POST", "/oauth/token", undefined, { json: { grant_type: TOKEN_EXCHANGE, subject_token: subject, scope: "iam:read" } });
+    const pat = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "p", scopes: ["iam:read"] } });
+    const workload = await exchange(pat.body.token);
+    expect(workload.status).toBe(200);
+    const again = await exchange(workload.body.access_token);
+    expect([again.status, again.body.errors?.[0]?.field]).toEqual([422, "subject_token"]);
+    const fenced = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "fenced", scopes: ["iam:read"], ip_allowlist: ["127.0.0.0/8", "203.0.113.0/24"] } });
+    const outside = await c.send("POST", "/oauth/token", undefined, { json: { grant_type: TOKEN_EXCHANGE, subject_token: fenced.body.token, scope: "iam:read" }, headers: { "x-test-peer": "198.51.100.7" } });
+    expect([outside.status, outside.body.error]).toEqual([400, "invalid_grant"]);
+    const unknown = await exchange(`${pat.body.token.slice(0, -4)}AAAA`);
+    expect([unknown.status, unknown.body.error]).toEqual([400, "invalid_grant"]);
+    const rejected = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'auth.token.reject' ORDER BY seq").all() as Array<{ reason: string }>;
+    expect(rejected.map((r) => r.reason)).toEqual(["subject token used from outside its allowed addresses", expect.any(String)]);
+  });
+
   test("approving a device needs a session: a narrow PAT cannot mint a broad device token", async () => {
     const { c, session } = await owner();
     const narrow = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "narrow", scopes: ["iam:self"] } });
