@@ -100,14 +100,15 @@ export const accountCommands: Command[] = [
   },
   {
     words: ["mfa", "disable"],
-    summary: "Turn off two-factor authentication (needs the password, a code to log in, and a later code to confirm)",
+    summary: "Turn off two-factor authentication (needs the password, a code to log in, and a later code or another recovery code to confirm)",
     options: EMAIL,
     async run(ctx) {
       const ask = secretPrompter();
       await withSession(ctx, ask, async (session) => {
-        // A code works once: after logging in with one, the next one the app shows confirms.
-        const code = await ask("TOTP code to confirm (if you logged in with one, the next one the app shows): ");
-        await session.request("POST", "/v1/iam/me/mfa/totp/disable", { code: code.trim() });
+        // A code works once: after logging in with one, the next one the app shows confirms
+        // (the app lost, another recovery code does: then enrol a new app with `mfa enable`).
+        const code = (await ask("TOTP code to confirm (if you logged in with one, the next one the app shows), or another recovery code: ")).trim();
+        await session.request("POST", "/v1/iam/me/mfa/totp/disable", TOTP_CODE.test(code) ? { code } : { recovery_code: code });
       });
       print(ctx, { ok: true, mfa: false }, "two-factor authentication is off");
       return 0;

@@ -5,7 +5,7 @@
  *   citadel invitations [accept | decline]
  *   citadel workspace list | create | show | set | delete | role
  *   citadel apikey list | create | revoke
- *   citadel user list | create | delete   (operators)
+ *   citadel user list | create | delete | mfa-reset   (operators)
  * The organization is --org, else the caller's only one. What the server refuses comes back
  * as its message and a non-zero exit; destructive commands need --yes.
  */
@@ -502,6 +502,20 @@ const userCommands: Command[] = [
       requireYes(ctx, `this deletes user ${ctx.args[0]} and revokes their tokens and keys`);
       await (await ctx.api()).request("DELETE", `/v1/iam/users/${path(ctx.args[0]!)}`, undefined, { confirmed: true });
       print(ctx, { ok: true, id: ctx.args[0] }, "deleted");
+      return 0;
+    },
+  },
+  {
+    words: ["user", "mfa-reset"],
+    summary: "Turn a user's TOTP off, delete their recovery codes and end their logins, their authenticator lost (operators; needs --yes)",
+    args: "<user-id>",
+    maxArgs: 1,
+    options: yes("Yes, reset their two-factor authentication"),
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel user mfa-reset <user-id> --yes");
+      requireYes(ctx, `this turns off two-factor authentication for user ${ctx.args[0]} and ends their logins`);
+      await (await ctx.api()).request("POST", `/v1/iam/users/${path(ctx.args[0]!)}/mfa/reset`, undefined, { confirmed: true });
+      print(ctx, { ok: true, id: ctx.args[0] }, "reset");
       return 0;
     },
   },

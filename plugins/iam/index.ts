@@ -32,7 +32,8 @@ const ACTIONS = [
   ["iam.password.change", "A user changed their password (their other sessions ended)."],
   ["iam.mfa.start", "A user started TOTP enrolment (a pending secret was made)."],
   ["iam.mfa.enable", "A user enabled TOTP."],
-  ["iam.mfa.disable", "A user disabled TOTP."],
+  ["iam.mfa.disable", "A user disabled TOTP (with a code or a recovery code)."],
+  ["iam.mfa.reset", "An operator turned a user's TOTP off, deleted their recovery codes and ended their logins."],
   ["iam.token.create", "A personal access token (or a device-login token) was made."],
   ["iam.token.revoke", "A personal access token was revoked."],
   ["iam.token.rotate", "A personal access token was replaced by a new one."],
@@ -186,10 +187,10 @@ export const iamPlugin = definePlugin<IamSettings>({
         .post(
           "/me/mfa/totp/disable",
           async ({ body, request }) => {
-            await iam.disableTotp(caller(request), body.code);
+            await iam.disableTotp(caller(request), body);
             return { ok: true as const };
           },
-          { body: m.TotpCode, response: m.Done, detail: self("Disable TOTP (needs a current code)") },
+          { body: m.TotpProof, response: m.Done, detail: self("Disable TOTP (needs a current code or an unused recovery code)") },
         )
         .get("/me/tokens", ({ request }) => iso(iam.tokens(principalOf(request))), { response: m.CredentialList, detail: self("My personal access tokens") })
         .post("/me/tokens", ({ body, request }) => iam.createPat(caller(request), body), { body: m.NewToken, response: m.NewCredential, detail: self("Make a personal access token (shown once)") })
@@ -380,6 +381,21 @@ export const iamPlugin = definePlugin<IamSettings>({
             return { ok: true as const };
           },
           { response: m.Done, detail: { summary: "Delete a user and revoke their credentials (operators; asks for confirmation)", tags: ["iam: users"], ...access({ operator: true, scope: "iam:admin", confirm: true }) } },
+        )
+        .post(
+          "/users/:user/mfa/reset",
+          async ({ params, request }) => {
+            await iam.resetMfa(params.user, caller(request));
+            return { ok: true as const };
+          },
+          {
+            response: m.Done,
+            detail: {
+              summary: "Turn a user's TOTP off, delete their recovery codes and end their logins: their authenticator is lost (operators; asks for confirmation)",
+              tags: ["iam: users"],
+              ...access({ operator: true, scope: "iam:admin", confirm: true }),
+            },
+          },
         )
     );
   },

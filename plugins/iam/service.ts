@@ -491,29 +491,71 @@ export class IamService {
     return { recovery_codes: codes };
   }
 
-  async disableTotp(caller: Caller, code: string) {
+  /**
+   * Turns TOTP off with a current code or an unused recovery code: the way back for someone
+   * who lost their authenticator, who can then enrol a new one.
+   */
+  async disableTotp(caller: Caller, proof: { code?: string; recovery_code?: string }) {
     requireSession(caller.principal, "change two-factor authentication"); // a leaked token must not lock the person out
     const user = this.requireUser(caller.principal);
     if (user.totp_enabled_at === null) throw new ConflictError("two-factor authentication is not enabled");
-    // Wrong codes count against the account as at login, under the same key: a stolen session
-    // must not guess its way to turning the factor off (and then enrolling its own).
+    if ((proof.code === undefined) === (proof.recovery_code === undefined)) throw new InvalidError("send a current TOTP `code` or an unused `recovery_code`: one of them", "code");
+    // Wrong codes, TOTP or recovery, count against the account as at login, under the same key:
+    // a stolen session must not guess its way to turning the factor off (and then enrolling its own).
     const s = this.k.settings;
     const secondFactorKey = `2fa|${user.id}`;
     const wait = this.waitSeconds(secondFactorKey);
     if (wait > 0) throw new RateLimitedError(`Too many wrong codes for this account: try again in ${wait} s.`, wait);
+    const recovery = proof.recovery_code !== undefined ? hashCode(proof.recovery_code) : null;
+    const wrongCode = recovery ? null : this.wrongTotp(user, proof.code!);
+    if (wrongCode === null && (await this.k.store.write((tx) => this.turnTotpOff(tx, caller, user.id, recovery)))) return;
+    this.countFailure(secondFactorKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
+    await this.k.store.write((tx) =>
+      this.audit(tx, { action: "iam.mfa.disable", actor: actorOf(caller.principal), outcome: "failure", reason: wrongCode ?? "wrong recovery code", resource: { type: "user", id: user.id }, request: caller.request }),
+    );
+    throw recovery ? new InvalidError("the recovery code does not match (or was used before)", "recovery_code") : new InvalidError("the code does not match (or was used before)", "code");
+  }
+
+  /**
+   * Turns the user's TOTP off and deletes their recovery codes; false, nothing done, when the
+   * recovery code it is given is not one of theirs still unused. Spent in the same transaction,
+   * so that two requests racing with one code cannot both pass.
+   */
+  private turnTotpOff(tx: Tx, caller: Caller, userId: string, recovery: Buffer | null): boolean {
+    if (recovery && !sql.useRecoveryCode(tx, userId, recovery, this.now())) return false;
+    sql.disableTotp(tx, userId);
+    sql.replaceRecoveryCodes(tx, userId, []);
+    this.audit(tx, { action: "iam.mfa.disable", actor: actorOf(caller.principal), outcome: "success", reason: recovery ? "with a recovery code" : "with TOTP", resource: { type: "user", id: userId }, request: caller.request });
+    return true;
+  }
+
+  /** Why a TOTP code does not prove the user's second factor now, or null when it does. */
+  private wrongTotp(user: sql.UserRow, code: string): string | null {
     const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp`, user.totp_secret!);
     const step = verifyTotp(secret, code.trim(), this.now());
-    if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step)) {
-      this.countFailure(secondFactorKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
-      await this.k.store.write((tx) =>
-        this.audit(tx, { action: "iam.mfa.disable", actor: actorOf(caller.principal), outcome: "failure", reason: step === null ? "wrong TOTP code" : "TOTP code used before (replay)", resource: { type: "user", id: user.id }, request: caller.request }),
-      );
-      throw new InvalidError("the code does not match (or was used before)", "code");
-    }
+    if (step === null) return "wrong TOTP code";
+    if (user.totp_last_step !== null && step <= user.totp_last_step) return "TOTP code used before (replay)";
+    return null;
+  }
+
+  /**
+   * An operator turns a user's TOTP off for them (the authenticator and the recovery codes lost):
+   * the recovery codes go, and the user's logins end (sessions and CLI logins, with what they
+   * made, as a password change ends them), so that whoever held one must log in again, with the
+   * password alone, and enrol anew. Not one's own: that takes a code (disableTotp), or a stolen
+   * operator session could turn its victim's factor off without one.
+   */
+  async resetMfa(userId: string, caller: Caller) {
+    if (userId === caller.principal.userId) throw new ForbiddenError("an operator cannot reset their own two-factor authentication: turn it off with a code or a recovery code (POST /v1/iam/me/mfa/totp/disable)");
     await this.k.store.write((tx) => {
-      sql.disableTotp(tx, user.id);
-      sql.replaceRecoveryCodes(tx, user.id, []);
-      this.audit(tx, { action: "iam.mfa.disable", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: user.id }, request: caller.request });
+      const user = sql.userById(tx, userId);
+      if (!user) throw new NotFoundError("No such user.");
+      if (user.totp_enabled_at === null) throw new ConflictError("two-factor authentication is not enabled for this user");
+      sql.disableTotp(tx, userId);
+      sql.replaceRecoveryCodes(tx, userId, []);
+      sql.revokeUserCredentials(tx, userId, ["session", "device"], this.now());
+      sql.denyApprovedDeviceGrants(tx, userId);
+      this.audit(tx, { action: "iam.mfa.reset", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, request: caller.request });
     });
   }
 

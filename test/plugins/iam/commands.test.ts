@@ -13,6 +13,7 @@ describe("--json: a change that printed a word prints a JSON object naming what 
     ["workspace delete", ["ws_1"], { yes: true }, { ok: true, id: "ws_1" }, "deleted"],
     ["apikey revoke", ["key_1"], { org: "org_1" }, { ok: true, id: "key_1" }, "revoked"],
     ["user delete", ["usr_b"], { yes: true }, { ok: true, id: "usr_b" }, "deleted"],
+    ["user mfa-reset", ["usr_b"], { yes: true }, { ok: true, id: "usr_b" }, "reset"],
     ["token revoke", ["tok_1"], {}, { ok: true, id: "tok_1" }, "revoked"],
   ];
   for (const [words, args, options, json, word] of cases) {

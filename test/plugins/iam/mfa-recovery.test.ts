@@ -1,0 +1,118 @@
+/**
+ * The way back for someone who lost their authenticator: a recovery code turns TOTP off so that
+ * they can enrol anew, and an operator can reset a user's MFA when the codes are gone too
+ * (found in review: recovery codes only ever gave ten more logins, then the account was lost).
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { base32Decode, totp } from "../../../src/auth/totp.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+const PASSWORD = "correct-horse-battery-9";
+const running: Array<{ stop(): Promise<void> }> = [];
+afterEach(async () => {
+  for (const c of running.splice(0)) await c.stop();
+});
+
+/** A Citadel with a user (an editor of the default organization) who has enrolled TOTP. */
+async function enrolledUser() {
+  const c = await testCitadel();
+  running.push(c);
+  const operator = await c.login(c.owner.email, c.owner.password);
+  const user = await c.addUser(operator, "lost-phone@example.org", "editor");
+  const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", user.token)).body.secret);
+  const confirmed = await c.send("POST", "/v1/iam/me/mfa/totp/confirm", user.token, { json: { code: totp(secret, c.clock.now()) } });
+  expect(confirmed.status).toBe(200);
+  c.clock.advance(30_000); // the enrolment code's step is used up
+  const credentials = { email: "lost-phone@example.org", password: PASSWORD };
+  return { c, operator, user, secret, credentials, codes: confirmed.body.recovery_codes as string[] };
+}
+
+const events = (c: Awaited<ReturnType<typeof testCitadel>>, action: string) =>
+  c.kernel.store.db.query<{ outcome: string; reason: string | null; resource_id: string | null; actor_user: string | null }, [string]>(
+    "SELECT outcome, reason, resource_id, actor_user FROM audit_events WHERE action = ? ORDER BY seq",
+  ).all(action);
+
+describe("a recovery code turns TOTP off", () => {
+  test("logged in with one recovery code, the user turns TOTP off with another and enrols anew", async () => {
+    const { c, credentials, codes } = await enrolledUser();
+    const login = await c.send("POST", "/v1/iam/login", undefined, { json: { ...credentials, recovery_code: codes[0] } });
+    expect(login.status).toBe(200);
+    const session = login.body.token as string;
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp", session)).status).toBe(409); // still on: turn it off first
+
+    const spent = await c.send("POST", "/v1/iam/me/mfa/totp/disable", session, { json: { recovery_code: codes[0] } });
+    expect([spent.status, spent.body.errors?.[0]?.field]).toEqual([422, "recovery_code"]);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/disable", session, { json: { recovery_code: codes[1] } })).status).toBe(200);
+    expect(events(c, "iam.mfa.disable").map((e) => [e.outcome, e.reason])).toEqual([
+      ["failure", "wrong recovery code"],
+      ["success", "with a recovery code"],
+    ]);
+
+    // Off, every recovery code with it: the password alone logs in, and a new enrolment starts.
+    expect((await c.send("GET", "/v1/iam/me", session)).body).toMatchObject({ mfa: false, recovery_codes_left: 0 });
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: credentials })).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp", session)).status).toBe(200);
+  });
+
+  test("wrong recovery codes count against the account as wrong TOTP codes do, and a right one must wait too", async () => {
+    const { c, credentials, codes } = await enrolledUser();
+    const session = (await c.send("POST", "/v1/iam/login", undefined, { json: { ...credentials, recovery_code: codes[0] } })).body.token as string;
+    const statuses: number[] = [];
+    for (const guess of ["aaaa-bbbb-cccc-dddd", "eeee-ffff-gggg-hhhh", "jjjj-kkkk-mmmm-nnnn", "pppp-qqqq-rrrr-ssss"]) {
+      statuses.push((await c.send("POST", "/v1/iam/me/mfa/totp/disable", session, { json: { recovery_code: guess } })).status);
+    }
+    expect(statuses).toEqual([422, 422, 422, 429]); // the third wrong code makes the next wait
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/disable", session, { json: { recovery_code: codes[1] } })).status).toBe(429);
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { ...credentials, recovery_code: codes[1] }, headers: { "x-test-peer": "198.51.100.7" } })).status).toBe(429);
+    c.clock.advance(60_000);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/disable", session, { json: { recovery_code: codes[1] } })).status).toBe(200);
+  });
+
+  test("a TOTP code or a recovery code, one of them: both or neither is refused, and nothing changes", async () => {
+    const { c, secret, credentials, codes } = await enrolledUser();
+    const session = (await c.send("POST", "/v1/iam/login", undefined, { json: { ...credentials, recovery_code: codes[0] } })).body.token as string;
+    const both = { code: totp(secret, c.clock.now()), recovery_code: codes[1] };
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/disable", session, { json: both })).status).toBe(422);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/disable", session, { json: {} })).status).toBe(422);
+    expect((await c.send("GET", "/v1/iam/me", session)).body).toMatchObject({ mfa: true, recovery_codes_left: 9 });
+  });
+});
+
+describe("an operator resets a user's MFA", () => {
+  test("after confirmation: TOTP off, recovery codes deleted, the user's logins ended, audited; their tokens stay", async () => {
+    const { c, operator, user, credentials } = await enrolledUser();
+    const pat = (await c.send("POST", "/v1/iam/me/tokens", user.token, { json: { name: "ci", scopes: ["read", "iam:self"] } })).body.token as string;
+    const reset = `/v1/iam/users/${user.id}/mfa/reset`;
+    const asked = await c.send("POST", reset, operator);
+    expect(asked.status).toBe(428);
+    expect((await c.send("GET", "/v1/iam/me", user.token)).body.mfa).toBe(true); // nothing done yet
+    expect((await c.send("POST", reset, operator, { headers: { "x-citadel-confirm": asked.body.confirmation_token } })).status).toBe(200);
+
+    expect((await c.send("GET", "/v1/iam/me", user.token)).status).toBe(401); // the session ended
+    expect((await c.send("GET", "/v1/iam/me", pat)).status).toBe(200); // made on purpose: it stays
+    const db = c.kernel.store.db;
+    expect(db.query("SELECT count(*) AS n FROM recovery_codes WHERE user_id = ?").get(user.id)).toEqual({ n: 0 });
+    const again = await c.send("POST", "/v1/iam/login", undefined, { json: credentials });
+    expect([again.status, again.body.user.mfa]).toEqual([200, false]);
+    const me = (await c.send("GET", "/v1/iam/me", operator)).body;
+    expect(events(c, "iam.mfa.reset")).toEqual([{ outcome: "success", reason: null, resource_id: user.id, actor_user: me.id }]);
+
+    // Nothing left to reset.
+    const twice = await c.send("POST", reset, operator);
+    expect((await c.send("POST", reset, operator, { headers: { "x-citadel-confirm": twice.body.confirmation_token } })).status).toBe(409);
+  });
+
+  test("only an operator, only for someone else, only for a user who exists", async () => {
+    const { c, operator, user } = await enrolledUser();
+    const confirmed = async (path: string, token: string) => {
+      const asked = await c.send("POST", path, token);
+      if (asked.status !== 428) return asked.status;
+      return (await c.send("POST", path, token, { headers: { "x-citadel-confirm": asked.body.confirmation_token } })).status;
+    };
+    const me = (await c.send("GET", "/v1/iam/me", operator)).body;
+    expect(await confirmed(`/v1/iam/users/${me.id}/mfa/reset`, user.token)).toBe(403); // not an operator
+    expect(await confirmed(`/v1/iam/users/${me.id}/mfa/reset`, operator)).toBe(403); // one's own takes a code
+    expect(await confirmed("/v1/iam/users/usr_nobody/mfa/reset", operator)).toBe(404);
+    expect((await c.send("GET", "/v1/iam/me", user.token)).body.mfa).toBe(true);
+  });
+});
