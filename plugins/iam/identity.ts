@@ -93,8 +93,9 @@ export class IamIdentity implements IdentityProvider {
     }
     this.recent.set(parsed.prefix, { at: now, from: client });
     // A service key's user is its maker, whose role bounds it: it is not them (no operator
-    // rights, no MFA of theirs, none of their routes about themselves). So is a workload token
-    // exchanged from a key (it carries the key's service): an exchange never widens a key.
+    // rights, none of their routes about themselves). So is a workload token exchanged from a
+    // key (it carries the key's service): an exchange never widens a key. The maker's MFA is
+    // the key's: an organization that requires MFA requires it of whoever the key acts for.
     const key = row.service !== null;
     return {
       ok: true,
@@ -109,7 +110,7 @@ export class IamIdentity implements IdentityProvider {
         workspaceId: row.workspace_id,
         ipAllowlist: this.allowlist(row.ip_allowlist),
         operator: !key && row.operator === 1,
-        mfa: !key && row.mfa === 1,
+        mfa: row.mfa === 1,
         mustChangePassword: !key && row.must_change_password === 1,
       },
     };

@@ -32,7 +32,7 @@ export interface Principal {
   ipAllowlist: readonly Cidr[];
   /** May perform appliance-wide actions (seal, keys, audit verification). */
   operator: boolean;
-  /** The user has TOTP enabled. */
+  /** The user has TOTP enabled; for a service key, the member who made it (whose role bounds it). */
   mfa: boolean;
   /** The user logged in with a one-time password: only changing it is allowed. */
   mustChangePassword: boolean;

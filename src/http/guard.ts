@@ -155,7 +155,8 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
           const what = permission.replace("_", " ");
           if (!roleAllows(role, permission)) deny(key ? `the member who made this API key is ${role} here, which does not allow ${what}` : `your role (${role}) does not allow ${what}`);
         }
-        if (!key && org.requireMfa && !p.mfa) deny("this organization requires two-factor authentication: enrol TOTP first", "mfa_required");
+        // Of a key's maker too: a key made before the organization required MFA must not outlast it.
+        if (org.requireMfa && !p.mfa) deny(key ? "this organization requires two-factor authentication, which the member who made this API key has not enrolled" : "this organization requires two-factor authentication: enrol TOTP first", "mfa_required");
       }
       const decision = limits.organization.take(`org:${org.id}`);
       if (!decision.allowed) limited(`org:${org.id}`, decision, request, p);
