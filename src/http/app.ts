@@ -8,6 +8,7 @@ import { Elysia, t, type AnyElysia } from "elysia";
 import { access, ACCESS_KEY, type AccessSpec } from "./access.ts";
 import type { Guard } from "./guard.ts";
 import type { Logger } from "../log.ts";
+import { ForbiddenError } from "../errors.ts";
 import { docsRoutes } from "./docs.ts";
 import { openApiDocument, type ApiInfo } from "./openapi.ts";
 import { HttpProblem, problemFor, problemResponse, validationProblem, type ProblemInit } from "./problem.ts";
@@ -68,6 +69,9 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
       // confirmation it brought still holds, for the same request with its body put right.
       if (code === "VALIDATION" && (error as { type?: string }).type !== "response") meta.unspendConfirmation?.();
       const init = problemForElysia(app, { code, error, request, route });
+      // The guard audits its own refusals; one the route's service makes of a caller the guard
+      // let in is a refusal too, and goes to the same record (its message names no secret).
+      if (error instanceof ForbiddenError && meta.principal) guard?.refusedInHandler?.(meta.principal, request, meta.route ?? route, error.message);
       if (init.code === "internal_error") log.error("request failed", { request_id: meta.id, route: meta.route, error });
       return problemResponse(init, meta.id);
     })

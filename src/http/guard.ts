@@ -38,8 +38,16 @@ export interface GuardOptions {
   now: () => number;
 }
 
-/** Synchronous by type (`undefined`, not `void`): an async guard's refusal would float away unheeded. */
-export type Guard = (spec: AccessSpec | undefined, request: Request, params: Record<string, string>, route: string) => undefined;
+export interface Guard {
+  /** Synchronous by type (`undefined`, not `void`): an async guard's refusal would float away unheeded. */
+  (spec: AccessSpec | undefined, request: Request, params: Record<string, string>, route: string): undefined;
+  /**
+   * Records a refusal the route's handler made (a ForbiddenError) of a caller the guard let in,
+   * as the guard records its own: the same event, heard by the shield too. Called by the app's
+   * error handler, so a successful request never pays for it.
+   */
+  refusedInHandler?(principal: Principal, request: Request, route: string, why: string): void;
+}
 
 export function createGuard({ identity, shield, verdicts, confirmations, limits, recordSecurityEvent, now }: GuardOptions): Guard {
   // One rate-limit event per key and minute: a flood is recorded, not amplified.
@@ -62,7 +70,13 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     if (!decision.allowed) limited(key, decision, request, principal);
   };
 
-  return function guard(spec, request, params, route) {
+  /** A refusal of a caller whose token was good, for the audit log and the shield: the guard's own, and its handler's. */
+  const recordRefusal = (p: Principal, request: Request, route: string, why: string) => {
+    observe(request, "http_forbidden");
+    recordSecurityEvent({ action: "auth.permission.deny", actor: actorOf(p), outcome: "failure", reason: `${request.method} ${route}: ${why}`, request: requestContext(request) });
+  };
+
+  const guard: Guard = function guard(spec, request, params, route) {
     const meta = requestMeta(request);
     // The shield first: a refused address learns nothing more, not even which routes exist.
     // Its decisions are audited where they are made (the intel plugin), not once per request.
@@ -104,8 +118,7 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     const p = result.principal;
     meta.principal = p;
     const deny = (why: string, code = "forbidden", headers?: Record<string, string>): never => {
-      observe(request, "http_forbidden");
-      recordSecurityEvent({ action: "auth.permission.deny", actor: actorOf(p), outcome: "failure", reason: `${request.method} ${route}: ${why}`, request: requestContext(request) });
+      recordRefusal(p, request, route, why);
       failed(request, p);
       throw new HttpProblem(403, code, `${why[0]!.toUpperCase()}${why.slice(1)}.`, headers);
     };
@@ -184,6 +197,8 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
       }
     }
   };
+  guard.refusedInHandler = recordRefusal;
+  return guard;
 }
 
 const REJECTIONS = {
