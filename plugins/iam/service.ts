@@ -1085,7 +1085,10 @@ export class IamService {
     const ws = sql.workspaceById(this.db, id)!;
     await this.k.store.write((tx) => {
       sql.softDeleteWorkspace(tx, id, this.now());
-      this.audit(tx, { action: "iam.workspace.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, request: caller.request });
+      // Tokens for this workspace alone go with it: they still authenticated, for the routes
+      // that name no workspace (found in review).
+      const revoked = sql.revokeWorkspaceCredentials(tx, id, this.now()).changes;
+      this.audit(tx, { action: "iam.workspace.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, reason: `${revoked} credential(s) for it revoked`, request: caller.request });
     });
   }
 

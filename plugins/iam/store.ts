@@ -400,6 +400,17 @@ export const revokeCredential = (tx: Database, id: string, now: number) =>
     )
     .run(id, now);
 
+/** Revokes the credentials restricted to a workspace, and every credential made from them (a deleted workspace's tokens must not outlive it). */
+export const revokeWorkspaceCredentials = (tx: Database, workspaceId: string, now: number) =>
+  tx
+    .query(
+      `WITH RECURSIVE family(id) AS (
+         SELECT id FROM credentials WHERE workspace_id = ?
+         UNION SELECT c.id FROM credentials c JOIN family f ON c.parent_id = f.id)
+       UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
+    )
+    .run(workspaceId, now);
+
 /** Revokes the user's credentials of `kinds`, and every credential made from them (an API key a PAT made has no user of its own). */
 export const revokeUserCredentials = (tx: Database, userId: string, kinds: readonly CredentialKind[], now: number) =>
   tx

@@ -50,6 +50,20 @@ describe("a token reaches no further than the one that made it", () => {
     expect(Date.parse(child.body.expires_at)).toBeLessThanOrEqual(Date.parse(parent.body.expires_at));
   });
 
+  test("deleting a workspace revokes the tokens restricted to it, and what they made (found in review: they still authenticated)", async () => {
+    const { c, session, org } = await owner();
+    const ws = await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, session, { json: { name: "gone" } });
+    const restricted = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "r", scopes: ["iam:self", "iam:read"], workspace: ws.body.id, organization: org } });
+    const child = await c.send("POST", "/v1/iam/me/tokens", restricted.body.token, { json: { name: "child", scopes: ["iam:read"] } });
+    const unrestricted = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "u", scopes: ["iam:self", "iam:read"] } });
+    expect((await c.send("GET", "/v1/iam/me", restricted.body.token)).status).toBe(200);
+    const asked = await c.send("DELETE", `/v1/iam/workspaces/${ws.body.id}`, session);
+    expect((await c.send("DELETE", `/v1/iam/workspaces/${ws.body.id}`, session, { headers: { "x-citadel-confirm": asked.body.confirmation_token } })).status).toBe(200);
+    expect((await c.send("GET", "/v1/iam/me", restricted.body.token)).status).toBe(401);
+    expect((await c.send("GET", "/v1/iam/orgs", child.body.token)).status).toBe(401);
+    expect((await c.send("GET", "/v1/iam/me", unrestricted.body.token)).status).toBe(200);
+  });
+
   test("a child's allowlist can only narrow its maker's: a range outside it is refused, not replaced (found in review)", async () => {
     const { c, session } = await owner();
     const parent = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "p", scopes: ["iam:self", "iam:read"], ip_allowlist: ["127.0.0.0/8"] } });
