@@ -5,7 +5,8 @@
  * Each round: fetch the config (If-None-Match: an unchanged config is a 304), check its
  * signature, node and version, then apply it — the interface (created when missing: the kernel
  * module, else wireguard-go), `wg syncconf` (peers added, changed and removed without
- * disturbing the others' sessions), addresses and MTU, the nftables table — and report the
+ * disturbing the others' sessions; endpoint names resolved here first, so that one peer's
+ * name cannot fail the whole file), addresses and MTU, the nftables table — and report the
  * applied version. The last applied config is kept, so after a reboot the node comes up with
  * its mesh before the control plane answers.
  *
@@ -23,6 +24,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
 import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
+import { lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
 import { publicKeyOf } from "./keys.ts";
 import { fetchConfig, nodeRequest, type NodeConnection } from "./node-client.ts";
 import { readState, readStoredConfig, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
@@ -34,6 +36,10 @@ export interface AgentOptions {
   firewall: boolean;
   userspace?: string;
   err(text: string): void;
+  /** Runs ip, wg and nft (default: the real tools; tests give a fake device). */
+  run?: device.RunCommand;
+  /** Resolves peers' endpoint names (default: the system's resolver). */
+  lookupHost?: LookupHost;
 }
 
 export interface RoundResult {
@@ -77,9 +83,15 @@ export class Agent {
   private state: NodeState;
   private etag: string | null = null;
   private current: ConfigDocument | null = null;
+  private readonly run: device.RunCommand;
+  private readonly lookupHost: LookupHost;
+  /** Peers' endpoints found unresolvable and warned about ("public key, endpoint"). */
+  private warnedUnresolved = new Set<string>();
 
   constructor(private readonly options: AgentOptions) {
     this.state = readState(options.stateDir);
+    this.run = options.run ?? device.runCommand;
+    this.lookupHost = options.lookupHost ?? lookupHost;
   }
 
   private get connection(): NodeConnection {
@@ -178,15 +190,40 @@ export class Agent {
   }
 
   /**
-   * The setconf text to apply now: the config, with a rotating peer's AllowedIPs on the key that
-   * handshook last, and every peer's preshared key and keepalive written out (see renderParsedSetconf).
+   * The device as the config wants it now: a rotating peer's AllowedIPs on the key that
+   * handshook last. Endpoints are still as the config names them (see `resolved`).
    */
-  private async desired(doc: ConfigDocument, name: string): Promise<string> {
+  private async desired(doc: ConfigDocument, name: string): Promise<device.ParsedSetconf> {
     const parsed = device.parseSetconf(renderSetconf(doc.config, this.state.private_key));
-    if (!hasOverlap(doc)) return device.renderParsedSetconf(parsed, { explicit: true });
+    if (!hasOverlap(doc)) return parsed;
     const pairs = doc.config.peers.filter((p) => p.nextPublicKey !== null).map((p) => ({ current: p.publicKey, next: p.nextPublicKey! }));
-    const state = (await device.interfaceExists(name)) ? await device.readDevice(name) : null;
-    return device.renderParsedSetconf(device.preferHandshakenKeys(parsed, state, pairs), { explicit: true });
+    const state = (await device.interfaceExists(name, this.run)) ? await device.readDevice(name, this.run) : null;
+    return device.preferHandshakenKeys(parsed, state, pairs);
+  }
+
+  /** `desired` with its named endpoints resolved here, not by wg (see endpoints.ts), as the file wg reads will have them. */
+  private async resolved(doc: ConfigDocument, desired: device.ParsedSetconf): Promise<device.ParsedSetconf> {
+    const { setconf, unresolved } = await resolveEndpoints(desired, this.lookupHost);
+    this.warnUnresolved(doc, unresolved);
+    return setconf;
+  }
+
+  /** Once per peer and name while it stays unresolvable: during a rotation the config is applied every second. */
+  private warnUnresolved(doc: ConfigDocument, unresolved: UnresolvedEndpoint[]): void {
+    const keyOf = (u: UnresolvedEndpoint) => `${u.publicKey} ${u.endpoint}`;
+    for (const u of unresolved) {
+      if (this.warnedUnresolved.has(keyOf(u))) continue;
+      this.options.err(`mesh agent: peer ${peerName(doc, u.publicKey)} has the endpoint ${u.endpoint}, which does not resolve (${u.reason}): written without an endpoint; WireGuard learns it when that peer connects`);
+    }
+    this.warnedUnresolved = new Set(unresolved.map(keyOf));
+  }
+
+  /**
+   * `wg syncconf` with every peer's preshared key and keepalive written out (see
+   * renderParsedSetconf), so that turning one off reaches the device.
+   */
+  private async sync(name: string, setconf: device.ParsedSetconf): Promise<void> {
+    await device.syncConfig(name, device.renderParsedSetconf(setconf, { explicit: true }), this.options.stateDir, this.run);
   }
 
   /**
@@ -197,7 +234,7 @@ export class Agent {
   private async firewallScript(doc: ConfigDocument, name: string): Promise<string> {
     const script = renderNftables(doc.config, name, { relay: doc.relay });
     const former = formerNftablesTableInterface(name);
-    if (former === null || !(await device.firewallTableFilters(nftablesTableName(former), name))) return script;
+    if (former === null || !(await device.firewallTableFilters(nftablesTableName(former), name, this.run))) return script;
     return retireNftablesTable(nftablesTableName(former)) + script;
   }
 
@@ -210,18 +247,18 @@ export class Agent {
    */
   private async repair(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
-    if (!(await device.interfaceExists(name))) return this.apply(doc);
-    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc, name));
+    if (!(await device.interfaceExists(name, this.run))) return this.apply(doc);
+    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc, name), this.run);
     const desired = await this.desired(doc, name);
-    const current = await device.readDevice(name);
+    const current = await device.readDevice(name, this.run);
     const drifted =
       current.publicKey !== (await publicKeyOf(this.state.private_key)) ||
       device.describeDevice(current, { endpoints: false }) !== device.describeDesired(desired, { endpoints: false });
     if (drifted) {
       this.options.err(`mesh agent: ${name} differs from config version ${doc.version} (changed by hand?): applying it again`);
-      await device.syncConfig(name, desired, this.options.stateDir);
+      await this.sync(name, await this.resolved(doc, desired));
     }
-    await device.applyAddresses(name, doc.config.addresses, doc.config.mtu);
+    await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
     this.setForwarding(doc.relay);
     return drifted;
   }
@@ -230,19 +267,19 @@ export class Agent {
   private async apply(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
     // The firewall first, and fail closed: a policy that cannot be loaded leaves the tunnel as it was.
-    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc, name));
+    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc, name), this.run);
     let created = false;
-    if (!(await device.interfaceExists(name))) {
-      await device.createInterface(name, this.options.userspace);
+    if (!(await device.interfaceExists(name, this.run))) {
+      await device.createInterface(name, this.options.userspace, this.run);
       created = true;
     }
-    const desired = await this.desired(doc, name);
-    const current = await device.readDevice(name);
+    const desired = await this.resolved(doc, await this.desired(doc, name));
+    const current = await device.readDevice(name, this.run);
     // The descriptions leave the private key out (it is a secret): a switched key is compared by its public half.
     const keyChanged = current.publicKey !== (await publicKeyOf(this.state.private_key));
     const changed = created || keyChanged || device.describeDevice(current) !== device.describeDesired(desired);
-    if (changed) await device.syncConfig(name, desired, this.options.stateDir);
-    await device.applyAddresses(name, doc.config.addresses, doc.config.mtu);
+    if (changed) await this.sync(name, desired);
+    await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
     this.setForwarding(doc.relay);
     return changed;
   }
@@ -250,9 +287,10 @@ export class Agent {
   /** --dry-run: what applying would change, as a diff of the device's state; nothing is touched. */
   private async plan(doc: ConfigDocument): Promise<DryRunPlan> {
     const name = this.state.interface;
-    const exists = await device.interfaceExists(name);
-    const before = exists ? device.describeDevice(await device.readDevice(name)) : "";
-    const after = device.describeDesired(await this.desired(doc, name));
+    const exists = await device.interfaceExists(name, this.run);
+    const before = exists ? device.describeDevice(await device.readDevice(name, this.run)) : "";
+    // What would be applied: endpoints as the agent resolves them.
+    const after = device.describeDesired(await this.resolved(doc, await this.desired(doc, name)));
     const firewall = doc.config.firewall;
     return {
       version: doc.version,
@@ -297,6 +335,13 @@ export class Agent {
 
 /** Where the kernel keeps IP forwarding on or off. */
 const FORWARDING = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"];
+
+/** The peer's name for messages: its key may be its next one (a second [Peer] during its rotation). */
+function peerName(doc: ConfigDocument, publicKey: string): string {
+  const peer = doc.config.peers.find((p) => p.publicKey === publicKey || p.nextPublicKey === publicKey);
+  if (!peer) return publicKey;
+  return peer.publicKey === publicKey ? peer.name : `${peer.name} (next key)`;
+}
 
 function hasOverlap(doc: ConfigDocument): boolean {
   return doc.config.peers.some((p) => p.nextPublicKey !== null);
