@@ -108,8 +108,7 @@ async function agent(ctx: CommandContext): Promise<number> {
     if (plan) ctx.out(ctx.json ? JSON.stringify(plan, null, 2) : describePlan(plan));
     return 0;
   }
-  // After a reboot the mesh comes up from the last signed config, before the server answers.
-  if (await a.applyStored()) ctx.err("applied the stored config");
+  await applyStored(a, ctx);
   const once = ctx.options.once === true;
   const interval = integerOption(ctx, "interval", 1) ?? 30;
   let stop = false;
@@ -134,6 +133,20 @@ async function agent(ctx: CommandContext): Promise<number> {
   } finally {
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
+  }
+}
+
+/**
+ * After a reboot the mesh comes up from the last signed config, before the server answers. A
+ * failure (a damaged file, nft or a resolver not ready at boot) does not stop the agent: it
+ * would exit, be restarted into the same failure for ever, and never ask the control plane for
+ * the config that fixes it.
+ */
+async function applyStored(a: Agent, ctx: CommandContext): Promise<void> {
+  try {
+    if (await a.applyStored()) ctx.err("applied the stored config");
+  } catch (error) {
+    ctx.err(`mesh agent: the stored config was not applied: ${error instanceof Error ? error.message : String(error)} (keeping the device as it is; asking the control plane for a newer config)`);
   }
 }
 
