@@ -8,7 +8,9 @@
  * disturbing the others' sessions; endpoint names resolved here first, so that one peer's
  * name cannot fail the whole file), addresses and MTU, the nftables table — and report the
  * applied version. The last applied config is kept, so after a reboot the node comes up with
- * its mesh before the control plane answers.
+ * its mesh before the control plane answers; a failure to reach the control plane keeps it
+ * too. Only a definitive refusal of the node (its token no longer valid, the node disabled or
+ * expired, its organization deleted) cuts the node off the mesh (see cutOff).
  *
  * Key rotation with overlap, from both ends:
  * - the rotating node (`citadel mesh rotate`) keeps its next key aside and announces it; peers
@@ -20,15 +22,17 @@
  *   every second while a rotation is in its config), so traffic follows the switch at once.
  */
 import { createSocket } from "node:dgram";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
 import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
 import { lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
 import { publicKeyOf } from "./keys.ts";
-import { fetchConfig, nodeRequest, type NodeConnection } from "./node-client.ts";
+import { fetchConfig, nodeRequest, NodeRefusedError, type ConfigFetch, type NodeConnection } from "./node-client.ts";
 import { readState, readStoredConfig, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
 import type { ConfigDocument } from "./configs.ts";
+import type { NodeConfig } from "./types.ts";
 
 export interface AgentOptions {
   stateDir: string;
@@ -126,7 +130,7 @@ export class Agent {
   /** One round: fetch, verify, apply (or show the diff). */
   async round(): Promise<RoundResult> {
     this.state = readState(this.options.stateDir);
-    const fetched = await fetchConfig(this.connection, this.options.dryRun ? null : this.etag);
+    const fetched = await this.fetch();
     if (fetched.status === 304) {
       if (!this.current) return { changed: false, version: null };
       // A rotation in progress may move AllowedIPs between a peer's keys: applied in full.
@@ -158,6 +162,43 @@ export class Agent {
     // key switch the completed rotation changes the config: it is fetched whole next round too.
     this.etag = switched ? null : fetched.etag;
     return { changed: changed || switched, version: doc.version };
+  }
+
+  /** The config; when the control plane refuses this node for good, the node is cut off first (see cutOff). */
+  private async fetch(): Promise<ConfigFetch> {
+    try {
+      return await fetchConfig(this.connection, this.options.dryRun ? null : this.etag);
+    } catch (error) {
+      if (!(error instanceof NodeRefusedError) || this.options.dryRun) throw error;
+      await this.cutOff();
+      const firewall = this.options.firewall ? " and its firewall drops all mesh traffic" : "";
+      throw new NodeRefusedError(
+        `the control plane refuses this node: ${error.message}. Every peer was removed from ${this.state.interface}${firewall}, and the stored config is forgotten. ` +
+          "If this node should be a member, enable it again, or enroll it again (citadel mesh join); this agent keeps asking and applies its config once it is accepted.",
+        error.status,
+        error.code,
+      );
+    }
+  }
+
+  /**
+   * Takes a node the control plane no longer takes (removed, disabled, expired, its network or
+   * organization deleted) out of the mesh, as a logged-out client drops its peers: every peer
+   * removed through `wg syncconf` with an empty peer list (the key, port and addresses stay:
+   * nothing reaches the node without a peer), then, when the agent manages the firewall, a
+   * table that drops all mesh traffic. The stored config is forgotten first, so that a restart
+   * while the control plane still refuses (or cannot be reached) does not bring the mesh back;
+   * a config it sends again is applied whole.
+   */
+  private async cutOff(): Promise<void> {
+    forgetStoredConfig(this.options.stateDir);
+    this.current = null;
+    this.etag = null;
+    const name = this.state.interface;
+    if ((await device.interfaceExists(name, this.run)) && (await device.readDevice(name, this.run)).peers.length > 0) {
+      await this.sync(name, { privateKey: this.state.private_key, listenPort: null, fwmark: null, comments: [], peers: [] });
+    }
+    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(cutOffConfig(this.state), false, name), this.run);
   }
 
   /** Starts a key rotation: the next key is kept aside (written before it is announced). */
@@ -231,8 +272,8 @@ export class Agent {
    * policy in — only when that table filters this interface: under today's names it may be
    * another interface's own (wgc_a's, when this is wgc-a), loaded before its device exists.
    */
-  private async firewallScript(doc: ConfigDocument, name: string): Promise<string> {
-    const script = renderNftables(doc.config, name, { relay: doc.relay });
+  private async firewallScript(config: NodeConfig, relay: boolean, name: string): Promise<string> {
+    const script = renderNftables(config, name, { relay });
     const former = formerNftablesTableInterface(name);
     if (former === null || !(await device.firewallTableFilters(nftablesTableName(former), name, this.run))) return script;
     return retireNftablesTable(nftablesTableName(former)) + script;
@@ -248,7 +289,7 @@ export class Agent {
   private async repair(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
     if (!(await device.interfaceExists(name, this.run))) return this.apply(doc);
-    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc, name), this.run);
+    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc.config, doc.relay, name), this.run);
     const desired = await this.desired(doc, name);
     const current = await device.readDevice(name, this.run);
     const drifted =
@@ -267,7 +308,7 @@ export class Agent {
   private async apply(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
     // The firewall first, and fail closed: a policy that cannot be loaded leaves the tunnel as it was.
-    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc, name), this.run);
+    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc.config, doc.relay, name), this.run);
     let created = false;
     if (!(await device.interfaceExists(name, this.run))) {
       await device.createInterface(name, this.options.userspace, this.run);
@@ -331,6 +372,29 @@ export class Agent {
   overlapInProgress(): boolean {
     return this.current !== null && (hasOverlap(this.current) || this.state.next_private_key !== null);
   }
+}
+
+/**
+ * A refused node's config, for its firewall: no peers, no addresses (so nothing counts as the
+ * mesh's), and an ACL without rules: every chain drops what arrives on the mesh interface.
+ */
+function cutOffConfig(state: NodeState): NodeConfig {
+  return {
+    network: { id: state.network_id, name: state.network, interfaceName: state.interface },
+    node: { id: state.node_id, name: state.name },
+    addresses: [],
+    listenPort: 0,
+    mtu: 1280,
+    dns: [],
+    searchDomain: null,
+    peers: [],
+    firewall: { input: [], forward: [] },
+  };
+}
+
+/** Removes the stored config (config.json, as node-state.ts names it): it is not applied at the next start. */
+function forgetStoredConfig(stateDir: string): void {
+  rmSync(join(stateDir, "config.json"), { force: true });
 }
 
 /** Where the kernel keeps IP forwarding on or off. */

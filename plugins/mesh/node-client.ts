@@ -10,6 +10,26 @@ export interface NodeConnection {
   token?: string;
 }
 
+/**
+ * The control plane no longer takes this node — not a passing failure: its token is not valid
+ * (the node was removed, or its network), or the node is disabled or expired, or its
+ * organization was deleted.
+ */
+export class NodeRefusedError extends ApiError {}
+
+/**
+ * How the control plane words its 403s for the node itself (service.ts, authenticateNode).
+ * They share the code "forbidden" with the shield's refusal of an address, which may pass, so
+ * they are told apart by their detail.
+ */
+const NODE_REFUSALS = ["This node is disabled.", "This node has expired", "This node's organization was deleted."];
+
+/** True when an answer to a request made with the node's token refuses the node for good (see NodeRefusedError). */
+export function refusesNode(status: number, detail: string | undefined): boolean {
+  if (status === 401) return true;
+  return status === 403 && detail !== undefined && NODE_REFUSALS.some((refusal) => detail.startsWith(refusal));
+}
+
 export type ConfigFetch = { status: 304 } | { status: 200; body: string; signature: string | null; etag: string | null };
 
 async function caList(certificate: string | null): Promise<string[] | undefined> {
@@ -38,19 +58,21 @@ async function send(connection: NodeConnection, method: string, path: string, bo
   }
 }
 
-async function failure(response: Response): Promise<never> {
+async function failure(connection: NodeConnection, response: Response): Promise<never> {
   let problem: { detail?: string; code?: string } = {};
   try {
     problem = (await response.json()) as typeof problem;
   } catch {
     // not a problem document
   }
-  throw new ApiError(`${problem.detail ?? `HTTP ${response.status}`} (${problem.code ?? response.status})`, response.status, problem.code);
+  // Without a token (enrollment) a 401 is about the pre-auth key, not the node.
+  const refused = Boolean(connection.token) && refusesNode(response.status, problem.detail);
+  throw new (refused ? NodeRefusedError : ApiError)(`${problem.detail ?? `HTTP ${response.status}`} (${problem.code ?? response.status})`, response.status, problem.code);
 }
 
 export async function nodeRequest<T>(connection: NodeConnection, method: string, path: string, body?: unknown): Promise<T> {
   const response = await send(connection, method, path, body);
-  if (!response.ok) return failure(response);
+  if (!response.ok) return failure(connection, response);
   return (await response.json()) as T;
 }
 
@@ -58,6 +80,6 @@ export async function nodeRequest<T>(connection: NodeConnection, method: string,
 export async function fetchConfig(connection: NodeConnection, etag: string | null): Promise<ConfigFetch> {
   const response = await send(connection, "GET", "/v1/mesh/node/config", undefined, etag ? { "if-none-match": etag } : {});
   if (response.status === 304) return { status: 304 };
-  if (!response.ok) return failure(response);
+  if (!response.ok) return failure(connection, response);
   return { status: 200, body: await response.text(), signature: response.headers.get("x-citadel-signature"), etag: response.headers.get("etag") };
 }

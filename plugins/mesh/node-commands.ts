@@ -11,7 +11,7 @@ import type { Command, CommandContext } from "../../src/plugin.ts";
 import { Agent, describePlan } from "./agent.ts";
 import type { ConfigDocument } from "./configs.ts";
 import { generateKeyPair } from "./keys.ts";
-import { nodeRequest } from "./node-client.ts";
+import { nodeRequest, NodeRefusedError } from "./node-client.ts";
 import { DEFAULT_STATE_DIR, ensureStateDir, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
 import { renderWgQuick } from "./render.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
@@ -115,14 +115,22 @@ async function agent(ctx: CommandContext): Promise<number> {
   const onSignal = () => (stop = true);
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  // Said once, not at every poll: the node stays cut off until the control plane takes it again.
+  let refusal: string | null = null;
   try {
     for (;;) {
       try {
         const r = await a.round();
+        refusal = null;
         if (r.changed) ctx.err(`applied config version ${r.version}`);
       } catch (error) {
         if (once) throw error;
-        ctx.err(`mesh agent: ${error instanceof Error ? error.message : String(error)} (keeping the applied config; retrying)`);
+        if (!(error instanceof NodeRefusedError)) {
+          ctx.err(`mesh agent: ${error instanceof Error ? error.message : String(error)} (keeping the applied config; retrying)`);
+        } else if (error.message !== refusal) {
+          ctx.err(`mesh agent: ${error.message}`);
+          refusal = error.message;
+        }
       }
       if (once) return 0;
       // During a rotation, every second: a peer's switch is followed at once.

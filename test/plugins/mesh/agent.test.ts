@@ -4,15 +4,17 @@
  * rounds against a fake device and control plane (fake-node.ts).
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../../plugins/mesh/agent.ts";
 import type { ConfigDocument } from "../../../plugins/mesh/configs.ts";
 import type { LookupHost } from "../../../plugins/mesh/endpoints.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
+import { NodeRefusedError } from "../../../plugins/mesh/node-client.ts";
 import { readState, writeState, type NodeState } from "../../../plugins/mesh/node-state.ts";
-import { enrolledStateDir, FakeControlPlane, FakeDevice, nodeConfig, peer } from "./fake-node.ts";
+import { ApiError } from "../../../src/cli/api-client.ts";
+import { enrolledStateDir, FakeControlPlane, FakeDevice, nodeConfig, peer, type Answer } from "./fake-node.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -127,5 +129,90 @@ describe("peers' endpoint names are resolved by the agent, not by wg (found in r
     expect(plan!.wireguard).toContain("+   endpoint [2001:db8::5]:51821");
     expect(plan!.wireguard.join("\n")).not.toContain(".example");
     expect(fake.synced).toEqual([]);
+  });
+});
+
+describe("a node the control plane refuses for good is cut off the mesh; a passing failure keeps its config (found in review: a removed node kept every tunnel for ever)", () => {
+  const plane = new FakeControlPlane();
+  let state: { dir: string; remove(): void };
+  afterAll(() => {
+    plane.stop();
+    state?.remove();
+  });
+  const stored = () => existsSync(join(state.dir, "config.json"));
+  const refusals: Array<[string, Answer]> = [
+    ["removed (its token is gone)", { status: 401, body: { detail: "Send this node's token: Authorization: Bearer citadel_node_...", code: "unauthorized" } }],
+    ["disabled", { status: 403, body: { detail: "This node is disabled.", code: "forbidden" } }],
+    ["expired", { status: 403, body: { detail: "This node has expired: enroll it again.", code: "forbidden" } }],
+    ["in a deleted organization", { status: 403, body: { detail: "This node's organization was deleted.", code: "forbidden" } }],
+  ];
+  const passing: Array<[string, Answer]> = [
+    ["its address refused by the shield", { status: 403, body: { detail: "Requests from your address are refused.", code: "forbidden" } }],
+    ["rate limited", { status: 429, body: { detail: "Too many requests; retry in 5 s.", code: "rate_limited" } }],
+    ["sealed", { status: 503, body: { detail: "Citadel is sealed", code: "sealed" } }],
+    ["failing", { status: 500 }],
+  ];
+
+  for (const [why, answer] of refusals) {
+    test(`${why}: every peer removed, the mesh firewall drops all, the stored config forgotten; accepted again, the config comes back`, async () => {
+      state ??= await enrolledStateDir(plane);
+      const fake = new FakeDevice("wgc-test");
+      const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run: fake.run });
+      plane.refusal = null;
+      plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820"), await peer("c", 3, null)]));
+      await agent.round();
+      expect([fake.peers.length, stored()]).toEqual([2, true]);
+
+      plane.refusal = answer;
+      const refused = await agent.round().catch((e: Error) => e);
+      expect(refused).toBeInstanceOf(NodeRefusedError);
+      expect((refused as Error).message).toStartWith(`the control plane refuses this node: ${(answer.body as { detail: string }).detail}`);
+      expect((refused as Error).message).toContain("enroll it again (citadel mesh join)");
+      expect(fake.peers).toEqual([]);
+      const firewall = fake.firewalls.at(-1)!;
+      expect(firewall).toContain('\tchain mesh_in {\n\t\tct state established,related accept\n\t\tct state invalid drop\n\t\tdrop\n\t}');
+      expect(firewall).not.toContain("100.64.0.0/16"); // nothing is let through as the mesh's
+      expect(stored()).toBe(false);
+      // A restart while it is refused does not bring the mesh back.
+      expect(await new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run: fake.run }).applyStored()).toBe(false);
+      // Still refused: still cut off, nothing more to change.
+      const synced = fake.synced.length;
+      await expect(agent.round()).rejects.toBeInstanceOf(NodeRefusedError);
+      expect([fake.synced.length, fake.peers]).toEqual([synced, []]);
+
+      plane.refusal = null;
+      plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820")]));
+      expect(await agent.round()).toMatchObject({ changed: true });
+      expect([fake.peers.length, stored()]).toEqual([1, true]);
+    });
+  }
+
+  test("a network error, 5xx, 429 and the shield's 403 keep the applied config", async () => {
+    state ??= await enrolledStateDir(plane);
+    const fake = new FakeDevice("wgc-test");
+    const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run: fake.run });
+    plane.refusal = null;
+    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820"), await peer("c", 3, null)]));
+    await agent.round();
+    for (const [, answer] of passing) {
+      plane.refusal = answer;
+      const error = await agent.round().catch((e: Error) => e);
+      expect(error).toBeInstanceOf(ApiError);
+      expect(error).not.toBeInstanceOf(NodeRefusedError);
+    }
+    writeState(state.dir, { ...readState(state.dir), server: "http://127.0.0.1:1" }); // nothing listens there
+    await expect(agent.round()).rejects.toThrow("cannot reach the control plane");
+    writeState(state.dir, { ...readState(state.dir), server: plane.url });
+    expect([fake.peers.length, stored()]).toEqual([2, true]);
+    expect(fake.firewalls.some((script) => script.includes("\tchain mesh_in {\n\t\tct state established"))).toBe(false);
+  });
+
+  test("--dry-run changes nothing when refused", async () => {
+    state ??= await enrolledStateDir(plane);
+    const fake = new FakeDevice("wgc-test");
+    plane.refusal = refusals[0]![1];
+    const agent = new Agent({ stateDir: state.dir, dryRun: true, firewall: true, err: () => {}, run: fake.run });
+    await expect(agent.round()).rejects.toBeInstanceOf(NodeRefusedError);
+    expect([fake.synced, fake.firewalls, stored()]).toEqual([[], [], true]);
   });
 });

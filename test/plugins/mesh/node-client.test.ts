@@ -1,0 +1,39 @@
+/** Which of the control plane's refusals end a node's membership (found in review: the agent kept its mesh on any of them). */
+import { afterAll, expect, test } from "bun:test";
+import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
+import { nodeRequest, NodeRefusedError, refusesNode } from "../../../plugins/mesh/node-client.ts";
+import { ApiError } from "../../../src/cli/api-client.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+import { FakeControlPlane } from "./fake-node.ts";
+
+test("the poll's answers to a disabled, expired and removed node are refusals for good, as the control plane words them", async () => {
+  const c = await testCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const net = `/v1/mesh/orgs/${c.owner.organization}/networks/office`;
+  expect((await c.send("POST", `/v1/mesh/orgs/${c.owner.organization}/networks`, owner, { json: { name: "office" } })).status).toBe(200);
+  const key = (await c.send("POST", `${net}/keys`, owner, { json: { reusable: true } })).body.key as string;
+  const enroll = async (name: string) => (await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name, public_key: (await generateKeyPair()).publicKey } })).body.token as string;
+  const poll = async (token: string) => {
+    const res = await c.send("GET", "/v1/mesh/node/config", token);
+    return refusesNode(res.status, res.body?.detail);
+  };
+  const [a, b, d] = [await enroll("a"), await enroll("b"), await enroll("d")];
+  expect(await poll(a)).toBe(false);
+  await c.send("PATCH", `${net}/nodes/a`, owner, { json: { disabled: true } });
+  await c.send("PATCH", `${net}/nodes/b`, owner, { json: { expires_at: new Date(c.clock.now() + 60_000).toISOString() } });
+  c.clock.advance(61_000);
+  await c.send("DELETE", `${net}/nodes/d`, owner);
+  expect([await poll(a), await poll(b), await poll(d)]).toEqual([true, true, true]);
+});
+
+const plane = new FakeControlPlane();
+afterAll(() => plane.stop());
+
+test("a 401 without the node's token (enrolling with a pre-auth key) is not a refusal of the node", async () => {
+  plane.refusal = { status: 401, body: { detail: "This pre-auth key is not valid.", code: "unauthorized" } };
+  const enrolling = await nodeRequest({ server: plane.url, certificate: null }, "POST", "/v1/mesh/enroll", {}).catch((e: Error) => e);
+  expect(enrolling).toBeInstanceOf(ApiError);
+  expect(enrolling).not.toBeInstanceOf(NodeRefusedError);
+  const polling = await nodeRequest({ server: plane.url, certificate: null, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
+  expect(polling).toBeInstanceOf(NodeRefusedError);
+});
