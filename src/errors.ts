@@ -49,6 +49,14 @@ export class ForbiddenError extends CitadelError {
   readonly code = "forbidden";
 }
 
+/**
+ * The caller is known, and its standing has ended — disabled, expired, its organization
+ * deleted — not refused for this request alone: a client (the mesh agent) acts on it for good.
+ */
+export class StandingEndedError extends CitadelError {
+  readonly code = "standing_ended";
+}
+
 /** The caller could not be identified. */
 export class UnauthorizedError extends CitadelError {
   readonly code = "unauthorized";

@@ -18,16 +18,12 @@ export interface NodeConnection {
 export class NodeRefusedError extends ApiError {}
 
 /**
- * How the control plane words its 403s for the node itself (service.ts, authenticateNode).
- * They share the code "forbidden" with the shield's refusal of an address, which may pass, so
- * they are told apart by their detail.
+ * True when an answer to a request made with the node's token refuses the node for good (see
+ * NodeRefusedError): a 401, or a 403 `standing_ended` (service.ts, authenticateNode) — not the
+ * shield's 403 `forbidden` for an address, which may pass.
  */
-const NODE_REFUSALS = ["This node is disabled.", "This node has expired", "This node's organization was deleted."];
-
-/** True when an answer to a request made with the node's token refuses the node for good (see NodeRefusedError). */
-export function refusesNode(status: number, detail: string | undefined): boolean {
-  if (status === 401) return true;
-  return status === 403 && detail !== undefined && NODE_REFUSALS.some((refusal) => detail.startsWith(refusal));
+export function refusesNode(status: number, code: string | undefined): boolean {
+  return status === 401 || (status === 403 && code === "standing_ended");
 }
 
 export type ConfigFetch = { status: 304 } | { status: 200; body: string; signature: string | null; etag: string | null };
@@ -66,7 +62,7 @@ async function failure(connection: NodeConnection, response: Response): Promise<
     // not a problem document
   }
   // Without a token (enrollment) a 401 is about the pre-auth key, not the node.
-  const refused = Boolean(connection.token) && refusesNode(response.status, problem.detail);
+  const refused = Boolean(connection.token) && refusesNode(response.status, problem.code);
   throw new (refused ? NodeRefusedError : ApiError)(`${problem.detail ?? `HTTP ${response.status}`} (${problem.code ?? response.status})`, response.status, problem.code);
 }
 

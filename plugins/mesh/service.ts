@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.ts";
-import { ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, UnauthorizedError } from "../../src/errors.ts";
+import { ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, StandingEndedError, UnauthorizedError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import { cidrContains, parseCidr, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
@@ -679,9 +679,10 @@ export class MeshService {
       if (row && this.nodesByToken.size < 100_000) this.nodesByToken.set(parsed.prefix, row);
     }
     if (!row || !tokenMatches(token!, row.token_hash)) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
-    if (!this.organizationLive(this.organizationOf(row.network_id))) throw new ForbiddenError("This node's organization was deleted.");
-    if (row.disabled) throw new ForbiddenError("This node is disabled.");
-    if (row.expires_at !== null && row.expires_at <= this.now()) throw new ForbiddenError("This node has expired: enroll it again.");
+    // standing_ended, not forbidden: the agent cuts the node off on these (and only these 403s).
+    if (!this.organizationLive(this.organizationOf(row.network_id))) throw new StandingEndedError("This node's organization was deleted.");
+    if (row.disabled) throw new StandingEndedError("This node is disabled.");
+    if (row.expires_at !== null && row.expires_at <= this.now()) throw new StandingEndedError("This node has expired: enroll it again.");
     return row;
   }
 

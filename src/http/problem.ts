@@ -79,6 +79,7 @@ export const DOMAIN_STATUS: Record<string, number> = {
   payload_too_large: 413,
   invalid: 422,
   forbidden: 403,
+  standing_ended: 403,
   unauthorized: 401,
   sealed: 503,
   unavailable: 503,

@@ -142,9 +142,9 @@ describe("a node the control plane refuses for good is cut off the mesh; a passi
   const stored = () => existsSync(join(state.dir, "config.json"));
   const refusals: Array<[string, Answer]> = [
     ["removed (its token is gone)", { status: 401, body: { detail: "Send this node's token: Authorization: Bearer citadel_node_...", code: "unauthorized" } }],
-    ["disabled", { status: 403, body: { detail: "This node is disabled.", code: "forbidden" } }],
-    ["expired", { status: 403, body: { detail: "This node has expired: enroll it again.", code: "forbidden" } }],
-    ["in a deleted organization", { status: 403, body: { detail: "This node's organization was deleted.", code: "forbidden" } }],
+    ["disabled", { status: 403, body: { detail: "This node is disabled.", code: "standing_ended" } }],
+    ["expired", { status: 403, body: { detail: "This node has expired: enroll it again.", code: "standing_ended" } }],
+    ["in a deleted organization", { status: 403, body: { detail: "This node's organization was deleted.", code: "standing_ended" } }],
   ];
   const passing: Array<[string, Answer]> = [
     ["its address refused by the shield", { status: 403, body: { detail: "Requests from your address are refused.", code: "forbidden" } }],

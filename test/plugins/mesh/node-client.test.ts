@@ -6,16 +6,18 @@ import { ApiError } from "../../../src/cli/api-client.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 import { FakeControlPlane } from "./fake-node.ts";
 
-test("the poll's answers to a disabled, expired and removed node are refusals for good, as the control plane words them", async () => {
+test("the poll's answers to a disabled, expired and removed node are refusals for good (401, or 403 standing_ended)", async () => {
   const c = await testCitadel();
   const owner = await c.login(c.owner.email, c.owner.password);
   const net = `/v1/mesh/orgs/${c.owner.organization}/networks/office`;
   expect((await c.send("POST", `/v1/mesh/orgs/${c.owner.organization}/networks`, owner, { json: { name: "office" } })).status).toBe(200);
   const key = (await c.send("POST", `${net}/keys`, owner, { json: { reusable: true } })).body.key as string;
   const enroll = async (name: string) => (await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name, public_key: (await generateKeyPair()).publicKey } })).body.token as string;
+  const codes: string[] = [];
   const poll = async (token: string) => {
     const res = await c.send("GET", "/v1/mesh/node/config", token);
-    return refusesNode(res.status, res.body?.detail);
+    if (res.status >= 400) codes.push(`${res.status} ${res.body?.code}`);
+    return refusesNode(res.status, res.body?.code);
   };
   const [a, b, d] = [await enroll("a"), await enroll("b"), await enroll("d")];
   expect(await poll(a)).toBe(false);
@@ -24,6 +26,8 @@ test("the poll's answers to a disabled, expired and removed node are refusals fo
   c.clock.advance(61_000);
   await c.send("DELETE", `${net}/nodes/d`, owner);
   expect([await poll(a), await poll(b), await poll(d)]).toEqual([true, true, true]);
+  expect(codes).toEqual(["403 standing_ended", "403 standing_ended", "401 unauthorized"]);
+  expect(refusesNode(403, "forbidden")).toBe(false); // the shield's refusal of an address may pass
 });
 
 const plane = new FakeControlPlane();
