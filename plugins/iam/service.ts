@@ -677,6 +677,9 @@ export class IamService {
     const c = sql.credentialById(this.db, id);
     if (!c || c.user_id !== user.id || !["pat", "device", "workload"].includes(c.kind) || c.revoked_at !== null) throw new NotFoundError("No such token.");
     await this.k.store.write((tx) => {
+      // A rotation that came first meanwhile made a new token: answering 200 would tell the owner
+      // the leak is closed while the copy lives.
+      if (sql.credentialById(tx, id)?.revoked_at !== null) throw new ConflictError("That token was revoked or rotated meanwhile: list your tokens (a rotation makes a new one with the same name) and revoke what remains.");
       sql.revokeCredential(tx, id, this.now());
       this.audit(tx, { action: "iam.token.revoke", actor: actorOf(caller.principal), outcome: "success", resource: { type: "token", id }, request: caller.request });
     });

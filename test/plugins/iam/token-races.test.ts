@@ -36,6 +36,17 @@ describe("rotation", () => {
     expect(rotations).toEqual({ n: 0 });
   });
 
+  test("a revocation that comes after a rotation of the same token says so (409), not 200: the rotated copy lives", async () => {
+    const { c, session } = await owner();
+    const leaked = (await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "leaked", scopes: ["read", "iam:self"] } })).body;
+    const [rotated, revoked] = await Promise.all([
+      c.send("POST", `/v1/iam/me/tokens/${leaked.id}/rotate`, leaked.token),
+      c.send("DELETE", `/v1/iam/me/tokens/${leaked.id}`, session),
+    ]);
+    expect([rotated.status, revoked.status, revoked.body.code]).toEqual([200, 409, "conflict"]);
+    expect(revoked.body.detail).toContain("rotated meanwhile");
+  });
+
   test("concurrent rotations of one token: one succeeds, the others find it gone", async () => {
     const { c, session } = await owner();
     const pat = (await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "ci", scopes: ["read"] } })).body;
