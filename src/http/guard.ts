@@ -197,7 +197,14 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
       }
     }
   };
-  guard.refusedInHandler = recordRefusal;
+  // As the guard's own refusals, a handler's cost the address a token of the strict bucket; once
+  // it is empty they are no longer recorded one by one (the 403 stands: the error handler must
+  // not turn it into a 429), so a caller cannot write audit rows as fast as it sends requests.
+  guard.refusedInHandler = (p, request, route, why) => {
+    const key = `address:${clientKey(requestMeta(request).client)}`;
+    if (limits.auth.take(key).allowed) recordRefusal(p, request, route, why);
+    else observe(request, "http_forbidden");
+  };
   return guard;
 }
 

@@ -54,3 +54,14 @@ test("a refusal by the guard is recorded once, and other failures of a handler n
   expect((await c.send("DELETE", "/v1/iam/me/sessions/ses_nothing", viewer.token)).status).toBe(404); // the handler: not a refusal
   expect((await denials()).map((d) => d.reason)).toEqual([`DELETE /v1/iam/orgs/:org: your role (viewer) does not allow admin`]);
 });
+
+test("a flood of refusals by the handler costs the strict bucket: recorded while it lasts, then not one row per request (found in review)", async () => {
+  const { c, owner, denials } = await citadel();
+  const pat = (await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "ci", scopes: ["iam:self"] } })).body;
+  const statuses = new Set<number>();
+  for (let i = 0; i < 60; i++) statuses.add((await c.send("POST", "/v1/iam/logout", pat.token, { json: { everywhere: true } })).status);
+  expect([...statuses]).toEqual([403]); // the answer stays a 403
+  const recorded = (await denials()).length;
+  expect(recorded).toBeGreaterThan(0);
+  expect(recorded).toBeLessThanOrEqual(c.config.rate_limit.auth.burst + 1);
+});
