@@ -598,6 +598,8 @@ export class IamService {
     const t = generateToken(TOKEN_KINDS.pat);
     await this.k.store.write((tx) => {
       requireLiveMaker(tx, caller.principal.tokenId, this.now());
+      // Deleted meanwhile, its tokens were revoked before this one existed (found in review).
+      if (input.workspace && !sql.workspaceById(tx, input.workspace)) throw new InvalidError("no such workspace among yours", "workspace");
       sql.insertCredential(
         tx,
         sql.credentialRow({

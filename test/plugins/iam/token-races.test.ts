@@ -78,3 +78,15 @@ describe("a credential is not made by a maker revoked meanwhile: it would escape
     });
   }
 });
+
+test("a token made for a workspace while it is being deleted is refused, not left working (found in review)", async () => {
+  const { c, session, org } = await owner();
+  const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, session, { json: { name: "gone" } })).body.id as string;
+  const confirm = (await c.send("DELETE", `/v1/iam/workspaces/${ws}`, session)).body.confirmation_token as string;
+  const [deleted, made] = await Promise.all([
+    c.send("DELETE", `/v1/iam/workspaces/${ws}`, session, { headers: { "x-citadel-confirm": confirm } }),
+    c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "r", scopes: ["iam:self", "iam:read"], workspace: ws } }),
+  ]);
+  expect([deleted.status, made.status]).toEqual([200, 422]);
+  expect(made.body.token).toBeUndefined();
+});
