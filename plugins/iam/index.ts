@@ -7,7 +7,7 @@
 import { Elysia, t } from "elysia";
 import { actorOf } from "../../src/auth/principal.ts";
 import { cidrContains, parseIp, type Cidr } from "../../src/net/ip.ts";
-import { CitadelError, NotFoundError } from "../../src/errors.ts";
+import { CitadelError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
@@ -423,15 +423,22 @@ export const iamPlugin = definePlugin<IamSettings>({
           }
           if (body.grant_type === "urn:ietf:params:oauth:grant-type:token-exchange") {
             if (!body.subject_token) throw oauthError(400, "invalid_request", "subject_token is missing");
-            const parent = identity.authenticate(body.subject_token, context.source ?? "unknown", k.clock.now());
-            const refusal = !parent.ok ? parent.reason : !usableFrom(context.source ?? undefined, parent.principal.ipAllowlist) ? "subject token used from outside its allowed addresses" : null;
-            if (!parent.ok || refusal !== null) {
-              // As the guard does with a bad bearer token: on record, and held against the address.
-              await k.store.write((tx) => k.audit.record(tx, { action: "auth.token.reject", actor: { kind: "anonymous" }, outcome: "failure", reason: refusal ?? "", request: context }));
+            // Every refusal is on record and, as the guard does with a bad bearer token, held
+            // against the address; its answer is an OAuth error (RFC 8693 section 2.2.2).
+            const refuse = async (error: string, description: string, reason: string): Promise<never> => {
+              await k.store.write((tx) => k.audit.record(tx, { action: "auth.token.reject", actor: { kind: "anonymous" }, outcome: "failure", reason: `token exchange: ${reason}`, request: context }));
               k.shield.current?.observe(context.source ?? "unknown", "invalid_token");
-              throw oauthError(400, "invalid_grant", "The subject token is not valid.");
+              throw oauthError(400, error, description);
+            };
+            const parent = identity.authenticate(body.subject_token, context.source ?? "unknown", k.clock.now());
+            if (!parent.ok) return refuse("invalid_request", "The subject token is not valid.", parent.reason);
+            if (!usableFrom(context.source ?? undefined, parent.principal.ipAllowlist)) return refuse("invalid_request", "The subject token is not valid.", "subject token used from outside its allowed addresses");
+            try {
+              return await iam.exchange(parent.principal, (body.scope ?? "").split(/\s+/).filter(Boolean), Number(body.expires_in ?? 3600), context);
+            } catch (error) {
+              if (!(error instanceof InvalidError)) throw error;
+              return refuse(error.field === "scope" ? "invalid_scope" : "invalid_request", error.message, error.message);
             }
-            return iam.exchange(parent.principal, (body.scope ?? "").split(/\s+/).filter(Boolean), Number(body.expires_in ?? 3600), context);
           }
           throw oauthError(400, "unsupported_grant_type", "Use the device_code or token-exchange grant.");
         },

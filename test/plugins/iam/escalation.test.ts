@@ -94,14 +94,22 @@ describe("a token reaches no further than the one that made it", () => {
     const workload = await exchange(pat.body.token);
     expect(workload.status).toBe(200);
     const again = await exchange(workload.body.access_token);
-    expect([again.status, again.body.errors?.[0]?.field]).toEqual([422, "subject_token"]);
+    expect([again.status, again.body.error]).toEqual([400, "invalid_request"]);
     const fenced = await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "fenced", scopes: ["iam:read"], ip_allowlist: ["127.0.0.0/8", "203.0.113.0/24"] } });
     const outside = await c.send("POST", "/oauth/token", undefined, { json: { grant_type: TOKEN_EXCHANGE, subject_token: fenced.body.token, scope: "iam:read" }, headers: { "x-test-peer": "198.51.100.7" } });
-    expect([outside.status, outside.body.error]).toEqual([400, "invalid_grant"]);
+    expect([outside.status, outside.body.error]).toEqual([400, "invalid_request"]);
     const unknown = await exchange(`${pat.body.token.slice(0, -4)}AAAA`);
-    expect([unknown.status, unknown.body.error]).toEqual([400, "invalid_grant"]);
+    expect([unknown.status, unknown.body.error]).toEqual([400, "invalid_request"]);
+    const wider = await c.send("POST", "/oauth/token", undefined, { json: { grant_type: TOKEN_EXCHANGE, subject_token: pat.body.token, scope: "iam:write" } });
+    expect([wider.status, wider.body.error]).toEqual([400, "invalid_scope"]);
     const rejected = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'auth.token.reject' ORDER BY seq").all() as Array<{ reason: string }>;
-    expect(rejected.map((r) => r.reason)).toEqual(["subject token used from outside its allowed addresses", expect.any(String)]);
+    expect(rejected.map((r) => r.reason)).toEqual([
+      "token exchange: exchange a personal access token, device token or API key",
+      "token exchange: subject token used from outside its allowed addresses",
+      expect.stringMatching(/^token exchange: /),
+      "token exchange: the scopes asked for exceed the subject token's",
+    ]);
+    expect(JSON.stringify(rejected)).not.toContain(pat.body.token);
   });
 
   test("approving a device needs a session: a narrow PAT cannot mint a broad device token", async () => {

@@ -333,7 +333,7 @@ describe("tokens", () => {
     const capped = await exchange("system:read", "3600");
     expect(capped.body.expires_in).toBe(3600);
     const tooMuch = await exchange("iam:write");
-    expect([tooMuch.status, tooMuch.body.code]).toEqual([422, "invalid"]);
+    expect([tooMuch.status, tooMuch.body.error]).toEqual([400, "invalid_scope"]); // RFC 6749 section 5.2
   });
 
   test("a console token works once", async () => {
