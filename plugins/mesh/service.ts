@@ -718,7 +718,7 @@ export class MeshService {
       // The version that announces the next key (bumpVersion's, not one more than the last: versions also follow the clock).
       const version = sql.bumpVersion(tx, node.network_id, now);
       // Only the rotation columns, and only while the node is enabled: an operator's disable in between stands (the throw undoes the bump).
-      if (!sql.startRotation(tx, node.id, nextKey, version, now)) throw new ForbiddenError("This node is disabled.");
+      if (!sql.startRotation(tx, node.id, nextKey, version, now)) throw new StandingEndedError("This node is disabled.");
       this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.rotate", "started: peers accept the next key beside the current one", request));
       return version;
     });

@@ -487,6 +487,17 @@ describe("hardening (from the security review)", () => {
     expect((await c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: (await generateKeyPair()).publicKey } })).status).toBe(403);
   });
 
+  test("a node disabled between its authentication and its rotation is refused as standing_ended, as authenticateNode refuses it (found in review)", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    const { mesh } = meshOf({ store: c.kernel.store } as never);
+    const row = mesh.authenticateNode(a.token); // the request is past its authentication…
+    await c.send("PATCH", `${net}/nodes/a`, owner, { json: { disabled: true } }); // …when the operator disables the node
+    const refused = await mesh.startRotation(row, {}, (await generateKeyPair()).publicKey).catch((e: Error) => e);
+    expect((refused as { code?: string }).code).toBe("standing_ended");
+  });
+
   test("two changes to a node at once both stand: a retag does not undo a disable (found in review)", async () => {
     const { c, owner, net } = await setup();
     const key = await preauthKey(c, owner, net, { reusable: true });
