@@ -133,8 +133,10 @@ export class Agent {
     const fetched = await this.fetch();
     if (fetched.status === 304) {
       if (!this.current) return { changed: false, version: null };
-      // A rotation in progress may move AllowedIPs between a peer's keys: applied in full.
-      if (hasOverlap(this.current)) return { changed: await this.apply(this.current), version: this.current.version };
+      // A rotation in progress may move AllowedIPs between a peer's keys: applied in full, but
+      // endpoints left out of the comparison (as repair does): this runs every second, and a
+      // peer that roamed, or whose name does not resolve, would be synced again each time.
+      if (hasOverlap(this.current)) return { changed: await this.apply(this.current, { endpoints: false }), version: this.current.version };
       // The config is unchanged, but the node may not be: an nftables reload flushes every
       // table, `ip link del` takes the interface, `wg set` removes or changes a peer. What
       // differs is made so again at once, so that neither an ACL nor a tunnel stays off until
@@ -242,11 +244,16 @@ export class Agent {
     return device.preferHandshakenKeys(parsed, state, pairs);
   }
 
-  /** `desired` with its named endpoints resolved here, not by wg (see endpoints.ts), as the file wg reads will have them. */
-  private async resolved(doc: ConfigDocument, desired: device.ParsedSetconf): Promise<device.ParsedSetconf> {
+  /**
+   * `desired` with its named endpoints resolved here, not by wg (see endpoints.ts), as the file
+   * wg reads will have them. `resolvedAgain`: a name that did not resolve before does now (or
+   * its peer is gone): the device lacks that endpoint, whatever the comparisons say.
+   */
+  private async resolved(doc: ConfigDocument, desired: device.ParsedSetconf): Promise<{ setconf: device.ParsedSetconf; resolvedAgain: boolean }> {
     const { setconf, unresolved } = await resolveEndpoints(desired, this.lookupHost);
+    const before = this.warnedUnresolved;
     this.warnUnresolved(doc, unresolved);
-    return setconf;
+    return { setconf, resolvedAgain: [...before].some((key) => !this.warnedUnresolved.has(key)) };
   }
 
   /** Once per peer and name while it stays unresolvable: during a rotation the config is applied every second. */
@@ -284,7 +291,10 @@ export class Agent {
    * (reloaded whole, atomically: a flushed chain is as bad as a missing table), the addresses,
    * forwarding, and the WireGuard device when its key, port or peers (keys, AllowedIPs,
    * preshared keys, keepalive) differ from the config — not for endpoints alone, which peers
-   * learn by roaming. True when the interface or the device had to be changed.
+   * learn by roaming — unless a peer's name that did not resolve does now: names that did not
+   * resolve are asked again at every round until they do (a resolver down for a moment must
+   * not leave a peer without its endpoint until the config next changes). True when the
+   * interface or the device had to be changed.
    */
   private async repair(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
@@ -295,17 +305,23 @@ export class Agent {
     const drifted =
       current.publicKey !== (await publicKeyOf(this.state.private_key)) ||
       device.describeDevice(current, { endpoints: false }) !== device.describeDesired(desired, { endpoints: false });
-    if (drifted) {
-      this.options.err(`mesh agent: ${name} differs from config version ${doc.version} (changed by hand?): applying it again`);
-      await this.sync(name, await this.resolved(doc, desired));
+    let changed = false;
+    if (drifted || this.warnedUnresolved.size > 0) {
+      const { setconf, resolvedAgain } = await this.resolved(doc, desired);
+      if (drifted) this.options.err(`mesh agent: ${name} differs from config version ${doc.version} (changed by hand?): applying it again`);
+      changed = drifted || resolvedAgain;
+      if (changed) await this.sync(name, setconf);
     }
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
     this.setForwarding(doc.relay);
-    return drifted;
+    return changed;
   }
 
-  /** Makes the device match `doc`; true when something changed. */
-  private async apply(doc: ConfigDocument): Promise<boolean> {
+  /**
+   * Makes the device match `doc`; true when something changed. `endpoints: false` leaves
+   * endpoints out of the comparison (as repair does), but for a name that resolves again.
+   */
+  private async apply(doc: ConfigDocument, compare: device.DescribeOptions = {}): Promise<boolean> {
     const name = this.state.interface;
     // The firewall first, and fail closed: a policy that cannot be loaded leaves the tunnel as it was.
     if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc.config, doc.relay, name), this.run);
@@ -314,11 +330,11 @@ export class Agent {
       await device.createInterface(name, this.options.userspace, this.run);
       created = true;
     }
-    const desired = await this.resolved(doc, await this.desired(doc, name));
+    const { setconf: desired, resolvedAgain } = await this.resolved(doc, await this.desired(doc, name));
     const current = await device.readDevice(name, this.run);
     // The descriptions leave the private key out (it is a secret): a switched key is compared by its public half.
     const keyChanged = current.publicKey !== (await publicKeyOf(this.state.private_key));
-    const changed = created || keyChanged || device.describeDevice(current) !== device.describeDesired(desired);
+    const changed = created || keyChanged || resolvedAgain || device.describeDevice(current, compare) !== device.describeDesired(desired, compare);
     if (changed) await this.sync(name, desired);
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
     this.setForwarding(doc.relay);
@@ -331,7 +347,7 @@ export class Agent {
     const exists = await device.interfaceExists(name, this.run);
     const before = exists ? device.describeDevice(await device.readDevice(name, this.run)) : "";
     // What would be applied: endpoints as the agent resolves them.
-    const after = device.describeDesired(await this.resolved(doc, await this.desired(doc, name)));
+    const after = device.describeDesired((await this.resolved(doc, await this.desired(doc, name))).setconf);
     const firewall = doc.config.firewall;
     return {
       version: doc.version,

@@ -216,3 +216,59 @@ describe("a node the control plane refuses for good is cut off the mesh; a passi
     expect([fake.synced, fake.firewalls, stored()]).toEqual([[], [], true]);
   });
 });
+
+describe("endpoints between config changes (found in review)", () => {
+  const plane = new FakeControlPlane();
+  const dirs: Array<{ remove(): void }> = [];
+  afterAll(() => {
+    plane.stop();
+    for (const dir of dirs) dir.remove();
+  });
+  async function agentWith(lookupHost: LookupHost): Promise<{ agent: Agent; fake: FakeDevice; said: string[] }> {
+    const state = await enrolledStateDir(plane);
+    dirs.push(state);
+    const fake = new FakeDevice("wgc-test");
+    const said: string[] = [];
+    return { agent: new Agent({ stateDir: state.dir, dryRun: false, firewall: false, err: (text) => said.push(text), run: fake.run, lookupHost }), fake, said };
+  }
+
+  test("a name that failed to resolve once (EAI_AGAIN) is asked again at the next rounds, 304s included, and its endpoint written once it resolves", async () => {
+    let resolverUp = false;
+    const { agent, fake } = await agentWith(async (host) => {
+      if (resolverUp && host === "b.example") return ["198.51.100.2"];
+      throw Object.assign(new Error(`getaddrinfo EAI_AGAIN ${host}`), { code: "EAI_AGAIN" });
+    });
+    const b = await peer("b", 2, "b.example:51820");
+    plane.publish(nodeConfig([b]));
+    await agent.round();
+    expect(fake.peers.map((p) => p.endpoint)).toEqual([null]);
+
+    expect(await agent.round()).toMatchObject({ changed: false }); // 304, still down: nothing to write
+    resolverUp = true;
+    expect(await agent.round()).toMatchObject({ changed: true }); // 304, and the name resolves now
+    expect(fake.peers.map((p) => p.endpoint)).toEqual(["198.51.100.2:51820"]);
+    const synced = fake.synced.length;
+    expect(await agent.round()).toMatchObject({ changed: false }); // resolved: no more syncs
+    expect(fake.synced).toHaveLength(synced);
+  });
+
+  test("during a key rotation (applied every second), a roamed peer, and one whose name does not resolve, are not synced again at each round", async () => {
+    const { agent, fake, said } = await agentWith(async (host) => {
+      throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: "ENOTFOUND" });
+    });
+    const b = { ...(await peer("b", 2, "198.51.100.2:51820")), nextPublicKey: (await generateKeyPair()).publicKey };
+    const c = await peer("c", 3, "gone.example:51820");
+    plane.publish(nodeConfig([b, c]));
+    expect(await agent.round()).toMatchObject({ changed: true });
+    // b roamed; c connected from where it is (WireGuard learned its endpoint).
+    fake.peers.find((p) => p.publicKey === b.publicKey)!.endpoint = "203.0.113.20:4000";
+    fake.peers.find((p) => p.publicKey === c.publicKey)!.endpoint = "203.0.113.30:5000";
+    const synced = fake.synced.length;
+    expect(await agent.round()).toMatchObject({ changed: false }); // 304, in the overlap
+    expect(await agent.round()).toMatchObject({ changed: false });
+    expect(fake.synced).toHaveLength(synced);
+    const endpointOf = (key: string) => fake.peers.find((p) => p.publicKey === key)!.endpoint;
+    expect([endpointOf(b.publicKey), endpointOf(c.publicKey)]).toEqual(["203.0.113.20:4000", "203.0.113.30:5000"]);
+    expect(said).toHaveLength(1); // c's warning, once
+  });
+});
