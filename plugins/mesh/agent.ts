@@ -89,6 +89,8 @@ export class Agent {
   private current: ConfigDocument | null = null;
   private readonly run: device.RunCommand;
   private readonly lookupHost: LookupHost;
+  /** The stored config while applying it at start failed and no config has been fetched since. */
+  private unappliedStored: ConfigDocument | null = null;
   /** Peers' endpoints found unresolvable and warned about ("public key, endpoint"). */
   private warnedUnresolved = new Set<string>();
 
@@ -107,8 +109,27 @@ export class Agent {
     const stored = readStoredConfig(this.options.stateDir, this.state);
     if (!stored) return false;
     this.current = stored;
+    this.unappliedStored = stored;
     await this.apply(stored);
+    this.unappliedStored = null;
     return true;
+  }
+
+  /**
+   * A stored config that failed at start (nft not ready at boot) is tried again at each round
+   * the control plane cannot answer: else the interface would stay down for as long as it is
+   * unreachable, which is when the stored config matters.
+   */
+  private async applyStoredAgain(): Promise<void> {
+    const stored = this.unappliedStored;
+    if (!stored || this.options.dryRun) return;
+    try {
+      await this.apply(stored);
+      this.unappliedStored = null;
+      this.options.err("mesh agent: applied the stored config");
+    } catch (error) {
+      this.options.err(`mesh agent: the stored config was not applied: ${error instanceof Error ? error.message : String(error)} (retrying at the next round)`);
+    }
   }
 
   /**
@@ -130,7 +151,10 @@ export class Agent {
   /** One round: fetch, verify, apply (or show the diff). */
   async round(): Promise<RoundResult> {
     this.state = readState(this.options.stateDir);
-    const fetched = await this.fetch();
+    const fetched = await this.fetch().catch(async (error: unknown) => {
+      await this.applyStoredAgain();
+      throw error;
+    });
     if (fetched.status === 304) {
       if (!this.current) return { changed: false, version: null };
       // A rotation in progress may move AllowedIPs between a peer's keys: applied in full, but
@@ -144,6 +168,7 @@ export class Agent {
       return { changed: await this.repair(this.current), version: this.current.version };
     }
     const doc = verifyDocument(this.state, fetched.body, fetched.signature);
+    this.unappliedStored = null; // a fetched config replaces it
     if (doc.version < this.state.applied_version) throw new StateError(`the control plane sent version ${doc.version}, older than the applied ${this.state.applied_version}: refusing it (a replay?)`);
     if (this.options.dryRun) {
       const plan = await this.plan(doc);
@@ -195,6 +220,7 @@ export class Agent {
   private async cutOff(): Promise<void> {
     forgetStoredConfig(this.options.stateDir);
     this.current = null;
+    this.unappliedStored = null;
     this.etag = null;
     const name = this.state.interface;
     if ((await device.interfaceExists(name, this.run)) && (await device.readDevice(name, this.run)).peers.length > 0) {

@@ -272,3 +272,32 @@ describe("endpoints between config changes (found in review)", () => {
     expect(said).toHaveLength(1); // c's warning, once
   });
 });
+
+test("a stored config that failed at start (nft not ready at boot) is applied again at each round the control plane cannot be reached (found in review: the interface never came up)", async () => {
+  const plane = new FakeControlPlane();
+  const state = await enrolledStateDir(plane);
+  try {
+    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820")]));
+    await new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run: new FakeDevice("wgc-test").run }).round(); // stored
+    plane.stop();
+
+    // After a reboot: nft is not ready yet, and the control plane cannot be reached.
+    const fake = new FakeDevice("wgc-test");
+    let nftReady = false;
+    const run: typeof fake.run = (argv, stdin) => (argv[0] === "nft" && !nftReady ? Promise.resolve({ code: 1, stdout: "", stderr: "nft: not ready" }) : fake.run(argv, stdin));
+    const said: string[] = [];
+    const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: (text) => said.push(text), run, lookupHost: async () => [] });
+    await expect(agent.applyStored()).rejects.toThrow("not ready");
+    await expect(agent.round()).rejects.toThrow("cannot reach the control plane");
+    expect(fake.exists).toBe(false);
+    nftReady = true;
+    await expect(agent.round()).rejects.toThrow("cannot reach the control plane");
+    expect([fake.exists, fake.peers.length]).toEqual([true, 1]);
+    expect(said.at(-1)).toBe("mesh agent: applied the stored config");
+    const synced = fake.synced.length;
+    await expect(agent.round()).rejects.toThrow("cannot reach the control plane"); // applied: not again
+    expect(fake.synced).toHaveLength(synced);
+  } finally {
+    state.remove();
+  }
+});
