@@ -3,6 +3,7 @@
  * node token, over TLS pinned to the certificate seen at join (when it was self-signed).
  */
 import { ApiError } from "../../src/cli/api-client.ts";
+import { PROBLEM_CONTENT_TYPE } from "../../src/http/problem.ts";
 
 export interface NodeConnection {
   server: string;
@@ -19,11 +20,13 @@ export class NodeRefusedError extends ApiError {}
 
 /**
  * True when an answer to a request made with the node's token refuses the node for good (see
- * NodeRefusedError): a 401, or a 403 `standing_ended` (service.ts, authenticateNode) — not the
- * shield's 403 `forbidden` for an address, which may pass.
+ * NodeRefusedError): a 401 `unauthorized`, or a 403 `standing_ended` (service.ts,
+ * authenticateNode) — not the shield's 403 `forbidden` for an address, which may pass. `code`
+ * is that of Citadel's own problem document only (see problemOf): a reverse proxy's 401 (basic
+ * auth, an SSO gateway, one that strips Authorization) must not cut off every node.
  */
 export function refusesNode(status: number, code: string | undefined): boolean {
-  return status === 401 || (status === 403 && code === "standing_ended");
+  return (status === 401 && code === "unauthorized") || (status === 403 && code === "standing_ended");
 }
 
 export type ConfigFetch = { status: 304 } | { status: 200; body: string; signature: string | null; etag: string | null };
@@ -46,6 +49,8 @@ async function send(connection: NodeConnection, method: string, path: string, bo
         ...(connection.token ? { authorization: `Bearer ${connection.token}` } : {}),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
+      // A redirect is not the control plane's answer (a proxy's login page): it fails the request.
+      redirect: "manual",
       ...(ca ? { tls: { ca } } : {}),
     });
   } catch (error) {
@@ -54,13 +59,18 @@ async function send(connection: NodeConnection, method: string, path: string, bo
   }
 }
 
-async function failure(connection: NodeConnection, response: Response): Promise<never> {
-  let problem: { detail?: string; code?: string } = {};
+/** Citadel's problem document (application/problem+json); empty for anything else, a proxy's page. */
+async function problemOf(response: Response): Promise<{ detail?: string; code?: string }> {
+  if (!response.headers.get("content-type")?.startsWith(PROBLEM_CONTENT_TYPE)) return {};
   try {
-    problem = (await response.json()) as typeof problem;
+    return (await response.json()) as { detail?: string; code?: string };
   } catch {
-    // not a problem document
+    return {};
   }
+}
+
+async function failure(connection: NodeConnection, response: Response): Promise<never> {
+  const problem = await problemOf(response);
   // Without a token (enrollment) a 401 is about the pre-auth key, not the node.
   const refused = Boolean(connection.token) && refusesNode(response.status, problem.code);
   throw new (refused ? NodeRefusedError : ApiError)(`${problem.detail ?? `HTTP ${response.status}`} (${problem.code ?? response.status})`, response.status, problem.code);

@@ -90,7 +90,8 @@ export async function peer(name: string, host: number, endpoint: string | null):
   return { name, publicKey: (await generateKeyPair()).publicKey, nextPublicKey: null, presharedKey: null, allowedIps: [`100.64.0.${host}/32`], endpoint, keepalive: 25 };
 }
 
-export type Answer = { status: number; body?: unknown };
+/** An answer to the node's requests: a problem document, as Citadel answers, unless `contentType` says otherwise (a proxy's page: `body` as text). */
+export type Answer = { status: number; body?: unknown; contentType?: string; headers?: Record<string, string> };
 
 /**
  * The control plane's node routes on 127.0.0.1: the config poll answers what `answer` says
@@ -134,7 +135,7 @@ export class FakeControlPlane {
   private async answer(request: Request): Promise<Response> {
     const path = new URL(request.url).pathname;
     if (path === "/v1/mesh/node/config") this.polls.push(request.headers.get("if-none-match") ?? "");
-    if (this.refusal) return Response.json(this.refusal.body ?? {}, { status: this.refusal.status });
+    if (this.refusal) return refusalResponse(this.refusal);
     if (path === "/v1/mesh/node/applied") {
       this.applied.push(await request.json());
       return Response.json({ ok: true });
@@ -143,6 +144,11 @@ export class FakeControlPlane {
     if (request.headers.get("if-none-match") === this.document.etag) return new Response(null, { status: 304 });
     return new Response(this.document.body, { headers: { etag: this.document.etag, "x-citadel-signature": this.document.signature, "content-type": "application/json" } });
   }
+}
+
+function refusalResponse({ status, body, contentType, headers }: Answer): Response {
+  const text = contentType === undefined ? JSON.stringify(body ?? {}) : String(body ?? "");
+  return new Response(text, { status, headers: { "content-type": contentType ?? "application/problem+json", ...headers } });
 }
 
 /** The config of the node under test (wgc-test, 100.64.0.1) with these peers. */

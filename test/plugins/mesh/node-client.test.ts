@@ -41,3 +41,37 @@ test("a 401 without the node's token (enrolling with a pre-auth key) is not a re
   const polling = await nodeRequest({ server: plane.url, certificate: null, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
   expect(polling).toBeInstanceOf(NodeRefusedError);
 });
+
+test("a 401 that is not Citadel's problem document (a reverse proxy's basic auth or SSO page) is not a refusal of the node (found in review)", async () => {
+  const polling = { server: plane.url, certificate: null, token: "citadel_node_x" };
+  for (const proxy of [
+    { status: 401, body: "<html>401 Authorization Required</html>", contentType: "text/html", headers: { "www-authenticate": 'Basic realm="intranet"' } },
+    { status: 401, body: JSON.stringify({ error: "unauthorized" }), contentType: "application/json" },
+    { status: 401, body: JSON.stringify({ detail: "Log in first.", code: "unauthorized" }), contentType: "application/json" },
+  ]) {
+    plane.refusal = proxy;
+    const error = await nodeRequest(polling, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
+    expect(error).toBeInstanceOf(ApiError);
+    expect(error).not.toBeInstanceOf(NodeRefusedError);
+  }
+  expect(refusesNode(401, undefined)).toBe(false);
+});
+
+test("a redirect (to a proxy's login page) is not followed: its page's 401 is not the control plane's (found in review)", async () => {
+  const proxy = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (request) =>
+      new URL(request.url).pathname === "/login"
+        ? Response.json({ detail: "Log in.", code: "unauthorized" }, { status: 401, headers: { "content-type": "application/problem+json" } })
+        : new Response(null, { status: 302, headers: { location: "/login" } }),
+  });
+  try {
+    const error = await nodeRequest({ server: `http://127.0.0.1:${proxy.port}`, certificate: null, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
+    expect(error).toBeInstanceOf(ApiError);
+    expect(error).not.toBeInstanceOf(NodeRefusedError);
+    expect((error as ApiError).status).toBe(302);
+  } finally {
+    proxy.stop(true);
+  }
+});
