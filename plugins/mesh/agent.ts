@@ -22,15 +22,14 @@
  *   every second while a rotation is in its config), so traffic follows the switch at once.
  */
 import { createSocket } from "node:dgram";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
 import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
 import { lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
 import { publicKeyOf } from "./keys.ts";
 import { fetchConfig, nodeRequest, NodeRefusedError, type ConfigFetch, type NodeConnection } from "./node-client.ts";
-import { readState, readStoredConfig, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
+import { forgetConfig, readState, readStoredConfig, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
 import type { ConfigDocument } from "./configs.ts";
 import type { NodeConfig } from "./types.ts";
 
@@ -210,23 +209,31 @@ export class Agent {
 
   /**
    * Takes a node the control plane no longer takes (removed, disabled, expired, its network or
-   * organization deleted) out of the mesh, as a logged-out client drops its peers: every peer
-   * removed through `wg syncconf` with an empty peer list (the key, port and addresses stay:
-   * nothing reaches the node without a peer), then, when the agent manages the firewall, a
-   * table that drops all mesh traffic. The stored config is forgotten first, so that a restart
-   * while the control plane still refuses (or cannot be reached) does not bring the mesh back;
-   * a config it sends again is applied whole.
+   * organization deleted) out of the mesh, as a logged-out client drops its peers: when the
+   * agent manages the firewall, a table that drops all mesh traffic — first, failing closed as
+   * apply does — then every peer removed through `wg syncconf` with an empty peer list (the key,
+   * port and addresses stay: nothing reaches the node without a peer). The stored config and
+   * the wg-quick file (which holds the peers and the private key) are deleted first, so that
+   * neither a restart while the control plane still refuses (or cannot be reached) nor wg-quick
+   * at boot brings the mesh back; a config it sends again is applied whole.
    */
   private async cutOff(): Promise<void> {
-    forgetStoredConfig(this.options.stateDir);
+    forgetConfig(this.options.stateDir, this.state.interface);
     this.current = null;
     this.unappliedStored = null;
     this.etag = null;
     const name = this.state.interface;
-    if ((await device.interfaceExists(name, this.run)) && (await device.readDevice(name, this.run)).peers.length > 0) {
-      await this.sync(name, { privateKey: this.state.private_key, listenPort: null, fwmark: null, comments: [], peers: [] });
+    try {
+      if (this.options.firewall) await device.applyFirewall(await this.firewallScript(cutOffConfig(this.state), false, name), this.run);
+    } finally {
+      // Even when the table cannot be loaded: without peers nothing reaches the node.
+      await this.removePeers(name);
     }
-    if (this.options.firewall) await device.applyFirewall(await this.firewallScript(cutOffConfig(this.state), false, name), this.run);
+  }
+
+  private async removePeers(name: string): Promise<void> {
+    if (!(await device.interfaceExists(name, this.run)) || (await device.readDevice(name, this.run)).peers.length === 0) return;
+    await this.sync(name, { privateKey: this.state.private_key, listenPort: null, fwmark: null, comments: [], peers: [] });
   }
 
   /** Starts a key rotation: the next key is kept aside (written before it is announced). */
@@ -432,11 +439,6 @@ function cutOffConfig(state: NodeState): NodeConfig {
     peers: [],
     firewall: { input: [], forward: [] },
   };
-}
-
-/** Removes the stored config (config.json, as node-state.ts names it): it is not applied at the next start. */
-function forgetStoredConfig(stateDir: string): void {
-  rmSync(join(stateDir, "config.json"), { force: true });
 }
 
 /** Where the kernel keeps IP forwarding on or off. */

@@ -11,7 +11,7 @@
  *
  * The private key is generated here and never sent anywhere.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../src/files.ts";
 import { CONFIG_FORMAT, type ConfigDocument } from "./configs.ts";
@@ -91,6 +91,16 @@ export function writeWgQuick(dir: string, interfaceName: string, text: string): 
   const path = join(dir, `${interfaceName}.conf`);
   writeFileAtomic(path, text, 0o600);
   return path;
+}
+
+/**
+ * Deletes the stored config and the wg-quick file (a node cut off): neither the agent at its
+ * next start nor wg-quick at boot brings the mesh back. The wg-quick file goes, not only its
+ * peers: it also holds the private key.
+ */
+export function forgetConfig(dir: string, interfaceName: string): void {
+  rmSync(join(dir, "config.json"), { force: true });
+  rmSync(join(dir, `${interfaceName}.conf`), { force: true });
 }
 
 /**

@@ -301,3 +301,32 @@ test("a stored config that failed at start (nft not ready at boot) is applied ag
     state.remove();
   }
 });
+
+test("a cut-off loads the deny-all table before removing the peers, and deletes the wg-quick file, which holds the peers and the private key (found in review)", async () => {
+  const plane = new FakeControlPlane();
+  const state = await enrolledStateDir(plane);
+  try {
+    const fake = new FakeDevice("wgc-test");
+    const order: string[] = [];
+    const run: typeof fake.run = (argv, stdin) => {
+      if (argv[0] === "nft" && argv[1] === "-f") order.push("nft");
+      if (argv[0] === "wg" && argv[1] === "syncconf") order.push("syncconf");
+      return fake.run(argv, stdin);
+    };
+    const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run });
+    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820")]));
+    await agent.round();
+    const wgQuick = join(state.dir, "wgc-test.conf");
+    expect(existsSync(wgQuick)).toBe(true);
+
+    order.length = 0;
+    plane.refusal = { status: 401, body: { detail: "Send this node's token.", code: "unauthorized" } };
+    await expect(agent.round()).rejects.toBeInstanceOf(NodeRefusedError);
+    expect(order).toEqual(["nft", "syncconf"]);
+    expect(fake.peers).toEqual([]);
+    expect(existsSync(wgQuick)).toBe(false);
+  } finally {
+    plane.stop();
+    state.remove();
+  }
+});
