@@ -15,6 +15,7 @@
 import { lookup } from "node:dns/promises";
 import { formatIp, parseIp } from "../../src/net/ip.ts";
 import type { ParsedSetconf } from "./device.ts";
+import { isUnreachableEndpoint } from "./unreachable.ts";
 
 /** A name's addresses, IPv4 and IPv6, in the order the system's resolver prefers them. */
 export type LookupHost = (host: string) => Promise<string[]>;
@@ -79,7 +80,11 @@ async function resolveName(name: string, lookupHost: LookupHost, timeoutMs: numb
   }
   // An address with a zone ("fe80::1%eth0") is of no use to a peer elsewhere, nor to wg's parser.
   const ip = addresses.map((address) => parseIp(address)).find((parsed) => parsed !== null);
-  return ip ? { address: formatIp(ip) } : { reason: "no address" };
+  if (!ip) return { reason: "no address" };
+  // What the control plane refuses as an endpoint is refused behind a name too: a name set to
+  // 127.0.0.1 would have this node send the peer's handshakes to itself.
+  if (isUnreachableEndpoint(ip)) return { reason: `${formatIp(ip)}: a loopback, link-local, multicast, broadcast or unspecified address` };
+  return { address: formatIp(ip) };
 }
 
 async function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {

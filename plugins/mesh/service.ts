@@ -15,7 +15,7 @@ import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.ts";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, StandingEndedError, UnauthorizedError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
-import { cidrContains, parseCidr, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
+import { cidrContains, parseCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { addressesOf, allocateHost, randomUlaPrefix, validateNetworkPrefixes } from "./addresses.ts";
 import { isWireGuardKey } from "./keys.ts";
@@ -23,6 +23,7 @@ import { aclNodeNames, parseAclPolicy } from "./policy.ts";
 import type { MeshSettings } from "./settings.ts";
 import * as sql from "./store.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName, type AclPolicy } from "./types.ts";
+import { isUnreachableEndpoint } from "./unreachable.ts";
 
 export type MeshKernel = Kernel<MeshSettings>;
 
@@ -112,13 +113,11 @@ export function checkEndpoint(text: string | null | undefined): string | null {
   // names a resolver turns into such addresses: localhost, and numbers written as names
   // ("0x7f000001", "0x7f.1"), which getaddrinfo reads as IPv4 addresses.
   const localName = name && (/(^|\.)localhost\.?$|^ip6-(localhost|loopback)$/i.test(plain!) || plain!.split(".").every((label) => /^(0x[0-9a-f]*|[0-9]+)$/i.test(label)));
-  if (localName || (ip && UNREACHABLE_ENDPOINTS.some((cidr) => cidrContains(cidr, unmapIpv4(ip))))) {
+  if (localName || (ip && isUnreachableEndpoint(ip))) {
     throw new InvalidError(`endpoint: ${JSON.stringify(text)} is a loopback, link-local, multicast, broadcast or unspecified address, which a peer cannot reach this node at`, "endpoint");
   }
   return text;
 }
-
-const UNREACHABLE_ENDPOINTS = ["127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32", "::/96", "fe80::/10", "ff00::/8"].map((c) => parseCidr(c)!);
 
 function checkInteger(value: number | undefined, fallback: number, min: number, max: number, field: string): number {
   const n = value ?? fallback;

@@ -3,7 +3,7 @@ import { expect, test } from "bun:test";
 import { parseSetconf } from "../../../plugins/mesh/device.ts";
 import { resolveEndpoints, type LookupHost } from "../../../plugins/mesh/endpoints.ts";
 
-const KEYS = ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAI=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAM=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAQ=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAU="];
+const KEYS = ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAI=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAM=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAQ=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAU=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAY="];
 const setconf = (endpoints: string[]) => parseSetconf(["[Interface]", ...endpoints.flatMap((endpoint, i) => ["[Peer]", `PublicKey = ${KEYS[i]}`, `Endpoint = ${endpoint}`])].join("\n"));
 const failure = (code: string) => Object.assign(new Error(`getaddrinfo ${code}`), { code });
 
@@ -42,4 +42,19 @@ test("each name is asked once, however many peers share it; nothing is asked wit
   const input = setconf(["198.51.100.7:3"]);
   expect((await resolveEndpoints(input, counting)).setconf).toEqual(input);
   expect(asked).toEqual(["v4.example"]);
+});
+
+test("a name resolving to an address the control plane refuses as an endpoint (loopback, link-local, unspecified, multicast, IPv4-mapped ones too) counts as unresolved (found in review)", async () => {
+  const local: Record<string, string[]> = {
+    "lo.example": ["127.0.0.1"],
+    "lo6.example": ["::1"],
+    "mapped.example": ["::ffff:127.0.0.1"],
+    "link.example": ["169.254.1.1"],
+    "any.example": ["0.0.0.0"],
+    "multi.example": ["ff02::1"],
+  };
+  const { setconf: resolved, unresolved } = await resolveEndpoints(setconf(Object.keys(local).map((name) => `${name}:51820`)), async (host) => local[host]!);
+  expect(resolved.peers.map((p) => p.endpoint)).toEqual([null, null, null, null, null, null]);
+  expect(unresolved[0]!.reason).toBe("127.0.0.1: a loopback, link-local, multicast, broadcast or unspecified address");
+  expect(unresolved).toHaveLength(6);
 });
