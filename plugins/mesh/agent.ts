@@ -90,7 +90,7 @@ export class Agent {
   private readonly lookupHost: LookupHost;
   /** The stored config while applying it at start failed and no config has been fetched since. */
   private unappliedStored: ConfigDocument | null = null;
-  /** Peers' endpoints found unresolvable and warned about ("public key, endpoint"). */
+  /** Peers' endpoints the device was last given without an address, as unresolvable ("public key, endpoint"); warned about once. */
   private warnedUnresolved = new Set<string>();
 
   constructor(private readonly options: AgentOptions) {
@@ -196,10 +196,14 @@ export class Agent {
       return await fetchConfig(this.connection, this.options.dryRun ? null : this.etag);
     } catch (error) {
       if (!(error instanceof NodeRefusedError) || this.options.dryRun) throw error;
-      await this.cutOff();
-      const firewall = this.options.firewall ? " and its firewall drops all mesh traffic" : "";
+      // Whatever of the cut-off fails, the refusal is what the operator must read (it is tried
+      // again at the next round): a device error thrown instead read "keeping the applied config".
+      const done = await this.cutOff().then(
+        () => `Every peer was removed from ${this.state.interface}${this.options.firewall ? " and its firewall drops all mesh traffic" : ""}, and the stored config is forgotten.`,
+        (failure: unknown) => `The stored config is forgotten, but cutting ${this.state.interface} off failed (tried again at the next round): ${failure instanceof Error ? failure.message : String(failure)}.`,
+      );
       throw new NodeRefusedError(
-        `the control plane refuses this node: ${error.message}. Every peer was removed from ${this.state.interface}${firewall}, and the stored config is forgotten. ` +
+        `the control plane refuses this node: ${error.message}. ${done} ` +
           "If this node should be a member, enable it again, or enroll it again (citadel mesh join); this agent keeps asking and applies its config once it is accepted.",
         error.status,
         error.code,
@@ -280,23 +284,19 @@ export class Agent {
   /**
    * `desired` with its named endpoints resolved here, not by wg (see endpoints.ts), as the file
    * wg reads will have them. `resolvedAgain`: a name that did not resolve before does now (or
-   * its peer is gone): the device lacks that endpoint, whatever the comparisons say.
+   * its peer is gone): the device lacks that endpoint, whatever the comparisons say. `unresolved`
+   * becomes the agent's list once the device has the file (see `synced`): a sync that fails must
+   * leave the names to be tried again.
    */
-  private async resolved(doc: ConfigDocument, desired: device.ParsedSetconf): Promise<{ setconf: device.ParsedSetconf; resolvedAgain: boolean }> {
-    const { setconf, unresolved } = await resolveEndpoints(desired, this.lookupHost);
-    const before = this.warnedUnresolved;
-    this.warnUnresolved(doc, unresolved);
-    return { setconf, resolvedAgain: [...before].some((key) => !this.warnedUnresolved.has(key)) };
-  }
-
-  /** Once per peer and name while it stays unresolvable: during a rotation the config is applied every second. */
-  private warnUnresolved(doc: ConfigDocument, unresolved: UnresolvedEndpoint[]): void {
-    const keyOf = (u: UnresolvedEndpoint) => `${u.publicKey} ${u.endpoint}`;
-    for (const u of unresolved) {
-      if (this.warnedUnresolved.has(keyOf(u))) continue;
+  private async resolved(doc: ConfigDocument, desired: device.ParsedSetconf): Promise<{ setconf: device.ParsedSetconf; resolvedAgain: boolean; unresolved: Set<string> }> {
+    const found = await resolveEndpoints(desired, this.lookupHost);
+    const unresolved = new Set(found.unresolved.map(unresolvedKey));
+    // Once per peer and name while it stays unresolvable: during a rotation the config is applied every second.
+    for (const u of found.unresolved) {
+      if (this.warnedUnresolved.has(unresolvedKey(u))) continue;
       this.options.err(`mesh agent: peer ${peerName(doc, u.publicKey)} has the endpoint ${u.endpoint}, which does not resolve (${u.reason}): written without an endpoint; WireGuard learns it when that peer connects`);
     }
-    this.warnedUnresolved = new Set(unresolved.map(keyOf));
+    return { setconf: found.setconf, resolvedAgain: [...this.warnedUnresolved].some((key) => !unresolved.has(key)), unresolved };
   }
 
   /**
@@ -340,10 +340,11 @@ export class Agent {
       device.describeDevice(current, { endpoints: false }) !== device.describeDesired(desired, { endpoints: false });
     let changed = false;
     if (drifted || this.warnedUnresolved.size > 0) {
-      const { setconf, resolvedAgain } = await this.resolved(doc, desired);
+      const { setconf, resolvedAgain, unresolved } = await this.resolved(doc, desired);
       if (drifted) this.options.err(`mesh agent: ${name} differs from config version ${doc.version} (changed by hand?): applying it again`);
       changed = drifted || resolvedAgain;
       if (changed) await this.sync(name, setconf);
+      this.warnedUnresolved = unresolved;
     }
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
     this.setForwarding(doc.relay);
@@ -363,12 +364,13 @@ export class Agent {
       await device.createInterface(name, this.options.userspace, this.run);
       created = true;
     }
-    const { setconf: desired, resolvedAgain } = await this.resolved(doc, await this.desired(doc, name));
+    const { setconf: desired, resolvedAgain, unresolved } = await this.resolved(doc, await this.desired(doc, name));
     const current = await device.readDevice(name, this.run);
     // The descriptions leave the private key out (it is a secret): a switched key is compared by its public half.
     const keyChanged = current.publicKey !== (await publicKeyOf(this.state.private_key));
     const changed = created || keyChanged || resolvedAgain || device.describeDevice(current, compare) !== device.describeDesired(desired, compare);
     if (changed) await this.sync(name, desired);
+    this.warnedUnresolved = unresolved;
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
     this.setForwarding(doc.relay);
     return changed;
@@ -462,3 +464,6 @@ async function nudgePeers(doc: ConfigDocument): Promise<void> {
   await Promise.all(targets.map((address) => new Promise<void>((resolve) => socket.send(Buffer.from([0]), 9, address, () => resolve()))));
   socket.close();
 }
+
+/** A peer's unresolved endpoint, as the agent remembers it. */
+const unresolvedKey = (u: UnresolvedEndpoint) => `${u.publicKey} ${u.endpoint}`;

@@ -70,7 +70,7 @@ function withPort(address: string, endpoint: string): string {
   return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-/** The first address the name resolves to, in canonical form, or why there is none. */
+/** The first usable address the name resolves to, in canonical form, or why there is none. */
 async function resolveName(name: string, lookupHost: LookupHost, timeoutMs: number): Promise<{ address: string } | { reason: string }> {
   let addresses: string[];
   try {
@@ -79,12 +79,14 @@ async function resolveName(name: string, lookupHost: LookupHost, timeoutMs: numb
     return { reason: (error as { code?: string }).code ?? (error instanceof Error ? error.message : String(error)) };
   }
   // An address with a zone ("fe80::1%eth0") is of no use to a peer elsewhere, nor to wg's parser.
-  const ip = addresses.map((address) => parseIp(address)).find((parsed) => parsed !== null);
-  if (!ip) return { reason: "no address" };
+  const ips = addresses.map((address) => parseIp(address)).filter((parsed) => parsed !== null);
+  if (ips.length === 0) return { reason: "no address" };
   // What the control plane refuses as an endpoint is refused behind a name too: a name set to
-  // 127.0.0.1 would have this node send the peer's handshakes to itself.
-  if (isUnreachableEndpoint(ip)) return { reason: `${formatIp(ip)}: a loopback, link-local, multicast, broadcast or unspecified address` };
-  return { address: formatIp(ip) };
+  // 127.0.0.1 would have this node send the peer's handshakes to itself. Another address of the
+  // same name may still do (found in review: a link-local first answer hid a public second one).
+  const usable = ips.find((ip) => !isUnreachableEndpoint(ip));
+  if (!usable) return { reason: `${formatIp(ips[0]!)}: a loopback, link-local, multicast, broadcast or unspecified address` };
+  return { address: formatIp(usable) };
 }
 
 async function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {

@@ -252,6 +252,22 @@ describe("endpoints between config changes (found in review)", () => {
     expect(fake.synced).toHaveLength(synced);
   });
 
+  test("a name that resolves again while the sync fails is written at the next round (found in review: it waited for a config change)", async () => {
+    let resolverUp = false;
+    const { agent, fake } = await agentWith(async (host) => {
+      if (resolverUp && host === "b.example") return ["198.51.100.2"];
+      throw Object.assign(new Error(`getaddrinfo EAI_AGAIN ${host}`), { code: "EAI_AGAIN" });
+    });
+    plane.publish(nodeConfig([await peer("b", 2, "b.example:51820")]));
+    await agent.round();
+    expect(fake.peers.map((p) => p.endpoint)).toEqual([null]);
+    resolverUp = true;
+    fake.failingSyncs = 1;
+    await expect(agent.round()).rejects.toThrow(); // 304, the name resolves, the sync fails
+    expect(await agent.round()).toMatchObject({ changed: true });
+    expect(fake.peers.map((p) => p.endpoint)).toEqual(["198.51.100.2:51820"]);
+  });
+
   test("during a key rotation (applied every second), a roamed peer, and one whose name does not resolve, are not synced again at each round", async () => {
     const { agent, fake, said } = await agentWith(async (host) => {
       throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: "ENOTFOUND" });
@@ -325,6 +341,32 @@ test("a cut-off loads the deny-all table before removing the peers, and deletes 
     expect(order).toEqual(["nft", "syncconf"]);
     expect(fake.peers).toEqual([]);
     expect(existsSync(wgQuick)).toBe(false);
+  } finally {
+    plane.stop();
+    state.remove();
+  }
+});
+
+test("a cut-off whose firewall cannot be loaded still says the node is refused, and removes the peers (found in review: the log said the config was kept)", async () => {
+  const plane = new FakeControlPlane();
+  const state = await enrolledStateDir(plane);
+  try {
+    const fake = new FakeDevice("wgc-test");
+    let nftWorks = true;
+    const run: typeof fake.run = (argv, stdin) => {
+      if (!nftWorks && argv[0] === "nft" && argv[1] === "-f") return Promise.resolve({ code: 1, stdout: "", stderr: "Could not process rule: Operation not supported" });
+      return fake.run(argv, stdin);
+    };
+    const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run });
+    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820")]));
+    await agent.round();
+    nftWorks = false;
+    plane.refusal = { status: 401, body: { detail: "Send this node's token.", code: "unauthorized" } };
+    const refused = await agent.round().catch((e: Error) => e);
+    expect(refused).toBeInstanceOf(NodeRefusedError);
+    expect((refused as Error).message).toContain("cutting wgc-test off failed");
+    expect((refused as Error).message).toContain("enroll it again (citadel mesh join)");
+    expect(fake.peers).toEqual([]);
   } finally {
     plane.stop();
     state.remove();

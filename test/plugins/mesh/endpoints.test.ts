@@ -58,3 +58,9 @@ test("a name resolving to an address the control plane refuses as an endpoint (l
   expect(unresolved[0]!.reason).toBe("127.0.0.1: a loopback, link-local, multicast, broadcast or unspecified address");
   expect(unresolved).toHaveLength(6);
 });
+
+test("a name whose first address is unusable but another is usable gets the usable one (found in review)", async () => {
+  const mixed: LookupHost = async (host) => (host === "mixed.example" ? ["fe80::5", "127.0.0.1", "198.51.100.7"] : lookup(host));
+  const { setconf: resolved, unresolved } = await resolveEndpoints(setconf(["mixed.example:51820"]), mixed);
+  expect([resolved.peers[0]!.endpoint, unresolved]).toEqual(["198.51.100.7:51820", []]);
+});

@@ -32,6 +32,8 @@ export class FakeDevice {
   readonly synced: string[] = [];
   /** Each script `nft -f -` loaded. */
   readonly firewalls: string[] = [];
+  /** How many `wg syncconf` calls fail next (a passing failure). */
+  failingSyncs = 0;
 
   constructor(readonly name: string) {}
 
@@ -60,6 +62,10 @@ export class FakeDevice {
   }
 
   private async syncconf(text: string): Promise<CommandResult> {
+    if (this.failingSyncs > 0) {
+      this.failingSyncs--;
+      return { code: 1, stdout: "", stderr: "Resource temporarily unavailable" };
+    }
     this.synced.push(text);
     const parsed = parseSetconf(text);
     for (const peer of parsed.peers) {
