@@ -7,7 +7,7 @@
 import { Elysia, t } from "elysia";
 import { actorOf } from "../../src/auth/principal.ts";
 import { cidrContains, parseIp, type Cidr } from "../../src/net/ip.ts";
-import { CitadelError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { CitadelError, InvalidError, NotFoundError, UnauthorizedError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
@@ -436,6 +436,8 @@ export const iamPlugin = definePlugin<IamSettings>({
             try {
               return await iam.exchange(parent.principal, (body.scope ?? "").split(/\s+/).filter(Boolean), Number(body.expires_in ?? 3600), context);
             } catch (error) {
+              // Invalid input, or the subject revoked since it was authenticated (refused in the write).
+              if (error instanceof UnauthorizedError) return refuse("invalid_request", "The subject token is not valid.", error.message);
               if (!(error instanceof InvalidError)) throw error;
               return refuse(error.field === "scope" ? "invalid_scope" : "invalid_request", error.message, error.message);
             }
