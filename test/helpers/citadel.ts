@@ -3,6 +3,7 @@
  * iam identity provider, an in-memory store, a fixed clock. Set up like a fresh install:
  * an operator who owns the "default" organization. Helpers log in and make credentials.
  */
+import { afterEach } from "bun:test";
 import { Confirmations } from "../../src/auth/confirmations.ts";
 import { RateLimiter } from "../../src/auth/rate-limit.ts";
 import { loadConfig } from "../../src/config/load.ts";
@@ -119,5 +120,21 @@ export async function testCitadel(options: TestCitadelOptions = {}) {
     async stop() {
       for (const stop of stops) await stop();
     },
+  };
+}
+
+/**
+ * `testCitadel` for a test file that stops what it starts: every instance made through the
+ * function it returns is stopped after the test that made it.
+ */
+export function stoppedAfterEach(): (options?: Parameters<typeof testCitadel>[0]) => ReturnType<typeof testCitadel> {
+  const running: Array<{ stop(): Promise<void> }> = [];
+  afterEach(async () => {
+    for (const c of running.splice(0)) await c.stop();
+  });
+  return async (options) => {
+    const c = await testCitadel(options);
+    running.push(c);
+    return c;
   };
 }

@@ -2,19 +2,14 @@
  * A deleted organization has no owner to keep: the last owner of one may be deleted, or
  * erased, like anyone else (found in review).
  */
-import { afterEach, expect, test } from "bun:test";
-import { testCitadel } from "../../helpers/citadel.ts";
+import { expect, test } from "bun:test";
+import { stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
 
-let stops: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const stop of stops) await stop();
-  stops = [];
-});
+const newCitadel = stoppedAfterEach();
 
 /** An operator, and a user who was the only owner of an organization since deleted. */
 async function ownerOfDeletedOrganization() {
-  const c = await testCitadel();
-  stops.push(() => c.stop());
+  const c = await newCitadel();
   const operator = await c.login(c.owner.email, c.owner.password);
   const bob = await c.addUser(operator, "bob@example.com");
   const org = (await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "bobs", owner: bob.id } })).body.id as string;

@@ -2,18 +2,13 @@
  * Approving a device login takes a user code, a credential of a kind: guessing codes is
  * throttled like guessing passwords, and the throttling is audited (found in review).
  */
-import { afterEach, expect, test } from "bun:test";
-import { testCitadel } from "../../helpers/citadel.ts";
+import { expect, test } from "bun:test";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
 
-let stops: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const stop of stops) await stop();
-  stops = [];
-});
+const newCitadel = stoppedAfterEach();
 
 test("guessing user codes from one session meets the auth rate limit, audited", async () => {
-  const c = await testCitadel();
-  stops.push(() => c.stop());
+  const c = await newCitadel();
   const session = await c.login(c.owner.email, c.owner.password);
   const statuses = [];
   for (let i = 0; i < 20; i++) statuses.push((await c.send("POST", "/v1/iam/device/approve", session, { json: { user_code: "BDFG-HJKL", approve: true } })).status);
@@ -25,8 +20,7 @@ test("guessing user codes from one session meets the auth rate limit, audited", 
 });
 
 test("each wrong or expired user code is audited as a failed approval, without the code (found in review)", async () => {
-  const c = await testCitadel();
-  stops.push(() => c.stop());
+  const c = await newCitadel();
   const session = await c.login(c.owner.email, c.owner.password);
   for (const code of ["BDFG-HJKL", "WXYZ-BCDF"]) expect((await c.send("POST", "/v1/iam/device/approve", session, { json: { user_code: code, approve: true } })).status).toBe(404);
   const failures = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'iam.device.approve' AND outcome = 'failure'").all();

@@ -3,20 +3,16 @@
  * they can enrol anew, and an operator can reset a user's MFA when the codes are gone too
  * (found in review: recovery codes only ever gave ten more logins, then the account was lost).
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { base32Decode, totp } from "../../../src/auth/totp.ts";
-import { testCitadel } from "../../helpers/citadel.ts";
+import { stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
 
 const PASSWORD = "correct-horse-battery-9";
-const running: Array<{ stop(): Promise<void> }> = [];
-afterEach(async () => {
-  for (const c of running.splice(0)) await c.stop();
-});
+const newCitadel = stoppedAfterEach();
 
 /** A Citadel with a user (an editor of the default organization) who has enrolled TOTP. */
 async function enrolledUser() {
-  const c = await testCitadel();
-  running.push(c);
+  const c = await newCitadel();
   const operator = await c.login(c.owner.email, c.owner.password);
   const user = await c.addUser(operator, "lost-phone@example.org", "editor");
   const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", user.token)).body.secret);

@@ -3,19 +3,15 @@
  * key's maker as of a member's session (found in review: a key made by a member without MFA kept
  * working after the organization required it, and so did the workload tokens exchanged from it).
  */
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { base32Decode, totp } from "../../../src/auth/totp.ts";
-import { testCitadel } from "../../helpers/citadel.ts";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
-const running: Array<{ stop(): Promise<void> }> = [];
-afterEach(async () => {
-  for (const c of running.splice(0)) await c.stop();
-});
+const newCitadel = stoppedAfterEach();
 
 test("a key whose maker has no TOTP is refused with mfa_required once the organization requires MFA, and works again once they enrol", async () => {
-  const c = await testCitadel();
-  running.push(c);
+  const c = await newCitadel();
   const org = c.owner.organization;
   const owner = await c.login(c.owner.email, c.owner.password);
   const admin = await c.addUser(owner, "admin@example.org", "admin");

@@ -2,19 +2,14 @@
  * A right password sent without the second factor it needs is a login attempt like any other:
  * audited, since it tells the owner that someone knows the password (found in review).
  */
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { base32Decode, totp } from "../../../src/auth/totp.ts";
-import { testCitadel } from "../../helpers/citadel.ts";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
 
-let stops: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const stop of stops) await stop();
-  stops = [];
-});
+const newCitadel = stoppedAfterEach();
 
 test("a right password without its TOTP code is audited as a failed login, without the password", async () => {
-  const c = await testCitadel();
-  stops.push(() => c.stop());
+  const c = await newCitadel();
   const session = await c.login(c.owner.email, c.owner.password);
   const start = await c.send("POST", "/v1/iam/me/mfa/totp", session);
   const code = totp(base32Decode(start.body.secret), c.clock.now());

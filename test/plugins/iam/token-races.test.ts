@@ -3,20 +3,15 @@
  * these requests race a revocation (or each other) in between. Whatever the order, a revoked
  * token makes nothing that outlives it, and a rotation is used once (found in review).
  */
-import { afterEach, describe, expect, test } from "bun:test";
-import { testCitadel } from "../../helpers/citadel.ts";
+import { describe, expect, test } from "bun:test";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
 
-let stops: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const stop of stops) await stop();
-  stops = [];
-});
+const newCitadel = stoppedAfterEach();
 
 async function owner() {
-  const c = await testCitadel();
-  stops.push(() => c.stop());
+  const c = await newCitadel();
   return { c, session: await c.login(c.owner.email, c.owner.password), org: c.owner.organization };
 }
 

@@ -153,14 +153,20 @@ describe("a node the control plane refuses for good is cut off the mesh; a passi
     ["failing", { status: 500 }],
   ];
 
+  /** A fresh device with the config of two peers applied, the firewall managed. */
+  async function applied() {
+    state ??= await enrolledStateDir(plane);
+    const fake = new FakeDevice("wgc-test");
+    const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run: fake.run });
+    plane.refusal = null;
+    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820"), await peer("c", 3, null)]));
+    await agent.round();
+    return { fake, agent, state };
+  }
+
   for (const [why, answer] of refusals) {
     test(`${why}: every peer removed, the mesh firewall drops all, the stored config forgotten; accepted again, the config comes back`, async () => {
-      state ??= await enrolledStateDir(plane);
-      const fake = new FakeDevice("wgc-test");
-      const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run: fake.run });
-      plane.refusal = null;
-      plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820"), await peer("c", 3, null)]));
-      await agent.round();
+      const { fake, agent, state } = await applied();
       expect([fake.peers.length, stored()]).toEqual([2, true]);
 
       plane.refusal = answer;
@@ -188,12 +194,7 @@ describe("a node the control plane refuses for good is cut off the mesh; a passi
   }
 
   test("a network error, 5xx, 429 and the shield's 403 keep the applied config", async () => {
-    state ??= await enrolledStateDir(plane);
-    const fake = new FakeDevice("wgc-test");
-    const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run: fake.run });
-    plane.refusal = null;
-    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820"), await peer("c", 3, null)]));
-    await agent.round();
+    const { fake, agent, state } = await applied();
     for (const [, answer] of passing) {
       plane.refusal = answer;
       const error = await agent.round().catch((e: Error) => e);
@@ -318,57 +319,58 @@ test("a stored config that failed at start (nft not ready at boot) is applied ag
   }
 });
 
-test("a cut-off loads the deny-all table before removing the peers, and deletes the wg-quick file, which holds the peers and the private key (found in review)", async () => {
+describe("a cut-off (found in review)", () => {
   const plane = new FakeControlPlane();
-  const state = await enrolledStateDir(plane);
-  try {
-    const fake = new FakeDevice("wgc-test");
-    const order: string[] = [];
-    const run: typeof fake.run = (argv, stdin) => {
-      if (argv[0] === "nft" && argv[1] === "-f") order.push("nft");
-      if (argv[0] === "wg" && argv[1] === "syncconf") order.push("syncconf");
-      return fake.run(argv, stdin);
-    };
+  const states: Array<{ remove(): void }> = [];
+  afterAll(() => {
+    plane.stop();
+    for (const state of states) state.remove();
+  });
+
+  /** An agent managing the firewall through `run`, its config applied; `refuse` has the control plane refuse the node from then on. */
+  async function appliedAgent(run: FakeDevice["run"]) {
+    const state = await enrolledStateDir(plane);
+    states.push(state);
+    plane.refusal = null;
     const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run });
     plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820")]));
     await agent.round();
+    const refuse = () => void (plane.refusal = { status: 401, body: { detail: "Send this node's token.", code: "unauthorized" } });
+    return { agent, state, refuse };
+  }
+
+  test("loads the deny-all table before removing the peers, and deletes the wg-quick file, which holds the peers and the private key", async () => {
+    const fake = new FakeDevice("wgc-test");
+    const order: string[] = [];
+    const { agent, state, refuse } = await appliedAgent((argv, stdin) => {
+      if (argv[0] === "nft" && argv[1] === "-f") order.push("nft");
+      if (argv[0] === "wg" && argv[1] === "syncconf") order.push("syncconf");
+      return fake.run(argv, stdin);
+    });
     const wgQuick = join(state.dir, "wgc-test.conf");
     expect(existsSync(wgQuick)).toBe(true);
 
     order.length = 0;
-    plane.refusal = { status: 401, body: { detail: "Send this node's token.", code: "unauthorized" } };
+    refuse();
     await expect(agent.round()).rejects.toBeInstanceOf(NodeRefusedError);
     expect(order).toEqual(["nft", "syncconf"]);
     expect(fake.peers).toEqual([]);
     expect(existsSync(wgQuick)).toBe(false);
-  } finally {
-    plane.stop();
-    state.remove();
-  }
-});
+  });
 
-test("a cut-off whose firewall cannot be loaded still says the node is refused, and removes the peers (found in review: the log said the config was kept)", async () => {
-  const plane = new FakeControlPlane();
-  const state = await enrolledStateDir(plane);
-  try {
+  test("whose firewall cannot be loaded still says the node is refused, and removes the peers (the log said the config was kept)", async () => {
     const fake = new FakeDevice("wgc-test");
     let nftWorks = true;
-    const run: typeof fake.run = (argv, stdin) => {
+    const { agent, refuse } = await appliedAgent((argv, stdin) => {
       if (!nftWorks && argv[0] === "nft" && argv[1] === "-f") return Promise.resolve({ code: 1, stdout: "", stderr: "Could not process rule: Operation not supported" });
       return fake.run(argv, stdin);
-    };
-    const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run });
-    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820")]));
-    await agent.round();
+    });
     nftWorks = false;
-    plane.refusal = { status: 401, body: { detail: "Send this node's token.", code: "unauthorized" } };
+    refuse();
     const refused = await agent.round().catch((e: Error) => e);
     expect(refused).toBeInstanceOf(NodeRefusedError);
     expect((refused as Error).message).toContain("cutting wgc-test off failed");
     expect((refused as Error).message).toContain("enroll it again (citadel mesh join)");
     expect(fake.peers).toEqual([]);
-  } finally {
-    plane.stop();
-    state.remove();
-  }
+  });
 });

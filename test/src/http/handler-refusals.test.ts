@@ -3,17 +3,13 @@
  * as the guard's own refusals are: `auth.permission.deny`, naming the route and the reason
  * (found in review: such refusals were recorded nowhere).
  */
-import { afterEach, expect, test } from "bun:test";
-import { testCitadel } from "../../helpers/citadel.ts";
+import { expect, test } from "bun:test";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
 
-const running: Array<{ stop(): Promise<void> }> = [];
-afterEach(async () => {
-  for (const c of running.splice(0)) await c.stop();
-});
+const newCitadel = stoppedAfterEach();
 
 async function citadel() {
-  const c = await testCitadel();
-  running.push(c);
+  const c = await newCitadel();
   const owner = await c.login(c.owner.email, c.owner.password);
   /** The refusals recorded so far (security events are written without making the request wait). */
   const denials = async () => {
