@@ -2,11 +2,14 @@
  * File helpers for what Citadel writes: written whole or not at all (temporary file, fsync,
  * rename, fsync of the directory), owner-only, and errors described in plain words.
  */
-import { closeSync, fchmodSync, fstatSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, fstatSync, fsyncSync, linkSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 
-/** Replaces `path` with `data` atomically: a crash leaves the old file or the new one, never half. */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+/**
+ * Replaces `path` with `data` atomically: a crash leaves the old file or the new one, never half.
+ * With `replace: false`, a file already at `path` is left alone and the write fails with EEXIST.
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600, { replace = true }: { replace?: boolean } = {}): void {
   // A fresh, unguessable name, created exclusively: a link or file someone put in the
   // directory under the name we would use is never written through (O_EXCL refuses links too).
   const temporary = `${path}.tmp-${process.pid}-${Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString("hex")}`;
@@ -18,7 +21,11 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     } finally {
       closeSync(fd);
     }
-    renameSync(temporary, path);
+    if (replace) renameSync(temporary, path);
+    else {
+      linkSync(temporary, path); // EEXIST when a file (or a link) is there
+      rmSync(temporary);
+    }
   } catch (error) {
     rmSync(temporary, { force: true });
     throw error;

@@ -4,7 +4,7 @@
  * store → migrate → keys (initialize on first start, unseal) → kernel → plugins → listen →
  * wait for a signal → stop everything in reverse.
  */
-import { closeSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { auditPlugin } from "../plugins/audit/index.ts";
@@ -249,7 +249,7 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
         tx.query("INSERT INTO instance (singleton, id, created_at) VALUES (1, ?, ?)").run(crypto.randomUUID(), systemClock.now());
       }
     });
-    const seal = new Seal(store.db, systemClock.now);
+    const seal = new Seal(store.db, systemClock.now, keySource(config, env).method);
     const audit = new AuditLog({ now: systemClock.now, keyring: () => seal.keyringIfUnsealed() });
     audit.register(KERNEL_ACTIONS);
     for (const plugin of plugins) audit.register(plugin.actions);
@@ -285,7 +285,21 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
 function refuseOtherSealMethod(stored: SealMethod[], configured: SealMethod, loaded: LoadedConfig): void {
   if (stored.length === 0 || stored.includes(configured)) return;
   const where = loaded.configFileExists ? loaded.configPath : "the config";
-  throw new ConfigError(`seal.method: this Citadel's root key was made for seal method ${stored[0]}, but the config says ${configured}: set seal.method = "${stored[0]}" in ${where} (or CITADEL_SEAL_METHOD=${stored[0]})`);
+  const [active, pending] = stored;
+  if (pending !== undefined && pending !== active) {
+    throw new ConfigError(`seal.method: this Citadel's root key was made for seal method ${active}, and a seal migration to ${pending} is pending, but the config says ${configured}: set seal.method = "${pending}" (or "${active}") in ${where}`);
+  }
+  throw new ConfigError(`seal.method: this Citadel's root key was made for seal method ${active}, but the config says ${configured}: set seal.method = "${active}" in ${where} (or CITADEL_SEAL_METHOD=${active})`);
+}
+
+/**
+ * After a seal migration away from a key file, the file is still where it was: it unseals
+ * Citadel until the new key is first used, and opens backups made under it for ever after.
+ * Said at every start until it is moved; never deleted here (it may be their only key).
+ */
+function warnOfLeftoverKeyFile(source: KeySource, log: Logger): void {
+  if (source.method === "key_file" || !existsSync(source.keyFile)) return;
+  log.warn(`seal.method is ${source.method}, but a root key file is still in place: it unseals this Citadel until the new root key is first used, and opens backups made under it after that. Move it off this host (keep it with those backups)`, { key_file: source.keyFile });
 }
 
 function tlsFiles(config: Config) {
@@ -418,6 +432,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     refuseOtherSealMethod(storedSealMethods(store), source.method, loaded);
     if (source.method === "shamir") log.warn("sealed: waiting for key shares (citadel unseal)");
     else await unsealFromSource(store, seal, audit, source, log, now);
+    warnOfLeftoverKeyFile(source, log);
     lifecycle.started("seal", () => seal.seal());
 
     // The embedded default's first start sets up the first organization and owner too.

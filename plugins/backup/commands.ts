@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
+import { stringOption } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile } from "../../src/crypto/root-key.ts";
 import { writeFileAtomic } from "../../src/files.ts";
@@ -237,7 +238,3 @@ function requiredFile(ctx: CommandContext): string {
   return file;
 }
 
-function stringOption(ctx: CommandContext, name: string): string | undefined {
-  const value = ctx.options[name];
-  return typeof value === "string" ? value : undefined;
-}

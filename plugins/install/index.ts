@@ -8,7 +8,8 @@ import { UsageError } from "../../src/cli/command-line.ts";
 import { definePlugin, type Command, type CommandContext } from "../../src/plugin.ts";
 import { install, InstallCancelled, type InstallReport } from "./install.ts";
 import { formatItem } from "./report.ts";
-import { parseSealOption } from "./seal-choice.ts";
+import { stringOption } from "../../src/cli/output.ts";
+import { parseSealOption } from "../../src/cli/seal-option.ts";
 import { SystemTools } from "./system-tools.ts";
 import { purgeTargets, uninstall } from "./uninstall.ts";
 
@@ -77,11 +78,6 @@ export const installPlugin = definePlugin({
   migrations: [],
   commands: [installCommand, uninstallCommand],
 });
-
-function stringOption(ctx: CommandContext, name: string): string | undefined {
-  const value = ctx.options[name];
-  return typeof value === "string" ? value : undefined;
-}
 
 /** The running binary, when it is a compiled Citadel; from source, process.execPath is bun itself. */
 function runningBinary(): string {

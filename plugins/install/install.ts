@@ -11,7 +11,8 @@ import { initializeOnce, SHAMIR } from "./initialize.ts";
 import { layoutUnder, requireRootOnHost, TARGET, type Layout } from "./layout.ts";
 import { placeDirectory, placeFile, refuseLinks } from "./placement.ts";
 import { changed, type ReportItem } from "./report.ts";
-import { decideSeal, type SealDecision, type SealOption } from "./seal-choice.ts";
+import type { SealOption } from "../../src/cli/seal-option.ts";
+import { decideSeal, type SealDecision } from "./seal-choice.ts";
 import type { SystemTools } from "./system-tools.ts";
 import { serviceCredential, AGENT_UNIT, SERVICE_UNIT } from "./units.ts";
 

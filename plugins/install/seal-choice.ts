@@ -9,12 +9,9 @@
  * machine that boots the image could never decrypt it.
  */
 import { UsageError } from "../../src/cli/command-line.ts";
+import { SEAL_OPTIONS, type SealOption } from "../../src/cli/seal-option.ts";
 import type { SealMethod } from "../../src/crypto/keyring.ts";
 import type { SystemTools } from "./system-tools.ts";
-
-/** The values of --seal. */
-export const SEAL_OPTIONS = { credential: "systemd_credential", shamir: "shamir", "key-file": "key_file" } as const satisfies Record<string, SealMethod>;
-export type SealOption = keyof typeof SEAL_OPTIONS;
 
 export interface SealDecision {
   method: SealMethod;
@@ -22,12 +19,6 @@ export interface SealDecision {
   reason: string;
   /** systemd_credential: the key systemd-creds encrypts with (its --with-key=). */
   credentialKey: "tpm2" | "host" | null;
-}
-
-export function parseSealOption(value: string | undefined): SealOption | undefined {
-  if (value === undefined) return undefined;
-  if (value in SEAL_OPTIONS) return value as SealOption;
-  throw new UsageError(`--seal ${value}: use one of ${Object.keys(SEAL_OPTIONS).join(", ")}`);
 }
 
 /**
@@ -38,7 +29,7 @@ export function parseSealOption(value: string | undefined): SealOption | undefin
 export async function decideSeal(tools: SystemTools, requested: SealOption | undefined, installed: { method: SealMethod; configFile: string } | null, onHost: boolean): Promise<SealDecision> {
   if (installed) {
     if (requested && SEAL_OPTIONS[requested] !== installed.method) {
-      throw new UsageError(`this Citadel is installed with seal.method "${installed.method}" (${installed.configFile}); --seal ${requested} would need a new root key: change the method as docs/keys.md describes, not by installing again`);
+      throw new UsageError(`this Citadel is installed with seal.method "${installed.method}" (${installed.configFile}); --seal ${requested} would need a new root key: move it with \`citadel keys rekey --seal ${requested} --yes\` (docs/keys.md), not by installing again`);
     }
     const reason = `already installed with seal.method "${installed.method}" (${installed.configFile})`;
     return installed.method === "systemd_credential" ? withCredentialKey(tools, reason) : { method: installed.method, reason, credentialKey: null };

@@ -1,9 +1,11 @@
 /** CLI: citadel unseal | seal | keys status | keys rotate | keys rekey. */
 import { UsageError } from "../../src/cli/command-line.ts";
-import { integerOption, print } from "../../src/cli/output.ts";
+import { integerOption, print, stringOption } from "../../src/cli/output.ts";
 import { readKeyShare } from "../../src/cli/prompt.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
-import type { KeysStatus, RekeyResponse, RotateResponse, SealStatus, UnsealResponse } from "./model.ts";
+import { parseSealOption, SEAL_OPTIONS } from "../../src/cli/seal-option.ts";
+import type { SealMethod } from "../../src/crypto/keyring.ts";
+import type { KeysStatus, RekeyCancelResponse, RekeyResponse, RotateResponse, SealStatus, UnsealResponse } from "./model.ts";
 
 type Status = typeof SealStatus.static;
 
@@ -71,7 +73,8 @@ export const sysCommands: Command[] = [
         return 0;
       }
       ctx.out(`root key   ${s.root.id} (${s.root.method}, ${s.root.age_days} days old)`);
-      if (s.pending_root) ctx.out(`pending    ${s.pending_root.id}: becomes the root key when it is first used to unseal`);
+      if (s.pending_root?.method === s.root.method) ctx.out(`pending    ${s.pending_root.id}: becomes the root key when it is first used to unseal`);
+      else if (s.pending_root) ctx.out(`pending    ${s.pending_root.id} (${s.pending_root.method}): a seal migration; becomes the root key at the first start with seal.method = "${s.pending_root.method}" that it unseals`);
       ctx.out(`KEK        v${s.active_kek}${s.rotation_due ? "  (rotation due)" : ""}; rotation every ${s.rotation_days || "—"} days`);
       for (const k of s.keks) ctx.out(`  v${String(k.version).padEnd(4)} ${k.retired_at ? "retired" : "live   "}  ${String(k.age_days).padStart(6)} days  ${k.deks} data keys`);
       if (s.deks_to_rewrap > 0) ctx.out(`${s.deks_to_rewrap} data keys still to re-wrap (run: citadel keys rotate, or restart to resume)`);
@@ -89,36 +92,59 @@ export const sysCommands: Command[] = [
   },
   {
     words: ["keys", "rekey"],
-    summary: "Replace the root key: a new key file, new key shares, or a new systemd credential",
+    summary: "Replace the root key: a new key file, new key shares, or a new systemd credential; --seal moves to another seal method",
     options: {
-      shares: { type: "string", description: "Shamir: how many new shares (default: as before)" },
-      threshold: { type: "string", description: "Shamir: how many shares unseal (default: as before)" },
+      seal: { type: "string", description: "Move to this seal method: credential, shamir or key-file (default: keep the current one)" },
+      shares: { type: "string", description: "Shamir: how many new shares (default: as before, or 5)" },
+      threshold: { type: "string", description: "Shamir: how many shares unseal (default: as before, or 3)" },
+      cancel: { type: "boolean", description: "Drop a pending new root key instead (one never used to unseal)" },
       yes: { type: "boolean", description: "Yes, replace the root key" },
     },
     async run(ctx) {
-      const body = shamirOptions(ctx);
+      if (ctx.options.cancel === true) return cancelRekey(ctx);
+      const seal = parseSealOption(stringOption(ctx, "seal"));
+      const body: { method?: SealMethod; shares?: number; threshold?: number } = shamirOptions(ctx);
       if (ctx.options.yes !== true) throw new UsageError("this replaces the root key (and its key file, shares or credential): add --yes");
       const api = await ctx.api();
-      // As init: shares and a threshold are for a Shamir-sealed Citadel only, not ignored elsewhere.
-      if (Object.keys(body).length > 0) {
-        const { method } = await api.request<Status>("GET", "/v1/sys/seal-status");
-        if (method !== "shamir") throw new UsageError(`--shares and --threshold are for seal.method = "shamir"; this Citadel's is ${method ?? "not initialized"}`);
+      const sharesGiven = body.shares !== undefined || body.threshold !== undefined;
+      // The current method, when it matters: to check the flags, and to say what a migration leaves in use.
+      const current = seal || sharesGiven ? (await api.request<Status>("GET", "/v1/sys/seal-status")).method : null;
+      const target = seal ? SEAL_OPTIONS[seal] : current;
+      // As init: shares and a threshold are for Shamir only, not ignored elsewhere.
+      if (sharesGiven && target !== "shamir") {
+        throw new UsageError(`--shares and --threshold are for seal.method = "shamir"; ${seal ? `--seal ${seal} is` : "this Citadel's is"} ${target ?? "not initialized"}`);
       }
+      if (seal) body.method = SEAL_OPTIONS[seal];
       const r = await api.request<typeof RekeyResponse.static>("POST", "/v1/sys/keys/rekey", body, { confirmed: true });
-      if (ctx.json) {
-        ctx.out(JSON.stringify(r, null, 2));
-        return 0;
-      }
-      if (r.active) ctx.out(`The root key is now ${r.key_id}; the key file was replaced.`);
-      if (r.shares) {
-        ctx.out(`New root key ${r.key_id}. Its shares are shown only now; the old shares keep working until the new ones are first used to unseal:\n`);
-        for (const s of r.shares) ctx.out(`  ${s}`);
-      }
-      if (r.root_key) {
-        ctx.out(`New root key ${r.key_id} (shown only now); store it as the systemd credential, then restart Citadel:`);
-        ctx.out(`  ${r.root_key}`);
-      }
+      if (ctx.json) ctx.out(JSON.stringify(r, null, 2));
+      else for (const line of rekeyReport(r, seal ? current : r.method)) ctx.out(line);
       return 0;
     },
   },
 ];
+
+async function cancelRekey(ctx: CommandContext): Promise<number> {
+  for (const flag of ["seal", "shares", "threshold"]) if (ctx.options[flag] !== undefined) throw new UsageError(`--cancel takes no --${flag}`);
+  const { cancelled } = await (await ctx.api()).request<typeof RekeyCancelResponse.static>("DELETE", "/v1/sys/keys/rekey");
+  print(ctx, { cancelled }, cancelled ? `Dropped the pending root key ${cancelled}: its shares, credential or key file unseal nothing now.` : "No new root key was pending.");
+  return 0;
+}
+
+/** What the operator must do next, by the new key's method and whether it changes the method. */
+function rekeyReport(r: typeof RekeyResponse.static, current: SealMethod | null): string[] {
+  if (r.active) return [`The root key is now ${r.key_id}; the key file was replaced.`];
+  const migrating = r.method !== current;
+  const keep = `Until then the current key keeps unsealing (seal method ${current}); \`citadel keys rekey --cancel\` drops the new one.`;
+  const restart = `set seal.method = "${r.method}" in the config (or CITADEL_SEAL_METHOD=${r.method} in the unit), then restart Citadel`;
+  if (r.shares) {
+    const lines = [`New root key ${r.key_id}. Its shares are shown only now; give one to each keeper:`, "", ...r.shares.map((s) => `  ${s}`), ""];
+    if (!migrating) return [...lines, "The old shares keep working until the new ones are first used to unseal."];
+    return [...lines, `To move to Shamir shares: ${restart} and unseal with these shares (citadel unseal): the first unseal makes ${r.key_id} the root key. ${keep}`];
+  }
+  if (r.root_key) {
+    const store = "store it with systemd-creds encrypt under the name seal.credential names (docs/keys.md)";
+    if (!migrating) return [`New root key ${r.key_id} (shown only now); ${store}, then restart Citadel:`, `  ${r.root_key}`];
+    return [`New root key ${r.key_id} (shown only now):`, `  ${r.root_key}`, `To move to a systemd credential: ${store}, ${restart}: the first start with it makes ${r.key_id} the root key. ${keep}`];
+  }
+  return [`New root key ${r.key_id}, written to the key file seal.key_file names (root.key in the data directory by default, mode 0600).`, `To move to the key file: ${restart}: the first start with it makes ${r.key_id} the root key. ${keep}`];
+}

@@ -3,7 +3,7 @@
  * kernel's keyring (src/crypto). Seal and keys are for appliance operators.
  */
 import { Elysia } from "elysia";
-import { finishInterruptedRotation, rekey, rotateKek } from "../../src/crypto/key-operations.ts";
+import { cancelRekey, finishInterruptedRotation, rekey, rotateKek } from "../../src/crypto/key-operations.ts";
 import { promoteRootKey, type RootKeyRecord } from "../../src/crypto/keyring.ts";
 import { UnsealError } from "../../src/crypto/seal.ts";
 import { ConflictError, InvalidError } from "../../src/errors.ts";
@@ -14,7 +14,7 @@ import { principalOf } from "../../src/http/request-meta.ts";
 
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { sysCommands } from "./commands.ts";
-import { KeysStatus, RekeyRequest, RekeyResponse, RotateResponse, SealStatus, UnsealRequest, UnsealResponse } from "./model.ts";
+import { KeysStatus, RekeyCancelResponse, RekeyRequest, RekeyResponse, RotateResponse, SealStatus, UnsealRequest, UnsealResponse } from "./model.ts";
 
 const DAY_MS = 86_400_000;
 /** Whoever gives a key share: the share is the credential. */
@@ -58,19 +58,24 @@ export const sysPlugin = definePlugin({
       .post(
         "/keys/rekey",
         async ({ body, request }) => {
-          // Shares and a threshold mean nothing to a key file or a credential: refused, not ignored.
-          if ((body.shares !== undefined || body.threshold !== undefined) && k.keySource.method !== "shamir") {
-            throw new InvalidError(`shares and threshold are for seal method shamir; this Citadel's is ${k.keySource.method}`, "shares");
-          }
+          // Shares and a threshold mean nothing to a key file or a credential: refused (422), not ignored.
           const result = await rekey(k.store, k.seal, k.audit, k.keySource, actorOf(principalOf(request)), k.clock.now, body);
-          return { key_id: result.keyId, active: result.active, shares: result.shares, root_key: result.rootKeyText?.trim() };
+          return { key_id: result.keyId, method: result.method, active: result.active, shares: result.shares, root_key: result.rootKeyText?.trim() };
         },
         {
           body: RekeyRequest,
           response: RekeyResponse,
-          detail: { summary: "Replace the root key: new key file, shares or credential (operators; asks for confirmation)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys", confirm: true }) },
+          detail: {
+            summary: "Replace the root key: new key file, shares or credential, or move to another seal method (operators; asks for confirmation)",
+            tags: ["sys"],
+            ...access({ operator: true, scope: "sys:keys", confirm: true }),
+          },
         },
-      ),
+      )
+      .delete("/keys/rekey", async ({ request }) => ({ cancelled: await cancelRekey(k.store, k.seal, k.audit, k.keySource, actorOf(principalOf(request)), auditRequest(request)) }), {
+        response: RekeyCancelResponse,
+        detail: { summary: "Drop a pending root key (a rekey whose new key was never used to unseal) (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys" }) },
+      }),
   commands: sysCommands,
 });
 

@@ -1,9 +1,11 @@
 import { t } from "elysia";
 
+const sealMethodName = (description: string) => t.Union([t.Literal("key_file"), t.Literal("systemd_credential"), t.Literal("shamir")], { description });
+
 export const SealStatus = t.Object({
   sealed: t.Boolean(),
   initialized: t.Boolean(),
-  method: t.Union([t.Literal("key_file"), t.Literal("systemd_credential"), t.Literal("shamir"), t.Null()]),
+  method: t.Union([t.Literal("key_file"), t.Literal("systemd_credential"), t.Literal("shamir"), t.Null()], { description: "The method of the key that unseals under the configured seal method." }),
   threshold: t.Union([t.Integer(), t.Null()], { description: "Shamir: how many shares unseal." }),
   progress: t.Integer({ description: "Shamir: shares received so far." }),
   key_id: t.Union([t.String(), t.Null()], { description: "The root key's id (the prefix of its shares)." }),
@@ -53,14 +55,21 @@ export const RotateResponse = t.Object({
   rewrapped: t.Integer({ description: "Data keys re-wrapped with it." }),
 });
 
+
 export const RekeyRequest = t.Object({
+  method: t.Optional(sealMethodName("The new key's seal method, to move to another one (a seal migration); default: the current one.")),
   shares: t.Optional(t.Integer({ minimum: 2, maximum: 255 })),
   threshold: t.Optional(t.Integer({ minimum: 2, maximum: 255 })),
 });
 
 export const RekeyResponse = t.Object({
   key_id: t.String(),
+  method: sealMethodName("The new key's seal method. When it is not the current one, the first start configured for it promotes the key."),
   active: t.Boolean({ description: "True: the new key is in use. False: it is pending until it is used to unseal." }),
   shares: t.Optional(t.Array(t.String(), { description: "Shamir: the new shares, shown only now." })),
   root_key: t.Optional(t.String({ description: "systemd_credential: the new key (64 hex digits), shown only now." })),
+});
+
+export const RekeyCancelResponse = t.Object({
+  cancelled: t.Union([t.String(), t.Null()], { description: "The id of the pending root key dropped; null when none was pending." }),
 });

@@ -88,3 +88,9 @@ export function choiceOption<T extends string>(ctx: CommandContext, name: string
   if (typeof raw !== "string" || !(allowed as readonly string[]).includes(raw)) throw new UsageError(`--${name}: one of ${allowed.join(", ")}`);
   return raw as T;
 }
+
+/** A string flag's value, or undefined when absent. */
+export function stringOption(ctx: CommandContext, name: string): string | undefined {
+  const value = ctx.options[name];
+  return typeof value === "string" ? value : undefined;
+}

@@ -3,14 +3,15 @@
  * root key. Each records its audit event in the same transaction as its change. Used by
  * main.ts (start-up), the sys plugin (API) and the rotation schedule.
  */
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import type { AuditActor, AuditRequestContext } from "../audit/event.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
-import { InvalidError } from "../errors.ts";
-import { Keyring, promoteRootKey, type SealMethod } from "./keyring.ts";
-import { formatRootKey, generateRootKey, readRootKeyCredential, readRootKeyFile, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "./root-key.ts";
+import { ConflictError, InvalidError } from "../errors.ts";
+import { writeFileAtomic } from "../files.ts";
+import { Keyring, pendingRekeyMessage, promoteRootKey, unsealableRoots, type SealMethod } from "./keyring.ts";
+import { formatRootKey, generateRootKey, readRootKeyCredential, readRootKeyFile, rootKeyId, rootKeyVerifier, verifies, writeRootKeyFile } from "./root-key.ts";
 import type { Seal } from "./seal.ts";
 import { encodeShare, splitSecret } from "./shamir.ts";
 
@@ -26,6 +27,11 @@ export interface KeySource {
 export interface InitOptions {
   shares?: number;
   threshold?: number;
+}
+
+export interface RekeyOptions extends InitOptions {
+  /** The seal method of the new root key, when it changes (a seal migration); by default the configured one. */
+  method?: SealMethod;
 }
 
 export interface InitResult {
@@ -117,8 +123,10 @@ export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog
     if (promote) {
       promoteRootKey(tx, promote);
       audit.record(tx, { action: "keys.root.promote", actor: SYSTEM, outcome: "success", resource: { type: "root_key", id: promote } });
-    } else if (source.method === "key_file" && tx.run("DELETE FROM root_keys WHERE state = 'pending'").changes > 0) {
+    } else if (source.method === "key_file" && tx.run("DELETE FROM root_keys WHERE state = 'pending' AND method = 'key_file'").changes > 0) {
       // A key file rekey that died before writing the new file left a pending key nobody has.
+      // (A pending key for another method is a seal migration waiting for its first start
+      // with that method: its shares or credential are out there, so it stays.)
       audit.record(tx, { action: "keys.root.discard", actor: SYSTEM, outcome: "success", reason: "a rekey stopped before the new key file was written; the old key stays" });
     }
   });
@@ -156,6 +164,8 @@ export async function rotateKek(store: Store, keyring: Keyring, audit: AuditLog,
 
 export interface RekeyResult {
   keyId: string;
+  /** The new key's seal method: when it is not the configured one, a restart with it promotes the key. */
+  method: SealMethod;
   /** True when the new key is already in use (key file written); false: pending until it unseals. */
   active: boolean;
   shares?: string[];
@@ -166,32 +176,114 @@ export interface RekeyResult {
  * Replaces the root key. The new key is recorded as pending first (both keys unseal), then:
  * a key file is written and the new key promoted at once; Shamir shares or a systemd
  * credential are handed out and the new key is promoted the first time it unseals.
+ *
+ * With `options.method` other than the configured method, this is a seal migration (a key
+ * file to Shamir shares or a TPM-bound credential, or back): the new key stays pending while
+ * this process keeps the old one, and the first start configured for the new method promotes
+ * it when it unseals with it. Until then the old key keeps unsealing, under the old method.
  */
-export async function rekey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, now: () => number, options: InitOptions = {}): Promise<RekeyResult> {
+export async function rekey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, now: () => number, options: RekeyOptions = {}): Promise<RekeyResult> {
   const keyring = seal.keyring();
+  const method = options.method ?? source.method;
+  const migrating = method !== source.method;
+  if ((options.shares !== undefined || options.threshold !== undefined) && method !== "shamir") {
+    throw new InvalidError(`shares and threshold are for seal method shamir; the new key's is ${method}`, "shares");
+  }
   // Shares and threshold as before unless given: a rekey replaces the key, not the keepers' arrangement.
   const current = keyring.status().root;
-  const shamir = source.method === "shamir" ? shamirParameters({ shares: options.shares ?? current.shares ?? undefined, threshold: options.threshold ?? current.threshold ?? undefined }) : undefined;
+  const before = current.method === "shamir" ? current : { shares: undefined, threshold: undefined };
+  const shamir = method === "shamir" ? shamirParameters({ shares: options.shares ?? before.shares ?? undefined, threshold: options.threshold ?? before.threshold ?? undefined }) : undefined;
+  const pending = unsealableRoots(store.db).find((r) => r.state === "pending");
+  if (pending) throw new ConflictError(pendingRekeyMessage(pending)); // before a key file is written (checked again in the write)
   const newRoot = generateRootKey();
   const newId = rootKeyId(rootKeyVerifier(newRoot));
-  await store.write((tx) => {
-    keyring.beginRekey(tx, newRoot, source.method, now(), shamir);
-    audit.record(tx, { action: "keys.root.rekey", actor, outcome: "success", resource: { type: "root_key", id: newId }, reason: `seal method ${source.method}` });
-  });
   try {
-    if (source.method === "key_file") {
-      writeRootKeyFile(source.keyFile, newRoot);
+    // A migration to a key file writes it first, and only where no file is: whatever is there
+    // may be the only copy of an earlier key (which older backups need).
+    if (migrating && method === "key_file") writeNewKeyFile(source.keyFile, newRoot);
+    try {
+      await store.write((tx) => {
+        keyring.beginRekey(tx, newRoot, method, now(), shamir);
+        const reason = migrating ? `seal method ${method} (a migration from ${source.method}; pending until a start with ${method})` : `seal method ${method}`;
+        audit.record(tx, { action: "keys.root.rekey", actor, outcome: "success", resource: { type: "root_key", id: newId }, reason });
+      });
+    } catch (error) {
+      if (migrating && method === "key_file") rmSync(source.keyFile, { force: true }); // ours, and never recorded
+      throw error;
+    }
+    if (method === "key_file" && !migrating) {
+      try {
+        writeRootKeyFile(source.keyFile, newRoot);
+      } catch (error) {
+        // Not written (disk full, permissions): the pending key would be nobody's. (Written but
+        // the directory's fsync failed: it stays pending, and the next start promotes it.)
+        if (keyFileHolds(source.keyFile, rootKeyVerifier(newRoot))) throw error;
+        await store.write((tx) => {
+          tx.run("DELETE FROM root_keys WHERE id = ? AND state = 'pending'", [newId]);
+          audit.record(tx, { action: "keys.root.discard", actor, outcome: "success", resource: { type: "root_key", id: newId }, reason: "the new key file could not be written; the old key stays" });
+        });
+        throw error;
+      }
       await store.write((tx) => {
         promoteRootKey(tx, newId);
         audit.record(tx, { action: "keys.root.promote", actor, outcome: "success", resource: { type: "root_key", id: newId } });
       });
       seal.unsealWithKey(newRoot);
-      return { keyId: newId, active: true };
+      return { keyId: newId, method, active: true };
     }
-    if (shamir) return { keyId: newId, active: false, shares: splitSecret(newRoot, shamir.shares, shamir.threshold).map((s) => encodeShare(newId, s)) };
-    return { keyId: newId, active: false, rootKeyText: formatRootKey(newRoot) };
+    if (method === "key_file") return { keyId: newId, method, active: false };
+    if (shamir) return { keyId: newId, method, active: false, shares: splitSecret(newRoot, shamir.shares, shamir.threshold).map((s) => encodeShare(newId, s)) };
+    return { keyId: newId, method, active: false, rootKeyText: formatRootKey(newRoot) };
   } finally {
     newRoot.fill(0);
+  }
+}
+
+/** Writes a new key file, refusing (409) when a file is there already. */
+function writeNewKeyFile(path: string, key: Uint8Array): void {
+  try {
+    writeFileAtomic(path, formatRootKey(key), 0o600, { replace: false });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    throw new ConflictError("a file is already where seal.key_file points: it may be the only copy of an earlier root key (older backups need it). Move it somewhere safe, or point seal.key_file elsewhere, then rekey again");
+  }
+}
+
+/**
+ * Drops a pending root key: a rekey whose new shares or credential were lost, or a seal
+ * migration given up. A key file written for a migration goes with it (only if it holds that
+ * very key: whatever else is there is not ours to delete). Returns the dropped key's id.
+ */
+export async function cancelRekey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, request?: AuditRequestContext): Promise<string | null> {
+  seal.keyring(); // an operator's act, while unsealed like every other key operation
+  const pending = unsealableRoots(store.db).find((r) => r.state === "pending");
+  if (!pending) return null;
+  const dropped = await store.write((tx) => {
+    if (tx.run("DELETE FROM root_keys WHERE id = ? AND state = 'pending'", [pending.id]).changes === 0) return null;
+    audit.record(tx, { action: "keys.root.discard", actor, outcome: "success", resource: { type: "root_key", id: pending.id }, reason: `rekey cancelled (seal method ${pending.method})`, request });
+    return pending.id;
+  });
+  if (dropped && pending.method === "key_file" && source.method !== "key_file") removeKeyFileOf(source.keyFile, pending.verifier);
+  return dropped;
+}
+
+/** Removes the key file at `path` if it holds the key of `verifier`. */
+function removeKeyFileOf(path: string, verifier: Uint8Array): void {
+  if (keyFileHolds(path, verifier)) rmSync(path);
+}
+
+/** Whether the key file at `path` holds the key of `verifier` (false when it is gone, unreadable or no key). */
+function keyFileHolds(path: string, verifier: Uint8Array): boolean {
+  let key: Buffer;
+  try {
+    key = readRootKeyFile(path);
+  } catch {
+    return false;
+  }
+  try {
+    return verifies(key, verifier);
+  } finally {
+    key.fill(0);
   }
 }
 

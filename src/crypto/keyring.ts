@@ -18,6 +18,7 @@
  */
 import { hkdfSync } from "node:crypto";
 import type { Database } from "bun:sqlite";
+import { ConflictError } from "../errors.ts";
 import { envelopeKeyVersion, openEnvelope, randomKey, sealEnvelope } from "./aead.ts";
 import { rootKeyId, rootKeyVerifier } from "./root-key.ts";
 
@@ -208,7 +209,9 @@ export class Keyring {
   /** Adds a KEK version; DEKs move to it through `rewrapDeks`. Refused while a rekey is pending. */
   rotateKek(tx: Database, now: number): number {
     if (tx.query("SELECT 1 FROM root_keys WHERE state = 'pending'").get()) {
-      throw new Error("a root key change is pending: finish it before rotating");
+      // Its new root key wraps the KEKs there were when it began; a KEK added now would be
+      // lost to it. A 409 saying what to do, not a 500.
+      throw new ConflictError("a root key change (rekey) is pending: unseal with the new key first (for a seal migration, a start with its seal method) or cancel it (citadel keys rekey --cancel), then rotate");
     }
     const version = (tx.query<{ v: number | null }, []>("SELECT max(version) AS v FROM keks").get()?.v ?? 0) + 1;
     tx.query("INSERT INTO keks (version, created_at) VALUES (?, ?)").run(version, now);
@@ -254,7 +257,10 @@ export class Keyring {
     const verifier = rootKeyVerifier(newRoot);
     const newId = rootKeyId(verifier);
     if (newId === this.rootId) throw new Error("the new root key is the current one");
-    tx.query("DELETE FROM root_keys WHERE state = 'pending'").run();
+    // One at a time: a second rekey would make the shares or credential handed out for the
+    // first worthless without anyone deciding so.
+    const pending = tx.query<{ id: string; method: SealMethod }, []>("SELECT id, method FROM root_keys WHERE state = 'pending'").get();
+    if (pending) throw new ConflictError(pendingRekeyMessage(pending));
     tx.query("INSERT INTO root_keys (id, verifier, method, shares, threshold, state, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)").run(
       newId,
       verifier,
@@ -303,6 +309,10 @@ function dekCacheId(owner: string, version: number): string {
 }
 
 /** Makes a pending root key the active one and forgets the others (and their KEK wraps). */
+export function pendingRekeyMessage(pending: { id: string; method: SealMethod }): string {
+  return `a new root key (${pending.id}, seal method ${pending.method}) is pending already: unseal with it (for another seal method, start Citadel with that method), or drop it with citadel keys rekey --cancel, then rekey again`;
+}
+
 export function promoteRootKey(tx: Database, rootId: string): void {
   tx.query("DELETE FROM root_keys WHERE id != ?").run(rootId);
   tx.query("UPDATE root_keys SET state = 'active' WHERE id = ?").run(rootId);

@@ -6,7 +6,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { SealedError } from "../errors.ts";
-import { Keyring, unsealableRoots, type RootKeyRecord } from "./keyring.ts";
+import { Keyring, unsealableRoots, type RootKeyRecord, type SealMethod } from "./keyring.ts";
 import { verifies } from "./root-key.ts";
 import { combineShares, decodeShare, ShareFormatError, type Share } from "./shamir.ts";
 
@@ -45,9 +45,15 @@ export class Seal {
   private readonly sealListeners = new Set<() => void>();
   private readonly unsealListeners = new Set<() => void>();
 
+  /**
+   * `method`: the configured seal method. While a seal migration is pending, the key that
+   * unseals under it is the pending one, and status() describes that key (its method, its
+   * threshold, its id), so that `citadel unseal` asks for the new shares.
+   */
   constructor(
     private readonly db: Database,
     private readonly now: () => number = Date.now,
+    private readonly method: SealMethod | null = null,
   ) {}
 
   get sealed(): boolean {
@@ -66,15 +72,16 @@ export class Seal {
   }
 
   status(): SealStatus {
-    const roots = unsealableRoots(this.db);
+    const roots = unsealableRoots(this.db); // the active key first
     const active = roots.find((r) => r.state === "active") ?? null;
+    const expected = roots.find((r) => r.method === this.method) ?? active;
     return {
       sealed: this.sealed,
       initialized: active !== null,
-      method: active?.method ?? null,
-      threshold: active?.threshold ?? null,
+      method: expected?.method ?? null,
+      threshold: expected?.threshold ?? null,
       progress: this.shares.size,
-      key_id: this.keyringInMemory?.rootId ?? active?.id ?? null,
+      key_id: this.keyringInMemory?.rootId ?? expected?.id ?? null,
     };
   }
 

@@ -162,6 +162,56 @@ describe("systemd credential", () => {
   });
 });
 
+describe("a seal migration (found missing: a rekey kept the seal method)", () => {
+  test("key file to Shamir shares with keys rekey --seal: the old key serves until a start with shamir, the new shares then unseal and take over", async () => {
+    const data = dataDir();
+    const first = await start(data);
+    const token = await operatorToken(data, first.citadel);
+    const cli = (args: string[], env: Record<string, string>) => runCitadel([...args, "--data", data], { ...env, CITADEL_TOKEN: token });
+    const workspace = JSON.parse((await cli(["workspace", "create", "ops", "--json"], first.env)).stdout).id as string;
+    const set = Bun.spawn([BINARY, "secrets", "set", "DB_PASSWORD", "-w", workspace, "--data", data], {
+      env: { PATH: process.env.PATH ?? "", ...first.env, CITADEL_TOKEN: token },
+      stdin: new TextEncoder().encode("kept across the migration\n"),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(await set.exited).toBe(0);
+
+    const rekeyed = await cli(["keys", "rekey", "--seal", "shamir", "--shares", "3", "--threshold", "2", "--yes"], first.env);
+    expect([rekeyed.code, rekeyed.stderr]).toEqual([0, ""]);
+    const shares = rekeyed.stdout.match(/citadel-share-\S+/g) ?? [];
+    expect(shares).toHaveLength(3);
+    expect(rekeyed.stdout).toContain('set seal.method = "shamir"');
+    const status = JSON.parse((await cli(["keys", "status", "--json"], first.env)).stdout);
+    expect([status.root.method, status.pending_root?.method]).toEqual(["key_file", "shamir"]);
+    expect((await first.citadel.stop()).code).toBe(0);
+
+    // Still configured for the key file: it starts from it, and the migration waits.
+    const onKeyFile = await start(data);
+    expect(onKeyFile.citadel.logs().find((l) => l.msg === "listening")?.sealed).toBe(false);
+    expect(JSON.parse((await cli(["keys", "status", "--json"], onKeyFile.env)).stdout).pending_root?.method).toBe("shamir");
+    expect((await onKeyFile.citadel.stop()).code).toBe(0);
+
+    // With seal.method = "shamir": sealed, asking for the new shares, and warning of the key file left behind.
+    const shamir = await start(data, { CITADEL_SEAL_METHOD: "shamir" });
+    expect(shamir.citadel.logs().find((l) => l.msg === "listening")?.sealed).toBe(true);
+    expect(shamir.citadel.logs().some((l) => String(l.msg).startsWith("seal.method is shamir, but a root key file is still in place"))).toBe(true);
+    const sealStatus = JSON.parse((await runCitadel(["unseal", "--data", data, "--json", shares[1]!], shamir.env)).stdout);
+    expect(sealStatus.status).toMatchObject({ sealed: true, method: "shamir", threshold: 2, progress: 1 });
+    expect((await runCitadel(["unseal", "--data", data, shares[2]!], shamir.env)).stdout.trim()).toBe("Unsealed.");
+    const after = JSON.parse((await cli(["keys", "status", "--json"], shamir.env)).stdout);
+    expect([after.root.method, after.root.threshold, after.pending_root]).toEqual(["shamir", 2, null]);
+    // What was stored under the old key reads, the session made then still works, and the audit chain verifies.
+    expect((await cli(["secrets", "get", "DB_PASSWORD", "-w", workspace], shamir.env)).stdout.trim()).toBe("kept across the migration");
+    expect((await runCitadel(["audit", "verify", "--data", data], { ...shamir.env, CITADEL_TOKEN: token })).code).toBe(0);
+    expect((await shamir.citadel.stop()).code).toBe(0);
+
+    // The old key file opens nothing now; a start configured for it is refused naming both methods.
+    const refused = await runCitadel(["serve", "--data", data]);
+    expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining('root key was made for seal method shamir, but the config says key_file')]);
+  });
+});
+
 describe("durability and what is on disk", () => {
   test("killed with SIGKILL under audited write load: every acknowledged write survives and the chain verifies", async () => {
     const data = dataDir();

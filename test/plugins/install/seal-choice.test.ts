@@ -3,7 +3,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decideSeal, parseSealOption } from "../../../plugins/install/seal-choice.ts";
+import { decideSeal } from "../../../plugins/install/seal-choice.ts";
+import { parseSealOption } from "../../../src/cli/seal-option.ts";
 import { UsageError } from "../../../src/cli/command-line.ts";
 import { SystemTools } from "../../../plugins/install/system-tools.ts";
 

@@ -39,6 +39,44 @@ describe("keys rekey --shares, --threshold (found in review)", () => {
   });
 });
 
+describe("keys rekey --seal (a seal migration) and --cancel", () => {
+  const migrated = (method: string) => (r: SentRequest) =>
+    r.path === "/v1/sys/seal-status" ? status("key_file") : { key_id: "89abcdef", method, active: false, ...(method === "shamir" ? { shares: ["s1", "s2", "s3"] } : method === "systemd_credential" ? { root_key: "ab".repeat(32) } : {}) };
+
+  test("sends the new method, and says what to do next and what keeps unsealing meanwhile", async () => {
+    const run = await runCommand(sysCommands, "keys rekey", { options: { seal: "shamir", shares: "3", threshold: "2", yes: true }, answer: migrated("shamir") });
+    expect(run.code).toBe(0);
+    expect(rekeys(run.requests)).toEqual([{ method: "POST", path: "/v1/sys/keys/rekey", body: { shares: 3, threshold: 2, method: "shamir" }, confirmed: true }]);
+    expect(run.stdout).toContain("  s3\n");
+    expect(run.stdout).toContain('set seal.method = "shamir" in the config');
+    expect(run.stdout).toContain("Until then the current key keeps unsealing (seal method key_file); `citadel keys rekey --cancel` drops the new one.");
+    const credential = await runCommand(sysCommands, "keys rekey", { options: { seal: "credential", yes: true }, answer: migrated("systemd_credential") });
+    expect(credential.stdout).toContain(`  ${"ab".repeat(32)}\n`);
+    expect(credential.stdout).toContain('To move to a systemd credential: store it with systemd-creds encrypt');
+    const keyFile = await runCommand(sysCommands, "keys rekey", { options: { seal: "key-file", yes: true }, answer: migrated("key_file") });
+    expect(keyFile.stdout).toContain("written to the key file seal.key_file names");
+  });
+
+  test("a method it does not know, or shares for a method without them, is a usage error before the rekey", async () => {
+    const unknown = await runCommand(sysCommands, "keys rekey", { options: { seal: "tpm", yes: true }, answer: migrated("shamir") });
+    expect([unknown.code, unknown.error?.message, unknown.requests]).toEqual([2, "--seal tpm: use one of credential, shamir, key-file", []]);
+    const shares = await runCommand(sysCommands, "keys rekey", { options: { seal: "key-file", shares: "3", yes: true }, answer: migrated("key_file") });
+    expect([shares.code, shares.error?.message]).toEqual([2, '--shares and --threshold are for seal.method = "shamir"; --seal key-file is key_file']);
+    expect(rekeys(shares.requests)).toEqual([]);
+  });
+
+  test("--cancel drops the pending key (DELETE), and takes no other flag", async () => {
+    const answer = (r: SentRequest) => (r.method === "DELETE" ? { cancelled: "89abcdef" } : {});
+    const run = await runCommand(sysCommands, "keys rekey", { options: { cancel: true }, answer });
+    expect([run.code, run.requests.map((r) => `${r.method} ${r.path}`)]).toEqual([0, ["DELETE /v1/sys/keys/rekey"]]);
+    expect(run.stdout).toBe("Dropped the pending root key 89abcdef: its shares, credential or key file unseal nothing now.\n");
+    const none = await runCommand(sysCommands, "keys rekey", { options: { cancel: true }, answer: () => ({ cancelled: null }) });
+    expect(none.stdout).toBe("No new root key was pending.\n");
+    const mixed = await runCommand(sysCommands, "keys rekey", { options: { cancel: true, seal: "shamir" }, answer });
+    expect([mixed.code, mixed.error?.message, mixed.requests]).toEqual([2, "--cancel takes no --seal", []]);
+  });
+});
+
 describe("unseal --json (found in review: a Citadel not sealed was told in a sentence)", () => {
   test("not sealed: the answer an unseal gives, as JSON; as text the sentence", async () => {
     const answer = () => status("key_file");

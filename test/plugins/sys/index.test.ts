@@ -79,7 +79,7 @@ describe("seal and unseal over HTTP", () => {
   test("seal and the key routes are for operators only", async () => {
     const { c, token } = await operator();
     const member = await c.addUser(token, "editor@example.org", "owner");
-    for (const [method, path] of [["POST", "/v1/sys/seal"], ["GET", "/v1/sys/keys"], ["POST", "/v1/sys/keys/rotate"], ["POST", "/v1/sys/keys/rekey"]] as const) {
+    for (const [method, path] of [["POST", "/v1/sys/seal"], ["GET", "/v1/sys/keys"], ["POST", "/v1/sys/keys/rotate"], ["POST", "/v1/sys/keys/rekey"], ["DELETE", "/v1/sys/keys/rekey"]] as const) {
       const res = await c.send(method, path, member.token, method === "POST" ? { json: {} } : {});
       expect([path, res.status, res.body.code]).toEqual([path, 403, "forbidden"]);
     }
@@ -162,10 +162,38 @@ describe("keys over HTTP", () => {
     for (const json of [{ shares: 5, threshold: 3 }, { shares: 5 }, { threshold: 3 }]) {
       const ask = await c.send("POST", "/v1/sys/keys/rekey", token, { json });
       const res = await c.send("POST", "/v1/sys/keys/rekey", token, { json, headers: { "x-citadel-confirm": ask.body.confirmation_token } });
-      expect([res.status, res.body.code, res.body.detail]).toEqual([422, "invalid", "shares and threshold are for seal method shamir; this Citadel's is key_file"]);
+      expect([res.status, res.body.code, res.body.detail]).toEqual([422, "invalid", "shares and threshold are for seal method shamir; the new key's is key_file"]);
     }
     expect(c.kernel.seal.keyring().rootId).toBe(rootId);
     expect(readFileSync(c.kernel.keySource.keyFile, "utf8")).toBe(keyFile);
     expect(actions(c, "keys.root")).toEqual([]);
+  });
+
+  test("a seal migration over HTTP: key file to Shamir shares, pending, shown, one at a time, cancelled", async () => {
+    const { c, token } = await operator();
+    const confirmed = async (method: "POST", path: string, json: object) => {
+      const ask = await c.send(method, path, token, { json });
+      return c.send(method, path, token, { json, headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+    };
+    const keyFile = readFileSync(c.kernel.keySource.keyFile, "utf8");
+    const rootId = c.kernel.seal.keyring().rootId;
+    const migrated = await confirmed("POST", "/v1/sys/keys/rekey", { method: "shamir", shares: 3, threshold: 2 });
+    expect(migrated.status).toBe(200);
+    expect(migrated.body).toEqual({ key_id: expect.any(String), method: "shamir", active: false, shares: [expect.any(String), expect.any(String), expect.any(String)] });
+    // This process keeps the old key, its file untouched, until a start with seal.method = "shamir".
+    expect([c.kernel.seal.keyring().rootId, readFileSync(c.kernel.keySource.keyFile, "utf8")]).toEqual([rootId, keyFile]);
+    expect((await c.send("GET", "/v1/sys/keys", token)).body.pending_root).toMatchObject({ id: migrated.body.key_id, method: "shamir", shares: 3, threshold: 2, state: "pending" });
+
+    // Another rekey, or a KEK rotation, waits for it: 409 saying what to do (the rotation was a 500).
+    const again = await confirmed("POST", "/v1/sys/keys/rekey", {});
+    expect([again.status, again.body.code, again.body.detail]).toEqual([409, "conflict", expect.stringContaining(`a new root key (${migrated.body.key_id}, seal method shamir) is pending already`)]);
+    const rotate = await c.send("POST", "/v1/sys/keys/rotate", token);
+    expect([rotate.status, rotate.body.code, rotate.body.detail]).toEqual([409, "conflict", expect.stringContaining("citadel keys rekey --cancel")]);
+
+    expect((await c.send("DELETE", "/v1/sys/keys/rekey", token)).body).toEqual({ cancelled: migrated.body.key_id });
+    expect((await c.send("DELETE", "/v1/sys/keys/rekey", token)).body).toEqual({ cancelled: null });
+    expect((await c.send("GET", "/v1/sys/keys", token)).body.pending_root).toBeNull();
+    expect((await c.send("POST", "/v1/sys/keys/rotate", token)).status).toBe(200);
+    expect(actions(c, "keys.root")).toEqual(["keys.root.rekey:success", "keys.root.discard:success"]);
   });
 });

@@ -1,7 +1,15 @@
-import { describe, expect, test } from "bun:test";
-import { rekey } from "../../../src/crypto/key-operations.ts";
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { listAuditEvents } from "../../../src/audit/query.ts";
+import { cancelRekey, rekey, rotateKek, unsealFromSource } from "../../../src/crypto/key-operations.ts";
 import { promoteRootKey } from "../../../src/crypto/keyring.ts";
-import { testKernel } from "../../helpers/http.ts";
+import { readRootKeyFile, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
+import { Seal, UnsealError } from "../../../src/crypto/seal.ts";
+import { ConflictError, InvalidError } from "../../../src/errors.ts";
+import type { Store } from "../../../src/store/store.ts";
+import { captureLog, testKernel } from "../../helpers/http.ts";
 
 const OPERATOR = { kind: "operator" as const };
 
@@ -27,5 +35,113 @@ describe("rekey", () => {
       { shares: 3, threshold: 2, state: "active" },
       { shares: 3, threshold: 2, state: "pending" },
     ]);
+  });
+});
+
+describe("a seal migration (rekey to another seal method)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-migrate-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const keyFile = () => join(dir, `root-${Math.random().toString(36).slice(2)}.key`);
+  const log = captureLog().logger;
+  const roots = (k: { store: Store }) => k.store.db.query("SELECT method, state FROM root_keys ORDER BY state").all();
+  const actions = (k: { store: Store; seal: Seal }) =>
+    listAuditEvents(k.store.db, k.seal.keyring(), { action: "keys.root" }, 100)
+      .events.map((e) => `${e.action}:${e.reason ?? ""}`)
+      .reverse();
+  /** A value encrypted under the old root key, to read back under the new one. */
+  const stored = (k: { store: Store; seal: Seal }) => k.store.write((tx) => k.seal.keyring().encrypt(tx, "test-owner", "row-1", "kept across the migration"));
+
+  test("key file → Shamir: pending until a start configured for shamir unseals with the new shares; a restart still on the key file keeps it", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: keyFile() };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    const envelope = await stored(k);
+
+    const r = await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now, { method: "shamir", shares: 3, threshold: 2 });
+    expect([r.method, r.active, r.shares?.length, r.rootKeyText]).toEqual(["shamir", false, 3, undefined]);
+    expect(readRootKeyFile(source.keyFile).equals(k.rootKey)).toBe(true); // this process keeps the old key
+    expect(roots(k)).toEqual([{ method: "key_file", state: "active" }, { method: "shamir", state: "pending" }]);
+
+    // Restarted before the config says shamir: the key file unseals, and the migration stays (it was discarded
+    // as "a key file rekey that never wrote its file").
+    const again = new Seal(k.store.db, k.clock.now, "key_file");
+    await unsealFromSource(k.store, again, k.audit, source, log, k.clock.now);
+    expect(roots(k)).toEqual([{ method: "key_file", state: "active" }, { method: "shamir", state: "pending" }]);
+    await expect(rekey(k.store, again, k.audit, source, OPERATOR, k.clock.now)).rejects.toThrow(ConflictError); // one rekey at a time
+
+    // Started with seal.method = "shamir": its status names the new key, so `citadel unseal` asks for its shares.
+    const shamir = new Seal(k.store.db, k.clock.now, "shamir");
+    expect(shamir.status()).toMatchObject({ sealed: true, initialized: true, method: "shamir", threshold: 2, key_id: r.keyId });
+    shamir.submitShare(r.shares![2]!);
+    const unsealed = shamir.submitShare(r.shares![0]!);
+    expect([unsealed.unsealed, unsealed.promote]).toEqual([true, r.keyId]);
+    await k.store.write((tx) => promoteRootKey(tx, unsealed.promote!));
+    expect(roots(k)).toEqual([{ method: "shamir", state: "active" }]);
+    expect(shamir.keyring().rootId).toBe(r.keyId);
+    expect(shamir.keyring().decrypt("test-owner", "row-1", envelope).toString()).toBe("kept across the migration");
+    expect(() => new Seal(k.store.db).unsealWithKey(k.rootKey)).toThrow(UnsealError); // the old key opens nothing now
+    expect(actions({ store: k.store, seal: shamir })).toEqual([
+      "keys.root.rekey:seal method shamir (a migration from key_file; pending until a start with shamir)",
+    ]);
+  });
+
+  test("Shamir → key file: the file is written only where none is, and a start with the key file promotes it", async () => {
+    const k = testKernel({ sealMethod: "shamir" });
+    for (const share of k.shares.slice(0, 3)) k.seal.submitShare(share);
+    const source = { ...k.keySource, keyFile: keyFile() };
+
+    // A file already there may be the only copy of an earlier key: 409, the file untouched, nothing pending.
+    writeFileSync(source.keyFile, "an earlier key\n", { mode: 0o600 });
+    await expect(rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now, { method: "key_file" })).rejects.toThrow(ConflictError);
+    expect(readFileSync(source.keyFile, "utf8")).toBe("an earlier key\n");
+    expect(roots(k)).toEqual([{ method: "shamir", state: "active" }]);
+    await expect(rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now, { method: "key_file", shares: 3 })).rejects.toThrow(InvalidError);
+    rmSync(source.keyFile);
+
+    const r = await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now, { method: "key_file" });
+    expect([r.method, r.active, r.shares, r.rootKeyText]).toEqual(["key_file", false, undefined, undefined]);
+    expect(statSync(source.keyFile).mode & 0o777).toBe(0o600);
+    const newKey = readRootKeyFile(source.keyFile);
+    expect(rootKeyId(rootKeyVerifier(newKey))).toBe(r.keyId);
+    // KEK rotation waits for it (409, not a 500).
+    await expect(rotateKek(k.store, k.seal.keyring(), k.audit, OPERATOR, k.clock.now)).rejects.toThrow(ConflictError);
+
+    const started = new Seal(k.store.db, k.clock.now, "key_file");
+    await unsealFromSource(k.store, started, k.audit, { ...source, method: "key_file" }, log, k.clock.now);
+    expect(started.keyring().rootId).toBe(r.keyId);
+    expect(roots(k)).toEqual([{ method: "key_file", state: "active" }]);
+  });
+
+  test("key file → systemd credential: the key is handed out once; the first start reading it promotes it", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: keyFile() };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    const r = await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now, { method: "systemd_credential" });
+    expect([r.method, r.active, r.rootKeyText]).toEqual(["systemd_credential", false, expect.stringMatching(/^[0-9a-f]{64}\n$/)]);
+    const credentials = mkdtempSync(join(dir, "creds-"));
+    writeFileSync(join(credentials, "citadel-root-key"), r.rootKeyText!, { mode: 0o400 });
+    const started = new Seal(k.store.db, k.clock.now, "systemd_credential");
+    await unsealFromSource(k.store, started, k.audit, { ...source, method: "systemd_credential", credentialsDirectory: credentials }, log, k.clock.now);
+    expect(started.keyring().rootId).toBe(r.keyId);
+    expect(roots(k)).toEqual([{ method: "systemd_credential", state: "active" }]);
+  });
+
+  test("cancel drops the pending key, and the key file it wrote only when it holds that key", async () => {
+    const k = testKernel({ sealMethod: "shamir" });
+    for (const share of k.shares.slice(0, 3)) k.seal.submitShare(share);
+    const source = { ...k.keySource, keyFile: keyFile() };
+    expect(await cancelRekey(k.store, k.seal, k.audit, source, OPERATOR)).toBeNull();
+
+    const first = await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now, { method: "key_file" });
+    expect(await cancelRekey(k.store, k.seal, k.audit, source, OPERATOR)).toBe(first.keyId);
+    expect(existsSync(source.keyFile)).toBe(false);
+    expect(roots(k)).toEqual([{ method: "shamir", state: "active" }]);
+
+    // The file replaced meanwhile by the operator is not ours to delete.
+    const second = await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now, { method: "key_file" });
+    writeFileSync(source.keyFile, "the operator's own\n", { mode: 0o600 });
+    expect(await cancelRekey(k.store, k.seal, k.audit, source, OPERATOR)).toBe(second.keyId);
+    expect(readFileSync(source.keyFile, "utf8")).toBe("the operator's own\n");
+    expect(actions(k).filter((a) => a.startsWith("keys.root.discard"))).toEqual(["keys.root.discard:rekey cancelled (seal method key_file)", "keys.root.discard:rekey cancelled (seal method key_file)"]);
   });
 });
