@@ -19,3 +19,26 @@ export function prepareDataDir(path: string): void {
     throw new ConfigError(`data_dir: ${path} is open to group or others (mode ${mode}); run: chmod 700 ${path}`);
   }
 }
+
+/**
+ * Run as root (sudo citadel restore, sudo citadel recover) in a data directory another user
+ * owns (the service's, on an installed system), the command becomes that user for the rest of
+ * the process: every name in the directory is theirs to replace by a link at any moment, so
+ * nothing in it may be written, renamed or chowned with root's rights — and the files it makes
+ * (the database's write-ahead log) are then theirs, as the service needs. What only root may read (a key file) is read before. Returns the uid now
+ * acted as, or null when nothing changed.
+ */
+export function actAsDataDirectoryOwner(dataDir: string): number | null {
+  if (process.getuid?.() !== 0) return null;
+  let owner: { uid: number; gid: number };
+  try {
+    owner = statSync(dataDir);
+  } catch {
+    return null; // not there yet (a restore makes it, as root's): nobody else can touch it
+  }
+  if (owner.uid === 0) return null;
+  process.setgroups!([owner.gid]);
+  process.setgid!(owner.gid);
+  process.setuid!(owner.uid);
+  return owner.uid;
+}

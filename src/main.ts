@@ -27,7 +27,7 @@ import { buildInfo } from "./build-info.ts";
 import { adviceFor } from "./cli/advice.ts";
 import { createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
 import { readStoredLogin } from "./cli/credentials.ts";
-import { forStdout, printable } from "./cli/output.ts";
+import { forStdout, needArgs, printable } from "./cli/output.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
 import { ConfigError } from "./config/error.ts";
 import { InvalidError } from "./errors.ts";
@@ -38,7 +38,7 @@ import { initializeKeys, isInitialized, shamirParameters, startRotationSchedule,
 import type { SealMethod } from "./crypto/keyring.ts";
 import { RootKeyError } from "./crypto/root-key.ts";
 import { Seal, UnsealError } from "./crypto/seal.ts";
-import { prepareDataDir } from "./data-dir.ts";
+import { actAsDataDirectoryOwner, prepareDataDir } from "./data-dir.ts";
 import { writeFileAtomic } from "./files.ts";
 import { createHttpApp } from "./http/app.ts";
 import { createEdge, HttpRequestMetrics, startHttpServer } from "./http/edge.ts";
@@ -131,6 +131,14 @@ function kernelCommands(env: Env): Command[] {
         org: { type: "string", description: "The first organization's name (default: default)" },
       },
       run: (ctx) => init(ctx, configFor(ctx.options, env, { installed: false }), env),
+    },
+    {
+      words: ["recover"],
+      summary: "On the host: give an operator who cannot log in a one-time password (their two-factor authentication off, their logins ended)",
+      args: "<email>",
+      maxArgs: 1,
+      options: { yes: { type: "boolean", description: "Yes, reset this operator's password and second factor" } },
+      run: (ctx) => recover(ctx, configFor(ctx.options, env), env),
     },
     {
       words: ["version"],
@@ -399,6 +407,35 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
 }
 
 /** Each plugin's first-time setup (the first organization and owner); what to show once. */
+/**
+ * The break-glass for a locked-out operator, on the host: it works on the database directly
+ * (Citadel running or not, sealed or not), as whoever may write it — run as root on an
+ * installed system, it acts as the data directory's owner so the files it touches stay the
+ * service's. See Plugin.recover.
+ */
+async function recover(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promise<number> {
+  needArgs(ctx, 1, "<email>");
+  const email = ctx.args[0]!;
+  if (ctx.options.yes !== true) throw new UsageError(`this gives ${email} a one-time password, turns their two-factor authentication off and ends their logins: add --yes`);
+  const { data_dir } = loaded.config;
+  // Nothing is made here: no database, no Citadel to recover (and no config or key to create).
+  if (!existsSync(join(data_dir, "citadel.db"))) throw new ConfigError(`no Citadel in ${data_dir} (no citadel.db): give --data or --config`);
+  actAsDataDirectoryOwner(data_dir);
+  const { store, kernelFor } = await prepare(loaded, createLogger({ level: "warn" }), env);
+  try {
+    const results: SetupResult[] = [];
+    for (const plugin of plugins) {
+      const result = plugin.recover ? await plugin.recover(kernelFor(plugin), { email }) : null;
+      if (result) results.push(result);
+    }
+    if (ctx.json) ctx.out(JSON.stringify(Object.assign({}, ...results.map((r) => r.summary)), null, 2));
+    else for (const line of results.flatMap((r) => r.lines)) ctx.out(line);
+    return 0;
+  } finally {
+    store.close();
+  }
+}
+
 async function runSetups(kernelFor: (p: Plugin<any>) => Kernel, options: Readonly<Record<string, string | boolean | undefined>>): Promise<SetupResult[]> {
   const results: SetupResult[] = [];
   for (const plugin of plugins) {

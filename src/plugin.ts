@@ -150,6 +150,13 @@ export interface Plugin<Settings = unknown> {
    * when there was nothing to do.
    */
   setup?(k: Kernel<Settings>, options: Readonly<Record<string, string | boolean | undefined>>): Promise<SetupResult | null>;
+  /**
+   * Host-local recovery (`citadel recover`): gives an operator their account back when no one
+   * can log in to do it through the API (the only operator lost their password or second
+   * factor). Whoever runs it can write the database already; it does properly, and on the
+   * record, what they could otherwise only do by hand. Null when the plugin has nothing to do.
+   */
+  recover?(k: Kernel<Settings>, options: Readonly<Record<string, string | boolean | undefined>>): Promise<SetupResult | null>;
   /** Starts listeners and timers; resolves with the function that stops them. */
   start?(k: Kernel<Settings>): Promise<Stop>;
   commands?: readonly Command[];

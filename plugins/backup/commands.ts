@@ -9,6 +9,7 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { dataPath } from "../../src/config/load.ts";
+import { actAsDataDirectoryOwner } from "../../src/data-dir.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { stringOption } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
@@ -20,7 +21,7 @@ import { readBackupHeader, type BackupHeader } from "./format.ts";
 import { rootKeyFromShares, type KeySupply } from "./keys.ts";
 import { describeManifest } from "./manifest.ts";
 import type { BackupListing, CreatedBackup } from "./model.ts";
-import { actAsDataDirectoryOwner, restoreBackup, verifyBackup } from "./restore.ts";
+import { restoreBackup, verifyBackup } from "./restore.ts";
 
 const PASSPHRASE_FILE: CommandOption = { type: "string", description: "A file holding the backup passphrase (- for standard input); without it the root key is used" };
 

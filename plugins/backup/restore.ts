@@ -8,7 +8,7 @@
  * never pulls the file out from under a live server.
  */
 import { Database } from "bun:sqlite";
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { constants as osConstants, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseWiping, verifies } from "../../src/crypto/root-key.ts";
@@ -136,29 +136,6 @@ function removeStaleVerifyDirectories(): void {
       // gone already, or not ours to look at
     }
   }
-}
-
-/**
- * Run as root (sudo citadel restore) into a data directory another user owns (the service's,
- * on an installed system), restore becomes that user for the rest of the process: every name
- * in the directory is theirs to replace by a link at any moment, so nothing in it may be
- * written, renamed or chowned with root's rights — and the files it makes are then theirs, as
- * the service needs. What only root may read (a key file) is read before. Returns the uid now
- * acted as, or null when nothing changed.
- */
-export function actAsDataDirectoryOwner(dataDir: string): number | null {
-  if (process.getuid?.() !== 0) return null;
-  let owner: { uid: number; gid: number };
-  try {
-    owner = statSync(dataDir);
-  } catch {
-    return null; // made by this restore, as root's: nobody else can touch it
-  }
-  if (owner.uid === 0) return null;
-  process.setgroups!([owner.gid]);
-  process.setgid!(owner.gid);
-  process.setuid!(owner.uid);
-  return owner.uid;
 }
 
 export interface RestoreOptions {

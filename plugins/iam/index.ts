@@ -34,6 +34,7 @@ const ACTIONS = [
   ["iam.mfa.enable", "A user enabled TOTP."],
   ["iam.mfa.disable", "A user disabled TOTP (with a code or a recovery code)."],
   ["iam.mfa.reset", "An operator turned a user's TOTP off, deleted their recovery codes and ended their logins."],
+  ["iam.operator.recover", "On the host, `citadel recover` gave an operator a one-time password, turned their TOTP off and ended their logins."],
   ["iam.token.create", "A personal access token (or a device-login token) was made."],
   ["iam.token.revoke", "A personal access token was revoked."],
   ["iam.token.rotate", "A personal access token was replaced by a new one."],
@@ -128,6 +129,20 @@ export const iamPlugin = definePlugin<IamSettings>({
         `Organization "${org.name}" (${org.id}) with owner ${email} (also the appliance operator).`,
         `One-time password for ${email}: ${password}`,
         `It is shown only now. Replace it first: citadel password --email ${email} (or POST /v1/iam/me/password); then citadel login.`,
+      ],
+    };
+  },
+
+  async recover(k, options) {
+    const email = typeof options.email === "string" ? options.email : undefined;
+    if (email === undefined) return null;
+    const password = await servicesOf(k).iam.recoverOperator(email);
+    return {
+      summary: { operator: email, one_time_password: password },
+      lines: [
+        `${email}: two-factor authentication is off, every login session and CLI login has ended, and the password is now a one-time password:`,
+        `  ${password}`,
+        `It is shown only now. Replace it first: citadel password --email ${email}; then log in and enrol two-factor authentication again (citadel mfa enable).`,
       ],
     };
   },

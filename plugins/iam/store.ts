@@ -149,6 +149,10 @@ export function insertUser(tx: Database, row: Pick<UserRow, "id" | "email" | "na
 export const setPassword = (tx: Database, userId: string, hash: string) =>
   tx.query("UPDATE users SET password_hash = ?, password_version = password_version + 1, must_change_password = 0 WHERE id = ?").run(hash, userId);
 
+/** A password made up for the user (citadel recover): they must replace it at their first login. */
+export const setOneTimePassword = (tx: Database, userId: string, hash: string) =>
+  tx.query("UPDATE users SET password_hash = ?, password_version = password_version + 1, must_change_password = 1 WHERE id = ?").run(hash, userId);
+
 /** A re-hash of the same password (stronger parameters): nothing else changes. */
 export const rehashPassword = (tx: Database, userId: string, hash: string) => tx.query("UPDATE users SET password_hash = ? WHERE id = ?").run(hash, userId);
 

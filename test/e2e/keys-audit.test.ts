@@ -212,6 +212,35 @@ describe("a seal migration (found missing: a rekey kept the seal method)", () =>
   });
 });
 
+describe("citadel recover (found missing: the only operator's lost second factor had no way back)", () => {
+  test("on the host, while Citadel runs: a one-time password, the old logins ended; refused without --yes or where no Citadel is", async () => {
+    const data = dataDir();
+    const { citadel, env } = await start(data);
+    const token = await operatorToken(data, citadel);
+    const whoami = () => runCitadel(["whoami", "--data", data], { ...env, CITADEL_TOKEN: token });
+    expect((await whoami()).code).toBe(0);
+
+    const unconfirmed = await runCitadel(["recover", "admin@localhost", "--data", data], env);
+    expect([unconfirmed.code, unconfirmed.stderr]).toEqual([2, expect.stringContaining("add --yes")]);
+    const empty = dataDir();
+    const nowhere = await runCitadel(["recover", "admin@localhost", "--data", empty, "--yes"]);
+    expect([nowhere.code, nowhere.stderr]).toEqual([2, expect.stringContaining(`no Citadel in ${empty}`)]);
+    expect(readdirSync(empty)).toEqual([]); // nothing made there
+
+    const recovered = await runCitadel(["recover", "admin@localhost", "--data", data, "--yes", "--json"], env);
+    expect([recovered.code, recovered.stderr]).toEqual([0, ""]);
+    const { operator, one_time_password: password } = JSON.parse(recovered.stdout);
+    expect(operator).toBe("admin@localhost");
+    // Another process wrote the database: the server sees it within a second.
+    let refused = await whoami();
+    for (let i = 0; i < 30 && refused.code === 0; i++, refused = await whoami()) await Bun.sleep(100);
+    expect(refused.code).toBe(1);
+    const fresh = await firstLogin(citadel.url, readFileSync(join(data, "tls/cert.pem"), "utf8"), password);
+    expect((await runCitadel(["whoami", "--data", data, "--json"], { ...env, CITADEL_TOKEN: fresh })).code).toBe(0);
+    expect((await citadel.stop()).code).toBe(0);
+  });
+});
+
 describe("durability and what is on disk", () => {
   test("killed with SIGKILL under audited write load: every acknowledged write survives and the chain verifies", async () => {
     const data = dataDir();

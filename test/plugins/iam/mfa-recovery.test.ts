@@ -4,7 +4,9 @@
  * (found in review: recovery codes only ever gave ten more logins, then the account was lost).
  */
 import { describe, expect, test } from "bun:test";
+import { iamServiceOf } from "../../../plugins/iam/index.ts";
 import { base32Decode, totp } from "../../../src/auth/totp.ts";
+import { ForbiddenError, NotFoundError } from "../../../src/errors.ts";
 import { stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
 
 const PASSWORD = "correct-horse-battery-9";
@@ -110,5 +112,31 @@ describe("an operator resets a user's MFA", () => {
     expect(await confirmed(`/v1/iam/users/${me.id}/mfa/reset`, operator)).toBe(403); // one's own takes a code
     expect(await confirmed("/v1/iam/users/usr_nobody/mfa/reset", operator)).toBe(404);
     expect((await c.send("GET", "/v1/iam/me", user.token)).body.mfa).toBe(true);
+  });
+});
+
+describe("citadel recover: the only operator locked out, on the host", () => {
+  test("a one-time password, TOTP off, recovery codes gone, logins ended, audited; for operators only", async () => {
+    const c = await newCitadel();
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", operator)).body.secret);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", operator, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+    const editor = await c.addUser(operator, "editor@example.org", "editor");
+    const iam = iamServiceOf(c.kernel.store)!;
+
+    await expect(iam.recoverOperator("editor@example.org")).rejects.toThrow(ForbiddenError); // an operator resets them
+    await expect(iam.recoverOperator("nobody@example.org")).rejects.toThrow(NotFoundError);
+    const password = await iam.recoverOperator(` ${c.owner.email} `);
+
+    expect((await c.send("GET", "/v1/iam/me", operator)).status).toBe(401); // the login that held the lost factor ended
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password } })).status).toBe(401);
+    const login = await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password } }); // no second factor now
+    expect(login.status).toBe(200);
+    const me = await c.send("GET", "/v1/iam/me", login.body.token);
+    expect(me.body).toMatchObject({ mfa: false, recovery_codes_left: 0, must_change_password: true });
+    expect((await c.send("GET", "/v1/iam/me", editor.token)).status).toBe(200); // nobody else's logins end
+    expect(events(c, "iam.operator.recover")).toEqual([
+      { outcome: "success", reason: expect.stringMatching(/^host-local recovery( \(run as uid \d+\))?: a one-time password, TOTP off, logins ended$/), resource_id: me.body.id, actor_user: null },
+    ]);
   });
 });
