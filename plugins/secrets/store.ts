@@ -362,7 +362,9 @@ export interface DueDelivery extends DeliveryRow {
  * in `busy.webhooks` (one attempt at a time per webhook, so its deliveries go out in order and a
  * slow receiver holds up only its own); of each organization no more than `perOrganization` less
  * its attempts in flight (`busy.organizations`), its oldest first, so an organization at its
- * share never stands in front of another's; oldest first, at most `limit`. Only webhooks that
+ * share never stands in front of another's; the organizations with the fewest attempts then
+ * first, so that one whose receivers hang cannot take back each slot it frees while another
+ * waits; oldest first among equals; at most `limit`. Only webhooks that
  * still exist: a delivery of a deleted one (say, one left pending by a version that let an
  * in-flight attempt overwrite the deletion) must not take a place forever.
  */
@@ -387,7 +389,9 @@ export const NEXT_DUE_FAIRLY = `WITH heads AS (
  SELECT p.id, p.webhook_id, p.event, p.state, p.attempts, p.next_attempt_at, p.last_status, p.last_error, p.created_at, p.delivered_at, p.organization_id
    FROM per_organization p LEFT JOIN json_each(?) busy ON busy.key = p.organization_id
   WHERE p.org_place <= ? - coalesce(busy.value, 0)
-  ORDER BY p.next_attempt_at, p.id LIMIT ?`;
+  -- The least loaded organizations first (in flight, plus what goes before in this pick), then the
+  -- oldest: a slot freed by an organization that fills its share goes to one waiting with fewer.
+  ORDER BY coalesce(busy.value, 0) + p.org_place, p.next_attempt_at, p.id LIMIT ?`;
 
 export const deliveriesOf = (db: Database, webhookId: string, limit: number) =>
   db.query<DeliveryRow, [string, number]>("SELECT * FROM secrets_webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?").all(webhookId, limit);

@@ -41,3 +41,22 @@ test("the head of each webhook: its oldest pending delivery, and only when it is
   ]);
   expect(nextDueFairly(db, 1000, { webhooks: ["b"], organizations: { org: 4 } }, 5, 20).map((d) => d.webhook_id)).toEqual(["a"]);
 });
+
+test("a slot freed goes to the organization with the fewest attempts in flight, not to the oldest delivery (found in review: four organizations with hanging receivers took back every slot they freed, left in stop 21)", () => {
+  const db = queueDatabase();
+  const deliver = (organization: string, webhook: string, at: number) => {
+    db.query("INSERT OR IGNORE INTO secrets_workspaces (workspace_id, organization_id, e2ee, created_at) VALUES (?, ?, 0, 0)").run(`ws-${organization}`, organization);
+    db.query("INSERT OR IGNORE INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES (?, ?, 'https://x', x'00', 0, 'u')").run(webhook, `ws-${organization}`);
+    db.query("INSERT INTO secrets_webhook_deliveries (webhook_id, event, state, attempts, next_attempt_at, created_at) VALUES (?, 'e', 'pending', 0, ?, 0)").run(webhook, at);
+  };
+  // Organization "a" holds 4 attempts (one freed of its 5), and has older deliveries waiting on two more webhooks.
+  deliver("a", "a1", 10);
+  deliver("a", "a2", 20);
+  deliver("e", "e1", 500); // a newcomer's, much later
+  const busy = { webhooks: [], organizations: { a: 4, b: 5, c: 5, d: 5 } };
+  expect(nextDueFairly(db, 1000, busy, 5, 1).map((d) => d.webhook_id)).toEqual(["e1"]);
+  // With room for more: the newcomer, then "a" within its share (one), oldest first.
+  expect(nextDueFairly(db, 1000, busy, 5, 3).map((d) => d.webhook_id)).toEqual(["e1", "a1"]);
+  // Equally loaded organizations: the oldest first.
+  expect(nextDueFairly(db, 1000, { webhooks: [], organizations: {} }, 5, 3).map((d) => d.webhook_id)).toEqual(["a1", "e1", "a2"]);
+});
