@@ -34,7 +34,7 @@ import { InvalidError } from "./errors.ts";
 import { dataPath, INSTALLED_CONFIG_FILE, loadConfig, type LoadedConfig } from "./config/load.ts";
 import { renderConfigToml } from "./config/render.ts";
 import { buildConfigSchema, DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "./config/schema.ts";
-import { initializeKeys, isInitialized, shamirParameters, startRotationSchedule, storedSealMethods, unsealFromSource, type KeySource } from "./crypto/key-operations.ts";
+import { initializeKeys, isInitialized, leftoverKeyFileWarning, shamirParameters, startRotationSchedule, storedSealMethods, unsealFromSource, type KeySource } from "./crypto/key-operations.ts";
 import type { SealMethod } from "./crypto/keyring.ts";
 import { RootKeyError } from "./crypto/root-key.ts";
 import { Seal, UnsealError } from "./crypto/seal.ts";
@@ -300,14 +300,10 @@ function refuseOtherSealMethod(stored: SealMethod[], configured: SealMethod, loa
   throw new ConfigError(`seal.method: this Citadel's root key was made for seal method ${active}, but the config says ${configured}: set seal.method = "${active}" in ${where} (or CITADEL_SEAL_METHOD=${active})`);
 }
 
-/**
- * After a seal migration away from a key file, the file is still where it was: it unseals
- * Citadel until the new key is first used, and opens backups made under it for ever after.
- * Said at every start until it is moved; never deleted here (it may be their only key).
- */
-function warnOfLeftoverKeyFile(source: KeySource, log: Logger): void {
-  if (source.method === "key_file" || !existsSync(source.keyFile)) return;
-  log.warn(`seal.method is ${source.method}, but a root key file is still in place: it unseals this Citadel until the new root key is first used, and opens backups made under it after that. Move it off this host (keep it with those backups)`, { key_file: source.keyFile });
+/** Said at every start while a key file lies where the seal method does not read it (leftoverKeyFileWarning). */
+function warnOfLeftoverKeyFile(source: KeySource, store: Store, log: Logger): void {
+  const warning = leftoverKeyFileWarning(source, store.db);
+  if (warning) log.warn(warning, { key_file: source.keyFile });
 }
 
 function tlsFiles(config: Config) {
@@ -469,7 +465,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     refuseOtherSealMethod(storedSealMethods(store), source.method, loaded);
     if (source.method === "shamir") log.warn("sealed: waiting for key shares (citadel unseal)");
     else await unsealFromSource(store, seal, audit, source, log, now);
-    warnOfLeftoverKeyFile(source, log);
+    warnOfLeftoverKeyFile(source, store, log);
     lifecycle.started("seal", () => seal.seal());
 
     // The embedded default's first start sets up the first organization and owner too.

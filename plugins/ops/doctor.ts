@@ -255,11 +255,15 @@ function unsealFix(method: string | null): string {
   return `systemctl restart citadel (it reads its ${method === "systemd_credential" ? "systemd credential" : "key file"} when it starts)`;
 }
 
-/** How a pending root key (a rekey) becomes the root key: first used to unseal. */
-function promoteFix(method: string): string {
-  if (method === "shamir") return "citadel unseal (with the new shares)";
-  if (method === "systemd_credential") return "store the new key as the systemd credential (systemd-creds encrypt), then: systemctl restart citadel";
-  return unsealFix(method);
+/**
+ * How a pending root key (a rekey) becomes the root key: first used to unseal — for a seal
+ * migration, by a start configured for its method (a restart on the old one keeps the old key).
+ */
+function promoteFix(method: string, pendingMethod: string): string {
+  const switchTo = pendingMethod === method ? "" : `set seal.method = "${pendingMethod}" in the config file, then `;
+  if (pendingMethod === "shamir") return `${switchTo}${switchTo ? "systemctl restart citadel, then " : ""}citadel unseal (with the new shares)`;
+  if (pendingMethod === "systemd_credential") return `store the new key as the systemd credential (systemd-creds encrypt), ${switchTo || "then: "}systemctl restart citadel`;
+  return `${switchTo}${unsealFix(pendingMethod)}`;
 }
 
 /** The key ages a check or report shows: the server's when it answers an operator, else the database's. */
@@ -278,7 +282,11 @@ function checkKeys(inputs: DoctorInputs, add: Add): void {
   if (ages.rotation_due) add("keys", "warn", `${summary}: rotation is due`, "citadel keys rotate");
   else if (ages.deks_to_rewrap > 0) add("keys", "warn", `${summary}: ${ages.deks_to_rewrap} data keys still under an older KEK`, "citadel keys rotate");
   else add("keys", "ok", summary);
-  if (ages.pending_root) add("keys", "warn", `root key ${ages.pending_root} is pending: it replaces ${ages.root.id} when it is first used to unseal`, promoteFix(ages.root.method));
+  if (ages.pending_root) {
+    const pendingMethod = ages.pending_method ?? ages.root.method;
+    const migration = pendingMethod === ages.root.method ? "" : ` (a seal migration from ${ages.root.method} to ${pendingMethod})`;
+    add("keys", "warn", `root key ${ages.pending_root} is pending${migration}: it replaces ${ages.root.id} when it is first used to unseal`, promoteFix(ages.root.method, pendingMethod));
+  }
 }
 
 /** warn under 10 % free, fail under 2 %. */

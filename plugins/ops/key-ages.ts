@@ -13,6 +13,8 @@ export interface KeyAges {
   source: "server" | "database";
   root: { id: string; method: string; shares: number | null; threshold: number | null; created_at: string; age_days: number } | null;
   pending_root: string | null;
+  /** The pending key's seal method: another than the root key's for a seal migration. */
+  pending_method: string | null;
   active_kek: { version: number; created_at: string; age_days: number } | null;
   rotation_days: number;
   rotation_due: boolean;
@@ -26,6 +28,7 @@ export function keyAgesFromServer(view: KeysView): KeyAges {
     source: "server",
     root: { id: view.root.id, method: view.root.method, shares: view.root.shares, threshold: view.root.threshold, created_at: view.root.created_at, age_days: view.root.age_days },
     pending_root: view.pending_root?.id ?? null,
+    pending_method: view.pending_root?.method ?? null,
     active_kek: kek && { version: kek.version, created_at: kek.created_at, age_days: kek.age_days },
     rotation_days: view.rotation_days,
     rotation_due: view.rotation_due,
@@ -43,6 +46,7 @@ export function keyAgesFromDatabase(db: Database, rotationDays: number, now: num
     source: "database",
     root: root && { id: root.id, method: root.method, shares: root.shares, threshold: root.threshold, created_at: new Date(root.created_at).toISOString(), age_days: age(root.created_at) },
     pending_root: roots.find((r) => r.state === "pending")?.id ?? null,
+    pending_method: roots.find((r) => r.state === "pending")?.method ?? null,
     active_kek: kek && { version: kek.version, created_at: new Date(kek.created_at).toISOString(), age_days: age(kek.created_at) },
     rotation_days: rotationDays,
     rotation_due: kek !== null && rotationDays > 0 && now - kek.created_at >= rotationDays * DAY_MS,

@@ -22,7 +22,7 @@ export interface SealView {
 /** The parts of GET /v1/sys/keys the doctor and the report read. */
 export interface KeysView {
   root: { id: string; method: string; shares: number | null; threshold: number | null; created_at: string; age_days: number };
-  pending_root: { id: string } | null;
+  pending_root: { id: string; method: string } | null;
   active_kek: number;
   keks: Array<{ version: number; created_at: string; retired_at: string | null; age_days: number }>;
   deks_to_rewrap: number;

@@ -135,7 +135,8 @@ function rekeyReport(r: typeof RekeyResponse.static, current: SealMethod | null)
   if (r.active) return [`The root key is now ${r.key_id}; the key file was replaced.`];
   const migrating = r.method !== current;
   const keep = `Until then the current key keeps unsealing (seal method ${current}); \`citadel keys rekey --cancel\` drops the new one.`;
-  const restart = `set seal.method = "${r.method}" in the config (or CITADEL_SEAL_METHOD=${r.method} in the unit), then restart Citadel`;
+  // The config file, not the environment: the installer (the upgrade path) reads the method from it.
+  const restart = `set method = "${r.method}" under [seal] in the config file (/etc/citadel/citadel.toml on an installed host), then restart Citadel`;
   if (r.shares) {
     const lines = [`New root key ${r.key_id}. Its shares are shown only now; give one to each keeper:`, "", ...r.shares.map((s) => `  ${s}`), ""];
     if (!migrating) return [...lines, "The old shares keep working until the new ones are first used to unseal."];

@@ -4,12 +4,13 @@
  * main.ts (start-up), the sys plugin (API) and the rotation schedule.
  */
 import { existsSync, rmSync } from "node:fs";
+import type { Database } from "bun:sqlite";
 import type { AuditActor, AuditRequestContext } from "../audit/event.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
 import { ConflictError, InvalidError } from "../errors.ts";
-import { writeFileAtomic } from "../files.ts";
+import { describeFsError, writeFileAtomic } from "../files.ts";
 import { Keyring, pendingRekeyMessage, promoteRootKey, unsealableRoots, type SealMethod } from "./keyring.ts";
 import { formatRootKey, generateRootKey, readRootKeyCredential, readRootKeyFile, rootKeyId, rootKeyVerifier, verifies, writeRootKeyFile } from "./root-key.ts";
 import type { Seal } from "./seal.ts";
@@ -97,6 +98,33 @@ export function shamirParameters(options: InitOptions): { shares: number; thresh
  */
 export function storedSealMethods(store: Store): SealMethod[] {
   return store.db.query<{ method: SealMethod }, []>("SELECT method FROM root_keys ORDER BY state = 'pending'").all().map((r) => r.method);
+}
+
+/**
+ * What to tell the operator of a key file where seal.key_file points while the seal method is
+ * another, or null. After a migration away from it, the file holds the old key, which opens
+ * every backup made under it (never deleted here: it may be that key's only copy); during a
+ * migration to a key file, it holds the new key, which must stay. The stored verifiers tell which.
+ */
+export function leftoverKeyFileWarning(source: KeySource, db: Database): string | null {
+  if (source.method === "key_file" || !existsSync(source.keyFile)) return null;
+  let key: Buffer;
+  try {
+    key = readRootKeyFile(source.keyFile);
+  } catch (error) {
+    return `seal.method is ${source.method}, and the file where seal.key_file points is not a usable root key file: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  let holder: ReturnType<typeof unsealableRoots>[number] | undefined;
+  try {
+    holder = unsealableRoots(db).find((r) => verifies(key, r.verifier));
+  } finally {
+    key.fill(0);
+  }
+  if (holder?.state === "pending") return `the key file holds root key ${holder.id}, pending for a seal migration to key_file: keep it, and start with seal.method = "key_file" to finish the migration`;
+  if (holder) {
+    return `seal.method is ${source.method}, but the key file still holds this Citadel's root key ${holder.id} (it unseals until the key the migration made is first used, and opens the backups made under it after that): once migrated, move it off this host (keep it with those backups)`;
+  }
+  return `seal.method is ${source.method}, but a key file is still in place holding no key of this database: an earlier root key (it opens backups made under it) or one of an interrupted rekey. Move it off this host (keep it with those backups)`;
 }
 
 /** Reads the root key from its configured source (not for Shamir, which waits for shares). */
@@ -244,8 +272,11 @@ function writeNewKeyFile(path: string, key: Uint8Array): void {
   try {
     writeFileAtomic(path, formatRootKey(key), 0o600, { replace: false });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-    throw new ConflictError("a file is already where seal.key_file points: it may be the only copy of an earlier root key (older backups need it). Move it somewhere safe, or point seal.key_file elsewhere, then rekey again");
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") {
+      throw new ConflictError("a file is already where seal.key_file points: it may be the only copy of an earlier root key (older backups need it). Move it somewhere safe, or point seal.key_file elsewhere, then rekey again");
+    }
+    // The operator's to put right (a directory missing or not the service's): said, not a 500.
+    throw new ConflictError(`seal.key_file: the new key file cannot be written there (${describeFsError(error)}); its directory must exist and be writable by the service`);
   }
 }
 
@@ -258,6 +289,12 @@ export async function cancelRekey(store: Store, seal: Seal, audit: AuditLog, sou
   seal.keyring(); // an operator's act, while unsealed like every other key operation
   const pending = unsealableRoots(store.db).find((r) => r.state === "pending");
   if (!pending) return null;
+  if (source.method === "key_file" && pending.method === "key_file" && keyFileHolds(source.keyFile, pending.verifier)) {
+    // A key file rekey whose promotion failed after the file was replaced: the file holds the new
+    // key only, and the old one is in this process's memory alone. Dropping the new key would
+    // leave the file unable to unseal anything at the next start.
+    throw new ConflictError("the key file already holds the pending root key (its rekey stopped before making it the root key): restart Citadel, which promotes it; it cannot be dropped");
+  }
   const dropped = await store.write((tx) => {
     if (tx.run("DELETE FROM root_keys WHERE id = ? AND state = 'pending'", [pending.id]).changes === 0) return null;
     audit.record(tx, { action: "keys.root.discard", actor, outcome: "success", resource: { type: "root_key", id: pending.id }, reason: `rekey cancelled (seal method ${pending.method})`, request });

@@ -181,7 +181,7 @@ describe("a seal migration (found missing: a rekey kept the seal method)", () =>
     expect([rekeyed.code, rekeyed.stderr]).toEqual([0, ""]);
     const shares = rekeyed.stdout.match(/citadel-share-\S+/g) ?? [];
     expect(shares).toHaveLength(3);
-    expect(rekeyed.stdout).toContain('set seal.method = "shamir"');
+    expect(rekeyed.stdout).toContain('set method = "shamir" under [seal] in the config file');
     const status = JSON.parse((await cli(["keys", "status", "--json"], first.env)).stdout);
     expect([status.root.method, status.pending_root?.method]).toEqual(["key_file", "shamir"]);
     expect((await first.citadel.stop()).code).toBe(0);
@@ -195,7 +195,7 @@ describe("a seal migration (found missing: a rekey kept the seal method)", () =>
     // With seal.method = "shamir": sealed, asking for the new shares, and warning of the key file left behind.
     const shamir = await start(data, { CITADEL_SEAL_METHOD: "shamir" });
     expect(shamir.citadel.logs().find((l) => l.msg === "listening")?.sealed).toBe(true);
-    expect(shamir.citadel.logs().some((l) => String(l.msg).startsWith("seal.method is shamir, but a root key file is still in place"))).toBe(true);
+    expect(shamir.citadel.logs().some((l) => String(l.msg).startsWith("seal.method is shamir, but the key file still holds this Citadel's root key"))).toBe(true);
     const sealStatus = JSON.parse((await runCitadel(["unseal", "--data", data, "--json", shares[1]!], shamir.env)).stdout);
     expect(sealStatus.status).toMatchObject({ sealed: true, method: "shamir", threshold: 2, progress: 1 });
     expect((await runCitadel(["unseal", "--data", data, shares[2]!], shamir.env)).stdout.trim()).toBe("Unsealed.");

@@ -284,22 +284,28 @@ describe("a sealed server: the fix is the way its seal method unseals (found in 
 
   test("a pending root key: promoted by a restart (key file), a stored credential and a restart, or the new shares", async () => {
     const dir = dataDir();
-    const keys = (method: string) => ({
+    const keys = (method: string, pendingMethod = method) => ({
       root: { id: "0123abcd", method, shares: null, threshold: null, created_at: new Date().toISOString(), age_days: 1 },
-      pending_root: { id: "89abcdef" },
+      pending_root: { id: "89abcdef", method: pendingMethod },
       active_kek: 1,
       keks: [{ version: 1, created_at: new Date().toISOString(), retired_at: null, age_days: 1 }],
       deks_to_rewrap: 0,
       rotation_days: 90,
       rotation_due: false,
     });
-    const pendingFix = async (method: string) => {
-      const report = await checks(dir, { server: { ...sealedServer(method), ready: { ok: true, detail: "ready" }, seal: { ...sealedServer(method).seal, sealed: false }, keys: keys(method), keysProblem: null } }, NO_DNS);
-      return find(report, "keys").find((c) => c.message.includes("pending"))?.fix;
+    const pending = async (method: string, pendingMethod = method) => {
+      const report = await checks(dir, { server: { ...sealedServer(method), ready: { ok: true, detail: "ready" }, seal: { ...sealedServer(method).seal, sealed: false }, keys: keys(method, pendingMethod), keysProblem: null } }, NO_DNS);
+      return find(report, "keys").find((c) => c.message.includes("pending"));
     };
+    const pendingFix = async (method: string, pendingMethod = method) => (await pending(method, pendingMethod))?.fix;
     expect(await pendingFix("key_file")).toBe("systemctl restart citadel (it reads its key file when it starts)");
     expect(await pendingFix("systemd_credential")).toBe("store the new key as the systemd credential (systemd-creds encrypt), then: systemctl restart citadel");
     expect(await pendingFix("shamir")).toBe("citadel unseal (with the new shares)");
+    // A seal migration: a restart on the old method keeps the old key (found in review: the fix said just that).
+    expect((await pending("key_file", "systemd_credential"))?.message).toBe("root key 89abcdef is pending (a seal migration from key_file to systemd_credential): it replaces 0123abcd when it is first used to unseal");
+    expect(await pendingFix("key_file", "systemd_credential")).toBe('store the new key as the systemd credential (systemd-creds encrypt), set seal.method = "systemd_credential" in the config file, then systemctl restart citadel');
+    expect(await pendingFix("key_file", "shamir")).toBe('set seal.method = "shamir" in the config file, then systemctl restart citadel, then citadel unseal (with the new shares)');
+    expect(await pendingFix("shamir", "key_file")).toBe('set seal.method = "key_file" in the config file, then systemctl restart citadel (it reads its key file when it starts)');
   });
 });
 

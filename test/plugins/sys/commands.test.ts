@@ -48,7 +48,7 @@ describe("keys rekey --seal (a seal migration) and --cancel", () => {
     expect(run.code).toBe(0);
     expect(rekeys(run.requests)).toEqual([{ method: "POST", path: "/v1/sys/keys/rekey", body: { shares: 3, threshold: 2, method: "shamir" }, confirmed: true }]);
     expect(run.stdout).toContain("  s3\n");
-    expect(run.stdout).toContain('set seal.method = "shamir" in the config');
+    expect(run.stdout).toContain('set method = "shamir" under [seal] in the config file');
     expect(run.stdout).toContain("Until then the current key keeps unsealing (seal method key_file); `citadel keys rekey --cancel` drops the new one.");
     const credential = await runCommand(sysCommands, "keys rekey", { options: { seal: "credential", yes: true }, answer: migrated("systemd_credential") });
     expect(credential.stdout).toContain(`  ${"ab".repeat(32)}\n`);

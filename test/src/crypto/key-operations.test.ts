@@ -3,9 +3,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { listAuditEvents } from "../../../src/audit/query.ts";
-import { cancelRekey, rekey, rotateKek, unsealFromSource } from "../../../src/crypto/key-operations.ts";
+import { cancelRekey, leftoverKeyFileWarning, rekey, rotateKek, unsealFromSource } from "../../../src/crypto/key-operations.ts";
 import { promoteRootKey } from "../../../src/crypto/keyring.ts";
-import { readRootKeyFile, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
+import { generateRootKey, readRootKeyFile, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
 import { Seal, UnsealError } from "../../../src/crypto/seal.ts";
 import { ConflictError, InvalidError } from "../../../src/errors.ts";
 import type { Store } from "../../../src/store/store.ts";
@@ -143,5 +143,52 @@ describe("a seal migration (rekey to another seal method)", () => {
     expect(await cancelRekey(k.store, k.seal, k.audit, source, OPERATOR)).toBe(second.keyId);
     expect(readFileSync(source.keyFile, "utf8")).toBe("the operator's own\n");
     expect(actions(k).filter((a) => a.startsWith("keys.root.discard"))).toEqual(["keys.root.discard:rekey cancelled (seal method key_file)", "keys.root.discard:rekey cancelled (seal method key_file)"]);
+  });
+});
+
+describe("a seal migration: what the review found", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-migrate-review-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const keyFile = () => join(dir, `root-${Math.random().toString(36).slice(2)}.key`);
+  const roots = (k: { store: Store }) => k.store.db.query("SELECT method, state FROM root_keys ORDER BY state").all();
+
+  test("cancel refuses a pending key the key file already holds (a rekey whose promotion failed): dropping it would leave nothing to unseal with", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: keyFile() };
+    const newRoot = generateRootKey();
+    await k.store.write((tx) => k.seal.keyring().beginRekey(tx, newRoot, "key_file", k.clock.now()));
+    writeRootKeyFile(source.keyFile, newRoot); // replaced; the promotion that follows failed
+    await expect(cancelRekey(k.store, k.seal, k.audit, source, OPERATOR)).rejects.toThrow("restart Citadel, which promotes it");
+    expect(roots(k)).toEqual([{ method: "key_file", state: "active" }, { method: "key_file", state: "pending" }]);
+    const restarted = new Seal(k.store.db, k.clock.now, "key_file");
+    await unsealFromSource(k.store, restarted, k.audit, source, captureLog().logger, k.clock.now);
+    expect(roots(k)).toEqual([{ method: "key_file", state: "active" }]);
+  });
+
+  test("a key file that cannot be written (its directory missing) is a 409 naming seal.key_file, and nothing is left pending", async () => {
+    const k = testKernel({ sealMethod: "shamir" });
+    for (const share of k.shares.slice(0, 3)) k.seal.submitShare(share);
+    const source = { ...k.keySource, keyFile: join(dir, "missing", "root.key") };
+    const refused = rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now, { method: "key_file" });
+    await expect(refused).rejects.toThrow(ConflictError);
+    await expect(refused).rejects.toThrow("seal.key_file: the new key file cannot be written there (no such file)");
+    expect(roots(k)).toEqual([{ method: "shamir", state: "active" }]);
+  });
+
+  test("the start-up warning tells a key file kept for a pending migration from one left behind", async () => {
+    const k = testKernel({ sealMethod: "shamir" });
+    for (const share of k.shares.slice(0, 3)) k.seal.submitShare(share);
+    const source = { ...k.keySource, keyFile: keyFile() };
+    expect(leftoverKeyFileWarning(source, k.store.db)).toBeNull(); // no file
+
+    const r = await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now, { method: "key_file" });
+    expect(leftoverKeyFileWarning(source, k.store.db)).toBe(`the key file holds root key ${r.keyId}, pending for a seal migration to key_file: keep it, and start with seal.method = "key_file" to finish the migration`);
+    expect(leftoverKeyFileWarning({ ...source, method: "key_file" }, k.store.db)).toBeNull(); // read as the key file it is
+
+    await cancelRekey(k.store, k.seal, k.audit, source, OPERATOR);
+    writeRootKeyFile(source.keyFile, generateRootKey()); // an earlier key, say
+    expect(leftoverKeyFileWarning(source, k.store.db)).toStartWith("seal.method is shamir, but a key file is still in place holding no key of this database");
+    writeRootKeyFile(source.keyFile, k.rootKey); // the active key (a migration away from it not yet promoted)
+    expect(leftoverKeyFileWarning(source, k.store.db)).toStartWith(`seal.method is shamir, but the key file still holds this Citadel's root key ${k.seal.keyring().rootId}`);
   });
 });
