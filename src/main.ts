@@ -57,7 +57,7 @@ import { RateLimiter } from "./auth/rate-limit.ts";
 import { createGuard } from "./http/guard.ts";
 import { sampledRateLimitEvents } from "./http/rate-limit-audit.ts";
 import { kernelMigrations } from "./store/kernel-migrations.ts";
-import { migrate, MigrationError, type MigrationSet } from "./store/migrate.ts";
+import { checkMigrations, migrate, MigrationError, type MigrationSet } from "./store/migrate.ts";
 import { openStore, type Store } from "./store/store.ts";
 
 /** The binary is defined by this list. */
@@ -257,31 +257,36 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
         tx.query("INSERT INTO instance (singleton, id, created_at) VALUES (1, ?, ?)").run(crypto.randomUUID(), systemClock.now());
       }
     });
-    const seal = new Seal(store.db, systemClock.now, keySource(config, env).method);
-    const audit = new AuditLog({ now: systemClock.now, keyring: () => seal.keyringIfUnsealed() });
-    audit.register(KERNEL_ACTIONS);
-    for (const plugin of plugins) audit.register(plugin.actions);
     const tls = config.http.tls.enabled ? await loadOrCreateTls(tlsFiles(config), log) : undefined;
-    const identity = new IdentityRegistry();
-    const records = new RecordProviders();
-    const shield = new ShieldSlot();
-    const metrics = new Metrics({ onReadError: (metric, error) => log.warn("metrics: a metric could not be read; it is left out of the scrape", { metric, error }) });
-    const services = plugins.flatMap((p) => (p.service ? [p.service] : []));
-    const startedAt = systemClock.now();
-    const kernels = new Map<Plugin<any>, Kernel>();
-    const kernelFor = (plugin: Plugin<any>): Kernel => {
-      let k = kernels.get(plugin);
-      if (!k) {
-        k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services, records, shield, metrics };
-        kernels.set(plugin, k);
-      }
-      return k;
-    };
-    return { store, seal, audit, tls, kernelFor };
+    return { ...kernelOver(store, config, log, env), tls };
   } catch (error) {
     store.close();
     throw error;
   }
+}
+
+/** The seal, the audit log and the plugins' kernels over an open store: nothing made, nothing migrated. */
+function kernelOver(store: Store, config: Config, log: Logger, env: Env): Omit<Prepared, "tls"> {
+  const seal = new Seal(store.db, systemClock.now, keySource(config, env).method);
+  const audit = new AuditLog({ now: systemClock.now, keyring: () => seal.keyringIfUnsealed() });
+  audit.register(KERNEL_ACTIONS);
+  for (const plugin of plugins) audit.register(plugin.actions);
+  const identity = new IdentityRegistry();
+  const records = new RecordProviders();
+  const shield = new ShieldSlot();
+  const metrics = new Metrics({ onReadError: (metric, error) => log.warn("metrics: a metric could not be read; it is left out of the scrape", { metric, error }) });
+  const services = plugins.flatMap((p) => (p.service ? [p.service] : []));
+  const startedAt = systemClock.now();
+  const kernels = new Map<Plugin<any>, Kernel>();
+  const kernelFor = (plugin: Plugin<any>): Kernel => {
+    let k = kernels.get(plugin);
+    if (!k) {
+      k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services, records, shield, metrics };
+      kernels.set(plugin, k);
+    }
+    return k;
+  };
+  return { store, seal, audit, kernelFor };
 }
 
 /**
@@ -402,7 +407,6 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
   }
 }
 
-/** Each plugin's first-time setup (the first organization and owner); what to show once. */
 /**
  * The break-glass for a locked-out operator, on the host: it works on the database directly
  * (Citadel running or not, sealed or not), as whoever may write it — run as root on an
@@ -411,17 +415,22 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
  */
 async function recover(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promise<number> {
   needArgs(ctx, 1, "<email>");
-  const email = ctx.args[0]!;
+  const email = ctx.args[0]!.trim();
+  if (email === "") throw new UsageError("give the operator's email");
   if (ctx.options.yes !== true) throw new UsageError(`this gives ${email} a one-time password, turns their two-factor authentication off and ends their logins: add --yes`);
-  const { data_dir } = loaded.config;
-  // Nothing is made here: no database, no Citadel to recover (and no config or key to create).
-  if (!existsSync(join(data_dir, "citadel.db"))) throw new ConfigError(`no Citadel in ${data_dir} (no citadel.db): give --data or --config`);
-  actAsDataDirectoryOwner(data_dir);
-  const { store, kernelFor } = await prepare(loaded, createLogger({ level: "warn" }), env);
+  const { config } = loaded;
+  const database = join(config.data_dir, "citadel.db");
+  // Nothing is made here (no database, config, certificate or schema): there must be a Citadel to recover.
+  if (!existsSync(database)) throw new ConfigError(`no Citadel in ${config.data_dir} (no citadel.db): give --data or --config`);
+  const invoker = invokerOf(env); // before acting as the data directory's owner
+  actAsDataDirectoryOwner(config.data_dir);
+  const store = openStore({ path: database });
   try {
+    refuseUnlessCurrent(store);
+    const { kernelFor } = kernelOver(store, config, createLogger({ level: "warn" }), env);
     const results: SetupResult[] = [];
     for (const plugin of plugins) {
-      const result = plugin.recover ? await plugin.recover(kernelFor(plugin), { email }) : null;
+      const result = plugin.recover ? await plugin.recover(kernelFor(plugin), { email, invoker }) : null;
       if (result) results.push(result);
     }
     if (ctx.json) ctx.out(JSON.stringify(Object.assign({}, ...results.map((r) => r.summary)), null, 2));
@@ -432,6 +441,32 @@ async function recover(ctx: CommandContext, loaded: LoadedConfig, env: Env): Pro
   }
 }
 
+/**
+ * A database this very binary would serve as it is: initialized, and with exactly its
+ * migrations. Recovery never changes the schema: a newer binary migrating the database of a
+ * running older service would leave that service unable to start again.
+ */
+function refuseUnlessCurrent(store: Store): void {
+  const recorded = checkMigrations(store.db, allMigrations()); // a newer database is refused here
+  const applied = new Set(recorded.map((r) => `${r.owner}/${r.id}`));
+  const missing = allMigrations().flatMap((set) => set.migrations.map((m) => `${set.owner}/${m.id}`)).filter((id) => !applied.has(id));
+  if (recorded.length === 0 || !store.db.query("SELECT 1 FROM instance").get()) throw new Error("this is not an initialized Citadel database");
+  if (missing.length > 0) {
+    throw new Error(`this citadel is newer than the database (it would apply ${missing.join(", ")}): run the citadel binary the service runs, or start the service with this one first`);
+  }
+}
+
+/** Who ran a host-local command, for its audit event: the uid, and the sudo user behind it. */
+function invokerOf(env: Env): string {
+  const uid = process.getuid?.();
+  // Only what sudo itself sets looks like this: the variables are the caller's to set.
+  const user = /^[A-Za-z0-9._-]{1,32}$/.test(env.SUDO_USER ?? "") ? env.SUDO_USER : undefined;
+  const sudoUid = /^\d{1,10}$/.test(env.SUDO_UID ?? "") ? env.SUDO_UID : undefined;
+  const sudo = user ? ` (sudo by ${user}${sudoUid ? `, uid ${sudoUid}` : ""})` : "";
+  return uid === undefined ? `an unknown user${sudo}` : `uid ${uid}${sudo}`;
+}
+
+/** Each plugin's first-time setup (the first organization and owner); what to show once. */
 async function runSetups(kernelFor: (p: Plugin<any>) => Kernel, options: Readonly<Record<string, string | boolean | undefined>>): Promise<SetupResult[]> {
   const results: SetupResult[] = [];
   for (const plugin of plugins) {

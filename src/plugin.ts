@@ -154,7 +154,8 @@ export interface Plugin<Settings = unknown> {
    * Host-local recovery (`citadel recover`): gives an operator their account back when no one
    * can log in to do it through the API (the only operator lost their password or second
    * factor). Whoever runs it can write the database already; it does properly, and on the
-   * record, what they could otherwise only do by hand. Null when the plugin has nothing to do.
+   * record, what they could otherwise only do by hand. `options`: `email` (whose account),
+   * `invoker` (who ran it, for the audit event). Null when the plugin has nothing to do.
    */
   recover?(k: Kernel<Settings>, options: Readonly<Record<string, string | boolean | undefined>>): Promise<SetupResult | null>;
   /** Starts listeners and timers; resolves with the function that stops them. */

@@ -134,9 +134,8 @@ export const iamPlugin = definePlugin<IamSettings>({
   },
 
   async recover(k, options) {
-    const email = typeof options.email === "string" ? options.email : undefined;
-    if (email === undefined) return null;
-    const password = await servicesOf(k).iam.recoverOperator(email);
+    if (typeof options.email !== "string") return null;
+    const { email, password } = await servicesOf(k).iam.recoverOperator(options.email, typeof options.invoker === "string" ? options.invoker : undefined);
     return {
       summary: { operator: email, one_time_password: password },
       lines: [

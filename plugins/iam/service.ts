@@ -566,13 +566,12 @@ export class IamService {
    * factor loses what it opened). Personal access tokens and API keys stay, as with an MFA
    * reset: made on purpose, they are revoked by name once the operator is back in.
    */
-  async recoverOperator(email: string): Promise<string> {
+  async recoverOperator(email: string, invoker = "an unknown user"): Promise<{ email: string; password: string }> {
     const user = sql.userByEmail(this.db, email.trim());
     if (!user) throw new NotFoundError(`no user ${email} (citadel recover is for operators' accounts)`);
     if (user.operator !== 1) throw new ForbiddenError(`${user.email} is not an operator: citadel recover is for operators; an operator resets anyone else (citadel user mfa-reset)`);
     const password = randomBase62(20);
     const hash = await this.hasher.hash(password);
-    const uid = process.getuid?.();
     await this.k.store.write((tx) => {
       if (sql.userById(tx, user.id)?.operator !== 1) throw new ConflictError(`${user.email} was removed or stopped being an operator meanwhile`);
       sql.setOneTimePassword(tx, user.id, hash);
@@ -580,10 +579,10 @@ export class IamService {
       sql.replaceRecoveryCodes(tx, user.id, []);
       sql.revokeUserCredentials(tx, user.id, ["session", "device"], this.now());
       sql.denyApprovedDeviceGrants(tx, user.id);
-      const reason = `host-local recovery${uid === undefined ? "" : ` (run as uid ${uid})`}: a one-time password, TOTP off, logins ended`;
+      const reason = `host-local recovery, run by ${invoker}: a one-time password, TOTP off, logins ended`;
       this.audit(tx, { action: "iam.operator.recover", actor: { kind: "system" }, outcome: "success", resource: { type: "user", id: user.id }, reason });
     });
-    return password;
+    return { email: user.email, password };
   }
 
   me(p: Principal) {

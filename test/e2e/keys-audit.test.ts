@@ -3,7 +3,8 @@
  * the CLI, a systemd credential, a crash under write load, and what the files on disk hold.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Database } from "bun:sqlite";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 import { pinnedGet } from "../helpers/pinned-https.ts";
@@ -238,6 +239,29 @@ describe("citadel recover (found missing: the only operator's lost second factor
     const fresh = await firstLogin(citadel.url, readFileSync(join(data, "tls/cert.pem"), "utf8"), password);
     expect((await runCitadel(["whoami", "--data", data, "--json"], { ...env, CITADEL_TOKEN: fresh })).code).toBe(0);
     expect((await citadel.stop()).code).toBe(0);
+  });
+
+  test("it changes nothing but the account: no config, certificate or schema made, and a database of another version is refused as it is (found in review)", async () => {
+    const data = dataDir();
+    expect((await runCitadel(["init", "--data", data])).code).toBe(0);
+    rmSync(join(data, "citadel.toml"));
+    rmSync(join(data, "tls"), { recursive: true });
+    expect((await runCitadel(["recover", "admin@localhost", "--data", data, "--yes"])).code).toBe(0);
+    expect(readdirSync(data).filter((f) => !f.startsWith("citadel.db")).sort()).toEqual(["root.key"]);
+
+    // A database this binary would first migrate (as if made by an older one): refused, not migrated.
+    const db = new Database(join(data, "citadel.db"));
+    const last = db.query<{ owner: string; id: string }, []>("SELECT owner, id FROM citadel_migrations ORDER BY applied_at DESC, id DESC LIMIT 1").get()!;
+    db.query("DELETE FROM citadel_migrations WHERE owner = ? AND id = ?").run(last.owner, last.id);
+    db.close();
+    const older = await runCitadel(["recover", "admin@localhost", "--data", data, "--yes"]);
+    expect([older.code, older.stderr]).toEqual([1, expect.stringContaining(`this citadel is newer than the database (it would apply ${last.owner}/${last.id})`)]);
+
+    const empty = dataDir();
+    writeFileSync(join(empty, "citadel.db"), "");
+    const notOne = await runCitadel(["recover", "admin@localhost", "--data", empty, "--yes"]);
+    expect([notOne.code, notOne.stderr]).toEqual([1, expect.stringContaining("this is not an initialized Citadel database")]);
+    expect(readdirSync(empty).filter((f) => !f.startsWith("citadel.db"))).toEqual([]);
   });
 });
 
