@@ -49,6 +49,7 @@ interface NodeView {
   public_key: string;
   next_public_key: string | null;
   endpoint: string | null;
+  listen_port: number | null;
   hub: boolean;
   state: string;
   applied_version: number;
@@ -69,11 +70,17 @@ const csv = (value: string | boolean | undefined) => (typeof value === "string" 
 
 const networkLine = (n: NetworkView) => `${n.name}: ${n.ipv4} ${n.ipv6}, port ${n.listen_port}, ${n.topology}${n.preshared_keys ? ", preshared keys" : ""}; ${n.nodes} node(s); version ${n.version}, ACL ${n.acl_version || "none"}${n.domain ? `; names *.${n.domain}` : ""}`;
 
+/** Its endpoint, and the port it listens on when that is set for it (not the endpoint's or the network's). */
+function endpointColumn(n: NodeView): string {
+  if (n.listen_port === null) return n.endpoint ?? "-";
+  return n.endpoint === null ? `listens on ${n.listen_port}` : `${n.endpoint}, listens on ${n.listen_port}`;
+}
+
 function nodeTable(nodes: NodeView[]): string {
   if (nodes.length === 0) return "no nodes";
   return table([
     ["NODE", "IPV4", "IPV6", "TAGS", "STATE", "ENDPOINT", "APPLIED", "KEY"],
-    ...nodes.map((n) => [n.name + (n.hub ? " (hub)" : ""), n.ipv4, n.ipv6, n.tags.join(",") || "-", n.state + (n.next_public_key ? ", rotating" : ""), n.endpoint ?? "-", `v${n.applied_version}`, n.public_key.slice(0, 10) + "…"]),
+    ...nodes.map((n) => [n.name + (n.hub ? " (hub)" : ""), n.ipv4, n.ipv6, n.tags.join(",") || "-", n.state + (n.next_public_key ? ", rotating" : ""), endpointColumn(n), `v${n.applied_version}`, n.public_key.slice(0, 10) + "…"]),
   ]);
 }
 
@@ -105,6 +112,11 @@ function expiresOption(value: string): string | null {
   if (value === "never") return null;
   if (Number.isNaN(Date.parse(value))) throw new UsageError("--expires: an ISO 8601 time (2026-12-31T00:00:00Z), or never");
   return value;
+}
+
+/** --listen-port: a port, or empty for none (null: the endpoint's port, else the network's). */
+function listenPortOption(ctx: CommandContext): number | null | undefined {
+  return ctx.options["listen-port"] === "" ? null : integerOption(ctx, "listen-port", 1, 65_535);
 }
 
 function networkSettings(ctx: CommandContext): Record<string, unknown> {
@@ -279,7 +291,7 @@ export const meshCommands: Command[] = [
   },
   {
     words: ["mesh", "nodes", "set"],
-    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --expires",
+    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --listen-port, --expires",
     args: "<network> <node>",
     maxArgs: 2,
     options: {
@@ -290,6 +302,7 @@ export const meshCommands: Command[] = [
       hub: { type: "boolean", description: "Make it a hub" },
       "no-hub": { type: "boolean", description: "Make it a spoke" },
       endpoint: { type: "string", description: "host:port others reach it at (empty: none)" },
+      "listen-port": { type: "string", description: "The UDP port it listens on (empty: its endpoint's, else the network's)" },
       expires: { type: "string", description: "ISO time it expires, or never" },
     },
     async run(ctx) {
@@ -304,8 +317,10 @@ export const meshCommands: Command[] = [
       if (ctx.options.hub === true) body.hub = true;
       if (ctx.options["no-hub"] === true) body.hub = false;
       if (typeof ctx.options.endpoint === "string") body.endpoint = ctx.options.endpoint === "" ? null : ctx.options.endpoint;
+      const listenPort = listenPortOption(ctx);
+      if (listenPort !== undefined) body.listen_port = listenPort;
       if (typeof ctx.options.expires === "string") body.expires_at = expiresOption(ctx.options.expires);
-      if (Object.keys(body).length === 0) throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint or --expires");
+      if (Object.keys(body).length === 0) throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint, --listen-port or --expires");
       const { api, org } = await client(ctx);
       const node = await api.request<NodeView>("PATCH", nodePath(org, ctx), body);
       print(ctx, node, nodeTable([node]));

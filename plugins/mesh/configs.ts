@@ -203,7 +203,7 @@ export class NodeConfigs {
 
 function meshNode(mesh: MeshService, net: sql.NetworkRow, n: sql.NodeRow): MeshNode {
   const { ipv4, ipv6 } = mesh.addressesOf(net, n.host);
-  return { id: n.id, name: n.name, tags: JSON.parse(n.tags), publicKey: n.public_key, nextPublicKey: n.next_public_key, ipv4, ipv6, endpoint: n.endpoint, hub: n.hub === 1, enrolledAt: n.created_at };
+  return { id: n.id, name: n.name, tags: JSON.parse(n.tags), publicKey: n.public_key, nextPublicKey: n.next_public_key, ipv4, ipv6, endpoint: n.endpoint, listenPort: n.listen_port, hub: n.hub === 1, enrolledAt: n.created_at };
 }
 
 /** The preshared key of a pair: the same from either end. */

@@ -101,4 +101,11 @@ export const meshMigrations: readonly Migration[] = [
     up: `ALTER TABLE mesh_networks ADD COLUMN last_host INTEGER NOT NULL DEFAULT 0;
     UPDATE mesh_networks SET last_host = COALESCE((SELECT MAX(host) FROM mesh_nodes WHERE network_id = mesh_networks.id), 0);`,
   },
+  {
+    id: "0004_mesh_node_listen_port",
+    // The port a node listens on when it is not its endpoint's nor the network's: a host in two
+    // networks behind NAT (two interfaces, one port each), or a port forward from another number.
+    // NULL: as before (the endpoint's port, else the network's).
+    up: `ALTER TABLE mesh_nodes ADD COLUMN listen_port INTEGER CHECK (listen_port BETWEEN 1 AND 65535);`,
+  },
 ];

@@ -84,6 +84,7 @@ export const Node = t.Object({
   public_key: t.String(),
   next_public_key: t.Union([t.String(), t.Null()], { description: "During a key rotation: the key peers accept beside the current one" }),
   endpoint: t.Union([t.String(), t.Null()]),
+  listen_port: t.Union([t.Integer(), t.Null()], { description: "The UDP port it listens on; null: its endpoint's port, else the network's" }),
   hub: t.Boolean(),
   state: t.Union([t.Literal("active"), t.Literal("disabled"), t.Literal("expired")]),
   expires_at: t.Union([Iso, t.Null()]),
@@ -93,11 +94,17 @@ export const Node = t.Object({
 });
 export const NodeList = t.Object({ items: t.Array(Node) });
 
+// The range is the service's to check: a union's schema error says only "Expected union value".
+const NodeListenPort = t.Union([t.Integer(), t.Null()], {
+  description: "The UDP port it listens on, 1–65535 (behind a port forward from another number; a host in two networks); null: its endpoint's port, else the network's",
+});
+
 export const NodeChanges = t.Object({
   tags: t.Optional(Tags),
   disabled: t.Optional(t.Boolean()),
   hub: t.Optional(t.Boolean()),
   endpoint: t.Optional(t.Union([t.String({ maxLength: 300 }), t.Null()])),
+  listen_port: t.Optional(NodeListenPort),
   expires_at: t.Optional(t.Union([t.String({ maxLength: 40 }), t.Null()], { description: "ISO 8601; null: never" })),
 });
 
@@ -120,6 +127,7 @@ export const Enrollment = t.Object({
   name: Label,
   public_key: t.String({ maxLength: 64, description: "The node's WireGuard public key; the private key stays on the node" }),
   endpoint: t.Optional(t.Union([t.String({ maxLength: 300 }), t.Null()])),
+  listen_port: t.Optional(NodeListenPort),
   tags: t.Optional(Tags),
 });
 

@@ -45,6 +45,7 @@ async function join(ctx: CommandContext): Promise<number> {
   if (!server || !key) throw new UsageError("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
   if (ctx.options.qr === true && ctx.json) throw new UsageError("--qr with --json: a QR code is not JSON; give one");
   if (typeof ctx.options.interface === "string" && !isInterfaceName(ctx.options.interface)) throw new UsageError(`--interface: ${INTERFACE_NAME_RULE}`);
+  const listenPort = integerOption(ctx, "listen-port", 1, 65_535);
   const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
   const pair = await generateKeyPair();
   const tags = typeof ctx.options.tags === "string" && ctx.options.tags !== "" ? ctx.options.tags.split(",").map((t) => t.trim()) : undefined;
@@ -53,6 +54,7 @@ async function join(ctx: CommandContext): Promise<number> {
     name: typeof ctx.options.name === "string" ? ctx.options.name : defaultName(),
     public_key: pair.publicKey,
     ...(typeof ctx.options.endpoint === "string" ? { endpoint: ctx.options.endpoint } : {}),
+    ...(listenPort !== undefined ? { listen_port: listenPort } : {}),
     ...(tags ? { tags } : {}),
   };
   const enrolled = await nodeRequest<Enrolled>({ server, certificate }, "POST", "/v1/mesh/enroll", body);
@@ -177,6 +179,7 @@ export const nodeCommands: Command[] = [
       name: { type: "string", description: "The node's name (default: the host name)" },
       tags: { type: "string", description: "Tags to take, among those the key grants (default: all of them)" },
       endpoint: { type: "string", description: "host:port other nodes reach this one at (default: none, it dials out)" },
+      "listen-port": { type: "string", description: "The UDP port to listen on (default: the endpoint's, else the network's): behind a port forward from another port, or a second network on this host" },
       interface: { type: "string", description: "The WireGuard interface on this node (default: the network's)" },
       qr: { type: "boolean", description: "For a phone: print the whole config as a QR code and write nothing" },
     },

@@ -24,8 +24,8 @@
  *   = its next key, and `presharedKey` = presharedKey(self, peer) (the caller returns the same
  *   key for both directions of a pair).
  * - `addresses` = the node's IPv4 and IPv6 with the network's prefix lengths; `listenPort` =
- *   the port of the node's own endpoint when it has one (as types.ts allows), else the
- *   network's.
+ *   the node's own listen port when it has one, else the port of its endpoint when it has
+ *   one, else the network's.
  *
  * Speed: a 1,000-node full mesh is a million peer entries, so everything per node (its /32
  * and /128 strings, its PeerConfig) is made once and shared by every config that lists it;
@@ -91,6 +91,14 @@ function endpointPort(endpoint: string): number | null {
   if (!match) return null;
   const port = Number(match[1]);
   return port >= 1 && port <= 65535 ? port : null;
+}
+
+/**
+ * The port a node listens on when it is not the network's: its own (a port forward from another
+ * number, a host in two networks), else its endpoint's (what peers send to); null: neither.
+ */
+function ownListenPort(node: MeshNode): number | null {
+  return node.listenPort ?? (node.endpoint !== null ? endpointPort(node.endpoint) : null);
 }
 
 /**
@@ -190,7 +198,7 @@ export class MeshPlan {
       network: { id: network.id, name: network.name, interfaceName: network.interfaceName },
       node: { id: node.id, name: node.name },
       addresses: [`${this.v4[x]}/${this.prefix4}`, `${this.v6[x]}/${this.prefix6}`],
-      listenPort: (node.endpoint !== null ? endpointPort(node.endpoint) : null) ?? network.listenPort,
+      listenPort: ownListenPort(node) ?? network.listenPort,
       mtu: network.mtu,
       dns: [...network.dns],
       searchDomain: network.searchDomain,

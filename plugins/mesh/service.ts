@@ -64,6 +64,8 @@ export interface Enrollment {
   name: string;
   public_key: string;
   endpoint?: string | null;
+  /** The port it listens on; absent or null: its endpoint's, else the network's. */
+  listen_port?: number | null;
   tags?: string[];
 }
 
@@ -72,6 +74,8 @@ export interface NodeChanges {
   disabled?: boolean;
   hub?: boolean;
   endpoint?: string | null;
+  /** null: its endpoint's port again, else the network's. */
+  listen_port?: number | null;
   /** ISO time, or null for never. */
   expires_at?: string | null;
 }
@@ -117,6 +121,11 @@ export function checkEndpoint(text: string | null | undefined): string | null {
     throw new InvalidError(`endpoint: ${JSON.stringify(text)} is a loopback, link-local, multicast, broadcast or unspecified address, which a peer cannot reach this node at`, "endpoint");
   }
   return text;
+}
+
+/** A node's own listen port: 1–65535, or null for none (its endpoint's port, else the network's). */
+function checkListenPort(value: number | null | undefined): number | null {
+  return value === null || value === undefined ? null : checkInteger(value, 0, 1, 65_535, "listen_port");
 }
 
 function checkInteger(value: number | undefined, fallback: number, min: number, max: number, field: string): number {
@@ -449,6 +458,7 @@ export class MeshService {
     if (changes.disabled !== undefined) asked.disabled = changes.disabled ? 1 : 0;
     if (changes.hub !== undefined) asked.hub = changes.hub ? 1 : 0;
     if (changes.endpoint !== undefined) asked.endpoint = checkEndpoint(changes.endpoint);
+    if (changes.listen_port !== undefined) asked.listen_port = checkListenPort(changes.listen_port);
     if (changes.expires_at !== undefined) asked.expires_at = expires;
     const what = Object.keys(changes).sort().join(", ");
     const updatedAt = this.now();
@@ -497,6 +507,7 @@ export class MeshService {
       public_key: n.public_key,
       next_public_key: n.next_public_key,
       endpoint: n.endpoint,
+      listen_port: n.listen_port,
       hub: n.hub === 1,
       state: (n.disabled ? "disabled" : n.expires_at !== null && n.expires_at <= now ? "expired" : "active") as "disabled" | "expired" | "active",
       expires_at: iso(n.expires_at),
@@ -593,6 +604,7 @@ export class MeshService {
     const name = checkLabel(input.name, "name");
     if (!isWireGuardKey(input.public_key)) throw new InvalidError("public_key: a WireGuard public key (base64 of 32 bytes, as `wg pubkey` prints)", "public_key");
     const endpoint = checkEndpoint(input.endpoint);
+    const listenPort = checkListenPort(input.listen_port);
     const allowed: string[] = JSON.parse(key.tags);
     const tags = input.tags === undefined || input.tags.length === 0 ? allowed : checkTags(input.tags, "tags");
     const extra = tags.filter((t) => !allowed.includes(t));
@@ -625,6 +637,7 @@ export class MeshService {
         rotation_version: null,
         rotation_started_at: null,
         endpoint,
+        listen_port: listenPort,
         hub: key.hub,
         disabled: 0,
         expires_at: key.node_ttl === null ? null : now + key.node_ttl * 1000,
@@ -643,7 +656,7 @@ export class MeshService {
       this.k.audit.record(tx, {
         action: "mesh.node.enroll",
         outcome: "success",
-        reason: `${name} with key ${key.prefix}, tags ${tags.join(",") || "none"}`,
+        reason: `${name} with key ${key.prefix}, tags ${tags.join(",") || "none"}${listenPort === null ? "" : `, listen port ${listenPort}`}`,
         actor: { kind: "service", organization: net.organization_id, token: key.prefix },
         organization: net.organization_id,
         resource: { type: "mesh_node", id },

@@ -48,6 +48,8 @@ export interface NodeRow {
   rotation_version: number | null;
   rotation_started_at: number | null;
   endpoint: string | null;
+  /** The port it listens on; NULL: its endpoint's, else the network's. */
+  listen_port: number | null;
   hub: number;
   disabled: number;
   expires_at: number | null;
@@ -174,18 +176,18 @@ export function setLastHost(tx: Database, networkId: string, host: number): void
 
 export function insertNode(tx: Database, row: NodeRow): void {
   tx.query(
-    `INSERT INTO mesh_nodes (id, network_id, name, tags, host, public_key, next_public_key, rotation_version, rotation_started_at, endpoint, hub, disabled, expires_at,
+    `INSERT INTO mesh_nodes (id, network_id, name, tags, host, public_key, next_public_key, rotation_version, rotation_started_at, endpoint, listen_port, hub, disabled, expires_at,
        token_prefix, token_hash, preauth_key_id, applied_version, last_seen_at, created_at, updated_at)
-     VALUES ($id, $network_id, $name, $tags, $host, $public_key, $next_public_key, $rotation_version, $rotation_started_at, $endpoint, $hub, $disabled, $expires_at,
+     VALUES ($id, $network_id, $name, $tags, $host, $public_key, $next_public_key, $rotation_version, $rotation_started_at, $endpoint, $listen_port, $hub, $disabled, $expires_at,
        $token_prefix, $token_hash, $preauth_key_id, $applied_version, $last_seen_at, $created_at, $updated_at)`,
   ).run(row as any);
 }
 
-/** Writes the node's changeable fields (tags, keys, endpoint, state). */
+/** Writes the node's changeable fields (tags, keys, endpoint, listen port, state). */
 export function updateNode(tx: Database, row: NodeRow): void {
   tx.query(
     `UPDATE mesh_nodes SET tags = $tags, public_key = $public_key, next_public_key = $next_public_key, rotation_version = $rotation_version,
-       rotation_started_at = $rotation_started_at, endpoint = $endpoint, hub = $hub, disabled = $disabled, expires_at = $expires_at, updated_at = $updated_at
+       rotation_started_at = $rotation_started_at, endpoint = $endpoint, listen_port = $listen_port, hub = $hub, disabled = $disabled, expires_at = $expires_at, updated_at = $updated_at
      WHERE id = $id`,
   ).run({
       id: row.id,
@@ -195,6 +197,7 @@ export function updateNode(tx: Database, row: NodeRow): void {
       rotation_version: row.rotation_version,
       rotation_started_at: row.rotation_started_at,
       endpoint: row.endpoint,
+      listen_port: row.listen_port,
       hub: row.hub,
       disabled: row.disabled,
       expires_at: row.expires_at,

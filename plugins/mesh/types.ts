@@ -23,7 +23,7 @@ export interface MeshNetwork {
   ipv4: string;
   /** IPv6 ULA prefix, "fd7a:115c:a1e0::/48"; a node's IPv6 address has the same host number as its IPv4. */
   ipv6: string;
-  /** UDP port nodes listen on (a node may override with its endpoint's port). */
+  /** UDP port nodes listen on (a node may override with its own port, or its endpoint's). */
   listenPort: number;
   mtu: number;
   /** PersistentKeepalive in seconds; 0 = off. */
@@ -53,6 +53,8 @@ export interface MeshNode {
   ipv6: string;
   /** "host:port" others reach it at; null when it cannot be reached (behind NAT). */
   endpoint: string | null;
+  /** The port it listens on, set for it; absent or null: its endpoint's port, else the network's. */
+  listenPort?: number | null;
   /** Relays for spokes in a hub network. */
   hub: boolean;
   /** When it enrolled (ms): of several hubs, the longest enrolled relays. Absent: name order alone. */

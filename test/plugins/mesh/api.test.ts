@@ -294,6 +294,60 @@ describe("config documents", () => {
   });
 });
 
+describe("a node's own listen port", () => {
+  test("set at enrollment, changed and cleared by an operator: ListenPort is its own, else its endpoint's, else the network's; each change a new version, audited", async () => {
+    const { c, owner, net } = await setup({ name: "office", listen_port: 51900 });
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    // Behind a port forward: public 443 to the node's 51820.
+    const a = await enroll(c, key, "a", { endpoint: "203.0.113.7:443", listen_port: 51820 });
+    const b = await enroll(c, key, "b"); // behind NAT
+    const shown = async (name: string) => (await c.send("GET", `${net}/nodes/${name}`, owner)).body.listen_port;
+    const listenPort = async (node: Joined) => (await fetchDocument(c, node)).doc!.config.listenPort;
+    const wgQuickOf = async (name: string) => (await c.send("GET", `${net}/nodes/${name}/config`, owner)).text;
+    const version = async () => (await c.send("GET", net, owner)).body.version as number;
+
+    expect([await shown("a"), await listenPort(a), await wgQuickOf("a")]).toEqual([51820, 51820, expect.stringContaining("\nListenPort = 51820\n")]);
+    expect((await fetchDocument(c, b)).doc!.config.peers[0]!.endpoint).toBe("203.0.113.7:443"); // peers still send to the public port
+    expect([await shown("b"), await listenPort(b)]).toEqual([null, 51900]);
+
+    const before = await version();
+    const changed = await c.send("PATCH", `${net}/nodes/a`, owner, { json: { listen_port: 51821 } });
+    expect([changed.status, changed.body.listen_port]).toEqual([200, 51821]);
+    expect([await listenPort(a), await wgQuickOf("a")]).toEqual([51821, expect.stringContaining("\nListenPort = 51821\n")]);
+    expect(await version()).toBeGreaterThan(before);
+    // A host that is a node of another network too, behind NAT: a port of its own for this one.
+    expect((await c.send("PATCH", `${net}/nodes/b`, owner, { json: { listen_port: 51822 } })).body.listen_port).toBe(51822);
+    expect(await listenPort(b)).toBe(51822);
+
+    // Cleared: the endpoint's port again, else the network's.
+    const cleared = await c.send("PATCH", `${net}/nodes/a`, owner, { json: { listen_port: null } });
+    expect([cleared.status, cleared.body.listen_port]).toEqual([200, null]);
+    expect([await listenPort(a), await wgQuickOf("a")]).toEqual([443, expect.stringContaining("\nListenPort = 443\n")]);
+    expect((await c.send("PATCH", `${net}/nodes/b`, owner, { json: { listen_port: null } })).body.listen_port).toBe(null);
+    expect(await listenPort(b)).toBe(51900);
+    expect(meshEvents(c).filter((e) => e.action === "mesh.node.update")).toEqual(Array(4).fill({ action: "mesh.node.update", outcome: "success", reason: "listen_port" }));
+    expect(meshEvents(c).find((e) => e.action === "mesh.node.enroll" && e.reason!.startsWith("a "))!.reason).toEndWith(", listen port 51820");
+  });
+
+  test("out of range: 422 naming listen_port, at enrollment and in a change; nothing changes", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    await enroll(c, key, "a", { listen_port: 51820 });
+    const version = async () => (await c.send("GET", net, owner)).body.version as number;
+    const before = await version();
+    for (const port of [0, 70000]) {
+      c.clock.advance(10_000); // enrollment is under the login endpoints' rate limit
+      const enrolling = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: `p${port}`, public_key: (await generateKeyPair()).publicKey, listen_port: port } });
+      expect([enrolling.status, enrolling.body.errors?.[0]?.field, enrolling.body.detail]).toEqual([422, "listen_port", "listen_port: an integer from 1 to 65535"]);
+      const changing = await c.send("PATCH", `${net}/nodes/a`, owner, { json: { listen_port: port } });
+      expect([changing.status, changing.body.errors?.[0]?.field, changing.body.detail]).toEqual([422, "listen_port", "listen_port: an integer from 1 to 65535"]);
+    }
+    expect((await c.send("GET", `${net}/nodes`, owner)).body.items.map((n: { name: string; listen_port: number | null }) => [n.name, n.listen_port])).toEqual([["a", 51820]]);
+    expect(await version()).toBe(before);
+    expect(meshEvents(c).filter((e) => e.outcome === "failure")).toEqual(Array(2).fill({ action: "mesh.node.enroll", outcome: "failure", reason: "listen_port: an integer from 1 to 65535" }));
+  });
+});
+
 describe("an organization erased", () => {
   test("its networks' names and configs are dropped at once, not at the next mesh change", async () => {
     const { c } = await setup();

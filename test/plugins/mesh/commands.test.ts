@@ -20,6 +20,8 @@ describe("flags are checked here, named as flags (found in review: the server's 
     ["mesh networks set", ["n1"], { mtu: "9001" }, "--mtu: a whole number from 1280 to 9000"],
     ["mesh networks set", ["n1"], { keepalive: "5000" }, "--keepalive: a whole number from 0 to 3600"],
     ["mesh keys create", ["n1"], { minutes: "99999999" }, "--minutes: a whole number from 1 to 129600"],
+    ["mesh nodes set", ["n1", "web1"], { "listen-port": "70000" }, "--listen-port: a whole number from 1 to 65535"],
+    ["mesh join", [], { server: "https://citadel.test:8443", key: "citadel_meshkey_x", "listen-port": "0" }, "--listen-port: a whole number from 1 to 65535"],
   ];
   for (const [words, args, options, message] of refusals) {
     test(`${words} ${JSON.stringify(options)}`, async () => {
@@ -37,6 +39,50 @@ describe("flags are checked here, named as flags (found in review: the server's 
     expect(config.requests.map((r) => r.path)).toEqual(["/v1/mesh/orgs/org_1/networks/n1/nodes/web1/config?format=setconf"]);
     const never = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "web1"], options: { ...ORG, expires: "never" }, json: true });
     expect(never.requests.map((r) => r.body)).toEqual([{ expires_at: null }]);
+  });
+});
+
+describe("a node's own listen port", () => {
+  const node = { name: "web1", ipv4: "100.64.0.1", ipv6: "fd00::1", tags: [], state: "active", hub: false, next_public_key: null, applied_version: 3, public_key: "pub-web1-xxxxxxxx" };
+
+  test("nodes set --listen-port sends the port; empty clears it (null)", async () => {
+    for (const [value, sent] of [["443", 443], ["", null]] as const) {
+      const run = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "web1"], options: { ...ORG, "listen-port": value }, json: true, answer: () => ({ ...node, endpoint: null, listen_port: sent }) });
+      expect([run.code, run.requests.map((r) => r.body)]).toEqual([0, [{ listen_port: sent }]]);
+    }
+  });
+
+  test("the node listing shows it beside the endpoint, only when set", async () => {
+    const items = [
+      { ...node, name: "forwarded", endpoint: "203.0.113.7:443", listen_port: 51820 },
+      { ...node, name: "second", endpoint: null, listen_port: 51821 },
+      { ...node, name: "plain", endpoint: "198.51.100.3:51820", listen_port: null },
+    ];
+    const run = await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) });
+    const lines = run.stdout.split("\n");
+    expect(lines.find((l) => l.startsWith("forwarded"))).toContain("203.0.113.7:443, listens on 51820");
+    expect(lines.find((l) => l.startsWith("second"))).toContain(" listens on 51821 ");
+    expect(lines.find((l) => l.startsWith("plain"))).not.toContain("listens on");
+  });
+
+  test("join --listen-port asks for it at enrollment", async () => {
+    const enrollments: unknown[] = [];
+    // Refused, so that join stops there and writes nothing.
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: async (request) => {
+        enrollments.push(await request.json());
+        return Response.json({ detail: "This pre-auth key is not valid.", code: "unauthorized" }, { status: 401, headers: { "content-type": "application/problem+json" } });
+      },
+    });
+    try {
+      const run = await runCommand(meshCommands, "mesh join", { options: { server: `http://127.0.0.1:${server.port}`, key: "citadel_meshkey_x", name: "gw", "listen-port": "51820" } });
+      expect(run.code).toBe(1);
+      expect(enrollments).toEqual([expect.objectContaining({ name: "gw", listen_port: 51820 })]);
+    } finally {
+      server.stop(true);
+    }
   });
 });
 

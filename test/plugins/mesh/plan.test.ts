@@ -62,6 +62,22 @@ describe("full mesh without ACL", () => {
     expect(byName(configs, "laptop")!.listenPort).toBe(51820);
   });
 
+  test("a node's own listen port comes first, then its endpoint's port, then the network's", () => {
+    const ported = planNetwork(
+      meshNetwork({ listenPort: 51900 }),
+      [
+        meshNode("forwarded", 1, { endpoint: "203.0.113.7:443", listenPort: 51820 }),
+        meshNode("second-net", 2, { listenPort: 51821 }),
+        meshNode("public", 3, { endpoint: "198.51.100.3:41641", listenPort: null }),
+        meshNode("nat", 4),
+      ],
+      NO_ACL,
+    );
+    expect(["forwarded", "second-net", "public", "nat"].map((name) => byName(ported, name)!.listenPort)).toEqual([51820, 51821, 41641, 51900]);
+    // Peers still send to the endpoint: the listen port is the node's own side of a port forward.
+    expect(peerOf(byName(ported, "nat"), "forwarded").endpoint).toBe("203.0.113.7:443");
+  });
+
   test("a rotating peer carries its next key to every config", () => {
     for (const name of ["api", "db", "web"]) expect(peerOf(byName(configs, name), "laptop").nextPublicKey).toBe("pub-laptop-next");
   });
