@@ -22,6 +22,7 @@ import { subjectPlugin } from "../plugins/subject/index.ts";
 import { systemPlugin } from "../plugins/system/index.ts";
 import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
+import { fileSink, journalSink, startAuditForwarder } from "./audit/forward.ts";
 import { AuditLog } from "./audit/log.ts";
 import { buildInfo } from "./build-info.ts";
 import { adviceFor } from "./cli/advice.ts";
@@ -510,6 +511,12 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     }
     const intervalMs = config.audit.checkpoint_interval_seconds * 1000;
     lifecycle.started("audit checkpoints", startCheckpointer({ store, seal, every: config.audit.checkpoint_every, intervalMs, now, log }));
+    const forward = config.audit.forward;
+    if (forward.to !== "off") {
+      // Its own writer for the journal: the events go out whatever log.level says.
+      const sink = forward.to === "journal" ? journalSink(createLogger({ level: "info" })) : fileSink(dataPath(config, forward.file));
+      lifecycle.started("audit forwarding", startAuditForwarder({ store, seal, sink, personalData: forward.personal_data, log }));
+    }
     lifecycle.started("key rotation", startRotationSchedule(store, seal, audit, config.keys.rotation_days, now, log));
 
     const metrics = kernelFor(plugins[0]!).metrics;

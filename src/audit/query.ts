@@ -84,7 +84,7 @@ export function listAuditEvents(db: Database, keyring: Keyring, filter: AuditFil
   const rows = db.query<StoredEvent, SQLQueryBindings[]>(`SELECT * FROM audit_events ${sql} ORDER BY seq DESC LIMIT ?`).all(...params, limit + 1);
   const page = rows.slice(0, limit);
   return {
-    events: page.map((r) => viewOf(r, keyring)),
+    events: page.map((r) => auditEventView(r, keyring)),
     next_cursor: rows.length > limit ? encodeCursor(page.at(-1)!.seq) : null,
   };
 }
@@ -93,7 +93,7 @@ export function listAuditEvents(db: Database, keyring: Keyring, filter: AuditFil
 export function* iterateAuditEvents(db: Database, keyring: Keyring, filter: AuditFilter): Generator<AuditEventView> {
   const { sql, params } = where(filter);
   for (const row of db.query<StoredEvent, SQLQueryBindings[]>(`SELECT * FROM audit_events ${sql} ORDER BY seq DESC`).iterate(...params)) {
-    yield viewOf(row, keyring);
+    yield auditEventView(row, keyring);
   }
 }
 
@@ -109,9 +109,10 @@ function decodeCursor(cursor: string): number {
   return Number(m[1]);
 }
 
-function viewOf(row: StoredEvent, keyring: Keyring): AuditEventView {
+/** An event as the API shows it; its personal data decrypted when a keyring is given (else none). */
+export function auditEventView(row: StoredEvent, keyring: Keyring | null): AuditEventView {
   let personal: Record<string, string> | typeof ERASED | null = null;
-  if (row.personal !== null && row.subject !== null) {
+  if (keyring && row.personal !== null && row.subject !== null) {
     try {
       personal = JSON.parse(keyring.decrypt(subjectKeyOwner(row.subject), `audit_events/${row.id}`, row.personal).toString("utf8"));
     } catch (error) {

@@ -135,6 +135,24 @@ export const RateLimitConfig = section("Token-bucket rate limits (429 with Retry
   auth: bucket("Login, token and device-code endpoints, per client address.", 1, 10),
 });
 
+export const AuditForwardConfig = section("Forwarding every audit event, as it is committed, to where a log shipper or SIEM reads it.", {
+  to: Type.Union([Type.Literal("off"), Type.Literal("journal"), Type.Literal("file")], {
+    default: "off",
+    description:
+      'off; journal: one JSON line per event on standard output ("msg":"audit event"), which systemd puts in the journal; file: JSON lines appended to audit.forward.file.',
+  }),
+  file: Type.String({
+    default: "audit.jsonl",
+    minLength: 1,
+    description: "The file for to = \"file\" (JSON lines, mode 0600 when made; relative paths are inside data_dir). Rotating it by renaming is fine: the next event makes a new one.",
+  }),
+  personal_data: Type.Boolean({
+    default: false,
+    description:
+      "Forward the personal data of events too (source address, user agent), decrypted. Off by default: a copy outside Citadel is beyond `citadel audit erase` (GDPR).",
+  }),
+});
+
 export const AuditConfig = section("The audit log.", {
   checkpoint_every: Type.Integer({
     default: 1000,
@@ -148,6 +166,7 @@ export const AuditConfig = section("The audit log.", {
     maximum: 86_400,
     description: "...or after this many seconds, whichever comes first (only when there are new events).",
   }),
+  forward: AuditForwardConfig,
 });
 
 const kernelProperties = {

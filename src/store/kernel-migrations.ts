@@ -113,4 +113,13 @@ export const kernelMigrations: readonly Migration[] = [
     CREATE TRIGGER audit_signing_keys_no_delete BEFORE DELETE ON audit_signing_keys
       BEGIN SELECT RAISE(ABORT, 'audit signing keys are append-only'); END;`,
   },
+  {
+    id: "0005_audit_forward_cursor",
+    // How far the audit log has been forwarded (audit.forward): kept with the events, so that a
+    // restart goes on after the last event handed over, and a crash repeats some (never skips).
+    up: `CREATE TABLE audit_forward_cursor (
+      singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+      seq       INTEGER NOT NULL
+    ) STRICT;`,
+  },
 ];

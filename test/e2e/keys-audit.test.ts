@@ -265,6 +265,22 @@ describe("citadel recover (found missing: the only operator's lost second factor
   });
 });
 
+describe("audit forwarding", () => {
+  test("to the journal: every committed event as a JSON line on standard output, in order, without personal data", async () => {
+    const data = dataDir();
+    const { citadel } = await start(data, { CITADEL_AUDIT_FORWARD_TO: "journal" });
+    await operatorToken(data, citadel); // a login and a password change: audited
+    const forwarded = () => citadel.logs().filter((l) => l.msg === "audit event").map((l) => l.event as { action: string; outcome: string; seq: number });
+    for (let i = 0; i < 50 && !forwarded().some((e) => e.action === "iam.password.change"); i++) await Bun.sleep(50);
+    const events = forwarded();
+    expect(events.map((e) => e.action)).toContain("iam.login");
+    expect(events.map((e) => e.action)).toContain("iam.password.change");
+    expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b)); // in order
+    expect(JSON.stringify(events)).not.toContain("127.0.0.1"); // the client address is personal data
+    expect((await citadel.stop()).code).toBe(0);
+  });
+});
+
 describe("durability and what is on disk", () => {
   test("killed with SIGKILL under audited write load: every acknowledged write survives and the chain verifies", async () => {
     const data = dataDir();

@@ -1,0 +1,122 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileSink, startAuditForwarder, type ForwardedEvent } from "../../../src/audit/forward.ts";
+import { captureLog, testKernel } from "../../helpers/http.ts";
+
+type Kernel = ReturnType<typeof testKernel>;
+
+/** An audited act from 198.51.100.7 (its address is personal data, stored encrypted). */
+const act = (k: Kernel, reason: string) =>
+  k.store.write((tx) => k.audit.record(tx, { action: "sys.seal", actor: { kind: "operator" }, outcome: "success", reason, request: { id: "req-1", source: "198.51.100.7", userAgent: "curl/8" } }));
+
+/** A forwarder whose sink collects what it is given; `stop` forwards what is left, then stops. */
+function forwarder(k: Kernel, options: { personalData?: boolean; failing?: () => boolean } = {}) {
+  const received: ForwardedEvent[] = [];
+  const log = captureLog();
+  const stop = startAuditForwarder({
+    store: k.store,
+    seal: k.seal,
+    personalData: options.personalData ?? false,
+    log: log.logger,
+    intervalMs: 60_000, // rounds are driven by stop() here, not by the clock
+    sink: (events) => {
+      if (options.failing?.()) throw new Error("disk full");
+      received.push(...events);
+    },
+  });
+  return { received, stop, log };
+}
+
+describe("audit forwarding", () => {
+  test("starts with the events written from then on, in order, each once; a restart goes on where it stopped", async () => {
+    const k = testKernel();
+    await act(k, "before forwarding was on");
+    const first = forwarder(k);
+    await act(k, "one");
+    await act(k, "two");
+    await first.stop();
+    expect(first.received.map((e) => e.reason)).toEqual(["one", "two"]);
+    expect(first.received.map((e) => e.seq)).toEqual([2, 3]);
+
+    await act(k, "while stopped");
+    const second = forwarder(k);
+    await act(k, "three");
+    await second.stop();
+    expect(second.received.map((e) => e.reason)).toEqual(["while stopped", "three"]);
+  });
+
+  test("an event rolled back with its change is never forwarded", async () => {
+    const k = testKernel();
+    const f = forwarder(k);
+    await expect(
+      k.store.write((tx) => {
+        k.audit.record(tx, { action: "sys.seal", actor: { kind: "operator" }, outcome: "success", reason: "rolled back" });
+        throw new Error("the change failed");
+      }),
+    ).rejects.toThrow("the change failed");
+    await act(k, "kept");
+    await f.stop();
+    expect(f.received.map((e) => e.reason)).toEqual(["kept"]);
+  });
+
+  test("a sink that fails loses nothing: the same events go out once it works again, and the failure is logged once", async () => {
+    const k = testKernel();
+    let failing = true;
+    const f = forwarder(k, { failing: () => failing });
+    await act(k, "one");
+    await f.stop(); // fails
+    await f.stop(); // fails again, not logged again
+    expect(f.received).toEqual([]);
+    expect(f.log.lines.filter((l) => String(l.msg).startsWith("could not forward audit events"))).toHaveLength(1);
+    failing = false;
+    const again = forwarder(k);
+    await again.stop();
+    expect(again.received.map((e) => e.reason)).toEqual(["one"]);
+  });
+
+  test("no personal data unless asked for; asked for, it is decrypted, or withheld while sealed", async () => {
+    const k = testKernel();
+    const plain = forwarder(k);
+    await act(k, "plain");
+    await plain.stop();
+    expect(plain.received[0]).toMatchObject({ reason: "plain", action: "sys.seal", request_id: "req-1", hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(Object.keys(plain.received[0]!)).not.toContain("source_address");
+    expect(JSON.stringify(plain.received)).not.toContain("198.51.100.7");
+
+    const personal = forwarder(k, { personalData: true });
+    await act(k, "with personal data");
+    await personal.stop();
+    expect(personal.received[0]).toMatchObject({ source_address: "198.51.100.7", user_agent: "curl/8" });
+
+    const sealed = forwarder(k, { personalData: true });
+    await act(k, "sealed"); // recorded while unsealed, forwarded after the seal
+    k.seal.seal();
+    await sealed.stop();
+    expect(sealed.received[0]).toMatchObject({ reason: "sealed", personal_withheld: "sealed" });
+    expect(JSON.stringify(sealed.received)).not.toContain("198.51.100.7");
+  });
+});
+
+describe("the file sink", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-forward-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("appends JSON lines to a file it makes 0600, and makes a new one after a rotation by renaming", async () => {
+    const path = join(dir, "audit.jsonl");
+    const k = testKernel();
+    const stop = startAuditForwarder({ store: k.store, seal: k.seal, sink: fileSink(path), personalData: false, log: captureLog().logger, intervalMs: 60_000 });
+    await act(k, "one");
+    await act(k, "two");
+    await stop();
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(readFileSync(path, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line).reason)).toEqual(["one", "two"]);
+
+    renameSync(path, `${path}.1`);
+    const next = startAuditForwarder({ store: k.store, seal: k.seal, sink: fileSink(path), personalData: false, log: captureLog().logger, intervalMs: 60_000 });
+    await act(k, "three");
+    await next();
+    expect(readFileSync(path, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line).reason)).toEqual(["three"]);
+  });
+});
