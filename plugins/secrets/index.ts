@@ -38,8 +38,8 @@ const ACTIONS = [
   ["secrets.secret.purge", "A secret and all its versions were removed for good."],
   ["secrets.key.rotate", "A workspace got a new data key; its values are re-encrypted with it."],
   ["secrets.share.create", "A share link was made."],
-  ["secrets.share.view", "A share link was opened (failure: wrong link, used up, expired or revoked)."],
-  ["secrets.share.revoke", "A share link was revoked."],
+  ["secrets.share.view", "A share link was opened (failure: wrong link, wrong passphrase, used up, expired or revoked)."],
+  ["secrets.share.revoke", "A share link was revoked (by a person, or burned by too many wrong passphrases)."],
   ["secrets.e2ee.keypair", "A user registered (or replaced) their end-to-end encryption key pair."],
   ["secrets.e2ee.grant", "A member's client wrapped a workspace key for another member."],
   ["secrets.e2ee.revoke", "A member's wrapped workspace keys were removed."],
@@ -258,10 +258,14 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           response: m.SharePeek,
           detail: { summary: "Whether a share link opens, and how (passphrase, views left), without spending a view", tags: ["secrets: shares"], ...access({ public: true, authLimit: true }) },
         })
-        .post("/shares/:share/view", ({ params, body, request }) => shares.open(params.share, body.proof, auditRequest(request)), {
+        .post("/shares/:share/view", ({ params, body, request }) => shares.open(params.share, body.proof, body.passphrase_proof, auditRequest(request)), {
           body: m.ShareView,
           response: m.ShareContent,
-          detail: { summary: "Open a share link: one view (anyone with the link; citadel share open decrypts it)", tags: ["secrets: shares"], ...access({ public: true, authLimit: true }) },
+          detail: {
+            summary: "Open a share link: one view (anyone with the link; citadel share open decrypts it). A wrong passphrase proof is 403 wrong_passphrase, spending nothing; the 5th burns the link",
+            tags: ["secrets: shares"],
+            ...access({ public: true, authLimit: true }),
+          },
         })
         // --- end-to-end encryption ---------------------------------------------------------
         .put("/me/keypair", ({ body, request }) => keys.setKeyPair(caller(request), body), {

@@ -151,4 +151,13 @@ export const secretsMigrations: readonly Migration[] = [
     // The index by due time served only the query 0004 replaced: every delivery written kept it for nothing.
     up: `DROP INDEX secrets_webhook_deliveries_due;`,
   },
+  {
+    id: "0006_share_passphrase_proofs",
+    // A link's passphrase gates its view too: the server checks a proof of it before it spends a
+    // view, and burns the link after a few wrong ones. Links made before have none (NULL) and
+    // open as they did.
+    up: `ALTER TABLE secrets_shares ADD COLUMN passphrase_proof_hash BLOB; -- SHA-256 of the proof a viewer derives from the link and the passphrase
+    ALTER TABLE secrets_shares ADD COLUMN passphrase_kdf TEXT;            -- the passphrase's argon2id salt and parameters (JSON), for the viewer
+    ALTER TABLE secrets_shares ADD COLUMN wrong_passphrases INTEGER NOT NULL DEFAULT 0;`,
+  },
 ];

@@ -109,10 +109,22 @@ export const ImportResult = t.Object({
 
 export const KeyRotation = t.Object({ workspace: t.String(), data_key_version: t.Integer(), reencrypted: t.Integer() });
 
+/** Bounds are checked by the service (shareKdfProblem): the same LIMITS the viewer's client applies. */
+export const ShareKdf = t.Object(
+  {
+    salt: t.String({ maxLength: 64, description: "16 bytes, base64url." }),
+    memory_kib: t.Integer(),
+    iterations: t.Integer(),
+    parallelism: t.Integer(),
+  },
+  { description: "The argon2id salt and parameters of the link's passphrase (not secret)." },
+);
 export const NewShare = t.Object({
   ciphertext: t.String({ minLength: 1, description: "Made by the client (share-crypto); the key stays in the link's fragment." }),
   view_proof: t.String({ minLength: 16, maxLength: 256, description: "Derived from the link key by the client: viewers present it." }),
   passphrase: t.Boolean({ description: "A passphrase is needed besides the link." }),
+  passphrase_proof: t.Optional(t.String({ minLength: 16, maxLength: 256, description: "Derived from the link key and the passphrase by the client: viewers present it too, before a view is spent." })),
+  passphrase_kdf: t.Optional(ShareKdf),
   ttl_hours: t.Optional(t.Integer({ minimum: 1 })),
   max_views: t.Optional(t.Integer({ minimum: 1, description: "Default 1." })),
   source: t.Optional(t.Object({ workspace: t.String(), environment: t.String(), name: t.String() }, { description: "The secret it carries (for the audit trail)." })),
@@ -129,8 +141,16 @@ export const Share = t.Object({
   expires_at: Iso,
 });
 export const ShareList = t.Object({ items: t.Array(Share) });
-export const ShareView = t.Object({ proof: t.String({ maxLength: 256 }) });
-export const SharePeek = t.Object({ passphrase: t.Boolean(), views_left: t.Integer(), expires_at: Iso });
+export const ShareView = t.Object({
+  proof: t.String({ maxLength: 256 }),
+  passphrase_proof: t.Optional(t.String({ maxLength: 256, description: "For a link whose peek gave passphrase_kdf: needed to view it." })),
+});
+export const SharePeek = t.Object({
+  passphrase: t.Boolean(),
+  passphrase_kdf: t.Optional(ShareKdf),
+  views_left: t.Integer(),
+  expires_at: Iso,
+});
 export const ShareContent = t.Object({ ciphertext: t.String(), passphrase: t.Boolean(), views_left: t.Integer(), expires_at: Iso });
 
 export const KeyPair = t.Object({

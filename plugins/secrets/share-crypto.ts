@@ -13,6 +13,17 @@
  *
  * AES-256-GCM with a fresh 96-bit nonce; the AAD is "c1.sh" ‖ the header (mode and argon2id
  * parameters), so dropping the passphrase requirement fails like any other tampering.
+ *
+ * A link with a passphrase also has a passphrase proof, which the server checks (its SHA-256)
+ * before it spends a view or hands out the ciphertext, so that a link holder without the
+ * passphrase gets nothing to guess at offline:
+ *
+ *   proof = b64url(HKDF-SHA256(ikm = linkKey ‖ argon2id(passphrase NFC, salt, m, t, p),
+ *                              salt = salt, info = "citadel share passphrase proof v1"))
+ *
+ * Another info than the key's, so the proof opens nothing; and it needs the link key, so the
+ * server (or whoever reads its database) cannot test passphrases against it. The argon2id salt
+ * and parameters (not secret) go to the server with it, for the viewer to stretch the passphrase.
  */
 import { createHmac, hkdfSync, randomBytes } from "node:crypto";
 import { aesGcmDecrypt, aesGcmEncrypt, DecryptionError } from "../../src/crypto/aead.ts";
@@ -39,18 +50,29 @@ const LIMITS = { memoryKiB: [19_456, 1_048_576], iterations: [2, 10], parallelis
 const WRONG = "the link or passphrase is wrong";
 const NEEDS_PASSPHRASE = "this link needs a passphrase";
 
+/** The argon2id salt and parameters of a link's passphrase, as the API carries them. */
+export interface ShareKdf {
+  salt: string;
+  memory_kib: number;
+  iterations: number;
+  parallelism: number;
+}
 
 /**
  * Encrypts `value` for a share link. `linkKey` goes in the URL's fragment (shareUrl), never to
  * the server; `ciphertext` goes to the server. An empty passphrase is refused rather than
  * silently dropped.
  */
-export async function createShareSecret(value: string, passphrase?: string): Promise<{ linkKey: string; ciphertext: string; passphraseRequired: boolean }> {
+export async function createShareSecret(
+  value: string,
+  passphrase?: string,
+): Promise<{ linkKey: string; ciphertext: string; passphraseRequired: boolean; passphraseProof?: string; passphraseKdf?: ShareKdf }> {
   if (typeof value !== "string") throw new TypeError("a shared value is a string");
   if (passphrase !== undefined && (typeof passphrase !== "string" || passphrase.length === 0)) throw new TypeError("a passphrase may not be empty (leave it out for a link without one)");
   const linkKey = randomBytes(KEY_BYTES);
   let header: Buffer;
   let key: Buffer;
+  let passphraseCheck: { passphraseProof: string; passphraseKdf: ShareKdf } | undefined;
   if (passphrase === undefined) {
     header = Buffer.from([MODE_LINK]);
     key = deriveKey(linkKey, null, Buffer.alloc(0));
@@ -64,12 +86,17 @@ export async function createShareSecret(value: string, passphrase?: string): Pro
     const salt = randomBytes(SALT_BYTES);
     salt.copy(header, 10);
     const stretched = await passphraseKey(passphrase, salt, { memoryKiB, iterations, parallelism });
+    // From the same stretched passphrase as the key: argon2id runs once (deriveKey wipes it).
+    passphraseCheck = {
+      passphraseProof: deriveProof(linkKey, stretched, salt),
+      passphraseKdf: { salt: salt.toString("base64url"), memory_kib: memoryKiB, iterations, parallelism },
+    };
     key = deriveKey(linkKey, stretched, salt);
   }
   try {
     const nonce = randomBytes(NONCE_BYTES);
     const sealed = aesGcmEncrypt(key, nonce, Buffer.from(value, "utf8"), aad(header));
-    return { linkKey: linkKey.toString("base64url"), ciphertext: PREFIX + Buffer.concat([header, nonce, sealed]).toString("base64url"), passphraseRequired: passphrase !== undefined };
+    return { linkKey: linkKey.toString("base64url"), ciphertext: PREFIX + Buffer.concat([header, nonce, sealed]).toString("base64url"), passphraseRequired: passphrase !== undefined, ...passphraseCheck };
   } finally {
     key.fill(0);
     linkKey.fill(0);
@@ -118,7 +145,6 @@ export async function openShareSecret(ciphertext: string, linkKey: string, passp
   }
 }
 
-/** `${baseUrl}/v1/secrets/shares/${id}#${linkKey}` (a trailing slash of baseUrl is dropped). */
 /**
  * What a viewer presents to open the link: derived from the link key, so holding the link is
  * needed to spend a view, and one-way, so the server (which keeps its SHA-256) learns nothing
@@ -128,6 +154,46 @@ export function shareViewProof(linkKey: string): string {
   return createHmac("sha256", Buffer.from(linkKey, "base64url")).update("citadel share view proof v1").digest("base64url");
 }
 
+/**
+ * What a viewer presents besides the view proof for a link with a passphrase, made with the
+ * salt and parameters the server's peek gave. They are checked against LIMITS first: a hostile
+ * server must not make the viewer's machine spend gigabytes on argon2id.
+ */
+export async function sharePassphraseProof(linkKey: string, passphrase: string, kdf: ShareKdf): Promise<string> {
+  const problem = shareKdfProblem(kdf);
+  if (problem) throw new Error(`the server asks for argon2id parameters out of bounds (${problem.field}: ${problem.message})`);
+  if (typeof passphrase !== "string" || passphrase.length === 0) throw new DecryptionError(NEEDS_PASSPHRASE);
+  const rawLinkKey = typeof linkKey === "string" && linkKey.length === LINK_KEY_CHARS ? decodeBase64url(linkKey) : null;
+  if (!rawLinkKey) throw new DecryptionError(WRONG);
+  const salt = decodeBase64url(kdf.salt)!;
+  const stretched = await passphraseKey(passphrase, salt, { memoryKiB: kdf.memory_kib, iterations: kdf.iterations, parallelism: kdf.parallelism });
+  try {
+    return deriveProof(rawLinkKey, stretched, salt);
+  } finally {
+    stretched.fill(0);
+  }
+}
+
+/**
+ * What is wrong with a link's argon2id salt and parameters, or null when nothing is: the server
+ * refuses them at creation, and the viewer before it stretches anything (the same LIMITS that
+ * guard the ciphertext's header).
+ */
+export function shareKdfProblem(kdf: ShareKdf): { field: keyof ShareKdf; message: string } | null {
+  const salt = typeof kdf?.salt === "string" ? decodeBase64url(kdf.salt) : null;
+  if (!salt || salt.length !== SALT_BYTES) return { field: "salt", message: `${SALT_BYTES} bytes, base64url` };
+  const bounds: Array<[keyof ShareKdf, number, readonly [number, number]]> = [
+    ["memory_kib", kdf.memory_kib, LIMITS.memoryKiB],
+    ["iterations", kdf.iterations, LIMITS.iterations],
+    ["parallelism", kdf.parallelism, LIMITS.parallelism],
+  ];
+  for (const [field, n, [min, max]] of bounds) {
+    if (!Number.isInteger(n) || !within(n, [min, max])) return { field, message: `a whole number from ${min} to ${max}` };
+  }
+  return null;
+}
+
+/** `${baseUrl}/v1/secrets/shares/${id}#${linkKey}` (a trailing slash of baseUrl is dropped). */
 export function shareUrl(baseUrl: string, id: string, linkKey: string): string {
   return `${baseUrl.replace(/\/+$/, "")}${SHARES_PATH}${encodeURIComponent(id)}#${linkKey}`;
 }
@@ -166,6 +232,16 @@ function deriveKey(linkKey: Uint8Array, stretched: Buffer | null, salt: Uint8Arr
   } finally {
     ikm.fill(0);
     stretched?.fill(0);
+  }
+}
+
+/** The passphrase proof (see the top of this file). Leaves `stretched` as it is: the caller wipes it. */
+function deriveProof(linkKey: Uint8Array, stretched: Buffer, salt: Uint8Array): string {
+  const ikm = Buffer.concat([linkKey, stretched]);
+  try {
+    return Buffer.from(hkdfSync("sha256", ikm, salt, "citadel share passphrase proof v1", KEY_BYTES)).toString("base64url");
+  } finally {
+    ikm.fill(0);
   }
 }
 

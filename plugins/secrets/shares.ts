@@ -3,22 +3,31 @@
  * fragment (share-crypto.ts), so the server stores a ciphertext it cannot read, wrapped once
  * more by the keyring. A viewer proves they hold the link (a proof derived from the link key,
  * of which the server keeps the SHA-256) before a view is counted: guessing an id burns nothing.
- * The last allowed view, revocation and expiry drop the ciphertext.
+ * A link with a passphrase also needs a proof of the passphrase before a view is counted or the
+ * ciphertext handed out, so a link holder without it has nothing to guess at offline; a few
+ * wrong ones burn the link. The last allowed view, revocation and expiry drop the ciphertext.
  */
 import { createHash } from "node:crypto";
 import { constantTimeEqual } from "../../src/crypto/aead.ts";
 import { ConflictError, ForbiddenError, GoneError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { HttpProblem } from "../../src/http/problem.ts";
 import { newId } from "../../src/ids.ts";
 import type { AuditRequestContext } from "../../src/audit/event.ts";
 import { byWhom, environmentFor, event, mayManageMembers, type Caller, type SecretsKernel } from "./context.ts";
+import { shareKdfProblem, type ShareKdf } from "./share-crypto.ts";
 import * as sql from "./store.ts";
 
 const HOUR_MS = 3_600_000;
+/** Wrong passphrases a link takes before it is burned: an online guess each, after the rate limit. */
+export const MAX_WRONG_PASSPHRASES = 5;
 
 export interface NewShare {
   ciphertext: string;
   view_proof: string;
   passphrase: boolean;
+  /** With passphrase_kdf, for a link with a passphrase (a client from before sends neither). */
+  passphrase_proof?: string;
+  passphrase_kdf?: ShareKdf;
   ttl_hours?: number;
   max_views?: number;
   /** The secret it carries, for the audit trail: "<workspace>/<environment>/<name>". */
@@ -35,6 +44,7 @@ export class Shares {
     const maxViews = input.max_views ?? 1;
     if (maxViews > settings.share_max_views) throw new InvalidError(`at most ${settings.share_max_views} views (secrets.share_max_views)`, "max_views");
     if (Buffer.byteLength(input.ciphertext) > settings.max_value_bytes * 2 + 1024) throw new InvalidError("larger than a secret value may be", "ciphertext");
+    const passphraseCheck = storedPassphraseCheck(input);
     if (input.source) {
       const ws = sql.workspaceRow(this.k.store.db, input.source.workspace);
       if (!ws || ws.organization_id !== organizationId) throw new InvalidError("no such workspace in this organization", "source.workspace");
@@ -51,7 +61,7 @@ export class Shares {
     const source = input.source ? `${input.source.workspace}/${input.source.environment}/${input.source.name}` : null;
     await this.k.store.write((tx) => {
       const wrapped = this.k.seal.keyring().encrypt(tx, shareKeyOwner(organizationId), `secrets_shares:${id}`, input.ciphertext);
-      sql.insertShare(tx, { id, organization_id: organizationId, created_by: byWhom(caller.principal), ciphertext: wrapped, view_proof_hash: proofHash(input.view_proof), passphrase: input.passphrase ? 1 : 0, max_views: maxViews, source, expires_at: expiresAt, created_at: now });
+      sql.insertShare(tx, { id, organization_id: organizationId, created_by: byWhom(caller.principal), ciphertext: wrapped, view_proof_hash: proofHash(input.view_proof, "view_proof"), passphrase: input.passphrase ? 1 : 0, max_views: maxViews, source, expires_at: expiresAt, created_at: now, ...passphraseCheck });
       this.k.audit.record(tx, {
         ...event(caller, null, { action: "secrets.share.create", resource: { type: "share", id }, reason: `${maxViews} view(s), ${ttlHours} h${source ? `, carries ${source}` : ", a one-off value"}` }),
         organization: organizationId,
@@ -78,18 +88,24 @@ export class Shares {
     });
   }
 
-  /** What the link is like (passphrase, views left), without spending a view: for the page. */
+  /**
+   * What the link is like (passphrase, views left), without spending a view: for the page.
+   * For a link with a passphrase proof, also the argon2id salt and parameters to make it with.
+   */
   async peek(id: string, proof: string, request: AuditRequestContext) {
     const share = await this.usable(id, proof, request);
-    return { passphrase: share.passphrase === 1, views_left: share.max_views - share.views, expires_at: new Date(share.expires_at).toISOString() };
+    const kdf = share.passphrase_kdf === null ? {} : { passphrase_kdf: JSON.parse(share.passphrase_kdf) as ShareKdf };
+    return { passphrase: share.passphrase === 1, ...kdf, views_left: share.max_views - share.views, expires_at: new Date(share.expires_at).toISOString() };
   }
 
   /**
-   * One view: the ciphertext, if the proof matches and views are left. Anyone with the link
-   * may view (no account needed); each view is audited, and so is each refused attempt.
+   * One view: the ciphertext, if the proof (and the passphrase's) matches and views are left.
+   * Anyone with the link may view (no account needed); each view is audited, and so is each
+   * refused attempt.
    */
-  async open(id: string, proof: string, request: AuditRequestContext) {
+  async open(id: string, proof: string, passphraseProof: string | undefined, request: AuditRequestContext) {
     const share = await this.usable(id, proof, request);
+    await this.checkPassphrase(share, passphraseProof, request);
     const ciphertext = this.k.seal.keyring().decrypt(shareKeyOwner(share.organization_id), `secrets_shares:${id}`, share.ciphertext).toString("utf8");
     // Which view this is, as counted in the transaction: `share` was read before it, and other
     // views of the link may have been counted since.
@@ -121,6 +137,30 @@ export class Shares {
     return share;
   }
 
+  /**
+   * For a link with a passphrase proof, the viewer's must match before a view is spent or the
+   * ciphertext leaves. A wrong one is counted and audited, and the MAX_WRONG_PASSPHRASES-th burns
+   * the link (revoked, its ciphertext dropped): guessing goes no further than a few online tries.
+   */
+  private async checkPassphrase(share: sql.ShareRow, passphraseProof: string | undefined, request: AuditRequestContext): Promise<void> {
+    if (share.passphrase_proof_hash === null) return; // no passphrase, or made before passphrase proofs: the link alone opens it, as it did
+    if (passphraseProof === undefined) throw new InvalidError("This link needs its passphrase: send the proof of it (citadel share open makes it).", "passphrase_proof");
+    if (proofMatches(passphraseProof, share.passphrase_proof_hash)) return;
+    const wrong = await this.k.store.write((tx) => {
+      const counted = sql.countWrongPassphrase(tx, share.id);
+      this.k.audit.record(tx, viewEvent(share, "failure", "wrong passphrase", request));
+      if (counted === MAX_WRONG_PASSPHRASES) {
+        sql.revokeShare(tx, share.id, this.k.clock.now());
+        this.k.audit.record(tx, { ...anonymousShareEvent(share, request), action: "secrets.share.revoke", outcome: "success", reason: `burned: ${MAX_WRONG_PASSPHRASES} wrong passphrases` });
+      }
+      return counted;
+    });
+    // Null: revoked (or burned by other wrong passphrases) since it was read.
+    if (wrong === null || wrong >= MAX_WRONG_PASSPHRASES) throw new GoneError(`This share link is revoked${wrong === null ? "" : `: burned after ${MAX_WRONG_PASSPHRASES} wrong passphrases`}.`);
+    const left = MAX_WRONG_PASSPHRASES - wrong;
+    throw new HttpProblem(403, "wrong_passphrase", `The passphrase is wrong. No view was spent; ${left} more wrong passphrase(s) burn the link.`, {}, { attempts_left: left });
+  }
+
   /** Drops the ciphertexts of expired links (a timer calls it). */
   async sweep(): Promise<void> {
     if (this.k.seal.sealed) return;
@@ -131,22 +171,44 @@ export class Shares {
 /** The keyring owner of an organization's share links (destroyed when the organization is erased). */
 export const shareKeyOwner = (organizationId: string) => `shares:${organizationId}`;
 
-const viewEvent = (share: sql.ShareRow, outcome: "success" | "failure", reason: string, request: AuditRequestContext) => ({
-  action: "secrets.share.view",
+/** What a viewer (anyone with the link, no account) did to a share: for the audit trail. */
+const anonymousShareEvent = (share: sql.ShareRow, request: AuditRequestContext) => ({
   actor: { kind: "anonymous" as const },
-  outcome,
-  reason,
   resource: { type: "share", id: share.id },
   organization: share.organization_id,
   request,
 });
 
+const viewEvent = (share: sql.ShareRow, outcome: "success" | "failure", reason: string, request: AuditRequestContext) => ({
+  ...anonymousShareEvent(share, request),
+  action: "secrets.share.view",
+  outcome,
+  reason,
+});
+
 const wellFormedProof = (proof: string) => proof.length >= 16 && proof.length <= 256;
 
 /** The stored form of a new link's proof; its maker is told when it is not a proof at all. */
-function proofHash(proof: string): Buffer {
-  if (!wellFormedProof(proof)) throw new InvalidError("not a share link's proof", "proof");
+function proofHash(proof: string, field: string): Buffer {
+  if (!wellFormedProof(proof)) throw new InvalidError("not a share link's proof", field);
   return createHash("sha256").update(proof).digest();
+}
+
+/**
+ * What a new link keeps of its passphrase: the proof's SHA-256, and the argon2id salt and
+ * parameters a viewer needs to make the proof (refused when out of the bounds a viewer accepts).
+ * A link with a passphrase but neither (from a client made before) keeps the old behaviour.
+ */
+function storedPassphraseCheck(input: NewShare): Pick<sql.ShareRow, "passphrase_proof_hash" | "passphrase_kdf"> {
+  const { passphrase_proof: proof, passphrase_kdf: kdf } = input;
+  if (proof === undefined && kdf === undefined) return { passphrase_proof_hash: null, passphrase_kdf: null };
+  if (!input.passphrase) throw new InvalidError("only a link with a passphrase has a passphrase proof", proof === undefined ? "passphrase_kdf" : "passphrase_proof");
+  if (proof === undefined) throw new InvalidError("needed with passphrase_kdf", "passphrase_proof");
+  if (kdf === undefined) throw new InvalidError("needed with passphrase_proof", "passphrase_kdf");
+  const problem = shareKdfProblem(kdf);
+  if (problem) throw new InvalidError(problem.message, `passphrase_kdf.${problem.field}`);
+  const { salt, memory_kib, iterations, parallelism } = kdf;
+  return { passphrase_proof_hash: proofHash(proof, "passphrase_proof"), passphrase_kdf: JSON.stringify({ salt, memory_kib, iterations, parallelism }) };
 }
 
 /**

@@ -68,6 +68,11 @@ export interface ShareRow {
   expires_at: number;
   created_at: number;
   revoked_at: number | null;
+  /** Links made before passphrase proofs (and links without a passphrase): null. */
+  passphrase_proof_hash: Uint8Array | null;
+  /** JSON of the passphrase's ShareKdf (share-crypto.ts), with passphrase_proof_hash. */
+  passphrase_kdf: string | null;
+  wrong_passphrases: number;
 }
 
 export interface WebhookRow {
@@ -228,11 +233,11 @@ export const replaceCiphertext = (tx: Database, secretId: string, version: numbe
 
 // --- share links --------------------------------------------------------------------------
 
-export function insertShare(tx: Database, row: Omit<ShareRow, "views" | "revoked_at">): void {
+export function insertShare(tx: Database, row: Omit<ShareRow, "views" | "revoked_at" | "wrong_passphrases">): void {
   tx.query(
-    `INSERT INTO secrets_shares (id, organization_id, created_by, ciphertext, view_proof_hash, passphrase, max_views, source, expires_at, created_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-  ).run(row.id, row.organization_id, row.created_by, row.ciphertext, row.view_proof_hash, row.passphrase, row.max_views, row.source, row.expires_at, row.created_at);
+    `INSERT INTO secrets_shares (id, organization_id, created_by, ciphertext, view_proof_hash, passphrase, max_views, source, expires_at, created_at, passphrase_proof_hash, passphrase_kdf)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(row.id, row.organization_id, row.created_by, row.ciphertext, row.view_proof_hash, row.passphrase, row.max_views, row.source, row.expires_at, row.created_at, row.passphrase_proof_hash, row.passphrase_kdf);
 }
 
 export const shareById = (db: Database, id: string) => db.query<ShareRow, [string]>("SELECT * FROM secrets_shares WHERE id = ?").get(id);
@@ -255,6 +260,14 @@ export function countView(tx: Database, id: string, now: number): number | null 
   if (counted.views >= counted.max_views) tx.query("UPDATE secrets_shares SET ciphertext = x'' WHERE id = ?").run(id);
   return counted.views;
 }
+
+/**
+ * Counts a wrong passphrase for a link still open; returns how many it has had, or null when
+ * it was revoked meanwhile. Counted in the transaction, so wrong passphrases sent at the same
+ * moment are each counted.
+ */
+export const countWrongPassphrase = (tx: Database, id: string): number | null =>
+  tx.query<{ wrong_passphrases: number }, [string]>("UPDATE secrets_shares SET wrong_passphrases = wrong_passphrases + 1 WHERE id = ? AND revoked_at IS NULL RETURNING wrong_passphrases").get(id)?.wrong_passphrases ?? null;
 
 export const revokeShare = (tx: Database, id: string, at: number) =>
   tx.query("UPDATE secrets_shares SET revoked_at = ?, ciphertext = x'' WHERE id = ? AND revoked_at IS NULL").run(at, id);

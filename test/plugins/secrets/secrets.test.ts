@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { servicesOf } from "../../../plugins/secrets/index.ts";
-import { createShareSecret, openShareSecret, shareViewProof } from "../../../plugins/secrets/share-crypto.ts";
+import { createShareSecret, openShareSecret, sharePassphraseProof, shareViewProof, type ShareKdf } from "../../../plugins/secrets/share-crypto.ts";
 import { verifyWebhook } from "../../../plugins/secrets/webhook-signature.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
@@ -546,6 +546,116 @@ describe("share links", () => {
     const editor = await c.addUser(owner, "editor@example.org", "editor");
     expect((await c.send("POST", `/v1/secrets/orgs/${org}/shares`, editor.token, source("REAL"))).status).toBe(403);
     expect((await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, source("REAL"))).status).toBe(200);
+  });
+});
+
+describe("share links whose passphrase is checked before a view", () => {
+  const PHRASE = "tell-them-by-phone";
+
+  /** A link made as `citadel share --passphrase` makes it: the passphrase proof and its argon2id salt and parameters sent too. */
+  async function lockedShare(c: App, owner: string, org: string, value: string, json: Record<string, unknown> = {}) {
+    const sealed = await createShareSecret(value, PHRASE);
+    const body = { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: true, passphrase_proof: sealed.passphraseProof, passphrase_kdf: sealed.passphraseKdf, ...json };
+    const made = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: body });
+    expect(made.status).toBe(200);
+    return { id: made.body.id as string, linkKey: sealed.linkKey, proof: shareViewProof(sealed.linkKey) };
+  }
+  const peek = (c: App, id: string, proof: string) => c.send("POST", `/v1/secrets/shares/${id}/peek`, undefined, { json: { proof } });
+  const view = (c: App, id: string, proof: string, passphraseProof?: string) =>
+    c.send("POST", `/v1/secrets/shares/${id}/view`, undefined, { json: { proof, ...(passphraseProof === undefined ? {} : { passphrase_proof: passphraseProof }) } });
+  /** What a viewer makes from the peek's salt and parameters and a passphrase. */
+  async function passphraseProofFor(c: App, link: { id: string; linkKey: string; proof: string }, phrase: string) {
+    const about = await peek(c, link.id, link.proof);
+    return sharePassphraseProof(link.linkKey, phrase, about.body.passphrase_kdf as ShareKdf);
+  }
+  const viewRefusals = (c: App, id: string) =>
+    c.kernel.store.db.query("SELECT outcome, reason FROM audit_events WHERE action = 'secrets.share.view' AND resource_id = ? ORDER BY seq").all(id) as Array<{ outcome: string; reason: string }>;
+
+  test("the peek gives the salt and parameters; the right passphrase's proof views", async () => {
+    const { c, owner, org } = await setup();
+    const link = await lockedShare(c, owner, org, "locked value", { max_views: 2 });
+    const about = await peek(c, link.id, link.proof);
+    expect(about.body).toMatchObject({ passphrase: true, views_left: 2, passphrase_kdf: { memory_kib: 19_456, iterations: 2, parallelism: 1, salt: expect.stringMatching(/^[A-Za-z0-9_-]{22}$/) } });
+    const opened = await view(c, link.id, link.proof, await passphraseProofFor(c, link, PHRASE));
+    expect([opened.status, opened.body.views_left]).toEqual([200, 1]);
+    expect(await openShareSecret(opened.body.ciphertext, link.linkKey, PHRASE)).toBe("locked value");
+  });
+
+  test("a wrong passphrase: 403 wrong_passphrase, no ciphertext, no view spent, audited", async () => {
+    const { c, owner, org } = await setup();
+    const link = await lockedShare(c, owner, org, "locked value");
+    const wrong = await view(c, link.id, link.proof, await passphraseProofFor(c, link, "a guess"));
+    expect([wrong.status, wrong.body.code, wrong.body.attempts_left, wrong.body.ciphertext]).toEqual([403, "wrong_passphrase", 4, undefined]);
+    expect(wrong.body.detail).toContain("No view was spent");
+    // Not a proof at all is one more wrong one.
+    expect((await view(c, link.id, link.proof, "x")).body.attempts_left).toBe(3);
+    expect((await peek(c, link.id, link.proof)).body.views_left).toBe(1);
+    expect(viewRefusals(c, link.id)).toEqual([
+      { outcome: "failure", reason: "wrong passphrase" },
+      { outcome: "failure", reason: "wrong passphrase" },
+    ]);
+    const opened = await view(c, link.id, link.proof, await passphraseProofFor(c, link, PHRASE));
+    expect([opened.status, opened.body.views_left]).toEqual([200, 0]);
+  });
+
+  test("without the passphrase proof: 422 naming it, nothing spent", async () => {
+    const { c, owner, org } = await setup();
+    const link = await lockedShare(c, owner, org, "locked value");
+    const missing = await view(c, link.id, link.proof);
+    expect([missing.status, missing.body.errors?.[0]?.field]).toEqual([422, "passphrase_proof"]);
+    expect((await peek(c, link.id, link.proof)).body.views_left).toBe(1);
+    // A wrong link proof is still the 404 it was, whatever passphrase proof comes with it.
+    expect((await view(c, link.id, "p".repeat(43), await passphraseProofFor(c, link, PHRASE))).status).toBe(404);
+  });
+
+  test("the 5th wrong passphrase burns the link: revoked, its ciphertext dropped, audited, 410 from then on", async () => {
+    // More tries from one address than the per-address auth bucket allows: lifted here, to reach the 5th.
+    const { c, owner, org } = await setup({ rate_limit: { auth: { per_second: 1e6, burst: 1e6 } } });
+    const link = await lockedShare(c, owner, org, "locked value", { max_views: 3 });
+    const right = await passphraseProofFor(c, link, PHRASE);
+    const guess = await passphraseProofFor(c, link, "a guess");
+    for (const left of [4, 3, 2, 1]) expect((await view(c, link.id, link.proof, guess)).body.attempts_left).toBe(left);
+    const burning = await view(c, link.id, link.proof, guess);
+    expect([burning.status, burning.body.code, burning.body.detail]).toEqual([410, "gone", "This share link is revoked: burned after 5 wrong passphrases."]);
+    const row = c.kernel.store.db.query("SELECT length(ciphertext) AS bytes, revoked_at IS NOT NULL AS revoked, views FROM secrets_shares WHERE id = ?").get(link.id);
+    expect(row).toEqual({ bytes: 0, revoked: 1, views: 0 });
+    expect((await view(c, link.id, link.proof, right)).status).toBe(410);
+    expect((await peek(c, link.id, link.proof)).status).toBe(410);
+    expect(auditActions(c, "secrets.share.revoke")).toEqual([{ action: "secrets.share.revoke", reason: "burned: 5 wrong passphrases" }]);
+    const list = await c.send("GET", `/v1/secrets/orgs/${org}/shares`, owner);
+    expect(list.body.items[0]).toMatchObject({ id: link.id, state: "revoked", views: 0 });
+  });
+
+  test("a link made before (no passphrase proof) opens with the link's proof alone, as it did", async () => {
+    const { c, owner, org } = await setup();
+    const sealed = await createShareSecret("old style", PHRASE);
+    const made = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: true } });
+    const id = made.body.id as string;
+    expect(c.kernel.store.db.query("SELECT passphrase_proof_hash, passphrase_kdf FROM secrets_shares WHERE id = ?").get(id)).toEqual({ passphrase_proof_hash: null, passphrase_kdf: null });
+    const about = await peek(c, id, shareViewProof(sealed.linkKey));
+    expect([about.body.passphrase, about.body.passphrase_kdf]).toEqual([true, undefined]);
+    const opened = await view(c, id, shareViewProof(sealed.linkKey));
+    expect(opened.status).toBe(200);
+    expect(await openShareSecret(opened.body.ciphertext, sealed.linkKey, PHRASE)).toBe("old style");
+  });
+
+  test("creation refuses a salt or parameters out of bounds, and a proof without its parameters (or the other way round)", async () => {
+    const { c, owner, org } = await setup();
+    const sealed = await createShareSecret("v", PHRASE);
+    const body = { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: true, passphrase_proof: sealed.passphraseProof, passphrase_kdf: sealed.passphraseKdf };
+    const refused = async (json: Record<string, unknown>) => {
+      const res = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ...body, ...json } });
+      return [res.status, res.body.errors?.[0]?.field];
+    };
+    expect(await refused({ passphrase_kdf: { ...sealed.passphraseKdf, memory_kib: 4_194_304 } })).toEqual([422, "passphrase_kdf.memory_kib"]);
+    expect(await refused({ passphrase_kdf: { ...sealed.passphraseKdf, iterations: 1 } })).toEqual([422, "passphrase_kdf.iterations"]);
+    expect(await refused({ passphrase_kdf: { ...sealed.passphraseKdf, parallelism: 64 } })).toEqual([422, "passphrase_kdf.parallelism"]);
+    expect(await refused({ passphrase_kdf: { ...sealed.passphraseKdf, salt: "short" } })).toEqual([422, "passphrase_kdf.salt"]);
+    expect(await refused({ passphrase_kdf: undefined })).toEqual([422, "passphrase_kdf"]);
+    expect(await refused({ passphrase_proof: undefined })).toEqual([422, "passphrase_proof"]);
+    expect(await refused({ passphrase: false })).toEqual([422, "passphrase_proof"]);
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secrets_shares").get()).toEqual({ n: 0 });
+    expect((await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: body })).status).toBe(200);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { createShareSecret, openShareSecret, parseShareUrl, shareUrl } from "../../../plugins/secrets/share-crypto.ts";
+import { createShareSecret, openShareSecret, parseShareUrl, shareKdfProblem, sharePassphraseProof, shareUrl, shareViewProof } from "../../../plugins/secrets/share-crypto.ts";
 
 /** The same `c1.sh.` string with one byte of its payload flipped. */
 function flip(s: string, index: number): string {
@@ -58,6 +58,56 @@ describe("share secrets with a passphrase", () => {
     blob.writeUInt32BE(0xffff_ffff, 1);
     await expect(openShareSecret("c1.sh." + blob.toString("base64url"), linkKey, "pw")).rejects.toThrow("out of bounds");
     await expect(createShareSecret("x", "")).rejects.toThrow("passphrase may not be empty");
+  });
+});
+
+describe("passphrase proofs (the server checks one before it spends a view)", () => {
+  test("made at creation from the passphrase stretched for the key; a viewer remakes it from the salt and parameters", async () => {
+    const { linkKey, ciphertext, passphraseProof, passphraseKdf } = await createShareSecret("hunter2", "open sesame");
+    const blob = Buffer.from(ciphertext.slice(6), "base64url");
+    // The same salt and parameters as the ciphertext's header: one argon2id run serves both.
+    expect(passphraseKdf).toEqual({ salt: blob.subarray(10, 26).toString("base64url"), memory_kib: 19_456, iterations: 2, parallelism: 1 });
+    expect(passphraseProof).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(await sharePassphraseProof(linkKey, "open sesame", passphraseKdf!)).toBe(passphraseProof!);
+    expect(passphraseProof).not.toBe(shareViewProof(linkKey));
+    expect(ciphertext).not.toContain(passphraseProof!);
+  });
+
+  test("it depends on the passphrase, the link key and the salt", async () => {
+    const made = await createShareSecret("hunter2", "open sesame");
+    const other = await createShareSecret("hunter2", "open sesame");
+    const proof = made.passphraseProof!;
+    expect(await sharePassphraseProof(made.linkKey, "open sesame!", made.passphraseKdf!)).not.toBe(proof);
+    expect(await sharePassphraseProof(other.linkKey, "open sesame", made.passphraseKdf!)).not.toBe(proof);
+    expect(await sharePassphraseProof(made.linkKey, "open sesame", other.passphraseKdf!)).not.toBe(proof);
+    expect(other.passphraseProof).not.toBe(proof);
+    await expect(sharePassphraseProof(made.linkKey, "", made.passphraseKdf!)).rejects.toThrow("this link needs a passphrase");
+  });
+
+  test("a link without a passphrase has none", async () => {
+    const made = await createShareSecret("hunter2");
+    expect([made.passphraseProof, made.passphraseKdf]).toEqual([undefined, undefined]);
+  });
+
+  test("salt and parameters out of bounds are refused, before anything is stretched (a hostile server asks for 4 GiB)", async () => {
+    const { linkKey, passphraseKdf } = await createShareSecret("x", "pw");
+    const kdf = passphraseKdf!;
+    expect(shareKdfProblem(kdf)).toBeNull();
+    expect(shareKdfProblem({ ...kdf, memory_kib: 1_048_576, iterations: 10, parallelism: 8 })).toBeNull(); // the upper bounds themselves
+    const refused: Array<[Partial<typeof kdf>, keyof typeof kdf]> = [
+      [{ memory_kib: 4_194_304 }, "memory_kib"],
+      [{ memory_kib: 1024 }, "memory_kib"],
+      [{ iterations: 1 }, "iterations"],
+      [{ iterations: 2.5 }, "iterations"],
+      [{ parallelism: 9 }, "parallelism"],
+      [{ salt: "AAAA" }, "salt"],
+      [{ salt: kdf.salt + "=" }, "salt"],
+    ];
+    for (const [change, field] of refused) {
+      expect(shareKdfProblem({ ...kdf, ...change })?.field).toBe(field);
+      await expect(sharePassphraseProof(linkKey, "pw", { ...kdf, ...change })).rejects.toThrow(`argon2id parameters out of bounds (${field}:`);
+    }
+    expect(shareKdfProblem(null as never)?.field).toBe("salt");
   });
 });
 
