@@ -7,6 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
+import { ApiError } from "../../src/cli/api-client.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { DecryptionError } from "../../src/crypto/aead.ts";
 import { describeFsError } from "../../src/files.ts";
@@ -16,7 +17,7 @@ import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
 import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
-import { createShareSecret, openShareSecret, parseShareUrl, shareUrl, shareViewProof } from "./share-crypto.ts";
+import { createShareSecret, openShareSecret, parseShareUrl, sharePassphraseProof, shareUrl, shareViewProof, type ShareKdf } from "./share-crypto.ts";
 
 const WHERE = {
   workspace: { type: "string", short: "w", description: "The workspace id (ws_...)" },
@@ -66,8 +67,14 @@ async function passphrase(ctx: CommandContext, prompt = "End-to-end encryption p
 }
 
 const SHARE_PASSPHRASE_PROMPT = "Passphrase for the link: ";
-/** How many passphrases a terminal user may type for a link whose view is spent. */
+/** How many passphrases a terminal user may type for a link (the server burns it after a few more). */
 const SHARE_PASSPHRASE_TRIES = 3;
+
+interface SharePeek {
+  passphrase: boolean;
+  /** Given for a link whose passphrase the server checks before a view (made since it could). */
+  passphrase_kdf?: ShareKdf;
+}
 
 interface ViewedShare {
   ciphertext: string;
@@ -76,10 +83,34 @@ interface ViewedShare {
 }
 
 /**
+ * Views a link whose passphrase the server checks before it spends a view, with the proof made
+ * from the passphrase and the peek's argon2id parameters (checked against share-crypto's
+ * bounds first). A wrong passphrase spends nothing: at a terminal it is asked again (a few
+ * times), without one the error says so. Returns the content and the passphrase that opens it.
+ */
+async function viewWithPassphrase(ctx: CommandContext, api: ApiClient, share: string, proof: string, linkKey: string, kdf: ShareKdf): Promise<{ content: ViewedShare; phrase: string }> {
+  let phrase = await passphrase(ctx, SHARE_PASSPHRASE_PROMPT);
+  for (let tries = 1; ; tries++) {
+    const passphraseProof = await sharePassphraseProof(linkKey, phrase, kdf);
+    try {
+      return { content: await api.request<ViewedShare>("POST", `${share}/view`, { proof, passphrase_proof: passphraseProof }), phrase };
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === "wrong_passphrase")) throw error;
+      if (!process.stdin.isTTY || tries >= SHARE_PASSPHRASE_TRIES) {
+        throw new Error("the passphrase is wrong; the view was NOT spent (but each wrong passphrase counts: a few burn the link)");
+      }
+      ctx.err("That passphrase is wrong (no view was spent): try again.");
+      phrase = await secretPrompter()(SHARE_PASSPHRASE_PROMPT);
+    }
+  }
+}
+
+/**
  * Decrypts a share link's ciphertext, its view spent: this ciphertext is all that is left of
  * the value. So at a terminal a wrong passphrase is asked again (a few times) rather than end
- * the command; without one, the error says the view is gone. A wrong passphrase cannot be told
- * before the view: until then the client has nothing of the ciphertext to try it on.
+ * the command; without one, the error says the view is gone. For a link made before the server
+ * checked passphrases, a wrong one cannot be told before the view: until then the client has
+ * nothing of the ciphertext to try it on.
  */
 async function openViewedShare(ctx: CommandContext, content: ViewedShare, linkKey: string, phrase: string | undefined): Promise<string> {
   if (content.passphrase && phrase === undefined) phrase = await passphrase(ctx, SHARE_PASSPHRASE_PROMPT); // the peek said none was needed
@@ -517,6 +548,8 @@ export const secretsCommands: Command[] = [
       const phrase = ctx.options.passphrase ? await secretPrompter()("Passphrase for the link: ") : undefined;
       const sealed = await createShareSecret(value, phrase);
       const body: Record<string, unknown> = { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: sealed.passphraseRequired };
+      // So that the server refuses a wrong passphrase before it spends a view.
+      if (sealed.passphraseProof) Object.assign(body, { passphrase_proof: sealed.passphraseProof, passphrase_kdf: sealed.passphraseKdf });
       const ttl = integerOption(ctx, "ttl", 1);
       const views = integerOption(ctx, "views", 1);
       if (ttl !== undefined) body.ttl_hours = ttl;
@@ -543,9 +576,15 @@ export const secretsCommands: Command[] = [
       const proof = shareViewProof(linkKey);
       // Asked without spending a view, so that the passphrase is in hand (its file read, or typed)
       // before the view is spent: a missing or unreadable one must not cost the value (found in review).
-      const about = await api.request<{ passphrase: boolean }>("POST", `${share}/peek`, { proof });
-      const phrase = about.passphrase ? await passphrase(ctx, SHARE_PASSPHRASE_PROMPT) : undefined;
-      const content = await api.request<ViewedShare>("POST", `${share}/view`, { proof });
+      const about = await api.request<SharePeek>("POST", `${share}/peek`, { proof });
+      let content: ViewedShare;
+      let phrase: string | undefined;
+      if (about.passphrase && about.passphrase_kdf) {
+        ({ content, phrase } = await viewWithPassphrase(ctx, api, share, proof, linkKey, about.passphrase_kdf));
+      } else {
+        phrase = about.passphrase ? await passphrase(ctx, SHARE_PASSPHRASE_PROMPT) : undefined;
+        content = await api.request<ViewedShare>("POST", `${share}/view`, { proof });
+      }
       const value = await openViewedShare(ctx, content, linkKey, phrase);
       print(ctx, { value, views_left: content.views_left }, value);
       return 0;

@@ -410,19 +410,25 @@ describe("citadel share", () => {
   });
 });
 
-describe("citadel share open, a link with a passphrase", () => {
-  const PHRASE = "told by phone ";
-  const phraseFile = () => join(home.path, "share-passphrase");
-  const wrongFile = () => join(home.path, "share-passphrase-wrong");
+const SHARE_PHRASE = "told by phone ";
+const phraseFile = () => join(home.path, "share-passphrase");
+const wrongFile = () => join(home.path, "share-passphrase-wrong");
 
-  /** A link made as `citadel share --passphrase` makes it (the value sealed here, the server given the ciphertext). */
-  async function passphraseLink(views: number): Promise<string> {
-    const org = (await api("GET", "/v1/iam/me")).body.organizations[0].id as string;
-    const sealed = await createShareSecret(SHARED, PHRASE);
-    const made = await api("POST", `/v1/secrets/orgs/${org}/shares`, { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: true, max_views: views });
-    expect(made.status).toBe(200);
-    return shareUrl(citadel.url, made.body.id, sealed.linkKey);
-  }
+/**
+ * A link with a passphrase, sealed here and given to the server. `checked`: as `citadel share
+ * --passphrase` makes it now, with the passphrase proof; else as a client made before did.
+ */
+async function passphraseLink(views: number, checked = false): Promise<string> {
+  const org = (await api("GET", "/v1/iam/me")).body.organizations[0].id as string;
+  const sealed = await createShareSecret(SHARED, SHARE_PHRASE);
+  const proof = checked ? { passphrase_proof: sealed.passphraseProof, passphrase_kdf: sealed.passphraseKdf } : {};
+  const made = await api("POST", `/v1/secrets/orgs/${org}/shares`, { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: true, max_views: views, ...proof });
+  expect(made.status).toBe(200);
+  return shareUrl(citadel.url, made.body.id, sealed.linkKey);
+}
+
+describe("citadel share open, a link with a passphrase made before the server checked passphrases", () => {
+  const PHRASE = SHARE_PHRASE;
 
   beforeAll(() => {
     writeFileSync(phraseFile(), `${PHRASE}\n`, { mode: 0o600 });
@@ -456,6 +462,49 @@ describe("citadel share open, a link with a passphrase", () => {
     ]);
     expect(typed).toEqual({ code: 0, screen: expect.stringContaining(`${SHARED}\n`) });
     expect(typed.screen).toContain("That passphrase does not open it");
+  });
+});
+
+describe("citadel share open, a link whose passphrase the server checks before a view", () => {
+  beforeAll(() => {
+    writeFileSync(phraseFile(), `${SHARE_PHRASE}\n`, { mode: 0o600 });
+    writeFileSync(wrongFile(), "not the passphrase\n", { mode: 0o600 });
+  });
+
+  test("a wrong passphrase without a terminal fails, saying the view was NOT spent", async () => {
+    const url = await passphraseLink(1, true);
+    const wrong = await cli(["share", "open", url, "--passphrase-file", wrongFile()]);
+    expect([wrong.code, wrong.stdout, wrong.stderr]).toEqual([1, "", "citadel: the passphrase is wrong; the view was NOT spent (but each wrong passphrase counts: a few burn the link)\n"]);
+    // The link's one view is still there.
+    expect(await cli(["share", "open", url, "--passphrase-file", phraseFile()])).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
+  });
+
+  test.skipIf(!Bun.which("script"))("at a terminal, a wrong passphrase is asked again before any view is spent; three wrong ones end it, the view still there", async () => {
+    const url = await passphraseLink(1, true);
+    const threeWrong = await cliAtTerminal(["share", "open", url], [
+      { question: "Passphrase for the link: ", typed: "a typo" },
+      { question: "try again", typed: "another typo" },
+      { question: "Passphrase for the link: ", typed: "a third" },
+    ]);
+    expect(threeWrong).toEqual({ code: 1, screen: expect.stringContaining("the passphrase is wrong; the view was NOT spent") });
+    expect(threeWrong.screen.match(/That passphrase is wrong \(no view was spent\): try again\./g)).toHaveLength(2);
+    const typed = await cliAtTerminal(["share", "open", url], [
+      { question: "Passphrase for the link: ", typed: "a typo" },
+      { question: "try again", typed: SHARE_PHRASE },
+    ]);
+    expect(typed).toEqual({ code: 0, screen: expect.stringContaining(`${SHARED}\n`) });
+  });
+
+  test.skipIf(!Bun.which("script"))("citadel share --passphrase makes such a link: the link alone no longer spends its view", async () => {
+    const made = await cliAtTerminal(["share", "--passphrase"], [
+      { question: "Value to share: ", typed: SHARED },
+      { question: "Passphrase for the link: ", typed: SHARE_PHRASE },
+    ]);
+    expect(made.code).toBe(0);
+    const url = made.screen.match(/https:\/\/\S+\/v1\/secrets\/shares\/shr_\S+#[A-Za-z0-9_-]+/)?.[0] ?? "";
+    const linkAlone = await viewShare(url);
+    expect([linkAlone.status, ((await linkAlone.json()) as { errors: Array<{ field: string }> }).errors[0]?.field]).toEqual([422, "passphrase_proof"]);
+    expect(await cli(["share", "open", url, "--passphrase-file", phraseFile()])).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
   });
 });
 

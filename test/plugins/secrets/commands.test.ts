@@ -1,7 +1,11 @@
 /** What the secrets commands check before they ask the server (the whole flow: test/e2e/secrets-cli.test.ts). */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { generateToken } from "../../../src/auth/tokens.ts";
 import { secretsCommands } from "../../../plugins/secrets/commands.ts";
+import { createShareSecret, shareUrl } from "../../../plugins/secrets/share-crypto.ts";
 import { runCommand } from "../../helpers/command.ts";
 
 const WS = { workspace: "ws_1" };
@@ -28,5 +32,21 @@ describe("share with a service API key names its organization with --org (found 
   test("without --org: a usage error saying so, before any request", async () => {
     const run = await runCommand(secretsCommands, "share", { options: { ...WS, secret: "DB" }, env: { CITADEL_TOKEN: generateToken("secrets").token } });
     expect([run.code, run.error?.message, run.requests]).toEqual([2, "an API key must be given --org ORG_ID", []]);
+  });
+});
+
+describe("share open asks a server for no more than share-crypto's bounds allow", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-share-open-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("argon2id parameters out of bounds from a peek: refused before anything is stretched or any view asked for", async () => {
+    const file = join(dir, "passphrase");
+    writeFileSync(file, "pw\n", { mode: 0o600 });
+    const sealed = await createShareSecret("v", "pw");
+    const url = shareUrl("https://citadel.test:8443", "shr_1", sealed.linkKey);
+    const hostile = { passphrase: true, passphrase_kdf: { ...sealed.passphraseKdf, memory_kib: 4_194_304 }, views_left: 1 };
+    const run = await runCommand(secretsCommands, "share open", { args: [url], options: { "passphrase-file": file }, answer: () => hostile });
+    expect([run.code, run.error?.message]).toEqual([1, "the server asks for argon2id parameters out of bounds (memory_kib: a whole number from 19456 to 1048576)"]);
+    expect(run.requests.map((r) => r.path)).toEqual(["/v1/secrets/shares/shr_1/peek"]);
   });
 });
