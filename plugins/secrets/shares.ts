@@ -19,7 +19,7 @@ import * as sql from "./store.ts";
 
 const HOUR_MS = 3_600_000;
 /** Wrong passphrases a link takes before it is burned: an online guess each, after the rate limit. */
-export const MAX_WRONG_PASSPHRASES = 5;
+const MAX_WRONG_PASSPHRASES = 5;
 
 export interface NewShare {
   ciphertext: string;
