@@ -152,7 +152,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
           body: m.NodeChanges,
           response: m.Node,
           // Admin: tags are what the ACL grants on, and a hub relays every spoke's traffic.
-          detail: { summary: "Change a node's tags, disable or enable it, make it a hub, set its endpoint or expiry", tags, ...access(ADMIN) },
+          detail: { summary: "Change a node's tags, disable or enable it, make it a hub, set its endpoint, listen port or expiry", tags, ...access(ADMIN) },
         })
         .delete(
           `${NET}/nodes/:node`,
