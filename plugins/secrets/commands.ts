@@ -96,10 +96,13 @@ async function viewWithPassphrase(ctx: CommandContext, api: ApiClient, share: st
       return { content: await api.request<ViewedShare>("POST", `${share}/view`, { proof, passphrase_proof: passphraseProof }), phrase };
     } catch (error) {
       if (!(error instanceof ApiError && error.code === "wrong_passphrase")) throw error;
-      if (!process.stdin.isTTY || tries >= SHARE_PASSPHRASE_TRIES) {
-        throw new Error("the passphrase is wrong; the view was NOT spent (but each wrong passphrase counts: a few burn the link)");
+      const left = error.facts.attemptsLeft;
+      const counted = left === undefined ? "each wrong passphrase counts: a few burn the link" : `${left} more wrong passphrase(s) burn the link`;
+      // One try left: not asked again here; whoever runs the command again chooses to use it.
+      if (!process.stdin.isTTY || tries >= SHARE_PASSPHRASE_TRIES || left === 1) {
+        throw new Error(`the passphrase is wrong; the view was NOT spent (${counted}${left === 1 ? ": the next wrong one destroys the value" : ""})`);
       }
-      ctx.err("That passphrase is wrong (no view was spent): try again.");
+      ctx.err(`That passphrase is wrong (no view was spent; ${counted}): try again.`);
       phrase = await secretPrompter()(SHARE_PASSPHRASE_PROMPT);
     }
   }

@@ -61,7 +61,23 @@ export class Shares {
     const source = input.source ? `${input.source.workspace}/${input.source.environment}/${input.source.name}` : null;
     await this.k.store.write((tx) => {
       const wrapped = this.k.seal.keyring().encrypt(tx, shareKeyOwner(organizationId), `secrets_shares:${id}`, input.ciphertext);
-      sql.insertShare(tx, { id, organization_id: organizationId, created_by: byWhom(caller.principal), ciphertext: wrapped, view_proof_hash: proofHash(input.view_proof, "view_proof"), passphrase: input.passphrase ? 1 : 0, max_views: maxViews, source, expires_at: expiresAt, created_at: now, ...passphraseCheck });
+      // The passphrase proof's hash, wrapped like the ciphertext: a bare hash in a copy of the
+      // database would let whoever also holds the link guess the passphrase offline, past the burn.
+      const passphraseProofHash = passphraseCheck.proofHash && this.k.seal.keyring().encrypt(tx, shareKeyOwner(organizationId), passphraseProofContext(id), passphraseCheck.proofHash);
+      sql.insertShare(tx, {
+        id,
+        organization_id: organizationId,
+        created_by: byWhom(caller.principal),
+        ciphertext: wrapped,
+        view_proof_hash: proofHash(input.view_proof, "view_proof"),
+        passphrase: input.passphrase ? 1 : 0,
+        max_views: maxViews,
+        source,
+        expires_at: expiresAt,
+        created_at: now,
+        passphrase_proof_hash: passphraseProofHash,
+        passphrase_kdf: passphraseCheck.kdf,
+      });
       this.k.audit.record(tx, {
         ...event(caller, null, { action: "secrets.share.create", resource: { type: "share", id }, reason: `${maxViews} view(s), ${ttlHours} h${source ? `, carries ${source}` : ", a one-off value"}` }),
         organization: organizationId,
@@ -111,10 +127,10 @@ export class Shares {
     // views of the link may have been counted since.
     const views = await this.k.store.write((tx) => {
       const counted = sql.countView(tx, id, this.k.clock.now());
-      this.k.audit.record(tx, viewEvent(share, counted !== null ? "success" : "failure", counted !== null ? `view ${counted} of ${share.max_views}` : "used up or expired", request));
+      this.k.audit.record(tx, viewEvent(share, counted !== null ? "success" : "failure", counted !== null ? `view ${counted} of ${share.max_views}` : "used up, expired or revoked meanwhile", request));
       return counted;
     });
-    if (views === null) throw new GoneError("This share link is used up or expired: it allows no more views.");
+    if (views === null) throw new GoneError("This share link is used up, expired or revoked: it allows no more views.");
     return { ciphertext, passphrase: share.passphrase === 1, views_left: share.max_views - views, expires_at: new Date(share.expires_at).toISOString() };
   }
 
@@ -144,8 +160,13 @@ export class Shares {
    */
   private async checkPassphrase(share: sql.ShareRow, passphraseProof: string | undefined, request: AuditRequestContext): Promise<void> {
     if (share.passphrase_proof_hash === null) return; // no passphrase, or made before passphrase proofs: the link alone opens it, as it did
-    if (passphraseProof === undefined) throw new InvalidError("This link needs its passphrase: send the proof of it (citadel share open makes it).", "passphrase_proof");
-    if (proofMatches(passphraseProof, share.passphrase_proof_hash)) return;
+    if (passphraseProof === undefined) {
+      // Refused like every other view, on the record; not a wrong passphrase (an older client sends none).
+      await this.k.store.write((tx) => this.k.audit.record(tx, viewEvent(share, "failure", "no passphrase proof", request)));
+      throw new InvalidError("This link needs a proof of its passphrase, which a citadel older than this server does not send: open it with `citadel share open` of this server's version.", "passphrase_proof");
+    }
+    const expected = this.k.seal.keyring().decrypt(shareKeyOwner(share.organization_id), passphraseProofContext(share.id), share.passphrase_proof_hash);
+    if (proofMatches(passphraseProof, expected)) return;
     const wrong = await this.k.store.write((tx) => {
       const counted = sql.countWrongPassphrase(tx, share.id);
       this.k.audit.record(tx, viewEvent(share, "failure", "wrong passphrase", request));
@@ -199,17 +220,20 @@ function proofHash(proof: string, field: string): Buffer {
  * parameters a viewer needs to make the proof (refused when out of the bounds a viewer accepts).
  * A link with a passphrase but neither (from a client made before) keeps the old behaviour.
  */
-function storedPassphraseCheck(input: NewShare): Pick<sql.ShareRow, "passphrase_proof_hash" | "passphrase_kdf"> {
+function storedPassphraseCheck(input: NewShare): { proofHash: Buffer | null; kdf: string | null } {
   const { passphrase_proof: proof, passphrase_kdf: kdf } = input;
-  if (proof === undefined && kdf === undefined) return { passphrase_proof_hash: null, passphrase_kdf: null };
+  if (proof === undefined && kdf === undefined) return { proofHash: null, kdf: null };
   if (!input.passphrase) throw new InvalidError("only a link with a passphrase has a passphrase proof", proof === undefined ? "passphrase_kdf" : "passphrase_proof");
   if (proof === undefined) throw new InvalidError("needed with passphrase_kdf", "passphrase_proof");
   if (kdf === undefined) throw new InvalidError("needed with passphrase_proof", "passphrase_kdf");
   const problem = shareKdfProblem(kdf);
   if (problem) throw new InvalidError(problem.message, `passphrase_kdf.${problem.field}`);
   const { salt, memory_kib, iterations, parallelism } = kdf;
-  return { passphrase_proof_hash: proofHash(proof, "passphrase_proof"), passphrase_kdf: JSON.stringify({ salt, memory_kib, iterations, parallelism }) };
+  return { proofHash: proofHash(proof, "passphrase_proof"), kdf: JSON.stringify({ salt, memory_kib, iterations, parallelism }) };
 }
+
+/** The keyring context of a link's wrapped passphrase proof hash (bound to the link's row). */
+const passphraseProofContext = (id: string) => `secrets_shares:${id}:passphrase_proof`;
 
 /**
  * Whether a viewer's proof is the link's. A malformed proof is one more proof that does not

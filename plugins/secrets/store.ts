@@ -68,7 +68,11 @@ export interface ShareRow {
   expires_at: number;
   created_at: number;
   revoked_at: number | null;
-  /** Links made before passphrase proofs (and links without a passphrase): null. */
+  /**
+   * The SHA-256 of the passphrase proof, wrapped by the keyring (owner shares:<org>, context
+   * secrets_shares:<id>:passphrase_proof); null for links made before passphrase proofs and links
+   * without a passphrase.
+   */
   passphrase_proof_hash: Uint8Array | null;
   /** JSON of the passphrase's ShareKdf (share-crypto.ts), with passphrase_proof_hash. */
   passphrase_kdf: string | null;

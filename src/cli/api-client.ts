@@ -21,6 +21,8 @@ export interface RefusalFacts {
   token?: { origin?: TokenOrigin; kind: string };
   /** The seconds a Retry-After header asked to wait (429, 503), when it named a time. */
   retryAfterSeconds?: number;
+  /** How many more tries the server allows before it acts (a share link's passphrase: burned). */
+  attemptsLeft?: number;
 }
 
 /** An API failure, carrying the server's problem document when there was one. */
@@ -89,6 +91,7 @@ export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigi
         challenge: response.headers.get("www-authenticate") ?? undefined,
         scope: askedScope(response, problem),
         retryAfterSeconds: retryAfterSeconds(response.headers.get("retry-after")),
+        attemptsLeft: problem.attempts_left,
         ...(token ? { token: { origin: tokenOrigin, kind: token.split("_")[1] ?? "" } } : {}),
       };
       throw new ApiError(refusalMessage(response, problem), response.status, problem.code, facts);
@@ -124,6 +127,7 @@ interface Problem {
   code?: string;
   request_id?: string;
   confirmation_token?: string;
+  attempts_left?: number;
 }
 
 /** A refusal's problem document; fields of another type are dropped (never shown as [object Object]). */
@@ -137,7 +141,8 @@ function problemOf(text: string): Problem {
   if (typeof parsed !== "object" || parsed === null) return {};
   const record = parsed as Record<string, unknown>;
   const field = (name: string) => (typeof record[name] === "string" && record[name] !== "" ? (record[name] as string) : undefined);
-  return { detail: field("detail") ?? field("title"), code: field("code"), request_id: field("request_id"), confirmation_token: field("confirmation_token") };
+  const attemptsLeft = Number.isSafeInteger(record.attempts_left) && (record.attempts_left as number) >= 0 ? (record.attempts_left as number) : undefined;
+  return { detail: field("detail") ?? field("title"), code: field("code"), request_id: field("request_id"), confirmation_token: field("confirmation_token"), attempts_left: attemptsLeft };
 }
 
 /** One line for a refusal: the server's words when it sent any, else what the status means. */

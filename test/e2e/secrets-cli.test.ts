@@ -474,7 +474,7 @@ describe("citadel share open, a link whose passphrase the server checks before a
   test("a wrong passphrase without a terminal fails, saying the view was NOT spent", async () => {
     const url = await passphraseLink(1, true);
     const wrong = await cli(["share", "open", url, "--passphrase-file", wrongFile()]);
-    expect([wrong.code, wrong.stdout, wrong.stderr]).toEqual([1, "", "citadel: the passphrase is wrong; the view was NOT spent (but each wrong passphrase counts: a few burn the link)\n"]);
+    expect([wrong.code, wrong.stdout, wrong.stderr]).toEqual([1, "", "citadel: the passphrase is wrong; the view was NOT spent (4 more wrong passphrase(s) burn the link)\n"]);
     // The link's one view is still there.
     expect(await cli(["share", "open", url, "--passphrase-file", phraseFile()])).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
   });
@@ -487,11 +487,11 @@ describe("citadel share open, a link whose passphrase the server checks before a
       { question: "Passphrase for the link: ", typed: "a third" },
     ]);
     expect(threeWrong).toEqual({ code: 1, screen: expect.stringContaining("the passphrase is wrong; the view was NOT spent") });
-    expect(threeWrong.screen.match(/That passphrase is wrong \(no view was spent\): try again\./g)).toHaveLength(2);
-    const typed = await cliAtTerminal(["share", "open", url], [
-      { question: "Passphrase for the link: ", typed: "a typo" },
-      { question: "try again", typed: SHARE_PHRASE },
-    ]);
+    expect(threeWrong.screen.match(/That passphrase is wrong \(no view was spent; [43] more wrong passphrase\(s\) burn the link\): try again\./g)).toHaveLength(2);
+    // With one try left it is not asked again: the next wrong one would destroy the value (found in review).
+    const lastTry = await cliAtTerminal(["share", "open", url], [{ question: "Passphrase for the link: ", typed: "a fourth" }]);
+    expect(lastTry).toEqual({ code: 1, screen: expect.stringContaining("1 more wrong passphrase(s) burn the link: the next wrong one destroys the value") });
+    const typed = await cliAtTerminal(["share", "open", url], [{ question: "Passphrase for the link: ", typed: SHARE_PHRASE }]);
     expect(typed).toEqual({ code: 0, screen: expect.stringContaining(`${SHARED}\n`) });
   });
 

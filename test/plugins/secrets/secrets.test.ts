@@ -2,6 +2,7 @@
  * The secrets service over HTTP, in-process: versions, concurrency, protection, bulk,
  * rotation, share links, end-to-end encryption and webhooks.
  */
+import { createHash } from "node:crypto";
 import { afterAll, describe, expect, test } from "bun:test";
 import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { servicesOf } from "../../../plugins/secrets/index.ts";
@@ -513,7 +514,7 @@ describe("share links", () => {
     expect(opened.map((r) => r.status).sort()).toEqual([200, 200, 200, 410]);
     expect(opened.filter((r) => r.status === 200).map((r) => r.body.views_left).sort()).toEqual([0, 1, 2]);
     const views = auditActions(c, "secrets.share.view").map((e) => e.reason);
-    expect(views.sort()).toEqual(["used up or expired", "view 1 of 3", "view 2 of 3", "view 3 of 3"]);
+    expect(views.sort()).toEqual(["used up, expired or revoked meanwhile", "view 1 of 3", "view 2 of 3", "view 3 of 3"]);
   });
 
   test("expires by time; several views; a passphrase; revocation; limits", async () => {
@@ -598,12 +599,26 @@ describe("share links whose passphrase is checked before a view", () => {
     expect([opened.status, opened.body.views_left]).toEqual([200, 0]);
   });
 
+  test("the database keeps nothing a link holder could guess the passphrase against offline: the proof's hash is wrapped by the keyring (found in review)", async () => {
+    const { c, owner, org } = await setup();
+    const sealed = await createShareSecret("locked value", PHRASE);
+    const made = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, {
+      json: { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: true, passphrase_proof: sealed.passphraseProof, passphrase_kdf: sealed.passphraseKdf },
+    });
+    const stored = c.kernel.store.db.query("SELECT passphrase_proof_hash AS hash FROM secrets_shares WHERE id = ?").get(made.body.id) as { hash: Uint8Array };
+    const bare = createHash("sha256").update(sealed.passphraseProof!).digest();
+    expect(Buffer.from(stored.hash).includes(bare)).toBe(false);
+    expect(stored.hash.length).toBeGreaterThan(bare.length); // an envelope (nonce, tag), not a digest
+  });
+
   test("without the passphrase proof: 422 naming it, nothing spent", async () => {
     const { c, owner, org } = await setup();
     const link = await lockedShare(c, owner, org, "locked value");
     const missing = await view(c, link.id, link.proof);
     expect([missing.status, missing.body.errors?.[0]?.field]).toEqual([422, "passphrase_proof"]);
+    expect(missing.body.detail).toContain("a citadel older than this server does not send");
     expect((await peek(c, link.id, link.proof)).body.views_left).toBe(1);
+    expect(viewRefusals(c, link.id)).toEqual([{ outcome: "failure", reason: "no passphrase proof" }]); // on the record, as every refusal (found in review)
     // A wrong link proof is still the 404 it was, whatever passphrase proof comes with it.
     expect((await view(c, link.id, "p".repeat(43), await passphraseProofFor(c, link, PHRASE))).status).toBe(404);
   });
