@@ -22,7 +22,7 @@ import { subjectPlugin } from "../plugins/subject/index.ts";
 import { systemPlugin } from "../plugins/system/index.ts";
 import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
-import { fileSink, journalSink, startAuditForwarder } from "./audit/forward.ts";
+import { beginAuditForwarding, fileSink, journalSink, startAuditForwarder } from "./audit/forward.ts";
 import { AuditLog } from "./audit/log.ts";
 import { buildInfo } from "./build-info.ts";
 import { adviceFor } from "./cli/advice.ts";
@@ -492,6 +492,8 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     const { store, seal, audit, tls, kernelFor } = await prepare(loaded, log, env);
     lifecycle.started("store", () => store.close());
 
+    // Before anything is audited at start (the first setup, the unseal): those events are forwarded too.
+    if (config.audit.forward.to !== "off") beginAuditForwarding(store.db);
     const source = keySource(config, env);
     if (!isInitialized(store)) {
       if (source.method !== "key_file") throw new ConfigError(`seal.method ${source.method}: this Citadel is not initialized; run citadel init first`);
@@ -513,8 +515,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     lifecycle.started("audit checkpoints", startCheckpointer({ store, seal, every: config.audit.checkpoint_every, intervalMs, now, log }));
     const forward = config.audit.forward;
     if (forward.to !== "off") {
-      // Its own writer for the journal: the events go out whatever log.level says.
-      const sink = forward.to === "journal" ? journalSink(createLogger({ level: "info" })) : fileSink(dataPath(config, forward.file));
+      const sink = forward.to === "journal" ? journalSink() : fileSink(dataPath(config, forward.file));
       lifecycle.started("audit forwarding", startAuditForwarder({ store, seal, sink, personalData: forward.personal_data, log }));
     }
     lifecycle.started("key rotation", startRotationSchedule(store, seal, audit, config.keys.rotation_days, now, log));

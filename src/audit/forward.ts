@@ -11,7 +11,7 @@
  * and moved after the copy is written: a crash in between repeats those events at the next
  * start (each carries its id and seq), it never skips one.
  */
-import { appendFileSync } from "node:fs";
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import type { Database } from "bun:sqlite";
 import type { Keyring } from "../crypto/keyring.ts";
 import type { Seal } from "../crypto/seal.ts";
@@ -35,19 +35,69 @@ export interface ForwardedEvent extends Omit<AuditEventView, "source_address" | 
   personal_withheld?: "sealed";
 }
 
-/** One JSON line per event on the given logger ("msg":"audit event"), whatever its level. */
-export function journalSink(lines: Logger): AuditSink {
+/**
+ * One JSON line per event on standard output (`fd`), as the log's lines are
+ * (`{"time":…,"level":"info","msg":"audit event","event":{…}}`), whatever log.level says. Written
+ * at once, not buffered like the log: a write that fails throws, so the events are not counted
+ * as forwarded (the log's writer drops what it cannot write).
+ */
+export function journalSink(fd = 1, now: () => number = Date.now): AuditSink {
   return (events) => {
-    for (const event of events) lines.info("audit event", { event });
+    const time = new Date(now()).toISOString();
+    writeFully(fd, events.map((event) => `${JSON.stringify({ time, level: "info", msg: "audit event", event })}\n`).join(""));
   };
 }
 
 /**
  * JSON lines appended to `path` (made 0600), opened for each round: a file rotated away by
- * renaming is followed by a new one at the next event.
+ * renaming is followed by a new one at the next event. Whole lines only: a write cut short (a
+ * full disk) is cut back to where it began, and a half line left by a crash is ended before the
+ * next, so a retry never glues an event to a broken line.
  */
 export function fileSink(path: string): AuditSink {
-  return (events) => appendFileSync(path, events.map((e) => `${JSON.stringify(e)}\n`).join(""), { mode: 0o600 });
+  return (events) => {
+    const fd = openSync(path, "a+", 0o600); // appending, and reading its last byte
+    try {
+      const start = fstatSync(fd).size;
+      const lines = events.map((e) => `${JSON.stringify(e)}\n`).join("");
+      try {
+        writeFully(fd, endsMidLine(fd, start) ? `\n${lines}` : lines);
+      } catch (error) {
+        try {
+          ftruncateSync(fd, start);
+        } catch {
+          // not a regular file (a device, a pipe): nothing to cut back
+        }
+        throw error;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  };
+}
+
+/** Whether the file's last byte (of `size`) is not a newline: a line was left unfinished. */
+function endsMidLine(fd: number, size: number): boolean {
+  if (size === 0) return false;
+  const last = Buffer.alloc(1);
+  try {
+    return readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
+  } catch {
+    return false; // not readable (a device): nothing known
+  }
+}
+
+/** Writes all of `text` or throws (a short write is continued; EAGAIN, a full pipe, is waited out a little). */
+function writeFully(fd: number, text: string): void {
+  let rest = Buffer.from(text);
+  for (let waits = 0; rest.length > 0; ) {
+    try {
+      rest = rest.subarray(writeSync(fd, rest));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EAGAIN" || ++waits > 1000) throw error;
+      Bun.sleepSync(1);
+    }
+  }
 }
 
 export interface AuditForwarderOptions {
@@ -63,8 +113,10 @@ export interface AuditForwarderOptions {
 export function startAuditForwarder({ store, seal, sink, personalData, log, intervalMs = 250 }: AuditForwarderOptions): () => Promise<void> {
   let running: Promise<void> | null = null;
   let failingSince: number | null = null;
+  let stopping = false;
+  /** Forwards what is new, batch by batch; once stopping, one batch more at most (a backlog waits for the next start). */
   const round = async () => {
-    for (;;) {
+    for (let batches = 0; !stopping || batches < 1; batches++) {
       const cursor = forwardCursor(store.db);
       const rows = store.db.query<StoredEvent, [number, number]>("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?").all(cursor, BATCH);
       if (rows.length === 0) return;
@@ -94,21 +146,23 @@ export function startAuditForwarder({ store, seal, sink, personalData, log, inte
       .finally(() => (running = null));
     return running;
   };
-  startAtHead(store.db);
+  beginAuditForwarding(store.db);
   const timer = setInterval(() => void tick(), intervalMs);
   timer.unref();
   return async () => {
     clearInterval(timer);
+    stopping = true; // a running round ends after its batch: a stop must not wait for a backlog
     await running;
     await tick(); // what the last moments wrote
   };
 }
 
 /**
- * The first time forwarding is on, it starts with the events written from then on; the history
- * is in `citadel audit export`. (Turned off and on again, it goes on where it stopped.)
+ * The first time forwarding is on, it starts with the events written from then on (called
+ * before anything is written at start: unseal and first setup are forwarded too); the history is
+ * in `citadel audit export`. Turned off and on again, it goes on where it stopped.
  */
-function startAtHead(db: Database): void {
+export function beginAuditForwarding(db: Database): void {
   db.run("INSERT OR IGNORE INTO audit_forward_cursor (singleton, seq) VALUES (1, (SELECT coalesce(max(seq), 0) FROM audit_events))");
 }
 

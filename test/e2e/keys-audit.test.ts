@@ -273,6 +273,7 @@ describe("audit forwarding", () => {
     const forwarded = () => citadel.logs().filter((l) => l.msg === "audit event").map((l) => l.event as { action: string; outcome: string; seq: number });
     for (let i = 0; i < 50 && !forwarded().some((e) => e.action === "iam.password.change"); i++) await Bun.sleep(50);
     const events = forwarded();
+    expect(events.map((e) => e.action)).toContain("sys.init"); // the first start's own events too (found in review)
     expect(events.map((e) => e.action)).toContain("iam.login");
     expect(events.map((e) => e.action)).toContain("iam.password.change");
     expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b)); // in order

@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileSink, startAuditForwarder, type ForwardedEvent } from "../../../src/audit/forward.ts";
+import { beginAuditForwarding, fileSink, journalSink, startAuditForwarder, type ForwardedEvent } from "../../../src/audit/forward.ts";
 import { captureLog, testKernel } from "../../helpers/http.ts";
 
 type Kernel = ReturnType<typeof testKernel>;
@@ -118,5 +118,54 @@ describe("the file sink", () => {
     await act(k, "three");
     await next();
     expect(readFileSync(path, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line).reason)).toEqual(["three"]);
+  });
+});
+
+describe("what the review found", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-forward-review-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const event = (seq: number) => ({ seq, id: `evt_${seq}`, reason: "x".repeat(200) }) as unknown as ForwardedEvent;
+
+  test("a file write cut short (a full disk) is cut back to whole lines, and the retry leaves every event on a line of its own", async () => {
+    const path = join(dir, "full.jsonl");
+    writeFileSync(path, `${JSON.stringify(event(1))}\n`);
+    // A child whose files may not grow past 1 KiB (ulimit -f counts KiB in bash) (SIGXFSZ ignored: the write fails with EFBIG instead).
+    const script = join(dir, "write.ts");
+    writeFileSync(script, `import { fileSink } from ${JSON.stringify(join(import.meta.dir, "../../../src/audit/forward.ts"))};
+try { fileSink(${JSON.stringify(path)})([2, 3, 4, 5, 6, 7].map((seq) => ({ seq, id: "evt_" + seq, reason: "x".repeat(200) }))); console.log("written"); }
+catch (error) { console.log(error.code); }`);
+    const child = Bun.spawnSync(["bash", "-c", `trap '' XFSZ; ulimit -f 1; exec "${process.execPath}" "${script}"`], { stdout: "pipe", stderr: "pipe" });
+    expect(child.stdout.toString().trim()).toBe("EFBIG");
+    expect(readFileSync(path, "utf8")).toBe(`${JSON.stringify(event(1))}\n`); // cut back to where it began
+
+    // A half line a crash left: the next round starts on a line of its own.
+    writeFileSync(path, `${JSON.stringify(event(1))}\n{"seq":2,"id":"evt_`);
+    fileSink(path)([event(2)]);
+    const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+    expect(lines).toEqual([JSON.stringify(event(1)), '{"seq":2,"id":"evt_', JSON.stringify(event(2))]);
+  });
+
+  test("a journal that cannot be written makes the round fail (the events are not counted as forwarded)", async () => {
+    const readOnly = openSync("/dev/null", "r");
+    try {
+      expect(() => journalSink(readOnly)([event(1)])).toThrow();
+    } finally {
+      closeSync(readOnly);
+    }
+  });
+
+  test("stop forwards one batch more at most: a backlog waits for the next start instead of holding up the shutdown", async () => {
+    const k = testKernel();
+    beginAuditForwarding(k.store.db);
+    await k.store.write((tx) => {
+      for (let i = 0; i < 2500; i++) k.audit.record(tx, { action: "sys.seal", actor: { kind: "operator" }, outcome: "success", reason: `backlog ${i}` });
+    });
+    const first = forwarder(k);
+    await first.stop();
+    expect(first.received).toHaveLength(1000);
+    const next = forwarder(k);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    await next.stop();
+    expect(next.received[0]?.reason).toBe("backlog 1000");
   });
 });
