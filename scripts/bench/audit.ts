@@ -3,7 +3,8 @@
  * with encrypted personal data, in one transaction, each caller answered only after its
  * transaction is on disk; group commit allowed) against plain unaudited inserts through the
  * same store, in the same run, on a real file with synchronous=FULL. Also AES-256-GCM
- * envelope encrypt/decrypt per second through the keyring.
+ * envelope encrypt/decrypt per second through the keyring, and audit forwarding (audit.forward) of
+ * every event written, to a JSON-lines file, which must keep up with the writer.
  *
  * Usage: bun scripts/bench/audit.ts [--seconds 5] [--concurrency 256]
  */
@@ -12,12 +13,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { KERNEL_ACTIONS } from "../../src/audit/actions.ts";
+import { fileSink, startAuditForwarder } from "../../src/audit/forward.ts";
 import { AuditLog } from "../../src/audit/log.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { aesGcmDecrypt, aesGcmEncrypt, randomKey } from "../../src/crypto/aead.ts";
 import { Keyring } from "../../src/crypto/keyring.ts";
 import { generateRootKey } from "../../src/crypto/root-key.ts";
 import { Seal } from "../../src/crypto/seal.ts";
+import { createLogger } from "../../src/log.ts";
 import { kernelMigrations } from "../../src/store/kernel-migrations.ts";
 import { migrate } from "../../src/store/migrate.ts";
 import { openStore, type Store } from "../../src/store/store.ts";
@@ -32,6 +35,23 @@ function freshStore(name: string): Store {
   migrate(store.db, [{ owner: "kernel", migrations: kernelMigrations }]);
   store.db.run("CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL)");
   return store;
+}
+
+/** Forwards every event of the store to a fresh file from the start of the log; returns events/s. */
+async function forwardAll(store: Store, seal: Seal, personalData: boolean): Promise<number> {
+  const file = join(dir, `forward-${personalData ? "personal" : "plain"}.jsonl`);
+  store.db.run("INSERT OR REPLACE INTO audit_forward_cursor (singleton, seq) VALUES (1, 0)");
+  const head = store.db.query<{ seq: number }, []>("SELECT max(seq) AS seq FROM audit_events").get()!.seq;
+  const cursor = () => store.db.query<{ seq: number }, []>("SELECT seq FROM audit_forward_cursor").get()!.seq;
+  const log = createLogger({ level: "error" });
+  const started = performance.now();
+  const stop = startAuditForwarder({ store, seal, sink: fileSink(file), personalData, log, intervalMs: 1 });
+  while (cursor() < head) await Bun.sleep(5);
+  const rate = head / ((performance.now() - started) / 1000);
+  await stop();
+  const lines = (await Bun.file(file).text()).split("\n").length - 1;
+  if (lines !== head) throw new Error(`forwarding wrote ${lines} lines for ${head} events`);
+  return rate;
 }
 
 /** Runs `concurrency` callers that each await one write after another; returns writes/s. */
@@ -104,6 +124,11 @@ try {
   const verifyRate = report.events / ((performance.now() - verifyStarted) / 1000);
   if (!report.ok) throw new Error("the benchmark's own chain does not verify");
 
+  // Forwarding (audit.forward): every event written above, to a JSON-lines file, without and
+  // with personal data (decrypted). It must keep up with the writer (the audited rate above).
+  const forwardRate = await forwardAll(audited, seal, false);
+  const forwardPersonalRate = await forwardAll(audited, seal, true);
+
   // AES-256-GCM through the keyring (64-byte values) and raw.
   const keyring = seal.keyring();
   const value = Buffer.alloc(64, 7);
@@ -131,6 +156,8 @@ try {
   console.log(`| audited insert: row + hash-chained event + encrypted personal data (group commit) | ${fmt(auditedRate)} |`);
   console.log(`| audited insert without personal data (no encryption) | ${fmt(bareAuditRate)} |`);
   console.log(`| audit chain verification (events checked) | ${fmt(verifyRate)} |`);
+  console.log(`| audit forwarding to a JSON-lines file (events) | ${fmt(forwardRate)} |`);
+  console.log(`| audit forwarding with personal data, decrypted (events) | ${fmt(forwardPersonalRate)} |`);
   console.log(`| keyring encrypt, 64-byte value (AES-256-GCM envelope) | ${fmt(encRate)} |`);
   console.log(`| keyring decrypt, 64-byte value | ${fmt(decRate)} |`);
   console.log(`| raw AES-256-GCM encrypt+decrypt pair, 64 bytes | ${fmt(rawRate)} |`);
