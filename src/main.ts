@@ -253,6 +253,8 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
   try {
     const applied = migrate(store.db, allMigrations());
     if (applied.length > 0) log.info("applied migrations", { migrations: applied.map((m) => `${m.owner}/${m.id}`) });
+    // Before anything is audited (citadel init, the first start's setup, the unseal): forwarded too.
+    if (config.audit.forward.to !== "off") beginAuditForwarding(store.db);
     await store.write((tx) => {
       if (!tx.query("SELECT 1 FROM instance").get()) {
         tx.query("INSERT INTO instance (singleton, id, created_at) VALUES (1, ?, ?)").run(crypto.randomUUID(), systemClock.now());
@@ -448,7 +450,13 @@ async function recover(ctx: CommandContext, loaded: LoadedConfig, env: Env): Pro
  * running older service would leave that service unable to start again.
  */
 function refuseUnlessCurrent(store: Store): void {
-  const recorded = checkMigrations(store.db, allMigrations()); // a newer database is refused here
+  let recorded: ReturnType<typeof checkMigrations>;
+  try {
+    recorded = checkMigrations(store.db, allMigrations());
+  } catch (error) {
+    if (!(error instanceof MigrationError)) throw error;
+    throw new Error(`${error.message.replace(/; run that version or restore a backup$/, "")}: run the citadel binary the service runs`);
+  }
   const applied = new Set(recorded.map((r) => `${r.owner}/${r.id}`));
   const missing = allMigrations().flatMap((set) => set.migrations.map((m) => `${set.owner}/${m.id}`)).filter((id) => !applied.has(id));
   if (recorded.length === 0 || !store.db.query("SELECT 1 FROM instance").get()) throw new Error("this is not an initialized Citadel database");
@@ -492,8 +500,6 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     const { store, seal, audit, tls, kernelFor } = await prepare(loaded, log, env);
     lifecycle.started("store", () => store.close());
 
-    // Before anything is audited at start (the first setup, the unseal): those events are forwarded too.
-    if (config.audit.forward.to !== "off") beginAuditForwarding(store.db);
     const source = keySource(config, env);
     if (!isInitialized(store)) {
       if (source.method !== "key_file") throw new ConfigError(`seal.method ${source.method}: this Citadel is not initialized; run citadel init first`);

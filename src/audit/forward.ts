@@ -11,7 +11,7 @@
  * and moved after the copy is written: a crash in between repeats those events at the next
  * start (each carries its id and seq), it never skips one.
  */
-import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, statSync, writeSync } from "node:fs";
 import type { Database } from "bun:sqlite";
 import type { Keyring } from "../crypto/keyring.ts";
 import type { Seal } from "../crypto/seal.ts";
@@ -56,6 +56,9 @@ export function journalSink(fd = 1, now: () => number = Date.now): AuditSink {
  */
 export function fileSink(path: string): AuditSink {
   return (events) => {
+    // A regular file only: a FIFO opened here for reading and writing takes the events into a
+    // pipe that closing throws away, with no reader ever having them (the journal is for shippers).
+    if (existsSync(path) && !statSync(path).isFile()) throw new Error(`audit.forward.file ${path} is not a regular file`);
     const fd = openSync(path, "a+", 0o600); // appending, and reading its last byte
     try {
       const start = fstatSync(fd).size;

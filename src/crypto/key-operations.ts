@@ -245,12 +245,14 @@ export async function rekey(store: Store, seal: Seal, audit: AuditLog, source: K
       } catch (error) {
         // Not written (disk full, permissions): the pending key would be nobody's. (Written but
         // the directory's fsync failed: it stays pending, and the next start promotes it.)
-        if (keyFileHolds(source.keyFile, rootKeyVerifier(newRoot))) throw error;
+        if (keyFileHolds(source.keyFile, rootKeyVerifier(newRoot))) {
+          throw new ConflictError(`the new key file was written, but not confirmed on disk (${describeFsError(error)}): restart Citadel, which makes it the root key`);
+        }
         await store.write((tx) => {
           tx.run("DELETE FROM root_keys WHERE id = ? AND state = 'pending'", [newId]);
           audit.record(tx, { action: "keys.root.discard", actor, outcome: "success", resource: { type: "root_key", id: newId }, reason: "the new key file could not be written; the old key stays" });
         });
-        throw error;
+        throw new ConflictError(`seal.key_file: the new key file cannot be written there (${describeFsError(error)}); the old key stays in use`);
       }
       await store.write((tx) => {
         promoteRootKey(tx, newId);
@@ -275,6 +277,9 @@ function writeNewKeyFile(path: string, key: Uint8Array): void {
     if ((error as NodeJS.ErrnoException).code === "EEXIST") {
       throw new ConflictError("a file is already where seal.key_file points: it may be the only copy of an earlier root key (older backups need it). Move it somewhere safe, or point seal.key_file elsewhere, then rekey again");
     }
+    // In place, and only what came after failed (the temporary name's removal, the directory's
+    // sync): the key is written; refusing now would leave a key of no one where it lies.
+    if (keyFileHolds(path, rootKeyVerifier(key))) return;
     // The operator's to put right (a directory missing or not the service's): said, not a 500.
     throw new ConflictError(`seal.key_file: the new key file cannot be written there (${describeFsError(error)}); its directory must exist and be writable by the service`);
   }

@@ -280,6 +280,17 @@ describe("audit forwarding", () => {
     expect(JSON.stringify(events)).not.toContain("127.0.0.1"); // the client address is personal data
     expect((await citadel.stop()).code).toBe(0);
   });
+
+  test("to a file: citadel init's events are forwarded too, at the first start (found in review)", async () => {
+    const data = dataDir();
+    const env = { CITADEL_AUDIT_FORWARD_TO: "file" };
+    expect((await runCitadel(["init", "--data", data], env)).code).toBe(0);
+    const { citadel } = await start(data, env);
+    expect((await citadel.stop()).code).toBe(0);
+    const actions = readFileSync(join(data, "audit.jsonl"), "utf8").trimEnd().split("\n").map((line) => JSON.parse(line).action);
+    expect(actions.slice(0, 3)).toEqual(["sys.init", "iam.user.create", "iam.organization.create"]);
+    expect(actions).toContain("sys.unseal");
+  });
 });
 
 describe("durability and what is on disk", () => {

@@ -145,6 +145,12 @@ catch (error) { console.log(error.code); }`);
     expect(lines).toEqual([JSON.stringify(event(1)), '{"seq":2,"id":"evt_', JSON.stringify(event(2))]);
   });
 
+  test("a file that is not a regular one (a FIFO, whose buffer closing would throw away) is refused, the round failing", () => {
+    const fifo = join(dir, "pipe");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    expect(() => fileSink(fifo)([event(1)])).toThrow("is not a regular file");
+  });
+
   test("a journal that cannot be written makes the round fail (the events are not counted as forwarded)", async () => {
     const readOnly = openSync("/dev/null", "r");
     try {

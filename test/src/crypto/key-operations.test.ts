@@ -175,6 +175,12 @@ describe("a seal migration: what the review found", () => {
     expect(roots(k)).toEqual([{ method: "shamir", state: "active" }]);
   });
 
+  test("an ordinary key file rekey whose file cannot be written is a 409 too, and leaves nothing pending (found in review)", async () => {
+    const k = testKernel(); // its key file lies under /nonexistent
+    await expect(rekey(k.store, k.seal, k.audit, k.keySource, OPERATOR, k.clock.now)).rejects.toThrow("seal.key_file: the new key file cannot be written there (no such file)");
+    expect(roots(k)).toEqual([{ method: "key_file", state: "active" }]);
+  });
+
   test("the start-up warning tells a key file kept for a pending migration from one left behind", async () => {
     const k = testKernel({ sealMethod: "shamir" });
     for (const share of k.shares.slice(0, 3)) k.seal.submitShare(share);
