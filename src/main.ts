@@ -522,7 +522,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     const forward = config.audit.forward;
     if (forward.to !== "off") {
       const sink = forward.to === "journal" ? journalSink() : fileSink(dataPath(config, forward.file));
-      lifecycle.started("audit forwarding", startAuditForwarder({ store, seal, sink, personalData: forward.personal_data, log }));
+      lifecycle.started("audit forwarding", startAuditForwarder({ store, seal, sink, personalData: forward.personal_data, log, metrics: kernelFor(plugins[0]!).metrics }));
     }
     lifecycle.started("key rotation", startRotationSchedule(store, seal, audit, config.keys.rotation_days, now, log));
 

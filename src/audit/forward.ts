@@ -16,6 +16,7 @@ import type { Database } from "bun:sqlite";
 import type { Keyring } from "../crypto/keyring.ts";
 import type { Seal } from "../crypto/seal.ts";
 import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
 import type { Store } from "../store/store.ts";
 import type { StoredEvent } from "./event.ts";
 import { auditEventView, type AuditEventView } from "./query.ts";
@@ -109,11 +110,13 @@ export interface AuditForwarderOptions {
   sink: AuditSink;
   personalData: boolean;
   log: Logger;
+  /** Where to expose how far behind forwarding is, and whether it is failing. */
+  metrics?: Metrics;
   intervalMs?: number;
 }
 
 /** Starts forwarding; resolves with the way to stop (which forwards what is left first). */
-export function startAuditForwarder({ store, seal, sink, personalData, log, intervalMs = 250 }: AuditForwarderOptions): () => Promise<void> {
+export function startAuditForwarder({ store, seal, sink, personalData, log, metrics, intervalMs = 250 }: AuditForwarderOptions): () => Promise<void> {
   let running: Promise<void> | null = null;
   let failingSince: number | null = null;
   let stopping = false;
@@ -150,9 +153,20 @@ export function startAuditForwarder({ store, seal, sink, personalData, log, inte
     return running;
   };
   beginAuditForwarding(store.db);
+  // An alert on these is how a SIEM's silence is noticed: a sink that fails, or cannot keep up.
+  const unregister = [
+    metrics?.onScrape({
+      name: "citadel_audit_forward_pending_events",
+      type: "gauge",
+      help: "Audit events committed but not yet forwarded (audit.forward).",
+      read: () => (store.db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_events").get()?.seq ?? 0) - forwardCursor(store.db),
+    }),
+    metrics?.onScrape({ name: "citadel_audit_forward_failing", type: "gauge", help: "1 while forwarding audit events fails (the sink cannot be written), else 0.", read: () => (failingSince === null ? 0 : 1) }),
+  ];
   const timer = setInterval(() => void tick(), intervalMs);
   timer.unref();
   return async () => {
+    for (const remove of unregister) remove?.();
     clearInterval(timer);
     stopping = true; // a running round ends after its batch: a stop must not wait for a backlog
     await running;

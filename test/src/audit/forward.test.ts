@@ -3,6 +3,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, sta
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beginAuditForwarding, fileSink, journalSink, startAuditForwarder, type ForwardedEvent } from "../../../src/audit/forward.ts";
+import { Metrics } from "../../../src/metrics.ts";
 import { captureLog, testKernel } from "../../helpers/http.ts";
 
 type Kernel = ReturnType<typeof testKernel>;
@@ -149,6 +150,34 @@ catch (error) { console.log(error.code); }`);
     const fifo = join(dir, "pipe");
     expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
     expect(() => fileSink(fifo)([event(1)])).toThrow("is not a regular file");
+  });
+
+  test("the metrics say how far behind forwarding is and whether it fails", async () => {
+    const k = testKernel();
+    const metrics = new Metrics();
+    let failing = true;
+    const stop = startAuditForwarder({
+      store: k.store,
+      seal: k.seal,
+      personalData: false,
+      log: captureLog().logger,
+      metrics,
+      intervalMs: 5,
+      sink: () => {
+        if (failing) throw new Error("disk full");
+      },
+    });
+    const until = async (text: string) => {
+      for (let i = 0; i < 200 && !metrics.render().includes(text); i++) await Bun.sleep(5);
+      return metrics.render();
+    };
+    await act(k, "one");
+    await act(k, "two");
+    expect(await until("citadel_audit_forward_failing 1\n")).toContain("citadel_audit_forward_pending_events 2\n");
+    failing = false;
+    expect(await until("citadel_audit_forward_pending_events 0\n")).toContain("citadel_audit_forward_failing 0\n");
+    await stop();
+    expect(metrics.render()).not.toContain("citadel_audit_forward"); // removed with the forwarder
   });
 
   test("a journal that cannot be written makes the round fail (the events are not counted as forwarded)", async () => {
