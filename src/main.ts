@@ -519,14 +519,14 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     }
     const intervalMs = config.audit.checkpoint_interval_seconds * 1000;
     lifecycle.started("audit checkpoints", startCheckpointer({ store, seal, every: config.audit.checkpoint_every, intervalMs, now, log }));
-    const forward = config.audit.forward;
-    if (forward.to !== "off") {
-      const sink = forward.to === "journal" ? journalSink() : fileSink(dataPath(config, forward.file));
-      lifecycle.started("audit forwarding", startAuditForwarder({ store, seal, sink, personalData: forward.personal_data, log, metrics: kernelFor(plugins[0]!).metrics }));
-    }
     lifecycle.started("key rotation", startRotationSchedule(store, seal, audit, config.keys.rotation_days, now, log));
 
     const metrics = kernelFor(plugins[0]!).metrics;
+    const forward = config.audit.forward;
+    if (forward.to !== "off") {
+      const sink = forward.to === "journal" ? journalSink() : fileSink(dataPath(config, forward.file));
+      lifecycle.started("audit forwarding", startAuditForwarder({ store, seal, sink, personalData: forward.personal_data, log, metrics }));
+    }
     const guard = createGuard({
       identity: kernelFor(plugins[0]!).identity,
       shield: kernelFor(plugins[0]!).shield,
