@@ -236,7 +236,7 @@ export async function rekey(store: Store, seal: Seal, audit: AuditLog, source: K
         audit.record(tx, { action: "keys.root.rekey", actor, outcome: "success", resource: { type: "root_key", id: newId }, reason });
       });
     } catch (error) {
-      if (migrating && method === "key_file") rmSync(source.keyFile, { force: true }); // ours, and never recorded
+      if (migrating && method === "key_file") removeKeyFileOf(source.keyFile, rootKeyVerifier(newRoot)); // ours, and never recorded
       throw error;
     }
     if (method === "key_file" && !migrating) {
