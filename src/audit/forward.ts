@@ -118,6 +118,7 @@ export interface AuditForwarderOptions {
 /** Starts forwarding; resolves with the way to stop (which forwards what is left first). */
 export function startAuditForwarder({ store, seal, sink, personalData, log, metrics, intervalMs = 250 }: AuditForwarderOptions): () => Promise<void> {
   let running: Promise<void> | null = null;
+  /** While rounds fail: when the failure was last logged (null: the last round worked). */
   let failingSince: number | null = null;
   let stopping = false;
   /** Forwards what is new, batch by batch; once stopping, one batch more at most (a backlog waits for the next start). */
@@ -146,8 +147,9 @@ export function startAuditForwarder({ store, seal, sink, personalData, log, metr
       .catch((error) => {
         // Said once when it starts failing, then once a minute: a full disk must not flood the journal.
         const now = performance.now();
-        if (failingSince === null || now - failingSince >= 60_000) log.error("could not forward audit events: they stay in the log and go out once this works", { error });
-        if (failingSince === null || now - failingSince >= 60_000) failingSince = now;
+        if (failingSince !== null && now - failingSince < 60_000) return;
+        log.error("could not forward audit events: they stay in the log and go out once this works", { error });
+        failingSince = now;
       })
       .finally(() => (running = null));
     return running;
