@@ -130,7 +130,8 @@ export const backupCommands: Command[] = [
           if (result.previous) ctx.out(`The previous database is kept as ${result.previous}`);
           ctx.out(`Next: start Citadel, then run  citadel audit verify${sameInstanceFlags(ctx)}`);
         }
-        if (result.rootKeyMatches === false) {
+        // Only a key file instance unseals from that file: on another, it is what a migration left (keep it).
+        if (result.rootKeyMatches === false && config?.seal.method === "key_file") {
           ctx.err(`warning: ${keyFile} does not unseal the restored database: put root key ${m.root_key_id ?? "(unknown)"} there (or configure its source) before starting`);
         } else if (result.rootKeyMatches === null && config?.seal.method === "key_file") {
           ctx.err(`warning: there is no root key file ${keyFile}, which this instance unseals with: put root key ${m.root_key_id ?? "(unknown)"} there before starting`);

@@ -7,7 +7,7 @@
  *   database needs that same key to unseal, so a backup adds no key to keep. A key stored
  *   inside the database would not do: the backup it opens is the only copy of it.
  * - a passphrase: argon2id with the parameters stored in the header, for a backup that must
- *   open without the root key (handed to someone else, or a Shamir-sealed server).
+ *   open without the root key (handed to someone else).
  *
  * From the master key come two keys that never meet: the AES-256-GCM key, and a short key
  * check stored in the header, so that a wrong key is reported as a wrong key rather than as

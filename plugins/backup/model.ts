@@ -8,7 +8,7 @@ export const CreateBackupRequest = t.Object({
     t.String({
       // No minLength: it counts UTF-16 code units; the service checks the length in characters (checkNewPassphrase).
       maxLength: 1024,
-      description: `Encrypt with this passphrase (argon2id) instead of a key derived from the root key. Needed on a Shamir-sealed Citadel. At least ${MIN_PASSPHRASE_CHARS} characters.`,
+      description: `Encrypt with this passphrase (argon2id) instead of a key derived from the root key: for a backup that must open without the root key. At least ${MIN_PASSPHRASE_CHARS} characters.`,
     }),
   ),
 });

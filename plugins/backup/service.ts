@@ -15,6 +15,7 @@ import { ConflictError, NotFoundError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Clock } from "../../src/plugin.ts";
 import type { Store } from "../../src/store/store.ts";
+import { RootKeyChangedError } from "./errors.ts";
 import { CLOCK_SKEW_MS } from "./schedule.ts";
 import { backupDirectory, backupFileName, backupsBeyond, backupTimeOf, listBackups, syncDirectory, type BackupFile } from "./files.ts";
 import { hashFile, sealBackup } from "./format.ts";
@@ -205,7 +206,18 @@ export class BackupService {
       mkdirSync(this.directory, { recursive: true, mode: 0o700 });
       const chosen = this.freeName(startedAt);
       name = chosen;
-      const created = await this.write(chosen, keys, request.reason, startedAt);
+      let created: Awaited<ReturnType<BackupService["write"]>>;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          created = await this.write(chosen, keys, request.reason, startedAt);
+          break;
+        } catch (error) {
+          // A rekey promoted a new root key meanwhile: again, under the key now in use.
+          if (!(error instanceof RootKeyChangedError) || attempt >= 3) throw error;
+          keys.wipe();
+          this.running = keys = deps.rootKeyBackupKeys();
+        }
+      }
       const key = keys.derivation.kind === "root_key" ? { kind: "root_key" as const, root_key_id: keys.derivation.rootKeyId } : { kind: "passphrase" as const };
       const head = created.manifest.audit_head;
       await deps.store.write((tx) =>
@@ -248,6 +260,9 @@ export class BackupService {
     try {
       await snapshotDatabase(deps.store.path, snapshot);
       const facts = readFacts(snapshot);
+      if (keys.derivation.kind === "root_key" && facts.root_key_id !== keys.derivation.rootKeyId) {
+        throw new RootKeyChangedError(`the root key changed while the backup was taken (a rekey: ${keys.derivation.rootKeyId} → ${facts.root_key_id}); take it again`);
+      }
       const manifest: Manifest = {
         created_at: new Date(takenAt).toISOString(),
         reason,

@@ -132,7 +132,11 @@ async function cancelRekey(ctx: CommandContext): Promise<number> {
 
 /** What the operator must do next, by the new key's method and whether it changes the method. */
 function rekeyReport(r: typeof RekeyResponse.static, current: SealMethod | null): string[] {
-  if (r.active) return [`The root key is now ${r.key_id}; the key file was replaced.`];
+  const older = `Backups made before open only with the old root key ${r.previous_key_id}`;
+  if (r.active) {
+    const kept = r.old_key_kept ? `: it is kept beside the key file, as <seal.key_file>.${r.previous_key_id} (root.key.${r.previous_key_id} by default). Move it off this host, next to those backups.` : ": keep a copy of it with them.";
+    return [`The root key is now ${r.key_id}; the key file was replaced.`, `${older}${kept}`];
+  }
   const migrating = r.method !== current;
   const keep = `Until then the current key keeps unsealing (seal method ${current}); \`citadel keys rekey --cancel\` drops the new one.`;
   // The config file, not the environment: the installer (the upgrade path) reads the method from it.

@@ -60,7 +60,15 @@ export const sysPlugin = definePlugin({
         async ({ body, request }) => {
           // Shares and a threshold mean nothing to a key file or a credential: refused (422), not ignored.
           const result = await rekey(k.store, k.seal, k.audit, k.keySource, actorOf(principalOf(request)), k.clock.now, body);
-          return { key_id: result.keyId, method: result.method, active: result.active, shares: result.shares, root_key: result.rootKeyText?.trim() };
+          return {
+            key_id: result.keyId,
+            method: result.method,
+            active: result.active,
+            previous_key_id: result.previousKeyId,
+            ...(result.keptKeyFile ? { old_key_kept: true } : {}),
+            shares: result.shares,
+            root_key: result.rootKeyText?.trim(),
+          };
         },
         {
           body: RekeyRequest,

@@ -66,6 +66,8 @@ export const RekeyResponse = t.Object({
   key_id: t.String(),
   method: sealMethodName("The new key's seal method. When it is not the current one, the first start configured for it promotes the key."),
   active: t.Boolean({ description: "True: the new key is in use. False: it is pending until it is used to unseal." }),
+  previous_key_id: t.String({ description: "The root key before: backups made until the new key is in use open with it only." }),
+  old_key_kept: t.Optional(t.Boolean({ description: "Key file: the old key file was kept beside the new one, as <seal.key_file>.<previous_key_id>." })),
   shares: t.Optional(t.Array(t.String(), { description: "Shamir: the new shares, shown only now." })),
   root_key: t.Optional(t.String({ description: "systemd_credential: the new key (64 hex digits), shown only now." })),
 });

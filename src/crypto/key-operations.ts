@@ -192,6 +192,10 @@ export async function rotateKek(store: Store, keyring: Keyring, audit: AuditLog,
 
 export interface RekeyResult {
   keyId: string;
+  /** The root key before: backups made until the new key is in use need it. */
+  previousKeyId: string;
+  /** A key file rekey: where the old key file was kept (backups made before need it), if it was. */
+  keptKeyFile?: string;
   /** The new key's seal method: when it is not the configured one, a restart with it promotes the key. */
   method: SealMethod;
   /** True when the new key is already in use (key file written); false: pending until it unseals. */
@@ -227,8 +231,10 @@ export async function rekey(store: Store, seal: Seal, audit: AuditLog, source: K
   const newId = rootKeyId(rootKeyVerifier(newRoot));
   try {
     // A migration to a key file writes it first, and only where no file is: whatever is there
-    // may be the only copy of an earlier key (which older backups need).
+    // may be the only copy of an earlier key (which older backups need). A key file rekey
+    // replaces the file: the old key goes beside it first, as the backups made before need it.
     if (migrating && method === "key_file") writeNewKeyFile(source.keyFile, newRoot);
+    const keptKeyFile = method === "key_file" && !migrating ? keepOldKeyFile(source.keyFile, keyring.rootId, store) : null;
     try {
       await store.write((tx) => {
         keyring.beginRekey(tx, newRoot, method, now(), shamir);
@@ -259,11 +265,12 @@ export async function rekey(store: Store, seal: Seal, audit: AuditLog, source: K
         audit.record(tx, { action: "keys.root.promote", actor, outcome: "success", resource: { type: "root_key", id: newId } });
       });
       seal.unsealWithKey(newRoot);
-      return { keyId: newId, method, active: true };
+      return { keyId: newId, previousKeyId: current.id, method, active: true, ...(keptKeyFile ? { keptKeyFile } : {}) };
     }
-    if (method === "key_file") return { keyId: newId, method, active: false };
-    if (shamir) return { keyId: newId, method, active: false, shares: splitSecret(newRoot, shamir.shares, shamir.threshold).map((s) => encodeShare(newId, s)) };
-    return { keyId: newId, method, active: false, rootKeyText: formatRootKey(newRoot) };
+    const result = { keyId: newId, previousKeyId: current.id, method, active: false };
+    if (method === "key_file") return result;
+    if (shamir) return { ...result, shares: splitSecret(newRoot, shamir.shares, shamir.threshold).map((s) => encodeShare(newId, s)) };
+    return { ...result, rootKeyText: formatRootKey(newRoot) };
   } finally {
     newRoot.fill(0);
   }
@@ -307,6 +314,27 @@ export async function cancelRekey(store: Store, seal: Seal, audit: AuditLog, sou
   });
   if (dropped && pending.method === "key_file" && source.method !== "key_file") removeKeyFileOf(source.keyFile, pending.verifier);
   return dropped;
+}
+
+/**
+ * Keeps the key file at `path`, when it holds the root key `rootId`, as `<path>.<rootId>` (0600):
+ * a rekey replaces the file, and the backups made under the old key open with it alone.
+ * Returns where it is kept, or null when the file holds another key (nothing of ours to keep).
+ */
+function keepOldKeyFile(path: string, rootId: string, store: Store): string | null {
+  const active = unsealableRoots(store.db).find((r) => r.id === rootId);
+  if (!active || !keyFileHolds(path, active.verifier)) return null;
+  const kept = `${path}.${rootId}`;
+  const key = readRootKeyFile(path);
+  try {
+    writeFileAtomic(kept, formatRootKey(key), 0o600, { replace: false });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw new ConflictError(`the old key file cannot be kept beside it (${describeFsError(error)}); nothing was changed`);
+    if (!keyFileHolds(kept, active.verifier)) throw new ConflictError(`${kept.split("/").pop()} is there already and holds another key; nothing was changed`);
+  } finally {
+    key.fill(0);
+  }
+  return kept;
 }
 
 /** Removes the key file at `path` if it holds the key of `verifier`. */

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { KERNEL_ACTIONS } from "../../../src/audit/actions.ts";
 import { AuditLog } from "../../../src/audit/log.ts";
 import { verifyAuditChain } from "../../../src/audit/verify.ts";
-import { Keyring } from "../../../src/crypto/keyring.ts";
+import { Keyring, promoteRootKey } from "../../../src/crypto/keyring.ts";
 import { generateRootKey, rootKeyId, rootKeyVerifier } from "../../../src/crypto/root-key.ts";
 import { Seal } from "../../../src/crypto/seal.ts";
 import { ConflictError, SealedError } from "../../../src/errors.ts";
@@ -103,6 +103,29 @@ describe("a backup on demand", () => {
     expect(readdirSync(join(c.dataDir, "backups"))).toEqual([]);
     expect(readdirSync(c.dataDir).filter((n) => n.startsWith(".backup-snapshot-"))).toEqual([]);
     expect(c.actions("backup")).toEqual([{ action: "backup.create", outcome: "failure", resource_id: expect.stringMatching(/^citadel-.*\.backup$/), reason: expect.stringContaining("sealed while it was being written") }]);
+  });
+
+  test("a key file rekey between the backup's key and its snapshot: taken again under the new key, so the file and the database in it open with the same key (found in review)", async () => {
+    const newRoot = generateRootKey();
+    let calls = 0;
+    const c = instance({}, {
+      rootKeyBackupKeys: () => {
+        const keys = newKeyringBackupKeys(c.seal.keyring());
+        if (++calls === 1) {
+          // As `citadel keys rekey` does with a key file, right after this backup took its key.
+          c.store.db.transaction(() => {
+            c.seal.keyring().beginRekey(c.store.db, newRoot, "key_file", c.clock.now());
+            promoteRootKey(c.store.db, rootKeyId(rootKeyVerifier(newRoot)));
+          })();
+          c.seal.unsealWithKey(newRoot);
+        }
+        return keys;
+      },
+    });
+    const made = await c.service.create({ reason: "on_demand", actor: { kind: "operator" } });
+    const newId = rootKeyId(rootKeyVerifier(newRoot));
+    expect([calls, made.key, made.manifest.root_key_id]).toEqual([2, { kind: "root_key", root_key_id: newId }, newId]);
+    expect((await restored(made.path, newRoot)).manifest.root_key_id).toBe(newId);
   });
 
   test("refused while sealed, and audited as every other failure (found in review: not audited)", async () => {

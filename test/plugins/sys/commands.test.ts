@@ -77,6 +77,12 @@ describe("keys rekey --seal (a seal migration) and --cancel", () => {
   });
 });
 
+test("keys rekey with a key file says where the old key is kept, which backups made before need (found in review)", async () => {
+  const answer = (r: SentRequest) => (r.path === "/v1/sys/seal-status" ? status("key_file") : { key_id: "89abcdef", method: "key_file", active: true, previous_key_id: "0123abcd", old_key_kept: true });
+  const run = await runCommand(sysCommands, "keys rekey", { options: { yes: true }, answer });
+  expect(run.stdout).toBe("The root key is now 89abcdef; the key file was replaced.\nBackups made before open only with the old root key 0123abcd: it is kept beside the key file, as <seal.key_file>.0123abcd (root.key.0123abcd by default). Move it off this host, next to those backups.\n");
+});
+
 describe("unseal --json (found in review: a Citadel not sealed was told in a sentence)", () => {
   test("not sealed: the answer an unseal gives, as JSON; as text the sentence", async () => {
     const answer = () => status("key_file");

@@ -107,8 +107,10 @@ describe("keys over HTTP", () => {
     const oldFile = readFileSync(c.kernel.keySource.keyFile, "utf8");
     const ask = await c.send("POST", "/v1/sys/keys/rekey", token, { json: {} });
     expect(ask.status).toBe(428);
+    const oldId = c.kernel.seal.keyring().rootId;
     const res = await c.send("POST", "/v1/sys/keys/rekey", token, { json: {}, headers: { "x-citadel-confirm": ask.body.confirmation_token } });
-    expect(res.body).toMatchObject({ active: true });
+    expect(res.body).toMatchObject({ active: true, previous_key_id: oldId, old_key_kept: true });
+    expect(readFileSync(`${c.kernel.keySource.keyFile}.${oldId}`, "utf8")).toBe(oldFile); // backups made before need it
     expect(res.body.root_key).toBeUndefined(); // never sent: it is in the file
     const newFile = readFileSync(c.kernel.keySource.keyFile, "utf8");
     expect(newFile).not.toBe(oldFile);
@@ -179,7 +181,7 @@ describe("keys over HTTP", () => {
     const rootId = c.kernel.seal.keyring().rootId;
     const migrated = await confirmed("POST", "/v1/sys/keys/rekey", { method: "shamir", shares: 3, threshold: 2 });
     expect(migrated.status).toBe(200);
-    expect(migrated.body).toEqual({ key_id: expect.any(String), method: "shamir", active: false, shares: [expect.any(String), expect.any(String), expect.any(String)] });
+    expect(migrated.body).toEqual({ key_id: expect.any(String), method: "shamir", active: false, previous_key_id: rootId, shares: [expect.any(String), expect.any(String), expect.any(String)] });
     // This process keeps the old key, its file untouched, until a start with seal.method = "shamir".
     expect([c.kernel.seal.keyring().rootId, readFileSync(c.kernel.keySource.keyFile, "utf8")]).toEqual([rootId, keyFile]);
     expect((await c.send("GET", "/v1/sys/keys", token)).body.pending_root).toMatchObject({ id: migrated.body.key_id, method: "shamir", shares: 3, threshold: 2, state: "pending" });

@@ -175,6 +175,18 @@ describe("a seal migration: what the review found", () => {
     expect(roots(k)).toEqual([{ method: "shamir", state: "active" }]);
   });
 
+  test("a key file rekey keeps the old key beside the new one, as the backups made before need it (found in review: it was overwritten)", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: keyFile() };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    const oldId = k.seal.keyring().rootId;
+    const r = await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now);
+    expect([r.active, r.previousKeyId, r.keptKeyFile]).toEqual([true, oldId, `${source.keyFile}.${oldId}`]);
+    expect(readRootKeyFile(`${source.keyFile}.${oldId}`).equals(k.rootKey)).toBe(true);
+    expect(statSync(`${source.keyFile}.${oldId}`).mode & 0o777).toBe(0o600);
+    expect(rootKeyId(rootKeyVerifier(readRootKeyFile(source.keyFile)))).toBe(r.keyId);
+  });
+
   test("an ordinary key file rekey whose file cannot be written is a 409 too, and leaves nothing pending (found in review)", async () => {
     const k = testKernel(); // its key file lies under /nonexistent
     await expect(rekey(k.store, k.seal, k.audit, k.keySource, OPERATOR, k.clock.now)).rejects.toThrow("seal.key_file: the new key file cannot be written there (no such file)");
