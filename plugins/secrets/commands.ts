@@ -46,8 +46,20 @@ const secretPath = (w: Where, name: string, rest = "") => secretsPath(w, `/secre
  */
 async function readValue(prompt: string): Promise<string> {
   if (process.stdin.isTTY) return secretPrompter()(prompt);
-  const text = await new Response(Bun.stdin.stream()).text();
+  const text = utf8Text(await new Response(Bun.stdin.stream()).arrayBuffer(), "standard input");
   return text.endsWith("\r\n") ? text.slice(0, -2) : text.endsWith("\n") ? text.slice(0, -1) : text;
+}
+
+/**
+ * Bytes that must be UTF-8 text, as secrets are stored: anything else (binary data, a Latin-1
+ * file) is refused rather than stored with U+FFFD in place of what it held. A BOM is kept.
+ */
+function utf8Text(bytes: ArrayBuffer | Uint8Array, what: string): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    throw new Error(`${what} is not UTF-8 text: a secret is stored as text (encode binary data first, such as with base64; convert a file in another encoding: iconv -f latin1 -t utf-8)`);
+  }
 }
 
 /** The file's passphrase (one trailing newline dropped); a file it cannot read is named, not "ENOENT". */
@@ -327,7 +339,7 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const list = await (await ctx.api()).request<{ items: Metadata[] }>("GET", secretsPath(w, `/secrets${ctx.options.deleted ? "?deleted=true" : ""}`));
       const flags = (s: Metadata) => [s.deleted_at ? "deleted" : "", s.expired ? "expired" : "", s.rotation_due ? "rotation due" : ""].filter(Boolean).join(", ");
-      print(ctx, list, list.items.length === 0 ? `no secrets in ${w.env}` : table([["NAME", "VERSION", "UPDATED", "BY", "NOTE"], ...list.items.map((s) => [s.name, String(s.version), s.updated_at, s.updated_by, flags(s)])]));
+      print(ctx, list, list.items.length === 0 ? `no secrets in ${w.env}` : table([["NAME", "VERSION", "UPDATED", "BY", "FLAGS"], ...list.items.map((s) => [s.name, String(s.version), s.updated_at, s.updated_by, flags(s)])]));
       return 0;
     },
   },
@@ -339,7 +351,7 @@ export const secretsCommands: Command[] = [
     options: { ...WHERE, ...PASSPHRASE, version: { type: "string", description: "An older version" } },
     async run(ctx) {
       const w = where(ctx);
-      const name = requireArg(ctx, "the secret's name");
+      const name = requireSecretName(ctx);
       const api = await ctx.api();
       const version = integerOption(ctx, "version", 1);
       const query = version === undefined ? "" : `?version=${version}`;
@@ -365,8 +377,7 @@ export const secretsCommands: Command[] = [
     },
     async run(ctx) {
       const w = where(ctx);
-      const name = requireArg(ctx, "the secret's name");
-      if (!isSecretName(name)) throw new UsageError("a secret's name is an environment variable name: letters, digits and _, not starting with a digit");
+      const name = requireSecretName(ctx);
       const api = await ctx.api();
       return withCodec(ctx, api, w, async (codec) => {
         const value = await readValue(`Value of ${name}: `);
@@ -408,6 +419,7 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const [name, version] = ctx.args;
       if (!name || !version || !/^\d+$/.test(version)) throw new UsageError("give the secret's name and the version to go back to");
+      if (!isSecretName(name)) throw new UsageError("a secret's name is an environment variable name: letters, digits and _, not starting with a digit");
       const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rollback"), { version: Number(version) });
       print(ctx, secret, `${name}: version ${secret.version} (the value of version ${version})`);
       return 0;
@@ -421,7 +433,7 @@ export const secretsCommands: Command[] = [
     options: { ...WHERE, generator: { type: "string", description: "password (default), hex, base64 or uuid" }, length: { type: "string", description: "Characters (password) or bytes (hex, base64)" } },
     async run(ctx) {
       const w = where(ctx);
-      const name = requireArg(ctx, "the secret's name");
+      const name = requireSecretName(ctx);
       const body: Record<string, unknown> = { generator: choiceOption(ctx, "generator", ["password", "hex", "base64", "uuid"] as const) ?? "password" };
       const length = integerOption(ctx, "length", 1, 512);
       if (length !== undefined) body.length = length;
@@ -445,7 +457,7 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const file = requireArg(ctx, "the file to import (- for standard input)");
-      const text = file === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(file, "utf8");
+      const text = utf8Text(file === "-" ? await new Response(Bun.stdin.stream()).arrayBuffer() : readFileSync(file), file === "-" ? "standard input" : file);
       const format = choiceOption(ctx, "format", ["dotenv", "json"] as const) ?? (file.endsWith(".json") ? "json" : "dotenv");
       const entries = format === "json" ? parseJsonSecrets(text) : parseDotenv(text);
       const api = await ctx.api();
@@ -483,7 +495,8 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       if (ctx.args.length === 0) throw new UsageError("give the command to run after --");
       const entries = await fetchValues(ctx, await ctx.api(), w);
-      const env: Record<string, string> = {};
+      // No prototype: a secret named __proto__ is a variable like any other.
+      const env: Record<string, string> = Object.create(null);
       // The command gets the caller's environment minus Citadel's token (least privilege: it
       // asked for secrets, not for the right to fetch more), plus the secrets.
       for (const [name, value] of Object.entries(ctx.env)) if (value !== undefined && name !== "CITADEL_TOKEN") env[name] = value;
@@ -899,11 +912,21 @@ function secretCommand(words: string[], summary: string, act: (ctx: CommandConte
     options: WHERE,
     async run(ctx) {
       const w = where(ctx);
-      const name = requireArg(ctx, "the secret's name");
+      const name = requireSecretName(ctx);
       await act(ctx, await ctx.api(), w, name);
       return 0;
     },
   };
+}
+
+/**
+ * The secret named on the command line, checked as the server would: a name such as `..` would
+ * otherwise make another path (`DELETE .../secrets/..` is the environment's DELETE).
+ */
+function requireSecretName(ctx: CommandContext): string {
+  const name = requireArg(ctx, "the secret's name");
+  if (!isSecretName(name)) throw new UsageError("a secret's name is an environment variable name: letters, digits and _, not starting with a digit");
+  return name;
 }
 
 function requireArg(ctx: CommandContext, what: string): string {

@@ -221,6 +221,14 @@ export function decryptValue(workspaceKey: Uint8Array, ciphertext: string, conte
 }
 
 /**
+ * The length of encryptValue's answer for a plaintext of `bytes` bytes (prefix, base64url of
+ * nonce, ciphertext and tag): what a value limit in plaintext bytes allows of ciphertext.
+ */
+export function e2eeCiphertextLength(bytes: number): number {
+  return VALUE_PREFIX.length + Math.ceil(((NONCE_BYTES + bytes + TAG_BYTES) * 4) / 3);
+}
+
+/**
  * Whether `s` has the form of a value encrypted by encryptValue (the server's check that an
  * end-to-end-encrypted workspace receives no plaintext). It cannot tell whether it opens.
  */

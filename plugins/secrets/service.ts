@@ -12,7 +12,7 @@ import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, Payload
 import { newId } from "../../src/ids.ts";
 import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
-import { isE2eeCiphertext } from "./e2ee.ts";
+import { e2eeCiphertextLength, isE2eeCiphertext } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
 import * as sql from "./store.ts";
 import type { E2eeKeys } from "./e2ee-keys.ts";
@@ -646,7 +646,11 @@ export class SecretsService {
 
   private checkValue(ws: sql.WorkspaceRow, value: string, name?: string): void {
     const field = name ? `entries.${name}` : "value";
-    if (Buffer.byteLength(value, "utf8") > this.k.settings.max_value_bytes) throw new PayloadTooLargeError(`${name ?? "The value"} is larger than ${this.k.settings.max_value_bytes} bytes (secrets.max_value_bytes).`);
+    // The limit is of the value itself: an end-to-end-encrypted one arrives as base64url of its
+    // ciphertext, a third longer, which it must be allowed (a 60 KiB value was refused as over 64).
+    const max = this.k.settings.max_value_bytes;
+    const limit = ws.e2ee === 1 ? e2eeCiphertextLength(max) : max;
+    if (Buffer.byteLength(value, "utf8") > limit) throw new PayloadTooLargeError(`${name ?? "The value"} is larger than ${max} bytes (secrets.max_value_bytes${ws.e2ee === 1 ? ", before encryption" : ""}).`);
     if (ws.e2ee === 1 && !isE2eeCiphertext(value)) throw new InvalidError("this workspace is end-to-end encrypted: send the value encrypted by the client (citadel secrets set does it)", field);
     if (ws.e2ee === 0 && value.includes("\0")) throw new InvalidError("a value may not contain a NUL character", field);
   }

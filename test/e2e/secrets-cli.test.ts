@@ -38,12 +38,12 @@ const api = (method: string, path: string, body?: unknown) => callApi(citadel.ur
  * Runs `citadel --data DIR <args>` as a user would (the instance on this machine, the token in
  * CITADEL_TOKEN), with `stdin` as its standard input, or its standard output going to `stdoutFile`.
  */
-async function cli(args: string[], opts: { stdin?: string; stdoutFile?: string; env?: Record<string, string>; local?: boolean } = {}): Promise<RunResult> {
+async function cli(args: string[], opts: { stdin?: string | Uint8Array; stdoutFile?: string; env?: Record<string, string>; local?: boolean } = {}): Promise<RunResult> {
   const env = { ...cliEnv(), ...opts.env };
   const proc = Bun.spawn([BINARY, ...(opts.local === false ? [] : ["--data", data.path]), ...args], {
     env,
     cwd: home.path,
-    stdin: opts.stdin === undefined ? "ignore" : new TextEncoder().encode(opts.stdin),
+    stdin: opts.stdin === undefined ? "ignore" : typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin,
     stdout: opts.stdoutFile ? Bun.file(opts.stdoutFile) : "pipe",
     stderr: "pipe",
   });
@@ -302,6 +302,30 @@ describe("citadel secrets", () => {
     const noEnv = await cli(["secrets", "get", "DB_PASSWORD", ...WS(), "-e", "nowhere"]);
     expect(noEnv.code).toBe(1);
     expect(noEnv.stderr).toContain("No environment named nowhere");
+  });
+});
+
+describe("what the review found in the everyday commands", () => {
+  test("a value or a file that is not UTF-8 text is refused, not stored with U+FFFD in place of its bytes", async () => {
+    const binary = await cli(["secrets", "set", "BINARY_VALUE", ...WS()], { stdin: new Uint8Array([0x6b, 0xff, 0xfe, 0x7a]) });
+    expect([binary.code, binary.stderr]).toEqual([1, expect.stringContaining("standard input is not UTF-8 text")]);
+    const latin1 = join(home.path, "latin1.env");
+    writeFileSync(latin1, Buffer.concat([Buffer.from("LATIN=caf"), Buffer.from([0xe9, 0x0a])]));
+    const imported = await cli(["secrets", "import", latin1, ...WS()]);
+    expect([imported.code, imported.stderr]).toEqual([1, expect.stringContaining(`${latin1} is not UTF-8 text`)]);
+    for (const name of ["BINARY_VALUE", "LATIN"]) expect((await cli(["secrets", "get", name, ...WS()])).code).toBe(1); // nothing stored
+  });
+
+  test("a secret named __proto__ reaches citadel run's command like any other", async () => {
+    await ok(["secrets", "set", "__proto__", ...WS(), "-e", "staging"], { stdin: "proto-value\n" });
+    expect(await ok(["run", ...WS(), "-e", "staging", "--", "sh", "-c", 'printf %s "${__proto__-UNSET}"'])).toBe("proto-value");
+  });
+
+  test("a name that is not a secret's is a usage error before any request: `..` made the environment's own path", async () => {
+    for (const command of [["delete"], ["get"], ["history"], ["rollback"]]) {
+      const refused = await cli(["secrets", ...command, "..", ...(command[0] === "rollback" ? ["1"] : []), ...WS(), "-e", "staging"]);
+      expect([command[0], refused.code, refused.stderr]).toEqual([command[0], 2, expect.stringContaining("a secret's name is an environment variable name")]);
+    }
   });
 });
 

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import {
   decryptValue,
+  e2eeCiphertextLength,
   encryptValue,
   generateUserKeyPair,
   isE2eeCiphertext,
@@ -151,6 +152,11 @@ describe("values", () => {
       expect(decryptValue(key, ciphertext, context)).toBe(value);
     }
     expect(encryptValue(key, "same", context)).not.toBe(encryptValue(key, "same", context));
+  });
+
+  test("the length of a value's ciphertext is known from its plaintext's, so the server's limit is of the value itself (found in review)", () => {
+    const key = newWorkspaceKey();
+    for (const bytes of [0, 1, 2, 3, 16, 17, 100, 65_536]) expect(encryptValue(key, "x".repeat(bytes), context).length).toBe(e2eeCiphertextLength(bytes));
   });
 
   test("a ciphertext moved to another name, environment or workspace fails, as do another key and a flipped byte", () => {
