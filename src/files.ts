@@ -23,7 +23,14 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     }
     if (replace) renameSync(temporary, path);
     else {
-      linkSync(temporary, path); // EEXIST when a file (or a link) is there
+      try {
+        linkSync(temporary, path); // EEXIST when a file (or a link) is there
+      } catch (error) {
+        // A file system without hard links (vfat, some network mounts): an exclusive create,
+        // which a crash can leave half written — still never over someone else's file.
+        if (!["EPERM", "ENOTSUP", "EOPNOTSUPP"].includes((error as NodeJS.ErrnoException).code ?? "")) throw error;
+        writeExclusive(path, data, mode);
+      }
       rmSync(temporary);
     }
   } catch (error) {
@@ -35,6 +42,17 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     fsyncSync(dir);
   } finally {
     closeSync(dir);
+  }
+}
+
+/** Creates `path` (refused when it exists, links included), writes `data`, syncs it. */
+function writeExclusive(path: string, data: string | Uint8Array, mode: number): void {
+  const fd = openSync(path, "wx", mode);
+  try {
+    writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

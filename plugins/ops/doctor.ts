@@ -8,7 +8,7 @@ import type { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
 import { readdirSync, readFileSync, statfsSync } from "node:fs";
 import { createConnection } from "node:net";
-import { isAbsolute, join } from "node:path";
+import { basename, dirname, isAbsolute, join } from "node:path";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "../../src/config/schema.ts";
@@ -72,6 +72,7 @@ export async function runDoctor(inputs: DoctorInputs): Promise<DoctorReport> {
   const covered = new Set<string>();
   checkDataDir(inputs, add);
   checkRootKey(inputs, add, covered);
+  checkKeptRootKeys(inputs, add, covered);
   checkTls(inputs, add, covered);
   checkFileModes(inputs, add, covered);
   checkServer(inputs, add);
@@ -176,6 +177,24 @@ function checkRootKey({ config, db, databaseProblem }: DoctorInputs, add: Add, c
   if (roots.length === 0) return add("root_key", "ok", `${path} (mode ${octal(file.mode)}); the database has no root key yet`);
   if (!match) return add("root_key", "fail", `${path} does not unseal this database (root key ${roots.find((r) => r.state === "active")?.id ?? "?"})`, `restore the matching key from your copy to ${q}`);
   add("root_key", "ok", `${path} (mode ${octal(file.mode)}) is root key ${match.id}${match.state === "pending" ? " (pending: it becomes the root key at the next unseal)" : ""}`);
+}
+
+/**
+ * Earlier root keys a key file rekey kept beside the key file (`root.key.<id>`): each opens the
+ * backups made under it, so they belong with those backups, off this host.
+ */
+function checkKeptRootKeys({ config }: DoctorInputs, add: Add, covered: Set<string>): void {
+  const keyFile = dataPath(config, config.seal.key_file);
+  const [dir, base] = [dirname(keyFile), basename(keyFile)];
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((name) => name.startsWith(`${base}.`) && /^[0-9a-f]{8}$/.test(name.slice(base.length + 1)));
+  } catch {
+    return; // no directory, or not ours to read: the checks above say so
+  }
+  if (names.length === 0) return;
+  for (const name of names) covered.add(join(dir, name));
+  add("root_key", "warn", `earlier root keys kept by rekeys in ${dir}: ${names.sort().join(", ")}; each opens the backups made under it`, "move them off this host, next to those backups");
 }
 
 function checkTls({ config, now }: DoctorInputs, add: Add, covered: Set<string>): void {

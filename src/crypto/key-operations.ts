@@ -330,7 +330,13 @@ function keepOldKeyFile(path: string, rootId: string, store: Store): string | nu
     writeFileAtomic(kept, formatRootKey(key), 0o600, { replace: false });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw new ConflictError(`the old key file cannot be kept beside it (${describeFsError(error)}); nothing was changed`);
-    if (!keyFileHolds(kept, active.verifier)) throw new ConflictError(`${kept.split("/").pop()} is there already and holds another key; nothing was changed`);
+    const name = kept.split("/").pop();
+    try {
+      readRootKeyFile(kept).fill(0);
+    } catch (unreadable) {
+      throw new ConflictError(`${name} is there already and cannot be read as a key file (${unreadable instanceof Error ? unreadable.message : String(unreadable)}); nothing was changed`);
+    }
+    if (!keyFileHolds(kept, active.verifier)) throw new ConflictError(`${name} is there already and holds another key; nothing was changed`);
   } finally {
     key.fill(0);
   }

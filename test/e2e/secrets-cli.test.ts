@@ -314,6 +314,9 @@ describe("what the review found in the everyday commands", () => {
     const imported = await cli(["secrets", "import", latin1, ...WS()]);
     expect([imported.code, imported.stderr]).toEqual([1, expect.stringContaining(`${latin1} is not UTF-8 text`)]);
     for (const name of ["BINARY_VALUE", "LATIN"]) expect((await cli(["secrets", "get", name, ...WS()])).code).toBe(1); // nothing stored
+    // A Windows editor's byte order mark is no part of the value (it was not before either).
+    await ok(["secrets", "set", "FROM_NOTEPAD", ...WS()], { stdin: new Uint8Array([0xef, 0xbb, 0xbf, 0x61, 0x0a]) });
+    expect(await ok(["secrets", "get", "FROM_NOTEPAD", ...WS()])).toBe("a\n");
   });
 
   test("a secret named __proto__ reaches citadel run's command like any other", async () => {

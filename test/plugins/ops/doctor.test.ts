@@ -154,6 +154,14 @@ describe("a planted problem fails with the command that fixes it; after that com
     expect(find((await doctor(dir)).report, "root_key")[0]!.status).toBe("ok");
   });
 
+  test("earlier root keys a rekey kept beside the key file are pointed out: they belong with the backups, off the host (found in review)", async () => {
+    const dir = dataDir();
+    writeFileSync(join(dir, "root.key.0123abcd"), formatRootKey(generateRootKey()), { mode: 0o600 });
+    const checks = find((await doctor(dir)).report, "root_key");
+    expect(checks.map((c) => c.status)).toEqual(["ok", "warn"]);
+    expect(checks[1]).toMatchObject({ message: `earlier root keys kept by rekeys in ${dir}: root.key.0123abcd; each opens the backups made under it`, fix: "move them off this host, next to those backups" });
+  });
+
   test("a database file that is not SQLite fails the database check, and the other checks still report (found in review)", async () => {
     const dir = dataDir();
     writeFileSync(join(dir, "citadel.db"), randomBytes(8192));

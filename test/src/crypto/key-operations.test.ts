@@ -187,6 +187,16 @@ describe("a seal migration: what the review found", () => {
     expect(rootKeyId(rootKeyVerifier(readRootKeyFile(source.keyFile)))).toBe(r.keyId);
   });
 
+  test("a kept key file already there but readable by others is named as such, not as another key", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: keyFile() };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    const kept = `${source.keyFile}.${k.seal.keyring().rootId}`;
+    writeFileSync(kept, `${k.rootKey.toString("hex")}\n`, { mode: 0o644 });
+    await expect(rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now)).rejects.toThrow("cannot be read as a key file (root key file");
+    expect(roots(k)).toEqual([{ method: "key_file", state: "active" }]); // nothing changed
+  });
+
   test("an ordinary key file rekey whose file cannot be written is a 409 too, and leaves nothing pending (found in review)", async () => {
     const k = testKernel(); // its key file lies under /nonexistent
     await expect(rekey(k.store, k.seal, k.audit, k.keySource, OPERATOR, k.clock.now)).rejects.toThrow("seal.key_file: the new key file cannot be written there (no such file)");
