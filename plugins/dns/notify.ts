@@ -114,7 +114,16 @@ export class Notifier {
   private socket(family: 4 | 6) {
     let socket = this.sockets.get(family);
     if (!socket) {
-      socket = Bun.udpSocket({ hostname: family === 4 ? "0.0.0.0" : "::", binaryType: "uint8array", socket: { data: (_s, data, port, address) => this.answered(data, port, address) } });
+      socket = Bun.udpSocket({
+        hostname: family === 4 ? "0.0.0.0" : "::",
+        binaryType: "uint8array",
+        socket: {
+          data: (_s, data, port, address) => this.answered(data, port, address),
+          // Bun hands ICMP errors (a secondary not listening: ECONNREFUSED) to this handler; without
+          // it they were thrown and ended the whole process. The retries already cover a lost NOTIFY.
+          error: (_s, error: Error | undefined) => this.options.log.debug("dns notify socket error", { error: String(error?.message ?? error) }),
+        },
+      });
       this.sockets.set(family, socket);
     }
     return socket;

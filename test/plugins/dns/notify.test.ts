@@ -46,3 +46,17 @@ test("a NOTIFY is answered even when the key it was signed with was overwritten 
   expect(log.lines.filter((l) => String(l.msg).startsWith("dns notify")).map((l) => l.msg)).toEqual(["dns notify answered"]);
   expect(decodeMessage(data).questions.map((q) => q.type)).toEqual([6]); // the SOA question
 });
+
+test("a secondary that is not listening (ICMP port unreachable) is retried and given up on; the process goes on (found in review: it ended it)", async () => {
+  const log = captureLog();
+  const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [50, 50] });
+  stops.push(() => notifier.stop());
+  const closed = await Bun.udpSocket({ hostname: "127.0.0.1" });
+  const port = closed.port;
+  closed.close(); // nothing listens there now: the kernel answers with port unreachable
+
+  notifier.notify(zone, [{ secondary: "ns2", address: "127.0.0.1", port, keyName }]);
+  for (let i = 0; i < 300 && !log.lines.some((l) => l.msg === "dns notify not answered; the secondary will see the change at its next SOA refresh"); i++) await Bun.sleep(10);
+  expect(log.lines.some((l) => l.msg === "dns notify socket error")).toBe(true); // the refusal arrived, and was handled
+  expect(log.lines.some((l) => l.msg === "dns notify not answered; the secondary will see the change at its next SOA refresh")).toBe(true);
+});
