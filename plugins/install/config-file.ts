@@ -11,6 +11,7 @@
  * import (main.ts is still running `main()` when a command runs: the import would wait on itself).
  */
 import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { Type } from "@sinclair/typebox";
 import { parse as parseToml } from "smol-toml";
 import exampleToml from "../../config/citadel.example.toml" with { type: "text" };
@@ -52,14 +53,19 @@ export function renderInstalledConfig(settings: InstalledSettings, example: stri
   return text;
 }
 
-/** What an existing config says about the root key, or null when there is no config yet. */
-export interface InstalledSeal {
+/** What an existing config says that an install must follow, or null when there is no config yet. */
+export interface InstalledConfig {
+  /**
+   * data_dir as the service resolves it: a relative path (or the default, absent) is taken from
+   * its working directory, which for a system unit without WorkingDirectory= is "/".
+   */
+  dataDir: string;
   method: SealMethod;
   /** seal.key_file as written: relative paths are inside data_dir. */
   keyFile: string;
 }
 
-export function readInstalledSeal(path: string): InstalledSeal | null {
+export function readInstalledConfig(path: string): InstalledConfig | null {
   if (!existsSync(path)) return null;
   let parsed: Record<string, unknown>;
   try {
@@ -67,8 +73,9 @@ export function readInstalledSeal(path: string): InstalledSeal | null {
   } catch (error) {
     throw new Error(`${path}: ${error instanceof Error ? error.message.split("\n", 1)[0] : String(error)}; fix it, or move it away to have a new one written`);
   }
-  // Absent keys mean the binary's defaults (SealConfig in src/config/schema.ts).
+  // Absent keys mean the binary's defaults (src/config/schema.ts).
   return {
+    dataDir: resolve("/", (valueAt(parsed, ["data_dir"]) as string | undefined) ?? ".citadel"),
     method: (valueAt(parsed, ["seal", "method"]) as SealMethod | undefined) ?? "key_file",
     keyFile: (valueAt(parsed, ["seal", "key_file"]) as string | undefined) ?? "root.key",
   };

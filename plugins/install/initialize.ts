@@ -17,7 +17,7 @@
  */
 import { chmodSync, existsSync, renameSync, rmSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import type { InstalledSeal } from "./config-file.ts";
+import type { InstalledConfig } from "./config-file.ts";
 import type { Layout } from "./layout.ts";
 import type { ReportItem } from "./report.ts";
 import type { SealDecision } from "./seal-choice.ts";
@@ -32,7 +32,7 @@ export interface InitializeInput {
   binary: string;
   seal: SealDecision;
   /** seal.key_file of the installed config. */
-  keyFile: InstalledSeal["keyFile"];
+  keyFile: InstalledConfig["keyFile"];
   /** The credential name the unit loads. */
   credentialName: string;
 }

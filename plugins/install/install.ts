@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { existsSync, readFileSync } from "node:fs";
 import { Accounts, chownTree, ROOT_OWNED, SERVICE_OWNED, SERVICE_READABLE } from "./accounts.ts";
-import { readInstalledSeal, renderInstalledConfig } from "./config-file.ts";
+import { readInstalledConfig, renderInstalledConfig, type InstalledConfig } from "./config-file.ts";
 import { initializeOnce, SHAMIR } from "./initialize.ts";
 import { layoutUnder, requireRootOnHost, TARGET, type Layout } from "./layout.ts";
 import { placeDirectory, placeFile, refuseLinks } from "./placement.ts";
@@ -44,7 +44,8 @@ export async function install(tools: SystemTools, options: InstallOptions): Prom
   const layout = layoutUnder(options.root);
   requireRootOnHost(layout, "install");
   const version = await binaryVersion(tools, options.binary);
-  const installed = readInstalledSeal(layout.configFile);
+  const installed = readInstalledConfig(layout.configFile);
+  if (installed) requireInstalledDataDir(layout, installed);
   const seal = await decideSeal(tools, options.seal, installed && { method: installed.method, configFile: layout.configFile }, layout.onHost);
   const plan = [`Install ${version} into ${layout.root}`, `seal: ${seal.method}, because ${seal.reason}`];
   if (!(await options.confirm(plan))) throw new InstallCancelled("nothing was changed");
@@ -82,6 +83,22 @@ export async function install(tools: SystemTools, options: InstallOptions): Prom
     warnings.push(`${layout.credentialFile} is encrypted with this machine's ${seal.credentialKey === "tpm2" ? "TPM2" : "host key"}: it decrypts only here, not on the machine that boots ${layout.root}`);
   }
   return { root: layout.root, version, seal, items, initOutput: keys.output, warnings, nextSteps: nextSteps(layout, seal) };
+}
+
+/**
+ * The data install sets up and looks for is in /var/lib/citadel, the unit's StateDirectory=.
+ * A config whose data_dir says elsewhere means the data is elsewhere: install would not see it
+ * and would make a second, empty installation beside it (a new root key, a new first owner).
+ */
+function requireInstalledDataDir(layout: Layout, installed: InstalledConfig): void {
+  if (installed.dataDir === TARGET.dataDir) return;
+  throw new Error(
+    [
+      `${layout.configFile} says data_dir = "${installed.dataDir}", but install sets up and looks for the data in ${layout.dataDir} (the unit's StateDirectory=): it would make a second, empty installation there and never look at yours.`,
+      `Either move the data back to ${TARGET.dataDir}, set data_dir = "${TARGET.dataDir}" and run install again,`,
+      `or keep it in ${installed.dataDir} and upgrade by hand (docs/install.md, "Another data directory"): under ProtectSystem=strict the service can write there only with a ReadWritePaths=${installed.dataDir} drop-in.`,
+    ].join("\n"),
+  );
 }
 
 /** `<binary> version`: proves the file is a Citadel that runs here before anything is copied. */

@@ -3,7 +3,7 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readInstalledSeal, renderInstalledConfig } from "../../../plugins/install/config-file.ts";
+import { readInstalledConfig, renderInstalledConfig } from "../../../plugins/install/config-file.ts";
 import { loadConfig } from "../../../src/config/load.ts";
 import { configSchema } from "../../../src/main.ts";
 
@@ -27,11 +27,26 @@ test("the schema accepts it and reads back what was set, for every seal method",
       writeFileSync(path, renderInstalledConfig({ ...settings, sealMethod }));
       const { config } = loadConfig({ schema: configSchema, env: {}, configFlag: path, cwd: dir });
       expect([config.data_dir, config.seal.method, config.seal.credential]).toEqual(["/var/lib/citadel", sealMethod, "citadel-root-key"]);
-      expect(readInstalledSeal(path)).toEqual({ method: sealMethod, keyFile: "root.key" });
+      expect(readInstalledConfig(path)).toEqual({ dataDir: "/var/lib/citadel", method: sealMethod, keyFile: "root.key" });
     }
-    expect(readInstalledSeal(join(dir, "absent.toml"))).toBeNull();
+    expect(readInstalledConfig(join(dir, "absent.toml"))).toBeNull();
     writeFileSync(join(dir, "broken.toml"), "[seal\n");
-    expect(() => readInstalledSeal(join(dir, "broken.toml"))).toThrow(/broken\.toml: .*move it away/);
+    expect(() => readInstalledConfig(join(dir, "broken.toml"))).toThrow(/broken\.toml: .*move it away/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("data_dir is read as the service resolves it: from its working directory /, .citadel when absent (found in review)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-config-file-"));
+  try {
+    const dataDirOf = (text: string) => {
+      writeFileSync(join(dir, "citadel.toml"), text);
+      return readInstalledConfig(join(dir, "citadel.toml"))!.dataDir;
+    };
+    expect(dataDirOf('data_dir = "/srv/citadel/"\n')).toBe("/srv/citadel");
+    expect(dataDirOf('data_dir = "srv/citadel"\n')).toBe("/srv/citadel");
+    expect(dataDirOf("[seal]\n")).toBe("/.citadel");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

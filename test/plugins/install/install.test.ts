@@ -5,7 +5,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse as parseToml } from "smol-toml";
@@ -180,6 +180,22 @@ describe("install --seal key-file under a root, twice, then uninstall", () => {
     expect(existsSync(at("etc/citadel"))).toBe(false);
     expect(existsSync(at("var/lib/citadel"))).toBe(false);
   });
+});
+
+test("a config whose data_dir is elsewhere is refused before anything is written, naming both directories (found in review: an upgrade set up a second, empty installation)", async () => {
+  const root = join(work, "moved-data");
+  expect((await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "key-file"])).code).toBe(0);
+  mkdirSync(join(root, "srv"));
+  renameSync(join(root, "var/lib/citadel"), join(root, "srv/citadel"));
+  const configPath = join(root, "etc/citadel/citadel.toml");
+  writeFileSync(configPath, readFileSync(configPath, "utf8").replace('data_dir = "/var/lib/citadel"', 'data_dir = "/srv/citadel"'));
+  const before = snapshot(root);
+
+  const upgrade = citadel(["install", "--root", root, "--binary", wrapper]);
+  await expect(upgrade).rejects.toThrow(`says data_dir = "/srv/citadel", but install sets up and looks for the data in ${join(root, "var/lib/citadel")}`);
+  await expect(upgrade).rejects.toThrow("ReadWritePaths=/srv/citadel");
+  expect(snapshot(root)).toEqual(before);
+  expect(existsSync(join(root, "var/lib/citadel"))).toBe(false);
 });
 
 test("--seal shamir prints the shares once, and three of them rebuild the key the database knows", async () => {
