@@ -61,9 +61,7 @@ export async function initializeOnce(tools: SystemTools, input: InitializeInput)
   }
   const init = [input.binary, "init", "--config", layout.configFile, "--data", layout.dataDir];
   if (seal.method === "shamir") return runInit(tools, [...init, "--shares", String(SHAMIR.shares), "--threshold", String(SHAMIR.threshold)], [database], { status: "created", what: "root key", detail: `${SHAMIR.shares} Shamir shares, any ${SHAMIR.threshold} unseal: printed below, once` });
-  // A key file there already is the operator's (a restored key): never removed.
-  const made = existsSync(keyFile) ? [database] : [database, keyFile];
-  if (seal.method === "key_file") return runInit(tools, init, made, { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });
+  if (seal.method === "key_file") return initWithKeyFile(tools, init, database, keyFile);
   return initWithCredential(tools, input, init, database);
 }
 
@@ -79,6 +77,15 @@ function existingKeyMaterial(input: InitializeInput, database: string, keyFile: 
     return { status: "unchanged", what: input.layout.credentialFile };
   }
   return { status: "unchanged", what: "root key", detail: "Shamir shares, held by their keepers" };
+}
+
+/**
+ * A key file there already is the operator's (a restored key): init uses it, it is reported as
+ * it is, and a failed init never removes it.
+ */
+function initWithKeyFile(tools: SystemTools, init: string[], database: string, keyFile: string): Promise<InitializeOutcome> {
+  if (existsSync(keyFile)) return runInit(tools, init, [database], { status: "unchanged", what: keyFile, detail: "there already: citadel init used it as the root key" });
+  return runInit(tools, init, [database, keyFile], { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });
 }
 
 /** `made`: the database first, then what else init makes that a failure removes again. */

@@ -198,6 +198,21 @@ test("a config whose data_dir is elsewhere is refused before anything is written
   expect(existsSync(join(root, "var/lib/citadel"))).toBe(false);
 });
 
+test("a key file there before the database is reported unchanged, not created, and init uses it (found in review)", async () => {
+  const root = join(work, "kept-key-file");
+  const dataDir = join(root, "var/lib/citadel");
+  expect((await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "key-file"])).code).toBe(0);
+  const key = readFileSync(join(dataDir, "root.key"));
+  for (const suffix of ["", "-wal", "-shm"]) rmSync(join(dataDir, `citadel.db${suffix}`), { force: true });
+
+  const run = await citadel(["install", "--root", root, "--binary", wrapper]);
+  expect(run.out).toMatch(/created +\S+citadel\.db  initialized by citadel init/);
+  expect(run.out).toMatch(/unchanged +\S+var\/lib\/citadel\/root\.key  there already: citadel init used it as the root key/);
+  expect(run.out).not.toMatch(/created +\S+root\.key/);
+  expect(readFileSync(join(dataDir, "root.key"))).toEqual(key);
+  expect(rootKeyVerifier(readRootKeyFile(join(dataDir, "root.key")))).toEqual(activeVerifier(dataDir));
+});
+
 test("--seal shamir prints the shares once, and three of them rebuild the key the database knows", async () => {
   const root = join(work, "shamir");
   const run = await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "shamir"]);
