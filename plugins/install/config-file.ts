@@ -63,6 +63,8 @@ export interface InstalledConfig {
   method: SealMethod;
   /** seal.key_file as written: relative paths are inside data_dir. */
   keyFile: string;
+  /** [backup] dir as written: relative paths are inside data_dir. */
+  backupDir: string;
 }
 
 export function readInstalledConfig(path: string): InstalledConfig | null {
@@ -78,6 +80,7 @@ export function readInstalledConfig(path: string): InstalledConfig | null {
     dataDir: resolve("/", (valueAt(parsed, ["data_dir"]) as string | undefined) ?? ".citadel"),
     method: (valueAt(parsed, ["seal", "method"]) as SealMethod | undefined) ?? "key_file",
     keyFile: (valueAt(parsed, ["seal", "key_file"]) as string | undefined) ?? "root.key",
+    backupDir: (valueAt(parsed, ["backup", "dir"]) as string | undefined) ?? "backups",
   };
 }
 

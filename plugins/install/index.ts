@@ -11,7 +11,7 @@ import { formatItem } from "./report.ts";
 import { stringOption } from "../../src/cli/output.ts";
 import { parseSealOption } from "../../src/cli/seal-option.ts";
 import { SystemTools } from "./system-tools.ts";
-import { purgeTargets, uninstall } from "./uninstall.ts";
+import { purgeRefusal, uninstall } from "./uninstall.ts";
 
 const ROOT_OPTION = { type: "string", description: 'Install under this directory instead of "/" (an image, a test): no accounts or systemctl are touched' } as const;
 
@@ -57,8 +57,7 @@ const uninstallCommand: Command = {
     const root = stringOption(ctx, "root") ?? "/";
     const purge = ctx.options.purge === true;
     if (purge && ctx.options.yes !== true) {
-      const targets = purgeTargets(root).map((t) => `  ${t.path}  (${t.holds})`);
-      throw new UsageError(`--purge deletes, for good:\n${targets.join("\n")}\nWithout the root key nothing in the database can be read again: back up first, then run again with --purge --yes`);
+      throw new UsageError(purgeRefusal(root));
     }
     const report = await uninstall(new SystemTools(ctx.env), { root, purge });
     if (ctx.json) ctx.out(JSON.stringify(report, null, 2));

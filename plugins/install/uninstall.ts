@@ -5,8 +5,10 @@
  * system user stays too: files elsewhere (backups) may still carry its uid, and a uid given to
  * another account later would own them.
  */
-import { existsSync, rmSync } from "node:fs";
-import { layoutUnder, requireRootOnHost, type Layout } from "./layout.ts";
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { basename, dirname, isAbsolute, join } from "node:path";
+import { readInstalledConfig, type InstalledConfig } from "./config-file.ts";
+import { layoutUnder, requireRootOnHost, TARGET, type Layout } from "./layout.ts";
 import { refuseLinks } from "./placement.ts";
 import type { ReportItem } from "./report.ts";
 import type { SystemTools } from "./system-tools.ts";
@@ -82,4 +84,61 @@ function remove(path: string): ReportItem {
   if (!existsSync(path)) return { status: "absent", what: path };
   rmSync(path, { recursive: true, force: true });
   return { status: "removed", what: path };
+}
+
+/**
+ * Why --purge needs --yes: what it deletes, and by name what in it is found nowhere else on
+ * the host. Local backups ([backup] dir is "backups" in the data directory by
+ * default) and the earlier root keys a key file rekey kept beside the key file (the only keys
+ * that open the backups made before it) go with the directory they are in.
+ */
+export function purgeRefusal(root: string): string {
+  const targets = purgeTargets(root);
+  const lines = ["--purge deletes, for good:", ...targets.map((t) => `  ${t.path}  (${t.holds})`)];
+  const inside = backupsAndKeptKeys(layoutUnder(root)).filter((found) => targets.some((t) => isWithin(found.path, t.path)));
+  if (inside.length > 0) lines.push("and with them:", ...inside.map((found) => `  ${found.path}  (${found.holds})`));
+  lines.push("Without the root key nothing in the database or its backups can be read again: copy the backups and the root keys (the key file, each root.key.<id>) off this host first, then run again with --purge --yes");
+  return lines.join("\n");
+}
+
+/** Where an install put them unless the config says otherwise. */
+const INSTALLED_DEFAULTS: InstalledConfig = { dataDir: TARGET.dataDir, method: "key_file", keyFile: "root.key", backupDir: "backups" };
+
+function backupsAndKeptKeys(layout: Layout): { path: string; holds: string }[] {
+  const config = installedConfigOrDefaults(layout);
+  const underRoot = (path: string) => (isAbsolute(path) ? join(layout.root, path) : join(layout.root, config.dataDir, path));
+  const found: { path: string; holds: string }[] = [];
+  const backupDir = underRoot(config.backupDir);
+  const backups = namesIn(backupDir, (name) => BACKUP_NAME.test(name));
+  if (backups.length > 0) found.push({ path: backupDir, holds: `${backups.length} backup${backups.length === 1 ? "" : "s"}` });
+  const keyFile = underRoot(config.keyFile);
+  const keptKeyName = (name: string) => name.startsWith(`${basename(keyFile)}.`) && /^[0-9a-f]{8}$/.test(name.slice(basename(keyFile).length + 1));
+  for (const name of namesIn(dirname(keyFile), keptKeyName).sort()) {
+    found.push({ path: join(dirname(keyFile), name), holds: "an earlier root key kept by a rekey: the only key that opens the backups made under it" });
+  }
+  return found;
+}
+
+/** The refusal must not depend on a config that parses: one that does not leaves the defaults. */
+function installedConfigOrDefaults(layout: Layout): InstalledConfig {
+  try {
+    return readInstalledConfig(layout.configFile) ?? INSTALLED_DEFAULTS;
+  } catch {
+    return INSTALLED_DEFAULTS;
+  }
+}
+
+/** The backup plugin's file names (plugins/backup/files.ts calls the pattern a contract). */
+const BACKUP_NAME = /^citadel-\d{8}T\d{6}Z\.backup$/;
+
+function namesIn(dir: string, wanted: (name: string) => boolean): string[] {
+  try {
+    return readdirSync(dir).filter(wanted);
+  } catch {
+    return []; // no such directory (or none this user may read): nothing to name
+  }
+}
+
+function isWithin(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(`${dir}/`);
 }

@@ -27,7 +27,7 @@ test("the schema accepts it and reads back what was set, for every seal method",
       writeFileSync(path, renderInstalledConfig({ ...settings, sealMethod }));
       const { config } = loadConfig({ schema: configSchema, env: {}, configFlag: path, cwd: dir });
       expect([config.data_dir, config.seal.method, config.seal.credential]).toEqual(["/var/lib/citadel", sealMethod, "citadel-root-key"]);
-      expect(readInstalledConfig(path)).toEqual({ dataDir: "/var/lib/citadel", method: sealMethod, keyFile: "root.key" });
+      expect(readInstalledConfig(path)).toEqual({ dataDir: "/var/lib/citadel", method: sealMethod, keyFile: "root.key", backupDir: "backups" });
     }
     expect(readInstalledConfig(join(dir, "absent.toml"))).toBeNull();
     writeFileSync(join(dir, "broken.toml"), "[seal\n");

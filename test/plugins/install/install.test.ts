@@ -213,6 +213,40 @@ test("a key file there before the database is reported unchanged, not created, a
   expect(rootKeyVerifier(readRootKeyFile(join(dataDir, "root.key")))).toEqual(activeVerifier(dataDir));
 });
 
+test("--purge without --yes names the backups and the earlier root keys it would delete (found in review: it named neither)", async () => {
+  const root = join(work, "purge-backups");
+  const at = (path: string) => join(root, path);
+  const files = [
+    "var/lib/citadel/archive/citadel-20260101T000000Z.backup",
+    "var/lib/citadel/archive/citadel-20260102T000000Z.backup",
+    "var/lib/citadel/archive/notes.txt",
+    "var/lib/citadel/backups/citadel-20250101T000000Z.backup", // the default directory, which the config moved away from
+    "var/lib/citadel/root.key",
+    "var/lib/citadel/root.key.3f9a01c2",
+    "var/lib/citadel/root.key.bak",
+  ];
+  for (const file of files) {
+    mkdirSync(dirname(at(file)), { recursive: true });
+    writeFileSync(at(file), "");
+  }
+  mkdirSync(at("etc/citadel"), { recursive: true });
+  writeFileSync(at("etc/citadel/citadel.toml"), 'data_dir = "/var/lib/citadel"\n[backup]\ndir = "archive"\n');
+
+  const refusal = await citadel(["uninstall", "--root", root, "--purge"]).then(() => null, (error: unknown) => error);
+  expect(refusal).toBeInstanceOf(UsageError);
+  const message = (refusal as UsageError).message;
+  expect(message).toContain(
+    [
+      "\nand with them:",
+      `  ${at("var/lib/citadel/archive")}  (2 backups)`,
+      `  ${at("var/lib/citadel/root.key.3f9a01c2")}  (an earlier root key kept by a rekey: the only key that opens the backups made under it)`,
+      "Without the root key",
+    ].join("\n"),
+  );
+  expect(message).toContain("copy the backups and the root keys (the key file, each root.key.<id>) off this host first, then run again with --purge --yes");
+  expect(files.filter((file) => !existsSync(at(file)))).toEqual([]);
+});
+
 test("--seal shamir prints the shares once, and three of them rebuild the key the database knows", async () => {
   const root = join(work, "shamir");
   const run = await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "shamir"]);
