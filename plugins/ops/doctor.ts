@@ -19,7 +19,7 @@ import { keyAgesFromDatabase, keyAgesFromServer, type KeyAges } from "./key-ages
 import type { ServerView } from "./local-server.ts";
 import { closedDirectory, doesNotExist, humanBytes, octal, pathInfo, shellQuote, walk } from "./on-disk.ts";
 import { probePort, whoHolds } from "./ports.ts";
-import { anyHostedZone, databasePath, describeDatabaseProblem, rootKeys, type DatabaseProblem } from "./store.ts";
+import { anyHostedZone, databasePath, describeDatabaseProblem, rootKeys, type DatabaseProblem, type RootKeyRow } from "./store.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail" | "skip";
 
@@ -140,7 +140,28 @@ function checkFileModes({ config }: DoctorInputs, add: Add, covered: Set<string>
   else if (problems === 0) add("file_mode", "ok", `${files} files under ${config.data_dir}, all owner-only (0600 or stricter)`);
 }
 
-function checkRootKey({ config, db, databaseProblem }: DoctorInputs, add: Add, covered: Set<string>): void {
+/**
+ * `citadel serve` starts only with the seal method of the active root key or of a pending one
+ * (main.ts refuseOtherSealMethod); with another, it stops with this very message.
+ */
+function otherSealMethod(configured: string, roots: RootKeyRow[]): { message: string; fix: string } | null {
+  const active = roots.find((r) => r.state === "active")?.method;
+  const pending = roots.find((r) => r.state === "pending")?.method;
+  if (active === undefined || configured === active || configured === pending) return null;
+  if (pending !== undefined && pending !== active) {
+    return { message: `seal.method: this Citadel's root key was made for seal method ${active}, and a seal migration to ${pending} is pending, but the config says ${configured}: Citadel refuses to start`, fix: `set seal.method = "${pending}" (or "${active}") in the config file` };
+  }
+  return { message: `seal.method: this Citadel's root key was made for seal method ${active}, but the config says ${configured}: Citadel refuses to start`, fix: `set seal.method = "${active}" in the config file (or CITADEL_SEAL_METHOD=${active})` };
+}
+
+function checkRootKey(inputs: DoctorInputs, add: Add, covered: Set<string>): void {
+  const mismatch = inputs.db ? otherSealMethod(inputs.config.seal.method, rootKeys(inputs.db)) : null;
+  if (mismatch) return add("root_key", "fail", mismatch.message, mismatch.fix);
+  checkRootKeyOnDisk(inputs, add, covered);
+}
+
+/** What the configured seal method reads at start-up: the key file, the systemd credential, or nothing (Shamir). */
+function checkRootKeyOnDisk({ config, db, databaseProblem }: DoctorInputs, add: Add, covered: Set<string>): void {
   const { method } = config.seal;
   if (method === "shamir") return add("root_key", "ok", "seal method shamir: the key shares are with their keepers; nothing on disk");
   if (method === "systemd_credential") {
@@ -277,10 +298,13 @@ function unsealFix(method: string | null): string {
 /**
  * How a pending root key (a rekey) becomes the root key: first used to unseal — for a seal
  * migration, by a start configured for its method (a restart on the old one keeps the old key).
+ * The config may already name the new method (the running server started before the change):
+ * then only the restart is left to do.
  */
-function promoteFix(method: string, pendingMethod: string): string {
-  const switchTo = pendingMethod === method ? "" : `set seal.method = "${pendingMethod}" in the config file, then `;
-  if (pendingMethod === "shamir") return `${switchTo}${switchTo ? "systemctl restart citadel, then " : ""}citadel unseal (with the new shares)`;
+function promoteFix(configured: string, rootMethod: string, pendingMethod: string): string {
+  const switchTo = pendingMethod === configured ? "" : `set seal.method = "${pendingMethod}" in the config file, then `;
+  const restart = switchTo !== "" || pendingMethod !== rootMethod;
+  if (pendingMethod === "shamir") return `${switchTo}${restart ? "systemctl restart citadel, then " : ""}citadel unseal (with the new shares)`;
   if (pendingMethod === "systemd_credential") return `store the new key as the systemd credential (systemd-creds encrypt), ${switchTo || "then: "}systemctl restart citadel`;
   return `${switchTo}${unsealFix(pendingMethod)}`;
 }
@@ -304,7 +328,7 @@ function checkKeys(inputs: DoctorInputs, add: Add): void {
   if (ages.pending_root) {
     const pendingMethod = ages.pending_method ?? ages.root.method;
     const migration = pendingMethod === ages.root.method ? "" : ` (a seal migration from ${ages.root.method} to ${pendingMethod})`;
-    add("keys", "warn", `root key ${ages.pending_root} is pending${migration}: it replaces ${ages.root.id} when it is first used to unseal`, promoteFix(ages.root.method, pendingMethod));
+    add("keys", "warn", `root key ${ages.pending_root} is pending${migration}: it replaces ${ages.root.id} when it is first used to unseal`, promoteFix(inputs.config.seal.method, ages.root.method, pendingMethod));
   }
 }
 

@@ -162,6 +162,30 @@ describe("a planted problem fails with the command that fixes it; after that com
     expect(checks[1]).toMatchObject({ message: `earlier root keys kept by rekeys in ${dir}: root.key.0123abcd; each opens the backups made under it`, fix: "move them off this host, next to those backups" });
   });
 
+  test("a seal method that is neither the root key's nor a pending one's fails, as serve refuses to start with it (found in review: it passed)", async () => {
+    const dir = dataDir();
+    for (const method of ["shamir", "systemd_credential"]) {
+      const { code, report } = await doctor(dir, { env: { CITADEL_SEAL_METHOD: method } });
+      expect(code).toBe(1);
+      expect(find(report, "root_key")[0]).toEqual({
+        check: "root_key",
+        status: "fail",
+        message: `seal.method: this Citadel's root key was made for seal method key_file, but the config says ${method}: Citadel refuses to start`,
+        fix: 'set seal.method = "key_file" in the config file (or CITADEL_SEAL_METHOD=key_file)',
+      });
+    }
+    // A seal migration to Shamir pending: serve starts with either method, and so the doctor lets both be.
+    const db = new Database(join(dir, "citadel.db"));
+    db.run("INSERT INTO root_keys (id, verifier, method, state, created_at) VALUES ('89abcdef', x'00', 'shamir', 'pending', 0)");
+    db.close();
+    expect(find((await doctor(dir, { env: { CITADEL_SEAL_METHOD: "shamir" } })).report, "root_key")[0]!.status).not.toBe("fail");
+    expect(find((await doctor(dir)).report, "root_key")[0]!.status).toBe("ok");
+    expect(find((await doctor(dir, { env: { CITADEL_SEAL_METHOD: "systemd_credential" } })).report, "root_key")[0]).toMatchObject({
+      status: "fail",
+      message: "seal.method: this Citadel's root key was made for seal method key_file, and a seal migration to shamir is pending, but the config says systemd_credential: Citadel refuses to start",
+    });
+  });
+
   test("a database file that is not SQLite fails the database check, and the other checks still report (found in review)", async () => {
     const dir = dataDir();
     writeFileSync(join(dir, "citadel.db"), randomBytes(8192));
@@ -301,11 +325,11 @@ describe("a sealed server: the fix is the way its seal method unseals (found in 
       rotation_days: 90,
       rotation_due: false,
     });
-    const pending = async (method: string, pendingMethod = method) => {
-      const report = await checks(dir, { server: { ...sealedServer(method), ready: { ok: true, detail: "ready" }, seal: { ...sealedServer(method).seal, sealed: false }, keys: keys(method, pendingMethod), keysProblem: null } }, NO_DNS);
+    const pending = async (method: string, pendingMethod = method, configured = method) => {
+      const report = await checks(dir, { server: { ...sealedServer(method), ready: { ok: true, detail: "ready" }, seal: { ...sealedServer(method).seal, sealed: false }, keys: keys(method, pendingMethod), keysProblem: null } }, { ...NO_DNS, CITADEL_SEAL_METHOD: configured });
       return find(report, "keys").find((c) => c.message.includes("pending"));
     };
-    const pendingFix = async (method: string, pendingMethod = method) => (await pending(method, pendingMethod))?.fix;
+    const pendingFix = async (method: string, pendingMethod = method, configured = method) => (await pending(method, pendingMethod, configured))?.fix;
     expect(await pendingFix("key_file")).toBe("systemctl restart citadel (it reads its key file when it starts)");
     expect(await pendingFix("systemd_credential")).toBe("store the new key as the systemd credential (systemd-creds encrypt), then: systemctl restart citadel");
     expect(await pendingFix("shamir")).toBe("citadel unseal (with the new shares)");
@@ -314,6 +338,10 @@ describe("a sealed server: the fix is the way its seal method unseals (found in 
     expect(await pendingFix("key_file", "systemd_credential")).toBe('store the new key as the systemd credential (systemd-creds encrypt), set seal.method = "systemd_credential" in the config file, then systemctl restart citadel');
     expect(await pendingFix("key_file", "shamir")).toBe('set seal.method = "shamir" in the config file, then systemctl restart citadel, then citadel unseal (with the new shares)');
     expect(await pendingFix("shamir", "key_file")).toBe('set seal.method = "key_file" in the config file, then systemctl restart citadel (it reads its key file when it starts)');
+    // The config names the new method already (found in review: it was told to set it again): only the restart is left.
+    expect(await pendingFix("key_file", "shamir", "shamir")).toBe("systemctl restart citadel, then citadel unseal (with the new shares)");
+    expect(await pendingFix("key_file", "systemd_credential", "systemd_credential")).toBe("store the new key as the systemd credential (systemd-creds encrypt), then: systemctl restart citadel");
+    expect(await pendingFix("shamir", "key_file", "key_file")).toBe("systemctl restart citadel (it reads its key file when it starts)");
   });
 });
 
