@@ -3,7 +3,7 @@
  * ← command-line flags. Anything wrong stops start-up with one ConfigError naming the key
  * (or the variable, or the file and line) and the problem; main.ts turns it into exit code 2.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { Kind, type TObject, type TSchema } from "@sinclair/typebox";
 import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
@@ -58,10 +58,27 @@ export function locateConfigFile(inputs: Omit<ConfigInputs, "schema">): { path: 
   if (named !== undefined && named !== "") return { path: resolve(inputs.cwd, named), explicit: true };
   const dataDir = inputs.dataFlag ?? inputs.env.CITADEL_DATA;
   const local = resolve(inputs.cwd, dataDir ?? ".citadel", CONFIG_FILE_NAME);
-  if (dataDir === undefined && inputs.installedConfig !== undefined && !existsSync(local) && existsSync(inputs.installedConfig)) {
+  if (dataDir === undefined && inputs.installedConfig !== undefined && !existsSync(local) && installedConfigExists(inputs.installedConfig)) {
     return { path: inputs.installedConfig, explicit: true };
   }
   return { path: local, explicit: false };
+}
+
+/**
+ * Whether the installed config file is there. Its directory is root:citadel 0750, so another
+ * user cannot even tell: that is not "absent", and falling back to ./.citadel would act on
+ * (or advise to create) an instance that is not the installed one.
+ */
+function installedConfigExists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return false;
+    if (code === "EACCES" || code === "EPERM") throw new ConfigError(`cannot read ${path}: run as root or as a member of group citadel`);
+    throw new ConfigError(`cannot read ${path}: ${describeFsError(error)}`);
+  }
 }
 
 export function loadConfig(inputs: ConfigInputs): LoadedConfig {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Type } from "@sinclair/typebox";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, loadConfig } from "../../../src/config/load.ts";
@@ -89,6 +89,40 @@ describe("the installed instance's config (citadel install), for commands run on
     expect(at({}).configPath).toBe(join(cwd, ".citadel", "citadel.toml"));
     // No installed instance: the default as ever.
     expect(at({ cwd: dir, installedConfig: join(dir, "absent.toml") }).configPath).toBe(join(dir, ".citadel", "citadel.toml"));
+  });
+
+  // Root may look anywhere: the look is made as user nobody then (runuser), as an operator without sudo would.
+  const asRoot = process.getuid?.() === 0;
+  test.skipIf(asRoot && !Bun.which("runuser"))("one this user may not look at stops with what to do, not the lookup of an empty ./.citadel (found in review)", async () => {
+    const open = mkdtempSync(join(tmpdir(), "citadel-installed-"));
+    chmodSync(open, 0o755);
+    const etc = join(open, "etc-citadel");
+    mkdirSync(etc);
+    writeFileSync(join(etc, "citadel.toml"), "");
+    const installed = join(etc, "citadel.toml");
+    const lookup = async () => {
+      const script = `
+        const { loadConfig } = await import(${JSON.stringify(import.meta.resolve("../../../src/config/load.ts"))});
+        const { buildConfigSchema } = await import(${JSON.stringify(import.meta.resolve("../../../src/config/schema.ts"))});
+        try {
+          console.log(JSON.stringify({ path: loadConfig({ schema: buildConfigSchema([]), env: {}, cwd: ${JSON.stringify(open)}, installedConfig: ${JSON.stringify(installed)} }).configPath }));
+        } catch (error) {
+          console.log(JSON.stringify({ error: error.name + ": " + error.message }));
+        }`;
+      const argv = [...(asRoot ? ["runuser", "-u", "nobody", "--"] : []), process.execPath, "-e", script];
+      const child = Bun.spawn(argv, { cwd: open, stdout: "pipe", stderr: "inherit" });
+      expect(await child.exited).toBe(0);
+      return JSON.parse(await new Response(child.stdout).text());
+    };
+    try {
+      chmodSync(etc, 0o000);
+      expect(await lookup()).toEqual({ error: `ConfigError: cannot read ${installed}: run as root or as a member of group citadel` });
+      chmodSync(etc, 0o755);
+      expect(await lookup()).toEqual({ path: installed });
+    } finally {
+      chmodSync(etc, 0o700);
+      rmSync(open, { recursive: true, force: true });
+    }
   });
 });
 
