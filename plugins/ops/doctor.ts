@@ -100,7 +100,7 @@ const AS_SERVICE_USER = "run citadel doctor as root or as the user Citadel runs 
 
 function checkDataDir(inputs: DoctorInputs, add: Add): void {
   const { config } = inputs;
-  const dir = pathInfo(config.data_dir);
+  const dir = pathInfo(config.data_dir, { followLink: true });
   const q = shellQuote(config.data_dir);
   if (dir.kind === "unreadable") return add("data_dir", "warn", cannotLook(config.data_dir), AS_SERVICE_USER);
   if (dir.kind === "missing") return add("data_dir", "fail", `${config.data_dir} does not exist`, `citadel init --data ${q}`);
@@ -123,7 +123,7 @@ function checkDatabase({ config, databaseProblem }: DoctorInputs, add: Add): voi
 
 /** Every file under the data directory 0600 (or stricter), every directory 0700. */
 function checkFileModes({ config }: DoctorInputs, add: Add, covered: Set<string>): void {
-  if (pathInfo(config.data_dir).kind !== "directory") return;
+  if (pathInfo(config.data_dir, { followLink: true }).kind !== "directory") return;
   let files = 0;
   let problems = 0;
   const { entries, unreadable } = walk(config.data_dir);
@@ -168,7 +168,7 @@ function checkRootKeyOnDisk({ config, db, databaseProblem }: DoctorInputs, add: 
     const name = config.seal.credential;
     // Where `citadel install` puts it (the unit loads it from there), then systemd's own credstores.
     const places = ["/etc/citadel/root-key.cred", ...["/etc/credstore.encrypted", "/etc/credstore"].map((d) => join(d, name))];
-    const looked = places.map(pathInfo);
+    const looked = places.map((place) => pathInfo(place));
     const found = looked.find((p) => p.kind === "file");
     const encrypt = `systemd-creds encrypt --name=${name} ROOT_KEY_FILE /etc/credstore.encrypted/${name}`;
     const hidden = looked.find((p) => p.kind === "unreadable");

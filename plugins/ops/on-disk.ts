@@ -1,5 +1,5 @@
 /** What is on disk, as the doctor and the sovereignty report describe it: kind, mode, size. */
-import { lstatSync, readdirSync } from "node:fs";
+import { lstatSync, readdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 
 export interface PathInfo {
@@ -19,11 +19,14 @@ export interface PathInfo {
   complete: boolean;
 }
 
-/** Describes a path without following a symbolic link at its end. */
-export function pathInfo(path: string): PathInfo {
+/**
+ * Describes a path without following a symbolic link at its end — unless `followLink`: a data
+ * directory may be reached through one (Citadel itself follows it), unlike the files in it.
+ */
+export function pathInfo(path: string, { followLink = false } = {}): PathInfo {
   let stat;
   try {
-    stat = lstatSync(path);
+    stat = followLink ? statSync(path) : lstatSync(path);
   } catch (error) {
     return { path, kind: doesNotExist(error) ? "missing" : "unreadable", mode: null, bytes: 0, files: 0, complete: false };
   }

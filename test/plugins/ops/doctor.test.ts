@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { randomBytes, X509Certificate } from "node:crypto";
 import { loadConfig } from "../../../src/config/load.ts";
@@ -100,6 +100,18 @@ describe("a fresh data directory, Citadel stopped", () => {
     expect(text).toMatch(/^WARN {2}backup +no backup in/m);
     expect(text).toMatch(/^ +fix: citadel backup \(on the running server\)$/m);
     expect(text).toMatch(/\n\d+ ok, 2 warnings, 0 failures(, \d+ skipped)?$/);
+  });
+  test("reached through a symbolic link, as serve takes it: it passes (found in review: it failed, advising to move it aside)", async () => {
+    const dir = dataDir();
+    const link = join(work, `link-${basename(dir)}`);
+    symlinkSync(dir, link);
+    const { code, report } = await doctor(link);
+    expect(code).toBe(0);
+    expect(find(report, "data_dir")[0]).toMatchObject({ status: "ok", message: `${link} (mode 0700)` });
+    expect(find(report, "file_mode")[0]).toMatchObject({ status: "ok", message: expect.stringContaining(`files under ${link}, all owner-only`) });
+    // The files in it are looked at as ever: one open to others still fails.
+    chmodSync(join(dir, "citadel.toml"), 0o644);
+    expect(find((await doctor(link)).report, "file_mode")[0]).toMatchObject({ status: "fail", fix: `chmod 600 ${link}/citadel.toml` });
   });
 });
 
