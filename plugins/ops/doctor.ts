@@ -12,6 +12,7 @@ import { basename, dirname, isAbsolute, join } from "node:path";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "../../src/config/schema.ts";
+import { leftoverKeyFileWarning } from "../../src/crypto/key-operations.ts";
 import { readRootKeyFile, verifies } from "../../src/crypto/root-key.ts";
 import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { parseHostPort, queryUdp } from "./dns-probe.ts";
@@ -154,29 +155,51 @@ function otherSealMethod(configured: string, roots: RootKeyRow[]): { message: st
   return { message: `seal.method: this Citadel's root key was made for seal method ${active}, but the config says ${configured}: Citadel refuses to start`, fix: `set seal.method = "${active}" in the config file (or CITADEL_SEAL_METHOD=${active})` };
 }
 
+/** What the configured seal method reads at start-up: the key file, the systemd credential, or nothing (Shamir). */
 function checkRootKey(inputs: DoctorInputs, add: Add, covered: Set<string>): void {
   const mismatch = inputs.db ? otherSealMethod(inputs.config.seal.method, rootKeys(inputs.db)) : null;
   if (mismatch) return add("root_key", "fail", mismatch.message, mismatch.fix);
-  checkRootKeyOnDisk(inputs, add, covered);
+  const { method } = inputs.config.seal;
+  if (method === "key_file") return checkKeyFile(inputs, add, covered);
+  if (method === "systemd_credential") checkCredential(inputs, add);
+  else if (pathInfo(dataPath(inputs.config, inputs.config.seal.key_file)).kind === "missing") add("root_key", "ok", "seal method shamir: the key shares are with their keepers; nothing on disk");
+  else add("root_key", "ok", "seal method shamir: the key shares are with their keepers");
+  checkLeftoverKeyFile(inputs, add);
 }
 
-/** What the configured seal method reads at start-up: the key file, the systemd credential, or nothing (Shamir). */
-function checkRootKeyOnDisk({ config, db, databaseProblem }: DoctorInputs, add: Add, covered: Set<string>): void {
-  const { method } = config.seal;
-  if (method === "shamir") return add("root_key", "ok", "seal method shamir: the key shares are with their keepers; nothing on disk");
-  if (method === "systemd_credential") {
-    const name = config.seal.credential;
-    // Where `citadel install` puts it (the unit loads it from there), then systemd's own credstores.
-    const places = ["/etc/citadel/root-key.cred", ...["/etc/credstore.encrypted", "/etc/credstore"].map((d) => join(d, name))];
-    const looked = places.map((place) => pathInfo(place));
-    const found = looked.find((p) => p.kind === "file");
-    const encrypt = `systemd-creds encrypt --name=${name} ROOT_KEY_FILE /etc/credstore.encrypted/${name}`;
-    const hidden = looked.find((p) => p.kind === "unreadable");
-    if (!found && hidden) return add("root_key", "warn", `seal method systemd_credential: ${cannotLook(hidden.path)}`, AS_SERVICE_USER);
-    if (!found) return add("root_key", "warn", `seal method systemd_credential: no credential ${name} in ${places.join(" or ")} (systemd hands it to the service; a unit with LoadCredentialEncrypted= from elsewhere is fine)`, encrypt);
-    if ((found.mode! & 0o077) !== 0 && found.path.startsWith("/etc/credstore/")) return add("root_key", "fail", `${found.path} holds the root key in the clear and is open to group or others (mode ${octal(found.mode)})`, `chmod 600 ${shellQuote(found.path)}`);
-    return add("root_key", "ok", `seal method systemd_credential: ${found.path} (mode ${octal(found.mode)})`);
-  }
+function checkCredential({ config }: DoctorInputs, add: Add): void {
+  const name = config.seal.credential;
+  // Where `citadel install` puts it (the unit loads it from there), then systemd's own credstores.
+  const places = ["/etc/citadel/root-key.cred", ...["/etc/credstore.encrypted", "/etc/credstore"].map((d) => join(d, name))];
+  const looked = places.map((place) => pathInfo(place));
+  const found = looked.find((p) => p.kind === "file");
+  const encrypt = `systemd-creds encrypt --name=${name} ROOT_KEY_FILE /etc/credstore.encrypted/${name}`;
+  const hidden = looked.find((p) => p.kind === "unreadable");
+  if (!found && hidden) return add("root_key", "warn", `seal method systemd_credential: ${cannotLook(hidden.path)}`, AS_SERVICE_USER);
+  if (!found) return add("root_key", "warn", `seal method systemd_credential: no credential ${name} in ${places.join(" or ")} (systemd hands it to the service; a unit with LoadCredentialEncrypted= from elsewhere is fine)`, encrypt);
+  if ((found.mode! & 0o077) !== 0 && found.path.startsWith("/etc/credstore/")) return add("root_key", "fail", `${found.path} holds the root key in the clear and is open to group or others (mode ${octal(found.mode)})`, `chmod 600 ${shellQuote(found.path)}`);
+  add("root_key", "ok", `seal method systemd_credential: ${found.path} (mode ${octal(found.mode)})`);
+}
+
+/**
+ * A key file where seal.key_file points, though the seal method is another: what the server
+ * warns of at every start (leftoverKeyFileWarning), in its words. Most often the old key of a
+ * migration, which belongs with the backups made under it; during a migration to a key file,
+ * the new key, which must stay.
+ */
+function checkLeftoverKeyFile({ config, db, databaseProblem }: DoctorInputs, add: Add): void {
+  const path = dataPath(config, config.seal.key_file);
+  const file = pathInfo(path);
+  if (file.kind === "missing") return;
+  if (file.kind === "unreadable") return add("root_key", "warn", `seal method ${config.seal.method}: ${cannotLook(path)}, where a key file may be left`, AS_SERVICE_USER);
+  if (!db) return add("root_key", "skip", `seal method ${config.seal.method}, but a key file is at ${path}; whose key it holds is unknown: ${databaseProblem ? describeDatabaseProblem(databaseProblem) : "no database"}`);
+  const warning = leftoverKeyFileWarning({ method: config.seal.method, keyFile: path, credential: config.seal.credential, credentialsDirectory: undefined }, db);
+  if (!warning) return;
+  const migratingToKeyFile = rootKeys(db).some((r) => r.state === "pending" && r.method === "key_file");
+  add("root_key", "warn", warning, migratingToKeyFile ? 'set seal.method = "key_file" in the config file, then systemctl restart citadel' : "move it off this host, next to the backups made under it");
+}
+
+function checkKeyFile({ config, db, databaseProblem }: DoctorInputs, add: Add, covered: Set<string>): void {
   const path = dataPath(config, config.seal.key_file);
   covered.add(path);
   const file = pathInfo(path);

@@ -6,12 +6,12 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { randomBytes, X509Certificate } from "node:crypto";
 import { loadConfig } from "../../../src/config/load.ts";
 import type { Config } from "../../../src/config/schema.ts";
-import { formatRootKey, generateRootKey } from "../../../src/crypto/root-key.ts";
+import { formatRootKey, generateRootKey, rootKeyId, rootKeyVerifier } from "../../../src/crypto/root-key.ts";
 import { configSchema } from "../../../src/main.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
 import { diskStatus, runDoctor, type DoctorInputs, type DoctorReport, type RunProgram } from "../../../plugins/ops/doctor.ts";
@@ -196,6 +196,55 @@ describe("a planted problem fails with the command that fixes it; after that com
       status: "fail",
       message: "seal.method: this Citadel's root key was made for seal method key_file, and a seal migration to shamir is pending, but the config says systemd_credential: Citadel refuses to start",
     });
+  });
+
+  test("a key file left where seal.key_file points under another seal method is warned of as the server does at start (found in review: \"nothing on disk\")", async () => {
+    const dir = dataDir();
+    const sql = (statement: string, ...values: Array<string | Uint8Array>) => {
+      const db = new Database(join(dir, "citadel.db"));
+      db.query(statement).run(...values);
+      db.close();
+    };
+    const activeId = () => {
+      const db = new Database(join(dir, "citadel.db"));
+      try {
+        return db.query<{ id: string }, []>("SELECT id FROM root_keys WHERE state = 'active'").get()!.id;
+      } finally {
+        db.close();
+      }
+    };
+    const rootKeyChecks = async (method: string) => find((await doctor(dir, { env: { CITADEL_SEAL_METHOD: method } })).report, "root_key");
+    // A migration away from the key file, pending: the file still holds the key in use.
+    sql("INSERT INTO root_keys (id, verifier, method, state, created_at) VALUES ('89abcdef', x'00', 'shamir', 'pending', 0)");
+    const inUse = await rootKeyChecks("shamir");
+    expect(inUse.map((c) => c.status)).toEqual(["ok", "warn"]);
+    expect(inUse[0]!.message).toBe("seal method shamir: the key shares are with their keepers");
+    expect(inUse[1]).toEqual({
+      check: "root_key",
+      status: "warn",
+      message: expect.stringMatching(new RegExp(`^seal\\.method is shamir, but the key file still holds this Citadel's root key ${activeId()} .*move it off this host`)),
+      fix: "move it off this host, next to the backups made under it",
+    });
+    // A key of no one (an earlier root key, or an interrupted rekey's).
+    writeFileSync(join(dir, "root.key"), formatRootKey(generateRootKey()), { mode: 0o600 });
+    expect((await rootKeyChecks("shamir"))[1]!.message).toStartWith("seal.method is shamir, but a key file is still in place holding no key of this database");
+    // A migration to a key file: the file holds the new key, which must stay.
+    const newKey = generateRootKey();
+    writeFileSync(join(dir, "root.key"), formatRootKey(newKey), { mode: 0o600 });
+    const verifier = rootKeyVerifier(newKey);
+    sql("UPDATE root_keys SET method = 'systemd_credential' WHERE state = 'active'");
+    sql("DELETE FROM root_keys WHERE state = 'pending'");
+    sql("INSERT INTO root_keys (id, verifier, method, state, created_at) VALUES (?, ?, 'key_file', 'pending', 0)", rootKeyId(verifier), verifier);
+    expect((await rootKeyChecks("systemd_credential")).find((c) => c.message.includes("key file"))).toEqual({
+      check: "root_key",
+      status: "warn",
+      message: `the key file holds root key ${rootKeyId(verifier)}, pending for a seal migration to key_file: keep it, and start with seal.method = "key_file" to finish the migration`,
+      fix: 'set seal.method = "key_file" in the config file, then systemctl restart citadel',
+    });
+    // No key file: nothing to say, and Shamir's says so.
+    rmSync(join(dir, "root.key"));
+    sql("UPDATE root_keys SET method = 'shamir' WHERE state = 'active'");
+    expect(await rootKeyChecks("shamir")).toEqual([{ check: "root_key", status: "ok", message: "seal method shamir: the key shares are with their keepers; nothing on disk", fix: null }]);
   });
 
   test("a database file that is not SQLite fails the database check, and the other checks still report (found in review)", async () => {
