@@ -6,9 +6,9 @@
  */
 import type { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
-import { readdirSync, readFileSync, statfsSync } from "node:fs";
+import { accessSync, constants, readdirSync, readFileSync, statfsSync } from "node:fs";
 import { createConnection } from "node:net";
-import { basename, dirname, isAbsolute, join } from "node:path";
+import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "../../src/config/schema.ts";
@@ -83,6 +83,7 @@ export async function runDoctor(inputs: DoctorInputs): Promise<DoctorReport> {
   await checkPorts(inputs, add);
   await checkDns(inputs, add);
   checkAudit(inputs, add);
+  checkAuditForwardFile(inputs, add);
   checkBackups(inputs, add);
 
   const counts = { ok: 0, warn: 0, fail: 0, skip: 0 };
@@ -497,6 +498,59 @@ function checkAudit({ db, databaseProblem, config }: DoctorInputs, add: Add): vo
   }
   const head = report.head ? `head ${report.head.seq} ${report.head.hash.slice(0, 16)}…` : "empty";
   add("audit", "ok", `${report.events} events verify, ${head}; ${report.checkpoints.verified} signed checkpoints (latest at ${report.checkpoints.latest_seq ?? "—"}), ${report.unsigned_tail} events after it`);
+}
+
+/**
+ * `[audit.forward] to = "file"`: the forwarder makes the file in its directory, so that must be
+ * there and writable, else nothing is forwarded (the log says so once a minute). Only this
+ * user's access can be tried; and outside the data directory the installed unit
+ * (ProtectSystem=strict) lets Citadel write only where a ReadWritePaths= drop-in says.
+ */
+function checkAuditForwardFile({ config }: DoctorInputs, add: Add): void {
+  if (config.audit.forward.to !== "file") return;
+  const path = dataPath(config, config.audit.forward.file);
+  const dir = dirname(path);
+  const q = shellQuote(dir);
+  const fromDataDir = relative(config.data_dir, dir);
+  const outside = fromDataDir === ".." || fromDataDir.startsWith("../");
+  const dropIn = outside ? `; under the installed unit, also: systemctl edit citadel, [Service] ReadWritePaths=${dir}` : "";
+  const where = pathInfo(dir, { followLink: true });
+  const user = thisUser();
+  if (where.kind === "unreadable") return add("audit_forward", "warn", `audit.forward.file ${path}: ${cannotLook(dir)}`, AS_SERVICE_USER);
+  if (where.kind === "missing") return add("audit_forward", "warn", `audit.forward.file ${path}: the directory ${dir} does not exist, so nothing is forwarded`, `install -d -o citadel -m 750 ${q} (owned by the user Citadel runs as)${dropIn}`);
+  if (where.kind !== "directory") return add("audit_forward", "warn", `audit.forward.file ${path}: ${dir} is not a directory, so nothing is forwarded`, `set [audit.forward] file to a path in a directory`);
+  if (!writable(dir)) return add("audit_forward", "warn", `audit.forward.file ${path}: ${dir} is not writable by ${user}, who runs this doctor (Citadel writes it as the user it runs as)`, `chown citadel ${q} (the user Citadel runs as), or run citadel doctor as that user${dropIn}`);
+  const unit = outside ? `; under the installed unit (ProtectSystem=strict) Citadel writes there only with a drop-in: systemctl edit citadel, [Service] ReadWritePaths=${dir}` : "";
+  add("audit_forward", "ok", `audit.forward.file ${path}: ${dir} is writable by ${user}${unit}`);
+}
+
+function writable(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * "user nobody (uid 65534)": who runs this process, named from /etc/passwd (Bun's
+ * os.userInfo() takes the name from $USER, which may be unset or another's).
+ */
+function thisUser(): string {
+  const uid = process.getuid?.();
+  if (uid === undefined) return "this user";
+  const name = passwdName(uid);
+  return name ? `user ${name} (uid ${uid})` : `uid ${uid}`;
+}
+
+function passwdName(uid: number): string | null {
+  try {
+    const entry = readFileSync("/etc/passwd", "utf8").split("\n").map((line) => line.split(":")).find((fields) => fields[2] === String(uid));
+    return entry?.[0] || null;
+  } catch {
+    return null; // no /etc/passwd: the uid alone
+  }
 }
 
 /** The backup directory: [backup] dir, relative to the data directory, else "backups" there. */
