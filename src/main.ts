@@ -35,7 +35,7 @@ import { InvalidError } from "./errors.ts";
 import { dataPath, INSTALLED_CONFIG_FILE, loadConfig, type LoadedConfig } from "./config/load.ts";
 import { renderConfigToml } from "./config/render.ts";
 import { buildConfigSchema, DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "./config/schema.ts";
-import { initializeKeys, isInitialized, leftoverKeyFileWarning, shamirParameters, startRotationSchedule, storedSealMethods, unsealFromSource, type KeySource } from "./crypto/key-operations.ts";
+import { initializeKeys, isInitialized, leftoverKeyFileWarning, sealMethodMismatch, shamirParameters, startRotationSchedule, storedSealMethods, unsealFromSource, type KeySource } from "./crypto/key-operations.ts";
 import type { SealMethod } from "./crypto/keyring.ts";
 import { RootKeyError } from "./crypto/root-key.ts";
 import { Seal, UnsealError } from "./crypto/seal.ts";
@@ -299,13 +299,8 @@ function kernelOver(store: Store, config: Config, log: Logger, env: Env): Omit<P
  * naming both methods instead.
  */
 function refuseOtherSealMethod(stored: SealMethod[], configured: SealMethod, loaded: LoadedConfig): void {
-  if (stored.length === 0 || stored.includes(configured)) return;
-  const where = loaded.configFileExists ? loaded.configPath : "the config";
-  const [active, pending] = stored;
-  if (pending !== undefined && pending !== active) {
-    throw new ConfigError(`seal.method: this Citadel's root key was made for seal method ${active}, and a seal migration to ${pending} is pending, but the config says ${configured}: set seal.method = "${pending}" (or "${active}") in ${where}`);
-  }
-  throw new ConfigError(`seal.method: this Citadel's root key was made for seal method ${active}, but the config says ${configured}: set seal.method = "${active}" in ${where} (or CITADEL_SEAL_METHOD=${active})`);
+  const mismatch = sealMethodMismatch(stored, configured, loaded.configFileExists ? loaded.configPath : "the config");
+  if (mismatch) throw new ConfigError(`seal.method: ${mismatch.problem}: ${mismatch.remedy}`);
 }
 
 /** Said at every start while a key file lies where the seal method does not read it (leftoverKeyFileWarning). */

@@ -12,7 +12,7 @@ import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "../../src/config/schema.ts";
-import { leftoverKeyFileWarning } from "../../src/crypto/key-operations.ts";
+import { leftoverKeyFileWarning, sealMethodMismatch } from "../../src/crypto/key-operations.ts";
 import { readRootKeyFile, verifies } from "../../src/crypto/root-key.ts";
 import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { parseHostPort, queryUdp } from "./dns-probe.ts";
@@ -147,13 +147,9 @@ function checkFileModes({ config }: DoctorInputs, add: Add, covered: Set<string>
  * (main.ts refuseOtherSealMethod); with another, it stops with this very message.
  */
 function otherSealMethod(configured: string, roots: RootKeyRow[]): { message: string; fix: string } | null {
-  const active = roots.find((r) => r.state === "active")?.method;
-  const pending = roots.find((r) => r.state === "pending")?.method;
-  if (active === undefined || configured === active || configured === pending) return null;
-  if (pending !== undefined && pending !== active) {
-    return { message: `seal.method: this Citadel's root key was made for seal method ${active}, and a seal migration to ${pending} is pending, but the config says ${configured}: Citadel refuses to start`, fix: `set seal.method = "${pending}" (or "${active}") in the config file` };
-  }
-  return { message: `seal.method: this Citadel's root key was made for seal method ${active}, but the config says ${configured}: Citadel refuses to start`, fix: `set seal.method = "${active}" in the config file (or CITADEL_SEAL_METHOD=${active})` };
+  const stored = [...roots.filter((r) => r.state === "active"), ...roots.filter((r) => r.state === "pending")].map((r) => r.method);
+  const mismatch = sealMethodMismatch(stored, configured, "the config file");
+  return mismatch && { message: `seal.method: ${mismatch.problem}: Citadel refuses to start`, fix: mismatch.remedy };
 }
 
 /** What the configured seal method reads at start-up: the key file, the systemd credential, or nothing (Shamir). */

@@ -193,7 +193,7 @@ function meshNode(dir: string): { server: string; detail: string } | null {
 function dataLocations({ config, configPath, meshStateDir, loginFile }: SovereigntyInputs): DataLocation[] {
   const out: DataLocation[] = [];
   const at = (what: string, path: string, note: string | null = null, always = true) => {
-    const info = pathInfo(path);
+    const info = pathInfo(path, { followLink: true }); // a data directory reached through a link is where the data is
     if (!always && info.kind === "missing") return;
     const partly = info.kind === "directory" && !info.complete ? "not all of it readable by this user: the size counts what is" : null;
     out.push({ what, path, kind: info.kind, bytes: info.bytes, mode: info.mode, note: [note, partly].filter(Boolean).join("; ") || null });

@@ -127,6 +127,20 @@ export function leftoverKeyFileWarning(source: KeySource, db: Database): string 
   return `seal.method is ${source.method}, but a key file is still in place holding no key of this database: an earlier root key (it opens backups made under it) or one of an interrupted rekey. Move it off this host (keep it with those backups)`;
 }
 
+/**
+ * Why `citadel serve` refuses the configured seal method, or null when it starts with it:
+ * `stored` are the methods of the stored root keys, the active key's first, then a pending one's
+ * (storedSealMethods). `where` names the config for the remedy. Shared with `citadel doctor`.
+ */
+export function sealMethodMismatch(stored: readonly string[], configured: string, where: string): { problem: string; remedy: string } | null {
+  if (stored.length === 0 || stored.includes(configured)) return null;
+  const [active, pending] = stored;
+  if (pending !== undefined && pending !== active) {
+    return { problem: `this Citadel's root key was made for seal method ${active}, and a seal migration to ${pending} is pending, but the config says ${configured}`, remedy: `set seal.method = "${pending}" (or "${active}") in ${where}` };
+  }
+  return { problem: `this Citadel's root key was made for seal method ${active}, but the config says ${configured}`, remedy: `set seal.method = "${active}" in ${where} (or CITADEL_SEAL_METHOD=${active})` };
+}
+
 /** Reads the root key from its configured source (not for Shamir, which waits for shares). */
 export function readConfiguredRootKey(source: KeySource): Buffer {
   if (source.method === "key_file") return readRootKeyFile(source.keyFile);
