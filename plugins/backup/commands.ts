@@ -85,7 +85,8 @@ export const backupCommands: Command[] = [
         const header = await readBackupHeader(file);
         // Reads only: no need to become the data directory's owner (a backup only root may
         // read stays readable); the default key file is read safely (readRootKeyFile).
-        const opened = await verifyBackup(file, await keySupply(ctx, header, configuredKeyFile(ctx)), ctx.migrations());
+        // The instance's key file only when no key is named: verifying with one needs no config (which may be root's alone).
+        const opened = await verifyBackup(file, await keySupply(ctx, header, () => configuredKeyFile(ctx)), ctx.migrations());
         if (ctx.json) ctx.out(JSON.stringify({ ok: true, file, key: keyInfo(opened.header), manifest: opened.manifest }, null, 2));
         else {
           ctx.out(`OK: ${file} is intact and opens (${keyInfo(opened.header).text})`);
@@ -153,13 +154,13 @@ export const backupCommands: Command[] = [
 async function keyAsOwner(ctx: CommandContext, header: BackupHeader, dataDir: string, defaultKeyFile: string): Promise<{ supply: KeySupply; actingAs: number | null }> {
   const keyNamed = header.derivation.kind === "passphrase" || ["key-file", "shares-file"].some((o) => ctx.options[o] !== undefined);
   let actingAs = keyNamed ? null : actAsDataDirectoryOwner(dataDir);
-  const supply = await keySupply(ctx, header, defaultKeyFile);
+  const supply = await keySupply(ctx, header, () => defaultKeyFile);
   actingAs ??= actAsDataDirectoryOwner(dataDir);
   return { supply, actingAs };
 }
 
 /** What opens the backup, by what its header asks for: the root key (file or shares) or a passphrase. */
-async function keySupply(ctx: CommandContext, header: BackupHeader, defaultKeyFile: string): Promise<KeySupply> {
+async function keySupply(ctx: CommandContext, header: BackupHeader, defaultKeyFile: () => string): Promise<KeySupply> {
   const derivation = header.derivation;
   if (derivation.kind === "passphrase") {
     const file = stringOption(ctx, "passphrase-file");
@@ -169,7 +170,7 @@ async function keySupply(ctx: CommandContext, header: BackupHeader, defaultKeyFi
   const sharesFile = stringOption(ctx, "shares-file");
   if (sharesFile !== undefined) return { rootKey: rootKeyFromShares(readText(sharesFile, "the shares file")) };
   const explicit = stringOption(ctx, "key-file");
-  const keyFile = explicit ?? defaultKeyFile;
+  const keyFile = explicit ?? defaultKeyFile();
   try {
     // The default lies in the data directory (or where the config says), which may be another user's (the service's) while root reads it.
     return { rootKey: readRootKeyFile(keyFile, { planted: explicit === undefined }) };

@@ -6,7 +6,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
-import { accessSync, constants, readdirSync, readFileSync, statfsSync } from "node:fs";
+import { readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { createConnection } from "node:net";
 import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
@@ -511,42 +511,32 @@ function checkAuditForwardFile({ config }: DoctorInputs, add: Add): void {
   const outside = fromDataDir === ".." || fromDataDir.startsWith("../");
   const dropIn = outside ? `; under the installed unit, also: systemctl edit citadel, [Service] ReadWritePaths=${dir}` : "";
   const where = pathInfo(dir, { followLink: true });
-  const user = thisUser();
-  if (where.kind === "unreadable") return add("audit_forward", "warn", `audit.forward.file ${path}: ${cannotLook(dir)}`, AS_SERVICE_USER);
+  // Judged for the user Citadel runs as — the data directory's owner — by the modes, not for
+  // whoever runs this doctor: root may write anywhere, which says nothing of the service.
+  const service = ownerOf(config.data_dir);
+  if (where.kind === "unreadable" || !service) return add("audit_forward", "warn", `audit.forward.file ${path}: ${cannotLook(where.kind === "unreadable" ? dir : config.data_dir)}`, AS_SERVICE_USER);
   if (where.kind === "missing") return add("audit_forward", "warn", `audit.forward.file ${path}: the directory ${dir} does not exist, so nothing is forwarded`, `install -d -o citadel -m 750 ${q} (owned by the user Citadel runs as)${dropIn}`);
   if (where.kind !== "directory") return add("audit_forward", "warn", `audit.forward.file ${path}: ${dir} is not a directory, so nothing is forwarded`, `set [audit.forward] file to a path in a directory`);
-  if (!writable(dir)) return add("audit_forward", "warn", `audit.forward.file ${path}: ${dir} is not writable by ${user}, who runs this doctor (Citadel writes it as the user it runs as)`, `chown citadel ${q} (the user Citadel runs as), or run citadel doctor as that user${dropIn}`);
+  const runsAs = `the user Citadel runs as (uid ${service.uid}, the owner of ${config.data_dir})`;
+  if (!writableBy(dir, service)) return add("audit_forward", "warn", `audit.forward.file ${path}: ${dir} is not writable by ${runsAs}, so nothing is forwarded`, `chown ${service.uid} ${q}${dropIn}`);
   const unit = outside ? `; under the installed unit (ProtectSystem=strict) Citadel writes there only with a drop-in: systemctl edit citadel, [Service] ReadWritePaths=${dir}` : "";
-  add("audit_forward", "ok", `audit.forward.file ${path}: ${dir} is writable by ${user}${unit}`);
+  add("audit_forward", "ok", `audit.forward.file ${path}: ${dir} is writable by ${runsAs}${unit}`);
 }
 
-function writable(dir: string): boolean {
+function ownerOf(path: string): { uid: number; gid: number } | null {
   try {
-    accessSync(dir, constants.W_OK | constants.X_OK);
-    return true;
+    const { uid, gid } = statSync(path);
+    return { uid, gid };
   } catch {
-    return false;
+    return null;
   }
 }
 
-/**
- * "user nobody (uid 65534)": who runs this process, named from /etc/passwd (Bun's
- * os.userInfo() takes the name from $USER, which may be unset or another's).
- */
-function thisUser(): string {
-  const uid = process.getuid?.();
-  if (uid === undefined) return "this user";
-  const name = passwdName(uid);
-  return name ? `user ${name} (uid ${uid})` : `uid ${uid}`;
-}
-
-function passwdName(uid: number): string | null {
-  try {
-    const entry = readFileSync("/etc/passwd", "utf8").split("\n").map((line) => line.split(":")).find((fields) => fields[2] === String(uid));
-    return entry?.[0] || null;
-  } catch {
-    return null; // no /etc/passwd: the uid alone
-  }
+/** Whether the modes of `dir` let `user` create files in it (its other groups are not known here). */
+function writableBy(dir: string, user: { uid: number; gid: number }): boolean {
+  const { uid, gid, mode } = statSync(dir);
+  const allows = (bits: number) => (mode & bits) === bits;
+  return user.uid === 0 || (uid === user.uid ? allows(0o300) : gid === user.gid ? allows(0o030) : allows(0o003));
 }
 
 /** The backup directory: [backup] dir, relative to the data directory, else "backups" there. */

@@ -14,6 +14,8 @@ import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
 import { migrate, type MigrationSet } from "../../../src/store/migrate.ts";
 import { openStore } from "../../../src/store/store.ts";
 import { BackupError } from "../../../plugins/backup/errors.ts";
+import { backupPlugin } from "../../../plugins/backup/index.ts";
+import { ConfigError } from "../../../src/config/error.ts";
 import { hashFile, sealBackup } from "../../../plugins/backup/format.ts";
 import { newRootKeyBackupKeys } from "../../../plugins/backup/keys.ts";
 import { readSnapshotFacts, type Manifest } from "../../../plugins/backup/manifest.ts";
@@ -174,6 +176,33 @@ describe("restore", () => {
       expect(stdout).toStartWith(`OK: ${backup} is intact and opens`);
     },
   );
+
+  test("backup verify with the key named needs no config: one this user may not read is no reason to refuse (found in review)", async () => {
+    const file = await makeBackup(1);
+    const keyFile = join(mkdtempSync(join(tmpdir(), "citadel-verify-key-")), "k.key");
+    writeRootKeyFile(keyFile, rootKey);
+    const out: string[] = [];
+    const unreadable = () => {
+      throw new ConfigError("cannot read /etc/citadel/citadel.toml: run as root or as a member of group citadel");
+    };
+    const verify = backupPlugin.commands!.find((c) => c.words.join(" ") === "backup verify")!;
+    const code = await verify.run({
+      args: [file],
+      options: { "key-file": keyFile },
+      json: false,
+      out: (text) => out.push(text),
+      err: (text) => out.push(text),
+      api: async () => unreadable(),
+      configHome: "/nonexistent",
+      env: {},
+      dataDir: unreadable,
+      config: unreadable,
+      migrations: () => KNOWN,
+    });
+    rmSync(keyFile, { force: true });
+    expect(code).toBe(0);
+    expect(out[0]).toStartWith(`OK: ${file} is intact and opens`);
+  });
 
   test("over an existing database: only with --yes, and the old one is kept aside whole, not deleted", async () => {
     const dataDir = dataDirectory("existing");
