@@ -76,8 +76,10 @@ export function readInstalledConfig(path: string): InstalledConfig | null {
     throw new Error(`${path}: ${error instanceof Error ? error.message.split("\n", 1)[0] : String(error)}; fix it, or move it away to have a new one written`);
   }
   // Absent keys mean the binary's defaults (src/config/schema.ts).
+  const dataDir = valueAt(parsed, ["data_dir"]) ?? ".citadel";
+  if (typeof dataDir !== "string") throw new Error(`${path}: data_dir must be a string (a path), not ${JSON.stringify(dataDir)}; fix it, or move it away to have a new one written`);
   return {
-    dataDir: resolve("/", (valueAt(parsed, ["data_dir"]) as string | undefined) ?? ".citadel"),
+    dataDir: resolve("/", dataDir),
     method: (valueAt(parsed, ["seal", "method"]) as SealMethod | undefined) ?? "key_file",
     keyFile: (valueAt(parsed, ["seal", "key_file"]) as string | undefined) ?? "root.key",
     backupDir: (valueAt(parsed, ["backup", "dir"]) as string | undefined) ?? "backups",

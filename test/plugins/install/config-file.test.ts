@@ -47,6 +47,7 @@ test("data_dir is read as the service resolves it: from its working directory /,
     expect(dataDirOf('data_dir = "/srv/citadel/"\n')).toBe("/srv/citadel");
     expect(dataDirOf('data_dir = "srv/citadel"\n')).toBe("/srv/citadel");
     expect(dataDirOf("[seal]\n")).toBe("/.citadel");
+    expect(() => dataDirOf("data_dir = 5\n")).toThrow("data_dir must be a string (a path), not 5"); // it was a TypeError from path.resolve
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
