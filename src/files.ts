@@ -14,13 +14,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   // directory under the name we would use is never written through (O_EXCL refuses links too).
   const temporary = `${path}.tmp-${process.pid}-${Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString("hex")}`;
   try {
-    const fd = openSync(temporary, "wx", mode);
-    try {
-      writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writeExclusive(temporary, data, mode);
     if (replace) renameSync(temporary, path);
     else {
       try {
