@@ -47,3 +47,24 @@ test("stop gives up waiting after the grace period", async () => {
   expect(performance.now() - started).toBeLessThan(1500);
   expect(await hung).toBe("closed");
 });
+
+test("a body declared far over the limit reaches the edge, which answers it in its envelope (found in review: Bun answered a bare 413 first)", async () => {
+  let reached = 0;
+  const server = startHttpServer({
+    fetch: (request) => {
+      reached++;
+      return new Response(request.headers.get("content-length"), { status: 413 }); // as the edge does, without reading the body
+    },
+    address: "127.0.0.1",
+    port: 0,
+    idleTimeoutSeconds: 10,
+    bodyLimit: 1024,
+    log: silentLogger,
+  });
+  try {
+    const res = await fetch(`${server.url}/v1/anything`, { method: "POST", headers: { "content-type": "application/json" }, body: "x".repeat(300_000) });
+    expect([res.status, await res.text(), reached]).toEqual([413, "300000", 1]);
+  } finally {
+    await server.stop(500);
+  }
+});
