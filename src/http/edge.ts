@@ -76,7 +76,8 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
     log.warn("a request from loopback carries X-Forwarded-For, but http.trusted_proxies does not name loopback: every client behind that proxy is seen as this host (trusted by the IP shield, one rate-limit bucket). Add 127.0.0.1/32 (and ::1/128) to http.trusted_proxies if a proxy here forwards to Citadel");
   };
 
-  const closedBySeal = (request: Request) => sealed() && !SEALED_ROUTES.has(pathOf(request.url));
+  // With a trailing slash too, as the router takes it (`/healthz/` is /healthz): a health checker that adds one.
+  const closedBySeal = (request: Request) => sealed() && !SEALED_ROUTES.has(pathOf(request.url).replace(/(?<=.)\/$/, ""));
   const sealedProblem = (requestId: string) => edgeProblem(problemFor(new SealedError(`Citadel is sealed: ${unsealAdvice}.`)), requestId);
 
   const finish = (request: Request, meta: RequestMeta, started: number, response: Response): Response => {
