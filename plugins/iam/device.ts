@@ -60,7 +60,9 @@ export class DeviceFlow {
         expires_at: this.now() + expiresIn * 1000,
         interval_s: 5,
       });
-      this.k.audit.record(tx, { action: "iam.device.start", actor: { kind: "anonymous" }, outcome: "success", resource: { type: "device_grant", id }, reason: input.client_name ?? "citadel CLI", request });
+      // The client's name holds the machine's host name ("citadel CLI on alices-laptop"): personal
+      // data, kept out of the chained reason (no one is known yet: under the anonymous key).
+      this.k.audit.record(tx, { action: "iam.device.start", actor: { kind: "anonymous" }, outcome: "success", resource: { type: "device_grant", id }, reason: "a device login started", request, personal: { client_name: clientName(input.client_name) } });
     });
     return {
       device_code: deviceCode,
@@ -101,8 +103,8 @@ export class DeviceFlow {
         outcome,
         reason,
         resource: { type: "device_grant", id: grant.id },
-        // The device's address is personal data: encrypted under the user's key (erasable), not in the chained reason.
-        personal: { client_address: grant.client_address },
+        // The device's address and name are personal data: encrypted under the user's key (erasable), not in the chained reason.
+        personal: { client_address: grant.client_address, client_name: grant.client_name },
         request,
       });
     let sessionEnded = false;
@@ -113,7 +115,7 @@ export class DeviceFlow {
         throw new UnauthorizedError("This session has ended: log in again.");
       }
       if (!sql.decideDeviceGrant(tx, grant.id, approve ? "approved" : "denied", principal.userId!, this.now())) throw new NotFoundError("That login was decided already.");
-      record(tx, approve ? "success" : "failure", approve ? `approved for ${grant.client_name}` : "denied by the user");
+      record(tx, approve ? "success" : "failure", approve ? "approved" : "denied by the user");
     }).catch(async (error) => {
       // Refused inside the write, which rolled back: the refusal is recorded on its own.
       if (sessionEnded) await this.k.store.write((tx) => record(tx, "failure", "the approving session ended meanwhile"));

@@ -301,7 +301,7 @@ export class IamService {
       if (seconds > 0) {
         // The email is the account's personal data: encrypted under its subject key, so that
         // erasing the account shreds it too.
-        const subject = sql.userByEmail(this.db, input.email.trim())?.id;
+        const subject = sql.subjectOfEmail(this.db, input.email.trim());
         await this.k.store.write((tx) =>
           this.audit(tx, { action: "iam.login", actor: { kind: "anonymous" }, outcome: "failure", reason: "throttled after repeated failures", request, subject, personal: { email: input.email } }),
         );
@@ -314,7 +314,7 @@ export class IamService {
       this.countFailure(pairKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
       this.countFailure(addressKey, s.login_slowdown_after * 5, s.login_lock_after * 5, s.login_lock_minutes);
       await this.k.store.write((tx) =>
-        this.audit(tx, { action: "iam.login", actor: user ? { kind: "user", user: user.id } : { kind: "anonymous" }, outcome: "failure", reason, request, subject: user?.id, personal: { email: input.email } }),
+        this.audit(tx, { action: "iam.login", actor: user ? { kind: "user", user: user.id } : { kind: "anonymous" }, outcome: "failure", reason, request, subject: user?.id ?? sql.subjectOfEmail(tx, input.email.trim()), personal: { email: input.email } }),
       );
       throw new LoginFailedError("The email or password is wrong.");
     };
@@ -579,8 +579,16 @@ export class IamService {
       sql.replaceRecoveryCodes(tx, user.id, []);
       sql.revokeUserCredentials(tx, user.id, ["session", "device"], this.now());
       sql.denyApprovedDeviceGrants(tx, user.id);
-      const reason = `host-local recovery, run by ${invoker}: a one-time password, TOTP off, logins ended`;
-      this.audit(tx, { action: "iam.operator.recover", actor: { kind: "system" }, outcome: "success", resource: { type: "user", id: user.id }, reason });
+      // Who ran it (uid, sudo user) is personal data: under the recovered operator's key, not in the chained reason.
+      this.audit(tx, {
+        action: "iam.operator.recover",
+        actor: { kind: "system" },
+        outcome: "success",
+        resource: { type: "user", id: user.id },
+        reason: "host-local recovery: a one-time password, TOTP off, logins ended",
+        subject: user.id,
+        personal: { invoker },
+      });
     });
     return { email: user.email, password };
   }

@@ -131,6 +131,14 @@ export const userById = (db: Database, id: string) => db.query<UserRow, [string]
 export const userByEmail = (db: Database, email: string) =>
   db.query<UserRow, [string]>("SELECT * FROM users WHERE email = ? AND deleted_at IS NULL").get(email);
 
+/**
+ * Whose account an email names, deleted accounts included (an erasure waiting out its grace
+ * period): the subject a login attempt's personal data (the email typed) is kept under, so that
+ * the erasure shreds it too. (Once erased for good, the account's email is gone.)
+ */
+export const subjectOfEmail = (db: Database, email: string) =>
+  db.query<{ id: string }, [string]>("SELECT id FROM users WHERE email = ? ORDER BY deleted_at IS NOT NULL LIMIT 1").get(email)?.id;
+
 export const allUsers = (db: Database) => db.query<UserRow, []>("SELECT * FROM users WHERE deleted_at IS NULL ORDER BY email").all();
 
 export function insertUser(tx: Database, row: Pick<UserRow, "id" | "email" | "name" | "password_hash" | "operator" | "must_change_password" | "created_at">): void {

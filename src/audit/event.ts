@@ -4,7 +4,17 @@
  * person it is about, so that erasing that person destroys one key and leaves the chain,
  * which hashes only the ciphertext, intact.
  */
-export type ActorKind = "operator" | "user" | "service" | "system" | "anonymous";
+export const ACTOR_KINDS = ["operator", "user", "service", "system", "anonymous"] as const;
+export type ActorKind = (typeof ACTOR_KINDS)[number];
+
+/**
+ * Whether `subject` names no one but a kind of actor: events with no person of their own (an
+ * unknown caller's, the system's) keep their personal data under that kind's key, shared by
+ * every such event. Erasing it would be no one's erasure and everyone's lost forensics.
+ */
+export function isActorKindSubject(subject: string): boolean {
+  return (ACTOR_KINDS as readonly string[]).includes(subject);
+}
 export type Outcome = "success" | "failure";
 
 export interface AuditActor {

@@ -1,6 +1,7 @@
 /** RFC 8628, the device authorization grant behind `citadel login`: every state of the poll. */
 import { describe, expect, test } from "bun:test";
 import { iamServiceOf } from "../../../plugins/iam/index.ts";
+import { listAuditEvents } from "../../../src/audit/query.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 const form = (fields: Record<string, string>) => ({ body: new URLSearchParams(fields).toString(), headers: { "content-type": "application/x-www-form-urlencoded" } });
@@ -35,6 +36,19 @@ describe("device flow", () => {
     expect((await c.send("GET", "/v1/iam/me", granted.body.access_token)).body.email).toBe(c.owner.email);
     c.clock.advance(10_000);
     expect((await poll()).body.error).toBe("invalid_grant"); // used once
+  });
+
+  test("the client's name (which holds the machine's host name) is personal data: never in the chained reason (found in review)", async () => {
+    const { c, start } = await started();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    await c.send("POST", "/v1/iam/device/approve", owner, { json: { user_code: start.user_code, approve: true } });
+    const rows = c.kernel.store.db.query("SELECT action, reason FROM audit_events WHERE action LIKE 'iam.device.%' ORDER BY seq").all() as Array<{ action: string; reason: string }>;
+    expect(rows).toEqual([
+      { action: "iam.device.start", reason: "a device login started" },
+      { action: "iam.device.approve", reason: "approved" },
+    ]);
+    const approved = listAuditEvents(c.kernel.store.db, c.kernel.seal.keyring(), { action: "iam.device.approve" }, 1).events[0]!;
+    expect(approved.personal).toMatchObject({ client_name: "laptop CLI" }); // under the approving user's key: erasable
   });
 
   test("a password change ends the CLI logins made with the old password, as it ends sessions", async () => {

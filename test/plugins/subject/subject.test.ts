@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { subjectServiceOf } from "../../../plugins/subject/index.ts";
 import { createShareSecret, shareViewProof } from "../../../plugins/secrets/share-crypto.ts";
+import { listAuditEvents } from "../../../src/audit/query.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 import { buildQuery, DnsClient, freeUdpTcpPort } from "../../helpers/reference-dns.ts";
 import { parseName } from "../../../plugins/dns/names.ts";
@@ -98,6 +99,30 @@ describe("export", () => {
 });
 
 describe("erasure", () => {
+  test("a login tried with the email of a user whose erasure is pending is kept under that user's key: the erasure shreds it too (found in review: under the shared anonymous key)", async () => {
+    const { c, operator } = await setup();
+    const bob = await c.addUser(operator, "bob@example.org", "viewer");
+    expect((await confirmed(c, `/v1/subject/user/${bob.id}/erasure`, operator)).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: "bob@example.org", password: "anything-at-all" }, headers: { "user-agent": "bob-script/1.0" } })).status).toBe(401);
+    const tried = c.kernel.store.db.query("SELECT subject FROM audit_events WHERE action = 'iam.login' ORDER BY seq DESC LIMIT 1").get() as { subject: string };
+    expect(tried.subject).toBe(bob.id);
+    c.clock.advance(30 * DAY + 1000);
+    await c.send("POST", "/v1/subject/erasures/run", await c.login(c.owner.email, c.owner.password));
+    const events = listAuditEvents(c.kernel.store.db, c.kernel.seal.keyring(), { action: "iam.login" }, 100).events;
+    expect(JSON.stringify(events)).not.toContain("bob@example.org");
+    expect(JSON.stringify(events)).not.toContain("bob-script");
+  });
+
+  test("a kind of actor is no subject: its events' personal data is many people's (found in review: anonymous could be erased, shredding every failed login's address)", async () => {
+    const { c, operator } = await setup();
+    for (const kind of ["anonymous", "system", "operator"]) {
+      const refused = await confirmed(c, `/v1/subject/user/${kind}/erasure`, operator);
+      expect([kind, refused.status, refused.body.detail]).toEqual([kind, 422, expect.stringContaining(`${kind} is a kind of actor`)]);
+      const viaAudit = await confirmed(c, `/v1/audit/subjects/${kind}/erase`, operator);
+      expect([kind, viaAudit.status, viaAudit.body.detail]).toEqual([kind, 422, expect.stringContaining(`${kind} is a kind of actor`)]);
+    }
+  });
+
   test("a user: soft-deleted at once (cannot log in), erased for good after the grace period; audit data shredded, the chain verifies", async () => {
     const { c, operator } = await setup();
     const bob = await c.addUser(operator, "bob@example.org", "viewer");
