@@ -374,6 +374,9 @@ export class IntelService {
     const parsed = parseList(content, input.format ?? "auto");
     if (parsed.cidrs.length === 0) throw new InvalidError(`the list has no valid entry${parsed.errors[0] ? ` (line ${parsed.errors[0].line}: ${parsed.errors[0].problem})` : ""}`, "content");
     if (parsed.incomplete) throw new InvalidError(`the list is incomplete: ${parsed.incomplete}`, "content");
+    // A /0 line is refused already; its halves (0.0.0.0/1, 128.0.0.0/1) name every address as much.
+    const everyone = CidrSet.build(parsed.cidrs).coversAFamily();
+    if (everyone) throw new InvalidError(`the list covers every IPv${everyone} address, which no reputation list means (it would score every client, the operator's own included)`, "content");
     const suspect = refreshOf && refreshProblem(refreshOf, content, parsed);
     let taken = "";
     if (suspect) {

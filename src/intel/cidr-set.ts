@@ -89,6 +89,16 @@ export class CidrSet {
     return { first: v6Address(this.v6First, at * 4), last: v6Address(this.v6Last, at * 4) };
   }
 
+  /**
+   * Whether the entries, merged, cover every address of a family: two halves (0.0.0.0/1 and
+   * 128.0.0.0/1) as much as a /0.
+   */
+  coversAFamily(): 4 | 6 | null {
+    if (this.v4First.length === 1 && this.v4First[0] === 0 && this.v4Last[0] === 0xffff_ffff) return 4;
+    if (this.v6First.length === 4 && this.v6First.every((w) => w === 0) && this.v6Last.every((w) => w === 0xffff_ffff)) return 6;
+    return null;
+  }
+
   /** Memory held by the ranges, for status pages and the benchmark. */
   get byteLength(): number {
     return this.v4First.byteLength + this.v4Last.byteLength + this.v6First.byteLength + this.v6Last.byteLength;

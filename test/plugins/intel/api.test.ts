@@ -44,6 +44,11 @@ describe("reputation lists", () => {
   test("a list with no valid entry, a bad name, a non-https URL: 422; delete: 404 the second time", async () => {
     expect((await c.send("PUT", "/v1/intel/lists/empty", operator, { json: { weight: 10, content: "# nothing\n" } })).status).toBe(422);
     expect((await c.send("PUT", "/v1/intel/lists/Bad Name", operator, { json: { weight: 10, content: "192.0.2.0/24\n" } })).status).toBe(422);
+    // Halves that together name every address, as a /0 would (found in review: taken).
+    for (const content of ["0.0.0.0/1\n128.0.0.0/1\n", "::/1\n8000::/1\n"]) {
+      const everyone = await c.send("PUT", "/v1/intel/lists/everyone", operator, { json: { weight: 10, content } });
+      expect([everyone.status, everyone.body.detail]).toEqual([422, expect.stringContaining("the list covers every IPv")]);
+    }
     expect((await c.send("PUT", "/v1/intel/lists/x", operator, { json: { weight: 10, url: "http://lists.example.org/x" } })).status).toBe(422);
     expect((await c.send("PUT", "/v1/intel/lists/tmp", operator, { json: { weight: 10, content: "192.0.2.0/24\n" } })).status).toBe(200);
     expect((await c.send("DELETE", "/v1/intel/lists/tmp", operator)).status).toBe(200);
