@@ -5,7 +5,7 @@
  */
 import { Elysia } from "elysia";
 import { createCheckpoint, listCheckpoints } from "../../src/audit/checkpoints.ts";
-import { isActorKindSubject, subjectKeyOwner } from "../../src/audit/event.ts";
+import { isPseudoSubject, subjectKeyOwner } from "../../src/audit/event.ts";
 import { BadCursorError, csvRow, CSV_COLUMNS, iterateAuditEvents, listAuditEvents, type AuditFilter } from "../../src/audit/query.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { InvalidError } from "../../src/errors.ts";
@@ -153,7 +153,7 @@ const EMPTY_FILTER: Record<Exclude<keyof AuditFilter, "subject">, true> = {
 
 async function erase(k: Kernel, subject: string, request: Request) {
   if (subject.length > 200) throw new InvalidError("the subject id is too long", "path.subject");
-  if (isActorKindSubject(subject)) throw new InvalidError(`${subject} is a kind of actor, not a person: its events' personal data is many people's (erase a user or organization by its id)`, "path.subject");
+  if (isPseudoSubject(subject)) throw new InvalidError(`${subject} names no person but a kind of actor (or the shield): its events' personal data is many people's (erase a user or organization by its id)`, "path.subject");
   k.seal.keyring(); // refuses while sealed, before anything is written
   const destroyed = await k.store.write((tx) => {
     const count = k.seal.keyring().destroyOwner(tx, subjectKeyOwner(subject), k.clock.now());

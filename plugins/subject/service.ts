@@ -12,7 +12,7 @@
 import type { Database } from "bun:sqlite";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { isActorKindSubject, type AuditActor, type AuditRequestContext } from "../../src/audit/event.ts";
+import { isPseudoSubject, type AuditActor, type AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
@@ -46,7 +46,7 @@ const DAY = 86_400_000;
 export function checkSubject(kind: unknown, id: unknown): Subject {
   if (kind !== "user" && kind !== "organization") throw new InvalidError('kind: "user" or "organization"', "kind");
   if (typeof id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new InvalidError("id: a user or organization id", "id");
-  if (isActorKindSubject(id)) throw new InvalidError(`id: ${id} is a kind of actor, not a ${kind}: its events' personal data is many people's`, "id");
+  if (isPseudoSubject(id)) throw new InvalidError(`id: ${id} names no person but a kind of actor (or the shield): its events' personal data is many people's`, "id");
   return { kind, id };
 }
 

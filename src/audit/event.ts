@@ -8,12 +8,15 @@ export const ACTOR_KINDS = ["operator", "user", "service", "system", "anonymous"
 export type ActorKind = (typeof ACTOR_KINDS)[number];
 
 /**
- * Whether `subject` names no one but a kind of actor: events with no person of their own (an
- * unknown caller's, the system's) keep their personal data under that kind's key, shared by
- * every such event. Erasing it would be no one's erasure and everyone's lost forensics.
+ * Subjects that name no person: the actor kinds (events with no person of their own, an unknown
+ * caller's or the system's, keep their personal data under that kind's key) and the shield's
+ * decisions. Each key is shared by many events and people: erasing one would be no one's erasure
+ * and everyone's lost forensics, and exporting one would hand out many people's data.
  */
-export function isActorKindSubject(subject: string): boolean {
-  return (ACTOR_KINDS as readonly string[]).includes(subject);
+export const PSEUDO_SUBJECTS: readonly string[] = [...ACTOR_KINDS, "shield"];
+
+export function isPseudoSubject(subject: string): boolean {
+  return PSEUDO_SUBJECTS.includes(subject.toLowerCase());
 }
 export type Outcome = "success" | "failure";
 

@@ -149,7 +149,9 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       if (closedBySeal(request)) return finish(request, meta, started, sealedProblem(meta.id));
       const declared = request.headers.get("content-length");
       if (declared !== null && Number(declared) > bodyLimit) {
-        return finish(request, meta, started, edgeProblem(problemFor(payloadTooLarge(bodyLimit)), meta.id));
+        // And the connection closed: the body it declared is not read, and not waited for either.
+        const refused = problemFor(payloadTooLarge(bodyLimit));
+        return finish(request, meta, started, edgeProblem({ ...refused, headers: { ...refused.headers, connection: "close" } }, meta.id));
       }
       if (mayHaveBody(request.method)) return handleWithBody(request, meta, started);
       // HEAD is GET without the body (RFC 9110 9.3.2); routes only declare GET. The GET's answer

@@ -117,6 +117,12 @@ describe("error envelope", () => {
     expect(((await res.json()) as { code: string }).code).toBe("payload_too_large");
   });
 
+  test("a body declared over the limit: 413 at once, and the connection closed rather than the body read (found in review: Bun read a declared terabyte)", async () => {
+    const { fetch } = edge();
+    const res = await fetch(new Request("https://citadel.test/v1/probe/things", { method: "POST", body: "x".repeat(100_000), headers: { "content-type": "application/json", "content-length": "100000" } }));
+    expect([res.status, res.headers.get("connection"), res.headers.get("x-content-type-options")]).toEqual([413, "close", "nosniff"]);
+  });
+
   test("a body nested a hundred thousand deep around an unpaired surrogate is 400, not a stack overflow (found in review)", async () => {
     const deep = `${"[".repeat(100_000)}"\\ud800"${"]".repeat(100_000)}`;
     const res = await testEdge({ mounts: [{ name: "probe", routes: probe }], bodyLimit: 1 << 20 }).send("POST", "/v1/probe/things", { body: deep, headers: { "content-type": "application/json" } });
