@@ -7,7 +7,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Keyring } from "../../../src/crypto/keyring.ts";
 import { generateRootKey, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
 import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
@@ -179,7 +179,8 @@ describe("restore", () => {
 
   test("backup verify with the key named needs no config: one this user may not read is no reason to refuse (found in review)", async () => {
     const file = await makeBackup(1);
-    const keyFile = join(mkdtempSync(join(tmpdir(), "citadel-verify-key-")), "k.key");
+    const keyFile = join(fresh("verify-key"), "k.key");
+    mkdirSync(dirname(keyFile), { recursive: true });
     writeRootKeyFile(keyFile, rootKey);
     const out: string[] = [];
     const unreadable = () => {
@@ -199,7 +200,6 @@ describe("restore", () => {
       config: unreadable,
       migrations: () => KNOWN,
     });
-    rmSync(keyFile, { force: true });
     expect(code).toBe(0);
     expect(out[0]).toStartWith(`OK: ${file} is intact and opens`);
   });
