@@ -202,12 +202,7 @@ export class IntelService {
   private budget = { minute: 0, used: 0, started: 0, ended: 0 };
 
   private withinBudget(change: "start" | "expire"): boolean {
-    const minute = Math.floor(this.now() / 60_000);
-    if (minute !== this.budget.minute) {
-      const { started, ended } = this.budget;
-      this.budget = { minute, used: 0, started: 0, ended: 0 };
-      if (started + ended > 0) void this.recordSummary(started, ended);
-    }
+    this.rollBudget();
     if (this.budget.used < DECISION_RECORDS_PER_MINUTE) {
       this.budget.used++;
       return true;
@@ -217,10 +212,32 @@ export class IntelService {
     return false;
   }
 
-  private async recordSummary(started: number, ended: number): Promise<void> {
-    this.k.log.warn("intel: a flood of decisions; not every one was recorded", { started, ended });
+  /**
+   * A new minute of the budget once the clock has moved on, the last one's unrecorded decisions
+   * summed up in one event naming that minute. Also run by the sweep (every 30 s): a flood's
+   * summary is written within the half minute after it, not at some later decision (or never).
+   */
+  private rollBudget(): void {
+    const minute = Math.floor(this.now() / 60_000);
+    if (minute === this.budget.minute) return;
+    const { minute: last, started, ended } = this.budget;
+    this.budget = { minute, used: 0, started: 0, ended: 0 };
+    if (started + ended > 0) void this.recordSummary(last, started, ended);
+  }
+
+  private async recordSummary(minute: number, started: number, ended: number): Promise<void> {
+    const from = new Date(minute * 60_000).toISOString();
+    this.k.log.warn("intel: a flood of decisions; not every one was recorded", { started, ended, minute: from });
     await this.k.store
-      .write((tx) => this.k.audit.record(tx, { action: "intel.decision.start", outcome: "success", actor: SYSTEM, reason: `${started} decisions started and ${ended} ended in the last minute were not recorded one by one (over ${DECISION_RECORDS_PER_MINUTE} a minute)`, subject: "shield" }))
+      .write((tx) =>
+        this.k.audit.record(tx, {
+          action: "intel.decision.start",
+          outcome: "success",
+          actor: SYSTEM,
+          reason: `${started} decisions started and ${ended} ended in the minute from ${from} were not recorded one by one (over ${DECISION_RECORDS_PER_MINUTE} a minute)`,
+          subject: "shield",
+        }),
+      )
       .catch(() => {});
   }
 
@@ -257,6 +274,7 @@ export class IntelService {
 
   /** Expires what is due (decisions, manual entries) and deletes decisions that ended more than 30 days ago. */
   async sweep(): Promise<void> {
+    this.rollBudget();
     this.shield.sweep();
     await this.sweepManual();
     const cutoff = this.now() - DECISION_RETENTION_MS;

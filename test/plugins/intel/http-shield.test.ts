@@ -4,6 +4,7 @@
  * never is; the decision, its reasons and the manual change are in the audit log.
  */
 import { expect, test } from "bun:test";
+import { intelOf } from "../../../plugins/intel/index.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 test("failed logins: throttled, then refused; an allowlisted address never; all of it audited", async () => {
@@ -48,6 +49,27 @@ test("failed logins: throttled, then refused; an allowlisted address never; all 
     // Lifting the decision is audited and lets the address in again (until it misbehaves again).
     expect((await c.send("DELETE", "/v1/intel/decisions/203.0.113.7", operator)).status).toBe(200);
     expect(c.kernel.store.db.query("SELECT 1 FROM audit_events WHERE action = 'intel.decision.lift'").all().length).toBe(1);
+  } finally {
+    await c.stop();
+  }
+});
+
+test("a flood of decisions past the audit budget is summed up for its minute by the next sweep, not at some later decision (found in review: late, mislabelled, or never)", async () => {
+  const c = await testCitadel({ config: { intel: { trust_loopback: false } } });
+  try {
+    const operator = await c.login(c.owner.email, c.owner.password);
+    expect((await c.send("PUT", "/v1/intel/lists/flood", operator, { json: { weight: 95, content: "198.18.0.0/15\n" } })).status).toBe(200);
+    const minute = new Date(Math.floor(c.clock.now() / 60_000) * 60_000).toISOString();
+    for (let i = 0; i < 200; i++) await c.send("GET", "/v1/iam/me", undefined, { headers: { "x-test-peer": `198.18.${i >> 8}.${i & 255}` } });
+    const starts = () => c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'intel.decision.start' ORDER BY seq").all() as Array<{ reason: string }>;
+    for (let i = 0; i < 100 && starts().length < 120; i++) await Bun.sleep(5); // recorded off the answer path
+    await Bun.sleep(20);
+    const recorded = starts().length;
+    expect(recorded).toBe(120); // one by one, up to the budget, and no summary yet
+    c.clock.advance(61_000);
+    await intelOf({ store: c.kernel.store } as never).sweep();
+    for (let i = 0; i < 50 && starts().length === recorded; i++) await Bun.sleep(5);
+    expect(starts().at(-1)!.reason).toBe(`80 decisions started and 0 ended in the minute from ${minute} were not recorded one by one (over 120 a minute)`);
   } finally {
     await c.stop();
   }
