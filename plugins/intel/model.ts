@@ -1,5 +1,5 @@
 /** Request and response schemas of the intel API (validation and the OpenAPI document). */
-import { t } from "elysia";
+import { t, type TSchema } from "elysia";
 
 const Iso = t.String({ format: "date-time" });
 const Action = t.Union([t.Literal("allow"), t.Literal("throttle"), t.Literal("refuse"), t.Literal("drop")]);
@@ -58,11 +58,17 @@ export const Policy = t.Object({
   thresholds: t.Object({ throttle: t.Number(), refuse: t.Number(), drop: t.Number() }),
   decision_minutes: t.Number(),
 });
+/**
+ * A map of keys to `value`, never a list: Elysia turns a list given for a record into an object
+ * before the schema sees it (`[]` into `{}`, which replaced a whole map with nothing).
+ */
+const mapOf = <T extends TSchema>(value: T) => t.Intersect([t.Record(t.String(), value), t.Not(t.Array(t.Any()))]);
+
 export const SetPolicy = t.Object({
-  countries: t.Optional(t.Record(t.String(), t.Integer({ minimum: 0, maximum: 100 }))),
-  asns: t.Optional(t.Record(t.String(), t.Integer({ minimum: 0, maximum: 100 }))),
-  anonymous: t.Optional(t.Record(t.String(), t.Integer({ minimum: 0, maximum: 100 }))),
-  behaviour: t.Optional(t.Record(t.String(), t.Object({ per_event: t.Number({ minimum: 0, maximum: 100 }), max: t.Integer({ minimum: 0, maximum: 100 }) }))),
+  countries: t.Optional(mapOf(t.Integer({ minimum: 0, maximum: 100 }))),
+  asns: t.Optional(mapOf(t.Integer({ minimum: 0, maximum: 100 }))),
+  anonymous: t.Optional(mapOf(t.Integer({ minimum: 0, maximum: 100 }))),
+  behaviour: t.Optional(mapOf(t.Object({ per_event: t.Number({ minimum: 0, maximum: 100 }), max: t.Integer({ minimum: 0, maximum: 100 }) }))),
 });
 
 export const Status = t.Object({

@@ -294,6 +294,10 @@ describe("list refresh failures", () => {
 describe("policy, manual entries, status", () => {
   test("country and ASN rules are validated, stored and audited", async () => {
     expect((await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: { germany: 10 } } })).status).toBe(422);
+    // A list for a map is refused, not turned into {} that replaces the map (found in review).
+    for (const part of ["countries", "asns", "anonymous", "behaviour"]) {
+      expect([part, (await c.send("PUT", "/v1/intel/policy", operator, { json: { [part]: [] } })).status]).toEqual([part, 422]);
+    }
     const set = await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: { NL: 20 }, asns: { "64496": 15 } } });
     expect(set.status).toBe(200);
     expect(set.body.countries).toEqual({ NL: 20 });
