@@ -337,24 +337,41 @@ export async function cancelRekey(store: Store, seal: Seal, audit: AuditLog, sou
  */
 function keepOldKeyFile(path: string, rootId: string, store: Store): string | null {
   const active = unsealableRoots(store.db).find((r) => r.id === rootId);
-  if (!active || !keyFileHolds(path, active.verifier)) return null;
-  const kept = `${path}.${rootId}`;
-  const key = readRootKeyFile(path);
+  let key: Buffer;
   try {
-    writeFileAtomic(kept, formatRootKey(key), 0o600, { replace: false });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw new ConflictError(`the old key file cannot be kept beside it (${describeFsError(error)}); nothing was changed`);
-    const name = kept.split("/").pop();
+    key = readRootKeyFile(path);
+  } catch {
+    return null; // gone or unreadable: nothing of ours to keep
+  }
+  try {
+    if (!active || !verifies(key, active.verifier)) return null;
+    const kept = `${path}.${rootId}`;
     try {
-      readRootKeyFile(kept).fill(0);
-    } catch (unreadable) {
-      throw new ConflictError(`${name} is there already and cannot be read as a key file (${unreadable instanceof Error ? unreadable.message : String(unreadable)}); nothing was changed`);
+      writeFileAtomic(kept, formatRootKey(key), 0o600, { replace: false });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw new ConflictError(`the old key file cannot be kept beside it (${describeFsError(error)}); nothing was changed`);
+      keptBefore(kept, active.verifier); // a rekey stopped after keeping it: the same key is fine
     }
-    if (!keyFileHolds(kept, active.verifier)) throw new ConflictError(`${name} is there already and holds another key; nothing was changed`);
+    return kept;
   } finally {
     key.fill(0);
   }
-  return kept;
+}
+
+/** A kept key file there already: it must hold the key of `verifier`, else nothing is changed (409). */
+function keptBefore(kept: string, verifier: Uint8Array): void {
+  const name = kept.split("/").pop();
+  let existing: Buffer;
+  try {
+    existing = readRootKeyFile(kept);
+  } catch (unreadable) {
+    throw new ConflictError(`${name} is there already and cannot be read as a key file (${unreadable instanceof Error ? unreadable.message : String(unreadable)}); nothing was changed`);
+  }
+  try {
+    if (!verifies(existing, verifier)) throw new ConflictError(`${name} is there already and holds another key; nothing was changed`);
+  } finally {
+    existing.fill(0);
+  }
 }
 
 /** Removes the key file at `path` if it holds the key of `verifier`. */
