@@ -4,6 +4,13 @@
  * "43 failed logins" means about 43 lately, and an address that stops is forgiven without a
  * sweep. The prefix counters catch what a client spreads over its neighbours.
  *
+ * A prefix also keeps, per signal, the largest count one address of it holds (`top`), so its
+ * neighbours are judged on what was spread over addresses (`spread`: the total less that one
+ * address): twenty failed logins from one address are that address's doing, and must not
+ * throttle an idle neighbour in its /24; one failed login from each of twenty addresses is the
+ * neighbourhood's. Counters all halve at the same pace, so the largest one decays with them and
+ * only an add can raise it: the record stays exact without listing the addresses.
+ *
  * Memory is bounded: at most `maxKeys` keys per table (HTTP signals, DNS signals); those not
  * touched lately go first (a BoundedMap: O(1) per key, however many new keys a flood brings).
  */
@@ -18,6 +25,8 @@ const NOTHING: Readonly<Record<Signal, number>> = Object.freeze(Object.fromEntri
 interface Counter {
   /** Decayed values per signal, as of `at`. */
   values: Float64Array;
+  /** For a prefix: the largest decayed count of one of its addresses, per signal. */
+  top: Float64Array | null;
   at: number;
 }
 
@@ -82,14 +91,29 @@ export class Behaviour {
     const i = SIGNALS.indexOf(signal);
     const now = this.options.now();
     const table = signal.startsWith("dns_") ? this.dns : this.counters;
-    for (const key of wide === null ? [address, prefix] : [address, prefix, wide]) {
-      const counter = this.touch(table, key, now);
+    const own = this.touch(table, address, now, false);
+    own.values[i] = own.values[i]! + n;
+    for (const key of wide === null ? [prefix] : [prefix, wide]) {
+      const counter = this.touch(table, key, now, true);
       counter.values[i] = counter.values[i]! + n;
+      counter.top![i] = Math.max(counter.top![i]!, own.values[i]!);
     }
   }
 
   /** The decayed counts of a key (an address or a prefix), by signal. */
   counts(key: string): Readonly<Record<Signal, number>> {
+    return this.read(key, false);
+  }
+
+  /**
+   * A prefix's counts less, per signal, the largest share one address of it holds: what its
+   * addresses did together, beyond its worst one (whose own counts speak for it).
+   */
+  spread(prefix: string): Readonly<Record<Signal, number>> {
+    return this.read(prefix, true);
+  }
+
+  private read(key: string, lessTop: boolean): Readonly<Record<Signal, number>> {
     const http = this.counters.get(key);
     const dns = this.dns.get(key);
     if (!http && !dns) return NOTHING; // most addresses have done nothing worth counting
@@ -98,7 +122,8 @@ export class Behaviour {
     for (const counter of [http, dns]) {
       if (!counter) continue;
       this.decay(counter, now);
-      SIGNALS.forEach((s, i) => (out[s] += counter.values[i]!));
+      const top = lessTop ? counter.top : null;
+      SIGNALS.forEach((s, i) => (out[s] += top ? Math.max(0, counter.values[i]! - top[i]!) : counter.values[i]!));
     }
     return out;
   }
@@ -113,13 +138,13 @@ export class Behaviour {
     this.dns.delete(key);
   }
 
-  private touch(table: BoundedMap<string, Counter>, key: string, now: number): Counter {
+  private touch(table: BoundedMap<string, Counter>, key: string, now: number, isPrefix: boolean): Counter {
     const counter = table.get(key); // (a hit keeps the key among the recently touched)
     if (counter) {
       this.decay(counter, now);
       return counter;
     }
-    const fresh = { values: new Float64Array(SIGNALS.length), at: now };
+    const fresh = { values: new Float64Array(SIGNALS.length), top: isPrefix ? new Float64Array(SIGNALS.length) : null, at: now };
     table.set(key, fresh);
     return fresh;
   }
@@ -128,6 +153,7 @@ export class Behaviour {
     if (now <= counter.at) return;
     const factor = 2 ** (-(now - counter.at) / this.halfLife);
     for (let i = 0; i < counter.values.length; i++) counter.values[i] = counter.values[i]! * factor;
+    if (counter.top) for (let i = 0; i < counter.top.length; i++) counter.top[i] = counter.top[i]! * factor;
     counter.at = now;
   }
 }

@@ -206,7 +206,9 @@ export class Shield {
     const lists = this.options.lists().filter((l) => l.contains(addr));
     const geo = this.options.geo.lookupAddress ? this.options.geo.lookupAddress(addr, keys.address) : this.options.geo.lookup(keys.address);
     const own = this.behaviour.counts(keys.address);
-    const shared = widest(this.behaviour.counts(keys.prefix), keys.wide === null ? NO_COUNTS : this.behaviour.counts(keys.wide));
+    // The neighbourhood's evidence is what was spread over its addresses (see Behaviour.spread):
+    // one address's doings are held against that address, not against its idle neighbours.
+    const shared = widest(this.behaviour.spread(keys.prefix), keys.wide === null ? NO_COUNTS : this.behaviour.spread(keys.wide));
     const facts = { geo, lists, halfLifeMinutes: this.behaviour.halfLifeMinutes };
     // Evidence every channel may act on (no DNS signals), and the DNS channel's (all of it).
     const forAll = score(policy, { ...facts, address: withoutDns(own), prefix: withoutDns(shared) });
@@ -303,7 +305,7 @@ export class Shield {
     let target = byPrefix ? keys.prefix : keys.address;
     if (byPrefix && keys.wide !== null) {
       // The /56 alone, or only with the rest of its /48: the decision goes where the evidence is.
-      const narrow = this.behaviour.counts(keys.prefix);
+      const narrow = this.behaviour.spread(keys.prefix);
       const withNarrow = this.behaviourScore(policy, ownCounts, scope === "dns" ? narrow : withoutDns(narrow));
       if (severity(actionFor(policy, withNarrow + facts)) < severity(wanted)) target = keys.wide;
     }

@@ -88,8 +88,14 @@ describe("Shield", () => {
     expect(shield.decide(client)).toBe("refuse"); // + 10: 70
     const a = shield.assess(client, { dryRun: true });
     expect(a.reasons[0]!.text).toMatch(/^14 failed logins/);
-    // A neighbour in the same /24 is scored from the prefix's count.
-    expect(shield.assess("198.51.100.8", { dryRun: true }).score).toBeGreaterThanOrEqual(60);
+    // One address's doings are its own: an idle neighbour in its /24 is not scored on them,
+    expect(shield.assess("198.51.100.8", { dryRun: true })).toMatchObject({ score: 0, action: "allow" });
+    expect(shield.decide("198.51.100.8")).toBe("allow");
+    // but what a second address adds is the neighbourhood's (the prefix less its worst address).
+    for (let i = 0; i < 8; i++) shield.observe("198.51.100.9", "failed_login");
+    const neighbour = shield.assess("198.51.100.8", { dryRun: true });
+    expect(neighbour.score).toBe(40);
+    expect(neighbour.reasons[0]!.text).toMatch(/^8 failed logins from its prefix/);
     advance(60 * 60_000); // six half-lives later
     expect(shield.assess("198.51.100.8", { dryRun: true }).score).toBeLessThan(5);
   });
@@ -274,6 +280,24 @@ describe("Shield against spoofing and floods (review findings)", () => {
     // Lifting it by an address in it ends it and forgets the prefix's doings.
     expect(shield.lift("203.0.113.150").map((d) => d.target)).toEqual(["203.0.113.0/24"]);
     expect(shield.decide("203.0.113.150", "http")).toBe("allow");
+  });
+
+  test("one address's doings are held against it alone: its idle neighbours, over HTTP and DNS, are not throttled", () => {
+    const { shield, changes } = setup({ trustLoopback: false });
+    for (let i = 0; i < 20; i++) shield.observe("203.0.113.7", "failed_login");
+    for (let i = 0; i < 1000; i++) shield.observe("203.0.113.7", "dns_rate_limited");
+    expect(shield.decide("203.0.113.7", "http")).toBe("throttle");
+    expect(shield.decide("203.0.113.7", "dns")).toBe("throttle");
+    for (const neighbour of ["203.0.113.8", "203.0.113.200"]) {
+      expect(shield.decide(neighbour, "http")).toBe("allow");
+      expect(shield.decide(neighbour, "dns")).toBe("allow");
+    }
+    expect(changes.map(([c, d]) => `${c} ${d.scope} ${d.target}`)).toEqual(["start all 203.0.113.7"]); // (its throttle covers DNS too)
+    // The same for IPv6: one address of a /56 (and of its /48) throttles none of the others.
+    for (let i = 0; i < 20; i++) shield.observe("2001:db8:1:200::7", "failed_login");
+    expect(shield.decide("2001:db8:1:200::7", "http")).toBe("throttle");
+    expect(shield.decide("2001:db8:1:200::8", "http")).toBe("allow");
+    expect(shield.decide("2001:db8:1:300::8", "http")).toBe("allow");
   });
 
   test("what the address is (country, lists) counts once when choosing between the address and its prefix", () => {
