@@ -314,6 +314,10 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
     return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
   }
   const verdict = verify(packet, tsig, ctx.tsigKey ?? noKeys, { kind: "request" }, now);
+  if (verdict.error === TsigError.FORMERR) {
+    out.rcode = Rcode.FORMERR;
+    return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
+  }
   if (verdict.error !== 0) {
     out.rcode = RCODE_NOTAUTH;
     const reply = emptyReply(query, RCODE_NOTAUTH, limit);

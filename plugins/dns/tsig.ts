@@ -21,8 +21,11 @@ const CLASS_ANY = 255;
 /** The fudge we sign with and accept: 300 s, the RFC's recommendation. */
 export const FUDGE_SECONDS = 300;
 
-/** TSIG error codes (in the TSIG record) and the header RCODE that goes with them. */
-export const TsigError = { NONE: 0, BADSIG: 16, BADKEY: 17, BADTIME: 18, BADTRUNC: 22 } as const;
+/**
+ * TSIG error codes (in the TSIG record) and the header RCODE that goes with them. FORMERR is
+ * no TSIG error: the message is answered FORMERR, unsigned (RFC 8945 section 5.2.2.1).
+ */
+export const TsigError = { NONE: 0, FORMERR: 1, BADSIG: 16, BADKEY: 17, BADTIME: 18, BADTRUNC: 22 } as const;
 export const RCODE_NOTAUTH = 9;
 
 /** The HMAC algorithms we offer, by their TSIG algorithm name (RFC 8945 section 6). */
@@ -256,8 +259,12 @@ export function verify(packet: Uint8Array, tsig: TsigRecord, findKey: (name: Nam
   const key = findKey(tsig.keyName);
   if (key === null || !sameAlgorithm(key, tsig.algorithm)) return { error: TsigError.BADKEY, key: null };
   const algorithm = algorithmOf(key.algorithm)!;
-  // A truncated MAC (RFC 8945 section 5.2.2.1) is not accepted: we never send one either.
-  if (tsig.mac.length !== algorithm.size) return { error: tsig.mac.length > algorithm.size || tsig.mac.length < 10 ? TsigError.BADSIG : TsigError.BADTRUNC, key };
+  // RFC 8945 section 5.2.2.1: a MAC longer than the hash, or shorter than the larger of 10
+  // octets and half the hash, is a malformed message (FORMERR); a truncated MAC the RFC allows
+  // is below our policy (BADTRUNC): we never send one and accept none.
+  const shortest = Math.max(10, algorithm.size / 2);
+  if (tsig.mac.length > algorithm.size || tsig.mac.length < shortest) return { error: TsigError.FORMERR, key };
+  if (tsig.mac.length !== algorithm.size) return { error: TsigError.BADTRUNC, key };
   const parts: Uint8Array[] = [];
   if (chain.kind === "response") parts.push(lengthPrefixed(chain.requestMac));
   if (chain.kind === "continuation") parts.push(lengthPrefixed(chain.priorMac));

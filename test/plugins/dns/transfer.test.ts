@@ -136,6 +136,20 @@ describe("TSIG in process", () => {
     expect([message.rcode, message.answer.length]).toEqual([Rcode.FORMERR, 0]);
   });
 
+  test("a MAC cut to less than half the hash (or 10 octets), or longer than it, is FORMERR; a truncation the RFC allows is BADTRUNC (RFC 8945 section 5.2.2.1)", () => {
+    const request = sign(axfrQuery(81), key, { kind: "request" }, ctx.now()).message;
+    const answer = (macLength: number) => decodeMessage(answerAll(withMacLength(request, macLength), "127.0.0.1", "tcp", ctx)[0]!);
+    for (const length of [0, 8, 10, 15, 33]) {
+      const reply = answer(length);
+      expect([length, reply.rcode, reply.additional.some((r) => r.type === 250)]).toEqual([length, Rcode.FORMERR, false]);
+    }
+    for (const length of [16, 20, 31]) {
+      const reply = answerAll(withMacLength(request, length), "127.0.0.1", "tcp", ctx)[0]!;
+      expect([length, decodeMessage(reply).rcode, readTsig(reply, tsigOffset(reply)).error]).toEqual([length, 9, 22]);
+    }
+    expect(answer(32).rcode).toBe(Rcode.NOERROR);
+  });
+
   test("a TSIG record that is not the last record is FORMERR", () => {
     const request = sign(axfrQuery(79), key, { kind: "request" }, ctx.now()).message;
     // Append an empty OPT after the TSIG: ARCOUNT 2, TSIG first.
@@ -144,6 +158,22 @@ describe("TSIG in process", () => {
     expect(decodeMessage(answerAll(bad, "127.0.0.1", "tcp", ctx)[0]!).rcode).toBe(Rcode.FORMERR);
   });
 });
+
+/** A signed message whose TSIG MAC is cut to (or padded to) `length` octets, MAC Size and RDLENGTH to match. */
+function withMacLength(m: Uint8Array, length: number): Uint8Array {
+  const start = tsigOffset(m);
+  const wireLength = (name: Name) => name.reduce((n, l) => n + 1 + l.length, 1);
+  const rdata = start + wireLength(decodeMessage(m).additional.at(-1)!.name) + 10;
+  const macSizeAt = rdata + wireLength(readTsig(m, start).algorithm) + 8;
+  const macLength = (m[macSizeAt]! << 8) | m[macSizeAt + 1]!;
+  const mac = m.subarray(macSizeAt + 2, macSizeAt + 2 + macLength);
+  const newMac = new Uint8Array(length).map((_, i) => mac[i] ?? 0);
+  const out = new Uint8Array([...m.subarray(0, macSizeAt), length >> 8, length & 255, ...newMac, ...m.subarray(macSizeAt + 2 + macLength)]);
+  const rdlength = out.length - rdata;
+  out[rdata - 2] = rdlength >> 8;
+  out[rdata - 1] = rdlength & 255;
+  return out;
+}
 
 /** Where the (last) TSIG record starts: found by walking the message's records. */
 function tsigOffset(m: Uint8Array): number {
