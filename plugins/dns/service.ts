@@ -351,7 +351,7 @@ export class DnsService {
       if (canonical(s.name) !== initial.name) throw new InvalidError(`line ${s.line}: ${canonical(s.name)} SOA: the SOA must be at the zone apex`, "content");
     }
     if (soas.length > 1) throw new InvalidError(`line ${soas[1]!.line}: a zone has exactly one SOA`, "content");
-    const fileSoa = soas[0] ? soaFields(soas[0].ttl, soas[0].rdata) : null;
+    const fileSoa = soas[0] ? soaFields(soas[0].ttl, soas[0].rdata, soas[0].line) : null;
     const records: RR[] = parsed.filter((r) => r.type !== RRType.SOA).map(({ name, ttl, type, rdata }) => ({ name, ttl, type, rdata }));
     const run = (tx: Database) => {
       const row = this.zoneRow(organizationId, zone, tx);
@@ -393,6 +393,8 @@ function writeAll(tx: Database, zoneId: string, zone: Zone): void {
   }
 }
 
+const MAX_SOA_TIMER = 2_147_483_647;
+
 const recordKey = (r: RR) => `${canonical(r.name)} ${r.type} ${hex(r.rdata)}`;
 
 /** The zone's SOA fields as a record, with its own TTL (else the zone's default). */
@@ -402,9 +404,18 @@ export function soaRecord(row: sql.ZoneRow): RR {
   return { name: origin, ttl: row.soa_ttl ?? row.ttl, type: RRType.SOA, rdata: parseRdata(RRType.SOA, tokens, origin) };
 }
 
-/** An SOA record (its TTL and data) as the zone's fields and its serial. */
-function soaFields(ttl: number, rdata: Uint8Array): { soa: sql.Soa; serial: number } {
+/**
+ * An SOA record (its TTL and data) as the zone's fields and its serial. Its timers are 32-bit
+ * on the wire, but the zone's fields hold 0–2147483647 as the API does (RFC 2181 section 8 and
+ * RFC 2308 section 4 bound TTLs and the negative TTL so; a larger value is read as 0 or as
+ * negative by some): refused here, whether written plainly or in the generic form.
+ */
+function soaFields(ttl: number, rdata: Uint8Array, line: number): { soa: sql.Soa; serial: number } {
   const [mname, rname, serial, refresh, retry, expire, minimum] = rdataToText(RRType.SOA, rdata).split(" ");
+  const timers = { refresh, retry, expire, minimum };
+  for (const [field, value] of Object.entries(timers)) {
+    if (Number(value) > MAX_SOA_TIMER) throw new InvalidError(`line ${line}: SOA ${field} ${value} is above ${MAX_SOA_TIMER} (RFC 2181 section 8)`, "content");
+  }
   return {
     soa: { soa_ttl: ttl, soa_mname: canonical(parseName(mname!, null)), soa_rname: canonical(parseName(rname!, null)), soa_refresh: Number(refresh), soa_retry: Number(retry), soa_expire: Number(expire), soa_minimum: Number(minimum) },
     serial: Number(serial),

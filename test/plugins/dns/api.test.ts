@@ -295,6 +295,19 @@ describe("dns zones", () => {
     expect([created.status, created.body.soa.ttl, created.body.ttl]).toEqual([200, 30, 3600]);
   });
 
+  test("an imported SOA timer above 2147483647 is refused with its line, plainly or in the generic form; the zone stays readable (found in review)", async () => {
+    const { c, owner, zone } = await setup();
+    const big = "$ORIGIN example.org.\n@ 300 IN SOA ns1 h 5 4294967295 900 1209600 300\n@ NS ns1.example.net.\n";
+    const plain = await c.send("POST", `${zone}/import`, owner, { json: { content: big } });
+    expect([plain.status, plain.body.detail]).toEqual([422, "line 2: SOA refresh 4294967295 is above 2147483647 (RFC 2181 section 8)"]);
+    // The generic form of ns1. h. 5 7200 900 1209600 4294967295.
+    const rdata = "036e733100" + "016800" + "00000005" + "00001c20" + "00000384" + "00127500" + "ffffffff";
+    const generic = await c.send("POST", `${zone}/import`, owner, { json: { content: `$ORIGIN example.org.\n@ 300 IN SOA \\# ${rdata.length / 2} ${rdata}\n@ NS ns1.example.net.\n` } });
+    expect([generic.status, generic.body.detail]).toEqual([422, "line 2: SOA minimum 4294967295 is above 2147483647 (RFC 2181 section 8)"]);
+    expect((await c.send("GET", zone, owner)).status).toBe(200);
+    expect((await c.send("GET", zone.replace("/example.org", ""), owner)).status).toBe(200);
+  });
+
   test("a bad zone-file line is refused with its line number, and nothing is imported", async () => {
     const { c, owner, zone } = await setup();
     const before = await recordsOf(c, owner, zone);
