@@ -125,6 +125,25 @@ export function storedRdataToText(type: number, wire: Uint8Array): string {
   }
 }
 
+/**
+ * Types whose data is names and numbers only, so their presentation in lower case is their
+ * identity: names compare without regard to case (RFC 4343), and RFC 2181 section 5 allows no
+ * two equal records in an RRset. "10 MAIL.example.net." is "10 mail.example.net." — NSD and
+ * Knot keep one. (Types with text or opaque data beside a name, NAPTR or SVCB, compare as octets.)
+ */
+const NAMES_AND_NUMBERS = new Set([2, 3, 4, 5, 6, 7, 8, 9, 12, 14, 15, 17, 18, 21, 26, 33, 36]);
+
+/** What makes two records of `type` the same record: their octets, names compared without case. */
+export function rdataIdentity(type: number, wire: Uint8Array): string {
+  if (!NAMES_AND_NUMBERS.has(type)) return hex(wire);
+  try {
+    return rdataToText(type, wire).toLowerCase();
+  } catch (e) {
+    if (e instanceof RdataError) return hex(wire); // damaged octets (an older Citadel's): as they are
+    throw e;
+  }
+}
+
 /** Refuses generic octets that are not valid for a type Citadel or a secondary knows the layout of. */
 function checkGeneric(type: number, wire: Uint8Array): void {
   if (CODECS.has(type)) {

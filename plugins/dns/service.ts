@@ -14,7 +14,7 @@ import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { isSubdomain, lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
 import { splitTokens, TokenError } from "./presentation.ts";
-import { parseRdata, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
+import { parseRdata, rdataIdentity, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
 import type { DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
 import * as sql from "./store.ts";
@@ -321,7 +321,8 @@ export class DnsService {
     const wanted: RR[] = [];
     input.records.forEach((text, i) => {
       const rdata = refusing(`records`, () => parseRdata(type, splitTokens(text), origin), `${label} (records[${i}]): `);
-      if (!wanted.some((w) => hex(w.rdata) === hex(rdata))) wanted.push({ name: owner, ttl, type, rdata });
+      // The first spelling of a record stays; one equal to it but for the case of a name goes.
+      if (!wanted.some((w) => rdataIdentity(type, w.rdata) === rdataIdentity(type, rdata))) wanted.push({ name: owner, ttl, type, rdata });
     });
     return this.write((tx) => {
       const row = this.zoneRow(organizationId, zone, tx);

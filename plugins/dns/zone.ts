@@ -10,7 +10,7 @@
  * walks the qname's labels, never the records.
  */
 import { isSubdomain, nameFromWire, nameToText, wireLength, type Name } from "./names.ts";
-import { RRType, rdataToText, typeToText, unstorableType } from "./rdata.ts";
+import { RRType, rdataIdentity, rdataToText, typeToText, unstorableType } from "./rdata.ts";
 
 export interface RR {
   name: Name;
@@ -85,13 +85,14 @@ function labelKey(label: Uint8Array): string {
   return key;
 }
 /** Index key of a name: its labels' keys from the first to the last; the root is "". */
+const isWildcardOwner = (name: Name) => name.length > 0 && name[0]!.length === 1 && name[0]![0] === WILDCARD[0];
+
 function keyOf(name: Name): string {
   let key = "";
   for (const label of name) key += labelKey(label);
   return key;
 }
 const recordId = (rr: { name: Name; type: number }) => `${nameToText(rr.name)} ${typeToText(rr.type)}`;
-const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** The domain name inside NS, CNAME, MX or SRV record data; null for other types. */
 function targetOf(rr: RR): Name | null {
@@ -137,6 +138,7 @@ export class Zone {
     const warnings: string[] = [];
     nodes.set(originKey, { name: origin, rrsets: new Map() });
 
+    const seen = new Map<string, RR>(); // each record by its identity (rdataIdentity), to merge duplicates
     for (const r of records) {
       const id = recordId(r);
       if (!isSubdomain(r.name, origin)) throw new ZoneError(`the owner is outside the zone ${nameToText(origin)}`, id);
@@ -150,15 +152,25 @@ export class Zone {
         warnings.push(`${id}: ${unstorable}; not served`);
         continue;
       }
+      if ((r.type === RRType.NS || r.type === RRType.DS) && isWildcardOwner(r.name)) {
+        // RFC 4592 section 4.2 leaves a wildcard delegation undefined, and servers differ: NSD
+        // answers NODATA, Knot a referral — a secondary would answer what the primary does not.
+        const why = `a wildcard ${typeToText(r.type)} has no defined meaning (RFC 4592 section 4.2): servers answer it differently`;
+        if (!loading) throw new ZoneError(why, id);
+        warnings.push(`${id}: ${why}`); // stored by an older Citadel: still served as it was
+      }
       const node = ensureNode(nodes, r.name, origin);
       const rrset = node.rrsets.get(r.type) ?? [];
-      if (rrset.some((x) => sameBytes(x.rdata, r.rdata))) {
+      const identity = `${keyOf(node.name)} ${r.type} ${rdataIdentity(r.type, r.rdata)}`;
+      const same = seen.get(identity);
+      if (same) {
         warnings.push(`${id}: a duplicate record was merged`);
-        const same = rrset.find((x) => sameBytes(x.rdata, r.rdata))!;
         same.ttl = Math.min(same.ttl, r.ttl);
         continue;
       }
-      rrset.push({ name: node.name, ttl: r.ttl, type: r.type, rdata: r.rdata });
+      const record = { name: node.name, ttl: r.ttl, type: r.type, rdata: r.rdata };
+      seen.set(identity, record);
+      rrset.push(record);
       node.rrsets.set(r.type, rrset);
     }
 

@@ -532,7 +532,8 @@ interface Expectation {
 }
 
 /**
- * A signed query first (RFC 8945 section 5.2): unreadable TSIG is FORMERR, a bad signature NOTAUTH
+ * A signed query first (RFC 8945 section 5.2): unreadable TSIG or a MAC of a length the RFC
+ * forbids is FORMERR, a bad signature NOTAUTH
  * (signed only for BADTIME). Then the decision points of server.ts, in order.
  */
 function expectation(query: Query, packet: Uint8Array, client: string, transport: Transport, problems: string[]): Expectation {
@@ -545,6 +546,8 @@ function expectation(query: Query, packet: Uint8Array, client: string, transport
     return { bareFormErr: true, rcodes: [Rcode.FORMERR], tsig: "none", requestMac: null };
   }
   const verdict = verify(packet, record, findKey, { kind: "request" }, NOW);
+  // A MAC shorter than RFC 8945 section 5.2.2.1 allows, or longer than the hash: malformed.
+  if (verdict.error === TsigError.FORMERR) return { bareFormErr: true, rcodes: [Rcode.FORMERR], tsig: "none", requestMac: null };
   if (verdict.error !== 0) {
     const signed = verdict.error === TsigError.BADTIME && verdict.key !== null;
     return { bareFormErr: false, rcodes: [RCODE_NOTAUTH], tsig: signed ? "signed" : "unsigned", requestMac: record.mac };

@@ -156,6 +156,34 @@ describe("dns zones", () => {
     expect((await c.send("GET", `${zone}`, owner)).body.serial).toBe(2026060104);
   });
 
+  test("records equal but for the case of a name are one record (RFC 2181 section 5, RFC 4343): PUT, create and import keep the first spelling (found in review)", async () => {
+    const { c, owner, zone } = await setup();
+    const mx = await c.send("PUT", `${zone}/rrsets/m/MX`, owner, { json: { records: ["10 mail.example.net.", "10 MAIL.Example.NET.", "20 mail.example.net."] } });
+    expect([mx.status, mx.body.records]).toEqual([200, ["10 mail.example.net.", "20 mail.example.net."]]);
+    // Text keeps its case: these are two records.
+    const txt = await c.send("PUT", `${zone}/rrsets/t/TXT`, owner, { json: { records: ['"v=spf1 A"', '"v=spf1 a"'] } });
+    expect(txt.body.records).toEqual(['"v=spf1 A"', '"v=spf1 a"']);
+    const created = await c.send("POST", zone.replace("/example.org", ""), owner, { json: { name: "twice.example", ns: ["ns1.example.net.", "NS1.Example.NET."] } });
+    expect(created.status).toBe(200);
+    const createdRecords = await recordsOf(c, owner, `${zone.replace("/example.org", "")}/twice.example`);
+    expect(createdRecords.filter((l) => l.includes(" NS "))).toEqual(["twice.example. 3600 NS ns1.example.net."]);
+    const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: `${ZONE_FILE}srv IN SRV 0 5 5060 sip.example.org.\nsrv IN SRV 0 5 5060 SIP.EXAMPLE.ORG.\n` } });
+    expect(imported.status).toBe(200);
+    expect(imported.body.warnings).toEqual(["srv.example.org. SRV: a duplicate record was merged"]);
+    expect((await recordsOf(c, owner, zone)).filter((l) => l.startsWith("srv."))).toEqual(["srv.example.org. 300 SRV 0 5 5060 sip.example.org."]); // ($TTL 300)
+  });
+
+  test("a wildcard NS or DS is refused (RFC 4592 section 4.2 leaves it undefined; NSD and Knot answer it differently; found in review)", async () => {
+    const { c, owner, zone } = await setup();
+    const ns = await c.send("PUT", `${zone}/rrsets/${encodeURIComponent("*.wd")}/NS`, owner, { json: { records: ["ns.example.net."] } });
+    expect([ns.status, ns.body.detail]).toEqual([422, "*.wd.example.org. NS: a wildcard NS has no defined meaning (RFC 4592 section 4.2): servers answer it differently"]);
+    const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: `${ZONE_FILE}*.wd IN DS 1 13 2 ${"ab".repeat(32)}\n` } });
+    expect(imported.status).toBe(422);
+    expect(imported.body.detail).toContain("a wildcard DS has no defined meaning");
+    // A wildcard's other data is fine.
+    expect((await c.send("PUT", `${zone}/rrsets/${encodeURIComponent("*.wd")}/A`, owner, { json: { records: ["192.0.2.9"] } })).status).toBe(200);
+  });
+
   test("a CNAME beside an A is refused with 422 naming the record, and nothing changes", async () => {
     const { c, owner, zone } = await setup();
     await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: ["192.0.2.1"] } });
