@@ -12,10 +12,12 @@ import { ForbiddenError } from "../errors.ts";
 import { docsRoutes } from "./docs.ts";
 import { openApiDocument, type ApiInfo } from "./openapi.ts";
 import { HttpProblem, problemFor, problemResponse, validationProblem, type ProblemInit } from "./problem.ts";
-import { pathOf, requestMeta } from "./request-meta.ts";
+import { pathOf, requestMeta, type RequestMeta } from "./request-meta.ts";
 import { securityHeaders } from "./security-headers.ts";
 import { allowedMethods, locateInvalidParameter } from "./route-table.ts";
 import { synchronous } from "./synchronous.ts";
+import { unknownFields } from "./unknown-fields.ts";
+import type { TSchema } from "@sinclair/typebox";
 
 export interface MountedRoutes {
   /** Plugin name: the routes are mounted under /v1/<name>. */
@@ -54,6 +56,8 @@ interface ErrorContext {
 export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, log, info }: HttpAppOptions): AnyElysia {
   let declarations: Map<string, AccessSpec> | undefined;
   const accessOf = (method: string, route: string) => (declarations ??= accessDeclarations(app)).get(`${method === "HEAD" ? "GET" : method} ${route}`);
+  let bodySchemas: Map<string, TSchema> | undefined;
+  const bodySchemaOf = (method: string, route: string) => (bodySchemas ??= bodyDeclarations(app)).get(`${method} ${route}`);
   // Handlers destructure only what they use: Elysia builds just that part of the context.
   // encodeSchema off: Elysia's t.Integer is a transform (it coerces query strings), and a
   // response schema holding one was run through TypeBox's interpreted Value.Encode — 16 µs of a
@@ -86,6 +90,7 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
         if (params) refuseUndecodableParams(params);
         guard?.(accessOf(request.method, route), request, (params ?? {}) as Record<string, string>, route);
         if (meta.refusedBody) throw meta.refusedBody;
+        if (meta.body !== undefined) refuseUnknownFields(bodySchemaOf(request.method, route), meta.body, meta);
       }),
     )
     .get("/healthz", synchronous(() => ({ status: "ok" })), {
@@ -124,6 +129,28 @@ export function accessDeclarations(app: AnyElysia): Map<string, AccessSpec> {
     if (spec) map.set(`${route.method.toUpperCase()} ${route.path}`, spec);
   }
   return map;
+}
+
+/** Every route's body schema, by "METHOD /path/:pattern". */
+function bodyDeclarations(app: AnyElysia): Map<string, TSchema> {
+  const map = new Map<string, TSchema>();
+  for (const route of app.routes) {
+    const body = (route.hooks as { body?: unknown } | undefined)?.body;
+    if (body && typeof body === "object") map.set(`${route.method.toUpperCase()} ${route.path}`, body as TSchema);
+  }
+  return map;
+}
+
+/**
+ * A body with fields its route does not know is refused, 422 naming them (see unknown-fields.ts),
+ * once the guard has let the caller in — and unrun, so a destructive route's confirmation stays.
+ */
+function refuseUnknownFields(schema: TSchema | undefined, body: unknown, meta: RequestMeta): void {
+  const unknown = unknownFields(schema, body);
+  if (unknown.length === 0) return;
+  meta.unspendConfirmation?.();
+  const init = validationProblem("body", unknown.slice(0, 20).map((pointer) => ({ path: pointer, message: "unknown field" })));
+  throw new HttpProblem(422, init.code, init.detail ?? "The body is not valid.", {}, { errors: init.errors });
 }
 
 /** "GET <path>" of the GET routes at a fixed path that declare noReadSnapshot (see AccessSpec). */

@@ -21,24 +21,25 @@ export function mayHaveBody(method: string): boolean {
 /**
  * Checks a request body before the app sees it: JSON only (else 415), within the limit
  * (else 413), well formed (else 400). Returns the request the app should handle, its body
- * re-sent as checked JSON; an empty body becomes `{}` so a missing field is named.
+ * re-sent as checked JSON (an empty body becomes `{}` so a missing field is named), and the
+ * body as parsed.
  *
  * This runs in the edge rather than as an Elysia parse hook because any parse hook makes
  * Elysia handle every request asynchronously, GETs included, which costs the hot path.
  */
-export async function checkedJsonRequest(request: Request, limit: number): Promise<Request> {
+export async function checkedJsonRequest(request: Request, limit: number): Promise<{ request: Request; body: unknown }> {
   const contentType = request.headers.get("content-type");
   // OAuth endpoints take forms (RFC 6749 §4.1.3, RFC 8628 §3.1); they reach the app as JSON.
   if (isFormMediaType(contentType) && pathOf(request.url).startsWith("/oauth/")) {
     const form = Object.fromEntries(new URLSearchParams(await readTextWithin(request, limit)));
-    return jsonRequest(request, JSON.stringify(form));
+    return { request: jsonRequest(request, JSON.stringify(form)), body: form };
   }
   // A wrong type is refused before reading; a missing one only if there turns out to be a body.
   if (contentType !== null && !isJsonMediaType(contentType)) throw unsupportedMediaType();
   const text = request.body === null ? "" : await readTextWithin(request, limit);
+  let parsed: unknown = {};
   if (text.trim() !== "") {
     if (contentType === null) throw unsupportedMediaType();
-    let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch {
@@ -50,7 +51,7 @@ export async function checkedJsonRequest(request: Request, limit: number): Promi
     // array is refused as such, not as each field the route wanted (which Elysia named).
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw notAnObject();
   }
-  return jsonRequest(request, text.trim() === "" ? "{}" : text);
+  return { request: jsonRequest(request, text.trim() === "" ? "{}" : text), body: parsed };
 }
 
 /**

@@ -105,7 +105,9 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
    */
   const checkedOrRefused = async (request: Request, meta: RequestMeta): Promise<Request> => {
     try {
-      return await checkedJsonRequest(request, bodyLimit);
+      const checked = await checkedJsonRequest(request, bodyLimit);
+      meta.body = checked.body;
+      return checked.request;
     } catch (error) {
       if (!(error instanceof HttpProblem)) throw error;
       meta.refusedBody = error;

@@ -18,6 +18,8 @@ export interface RequestMeta {
   principal?: Principal;
   /** The edge's refusal of the body (415, 400, 413 while reading), given once routing and the guard have passed. */
   refusedBody?: HttpProblem;
+  /** The JSON body as the client sent it (the edge parsed it): to name fields its route does not know. */
+  body?: unknown;
   /** Gives back the destructive route's confirmation the guard took, if the request is then refused unrun. */
   unspendConfirmation?: () => void;
 }

@@ -143,6 +143,9 @@ describe("keys over HTTP", () => {
     const confirm = { "x-citadel-confirm": asked.body.confirmation_token as string };
     const invalid = await c.send("POST", "/v1/sys/keys/rekey", token, { json: { shares: "five" }, headers: confirm });
     expect([invalid.status, invalid.body.code]).toEqual([422, "validation_failed"]);
+    // A field the route does not know (a typo) neither.
+    const misspelt = await c.send("POST", "/v1/sys/keys/rekey", token, { json: { methd: "shamir" }, headers: confirm });
+    expect([misspelt.status, misspelt.body.detail]).toEqual([422, "methd: unknown field"]);
     const done = await c.send("POST", "/v1/sys/keys/rekey", token, { json: {}, headers: confirm });
     expect(done.status).toBe(200);
     // Spent now: once more is a new question.
