@@ -1,7 +1,8 @@
 /**
  * The OpenAPI 3.1 document. @elysiajs/openapi reads the routes and their TypeBox schemas;
  * we add what it cannot know: every operation can fail with a problem document, and bodies
- * are JSON only (the edge answers 415 to anything else).
+ * are JSON only (the edge answers 415 to anything else) and take no field their schema does not
+ * name (the edge answers 422: src/http/unknown-fields.ts).
  */
 import { toOpenAPISchema } from "@elysiajs/openapi/openapi";
 import type { AnyElysia } from "elysia";
@@ -27,8 +28,8 @@ export function openApiDocument(app: AnyElysia, info: ApiInfo): object {
     for (const method of HTTP_METHODS) {
       const operation = item[method];
       if (!operation) continue;
-      const json = operation.requestBody?.content?.["application/json"];
-      if (operation.requestBody && json) operation.requestBody.content = { "application/json": json };
+      const json = operation.requestBody?.content?.["application/json"] as { schema?: unknown } | undefined;
+      if (operation.requestBody && json) operation.requestBody.content = { "application/json": { ...json, schema: closed(json.schema) } };
       operation.responses = {
         ...operation.responses,
         default: { $ref: "#/components/responses/Problem" },
@@ -54,4 +55,24 @@ export function openApiDocument(app: AnyElysia, info: ApiInfo): object {
       },
     },
   };
+}
+
+/**
+ * A request body's schema as the edge enforces it: an object takes only the fields it names
+ * (`additionalProperties: false`) unless it says otherwise or is a map. A copy: the route's own
+ * schema is left alone. The parts of an intersection stay open (closed, each would refuse the
+ * others' fields).
+ */
+function closed(schema: unknown, inIntersection = false): unknown {
+  if (Array.isArray(schema)) return schema.map((s) => closed(s));
+  if (typeof schema !== "object" || schema === null) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (key === "properties" || key === "patternProperties") out[key] = Object.fromEntries(Object.entries(value as object).map(([k, v]) => [k, closed(v)]));
+    else if (key === "allOf") out[key] = (value as unknown[]).map((part) => closed(part, true));
+    else if (key === "items" || key === "anyOf" || key === "oneOf") out[key] = closed(value);
+    else out[key] = value;
+  }
+  if (out.properties && out.additionalProperties === undefined && out.patternProperties === undefined && !inIntersection) out.additionalProperties = false;
+  return out;
 }

@@ -67,3 +67,12 @@ test("the document does not depend on which requests came first (found in review
   const documentLater = (await later.send("GET", "/openapi.json")).text;
   expect(documentLater).toBe(documentFirst);
 });
+
+test("request bodies are documented closed, as the edge enforces them: objects at any depth take only the fields they name", async () => {
+  const { send } = await testCitadel();
+  const doc = (await send("GET", "/openapi.json")).body;
+  const token = doc.paths["/v1/iam/me/tokens"].post.requestBody.content["application/json"].schema;
+  expect(token.additionalProperties).toBe(false);
+  const acl = doc.paths["/v1/mesh/orgs/{org}/networks/{network}/acl"].put.requestBody.content["application/json"].schema;
+  expect(acl.properties.policy.properties.rules.items.additionalProperties).toBe(false);
+});
