@@ -8,7 +8,7 @@ import { createCheckpoint, listCheckpoints } from "../../src/audit/checkpoints.t
 import { isPseudoSubject, subjectKeyOwner } from "../../src/audit/event.ts";
 import { BadCursorError, csvRow, CSV_COLUMNS, iterateAuditEvents, listAuditEvents, type AuditFilter } from "../../src/audit/query.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
-import { InvalidError } from "../../src/errors.ts";
+import { InvalidError, SealedError } from "../../src/errors.ts";
 import { actorOf } from "../../src/auth/principal.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
@@ -50,6 +50,13 @@ export const auditPlugin = definePlugin({
           let header = format === "csv";
           const stream = new ReadableStream<Uint8Array>({
             pull(controller) {
+              // Sealed since the export began, the keyring is wiped: every later event would read
+              // as damaged ("[unreadable]"). The export fails instead, as it would have at its start.
+              if (k.seal.keyringIfUnsealed() !== keyring) {
+                rows.return(undefined);
+                controller.error(new SealedError());
+                return;
+              }
               let chunk = header ? `${CSV_COLUMNS.join(",")}\r\n` : "";
               header = false;
               for (let i = 0; i < 500; i++) {

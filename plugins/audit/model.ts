@@ -22,7 +22,7 @@ export const ListQuery = t.Composite([
 
 export const ExportQuery = t.Composite([EventQuery, t.Object({ format: t.Optional(t.Union([t.Literal("ndjson"), t.Literal("csv")], { default: "ndjson" })) })]);
 
-const Personal = t.Union([t.Record(t.String(), t.String()), t.Literal("[erased]"), t.Null()]);
+const Personal = t.Union([t.Record(t.String(), t.String()), t.Literal("[erased]"), t.Literal("[unreadable]"), t.Null()]);
 
 export const AuditEvent = t.Object({
   id: t.String(),
@@ -37,8 +37,8 @@ export const AuditEvent = t.Object({
   outcome: t.String(),
   reason: t.Union([t.String(), t.Null()]),
   subject: t.Union([t.String(), t.Null()]),
-  source_address: t.Union([t.String(), t.Null()], { description: "Personal data: `[erased]` after erasure." }),
-  user_agent: t.Union([t.String(), t.Null()], { description: "Personal data: `[erased]` after erasure." }),
+  source_address: t.Union([t.String(), t.Null()], { description: "Personal data: `[erased]` after erasure, `[unreadable]` when its ciphertext was changed (`citadel audit verify` names the event)." }),
+  user_agent: t.Union([t.String(), t.Null()], { description: "Personal data: `[erased]` after erasure, `[unreadable]` when its ciphertext was changed (`citadel audit verify` names the event)." }),
   personal: Personal,
   hash: t.String({ description: "This event's chain hash (hex SHA-256)." }),
 });

@@ -1,9 +1,10 @@
 /**
  * The audit log's read side: filters, newest-first cursor pages, and streaming export as
  * NDJSON or CSV. Personal data is decrypted on the way out; a subject whose key was erased
- * reads "[erased]".
+ * reads "[erased]", a ciphertext that fails authentication "[unreadable]".
  */
 import type { Database, SQLQueryBindings } from "bun:sqlite";
+import { DecryptionError } from "../crypto/aead.ts";
 import { KeyDestroyedError, type Keyring } from "../crypto/keyring.ts";
 import { subjectKeyOwner, type StoredEvent } from "./event.ts";
 
@@ -30,6 +31,14 @@ export interface AuditFilter {
 }
 
 export const ERASED = "[erased]";
+/**
+ * Personal data whose ciphertext fails authentication: changed after it was written (`citadel
+ * audit verify` names the event). One damaged event must not make every page, export or
+ * forwarding round that holds it fail.
+ */
+export const UNREADABLE = "[unreadable]";
+
+type PersonalData = Record<string, string> | typeof ERASED | typeof UNREADABLE | null;
 
 export interface AuditEventView {
   id: string;
@@ -46,8 +55,8 @@ export interface AuditEventView {
   subject: string | null;
   source_address: string | null;
   user_agent: string | null;
-  /** Other personal data recorded with the event, "[erased]" after erasure. */
-  personal: Record<string, string> | typeof ERASED | null;
+  /** Other personal data recorded with the event, "[erased]" after erasure, "[unreadable]" when damaged. */
+  personal: PersonalData;
   hash: string;
 }
 
@@ -111,16 +120,9 @@ function decodeCursor(cursor: string): number {
 
 /** An event as the API shows it; its personal data decrypted when a keyring is given (else none). */
 export function auditEventView(row: StoredEvent, keyring: Keyring | null): AuditEventView {
-  let personal: Record<string, string> | typeof ERASED | null = null;
-  if (keyring && row.personal !== null && row.subject !== null) {
-    try {
-      personal = JSON.parse(keyring.decrypt(subjectKeyOwner(row.subject), `audit_events/${row.id}`, row.personal).toString("utf8"));
-    } catch (error) {
-      if (!(error instanceof KeyDestroyedError)) throw error;
-      personal = ERASED;
-    }
-  }
-  const { source_address = null, user_agent = null, ...rest } = personal === ERASED || personal === null ? {} : personal;
+  const personal = keyring ? personalData(row, keyring) : null;
+  const marker = typeof personal === "string" ? personal : null; // ERASED or UNREADABLE, in every personal field
+  const { source_address = null, user_agent = null, ...rest } = typeof personal === "object" && personal !== null ? personal : {};
   return {
     id: row.id,
     seq: row.seq,
@@ -134,11 +136,26 @@ export function auditEventView(row: StoredEvent, keyring: Keyring | null): Audit
     outcome: row.outcome,
     reason: row.reason,
     subject: row.subject,
-    source_address: personal === ERASED ? ERASED : source_address,
-    user_agent: personal === ERASED ? ERASED : user_agent,
-    personal: personal === ERASED ? ERASED : Object.keys(rest).length ? rest : null,
+    source_address: marker ?? source_address,
+    user_agent: marker ?? user_agent,
+    personal: marker ?? (Object.keys(rest).length ? rest : null),
     hash: Buffer.from(row.hash).toString("hex"),
   };
+}
+
+/**
+ * The event's personal data, decrypted. Other errors than these two are thrown: they are not
+ * this event's (a KEK not wrapped for this root key fails every event alike).
+ */
+function personalData(row: StoredEvent, keyring: Keyring): PersonalData {
+  if (row.personal === null || row.subject === null) return null;
+  try {
+    return JSON.parse(keyring.decrypt(subjectKeyOwner(row.subject), `audit_events/${row.id}`, row.personal).toString("utf8"));
+  } catch (error) {
+    if (error instanceof KeyDestroyedError) return ERASED;
+    if (error instanceof DecryptionError) return UNREADABLE;
+    throw error;
+  }
 }
 
 export const CSV_COLUMNS = [

@@ -1,4 +1,4 @@
-import { describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 // The events below use actions the plugins register themselves (secrets.secret.*, dns.zone.create).
@@ -176,5 +176,63 @@ describe("the rest of the audit API", () => {
     const res = await send("GET", "/v1/audit/events");
     expect(res.status).toBe(503);
     expect(res.body.code).toBe("sealed");
+  });
+});
+
+/** `seeded`, its instance stopped after the test. */
+const running: Array<{ stop(): Promise<void> }> = [];
+afterEach(async () => {
+  for (const c of running.splice(0)) await c.stop();
+});
+async function seededAndStopped() {
+  const s = await seeded();
+  running.push(s.c);
+  return s;
+}
+
+describe("an event whose personal data no longer decrypts (found in review)", () => {
+  /** Flips the last byte (the tag's) of event `reason`'s encrypted personal data, as a writer of the file could. */
+  function damagePersonalData(c: Awaited<ReturnType<typeof seeded>>["c"], reason: string): void {
+    const db = c.kernel.store.db;
+    db.run("DROP TRIGGER audit_events_no_update");
+    const row = db.query<{ id: string; personal: Uint8Array }, [string]>("SELECT id, personal FROM audit_events WHERE reason = ?").get(reason)!;
+    const damaged = Buffer.from(row.personal);
+    damaged[damaged.length - 1]! ^= 1;
+    db.run("UPDATE audit_events SET personal = ? WHERE id = ?", [damaged, row.id]);
+  }
+
+  test("reads [unreadable] in the list and the export, which go on with every other event", async () => {
+    const { c, send } = await seededAndStopped();
+    damagePersonalData(c, "event 3");
+    const page = await send("GET", `/v1/audit/events?${SINCE}`);
+    expect(page.status).toBe(200);
+    const seeds = page.body.events.filter((e: { reason: string | null }) => e.reason?.startsWith("event "));
+    expect(seeds.map((e: { source_address: string }) => e.source_address)).toEqual(["192.0.2.1", "192.0.2.1", "[unreadable]", "192.0.2.1", "192.0.2.1"]);
+    expect(seeds[2]).toMatchObject({ reason: "event 3", user_agent: "[unreadable]", personal: "[unreadable]" });
+
+    const exported = await send("GET", `/v1/audit/export?${SINCE}`);
+    const lines = exported.text.trim().split("\n").map((line) => JSON.parse(line));
+    expect(reasons(lines)).toEqual(["event 5", "event 4", "event 3", "event 2", "event 1"]);
+    expect(lines.find((e) => e.reason === "event 3").source_address).toBe("[unreadable]");
+  });
+
+  test("a seal while an export streams still ends it in an error (not with every later event marked unreadable)", async () => {
+    const { c, send, token } = await seededAndStopped();
+    await c.kernel.store.write((tx) => {
+      for (let i = 0; i < 1200; i++) c.kernel.audit.record(tx, { action: "audit.note.create", actor: { kind: "operator" }, outcome: "success", reason: `bulk ${i}`, request: { source: "192.0.2.9" } });
+    });
+    expect((await send("GET", "/v1/audit/events?limit=1")).status).toBe(200);
+    const res = await c.fetch(new Request("http://localhost/v1/audit/export", { headers: { authorization: `Bearer ${token}` } }));
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toContain("192.0.2.9");
+    c.kernel.seal.seal();
+    let rest = "";
+    const drained = (async () => {
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) rest += new TextDecoder().decode(chunk.value);
+    })();
+    await expect(drained).rejects.toThrow();
+    expect(rest).not.toContain("[unreadable]");
   });
 });

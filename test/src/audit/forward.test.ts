@@ -189,6 +189,24 @@ catch (error) { console.log(error.code); }`);
     }
   });
 
+  test("with personal data, an event whose ciphertext was changed goes out marked [unreadable], and forwarding goes on past it", async () => {
+    const k = testKernel();
+    const f = forwarder(k, { personalData: true });
+    await act(k, "damaged");
+    await act(k, "after it");
+    const db = k.store.db;
+    db.run("DROP TRIGGER audit_events_no_update");
+    const row = db.query<{ id: string; personal: Uint8Array }, []>("SELECT id, personal FROM audit_events WHERE reason = 'damaged'").get()!;
+    const damaged = Buffer.from(row.personal);
+    damaged[damaged.length - 1]! ^= 1; // the tag's last byte
+    db.run("UPDATE audit_events SET personal = ? WHERE id = ?", [damaged, row.id]);
+    await f.stop();
+    expect(f.received.map((e) => [e.reason, e.source_address])).toEqual([
+      ["damaged", "[unreadable]"],
+      ["after it", "198.51.100.7"],
+    ]);
+  });
+
   test("stop forwards one batch more at most: a backlog waits for the next start instead of holding up the shutdown", async () => {
     const k = testKernel();
     beginAuditForwarding(k.store.db);
