@@ -83,10 +83,20 @@ function signingKey(tx: Database, keyring: Keyring, now: number): { id: string; 
   }
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
   const raw = publicKey.export({ format: "der", type: "spki" }).subarray(ED25519_SPKI_PREFIX.length);
-  const id = `ck_${new Bun.CryptoHasher("sha256").update(raw).digest("hex").slice(0, 16)}`;
+  const id = signingKeyId(raw);
   const encrypted = keyring.encrypt(tx, SIGNING_OWNER, `audit_signing_keys/${id}`, privateKey.export({ format: "der", type: "pkcs8" }));
   tx.query("INSERT INTO audit_signing_keys (id, public_key, private_key, created_at) VALUES (?, ?, ?, ?)").run(id, raw, encrypted, now);
   return { id, privateKey };
+}
+
+/** A signing key's id: named by its raw public key. */
+export function signingKeyId(publicKey: Uint8Array): string {
+  return `ck_${new Bun.CryptoHasher("sha256").update(publicKey).digest("hex").slice(0, 16)}`;
+}
+
+/** Whether `publicKey` is one of this database's signing keys (one that signed its checkpoints). */
+export function isSigningKeyOf(db: Database, publicKey: Uint8Array): boolean {
+  return db.query<{ one: number }, [Uint8Array]>("SELECT 1 AS one FROM audit_signing_keys WHERE public_key = ?").get(publicKey) !== null;
 }
 
 export function listCheckpoints(db: Database, limit = 100): ExportedCheckpoint[] {

@@ -7,7 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { constantTimeEqual } from "../crypto/aead.ts";
 import type { Keyring } from "../crypto/keyring.ts";
-import { checkpointMessage, isOwnSigningKey, verifyCheckpointSignature, type ExportedCheckpoint } from "./checkpoints.ts";
+import { checkpointMessage, isOwnSigningKey, isSigningKeyOf, signingKeyId, verifyCheckpointSignature, type ExportedCheckpoint } from "./checkpoints.ts";
 import { eventHash, GENESIS_HASH, type StoredEvent } from "./event.ts";
 
 /** How many problems a report lists (it counts them all). */
@@ -77,14 +77,8 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
     }
     anchors.set(c.seq, { hash: c.hash, what: `signed checkpoint ${c.seq}` });
   }
-  const external = options.checkpoint;
-  if (external) {
-    const hash = Buffer.from(external.hash, "hex");
-    if (!verifyCheckpointSignature(Buffer.from(external.public_key, "base64"), checkpointMessage(external.seq, hash, external.time), Buffer.from(external.signature, "base64"))) {
-      fail({ seq: external.seq, id: null, problem: "the signature of the checkpoint file is not valid" });
-    }
-    anchors.set(external.seq, { hash, what: `the checkpoint file (seq ${external.seq})` });
-  }
+  const external = options.checkpoint && fileCheckpoint(db, options.checkpoint, fail);
+  if (external) anchors.set(external.seq, { hash: external.hash, what: `the checkpoint file (seq ${external.seq})` });
 
   let prevHash: Uint8Array = GENESIS_HASH;
   let expectedSeq = 1;
@@ -133,6 +127,23 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
     checkpoints: { verified: signed.length + (external ? 1 : 0), latest_seq: latestSigned },
     unsigned_tail: Math.max(0, lastSeq - Math.max(latestSigned ?? 0, external?.seq ?? 0)),
   };
+}
+
+/**
+ * The checkpoint file as an anchor of this log, its problems reported through `fail`; null when
+ * another installation signed it: held to this log, its hash would read as a rewrite and its
+ * seq as a truncation, when it says nothing about this log at all.
+ */
+function fileCheckpoint(db: Database, file: ExportedCheckpoint, fail: (p: VerifyProblem) => void): { seq: number; hash: Uint8Array } | null {
+  const hash = Buffer.from(file.hash, "hex");
+  const publicKey = Buffer.from(file.public_key, "base64");
+  if (!verifyCheckpointSignature(publicKey, checkpointMessage(file.seq, hash, file.time), Buffer.from(file.signature, "base64"))) {
+    fail({ seq: file.seq, id: null, problem: "the signature of the checkpoint file is not valid" });
+  } else if (!isSigningKeyOf(db, publicKey)) {
+    fail({ seq: file.seq, id: null, problem: `the checkpoint file is signed by key ${signingKeyId(publicKey)}, which this log never used: another installation's file? (or this log's signing keys were deleted)` });
+    return null;
+  }
+  return { seq: file.seq, hash };
 }
 
 const HASH_BYTES = 32;

@@ -190,4 +190,15 @@ describe("verifyAuditChain", () => {
     expect(report.ok).toBe(false);
     expect(report.first_problem?.problem).toContain("which is gone");
   });
+
+  test("a checkpoint file of another installation is named as such, not taken for a rewrite or a truncation (found in review)", async () => {
+    const other = await logWithEvents(10, { checkpoint: true });
+    const file = listCheckpoints(other.db)[0]!;
+    for (const events of [12, 4]) {
+      const { db } = await logWithEvents(events, { checkpoint: true });
+      const report = verifyAuditChain(db, { checkpoint: file });
+      expect(report.ok).toBe(false);
+      expect(report.problems.map((p) => p.problem)).toEqual([`the checkpoint file is signed by key ${file.key_id}, which this log never used: another installation's file? (or this log's signing keys were deleted)`]);
+    }
+  });
 });
