@@ -95,9 +95,13 @@ export const auditPlugin = definePlugin({
       })
       .post(
         "/checkpoints",
-        async () => {
+        async ({ request }) => {
           const keyring = k.seal.keyring();
-          await k.store.write((tx) => createCheckpoint(tx, keyring, k.clock.now()));
+          // Recorded first, so that the checkpoint it gives (often kept elsewhere) covers who asked for it.
+          await k.store.write((tx) => {
+            k.audit.record(tx, { action: "audit.checkpoint.create", actor: actorOf(principalOf(request)), outcome: "success", request: auditRequest(request) });
+            createCheckpoint(tx, keyring, k.clock.now());
+          });
           const latest = listCheckpoints(k.store.db, 1)[0];
           if (!latest) throw new InvalidError("the audit log is empty: nothing to sign yet");
           return latest;

@@ -236,3 +236,14 @@ describe("an event whose personal data no longer decrypts (found in review)", ()
     expect(rest).not.toContain("[unreadable]");
   });
 });
+
+test("a checkpoint asked for over the API is audited: who asked, in the event the checkpoint signs (found in review)", async () => {
+  const { send } = await seededAndStopped();
+  const checkpoint = await send("POST", "/v1/audit/checkpoints");
+  expect(checkpoint.status).toBe(200);
+  const events = (await send("GET", "/v1/audit/events?action=audit.checkpoint.create")).body.events;
+  expect(events).toHaveLength(1);
+  expect(events[0]).toMatchObject({ seq: checkpoint.body.seq, actor: { kind: "user" }, outcome: "success" });
+  const actions = (await send("GET", "/v1/audit/actions")).body.actions.map((a: { type: string }) => a.type);
+  expect(actions).toContain("audit.checkpoint.create");
+});
