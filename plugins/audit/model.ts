@@ -4,7 +4,7 @@ export const EventQuery = t.Object({
   organization: t.Optional(t.String({ maxLength: 200 })),
   workspace: t.Optional(t.String({ maxLength: 200 })),
   actor: t.Optional(t.String({ maxLength: 200, description: "The acting user's id." })),
-  action: t.Optional(t.String({ maxLength: 200, description: "An action type, or a dotted prefix of one (`secrets`)." })),
+  action: t.Optional(t.String({ maxLength: 200, description: "An action type, or a dotted prefix of one (`secrets`), in any case." })),
   outcome: t.Optional(t.Union([t.Literal("success"), t.Literal("failure")])),
   resource_type: t.Optional(t.String({ maxLength: 200 })),
   resource_id: t.Optional(t.String({ maxLength: 200 })),

@@ -13,7 +13,7 @@ export interface AuditFilter {
   workspace?: string;
   /** The acting user's id. */
   actor?: string;
-  /** An action type or a dotted prefix of one ("secrets" matches "secrets.secret.update"). */
+  /** An action type or a dotted prefix of one ("secrets" matches "secrets.secret.update"), in any case. */
   action?: string;
   outcome?: "success" | "failure";
   resource_type?: string;
@@ -70,7 +70,12 @@ function where(filter: AuditFilter, beforeSeq?: number): { sql: string; params: 
   if (filter.organization !== undefined) add("organization = ?", filter.organization);
   if (filter.workspace !== undefined) add("workspace = ?", filter.workspace);
   if (filter.actor !== undefined) add("actor_user = ?", filter.actor);
-  if (filter.action !== undefined) add("(action = ? OR action LIKE ? ESCAPE '\\')", filter.action, `${filter.action.replace(/[\\%_]/g, "\\$&")}.%`);
+  if (filter.action !== undefined) {
+    // Action types are registered in lower case: lowered, the exact match agrees with the prefix
+    // one (LIKE ignores ASCII case), where "SYS" matched and "SYS.UNSEAL" did not.
+    const action = filter.action.toLowerCase();
+    add("(action = ? OR action LIKE ? ESCAPE '\\')", action, `${action.replace(/[\\%_]/g, "\\$&")}.%`);
+  }
   if (filter.outcome !== undefined) add("outcome = ?", filter.outcome);
   if (filter.resource_type !== undefined) add("resource_type = ?", filter.resource_type);
   if (filter.resource_id !== undefined) add("resource_id = ?", filter.resource_id);
