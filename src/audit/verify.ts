@@ -35,6 +35,7 @@ export interface VerifyReport {
   problems: VerifyProblem[];
   /** How many problems there are in all (more than `problems` holds when over MAX_LISTED). */
   problem_count: number;
+  /** `verified`: the checkpoints (the file's included) whose signature holds, by a key of this Citadel's when the keyring is at hand. */
   checkpoints: { verified: number; latest_seq: number | null };
   /** Events after the latest signed checkpoint: covered by the chain, not yet by a signature. */
   unsigned_tail: number;
@@ -60,6 +61,7 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
   };
 
   const ownKeys = new Map<string, boolean>();
+  let verified = 0;
   for (const c of checkpoints) {
     if (!wellFormed(c)) {
       fail({ seq: seqOrNull(c.seq), id: null, problem: `checkpoint ${String(c.seq)} is malformed (its seq, time, hash, signature or key is not of the stored form): checkpoints were tampered with` });
@@ -74,7 +76,7 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
       fail({ seq: c.seq, id: null, problem: `checkpoint ${c.seq} is signed by ${c.key_id}, a key this Citadel did not make: the log was re-signed` });
     } else if (!verifyCheckpointSignature(c.public_key, checkpointMessage(c.seq, c.hash, c.time), c.signature)) {
       fail({ seq: c.seq, id: null, problem: `the signature of checkpoint ${c.seq} is not valid: checkpoints were tampered with` });
-    }
+    } else verified++;
     anchors.set(c.seq, { hash: c.hash, what: `signed checkpoint ${c.seq}` });
   }
   const external = options.checkpoint && fileCheckpoint(db, options.checkpoint, fail);
@@ -124,26 +126,29 @@ export function verifyAuditChain(db: Database, options: { checkpoint?: ExportedC
     first_problem: problems[0] ?? null,
     problems,
     problem_count: problemCount,
-    checkpoints: { verified: signed.length + (external ? 1 : 0), latest_seq: latestSigned },
+    checkpoints: { verified: verified + (external?.verified ? 1 : 0), latest_seq: latestSigned },
     unsigned_tail: Math.max(0, lastSeq - Math.max(latestSigned ?? 0, external?.seq ?? 0)),
   };
 }
 
 /**
- * The checkpoint file as an anchor of this log, its problems reported through `fail`; null when
- * another installation signed it: held to this log, its hash would read as a rewrite and its
- * seq as a truncation, when it says nothing about this log at all.
+ * The checkpoint file as an anchor of this log (`verified` when its signature holds), its
+ * problems reported through `fail`; null when another installation signed it: held to this
+ * log, its hash would read as a rewrite and its seq as a truncation, when it says nothing about
+ * this log at all.
  */
-function fileCheckpoint(db: Database, file: ExportedCheckpoint, fail: (p: VerifyProblem) => void): { seq: number; hash: Uint8Array } | null {
+function fileCheckpoint(db: Database, file: ExportedCheckpoint, fail: (p: VerifyProblem) => void): { seq: number; hash: Uint8Array; verified: boolean } | null {
   const hash = Buffer.from(file.hash, "hex");
   const publicKey = Buffer.from(file.public_key, "base64");
   if (!verifyCheckpointSignature(publicKey, checkpointMessage(file.seq, hash, file.time), Buffer.from(file.signature, "base64"))) {
     fail({ seq: file.seq, id: null, problem: "the signature of the checkpoint file is not valid" });
-  } else if (!isSigningKeyOf(db, publicKey)) {
+    return { seq: file.seq, hash, verified: false };
+  }
+  if (!isSigningKeyOf(db, publicKey)) {
     fail({ seq: file.seq, id: null, problem: `the checkpoint file is signed by key ${signingKeyId(publicKey)}, which this log never used: another installation's file? (or this log's signing keys were deleted)` });
     return null;
   }
-  return { seq: file.seq, hash };
+  return { seq: file.seq, hash, verified: true };
 }
 
 const HASH_BYTES = 32;

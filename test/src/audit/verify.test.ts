@@ -179,6 +179,7 @@ describe("verifyAuditChain", () => {
     const report = verifyAuditChain(db, { keyring: k.seal.keyring() });
     expect(report.ok).toBe(false);
     expect(report.first_problem?.problem).toContain("a key this Citadel did not make");
+    expect(report.checkpoints.verified).toBe(0);
   });
 
   test("deleting the signing keys does not silently drop the checkpoints they signed", async () => {
@@ -200,5 +201,18 @@ describe("verifyAuditChain", () => {
       expect(report.ok).toBe(false);
       expect(report.problems.map((p) => p.problem)).toEqual([`the checkpoint file is signed by key ${file.key_id}, which this log never used: another installation's file? (or this log's signing keys were deleted)`]);
     }
+  });
+
+  test("only checkpoints whose signature verifies are counted as verified (found in review)", async () => {
+    const { db } = await logWithEvents(3, { checkpoint: true });
+    const file = listCheckpoints(db)[0]!;
+    expect(verifyAuditChain(db, { checkpoint: file }).checkpoints.verified).toBe(2);
+    const forgedFile = { ...file, signature: Buffer.alloc(64, 1).toString("base64") };
+    expect(verifyAuditChain(db, { checkpoint: forgedFile }).checkpoints.verified).toBe(1);
+    db.run("UPDATE audit_checkpoints SET time = time + 1"); // its signature no longer matches
+    expect(verifyAuditChain(db).checkpoints.verified).toBe(0);
+    db.run("PRAGMA foreign_keys = OFF");
+    db.run("DELETE FROM audit_signing_keys");
+    expect(verifyAuditChain(db).checkpoints.verified).toBe(0);
   });
 });
