@@ -163,6 +163,28 @@ export class E2eeKeys {
     }
   }
 
+  /**
+   * Deletes every copy held by those a new key leaves out (the rotation, service.ts, in its
+   * transaction). Those who stay keep the older versions, so the history still reads: a member
+   * left out who holds a version stored values still use, which nobody who stays holds, is
+   * refused (409) rather than dropped with it. A holder who left the organization is no member's
+   * way to that version any more, and does not hold up the rotation that shuts them out.
+   */
+  dropHoldersLeftOut(tx: Database, ws: sql.WorkspaceRow, staying: ReadonlySet<string>): void {
+    for (const { user_id: holder } of sql.workspaceKeyHoldersOfAnyVersion(tx, ws.workspace_id)) {
+      if (staying.has(holder)) continue;
+      if (this.k.identity.provider?.roleIn(holder, ws.organization_id)) {
+        for (const held of sql.keysHeldWithOthers(tx, holder, ws.workspace_id)) {
+          const others = held.others === null ? [] : held.others.split(" ");
+          if (!others.some((other) => staying.has(other))) {
+            throw new ConflictError(`${holder} is the last holder of version ${held.key_version} of the workspace key, which stored values (older versions, deleted secrets) are still encrypted with, and nobody who stays holds it: wrap the new key for ${holder} too, or purge those values first.`);
+          }
+        }
+      }
+      sql.deleteWorkspaceKeys(tx, ws.workspace_id, holder);
+    }
+  }
+
   private async e2eeWorkspace(workspaceId: string): Promise<sql.WorkspaceRow> {
     const ws = await ensureWorkspace(this.k, workspaceId);
     if (ws.e2ee !== 1) throw new ConflictError("This workspace is not end-to-end encrypted.");

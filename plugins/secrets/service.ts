@@ -487,7 +487,7 @@ export class SecretsService {
    * re-encrypted, and the new key wrapped for each member who keeps access. All of it lands in
    * one transaction, or none: a value changed meanwhile (409) means read again and retry.
    * Members left out lose every version of the key; older versions stay with those who keep
-   * access, for the history.
+   * access, for the history (a rotation that would leave one no member can read is refused).
    */
   async rotateE2eeKey(caller: Caller, workspaceId: string, input: E2eeRotation, keys: E2eeKeys) {
     const ws = await ensureWorkspace(this.k, workspaceId);
@@ -512,9 +512,7 @@ export class SecretsService {
       }
       if (given.size !== live.length) throw new ConflictError("Some values are not live secrets of this workspace (deleted meanwhile?): list again and retry.");
       const keep = new Set(input.wrapped.map((w) => w.user));
-      for (const holder of tx.query<{ user_id: string }, [string]>("SELECT DISTINCT user_id FROM secrets_workspace_keys WHERE workspace_id = ?").all(workspaceId)) {
-        if (!keep.has(holder.user_id)) sql.deleteWorkspaceKeys(tx, workspaceId, holder.user_id);
-      }
+      keys.dropHoldersLeftOut(tx, ws, keep);
       for (const w of input.wrapped) sql.putWorkspaceKey(tx, workspaceId, next, w.user, w.wrapped, byWhom(caller.principal), this.now());
       sql.setE2eeKeyVersion(tx, workspaceId, next);
       const rotated = { ...ws, e2ee_key_version: next };

@@ -304,6 +304,10 @@ export const workspaceKeyHolders = (db: Database, workspaceId: string, keyVersio
     )
     .all(workspaceId, keyVersion);
 
+/** Everyone who holds some version of the workspace's key. */
+export const workspaceKeyHoldersOfAnyVersion = (db: Database, workspaceId: string) =>
+  db.query<{ user_id: string }, [string]>("SELECT DISTINCT user_id FROM secrets_workspace_keys WHERE workspace_id = ?").all(workspaceId);
+
 export const putWorkspaceKey = (tx: Database, workspaceId: string, keyVersion: number, userId: string, wrapped: string, by: string, at: number) =>
   tx
     .query(

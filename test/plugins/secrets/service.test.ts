@@ -1,0 +1,56 @@
+/**
+ * The secrets service over HTTP, in-process, for what a review found: each case is a way the
+ * service lost a value, locked everyone out, or answered other than what it did.
+ */
+import { describe, expect, test } from "bun:test";
+import { encryptValue, generateUserKeyPair, newWorkspaceKey, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
+
+const citadel = stoppedAfterEach();
+
+async function setup() {
+  const c = await citadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+  const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
+  const base = `/v1/secrets/workspaces/${ws}`;
+  const path = (name: string, env = "development", rest = "") => `${base}/environments/${env}/secrets/${name}${rest}`;
+  return { c, owner, me, ws, base, path };
+}
+
+describe("replacing an end-to-end-encrypted workspace's key", () => {
+  test("is refused when it would leave out the last holder of a key version stored values still use (found in review)", async () => {
+    const { c, owner, me, ws, base, path } = await setup();
+    const admin = await c.addUser(owner, "admin@example.org", "admin");
+    const pairs = new Map([[me, generateUserKeyPair()], [admin.id, generateUserKeyPair()]]);
+    for (const [token, id] of [[owner, me], [admin.token, admin.id]] as const) {
+      await c.send("PUT", "/v1/secrets/me/keypair", token, { json: { public_key: pairs.get(id)!.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+    }
+    await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+    const wrap = (key: Uint8Array, id: string) => ({ user: id, wrapped: wrapWorkspaceKey(key, pairs.get(id)!.publicKey, { workspace: ws, user: id }) });
+    const ctx = (name: string) => ({ workspace: ws, environment: "development", name });
+    const v1 = newWorkspaceKey();
+    expect((await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: wrap(v1, me) })).status).toBe(200);
+    await c.send("PUT", path("LIVE"), owner, { json: { value: encryptValue(v1, "live", ctx("LIVE")) } });
+    await c.send("PUT", path("GONE"), owner, { json: { value: encryptValue(v1, "gone", ctx("GONE")) } });
+    expect((await c.send("DELETE", path("GONE"), owner)).status).toBe(200);
+
+    // v2 for the owner and the admin: only the owner holds v1, which GONE and LIVE's history use.
+    const v2 = newWorkspaceKey();
+    const toV2 = { from_version: 1, values: [{ environment: "development", name: "LIVE", version: 1, value: encryptValue(v2, "live", ctx("LIVE")) }], wrapped: [wrap(v2, me), wrap(v2, admin.id)] };
+    expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: toV2 })).status).toBe(200);
+
+    // The admin replaces it again for themself alone: v1 would be held by nobody.
+    const v3 = newWorkspaceKey();
+    const toV3 = (wrapped: Array<{ user: string; wrapped: string }>) => ({ from_version: 2, values: [{ environment: "development", name: "LIVE", version: 2, value: encryptValue(v3, "live", ctx("LIVE")) }], wrapped });
+    const refused = await c.send("POST", `${base}/e2ee/rotate`, admin.token, { json: toV3([wrap(v3, admin.id)]) });
+    expect([refused.status, refused.body.detail]).toEqual([409, expect.stringContaining(`${me} is the last holder of version 1 of the workspace key`)]);
+    expect((await c.send("GET", `${base}/e2ee/my-key?version=1`, owner)).status).toBe(200);
+    expect((await c.send("GET", `${base}/settings`, owner)).body.e2ee).toBe(true);
+    expect(c.kernel.store.db.query("SELECT e2ee_key_version AS v FROM secrets_workspaces WHERE workspace_id = ?").get(ws)).toEqual({ v: 2 });
+
+    // Keeping the owner, it goes through, and the owner still reads version 1.
+    expect((await c.send("POST", `${base}/e2ee/rotate`, admin.token, { json: toV3([wrap(v3, admin.id), wrap(v3, me)]) })).status).toBe(200);
+    expect((await c.send("GET", `${base}/e2ee/my-key?version=1`, owner)).status).toBe(200);
+  });
+});
