@@ -70,7 +70,7 @@ export function mayManageMembers(k: SecretsKernel, p: Principal, organizationId:
 }
 
 /** The caller's role in the workspace (the organization role, narrowed by the workspace's; a service key's maker's). */
-export function roleInWorkspace(k: SecretsKernel, p: Principal, ws: sql.WorkspaceRow): Role | null {
+export function roleInWorkspace(k: SecretsKernel, p: Pick<Principal, "userId" | "madeBy">, ws: sql.WorkspaceRow): Role | null {
   const provider = k.identity.provider;
   const user = roleHolder(p);
   if (!user || !provider) return null;

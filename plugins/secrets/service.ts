@@ -5,12 +5,13 @@
  */
 import type { Database } from "bun:sqlite";
 import { actorOf } from "../../src/auth/principal.ts";
+import { roleAllows } from "../../src/auth/rbac.ts";
 import { scopesGrant } from "../../src/auth/scopes.ts";
 import { DecryptionError, envelopeKeyVersion } from "../../src/crypto/aead.ts";
 import { KeyDestroyedError } from "../../src/crypto/keyring.ts";
 import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
-import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, roleInWorkspace, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { e2eeCiphertextLength, isE2eeCiphertext } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
@@ -100,7 +101,7 @@ export class SecretsService {
     if (!ENVIRONMENT_NAME.test(input.name)) throw new InvalidError("lower-case letters, digits, - and _, at most 32", "name");
     const ws = await ensureWorkspace(this.k, workspaceId);
     const protection = input.protection ?? "members";
-    const allowed = this.checkAllowedUsers(ws, protection, input.allowed_users ?? []);
+    const allowed = this.checkAllowedUsers(caller, ws, protection, input.allowed_users ?? []);
     const id = newId("env");
     await this.k.store.write((tx) => {
       if (sql.environmentByName(tx, workspaceId, input.name)) throw new ConflictError(`The environment ${input.name} exists already.`);
@@ -115,11 +116,7 @@ export class SecretsService {
     // Only someone the current protection lets in may change it (an admin left out of a
     // `named` environment cannot open it up).
     const env = environmentFor(this.k, caller, ws, name);
-    const allowed = this.checkAllowedUsers(ws, input.protection, input.allowed_users ?? []);
-    // Whoever narrows an environment must stay inside it, or nobody could undo the change.
-    if (input.protection === "named" && caller.principal.userId && !allowed.includes(caller.principal.userId)) {
-      throw new InvalidError("name yourself among the allowed users, or you would lock yourself out", "allowed_users");
-    }
+    const allowed = this.checkAllowedUsers(caller, ws, input.protection, input.allowed_users ?? []);
     await this.k.store.write((tx) => {
       sql.updateEnvironment(tx, env.id, input.protection, allowed);
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.environment.update", resource: { type: "environment", id: env.id }, reason: `${name}: ${input.protection}` }));
@@ -137,7 +134,7 @@ export class SecretsService {
     });
   }
 
-  private checkAllowedUsers(ws: sql.WorkspaceRow, protection: sql.Protection, users: string[]): string[] {
+  private checkAllowedUsers(caller: Caller, ws: sql.WorkspaceRow, protection: sql.Protection, users: string[]): string[] {
     if (protection !== "named") {
       if (users.length > 0) throw new InvalidError("allowed users are named only with protection 'named'", "allowed_users");
       return [];
@@ -147,7 +144,26 @@ export class SecretsService {
     for (const user of users) {
       if (!provider?.roleIn(user, ws.organization_id)) throw new InvalidError(`${user} is not a member of the organization`, "allowed_users");
     }
-    return [...new Set(users)];
+    const allowed = [...new Set(users)];
+    this.checkNoLockOut(caller, ws, allowed);
+    return allowed;
+  }
+
+  /**
+   * Only someone a `named` environment lets in can reopen or delete it (and while it holds
+   * secrets, end-to-end encryption cannot be turned off): if none of those named could, it
+   * would stay as it is for good. Whoever narrows it must stay inside (a user names
+   * themselves), and one of those named must be an admin or owner of the workspace, the roles
+   * that change protection — which is what keeps a service key, never let in, from locking it.
+   */
+  private checkNoLockOut(caller: Caller, ws: sql.WorkspaceRow, allowed: string[]): void {
+    const me = caller.principal.userId;
+    if (me && !allowed.includes(me)) throw new InvalidError("name yourself among the allowed users, or you would lock yourself out", "allowed_users");
+    const mayChangeIt = (user: string) => {
+      const role = roleInWorkspace(this.k, { userId: user }, ws);
+      return role !== null && roleAllows(role, "manage_members");
+    };
+    if (!allowed.some(mayChangeIt)) throw new InvalidError("name an admin or owner of the workspace among the allowed users, or nobody could change the environment's protection again", "allowed_users");
   }
 
   // --- reading ---------------------------------------------------------------------------

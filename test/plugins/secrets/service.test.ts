@@ -54,3 +54,28 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
     expect((await c.send("GET", `${base}/e2ee/my-key?version=1`, owner)).status).toBe(200);
   });
 });
+
+describe("a named environment cannot be locked for good", () => {
+  test("made or narrowed, it names the caller and an admin or owner who could reopen it; a service key cannot narrow it to editors (found in review)", async () => {
+    const { c, owner, me, base } = await setup();
+    const org = c.owner.organization;
+    const admin = await c.addUser(owner, "admin@example.org", "admin");
+    const editor = await c.addUser(owner, "editor@example.org", "editor");
+    const refusedFor = async (token: string, method: string, url: string, json: unknown, detail: string) => {
+      const res = await c.send(method, url, token, { json });
+      expect([method, url, res.status, res.body.code, res.body.detail]).toEqual([method, url, 422, "invalid", expect.stringContaining(detail)]);
+    };
+    await refusedFor(admin.token, "POST", `${base}/environments`, { name: "vault", protection: "named", allowed_users: [editor.id] }, "name yourself");
+    expect((await c.send("GET", `${base}/environments`, owner)).body.items.map((e: { name: string }) => e.name)).not.toContain("vault");
+
+    expect((await c.send("PUT", `/v1/iam/orgs/${org}/services/secrets`, owner)).status).toBe(200);
+    const key = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, owner, { json: { service: "secrets", name: "ci", scopes: ["secrets:admin"] } })).body.token as string;
+    await refusedFor(key, "POST", `${base}/environments`, { name: "vault", protection: "named", allowed_users: [editor.id] }, "name an admin or owner");
+    await refusedFor(key, "PUT", `${base}/environments/staging`, { protection: "named", allowed_users: [editor.id] }, "name an admin or owner");
+    expect((await c.send("GET", `${base}/environments/staging/secrets`, owner)).status).toBe(200);
+
+    // With someone named who may change it back, it is made, and they can reopen it.
+    expect((await c.send("PUT", `${base}/environments/staging`, key, { json: { protection: "named", allowed_users: [editor.id, me] } })).status).toBe(200);
+    expect((await c.send("PUT", `${base}/environments/staging`, owner, { json: { protection: "members" } })).status).toBe(200);
+  });
+});
