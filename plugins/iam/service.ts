@@ -17,6 +17,7 @@ import { ConflictError, ForbiddenError, InvalidError, NotFoundError, RateLimited
 import { cidrContains, cidrWithin, clientKey, parseCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { Tx } from "../../src/store/store.ts";
+import { workspaceDeletionsOf } from "../../src/workspace-deletions.ts";
 import type { IamIdentity } from "./identity.ts";
 import type { IamSettings } from "./settings.ts";
 import * as sql from "./store.ts";
@@ -1127,7 +1128,11 @@ export class IamService {
       // Tokens for this workspace alone go with it: they still authenticated, for the routes
       // that name no workspace (found in review).
       const revoked = sql.revokeWorkspaceCredentials(tx, id, this.now()).changes;
-      this.audit(tx, { action: "iam.workspace.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, reason: `${revoked} credential(s) for it revoked`, request: caller.request });
+      // What the other services hold for it goes too (the secrets' values and their data key,
+      // webhooks): no route reaches a deleted workspace's data to remove it later.
+      const removed = workspaceDeletionsOf(this.k.store).run(tx, id, this.now());
+      const reason = [`${revoked} credential(s) for it revoked`, ...removed].join("; ");
+      this.audit(tx, { action: "iam.workspace.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, reason, request: caller.request });
     });
   }
 

@@ -10,7 +10,8 @@ import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
-import { secretsSubjects } from "./subject.ts";
+import { workspaceDeletionsOf } from "../../src/workspace-deletions.ts";
+import { secretsSubjects, secretsWorkspaceDeletion } from "./subject.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { secretsCommands } from "./commands.ts";
 import type { Caller } from "./context.ts";
@@ -101,9 +102,11 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
     const sweeper = setInterval(() => void shares.sweep().catch((error) => k.log.error("share link sweep failed", { error: String(error) })), 60_000);
     sweeper.unref?.();
     const unregister = subjectsOf(k.store).register(secretsSubjects(k.store, () => k.seal.keyring()));
+    const unregisterDeletion = workspaceDeletionsOf(k.store).register(secretsWorkspaceDeletion(() => k.seal.keyring()));
     return async () => {
       stopResuming();
       unregister();
+      unregisterDeletion();
       clearInterval(sweeper);
       await stopDeliveries();
     };

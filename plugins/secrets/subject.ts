@@ -8,13 +8,15 @@
  * Erasure of an organization is crypto-shredding: every workspace's data key, every webhook's
  * signing-secret key and the organization's share-link key are destroyed, so every stored value,
  * version, secret and share is unreadable at once (in copies of the file too); the rows go too. A user's erasure
- * deletes their E2EE key material (the workspaces' wrapped keys for them included).
+ * deletes their E2EE key material (the workspaces' wrapped keys for them included). A workspace
+ * deleted in iam is erased the same way, on its own (src/workspace-deletions.ts).
  */
 import type { Database } from "bun:sqlite";
 import { DecryptionError } from "../../src/crypto/aead.ts";
 import { KeyDestroyedError, type Keyring } from "../../src/crypto/keyring.ts";
 import type { Store } from "../../src/store/store.ts";
 import type { SubjectContributor } from "../../src/subjects.ts";
+import type { WorkspaceDeletionHandler } from "../../src/workspace-deletions.ts";
 import { valueKeyOwner } from "./context.ts";
 import { versionContext } from "./service.ts";
 import { shareKeyOwner } from "./shares.ts";
@@ -45,20 +47,40 @@ export function secretsSubjects(store: Store, keyring: () => Keyring): SubjectCo
       }
       const workspaces = tx.query<{ workspace_id: string }, [string]>("SELECT workspace_id FROM secrets_workspaces WHERE organization_id = ?").all(subject.id);
       let destroyed = 0;
-      for (const { workspace_id } of workspaces) {
-        destroyed += keyring().destroyOwner(tx, valueKeyOwner(workspace_id), now);
-        const environments = tx.query<{ id: string }, [string]>("SELECT id FROM secrets_environments WHERE workspace_id = ?").all(workspace_id);
-        for (const env of environments) tx.query("DELETE FROM secrets WHERE environment_id = ?").run(env.id); // versions cascade
-        tx.query("DELETE FROM secrets_environments WHERE workspace_id = ?").run(workspace_id);
-        for (const hook of tx.query<{ id: string }, [string]>("SELECT id FROM secrets_webhooks WHERE workspace_id = ?").all(workspace_id)) destroyed += keyring().destroyOwner(tx, webhookKeyOwner(hook.id), now);
-        tx.query("DELETE FROM secrets_webhook_deliveries WHERE webhook_id IN (SELECT id FROM secrets_webhooks WHERE workspace_id = ?)").run(workspace_id);
-        tx.query("DELETE FROM secrets_webhooks WHERE workspace_id = ?").run(workspace_id);
-        tx.query("DELETE FROM secrets_workspace_keys WHERE workspace_id = ?").run(workspace_id);
-        tx.query("DELETE FROM secrets_workspaces WHERE workspace_id = ?").run(workspace_id);
-      }
+      for (const { workspace_id } of workspaces) destroyed += eraseWorkspace(tx, keyring(), workspace_id, now);
       destroyed += keyring().destroyOwner(tx, shareKeyOwner(subject.id), now);
       tx.query("DELETE FROM secrets_shares WHERE organization_id = ?").run(subject.id);
       return workspaces.length === 0 && destroyed === 0 ? null : `${workspaces.length} workspace(s) deleted, ${destroyed} key(s) destroyed (values, webhook secrets, share links)`;
+    },
+  };
+}
+
+/**
+ * Crypto-shreds a workspace: its data key and its webhooks' signing-secret keys are destroyed,
+ * so its values are unreadable at once (in copies of the file too), and its rows go — secrets
+ * and versions (end-to-end-encrypted ciphertexts included), environments, wrapped workspace
+ * keys, webhooks and their pending deliveries. Runs inside `tx`; the number of keys destroyed.
+ */
+export function eraseWorkspace(tx: Database, keyring: Keyring, workspaceId: string, now: number): number {
+  let destroyed = keyring.destroyOwner(tx, valueKeyOwner(workspaceId), now);
+  const environments = tx.query<{ id: string }, [string]>("SELECT id FROM secrets_environments WHERE workspace_id = ?").all(workspaceId);
+  for (const env of environments) tx.query("DELETE FROM secrets WHERE environment_id = ?").run(env.id); // versions cascade
+  tx.query("DELETE FROM secrets_environments WHERE workspace_id = ?").run(workspaceId);
+  for (const hook of tx.query<{ id: string }, [string]>("SELECT id FROM secrets_webhooks WHERE workspace_id = ?").all(workspaceId)) destroyed += keyring.destroyOwner(tx, webhookKeyOwner(hook.id), now);
+  tx.query("DELETE FROM secrets_webhook_deliveries WHERE webhook_id IN (SELECT id FROM secrets_webhooks WHERE workspace_id = ?)").run(workspaceId);
+  tx.query("DELETE FROM secrets_webhooks WHERE workspace_id = ?").run(workspaceId);
+  tx.query("DELETE FROM secrets_workspace_keys WHERE workspace_id = ?").run(workspaceId);
+  tx.query("DELETE FROM secrets_workspaces WHERE workspace_id = ?").run(workspaceId);
+  return destroyed;
+}
+
+/** What goes of the secrets service when iam deletes a workspace (src/workspace-deletions.ts). */
+export function secretsWorkspaceDeletion(keyring: () => Keyring): WorkspaceDeletionHandler {
+  return {
+    name: "secrets",
+    deleted(tx, workspaceId, now) {
+      if (!tx.query("SELECT 1 FROM secrets_workspaces WHERE workspace_id = ?").get(workspaceId)) return null; // never used: nothing held
+      return `data erased, ${eraseWorkspace(tx, keyring(), workspaceId, now)} key(s) destroyed (values, webhook secrets)`;
     },
   };
 }

@@ -79,3 +79,37 @@ describe("a named environment cannot be locked for good", () => {
     expect((await c.send("PUT", `${base}/environments/staging`, owner, { json: { protection: "members" } })).status).toBe(200);
   });
 });
+
+describe("a deleted workspace", () => {
+  test("takes its secrets, its data key, its webhooks and their pending deliveries along, in the deletion's transaction (found in review)", async () => {
+    const c = await citadel({ config: { secrets: { webhook_allowed_urls: ["http://127.0.0.1:9/hooks"] } } });
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const org = c.owner.organization;
+    const workspace = async (name: string) => (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name } })).body.id as string;
+    const ws = await workspace("app");
+    const kept = await workspace("kept");
+    for (const id of [ws, kept]) {
+      const base = `/v1/secrets/workspaces/${id}`;
+      expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: `http://127.0.0.1:9/hooks/${id}` } })).status).toBe(200);
+      expect((await c.send("PUT", `${base}/environments/development/secrets/TOKEN`, owner, { json: { value: `value of ${id}` } })).status).toBe(200);
+    }
+    const db = c.kernel.store.db;
+    const count = (table: string, where: string, id: string) => (db.query(`SELECT count(*) AS n FROM ${table} WHERE ${where}`).get(id) as { n: number }).n;
+    const held = (id: string) => ({
+      secrets: count("secrets", "environment_id IN (SELECT id FROM secrets_environments WHERE workspace_id = ?)", id),
+      versions: count("secret_versions", "secret_id IN (SELECT s.id FROM secrets s JOIN secrets_environments e ON e.id = s.environment_id WHERE e.workspace_id = ?)", id),
+      webhooks: count("secrets_webhooks", "workspace_id = ?", id),
+      deliveries: count("secrets_webhook_deliveries", "webhook_id IN (SELECT id FROM secrets_webhooks WHERE workspace_id = ?)", id),
+      workspace: count("secrets_workspaces", "workspace_id = ?", id),
+      dataKeys: count("deks", "owner = 'workspace:' || ? AND wrapped IS NOT NULL", id),
+    });
+    expect(held(ws)).toEqual({ secrets: 1, versions: 1, webhooks: 1, deliveries: 1, workspace: 1, dataKeys: 1 });
+
+    const ask = await c.send("DELETE", `/v1/iam/workspaces/${ws}`, owner);
+    expect((await c.send("DELETE", `/v1/iam/workspaces/${ws}`, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+    expect(held(ws)).toEqual({ secrets: 0, versions: 0, webhooks: 0, deliveries: 0, workspace: 0, dataKeys: 0 });
+    expect(held(kept)).toEqual({ secrets: 1, versions: 1, webhooks: 1, deliveries: 1, workspace: 1, dataKeys: 1 });
+    const deleted = db.query("SELECT reason FROM audit_events WHERE action = 'iam.workspace.delete'").get() as { reason: string };
+    expect(deleted.reason).toContain("secrets: data erased, 2 key(s) destroyed");
+  });
+});
