@@ -342,9 +342,12 @@ export class SecretsService {
     const row = sql.secretByName(this.db, env.id, name);
     if (!row) throw new NotFoundError(`No secret named ${name} in ${envName}.`);
     await this.k.store.write((tx) => {
+      // Purged meanwhile by another request: nothing left to purge, nothing to audit or announce.
+      const current = this.secretById(tx, env, row.id);
+      if (!current) throw new ConflictError(`${name} changed meanwhile: it was purged.`);
       sql.purgeSecret(tx, row.id);
-      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.purge", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}, ${row.version} versions` }));
-      this.notify(tx, caller, ws, env, row.name, row.version, "secret.purged");
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.purge", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}, ${current.version} versions` }));
+      this.notify(tx, caller, ws, env, row.name, current.version, "secret.purged");
     });
   }
 

@@ -113,3 +113,21 @@ describe("a deleted workspace", () => {
     expect(deleted.reason).toContain("secrets: data erased, 2 key(s) destroyed");
   });
 });
+
+describe("purge", () => {
+  test("two confirmed purges at once: one purges, the other answers 409; one event and one webhook delivery (found in review)", async () => {
+    const c = await citadel({ config: { secrets: { webhook_allowed_urls: ["http://127.0.0.1:9/hooks"] } } });
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
+    const base = `/v1/secrets/workspaces/${ws}`;
+    const purge = `${base}/environments/development/secrets/OLD/purge`;
+    await c.send("PUT", `${base}/environments/development/secrets/OLD`, owner, { json: { value: "v" } });
+    expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: "http://127.0.0.1:9/hooks/x" } })).status).toBe(200);
+    const tokens = [(await c.send("POST", purge, owner)).body.confirmation_token, (await c.send("POST", purge, owner)).body.confirmation_token];
+    const answers = await Promise.all(tokens.map((token) => c.send("POST", purge, owner, { headers: { "x-citadel-confirm": token } })));
+    expect(answers.map((a) => [a.status, a.body.detail]).sort()).toEqual([[200, undefined], [409, "OLD changed meanwhile: it was purged."]]);
+    const db = c.kernel.store.db;
+    expect(db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'secrets.secret.purge'").get()).toEqual({ n: 1 });
+    expect(db.query("SELECT count(*) AS n FROM secrets_webhook_deliveries WHERE event LIKE '%secret.purged%'").get()).toEqual({ n: 1 });
+  });
+});
