@@ -676,11 +676,7 @@ export class SecretsService {
     const out: { note?: string | null; rotation_days?: number | null; expires_at?: number | null } = {};
     if (input.note !== undefined) out.note = input.note;
     if (input.rotation_days !== undefined) out.rotation_days = input.rotation_days;
-    if (input.expires_at !== undefined) {
-      const at = input.expires_at === null ? null : Date.parse(input.expires_at);
-      if (at !== null && Number.isNaN(at)) throw new InvalidError("an ISO 8601 date and time", "expires_at");
-      out.expires_at = at;
-    }
+    if (input.expires_at !== undefined) out.expires_at = input.expires_at === null ? null : expiryOf(input.expires_at);
     return out;
   }
 
@@ -720,6 +716,25 @@ const count = (plan: Array<{ action: string }>, action: string) => plan.filter((
 function sameRow(now: sql.SecretRow | null, then: sql.SecretRow | null): boolean {
   if (now === null || then === null) return now === then;
   return now.id === then.id && now.version === then.version && now.deleted_at === then.deleted_at;
+}
+
+/** An expiry date and time, in ms since the epoch. */
+function expiryOf(text: string): number {
+  const at = Date.parse(text);
+  if (Number.isNaN(at) || !isCalendarDate(text)) throw new InvalidError("an ISO 8601 date and time, on a day its month has", "expires_at");
+  return at;
+}
+
+/**
+ * Whether the date an ISO 8601 text starts with is a day of its month: Date.parse takes
+ * 2026-02-30 for 2 March, which would store a date nobody wrote.
+ */
+function isCalendarDate(text: string): boolean {
+  const date = /^(\d{4})-(\d{2})-(\d{2})/.exec(text);
+  if (!date) return false;
+  const [year, month, day] = [Number(date[1]), Number(date[2]), Number(date[3])];
+  const asWritten = new Date(Date.UTC(year, month - 1, day));
+  return asWritten.getUTCFullYear() === year && asWritten.getUTCMonth() === month - 1 && asWritten.getUTCDate() === day;
 }
 
 /** What is wrong with a stored value that failed to decrypt, or null for any other error. */

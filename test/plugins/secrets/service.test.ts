@@ -131,3 +131,17 @@ describe("purge", () => {
     expect(db.query("SELECT count(*) AS n FROM secrets_webhook_deliveries WHERE event LIKE '%secret.purged%'").get()).toEqual({ n: 1 });
   });
 });
+
+describe("metadata", () => {
+  test("an expiry on a day its month does not have is refused, naming the field, not rolled over into the next month (found in review)", async () => {
+    const { c, owner, path } = await setup();
+    await c.send("PUT", path("TOKEN"), owner, { json: { value: "v" } });
+    for (const expires_at of ["2026-02-30T00:00:00Z", "2026-04-31T12:00:00+02:00", "2027-02-29T00:00:00Z"]) {
+      const res = await c.send("PATCH", path("TOKEN"), owner, { json: { expires_at } });
+      expect([expires_at, res.status, res.body.code, res.text]).toEqual([expires_at, 422, "invalid", expect.stringContaining("expires_at")]);
+    }
+    expect((await c.send("PUT", path("OTHER"), owner, { json: { value: "v", expires_at: "2026-02-30T00:00:00Z" } })).status).toBe(422);
+    const leap = await c.send("PATCH", path("TOKEN"), owner, { json: { expires_at: "2028-02-29T00:00:00Z" } });
+    expect([leap.status, leap.body.expires_at]).toEqual([200, "2028-02-29T00:00:00.000Z"]);
+  });
+});
