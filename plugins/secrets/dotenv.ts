@@ -187,17 +187,65 @@ const JSON_SHAPE = '{"NAME": "value", ...}';
 
 /**
  * Entries in the object's order (names cannot look like integers, which objects would reorder).
- * A key repeated in the text is not detected: JSON.parse keeps its last value. A bad name is
- * told by its place, not quoted: it may be a value pasted into the wrong field.
+ * A key repeated in the text is refused, as .env refuses a name set twice: JSON.parse would keep
+ * its last value, silently. A bad name is told by its place, not quoted: it may be a value
+ * pasted into the wrong field.
  */
 export function parseJsonSecrets(text: string): SecretEntry[] {
-  const data = parseJson(text.startsWith("\uFEFF") ? text.slice(1) : text);
+  const json = text.startsWith("\uFEFF") ? text.slice(1) : text;
+  const data = parseJson(json);
   if (typeof data !== "object" || data === null || Array.isArray(data)) throw new Error(`expected a JSON object like ${JSON_SHAPE}, got ${jsonKind(data)}`);
-  return Object.entries(data).map(([name, value], i) => {
+  const entries = Object.entries(data).map(([name, value], i) => {
     if (!isSecretName(name)) throw new Error(`entry ${i + 1}: invalid secret name (names are ${NAME_RULE})`);
     if (typeof value !== "string") throw new Error(`${name}: the value must be a string, not ${jsonKind(value)}`);
     return { name, value };
   });
+  // Every key, repeated or not, passed the name check above: quoting it names no value.
+  const repeated = firstRepeated(topLevelKeys(json));
+  if (repeated !== null) throw new Error(`${repeated} appears twice`);
+  return entries;
+}
+
+/**
+ * The keys of the outermost object of a valid JSON text, in order, repeats included (JSON.parse
+ * keeps one). Strings are skipped whole, so no brace or quote inside a value misleads the count.
+ */
+function topLevelKeys(json: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i];
+    if (c === '"') {
+      const end = endOfString(json, i);
+      if (depth === 1 && json[afterSpace(json, end)] === ":") keys.push(JSON.parse(json.slice(i, end)) as string);
+      i = end - 1;
+    } else if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") depth--;
+  }
+  return keys;
+}
+
+/** The index just past the string that opens at `start`; an escaped character (\" included) is skipped with its backslash. */
+function endOfString(json: string, start: number): number {
+  let i = start + 1;
+  while (json[i] !== '"') i += json[i] === "\\" ? 2 : 1;
+  return i + 1;
+}
+
+/** The index of the first character at or after `from` that is not JSON whitespace. */
+function afterSpace(json: string, from: number): number {
+  let i = from;
+  while (json[i] === " " || json[i] === "\t" || json[i] === "\n" || json[i] === "\r") i++;
+  return i;
+}
+
+function firstRepeated(names: readonly string[]): string | null {
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) return name;
+    seen.add(name);
+  }
+  return null;
 }
 
 // The engine's message is not passed on: it can quote the text around the error, a secret maybe.

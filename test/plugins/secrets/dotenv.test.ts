@@ -147,6 +147,8 @@ describe("JSON secrets", () => {
   test("reads a flat object in order", () => {
     expect(parseJsonSecrets('{"B": "2", "A": "x\\ny", "__proto__": "p"}')).toEqual(e(["B", "2"], ["A", "x\ny"], ["__proto__", "p"]));
     expect(parseJsonSecrets("\uFEFF{}")).toEqual([]);
+    // A key's text inside a value is no key: only the object's own keys are checked for repeats.
+    expect(parseJsonSecrets('{"A": "\\"A\\": \\"{\\\\\\"", "B": "{\\"A\\": [1]}"}')).toEqual(e(["A", '"A": "{\\"'], ["B", '{"A": [1]}']));
   });
 
   test("prints pretty JSON with a final newline, __proto__ included", () => {
@@ -166,6 +168,8 @@ describe("JSON secrets", () => {
     ["a nested object", '{"NESTED": {"k": "s3cr3t"}}', "NESTED: the value must be a string, not an object"],
     ["a null value", '{"N": null}', "N: the value must be a string, not null"],
     ["an invalid name, told by its place and never quoted (found in review)", '{"A": "1", "s3cr3t pasted as a name": "x"}', "entry 2: invalid secret name (names are"],
+    ["a repeated key, named, never its values (found in review)", '{"A": "s3cr3t", "B": "x", "A": "31337"}', "A appears twice"],
+    ["a repeated key written with an escape (found in review)", '{"A": "s3cr3t",\n  "\\u0041" : "31337"}', "A appears twice"],
   ])("refuses %s", (_title, text, message) => {
     let caught: unknown;
     try {
