@@ -420,7 +420,7 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const [name, version] = ctx.args;
       if (!name || !version || !/^\d+$/.test(version)) throw new UsageError("give the secret's name and the version to go back to");
-      if (!isSecretName(name)) throw new UsageError("a secret's name is an environment variable name: letters, digits and _, not starting with a digit");
+      if (!isSecretName(name)) throw new UsageError(SECRET_NAME_RULE);
       const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rollback"), { version: Number(version) });
       print(ctx, secret, `${name}: version ${secret.version} (the value of version ${version})`);
       return 0;
@@ -543,19 +543,20 @@ export const secretsCommands: Command[] = [
       passphrase: { type: "boolean", description: "Also ask for a passphrase (give it to the recipient another way)" },
     },
     async run(ctx) {
+      const secret = secretNameOption(ctx);
       let org = typeof ctx.options.org === "string" && ctx.options.org !== "" ? ctx.options.org : undefined;
       // Which organization is the identity service's to say (yours, or a workspace's), and an API key works for secrets alone.
       refuseApiKeyWithoutOrg(ctx); // before the value is read
       const api = await ctx.api();
       let value: string;
       let source: Record<string, string> | undefined;
-      if (typeof ctx.options.secret === "string") {
+      if (secret !== undefined) {
         const w = where(ctx);
         const settings = await api.request<{ e2ee: boolean }>("GET", `${workspacePath(w)}/settings`);
         if (settings.e2ee) throw new Error("values of an end-to-end-encrypted workspace are not shared by link: add the person to the workspace");
         E2eePins.forCli(ctx.configHome).checkNotEncrypted(api.baseUrl, w.workspace);
-        value = (await api.request<{ value: string }>("GET", secretPath(w, ctx.options.secret))).value;
-        source = { workspace: w.workspace, environment: w.env, name: ctx.options.secret };
+        value = (await api.request<{ value: string }>("GET", secretPath(w, secret))).value;
+        source = { workspace: w.workspace, environment: w.env, name: secret };
         org ??= (await api.request<{ organization: string }>("GET", `/v1/iam/workspaces/${encodeURIComponent(w.workspace)}`)).organization;
       } else {
         value = await readValue("Value to share: ");
@@ -920,13 +921,23 @@ function secretCommand(words: string[], summary: string, act: (ctx: CommandConte
   };
 }
 
+const SECRET_NAME_RULE = "a secret's name is an environment variable name: letters, digits and _, not starting with a digit";
+
 /**
  * The secret named on the command line, checked as the server would: a name such as `..` would
  * otherwise make another path (`DELETE .../secrets/..` is the environment's DELETE).
  */
 function requireSecretName(ctx: CommandContext): string {
   const name = requireArg(ctx, "the secret's name");
-  if (!isSecretName(name)) throw new UsageError("a secret's name is an environment variable name: letters, digits and _, not starting with a digit");
+  if (!isSecretName(name)) throw new UsageError(SECRET_NAME_RULE);
+  return name;
+}
+
+/** The secret named by --secret, if any, checked as requireSecretName checks an argument (`--secret .` read the environment's list). */
+function secretNameOption(ctx: CommandContext): string | undefined {
+  const name = ctx.options.secret;
+  if (typeof name !== "string") return undefined;
+  if (!isSecretName(name)) throw new UsageError(`--secret: ${SECRET_NAME_RULE}`);
   return name;
 }
 

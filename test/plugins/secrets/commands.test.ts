@@ -50,3 +50,12 @@ describe("share open asks a server for no more than share-crypto's bounds allow"
     expect(run.requests.map((r) => r.path)).toEqual(["/v1/secrets/shares/shr_1/peek"]);
   });
 });
+
+describe("share --secret takes a secret's name only (found in review)", () => {
+  test("a name that is not one (`.` read the environment's list) is a usage error, before any request", async () => {
+    for (const secret of [".", "..", "A/B", "1DB", ""]) {
+      const run = await runCommand(secretsCommands, "share", { options: { ...WS, org: "org_1", secret } });
+      expect([secret, run.code, run.error?.message, run.requests]).toEqual([secret, 2, "--secret: a secret's name is an environment variable name: letters, digits and _, not starting with a digit", []]);
+    }
+  });
+});
