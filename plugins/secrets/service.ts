@@ -44,6 +44,9 @@ export interface ImportRequest {
   overwrite?: boolean;
 }
 
+/** A secret's metadata fields to write, as stored (expires_at in ms since the epoch). */
+type MetadataChanges = { note?: string | null; rotation_days?: number | null; expires_at?: number | null };
+
 type Change = "secret.created" | "secret.updated" | "secret.deleted" | "secret.restored" | "secret.purged";
 
 export class SecretsService {
@@ -263,7 +266,9 @@ export class SecretsService {
     const row = this.liveSecret(env, name);
     const metadata = this.checkMetadata(input);
     const written = await this.k.store.write((tx) => {
-      this.stillLive(tx, env, row);
+      const current = this.stillLive(tx, env, row);
+      // Nothing given, or the values it has already: no change, nothing to record (as for the settings).
+      if (!changesMetadata(current, metadata)) return current;
       sql.updateMetadata(tx, row.id, metadata, this.now(), byWhom(caller.principal));
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.update", resource: { type: "secret", id: row.id }, reason: `${envName}/${name} metadata` }));
       return this.secretById(tx, env, row.id)!;
@@ -672,8 +677,8 @@ export class SecretsService {
     if (ws.e2ee === 0 && value.includes("\0")) throw new InvalidError("a value may not contain a NUL character", field);
   }
 
-  private checkMetadata(input: Omit<SecretInput, "value">) {
-    const out: { note?: string | null; rotation_days?: number | null; expires_at?: number | null } = {};
+  private checkMetadata(input: Omit<SecretInput, "value">): MetadataChanges {
+    const out: MetadataChanges = {};
     if (input.note !== undefined) out.note = input.note;
     if (input.rotation_days !== undefined) out.rotation_days = input.rotation_days;
     if (input.expires_at !== undefined) out.expires_at = input.expires_at === null ? null : expiryOf(input.expires_at);
@@ -711,6 +716,11 @@ function environmentView(env: sql.EnvironmentRow) {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const count = (plan: Array<{ action: string }>, action: string) => plan.filter((p) => p.action === action).length;
+
+/** Whether writing `changes` would change any of the secret's metadata. */
+function changesMetadata(row: sql.SecretRow, changes: MetadataChanges): boolean {
+  return (Object.keys(changes) as Array<keyof MetadataChanges>).some((field) => changes[field] !== row[field]);
+}
 
 /** The same secret in the same state: same row, same current version, deleted or not alike. */
 function sameRow(now: sql.SecretRow | null, then: sql.SecretRow | null): boolean {

@@ -145,3 +145,20 @@ describe("metadata", () => {
     expect([leap.status, leap.body.expires_at]).toEqual([200, "2028-02-29T00:00:00.000Z"]);
   });
 });
+
+describe("a metadata change that changes nothing", () => {
+  test("answers as it is and records no event, as the settings do: nothing given, or the values it has (found in review)", async () => {
+    const { c, owner, path } = await setup();
+    await c.send("PUT", path("TOKEN"), owner, { json: { value: "v", note: "primary" } });
+    const updates = () => (c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'secrets.secret.update'").get() as { n: number }).n;
+    const before = (await c.send("GET", path("TOKEN", "development", "/versions"), owner)).body;
+    c.clock.advance(60_000); // a write would show in updated_at
+    for (const json of [{}, { note: "primary" }, { rotation_days: null, expires_at: null }]) {
+      const res = await c.send("PATCH", path("TOKEN"), owner, { json });
+      expect([json, res.status, res.body.note, res.body.updated_at]).toEqual([json, 200, "primary", before.updated_at]);
+    }
+    expect(updates()).toBe(0);
+    expect((await c.send("PATCH", path("TOKEN"), owner, { json: { note: "secondary" } })).body.note).toBe("secondary");
+    expect(updates()).toBe(1);
+  });
+});
