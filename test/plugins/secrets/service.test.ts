@@ -30,7 +30,7 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
     const wrap = (key: Uint8Array, id: string) => ({ user: id, wrapped: wrapWorkspaceKey(key, pairs.get(id)!.publicKey, { workspace: ws, user: id }) });
     const ctx = (name: string) => ({ workspace: ws, environment: "development", name });
     const v1 = newWorkspaceKey();
-    expect((await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: wrap(v1, me) })).status).toBe(200);
+    expect((await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrap(v1, me).wrapped } })).status).toBe(200);
     await c.send("PUT", path("LIVE"), owner, { json: { value: encryptValue(v1, "live", ctx("LIVE")) } });
     await c.send("PUT", path("GONE"), owner, { json: { value: encryptValue(v1, "gone", ctx("GONE")) } });
     expect((await c.send("DELETE", path("GONE"), owner)).status).toBe(200);
