@@ -97,6 +97,10 @@ export class IamIdentity implements IdentityProvider {
     // key (it carries the key's service): an exchange never widens a key. The maker's MFA is
     // the key's: an organization that requires MFA requires it of whoever the key acts for.
     const key = row.service !== null;
+    // Nor is a credential restricted to an organization or a workspace an operator's: operator
+    // routes name no organization, so the restriction would confine nothing there. What such a
+    // credential makes or is exchanged for carries the restriction, and so stays no operator's.
+    const restricted = row.organization_id !== null || row.workspace_id !== null;
     return {
       ok: true,
       principal: {
@@ -109,7 +113,7 @@ export class IamIdentity implements IdentityProvider {
         service: row.service,
         workspaceId: row.workspace_id,
         ipAllowlist: this.allowlist(row.ip_allowlist),
-        operator: !key && row.operator === 1,
+        operator: !key && !restricted && row.operator === 1,
         mfa: row.mfa === 1,
         mustChangePassword: !key && row.must_change_password === 1,
       },

@@ -30,7 +30,7 @@ export interface Principal {
   workspaceId: string | null;
   /** The token's own allowlist (empty: any address). */
   ipAllowlist: readonly Cidr[];
-  /** May perform appliance-wide actions (seal, keys, audit verification). */
+  /** May perform appliance-wide actions (seal, keys, audit verification). Never a credential restricted to an organization or a workspace. */
   operator: boolean;
   /** The user has TOTP enabled; for a service key, the member who made it (whose role bounds it). */
   mfa: boolean;

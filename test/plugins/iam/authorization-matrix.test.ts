@@ -3,7 +3,7 @@
  * × every kind of caller, each with the outcome its access declaration implies. A new route
  * is covered the moment it exists; a route whose guard lets the wrong caller through fails.
  */
-import { beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { roleAllows, permissionForScope, type Role } from "../../../src/auth/rbac.ts";
 import { accessDeclarations } from "../../../src/http/app.ts";
 import type { AccessSpec } from "../../../src/http/access.ts";
@@ -58,6 +58,8 @@ beforeAll(async () => {
   ids.token = (await pat({})).id;
   ids.key = tokens["wrong service key"]!.split("_")[2]!;
 });
+
+afterAll(() => c.stop());
 
 /** Concrete values for a route's parameters. */
 function concrete(path: string): string {
@@ -122,5 +124,44 @@ describe("authorization matrix", () => {
     expect(kinds).toEqual(new Set(["auth.token.reject", "auth.permission.deny"]));
     expect(events.body.events.some((e: { reason: string }) => e.reason === "expired")).toBe(true);
     expect(events.body.events.some((e: { reason: string }) => e.reason === "revoked")).toBe(true);
+  });
+
+  // Operator routes name no organization: a restriction to one would confine nothing there.
+  // After the audit log's test: its refusals would crowd the matrix's out of the page it reads.
+  test("a credential restricted to an organization or a workspace is no operator's, whatever made it (found in review)", async () => {
+    const operatorRoutes = [...accessDeclarations(c.app)].filter(([, spec]) => spec.operator);
+    expect(operatorRoutes.length).toBeGreaterThan(0);
+    const operator = await c.login(c.owner.email, c.owner.password);
+    // Every scope an operator route needs, so that only the operator check can refuse.
+    const scopes = [...new Set(operatorRoutes.flatMap(([, spec]) => (spec.scope ? [spec.scope] : [])))];
+    const pat = async (maker: string, json: Record<string, unknown>) =>
+      (await c.send("POST", "/v1/iam/me/tokens", maker, { json: { name: "restricted", scopes: [...scopes, "iam:self", "shell:connect"], ...json } })).body.token as string;
+    // The same token unrestricted is an operator's: its scopes are enough.
+    expect((await c.send("GET", "/v1/audit/events", await pat(operator, {}))).status).toBe(200);
+
+    const toOrganization = await pat(operator, { organization: c.owner.organization });
+    const toWorkspace = await pat(operator, { workspace: ids.workspace });
+    expect([toOrganization, toWorkspace]).toEqual([expect.any(String), expect.any(String)]);
+    const restricted: Record<string, () => Promise<string>> = {
+      "organization-restricted token": async () => toOrganization,
+      "workspace-restricted token": async () => toWorkspace,
+      "token made by a workspace-restricted one": async () => pat(toWorkspace, {}),
+      "workload token exchanged from an organization-restricted one": async () => {
+        const exchanged = await c.send("POST", "/oauth/token", undefined, { json: { grant_type: "urn:ietf:params:oauth:grant-type:token-exchange", subject_token: toOrganization, scope: scopes.join(" ") } });
+        return exchanged.body.access_token as string;
+      },
+      // Single use: one for every request.
+      "console token made by a workspace-restricted one": async () => (await c.send("POST", "/v1/iam/console-tokens", toWorkspace)).body.token as string,
+    };
+    const wrong: string[] = [];
+    for (const [kind, credential] of Object.entries(restricted)) {
+      for (const [route] of operatorRoutes) {
+        const [method, path] = route.split(" ") as [string, string];
+        // Not from this host: a loopback-public route would let a loopback client in without a token.
+        const res = await c.send(method, concrete(path), await credential(), { headers: { "x-test-peer": "203.0.113.80" }, ...(method === "GET" ? {} : { json: {} }) });
+        if (res.status !== 403 || res.body?.detail !== "Only an operator may do this.") wrong.push(`${kind} ${route}: got ${res.status}${res.body?.detail ? ` (${res.body.detail})` : ""}`);
+      }
+    }
+    expect(wrong).toEqual([]);
   });
 });
