@@ -265,7 +265,8 @@ export const iamPlugin = definePlugin<IamSettings>({
         .patch("/orgs/:org", ({ params, body, request }) => iam.updateOrganization(caller(request), params.org, body), {
           body: m.OrganizationChanges,
           response: m.Organization,
-          detail: { summary: "Rename, require MFA, set the allowlist (owners)", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "admin" }) },
+          // The organization's own safeguards (MFA required, the allowlist): as deleting it, iam:admin, which no coarse scope implies.
+          detail: { summary: "Rename, require MFA, set the allowlist (owners)", tags: ["iam: organizations"], ...access({ scope: "iam:admin", org: "org", permission: "admin" }) },
         })
         .delete(
           "/orgs/:org",

@@ -37,3 +37,21 @@ test("a key whose maker has no TOTP is refused with mfa_required once the organi
   expect((await c.send("GET", members, admin.token)).status).toBe(200);
   for (const token of [key, workload]) expect((await c.send("GET", "/v1/system/info", token)).status).toBe(200);
 });
+
+test("an organization's settings (MFA required, allowlist, name) change only with iam:admin, which no coarse scope implies (found in review)", async () => {
+  const c = await newCitadel();
+  const org = c.owner.organization;
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", owner)).body.secret);
+  expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", owner, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+  expect((await c.send("PATCH", `/v1/iam/orgs/${org}`, owner, { json: { require_mfa: true } })).status).toBe(200);
+
+  const pat = async (scopes: string[]) => (await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "t", scopes } })).body.token as string;
+  const write = await pat(["write"]);
+  for (const changes of [{ require_mfa: false }, { ip_allowlist: ["127.0.0.0/8"] }, { name: "renamed" }]) {
+    const refused = await c.send("PATCH", `/v1/iam/orgs/${org}`, write, { json: changes });
+    expect([refused.status, refused.body.code]).toEqual([403, "insufficient_scope"]);
+  }
+  expect((await c.send("GET", `/v1/iam/orgs/${org}`, owner)).body.require_mfa).toBe(true);
+  expect((await c.send("PATCH", `/v1/iam/orgs/${org}`, await pat(["iam:admin"]), { json: { require_mfa: false } })).status).toBe(200);
+});
