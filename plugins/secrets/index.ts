@@ -5,7 +5,7 @@
  * environment's protection (see context.ts).
  */
 import { Elysia } from "elysia";
-import { InvalidError } from "../../src/errors.ts";
+import { ForbiddenError, InvalidError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
@@ -50,6 +50,18 @@ const ACTIONS = [
 ] as const;
 
 const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
+
+/**
+ * The caller, for what belongs to the whole account: a key pair opens the user's workspace keys
+ * in every organization, and replacing it drops them all, so a token restricted to one
+ * organization or workspace must not replace it.
+ */
+function accountWide(c: Caller): Caller {
+  if (c.principal.organizationId !== null || c.principal.workspaceId !== null) {
+    throw new ForbiddenError("a token restricted to an organization or a workspace cannot replace your key pair, which serves all of them: use your login (citadel login) or an unrestricted token");
+  }
+  return c;
+}
 const items = <T>(list: T[]) => ({ items: list });
 
 /** Services made per kernel; the routes, the start hook (and tests) share one. */
@@ -271,10 +283,11 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           },
         })
         // --- end-to-end encryption ---------------------------------------------------------
-        .put("/me/keypair", ({ body, request }) => keys.setKeyPair(caller(request), body), {
+        .put("/me/keypair", ({ body, request }) => keys.setKeyPair(accountWide(caller(request)), body), {
           body: m.KeyPair,
           response: m.KeyPairView,
-          detail: { summary: "Register your key pair (made on your machine; the private key sealed by your passphrase)", tags: ["secrets: e2ee"], ...access({ scope: "secrets:write" }) },
+          // The account's own, as its password and tokens are: iam:self, as the /v1/iam/me routes.
+          detail: { summary: "Register your key pair (made on your machine; the private key sealed by your passphrase)", tags: ["secrets: e2ee"], ...access({ scope: "iam:self" }) },
         })
         .get("/me/keypair", ({ request }) => keys.keyPair(caller(request)), {
           response: m.KeyPairView,
