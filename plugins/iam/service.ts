@@ -599,8 +599,18 @@ export class IamService {
     return {
       ...this.userView(user),
       recovery_codes_left: sql.unusedRecoveryCodes(this.db, user.id),
-      organizations: sql.organizationsOf(this.db, user.id).map((o) => ({ id: o.id, name: o.name, role: o.role })),
+      organizations: this.organizationsSeenBy(p, user.id).map((o) => ({ id: o.id, name: o.name, role: o.role })),
     };
+  }
+
+  /**
+   * The user's organizations, as far as the credential reaches: one restricted to an organization
+   * (or to a workspace of one) sees that one alone, not the others' settings, whose allowlists
+   * the guard never checked for it.
+   */
+  private organizationsSeenBy(p: Principal, userId: string) {
+    const all = sql.organizationsOf(this.db, userId);
+    return p.organizationId === null ? all : all.filter((o) => o.id === p.organizationId);
   }
 
   // --- tokens -----------------------------------------------------------------------------
@@ -858,7 +868,7 @@ export class IamService {
   }
 
   organizations(p: Principal): Array<ReturnType<IamService["organizationView"]> & { role: Role | null }> {
-    if (p.userId) return sql.organizationsOf(this.db, p.userId).map((o) => ({ ...this.organizationView(o.id), role: o.role }));
+    if (p.userId) return this.organizationsSeenBy(p, p.userId).map((o) => ({ ...this.organizationView(o.id), role: o.role }));
     return p.organizationId ? [{ ...this.organizationView(p.organizationId), role: null }] : [];
   }
 

@@ -1,0 +1,29 @@
+/**
+ * A token restricted to an organization, or to a workspace of one, sees that organization alone
+ * among its user's: not the others' settings (allowlists, MFA requirement, services), whose
+ * allowlists the guard never checked for it (found in review).
+ */
+import { expect, test } from "bun:test";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
+
+const newCitadel = stoppedAfterEach();
+
+test("GET /v1/iam/orgs and GET /v1/iam/me list only the organization a token is restricted to", async () => {
+  const c = await newCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+  const other = (await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id as string;
+  const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "w1" } })).body.id as string;
+  const pat = async (json: Record<string, unknown>) => (await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "t", scopes: ["read", "iam:self"], ...json } })).body.token as string;
+  const ids = (items: Array<{ id: string }>) => items.map((o) => o.id).sort();
+
+  for (const token of [await pat({ workspace: ws }), await pat({ organization: org })]) {
+    expect(ids((await c.send("GET", "/v1/iam/orgs", token)).body.items)).toEqual([org]);
+    expect(ids((await c.send("GET", "/v1/iam/me", token)).body.organizations)).toEqual([org]);
+  }
+  // Unrestricted, the user's organizations are all there.
+  const unrestricted = await pat({});
+  expect(ids((await c.send("GET", "/v1/iam/orgs", unrestricted)).body.items)).toEqual([org, other].sort());
+  expect(ids((await c.send("GET", "/v1/iam/me", unrestricted)).body.organizations)).toEqual([org, other].sort());
+});
