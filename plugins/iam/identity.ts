@@ -16,7 +16,7 @@
 import type { Database } from "bun:sqlite";
 import type { AuthResult, IdentityProvider, OrganizationFacts, PrincipalKind, WorkspaceFacts } from "../../src/auth/principal.ts";
 import { parseToken, TOKEN_KINDS, tokenMatches } from "../../src/auth/tokens.ts";
-import { parseCidr, type Cidr } from "../../src/net/ip.ts";
+import { parseClientCidr, type Cidr } from "../../src/net/ip.ts";
 import { ReadMemo } from "../../src/store/read-memo.ts";
 import type { Store } from "../../src/store/store.ts";
 import * as sql from "./store.ts";
@@ -204,7 +204,7 @@ export class IamIdentity implements IdentityProvider {
     if (json === "[]") return EMPTY;
     let parsed = this.allowlists.get(json);
     if (!parsed) {
-      parsed = (JSON.parse(json) as string[]).map((c) => parseCidr(c)!).filter(Boolean);
+      parsed = (JSON.parse(json) as string[]).map((c) => parseClientCidr(c)!).filter(Boolean);
       if (this.allowlists.size > 10_000) this.allowlists.clear();
       this.allowlists.set(json, parsed);
     }

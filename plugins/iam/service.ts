@@ -14,7 +14,7 @@ import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.
 import { newId } from "../../src/ids.ts";
 import { base32Encode, newTotpSecret, otpauthUri, verifyTotp } from "../../src/auth/totp.ts";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError, RateLimitedError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
-import { cidrContains, cidrWithin, clientKey, parseCidr, parseIp } from "../../src/net/ip.ts";
+import { cidrContains, cidrWithin, clientKey, parseClientCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { Tx } from "../../src/store/store.ts";
 import { workspaceDeletionsOf } from "../../src/workspace-deletions.ts";
@@ -66,11 +66,11 @@ function invitationView(i: sql.InvitationRow) {
  * not silently replaced by the maker's (which would let it be used from where it was not meant to).
  */
 function narrowedAllowlist(parentJson: string, wantedJson: string): string {
-  const parent = (JSON.parse(parentJson) as string[]).map((c) => parseCidr(c)!);
+  const parent = (JSON.parse(parentJson) as string[]).map((c) => parseClientCidr(c)!);
   const wanted = JSON.parse(wantedJson) as string[];
   if (parent.length === 0) return wantedJson;
   if (wanted.length === 0) return parentJson;
-  const outside = wanted.find((c) => !parent.some((p) => cidrWithin(parseCidr(c)!, p)));
+  const outside = wanted.find((c) => !parent.some((p) => cidrWithin(parseClientCidr(c)!, p)));
   if (outside) throw new InvalidError(`${outside} is not within the address ranges of the credential that makes this one (${(JSON.parse(parentJson) as string[]).join(", ")})`, "ip_allowlist");
   return wantedJson;
 }
@@ -699,7 +699,7 @@ export class IamService {
     if (days > s.token_max_days) throw new InvalidError(`at most ${s.token_max_days} days`, "expires_in_days");
     const allowlist = input.ip_allowlist ?? [];
     allowlist.forEach((cidr, i) => {
-      if (!parseCidr(cidr)) throw new InvalidError("not a CIDR", `ip_allowlist[${i}]`);
+      if (!parseClientCidr(cidr)) throw new InvalidError("not a CIDR", `ip_allowlist[${i}]`);
     });
     return { expiresAt: this.now() + days * DAY_MS, allowlist: JSON.stringify(allowlist), scopes: [...new Set(input.scopes)].sort() };
   }
@@ -889,7 +889,7 @@ export class IamService {
   /** An allowlist must let in the address that sets it, or the caller would lock themselves out. */
   private checkAllowlist(list: string[], caller: Caller): string {
     const cidrs = list.map((c, i) => {
-      const cidr = parseCidr(c);
+      const cidr = parseClientCidr(c);
       if (!cidr) throw new InvalidError("not a CIDR", `ip_allowlist[${i}]`);
       return cidr;
     });

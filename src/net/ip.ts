@@ -124,6 +124,24 @@ export function parseCidr(text: string): Cidr | null {
   return { family: parsed.ip.family, bytes: masked, prefix: parsed.prefix };
 }
 
+/**
+ * Parses a CIDR that clients are matched against (an address allowlist). A client is matched
+ * by its unmapped address (a dual-stack socket's ::ffff:192.0.2.1 is 192.0.2.1), so an
+ * IPv4-mapped prefix of /96 or longer is taken as the IPv4 prefix it spells, or it would match
+ * no client at all; a shorter one stays IPv6.
+ */
+export function parseClientCidr(text: string): Cidr | null {
+  const cidr = parseCidr(text);
+  return cidr && unmapCidr(cidr);
+}
+
+/** ::ffff:a.b.c.d/n with n ≥ 96 as a.b.c.d/(n − 96); any other prefix as it is. */
+export function unmapCidr(cidr: Cidr): Cidr {
+  if (cidr.family !== 6 || cidr.prefix < 96) return cidr;
+  const unmapped = unmapIpv4({ family: 6, bytes: cidr.bytes });
+  return unmapped.family === 4 ? { family: 4, bytes: unmapped.bytes, prefix: cidr.prefix - 96 } : cidr;
+}
+
 /** The network an interface address belongs to: "100.64.0.5/16" → 100.64.0.0/16 (host bits allowed, cleared). */
 export function networkOf(text: string): Cidr | null {
   const parsed = text.includes("/") ? parsePrefixed(text) : null;

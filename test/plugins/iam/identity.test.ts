@@ -565,6 +565,22 @@ describe("organizations, roles and service keys", () => {
     expect((await c.send("GET", "/v1/system/info", bound, from("192.0.2.1"))).status).toBe(403);
   });
 
+  test("an IPv4-mapped prefix in an allowlist (::ffff:192.0.2.0/120) is the IPv4 prefix it spells, as clients are matched unmapped (found in review)", async () => {
+    const { c, operator, org } = await app();
+    // An organization's: not refused as shutting out the caller, and it lets the range in.
+    expect((await c.send("PATCH", `/v1/iam/orgs/${org}`, operator, { json: { ip_allowlist: ["::ffff:192.0.2.0/120"] }, ...from("192.0.2.9") })).status).toBe(200);
+    expect((await c.send("GET", `/v1/iam/orgs/${org}`, operator, from("192.0.2.9"))).status).toBe(200);
+    expect((await c.send("GET", `/v1/iam/orgs/${org}`, operator, from("::ffff:192.0.2.9"))).status).toBe(200);
+    expect((await c.send("GET", `/v1/iam/orgs/${org}`, operator, from("198.51.100.1"))).status).toBe(403);
+    // A token's: it works from the range, and narrows an IPv4 maker's.
+    const mapped = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "mapped", scopes: ["read"], ip_allowlist: ["::ffff:192.0.2.0/121"] } })).body.token;
+    expect((await c.send("GET", "/v1/system/info", mapped, from("192.0.2.9"))).status).toBe(200);
+    expect((await c.send("GET", "/v1/system/info", mapped, from("192.0.2.200"))).status).toBe(403);
+    const maker = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "maker", scopes: ["read", "iam:self"], ip_allowlist: ["192.0.2.0/24"] } })).body.token;
+    expect((await c.send("POST", "/v1/iam/me/tokens", maker, { json: { name: "child", scopes: ["read"], ip_allowlist: ["::ffff:192.0.2.0/121"] }, ...from("192.0.2.9") })).status).toBe(200);
+    await c.stop();
+  });
+
   test("rate limits answer 429 with Retry-After and the RateLimit fields", async () => {
     const c = await testCitadel({ config: { rate_limit: { auth: { per_second: 1, burst: 2 } } } });
     const attempt = () => c.send("POST", "/v1/iam/login", undefined, { json: { email: "x@example.org", password: "y" }, ...from("192.0.2.200") });

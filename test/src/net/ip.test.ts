@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { isIPv4, isIPv6 } from "node:net";
-import { cidrContains, cidrWithin, formatCidr, formatIp, isLoopback, parseCidr, parseIp } from "../../../src/net/ip.ts";
+import { cidrContains, cidrWithin, formatCidr, formatIp, isLoopback, parseCidr, parseClientCidr, parseIp } from "../../../src/net/ip.ts";
 
 describe("parseIp", () => {
   const valid: Array<[string, string]> = [
@@ -112,5 +112,23 @@ describe("cidrWithin", () => {
     expect(cidrWithin(c("2001:db8:1::/48"), c("2001:db8::/32"))).toBe(true);
     expect(cidrWithin(c("2001:db9::/48"), c("2001:db8::/32"))).toBe(false);
     expect(cidrWithin(c("::ffff:10.0.0.0/104"), c("10.0.0.0/8"))).toBe(false); // another family
+  });
+});
+
+describe("parseClientCidr", () => {
+  test("an IPv4-mapped prefix of /96 or longer is the IPv4 prefix it spells; anything else as parseCidr has it (found in review)", () => {
+    const text = (t: string) => {
+      const cidr = parseClientCidr(t);
+      return cidr && formatCidr(cidr);
+    };
+    expect(text("::ffff:192.0.2.0/120")).toBe("192.0.2.0/24");
+    expect(text("::ffff:192.0.2.9")).toBe("192.0.2.9/32");
+    expect(text("::ffff:0.0.0.0/96")).toBe("0.0.0.0/0");
+    expect(text("::fffe:0:0/95")).toBe("::fffe:0:0/95"); // shorter: it reaches beyond the mapped addresses
+    expect(text("::192.0.2.0/120")).toBe("::c000:200/120"); // IPv4-compatible, not mapped
+    expect(text("2001:db8::/32")).toBe("2001:db8::/32");
+    expect(text("192.0.2.0/24")).toBe("192.0.2.0/24");
+    expect(text("::ffff:192.0.2.1/120")).toBeNull(); // host bits, as parseCidr
+    expect(cidrContains(parseClientCidr("::ffff:192.0.2.0/120")!, parseIp("192.0.2.9")!)).toBe(true);
   });
 });
