@@ -432,12 +432,16 @@ export const iamPlugin = definePlugin<IamSettings>({
         "/oauth/token",
         async ({ body, request }) => {
           const context = auditRequest(request);
+          // The schema lets these through for the OAuth error form (RFC 6749 section 5.2), not a 422.
+          if (!body.grant_type) throw oauthError(400, "invalid_request", "grant_type is missing");
           if (body.grant_type === "urn:ietf:params:oauth:grant-type:device_code") {
             if (!body.device_code) throw oauthError(400, "invalid_request", "device_code is missing");
             return device.poll(body.device_code, context);
           }
           if (body.grant_type === "urn:ietf:params:oauth:grant-type:token-exchange") {
             if (!body.subject_token) throw oauthError(400, "invalid_request", "subject_token is missing");
+            const lifetime = exchangeLifetime(body.expires_in);
+            if (lifetime === null) throw oauthError(400, "invalid_request", "expires_in: whole seconds, 1 to 3600");
             // Every refusal is on record and, as the guard does with a bad bearer token, held
             // against the address; its answer is an OAuth error (RFC 8693 section 2.2.2).
             const refuse = async (error: string, description: string, reason: string): Promise<never> => {
@@ -449,7 +453,7 @@ export const iamPlugin = definePlugin<IamSettings>({
             if (!parent.ok) return refuse("invalid_request", "The subject token is not valid.", parent.reason);
             if (!usableFrom(context.source ?? undefined, parent.principal.ipAllowlist)) return refuse("invalid_request", "The subject token is not valid.", "subject token used from outside its allowed addresses");
             try {
-              return await iam.exchange(parent.principal, (body.scope ?? "").split(/\s+/).filter(Boolean), Number(body.expires_in ?? 3600), context);
+              return await iam.exchange(parent.principal, (body.scope ?? "").split(/\s+/).filter(Boolean), lifetime, context);
             } catch (error) {
               // Invalid input, or the subject revoked since it was authenticated (refused in the write).
               if (error instanceof UnauthorizedError) return refuse("invalid_request", "The subject token is not valid.", error.message);
@@ -461,13 +465,13 @@ export const iamPlugin = definePlugin<IamSettings>({
         },
         {
           body: t.Object({
-            grant_type: t.String({ maxLength: 100 }),
+            grant_type: t.Optional(t.String({ maxLength: 100 })),
             device_code: t.Optional(t.String({ maxLength: 100 })),
             client_id: t.Optional(t.String({ maxLength: 100 })),
             subject_token: t.Optional(t.String({ maxLength: 200 })),
             subject_token_type: t.Optional(t.String({ maxLength: 100 })),
             scope: t.Optional(t.String({ maxLength: 500 })),
-            expires_in: t.Optional(t.Union([t.Integer({ minimum: 1, maximum: 3600 }), t.String({ pattern: "^[0-9]{1,4}$" })])),
+            expires_in: t.Optional(t.Union([t.Number(), t.String({ maxLength: 20 })])), // checked by exchangeLifetime
           }),
           response: t.Object({ access_token: t.String(), token_type: t.String(), expires_in: t.Integer(), scope: t.String(), issued_token_type: t.Optional(t.String()) }),
           detail: { summary: "OAuth token endpoint: device code polling (RFC 8628), token exchange (RFC 8693)", ...oauth },
@@ -523,6 +527,13 @@ export const iamPlugin = definePlugin<IamSettings>({
 
   commands: [...iamCommands, ...accountCommands, ...iamAdminCommands],
 });
+
+/** A token exchange's `expires_in`: whole seconds, 1 to 3600, as a JSON number or form text; 3600 when absent; null when neither. */
+function exchangeLifetime(expiresIn: number | string | undefined): number | null {
+  if (expiresIn === undefined) return 3600;
+  const seconds = typeof expiresIn === "number" ? expiresIn : /^[0-9]{1,4}$/.test(expiresIn) ? Number(expiresIn) : Number.NaN;
+  return Number.isInteger(seconds) && seconds >= 1 && seconds <= 3600 ? seconds : null;
+}
 
 /** A token's own allowlist admits the address (empty: any). */
 function usableFrom(address: string | undefined, allowlist: readonly Cidr[]): boolean {

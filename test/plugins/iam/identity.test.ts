@@ -336,6 +336,29 @@ describe("tokens", () => {
     expect([tooMuch.status, tooMuch.body.error]).toEqual([400, "invalid_scope"]); // RFC 6749 section 5.2
   });
 
+  test("token exchange: an expires_in outside 1 to 3600, or no grant_type, is the OAuth error invalid_request, not a 422 (found in review)", async () => {
+    // More requests to /oauth/token than the login endpoints' limit lets one address make.
+    const c = await testCitadel({ config: { rate_limit: { auth: { per_second: 1e6, burst: 1e6 } } } });
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const parent = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "p", scopes: ["read"] } })).body.token;
+    const exchange = { grant_type: "urn:ietf:params:oauth:grant-type:token-exchange", subject_token: parent, scope: "system:read" };
+    const asForm = (fields: Record<string, string>) => ({ body: new URLSearchParams(fields).toString(), headers: { "content-type": "application/x-www-form-urlencoded" } });
+    const refusals = [
+      ...["0", "3601", "9999", "-1", "1.5", "soon"].map((expires_in) => asForm({ ...exchange, expires_in })),
+      ...[0, 3601, 1.5].map((expires_in) => ({ json: { ...exchange, expires_in } })),
+      asForm({ subject_token: parent, scope: "system:read" }),
+      { json: { subject_token: parent, scope: "system:read" } },
+    ];
+    for (const request of refusals) {
+      const refused = await c.send("POST", "/oauth/token", undefined, request);
+      expect([refused.status, refused.body.error]).toEqual([400, "invalid_request"]);
+    }
+    for (const request of [asForm({ ...exchange, expires_in: "1" }), { json: { ...exchange, expires_in: 3600 } }]) {
+      expect((await c.send("POST", "/oauth/token", undefined, request)).status).toBe(200);
+    }
+    await c.stop();
+  });
+
   test("a console token works once", async () => {
     const { c, operator } = await app();
     const shell = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "s", scopes: ["shell", "iam:self"] } })).body.token;
