@@ -131,10 +131,15 @@ export function accessDeclarations(app: AnyElysia): Map<string, AccessSpec> {
   return map;
 }
 
-/** Every route's body schema, by "METHOD /path/:pattern". */
+/**
+ * Every route's body schema, by "METHOD /path/:pattern" — but the OAuth endpoints': an OAuth
+ * server MUST ignore request parameters it does not know (RFC 6749 section 3.1), and clients
+ * send some (client_secret, scope) to every server.
+ */
 function bodyDeclarations(app: AnyElysia): Map<string, TSchema> {
   const map = new Map<string, TSchema>();
   for (const route of app.routes) {
+    if (route.path.startsWith("/oauth/")) continue;
     const body = (route.hooks as { body?: unknown } | undefined)?.body;
     if (body && typeof body === "object") map.set(`${route.method.toUpperCase()} ${route.path}`, body as TSchema);
   }

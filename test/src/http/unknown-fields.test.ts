@@ -58,3 +58,11 @@ describe("a request body with fields its route does not know", () => {
     expect(res.status).toBe(401);
   });
 });
+
+test("the OAuth endpoints ignore parameters they do not know, as RFC 6749 section 3.1 requires of them", async () => {
+  const c = await testCitadel();
+  const form = new URLSearchParams({ client_name: "laptop CLI", scope: "read", client_id: "citadel-cli", client_secret: "unused" }).toString();
+  const start = await c.send("POST", "/oauth/device/code", undefined, { body: form, headers: { "content-type": "application/x-www-form-urlencoded" } });
+  expect([start.status, typeof start.body.device_code]).toEqual([200, "string"]);
+  await c.stop();
+});
