@@ -4,6 +4,7 @@
  * plain results, domain errors; every change is written with its audit event.
  */
 import { createHash } from "node:crypto";
+import type { Database } from "bun:sqlite";
 import { BoundedMap } from "../../src/bounded-map.ts";
 import type { AuditActor, AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { PasswordHasher, passwordProblem } from "../../src/auth/password.ts";
@@ -900,11 +901,30 @@ export class IamService {
     return JSON.stringify(list);
   }
 
+  /**
+   * Deletes an organization and, as each of its workspaces would be deleted, what they hold:
+   * no route reaches a deleted organization's data to remove it later (erasure, for GDPR, also
+   * removes the rows the deletion keeps: members, the organization's name).
+   */
   async deleteOrganization(caller: Caller, id: string) {
     await this.k.store.write((tx) => {
       sql.softDeleteOrganization(tx, id, this.now());
-      this.audit(tx, { action: "iam.organization.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "organization", id }, organization: id, request: caller.request });
+      const removed = sql.workspacesOf(tx, id).map((ws) => `${ws.id}: ${this.removeWorkspace(tx, ws.id).join(", ")}`);
+      const reason = removed.length === 0 ? undefined : `${removed.length} workspace(s) deleted with it: ${removed.join("; ")}`;
+      this.audit(tx, { action: "iam.organization.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "organization", id }, organization: id, reason, request: caller.request });
     });
+  }
+
+  /** Deletes a workspace inside `tx`, with its credentials and what other services hold for it; what went. */
+  private removeWorkspace(tx: Database, id: string): string[] {
+    sql.softDeleteWorkspace(tx, id, this.now());
+    // Tokens for this workspace alone go with it: they still authenticated, for the routes
+    // that name no workspace (found in review).
+    const revoked = sql.revokeWorkspaceCredentials(tx, id, this.now()).changes;
+    // What the other services hold for it goes too (the secrets' values and their data key,
+    // webhooks): no route reaches a deleted workspace's data to remove it later.
+    const removed = workspaceDeletionsOf(this.k.store).run(tx, id, this.now());
+    return [`${revoked} credential(s) for it revoked`, ...removed];
   }
 
   members(orgId: string) {
@@ -1134,14 +1154,7 @@ export class IamService {
   async deleteWorkspace(caller: Caller, id: string) {
     const ws = sql.workspaceById(this.db, id)!;
     await this.k.store.write((tx) => {
-      sql.softDeleteWorkspace(tx, id, this.now());
-      // Tokens for this workspace alone go with it: they still authenticated, for the routes
-      // that name no workspace (found in review).
-      const revoked = sql.revokeWorkspaceCredentials(tx, id, this.now()).changes;
-      // What the other services hold for it goes too (the secrets' values and their data key,
-      // webhooks): no route reaches a deleted workspace's data to remove it later.
-      const removed = workspaceDeletionsOf(this.k.store).run(tx, id, this.now());
-      const reason = [`${revoked} credential(s) for it revoked`, ...removed].join("; ");
+      const reason = this.removeWorkspace(tx, id).join("; ");
       this.audit(tx, { action: "iam.workspace.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, reason, request: caller.request });
     });
   }
