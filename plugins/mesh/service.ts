@@ -232,7 +232,9 @@ export class MeshService {
 
   async create(caller: Caller, org: string, input: NewNetwork) {
     const name = checkLabel(input.name, "name");
-    let ipv4 = input.ipv4 ?? freePool(sql.networks(this.k.store.db, org).map((n) => n.ipv4));
+    // Without ipv4, a placeholder that passes the checks: the pool is chosen in the transaction,
+    // else creations at once would all pick the same free pool and all but one be refused.
+    let ipv4 = input.ipv4 ?? DEFAULT_POOL;
     let ipv6 = input.ipv6 ?? randomUlaPrefix();
     try {
       ({ ipv4, ipv6 } = validateNetworkPrefixes(ipv4, ipv6));
@@ -265,6 +267,7 @@ export class MeshService {
     await this.write(id, (tx) => {
       if (tx.query("SELECT 1 FROM mesh_networks WHERE name = ?").get(name)) throw new ConflictError(`A mesh network named ${name} exists already (names are unique across Citadel: they name DNS domains).`);
       // In the transaction: two creations at once cannot both take the same pool.
+      if (input.ipv4 === undefined) row.ipv4 = ipv4 = freePool(sql.networks(tx, org).map((n) => n.ipv4));
       for (const other of sql.networks(tx, org)) {
         if (overlaps(other.ipv4, ipv4)) throw new ConflictError(`ipv4: ${ipv4} overlaps the network ${other.name} (${other.ipv4}).`);
         if (overlaps(other.ipv6, ipv6)) throw new ConflictError(`ipv6: ${ipv6} overlaps the network ${other.name} (${other.ipv6}).`);
@@ -780,6 +783,9 @@ export class MeshService {
     return addressesOf(net.ipv4, net.ipv6, host);
   }
 }
+
+/** The first pool freePool tries (a stand-in until the transaction chooses). */
+const DEFAULT_POOL = "100.64.0.0/16";
 
 /** The first /16 of 100.64.0.0/10 (RFC 6598 shared space, as Tailscale and Headscale use) no network of the organization overlaps. */
 function freePool(taken: string[]): string {

@@ -112,6 +112,13 @@ describe("mesh networks", () => {
     expect(await version()).toBe(before + 2);
   });
 
+  test("networks created at once without ipv4 each get a free pool of their own, none a spurious 409 (found in review)", async () => {
+    const { c, owner, networks } = await setup();
+    const created = await Promise.all(["lab", "dmz", "ops"].map((name) => c.send("POST", networks, owner, { json: { name } })));
+    expect(created.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(created.map((r) => r.body.ipv4).sort()).toEqual(["100.65.0.0/16", "100.66.0.0/16", "100.67.0.0/16"]);
+  });
+
   test("least privilege: a viewer reads but cannot create networks or keys; without a token, 401", async () => {
     const { c, owner, networks, net } = await setup();
     const operator = await c.login(c.owner.email, c.owner.password);
