@@ -66,7 +66,8 @@ async function client(ctx: CommandContext) {
   return { api, org: await organizationOf(ctx, api) };
 }
 
-const csv = (value: string | boolean | undefined) => (typeof value === "string" && value !== "" ? value.split(",").map((s) => s.trim()).filter(Boolean) : undefined);
+/** A comma-separated list; empty is the empty list (clears tags or resolvers, as --endpoint "" clears the endpoint). */
+const csv = (value: string | boolean | undefined) => (typeof value === "string" ? value.split(",").map((s) => s.trim()).filter(Boolean) : undefined);
 
 const networkLine = (n: NetworkView) => `${n.name}: ${n.ipv4} ${n.ipv6}, port ${n.listen_port}, ${n.topology}${n.preshared_keys ? ", preshared keys" : ""}; ${n.nodes} node(s); version ${n.version}, ACL ${n.acl_version || "none"}${n.domain ? `; names *.${n.domain}` : ""}`;
 
@@ -90,7 +91,7 @@ const NETWORK_OPTIONS = {
   mtu: { type: "string", description: "MTU (default 1420)" },
   keepalive: { type: "string", description: "PersistentKeepalive seconds, 0 off (default 25)" },
   topology: { type: "string", description: "mesh (default) or hub" },
-  dns: { type: "string", description: "Resolver addresses for the nodes' wg-quick configs, comma-separated" },
+  dns: { type: "string", description: "Resolver addresses for the nodes' wg-quick configs, comma-separated (empty: none)" },
   interface: { type: "string", description: "The interface name on nodes (default wgc-<name>)" },
   psk: { type: "boolean", description: "Preshared keys for every pair of peers" },
 } as const;
@@ -296,7 +297,7 @@ export const meshCommands: Command[] = [
     maxArgs: 2,
     options: {
       ...ORG,
-      tags: { type: "string", description: "Its tags, comma-separated (replaces them)" },
+      tags: { type: "string", description: "Its tags, comma-separated (replaces them; empty: none)" },
       disable: { type: "boolean", description: "Take it out of every config" },
       enable: { type: "boolean", description: "Put it back" },
       hub: { type: "boolean", description: "Make it a hub" },

@@ -43,6 +43,15 @@ describe("flags are checked here, named as flags (found in review: the server's 
   });
 });
 
+test("an empty --tags or --dns clears the list (found in review: it was \"nothing to change\")", async () => {
+  const node = { name: "web1", ipv4: "100.64.0.1", ipv6: "fd00::1", tags: [], state: "active", hub: false, next_public_key: null, applied_version: 3, public_key: "pub-web1-xxxxxxxx", endpoint: null, listen_port: null };
+  const untagged = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "web1"], options: { ...ORG, tags: "" }, json: true, answer: () => node });
+  expect([untagged.code, untagged.requests.map((r) => [r.method, r.body])]).toEqual([0, [["PATCH", { tags: [] }]]]);
+  const network = { name: "n1", ipv4: "100.64.0.0/16", ipv6: "fd00::/48", listen_port: 51820, topology: "mesh", preshared_keys: false, domain: null, version: 2, acl_version: 0, nodes: 0, dns: [] };
+  const noResolvers = await runCommand(meshCommands, "mesh networks set", { args: ["n1"], options: { ...ORG, dns: "" }, json: true, answer: () => network });
+  expect([noResolvers.code, noResolvers.requests.map((r) => [r.method, r.body])]).toEqual([0, [["PATCH", { dns: [] }]]]);
+});
+
 describe("a node's own listen port", () => {
   const node = { name: "web1", ipv4: "100.64.0.1", ipv6: "fd00::1", tags: [], state: "active", hub: false, next_public_key: null, applied_version: 3, public_key: "pub-web1-xxxxxxxx" };
 
