@@ -9,6 +9,7 @@ import { UsageError } from "../../src/cli/command-line.ts";
 import { choiceOption, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import { nodeCommands } from "./node-commands.ts";
+import { parseDateTime } from "./times.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
@@ -108,10 +109,10 @@ function refuseBoth(ctx: CommandContext, a: string, b: string): void {
   if (ctx.options[a] === true && ctx.options[b] === true) throw new UsageError(`--${a} and --${b} say opposite things: give one`);
 }
 
-/** --expires: an ISO 8601 time, or "never" (null). */
+/** --expires: an RFC 3339 date-time with its offset, as the server takes it, or "never" (null). */
 function expiresOption(value: string): string | null {
   if (value === "never") return null;
-  if (Number.isNaN(Date.parse(value))) throw new UsageError("--expires: an ISO 8601 time (2026-12-31T00:00:00Z), or never");
+  if (parseDateTime(value) === null) throw new UsageError("--expires: an ISO 8601 time with its offset, such as 2026-12-31T00:00:00Z (RFC 3339), or never");
   return value;
 }
 
@@ -304,7 +305,7 @@ export const meshCommands: Command[] = [
       "no-hub": { type: "boolean", description: "Make it a spoke" },
       endpoint: { type: "string", description: "host:port others reach it at (empty: none)" },
       "listen-port": { type: "string", description: "The UDP port it listens on (empty: its endpoint's, else the network's)" },
-      expires: { type: "string", description: "ISO time it expires, or never" },
+      expires: { type: "string", description: "When it expires (2026-12-31T00:00:00Z, with its offset), or never" },
     },
     async run(ctx) {
       needArgs(ctx, 2, "citadel mesh nodes set <network> <node> [flags]");

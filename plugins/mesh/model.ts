@@ -105,7 +105,7 @@ export const NodeChanges = t.Object({
   hub: t.Optional(t.Boolean()),
   endpoint: t.Optional(t.Union([t.String({ maxLength: 300 }), t.Null()])),
   listen_port: t.Optional(NodeListenPort),
-  expires_at: t.Optional(t.Union([t.String({ maxLength: 40 }), t.Null()], { description: "ISO 8601; null: never" })),
+  expires_at: t.Optional(t.Union([t.String({ maxLength: 40 }), t.Null()], { description: "An RFC 3339 date-time with its offset (2026-12-31T00:00:00Z); null: never" })),
 });
 
 const Rule = t.Object({

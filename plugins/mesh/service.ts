@@ -19,6 +19,7 @@ import { cidrContains, parseCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { addressesOf, allocateHost, randomUlaPrefix, validateNetworkPrefixes } from "./addresses.ts";
 import { isWireGuardKey } from "./keys.ts";
+import { parseDateTime } from "./times.ts";
 import { aclNodeNames, parseAclPolicy } from "./policy.ts";
 import type { MeshSettings } from "./settings.ts";
 import * as sql from "./store.ts";
@@ -76,7 +77,7 @@ export interface NodeChanges {
   endpoint?: string | null;
   /** null: its endpoint's port again, else the network's. */
   listen_port?: number | null;
-  /** ISO time, or null for never. */
+  /** An RFC 3339 date-time with its offset, or null for never. */
   expires_at?: string | null;
 }
 
@@ -452,8 +453,8 @@ export class MeshService {
     const current = this.nodeRow(net, idOrName);
     let expires = current.expires_at;
     if (changes.expires_at !== undefined) {
-      expires = changes.expires_at === null ? null : Date.parse(changes.expires_at);
-      if (expires !== null && !Number.isFinite(expires)) throw new InvalidError("expires_at: an ISO 8601 time, or null for never", "expires_at");
+      expires = changes.expires_at === null ? null : parseDateTime(changes.expires_at);
+      if (changes.expires_at !== null && expires === null) throw new InvalidError(`expires_at: ${JSON.stringify(changes.expires_at)} is not an RFC 3339 date-time with its offset (2026-12-31T00:00:00Z), nor null for never`, "expires_at");
     }
     // Only the fields asked for, checked before the transaction; everything else as it is then.
     const asked: Partial<sql.NodeRow> = {};

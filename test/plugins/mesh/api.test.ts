@@ -256,6 +256,18 @@ describe("config documents", () => {
     expect([legacy.status, legacy.body.detail]).toEqual([409, expect.stringContaining("set another with PATCH interface_name")]);
   });
 
+  test("an expiry that is not an RFC 3339 date-time with its offset is refused, 422 naming expires_at, and changes nothing (found in review: \"12/31\" expired the node at once)", async () => {
+    const { c, owner, net } = await setup();
+    await enroll(c, await preauthKey(c, owner, net), "a");
+    for (const expires_at of ["12/31", "1", "March 7", "-000001-01-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-12-31T00:00:00"]) {
+      const refused = await c.send("PATCH", `${net}/nodes/a`, owner, { json: { expires_at } });
+      expect([expires_at, refused.status, refused.body.errors?.[0]?.field]).toEqual([expires_at, 422, "expires_at"]);
+    }
+    expect((await c.send("GET", `${net}/nodes/a`, owner)).body).toMatchObject({ state: "active", expires_at: null });
+    const set = await c.send("PATCH", `${net}/nodes/a`, owner, { json: { expires_at: "2099-12-31T01:00:00+01:00" } });
+    expect([set.status, set.body.expires_at]).toEqual([200, "2099-12-31T00:00:00.000Z"]);
+  });
+
   test("disabled and expired nodes leave their peers' configs and get 403; enabling brings them back", async () => {
     const { c, owner, net } = await setup();
     const key = await preauthKey(c, owner, net, { reusable: true });

@@ -15,6 +15,10 @@ describe("flags are checked here, named as flags (found in review: the server's 
     ["mesh networks create", ["n1"], { interface: "a-name-far-too-long" }, "--interface: 1–15 letters"],
     ["mesh config", ["n1", "web1"], { format: "bogus" }, "--format: one of wg-quick, setconf, nftables, json"],
     ["mesh nodes set", ["n1", "web1"], { expires: "tomorrow" }, "--expires: an ISO 8601 time"],
+    // Date.parse took these (found in review: "12/31" went out as 2001-12-31, expiring the node at once).
+    ["mesh nodes set", ["n1", "web1"], { expires: "12/31" }, "--expires: an ISO 8601 time with its offset"],
+    ["mesh nodes set", ["n1", "web1"], { expires: "2026-12-31T00:00:00" }, "--expires: an ISO 8601 time with its offset"],
+    ["mesh nodes set", ["n1", "web1"], { expires: "2026-02-30T00:00:00Z" }, "--expires: an ISO 8601 time with its offset"],
     // Numbers name the server's own range (found in review: 70000 reached it, refused as listen_port).
     ["mesh networks create", ["n1"], { port: "70000" }, "--port: a whole number from 1 to 65535"],
     ["mesh networks set", ["n1"], { mtu: "9001" }, "--mtu: a whole number from 1280 to 9000"],
