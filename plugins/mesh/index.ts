@@ -117,7 +117,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
         .patch(NET, ({ params, body, request }) => mesh.update(caller(request), params.org, params.network, body), {
           body: m.NetworkChanges,
           response: m.Network,
-          detail: { summary: "Change a network's port, MTU, keepalive, topology, DNS or preshared keys (every node's config follows)", tags, ...access(ADMIN) },
+          detail: { summary: "Change a network's port, MTU, keepalive, topology, DNS or preshared keys (every node's config follows); its interface name only while it has no nodes", tags, ...access(ADMIN) },
         })
         .delete(
           NET,

@@ -288,6 +288,7 @@ export class MeshService {
       // undo each other (a PATCH of the MTU restoring a preshared-key seed the other replaced).
       const current = sql.networkById(tx, id)!;
       const next = this.changedNetwork(current, changes);
+      refuseInterfaceRename(tx, current, next);
       if (changes.preshared_keys === false) next.psk_seed = null;
       else if ((changes.preshared_keys === true && current.psk_seed === null) || (changes.rotate_preshared_keys && (current.psk_seed !== null || changes.preshared_keys)))
         next.psk_seed = this.k.seal.keyring().encrypt(tx, PSK_OWNER, pskContext(current.id), randomBytes(32));
@@ -782,6 +783,23 @@ export class MeshService {
   /** The hosts' IPv4/IPv6 for a network (for DNS names and configs). */
   addressesOf(net: sql.NetworkRow, host: number) {
     return addressesOf(net.ipv4, net.ipv6, host);
+  }
+}
+
+/**
+ * A node's agent keeps the interface it was enrolled with (its state file names it; `join
+ * --interface` may have chosen another): a new name would be news to none of them, only to nodes
+ * enrolled later and to the operator's nftables rendering, which would filter an interface the
+ * nodes do not have. So it changes only while no node is enrolled — or from a name stored under
+ * an older rule, which no agent could use (the config route asks for this change).
+ */
+function refuseInterfaceRename(tx: Database, current: sql.NetworkRow, next: sql.NetworkRow): void {
+  if (next.interface_name === current.interface_name || !isInterfaceName(current.interface_name)) return;
+  const nodes = sql.usedHosts(tx, current.id).length;
+  if (nodes > 0) {
+    throw new ConflictError(
+      `interface_name: ${current.name} has ${nodes} enrolled node(s), whose agents keep the interface they were enrolled with (${current.interface_name}); the name can change only while the network has no nodes.`,
+    );
   }
 }
 

@@ -119,6 +119,19 @@ describe("mesh networks", () => {
     expect(created.map((r) => r.body.ipv4).sort()).toEqual(["100.65.0.0/16", "100.66.0.0/16", "100.67.0.0/16"]);
   });
 
+  test("the interface name changes only while the network has no nodes: enrolled agents keep theirs (found in review: 200, a new version, nothing followed)", async () => {
+    const { c, owner, net } = await setup();
+    expect((await c.send("PATCH", net, owner, { json: { interface_name: "wg-office" } })).body.interface_name).toBe("wg-office");
+    await enroll(c, await preauthKey(c, owner, net), "a");
+    const before = (await c.send("GET", net, owner)).body.version;
+    const events = meshEvents(c).length;
+    const refused = await c.send("PATCH", net, owner, { json: { interface_name: "wg-renamed", mtu: 1400 } });
+    expect([refused.status, refused.body.detail]).toEqual([409, expect.stringContaining("1 enrolled node(s)")]);
+    expect((await c.send("GET", net, owner)).body).toMatchObject({ interface_name: "wg-office", mtu: 1420, version: before });
+    expect(meshEvents(c).length).toBe(events);
+    expect((await c.send("PATCH", net, owner, { json: { interface_name: "wg-office", mtu: 1400 } })).status).toBe(200); // the same name is no change
+  });
+
   test("least privilege: a viewer reads but cannot create networks or keys; without a token, 401", async () => {
     const { c, owner, networks, net } = await setup();
     const operator = await c.login(c.owner.email, c.owner.password);
