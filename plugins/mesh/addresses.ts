@@ -8,7 +8,8 @@ import { cidrContains, formatCidr, formatIp, parseCidr, parseIp, type Cidr } fro
 
 /** Where a mesh may number its nodes: RFC 1918 and the RFC 6598 shared space Tailscale uses too. */
 const PRIVATE_IPV4 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"].map((text) => parseCidr(text)!);
-const UNIQUE_LOCAL_IPV6 = parseCidr("fc00::/7")!;
+/** RFC 4193 defines only the locally assigned half of fc00::/7 (L = 1); fc00::/8 has no assignment rule. */
+const UNIQUE_LOCAL_IPV6 = parseCidr("fd00::/8")!;
 
 /** /8 is the largest private block; /30 is the smallest pool with two usable addresses. */
 const IPV4_PREFIX_RANGE = { min: 8, max: 30 };
@@ -90,7 +91,7 @@ export function validateNetworkPrefixes(ipv4Cidr: string, ipv6Prefix: string): {
   if (v6.prefix < IPV6_PREFIX_RANGE.min || v6.prefix > IPV6_PREFIX_RANGE.max) {
     throw new InvalidError(`ipv6: ${ipv6Prefix} must be between /${IPV6_PREFIX_RANGE.min} and /${IPV6_PREFIX_RANGE.max}`, "ipv6");
   }
-  if (!inside(v6, UNIQUE_LOCAL_IPV6)) throw new InvalidError(`ipv6: ${ipv6Prefix} is not a unique local prefix (inside fc00::/7)`, "ipv6");
+  if (!inside(v6, UNIQUE_LOCAL_IPV6)) throw new InvalidError(`ipv6: ${ipv6Prefix} is not a locally assigned unique local prefix (inside fd00::/8, RFC 4193)`, "ipv6");
   return { ipv4: formatCidr(v4), ipv6: formatCidr(v6) };
 }
 

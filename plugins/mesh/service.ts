@@ -124,6 +124,34 @@ export function checkEndpoint(text: string | null | undefined): string | null {
   return text;
 }
 
+/**
+ * An endpoint inside the network's own pools would be reached through the very tunnel it is to
+ * set up: peers would send the node's handshakes into the mesh, and none would arrive. (A name
+ * resolving there is only known on the nodes.)
+ */
+function checkEndpointOutside(net: sql.NetworkRow, endpoint: string | null): string | null {
+  if (endpoint === null) return null;
+  const ip = parseIp(endpoint.slice(0, endpoint.lastIndexOf(":")).replace(/^\[(.*)\]$/, "$1"));
+  const pools = [parseCidr(net.ipv4), parseCidr(net.ipv6)].filter((pool) => pool !== null);
+  if (ip && pools.some((pool) => cidrContains(pool, ip))) {
+    throw new InvalidError(`endpoint: ${JSON.stringify(endpoint)} is inside the network's own addresses (${net.ipv4}, ${net.ipv6}): peers would send this node's handshakes into the tunnel they are to set up`, "endpoint");
+  }
+  return endpoint;
+}
+
+/**
+ * What an operator changed on a node, for its audit event: tags, hub and disabled as before →
+ * after (what the ACL grants on, who relays, who is in the mesh), the other fields by name.
+ */
+function nodeChangeReason(before: sql.NodeRow, after: sql.NodeRow, changes: NodeChanges): string {
+  const tags = (row: sql.NodeRow) => (JSON.parse(row.tags) as string[]).join(",") || "none";
+  const shown: Record<string, (row: sql.NodeRow) => string> = { tags, hub: (row) => String(row.hub === 1), disabled: (row) => String(row.disabled === 1) };
+  return Object.keys(changes)
+    .sort()
+    .map((field) => (shown[field] ? `${field} ${shown[field](before)} → ${shown[field](after)}` : field))
+    .join(", ");
+}
+
 /** A node's own listen port: 1–65535, or null for none (its endpoint's port, else the network's). */
 function checkListenPort(value: number | null | undefined): number | null {
   return value === null || value === undefined ? null : checkInteger(value, 0, 1, 65_535, "listen_port");
@@ -462,10 +490,9 @@ export class MeshService {
     if (changes.tags !== undefined) asked.tags = JSON.stringify(checkTags(changes.tags, "tags"));
     if (changes.disabled !== undefined) asked.disabled = changes.disabled ? 1 : 0;
     if (changes.hub !== undefined) asked.hub = changes.hub ? 1 : 0;
-    if (changes.endpoint !== undefined) asked.endpoint = checkEndpoint(changes.endpoint);
+    if (changes.endpoint !== undefined) asked.endpoint = checkEndpointOutside(net, checkEndpoint(changes.endpoint));
     if (changes.listen_port !== undefined) asked.listen_port = checkListenPort(changes.listen_port);
     if (changes.expires_at !== undefined) asked.expires_at = expires;
-    const what = Object.keys(changes).sort().join(", ");
     const updatedAt = this.now();
     const written = await this.write(net.id, (tx) => {
       // On the row as it is now: another change made meanwhile (a disable, a rotation the node
@@ -477,7 +504,7 @@ export class MeshService {
       const row: sql.NodeRow = { ...fresh, ...asked, updated_at: updatedAt };
       sql.updateNode(tx, row);
       sql.bumpVersion(tx, net.id, updatedAt);
-      this.k.audit.record(tx, event(caller, org, "mesh.node.update", { type: "mesh_node", id: current.id }, what || null));
+      this.k.audit.record(tx, event(caller, org, "mesh.node.update", { type: "mesh_node", id: current.id }, nodeChangeReason(fresh, row, changes)));
       return row;
     });
     return this.nodeView(net, written);
@@ -608,7 +635,7 @@ export class MeshService {
     const now = this.now();
     const name = checkLabel(input.name, "name");
     if (!isWireGuardKey(input.public_key)) throw new InvalidError("public_key: a WireGuard public key (base64 of 32 bytes, as `wg pubkey` prints)", "public_key");
-    const endpoint = checkEndpoint(input.endpoint);
+    const endpoint = checkEndpointOutside(net, checkEndpoint(input.endpoint));
     const listenPort = checkListenPort(input.listen_port);
     const allowed: string[] = JSON.parse(key.tags);
     const tags = input.tags === undefined || input.tags.length === 0 ? allowed : checkTags(input.tags, "tags");

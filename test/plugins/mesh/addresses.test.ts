@@ -199,7 +199,7 @@ describe("validateNetworkPrefixes", () => {
     ["100.64.0.0/10", "fd7a:115c:a1e0::/48"],
     ["100.64.0.0/16", "fd7a:115c:a1e0::/48"],
     ["10.0.0.0/8", "fd00::/64"],
-    ["172.16.0.0/12", "fc00:1:2::/48"],
+    ["172.16.0.0/12", "fd00:1:2::/48"],
     ["172.31.255.252/30", "fd00:1:2:3::/64"],
     ["192.168.0.0/16", "fdff:ffff:ffff::/48"],
   ];
@@ -218,6 +218,9 @@ describe("validateNetworkPrefixes", () => {
     ["fd00::/48", "fd00::/48", "ipv4", "not an IPv4 CIDR"],
     ["10.0.0.0/16", "2001:db8::/48", "ipv6", "unique local"],
     ["10.0.0.0/16", "fe80::/64", "ipv6", "unique local"],
+    // fc00::/8 is the other half of fc00::/7, for which RFC 4193 defines no assignment (found in review).
+    ["10.0.0.0/16", "fc00::/48", "ipv6", "inside fd00::/8"],
+    ["10.0.0.0/16", "fcff:1:2::/48", "ipv6", "inside fd00::/8"],
     ["10.0.0.0/16", "fd00::/47", "ipv6", "between /48 and /64"],
     ["10.0.0.0/16", "fd00::/80", "ipv6", "between /48 and /64"],
     ["10.0.0.0/16", "fd00::1/64", "ipv6", "host bits"],

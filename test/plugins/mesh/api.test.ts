@@ -560,6 +560,38 @@ describe("hardening (from the security review)", () => {
     }
   });
 
+  test("an endpoint inside the network's own addresses is refused, 422 naming endpoint, at enrollment and in a change (found in review)", async () => {
+    const { c, owner, net, network } = await setup({ name: "office", ipv4: "100.64.0.0/10", ipv6: "fd7a:115c:a1e0::/48" });
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const inside = ["100.64.0.1:51820", "100.100.7.9:51820", "[fd7a:115c:a1e0::1]:51820", "[::ffff:100.64.0.1]:51820"];
+    for (const endpoint of inside) {
+      c.clock.advance(1000); // enrollment is under the login endpoints' rate limit
+      const refused = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "x", public_key: (await generateKeyPair()).publicKey, endpoint } });
+      expect([endpoint, refused.status, refused.body.errors?.[0]?.field]).toEqual([endpoint, 422, "endpoint"]);
+    }
+    await enroll(c, key, "a", { endpoint: "100.128.0.1:51820" }); // just past 100.64.0.0/10
+    for (const endpoint of inside) {
+      const refused = await c.send("PATCH", `${net}/nodes/a`, owner, { json: { endpoint } });
+      expect([endpoint, refused.status, refused.body.errors?.[0]?.field]).toEqual([endpoint, 422, "endpoint"]);
+    }
+    expect((await c.send("GET", `${net}/nodes/a`, owner)).body.endpoint).toBe("100.128.0.1:51820");
+    expect(network.ipv6).toBe("fd7a:115c:a1e0::/48");
+  });
+
+  test("a network's IPv6 prefix is a locally assigned ULA (fd00::/8): fc00::/8 is refused, 422 naming ipv6 (found in review)", async () => {
+    const { c, owner, networks } = await setup();
+    const refused = await c.send("POST", networks, owner, { json: { name: "lab", ipv6: "fc00::/48" } });
+    expect([refused.status, refused.body.errors?.[0]?.field]).toEqual([422, "ipv6"]);
+  });
+
+  test("a node's update is audited with its tags, hub and disabled as before → after (found in review: field names only)", async () => {
+    const { c, owner, net } = await setup();
+    await enroll(c, await preauthKey(c, owner, net, { tags: ["web"] }), "a");
+    await c.send("PATCH", `${net}/nodes/a`, owner, { json: { tags: ["db", "web"], hub: true, endpoint: "198.51.100.1:51820" } });
+    await c.send("PATCH", `${net}/nodes/a`, owner, { json: { disabled: true, tags: [] } });
+    expect(meshEvents(c).filter((e) => e.action === "mesh.node.update").map((e) => e.reason)).toEqual(["endpoint, hub false → true, tags web → db,web", "disabled false → true, tags db,web → none"]);
+  });
+
   test("a node's own request cannot undo an operator's disable, and a disabled node cannot start a rotation", async () => {
     const { c, owner, net } = await setup();
     const key = await preauthKey(c, owner, net, { reusable: true });
