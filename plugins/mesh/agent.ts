@@ -22,6 +22,7 @@
  *   every second while a rotation is in its config), so traffic follows the switch at once.
  */
 import { createSocket } from "node:dgram";
+import { formatIp, parseCidr, type Cidr } from "../../src/net/ip.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
 import { withFileLock } from "../../src/file-lock.ts";
@@ -457,12 +458,47 @@ function hasOverlap(doc: ConfigDocument): boolean {
   return doc.config.peers.some((p) => p.nextPublicKey !== null);
 }
 
-/** One datagram to each peer's mesh address: WireGuard handshakes with it at once (with the new key). */
+/** One datagram to each peer (see nudgeTargets): WireGuard handshakes with it at once (with the new key). */
 async function nudgePeers(doc: ConfigDocument): Promise<void> {
   const socket = createSocket("udp4");
-  const targets = doc.config.peers.map((p) => p.allowedIps.find((a) => a.endsWith("/32"))?.slice(0, -3)).filter((a): a is string => a !== undefined);
-  await Promise.all(targets.map((address) => new Promise<void>((resolve) => socket.send(Buffer.from([0]), 9, address, () => resolve()))));
+  await Promise.all(nudgeTargets(doc).map((address) => new Promise<void>((resolve) => socket.send(Buffer.from([0]), 9, address, () => resolve()))));
   socket.close();
+}
+
+/**
+ * An IPv4 address WireGuard routes to each peer: its own /32, or — a relay hub routing the
+ * network's whole prefix to a spoke — an address of that route that is neither this node's
+ * nor another peer's /32 (which would win by longest prefix and send the datagram elsewhere).
+ * Without one for the hub, it would keep the old key until the spoke sent something: with
+ * keepalive off, never.
+ */
+export function nudgeTargets(doc: ConfigDocument): string[] {
+  const own = new Set(doc.config.addresses.map((a) => a.split("/")[0]!));
+  const hosts = doc.config.peers.flatMap((p) => p.allowedIps.filter((a) => a.endsWith("/32")).map((a) => a.slice(0, -3)));
+  const taken = new Set([...own, ...hosts]);
+  return doc.config.peers.flatMap((peer) => {
+    const host = peer.allowedIps.find((a) => a.endsWith("/32"));
+    if (host) return [host.slice(0, -3)];
+    const route = peer.allowedIps.map((a) => parseCidr(a)).find((cidr) => cidr?.family === 4);
+    const free = route ? addressesIn(route, NUDGE_CANDIDATES).find((address) => !taken.has(address)) : undefined;
+    return free === undefined ? [] : [free];
+  });
+}
+
+/** How many of a route's first addresses nudgeTargets tries (this node and other hubs hold a few). */
+const NUDGE_CANDIDATES = 64;
+
+/** Up to `count` host addresses of an IPv4 route, from its first (a /32 is its own address). */
+function addressesIn(route: Cidr, count: number): string[] {
+  const base = route.bytes.reduce((n, byte) => n * 256 + byte, 0);
+  const size = 2 ** (32 - route.prefix);
+  const first = size > 2 ? 1 : 0; // not the network address of a prefix with hosts
+  const out: string[] = [];
+  for (let h = first; h < Math.min(size, first + count); h++) {
+    const n = base + h;
+    out.push(formatIp({ family: 4, bytes: Uint8Array.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255) }));
+  }
+  return out;
 }
 
 /** A peer's unresolved endpoint, as the agent remembers it. */

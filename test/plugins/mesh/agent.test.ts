@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Agent } from "../../../plugins/mesh/agent.ts";
+import { Agent, nudgeTargets } from "../../../plugins/mesh/agent.ts";
 import type { ConfigDocument } from "../../../plugins/mesh/configs.ts";
 import type { LookupHost } from "../../../plugins/mesh/endpoints.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
@@ -83,6 +83,15 @@ test("the agent's change to the state file waits for another process's change un
   expect(await switchKeyIfDue(switching(k1.publicKey))).toBe(false); // it waited, and saw k2
   expect(await rotate.exited).toBe(0);
   expect(readState(dir)).toMatchObject({ private_key: before, next_private_key: k2.privateKey });
+});
+
+test("after a key switch, every peer is nudged: a relay hub routing the whole prefix at an address of it that goes to the hub, not to this node or another peer (found in review: it got nothing)", async () => {
+  const relay = { ...(await peer("hub1", 9, null)), allowedIps: ["100.64.0.0/16", "fd7a:115c:a1e0::/48"] };
+  const other = await peer("hub2", 2, null); // 100.64.0.2/32: a /32 wins over the prefix
+  const doc = { config: nodeConfig([relay, other]) } as ConfigDocument; // this node is 100.64.0.1
+  expect(nudgeTargets(doc)).toEqual(["100.64.0.3", "100.64.0.2"]);
+  const direct = { config: nodeConfig([await peer("b", 7, null)]) } as ConfigDocument;
+  expect(nudgeTargets(direct)).toEqual(["100.64.0.7"]);
 });
 
 describe("peers' endpoint names are resolved by the agent, not by wg (found in review: one name that did not resolve failed every peer's syncconf)", () => {
