@@ -73,8 +73,12 @@ export const meshPlugin = definePlugin<MeshSettings>({
     const unregisterSubjects = subjectsOf(k.store).register(meshSubjects(mesh));
     // Expiry is time, not a write: every 15 s (and when a config is asked for), nodes that
     // expired become a change of their networks (a new version for every peer, their names
-    // gone from DNS, an audit event). With or without DNS names.
-    const expiry = setInterval(() => void mesh.expireNodes().catch((e) => k.log.error("mesh: expiring nodes failed", { error: String(e) })), 15_000);
+    // gone from DNS, an audit event). With or without DNS names. An organization deleted
+    // meanwhile (another plugin's write) takes its nodes' names out of DNS then too.
+    const expiry = setInterval(() => {
+      void mesh.expireNodes().catch((e) => k.log.error("mesh: expiring nodes failed", { error: String(e) }));
+      mesh.noticeDeletedOrganizations();
+    }, 15_000);
     expiry.unref();
     const domain = k.settings.domain;
     const stopNames = domain === "" ? () => {} : serveNames(k, mesh, domain);

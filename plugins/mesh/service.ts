@@ -713,6 +713,24 @@ export class MeshService {
 
   private readonly liveOrganizations = new Map<string, { live: boolean; at: number }>();
 
+  /** The networks whose organization was found deleted at the last noticeDeletedOrganizations. */
+  private networksOfDeletedOrganizations = new Set<string>();
+
+  /**
+   * Deleting an organization is the identity plugin's write, which tells no other plugin: the
+   * periodic check calls this, and the listeners (DNS names, config documents) hear of each
+   * network whose organization was deleted — or is back — since the last call, as of a change.
+   * Until then a deleted organization's nodes kept their names in DNS. Returns how many.
+   */
+  noticeDeletedOrganizations(): number {
+    const networks = sql.allNetworks(this.k.store.db);
+    const gone = new Set(networks.filter((n) => !this.organizationLive(n.organization_id)).map((n) => n.id));
+    const turned = networks.filter((n) => gone.has(n.id) !== this.networksOfDeletedOrganizations.has(n.id)).map((n) => n.id);
+    this.networksOfDeletedOrganizations = gone;
+    for (const id of turned) for (const listener of this.listeners) listener(id);
+    return turned.length;
+  }
+
   /** The node a node token belongs to; 401 for anything else, 403 for a disabled or expired node. */
   authenticateNode(token: string | null): sql.NodeRow {
     const parsed = token ? parseToken(token) : null;

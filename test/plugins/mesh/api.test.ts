@@ -706,11 +706,19 @@ describe("hardening (from the security review)", () => {
     const { c, owner, org, net } = await setup();
     const key = await preauthKey(c, owner, net, { reusable: true });
     const a = await enroll(c, key, "a");
+    const { mesh } = meshOf(c.kernel as never);
+    expect(mesh.noticeDeletedOrganizations()).toBe(0);
+    const served: string[] = [];
+    c.kernel.records.onChange((provider) => served.push(provider));
     c.kernel.store.db.query("UPDATE organizations SET deleted_at = ? WHERE id = ?").run(c.clock.now(), org);
     c.clock.advance(11_000); // liveness is cached for 10 s
     expect((await fetchDocument(c, a)).status).toBe(403);
     expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "b", public_key: (await generateKeyPair()).publicKey } })).status).toBe(401);
     expect(c.kernel.records.list().find((p) => p.name === "mesh")!.records()).toEqual([]);
+    // The DNS server reloads the names at the periodic check, which notices the deletion once
+    // (found in review: it was told only of mesh changes, and kept serving them).
+    expect([mesh.noticeDeletedOrganizations(), served]).toEqual([1, ["mesh"]]);
+    expect([mesh.noticeDeletedOrganizations(), served]).toEqual([0, ["mesh"]]);
   });
 
   test("sealed: no config is served, and nothing derived from keyring secrets stays cached", async () => {
