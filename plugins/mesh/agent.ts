@@ -93,6 +93,8 @@ export class Agent {
   private unappliedStored: ConfigDocument | null = null;
   /** Peers' endpoints the device was last given without an address, as unresolvable ("public key, endpoint"); warned about once. */
   private warnedUnresolved = new Set<string>();
+  /** When the firewall, addresses and device were last made so whole (apply or repair). */
+  private repairedAt = 0;
 
   constructor(private readonly options: AgentOptions) {
     this.state = readState(options.stateDir);
@@ -157,10 +159,10 @@ export class Agent {
     });
     if (fetched.status === 304) {
       if (!this.current) return { changed: false, version: null };
-      // A rotation in progress may move AllowedIPs between a peer's keys: applied in full, but
-      // endpoints left out of the comparison (as repair does): this runs every second, and a
-      // peer that roamed, or whose name does not resolve, would be synced again each time.
-      if (hasOverlap(this.current)) return { changed: await this.apply(this.current, { endpoints: false }), version: this.current.version };
+      // During a rotation this runs every second: only the device follows then (a peer's
+      // AllowedIPs move to the key that handshook last); reloading every peer's nftables table
+      // every second, for as long as the rotation lasts, is left to the usual pace below.
+      if (this.overlapInProgress() && !this.repairDue()) return { changed: await this.followHandshakes(this.current), version: this.current.version };
       // The config is unchanged, but the node may not be: an nftables reload flushes every
       // table, `ip link del` takes the interface, `wg set` removes or changes a peer. What
       // differs is made so again at once, so that neither an ACL nor a tunnel stays off until
@@ -241,12 +243,24 @@ export class Agent {
     await this.sync(name, { privateKey: this.state.private_key, listenPort: null, fwmark: null, comments: [], peers: [] });
   }
 
-  /** Starts a key rotation: the next key is kept aside (written before it is announced). */
+  /**
+   * Starts a key rotation: the next key is kept aside (written before it is announced, so that
+   * the agent can switch to it as soon as the control plane says so). An announcement that
+   * fails takes it back out: no peer lists it, and nothing would ever switch to it.
+   */
   async rotate(): Promise<string> {
     const { generateKeyPair } = await import("./keys.ts");
     const next = await generateKeyPair();
     this.updateState((state) => (state.next_private_key = next.privateKey));
-    await nodeRequest(this.connection, "POST", "/v1/mesh/node/rotate", { public_key: next.publicKey });
+    try {
+      await nodeRequest(this.connection, "POST", "/v1/mesh/node/rotate", { public_key: next.publicKey });
+    } catch (error) {
+      // Only if it is still ours: `citadel mesh rotate` run again meanwhile wrote its own.
+      this.updateState((state) => {
+        if (state.next_private_key === next.privateKey) state.next_private_key = null;
+      });
+      throw error;
+    }
     return next.publicKey;
   }
 
@@ -333,6 +347,7 @@ export class Agent {
   private async repair(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
     if (!(await device.interfaceExists(name, this.run))) return this.apply(doc);
+    this.repairedAt = Date.now();
     if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc.config, doc.relay, name), this.run);
     const desired = await this.desired(doc, name);
     const current = await device.readDevice(name, this.run);
@@ -352,12 +367,10 @@ export class Agent {
     return changed;
   }
 
-  /**
-   * Makes the device match `doc`; true when something changed. `endpoints: false` leaves
-   * endpoints out of the comparison (as repair does), but for a name that resolves again.
-   */
-  private async apply(doc: ConfigDocument, compare: device.DescribeOptions = {}): Promise<boolean> {
+  /** Makes the node match `doc` — firewall, device, addresses, forwarding; true when the device changed. */
+  private async apply(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
+    this.repairedAt = Date.now();
     // The firewall first, and fail closed: a policy that cannot be loaded leaves the tunnel as it was.
     if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc.config, doc.relay, name), this.run);
     let created = false;
@@ -365,16 +378,42 @@ export class Agent {
       await device.createInterface(name, this.options.userspace, this.run);
       created = true;
     }
+    const changed = await this.syncDevice(doc, name, {}, created);
+    await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
+    this.setForwarding(doc.relay);
+    return changed;
+  }
+
+  /**
+   * The WireGuard device made equal to `doc` (its peers' AllowedIPs on the keys that handshook
+   * last), synced only when it differs — or `always`; true when synced. `endpoints: false`
+   * leaves endpoints out of the comparison, but for a name that resolves again.
+   */
+  private async syncDevice(doc: ConfigDocument, name: string, compare: device.DescribeOptions, always = false): Promise<boolean> {
     const { setconf: desired, resolvedAgain, unresolved } = await this.resolved(doc, await this.desired(doc, name));
     const current = await device.readDevice(name, this.run);
     // The descriptions leave the private key out (it is a secret): a switched key is compared by its public half.
     const keyChanged = current.publicKey !== (await publicKeyOf(this.state.private_key));
-    const changed = created || keyChanged || resolvedAgain || device.describeDevice(current, compare) !== device.describeDesired(desired, compare);
+    const changed = always || keyChanged || resolvedAgain || device.describeDevice(current, compare) !== device.describeDesired(desired, compare);
     if (changed) await this.sync(name, desired);
     this.warnedUnresolved = unresolved;
-    await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
-    this.setForwarding(doc.relay);
     return changed;
+  }
+
+  /**
+   * A round of a rotation (every second): the device alone, endpoints left out of the
+   * comparison (as repair does: a peer that roamed, or whose name does not resolve, is not
+   * synced again every second). A missing interface is made again whole.
+   */
+  private async followHandshakes(doc: ConfigDocument): Promise<boolean> {
+    const name = this.state.interface;
+    if (!(await device.interfaceExists(name, this.run))) return this.apply(doc);
+    return this.syncDevice(doc, name, { endpoints: false });
+  }
+
+  /** Whether the whole node is due to be made so again: at the pace the control plane asks agents to poll. */
+  private repairDue(): boolean {
+    return this.current === null || Date.now() - this.repairedAt >= this.current.poll_seconds * 1000;
   }
 
   /** --dry-run: what applying would change, as a diff of the device's state; nothing is touched. */
@@ -421,8 +460,14 @@ export class Agent {
     }
   }
 
+  /**
+   * Whether the applied document shows a rotation — a peer's next key, or this node's own — so
+   * that the agent polls every second. The document only: a next key left in the state file
+   * (an announcement that never arrived) must not keep the agent polling every second for ever,
+   * and the control plane gives up a rotation never completed.
+   */
   overlapInProgress(): boolean {
-    return this.current !== null && (hasOverlap(this.current) || this.state.next_private_key !== null);
+    return this.current !== null && (hasOverlap(this.current) || this.current.rotation !== null);
   }
 }
 

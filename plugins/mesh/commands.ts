@@ -293,7 +293,7 @@ export const meshCommands: Command[] = [
   },
   {
     words: ["mesh", "nodes", "set"],
-    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --listen-port, --expires",
+    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --listen-port, --expires, --cancel-rotation",
     args: "<network> <node>",
     maxArgs: 2,
     options: {
@@ -306,6 +306,7 @@ export const meshCommands: Command[] = [
       endpoint: { type: "string", description: "host:port others reach it at (empty: none)" },
       "listen-port": { type: "string", description: "The UDP port it listens on (empty: its endpoint's, else the network's)" },
       expires: { type: "string", description: "When it expires (2026-12-31T00:00:00Z, with its offset), or never" },
+      "cancel-rotation": { type: "boolean", description: "Call off its key rotation (peers drop its next key)" },
     },
     async run(ctx) {
       needArgs(ctx, 2, "citadel mesh nodes set <network> <node> [flags]");
@@ -322,7 +323,8 @@ export const meshCommands: Command[] = [
       const listenPort = listenPortOption(ctx);
       if (listenPort !== undefined) body.listen_port = listenPort;
       if (typeof ctx.options.expires === "string") body.expires_at = expiresOption(ctx.options.expires);
-      if (Object.keys(body).length === 0) throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint, --listen-port or --expires");
+      if (ctx.options["cancel-rotation"] === true) body.cancel_rotation = true;
+      if (Object.keys(body).length === 0) throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint, --listen-port, --expires or --cancel-rotation");
       const { api, org } = await client(ctx);
       const node = await api.request<NodeView>("PATCH", nodePath(org, ctx), body);
       print(ctx, node, nodeTable([node]));

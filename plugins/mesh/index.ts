@@ -32,9 +32,9 @@ const ACTIONS = [
   ["mesh.key.create", "A pre-auth key for enrolling nodes was created."],
   ["mesh.key.revoke", "A pre-auth key was revoked."],
   ["mesh.node.enroll", "A node enrolled with a pre-auth key (or was refused, with the reason)."],
-  ["mesh.node.update", "A node's tags, state, role, endpoint or expiry changed."],
+  ["mesh.node.update", "A node's tags, state, role, endpoint or expiry changed, or its key rotation was cancelled."],
   ["mesh.node.delete", "A node was removed: it left every peer's config and its addresses are free."],
-  ["mesh.node.rotate", "A node started or completed the rotation of its WireGuard key."],
+  ["mesh.node.rotate", "A node started or completed the rotation of its WireGuard key, or one not completed in time was given up."],
   ["mesh.node.expire", "A node reached its expiry: it left every peer's config and DNS."],
   ["mesh.acl.update", "A network's ACL policy was replaced (a new version)."],
 ] as const;
@@ -74,9 +74,11 @@ export const meshPlugin = definePlugin<MeshSettings>({
     // Expiry is time, not a write: every 15 s (and when a config is asked for), nodes that
     // expired become a change of their networks (a new version for every peer, their names
     // gone from DNS, an audit event). With or without DNS names. An organization deleted
-    // meanwhile (another plugin's write) takes its nodes' names out of DNS then too.
+    // meanwhile (another plugin's write) takes its nodes' names out of DNS then too, and key
+    // rotations never completed are given up.
     const expiry = setInterval(() => {
       void mesh.expireNodes().catch((e) => k.log.error("mesh: expiring nodes failed", { error: String(e) }));
+      void mesh.expireRotations().catch((e) => k.log.error("mesh: giving up key rotations failed", { error: String(e) }));
       mesh.noticeDeletedOrganizations();
     }, 15_000);
     expiry.unref();
@@ -156,7 +158,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
           body: m.NodeChanges,
           response: m.Node,
           // Admin: tags are what the ACL grants on, and a hub relays every spoke's traffic.
-          detail: { summary: "Change a node's tags, disable or enable it, make it a hub, set its endpoint, listen port or expiry", tags, ...access(ADMIN) },
+          detail: { summary: "Change a node's tags, disable or enable it, make it a hub, set its endpoint, listen port or expiry, cancel its key rotation", tags, ...access(ADMIN) },
         })
         .delete(
           `${NET}/nodes/:node`,

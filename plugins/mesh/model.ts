@@ -106,6 +106,7 @@ export const NodeChanges = t.Object({
   endpoint: t.Optional(t.Union([t.String({ maxLength: 300 }), t.Null()])),
   listen_port: t.Optional(NodeListenPort),
   expires_at: t.Optional(t.Union([t.String({ maxLength: 40 }), t.Null()], { description: "An RFC 3339 date-time with its offset (2026-12-31T00:00:00Z); null: never" })),
+  cancel_rotation: t.Optional(t.Boolean({ description: "true: call off the node's key rotation (peers drop its next key); disabling a node does too" })),
 });
 
 const Rule = t.Object({

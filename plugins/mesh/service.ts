@@ -79,9 +79,19 @@ export interface NodeChanges {
   listen_port?: number | null;
   /** An RFC 3339 date-time with its offset, or null for never. */
   expires_at?: string | null;
+  /** True: the node's key rotation, if any, is called off (peers drop the next key). */
+  cancel_rotation?: boolean;
 }
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** A node's rotation columns when it is not rotating. */
+const NO_ROTATION = { next_public_key: null, rotation_version: null, rotation_started_at: null } satisfies Partial<sql.NodeRow>;
+/**
+ * How long after a rotation's `switch` may come (rotation_wait_minutes) it is given up: a node
+ * that started one and went away would otherwise keep every peer holding its next key — and
+ * their agents polling every second — for ever.
+ */
+export const ROTATION_GIVE_UP_MS = 24 * 60 * 60_000;
 const PSK_OWNER = "mesh/psk";
 const pskContext = (networkId: string) => `mesh/psk/${networkId}`;
 const DEFAULT_KEY_MINUTES = 60;
@@ -146,10 +156,13 @@ function checkEndpointOutside(net: sql.NetworkRow, endpoint: string | null): str
 function nodeChangeReason(before: sql.NodeRow, after: sql.NodeRow, changes: NodeChanges): string {
   const tags = (row: sql.NodeRow) => (JSON.parse(row.tags) as string[]).join(",") || "none";
   const shown: Record<string, (row: sql.NodeRow) => string> = { tags, hub: (row) => String(row.hub === 1), disabled: (row) => String(row.disabled === 1) };
-  return Object.keys(changes)
+  const fields = Object.keys(changes)
+    .filter((field) => field !== "cancel_rotation")
     .sort()
-    .map((field) => (shown[field] ? `${field} ${shown[field](before)} → ${shown[field](after)}` : field))
-    .join(", ");
+    .map((field) => (shown[field] ? `${field} ${shown[field](before)} → ${shown[field](after)}` : field));
+  // Asked for, or with a disable: said only when there was one to call off.
+  if (before.next_public_key !== null && after.next_public_key === null) fields.push("key rotation cancelled");
+  return fields.join(", ");
 }
 
 /** A node's own listen port: 1–65535, or null for none (its endpoint's port, else the network's). */
@@ -489,6 +502,9 @@ export class MeshService {
     const asked: Partial<sql.NodeRow> = {};
     if (changes.tags !== undefined) asked.tags = JSON.stringify(checkTags(changes.tags, "tags"));
     if (changes.disabled !== undefined) asked.disabled = changes.disabled ? 1 : 0;
+    // A disabled node's rotation ends with it: enabled again, it is not for ever half-rotated
+    // (its agent drops the unannounced key; it may rotate again).
+    if (changes.cancel_rotation === true || changes.disabled === true) Object.assign(asked, NO_ROTATION);
     if (changes.hub !== undefined) asked.hub = changes.hub ? 1 : 0;
     if (changes.endpoint !== undefined) asked.endpoint = checkEndpointOutside(net, checkEndpoint(changes.endpoint));
     if (changes.listen_port !== undefined) asked.listen_port = checkListenPort(changes.listen_port);
@@ -811,6 +827,34 @@ export class MeshService {
       });
     }
     return noted;
+  }
+
+  /**
+   * Rotations not completed ROTATION_GIVE_UP_MS after their node could switch: given up, so that
+   * peers drop the next key (a new version) and each is audited once. The node's agent, when it
+   * comes back, sees no rotation in its document and may start another.
+   */
+  async expireRotations(): Promise<number> {
+    const due = (db: Database) =>
+      db
+        .query<sql.NodeRow, [number]>("SELECT * FROM mesh_nodes WHERE next_public_key IS NOT NULL AND rotation_started_at <= ?")
+        .all(this.now() - this.k.settings.rotation_wait_minutes * 60_000 - ROTATION_GIVE_UP_MS);
+    let given = 0;
+    for (const networkId of new Set(due(this.k.store.db).map((n) => n.network_id))) {
+      given += await this.write(networkId, (tx) => {
+        // Again in the transaction: the node may have completed it meanwhile.
+        const still = due(tx).filter((n) => n.network_id === networkId);
+        if (still.length === 0) return 0;
+        const now = this.now();
+        sql.bumpVersion(tx, networkId, now);
+        for (const node of still) {
+          sql.updateNode(tx, { ...node, ...NO_ROTATION, updated_at: now });
+          this.k.audit.record(tx, { ...nodeEvent(tx, node, "mesh.node.rotate", "given up: not completed within a day of the switch being allowed; peers drop the next key", {}), actor: { kind: "system" } });
+        }
+        return still.length;
+      });
+    }
+    return given;
   }
 
   /**

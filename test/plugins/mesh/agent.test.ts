@@ -85,6 +85,57 @@ test("the agent's change to the state file waits for another process's change un
   expect(readState(dir)).toMatchObject({ private_key: before, next_private_key: k2.privateKey });
 });
 
+describe("a rotation that does not go ahead costs nothing for ever (found in review: a next key left in node.json polled every second, reloading nftables each time)", () => {
+  const plane = new FakeControlPlane();
+  const dirs: Array<{ remove(): void }> = [];
+  afterAll(() => {
+    plane.stop();
+    for (const dir of dirs) dir.remove();
+  });
+  async function agentOf(): Promise<{ agent: Agent; fake: FakeDevice; dir: string }> {
+    const state = await enrolledStateDir(plane);
+    dirs.push(state);
+    const fake = new FakeDevice("wgc-test");
+    return { agent: new Agent({ stateDir: state.dir, dryRun: false, firewall: true, err: () => {}, run: fake.run }), fake, dir: state.dir };
+  }
+
+  test("an announcement that fails (here a 403, then a 404) takes the next key back out of node.json", async () => {
+    const { agent, dir } = await agentOf();
+    plane.refusal = { status: 403, body: { detail: "This node is disabled.", code: "standing_ended" } };
+    await expect(agent.rotate()).rejects.toThrow();
+    expect(readState(dir).next_private_key).toBeNull();
+    plane.refusal = null; // the fake control plane has no rotate route: 404
+    await expect(agent.rotate()).rejects.toThrow();
+    expect(readState(dir).next_private_key).toBeNull();
+  });
+
+  test("only a document that shows a rotation makes the agent poll every second; those rounds follow handshakes on the device and reload no firewall", async () => {
+    const { agent, fake, dir } = await agentOf();
+    writeState(dir, { ...readState(dir), next_private_key: (await generateKeyPair()).privateKey }); // left from an announcement lost
+    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820")]));
+    await agent.round();
+    expect(agent.overlapInProgress()).toBe(false);
+
+    const b = { ...(await peer("b", 2, "198.51.100.2:51820")), nextPublicKey: (await generateKeyPair()).publicKey };
+    plane.publish(nodeConfig([b]));
+    await agent.round();
+    expect(agent.overlapInProgress()).toBe(true);
+    const [firewalls, synced] = [fake.firewalls.length, fake.synced.length];
+    expect(await agent.round()).toMatchObject({ changed: false }); // 304s, in the overlap
+    expect(await agent.round()).toMatchObject({ changed: false });
+    expect([fake.firewalls.length, fake.synced.length]).toEqual([firewalls, synced]);
+    // The peer switched: its next key handshook, and the AllowedIPs follow it at the next round.
+    fake.peers.find((p) => p.publicKey === b.nextPublicKey)!.latestHandshake = 1_000;
+    expect(await agent.round()).toMatchObject({ changed: true });
+    expect(fake.peers.find((p) => p.publicKey === b.nextPublicKey)!.allowedIps).toEqual(["100.64.0.2/32"]);
+    expect(fake.firewalls.length).toBe(firewalls);
+
+    plane.publish(nodeConfig([{ ...b, publicKey: b.nextPublicKey, nextPublicKey: null }])); // completed
+    await agent.round();
+    expect(agent.overlapInProgress()).toBe(false);
+  });
+});
+
 test("after a key switch, every peer is nudged: a relay hub routing the whole prefix at an address of it that goes to the hub, not to this node or another peer (found in review: it got nothing)", async () => {
   const relay = { ...(await peer("hub1", 9, null)), allowedIps: ["100.64.0.0/16", "fd7a:115c:a1e0::/48"] };
   const other = await peer("hub2", 2, null); // 100.64.0.2/32: a /32 wins over the prefix

@@ -477,6 +477,49 @@ describe("key rotation", () => {
   });
 });
 
+describe("key rotations that never complete (found in review: they never ended, and kept every peer polling every second)", () => {
+  async function rotating() {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    const b = await enroll(c, key, "b");
+    const next = await generateKeyPair();
+    expect((await c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: next.publicKey } })).status).toBe(200);
+    const aAsPeerOfB = async () => (await fetchDocument(c, b)).doc!.config.peers.find((p) => p.name === "a");
+    expect((await aAsPeerOfB())!.nextPublicKey).toBe(next.publicKey);
+    return { c, owner, net, a, b, aAsPeerOfB, rotateEvents: () => meshEvents(c).filter((e) => e.action === "mesh.node.rotate").map((e) => e.reason!.split(":")[0]) };
+  }
+
+  test("given up a day after its switch could come (rotation_wait_minutes): peers drop the next key, with a new version, audited once", async () => {
+    const { c, aAsPeerOfB, rotateEvents } = await rotating();
+    const { mesh } = meshOf(c.kernel as never);
+    c.clock.advance(10 * 60_000 + 24 * 60 * 60_000 - 1000);
+    expect(await mesh.expireRotations()).toBe(0);
+    c.clock.advance(1000);
+    expect(await mesh.expireRotations()).toBe(1);
+    expect(await mesh.expireRotations()).toBe(0);
+    expect((await aAsPeerOfB())!.nextPublicKey).toBeNull();
+    expect(rotateEvents()).toEqual(["started", "given up"]);
+  });
+
+  test("an operator cancels one (cancel_rotation, audited); a disable calls it off too, so the node enabled again is not half-rotated", async () => {
+    const { c, owner, net, a, aAsPeerOfB } = await rotating();
+    const version = async () => (await c.send("GET", net, owner)).body.version as number;
+    const cancelled = await c.send("PATCH", `${net}/nodes/a`, owner, { json: { cancel_rotation: true } });
+    expect([cancelled.status, cancelled.body.next_public_key]).toEqual([200, null]);
+    expect((await aAsPeerOfB())!.nextPublicKey).toBeNull();
+    const before = await version();
+    expect((await c.send("PATCH", `${net}/nodes/a`, owner, { json: { cancel_rotation: true } })).status).toBe(200); // none to cancel: no change
+    expect(await version()).toBe(before);
+
+    expect((await c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: (await generateKeyPair()).publicKey } })).status).toBe(200);
+    await c.send("PATCH", `${net}/nodes/a`, owner, { json: { disabled: true } });
+    await c.send("PATCH", `${net}/nodes/a`, owner, { json: { disabled: false } });
+    expect((await aAsPeerOfB())!.nextPublicKey).toBeNull();
+    expect(meshEvents(c).filter((e) => e.action === "mesh.node.update").map((e) => e.reason)).toEqual(["key rotation cancelled", "disabled false → true, key rotation cancelled", "disabled true → false"]);
+  });
+});
+
 describe("DNS names", () => {
   test("<node>.<network>.<domain> A and AAAA through the record provider, following enrollments and removals", async () => {
     const { c, owner, net } = await setup();

@@ -56,6 +56,12 @@ test("an empty --tags or --dns clears the list (found in review: it was \"nothin
   expect([noResolvers.code, noResolvers.requests.map((r) => [r.method, r.body])]).toEqual([0, [["PATCH", { dns: [] }]]]);
 });
 
+test("nodes set --cancel-rotation calls off the node's key rotation", async () => {
+  const node = { name: "web1", ipv4: "100.64.0.1", ipv6: "fd00::1", tags: [], state: "active", hub: false, next_public_key: null, applied_version: 3, public_key: "pub-web1-xxxxxxxx", endpoint: null, listen_port: null };
+  const run = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "web1"], options: { ...ORG, "cancel-rotation": true }, json: true, answer: () => node });
+  expect([run.code, run.requests.map((r) => r.body)]).toEqual([0, [{ cancel_rotation: true }]]);
+});
+
 describe("a node's own listen port", () => {
   const node = { name: "web1", ipv4: "100.64.0.1", ipv6: "fd00::1", tags: [], state: "active", hub: false, next_public_key: null, applied_version: 3, public_key: "pub-web1-xxxxxxxx" };
 
