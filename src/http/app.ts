@@ -141,10 +141,14 @@ function bodyDeclarations(app: AnyElysia): Map<string, TSchema> {
   for (const route of app.routes) {
     if (route.path.startsWith("/oauth/")) continue;
     const body = (route.hooks as { body?: unknown } | undefined)?.body;
-    if (body && typeof body === "object") map.set(`${route.method.toUpperCase()} ${route.path}`, body as TSchema);
+    // A route that takes no body takes no field either: `{"enabled": false}` sent to one that
+    // activates a service must not answer 200 having done the opposite.
+    map.set(`${route.method.toUpperCase()} ${route.path}`, body && typeof body === "object" ? (body as TSchema) : NO_FIELDS);
   }
   return map;
 }
+
+const NO_FIELDS = t.Object({});
 
 /**
  * A body with fields its route does not know is refused, 422 naming them (see unknown-fields.ts),

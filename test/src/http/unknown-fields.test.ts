@@ -66,3 +66,15 @@ test("the OAuth endpoints ignore parameters they do not know, as RFC 6749 sectio
   expect([start.status, typeof start.body.device_code]).toEqual([200, "string"]);
   await c.stop();
 });
+
+test("a route that takes no body refuses fields too: PUT services/dns {enabled: false} does not activate it", async () => {
+  const c = await testCitadel();
+  const token = await c.login(c.owner.email, c.owner.password);
+  const services = `/v1/iam/orgs/${c.owner.organization}/services`;
+  const res = await c.send("PUT", `${services}/dns`, token, { json: { enabled: false } });
+  expect([res.status, res.body.detail]).toEqual([422, "enabled: unknown field"]);
+  expect(JSON.stringify((await c.send("GET", services, token)).body)).not.toContain('"dns"');
+  // An empty body is no field: the route runs.
+  expect((await c.send("PUT", `${services}/dns`, token, { json: {} })).status).toBe(200);
+  await c.stop();
+});
