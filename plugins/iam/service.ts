@@ -247,7 +247,7 @@ export class IamService {
       // from stay. Personal access tokens and API keys stay too — made on purpose, possibly by
       // that someone: they are listed for review (GET /v1/iam/me/tokens).
       const callers = sql.lineageOf(tx, caller.principal.tokenId);
-      for (const c of sql.credentialsOfUser(tx, user.id, ["session", "device"])) if (!callers.has(c.id)) sql.revokeCredential(tx, c.id, this.now());
+      for (const c of sql.credentialsOfUser(tx, user.id, ["session", "device"])) if (!callers.has(c.id)) sql.endLogin(tx, c.id, this.now());
       sql.denyApprovedDeviceGrants(tx, user.id);
       this.audit(tx, { action: "iam.password.change", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: user.id }, request: caller.request });
     }).catch(async (error) => {
@@ -555,7 +555,7 @@ export class IamService {
       if (user.totp_enabled_at === null) throw new ConflictError("two-factor authentication is not enabled for this user");
       sql.disableTotp(tx, userId);
       sql.replaceRecoveryCodes(tx, userId, []);
-      sql.revokeUserCredentials(tx, userId, ["session", "device"], this.now());
+      sql.endUserLogins(tx, userId, this.now());
       sql.denyApprovedDeviceGrants(tx, userId);
       this.audit(tx, { action: "iam.mfa.reset", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, request: caller.request });
     });
@@ -579,7 +579,7 @@ export class IamService {
       sql.setOneTimePassword(tx, user.id, hash);
       sql.disableTotp(tx, user.id);
       sql.replaceRecoveryCodes(tx, user.id, []);
-      sql.revokeUserCredentials(tx, user.id, ["session", "device"], this.now());
+      sql.endUserLogins(tx, user.id, this.now());
       sql.denyApprovedDeviceGrants(tx, user.id);
       // Who ran it (uid, sudo user) is personal data: under the recovered operator's key, not in the chained reason.
       this.audit(tx, {

@@ -447,6 +447,34 @@ export const lineageOf = (db: Database, id: string): Set<string> =>
       .map((r) => r.id),
   );
 
+/**
+ * Ends logins — sessions and CLI logins — with the short-lived credentials made from them
+ * (workload and console tokens), but not the personal access tokens and API keys made with
+ * them: made on purpose, named and listed, they stay for their owner to review and revoke by
+ * name. A password change, an MFA reset and `citadel recover` end logins, not CI's tokens.
+ */
+const NOT_MADE_ON_PURPOSE = "c.kind NOT IN ('pat', 'service')";
+
+/** Ends one login (see NOT_MADE_ON_PURPOSE). */
+export const endLogin = (tx: Database, id: string, now: number) =>
+  tx
+    .query(
+      `WITH RECURSIVE family(id) AS (SELECT ? UNION SELECT c.id FROM credentials c JOIN family f ON c.parent_id = f.id WHERE ${NOT_MADE_ON_PURPOSE})
+       UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
+    )
+    .run(id, now);
+
+/** Ends every login of the user (see NOT_MADE_ON_PURPOSE). */
+export const endUserLogins = (tx: Database, userId: string, now: number) =>
+  tx
+    .query(
+      `WITH RECURSIVE family(id) AS (
+         SELECT id FROM credentials WHERE user_id = ? AND kind IN ('session', 'device')
+         UNION SELECT c.id FROM credentials c JOIN family f ON c.parent_id = f.id WHERE ${NOT_MADE_ON_PURPOSE})
+       UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
+    )
+    .run(userId, now);
+
 /** Turns the user's approved device logins that were not yet picked up into denied ones. */
 export const denyApprovedDeviceGrants = (tx: Database, userId: string) => tx.query("UPDATE device_grants SET status = 'denied' WHERE user_id = ? AND status = 'approved'").run(userId);
 
