@@ -19,7 +19,12 @@ export class ChangeFeed {
   /** Runs `fn` in a store transaction, then tells the listeners. */
   async write<T>(fn: (tx: Database) => T): Promise<T> {
     const result = await this.store.write(fn);
-    for (const listener of this.listeners) listener();
+    this.tell();
     return result;
+  }
+
+  /** Tells the listeners of a change another writer committed. */
+  tell(): void {
+    for (const listener of this.listeners) listener();
   }
 }

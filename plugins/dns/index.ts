@@ -7,7 +7,8 @@ import { nameToText, parseName, type Name } from "./names.ts";
 import { startDnsServer, ZoneTable } from "./server.ts";
 import { Elysia } from "elysia";
 import { subjectsOf } from "../../src/subjects.ts";
-import { dnsSubjects } from "./subject.ts";
+import { dnsOrganizationDeletion, dnsSubjects } from "./subject.ts";
+import { organizationDeletionsOf } from "../../src/workspace-deletions.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
@@ -97,6 +98,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const dns = dnsServiceOf(k);
     const transfers = transferServiceOf(k);
     const unregisterSubjects = subjectsOf(k.store).register(dnsSubjects(dns));
+    const unregisterDeletion = organizationDeletionsOf(k.store).register(dnsOrganizationDeletion(dns));
     try {
       configuredNameservers(k.settings.default_nameservers);
     } catch (error) {
@@ -110,7 +112,12 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     // the hosted zones, which the resolver answers locally.
     const authoritative = k.settings.udp.length > 0 || k.settings.tcp.length > 0;
     const resolving = k.settings.resolver_udp.length > 0 || k.settings.resolver_tcp.length > 0;
-    if (!authoritative && !resolving) return async () => unregisterSubjects();
+    if (!authoritative && !resolving) {
+      return async () => {
+        unregisterSubjects();
+        unregisterDeletion();
+      };
+    }
     let view: TransferView = transfers.view();
     // Secondaries transfer from the authoritative listener: NOTIFY only once it listens (not
     // without one configured, nor when it could not bind).
@@ -221,6 +228,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const resolver = await startFilteringResolver(k, table);
     return async () => {
       unregisterSubjects();
+      unregisterDeletion();
       unsubscribe();
       unsubscribeTransfers();
       unsubscribeProviders();

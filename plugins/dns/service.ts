@@ -117,6 +117,11 @@ export class DnsService {
     return this.changes.write(fn);
   }
 
+  /** Has the listener reload now, after a change another plugin committed (iam deleting an organization). */
+  changedElsewhere(): void {
+    this.changes.tell();
+  }
+
   /** Has the listener reload after a change made elsewhere in the store (an erasure). */
   async reloaded(): Promise<void> {
     await this.changes.write(() => undefined);

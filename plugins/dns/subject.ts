@@ -4,7 +4,28 @@
  * and their records. Users own nothing here.
  */
 import type { SubjectContributor } from "../../src/subjects.ts";
+import type { OrganizationDeletionHandler } from "../../src/workspace-deletions.ts";
 import type { DnsService } from "./service.ts";
+import * as sql from "./store.ts";
+
+/**
+ * What goes of DNS when iam deletes an organization (src/workspace-deletions.ts): its zones, as
+ * the zone delete route deletes one (records gone, the row kept soft-deleted so a zone made
+ * again under the name continues from its serial). They were served on, and their names
+ * refused to every other organization, with no route left to delete them (found in review).
+ */
+export function dnsOrganizationDeletion(dns: DnsService): OrganizationDeletionHandler {
+  return {
+    name: "dns",
+    deleted(tx, organizationId, now) {
+      const zones = sql.liveZonesOf(tx, organizationId);
+      for (const zone of zones) sql.deleteZone(tx, zone.id, now);
+      return zones.length === 0 ? null : `${zones.length} zone(s) deleted (${zones.map((z) => z.name).join(", ")})`;
+    },
+    // The listener serves from memory: it reloads once the deletion is committed.
+    committed: () => dns.changedElsewhere(),
+  };
+}
 
 export function dnsSubjects(dns: DnsService): SubjectContributor {
   return {

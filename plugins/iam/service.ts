@@ -18,7 +18,7 @@ import { ConflictError, ForbiddenError, InvalidError, NotFoundError, RateLimited
 import { cidrContains, cidrWithin, clientKey, parseClientCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { Tx } from "../../src/store/store.ts";
-import { workspaceDeletionsOf } from "../../src/workspace-deletions.ts";
+import { organizationDeletionsOf, workspaceDeletionsOf } from "../../src/workspace-deletions.ts";
 import type { IamIdentity } from "./identity.ts";
 import type { IamSettings } from "./settings.ts";
 import * as sql from "./store.ts";
@@ -902,22 +902,43 @@ export class IamService {
   }
 
   /**
-   * Deletes an organization and, as each of its workspaces would be deleted, what they hold:
-   * no route reaches a deleted organization's data to remove it later (erasure, for GDPR, also
-   * removes the rows the deletion keeps: members, the organization's name).
+   * Deletes an organization and, as each of its workspaces would be deleted, what they hold;
+   * then what it holds itself: the credentials bound to it, and what other services keep under
+   * its id (DNS zones, mesh networks). No route reaches a deleted organization's data to remove
+   * it later (erasure, for GDPR, also removes the rows the deletion keeps: members, the
+   * organization's name).
    */
   async deleteOrganization(caller: Caller, id: string) {
-    await this.k.store.write((tx) => {
-      sql.softDeleteOrganization(tx, id, this.now());
-      const removed = sql.workspacesOf(tx, id).map((ws) => `${ws.id}: ${this.removeWorkspace(tx, ws.id).join(", ")}`);
-      const reason = removed.length === 0 ? undefined : `${removed.length} workspace(s) deleted with it: ${removed.join("; ")}`;
+    const workspaces = await this.k.store.write((tx) => {
+      // Two confirmed deletions sent at once: the second finds nothing left to delete.
+      if (!sql.softDeleteOrganization(tx, id, this.now())) throw new NotFoundError("No such organization: it was deleted meanwhile.");
+      const workspaces = sql.workspacesOf(tx, id).map((ws) => ws.id);
+      const removed = workspaces.map((ws) => `${ws}: ${this.removeWorkspace(tx, ws).join(", ")}`);
+      const held = this.removeOrganizationHoldings(tx, id);
+      const reason = [...(removed.length === 0 ? [] : [`${removed.length} workspace(s) deleted with it: ${removed.join("; ")}`]), ...held].join("; ");
       this.audit(tx, { action: "iam.organization.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "organization", id }, organization: id, reason, request: caller.request });
+      return workspaces;
     });
+    for (const ws of workspaces) workspaceDeletionsOf(this.k.store).committed(ws);
+    organizationDeletionsOf(this.k.store).committed(id);
+  }
+
+  /**
+   * What the organization holds beyond its workspaces, inside `tx`: its API keys and the PATs
+   * restricted to it (and what they made) stopped authenticating only when they expired, and
+   * other services' data (zones still served, mesh node tokens still answered) stayed (found
+   * in review). What went.
+   */
+  private removeOrganizationHoldings(tx: Database, id: string): string[] {
+    const revoked = sql.revokeOrganizationCredentials(tx, id, this.now()).changes;
+    return [`${revoked} credential(s) for it revoked`, ...organizationDeletionsOf(this.k.store).run(tx, id, this.now())];
   }
 
   /** Deletes a workspace inside `tx`, with its credentials and what other services hold for it; what went. */
   private removeWorkspace(tx: Database, id: string): string[] {
-    sql.softDeleteWorkspace(tx, id, this.now());
+    // Two confirmed deletions sent at once: the second finds nothing left to delete, and
+    // neither runs the handlers nor audits twice.
+    if (sql.softDeleteWorkspace(tx, id, this.now()).changes === 0) throw new NotFoundError("No such workspace: it was deleted meanwhile.");
     // Tokens for this workspace alone go with it: they still authenticated, for the routes
     // that name no workspace (found in review).
     const revoked = sql.revokeWorkspaceCredentials(tx, id, this.now()).changes;
@@ -1157,6 +1178,7 @@ export class IamService {
       const reason = this.removeWorkspace(tx, id).join("; ");
       this.audit(tx, { action: "iam.workspace.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: ws.organization_id, workspace: id, reason, request: caller.request });
     });
+    workspaceDeletionsOf(this.k.store).committed(id);
   }
 
   /** Narrows (or with null, stops narrowing) a member's role in one workspace. */

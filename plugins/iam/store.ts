@@ -98,9 +98,11 @@ export function updateOrganization(tx: Database, id: string, changes: { name?: s
 }
 
 /** Its pending invitations go with it: nobody can accept them any more. */
-export function softDeleteOrganization(tx: Database, id: string, now: number): void {
-  tx.query("UPDATE organizations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL").run(now, id);
+/** Whether the organization was live (and now is deleted): false when it was deleted already. */
+export function softDeleteOrganization(tx: Database, id: string, now: number): boolean {
+  const changed = tx.query("UPDATE organizations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL").run(now, id).changes > 0;
   tx.query("DELETE FROM invitations WHERE organization_id = ?").run(id);
+  return changed;
 }
 
 export const organizationsOf = (db: Database, userId: string) =>
@@ -422,6 +424,17 @@ export const revokeWorkspaceCredentials = (tx: Database, workspaceId: string, no
        UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
     )
     .run(workspaceId, now);
+
+/** Revokes every credential bound to the organization (its API keys, PATs restricted to it) and every credential made from them. */
+export const revokeOrganizationCredentials = (tx: Database, organizationId: string, now: number) =>
+  tx
+    .query(
+      `WITH RECURSIVE family(id) AS (
+         SELECT id FROM credentials WHERE organization_id = ?
+         UNION SELECT c.id FROM credentials c JOIN family f ON c.parent_id = f.id)
+       UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
+    )
+    .run(organizationId, now);
 
 /** Revokes the user's credentials of `kinds`, and every credential made from them (an API key a PAT made has no user of its own). */
 export const revokeUserCredentials = (tx: Database, userId: string, kinds: readonly CredentialKind[], now: number) =>

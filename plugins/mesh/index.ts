@@ -7,7 +7,8 @@
  */
 import { Elysia } from "elysia";
 import { subjectsOf } from "../../src/subjects.ts";
-import { meshSubjects } from "./subject.ts";
+import { organizationDeletionsOf } from "../../src/workspace-deletions.ts";
+import { meshOrganizationDeletion, meshSubjects } from "./subject.ts";
 import { ConflictError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { synchronous } from "../../src/http/synchronous.ts";
@@ -71,6 +72,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
   async start(k) {
     const { mesh } = meshOf(k);
     const unregisterSubjects = subjectsOf(k.store).register(meshSubjects(mesh));
+    const unregisterDeletion = organizationDeletionsOf(k.store).register(meshOrganizationDeletion(mesh));
     // Expiry is time, not a write: every 15 s (and when a config is asked for), nodes that
     // expired become a change of their networks (a new version for every peer, their names
     // gone from DNS, an audit event). With or without DNS names. An organization deleted
@@ -86,6 +88,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
     const stopNames = domain === "" ? () => {} : serveNames(k, mesh, domain);
     return async () => {
       unregisterSubjects();
+      unregisterDeletion();
       clearInterval(expiry);
       stopNames();
     };

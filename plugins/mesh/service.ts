@@ -232,8 +232,8 @@ export class MeshService {
   }
 
   /**
-   * Networks were removed by a writer other than this service (a subject's erasure, inside its
-   * own transaction): the caches go and the listeners (DNS names, config documents) hear of it
+   * Networks were removed by a writer other than this service (a subject's erasure, iam
+   * deleting the organization; inside its own transaction): the caches go and the listeners (DNS names, config documents) hear of it
    * once that transaction has had its turn to commit. Should it have rolled back, they reload
    * what is still there, which does no harm.
    */
@@ -733,10 +733,11 @@ export class MeshService {
   private networksOfDeletedOrganizations = new Set<string>();
 
   /**
-   * Deleting an organization is the identity plugin's write, which tells no other plugin: the
-   * periodic check calls this, and the listeners (DNS names, config documents) hear of each
-   * network whose organization was deleted — or is back — since the last call, as of a change.
-   * Until then a deleted organization's nodes kept their names in DNS. Returns how many.
+   * Deleting an organization now deletes its networks (src/workspace-deletions.ts); one
+   * deleted before that, or being erased (its soft delete keeps them until the erasure), still
+   * has networks here: the periodic check calls this, and the listeners (DNS names, config
+   * documents) hear of each network whose organization was deleted — or is back — since the
+   * last call, as of a change. Until then such nodes kept their names in DNS. Returns how many.
    */
   noticeDeletedOrganizations(): number {
     const networks = sql.allNetworks(this.k.store.db);

@@ -117,7 +117,7 @@ describe("a deleted workspace", () => {
     expect((await c.send("DELETE", `/v1/iam/orgs/${org}`, owner, { headers: { "x-citadel-confirm": askOrg.body.confirmation_token } })).status).toBe(200);
     expect(held(kept)).toEqual({ secrets: 0, versions: 0, webhooks: 0, deliveries: 0, workspace: 0, dataKeys: 0 });
     const orgDeleted = db.query("SELECT reason FROM audit_events WHERE action = 'iam.organization.delete'").get() as { reason: string };
-    expect(orgDeleted.reason).toBe(`1 workspace(s) deleted with it: ${kept}: 0 credential(s) for it revoked, secrets: data erased, 2 key(s) destroyed (values, webhook secrets)`);
+    expect(orgDeleted.reason).toBe(`1 workspace(s) deleted with it: ${kept}: 0 credential(s) for it revoked, secrets: data erased, 2 key(s) destroyed (values, webhook secrets); 0 credential(s) for it revoked`);
   });
 });
 
