@@ -541,9 +541,15 @@ export const secretsCommands: Command[] = [
       ttl: { type: "string", description: "Hours until the link expires (default: the server's, 24)" },
       views: { type: "string", description: "How many views it allows (default 1)" },
       passphrase: { type: "boolean", description: "Also ask for a passphrase (give it to the recipient another way)" },
+      "passphrase-file": { type: "string", description: "Read the link's passphrase from this file (implies --passphrase)" },
     },
     async run(ctx) {
       const secret = secretNameOption(ctx);
+      const passphraseFile = ctx.options["passphrase-file"];
+      // Asked for at a terminal only: standard input may be carrying the value itself.
+      if (ctx.options.passphrase && typeof passphraseFile !== "string" && !process.stdin.isTTY) {
+        throw new UsageError("give the link's passphrase with --passphrase-file (standard input is not a terminal)");
+      }
       let org = typeof ctx.options.org === "string" && ctx.options.org !== "" ? ctx.options.org : undefined;
       // Which organization is the identity service's to say (yours, or a workspace's), and an API key works for secrets alone.
       refuseApiKeyWithoutOrg(ctx); // before the value is read
@@ -563,7 +569,7 @@ export const secretsCommands: Command[] = [
         if (value === "") throw new Error("nothing to share: standard input was empty");
       }
       org ??= await organizationOf(ctx, api);
-      const phrase = ctx.options.passphrase ? await secretPrompter()("Passphrase for the link: ") : undefined;
+      const phrase = typeof passphraseFile === "string" ? await readPassphraseFile(passphraseFile) : ctx.options.passphrase ? await secretPrompter()("Passphrase for the link: ") : undefined;
       const sealed = await createShareSecret(value, phrase);
       const body: Record<string, unknown> = { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: sealed.passphraseRequired };
       // So that the server refuses a wrong passphrase before it spends a view.

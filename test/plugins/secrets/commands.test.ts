@@ -59,3 +59,10 @@ describe("share --secret takes a secret's name only (found in review)", () => {
     }
   });
 });
+
+describe("share --passphrase with standard input not a terminal (found in an operator's walkthrough)", () => {
+  test("is a usage error naming --passphrase-file, before any request (the prompt failed on a locked stream)", async () => {
+    const run = await runCommand(secretsCommands, "share", { options: { org: "org_1", passphrase: true } });
+    expect([run.code, run.error?.message, run.requests]).toEqual([2, "give the link's passphrase with --passphrase-file (standard input is not a terminal)", []]);
+  });
+});
