@@ -153,6 +153,7 @@ function rateLimitWait(error: ApiError): number {
 async function keepToken(ctx: CommandContext, server: string, certificate: string | undefined, token: string): Promise<number> {
   const client = createApiClient({ baseUrl: server, trust: certificate, token });
   const id = token.split("_")[2]!;
+  const previous = previousLogin(ctx.configHome);
   let email: string;
   let path: string;
   try {
@@ -167,8 +168,44 @@ async function keepToken(ctx: CommandContext, server: string, certificate: strin
     throw error instanceof ApiError ? new ApiError(message, error.status, error.code) : new Error(message);
   }
   ctx.out(ctx.json ? JSON.stringify({ server, user: email, credentials: path }) : `Logged in to ${server} as ${email}; the token is in ${path} (mode 0600).`);
+  if (previous && previous.token !== token) ctx.err(await logOutPrevious(previous, server));
   return 0;
 }
+
+/**
+ * The login a new one replaces, or null. One whose file cannot be read is left alone: the new
+ * login overwrites it either way, and a login must not fail over the token it replaces.
+ */
+function previousLogin(configHome: string): StoredLogin | null {
+  try {
+    return readStoredLogin(configHome);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Ends the token a new login replaced, best effort: nobody holds it any more, yet it would stay
+ * valid until it expired (one more live device login per `citadel login --scope`). It logs
+ * itself out, which ends only that token: the personal tokens made with it stay. Returns the
+ * line that says what became of it.
+ */
+async function logOutPrevious(previous: StoredLogin, server: string): Promise<string> {
+  const name = `the previous login's token (id ${previous.token_id})`;
+  try {
+    await createApiClient({ baseUrl: previous.server, trust: previous.certificate, token: previous.token }).request("POST", "/v1/iam/logout", {});
+    return `Logged out ${name}; the tokens made with it stay.`;
+  } catch (error) {
+    // 401: the server refuses it already (revoked, expired): nothing is left to end. Anything
+    // else (unreachable; a login made without iam:self may not log itself out) is told, with
+    // the revoke that works from the new login.
+    if (error instanceof ApiError && error.status === 401) return `${capitalized(name)} had ended already.`;
+    const where = previous.server === server ? "" : ` on ${previous.server} (log in there to do so)`;
+    return `${capitalized(name)} could not be logged out (${error instanceof Error ? error.message : error}): revoke it with citadel token revoke ${previous.token_id}${where} (the tokens made with it go too), else it stays valid until it expires.`;
+  }
+}
+
+const capitalized = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);
 
 /**
  * `citadel logout`: ends the stored token on its server, then forgets it. Only that token: the

@@ -124,14 +124,20 @@ test("CITADEL_SERVER naming the stored login's server keeps its pinned certifica
   const home = mkdtempSync(join(tmpdir(), "citadel-login-home-"));
   try {
     const certificate = readFileSync(join(data.path, "tls/cert.pem"), "utf8");
+    // A token of its own as the stored login: the login that follows logs the one it replaces out.
+    const previous = (await callApi(citadel.url, certificate, operator, "POST", "/v1/iam/me/tokens", { name: "stored", scopes: ["read", "iam:self"] })).body.token as string;
+    const previousId = previous.split("_")[2];
     const file = join(home, "citadel", "config.json");
     mkdirSync(join(home, "citadel"), { mode: 0o700 });
-    writeFileSync(file, JSON.stringify({ server: citadel.url, token: operator, token_id: operator.split("_")[2], certificate }), { mode: 0o600 });
+    writeFileSync(file, JSON.stringify({ server: citadel.url, token: previous, token_id: previousId, certificate }), { mode: 0o600 });
     const env = { PATH: process.env.PATH ?? "", HOME: home, XDG_CONFIG_HOME: home, CITADEL_SERVER: citadel.url };
     const { code, stderr } = await loginApproved([], env);
     expect(stderr).not.toContain("did not present a certificate");
     expect(code).toBe(0);
     expect(JSON.parse(readFileSync(file, "utf8")).token).toMatch(/^citadel_pat_/);
+    // The login replaced is over (found in an operator's walkthrough: each login --scope left one more live).
+    expect(stderr).toContain(`Logged out the previous login's token (id ${previousId}); the tokens made with it stay.`);
+    expect((await callApi(citadel.url, certificate, previous, "GET", "/v1/iam/me")).status).toBe(401);
   } finally {
     rmSync(home, { recursive: true, force: true });
   }

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApiClient } from "../../../src/cli/api-client.ts";
@@ -71,6 +71,36 @@ test("a token kept is not revoked", async () => {
   expect(await loginWithDeviceFlow(context(url, lines))).toBe(0);
   expect(lines.at(-1)).toContain("as a@example.com");
   expect(logouts).toEqual([]);
+  rmSync(credentialsPath(configHome));
+});
+
+const PREVIOUS = `citadel_pat_previous_${"y".repeat(38)}`;
+
+function storePreviousLogin(url: string) {
+  mkdirSync(join(configHome, "citadel"), { recursive: true, mode: 0o700 });
+  writeFileSync(credentialsPath(configHome), JSON.stringify({ server: url, token: PREVIOUS, token_id: "previous" }), { mode: 0o600 });
+}
+
+test("a new login logs the token it replaces out, which leaves it no live device login behind (found in an operator's walkthrough)", async () => {
+  const { url, logouts } = await deviceFlowServer(() => Response.json({ email: "a@example.com" }));
+  storePreviousLogin(url);
+  const lines: string[] = [];
+  expect(await loginWithDeviceFlow(context(url, lines))).toBe(0);
+  expect(logouts).toEqual([`Bearer ${PREVIOUS}`]);
+  expect(lines.at(-1)).toBe("Logged out the previous login's token (id previous); the tokens made with it stay.");
+  expect(JSON.parse(readFileSync(credentialsPath(configHome), "utf8")).token).toBe(ISSUED);
+  rmSync(credentialsPath(configHome));
+});
+
+test("a replaced token that cannot be logged out is named, with how to revoke it; the new login stays (found in an operator's walkthrough)", async () => {
+  const { url } = await deviceFlowServer(() => Response.json({ email: "a@example.com" }));
+  const gone = `http://127.0.0.1:${await freePort()}`;
+  storePreviousLogin(gone);
+  const lines: string[] = [];
+  expect(await loginWithDeviceFlow(context(url, lines))).toBe(0);
+  expect(lines.at(-1)).toContain("The previous login's token (id previous) could not be logged out (");
+  expect(lines.at(-1)).toContain(`revoke it with citadel token revoke previous on ${gone} (log in there to do so) (the tokens made with it go too), else it stays valid until it expires.`);
+  expect(JSON.parse(readFileSync(credentialsPath(configHome), "utf8")).token).toBe(ISSUED);
   rmSync(credentialsPath(configHome));
 });
 
