@@ -28,6 +28,7 @@ import { buildInfo } from "./build-info.ts";
 import { adviceFor } from "./cli/advice.ts";
 import { createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
 import { readStoredLogin } from "./cli/credentials.ts";
+import { sameInstanceFlags } from "./cli/next-command.ts";
 import { forStdout, needArgs, printable } from "./cli/output.ts";
 import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
 import { ConfigError } from "./config/error.ts";
@@ -119,7 +120,7 @@ function kernelCommands(env: Env): Command[] {
     {
       words: ["serve"],
       summary: "Run Citadel: the API and every service (creates the embedded default on first start)",
-      run: (ctx) => serve(configFor(ctx.options, env, { installed: false }), env),
+      run: (ctx) => serve(configFor(ctx.options, env, { installed: false }), env, instanceFlags(ctx.options)),
     },
     {
       words: ["init"],
@@ -368,7 +369,7 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
       setups = await runSetups(kernelFor, ctx.options);
     } catch (error) {
       if (result?.shares) {
-        ctx.err(`The root key was created, but the setup that followed failed (below). These shares are the only way to unseal it; give one to each keeper, then run citadel init again to finish:\n`);
+        ctx.err(`The root key was created, but the setup that followed failed (below). These shares are the only way to unseal it; give one to each keeper, then run citadel init${sameInstanceFlags(ctx.options)} again to finish:\n`);
         for (const share of result.shares) ctx.err(`  ${share}`);
       }
       throw error;
@@ -428,7 +429,7 @@ async function recover(ctx: CommandContext, loaded: LoadedConfig, env: Env): Pro
     const { kernelFor } = kernelOver(store, config, createLogger({ level: "warn" }), env);
     const results: SetupResult[] = [];
     for (const plugin of plugins) {
-      const result = plugin.recover ? await plugin.recover(kernelFor(plugin), { email, invoker }) : null;
+      const result = plugin.recover ? await plugin.recover(kernelFor(plugin), { email, invoker, ...instanceFlags(ctx.options) }) : null;
       if (result) results.push(result);
     }
     if (ctx.json) ctx.out(JSON.stringify(Object.assign({}, ...results.map((r) => r.summary)), null, 2));
@@ -480,7 +481,18 @@ async function runSetups(kernelFor: (p: Plugin<any>) => Kernel, options: Readonl
   return results;
 }
 
-async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
+/**
+ * The --data and --config a command was given: passed on to the plugins' setup and recovery,
+ * whose printed next steps must name the same instance.
+ */
+function instanceFlags(options: CommandContext["options"]): { data?: string; config?: string } {
+  const flags: { data?: string; config?: string } = {};
+  if (typeof options.data === "string") flags.data = options.data;
+  if (typeof options.config === "string") flags.config = options.config;
+  return flags;
+}
+
+async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; config?: string }): Promise<number> {
   const { config } = loaded;
   const log = createLogger({ level: config.log.level });
   // Listen for SIGTERM from the first moment: one that arrives during start-up stops the
@@ -508,7 +520,7 @@ async function serve(loaded: LoadedConfig, env: Env): Promise<number> {
     lifecycle.started("seal", () => seal.seal());
 
     // The embedded default's first start sets up the first organization and owner too.
-    for (const line of (await runSetups(kernelFor, {})).flatMap((r) => r.lines)) process.stderr.write(`${line}\n`);
+    for (const line of (await runSetups(kernelFor, flags)).flatMap((r) => r.lines)) process.stderr.write(`${line}\n`);
     for (const plugin of plugins) {
       if (plugin.start) lifecycle.started(`plugin ${plugin.name}`, await plugin.start(kernelFor(plugin)));
     }

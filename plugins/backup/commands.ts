@@ -11,6 +11,7 @@ import { UsageError } from "../../src/cli/command-line.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { actAsDataDirectoryOwner } from "../../src/data-dir.ts";
 import type { Config } from "../../src/config/schema.ts";
+import { sameInstanceFlags } from "../../src/cli/next-command.ts";
 import { stringOption } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile } from "../../src/crypto/root-key.ts";
@@ -129,7 +130,7 @@ export const backupCommands: Command[] = [
         } else {
           ctx.out(`Restored ${file} (taken ${m.created_at}, audit head ${m.audit_head ? `event ${m.audit_head.seq}` : "empty"}) into ${result.database}`);
           if (result.previous) ctx.out(`The previous database is kept as ${result.previous}`);
-          ctx.out(`Next: start Citadel, then run  citadel audit verify${sameInstanceFlags(ctx)}`);
+          ctx.out(`Next: start Citadel, then run  citadel audit verify${sameInstanceFlags(ctx.options)}`);
         }
         // Only a key file instance unseals from that file: on another, it is what a migration left (keep it).
         if (result.rootKeyMatches === false && config?.seal.method === "key_file") {
@@ -205,11 +206,6 @@ function keyInfo(header: BackupHeader): { kind: string; root_key_id?: string; te
   return d.kind === "root_key"
     ? { kind: d.kind, root_key_id: d.rootKeyId, text: `encrypted under root key ${d.rootKeyId}` }
     : { kind: d.kind, text: `encrypted with a passphrase, argon2id m=${d.argon2.memoryKiB} KiB t=${d.argon2.iterations} p=${d.argon2.parallelism}` };
-}
-
-/** The --data and --config this command was given, for the next command to name the same instance. */
-function sameInstanceFlags(ctx: CommandContext): string {
-  return ["data", "config"].map((name) => (typeof ctx.options[name] === "string" ? ` --${name} ${ctx.options[name]}` : "")).join("");
 }
 
 /** The instance's key file (seal.key_file, root.key in the data directory by default). */

@@ -13,6 +13,7 @@ import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
 import { iamSubjects } from "./subject.ts";
+import { sameInstanceFlags, shellQuote } from "../../src/cli/next-command.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { accountCommands } from "./account-commands.ts";
 import { iamAdminCommands } from "./admin-commands.ts";
@@ -123,12 +124,13 @@ export const iamPlugin = definePlugin<IamSettings>({
     const system = { kind: "system" as const };
     const { user, password } = await iam.createUser({ email, name: "Owner", operator: true }, system);
     const org = await iam.createOrganization(orgName, user.id, system);
+    const flags = sameInstanceFlags(options);
     return {
       summary: { owner: email, organization: org.id, one_time_password: password },
       lines: [
         `Organization "${org.name}" (${org.id}) with owner ${email} (also the appliance operator).`,
         `One-time password for ${email}: ${password}`,
-        `It is shown only now. Replace it first: citadel password --email ${email} (or POST /v1/iam/me/password); then citadel login.`,
+        `It is shown only now. Replace it first: citadel password --email ${shellQuote(email)}${flags} (or POST /v1/iam/me/password); then citadel login${flags}.`,
       ],
     };
   },
@@ -136,12 +138,13 @@ export const iamPlugin = definePlugin<IamSettings>({
   async recover(k, options) {
     if (typeof options.email !== "string") return null;
     const { email, password } = await servicesOf(k).iam.recoverOperator(options.email, typeof options.invoker === "string" ? options.invoker : undefined);
+    const flags = sameInstanceFlags(options);
     return {
       summary: { operator: email, one_time_password: password },
       lines: [
         `${email}: two-factor authentication is off, every login session and CLI login has ended, and the password is now a one-time password:`,
         `  ${password}`,
-        `It is shown only now. Replace it first: citadel password --email ${email}; then log in and enrol two-factor authentication again (citadel mfa enable).`,
+        `It is shown only now. Replace it first: citadel password --email ${shellQuote(email)}${flags}; then log in (citadel login${flags}) and enrol two-factor authentication again (citadel mfa enable${flags}).`,
       ],
     };
   },

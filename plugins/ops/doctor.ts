@@ -18,7 +18,8 @@ import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { parseHostPort, queryUdp } from "./dns-probe.ts";
 import { keyAgesFromDatabase, keyAgesFromServer, type KeyAges } from "./key-ages.ts";
 import type { ServerView } from "./local-server.ts";
-import { closedDirectory, doesNotExist, humanBytes, octal, pathInfo, shellQuote, walk } from "./on-disk.ts";
+import { closedDirectory, doesNotExist, humanBytes, octal, pathInfo, walk } from "./on-disk.ts";
+import { shellQuote } from "../../src/cli/next-command.ts";
 import { probePort, whoHolds } from "./ports.ts";
 import { anyHostedZone, databasePath, describeDatabaseProblem, rootKeys, type DatabaseProblem, type RootKeyRow } from "./store.ts";
 

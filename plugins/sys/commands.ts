@@ -3,6 +3,7 @@ import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption, print, stringOption } from "../../src/cli/output.ts";
 import { readKeyShare } from "../../src/cli/prompt.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
+import { sameInstanceFlags } from "../../src/cli/next-command.ts";
 import { parseSealOption, SEAL_OPTIONS } from "../../src/cli/seal-option.ts";
 import type { SealMethod } from "../../src/crypto/keyring.ts";
 import type { KeysStatus, RekeyCancelResponse, RekeyResponse, RotateResponse, SealStatus, UnsealResponse } from "./model.ts";
@@ -77,7 +78,7 @@ export const sysCommands: Command[] = [
       else if (s.pending_root) ctx.out(`pending    ${s.pending_root.id} (${s.pending_root.method}): a seal migration; becomes the root key at the first start with seal.method = "${s.pending_root.method}" that it unseals`);
       ctx.out(`KEK        v${s.active_kek}${s.rotation_due ? "  (rotation due)" : ""}; rotation every ${s.rotation_days || "—"} days`);
       for (const k of s.keks) ctx.out(`  v${String(k.version).padEnd(4)} ${k.retired_at ? "retired" : "live   "}  ${String(k.age_days).padStart(6)} days  ${k.deks} data keys`);
-      if (s.deks_to_rewrap > 0) ctx.out(`${s.deks_to_rewrap} data keys still to re-wrap (run: citadel keys rotate, or restart to resume)`);
+      if (s.deks_to_rewrap > 0) ctx.out(`${s.deks_to_rewrap} data keys still to re-wrap (run: citadel keys rotate${sameInstanceFlags(ctx.options)}, or restart to resume)`);
       return 0;
     },
   },
@@ -117,7 +118,7 @@ export const sysCommands: Command[] = [
       if (seal) body.method = SEAL_OPTIONS[seal];
       const r = await api.request<typeof RekeyResponse.static>("POST", "/v1/sys/keys/rekey", body, { confirmed: true });
       if (ctx.json) ctx.out(JSON.stringify(r, null, 2));
-      else for (const line of rekeyReport(r, seal ? current : r.method)) ctx.out(line);
+      else for (const line of rekeyReport(r, seal ? current : r.method, sameInstanceFlags(ctx.options))) ctx.out(line);
       return 0;
     },
   },
@@ -130,21 +131,24 @@ async function cancelRekey(ctx: CommandContext): Promise<number> {
   return 0;
 }
 
-/** What the operator must do next, by the new key's method and whether it changes the method. */
-function rekeyReport(r: typeof RekeyResponse.static, current: SealMethod | null): string[] {
+/**
+ * What the operator must do next, by the new key's method and whether it changes the method.
+ * `flags`: the --data/--config the rekey was given, for the commands it names.
+ */
+function rekeyReport(r: typeof RekeyResponse.static, current: SealMethod | null, flags: string): string[] {
   const older = `Backups made before open only with the old root key ${r.previous_key_id}`;
   if (r.active) {
     const kept = r.old_key_kept ? `: it is kept beside the key file, as <seal.key_file>.${r.previous_key_id} (root.key.${r.previous_key_id} by default). Move it off this host, next to those backups.` : ": keep a copy of it with them.";
     return [`The root key is now ${r.key_id}; the key file was replaced.`, `${older}${kept}`];
   }
   const migrating = r.method !== current;
-  const keep = `Until then the current key keeps unsealing (seal method ${current}); \`citadel keys rekey --cancel\` drops the new one.`;
+  const keep = `Until then the current key keeps unsealing (seal method ${current}); \`citadel keys rekey --cancel${flags}\` drops the new one.`;
   // The config file, not the environment: the installer (the upgrade path) reads the method from it.
   const restart = `set method = "${r.method}" under [seal] in the config file (/etc/citadel/citadel.toml on an installed host), then restart Citadel`;
   if (r.shares) {
     const lines = [`New root key ${r.key_id}. Its shares are shown only now; give one to each keeper:`, "", ...r.shares.map((s) => `  ${s}`), ""];
     if (!migrating) return [...lines, "The old shares keep working until the new ones are first used to unseal."];
-    return [...lines, `To move to Shamir shares: ${restart} and unseal with these shares (citadel unseal): the first unseal makes ${r.key_id} the root key. ${keep}`];
+    return [...lines, `To move to Shamir shares: ${restart} and unseal with these shares (citadel unseal${flags}): the first unseal makes ${r.key_id} the root key. ${keep}`];
   }
   if (r.root_key) {
     const store = "store it with systemd-creds encrypt under the name seal.credential names (docs/keys.md)";

@@ -92,3 +92,14 @@ describe("unseal --json (found in review: a Citadel not sealed was told in a sen
     expect((await runCommand(sysCommands, "unseal", { answer })).stdout).toBe("Citadel is not sealed.\n");
   });
 });
+
+test("the commands a rekey and keys status print name the --data and --config they were given, quoted, so a fresh shell acts on the same instance (found in an operator's walkthrough)", async () => {
+  const options = { seal: "shamir", yes: true, data: "/srv/my citadel", config: "/etc/c.toml" };
+  const answer = (r: SentRequest) => (r.path === "/v1/sys/seal-status" ? status("key_file") : { key_id: "89abcdef", method: "shamir", active: false, shares: ["s1", "s2", "s3"] });
+  const run = await runCommand(sysCommands, "keys rekey", { options, answer });
+  expect(run.stdout).toContain("(citadel unseal --data '/srv/my citadel' --config /etc/c.toml)");
+  expect(run.stdout).toContain("`citadel keys rekey --cancel --data '/srv/my citadel' --config /etc/c.toml` drops the new one.");
+  const keys = { root: { id: "0123abcd", method: "key_file", age_days: 1 }, pending_root: null, active_kek: 2, rotation_due: false, rotation_days: 90, keks: [], deks_to_rewrap: 3 };
+  const listed = await runCommand(sysCommands, "keys status", { options: { data: "/srv/my citadel" }, answer: () => keys });
+  expect(listed.stdout).toContain("(run: citadel keys rotate --data '/srv/my citadel', or restart to resume)");
+});
