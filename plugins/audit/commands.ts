@@ -111,9 +111,10 @@ export const auditCommands: Command[] = [
       } else {
         const p = report.first_problem!;
         const at = (q: typeof p) => `event ${q.seq ?? "(no seq)"}${q.id ? ` (${q.id})` : ""}`;
-        ctx.err(`FAILED at ${at(p)}: ${p.problem}`);
-        for (const later of report.problems.slice(1)) ctx.err(`  and at ${at(later)}: ${later.problem}`);
-        if (report.problem_count > report.problems.length) ctx.err(`  and ${report.problem_count - report.problems.length} more`);
+        // Error lines, each starting "citadel: " as every error does (docs/cli.md).
+        ctx.err(`citadel: FAILED at ${at(p)}: ${p.problem}`);
+        for (const later of report.problems.slice(1)) ctx.err(`citadel:   and at ${at(later)}: ${later.problem}`);
+        if (report.problem_count > report.problems.length) ctx.err(`citadel:   and ${report.problem_count - report.problems.length} more`);
       }
       return report.ok ? 0 : 1;
     },

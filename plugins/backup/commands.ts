@@ -227,7 +227,8 @@ function reportFailure(ctx: CommandContext, error: unknown): number {
   if (error instanceof ConfirmationNeeded) throw new UsageError(error.message);
   if (!(error instanceof BackupError)) throw error;
   if (ctx.json) ctx.out(JSON.stringify({ ok: false, error: error.message }, null, 2));
-  ctx.err(`FAILED: ${error.message}`);
+  // An error line like any other (docs/cli.md): "citadel: " first, FAILED kept for scripts that look for it.
+  ctx.err(`citadel: FAILED: ${error.message}`);
   return 1;
 }
 

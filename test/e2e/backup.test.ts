@@ -117,12 +117,12 @@ describe("backup and restore", () => {
     writeFileSync(damaged, bytes, { mode: 0o600 });
     const refused = await cli(dataA, ["backup", "verify", damaged]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/^FAILED: chunk \d+ of \d+ fails authentication: the backup was altered, cut short, or its chunks reordered\n$/);
+    expect(refused.stderr).toMatch(/^citadel: FAILED: chunk \d+ of \d+ fails authentication: the backup was altered, cut short, or its chunks reordered\n$/);
 
     // Restoring over the running server is refused: it holds the database.
     const busy = await cli(dataA, ["restore", file, "--yes"]);
     expect(busy.code).toBe(1);
-    expect(busy.stderr).toContain(`FAILED: the database in ${dataA} is in use: stop Citadel first`);
+    expect(busy.stderr).toContain(`citadel: FAILED: the database in ${dataA} is in use: stop Citadel first`);
     expect((await A.citadel.stop()).code).toBe(0);
 
     // A new machine: an empty data directory, the root key file copied over, the backup file.
