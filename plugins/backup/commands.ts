@@ -5,7 +5,7 @@
  * process that holds the database). `backup verify` and `restore` work on files alone,
  * offline: they need the key the backup was made under, and restore needs the server stopped.
  */
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { dataPath } from "../../src/config/load.ts";
@@ -13,6 +13,7 @@ import { actAsDataDirectoryOwner } from "../../src/data-dir.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { sameInstanceFlags } from "../../src/cli/next-command.ts";
 import { stringOption } from "../../src/cli/output.ts";
+import { PassphraseFileError, readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile } from "../../src/crypto/root-key.ts";
 import { writeFileAtomic } from "../../src/files.ts";
@@ -42,7 +43,7 @@ export const backupCommands: Command[] = [
     },
     async run(ctx) {
       const passphraseFile = stringOption(ctx, "passphrase-file");
-      const passphrase = passphraseFile === undefined ? undefined : await readPassphraseFile(passphraseFile);
+      const passphrase = passphraseFile === undefined ? undefined : await readBackupPassphrase(passphraseFile);
       const api = await ctx.api();
       const created = await api.request<CreatedBackup>("POST", "/v1/backup/snapshots", passphrase === undefined ? {} : { passphrase });
       const out = stringOption(ctx, "out");
@@ -166,7 +167,7 @@ async function keySupply(ctx: CommandContext, header: BackupHeader, defaultKeyFi
   if (derivation.kind === "passphrase") {
     const file = stringOption(ctx, "passphrase-file");
     // Typed as it was written to --passphrase-file when the backup was made: spaces included.
-    return { passphrase: file === undefined ? await secretPrompter()("Backup passphrase: ") : await readPassphraseFile(file) };
+    return { passphrase: file === undefined ? await secretPrompter()("Backup passphrase: ") : await readBackupPassphrase(file) };
   }
   const sharesFile = stringOption(ctx, "shares-file");
   if (sharesFile !== undefined) return { rootKey: rootKeyFromShares(readText(sharesFile, "the shares file")) };
@@ -183,20 +184,19 @@ async function keySupply(ctx: CommandContext, header: BackupHeader, defaultKeyFi
   }
 }
 
-/** A passphrase from a file (or standard input): the file's one trailing newline is not part of it. */
-async function readPassphraseFile(path: string): Promise<string> {
-  const text = path === "-" ? await new Response(Bun.stdin.stream()).text() : readText(path, "the passphrase file", true);
-  const passphrase = text.replace(/\r?\n$/, "");
-  if (passphrase.length === 0) throw new BackupError("the passphrase is empty");
-  return passphrase;
+/** A passphrase from --passphrase-file, by the CLI's one rule for those files; its refusal a backup failure like the others. */
+async function readBackupPassphrase(path: string): Promise<string> {
+  try {
+    return await readPassphraseFile(path);
+  } catch (error) {
+    throw error instanceof PassphraseFileError ? new BackupError(error.message) : error;
+  }
 }
 
-function readText(path: string, what: string, mustBePrivate = false): string {
+function readText(path: string, what: string): string {
   try {
-    if (mustBePrivate && (statSync(path).mode & 0o077) !== 0) throw new BackupError(`${what} ${path} is readable by group or others; run: chmod 600 ${path}`);
     return readFileSync(path, "utf8");
   } catch (error) {
-    if (error instanceof BackupError) throw error;
     throw new BackupError(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
 }

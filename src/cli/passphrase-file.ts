@@ -1,0 +1,46 @@
+/**
+ * `--passphrase-file FILE`, one rule for every command that takes it: the file holds a secret,
+ * so one that its group or others may read (or write) is refused, naming the file and the chmod to run
+ * (as the stored login's file is). A passphrase left readable to others is as good as told to
+ * them; accepting it quietly in one command and refusing it in another taught nothing.
+ */
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { describeFsError } from "../files.ts";
+
+export class PassphraseFileError extends Error {
+  override readonly name = "PassphraseFileError";
+}
+
+/**
+ * The passphrase in `path`, or on standard input for "-": the one trailing newline an editor
+ * or `echo` adds is not part of it; spaces are. An empty one is refused: nothing was meant.
+ */
+export async function readPassphraseFile(path: string): Promise<string> {
+  const text = path === "-" ? await new Response(Bun.stdin.stream()).text() : readPrivateFile(path);
+  const passphrase = text.replace(/\r?\n$/, "");
+  if (passphrase.length === 0) throw new PassphraseFileError(`--passphrase-file ${path}: the passphrase is empty`);
+  return passphrase;
+}
+
+/** The file's text, when only its owner may read it. The mode is that of the file opened, not of a name that may change meanwhile. */
+function readPrivateFile(path: string): string {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (error) {
+    throw new PassphraseFileError(`--passphrase-file ${path}: ${describeFsError(error)}`);
+  }
+  try {
+    // Written by others counts too: whoever may change a backup's passphrase may read that backup.
+    const mode = fstatSync(fd).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      throw new PassphraseFileError(`--passphrase-file ${path}: its group or others may read or change it (mode ${mode.toString(8).padStart(3, "0")}), and it holds a passphrase; run: chmod 600 ${path}`);
+    }
+    return readFileSync(fd, "utf8");
+  } catch (error) {
+    if (error instanceof PassphraseFileError) throw error;
+    throw new PassphraseFileError(`--passphrase-file ${path}: ${describeFsError(error)}`);
+  } finally {
+    closeSync(fd);
+  }
+}
