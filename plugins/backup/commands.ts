@@ -5,17 +5,17 @@
  * process that holds the database). `backup verify` and `restore` work on files alone,
  * offline: they need the key the backup was made under, and restore needs the server stopped.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { actAsDataDirectoryOwner } from "../../src/data-dir.ts";
 import type { Config } from "../../src/config/schema.ts";
-import { sameInstanceFlags } from "../../src/cli/next-command.ts";
+import { sameInstanceFlags, shellQuote } from "../../src/cli/next-command.ts";
 import { stringOption } from "../../src/cli/output.ts";
 import { PassphraseFileError, readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
-import { readRootKeyFile } from "../../src/crypto/root-key.ts";
+import { readRootKeyFile, rootKeyId, rootKeyVerifier } from "../../src/crypto/root-key.ts";
 import { writeFileAtomic } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { BackupError, ConfirmationNeeded } from "./errors.ts";
@@ -170,17 +170,47 @@ async function keySupply(ctx: CommandContext, header: BackupHeader, defaultKeyFi
     return { passphrase: file === undefined ? await secretPrompter()("Backup passphrase: ") : await readBackupPassphrase(file) };
   }
   const sharesFile = stringOption(ctx, "shares-file");
-  if (sharesFile !== undefined) return { rootKey: rootKeyFromShares(readText(sharesFile, "the shares file")) };
+  const rootKey = sharesFile !== undefined ? rootKeyFromShares(readText(sharesFile, "the shares file")) : readKeyFile(ctx, derivation.rootKeyId, defaultKeyFile);
+  refuseWhenKeptKeyFits(rootKey, derivation.rootKeyId, defaultKeyFile);
+  return { rootKey };
+}
+
+/** The root key in --key-file, else in the instance's key file. */
+function readKeyFile(ctx: CommandContext, wanted: string, defaultKeyFile: () => string): Buffer {
   const explicit = stringOption(ctx, "key-file");
   const keyFile = explicit ?? defaultKeyFile();
   try {
     // The default lies in the data directory (or where the config says), which may be another user's (the service's) while root reads it.
-    return { rootKey: readRootKeyFile(keyFile, { planted: explicit === undefined }) };
+    return readRootKeyFile(keyFile, { planted: explicit === undefined });
   } catch (error) {
     if (explicit === undefined && (error as Error).message.includes("no such file")) {
-      throw new BackupError(`this backup is encrypted under root key ${derivation.rootKeyId}: give it with --key-file FILE (or --shares-file FILE); there is no ${keyFile}`);
+      throw new BackupError(`this backup is encrypted under root key ${wanted}: give it with --key-file FILE (or --shares-file FILE); there is no ${keyFile}`);
     }
     throw new BackupError((error as Error).message);
+  }
+}
+
+/**
+ * A key that is not the backup's, while the backup's lies beside the instance's key file, kept
+ * there by a rekey (`<seal.key_file>.<id>`, root.key.<id> in the data directory by default):
+ * the refusal names that file, the one the operator is looking for. Otherwise the key goes on
+ * to be checked as any other (openingKeys), which refuses a wrong one.
+ */
+function refuseWhenKeptKeyFits(rootKey: Buffer, wanted: string, defaultKeyFile: () => string): void {
+  const given = rootKeyId(rootKeyVerifier(rootKey));
+  if (given === wanted) return;
+  const kept = keptKeyFile(defaultKeyFile, wanted);
+  if (kept === null) return;
+  throw new BackupError(`this backup is encrypted under root key ${wanted}, but the key given is ${given}; ${kept} holds root key ${wanted}, kept by a rekey: give --key-file ${shellQuote(kept)}`);
+}
+
+/** Where a rekey kept root key `id` beside the instance's key file, if it is there; null when not (or the instance is unknown). */
+function keptKeyFile(defaultKeyFile: () => string, id: string): string | null {
+  try {
+    const path = `${defaultKeyFile()}.${id}`;
+    return existsSync(path) ? path : null;
+  } catch {
+    return null; // no configuration or data directory to look in: a --key-file alone needs none
   }
 }
 

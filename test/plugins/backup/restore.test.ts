@@ -9,7 +9,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, re
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Keyring } from "../../../src/crypto/keyring.ts";
-import { generateRootKey, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
+import { generateRootKey, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
 import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
 import { migrate, type MigrationSet } from "../../../src/store/migrate.ts";
 import { openStore } from "../../../src/store/store.ts";
@@ -336,6 +336,25 @@ describe("restore", () => {
 });
 
 describe("verifyBackup", () => {
+  test("a backup made under an earlier root key that a rekey kept in the data directory: the refusal names that file for --key-file (found in an operator's walkthrough)", async () => {
+    const backup = await makeBackup(1);
+    const dataDir = dataDirectory("rekeyed");
+    const current = generateRootKey();
+    writeRootKeyFile(join(dataDir, "root.key"), current);
+    const [oldId, newId] = [rootKeyId(rootKeyVerifier(rootKey)), rootKeyId(rootKeyVerifier(current))];
+    const verify = async () => {
+      const child = Bun.spawn(["bun", join(import.meta.dir, "../../../src/main.ts"), "--data", dataDir, "backup", "verify", backup], { stdout: "pipe", stderr: "pipe" });
+      const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+      return { stderr, code };
+    };
+    const without = await verify(); // nothing kept: the refusal as it was
+    expect([without.code, without.stderr]).toEqual([1, `citadel: FAILED: this backup is encrypted under root key ${oldId}, but the key given is ${newId}\n`]);
+    const kept = join(dataDir, `root.key.${oldId}`);
+    writeRootKeyFile(kept, rootKey);
+    const named = await verify();
+    expect([named.code, named.stderr]).toEqual([1, `citadel: FAILED: this backup is encrypted under root key ${oldId}, but the key given is ${newId}; ${kept} holds root key ${oldId}, kept by a rekey: give --key-file ${kept}\n`]);
+  });
+
   test("a good backup verifies; one whose content is not a database fails SQLite's check", async () => {
     const { manifest } = await verifyBackup(await makeBackup(3), { rootKey }, KNOWN);
     expect(manifest.root_key_id).toMatch(/^[0-9a-f]{8}$/);
