@@ -18,7 +18,7 @@ import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { parseHostPort, queryUdp } from "./dns-probe.ts";
 import { keyAgesFromDatabase, keyAgesFromServer, type KeyAges } from "./key-ages.ts";
 import type { ServerView } from "./local-server.ts";
-import { closedDirectory, doesNotExist, humanBytes, octal, pathInfo, walk } from "./on-disk.ts";
+import { closedDirectory, doesNotExist, humanBytes, keptRootKeyFiles, octal, pathInfo, walk } from "./on-disk.ts";
 import { shellQuote } from "../../src/cli/next-command.ts";
 import { probePort, whoHolds } from "./ports.ts";
 import { anyHostedZone, databasePath, describeDatabaseProblem, rootKeys, type DatabaseProblem, type RootKeyRow } from "./store.ts";
@@ -227,16 +227,10 @@ function checkKeyFile({ config, db, databaseProblem }: DoctorInputs, add: Add, c
  */
 function checkKeptRootKeys({ config }: DoctorInputs, add: Add, covered: Set<string>): void {
   const keyFile = dataPath(config, config.seal.key_file);
-  const [dir, base] = [dirname(keyFile), basename(keyFile)];
-  let names: string[];
-  try {
-    names = readdirSync(dir).filter((name) => name.startsWith(`${base}.`) && /^[0-9a-f]{8}$/.test(name.slice(base.length + 1)));
-  } catch {
-    return; // no directory, or not ours to read: the checks above say so
-  }
-  if (names.length === 0) return;
-  for (const name of names) covered.add(join(dir, name));
-  add("root_key", "warn", `earlier root keys kept by rekeys in ${dir}: ${names.sort().join(", ")}; each opens the backups made under it`, "move them off this host, next to those backups");
+  const kept = keptRootKeyFiles(keyFile);
+  if (kept.length === 0) return;
+  for (const path of kept) covered.add(path);
+  add("root_key", "warn", `earlier root keys kept by rekeys in ${dirname(keyFile)}: ${kept.map((path) => basename(path)).join(", ")}; each opens the backups made under it`, "move them off this host, next to those backups");
 }
 
 function checkTls({ config, now }: DoctorInputs, add: Add, covered: Set<string>): void {

@@ -1,6 +1,6 @@
 /** What is on disk, as the doctor and the sovereignty report describe it: kind, mode, size. */
 import { lstatSync, readdirSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 
 export interface PathInfo {
   path: string;
@@ -118,4 +118,20 @@ export function humanBytes(bytes: number): string {
     unit++;
   }
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/**
+ * The earlier root keys a key file rekey kept beside the key file (`<seal.key_file>.<id>`,
+ * root.key.<id> by default), sorted; none when the directory cannot be read.
+ */
+export function keptRootKeyFiles(keyFile: string): string[] {
+  const [dir, base] = [dirname(keyFile), basename(keyFile)];
+  try {
+    return readdirSync(dir)
+      .filter((name) => name.startsWith(`${base}.`) && /^[0-9a-f]{8}$/.test(name.slice(base.length + 1)))
+      .sort()
+      .map((name) => join(dir, name));
+  } catch {
+    return []; // no directory, or not ours to read: the checks of the key file say so
+  }
 }

@@ -14,7 +14,7 @@ import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { backupDir, describeCertificateKey, keyAges } from "./doctor.ts";
 import type { KeyAges } from "./key-ages.ts";
 import type { ServerView } from "./local-server.ts";
-import { pathInfo, type PathInfo } from "./on-disk.ts";
+import { keptRootKeyFiles, pathInfo, type PathInfo } from "./on-disk.ts";
 import { licenceOf, type CycloneDxBom } from "./sbom.ts";
 import { DATABASE_FILE, describeDatabaseProblem, listSources, secondaries, signingKeys, webhooks, type DatabaseProblem } from "./store.ts";
 
@@ -209,11 +209,7 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
     at("TLS certificate", dataPath(config, config.http.tls.cert_file));
     at("TLS private key", dataPath(config, config.http.tls.key_file));
   } else none("TLS", "off: a reverse proxy on this host terminates TLS");
-  if (config.seal.method === "key_file") at("root key file", dataPath(config, config.seal.key_file), "whoever has it and the database has everything: keep a copy offline, apart from backups");
-  else if (config.seal.method === "systemd_credential") {
-    const installed = "/etc/citadel/root-key.cred"; // citadel install's place (the unit loads it)
-    at("root key (systemd credential, encrypted)", existsSync(installed) ? installed : join("/etc/credstore.encrypted", config.seal.credential), "sealed to this machine's TPM2 or host key by systemd-creds");
-  } else none("root key", "Shamir shares held by their keepers; never on this disk");
+  rootKeyLocations(config, at, none);
   at("backups", backupDir(config), "encrypted; each names the root key (or passphrase) that opens it");
   const dns = sectionOf(config, "dns");
   const sample = numberAt(dns, "query_log_sample");
@@ -231,6 +227,28 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   if (loginFile) at("CLI login", loginFile, "this user's token for `citadel` commands");
   none("logs", "JSON lines on standard output (the journal under systemd): Citadel writes no log file of its own");
   return out;
+}
+
+/**
+ * Where the root key is, by the seal method; then every root key file still on this disk,
+ * whatever the method: one where seal.key_file points though the method reads none (left by a
+ * seal migration, or the new key of one to a key file), and the earlier keys rekeys kept beside
+ * it. "Never on this disk" is said only when it is true: doctor warns of those files, and an
+ * auditor reading this report must see them too.
+ */
+function rootKeyLocations(config: Config, at: (what: string, path: string, note: string | null) => void, none: (what: string, note: string) => void): void {
+  const keyFile = dataPath(config, config.seal.key_file);
+  const leftover = config.seal.method !== "key_file" && pathInfo(keyFile).kind !== "missing";
+  const kept = keptRootKeyFiles(keyFile);
+  if (config.seal.method === "key_file") at("root key file", keyFile, "whoever has it and the database has everything: keep a copy offline, apart from backups");
+  else if (config.seal.method === "systemd_credential") {
+    const installed = "/etc/citadel/root-key.cred"; // citadel install's place (the unit loads it)
+    at("root key (systemd credential, encrypted)", existsSync(installed) ? installed : join("/etc/credstore.encrypted", config.seal.credential), "sealed to this machine's TPM2 or host key by systemd-creds");
+  } else none("root key", leftover || kept.length > 0 ? "Shamir shares held by their keepers; yet root key files are still on this disk (below)" : "Shamir shares held by their keepers; never on this disk");
+  if (leftover) {
+    at("root key file (left over)", keyFile, `seal method ${config.seal.method} reads no key file: the key of an earlier seal method, or the new one of a migration to key_file; whoever has it and the database has everything (citadel doctor tells which)`);
+  }
+  for (const path of kept) at("earlier root key (kept by a rekey)", path, "opens the backups made under it: move it off this host, next to those backups");
 }
 
 function algorithms(config: Config): Algorithm[] {

@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { loadConfig } from "../../../src/config/load.ts";
 import type { Config } from "../../../src/config/schema.ts";
@@ -159,6 +159,30 @@ describe("the rest of the report", () => {
     expect(r.data.some((d) => d.what === "DNS query log")).toBe(false);
     const logged = await report(dir, { env: { CITADEL_DNS_QUERY_LOG_SAMPLE: "10" } });
     expect(logged.data.find((d) => d.what === "DNS query log")).toMatchObject({ path: join(dir, "dns-queries.log"), note: "one query in 10; client as prefix" });
+  });
+
+  test("root key files still on this disk are listed, whatever the seal method: never 'never on this disk' beside them (found in an operator's walkthrough)", async () => {
+    const dir = dataDir();
+    const kept = join(dir, "root.key.2d9b5f91");
+    writeFileSync(kept, `${"ab".repeat(32)}\n`, { mode: 0o600 });
+    const keyFile = await report(dir);
+    expect(keyFile.data.filter((d) => d.what.includes("root key")).map((d) => [d.what, d.path])).toEqual([
+      ["root key file", join(dir, "root.key")],
+      ["earlier root key (kept by a rekey)", kept],
+    ]);
+    const shamir = await report(dir, { env: { CITADEL_SEAL_METHOD: "shamir" } });
+    const at = (what: string) => shamir.data.find((d) => d.what === what);
+    expect(at("root key")?.note).toBe("Shamir shares held by their keepers; yet root key files are still on this disk (below)");
+    expect(at("root key file (left over)")).toMatchObject({ path: join(dir, "root.key"), kind: "file", mode: 0o600 });
+    expect(at("earlier root key (kept by a rekey)")).toMatchObject({ path: kept, kind: "file" });
+    expect(await run("sovereignty report", dir, { env: { CITADEL_SEAL_METHOD: "shamir" } })).toContain(`earlier root key (kept by a rekey)  ${kept}  0600`);
+  });
+
+  test("with Shamir shares and no key file on this disk, the root key is never on it", async () => {
+    const dir = dataDir();
+    rmSync(join(dir, "root.key"));
+    const shamir = await report(dir, { env: { CITADEL_SEAL_METHOD: "shamir" } });
+    expect(shamir.data.filter((d) => d.what.includes("root key"))).toEqual([{ what: "root key", path: null, kind: "none", bytes: 0, mode: null, note: "Shamir shares held by their keepers; never on this disk" }]);
   });
 
   test("algorithms and key ages (from the database file while the server is stopped)", async () => {
