@@ -30,7 +30,7 @@ import { createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from 
 import { readStoredLogin } from "./cli/credentials.ts";
 import { sameInstanceFlags } from "./cli/next-command.ts";
 import { forStdout, needArgs, printable } from "./cli/output.ts";
-import { commandHelpText, parseCommandLine, usageText, UsageError } from "./cli/command-line.ts";
+import { commandHelpText, helpText, parseCommandLine, UsageError } from "./cli/command-line.ts";
 import { ConfigError } from "./config/error.ts";
 import { InvalidError } from "./errors.ts";
 import { dataPath, INSTALLED_CONFIG_FILE, loadConfig, type LoadedConfig } from "./config/load.ts";
@@ -78,11 +78,11 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     invocation = parseCommandLine(argv, commands);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`citadel: ${error.message}\n\n${error.command ? commandHelpText(error.command) : usageText(commands)}\n`);
+    process.stderr.write(`citadel: ${error.message}\n\n${helpText(commands, error)}\n`);
     return 2;
   }
   if (invocation.kind === "help") {
-    process.stdout.write(`${invocation.command ? commandHelpText(invocation.command) : usageText(commands)}\n`);
+    process.stdout.write(`${helpText(commands, invocation)}\n`);
     return 0;
   }
   const { command, args, options } = invocation;

@@ -12,6 +12,8 @@ export class UsageError extends Error {
     message: string,
     /** The command the user was reaching for, for a focused usage text. */
     readonly command?: Command,
+    /** Or the group of commands (`secrets`, `dns zone`) they were in, whose commands are listed. */
+    readonly group?: readonly string[],
   ) {
     super(message);
   }
@@ -25,7 +27,7 @@ export const GLOBAL_OPTIONS: Readonly<Record<string, CommandOption>> = {
 };
 
 export type Invocation =
-  | { kind: "help"; command?: Command }
+  | { kind: "help"; command?: Command; group?: readonly string[] }
   | { kind: "run"; command: Command; args: string[]; options: Record<string, string | boolean | undefined> };
 
 export function parseCommandLine(argv: readonly string[], commands: readonly Command[]): Invocation {
@@ -34,18 +36,21 @@ export function parseCommandLine(argv: readonly string[], commands: readonly Com
     const topic = words.slice(1);
     if (topic.length === 0) return { kind: "help" };
     const command = findCommand(topic, commands);
-    if (!command || command.words.length !== topic.length) throw new UsageError(`unknown command: ${topic.join(" ")}`);
-    return { kind: "help", command };
+    if (command && command.words.length === topic.length) return { kind: "help", command };
+    if (isGroup(topic, commands)) return { kind: "help", group: topic };
+    throw unknownCommand(topic, commands);
   }
   const command = findCommand(words, commands);
   if (!command) {
+    const askedHelp = argv.includes("--help") || argv.includes("-h");
     if (words.length === 0) {
-      if (argv.includes("--help") || argv.includes("-h")) return { kind: "help" };
+      if (askedHelp) return { kind: "help" };
       const unknown = argv.find((token) => token.startsWith("-") && !isGlobalFlag(token));
       if (unknown) throw new UsageError(`unknown flag or missing command: ${unknown}`);
       throw new UsageError(argv.length === 0 ? "no command given" : "missing command");
     }
-    throw new UsageError(`unknown command: ${words.join(" ")}`);
+    if (askedHelp && isGroup(words, commands)) return { kind: "help", group: words };
+    throw unknownCommand(words, commands);
   }
   const rest = argv.filter((_, i) => !wordIndexes.slice(0, command.words.length).includes(i));
   const options = { ...GLOBAL_OPTIONS, ...command.options };
@@ -93,6 +98,24 @@ function isGlobalFlag(token: string): boolean {
   return GLOBAL_OPTIONS[name] !== undefined || Object.values(GLOBAL_OPTIONS).some((o) => o.short === name);
 }
 
+/** `secrets`, `dns zone`: words that begin longer commands, a group whose commands help lists. */
+function isGroup(words: readonly string[], commands: readonly Command[]): boolean {
+  return words.length > 0 && commands.some((c) => c.words.length > words.length && words.every((w, i) => c.words[i] === w));
+}
+
+/** The longest group that begins `words`, if any: where the user was, so its commands are listed. */
+function enclosingGroup(words: readonly string[], commands: readonly Command[]): string[] | undefined {
+  for (let n = words.length; n > 0; n--) if (isGroup(words.slice(0, n), commands)) return words.slice(0, n);
+  return undefined;
+}
+
+/** Words that name no command: a group alone wants one of its commands, anything else is unknown. */
+function unknownCommand(words: readonly string[], commands: readonly Command[]): UsageError {
+  const group = enclosingGroup(words, commands);
+  if (group && group.length === words.length) return new UsageError(`${group.join(" ")} is a group of commands: give one of them`, undefined, group);
+  return new UsageError(`unknown command: ${words.join(" ")}`, undefined, group);
+}
+
 /** The command whose words are the longest prefix of `words`. */
 function findCommand(words: readonly string[], commands: readonly Command[]): Command | undefined {
   let best: Command | undefined;
@@ -111,12 +134,11 @@ function cleanParseError(error: unknown): string {
 
 /** The overview printed by `citadel help` and on usage errors. */
 export function usageText(commands: readonly Command[]): string {
-  const width = Math.max(...commands.map((c) => c.words.join(" ").length)) + 2;
   const lines = [
     "Usage: citadel [--config FILE] [--data DIR] [--json] <command> [arguments]",
     "",
     "Commands:",
-    ...commands.map((c) => `  ${c.words.join(" ").padEnd(width)}${c.summary}`),
+    ...commandLines(commands),
     "",
     "Global flags:",
     ...flagLines(GLOBAL_OPTIONS),
@@ -124,6 +146,38 @@ export function usageText(commands: readonly Command[]): string {
     "Run `citadel help <command>` for the flags of one command.",
   ];
   return lines.join("\n");
+}
+
+/** What help prints, and a usage error after its message: one command's, one group's, or every command. */
+export function helpText(commands: readonly Command[], topic: { command?: Command; group?: readonly string[] }): string {
+  if (topic.command) {
+    // `backup` is a command and begins `backup list`: its help names those too.
+    const text = commandHelpText(topic.command);
+    return isGroup(topic.command.words, commands) ? `${text}\n\nCommands:\n${commandLines(groupMembers(topic.command.words, commands)).join("\n")}` : text;
+  }
+  if (topic.group) return groupHelpText(topic.group, commands);
+  return usageText(commands);
+}
+
+/** A group's commands with their summaries, as the overview lists them. */
+export function groupHelpText(group: readonly string[], commands: readonly Command[]): string {
+  return [
+    `Usage: citadel ${group.join(" ")} <command> [arguments]`,
+    "",
+    "Commands:",
+    ...commandLines(groupMembers(group, commands)),
+    "",
+    "Run `citadel help <command>` for the flags of one command.",
+  ].join("\n");
+}
+
+function groupMembers(group: readonly string[], commands: readonly Command[]): Command[] {
+  return commands.filter((c) => c.words.length > group.length && group.every((w, i) => c.words[i] === w));
+}
+
+function commandLines(commands: readonly Command[]): string[] {
+  const width = Math.max(...commands.map((c) => c.words.join(" ").length)) + 2;
+  return commands.map((c) => `  ${c.words.join(" ").padEnd(width)}${c.summary}`);
 }
 
 export function commandHelpText(command: Command): string {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { parseCommandLine, usageText, UsageError } from "../../../src/cli/command-line.ts";
+import { helpText, parseCommandLine, usageText, UsageError } from "../../../src/cli/command-line.ts";
 import type { Command } from "../../../src/plugin.ts";
 
 const run = async () => 0;
@@ -8,6 +8,10 @@ const commands: Command[] = [
   { words: ["version"], summary: "version", run },
   { words: ["system", "info"], summary: "info", run },
   { words: ["dns", "zone", "show"], summary: "show a zone", args: "<zone>", maxArgs: 1, options: { serial: { type: "boolean", description: "only the serial" } }, run },
+  { words: ["dns", "zone", "list"], summary: "list the zones", run },
+  { words: ["dns", "top"], summary: "busiest names", run },
+  { words: ["backup"], summary: "make a backup", run },
+  { words: ["backup", "list"], summary: "list the backups", run },
 ];
 
 describe("parseCommandLine", () => {
@@ -32,7 +36,7 @@ describe("parseCommandLine", () => {
   const bad: Array<[string[], RegExp]> = [
     [[], /no command given/],
     [["launch"], /unknown command: launch/],
-    [["system"], /unknown command: system/],
+    [["system"], /^system is a group of commands: give one of them$/],
     [["serve", "--verbose"], /unknown flag '--verbose'/],
     [["serve", "extra"], /unexpected argument: extra/],
     [["dns", "zone", "show", "a", "b"], /unexpected argument: b/],
@@ -57,6 +61,37 @@ describe("parseCommandLine", () => {
     expect(parseCommandLine(["--help"], commands)).toEqual({ kind: "help" });
     expect(parseCommandLine(["help", "system", "info"], commands)).toMatchObject({ kind: "help", command: { words: ["system", "info"] } });
     expect(parseCommandLine(["serve", "-h"], commands)).toMatchObject({ kind: "help", command: { words: ["serve"] } });
+  });
+
+  test("a group's name is help's topic: its commands, not an unknown command (found in an operator's walkthrough)", () => {
+    expect(parseCommandLine(["help", "dns"], commands)).toEqual({ kind: "help", group: ["dns"] });
+    expect(parseCommandLine(["help", "dns", "zone"], commands)).toEqual({ kind: "help", group: ["dns", "zone"] });
+    expect(parseCommandLine(["dns", "zone", "--help"], commands)).toEqual({ kind: "help", group: ["dns", "zone"] });
+    expect(helpText(commands, { group: ["dns", "zone"] })).toBe(
+      ["Usage: citadel dns zone <command> [arguments]", "", "Commands:", "  dns zone show  show a zone", "  dns zone list  list the zones", "", "Run `citadel help <command>` for the flags of one command."].join("\n"),
+    );
+    expect(helpText(commands, { group: ["dns"] })).toContain("  dns top        busiest names");
+  });
+
+  test("a group used as a command is a usage error listing its commands (found in an operator's walkthrough)", () => {
+    for (const [argv, group] of [[["dns"], ["dns"]], [["dns", "zone"], ["dns", "zone"]], [["dns", "zone", "bogus"], ["dns", "zone"]], [["help", "dns", "bogus"], ["dns"]]] as const) {
+      let error: unknown;
+      try {
+        parseCommandLine(argv, commands);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(UsageError);
+      expect((error as UsageError).group).toEqual(group);
+      expect(helpText(commands, error as UsageError)).not.toContain("serve");
+    }
+  });
+
+  test("a command that begins others lists them in its help", () => {
+    const help = parseCommandLine(["help", "backup"], commands);
+    expect(help).toMatchObject({ kind: "help", command: { words: ["backup"] } });
+    expect(helpText(commands, help as { command: Command })).toContain("Commands:\n  backup list  list the backups");
+    expect(helpText(commands, { command: commands[0]! })).not.toContain("Commands:");
   });
 
   test("usage lists every command", () => {
