@@ -113,7 +113,25 @@ function enclosingGroup(words: readonly string[], commands: readonly Command[]):
 function unknownCommand(words: readonly string[], commands: readonly Command[]): UsageError {
   const group = enclosingGroup(words, commands);
   if (group && group.length === words.length) return new UsageError(`${group.join(" ")} is a group of commands: give one of them`, undefined, group);
-  return new UsageError(`unknown command: ${words.join(" ")}`, undefined, group);
+  const echoed = commandWordsOf(words, commands);
+  if (echoed.length === 0) return new UsageError("unknown command", undefined, group);
+  return new UsageError(`unknown command: ${echoed.join(" ")}${echoed.length < words.length ? " ..." : ""}`, undefined, group);
+}
+
+/**
+ * The leading words that are words of some command, at most as many as a command has: all of
+ * an unknown command that is repeated on screen. What follows may be a value (a token pasted
+ * as an argument, an id after -w), which would land in terminal logs.
+ */
+function commandWordsOf(words: readonly string[], commands: readonly Command[]): string[] {
+  const known = new Set(commands.flatMap((c) => c.words));
+  const longest = Math.max(...commands.map((c) => c.words.length));
+  const leading: string[] = [];
+  for (const word of words.slice(0, longest)) {
+    if (!known.has(word)) break;
+    leading.push(word);
+  }
+  return leading;
 }
 
 /** The command whose words are the longest prefix of `words`. */
