@@ -402,6 +402,23 @@ export const secretsCommands: Command[] = [
     await api.request("DELETE", secretPath(w, name));
     print(ctx, { ok: true }, `${name} deleted (secrets restore ${name} brings it back)`);
   }),
+  {
+    words: ["secrets", "purge"],
+    summary: "Remove a secret and every version of it for good, deleted or not (cannot be undone: needs --yes)",
+    args: "<name>",
+    maxArgs: 1,
+    options: { ...WHERE, yes: { type: "boolean", description: "Yes, remove the secret and all its versions for good" } },
+    async run(ctx) {
+      const w = where(ctx);
+      const name = requireSecretName(ctx);
+      if (ctx.options.yes !== true) throw new UsageError(`this removes ${name} and every version of it for good (secrets restore cannot bring it back): add --yes`);
+      const api = await ctx.api();
+      // The route asks for confirmation (428); --yes is the operator's, sent with the request.
+      await api.request("POST", secretPath(w, name, "/purge"), undefined, { confirmed: true });
+      print(ctx, { ok: true }, `${name} purged: every version is gone`);
+      return 0;
+    },
+  },
   secretCommand(["secrets", "restore"], "Restore a deleted secret", async (ctx, api, w, name) => {
     const secret = await api.request<Metadata>("POST", secretPath(w, name, "/restore"));
     print(ctx, secret, `${name} restored at version ${secret.version}`);

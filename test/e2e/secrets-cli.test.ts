@@ -345,6 +345,16 @@ describe("workspace administration from the CLI", () => {
     expect(await ok(["secrets", "get", "SHORT_LIVED", ...WS(), "-e", "staging"])).toBe("two\n");
   });
 
+  test("purge: refused without --yes, then every version is gone for good (found in an operator's walkthrough)", async () => {
+    await ok(["secrets", "set", "DOOMED", ...WS(), "-e", "staging"], { stdin: "doomed\n" });
+    await ok(["secrets", "delete", "DOOMED", ...WS(), "-e", "staging"]);
+    const refused = await cli(["secrets", "purge", "DOOMED", ...WS(), "-e", "staging"]);
+    expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining("add --yes")]);
+    expect(await ok(["secrets", "purge", "DOOMED", ...WS(), "-e", "staging", "--yes"])).toBe("DOOMED purged: every version is gone\n");
+    const restore = await cli(["secrets", "restore", "DOOMED", ...WS(), "-e", "staging"]);
+    expect([restore.code, restore.stderr]).toEqual([1, expect.stringContaining("No deleted secret named DOOMED")]);
+  });
+
   test("environments, their protection, a new data key, webhooks", async () => {
     expect(await ok(["secrets", "env", "create", "qa", ...WS()])).toContain("environment qa added");
     expect(await ok(["secrets", "env", "protect", "qa", "admins", ...WS()])).toContain("qa: admins");

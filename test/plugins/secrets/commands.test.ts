@@ -66,3 +66,18 @@ describe("share --passphrase with standard input not a terminal (found in an ope
     expect([run.code, run.error?.message, run.requests]).toEqual([2, "give the link's passphrase with --passphrase-file (standard input is not a terminal)", []]);
   });
 });
+
+describe("secrets purge (found in an operator's walkthrough: secrets delete spoke of a purge no command made)", () => {
+  test("without --yes: a usage error, before any request", async () => {
+    const run = await runCommand(secretsCommands, "secrets purge", { args: ["DB"], options: { ...WS, env: "production" } });
+    expect([run.code, run.requests]).toEqual([2, []]);
+    expect(run.error?.message).toBe("this removes DB and every version of it for good (secrets restore cannot bring it back): add --yes");
+  });
+
+  test("with --yes: the purge route, confirmed as the operator said", async () => {
+    const run = await runCommand(secretsCommands, "secrets purge", { args: ["DB"], options: { ...WS, env: "production", yes: true }, answer: () => ({ ok: true }) });
+    expect(run.code).toBe(0);
+    expect(run.requests).toEqual([{ method: "POST", path: "/v1/secrets/workspaces/ws_1/environments/production/secrets/DB/purge", body: undefined, confirmed: true }]);
+    expect(run.stdout).toBe("DB purged: every version is gone\n");
+  });
+});
