@@ -24,6 +24,7 @@ import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
 import { beginAuditForwarding, fileSink, journalSink, startAuditForwarder } from "./audit/forward.ts";
 import { AuditLog } from "./audit/log.ts";
+import { knownScopes } from "./auth/scopes.ts";
 import { buildInfo } from "./build-info.ts";
 import { adviceFor } from "./cli/advice.ts";
 import { createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
@@ -280,12 +281,13 @@ function kernelOver(store: Store, config: Config, log: Logger, env: Env): Omit<P
   const shield = new ShieldSlot();
   const metrics = new Metrics({ onReadError: (metric, error) => log.warn("metrics: a metric could not be read; it is left out of the scrape", { metric, error }) });
   const services = plugins.flatMap((p) => (p.service ? [p.service] : []));
+  const scopes = knownScopes(plugins.flatMap((p) => p.scopes));
   const startedAt = systemClock.now();
   const kernels = new Map<Plugin<any>, Kernel>();
   const kernelFor = (plugin: Plugin<any>): Kernel => {
     let k = kernels.get(plugin);
     if (!k) {
-      k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services, records, shield, metrics };
+      k = { settings: config[plugin.name], config, store, seal, audit, log: log.with({ plugin: plugin.name }), clock: systemClock, build: buildInfo, startedAt, keySource: keySource(config, env), identity, services, scopes, records, shield, metrics };
       kernels.set(plugin, k);
     }
     return k;

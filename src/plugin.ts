@@ -55,6 +55,8 @@ export interface Kernel<Settings = unknown> {
   readonly identity: IdentityRegistry;
   /** Every service name that API keys can be made for (the plugins' `service`). */
   readonly services: readonly string[];
+  /** Every scope a credential can be made with (knownScopes of the plugins' `scopes`): what no route requires grants nothing. */
+  readonly scopes: readonly string[];
   /** Names another plugin has the DNS server answer (the mesh's node names): see record-providers.ts. */
   readonly records: RecordProviders;
   /** The shield's slot: the intel plugin fills it; the HTTP guard and the DNS server ask it. */

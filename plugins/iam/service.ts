@@ -696,6 +696,10 @@ export class IamService {
     if (input.scopes.length === 0) throw new InvalidError("give at least one scope", "scopes");
     const bad = input.scopes.find((scope) => !isScope(scope));
     if (bad) throw new InvalidError(`not a scope: ${bad}`, "scopes");
+    // A scope no route requires grants nothing: a typo (secret:read) would make a useless token,
+    // and checked against the maker's scopes it read as "more than the credential that makes it".
+    const unknown = input.scopes.find((scope) => !this.k.scopes.includes(scope));
+    if (unknown) throw new InvalidError(`no such scope: ${unknown}; the scopes are ${this.k.scopes.join(", ")}`, "scopes");
     const days = input.expires_in_days ?? s.token_default_days;
     if (days > s.token_max_days) throw new InvalidError(`at most ${s.token_max_days} days`, "expires_in_days");
     const allowlist = input.ip_allowlist ?? [];
@@ -719,11 +723,21 @@ export class IamService {
     throw new ForbiddenError("a token manages only itself and the tokens made from it; a login session manages all of yours");
   }
 
-  async revokeToken(caller: Caller, id: string) {
-    const user = this.requireUser(caller.principal);
-    this.mayManageToken(caller.principal, id);
+  /**
+   * The caller's own live token `id` of one of `kinds`, else 404 "No such token." — before the
+   * check that this credential may manage it, so that an id that names nothing is not answered
+   * "forbidden"; another user's token is no such token too, whose ids stay unknown to the caller.
+   */
+  private ownToken(p: Principal, id: string, kinds: readonly string[]) {
+    const user = this.requireUser(p);
     const c = sql.credentialById(this.db, id);
-    if (!c || c.user_id !== user.id || !["pat", "device", "workload"].includes(c.kind) || c.revoked_at !== null) throw new NotFoundError("No such token.");
+    if (!c || c.user_id !== user.id || !kinds.includes(c.kind) || c.revoked_at !== null) throw new NotFoundError("No such token.");
+    this.mayManageToken(p, id);
+    return c;
+  }
+
+  async revokeToken(caller: Caller, id: string) {
+    this.ownToken(caller.principal, id, ["pat", "device", "workload"]);
     await this.k.store.write((tx) => {
       // A rotation that came first meanwhile made a new token: answering 200 would tell the owner
       // the leak is closed while the copy lives.
@@ -735,10 +749,7 @@ export class IamService {
 
   /** A new token with the same name, scopes, restrictions and expiry; the old one is revoked. */
   async rotateToken(caller: Caller, id: string) {
-    const user = this.requireUser(caller.principal);
-    this.mayManageToken(caller.principal, id);
-    const c = sql.credentialById(this.db, id);
-    if (!c || c.user_id !== user.id || !["pat", "device"].includes(c.kind) || c.revoked_at !== null) throw new NotFoundError("No such token.");
+    const c = this.ownToken(caller.principal, id, ["pat", "device"]);
     const t = generateToken(TOKEN_KINDS.pat);
     await this.k.store.write((tx) => {
       // Checked again in the write: a revocation (the owner answering a leak) or another rotation

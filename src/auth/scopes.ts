@@ -8,6 +8,14 @@ export const COARSE_SCOPES = ["read", "write", "deploy", "shell"] as const;
 
 const SCOPE = /^[a-z][a-z0-9-]*:[a-z][a-z0-9_-]*$/;
 
+/** The console's scope: a service of its own (`shell`), required by a route of iam, which no plugin is named after. */
+const CONSOLE_SCOPES = ["shell:connect"];
+
+/** Every scope a credential can be made with: the coarse ones, the console's and the plugins' (`dns:write`). */
+export function knownScopes(pluginScopes: readonly string[]): string[] {
+  return [...COARSE_SCOPES, ...CONSOLE_SCOPES, ...pluginScopes];
+}
+
 export function isScope(scope: string): boolean {
   return SCOPE.test(scope) || (COARSE_SCOPES as readonly string[]).includes(scope);
 }

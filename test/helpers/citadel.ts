@@ -5,6 +5,7 @@
  */
 import { afterEach } from "bun:test";
 import { Confirmations } from "../../src/auth/confirmations.ts";
+import { knownScopes } from "../../src/auth/scopes.ts";
 import { RateLimiter } from "../../src/auth/rate-limit.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { writeRootKeyFile } from "../../src/crypto/root-key.ts";
@@ -41,10 +42,11 @@ export async function testCitadel(options: TestCitadelOptions = {}) {
   for (const [section, values] of Object.entries(options.config ?? {})) Object.assign(config[section] as object, values);
   const log = captureLog();
   const services = plugins.flatMap((p) => (p.service ? [p.service] : []));
+  const scopes = knownScopes(plugins.flatMap((p) => p.scopes));
   const kernels = new Map<Plugin<any>, Kernel>();
   const kernelFor = (plugin: Plugin<any>): Kernel => {
     let k = kernels.get(plugin);
-    if (!k) kernels.set(plugin, (k = { ...base, config, settings: config[plugin.name], services, log: log.logger }));
+    if (!k) kernels.set(plugin, (k = { ...base, config, settings: config[plugin.name], services, scopes, log: log.logger }));
     return k;
   };
   const stops: Array<() => Promise<void>> = [];

@@ -198,6 +198,7 @@ export function testKernel<S = unknown>(options: TestKernelOptions<S> = {}): Ker
     keySource: { method, keyFile: "/nonexistent/root.key", credential: "citadel-root-key", credentialsDirectory: undefined },
     identity: new IdentityRegistry(),
     services: [],
+    scopes: [],
     records: new RecordProviders(),
     shield: new ShieldSlot(),
     metrics: new Metrics(),

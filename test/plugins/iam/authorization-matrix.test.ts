@@ -47,7 +47,11 @@ beforeAll(async () => {
   await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, operator);
   tokens["wrong service key"] = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, operator, { json: { service: "system", name: "k", scopes: ["system:read"] } })).body.token;
   const pat = async (json: Record<string, unknown>) => (await c.send("POST", "/v1/iam/me/tokens", tokens.owner, { json: { name: "t", scopes: ["read", "write", "iam:self"], ...json } })).body;
-  tokens["wrong scope"] = (await pat({ scopes: ["nosuch:read"] })).token; // a scope no route needs
+  // A scope no route needs: no longer made (an unknown scope is refused), so written as one a
+  // token made before its plugin was removed would carry.
+  const wrongScope = await pat({ scopes: ["read"] });
+  c.kernel.store.db.query(`UPDATE credentials SET scopes = '["nosuch:read"]' WHERE id = ?`).run(wrongScope.id);
+  tokens["wrong scope"] = wrongScope.token;
   tokens["disallowed address"] = (await pat({ ip_allowlist: ["203.0.113.0/24"] })).token;
   const expiring = await pat({});
   c.kernel.store.db.query("UPDATE credentials SET expires_at = 1 WHERE id = ?").run(expiring.id);

@@ -321,6 +321,38 @@ describe("tokens", () => {
     expect(wider.status).toBe(403);
   });
 
+  test("a scope no route knows is named unknown (422, field scopes), not more than the maker's (found in an operator's walkthrough)", async () => {
+    const { c, operator } = await app();
+    const narrow = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "n", scopes: ["read", "iam:self"] } })).body.token;
+    for (const maker of [operator, narrow]) {
+      const refused = await c.send("POST", "/v1/iam/me/tokens", maker, { json: { name: "x", scopes: ["read", "bogus:scope"] } });
+      expect([refused.status, refused.body.errors?.[0]?.field]).toEqual([422, "scopes"]);
+      expect(refused.body.errors[0].message).toStartWith("no such scope: bogus:scope; the scopes are read, write, deploy, shell, shell:connect, iam:read");
+    }
+    const key = await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/api-keys`, operator, { json: { service: "secrets", name: "k", scopes: ["secrets:reed"] } });
+    expect([key.status, key.body.errors?.[0]?.message]).toEqual([422, expect.stringContaining("no such scope: secrets:reed")]);
+    for (const scopes of [["shell:connect", "iam:self"], ["secrets:admin"], ["deploy"]]) {
+      expect((await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "k", scopes } })).status).toBe(200);
+    }
+  });
+
+  test("revoking or rotating a token id that names none of yours: 404 No such token, also from a token that manages only itself (found in an operator's walkthrough)", async () => {
+    const { c, operator } = await app();
+    const narrow = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "n", scopes: ["read", "iam:self"] } })).body;
+    const sibling = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "s", scopes: ["read"] } })).body;
+    const someone = await c.addUser(operator, "someone@example.org");
+    const theirs = (await c.send("POST", "/v1/iam/me/tokens", someone.token, { json: { name: "t", scopes: ["read"] } })).body;
+    for (const id of ["nope", theirs.id]) {
+      for (const [method, path] of [["DELETE", `/v1/iam/me/tokens/${id}`], ["POST", `/v1/iam/me/tokens/${id}/rotate`]] as const) {
+        const refused = await c.send(method, path, narrow.token);
+        expect([id === "nope" ? "nope" : "theirs", method, refused.status, refused.body.detail]).toEqual([id === "nope" ? "nope" : "theirs", method, 404, "No such token."]);
+      }
+    }
+    // One of the caller's own that this token may not manage stays forbidden, and saying so tells nothing the token list does not.
+    expect((await c.send("DELETE", `/v1/iam/me/tokens/${sibling.id}`, narrow.token)).status).toBe(403);
+    expect((await c.send("GET", "/v1/system/info", theirs.token)).status).toBe(200);
+  });
+
   test("token exchange: a short-lived workload token within the parent's scopes", async () => {
     const { c, operator } = await app();
     const parent = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "p", scopes: ["read"] } })).body.token;
