@@ -39,6 +39,19 @@ function requireYes(ctx: CommandContext, what: string): void {
   if (ctx.options.yes !== true) throw new UsageError(`${what}: add --yes`);
 }
 
+/**
+ * A user named by id (usr_...) or, as `org add` and `recover` take them, by email: looked up in
+ * the list of users, which the operators the user commands are for may read.
+ */
+async function userIdOf(api: ApiClient, given: string): Promise<string> {
+  if (!given.includes("@")) return given;
+  const { items } = await api.request<typeof UserList.static>("GET", "/v1/iam/users");
+  const caseless = items.filter((u) => u.email.toLowerCase() === given.toLowerCase());
+  const user = items.find((u) => u.email === given) ?? (caseless.length === 1 ? caseless[0] : undefined);
+  if (!user) throw new Error(`No user has the email ${given} (citadel user list shows them).`);
+  return user.id;
+}
+
 const yes = (description: string) => ({ yes: { type: "boolean", description } }) as const;
 const orDash = (v: string | null | undefined) => (v === null || v === undefined || v === "" ? "-" : v);
 
@@ -494,28 +507,32 @@ const userCommands: Command[] = [
   {
     words: ["user", "delete"],
     summary: "Delete a user and revoke their credentials (operators; needs --yes)",
-    args: "<user-id>",
+    args: "<user-id | email>",
     maxArgs: 1,
     options: yes("Yes, delete the user"),
     async run(ctx) {
-      needArgs(ctx, 1, "citadel user delete <user-id> --yes");
+      needArgs(ctx, 1, "citadel user delete <user-id | email> --yes");
       requireYes(ctx, `this deletes user ${ctx.args[0]} and revokes their tokens and keys`);
-      await (await ctx.api()).request("DELETE", `/v1/iam/users/${path(ctx.args[0]!)}`, undefined, { confirmed: true });
-      print(ctx, { ok: true, id: ctx.args[0] }, "deleted");
+      const api = await ctx.api();
+      const id = await userIdOf(api, ctx.args[0]!);
+      await api.request("DELETE", `/v1/iam/users/${path(id)}`, undefined, { confirmed: true });
+      print(ctx, { ok: true, id }, "deleted");
       return 0;
     },
   },
   {
     words: ["user", "mfa-reset"],
     summary: "Turn a user's TOTP off, delete their recovery codes and end their logins, their authenticator lost (operators; needs --yes)",
-    args: "<user-id>",
+    args: "<user-id | email>",
     maxArgs: 1,
     options: yes("Yes, reset their two-factor authentication"),
     async run(ctx) {
-      needArgs(ctx, 1, "citadel user mfa-reset <user-id> --yes");
+      needArgs(ctx, 1, "citadel user mfa-reset <user-id | email> --yes");
       requireYes(ctx, `this turns off two-factor authentication for user ${ctx.args[0]} and ends their logins`);
-      await (await ctx.api()).request("POST", `/v1/iam/users/${path(ctx.args[0]!)}/mfa/reset`, undefined, { confirmed: true });
-      print(ctx, { ok: true, id: ctx.args[0] }, "reset");
+      const api = await ctx.api();
+      const id = await userIdOf(api, ctx.args[0]!);
+      await api.request("POST", `/v1/iam/users/${path(id)}/mfa/reset`, undefined, { confirmed: true });
+      print(ctx, { ok: true, id }, "reset");
       return 0;
     },
   },

@@ -25,3 +25,23 @@ describe("--json: a change that printed a word prints a JSON object naming what 
     });
   }
 });
+
+describe("user mfa-reset and user delete take an email, as org add and recover do (found in an operator's walkthrough)", () => {
+  const users = { items: [{ id: "usr_alice", email: "alice@example.org" }, { id: "usr_bob", email: "bob@example.org" }] };
+  const answer = (request: { method: string; path: string }) => (request.method === "GET" ? users : { ok: true });
+
+  for (const [words, route] of [["user mfa-reset", "POST /v1/iam/users/usr_alice/mfa/reset"], ["user delete", "DELETE /v1/iam/users/usr_alice"]] as const) {
+    test(`${words}: an email is looked up in the users list, the id is what is sent`, async () => {
+      const run = await runCommand(iamAdminCommands, words, { args: ["Alice@Example.org"], options: { yes: true }, json: true, answer });
+      expect(run.code).toBe(0);
+      expect(run.requests.map((r) => `${r.method} ${r.path}${r.confirmed ? " (confirmed)" : ""}`)).toEqual(["GET /v1/iam/users", `${route} (confirmed)`]);
+      expect(JSON.parse(run.stdout)).toEqual({ ok: true, id: "usr_alice" });
+    });
+
+    test(`${words}: an email no user has says so, and nothing is changed`, async () => {
+      const run = await runCommand(iamAdminCommands, words, { args: ["carol@example.org"], options: { yes: true }, answer });
+      expect([run.code, run.error?.message]).toEqual([1, "No user has the email carol@example.org (citadel user list shows them)."]);
+      expect(run.requests.map((r) => r.method)).toEqual(["GET"]);
+    });
+  }
+});
