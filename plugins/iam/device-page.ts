@@ -38,6 +38,9 @@ export function approvalPage({ userCode, pending, viewerAddress }: { userCode: s
 </form>`);
 }
 
+/** A right password without its second factor, in the words of the form above (its "TOTP code" field). */
+export const TOTP_MISSING_ON_PAGE = "This account uses two-factor authentication: enter the code your authenticator app shows as the TOTP code, and approve again.";
+
 export function resultPage(message: string): Response {
   return page(`<h1>Citadel</h1><p>${escape(message)}</p>`);
 }

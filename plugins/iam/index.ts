@@ -7,7 +7,7 @@
 import { Elysia, t } from "elysia";
 import { actorOf } from "../../src/auth/principal.ts";
 import { cidrContains, parseIp, type Cidr } from "../../src/net/ip.ts";
-import { CitadelError, InvalidError, NotFoundError, UnauthorizedError } from "../../src/errors.ts";
+import { CitadelError, InvalidError, NotFoundError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
@@ -18,7 +18,7 @@ import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { accountCommands } from "./account-commands.ts";
 import { iamAdminCommands } from "./admin-commands.ts";
 import { iamCommands } from "./commands.ts";
-import { approvalPage, resultPage } from "./device-page.ts";
+import { approvalPage, resultPage, TOTP_MISSING_ON_PAGE } from "./device-page.ts";
 import { DeviceFlow, oauthError } from "./device.ts";
 import { IamIdentity } from "./identity.ts";
 import { iamMigrations } from "./migrations.ts";
@@ -511,7 +511,8 @@ export const iamPlugin = definePlugin<IamSettings>({
             return resultPage(body.decision === "approve" ? "Approved: you can close this page and go back to the terminal." : "Denied: the device was not logged in.");
           } catch (error) {
             // Citadel's own refusals say what to do; anything else (a database error) is not shown.
-            const message = error instanceof CitadelError ? error.message : "Something went wrong.";
+            // The API's "send `totp`" names its field; the page names its form's.
+            const message = error instanceof TotpRequiredError ? TOTP_MISSING_ON_PAGE : error instanceof CitadelError ? error.message : "Something went wrong.";
             return resultPage(message);
           }
         },

@@ -117,6 +117,16 @@ export const userKeyOwner = (userId: string) => `iam-user/${userId}`;
 /** A login failure, said the same way whatever went wrong (no user enumeration). */
 export class LoginFailedError extends UnauthorizedError {}
 
+/** A wrong password and an unknown email get the same answer. */
+const WRONG_PASSWORD = "The email or password is wrong.";
+/**
+ * Only a right password reaches the second factor, and a login without its code says so
+ * already (totp_required): naming the code as what is wrong tells nothing more, and guesses at
+ * it are counted per account.
+ */
+const WRONG_TOTP = "The TOTP code is wrong, or was used before.";
+const WRONG_RECOVERY_CODE = "The recovery code is wrong, or was used before.";
+
 
 interface Failures {
   count: number;
@@ -312,13 +322,13 @@ export class IamService {
     }
     const user = sql.userByEmail(this.db, input.email.trim());
     const passwordOk = user ? await this.hasher.verify(user.password_hash, input.password) : await this.hasher.verifyNothing(input.password);
-    const fail = async (reason: string): Promise<never> => {
+    const fail = async (reason: string, message = WRONG_PASSWORD): Promise<never> => {
       this.countFailure(pairKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
       this.countFailure(addressKey, s.login_slowdown_after * 5, s.login_lock_after * 5, s.login_lock_minutes);
       await this.k.store.write((tx) =>
         this.audit(tx, { action: "iam.login", actor: user ? { kind: "user", user: user.id } : { kind: "anonymous" }, outcome: "failure", reason, request, subject: user?.id ?? sql.subjectOfEmail(tx, input.email.trim()), personal: { email: input.email } }),
       );
-      throw new LoginFailedError("The email or password is wrong.");
+      throw new LoginFailedError(message);
     };
     if (!user || !passwordOk) return fail(user ? "wrong password" : "unknown email");
 
@@ -328,9 +338,9 @@ export class IamService {
     // has the password gets this far, so a stranger cannot lock the owner out with it, and
     // guesses spread over many addresses (a /48 holds 65,536 /64s) still meet a limit.
     const secondFactorKey = `2fa|${user.id}`;
-    const failSecondFactor = (reason: string): Promise<never> => {
+    const failSecondFactor = (reason: string, message = WRONG_TOTP): Promise<never> => {
       this.countFailure(secondFactorKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
-      return fail(reason);
+      return fail(reason, message);
     };
     if (user.totp_enabled_at !== null) {
       const seconds = this.waitSeconds(secondFactorKey);
@@ -361,7 +371,7 @@ export class IamService {
     let refused: string | null = null;
     const refuse = (reason: string): never => {
       refused = reason;
-      throw new LoginFailedError("The email or password is wrong.");
+      throw new LoginFailedError(WRONG_PASSWORD); // caught below, which answers as the reason says
     };
     await this.k.store.write((tx) => {
       // The password was checked outside the transaction (argon2 takes tens of ms): if it was set
@@ -397,7 +407,8 @@ export class IamService {
         request,
       });
     }).catch(async (error) => {
-      if (refused === "wrong recovery code" || refused === "TOTP code used before (replay)") return failSecondFactor(refused);
+      if (refused === "wrong recovery code") return failSecondFactor(refused, WRONG_RECOVERY_CODE);
+      if (refused === "TOTP code used before (replay)") return failSecondFactor(refused);
       if (refused !== null) return fail(refused);
       throw error;
     });
