@@ -14,7 +14,7 @@ import { integerOption, needArgs, organizationOf, print, table } from "../../src
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { ALLOW_FROM, allowFromOption, scopesOption } from "./cli-options.ts";
-import type { CreatedUser, CredentialList, Invitation, InvitationList, Member, MemberList, MyInvitationList, NewCredential, Organization, OrganizationList, OrganizationWithRole, UserList, Workspace, WorkspaceList } from "./model.ts";
+import type { CreatedApiKey, CreatedUser, CredentialList, Invitation, InvitationList, Member, MemberList, MyInvitationList, Organization, OrganizationList, OrganizationWithRole, UserList, Workspace, WorkspaceList } from "./model.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
 const ROLES = ["viewer", "editor", "admin", "owner"];
@@ -440,11 +440,15 @@ const apiKeyCommands: Command[] = [
       const list = allowFromOption(ctx);
       if (list) body.ip_allowlist = list;
       const { api, org } = await inOrganization(ctx);
-      const key = await api.request<typeof NewCredential.static>("POST", orgPath(org, "/api-keys"), body);
+      const key = await api.request<typeof CreatedApiKey.static>("POST", orgPath(org, "/api-keys"), body);
       if (ctx.json) ctx.out(JSON.stringify(key, null, 2));
       else {
         ctx.out(key.token);
         ctx.err(`API key ${key.id} for ${key.service} (${key.scopes?.join(" ")}), expires ${key.expires_at ?? "never"}: shown only now`);
+      }
+      // An older server says nothing (undefined): only a known inactive service is warned of.
+      if (key.service_active === false) {
+        ctx.err(`warning: ${service} is not activated for ${org}: this key is refused (403) until an owner runs citadel org activate ${service} --org ${org}`);
       }
       return 0;
     },

@@ -340,7 +340,7 @@ export const iamPlugin = definePlugin<IamSettings>({
         })
         .post("/orgs/:org/api-keys", ({ params, body, request }) => iam.createApiKey(caller(request), params.org, body, k.services), {
           body: m.NewApiKey,
-          response: m.NewCredential,
+          response: m.CreatedApiKey,
           detail: { summary: "Make a service API key (shown once)", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) },
         })
         .delete(

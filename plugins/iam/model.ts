@@ -51,6 +51,10 @@ export const CredentialList = t.Object({ items: t.Array(Credential) });
 export const Session = t.Composite([Credential, t.Object({ current: t.Boolean() })]);
 export const SessionList = t.Object({ items: t.Array(Session) });
 export const NewCredential = t.Composite([t.Object({ token: t.String({ description: "The token itself: shown only now." }) }), Credential]);
+export const CreatedApiKey = t.Composite([
+  NewCredential,
+  t.Object({ service_active: t.Boolean({ description: "Whether the key's service is activated for the organization: until it is, the key is refused (403)." }) }),
+]);
 
 export const PasswordChange = t.Object({ current_password: t.String({ maxLength: 1024 }), new_password: t.String({ maxLength: 1024 }) });
 export const TotpEnrolment = t.Object({ secret: t.String({ description: "Base32, for manual entry." }), otpauth_uri: t.String(), qr_svg: t.String({ description: "The otpauth URI as a QR code (SVG)." }) });

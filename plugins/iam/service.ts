@@ -1279,7 +1279,9 @@ export class IamService {
       );
       this.audit(tx, { action: "iam.api_key.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "api_key", id: t.prefix }, organization: orgId, reason: `${input.service}: ${scopes.join(" ")}`, request: caller.request });
     });
-    return { token: t.token, ...this.credentialView(sql.credentialById(this.db, t.prefix)!) };
+    // Made before its service is activated, the key is refused until it is: the maker is told.
+    const serviceActive = sql.activeServices(this.db, orgId).some((s) => s.service === input.service);
+    return { token: t.token, ...this.credentialView(sql.credentialById(this.db, t.prefix)!), service_active: serviceActive };
   }
 
   apiKeys(orgId: string) {

@@ -45,3 +45,26 @@ describe("user mfa-reset and user delete take an email, as org add and recover d
     });
   }
 });
+
+describe("apikey create warns of a service not activated for the organization (found in an operator's walkthrough)", () => {
+  const created = (active: boolean) => ({ token: "citadel_secrets_x", id: "key_1", service: "secrets", scopes: ["secrets:read"], expires_at: null, service_active: active });
+  const options = { org: "org_1", service: "secrets" };
+  const warning = "warning: secrets is not activated for org_1: this key is refused (403) until an owner runs citadel org activate secrets --org org_1\n";
+
+  test("inactive: the key on standard output, and a warning on standard error saying how to activate it", async () => {
+    const run = await runCommand(iamAdminCommands, "apikey create", { args: ["ci"], options, answer: () => created(false) });
+    expect([run.code, run.stdout]).toEqual([0, "citadel_secrets_x\n"]);
+    expect(run.stderr).toEndWith(warning);
+  });
+
+  test("--json: the output is the server's answer, with service_active; the warning on standard error", async () => {
+    const run = await runCommand(iamAdminCommands, "apikey create", { args: ["ci"], options, json: true, answer: () => created(false) });
+    expect(JSON.parse(run.stdout)).toEqual(created(false));
+    expect(run.stderr).toBe(warning);
+  });
+
+  test("active: no warning", async () => {
+    const run = await runCommand(iamAdminCommands, "apikey create", { args: ["ci"], options, answer: () => created(true) });
+    expect(run.stderr).not.toContain("warning");
+  });
+});

@@ -604,6 +604,14 @@ describe("organizations, roles and service keys", () => {
     expect(foreign.status).toBe(422);
   });
 
+  test("a new API key says whether its service is activated, so its maker learns before it is refused (found in an operator's walkthrough)", async () => {
+    const { c, operator, org } = await app();
+    const make = async (name: string) => (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, operator, { json: { service: "system", name, scopes: ["system:read"] } })).body;
+    expect((await make("before")).service_active).toBe(false);
+    await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, operator);
+    expect((await make("after")).service_active).toBe(true);
+  });
+
   test("allowlists on an organization and on a token, IPv4 and IPv6", async () => {
     const { c, operator, org } = await app();
     const lockout = await c.send("PATCH", `/v1/iam/orgs/${org}`, operator, { json: { ip_allowlist: ["10.0.0.0/8"] } });
