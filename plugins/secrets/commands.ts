@@ -10,9 +10,9 @@ import { constants as osConstants } from "node:os";
 import { ApiError } from "../../src/cli/api-client.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { DecryptionError } from "../../src/crypto/aead.ts";
-import { describeFsError } from "../../src/files.ts";
 import { choiceOption, forStdout, integerOption, organizationOf, print, refuseApiKeyWithoutOrg, table } from "../../src/cli/output.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
+import { readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
@@ -63,18 +63,9 @@ function utf8Text(bytes: ArrayBuffer | Uint8Array, what: string): string {
   }
 }
 
-/** The file's passphrase (one trailing newline dropped); a file it cannot read is named, not "ENOENT". */
-function readPassphraseFile(file: string): string {
-  try {
-    return readFileSync(file, "utf8").replace(/\r?\n$/, "");
-  } catch (error) {
-    throw new Error(`--passphrase-file ${file}: ${describeFsError(error)}`);
-  }
-}
-
 async function passphrase(ctx: CommandContext, prompt = "End-to-end encryption passphrase: "): Promise<string> {
   const file = ctx.options["passphrase-file"];
-  if (typeof file === "string") return readPassphraseFile(file);
+  if (typeof file === "string") return await readPassphraseFile(file); // refused when others may read it (src/cli/passphrase-file.ts)
   if (!process.stdin.isTTY) throw new UsageError("give the passphrase with --passphrase-file (standard input is not a terminal)");
   return secretPrompter()(prompt); // as typed, as the file's is read: the same passphrase either way
 }

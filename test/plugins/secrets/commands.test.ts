@@ -49,6 +49,16 @@ describe("share open asks a server for no more than share-crypto's bounds allow"
     expect([run.code, run.error?.message]).toEqual([1, "the server asks for argon2id parameters out of bounds (memory_kib: a whole number from 19456 to 1048576)"]);
     expect(run.requests.map((r) => r.path)).toEqual(["/v1/secrets/shares/shr_1/peek"]);
   });
+
+  test("a passphrase file others may read is refused, as backup's is (one rule for --passphrase-file; found in an operator's walkthrough)", async () => {
+    const file = join(dir, "open-passphrase");
+    writeFileSync(file, "pw\n", { mode: 0o644 });
+    const sealed = await createShareSecret("v", "pw");
+    const url = shareUrl("https://citadel.test:8443", "shr_1", sealed.linkKey);
+    const run = await runCommand(secretsCommands, "share open", { args: [url], options: { "passphrase-file": file }, answer: () => ({ passphrase: true, passphrase_kdf: sealed.passphraseKdf, views_left: 1 }) });
+    expect(run.code).toBe(1);
+    expect(run.error?.message).toBe(`--passphrase-file ${file}: its group or others may read or change it (mode 644), and it holds a passphrase; run: chmod 600 ${file}`);
+  });
 });
 
 describe("share --secret takes a secret's name only (found in review)", () => {
