@@ -12,7 +12,7 @@ import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts"
 import { newId } from "../../src/ids.ts";
 import { CidrSet } from "../../src/intel/cidr-set.ts";
 import type { GeoIntel } from "../../src/intel/geo.ts";
-import { fetchList, parseList, refreshProblem, type ListSize } from "../../src/intel/lists.ts";
+import { fetchList, parseList, redactedUrl, refreshProblem, type ListSize } from "../../src/intel/lists.ts";
 import { SIGNALS } from "../../src/intel/behaviour.ts";
 import { DEFAULT_POLICY, type Action, type ShieldPolicy } from "../../src/intel/policy.ts";
 import { Shield, toCidr, type Decision, type ListMatch, type ManualEntry } from "../../src/intel/shield.ts";
@@ -387,7 +387,8 @@ export class IntelService {
   async putList(caller: Caller | null, name: string, input: { weight: number; content?: string; url?: string; refresh_minutes?: number; format?: "auto" | "plain" | "firehol" | "spamhaus" }, refreshOf?: RefreshBase) {
     if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) throw new InvalidError("a list's name is 1–63 lower-case letters, digits, dots, dashes or underscores", "name");
     if (input.content === undefined && input.url === undefined) throw new InvalidError("give the list's content, or a url to fetch it from", "content");
-    if (input.url !== undefined && !/^https:\/\//.test(input.url) && !/^http:\/\/(127\.0\.0\.1|\[::1\])[:/]/.test(input.url)) throw new InvalidError("a list's url must be https://", "url");
+    // (Loopback http, with credentials too, as fetchList allows it: for tests.)
+    if (input.url !== undefined && !/^https:\/\//.test(input.url) && !/^http:\/\/([^/@]*@)?(127\.0\.0\.1|\[::1\])[:/]/.test(input.url)) throw new InvalidError("a list's url must be https://", "url");
     const content = input.content ?? (await this.fetch(input.url!));
     const parsed = parseList(content, input.format ?? "auto");
     if (parsed.cidrs.length === 0) throw new InvalidError(`the list has no valid entry${parsed.errors[0] ? ` (line ${parsed.errors[0].line}: ${parsed.errors[0].problem})` : ""}`, "content");
@@ -417,7 +418,7 @@ export class IntelService {
          ON CONFLICT (name) DO UPDATE SET weight = excluded.weight, format = excluded.format, url = excluded.url, refresh_minutes = excluded.refresh_minutes,
            content = excluded.content, entries = excluded.entries, errors = excluded.errors, updated_at = excluded.updated_at`,
       ).run(row.name, row.weight, row.format, row.url, row.refresh_minutes, row.content, row.entries, row.errors, row.updated_at);
-      this.k.audit.record(tx, event(caller, "intel.list.import", { type: "intel_list", id: name }, `${row.entries} entries (${row.format}), weight ${row.weight}${row.errors ? `, ${row.errors} bad lines skipped` : ""}${row.url ? `, from ${row.url}` : ""}${taken}`));
+      this.k.audit.record(tx, event(caller, "intel.list.import", { type: "intel_list", id: name }, `${row.entries} entries (${row.format}), weight ${row.weight}${row.errors ? `, ${row.errors} bad lines skipped` : ""}${row.url ? `, from ${redactedUrl(row.url)}` : ""}${taken}`));
     });
     this.retries.delete(name); // fetched and taken: the next refresh is due on time
     this.lists = this.loadLists();
@@ -471,7 +472,7 @@ export class IntelService {
 
   /** A failed refresh is logged and audited (Citadel's own doing): the previous content stays. */
   private async refreshFailed(name: string, url: string, error: string, waitMinutes: number): Promise<void> {
-    this.k.log.warn("intel: a list could not be refreshed; the previous content stays", { list: name, url, error, retry_minutes: waitMinutes });
+    this.k.log.warn("intel: a list could not be refreshed; the previous content stays", { list: name, url: redactedUrl(url), error, retry_minutes: waitMinutes });
     await this.k.store
       .write((tx) => this.k.audit.record(tx, { ...event(null, "intel.list.import", { type: "intel_list", id: name }, `refresh failed, the previous content stays (next attempt in ${waitMinutes} min): ${error}`), outcome: "failure" }))
       .catch((e: unknown) => this.k.log.error("intel: a failed list refresh could not be audited", { list: name, error: e instanceof Error ? e.message : String(e) }));
@@ -479,7 +480,7 @@ export class IntelService {
 
   private fetch(url: string): Promise<string> {
     return fetchList(url, { timeoutMs: 30_000, maxBytes: 64 * 1024 * 1024 }).catch((e: unknown) => {
-      throw new InvalidError(`the list could not be fetched from ${url}: ${e instanceof Error ? e.message : String(e)}`, "url");
+      throw new InvalidError(`the list could not be fetched from ${redactedUrl(url)}: ${e instanceof Error ? e.message : String(e)}`, "url");
     });
   }
 
@@ -549,8 +550,9 @@ function decisionView(d: Decision) {
   return { id: d.id, target: d.target, scope: d.scope, action: d.action, score: d.score, reasons: d.reasons.map((r) => r.text), since: iso(d.since)!, until: iso(d.until)!, shadow: d.shadow };
 }
 
+/** A list as the API shows it: its URL without credentials or query (which may hold an API key). */
 function listView(row: Omit<ListRow, "content">) {
-  return { name: row.name, weight: row.weight, format: row.format, url: row.url, refresh_minutes: row.refresh_minutes, entries: row.entries, bad_lines: row.errors, updated_at: iso(row.updated_at)! };
+  return { name: row.name, weight: row.weight, format: row.format, url: row.url === null ? null : redactedUrl(row.url), refresh_minutes: row.refresh_minutes, entries: row.entries, bad_lines: row.errors, updated_at: iso(row.updated_at)! };
 }
 
 /** An audit event; without a caller it is Citadel's own doing (a scheduled list refresh). */

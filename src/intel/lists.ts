@@ -349,3 +349,16 @@ async function readCapped(response: Response, maxBytes: number, url: URL): Promi
 function shown(url: URL): string {
   return `${url.protocol}//${url.host}${url.pathname}`;
 }
+
+/**
+ * A list URL as the audit log, the server log, errors and the API show it: without the
+ * credentials or query (`?api_key=…`, `user:pass@`) a publisher may require. Text that is no
+ * URL is not shown at all: it cannot be told what part of it is secret.
+ */
+export function redactedUrl(text: string): string {
+  try {
+    return shown(new URL(text));
+  } catch {
+    return "(not a URL)";
+  }
+}

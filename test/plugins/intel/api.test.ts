@@ -291,6 +291,42 @@ describe("list refresh failures", () => {
   });
 });
 
+describe("a list URL's credentials (found in review: written in full to the audit log, the server log and errors)", () => {
+  test("neither a query's API key nor a user:password is in an audit row, a log line or a response", async () => {
+    let status = 200;
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("10.60.0.0/16\n", { status }) });
+    const service = intelOf(c.kernel as never);
+    const base = `http://127.0.0.1:${server.port}/list`;
+    const urls = { "keyed": `${base}?api_key=query-secret-1`, "userinfo": `http://feeduser:userinfo-secret-2@127.0.0.1:${server.port}/list` };
+    const bodies: unknown[] = [];
+    try {
+      for (const [name, url] of Object.entries(urls)) {
+        status = 200;
+        const put = await c.send("PUT", `/v1/intel/lists/${name}`, operator, { json: { weight: 10, url, refresh_minutes: 60 } });
+        expect([put.status, put.body.url]).toEqual([200, base]);
+        status = 503;
+        const failed = await c.send("PUT", `/v1/intel/lists/${name}-failed`, operator, { json: { weight: 10, url } });
+        expect([failed.status, failed.body.detail]).toEqual([422, expect.stringContaining(`could not be fetched from ${base}`)]);
+        bodies.push(put.body, failed.body);
+      }
+      await later(61 * 60_000);
+      await service.refreshDue(); // both fail (503): logged and audited
+      bodies.push((await c.send("GET", "/v1/intel/lists", operator)).body, (await c.send("GET", "/v1/intel/status", operator)).body);
+      const rows = c.kernel.store.db.query<Record<string, unknown>, []>("SELECT * FROM audit_events WHERE action = 'intel.list.import' AND resource_id IN ('keyed', 'userinfo')").all();
+      expect(rows.map((r) => r.outcome)).toEqual(["success", "success", "failure", "failure"]);
+      expect(rows[0]!.reason).toContain(`from ${base}`);
+      const refreshLogs = c.log.lines.filter((l) => l.msg === "intel: a list could not be refreshed; the previous content stays" && (l.list === "keyed" || l.list === "userinfo"));
+      expect(refreshLogs.map((l) => l.url)).toEqual([base, base]);
+      const everything = JSON.stringify([rows, c.log.lines, bodies]);
+      for (const secret of ["query-secret-1", "api_key", "userinfo-secret-2", "feeduser"]) expect([secret, everything.includes(secret)]).toEqual([secret, false]);
+    } finally {
+      server.stop(true);
+      await later(0);
+      for (const name of Object.keys(urls)) await c.send("DELETE", `/v1/intel/lists/${name}`, operator);
+    }
+  });
+});
+
 describe("policy, manual entries, status", () => {
   test("country and ASN rules are validated, stored and audited", async () => {
     expect((await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: { germany: 10 } } })).status).toBe(422);

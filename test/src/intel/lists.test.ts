@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ListFetchError, MAX_REPORTED, fetchList, parseList, refreshProblem, type FetchLike, type ParsedFormat, type ParsedList } from "../../../src/intel/lists.ts";
+import { ListFetchError, MAX_REPORTED, fetchList, parseList, redactedUrl, refreshProblem, type FetchLike, type ParsedFormat, type ParsedList } from "../../../src/intel/lists.ts";
 import { CidrSet } from "../../../src/intel/cidr-set.ts";
 import { formatCidr } from "../../../src/net/ip.ts";
 
@@ -399,5 +399,13 @@ describe("fetchList", () => {
     };
     const error = await failure(fetchList("https://lists.example/drop.txt", { fetch: broken }));
     expect([error.problem, error.message]).toEqual(["network", "https://lists.example/drop.txt: connection refused"]);
+  });
+});
+
+describe("redactedUrl (found in review: a list URL's credentials were shown in full)", () => {
+  test("drops user:password and the query; text that is no URL is not shown", () => {
+    expect(redactedUrl("https://feeds.example.org/drop.txt?api_key=s3cret&x=1")).toBe("https://feeds.example.org/drop.txt");
+    expect(redactedUrl("https://user:s3cret@feeds.example.org:8443/drop.txt#frag")).toBe("https://feeds.example.org:8443/drop.txt");
+    expect(redactedUrl("https://")).toBe("(not a URL)");
   });
 });
