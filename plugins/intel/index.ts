@@ -79,6 +79,7 @@ export const intelPlugin = definePlugin<IntelSettings>({
       log: k.log,
     });
     const intel = new IntelService(k, geo);
+    await intel.endLapsedDecisions();
     services.set(k.store, intel);
     k.shield.current = intel.shield;
     const unsubscribe = k.audit.onRecord((event) => feedShield(intel.shield, event));

@@ -102,11 +102,14 @@ export class IntelService {
    * a restart forgets it, which costs one early attempt per failing list, and needs no table.
    */
   private readonly retries = new Map<string, { failures: number; next: number; refused: { hash: string; since: number } | null }>();
+  /** When the service started: decisions that ran out before are ended by endLapsedDecisions, the rest by the shield. */
+  private readonly startedAt: number;
 
   constructor(
     private readonly k: IntelKernel,
     readonly geo: GeoIntel,
   ) {
+    this.startedAt = k.clock.now();
     this.policy = this.effectivePolicy(this.storedPolicy());
     this.shield = new Shield({
       geo,
@@ -118,7 +121,7 @@ export class IntelService {
       onDecision: (change, decision) => void this.recordDecision(change, decision),
     });
     this.reloadManual();
-    this.shield.restore(this.storedDecisions());
+    this.shield.restore(this.storedDecisions(this.startedAt));
     this.lists = this.loadLists();
   }
 
@@ -185,13 +188,34 @@ export class IntelService {
 
   // --- decisions -------------------------------------------------------------------------
 
-  private storedDecisions(): Decision[] {
+  private storedDecisions(now: number): Decision[] {
     return this.db
       .query<{ id: string; target: string; scope: string; action: string; score: number; reasons: string; since: number; until: number; shadow: number }, [number]>(
         "SELECT * FROM intel_decisions WHERE ended_at IS NULL AND until > ?",
       )
-      .all(this.now())
+      .all(now)
       .map((r) => ({ id: r.id, target: r.target, scope: r.scope as Decision["scope"], action: r.action as Decision["action"], score: r.score, reasons: JSON.parse(r.reasons), since: r.since, until: r.until, shadow: r.shadow === 1 }));
+  }
+
+  /**
+   * Ends the stored decisions whose time ran out while Citadel was stopped, each audited as
+   * `intel.decision.expire` (as sweepManual does for manual entries). The shield never holds
+   * them, so nothing else would: they would stay unended in the table for good (retention
+   * deletes ended ones only), and the audit log would never say they ended. Run once at start.
+   */
+  async endLapsedDecisions(): Promise<void> {
+    try {
+      await this.k.store.write((tx) => {
+        const rows = tx.query<{ id: string; target: string; action: string; until: number }, [number]>("SELECT id, target, action, until FROM intel_decisions WHERE ended_at IS NULL AND until <= ?").all(this.startedAt);
+        for (const row of rows) {
+          // Ended when its time ran out, not at the restart: retention counts from then.
+          tx.query("UPDATE intel_decisions SET ended_at = ? WHERE id = ?").run(row.until, row.id);
+          this.k.audit.record(tx, event(null, "intel.decision.expire", { type: "intel_decision", id: row.id }, `${row.action} ${row.target} expired (at ${iso(row.until)}, while Citadel was stopped)`));
+        }
+      });
+    } catch (e) {
+      this.k.log.error("intel: decisions that ran out while stopped could not be ended", { error: e instanceof Error ? e.message : String(e) });
+    }
   }
 
   /**
