@@ -45,6 +45,8 @@ async function addManual(ctx: CommandContext, kind: "allow" | "deny") {
   if (minutes !== undefined) body.minutes = minutes;
   if (typeof ctx.options.reason === "string") body.reason = ctx.options.reason;
   if (kind === "deny" && action !== undefined) body.action = action;
+  // Only a deny covering one's own address needs it: without it the server answers 409.
+  if (kind === "deny" && ctx.options.yes === true) body.lock_out = true;
   const api = await ctx.api();
   const entry = await api.request<{ id: string; target: string; action: string; until: string | null }>("POST", "/v1/intel/manual", body);
   print(ctx, entry, `${kind === "allow" ? "allowed" : `denied (${entry.action})`} ${entry.target}${entry.until ? ` until ${entry.until}` : ""} (${entry.id})`);
@@ -107,7 +109,7 @@ export const intelCommands: Command[] = [
     summary: "Refuse (or throttle, or drop) an address or CIDR",
     args: "<address|cidr>",
     maxArgs: 1,
-    options: { ...MANUAL_OPTIONS, action: { type: "string", description: "throttle, refuse (default) or drop" } },
+    options: { ...MANUAL_OPTIONS, action: { type: "string", description: "throttle, refuse (default) or drop" }, yes: { type: "boolean", description: "Yes, deny it though it covers my own address (I will be refused)" } },
     run: (ctx) => addManual(ctx, "deny"),
   },
   {

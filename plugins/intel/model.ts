@@ -18,6 +18,7 @@ export const NewManualEntry = t.Object({
   action: t.Optional(DenyAction),
   minutes: t.Optional(t.Integer({ minimum: 1, maximum: 5_256_000, description: "Lasts this long; forever when absent" })),
   reason: t.Optional(t.String({ maxLength: 500 })),
+  lock_out: t.Optional(t.Boolean({ description: "A deny entry covering the caller's own address is a 409 unless this is true (the caller's next request would be refused)" })),
 });
 
 const Anonymous = t.Union([t.Object({ any: t.Boolean(), vpn: t.Boolean(), hosting: t.Boolean(), publicProxy: t.Boolean(), residentialProxy: t.Boolean(), tor: t.Boolean() }), t.Null()]);

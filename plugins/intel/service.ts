@@ -16,7 +16,7 @@ import { fetchList, parseList, redactedUrl, refreshProblem, type ListSize } from
 import { SIGNALS } from "../../src/intel/behaviour.ts";
 import { DEFAULT_POLICY, type Action, type ShieldPolicy } from "../../src/intel/policy.ts";
 import { Shield, toCidr, type Decision, type ListMatch, type ManualEntry } from "../../src/intel/shield.ts";
-import { formatCidr } from "../../src/net/ip.ts";
+import { cidrContains, formatCidr, isLoopback, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { IntelSettings } from "./settings.ts";
 
@@ -358,11 +358,18 @@ export class IntelService {
     return { items: this.manualEntries().filter((e) => e.until === null || e.until > now).map(manualView) };
   }
 
-  async addManual(caller: Caller, input: { kind: "allow" | "deny"; target: string; action?: Exclude<Action, "allow">; minutes?: number; reason?: string }) {
+  /**
+   * Adds an allow or deny entry. Not one for every address (/0): allowing everything is turning
+   * the shield off, denying everything locks everyone out. Nor, unless `lock_out` says the
+   * caller means it, a deny on the caller's own address: their next request would be refused.
+   */
+  async addManual(caller: Caller, input: { kind: "allow" | "deny"; target: string; action?: Exclude<Action, "allow">; minutes?: number; reason?: string; lock_out?: boolean }) {
     const cidr = toCidr(input.target);
     if (!cidr) throw new InvalidError(`"${input.target}" is not an address or CIDR (host bits must be zero)`, "target");
     const target = formatCidr(cidr);
+    if (cidr.prefix === 0) throw new InvalidError(`${target} is every IPv${cidr.family} address: ${input.kind === "allow" ? "allowing everything is turning the shield off ([intel] enabled = false)" : "denying everything would lock everyone out"}, not an entry`, "target");
     const entry: ManualEntry = { id: newId("man"), kind: input.kind, target, action: input.kind === "deny" ? (input.action ?? "refuse") : "refuse", until: input.minutes ? this.now() + input.minutes * 60_000 : null, reason: input.reason ?? null };
+    if (entry.kind === "deny" && input.lock_out !== true) this.refuseLockOut(caller, cidr, entry.until);
     await this.k.store.write((tx) => {
       // One entry per target: a second would be a second row to find and remove, and an allow
       // and a deny on the same target contradict each other (the allow would win unseen).
@@ -376,6 +383,29 @@ export class IntelService {
     });
     this.reloadManual();
     return manualView(entry);
+  }
+
+  /** A 409 when a deny on `cidr` until `until` would refuse the caller itself (see `shielded`). */
+  private refuseLockOut(caller: Caller, cidr: Cidr, until: number | null): void {
+    const parsed = caller.request.source ? parseIp(caller.request.source) : null;
+    if (!parsed) return;
+    const own = unmapIpv4(parsed);
+    if (!cidrContains(cidr, own) || this.shielded(own, until)) return;
+    throw new ConflictError(`${formatCidr(cidr)} covers your own address (${caller.request.source}): your next request would be refused. Send "lock_out": true (citadel intel deny --yes) if that is what you mean.`);
+  }
+
+  /**
+   * Whether no deny entry reaches `ip` for as long as one until `until` lasts: loopback the
+   * shield trusts, or an allow entry (allow always wins) that lasts as long.
+   */
+  private shielded(ip: IpAddress, until: number | null): boolean {
+    if (isLoopback(ip) && this.k.settings.trust_loopback) return true;
+    const outlasts = (e: ManualEntry) => e.until === null || (until !== null && e.until >= until);
+    const covers = (e: ManualEntry) => {
+      const allowed = toCidr(e.target);
+      return allowed !== null && cidrContains(allowed, ip);
+    };
+    return this.manualEntries().some((e) => e.kind === "allow" && outlasts(e) && covers(e));
   }
 
   async removeManual(caller: Caller, id: string) {
