@@ -63,7 +63,7 @@ export const intelCommands: Command[] = [
       const geo = table([["DATABASE", "PATH", "DATE", "LICENCE", "ERROR"], ...s.geo.map((g) => [g.kind, g.path ?? "(embedded)", g.buildDate ?? "", g.licence ?? "", g.error ?? ""])]);
       const lists = s.lists.length === 0 ? "no reputation lists" : table([["LIST", "WEIGHT", "ENTRIES"], ...s.lists.map((l) => [l.name, String(l.weight), String(l.entries)])]);
       const verdicts = Object.entries(s.verdicts).map(([a, n]) => `${a} ${n}`).join(", ");
-      print(ctx, s, `shield ${s.enabled ? "on" : "off"}${s.shadow ? " (shadow mode: nothing enforced)" : ""}; ${s.decisions} decision(s) in force, ${s.manual} manual entr${s.manual === 1 ? "y" : "ies"}; verdicts: ${verdicts}\n\n${geo}\n\n${lists}`);
+      print(ctx, s, `shield ${s.enabled ? "on" : "off"}${s.shadow ? " (shadow mode: only manual deny entries enforced)" : ""}; ${s.decisions} decision(s) in force, ${s.manual} manual entr${s.manual === 1 ? "y" : "ies"}; verdicts: ${verdicts}\n\n${geo}\n\n${lists}`);
       return 0;
     },
   },

@@ -9,7 +9,7 @@ const Threshold = (d: number, description: string) => Type.Integer({ default: d,
 
 export const IntelSettings = section("IP intelligence and the shield: geo databases, scoring thresholds, enforcement.", {
   enabled: Type.Boolean({ default: true, description: "Score client addresses and enforce decisions in the HTTP guard and the DNS server." }),
-  shadow: Type.Boolean({ default: false, description: "Shadow mode: make, record and audit decisions, but enforce none." }),
+  shadow: Type.Boolean({ default: false, description: "Shadow mode: make, record and audit decisions, but enforce none (manual deny entries are still enforced)." }),
   trust_loopback: Type.Boolean({ default: true, description: "Always allow loopback clients (the operator's own tools), and exempt them from DNS rate limiting." }),
   geo_city: Type.String({ ...Path, default: "" }),
   geo_asn: Type.String({ ...Path, default: "" }),

@@ -5,8 +5,8 @@
  * everything (allow always wins); else the most severe of the manual deny entries, the decision in
  * force and what the score (policy.ts) calls for — none softens another — and a score past a
  * threshold that calls for more than is done already starts a decision that lasts
- * `decision_minutes`. In shadow mode decisions are made, recorded and audited, and nothing is
- * enforced. Verdicts are cached per address for a few seconds (and forgotten at once when the
+ * `decision_minutes`. In shadow mode decisions are made, recorded and audited, and only the
+ * manual deny entries are enforced. Verdicts are cached per address for a few seconds (and forgotten at once when the
  * address does something new), so the hot paths pay a map lookup.
  */
 import { Behaviour, keysOf, type Keys, type Signal } from "./behaviour.ts";
@@ -258,9 +258,12 @@ export class Shield {
     let source: Assessment["source"] = denied ? "denylist" : "score";
     if (severity(enforced(decision)) > severity(action)) [action, source] = [enforced(decision), "decision"];
     if (severity(called) > severity(action)) [action, source] = [called, "score"];
-    // The policy in force says whether anything is enforced, not the mode a decision was made
-    // in: one recorded in shadow mode is enforced once shadow mode is off (the same policy made it).
-    return result(policy.shadow ? "allow" : action, source, decision, denied);
+    // The policy in force says whether the score's doings are enforced, not the mode a decision
+    // was made in: one recorded in shadow mode is enforced once shadow mode is off (the same
+    // policy made it). Shadow mode tries the policy out; an operator's deny entry is no part of
+    // it, but their explicit act, and is enforced in shadow mode too.
+    if (policy.shadow) return denied ? result(manualAction, "denylist", decision, denied) : result("allow", source, decision, denied);
+    return result(action, source, decision, denied);
   }
 
   /** The decision of `scope` in force for the address or its prefix (expired ones are ended). */

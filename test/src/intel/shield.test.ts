@@ -325,6 +325,19 @@ describe("Shield against spoofing and floods (review findings)", () => {
     expect(shield.assess("198.51.100.7", { dryRun: true }).score).toBe(35);
   });
 
+  test("shadow mode leaves the operator's deny entries enforced, as they are, not what the score adds (found in review: turned off too)", () => {
+    const { shield, changes } = setup({ policy: { shadow: true }, lists: [listOf("drop", 95, "203.0.113.0/24")], trustLoopback: false });
+    shield.setManual([
+      { id: "m1", kind: "deny", target: "203.0.113.0/25", action: "throttle", until: null, reason: null },
+      { id: "m2", kind: "deny", target: "198.51.100.0/24", action: "refuse", until: null, reason: null },
+    ]);
+    expect(shield.assess("198.51.100.1")).toMatchObject({ action: "refuse", source: "denylist", shadow: true });
+    // The list calls for drop: a decision is made (shadow), the deny entry's throttle is what is enforced.
+    expect(shield.assess("203.0.113.1")).toMatchObject({ action: "throttle", source: "denylist" });
+    expect(changes.map(([c, d]) => `${c} ${d.action} shadow=${d.shadow}`)).toEqual(["start drop shadow=true"]);
+    expect(shield.decide("203.0.113.200")).toBe("allow"); // listed, no deny entry
+  });
+
   test("shadow mode also covers decisions made before it was turned on", () => {
     const now = Date.UTC(2026, 10, 23);
     const policy = { ...DEFAULT_POLICY, shadow: true };
