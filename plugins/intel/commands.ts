@@ -8,19 +8,29 @@ import { UsageError } from "../../src/cli/command-line.ts";
 import { choiceOption, integerOption, needArgs, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 
-interface IpReport {
+/** What the shield does on one channel, and why. */
+interface ChannelReport {
+  score: number;
+  reasons: string[];
+  action: string;
+  source: string;
+  decision: { until: string } | null;
+}
+
+interface IpReport extends ChannelReport {
   ip: string;
   country: string | null;
   asn: number | null;
   organisation: string | null;
   lists: string[];
-  score: number;
-  reasons: string[];
-  action: string;
-  source: string;
   shadow: boolean;
-  decision: { until: string } | null;
+  /** DNS over UDP (a server before this field sends none). */
+  dns?: ChannelReport;
 }
+
+/** "drop — by decision until …", "(shadow mode)" when the decision is not enforced. */
+const verdictLine = (r: ChannelReport, shadow: boolean) => `${r.action}${shadow && r.source === "decision" ? " (shadow mode)" : ""} — by ${r.source}${r.decision ? ` until ${r.decision.until}` : ""}`;
+const scoreLine = (r: ChannelReport, indent: string) => `score ${r.score}${r.reasons.length ? `:\n${indent}  ${r.reasons.join(`\n${indent}  `)}` : ""}`;
 
 interface DecisionView {
   id: string;
@@ -77,10 +87,12 @@ export const intelCommands: Command[] = [
       const api = await ctx.api();
       const r = await api.request<IpReport>("GET", `/v1/intel/ip/${encodeURIComponent(ctx.args[0]!)}`);
       const lines = [
-        `${r.ip}: ${r.action}${r.shadow && r.source === "decision" ? " (shadow mode)" : ""} — by ${r.source}${r.decision ? ` until ${r.decision.until}` : ""}`,
+        `${r.ip}: ${verdictLine(r, r.shadow)}`,
         `country ${r.country ?? "unknown"}, ${r.asn ? `AS${r.asn}${r.organisation ? ` ${r.organisation}` : ""}` : "ASN unknown"}`,
         `lists: ${r.lists.length ? r.lists.join(", ") : "none"}`,
-        `score ${r.score}${r.reasons.length ? `:\n  ${r.reasons.join("\n  ")}` : ""}`,
+        scoreLine(r, ""),
+        // Over UDP, what DNS traffic did counts too, and DNS-only decisions apply.
+        ...(r.dns ? [`DNS over UDP: ${verdictLine(r.dns, r.shadow)}`, `  ${scoreLine(r.dns, "  ")}`] : []),
       ];
       print(ctx, r, lines.join("\n"));
       return 0;

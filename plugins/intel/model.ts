@@ -37,6 +37,10 @@ export const IpReport = t.Object({
   shadow: t.Boolean(),
   decision: t.Union([Decision, t.Null()]),
   manual: t.Union([ManualEntry, t.Null()]),
+  dns: t.Object(
+    { action: Action, source: t.String(), score: t.Integer({ minimum: 0, maximum: 100 }), reasons: t.Array(t.String()), decision: t.Union([Decision, t.Null()]) },
+    { description: "The same over DNS over UDP, where what DNS traffic did counts too and decisions of scope dns apply (the fields above hold for HTTP and DNS over TCP)" },
+  ),
 });
 
 export const List = t.Object({ name: t.String(), weight: t.Integer(), format: t.String(), url: t.Union([t.String(), t.Null()]), refresh_minutes: t.Union([t.Integer(), t.Null()]), entries: t.Integer(), bad_lines: t.Integer(), updated_at: Iso });

@@ -540,10 +540,15 @@ export class IntelService {
 
   // --- lookups and status ------------------------------------------------------------------
 
-  /** What is known about an address and what the shield does with it (nothing is started by looking). */
+  /**
+   * What is known about an address and what the shield does with it (nothing is started by
+   * looking): over HTTP (and DNS over TCP), and in `dns` over DNS over UDP, where what DNS
+   * traffic did counts too and decisions of scope "dns" apply.
+   */
   ip(text: string) {
     const a = this.shield.assess(text, { dryRun: true });
     if (a.source === "invalid") throw new InvalidError(`"${text}" is not an IP address`, "ip");
+    const dns = this.shield.assess(text, { dryRun: true, channel: "dns" });
     return {
       ip: a.address,
       prefix: a.prefix,
@@ -559,6 +564,7 @@ export class IntelService {
       shadow: a.shadow,
       decision: a.decision ? decisionView(a.decision) : null,
       manual: a.manual ? manualView(a.manual) : null,
+      dns: { action: dns.action, source: dns.source, score: dns.score, reasons: dns.reasons.map((r) => r.text), decision: dns.decision ? decisionView(dns.decision) : null },
     };
   }
 

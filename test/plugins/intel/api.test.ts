@@ -443,6 +443,25 @@ describe("policy, manual entries, status", () => {
     expect((await c.send("GET", "/v1/intel/ip/not-an-ip", operator)).status).toBe(422);
   });
 
+  test("a lookup shows DNS over UDP too: its decision (scope dns), score and reasons (found in review: only the HTTP channel was shown)", async () => {
+    const shield = intelOf(c.kernel as never).shield;
+    shield.observe("192.0.2.99", "dns_rate_limited", 200);
+    expect(shield.decide("192.0.2.99", "dns")).toBe("throttle"); // starts a DNS-only decision
+    try {
+      const r = (await c.send("GET", "/v1/intel/ip/192.0.2.99", operator)).body;
+      expect(r).toMatchObject({ action: "allow", source: "score", score: 0, reasons: [], decision: null });
+      expect(r.dns).toEqual({
+        action: "throttle",
+        source: "decision",
+        score: 40,
+        reasons: ["200 rate-limited DNS queries in the last 10 min (decaying) (+40)"],
+        decision: expect.objectContaining({ target: "192.0.2.99", scope: "dns", action: "throttle" }),
+      });
+    } finally {
+      expect((await c.send("DELETE", "/v1/intel/decisions/192.0.2.99", operator)).status).toBe(200);
+    }
+  });
+
   test("lifting a decision: a target that is no address or CIDR is a 422 naming it; a valid one with nothing in force 404", async () => {
     const bad = await c.send("DELETE", "/v1/intel/decisions/not-an-ip", operator);
     expect(bad.status).toBe(422);

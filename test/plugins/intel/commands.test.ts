@@ -34,3 +34,15 @@ describe("intel list import (found in review: the text output named no bad line)
     }
   });
 });
+
+describe("intel ip (found in review: the DNS channel was not shown)", () => {
+  test("prints what DNS over UDP does, with its score and reasons", async () => {
+    const decision = { until: "2026-06-01T00:15:00.000Z" };
+    const answer = () => ({ ip: "192.0.2.99", country: null, asn: null, organisation: null, lists: [], score: 0, reasons: [], action: "allow", source: "score", shadow: false, decision: null, dns: { action: "throttle", source: "decision", score: 40, reasons: ["200 rate-limited DNS queries in the last 10 min (decaying) (+40)"], decision } });
+    const run = await runCommand(intelCommands, "intel ip", { args: ["192.0.2.99"], answer });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe(
+      "192.0.2.99: allow — by score\ncountry unknown, ASN unknown\nlists: none\nscore 0\nDNS over UDP: throttle — by decision until 2026-06-01T00:15:00.000Z\n  score 40:\n    200 rate-limited DNS queries in the last 10 min (decaying) (+40)\n",
+    );
+  });
+});
