@@ -14,7 +14,7 @@ export const IntelSettings = section("IP intelligence and the shield: geo databa
   geo_city: Type.String({ ...Path, default: "" }),
   geo_asn: Type.String({ ...Path, default: "" }),
   geo_anonymous: Type.String({ ...Path, default: "" }),
-  geo_poll_seconds: Type.Integer({ default: 5, minimum: 1, maximum: 3600, description: "How often the geo files are checked for a change (then reloaded without dropping lookups)." }),
+  geo_poll_seconds: Type.Integer({ default: 5, minimum: 0, maximum: 3600, description: "How often the geo files are checked for a change (then reloaded without dropping lookups); 0: read once, at start." }),
   threshold_throttle: Threshold(40, "Score from which an address is throttled (1–100; at most threshold_refuse)."),
   threshold_refuse: Threshold(70, "Score from which an address is refused (HTTP 403, DNS REFUSED); at most threshold_drop."),
   threshold_drop: Threshold(90, "Score from which an address is dropped (DNS: no answer; HTTP: 403)."),

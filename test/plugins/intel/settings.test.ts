@@ -28,3 +28,8 @@ test("the config loader refuses them, against the defaults too, and with the shi
   expect(load({ CITADEL_INTEL_ENABLED: "false", CITADEL_INTEL_THRESHOLD_DROP: "60" })).toThrow(ConfigError);
   expect(load({ CITADEL_INTEL_THRESHOLD_THROTTLE: "70", CITADEL_INTEL_THRESHOLD_REFUSE: "70", CITADEL_INTEL_THRESHOLD_DROP: "70" })).not.toThrow();
 });
+
+test("geo_poll_seconds 0 (read the geo files once, as the docs say) is taken; below 0 is refused (found in review: refused)", () => {
+  expect(load({ CITADEL_INTEL_GEO_POLL_SECONDS: "0" })().config.intel).toMatchObject({ geo_poll_seconds: 0 });
+  expect(load({ CITADEL_INTEL_GEO_POLL_SECONDS: "-1" })).toThrow("intel.geo_poll_seconds: must be at least 0");
+});
