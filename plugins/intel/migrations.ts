@@ -54,4 +54,9 @@ export const intelMigrations: readonly Migration[] = [
     // "dns": made from DNS evidence (unverified UDP sources), enforced by the DNS server only.
     up: `ALTER TABLE intel_decisions ADD COLUMN scope TEXT NOT NULL DEFAULT 'all' CHECK (scope IN ('all', 'dns'));`,
   },
+  {
+    id: "0003_intel_list_format_given",
+    // The format the operator gave (NULL: auto), which a refresh parses with; \`format\` is the one found.
+    up: `ALTER TABLE intel_lists ADD COLUMN format_given TEXT CHECK (format_given IN ('plain', 'firehol', 'spamhaus'));`,
+  },
 ];

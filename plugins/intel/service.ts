@@ -12,7 +12,7 @@ import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts"
 import { newId } from "../../src/ids.ts";
 import { CidrSet } from "../../src/intel/cidr-set.ts";
 import type { GeoIntel } from "../../src/intel/geo.ts";
-import { fetchList, parseList, redactedUrl, refreshProblem, type ListSize } from "../../src/intel/lists.ts";
+import { fetchList, parseList, redactedUrl, refreshProblem, type ListFormat, type ListSize } from "../../src/intel/lists.ts";
 import { SIGNALS } from "../../src/intel/behaviour.ts";
 import { DEFAULT_POLICY, type Action, type ShieldPolicy } from "../../src/intel/policy.ts";
 import { Shield, toCidr, type Decision, type ListMatch, type ManualEntry } from "../../src/intel/shield.ts";
@@ -30,7 +30,10 @@ export interface Caller {
 interface ListRow {
   name: string;
   weight: number;
+  /** The format found in the text. */
   format: string;
+  /** The format the operator gave, which a refresh parses with too; null: auto. */
+  format_given: ListFormat | null;
   url: string | null;
   refresh_minutes: number | null;
   content: string;
@@ -367,6 +370,8 @@ export class IntelService {
     const cidr = toCidr(input.target);
     if (!cidr) throw new InvalidError(`"${input.target}" is not an address or CIDR (host bits must be zero)`, "target");
     const target = formatCidr(cidr);
+    // Not dropped unsaid: whoever sent it meant something an allow entry does not do.
+    if (input.kind === "allow" && input.action !== undefined) throw new InvalidError(`an allow entry takes no action (it allows); "${input.action}" is for a deny entry`, "action");
     if (cidr.prefix === 0) throw new InvalidError(`${target} is every IPv${cidr.family} address: ${input.kind === "allow" ? "allowing everything is turning the shield off ([intel] enabled = false)" : "denying everything would lock everyone out"}, not an entry`, "target");
     const entry: ManualEntry = { id: newId("man"), kind: input.kind, target, action: input.kind === "deny" ? (input.action ?? "refuse") : "refuse", until: input.minutes ? this.now() + input.minutes * 60_000 : null, reason: input.reason ?? null };
     if (entry.kind === "deny" && input.lock_out !== true) this.refuseLockOut(caller, cidr, entry.until);
@@ -462,16 +467,16 @@ export class IntelService {
       }
       taken = `; taken though ${suspect}, as it has been the same for a refresh period`;
     }
-    const row: ListRow = { name, weight: input.weight, format: parsed.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errorCount, updated_at: this.now() };
+    const row: ListRow = { name, weight: input.weight, format: parsed.format, format_given: input.format === undefined || input.format === "auto" ? null : input.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errorCount, updated_at: this.now() };
     await this.k.store.write((tx) => {
       // A refresh downloads for a while: an operator may have deleted or replaced the list since.
       // Then the download is theirs to discard, not to bring back.
       if (refreshOf && listChangedSince(tx, name, refreshOf.url, refreshOf.updatedAt)) throw new RefreshOvertaken();
       tx.query(
-        `INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET weight = excluded.weight, format = excluded.format, url = excluded.url, refresh_minutes = excluded.refresh_minutes,
+        `INSERT INTO intel_lists (name, weight, format, format_given, url, refresh_minutes, content, entries, errors, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET weight = excluded.weight, format = excluded.format, format_given = excluded.format_given, url = excluded.url, refresh_minutes = excluded.refresh_minutes,
            content = excluded.content, entries = excluded.entries, errors = excluded.errors, updated_at = excluded.updated_at`,
-      ).run(row.name, row.weight, row.format, row.url, row.refresh_minutes, row.content, row.entries, row.errors, row.updated_at);
+      ).run(row.name, row.weight, row.format, row.format_given, row.url, row.refresh_minutes, row.content, row.entries, row.errors, row.updated_at);
       this.k.audit.record(tx, event(caller, "intel.list.import", { type: "intel_list", id: name }, `${row.entries} entries (${row.format}), weight ${row.weight}${row.errors ? `, ${row.errors} bad lines skipped` : ""}${row.url ? `, from ${redactedUrl(row.url)}` : ""}${taken}`));
     });
     this.retries.delete(name); // fetched and taken: the next refresh is due on time
@@ -509,7 +514,8 @@ export class IntelService {
       if (retry && retry.next > now) continue;
       try {
         const base: RefreshBase = { entries: list.row.entries, errors: list.row.errors, endsWithNewline: list.endsWithNewline, url, updatedAt: updated_at, refused: retry?.refused ?? null, refreshMinutes: refresh_minutes };
-        await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes }, base);
+        // Parsed as the operator said it is, if they did (a firehol list stays one, a plain one is never read as JSON).
+        await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes, format: list.row.format_given ?? "auto" }, base);
       } catch (e) {
         if (e instanceof RefreshOvertaken || listChangedSince(this.db, list.name, url, updated_at)) {
           this.retries.delete(list.name); // deleted or replaced meanwhile: nothing of this download is kept

@@ -229,6 +229,26 @@ describe("list refresh, reviewed again (found in review)", () => {
   });
 });
 
+describe("a list's given format (found in review: a refresh parsed it as auto)", () => {
+  test("a scheduled refresh parses the list in the format it was imported with", async () => {
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("10.70.0.0/16\n10.71.0.0/16\n") });
+    const service = intelOf(c.kernel as never);
+    try {
+      // Without FireHOL's headers, auto would call it plain.
+      const put = await c.send("PUT", "/v1/intel/lists/given", operator, { json: { weight: 10, url: `http://127.0.0.1:${server.port}/list`, refresh_minutes: 60, format: "firehol" } });
+      expect(put.body).toMatchObject({ format: "firehol", entries: 2 });
+      await later(61 * 60_000);
+      await service.refreshDue();
+      const reasons = c.kernel.store.db.query<{ reason: string }, []>("SELECT reason FROM audit_events WHERE action = 'intel.list.import' AND resource_id = 'given' ORDER BY seq").all();
+      expect(reasons.map((r) => r.reason.split(",")[0])).toEqual(["2 entries (firehol)", "2 entries (firehol)"]);
+      expect((await c.send("GET", "/v1/intel/lists", operator)).body.items.find((l: { name: string }) => l.name === "given")).toMatchObject({ format: "firehol" });
+    } finally {
+      server.stop(true);
+      await c.send("DELETE", "/v1/intel/lists/given", operator);
+    }
+  });
+});
+
 describe("list refresh failures", () => {
   test("a failing source is retried with back-off (5, 10, 20, 40 minutes, then the refresh period), not every minute", async () => {
     let fetched = 0;
@@ -377,6 +397,12 @@ describe("policy, manual entries, status", () => {
     expect((await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "192.0.2.1/24" } })).status).toBe(422);
     expect((await c.send("DELETE", `/v1/intel/manual/${deny.body.id}`, operator)).status).toBe(200);
     expect((await c.send("GET", "/v1/intel/ip/192.0.2.5", operator)).body.action).toBe("allow");
+  });
+
+  test("an allow entry with an action is a 422 naming it, not stored with the action dropped (found in review)", async () => {
+    const add = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "allow", target: "192.0.2.77", action: "drop" } });
+    expect([add.status, add.body.detail]).toEqual([422, 'an allow entry takes no action (it allows); "drop" is for a deny entry']);
+    expect((await c.send("GET", "/v1/intel/manual", operator)).body.items.filter((e: { target: string }) => e.target === "192.0.2.77/32")).toEqual([]);
   });
 
   test("one manual entry per target: a second is a 409 naming the first; an allow entry shows no action", async () => {
