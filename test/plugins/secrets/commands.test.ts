@@ -1,6 +1,6 @@
 /** What the secrets commands check before they ask the server (the whole flow: test/e2e/secrets-cli.test.ts). */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateToken } from "../../../src/auth/tokens.ts";
@@ -52,7 +52,8 @@ describe("share open asks a server for no more than share-crypto's bounds allow"
 
   test("a passphrase file others may read is refused, as backup's is (one rule for --passphrase-file; found in an operator's walkthrough)", async () => {
     const file = join(dir, "open-passphrase");
-    writeFileSync(file, "pw\n", { mode: 0o644 });
+    writeFileSync(file, "pw\n");
+    chmodSync(file, 0o644); // not through writeFileSync's mode, which the process's umask narrows
     const sealed = await createShareSecret("v", "pw");
     const url = shareUrl("https://citadel.test:8443", "shr_1", sealed.linkKey);
     const run = await runCommand(secretsCommands, "share open", { args: [url], options: { "passphrase-file": file }, answer: () => ({ passphrase: true, passphrase_kdf: sealed.passphraseKdf, views_left: 1 }) });
