@@ -14,6 +14,7 @@ import type { Keyring } from "../../src/crypto/keyring.ts";
 import { ConflictError, NotFoundError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Clock } from "../../src/plugin.ts";
+import { RESTORE_MARKER } from "../../src/restore-marker.ts";
 import type { Store } from "../../src/store/store.ts";
 import { RootKeyChangedError } from "./errors.ts";
 import { CLOCK_SKEW_MS } from "./schedule.ts";
@@ -27,7 +28,7 @@ import { snapshotDatabase } from "./snapshot.ts";
 const SYSTEM: AuditActor = { kind: "system" };
 
 /** Left in the data directory by `citadel restore`; the next start audits the restore and removes it. */
-export const RESTORE_MARKER = "restored-from-backup.json";
+export { RESTORE_MARKER };
 
 /** One `citadel restore`, as its `backup.restore` event tells it. */
 export interface RestoreNote {

@@ -99,6 +99,9 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const transfers = transferServiceOf(k);
     const unregisterSubjects = subjectsOf(k.store).register(dnsSubjects(dns));
     const unregisterDeletion = organizationDeletionsOf(k.store).register(dnsOrganizationDeletion(dns));
+    // Before anything is served or announced: the zones then go out with their new serials.
+    const advanced = await dns.advanceSerialsAfterRestore(k.config.data_dir);
+    if (advanced > 0) k.log.warn("dns: after a restore, every zone's serial moved past the one it had before, so secondaries transfer the restored zones", { zones: advanced });
     try {
       configuredNameservers(k.settings.default_nameservers);
     } catch (error) {

@@ -12,6 +12,7 @@ import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
+import { hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
 import { isSubdomain, lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
 import { splitTokens, TokenError } from "./presentation.ts";
 import { parseRdata, rdataIdentity, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
@@ -66,6 +67,30 @@ export function nextSerial(current: number, now: number): number {
   const d = new Date(now);
   const dated = (d.getUTCFullYear() * 10_000 + (d.getUTCMonth() + 1) * 100 + d.getUTCDate()) * 100;
   return serialLess(current, dated) ? dated : (current + 1) % TWO_32;
+}
+
+/**
+ * How far a zone's serial jumps at the first start after a restore when the database the restore
+ * replaced is not there to tell how far the serial got (a restore on a new machine, or the old
+ * database damaged). The secondaries may hold any serial the zone reached after the backup, or,
+ * a lagging one, an older serial than the backup's. RFC 1982 lets one step reach at most
+ * 2^31 - 1 ahead; half of that leaves the same margin both ways: a secondary up to 2^30 ahead
+ * (a billion changes, or a thousand years of date-based serials) sees a newer zone, and so does
+ * one up to 2^30 behind. A date-based serial (today's, or tomorrow's) would not do: a zone with
+ * more than a hundred changes a day runs ahead of the date, and its secondaries would keep
+ * serving the pre-restore zone. The serial no longer reads as a date after the jump.
+ */
+export const RESTORE_SERIAL_STEP = 2 ** 30;
+
+/**
+ * A restored zone's new serial. `previous`: the serials the database the restore replaced held
+ * for the zone's name (live and deleted zones: the secondaries may hold any), or null when that
+ * database is unknown. The serial continues past the highest the zone ever had, so secondaries
+ * transfer the restored zone rather than serving the one from before the restore.
+ */
+export function serialAfterRestore(restored: number, previous: readonly number[] | null, now: number): number {
+  if (previous === null) return (restored + RESTORE_SERIAL_STEP) % TWO_32;
+  return nextSerial(highestSerial([restored, ...previous]), now);
 }
 
 /** The highest of `serials` in serial arithmetic (RFC 1982), or 0 when there is none. */
@@ -204,6 +229,26 @@ export class DnsService {
     await this.write((tx) => {
       const row = sql.liveZoneById(tx, zoneId);
       if (row) sql.updateZoneSoa(tx, row.id, row, nextSerial(row.serial, this.now()), this.now());
+    });
+  }
+
+  /**
+   * At the first start after `citadel restore` (the restore marker is there): every zone's
+   * serial moves past the highest the zone reached before the restore (serialAfterRestore),
+   * read from the database the restore replaced. The restored serials are older than what the
+   * secondaries hold: without this, they would not transfer again until the serial caught up,
+   * and would serve the pre-restore zone meanwhile. The start announces the zones (NOTIFY) once
+   * the listener is up, as at every start. Returns how many zones moved.
+   */
+  async advanceSerialsAfterRestore(dataDir: string): Promise<number> {
+    const state = restoreState(dataDir);
+    if (state.kind === "none") return 0;
+    const before = readPrevious(state.previous, (db) => (hasTable(db, "dns_zones") ? sql.serialsByName(db) : new Map<string, number[]>()));
+    const now = this.now();
+    return this.write((tx) => {
+      const zones = sql.allZoneSerials(tx);
+      for (const zone of zones) sql.setSerial(tx, zone.id, serialAfterRestore(zone.serial, before === null ? null : (before.get(zone.name) ?? []), now));
+      return zones.length;
     });
   }
 

@@ -50,6 +50,18 @@ export const deletedSerials = (db: Database, name: string) =>
     .all(name)
     .map((row) => row.serial);
 
+/** Every zone's serial, deleted ones too (a zone made again continues from them). */
+export const allZoneSerials = (db: Database) => db.query<{ id: string; name: string; serial: number }, []>("SELECT id, name, serial FROM dns_zones").all();
+
+/** The serials of every zone, live and deleted, by name. */
+export function serialsByName(db: Database): Map<string, number[]> {
+  const byName = new Map<string, number[]>();
+  for (const row of db.query<{ name: string; serial: number }, []>("SELECT name, serial FROM dns_zones").all()) byName.set(row.name, [...(byName.get(row.name) ?? []), row.serial]);
+  return byName;
+}
+
+export const setSerial = (tx: Database, id: string, serial: number) => tx.query("UPDATE dns_zones SET serial = ? WHERE id = ?").run(serial, id);
+
 export function insertZone(tx: Database, row: ZoneRow): void {
   tx.query(
     `INSERT INTO dns_zones (id, organization_id, name, ttl, soa_ttl, soa_mname, soa_rname, soa_refresh, soa_retry, soa_expire, soa_minimum, serial, created_at, updated_at, deleted_at)

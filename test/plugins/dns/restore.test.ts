@@ -1,0 +1,85 @@
+/**
+ * A restore must not move SOA serials backwards: secondaries hold the serial the zone reached
+ * after the backup, and would not transfer the restored zone until the serial caught up.
+ */
+import { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { dnsPlugin, dnsServiceOf } from "../../../plugins/dns/index.ts";
+import { RESTORE_SERIAL_STEP } from "../../../plugins/dns/service.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+const PREVIOUS = "citadel.db.before-restore-20260601T000000Z";
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A data directory as `citadel restore` leaves it: the marker, and the previous database with these zones. */
+function restoredDataDir(previous: Array<{ name: string; serial: number; deleted?: boolean }> | "none" | "damaged"): string {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-dns-restored-"));
+  dirs.push(dir);
+  if (previous === "damaged") writeFileSync(join(dir, PREVIOUS), "not a database, the reason for the restore");
+  else if (previous !== "none") {
+    const db = new Database(join(dir, PREVIOUS));
+    db.run("CREATE TABLE dns_zones (id TEXT PRIMARY KEY, name TEXT, serial INTEGER, deleted_at INTEGER)");
+    previous.forEach((z, i) => db.query("INSERT INTO dns_zones VALUES (?, ?, ?, ?)").run(`dnsz_${i}`, z.name, z.serial, z.deleted ? 1 : null));
+    db.close();
+  }
+  writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ previous: previous === "none" ? null : PREVIOUS, restores: [] }));
+  return dir;
+}
+
+async function restoredZones() {
+  const c = await testCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+  for (const name of ["example.org", "example.net"]) expect((await c.send("POST", zones, owner, { json: { name } })).status).toBe(200);
+  // As the backup had them.
+  c.kernel.store.db.run("UPDATE dns_zones SET serial = 2026112403");
+  const serial = async (name: string) => (await c.send("GET", `${zones}/${name}`, owner)).body.serial as number;
+  return { c, serial };
+}
+
+describe("dns serials after a restore (found in review)", () => {
+  test("each zone continues past the highest serial its name had in the database the restore replaced", async () => {
+    const { c, serial } = await restoredZones();
+    // example.org reached …08 after the backup; example.net was deleted and made again, its old serial higher still.
+    const dir = restoredDataDir([
+      { name: "example.org.", serial: 2026112408 },
+      { name: "example.net.", serial: 2026112405 },
+      { name: "example.net.", serial: 2026112420, deleted: true },
+    ]);
+    expect(await dnsServiceOf(c.kernel as never).advanceSerialsAfterRestore(dir)).toBe(2);
+    expect([await serial("example.org"), await serial("example.net")]).toEqual([2026112409, 2026112421]);
+  });
+
+  test("a zone the previous database did not know gets the next serial; no restore, no change", async () => {
+    const { c, serial } = await restoredZones();
+    const dns = dnsServiceOf(c.kernel as never);
+    const plain = mkdtempSync(join(tmpdir(), "citadel-dns-plain-"));
+    dirs.push(plain);
+    expect(await dns.advanceSerialsAfterRestore(plain)).toBe(0);
+    expect(await serial("example.org")).toBe(2026112403);
+    expect(await dns.advanceSerialsAfterRestore(restoredDataDir([]))).toBe(2);
+    expect(await serial("example.org")).toBe(2026112404);
+  });
+
+  test("without the previous database (a new machine, or it does not read) every serial jumps by 2^30", async () => {
+    for (const previous of ["none", "damaged"] as const) {
+      const { c, serial } = await restoredZones();
+      await dnsServiceOf(c.kernel as never).advanceSerialsAfterRestore(restoredDataDir(previous));
+      expect([previous, await serial("example.org")]).toEqual([previous, 2026112403 + RESTORE_SERIAL_STEP]);
+    }
+  });
+
+  test("the dns plugin's start moves the serials, before it serves or announces a zone", async () => {
+    const { c, serial } = await restoredZones();
+    const dir = restoredDataDir([{ name: "example.org.", serial: 2026112408 }]);
+    const stop = await dnsPlugin.start!({ ...c.kernel, config: { ...c.config, data_dir: dir }, settings: c.config.dns, log: c.kernel.log } as never);
+    await stop();
+    expect(await serial("example.org")).toBe(2026112409);
+  });
+});
