@@ -488,6 +488,20 @@ export const endUserLogins = (tx: Database, userId: string, now: number) =>
     )
     .run(userId, now);
 
+/** Ends every login of every user (see NOT_MADE_ON_PURPOSE): after a restore. */
+export const endAllLogins = (tx: Database, now: number) =>
+  tx
+    .query(
+      `WITH RECURSIVE family(id) AS (
+         SELECT id FROM credentials WHERE kind IN ('session', 'device')
+         UNION SELECT c.id FROM credentials c JOIN family f ON c.parent_id = f.id WHERE ${NOT_MADE_ON_PURPOSE})
+       UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
+    )
+    .run(now);
+
+/** Revokes one credential as of `at` (a revocation carried over from before a restore), if it is not revoked already. */
+export const revokeAt = (tx: Database, id: string, at: number) => tx.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(at, id);
+
 /** Turns the user's approved device logins that were not yet picked up into denied ones. */
 export const denyApprovedDeviceGrants = (tx: Database, userId: string) => tx.query("UPDATE device_grants SET status = 'denied' WHERE user_id = ? AND status = 'approved'").run(userId);
 
