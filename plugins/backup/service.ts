@@ -11,7 +11,7 @@ import type { AuditActor, AuditRequestContext } from "../../src/audit/event.ts";
 import type { AuditLog } from "../../src/audit/log.ts";
 import type { BuildInfo } from "../../src/build-info.ts";
 import type { Keyring } from "../../src/crypto/keyring.ts";
-import { ConflictError, NotFoundError } from "../../src/errors.ts";
+import { ConflictError, NotFoundError, UnavailableError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Clock } from "../../src/plugin.ts";
 import { RESTORE_MARKER } from "../../src/restore-marker.ts";
@@ -239,12 +239,13 @@ export class BackupService {
       });
       return { name: chosen, path: join(this.directory, chosen), ...created, key, pruned };
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
       deps.log.error("a backup failed", { backup: name ?? null, error });
+      const failure = storageFailure(error, this.directory) ?? error;
+      const reason = failure instanceof Error ? failure.message : String(failure);
       await deps.store
         .write((tx) => deps.audit.record(tx, { action: "backup.create", actor: request.actor, outcome: "failure", resource: name ? { type: "backup", id: name } : null, reason, request: request.request }))
         .catch((auditError) => deps.log.error("could not audit a failed backup", { error: auditError }));
-      throw error;
+      throw failure;
     } finally {
       this.running = undefined;
       keys?.wipe();
@@ -259,7 +260,9 @@ export class BackupService {
     const snapshot = join(this.deps.dataDir, `.backup-snapshot-${crypto.randomUUID()}.db`);
     const partial = join(this.directory, `.${name}.partial`);
     try {
-      await snapshotDatabase(deps.store.path, snapshot);
+      await snapshotDatabase(deps.store.path, snapshot).catch((error) => {
+        throw storageFailure(error, deps.dataDir, "the database snapshot (in the data directory)") ?? error;
+      });
       const facts = readFacts(snapshot);
       if (keys.derivation.kind === "root_key" && facts.root_key_id !== keys.derivation.rootKeyId) {
         throw new RootKeyChangedError(`the root key changed while the backup was taken (a rekey: ${keys.derivation.rootKeyId} → ${facts.root_key_id}); take it again`);
@@ -315,6 +318,34 @@ export class BackupService {
     }
     return removed;
   }
+}
+
+/** What the codes of storage failures mean, in the operator's words. */
+const STORAGE_FAILURES: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EROFS: "a read-only file system",
+  ENOSPC: "no space left on the device",
+  EDQUOT: "the disk quota is used up",
+  EIO: "an I/O error",
+  ENOTDIR: "a part of the path is not a directory",
+  EEXIST: "it is there, and not a directory",
+  SQLITE_FULL: "the disk is full",
+  SQLITE_READONLY: "a read-only file system",
+  SQLITE_IOERR: "an I/O error",
+  SQLITE_CANTOPEN: "the file cannot be made",
+};
+
+/**
+ * A backup that failed because where it is written cannot take it (permissions, a read-only
+ * mount, a full disk) is the operator's to fix, not a bug: an UnavailableError (503) naming the
+ * directory and the code, never a stack. Null for any other failure.
+ */
+function storageFailure(error: unknown, directory: string, what = "the backup directory"): UnavailableError | null {
+  if (error instanceof UnavailableError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || !(code in STORAGE_FAILURES)) return null;
+  return new UnavailableError(`cannot write ${what} ${directory}: ${code} (${STORAGE_FAILURES[code]}); it must be writable by the user Citadel runs as, with space left`);
 }
 
 function readFacts(path: string) {

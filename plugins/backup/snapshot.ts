@@ -34,12 +34,22 @@ self.onmessage = (event) => {
     }
     postMessage({ ok: true, integrity });
   } catch (error) {
-    postMessage({ ok: false, error: String(error && error.message ? error.message : error) });
+    postMessage({ ok: false, error: String(error && error.message ? error.message : error), code: error && typeof error.code === "string" ? error.code : undefined });
   }
 };
 `;
 
-type WorkerAnswer = { ok: true; integrity: string[] } | { ok: false; error: string };
+type WorkerAnswer = { ok: true; integrity: string[] } | { ok: false; error: string; code?: string };
+
+/** The copy failed; `code` is SQLite's (SQLITE_FULL: the data directory's disk is full), when it gave one. */
+export class SnapshotError extends BackupError {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * Copies the database at `source` (open and being written by this process) to `target`, a
@@ -58,7 +68,7 @@ export async function snapshotDatabase(source: string, target: string): Promise<
       worker.onerror = (event) => reject(new BackupError(`the snapshot worker failed: ${event.message}`));
       worker.postMessage({ source, target });
     });
-    if (!answer.ok) throw new BackupError(`could not copy the database: ${answer.error}`);
+    if (!answer.ok) throw new SnapshotError(`could not copy the database: ${answer.error}`, answer.code);
     if (answer.integrity.join() !== "ok") throw new BackupError(`the database copy fails SQLite's integrity check: ${answer.integrity.slice(0, 3).join("; ")}`);
   } finally {
     worker.terminate();

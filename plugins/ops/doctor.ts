@@ -86,6 +86,7 @@ export async function runDoctor(inputs: DoctorInputs): Promise<DoctorReport> {
   checkAudit(inputs, add);
   checkAuditForwardFile(inputs, add);
   checkBackups(inputs, add);
+  checkBackupDir(inputs, add);
 
   const counts = { ok: 0, warn: 0, fail: 0, skip: 0 };
   for (const c of checks) counts[c.status]++;
@@ -584,4 +585,46 @@ function checkBackups({ config, now }: DoctorInputs, add: Add): void {
   const message = `newest backup ${newest.name} is ${age} old (${newest.count} in ${dir})`;
   if (hours > maxAgeHours) add("backup", "warn", `${message}: older than ${maxAgeHours >= 48 ? `${maxAgeHours / 24} days` : `${maxAgeHours} hours`}${schedule}`, "citadel backup (on the running server)");
   else add("backup", "ok", message);
+}
+
+/**
+ * The backup directory must take the backups the server writes there: made by the user Citadel
+ * runs as (the data directory's owner), so judged for that user by the modes — root running
+ * this doctor may write anywhere, which says nothing of the service. Checked when backups are
+ * scheduled (a failure then fails every one) or the directory is set; the default, in the data
+ * directory, is made by the first backup. A directory not there yet is made by the first
+ * backup, so the nearest one that is there must take it.
+ */
+function checkBackupDir({ config }: DoctorInputs, add: Add): void {
+  const backup = sectionOf(config, "backup");
+  const scheduled = backup.enabled === true;
+  if (!scheduled && (stringAt(backup, "dir") ?? "backups") === "backups") return;
+  const dir = backupDir(config);
+  const q = shellQuote(dir);
+  const service = ownerOf(config.data_dir);
+  const existing = nearestExisting(dir);
+  if (!service || existing === null) return add("backup_dir", "warn", `backup directory ${dir}: ${cannotLook(existing === null ? dir : config.data_dir)}`, AS_SERVICE_USER);
+  const status = scheduled ? "fail" : "warn";
+  const runsAs = `the user Citadel runs as (uid ${service.uid}, the owner of ${config.data_dir})`;
+  if (!existing.directory) return add("backup_dir", status, `backup directory ${dir}: ${existing.path} is not a directory, so no backup can be made`, "set [backup] dir to a directory");
+  const fromDataDir = relative(config.data_dir, dir);
+  const outside = fromDataDir === ".." || fromDataDir.startsWith("../");
+  const dropIn = outside ? `; under the installed unit, also: systemctl edit citadel, [Service] ReadWritePaths=${dir}` : "";
+  if (!writableBy(existing.path, service)) {
+    const made = existing.path === dir ? "" : ` (it does not exist; ${existing.path}, where it would be made, is not writable)`;
+    return add("backup_dir", status, `backup directory ${dir} is not writable by ${runsAs}${made}, so no backup can be made`, `install -d -o ${service.uid} -m 700 ${q}${dropIn}`);
+  }
+  add("backup_dir", "ok", `backup directory ${dir} is writable by ${runsAs}${outside ? "; under the installed unit Citadel writes there only with a ReadWritePaths= drop-in" : ""}`);
+}
+
+/** `path` or its nearest ancestor that exists, and whether that is a directory; null when this user cannot look. */
+function nearestExisting(path: string): { path: string; directory: boolean } | null {
+  for (let at = path; ; at = dirname(at)) {
+    try {
+      return { path: at, directory: statSync(at).isDirectory() };
+    } catch (error) {
+      if (!doesNotExist(error)) return null;
+      if (dirname(at) === at) return null;
+    }
+  }
 }

@@ -6,14 +6,14 @@ import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { KERNEL_ACTIONS } from "../../../src/audit/actions.ts";
 import { AuditLog } from "../../../src/audit/log.ts";
 import { verifyAuditChain } from "../../../src/audit/verify.ts";
 import { Keyring, promoteRootKey } from "../../../src/crypto/keyring.ts";
 import { generateRootKey, rootKeyId, rootKeyVerifier } from "../../../src/crypto/root-key.ts";
 import { Seal } from "../../../src/crypto/seal.ts";
-import { ConflictError, SealedError } from "../../../src/errors.ts";
+import { ConflictError, SealedError, UnavailableError } from "../../../src/errors.ts";
 import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
 import { migrate } from "../../../src/store/migrate.ts";
 import { openStore } from "../../../src/store/store.ts";
@@ -243,6 +243,20 @@ describe("a backup on demand", () => {
     await expect(c.service.create({ reason: "scheduled", actor: { kind: "system" } })).rejects.toBeInstanceOf(ConflictError);
     expect(c.actions("backup")).toEqual([{ action: "backup.create", outcome: "failure", resource_id: null, reason: "the key derivation failed" }]);
     expect(newestBackup(c.dataDir, "backups")).toBeNull();
+  });
+
+  test("a backup directory that cannot be written is a 503-like UnavailableError naming it and the code, audited so, never a bare 500 (found in review)", async () => {
+    const blocker = join(mkdtempSync(join(tmpdir(), "citadel-backup-blocked-")), "a-file");
+    dirs.push(dirname(blocker));
+    writeFileSync(blocker, "not a directory");
+    for (const [dir, code] of [[join(blocker, "backups"), "ENOTDIR"], [blocker, "EEXIST"]] as const) {
+      const c = instance({ dir });
+      const error = await c.service.create({ reason: "on_demand", actor: { kind: "operator" } }).catch((e) => e);
+      expect(error).toBeInstanceOf(UnavailableError);
+      expect(error.message).toStartWith(`cannot write the backup directory ${dir}: ${code} (`);
+      expect(error.message).not.toContain("    at ");
+      expect(c.actions("backup")).toEqual([{ action: "backup.create", outcome: "failure", resource_id: null, reason: error.message }]);
+    }
   });
 
   test("two at once run one after the other, and a second within the same second takes the next name", async () => {

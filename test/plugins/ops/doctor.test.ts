@@ -415,6 +415,41 @@ describe("DNS asked where nothing listens (found in review)", () => {
   });
 });
 
+describe("the backup directory must be writable by the user Citadel runs as (found in review: doctor only said there was no backup)", () => {
+  const backupDirCheck = async (data: string, env: Record<string, string>) => find(await checks(data, {}, env), "backup_dir");
+
+  test("not checked with neither a schedule nor a directory set; a writable one passes, also one still to be made", async () => {
+    const data = dataDir();
+    expect(await backupDirCheck(data, {})).toEqual([]);
+    const runsAs = `the user Citadel runs as (uid ${statSync(data).uid}, the owner of ${data})`;
+    expect(await backupDirCheck(data, { CITADEL_BACKUP_ENABLED: "true" })).toEqual([{ check: "backup_dir", status: "ok", message: `backup directory ${data}/backups is writable by ${runsAs}`, fix: null }]);
+    const elsewhere = join(work, "backups-to-be-made", "citadel");
+    const made = (await backupDirCheck(data, { CITADEL_BACKUP_DIR: elsewhere }))[0]!;
+    expect(made.status).toBe("ok");
+    expect(made.message).toStartWith(`backup directory ${elsewhere} is writable by ${runsAs}; under the installed unit`);
+  });
+
+  test("one the service user may not write warns, and fails when backups are scheduled — also when root runs the doctor", async () => {
+    const data = dataDir();
+    if (process.getuid?.() === 0) chownSync(data, 4321, 4321); // the service's, as installed
+    const service = statSync(data).uid;
+    const dir = join(work, "read-only-backups");
+    mkdirSync(dir, { recursive: true });
+    chmodSync(dir, 0o555);
+    const message = `backup directory ${dir} is not writable by the user Citadel runs as (uid ${service}, the owner of ${data}), so no backup can be made`;
+    const fix = `install -d -o ${service} -m 700 ${dir}; under the installed unit, also: systemctl edit citadel, [Service] ReadWritePaths=${dir}`;
+    expect(await backupDirCheck(data, { CITADEL_BACKUP_DIR: dir })).toEqual([{ check: "backup_dir", status: "warn", message, fix }]);
+    expect(await backupDirCheck(data, { CITADEL_BACKUP_DIR: dir, CITADEL_BACKUP_ENABLED: "true" })).toEqual([{ check: "backup_dir", status: "fail", message, fix }]);
+    const below = join(dir, "citadel");
+    expect((await backupDirCheck(data, { CITADEL_BACKUP_DIR: below }))[0]!.message).toBe(
+      `backup directory ${below} is not writable by the user Citadel runs as (uid ${service}, the owner of ${data}) (it does not exist; ${dir}, where it would be made, is not writable), so no backup can be made`,
+    );
+    const file = join(work, "backups-file");
+    writeFileSync(file, "x");
+    expect(await backupDirCheck(data, { CITADEL_BACKUP_DIR: file })).toEqual([{ check: "backup_dir", status: "warn", message: `backup directory ${file}: ${file} is not a directory, so no backup can be made`, fix: "set [backup] dir to a directory" }]);
+  });
+});
+
 describe("audit forwarding to a file: its directory must be there and writable (found in review: under the installed unit, one outside the data directory took EROFS once a minute, unseen)", () => {
   const forwardTo = (file: string) => ({ CITADEL_AUDIT_FORWARD_TO: "file", CITADEL_AUDIT_FORWARD_FILE: file });
   const forwardCheck = async (env: Record<string, string>) => find(await checks(dataDir(), {}, env), "audit_forward");
