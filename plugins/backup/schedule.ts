@@ -4,11 +4,11 @@
  * demand counts. While sealed nothing is due (there is no key); after a failure the next
  * try waits `retryMs` rather than failing in a tight loop.
  */
+import { CLOCK_SKEW_MS, notAhead } from "../../src/backup-clock.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Stop } from "../../src/plugin.ts";
 
-/** How far ahead of the clock a backup's name may be before it is taken for one made while the clock was wrong. */
-export const CLOCK_SKEW_MS = 5 * 60_000;
+export { CLOCK_SKEW_MS };
 
 /**
  * The time of the newest backup that is not dated ahead of `now`: one named while the clock was
@@ -16,7 +16,7 @@ export const CLOCK_SKEW_MS = 5 * 60_000;
  * backup until that date.
  */
 export function newestNotAhead(files: ReadonlyArray<{ time: Date }>, now: number): Date | null {
-  return files.find((f) => f.time.getTime() <= now + CLOCK_SKEW_MS)?.time ?? null;
+  return files.find((f) => notAhead(f.time.getTime(), now))?.time ?? null;
 }
 
 export interface ScheduleOptions {

@@ -5,17 +5,22 @@
  * not the file's mtime, which a copy or restore changes.
  */
 import { readdirSync } from "node:fs";
+import { notAhead } from "../../src/backup-clock.ts";
 
 const BACKUP_NAME = /^citadel-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.backup$/;
 
 export interface BackupSummary {
   count: number;
-  /** When the newest backup was taken (ms since the epoch), or null when there is none. */
+  /**
+   * When the newest backup was taken (ms since the epoch), or null when there is none: the
+   * newest not dated ahead of `now` by more than the backup plugin allows. One named while the
+   * clock was ahead would give a negative age, and the age alert would never fire.
+   */
   newestAt: number | null;
 }
 
-/** The backups in `dir`; a directory that does not exist holds none. */
-export function summarizeBackups(dir: string): BackupSummary {
+/** The backups in `dir` at `now`; a directory that does not exist holds none. */
+export function summarizeBackups(dir: string, now: number): BackupSummary {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -29,7 +34,7 @@ export function summarizeBackups(dir: string): BackupSummary {
     const at = backupTime(name);
     if (at === null) continue;
     count++;
-    if (newestAt === null || at > newestAt) newestAt = at;
+    if (notAhead(at, now) && (newestAt === null || at > newestAt)) newestAt = at;
   }
   return { count, newestAt };
 }

@@ -78,14 +78,15 @@ export function registerApplianceMetrics(k: Kernel<MetricsSettings>): () => void
       },
     }),
 
-    m.onScrape({ name: "citadel_backups", type: "gauge", help: "Backup files (citadel-YYYYMMDDTHHMMSSZ.backup) in the backup directory.", read: () => summarizeBackups(backupDir(k)).count }),
+    m.onScrape({ name: "citadel_backups", type: "gauge", help: "Backup files (citadel-YYYYMMDDTHHMMSSZ.backup) in the backup directory.", read: () => summarizeBackups(backupDir(k), k.clock.now()).count }),
     m.onScrape({
       name: "citadel_backup_age_seconds",
       type: "gauge",
       help: "Seconds since the newest backup was taken (the time in its file name); absent when there is none.",
       read: () => {
-        const { newestAt } = summarizeBackups(backupDir(k));
-        return newestAt === null ? null : ageSeconds(newestAt);
+        const { newestAt } = summarizeBackups(backupDir(k), k.clock.now());
+        // Never below 0: a backup named within the skew allowance ahead of the clock is new, not from the future.
+        return newestAt === null ? null : Math.max(0, ageSeconds(newestAt));
       },
     }),
   ];

@@ -10,6 +10,7 @@ import { readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { createConnection } from "node:net";
 import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
+import { notAhead } from "../../src/backup-clock.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "../../src/config/schema.ts";
 import { leftoverKeyFileWarning, sealMethodMismatch } from "../../src/crypto/key-operations.ts";
@@ -541,26 +542,33 @@ export function backupDir(config: Config): string {
   return isAbsolute(dir) ? dir : join(config.data_dir, dir);
 }
 
-/** The newest backup by the time in its name (not its mtime, which a copy changes); throws when `dir` cannot be read. */
-export function newestBackup(dir: string): { name: string; at: number; count: number } | null {
+/**
+ * The backups in `dir` by the time in their names (not their mtimes, which a copy changes):
+ * the newest not dated ahead of `now` by more than the backup plugin's skew allowance — as its
+ * schedule and the metrics take it — and those that are (named while the clock was ahead).
+ * Throws when `dir` cannot be read.
+ */
+export function newestBackup(dir: string, now: number): { newest: { name: string; at: number } | null; count: number; ahead: string[] } {
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch (error) {
-    if (doesNotExist(error)) return null;
+    if (doesNotExist(error)) return { newest: null, count: 0, ahead: [] };
     throw error;
   }
   let newest: { name: string; at: number } | null = null;
   let count = 0;
+  const ahead: string[] = [];
   for (const name of names) {
     const m = name.match(BACKUP_NAME);
     if (!m) continue;
     count++;
     const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
     const at = Date.UTC(y, mo - 1, d, h, mi, s);
-    if (!newest || at > newest.at) newest = { name, at };
+    if (!notAhead(at, now)) ahead.push(name);
+    else if (!newest || at > newest.at) newest = { name, at };
   }
-  return newest && { ...newest, count };
+  return { newest, count, ahead: ahead.sort() };
 }
 
 function checkBackups({ config, now }: DoctorInputs, add: Add): void {
@@ -570,19 +578,21 @@ function checkBackups({ config, now }: DoctorInputs, add: Add): void {
   const interval = numberAt(backup, "interval_hours");
   const maxAgeHours = scheduled && interval ? 2 * interval : BACKUP_MAX_AGE_DAYS * 24;
   const schedule = scheduled ? "" : " ([backup] enabled = true makes one every interval_hours)";
-  let newest;
+  let found;
   try {
-    newest = newestBackup(dir);
+    found = newestBackup(dir, now);
   } catch {
     return add("backup", "warn", `${cannotLook(dir)}: backups not checked`, AS_SERVICE_USER);
   }
-  if (!newest) return add("backup", "warn", `no backup in ${dir}${schedule}`, "citadel backup (on the running server)");
-  if (newest.at > now + 5 * 60_000) {
-    return add("backup", "warn", `newest backup ${newest.name} is dated in the future (${newest.count} in ${dir}): the clock was ahead when it was made, or is behind now; scheduled backups go by the newest one not ahead of the clock`, "check the clock (timedatectl), then make a backup: citadel backup");
+  const { newest, count, ahead } = found;
+  // Reported besides the newest real backup's age, which they must not hide.
+  if (ahead.length > 0) {
+    add("backup", "warn", `${ahead.length} backup(s) dated in the future (${ahead.at(-1)}${ahead.length > 1 ? ", ..." : ""}): the clock was ahead when they were made, or is behind now; they do not count as the newest (scheduled backups go by the newest one not ahead of the clock)`, "check the clock (timedatectl)");
   }
-  const hours = (now - newest.at) / 3_600_000;
+  if (!newest) return add("backup", "warn", `no backup in ${dir}${ahead.length > 0 ? " not dated in the future" : ""}${schedule}`, "citadel backup (on the running server)");
+  const hours = Math.max(0, now - newest.at) / 3_600_000; // (a backup within the skew allowance is "0.0 hours" old)
   const age = hours < 48 ? `${hours.toFixed(1)} hours` : `${(hours / 24).toFixed(1)} days`;
-  const message = `newest backup ${newest.name} is ${age} old (${newest.count} in ${dir})`;
+  const message = `newest backup ${newest.name} is ${age} old (${count} in ${dir})`;
   if (hours > maxAgeHours) add("backup", "warn", `${message}: older than ${maxAgeHours >= 48 ? `${maxAgeHours / 24} days` : `${maxAgeHours} hours`}${schedule}`, "citadel backup (on the running server)");
   else add("backup", "ok", message);
 }

@@ -185,6 +185,17 @@ describe("GET /metrics", () => {
       f = await scrape(c);
       expect(sampleValue(f, "citadel_backups")).toBe(1);
       expect(sampleValue(f, "citadel_backup_age_seconds")).toBe((c.clock.now() - Date.UTC(2026, 0, 5)) / 1000);
+
+      // Named while the clock was ahead: counted, but the age is the newest real backup's, never
+      // negative, so the documented alert still fires (found in review).
+      writeFileSync(join(data, "elsewhere", "citadel-20990101T000000Z.backup"), "x");
+      f = await scrape(c);
+      expect(sampleValue(f, "citadel_backups")).toBe(2);
+      expect(sampleValue(f, "citadel_backup_age_seconds")).toBe((c.clock.now() - Date.UTC(2026, 0, 5)) / 1000);
+      // Within the backup plugin's skew allowance: the newest, and 0 seconds old.
+      const soon = new Date(c.clock.now() + 60_000).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+      writeFileSync(join(data, "elsewhere", `citadel-${soon}.backup`), "x");
+      expect(sampleValue(await scrape(c), "citadel_backup_age_seconds")).toBe(0);
     } finally {
       config.data_dir = saved.dataDir;
       config.backup = saved.backup;
