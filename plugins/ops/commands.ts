@@ -15,6 +15,17 @@ import { embeddedSbom, sbomText } from "./sbom.ts";
 import { MESH_STATE_DIR, sovereigntyReport, type SovereigntyReport } from "./sovereignty.ts";
 import { databasePath, isNotADatabase, type DatabaseProblem } from "./store.ts";
 
+/** The config file this command's configuration came from (or would come from), as main.ts finds it. */
+function configFileOf(ctx: CommandContext): string {
+  return locateConfigFile({
+    env: ctx.env,
+    configFlag: typeof ctx.options.config === "string" ? ctx.options.config : undefined,
+    dataFlag: typeof ctx.options.data === "string" ? ctx.options.data : undefined,
+    cwd: process.cwd(),
+    installedConfig: INSTALLED_CONFIG_FILE,
+  }).path;
+}
+
 export const opsCommands: Command[] = [
   {
     words: ["doctor"],
@@ -23,7 +34,8 @@ export const opsCommands: Command[] = [
       const { config } = commandConfig(ctx);
       const login = storedLogin(ctx, config);
       const server = await askLocalServer(config, login.token);
-      const report = await withDatabase(config, (db, databaseProblem) => runDoctor({ config, server, db, databaseProblem, now: systemClock.now(), run: runProgram }));
+      const configPath = configFileOf(ctx);
+      const report = await withDatabase(config, (db, databaseProblem) => runDoctor({ config, configPath, server, db, databaseProblem, now: systemClock.now(), run: runProgram }));
       if (login.problem) addCheck(report, { check: "cli_login", status: "fail", message: login.problem, fix: `chmod 600 ${credentialsPath(ctx.configHome)}` });
       if (ctx.json) ctx.out(JSON.stringify(report, null, 2));
       else printDoctor((line) => ctx.out(line), report);

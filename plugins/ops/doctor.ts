@@ -49,6 +49,8 @@ export interface DoctorInputs {
   /** False when the plugins' sections are known from the file alone (see config.ts). */
   /** What the running server said (local-server.ts). */
   server: ServerView;
+  /** The config file that was read (or would be): its modes are checked when it lies outside the data directory. */
+  configPath?: string;
   /** The database, read-only, or null when there is none. */
   db: Database | null;
   /** Why db is null although the file is there (null or absent: it is not there). */
@@ -78,6 +80,7 @@ export async function runDoctor(inputs: DoctorInputs): Promise<DoctorReport> {
   checkKeptRootKeys(inputs, add, covered);
   checkTls(inputs, add, covered);
   checkFileModes(inputs, add, covered);
+  checkConfigFile(inputs, add);
   checkServer(inputs, add);
   checkKeys(inputs, add);
   checkDisk(inputs, add);
@@ -144,6 +147,46 @@ function checkFileModes({ config }: DoctorInputs, add: Add, covered: Set<string>
   if (unreadable.length > 0) add("file_mode", "warn", cannotLook(unreadable[0]!), AS_SERVICE_USER);
   else if (problems === 0) add("file_mode", "ok", `${files} files under ${config.data_dir}, all owner-only (0600 or stricter)`);
 }
+
+/**
+ * The config file decides where Citadel listens, how it unseals, where backups and the audit
+ * log go: whoever may write it (or replace it, by writing its directory) controls the next
+ * start. In the data directory the sweep of file modes covers it; elsewhere (the installed
+ * /etc/citadel/citadel.toml, root:citadel 0640 in a 0750 directory) it is checked here. Read
+ * access for the group is how the installed service reads it, so only write access is judged.
+ */
+function checkConfigFile({ config, configPath }: DoctorInputs, add: Add): void {
+  if (!configPath || !outsideOf(config.data_dir, configPath)) return;
+  const file = pathInfo(configPath, { followLink: true });
+  if (file.kind === "missing") return;
+  if (file.kind === "unreadable") return add("config_file", "warn", cannotLook(configPath), AS_SERVICE_USER);
+  const dir = dirname(configPath);
+  let problems = 0;
+  for (const [path, mode, what] of [
+    [configPath, file.mode, "the config file"],
+    [dir, directoryMode(dir), "the config file's directory"],
+  ] as const) {
+    if (mode === null || (mode & 0o022) === 0) continue;
+    problems++;
+    add("config_file", "fail", `${what} ${path} is writable by group or others (mode ${octal(mode & 0o777)}): they could change how Citadel starts (listeners, seal, key file)`, `chmod go-w ${shellQuote(path)}`);
+  }
+  if (problems === 0) add("config_file", "ok", `${configPath} (mode ${octal(file.mode)}) and its directory are writable by their owner only`);
+}
+
+/** A directory's mode (null when it cannot be read); a sticky one (/tmp) lets nobody replace another's file, so its bits for others do not count. */
+function directoryMode(dir: string): number | null {
+  try {
+    const { mode } = statSync(dir);
+    return (mode & 0o1000) !== 0 ? mode & 0o7755 : mode & 0o777;
+  } catch {
+    return null;
+  }
+}
+
+const outsideOf = (dir: string, path: string) => {
+  const from = relative(dir, path);
+  return from === ".." || from.startsWith("../") || isAbsolute(from);
+};
 
 /**
  * `citadel serve` starts only with the seal method of the active root key or of a pending one

@@ -424,6 +424,35 @@ describe("DNS asked where nothing listens (found in review)", () => {
   });
 });
 
+describe("a config file outside the data directory: neither it nor its directory writable by group or others (found in review: a 0666 /etc/citadel/citadel.toml passed)", () => {
+  test("fails for the file and for its directory, with the chmod that fixes each; a sticky directory (/tmp) and owner-only modes pass", async () => {
+    const data = dataDir();
+    const etc = join(work, "etc-citadel");
+    mkdirSync(etc, { recursive: true });
+    chmodSync(etc, 0o750);
+    const file = join(etc, "citadel.toml");
+    writeFileSync(file, "");
+    chmodSync(file, 0o666);
+    const configCheck = async () => find(await checks(data, { configPath: file }), "config_file");
+    expect(await configCheck()).toEqual([
+      { check: "config_file", status: "fail", message: `the config file ${file} is writable by group or others (mode 0666): they could change how Citadel starts (listeners, seal, key file)`, fix: `chmod go-w ${file}` },
+    ]);
+    // As `citadel doctor` finds it (--config or CITADEL_CONFIG): exit code 1.
+    const { code, report } = await doctor(data, { env: { CITADEL_CONFIG: file } });
+    expect([code, find(report, "config_file").map((c) => c.status)]).toEqual([1, ["fail"]]);
+    chmodSync(file, 0o640);
+    expect(await configCheck()).toEqual([{ check: "config_file", status: "ok", message: `${file} (mode 0640) and its directory are writable by their owner only`, fix: null }]);
+    chmodSync(etc, 0o777);
+    expect(await configCheck()).toEqual([
+      { check: "config_file", status: "fail", message: `the config file's directory ${etc} is writable by group or others (mode 0777): they could change how Citadel starts (listeners, seal, key file)`, fix: `chmod go-w ${etc}` },
+    ]);
+    chmodSync(etc, 0o1777);
+    expect((await configCheck())[0]!.status).toBe("ok");
+    // In the data directory the sweep of file modes judges it.
+    expect(find(await checks(data, { configPath: join(data, "citadel.toml") }), "config_file")).toEqual([]);
+  });
+});
+
 describe("the backup directory must be writable by the user Citadel runs as (found in review: doctor only said there was no backup)", () => {
   const backupDirCheck = async (data: string, env: Record<string, string>) => find(await checks(data, {}, env), "backup_dir");
 
