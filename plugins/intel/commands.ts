@@ -1,6 +1,7 @@
 /**
  * CLI: citadel intel status | ip <ip> | decisions [--lift IP] | allow <cidr> | deny <cidr> |
- * manual [--remove ID] | lists | list import <name> <file> --weight N | list delete <name>.
+ * manual [--remove ID] | lists | list import <name> <file>|--url URL --weight N | list delete <name> |
+ * policy | policy set <file>.
  * All for operators.
  */
 import { readFileSync } from "node:fs";
@@ -143,26 +144,67 @@ export const intelCommands: Command[] = [
   },
   {
     words: ["intel", "list", "import"],
-    summary: "Create or replace a reputation list from a file (plain, FireHOL netset, Spamhaus DROP)",
-    args: "<name> <file>",
+    summary: "Create or replace a reputation list from a file, or from an https URL the server fetches again every --refresh-minutes (plain, FireHOL netset, Spamhaus DROP)",
+    args: "<name> <file|-> | <name> --url URL",
     maxArgs: 2,
-    options: { weight: { type: "string", description: "Score points for an address on the list (required)" } },
+    options: {
+      weight: { type: "string", description: "Score points for an address on the list (required)" },
+      url: { type: "string", description: "Fetch the list from this https URL (the server fetches it, now and at every refresh)" },
+      "refresh-minutes": { type: "string", description: "With --url: how often it is fetched again (15-10080; default: the server's)" },
+      format: { type: "string", description: "auto (default), plain, firehol or spamhaus" },
+    },
     async run(ctx) {
-      needArgs(ctx, 2, "citadel intel list import <name> <file> --weight N");
+      const url = typeof ctx.options.url === "string" ? ctx.options.url : undefined;
+      needArgs(ctx, url === undefined ? 2 : 1, "citadel intel list import <name> <file> --weight N, or <name> --url URL --weight N");
+      if (url !== undefined && ctx.args.length > 1) throw new UsageError("give the list's file or --url, not both");
       const weight = integerOption(ctx, "weight", 0, 100);
       if (weight === undefined) throw new UsageError("--weight: the score points of the list (0-100)");
-      const content = ctx.args[1] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[1]!, "utf8");
+      const refreshMinutes = integerOption(ctx, "refresh-minutes", 15, 10_080);
+      if (refreshMinutes !== undefined && url === undefined) throw new UsageError("--refresh-minutes is for a list fetched from --url");
+      const format = choiceOption(ctx, "format", ["auto", "plain", "firehol", "spamhaus"] as const);
+      const source = url !== undefined ? { url, ...(refreshMinutes !== undefined ? { refresh_minutes: refreshMinutes } : {}) } : { content: ctx.args[1] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[1]!, "utf8") };
       const api = await ctx.api();
       const r = await api.request<{ name: string; entries: number; bad_lines: number; format: string; bad_lines_shown?: Array<{ line: number; text: string; problem: string }> }>(
         "PUT",
         `/v1/intel/lists/${encodeURIComponent(ctx.args[0]!)}`,
-        { weight, content },
+        { weight, ...source, ...(format !== undefined ? { format } : {}) },
       );
       // The bad lines by number, as the API names them (the first few): what to fix in the file.
       const bad = (r.bad_lines_shown ?? []).map((b) => `\n  line ${b.line}: ${b.problem}: ${b.text}`).join("");
       const shown = r.bad_lines_shown?.length ?? 0; // (a server before this field sends none)
       const more = r.bad_lines > shown ? `\n  (and ${r.bad_lines - shown} more)` : "";
       print(ctx, r, `${r.name}: ${r.entries} entries (${r.format})${r.bad_lines ? `, ${r.bad_lines} bad lines skipped:${bad}${more}` : ""}`);
+      return 0;
+    },
+  },
+  {
+    words: ["intel", "policy"],
+    summary: "The shield's policy in force: points by country, ASN, anonymity and behaviour, the thresholds (policy set FILE changes it)",
+    maxArgs: 0,
+    async run(ctx) {
+      const api = await ctx.api();
+      const policy = await api.request<Record<string, unknown>>("GET", "/v1/intel/policy");
+      print(ctx, policy, JSON.stringify(policy, null, 2)); // nested maps: JSON reads best
+      return 0;
+    },
+  },
+  {
+    words: ["intel", "policy", "set"],
+    summary: "Set the points by country, ASN, anonymity and behaviour from a JSON file (- for standard input), as PUT /v1/intel/policy takes it",
+    args: "<file|->",
+    maxArgs: 1,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel intel policy set <file|->");
+      const text = ctx.args[0] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[0]!, "utf8");
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new UsageError(`${ctx.args[0] === "-" ? "standard input" : ctx.args[0]} is not JSON: give an object such as {"countries": {"XX": 30}}`);
+      }
+      const api = await ctx.api();
+      const policy = await api.request<Record<string, unknown>>("PUT", "/v1/intel/policy", body);
+      print(ctx, policy, `policy set:\n${JSON.stringify(policy, null, 2)}`);
       return 0;
     },
   },

@@ -46,3 +46,34 @@ describe("intel ip (found in review: the DNS channel was not shown)", () => {
     );
   });
 });
+
+describe("intel list import --url and intel policy (an operator had no CLI for either)", () => {
+  test("--url sends the URL, refresh and format for the server to fetch; a file and --url together, or a refresh without a URL, are usage errors", async () => {
+    const answer = () => ({ name: "fh", entries: 10, format: "firehol", bad_lines: 0, bad_lines_shown: [] });
+    const run = await runCommand(intelCommands, "intel list import", { args: ["fh"], options: { weight: "40", url: "https://lists.example/level1.netset", "refresh-minutes": "60", format: "firehol" }, answer });
+    expect([run.code, run.stdout]).toEqual([0, "fh: 10 entries (firehol)\n"]);
+    expect(run.requests).toEqual([{ method: "PUT", path: "/v1/intel/lists/fh", body: { weight: 40, url: "https://lists.example/level1.netset", refresh_minutes: 60, format: "firehol" }, confirmed: false }]);
+    const both = await runCommand(intelCommands, "intel list import", { args: ["fh", "file.txt"], options: { weight: "40", url: "https://lists.example/x" } });
+    expect([both.code, both.error?.message, both.requests]).toEqual([2, "give the list's file or --url, not both", []]);
+    const refresh = await runCommand(intelCommands, "intel list import", { args: ["fh", "file.txt"], options: { weight: "40", "refresh-minutes": "60" } });
+    expect([refresh.code, refresh.error?.message]).toEqual([2, "--refresh-minutes is for a list fetched from --url"]);
+  });
+
+  test("policy shows the policy in force; policy set sends a JSON file as it is, and refuses one that is not JSON", async () => {
+    const policy = { shadow: false, countries: { XX: 30 }, asns: {}, anonymous: { tor: 40 }, behaviour: {}, thresholds: { throttle: 40, refuse: 70, drop: 90 }, decision_minutes: 15 };
+    const shown = await runCommand(intelCommands, "intel policy", { answer: () => policy });
+    expect([shown.code, JSON.parse(shown.stdout), shown.requests.map((r) => `${r.method} ${r.path}`)]).toEqual([0, policy, ["GET /v1/intel/policy"]]);
+    const dir = mkdtempSync(join(tmpdir(), "citadel-intel-policy-"));
+    try {
+      const file = join(dir, "policy.json");
+      writeFileSync(file, '{"countries": {"XX": 30}}');
+      const set = await runCommand(intelCommands, "intel policy set", { args: [file], answer: () => policy });
+      expect([set.code, set.requests]).toEqual([0, [{ method: "PUT", path: "/v1/intel/policy", body: { countries: { XX: 30 } }, confirmed: false }]]);
+      writeFileSync(file, "countries: XX");
+      const bad = await runCommand(intelCommands, "intel policy set", { args: [file] });
+      expect([bad.code, bad.error?.message, bad.requests]).toEqual([2, `${file} is not JSON: give an object such as {"countries": {"XX": 30}}`, []]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
