@@ -101,9 +101,20 @@ export const intelCommands: Command[] = [
   },
   {
     words: ["intel", "decisions"],
-    summary: "Decisions in force (--lift IP ends one early)",
-    options: { lift: { type: "string", description: "End the decision on this address" } },
+    summary: "Decisions in force (--lift IP ends one early; --lift-all --yes ends them all)",
+    options: {
+      lift: { type: "string", description: "End the decision on this address" },
+      "lift-all": { type: "boolean", description: "End every decision in force (after fixing a policy that made them wrongly; needs --yes)" },
+      yes: { type: "boolean", description: "Yes, end every decision in force" },
+    },
     async run(ctx) {
+      if (ctx.options["lift-all"] === true) {
+        if (typeof ctx.options.lift === "string") throw new UsageError("--lift or --lift-all, not both");
+        if (ctx.options.yes !== true) throw new UsageError("this ends every decision in force, and forgets what their addresses did: add --yes");
+        const r = await (await ctx.api()).request<{ lifted: number }>("DELETE", "/v1/intel/decisions", undefined, { confirmed: true });
+        print(ctx, r, `${r.lifted} decision(s) lifted`);
+        return 0;
+      }
       const api = await ctx.api();
       if (typeof ctx.options.lift === "string") {
         await api.request("DELETE", `/v1/intel/decisions/${encodeURIComponent(ctx.options.lift)}`);

@@ -6,7 +6,7 @@
  * from the HTTP guard, and floods from the DNS server (the dns plugin's gate and observer). Operators manage it
  * through /v1/intel and `citadel intel`.
  */
-import { Elysia } from "elysia";
+import { Elysia, t } from "elysia";
 import type { AuditEventInput } from "../../src/audit/event.ts";
 import { UnavailableError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
@@ -103,6 +103,14 @@ export const intelPlugin = definePlugin<IntelSettings>({
       .get("/status", () => intelOf(k).status(), { response: m.Status, detail: { summary: "The shield's state: geo databases (licence, date), lists, decisions, verdicts given (operators)", tags, ...READ } })
       .get("/ip/:ip", ({ params }) => intelOf(k).ip(params.ip), { response: m.IpReport, detail: { summary: "What is known about an address: country, ASN, lists, score with reasons, and what the shield does with it (operators)", tags, ...READ } })
       .get("/decisions", () => intelOf(k).decisions(), { response: m.DecisionList, detail: { summary: "Decisions in force (operators)", tags, ...READ } })
+      .delete(
+        "/decisions",
+        async ({ request }) => ({ lifted: await intelOf(k).liftAll(caller(request)) }),
+        {
+          response: t.Object({ lifted: t.Integer({ description: "How many decisions were ended" }) }),
+          detail: { summary: "End every decision in force early, after a policy that made them wrongly is fixed (operators; asks for confirmation)", tags, ...access({ operator: true, scope: "intel:write", confirm: true }) },
+        },
+      )
       .delete(
         "/decisions/:ip",
         async ({ params, request }) => {

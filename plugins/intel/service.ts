@@ -321,6 +321,13 @@ export class IntelService {
     for (const decision of lifted) await this.recordDecision("lift", decision, caller);
   }
 
+  /** Ends every decision in force early, each audited as lifted; how many. */
+  async liftAll(caller: Caller): Promise<number> {
+    const lifted = this.shield.liftAll();
+    for (const decision of lifted) await this.recordDecision("lift", decision, caller);
+    return lifted.length;
+  }
+
   // --- manual allow and deny --------------------------------------------------------------
 
   private manualEntries(): ManualEntry[] {

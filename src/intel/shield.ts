@@ -432,6 +432,16 @@ export class Shield {
     return lifted;
   }
 
+  /**
+   * Ends every decision in force early (an operator fixed a policy that made them wrongly), and
+   * forgets what their targets did, as lifting each would. Those already ended are reported
+   * as expired, not lifted.
+   */
+  liftAll(): Decision[] {
+    const targets = [...this.decisions.all.values(), ...this.decisions.dns.values()].map((d) => d.target);
+    return [...new Set(targets)].flatMap((target) => this.lift(target));
+  }
+
   /** Expires what is due (a timer calls it): each expiry is reported. */
   sweep(): void {
     const now = this.options.now();

@@ -488,6 +488,21 @@ describe("policy, manual entries, status", () => {
     }
   });
 
+  test("lifting every decision (after a policy that made them wrongly is fixed): asks for confirmation, ends each of both scopes, audits each", async () => {
+    const shield = intelOf(c.kernel as never).shield;
+    for (let i = 0; i < 20; i++) shield.observe("198.51.100.31", "failed_login");
+    shield.observe("192.0.2.98", "dns_rate_limited", 200);
+    expect([shield.decide("198.51.100.31", "http"), shield.decide("192.0.2.98", "dns")]).not.toContain("allow"); // (what the earlier tests' policy makes of them)
+    const ask = await c.send("DELETE", "/v1/intel/decisions", operator);
+    expect(ask.status).toBe(428);
+    const done = await c.send("DELETE", "/v1/intel/decisions", operator, { headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+    expect([done.status, done.body]).toEqual([200, { lifted: 2 }]);
+    expect((await c.send("GET", "/v1/intel/decisions", operator)).body.items).toEqual([]);
+    expect([shield.decide("198.51.100.31", "http"), shield.decide("192.0.2.98", "dns")]).toEqual(["allow", "allow"]); // what they did is forgotten too
+    const lifts = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'intel.decision.lift' ORDER BY seq DESC LIMIT 2").all() as Array<{ reason: string }>;
+    expect(lifts.map((e) => e.reason.replace(/^\w+ /, "")).sort()).toEqual(["192.0.2.98 lifted", "198.51.100.31 lifted"]);
+  });
+
   test("lifting a decision: a target that is no address or CIDR is a 422 naming it; a valid one with nothing in force 404", async () => {
     const bad = await c.send("DELETE", "/v1/intel/decisions/not-an-ip", operator);
     expect(bad.status).toBe(422);

@@ -77,3 +77,10 @@ describe("intel list import --url and intel policy (an operator had no CLI for e
     }
   });
 });
+
+test("intel decisions --lift-all needs --yes, then ends them all through the confirmed route", async () => {
+  const refused = await runCommand(intelCommands, "intel decisions", { options: { "lift-all": true } });
+  expect([refused.code, refused.error?.message, refused.requests]).toEqual([2, "this ends every decision in force, and forgets what their addresses did: add --yes", []]);
+  const done = await runCommand(intelCommands, "intel decisions", { options: { "lift-all": true, yes: true }, answer: () => ({ lifted: 3 }) });
+  expect([done.code, done.stdout, done.requests]).toEqual([0, "3 decision(s) lifted\n", [{ method: "DELETE", path: "/v1/intel/decisions", body: undefined, confirmed: true }]]);
+});
