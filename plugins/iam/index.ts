@@ -173,7 +173,9 @@ export const iamPlugin = definePlugin<IamSettings>({
             await iam.logout(caller(request), body.everywhere === true);
             return { ok: true as const };
           },
-          { body: m.LogoutRequest, response: m.Done, detail: firstSteps("End this session, or every session") },
+          // Any credential may end itself, whatever its scopes (a CLI login made without iam:self
+          // could not be logged out by `citadel login` replacing it); every session needs a session.
+          { body: m.LogoutRequest, response: m.Done, detail: { summary: "End this session, or every session", tags: ["iam: me"], ...access({ anyScope: true, beforePasswordChange: true }) } },
         )
         .get("/me", ({ request }) => iam.me(principalOf(request)), { response: m.Me, detail: firstSteps("Who am I: account, MFA, organizations") })
         .get("/me/sessions", ({ request }) => iso(iam.sessions(principalOf(request))), { response: m.SessionList, detail: self("My sessions") })

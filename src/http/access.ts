@@ -32,6 +32,12 @@ export interface AccessSpec {
   org?: string;
   /** Name of the path parameter that holds the target workspace's id. */
   workspace?: string;
+  /**
+   * Any valid credential, whatever its scopes: for what a credential does to itself alone
+   * (logging itself out — ending a token is never a privilege to withhold, as Vault's
+   * revoke-self). Its organization's rules still apply.
+   */
+  anyScope?: true;
   /** Appliance operators only (seal, keys, audit verification). */
   operator?: true;
   /** Destructive: the first call answers 428 with a confirmation token to send back. */
@@ -53,7 +59,8 @@ export const ACCESS_KEY = "x-citadel-access";
 
 /** The `detail` fragment that declares a route's access (shown in the OpenAPI document too). */
 export function access(spec: AccessSpec): { [ACCESS_KEY]: AccessSpec; security?: Array<Record<string, string[]>> } {
-  if (!spec.public && !spec.scope && !spec.operator) throw new Error("a route's access needs a scope, operator, or public");
+  if (!spec.public && !spec.scope && !spec.operator && !spec.anyScope) throw new Error("a route's access needs a scope, operator, anyScope or public");
+  if (spec.anyScope && (spec.scope || spec.org || spec.workspace || spec.operator)) throw new Error("anyScope is for a credential acting on itself alone: no scope, organization, workspace or operator");
   if (spec.loopbackPublic && spec.public) throw new Error("loopbackPublic is for routes that are not public to everyone");
   // (That noReadSnapshot is only on GETs at fixed paths is checked where routes are known: withoutReadSnapshot.)
   return spec.public ? { [ACCESS_KEY]: spec, security: [] } : { [ACCESS_KEY]: spec, security: [{ bearer: spec.scope ? [spec.scope] : [] }] };

@@ -37,3 +37,15 @@ test("a password change and a recovery end logins; PATs made with them stay, wit
   expect(revoked).toEqual([{ kind: "pat", revoked: 0 }, { kind: "workload", revoked: 0 }]);
   await c.stop();
 });
+
+test("any credential may log itself out, whatever its scopes; logging out everywhere still needs a login session", async () => {
+  const c = await testCitadel();
+  const session = await c.login(c.owner.email, c.owner.password);
+  const narrow = (await c.send("POST", "/v1/iam/me/tokens", session, { json: { name: "narrow", scopes: ["system:read"] } })).body.token as string;
+  expect((await c.send("GET", "/v1/iam/me", narrow)).status).toBe(403); // no iam:self
+  expect((await c.send("POST", "/v1/iam/logout", narrow, { json: { everywhere: true } })).status).toBe(403);
+  expect((await c.send("POST", "/v1/iam/logout", narrow, { json: {} })).status).toBe(200);
+  expect((await c.send("GET", "/v1/system/info", narrow)).status).toBe(401);
+  expect((await c.send("GET", "/v1/system/info", session)).status).toBe(200); // its maker stays
+  await c.stop();
+});
