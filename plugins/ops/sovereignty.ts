@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
+import { redactedUrl } from "../../src/intel/lists.ts";
 import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { backupDir, describeCertificateKey, keyAges } from "./doctor.ts";
 import type { KeyAges } from "./key-ages.ts";
@@ -130,7 +131,7 @@ function outboundDestinations({ config, db, meshStateDir }: SovereigntyInputs): 
     const permitted = allowed === undefined ? null : allowed.some((prefix) => underPrefix(hook.url, prefix));
     out.push({
       kind: "secrets_webhook",
-      destination: hook.url,
+      destination: originOf(hook.url), // a hook's path may hold its secret (Slack's do): the host is where data goes
       active: permitted !== false,
       detail: `webhook ${hook.id} of workspace ${hook.workspace_id}: HTTPS POST of change events (names and versions, never values), signed HMAC-SHA256${permitted === false ? "; not under secrets.webhook_allowed_urls, so deliveries are refused" : ""}`,
     });
@@ -141,7 +142,7 @@ function outboundDestinations({ config, db, meshStateDir }: SovereigntyInputs): 
     out.push({ kind: "dns_resolver_upstream", destination: upstream, active: resolverOn, detail: resolverOn ? "the filtering resolver forwards the names it does not host or block here (DNS over UDP/TCP, unencrypted)" : "configured, but unused: the resolver has no listener (dns.resolver_udp/resolver_tcp)" });
   }
   for (const list of db ? listSources(db) : []) {
-    out.push({ kind: "reputation_list", destination: list.url, active: true, detail: `reputation list ${list.name}, fetched${list.refresh_minutes ? ` every ${list.refresh_minutes} minutes` : " when imported"} (HTTPS GET)` });
+    out.push({ kind: "reputation_list", destination: redactedUrl(list.url), active: true, detail: `reputation list ${list.name}, fetched${list.refresh_minutes ? ` every ${list.refresh_minutes} minutes` : " when imported"} (HTTPS GET)` });
   }
   for (const s of db ? secondaries(db) : []) {
     out.push({ kind: "dns_notify", destination: `${s.address.includes(":") ? `[${s.address}]` : s.address}:${s.notify_port}`, active: true, detail: `DNS secondary ${s.name}: NOTIFY after each zone change (UDP, TSIG-signed); it transfers zones in from there` });
@@ -281,5 +282,14 @@ function certificate(config: Config): SovereigntyReport["keys"]["tls_certificate
     return { key: describeCertificateKey(cert), not_before: new Date(cert.validFrom).toISOString(), not_after: new Date(cert.validTo).toISOString(), fingerprint_sha256: cert.fingerprint256 };
   } catch {
     return null;
+  }
+}
+
+/** A webhook URL's origin (scheme, host, port): what a report handed to an auditor needs, without a path that may be a secret. */
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "(not a URL)";
   }
 }

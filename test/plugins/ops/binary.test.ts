@@ -94,14 +94,14 @@ test("sovereignty report: the webhook made through the API and the resolver's up
   const report = JSON.parse(stdout) as SovereigntyReport;
   expect(report.outbound.none).toBe(false);
   expect(report.outbound.destinations.map((d) => [d.kind, d.destination, d.active])).toEqual([
-    ["secrets_webhook", "https://hooks.example.test/citadel", true],
+    ["secrets_webhook", "https://hooks.example.test", true],
     ["dns_resolver_upstream", "192.0.2.53:53", true],
   ]);
   expect(report.keys.ages?.source).toBe("server");
   expect(report.keys.signing_keys.map((k) => k.purpose)).toEqual(["audit checkpoints"]);
   expect(report.dependencies.sbom).toContain("made at build time, embedded in the binary");
   const text = (await ops(["sovereignty", "report"], { CITADEL_TOKEN: token })).stdout;
-  expect(text).toContain("secrets webhook: https://hooks.example.test/citadel\n");
+  expect(text).toContain("secrets webhook: https://hooks.example.test\n");
   expect(text).toContain("dns resolver upstream: 192.0.2.53:53\n");
 });
 

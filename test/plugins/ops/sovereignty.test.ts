@@ -92,7 +92,7 @@ describe("outbound connections", () => {
     expect(await run("sovereignty report", dir, { env: upstreams })).toContain("  (unused) dns resolver upstream: 192.0.2.53:53\n");
   });
 
-  test("a webhook is listed with its URL; one outside the allowed prefixes is listed as refused", async () => {
+  test("a webhook is listed by its origin (its path may hold its secret); one outside the allowed prefixes is listed as refused", async () => {
     const dir = dataDir();
     const hook = (id: string, url: string) => insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES (?, 'ws_1', ?, ?, 0, 'u_1')", id, url, new Uint8Array(8));
     hook("wh_1", "https://hooks.example.test/citadel/deploy");
@@ -102,18 +102,20 @@ describe("outbound connections", () => {
     expect(r.outbound.none).toBe(false);
     expect(r.outbound.webhook_allowed_prefixes).toEqual(["https://hooks.example.test/citadel"]);
     expect(r.outbound.destinations.map((d) => [d.kind, d.destination, d.active])).toEqual([
-      ["secrets_webhook", "https://elsewhere.example.test/x", false],
-      ["secrets_webhook", "https://hooks.example.test/citadel/deploy", true],
+      ["secrets_webhook", "https://elsewhere.example.test", false],
+      ["secrets_webhook", "https://hooks.example.test", true],
     ]);
     expect(r.outbound.destinations[0]!.detail).toContain("deliveries are refused");
     const text = await run("sovereignty report", dir, { env: { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "https://hooks.example.test/citadel" } });
-    expect(text).toContain("secrets webhook: https://hooks.example.test/citadel/deploy\n");
+    expect(text).toContain("secrets webhook: https://hooks.example.test\n");
+    expect(text).not.toContain("/citadel/deploy");
     expect(text).not.toContain("none: nothing leaves this host");
   });
 
   test("reputation lists fetched from a URL, DNS secondaries sent NOTIFY, and the mesh control plane of a node", async () => {
     const dir = dataDir();
-    insert(dir, "INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES ('drop', 50, 'spamhaus', 'https://lists.example.test/drop.txt', 1440, '', 0, 0, 0)");
+    // A list URL's credentials and query (an API key) are not shown (found in review).
+    insert(dir, "INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES ('drop', 50, 'spamhaus', 'https://user:hunter2@lists.example.test/drop.txt?api_key=SECRETKEY', 1440, '', 0, 0, 0)");
     insert(dir, "INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES ('inline', 10, 'plain', NULL, NULL, '192.0.2.0/24', 1, 0, 0)");
     insert(dir, "INSERT INTO dns_tsig_keys (name, algorithm, secret, created_at) VALUES ('transfer.', 'hmac-sha256', x'00', 0)");
     insert(dir, "INSERT INTO dns_secondaries (name, address, notify_port, tsig_key, zones, created_at) VALUES ('ns2', '2001:db8::2', 53, 'transfer.', NULL, 0)");
