@@ -63,6 +63,20 @@ function utf8Text(bytes: ArrayBuffer | Uint8Array, what: string): string {
   }
 }
 
+/**
+ * The link `share open` opens: its argument, or — without one, or with "-" — asked for at a
+ * terminal (not echoed) or read as the first line of standard input. A link's key is a secret:
+ * on a command line it sits in shell history and, while the command runs, in the process list.
+ */
+async function shareLink(ctx: CommandContext): Promise<string> {
+  const given = ctx.args[0];
+  if (given !== undefined && given !== "-") return given;
+  if (ctx.options["passphrase-file"] === "-" && !process.stdin.isTTY) throw new UsageError("--passphrase-file -: standard input carries the link; give the passphrase in a file");
+  const link = (await secretPrompter()("Share link: ")).trim();
+  if (link === "") throw new UsageError("give the share link (an argument, or on standard input)");
+  return link;
+}
+
 async function passphrase(ctx: CommandContext, prompt = "End-to-end encryption passphrase: "): Promise<string> {
   const file = ctx.options["passphrase-file"];
   if (typeof file === "string") return await readPassphraseFile(file); // refused when others may read it (src/cli/passphrase-file.ts)
@@ -558,6 +572,7 @@ export const secretsCommands: Command[] = [
       if (ctx.options.passphrase && typeof passphraseFile !== "string" && !process.stdin.isTTY) {
         throw new UsageError("give the link's passphrase with --passphrase-file (standard input is not a terminal)");
       }
+      if (passphraseFile === "-" && secret === undefined) throw new UsageError("--passphrase-file -: standard input carries the value to share; give the passphrase in a file");
       let org = typeof ctx.options.org === "string" && ctx.options.org !== "" ? ctx.options.org : undefined;
       // Which organization is the identity service's to say (yours, or a workspace's), and an API key works for secrets alone.
       refuseApiKeyWithoutOrg(ctx); // before the value is read
@@ -597,12 +612,12 @@ export const secretsCommands: Command[] = [
   },
   {
     words: ["share", "open"],
-    summary: "Open a share link (spends one view) and print the value",
-    args: "<url>",
+    summary: "Open a share link (spends one view) and print the value; without <url> (or with -) the link is asked for, or read from standard input, so its key stays out of shell history and the process list",
+    args: "[url|-]",
     maxArgs: 1,
     options: { "passphrase-file": { type: "string", description: "The link's passphrase, from this file (else it is asked for when needed)" } },
     async run(ctx) {
-      const { baseUrl, id, linkKey } = parseShareUrl(requireArg(ctx, "the link"));
+      const { baseUrl, id, linkKey } = parseShareUrl(await shareLink(ctx));
       const api = await ctx.api({ server: baseUrl }); // the server the link names, whoever is logged in where
       const share = `/v1/secrets/shares/${encodeURIComponent(id)}`;
       const proof = shareViewProof(linkKey);

@@ -85,7 +85,8 @@ async function main() {
     const proof = await viewProof(linkKey);
     const about = await post("peek", proof);
     if (about.passphrase) {
-      status.textContent = "This link also needs a passphrase, which a browser cannot use here. Open it with: citadel share open '" + location.href + "'";
+      // Not a command line holding the link: its key would sit in shell history and in the process list.
+      status.textContent = "This link also needs a passphrase, which a browser cannot use here. Open it with citadel share open, and paste this page's address when it asks for the link.";
       return;
     }
     status.textContent = about.views_left + " view(s) left, until " + about.expires_at + ".";

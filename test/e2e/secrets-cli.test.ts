@@ -386,6 +386,17 @@ describe("flag values the CLI does not understand", () => {
 });
 
 describe("citadel share", () => {
+  test("share open reads the link from standard input when not given, keeping its key off the command line (found in review)", async () => {
+    const made = await cli(["share"], { stdin: `${SHARED}\n` });
+    const url = made.stdout.trim();
+    expect(await cli(["share", "open"], { stdin: `${url}\n` })).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
+    // Standard input cannot carry both the link and the passphrase, nor the value and the passphrase.
+    const both = await cli(["share", "open", "-", "--passphrase-file", "-"], { stdin: `${url}\n` });
+    expect([both.code, both.stderr]).toEqual([2, expect.stringContaining("citadel: --passphrase-file -: standard input carries the link; give the passphrase in a file")]);
+    const value = await cli(["share", "--passphrase-file", "-"], { stdin: "value\n" });
+    expect([value.code, value.stderr]).toEqual([2, expect.stringContaining("citadel: --passphrase-file -: standard input carries the value to share; give the passphrase in a file")]);
+  });
+
   test("a one-time link: opened once, then used up (410)", async () => {
     const made = await cli(["share"], { stdin: `${SHARED}\n` });
     expect(made.code).toBe(0);
