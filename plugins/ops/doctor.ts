@@ -170,7 +170,18 @@ function checkConfigFile({ config, configPath }: DoctorInputs, add: Add): void {
     problems++;
     add("config_file", "fail", `${what} ${path} is writable by group or others (mode ${octal(mode & 0o777)}): they could change how Citadel starts (listeners, seal, key file)`, `chmod go-w ${shellQuote(path)}`);
   }
-  if (problems === 0) add("config_file", "ok", `${configPath} (mode ${octal(file.mode)}) and its directory are writable by their owner only`);
+  // Its owner may write it whatever the mode: only root or whoever runs Citadel may own it.
+  const trusted = new Set([0, ownerOf(config.data_dir)?.uid ?? process.getuid?.() ?? 0]);
+  for (const [path, what] of [
+    [configPath, "the config file"],
+    [dir, "the config file's directory"],
+  ] as const) {
+    const owner = ownerOf(path)?.uid;
+    if (owner === undefined || trusted.has(owner)) continue;
+    problems++;
+    add("config_file", "fail", `${what} ${path} is owned by uid ${owner}, neither root nor the data directory's owner: that user could change how Citadel starts (listeners, seal, key file)`, `chown root ${shellQuote(path)}`);
+  }
+  if (problems === 0) add("config_file", "ok", `${configPath} (mode ${octal(file.mode)}) and its directory are writable by their owner only, root or Citadel's user`);
 }
 
 /** A directory's mode (null when it cannot be read); a sticky one (/tmp) lets nobody replace another's file, so its bits for others do not count. */
