@@ -68,7 +68,8 @@ export function parseCommandLine(argv: readonly string[], commands: readonly Com
   if (parsed.values.help) return { kind: "help", command };
   const maxArgs = command.maxArgs ?? 0;
   if (parsed.positionals.length > maxArgs) {
-    throw new UsageError(`unexpected argument: ${parsed.positionals[maxArgs]}`, command);
+    // Its position, not its text: an extra argument may be a value or a token pasted by mistake.
+    throw new UsageError(`unexpected argument #${maxArgs + 1}: this command takes ${maxArgs === 0 ? "none" : `at most ${maxArgs}`}`, command);
   }
   return { kind: "run", command, args: parsed.positionals, options: parsed.values };
 }
