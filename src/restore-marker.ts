@@ -6,7 +6,8 @@
  * marker's writer, later in the plugin list — audits the restore and removes the marker.
  */
 import type { Database } from "bun:sqlite";
-import { existsSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { openReadOnly } from "./store/read-only.ts";
 
@@ -16,22 +17,45 @@ export const RESTORE_MARKER = "restored-from-backup.json";
 /**
  * "none": no restore since the last start. "restored" with `previous`: the path of the
  * database that last ran, or null when there was none (a new machine) or its name does not
- * read (a damaged marker).
+ * read (a damaged marker); and `id`, the restore's (see markerId).
  */
-export type RestoreState = { kind: "none" } | { kind: "restored"; previous: string | null };
+export type RestoreState = { kind: "none" } | { kind: "restored"; id: string; previous: string | null };
 
 export function restoreState(dataDir: string): RestoreState {
   const marker = join(dataDir, RESTORE_MARKER);
   if (!existsSync(marker)) return { kind: "none" };
-  let name: unknown = null;
+  const text = readFileSync(marker);
+  let fields: { previous?: unknown; id?: unknown } = {};
   try {
-    name = (JSON.parse(readFileSync(marker, "utf8")) as { previous?: unknown }).previous;
+    fields = JSON.parse(text.toString("utf8")) ?? {};
   } catch {
     // a damaged marker still means a restore happened
   }
+  const name = fields.previous;
   // Only a name in the data directory: the marker is not trusted to point elsewhere.
   const previous = typeof name === "string" && name !== "" && !name.includes("/") && existsSync(join(dataDir, name)) ? join(dataDir, name) : null;
-  return { kind: "restored", previous };
+  return { kind: "restored", id: markerId(fields.id, text, statSync(marker).mtimeMs), previous };
+}
+
+/**
+ * Which restore the marker stands for. The marker stays until the backup plugin, late in the
+ * start, removes it: a start that fails before then meets it again, and each carry-over step
+ * must know it ran already (claimRestoreStep). `citadel restore` writes a new random id each
+ * time; a marker without one (an older version's, or a damaged one) is named by its content and
+ * time, which stay the same from one start to the next.
+ */
+function markerId(written: unknown, text: Buffer, mtimeMs: number): string {
+  if (typeof written === "string" && written !== "") return written;
+  return `derived-${createHash("sha256").update(text).update(`\0${mtimeMs}`).digest("hex")}`;
+}
+
+/**
+ * Records, in the transaction of the step itself, that `step` (a plugin's carry-over) ran for
+ * this restore; false when it had already: the step then does nothing. Run twice, a step would
+ * move DNS serials by 2^30 again, end every login again, audit the restore again.
+ */
+export function claimRestoreStep(tx: Database, restoreId: string, step: string, now: number): boolean {
+  return tx.query("INSERT OR IGNORE INTO restore_steps (restore_id, step, done_at) VALUES (?, ?, ?)").run(restoreId, step, now).changes > 0;
 }
 
 /**

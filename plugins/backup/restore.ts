@@ -8,6 +8,7 @@
  * never pulls the file out from under a live server.
  */
 import { Database } from "bun:sqlite";
+import { randomUUID } from "node:crypto";
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { constants as osConstants, tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -216,8 +217,10 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
  */
 function writeRestoreMarker(dataDir: string, note: RestoreNote): void {
   const earlier = readRestoreMarker(dataDir);
+  // A new id for each restore (src/restore-marker.ts): the carry-over steps run once per restore.
+  const id = randomUUID();
   const marker: RestoreMarker =
-    earlier === null || earlier === "damaged" ? { previous: note.previous, restores: [note] } : { previous: earlier.previous, restores: [...earlier.restores, note] };
+    earlier === null || earlier === "damaged" ? { id, previous: note.previous, restores: [note] } : { id, previous: earlier.previous, restores: [...earlier.restores, note] };
   const path = join(dataDir, RESTORE_MARKER);
   // Made anew, never written through whatever holds the name (a link would lead the write elsewhere).
   rmSync(path, { force: true });

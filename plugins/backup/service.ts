@@ -46,6 +46,8 @@ export interface RestoreNote {
  * carries erasures over from it (its contract: the top-level `previous`).
  */
 export interface RestoreMarker {
+  /** This restore's id, new at each restore: what the carry-over steps record they handled (src/restore-marker.ts). */
+  id?: string;
   previous: string | null;
   restores: RestoreNote[];
 }

@@ -12,7 +12,7 @@ import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
-import { hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
+import { claimRestoreStep, hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
 import { isSubdomain, lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
 import { splitTokens, TokenError } from "./presentation.ts";
 import { parseRdata, rdataIdentity, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
@@ -238,7 +238,9 @@ export class DnsService {
    * read from the database the restore replaced. The restored serials are older than what the
    * secondaries hold: without this, they would not transfer again until the serial caught up,
    * and would serve the pre-restore zone meanwhile. The start announces the zones (NOTIFY) once
-   * the listener is up, as at every start. Returns how many zones moved.
+   * the listener is up, as at every start. Once per restore (claimRestoreStep): run again, the
+   * step would move the serials on by 2^30 each time, past what RFC 1982 can compare. Returns
+   * how many zones moved.
    */
   async advanceSerialsAfterRestore(dataDir: string): Promise<number> {
     const state = restoreState(dataDir);
@@ -246,6 +248,7 @@ export class DnsService {
     const before = readPrevious(state.previous, (db) => (hasTable(db, "dns_zones") ? sql.serialsByName(db) : new Map<string, number[]>()));
     const now = this.now();
     return this.write((tx) => {
+      if (!claimRestoreStep(tx, state.id, "dns", now)) return 0;
       const zones = sql.allZoneSerials(tx);
       for (const zone of zones) sql.setSerial(tx, zone.id, serialAfterRestore(zone.serial, before === null ? null : (before.get(zone.name) ?? []), now));
       return zones.length;

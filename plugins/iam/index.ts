@@ -64,7 +64,7 @@ const ACTIONS = [
   ["iam.user.delete", "A user account was deleted (its credentials revoked)."],
   ["iam.device.start", "A device login (citadel login) was started."],
   ["iam.device.approve", "A user approved (success) or denied (failure) a device login."],
-  ["iam.restore.revoke", "At the first start after a restore: credentials revoked after the backup were revoked again, and every login ended."],
+  ["iam.restore.revoke", "At the first start after a restore: credentials revoked and users deleted after the backup were revoked and deleted again, and every login ended."],
 ] as const;
 
 /** How often expired invitations and device logins (and the addresses in them) are dropped. */
@@ -101,8 +101,8 @@ export const iamPlugin = definePlugin<IamSettings>({
     const { identity, iam } = servicesOf(k);
     // Before anything is served: a credential revoked after the backup must not work a moment.
     const restored = await revokeAfterRestore(k, k.config.data_dir);
-    if (restored) k.log.warn("iam: after a restore, credentials revoked since the backup were revoked again and every login ended", { ...restored });
-    if (restored && !restored.previousRead) k.log.warn("iam: after a restore with no previous database to read, tokens and API keys revoked after the backup work again: revoke them");
+    if (restored) k.log.warn("iam: after a restore, credentials revoked and users deleted since the backup were revoked and deleted again, and every login ended", { ...restored });
+    if (restored && !restored.previousRead) k.log.warn("iam: after a restore with no previous database to read, tokens and API keys revoked and users deleted after the backup work again: revoke and delete them");
     k.identity.provide(identity);
     const unregister = subjectsOf(k.store).register(iamSubjects(k.store, () => k.seal.keyring()));
     const timer = setInterval(() => void identity.flushUses(k.store).catch((error) => k.log.error("could not record token use", { error })), 5000);

@@ -1,10 +1,11 @@
 /**
- * The first start after `citadel restore`: credentials must not come back to life with the
- * restored database. A token revoked after the backup — a leaked one, most likely — would
- * otherwise work again; the database the restore replaced (src/restore-marker.ts) knows.
+ * The first start after `citadel restore`: credentials and users must not come back to life
+ * with the restored database. A token revoked after the backup — a leaked one, most likely —
+ * or a user deleted since would otherwise work again; the database the restore replaced
+ * (src/restore-marker.ts) knows.
  */
 import type { Database } from "bun:sqlite";
-import { hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
+import { claimRestoreStep, hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { IamSettings } from "./settings.ts";
 import * as sql from "./store.ts";
@@ -12,35 +13,61 @@ import * as sql from "./store.ts";
 export interface AfterRestore {
   /** Credentials revoked in the previous database and revoked again here. */
   revoked: number;
+  /** Users deleted in the previous database and deleted again here. */
+  deleted: number;
   /** Logins ended (sessions, CLI logins and what was made from them). */
   ended: number;
   /** Whether the previous database could be read: without it, revocations after the backup are unknown. */
   previousRead: boolean;
 }
 
+/** What the previous database had ended: revoked credentials and deleted users, each with its time. */
+interface Ended {
+  credentials: Array<{ id: string; revoked_at: number }>;
+  users: Array<{ id: string; deleted_at: number }>;
+}
+
 /**
- * Carries the previous database's revocations over (each with its own revoked_at) and ends
- * every login. Logins are cheap to make again, and a session from the backup's time may have
- * been ended, or stolen, since: everyone logs in again. Personal access tokens and API keys
- * are made on purpose and used by machines: only those revoked since the backup go.
- * Audited once, with the counts. Null when no restore happened.
+ * Carries the previous database's revocations and user deletions over (each with its own time)
+ * and ends every login. Logins are cheap to make again, and a session from the backup's time
+ * may have been ended, or stolen, since: everyone logs in again. Personal access tokens and API
+ * keys are made on purpose and used by machines: only those revoked since the backup go.
+ * Audited once, with the counts. Null when no restore happened, or this one was handled
+ * already (a start that failed later, before the marker went).
  */
 export async function revokeAfterRestore(k: Kernel<IamSettings>, dataDir: string): Promise<AfterRestore | null> {
   const state = restoreState(dataDir);
   if (state.kind === "none") return null;
-  const revokedBefore = readPrevious(state.previous, revokedCredentials);
+  const before = readPrevious(state.previous, endedBefore);
   const now = k.clock.now();
   return k.store.write((tx) => {
+    if (!claimRestoreStep(tx, state.id, "iam", now)) return null;
     let revoked = 0;
-    for (const row of revokedBefore ?? []) revoked += sql.revokeAt(tx, row.id, row.revoked_at).changes;
+    for (const row of before?.credentials ?? []) revoked += sql.revokeAt(tx, row.id, row.revoked_at).changes;
+    const deleted = deleteAgain(tx, before?.users ?? [], now);
     const ended = sql.endAllLogins(tx, now).changes;
-    const previous = revokedBefore === null ? "no previous database to read revocations from (credentials revoked after the backup work again: revoke them)" : `${revoked} credential(s) revoked after the backup revoked again`;
+    const previous =
+      before === null
+        ? "no previous database to read revocations and deletions from (credentials revoked and users deleted after the backup work again: revoke and delete them)"
+        : `${revoked} credential(s) revoked after the backup revoked again, ${deleted} user(s) deleted after the backup deleted again`;
     k.audit.record(tx, { action: "iam.restore.revoke", actor: { kind: "system" }, outcome: "success", resource: null, reason: `after a restore: ${previous}; ${ended} login(s) ended` });
-    return { revoked, ended, previousRead: revokedBefore !== null };
+    return { revoked, deleted, ended, previousRead: before !== null };
   });
 }
 
-function revokedCredentials(db: Database): Array<{ id: string; revoked_at: number }> {
-  if (!hasTable(db, "credentials")) return [];
-  return db.query<{ id: string; revoked_at: number }, []>("SELECT id, revoked_at FROM credentials WHERE revoked_at IS NOT NULL").all();
+/** Deletes again the users the previous database had deleted (their password would log in again), with every credential of theirs. */
+function deleteAgain(tx: Database, users: Ended["users"], now: number): number {
+  let deleted = 0;
+  for (const user of users) {
+    if (sql.softDeleteUser(tx, user.id, user.deleted_at).changes === 0) continue; // deleted in the backup too, or made after it
+    sql.revokeUserCredentials(tx, user.id, ["session", "pat", "device", "workload", "console", "service"], now);
+    deleted++;
+  }
+  return deleted;
+}
+
+function endedBefore(db: Database): Ended {
+  const credentials = hasTable(db, "credentials") ? db.query<{ id: string; revoked_at: number }, []>("SELECT id, revoked_at FROM credentials WHERE revoked_at IS NOT NULL").all() : [];
+  const users = hasTable(db, "users") ? db.query<{ id: string; deleted_at: number }, []>("SELECT id, deleted_at FROM users WHERE deleted_at IS NOT NULL").all() : [];
+  return { credentials, users };
 }

@@ -122,4 +122,16 @@ export const kernelMigrations: readonly Migration[] = [
       seq       INTEGER NOT NULL
     ) STRICT;`,
   },
+  {
+    id: "0006_restore_steps",
+    // The carry-over steps plugins ran after a restore (src/restore-marker.ts claimRestoreStep):
+    // written with each step, so a start that fails before the restore marker goes does not
+    // run them again.
+    up: `CREATE TABLE restore_steps (
+      restore_id TEXT NOT NULL,
+      step       TEXT NOT NULL,
+      done_at    INTEGER NOT NULL,
+      PRIMARY KEY (restore_id, step)
+    ) STRICT, WITHOUT ROWID;`,
+  },
 ];

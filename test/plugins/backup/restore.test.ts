@@ -105,6 +105,7 @@ describe("restore", () => {
     expect(statSync(result.database).mode & 0o777).toBe(0o600);
     expect(rowsIn(result.database)).toBe(10);
     expect(JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8"))).toEqual({
+      id: expect.stringMatching(/^[0-9a-f-]{36}$/),
       previous: null,
       restores: [{ backup: file.split("/").at(-1), created_at: "2026-06-01T12:00:00.000Z", audit_head_seq: null, previous: null }],
     });
@@ -234,10 +235,14 @@ describe("restore", () => {
     live.close();
     const file = await makeBackup(2);
     const first = await restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW });
+    const firstId = JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8")).id;
+    expect(firstId).toMatch(/^[0-9a-f-]{36}$/);
     const second = await restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: () => NOW() + 1000 });
     const name = file.split("/").at(-1);
     const note = (previous: string) => ({ backup: name, created_at: "2026-06-01T12:00:00.000Z", audit_head_seq: null, previous });
     expect(JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8"))).toEqual({
+      // Each restore a new id: the carry-over steps run for the second one too (on the database it put in place).
+      id: expect.not.stringMatching(`^${firstId}$`),
       // The database the second restore put aside never ran: erasures are in the first one's.
       previous: "citadel.db.before-restore-20260601T120000Z",
       restores: [note("citadel.db.before-restore-20260601T120000Z"), note("citadel.db.before-restore-20260601T120001Z")],

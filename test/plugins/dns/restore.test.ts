@@ -82,4 +82,16 @@ describe("dns serials after a restore (found in review)", () => {
     await stop();
     expect(await serial("example.org")).toBe(2026112409);
   });
+
+  test("once per restore: a start that fails before the marker goes does not move the serials again; a new restore does (found in review)", async () => {
+    const { c, serial } = await restoredZones();
+    const dns = dnsServiceOf(c.kernel as never);
+    const dir = restoredDataDir("none");
+    expect(await dns.advanceSerialsAfterRestore(dir)).toBe(2);
+    expect(await dns.advanceSerialsAfterRestore(dir)).toBe(0);
+    expect(await serial("example.org")).toBe(2026112403 + RESTORE_SERIAL_STEP);
+    // `citadel restore` writes a new id each time: the next restore is carried over again.
+    writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "another-restore", previous: null, restores: [] }));
+    expect(await dns.advanceSerialsAfterRestore(dir)).toBe(2);
+  });
 });

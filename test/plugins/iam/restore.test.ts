@@ -17,8 +17,11 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A data directory as `citadel restore` leaves it; the previous database revoked `revoked` (id → revoked_at). */
-function restoredDataDir(revoked: Record<string, number> | "none"): string {
+/**
+ * A data directory as `citadel restore` leaves it; the previous database revoked `revoked` (id
+ * → revoked_at) and deleted `deleted` (user id → deleted_at).
+ */
+function restoredDataDir(revoked: Record<string, number> | "none", deleted: Record<string, number> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), "citadel-iam-restored-"));
   dirs.push(dir);
   if (revoked !== "none") {
@@ -26,6 +29,8 @@ function restoredDataDir(revoked: Record<string, number> | "none"): string {
     db.run("CREATE TABLE credentials (id TEXT PRIMARY KEY, revoked_at INTEGER)");
     for (const [id, at] of Object.entries(revoked)) db.query("INSERT INTO credentials VALUES (?, ?)").run(id, at);
     db.query("INSERT INTO credentials VALUES ('cred_still_good', NULL)").run();
+    db.run("CREATE TABLE users (id TEXT PRIMARY KEY, deleted_at INTEGER)");
+    for (const [id, at] of Object.entries(deleted)) db.query("INSERT INTO users VALUES (?, ?)").run(id, at);
     db.close();
   }
   writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ previous: revoked === "none" ? null : PREVIOUS, restores: [] }));
@@ -60,7 +65,7 @@ describe("credentials after a restore (found in review)", () => {
     const row = c.kernel.store.db.query("SELECT revoked_at FROM credentials WHERE id = ?").get(revokedLater.id) as { revoked_at: number };
     expect(row.revoked_at).toBe(at);
     // Once, with the counts (the test's own setup logged in too).
-    expect(events().map((e) => e.reason)).toEqual([expect.stringMatching(/^after a restore: 1 credential\(s\) revoked after the backup revoked again; \d+ login\(s\) ended$/)]);
+    expect(events().map((e) => e.reason)).toEqual([expect.stringMatching(/^after a restore: 1 credential\(s\) revoked after the backup revoked again, 0 user\(s\) deleted after the backup deleted again; \d+ login\(s\) ended$/)]);
   });
 
   test("without a previous database, logins still end and the audit event says revocations are unknown; no restore, nothing happens", async () => {
@@ -71,6 +76,27 @@ describe("credentials after a restore (found in review)", () => {
     expect([await me(owner), events()]).toEqual([200, []]);
     await start(restoredDataDir("none"));
     expect([await me(revokedLater.token), await me(owner)]).toEqual([200, 401]);
-    expect(events().map((e) => e.reason)).toEqual([expect.stringContaining("no previous database to read revocations from")]);
+    expect(events().map((e) => e.reason)).toEqual([expect.stringContaining("no previous database to read revocations and deletions from")]);
+  });
+
+  test("a start that fails before the marker goes meets it again: nothing is revoked, ended or audited twice (found in review)", async () => {
+    const { c, start, events, me } = await withCredentials();
+    const dir = restoredDataDir({});
+    await start(dir);
+    const again = await c.login(c.owner.email, c.owner.password);
+    await start(dir); // the marker is still there: the backup plugin did not get to remove it
+    expect(await me(again)).toBe(200);
+    expect(events()).toHaveLength(1);
+  });
+
+  test("a user deleted after the backup is deleted again: their password no longer logs in (found in review)", async () => {
+    const { c, owner, start, events } = await withCredentials();
+    const user = await c.addUser(owner, "gone@example.org", "editor");
+    const at = c.clock.now() - 60_000;
+    await start(restoredDataDir({}, { [user.id]: at }));
+    const login = await c.send("POST", "/v1/iam/login", undefined, { json: { email: "gone@example.org", password: "correct-horse-battery-9" } });
+    expect(login.status).toBe(401);
+    expect(c.kernel.store.db.query("SELECT deleted_at FROM users WHERE id = ?").get(user.id)).toEqual({ deleted_at: at });
+    expect(events().map((e) => e.reason)).toEqual([expect.stringContaining("1 user(s) deleted after the backup deleted again")]);
   });
 });
