@@ -22,6 +22,7 @@ import { SecretsService } from "./service.ts";
 import { SecretsSettings } from "./settings.ts";
 import { SHARE_PAGE_CSP, SHARE_PAGE_HTML, SHARE_PAGE_JS } from "./share-page.ts";
 import { Shares } from "./shares.ts";
+import { carryOverShares } from "./restore.ts";
 import { Webhooks } from "./webhooks.ts";
 
 const ACTIONS = [
@@ -41,6 +42,7 @@ const ACTIONS = [
   ["secrets.share.create", "A share link was made."],
   ["secrets.share.view", "A share link was opened (failure: wrong link, wrong passphrase, used up, expired or revoked)."],
   ["secrets.share.revoke", "A share link was revoked (by a person, or burned by too many wrong passphrases)."],
+  ["secrets.restore.shares", "At the first start after a restore: share links viewed, revoked or burned after the backup were carried over (without the previous database, every link still open was revoked)."],
   ["secrets.e2ee.keypair", "A user registered (or replaced) their end-to-end encryption key pair."],
   ["secrets.e2ee.grant", "A member's client wrapped a workspace key for another member."],
   ["secrets.e2ee.revoke", "A member's wrapped workspace keys were removed."],
@@ -103,6 +105,9 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
 
   async start(k) {
     const { secrets, shares, webhooks } = servicesOf(k);
+    // Before any link is served: one used up after the backup must not open again.
+    const carried = await carryOverShares(k, k.config.data_dir);
+    if (carried) k.log.warn("secrets: after a restore, share links used after the backup were carried over", { ...carried });
     const resume = async () => {
       const done = await secrets.resumeReencryption();
       if (done > 0) k.log.info("finished an interrupted data key rotation", { reencrypted: done });
