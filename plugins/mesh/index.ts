@@ -22,6 +22,7 @@ import { meshMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
 import { renderNftables, renderSetconf, renderWgQuick } from "./render.ts";
 import { isActive, MeshService, type Caller } from "./service.ts";
+import { carryOverMesh } from "./restore.ts";
 import { MeshSettings } from "./settings.ts";
 import * as sql from "./store.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName, type NodeConfig } from "./types.ts";
@@ -37,6 +38,7 @@ const ACTIONS = [
   ["mesh.node.delete", "A node was removed: it left every peer's config and its addresses are free."],
   ["mesh.node.rotate", "A node started or completed the rotation of its WireGuard key, or one not completed in time was given up."],
   ["mesh.node.expire", "A node reached its expiry: it left every peer's config and DNS."],
+  ["mesh.restore.revoke", "At the first start after a restore: pre-auth keys revoked or used and nodes removed or disabled after the backup were carried over (nodes disabled); without the previous database, every usable pre-auth key was revoked."],
   ["mesh.acl.update", "A network's ACL policy was replaced (a new version)."],
 ] as const;
 
@@ -71,6 +73,9 @@ export const meshPlugin = definePlugin<MeshSettings>({
 
   async start(k) {
     const { mesh } = meshOf(k);
+    // Before any node is served: a node removed or a key revoked after the backup must not work a moment.
+    const carried = await carryOverMesh(k, mesh, k.config.data_dir);
+    if (carried) k.log.warn("mesh: after a restore, pre-auth keys and nodes revoked, used, removed or disabled since the backup were carried over", { ...carried });
     const unregisterSubjects = subjectsOf(k.store).register(meshSubjects(mesh));
     const unregisterDeletion = organizationDeletionsOf(k.store).register(meshOrganizationDeletion(mesh));
     // Expiry is time, not a write: every 15 s (and when a config is asked for), nodes that

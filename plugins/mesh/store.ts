@@ -134,6 +134,9 @@ export function insertAclVersion(tx: Database, row: AclVersionRow): void {
 export const preauthKeys = (db: Database, networkId: string) =>
   db.query<PreauthKeyRow, [string]>("SELECT * FROM mesh_preauth_keys WHERE network_id = ? ORDER BY created_at, id").all(networkId);
 
+/** Every pre-auth key of every network (the carry-over after a restore). */
+export const allPreauthKeys = (db: Database) => db.query<PreauthKeyRow, []>("SELECT * FROM mesh_preauth_keys").all();
+
 export const preauthKeyByPrefix = (db: Database, prefix: string) => db.query<PreauthKeyRow, [string]>("SELECT * FROM mesh_preauth_keys WHERE prefix = ?").get(prefix);
 
 export function insertPreauthKey(tx: Database, row: PreauthKeyRow): void {
@@ -149,6 +152,9 @@ export const revokePreauthKey = (tx: Database, networkId: string, idOrPrefix: st
   tx.query("UPDATE mesh_preauth_keys SET revoked_at = ? WHERE network_id = ? AND (id = ? OR prefix = ?) AND revoked_at IS NULL").run(now, networkId, idOrPrefix, idOrPrefix).changes > 0;
 
 // --- nodes ---------------------------------------------------------------------------------
+
+/** Every node of every network (the carry-over after a restore). */
+export const allNodes = (db: Database) => db.query<NodeRow, []>("SELECT * FROM mesh_nodes").all();
 
 export const nodes = (db: Database, networkId: string) => db.query<NodeRow, [string]>("SELECT * FROM mesh_nodes WHERE network_id = ? ORDER BY name").all(networkId);
 
