@@ -14,7 +14,7 @@ import type { Keyring } from "../../src/crypto/keyring.ts";
 import { ConflictError, NotFoundError, UnavailableError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Clock } from "../../src/plugin.ts";
-import { RESTORE_MARKER } from "../../src/restore-marker.ts";
+import { claimRestoreStep, RESTORE_MARKER, restoreState } from "../../src/restore-marker.ts";
 import type { Store } from "../../src/store/store.ts";
 import { RootKeyChangedError } from "./errors.ts";
 import { CLOCK_SKEW_MS } from "./schedule.ts";
@@ -167,7 +167,11 @@ export class BackupService {
     if (marker === null) return false;
     // A damaged marker still means a restore happened.
     const restores = marker === "damaged" ? [restoreNote({})] : marker.restores;
+    const state = restoreState(this.deps.dataDir);
     await this.deps.store.write((tx) => {
+      // Once per restore: a start that failed between this write and the marker's removal
+      // meets the marker again (claimRestoreStep, as the plugins' carry-over steps).
+      if (state.kind === "restored" && !claimRestoreStep(tx, state.id, "backup", this.deps.clock.now())) return;
       for (const note of restores) {
         const reason = `restored from ${note.backup ?? "a backup"} taken ${note.created_at ?? "at an unknown time"}, audit head ${note.audit_head_seq ?? "-"}; previous database ${note.previous ? `kept as ${note.previous}` : "none"}`;
         this.deps.audit.record(tx, { action: "backup.restore", actor: SYSTEM, outcome: "success", resource: { type: "backup", id: note.backup }, reason });
