@@ -19,22 +19,47 @@ export const RESTORE_MARKER = "restored-from-backup.json";
  * database that last ran, or null when there was none (a new machine) or its name does not
  * read (a damaged marker); and `id`, the restore's (see markerId).
  */
-export type RestoreState = { kind: "none" } | { kind: "restored"; id: string; previous: string | null };
+export type RestoreState = { kind: "none" } | { kind: "restored"; id: string; previous: string | null; auditHeadSeq: number | null };
 
 export function restoreState(dataDir: string): RestoreState {
   const marker = join(dataDir, RESTORE_MARKER);
   if (!existsSync(marker)) return { kind: "none" };
-  const text = readFileSync(marker);
-  let fields: { previous?: unknown; id?: unknown } = {};
+  let text: Buffer = Buffer.alloc(0);
+  let mtimeMs = 0;
+  let fields: { previous?: unknown; id?: unknown; audit_head_seq?: unknown; restores?: unknown } = {};
   try {
+    text = readFileSync(marker);
+    mtimeMs = statSync(marker).mtimeMs;
     fields = JSON.parse(text.toString("utf8")) ?? {};
   } catch {
-    // a damaged marker still means a restore happened
+    // a damaged or unreadable marker still means a restore happened (of what, unknown)
   }
   const name = fields.previous;
   // Only a name in the data directory: the marker is not trusted to point elsewhere.
   const previous = typeof name === "string" && name !== "" && !name.includes("/") && existsSync(join(dataDir, name)) ? join(dataDir, name) : null;
-  return { kind: "restored", id: markerId(fields.id, text, statSync(marker).mtimeMs), previous };
+  return { kind: "restored", id: markerId(fields.id, text, mtimeMs), previous, auditHeadSeq: lastAuditHead(fields) };
+}
+
+/** The audit head of the backup now in place: the marker's own, or its last restore's when several were made before a start. */
+function lastAuditHead(fields: { audit_head_seq?: unknown; restores?: unknown }): number | null {
+  const restores = Array.isArray(fields.restores) ? (fields.restores as Array<{ audit_head_seq?: unknown }>) : [];
+  const seq = restores.length > 0 ? restores.at(-1)!.audit_head_seq : fields.audit_head_seq;
+  return typeof seq === "number" && Number.isSafeInteger(seq) && seq > 0 ? seq : null;
+}
+
+/**
+ * Whether the previous database grew out of the backup now in place: it holds the backup's
+ * audit head, the same event (by its chained hash). Only then does a row the backup has and the
+ * previous database lacks mean it was removed after the backup; a previous database of another
+ * history (an older backup restored and run before this one, a fresh install the backup was
+ * restored onto) lacks rows for other reasons, and only what it records explicitly is carried over.
+ */
+export function descendsFromBackup(restored: Database, previous: Database, auditHeadSeq: number | null): boolean {
+  if (auditHeadSeq === null) return false;
+  const hashIn = (db: Database) => db.query<{ hash: Uint8Array }, [number]>("SELECT hash FROM audit_events WHERE seq = ?").get(auditHeadSeq)?.hash ?? null;
+  const a = hashIn(restored);
+  const b = hashIn(previous);
+  return a !== null && b !== null && Buffer.from(a).equals(Buffer.from(b));
 }
 
 /**
