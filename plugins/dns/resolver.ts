@@ -31,7 +31,7 @@
  */
 import type { Socket, TCPSocketConnectOptions, udp } from "bun";
 import type { Logger } from "../../src/log.ts";
-import { cidrContains, formatIp, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr } from "../../src/net/ip.ts";
+import { cidrContains, clientKey, formatIp, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr } from "../../src/net/ip.ts";
 import type { Stop } from "../../src/plugin.ts";
 import type { DomainSet } from "./blocklist.ts";
 import {
@@ -591,9 +591,13 @@ const CACHE_MAX_BYTES = 64 << 20;
  * Queries waiting for an upstream's answer, in all and per client: each holds its query and
  * closures until the question is answered or every upstream timed out (up to upstreams × the
  * timeout, twice with the TCP retry). Past either, SERVFAIL at once.
+ *
+ * A client's share is an eighth of MAX_IN_FLIGHT, as with the TCP slots: a client asking unique
+ * names nobody answers (a water-torture flood) holds one upstream question per waiting query,
+ * and at half of it two such clients failed every other client's uncached query.
  */
 const MAX_WAITING = 8192;
-const MAX_WAITING_PER_CLIENT = 512;
+const MAX_WAITING_PER_CLIENT = MAX_IN_FLIGHT / 8;
 /** At most one log line per this many milliseconds for failures (a flood must not flood the log). */
 const ERROR_LOG_INTERVAL_MS = 1000;
 
@@ -605,7 +609,7 @@ class ResolverCore {
   readonly cache: ResolverCache;
   readonly exchanges: Exchanges = new Set();
   private readonly inFlight = new Map<string, Promise<CachedAnswer | null>>();
-  /** Queries waiting for an upstream, in all and by client (MAX_WAITING). */
+  /** Queries waiting for an upstream, in all and by clientKey (MAX_WAITING). */
   private waiting = 0;
   private readonly waitingBy = new Map<string, number>();
   private readonly upstreams: ResolvedUpstream[];
@@ -741,19 +745,24 @@ class ResolverCore {
     return false;
   }
 
-  /** `resolve` for one client's query, within the bounds on waiting queries (null past them: SERVFAIL). */
+  /**
+   * `resolve` for one client's query, within the bounds on waiting queries (null past them:
+   * SERVFAIL). A client is an IPv4 address or an IPv6 /64 (clientKey), as for the TCP slots: one
+   * host has a whole /64 to ask from.
+   */
   private async waitFor(client: string, resolve: () => Promise<CachedAnswer | null>): Promise<CachedAnswer | null> {
-    const mine = this.waitingBy.get(client) ?? 0;
+    const key = clientKey(client);
+    const mine = this.waitingBy.get(key) ?? 0;
     if (this.waiting >= MAX_WAITING || mine >= MAX_WAITING_PER_CLIENT) return null;
     this.waiting++;
-    this.waitingBy.set(client, mine + 1);
+    this.waitingBy.set(key, mine + 1);
     try {
       return await resolve();
     } finally {
       this.waiting--;
-      const left = this.waitingBy.get(client)! - 1;
-      if (left === 0) this.waitingBy.delete(client);
-      else this.waitingBy.set(client, left);
+      const left = this.waitingBy.get(key)! - 1;
+      if (left === 0) this.waitingBy.delete(key);
+      else this.waitingBy.set(key, left);
     }
   }
 

@@ -420,7 +420,7 @@ describe("bounds (found in review)", () => {
     expect(toCachedAnswer(answerOf({ answer: [cname], authority: [record("example.", RRType.SOA, 3600, soa)] }, RRType.CNAME), 0, 86_400).ttl).toBe(3600);
   });
 
-  test("queries waiting for an upstream are bounded per client: past 512, SERVFAIL at once", async () => {
+  test("queries waiting for an upstream are bounded per client: past 128, SERVFAIL at once", async () => {
     const silent = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     cleanups.push(() => silent.close());
     const { udp, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: silent.port }], upstreamTimeoutMs: 20_000 });
@@ -431,12 +431,45 @@ describe("bounds (found in review)", () => {
       client.send(buildQuery({ id: i, name: parseName("slow.example.org.", null), type: RRType.A, rd: true }), udp, "127.0.0.1");
       if (i % 50 === 49) await Bun.sleep(10); // the receive buffer holds a few hundred at once
     }
-    const past = () => resolver.stats().queries - 512; // the queries that found the bound reached (a few may be lost on the way)
+    const past = () => resolver.stats().queries - 128; // the queries that found the bound reached (a few may be lost on the way)
     for (const until = Date.now() + 5000; (past() <= 0 || replies.length < past()) && Date.now() < until; ) await Bun.sleep(20);
     expect(past()).toBeGreaterThan(0);
     expect(replies.length).toBe(past()); // answered at once, long before the upstream's 20 s
     expect(replies.every((rcode) => rcode === Rcode.SERVFAIL)).toBe(true);
     expect(resolver.stats().forwarded).toBe(1);
+  });
+});
+
+/** A UDP client bound to `address` (any of 127/8 is loopback), collecting the replies it gets. */
+async function clientAt(address: string) {
+  const replies: Message[] = [];
+  const socket = await Bun.udpSocket({ hostname: address, binaryType: "uint8array", socket: { data: (_s, data) => void replies.push(decodeMessage(data)) } });
+  cleanups.push(() => socket.close());
+  return { socket, replies };
+}
+
+describe("water torture (found in review)", () => {
+  test("two clients flooding unique names an upstream never answers hold an eighth of the questions each; a third client is still answered", async () => {
+    const port = await fakeUpstream((query, reply) => {
+      if (nameToText(query.question!.name) === "answered.example.org.") reply(answerFor(query, [192, 0, 2, 7]));
+    });
+    const { udp, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port }], upstreamTimeoutMs: 20_000 });
+    const flooders = [await clientAt("127.0.0.2"), await clientAt("127.0.0.3")];
+    for (let i = 0; i < 600; i++) {
+      for (const { socket } of flooders) socket.send(buildQuery({ id: i, name: parseName(`r${i}-${socket.port}.example.org.`, null), type: RRType.A, rd: true }), udp, "127.0.0.1");
+      if (i % 25 === 24) await Bun.sleep(10); // the receive buffer holds a few hundred at once
+    }
+    // Every query past the two shares is answered SERVFAIL at once (a few may be lost on the way).
+    const answered = () => flooders.reduce((n, f) => n + f.replies.length, 0);
+    const past = () => resolver.stats().queries - 2 * 128;
+    for (const until = Date.now() + 5000; (past() <= 0 || answered() < past()) && Date.now() < until; ) await Bun.sleep(20);
+    expect(answered()).toBe(past());
+    expect(resolver.stats().forwarded).toBe(256);
+
+    const other = await clientAt("127.0.0.4");
+    other.socket.send(buildQuery({ id: 7, name: parseName("answered.example.org.", null), type: RRType.A, rd: true }), udp, "127.0.0.1");
+    for (const until = Date.now() + 5000; other.replies.length === 0 && Date.now() < until; ) await Bun.sleep(20);
+    expect(other.replies.map((m) => [m.rcode, rdata(m)])).toEqual([[Rcode.NOERROR, ["answered.example.org. 300 1 192.0.2.7"]]]);
   });
 });
 
