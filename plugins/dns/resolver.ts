@@ -9,7 +9,9 @@
  *    gets nothing over UDP and a closed connection over TCP: an open resolver is an
  *    amplification weapon, and a stranger's open connections would take the allowed clients'
  *    slots;
- * 2. the local zones (`local`), answered as they are, never forwarded;
+ * 2. the local zones (`local`), never forwarded — an answer ending in a CNAME out of its zone
+ *    gets the target resolved through these same steps and appended (stub resolvers do not
+ *    follow CNAMEs);
  * 3. the blocklist (minus the allowlist): NXDOMAIN with a synthesized SOA, or a sinkhole address,
  *    always with a short TTL so that a client's negative cache forgets an unblocked name soon;
  * 4. the cache, keyed by question, TTLs counted down, negative answers kept per RFC 2308;
@@ -53,7 +55,7 @@ import { lowerName, nameEquals, nameFromWire, nameToText, nameToWire, parseName,
 import { RRType } from "./rdata.ts";
 import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import type { ZoneSource } from "./server.ts";
-import { MAX_TTL, type RR } from "./zone.ts";
+import { MAX_CNAME_CHAIN, MAX_TTL, type RR, type Zone } from "./zone.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -601,6 +603,37 @@ const MAX_WAITING_PER_CLIENT = MAX_IN_FLIGHT / 8;
 /** At most one log line per this many milliseconds for failures (a flood must not flood the log). */
 const ERROR_LOG_INTERVAL_MS = 1000;
 
+/** What the steps for one name came to, before it is made a reply. */
+type AnswerOutcome = Sections & { kind: "answer"; rcode: number; aa: boolean; /** The chain began in a hosted zone. */ local: boolean };
+type Outcome = AnswerOutcome | { kind: "blocked" } | { kind: "refused" } | { kind: "servfail" };
+const BLOCKED: Outcome = { kind: "blocked" };
+/** Nothing to forward to. */
+const REFUSED: Outcome = { kind: "refused" };
+const SERVFAIL: Outcome = { kind: "servfail" };
+
+/** The CNAME targets followed out of hosted zones for one query (MAX_CNAME_CHAIN), and the names seen. */
+interface Chain {
+  links: number;
+  seen: Set<string>;
+}
+
+/**
+ * The target of the CNAME a hosted zone's answer ends in, when it lies outside that zone (or in
+ * another zone served here inside it); null when there is none to follow: another rcode, a
+ * question for the CNAME itself or for ANY, or a chain the zone stopped inside itself (a loop).
+ */
+function outOfZoneTarget(local: AnswerOutcome, zone: Zone, qtype: number, zones: ZoneSource): Name | null {
+  const last = local.answer.at(-1);
+  if (local.rcode !== Rcode.NOERROR || last === undefined || last.type !== RRType.CNAME || qtype === RRType.CNAME || qtype === TYPE_ANY) return null;
+  let target: Name;
+  try {
+    target = nameFromWire(last.rdata, 0).name;
+  } catch {
+    return null;
+  }
+  return zones.find(target) === zone ? null : target;
+}
+
 const toRecord = (rr: RR): ResourceRecord => ({ name: rr.name, type: rr.type, class: CLASS_IN, ttl: rr.ttl, rdata: rr.rdata });
 
 /** Everything between a query packet and its reply, for both transports. */
@@ -684,27 +717,41 @@ class ResolverCore {
     // Other classes, zone transfers and signed queries are an authoritative server's business.
     if (q.class !== CLASS_IN || q.type === TYPE_AXFR || q.type === TYPE_IXFR || query.tsigStart >= 0) return refuse();
 
+    const outcome = await this.outcome(q, client, transport, { links: 0, seen: new Set([cacheKey(q.name, 0)]) });
+    switch (outcome.kind) {
+      case "blocked":
+        this.counters.blocked++;
+        return blockedReply(query, this.blocking, limit);
+      case "refused":
+        return refuse();
+      case "servfail":
+        this.counters.servfail++;
+        return encode(query, Rcode.SERVFAIL, false, NO_RECORDS, limit);
+      case "answer":
+        if (outcome.local) this.counters.local++;
+        return encode(query, outcome.rcode, outcome.aa, outcome, limit);
+    }
+  }
+
+  /** The steps for one name: the local zones, the blocklist, the cache, the upstreams. */
+  private async outcome(q: Question, client: string, transport: "udp" | "tcp", chain: Chain): Promise<Outcome> {
     const zone = this.options.local?.find(q.name) ?? null;
     if (zone !== null) {
       const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: this.options.local?.nestedIn?.(zone) }); // RFC 8482
       // A referral is not an answer: a name delegated away is resolved like any other.
       if (answer.aa) {
-        this.counters.local++;
-        const sections = { answer: answer.answer.map(toRecord), authority: answer.authority.map(toRecord), additional: answer.additional.map(toRecord) };
-        return encode(query, answer.rcode, true, sections, limit);
+        const local: AnswerOutcome = { kind: "answer", local: true, rcode: answer.rcode, aa: true, answer: answer.answer.map(toRecord), authority: answer.authority.map(toRecord), additional: answer.additional.map(toRecord) };
+        return this.chase(local, zone, q, client, transport, chain);
       }
     }
 
-    if (this.blocked(q.name)) {
-      this.counters.blocked++;
-      return blockedReply(query, this.blocking, limit);
-    }
+    if (this.blocked(q.name)) return BLOCKED;
 
     if (this.outbound === null) {
       if (this.options.log.enabled("debug")) {
         this.options.log.debug("dns resolver refused a query: no upstream is configured", { client, qname: nameToText(q.name) });
       }
-      return refuse();
+      return REFUSED;
     }
 
     const key = cacheKey(q.name, q.type);
@@ -714,15 +761,37 @@ class ResolverCore {
       this.counters.cacheMisses++;
       entry = await this.waitFor(client, () => this.resolve(key, q, this.outbound!));
     }
-    if (entry === null) {
-      this.counters.servfail++;
-      return encode(query, Rcode.SERVFAIL, false, NO_RECORDS, limit);
-    }
-    if (this.cloaked(entry)) {
-      this.counters.blocked++;
-      return blockedReply(query, this.blocking, limit);
-    }
-    return encode(query, entry.rcode, false, agedSections(entry, this.now()), limit);
+    if (entry === null) return SERVFAIL;
+    if (this.cloaked(entry)) return BLOCKED;
+    return { kind: "answer", local: false, rcode: entry.rcode, aa: false, ...agedSections(entry, this.now()) };
+  }
+
+  /**
+   * A hosted zone's answer that ends in a CNAME out of the zone, with the target resolved here
+   * (the local zones, the blocklist, the cache, the upstreams) and appended: stub resolvers do
+   * not follow CNAMEs, so the CNAME alone left every such alias without an address — and its
+   * target went around the blocklist. A blocked target blocks the answer, as CNAME cloaking does.
+   */
+  private async chase(local: AnswerOutcome, zone: Zone, q: Question, client: string, transport: "udp" | "tcp", chain: Chain): Promise<Outcome> {
+    const target = outOfZoneTarget(local, zone, q.type, this.options.local!);
+    if (target === null) return local;
+    const key = cacheKey(target, 0);
+    if (chain.links >= MAX_CNAME_CHAIN || chain.seen.has(key)) return local; // a loop or too long: the chain as far as it goes
+    chain.links++;
+    chain.seen.add(key);
+    const rest = await this.outcome({ name: target, type: q.type, class: q.class }, client, transport, chain);
+    // Nothing to forward to: the chain as far as the hosted zones take it.
+    if (rest.kind === "refused") return local;
+    if (rest.kind !== "answer") return rest;
+    return {
+      kind: "answer",
+      local: true,
+      rcode: rest.rcode,
+      aa: rest.aa, // only when the whole chain is the appliance's own data
+      answer: [...local.answer, ...rest.answer],
+      authority: rest.authority,
+      additional: [...local.additional, ...rest.additional],
+    };
   }
 
   /** Listed and not excepted. */

@@ -448,6 +448,63 @@ async function clientAt(address: string) {
   return { socket, replies };
 }
 
+describe("a hosted zone's CNAME out of the zone (found in review)", () => {
+  const aliases = () => {
+    const local = new ZoneTable();
+    local.set(
+      build(
+        "mesh.internal.",
+        `$TTL 60
+@ SOA ns hostmaster 1 1h 15m 1w 60
+@ NS ns
+ns A 10.0.0.1
+web CNAME www.example.org.
+gone CNAME nothing.example.org.
+ad CNAME x.ads.example.net.
+hop CNAME db.other.internal.
+loop CNAME back.other.internal.
+`,
+      ),
+    );
+    local.set(
+      build(
+        "other.internal.",
+        `$TTL 60
+@ SOA ns hostmaster 1 1h 15m 1w 60
+@ NS ns
+ns A 10.0.0.1
+db A 10.0.0.9
+back CNAME loop.mesh.internal.
+`,
+      ),
+    );
+    return local;
+  };
+
+  test("the target is resolved and appended: upstream, other hosted zones, NXDOMAIN; a blocked target blocks the answer; loops stop", async () => {
+    const upstream = await startUpstream();
+    const { ask, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }], local: aliases() });
+    const web = await ask("web.mesh.internal");
+    expect([web.rcode, web.aa, web.ra]).toEqual([Rcode.NOERROR, false, true]);
+    expect(rdata(web)).toEqual(["web.mesh.internal. 60 5 www.example.org.", "www.example.org. 3600 1 192.0.2.1"]);
+    const gone = await ask("gone.mesh.internal");
+    expect([gone.rcode, rdata(gone), rdata(gone, "authority")]).toEqual([Rcode.NXDOMAIN, ["gone.mesh.internal. 60 5 nothing.example.org."], ["example.org. 300 6 ns1.example.org. hostmaster.example.org. 1 3600 900 604800 300"]]);
+    expect(rdata(await ask("ad.mesh.internal"))).toEqual(["ad.mesh.internal. 10 1 0.0.0.0"]);
+    const hop = await ask("hop.mesh.internal");
+    expect([hop.aa, rdata(hop)]).toEqual([true, ["hop.mesh.internal. 60 5 db.other.internal.", "db.other.internal. 60 1 10.0.0.9"]]);
+    const loop = await ask("loop.mesh.internal");
+    expect([loop.rcode, rdata(loop)]).toEqual([Rcode.NOERROR, ["loop.mesh.internal. 60 5 back.other.internal.", "back.other.internal. 60 5 loop.mesh.internal."]]);
+    expect(rdata(await ask("web.mesh.internal", RRType.CNAME))).toEqual(["web.mesh.internal. 60 5 www.example.org."]); // the CNAME itself asked
+    expect(resolver.stats()).toMatchObject({ local: 5, blocked: 1, forwarded: 2 }); // web and gone: the blocked target is never asked
+  });
+
+  test("with no upstream, the chain as far as the hosted zones take it", async () => {
+    const { ask } = await start({ local: aliases() });
+    expect(rdata(await ask("web.mesh.internal"))).toEqual(["web.mesh.internal. 60 5 www.example.org."]);
+    expect(rdata(await ask("hop.mesh.internal"))).toEqual(["hop.mesh.internal. 60 5 db.other.internal.", "db.other.internal. 60 1 10.0.0.9"]);
+  });
+});
+
 describe("water torture (found in review)", () => {
   test("two clients flooding unique names an upstream never answers hold an eighth of the questions each; a third client is still answered", async () => {
     const port = await fakeUpstream((query, reply) => {
