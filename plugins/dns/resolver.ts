@@ -615,6 +615,12 @@ const SERVFAIL: Outcome = { kind: "servfail" };
 interface Chain {
   links: number;
   seen: Set<string>;
+  /**
+   * The question's name is on the allowlist: its answer is not filtered, neither by CNAME
+   * cloaking nor by a chased target's listing — as AdGuard Home skips response filtering for an
+   * allowlisted request. Allowing a name the operator wants must not stay blocked by its CNAME.
+   */
+  allowlisted: boolean;
 }
 
 /**
@@ -717,7 +723,8 @@ class ResolverCore {
     // Other classes, zone transfers and signed queries are an authoritative server's business.
     if (q.class !== CLASS_IN || q.type === TYPE_AXFR || q.type === TYPE_IXFR || query.tsigStart >= 0) return refuse();
 
-    const outcome = await this.outcome(q, client, transport, { links: 0, seen: new Set([cacheKey(q.name, 0)]) });
+    const allowlisted = (this.options.allowlist?.match(q.name) ?? null) !== null;
+    const outcome = await this.outcome(q, client, transport, { links: 0, seen: new Set([cacheKey(q.name, 0)]), allowlisted });
     switch (outcome.kind) {
       case "blocked":
         this.counters.blocked++;
@@ -745,7 +752,7 @@ class ResolverCore {
       }
     }
 
-    if (this.blocked(q.name)) return BLOCKED;
+    if (!chain.allowlisted && this.blocked(q.name)) return BLOCKED;
 
     if (this.outbound === null) {
       if (this.options.log.enabled("debug")) {
@@ -762,7 +769,7 @@ class ResolverCore {
       entry = await this.waitFor(client, () => this.resolve(key, q, this.outbound!));
     }
     if (entry === null) return SERVFAIL;
-    if (this.cloaked(entry)) return BLOCKED;
+    if (!chain.allowlisted && this.cloaked(entry)) return BLOCKED;
     return { kind: "answer", local: false, rcode: entry.rcode, aa: false, ...agedSections(entry, this.now()) };
   }
 

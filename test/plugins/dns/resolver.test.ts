@@ -448,6 +448,26 @@ async function clientAt(address: string) {
   return { socket, replies };
 }
 
+describe("an allowlisted question (found in review)", () => {
+  test("is not blocked by CNAME cloaking, forwarded or chased from a hosted zone", async () => {
+    const upstream = await startUpstream();
+    const local = new ZoneTable();
+    local.set(build("mesh.internal.", `$TTL 60\n@ SOA ns hostmaster 1 1h 15m 1w 60\n@ NS ns\nns A 10.0.0.1\nad CNAME x.ads.example.net.\n`));
+    const { ask, resolver } = await start({
+      upstreams: [{ address: "127.0.0.1", port: upstream.port }],
+      local,
+      allowlist: DomainSet.from(["ok.ads.example.net", "cloak.example.org", "ad.mesh.internal"]),
+    });
+    const cloak = await ask("cloak.example.org");
+    expect([cloak.rcode, rdata(cloak)]).toEqual([Rcode.NOERROR, ["cloak.example.org. 3600 5 x.ads.example.net."]]);
+    const ad = await ask("ad.mesh.internal");
+    expect([ad.rcode, rdata(ad)]).toEqual([Rcode.NXDOMAIN, ["ad.mesh.internal. 60 5 x.ads.example.net."]]);
+    expect(resolver.stats().blocked).toBe(0);
+    // The target itself, asked directly, is still blocked.
+    expect(rdata(await ask("x.ads.example.net"))).toEqual(["x.ads.example.net. 10 1 0.0.0.0"]);
+  });
+});
+
 describe("a hosted zone's CNAME out of the zone (found in review)", () => {
   const aliases = () => {
     const local = new ZoneTable();
