@@ -452,7 +452,13 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
     });
     return resolver; // it logs where it listens, its lists and whether it forwards
   } catch (e) {
-    k.log.error("dns resolver: cannot start; the authoritative server runs without it", { error: e instanceof Error ? e.message : String(e) });
+    // Its settings were checked when the config was loaded: what is left is mostly a bind that
+    // failed. Said without naming the authoritative server, which may not run either.
+    k.log.error("dns resolver: cannot start, the resolver is off (check [dns] resolver_udp and resolver_tcp)", {
+      udp: s.resolver_udp,
+      tcp: s.resolver_tcp,
+      error: e instanceof Error ? e.message : String(e),
+    });
     return null;
   }
 }

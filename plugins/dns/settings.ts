@@ -1,6 +1,8 @@
 /** The [dns] config section. The listener (server.ts) reads the addresses; the API reads default_ttl. */
 import { Type, type Static } from "@sinclair/typebox";
+import { ConfigError } from "../../src/config/error.ts";
 import { section } from "../../src/config/schema.ts";
+import { networkOf, parseCidr, parseIp } from "../../src/net/ip.ts";
 
 const PORT = "(6553[0-5]|655[0-2]\\d|65[0-4]\\d\\d|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})";
 
@@ -47,5 +49,22 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
   resolver_sinkhole_ipv4: Type.String({ default: "0.0.0.0", maxLength: 64, description: "Sinkhole A answer for blocked names." }),
   resolver_sinkhole_ipv6: Type.String({ default: "::", maxLength: 64, description: "Sinkhole AAAA answer for blocked names." }),
   analytics_retention_minutes: Type.Integer({ default: 1440, minimum: 1, maximum: 10_080, description: "Minutes of per-minute query counts kept in memory for GET /v1/dns/analytics." }),
-});
+}, checkResolverSettings);
 export type DnsSettings = Static<typeof DnsSettings>;
+
+/**
+ * The resolver's client prefixes and sinkhole addresses, checked when the config is loaded: a
+ * typo stops start-up naming the key (exit 2). Checked only when the resolver started, it was
+ * logged and the appliance ran without its resolver.
+ */
+export function checkResolverSettings(s: { resolver_clients: readonly string[]; resolver_sinkhole_ipv4: string; resolver_sinkhole_ipv6: string }): void {
+  for (const text of s.resolver_clients) {
+    if (parseCidr(text) !== null) continue;
+    // A prefix with host bits set (100.64.0.1/10) is most likely a typo for another prefix: not guessed.
+    const why = networkOf(text) !== null ? "has host bits set (is it the network's address?)" : "is not an address prefix";
+    throw new ConfigError(`dns.resolver_clients: ${JSON.stringify(text)} ${why}, such as "100.64.0.0/10" or "fd7a:115c:a1e0::/48"`);
+  }
+  for (const [key, family] of [["resolver_sinkhole_ipv4", 4], ["resolver_sinkhole_ipv6", 6]] as const) {
+    if (parseIp(s[key])?.family !== family) throw new ConfigError(`dns.${key}: ${JSON.stringify(s[key])} is not an IPv${family} address`);
+  }
+}

@@ -61,3 +61,16 @@ test("the resolver runs alone, with the authoritative listeners off, and still a
     await c.stop();
   }
 });
+
+test("a resolver that cannot bind is logged as off, without claiming an authoritative server that is off too (found in review)", async () => {
+  const taken = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+  const c = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: [`127.0.0.1:${taken.port}`] } } });
+  try {
+    const failed = c.log.lines.find((l) => String(l.msg).startsWith("dns resolver: cannot start"));
+    expect(failed).toMatchObject({ msg: "dns resolver: cannot start, the resolver is off (check [dns] resolver_udp and resolver_tcp)", udp: [`127.0.0.1:${taken.port}`] });
+    expect(c.log.lines.some((l) => String(l.msg).includes("authoritative"))).toBe(false);
+  } finally {
+    await c.stop();
+    taken.close();
+  }
+});

@@ -2,6 +2,9 @@
 import { expect, test } from "bun:test";
 import { Value } from "@sinclair/typebox/value";
 import { DnsSettings } from "../../../plugins/dns/settings.ts";
+import { ConfigError } from "../../../src/config/error.ts";
+import { loadConfig } from "../../../src/config/load.ts";
+import { configSchema } from "../../../src/main.ts";
 
 test("listener addresses: host:port with IPv6 in brackets and a port up to 65535; anything else refused (found in review: DNS started off)", () => {
   const ok = (list: string[]) => Value.Check(DnsSettings.properties.udp, list) && Value.Check(DnsSettings.properties.resolver_tcp, list);
@@ -13,4 +16,15 @@ test("upstreams: an IP address and a port 1–65535, never a name (found in revi
   const ok = (list: string[]) => Value.Check(DnsSettings.properties.resolver_upstreams, list);
   expect(ok(["9.9.9.9:53", "[2620:fe::fe]:53", "127.0.0.1:5300"])).toBe(true);
   for (const bad of ["dns.quad9.net:53", "9.9.9.9:0", "9.9.9.9:00", "9.9.9.9", "localhost:53"]) expect([bad, ok([bad])]).toEqual([bad, false]);
+});
+
+const load = (env: Record<string, string>) => () => loadConfig({ schema: configSchema, env, cwd: "/nonexistent", dataFlag: "/nonexistent/data" });
+
+test("resolver_clients and the sinkhole addresses are checked when the config is loaded, naming the key (found in review: the resolver stayed off)", () => {
+  expect(load({ CITADEL_DNS_RESOLVER_CLIENTS: "100.64.0.0/10,fd7a:115c:a1e0::/48,192.0.2.7", CITADEL_DNS_RESOLVER_SINKHOLE_IPV4: "192.0.2.1", CITADEL_DNS_RESOLVER_SINKHOLE_IPV6: "2001:db8::1" })).not.toThrow();
+  expect(load({ CITADEL_DNS_RESOLVER_CLIENTS: "100.64.0.0/33" })).toThrow(new ConfigError('dns.resolver_clients: "100.64.0.0/33" is not an address prefix, such as "100.64.0.0/10" or "fd7a:115c:a1e0::/48"'));
+  expect(load({ CITADEL_DNS_RESOLVER_CLIENTS: "mesh" })).toThrow("dns.resolver_clients: \"mesh\" is not an address prefix");
+  expect(load({ CITADEL_DNS_RESOLVER_CLIENTS: "100.64.0.1/10" })).toThrow("dns.resolver_clients: \"100.64.0.1/10\" has host bits set");
+  expect(load({ CITADEL_DNS_RESOLVER_SINKHOLE_IPV4: "::1" })).toThrow(new ConfigError('dns.resolver_sinkhole_ipv4: "::1" is not an IPv4 address'));
+  expect(load({ CITADEL_DNS_RESOLVER_SINKHOLE_IPV6: "0.0.0.0" })).toThrow(new ConfigError('dns.resolver_sinkhole_ipv6: "0.0.0.0" is not an IPv6 address'));
 });
