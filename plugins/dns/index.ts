@@ -26,6 +26,7 @@ import { ShieldGate } from "./shield-gate.ts";
 import { FloodWatch } from "./flood-watch.ts";
 import { DomainSet, parseBlocklist } from "./blocklist.ts";
 import { allowClients, startResolver, type Resolver } from "./resolver.ts";
+import { parseCidr } from "../../src/net/ip.ts";
 import { readFileSync } from "node:fs";
 import type { QueryObserver } from "./server.ts";
 import { shieldVerdictCounters, type Counter, type Metrics, type ShieldVerdictCounters } from "../../src/metrics.ts";
@@ -425,6 +426,7 @@ function queryMetrics(metrics: Metrics): QueryObserver {
 async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable): Promise<Resolver | null> {
   const s = k.settings;
   if (s.resolver_udp.length === 0 && s.resolver_tcp.length === 0) return null;
+  warnIfOpen(k);
   const blocked: string[] = [];
   const allowed: string[] = [];
   for (const path of s.resolver_blocklists) {
@@ -460,6 +462,18 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
       error: e instanceof Error ? e.message : String(e),
     });
     return null;
+  }
+}
+
+/**
+ * A client prefix of length 0 lets the whole Internet (of its family) use the resolver: an open
+ * resolver, an amplification weapon for spoofed sources. Said at every start, not refused: the
+ * resolver may listen only where nobody else can reach it.
+ */
+function warnIfOpen(k: Kernel<DnsSettings>): void {
+  const open = k.settings.resolver_clients.filter((text) => parseCidr(text)?.prefix === 0);
+  if (open.length > 0) {
+    k.log.warn("dns resolver: [dns] resolver_clients lets every address use the resolver (an open resolver, which spoofed queries turn into an amplifier); give the mesh's or the LAN's prefixes", { resolver_clients: open });
   }
 }
 

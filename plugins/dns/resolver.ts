@@ -203,8 +203,9 @@ function encode(query: Query, rcode: number, aa: boolean, sections: Sections, li
     answer: sections.answer,
     authority: sections.authority,
     additional: sections.additional,
-    // DO is not passed on: answers are not validated here and carry no signatures.
-    edns: query.edns ? { udpPayloadSize: EDNS_PAYLOAD_SIZE, dnssecOk: false } : null,
+    // DO is copied from the query (RFC 3225 §3). Upstreams are never asked with it, so no answer
+    // here carries signatures: a client cannot validate DNSSEC through this resolver.
+    edns: query.edns ? { udpPayloadSize: EDNS_PAYLOAD_SIZE, dnssecOk: query.edns.dnssecOk } : null,
   };
   if (query.rawQname) response.qnameWire = query.rawQname;
   const wire = encodeResponse(response, limit);

@@ -74,3 +74,20 @@ test("a resolver that cannot bind is logged as off, without claiming an authorit
     taken.close();
   }
 });
+
+test("resolver_clients that let every address in (0.0.0.0/0, ::/0) start with a warning naming the key (found in review: silent)", async () => {
+  const c = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"], resolver_clients: ["100.64.0.0/10", "0.0.0.0/0", "::/0"] } } });
+  try {
+    const warning = c.log.lines.find((l) => String(l.msg).startsWith("dns resolver: [dns] resolver_clients lets every address"));
+    expect(warning).toMatchObject({ level: "warn", resolver_clients: ["0.0.0.0/0", "::/0"] });
+    expect(c.log.lines.some((l) => l.msg === "dns resolver listening")).toBe(true);
+  } finally {
+    await c.stop();
+  }
+  const mesh = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"], resolver_clients: ["100.64.0.0/10"] } } });
+  try {
+    expect(mesh.log.lines.some((l) => String(l.msg).includes("resolver_clients lets every address"))).toBe(false);
+  } finally {
+    await mesh.stop();
+  }
+});

@@ -762,6 +762,17 @@ describe("protocol", () => {
     expect(axfr.rcode).toBe(Rcode.REFUSED);
   });
 
+  test("DO is copied from the query into the reply's OPT (RFC 3225 §3), though no signatures come (found in review)", async () => {
+    const upstream = await startUpstream();
+    const { client } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }] });
+    const ask = (name: string, dnssecOk: boolean) => client.query(buildQuery({ name: parseName(name, null), type: RRType.A, rd: true, edns: { payload: 1232, dnssecOk } }));
+    for (const name of ["tracker.example.", "www.example.org."]) {
+      expect([name, (await ask(name, true)).edns?.dnssecOk]).toEqual([name, true]);
+      expect([name, (await ask(name, false)).edns?.dnssecOk]).toEqual([name, false]);
+    }
+    expect((await ask("www.example.org.", true)).answer.map((rr) => rr.type)).toEqual([RRType.A]); // no RRSIG
+  });
+
   test("invalid options are refused at start", async () => {
     const base = { udp: [], tcp: [], blocklist, log: silentLogger };
     await expect(startResolver({ ...base, upstreams: [{ address: "dns.example", port: 53 }], blockMode: { kind: "nxdomain" } })).rejects.toThrow("not an IP address");
