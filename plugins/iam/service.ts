@@ -188,7 +188,7 @@ export class IamService {
       // Nobody could then seal, rotate keys, read the audit log or make users: refused, as erasure refuses it.
       if (sql.isLastOperator(tx, userId)) throw new ConflictError("The user is the last operator: make another operator first.");
       for (const orgId of sql.ownedOrganizations(tx, userId)) {
-        if (sql.ownerCount(tx, orgId) <= 1) throw new ConflictError(`the user is the last owner of organization ${orgId}: transfer ownership first`);
+        if (sql.isLastOwner(tx, orgId, userId)) throw new ConflictError(`the user is the last owner of organization ${orgId}: transfer ownership first`);
       }
       sql.softDeleteUser(tx, userId, this.now());
       sql.revokeUserCredentials(tx, userId, ["session", "pat", "device", "workload", "console", "service"], this.now());
@@ -996,7 +996,7 @@ export class IamService {
       if (mode === "change" && !current) throw new NotFoundError("That user is not a member.");
       if (!callerRole || !roleAllows(callerRole, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");
       if ((role === "owner" || current === "owner") && callerRole !== "owner") throw new ForbiddenError("only an owner may make or unmake owners");
-      if (current === "owner" && role !== "owner" && sql.ownerCount(tx, orgId) <= 1) throw new ConflictError("the last owner cannot step down: make someone else owner first");
+      if (current === "owner" && role !== "owner" && sql.isLastOwner(tx, orgId, target.id)) throw new ConflictError("the last owner cannot step down: make someone else owner first");
       sql.upsertMembership(tx, orgId, target.id, role, this.now());
       this.audit(tx, {
         action: current ? "iam.member.update" : "iam.member.add",
@@ -1018,7 +1018,7 @@ export class IamService {
       const callerRole = actingRole(tx, caller.principal, orgId);
       if (!callerRole || !roleAllows(callerRole, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");
       if (current === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may remove an owner");
-      if (current === "owner" && sql.ownerCount(tx, orgId) <= 1) throw new ConflictError("the last owner cannot leave: make someone else owner first");
+      if (current === "owner" && sql.isLastOwner(tx, orgId, userId)) throw new ConflictError("the last owner cannot leave: make someone else owner first");
       sql.deleteMembership(tx, orgId, userId);
       this.audit(tx, { action: "iam.member.remove", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, organization: orgId, request: caller.request });
     });

@@ -199,10 +199,21 @@ export const upsertMembership = (tx: Database, orgId: string, userId: string, ro
 export const deleteMembership = (tx: Database, orgId: string, userId: string) =>
   tx.query("DELETE FROM memberships WHERE organization_id = ? AND user_id = ?").run(orgId, userId);
 
-export const ownerCount = (db: Database, orgId: string) =>
-  db
-    .query<{ n: number }, [string]>("SELECT count(*) AS n FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND m.role = 'owner' AND u.deleted_at IS NULL")
-    .get(orgId)!.n;
+/**
+ * Whether the user is the organization's last owner: a live owner with no other live owner
+ * beside them. A deleted user's owner membership stays (until erased) but owns nothing: a
+ * deleted user is never the last owner, and does not count as another for anyone else.
+ */
+export const isLastOwner = (db: Database, orgId: string, userId: string) => {
+  const isLiveOwner = db
+    .query("SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND m.user_id = ? AND m.role = 'owner' AND u.deleted_at IS NULL")
+    .get(orgId, userId);
+  if (!isLiveOwner) return false;
+  const otherLiveOwner = db
+    .query("SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND m.user_id != ? AND m.role = 'owner' AND u.deleted_at IS NULL")
+    .get(orgId, userId);
+  return !otherLiveOwner;
+};
 
 /** The live organizations the user owns: a deleted one keeps its memberships, but needs no owner kept. */
 export const ownedOrganizations = (db: Database, userId: string) =>

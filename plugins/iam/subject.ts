@@ -51,7 +51,7 @@ export function iamSubjects(store: Store, keyring: () => Keyring): SubjectContri
       if (subject.kind === "user") {
         if (sql.isLastOperator(tx, subject.id)) throw new ConflictError("The user is the last operator: make another operator first.");
         for (const org of sql.ownedOrganizations(tx, subject.id)) {
-          if (sql.ownerCount(tx, org) <= 1) throw new ConflictError(`The user is the last owner of organization ${org}: transfer ownership (or erase the organization) first.`);
+          if (sql.isLastOwner(tx, org, subject.id)) throw new ConflictError(`The user is the last owner of organization ${org}: transfer ownership (or erase the organization) first.`);
         }
         sql.softDeleteUser(tx, subject.id, now);
         sql.revokeUserCredentials(tx, subject.id, ["session", "pat", "device", "workload", "console"], now);
