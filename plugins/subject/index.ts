@@ -50,6 +50,7 @@ export const subjectPlugin = definePlugin<SubjectSettings>({
   actions: [
     { type: "subject.exported", description: "All data of a user or an organization was exported (with or without secret values)." },
     { type: "subject.erased", description: "Erasure of a user or an organization: requested (soft-deleted), then erased for good with crypto-shredding." },
+    { type: "subject.restore.erasures", description: "At the first start after a restore: erasures asked for after the backup were carried over (the count); without the previous database, they are unknown and must be made again." },
   ],
   migrations: subjectMigrations,
 
@@ -61,7 +62,8 @@ export const subjectPlugin = definePlugin<SubjectSettings>({
     timer.unref();
     // Before the backup plugin (later in the list) consumes the restore marker.
     const carried = await service.carryOverErasures(k.config.data_dir);
-    if (carried > 0) k.log.warn("subject: erasures made after the restored backup were carried over and run again", { erasures: carried });
+    if (carried && !carried.previousRead) k.log.warn("subject: after a restore, no previous database to read erasures from: erasures asked for after the backup are unknown and must be made again");
+    if (carried && carried.carried > 0) k.log.warn("subject: erasures made after the restored backup were carried over and run again", { erasures: carried.carried });
     run();
     return async () => {
       unregister();

@@ -10,14 +10,12 @@
  *   steps audited as `subject.erased`, with the stage.
  */
 import type { Database } from "bun:sqlite";
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { isPseudoSubject, type AuditActor, type AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
-import { openReadOnly } from "../../src/store/read-only.ts";
+import { claimRestoreStep, hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
 import { subjectsOf, type Subject, type SubjectKind } from "../../src/subjects.ts";
 import type { SubjectSettings } from "./settings.ts";
 
@@ -37,8 +35,12 @@ interface ErasureRow {
   summary: string | null;
 }
 
-/** The marker `citadel restore` leaves in the data directory (written by the backup plugin). */
-const RESTORE_MARKER = "restored-from-backup.json";
+export interface ErasuresAfterRestore {
+  /** Erasures the previous database knew and this one did not, carried over. */
+  carried: number;
+  /** Whether the previous database could be read: without it, erasures after the backup are unknown. */
+  previousRead: boolean;
+}
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 const DAY = 86_400_000;
@@ -97,7 +99,7 @@ export class SubjectService {
       });
     if (!exists) throw new NotFoundError(`Citadel holds nothing about the ${subject.kind} ${subject.id}.`);
     await this.k.store.write((tx) => {
-      if (tx.query("SELECT 1 FROM subject_erasures WHERE kind = ? AND subject_id = ? AND erased_at IS NULL").get(subject.kind, subject.id)) throw new ConflictError(`An erasure of ${subject.id} is pending already.`);
+      refuseSecondErasure(tx, subject);
       for (const contributor of subjectsOf(this.k.store).list()) contributor.softDelete?.(tx, subject, now);
       this.recordPending(tx, row, actorOf(caller.principal), `requested: soft-deleted; erased for good from ${iso(row.due_at)}`, caller.request);
     });
@@ -137,46 +139,48 @@ export class SubjectService {
 
   /**
    * After `citadel restore`: erasures the restored database does not know (asked for after the
-   * backup was taken) are carried over from the database it replaced, so a restore cannot bring
-   * an erased person back. Pending ones are soft-deleted again; `runDue` finishes the rest.
-   * The restore leaves a marker naming the replaced database (the backup plugin's contract).
+   * backup was taken) are carried over from the database it replaced (src/restore-marker.ts),
+   * so a restore cannot bring an erased person back. Pending ones are soft-deleted again;
+   * `runDue` finishes the rest. Once per restore (a start that fails before the marker goes
+   * meets it again). A previous database that does not read — often the damaged one the restore
+   * replaced — counts as none: those erasures are then unknown, and the log and the audit log
+   * say they must be made again. Null when no restore happened, or this one was handled already.
    */
-  async carryOverErasures(dataDir: string): Promise<number> {
-    const marker = join(dataDir, RESTORE_MARKER);
-    if (!existsSync(marker)) return 0;
-    let previous: string | null = null;
-    try {
-      previous = (JSON.parse(readFileSync(marker, "utf8")) as { previous?: string | null }).previous ?? null;
-    } catch {
-      return 0;
-    }
-    if (!previous || !existsSync(join(dataDir, previous))) return 0;
-    let old: ErasureRow[] = [];
-    const db = openReadOnly(join(dataDir, previous));
-    try {
-      if (db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'subject_erasures'").get()) old = db.query<ErasureRow, []>("SELECT * FROM subject_erasures").all();
-    } finally {
-      db.close();
-    }
+  async carryOverErasures(dataDir: string): Promise<ErasuresAfterRestore | null> {
+    const state = restoreState(dataDir);
+    if (state.kind === "none") return null;
+    const before = readPrevious(state.previous, erasuresIn);
     const now = this.k.clock.now();
-    let carried = 0;
-    for (const row of old) {
-      if (this.k.store.db.query("SELECT 1 FROM subject_erasures WHERE id = ?").get(row.id)) continue;
-      const subject: Subject = { kind: row.kind, id: row.subject_id };
-      await this.k.store.write((tx) => {
-        for (const contributor of subjectsOf(this.k.store).list()) {
-          try {
-            contributor.softDelete?.(tx, subject, now);
-          } catch (e) {
-            this.k.log.warn("subject: a carried-over erasure could not soft-delete (it is erased for good when due)", { subject: row.subject_id, part: contributor.name, error: String(e) });
-          }
-        }
-        this.recordPending(tx, row, { kind: "system" }, `carried over after a restore: erasure requested ${iso(row.requested_at)}, for good from ${iso(row.due_at)}`);
-      });
-      this.committed(subject);
-      carried++;
+    const carried = await this.k.store.write((tx) => {
+      if (!claimRestoreStep(tx, state.id, "subject", now)) return null;
+      const rows = (before ?? []).filter((row) => this.carryOver(tx, row, now));
+      const reason =
+        before === null
+          ? "after a restore: no previous database to read erasures from: erasures asked for after the backup are unknown and must be made again (see your records)"
+          : `after a restore: ${rows.length} erasure(s) asked for after the backup carried over`;
+      this.k.audit.record(tx, { action: "subject.restore.erasures", actor: { kind: "system" }, outcome: "success", resource: null, reason });
+      return rows;
+    });
+    if (carried === null) return null;
+    for (const row of carried) this.committed({ kind: row.kind, id: row.subject_id });
+    return { carried: carried.length, previousRead: before !== null };
+  }
+
+  /** One erasure of the previous database into this one, soft-deleted again; false when this one knows it already. */
+  private carryOver(tx: Database, row: ErasureRow, now: number): boolean {
+    // The same request, or another for the subject (pending or done): one is enough, and a
+    // second pending one would break the ledger's unique index, and with it the start.
+    if (tx.query("SELECT 1 FROM subject_erasures WHERE id = ? OR (kind = ? AND subject_id = ?)").get(row.id, row.kind, row.subject_id)) return false;
+    const subject: Subject = { kind: row.kind, id: row.subject_id };
+    for (const contributor of subjectsOf(this.k.store).list()) {
+      try {
+        contributor.softDelete?.(tx, subject, now);
+      } catch (e) {
+        this.k.log.warn("subject: a carried-over erasure could not soft-delete (it is erased for good when due)", { subject: row.subject_id, part: contributor.name, error: String(e) });
+      }
     }
-    return carried;
+    this.recordPending(tx, row, { kind: "system" }, `carried over after a restore: erasure requested ${iso(row.requested_at)}, for good from ${iso(row.due_at)}`);
+    return true;
   }
 
   /** Erases every request whose grace period is over; returns how many. Runs hourly and on demand. */
@@ -216,6 +220,14 @@ export class SubjectService {
   }
 }
 
+/** One erasure per subject: pending, or done (what is left of an erased subject is no one's to erase again). */
+function refuseSecondErasure(tx: Database, subject: Subject): void {
+  const earlier = tx.query<{ erased_at: number | null }, [string, string]>("SELECT erased_at FROM subject_erasures WHERE kind = ? AND subject_id = ? ORDER BY erased_at IS NULL DESC LIMIT 1").get(subject.kind, subject.id);
+  if (!earlier) return;
+  if (earlier.erased_at === null) throw new ConflictError(`An erasure of ${subject.id} is pending already.`);
+  throw new ConflictError(`${subject.id} was erased already (${iso(earlier.erased_at)}).`);
+}
+
 function view(row: ErasureRow) {
   return {
     id: row.id,
@@ -226,4 +238,9 @@ function view(row: ErasureRow) {
     erased_at: iso(row.erased_at),
     summary: row.summary,
   };
+}
+
+/** The previous database's erasure ledger (one from before the subject plugin has none). */
+function erasuresIn(db: Database): ErasureRow[] {
+  return hasTable(db, "subject_erasures") ? db.query<ErasureRow, []>("SELECT * FROM subject_erasures ORDER BY requested_at").all() : [];
 }

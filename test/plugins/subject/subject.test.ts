@@ -228,16 +228,89 @@ describe("erasure", () => {
       previous.close();
       writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ backup: "citadel-20260501T000000Z.backup", previous: "citadel.db.before-restore-20260601T000000Z" }));
       const service = subjectServiceOf({ store: c.kernel.store } as never);
-      expect(await service.carryOverErasures(dir)).toBe(1);
-      expect(await service.carryOverErasures(dir)).toBe(0); // once
+      expect(await service.carryOverErasures(dir)).toEqual({ carried: 1, previousRead: true });
+      expect(await service.carryOverErasures(dir)).toBeNull(); // once
       expect((await c.send("GET", "/v1/iam/me", frank.token)).status).toBe(401);
       expect(await service.runDue()).toBe(1);
       const row = c.kernel.store.db.query("SELECT email FROM users WHERE id = ?").get(frank.id) as { email: string };
       expect(row.email).toBe(`erased-${frank.id}@erased.invalid`);
-      expect(subjectEvents(c).map((e) => e.reason.split(":")[0])).toEqual(["carried over after a restore", "erased for good"]);
+      expect(subjectEvents(c).filter((e) => e.action === "subject.erased").map((e) => e.reason.split(":")[0])).toEqual(["carried over after a restore", "erased for good"]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test("a subject erased already cannot be erased again (found in review: a second request was accepted)", async () => {
+    const { c, operator } = await setup();
+    const frank = await c.addUser(operator, "frank@example.org", "viewer");
+    expect((await confirmed(c, `/v1/subject/user/${frank.id}/erasure`, operator)).status).toBe(200);
+    c.clock.advance(31 * DAY);
+    const operatorAgain = await c.login(c.owner.email, c.owner.password);
+    expect((await c.send("POST", "/v1/subject/erasures/run", operatorAgain)).body.erased).toBe(1);
+    const again = await confirmed(c, `/v1/subject/user/${frank.id}/erasure`, operatorAgain);
+    expect([again.status, again.body.detail]).toEqual([409, `${frank.id} was erased already (${new Date(c.clock.now()).toISOString()}).`]);
+  });
+
+  describe("carried over after a restore (found in review)", () => {
+    /** A data directory holding a restore marker and, unless null, the database it replaced. */
+    function restoredDir(previous: ((db: Database) => void) | "garbage" | null) {
+      const dir = mkdtempSync(join(tmpdir(), "citadel-restored-"));
+      const name = "citadel.db.before-restore-20260601T000000Z";
+      if (previous === "garbage") writeFileSync(join(dir, name), "this is not a database, which is why it was restored over".repeat(100));
+      else if (previous) {
+        const db = new Database(join(dir, name));
+        db.run("CREATE TABLE subject_erasures (id TEXT PRIMARY KEY, kind TEXT, subject_id TEXT, requested_at INTEGER, requested_by TEXT, due_at INTEGER, erased_at INTEGER, summary TEXT)");
+        previous(db);
+        db.close();
+      }
+      writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "rst_test", backup: "citadel-20260501T000000Z.backup", previous: previous === null ? null : name }));
+      return dir;
+    }
+    const restoreEvents = (c: App) => (c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'subject.restore.erasures'").all() as Array<{ reason: string }>).map((e) => e.reason);
+
+    test("a previous database that is not one (why one restores) does not stop the start: its erasures count as unknown", async () => {
+      const { c } = await setup();
+      const dir = restoredDir("garbage");
+      try {
+        const service = subjectServiceOf({ store: c.kernel.store } as never);
+        expect(await service.carryOverErasures(dir)).toEqual({ carried: 0, previousRead: false });
+        expect(restoreEvents(c)).toEqual([expect.stringContaining("erasures asked for after the backup are unknown and must be made again")]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    test("without a previous database, the audit log says erasures after the backup are unknown; once per restore", async () => {
+      const { c } = await setup();
+      const dir = restoredDir(null);
+      try {
+        const service = subjectServiceOf({ store: c.kernel.store } as never);
+        expect(await service.carryOverErasures(dir)).toEqual({ carried: 0, previousRead: false });
+        expect(await service.carryOverErasures(dir)).toBeNull();
+        expect(restoreEvents(c)).toEqual([expect.stringContaining("no previous database to read erasures from")]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    test("an erasure of a subject the restored database is erasing already is not carried over (the pending-unique index held)", async () => {
+      const { c, operator } = await setup();
+      const frank = await c.addUser(operator, "frank@example.org", "viewer");
+      // The backup's time: frank's erasure pending. After it: done, and a second request made.
+      const pending = await confirmed(c, `/v1/subject/user/${frank.id}/erasure`, operator);
+      const dir = restoredDir((db) => {
+        const insert = db.query("INSERT INTO subject_erasures VALUES (?, 'user', ?, ?, 'usr_op', ?, ?, ?)");
+        insert.run(pending.body.id, frank.id, c.clock.now(), c.clock.now() + 30 * DAY, c.clock.now() + 30 * DAY, "done");
+        insert.run("era_second", frank.id, c.clock.now() + 31 * DAY, c.clock.now() + 61 * DAY, null, null);
+      });
+      try {
+        const service = subjectServiceOf({ store: c.kernel.store } as never);
+        expect(await service.carryOverErasures(dir)).toEqual({ carried: 0, previousRead: true });
+        expect(service.list().items.map((e) => e.id)).toEqual([pending.body.id]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
   });
 
   test("an organization being erased has its zones taken off the DNS server at once", async () => {
