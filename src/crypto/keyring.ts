@@ -124,7 +124,7 @@ export class Keyring {
 
   /** Destroys every version of the owner's key (crypto-shredding); returns how many were destroyed. */
   destroyOwner(tx: Database, owner: string, now: number): number {
-    const { changes } = tx.query("UPDATE deks SET wrapped = NULL, destroyed_at = ? WHERE owner = ? AND wrapped IS NOT NULL").run(now, owner);
+    const changes = destroyOwnerKeys(tx, owner, now);
     for (const [id, entry] of this.dekCache) {
       if (id.startsWith(`${owner}\0`)) {
         entry.key.fill(0);
@@ -321,4 +321,13 @@ export function promoteRootKey(tx: Database, rootId: string): void {
 /** The root keys allowed to unseal, with their verifiers. */
 export function unsealableRoots(db: Database): Array<RootKeyRecord & { verifier: Uint8Array }> {
   return db.query<RootKeyRecord & { verifier: Uint8Array }, []>("SELECT id, verifier, method, shares, threshold, state, created_at FROM root_keys ORDER BY state").all();
+}
+
+/**
+ * The database half of `Keyring.destroyOwner`: a destroyed key is a `deks` row whose wrapped
+ * bytes are gone (NULL). For work that must destroy keys while sealed (the carry-over after a
+ * restore runs before unsealing); unsealed, use the keyring's, which also drops its cache.
+ */
+export function destroyOwnerKeys(tx: Database, owner: string, now: number): number {
+  return tx.query("UPDATE deks SET wrapped = NULL, destroyed_at = ? WHERE owner = ? AND wrapped IS NOT NULL").run(now, owner).changes;
 }

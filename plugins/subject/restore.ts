@@ -1,0 +1,69 @@
+/**
+ * The first start after `citadel restore`: keys destroyed after the backup must stay destroyed.
+ * Crypto-shredding — an erasure's, `citadel audit erase`'s, a deleted webhook's — is a `deks`
+ * row whose wrapped bytes are gone (NULL); the restored database holds them again, and with
+ * them the personal data they encrypt. The database the restore replaced (src/restore-marker.ts)
+ * knows which were destroyed. The erasure ledger is carried over by the service (service.ts);
+ * `citadel audit erase` is in no ledger, only its keys tell.
+ */
+import type { Database } from "bun:sqlite";
+import { destroyOwnerKeys } from "../../src/crypto/keyring.ts";
+import type { Kernel } from "../../src/plugin.ts";
+import { claimRestoreStep, hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
+
+export interface KeysAfterRestore {
+  /** Key owners destroyed in the previous database and destroyed again here. */
+  owners: number;
+  /** Key versions destroyed again. */
+  keys: number;
+  /** Whether the previous database could be read: without it, keys destroyed after the backup read again. */
+  previousRead: boolean;
+}
+
+/** An owner the previous database destroyed keys of, up to its highest destroyed version. */
+interface DestroyedBefore {
+  owner: string;
+  version: number;
+}
+
+/**
+ * Destroys again every key owner the previous database had destroyed and the restored one
+ * holds undestroyed, as an erasure does (the keyring's destroyOwner; its database half while
+ * sealed, as the first start after a restore may be). Once per restore, audited once with the
+ * counts. Null when no restore happened, or this one was handled already.
+ */
+export async function carryOverDestroyedKeys(k: Kernel, dataDir: string): Promise<KeysAfterRestore | null> {
+  const state = restoreState(dataDir);
+  if (state.kind === "none") return null;
+  const before = readPrevious(state.previous, destroyedIn);
+  const now = k.clock.now();
+  return k.store.write((tx) => {
+    if (!claimRestoreStep(tx, state.id, "subject.keys", now)) return null;
+    const result = { ...destroyAgain(k, tx, before ?? [], now), previousRead: before !== null };
+    const reason =
+      before === null
+        ? "after a restore: no previous database to read destroyed keys from: keys destroyed after the backup (erasures, audit erase) read again — erase those subjects again"
+        : `after a restore: ${result.keys} key(s) of ${result.owners} owner(s) destroyed after the backup destroyed again`;
+    k.audit.record(tx, { action: "subject.restore.keys", actor: { kind: "system" }, outcome: "success", resource: null, reason });
+    return result;
+  });
+}
+
+function destroyAgain(k: Kernel, tx: Database, before: DestroyedBefore[], now: number): { owners: number; keys: number } {
+  const keyring = k.seal.keyringIfUnsealed();
+  let owners = 0;
+  let keys = 0;
+  for (const { owner, version } of before) {
+    // A version the previous database destroyed, still readable here. Versions after it (the
+    // owner's key made anew since) the restored database cannot hold, coming from before.
+    if (!tx.query("SELECT 1 FROM deks WHERE owner = ? AND version <= ? AND wrapped IS NOT NULL").get(owner, version)) continue;
+    keys += keyring ? keyring.destroyOwner(tx, owner, now) : destroyOwnerKeys(tx, owner, now);
+    owners++;
+  }
+  return { owners, keys };
+}
+
+function destroyedIn(db: Database): DestroyedBefore[] {
+  if (!hasTable(db, "deks")) return [];
+  return db.query<DestroyedBefore, []>("SELECT owner, max(version) AS version FROM deks WHERE wrapped IS NULL GROUP BY owner").all();
+}

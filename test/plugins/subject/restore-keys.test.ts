@@ -1,0 +1,61 @@
+/**
+ * A restore cannot undo crypto-shredding: keys destroyed after the backup (here by
+ * `citadel audit erase`, which no erasure ledger records) are destroyed again at the first
+ * start after it, once per restore, audited with the counts (found in review: the personal
+ * data read again).
+ */
+import { expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { subjectKeyOwner } from "../../../src/audit/event.ts";
+import { carryOverDestroyedKeys } from "../../../plugins/subject/restore.ts";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
+
+const newCitadel = stoppedAfterEach();
+const PREVIOUS = "citadel.db.before-restore-20260601T000000Z";
+
+test("keys destroyed by an audit erase after the backup are destroyed again; once per restore", async () => {
+  const c = await newCitadel();
+  const operator = await c.login(c.owner.email, c.owner.password);
+  const frank = await c.addUser(operator, "frank@example.org", "viewer");
+  const db = c.kernel.store.db;
+  const owner = subjectKeyOwner(frank.id);
+  // In the audit log (the profile keeps the address: only the audit data was erased).
+  const frankEmailReads = async () => JSON.stringify((await c.send("POST", `/v1/subject/user/${frank.id}/export`, operator)).body.data.audit).includes("frank@example.org");
+  expect(await frankEmailReads()).toBe(true);
+
+  // The backup's keys; then the audit erase; the database as it ran then is the previous one.
+  const backupKeys = db.query("SELECT version, wrapped FROM deks WHERE owner = ?").all(owner) as Array<{ version: number; wrapped: Uint8Array }>;
+  const ask = await c.send("POST", `/v1/audit/subjects/${frank.id}/erase`, operator);
+  expect((await c.send("POST", `/v1/audit/subjects/${frank.id}/erase`, operator, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+  const dir = mkdtempSync(join(tmpdir(), "citadel-restored-"));
+  try {
+    db.run(`VACUUM INTO '${join(dir, PREVIOUS)}'`);
+    // The restore: the backup's keys are back.
+    for (const key of backupKeys) db.query("UPDATE deks SET wrapped = ?, destroyed_at = NULL WHERE owner = ? AND version = ?").run(key.wrapped, owner, key.version);
+    expect(await frankEmailReads()).toBe(true);
+    writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "rst_keys", backup: "citadel-20260501T000000Z.backup", previous: PREVIOUS }));
+
+    expect(await carryOverDestroyedKeys(c.kernel as never, dir)).toEqual({ owners: 1, keys: backupKeys.length, previousRead: true });
+    expect(await carryOverDestroyedKeys(c.kernel as never, dir)).toBeNull();
+    expect(await frankEmailReads()).toBe(false);
+    const events = db.query("SELECT reason FROM audit_events WHERE action = 'subject.restore.keys'").all();
+    expect(events).toEqual([{ reason: `after a restore: ${backupKeys.length} key(s) of 1 owner(s) destroyed after the backup destroyed again` }]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("without a previous database the audit log says keys destroyed after the backup read again", async () => {
+  const c = await newCitadel();
+  const dir = mkdtempSync(join(tmpdir(), "citadel-restored-"));
+  try {
+    writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "rst_none", backup: "citadel-20260501T000000Z.backup", previous: null }));
+    expect(await carryOverDestroyedKeys(c.kernel as never, dir)).toEqual({ owners: 0, keys: 0, previousRead: false });
+    const events = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'subject.restore.keys'").all() as Array<{ reason: string }>;
+    expect(events.map((e) => e.reason)).toEqual([expect.stringContaining("keys destroyed after the backup (erasures, audit erase) read again")]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
