@@ -191,7 +191,7 @@ export class IamService {
         if (sql.isLastOwner(tx, orgId, userId)) throw new ConflictError(`the user is the last owner of organization ${orgId}: transfer ownership first`);
       }
       sql.softDeleteUser(tx, userId, this.now());
-      sql.revokeUserCredentials(tx, userId, ["session", "pat", "device", "workload", "console", "service"], this.now());
+      sql.revokeUserCredentials(tx, userId, sql.EVERY_USER_CREDENTIAL, this.now());
       this.audit(tx, { action: "iam.user.delete", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, request: caller.request });
     });
   }

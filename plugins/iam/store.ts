@@ -448,6 +448,9 @@ export const revokeOrganizationCredentials = (tx: Database, organizationId: stri
     .run(organizationId, now);
 
 /** Revokes the user's credentials of `kinds`, and every credential made from them (an API key a PAT made has no user of its own). */
+/** Every kind of credential a user makes: what deleting them (or asking for their erasure) revokes. */
+export const EVERY_USER_CREDENTIAL: readonly CredentialKind[] = ["session", "pat", "device", "workload", "console", "service"];
+
 export const revokeUserCredentials = (tx: Database, userId: string, kinds: readonly CredentialKind[], now: number) =>
   tx
     .query(

@@ -54,7 +54,9 @@ export function iamSubjects(store: Store, keyring: () => Keyring): SubjectContri
           if (sql.isLastOwner(tx, org, subject.id)) throw new ConflictError(`The user is the last owner of organization ${org}: transfer ownership (or erase the organization) first.`);
         }
         sql.softDeleteUser(tx, subject.id, now);
-        sql.revokeUserCredentials(tx, subject.id, ["session", "pat", "device", "workload", "console"], now);
+        // API keys too (they stop at once anyway, their maker gone): listed as revoked, with
+        // the request's audit event, rather than vanishing unannounced at the erasure for good.
+        sql.revokeUserCredentials(tx, subject.id, sql.EVERY_USER_CREDENTIAL, now);
       } else {
         sql.softDeleteOrganization(tx, subject.id, now);
         tx.query("UPDATE credentials SET revoked_at = ? WHERE organization_id = ? AND revoked_at IS NULL").run(now, subject.id);

@@ -36,8 +36,9 @@ export function secretsSubjects(store: Store, keyring: () => Keyring): SubjectCo
         return { e2ee_public_key: key ? { public_key: key.public_key, created_at: iso(key.created_at) } : null, secret_versions_written: written };
       }
       const workspaces = db.query<{ workspace_id: string; e2ee: number; created_at: number }, [string]>("SELECT workspace_id, e2ee, created_at FROM secrets_workspaces WHERE organization_id = ?").all(subject.id);
-      if (workspaces.length === 0) return null;
-      return { workspaces: workspaces.map((w) => exportWorkspace(db, keyring, w, secretValues)) };
+      const shares = exportShares(db, subject.id);
+      if (workspaces.length === 0 && shares.length === 0) return null;
+      return { workspaces: workspaces.map((w) => exportWorkspace(db, keyring, w, secretValues)), shares };
     },
     erase(tx, subject, now) {
       if (subject.kind === "user") {
@@ -53,6 +54,16 @@ export function secretsSubjects(store: Store, keyring: () => Keyring): SubjectCo
       return workspaces.length === 0 && destroyed === 0 ? null : `${workspaces.length} workspace(s) deleted, ${destroyed} key(s) destroyed (values, webhook secrets, share links)`;
     },
   };
+}
+
+/** The organization's share links, metadata only: their ciphertext is the recipient's to read, through the link. */
+function exportShares(db: Database, organizationId: string) {
+  return db
+    .query<{ id: string; created_by: string; created_at: number; expires_at: number; views: number; max_views: number; revoked_at: number | null }, [string]>(
+      "SELECT id, created_by, created_at, expires_at, views, max_views, revoked_at FROM secrets_shares WHERE organization_id = ? ORDER BY created_at, id",
+    )
+    .all(organizationId)
+    .map((s) => ({ id: s.id, created_by: s.created_by, created_at: iso(s.created_at), expires_at: iso(s.expires_at), views: s.views, max_views: s.max_views, revoked_at: iso(s.revoked_at) }));
 }
 
 /**

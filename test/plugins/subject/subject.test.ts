@@ -251,6 +251,27 @@ describe("erasure", () => {
     expect([again.status, again.body.detail]).toEqual([409, `${frank.id} was erased already (${new Date(c.clock.now()).toISOString()}).`]);
   });
 
+  test("a user's API keys are revoked at the request, listed no more (found in review: listed as working, then gone unannounced)", async () => {
+    const { c, operator, org } = await setup();
+    const frank = await c.addUser(operator, "frank@example.org", "admin");
+    const key = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, frank.token, { json: { service: "system", name: "ci", scopes: ["system:read"] } })).body;
+    expect((await confirmed(c, `/v1/subject/user/${frank.id}/erasure`, operator)).status).toBe(200);
+    const listed = (await c.send("GET", `/v1/iam/orgs/${org}/api-keys`, operator)).body.items as Array<{ id: string }>;
+    expect(listed.map((k) => k.id)).not.toContain(key.id); // the list shows keys that work
+    expect(c.kernel.store.db.query("SELECT revoked_at FROM credentials WHERE id = ?").get(key.id)).toEqual({ revoked_at: c.clock.now() });
+  });
+
+  test("an organization's export lists its share links' metadata, never their ciphertext (found in review: missing)", async () => {
+    const { c, operator, org } = await setup();
+    const sealed = await createShareSecret("one-off");
+    const share = (await c.send("POST", `/v1/secrets/orgs/${org}/shares`, operator, { json: { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: false } })).body;
+    const exported = await c.send("POST", `/v1/subject/organization/${org}/export`, operator);
+    expect(exported.body.data.secrets.shares).toEqual([
+      { id: share.id, created_by: expect.any(String), created_at: new Date(c.clock.now()).toISOString(), expires_at: expect.any(String), views: 0, max_views: 1, revoked_at: null },
+    ]);
+    expect(exported.text).not.toContain(sealed.ciphertext);
+  });
+
   describe("carried over after a restore (found in review)", () => {
     /** A data directory holding a restore marker and, unless null, the database it replaced. */
     function restoredDir(previous: ((db: Database) => void) | "garbage" | null) {
