@@ -1,12 +1,14 @@
 /**
- * The first start after `citadel restore`: keys destroyed after the backup must stay destroyed.
- * Crypto-shredding — an erasure's, `citadel audit erase`'s, a deleted webhook's — is a `deks`
- * row whose wrapped bytes are gone (NULL); the restored database holds them again, and with
- * them the personal data they encrypt. The database the restore replaced (src/restore-marker.ts)
- * knows which were destroyed. The erasure ledger is carried over by the service (service.ts);
- * `citadel audit erase` is in no ledger, only its keys tell.
+ * The first start after `citadel restore`: a subject's audit log keys shredded after the backup
+ * must stay shredded. `citadel audit erase` is in no ledger — only its keys tell: a `deks` row
+ * of owner `audit-subject/<subject>` whose wrapped bytes are gone (NULL) in the database the
+ * restore replaced (src/restore-marker.ts). A full erasure is in the erasure ledger, carried
+ * over by the service (service.ts), which erases again with every key it takes. Keys destroyed
+ * for other reasons are not replayed: a workspace or a webhook deleted after the backup comes
+ * back with the backup, readable (a restore is how a deletion by mistake is undone).
  */
 import type { Database } from "bun:sqlite";
+import { subjectKeyOwner } from "../../src/audit/event.ts";
 import { destroyOwnerKeys } from "../../src/crypto/keyring.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { claimRestoreStep, hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
@@ -42,7 +44,7 @@ export async function carryOverDestroyedKeys(k: Kernel, dataDir: string): Promis
     const result = { ...destroyAgain(k, tx, before ?? [], now), previousRead: before !== null };
     const reason =
       before === null
-        ? "after a restore: no previous database to read destroyed keys from: keys destroyed after the backup (erasures, audit erase) read again — erase those subjects again"
+        ? "after a restore: no previous database to read destroyed keys from: audit log keys shredded after the backup (audit erase) read again — erase those subjects again"
         : `after a restore: ${result.keys} key(s) of ${result.owners} owner(s) destroyed after the backup destroyed again`;
     k.audit.record(tx, { action: "subject.restore.keys", actor: { kind: "system" }, outcome: "success", resource: null, reason });
     return result;
@@ -65,5 +67,7 @@ function destroyAgain(k: Kernel, tx: Database, before: DestroyedBefore[], now: n
 
 function destroyedIn(db: Database): DestroyedBefore[] {
   if (!hasTable(db, "deks")) return [];
-  return db.query<DestroyedBefore, []>("SELECT owner, max(version) AS version FROM deks WHERE wrapped IS NULL GROUP BY owner").all();
+  return db
+    .query<DestroyedBefore, [string]>("SELECT owner, max(version) AS version FROM deks WHERE wrapped IS NULL AND owner GLOB ? GROUP BY owner")
+    .all(`${subjectKeyOwner("")}*`);
 }

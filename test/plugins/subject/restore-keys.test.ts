@@ -54,7 +54,31 @@ test("without a previous database the audit log says keys destroyed after the ba
     writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "rst_none", backup: "citadel-20260501T000000Z.backup", previous: null }));
     expect(await carryOverDestroyedKeys(c.kernel as never, dir)).toEqual({ owners: 0, keys: 0, previousRead: false });
     const events = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'subject.restore.keys'").all() as Array<{ reason: string }>;
-    expect(events.map((e) => e.reason)).toEqual([expect.stringContaining("keys destroyed after the backup (erasures, audit erase) read again")]);
+    expect(events.map((e) => e.reason)).toEqual([expect.stringContaining("audit log keys shredded after the backup (audit erase) read again")]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a workspace deleted after the backup comes back readable: only audit log keys are destroyed again (found in review: every restored secret read 500)", async () => {
+  const c = await newCitadel();
+  const operator = await c.login(c.owner.email, c.owner.password);
+  const db = c.kernel.store.db;
+  const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, operator, { json: { name: "app" } })).body.id as string;
+  const secret = `/v1/secrets/workspaces/${ws}/environments/development/secrets/DB_PASSWORD`;
+  expect((await c.send("PUT", secret, operator, { json: { value: "hunter2" } })).status).toBe(200);
+  const backupKeys = db.query("SELECT owner, version, wrapped FROM deks WHERE wrapped IS NOT NULL").all() as Array<{ owner: string; version: number; wrapped: Uint8Array }>;
+  const ask = await c.send("DELETE", `/v1/iam/workspaces/${ws}`, operator);
+  expect((await c.send("DELETE", `/v1/iam/workspaces/${ws}`, operator, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+  const dir = mkdtempSync(join(tmpdir(), "citadel-restored-"));
+  try {
+    db.run(`VACUUM INTO '${join(dir, PREVIOUS)}'`);
+    // The restore, as far as keys go: the backup's are back.
+    for (const key of backupKeys) db.query("UPDATE deks SET wrapped = ?, destroyed_at = NULL WHERE owner = ? AND version = ?").run(key.wrapped, key.owner, key.version);
+    writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "rst_ws", backup: "citadel-20260501T000000Z.backup", previous: PREVIOUS }));
+    expect(await carryOverDestroyedKeys(c.kernel as never, dir)).toEqual({ owners: 0, keys: 0, previousRead: true });
+    const readable = db.query("SELECT count(*) AS n FROM deks WHERE owner LIKE ? AND wrapped IS NOT NULL").get(`%${ws}%`) as { n: number };
+    expect(readable.n).toBeGreaterThan(0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
