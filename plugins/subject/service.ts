@@ -172,13 +172,28 @@ export class SubjectService {
     // second pending one would break the ledger's unique index, and with it the start.
     if (tx.query("SELECT 1 FROM subject_erasures WHERE id = ? OR (kind = ? AND subject_id = ?)").get(row.id, row.kind, row.subject_id)) return false;
     const subject: Subject = { kind: row.kind, id: row.subject_id };
-    for (const contributor of subjectsOf(this.k.store).list()) {
-      try {
-        contributor.softDelete?.(tx, subject, now);
-      } catch (e) {
-        this.k.log.warn("subject: a carried-over erasure could not soft-delete (it is erased for good when due)", { subject: row.subject_id, part: contributor.name, error: String(e) });
-      }
+    // All of the subject or none of it: a part refusing (the restored database's last operator
+    // or last owner — whoever took that over after the backup is not in it) holds the erasure,
+    // as a new request would be refused; erased when due anyway, it would leave the appliance
+    // without an operator, or an organization without an owner.
+    tx.run("SAVEPOINT carried_erasure");
+    try {
+      for (const contributor of subjectsOf(this.k.store).list()) contributor.softDelete?.(tx, subject, now);
+    } catch (e) {
+      tx.run("ROLLBACK TO carried_erasure");
+      tx.run("RELEASE carried_erasure");
+      if (!(e instanceof ConflictError)) throw e;
+      this.k.log.warn("subject: a carried-over erasure is held: make it again once resolved", { subject: row.subject_id, reason: e.message });
+      this.k.audit.record(tx, {
+        action: "subject.restore.erasures",
+        outcome: "failure",
+        actor: { kind: "system" },
+        resource: { type: row.kind, id: row.subject_id },
+        reason: `after a restore: the erasure requested ${iso(row.requested_at)} is held, not carried over: ${e.message} Resolve it, then request the erasure again.`,
+      });
+      return false;
     }
+    tx.run("RELEASE carried_erasure");
     this.recordPending(tx, row, { kind: "system" }, `carried over after a restore: erasure requested ${iso(row.requested_at)}, for good from ${iso(row.due_at)}`);
     return true;
   }

@@ -240,6 +240,30 @@ describe("erasure", () => {
     }
   });
 
+  test("a carried-over erasure of the restored database's last operator is held, not run: nothing of it is soft-deleted, and it is audited as held (found in review)", async () => {
+    const { c, operator } = await setup();
+    const me = (await c.send("GET", "/v1/iam/me", operator)).body.id as string;
+    const dir = mkdtempSync(join(tmpdir(), "citadel-restored-"));
+    try {
+      // After the backup, another operator (not in the backup) erased this one.
+      const previous = new Database(join(dir, "citadel.db.before-restore-20260601T000000Z"));
+      previous.run("CREATE TABLE subject_erasures (id TEXT PRIMARY KEY, kind TEXT, subject_id TEXT, requested_at INTEGER, requested_by TEXT, due_at INTEGER, erased_at INTEGER, summary TEXT)");
+      previous.query("INSERT INTO subject_erasures VALUES ('era_op', 'user', ?, ?, 'usr_other', ?, NULL, NULL)").run(me, c.clock.now() - 40 * DAY, c.clock.now() - 10 * DAY);
+      previous.close();
+      writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "rst_op", backup: "citadel-20260501T000000Z.backup", previous: "citadel.db.before-restore-20260601T000000Z" }));
+      const service = subjectServiceOf({ store: c.kernel.store } as never);
+      expect(await service.carryOverErasures(dir)).toEqual({ carried: 0, previousRead: true });
+      expect(await service.runDue()).toBe(0);
+      expect((await c.send("GET", "/v1/iam/me", operator)).status).toBe(200);
+      const operators = c.kernel.store.db.query("SELECT count(*) AS n FROM users WHERE operator = 1 AND deleted_at IS NULL").get() as { n: number };
+      expect(operators.n).toBe(1);
+      const held = c.kernel.store.db.query("SELECT outcome, reason FROM audit_events WHERE action = 'subject.restore.erasures' AND outcome = 'failure'").all() as Array<{ reason: string }>;
+      expect(held).toEqual([{ outcome: "failure", reason: expect.stringContaining("is held, not carried over: The user is the last operator") }]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a subject erased already cannot be erased again (found in review: a second request was accepted)", async () => {
     const { c, operator } = await setup();
     const frank = await c.addUser(operator, "frank@example.org", "viewer");
