@@ -425,27 +425,22 @@ export const revokeCredential = (tx: Database, id: string, now: number) =>
     )
     .run(id, now);
 
-/** Revokes the credentials restricted to a workspace, and every credential made from them (a deleted workspace's tokens must not outlive it). */
-export const revokeWorkspaceCredentials = (tx: Database, workspaceId: string, now: number) =>
+/** Revokes the credentials bound to a workspace or an organization (`column` names which), and every credential made from them. */
+const revokeBoundCredentials = (column: "workspace_id" | "organization_id") => (tx: Database, id: string, now: number) =>
   tx
     .query(
       `WITH RECURSIVE family(id) AS (
-         SELECT id FROM credentials WHERE workspace_id = ?
+         SELECT id FROM credentials WHERE ${column} = ?
          UNION SELECT c.id FROM credentials c JOIN family f ON c.parent_id = f.id)
        UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
     )
-    .run(workspaceId, now);
+    .run(id, now);
+
+/** Revokes the credentials restricted to a workspace, and every credential made from them (a deleted workspace's tokens must not outlive it). */
+export const revokeWorkspaceCredentials = revokeBoundCredentials("workspace_id");
 
 /** Revokes every credential bound to the organization (its API keys, PATs restricted to it) and every credential made from them. */
-export const revokeOrganizationCredentials = (tx: Database, organizationId: string, now: number) =>
-  tx
-    .query(
-      `WITH RECURSIVE family(id) AS (
-         SELECT id FROM credentials WHERE organization_id = ?
-         UNION SELECT c.id FROM credentials c JOIN family f ON c.parent_id = f.id)
-       UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
-    )
-    .run(organizationId, now);
+export const revokeOrganizationCredentials = revokeBoundCredentials("organization_id");
 
 /** Revokes the user's credentials of `kinds`, and every credential made from them (an API key a PAT made has no user of its own). */
 /** Every kind of credential a user makes: what deleting them (or asking for their erasure) revokes. */

@@ -51,13 +51,7 @@ export const opsCommands: Command[] = [
       const login = storedLogin(ctx, config);
       const now = systemClock.now();
       const [sbom, server] = await Promise.all([embeddedSbom({ commit: buildInfo.commit, now }), askLocalServer(config, login.token)]);
-      const configPath = locateConfigFile({
-        env: ctx.env,
-        configFlag: typeof ctx.options.config === "string" ? ctx.options.config : undefined,
-        dataFlag: typeof ctx.options.data === "string" ? ctx.options.data : undefined,
-        cwd: process.cwd(),
-        installedConfig: INSTALLED_CONFIG_FILE,
-      }).path;
+      const configPath = configFileOf(ctx);
       const loginFile = pathInfo(credentialsPath(ctx.configHome)).kind === "file" ? credentialsPath(ctx.configHome) : null;
       const meshStateDir = typeof ctx.options["mesh-state"] === "string" ? ctx.options["mesh-state"] : MESH_STATE_DIR;
       const report = await withDatabase(config, async (db, databaseProblem) => sovereigntyReport({ config, configPath, sbom, server, db, databaseProblem, now, meshStateDir, loginFile }));

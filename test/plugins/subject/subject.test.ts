@@ -257,7 +257,7 @@ describe("erasure", () => {
       expect((await c.send("GET", "/v1/iam/me", operator)).status).toBe(200);
       const operators = c.kernel.store.db.query("SELECT count(*) AS n FROM users WHERE operator = 1 AND deleted_at IS NULL").get() as { n: number };
       expect(operators.n).toBe(1);
-      const held = c.kernel.store.db.query("SELECT outcome, reason FROM audit_events WHERE action = 'subject.restore.erasures' AND outcome = 'failure'").all() as Array<{ reason: string }>;
+      const held = c.kernel.store.db.query("SELECT outcome, reason FROM audit_events WHERE action = 'subject.restore.erasures' AND outcome = 'failure'").all() as Array<{ outcome: string; reason: string }>;
       expect(held).toEqual([{ outcome: "failure", reason: expect.stringContaining("is held, not carried over: The user is the last operator") }]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
