@@ -44,26 +44,38 @@ export async function revokeAfterRestore(k: Kernel<IamSettings>, dataDir: string
     if (!claimRestoreStep(tx, state.id, "iam", now)) return null;
     let revoked = 0;
     for (const row of before?.credentials ?? []) revoked += sql.revokeAt(tx, row.id, row.revoked_at).changes;
-    const deleted = deleteAgain(tx, before?.users ?? [], now);
+    const { deleted, held } = deleteAgain(tx, before?.users ?? [], now);
     const ended = sql.endAllLogins(tx, now).changes;
     const previous =
       before === null
         ? "no previous database to read revocations and deletions from (credentials revoked and users deleted after the backup work again: revoke and delete them)"
-        : `${revoked} credential(s) revoked after the backup revoked again, ${deleted} user(s) deleted after the backup deleted again`;
+        : `${revoked} credential(s) revoked after the backup revoked again, ${deleted} user(s) deleted after the backup deleted again${held.length > 0 ? `; ${held.length} not deleted, being the restored database's last operator or last owner of an organization (${held.join(", ")}): delete or erase them again once another holds that` : ""}`;
     k.audit.record(tx, { action: "iam.restore.revoke", actor: { kind: "system" }, outcome: "success", resource: null, reason: `after a restore: ${previous}; ${ended} login(s) ended` });
     return { revoked, deleted, ended, previousRead: before !== null };
   });
 }
 
-/** Deletes again the users the previous database had deleted (their password would log in again), with every credential of theirs. */
-function deleteAgain(tx: Database, users: Ended["users"], now: number): number {
+/**
+ * Deletes again the users the previous database had deleted (their password would log in
+ * again), with every credential of theirs — but not the restored database's last operator or an
+ * organization's last owner: whoever took that over after the backup is not in it, and the
+ * appliance would be left without an operator, the organization without an owner. Those are
+ * held, named in the event (their erasure, if one was asked for, is held too: subject plugin).
+ */
+function deleteAgain(tx: Database, users: Ended["users"], now: number): { deleted: number; held: string[] } {
   let deleted = 0;
+  const held: string[] = [];
   for (const user of users) {
-    if (sql.softDeleteUser(tx, user.id, user.deleted_at).changes === 0) continue; // deleted in the backup too, or made after it
+    if (!sql.userById(tx, user.id)) continue; // made after the backup: not here
+    if (sql.isLastOperator(tx, user.id) || sql.ownedOrganizations(tx, user.id).some((org) => sql.isLastOwner(tx, org, user.id))) {
+      held.push(user.id);
+      continue;
+    }
+    if (sql.softDeleteUser(tx, user.id, user.deleted_at).changes === 0) continue; // deleted in the backup too
     sql.revokeUserCredentials(tx, user.id, ["session", "pat", "device", "workload", "console", "service"], now);
     deleted++;
   }
-  return deleted;
+  return { deleted, held };
 }
 
 function endedBefore(db: Database): Ended {

@@ -51,8 +51,8 @@ export const subjectPlugin = definePlugin<SubjectSettings>({
   actions: [
     { type: "subject.exported", description: "All data of a user or an organization was exported (with or without secret values)." },
     { type: "subject.erased", description: "Erasure of a user or an organization: requested (soft-deleted), then erased for good with crypto-shredding." },
-    { type: "subject.restore.keys", description: "At the first start after a restore: keys destroyed after the backup (erasures, audit erase) were destroyed again (the counts); without the previous database, they read again." },
-    { type: "subject.restore.erasures", description: "At the first start after a restore: erasures asked for after the backup were carried over (the count); without the previous database, they are unknown and must be made again." },
+    { type: "subject.restore.keys", description: "At the first start after a restore: audit log keys shredded after the backup by audit erase were shredded again (the counts); without the previous database, they read again." },
+    { type: "subject.restore.erasures", description: "At the first start after a restore: erasures asked for after the backup were carried over (the count), or one held (its subject the last operator or owner); without the previous database, they are unknown and must be made again." },
   ],
   migrations: subjectMigrations,
 
@@ -67,8 +67,8 @@ export const subjectPlugin = definePlugin<SubjectSettings>({
     if (carried && !carried.previousRead) k.log.warn("subject: after a restore, no previous database to read erasures from: erasures asked for after the backup are unknown and must be made again");
     if (carried && carried.carried > 0) k.log.warn("subject: erasures made after the restored backup were carried over and run again", { erasures: carried.carried });
     const keys = await carryOverDestroyedKeys(k, k.config.data_dir);
-    if (keys && !keys.previousRead) k.log.warn("subject: after a restore, no previous database to read destroyed keys from: keys destroyed after the backup (erasures, audit erase) read again — erase those subjects again");
-    if (keys && keys.keys > 0) k.log.warn("subject: keys destroyed after the restored backup were destroyed again", { owners: keys.owners, keys: keys.keys });
+    if (keys && !keys.previousRead) k.log.warn("subject: after a restore, no previous database to read destroyed keys from: audit log keys shredded after the backup (audit erase) read again — erase those subjects again");
+    if (keys && keys.keys > 0) k.log.warn("subject: audit log keys shredded after the restored backup were shredded again", { owners: keys.owners, keys: keys.keys });
     run();
     return async () => {
       unregister();

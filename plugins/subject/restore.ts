@@ -65,9 +65,16 @@ function destroyAgain(k: Kernel, tx: Database, before: DestroyedBefore[], now: n
   return { owners, keys };
 }
 
+/**
+ * The audit log keys the previous database had shredded, but those of subjects its erasure
+ * ledger names: their erasure is carried over (or held, when its subject is the last operator
+ * or owner here) by the service, and takes the keys with it — not here, behind its back.
+ */
 function destroyedIn(db: Database): DestroyedBefore[] {
   if (!hasTable(db, "deks")) return [];
+  const ledger = hasTable(db, "subject_erasures") ? new Set(db.query<{ subject_id: string }, []>("SELECT subject_id FROM subject_erasures").all().map((r) => subjectKeyOwner(r.subject_id))) : new Set<string>();
   return db
     .query<DestroyedBefore, [string]>("SELECT owner, max(version) AS version FROM deks WHERE wrapped IS NULL AND owner GLOB ? GROUP BY owner")
-    .all(`${subjectKeyOwner("")}*`);
+    .all(`${subjectKeyOwner("")}*`)
+    .filter((d) => !ledger.has(d.owner));
 }

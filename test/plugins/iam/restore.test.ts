@@ -99,4 +99,15 @@ describe("credentials after a restore (found in review)", () => {
     expect(c.kernel.store.db.query("SELECT deleted_at FROM users WHERE id = ?").get(user.id)).toEqual({ deleted_at: at });
     expect(events().map((e) => e.reason)).toEqual([expect.stringContaining("1 user(s) deleted after the backup deleted again")]);
   });
+
+  test("the restored database's last operator (and owner) is not deleted again: held, named in the event (found in review: the appliance was left without an operator)", async () => {
+    const { c, owner, start, events, me } = await withCredentials();
+    const operatorId = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    // After the backup another operator, not in the backup, deleted this one.
+    await start(restoredDataDir({}, { [operatorId]: c.clock.now() - 60_000 }));
+    expect(c.kernel.store.db.query("SELECT deleted_at FROM users WHERE id = ?").get(operatorId)).toEqual({ deleted_at: null });
+    const again = await c.login(c.owner.email, c.owner.password);
+    expect(await me(again)).toBe(200);
+    expect(events().map((e) => e.reason)).toEqual([expect.stringContaining(`0 user(s) deleted after the backup deleted again; 1 not deleted, being the restored database's last operator or last owner of an organization (${operatorId})`)]);
+  });
 });

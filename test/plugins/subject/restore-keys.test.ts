@@ -83,3 +83,29 @@ test("a workspace deleted after the backup comes back readable: only audit log k
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("audit log keys of a subject in the previous erasure ledger are left to that erasure (carried over or held), not shredded here (found in review)", async () => {
+  const c = await newCitadel();
+  const operator = await c.login(c.owner.email, c.owner.password);
+  const frank = await c.addUser(operator, "frank@example.org", "viewer");
+  const db = c.kernel.store.db;
+  const owner = subjectKeyOwner(frank.id);
+  const backupKeys = db.query("SELECT version, wrapped FROM deks WHERE owner = ?").all(owner) as Array<{ version: number; wrapped: Uint8Array }>;
+  expect(backupKeys.length).toBeGreaterThan(0);
+  const ask = await c.send("POST", `/v1/audit/subjects/${frank.id}/erase`, operator);
+  expect((await c.send("POST", `/v1/audit/subjects/${frank.id}/erase`, operator, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+  const dir = mkdtempSync(join(tmpdir(), "citadel-restored-"));
+  try {
+    db.run(`VACUUM INTO '${join(dir, PREVIOUS)}'`);
+    // The previous database's ledger names frank (an erasure of him was asked for there).
+    const previous = new (await import("bun:sqlite")).Database(join(dir, PREVIOUS));
+    previous.run("CREATE TABLE IF NOT EXISTS subject_erasures (id TEXT PRIMARY KEY, kind TEXT, subject_id TEXT, requested_at INTEGER, requested_by TEXT, due_at INTEGER, erased_at INTEGER, summary TEXT)");
+    previous.query("INSERT INTO subject_erasures (id, kind, subject_id, requested_at, requested_by, due_at, erased_at, summary) VALUES ('era_f', 'user', ?, 0, 'usr_op', 0, NULL, NULL)").run(frank.id);
+    previous.close();
+    for (const key of backupKeys) db.query("UPDATE deks SET wrapped = ?, destroyed_at = NULL WHERE owner = ? AND version = ?").run(key.wrapped, owner, key.version);
+    writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "rst_ledger", backup: "citadel-20260501T000000Z.backup", previous: PREVIOUS }));
+    expect(await carryOverDestroyedKeys(c.kernel as never, dir)).toEqual({ owners: 0, keys: 0, previousRead: true });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
