@@ -26,7 +26,7 @@ import { ShieldGate } from "./shield-gate.ts";
 import { FloodWatch } from "./flood-watch.ts";
 import { DomainSet, parseBlocklist } from "./blocklist.ts";
 import { allowClients, startResolver, type Resolver } from "./resolver.ts";
-import { parseCidr } from "../../src/net/ip.ts";
+import { parseClientCidr } from "../../src/net/ip.ts";
 import { readFileSync } from "node:fs";
 import type { QueryObserver } from "./server.ts";
 import { shieldVerdictCounters, type Counter, type Metrics, type ShieldVerdictCounters } from "../../src/metrics.ts";
@@ -471,7 +471,7 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
  * resolver may listen only where nobody else can reach it.
  */
 function warnIfOpen(k: Kernel<DnsSettings>): void {
-  const open = k.settings.resolver_clients.filter((text) => parseCidr(text)?.prefix === 0);
+  const open = k.settings.resolver_clients.filter((text) => parseClientCidr(text)?.prefix === 0);
   if (open.length > 0) {
     k.log.warn("dns resolver: [dns] resolver_clients lets every address use the resolver (an open resolver, which spoofed queries turn into an amplifier); give the mesh's or the LAN's prefixes", { resolver_clients: open });
   }

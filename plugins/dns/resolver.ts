@@ -33,7 +33,7 @@
  */
 import type { Socket, TCPSocketConnectOptions, udp } from "bun";
 import type { Logger } from "../../src/log.ts";
-import { cidrContains, clientKey, formatIp, isLoopback, parseCidr, parseIp, unmapIpv4, type Cidr } from "../../src/net/ip.ts";
+import { cidrContains, clientKey, formatIp, isLoopback, parseClientCidr, parseIp, unmapIpv4, type Cidr } from "../../src/net/ip.ts";
 import type { Stop } from "../../src/plugin.ts";
 import type { DomainSet } from "./blocklist.ts";
 import {
@@ -152,7 +152,7 @@ export interface Resolver {
 /** A client check: loopback, plus every address inside `cidrs` (the mesh's prefixes). Throws on a bad prefix. */
 export function allowClients(cidrs: readonly string[]): (client: string) => boolean {
   const prefixes: Cidr[] = cidrs.map((text) => {
-    const cidr = parseCidr(text);
+    const cidr = parseClientCidr(text); // ::ffff:192.0.2.0/120 is the IPv4 prefix it spells: clients are matched unmapped
     if (cidr === null) throw new Error(`${JSON.stringify(text)} is not an address prefix`);
     return cidr;
   });

@@ -709,6 +709,9 @@ describe("clients", () => {
     expect(["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1", "100.64.0.1", "100.127.255.255", "fd7a:115c:a1e0::5"].map(allowed)).toEqual(Array(7).fill(true));
     expect(["192.0.2.1", "100.128.0.1", "::2", "fd7a:115c:a1e1::5", "not an address", "fe80::1%eth0"].map(allowed)).toEqual(Array(6).fill(false));
     expect(() => allowClients(["10.0.0.1/8"])).toThrow("is not an address prefix");
+    // An IPv4-mapped prefix is the IPv4 prefix it spells (found in review: it matched no client).
+    const mapped = allowClients(["::ffff:192.0.2.0/120"]);
+    expect(["192.0.2.7", "192.0.3.7"].map(mapped)).toEqual([true, false]);
   });
 });
 
