@@ -60,9 +60,11 @@ export class DeviceFlow {
         expires_at: this.now() + expiresIn * 1000,
         interval_s: 5,
       });
-      // The client's name holds the machine's host name ("citadel CLI on alices-laptop"): personal
-      // data, kept out of the chained reason (no one is known yet: under the anonymous key).
-      this.k.audit.record(tx, { action: "iam.device.start", actor: { kind: "anonymous" }, outcome: "success", resource: { type: "device_grant", id }, reason: "a device login started", request, personal: { client_name: clientName(input.client_name) } });
+      // The client's name ("citadel CLI on alices-laptop"), address and user agent are a person's
+      // once someone approves: the approval's event carries them under that user's key, which an
+      // erasure destroys. Here, before anyone is known, they would sit under the shared anonymous
+      // key, linked to the user by the grant's id, out of reach of the erasure (found in review).
+      this.k.audit.record(tx, { action: "iam.device.start", actor: { kind: "anonymous" }, outcome: "success", resource: { type: "device_grant", id }, reason: "a device login started", request: { id: request.id ?? null } });
     });
     return {
       device_code: deviceCode,

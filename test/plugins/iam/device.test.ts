@@ -49,6 +49,9 @@ describe("device flow", () => {
     ]);
     const approved = listAuditEvents(c.kernel.store.db, c.kernel.seal.keyring(), { action: "iam.device.approve" }, 1).events[0]!;
     expect(approved.personal).toMatchObject({ client_name: "laptop CLI" }); // under the approving user's key: erasable
+    // The start's event holds none of it: under the shared anonymous key, no erasure reaches it.
+    const started_ = listAuditEvents(c.kernel.store.db, c.kernel.seal.keyring(), { action: "iam.device.start" }, 1).events[0]!;
+    expect([started_.personal, started_.source_address, started_.user_agent]).toEqual([null, null, null]);
   });
 
   test("a password change ends the CLI logins made with the old password, as it ends sessions", async () => {
