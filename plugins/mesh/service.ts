@@ -536,7 +536,7 @@ export class MeshService {
       if (aclNodeNames(policy).includes(current.name)) throw new ConflictError(`The ACL names node:${current.name}: change the ACL first, then remove the node.`);
       sql.deleteNode(tx, current.id);
       sql.bumpVersion(tx, net.id, this.now());
-      this.k.audit.record(tx, event(caller, org, "mesh.node.delete", { type: "mesh_node", id: current.id }, current.name));
+      this.k.audit.record(tx, { ...event(caller, org, "mesh.node.delete", { type: "mesh_node", id: current.id }, "removed"), personal: { node: current.name } });
     });
   }
 
@@ -704,9 +704,13 @@ export class MeshService {
       this.k.audit.record(tx, {
         action: "mesh.node.enroll",
         outcome: "success",
-        reason: `${name} with key ${key.prefix}, tags ${tags.join(",") || "none"}${listenPort === null ? "" : `, listen port ${listenPort}`}`,
+        reason: `with key ${key.prefix}, tags ${tags.join(",") || "none"}${listenPort === null ? "" : `, listen port ${listenPort}`}`,
         actor: { kind: "service", organization: net.organization_id, token: key.prefix },
         organization: net.organization_id,
+        // A node's name is often its host name ("alices-laptop"): personal data, under the
+        // organization's key (its erasure destroys it) with the enrolling address, not in the chain.
+        subject: net.organization_id,
+        personal: { node: name },
         resource: { type: "mesh_node", id },
         request,
       });
@@ -822,7 +826,9 @@ export class MeshService {
         sql.bumpVersion(tx, networkId, now);
         for (const node of still) {
           tx.query("UPDATE mesh_nodes SET expiry_noted_at = ? WHERE id = ?").run(now, node.id);
-          this.k.audit.record(tx, { ...nodeEvent(tx, node, "mesh.node.expire", node.name, {}), actor: { kind: "system" } });
+          const expired = nodeEvent(tx, node, "mesh.node.expire", "expired", {});
+          // Its name under the organization's key (erasable), as at enrollment.
+          this.k.audit.record(tx, { ...expired, actor: { kind: "system" }, subject: expired.organization ?? null, personal: { node: node.name } });
         }
         return still.length;
       });

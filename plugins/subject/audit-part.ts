@@ -31,7 +31,8 @@ export function auditSubjects(k: Kernel): SubjectContributor {
       return shown.length === 0 ? null : { events: shown };
     },
     erase(tx, subject, now) {
-      if (subject.kind !== "user") return null;
+      // A user's personal data, or what an organization's holds as its own (its mesh nodes' names
+      // and the addresses they enrolled from).
       const destroyed = k.seal.keyring().destroyOwner(tx, subjectKeyOwner(subject.id), now);
       return destroyed === 0 ? null : `personal data in the audit log shredded (${destroyed} key version(s) destroyed)`;
     },
