@@ -3,9 +3,8 @@
  * and for operators citadel dns tsig list|create|delete and citadel dns secondary
  * list|add|remove. The organization is --org, else the user's only one (as in citadel share).
  */
-import { readFileSync } from "node:fs";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { choiceOption, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
+import { choiceOption, fileOrStdinText, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { AnalyticsSnapshot } from "./analytics.ts";
 
@@ -149,7 +148,7 @@ export const dnsCommands: Command[] = [
     options: { ...ORG, "dry-run": { type: "boolean", description: "Check and count only: change nothing" } },
     async run(ctx) {
       needArgs(ctx, 2, "citadel dns zone import <zone> <file>");
-      const content = ctx.args[1] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[1]!, "utf8");
+      const content = await fileOrStdinText(ctx.args[1]!);
       const api = await ctx.api();
       const result = await api.request<{ dry_run: boolean; serial: number; records: number; added: number; removed: number; changed: number; warnings: string[] }>(
         "POST",
@@ -241,7 +240,7 @@ export const dnsCommands: Command[] = [
       const algorithm = choiceOption(ctx, "algorithm", ["hmac-sha256", "hmac-sha384", "hmac-sha512"]);
       if (algorithm !== undefined) body.algorithm = algorithm;
       const file = ctx.options["secret-file"];
-      if (typeof file === "string") body.secret = (file === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(file, "utf8")).trim();
+      if (typeof file === "string") body.secret = (await fileOrStdinText(file)).trim();
       const api = await ctx.api();
       const key = await api.request<TsigKeyView & { secret: string }>("POST", "/v1/dns/tsig-keys", body);
       print(ctx, key, `${key.name} (${key.algorithm}) created; its secret is shown this once:\n${key.secret}\n\n${secondaryConfigSnippet(key)}`);

@@ -4,9 +4,8 @@
  * policy | policy set <file>.
  * All for operators.
  */
-import { readFileSync } from "node:fs";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { choiceOption, integerOption, needArgs, print, table } from "../../src/cli/output.ts";
+import { choiceOption, fileOrStdinText, integerOption, needArgs, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 
 /** What the shield does on one channel, and why. */
@@ -173,7 +172,7 @@ export const intelCommands: Command[] = [
       const refreshMinutes = integerOption(ctx, "refresh-minutes", 15, 10_080);
       if (refreshMinutes !== undefined && url === undefined) throw new UsageError("--refresh-minutes is for a list fetched from --url");
       const format = choiceOption(ctx, "format", ["auto", "plain", "firehol", "spamhaus"] as const);
-      const source = url !== undefined ? { url, ...(refreshMinutes !== undefined ? { refresh_minutes: refreshMinutes } : {}) } : { content: ctx.args[1] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[1]!, "utf8") };
+      const source = url !== undefined ? { url, ...(refreshMinutes !== undefined ? { refresh_minutes: refreshMinutes } : {}) } : { content: await fileOrStdinText(ctx.args[1]!) };
       const api = await ctx.api();
       const r = await api.request<{ name: string; entries: number; bad_lines: number; format: string; bad_lines_shown?: Array<{ line: number; text: string; problem: string }> }>(
         "PUT",
@@ -206,7 +205,7 @@ export const intelCommands: Command[] = [
     maxArgs: 1,
     async run(ctx) {
       needArgs(ctx, 1, "citadel intel policy set <file|->");
-      const text = ctx.args[0] === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(ctx.args[0]!, "utf8");
+      const text = await fileOrStdinText(ctx.args[0]!);
       let body: unknown;
       try {
         body = JSON.parse(text);

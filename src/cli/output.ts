@@ -2,6 +2,7 @@
  * What plugin commands share: printing (a table for people, JSON with --json), flag values
  * checked instead of coerced, and the organization a command acts in.
  */
+import { readFileSync } from "node:fs";
 import { parseToken, TOKEN_KINDS } from "../auth/tokens.ts";
 import type { ApiClient, CommandContext } from "../plugin.ts";
 import { UsageError } from "./command-line.ts";
@@ -32,6 +33,11 @@ export function table(rows: string[][]): string {
 
 /** `data` as JSON with --json, else `text`. */
 export const print = (ctx: CommandContext, data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) : text);
+
+/** The text of a file named on the command line, or of standard input for "-". */
+export async function fileOrStdinText(path: string): Promise<string> {
+  return path === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(path, "utf8");
+}
 
 /**
  * Refuses a command given fewer than `n` arguments, with its synopsis. A usage error: exit 2
