@@ -601,6 +601,14 @@ const CACHE_MAX_BYTES = 64 << 20;
  */
 const MAX_WAITING = 8192;
 const MAX_WAITING_PER_CLIENT = MAX_IN_FLIGHT / 8;
+/**
+ * The last quarter of the forwarding slots is kept for clients with few queries waiting (fewer
+ * than LIGHT_CLIENT_WAITING): eight clients flooding at their full share filled every slot, and
+ * every other client's uncached query failed. Now flooders share three quarters, and filling the
+ * rest takes 64 addresses (or /64s) with 16 queries waiting each.
+ */
+const BUSY_CLIENTS_IN_FLIGHT = (MAX_IN_FLIGHT * 3) / 4;
+const LIGHT_CLIENT_WAITING = 16;
 /** At most one log line per this many milliseconds for failures (a flood must not flood the log). */
 const ERROR_LOG_INTERVAL_MS = 1000;
 
@@ -823,14 +831,15 @@ class ResolverCore {
   }
 
   /**
-   * `resolve` for one client's query, within the bounds on waiting queries (null past them:
-   * SERVFAIL). A client is an IPv4 address or an IPv6 /64 (clientKey), as for the TCP slots: one
+   * `resolve` for one client's query, within the bounds on waiting queries and the busy
+   * clients' part of the forwarding slots (null past them: SERVFAIL). A client is an IPv4 address or an IPv6 /64 (clientKey), as for the TCP slots: one
    * host has a whole /64 to ask from.
    */
   private async waitFor(client: string, resolve: () => Promise<CachedAnswer | null>): Promise<CachedAnswer | null> {
     const key = clientKey(client);
     const mine = this.waitingBy.get(key) ?? 0;
     if (this.waiting >= MAX_WAITING || mine >= MAX_WAITING_PER_CLIENT) return null;
+    if (mine >= LIGHT_CLIENT_WAITING && this.inFlight.size >= BUSY_CLIENTS_IN_FLIGHT) return null;
     this.waiting++;
     this.waitingBy.set(key, mine + 1);
     try {

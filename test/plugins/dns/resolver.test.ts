@@ -548,6 +548,29 @@ describe("water torture (found in review)", () => {
     for (const until = Date.now() + 5000; other.replies.length === 0 && Date.now() < until; ) await Bun.sleep(20);
     expect(other.replies.map((m) => [m.rcode, rdata(m)])).toEqual([[Rcode.NOERROR, ["answered.example.org. 300 1 192.0.2.7"]]]);
   });
+
+  test("eight clients flooding hold three quarters of the forwarding slots between them; a client with few queries waiting is still answered", async () => {
+    const port = await fakeUpstream((query, reply) => {
+      if (nameToText(query.question!.name).startsWith("answered")) reply(answerFor(query, [192, 0, 2, 7]));
+    });
+    const { udp, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port }], upstreamTimeoutMs: 20_000 });
+    const flooders = await Promise.all([2, 3, 4, 5, 6, 7, 8, 9].map((n) => clientAt(`127.0.0.${n}`)));
+    for (let i = 0; i < 160; i++) {
+      for (const { socket } of flooders) socket.send(buildQuery({ id: i, name: parseName(`r${i}-${socket.port}.example.org.`, null), type: RRType.A, rd: true }), udp, "127.0.0.1");
+      if (i % 4 === 3) await Bun.sleep(10); // the receive buffer holds a few hundred at once
+    }
+    // Eight shares of 128 would be all 1,024 slots: the busy clients' limit stops them at 768.
+    const answered = () => flooders.reduce((n, f) => n + f.replies.length, 0);
+    const past = () => resolver.stats().queries - 768;
+    for (const until = Date.now() + 5000; (past() <= 0 || answered() < past()) && Date.now() < until; ) await Bun.sleep(20);
+    expect(answered()).toBe(past());
+    expect(resolver.stats().forwarded).toBe(768);
+
+    const other = await clientAt("127.0.0.10");
+    for (let i = 0; i < 3; i++) other.socket.send(buildQuery({ id: i, name: parseName(`answered${i}.example.org.`, null), type: RRType.A, rd: true }), udp, "127.0.0.1");
+    for (const until = Date.now() + 5000; other.replies.length < 3 && Date.now() < until; ) await Bun.sleep(20);
+    expect(other.replies.map((m) => m.rcode)).toEqual([Rcode.NOERROR, Rcode.NOERROR, Rcode.NOERROR]);
+  });
 });
 
 describe("anti-spoofing", () => {
