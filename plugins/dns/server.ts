@@ -146,6 +146,11 @@ export type Decision = "answer" | "refuse" | "drop" | "truncate";
 /** The one place that decides whether a query is answered (the shield plugs in here). */
 export interface QueryGate {
   decide(client: string, qname: Name, qtype: number, transport: "udp" | "tcp"): Decision;
+  /**
+   * A client whose signed queries are answered when the gate would truncate or drop them, once
+   * their TSIG verifies (the configured secondaries). Absent: nobody.
+   */
+  admitsSigned?(client: string): boolean;
 }
 
 /** The default gate: answers everything. */
@@ -298,22 +303,24 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
   // The gate before the TSIG record is read and the MAC checked: a client the shield drops gets
   // no FORMERR either, and one it refuses costs no key decryption or HMAC.
   const decision = q ? ctx.gate.decide(client, q.name, q.type, transport) : ctx.gate.decide(client, NO_NAME, 0, transport);
-  if (decision !== "answer" && !(decision === "truncate" && transport === "tcp")) {
-    out.gated = true;
-    if (decision === "drop") return null;
-    out.rcode = decision === "refuse" ? Rcode.REFUSED : Rcode.NOERROR;
-    const reply = emptyReply(query, out.rcode, limit);
-    return decision === "refuse" ? reply : truncated(reply);
-  }
+  const passed = decision === "answer" || (decision === "truncate" && transport === "tcp");
+  // A configured secondary's SOA check that the UDP limit holds back (its prefix busy, or
+  // flooded on purpose by a spoofer) is answered when its TSIG verifies: a secondary that checks
+  // TSIG discards an unsigned TC, and its refresh would fail for as long as the flood lasts. Only
+  // such a query from such an address costs an HMAC; unsigned or bad ones stay limited.
+  const vouched = !passed && decision !== "refuse" && ctx.gate.admitsSigned?.(client) === true;
+  if (!passed && !vouched) return gatedReply(query, decision, limit, out);
   let tsig: ReturnType<typeof readTsig>;
   try {
     tsig = readTsig(packet, query.tsigStart);
   } catch (e) {
+    if (vouched) return gatedReply(query, decision, limit, out);
     if (!(e instanceof FormatError)) out.error = e;
     out.rcode = Rcode.FORMERR;
     return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
   }
   const verdict = verify(packet, tsig, ctx.tsigKey ?? noKeys, { kind: "request" }, now);
+  if (vouched && verdict.error !== 0) return gatedReply(query, decision, limit, out);
   if (verdict.error === TsigError.FORMERR) {
     out.rcode = Rcode.FORMERR;
     return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
@@ -353,6 +360,15 @@ function zoneFor(zones: ZoneSource, qname: Name, qtype: number): Zone | null {
   const zone = zones.find(qname);
   if (qtype !== TYPE_DS || zone === null || qname.length === 0 || zone.origin.length !== qname.length) return zone;
   return zones.find(qname.slice(1)) ?? zone;
+}
+
+/** What the gate's "refuse", "drop" or (UDP) "truncate" sends: REFUSED, nothing, or an empty reply with TC. */
+function gatedReply(query: Query, decision: Decision, limit: number, out: Outcome): Uint8Array | null {
+  out.gated = true;
+  if (decision === "drop") return null;
+  out.rcode = decision === "refuse" ? Rcode.REFUSED : Rcode.NOERROR;
+  const reply = emptyReply(query, out.rcode, limit);
+  return decision === "refuse" ? reply : truncated(reply);
 }
 
 /** `reply` with TC set (a reply without records: the header, question and OPT always fit). */

@@ -8,7 +8,8 @@
  * address was spoofed retries over TCP and is answered). REFUSED and drops over UDP come only
  * from evidence every channel acts on. REFUSED is rate limited like answers (else it reflects
  * for free). Allowlisted clients, and loopback
- * when trusted, are exempt from the limit; configured secondaries from the shield only.
+ * when trusted, are exempt from the limit; configured secondaries from the shield, and from the
+ * limit only for queries whose TSIG verifies (the server checks it: admitsSigned).
  */
 import { isLoopback, parseIp } from "../../src/net/ip.ts";
 import type { ShieldSlot } from "../../src/intel/shield.ts";
@@ -32,7 +33,9 @@ export interface ShieldGateOptions {
    * Clients the shield's decisions leave alone (the configured secondaries: a spoofer must not
    * get them refused). They are still rate limited over UDP, with slip: their addresses are
    * public (the zone's NS), so an exemption from the limit would make them a free reflection
-   * target; a limited secondary retries over TCP, which is never limited.
+   * target. Their signed queries are answered past the limit once the TSIG verifies
+   * (admitsSigned): a secondary that checks TSIG throws away an unsigned TC and never retries
+   * over TCP, so a spoofed flood from its prefix would otherwise stop its refreshes.
    */
   exempt?: (client: string) => boolean;
   /** Counts what the gate did (for the DNS analytics). */
@@ -83,6 +86,10 @@ export class ShieldGate implements QueryGate {
     shield?.observe(client, "dns_rate_limited"); // (not for an exempt secondary: no decision may come of it)
     this.options.count?.(limited === "truncate" ? "slipped" : "rate_limited");
     return limited;
+  }
+
+  admitsSigned(client: string): boolean {
+    return this.options.exempt?.(client) === true;
   }
 
   /** For a client the shield gave no verdict on (exempt, or no shield): trusted all the same? */

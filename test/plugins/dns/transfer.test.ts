@@ -7,11 +7,13 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { silentLogger } from "../../../src/log.ts";
 import { decodeMessage, Rcode } from "../../../plugins/dns/message.ts";
 import { nameEquals, parseName, type Name } from "../../../plugins/dns/names.ts";
-import { answerAll, startDnsServer, ZoneTable, type DnsServer } from "../../../plugins/dns/server.ts";
+import { answerAll, answerQuery, startDnsServer, ZoneTable, type DnsServer } from "../../../plugins/dns/server.ts";
+import { ShieldGate } from "../../../plugins/dns/shield-gate.ts";
 import { TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "../../../plugins/dns/transfer.ts";
 import { readTsig, sign, verify, type TsigKey } from "../../../plugins/dns/tsig.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+import { ShieldSlot } from "../../../src/intel/shield.ts";
 import { requireTool } from "../../helpers/tools.ts";
 
 const origin = parseName("example.org.", null);
@@ -156,6 +158,42 @@ describe("TSIG in process", () => {
     const bad = new Uint8Array([...request, 0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 0]);
     bad[11] = 2;
     expect(decodeMessage(answerAll(bad, "127.0.0.1", "tcp", ctx)[0]!).rcode).toBe(Rcode.FORMERR);
+  });
+});
+
+describe("a configured secondary's signed query past the UDP rate limit (found in review)", () => {
+  const now = 1_800_000_000_000;
+  const secondary = "192.0.2.53";
+  const zones = new ZoneTable();
+  zones.set(zone);
+
+  /** The real gate: 5 answers a second per /24, every other limited query TC; only `secondary` is exempt. */
+  function exhaustedGate(): ShieldGate {
+    const gate = new ShieldGate({ shield: new ShieldSlot(), rate: 5, throttledRate: 1, slip: 2, trustLoopback: false, now: () => now, exempt: (client) => client === secondary });
+    // Others in its /24 (a spoofer could be any of them) use up the prefix's answers.
+    for (let i = 1; i <= 20; i++) gate.decide(`192.0.2.${i}`, [], 1, "udp");
+    return gate;
+  }
+  const soaQuery = (id: number) => new Uint8Array([id >> 8, id & 255, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, ...Buffer.from("example"), 3, ...Buffer.from("org"), 0, 0, 6, 0, 1]);
+  const answers = (gate: ShieldGate, packet: Uint8Array, client: string) =>
+    Array.from({ length: 4 }, () => answerQuery(packet, client, "udp", zones, gate, { tsigKey: findKey, now: () => now }));
+
+  test("is answered, signed, with the SOA: a secondary that checks TSIG throws an unsigned TC away", () => {
+    const request = sign(soaQuery(90), key, { kind: "request" }, now);
+    for (const reply of answers(exhaustedGate(), request.message, secondary)) {
+      expect(reply).not.toBeNull();
+      const message = decodeMessage(reply!);
+      expect([message.rcode, message.tc, message.answer.map((r) => r.type)]).toEqual([Rcode.NOERROR, false, [6]]);
+      expect(verify(reply!, readTsig(reply!, tsigOffset(reply!)), findKey, { kind: "response", requestMac: request.mac }, now).error).toBe(0);
+    }
+  });
+
+  test("unsigned, signed with a wrong key, or from another address of the prefix: still limited (TC or nothing)", () => {
+    const wrongKey: TsigKey = { ...key, secret: new Uint8Array(32).fill(9) };
+    const limited = (packet: Uint8Array, client: string) => new Set(answers(exhaustedGate(), packet, client).map((r) => (r === null ? "drop" : decodeMessage(r).tc && decodeMessage(r).additional.length === 0 ? "tc" : "answered")));
+    expect(limited(soaQuery(91), secondary)).toEqual(new Set(["drop", "tc"]));
+    expect(limited(sign(soaQuery(92), wrongKey, { kind: "request" }, now).message, secondary)).toEqual(new Set(["drop", "tc"]));
+    expect(limited(sign(soaQuery(93), key, { kind: "request" }, now).message, "192.0.2.54")).toEqual(new Set(["drop", "tc"]));
   });
 });
 
