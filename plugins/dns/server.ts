@@ -33,7 +33,7 @@ import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } fro
 import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
 import { nameEquals, type Name } from "./names.ts";
 import { ixfrClientSerial, noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
-import { appendUnsignedError, readTsig, RCODE_NOTAUTH, sign, timeOther, TsigError, tsigSize, verify, type TsigKey } from "./tsig.ts";
+import { appendUnsignedError, readTsig, RCODE_NOTAUTH, sign, signBadTime, TsigError, tsigSize, verify, type TsigKey, type TsigRecord, type Verdict } from "./tsig.ts";
 import { NestedZones, type RR, type Zone } from "./zone.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -290,8 +290,8 @@ function answerInto(packet: Uint8Array, client: string, transport: "udp" | "tcp"
 
 /**
  * A signed query (RFC 8945 section 5.2): a bad signature is NOTAUTH with the TSIG error (signed
- * only for BADTIME, as the RFC says); a good one gets a reply signed with the same key, every
- * message of a transfer included.
+ * only for BADTIME and BADTRUNC, as the RFC says); a good one gets a reply signed with the same
+ * key, every message of a transfer included.
  */
 function signedReplyTo(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", ctx: AnswerContext, limit: number, out: Outcome): Uint8Array | null {
   const now = (ctx.now ?? Date.now)();
@@ -328,10 +328,7 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
   if (verdict.error !== 0) {
     out.rcode = RCODE_NOTAUTH;
     const reply = emptyReply(query, RCODE_NOTAUTH, limit);
-    const withTsig =
-      verdict.error === TsigError.BADTIME && verdict.key
-        ? sign(reply, verdict.key, { kind: "response", requestMac: tsig.mac }, now, verdict.error, timeOther(now)).message
-        : appendUnsignedError(reply, tsig, verdict.error);
+    const withTsig = signedError(reply, tsig, verdict, now) ?? appendUnsignedError(reply, tsig, verdict.error);
     // The client's key and algorithm names are echoed and can be long: what does not fit goes
     // without its TSIG record and with TC, so the client asks again over TCP.
     return withTsig.length <= limit ? withTsig : truncated(reply);
@@ -360,6 +357,18 @@ function zoneFor(zones: ZoneSource, qname: Name, qtype: number): Zone | null {
   const zone = zones.find(qname);
   if (qtype !== TYPE_DS || zone === null || qname.length === 0 || zone.origin.length !== qname.length) return zone;
   return zones.find(qname.slice(1)) ?? zone;
+}
+
+/**
+ * The signed form of a TSIG error reply, or null when it goes unsigned: an error about the time
+ * or a MAC shorter than our policy, found after the MAC verified, is signed; one about the key or
+ * the MAC itself must not be (RFC 8945 section 5.3.2).
+ */
+function signedError(reply: Uint8Array, request: TsigRecord, verdict: Verdict, now: number): Uint8Array | null {
+  if (verdict.key === null) return null;
+  if (verdict.error === TsigError.BADTIME) return signBadTime(reply, verdict.key, request, now);
+  if (verdict.error === TsigError.BADTRUNC) return sign(reply, verdict.key, { kind: "response", requestMac: request.mac }, now, verdict.error).message;
+  return null;
 }
 
 /** What the gate's "refuse", "drop" or (UDP) "truncate" sends: REFUSED, nothing, or an empty reply with TC. */

@@ -190,8 +190,8 @@ export interface Signed {
 }
 
 /**
- * Appends a TSIG record to `message` (which has none) and increments its ARCOUNT. `error` and
- * `other` are set for error replies (BADTIME carries the server's time in `other`).
+ * Appends a TSIG record to `message` (which has none) and increments its ARCOUNT, signed at
+ * `now`. `error` is set for signed error replies (BADTRUNC; BADTIME: see signBadTime).
  */
 export function sign(message: Uint8Array, key: TsigKey, chain: Chain, now: number, error = 0, other: Uint8Array = new Uint8Array()): Signed {
   const vars: Variables = { keyName: key.name, algorithm: algorithmName(key), timeSigned: Math.floor(now / 1000), fudge: FUDGE_SECONDS, error, other };
@@ -201,6 +201,17 @@ export function sign(message: Uint8Array, key: TsigKey, chain: Chain, now: numbe
   parts.push(message, variablesWire(vars, chain.kind === "continuation"));
   const mac = hmac(key, parts);
   return { message: appendTsig(message, vars, mac, u16(message, 0)), mac };
+}
+
+/**
+ * A BADTIME reply to `request` (RFC 8945 section 5.2.3): signed with the request's own Time
+ * Signed, so that the client, whose clock is off, takes the MAC as in time and can check it, and
+ * with our time in Other Data (6 octets), from which it learns the offset. BIND and Knot do so.
+ */
+export function signBadTime(message: Uint8Array, key: TsigKey, request: TsigRecord, now: number): Uint8Array {
+  const other = new Uint8Array(6);
+  writeU48(other, 0, Math.floor(now / 1000));
+  return sign(message, key, { kind: "response", requestMac: request.mac }, request.timeSigned * 1000, TsigError.BADTIME, other).message;
 }
 
 /** An unsigned TSIG error reply record (BADKEY, BADSIG: section 5.3.2) appended to `message`. */
@@ -251,40 +262,35 @@ export interface Verdict {
 }
 
 /**
- * Checks the TSIG of a received message (section 5.2): the key is known and of the same
- * algorithm (else BADKEY), the MAC is whole and right (BADTRUNC, BADSIG), the time is within
- * the fudge (BADTIME). The MAC is compared in constant time.
+ * Checks the TSIG of a received message (section 5.2, in its order): the key is known and of the
+ * same algorithm (else BADKEY), the MAC is right (BADSIG), the time is within the fudge
+ * (BADTIME), the MAC is whole (BADTRUNC). The MAC is compared in constant time. BADTIME and
+ * BADTRUNC are only given for a MAC that verified: those replies are signed (section 5.3.2).
  */
 export function verify(packet: Uint8Array, tsig: TsigRecord, findKey: (name: Name) => TsigKey | null, chain: Chain, now: number): Verdict {
   const key = findKey(tsig.keyName);
   if (key === null || !sameAlgorithm(key, tsig.algorithm)) return { error: TsigError.BADKEY, key: null };
   const algorithm = algorithmOf(key.algorithm)!;
   // RFC 8945 section 5.2.2.1: a MAC longer than the hash, or shorter than the larger of 10
-  // octets and half the hash, is a malformed message (FORMERR); a truncated MAC the RFC allows
-  // is below our policy (BADTRUNC): we never send one and accept none.
+  // octets and half the hash, is a malformed message (FORMERR).
   const shortest = Math.max(10, algorithm.size / 2);
   if (tsig.mac.length > algorithm.size || tsig.mac.length < shortest) return { error: TsigError.FORMERR, key };
-  if (tsig.mac.length !== algorithm.size) return { error: TsigError.BADTRUNC, key };
   const parts: Uint8Array[] = [];
   if (chain.kind === "response") parts.push(lengthPrefixed(chain.requestMac));
   if (chain.kind === "continuation") parts.push(lengthPrefixed(chain.priorMac));
   parts.push(unsignedPart(packet, tsig), variablesWire(tsig, chain.kind === "continuation"));
-  const expected = hmac(key, parts);
+  // A truncated MAC is the leading octets of the whole one (section 5.2.2.1).
+  const expected = hmac(key, parts).subarray(0, tsig.mac.length);
   if (!timingSafeEqual(expected, tsig.mac)) return { error: TsigError.BADSIG, key };
   // The fudge is the smaller of the signer's and ours: a peer cannot stretch its own replay window.
   if (Math.abs(Math.floor(now / 1000) - tsig.timeSigned) > Math.min(tsig.fudge, FUDGE_SECONDS)) return { error: TsigError.BADTIME, key };
+  // A truncation the RFC allows is below our policy (section 5.2.4): we never send one and accept none.
+  if (tsig.mac.length !== algorithm.size) return { error: TsigError.BADTRUNC, key };
   return { error: 0, key };
 }
 
 function sameAlgorithm(key: TsigKey, algorithm: Name): boolean {
   return nameToText(lowerName(algorithm)) === nameToText(lowerName(algorithmName(key)));
-}
-
-/** The server's time as TSIG "other data" (BADTIME replies carry it: section 5.2.3). */
-export function timeOther(now: number): Uint8Array {
-  const out = new Uint8Array(6);
-  writeU48(out, 0, Math.floor(now / 1000));
-  return out;
 }
 
 /** A new random secret for `algorithm`, as long as its hash output (RFC 8945 section 6 advice). */

@@ -529,12 +529,14 @@ interface Expectation {
   /** none: no TSIG in the reply; unsigned: a TSIG error record without a MAC; signed: a MAC over the reply. */
   tsig: "none" | "unsigned" | "signed";
   requestMac: Uint8Array | null;
+  /** When the reply is BADTIME: the request's Time Signed (ms), which the reply is signed at (RFC 8945 section 5.2.3). */
+  badTimeAt?: number;
 }
 
 /**
  * A signed query first (RFC 8945 section 5.2): unreadable TSIG or a MAC of a length the RFC
  * forbids is FORMERR, a bad signature NOTAUTH
- * (signed only for BADTIME). Then the decision points of server.ts, in order.
+ * (signed only for BADTIME and BADTRUNC, found after the MAC verified). Then the decision points of server.ts, in order.
  */
 function expectation(query: Query, packet: Uint8Array, client: string, transport: Transport, problems: string[]): Expectation {
   if (query.tsigStart < 0) return { bareFormErr: false, rcodes: decisions(query, packet, client, transport, null), tsig: "none", requestMac: null };
@@ -549,8 +551,9 @@ function expectation(query: Query, packet: Uint8Array, client: string, transport
   // A MAC shorter than RFC 8945 section 5.2.2.1 allows, or longer than the hash: malformed.
   if (verdict.error === TsigError.FORMERR) return { bareFormErr: true, rcodes: [Rcode.FORMERR], tsig: "none", requestMac: null };
   if (verdict.error !== 0) {
-    const signed = verdict.error === TsigError.BADTIME && verdict.key !== null;
-    return { bareFormErr: false, rcodes: [RCODE_NOTAUTH], tsig: signed ? "signed" : "unsigned", requestMac: record.mac };
+    const signed = (verdict.error === TsigError.BADTIME || verdict.error === TsigError.BADTRUNC) && verdict.key !== null;
+    const badTimeAt = verdict.error === TsigError.BADTIME ? record.timeSigned * 1000 : undefined;
+    return { bareFormErr: false, rcodes: [RCODE_NOTAUTH], tsig: signed ? "signed" : "unsigned", requestMac: record.mac, badTimeAt };
   }
   return { bareFormErr: false, rcodes: decisions(query, packet, client, transport, verdict.key!.name), tsig: "signed", requestMac: record.mac };
 }
@@ -702,8 +705,9 @@ function checkEdns(query: Query, msg: Message, bad: (what: string) => void): voi
 }
 
 /**
- * A TSIG record last iff the query was signed: without a MAC for an error other than BADTIME,
- * else signed with our key over the reply, chained to the request's MAC. True when there is one.
+ * A TSIG record last iff the query was signed: without a MAC for an error other than BADTIME
+ * and BADTRUNC, else signed with our key over the reply, chained to the request's MAC. True when
+ * there is one.
  */
 function checkTsig(expected: Expectation, msg: Message, reply: Uint8Array, bad: (what: string) => void): boolean {
   const last = msg.additional.at(-1);
@@ -722,7 +726,8 @@ function checkTsig(expected: Expectation, msg: Message, reply: Uint8Array, bad: 
     if (expected.tsig === "unsigned" && (record.mac.length !== 0 || record.error === 0)) bad("a TSIG error record with a MAC or without an error");
     if (expected.tsig === "signed") {
       const chain: Chain = { kind: "response", requestMac: expected.requestMac! };
-      const verdict = verify(reply, record, findKey, chain, NOW);
+      // A BADTIME reply carries the request's time, so that the client's clock finds it in time.
+      const verdict = verify(reply, record, findKey, chain, expected.badTimeAt ?? NOW);
       if (verdict.error !== 0) bad(`the reply's signature does not verify (TSIG error ${verdict.error})`);
     }
   } catch (e) {

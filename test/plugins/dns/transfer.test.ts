@@ -121,13 +121,16 @@ describe("TSIG in process", () => {
     expect(verify(second, readTsig(second, tsigOffset(second)), findKey, { kind: "response", requestMac: request.mac }, ctx.now()).error).not.toBe(0);
   });
 
-  test("a query signed outside the fudge window is NOTAUTH BADTIME, signed, with the server's time", () => {
-    const request = sign(axfrQuery(78), key, { kind: "request" }, ctx.now() - 301_000);
+  test("a query signed outside the fudge window is NOTAUTH BADTIME, signed at the request's time with ours in Other Data: the client can check it and learn the offset (RFC 8945 section 5.2.3; found in review)", () => {
+    const clientNow = ctx.now() - 1_000_000; // the client's clock is 1000 s behind ours
+    const request = sign(axfrQuery(78), key, { kind: "request" }, clientNow);
     const [reply] = answerAll(request.message, "127.0.0.1", "tcp", ctx);
     expect(decodeMessage(reply!).rcode).toBe(9);
     const tsig = readTsig(reply!, tsigOffset(reply!));
-    expect(tsig.error).toBe(18);
-    expect(tsig.mac.length).toBe(32);
+    expect([tsig.error, tsig.mac.length, tsig.timeSigned]).toEqual([18, 32, clientNow / 1000]);
+    expect(Buffer.from(tsig.other).readUIntBE(0, 6)).toBe(ctx.now() / 1000);
+    expect(tsig.other.length).toBe(6);
+    expect(verify(reply!, tsig, findKey, { kind: "response", requestMac: request.mac }, clientNow).error).toBe(0);
   });
 
   test("an IXFR without the secondary's SOA in authority is FORMERR, not 'current' (RFC 1995 section 3; found in review)", () => {
@@ -150,6 +153,22 @@ describe("TSIG in process", () => {
       expect([length, decodeMessage(reply).rcode, readTsig(reply, tsigOffset(reply)).error]).toEqual([length, 9, 22]);
     }
     expect(answer(32).rcode).toBe(Rcode.NOERROR);
+  });
+
+  test("BADTRUNC is signed when the truncated MAC verified, a truncated MAC that does not verify is BADSIG, unsigned (RFC 8945 section 5.3.2; found in review)", () => {
+    const request = sign(axfrQuery(82), key, { kind: "request" }, ctx.now());
+    const truncatedRequest = withMacLength(request.message, 16);
+    const reply = answerAll(truncatedRequest, "127.0.0.1", "tcp", ctx)[0]!;
+    const tsig = readTsig(reply, tsigOffset(reply));
+    expect([decodeMessage(reply).rcode, tsig.error, tsig.mac.length]).toEqual([9, 22, 32]);
+    const requestMac = readTsig(truncatedRequest, tsigOffset(truncatedRequest)).mac;
+    expect(verify(reply, tsig, findKey, { kind: "response", requestMac }, ctx.now()).error).toBe(0);
+
+    const forged = withMacLength(request.message, 16);
+    forged[forged.length - 6 - 16]! ^= 0xff; // the MAC's first octet: its 16, then the original ID, the error and an empty Other
+    const refused = answerAll(forged, "127.0.0.1", "tcp", ctx)[0]!;
+    const unsigned = readTsig(refused, tsigOffset(refused));
+    expect([decodeMessage(refused).rcode, unsigned.error, unsigned.mac.length]).toEqual([9, 16, 0]);
   });
 
   test("a TSIG record that is not the last record is FORMERR", () => {
