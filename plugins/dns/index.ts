@@ -14,6 +14,7 @@ import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { Lifecycle } from "../../src/lifecycle.ts";
 import { dnsCommands } from "./commands.ts";
 import { dnsMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
@@ -236,10 +237,14 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       unsubscribe();
       unsubscribeTransfers();
       unsubscribeProviders();
-      await resolver?.stop();
-      await notifier.stop();
-      await server?.stop();
-      queryLog?.close();
+      // Stopped in the reverse of this order (the resolver first, the query log last), each one
+      // even when one before it fails: a socket left open would hold its port.
+      const parts = new Lifecycle(k.log);
+      parts.started("dns query log", () => queryLog?.close());
+      parts.started("dns listeners", () => server?.stop());
+      parts.started("dns notifier", () => notifier.stop());
+      parts.started("dns resolver", () => resolver?.stop());
+      await parts.stopAll();
     };
   },
 

@@ -114,18 +114,30 @@ export class Notifier {
   private socket(family: 4 | 6) {
     let socket = this.sockets.get(family);
     if (!socket) {
-      socket = Bun.udpSocket({
-        hostname: family === 4 ? "0.0.0.0" : "::",
-        binaryType: "uint8array",
-        socket: {
-          data: (_s, data, port, address) => this.answered(data, port, address),
-          // Bun hands ICMP errors (a secondary not listening: ECONNREFUSED) to this handler; without
-          // it they were thrown and ended the whole process. The retries already cover a lost NOTIFY.
-          error: (_s, error: Error | undefined) => this.options.log.debug("dns notify socket error", { error: String(error?.message ?? error) }),
-        },
-      });
+      socket = this.bind(family);
       this.sockets.set(family, socket);
     }
+    return socket;
+  }
+
+  /**
+   * A socket of `family`, bound to any address. One that cannot bind (no IPv6 on this host) is
+   * forgotten, not kept: the next send tries again, and stop has nothing to close.
+   */
+  private bind(family: 4 | 6) {
+    const socket = Bun.udpSocket({
+      hostname: family === 4 ? "0.0.0.0" : "::",
+      binaryType: "uint8array",
+      socket: {
+        data: (_s, data, port, address) => this.answered(data, port, address),
+        // Bun hands ICMP errors (a secondary not listening: ECONNREFUSED) to this handler; without
+        // it they were thrown and ended the whole process. The retries already cover a lost NOTIFY.
+        error: (_s, error: Error | undefined) => this.options.log.debug("dns notify socket error", { error: String(error?.message ?? error) }),
+      },
+    });
+    socket.catch(() => {
+      if (this.sockets.get(family) === socket) this.sockets.delete(family);
+    });
     return socket;
   }
 
@@ -168,8 +180,10 @@ export class Notifier {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const slot of [...this.pending.keys()]) this.cancel(slot);
-    for (const socket of this.sockets.values()) (await socket).close();
+    const sockets = [...this.sockets.values()];
     this.sockets.clear();
+    // Each is closed whatever became of the others (a failed bind was logged by the send that needed it).
+    await Promise.allSettled(sockets.map(async (socket) => (await socket).close()));
   }
 }
 

@@ -2,7 +2,7 @@
  * The NOTIFY sender against a secondary played by a UDP socket in the test: the answer is
  * checked with the TSIG key as it is when the answer arrives, not as it was when sent.
  */
-import { afterEach, expect, test } from "bun:test";
+import { afterEach, expect, spyOn, test } from "bun:test";
 import { decodeMessage, decodeQuery, encodeResponse, Opcode } from "../../../plugins/dns/message.ts";
 import { parseName } from "../../../plugins/dns/names.ts";
 import { Notifier } from "../../../plugins/dns/notify.ts";
@@ -59,4 +59,30 @@ test("a secondary that is not listening (ICMP port unreachable) is retried and g
   for (let i = 0; i < 300 && !log.lines.some((l) => l.msg === "dns notify not answered; the secondary will see the change at its next SOA refresh"); i++) await Bun.sleep(10);
   expect(log.lines.some((l) => l.msg === "dns notify socket error")).toBe(true); // the refusal arrived, and was handled
   expect(log.lines.some((l) => l.msg === "dns notify not answered; the secondary will see the change at its next SOA refresh")).toBe(true);
+});
+
+test("a host without IPv6: the failed bind is tried again at each send, not kept; stop closes the IPv4 socket and resolves (found in review: it threw)", async () => {
+  const log = captureLog();
+  const bindUdp = Bun.udpSocket;
+  const binds: string[] = [];
+  const noIpv6 = spyOn(Bun, "udpSocket").mockImplementation(((options: { hostname?: string }) => {
+    binds.push(String(options.hostname));
+    return options.hostname === "::" ? Promise.reject(new Error("EAFNOSUPPORT")) : bindUdp(options as never);
+  }) as never);
+  stops.push(() => noIpv6.mockRestore());
+  const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [1] });
+  const received = Promise.withResolvers<void>();
+  const secondary = await bindUdp({ hostname: "127.0.0.1", socket: { data: () => received.resolve() } });
+  stops.push(() => secondary.close());
+
+  notifier.notify(zone, [
+    { secondary: "ns6", address: "2001:db8::53", port: 53, keyName },
+    { secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName },
+  ]);
+  await received.promise;
+  for (let i = 0; i < 300 && log.lines.filter((l) => l.msg === "dns notify could not be sent").length < 2; i++) await Bun.sleep(10);
+  expect(binds.filter((h) => h === "::")).toEqual(["::", "::"]); // both sends to ns6 tried to bind
+  const ipv4 = await (notifier as unknown as { sockets: Map<number, Promise<{ closed: boolean }>> }).sockets.get(4)!;
+  await notifier.stop(); // threw the bind's error before, and left the IPv4 socket open
+  expect(ipv4.closed).toBe(true);
 });

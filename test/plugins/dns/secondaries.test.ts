@@ -174,3 +174,19 @@ describe("NOTIFY goes out only from a listening authoritative server (found in r
     }
   });
 });
+
+test("the plugin's stop goes on past a part that fails: the listeners are closed after the notifier threw (found in review)", async () => {
+  const { Notifier } = await import("../../../plugins/dns/notify.ts");
+  const c = await testCitadel({ config: { dns: { udp: ["127.0.0.1:0"], tcp: [] } } });
+  const failing = spyOn(Notifier.prototype, "stop").mockRejectedValue(new Error("bind failed: EAFNOSUPPORT"));
+  try {
+    const port = (c.log.lines.find((l) => l.msg === "dns server listening")!.udp as number[])[0]!;
+    await c.stop();
+    expect(c.log.lines.filter((l) => l.msg === "failed to stop cleanly").map((l) => l.component)).toEqual(["dns notifier"]);
+    // The listener's port is free again: it was closed after the notifier failed.
+    const rebound = await Bun.udpSocket({ hostname: "127.0.0.1", port });
+    rebound.close();
+  } finally {
+    failing.mockRestore();
+  }
+});
