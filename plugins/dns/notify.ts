@@ -5,10 +5,10 @@
  * attempts run out; a newer change of the same zone to the same secondary replaces a pending one.
  */
 import type { Logger } from "../../src/log.ts";
-import { decodeMessage, decodeQuery, encodeResponse, Opcode } from "./message.ts";
+import { decodeMessage, decodeQuery, encodeResponse, Opcode, Rcode } from "./message.ts";
 import { nameEquals, nameToText, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
-import { readTsig, sign, verify, type TsigKey } from "./tsig.ts";
+import { RCODE_NOTAUTH, readTsig, sign, TsigError, verify, type TsigKey, type TsigRecord } from "./tsig.ts";
 import type { Zone } from "./zone.ts";
 
 const CLASS_IN = 1;
@@ -31,6 +31,8 @@ interface Pending {
   timer: ReturnType<typeof setTimeout> | null;
   attempt: number;
   packet: Uint8Array;
+  /** An unsigned error answer came (said once per NOTIFY: anyone can send one). */
+  rejected: boolean;
 }
 
 export interface NotifierOptions {
@@ -83,7 +85,7 @@ export class Notifier {
       // encodeResponse writes a response; a NOTIFY is a request: clear QR.
       unsigned[2]! &= 0x7f;
       const signed = sign(unsigned, key, { kind: "request" }, this.options.now());
-      const entry: Pending = { target, zone: zoneText(zone.origin), id, mac: signed.mac, timer: null, attempt: 0, packet: signed.message };
+      const entry: Pending = { target, zone: zoneText(zone.origin), id, mac: signed.mac, timer: null, attempt: 0, packet: signed.message, rejected: false };
       this.pending.set(slot, entry);
       void this.send(slot, entry);
     }
@@ -141,7 +143,12 @@ export class Notifier {
     return socket;
   }
 
-  /** An answer to one of our NOTIFYs: it ends the retries when it matches and its TSIG verifies. */
+  /**
+   * An answer to one of our NOTIFYs: it ends the retries when it matches and its TSIG verifies,
+   * with a warning when it is an error. An error answer without a valid TSIG is how a secondary
+   * that does not take our key answers (RFC 8945 section 5.3.2): it is said, but the retries go
+   * on, since anyone could have sent it.
+   */
   private answered(data: Uint8Array, port: number, address: string): void {
     try {
       const message = decodeMessage(data);
@@ -153,17 +160,33 @@ export class Notifier {
         const key = this.options.tsigKey(entry.target.keyName);
         if (key === null) return;
         const tsigStart = decodeQuery(data).tsigStart;
-        if (tsigStart < 0) return; // an unsigned answer to a signed NOTIFY could be forged
+        const tsig = tsigStart < 0 ? null : readTsig(data, tsigStart);
         const byName = (n: Name) => (nameEquals(n, key.name) ? key : null);
-        if (verify(data, readTsig(data, tsigStart), byName, { kind: "response", requestMac: entry.mac }, this.options.now()).error !== 0) return;
+        if (tsig === null || verify(data, tsig, byName, { kind: "response", requestMac: entry.mac }, this.options.now()).error !== 0) {
+          if (message.rcode !== Rcode.NOERROR) this.rejected(entry, message.rcode, tsig);
+          return;
+        }
         if (entry.timer) clearTimeout(entry.timer);
         this.pending.delete(slot);
-        this.options.log.info("dns notify answered", { zone: entry.zone, secondary: entry.target.secondary, rcode: message.rcode });
+        const fields = { zone: entry.zone, secondary: entry.target.secondary, rcode: rcodeName(message.rcode) };
+        if (message.rcode === Rcode.NOERROR) this.options.log.info("dns notify answered", fields);
+        else this.options.log.warn("dns notify answered with an error; the secondary will see the change at its next SOA refresh (does it serve the zone, and take NOTIFY from us?)", fields);
         return;
       }
     } catch {
       // Not a message we sent anything for: ignore it.
     }
+  }
+
+  private rejected(entry: Pending, rcode: number, tsig: TsigRecord | null): void {
+    if (entry.rejected) return;
+    entry.rejected = true;
+    this.options.log.warn("dns notify rejected without a valid signature: the secondary does not take our TSIG (check the key's name, algorithm and secret on both sides)", {
+      zone: entry.zone,
+      secondary: entry.target.secondary,
+      rcode: rcodeName(rcode),
+      tsig_error: tsig === null ? null : tsigErrorName(tsig.error),
+    });
   }
 
   private cancel(slot: string): void {
@@ -187,5 +210,9 @@ export class Notifier {
   }
 }
 
+const RCODE_NAMES = new Map<number, string>([...Object.entries(Rcode).map(([name, code]) => [code, name] as const), [RCODE_NOTAUTH, "NOTAUTH"]]);
+const rcodeName = (rcode: number) => RCODE_NAMES.get(rcode) ?? String(rcode);
+const TSIG_ERROR_NAMES = new Map<number, string>(Object.entries(TsigError).map(([name, code]) => [code, name]));
+const tsigErrorName = (error: number) => TSIG_ERROR_NAMES.get(error) ?? String(error);
 const zoneText = (origin: Name) => nameToText(origin).toLowerCase();
 const sameAddress = (a: string, b: string) => a.toLowerCase() === b.toLowerCase().replace(/^::ffff:/, "");

@@ -14,7 +14,7 @@ import type { Database } from "bun:sqlite";
 import type { AuditEventInput } from "../../src/audit/event.ts";
 import { actorOf } from "../../src/auth/principal.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
-import { formatIp, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
+import { formatIp, parseIp, unmapIpv4, type IpAddress } from "../../src/net/ip.ts";
 import { lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
 import type { Caller, DnsKernel } from "./service.ts";
 import { ChangeFeed } from "./change-feed.ts";
@@ -55,6 +55,28 @@ const canonical = (name: Name) => nameToText(lowerName(name));
 export function canonicalAddress(text: string): string | null {
   const ip = parseIp(text.trim());
   return ip ? formatIp(unmapIpv4(ip)) : null;
+}
+
+/**
+ * A secondary's address, canonical: one host that transfers from us and is sent NOTIFY. The
+ * unspecified, broadcast and multicast addresses name no such host (a NOTIFY sent there would
+ * go to no one, or to every host of a network).
+ */
+function secondaryAddress(text: string): string {
+  const ip = parseIp(text.trim());
+  if (ip === null) throw new InvalidError(`"${text}" is not an IP address`, "address");
+  const unmapped = unmapIpv4(ip);
+  const problem = notOneHost(unmapped);
+  if (problem !== null) throw new InvalidError(`"${text}" is ${problem}, not a secondary's address`, "address");
+  return formatIp(unmapped);
+}
+
+function notOneHost(ip: IpAddress): string | null {
+  const bytes = ip.bytes;
+  if (bytes.every((octet) => octet === 0)) return "the unspecified address";
+  if (ip.family === 4 && bytes.every((octet) => octet === 255)) return "the broadcast address";
+  const multicast = ip.family === 4 ? (bytes[0]! & 0xf0) === 0xe0 : bytes[0] === 0xff; // 224.0.0.0/4, ff00::/8
+  return multicast ? "a multicast address" : null;
 }
 
 export class TransferService {
@@ -117,10 +139,11 @@ export class TransferService {
   async createSecondary(caller: Caller, input: NewSecondary) {
     const name = input.name.trim();
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(name)) throw new InvalidError("a secondary's name is 1–63 letters, digits, dots, dashes or underscores", "name");
-    const address = canonicalAddress(input.address);
-    if (address === null) throw new InvalidError(`"${input.address}" is not an IP address`, "address");
+    const address = secondaryAddress(input.address);
     const port = input.port ?? DNS_PORT;
     const key = keyName(input.tsig_key);
+    // An empty list would be a secondary that may transfer nothing and is never told of a change.
+    if (input.zones?.length === 0) throw new InvalidError("a secondary's zones are at least one zone, or absent for every zone", "zones");
     const zones = input.zones?.map((z, i) => {
       try {
         return canonical(parseName(z, []));

@@ -6,7 +6,7 @@ import { afterEach, expect, spyOn, test } from "bun:test";
 import { decodeMessage, decodeQuery, encodeResponse, Opcode } from "../../../plugins/dns/message.ts";
 import { parseName } from "../../../plugins/dns/names.ts";
 import { Notifier } from "../../../plugins/dns/notify.ts";
-import { readTsig, sign, type TsigKey } from "../../../plugins/dns/tsig.ts";
+import { appendUnsignedError, readTsig, sign, TsigError, type TsigKey } from "../../../plugins/dns/tsig.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
 import { captureLog } from "../../helpers/http.ts";
@@ -85,4 +85,43 @@ test("a host without IPv6: the failed bind is tried again at each send, not kept
   const ipv4 = await (notifier as unknown as { sockets: Map<number, Promise<{ closed: boolean }>> }).sockets.get(4)!;
   await notifier.stop(); // threw the bind's error before, and left the IPv4 socket open
   expect(ipv4.closed).toBe(true);
+});
+
+/** A secondary that answers each NOTIFY with `answer(its query)`; what the notifier logged once a line starting with `until` came. */
+async function notifyAnsweredWith(answer: (query: Uint8Array) => Uint8Array, until: string) {
+  const log = captureLog();
+  const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [60_000] });
+  stops.push(() => notifier.stop());
+  const secondary = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array", socket: { data: (s, data, port, address) => void s.send(answer(data), port, address) } });
+  stops.push(() => secondary.close());
+  notifier.notify(zone, [{ secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName }]);
+  for (let i = 0; i < 300 && !log.lines.some((l) => String(l.msg).startsWith(until)); i++) await Bun.sleep(10);
+  return { lines: log.lines.filter((l) => String(l.msg).startsWith("dns notify")), inFlight: notifier.inFlight };
+}
+
+/** The NOTIFY answer with `rcode`, before a TSIG is added, and the request's MAC it chains to. */
+function errorAnswer(query: Uint8Array, rcode: number) {
+  const decoded = decodeQuery(query);
+  const unsigned = encodeResponse({ id: decoded.id, opcode: Opcode.NOTIFY, rcode, aa: false, tc: false, rd: false, ra: false, question: decoded.question!, answer: [], authority: [], additional: [], edns: null }, 512);
+  return { unsigned, request: readTsig(query, decoded.tsigStart) };
+}
+
+test("a signed error answer (NOTAUTH: the secondary does not serve the zone) ends the retries with a warning naming the rcode, not 'answered' (found in review)", async () => {
+  const key: TsigKey = { name: keyName, algorithm: "hmac-sha256", secret: secret() };
+  const seen = await notifyAnsweredWith((query) => {
+    const { unsigned, request } = errorAnswer(query, 9);
+    return sign(unsigned, key, { kind: "response", requestMac: request.mac }, Date.now()).message;
+  }, "dns notify answered");
+  expect(seen.lines.map((l) => [l.level, l.msg, l.rcode])).toEqual([["warn", "dns notify answered with an error; the secondary will see the change at its next SOA refresh (does it serve the zone, and take NOTIFY from us?)", "NOTAUTH"]]);
+  expect(seen.inFlight).toBe(0);
+});
+
+test("an unsigned error answer (BADKEY: the secondary does not know our key) is a warning that it rejected our TSIG, at once; the retries go on, as it could be forged (found in review)", async () => {
+  const seen = await notifyAnsweredWith((query) => {
+    const { unsigned, request } = errorAnswer(query, 9);
+    return appendUnsignedError(unsigned, request, TsigError.BADKEY);
+  }, "dns notify rejected");
+  expect(seen.lines.map((l) => [l.level, l.rcode, l.tsig_error])).toEqual([["warn", "NOTAUTH", "BADKEY"]]);
+  expect(String(seen.lines[0]!.msg)).toContain("does not take our TSIG");
+  expect(seen.inFlight).toBe(1);
 });

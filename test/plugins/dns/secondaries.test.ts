@@ -81,6 +81,20 @@ describe("secondaries", () => {
     expect((await c.send("DELETE", "/v1/dns/secondaries/ns2", operator)).status).toBe(404);
   });
 
+  test("no zones, or an address that is no one host (unspecified, broadcast, multicast): 422 naming the field (found in review)", async () => {
+    const { c, operator } = await setup();
+    await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } });
+    const add = (fields: Record<string, unknown>) => c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "192.0.2.2", tsig_key: "fleet", ...fields } });
+    const noZones = await add({ zones: [] });
+    expect([noZones.status, noZones.body.errors[0].field]).toEqual([422, "zones"]);
+    for (const address of ["0.0.0.0", "::", "::ffff:0.0.0.0", "255.255.255.255", "224.0.0.251", "239.255.255.250", "ff02::fb", "ff0e::1"]) {
+      const refused = await add({ address });
+      expect([address, refused.status, refused.body.errors[0].field]).toEqual([address, 422, "address"]);
+    }
+    for (const address of ["223.255.255.255", "240.0.0.1", "fe80::1"]) expect([address, (await add({ name: `ns-${address.replaceAll(/[.:]/g, "-")}`, address })).status]).toEqual([address, 200]);
+    expect((await c.send("GET", "/v1/dns/secondaries", operator)).body.items.length).toBe(3);
+  });
+
   test("the transfer policy: the secondary's address with its key, for its zones only; keys decrypt for signing", async () => {
     const { c, operator } = await setup();
     const key = await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } });
