@@ -12,7 +12,7 @@ import { Agent, describePlan } from "./agent.ts";
 import type { ConfigDocument } from "./configs.ts";
 import { generateKeyPair } from "./keys.ts";
 import { nodeRequest, NodeRefusedError } from "./node-client.ts";
-import { DEFAULT_STATE_DIR, ensureStateDir, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
+import { DEFAULT_STATE_DIR, prepareStateDir, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
 import { renderWgQuick } from "./render.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
@@ -46,6 +46,10 @@ async function join(ctx: CommandContext): Promise<number> {
   if (ctx.options.qr === true && ctx.json) throw new UsageError("--qr with --json: a QR code is not JSON; give one");
   if (typeof ctx.options.interface === "string" && !isInterfaceName(ctx.options.interface)) throw new UsageError(`--interface: ${INTERFACE_NAME_RULE}`);
   const listenPort = integerOption(ctx, "listen-port", 1, 65_535);
+  // A phone's config is shown, not written. Otherwise the state must be writable before the
+  // node enrolls: once enrolled without it, the node is lost (its private key gone, the key spent).
+  const dir = ctx.options.qr === true ? null : stateDir(ctx);
+  if (dir !== null) prepareStateDir(dir);
   const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
   const pair = await generateKeyPair();
   const tags = typeof ctx.options.tags === "string" && ctx.options.tags !== "" ? ctx.options.tags.split(",").map((t) => t.trim()) : undefined;
@@ -62,7 +66,7 @@ async function join(ctx: CommandContext): Promise<number> {
   const config = renderWgQuick(doc.config, pair.privateKey);
   const where = `${enrolled.node.name} (${enrolled.node.ipv4}, ${enrolled.node.ipv6}) in ${enrolled.node.network}`;
 
-  if (ctx.options.qr === true) {
+  if (dir === null) {
     // A phone: the key pair was made on this machine for it; nothing is written here.
     const { renderUnicodeCompact } = await import("uqr");
     ctx.out(renderUnicodeCompact(config));
@@ -71,8 +75,6 @@ async function join(ctx: CommandContext): Promise<number> {
     return 0;
   }
 
-  const dir = stateDir(ctx);
-  ensureStateDir(dir);
   const state: NodeState = {
     server,
     certificate,
@@ -88,12 +90,33 @@ async function join(ctx: CommandContext): Promise<number> {
     next_private_key: null,
     applied_version: 0,
   };
-  writeState(dir, state);
-  writeStoredConfig(dir, { body: enrolled.document, signature: enrolled.signature });
-  const confPath = writeWgQuick(dir, state.interface, config);
+  let confPath: string;
+  try {
+    writeState(dir, state);
+    writeStoredConfig(dir, { body: enrolled.document, signature: enrolled.signature });
+    confPath = writeWgQuick(dir, state.interface, config);
+  } catch (error) {
+    ctx.err(unsavedEnrollment(enrolled.node, dir, error));
+    return 1;
+  }
   const result = { node: enrolled.node, state: dir, wg_quick: confPath };
   ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Enrolled ${where}${enrolled.node.fqdn ? `, named ${enrolled.node.fqdn}` : ""}.\nState in ${dir}; wg-quick config ${confPath}.\nApply it with: citadel mesh agent --state ${dir}`);
   return 0;
+}
+
+/** The node enrolled but its state could not be written: who it is, and how to undo it. */
+function unsavedEnrollment(node: Enrolled["node"], dir: string, error: unknown): string {
+  const reason = error instanceof Error ? error.message : String(error);
+  return (
+    `citadel mesh join: this machine is enrolled as ${node.id} (${node.name} in ${node.network}), but its state could not be written to ${dir}: ${reason}.\n` +
+    `The node cannot be used this way: have an operator remove it: ${removeNodeCommand(node)}\n` +
+    "then join again with a new pre-auth key."
+  );
+}
+
+/** The operator's command that removes a node (run where the operator's CLI is logged in). */
+function removeNodeCommand(node: Pick<Enrolled["node"], "id" | "network">): string {
+  return `citadel mesh nodes delete ${node.network} ${node.id} (add --org ORG if you are in several organizations)`;
 }
 
 async function agent(ctx: CommandContext): Promise<number> {

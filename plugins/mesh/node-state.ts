@@ -11,7 +11,7 @@
  *
  * The private key is generated here and never sent anywhere.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../src/files.ts";
 import { CONFIG_FORMAT, type ConfigDocument } from "./configs.ts";
@@ -51,6 +51,23 @@ export class StateError extends Error {
 export function ensureStateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
+}
+
+/**
+ * Makes the state directory and proves it writable (a probe file written and removed): `join`
+ * calls it before it enrolls, since a node enrolled without its state is lost — its private key
+ * gone, the single-use key spent, its name taken.
+ */
+export function prepareStateDir(dir: string): void {
+  const probe = join(dir, `.probe-${process.pid}-${Buffer.from(crypto.getRandomValues(new Uint8Array(6))).toString("hex")}`);
+  try {
+    ensureStateDir(dir);
+    writeFileSync(probe, "", { mode: 0o600, flag: "wx" });
+    rmSync(probe);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error instanceof Error ? error.message : String(error));
+    throw new StateError(`cannot write the state directory ${dir} (${reason}): run as root, or give another --state`);
+  }
 }
 
 /** The node's state file: its keys, token and the control plane it enrolled with. */

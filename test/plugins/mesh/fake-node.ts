@@ -113,6 +113,8 @@ export class FakeControlPlane {
   refusal: Answer | null = null;
   readonly polls: string[] = [];
   readonly applied: unknown[] = [];
+  /** Each enrollment's request body (`citadel mesh join`): answered with the published config. */
+  readonly enrollments: Array<{ name: string; public_key: string }> = [];
 
   constructor(readonly nodeId = "node_a") {
     this.server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => this.answer(request) });
@@ -142,6 +144,7 @@ export class FakeControlPlane {
     const path = new URL(request.url).pathname;
     if (path === "/v1/mesh/node/config") this.polls.push(request.headers.get("if-none-match") ?? "");
     if (this.refusal) return refusalResponse(this.refusal);
+    if (path === "/v1/mesh/enroll") return this.enroll(request);
     if (path === "/v1/mesh/node/applied") {
       this.applied.push(await request.json());
       return Response.json({ ok: true });
@@ -149,6 +152,14 @@ export class FakeControlPlane {
     if (path !== "/v1/mesh/node/config" || !this.document) return Response.json({ detail: "No such route.", code: "not_found" }, { status: 404 });
     if (request.headers.get("if-none-match") === this.document.etag) return new Response(null, { status: 304 });
     return new Response(this.document.body, { headers: { etag: this.document.etag, "x-citadel-signature": this.document.signature, "content-type": "application/json" } });
+  }
+
+  private async enroll(request: Request): Promise<Response> {
+    const body = (await request.json()) as { name: string; public_key: string };
+    this.enrollments.push(body);
+    if (!this.document) return Response.json({ detail: "No config to enroll with: publish one first.", code: "not_found" }, { status: 404 });
+    const node = { id: this.nodeId, name: body.name, network: "office", ipv4: "100.64.0.1", ipv6: "fd7a:115c:a1e0::1", fqdn: null };
+    return Response.json({ node, token: "citadel_node_test", signing_key: this.signingKey.publicKey, document: this.document.body, signature: this.document.signature });
   }
 }
 

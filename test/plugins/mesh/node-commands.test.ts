@@ -2,12 +2,13 @@
  * `citadel mesh agent` as the command runs it. Only failures before anything reaches the device
  * are tested here (the real tools would run): whole rounds are in agent.test.ts.
  */
-import { afterAll, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nodeCommands } from "../../../plugins/mesh/node-commands.ts";
 import { runCommand } from "../../helpers/command.ts";
-import { enrolledStateDir, FakeControlPlane } from "./fake-node.ts";
+import { enrolledStateDir, FakeControlPlane, nodeConfig } from "./fake-node.ts";
 
 const plane = new FakeControlPlane();
 afterAll(() => plane.stop());
@@ -25,4 +26,40 @@ test("a stored config that cannot be applied at start is logged, and the agent g
   } finally {
     state.remove();
   }
+});
+
+describe("mesh join", () => {
+  // Its own, not refusing: the test above leaves its plane refusing.
+  const plane = new FakeControlPlane();
+  afterAll(() => plane.stop());
+  const joinOptions = (state: string, extra: Record<string, string | boolean> = {}) => ({ server: plane.url, key: "citadel_meshkey_test", name: "a", state, ...extra });
+
+  test("a state directory that cannot be made is refused before enrolling (found in review: the node was enrolled, its private key lost, the key spent)", async () => {
+    plane.publish(nodeConfig([]));
+    const home = mkdtempSync(join(tmpdir(), "citadel-join-"));
+    const enrollments = plane.enrollments.length;
+    try {
+      writeFileSync(join(home, "file"), "");
+      const run = await runCommand(nodeCommands, "mesh join", { options: joinOptions(join(home, "file", "state")) });
+      expect(run.code).not.toBe(0);
+      expect(run.error?.message).toContain(join(home, "file", "state"));
+      expect(plane.enrollments.length).toBe(enrollments);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  test("state that cannot be written once enrolled: the node's id and how to remove it, on stderr, and a failure", async () => {
+    plane.publish(nodeConfig([]));
+    const dir = mkdtempSync(join(tmpdir(), "citadel-join-"));
+    try {
+      mkdirSync(join(dir, "config.json")); // the directory is writable, this one file is not
+      const run = await runCommand(nodeCommands, "mesh join", { options: joinOptions(dir) });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`enrolled as ${plane.nodeId}`);
+      expect(run.stderr).toContain(`citadel mesh nodes delete office ${plane.nodeId}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
