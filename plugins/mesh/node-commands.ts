@@ -67,11 +67,7 @@ async function join(ctx: CommandContext): Promise<number> {
   const where = `${enrolled.node.name} (${enrolled.node.ipv4}, ${enrolled.node.ipv6}) in ${enrolled.node.network}`;
 
   if (dir === null) {
-    // A phone: the key pair was made on this machine for it; nothing is written here.
-    const { renderUnicodeCompact } = await import("uqr");
-    ctx.out(renderUnicodeCompact(config));
-    ctx.err(`Enrolled ${where}. Scan the code with the WireGuard app; this config (its private key included) is shown once and kept nowhere.`);
-    ctx.err("A phone has no agent: after changes to the network, enroll it again.");
+    await showPhoneConfig(ctx, config, where);
     return 0;
   }
 
@@ -102,6 +98,37 @@ async function join(ctx: CommandContext): Promise<number> {
   const result = { node: enrolled.node, state: dir, wg_quick: confPath };
   ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Enrolled ${where}${enrolled.node.fqdn ? `, named ${enrolled.node.fqdn}` : ""}.\nState in ${dir}; wg-quick config ${confPath}.\nApply it with: citadel mesh agent --state ${dir}`);
   return 0;
+}
+
+/**
+ * QR versions above this (117 modules a side, 119 columns with the border) are wider than most
+ * terminal windows and too dense for many phone cameras to read off a screen.
+ */
+const LARGE_QR_VERSION = 25;
+
+/**
+ * A phone: the key pair was made on this machine for it and nothing is written here, so this
+ * is the only copy of its private key. A config too long for any QR code (some 17 peers) is
+ * printed as text instead: failing now, with the node enrolled and the key spent, would lose it.
+ */
+async function showPhoneConfig(ctx: CommandContext, config: string, where: string): Promise<void> {
+  const { renderUnicodeCompact } = await import("uqr");
+  let version = 0;
+  let code: string | null = null;
+  try {
+    code = renderUnicodeCompact(config, { onEncoded: (qr) => (version = qr.version) });
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error; // uqr's "Data too long"
+  }
+  if (code === null) {
+    ctx.out(config);
+    ctx.err(`Enrolled ${where}. The config is too long for a QR code: printed as text instead. Bring it to the phone as a file (the WireGuard app imports a .conf); it holds the phone's private key, so delete every copy once imported.`);
+  } else {
+    ctx.out(code);
+    ctx.err(`Enrolled ${where}. Scan the code with the WireGuard app; this config (its private key included) is shown once and kept nowhere.`);
+    if (version > LARGE_QR_VERSION) ctx.err(`The code is large (version ${version}) and may be hard to scan: make the window wider or the font smaller until the whole code shows, and hold the phone steady.`);
+  }
+  ctx.err("A phone has no agent: after changes to the network, enroll it again.");
 }
 
 /** The node enrolled but its state could not be written: who it is, and how to undo it. */
@@ -204,7 +231,7 @@ export const nodeCommands: Command[] = [
       endpoint: { type: "string", description: "host:port other nodes reach this one at (default: none, it dials out)" },
       "listen-port": { type: "string", description: "The UDP port to listen on (default: the endpoint's, else the network's): behind a port forward from another port, or a second network on this host" },
       interface: { type: "string", description: "The WireGuard interface on this node (default: the network's)" },
-      qr: { type: "boolean", description: "For a phone: print the whole config as a QR code and write nothing" },
+      qr: { type: "boolean", description: "For a phone: print the whole config as a QR code (as text when too long for one) and write nothing" },
     },
     run: join,
   },
