@@ -3,6 +3,7 @@
  * here), `citadel mesh agent` (keep the interface equal to the signed config) and
  * `citadel mesh rotate` (start a key rotation the agent completes).
  */
+import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { fetchPinnedCertificate } from "../../src/cli/credentials.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
@@ -12,7 +13,7 @@ import { Agent, describePlan } from "./agent.ts";
 import type { ConfigDocument } from "./configs.ts";
 import { generateKeyPair } from "./keys.ts";
 import { nodeRequest, NodeRefusedError } from "./node-client.ts";
-import { DEFAULT_STATE_DIR, prepareStateDir, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
+import { DEFAULT_STATE_DIR, prepareStateDir, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
 import { renderWgQuick } from "./render.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
@@ -49,7 +50,10 @@ async function join(ctx: CommandContext): Promise<number> {
   // A phone's config is shown, not written. Otherwise the state must be writable before the
   // node enrolls: once enrolled without it, the node is lost (its private key gone, the key spent).
   const dir = ctx.options.qr === true ? null : stateDir(ctx);
-  if (dir !== null) prepareStateDir(dir);
+  if (dir !== null) {
+    checkNoNodeIn(ctx, dir);
+    prepareStateDir(dir);
+  }
   const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
   const pair = await generateKeyPair();
   const tags = typeof ctx.options.tags === "string" && ctx.options.tags !== "" ? ctx.options.tags.split(",").map((t) => t.trim()) : undefined;
@@ -139,6 +143,35 @@ function unsavedEnrollment(node: Enrolled["node"], dir: string, error: unknown):
     `The node cannot be used this way: have an operator remove it: ${removeNodeCommand(node)}\n` +
     "then join again with a new pre-auth key."
   );
+}
+
+/**
+ * A state directory that already holds a node: joining again would destroy that node's private
+ * key and token while it stays enrolled, in every peer's config, its interface left to no one.
+ * Refused unless --force; said either way, with the command that removes the old node.
+ */
+function checkNoNodeIn(ctx: CommandContext, dir: string): void {
+  if (!existsSync(statePath(dir))) return;
+  const old = readOldNode(dir);
+  const which = old ? `the node ${old.node_id} (${old.name} in ${old.network}, interface ${old.interface})` : "a node (its node.json cannot be read)";
+  const removal = old ? removeNodeCommand({ id: old.node_id, network: old.network }) : "citadel mesh nodes delete <network> <node>";
+  if (ctx.options.force !== true) {
+    throw new UsageError(
+      `${dir} already holds ${which}: joining again would destroy its private key and token while it stays enrolled. ` +
+        `Remove it first — ${removal}, then delete ${statePath(dir)}${old ? ` and the interface (ip link del ${old.interface})` : ""} — or give another --state, or add --force.`,
+    );
+  }
+  ctx.err(`citadel mesh join --force: replacing ${which} in ${dir}; it stays enrolled until removed: ${removal}`);
+}
+
+/** The node a state directory holds, as far as its file can be read. */
+function readOldNode(dir: string): Pick<NodeState, "node_id" | "name" | "network" | "interface"> | null {
+  try {
+    const old = JSON.parse(readFileSync(statePath(dir), "utf8")) as Partial<NodeState>;
+    return typeof old.node_id === "string" && typeof old.network === "string" ? { node_id: old.node_id, name: String(old.name), network: old.network, interface: String(old.interface) } : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The operator's command that removes a node (run where the operator's CLI is logged in). */
@@ -231,6 +264,7 @@ export const nodeCommands: Command[] = [
       endpoint: { type: "string", description: "host:port other nodes reach this one at (default: none, it dials out)" },
       "listen-port": { type: "string", description: "The UDP port to listen on (default: the endpoint's, else the network's): behind a port forward from another port, or a second network on this host" },
       interface: { type: "string", description: "The WireGuard interface on this node (default: the network's)" },
+      force: { type: "boolean", description: "Join even though --state already holds a node (that node stays enrolled until an operator removes it)" },
       qr: { type: "boolean", description: "For a phone: print the whole config as a QR code (as text when too long for one) and write nothing" },
     },
     run: join,

@@ -3,7 +3,7 @@
  * are tested here (the real tools would run): whole rounds are in agent.test.ts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nodeCommands } from "../../../plugins/mesh/node-commands.ts";
@@ -58,6 +58,29 @@ describe("mesh join", () => {
       expect(run.code).toBe(1);
       expect(run.stderr).toContain(`enrolled as ${plane.nodeId}`);
       expect(run.stderr).toContain(`citadel mesh nodes delete office ${plane.nodeId}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a second join on the same state is refused before enrolling, unless --force (found in review: it silently replaced node.json, the old node enrolled for ever with its key destroyed)", async () => {
+    plane.publish(nodeConfig([]));
+    const dir = mkdtempSync(join(tmpdir(), "citadel-join-"));
+    try {
+      expect((await runCommand(nodeCommands, "mesh join", { options: joinOptions(dir) })).code).toBe(0);
+      const first = readFileSync(join(dir, "node.json"), "utf8");
+      const enrollments = plane.enrollments.length;
+      const again = await runCommand(nodeCommands, "mesh join", { options: joinOptions(dir) });
+      expect(again.code).toBe(2);
+      expect(again.error?.message).toContain(`already holds the node ${plane.nodeId}`);
+      expect(again.error?.message).toContain(`citadel mesh nodes delete office ${plane.nodeId}`);
+      expect([plane.enrollments.length, readFileSync(join(dir, "node.json"), "utf8")]).toEqual([enrollments, first]);
+
+      const forced = await runCommand(nodeCommands, "mesh join", { options: joinOptions(dir, { force: true }) });
+      expect(forced.code).toBe(0);
+      expect(plane.enrollments.length).toBe(enrollments + 1);
+      expect(forced.stderr).toContain(`citadel mesh nodes delete office ${plane.nodeId}`); // the old one is still to remove
+      expect(readFileSync(join(dir, "node.json"), "utf8")).not.toBe(first);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
