@@ -411,6 +411,11 @@ export class Agent {
     return this.syncDevice(doc, name, { endpoints: false });
   }
 
+  /** How often the control plane asks this agent to poll ([mesh] poll_seconds); null before any config is applied. */
+  pollSeconds(): number | null {
+    return this.current?.poll_seconds ?? null;
+  }
+
   /** Whether the whole node is due to be made so again: at the pace the control plane asks agents to poll. */
   private repairDue(): boolean {
     return this.current === null || Date.now() - this.repairedAt >= this.current.poll_seconds * 1000;

@@ -181,6 +181,7 @@ function removeNodeCommand(node: Pick<Enrolled["node"], "id" | "network">): stri
 
 async function agent(ctx: CommandContext): Promise<number> {
   const dryRun = ctx.options["dry-run"] === true;
+  const interval = integerOption(ctx, "interval", 1);
   const a = new Agent({
     stateDir: stateDir(ctx),
     dryRun,
@@ -194,39 +195,67 @@ async function agent(ctx: CommandContext): Promise<number> {
     return 0;
   }
   await applyStored(a, ctx);
-  const once = ctx.options.once === true;
-  const interval = integerOption(ctx, "interval", 1) ?? 30;
   let stop = false;
   const onSignal = () => (stop = true);
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
-  // Said once, not at every poll: the node stays cut off until the control plane takes it again.
-  let refusal: string | null = null;
   try {
-    for (;;) {
-      try {
-        const r = await a.round();
-        refusal = null;
-        if (r.changed) ctx.err(`applied config version ${r.version}`);
-      } catch (error) {
-        if (once) throw error;
-        if (!(error instanceof NodeRefusedError)) {
-          ctx.err(`mesh agent: ${error instanceof Error ? error.message : String(error)} (keeping the applied config; retrying)`);
-        } else if (error.message !== refusal) {
-          ctx.err(`mesh agent: ${error.message}`);
-          refusal = error.message;
-        }
-      }
-      if (once) return 0;
-      // During a rotation, every second: a peer's switch is followed at once.
-      const wait = a.overlapInProgress() ? 1 : interval;
-      for (let waited = 0; waited < wait * 10 && !stop; waited++) await Bun.sleep(100);
-      if (stop) return 0;
-    }
+    return await pollLoop(a, { interval, once: ctx.options.once === true, err: ctx.err, stopped: () => stop });
   } finally {
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
   }
+}
+
+export interface PollLoopOptions {
+  /** --interval; undefined: the pace the control plane asks for (the applied document's poll_seconds). */
+  interval: number | undefined;
+  once: boolean;
+  err(text: string): void;
+  /** True once the agent is to stop (SIGTERM, SIGINT): checked between rounds and while waiting. */
+  stopped(): boolean;
+  /** Waits one tick of TICK_MS (tests count ticks instead of waiting). */
+  tick?: () => Promise<void>;
+}
+
+/** The agent waits in ticks of this length, so that a signal ends the wait at once. */
+const TICK_MS = 100;
+/** The pace before any config is applied, as [mesh] poll_seconds' default. */
+const DEFAULT_POLL_SECONDS = 30;
+
+/** The agent's rounds until stopped: a failed round keeps the applied config and is tried again. */
+export async function pollLoop(a: Agent, options: PollLoopOptions): Promise<number> {
+  const tick = options.tick ?? (() => Bun.sleep(TICK_MS));
+  // Said once, not at every poll: the node stays cut off until the control plane takes it again.
+  let refusal: string | null = null;
+  for (;;) {
+    try {
+      const r = await a.round();
+      refusal = null;
+      if (r.changed) options.err(`applied config version ${r.version}`);
+    } catch (error) {
+      if (options.once) throw error;
+      if (!(error instanceof NodeRefusedError)) {
+        options.err(`mesh agent: ${error instanceof Error ? error.message : String(error)} (keeping the applied config; retrying)`);
+      } else if (error.message !== refusal) {
+        options.err(`mesh agent: ${error.message}`);
+        refusal = error.message;
+      }
+    }
+    if (options.once) return 0;
+    const ticks = (pollWaitSeconds(a, options.interval) * 1000) / TICK_MS;
+    for (let waited = 0; waited < ticks && !options.stopped(); waited++) await tick();
+    if (options.stopped()) return 0;
+  }
+}
+
+/**
+ * Seconds until the next round: every second during a rotation (a peer's switch is followed at
+ * once), else --interval, else what the applied document asks ([mesh] poll_seconds).
+ */
+function pollWaitSeconds(a: Agent, interval: number | undefined): number {
+  if (a.overlapInProgress()) return 1;
+  return interval ?? a.pollSeconds() ?? DEFAULT_POLL_SECONDS;
 }
 
 /**
@@ -276,7 +305,7 @@ export const nodeCommands: Command[] = [
       ...STATE,
       once: { type: "boolean", description: "One round, then exit" },
       "dry-run": { type: "boolean", description: "Show what would change, change nothing" },
-      interval: { type: "string", description: "Seconds between polls (default 30)" },
+      interval: { type: "string", description: "Seconds between polls (default: the control plane's [mesh] poll_seconds, 30 until a config is applied)" },
       "no-firewall": { type: "boolean", description: "Do not load the nftables rules" },
       userspace: { type: "string", description: "Userspace WireGuard when the kernel has none (default wireguard-go)" },
     },

@@ -124,9 +124,9 @@ export class FakeControlPlane {
     return `http://127.0.0.1:${this.server.port}`;
   }
 
-  /** Serves `config` as the node's next version. */
-  publish(config: NodeConfig): ConfigDocument {
-    const doc: ConfigDocument = { format: CONFIG_FORMAT, node: this.nodeId, network: "net_a", version: ++this.version, poll_seconds: 30, config, relay: false, rotation: null };
+  /** Serves `config` as the node's next version, asking agents to poll every `pollSeconds`. */
+  publish(config: NodeConfig, { pollSeconds = 30 }: { pollSeconds?: number } = {}): ConfigDocument {
+    const doc: ConfigDocument = { format: CONFIG_FORMAT, node: this.nodeId, network: "net_a", version: ++this.version, poll_seconds: pollSeconds, config, relay: false, rotation: null };
     const body = JSON.stringify(doc);
     this.document = { body, signature: this.signer.sign(body), etag: `"${this.version}"` };
     return doc;

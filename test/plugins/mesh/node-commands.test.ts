@@ -1,14 +1,16 @@
 /**
- * `citadel mesh agent` as the command runs it. Only failures before anything reaches the device
- * are tested here (the real tools would run): whole rounds are in agent.test.ts.
+ * `citadel mesh agent` and `citadel mesh join` as the commands run them. The agent command is
+ * run only to failures before anything reaches the device (the real tools would run); its loop
+ * runs against the fake device, and whole rounds are in agent.test.ts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nodeCommands } from "../../../plugins/mesh/node-commands.ts";
+import { Agent } from "../../../plugins/mesh/agent.ts";
+import { nodeCommands, pollLoop } from "../../../plugins/mesh/node-commands.ts";
 import { runCommand } from "../../helpers/command.ts";
-import { enrolledStateDir, FakeControlPlane, nodeConfig, peer } from "./fake-node.ts";
+import { enrolledStateDir, FakeControlPlane, FakeDevice, nodeConfig, peer } from "./fake-node.ts";
 
 const plane = new FakeControlPlane();
 afterAll(() => plane.stop());
@@ -26,6 +28,36 @@ test("a stored config that cannot be applied at start is logged, and the agent g
   } finally {
     state.remove();
   }
+});
+
+describe("the agent's pace", () => {
+  /** Runs the agent loop until the plane has seen `polls` polls; the ticks it waited between them. */
+  async function ticksBetween(pollSeconds: number | null, interval: number | undefined, polls = 3): Promise<number> {
+    const own = new FakeControlPlane();
+    const state = await enrolledStateDir(own);
+    try {
+      if (pollSeconds === null) own.refusal = { status: 503, body: { detail: "Citadel is sealed", code: "sealed" } };
+      else own.publish(nodeConfig([]), { pollSeconds });
+      const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: false, err: () => {}, run: new FakeDevice("wgc-test").run });
+      let ticks = 0;
+      const code = await pollLoop(agent, { interval, once: false, err: () => {}, stopped: () => own.polls.length >= polls, tick: async () => void ticks++ });
+      expect(code).toBe(0);
+      return ticks / (polls - 1);
+    } finally {
+      state.remove();
+      own.stop();
+    }
+  }
+
+  test("without --interval, the applied document's poll_seconds (found in review: [mesh] poll_seconds was ignored, every agent polled every 30 s)", async () => {
+    expect(await ticksBetween(5, undefined)).toBe(50); // ticks of 100 ms
+    expect(await ticksBetween(120, undefined)).toBe(1200);
+  });
+
+  test("--interval wins; before any config, 30 s", async () => {
+    expect(await ticksBetween(5, 2)).toBe(20);
+    expect(await ticksBetween(null, undefined)).toBe(300);
+  });
 });
 
 describe("mesh join", () => {
