@@ -482,7 +482,7 @@ interface CanonicalPeer {
  * learned endpoint shows up as a difference: syncconf would not change it, but it is true.
  */
 export function describeDevice(state: DeviceState, options: DescribeOptions = {}): string {
-  return describeCanonical(options, state.publicKey !== null, state.listenPort, state.fwmark, state.peers.map((peer) => ({
+  return describeCanonical(options, state.publicKey !== null, state.listenPort, state.peers.map((peer) => ({
     publicKey: peer.publicKey,
     presharedKey: pskFingerprint(peer.presharedKey),
     allowedIps: peer.allowedIps.map((ip) => canonicalAllowedIp(ip) ?? ip),
@@ -494,7 +494,7 @@ export function describeDevice(state: DeviceState, options: DescribeOptions = {}
 /** The setconf text (or its parsed form) in the canonical text of `describeDevice`. */
 export function describeDesired(setconf: string | ParsedSetconf, options: DescribeOptions = {}): string {
   const parsed = typeof setconf === "string" ? parseSetconf(setconf) : setconf;
-  return describeCanonical(options, parsed.privateKey !== null, parsed.listenPort, parsed.fwmark ?? 0, parsed.peers.map((peer) => ({
+  return describeCanonical(options, parsed.privateKey !== null, parsed.listenPort, parsed.peers.map((peer) => ({
     publicKey: peer.publicKey,
     presharedKey: pskFingerprint(peer.presharedKey),
     allowedIps: peer.allowedIps,
@@ -512,11 +512,14 @@ export interface DescribeOptions {
   endpoints?: boolean;
 }
 
-/** A config without ListenPort leaves the device's port alone, so that line is left out. */
-function describeCanonical(options: DescribeOptions, hasPrivateKey: boolean, listenPort: number | null, fwmark: number, peers: CanonicalPeer[]): string {
+/**
+ * A config without ListenPort leaves the device's port alone, so that line is left out. So is
+ * the fwmark: the agent never writes one (wg-quick's Table=auto sets one), and a device compared
+ * with it would differ from every config for ever, "repaired" at every poll.
+ */
+function describeCanonical(options: DescribeOptions, hasPrivateKey: boolean, listenPort: number | null, peers: CanonicalPeer[]): string {
   const out = ["interface", `  private-key ${hasPrivateKey ? "(set)" : "(none)"}`];
   if (listenPort !== null) out.push(`  listen-port ${listenPort}`);
-  if (fwmark !== 0) out.push(`  fwmark 0x${fwmark.toString(16)}`);
   for (const peer of [...peers].sort((a, b) => compareText(a.publicKey, b.publicKey))) {
     const allowed = [...new Set(peer.allowedIps)].sort(compareCidrs);
     out.push(

@@ -434,3 +434,22 @@ describe("a cut-off (found in review)", () => {
     expect(fake.peers).toEqual([]);
   });
 });
+
+test("a device with a fwmark set by someone else is not repaired at every poll (found in review: the agent writes no FwMark, compared it anyway, and said \"changed by hand?\" for ever)", async () => {
+  const plane = new FakeControlPlane();
+  const state = await enrolledStateDir(plane);
+  try {
+    const fake = new FakeDevice("wgc-test");
+    const said: string[] = [];
+    const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: false, err: (text) => said.push(text), run: fake.run });
+    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820")]));
+    expect((await agent.round()).changed).toBe(true);
+    fake.fwmark = 0xca6c; // wg-quick's Table=auto
+    const synced = fake.synced.length;
+    for (let poll = 0; poll < 2; poll++) expect((await agent.round()).changed).toBe(false);
+    expect([fake.synced.length, said]).toEqual([synced, []]);
+  } finally {
+    state.remove();
+    plane.stop();
+  }
+});

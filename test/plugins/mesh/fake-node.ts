@@ -27,6 +27,8 @@ export class FakeDevice {
   exists = false;
   publicKey: string | null = null;
   listenPort = 0;
+  /** Set by others (wg-quick's Table=auto), never by the agent: `wg syncconf` leaves it alone. */
+  fwmark = 0;
   peers: DevicePeer[] = [];
   /** Each file `wg syncconf` was given, as written. */
   readonly synced: string[] = [];
@@ -58,7 +60,7 @@ export class FakeDevice {
 
   private dump(): string {
     const peers = this.peers.map((p) => [p.publicKey, p.presharedKey ?? "(none)", p.endpoint ?? "(none)", p.allowedIps.join(",") || "(none)", p.latestHandshake, 0, 0, p.keepalive || "off"].join("\t"));
-    return [["(hidden)", this.publicKey ?? "(none)", this.listenPort, "off"].join("\t"), ...peers, ""].join("\n");
+    return [["(hidden)", this.publicKey ?? "(none)", this.listenPort, this.fwmark === 0 ? "off" : `0x${this.fwmark.toString(16)}`].join("\t"), ...peers, ""].join("\n");
   }
 
   private async syncconf(text: string): Promise<CommandResult> {
