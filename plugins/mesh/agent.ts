@@ -351,9 +351,8 @@ export class Agent {
     if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc.config, doc.relay, name), this.run);
     const desired = await this.desired(doc, name);
     const current = await device.readDevice(name, this.run);
-    const drifted =
-      current.publicKey !== (await publicKeyOf(this.state.private_key)) ||
-      device.describeDevice(current, { endpoints: false }) !== device.describeDesired(desired, { endpoints: false });
+    // The private key is compared too, by its public half (see describeDevice).
+    const drifted = device.describeDevice(current, { endpoints: false }) !== device.describeDesired(desired, { endpoints: false });
     let changed = false;
     if (drifted || this.warnedUnresolved.size > 0) {
       const { setconf, resolvedAgain, unresolved } = await this.resolved(doc, desired);
@@ -392,9 +391,8 @@ export class Agent {
   private async syncDevice(doc: ConfigDocument, name: string, compare: device.DescribeOptions, always = false): Promise<boolean> {
     const { setconf: desired, resolvedAgain, unresolved } = await this.resolved(doc, await this.desired(doc, name));
     const current = await device.readDevice(name, this.run);
-    // The descriptions leave the private key out (it is a secret): a switched key is compared by its public half.
-    const keyChanged = current.publicKey !== (await publicKeyOf(this.state.private_key));
-    const changed = always || keyChanged || resolvedAgain || device.describeDevice(current, compare) !== device.describeDesired(desired, compare);
+    // A switched key differs too: the descriptions show the private key by its public half.
+    const changed = always || resolvedAgain || device.describeDevice(current, compare) !== device.describeDesired(desired, compare);
     if (changed) await this.sync(name, desired);
     this.warnedUnresolved = unresolved;
     return changed;

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { InvalidError } from "../../src/errors.ts";
 import { formatCidr, formatIp, parseIp, type IpAddress } from "../../src/net/ip.ts";
-import { isWireGuardKey } from "./keys.ts";
+import { isWireGuardKey, publicKeyOfSync } from "./keys.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -478,11 +478,13 @@ interface CanonicalPeer {
 
 /**
  * The device in the canonical text `describeDesired` also produces, so that equal text means
- * "syncconf would change nothing". Secrets are shown only as "(set, fingerprint)". A roaming peer's
- * learned endpoint shows up as a difference: syncconf would not change it, but it is true.
+ * "syncconf would change nothing". Secrets are shown only as "(set, …)": the private key by its
+ * public key (a different key on the device must show), a preshared key by a fingerprint. A
+ * roaming peer's learned endpoint shows up as a difference: syncconf would not change it, but it
+ * is true.
  */
 export function describeDevice(state: DeviceState, options: DescribeOptions = {}): string {
-  return describeCanonical(options, state.publicKey !== null, state.listenPort, state.peers.map((peer) => ({
+  return describeCanonical(options, state.publicKey, state.listenPort, state.peers.map((peer) => ({
     publicKey: peer.publicKey,
     presharedKey: pskFingerprint(peer.presharedKey),
     allowedIps: peer.allowedIps.map((ip) => canonicalAllowedIp(ip) ?? ip),
@@ -494,7 +496,7 @@ export function describeDevice(state: DeviceState, options: DescribeOptions = {}
 /** The setconf text (or its parsed form) in the canonical text of `describeDevice`. */
 export function describeDesired(setconf: string | ParsedSetconf, options: DescribeOptions = {}): string {
   const parsed = typeof setconf === "string" ? parseSetconf(setconf) : setconf;
-  return describeCanonical(options, parsed.privateKey !== null, parsed.listenPort, parsed.peers.map((peer) => ({
+  return describeCanonical(options, parsed.privateKey === null ? null : publicKeyOfSync(parsed.privateKey), parsed.listenPort, parsed.peers.map((peer) => ({
     publicKey: peer.publicKey,
     presharedKey: pskFingerprint(peer.presharedKey),
     allowedIps: peer.allowedIps,
@@ -517,8 +519,8 @@ export interface DescribeOptions {
  * the fwmark: the agent never writes one (wg-quick's Table=auto sets one), and a device compared
  * with it would differ from every config for ever, "repaired" at every poll.
  */
-function describeCanonical(options: DescribeOptions, hasPrivateKey: boolean, listenPort: number | null, peers: CanonicalPeer[]): string {
-  const out = ["interface", `  private-key ${hasPrivateKey ? "(set)" : "(none)"}`];
+function describeCanonical(options: DescribeOptions, publicKey: string | null, listenPort: number | null, peers: CanonicalPeer[]): string {
+  const out = ["interface", `  private-key ${publicKey === null ? "(none)" : `(set, public ${publicKey})`}`];
   if (listenPort !== null) out.push(`  listen-port ${listenPort}`);
   for (const peer of [...peers].sort((a, b) => compareText(a.publicKey, b.publicKey))) {
     const allowed = [...new Set(peer.allowedIps)].sort(compareCidrs);

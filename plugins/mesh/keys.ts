@@ -3,6 +3,7 @@
  * `wg genpsk` spell them (base64 of 32 raw bytes), so keys made here and keys made by `wg`
  * are interchangeable in either direction.
  */
+import { createPrivateKey, createPublicKey } from "node:crypto";
 import { InvalidError } from "../../src/errors.ts";
 
 /**
@@ -36,6 +37,17 @@ export async function publicKeyOf(privateKeyBase64: string): Promise<string> {
   // The key itself is never put in the message: it is a secret and may be in a log line.
   if (!isWireGuardKey(privateKeyBase64)) throw new InvalidError("the private key is not a WireGuard key (base64 of 32 bytes)", "privateKey");
   return toBase64(await x25519(Buffer.from(privateKeyBase64, "base64"), BASE_POINT));
+}
+
+/**
+ * `publicKeyOf` without awaiting (node:crypto, the same X25519): for descriptions that are
+ * compared as text, which show the private key by its public half.
+ */
+export function publicKeyOfSync(privateKeyBase64: string): string {
+  if (!isWireGuardKey(privateKeyBase64)) throw new InvalidError("the private key is not a WireGuard key (base64 of 32 bytes)", "privateKey");
+  const pkcs8 = Buffer.concat([X25519_PKCS8_PREFIX, Buffer.from(privateKeyBase64, "base64")]);
+  const spki = createPublicKey(createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" })).export({ format: "der", type: "spki" });
+  return toBase64(spki.subarray(spki.length - 32)); // the SubjectPublicKeyInfo ends with the 32-byte key
 }
 
 /** True for the one spelling wg accepts: 44 characters, canonical base64 of 32 bytes. */

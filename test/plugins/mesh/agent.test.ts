@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { Agent, nudgeTargets } from "../../../plugins/mesh/agent.ts";
 import type { ConfigDocument } from "../../../plugins/mesh/configs.ts";
 import type { LookupHost } from "../../../plugins/mesh/endpoints.ts";
-import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
+import { generateKeyPair, publicKeyOf } from "../../../plugins/mesh/keys.ts";
 import { NodeRefusedError } from "../../../plugins/mesh/node-client.ts";
 import { readState, writeState, type NodeState } from "../../../plugins/mesh/node-state.ts";
 import { ApiError } from "../../../src/cli/api-client.ts";
@@ -448,6 +448,28 @@ test("a device with a fwmark set by someone else is not repaired at every poll (
     const synced = fake.synced.length;
     for (let poll = 0; poll < 2; poll++) expect((await agent.round()).changed).toBe(false);
     expect([fake.synced.length, said]).toEqual([synced, []]);
+  } finally {
+    state.remove();
+    plane.stop();
+  }
+});
+
+test("--dry-run shows a different private key on the device, by its public key, never the private key (found in review: both showed \"(set)\", changed: false)", async () => {
+  const plane = new FakeControlPlane();
+  const state = await enrolledStateDir(plane);
+  try {
+    const fake = new FakeDevice("wgc-test");
+    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820")]));
+    const live = new Agent({ stateDir: state.dir, ...quiet, run: fake.run });
+    await live.round();
+    const own = await publicKeyOf(readState(state.dir).private_key);
+    fake.publicKey = (await generateKeyPair()).publicKey; // another key, set by hand
+    const { changed, plan } = await new Agent({ stateDir: state.dir, ...quiet, dryRun: true, run: fake.run }).round();
+    expect(changed).toBe(true);
+    expect(plan!.wireguard).toEqual([`-   private-key (set, public ${fake.publicKey})`, `+   private-key (set, public ${own})`]);
+    expect(JSON.stringify(plan)).not.toContain(readState(state.dir).private_key);
+    expect(await live.round()).toMatchObject({ changed: true }); // as the real round does (the config unchanged: a repair)
+    expect(fake.publicKey).toBe(own);
   } finally {
     state.remove();
     plane.stop();

@@ -236,14 +236,18 @@ describe("describeDevice / describeDesired", () => {
     expect(diffLines(describeDevice(matching), describeDesired(SETCONF))).toEqual([]);
   });
 
-  test("the canonical form: sorted, secrets shown only as (set) with a fingerprint of the preshared key", () => {
+  test("a device with another private key differs (found in review: both were \"(set)\")", () => {
+    expect(diffLines(describeDevice({ ...matching, publicKey: PEER_B }), describeDesired(SETCONF))).toEqual([`-   private-key (set, public ${PEER_B})`, `+   private-key (set, public ${OWN_PUBLIC})`]);
+  });
+
+  test("the canonical form: sorted, secrets shown only as (set): the private key by its public key, the preshared key by a fingerprint", () => {
     const text = describeDesired(SETCONF);
     expect(text).not.toContain(PRIVATE);
     expect(text).not.toContain(PSK);
     const fingerprint = new Bun.CryptoHasher("sha256").update(PSK).digest("hex").slice(0, 8);
     const peerA = `peer ${PEER_A}\n  allowed-ips 100.64.0.2/32, fd7a:115c:a1e0::2/128\n  endpoint 203.0.113.7:51820\n  keepalive 25\n  preshared-key (set, ${fingerprint})\n`;
     expect(text).toContain(peerA);
-    expect(text.startsWith("interface\n  private-key (set)\n  listen-port 51820\npeer ")).toBe(true);
+    expect(text.startsWith(`interface\n  private-key (set, public ${OWN_PUBLIC})\n  listen-port 51820\npeer `)).toBe(true);
     const order = [...text.matchAll(/^peer (\S+)$/gm)].map((match) => match[1]);
     expect(order).toEqual([...order].sort());
   });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { generateKeyPair, generatePresharedKey, isWireGuardKey, publicKeyOf, x25519 } from "../../../plugins/mesh/keys.ts";
+import { generateKeyPair, generatePresharedKey, isWireGuardKey, publicKeyOf, publicKeyOfSync, x25519 } from "../../../plugins/mesh/keys.ts";
 import { requireTool } from "../../helpers/tools.ts";
 
 const hex = (text: string) => Uint8Array.from(Buffer.from(text, "hex"));
@@ -45,6 +45,7 @@ describe("x25519: RFC 7748 known answers", () => {
     const shared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742";
     expect(await publicKeyOf(b64(alicePrivate))).toBe(b64(alicePublic));
     expect(await publicKeyOf(b64(bobPrivate))).toBe(b64(bobPublic));
+    expect([publicKeyOfSync(b64(alicePrivate)), publicKeyOfSync(b64(bobPrivate))]).toEqual([b64(alicePublic), b64(bobPublic)]);
     expect(toHex(await x25519(hex(alicePrivate), hex(bobPublic)))).toBe(shared);
     expect(toHex(await x25519(hex(bobPrivate), hex(alicePublic)))).toBe(shared);
   });
@@ -65,6 +66,7 @@ describe("key pairs", () => {
       expect(raw[0]! & 7).toBe(0);
       expect(raw[31]! & 0xc0).toBe(0x40);
       expect(await publicKeyOf(privateKey)).toBe(publicKey);
+      expect(publicKeyOfSync(privateKey)).toBe(publicKey);
       seen.add(privateKey);
     }
     expect(seen.size).toBe(20);
@@ -82,6 +84,7 @@ describe("key pairs", () => {
     const error = await publicKeyOf(secretish).catch((e: Error) => e);
     expect(error).toBeInstanceOf(Error);
     expect((error as Error).message).not.toContain(secretish);
+    expect(() => publicKeyOfSync(secretish)).toThrow(/^(?!.*not-a-key)/);
   });
 });
 
