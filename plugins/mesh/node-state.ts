@@ -79,7 +79,7 @@ export function readState(dir: string): NodeState {
   const path = statePath(dir);
   if (!existsSync(path)) throw new StateError(`${path} does not exist: enroll this node first (citadel mesh join --server URL --key KEY --state ${dir})`);
   const mode = statSync(path).mode & 0o777;
-  if ((mode & 0o077) !== 0) throw new StateError(`${path} is readable by others (mode ${mode.toString(8)}): it holds the node's private key. Run: chmod 600 ${path} (and rotate the key)`);
+  if ((mode & 0o077) !== 0) throw new StateError(`${path} is readable by others (mode ${mode.toString(8)}): it holds the node's private key and token. Run: chmod 600 ${path}, and if anyone may have read it, have the node removed (citadel mesh nodes delete <network> <node>) and enroll it again: a key rotation keeps the token`);
   try {
     return JSON.parse(readFileSync(path, "utf8")) as NodeState;
   } catch {

@@ -4,7 +4,7 @@
  * runs against the fake device, and whole rounds are in agent.test.ts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../../plugins/mesh/agent.ts";
@@ -141,4 +141,17 @@ describe("mesh join", () => {
       expect([small.code, small.stdout.includes("PrivateKey"), small.stderr.includes("hard to scan")]).toEqual([0, false, false]);
     });
   });
+});
+
+test("a node.json readable by others: the advice is to remove and enroll the node again, not to rotate its key (found in review: a rotation keeps the token)", async () => {
+  const state = await enrolledStateDir(plane);
+  try {
+    chmodSync(join(state.dir, "node.json"), 0o644);
+    const run = await runCommand(nodeCommands, "mesh rotate", { options: { state: state.dir } });
+    expect(run.code).toBe(1);
+    expect(run.error?.message).toContain("have the node removed (citadel mesh nodes delete <network> <node>) and enroll it again");
+    expect(run.error?.message).not.toContain("rotate the key");
+  } finally {
+    state.remove();
+  }
 });
