@@ -97,3 +97,7 @@ test("every setting of citadel.service is explained in docs/install.md, line by 
   for (const obvious of ["Description", "WantedBy"]) keys.delete(obvious);
   expect([...keys].filter((key) => !new RegExp(`(^|\`)${key}=`, "m").test(section))).toEqual([]);
 });
+
+test("stopping or restarting the agent leaves a wireguard-go it started running (found in review: the default KillMode killed it with the agent, taking a userspace tunnel down at every restart)", () => {
+  expect(unitSetting(AGENT_UNIT, "KillMode")).toEqual(["process"]);
+});
