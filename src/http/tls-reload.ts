@@ -1,7 +1,8 @@
 /**
  * Replacing the API's certificate without a restart: on SIGHUP (`systemctl reload citadel`)
  * the certificate and key files are read again and, when they are a valid pair that differs
- * from the one served, new connections get them while open ones finish on the old. A restart
+ * from the one served (the key, or any certificate of the chain: an intermediate added to a
+ * chain that lacked it is a change), new connections get them while open ones finish on the old. A restart
  * would also stop the DNS server and drop the resolver's cache; certificates from an internal
  * CA may live a day. A bad pair is refused and the running certificate kept; either way the
  * outcome is logged and audited.
@@ -32,7 +33,7 @@ export function tlsReloader(options: { files: TlsFiles; served: TlsMaterial; ser
         await record("failure", problem);
         return "refused";
       }
-      if (next.fingerprint === served.fingerprint && next.key === served.key) {
+      if (next.key === served.key && sameCertificates(next.cert, served.cert)) {
         options.log.info("TLS reload: the certificate is unchanged", { fingerprint: served.fingerprint });
         return "unchanged";
       }
@@ -46,9 +47,30 @@ export function tlsReloader(options: { files: TlsFiles; served: TlsMaterial; ser
       }
       const previous = served.fingerprint;
       served = next;
+      if (next.fingerprint === previous) {
+        // The leaf is the one served: its chain (or its key file's text) changed, and pins still hold.
+        options.log.info("TLS certificate chain replaced: the same certificate, pinned fingerprints still hold", { fingerprint: next.fingerprint });
+        await record("success", `certificate chain of ${next.fingerprint} replaced, valid until ${next.notAfter.toISOString()}`);
+        return "replaced";
+      }
       options.log.warn("TLS certificate replaced: clients that pinned the old fingerprint must pin the new one", { fingerprint: next.fingerprint, previous, not_after: next.notAfter.toISOString() });
       await record("success", `certificate ${next.fingerprint}, valid until ${next.notAfter.toISOString()} (was ${previous})`);
       return "replaced";
     },
   };
+}
+
+/**
+ * Whether two PEM files hold the same certificates in the same order — the leaf and every
+ * intermediate — whatever their line breaks or the text around them.
+ */
+function sameCertificates(a: string, b: string): boolean {
+  const first = certificatesOf(a);
+  const second = certificatesOf(b);
+  return first.length === second.length && first.every((certificate, i) => certificate === second[i]);
+}
+
+/** Each certificate of a PEM file as its base64 text without white space. */
+function certificatesOf(pem: string): string[] {
+  return [...pem.matchAll(/-----BEGIN CERTIFICATE-----([^-]*)-----END CERTIFICATE-----/g)].map((match) => match[1]!.replace(/\s+/g, ""));
 }
