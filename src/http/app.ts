@@ -58,6 +58,8 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
   const accessOf = (method: string, route: string) => (declarations ??= accessDeclarations(app)).get(`${method === "HEAD" ? "GET" : method} ${route}`);
   let bodySchemas: Map<string, TSchema> | undefined;
   const bodySchemaOf = (method: string, route: string) => (bodySchemas ??= bodyDeclarations(app)).get(`${method} ${route}`);
+  let querySchemas: Map<string, TSchema> | undefined;
+  const querySchemaOf = (method: string, route: string) => (querySchemas ??= queryDeclarations(app)).get(`${method} ${route}`);
   // Handlers destructure only what they use: Elysia builds just that part of the context.
   // encodeSchema off: Elysia's t.Integer is a transform (it coerces query strings), and a
   // response schema holding one was run through TypeBox's interpreted Value.Encode — 16 µs of a
@@ -83,14 +85,16 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
     // body shape, and gets 401, not 422 — nor 415 or 400 for a body the edge refused.
     .onTransform(
       { as: "global" },
-      synchronous(({ request, route, params, set }) => {
+      synchronous(({ request, route, params, set, qi }: TransformContext) => {
         const meta = requestMeta(request);
         meta.route = route;
         set.headers["x-request-id"] = meta.id;
         if (params) refuseUndecodableParams(params);
         guard?.(accessOf(request.method, route), request, (params ?? {}) as Record<string, string>, route);
         if (meta.refusedBody) throw meta.refusedBody;
-        if (meta.body !== undefined) refuseUnknownFields(bodySchemaOf(request.method, route), meta.body, meta);
+        // A URL without '?' (qi -1, found by Elysia's router already) has no parameter to check.
+        if (qi !== -1) refuseUnknown("query", unknownFields(querySchemaOf(request.method, route), queryParameters(request.url)), meta);
+        if (meta.body !== undefined) refuseUnknown("body", unknownFields(bodySchemaOf(request.method, route), meta.body), meta);
       }),
     )
     .get("/healthz", synchronous(() => ({ status: "ok" })), {
@@ -151,15 +155,55 @@ function bodyDeclarations(app: AnyElysia): Map<string, TSchema> {
 const NO_FIELDS = t.Object({});
 
 /**
- * A body with fields its route does not know is refused, 422 naming them (see unknown-fields.ts),
- * once the guard has let the caller in — and unrun, so a destructive route's confirmation stays.
+ * Every route's query schema, by "METHOD /path/:pattern": Elysia drops a parameter its route
+ * does not declare, as it does a body's field, so `?acton=` for `?action=` exported the whole
+ * audit log and `?versoin=1` read the current value. A route that declares none takes none.
+ * Not the routes that must take what they do not know (ROUTES_TAKING_ANY_PARAMETER).
  */
-function refuseUnknownFields(schema: TSchema | undefined, body: unknown, meta: RequestMeta): void {
-  const unknown = unknownFields(schema, body);
-  if (unknown.length === 0) return;
+function queryDeclarations(app: AnyElysia): Map<string, TSchema> {
+  const map = new Map<string, TSchema>();
+  for (const route of app.routes) {
+    if (route.path.startsWith("/oauth/") || ROUTES_TAKING_ANY_PARAMETER.has(route.path)) continue;
+    const query = (route.hooks as { query?: unknown } | undefined)?.query;
+    map.set(`${route.method.toUpperCase()} ${route.path}`, query && typeof query === "object" ? (query as TSchema) : NO_FIELDS);
+  }
+  return map;
+}
+
+/**
+ * Routes that ignore query parameters they do not know, besides the OAuth endpoints (/oauth/*,
+ * the device approval page among them: RFC 6749 section 3.1, as for their bodies): pages a
+ * browser opens from a link, which mail and chat tools decorate (`?utm_source=`), and their
+ * assets; and /metrics, where a Prometheus job may add its `params` to every target it scrapes.
+ */
+const ROUTES_TAKING_ANY_PARAMETER = new Set(["/docs", "/docs/ui.js", "/docs/ui.css", "/v1/secrets/shares/:share", "/v1/secrets/share-page.js", "/metrics"]);
+
+/** What the transform hook reads of Elysia's context. */
+interface TransformContext {
+  request: Request;
+  route: string;
+  params?: Record<string, string | undefined>;
+  set: { headers: Record<string, string | number> };
+  /** Elysia's index of the '?' in request.url (-1 for none): on every context, though not in its types. */
+  qi?: number;
+}
+
+/** A URL's query parameters by name, as Elysia decodes them (`+` is a space). */
+function queryParameters(url: string): Record<string, string> {
+  return Object.fromEntries(new URLSearchParams(url.slice(url.indexOf("?") + 1)));
+}
+
+/**
+ * A body with fields, or a URL with query parameters, its route does not know is refused, 422
+ * naming them (see unknown-fields.ts), once the guard has let the caller in — and unrun, so a
+ * destructive route's confirmation stays.
+ */
+function refuseUnknown(location: "body" | "query", pointers: string[], meta: RequestMeta): void {
+  if (pointers.length === 0) return;
   meta.unspendConfirmation?.();
-  const init = validationProblem("body", unknown.slice(0, 20).map((pointer) => ({ path: pointer, message: "unknown field" })));
-  throw new HttpProblem(422, init.code, init.detail ?? "The body is not valid.", {}, { errors: init.errors });
+  const message = location === "body" ? "unknown field" : "unknown parameter";
+  const init = validationProblem(location, pointers.slice(0, 20).map((pointer) => ({ path: pointer, message })));
+  throw new HttpProblem(422, init.code, init.detail ?? `The ${location} is not valid.`, {}, { errors: init.errors });
 }
 
 /** "GET <path>" of the GET routes at a fixed path that declare noReadSnapshot (see AccessSpec). */
