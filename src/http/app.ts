@@ -237,11 +237,12 @@ function problemForElysia(app: AnyElysia, ctx: ErrorContext): ProblemInit {
   switch (code) {
     case "NOT_FOUND": {
       const allowed = allowedMethods(app, pathOf(request.url));
-      if (allowed.length > 0 && !allowed.includes(request.method)) {
+      const method = requestMeta(request).sentMethod ?? request.method; // HEAD, not the GET the edge made of it
+      if (allowed.length > 0 && !allowed.includes(method)) {
         return {
           status: 405,
           code: "method_not_allowed",
-          detail: `${request.method} is not allowed here; use ${allowed.join(", ")}.`,
+          detail: `${method} is not allowed here; use ${allowed.join(", ")}.`,
           headers: { allow: allowed.join(", ") },
         };
       }

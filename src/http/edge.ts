@@ -159,7 +159,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       // HEAD is GET without the body (RFC 9110 9.3.2); routes only declare GET. The GET's answer
       // goes back whole: Bun sends its header fields with the length of its body, and cancels
       // the body (a stream reads no further).
-      const forApp = request.method === "HEAD" ? new Request(request.url, { method: "GET", headers: request.headers }) : request;
+      const forApp = request.method === "HEAD" ? headAsGet(request, meta) : request;
       attachRequestMeta(forApp, meta);
       const result = inSnapshot(request) ? snapshot(() => handle(forApp)) : handle(forApp);
       if (result instanceof Promise) return result.then((response) => finish(request, meta, started, response), (error) => failed(request, meta, started, error));
@@ -169,6 +169,12 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       return failed(request, meta, started, error);
     }
   };
+}
+
+/** The GET a HEAD request is answered as; the meta keeps HEAD, for what names the method (a 405's detail). */
+function headAsGet(request: Request, meta: RequestMeta): Request {
+  meta.sentMethod = request.method;
+  return new Request(request.url, { method: "GET", headers: request.headers });
 }
 
 /**

@@ -14,6 +14,8 @@ export interface RequestMeta {
   client: string;
   /** The matched route pattern (/v1/system/info), set once routing has happened. */
   route: string | null;
+  /** The method the client sent, when the edge gave the app another for it (HEAD as GET). */
+  sentMethod?: string;
   /** Who is calling, once the guard has checked their token. */
   principal?: Principal;
   /** The edge's refusal of the body (415, 400, 413 while reading), given once routing and the guard have passed. */

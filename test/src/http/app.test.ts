@@ -88,6 +88,11 @@ describe("error envelope", () => {
     expect(res.headers.get("allow")).toBe("POST");
   });
 
+  test("a 405 for HEAD names HEAD, not the GET the app was given for it (found in review)", async () => {
+    const res = await edge().send("HEAD", "/v1/probe/things");
+    expect([res.status, res.headers.get("allow"), res.body.detail]).toEqual([405, "POST", "HEAD is not allowed here; use POST."]);
+  });
+
   test("a 500 logs the real error under the request id, and only the log has it", async () => {
     const { send, log } = edge();
     const res = await send("GET", "/v1/probe/boom");
