@@ -1,6 +1,8 @@
 import { expect, test } from "bun:test";
 import { startHttpServer } from "../../../src/http/edge.ts";
+import { securityHeaders } from "../../../src/http/security-headers.ts";
 import { silentLogger } from "../../../src/log.ts";
+import { captureLog } from "../../helpers/http.ts";
 
 test("stop lets an in-flight request finish and refuses new connections", async () => {
   let release!: () => void;
@@ -66,5 +68,31 @@ test("a body declared far over the limit reaches the edge, which answers it in i
     expect([res.status, await res.text(), reached]).toEqual([413, "300000", 1]);
   } finally {
     await server.stop(500);
+  }
+});
+
+test("an error the edge did not catch is answered in the envelope with the security headers and a request id, logged under it (found in review)", async () => {
+  const log = captureLog();
+  const server = startHttpServer({
+    fetch: () => {
+      throw new Error("a bug below the edge's own catch");
+    },
+    address: "127.0.0.1",
+    port: 0,
+    idleTimeoutSeconds: 10,
+    bodyLimit: 1024,
+    log: log.logger,
+  });
+  try {
+    const res = await fetch(`${server.url}/anything`);
+    const body = (await res.json()) as { code: string; request_id: string };
+    expect([res.status, res.headers.get("content-type"), body.code]).toEqual([500, "application/problem+json", "internal_error"]);
+    for (const [name, value] of Object.entries(securityHeaders({ tls: false }))) expect([name, res.headers.get(name)]).toEqual([name, value]);
+    expect(res.headers.get("x-request-id")).toBe(body.request_id);
+    expect(body.request_id).not.toBe("unknown");
+    const logged = log.lines.find((l) => l.msg === "unhandled server error")!;
+    expect(logged.request_id).toBe(body.request_id);
+  } finally {
+    await server.stop();
   }
 });
