@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import { startHttpServer } from "../../../src/http/edge.ts";
 import { securityHeaders } from "../../../src/http/security-headers.ts";
 import { silentLogger } from "../../../src/log.ts";
-import { captureLog } from "../../helpers/http.ts";
+import { captureLog, rawHttp, testEdge } from "../../helpers/http.ts";
 
 test("stop lets an in-flight request finish and refuses new connections", async () => {
   let release!: () => void;
@@ -92,6 +92,26 @@ test("an error the edge did not catch is answered in the envelope with the secur
     expect(body.request_id).not.toBe("unknown");
     const logged = log.lines.find((l) => l.msg === "unhandled server error")!;
     expect(logged.request_id).toBe(body.request_id);
+  } finally {
+    await server.stop();
+  }
+});
+
+test("what Bun answers before the edge sees the request, as docs/api.md says: when this fails, Bun changed and the page must too", async () => {
+  const edge = testEdge({ bodyLimit: 1024 });
+  const server = edge.listen();
+  try {
+    const answer = async (request: string) => (await rawHttp(server.port, request)).split("\r\n")[0];
+    // 100 Continue first, then the edge's 413: Bun invites the upload the edge then refuses.
+    const expecting = await rawHttp(server.port, "POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n");
+    expect(expecting.startsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413 ")).toBe(true);
+    expect(await answer(`GET /${"a".repeat(17_000)} HTTP/1.1\r\nHost: x\r\n\r\n`)).toBe("HTTP/1.1 431 Request Header Fields Too Large");
+    expect(await answer("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")).toBe("HTTP/1.1 400 Bad Request");
+    expect(await answer("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")).toBe("HTTP/1.1 400 Bad Request");
+    expect(await answer("FROB /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).toBe("");
+    expect(await answer("PROPFIND /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).toBe("HTTP/1.1 405 Method Not Allowed");
+    // Only the two the edge answered are in the access log.
+    expect(edge.log.lines.filter((l) => l.msg === "request").map((l) => l.status)).toEqual([413, 405]);
   } finally {
     await server.stop();
   }
