@@ -174,9 +174,11 @@ function queryDeclarations(app: AnyElysia): Map<string, TSchema> {
  * Routes that ignore query parameters they do not know, besides the OAuth endpoints (/oauth/*,
  * the device approval page among them: RFC 6749 section 3.1, as for their bodies): pages a
  * browser opens from a link, which mail and chat tools decorate (`?utm_source=`), and their
- * assets; and /metrics, where a Prometheus job may add its `params` to every target it scrapes.
+ * assets; /metrics, where a Prometheus job may add its `params` to every target it scrapes; and
+ * the health and readiness probes, which load balancers' checks may decorate (a cache buster)
+ * and which change nothing whatever they are asked.
  */
-const ROUTES_TAKING_ANY_PARAMETER = new Set(["/docs", "/docs/ui.js", "/docs/ui.css", "/v1/secrets/shares/:share", "/v1/secrets/share-page.js", "/metrics"]);
+const ROUTES_TAKING_ANY_PARAMETER = new Set(["/docs", "/docs/ui.js", "/docs/ui.css", "/v1/secrets/shares/:share", "/v1/secrets/share-page.js", "/metrics", "/healthz", "/readyz"]);
 
 /** What the transform hook reads of Elysia's context. */
 interface TransformContext {

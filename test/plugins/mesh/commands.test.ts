@@ -1,6 +1,9 @@
 /** What the operator's mesh commands check before they ask the server (the whole flow: test/e2e/mesh.test.ts). */
 import { describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { generateToken } from "../../../src/auth/tokens.ts";
 import { meshCommands } from "../../../plugins/mesh/commands.ts";
@@ -96,12 +99,15 @@ describe("a node's own listen port", () => {
         return Response.json({ detail: "This pre-auth key is not valid.", code: "unauthorized" }, { status: 401, headers: { "content-type": "application/problem+json" } });
       },
     });
+    // A state directory of its own: join makes it (and proves it writable) before it enrolls.
+    const state = mkdtempSync(join(tmpdir(), "citadel-join-"));
     try {
-      const run = await runCommand(meshCommands, "mesh join", { options: { server: `http://127.0.0.1:${server.port}`, key: "citadel_meshkey_x", name: "gw", "listen-port": "51820" } });
+      const run = await runCommand(meshCommands, "mesh join", { options: { server: `http://127.0.0.1:${server.port}`, key: "citadel_meshkey_x", name: "gw", "listen-port": "51820", state } });
       expect(run.code).toBe(1);
       expect(enrollments).toEqual([expect.objectContaining({ name: "gw", listen_port: 51820 })]);
     } finally {
       server.stop(true);
+      rmSync(state, { recursive: true, force: true });
     }
   });
 });

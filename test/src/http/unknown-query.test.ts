@@ -49,7 +49,7 @@ test("the guard answers first: a caller without a token learns nothing of a rout
   expect((await c.send("GET", "/v1/audit/export?acton=x")).status).toBe(401);
 });
 
-test("the routes that must ignore parameters they do not know still answer: OAuth, pages a link opens, /metrics", async () => {
+test("the routes that must ignore parameters they do not know still answer: OAuth, pages a link opens, /metrics, the probes", async () => {
   const c = await testCitadel();
   const decorated = "utm_source=mail&utm_campaign=x";
   for (const path of ["/docs", "/docs/ui.js", "/docs/ui.css", "/v1/secrets/shares/sh_anything", "/v1/secrets/share-page.js", "/oauth/device?user_code=ABCD-EFGH"]) {
@@ -57,6 +57,8 @@ test("the routes that must ignore parameters they do not know still answer: OAut
     expect([path, res.status]).toEqual([path, 200]);
   }
   expect((await c.send("GET", "/metrics?module=http_2xx")).status).toBe(200); // from loopback (the test's peer)
+  // A load balancer's health check with a cache buster.
+  for (const probe of ["/healthz", "/readyz"]) expect([probe, (await c.send("GET", `${probe}?nocache=1732500000`)).status]).toEqual([probe, 200]);
   // RFC 6749 section 3.1: unknown parameters are ignored, in the query as in the body.
   const token = await c.send("POST", "/oauth/token?client_id=citadel-cli", undefined, { json: {} });
   expect(token.status).toBe(400);
