@@ -11,6 +11,12 @@ export const SecretsSettings = section("Secrets: value size, share links, webhoo
     default: [],
     description: 'URL prefixes webhooks may be sent to, such as "https://hooks.example.org/". Empty: no webhooks (Citadel makes no outbound connection unless allowed here).',
   }),
+  webhooks_per_workspace: Type.Integer({
+    default: 20,
+    minimum: 1,
+    maximum: 1000,
+    description: "Most webhooks one workspace may have: every change queues one delivery per webhook, in the change's own transaction (a 5,000-entry import, 5,000 per webhook).",
+  }),
   webhook_max_attempts: Type.Integer({ default: 8, minimum: 1, maximum: 50, description: "Deliveries tried this many times (back-off doubling from 5 s, at most 1 h) before giving up." }),
   webhook_timeout_seconds: Type.Integer({ default: 10, minimum: 1, maximum: 120, description: "How long one delivery attempt waits for the receiver." }),
 });

@@ -55,7 +55,9 @@ export class Webhooks {
     const id = newId("whk");
     const secret = generateWebhookSecret();
     await this.k.store.write((tx) => {
-      if (sql.webhooksOf(tx, workspaceId).some((h) => h.url === normalized)) throw new ConflictError("This workspace has a webhook for that URL already.");
+      const existing = sql.webhooksOf(tx, workspaceId);
+      if (existing.some((h) => h.url === normalized)) throw new ConflictError("This workspace has a webhook for that URL already.");
+      this.checkRoomFor(existing.length);
       const sealed = this.k.seal.keyring().encrypt(tx, webhookKeyOwner(id), "secret", secret);
       sql.insertWebhook(tx, { id, workspace_id: workspaceId, url: normalized, secret: sealed, created_at: this.k.clock.now(), created_by: byWhom(caller.principal) });
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.webhook.create", resource: { type: "webhook", id }, reason: new URL(normalized).origin }));
@@ -202,6 +204,15 @@ export class Webhooks {
     const state = error === null ? "delivered" : attempts >= this.k.settings.webhook_max_attempts ? "failed" : "pending";
     const nextAttemptAt = now + Math.min(LONGEST_RETRY_MS, FIRST_RETRY_MS * 2 ** (attempts - 1));
     await this.k.store.write((tx) => sql.recordAttempt(tx, delivery.id, { state, status, error, nextAttemptAt, at: now }));
+  }
+
+  /**
+   * Every change writes one delivery per webhook of its workspace, inside the change's own
+   * transaction: without a cap, many webhooks times a large import blocked the server for seconds.
+   */
+  private checkRoomFor(webhooks: number): void {
+    const most = this.k.settings.webhooks_per_workspace;
+    if (webhooks >= most) throw new ConflictError(`This workspace has ${webhooks} webhooks, and secrets.webhooks_per_workspace allows ${most}: delete one first.`);
   }
 
   private hookIn(workspaceId: string, id: string): sql.WebhookRow {

@@ -1019,6 +1019,21 @@ describe("webhooks", () => {
     expect(deliveries.body.items[0]).toMatchObject({ state: "delivered", attempts: 2, last_status: 204 });
   });
 
+  test("a workspace has at most secrets.webhooks_per_workspace webhooks: each change writes a delivery per webhook, in the change's transaction (found in review: 200 webhooks and a 5,000-entry import wrote 1,000,000 rows)", async () => {
+    const allowed = "http://127.0.0.1:9/hooks/";
+    const { c, owner, base } = await setup({ secrets: { webhook_allowed_urls: [allowed], webhooks_per_workspace: 2 } });
+    const create = (name: string) => c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}${name}` } });
+    const first = await create("a");
+    expect((await create("b")).status).toBe(200);
+    const third = await create("c");
+    expect([third.status, third.body.detail]).toEqual([409, "This workspace has 2 webhooks, and secrets.webhooks_per_workspace allows 2: delete one first."]);
+    // A deleted one frees its place.
+    expect((await c.send("DELETE", `${base}/webhooks/${first.body.id}`, owner)).status).toBe(200);
+    expect((await create("c")).status).toBe(200);
+    expect((await c.send("GET", `${base}/webhooks`, owner)).body.items.length).toBe(2);
+    await c.stop();
+  });
+
   test("a receiver that hangs holds up only its own webhook, whose deliveries go out one at a time, in order (found in review)", async () => {
     let hold = true;
     const hanging: Array<{ name: string; answer: () => void }> = [];
@@ -1086,9 +1101,9 @@ describe("webhooks", () => {
     });
     afterAll(() => receiver.stop(true));
     const allowed = `http://127.0.0.1:${receiver.port}/hooks/`;
-    const { c, owner, base, path } = await setup({ secrets: { webhook_allowed_urls: [allowed] } });
     // More webhooks than all the slots there are (20), each with a delivery due before the other organization's.
     const greedyHooks = 21;
+    const { c, owner, base, path } = await setup({ secrets: { webhook_allowed_urls: [allowed], webhooks_per_workspace: greedyHooks } });
     for (let i = 0; i < greedyHooks; i++) expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}greedy-${i}` } })).status).toBe(200);
     await c.send("PUT", path("GREEDY"), owner, { json: { value: "v" } });
     const otherOrg = (await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other" } })).body.id as string;
