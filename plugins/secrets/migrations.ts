@@ -160,4 +160,13 @@ export const secretsMigrations: readonly Migration[] = [
     ALTER TABLE secrets_shares ADD COLUMN passphrase_kdf TEXT;            -- the passphrase's argon2id salt and parameters (JSON), for the viewer
     ALTER TABLE secrets_shares ADD COLUMN wrong_passphrases INTEGER NOT NULL DEFAULT 0;`,
   },
+  {
+    id: "0007_webhook_deliveries_pruned",
+    // A deleted webhook keeps no URL (it can hold a token) and no deliveries; a webhook's log keeps
+    // its newest 100 (what the API shows) and its pending ones. The sender keeps it so from now on.
+    up: `DELETE FROM secrets_webhook_deliveries WHERE webhook_id IN (SELECT id FROM secrets_webhooks WHERE deleted_at IS NOT NULL);
+    UPDATE secrets_webhooks SET url = '' WHERE deleted_at IS NOT NULL;
+    DELETE FROM secrets_webhook_deliveries AS d WHERE state != 'pending'
+      AND id < (SELECT id FROM secrets_webhook_deliveries WHERE webhook_id = d.webhook_id ORDER BY id DESC LIMIT 1 OFFSET 99);`,
+  },
 ];

@@ -358,17 +358,26 @@ export function insertWebhook(tx: Database, row: Omit<WebhookRow, "deleted_at">)
   tx.query("INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)").run(row.id, row.workspace_id, row.url, row.secret, row.created_at, row.created_by);
 }
 
-/** Why a delivery whose webhook was deleted ended. */
-export const WEBHOOK_DELETED = "webhook deleted";
-
+/**
+ * Deletes the webhook's deliveries, pending ones too, and its URL (it can be a capability): the
+ * row stays, with its id, for the audit events that name it. Nothing of it is shown any more.
+ */
 export const deleteWebhook = (tx: Database, id: string, at: number) => {
-  tx.query("UPDATE secrets_webhooks SET deleted_at = ? WHERE id = ?").run(at, id);
-  tx.query("UPDATE secrets_webhook_deliveries SET state = 'failed', last_error = ? WHERE webhook_id = ? AND state = 'pending'").run(WEBHOOK_DELETED, id);
+  tx.query("UPDATE secrets_webhooks SET deleted_at = ?, url = '' WHERE id = ?").run(at, id);
+  tx.query("DELETE FROM secrets_webhook_deliveries WHERE webhook_id = ?").run(id);
 };
 
-/** Ends a delivery that is still pending, without counting an attempt (nothing was sent). */
-export const failDelivery = (tx: Database, id: number, error: string) =>
-  tx.query("UPDATE secrets_webhook_deliveries SET state = 'failed', last_error = ? WHERE id = ? AND state = 'pending'").run(error, id);
+/**
+ * Deletes the webhook's finished deliveries older than its newest `kept` (the log the API
+ * shows): pending ones stay, to be sent. One range of the (webhook_id, id) index.
+ */
+export const pruneDeliveries = (tx: Database, webhookId: string, kept: number) =>
+  tx
+    .query(
+      `DELETE FROM secrets_webhook_deliveries WHERE webhook_id = ?1 AND state != 'pending'
+         AND id < (SELECT id FROM secrets_webhook_deliveries WHERE webhook_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2 - 1)`,
+    )
+    .run(webhookId, kept);
 
 export const enqueueDelivery = (tx: Database, webhookId: string, event: string, at: number) =>
   tx.query("INSERT INTO secrets_webhook_deliveries (webhook_id, event, state, next_attempt_at, created_at) VALUES (?, ?, 'pending', ?, ?)").run(webhookId, event, at, at);
@@ -417,12 +426,20 @@ export const NEXT_DUE_FAIRLY = `WITH heads AS (
 export const deliveriesOf = (db: Database, webhookId: string, limit: number) =>
   db.query<DeliveryRow, [string, number]>("SELECT * FROM secrets_webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?").all(webhookId, limit);
 
+export interface AttemptOutcome {
+  state: DeliveryRow["state"];
+  status: number | null;
+  error: string | null;
+  nextAttemptAt: number;
+  at: number;
+}
+
 /**
  * The outcome of one attempt, only for a delivery still pending: the webhook may have been
- * deleted while the request was in flight, which ended the delivery, and an attempt that
- * finishes afterwards must not make it pending again.
+ * deleted while the request was in flight, its deliveries with it, and an attempt that
+ * finishes afterwards writes nothing.
  */
-export function recordAttempt(tx: Database, id: number, outcome: { state: DeliveryRow["state"]; status: number | null; error: string | null; nextAttemptAt: number; at: number }): void {
+export function recordAttempt(tx: Database, id: number, outcome: AttemptOutcome): void {
   tx.query("UPDATE secrets_webhook_deliveries SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?, next_attempt_at = ?, delivered_at = ? WHERE id = ? AND state = 'pending'").run(
     outcome.state,
     outcome.status,

@@ -12,6 +12,8 @@ import { byWhom, ensureWorkspace, event, mayManageMembers, type Caller, type Sec
 import * as sql from "./store.ts";
 import { generateWebhookSecret, signWebhook } from "./webhook-signature.ts";
 
+/** A webhook's deliveries the API shows, its newest: older finished ones are deleted. */
+const DELIVERIES_KEPT = 100;
 const FIRST_RETRY_MS = 5_000;
 const LONGEST_RETRY_MS = 3_600_000;
 /** Attempts in flight at once, across all webhooks (one per webhook at most). */
@@ -88,7 +90,7 @@ export class Webhooks {
 
   deliveries(workspaceId: string, id: string) {
     const hook = this.hookIn(workspaceId, id);
-    return sql.deliveriesOf(this.k.store.db, hook.id, 100).map((d) => ({
+    return sql.deliveriesOf(this.k.store.db, hook.id, DELIVERIES_KEPT).map((d) => ({
       id: d.id,
       event: JSON.parse(d.event) as ChangeEvent & { id: string },
       state: d.state,
@@ -173,17 +175,13 @@ export class Webhooks {
       // Not the receiver's fault (a key that cannot be read): give up on it rather than retry every second.
       this.k.log.error("webhook delivery could not be prepared", { delivery: delivery.id, error: String(error) });
       const now = this.k.clock.now();
-      await this.k.store.write((tx) => sql.recordAttempt(tx, delivery.id, { state: "failed", status: null, error: "could not be prepared (see the server log)", nextAttemptAt: now, at: now }));
+      await this.record(delivery, { state: "failed", status: null, error: "could not be prepared (see the server log)", nextAttemptAt: now, at: now });
     }
   }
 
   private async attempt(delivery: sql.DeliveryRow): Promise<void> {
     const hook = sql.webhookById(this.k.store.db, delivery.webhook_id);
-    if (!hook) {
-      // Deleted since the delivery was picked: end it, or it would stay pending for good.
-      await this.k.store.write((tx) => sql.failDelivery(tx, delivery.id, sql.WEBHOOK_DELETED));
-      return;
-    }
+    if (!hook) return; // deleted since the delivery was picked, and its deliveries with it
     const secretBytes = this.k.seal.keyring().decrypt(webhookKeyOwner(hook.id), "secret", hook.secret);
     const headers = { "content-type": "application/json", "user-agent": "citadel-webhook/1", ...signWebhook(secretBytes.toString("utf8"), delivery.event, Math.floor(this.k.clock.now() / 1000)) };
     secretBytes.fill(0);
@@ -203,7 +201,15 @@ export class Webhooks {
     const now = this.k.clock.now();
     const state = error === null ? "delivered" : attempts >= this.k.settings.webhook_max_attempts ? "failed" : "pending";
     const nextAttemptAt = now + Math.min(LONGEST_RETRY_MS, FIRST_RETRY_MS * 2 ** (attempts - 1));
-    await this.k.store.write((tx) => sql.recordAttempt(tx, delivery.id, { state, status, error, nextAttemptAt, at: now }));
+    await this.record(delivery, { state, status, error, nextAttemptAt, at: now });
+  }
+
+  /** An attempt's outcome; and the webhook's log is kept to what the API shows. */
+  private async record(delivery: sql.DeliveryRow, outcome: sql.AttemptOutcome): Promise<void> {
+    await this.k.store.write((tx) => {
+      sql.recordAttempt(tx, delivery.id, outcome);
+      sql.pruneDeliveries(tx, delivery.webhook_id, DELIVERIES_KEPT);
+    });
   }
 
   /**

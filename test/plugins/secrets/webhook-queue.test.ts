@@ -6,13 +6,49 @@
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
 import { secretsMigrations } from "../../../plugins/secrets/migrations.ts";
-import { NEXT_DUE_FAIRLY, nextDueFairly } from "../../../plugins/secrets/store.ts";
+import { NEXT_DUE_FAIRLY, nextDueFairly, pruneDeliveries } from "../../../plugins/secrets/store.ts";
 
-function queueDatabase(): Database {
+function queueDatabase(migrations = secretsMigrations): Database {
   const db = new Database(":memory:");
-  for (const m of secretsMigrations) typeof m.up === "string" ? db.exec(m.up) : m.up(db);
+  for (const m of migrations) typeof m.up === "string" ? db.exec(m.up) : m.up(db);
   return db;
 }
+
+/** Webhook "a" in workspace "ws", its deliveries inserted in the states given, oldest first (the ids, in order). */
+function withDeliveries(db: Database, states: string[], webhook = "a"): number[] {
+  db.query("INSERT OR IGNORE INTO secrets_workspaces (workspace_id, organization_id, e2ee, created_at) VALUES ('ws', 'org', 0, 0)").run();
+  db.query("INSERT OR IGNORE INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES (?, 'ws', 'https://x/token', x'00', 0, 'u')").run(webhook);
+  const insert = db.query("INSERT INTO secrets_webhook_deliveries (webhook_id, event, state, attempts, next_attempt_at, created_at) VALUES (?, 'e', ?, 0, 0, 0) RETURNING id");
+  return states.map((state) => (insert.get(webhook, state) as { id: number }).id);
+}
+
+const idsOf = (db: Database, webhook = "a") => (db.query("SELECT id FROM secrets_webhook_deliveries WHERE webhook_id = ? ORDER BY id").all(webhook) as Array<{ id: number }>).map((r) => r.id);
+
+test("a webhook's log is pruned to its newest deliveries; pending ones stay, however old (found in review: never pruned)", () => {
+  const db = queueDatabase();
+  const states = Array.from({ length: 10 }, (_, i) => (i === 1 ? "pending" : i % 2 ? "failed" : "delivered"));
+  const ids = withDeliveries(db, states);
+  const others = withDeliveries(db, ["delivered", "delivered"], "b");
+  pruneDeliveries(db, "a", 4);
+  expect(idsOf(db)).toEqual([ids[1]!, ...ids.slice(6)]);
+  expect(idsOf(db, "b")).toEqual(others); // another webhook's log is its own
+  pruneDeliveries(db, "b", 4); // fewer than kept: none deleted
+  expect(idsOf(db, "b")).toEqual(others);
+});
+
+test("migration 0007 deletes a deleted webhook's URL and deliveries, and prunes the others' logs to their newest 100", () => {
+  const db = queueDatabase(secretsMigrations.filter((m) => m.id < "0007"));
+  const kept = withDeliveries(db, [...Array<string>(30).fill("delivered"), "pending", ...Array<string>(99).fill("failed"), "pending"]);
+  withDeliveries(db, ["pending", "delivered"], "deleted");
+  db.run("UPDATE secrets_webhooks SET deleted_at = 1 WHERE id = 'deleted'");
+  for (const m of secretsMigrations.filter((m) => m.id >= "0007")) typeof m.up === "string" ? db.exec(m.up) : m.up(db);
+  expect(idsOf(db)).toEqual([kept[30]!, ...kept.slice(31)]);
+  expect(idsOf(db, "deleted")).toEqual([]);
+  expect(db.query("SELECT id, url FROM secrets_webhooks ORDER BY id").all()).toEqual([
+    { id: "a", url: "https://x/token" },
+    { id: "deleted", url: "" },
+  ]);
+});
 
 test("each webhook's next delivery is one probe of an index, never a scan of the deliveries", () => {
   const plan = queueDatabase()
