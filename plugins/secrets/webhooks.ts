@@ -256,12 +256,25 @@ function underPrefix(url: URL, prefix: string): boolean {
   } catch {
     return false; // a malformed prefix allows nothing
   }
-  // "/hooks" allows "/hooks" and "/hooks/...", not "/hooks-admin". The URL parser resolves
-  // "/hooks/../admin" but keeps "/hooks/..%2Fadmin" encoded, and a receiver that decodes %2F
-  // (or %5C, or a %2E dot segment) would route it outside the prefix: refused.
-  if (/%(2f|5c|2e)/i.test(url.pathname)) return false;
+  if (mayLeaveItsPath(url.pathname)) return false;
+  // "/hooks" allows "/hooks" and "/hooks/...", not "/hooks-admin".
   const path = p.pathname;
   return url.origin === p.origin && (url.pathname === path || url.pathname.startsWith(path.endsWith("/") ? path : `${path}/`));
+}
+
+/**
+ * A path a receiver may take for another, outside the prefix, though the URL parser left it
+ * under: the parser resolves "/hooks/../admin" but keeps "/hooks/..%2Fadmin" encoded, and a
+ * receiver that decodes %2F (or %5C, or a %2E dot segment) routes it elsewhere; Tomcat and Jetty
+ * drop a segment's ";parameters", so "/hooks/..;/admin" is "/hooks/../admin" to them; an encoded
+ * percent sign is one of these to a receiver that decodes twice ("%252e"); NUL ends C strings.
+ */
+function mayLeaveItsPath(pathname: string): boolean {
+  if (/%(2f|5c|2e|25|00)/i.test(pathname)) return true;
+  return pathname.split("/").some((segment) => {
+    const withoutParameters = segment.split(";")[0];
+    return withoutParameters === "." || withoutParameters === "..";
+  });
 }
 
 function originOnly(url: string): string {

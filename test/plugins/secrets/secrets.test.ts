@@ -962,12 +962,17 @@ describe("keys and protection cannot be taken over", () => {
     await c.send("PUT", `${base}/environments/staging`, owner, { json: { protection: "named", allowed_users: [me] } });
     expect((await c.send("PUT", `${base}/environments/staging`, admin.token, { json: { protection: "members" } })).status).toBe(403);
     expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: "http://127.0.0.1:9/hooks-admin/x" } })).status).toBe(422);
-    // Encoded separators a receiver may decode into a path outside the prefix.
-    for (const escape of ["/hooks/..%2Fadmin", "/hooks/..%5cadmin", "/hooks/%2e%2e/admin"]) {
+    // Encoded separators a receiver may decode into a path outside the prefix; a dot segment with
+    // parameters, which Tomcat and Jetty take for the segment (found in review); a percent sign
+    // encoded, which a receiver decoding twice turns into one of the above (found in review); NUL.
+    const escapes = ["/hooks/..%2Fadmin", "/hooks/..%5cadmin", "/hooks/%2e%2e/admin", "/hooks/..;/admin", "/hooks/..;jsessionid=1/admin", "/hooks/.;x/..;/admin", "/hooks/%252e%252e/admin", "/hooks/.%252e/admin", "/hooks/%00/x", "/hooks/x%00"];
+    for (const escape of escapes) {
       expect([escape, (await c.send("POST", `${base}/webhooks`, owner, { json: { url: `http://127.0.0.1:9${escape}` } })).status]).toEqual([escape, 422]);
     }
     const hook = await c.send("POST", `${base}/webhooks`, owner, { json: { url: "http://127.0.0.1:9/hooks/x" } });
     expect(hook.status).toBe(200);
+    // Parameters on a segment that is no dot segment are the receiver's business.
+    expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: "http://127.0.0.1:9/hooks/y;v=2/..x" } })).status).toBe(200);
     expect((await c.send("GET", `${base}/webhooks/${hook.body.id}/deliveries`, viewer.token)).status).toBe(403);
     expect((await c.send("GET", `/v1/secrets/orgs/${org}/shares`, viewer.token)).status).toBe(403);
   });
