@@ -37,6 +37,8 @@ export interface ChangeEvent {
 export class Webhooks {
   /** The attempt in flight of each webhook that has one, and the organization it counts against. */
   private readonly inFlight = new Map<string, { organization: string; attempt: Promise<void> }>();
+  /** Aborted when the worker stops: the attempts in flight end at once, recording nothing. */
+  private stopping = new AbortController();
 
   constructor(private readonly k: SecretsKernel) {}
 
@@ -110,6 +112,7 @@ export class Webhooks {
    */
   start(intervalMs = 1_000): Stop {
     let stopped = false;
+    const stopping = (this.stopping = new AbortController());
     const sendDue = () => {
       if (!stopped && !this.k.seal.sealed) this.startDue(sendDue);
     };
@@ -118,6 +121,11 @@ export class Webhooks {
     return async () => {
       stopped = true;
       clearInterval(timer);
+      // Waiting for a slow receiver (up to webhook_timeout_seconds) would overrun the deadline to
+      // stop: its request is cut short, and its delivery, still pending, goes out again after the
+      // restart (receivers dedupe on the event's id). What is left to wait for is local: the
+      // attempts end without the network, before the store closes.
+      stopping.abort();
       await Promise.all([...this.inFlight.values()].map((f) => f.attempt));
     };
   }
@@ -185,16 +193,19 @@ export class Webhooks {
     const secretBytes = this.k.seal.keyring().decrypt(webhookKeyOwner(hook.id), "secret", hook.secret);
     const headers = { "content-type": "application/json", "user-agent": "citadel-webhook/1", ...signWebhook(secretBytes.toString("utf8"), delivery.event, Math.floor(this.k.clock.now() / 1000)) };
     secretBytes.fill(0);
+    const stopping = this.stopping.signal;
     let status: number | null = null;
     let error: string | null = null;
     try {
       this.checkUrl(hook.url); // the operator may have narrowed the allowed prefixes since
+      const timeout = AbortSignal.timeout(this.k.settings.webhook_timeout_seconds * 1000);
       // Redirects are not followed: they could lead outside the allowed prefixes.
-      const res = await fetch(hook.url, { method: "POST", body: delivery.event, headers, redirect: "manual", signal: AbortSignal.timeout(this.k.settings.webhook_timeout_seconds * 1000) });
+      const res = await fetch(hook.url, { method: "POST", body: delivery.event, headers, redirect: "manual", signal: AbortSignal.any([timeout, stopping]) });
       status = res.status;
       await res.body?.cancel();
       if (status < 200 || status > 299) error = `the receiver answered ${status}`;
     } catch (e) {
+      if (stopping.aborted) return; // cut short by the stop: not the receiver's attempt, still pending
       error = e instanceof InvalidError ? "the URL is no longer allowed (secrets.webhook_allowed_urls)" : e instanceof Error && e.name === "TimeoutError" ? "timed out" : "could not connect";
     }
     const attempts = delivery.attempts + 1;

@@ -1082,6 +1082,43 @@ describe("webhooks", () => {
     receiver.stop(true);
   });
 
+  test("stopping cuts short an attempt in flight rather than wait for the receiver; the delivery stays pending and goes out after the restart (found in review: a slow receiver held SIGTERM past its deadline)", async () => {
+    const received: Array<{ id: string; name: string }> = [];
+    const hanging: Array<() => void> = [];
+    const receiver = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        const event = JSON.parse(await req.text());
+        received.push({ id: event.id, name: event.name });
+        if (received.length === 1) await new Promise<void>((answer) => hanging.push(answer)); // answers only once the server has stopped
+        return new Response(null, { status: 204 });
+      },
+    });
+    afterAll(() => receiver.stop(true));
+    const allowed = `http://127.0.0.1:${receiver.port}/hooks/`;
+    const { c, owner, base, path } = await setup({ secrets: { webhook_allowed_urls: [allowed], webhook_timeout_seconds: 120 } });
+    const id = (await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}slow` } })).body.id as string;
+    await c.send("PUT", path("SLOW"), owner, { json: { value: "v" } });
+    const { webhooks } = servicesOf(c.kernel as never);
+    const sending = webhooks.deliverDue();
+    while (hanging.length === 0) await Bun.sleep(5);
+
+    await c.stop(); // before the fix: waited for the receiver, which waits for the stop
+    expect(await sending).toBe(1);
+    const delivery = () => c.kernel.store.db.query("SELECT state, attempts FROM secrets_webhook_deliveries WHERE webhook_id = ?").get(id);
+    expect(delivery()).toEqual({ state: "pending", attempts: 0 });
+    expect(c.log.lines.filter((line) => line.level === "error")).toEqual([]);
+    hanging[0]!();
+
+    const stopAgain = webhooks.start(); // as after a restart
+    expect(await webhooks.deliverDue()).toBe(1);
+    await stopAgain();
+    expect(delivery()).toEqual({ state: "delivered", attempts: 1 });
+    expect(received.map((r) => r.name)).toEqual(["SLOW", "SLOW"]);
+    expect(received[1]!.id).toBe(received[0]!.id); // the same event: a receiver dedupes on its id
+  }, { timeout: 10_000 });
+
   test("an organization whose receivers hang holds at most its share of the attempts in flight, and never stands in front of another organization's deliveries", async () => {
     let hold = true;
     const hanging: Array<() => void> = [];
