@@ -169,4 +169,11 @@ export const secretsMigrations: readonly Migration[] = [
     DELETE FROM secrets_webhook_deliveries AS d WHERE state != 'pending'
       AND id < (SELECT id FROM secrets_webhook_deliveries WHERE webhook_id = d.webhook_id ORDER BY id DESC LIMIT 1 OFFSET 99);`,
   },
+  {
+    id: "0008_webhook_delivery_order",
+    // Each webhook's deliveries go out in the order of the changes: its head is its oldest pending
+    // delivery by id, whenever it is due (a retry holds back the newer), one index probe still.
+    up: `DROP INDEX secrets_webhook_deliveries_head;
+    CREATE INDEX secrets_webhook_deliveries_pending ON secrets_webhook_deliveries (webhook_id, id) WHERE state = 'pending';`,
+  },
 ];

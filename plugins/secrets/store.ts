@@ -388,9 +388,10 @@ export interface DueDelivery extends DeliveryRow {
 }
 
 /**
- * The deliveries to start next: the next due of each webhook that has one, skipping the webhooks
- * in `busy.webhooks` (one attempt at a time per webhook, so its deliveries go out in order and a
- * slow receiver holds up only its own); of each organization no more than `perOrganization` less
+ * The deliveries to start next: of each webhook, its oldest pending delivery if it is due (so a
+ * webhook's deliveries go out in the order of the changes: a newer one waits until the one before
+ * is delivered or given up), skipping the webhooks in `busy.webhooks` (one attempt at a time per
+ * webhook, so a slow or failing receiver holds up only its own); of each organization no more than `perOrganization` less
  * its attempts in flight (`busy.organizations`), its oldest first, so an organization at its
  * share never stands in front of another's; the organizations with the fewest attempts then
  * first, so that one whose receivers hang cannot take back each slot it frees while another
@@ -405,13 +406,13 @@ export const nextDueFairly = (db: Database, now: number, busy: { webhooks: strin
 
 /** nextDueFairly's query (exported for the test of its plan). */
 export const NEXT_DUE_FAIRLY = `WITH heads AS (
-   -- Each webhook's oldest pending delivery (one probe of secrets_webhook_deliveries_head), if due.
+   -- Each webhook's oldest pending delivery (one probe of secrets_webhook_deliveries_pending), if due.
    SELECT d.*, s.organization_id
      FROM secrets_webhooks w
      JOIN secrets_workspaces s ON s.workspace_id = w.workspace_id
      JOIN secrets_webhook_deliveries d ON d.id = (
        SELECT id FROM secrets_webhook_deliveries
-        WHERE webhook_id = w.id AND state = 'pending' ORDER BY next_attempt_at, id LIMIT 1)
+        WHERE webhook_id = w.id AND state = 'pending' ORDER BY id LIMIT 1)
     WHERE w.deleted_at IS NULL AND d.next_attempt_at <= ?
       AND w.id NOT IN (SELECT value FROM json_each(?))),
  per_organization AS (

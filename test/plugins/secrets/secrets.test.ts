@@ -1082,6 +1082,37 @@ describe("webhooks", () => {
     receiver.stop(true);
   });
 
+  test("a webhook's deliveries reach the receiver in order: a newer change waits for the retry of an older one (found in review: it saw v1 503, v2 204, v1 204)", async () => {
+    const received: Array<{ version: number; status: number }> = [];
+    const receiver = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        const { version } = JSON.parse(await req.text());
+        const status = received.length === 0 ? 503 : 204;
+        received.push({ version, status });
+        return new Response(null, { status });
+      },
+    });
+    afterAll(() => receiver.stop(true));
+    const allowed = `http://127.0.0.1:${receiver.port}/hooks/`;
+    const { c, owner, base, path } = await setup({ secrets: { webhook_allowed_urls: [allowed] } });
+    await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}a` } });
+    const { webhooks } = servicesOf(c.kernel as never);
+    await c.send("PUT", path("ORDERED"), owner, { json: { value: "one" } });
+    expect(await webhooks.deliverDue()).toBe(1); // v1: 503, retried in 5 s
+    await c.send("PUT", path("ORDERED"), owner, { json: { value: "two" } });
+    expect(await webhooks.deliverDue()).toBe(0); // v2 is due, but waits for v1
+    c.clock.advance(5_000);
+    while ((await webhooks.deliverDue()) > 0);
+    expect(received).toEqual([
+      { version: 1, status: 503 },
+      { version: 1, status: 204 },
+      { version: 2, status: 204 },
+    ]);
+    await c.stop();
+  });
+
   test("stopping cuts short an attempt in flight rather than wait for the receiver; the delivery stays pending and goes out after the restart (found in review: a slow receiver held SIGTERM past its deadline)", async () => {
     const received: Array<{ id: string; name: string }> = [];
     const hanging: Array<() => void> = [];

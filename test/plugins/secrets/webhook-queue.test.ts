@@ -55,7 +55,7 @@ test("each webhook's next delivery is one probe of an index, never a scan of the
     .query(`EXPLAIN QUERY PLAN ${NEXT_DUE_FAIRLY}`)
     .all()
     .map((row) => (row as { detail: string }).detail);
-  expect(plan).toContain("SEARCH secrets_webhook_deliveries USING COVERING INDEX secrets_webhook_deliveries_head (webhook_id=?)");
+  expect(plan).toContain("SEARCH secrets_webhook_deliveries USING COVERING INDEX secrets_webhook_deliveries_pending (webhook_id=?)");
   expect(plan.filter((step) => /^SCAN (d|secrets_webhook_deliveries)\b/.test(step))).toEqual([]);
 });
 
@@ -76,6 +76,19 @@ test("the head of each webhook: its oldest pending delivery, and only when it is
     [a.id, "a"],
   ]);
   expect(nextDueFairly(db, 1000, { webhooks: ["b"], organizations: { org: 4 } }, 5, 20).map((d) => d.webhook_id)).toEqual(["a"]);
+});
+
+test("a webhook's deliveries go out in order: a newer one waits while the oldest pending one waits for its retry (found in review: v2 went out before v1's retry)", () => {
+  const db = queueDatabase();
+  const [retried, newer] = withDeliveries(db, ["pending", "pending"]) as [number, number];
+  const [other] = withDeliveries(db, ["pending"], "b") as [number];
+  db.run("UPDATE secrets_webhook_deliveries SET attempts = 1, next_attempt_at = 5000 WHERE id = ?", [retried]);
+  // Webhook "a" waits for its retry; "b" is not held up by it.
+  expect(nextDueFairly(db, 1000, { webhooks: [], organizations: {} }, 5, 20).map((d) => d.id)).toEqual([other]);
+  expect(nextDueFairly(db, 5000, { webhooks: [], organizations: {} }, 5, 20).map((d) => d.id)).toEqual([other, retried]);
+  // Once it is delivered (or given up), the next goes.
+  db.run("UPDATE secrets_webhook_deliveries SET state = 'failed' WHERE id = ?", [retried]);
+  expect(nextDueFairly(db, 1000, { webhooks: ["b"], organizations: {} }, 5, 20).map((d) => d.id)).toEqual([newer]);
 });
 
 test("a slot freed goes to the organization with the fewest attempts in flight, not to the oldest delivery (found in review: four organizations with hanging receivers took back every slot they freed, left in stop 21)", () => {
