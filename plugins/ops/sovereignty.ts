@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { redactedUrl } from "../../src/intel/lists.ts";
+import { underPrefix } from "../../src/net/url-prefix.ts";
 import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { backupDir, describeCertificateKey, keyAges } from "./doctor.ts";
 import type { KeyAges } from "./key-ages.ts";
@@ -161,21 +162,6 @@ function unknownOutbound({ databaseProblem, meshStateDir }: SovereigntyInputs): 
   if (databaseProblem) out.push(`${describeDatabaseProblem(databaseProblem)}: its webhooks, reputation lists and DNS secondaries are not listed`);
   if (pathInfo(join(meshStateDir, "node.json")).kind === "unreadable") out.push(`cannot look inside ${meshStateDir} as this user: whether this machine is a mesh node is not known`);
   return out;
-}
-
-/** Same scheme, host and port as the prefix, and a path under its path (as the secrets plugin decides). */
-function underPrefix(url: string, prefix: string): boolean {
-  let u: URL;
-  let p: URL;
-  try {
-    u = new URL(url);
-    p = new URL(prefix);
-  } catch {
-    return false;
-  }
-  if (u.protocol !== p.protocol || u.host !== p.host) return false;
-  const base = p.pathname.endsWith("/") ? p.pathname : `${p.pathname}/`;
-  return u.pathname === p.pathname || u.pathname.startsWith(base);
 }
 
 /** This machine as a mesh node: the control plane it polls, from its state file. */

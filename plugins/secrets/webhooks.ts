@@ -7,6 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
+import { underPrefix } from "../../src/net/url-prefix.ts";
 import type { Stop } from "../../src/plugin.ts";
 import { byWhom, ensureWorkspace, event, mayManageMembers, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
@@ -258,35 +259,6 @@ export class Webhooks {
 
 /** The keyring owner of a webhook's signing secret: destroyed with the webhook. */
 export const webhookKeyOwner = (webhookId: string) => `webhook:${webhookId}`;
-
-/** Same scheme, host and port as the prefix, and a path under its path. */
-function underPrefix(url: URL, prefix: string): boolean {
-  let p: URL;
-  try {
-    p = new URL(prefix);
-  } catch {
-    return false; // a malformed prefix allows nothing
-  }
-  if (mayLeaveItsPath(url.pathname)) return false;
-  // "/hooks" allows "/hooks" and "/hooks/...", not "/hooks-admin".
-  const path = p.pathname;
-  return url.origin === p.origin && (url.pathname === path || url.pathname.startsWith(path.endsWith("/") ? path : `${path}/`));
-}
-
-/**
- * A path a receiver may take for another, outside the prefix, though the URL parser left it
- * under: the parser resolves "/hooks/../admin" but keeps "/hooks/..%2Fadmin" encoded, and a
- * receiver that decodes %2F (or %5C, or a %2E dot segment) routes it elsewhere; Tomcat and Jetty
- * drop a segment's ";parameters", so "/hooks/..;/admin" is "/hooks/../admin" to them; an encoded
- * percent sign is one of these to a receiver that decodes twice ("%252e"); NUL ends C strings.
- */
-function mayLeaveItsPath(pathname: string): boolean {
-  if (/%(2f|5c|2e|25|00)/i.test(pathname)) return true;
-  return pathname.split("/").some((segment) => {
-    const withoutParameters = segment.split(";")[0];
-    return withoutParameters === "." || withoutParameters === "..";
-  });
-}
 
 function originOnly(url: string): string {
   try {

@@ -98,11 +98,14 @@ describe("outbound connections", () => {
     hook("wh_1", "https://hooks.example.test/citadel/deploy");
     hook("wh_2", "https://elsewhere.example.test/x");
     insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by, deleted_at) VALUES ('wh_3', 'ws_1', 'https://deleted.example.test/', x'00', 0, 'u_1', 1)");
+    // Under the prefix as written, but refused by the sender as a receiver could route it elsewhere: the report agrees (found in review).
+    hook("wh_4", "https://hooks.example.test/citadel/..%2Fadmin");
     const r = await report(dir, { env: { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "https://hooks.example.test/citadel" } });
     expect(r.outbound.none).toBe(false);
     expect(r.outbound.webhook_allowed_prefixes).toEqual(["https://hooks.example.test/citadel"]);
     expect(r.outbound.destinations.map((d) => [d.kind, d.destination, d.active])).toEqual([
       ["secrets_webhook", "https://elsewhere.example.test", false],
+      ["secrets_webhook", "https://hooks.example.test", false],
       ["secrets_webhook", "https://hooks.example.test", true],
     ]);
     expect(r.outbound.destinations[0]!.detail).toContain("deliveries are refused");
