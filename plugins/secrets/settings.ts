@@ -1,5 +1,6 @@
 /** The [secrets] config section. */
 import { Type, type Static } from "@sinclair/typebox";
+import { ConfigError } from "../../src/config/error.ts";
 import { section } from "../../src/config/schema.ts";
 
 export const SecretsSettings = section("Secrets: value size, share links, webhooks.", {
@@ -9,7 +10,7 @@ export const SecretsSettings = section("Secrets: value size, share links, webhoo
   share_max_views: Type.Integer({ default: 100, minimum: 1, maximum: 10_000, description: "Most views a share link may allow." }),
   webhook_allowed_urls: Type.Array(Type.String({ minLength: 1 }), {
     default: [],
-    description: 'URL prefixes webhooks may be sent to, such as "https://hooks.example.org/". Empty: no webhooks (Citadel makes no outbound connection unless allowed here).',
+    description: 'URL prefixes webhooks may be sent to, such as "https://hooks.example.org/" (http or https; no credentials, query or fragment). Empty: no webhooks (Citadel makes no outbound connection unless allowed here).',
   }),
   webhooks_per_workspace: Type.Integer({
     default: 20,
@@ -19,5 +20,25 @@ export const SecretsSettings = section("Secrets: value size, share links, webhoo
   }),
   webhook_max_attempts: Type.Integer({ default: 8, minimum: 1, maximum: 50, description: "Deliveries tried this many times (back-off doubling from 5 s, at most 1 h) before giving up." }),
   webhook_timeout_seconds: Type.Integer({ default: 10, minimum: 1, maximum: 120, description: "How long one delivery attempt waits for the receiver." }),
-});
+}, checkWebhookPrefixes);
 export type SecretsSettings = Static<typeof SecretsSettings>;
+
+/**
+ * Each allowed prefix, checked when the config is loaded: a typo stops start-up naming the key
+ * (exit 2). Unchecked, a prefix that does not parse allowed nothing, and said nothing.
+ */
+export function checkWebhookPrefixes(s: { webhook_allowed_urls: readonly string[] }): void {
+  for (const text of s.webhook_allowed_urls) {
+    const problem = prefixProblem(text);
+    if (problem) throw new ConfigError(`secrets.webhook_allowed_urls: ${JSON.stringify(text)} ${problem}`);
+  }
+}
+
+function prefixProblem(text: string): string | null {
+  const url = URL.parse(text);
+  if (!url || (url.protocol !== "https:" && url.protocol !== "http:")) return 'is not an absolute http or https URL, such as "https://hooks.example.org/"';
+  if (url.username || url.password) return "has credentials: webhooks carry none (the signature authenticates Citadel)";
+  // The raw text too: the parser drops an empty query ("...?") from url.search.
+  if (url.search || url.hash || /[?#]/.test(text)) return "has a query or a fragment: a prefix is a scheme, a host, a port and a path";
+  return null;
+}

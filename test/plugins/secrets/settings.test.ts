@@ -1,0 +1,18 @@
+/** [secrets] settings checked when the config is loaded: a typo stops start-up naming the key, not the webhooks. */
+import { expect, test } from "bun:test";
+import { ConfigError } from "../../../src/config/error.ts";
+import { loadConfig } from "../../../src/config/load.ts";
+import { configSchema } from "../../../src/main.ts";
+
+const load = (env: Record<string, string>) => () => loadConfig({ schema: configSchema, env, cwd: "/nonexistent", dataFlag: "/nonexistent/data" });
+const prefixes = (...urls: string[]) => load({ CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: urls.join(",") });
+
+test("webhook_allowed_urls: absolute http(s) URLs without credentials, query or fragment (found in review: any text was taken, and one that does not parse allowed nothing, silently)", () => {
+  expect(prefixes("https://hooks.example.org/", "http://127.0.0.1:8080/hooks", "https://[2001:db8::1]/x")).not.toThrow();
+  expect(prefixes("hooks.example.org/x")).toThrow(new ConfigError('secrets.webhook_allowed_urls: "hooks.example.org/x" is not an absolute http or https URL, such as "https://hooks.example.org/"'));
+  expect(prefixes("https://hooks.example.org/", "ftp://a/")).toThrow('secrets.webhook_allowed_urls: "ftp://a/" is not an absolute http or https URL');
+  expect(prefixes("https://u:p@h/")).toThrow(new ConfigError('secrets.webhook_allowed_urls: "https://u:p@h/" has credentials: webhooks carry none (the signature authenticates Citadel)'));
+  for (const bad of ["https://h/x?token=1", "https://h/x?", "https://h/x#part"]) {
+    expect(prefixes(bad)).toThrow(new ConfigError(`secrets.webhook_allowed_urls: ${JSON.stringify(bad)} has a query or a fragment: a prefix is a scheme, a host, a port and a path`));
+  }
+});
