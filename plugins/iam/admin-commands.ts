@@ -5,7 +5,7 @@
  *   citadel invitations [accept | decline]
  *   citadel workspace list | create | show | set | delete | role
  *   citadel apikey list | create | revoke
- *   citadel user list | create | delete | mfa-reset   (operators)
+ *   citadel user list | create | delete | password-reset | mfa-reset   (operators)
  * The organization is --org, else the caller's only one. What the server refuses comes back
  * as its message and a non-zero exit; destructive commands need --yes.
  */
@@ -14,7 +14,7 @@ import { integerOption, needArgs, organizationOf, print, table } from "../../src
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { ALLOW_FROM, allowFromOption, scopesOption } from "./cli-options.ts";
-import type { CreatedApiKey, CreatedUser, CredentialList, Invitation, InvitationList, Member, MemberList, MyInvitationList, Organization, OrganizationList, OrganizationWithRole, UserList, Workspace, WorkspaceList } from "./model.ts";
+import type { CreatedApiKey, CreatedUser, CredentialList, Invitation, InvitationList, Member, MemberList, MyInvitationList, Organization, OrganizationList, OrganizationWithRole, PasswordReset, UserList, Workspace, WorkspaceList } from "./model.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
 const ROLES = ["viewer", "editor", "admin", "owner"];
@@ -521,6 +521,22 @@ const userCommands: Command[] = [
       const id = await userIdOf(api, ctx.args[0]!);
       await api.request("DELETE", `/v1/iam/users/${path(id)}`, undefined, { confirmed: true });
       print(ctx, { ok: true, id }, "deleted");
+      return 0;
+    },
+  },
+  {
+    words: ["user", "password-reset"],
+    summary: "Give a user who lost their password a one-time password, printed once, and end their logins (operators; needs --yes)",
+    args: "<user-id | email>",
+    maxArgs: 1,
+    options: yes("Yes, replace their password"),
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel user password-reset <user-id | email> --yes");
+      requireYes(ctx, `this replaces the password of user ${ctx.args[0]} by a one-time one and ends their logins`);
+      const api = await ctx.api();
+      const id = await userIdOf(api, ctx.args[0]!);
+      const reset = await api.request<typeof PasswordReset.static>("POST", `/v1/iam/users/${path(id)}/password/reset`, undefined, { confirmed: true });
+      print(ctx, reset, `one-time password for ${reset.user.email} (shown only now; they must change it at their next login): ${reset.password}`);
       return 0;
     },
   },

@@ -36,6 +36,7 @@ const ACTIONS = [
   ["iam.mfa.enable", "A user enabled TOTP."],
   ["iam.mfa.disable", "A user disabled TOTP (with a code or a recovery code)."],
   ["iam.mfa.reset", "An operator turned a user's TOTP off, deleted their recovery codes and ended their logins."],
+  ["iam.password.reset", "An operator gave a user a one-time password and ended their logins."],
   ["iam.operator.recover", "On the host, `citadel recover` gave an operator a one-time password, turned their TOTP off and ended their logins."],
   ["iam.token.create", "A personal access token (or a device-login token) was made."],
   ["iam.token.revoke", "A personal access token was revoked."],
@@ -408,6 +409,14 @@ export const iamPlugin = definePlugin<IamSettings>({
           },
           { response: m.Done, detail: { summary: "Delete a user and revoke their credentials (operators; asks for confirmation)", tags: ["iam: users"], ...access({ operator: true, scope: "iam:admin", confirm: true }) } },
         )
+        .post("/users/:user/password/reset", ({ params, request }) => iam.resetPassword(params.user, caller(request)), {
+          response: m.PasswordReset,
+          detail: {
+            summary: "Give a user a one-time password (shown once) and end their logins: their password is lost (operators; asks for confirmation)",
+            tags: ["iam: users"],
+            ...access({ operator: true, scope: "iam:admin", confirm: true }),
+          },
+        })
         .post(
           "/users/:user/mfa/reset",
           async ({ params, request }) => {

@@ -121,6 +121,7 @@ export const NewUser = t.Object({
 });
 export const CreatedUser = t.Object({ user: User, password: t.Optional(t.String({ description: "The one-time password: shown only now." })) });
 export const UserList = t.Object({ items: t.Array(User) });
+export const PasswordReset = t.Object({ user: User, password: t.String({ description: "The one-time password: shown only now; replaced at the next login." }) });
 
 export const DeviceDecision = t.Object({ user_code: t.String({ minLength: 8, maxLength: 12 }), approve: t.Boolean() });
 export const Done = t.Object({ ok: t.Literal(true) });

@@ -573,6 +573,31 @@ export class IamService {
   }
 
   /**
+   * An operator gives a user who lost their password a one-time password (shown once, in the
+   * answer; replaced at their next login) and ends their logins as a password change does:
+   * sessions and CLI logins, with what they made, and CLI logins approved but not yet picked up,
+   * so that whoever knew the lost password loses what it opened. Personal access tokens and API
+   * keys stay, as with an MFA reset: made on purpose, they are reviewed and revoked by name. The
+   * second factor stays too: a lost password is no lost authenticator. Not one's own: an operator
+   * changes theirs with the current one (or, locked out, recovers on the host), or a stolen
+   * operator session could take over its victim's account without it.
+   */
+  async resetPassword(userId: string, caller: Caller) {
+    if (userId === caller.principal.userId) throw new ForbiddenError("an operator cannot reset their own password: change it with the current one (POST /v1/iam/me/password), or, locked out, run citadel recover on the host");
+    if (!sql.userById(this.db, userId)) throw new NotFoundError("No such user.");
+    const password = randomBase62(20);
+    const hash = await this.hasher.hash(password);
+    await this.k.store.write((tx) => {
+      if (!sql.userById(tx, userId)) throw new NotFoundError("No such user."); // deleted while the password was hashed
+      sql.setOneTimePassword(tx, userId, hash);
+      sql.endUserLogins(tx, userId, this.now());
+      sql.denyApprovedDeviceGrants(tx, userId);
+      this.audit(tx, { action: "iam.password.reset", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, request: caller.request });
+    });
+    return { user: this.userView(sql.userById(this.db, userId)!), password };
+  }
+
+  /**
    * `citadel recover` on the host: an operator who can no longer log in (password or second
    * factor lost, no other operator to reset it) gets a one-time password; TOTP goes off, the
    * recovery codes go, and every login session and CLI login ends (whoever held the lost
@@ -582,7 +607,7 @@ export class IamService {
   async recoverOperator(email: string, invoker = "an unknown user"): Promise<{ email: string; password: string }> {
     const user = sql.userByEmail(this.db, email.trim());
     if (!user) throw new NotFoundError(`no user ${email} (citadel recover is for operators' accounts)`);
-    if (user.operator !== 1) throw new ForbiddenError(`${user.email} is not an operator: citadel recover is for operators; an operator resets anyone else (citadel user mfa-reset)`);
+    if (user.operator !== 1) throw new ForbiddenError(`${user.email} is not an operator: citadel recover is for operators; an operator resets anyone else's password (citadel user password-reset) or two-factor authentication (citadel user mfa-reset)`);
     const password = randomBase62(20);
     const hash = await this.hasher.hash(password);
     await this.k.store.write((tx) => {

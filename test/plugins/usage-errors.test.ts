@@ -27,6 +27,7 @@ const cases: Array<[words: string, args: string[], options: Record<string, strin
   ["workspace delete", ["ws_1"], {}, "add --yes"],
   ["apikey create", ["ci"], { org: "org_1" }, "--service:"],
   ["user delete", ["usr_1"], {}, "add --yes"],
+  ["user password-reset", ["usr_1"], {}, "add --yes"],
   ["user mfa-reset", ["usr_1"], {}, "add --yes"],
   ["intel list import", ["drop", "/nonexistent/list.txt"], {}, "--weight:"],
   ["mesh networks delete", ["n1"], { org: "org_1" }, "add --yes"],

@@ -46,6 +46,24 @@ describe("user mfa-reset and user delete take an email, as org add and recover d
   }
 });
 
+describe("user password-reset prints the one-time password once (found in review: there was no way to reset another user's password)", () => {
+  const users = { items: [{ id: "usr_alice", email: "alice@example.org" }] };
+  const reset = { user: { id: "usr_alice", email: "alice@example.org", must_change_password: true }, password: "Xy7one-time-password" };
+  const answer = (request: { method: string }) => (request.method === "GET" ? users : reset);
+
+  test("by email: looked up, the reset confirmed, the password printed with whose it is", async () => {
+    const run = await runCommand(iamAdminCommands, "user password-reset", { args: ["alice@example.org"], options: { yes: true }, answer });
+    expect(run.code).toBe(0);
+    expect(run.requests.map((r) => `${r.method} ${r.path}${r.confirmed ? " (confirmed)" : ""}`)).toEqual(["GET /v1/iam/users", "POST /v1/iam/users/usr_alice/password/reset (confirmed)"]);
+    expect(run.stdout).toBe("one-time password for alice@example.org (shown only now; they must change it at their next login): Xy7one-time-password\n");
+  });
+
+  test("--json: the server's answer", async () => {
+    const run = await runCommand(iamAdminCommands, "user password-reset", { args: ["usr_alice"], options: { yes: true }, json: true, answer });
+    expect(JSON.parse(run.stdout)).toEqual(reset);
+  });
+});
+
 describe("apikey create warns of a service not activated for the organization (found in an operator's walkthrough)", () => {
   const created = (active: boolean) => ({ token: "citadel_secrets_x", id: "key_1", service: "secrets", scopes: ["secrets:read"], expires_at: null, service_active: active });
   const options = { org: "org_1", service: "secrets" };
