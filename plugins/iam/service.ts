@@ -437,9 +437,11 @@ export class IamService {
   async logout(caller: Caller, everywhere: boolean) {
     // Like listing sessions: a token (a leaked one, say) may end itself, not its owner's logins.
     if (everywhere) requireSession(caller.principal, "log out everywhere");
-    const user = this.requireUser(caller.principal);
+    // Any credential ends itself, an API key and its workload tokens too, which have no user:
+    // only ending a user's other logins needs one.
+    const user = everywhere ? this.requireUser(caller.principal) : null;
     await this.k.store.write((tx) => {
-      if (everywhere) sql.revokeUserCredentials(tx, user.id, ["session"], this.now());
+      if (user) sql.revokeUserCredentials(tx, user.id, ["session"], this.now());
       // Logging out ends this credential only: what it made (a CI token made from `citadel
       // login`) stays. An explicit revoke of it takes its children along.
       else sql.revokeOnly(tx, caller.principal.tokenId, this.now());

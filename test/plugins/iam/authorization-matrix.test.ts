@@ -18,7 +18,7 @@ function expected(spec: AccessSpec, row: Row, from: "loopback" | "elsewhere" = "
   if (spec.public) return spec.ownCredential ? 401 : "passes the guard"; // no caller here holds a node token
   if (spec.loopbackPublic && from === "loopback") return "passes the guard";
   if (row === "no token" || row === "expired" || row === "revoked") return 401;
-  if (row === "wrong scope" && spec.anyScope) return "passes the guard"; // (logging itself out)
+  if ((row === "wrong scope" || row === "wrong service key") && spec.anyScope) return "passes the guard"; // (logging itself out, an API key too)
   if (row === "disallowed address" || row === "wrong scope") return 403;
   if (spec.operator) return 403; // none of these callers is an appliance operator
   const targeted = spec.org !== undefined || spec.workspace !== undefined;

@@ -49,3 +49,24 @@ test("any credential may log itself out, whatever its scopes; logging out everyw
   expect((await c.send("GET", "/v1/system/info", session)).status).toBe(200); // its maker stays
   await c.stop();
 });
+
+test("an API key and a workload token exchanged from it log themselves out (found in review: 403, 'this needs a user's credential')", async () => {
+  const c = await testCitadel();
+  const session = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session);
+  const key = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, session, { json: { service: "system", name: "probe", scopes: ["system:read"] } })).body.token as string;
+  const workload = (await c.send("POST", "/oauth/token", undefined, exchange(key))).body.access_token as string;
+  const info = (token: string) => c.send("GET", "/v1/system/info", token).then((r) => r.status);
+  expect([await info(key), await info(workload)]).toEqual([200, 200]);
+
+  expect((await c.send("POST", "/v1/iam/logout", workload, { json: {} })).status).toBe(200);
+  expect([await info(key), await info(workload)]).toEqual([200, 401]); // its maker stays
+  expect((await c.send("POST", "/v1/iam/logout", key, { json: { everywhere: true } })).status).toBe(403); // a key has no user's sessions to end
+  expect((await c.send("POST", "/v1/iam/logout", key, { json: {} })).status).toBe(200);
+  expect(await info(key)).toBe(401);
+  expect(await info(session)).toBe(200);
+  const events = c.kernel.store.db.query("SELECT outcome, actor_token FROM audit_events WHERE action = 'iam.logout' ORDER BY seq").all();
+  expect(events).toHaveLength(2);
+  await c.stop();
+});
