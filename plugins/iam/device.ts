@@ -89,6 +89,10 @@ export class DeviceFlow {
     // The device receives the user's full session rights, so only a session may grant them:
     // a narrowly scoped token must not mint a broader credential by approving its own login.
     if (principal.kind !== "session") throw new ForbiddenError("Approving a device login needs a login session, not a token.");
+    // The guard refuses a one-time password's session on the API's route, but the approval page
+    // logs in itself and calls this directly: a one-time password must be replaced before it
+    // hands out a token (which would not need replacing), on either path.
+    if (principal.mustChangePassword) throw new ForbiddenError("Change your one-time password first (citadel password, or POST /v1/iam/me/password), then approve the login.");
     const grant = sql.pendingDeviceGrantByUserCode(this.k.store.db, normalizeUserCode(userCode));
     if (!grant || grant.expires_at <= this.now()) {
       // Guessing user codes is what an attacker with a session would try: each miss is on record

@@ -148,6 +148,20 @@ describe("device flow", () => {
     expect((await poll()).status).toBe(200);
   });
 
+  test("an account that must still change its one-time password approves no device login, on the page or through the API (found in review: the page let it)", async () => {
+    const { c, start, poll } = await started();
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const made = await c.send("POST", "/v1/iam/users", operator, { json: { email: "new@example.org" } });
+    const credentials = { email: "new@example.org", password: made.body.password as string };
+    const page = await c.send("POST", "/oauth/device", undefined, form({ user_code: start.user_code, ...credentials, decision: "approve" }));
+    expect(page.text).toContain("Change your one-time password first");
+    const session = (await c.send("POST", "/v1/iam/login", undefined, { json: credentials })).body.token as string;
+    const api = await c.send("POST", "/v1/iam/device/approve", session, { json: { user_code: start.user_code, approve: true } });
+    expect([api.status, api.body.code]).toEqual([403, "password_change_required"]);
+    expect((await poll()).body.error).toBe("authorization_pending");
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM credentials WHERE kind = 'session' AND revoked_at IS NULL AND user_id = ?").get(made.body.user.id)).toEqual({ n: 1 }); // the page's ended
+  });
+
   test("a wrong code on the approval page leaves no session behind", async () => {
     const { c } = await started();
     const liveSessions = () => c.kernel.store.db.query("SELECT count(*) AS n FROM credentials WHERE kind = 'session' AND revoked_at IS NULL").get();
