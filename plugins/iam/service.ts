@@ -128,6 +128,24 @@ const WRONG_TOTP = "The TOTP code is wrong, or was used before.";
 const WRONG_RECOVERY_CODE = "The recovery code is wrong, or was used before.";
 
 
+/** What a failed login's event keeps of an "email" that names no account and is none. */
+const NOT_AN_EMAIL = "[not an email address]";
+const LOOKS_LIKE_EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+/**
+ * The email a login typed, for its audit event: the account's personal data, under its subject
+ * key (erasing the account shreds it too; deleted accounts waiting out their grace period
+ * included). When it names no account it is kept only if it looks like an email address (one @,
+ * no whitespace, a dot in the domain, at most 254 characters): people type their password into
+ * the username field, and the log must not keep it (CloudTrail hides unknown user names for this).
+ */
+function typedEmail(db: Tx, typed: string, account?: string): { subject: string | undefined; personal: { email: string } } {
+  const subject = account ?? sql.subjectOfEmail(db, typed.trim());
+  if (subject !== undefined) return { subject, personal: { email: typed } };
+  const trimmed = typed.trim();
+  return { subject, personal: { email: trimmed.length <= 254 && LOOKS_LIKE_EMAIL.test(trimmed) ? typed : NOT_AN_EMAIL } };
+}
+
 interface Failures {
   count: number;
   /** No attempt is looked at before this time. */
@@ -313,9 +331,8 @@ export class IamService {
       if (seconds > 0) {
         // The email is the account's personal data: encrypted under its subject key, so that
         // erasing the account shreds it too.
-        const subject = sql.subjectOfEmail(this.db, input.email.trim());
         await this.k.store.write((tx) =>
-          this.audit(tx, { action: "iam.login", actor: { kind: "anonymous" }, outcome: "failure", reason: "throttled after repeated failures", request, subject, personal: { email: input.email } }),
+          this.audit(tx, { action: "iam.login", actor: { kind: "anonymous" }, outcome: "failure", reason: "throttled after repeated failures", request, ...typedEmail(tx, input.email) }),
         );
         throw new RateLimitedError(`Too many failed logins: try again in ${seconds} s.`, seconds);
       }
@@ -326,7 +343,7 @@ export class IamService {
       this.countFailure(pairKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
       this.countFailure(addressKey, s.login_slowdown_after * 5, s.login_lock_after * 5, s.login_lock_minutes);
       await this.k.store.write((tx) =>
-        this.audit(tx, { action: "iam.login", actor: user ? { kind: "user", user: user.id } : { kind: "anonymous" }, outcome: "failure", reason, request, subject: user?.id ?? sql.subjectOfEmail(tx, input.email.trim()), personal: { email: input.email } }),
+        this.audit(tx, { action: "iam.login", actor: user ? { kind: "user", user: user.id } : { kind: "anonymous" }, outcome: "failure", reason, request, ...typedEmail(tx, input.email, user?.id) }),
       );
       throw new LoginFailedError(message);
     };
