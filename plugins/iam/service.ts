@@ -146,6 +146,13 @@ function typedEmail(db: Tx, typed: string, account?: string): { subject: string 
   return { subject, personal: { email: trimmed.length <= 254 && LOOKS_LIKE_EMAIL.test(trimmed) ? typed : NOT_AN_EMAIL } };
 }
 
+/**
+ * Failed logins counted per account and address. Each kind of key has its own prefix: an email
+ * of blank space made the pair key (`|address`) the address's own, so that each failure counted
+ * twice and the pair's lower thresholds held the whole address (found in review).
+ */
+const loginPairKey = (email: string, address: string) => `login-pair|${email.trim().toLowerCase()}|${address}`;
+
 interface Failures {
   count: number;
   /** No attempt is looked at before this time. */
@@ -306,7 +313,7 @@ export class IamService {
    * the first one counted, and a burst would get as many tries as it sends.
    */
   async login(input: { email: string; password: string; totp?: string; recovery_code?: string }, request: AuditRequestContext) {
-    const pairKey = `${input.email.trim().toLowerCase()}|${clientKey(request.source ?? "unknown")}`;
+    const pairKey = loginPairKey(input.email, clientKey(request.source ?? "unknown"));
     if (this.loginsInFlight.has(pairKey)) {
       throw new RateLimitedError("A login for this account from your address is being checked already: try again in a moment.", 1);
     }
@@ -323,8 +330,8 @@ export class IamService {
   private async checkedLogin(input: { email: string; password: string; totp?: string; recovery_code?: string }, request: AuditRequestContext) {
     const s = this.k.settings;
     const address = clientKey(request.source ?? "unknown"); // an IPv6 client counts as its /64
-    const pairKey = `${input.email.trim().toLowerCase()}|${address}`;
-    const addressKey = `|${address}`;
+    const pairKey = loginPairKey(input.email, address);
+    const addressKey = `login-address|${address}`;
     const now = this.now();
     for (const key of [pairKey, addressKey]) {
       const seconds = this.waitSeconds(key);

@@ -149,6 +149,15 @@ describe("login and brute force", () => {
     expect(waited).toBeGreaterThan(0);
   });
 
+  test("failures with a blank email count for that pair and the address once: they do not throttle the address's other accounts (found in review)", async () => {
+    const { c } = await app();
+    const attempt = (email: string, password: string) => c.send("POST", "/v1/iam/login", undefined, { json: { email, password }, ...from("198.51.100.9") });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await attempt("   ", "wrong-guess-000")).status);
+    expect(statuses).toEqual([401, 401, 401, 429]); // the blank pair slows down, as any pair
+    expect((await attempt(c.owner.email, c.owner.password)).status).toBe(200); // the address does not, yet
+  });
+
   test("an IPv6 client counts as its /64: changing the last bits does not reset the count", async () => {
     const { c } = await app();
     const attempt = (address: string) => c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: "wrong-guess-000" }, ...from(address) });
