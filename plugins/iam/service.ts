@@ -489,8 +489,11 @@ export class IamService {
     requireSession(caller.principal, "list or end your sessions");
     const user = this.requireUser(caller.principal);
     const c = sql.credentialById(this.db, id);
-    if (!c || c.user_id !== user.id || c.kind !== "session") throw new NotFoundError("No such session.");
+    // An ended session is no such session, as a revoked token is no such token: ending it again
+    // would answer 200 and record a second success.
+    if (!c || c.user_id !== user.id || c.kind !== "session" || c.revoked_at !== null) throw new NotFoundError("No such session.");
     await this.k.store.write((tx) => {
+      if (sql.credentialById(tx, id)?.revoked_at !== null) throw new NotFoundError("No such session."); // ended meanwhile
       sql.revokeCredential(tx, id, this.now());
       this.audit(tx, { action: "iam.session.revoke", actor: actorOf(caller.principal), outcome: "success", resource: { type: "session", id }, request: caller.request });
     });

@@ -169,6 +169,19 @@ describe("login and brute force", () => {
 });
 
 describe("sessions", () => {
+  test("ending a session that has ended answers 404 and records nothing more, also when two requests race (found in review: 200, and another success event)", async () => {
+    const { c } = await app();
+    const mine = await c.login(c.owner.email, c.owner.password);
+    const idOf = (token: string) => token.split("_")[2]!;
+    const end = (token: string) => c.send("DELETE", `/v1/iam/me/sessions/${idOf(token)}`, mine).then((r) => r.status);
+    const other = await c.login(c.owner.email, c.owner.password);
+    expect(await end(other)).toBe(200);
+    expect(await end(other)).toBe(404);
+    const raced = await c.login(c.owner.email, c.owner.password);
+    expect((await Promise.all([end(raced), end(raced)])).sort()).toEqual([200, 404]);
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.session.revoke'").get()).toEqual({ n: 2 });
+  });
+
   test("the session list shows only sessions that still let someone in: none past its idle timeout or lifetime (found in review)", async () => {
     const { c } = await app();
     const idle = await c.login(c.owner.email, c.owner.password);
