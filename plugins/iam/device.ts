@@ -9,7 +9,6 @@ import type { Database } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import type { AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
-import { isScope } from "../../src/auth/scopes.ts";
 import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
 import { ForbiddenError, InvalidError, NotFoundError, UnauthorizedError } from "../../src/errors.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
@@ -40,9 +39,7 @@ export class DeviceFlow {
   }
 
   async start(input: { client_name?: string; scope?: string }, request: AuditRequestContext, verificationUri: string) {
-    const scopes = input.scope ? input.scope.split(/\s+/).filter(Boolean) : DEFAULT_SCOPES;
-    const bad = scopes.find((s) => !isScope(s));
-    if (bad) throw oauthError(400, "invalid_scope", `not a scope: ${bad}`);
+    const scopes = this.checkedScopes(input.scope);
     const deviceCode = randomBase62(40);
     const raw = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => USER_CODE_ALPHABET[b % 20]).join("");
     const userCode = `${raw.slice(0, 4)}-${raw.slice(4)}`;
@@ -74,6 +71,21 @@ export class DeviceFlow {
       expires_in: expiresIn,
       interval: 5,
     };
+  }
+
+  /**
+   * The scopes a device login asks for, none meaning the default. As when a token is made, each
+   * must be one a route requires: a typo (secret:read) would make a token that grants nothing of
+   * it, and a list of blank space one that grants nothing at all (RFC 6749 section 5.2's
+   * invalid_scope, as RFC 8628 section 3.1 refers to it).
+   */
+  private checkedScopes(asked: string | undefined): string[] {
+    if (asked === undefined) return DEFAULT_SCOPES;
+    const scopes = asked.split(/\s+/).filter(Boolean);
+    if (scopes.length === 0) throw oauthError(400, "invalid_scope", "scope names no scope: give at least one, or leave it out for the default (read write)");
+    const unknown = scopes.find((scope) => !this.k.scopes.includes(scope));
+    if (unknown) throw oauthError(400, "invalid_scope", `no such scope: ${unknown}; the scopes are ${this.k.scopes.join(", ")}`);
+    return scopes;
   }
 
   /** What the approval page shows about a pending request. */

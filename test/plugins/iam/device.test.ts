@@ -162,6 +162,19 @@ describe("device flow", () => {
     expect(c.kernel.store.db.query("SELECT count(*) AS n FROM credentials WHERE kind = 'session' AND revoked_at IS NULL AND user_id = ?").get(made.body.user.id)).toEqual({ n: 1 }); // the page's ended
   });
 
+  test("a device login asking for an unknown scope, or for none, is refused with invalid_scope; none asked for is the default (found in review)", async () => {
+    const c = await testCitadel();
+    const start = (fields: Record<string, string>) => c.send("POST", "/oauth/device/code", undefined, form({ client_name: "laptop CLI", ...fields }));
+    for (const scope of ["secret:read nosuch:thing", "read nosuch:read", "   ", ""]) {
+      const refused = await start({ scope });
+      expect([scope, refused.status, refused.body.error]).toEqual([scope, 400, "invalid_scope"]);
+    }
+    expect((await start({ scope: "secrets:read iam:self" })).status).toBe(200);
+    expect((await start({})).status).toBe(200);
+    expect(c.kernel.store.db.query("SELECT scopes FROM device_grants ORDER BY created_at").all()).toEqual([{ scopes: '["secrets:read","iam:self"]' }, { scopes: '["read","write"]' }]);
+    await c.stop();
+  });
+
   test("a wrong code on the approval page leaves no session behind", async () => {
     const { c } = await started();
     const liveSessions = () => c.kernel.store.db.query("SELECT count(*) AS n FROM credentials WHERE kind = 'session' AND revoked_at IS NULL").get();
