@@ -261,6 +261,10 @@ export class IamService {
       throw new InvalidError("the current password is wrong", "current_password");
     }
     this.failures.delete(key);
+    // The current password has just been verified: the same one again would change nothing (but
+    // end the other logins), and a one-time password, which an operator sent, would count as
+    // replaced while it stays the password (found in review).
+    if (next === current) throw new InvalidError("the new password must differ from the current one", "new_password");
     this.checkPassword(next, user.email);
     const hash = await this.hasher.hash(next);
     let refused: { reason: string; error: Error } | null = null;

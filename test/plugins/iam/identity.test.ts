@@ -690,6 +690,9 @@ describe("the first owner's one-time password", () => {
     const blocked = await c.send("GET", "/v1/iam/me/tokens", first);
     expect([blocked.status, blocked.body.code]).toEqual([403, "password_change_required"]);
     expect((await c.send("GET", "/v1/iam/me", first)).status).toBe(200);
+    const same = await c.send("POST", "/v1/iam/me/password", first, { json: { current_password: made.body.password, new_password: made.body.password } });
+    expect([same.status, same.body.errors[0].field]).toEqual([422, "new_password"]); // found in review: it counted as changed
+    expect((await c.send("GET", "/v1/iam/me", first)).body.must_change_password).toBe(true);
     const weak = await c.send("POST", "/v1/iam/me/password", first, { json: { current_password: made.body.password, new_password: "short" } });
     expect([weak.status, weak.body.errors[0].field]).toEqual([422, "password"]);
     expect((await c.send("POST", "/v1/iam/me/password", first, { json: { current_password: made.body.password, new_password: "a-much-better-passphrase" } })).status).toBe(200);
