@@ -29,7 +29,7 @@ import { revokeAfterRestore } from "./restore.ts";
 
 const ACTIONS = [
   ["iam.login", "A password login (failure: wrong credentials, throttled, second factor wrong)."],
-  ["iam.logout", "A session ended (or every session of a user)."],
+  ["iam.logout", "A credential logged itself out (or a user ended every login session and CLI login)."],
   ["iam.session.revoke", "A user ended one of their sessions."],
   ["iam.password.change", "A user changed their password (their other sessions ended)."],
   ["iam.mfa.start", "A user started TOTP enrolment (a pending secret was made)."],
@@ -176,7 +176,7 @@ export const iamPlugin = definePlugin<IamSettings>({
           },
           // Any credential may end itself, whatever its scopes (a CLI login made without iam:self
           // could not be logged out by `citadel login` replacing it); every session needs a session.
-          { body: m.LogoutRequest, response: m.Done, detail: { summary: "End this session, or every session", tags: ["iam: me"], ...access({ anyScope: true, beforePasswordChange: true }) } },
+          { body: m.LogoutRequest, response: m.Done, detail: { summary: "End this credential, or every login session and CLI login (personal access tokens and API keys stay)", tags: ["iam: me"], ...access({ anyScope: true, beforePasswordChange: true }) } },
         )
         .get("/me", ({ request }) => iam.me(principalOf(request)), { response: m.Me, detail: firstSteps("Who am I: account, MFA, organizations") })
         .get("/me/sessions", ({ request }) => iso(iam.sessions(principalOf(request))), { response: m.SessionList, detail: self("My sessions") })

@@ -26,7 +26,7 @@ export const User = t.Object({
 
 export const LoginResponse = t.Object({ token: t.String({ description: "The session token: shown once." }), token_id: t.String(), expires_at: Iso, user: User });
 
-export const LogoutRequest = t.Object({ everywhere: t.Optional(t.Boolean({ description: "End every session of this user." })) });
+export const LogoutRequest = t.Object({ everywhere: t.Optional(t.Boolean({ description: "End every login session and CLI login of this user (personal access tokens and API keys stay)." })) });
 
 export const Me = t.Composite([
   User,

@@ -469,11 +469,17 @@ export class IamService {
     // only ending a user's other logins needs one.
     const user = everywhere ? this.requireUser(caller.principal) : null;
     await this.k.store.write((tx) => {
-      if (user) sql.revokeUserCredentials(tx, user.id, ["session"], this.now());
+      if (user) {
+        // Everywhere is every login: sessions and CLI logins (device flow), and those approved
+        // but not yet picked up, as a password change ends them (found in review: CLI logins
+        // stayed). Personal access tokens and API keys stay: made on purpose, revoked by name.
+        sql.endUserLogins(tx, user.id, this.now());
+        sql.denyApprovedDeviceGrants(tx, user.id);
+      }
       // Logging out ends this credential only: what it made (a CI token made from `citadel
       // login`) stays. An explicit revoke of it takes its children along.
       else sql.revokeOnly(tx, caller.principal.tokenId, this.now());
-      this.audit(tx, { action: "iam.logout", actor: actorOf(caller.principal), outcome: "success", reason: everywhere ? "every session" : "this session", request: caller.request });
+      this.audit(tx, { action: "iam.logout", actor: actorOf(caller.principal), outcome: "success", reason: everywhere ? "every session and CLI login" : "this session", request: caller.request });
     });
   }
 
