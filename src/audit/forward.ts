@@ -130,7 +130,7 @@ export function startAuditForwarder({ store, seal, sink, personalData, log, metr
       // Sealed, no personal data can be read: the events go without it (marked), rather than
       // wait — the unseal attempts of a sealed appliance are what a SIEM most needs to see.
       const keyring = personalData ? seal.keyringIfUnsealed() : null;
-      const events = rows.map((row) => forwarded(row, personalData, keyring));
+      const events = rows.map((row) => forwarded(store.db, row, personalData, keyring));
       sink(events); // throws when the copy could not be written: the cursor stays
       const last = rows.at(-1)!.seq;
       await store.write((tx) => tx.run("UPDATE audit_forward_cursor SET seq = ? WHERE singleton = 1 AND seq < ?", [last, last]));
@@ -189,8 +189,8 @@ function forwardCursor(db: Database): number {
   return db.query<{ seq: number }, []>("SELECT seq FROM audit_forward_cursor WHERE singleton = 1").get()?.seq ?? 0;
 }
 
-function forwarded(row: StoredEvent, personalData: boolean, keyring: Keyring | null): ForwardedEvent {
-  const { source_address, user_agent, personal, ...stored } = auditEventView(row, keyring);
+function forwarded(db: Database, row: StoredEvent, personalData: boolean, keyring: Keyring | null): ForwardedEvent {
+  const { source_address, user_agent, personal, ...stored } = auditEventView(db, row, keyring);
   if (!personalData) return stored;
   if (!keyring && row.personal !== null) return { ...stored, personal_withheld: "sealed" };
   return { ...stored, source_address, user_agent, personal };

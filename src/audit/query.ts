@@ -1,10 +1,10 @@
 /**
  * The audit log's read side: filters, newest-first cursor pages, and streaming export as
  * NDJSON or CSV. Personal data is decrypted on the way out; a subject whose key was erased
- * reads "[erased]", a ciphertext that fails authentication "[unreadable]".
+ * reads "[erased]", a ciphertext that fails authentication or names no key "[unreadable]".
  */
 import type { Database, SQLQueryBindings } from "bun:sqlite";
-import { DecryptionError } from "../crypto/aead.ts";
+import { DecryptionError, envelopeKeyVersion } from "../crypto/aead.ts";
 import { KeyDestroyedError, type Keyring } from "../crypto/keyring.ts";
 import { subjectKeyOwner, type StoredEvent } from "./event.ts";
 
@@ -98,7 +98,7 @@ export function listAuditEvents(db: Database, keyring: Keyring, filter: AuditFil
   const rows = db.query<StoredEvent, SQLQueryBindings[]>(`SELECT * FROM audit_events ${sql} ORDER BY seq DESC LIMIT ?`).all(...params, limit + 1);
   const page = rows.slice(0, limit);
   return {
-    events: page.map((r) => auditEventView(r, keyring)),
+    events: page.map((r) => auditEventView(db, r, keyring)),
     next_cursor: rows.length > limit ? encodeCursor(page.at(-1)!.seq) : null,
   };
 }
@@ -107,7 +107,7 @@ export function listAuditEvents(db: Database, keyring: Keyring, filter: AuditFil
 export function* iterateAuditEvents(db: Database, keyring: Keyring, filter: AuditFilter): Generator<AuditEventView> {
   const { sql, params } = where(filter);
   for (const row of db.query<StoredEvent, SQLQueryBindings[]>(`SELECT * FROM audit_events ${sql} ORDER BY seq DESC`).iterate(...params)) {
-    yield auditEventView(row, keyring);
+    yield auditEventView(db, row, keyring);
   }
 }
 
@@ -124,8 +124,8 @@ function decodeCursor(cursor: string): number {
 }
 
 /** An event as the API shows it; its personal data decrypted when a keyring is given (else none). */
-export function auditEventView(row: StoredEvent, keyring: Keyring | null): AuditEventView {
-  const personal = keyring ? personalData(row, keyring) : null;
+export function auditEventView(db: Database, row: StoredEvent, keyring: Keyring | null): AuditEventView {
+  const personal = keyring ? personalData(db, row, keyring) : null;
   const marker = typeof personal === "string" ? personal : null; // ERASED or UNREADABLE, in every personal field
   const { source_address = null, user_agent = null, ...rest } = typeof personal === "object" && personal !== null ? personal : {};
   return {
@@ -152,15 +152,25 @@ export function auditEventView(row: StoredEvent, keyring: Keyring | null): Audit
  * The event's personal data, decrypted. Other errors than these two are thrown: they are not
  * this event's (a KEK not wrapped for this root key fails every event alike).
  */
-function personalData(row: StoredEvent, keyring: Keyring): PersonalData {
+function personalData(db: Database, row: StoredEvent, keyring: Keyring): PersonalData {
   if (row.personal === null || row.subject === null) return null;
+  const owner = subjectKeyOwner(row.subject);
   try {
-    return JSON.parse(keyring.decrypt(subjectKeyOwner(row.subject), `audit_events/${row.id}`, row.personal).toString("utf8"));
+    return JSON.parse(keyring.decrypt(owner, `audit_events/${row.id}`, row.personal).toString("utf8"));
   } catch (error) {
-    if (error instanceof KeyDestroyedError) return ERASED;
+    if (error instanceof KeyDestroyedError) return wasErased(db, owner, row.personal) ? ERASED : UNREADABLE;
     if (error instanceof DecryptionError) return UNREADABLE;
     throw error;
   }
+}
+
+/**
+ * Whether the key the ciphertext names is there and destroyed (an erasure). The keyring throws
+ * KeyDestroyedError for a key that was never there too: a changed key version, or an event moved
+ * to another subject, must read as damage, not pass for a lawful erasure.
+ */
+function wasErased(db: Database, owner: string, envelope: Uint8Array): boolean {
+  return db.query("SELECT 1 FROM deks WHERE owner = ? AND version = ? AND wrapped IS NULL").get(owner, envelopeKeyVersion(envelope)) !== null;
 }
 
 export const CSV_COLUMNS = [

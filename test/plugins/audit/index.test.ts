@@ -218,6 +218,31 @@ describe("an event whose personal data no longer decrypts (found in review)", ()
     expect(lines.find((e) => e.reason === "event 3").source_address).toBe("[unreadable]");
   });
 
+  test("a changed key version reads [unreadable], not [erased]: no key of that version was ever destroyed (found in review)", async () => {
+    const { c, send } = await seededAndStopped();
+    const db = c.kernel.store.db;
+    db.run("DROP TRIGGER audit_events_no_update");
+    const row = db.query<{ id: string; personal: Uint8Array }, []>("SELECT id, personal FROM audit_events WHERE reason = 'event 3'").get()!;
+    const damaged = Buffer.from(row.personal);
+    damaged[4]! ^= 0x10; // the low byte of the key version (after the format byte)
+    db.run("UPDATE audit_events SET personal = ? WHERE id = ?", [damaged, row.id]);
+    const events = (await send("GET", `/v1/audit/events?${SINCE}`)).body.events;
+    expect(events.find((e: { reason: string | null }) => e.reason === "event 3")).toMatchObject({ source_address: "[unreadable]", personal: "[unreadable]" });
+  });
+
+  test("an event moved to a subject without a key reads [unreadable]; one whose subject was erased reads [erased] (found in review)", async () => {
+    const { c, send } = await seededAndStopped();
+    const db = c.kernel.store.db;
+    db.run("DROP TRIGGER audit_events_no_update");
+    db.run("UPDATE audit_events SET subject = 'u_nobody' WHERE reason = 'event 3'");
+    const ask = await send("POST", "/v1/audit/subjects/u_alice/erase");
+    await send("POST", "/v1/audit/subjects/u_alice/erase", { headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+    const events = (await send("GET", `/v1/audit/events?${SINCE}`)).body.events;
+    const addressOf = (reason: string) => events.find((e: { reason: string | null }) => e.reason === reason).source_address;
+    expect(addressOf("event 3")).toBe("[unreadable]");
+    expect(addressOf("event 1")).toBe("[erased]");
+  });
+
   test("a seal while an export streams still ends it in an error (not with every later event marked unreadable)", async () => {
     const { c, send, token } = await seededAndStopped();
     await c.kernel.store.write((tx) => {
