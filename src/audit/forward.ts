@@ -11,7 +11,8 @@
  * and moved after the copy is written: a crash in between repeats those events at the next
  * start (each carries its id and seq), it never skips one.
  */
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, statSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
 import type { Database } from "bun:sqlite";
 import type { Keyring } from "../crypto/keyring.ts";
 import type { Seal } from "../crypto/seal.ts";
@@ -53,19 +54,23 @@ export function journalSink(fd = 1, now: () => number = Date.now): AuditSink {
  * JSON lines appended to `path` (made 0600), opened for each round: a file rotated away by
  * renaming is followed by a new one at the next event. Whole lines only: a write cut short (a
  * full disk) is cut back to where it began, and a half line left by a crash is ended before the
- * next, so a retry never glues an event to a broken line.
+ * next, so a retry never glues an event to a broken line. Synced (`sync`, fsync) before the round
+ * counts as done: the cursor moves past these events in a synchronous=FULL commit, and a power
+ * loss must not leave it past lines still in the page cache.
  */
-export function fileSink(path: string): AuditSink {
+export function fileSink(path: string, sync: (fd: number) => void = fsyncSync): AuditSink {
   return (events) => {
     // A regular file only: a FIFO opened here for reading and writing takes the events into a
     // pipe that closing throws away, with no reader ever having them (the journal is for shippers).
-    if (existsSync(path) && !statSync(path).isFile()) throw new Error(`audit.forward.file ${path} is not a regular file`);
+    const exists = existsSync(path);
+    if (exists && !statSync(path).isFile()) throw new Error(`audit.forward.file ${path} is not a regular file`);
     const fd = openSync(path, "a+", 0o600); // appending, and reading its last byte
     try {
       const start = fstatSync(fd).size;
       const lines = events.map((e) => `${JSON.stringify(e)}\n`).join("");
       try {
         writeFully(fd, endsMidLine(fd, start) ? `\n${lines}` : lines);
+        sync(fd);
       } catch (error) {
         try {
           ftruncateSync(fd, start);
@@ -77,7 +82,17 @@ export function fileSink(path: string): AuditSink {
     } finally {
       closeSync(fd);
     }
+    if (!exists) syncDirectory(dirname(path), sync); // a new file's name, after a rotation: lost, it takes its lines with it
   };
+}
+
+function syncDirectory(path: string, sync: (fd: number) => void): void {
+  const fd = openSync(path, "r");
+  try {
+    sync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Whether the file's last byte (of `size`) is not a newline: a line was left unfinished. */

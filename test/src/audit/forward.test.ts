@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beginAuditForwarding, fileSink, journalSink, startAuditForwarder, type ForwardedEvent } from "../../../src/audit/forward.ts";
@@ -144,6 +144,26 @@ catch (error) { console.log(error.code); }`);
     fileSink(path)([event(2)]);
     const lines = readFileSync(path, "utf8").trimEnd().split("\n");
     expect(lines).toEqual([JSON.stringify(event(1)), '{"seq":2,"id":"evt_', JSON.stringify(event(2))]);
+  });
+
+  test("the file is synced with its lines before the round counts as done, and its directory when the round made it (found in review)", () => {
+    const path = join(dir, "synced.jsonl");
+    const synced: string[] = [];
+    const sync = (fd: number) => synced.push(fstatSync(fd).isDirectory() ? "directory" : readFileSync(path, "utf8"));
+    fileSink(path, sync)([event(1)]);
+    fileSink(path, sync)([event(2)]);
+    const [one, two] = [JSON.stringify(event(1)), JSON.stringify(event(2))];
+    expect(synced).toEqual([`${one}\n`, "directory", `${one}\n${two}\n`]);
+  });
+
+  test("a sync that fails fails the round, its lines cut back (found in review)", () => {
+    const path = join(dir, "sync-fails.jsonl");
+    writeFileSync(path, `${JSON.stringify(event(1))}\n`);
+    const failing = () => {
+      throw Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO" });
+    };
+    expect(() => fileSink(path, failing)([event(2)])).toThrow("EIO");
+    expect(readFileSync(path, "utf8")).toBe(`${JSON.stringify(event(1))}\n`);
   });
 
   test("a file that is not a regular one (a FIFO, whose buffer closing would throw away) is refused, the round failing", () => {
