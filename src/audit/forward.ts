@@ -44,9 +44,12 @@ export interface ForwardedEvent extends Omit<AuditEventView, "source_address" | 
  * as forwarded (the log's writer drops what it cannot write).
  */
 export function journalSink(fd = 1, now: () => number = Date.now): AuditSink {
+  /** A round failed part-way through a line (a full pipe): the next ends it first, so that a retried event is not glued to it. */
+  let midLine = false;
   return (events) => {
     const time = new Date(now()).toISOString();
-    writeFully(fd, events.map((event) => `${JSON.stringify({ time, level: "info", msg: "audit event", event })}\n`).join(""));
+    const lines = events.map((event) => `${JSON.stringify({ time, level: "info", msg: "audit event", event })}\n`).join("");
+    writeFully(fd, midLine ? `\n${lines}` : lines, (part) => (midLine = part.at(-1) !== 0x0a));
   };
 }
 
@@ -106,12 +109,17 @@ function endsMidLine(fd: number, size: number): boolean {
   }
 }
 
-/** Writes all of `text` or throws (a short write is continued; EAGAIN, a full pipe, is waited out a little). */
-function writeFully(fd: number, text: string): void {
+/**
+ * Writes all of `text` or throws (a short write is continued; EAGAIN, a full pipe, is waited out
+ * a little). `wrote` is told of each part written: where a failure left off.
+ */
+function writeFully(fd: number, text: string, wrote: (part: Buffer) => void = () => {}): void {
   let rest = Buffer.from(text);
   for (let waits = 0; rest.length > 0; ) {
     try {
-      rest = rest.subarray(writeSync(fd, rest));
+      const written = writeSync(fd, rest);
+      if (written > 0) wrote(rest.subarray(0, written));
+      rest = rest.subarray(written);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EAGAIN" || ++waits > 1000) throw error;
       Bun.sleepSync(1);

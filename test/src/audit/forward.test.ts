@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beginAuditForwarding, fileSink, journalSink, startAuditForwarder, type ForwardedEvent } from "../../../src/audit/forward.ts";
@@ -209,6 +209,25 @@ catch (error) { console.log(error.code); }`);
     }
   });
 
+  test("a journal write cut short (a full pipe: EAGAIN) leaves a half line that the next round ends before its own (found in review)", () => {
+    const fifo = join(dir, "journal-pipe");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    const fd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK); // its own reader, which reads only when told to
+    try {
+      const sink = journalSink(fd);
+      const backlog = Array.from({ length: 400 }, (_, i) => event(i + 1)); // more than the pipe's 64 KiB
+      expect(() => sink(backlog)).toThrow();
+      const cut = drain(fd);
+      expect(cut).not.toEndWith("\n"); // the pipe was full part-way through a line
+      sink([event(401), event(402)]);
+      const next = drain(fd);
+      expect(next).toStartWith("\n");
+      expect(next.slice(1).trimEnd().split("\n").map((line) => JSON.parse(line).event.seq)).toEqual([401, 402]);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   test("with personal data, an event whose ciphertext was changed goes out marked [unreadable], and forwarding goes on past it", async () => {
     const k = testKernel();
     const f = forwarder(k, { personalData: true });
@@ -242,3 +261,20 @@ catch (error) { console.log(error.code); }`);
     expect(next.received[0]?.reason).toBe("backlog 1000");
   });
 });
+
+/** Everything waiting in a non-blocking pipe. */
+function drain(fd: number): string {
+  const chunks: Buffer[] = [];
+  const buffer = Buffer.alloc(65536);
+  for (;;) {
+    try {
+      const n = readSync(fd, buffer);
+      if (n === 0) break;
+      chunks.push(Buffer.from(buffer.subarray(0, n)));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EAGAIN") break;
+      throw error;
+    }
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
