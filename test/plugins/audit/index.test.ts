@@ -112,6 +112,32 @@ describe("export", () => {
   });
 });
 
+describe("CSV export of personal data (found in review: NDJSON had it, CSV silently had not)", () => {
+  /** Parses RFC 4180 rows (quoted cells with doubled quotes), enough for these tests. */
+  const parseCsv = (text: string) =>
+    text
+      .split("\r\n")
+      .filter(Boolean)
+      .map((row) => [...row.matchAll(/(?:^|,)("(?:[^"]|"")*"|[^,]*)/g)].map((m) => (m[1]!.startsWith('"') ? m[1]!.slice(1, -1).replaceAll('""', '"') : m[1]!)));
+
+  test("a personal column holds the other personal data as JSON, quoted like every cell, or [erased]", async () => {
+    const { c, send } = await seededAndStopped();
+    const typed = { email: "=cmd|' /c calc'!A0, typed at a failed login" };
+    await c.kernel.store.write((tx) =>
+      c.kernel.audit.record(tx, { action: "dns.zone.create", actor: { kind: "user", user: "u_carol", organization: "org_1" }, outcome: "failure", reason: "event 6", personal: typed }),
+    );
+    const ask = await send("POST", "/v1/audit/subjects/u_bob/erase");
+    await send("POST", "/v1/audit/subjects/u_bob/erase", { headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+    const [header, ...rows] = parseCsv((await send("GET", `/v1/audit/export?${SINCE}&format=csv&action=dns`)).text);
+    const column = header!.indexOf("personal");
+    expect(column).toBeGreaterThan(0);
+    const personalOf = (reason: string) => rows.find((row) => row[header!.indexOf("reason")] === reason)![column];
+    expect(JSON.parse(personalOf("event 6")!)).toEqual(typed);
+    expect(personalOf("event 3")).toBe("[erased]"); // u_bob's
+    expect(personalOf("event 5")).toBe(""); // only an address and a user agent, in their own columns
+  });
+});
+
 describe("the rest of the audit API", () => {
   test("actions lists every registered type, the identity service's too", async () => {
     const res = await (await seeded()).send("GET", "/v1/audit/actions");
