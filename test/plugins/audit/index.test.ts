@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { verifyAuditChainInSlices } from "../../../src/audit/verify.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 // The events below use actions the plugins register themselves (secrets.secret.*, dns.zone.create).
@@ -175,6 +176,18 @@ describe("the rest of the audit API", () => {
     expect(report.body.problems.filter((p: { seq: number | null }) => p.seq === null).map((p: { problem: string }) => p.problem.split(" (")[0])).toEqual(["checkpoint x is malformed", "is malformed"]);
     expect(report.body.checkpoints.latest_seq).toBeNull();
     expect(Number.isInteger(report.body.unsigned_tail)).toBe(true);
+  });
+
+  test("verify runs one walk at a time: while one runs, another asks gets 409 (found in review)", async () => {
+    const { c, send } = await seededAndStopped();
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const running = verifyAuditChainInSlices(c.kernel.store, { sliceEvents: 1, pause: () => held });
+    const refused = await send("GET", "/v1/audit/verify");
+    expect([refused.status, refused.body.code]).toEqual([409, "conflict"]);
+    release();
+    expect((await running).ok).toBe(true);
+    expect((await send("GET", "/v1/audit/verify")).body.ok).toBe(true);
   });
 
   test("erasing a subject asks for confirmation; then its personal data reads [erased] and the chain verifies", async () => {

@@ -3,7 +3,7 @@ import type { Database } from "bun:sqlite";
 import { generateKeyPairSync, sign } from "node:crypto";
 import { checkpointMessage, createCheckpoint, listCheckpoints, parseCheckpointFile } from "../../../src/audit/checkpoints.ts";
 import { eventHash, type StoredEvent } from "../../../src/audit/event.ts";
-import { verifyAuditChain } from "../../../src/audit/verify.ts";
+import { verifyAuditChain, verifyAuditChainInSlices, VerifyBusyError } from "../../../src/audit/verify.ts";
 import { testKernel } from "../../helpers/http.ts";
 
 async function logWithEvents(n: number, { checkpoint = false } = {}) {
@@ -214,5 +214,76 @@ describe("verifyAuditChain", () => {
     db.run("PRAGMA foreign_keys = OFF");
     db.run("DELETE FROM audit_signing_keys");
     expect(verifyAuditChain(db).checkpoints.verified).toBe(0);
+  });
+});
+
+describe("verifyAuditChainInSlices, for the running instance (found in review: one pass held the event loop ~3 s per million events)", () => {
+  const SLICE = 7; // 25 events: four slices, the last one short
+
+  /** Tamperings of a 25-event log with a checkpoint, each crossing or touching a slice's edge. */
+  const tamperings: Array<[string, (db: Database) => void]> = [
+    ["untouched", () => {}],
+    ["an edit in the second slice", (db) => db.run("UPDATE audit_events SET reason = 'edited' WHERE seq = 10")],
+    ["a deletion at a slice's edge", (db) => db.run("DELETE FROM audit_events WHERE seq IN (7, 8)")],
+    ["events swapped across a slice's edge", (db) => {
+      db.run("UPDATE audit_events SET seq = 100 WHERE seq = 7");
+      db.run("UPDATE audit_events SET seq = 7 WHERE seq = 8");
+      db.run("UPDATE audit_events SET seq = 8 WHERE seq = 100");
+    }],
+    ["truncation after the checkpoint", (db) => db.run("DELETE FROM audit_events WHERE seq > 20")],
+    ["a rebuilt table whose seqs are NULL, text, repeated or past 2^53", (db) => {
+      db.run("PRAGMA foreign_keys = OFF");
+      db.run("CREATE TABLE loose AS SELECT * FROM audit_events");
+      db.run("DROP TABLE audit_events");
+      db.run("ALTER TABLE loose RENAME TO audit_events");
+      db.run("UPDATE audit_events SET seq = NULL WHERE seq IN (2, 3, 4, 5, 6, 9, 10, 12)"); // more than a slice of them
+      db.run("UPDATE audit_events SET seq = 'eleven' WHERE seq = 11");
+      db.run("UPDATE audit_events SET seq = 14 WHERE seq = 15");
+      db.run("UPDATE audit_events SET seq = 9007199254740993 WHERE seq = 16");
+    }],
+  ];
+  for (const [name, tamper] of tamperings) {
+    test(`${name}: the same report as one pass`, async () => {
+      const { k, db } = await logWithEvents(25, { checkpoint: true });
+      tamper(db);
+      let pauses = 0;
+      const sliced = await verifyAuditChainInSlices(k.store, { sliceEvents: SLICE, keyring: k.seal.keyring(), pause: async () => void pauses++ });
+      expect(sliced).toEqual(verifyAuditChain(db, { keyring: k.seal.keyring() }));
+      expect(pauses).toBeGreaterThan(0);
+    });
+  }
+
+  test("an edit in the second slice is named", async () => {
+    const { k, db, idAt } = await logWithEvents(25);
+    db.run("UPDATE audit_events SET reason = 'edited' WHERE seq = 10");
+    const report = await verifyAuditChainInSlices(k.store, { sliceEvents: SLICE });
+    expect(report.problems).toEqual([{ seq: 10, id: idAt(10), problem: "its contents were changed after it was written" }]);
+  });
+
+  test("events and checkpoints written during the walk are left to the next one: the log as it stood at the start verifies", async () => {
+    const { k } = await logWithEvents(25, { checkpoint: true });
+    let written = 0;
+    const pause = async () => {
+      written++;
+      await k.store.write((tx) => {
+        k.audit.record(tx, { action: "audit.note.create", actor: { kind: "operator" }, outcome: "success", reason: `during the walk ${written}` });
+        createCheckpoint(tx, k.seal.keyring(), k.clock.now());
+      });
+    };
+    const report = await verifyAuditChainInSlices(k.store, { sliceEvents: SLICE, pause });
+    expect(written).toBe(3);
+    expect(report).toMatchObject({ ok: true, events: 25, head: { seq: 25 }, checkpoints: { latest_seq: 25 }, unsigned_tail: 0 });
+    expect((await verifyAuditChainInSlices(k.store, { sliceEvents: SLICE })).events).toBe(28);
+  });
+
+  test("one walk of a database at a time", async () => {
+    const { k } = await logWithEvents(10);
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const first = verifyAuditChainInSlices(k.store, { sliceEvents: SLICE, pause: () => held });
+    await expect(verifyAuditChainInSlices(k.store)).rejects.toBeInstanceOf(VerifyBusyError);
+    release();
+    expect((await first).ok).toBe(true);
+    expect((await verifyAuditChainInSlices(k.store)).ok).toBe(true); // free again once it is done
   });
 });
