@@ -2,7 +2,7 @@
  * File helpers for what Citadel writes: written whole or not at all (temporary file, fsync,
  * rename, fsync of the directory), owner-only, and errors described in plain words.
  */
-import { closeSync, fchmodSync, fstatSync, fsyncSync, linkSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 
 /**
@@ -56,14 +56,50 @@ function writeExclusive(path: string, data: string | Uint8Array, mode: number): 
  * device (`--out /dev/stdout`) still works.
  */
 export function writeOwnerOnlyFile(path: string, data: string | Uint8Array): void {
-  const fd = openSync(path, "w", 0o600);
+  const fd = openOwnerOnly(path);
   try {
-    if (fstatSync(fd).isFile()) fchmodSync(fd, 0o600); // before the first byte lands
-    const bytes = typeof data === "string" ? Buffer.from(data) : data;
-    for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written);
+    writeAll(fd, typeof data === "string" ? Buffer.from(data) : data);
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * writeOwnerOnlyFile for data that comes in pieces (an export streamed from the server), each
+ * written as it comes, none held longer. The file is owner-only before the first piece lands.
+ * When the pieces fail, a regular file is emptied and removed: it would hold a part that could
+ * pass for the whole.
+ */
+export async function writeOwnerOnlyFileFrom(path: string, pieces: AsyncIterable<Uint8Array>): Promise<void> {
+  const fd = openOwnerOnly(path);
+  const regular = fstatSync(fd).isFile();
+  try {
+    for await (const piece of pieces) writeAll(fd, piece);
+  } catch (error) {
+    if (regular) {
+      ftruncateSync(fd, 0); // where it is, should `path` be a link to it
+      if (lstatSync(path, { throwIfNoEntry: false })?.isFile()) rmSync(path);
+    }
+    throw error;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Opens `path` for writing from its start, owner-only even when it existed with a wider mode. */
+function openOwnerOnly(path: string): number {
+  const fd = openSync(path, "w", 0o600);
+  try {
+    if (fstatSync(fd).isFile()) fchmodSync(fd, 0o600); // before the first byte lands
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  return fd;
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written);
 }
 
 const DESCRIPTIONS: Record<string, string> = {

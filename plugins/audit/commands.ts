@@ -3,9 +3,10 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseCheckpointFile } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
+import { streamingClient } from "../../src/cli/api-client.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { choiceOption, forStdout, integerOption } from "../../src/cli/output.ts";
-import { writeOwnerOnlyFile } from "../../src/files.ts";
+import { writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
 import type { AuditPage, Checkpoint, EraseResponse, EventRef } from "./model.ts";
@@ -58,6 +59,14 @@ function filterQuery(ctx: CommandContext, extra: Record<string, string | undefin
   return text ? `?${text}` : "";
 }
 
+/** Pieces of text to standard output, as forStdout shows them, each taken by a slow reader (a pipe) before the next. */
+async function writeToStdout(pieces: AsyncIterable<Uint8Array>): Promise<void> {
+  const decoder = new TextDecoder();
+  for await (const piece of pieces) {
+    if (!process.stdout.write(forStdout(decoder.decode(piece, { stream: true })))) await new Promise((resolve) => process.stdout.once("drain", resolve));
+  }
+}
+
 export const auditCommands: Command[] = [
   {
     words: ["audit", "list"],
@@ -88,9 +97,10 @@ export const auditCommands: Command[] = [
       // NDJSON is JSON already, an event a line; CSV is not.
       if (ctx.json && format === "csv") throw new UsageError("--json with --format csv: give one (the export is NDJSON, a JSON object a line, unless --format csv)");
       const query = filterQuery(ctx, { format });
-      const text = await (await ctx.api()).requestText("GET", `/v1/audit/export${query}`);
-      if (typeof ctx.options.out === "string") writeOwnerOnlyFile(ctx.options.out, text); // personal data may be in it
-      else process.stdout.write(forStdout(text));
+      // Streamed, never held whole: an export can be larger than memory, and take longer than any time limit.
+      const pieces = await streamingClient(await ctx.api()).requestStream("GET", `/v1/audit/export${query}`);
+      if (typeof ctx.options.out === "string") await writeOwnerOnlyFileFrom(ctx.options.out, pieces); // personal data may be in it
+      else await writeToStdout(pieces);
       return 0;
     },
   },

@@ -56,16 +56,43 @@ async function withSystemRoots(certificate: string): Promise<string[]> {
   return [...rootCertificates, certificate];
 }
 
-export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigin }: ApiClientOptions): ApiClient {
-  /** `confirmed`: the user said yes already, so a 428 is answered with its token, once. */
-  const send = async (method: string, path: string, body?: unknown, confirmed = false, confirm?: string): Promise<{ response: Response; text: string }> => {
+/**
+ * An ApiClient that also streams an answer (createApiClient's). `requestStream` belongs in
+ * ApiClient (src/plugin.ts); until it is there, a command asks for it with `streamingClient`.
+ */
+export interface StreamingApiClient extends ApiClient {
+  /**
+   * Sends a request; resolves once the answer's head is in (a refusal throws as `request` does)
+   * with its body's pieces, each read when the one before was taken: an answer of any size (an
+   * export) is never held whole. No limit on the whole: a wait of more than `idleTimeoutMs` for
+   * the head or the next piece fails, as does an answer that breaks off.
+   */
+  requestStream(method: string, path: string, options?: { idleTimeoutMs?: number }): Promise<AsyncIterable<Uint8Array>>;
+}
+
+/** `api` as one that streams; every client createApiClient makes does. */
+export function streamingClient(api: ApiClient): StreamingApiClient {
+  if (!("requestStream" in api)) throw new Error("this API client cannot stream an answer");
+  return api as StreamingApiClient;
+}
+
+/** How long a request may wait for its answer; a stream, for each piece of it. */
+const TIMEOUT_MS = 30_000;
+
+export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigin }: ApiClientOptions): StreamingApiClient {
+  /**
+   * The answer to a request, its body unread; a refusal throws. `confirmed`: the user said yes
+   * already, so a 428 is answered with its token, once. `signal` gives each request's signal.
+   */
+  const answer = async (method: string, path: string, signal: () => AbortSignal, body?: unknown, confirmed = false, confirm?: string): Promise<Response> => {
     if (token) checkTokenShape(token, tokenOrigin);
     const ca = trust ? await withSystemRoots(trust) : undefined;
+    const abort = signal();
     let response: Response;
     try {
       response = await fetch(new URL(path, baseUrl), {
         method,
-        signal: AbortSignal.timeout(30_000),
+        signal: abort,
         headers: {
           ...(body === undefined ? {} : { "content-type": "application/json" }),
           ...(token ? { authorization: `Bearer ${token}` } : {}),
@@ -75,6 +102,7 @@ export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigi
         ...(ca ? { tls: { ca } } : {}),
       });
     } catch (error) {
+      if (abort.reason instanceof ApiError) throw abort.reason; // a stream's idle timeout, which says what happened
       const code = (error as { code?: string }).code ?? "";
       const reason = code || (error instanceof Error ? error.message : String(error));
       if (/CERT|SSL|TLS|SELF_SIGNED|VERIFY/i.test(code)) {
@@ -82,11 +110,10 @@ export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigi
       }
       throw new ApiError(`cannot reach Citadel at ${baseUrl} (${reason}); is it running?`);
     }
-    const text = await response.text();
     if (!response.ok) {
-      const problem = problemOf(text);
+      const problem = problemOf(await response.text());
       // The user confirmed already (--yes): answer the server's confirmation request once.
-      if (response.status === 428 && confirmed && !confirm && problem.confirmation_token) return send(method, path, body, confirmed, problem.confirmation_token);
+      if (response.status === 428 && confirmed && !confirm && problem.confirmation_token) return answer(method, path, signal, body, confirmed, problem.confirmation_token);
       const facts: RefusalFacts = {
         challenge: response.headers.get("www-authenticate") ?? undefined,
         scope: askedScope(response, problem),
@@ -96,7 +123,12 @@ export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigi
       };
       throw new ApiError(refusalMessage(response, problem), response.status, problem.code, facts);
     }
-    return { response, text };
+    return response;
+  };
+  /** The answer and its whole body, within TIMEOUT_MS for each request. */
+  const send = async (method: string, path: string, body?: unknown, confirmed = false): Promise<{ response: Response; text: string }> => {
+    const response = await answer(method, path, () => AbortSignal.timeout(TIMEOUT_MS), body, confirmed);
+    return { response, text: await response.text() };
   };
   return {
     baseUrl,
@@ -118,7 +150,69 @@ export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigi
     async requestText(method: string, path: string): Promise<string> {
       return (await send(method, path)).text;
     },
+    async requestStream(method, path, { idleTimeoutMs = TIMEOUT_MS } = {}) {
+      const what = `${baseUrl}${path}`;
+      const idle = idleTimeout(idleTimeoutMs, what);
+      idle.restart(); // for the head
+      try {
+        return piecesOf((await answer(method, path, () => idle.signal)).body, idle, what);
+      } finally {
+        idle.stop();
+      }
+    },
   };
+}
+
+/** The pieces of an answer's body as they come, each within the idle time. */
+async function* piecesOf(body: ReadableStream<Uint8Array> | null, idle: ReturnType<typeof idleTimeout>, what: string): AsyncGenerator<Uint8Array> {
+  if (!body) return;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      idle.restart();
+      const piece = await nextPiece(reader.read(), idle.signal, what);
+      idle.stop(); // the time the reader takes with a piece (a slow pipe) is not the server's silence
+      if (piece.done) return;
+      yield piece.value;
+    }
+  } finally {
+    idle.stop();
+    void reader.cancel().catch(() => {}); // given up on (a stall, a failed write): the connection is not left open
+  }
+}
+
+/** An abort signal that fires once `ms` pass without a restart, its reason an ApiError that says so. */
+function idleTimeout(ms: number, what: string) {
+  const controller = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stop = () => clearTimeout(timer);
+  return {
+    signal: controller.signal,
+    restart() {
+      stop();
+      timer = setTimeout(() => controller.abort(new ApiError(`the answer from ${what} stalled: nothing came for ${ms / 1000} s, so it was given up (incomplete)`)), ms);
+    },
+    stop,
+  };
+}
+
+/** What `read` gives; an ApiError when the answer stalls first (`signal`) or breaks off. */
+async function nextPiece<T>(read: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  if (signal.aborted) throw signal.reason;
+  let onAbort = () => {};
+  // Raced rather than left to fetch: an abort is not sure to reach a read already waiting.
+  const stalled = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([read, stalled]);
+  } catch (error) {
+    if (signal.reason instanceof ApiError) throw signal.reason;
+    throw new ApiError(`the answer from ${what} broke off (incomplete): ${error instanceof Error ? error.message : String(error)}`);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
 }
 
 /** The fields of a problem document this client uses, each only when it has the expected type. */
@@ -186,7 +280,7 @@ function checkTokenShape(token: string, origin: TokenOrigin | undefined): void {
 }
 
 /** A client for the instance this machine's config describes. */
-export function localApiClient(config: Config, token?: string, tokenOrigin?: TokenOrigin): ApiClient {
+export function localApiClient(config: Config, token?: string, tokenOrigin?: TokenOrigin): StreamingApiClient {
   const baseUrl = localBaseUrl(config);
   if (baseUrl === null) throw new ApiError("http.port is 0 (a random port): cannot tell where Citadel listens");
   const { tls } = config.http;

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 import { pinnedGet } from "../helpers/pinned-https.ts";
@@ -369,11 +369,31 @@ describe("durability and what is on disk", () => {
 describe("operator commands against a key-file Citadel (found in review)", () => {
   let data: string;
   let cli: (args: string[]) => ReturnType<typeof runCitadel>;
+  let note: (text: string) => ReturnType<typeof api>;
   beforeAll(async () => {
     data = dataDir();
-    const { citadel, env } = await start(data);
+    const unlimited = Object.fromEntries(["PER_ADDRESS", "PER_ORGANIZATION"].flatMap((scope) => [[`CITADEL_RATE_LIMIT_${scope}_PER_SECOND`, "100000"], [`CITADEL_RATE_LIMIT_${scope}_BURST`, "100000"]]));
+    const { citadel, env, port } = await start(data, unlimited); // the export test writes 1,200 notes at once
     const token = await operatorToken(data, citadel);
     cli = (args) => runCitadel([...args, "--data", data], { ...env, CITADEL_TOKEN: token });
+    note = (text) => api(data, port, "POST", "/v1/audit/notes", { text }, {}, token);
+  });
+
+  test("audit export streams an export of many pieces whole, to --out (0600) or standard output (found in review: read whole, within 30 s in all)", async () => {
+    for (let batch = 0; batch < 12; batch++) {
+      const written = await Promise.all(Array.from({ length: 100 }, (_, i) => note(`bulk ${batch * 100 + i}`))); // the server sends 500 events a piece
+      expect(written.every((w) => w.status === 200)).toBe(true);
+    }
+    const out = join(data, "..", `${data.split("/").pop()}-export.ndjson`);
+    dirs.push({ remove: () => rmSync(out, { force: true }) });
+    const toFile = await cli(["audit", "export", "--action", "audit.note.create", "--out", out]);
+    expect([toFile.code, toFile.stderr]).toEqual([0, ""]);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    const text = readFileSync(out, "utf8");
+    const reasons = text.trimEnd().split("\n").map((line) => JSON.parse(line).reason as string);
+    expect(new Set(reasons.filter((r) => r.startsWith("bulk "))).size).toBe(1200);
+    const toStdout = await cli(["audit", "export", "--action", "audit.note.create"]);
+    expect([toStdout.code, toStdout.stdout]).toEqual([0, text]);
   });
 
   test("audit erase: refused without --yes before anything is erased; with it, the server's confirmation is answered", async () => {

@@ -4,7 +4,8 @@
  * client side (flags, --yes, --json); what the server does is tested against the server.
  */
 import { UsageError } from "../../src/cli/command-line.ts";
-import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
+import type { StreamingApiClient } from "../../src/cli/api-client.ts";
+import type { Command, CommandContext } from "../../src/plugin.ts";
 
 export interface SentRequest {
   method: string;
@@ -19,7 +20,7 @@ export interface CommandInput {
   options?: Record<string, string | boolean | undefined>;
   json?: boolean;
   env?: Record<string, string>;
-  /** The server's answer to a request (a JSON body, or the text of requestText); throw for an error. Default: {}. */
+  /** The server's answer to a request (a JSON body, or the text of requestText or requestStream); throw for an error. Default: {}. */
   answer?: (request: SentRequest) => unknown;
   /** The server the client talks to (default https://citadel.test:8443, no pinned certificate). */
   server?: { baseUrl: string; certificate?: string };
@@ -41,7 +42,7 @@ export async function runCommand(commands: readonly Command[], words: string, in
   const stderr: string[] = [];
   const requests: SentRequest[] = [];
   const answer = input.answer ?? (() => ({}));
-  const api: ApiClient = {
+  const api: StreamingApiClient = {
     baseUrl: input.server?.baseUrl ?? "https://citadel.test:8443",
     certificate: input.server?.certificate,
     async request<T>(method: string, path: string, body?: unknown, options?: { confirmed?: boolean }) {
@@ -53,6 +54,14 @@ export async function runCommand(commands: readonly Command[], words: string, in
       const sent = { method, path, confirmed: false };
       requests.push(sent);
       return String(answer(sent));
+    },
+    async requestStream(method: string, path: string) {
+      const sent = { method, path, confirmed: false };
+      requests.push(sent);
+      const text = String(answer(sent));
+      return (async function* () {
+        yield Buffer.from(text);
+      })();
     },
   };
   const ctx: CommandContext = {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeFileAtomic, writeOwnerOnlyFile } from "../../src/files.ts";
+import { writeFileAtomic, writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -25,6 +25,45 @@ describe("writeOwnerOnlyFile", () => {
 
   test("a device is written in place, not replaced", () => {
     expect(() => writeOwnerOnlyFile("/dev/null", "discarded")).not.toThrow();
+    expect(statSync("/dev/null").isCharacterDevice()).toBe(true);
+  });
+});
+
+describe("writeOwnerOnlyFileFrom (found in review: an export was held whole before it was written)", () => {
+  test("owner-only before the first piece lands; each piece written as it comes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-files-"));
+    dirs.push(dir);
+    const path = join(dir, "export.ndjson");
+    writeFileSync(path, "old content that is longer\n");
+    chmodSync(path, 0o644);
+    const seen: Array<[number, string]> = [];
+    await writeOwnerOnlyFileFrom(
+      path,
+      (async function* () {
+        for (const piece of ["one\n", "two\n"]) {
+          seen.push([statSync(path).mode & 0o777, readFileSync(path, "utf8")]);
+          yield Buffer.from(piece);
+        }
+      })(),
+    );
+    expect(seen).toEqual([
+      [0o600, ""],
+      [0o600, "one\n"],
+    ]);
+    expect(readFileSync(path, "utf8")).toBe("one\ntwo\n");
+  });
+
+  test("pieces that fail part-way leave no file that could pass for the whole; a device is written in place", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-files-"));
+    dirs.push(dir);
+    const path = join(dir, "export.ndjson");
+    const failing = async function* () {
+      yield Buffer.from("one\n");
+      throw new Error("the answer broke off");
+    };
+    await expect(writeOwnerOnlyFileFrom(path, failing())).rejects.toThrow("the answer broke off");
+    expect(readdirSync(dir)).toEqual([]);
+    await expect(writeOwnerOnlyFileFrom("/dev/null", failing())).rejects.toThrow("the answer broke off");
     expect(statSync("/dev/null").isCharacterDevice()).toBe(true);
   });
 });

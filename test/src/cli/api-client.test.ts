@@ -4,14 +4,24 @@
  * data), what it refuses to send, and the advice given with a refusal.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { adviceFor } from "../../../src/cli/advice.ts";
 import { ApiError, createApiClient, type ApiClientOptions } from "../../../src/cli/api-client.ts";
+import { writeOwnerOnlyFileFrom } from "../../../src/files.ts";
 import { freePort } from "../../helpers/binary.ts";
 
 const servers: Array<ReturnType<typeof Bun.serve>> = [];
+/** Answers a test's server holds back until the end of the test. */
+const held: Array<() => void> = [];
 afterEach(() => {
+  for (const release of held.splice(0)) release();
   for (const server of servers.splice(0)) server.stop(true);
 });
+
+/** A promise that resolves when the test ends. */
+const untilTheEnd = () => new Promise<void>((resolve) => held.push(resolve));
 
 /** A server answering every request with `answer()`; the requests it saw. */
 async function answering(answer: () => Response) {
@@ -118,5 +128,85 @@ describe("advice with a refusal (found in review)", () => {
   test("a wrong password (a 401 without a Bearer challenge) gets no advice about tokens", async () => {
     const { client } = await answering(() => Response.json({ detail: "Wrong email or password.", code: "unauthorized" }, { status: 401 }));
     expect(adviceFor(await failure(client().request("POST", "/v1/iam/login", {})))).toBeUndefined();
+  });
+});
+
+describe("requestStream (found in review: an export was read whole, within 30 s in all)", () => {
+  /** A server that answers with `pieces` (then, unless `end` is false, the end), the next one when the client reads; `held` is released at cleanup. */
+  function streaming(pieces: string[], { end = true } = {}) {
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      idleTimeout: 0,
+      fetch() {
+        let next = 0;
+        return new Response(
+          new ReadableStream<Uint8Array>({
+            async pull(controller) {
+              if (next < pieces.length) return controller.enqueue(new TextEncoder().encode(pieces[next++]));
+              if (!end) await untilTheEnd(); // says nothing more, for as long as the test lasts
+              controller.close();
+            },
+          }),
+        );
+      },
+    });
+    servers.push(server);
+    return createApiClient({ baseUrl: `http://127.0.0.1:${server.port}` });
+  }
+
+  const lines = Array.from({ length: 2000 }, (_, i) => `{"seq":${i + 1},"reason":"${"x".repeat(500)}"}\n`);
+
+  test("an answer of many pieces arrives whole, piece by piece, into an owner-only file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-stream-"));
+    try {
+      const client = streaming(lines.map((_, i) => lines.slice(i, i + 1).join("")));
+      const received: number[] = [];
+      const pieces = await client.requestStream("GET", "/v1/audit/export");
+      const counted = (async function* () {
+        for await (const piece of pieces) {
+          received.push(piece.length);
+          yield piece;
+        }
+      })();
+      const out = join(dir, "export.ndjson");
+      await writeOwnerOnlyFileFrom(out, counted);
+      expect(received.length).toBeGreaterThan(1);
+      expect(readFileSync(out, "utf8")).toBe(lines.join(""));
+      expect(statSync(out).mode & 0o777).toBe(0o600);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a reader slower than the idle timeout is not a stall: the timeout is the server's silence, not the whole", async () => {
+    const client = streaming(["one\n", "two\n", "three\n"]);
+    let text = "";
+    for await (const piece of await client.requestStream("GET", "/x", { idleTimeoutMs: 200 })) {
+      text += new TextDecoder().decode(piece);
+      await Bun.sleep(300); // the reader's own time, more than the idle timeout each time
+    }
+    expect(text).toBe("one\ntwo\nthree\n");
+  });
+
+  test("a server that stops sending for longer than the idle timeout fails the stream, saying so", async () => {
+    const client = streaming([lines[0]!], { end: false });
+    const pieces = await client.requestStream("GET", "/v1/audit/export", { idleTimeoutMs: 50 });
+    let received = "";
+    const reading = (async () => {
+      for await (const piece of pieces) received += new TextDecoder().decode(piece);
+    })();
+    expect((await failure(reading)).message).toMatch(/^the answer from http:\/\/127\.0\.0\.1:\d+\/v1\/audit\/export stalled: nothing came for 0\.05 s, so it was given up \(incomplete\)$/);
+    expect(received).toBe(lines[0]!);
+  });
+
+  test("a server that never answers fails the same way; a refusal throws as request's does", async () => {
+    const silent = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 0, fetch: () => untilTheEnd().then(() => new Response("late")) });
+    servers.push(silent);
+    const client = createApiClient({ baseUrl: `http://127.0.0.1:${silent.port}` });
+    expect((await failure(client.requestStream("GET", "/x", { idleTimeoutMs: 50 }))).message).toContain("stalled: nothing came for 0.05 s");
+    const { client: refusing } = await answering(() => Response.json({ detail: "no", code: "forbidden" }, { status: 403 }));
+    const refused = await failure(refusing().requestStream("GET", "/x"));
+    expect([refused.message, refused.status]).toEqual(["no (forbidden)", 403]);
   });
 });
