@@ -1,12 +1,12 @@
 /** CLI: citadel audit list | export | verify | checkpoint | note | erase. */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseCheckpointFile } from "../../src/audit/checkpoints.ts";
+import { parseCheckpointFile, type ExportedCheckpoint } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { streamingClient } from "../../src/cli/api-client.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { choiceOption, forStdout, integerOption } from "../../src/cli/output.ts";
-import { writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
+import { describeFsError, writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
 import type { AuditPage, Checkpoint, EraseResponse, EventRef } from "./model.ts";
@@ -67,6 +67,24 @@ async function writeToStdout(pieces: AsyncIterable<Uint8Array>): Promise<void> {
   }
 }
 
+/**
+ * The checkpoint file --checkpoint names. One that cannot be read, or is not a checkpoint, is a
+ * usage error (exit 2): exit 1 says the log failed verification.
+ */
+function checkpointFile(file: string): ExportedCheckpoint {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    throw new UsageError(`--checkpoint ${file}: ${describeFsError(error)}`);
+  }
+  try {
+    return parseCheckpointFile(text);
+  } catch (error) {
+    throw new UsageError(`--checkpoint ${file}: ${(error as Error).message}`);
+  }
+}
+
 export const auditCommands: Command[] = [
   {
     words: ["audit", "list"],
@@ -109,9 +127,9 @@ export const auditCommands: Command[] = [
     summary: "Verify the audit chain and its signed checkpoints in the data directory (works sealed and offline)",
     options: { checkpoint: { type: "string", description: "A checkpoint file kept elsewhere (citadel audit checkpoint --out FILE)" } },
     async run(ctx) {
+      const checkpoint = typeof ctx.options.checkpoint === "string" ? checkpointFile(ctx.options.checkpoint) : undefined;
       const path = join(ctx.dataDir(), "citadel.db");
       if (!existsSync(path)) throw new Error(`no database at ${path}`);
-      const checkpoint = typeof ctx.options.checkpoint === "string" ? parseCheckpointFile(readFileSync(ctx.options.checkpoint, "utf8")) : undefined;
       // Read again the usual way if a Citadel started meanwhile (readDatabase): a verdict from stale reads would mislead.
       const report = await readDatabase(path, (db) => verifyAuditChain(db, { checkpoint }));
       if (ctx.json) ctx.out(JSON.stringify(report, null, 2));

@@ -1,5 +1,8 @@
 /** What the audit commands check before they ask the server (the server's side: index.test.ts and test/e2e/keys-audit.test.ts). */
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { auditCommands } from "../../../plugins/audit/commands.ts";
 import { runCommand } from "../../helpers/command.ts";
 
@@ -54,5 +57,29 @@ describe("audit export --json (found in review)", () => {
     expect(run.code).toBe(2);
     expect(run.error?.message).toStartWith("--json with --format csv: give one");
     expect(run.requests).toEqual([]);
+  });
+});
+
+describe("audit verify --checkpoint with a file that is not one (found in review: exit 1, as for a tampered log, with a raw ENOENT)", () => {
+  test("a missing file, or one that is not a checkpoint, is a usage error naming the flag and the file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-checkpoint-"));
+    try {
+      const missing = join(dir, "missing.json");
+      const notJson = join(dir, "not-json.json");
+      writeFileSync(notJson, "{");
+      const notACheckpoint = join(dir, "other.json");
+      writeFileSync(notACheckpoint, '{"format":"something else"}');
+      const cases: Array<[string, string]> = [
+        [missing, `--checkpoint ${missing}: no such file`],
+        [notJson, `--checkpoint ${notJson}: the checkpoint file is not JSON`],
+        [notACheckpoint, `--checkpoint ${notACheckpoint}: the checkpoint file is not a Citadel audit checkpoint`],
+      ];
+      for (const [file, message] of cases) {
+        const run = await runCommand(auditCommands, "audit verify", { options: { checkpoint: file } });
+        expect([run.code, run.error?.message]).toEqual([2, message]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
