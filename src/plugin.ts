@@ -112,6 +112,13 @@ export interface ApiClient {
   request<T = unknown>(method: string, path: string, body?: unknown, options?: { confirmed?: boolean }): Promise<T>;
   /** Like `request`, for answers that are not JSON (exports). */
   requestText(method: string, path: string): Promise<string>;
+  /**
+   * Sends a request; resolves once the answer's head is in (a refusal throws as `request` does)
+   * with its body's pieces, each read when the one before was taken: an answer of any size (an
+   * export) is never held whole. No limit on the whole: a wait of more than `idleTimeoutMs` for
+   * the head or the next piece fails, as does an answer that breaks off.
+   */
+  requestStream(method: string, path: string, options?: { idleTimeoutMs?: number }): Promise<AsyncIterable<Uint8Array>>;
 }
 
 export interface Command {

@@ -3,7 +3,6 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseCheckpointFile, type ExportedCheckpoint } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
-import { streamingClient } from "../../src/cli/api-client.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { choiceOption, forStdout, integerOption } from "../../src/cli/output.ts";
 import { describeFsError, writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
@@ -116,7 +115,7 @@ export const auditCommands: Command[] = [
       if (ctx.json && format === "csv") throw new UsageError("--json with --format csv: give one (the export is NDJSON, a JSON object a line, unless --format csv)");
       const query = filterQuery(ctx, { format });
       // Streamed, never held whole: an export can be larger than memory, and take longer than any time limit.
-      const pieces = await streamingClient(await ctx.api()).requestStream("GET", `/v1/audit/export${query}`);
+      const pieces = await (await ctx.api()).requestStream("GET", `/v1/audit/export${query}`);
       if (typeof ctx.options.out === "string") await writeOwnerOnlyFileFrom(ctx.options.out, pieces); // personal data may be in it
       else await writeToStdout(pieces);
       return 0;

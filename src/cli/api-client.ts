@@ -56,30 +56,10 @@ async function withSystemRoots(certificate: string): Promise<string[]> {
   return [...rootCertificates, certificate];
 }
 
-/**
- * An ApiClient that also streams an answer (createApiClient's). `requestStream` belongs in
- * ApiClient (src/plugin.ts); until it is there, a command asks for it with `streamingClient`.
- */
-export interface StreamingApiClient extends ApiClient {
-  /**
-   * Sends a request; resolves once the answer's head is in (a refusal throws as `request` does)
-   * with its body's pieces, each read when the one before was taken: an answer of any size (an
-   * export) is never held whole. No limit on the whole: a wait of more than `idleTimeoutMs` for
-   * the head or the next piece fails, as does an answer that breaks off.
-   */
-  requestStream(method: string, path: string, options?: { idleTimeoutMs?: number }): Promise<AsyncIterable<Uint8Array>>;
-}
-
-/** `api` as one that streams; every client createApiClient makes does. */
-export function streamingClient(api: ApiClient): StreamingApiClient {
-  if (!("requestStream" in api)) throw new Error("this API client cannot stream an answer");
-  return api as StreamingApiClient;
-}
-
 /** How long a request may wait for its answer; a stream, for each piece of it. */
 const TIMEOUT_MS = 30_000;
 
-export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigin }: ApiClientOptions): StreamingApiClient {
+export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigin }: ApiClientOptions): ApiClient {
   /**
    * The answer to a request, its body unread; a refusal throws. `confirmed`: the user said yes
    * already, so a 428 is answered with its token, once. `signal` gives each request's signal.
@@ -280,7 +260,7 @@ function checkTokenShape(token: string, origin: TokenOrigin | undefined): void {
 }
 
 /** A client for the instance this machine's config describes. */
-export function localApiClient(config: Config, token?: string, tokenOrigin?: TokenOrigin): StreamingApiClient {
+export function localApiClient(config: Config, token?: string, tokenOrigin?: TokenOrigin): ApiClient {
   const baseUrl = localBaseUrl(config);
   if (baseUrl === null) throw new ApiError("http.port is 0 (a random port): cannot tell where Citadel listens");
   const { tls } = config.http;

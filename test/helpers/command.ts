@@ -4,8 +4,7 @@
  * client side (flags, --yes, --json); what the server does is tested against the server.
  */
 import { UsageError } from "../../src/cli/command-line.ts";
-import type { StreamingApiClient } from "../../src/cli/api-client.ts";
-import type { Command, CommandContext } from "../../src/plugin.ts";
+import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 
 export interface SentRequest {
   method: string;
@@ -42,7 +41,7 @@ export async function runCommand(commands: readonly Command[], words: string, in
   const stderr: string[] = [];
   const requests: SentRequest[] = [];
   const answer = input.answer ?? (() => ({}));
-  const api: StreamingApiClient = {
+  const api: ApiClient = {
     baseUrl: input.server?.baseUrl ?? "https://citadel.test:8443",
     certificate: input.server?.certificate,
     async request<T>(method: string, path: string, body?: unknown, options?: { confirmed?: boolean }) {
