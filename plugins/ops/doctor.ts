@@ -6,15 +6,17 @@
  */
 import type { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
-import { readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
+import { accessSync, constants, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { createConnection } from "node:net";
 import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { notAhead } from "../../src/backup-clock.ts";
+import { ConfigError } from "../../src/config/error.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "../../src/config/schema.ts";
 import { leftoverKeyFileWarning, sealMethodMismatch } from "../../src/crypto/key-operations.ts";
 import { readRootKeyFile, verifies } from "../../src/crypto/root-key.ts";
+import { readTls, validityProblem, type TlsFiles } from "../../src/http/tls.ts";
 import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { parseHostPort, queryUdp } from "./dns-probe.ts";
 import { keyAgesFromDatabase, keyAgesFromServer, type KeyAges } from "./key-ages.ts";
@@ -292,34 +294,81 @@ function checkKeptRootKeys({ config }: DoctorInputs, add: Add, covered: Set<stri
 function checkTls({ config, now }: DoctorInputs, add: Add, covered: Set<string>): void {
   const { tls } = config.http;
   if (!tls.enabled) return add("tls", "ok", `TLS is off: plain HTTP on ${config.http.address} (loopback, for a reverse proxy that terminates TLS)`);
-  const managed = tls.cert_file === DEFAULT_TLS_CERT_FILE && tls.key_file === DEFAULT_TLS_KEY_FILE;
-  const certPath = dataPath(config, tls.cert_file);
-  const keyPath = dataPath(config, tls.key_file);
-  covered.add(keyPath);
+  const files: TlsFiles = {
+    certPath: dataPath(config, tls.cert_file),
+    keyPath: dataPath(config, tls.key_file),
+    managed: tls.cert_file === DEFAULT_TLS_CERT_FILE && tls.key_file === DEFAULT_TLS_KEY_FILE,
+    listenAddress: config.http.address,
+  };
+  covered.add(files.keyPath);
+  const keyThere = checkTlsKeyFile(files, add);
+  const cert = readCertificate(files, add);
+  if (keyThere && cert) checkTlsPair(files, add);
+  else if (keyThere) add("tls_key", "ok", `${files.keyPath} (mode ${octal(pathInfo(files.keyPath).mode)})`);
+  if (cert) checkCertificateDates(files, cert, now, add);
+}
+
+/** The key file's presence, mode and readability; true when nothing was found wrong (and nothing reported). */
+function checkTlsKeyFile({ keyPath, certPath, managed }: TlsFiles, add: Add): boolean {
   const key = pathInfo(keyPath);
   if (key.kind === "unreadable") add("tls_key", "warn", cannotLook(keyPath), AS_SERVICE_USER);
   else if (key.kind !== "file") add("tls_key", "fail", `the TLS key ${keyPath} is missing`, managed ? "start Citadel once (it makes its certificate and key)" : `put the key for ${certPath} at ${shellQuote(keyPath)}`);
   else if ((key.mode! & 0o077) !== 0) add("tls_key", "fail", `the TLS key ${keyPath} is open to group or others (mode ${octal(key.mode)})`, `chmod 600 ${shellQuote(keyPath)}`);
-  else add("tls_key", "ok", `${keyPath} (mode ${octal(key.mode)})`);
+  else if (!readable(keyPath)) add("tls_key", "warn", `cannot read the TLS key ${keyPath} as this user`, AS_SERVICE_USER);
+  else return true;
+  return false;
+}
 
+function readable(path: string): boolean {
+  try {
+    accessSync(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readCertificate({ certPath, keyPath, managed }: TlsFiles, add: Add): X509Certificate | null {
   let pem: string;
   try {
     pem = readFileSync(certPath, "utf8");
   } catch (error) {
-    if (!doesNotExist(error)) return add("certificate", "warn", `cannot read the TLS certificate ${certPath} as this user (${(error as NodeJS.ErrnoException).code})`, AS_SERVICE_USER);
-    return add("certificate", "fail", `cannot read the TLS certificate ${certPath}`, managed ? "start Citadel once (it makes its certificate)" : `put the certificate at ${shellQuote(certPath)}`);
+    if (!doesNotExist(error)) add("certificate", "warn", `cannot read the TLS certificate ${certPath} as this user (${(error as NodeJS.ErrnoException).code})`, AS_SERVICE_USER);
+    else add("certificate", "fail", `cannot read the TLS certificate ${certPath}`, managed ? "start Citadel once (it makes its certificate)" : `put the certificate at ${shellQuote(certPath)}`);
+    return null;
   }
-  let cert: X509Certificate;
   try {
-    cert = new X509Certificate(pem);
+    return new X509Certificate(pem);
   } catch {
-    return add("certificate", "fail", `${certPath} is not a PEM certificate`, managed ? `remove ${shellQuote(certPath)} and ${shellQuote(keyPath)}, then restart Citadel (it makes new ones)` : `put a valid certificate at ${shellQuote(certPath)}`);
+    add("certificate", "fail", `${certPath} is not a PEM certificate`, managed ? `remove ${shellQuote(certPath)} and ${shellQuote(keyPath)}, then restart Citadel (it makes new ones)` : `put a valid certificate at ${shellQuote(certPath)}`);
+    return null;
   }
+}
+
+/**
+ * The pair as serve reads it at start (readTls, the one implementation): a key that is not the
+ * certificate's stops serve — unless the files are Citadel's own self-signed ones, which it
+ * then replaces by new ones.
+ */
+function checkTlsPair(files: TlsFiles, add: Add): void {
+  try {
+    readTls(files);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    if (files.managed) return add("tls_key", "warn", `${error.message}: Citadel replaces both with a new self-signed certificate at its next start, and clients must pin the new fingerprint`, "systemctl restart citadel");
+    return add("tls_key", "fail", `${error.message}: Citadel refuses to start`, `put the key of ${files.certPath} at ${shellQuote(files.keyPath)} (or the certificate of that key at ${shellQuote(files.certPath)})`);
+  }
+  add("tls_key", "ok", `${files.keyPath} (mode ${octal(pathInfo(files.keyPath).mode)}), the private key of ${files.certPath}`);
+}
+
+function checkCertificateDates({ certPath, managed }: TlsFiles, cert: X509Certificate, now: number, add: Add): void {
   const ends = Date.parse(cert.validTo);
   const days = Math.floor((ends - now) / DAY_MS);
   const what = `${describeCertificateKey(cert)}, valid until ${new Date(ends).toISOString().slice(0, 10)}`;
   const renew = managed ? "systemctl restart citadel (Citadel renews its own certificate at start-up when fewer than 30 days remain)" : `install a renewed certificate at ${shellQuote(certPath)}, then: systemctl restart citadel`;
+  const problem = validityProblem({ notBefore: new Date(cert.validFrom), notAfter: new Date(ends) }, certPath, new Date(now));
   if (ends <= now) add("certificate", "fail", `the TLS certificate ${certPath} has expired (${what})`, renew);
+  else if (problem) add("certificate", "fail", `${problem}: clients refuse it until then, and a reload (SIGHUP) refuses it (${what})`, `check the clock (timedatectl), or install a certificate valid now at ${shellQuote(certPath)}`);
   else if (days < CERTIFICATE_WARN_DAYS) add("certificate", "warn", `the TLS certificate ${certPath} expires in ${days} days (${what})`, renew);
   else add("certificate", "ok", `${certPath}: ${what} (${days} days left)`);
 }

@@ -68,9 +68,16 @@ export async function loadOrCreateTls(files: TlsFiles, log: Logger, now = new Da
  */
 export function readTlsForReload(files: TlsFiles, now = new Date()): TlsMaterial {
   const material = readTls(files);
-  if (material.notAfter.getTime() <= now.getTime()) throw new ConfigError(`http.tls.cert_file: ${files.certPath} expired on ${material.notAfter.toISOString()}`);
-  if (material.notBefore.getTime() > now.getTime()) throw new ConfigError(`http.tls.cert_file: ${files.certPath} is not valid before ${material.notBefore.toISOString()}`);
+  const problem = validityProblem(material, files.certPath, now);
+  if (problem) throw new ConfigError(problem);
   return material;
+}
+
+/** Why the certificate is not valid at `now` (expired, or not yet valid), or null: what a reload refuses, and what `citadel doctor` reports. */
+export function validityProblem(material: Pick<TlsMaterial, "notBefore" | "notAfter">, certPath: string, now: Date): string | null {
+  if (material.notAfter.getTime() <= now.getTime()) return `http.tls.cert_file: ${certPath} expired on ${material.notAfter.toISOString()}`;
+  if (material.notBefore.getTime() > now.getTime()) return `http.tls.cert_file: ${certPath} is not valid before ${material.notBefore.toISOString()}`;
+  return null;
 }
 
 function usable(files: TlsFiles): boolean {
@@ -82,7 +89,12 @@ function usable(files: TlsFiles): boolean {
   }
 }
 
-function readTls(files: TlsFiles): TlsMaterial {
+/**
+ * The certificate and key as serve takes them: both readable, the key not readable by
+ * everyone, the certificate a PEM one and the key its private key; else a ConfigError that
+ * names the file. `citadel doctor` checks the files with this very function.
+ */
+export function readTls(files: TlsFiles): TlsMaterial {
   const cert = readConfigured(files.certPath, "http.tls.cert_file");
   const key = readConfigured(files.keyPath, "http.tls.key_file");
   if ((statSync(files.keyPath).mode & 0o004) !== 0) {

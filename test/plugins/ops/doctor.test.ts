@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { randomBytes, X509Certificate } from "node:crypto";
+import { generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import { loadConfig } from "../../../src/config/load.ts";
 import type { Config } from "../../../src/config/schema.ts";
 import { formatRootKey, generateRootKey, rootKeyId, rootKeyVerifier } from "../../../src/crypto/root-key.ts";
@@ -334,6 +334,31 @@ describe("ages and capacities", () => {
     expect(soon).toMatchObject({ status: "warn", message: expect.stringContaining("expires in 10 days (ECDSA P-256") });
     expect(soon.fix).toContain("systemctl restart citadel");
     expect(find(await checks(dir, { now: ends + 1000 }), "certificate")[0]!.status).toBe("fail");
+  });
+
+  test("a TLS key that is not the certificate's fails with serve's own refusal; Citadel's own pair warns, as serve replaces it (found in review: it passed)", async () => {
+    const dir = dataDir();
+    const otherKey = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" });
+    writeFileSync(join(dir, "k.pem"), otherKey, { mode: 0o600 });
+    writeFileSync(join(dir, "c.pem"), await Bun.file(join(dir, "tls/cert.pem")).text(), { mode: 0o600 });
+    const operators = { CITADEL_HTTP_TLS_CERT_FILE: "c.pem", CITADEL_HTTP_TLS_KEY_FILE: "k.pem" };
+    const { code, report } = await doctor(dir, { env: operators });
+    expect(code).toBe(1);
+    expect(find(report, "tls_key")[0]).toMatchObject({ status: "fail", message: `http.tls.key_file: ${dir}/k.pem is not the private key of ${dir}/c.pem: Citadel refuses to start` });
+
+    writeFileSync(join(dir, "tls/key.pem"), otherKey, { mode: 0o600 });
+    expect(find((await doctor(dir)).report, "tls_key")[0]).toMatchObject({ status: "warn", message: expect.stringContaining("Citadel replaces both with a new self-signed certificate at its next start") });
+    // The key that belongs to the certificate passes.
+    const fresh = dataDir();
+    expect(find((await doctor(fresh)).report, "tls_key")[0]).toMatchObject({ status: "ok", message: `${fresh}/tls/key.pem (mode 0600), the private key of ${fresh}/tls/cert.pem` });
+  });
+
+  test("a certificate not valid yet fails, as a reload refuses it (found in review: it passed)", async () => {
+    const dir = dataDir();
+    const begins = Date.parse(new X509Certificate(await Bun.file(join(dir, "tls/cert.pem")).text()).validFrom);
+    const early = find(await checks(dir, { now: begins - 86_400_000 }), "certificate")[0]!;
+    expect(early).toMatchObject({ status: "fail", message: expect.stringContaining(`http.tls.cert_file: ${dir}/tls/cert.pem is not valid before ${new Date(begins).toISOString()}`) });
+    expect(find(await checks(dir, { now: begins + 1000 }), "certificate")[0]!.status).toBe("ok");
   });
 
   test("the clock: synchronized passes, unsynchronized warns with the fix, no timedatectl is skipped", async () => {
