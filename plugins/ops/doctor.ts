@@ -131,23 +131,52 @@ function checkDatabase({ config, databaseProblem }: DoctorInputs, add: Add): voi
   add("database", "ok", `${path} (${humanBytes(db.bytes)})`);
 }
 
-/** Every file under the data directory 0600 (or stricter), every directory 0700. */
+/** Every file under the data directory 0600 (or stricter), every directory 0700, all of them the directory owner's. */
 function checkFileModes({ config }: DoctorInputs, add: Add, covered: Set<string>): void {
   if (pathInfo(config.data_dir, { followLink: true }).kind !== "directory") return;
+  const service = ownerOf(config.data_dir);
   let files = 0;
   let problems = 0;
+  let owners = 0;
   const { entries, unreadable } = walk(config.data_dir);
   for (const entry of entries) {
     if (covered.has(entry.path)) continue;
     if (entry.kind === "file") files++;
+    const owner = ownerProblem(entry.path, entry, service);
+    if (owner) {
+      owners++;
+      add("file_owner", "fail", owner.message, owner.fix);
+    }
     if ((entry.mode & 0o077) === 0) continue;
     problems++;
     const wanted = entry.kind === "directory" ? "700" : "600";
     add("file_mode", "fail", `${entry.path} is open to group or others (mode ${octal(entry.mode)})`, `chmod ${wanted} ${shellQuote(entry.path)}`);
   }
   // Only what could be read is vouched for.
-  if (unreadable.length > 0) add("file_mode", "warn", cannotLook(unreadable[0]!), AS_SERVICE_USER);
-  else if (problems === 0) add("file_mode", "ok", `${files} files under ${config.data_dir}, all owner-only (0600 or stricter)`);
+  if (unreadable.length > 0) return add("file_mode", "warn", cannotLook(unreadable[0]!), AS_SERVICE_USER);
+  if (problems === 0) add("file_mode", "ok", `${files} files under ${config.data_dir}, all owner-only (0600 or stricter)`);
+  if (owners === 0 && service) add("file_owner", "ok", `everything under ${config.data_dir} is owned by ${service.uid}:${service.gid}, the data directory's owner, as whom Citadel runs`);
+}
+
+/**
+ * Citadel runs as the data directory's owner (the installed service's user), and a file in it
+ * that someone else owns — root's, after a `sudo cp` of a restored key — it cannot read or
+ * replace, whatever its mode: serve then stops with "permission denied". Judged by the owner,
+ * not by who runs this doctor (root reads anything).
+ */
+function ownerProblem(path: string, file: { uid: number; gid: number }, service: { uid: number; gid: number } | null): { message: string; fix: string } | null {
+  if (!service || (file.uid === service.uid && file.gid === service.gid)) return null;
+  return {
+    message: `${path} is owned by ${file.uid}:${file.gid}, not by ${service.uid}:${service.gid}, the data directory's owner, as whom Citadel runs: it cannot use it`,
+    fix: `chown ${service.uid}:${service.gid} ${shellQuote(path)}`,
+  };
+}
+
+/** How a lost key file is put back: the data directory owner's, 0600 (root's copy would be unreadable to Citadel). */
+function restoreKeyFix(config: Config, path: string, what = "it"): string {
+  const service = ownerOf(config.data_dir);
+  const chown = service ? `chown ${service.uid}:${service.gid} ${shellQuote(path)} && ` : "";
+  return `restore ${what} from your copy, then: ${chown}chmod 600 ${shellQuote(path)}`;
 }
 
 /**
@@ -261,21 +290,23 @@ function checkKeyFile({ config, db, databaseProblem }: DoctorInputs, add: Add, c
   const file = pathInfo(path);
   const q = shellQuote(path);
   if (file.kind === "unreadable") return add("root_key", "warn", cannotLook(path), AS_SERVICE_USER);
-  if (file.kind === "missing") return add("root_key", "fail", `the root key file ${path} is missing: Citadel cannot unseal`, `restore it from your copy, then: chmod 600 ${q}`);
+  if (file.kind === "missing") return add("root_key", "fail", `the root key file ${path} is missing: Citadel cannot unseal`, restoreKeyFix(config, path));
   if (file.kind !== "file") return add("root_key", "fail", `${path} is not a file`, null);
   if ((file.mode! & 0o077) !== 0) return add("root_key", "fail", `the root key file ${path} is readable by group or others (mode ${octal(file.mode)}); Citadel refuses it`, `chmod 600 ${q}`);
+  const owner = ownerProblem(path, statSync(path), ownerOf(config.data_dir));
+  if (owner) return add("root_key", "fail", `the root key file ${owner.message}`, owner.fix);
   let key: Buffer;
   try {
     key = readRootKeyFile(path);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    return add("root_key", /permission denied/.test(message) ? "warn" : "fail", message, /permission denied/.test(message) ? AS_SERVICE_USER : `restore the key from your copy to ${q}`);
+    return add("root_key", /permission denied/.test(message) ? "warn" : "fail", message, /permission denied/.test(message) ? AS_SERVICE_USER : restoreKeyFix(config, path));
   }
   if (databaseProblem) return add("root_key", "skip", `${path} (mode ${octal(file.mode)}) holds a root key; whether it opens the database is unknown: ${describeDatabaseProblem(databaseProblem)}`);
   const roots = db ? rootKeys(db) : [];
   const match = roots.find((r) => verifies(key, r.verifier));
   if (roots.length === 0) return add("root_key", "ok", `${path} (mode ${octal(file.mode)}); the database has no root key yet`);
-  if (!match) return add("root_key", "fail", `${path} does not unseal this database (root key ${roots.find((r) => r.state === "active")?.id ?? "?"})`, `restore the matching key from your copy to ${q}`);
+  if (!match) return add("root_key", "fail", `${path} does not unseal this database (root key ${roots.find((r) => r.state === "active")?.id ?? "?"})`, restoreKeyFix(config, path, "the matching key"));
   add("root_key", "ok", `${path} (mode ${octal(file.mode)}) is root key ${match.id}${match.state === "pending" ? " (pending: it becomes the root key at the next unseal)" : ""}`);
 }
 
@@ -301,7 +332,7 @@ function checkTls({ config, now }: DoctorInputs, add: Add, covered: Set<string>)
     listenAddress: config.http.address,
   };
   covered.add(files.keyPath);
-  const keyThere = checkTlsKeyFile(files, add);
+  const keyThere = checkTlsKeyFile(files, ownerOf(config.data_dir), add);
   const cert = readCertificate(files, add);
   if (keyThere && cert) checkTlsPair(files, add);
   else if (keyThere) add("tls_key", "ok", `${files.keyPath} (mode ${octal(pathInfo(files.keyPath).mode)})`);
@@ -309,11 +340,14 @@ function checkTls({ config, now }: DoctorInputs, add: Add, covered: Set<string>)
 }
 
 /** The key file's presence, mode and readability; true when nothing was found wrong (and nothing reported). */
-function checkTlsKeyFile({ keyPath, certPath, managed }: TlsFiles, add: Add): boolean {
+function checkTlsKeyFile({ keyPath, certPath, managed }: TlsFiles, service: { uid: number; gid: number } | null, add: Add): boolean {
   const key = pathInfo(keyPath);
+  const owner = key.kind === "file" ? ownerProblem(keyPath, statSync(keyPath), service) : null;
   if (key.kind === "unreadable") add("tls_key", "warn", cannotLook(keyPath), AS_SERVICE_USER);
   else if (key.kind !== "file") add("tls_key", "fail", `the TLS key ${keyPath} is missing`, managed ? "start Citadel once (it makes its certificate and key)" : `put the key for ${certPath} at ${shellQuote(keyPath)}`);
   else if ((key.mode! & 0o077) !== 0) add("tls_key", "fail", `the TLS key ${keyPath} is open to group or others (mode ${octal(key.mode)})`, `chmod 600 ${shellQuote(keyPath)}`);
+  // Citadel's own pair it replaces with a new one when it cannot read it; another it cannot start with.
+  else if (owner) add("tls_key", managed ? "warn" : "fail", `the TLS key ${owner.message}${managed ? ": it makes a new self-signed certificate at its next start, and clients must pin the new fingerprint" : ""}`, owner.fix);
   else if (!readable(keyPath)) add("tls_key", "warn", `cannot read the TLS key ${keyPath} as this user`, AS_SERVICE_USER);
   else return true;
   return false;

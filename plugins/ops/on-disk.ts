@@ -67,7 +67,7 @@ export function closedDirectory(path: string): string {
 
 export interface Walked {
   /** Every file and directory found, depth first. */
-  entries: Array<{ path: string; kind: "file" | "directory"; mode: number; bytes: number }>;
+  entries: Array<{ path: string; kind: "file" | "directory"; mode: number; bytes: number; uid: number; gid: number }>;
   /** The directories this user could not list (`dir` itself included): what is in them is not in `entries`. */
   unreadable: string[];
 }
@@ -92,9 +92,10 @@ export function walk(dir: string, maxDepth = 8): Walked {
       } catch {
         continue; // gone meanwhile (a rotated log)
       }
-      if (stat.isFile()) out.push({ path, kind: "file", mode: stat.mode & 0o777, bytes: stat.size });
+      const { uid, gid } = stat;
+      if (stat.isFile()) out.push({ path, kind: "file", mode: stat.mode & 0o777, bytes: stat.size, uid, gid });
       else if (stat.isDirectory()) {
-        out.push({ path, kind: "directory", mode: stat.mode & 0o777, bytes: 0 });
+        out.push({ path, kind: "directory", mode: stat.mode & 0o777, bytes: 0, uid, gid });
         if (depth < maxDepth) visit(path, depth + 1);
       }
     }

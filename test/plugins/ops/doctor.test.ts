@@ -166,6 +166,34 @@ describe("a planted problem fails with the command that fixes it; after that com
     expect(find((await doctor(dir)).report, "root_key")[0]!.status).toBe("ok");
   });
 
+  test("a file in a data directory another user owns (the service's) that is root's fails with the chown that fixes it, as serve cannot read it (found in review: it passed)", async () => {
+    if (process.getuid?.() !== 0) return; // only root can give files away
+    const dir = dataDir();
+    const chownAll = (path: string) => {
+      chownSync(path, 4321, 4321);
+      if (statSync(path).isDirectory()) for (const name of readdirSync(path)) chownAll(join(path, name));
+    };
+    chownAll(dir);
+    expect(find((await doctor(dir)).report, "file_owner")[0]).toMatchObject({ status: "ok" });
+    for (const file of ["root.key", "citadel.db", "tls/key.pem"]) chownSync(join(dir, file), 0, 0);
+    const { code, report } = await doctor(dir);
+    expect(code).toBe(1);
+    const failed = report.checks.filter((c) => c.status !== "ok" && c.message.includes("is owned by 0:0"));
+    expect(failed.map((c) => [c.check, c.status, c.fix])).toEqual([
+      ["root_key", "fail", `chown 4321:4321 ${dir}/root.key`],
+      ["tls_key", "warn", `chown 4321:4321 ${dir}/tls/key.pem`], // Citadel's own pair: it would make a new one
+      ["file_owner", "fail", `chown 4321:4321 ${dir}/citadel.db`],
+    ]);
+    expect(failed[0]!.message).toBe(`the root key file ${dir}/root.key is owned by 0:0, not by 4321:4321, the data directory's owner, as whom Citadel runs: it cannot use it`);
+    for (const check of failed) await sh(check.fix!);
+    const fixed = await doctor(dir);
+    expect(fixed.report.checks.filter((c) => c.status === "fail")).toEqual([]);
+
+    // A lost key is put back as the data directory owner's.
+    rmSync(join(dir, "root.key"));
+    expect(find((await doctor(dir)).report, "root_key")[0]!.fix).toBe(`restore it from your copy, then: chown 4321:4321 ${dir}/root.key && chmod 600 ${dir}/root.key`);
+  });
+
   test("earlier root keys a rekey kept beside the key file are pointed out: they belong with the backups, off the host (found in review)", async () => {
     const dir = dataDir();
     writeFileSync(join(dir, "root.key.0123abcd"), formatRootKey(generateRootKey()), { mode: 0o600 });
