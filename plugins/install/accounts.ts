@@ -4,8 +4,6 @@
  * root nothing touches this machine's accounts, and the intended owner is only reported (the
  * unit's StateDirectory= hands the data directory to the user at the target's first start).
  */
-import { lchownSync, lstatSync, readdirSync } from "node:fs";
-import { join } from "node:path";
 import { SERVICE_USER, TARGET } from "./layout.ts";
 import type { ReportItem } from "./report.ts";
 import type { SystemTools } from "./system-tools.ts";
@@ -69,16 +67,4 @@ export class Accounts {
     }
     return this.cache.get(key)!;
   }
-}
-
-/** Hands a tree to an owner without following links; returns how many entries changed. */
-export function chownTree(path: string, ids: Ids): number {
-  const stat = lstatSync(path);
-  let changed = 0;
-  if (stat.uid !== ids.uid || stat.gid !== ids.gid) {
-    lchownSync(path, ids.uid, ids.gid);
-    changed++;
-  }
-  if (stat.isDirectory()) for (const name of readdirSync(path)) changed += chownTree(join(path, name), ids);
-  return changed;
 }

@@ -5,7 +5,9 @@
  * plugin cannot import, and running the installed binary also means the database is made by
  * the very program that will serve it. Running it here rather than letting the first start do
  * it shows the one-time password (and the Shamir shares) on the operator's terminal instead of
- * in the journal.
+ * in the journal. init runs as the service's user (on this machine; under another root as
+ * whoever runs install): Citadel refuses a data directory that is not the running user's, and
+ * what init makes is then the service's from the start.
  *
  * Nothing here ever replaces a key: an existing database is left alone, and a database whose
  * key material is missing is an error for the operator to resolve from a backup.
@@ -21,7 +23,7 @@ import type { InstalledConfig } from "./config-file.ts";
 import type { Layout } from "./layout.ts";
 import type { ReportItem } from "./report.ts";
 import type { SealDecision } from "./seal-choice.ts";
-import type { SystemTools } from "./system-tools.ts";
+import type { RunAs, SystemTools } from "./system-tools.ts";
 
 /** The shares `citadel init` makes for a Shamir seal: any three of five unseal. */
 export const SHAMIR = { shares: 5, threshold: 3 } as const;
@@ -35,6 +37,8 @@ export interface InitializeInput {
   keyFile: InstalledConfig["keyFile"];
   /** The credential name the unit loads. */
   credentialName: string;
+  /** The service's user and group, whom init runs as; null: as this process (under another root). */
+  runAs: RunAs | null;
 }
 
 export interface InitializeOutcome {
@@ -60,8 +64,8 @@ export async function initializeOnce(tools: SystemTools, input: InitializeInput)
     throw new Error(`${layout.configFile} says seal.method "systemd_credential", but under --root a credential would be sealed to this machine's TPM2 or host key, not the target's: move the config away to have a key-file one written`);
   }
   const init = [input.binary, "init", "--config", layout.configFile, "--data", layout.dataDir];
-  if (seal.method === "shamir") return runInit(tools, [...init, "--shares", String(SHAMIR.shares), "--threshold", String(SHAMIR.threshold)], [database], { status: "created", what: "root key", detail: `${SHAMIR.shares} Shamir shares, any ${SHAMIR.threshold} unseal: printed below, once` });
-  if (seal.method === "key_file") return initWithKeyFile(tools, init, database, keyFile);
+  if (seal.method === "shamir") return runInit(tools, input, [...init, "--shares", String(SHAMIR.shares), "--threshold", String(SHAMIR.threshold)], [database], { status: "created", what: "root key", detail: `${SHAMIR.shares} Shamir shares, any ${SHAMIR.threshold} unseal: printed below, once` });
+  if (seal.method === "key_file") return initWithKeyFile(tools, input, init, database, keyFile);
   return initWithCredential(tools, input, init, database);
 }
 
@@ -83,14 +87,14 @@ function existingKeyMaterial(input: InitializeInput, database: string, keyFile: 
  * A key file there already is the operator's (a restored key): init uses it, it is reported as
  * it is, and a failed init never removes it.
  */
-function initWithKeyFile(tools: SystemTools, init: string[], database: string, keyFile: string): Promise<InitializeOutcome> {
-  if (existsSync(keyFile)) return runInit(tools, init, [database], { status: "unchanged", what: keyFile, detail: "there already: citadel init used it as the root key" });
-  return runInit(tools, init, [database, keyFile], { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });
+function initWithKeyFile(tools: SystemTools, input: InitializeInput, init: string[], database: string, keyFile: string): Promise<InitializeOutcome> {
+  if (existsSync(keyFile)) return runInit(tools, input, init, [database], { status: "unchanged", what: keyFile, detail: "there already: citadel init used it as the root key" });
+  return runInit(tools, input, init, [database, keyFile], { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });
 }
 
 /** `made`: the database first, then what else init makes that a failure removes again. */
-async function runInit(tools: SystemTools, argv: string[], made: string[], keyItem: ReportItem): Promise<InitializeOutcome> {
-  const result = await tools.run(argv);
+async function runInit(tools: SystemTools, input: InitializeInput, argv: string[], made: string[], keyItem: ReportItem): Promise<InitializeOutcome> {
+  const result = await tools.run(argv, undefined, input.runAs ?? undefined);
   if (result.code !== 0) throw initFailed(result, made);
   return { items: [{ status: "created", what: made[0]!, detail: "initialized by citadel init" }, keyItem], output: lines(result.stdout), warnings: lines(result.stderr) };
 }
@@ -118,7 +122,7 @@ async function initWithCredential(tools: SystemTools, input: InitializeInput, in
   const encrypt = (output: string) => ["systemd-creds", "encrypt", `--with-key=${input.seal.credentialKey}`, `--name=${input.credentialName}`, "-", output];
   await tools.mustRun(encrypt("-"), Buffer.from("can systemd-creds encrypt here?"));
 
-  const result = await tools.runForBytes([...init, "--key-out", "-"]);
+  const result = await tools.runForBytes([...init, "--key-out", "-"], undefined, input.runAs ?? undefined);
   if (result.code !== 0) {
     result.stdout.fill(0); // the key it may have printed opens nothing once its database is gone
     throw initFailed(result, [database]);

@@ -3,9 +3,8 @@
  * the root key, each put in place only when missing or different. A second run reports every
  * item "unchanged" and touches nothing; the config and the key are never replaced.
  */
-import { join } from "node:path";
 import { existsSync, readFileSync } from "node:fs";
-import { Accounts, chownTree, ROOT_OWNED, SERVICE_OWNED, SERVICE_READABLE } from "./accounts.ts";
+import { Accounts, ROOT_OWNED, SERVICE_OWNED, SERVICE_READABLE } from "./accounts.ts";
 import { readInstalledConfig, renderInstalledConfig, type InstalledConfig } from "./config-file.ts";
 import { initializeOnce, SHAMIR } from "./initialize.ts";
 import { layoutUnder, requireRootOnHost, TARGET, type Layout } from "./layout.ts";
@@ -57,22 +56,17 @@ export async function install(tools: SystemTools, options: InstallOptions): Prom
   items.push(await placeDirectory(layout.configDir, 0o750, SERVICE_READABLE, accounts));
   const config = () => renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: seal.method, credential: credential.name });
   items.push(await placeFile(layout.configFile, config, { mode: 0o640, owner: SERVICE_READABLE, keepContent: true }, accounts));
-  const dataDirItem = await placeDirectory(layout.dataDir, 0o700, SERVICE_OWNED, accounts);
-  items.push(dataDirItem);
+  items.push(await placeDirectory(layout.dataDir, 0o700, SERVICE_OWNED, accounts));
   items.push(await placeFile(layout.binary, () => readFileSync(options.binary), { mode: 0o755, owner: ROOT_OWNED }, accounts));
   const unitItems = [];
   for (const unit of layout.units) unitItems.push(await placeFile(unit.path, () => unit.text, { mode: 0o644, owner: ROOT_OWNED }, accounts));
   items.push(...unitItems);
 
-  const keys = await initializeOnce(tools, { layout, binary: layout.binary, seal, keyFile: installed?.keyFile ?? "root.key", credentialName: credential.name });
-  items.push(...keys.items);
-  // init ran as root: the service must own what it made. Only right after init made it: on a
-  // later run (an upgrade) the tree is the service's, and walking it as root would follow a
-  // directory the service swapped for a link (to /etc, say) between the look and the chown.
+  // init runs as the service, in its directory: what it makes is the service's from the start.
   // (Under another root, StateDirectory= hands the directory to the user at the first start.)
-  const initialized = keys.items.some((item) => item.status === "created" && item.what === join(layout.dataDir, "citadel.db"));
-  const serviceIds = initialized ? await accounts.ids(SERVICE_OWNED) : null;
-  if (serviceIds && chownTree(layout.dataDir, serviceIds) > 0 && dataDirItem.status === "unchanged") dataDirItem.status = "updated";
+  const runAs = await accounts.ids(SERVICE_OWNED);
+  const keys = await initializeOnce(tools, { layout, binary: layout.binary, seal, keyFile: installed?.keyFile ?? "root.key", credentialName: credential.name, runAs });
+  items.push(...keys.items);
 
   const warnings = [...keys.warnings];
   if (changed(unitItems)) {

@@ -13,6 +13,12 @@ export interface ToolResult {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** A user and group to run a program as (setuid, setgid; no supplementary groups). */
+export interface RunAs {
+  uid: number;
+  gid: number;
+}
+
 /** Where administration tools live even when a `sudo` PATH leaves them out. */
 const SYSTEM_BINARIES = "/usr/local/sbin:/usr/sbin:/sbin";
 
@@ -30,20 +36,23 @@ export class SystemTools {
     return Bun.which(name, { PATH: this.path });
   }
 
-  /** Runs a program to completion. `stdin` is handed over whole (a key never touches a file). */
-  async run(argv: readonly string[], stdin?: Uint8Array): Promise<ToolResult> {
-    const { code, stdout, stderr } = await this.runForBytes(argv, stdin);
+  /**
+   * Runs a program to completion. `stdin` is handed over whole (a key never touches a file).
+   * `as`: the user and group it runs as (this process's rights when absent).
+   */
+  async run(argv: readonly string[], stdin?: Uint8Array, as?: RunAs): Promise<ToolResult> {
+    const { code, stdout, stderr } = await this.runForBytes(argv, stdin, as);
     return { code, stdout: Buffer.from(stdout).toString("utf8"), stderr };
   }
 
   /** Like run, with standard output as bytes that the caller can overwrite when it holds a key. */
-  async runForBytes(argv: readonly string[], stdin?: Uint8Array): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
+  async runForBytes(argv: readonly string[], stdin?: Uint8Array, as?: RunAs): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
     const [program, ...args] = argv;
     const executable = program!.includes("/") ? program! : this.find(program!);
     if (!executable) return { code: 127, stdout: new Uint8Array(), stderr: `${program}: not found` };
     let child;
     try {
-      child = Bun.spawn([executable, ...args], { env: this.env, stdin: stdin ?? "ignore", stdout: "pipe", stderr: "pipe" });
+      child = Bun.spawn([executable, ...args], { env: this.env, stdin: stdin ?? "ignore", stdout: "pipe", stderr: "pipe", ...(as && { uid: as.uid, gid: as.gid }) });
     } catch (error) {
       // Bun throws at spawn time for a file it cannot execute; one error path for callers.
       return { code: 126, stdout: new Uint8Array(), stderr: `${program}: ${error instanceof Error ? error.message : String(error)}` };

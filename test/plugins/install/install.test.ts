@@ -5,7 +5,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse as parseToml } from "smol-toml";
@@ -277,7 +277,7 @@ test("--seal credential: systemd-creds holds the key made by init, no plain key 
   mkdirSync(layout.configDir, { recursive: true });
   mkdirSync(layout.dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(layout.configFile, renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: "systemd_credential", credential: serviceCredential().name }));
-  const input = { layout, binary: wrapper, seal, keyFile: "root.key", credentialName: serviceCredential().name };
+  const input = { layout, binary: wrapper, seal, keyFile: "root.key", credentialName: serviceCredential().name, runAs: null };
   const made = await initializeOnce(tools, input);
   expect(made.output.join("\n")).toMatch(/One-time password for admin@localhost: \S+/);
 
@@ -299,6 +299,36 @@ test("--seal credential: systemd-creds holds the key made by init, no plain key 
     ["unchanged", join(layout.dataDir, "citadel.db")],
     ["unchanged", credentialFile],
   ]);
+});
+
+test.if(process.getuid?.() === 0)("on this machine init runs as the service's user, in its directory: what it makes is the service's (found in review: run as root, Citadel now refuses a data directory root does not own)", async () => {
+  chmodSync(work, 0o755); // the service's user must reach the wrapper, the config and the data directory
+  const root = join(work, "as-service");
+  const layout = { ...layoutUnder(root), onHost: true }; // taken for this machine's, under the test's directory
+  const service = { uid: 4321, gid: 4321 };
+  // Modes are set, not asked of mkdir and writeFile: the umask (the CLI's 0077) would narrow them.
+  for (const dir of [root, join(root, "etc"), join(root, "var"), join(root, "var/lib")]) {
+    mkdirSync(dir, { recursive: true });
+    chmodSync(dir, 0o755);
+  }
+  mkdirSync(layout.configDir);
+  chmodSync(layout.configDir, 0o750);
+  chownSync(layout.configDir, 0, service.gid);
+  writeFileSync(layout.configFile, renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: "key_file", credential: serviceCredential().name }));
+  chmodSync(layout.configFile, 0o640);
+  chownSync(layout.configFile, 0, service.gid);
+  mkdirSync(layout.dataDir, { mode: 0o700 });
+  chownSync(layout.dataDir, service.uid, service.gid);
+  const seal = { method: "key_file", credentialKey: null, reason: "test" } as const;
+  const made = await initializeOnce(new SystemTools({ PATH: process.env.PATH, HOME: work }), { layout, binary: wrapper, seal, keyFile: "root.key", credentialName: serviceCredential().name, runAs: service });
+  expect(made.output.join("\n")).toMatch(/One-time password for admin@localhost: \S+/);
+  const owners = readdirSync(layout.dataDir, { recursive: true }).map((name) => {
+    const stat = lstatSync(join(layout.dataDir, String(name)));
+    return `${name} ${stat.uid}:${stat.gid}`;
+  });
+  expect(owners).toContain("root.key 4321:4321");
+  expect(owners).toContain("citadel.db 4321:4321");
+  expect(owners.filter((line) => !line.endsWith(" 4321:4321"))).toEqual([]);
 });
 
 describe("under --root the root key is never sealed to this machine (found in review: the image could not start on its target)", () => {
@@ -377,7 +407,7 @@ describe("an init that fails after it committed the database (found in review: t
     mkdirSync(layout.dataDir, { recursive: true, mode: 0o700 });
     writeFileSync(layout.configFile, renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: "systemd_credential", credential: serviceCredential().name }));
     const seal = { method: "systemd_credential", credentialKey: "host", reason: "test" } as const;
-    const input = { layout, seal, keyFile: "root.key", credentialName: serviceCredential().name };
+    const input = { layout, seal, keyFile: "root.key", credentialName: serviceCredential().name, runAs: null };
 
     await expect(initializeOnce(tools, { ...input, binary: failingInit("fails-credential") })).rejects.toThrow(/citadel init failed \(exit 1\).*removed again/s);
     expect([existsSync(join(layout.dataDir, "citadel.db")), existsSync(layout.credentialFile)]).toEqual([false, false]);
