@@ -112,11 +112,19 @@ export function dataPath(config: Config, path: string): string {
 }
 
 function readConfigText(path: string, explicit: boolean): string | null {
+  let bytes: Buffer;
   try {
-    return readFileSync(path, "utf8");
+    bytes = readFileSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT" && !explicit) return null;
     throw new ConfigError(`cannot read config file ${path}: ${describeFsError(err)}`);
+  }
+  // TOML is UTF-8. A lenient decoding would replace a stray byte by U+FFFD and carry on with a
+  // value nobody wrote: a data_dir, a key file's path, silently another one.
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ConfigError(`${path}: not UTF-8 text (TOML files are UTF-8): save it as UTF-8`);
   }
 }
 

@@ -170,6 +170,15 @@ describe("bad configurations stop start-up naming the key", () => {
     expect(() => load("[http]\nport = -1\n")).toThrow(/http\.port: must be at least 0 \(in .*\.toml\)/);
   });
 
+  test("a file that is not UTF-8 is refused, naming it, rather than read with its bytes replaced (found in review: data_dir silently changed)", () => {
+    const path = join(dir, "latin1.toml");
+    writeFileSync(path, Buffer.concat([Buffer.from('data_dir = "/srv/d'), Buffer.from([0xe9]), Buffer.from('ta"\n')]));
+    expect(() => loadConfig({ schema, env: {}, configFlag: path, cwd: dir })).toThrow(new ConfigError(`${path}: not UTF-8 text (TOML files are UTF-8): save it as UTF-8`));
+    // UTF-8 itself, beyond ASCII, is read as written.
+    writeFileSync(path, 'data_dir = "/srv/d\u00e9ta"\n');
+    expect(loadConfig({ schema, env: {}, configFlag: path, cwd: dir }).config.data_dir).toBe("/srv/d\u00e9ta");
+  });
+
   test("a named config file that does not exist", () => {
     expect(() => loadConfig({ schema, env: {}, configFlag: join(dir, "missing.toml"), cwd: dir })).toThrow(/cannot read config file .*missing\.toml: no such file/);
   });
