@@ -17,11 +17,12 @@ const ROOT_OPTION = { type: "string", description: 'Install under this directory
 
 const installCommand: Command = {
   words: ["install"],
-  summary: "Install this binary as the systemd service citadel: user, /etc/citadel, /var/lib/citadel, units, root key",
+  summary: "Install this binary as the systemd service citadel: user, /etc/citadel, /var/lib/citadel, units, root key (under --root: binary, config and units)",
   options: {
     root: ROOT_OPTION,
     binary: { type: "string", description: "The binary to install (default: this one, when compiled)" },
     seal: { type: "string", description: "How the root key is kept: credential (systemd-creds, TPM2 when present), shamir or key-file (default: credential when systemd-creds exists, else key-file; always key-file under --root, where credential is refused)" },
+    initialize: { type: "boolean", description: "Under --root: also run citadel init into it. The image then carries the root key, the TLS key, the signing keys and the instance id, shared by every machine booted from it (default: the target initializes at its first boot)" },
     yes: { type: "boolean", description: 'Do not ask before installing into "/"' },
   },
   async run(ctx) {
@@ -33,6 +34,7 @@ const installCommand: Command = {
         root,
         binary: stringOption(ctx, "binary") ?? runningBinary(),
         seal: parseSealOption(stringOption(ctx, "seal")),
+        initialize: ctx.options.initialize === true,
         confirm: (plan) => confirmInstall(ctx, plan),
       });
     } catch (error) {

@@ -97,7 +97,7 @@ describe("install --seal key-file under a root, twice, then uninstall", () => {
   });
 
   test("creates the layout with its modes, a config for this installation and a working root key", async () => {
-    const run = await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "key-file"]);
+    const run = await citadel(["install", "--root", root, "--initialize", "--binary", wrapper, "--seal", "key-file"]);
     expect(run.code).toBe(0);
     expect(run.out).toContain("seal: key_file, because --seal key-file");
     expect(run.out).toMatch(/One-time password for admin@localhost: \S+/); // init's output reaches the operator
@@ -128,7 +128,7 @@ describe("install --seal key-file under a root, twice, then uninstall", () => {
 
   test("a second run changes nothing and says so for every item", async () => {
     const before = snapshot(root);
-    const run = await citadel(["install", "--root", root, "--binary", wrapper]);
+    const run = await citadel(["install", "--root", root, "--initialize", "--binary", wrapper]);
     expect(run.code).toBe(0);
     expect(snapshot(root)).toEqual(before);
     const statuses = run.out.split("\n").filter((l) => l.startsWith("  ") && /^ {2}\w+ +\//.test(l)).map((l) => l.trim().split(/\s+/)[0]);
@@ -142,7 +142,7 @@ describe("install --seal key-file under a root, twice, then uninstall", () => {
     const configPath = at("etc/citadel/citadel.toml");
     const edited = `${readFileSync(configPath, "utf8")}\n# edited by the operator\n`;
     writeFileSync(configPath, edited);
-    const run = await citadel(["install", "--root", root, "--binary", wrapper]);
+    const run = await citadel(["install", "--root", root, "--initialize", "--binary", wrapper]);
     expect(run.out).toMatch(/unchanged +\S+citadel\.toml .*kept as it is/);
     expect(readFileSync(configPath, "utf8")).toBe(edited);
     await expect(citadel(["install", "--root", root, "--binary", wrapper, "--seal", "shamir"])).rejects.toThrow(/installed with seal.method "key_file"/);
@@ -182,9 +182,48 @@ describe("install --seal key-file under a root, twice, then uninstall", () => {
   });
 });
 
+describe("under --root nothing is initialized unless --initialize: an image must not carry one installation's keys to every machine (found in review)", () => {
+  const filesUnder = (root: string) => readdirSync(root, { recursive: true }).map(String).filter((path) => lstatSync(join(root, path)).isFile()).sort();
+  const installed = ["etc/citadel/citadel.toml", "etc/systemd/system/citadel-mesh-agent.service", "etc/systemd/system/citadel.service", "usr/local/bin/citadel"];
+
+  test("a key file: the binary, the config and the units alone; the target's first start (or init there) makes the keys", async () => {
+    const root = join(work, "image-uninitialized");
+    const run = await citadel(["install", "--root", root, "--binary", wrapper]);
+    expect(run.code).toBe(0);
+    expect(filesUnder(root)).toEqual(installed);
+    expect(existsSync(join(root, "var/lib/citadel"))).toBe(false);
+    expect(run.out).not.toContain("One-time password");
+    expect(run.out).toMatch(/skipped +\S+var\/lib\/citadel  --root is not \/: made on the target/);
+    expect(run.out).toContain("The target's first start initializes it (the root key file, the TLS key, the first owner), and the one-time password goes to the journal (journalctl -u citadel); to see it on a terminal instead, before that start: install -d -o citadel -g citadel -m 700 /var/lib/citadel && runuser -u citadel -- citadel init --config /etc/citadel/citadel.toml");
+    expect(run.err).toBe("");
+
+    const again = await citadel(["install", "--root", root, "--binary", wrapper]);
+    expect(filesUnder(root)).toEqual(installed);
+    expect(again.out).not.toMatch(/^ {2}(created|updated) /m);
+  });
+
+  test("Shamir: the shares are made by init on the target, which the service waits for", async () => {
+    const root = join(work, "image-uninitialized-shamir");
+    const run = await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "shamir"]);
+    expect(filesUnder(root)).toEqual(installed);
+    expect(run.out).not.toContain("citadel-share-");
+    expect(run.out).toContain("runuser -u citadel -- citadel init --config /etc/citadel/citadel.toml --shares 5 --threshold 3 (it prints the root key's shares and the first owner's one-time password, once; until then the service refuses to start), then systemctl restart citadel");
+  });
+
+  test("--initialize runs init into the image as before, and warns that every machine booted from it shares its keys", async () => {
+    const root = join(work, "image-initialized");
+    const run = await citadel(["install", "--root", root, "--initialize", "--binary", wrapper]);
+    expect(run.code).toBe(0);
+    expect(run.out).toMatch(/One-time password for admin@localhost: \S+/);
+    expect(existsSync(join(root, "var/lib/citadel/root.key"))).toBe(true);
+    expect(run.err).toContain(`warning: ${join(root, "var/lib/citadel/citadel.db")} is in the image, initialized: every machine booted from ${root} has the same root key, TLS key, signing keys and instance id, and the first owner's one-time password was shown here`);
+    expect(run.out).not.toContain("runuser -u citadel -- citadel init");
+  });
+});
+
 test("a config whose data_dir is elsewhere is refused before anything is written, naming both directories (found in review: an upgrade set up a second, empty installation)", async () => {
   const root = join(work, "moved-data");
-  expect((await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "key-file"])).code).toBe(0);
+  expect((await citadel(["install", "--root", root, "--initialize", "--binary", wrapper, "--seal", "key-file"])).code).toBe(0);
   mkdirSync(join(root, "srv"));
   renameSync(join(root, "var/lib/citadel"), join(root, "srv/citadel"));
   const configPath = join(root, "etc/citadel/citadel.toml");
@@ -201,11 +240,11 @@ test("a config whose data_dir is elsewhere is refused before anything is written
 test("a key file there before the database is reported unchanged, not created, and init uses it (found in review)", async () => {
   const root = join(work, "kept-key-file");
   const dataDir = join(root, "var/lib/citadel");
-  expect((await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "key-file"])).code).toBe(0);
+  expect((await citadel(["install", "--root", root, "--initialize", "--binary", wrapper, "--seal", "key-file"])).code).toBe(0);
   const key = readFileSync(join(dataDir, "root.key"));
   for (const suffix of ["", "-wal", "-shm"]) rmSync(join(dataDir, `citadel.db${suffix}`), { force: true });
 
-  const run = await citadel(["install", "--root", root, "--binary", wrapper]);
+  const run = await citadel(["install", "--root", root, "--initialize", "--binary", wrapper]);
   expect(run.out).toMatch(/created +\S+citadel\.db  initialized by citadel init/);
   expect(run.out).toMatch(/unchanged +\S+var\/lib\/citadel\/root\.key  there already: citadel init used it as the root key/);
   expect(run.out).not.toMatch(/created +\S+root\.key/);
@@ -249,7 +288,7 @@ test("--purge without --yes names the backups and the earlier root keys it would
 
 test("--seal shamir prints the shares once, and three of them rebuild the key the database knows", async () => {
   const root = join(work, "shamir");
-  const run = await citadel(["install", "--root", root, "--binary", wrapper, "--seal", "shamir"]);
+  const run = await citadel(["install", "--root", root, "--initialize", "--binary", wrapper, "--seal", "shamir"]);
   expect(run.code).toBe(0);
   const shares = run.out.match(/citadel-share-\S+/g) ?? [];
   expect(shares).toHaveLength(5);
@@ -258,7 +297,7 @@ test("--seal shamir prints the shares once, and three of them rebuild the key th
   expect((parseToml(readFileSync(join(root, "etc/citadel/citadel.toml"), "utf8")) as { seal: { method: string } }).seal.method).toBe("shamir");
   expect(readdirSync(join(root, "var/lib/citadel"))).not.toContain("root.key");
 
-  const again = await citadel(["install", "--root", root, "--binary", wrapper]);
+  const again = await citadel(["install", "--root", root, "--initialize", "--binary", wrapper]);
   expect(again.out).not.toContain("citadel-share-");
   expect(again.out).toMatch(/unchanged +root key/);
 });
@@ -348,7 +387,7 @@ describe("under --root the root key is never sealed to this machine (found in re
     const run = await citadel(["install", "--root", root, "--binary", wrapper], { PATH: creds.PATH });
     expect(run.code).toBe(0);
     expect(run.out).toContain("seal: key_file, because --root is not /: the key is a file in the data directory");
-    expect(existsSync(join(root, "var/lib/citadel/root.key"))).toBe(true);
+    expect((parseToml(readFileSync(join(root, "etc/citadel/citadel.toml"), "utf8")) as { seal: { method: string } }).seal.method).toBe("key_file");
     expect(existsSync(join(root, serviceCredential().path))).toBe(false);
     expect(creds.calls()).toEqual([]);
   });
@@ -368,7 +407,7 @@ describe("under --root the root key is never sealed to this machine (found in re
     const root = join(work, "image-installed");
     mkdirSync(join(root, "etc/citadel"), { recursive: true });
     writeFileSync(join(root, "etc/citadel/citadel.toml"), renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: "systemd_credential", credential: serviceCredential().name }));
-    await expect(citadel(["install", "--root", root, "--binary", wrapper], { PATH: creds.PATH })).rejects.toThrow(/under --root a credential would be sealed to this machine's TPM2 or host key/);
+    await expect(citadel(["install", "--root", root, "--initialize", "--binary", wrapper], { PATH: creds.PATH })).rejects.toThrow(/under --root a credential would be sealed to this machine's TPM2 or host key/);
     expect(creds.calls().filter((c) => c.startsWith("encrypt"))).toEqual([]);
     expect(existsSync(join(root, "var/lib/citadel/citadel.db"))).toBe(false);
   });
@@ -385,10 +424,10 @@ describe("an init that fails after it committed the database (found in review: t
 
   test("key file: what init made is removed, and running install again initializes afresh", async () => {
     const root = join(work, "init-fails-key-file");
-    await expect(citadel(["install", "--root", root, "--binary", failingInit("fails-key-file"), "--seal", "key-file"])).rejects.toThrow(/citadel init failed \(exit 1\).*removed again/s);
+    await expect(citadel(["install", "--root", root, "--initialize", "--binary", failingInit("fails-key-file"), "--seal", "key-file"])).rejects.toThrow(/citadel init failed \(exit 1\).*removed again/s);
     expect(["citadel.db", "root.key"].filter((name) => existsSync(join(root, "var/lib/citadel", name)))).toEqual([]);
 
-    const again = await citadel(["install", "--root", root, "--binary", wrapper]);
+    const again = await citadel(["install", "--root", root, "--initialize", "--binary", wrapper]);
     expect(again.out).toMatch(/created +\S+citadel\.db  initialized by citadel init/);
     expect(again.out).toMatch(/One-time password for admin@localhost: \S+/); // the setup ran to its end this time
     expect(rootKeyVerifier(readRootKeyFile(join(root, "var/lib/citadel/root.key")))).toEqual(activeVerifier(join(root, "var/lib/citadel")));
