@@ -16,6 +16,8 @@ import { Type } from "@sinclair/typebox";
 import { parse as parseToml } from "smol-toml";
 import exampleToml from "../../config/citadel.example.toml" with { type: "text" };
 import { EXAMPLE_HEADER, renderConfigToml, tomlValue } from "../../src/config/render.ts";
+import { ConfigError } from "../../src/config/error.ts";
+import { SealConfig } from "../../src/config/schema.ts";
 import type { SealMethod } from "../../src/crypto/keyring.ts";
 
 const HEADER = [
@@ -67,24 +69,39 @@ export interface InstalledConfig {
   backupDir: string;
 }
 
+/**
+ * The keys install follows, checked here as `citadel serve` would check them: a value install
+ * took on trust decided what it ran (a seal method it does not know led to systemd-creds) and
+ * where it wrote (a key_file that is no path ended in a TypeError). Refused before anything is
+ * planned, naming the key.
+ */
 export function readInstalledConfig(path: string): InstalledConfig | null {
   if (!existsSync(path)) return null;
   let parsed: Record<string, unknown>;
   try {
     parsed = parseToml(readFileSync(path, "utf8")) as Record<string, unknown>;
   } catch (error) {
-    throw new Error(`${path}: ${error instanceof Error ? error.message.split("\n", 1)[0] : String(error)}; fix it, or move it away to have a new one written`);
+    throw new ConfigError(`${path}: ${error instanceof Error ? error.message.split("\n", 1)[0] : String(error)}; fix it, or move it away to have a new one written`);
   }
   // Absent keys mean the binary's defaults (src/config/schema.ts).
-  const dataDir = valueAt(parsed, ["data_dir"]) ?? ".citadel";
-  if (typeof dataDir !== "string") throw new Error(`${path}: data_dir must be a string (a path), not ${JSON.stringify(dataDir)}; fix it, or move it away to have a new one written`);
+  const text = (keys: readonly string[], fallback: string, what: string) => {
+    const value = valueAt(parsed, keys) ?? fallback;
+    if (typeof value !== "string") throw new ConfigError(`${path}: ${keys.join(".")} must be a string (${what}), not ${JSON.stringify(value)}; fix it, or move it away to have a new one written`);
+    return value;
+  };
+  const method = text(["seal", "method"], "key_file", "a seal method");
+  if (!isSealMethod(method)) throw new ConfigError(`${path}: seal.method must be one of ${SEAL_METHODS.map((m) => `"${m}"`).join(", ")}, not ${JSON.stringify(method)}; fix it, or move it away to have a new one written`);
   return {
-    dataDir: resolve("/", dataDir),
-    method: (valueAt(parsed, ["seal", "method"]) as SealMethod | undefined) ?? "key_file",
-    keyFile: (valueAt(parsed, ["seal", "key_file"]) as string | undefined) ?? "root.key",
-    backupDir: (valueAt(parsed, ["backup", "dir"]) as string | undefined) ?? "backups",
+    dataDir: resolve("/", text(["data_dir"], ".citadel", "a path")),
+    method,
+    keyFile: text(["seal", "key_file"], "root.key", "a path"),
+    backupDir: text(["backup", "dir"], "backups", "a path"),
   };
 }
+
+/** Every seal.method the binary knows, from its schema. */
+const SEAL_METHODS: readonly string[] = SealConfig.properties.method.anyOf.map((literal) => literal.const);
+const isSealMethod = (value: string): value is SealMethod => SEAL_METHODS.includes(value);
 
 interface Setting {
   path: readonly string[];

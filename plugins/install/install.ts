@@ -77,12 +77,12 @@ export async function install(tools: SystemTools, options: InstallOptions): Prom
   const warnings = [...keys.warnings];
   const imageSecrets = imageSecretsWarning(layout, seal);
   if (imageSecrets) warnings.push(imageSecrets);
+  if (!layout.onHost && seal.method === "systemd_credential" && existsSync(layout.credentialFile)) {
+    warnings.push(`${layout.credentialFile} is in the image: a systemd credential decrypts only on the machine that encrypted it (its TPM2 or host key), so it opens nothing on another machine booted from ${layout.root}`);
+  }
   if (changed(unitItems)) {
     const reload = await reloadSystemd(tools, layout);
     if (reload) items.push(reload);
-  }
-  if (!layout.onHost && seal.method === "systemd_credential") {
-    warnings.push(`${layout.credentialFile} is encrypted with this machine's ${seal.credentialKey === "tpm2" ? "TPM2" : "host key"}: it decrypts only here, not on the machine that boots ${layout.root}`);
   }
   return { root: layout.root, version, seal, items, initOutput: keys.output, warnings, nextSteps: nextSteps(layout, seal) };
 }

@@ -32,7 +32,9 @@ export async function decideSeal(tools: SystemTools, requested: SealOption | und
       throw new UsageError(`this Citadel is installed with seal.method "${installed.method}" (${installed.configFile}); --seal ${requested} would need a new root key: move it with \`citadel keys rekey --seal ${requested} --yes\` (docs/keys.md), not by installing again`);
     }
     const reason = `already installed with seal.method "${installed.method}" (${installed.configFile})`;
-    return installed.method === "systemd_credential" ? withCredentialKey(tools, reason) : { method: installed.method, reason, credentialKey: null };
+    if (installed.method !== "systemd_credential") return { method: installed.method, reason, credentialKey: null };
+    // Under another root this machine's TPM2 is not the target's: not even asked about.
+    return onHost ? withCredentialKey(tools, reason) : { method: installed.method, reason: `${reason}: the credential is made on the machine that boots the image`, credentialKey: null };
   }
   if (!onHost) return forImage(requested);
   const hasCreds = tools.find("systemd-creds") !== null;

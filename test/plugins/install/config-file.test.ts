@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readInstalledConfig, renderInstalledConfig } from "../../../plugins/install/config-file.ts";
+import { ConfigError } from "../../../src/config/error.ts";
 import { loadConfig } from "../../../src/config/load.ts";
 import { configSchema } from "../../../src/main.ts";
 
@@ -48,6 +49,23 @@ test("data_dir is read as the service resolves it: from its working directory /,
     expect(dataDirOf('data_dir = "srv/citadel"\n')).toBe("/srv/citadel");
     expect(dataDirOf("[seal]\n")).toBe("/.citadel");
     expect(() => dataDirOf("data_dir = 5\n")).toThrow("data_dir must be a string (a path), not 5"); // it was a TypeError from path.resolve
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("[seal] and [backup] dir are checked as serve would, naming the key (found in review: an unknown method and a key_file that is no string were taken on trust)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-config-file-"));
+  try {
+    const read = (text: string) => {
+      writeFileSync(join(dir, "citadel.toml"), text);
+      return readInstalledConfig(join(dir, "citadel.toml"));
+    };
+    expect(() => read('[seal]\nmethod = "keyfile"\n')).toThrow(new ConfigError(`${join(dir, "citadel.toml")}: seal.method must be one of "key_file", "systemd_credential", "shamir", not "keyfile"; fix it, or move it away to have a new one written`));
+    expect(() => read("[seal]\nmethod = 1\n")).toThrow("seal.method must be a string (a seal method), not 1");
+    expect(() => read("[seal]\nkey_file = 5\n")).toThrow("seal.key_file must be a string (a path), not 5");
+    expect(() => read("[backup]\ndir = true\n")).toThrow("backup.dir must be a string (a path), not true");
+    expect(read('[seal]\nmethod = "shamir"\nkey_file = "/etc/k"\n')).toMatchObject({ method: "shamir", keyFile: "/etc/k" });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -17,6 +17,7 @@ import { decideSeal } from "../../../plugins/install/seal-choice.ts";
 import { SystemTools } from "../../../plugins/install/system-tools.ts";
 import { serviceCredential, UNITS } from "../../../plugins/install/units.ts";
 import { parseCommandLine, UsageError } from "../../../src/cli/command-line.ts";
+import { ConfigError } from "../../../src/config/error.ts";
 import { parseRootKey, readRootKeyFile, rootKeyVerifier } from "../../../src/crypto/root-key.ts";
 import { combineShares, decodeShare } from "../../../src/crypto/shamir.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
@@ -408,8 +409,33 @@ describe("under --root the root key is never sealed to this machine (found in re
     mkdirSync(join(root, "etc/citadel"), { recursive: true });
     writeFileSync(join(root, "etc/citadel/citadel.toml"), renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: "systemd_credential", credential: serviceCredential().name }));
     await expect(citadel(["install", "--root", root, "--initialize", "--binary", wrapper], { PATH: creds.PATH })).rejects.toThrow(/under --root a credential would be sealed to this machine's TPM2 or host key/);
-    expect(creds.calls().filter((c) => c.startsWith("encrypt"))).toEqual([]);
     expect(existsSync(join(root, "var/lib/citadel/citadel.db"))).toBe(false);
+    // Without --initialize it installs, and the target makes its credential.
+    const run = await citadel(["install", "--root", root, "--binary", wrapper], { PATH: creds.PATH });
+    expect(run.out).toContain('seal: systemd_credential, because already installed with seal.method "systemd_credential"');
+    expect(run.out).toContain("citadel init --config /etc/citadel/citadel.toml --key-out - | systemd-creds encrypt --name=citadel-root-key - /etc/citadel/root-key.cred && chmod 600 /etc/citadel/root-key.cred");
+    // This machine's systemd-creds was never run, not even asked whether it has a TPM2 (found in review).
+    expect(creds.calls()).toEqual([]);
+  });
+
+  test("a config whose [seal] install does not know is refused before anything is planned, written or run, naming the key (found in review: systemd-creds ran for \"keyfile\"; key_file = 5 was a TypeError)", async () => {
+    for (const [name, seal, message] of [
+      ["method", 'method = "keyfile"', 'seal.method must be one of "key_file", "systemd_credential", "shamir", not "keyfile"'],
+      ["key-file", "key_file = 5", "seal.key_file must be a string (a path), not 5"],
+    ] as const) {
+      const creds = recordingSystemdCreds(`creds-bad-${name}`);
+      const root = join(work, `image-bad-${name}`);
+      mkdirSync(join(root, "etc/citadel"), { recursive: true });
+      writeFileSync(join(root, "etc/citadel/citadel.toml"), `data_dir = "/var/lib/citadel"\n[seal]\n${seal}\n`);
+      const before = snapshot(root);
+      for (const initialize of [[], ["--initialize"]]) {
+        const refusal = citadel(["install", "--root", root, ...initialize, "--binary", wrapper], { PATH: creds.PATH });
+        await expect(refusal).rejects.toBeInstanceOf(ConfigError); // exit 2
+        await expect(refusal).rejects.toThrow(`${join(root, "etc/citadel/citadel.toml")}: ${message}`);
+      }
+      expect(snapshot(root)).toEqual(before);
+      expect(creds.calls()).toEqual([]);
+    }
   });
 });
 
