@@ -5,8 +5,8 @@
  * system user stays too: files elsewhere (backups) may still carry its uid, and a uid given to
  * another account later would own them.
  */
-import { existsSync, readdirSync, rmSync } from "node:fs";
-import { basename, dirname, isAbsolute, join } from "node:path";
+import { existsSync, lstatSync, readdirSync, readlinkSync, rmSync, unlinkSync } from "node:fs";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { readInstalledConfig, type InstalledConfig } from "./config-file.ts";
 import { layoutUnder, requireRootOnHost, TARGET, type Layout } from "./layout.ts";
 import { refuseLinks } from "./placement.ts";
@@ -49,6 +49,10 @@ export async function uninstall(tools: SystemTools, options: UninstallOptions): 
     if (stop.warning) warnings.push(stop.warning);
   }
   for (const unit of layout.units) items.push(remove(unit.path));
+  for (const link of enablementLinks(layout)) {
+    unlinkSync(link);
+    items.push({ status: "removed", what: link });
+  }
   if (present.length > 0 && layout.onHost && tools.find("systemctl") && existsSync("/run/systemd/system")) {
     const reload = await tools.run(["systemctl", "daemon-reload"]);
     items.push({ status: reload.code === 0 ? "done" : "failed", what: "systemctl daemon-reload", detail: reload.stderr.trim() || undefined });
@@ -78,6 +82,29 @@ async function disableUnits(tools: SystemTools, layout: Layout, units: string[])
   const what = argv.join(" ");
   if (result.code === 0) return { item: { status: "done", what } };
   return { item: { status: "failed", what }, warning: `${what}: ${(result.stderr || result.stdout).trim() || `exit ${result.code}`}` };
+}
+
+/**
+ * The links `systemctl enable` made for the units (their [Install] WantedBy=, RequiredBy=):
+ * <target>.wants/<unit> and <target>.requires/<unit> in the unit directory. Under another root
+ * no systemctl disables them — and install's own next step was `systemctl --root=DIR enable` —
+ * so they would be left pointing at removed units. Only links in real directories (one that is
+ * a link may lead out of the root) that point to one of the units, as the target system sees it.
+ */
+function enablementLinks(layout: Layout): string[] {
+  const unitDir = join(layout.root, TARGET.unitDir);
+  const units = new Set(layout.units.map((u) => join(TARGET.unitDir, u.name)));
+  const links: string[] = [];
+  for (const name of namesIn(unitDir, (n) => n.endsWith(".wants") || n.endsWith(".requires"))) {
+    const dir = join(unitDir, name);
+    if (!lstatSync(dir).isDirectory()) continue;
+    for (const entry of namesIn(dir, () => true)) {
+      const path = join(dir, entry);
+      if (!lstatSync(path).isSymbolicLink()) continue;
+      if (units.has(resolve(TARGET.unitDir, name, readlinkSync(path)))) links.push(path);
+    }
+  }
+  return links.sort();
 }
 
 function remove(path: string): ReportItem {

@@ -253,6 +253,35 @@ test("a key file there before the database is reported unchanged, not created, a
   expect(rootKeyVerifier(readRootKeyFile(join(dataDir, "root.key")))).toEqual(activeVerifier(dataDir));
 });
 
+test("uninstall under --root removes the enablement links `systemctl --root=DIR enable` made, and only those (found in review: they were left dangling)", async () => {
+  const root = join(work, "enabled-image");
+  expect((await citadel(["install", "--root", root, "--binary", wrapper])).code).toBe(0);
+  const unitDir = join(root, "etc/systemd/system");
+  const outside = join(work, "enabled-image-outside");
+  mkdirSync(outside);
+  symlinkSync("/etc/systemd/system/citadel.service", join(outside, "citadel.service"));
+  const links: Array<[string, string]> = [
+    ["multi-user.target.wants/citadel.service", "/etc/systemd/system/citadel.service"], // as systemctl --root makes them
+    ["multi-user.target.wants/citadel-mesh-agent.service", "../citadel-mesh-agent.service"],
+    ["network-online.target.requires/citadel.service", "/etc/systemd/system/citadel.service"],
+    ["multi-user.target.wants/other.service", "/etc/systemd/system/other.service"], // another unit's: kept
+    ["multi-user.target.wants/citadel-copy.service", "/usr/lib/systemd/system/citadel.service"], // not the removed unit: kept
+  ];
+  for (const [link, target] of links) {
+    mkdirSync(dirname(join(unitDir, link)), { recursive: true });
+    symlinkSync(target, join(unitDir, link));
+  }
+  symlinkSync(outside, join(unitDir, "default.target.wants")); // leads out of the root: never looked into
+
+  const run = await citadel(["uninstall", "--root", root]);
+  expect(run.code).toBe(0);
+  const left = (dir: string) => readdirSync(join(unitDir, dir)).sort();
+  expect(left("multi-user.target.wants")).toEqual(["citadel-copy.service", "other.service"]);
+  expect(left("network-online.target.requires")).toEqual([]);
+  expect(readdirSync(outside)).toEqual(["citadel.service"]);
+  expect(run.out).toMatch(/removed +\S+multi-user\.target\.wants\/citadel\.service/);
+});
+
 test("--purge without --yes names the backups and the earlier root keys it would delete (found in review: it named neither)", async () => {
   const root = join(work, "purge-backups");
   const at = (path: string) => join(root, path);
