@@ -7,9 +7,10 @@ const PAGE_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'
 
 const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-function page(body: string): Response {
+function page(body: string, init: { status?: number; headers?: Record<string, string> } = {}): Response {
   return new Response(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Citadel: approve a login</title></head><body>${body}</body></html>`, {
-    headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": PAGE_CSP },
+    status: init.status ?? 200,
+    headers: { ...init.headers, "content-type": "text/html; charset=utf-8", "content-security-policy": PAGE_CSP },
   });
 }
 
@@ -41,6 +42,7 @@ export function approvalPage({ userCode, pending, viewerAddress }: { userCode: s
 /** A right password without its second factor, in the words of the form above (its "TOTP code" field). */
 export const TOTP_MISSING_ON_PAGE = "This account uses two-factor authentication: enter the code your authenticator app shows as the TOTP code, and approve again.";
 
-export function resultPage(message: string): Response {
-  return page(`<h1>Citadel</h1><p>${escape(message)}</p>`);
+/** The outcome of a submitted form; a refusal with its status and headers (401, 404, 429 with Retry-After). */
+export function resultPage(message: string, init: { status?: number; headers?: Record<string, string> } = {}): Response {
+  return page(`<h1>Citadel</h1><p>${escape(message)}</p>`, init);
 }

@@ -10,7 +10,8 @@ import { cidrContains, parseIp, type Cidr } from "../../src/net/ip.ts";
 import { CitadelError, InvalidError, NotFoundError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
-import { principalOf } from "../../src/http/request-meta.ts";
+import { HttpProblem, problemFor } from "../../src/http/problem.ts";
+import { principalOf, requestMeta } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
 import { iamSubjects } from "./subject.ts";
 import { sameInstanceFlags, shellQuote } from "../../src/cli/next-command.ts";
@@ -527,10 +528,15 @@ export const iamPlugin = definePlugin<IamSettings>({
             }
             return resultPage(body.decision === "approve" ? "Approved: you can close this page and go back to the terminal." : "Denied: the device was not logged in.");
           } catch (error) {
-            // Citadel's own refusals say what to do; anything else (a database error) is not shown.
+            // Citadel's own refusals say what to do, with their status (a throttled login's 429
+            // and Retry-After); anything else (a database error) is logged, and not shown.
+            if (!(error instanceof CitadelError) && !(error instanceof HttpProblem)) {
+              k.log.error("the device approval page failed", { request_id: requestMeta(request).id, error });
+              return resultPage("Something went wrong.", { status: 500 });
+            }
+            const refusal = problemFor(error);
             // The API's "send `totp`" names its field; the page names its form's.
-            const message = error instanceof TotpRequiredError ? TOTP_MISSING_ON_PAGE : error instanceof CitadelError ? error.message : "Something went wrong.";
-            return resultPage(message);
+            return resultPage(error instanceof TotpRequiredError ? TOTP_MISSING_ON_PAGE : error.message, { status: refusal.status, headers: refusal.headers });
           }
         },
         {
@@ -541,7 +547,7 @@ export const iamPlugin = definePlugin<IamSettings>({
             totp: t.Optional(t.String({ maxLength: 10 })),
             decision: t.Union([t.Literal("approve"), t.Literal("deny")]),
           }),
-          detail: { summary: "Submit the approval page", tags: ["oauth"], hide: true, ...access({ public: true, authLimit: true }) },
+          detail: { summary: "Submit the approval page", tags: ["oauth"], hide: true, ...access({ public: true, authLimit: true, errorPages: true }) },
         },
       );
   },

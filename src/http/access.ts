@@ -53,6 +53,12 @@ export interface AccessSpec {
    * there (about 2 µs per request on a busy socket).
    */
   noReadSnapshot?: true;
+  /**
+   * The route is a page a person reads (the device approval form): its refusals are pages too,
+   * HTML with the refusal's status (401, 404, 429 with Retry-After), which the edge lets through
+   * where it would replace any other error answer outside the problem envelope.
+   */
+  errorPages?: true;
 }
 
 export const ACCESS_KEY = "x-citadel-access";

@@ -208,6 +208,11 @@ function refuseUnknown(location: "body" | "query", pointers: string[], meta: Req
   throw new HttpProblem(422, init.code, init.detail ?? `The ${location} is not valid.`, {}, { errors: init.errors });
 }
 
+/** "METHOD <path>" of the routes whose refusals are HTML pages for a person (errorPages, see AccessSpec). */
+export function withErrorPages(app: AnyElysia): Set<string> {
+  return new Set([...accessDeclarations(app)].filter(([, spec]) => spec.errorPages).map(([route]) => route));
+}
+
 /** "GET <path>" of the GET routes at a fixed path that declare noReadSnapshot (see AccessSpec). */
 export function withoutReadSnapshot(app: AnyElysia): Set<string> {
   const routes = new Set<string>();

@@ -13,7 +13,7 @@ import { SealedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Counter, CounterFamily, Histogram, HistogramFamily, Metrics } from "../metrics.ts";
 import { cidrContains, clientKey, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
-import { withoutReadSnapshot } from "./app.ts";
+import { withErrorPages, withoutReadSnapshot } from "./app.ts";
 import { checkedJsonRequest, mayHaveBody, withEmptyBody } from "./body.ts";
 import { HttpProblem, payloadTooLarge, PROBLEM_CONTENT_TYPE, problemFor, problemForStatus, problemResponse, type ProblemInit } from "./problem.ts";
 import { attachRequestMeta, pathOf, requestIdFor, type RequestMeta } from "./request-meta.ts";
@@ -59,6 +59,10 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
   const unsnapshotted = withoutReadSnapshot(app); // a wrong declaration stops start-up
   // By method and path: another method's route at the same path keeps its snapshot (HEAD is GET).
   const inSnapshot = (request: Request) => !unsnapshotted.has(`${request.method === "HEAD" ? "GET" : request.method} ${pathOf(request.url)}`);
+  const pages = withErrorPages(app);
+  /** A refusal a page route answered as a page (HTML), for the person reading it. */
+  const isErrorPage = (request: Request, meta: RequestMeta, response: Response) =>
+    meta.route !== null && pages.has(`${request.method} ${meta.route}`) && response.headers.get("content-type")?.startsWith("text/html;") === true;
   const headers = securityHeaders({ tls });
   // Answers the edge gives itself, without the app: same envelope, same headers.
   const edgeProblem = (init: ProblemInit, requestId: string) => problemResponse({ ...init, headers: { ...headers, ...init.headers, "x-request-id": requestId } }, requestId);
@@ -81,7 +85,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
   const sealedProblem = (requestId: string) => edgeProblem(problemFor(new SealedError(`Citadel is sealed: ${unsealAdvice}.`)), requestId);
 
   const finish = (request: Request, meta: RequestMeta, started: number, response: Response): Response => {
-    if (response.status >= 400 && response.headers.get("content-type") !== PROBLEM_CONTENT_TYPE) {
+    if (response.status >= 400 && response.headers.get("content-type") !== PROBLEM_CONTENT_TYPE && !isErrorPage(request, meta, response)) {
       // A handler answered an error outside the envelope (returned an Error, set a status):
       // its body may hold anything, so it never reaches the client.
       log.error("a route answered an error outside the problem envelope", { request_id: meta.id, route: meta.route, status: response.status });

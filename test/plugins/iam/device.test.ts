@@ -175,6 +175,25 @@ describe("device flow", () => {
     await c.stop();
   });
 
+  test("the approval page's refusals carry their status: 401 for a wrong password, 404 for an unknown code, 429 with Retry-After when throttled — as pages (found in review: all were 200)", async () => {
+    const { c, start } = await started();
+    const submit = (fields: Record<string, string>) => c.send("POST", "/oauth/device", undefined, form({ user_code: start.user_code, email: c.owner.email, decision: "approve", ...fields }));
+    const unknownCode = await submit({ user_code: "BCDF-GHJK", password: c.owner.password });
+    expect([unknownCode.status, unknownCode.headers.get("content-type")]).toEqual([404, "text/html; charset=utf-8"]);
+    const statuses: number[] = [];
+    let throttled: Awaited<ReturnType<typeof submit>> | undefined;
+    for (let i = 0; i < 10 && throttled === undefined; i++) {
+      const wrong = await submit({ password: "wrong-password-1" });
+      statuses.push(wrong.status);
+      expect(wrong.headers.get("content-type")).toBe("text/html; charset=utf-8");
+      if (wrong.status === 429) throttled = wrong;
+      else expect([wrong.status, wrong.text.includes("The email or password is wrong.")]).toEqual([401, true]);
+    }
+    expect(statuses[0]).toBe(401);
+    expect(throttled?.headers.get("retry-after")).toMatch(/^[1-9][0-9]*$/);
+    expect(throttled?.text).toContain("Too many failed logins");
+  });
+
   test("a wrong code on the approval page leaves no session behind", async () => {
     const { c } = await started();
     const liveSessions = () => c.kernel.store.db.query("SELECT count(*) AS n FROM credentials WHERE kind = 'session' AND revoked_at IS NULL").get();

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Elysia, t } from "elysia";
 import { ConflictError, InvalidError, NotFoundError, SealedError } from "../../../src/errors.ts";
+import { access } from "../../../src/http/access.ts";
 import { DOMAIN_STATUS } from "../../../src/http/problem.ts";
 import * as errors from "../../../src/errors.ts";
 import { testEdge, type SendInit } from "../../helpers/http.ts";
@@ -190,6 +191,23 @@ describe("edge cases a proxy or a plugin could bring", () => {
       expect(res.text).not.toContain("select");
     }
     expect(log.lines.filter((l) => l.msg === "a route answered an error outside the problem envelope")).toHaveLength(2);
+  });
+
+  test("a route whose refusals are pages (errorPages) answers them as HTML with their status; any other error outside the envelope is still replaced", async () => {
+    const html = (status: number) => new Response("<!doctype html><p>No such code.</p>", { status, headers: { "content-type": "text/html; charset=utf-8" } });
+    const pages = new Elysia({ name: "pages" })
+      .get("/page", () => html(404), { detail: access({ public: true, errorPages: true }) })
+      .get("/page-json", ({ set }) => {
+        set.status = 409;
+        return { internal: "select * from secrets" };
+      }, { detail: access({ public: true, errorPages: true }) })
+      .get("/not-a-page", () => html(404), { detail: access({ public: true }) });
+    const { send } = testEdge({ mounts: [{ name: "pages", routes: pages }] });
+    const page = await send("GET", "/v1/pages/page");
+    expect([page.status, page.headers.get("content-type"), page.text]).toEqual([404, "text/html; charset=utf-8", "<!doctype html><p>No such code.</p>"]);
+    for (const path of ["/v1/pages/page-json", "/v1/pages/not-a-page"]) {
+      expect([path, (await send("GET", path)).headers.get("content-type")]).toEqual([path, "application/problem+json"]);
+    }
   });
 
   test("a short Host header cannot change which route answers", async () => {
