@@ -663,5 +663,17 @@ function nextSignal(log: Logger): Promise<string> {
 
 if (import.meta.main) {
   const code = await main(process.argv.slice(2), process.env);
+  // process.exit drops what a pipe has not taken yet: an export read by a slow consumer was cut
+  // at 64 KiB, with exit code 0. The output is ended and flushed first.
+  await flushed(process.stdout);
+  await flushed(process.stderr);
   process.exit(code);
+}
+
+/** Resolves once everything written to `stream` is out, or the reader has gone (EPIPE). */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    stream.once("error", () => resolve());
+    stream.end(() => resolve());
+  });
 }

@@ -319,6 +319,22 @@ describe("what the review found in the everyday commands", () => {
     expect(await ok(["secrets", "get", "FROM_NOTEPAD", ...WS()])).toBe("a\n");
   });
 
+  test("an export read through a pipe by a slow reader arrives whole (found in review: cut at 64 KiB, exit 0)", async () => {
+    for (const name of ["BIG_ONE", "BIG_TWO"]) await ok(["secrets", "set", name, ...WS()], { stdin: `${name}-${tag}-${"x".repeat(60_000)}` });
+    const file = join(home.path, "whole.env");
+    await ok(["secrets", "export", ...WS()], { stdoutFile: file });
+    const whole = readFileSync(file, "utf8");
+    expect(whole.length).toBeGreaterThan(120_000); // more than a pipe holds
+    // A reader that comes late, once the command has written all it will: a shell's pipe (the
+    // test's own would be read at once), and the command's exit code kept.
+    const piped = join(home.path, "piped.env");
+    const shell = `"$0" --data "$1" secrets export -w "$2"; echo $? > "$3.code"`;
+    const proc = Bun.spawn(["sh", "-c", `(${shell}) | (sleep 0.5; cat > "$3")`, BINARY, data.path, workspace, piped], { env: cliEnv(), cwd: home.path, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    expect(await proc.exited).toBe(0);
+    const received = readFileSync(piped, "utf8");
+    expect([readFileSync(`${piped}.code`, "utf8").trim(), received.length, received === whole]).toEqual(["0", whole.length, true]);
+  });
+
   test("a secret named __proto__ reaches citadel run's command like any other", async () => {
     await ok(["secrets", "set", "__proto__", ...WS(), "-e", "staging"], { stdin: "proto-value\n" });
     expect(await ok(["run", ...WS(), "-e", "staging", "--", "sh", "-c", 'printf %s "${__proto__-UNSET}"'])).toBe("proto-value");
