@@ -673,6 +673,7 @@ if (import.meta.main) {
 /** Resolves once everything written to `stream` is out, or the reader has gone (EPIPE). */
 function flushed(stream: NodeJS.WriteStream): Promise<void> {
   return new Promise((resolve) => {
+    if (stream.destroyed || stream.writableFinished) return resolve(); // failed already (EPIPE), or ended
     stream.once("error", () => resolve());
     stream.end(() => resolve());
   });

@@ -58,13 +58,42 @@ function filterQuery(ctx: CommandContext, extra: Record<string, string | undefin
   return text ? `?${text}` : "";
 }
 
-/** Pieces of text to standard output, as forStdout shows them, each taken by a slow reader (a pipe) before the next. */
-async function writeToStdout(pieces: AsyncIterable<Uint8Array>): Promise<void> {
+/**
+ * Pieces of text to standard output, as forStdout shows them, each taken by a slow reader (a
+ * pipe) before the next. False when the reader went away first (`| head`: EPIPE): the rest is
+ * not asked for, which ends the request.
+ */
+async function writeToStdout(pieces: AsyncIterable<Uint8Array>): Promise<boolean> {
   const decoder = new TextDecoder();
-  for await (const piece of pieces) {
-    if (!process.stdout.write(forStdout(decoder.decode(piece, { stream: true })))) await new Promise((resolve) => process.stdout.once("drain", resolve));
+  let readerGone = false;
+  const gone = () => (readerGone = true);
+  process.stdout.on("error", gone);
+  try {
+    for await (const piece of pieces) {
+      if (!process.stdout.write(forStdout(decoder.decode(piece, { stream: true })))) await drainedOrGone(process.stdout);
+      if (readerGone) return false;
+    }
+    return true;
+  } finally {
+    process.stdout.off("error", gone);
   }
 }
+
+/** Once `stream` can take more, or has failed: waiting for "drain" alone waited for ever on a closed pipe. */
+function drainedOrGone(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off("drain", done);
+      stream.off("error", done);
+      resolve();
+    };
+    stream.once("drain", done);
+    stream.once("error", done);
+  });
+}
+
+/** The exit code of a command whose reader closed the pipe (128 + SIGPIPE), as a shell shows it for `yes | head`. */
+const READER_GONE = 141;
 
 /**
  * The checkpoint file --checkpoint names. One that cannot be read, or is not a checkpoint, is a
@@ -117,7 +146,7 @@ export const auditCommands: Command[] = [
       // Streamed, never held whole: an export can be larger than memory, and take longer than any time limit.
       const pieces = await (await ctx.api()).requestStream("GET", `/v1/audit/export${query}`);
       if (typeof ctx.options.out === "string") await writeOwnerOnlyFileFrom(ctx.options.out, pieces); // personal data may be in it
-      else await writeToStdout(pieces);
+      else if (!(await writeToStdout(pieces))) return READER_GONE;
       return 0;
     },
   },
