@@ -93,7 +93,7 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
         guard?.(accessOf(request.method, route), request, (params ?? {}) as Record<string, string>, route);
         if (meta.refusedBody) throw meta.refusedBody;
         // A URL without '?' (qi -1, found by Elysia's router already) has no parameter to check.
-        if (qi !== -1) refuseUnknown("query", unknownFields(querySchemaOf(request.method, route), queryParameters(request.url)), meta);
+        if (qi !== -1) refuseQuery(querySchemaOf(request.method, route), request.url, meta);
         if (meta.body !== undefined) refuseUnknown("body", unknownFields(bodySchemaOf(request.method, route), meta.body), meta);
       }),
     )
@@ -190,9 +190,23 @@ interface TransformContext {
   qi?: number;
 }
 
-/** A URL's query parameters by name, as Elysia decodes them (`+` is a space). */
-function queryParameters(url: string): Record<string, string> {
-  return Object.fromEntries(new URLSearchParams(url.slice(url.indexOf("?") + 1)));
+/**
+ * Query parameters the route does not declare, or declares once but were given more than once,
+ * are refused (422 naming them): Elysia keeps the last of `?version=1&version=2` in silence, so
+ * the caller could not tell which was read. (No route takes a list in its query.)
+ */
+function refuseQuery(schema: TSchema | undefined, url: string, meta: RequestMeta): void {
+  if (schema === undefined) return; // a route that takes any parameter (ROUTES_TAKING_ANY_PARAMETER, OAuth)
+  // As Elysia decodes them (`+` is a space).
+  const pairs = [...new URLSearchParams(url.slice(url.indexOf("?") + 1))];
+  refuseUnknown("query", unknownFields(schema, Object.fromEntries(pairs)), meta);
+  const seen = new Set<string>();
+  const repeated = new Set<string>();
+  for (const [name] of pairs) (seen.has(name) ? repeated : seen).add(name);
+  if (repeated.size === 0) return;
+  meta.unspendConfirmation?.();
+  const init = validationProblem("query", [...repeated].slice(0, 20).map((name) => ({ path: `/${name.replaceAll("~", "~0").replaceAll("/", "~1")}`, message: "given more than once" })));
+  throw new HttpProblem(422, init.code, init.detail ?? "The query is not valid.", {}, { errors: init.errors });
 }
 
 /**

@@ -44,6 +44,17 @@ test("a route that declares no query takes no parameter; every unknown one is na
   expect((await c.send("GET", "/v1/iam/me?", token)).status).toBe(200);
 });
 
+test("a parameter given more than once is refused, naming it: the last one was read in silence (found in review)", async () => {
+  const { c, token, secret } = await withSecret();
+  const twice = await c.send("GET", `${secret}?version=1&version=2`, token);
+  expect([twice.status, twice.body.errors]).toEqual([422, [{ field: "query.version", message: "given more than once" }]]);
+  const filters = await c.send("GET", "/v1/audit/export?outcome=failure&outcome=success", token);
+  expect([filters.status, filters.body.detail]).toEqual([422, "query.outcome: given more than once"]);
+  // Once each, as before; a route that takes any parameter takes repeated ones too.
+  expect((await c.send("GET", `${secret}?version=1`, token)).body.value).toBe("first");
+  expect((await c.send("GET", "/metrics?target=a&target=b")).status).toBe(200);
+});
+
 test("the guard answers first: a caller without a token learns nothing of a route's parameters", async () => {
   const c = await testCitadel();
   expect((await c.send("GET", "/v1/audit/export?acton=x")).status).toBe(401);
