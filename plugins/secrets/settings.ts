@@ -2,6 +2,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { ConfigError } from "../../src/config/error.ts";
 import { section } from "../../src/config/schema.ts";
+import { mayLeaveItsPath } from "../../src/net/url-prefix.ts";
 
 export const SecretsSettings = section("Secrets: value size, share links, webhooks.", {
   max_value_bytes: Type.Integer({ default: 65_536, minimum: 1, maximum: 1_048_576, description: "Largest secret value accepted (bytes, UTF-8)." }),
@@ -40,5 +41,7 @@ function prefixProblem(text: string): string | null {
   if (url.username || url.password) return "has credentials: webhooks carry none (the signature authenticates Citadel)";
   // The raw text too: the parser drops an empty query ("...?") from url.search.
   if (url.search || url.hash || /[?#]/.test(text)) return "has a query or a fragment: a prefix is a scheme, a host, a port and a path";
+  // Every URL under it would be refused by the sender: the prefix would allow nothing.
+  if (mayLeaveItsPath(url.pathname)) return "has an encoded separator (%2F, %5C, %2E, %25, %00) or a dot segment in its path, which no webhook URL may have: it would allow nothing";
   return null;
 }

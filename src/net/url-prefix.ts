@@ -22,7 +22,7 @@ export function underPrefix(url: URL | string, prefix: string): boolean {
  * drop a segment's ";parameters", so "/hooks/..;/admin" is "/hooks/../admin" to them; an encoded
  * percent sign is one of these to a receiver that decodes twice ("%252e"); NUL ends C strings.
  */
-function mayLeaveItsPath(pathname: string): boolean {
+export function mayLeaveItsPath(pathname: string): boolean {
   if (/%(2f|5c|2e|25|00)/i.test(pathname)) return true;
   return pathname.split("/").some((segment) => {
     const withoutParameters = segment.split(";")[0];

@@ -16,3 +16,10 @@ test("webhook_allowed_urls: absolute http(s) URLs without credentials, query or 
     expect(prefixes(bad)).toThrow(new ConfigError(`secrets.webhook_allowed_urls: ${JSON.stringify(bad)} has a query or a fragment: a prefix is a scheme, a host, a port and a path`));
   }
 });
+
+test("webhook_allowed_urls: a prefix whose path no webhook URL may have (an encoded separator, a dot segment) is refused — it allowed nothing, silently (found in review)", () => {
+  for (const bad of ["https://hooks.example.org/team%2Fa/", "https://h/a%5Cb/", "https://h/x%00/", "https://h/a/..;/b/"]) {
+    expect(prefixes(bad)).toThrow(`secrets.webhook_allowed_urls: ${JSON.stringify(bad)} has an encoded separator`);
+  }
+  expect(prefixes("https://hooks.example.org/team-a/")).not.toThrow();
+});
