@@ -68,8 +68,9 @@ export function fileSink(path: string, sync: (fd: number) => void = fsyncSync): 
     const exists = existsSync(path);
     if (exists && !statSync(path).isFile()) throw new Error(`audit.forward.file ${path} is not a regular file`);
     const fd = openSync(path, "a+", 0o600); // appending, and reading its last byte
+    let start = 0;
     try {
-      const start = fstatSync(fd).size;
+      start = fstatSync(fd).size;
       const lines = events.map((e) => `${JSON.stringify(e)}\n`).join("");
       try {
         writeFully(fd, endsMidLine(fd, start) ? `\n${lines}` : lines);
@@ -85,7 +86,9 @@ export function fileSink(path: string, sync: (fd: number) => void = fsyncSync): 
     } finally {
       closeSync(fd);
     }
-    if (!exists) syncDirectory(dirname(path), sync); // a new file's name, after a rotation: lost, it takes its lines with it
+    // A new file's name (after a rotation), lost, takes its lines with it. An empty file's too: a
+    // first round that made it and then failed left it empty, and its name unsynced.
+    if (!exists || start === 0) syncDirectory(dirname(path), sync);
   };
 }
 
