@@ -17,7 +17,7 @@
  * and never run init to finish it, and with a credential it would stop at a database whose key,
  * printed but never stored, nobody has.
  */
-import { chmodSync, existsSync, renameSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, lchownSync, lstatSync, renameSync, rmSync, type Stats } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { InstalledConfig } from "./config-file.ts";
 import type { Layout } from "./layout.ts";
@@ -85,11 +85,41 @@ function existingKeyMaterial(input: InitializeInput, database: string, keyFile: 
 
 /**
  * A key file there already is the operator's (a restored key): init uses it, it is reported as
- * it is, and a failed init never removes it.
+ * it is, and a failed init never removes it. Only a regular file: the owner and mode of a link
+ * are not those of what is read through it, a chown that followed one would hand its target,
+ * wherever it is, to the service, and a dangling one init would write its new key through.
  */
 function initWithKeyFile(tools: SystemTools, input: InitializeInput, init: string[], database: string, keyFile: string): Promise<InitializeOutcome> {
-  if (existsSync(keyFile)) return runInit(tools, input, init, [database], { status: "unchanged", what: keyFile, detail: "there already: citadel init used it as the root key" });
-  return runInit(tools, input, init, [database, keyFile], { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });
+  const existing = lstatOrNull(keyFile);
+  if (!existing) return runInit(tools, input, init, [database, keyFile], { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });
+  if (!existing.isFile()) {
+    const what = existing.isSymbolicLink() ? "is a symbolic link" : "is not a regular file";
+    throw new Error(`${keyFile} ${what}: install uses an existing root key file only when it is a regular file; put the key itself there`);
+  }
+  const given = input.runAs && giveToService(keyFile, existing, input.runAs);
+  const detail = `there already: ${given ? `${given}; ` : ""}citadel init used it as the root key`;
+  return runInit(tools, input, init, [database], { status: given ? "updated" : "unchanged", what: keyFile, detail });
+}
+
+function lstatOrNull(path: string): Stats | null {
+  try {
+    return lstatSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw error;
+  }
+}
+
+/**
+ * A key put back by `sudo cp` is root's, 0600: init, run as the service's user, could not read
+ * it ("permission denied"), and neither could the service. It becomes the service's, its mode
+ * kept. Returns what was done, null when it was the service's already.
+ */
+function giveToService(keyFile: string, existing: Stats, service: RunAs): string | null {
+  if (existing.uid === service.uid && existing.gid === service.gid) return null;
+  lchownSync(keyFile, service.uid, service.gid);
+  const mode = (existing.mode & 0o777).toString(8).padStart(4, "0");
+  return `given to the service's user and group (${service.uid}:${service.gid}, was ${existing.uid}:${existing.gid}), mode ${mode} kept`;
 }
 
 /** `made`: the database first, then what else init makes that a failure removes again. */

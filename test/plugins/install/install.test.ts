@@ -370,11 +370,13 @@ test("--seal credential: systemd-creds holds the key made by init, no plain key 
   ]);
 });
 
-test.if(process.getuid?.() === 0)("on this machine init runs as the service's user, in its directory: what it makes is the service's (found in review: run as root, Citadel now refuses a data directory root does not own)", async () => {
+const SERVICE = { uid: 4321, gid: 4321 };
+
+/** A layout taken for this machine's, under the test's directory, set up as install leaves it for init: the data directory the service's. */
+function serviceLayout(name: string): ReturnType<typeof layoutUnder> {
   chmodSync(work, 0o755); // the service's user must reach the wrapper, the config and the data directory
-  const root = join(work, "as-service");
-  const layout = { ...layoutUnder(root), onHost: true }; // taken for this machine's, under the test's directory
-  const service = { uid: 4321, gid: 4321 };
+  const root = join(work, name);
+  const layout = { ...layoutUnder(root), onHost: true };
   // Modes are set, not asked of mkdir and writeFile: the umask (the CLI's 0077) would narrow them.
   for (const dir of [root, join(root, "etc"), join(root, "var"), join(root, "var/lib")]) {
     mkdirSync(dir, { recursive: true });
@@ -382,22 +384,70 @@ test.if(process.getuid?.() === 0)("on this machine init runs as the service's us
   }
   mkdirSync(layout.configDir);
   chmodSync(layout.configDir, 0o750);
-  chownSync(layout.configDir, 0, service.gid);
+  chownSync(layout.configDir, 0, SERVICE.gid);
   writeFileSync(layout.configFile, renderInstalledConfig({ dataDir: TARGET.dataDir, sealMethod: "key_file", credential: serviceCredential().name }));
   chmodSync(layout.configFile, 0o640);
-  chownSync(layout.configFile, 0, service.gid);
+  chownSync(layout.configFile, 0, SERVICE.gid);
   mkdirSync(layout.dataDir, { mode: 0o700 });
-  chownSync(layout.dataDir, service.uid, service.gid);
+  chownSync(layout.dataDir, SERVICE.uid, SERVICE.gid);
+  return layout;
+}
+
+function initAsService(layout: ReturnType<typeof layoutUnder>) {
   const seal = { method: "key_file", credentialKey: null, reason: "test" } as const;
-  const made = await initializeOnce(new SystemTools({ PATH: process.env.PATH, HOME: work }), { layout, binary: wrapper, seal, keyFile: "root.key", credentialName: serviceCredential().name, runAs: service });
-  expect(made.output.join("\n")).toMatch(/One-time password for admin@localhost: \S+/);
-  const owners = readdirSync(layout.dataDir, { recursive: true }).map((name) => {
-    const stat = lstatSync(join(layout.dataDir, String(name)));
+  return initializeOnce(new SystemTools({ PATH: process.env.PATH, HOME: work }), { layout, binary: wrapper, seal, keyFile: "root.key", credentialName: serviceCredential().name, runAs: SERVICE });
+}
+
+function ownersUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true }).map((name) => {
+    const stat = lstatSync(join(dir, String(name)));
     return `${name} ${stat.uid}:${stat.gid}`;
   });
-  expect(owners).toContain("root.key 4321:4321");
-  expect(owners).toContain("citadel.db 4321:4321");
-  expect(owners.filter((line) => !line.endsWith(" 4321:4321"))).toEqual([]);
+}
+
+describe.if(process.getuid?.() === 0)("on this machine init runs as the service's user", () => {
+  test("in its directory: what it makes is the service's (found in review: run as root, Citadel now refuses a data directory root does not own)", async () => {
+    const layout = serviceLayout("as-service");
+    const made = await initAsService(layout);
+    expect(made.output.join("\n")).toMatch(/One-time password for admin@localhost: \S+/);
+    const owners = ownersUnder(layout.dataDir);
+    expect(owners).toContain("root.key 4321:4321");
+    expect(owners).toContain("citadel.db 4321:4321");
+    expect(owners.filter((line) => !line.endsWith(" 4321:4321"))).toEqual([]);
+  });
+
+  test("a restored key file root put back (sudo cp: root:root 0600) is given to the service, mode kept, and init uses it (found in review: init failed with permission denied, at every run)", async () => {
+    const layout = serviceLayout("restored-key");
+    const keyFile = join(layout.dataDir, "root.key");
+    const key = Buffer.from(`${"ab".repeat(32)}\n`);
+    writeFileSync(keyFile, key, { mode: 0o600 });
+    chownSync(keyFile, 0, 0);
+
+    const made = await initAsService(layout);
+    expect(made.items).toContainEqual({ status: "updated", what: keyFile, detail: "there already: given to the service's user and group (4321:4321, was 0:0), mode 0600 kept; citadel init used it as the root key" });
+    expect(ownersUnder(layout.dataDir).filter((line) => !line.endsWith(" 4321:4321"))).toEqual([]);
+    expect(modeOf(keyFile)).toBe("0600");
+    expect(readFileSync(keyFile)).toEqual(key);
+    expect(rootKeyVerifier(readRootKeyFile(keyFile))).toEqual(activeVerifier(layout.dataDir));
+  });
+
+  test("a key file that is a symbolic link or not a regular file is refused before init runs, and left as it is", async () => {
+    const layout = serviceLayout("restored-key-not-a-file");
+    const keyFile = join(layout.dataDir, "root.key");
+    const elsewhere = join(work, "restored-key-elsewhere");
+    writeFileSync(elsewhere, `${"cd".repeat(32)}\n`, { mode: 0o600 });
+    chownSync(elsewhere, 0, 0);
+    symlinkSync(elsewhere, keyFile);
+    await expect(initAsService(layout)).rejects.toThrow(`${keyFile} is a symbolic link: install uses an existing root key file only when it is a regular file; put the key itself there`);
+    expect(lstatSync(elsewhere).uid).toBe(0);
+    expect(lstatSync(keyFile).isSymbolicLink()).toBe(true);
+
+    rmSync(keyFile);
+    mkdirSync(keyFile);
+    await expect(initAsService(layout)).rejects.toThrow(`${keyFile} is not a regular file: install uses an existing root key file only when it is a regular file; put the key itself there`);
+    expect(existsSync(join(layout.dataDir, "citadel.db"))).toBe(false);
+    rmSync(elsewhere);
+  });
 });
 
 describe("under --root the root key is never sealed to this machine (found in review: the image could not start on its target)", () => {
