@@ -131,7 +131,7 @@ function checkDatabase({ config, databaseProblem }: DoctorInputs, add: Add): voi
   add("database", "ok", `${path} (${humanBytes(db.bytes)})`);
 }
 
-/** Every file under the data directory 0600 (or stricter), every directory 0700, all of them the directory owner's. */
+/** Every file under the data directory 0600 (or stricter), every directory 0700, all of them the directory owner's (its user). */
 function checkFileModes({ config }: DoctorInputs, add: Add, covered: Set<string>): void {
   if (pathInfo(config.data_dir, { followLink: true }).kind !== "directory") return;
   const service = ownerOf(config.data_dir);
@@ -155,17 +155,19 @@ function checkFileModes({ config }: DoctorInputs, add: Add, covered: Set<string>
   // Only what could be read is vouched for.
   if (unreadable.length > 0) return add("file_mode", "warn", cannotLook(unreadable[0]!), AS_SERVICE_USER);
   if (problems === 0) add("file_mode", "ok", `${files} files under ${config.data_dir}, all owner-only (0600 or stricter)`);
-  if (owners === 0 && service) add("file_owner", "ok", `everything under ${config.data_dir} is owned by ${service.uid}:${service.gid}, the data directory's owner, as whom Citadel runs`);
+  if (owners === 0 && service) add("file_owner", "ok", `everything under ${config.data_dir} is owned by uid ${service.uid}, the data directory's owner, as whom Citadel runs (its files are owner-only: their group grants nothing)`);
 }
 
 /**
  * Citadel runs as the data directory's owner (the installed service's user), and a file in it
  * that someone else owns — root's, after a `sudo cp` of a restored key — it cannot read or
  * replace, whatever its mode: serve then stops with "permission denied". Judged by the owner,
- * not by who runs this doctor (root reads anything).
+ * not by who runs this doctor (root reads anything). By the user alone: the files are
+ * owner-only (0600, checked apart), so their group grants nothing, and one the service's user
+ * owns with another group (after `chown citadel FILE`) it reads and replaces all the same.
  */
 function ownerProblem(path: string, file: { uid: number; gid: number }, service: { uid: number; gid: number } | null): { message: string; fix: string } | null {
-  if (!service || (file.uid === service.uid && file.gid === service.gid)) return null;
+  if (!service || file.uid === service.uid) return null;
   return {
     message: `${path} is owned by ${file.uid}:${file.gid}, not by ${service.uid}:${service.gid}, the data directory's owner, as whom Citadel runs: it cannot use it`,
     fix: `chown ${service.uid}:${service.gid} ${shellQuote(path)}`,

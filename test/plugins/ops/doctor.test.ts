@@ -194,6 +194,36 @@ describe("a planted problem fails with the command that fixes it; after that com
     expect(find((await doctor(dir)).report, "root_key")[0]!.fix).toBe(`restore it from your copy, then: chown 4321:4321 ${dir}/root.key && chmod 600 ${dir}/root.key`);
   });
 
+  test("a key file the service's user owns with another group (chown citadel FILE, 0600) is one it reads: no failure, no warning; another user with the service's group still fails (found in review: it failed root_key and warned of a new certificate)", async () => {
+    if (process.getuid?.() !== 0) return; // only root can give files away
+    const dir = dataDir();
+    const chownAll = (path: string) => {
+      chownSync(path, 4321, 4321);
+      if (statSync(path).isDirectory()) for (const name of readdirSync(path)) chownAll(join(path, name));
+    };
+    chownAll(dir);
+    const files = ["root.key", "citadel.db", "tls/key.pem"];
+    for (const file of files) chownSync(join(dir, file), 4321, 0);
+    const { code, report } = await doctor(dir);
+    expect(report.checks.filter((c) => c.status !== "ok" && c.message.includes("is owned by"))).toEqual([]);
+    expect(["root_key", "tls_key", "file_owner"].map((check) => [check, find(report, check).map((c) => c.status)])).toEqual([
+      ["root_key", ["ok"]],
+      ["tls_key", ["ok"]],
+      ["file_owner", ["ok"]],
+    ]);
+    expect(find(report, "file_owner")[0]!.message).toBe(`everything under ${dir} is owned by uid 4321, the data directory's owner, as whom Citadel runs (its files are owner-only: their group grants nothing)`);
+    expect(code).toBe(0);
+
+    for (const file of files) chownSync(join(dir, file), 0, 4321);
+    const other = await doctor(dir);
+    expect(other.code).toBe(1);
+    expect(other.report.checks.filter((c) => c.message.includes("is owned by 0:4321")).map((c) => [c.check, c.status])).toEqual([
+      ["root_key", "fail"],
+      ["tls_key", "warn"],
+      ["file_owner", "fail"],
+    ]);
+  });
+
   test("earlier root keys a rekey kept beside the key file are pointed out: they belong with the backups, off the host (found in review)", async () => {
     const dir = dataDir();
     writeFileSync(join(dir, "root.key.0123abcd"), formatRootKey(generateRootKey()), { mode: 0o600 });
