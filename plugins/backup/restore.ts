@@ -93,16 +93,18 @@ export async function verifyBackup(file: string, supply: KeySupply, known: reado
   // A private directory: the plaintext database exists only for the integrity check. One
   // that an earlier verify left (killed half-way) is removed first: it holds a plaintext copy.
   removeStaleVerifyDirectories();
-  const dir = mkdtempSync(join(tmpdir(), VERIFY_PREFIX));
   // A handler replaces the default exit: it has to exit itself (128 + the signal, as the
   // default would), or the verify runs on without its directory and reports a good backup bad.
+  // In place before the directory is made: a signal between the two left it behind.
+  let dir: string | undefined;
   const removeOnSignal = (signal: NodeJS.Signals) => {
-    rmSync(dir, { recursive: true, force: true });
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     process.exit(128 + osConstants.signals[signal]);
   };
   process.once("SIGINT", removeOnSignal);
   process.once("SIGTERM", removeOnSignal);
   try {
+    dir = mkdtempSync(join(tmpdir(), VERIFY_PREFIX));
     const plain = join(dir, DATABASE_FILE);
     const opened = await openBackup(file, supply, plain);
     const integrity = integrityOf(plain);
@@ -112,7 +114,7 @@ export async function verifyBackup(file: string, supply: KeySupply, known: reado
   } finally {
     process.off("SIGINT", removeOnSignal);
     process.off("SIGTERM", removeOnSignal);
-    rmSync(dir, { recursive: true, force: true });
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   }
 }
 
