@@ -437,8 +437,10 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
   for (const path of s.resolver_blocklists) {
     try {
       const list = parseBlocklist(readFileSync(dataPath(k.config, path), "utf8"));
-      blocked.push(...list.blocked);
-      allowed.push(...list.allowed);
+      // A loop, not push(...entries): a spread passes each entry as an argument, and a list of
+      // some 700,000 entries overflowed the stack and was dropped whole (filtering failed open).
+      for (const domain of list.blocked) blocked.push(domain);
+      for (const domain of list.allowed) allowed.push(domain);
       if (list.skipped > 0) k.log.warn("dns resolver: blocklist lines skipped", { path, skipped: list.skipped, first: list.errors[0]?.message });
     } catch (e) {
       k.log.error("dns resolver: a blocklist cannot be read; it is not used", { path, error: e instanceof Error ? e.message : String(e) });

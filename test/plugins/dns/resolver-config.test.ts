@@ -91,3 +91,23 @@ test("resolver_clients that let every address in (0.0.0.0/0, ::/0) start with a 
     await mesh.stop();
   }
 });
+
+test("a blocklist of a million lines is loaded and used, not dropped as unreadable (found in review: a spread of its entries overflowed the stack and filtering failed open)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-resolver-"));
+  const blocklist = join(dir, "big.txt");
+  const entries = 1_000_000;
+  writeFileSync(blocklist, Array.from({ length: entries }, (_, i) => `0.0.0.0 ad${i}.example.net`).join("\n"));
+  const c = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"], resolver_blocklists: [blocklist] } } });
+  try {
+    expect(c.log.lines.some((l) => String(l.msg).startsWith("dns resolver: a blocklist cannot be read"))).toBe(false);
+    const started = c.log.lines.find((l) => l.msg === "dns resolver listening")!;
+    expect(started).toMatchObject({ blocklist: entries });
+    const client = await DnsClient.open((started.udp as number[])[0]!);
+    const reply = await client.query(buildQuery({ name: parseName(`ad${entries - 1}.example.net.`, null), type: RRType.A, rd: true }));
+    expect(reply.rcode).toBe(Rcode.NXDOMAIN);
+    client.close();
+  } finally {
+    await c.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
