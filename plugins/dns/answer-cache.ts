@@ -7,8 +7,10 @@
  * no lookup, no encoding. Everything else (TSIG, other opcodes, EDNS options that are
  * malformed, compressed qnames, transfers) takes the full path, which is the reference.
  *
- * Bounded: at most `maxEntries` replies; a full cache is emptied and fills again with what is
- * asked now, so a flood of random names costs the cache its hits, never memory.
+ * Bounded: at most `maxEntries` replies and `maxBytes` of them; a full cache is emptied and fills
+ * again with what is asked now, so a flood of random names costs the cache its hits, never
+ * memory. A reply larger than MAX_CACHED_REPLY is not kept at all: only TCP has them, and they
+ * save the least per octet they hold (below).
  */
 import type { Name } from "./names.ts";
 import type { Zone } from "./zone.ts";
@@ -32,6 +34,17 @@ const TYPE_OPT = 41;
 const CLASS_IN = 1;
 const CLASSIC_UDP_SIZE = 512;
 const lower = (b: number) => (b >= 0x41 && b <= 0x5a ? b + 0x20 : b);
+
+/**
+ * Replies larger than this are made again for each query. Measured (Bun 1.4.5, TXT RRsets under
+ * a wildcard, over TCP): a cache hit saves 3 ns of work per octet it keeps up to 2 KiB, 1.5 at
+ * 4 KiB, under 1 beyond (55 µs to make a 58 KB reply, 11 µs to copy it from the cache) — and a
+ * reply of 4 KiB takes the full path in about the time of an ordinary miss. Every UDP reply
+ * (at most EDNS_PAYLOAD_SIZE) is below it.
+ */
+export const MAX_CACHED_REPLY = 4096;
+/** The octets of replies and questions a cache holds at most (entries are small; this binds when they are not). */
+export const MAX_CACHED_BYTES = 32 * 1024 * 1024;
 
 /**
  * What `questionKey` found in the last packet it accepted: where its qname ends, the reply's
@@ -129,13 +142,18 @@ export function patchedReply(cached: Uint8Array, packet: Uint8Array, qnameEnd: n
 export class AnswerCache {
   private readonly entries = new Map<number, Entry>();
   private version = -1;
+  /** The octets of the replies and questions in `entries`. */
+  private storedBytes = 0;
 
-  constructor(private readonly maxEntries = 10_000) {}
+  constructor(
+    private readonly maxEntries = 10_000,
+    private readonly maxBytes = MAX_CACHED_BYTES,
+  ) {}
 
   /** The reply stored for the question `questionKey` just read from `packet`, while the zones are at `version`. */
   get(key: number, packet: Uint8Array, version: number): CachedReply | undefined {
     if (version !== this.version) {
-      this.entries.clear();
+      this.clear();
       this.version = version;
       return undefined;
     }
@@ -147,14 +165,30 @@ export class AnswerCache {
   /** Stores `reply` for the question of `packet`, which `questionKey` read as `key`, qnameEnd, limit and flags. */
   set(key: number, packet: Uint8Array, qnameEnd: number, limit: number, flags: number, version: number, reply: CachedReply): void {
     if (version !== this.version) {
-      this.entries.clear();
+      this.clear();
       this.version = version;
     }
-    if (this.entries.size >= this.maxEntries) this.entries.clear();
-    this.entries.set(key, { ...reply, question: questionOf(packet, qnameEnd, limit, flags) });
+    if (reply.bytes.length > MAX_CACHED_REPLY) return;
+    const question = questionOf(packet, qnameEnd, limit, flags);
+    const cost = reply.bytes.length + question.length;
+    if (this.entries.size >= this.maxEntries || this.storedBytes + cost > this.maxBytes) this.clear();
+    const replaced = this.entries.get(key);
+    if (replaced !== undefined) this.storedBytes -= replaced.bytes.length + replaced.question.length;
+    this.entries.set(key, { ...reply, question });
+    this.storedBytes += cost;
   }
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** The octets of the replies and questions held. */
+  get bytes(): number {
+    return this.storedBytes;
+  }
+
+  private clear(): void {
+    this.entries.clear();
+    this.storedBytes = 0;
   }
 }
