@@ -41,15 +41,15 @@ const MAX_BUFFERED_BYTES = 1 << 20;
 export class QueryLog implements QueryObserver {
   private buffer: string[] = [];
   private bufferedBytes = 0;
-  private fd: number;
-  private size: number;
+  /** The open log file, or -1 after a rotation that could not open the new one (opened again at the next flush). */
+  private fd = -1;
+  private size = 0;
   private readonly timer: ReturnType<typeof setInterval>;
   /** Sampled lines dropped because the buffer was full (reported in the log, not lost silently). */
   dropped = 0;
 
   constructor(private readonly options: QueryLogOptions) {
-    this.fd = openSync(options.path, "a", 0o600);
-    this.size = fstatSync(this.fd).size;
+    this.openFile();
     this.timer = setInterval(() => this.flush(), options.flushMs ?? 1000);
     this.timer.unref?.();
   }
@@ -88,6 +88,7 @@ export class QueryLog implements QueryObserver {
     const bytes = Buffer.from(text);
     const half = Math.floor(this.options.maxBytes / 2);
     try {
+      if (this.fd < 0) this.openFile();
       if (this.size + bytes.length > half) this.rotate();
       // A burst larger than a whole file is cut: the cap holds whatever arrives.
       const chunk = bytes.length > half ? bytes.subarray(0, bytes.lastIndexOf(10, half - 1) + 1) : bytes;
@@ -102,17 +103,32 @@ export class QueryLog implements QueryObserver {
     }
   }
 
+  /**
+   * Renamed while still open, closed only once renamed: a rename that fails leaves the file open
+   * and in use. A closed descriptor is never kept — its number goes to the next file or socket
+   * the process opens, and lines would be written into it (found in review).
+   */
   private rotate(): void {
-    closeSync(this.fd);
     renameSync(this.options.path, `${this.options.path}.1`);
+    this.closeFile();
+    this.openFile();
+  }
+
+  private openFile(): void {
     this.fd = openSync(this.options.path, "a", 0o600);
-    this.size = 0;
+    this.size = fstatSync(this.fd).size;
+  }
+
+  private closeFile(): void {
+    const fd = this.fd;
+    this.fd = -1;
+    closeSync(fd);
   }
 
   close(): void {
     clearInterval(this.timer);
     this.flush();
-    closeSync(this.fd);
+    if (this.fd >= 0) this.closeFile();
   }
 }
 

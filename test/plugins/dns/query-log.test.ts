@@ -3,9 +3,9 @@
  * more on disk than its cap — the current file and one rotated file, each at most half.
  */
 import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseName } from "../../../plugins/dns/names.ts";
 import { QueryLog } from "../../../plugins/dns/query-log.ts";
 import type { QueryEvent } from "../../../plugins/dns/server.ts";
@@ -81,4 +81,43 @@ test("sampling: about one query in N is written", () => {
   // Binomial(20000, 0.01): mean 200, sd ~14; ±6 sd.
   expect(written).toBeGreaterThan(115);
   expect(written).toBeLessThan(285);
+});
+
+test("a rotation that fails keeps the log's own file: nothing is written into a file opened afterwards, and close leaves it open (found in review)", () => {
+  const { log, path } = queryLog({ maxBytes: 8192 });
+  for (let i = 0; i < 10; i++) log.observe(event(i));
+  log.flush();
+  expect(statSync(path).size).toBeLessThan(4096);
+  // The rotated name is taken by a non-empty directory: the rename fails.
+  mkdirSync(`${path}.1`);
+  writeFileSync(join(`${path}.1`, "keep"), "");
+  for (let i = 0; i < 20; i++) log.observe(event(100 + i));
+  log.flush();
+  const unrelated = join(dirname(path), "unrelated");
+  const fd = openSync(unrelated, "w");
+  try {
+    log.observe(event(200));
+    log.flush();
+    log.close();
+    expect(readFileSync(unrelated, "utf8")).toBe("");
+    writeSync(fd, "still open"); // throws EBADF when close() closed it
+    expect(readFileSync(unrelated, "utf8")).toBe("still open");
+  } finally {
+    closeSync(fd);
+  }
+});
+
+test("once the rotated name is free again, the log rotates and goes on", () => {
+  const { log, path } = queryLog({ maxBytes: 8192 });
+  mkdirSync(`${path}.1`);
+  writeFileSync(join(`${path}.1`, "keep"), "");
+  for (let i = 0; i < 40; i++) log.observe(event(i));
+  log.flush();
+  rmSync(`${path}.1`, { recursive: true });
+  for (let i = 0; i < 40; i++) log.observe(event(100 + i));
+  log.flush();
+  log.observe(event(1000));
+  log.close();
+  expect(statSync(`${path}.1`).isFile()).toBe(true);
+  expect(readFileSync(path, "utf8")).toContain("host1000.example.org.");
 });
