@@ -102,6 +102,7 @@ export class HeavyHitters {
 interface Bucket {
   minute: number;
   queries: number;
+  /** One minute's counts: 32 bits would take 71 million queries a second to wrap. */
   rcodes: Uint32Array;
 }
 
@@ -155,7 +156,8 @@ export class DnsAnalytics implements QueryObserver {
   private queries = 0;
   private readonly zones = new Map<string, number>();
   private readonly qtypes = new Map<number, number>();
-  private readonly rcodes = new Uint32Array(RCODE_SLOTS);
+  /** Totals since the start: doubles, exact to 2^53 (a Uint32Array wrapped at four billion, as `queries` does not). */
+  private readonly rcodes = new Float64Array(RCODE_SLOTS);
   private udp = 0;
   private tcp = 0;
   /** What the shield's gate did: refused, dropped, slipped (TC), rate_limited (no reply). */
