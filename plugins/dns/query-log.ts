@@ -35,7 +35,7 @@ export interface QueryLogOptions {
   flushMs?: number;
 }
 
-/** Lines kept in memory between writes at most; more are dropped and counted. */
+/** Lines kept in memory between writes at most (and never more than half the cap: one file); more are dropped and counted. */
 const MAX_BUFFERED_BYTES = 1 << 20;
 
 export class QueryLog implements QueryObserver {
@@ -45,10 +45,16 @@ export class QueryLog implements QueryObserver {
   private fd = -1;
   private size = 0;
   private readonly timer: ReturnType<typeof setInterval>;
+  /** What one file can take: half of the cap. */
+  private readonly half: number;
+  /** Lines buffered at most: what one write can put in a file, so that a burst is dropped (and counted) here, not cut. */
+  private readonly maxBuffered: number;
   /** Sampled lines dropped because the buffer was full (reported in the log, not lost silently). */
   dropped = 0;
 
   constructor(private readonly options: QueryLogOptions) {
+    this.half = Math.floor(options.maxBytes / 2);
+    this.maxBuffered = Math.min(MAX_BUFFERED_BYTES, this.half);
     this.openFile();
     this.timer = setInterval(() => this.flush(), options.flushMs ?? 1000);
     this.timer.unref?.();
@@ -66,7 +72,7 @@ export class QueryLog implements QueryObserver {
       rcode: event.rcode,
       bytes: event.bytes,
     })}\n`;
-    if (this.bufferedBytes + line.length > MAX_BUFFERED_BYTES) {
+    if (this.bufferedBytes + line.length > this.maxBuffered) {
       this.dropped++;
       return;
     }
@@ -86,12 +92,14 @@ export class QueryLog implements QueryObserver {
     this.buffer = [];
     this.bufferedBytes = 0;
     const bytes = Buffer.from(text);
-    const half = Math.floor(this.options.maxBytes / 2);
+    const half = this.half;
     try {
       if (this.fd < 0) this.openFile();
       if (this.size + bytes.length > half) this.rotate();
-      // A burst larger than a whole file is cut: the cap holds whatever arrives.
+      // A burst larger than a whole file is cut: the cap holds whatever arrives. The buffer is
+      // bounded by the half already, so only lines longer in UTF-8 than counted get here.
       const chunk = bytes.length > half ? bytes.subarray(0, bytes.lastIndexOf(10, half - 1) + 1) : bytes;
+      this.dropped += linesIn(bytes.subarray(chunk.length));
       writeSync(this.fd, chunk);
       this.size += chunk.length;
       if (this.dropped > 0) {
@@ -130,6 +138,12 @@ export class QueryLog implements QueryObserver {
     this.flush();
     if (this.fd >= 0) this.closeFile();
   }
+}
+
+function linesIn(bytes: Uint8Array): number {
+  let lines = 0;
+  for (const b of bytes) if (b === 10) lines++;
+  return lines;
 }
 
 /** Both observers for the listener: the analytics, and the query log when there is one. */

@@ -20,8 +20,9 @@ function queryLog(options: Partial<ConstructorParameters<typeof QueryLog>[0]> = 
   const dir = mkdtempSync(join(tmpdir(), "citadel-qlog-"));
   dirs.push(dir);
   const path = join(dir, "dns-queries.log");
-  const log = new QueryLog({ path, sample: 1, maxBytes: 1 << 20, client: "prefix", now: () => Date.UTC(2026, 10, 23, 12), log: captureLog().logger, flushMs: 60_000, ...options });
-  return { log, path };
+  const captured = captureLog();
+  const log = new QueryLog({ path, sample: 1, maxBytes: 1 << 20, client: "prefix", now: () => Date.UTC(2026, 10, 23, 12), log: captured.logger, flushMs: 60_000, ...options });
+  return { log, path, logged: captured.lines };
 }
 
 const event = (i: number, client = "192.0.2.57"): QueryEvent => ({
@@ -120,4 +121,15 @@ test("once the rotated name is free again, the log rotates and goes on", () => {
   log.close();
   expect(statSync(`${path}.1`).isFile()).toBe(true);
   expect(readFileSync(path, "utf8")).toContain("host1000.example.org.");
+});
+
+test("a burst larger than a file's half: every line is either written or counted as dropped (found in review: the cut lines vanished)", () => {
+  const { log, path, logged } = queryLog({ maxBytes: 8192 });
+  const sent = 100; // about 17 KB of lines, four times the 4 KiB half
+  for (let i = 0; i < sent; i++) log.observe(event(i));
+  log.close();
+  const written = readFileSync(path, "utf8").trim().split("\n").length;
+  const dropped = logged.filter((l) => String(l.msg).startsWith("dns query log: lines dropped")).reduce((n, l) => n + Number(l.dropped), 0);
+  expect(written).toBeGreaterThan(0);
+  expect(written + dropped).toBe(sent);
 });
