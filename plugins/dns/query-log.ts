@@ -117,7 +117,12 @@ export class QueryLog implements QueryObserver {
    * the process opens, and lines would be written into it (found in review).
    */
   private rotate(): void {
-    renameSync(this.options.path, `${this.options.path}.1`);
+    try {
+      renameSync(this.options.path, `${this.options.path}.1`);
+    } catch (e) {
+      // Deleted by hand (docs/gdpr.md advises it after an erasure): there is nothing to keep.
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
     this.closeFile();
     this.openFile();
   }

@@ -3,7 +3,7 @@
  * more on disk than its cap — the current file and one rotated file, each at most half.
  */
 import { afterEach, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseName } from "../../../plugins/dns/names.ts";
@@ -132,4 +132,28 @@ test("a burst larger than a file's half: every line is either written or counted
   const dropped = logged.filter((l) => String(l.msg).startsWith("dns query log: lines dropped")).reduce((n, l) => n + Number(l.dropped), 0);
   expect(written).toBeGreaterThan(0);
   expect(written + dropped).toBe(sent);
+});
+
+test("log files deleted by hand (a purge after an erasure): a new file is started at the next rotation, without an error", () => {
+  const { log, path, logged } = queryLog({ maxBytes: 8192 });
+  for (let i = 0; i < 10; i++) log.observe(event(i));
+  log.flush();
+  rmSync(path);
+  for (let i = 0; i < 20; i++) log.observe(event(100 + i)); // past the file's half: a rotation
+  log.flush();
+  log.close();
+  expect(logged.filter((l) => l.level === "error")).toEqual([]);
+  expect(readFileSync(path, "utf8")).toContain("host119.example.org.");
+  expect(existsSync(`${path}.1`)).toBe(false);
+});
+
+test("log files emptied in place (truncate, as docs/gdpr.md advises after an erasure) are written on without a restart", () => {
+  const { log, path } = queryLog({ maxBytes: 8192 });
+  for (let i = 0; i < 10; i++) log.observe(event(i));
+  log.flush();
+  truncateSync(path, 0);
+  log.observe(event(500));
+  log.close();
+  const lines = readFileSync(path, "utf8").trim().split("\n");
+  expect(lines.map((l) => JSON.parse(l).qname)).toEqual(["host500.example.org."]);
 });
