@@ -431,7 +431,7 @@ async function recover(ctx: CommandContext, loaded: LoadedConfig, env: Env): Pro
     const { kernelFor } = kernelOver(store, config, createLogger({ level: "warn" }), env);
     const results: SetupResult[] = [];
     for (const plugin of plugins) {
-      const result = plugin.recover ? await plugin.recover(kernelFor(plugin), { email, invoker, ...instanceFlags(ctx.options) }) : null;
+      const result = plugin.recover ? await plugin.recover(kernelFor(plugin), { email, invoker: invoker.named, invoker_uids: invoker.uids, ...instanceFlags(ctx.options) }) : null;
       if (result) results.push(result);
     }
     if (ctx.json) ctx.out(JSON.stringify(Object.assign({}, ...results.map((r) => r.summary)), null, 2));
@@ -464,13 +464,15 @@ function refuseUnlessCurrent(store: Store): void {
 }
 
 /** Who ran a host-local command, for its audit event: the uid, and the sudo user behind it. */
-function invokerOf(env: Env): string {
+function invokerOf(env: Env): { uids: string; named: string } {
   const uid = process.getuid?.();
   // Only what sudo itself sets looks like this: the variables are the caller's to set.
   const user = /^[A-Za-z0-9._-]{1,32}$/.test(env.SUDO_USER ?? "") ? env.SUDO_USER : undefined;
   const sudoUid = /^\d{1,10}$/.test(env.SUDO_UID ?? "") ? env.SUDO_UID : undefined;
-  const sudo = user ? ` (sudo by ${user}${sudoUid ? `, uid ${sudoUid}` : ""})` : "";
-  return uid === undefined ? `an unknown user${sudo}` : `uid ${uid}${sudo}`;
+  const self = uid === undefined ? "an unknown user" : `uid ${uid}`;
+  const named = user ? ` (sudo by ${user}${sudoUid ? `, uid ${sudoUid}` : ""})` : "";
+  const byNumber = sudoUid ? ` (sudo by uid ${sudoUid})` : user ? " (sudo)" : "";
+  return { uids: `${self}${byNumber}`, named: `${self}${named}` };
 }
 
 /** Each plugin's first-time setup (the first organization and owner); what to show once. */

@@ -145,7 +145,7 @@ export const iamPlugin = definePlugin<IamSettings>({
 
   async recover(k, options) {
     if (typeof options.email !== "string") return null;
-    const { email, password } = await servicesOf(k).iam.recoverOperator(options.email, typeof options.invoker === "string" ? options.invoker : undefined);
+    const { email, password } = await servicesOf(k).iam.recoverOperator(options.email, typeof options.invoker === "string" && typeof options.invoker_uids === "string" ? { named: options.invoker, uids: options.invoker_uids } : undefined);
     const flags = sameInstanceFlags(options);
     return {
       summary: { operator: email, one_time_password: password },

@@ -159,6 +159,12 @@ interface Failures {
   waitUntil: number;
 }
 
+/** Who ran `citadel recover` on the host: the accounts by number (uid, sudo's uid), and with the sudo user's name. */
+export interface Invoker {
+  uids: string;
+  named: string;
+}
+
 export class IamService {
   readonly hasher: PasswordHasher;
   /** Failed attempts by account, address and pair; bounded, keeping those that failed lately. */
@@ -643,7 +649,7 @@ export class IamService {
    * factor loses what it opened). Personal access tokens and API keys stay, as with an MFA
    * reset: made on purpose, they are revoked by name once the operator is back in.
    */
-  async recoverOperator(email: string, invoker = "an unknown user"): Promise<{ email: string; password: string }> {
+  async recoverOperator(email: string, invoker: Invoker = { uids: "an unknown user", named: "an unknown user" }): Promise<{ email: string; password: string }> {
     const user = sql.userByEmail(this.db, email.trim());
     if (!user) throw new NotFoundError(`no user ${email} (citadel recover is for operators' accounts)`);
     if (user.operator !== 1) throw new ForbiddenError(`${user.email} is not an operator: citadel recover is for operators; an operator resets anyone else's password (citadel user password-reset) or two-factor authentication (citadel user mfa-reset)`);
@@ -656,15 +662,18 @@ export class IamService {
       sql.replaceRecoveryCodes(tx, user.id, []);
       sql.endUserLogins(tx, user.id, this.now());
       sql.denyApprovedDeviceGrants(tx, user.id);
-      // Who ran it (uid, sudo user) is personal data: under the recovered operator's key, not in the chained reason.
+      // Who ran it: the host accounts by number in the chained reason (the break-glass record
+      // must hold them, and `citadel recover` works on a sealed database, where personal data is
+      // withheld: there is no key to encrypt it); the sudo user's name is personal data, under
+      // the recovered operator's key when the keyring is there.
       this.audit(tx, {
         action: "iam.operator.recover",
         actor: { kind: "system" },
         outcome: "success",
         resource: { type: "user", id: user.id },
-        reason: "host-local recovery: a one-time password, TOTP off, logins ended",
+        reason: `host-local recovery by ${invoker.uids}: a one-time password, TOTP off, logins ended`,
         subject: user.id,
-        personal: { invoker },
+        personal: { invoker: invoker.named },
       });
     });
     return { email: user.email, password };
