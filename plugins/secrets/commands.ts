@@ -11,7 +11,7 @@ import { ApiError } from "../../src/cli/api-client.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { DecryptionError } from "../../src/crypto/aead.ts";
 import { choiceOption, forStdout, integerOption, organizationOf, print, refuseApiKeyWithoutOrg, table } from "../../src/cli/output.ts";
-import { secretPrompter } from "../../src/cli/prompt.ts";
+import { readValueAtTerminal, secretPrompter } from "../../src/cli/prompt.ts";
 import { readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
@@ -41,11 +41,12 @@ const secretsPath = (w: Where, rest = "") => `${workspacePath(w)}/environments/$
 const secretPath = (w: Where, name: string, rest = "") => secretsPath(w, `/secrets/${encodeURIComponent(name)}${rest}`);
 
 /**
- * The value to store: all of standard input (one trailing newline dropped), or a silent prompt.
- * Either way kept as it is, spaces at its ends included: they may be part of the secret.
+ * The value to store: all of standard input (one trailing newline dropped), or a silent prompt
+ * (one line: a paste of several is refused, not cut). Either way kept as it is, spaces at its
+ * ends included: they may be part of the secret.
  */
 async function readValue(prompt: string): Promise<string> {
-  if (process.stdin.isTTY) return secretPrompter()(prompt);
+  if (process.stdin.isTTY) return readValueAtTerminal(prompt);
   const text = utf8Text(await new Response(Bun.stdin.stream()).arrayBuffer(), "standard input");
   return text.endsWith("\r\n") ? text.slice(0, -2) : text.endsWith("\n") ? text.slice(0, -1) : text;
 }

@@ -30,6 +30,15 @@ export function secretPrompter(): (prompt: string) => Promise<string> {
   };
 }
 
+/**
+ * A secret's value, typed or pasted at the terminal without echo: one line. Text that comes
+ * with its Enter (a paste of several lines: a PEM key) is refused rather than stored cut at its
+ * first line; such a value is piped on standard input, where it is read whole.
+ */
+export function readValueAtTerminal(prompt: string): Promise<string> {
+  return readTerminalLine(prompt, { oneLineOnly: true });
+}
+
 async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let buffered = "";
@@ -47,12 +56,17 @@ async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<stri
 let typedAhead = "";
 const terminalDecoder = new TextDecoder();
 
+/** Ctrl-D: at the start of an empty line, the end of input (as a terminal in canonical mode has it); never part of what is typed. */
+const END_OF_INPUT = "\u0004";
+
 /**
  * One line from the terminal in raw mode (no echo). A listener, not `for await` over stdin:
  * leaving such a loop destroys the stream, and the next question (a new password after the
  * current one) failed with "The operation was aborted" while what was typed then echoed.
+ * `oneLineOnly`: text arriving with the Enter is a paste of several lines, refused (else it is
+ * kept for the next question: typed ahead of it).
  */
-function readTerminalLine(prompt: string): Promise<string> {
+function readTerminalLine(prompt: string, { oneLineOnly = false } = {}): Promise<string> {
   const stdin = process.stdin;
   process.stderr.write(prompt);
   stdin.setRawMode(true);
@@ -63,10 +77,16 @@ function readTerminalLine(prompt: string): Promise<string> {
       for (let i = 0; i < text.length; i++) {
         const char = text[i]!;
         if (char === "\r" || char === "\n") {
-          typedAhead = text.slice(char === "\r" && text[i + 1] === "\n" ? i + 2 : i + 1);
+          const rest = text.slice(char === "\r" && text[i + 1] === "\n" ? i + 2 : i + 1);
+          if (oneLineOnly && rest !== "") throw new Error("a value of several lines was pasted, and a prompt reads one: pipe it on standard input instead");
+          typedAhead = rest;
           return true;
         }
         if (char === "\u0003") throw new Error("cancelled");
+        if (char === END_OF_INPUT) {
+          if (line === "") throw new Error(`${prompt.replace(/:\s*$/, "")}: input ended (Ctrl-D)`);
+          continue; // mid-line, a terminal would send the line so far without an Enter: here only Enter ends it
+        }
         if (char === "\u007f") line = line.slice(0, -1);
         else line += char;
       }

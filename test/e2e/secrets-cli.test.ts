@@ -348,6 +348,15 @@ describe("what the review found in the everyday commands", () => {
   });
 });
 
+describe("values, tokens and commands: what a review of the CLI found", () => {
+  test.skipIf(!Bun.which("script"))("a value of several lines pasted at the prompt is refused, not stored cut to its first line", async () => {
+    const pasted = await cliAtTerminal(["secrets", "set", "PASTED_KEY", ...WS()], [{ question: "Value of PASTED_KEY: ", typed: TLS_KEY_LINES.join("\r") }]);
+    expect(pasted.code).toBe(1);
+    expect(pasted.screen).toContain("a value of several lines was pasted, and a prompt reads one: pipe it on standard input instead");
+    expect((await cli(["secrets", "get", "PASTED_KEY", ...WS()])).code).toBe(1); // nothing stored
+  }, 20_000);
+});
+
 describe("workspace administration from the CLI", () => {
   test("history, delete and restore", async () => {
     await ok(["secrets", "set", "SHORT_LIVED", ...WS(), "-e", "staging"], { stdin: "one\n" });
