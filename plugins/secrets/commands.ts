@@ -174,11 +174,7 @@ async function withCodec<T>(ctx: CommandContext, api: ApiClient, w: Where, use: 
 }
 
 async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<Codec> {
-  const settings = await api.request<{ e2ee: boolean }>("GET", `${workspacePath(w)}/settings`);
-  if (!settings.e2ee) {
-    E2eePins.forCli(ctx.configHome).checkNotEncrypted(api.baseUrl, w.workspace); // the server's word against what this machine saw
-    return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v, dispose: () => {} };
-  }
+  if (!(await isEncrypted(ctx, api, w))) return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v, dispose: () => {} };
   const keys = await workspaceKeys(ctx, api, w.workspace);
   const context = (name: string) => ({ workspace: w.workspace, environment: w.env, name });
   return {
@@ -187,6 +183,36 @@ async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<
     open: async (name, v, keyVersion) => decryptValue(await keys.version(keyVersion ?? keys.current.version), v, context(name)),
     dispose: () => keys.dispose(),
   };
+}
+
+/**
+ * Whether the workspace is end-to-end encrypted: the server's settings, checked against what
+ * this machine saw. A write-only token (secrets:write alone) may not read the settings, though
+ * it may store values: then this machine's pins decide. A workspace seen encrypted here is
+ * refused (a value sent as it is would be in the clear); one never seen so is sent plain, which
+ * the server refuses (422) if the workspace is encrypted after all: it takes ciphertext only there.
+ */
+async function isEncrypted(ctx: CommandContext, api: ApiClient, w: Where): Promise<boolean> {
+  const pins = E2eePins.forCli(ctx.configHome);
+  let settings: { e2ee: boolean };
+  try {
+    settings = await api.request<{ e2ee: boolean }>("GET", `${workspacePath(w)}/settings`);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 403 && error.code === "insufficient_scope")) throw error;
+    try {
+      pins.checkNotEncrypted(api.baseUrl, w.workspace);
+    } catch (pinned) {
+      if (!(pinned instanceof E2eePinError)) throw pinned;
+      throw new E2eePinError(
+        `this token may not read workspace ${w.workspace}'s settings (it lacks ${error.facts.scope ?? "secrets:read"}), and this machine has used the workspace end-to-end encrypted (or cannot read what it saw): ` +
+          "refusing to send a value that is not encrypted. Use a token that may read secrets too: it can fetch the workspace key.",
+        { cause: pinned },
+      );
+    }
+    return false;
+  }
+  if (!settings.e2ee) pins.checkNotEncrypted(api.baseUrl, w.workspace); // the server's word against what this machine saw
+  return settings.e2ee;
 }
 
 /**

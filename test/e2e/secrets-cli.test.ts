@@ -12,6 +12,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createShareSecret, shareUrl, shareViewProof } from "../../plugins/secrets/share-crypto.ts";
 import { encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
+import { E2eePins } from "../../plugins/secrets/e2ee-pins.ts";
 import { atTerminal, BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-secrets-");
@@ -30,6 +31,8 @@ const TLS_KEY_LINES = [`-----BEGIN PRIVATE KEY----- ${tag}`, `line two has "quot
 const TLS_KEY = TLS_KEY_LINES.join("\n");
 const SHARED = `shared-${tag}-one-time`;
 const E2EE_VALUE = `e2ee-${tag}-only-clients-see-this`;
+/** The passphrase of the owner's end-to-end encryption key pair: a space at its end, part of it typed or read from a file. */
+const E2EE_PASSPHRASE = "a long passphrase for e2ee ";
 const PLAINTEXTS = { DB_PASSWORD, TLS_KEY, TLS_KEY_LINE: TLS_KEY_LINES[1]!, SHARED, E2EE_VALUE };
 
 const api = (method: string, path: string, body?: unknown) => callApi(citadel.url, ca, token, method, path, body);
@@ -585,7 +588,7 @@ describe("an end-to-end-encrypted workspace", () => {
   test("key pair, encryption on, set and get through the CLI: the server holds ciphertext only", async () => {
     const vault = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "vault" })).body.id as string;
     const phrase = join(home.path, "passphrase");
-    const PHRASE = "a long passphrase for e2ee "; // a space at its end: part of it, typed or read from the file
+    const PHRASE = E2EE_PASSPHRASE;
     writeFileSync(phrase, `${PHRASE}\n`, { mode: 0o600 });
     await ok(["secrets", "e2ee", "init", "--passphrase-file", phrase]);
     await ok(["secrets", "e2ee", "enable", "-w", vault, "--passphrase-file", phrase]);
@@ -727,6 +730,47 @@ describe("an end-to-end-encrypted workspace", () => {
     const wrong = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toContain("passphrase");
+  });
+});
+
+describe("a write-only token (secrets:write) from the CLI (found in review: set and import asked for secrets:read)", () => {
+  const writeOnlyToken = async () => JSON.parse(await ok(["token", "create", "writer", "--scope", "secrets:write", "--json"])).token as string;
+
+  test("stores values, with set and import, in a workspace that is not end-to-end encrypted", async () => {
+    const writer = { CITADEL_TOKEN: await writeOnlyToken() };
+    expect(await ok(["secrets", "set", "WRITTEN_BLIND", ...WS()], { stdin: "blind-value\n", env: writer })).toBe("WRITTEN_BLIND: version 1\n");
+    expect(await ok(["secrets", "import", "-", ...WS()], { stdin: "IMPORTED_BLIND=imported-value\n", env: writer })).toContain("1 new");
+    expect(await ok(["secrets", "get", "WRITTEN_BLIND", ...WS()])).toBe("blind-value\n");
+    expect(await ok(["secrets", "get", "IMPORTED_BLIND", ...WS()])).toBe("imported-value\n");
+    const read = await cli(["secrets", "get", "WRITTEN_BLIND", ...WS()], { env: writer });
+    expect([read.code, read.stderr]).toEqual([1, expect.stringContaining("secrets:read")]); // reading still needs the scope
+  });
+
+  test("never sends a value in the clear to a workspace encrypted end to end: refused here when this machine saw it so, else by the server", async () => {
+    const org = (await api("GET", "/v1/iam/me")).body.organizations[0].id;
+    const sealed = (await api("POST", `/v1/iam/orgs/${org}/workspaces`, { name: "sealed-for-writers" })).body.id as string;
+    expect((await api("PATCH", `/v1/secrets/workspaces/${sealed}/settings`, { e2ee: true })).status).toBe(200);
+    const writer = await writeOnlyToken();
+    const machine = tempDir("citadel-e2e-secrets-writer-");
+    try {
+      // As each machine's CLI: its own config home, where it keeps what it saw (E2eePins).
+      const writeFrom = (home: string, args: string[], stdin: string) => cli([...args, "-w", sealed], { stdin, env: { CITADEL_TOKEN: writer, HOME: home, XDG_CONFIG_HOME: home } });
+      const set = (home: string) => writeFrom(home, ["secrets", "set", "PLAIN_TRY"], "would-be-plaintext");
+      const imported = (home: string) => writeFrom(home, ["secrets", "import", "-"], "PLAIN_TRY=would-be-plaintext\n");
+
+      // Never seen here: sent as it is, and refused by the server, which takes ciphertext only there.
+      for (const attempt of [await set(machine.path), await imported(machine.path)]) {
+        expect([attempt.code, attempt.stderr]).toEqual([1, expect.stringContaining("this workspace is end-to-end encrypted: send the value encrypted by the client")]);
+      }
+      // Seen encrypted here: refused before anything is sent.
+      E2eePins.forCli(machine.path).pin(citadel.url, sealed);
+      for (const attempt of [await set(machine.path), await imported(machine.path)]) {
+        expect([attempt.code, attempt.stderr]).toEqual([1, expect.stringContaining(`this token may not read workspace ${sealed}'s settings (it lacks secrets:read), and this machine has used the workspace end-to-end encrypted`)]);
+      }
+    } finally {
+      machine.remove();
+    }
+    expect((await api("GET", `/v1/secrets/workspaces/${sealed}/environments/development/secrets?deleted=true`)).body.items).toEqual([]); // nothing stored
   });
 });
 
