@@ -70,7 +70,7 @@ export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigi
     const abort = signal();
     let response: Response;
     try {
-      response = await fetch(new URL(path, baseUrl), {
+      response = await fetch(urlOf(baseUrl, path), {
         method,
         signal: abort,
         headers: {
@@ -141,6 +141,15 @@ export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigi
       }
     },
   };
+}
+
+/**
+ * Where a request goes: the API path after the base URL, its path included. `new URL(path,
+ * base)` replaced a base's path with an absolute one: behind a reverse proxy at
+ * https://host/citadel, requests went to https://host/v1/...
+ */
+function urlOf(baseUrl: string, path: string): string {
+  return `${baseUrl.replace(/\/+$/, "")}/${path.replace(/^\/+/, "")}`;
 }
 
 /** The pieces of an answer's body as they come, each within the idle time. */

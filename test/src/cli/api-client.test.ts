@@ -52,6 +52,26 @@ async function failure(promise: Promise<unknown>): Promise<ApiError> {
 const KEY = `citadel_dns_abcdefgh_${"x".repeat(38)}`;
 const PAT = `citadel_pat_abcdefgh_${"x".repeat(38)}`;
 
+test("a base URL's path (a reverse proxy's prefix) is kept, with or without a final slash (found in review: requests went to /v1/...)", async () => {
+  const asked: string[] = [];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: await freePort(),
+    fetch(request) {
+      const url = new URL(request.url);
+      asked.push(url.pathname + url.search);
+      return Response.json({ ok: true });
+    },
+  });
+  servers.push(server);
+  const origin = `http://127.0.0.1:${server.port}`;
+  for (const baseUrl of [`${origin}/citadel`, `${origin}/citadel/`]) {
+    expect(await createApiClient({ baseUrl }).request("GET", "/v1/secrets/shares/shr_x?peek=true")).toEqual({ ok: true });
+  }
+  expect(await createApiClient({ baseUrl: origin }).request("GET", "/v1/health")).toEqual({ ok: true });
+  expect(asked).toEqual(["/citadel/v1/secrets/shares/shr_x?peek=true", "/citadel/v1/secrets/shares/shr_x?peek=true", "/v1/health"]);
+});
+
 describe("answers that are not a problem document (found in review)", () => {
   test("a bare 429 says to retry, and when", async () => {
     const { client } = await answering(() => new Response("", { status: 429, headers: { "retry-after": "7" } }));
