@@ -540,27 +540,26 @@ export const secretsCommands: Command[] = [
     summary: "Run a command with an environment's secrets as environment variables: citadel run -w WS -e ENV -- command args",
     args: "-- <command> [args...]",
     maxArgs: 10_000,
-    options: { ...WHERE, ...PASSPHRASE },
+    options: {
+      ...WHERE,
+      ...PASSPHRASE,
+      "allow-loader-variables": { type: "boolean", description: "Pass secrets named LD_*, DYLD_*, BASH_ENV, ENV, NODE_OPTIONS, PYTHONSTARTUP, PERL5OPT or RUBYOPT (else refused: they make programs load code)" },
+    },
     async run(ctx) {
       const w = where(ctx);
       if (ctx.args.length === 0) throw new UsageError("give the command to run after --");
       const entries = await fetchValues(ctx, await ctx.api(), w);
-      // No prototype: a secret named __proto__ is a variable like any other.
-      const env: Record<string, string> = Object.create(null);
-      // The command gets the caller's environment minus Citadel's token (least privilege: it
-      // asked for secrets, not for the right to fetch more), plus the secrets.
-      for (const [name, value] of Object.entries(ctx.env)) if (value !== undefined && name !== "CITADEL_TOKEN") env[name] = value;
-      for (const e of entries) {
-        // Stored before the client checked for it (an encrypted workspace's server cannot):
-        // named, rather than failing the start of the command as if it were missing.
-        if (e.value.includes("\0")) throw new Error(`cannot pass ${e.name} to the command: its value holds a NUL character, which an environment variable cannot (set it again without one)`);
-        env[e.name] = e.value;
-      }
+      if (ctx.options["allow-loader-variables"] !== true) refuseLoaderVariables(w, entries);
+      const [command, ...args] = ctx.args as [string, ...string[]];
+      // Found with the caller's PATH: a secret named PATH is the command's, not where to find it.
+      const program = command.includes("/") ? command : Bun.which(command, { PATH: ctx.env.PATH ?? "" });
+      const env = commandEnvironment(ctx, entries);
       let child: ReturnType<typeof Bun.spawn>;
       try {
-        child = Bun.spawn(ctx.args, { env, stdin: "inherit", stdout: "inherit", stderr: "inherit" });
+        if (program === null) throw Object.assign(new Error("not found"), { code: "ENOENT" });
+        child = Bun.spawn([program, ...args], { argv0: command, env, stdin: "inherit", stdout: "inherit", stderr: "inherit" });
       } catch (error) {
-        const failure = spawnFailure(ctx.args[0]!, error);
+        const failure = spawnFailure(command, error);
         ctx.err(`citadel: ${failure.message}`);
         return failure.code;
       }
@@ -952,6 +951,39 @@ export const secretsCommands: Command[] = [
     },
   },
 ];
+
+/**
+ * What `citadel run`'s command gets: the caller's environment minus Citadel's token (least
+ * privilege: it asked for secrets, not for the right to fetch more), and the secrets, which win
+ * over the caller's variables of the same name.
+ */
+function commandEnvironment(ctx: CommandContext, entries: SecretEntry[]): Record<string, string> {
+  // No prototype: a secret named __proto__ is a variable like any other.
+  const env: Record<string, string> = Object.create(null);
+  for (const [name, value] of Object.entries(ctx.env)) if (value !== undefined && name !== "CITADEL_TOKEN") env[name] = value;
+  for (const e of entries) {
+    // Stored before the client checked for it (an encrypted workspace's server cannot):
+    // named, rather than failing the start of the command as if it were missing.
+    if (e.value.includes("\0")) throw new Error(`cannot pass ${e.name} to the command: its value holds a NUL character, which an environment variable cannot (set it again without one)`);
+    env[e.name] = e.value;
+  }
+  return env;
+}
+
+/**
+ * Variables that make the dynamic loader, a shell or an interpreter load code of their own
+ * choosing into whatever starts: from an environment's secrets, anyone who may write one could
+ * run code as whoever runs `citadel run`. Kept short, the common ones (docs/cli.md lists them).
+ */
+const LOADER_VARIABLES = /^(LD_.*|DYLD_.*|BASH_ENV|ENV|NODE_OPTIONS|PYTHONSTARTUP|PERL5OPT|RUBYOPT)$/;
+
+function refuseLoaderVariables(w: Where, entries: SecretEntry[]): void {
+  const found = entries.map((e) => e.name).filter((name) => LOADER_VARIABLES.test(name));
+  if (found.length === 0) return;
+  throw new UsageError(
+    `the secrets of ${w.workspace}/${w.env} hold ${found.join(", ")}, which make programs load code: refusing to start the command with them (--allow-loader-variables passes them on)`,
+  );
+}
 
 /** --format, else dotenv; --json asks for JSON, and refuses a --format that is not. */
 function exportFormat(ctx: CommandContext): "dotenv" | "json" {

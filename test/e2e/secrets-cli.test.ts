@@ -358,6 +358,23 @@ describe("values, tokens and commands: what a review of the CLI found", () => {
     expect(pasted.screen).toContain("a value of several lines was pasted, and a prompt reads one: pipe it on standard input instead");
     expect((await cli(["secrets", "get", "PASTED_KEY", ...WS()])).code).toBe(1); // nothing stored
   }, 20_000);
+
+  test("citadel run: the secrets win over the caller's variables, the command is found with the caller's PATH, and loader variables are refused unless allowed", async () => {
+    await ok(["secrets", "env", "create", "runner", ...WS()]);
+    const secrets = { PATH: "/nowhere/from-a-secret", SHADOWED: "the secret's" };
+    for (const [name, value] of Object.entries(secrets)) await ok(["secrets", "set", name, ...WS(), "-e", "runner"], { stdin: value });
+    const run = (args: string[], command: string[]) => cli(["run", ...WS(), "-e", "runner", ...args, "--", ...command], { env: { SHADOWED: "the caller's" } });
+    // Found with the caller's PATH (found in review: looked up in the secret's, so not found), given the secret's.
+    expect(await run([], ["sh", "-c", 'printf "%s|%s" "$PATH" "$SHADOWED"'])).toEqual({ code: 0, stdout: "/nowhere/from-a-secret|the secret's", stderr: "" });
+    expect(await run([], ["sh", "-c", 'printf %s "$0"'])).toEqual({ code: 0, stdout: "sh", stderr: "" }); // its name as given
+
+    // A secret that makes programs load code (found in review: passed on to the command).
+    for (const [name, value] of Object.entries({ LD_LIBRARY_PATH: "/nowhere/libs", NODE_OPTIONS: "--no-warnings" })) await ok(["secrets", "set", name, ...WS(), "-e", "runner"], { stdin: value });
+    const refused = await run([], ["sh", "-c", "echo ran"]);
+    expect([refused.code, refused.stdout]).toEqual([2, ""]);
+    expect(refused.stderr).toContain(`citadel: the secrets of ${workspace}/runner hold LD_LIBRARY_PATH, NODE_OPTIONS, which make programs load code: refusing to start the command with them (--allow-loader-variables passes them on)`);
+    expect(await run(["--allow-loader-variables"], ["sh", "-c", 'printf %s "$LD_LIBRARY_PATH"'])).toEqual({ code: 0, stdout: "/nowhere/libs", stderr: "" });
+  });
 });
 
 describe("workspace administration from the CLI", () => {
