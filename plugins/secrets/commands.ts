@@ -563,13 +563,7 @@ export const secretsCommands: Command[] = [
         ctx.err(`citadel: ${failure.message}`);
         return failure.code;
       }
-      // Signals meant for the command reach it once. Ctrl-C (SIGINT) and Ctrl-\ (SIGQUIT) are
-      // sent by the terminal to the whole foreground process group, the command included:
-      // citadel only stays alive to pass its exit code on (forwarding them too delivered each
-      // twice). A service manager's TERM or a HUP sent to citadel alone is passed on.
-      const ignore = () => {};
-      const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
-      const handlers = [["SIGINT", ignore], ["SIGQUIT", ignore], ["SIGTERM", forward("SIGTERM")], ["SIGHUP", forward("SIGHUP")]] as const;
+      const handlers = signalRelay(child); // each signal meant for the command reaches it once
       for (const [s, h] of handlers) process.on(s, h);
       const code = await child.exited;
       for (const [s, h] of handlers) process.off(s, h);
@@ -983,6 +977,23 @@ function refuseLoaderVariables(w: Where, entries: SecretEntry[]): void {
   throw new UsageError(
     `the secrets of ${w.workspace}/${w.env} hold ${found.join(", ")}, which make programs load code: refusing to start the command with them (--allow-loader-variables passes them on)`,
   );
+}
+
+/**
+ * How `citadel run` passes signals on, so that each meant for the command reaches it once and
+ * none kills citadel, leaving the command running without it. TERM, USR1, USR2 and WINCH are
+ * passed on. INT, QUIT and HUP are too, unless standard input is a terminal: then citadel is
+ * taken to be in the terminal's foreground process group, to which the terminal (Ctrl-C,
+ * Ctrl-\) or the shell (a hang-up) sends them, the command included — a copy passed on came
+ * twice. Citadel only stays alive to pass the command's exit code on. Sent to citadel alone
+ * (a service manager, `timeout -s INT`), they reach the command when its input is not a terminal.
+ */
+function signalRelay(child: { kill(signal: NodeJS.Signals): void }): Array<[NodeJS.Signals, () => void]> {
+  const alwaysPassed: NodeJS.Signals[] = ["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH"];
+  const fromTheTerminal: NodeJS.Signals[] = ["SIGINT", "SIGQUIT", "SIGHUP"];
+  const passedOn = (signal: NodeJS.Signals): [NodeJS.Signals, () => void] => [signal, () => child.kill(signal)];
+  const ignored = (signal: NodeJS.Signals): [NodeJS.Signals, () => void] => [signal, () => {}];
+  return [...alwaysPassed.map(passedOn), ...fromTheTerminal.map(process.stdin.isTTY ? ignored : passedOn)];
 }
 
 /** --format, else dotenv; --json asks for JSON, and refuses a --format that is not. */

@@ -169,54 +169,79 @@ describe("citadel secrets", () => {
     expect(notExecutable).toEqual({ code: 126, stdout: "", stderr: `citadel: cannot run ${script}: not executable, or a directory (EACCES)\n` });
   });
 
-  test.skipIf(!Bun.which("setsid"))("citadel run: Ctrl-C and Ctrl-\\, sent by the terminal to the process group, reach the command once; TERM sent to citadel is passed on (found in review: SIGINT twice)", async () => {
-    /**
-     * `citadel run` in a process group of its own (setsid), as a terminal's foreground job,
-     * running a command that counts the signals it gets: `toGroup` is sent to the whole group
-     * as the terminal does, then SIGTERM to citadel alone, which the command answers with its
-     * counts. Citadel is held still (SIGSTOP) while the group gets the signal, so that a copy
-     * it forwarded would come clearly after the first: the command's runtime merges signals
-     * that arrive together.
-     */
-    async function countSignals(toGroup: NodeJS.Signals): Promise<{ code: number; counts: unknown }> {
-      const fixture = join(import.meta.dir, "../fixtures/count-signals.ts");
-      const proc = Bun.spawn(["setsid", BINARY, "--data", data.path, "run", ...WS(), "--", process.execPath, fixture], { env: cliEnv(), cwd: home.path, stdin: "ignore", stdout: "pipe", stderr: "inherit" });
-      /** Sends `signal` to `pid` (negative: a process group), unless it is gone. */
-      const send = (pid: number, signal: NodeJS.Signals) => {
-        try {
-          process.kill(pid, signal);
-        } catch (error) {
-          if ((error as { code?: string }).code !== "ESRCH") throw error;
-        }
-      };
-      const reader = proc.stdout.getReader();
-      const decoder = new TextDecoder();
-      let out = "";
-      const waitFor = async (line: string) => {
-        while (!out.includes(`${line}\n`)) {
-          const chunk = await reader.read();
-          if (chunk.done) throw new Error(`the command ended before saying ${line}: ${out}`);
-          out += decoder.decode(chunk.value);
-        }
-      };
-      try {
-        await waitFor("ready");
-        send(proc.pid, "SIGSTOP");
-        send(-proc.pid, toGroup); // setsid made citadel a group leader: -pid is its group
-        await waitFor(`${toGroup} 1`);
-        send(proc.pid, "SIGCONT");
-        await Bun.sleep(300); // room for a forwarded copy, were one sent
-        send(proc.pid, "SIGTERM");
-        await proc.exited;
-      } finally {
-        send(-proc.pid, "SIGKILL"); // a command left behind (citadel died of the signal): its output ends
-      }
-      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) out += decoder.decode(chunk.value);
-      const last = out.trim().split("\n").at(-1)!;
-      return { code: await proc.exited, counts: last.startsWith("{") ? JSON.parse(last) : last };
+  /**
+   * `citadel run` running a command that counts the signals it gets (test/fixtures/count-signals.ts):
+   * at a terminal of its own (a pseudo-terminal whose foreground process group citadel leads),
+   * or with standard input not a terminal and a process group of its own (setsid). `deliver`
+   * sends signals (or types keys), saying what the command should answer; then SIGTERM to
+   * citadel alone is answered by the command with its counts. At the terminal, citadel is held
+   * still (SIGSTOP) while they arrive, so that a copy it passed on comes clearly after the
+   * first: the command's runtime merges signals that arrive together.
+   */
+  async function countSignals(where: "terminal" | "no terminal", deliver: (send: (signal: NodeJS.Signals, to: "citadel" | "group") => void, type: (keys: string) => void) => Array<`${NodeJS.Signals} 1`>): Promise<{ code: number; counts: unknown }> {
+    const fixture = join(import.meta.dir, "../fixtures/count-signals.ts");
+    const command = [BINARY, "--data", data.path, "run", ...WS(), "--", process.execPath, fixture];
+    let out = "";
+    const decoder = new TextDecoder();
+    const seen = (bytes: Uint8Array) => void (out += decoder.decode(bytes, { stream: true }).replaceAll("\r", ""));
+    let outputEnded = () => {};
+    const ended = new Promise<void>((resolve) => (outputEnded = resolve));
+    const proc =
+      where === "terminal"
+        ? Bun.spawn(command, { env: cliEnv(), cwd: home.path, terminal: { data: (_, bytes) => seen(bytes), exit: () => outputEnded() } })
+        : Bun.spawn(["setsid", ...command], { env: cliEnv(), cwd: home.path, stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+    if (proc.stdout instanceof ReadableStream) {
+      const stdout = proc.stdout as ReadableStream<Uint8Array>;
+      void (async () => {
+        for await (const bytes of stdout) seen(bytes);
+      })().finally(outputEnded);
     }
-    expect(await countSignals("SIGINT")).toEqual({ code: 0, counts: { SIGINT: 1, SIGQUIT: 0 } });
-    expect(await countSignals("SIGQUIT")).toEqual({ code: 0, counts: { SIGINT: 0, SIGQUIT: 1 } });
+    /** Sends `signal` to citadel or its process group (it leads one: -pid), unless it is gone. */
+    const send = (signal: NodeJS.Signals, to: "citadel" | "group") => {
+      try {
+        process.kill(to === "group" ? -proc.pid : proc.pid, signal);
+      } catch (error) {
+        if ((error as { code?: string }).code !== "ESRCH") throw error;
+      }
+    };
+    const waitFor = async (line: string) => {
+      while (!out.includes(`${line}\n`)) {
+        if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`citadel ended before the command said ${line}: ${out}`);
+        await Bun.sleep(10);
+      }
+    };
+    try {
+      await waitFor("ready");
+      const hold = where === "terminal";
+      if (hold) send("SIGSTOP", "citadel");
+      for (const line of deliver(send, (keys) => proc.terminal!.write(keys))) await waitFor(line);
+      if (hold) send("SIGCONT", "citadel");
+      await Bun.sleep(300); // room for a copy passed on, were one sent
+      send("SIGTERM", "citadel");
+      await proc.exited;
+      await ended;
+    } finally {
+      send("SIGKILL", "group"); // a command left behind (citadel died of a signal)
+      proc.terminal?.close();
+    }
+    const last = out.trim().split("\n").at(-1)!;
+    return { code: await proc.exited, counts: last.startsWith("{") ? JSON.parse(last) : last };
+  }
+  const NONE = { SIGINT: 0, SIGQUIT: 0, SIGHUP: 0, SIGUSR1: 0, SIGUSR2: 0, SIGWINCH: 0 };
+
+  test("citadel run at a terminal: Ctrl-C, Ctrl-\\ and a hang-up, sent to the process group, reach the command once (found in review: SIGINT twice, then SIGHUP twice)", async () => {
+    expect(await countSignals("terminal", (_, type) => (type("\x03"), ["SIGINT 1"]))).toEqual({ code: 0, counts: { ...NONE, SIGINT: 1 } });
+    expect(await countSignals("terminal", (_, type) => (type("\x1c"), ["SIGQUIT 1"]))).toEqual({ code: 0, counts: { ...NONE, SIGQUIT: 1 } });
+    expect(await countSignals("terminal", (send) => (send("SIGHUP", "group"), ["SIGHUP 1"]))).toEqual({ code: 0, counts: { ...NONE, SIGHUP: 1 } });
+  }, 20_000);
+
+  test.skipIf(!Bun.which("setsid"))("citadel run: INT, QUIT, HUP, USR1, USR2 and WINCH sent to citadel alone reach the command, and citadel stays to pass its exit code on (found in review: USR1 killed citadel, INT never arrived)", async () => {
+    const all = ["SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"] as const;
+    const passedOn = await countSignals("no terminal", (send) => {
+      for (const signal of all) send(signal, "citadel");
+      return all.map((signal) => `${signal} 1` as const);
+    });
+    expect(passedOn).toEqual({ code: 0, counts: { SIGINT: 1, SIGQUIT: 1, SIGHUP: 1, SIGUSR1: 1, SIGUSR2: 1, SIGWINCH: 1 } });
   }, 20_000);
 
   test("export, import into another environment, export again: the same file; a dry run changes nothing", async () => {
