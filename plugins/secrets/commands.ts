@@ -48,7 +48,8 @@ const secretPath = (w: Where, name: string, rest = "") => secretsPath(w, `/secre
 async function readValue(prompt: string): Promise<string> {
   if (process.stdin.isTTY) return readValueAtTerminal(prompt);
   const text = utf8Text(await new Response(Bun.stdin.stream()).arrayBuffer(), "standard input");
-  return text.endsWith("\r\n") ? text.slice(0, -2) : text.endsWith("\n") ? text.slice(0, -1) : text;
+  // Only the "\n" (echo's, or the one `secrets get` prints): a CR before it may be the value's own.
+  return text.endsWith("\n") ? text.slice(0, -1) : text;
 }
 
 /**
