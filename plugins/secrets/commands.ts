@@ -10,7 +10,7 @@ import { constants as osConstants } from "node:os";
 import { ApiError } from "../../src/cli/api-client.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { DecryptionError } from "../../src/crypto/aead.ts";
-import { choiceOption, forStdout, integerOption, organizationOf, print, refuseApiKeyWithoutOrg, table } from "../../src/cli/output.ts";
+import { choiceOption, forStdout, INTEGER_OPTION_MAX, integerOption, organizationOf, print, refuseApiKeyWithoutOrg, table } from "../../src/cli/output.ts";
 import { readValueAtTerminal, secretPrompter } from "../../src/cli/prompt.ts";
 import { readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
@@ -469,9 +469,9 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const [name, version] = ctx.args;
-      if (!name || !version || !/^\d+$/.test(version)) throw new UsageError("give the secret's name and the version to go back to");
+      if (!name || !version) throw new UsageError("give the secret's name and the version to go back to");
       if (!isSecretName(name)) throw new UsageError(SECRET_NAME_RULE);
-      const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rollback"), { version: Number(version) });
+      const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rollback"), { version: versionArgument(version) });
       print(ctx, secret, `${name}: version ${secret.version} (the value of version ${version})`);
       return 0;
     },
@@ -1039,6 +1039,16 @@ function secretNameOption(ctx: CommandContext): string | undefined {
   if (typeof name !== "string") return undefined;
   if (!isSecretName(name)) throw new UsageError(`--secret: ${SECRET_NAME_RULE}`);
   return name;
+}
+
+/**
+ * A version given as an argument, checked as integerOption checks a flag (the same range): 0
+ * went to the server (422) and a long string of digits was sent rounded (1e20).
+ */
+function versionArgument(raw: string): number {
+  const version = /^\d{1,15}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(version >= 1 && version <= INTEGER_OPTION_MAX)) throw new UsageError(`the version to go back to: a whole number from 1 to ${INTEGER_OPTION_MAX}, not ${JSON.stringify(raw)}`);
+  return version;
 }
 
 function requireArg(ctx: CommandContext, what: string): string {

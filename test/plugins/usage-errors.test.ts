@@ -36,7 +36,12 @@ const cases: Array<[words: string, args: string[], options: Record<string, strin
   ["secrets get", ["DB"], {}, "name the workspace: --workspace ws_..."],
   ["secrets get", [], WS, "give the secret's name"],
   ["secrets set", ["bad-name"], WS, "a secret's name is an environment variable name"],
-  ["secrets rollback", ["DB", "latest"], WS, "give the secret's name and the version to go back to"],
+  ["secrets rollback", ["DB"], WS, "give the secret's name and the version to go back to"],
+  ["secrets rollback", ["DB", "latest"], WS, 'the version to go back to: a whole number from 1 to 2147483647, not "latest"'],
+  // Found in review: 0 went to the server (422, exit 1), a number this long was sent as 1e20.
+  ["secrets rollback", ["DB", "0"], WS, 'the version to go back to: a whole number from 1 to 2147483647, not "0"'],
+  ["secrets rollback", ["DB", "100000000000000000000"], WS, "the version to go back to: a whole number from 1 to 2147483647"],
+  ["secrets rollback", ["DB", "2147483648"], WS, "the version to go back to: a whole number from 1 to 2147483647"],
   ["secrets env protect", ["production", "everyone"], WS, "give the environment and one of members, admins, named"],
   ["secrets e2ee rotate", [], { ...WS, trust: "usr_aaaaaaaaaaaaaa" }, "--trust takes user=fingerprint pairs"],
   ["run", [], WS, "give the command to run after --"],
