@@ -165,7 +165,8 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   const configHome = env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config");
   const stored = readStoredLogin(configHome);
   const explicitlyLocal = options.data !== undefined || options.config !== undefined;
-  const token = anonymous ? undefined : env.CITADEL_TOKEN;
+  // Empty is unset, as CITADEL_SERVER is: `CITADEL_TOKEN= citadel ...` hid the stored login.
+  const token = anonymous ? undefined : env.CITADEL_TOKEN || undefined;
   // Where the token comes from decides the advice given when it is refused.
   const credential = (storedToken: string | undefined): { token?: string; tokenOrigin?: TokenOrigin } =>
     token !== undefined ? { token, tokenOrigin: "CITADEL_TOKEN" } : storedToken && !anonymous ? { token: storedToken, tokenOrigin: "login" } : {};

@@ -68,6 +68,10 @@ test("citadel login: approve the shown code, then commands use the stored token"
   const whoami = await runCitadel(["whoami", "--json"], env);
   expect(whoami.stderr).toBe("");
   expect(JSON.parse(whoami.stdout).email).toBe("admin@localhost");
+  // An empty CITADEL_TOKEN is no token: the stored login is used (found in review: "log in first").
+  const emptyToken = await runCitadel(["whoami", "--json"], { ...env, CITADEL_TOKEN: "" });
+  expect([emptyToken.code, emptyToken.stderr]).toEqual([0, ""]);
+  expect(JSON.parse(emptyToken.stdout).email).toBe("admin@localhost");
   // With --data naming that very instance: the stored login too (found in review: it was dropped).
   const local = await runCitadel(["--data", data.path, "whoami", "--json"], env);
   expect([local.code, local.stderr]).toEqual([0, ""]);
