@@ -513,14 +513,19 @@ export const secretsCommands: Command[] = [
       const entries = format === "json" ? parseJsonSecrets(text) : parseDotenv(text);
       const api = await ctx.api();
       const sealed = await withCodec(ctx, api, w, async (codec) => entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value) })));
-      const result = await api.request<{ plan: Array<{ name: string; action: string; reason?: string }>; created: number; updated: number; unchanged: number; skipped: number }>("POST", secretsPath(w, "/import"), {
-        entries: sealed,
-        dry_run: ctx.options["dry-run"] === true,
-        overwrite: ctx.options["no-overwrite"] !== true,
-      });
+      const dryRun = ctx.options["dry-run"] === true;
+      const overwrite = ctx.options["no-overwrite"] !== true;
+      const send = (asDryRun: boolean) => api.request<ImportResult>("POST", secretsPath(w, "/import"), { entries: sealed, dry_run: asDryRun, overwrite });
+      // Without --no-overwrite every entry is to be written. The server applies an import in one
+      // transaction but skips a name it cannot write (a deleted secret): so the plan is asked for
+      // first, and such a skip refuses the whole import before anything is written.
+      if (overwrite && !dryRun) refuseSkips(await send(true), "nothing was imported");
+      const result = await send(dryRun);
       const lines = result.plan.map((p) => `  ${p.action.padEnd(9)} ${p.name}${p.reason ? ` (${p.reason})` : ""}`);
-      const head = `${ctx.options["dry-run"] ? "would import" : "imported"}: ${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged, ${result.skipped} skipped`;
+      const head = `${dryRun ? "would import" : "imported"}: ${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged, ${result.skipped} skipped`;
       print(ctx, result, [head, ...lines].join("\n"));
+      // A dry run shows the plan, and fails as the import would; a name deleted since the first plan was skipped by this one.
+      if (overwrite) refuseSkips(result, dryRun ? "the import would write nothing" : "the other entries were imported");
       return 0;
     },
   },
@@ -995,6 +1000,21 @@ function signalRelay(child: { kill(signal: NodeJS.Signals): void }): Array<[Node
   const passedOn = (signal: NodeJS.Signals): [NodeJS.Signals, () => void] => [signal, () => child.kill(signal)];
   const ignored = (signal: NodeJS.Signals): [NodeJS.Signals, () => void] => [signal, () => {}];
   return [...alwaysPassed.map(passedOn), ...fromTheTerminal.map(process.stdin.isTTY ? ignored : passedOn)];
+}
+
+interface ImportResult {
+  plan: Array<{ name: string; action: string; reason?: string }>;
+  created: number;
+  updated: number;
+  unchanged: number;
+  skipped: number;
+}
+
+/** Fails, naming them, when the plan skips entries: without --no-overwrite an import is all or nothing. */
+function refuseSkips(result: ImportResult, outcome: string): void {
+  const skipped = result.plan.filter((p) => p.action === "skip");
+  if (skipped.length === 0) return;
+  throw new Error(`cannot import ${skipped.map((p) => `${p.name}${p.reason ? ` (${p.reason})` : ""}`).join(", ")}: ${outcome}`);
 }
 
 /** --format, else dotenv; --json asks for JSON, and refuses a --format that is not. */

@@ -391,6 +391,20 @@ describe("values, tokens and commands: what a review of the CLI found", () => {
     expect(JSON.parse(await ok(["secrets", "get", "COPIED_CR", ...WS(), "--json"])).value).toBe("windows line\r");
   });
 
+  test("an import that would skip a deleted secret writes nothing and fails, naming it: all or nothing (found in review: skipped, the rest written, exit 0)", async () => {
+    await ok(["secrets", "set", "GONE_Q3", ...WS()], { stdin: "old" });
+    await ok(["secrets", "delete", "GONE_Q3", ...WS()]);
+    const file = "GONE_Q3=new\nBESIDE_Q3=beside\n";
+    const refused = await cli(["secrets", "import", "-", ...WS()], { stdin: file });
+    expect(refused).toEqual({ code: 1, stdout: "", stderr: "citadel: cannot import GONE_Q3 (deleted: restore or purge it first): nothing was imported\n" });
+    expect((await cli(["secrets", "get", "BESIDE_Q3", ...WS()])).code).toBe(1); // nothing written
+    const dryRun = await cli(["secrets", "import", "-", ...WS(), "--dry-run"], { stdin: file });
+    expect([dryRun.code, dryRun.stdout, dryRun.stderr]).toEqual([1, expect.stringContaining("skip      GONE_Q3 (deleted: restore or purge it first)"), "citadel: cannot import GONE_Q3 (deleted: restore or purge it first): the import would write nothing\n"]);
+    // --no-overwrite leaves every existing name alone, a deleted one too: the rest is written.
+    expect(await ok(["secrets", "import", "-", ...WS(), "--no-overwrite"], { stdin: file })).toContain("1 new, 0 updated, 0 unchanged, 1 skipped");
+    expect(await ok(["secrets", "get", "BESIDE_Q3", ...WS()])).toBe("beside\n");
+  });
+
   test("citadel run: the secrets win over the caller's variables, the command is found with the caller's PATH, and loader variables are refused unless allowed", async () => {
     await ok(["secrets", "env", "create", "runner", ...WS()]);
     const secrets = { PATH: "/nowhere/from-a-secret", SHADOWED: "the secret's" };
