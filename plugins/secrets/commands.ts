@@ -988,18 +988,33 @@ function refuseLoaderVariables(w: Where, entries: SecretEntry[]): void {
 /**
  * How `citadel run` passes signals on, so that each meant for the command reaches it once and
  * none kills citadel, leaving the command running without it. TERM, USR1, USR2 and WINCH are
- * passed on. INT, QUIT and HUP are too, unless standard input is a terminal: then citadel is
- * taken to be in the terminal's foreground process group, to which the terminal (Ctrl-C,
- * Ctrl-\) or the shell (a hang-up) sends them, the command included — a copy passed on came
- * twice. Citadel only stays alive to pass the command's exit code on. Sent to citadel alone
- * (a service manager, `timeout -s INT`), they reach the command when its input is not a terminal.
+ * passed on. INT, QUIT and HUP are too, unless citadel is in its terminal's foreground process
+ * group when one comes: the terminal (Ctrl-C, Ctrl-\) or the shell (a hang-up) sends them to that
+ * whole group, the command included — a copy passed on came twice. Citadel only stays alive to
+ * pass the command's exit code on. Sent to citadel alone (a service manager, `timeout -s INT`,
+ * a job in the background), they reach the command.
  */
 function signalRelay(child: { kill(signal: NodeJS.Signals): void }): Array<[NodeJS.Signals, () => void]> {
   const alwaysPassed: NodeJS.Signals[] = ["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH"];
   const fromTheTerminal: NodeJS.Signals[] = ["SIGINT", "SIGQUIT", "SIGHUP"];
   const passedOn = (signal: NodeJS.Signals): [NodeJS.Signals, () => void] => [signal, () => child.kill(signal)];
-  const ignored = (signal: NodeJS.Signals): [NodeJS.Signals, () => void] => [signal, () => {}];
-  return [...alwaysPassed.map(passedOn), ...fromTheTerminal.map(process.stdin.isTTY ? ignored : passedOn)];
+  const unlessTheTerminalSentIt = (signal: NodeJS.Signals): [NodeJS.Signals, () => void] => [signal, () => inTerminalForeground() || child.kill(signal)];
+  return [...alwaysPassed.map(passedOn), ...fromTheTerminal.map(unlessTheTerminalSentIt)];
+}
+
+/**
+ * Whether this process is in its controlling terminal's foreground process group (then the
+ * terminal's signals reach its whole group), from /proc/self/stat: pgrp, tty_nr and tpgid.
+ * Where /proc cannot say, whether standard input is a terminal (an interactive run).
+ */
+function inTerminalForeground(): boolean {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const [, , pgrp, , tty, foreground] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return tty !== "0" && foreground === pgrp;
+  } catch {
+    return process.stdin.isTTY === true;
+  }
 }
 
 interface ImportResult {
