@@ -573,7 +573,10 @@ async function checkPorts({ config, server }: DoctorInputs, add: Add): Promise<v
     }
     const probe = await probePort(l.protocol, target.host, target.port);
     if (probe.state === "free") add("port", "ok", `${name}: free (Citadel is stopped)`);
-    else if (probe.state === "in_use") add("port", server.listener === "unknown" ? "warn" : "fail", `${name}: in use by another program, so Citadel cannot start`, whoHolds(l.protocol, target.port));
+    // Whether the server that answers is this Citadel could not be told (its certificate not
+    // readable as this user): the port may be held by it, not by another program.
+    else if (probe.state === "in_use" && server.listener === "unknown") add("port", "warn", `${name}: in use (by this Citadel, or another program: what answers could not be checked as this user)`, whoHolds(l.protocol, target.port));
+    else if (probe.state === "in_use") add("port", "fail", `${name}: in use by another program, so Citadel cannot start`, whoHolds(l.protocol, target.port));
     else add("port", "warn", `${name}: ${probe.detail}`, probe.state === "denied" ? "setcap cap_net_bind_service=+ep $(command -v citadel) (or AmbientCapabilities=CAP_NET_BIND_SERVICE in the unit)" : null);
   }
 }

@@ -625,3 +625,16 @@ describe("audit forwarding to a file: its directory must be there and writable (
     ]);
   });
 });
+
+test("a port in use while what answers could not be checked (the certificate unreadable as this user) is a warning that may be this Citadel, not 'another program' (found in review)", async () => {
+  const dir = dataDir();
+  const held = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const unknown = { url: `https://127.0.0.1:${held.port}`, listener: "unknown" as const, error: "cannot read the certificate", ready: null, seal: null, keys: null, keysProblem: null };
+    const report = await checks(dir, { server: unknown }, { CITADEL_HTTP_PORT: String(held.port), CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" });
+    const http = find(report, "port").find((c) => c.message.startsWith("HTTP API"));
+    expect([http?.status, http?.message]).toEqual(["warn", `HTTP API 127.0.0.1:${held.port}/tcp: in use (by this Citadel, or another program: what answers could not be checked as this user)`]);
+  } finally {
+    held.stop(true);
+  }
+});
