@@ -6,7 +6,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
@@ -192,6 +192,7 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   at("database", db, "secrets, identities, zones, the audit log: values and personal data encrypted (AES-256-GCM)");
   at("database write-ahead log", `${db}-wal`, "recent writes not yet folded into the database (same protection)");
   at("database shared memory", `${db}-shm`, "an index of the write-ahead log, no data");
+  for (const path of setAsideDatabases(config.data_dir)) at(...setAsideDatabase(path));
   if (config.http.tls.enabled) {
     at("TLS certificate", dataPath(config, config.http.tls.cert_file));
     at("TLS private key", dataPath(config, config.http.tls.key_file));
@@ -212,8 +213,40 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   for (const [key, file] of geo) at(`geo database (intel.${key})`, file, "read and reloaded on change, nothing written");
   at("mesh node state", meshStateDir, "this machine's node identity and WireGuard private key", false);
   if (loginFile) at("CLI login", loginFile, "this user's token for `citadel` commands");
-  none("logs", "JSON lines on standard output (the journal under systemd): Citadel writes no log file of its own");
+  const forward = config.audit.forward;
+  if (forward.to === "file") at("forwarded audit log", dataPath(config, forward.file), forwardedAuditNote(forward.personal_data));
+  if (forward.to === "journal") none("forwarded audit log", `on standard output with the logs (the journal under systemd): ${forwardedAuditNote(forward.personal_data)}`);
+  none("logs", `JSON lines on standard output (the journal under systemd): Citadel writes no log file of its own${forward.to === "file" ? " besides the forwarded audit log" : ""}`);
   return out;
+}
+
+/**
+ * The databases `citadel restore` renamed aside (`citadel.db.before-restore-<time>`, with the
+ * -wal and -shm it had), sorted; none when the directory cannot be read. Copies no erasure
+ * reaches (docs/gdpr.md): an auditor must see them as much as the database itself.
+ */
+function setAsideDatabases(dataDir: string): string[] {
+  try {
+    return readdirSync(dataDir)
+      .filter((name) => name.startsWith(`${DATABASE_FILE}.before-restore-`))
+      .sort()
+      .map((name) => join(dataDir, name));
+  } catch {
+    return []; // not ours to read: the data directory's own line says so
+  }
+}
+
+function setAsideDatabase(path: string): [what: string, path: string, note: string] {
+  if (path.endsWith("-wal")) return ["set-aside database's write-ahead log", path, "its writes not yet folded into it (the same copy)"];
+  if (path.endsWith("-shm")) return ["set-aside database's shared memory", path, "an index of its write-ahead log, no data"];
+  return ["database set aside by a restore", path, "a full copy of the database as it last ran (`citadel restore` kept it): no erasure reaches it; delete it once the restored instance is known good"];
+}
+
+/** What the forwarded audit events hold (audit.forward.personal_data): beyond `citadel audit erase` either way. */
+function forwardedAuditNote(personalData: boolean): string {
+  return personalData
+    ? "every audit event as a JSON line, with its personal data (addresses, user agents, emails) decrypted (audit.forward.personal_data): no erasure reaches it, purge it by its own retention"
+    : "every audit event as a JSON line, without personal data (audit.forward.personal_data = false); no erasure reaches it";
 }
 
 /**

@@ -166,6 +166,32 @@ describe("the rest of the report", () => {
     expect(logged.data.find((d) => d.what === "DNS query log")).toMatchObject({ path: join(dir, "dns-queries.log"), note: "one query in 10; client as prefix" });
   });
 
+  test("the forwarded audit log and the databases a restore set aside are listed: copies no erasure reaches (found in review)", async () => {
+    const dir = dataDir();
+    const aside = join(dir, "citadel.db.before-restore-20260101T000000Z");
+    for (const suffix of ["", "-wal", "-shm"]) writeFileSync(aside + suffix, "x", { mode: 0o600 });
+    writeFileSync(join(dir, "forwarded.jsonl"), "{}\n", { mode: 0o600 });
+    const toFile = { CITADEL_AUDIT_FORWARD_TO: "file", CITADEL_AUDIT_FORWARD_FILE: "forwarded.jsonl", CITADEL_AUDIT_FORWARD_PERSONAL_DATA: "true" };
+    const r = await report(dir, { env: toFile });
+    const at = (what: string) => r.data.find((d) => d.what === what);
+    expect(at("forwarded audit log")).toMatchObject({ path: join(dir, "forwarded.jsonl"), kind: "file", mode: 0o600, note: expect.stringContaining("with its personal data (addresses, user agents, emails) decrypted") });
+    expect(r.data.filter((d) => d.path?.startsWith(aside)).map((d) => [d.what, d.path, d.kind])).toEqual([
+      ["database set aside by a restore", aside, "file"],
+      ["set-aside database's shared memory", `${aside}-shm`, "file"],
+      ["set-aside database's write-ahead log", `${aside}-wal`, "file"],
+    ]);
+    expect(at("database set aside by a restore")!.note).toContain("no erasure reaches it");
+    expect(at("logs")!.note).toBe("JSON lines on standard output (the journal under systemd): Citadel writes no log file of its own besides the forwarded audit log");
+    const text = await run("sovereignty report", dir, { env: toFile });
+    expect(text).toContain(`forwarded audit log`);
+    expect(text).toContain(`${join(dir, "forwarded.jsonl")}  0600  3 B — every audit event`);
+
+    const journal = await report(dir, { env: { CITADEL_AUDIT_FORWARD_TO: "journal" } });
+    expect(journal.data.find((d) => d.what === "forwarded audit log")).toMatchObject({ path: null, note: expect.stringMatching(/^on standard output with the logs \(the journal under systemd\): every audit event as a JSON line, without personal data/) });
+    const off = await report(dir);
+    expect(off.data.some((d) => d.what === "forwarded audit log")).toBe(false);
+  });
+
   test("root key files still on this disk are listed, whatever the seal method: never 'never on this disk' beside them (found in an operator's walkthrough)", async () => {
     const dir = dataDir();
     const kept = join(dir, "root.key.2d9b5f91");
