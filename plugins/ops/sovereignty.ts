@@ -134,7 +134,7 @@ function outboundDestinations({ config, db, meshStateDir }: SovereigntyInputs): 
       kind: "secrets_webhook",
       destination: originOf(hook.url), // a hook's path may hold its secret (Slack's do): the host is where data goes
       active: permitted !== false,
-      detail: `webhook ${hook.id} of workspace ${hook.workspace_id}: HTTPS POST of change events (names and versions, never values), signed HMAC-SHA256${permitted === false ? "; not under secrets.webhook_allowed_urls, so deliveries are refused" : ""}`,
+      detail: `webhook ${hook.id} of workspace ${hook.workspace_id}: ${transportOf(hook.url, "POST")} of change events (names and versions, never values), signed HMAC-SHA256${permitted === false ? "; not under secrets.webhook_allowed_urls, so deliveries are refused" : ""}`,
     });
   }
   const dns = sectionOf(config, "dns");
@@ -143,7 +143,7 @@ function outboundDestinations({ config, db, meshStateDir }: SovereigntyInputs): 
     out.push({ kind: "dns_resolver_upstream", destination: upstream, active: resolverOn, detail: resolverOn ? "the filtering resolver forwards the names it does not host or block here (DNS over UDP/TCP, unencrypted)" : "configured, but unused: the resolver has no listener (dns.resolver_udp/resolver_tcp)" });
   }
   for (const list of db ? listSources(db) : []) {
-    out.push({ kind: "reputation_list", destination: redactedUrl(list.url), active: true, detail: `reputation list ${list.name}, fetched${list.refresh_minutes ? ` every ${list.refresh_minutes} minutes` : " when imported"} (HTTPS GET)` });
+    out.push({ kind: "reputation_list", destination: redactedUrl(list.url), active: true, detail: `reputation list ${list.name}, fetched${list.refresh_minutes ? ` every ${list.refresh_minutes} minutes` : " when imported"} (${transportOf(list.url, "GET")})` });
   }
   for (const s of db ? secondaries(db) : []) {
     out.push({ kind: "dns_notify", destination: `${s.address.includes(":") ? `[${s.address}]` : s.address}:${s.notify_port}`, active: true, detail: `DNS secondary ${s.name}: NOTIFY after each zone change (UDP, TSIG-signed); it transfers zones in from there` });
@@ -171,7 +171,7 @@ function meshNode(dir: string): { server: string; detail: string } | null {
   try {
     const state = JSON.parse(readFileSync(path, "utf8")) as { server?: string; name?: string; network?: string };
     if (typeof state.server !== "string") return null;
-    return { server: state.server, detail: `this machine is mesh node ${state.name ?? "?"} of network ${state.network ?? "?"}: its agent polls the control plane for signed configs (HTTPS), and WireGuard talks to the network's peers` };
+    return { server: state.server, detail: `this machine is mesh node ${state.name ?? "?"} of network ${state.network ?? "?"}: its agent polls the control plane for signed configs (${transportOf(state.server, "requests")}), and WireGuard talks to the network's peers` };
   } catch {
     return { server: "(unknown)", detail: `this machine is a mesh node (${path}), but its state file could not be read by this user` };
   }
@@ -302,6 +302,18 @@ function certificate(config: Config): SovereigntyReport["keys"]["tls_certificate
   } catch {
     return null;
   }
+}
+
+/**
+ * How requests to a URL travel, by its scheme: http:// is accepted for webhooks (an operator's
+ * prefix may allow it) and for a mesh control plane, and sends in the clear — said so, never
+ * called HTTPS.
+ */
+function transportOf(url: string, what: string): string {
+  const scheme = URL.parse(url)?.protocol;
+  if (scheme === "https:") return `HTTPS ${what}`;
+  if (scheme === "http:") return `unencrypted HTTP ${what}`;
+  return `${what} over an unknown scheme`;
 }
 
 /** A webhook URL's origin (scheme, host, port): what a report handed to an auditor needs, without a path that may be a secret. */

@@ -115,6 +115,25 @@ describe("outbound connections", () => {
     expect(text).not.toContain("none: nothing leaves this host");
   });
 
+  test("the transport is read from each URL's scheme: http is called unencrypted, never HTTPS (found in review)", async () => {
+    const dir = dataDir();
+    insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES ('wh_1', 'ws_1', 'http://hooks.example.test/in', x'00', 0, 'u_1')");
+    insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES ('wh_2', 'ws_1', 'https://hooks.example.test/in', x'00', 0, 'u_1')");
+    insert(dir, "INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES ('plain', 50, 'plain', 'http://lists.example.test/drop.txt', 60, '', 0, 0, 0)");
+    const mesh = join(work, `mesh-${basename(dir)}`);
+    mkdirSync(mesh, { mode: 0o700 });
+    writeFileSync(join(mesh, "node.json"), JSON.stringify({ server: "http://control.example.test:8080", name: "laptop", network: "office" }), { mode: 0o600 });
+    const r = await report(dir, { meshState: mesh, env: { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "http://hooks.example.test/,https://hooks.example.test/" } });
+    const detail = (kind: string) => r.outbound.destinations.filter((d) => d.kind === kind).map((d) => d.detail);
+    expect(detail("secrets_webhook")).toEqual([
+      expect.stringContaining("webhook wh_1 of workspace ws_1: unencrypted HTTP POST of change events"),
+      expect.stringContaining("webhook wh_2 of workspace ws_1: HTTPS POST of change events"),
+    ]);
+    expect(detail("reputation_list")[0]).toContain("(unencrypted HTTP GET)");
+    expect(detail("mesh_control_plane")[0]).toContain("polls the control plane for signed configs (unencrypted HTTP requests)");
+    expect(JSON.stringify(r.outbound.destinations)).not.toMatch(/HTTPS (GET|requests)/);
+  });
+
   test("reputation lists fetched from a URL, DNS secondaries sent NOTIFY, and the mesh control plane of a node", async () => {
     const dir = dataDir();
     // A list URL's credentials and query (an API key) are not shown (found in review).
