@@ -67,7 +67,7 @@ export interface SovereigntyReport {
     /** What could not be read, so destinations may be missing from the list (empty: the list is whole). */
     unknown: string[];
     destinations: Destination[];
-    /** secrets.webhook_allowed_urls: where webhooks may point (null: unknown). */
+    /** secrets.webhook_allowed_urls: where webhooks may point, each as its origin and "/…" for a path (null: unknown). */
     webhook_allowed_prefixes: string[] | null;
   };
   data: DataLocation[];
@@ -99,7 +99,7 @@ export interface SovereigntyInputs {
 export function sovereigntyReport(inputs: SovereigntyInputs): SovereigntyReport {
   const destinations = outboundDestinations(inputs);
   const unknown = unknownOutbound(inputs);
-  const allowed = stringsAt(sectionOf(inputs.config, "secrets"), "webhook_allowed_urls") ?? null;
+  const allowed = stringsAt(sectionOf(inputs.config, "secrets"), "webhook_allowed_urls")?.map(redactedPrefix) ?? null;
   const { ages, note } = keyAges(inputs);
   return {
     dependencies: dependencies(inputs.sbom),
@@ -171,7 +171,8 @@ function meshNode(dir: string): { server: string; detail: string } | null {
   try {
     const state = JSON.parse(readFileSync(path, "utf8")) as { server?: string; name?: string; network?: string };
     if (typeof state.server !== "string") return null;
-    return { server: state.server, detail: `this machine is mesh node ${state.name ?? "?"} of network ${state.network ?? "?"}: its agent polls the control plane for signed configs (${transportOf(state.server, "requests")}), and WireGuard talks to the network's peers` };
+    // Its origin, as a webhook's: a server given as https://user:password@host keeps them in node.json.
+    return { server: originOf(state.server), detail: `this machine is mesh node ${state.name ?? "?"} of network ${state.network ?? "?"}: its agent polls the control plane for signed configs (${transportOf(state.server, "requests")}), and WireGuard talks to the network's peers` };
   } catch {
     return { server: "(unknown)", detail: `this machine is a mesh node (${path}), but its state file could not be read by this user` };
   }
@@ -316,7 +317,17 @@ function transportOf(url: string, what: string): string {
   return `${what} over an unknown scheme`;
 }
 
-/** A webhook URL's origin (scheme, host, port): what a report handed to an auditor needs, without a path that may be a secret. */
+/**
+ * An allowed webhook prefix as its origin, and "/…" for a path: a prefix may name one hook
+ * whole, and its path is then that hook's secret (Slack's are), which the hook's own line hides.
+ */
+function redactedPrefix(prefix: string): string {
+  const url = URL.parse(prefix);
+  if (!url) return "(not a URL)";
+  return url.pathname === "/" ? `${url.origin}/` : `${url.origin}/…`;
+}
+
+/** A URL's origin (scheme, host, port): what a report handed to an auditor needs, without a path that may be a secret or credentials. */
 function originOf(url: string): string {
   try {
     return new URL(url).origin;

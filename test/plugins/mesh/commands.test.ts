@@ -1,7 +1,7 @@
 /** What the operator's mesh commands check before they ask the server (the whole flow: test/e2e/mesh.test.ts). */
 import { describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
@@ -110,6 +110,31 @@ describe("a node's own listen port", () => {
       rmSync(state, { recursive: true, force: true });
     }
   });
+});
+
+test("join --server with user:password@ is a usage error before anything is made or sent: node.json keeps the server, and reports show it (found in review)", async () => {
+  const enrollments: unknown[] = [];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: async (request) => {
+      enrollments.push(await request.json());
+      return Response.json({ detail: "This pre-auth key is not valid.", code: "unauthorized" }, { status: 401, headers: { "content-type": "application/problem+json" } });
+    },
+  });
+  const work = mkdtempSync(join(tmpdir(), "citadel-join-"));
+  const state = join(work, "state");
+  try {
+    for (const userinfo of ["user:secret@", "user@", ":secret@"]) {
+      const run = await runCommand(meshCommands, "mesh join", { options: { server: `http://${userinfo}127.0.0.1:${server.port}`, key: "citadel_meshkey_x", state } });
+      expect([userinfo, run.code, run.error?.message]).toEqual([userinfo, 2, "--server: no user:password@ in the URL — the node authenticates with its key, then its token"]);
+    }
+    expect(enrollments).toEqual([]);
+    expect(existsSync(state)).toBe(false);
+  } finally {
+    server.stop(true);
+    rmSync(work, { recursive: true, force: true });
+  }
 });
 
 describe("networks set and nodes set: nothing to change, or opposite flags, are refused (found in review: exit 0 and a new version; the last flag won)", () => {

@@ -102,7 +102,7 @@ describe("outbound connections", () => {
     hook("wh_4", "https://hooks.example.test/citadel/..%2Fadmin");
     const r = await report(dir, { env: { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "https://hooks.example.test/citadel" } });
     expect(r.outbound.none).toBe(false);
-    expect(r.outbound.webhook_allowed_prefixes).toEqual(["https://hooks.example.test/citadel"]);
+    expect(r.outbound.webhook_allowed_prefixes).toEqual(["https://hooks.example.test/…"]);
     expect(r.outbound.destinations.map((d) => [d.kind, d.destination, d.active])).toEqual([
       ["secrets_webhook", "https://elsewhere.example.test", false],
       ["secrets_webhook", "https://hooks.example.test", false],
@@ -113,6 +113,22 @@ describe("outbound connections", () => {
     expect(text).toContain("secrets webhook: https://hooks.example.test\n");
     expect(text).not.toContain("/citadel/deploy");
     expect(text).not.toContain("none: nothing leaves this host");
+  });
+
+  test("no secret of a URL is printed: an allowed prefix's path (it may name one hook whole) and a control plane's user:password (found in review)", async () => {
+    const dir = dataDir();
+    insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES ('wh_1', 'ws_1', 'https://hooks.slack.test/services/T0/B0/HOOKSECRET', x'00', 0, 'u_1')");
+    const mesh = join(work, `mesh-${basename(dir)}`);
+    mkdirSync(mesh, { mode: 0o700 });
+    writeFileSync(join(mesh, "node.json"), JSON.stringify({ server: "https://MESHUSER:MESHPASSWORD@control.example.test:8443", name: "laptop", network: "office" }), { mode: 0o600 });
+    const env = { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "https://hooks.slack.test/services/T0/B0/HOOKSECRET,https://receiver.example.test/,http://plain.example.test" };
+    const r = await report(dir, { meshState: mesh, env });
+    expect(r.outbound.webhook_allowed_prefixes).toEqual(["https://hooks.slack.test/…", "https://receiver.example.test/", "http://plain.example.test/"]);
+    expect(r.outbound.destinations.find((d) => d.kind === "mesh_control_plane")!.destination).toBe("https://control.example.test:8443");
+    const text = await run("sovereignty report", dir, { meshState: mesh, env });
+    expect(text).toContain("  webhooks may point under: https://hooks.slack.test/…, https://receiver.example.test/, http://plain.example.test/ (secrets.webhook_allowed_urls)\n");
+    expect(text).toContain("  mesh control plane: https://control.example.test:8443\n");
+    for (const secret of ["HOOKSECRET", "MESHUSER", "MESHPASSWORD"]) expect(text).not.toContain(secret);
   });
 
   test("the transport is read from each URL's scheme: http is called unencrypted, never HTTPS (found in review)", async () => {
