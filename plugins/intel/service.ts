@@ -12,7 +12,7 @@ import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts"
 import { newId } from "../../src/ids.ts";
 import { CidrSet } from "../../src/intel/cidr-set.ts";
 import type { GeoIntel } from "../../src/intel/geo.ts";
-import { fetchList, parseList, redactedUrl, refreshProblem, type ListFormat, type ListSize } from "../../src/intel/lists.ts";
+import { acceptedListUrl, fetchList, parseList, redactedUrl, refreshProblem, type FetchListOptions, type ListFormat, type ListSize } from "../../src/intel/lists.ts";
 import { SIGNALS } from "../../src/intel/behaviour.ts";
 import { DEFAULT_POLICY, type Action, type ShieldPolicy } from "../../src/intel/policy.ts";
 import { Shield, toCidr, type Decision, type ListMatch, type ManualEntry } from "../../src/intel/shield.ts";
@@ -105,6 +105,11 @@ export class IntelService {
    * a restart forgets it, which costs one early attempt per failing list, and needs no table.
    */
   private readonly retries = new Map<string, { failures: number; next: number; refused: { hash: string; since: number } | null }>();
+  /**
+   * How lists are fetched beyond the defaults: tests set allowLoopbackHttp to serve them from a
+   * loopback server over plain http. Nothing sets it in production, where list URLs are https://.
+   */
+  readonly listFetching: Pick<FetchListOptions, "allowLoopbackHttp"> = {};
   /** When the service started: decisions that ran out before are ended by endLapsedDecisions, the rest by the shield. */
   private readonly startedAt: number;
 
@@ -453,8 +458,7 @@ export class IntelService {
   async putList(caller: Caller | null, name: string, input: { weight: number; content?: string; url?: string; refresh_minutes?: number; format?: "auto" | "plain" | "firehol" | "spamhaus" }, refreshOf?: RefreshBase) {
     if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) throw new InvalidError("a list's name is 1–63 lower-case letters, digits, dots, dashes or underscores", "name");
     if (input.content === undefined && input.url === undefined) throw new InvalidError("give the list's content, or a url to fetch it from", "content");
-    // (Loopback http, with credentials too, as fetchList allows it: for tests.)
-    if (input.url !== undefined && !/^https:\/\//.test(input.url) && !/^http:\/\/([^/@]*@)?(127\.0\.0\.1|\[::1\])[:/]/.test(input.url)) throw new InvalidError("a list's url must be https://", "url");
+    if (input.url !== undefined && !acceptedListUrl(URL.parse(input.url), this.listFetching)) throw new InvalidError("a list's url must be https://", "url");
     const content = input.content ?? (await this.fetch(input.url!));
     const parsed = parseList(content, input.format ?? "auto");
     if (parsed.cidrs.length === 0) throw new InvalidError(`the list has no valid entry${parsed.errors[0] ? ` (line ${parsed.errors[0].line}: ${parsed.errors[0].problem})` : ""}`, "content");
@@ -546,7 +550,7 @@ export class IntelService {
   }
 
   private fetch(url: string): Promise<string> {
-    return fetchList(url, { timeoutMs: 30_000, maxBytes: 64 * 1024 * 1024 }).catch((e: unknown) => {
+    return fetchList(url, { timeoutMs: 30_000, maxBytes: 64 * 1024 * 1024, ...this.listFetching }).catch((e: unknown) => {
       throw new InvalidError(`the list could not be fetched from ${redactedUrl(url)}: ${e instanceof Error ? e.message : String(e)}`, "url");
     });
   }

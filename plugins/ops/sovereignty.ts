@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
-import { redactedUrl } from "../../src/intel/lists.ts";
+import { acceptedListUrl, redactedUrl } from "../../src/intel/lists.ts";
 import { underPrefix } from "../../src/net/url-prefix.ts";
 import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { backupDir, describeCertificateKey, keyAges } from "./doctor.ts";
@@ -143,7 +143,14 @@ function outboundDestinations({ config, db, meshStateDir }: SovereigntyInputs): 
     out.push({ kind: "dns_resolver_upstream", destination: upstream, active: resolverOn, detail: resolverOn ? "the filtering resolver forwards the names it does not host or block here (DNS over UDP/TCP, unencrypted)" : "configured, but unused: the resolver has no listener (dns.resolver_udp/resolver_tcp)" });
   }
   for (const list of db ? listSources(db) : []) {
-    out.push({ kind: "reputation_list", destination: redactedUrl(list.url), active: true, detail: `reputation list ${list.name}, fetched${list.refresh_minutes ? ` every ${list.refresh_minutes} minutes` : " when imported"} (${transportOf(list.url, "GET")})` });
+    // One stored when loopback http was taken (for tests) is no longer fetched.
+    const fetched = acceptedListUrl(URL.parse(list.url));
+    out.push({
+      kind: "reputation_list",
+      destination: redactedUrl(list.url),
+      active: fetched,
+      detail: `reputation list ${list.name}, fetched${list.refresh_minutes ? ` every ${list.refresh_minutes} minutes` : " when imported"} (${transportOf(list.url, "GET")})${fetched ? "" : "; not https://, so its refreshes are refused"}`,
+    });
   }
   for (const s of db ? secondaries(db) : []) {
     out.push({ kind: "dns_notify", destination: `${s.address.includes(":") ? `[${s.address}]` : s.address}:${s.notify_port}`, active: true, detail: `DNS secondary ${s.name}: NOTIFY after each zone change (UDP, TSIG-signed); it transfers zones in from there` });

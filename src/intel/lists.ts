@@ -244,6 +244,12 @@ export interface FetchListOptions {
   /** Bytes of body (after decompression) beyond which the download is abandoned. Default 64 MiB. */
   maxBytes?: number;
   fetch?: FetchLike;
+  /**
+   * Plain http to 127.0.0.1 and [::1] for the URL given — for tests, which serve lists from
+   * loopback without a certificate. Never in production: there a loopback address is a local
+   * service a list URL must not reach. A redirect is never followed to http, this or not.
+   */
+  allowLoopbackHttp?: boolean;
 }
 
 export type ListFetchProblem = "url" | "status" | "too_large" | "timeout" | "network";
@@ -265,12 +271,13 @@ const MAX_REDIRECTS = 5;
 
 /**
  * Downloads a list the operator configured. Only https: a list decides who is refused, so
- * its integrity matters as much as its source (plain http is allowed to loopback, for
- * tests). Redirects are followed by hand so each hop passes the same rule.
+ * its integrity matters as much as its source. Redirects are followed by hand, and only within
+ * the origin the operator named: one elsewhere (a loopback or internal service among them) is
+ * a place they did not choose, as the webhook sender refuses redirects for.
  */
 export async function fetchList(url: string, options: FetchListOptions = {}): Promise<string> {
-  const { timeoutMs = DEFAULT_TIMEOUT_MS, maxBytes = DEFAULT_MAX_LIST_BYTES, fetch: fetchFn = globalThis.fetch } = options;
-  let target = allowedUrl(url);
+  const { timeoutMs = DEFAULT_TIMEOUT_MS, maxBytes = DEFAULT_MAX_LIST_BYTES, fetch: fetchFn = globalThis.fetch, allowLoopbackHttp = false } = options;
+  let target = allowedUrl(url, allowLoopbackHttp);
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -284,7 +291,7 @@ export async function fetchList(url: string, options: FetchListOptions = {}): Pr
       if (response.status >= 300 && response.status < 400 && location !== null) {
         await response.body?.cancel();
         if (hop === MAX_REDIRECTS) throw new ListFetchError(`${shown(target)}: more than ${MAX_REDIRECTS} redirects`, "status");
-        target = allowedUrl(new URL(location, target).href);
+        target = redirectTarget(target, location);
         continue;
       }
       if (response.status !== 200) {
@@ -303,16 +310,27 @@ export async function fetchList(url: string, options: FetchListOptions = {}): Pr
   }
 }
 
-function allowedUrl(text: string): URL {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new ListFetchError("not a URL", "url");
-  }
-  if (url.protocol === "https:") return url;
-  if (url.protocol === "http:" && (url.hostname === "127.0.0.1" || url.hostname === "[::1]")) return url;
-  throw new ListFetchError(`${shown(url)}: only https:// list URLs are allowed`, "url");
+function allowedUrl(text: string, allowLoopbackHttp: boolean): URL {
+  const url = URL.parse(text);
+  if (!url) throw new ListFetchError("not a URL", "url");
+  if (!acceptedListUrl(url, { allowLoopbackHttp })) throw new ListFetchError(`${shown(url)}: only https:// list URLs are allowed`, "url");
+  return url;
+}
+
+/** Whether a list may be fetched from `url` as given (not as a redirect's target): https, or loopback http where tests allow it. Null (no URL): no. */
+export function acceptedListUrl(url: URL | null, { allowLoopbackHttp = false }: Pick<FetchListOptions, "allowLoopbackHttp"> = {}): boolean {
+  if (!url) return false;
+  if (url.protocol === "https:") return true;
+  return allowLoopbackHttp && url.protocol === "http:" && (url.hostname === "127.0.0.1" || url.hostname === "[::1]");
+}
+
+/** Where a redirect from `from` leads, when it may be followed: https, at the same origin (scheme, host and port). */
+function redirectTarget(from: URL, location: string): URL {
+  const to = URL.parse(location, from.href);
+  if (!to) throw new ListFetchError(`${shown(from)}: redirects to something that is not a URL`, "url");
+  if (to.protocol !== "https:") throw new ListFetchError(`${shown(from)}: redirects to ${shown(to)}, not https://: refused`, "url");
+  if (to.origin !== from.origin) throw new ListFetchError(`${shown(from)}: redirects to another origin, ${shown(to)}: refused (give the list's URL there, if it is the publisher's)`, "url");
+  return to;
 }
 
 async function readCapped(response: Response, maxBytes: number, url: URL): Promise<string> {

@@ -14,6 +14,8 @@ let operator: string;
 
 beforeAll(async () => {
   c = await testCitadel({ config: { intel: { trust_loopback: false } } });
+  // The lists below are served by loopback servers over plain http: allowed for these tests only.
+  intelOf(c.kernel as never).listFetching.allowLoopbackHttp = true;
   operator = await c.login(c.owner.email, c.owner.password);
 });
 afterAll(() => c.stop());
@@ -68,6 +70,23 @@ describe("reputation lists", () => {
       server.stop(true);
     }
   });
+});
+
+test("outside tests a list URL on loopback over plain http is refused, and nothing is fetched: it reached local services (found in review)", async () => {
+  let fetched = 0;
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (fetched++, new Response("198.51.100.0/24\n")) });
+  const service = intelOf(c.kernel as never);
+  service.listFetching.allowLoopbackHttp = false; // as in production, where nothing sets it
+  try {
+    for (const url of [`http://127.0.0.1:${server.port}/list`, `http://user:pass@127.0.0.1:${server.port}/list`, `http://[::1]:${server.port}/list`]) {
+      const put = await c.send("PUT", "/v1/intel/lists/local", operator, { json: { weight: 10, url } });
+      expect([url, put.status, put.body.detail]).toEqual([url, 422, "a list's url must be https://"]);
+    }
+    expect(fetched).toBe(0);
+  } finally {
+    service.listFetching.allowLoopbackHttp = true;
+    server.stop(true);
+  }
 });
 
 describe("list refresh", () => {

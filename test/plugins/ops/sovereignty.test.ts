@@ -146,6 +146,9 @@ describe("outbound connections", () => {
       expect.stringContaining("webhook wh_2 of workspace ws_1: HTTPS POST of change events"),
     ]);
     expect(detail("reputation_list")[0]).toContain("(unencrypted HTTP GET)");
+    // Only https:// lists are fetched (found in review): one stored with http:// is listed, as refused.
+    expect(detail("reputation_list")[0]).toEndWith("; not https://, so its refreshes are refused");
+    expect(r.outbound.destinations.find((d) => d.kind === "reputation_list")!.active).toBe(false);
     expect(detail("mesh_control_plane")[0]).toContain("polls the control plane for signed configs (unencrypted HTTP requests)");
     expect(JSON.stringify(r.outbound.destinations)).not.toMatch(/HTTPS (GET|requests)/);
   });
