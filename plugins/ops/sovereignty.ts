@@ -7,6 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
@@ -31,7 +32,7 @@ export interface Dependency {
 }
 
 export interface Destination {
-  kind: "secrets_webhook" | "dns_resolver_upstream" | "reputation_list" | "dns_notify" | "mesh_control_plane";
+  kind: "secrets_webhook" | "dns_resolver_upstream" | "reputation_list" | "dns_notify" | "mesh_control_plane" | "system_resolver";
   destination: string;
   /** False when configured but never contacted (a resolver upstream with no resolver listening). */
   active: boolean;
@@ -93,6 +94,8 @@ export interface SovereigntyInputs {
   meshStateDir: string;
   /** The CLI's stored login, when there is one on this machine. */
   loginFile: string | null;
+  /** Where the system resolver's name servers are listed (default /etc/resolv.conf). */
+  resolvConf?: string;
 }
 
 /** Assembles the four parts of the report; nothing here connects anywhere but the local server. */
@@ -124,7 +127,7 @@ function dependencies(sbom: CycloneDxBom): SovereigntyReport["dependencies"] {
   return { sbom: `CycloneDX ${sbom.specVersion}, made ${made} (${sbom.metadata.timestamp})`, in_binary: inBinary, build_only: sbom.components.filter((c) => c.scope === "excluded").map(as), licences };
 }
 
-function outboundDestinations({ config, db, meshStateDir }: SovereigntyInputs): Destination[] {
+function outboundDestinations({ config, db, meshStateDir, resolvConf = RESOLV_CONF }: SovereigntyInputs): Destination[] {
   const out: Destination[] = [];
   const secrets = sectionOf(config, "secrets");
   const allowed = stringsAt(secrets, "webhook_allowed_urls");
@@ -157,7 +160,49 @@ function outboundDestinations({ config, db, meshStateDir }: SovereigntyInputs): 
   }
   const node = meshNode(meshStateDir);
   if (node) out.push({ kind: "mesh_control_plane", destination: node.server, active: true, detail: node.detail });
+  const resolver = systemResolver(out, resolvConf);
+  if (resolver) out.push(resolver);
   return out;
+}
+
+const RESOLV_CONF = "/etc/resolv.conf";
+
+/**
+ * The destinations named by a host name are looked up first, through the system resolver: its
+ * name servers are asked those names, a connection of its own that leaves the host (a local stub,
+ * such as systemd-resolved's 127.0.0.53, asks its upstreams in turn). None when every
+ * destination is an address.
+ */
+export function systemResolver(destinations: Destination[], resolvConf: string): Destination | null {
+  const named = destinations.filter((d) => hostNameOf(d.destination) !== null);
+  if (named.length === 0) return null;
+  const names = [...new Set(named.map((d) => hostNameOf(d.destination)!))];
+  const servers = systemNameServers(resolvConf);
+  const where = servers === null ? `no ${resolvConf} to read` : servers.length === 0 ? `${resolvConf} names none` : `the name servers of ${resolvConf}`;
+  return {
+    kind: "system_resolver",
+    destination: servers?.length ? servers.join(", ") : "the system resolver",
+    active: named.some((d) => d.active),
+    detail: `the host names above (${names.join(", ")}) are looked up through the system resolver (${where}, unless /etc/hosts names them): the names asked leave this host`,
+  };
+}
+
+/** The host name of a destination given as a URL; null for an address (nothing to look up) or no URL. */
+function hostNameOf(destination: string): string | null {
+  const host = URL.parse(destination)?.hostname;
+  if (!host || host.startsWith("[") || isIP(host) !== 0) return null;
+  return host;
+}
+
+/** The name servers in a resolv.conf file (its `nameserver` lines), or null when it cannot be read. */
+function systemNameServers(path: string): string[] | null {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return null;
+  }
+  return text.split("\n").flatMap((line) => /^\s*nameserver\s+(\S+)/.exec(line)?.[1] ?? []);
 }
 
 /**

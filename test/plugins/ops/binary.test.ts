@@ -96,7 +96,9 @@ test("sovereignty report: the webhook made through the API and the resolver's up
   expect(report.outbound.destinations.map((d) => [d.kind, d.destination, d.active])).toEqual([
     ["secrets_webhook", "https://hooks.example.test", true],
     ["dns_resolver_upstream", "192.0.2.53:53", true],
+    ["system_resolver", expect.any(String), true], // this machine's name servers: they are asked hooks.example.test
   ]);
+  expect(report.outbound.destinations.at(-1)!.detail).toContain("the host names above (hooks.example.test) are looked up through the system resolver");
   expect(report.keys.ages?.source).toBe("server");
   expect(report.keys.signing_keys.map((k) => k.purpose)).toEqual(["audit checkpoints"]);
   expect(report.dependencies.sbom).toContain("made at build time, embedded in the binary");

@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { loadConfig } from "../../../src/config/load.ts";
 import type { Config } from "../../../src/config/schema.ts";
@@ -15,9 +15,11 @@ import { configSchema } from "../../../src/main.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
 import { opsPlugin } from "../../../plugins/ops/index.ts";
 import { freePort, opsFixture } from "./fixture.ts";
-import type { SovereigntyReport } from "../../../plugins/ops/sovereignty.ts";
+import { systemResolver, type SovereigntyReport } from "../../../plugins/ops/sovereignty.ts";
 
 const fx = opsFixture("citadel-sovereignty-", { dns: false });
+/** This machine's name servers, as the report names the system resolver. */
+const SYSTEM_RESOLVER = existsSync("/etc/resolv.conf") ? [...readFileSync("/etc/resolv.conf", "utf8").matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]).join(", ") || "the system resolver" : "the system resolver";
 const { work, HOME } = fx;
 const dataDir = () => fx.dataDir();
 const NO_MESH = join(work, "no-mesh-state");
@@ -107,6 +109,7 @@ describe("outbound connections", () => {
       ["secrets_webhook", "https://elsewhere.example.test", false],
       ["secrets_webhook", "https://hooks.example.test", false],
       ["secrets_webhook", "https://hooks.example.test", true],
+      ["system_resolver", SYSTEM_RESOLVER, true],
     ]);
     expect(r.outbound.destinations[0]!.detail).toContain("deliveries are refused");
     const text = await run("sovereignty report", dir, { env: { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "https://hooks.example.test/citadel" } });
@@ -129,6 +132,42 @@ describe("outbound connections", () => {
     expect(text).toContain("  webhooks may point under: https://hooks.slack.test/…, https://receiver.example.test/, http://plain.example.test/ (secrets.webhook_allowed_urls)\n");
     expect(text).toContain("  mesh control plane: https://control.example.test:8443\n");
     for (const secret of ["HOOKSECRET", "MESHUSER", "MESHPASSWORD"]) expect(text).not.toContain(secret);
+  });
+
+  test("destinations named by a host name add the system resolver that looks them up; addresses alone do not (found in review)", async () => {
+    const dir = dataDir();
+    insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES ('wh_1', 'ws_1', 'https://hooks.example.test/in', x'00', 0, 'u_1')");
+    insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES ('wh_2', 'ws_1', 'https://192.0.2.10/in', x'00', 0, 'u_1')");
+    insert(dir, "INSERT INTO intel_lists (name, weight, format, url, refresh_minutes, content, entries, errors, updated_at) VALUES ('drop', 50, 'plain', 'https://lists.example.test/drop.txt', 60, '', 0, 0, 0)");
+    const env = { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "https://hooks.example.test/,https://192.0.2.10/" };
+    const r = await report(dir, { env });
+    expect(r.outbound.destinations.at(-1)).toEqual({
+      kind: "system_resolver",
+      destination: SYSTEM_RESOLVER,
+      active: true,
+      detail: `the host names above (hooks.example.test, lists.example.test) are looked up through the system resolver (${existsSync("/etc/resolv.conf") ? "the name servers of /etc/resolv.conf" : "no /etc/resolv.conf to read"}, unless /etc/hosts names them): the names asked leave this host`,
+    });
+    expect(await run("sovereignty report", dir, { env })).toContain(`  system resolver: ${SYSTEM_RESOLVER}\n`);
+
+    // Addresses only (an IPv4 and an IPv6 webhook, a resolver upstream, a NOTIFY target): nothing to look up.
+    const addresses = dataDir();
+    insert(addresses, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES ('wh_1', 'ws_1', 'https://192.0.2.10/in', x'00', 0, 'u_1')");
+    insert(addresses, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES ('wh_2', 'ws_1', 'https://[2001:db8::10]/in', x'00', 0, 'u_1')");
+    const only = await report(addresses, { env: { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "https://192.0.2.10/,https://[2001:db8::10]/", CITADEL_DNS_RESOLVER_UPSTREAMS: "192.0.2.53:53", CITADEL_DNS_RESOLVER_UDP: `127.0.0.1:${freePort()}` } });
+    expect(only.outbound.destinations.map((d) => d.kind)).toEqual(["secrets_webhook", "secrets_webhook", "dns_resolver_upstream"]);
+  });
+
+  test("the system resolver is named by the name servers of resolv.conf; without one, as the system resolver", () => {
+    const webhook = { kind: "secrets_webhook", destination: "https://hooks.example.test", active: true, detail: "" } as const;
+    const conf = join(work, "resolv.conf");
+    writeFileSync(conf, "# made by hand\nsearch example.test\nnameserver 192.0.2.53\n; nameserver 192.0.2.99\n  nameserver   2001:db8::53  \noptions edns0\n");
+    expect(systemResolver([webhook], conf)).toMatchObject({ destination: "192.0.2.53, 2001:db8::53", detail: expect.stringContaining(`(the name servers of ${conf}, unless /etc/hosts names them)`) });
+    writeFileSync(conf, "search example.test\n");
+    expect(systemResolver([webhook], conf)).toMatchObject({ destination: "the system resolver", detail: expect.stringContaining(`(${conf} names none, unless`) });
+    const missing = join(work, "no-such-resolv.conf");
+    expect(systemResolver([webhook], missing)).toMatchObject({ destination: "the system resolver", detail: expect.stringContaining(`(no ${missing} to read, unless`) });
+    expect(systemResolver([{ ...webhook, active: false }], missing)!.active).toBe(false); // a refused webhook is not looked up
+    expect(systemResolver([{ ...webhook, destination: "https://[2001:db8::1]:8443" }], missing)).toBeNull();
   });
 
   test("the transport is read from each URL's scheme: http is called unencrypted, never HTTPS (found in review)", async () => {
@@ -168,6 +207,7 @@ describe("outbound connections", () => {
       ["reputation_list", "https://lists.example.test/drop.txt"],
       ["dns_notify", "[2001:db8::2]:53"],
       ["mesh_control_plane", "https://control.example.test:8443"],
+      ["system_resolver", SYSTEM_RESOLVER],
     ]);
     expect(r.outbound.destinations[0]!.detail).toBe("reputation list drop, fetched every 1440 minutes (HTTPS GET)");
     expect(r.outbound.destinations[2]!.detail).toContain("mesh node laptop of network office");
