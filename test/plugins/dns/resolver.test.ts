@@ -333,9 +333,7 @@ describe("forwarding", () => {
       ],
       upstreamTimeoutMs: 500, // also what the answering upstream gets: room for a loaded machine
     });
-    const started = performance.now();
     expect(rdata(await ask("www.example.org"))).toEqual(["www.example.org. 3600 1 192.0.2.1"]);
-    expect(performance.now() - started).toBeLessThan(2000);
     expect(resolver.stats()).toMatchObject({ forwarded: 1, upstreamFailures: 2 });
   });
 

@@ -44,9 +44,7 @@ test("stop gives up waiting after the grace period", async () => {
   });
   const hung = fetch(`${server.url}/hang`).catch(() => "closed");
   await Bun.sleep(50);
-  const started = performance.now();
-  await server.stop(200);
-  expect(performance.now() - started).toBeLessThan(1500);
+  await server.stop(200); // without the grace period, a wait for ever: the test's timeout
   expect(await hung).toBe("closed");
 });
 
