@@ -195,8 +195,9 @@ export class BackupService {
     };
     // Only names Citadel itself writes: the directory may be a mount other tools use too.
     const partial = (name: string) => name.startsWith(".") && name.endsWith(".partial") && backupTimeOf(name.slice(1, -".partial".length)) !== null;
-    remove(this.directory, (name) => partial(name) || /^\.snapshot-[^/]*\.db$/.test(name)); // (older versions snapshot here)
-    remove(this.deps.dataDir, (name) => /^\.backup-snapshot-[0-9a-f-]{36}\.db$/.test(name));
+    // A snapshot killed half-way also leaves SQLite's companions of it (VACUUM INTO writes through a -journal).
+    remove(this.directory, (name) => partial(name) || /^\.snapshot-[^/]*\.db(-journal|-wal|-shm)?$/.test(name)); // (older versions snapshot here)
+    remove(this.deps.dataDir, (name) => /^\.backup-snapshot-[0-9a-f-]{36}\.db(-journal|-wal|-shm)?$/.test(name));
   }
 
   private async createNow(request: BackupRequest): Promise<CreatedBackup> {

@@ -275,9 +275,15 @@ describe("a backup on demand", () => {
     // The directory may be a mount other tools write to: their files stay (found in review).
     writeFileSync(join(dir, ".rsync-upload.partial"), "another tool's");
     writeFileSync(join(c.dataDir, ".backup-snapshot-0b5e7c1a-1b2c-4d5e-8f90-123456789abc.db"), "plaintext");
+    // Killed inside VACUUM INTO: its journal (plaintext pages too) is left beside the snapshot (found in review).
+    for (const companion of ["-journal", "-wal", "-shm"]) {
+      writeFileSync(join(c.dataDir, `.backup-snapshot-1b5e7c1a-1b2c-4d5e-8f90-123456789abc.db${companion}`), "plaintext");
+      writeFileSync(join(dir, `.snapshot-1234.db${companion}`), "plaintext");
+    }
+    writeFileSync(join(c.dataDir, ".backup-snapshot-1b5e7c1a-1b2c-4d5e-8f90-123456789abc.db-journal.keep"), "not ours");
     c.service.removeLeftovers();
     expect(readdirSync(dir).sort()).toEqual([".rsync-upload.partial", "citadel-20260601T120000Z.backup", "notes.txt"]);
-    expect(readdirSync(c.dataDir).filter((n) => n.startsWith(".backup-snapshot-"))).toEqual([]);
+    expect(readdirSync(c.dataDir).filter((n) => n.startsWith(".backup-snapshot-"))).toEqual([".backup-snapshot-1b5e7c1a-1b2c-4d5e-8f90-123456789abc.db-journal.keep"]);
   });
 });
 
