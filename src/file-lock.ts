@@ -1,6 +1,8 @@
 /**
- * A lock between processes around a short read-modify-write of a file (the CLI's pin file):
- * `withFileLock(path, fn)` runs `fn` holding flock(2) on `<path>.lock`.
+ * Locks between processes, with flock(2): `withFileLock(path, fn)` runs `fn` holding the lock
+ * on `<path>.lock`, around a short read-modify-write of a file (the CLI's pin file);
+ * `lockDataDirectory` holds a data directory's lock for as long as a command writes its
+ * database (`citadel serve` and `init` for their whole run, `citadel restore` while it restores).
  *
  * The kernel holds the lock for the open file and drops it when the file is closed or the
  * process ends, however it ends: there is no stale lock to judge, no clock or pid to trust,
@@ -9,7 +11,8 @@
  * lock two different files.
  */
 import { dlopen, FFIType, read } from "bun:ffi";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, constants, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -42,6 +45,59 @@ export function withFileLock<T>(path: string, fn: () => NotAPromise<T>, { waitMs
 }
 
 export type NotAPromise<T> = T extends PromiseLike<unknown> ? never : T;
+
+/** In the data directory: held by whichever command writes the database. */
+export const DATA_DIRECTORY_LOCK = "citadel.lock";
+
+/** The commands that take a data directory's lock, as the one refused is told. */
+export type DataDirectoryWriter = "serve" | "init" | "restore";
+
+export interface HeldLock {
+  /** Lets the lock go (the process ending does too). Safe to call twice. */
+  release(): void;
+}
+
+/**
+ * Takes the data directory's lock without waiting, and writes this process's id and command
+ * into the lock file for the one refused; `{ refused }` says who holds it. Two `citadel serve`
+ * on one directory would each seal, rotate keys, forward the audit log and send webhooks, and
+ * neither would see the other's writes in its memo (a token revoked through one would still
+ * work on the other). Without a C library to ask, nothing is locked (as withFileLock).
+ */
+export function lockDataDirectory(dataDir: string, command: DataDirectoryWriter): HeldLock | { refused: string } {
+  const libc = loadLibc();
+  const path = join(dataDir, DATA_DIRECTORY_LOCK);
+  // Read and write, created if missing, never truncated before the lock is ours: it names the holder.
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  let locked = false;
+  try {
+    if (libc !== null && !libc.tryLock(fd)) return { refused: describeHolder(readFileSync(path, "utf8")) };
+    locked = true;
+  } finally {
+    if (!locked) closeSync(fd);
+  }
+  ftruncateSync(fd, 0);
+  writeSync(fd, `${process.pid} ${command}\n`, 0);
+  let released = false;
+  return {
+    release() {
+      if (released) return;
+      released = true;
+      ftruncateSync(fd, 0); // a holder named after it let go would mislead
+      closeSync(fd); // releases the lock
+    },
+  };
+}
+
+/** "another Citadel is serving this data directory (pid 123)", from what the holder wrote. */
+function describeHolder(text: string): string {
+  const match = /^(\d+) (serve|init|restore)\n/.exec(text);
+  // Empty while the holder has locked and not yet written its line.
+  if (!match) return "another Citadel command is using this data directory";
+  const [, pid, command] = match;
+  if (command === "serve") return `another Citadel is serving this data directory (pid ${pid})`;
+  return `citadel ${command} is running on this data directory (pid ${pid})`;
+}
 
 /** glibc, then musl (Alpine and other musl systems name their C library after the architecture). */
 const LIBC_NAMES = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`];

@@ -42,6 +42,7 @@ import type { SealMethod } from "./crypto/keyring.ts";
 import { RootKeyError } from "./crypto/root-key.ts";
 import { Seal, UnsealError } from "./crypto/seal.ts";
 import { actAsDataDirectoryOwner, prepareDataDir } from "./data-dir.ts";
+import { lockDataDirectory, type DataDirectoryWriter, type HeldLock } from "./file-lock.ts";
 import { writeFileAtomic } from "./files.ts";
 import { createHttpApp } from "./http/app.ts";
 import { createEdge, HttpRequestMetrics, startHttpServer } from "./http/edge.ts";
@@ -235,6 +236,8 @@ interface Prepared {
   seal: Seal;
   audit: AuditLog;
   tls: TlsMaterial | undefined;
+  /** The data directory's lock: held until the command ends (let go after the store is closed). */
+  lock: HeldLock;
   /** The kernel object a plugin receives. */
   kernelFor(plugin: Plugin<any>): Kernel;
 }
@@ -245,9 +248,27 @@ function allMigrations(): MigrationSet[] {
 }
 
 /** Everything `serve` and `init` share: data dir, default config, database, seal and audit, TLS. */
-async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Prepared> {
+async function prepare(loaded: LoadedConfig, log: Logger, env: Env, command: DataDirectoryWriter): Promise<Prepared> {
   const { config } = loaded;
   prepareDataDir(config.data_dir);
+  const lock = holdDataDirectory(config.data_dir, command);
+  try {
+    return await prepareLocked(loaded, log, env, lock);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+/** The data directory's lock, or the refusal that names who holds it. */
+function holdDataDirectory(dataDir: string, command: DataDirectoryWriter): HeldLock {
+  const lock = lockDataDirectory(dataDir, command);
+  if ("refused" in lock) throw new ConfigError(`${lock.refused} (${dataDir}): stop it first, or give this one another data directory`);
+  return lock;
+}
+
+async function prepareLocked(loaded: LoadedConfig, log: Logger, env: Env, lock: HeldLock): Promise<Prepared> {
+  const { config } = loaded;
   if (!loaded.configFileExists && !loaded.configPathExplicit) {
     const header = "Citadel configuration, generated on first start.\nEvery key is optional: a commented-out key shows its default.";
     writeFileAtomic(loaded.configPath, renderConfigToml(configSchema, { commented: true, header }), 0o600);
@@ -264,7 +285,7 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
       }
     });
     const tls = config.http.tls.enabled ? await loadOrCreateTls(tlsFiles(config), log) : undefined;
-    return { ...kernelOver(store, config, log, env), tls };
+    return { ...kernelOver(store, config, log, env), tls, lock };
   } catch (error) {
     store.close();
     throw error;
@@ -272,7 +293,7 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env): Promise<Pre
 }
 
 /** The seal, the audit log and the plugins' kernels over an open store: nothing made, nothing migrated. */
-function kernelOver(store: Store, config: Config, log: Logger, env: Env): Omit<Prepared, "tls"> {
+function kernelOver(store: Store, config: Config, log: Logger, env: Env): Omit<Prepared, "tls" | "lock"> {
   const seal = new Seal(store.db, systemClock.now, keySource(config, env).method);
   const audit = new AuditLog({ now: systemClock.now, keyring: () => seal.keyringIfUnsealed() });
   audit.register(KERNEL_ACTIONS);
@@ -342,7 +363,7 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
       throw new UsageError(thresholdAlone ? `--threshold: ${error.message} (5 shares by default: give --shares too)` : `--${error.field}: ${error.message}`);
     }
   }
-  const { store, audit, tls, kernelFor } = await prepare(loaded, createLogger({ level: "warn" }), env);
+  const { store, audit, tls, lock, kernelFor } = await prepare(loaded, createLogger({ level: "warn" }), env, "init");
   try {
     const created = !isInitialized(store);
     if (created && source.method === "systemd_credential" && keyOut === undefined) {
@@ -406,6 +427,7 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
     return 0;
   } finally {
     store.close();
+    lock.release();
   }
 }
 
@@ -509,7 +531,8 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
   const lifecycle = new Lifecycle(log);
   const now = systemClock.now;
   try {
-    const { store, seal, audit, tls, kernelFor } = await prepare(loaded, log, env);
+    const { store, seal, audit, tls, lock, kernelFor } = await prepare(loaded, log, env, "serve");
+    lifecycle.started("data directory lock", () => lock.release());
     lifecycle.started("store", () => store.close());
 
     const source = keySource(config, env);

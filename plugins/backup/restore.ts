@@ -4,8 +4,10 @@
  * The backup is decrypted and checked in full (every chunk, the SHA-256, SQLite's integrity
  * check) into a temporary file beside the database before anything is touched; only then is
  * the current database renamed aside (never deleted) and the restored one renamed into its
- * place, mode 0600. A running Citadel is detected by its lock on the database, so a restore
- * never pulls the file out from under a live server.
+ * place, mode 0600. A running Citadel is detected by the data directory's lock (citadel.lock,
+ * held by `citadel serve` for as long as it runs; the restore holds it too, so none starts
+ * meanwhile) and by its lock on the database, so a restore never pulls the file out from under
+ * a live server.
  */
 import { Database } from "bun:sqlite";
 import { randomUUID } from "node:crypto";
@@ -13,6 +15,7 @@ import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { constants as osConstants, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseWiping, verifies } from "../../src/crypto/root-key.ts";
+import { lockDataDirectory } from "../../src/file-lock.ts";
 import { checkMigrations, MigrationError, type MigrationSet } from "../../src/store/migrate.ts";
 import { openReadOnly } from "../../src/store/read-only.ts";
 import { prepareDataDir } from "../../src/data-dir.ts";
@@ -167,8 +170,19 @@ export interface RestoreResult {
 }
 
 export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
+  prepareDataDir(options.dataDir);
+  // Held to the end: a Citadel started meanwhile would create a database, or serve the one being put aside.
+  const lock = lockDataDirectory(options.dataDir, "restore");
+  if ("refused" in lock) throw new BackupError(`${lock.refused} (${options.dataDir}): stop it first (for example systemctl stop citadel), then restore`);
+  try {
+    return await restoreLocked(options);
+  } finally {
+    lock.release();
+  }
+}
+
+async function restoreLocked(options: RestoreOptions): Promise<RestoreResult> {
   const { dataDir } = options;
-  prepareDataDir(dataDir);
   const database = join(dataDir, DATABASE_FILE);
   const refuseIfRunning = () => {
     if (databaseInUse(database)) throw new BackupError(`the database in ${dataDir} is in use: stop Citadel first (for example systemctl stop citadel), then restore`);

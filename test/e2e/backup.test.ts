@@ -119,10 +119,10 @@ describe("backup and restore", () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^citadel: FAILED: chunk \d+ of \d+ fails authentication: the backup was altered, cut short, or its chunks reordered\n$/);
 
-    // Restoring over the running server is refused: it holds the database.
+    // Restoring over the running server is refused: it holds the data directory's lock.
     const busy = await cli(dataA, ["restore", file, "--yes"]);
     expect(busy.code).toBe(1);
-    expect(busy.stderr).toContain(`citadel: FAILED: the database in ${dataA} is in use: stop Citadel first`);
+    expect(busy.stderr).toContain(`citadel: FAILED: another Citadel is serving this data directory (pid ${A.citadel.proc.pid}) (${dataA}): stop it first`);
     expect((await A.citadel.stop()).code).toBe(0);
 
     // A new machine: an empty data directory, the root key file copied over, the backup file.

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FileLockTimeout, withFileLock } from "../../src/file-lock.ts";
+import { DATA_DIRECTORY_LOCK, FileLockTimeout, lockDataDirectory, withFileLock } from "../../src/file-lock.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -68,5 +68,48 @@ describe("withFileLock", () => {
     const runs = [0, 1, 2].map(() => Bun.spawn(["bun", "-e", script], { stderr: "pipe" }));
     for (const run of runs) expect(await run.exited).toBe(0);
     expect(readFileSync(path, "utf8")).toBe("150");
+  });
+});
+
+describe("lockDataDirectory", () => {
+  const dataDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-lock-data-"));
+    dirs.push(dir);
+    return dir;
+  };
+
+  test("one holder at a time: the one refused is told who holds it; released, it is free again (found in review)", () => {
+    const dir = dataDir();
+    const first = lockDataDirectory(dir, "serve");
+    if ("refused" in first) throw new Error("the first lock was refused");
+    expect(readFileSync(join(dir, DATA_DIRECTORY_LOCK), "utf8")).toBe(`${process.pid} serve\n`);
+    // flock(2) belongs to the open file: a second open in this very process is refused as another process is.
+    expect(lockDataDirectory(dir, "serve")).toEqual({ refused: `another Citadel is serving this data directory (pid ${process.pid})` });
+    expect(lockDataDirectory(dir, "restore")).toEqual({ refused: `another Citadel is serving this data directory (pid ${process.pid})` });
+    first.release();
+    first.release(); // twice is harmless
+    expect(readFileSync(join(dir, DATA_DIRECTORY_LOCK), "utf8")).toBe("");
+    const restore = lockDataDirectory(dir, "restore");
+    if ("refused" in restore) throw new Error("the lock was not let go");
+    expect(lockDataDirectory(dir, "serve")).toEqual({ refused: `citadel restore is running on this data directory (pid ${process.pid})` });
+    restore.release();
+  });
+
+  test("a holder that was killed let go with its process; what it wrote is replaced", async () => {
+    const dir = dataDir();
+    const script = `const { lockDataDirectory } = await import(${JSON.stringify(MODULE)}); lockDataDirectory(${JSON.stringify(dir)}, "serve"); console.log("held"); Bun.sleepSync(60_000);`;
+    const other = Bun.spawn(["bun", "-e", script], { stdout: "pipe" });
+    try {
+      const { value } = await other.stdout.getReader().read();
+      expect(new TextDecoder().decode(value)).toContain("held");
+      expect(lockDataDirectory(dir, "init")).toEqual({ refused: `another Citadel is serving this data directory (pid ${other.pid})` });
+    } finally {
+      other.kill("SIGKILL");
+      await other.exited;
+    }
+    const mine = lockDataDirectory(dir, "init");
+    if ("refused" in mine) throw new Error("a killed holder's lock was not let go");
+    expect(readFileSync(join(dir, DATA_DIRECTORY_LOCK), "utf8")).toBe(`${process.pid} init\n`);
+    mine.release();
   });
 });

@@ -16,6 +16,7 @@ import { openStore } from "../../../src/store/store.ts";
 import { BackupError } from "../../../plugins/backup/errors.ts";
 import { backupPlugin } from "../../../plugins/backup/index.ts";
 import { ConfigError } from "../../../src/config/error.ts";
+import { DATA_DIRECTORY_LOCK, lockDataDirectory } from "../../../src/file-lock.ts";
 import { hashFile, sealBackup } from "../../../plugins/backup/format.ts";
 import { newRootKeyBackupKeys } from "../../../plugins/backup/keys.ts";
 import { readSnapshotFacts, type Manifest } from "../../../plugins/backup/manifest.ts";
@@ -110,7 +111,7 @@ describe("restore", () => {
       restores: [{ backup: file.split("/").at(-1), created_at: "2026-06-01T12:00:00.000Z", audit_head_seq: null, previous: null }],
     });
     expect(statSync(join(dataDir, RESTORE_MARKER)).mode & 0o777).toBe(0o600);
-    expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", RESTORE_MARKER]);
+    expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", DATA_DIRECTORY_LOCK, RESTORE_MARKER]);
   });
 
   // Changing user needs root: CI runs as root, so there the test always runs. A child process
@@ -275,9 +276,24 @@ describe("restore", () => {
     try {
       const file = await makeBackup(1);
       await expect(restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW })).rejects.toThrow(`the database in ${dataDir} is in use: stop Citadel first`);
-      expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", "citadel.db-shm", "citadel.db-wal"]);
+      expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", "citadel.db-shm", "citadel.db-wal", DATA_DIRECTORY_LOCK]);
     } finally {
       live.close();
+    }
+  });
+
+  test("refused while a Citadel holds the data directory's lock (serving, or starting: its database not open yet); nothing is touched (found in review)", async () => {
+    const dataDir = dataDirectory("locked");
+    const serving = lockDataDirectory(dataDir, "serve");
+    if ("refused" in serving) throw new Error("the lock was refused");
+    try {
+      const file = await makeBackup(1);
+      await expect(restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW })).rejects.toThrow(
+        `another Citadel is serving this data directory (pid ${process.pid}) (${dataDir}): stop it first (for example systemctl stop citadel), then restore`,
+      );
+      expect(readdirSync(dataDir)).toEqual([DATA_DIRECTORY_LOCK]);
+    } finally {
+      serving.release();
     }
   });
 
@@ -294,7 +310,7 @@ describe("restore", () => {
     writeFileSync(damaged, bytes);
     await expect(restoreBackup({ file: damaged, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW })).rejects.toThrow(/fails authentication/);
     await expect(restoreBackup({ file, dataDir, supply: { rootKey: generateRootKey() }, migrations: KNOWN, replace: true, now: NOW })).rejects.toThrow(/but the key given is/);
-    expect(readdirSync(dataDir)).toEqual(["citadel.db"]);
+    expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", DATA_DIRECTORY_LOCK]);
     expect(rowsIn(join(dataDir, "citadel.db"))).toBe(1);
   });
 
@@ -310,7 +326,7 @@ describe("restore", () => {
     expect(error.message).toBe(
       "this Citadel would not start on the database in the backup (made by Citadel 1.2.3): the database was written by a newer version of Citadel (it has migration kernel/9999_from_the_future, unknown to this one); run that version or restore a backup",
     );
-    expect(readdirSync(dataDir)).toEqual(["citadel.db"]);
+    expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", DATA_DIRECTORY_LOCK]);
     expect(rowsIn(join(dataDir, "citadel.db"))).toBe(1);
   });
 
@@ -325,7 +341,7 @@ describe("restore", () => {
     } finally {
       db.close();
     }
-    expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", RESTORE_MARKER]);
+    expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", DATA_DIRECTORY_LOCK, RESTORE_MARKER]);
   });
 
   test("says whether the data directory's key file unseals the restored database", async () => {
