@@ -9,6 +9,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { auditPlugin } from "../plugins/audit/index.ts";
 import { backupPlugin } from "../plugins/backup/index.ts";
+import { settleInterruptedRestore } from "../plugins/backup/restore.ts";
 import { sysPlugin } from "../plugins/sys/index.ts";
 import { iamPlugin } from "../plugins/iam/index.ts";
 import { secretsPlugin } from "../plugins/secrets/index.ts";
@@ -269,6 +270,7 @@ function holdDataDirectory(dataDir: string, command: DataDirectoryWriter): HeldL
 
 async function prepareLocked(loaded: LoadedConfig, log: Logger, env: Env, lock: HeldLock): Promise<Prepared> {
   const { config } = loaded;
+  settleInterruptedRestore(config.data_dir); // before the database is opened (or made)
   if (!loaded.configFileExists && !loaded.configPathExplicit) {
     const header = "Citadel configuration, generated on first start.\nEvery key is optional: a commented-out key shows its default.";
     writeFileAtomic(loaded.configPath, renderConfigToml(configSchema, { commented: true, header }), 0o600);

@@ -4,18 +4,21 @@
  * The backup is decrypted and checked in full (every chunk, the SHA-256, SQLite's integrity
  * check) into a temporary file beside the database before anything is touched; only then is
  * the current database renamed aside (never deleted) and the restored one renamed into its
- * place, mode 0600. A running Citadel is detected by the data directory's lock (citadel.lock,
- * held by `citadel serve` for as long as it runs; the restore holds it too, so none starts
- * meanwhile) and by its lock on the database, so a restore never pulls the file out from under
- * a live server.
+ * place, mode 0600 — after a marker naming them is written durably, so that a restore killed
+ * in between is finished by the next start instead of leaving no database at all. A running
+ * Citadel is detected by the data directory's lock (citadel.lock, held by `citadel serve` for
+ * as long as it runs; the restore holds it too, so none starts meanwhile) and by its lock on
+ * the database, so a restore never pulls the file out from under a live server.
  */
 import { Database } from "bun:sqlite";
 import { randomUUID } from "node:crypto";
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { constants as osConstants, tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { ConfigError } from "../../src/config/error.ts";
 import { parseWiping, verifies } from "../../src/crypto/root-key.ts";
 import { lockDataDirectory } from "../../src/file-lock.ts";
+import { writeFileAtomic } from "../../src/files.ts";
 import { checkMigrations, MigrationError, type MigrationSet } from "../../src/store/migrate.ts";
 import { openReadOnly } from "../../src/store/read-only.ts";
 import { prepareDataDir } from "../../src/data-dir.ts";
@@ -28,6 +31,8 @@ import { readRestoreMarker, RESTORE_MARKER, type RestoreMarker, type RestoreNote
 export const DATABASE_FILE = "citadel.db";
 /** SQLite's companions of a database in WAL mode: they move with it. */
 const COMPANIONS = ["-wal", "-shm"];
+/** What a restore renames the database it replaces to (compactUtcTime). */
+const PUT_ASIDE = /^citadel\.db\.before-restore-\d{8}T\d{6}Z$/;
 
 /**
  * True when another connection has the database open (a running Citadel, or a command
@@ -188,6 +193,8 @@ async function restoreLocked(options: RestoreOptions): Promise<RestoreResult> {
     if (databaseInUse(database)) throw new BackupError(`the database in ${dataDir} is in use: stop Citadel first (for example systemctl stop citadel), then restore`);
   };
   refuseIfRunning();
+  // A restore killed while it swapped the files is finished first: this one then restores over it.
+  finishInterruptedSwap(dataDir);
   const present = [DATABASE_FILE, ...COMPANIONS.map((c) => DATABASE_FILE + c)].filter((name) => existsSync(join(dataDir, name)));
   if (present.length > 0 && !options.replace) {
     throw new ConfirmationNeeded(`${dataDir} already holds a database: run again with --yes to keep it aside (renamed, not deleted) and restore over it`);
@@ -196,8 +203,9 @@ async function restoreLocked(options: RestoreOptions): Promise<RestoreResult> {
   // What a killed restore left (a decrypted copy of its backup) goes first.
   for (const name of readdirSync(dataDir)) if (name.startsWith(`${DATABASE_FILE}.restoring-`)) rmSync(join(dataDir, name), { force: true });
   const incoming = join(dataDir, `${DATABASE_FILE}.restoring-${process.pid}`);
+  let handedOver = false; // to the marker: from then on a start finishes the swap with it
   try {
-    const opened = await openBackup(options.file, options.supply, incoming);
+    const opened = await openBackup(options.file, options.supply, incoming); // synced, made 0600
     const integrity = integrityOf(incoming);
     if (integrity !== "ok") throw new BackupError(`the database in the backup fails SQLite's integrity check: ${integrity}`);
     refuseUnknownMigrations(incoming, options.migrations, opened.manifest.citadel);
@@ -207,40 +215,139 @@ async function restoreLocked(options: RestoreOptions): Promise<RestoreResult> {
     if (present.length > 0) {
       previous = join(dataDir, `${DATABASE_FILE}.before-restore-${compactUtcTime(new Date(options.now()))}`);
       if (existsSync(previous)) throw new BackupError(`${previous} exists already: wait a second and try again`);
-      for (const suffix of ["", ...COMPANIONS]) {
-        if (existsSync(database + suffix)) renameSync(database + suffix, previous + suffix);
-      }
+      checkpoint(database);
     }
-    renameSync(incoming, database); // made 0600 by openBackup
-    writeRestoreMarker(dataDir, {
-      backup: basename(options.file),
-      created_at: opened.manifest.created_at,
-      audit_head_seq: opened.manifest.audit_head?.seq ?? null,
-      previous: previous && basename(previous),
-    });
-    syncDirectory(dataDir);
+    // Durable before a file moves: killed anywhere in the swap, the next start (or restore) finds
+    // the marker naming the checked database to put in place, and finishes the swap.
+    const note = { backup: basename(options.file), created_at: opened.manifest.created_at, audit_head_seq: opened.manifest.audit_head?.seq ?? null, previous: previous && basename(previous) };
+    writeRestoreMarker(dataDir, note, basename(incoming));
+    handedOver = true;
+    swapIn(dataDir, incoming, previous);
+    markSwapDone(dataDir);
     return { opened, database, previous, rootKeyMatches: options.unsealKeyFile ? rootKeyMatches(database, options.unsealKeyFile) : null };
   } finally {
-    rmSync(incoming, { force: true });
+    if (!handedOver) rmSync(incoming, { force: true });
   }
 }
 
 /**
- * Records a restore for the next start. When a marker is there already, Citadel has not
- * started since the last restore: the database this one put aside never ran. The marker then
- * keeps its `previous` (the database that last ran, where erasures made after the backup are)
- * and gains this restore, so the start audits every restore and carries those erasures over.
+ * Moves everything of the current database into the WAL-less main file: a crash in the swap
+ * then leaves no -wal of it lying beside a missing citadel.db (which the next open would have
+ * read into a new, empty database, losing it). The restore holds the database alone. One SQLite
+ * cannot open as a database (damaged) is put aside as it is, companions and all.
  */
-function writeRestoreMarker(dataDir: string, note: RestoreNote): void {
+function checkpoint(database: string): void {
+  let db: Database | undefined;
+  try {
+    db = new Database(database, { readwrite: true, create: false });
+    db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+  } catch {
+    // damaged: swapIn moves its -wal and -shm with it
+  } finally {
+    db?.close(); // the last connection: SQLite removes the (now empty) -wal and the -shm
+  }
+}
+
+/**
+ * Puts the current database (and any -wal, -shm) aside as `previous`, then the restored one,
+ * `incoming`, in its place; the directory synced. Each step is done only if still to do, so a
+ * swap killed half-way is finished by running this again.
+ */
+function swapIn(dataDir: string, incoming: string, previous: string | null): void {
+  const database = join(dataDir, DATABASE_FILE);
+  for (const suffix of ["", ...COMPANIONS]) {
+    if (!existsSync(database + suffix)) continue;
+    if (previous === null || existsSync(previous + suffix)) {
+      throw new BackupError(`${database + suffix} is in the way of the restored database, and cannot be put aside as ${previous === null ? "nothing" : previous + suffix} (which ${previous === null ? "the restore did not plan" : "exists"}): move it away yourself`);
+    }
+    renameSync(database + suffix, previous + suffix);
+  }
+  renameSync(incoming, database);
+  syncDirectory(dataDir);
+}
+
+/**
+ * A restore killed while it swapped the files (its marker still names the database it was
+ * putting in place): the swap is finished now, as that restore would have — the database put
+ * there was checked in full before the marker was written. Run before anything opens the
+ * database: by `citadel restore`, and at every start.
+ */
+function finishInterruptedSwap(dataDir: string): void {
+  const marker = readRestoreMarker(dataDir);
+  if (marker === null || marker === "damaged" || marker.swapping_in === undefined) return;
+  const incoming = join(dataDir, marker.swapping_in);
+  if (existsSync(incoming)) {
+    const previous = marker.restores.at(-1)?.previous ?? null;
+    // Only a name of the restore's own pattern: the marker is not trusted to move files elsewhere.
+    if (previous !== null && !PUT_ASIDE.test(previous)) throw new BackupError(`${RESTORE_MARKER} names ${JSON.stringify(previous)} for the database to put aside, not a name restore makes: finish the restore by hand`);
+    swapIn(dataDir, incoming, previous === null ? null : join(dataDir, previous));
+  }
+  // Without `incoming` and without a database, nothing is finished: the start refuses (refuseToStartAfresh).
+  if (existsSync(join(dataDir, DATABASE_FILE))) markSwapDone(dataDir);
+}
+
+/**
+ * At every start, before the database is opened: a restore's interrupted swap is finished, and
+ * no new database is made where one is missing for a reason. ConfigError (exit 2) when the
+ * operator must act.
+ */
+export function settleInterruptedRestore(dataDir: string): void {
+  try {
+    finishInterruptedSwap(dataDir);
+  } catch (error) {
+    if (!(error instanceof BackupError)) throw error;
+    throw new ConfigError(`a restore into ${dataDir} was interrupted, and could not be finished: ${error.message}`);
+  }
+  refuseToStartAfresh(dataDir);
+}
+
+/**
+ * Refuses a start that would make a new, empty database where one is missing for a reason:
+ * a restore was interrupted (its marker is there, or a database it put aside) or the database
+ * file alone is gone (its -wal is there). A new instance would have a new organization and
+ * owner, and its first open would take that -wal for its own.
+ */
+function refuseToStartAfresh(dataDir: string): void {
+  if (existsSync(join(dataDir, DATABASE_FILE))) return;
+  const names = readdirSync(dataDir);
+  const putAside = names.filter((name) => PUT_ASIDE.test(name)).sort();
+  const clues = [...(names.includes(RESTORE_MARKER) ? [RESTORE_MARKER] : []), ...putAside, ...COMPANIONS.map((c) => DATABASE_FILE + c).filter((name) => names.includes(name))];
+  if (clues.length === 0) return;
+  const putBack = putAside.at(-1);
+  throw new ConfigError(
+    `${dataDir} has no ${DATABASE_FILE} but holds ${clues.join(", ")}: a restore was interrupted or the database was removed, and Citadel will not make a new, empty one over it. ` +
+      `Run citadel restore again with the backup (--yes)` +
+      (putBack ? `, or put the previous database back (rename ${putBack} and its -wal and -shm, if any, to ${DATABASE_FILE}, and remove ${RESTORE_MARKER})` : "") +
+      `; to start afresh on purpose, move these files out of the data directory`,
+  );
+}
+
+/**
+ * Records a restore for the next start, durably (written whole, synced), before its swap:
+ * `swappingIn` names the database being put in place until markSwapDone. When a marker is there
+ * already, Citadel has not started since the last restore: the database this one put aside
+ * never ran. The marker then keeps its `previous` (the database that last ran, where erasures
+ * made after the backup are) and gains this restore, so the start audits every restore and
+ * carries those erasures over.
+ */
+function writeRestoreMarker(dataDir: string, note: RestoreNote, swappingIn: string): void {
   const earlier = readRestoreMarker(dataDir);
   // A new id for each restore (src/restore-marker.ts): the carry-over steps run once per restore.
   const id = randomUUID();
   const marker: RestoreMarker =
-    earlier === null || earlier === "damaged" ? { id, previous: note.previous, restores: [note] } : { id, previous: earlier.previous, restores: [...earlier.restores, note] };
-  const path = join(dataDir, RESTORE_MARKER);
-  // Made anew, never written through whatever holds the name (a link would lead the write elsewhere).
-  rmSync(path, { force: true });
-  writeFileSync(path, JSON.stringify(marker), { mode: 0o600, flag: "wx" });
+    earlier === null || earlier === "damaged"
+      ? { id, previous: note.previous, restores: [note], swapping_in: swappingIn }
+      : { id, previous: earlier.previous, restores: [...earlier.restores, note], swapping_in: swappingIn };
+  // A new file renamed over the name: never written through whatever holds it (a link would lead the write elsewhere).
+  writeFileAtomic(join(dataDir, RESTORE_MARKER), JSON.stringify(marker), 0o600);
+}
+
+/** The swap is done: the marker now stands for a restore the next start carries over and audits. */
+function markSwapDone(dataDir: string): void {
+  const marker = readRestoreMarker(dataDir);
+  if (marker === null || marker === "damaged") return;
+  const { swapping_in: _done, ...restored } = marker;
+  writeFileAtomic(join(dataDir, RESTORE_MARKER), JSON.stringify(restored), 0o600);
 }
 
 /** Whether the key file the restored instance will meet unseals it (checked against the stored verifiers). */

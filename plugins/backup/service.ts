@@ -50,6 +50,12 @@ export interface RestoreMarker {
   id?: string;
   previous: string | null;
   restores: RestoreNote[];
+  /**
+   * While `citadel restore` swaps the files: the name of the checked database it is putting in
+   * place (citadel.db.restoring-<pid>). A start that meets it finishes the swap first
+   * (finishInterruptedSwap in restore.ts); absent once the restored database is in place.
+   */
+  swapping_in?: string;
 }
 
 /**
@@ -62,7 +68,10 @@ export function readRestoreMarker(dataDir: string): RestoreMarker | "damaged" | 
   try {
     const note = JSON.parse(readFileSync(path, "utf8")) as Partial<RestoreMarker & RestoreNote>;
     const restores = Array.isArray(note.restores) ? note.restores : [note];
-    return { previous: note.previous ?? null, restores: restores.map(restoreNote) };
+    const marker: RestoreMarker = { ...(typeof note.id === "string" ? { id: note.id } : {}), previous: note.previous ?? null, restores: restores.map(restoreNote) };
+    // Only a name in the data directory, of the restore's own pattern: the marker is not trusted to point elsewhere.
+    if (typeof note.swapping_in === "string" && /^citadel\.db\.restoring-\d+$/.test(note.swapping_in)) marker.swapping_in = note.swapping_in;
+    return marker;
   } catch {
     return "damaged";
   }

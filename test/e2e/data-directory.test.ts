@@ -3,8 +3,9 @@
  * on a directory a Citadel serves is refused while the first serves on; and a start never
  * makes a new, empty database where a restore was interrupted.
  */
+import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBinary, freePort, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 import { pinnedGet } from "../helpers/pinned-https.ts";
@@ -46,5 +47,56 @@ describe("the data directory's lock", () => {
     expect(readFileSync(join(data, "citadel.lock"), "utf8")).toBe(`${again.proc.pid} serve\n`);
     expect((await pinnedGet(again.url, again.fingerprint!, "/readyz")).status).toBe(200);
     expect((await again.stop()).code).toBe(0);
+  });
+});
+
+/**
+ * Found in review: `citadel restore` killed between putting citadel.db aside and putting the
+ * restored database in its place left no citadel.db; the next start made a new, empty instance
+ * (a new organization and one-time password) and took the old database's -wal for its own.
+ */
+describe("a start after a restore was killed part-way", () => {
+  const previous = "citadel.db.before-restore-20260601T120000Z";
+
+  test("killed in its swap (its marker names the database it was putting in place): the start finishes the swap, carries the restore over and audits it", async () => {
+    const data = dir("citadel-e2e-swap-");
+    expect((await runCitadel(["init", "--data", data])).code).toBe(0);
+    // What restore leaves when killed right after putting the current database aside: the
+    // checked backup beside it, and the marker (written before anything moved).
+    copyFileSync(join(data, "citadel.db"), join(data, "citadel.db.restoring-4242"));
+    const note = { backup: "citadel-20260601T110000Z.backup", created_at: "2026-06-01T11:00:00.000Z", audit_head_seq: null, previous };
+    writeFileSync(join(data, "restored-from-backup.json"), JSON.stringify({ id: crypto.randomUUID(), previous, restores: [note], swapping_in: "citadel.db.restoring-4242" }), { mode: 0o600 });
+    renameSync(join(data, "citadel.db"), join(data, previous));
+
+    const citadel = await start(data);
+    expect(citadel.stderr()).not.toContain("One-time password"); // not a new instance
+    expect(citadel.logs().some((l) => l.msg === "recorded a restore from backup")).toBe(true);
+    expect((await citadel.stop()).code).toBe(0);
+    expect(readdirSync(data).filter((n) => n.startsWith("citadel.db") || n.startsWith("restored-")).sort()).toEqual(["citadel.db", previous]);
+    const db = new Database(join(data, "citadel.db"), { readonly: true });
+    try {
+      expect(db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'backup.restore'").get()).toEqual({ n: 1 });
+    } finally {
+      db.close();
+    }
+  });
+
+  test("an older version's restore killed between its renames (no marker, the database aside, its -wal left): serve and init exit 2 saying what to do, and make nothing", async () => {
+    const data = dir("citadel-e2e-lost-");
+    const first = await start(data);
+    first.proc.kill("SIGKILL"); // the -wal keeps what was not checkpointed
+    await first.proc.exited;
+    expect(existsSync(join(data, "citadel.db-wal"))).toBe(true);
+    renameSync(join(data, "citadel.db"), join(data, previous));
+    const before = readdirSync(data).sort();
+
+    for (const command of ["serve", "init"]) {
+      const refused = await runCitadel([command, "--data", data], { CITADEL_HTTP_PORT: String(await freePort()) });
+      expect([command, refused.code]).toEqual([command, 2]);
+      expect(refused.stderr).toStartWith(`citadel: ${data} has no citadel.db but holds ${previous}, citadel.db-wal`);
+      expect(refused.stderr).toContain(`put the previous database back (rename ${previous} and its -wal and -shm, if any, to citadel.db`);
+      expect(refused.stderr).not.toContain("One-time password");
+    }
+    expect(readdirSync(data).sort()).toEqual(before);
   });
 });

@@ -4,7 +4,8 @@
  * changes nothing.
  */
 import { Database } from "bun:sqlite";
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, spyOn, test } from "bun:test";
+import * as fs from "node:fs";
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -20,7 +21,7 @@ import { DATA_DIRECTORY_LOCK, lockDataDirectory } from "../../../src/file-lock.t
 import { hashFile, sealBackup } from "../../../plugins/backup/format.ts";
 import { newRootKeyBackupKeys } from "../../../plugins/backup/keys.ts";
 import { readSnapshotFacts, type Manifest } from "../../../plugins/backup/manifest.ts";
-import { databaseInUse, restoreBackup, verifyBackup } from "../../../plugins/backup/restore.ts";
+import { databaseInUse, restoreBackup, settleInterruptedRestore, verifyBackup } from "../../../plugins/backup/restore.ts";
 import { RESTORE_MARKER } from "../../../plugins/backup/service.ts";
 
 const root = mkdtempSync(join(tmpdir(), "citadel-backup-restore-"));
@@ -34,6 +35,7 @@ const dataDirectory = (name: string) => {
   return path;
 };
 const NOW = () => Date.UTC(2026, 5, 1, 12, 0, 0);
+const realRename = fs.renameSync;
 
 const rootKey = generateRootKey();
 /** The migrations "this Citadel" knows in these tests: the kernel's, as the backups below have. */
@@ -353,6 +355,124 @@ describe("restore", () => {
     expect((await restoreBackup({ file, dataDir: matching, supply: { rootKey }, migrations: KNOWN, replace: true, now: () => NOW() + 1000, unsealKeyFile: keyFile })).rootKeyMatches).toBe(true);
     writeRootKeyFile(keyFile, generateRootKey());
     expect((await restoreBackup({ file, dataDir: matching, supply: { rootKey }, migrations: KNOWN, replace: true, now: () => NOW() + 2000, unsealKeyFile: keyFile })).rootKeyMatches).toBe(false);
+  });
+});
+
+/**
+ * A restore killed part-way (found in review: killed between putting the database aside and
+ * putting the restored one in place, the next start made a new, empty instance and took the
+ * old database's -wal for its own). The kill is played by making the Nth rename throw: the
+ * restore's renames are, in order, the marker's (written whole: temporary file, sync, rename),
+ * the current database's aside, the restored one's into place, and the marker's again once
+ * the swap is done. What the next start does first is settleInterruptedRestore.
+ */
+describe("a restore killed part-way", () => {
+  /** A server killed with its last rows in the WAL alone, and a backup of 7 rows to restore over it. */
+  async function killedServer(name: string) {
+    const dataDir = dataDirectory(name);
+    const old = openStore({ path: join(dataDir, "citadel.db") });
+    old.db.run("CREATE TABLE rows (n INTEGER)");
+    old.db.run("INSERT INTO rows VALUES (1), (2), (3)");
+    const wal = readFileSync(join(dataDir, "citadel.db-wal"));
+    old.close();
+    writeFileSync(join(dataDir, "citadel.db-wal"), wal);
+    return { dataDir, file: await makeBackup(7) };
+  }
+
+  async function restoreKilledAtRename(dataDir: string, file: string, killedAt: number) {
+    let renames = 0;
+    const rename = spyOn(fs, "renameSync").mockImplementation((from, to) => {
+      if (++renames === killedAt) throw new Error("killed");
+      realRename(from, to);
+    });
+    try {
+      await expect(restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: NOW })).rejects.toThrow("killed");
+    } finally {
+      rename.mockRestore();
+    }
+  }
+
+  const previous = "citadel.db.before-restore-20260601T120000Z";
+  const marker = (dataDir: string) => JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8"));
+
+  for (const [killedAt, when] of [
+    [2, "after its marker, before anything moved"],
+    [3, "after the database went aside, before the restored one came in"],
+    [4, "after the swap, before the marker said so"],
+  ] as const) {
+    test(`${when}: the next start finishes the swap; nothing is lost, and the restore is carried over as one that finished`, async () => {
+      const { dataDir, file } = await killedServer(`killed-${killedAt}`);
+      await restoreKilledAtRename(dataDir, file, killedAt);
+      // Durable before anything moved: the marker names the database being put in place.
+      const pending = marker(dataDir);
+      expect(pending).toMatchObject({ previous, swapping_in: expect.stringMatching(/^citadel\.db\.restoring-\d+$/) });
+      // Nothing of the current database lives in a -wal alone any more (checkpointed first).
+      expect(readdirSync(dataDir).filter((n) => n.endsWith("-wal"))).toEqual([]);
+
+      settleInterruptedRestore(dataDir);
+      expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", previous, DATA_DIRECTORY_LOCK, RESTORE_MARKER]);
+      expect(rowsIn(join(dataDir, "citadel.db"))).toBe(7);
+      expect(rowsIn(join(dataDir, previous))).toBe(3); // the rows that were only in the WAL too
+      const { swapping_in: _, ...finished } = pending;
+      expect(marker(dataDir)).toEqual(finished); // the same restore (id): its carry-over steps run once
+      settleInterruptedRestore(dataDir); // a second start: nothing more to do
+      expect(marker(dataDir)).toEqual(finished);
+    });
+  }
+
+  test("before its marker: the database is as it was, and no restore is recorded", async () => {
+    const { dataDir, file } = await killedServer("killed-1");
+    await restoreKilledAtRename(dataDir, file, 1);
+    settleInterruptedRestore(dataDir);
+    expect(rowsIn(join(dataDir, "citadel.db"))).toBe(3);
+    expect(existsSync(join(dataDir, RESTORE_MARKER))).toBe(false);
+  });
+
+  test("citadel restore run again finishes the interrupted swap first, then restores over it as a second restore", async () => {
+    const { dataDir, file } = await killedServer("killed-again");
+    await restoreKilledAtRename(dataDir, file, 3);
+    const second = await restoreBackup({ file: await makeBackup(5), dataDir, supply: { rootKey }, migrations: KNOWN, replace: true, now: () => NOW() + 1000 });
+    expect(rowsIn(second.database)).toBe(5);
+    expect(second.previous).toBe(join(dataDir, "citadel.db.before-restore-20260601T120001Z"));
+    expect(rowsIn(second.previous!)).toBe(7); // the first restore's database, never run
+    expect(marker(dataDir)).toMatchObject({ previous, restores: [{ previous }, { previous: "citadel.db.before-restore-20260601T120001Z" }] });
+    expect(marker(dataDir).swapping_in).toBeUndefined();
+  });
+
+  test("an older version's restore killed between its renames (no marker; the database aside, its -wal left): a start refuses, exit 2, and makes nothing", () => {
+    const dataDir = dataDirectory("older-killed");
+    const old = openStore({ path: join(dataDir, "citadel.db") });
+    old.db.run("CREATE TABLE rows (n INTEGER)");
+    old.db.run("INSERT INTO rows VALUES (1), (2), (3)");
+    const wal = readFileSync(join(dataDir, "citadel.db-wal"));
+    old.close();
+    fs.renameSync(join(dataDir, "citadel.db"), join(dataDir, previous));
+    writeFileSync(join(dataDir, "citadel.db-wal"), wal);
+    const before = readdirSync(dataDir).sort();
+    expect(() => settleInterruptedRestore(dataDir)).toThrow(ConfigError);
+    expect(() => settleInterruptedRestore(dataDir)).toThrow(
+      `${dataDir} has no citadel.db but holds ${previous}, citadel.db-wal: a restore was interrupted or the database was removed, and Citadel will not make a new, empty one over it. Run citadel restore again with the backup (--yes), or put the previous database back (rename ${previous} and its -wal and -shm, if any, to citadel.db, and remove ${RESTORE_MARKER}); to start afresh on purpose, move these files out of the data directory`,
+    );
+    expect(readdirSync(dataDir).sort()).toEqual(before);
+    // Put back as the message says, the rows that were only in the WAL are all there.
+    fs.renameSync(join(dataDir, previous), join(dataDir, "citadel.db"));
+    settleInterruptedRestore(dataDir);
+    expect(rowsIn(join(dataDir, "citadel.db"))).toBe(3);
+  });
+
+  test("a marker without a database (a restore whose database was removed since): a start refuses", async () => {
+    const dataDir = dataDirectory("marker-alone");
+    await restoreBackup({ file: await makeBackup(2), dataDir, supply: { rootKey }, migrations: KNOWN, replace: false, now: NOW });
+    rmSync(join(dataDir, "citadel.db"));
+    expect(() => settleInterruptedRestore(dataDir)).toThrow(`${dataDir} has no citadel.db but holds ${RESTORE_MARKER}: a restore was interrupted`);
+  });
+
+  test("a fresh data directory (nothing there, or only a config) starts as before", () => {
+    const dataDir = dataDirectory("fresh");
+    settleInterruptedRestore(dataDir);
+    writeFileSync(join(dataDir, "citadel.toml"), "");
+    settleInterruptedRestore(dataDir);
+    expect(readdirSync(dataDir)).toEqual(["citadel.toml"]);
   });
 });
 
