@@ -75,6 +75,12 @@ export class UnavailableError extends CitadelError {
   readonly code = "unavailable";
 }
 
+/**
+ * The disk holding the data directory cannot take a write (full, or failing): the operator's to
+ * fix, not a bug — a 503 `unavailable` whose message names the cause, never the path.
+ */
+export class StorageUnavailableError extends UnavailableError {}
+
 /** Too many attempts: try again after `retryAfterSeconds`. */
 export class RateLimitedError extends CitadelError {
   readonly code = "rate_limited";

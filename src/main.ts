@@ -63,7 +63,7 @@ import { createGuard } from "./http/guard.ts";
 import { sampledRateLimitEvents } from "./http/rate-limit-audit.ts";
 import { kernelMigrations } from "./store/kernel-migrations.ts";
 import { checkMigrations, migrate, MigrationError, type MigrationSet } from "./store/migrate.ts";
-import { openStore, type Store } from "./store/store.ts";
+import { openStore, storageFailureOf, type StorageFailure, type Store } from "./store/store.ts";
 
 /** The binary is defined by this list. */
 export const plugins: readonly Plugin<any>[] = [iamPlugin, systemPlugin, sysPlugin, auditPlugin, secretsPlugin, intelPlugin, meshPlugin, dnsPlugin, subjectPlugin, metricsPlugin, installPlugin, backupPlugin, opsPlugin];
@@ -257,6 +257,9 @@ async function prepare(loaded: LoadedConfig, log: Logger, env: Env, command: Dat
     return await prepareLocked(loaded, log, env, lock);
   } catch (error) {
     lock.release();
+    const storage = storageFailureOf(error);
+    // "disk I/O error" alone does not say which disk, nor that it may be full.
+    if (storage) throw new Error(`cannot write the database in ${config.data_dir}: ${storage.reason} (${storage.code})`, { cause: error });
     throw error;
   }
 }
@@ -275,7 +278,8 @@ async function prepareLocked(loaded: LoadedConfig, log: Logger, env: Env, lock: 
     const header = "Citadel configuration, generated on first start.\nEvery key is optional: a commented-out key shows its default.";
     writeFileAtomic(loaded.configPath, renderConfigToml(configSchema, { commented: true, header }), 0o600);
   }
-  const store = openStore({ path: join(config.data_dir, "citadel.db") });
+  const onStorageFailure = (failure: StorageFailure) => log.error("cannot write the database: requests that change anything fail (503) until this is fixed", { data_dir: config.data_dir, ...failure });
+  const store = openStore({ path: join(config.data_dir, "citadel.db"), onStorageFailure });
   try {
     const applied = migrate(store.db, allMigrations());
     if (applied.length > 0) log.info("applied migrations", { migrations: applied.map((m) => `${m.owner}/${m.id}`) });

@@ -10,6 +10,7 @@
  */
 import { Database, type Statement } from "bun:sqlite";
 import { closeSync, openSync } from "node:fs";
+import { StorageUnavailableError } from "../errors.ts";
 
 /** What a write function receives: the database, inside the open transaction. */
 export type Tx = Database;
@@ -55,7 +56,22 @@ export interface StoreOptions {
   busyTimeoutMs?: number;
   /** Upper bound of writes grouped into one transaction. */
   maxBatch?: number;
+  /**
+   * Told when writes fail because the disk cannot take them (storageFailureOf): at the first
+   * such failure, then at most once a minute while they go on — every request of a flood fails
+   * the same way, and the log must not fill the disk further.
+   */
+  onStorageFailure?: (failure: StorageFailure) => void;
+  now?: () => number;
 }
+
+/** Why the disk could not take a write, in SQLite's or the system's code and the operator's words. */
+export interface StorageFailure {
+  code: string;
+  reason: string;
+}
+
+const STORAGE_FAILURE_REPORT_MS = 60_000;
 
 interface PendingWrite {
   fn: (tx: Tx) => unknown;
@@ -70,7 +86,7 @@ export class StoreClosedError extends Error {
   }
 }
 
-export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: StoreOptions): Store {
+export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000, onStorageFailure, now = () => performance.now() }: StoreOptions): Store {
   if (path !== ":memory:") {
     // Create the file ourselves so it is 0600 from the first byte; SQLite gives the
     // -wal and -shm files the same mode as the database file.
@@ -94,11 +110,24 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000 }: Store
   /** total_changes() when the open read snapshot began; null outside one. */
   let changesAtSnapshot: number | null = null;
 
+  let storageFailureReportedAt: number | null = null;
+  /** A write refused by the disk reaches its caller as a 503 (StorageUnavailableError); the log hears of it seldom. */
+  const asStorageFailure = (error: unknown): unknown => {
+    const failure = storageFailureOf(error);
+    if (failure === null) return error;
+    const at = now();
+    if (storageFailureReportedAt === null || at - storageFailureReportedAt >= STORAGE_FAILURE_REPORT_MS) {
+      storageFailureReportedAt = at;
+      onStorageFailure?.(failure);
+    }
+    return new StorageUnavailableError(`Citadel cannot store the change: ${failure.reason}.`, { cause: error });
+  };
+
   const flush = () => {
     scheduled = false;
     while (queue.length > 0) {
       const batch = queue.length > maxBatch ? queue.splice(0, maxBatch) : queue.splice(0);
-      commitBatch(db, statements(), batch);
+      commitBatch(db, statements(), batch, asStorageFailure);
     }
   };
 
@@ -195,11 +224,13 @@ function endSnapshot(db: Database, sql: TransactionStatements): void {
   }
 }
 
-function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWrite[]): void {
+/** `failure` turns an error into what the callers are given (a full disk: StorageUnavailableError). */
+function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWrite[], failure: (error: unknown) => unknown): void {
   // Whatever happens below, every caller's promise settles exactly once.
   const settled = new Set<PendingWrite>();
   const rejectRest = (error: unknown) => {
-    for (const w of batch) if (!settled.has(w)) w.reject(error);
+    const given = failure(error);
+    for (const w of batch) if (!settled.has(w)) w.reject(given);
   };
   try {
     sql.begin.run();
@@ -229,7 +260,7 @@ function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWri
       const outcome = outcomes[i]!;
       settled.add(w);
       if (outcome.ok) w.resolve(outcome.value);
-      else w.reject(outcome.error);
+      else w.reject(failure(outcome.error));
     });
   } catch (error) {
     // BEGIN failed (busy), COMMIT failed (nothing of the batch is on disk), or a savepoint
@@ -237,4 +268,23 @@ function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWri
     if (db.inTransaction) sql.rollback.run();
     rejectRest(error);
   }
+}
+
+/** SQLite's and the system's codes for a disk that cannot take a write, in the operator's words (no path: clients read them). */
+const STORAGE_FAILURES: Array<[RegExp, string]> = [
+  [/^(SQLITE_FULL|ENOSPC)$/, "the disk holding the data directory is full"],
+  [/^EDQUOT$/, "the disk quota of the data directory is used up"],
+  // SQLite reports a write the disk refused (ENOSPC among them) as an I/O error too.
+  [/^(SQLITE_IOERR(_[A-Z_]+)?|EIO)$/, "the disk holding the data directory failed a read or write (an I/O error; is it full?)"],
+];
+
+/** Why `error` is the disk's refusal (full, failing), or null for any other error. */
+export function storageFailureOf(error: unknown): StorageFailure | null {
+  // Down the causes too: a write's (StorageUnavailableError, as the store gave it), a failed migration's.
+  for (let at = error, depth = 0; at !== null && typeof at === "object" && depth < 5; at = (at as { cause?: unknown }).cause, depth++) {
+    const code = (at as { code?: unknown }).code;
+    const known = typeof code === "string" ? STORAGE_FAILURES.find(([pattern]) => pattern.test(code)) : undefined;
+    if (known) return { code: code as string, reason: known[1] };
+  }
+  return null;
 }

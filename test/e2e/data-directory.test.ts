@@ -1,13 +1,13 @@
 /**
  * One data directory, one writer, on the compiled binary: a second `citadel serve` (or `init`)
- * on a directory a Citadel serves is refused while the first serves on; and a start never
- * makes a new, empty database where a restore was interrupted.
+ * on a directory a Citadel serves is refused while the first serves on; a start never makes a
+ * new, empty database where a restore was interrupted; and a start on a full disk says so.
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ensureBinary, freePort, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { BINARY, ensureBinary, freePort, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 import { pinnedGet } from "../helpers/pinned-https.ts";
 
 const running: RunningCitadel[] = [];
@@ -98,5 +98,23 @@ describe("a start after a restore was killed part-way", () => {
       expect(refused.stderr).not.toContain("One-time password");
     }
     expect(readdirSync(data).sort()).toEqual(before);
+  });
+});
+
+/** A mount namespace of its own (unshare -rm: where user namespaces are allowed, no root needed) to mount a tiny tmpfs in. */
+const canMountTmpfs = Bun.spawnSync(["unshare", "-rm", "true"], { stderr: "ignore" }).exitCode === 0;
+
+describe("a full disk", () => {
+  test.skipIf(!canMountTmpfs)("a start on a data directory whose disk is full names the directory and the cause (found in review: only 'disk I/O error')", async () => {
+    const mountPoint = dir("citadel-e2e-full-");
+    const data = join(mountPoint, "data");
+    // The database and its schema need far more than 200 KiB: the first start fills the disk.
+    const script = 'mount -t tmpfs -o size=200k tmpfs "$1" && exec "$2" serve --data "$1/data"';
+    const env = { PATH: process.env.PATH ?? "", HOME: mountPoint, CITADEL_HTTP_PORT: String(await freePort()), CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" };
+    const proc = Bun.spawn(["unshare", "-rm", "sh", "-c", script, "sh", mountPoint, BINARY], { env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^citadel: cannot write the database in \S+: the disk holding the data directory (is full \(SQLITE_FULL\)|failed a read or write \(an I\/O error; is it full\?\) \(SQLITE_IOERR\w*\))\n$/);
+    expect(stderr).toStartWith(`citadel: cannot write the database in ${data}: `);
   });
 });

@@ -3,7 +3,9 @@ import { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openStore, StoreClosedError, type Store } from "../../../src/store/store.ts";
+import { StorageUnavailableError } from "../../../src/errors.ts";
+import { problemFor } from "../../../src/http/problem.ts";
+import { openStore, storageFailureOf, StoreClosedError, type StorageFailure, type Store } from "../../../src/store/store.ts";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -232,5 +234,67 @@ describe("store failure paths", () => {
     expect(store.db.query("SELECT count(*) AS c FROM n").get()).toEqual({ c: 30 });
     store.close();
     rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+/**
+ * A disk that cannot take a write (found in review: SQLITE_FULL reached clients as a 500
+ * internal_error and was logged with a stack, as a bug, at every request). SQLite's own
+ * max_page_count makes a real SQLITE_FULL: the database "is full" at the size it has.
+ */
+describe("a full disk", () => {
+  function fullStore() {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-store-full-"));
+    let now = 0;
+    const reported: StorageFailure[] = [];
+    const store = openStore({ path: join(dir, "citadel.db"), onStorageFailure: (failure) => reported.push(failure), now: () => now });
+    store.db.run("CREATE TABLE items (id INTEGER PRIMARY KEY, blob BLOB)");
+    cleanups.push(() => {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const fill = () => store.db.run(`PRAGMA max_page_count = ${store.db.query<{ page_count: number }, []>("PRAGMA page_count").get()!.page_count}`);
+    return { store, reported, fill, advance: (ms: number) => void (now += ms) };
+  }
+  const big = (tx: Database) => tx.run("INSERT INTO items (blob) VALUES (randomblob(65536))");
+
+  test("a write it refuses is a StorageUnavailableError (503 unavailable) naming the cause, no path; the failure is reported once, then once a minute", async () => {
+    const { store, reported, fill, advance } = fullStore();
+    fill();
+    const flood = await Promise.allSettled(Array.from({ length: 20 }, () => store.write(big)));
+    for (const outcome of flood) {
+      expect(outcome.status).toBe("rejected");
+      const error = (outcome as PromiseRejectedResult).reason;
+      expect(error).toBeInstanceOf(StorageUnavailableError);
+      expect(error.message).toBe("Citadel cannot store the change: the disk holding the data directory is full.");
+      expect(problemFor(error)).toEqual({ status: 503, code: "unavailable", detail: "Citadel cannot store the change: the disk holding the data directory is full." });
+    }
+    expect(reported).toEqual([{ code: "SQLITE_FULL", reason: "the disk holding the data directory is full" }]);
+
+    await expect(store.write(big)).rejects.toThrow(StorageUnavailableError);
+    advance(59_999);
+    await expect(store.write(big)).rejects.toThrow(StorageUnavailableError);
+    expect(reported).toHaveLength(1);
+    advance(1);
+    await expect(store.write(big)).rejects.toThrow(StorageUnavailableError);
+    expect(reported).toHaveLength(2);
+  });
+
+  test("other errors reach the caller as they were; a write that fits still commits", async () => {
+    const { store, reported, fill } = fullStore();
+    await store.write(big);
+    fill();
+    await expect(store.write((tx) => tx.run("INSERT INTO nowhere VALUES (1)"))).rejects.toThrow(/no such table/);
+    await expect(store.write((tx) => tx.run("DELETE FROM items"))).resolves.toBeDefined(); // frees pages
+    expect(reported).toEqual([]);
+  });
+
+  test("storageFailureOf: SQLite's and the system's codes for a disk that cannot take a write, and nothing else", () => {
+    const withCode = (code: string) => Object.assign(new Error("x"), { code });
+    expect(storageFailureOf(withCode("SQLITE_IOERR_WRITE"))).toEqual({ code: "SQLITE_IOERR_WRITE", reason: "the disk holding the data directory failed a read or write (an I/O error; is it full?)" });
+    expect(storageFailureOf(withCode("ENOSPC"))?.reason).toBe("the disk holding the data directory is full");
+    expect(storageFailureOf(new StorageUnavailableError("given to a caller", { cause: withCode("SQLITE_FULL") }))?.code).toBe("SQLITE_FULL");
+    expect(storageFailureOf(new Error("migration x failed and was rolled back", { cause: withCode("SQLITE_FULL") }))?.code).toBe("SQLITE_FULL");
+    for (const other of [withCode("SQLITE_CONSTRAINT_UNIQUE"), withCode("SQLITE_BUSY"), new Error("plain"), null, "text"]) expect(storageFailureOf(other)).toBeNull();
   });
 });
