@@ -6,24 +6,12 @@
  * `citadel audit verify` passes.
  */
 import { Database } from "bun:sqlite";
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { copyFileSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { atTerminal, callApi, ensureBinary, firstLogin, freePort, login, OWNER_PASSPHRASE, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { atTerminal, binaryTestScope, callApi, firstLogin, freePort, login, oneTimePassword, OWNER_PASSPHRASE, runCitadel, startCitadel } from "../helpers/binary.ts";
 
-const running: RunningCitadel[] = [];
-const dirs: Array<{ remove(): void }> = [];
-beforeAll(ensureBinary, 120_000);
-afterAll(() => {
-  for (const r of running) r.proc.kill("SIGKILL");
-  for (const d of dirs) d.remove();
-});
-
-function dir(prefix: string) {
-  const d = tempDir(prefix);
-  dirs.push(d);
-  return d.path;
-}
+const { running, dir } = binaryTestScope();
 
 /** The writers below send a few hundred requests a second from one address and organization. */
 const UNLIMITED = {

@@ -4,25 +4,13 @@
  * new, empty database where a restore was interrupted; and a start on a full disk says so.
  */
 import { Database } from "bun:sqlite";
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BINARY, ensureBinary, freePort, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { BINARY, binaryTestScope, freePort, runCitadel, startCitadel } from "../helpers/binary.ts";
 import { pinnedGet } from "../helpers/pinned-https.ts";
 
-const running: RunningCitadel[] = [];
-const dirs: Array<{ remove(): void }> = [];
-beforeAll(ensureBinary, 120_000);
-afterAll(() => {
-  for (const r of running) r.proc.kill("SIGKILL");
-  for (const d of dirs) d.remove();
-});
-
-function dir(prefix: string) {
-  const d = tempDir(prefix);
-  dirs.push(d);
-  return d.path;
-}
+const { running, dir } = binaryTestScope();
 
 async function start(data: string) {
   const citadel = await startCitadel(["--data", data], { CITADEL_HTTP_PORT: String(await freePort()) });

@@ -2,26 +2,14 @@
  * Keys and the audit log on the compiled binary: the key file's mode, Shamir unseal through
  * the CLI, a systemd credential, a crash under write load, and what the files on disk hold.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BINARY, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { BINARY, binaryTestScope, firstLogin, freePort, oneTimePassword, runCitadel, type RunningCitadel, startCitadel } from "../helpers/binary.ts";
 import { pinnedGet } from "../helpers/pinned-https.ts";
 
-const running: RunningCitadel[] = [];
-const dirs: Array<{ remove(): void }> = [];
-beforeAll(ensureBinary);
-afterAll(() => {
-  for (const r of running) r.proc.kill("SIGKILL");
-  for (const d of dirs) d.remove();
-});
-
-function dataDir() {
-  const d = tempDir();
-  dirs.push(d);
-  return d.path;
-}
+const { running, removed: dirs, dir: dataDir } = binaryTestScope();
 
 async function start(data: string, env: Record<string, string> = {}) {
   const port = await freePort();

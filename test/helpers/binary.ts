@@ -2,6 +2,7 @@
  * Drives the compiled binary (dist/citadel) for end-to-end tests: starts it on a temporary
  * data directory, waits for its "listening" log line, and stops it. Builds it when missing.
  */
+import { afterAll, beforeAll } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +39,30 @@ export async function ensureBinary(): Promise<string> {
 export function tempDir(prefix = "citadel-e2e-"): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/**
+ * For a test file of the binary: the binary built before its tests, and what they start and make
+ * cleaned up after them — each server in `running` killed, each directory `dir` made (and
+ * whatever else is put in `removed`) removed.
+ */
+export function binaryTestScope(): { running: RunningCitadel[]; removed: Array<{ remove(): void }>; dir(prefix?: string): string } {
+  const running: RunningCitadel[] = [];
+  const dirs: Array<{ remove(): void }> = [];
+  beforeAll(ensureBinary, 120_000);
+  afterAll(() => {
+    for (const r of running) r.proc.kill("SIGKILL");
+    for (const d of dirs) d.remove();
+  });
+  return {
+    running,
+    removed: dirs,
+    dir(prefix) {
+      const d = tempDir(prefix);
+      dirs.push(d);
+      return d.path;
+    },
+  };
 }
 
 /** A loopback TCP port that was free a moment ago. */

@@ -69,6 +69,12 @@ async function checks(dir: string, overrides: Partial<DoctorInputs> = {}, extraE
   }
 }
 
+/** `path` and everything under it given to `uid` (and the group of that number), as a service's data directory is. */
+function giveAway(path: string, uid: number): void {
+  chownSync(path, uid, uid);
+  if (statSync(path).isDirectory()) for (const name of readdirSync(path)) giveAway(join(path, name), uid);
+}
+
 const find = (report: DoctorReport, check: string) => report.checks.filter((c) => c.check === check);
 const sh = async (command: string) => expect(await Bun.spawn(["sh", "-c", command]).exited).toBe(0);
 
@@ -169,11 +175,7 @@ describe("a planted problem fails with the command that fixes it; after that com
   test("a file in a data directory another user owns (the service's) that is root's fails with the chown that fixes it, as serve cannot read it (found in review: it passed)", async () => {
     if (process.getuid?.() !== 0) return; // only root can give files away
     const dir = dataDir();
-    const chownAll = (path: string) => {
-      chownSync(path, 4321, 4321);
-      if (statSync(path).isDirectory()) for (const name of readdirSync(path)) chownAll(join(path, name));
-    };
-    chownAll(dir);
+    giveAway(dir, 4321);
     expect(find((await doctor(dir)).report, "file_owner")[0]).toMatchObject({ status: "ok" });
     for (const file of ["root.key", "citadel.db", "tls/key.pem"]) chownSync(join(dir, file), 0, 0);
     const { code, report } = await doctor(dir);
@@ -197,11 +199,7 @@ describe("a planted problem fails with the command that fixes it; after that com
   test("a key file the service's user owns with another group (chown citadel FILE, 0600) is one it reads: no failure, no warning; another user with the service's group still fails (found in review: it failed root_key and warned of a new certificate)", async () => {
     if (process.getuid?.() !== 0) return; // only root can give files away
     const dir = dataDir();
-    const chownAll = (path: string) => {
-      chownSync(path, 4321, 4321);
-      if (statSync(path).isDirectory()) for (const name of readdirSync(path)) chownAll(join(path, name));
-    };
-    chownAll(dir);
+    giveAway(dir, 4321);
     const files = ["root.key", "citadel.db", "tls/key.pem"];
     for (const file of files) chownSync(join(dir, file), 4321, 0);
     const { code, report } = await doctor(dir);
