@@ -11,6 +11,20 @@ import { runCommand } from "../../helpers/command.ts";
 
 const ORG = { org: "org_1" };
 
+/** A control plane that refuses every pre-auth key (so that join stops there), keeping what each enrollment sent. */
+function refusingControlPlane() {
+  const enrollments: unknown[] = [];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: async (request) => {
+      enrollments.push(await request.json());
+      return Response.json({ detail: "This pre-auth key is not valid.", code: "unauthorized" }, { status: 401, headers: { "content-type": "application/problem+json" } });
+    },
+  });
+  return { server, enrollments };
+}
+
 describe("flags are checked here, named as flags (found in review: the server's message named the request's fields)", () => {
   const refusals: Array<[string, string[], Record<string, string>, string]> = [
     ["mesh networks create", ["n1"], { topology: "star" }, "--topology: one of mesh, hub"],
@@ -89,16 +103,7 @@ describe("a node's own listen port", () => {
   });
 
   test("join --listen-port asks for it at enrollment", async () => {
-    const enrollments: unknown[] = [];
-    // Refused, so that join stops there and writes nothing.
-    const server = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      fetch: async (request) => {
-        enrollments.push(await request.json());
-        return Response.json({ detail: "This pre-auth key is not valid.", code: "unauthorized" }, { status: 401, headers: { "content-type": "application/problem+json" } });
-      },
-    });
+    const { server, enrollments } = refusingControlPlane();
     // A state directory of its own: join makes it (and proves it writable) before it enrolls.
     const state = mkdtempSync(join(tmpdir(), "citadel-join-"));
     try {
@@ -113,15 +118,7 @@ describe("a node's own listen port", () => {
 });
 
 test("join --server with user:password@ is a usage error before anything is made or sent: node.json keeps the server, and reports show it (found in review)", async () => {
-  const enrollments: unknown[] = [];
-  const server = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch: async (request) => {
-      enrollments.push(await request.json());
-      return Response.json({ detail: "This pre-auth key is not valid.", code: "unauthorized" }, { status: 401, headers: { "content-type": "application/problem+json" } });
-    },
-  });
+  const { server, enrollments } = refusingControlPlane();
   const work = mkdtempSync(join(tmpdir(), "citadel-join-"));
   const state = join(work, "state");
   try {
