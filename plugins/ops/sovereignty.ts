@@ -256,7 +256,7 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   const sample = numberAt(dns, "query_log_sample");
   const queryLog = dataPath(config, "dns-queries.log");
   if (sample || pathInfo(queryLog).kind !== "missing") {
-    at("DNS query log", queryLog, sample ? `one query in ${sample}; client as ${stringAt(dns, "query_log_client") ?? "configured"}` : "not written now (dns.query_log_sample = 0)");
+    at("DNS query log", queryLog, `${sample ? `one query in ${sample}; client as ${stringAt(dns, "query_log_client") ?? "configured"}` : "not written now (dns.query_log_sample = 0)"}; no erasure reaches it (docs/gdpr.md)`);
     at("DNS query log (rotated)", `${queryLog}.1`, null, false);
   }
   for (const file of stringsAt(dns, "resolver_blocklists") ?? []) at("resolver blocklist", file, "read at start, nothing written");
@@ -269,7 +269,8 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   const forward = config.audit.forward;
   if (forward.to === "file") at("forwarded audit log", dataPath(config, forward.file), forwardedAuditNote(forward.personal_data));
   if (forward.to === "journal") none("forwarded audit log", `on standard output with the logs (the journal under systemd): ${forwardedAuditNote(forward.personal_data)}`);
-  none("logs", `JSON lines on standard output (the journal under systemd): Citadel writes no log file of its own${forward.to === "file" ? " besides the forwarded audit log" : ""}`);
+  const ownFiles = [...(forward.to === "file" ? ["the forwarded audit log"] : []), ...(sample ? ["the DNS query log"] : [])];
+  none("logs", `JSON lines on standard output (the journal under systemd): Citadel writes no log file of its own${ownFiles.length > 0 ? ` besides ${ownFiles.join(" and ")}` : ""}`);
   return out;
 }
 

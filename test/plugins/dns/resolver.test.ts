@@ -323,12 +323,21 @@ describe("forwarding", () => {
 
   test("an upstream that is down, then one that times out, are skipped for the next", async () => {
     const upstream = await startUpstream();
-    const silent = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    cleanups.push(() => silent.close());
+    // It answers after 1.5 s, later than upstreamTimeoutMs (and earlier than the 2 s default): its
+    // address in the answer would say the configured timeout was not applied.
+    const late = await fakeUpstream((query, reply) =>
+      void setTimeout(() => {
+        try {
+          reply(answerFor(query, [192, 0, 2, 99]));
+        } catch {
+          // the test is over and its sockets closed
+        }
+      }, 1500),
+    );
     const { ask, resolver } = await start({
       upstreams: [
         { address: "127.0.0.1", port: await deadPort() },
-        { address: "127.0.0.1", port: silent.port },
+        { address: "127.0.0.1", port: late },
         { address: "127.0.0.1", port: upstream.port },
       ],
       upstreamTimeoutMs: 500, // also what the answering upstream gets: room for a loaded machine

@@ -241,7 +241,9 @@ describe("the rest of the report", () => {
     expect(at("logs")).toMatchObject({ path: null, note: expect.stringContaining("standard output") });
     expect(r.data.some((d) => d.what === "DNS query log")).toBe(false);
     const logged = await report(dir, { env: { CITADEL_DNS_QUERY_LOG_SAMPLE: "10" } });
-    expect(logged.data.find((d) => d.what === "DNS query log")).toMatchObject({ path: join(dir, "dns-queries.log"), note: "one query in 10; client as prefix" });
+    expect(logged.data.find((d) => d.what === "DNS query log")).toMatchObject({ path: join(dir, "dns-queries.log"), note: "one query in 10; client as prefix; no erasure reaches it (docs/gdpr.md)" });
+    // Named among the files Citadel writes of its own (found in review: "no log file" beside it).
+    expect(logged.data.find((d) => d.what === "logs")?.note).toEndWith("Citadel writes no log file of its own besides the DNS query log");
   });
 
   test("the forwarded audit log and the databases a restore set aside are listed: copies no erasure reaches (found in review)", async () => {

@@ -38,7 +38,7 @@ test("stop gives up waiting after the grace period", async () => {
     fetch: () => new Promise<Response>(() => {}), // never answers
     address: "127.0.0.1",
     port: 0,
-    idleTimeoutSeconds: 10,
+    idleTimeoutSeconds: 120, // longer than the test may run: only the grace period can end the stop
     bodyLimit: 1024,
     log: silentLogger,
   });
