@@ -73,8 +73,11 @@ function existingKeyMaterial(input: InitializeInput, database: string, keyFile: 
   const missing = (path: string) =>
     new Error(`${database} is initialized, but its root key ${path} is missing: restore it from your backup (a new key would not open the existing data)`);
   if (input.seal.method === "key_file") {
-    if (!existsSync(keyFile)) throw missing(keyFile);
-    return { status: "unchanged", what: keyFile };
+    // Put back as install asks (`sudo cp` of the backed-up key): the service's, as initWithKeyFile makes it.
+    const existing = existingRegularKeyFile(keyFile);
+    if (!existing) throw missing(keyFile);
+    const given = input.runAs && giveToService(keyFile, existing, input.runAs);
+    return given ? { status: "updated", what: keyFile, detail: given } : { status: "unchanged", what: keyFile };
   }
   if (input.seal.method === "systemd_credential") {
     if (!existsSync(input.layout.credentialFile)) throw missing(input.layout.credentialFile);
@@ -90,15 +93,21 @@ function existingKeyMaterial(input: InitializeInput, database: string, keyFile: 
  * wherever it is, to the service, and a dangling one init would write its new key through.
  */
 function initWithKeyFile(tools: SystemTools, input: InitializeInput, init: string[], database: string, keyFile: string): Promise<InitializeOutcome> {
-  const existing = lstatOrNull(keyFile);
+  const existing = existingRegularKeyFile(keyFile);
   if (!existing) return runInit(tools, input, init, [database, keyFile], { status: "created", what: keyFile, detail: "0600: keep a copy somewhere safe" });
-  if (!existing.isFile()) {
-    const what = existing.isSymbolicLink() ? "is a symbolic link" : "is not a regular file";
-    throw new Error(`${keyFile} ${what}: install uses an existing root key file only when it is a regular file; put the key itself there`);
-  }
   const given = input.runAs && giveToService(keyFile, existing, input.runAs);
   const detail = `there already: ${given ? `${given}; ` : ""}citadel init used it as the root key`;
   return runInit(tools, input, init, [database], { status: given ? "updated" : "unchanged", what: keyFile, detail });
+}
+
+/** The key file's own status (never a link's target's), null when there is none; refused unless a regular file. */
+function existingRegularKeyFile(keyFile: string): Stats | null {
+  const existing = lstatOrNull(keyFile);
+  if (existing && !existing.isFile()) {
+    const what = existing.isSymbolicLink() ? "is a symbolic link" : "is not a regular file";
+    throw new Error(`${keyFile} ${what}: install uses an existing root key file only when it is a regular file; put the key itself there`);
+  }
+  return existing;
 }
 
 function lstatOrNull(path: string): Stats | null {

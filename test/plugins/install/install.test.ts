@@ -431,6 +431,20 @@ describe.if(process.getuid?.() === 0)("on this machine init runs as the service'
     expect(rootKeyVerifier(readRootKeyFile(keyFile))).toEqual(activeVerifier(layout.dataDir));
   });
 
+  test("a key put back after install said it was missing, beside an existing database, is given to the service too (found in review: reported unchanged, root's, the service unable to read it)", async () => {
+    const layout = serviceLayout("restored-key-beside-database");
+    await initAsService(layout);
+    const keyFile = join(layout.dataDir, "root.key");
+    const key = readFileSync(keyFile);
+    rmSync(keyFile);
+    await expect(initAsService(layout)).rejects.toThrow(`is initialized, but its root key ${keyFile} is missing: restore it from your backup`);
+    writeFileSync(keyFile, key, { mode: 0o600 }); // sudo cp
+    chownSync(keyFile, 0, 0);
+    const again = await initAsService(layout);
+    expect(again.items).toContainEqual({ status: "updated", what: keyFile, detail: "given to the service's user and group (4321:4321, was 0:0), mode 0600 kept" });
+    expect(ownersUnder(layout.dataDir).filter((line) => !line.endsWith(" 4321:4321"))).toEqual([]);
+  });
+
   test("a key file that is a symbolic link or not a regular file is refused before init runs, and left as it is", async () => {
     const layout = serviceLayout("restored-key-not-a-file");
     const keyFile = join(layout.dataDir, "root.key");
