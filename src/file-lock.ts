@@ -13,6 +13,7 @@
 import { dlopen, FFIType, read } from "bun:ffi";
 import { closeSync, constants, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { ConfigError } from "./config/error.ts";
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -68,7 +69,14 @@ export function lockDataDirectory(dataDir: string, command: DataDirectoryWriter)
   const libc = loadLibc();
   const path = join(dataDir, DATA_DIRECTORY_LOCK);
   // Read and write, created if missing, never truncated before the lock is ours: it names the holder.
-  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  } catch (error) {
+    // Another user's (root's, after a copy as root): a bare EACCES, exit 1, retried for ever by systemd.
+    if ((error as NodeJS.ErrnoException).code !== "EACCES") throw error;
+    throw new ConfigError(`${path} cannot be opened by this user (uid ${process.getuid?.()}): give it to the data directory's owner (chown ${process.getuid?.()} ${path}) or remove it`);
+  }
   let locked = false;
   try {
     if (libc !== null && !libc.tryLock(fd)) return { refused: describeHolder(readFileSync(path, "utf8")) };
@@ -76,17 +84,30 @@ export function lockDataDirectory(dataDir: string, command: DataDirectoryWriter)
   } finally {
     if (!locked) closeSync(fd);
   }
-  ftruncateSync(fd, 0);
-  writeSync(fd, `${process.pid} ${command}\n`, 0);
+  nameHolder(fd, `${process.pid} ${command}\n`);
   let released = false;
   return {
     release() {
       if (released) return;
       released = true;
-      ftruncateSync(fd, 0); // a holder named after it let go would mislead
+      nameHolder(fd, ""); // a holder named after it let go would mislead
       closeSync(fd); // releases the lock
     },
   };
+}
+
+/**
+ * Writes who holds the lock, for the one refused. Best effort: the lock is the flock, and a full
+ * disk (the pid line may need a block) must be reported where the database is written, naming
+ * the directory and the cause, not here as a bare ENOSPC.
+ */
+function nameHolder(fd: number, line: string): void {
+  try {
+    ftruncateSync(fd, 0);
+    if (line) writeSync(fd, line, 0);
+  } catch {
+    // the refused are told "another Citadel command is using this data directory"
+  }
 }
 
 /** "another Citadel is serving this data directory (pid 123)", from what the holder wrote. */

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DATA_DIRECTORY_LOCK, FileLockTimeout, lockDataDirectory, withFileLock } from "../../src/file-lock.ts";
@@ -111,5 +111,14 @@ describe("lockDataDirectory", () => {
     if ("refused" in mine) throw new Error("a killed holder's lock was not let go");
     expect(readFileSync(join(dir, DATA_DIRECTORY_LOCK), "utf8")).toBe(`${process.pid} init\n`);
     mine.release();
+  });
+
+  test.if(process.getuid?.() === 0)("a lock file this user may not open is a configuration error naming the chown, not a bare EACCES (found in review)", () => {
+    const dir = dataDir();
+    chmodSync(dir, 0o777); // the other user may reach the file
+    writeFileSync(join(dir, DATA_DIRECTORY_LOCK), "", { mode: 0o600 }); // root's, after a copy as root
+    const script = `const { lockDataDirectory } = await import(${JSON.stringify(MODULE)}); try { lockDataDirectory(${JSON.stringify(dir)}, "serve"); console.log("locked"); } catch (e) { console.log(e.name, e.message); }`;
+    const other = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bun", "-e", script], { env: { ...process.env, HOME: "/tmp" } });
+    expect(other.stdout.toString().trim()).toBe(`ConfigError ${join(dir, DATA_DIRECTORY_LOCK)} cannot be opened by this user (uid 65534): give it to the data directory's owner (chown 65534 ${join(dir, DATA_DIRECTORY_LOCK)}) or remove it`);
   });
 });
