@@ -97,6 +97,29 @@ export function lockDataDirectory(dataDir: string, command: DataDirectoryWriter)
 }
 
 /**
+ * The command that holds the data directory's lock now (its flock asked, not only the line it
+ * wrote: a holder killed left its line behind), "unknown" when held without a line, null when
+ * free. For a command that works beside a running server but not beside a restore (recover).
+ */
+export function dataDirectoryHolder(dataDir: string): DataDirectoryWriter | "unknown" | null {
+  const libc = loadLibc();
+  const path = join(dataDir, DATA_DIRECTORY_LOCK);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY);
+  } catch {
+    return null; // no lock file: never locked
+  }
+  try {
+    if (libc === null || libc.tryLock(fd)) return null; // free (closing lets the probe's lock go)
+    const match = /^\d+ (serve|init|restore)\n/.exec(readFileSync(path, "utf8"));
+    return match ? (match[1] as DataDirectoryWriter) : "unknown";
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Writes who holds the lock, for the one refused. Best effort: the lock is the flock, and a full
  * disk (the pid line may need a block) must be reported where the database is written, naming
  * the directory and the cause, not here as a bare ENOSPC.

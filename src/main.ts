@@ -9,7 +9,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { auditPlugin } from "../plugins/audit/index.ts";
 import { backupPlugin } from "../plugins/backup/index.ts";
-import { settleInterruptedRestore } from "../plugins/backup/restore.ts";
+import { refuseDuringRestore, settleInterruptedRestore } from "../plugins/backup/restore.ts";
 import { sysPlugin } from "../plugins/sys/index.ts";
 import { iamPlugin } from "../plugins/iam/index.ts";
 import { secretsPlugin } from "../plugins/secrets/index.ts";
@@ -450,10 +450,14 @@ async function recover(ctx: CommandContext, loaded: LoadedConfig, env: Env): Pro
   if (ctx.options.yes !== true) throw new UsageError(`this gives ${email} a one-time password, turns their two-factor authentication off and ends their logins: add --yes`);
   const { config } = loaded;
   const database = join(config.data_dir, "citadel.db");
+  const invoker = invokerOf(env); // before acting as the data directory's owner
+  if (existsSync(config.data_dir)) {
+    actAsDataDirectoryOwner(config.data_dir);
+    // Beside a running server, but not beside a restore: what recover wrote would be put aside.
+    refuseDuringRestore(config.data_dir);
+  }
   // Nothing is made here (no database, config, certificate or schema): there must be a Citadel to recover.
   if (!existsSync(database)) throw new ConfigError(`no Citadel in ${config.data_dir} (no citadel.db): give --data or --config`);
-  const invoker = invokerOf(env); // before acting as the data directory's owner
-  actAsDataDirectoryOwner(config.data_dir);
   const store = openStore({ path: database });
   try {
     refuseUnlessCurrent(store);

@@ -17,7 +17,7 @@ import { constants as osConstants, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { ConfigError } from "../../src/config/error.ts";
 import { parseWiping, verifies } from "../../src/crypto/root-key.ts";
-import { lockDataDirectory } from "../../src/file-lock.ts";
+import { dataDirectoryHolder, lockDataDirectory } from "../../src/file-lock.ts";
 import { writeFileAtomic } from "../../src/files.ts";
 import { checkMigrations, MigrationError, type MigrationSet } from "../../src/store/migrate.ts";
 import { openReadOnly } from "../../src/store/read-only.ts";
@@ -284,6 +284,18 @@ function finishInterruptedSwap(dataDir: string): void {
   }
   // Without `incoming` and without a database, nothing is finished: the start refuses (refuseToStartAfresh).
   if (existsSync(join(dataDir, DATABASE_FILE))) markSwapDone(dataDir);
+}
+
+/**
+ * For `citadel recover`, which works beside a running server: not beside a restore, running or
+ * cut short in its swap — what it wrote would go to a database the restore then puts aside.
+ */
+export function refuseDuringRestore(dataDir: string): void {
+  if (dataDirectoryHolder(dataDir) === "restore") throw new ConfigError(`citadel restore is running on ${dataDir}: wait for it to end, then recover`);
+  const marker = readRestoreMarker(dataDir);
+  if (marker !== null && marker !== "damaged" && marker.swapping_in !== undefined) {
+    throw new ConfigError(`a restore into ${dataDir} was cut short: start Citadel (its first start finishes the restore) or run citadel restore again, then recover`);
+  }
 }
 
 /**

@@ -21,7 +21,7 @@ import { DATA_DIRECTORY_LOCK, lockDataDirectory } from "../../../src/file-lock.t
 import { hashFile, sealBackup } from "../../../plugins/backup/format.ts";
 import { newRootKeyBackupKeys } from "../../../plugins/backup/keys.ts";
 import { readSnapshotFacts, type Manifest } from "../../../plugins/backup/manifest.ts";
-import { databaseInUse, restoreBackup, settleInterruptedRestore, verifyBackup } from "../../../plugins/backup/restore.ts";
+import { databaseInUse, refuseDuringRestore, restoreBackup, settleInterruptedRestore, verifyBackup } from "../../../plugins/backup/restore.ts";
 import { RESTORE_MARKER } from "../../../plugins/backup/service.ts";
 
 const root = mkdtempSync(join(tmpdir(), "citadel-backup-restore-"));
@@ -392,6 +392,19 @@ describe("a restore killed part-way", () => {
     }
   }
 
+  test("citadel recover refuses while a restore holds the data directory, not while a server does (found in review)", () => {
+    const dataDir = fresh("recover-beside");
+    mkdirSync(dataDir, { recursive: true });
+    const restoring = lockDataDirectory(dataDir, "restore");
+    if ("refused" in restoring) throw new Error("the lock was refused");
+    expect(() => refuseDuringRestore(dataDir)).toThrow(`citadel restore is running on ${dataDir}: wait for it to end, then recover`);
+    restoring.release();
+    const serving = lockDataDirectory(dataDir, "serve");
+    if ("refused" in serving) throw new Error("the lock was refused");
+    refuseDuringRestore(dataDir);
+    serving.release();
+  });
+
   const previous = "citadel.db.before-restore-20260601T120000Z";
   const marker = (dataDir: string) => JSON.parse(readFileSync(join(dataDir, RESTORE_MARKER), "utf8"));
 
@@ -409,7 +422,10 @@ describe("a restore killed part-way", () => {
       // Nothing of the current database lives in a -wal alone any more (checkpointed first).
       expect(readdirSync(dataDir).filter((n) => n.endsWith("-wal"))).toEqual([]);
 
+      // citadel recover, meanwhile, refuses: what it wrote would go to a database the start puts aside (found in review).
+      expect(() => refuseDuringRestore(dataDir)).toThrow(`a restore into ${dataDir} was cut short: start Citadel (its first start finishes the restore) or run citadel restore again, then recover`);
       settleInterruptedRestore(dataDir);
+      refuseDuringRestore(dataDir); // finished: recover may run
       expect(readdirSync(dataDir).sort()).toEqual(["citadel.db", previous, DATA_DIRECTORY_LOCK, RESTORE_MARKER]);
       expect(rowsIn(join(dataDir, "citadel.db"))).toBe(7);
       expect(rowsIn(join(dataDir, previous))).toBe(3); // the rows that were only in the WAL too
