@@ -549,7 +549,7 @@ export const secretsCommands: Command[] = [
     options: {
       ...WHERE,
       ...PASSPHRASE,
-      "allow-loader-variables": { type: "boolean", description: "Pass secrets named LD_*, DYLD_*, BASH_ENV, ENV, NODE_OPTIONS, PYTHONSTARTUP, PERL5OPT or RUBYOPT (else refused: they make programs load code)" },
+      "allow-loader-variables": { type: "boolean", description: "Pass secrets that make programs load or run code (LD_*, DYLD_*, BASH_ENV, SHELLOPTS, PS4, PATH, NODE_OPTIONS, PYTHONPATH, GIT_*, EDITOR, ...: docs/cli.md lists them); else refused" },
     },
     async run(ctx) {
       const w = where(ctx);
@@ -558,7 +558,8 @@ export const secretsCommands: Command[] = [
       if (ctx.options["allow-loader-variables"] !== true) refuseLoaderVariables(w, entries);
       const [command, ...args] = ctx.args as [string, ...string[]];
       // Found with the caller's PATH: a secret named PATH is the command's, not where to find it.
-      const program = command.includes("/") ? command : Bun.which(command, { PATH: ctx.env.PATH ?? "" });
+      // Without one, the default search path execvp(3) uses.
+      const program = command.includes("/") ? command : Bun.which(command, { PATH: ctx.env.PATH ?? DEFAULT_SEARCH_PATH });
       const env = commandEnvironment(ctx, entries);
       let child: ReturnType<typeof Bun.spawn>;
       try {
@@ -569,7 +570,7 @@ export const secretsCommands: Command[] = [
         ctx.err(`citadel: ${failure.message}`);
         return failure.code;
       }
-      const handlers = signalRelay(child); // each signal meant for the command reaches it once
+      const handlers = signalRelay(child, terminalOf()); // each signal meant for the command reaches it once
       for (const [s, h] of handlers) process.on(s, h);
       const code = await child.exited;
       for (const [s, h] of handlers) process.off(s, h);
@@ -971,11 +972,16 @@ function commandEnvironment(ctx: CommandContext, entries: SecretEntry[]): Record
 }
 
 /**
- * Variables that make the dynamic loader, a shell or an interpreter load code of their own
- * choosing into whatever starts: from an environment's secrets, anyone who may write one could
- * run code as whoever runs `citadel run`. Kept short, the common ones (docs/cli.md lists them).
+ * Variables that make the dynamic loader, a shell, an interpreter or a tool load or run code of
+ * their own choosing in whatever starts (SHELLOPTS=xtrace with PS4=$(...) runs a command in every
+ * bash script; a PATH picks which programs run): from an environment's secrets, anyone who may
+ * write one could run code as whoever runs `citadel run`. A best effort — no list of such
+ * variables is complete — naming the common ones (docs/cli.md lists them).
  */
-const LOADER_VARIABLES = /^(LD_.*|DYLD_.*|BASH_ENV|ENV|NODE_OPTIONS|PYTHONSTARTUP|PERL5OPT|RUBYOPT)$/;
+const LOADER_VARIABLES = /^(LD_.*|DYLD_.*|BASH_ENV|ENV|BASHOPTS|SHELLOPTS|PS4|PROMPT_COMMAND|PATH|NODE_OPTIONS|PYTHON(STARTUP|PATH|HOME|WARNINGS)|PERL5(OPT|LIB)|PERLLIB|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|GIT_.*|BROWSER|EDITOR|VISUAL|PAGER)$/;
+
+/** Where a command is looked for when the caller has no PATH, as execvp(3) does. */
+const DEFAULT_SEARCH_PATH = "/usr/local/bin:/usr/bin:/bin";
 
 function refuseLoaderVariables(w: Where, entries: SecretEntry[]): void {
   const found = entries.map((e) => e.name).filter((name) => LOADER_VARIABLES.test(name));
@@ -994,27 +1000,41 @@ function refuseLoaderVariables(w: Where, entries: SecretEntry[]): void {
  * pass the command's exit code on. Sent to citadel alone (a service manager, `timeout -s INT`,
  * a job in the background), they reach the command.
  */
-function signalRelay(child: { kill(signal: NodeJS.Signals): void }): Array<[NodeJS.Signals, () => void]> {
-  const alwaysPassed: NodeJS.Signals[] = ["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH"];
-  const fromTheTerminal: NodeJS.Signals[] = ["SIGINT", "SIGQUIT", "SIGHUP"];
+function signalRelay(child: { kill(signal: NodeJS.Signals): void }, startedAt: TerminalFacts | null): Array<[NodeJS.Signals, () => void]> {
+  const alwaysPassed: NodeJS.Signals[] = ["SIGTERM", "SIGUSR1", "SIGUSR2"];
+  // WINCH too: a resize is sent to the terminal's foreground group, as Ctrl-C is.
+  const fromTheTerminal: NodeJS.Signals[] = ["SIGINT", "SIGQUIT", "SIGHUP", "SIGWINCH"];
   const passedOn = (signal: NodeJS.Signals): [NodeJS.Signals, () => void] => [signal, () => child.kill(signal)];
-  const unlessTheTerminalSentIt = (signal: NodeJS.Signals): [NodeJS.Signals, () => void] => [signal, () => inTerminalForeground() || child.kill(signal)];
+  const unlessTheTerminalSentIt = (signal: NodeJS.Signals): [NodeJS.Signals, () => void] => [signal, () => sentByTheTerminal(startedAt) || child.kill(signal)];
   return [...alwaysPassed.map(passedOn), ...fromTheTerminal.map(unlessTheTerminalSentIt)];
 }
 
-/**
- * Whether this process is in its controlling terminal's foreground process group (then the
- * terminal's signals reach its whole group), from /proc/self/stat: pgrp, tty_nr and tpgid.
- * Where /proc cannot say, whether standard input is a terminal (an interactive run).
- */
-function inTerminalForeground(): boolean {
+/** What /proc/self/stat says of the controlling terminal: its number (0: none), and whether this process's group is its foreground one. */
+interface TerminalFacts {
+  tty: string;
+  foreground: boolean;
+}
+
+function terminalOf(): TerminalFacts | null {
   try {
     const stat = readFileSync("/proc/self/stat", "utf8");
-    const [, , pgrp, , tty, foreground] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return tty !== "0" && foreground === pgrp;
+    const [, , pgrp, , tty, foregroundGroup] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { tty: tty!, foreground: tty !== "0" && foregroundGroup === pgrp };
   } catch {
-    return process.stdin.isTTY === true;
+    return null;
   }
+}
+
+/**
+ * Whether a signal that comes now came from the terminal to this process's whole group (the
+ * command has it already): this process is in its terminal's foreground group, or it had a
+ * terminal when it started and has none now — a hang-up detaches the terminal before the
+ * shell's SIGHUP arrives. Where /proc cannot say, whether standard input is a terminal.
+ */
+function sentByTheTerminal(startedAt: TerminalFacts | null): boolean {
+  const now = terminalOf();
+  if (now === null || startedAt === null) return process.stdin.isTTY === true;
+  return now.foreground || (startedAt.tty !== "0" && now.tty === "0");
 }
 
 interface ImportResult {

@@ -179,7 +179,7 @@ describe("citadel secrets", () => {
    * still (SIGSTOP) while they arrive, so that a copy it passed on comes clearly after the
    * first: the command's runtime merges signals that arrive together.
    */
-  async function countSignals(where: "terminal" | "terminal, input not" | "no terminal", deliver: (send: (signal: NodeJS.Signals, to: "citadel" | "group") => void, type: (keys: string) => void) => Array<`${NodeJS.Signals} 1`>): Promise<{ code: number; counts: unknown }> {
+  async function countSignals(where: "terminal" | "terminal, input not" | "no terminal", deliver: (send: (signal: NodeJS.Signals, to: "citadel" | "group") => void, type: (keys: string) => void, resize: () => void) => Array<`${NodeJS.Signals} 1`>): Promise<{ code: number; counts: unknown }> {
     const fixture = join(import.meta.dir, "../fixtures/count-signals.ts");
     const command = [BINARY, "--data", data.path, "run", ...WS(), "--", process.execPath, fixture];
     let out = "";
@@ -217,7 +217,7 @@ describe("citadel secrets", () => {
       await waitFor("ready");
       const hold = atTerminal;
       if (hold) send("SIGSTOP", "citadel");
-      for (const line of deliver(send, (keys) => proc.terminal!.write(keys))) await waitFor(line);
+      for (const line of deliver(send, (keys) => proc.terminal!.write(keys), () => proc.terminal!.resize(100, 40))) await waitFor(line);
       if (hold) send("SIGCONT", "citadel");
       await Bun.sleep(300); // room for a copy passed on, were one sent
       send("SIGTERM", "citadel");
@@ -236,6 +236,8 @@ describe("citadel secrets", () => {
     expect(await countSignals("terminal", (_, type) => (type("\x03"), ["SIGINT 1"]))).toEqual({ code: 0, counts: { ...NONE, SIGINT: 1 } });
     expect(await countSignals("terminal", (_, type) => (type("\x1c"), ["SIGQUIT 1"]))).toEqual({ code: 0, counts: { ...NONE, SIGQUIT: 1 } });
     expect(await countSignals("terminal", (send) => (send("SIGHUP", "group"), ["SIGHUP 1"]))).toEqual({ code: 0, counts: { ...NONE, SIGHUP: 1 } });
+    // A resize, sent by the terminal to its foreground group as Ctrl-C is: once (found in a re-review: twice).
+    expect(await countSignals("terminal", (_send, _type, resize) => (resize(), ["SIGWINCH 1"]))).toEqual({ code: 0, counts: { ...NONE, SIGWINCH: 1 } });
     // In the terminal's foreground with its input from elsewhere (`echo x | citadel run ...`): once too.
     expect(await countSignals("terminal, input not", (_, type) => (type("\x03"), ["SIGINT 1"]))).toEqual({ code: 0, counts: { ...NONE, SIGINT: 1 } });
   }, 30_000);
@@ -415,16 +417,32 @@ describe("values, tokens and commands: what a review of the CLI found", () => {
     const secrets = { PATH: "/nowhere/from-a-secret", SHADOWED: "the secret's" };
     for (const [name, value] of Object.entries(secrets)) await ok(["secrets", "set", name, ...WS(), "-e", "runner"], { stdin: value });
     const run = (args: string[], command: string[]) => cli(["run", ...WS(), "-e", "runner", ...args, "--", ...command], { env: { SHADOWED: "the caller's" } });
+    // A PATH picks which programs run: refused unless allowed (found in a re-review).
+    const refusedPath = await run([], ["sh", "-c", "echo ran"]);
+    expect([refusedPath.code, refusedPath.stdout, refusedPath.stderr]).toEqual([2, "", expect.stringContaining(`hold PATH, which make programs load code`)]);
     // Found with the caller's PATH (found in review: looked up in the secret's, so not found), given the secret's.
-    expect(await run([], ["sh", "-c", 'printf "%s|%s" "$PATH" "$SHADOWED"'])).toEqual({ code: 0, stdout: "/nowhere/from-a-secret|the secret's", stderr: "" });
-    expect(await run([], ["sh", "-c", 'printf %s "$0"'])).toEqual({ code: 0, stdout: "sh", stderr: "" }); // its name as given
+    const allowed = ["--allow-loader-variables"];
+    expect(await run(allowed, ["sh", "-c", 'printf "%s|%s" "$PATH" "$SHADOWED"'])).toEqual({ code: 0, stdout: "/nowhere/from-a-secret|the secret's", stderr: "" });
+    expect(await run(allowed, ["sh", "-c", 'printf %s "$0"'])).toEqual({ code: 0, stdout: "sh", stderr: "" }); // its name as given
 
-    // A secret that makes programs load code (found in review: passed on to the command).
-    for (const [name, value] of Object.entries({ LD_LIBRARY_PATH: "/nowhere/libs", NODE_OPTIONS: "--no-warnings" })) await ok(["secrets", "set", name, ...WS(), "-e", "runner"], { stdin: value });
+    // Secrets that make programs load or run code (found in review: passed on to the command;
+    // SHELLOPTS=xtrace with PS4=$(...) ran a command in every bash script, found in a re-review).
+    for (const [name, value] of Object.entries({ LD_LIBRARY_PATH: "/nowhere/libs", NODE_OPTIONS: "--no-warnings", SHELLOPTS: "xtrace", PS4: "$(touch /nowhere)" })) {
+      await ok(["secrets", "set", name, ...WS(), "-e", "runner"], { stdin: value });
+    }
     const refused = await run([], ["sh", "-c", "echo ran"]);
     expect([refused.code, refused.stdout]).toEqual([2, ""]);
-    expect(refused.stderr).toContain(`citadel: the secrets of ${workspace}/runner hold LD_LIBRARY_PATH, NODE_OPTIONS, which make programs load code: refusing to start the command with them (--allow-loader-variables passes them on)`);
-    expect(await run(["--allow-loader-variables"], ["sh", "-c", 'printf %s "$LD_LIBRARY_PATH"'])).toEqual({ code: 0, stdout: "/nowhere/libs", stderr: "" });
+    expect(refused.stderr).toContain(`citadel: the secrets of ${workspace}/runner hold LD_LIBRARY_PATH, NODE_OPTIONS, PATH, PS4, SHELLOPTS, which make programs load code: refusing to start the command with them (--allow-loader-variables passes them on)`);
+    expect(await run(allowed, ["sh", "-c", 'printf %s "$LD_LIBRARY_PATH"'])).toEqual({ code: 0, stdout: "/nowhere/libs", stderr: "" });
+
+    // A caller without PATH: the command is looked for where execvp(3) looks (found in a re-review: 127).
+    const bare = Bun.spawn([BINARY, "--data", data.path, "run", ...WS(), "-e", "development", "--", "sh", "-c", "echo found"], {
+      env: { HOME: home.path, XDG_CONFIG_HOME: home.path, CITADEL_HTTP_PORT: String(port), CITADEL_TOKEN: token },
+      cwd: home.path,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect([await bare.exited, await new Response(bare.stdout).text()]).toEqual([0, "found\n"]);
   });
 });
 
