@@ -2,7 +2,7 @@
  * The node's side of the API: enrollment with a pre-auth key, then requests signed in with the
  * node token, over TLS pinned to the certificate seen at join (when it was self-signed).
  */
-import { ApiError } from "../../src/cli/api-client.ts";
+import { ApiError, urlOf } from "../../src/cli/api-client.ts";
 import { PROBLEM_CONTENT_TYPE } from "../../src/http/problem.ts";
 
 export interface NodeConnection {
@@ -40,7 +40,7 @@ async function caList(certificate: string | null): Promise<string[] | undefined>
 async function send(connection: NodeConnection, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
   const ca = await caList(connection.certificate);
   try {
-    return await fetch(new URL(path, connection.server), {
+    return await fetch(urlOf(connection.server, path), {
       method,
       signal: AbortSignal.timeout(30_000),
       headers: {

@@ -148,7 +148,7 @@ export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigi
  * base)` replaced a base's path with an absolute one: behind a reverse proxy at
  * https://host/citadel, requests went to https://host/v1/...
  */
-function urlOf(baseUrl: string, path: string): string {
+export function urlOf(baseUrl: string, path: string): string {
   return `${baseUrl.replace(/\/+$/, "")}/${path.replace(/^\/+/, "")}`;
 }
 

@@ -75,3 +75,16 @@ test("a redirect (to a proxy's login page) is not followed: its page's 401 is no
     proxy.stop(true);
   }
 });
+
+test("a control plane behind a reverse proxy's path prefix is asked under it (found in review: /v1/... at the origin's root)", async () => {
+  const asked: string[] = [];
+  const proxy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => (asked.push(new URL(request.url).pathname), Response.json({ ok: true })) });
+  try {
+    for (const server of [`http://127.0.0.1:${proxy.port}/citadel`, `http://127.0.0.1:${proxy.port}/citadel/`]) {
+      await nodeRequest({ server, certificate: null, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config");
+    }
+    expect(asked).toEqual(["/citadel/v1/mesh/node/config", "/citadel/v1/mesh/node/config"]);
+  } finally {
+    proxy.stop(true);
+  }
+});
