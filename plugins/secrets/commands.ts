@@ -549,7 +549,7 @@ export const secretsCommands: Command[] = [
     options: {
       ...WHERE,
       ...PASSPHRASE,
-      "allow-loader-variables": { type: "boolean", description: "Pass secrets that make programs load or run code (LD_*, DYLD_*, BASH_ENV, SHELLOPTS, PS4, PATH, NODE_OPTIONS, PYTHONPATH, GIT_*, EDITOR, ...: docs/cli.md lists them); else refused" },
+      "allow-loader-variables": { type: "boolean", description: "Pass secrets that make programs load or run code (LD_*, DYLD_*, BASH_ENV, SHELLOPTS, PS4, PATH, NODE_OPTIONS, PYTHONPATH, GIT_SSH_COMMAND, GIT_CONFIG_*, EDITOR, ...: docs/cli.md lists them); else refused" },
     },
     async run(ctx) {
       const w = where(ctx);
@@ -978,7 +978,7 @@ function commandEnvironment(ctx: CommandContext, entries: SecretEntry[]): Record
  * write one could run code as whoever runs `citadel run`. A best effort — no list of such
  * variables is complete — naming the common ones (docs/cli.md lists them).
  */
-const LOADER_VARIABLES = /^(LD_.*|DYLD_.*|BASH_ENV|ENV|BASHOPTS|SHELLOPTS|PS4|PROMPT_COMMAND|PATH|NODE_OPTIONS|PYTHON(STARTUP|PATH|HOME|WARNINGS)|PERL5(OPT|LIB)|PERLLIB|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|GIT_.*|BROWSER|EDITOR|VISUAL|PAGER)$/;
+const LOADER_VARIABLES = /^(LD_.*|DYLD_.*|BASH_ENV|ENV|BASHOPTS|SHELLOPTS|PS4|PROMPT_COMMAND|PATH|NODE_OPTIONS|PYTHON(STARTUP|PATH|HOME|WARNINGS)|PERL5(OPT|LIB)|PERLLIB|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|GIT_(SSH|SSH_COMMAND|ASKPASS|EXEC_PATH|CONFIG.*|EDITOR|SEQUENCE_EDITOR|PAGER|EXTERNAL_DIFF|PROXY_COMMAND|TEMPLATE_DIR)|BROWSER|EDITOR|VISUAL|PAGER)$/;
 
 /** Where a command is looked for when the caller has no PATH, as execvp(3) does. */
 const DEFAULT_SEARCH_PATH = "/usr/local/bin:/usr/bin:/bin";
