@@ -978,7 +978,7 @@ function commandEnvironment(ctx: CommandContext, entries: SecretEntry[]): Record
  * write one could run code as whoever runs `citadel run`. A best effort — no list of such
  * variables is complete — naming the common ones (docs/cli.md lists them).
  */
-const LOADER_VARIABLES = /^(LD_.*|DYLD_.*|BASH_ENV|ENV|BASHOPTS|SHELLOPTS|PS4|PROMPT_COMMAND|PATH|NODE_OPTIONS|PYTHON(STARTUP|PATH|HOME|WARNINGS)|PERL5(OPT|LIB)|PERLLIB|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|GIT_(SSH|SSH_COMMAND|ASKPASS|EXEC_PATH|CONFIG.*|EDITOR|SEQUENCE_EDITOR|PAGER|EXTERNAL_DIFF|PROXY_COMMAND|TEMPLATE_DIR)|BROWSER|EDITOR|VISUAL|PAGER)$/;
+const LOADER_VARIABLES = /^(LD_.*|DYLD_.*|BASH_ENV|ENV|BASHOPTS|SHELLOPTS|PS4|PROMPT_COMMAND|PATH|NODE_OPTIONS|PYTHON(STARTUP|PATH|HOME|WARNINGS)|PERL5(OPT|LIB)|PERLLIB|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|GIT_(SSH|SSH_COMMAND|ASKPASS|EXEC_PATH|CONFIG.*|EDITOR|SEQUENCE_EDITOR|PAGER|EXTERNAL_DIFF|PROXY_COMMAND|TEMPLATE_DIR)|BROWSER|EDITOR|VISUAL|PAGER|MANPAGER|SYSTEMD_PAGER|LESSOPEN|LESSCLOSE|SSH_ASKPASS|SUDO_ASKPASS)$/;
 
 /** Where a command is looked for when the caller has no PATH, as execvp(3) does. */
 const DEFAULT_SEARCH_PATH = "/usr/local/bin:/usr/bin:/bin";
@@ -1009,17 +1009,21 @@ function signalRelay(child: { kill(signal: NodeJS.Signals): void }, startedAt: T
   return [...alwaysPassed.map(passedOn), ...fromTheTerminal.map(unlessTheTerminalSentIt)];
 }
 
-/** What /proc/self/stat says of the controlling terminal: its number (0: none), and whether this process's group is its foreground one. */
+/**
+ * What /proc/self/stat says of the controlling terminal: its number (0: none), whether this
+ * process's group is its foreground one, and whether this process leads its session.
+ */
 interface TerminalFacts {
   tty: string;
   foreground: boolean;
+  sessionLeader: boolean;
 }
 
 function terminalOf(): TerminalFacts | null {
   try {
     const stat = readFileSync("/proc/self/stat", "utf8");
-    const [, , pgrp, , tty, foregroundGroup] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { tty: tty!, foreground: tty !== "0" && foregroundGroup === pgrp };
+    const [, , pgrp, session, tty, foregroundGroup] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { tty: tty!, foreground: tty !== "0" && foregroundGroup === pgrp, sessionLeader: session === String(process.pid) };
   } catch {
     return null;
   }
@@ -1029,12 +1033,16 @@ function terminalOf(): TerminalFacts | null {
  * Whether a signal that comes now came from the terminal to this process's whole group (the
  * command has it already): this process is in its terminal's foreground group, or it had a
  * terminal when it started and has none now — a hang-up detaches the terminal before the
- * shell's SIGHUP arrives. Where /proc cannot say, whether standard input is a terminal.
+ * shell leading the session sends its SIGHUP to the group. Not when citadel leads the session
+ * itself (`ssh -t host citadel run ...`, `docker exec -it`, tmux): then the kernel's SIGHUP
+ * came to citadel alone, and the command has it only if passed on. Where /proc cannot say,
+ * whether standard input is a terminal.
  */
 function sentByTheTerminal(startedAt: TerminalFacts | null): boolean {
   const now = terminalOf();
   if (now === null || startedAt === null) return process.stdin.isTTY === true;
-  return now.foreground || (startedAt.tty !== "0" && now.tty === "0");
+  const hungUp = startedAt.tty !== "0" && now.tty === "0";
+  return now.foreground || (hungUp && !now.sessionLeader);
 }
 
 interface ImportResult {

@@ -242,6 +242,22 @@ describe("citadel secrets", () => {
     expect(await countSignals("terminal, input not", (_, type) => (type("\x03"), ["SIGINT 1"]))).toEqual({ code: 0, counts: { ...NONE, SIGINT: 1 } });
   }, 30_000);
 
+  test("citadel run leading its terminal's session (ssh -t host citadel run ..., docker exec -it): a hang-up reaches the command (found in a re-review: the kernel's HUP came to citadel alone and was kept)", async () => {
+    const file = join(home.path, "hup-seen");
+    writeFileSync(file, "");
+    // The command notes its start and a SIGHUP in the file, and ends at the HUP.
+    const script = `const { appendFileSync } = require("node:fs"); const f = process.argv[1]; process.on("SIGHUP", () => { appendFileSync(f, "HUP\\n"); process.exit(0); }); appendFileSync(f, "ready\\n"); setInterval(() => {}, 1000);`;
+    const proc = Bun.spawn([BINARY, "--data", data.path, "run", ...WS(), "--", process.execPath, "-e", script, file], { env: cliEnv(), cwd: home.path, terminal: { data() {} } });
+    try {
+      for (const until = Date.now() + 10_000; !readFileSync(file, "utf8").includes("ready") && Date.now() < until; ) await Bun.sleep(20);
+      proc.terminal!.close(); // the terminal hangs up
+      for (const until = Date.now() + 10_000; !readFileSync(file, "utf8").includes("HUP") && Date.now() < until; ) await Bun.sleep(20);
+      expect(readFileSync(file, "utf8")).toBe("ready\nHUP\n");
+    } finally {
+      proc.kill("SIGKILL");
+    }
+  }, 30_000);
+
   test.skipIf(!Bun.which("setsid"))("citadel run: INT, QUIT, HUP, USR1, USR2 and WINCH sent to citadel alone reach the command, and citadel stays to pass its exit code on (found in review: USR1 killed citadel, INT never arrived)", async () => {
     const all = ["SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"] as const;
     const passedOn = await countSignals("no terminal", (send) => {
