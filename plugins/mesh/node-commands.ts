@@ -40,6 +40,14 @@ function defaultName(): string {
   );
 }
 
+/** What is wrong with a control plane's URL: requests go under its path, so no query or fragment either. */
+function serverUrlProblem(url: string): string | null {
+  const parsed = URL.parse(url);
+  if (parsed === null || (parsed.protocol !== "https:" && parsed.protocol !== "http:")) return "an https:// URL, such as https://citadel.example:8443";
+  if (parsed.search || parsed.hash || /[?#]/.test(url)) return "no query or fragment: the control plane's address, and its path behind a reverse proxy";
+  return null;
+}
+
 function hasUserinfo(url: string): boolean {
   const parsed = URL.parse(url);
   return parsed !== null && (parsed.username !== "" || parsed.password !== "");
@@ -51,6 +59,8 @@ async function join(ctx: CommandContext): Promise<number> {
   if (!server || !key) throw new UsageError("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
   // The server is kept in node.json and shown (the sovereignty report, errors): no password in it. The node's key and token authenticate it.
   if (hasUserinfo(server)) throw new UsageError("--server: no user:password@ in the URL — the node authenticates with its key, then its token");
+  const problem = serverUrlProblem(server);
+  if (problem) throw new UsageError(`--server: ${problem}`);
   if (ctx.options.qr === true && ctx.json) throw new UsageError("--qr with --json: a QR code is not JSON; give one");
   if (typeof ctx.options.interface === "string" && !isInterfaceName(ctx.options.interface)) throw new UsageError(`--interface: ${INTERFACE_NAME_RULE}`);
   const listenPort = integerOption(ctx, "listen-port", 1, 65_535);

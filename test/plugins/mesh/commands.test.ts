@@ -117,6 +117,28 @@ describe("a node's own listen port", () => {
   });
 });
 
+test("join --server must be an http(s) URL without query or fragment: a usage error before anything is made or sent (found in review: a fragment swallowed every path after it; no scheme was a network error)", async () => {
+  const { server, enrollments } = refusingControlPlane();
+  const work = mkdtempSync(join(tmpdir(), "citadel-join-"));
+  const state = join(work, "state");
+  try {
+    for (const [url, message] of [
+      [`127.0.0.1:${server.port}`, "--server: an https:// URL, such as https://citadel.example:8443"],
+      [`ftp://127.0.0.1:${server.port}`, "--server: an https:// URL, such as https://citadel.example:8443"],
+      [`http://127.0.0.1:${server.port}/citadel#x`, "--server: no query or fragment: the control plane's address, and its path behind a reverse proxy"],
+      [`http://127.0.0.1:${server.port}/?a=1`, "--server: no query or fragment: the control plane's address, and its path behind a reverse proxy"],
+    ]) {
+      const run = await runCommand(meshCommands, "mesh join", { options: { server: url!, key: "citadel_meshkey_x", state } });
+      expect([url, run.code, run.error?.message]).toEqual([url, 2, message]);
+    }
+    expect(enrollments).toEqual([]);
+    expect(existsSync(state)).toBe(false);
+  } finally {
+    server.stop(true);
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
 test("join --server with user:password@ is a usage error before anything is made or sent: node.json keeps the server, and reports show it (found in review)", async () => {
   const { server, enrollments } = refusingControlPlane();
   const work = mkdtempSync(join(tmpdir(), "citadel-join-"));
