@@ -209,16 +209,8 @@ describe("restore", () => {
   });
 
   test("over an existing database: only with --yes, and the old one is kept aside whole, not deleted", async () => {
-    const dataDir = dataDirectory("existing");
-    const old = openStore({ path: join(dataDir, "citadel.db") });
-    old.db.run("CREATE TABLE rows (n INTEGER)");
-    old.db.run("INSERT INTO rows VALUES (1), (2), (3)");
     // A stopped server whose WAL was not checkpointed (killed): the WAL holds committed rows.
-    const wal = readFileSync(join(dataDir, "citadel.db-wal"));
-    old.close();
-    writeFileSync(join(dataDir, "citadel.db-wal"), wal);
-
-    const file = await makeBackup(7);
+    const { dataDir, file } = await killedServer("existing");
     const refused = restoreBackup({ file, dataDir, supply: { rootKey }, migrations: KNOWN, replace: false, now: NOW });
     await expect(refused).rejects.toThrow(`${dataDir} already holds a database: run again with --yes`);
 
@@ -358,6 +350,18 @@ describe("restore", () => {
   });
 });
 
+/** A server killed with its last rows in the WAL alone, and a backup of 7 rows to restore over it. */
+async function killedServer(name: string) {
+  const dataDir = dataDirectory(name);
+  const old = openStore({ path: join(dataDir, "citadel.db") });
+  old.db.run("CREATE TABLE rows (n INTEGER)");
+  old.db.run("INSERT INTO rows VALUES (1), (2), (3)");
+  const wal = readFileSync(join(dataDir, "citadel.db-wal"));
+  old.close();
+  writeFileSync(join(dataDir, "citadel.db-wal"), wal);
+  return { dataDir, file: await makeBackup(7) };
+}
+
 /**
  * A restore killed part-way (found in review: killed between putting the database aside and
  * putting the restored one in place, the next start made a new, empty instance and took the
@@ -367,18 +371,6 @@ describe("restore", () => {
  * the swap is done. What the next start does first is settleInterruptedRestore.
  */
 describe("a restore killed part-way", () => {
-  /** A server killed with its last rows in the WAL alone, and a backup of 7 rows to restore over it. */
-  async function killedServer(name: string) {
-    const dataDir = dataDirectory(name);
-    const old = openStore({ path: join(dataDir, "citadel.db") });
-    old.db.run("CREATE TABLE rows (n INTEGER)");
-    old.db.run("INSERT INTO rows VALUES (1), (2), (3)");
-    const wal = readFileSync(join(dataDir, "citadel.db-wal"));
-    old.close();
-    writeFileSync(join(dataDir, "citadel.db-wal"), wal);
-    return { dataDir, file: await makeBackup(7) };
-  }
-
   async function restoreKilledAtRename(dataDir: string, file: string, killedAt: number) {
     let renames = 0;
     const rename = spyOn(fs, "renameSync").mockImplementation((from, to) => {
