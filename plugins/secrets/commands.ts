@@ -10,7 +10,7 @@ import { constants as osConstants } from "node:os";
 import { ApiError } from "../../src/cli/api-client.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { DecryptionError } from "../../src/crypto/aead.ts";
-import { choiceOption, forStdout, INTEGER_OPTION_MAX, integerOption, organizationOf, print, refuseApiKeyWithoutOrg, table } from "../../src/cli/output.ts";
+import { choiceOption, forStdout, integerOption, organizationOf, print, refuseApiKeyWithoutOrg, table, wholeNumber } from "../../src/cli/output.ts";
 import { readValueAtTerminal, secretPrompter } from "../../src/cli/prompt.ts";
 import { readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
@@ -471,7 +471,7 @@ export const secretsCommands: Command[] = [
       const [name, version] = ctx.args;
       if (!name || !version) throw new UsageError("give the secret's name and the version to go back to");
       if (!isSecretName(name)) throw new UsageError(SECRET_NAME_RULE);
-      const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rollback"), { version: versionArgument(version) });
+      const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rollback"), { version: wholeNumber(version, "the version to go back to", 1) });
       print(ctx, secret, `${name}: version ${secret.version} (the value of version ${version})`);
       return 0;
     },
@@ -1108,12 +1108,6 @@ function secretNameOption(ctx: CommandContext): string | undefined {
  * A version given as an argument, checked as integerOption checks a flag (the same range): 0
  * went to the server (422) and a long string of digits was sent rounded (1e20).
  */
-function versionArgument(raw: string): number {
-  const version = /^\d{1,15}$/.test(raw) ? Number(raw) : Number.NaN;
-  if (!(version >= 1 && version <= INTEGER_OPTION_MAX)) throw new UsageError(`the version to go back to: a whole number from 1 to ${INTEGER_OPTION_MAX}, not ${JSON.stringify(raw)}`);
-  return version;
-}
-
 function requireArg(ctx: CommandContext, what: string): string {
   const value = ctx.args[0];
   if (!value) throw new UsageError(`give ${what}`);

@@ -56,11 +56,15 @@ export const INTEGER_OPTION_MAX = 2_147_483_647;
  */
 export function integerOption(ctx: CommandContext, name: string, min: number, max = INTEGER_OPTION_MAX): number | undefined {
   const raw = ctx.options[name];
-  if (raw === undefined) return undefined;
+  return raw === undefined ? undefined : wholeNumber(raw, `--${name}`, min, max);
+}
+
+/** `raw` as a whole number from `min` to `max`, or a usage error naming `what`. */
+export function wholeNumber(raw: unknown, what: string, min: number, max = INTEGER_OPTION_MAX): number {
   // Digits only, compared as a number: a string of digits too long for exact arithmetic is
   // caught by the length check before Number() could round it into the range.
   const value = typeof raw === "string" && /^\d{1,15}$/.test(raw) ? Number(raw) : Number.NaN;
-  if (!(value >= min && value <= max)) throw new UsageError(`--${name}: a whole number from ${min} to ${max}, not ${JSON.stringify(raw)}`);
+  if (!(value >= min && value <= max)) throw new UsageError(`${what}: a whole number from ${min} to ${max}, not ${JSON.stringify(raw)}`);
   return value;
 }
 

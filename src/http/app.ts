@@ -203,21 +203,18 @@ function refuseQuery(schema: TSchema | undefined, url: string, meta: RequestMeta
   const seen = new Set<string>();
   const repeated = new Set<string>();
   for (const [name] of pairs) (seen.has(name) ? repeated : seen).add(name);
-  if (repeated.size === 0) return;
-  meta.unspendConfirmation?.();
-  const init = validationProblem("query", [...repeated].slice(0, 20).map((name) => ({ path: `/${name.replaceAll("~", "~0").replaceAll("/", "~1")}`, message: "given more than once" })));
-  throw new HttpProblem(422, init.code, init.detail ?? "The query is not valid.", {}, { errors: init.errors });
+  const pointers = [...repeated].map((name) => `/${name.replaceAll("~", "~0").replaceAll("/", "~1")}`);
+  refuseUnknown("query", pointers, meta, "given more than once");
 }
 
 /**
- * A body with fields, or a URL with query parameters, its route does not know is refused, 422
- * naming them (see unknown-fields.ts), once the guard has let the caller in — and unrun, so a
- * destructive route's confirmation stays.
+ * A body with fields, or a URL with query parameters, its route does not know (or, `message`
+ * says, given twice) is refused, 422 naming them (see unknown-fields.ts), once the guard has let
+ * the caller in — and unrun, so a destructive route's confirmation stays.
  */
-function refuseUnknown(location: "body" | "query", pointers: string[], meta: RequestMeta): void {
+function refuseUnknown(location: "body" | "query", pointers: string[], meta: RequestMeta, message = location === "body" ? "unknown field" : "unknown parameter"): void {
   if (pointers.length === 0) return;
   meta.unspendConfirmation?.();
-  const message = location === "body" ? "unknown field" : "unknown parameter";
   const init = validationProblem(location, pointers.slice(0, 20).map((pointer) => ({ path: pointer, message })));
   throw new HttpProblem(422, init.code, init.detail ?? `The ${location} is not valid.`, {}, { errors: init.errors });
 }
