@@ -46,6 +46,11 @@ export interface Store {
   changeStamp(): number | null;
   /** True when a trivial query answers (for /readyz). */
   ping(): boolean;
+  /**
+   * Why the last write the disk refused was refused (full, failing), until a later write
+   * commits: /readyz is not ready meanwhile, since every change would fail.
+   */
+  writeFailure(): StorageFailure | null;
   /** Commits what is queued, then closes. Safe to call twice. */
   close(): void;
 }
@@ -111,10 +116,12 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000, onStora
   let changesAtSnapshot: number | null = null;
 
   let storageFailureReportedAt: number | null = null;
+  let lastWriteFailure: StorageFailure | null = null;
   /** A write refused by the disk reaches its caller as a 503 (StorageUnavailableError); the log hears of it seldom. */
   const asStorageFailure = (error: unknown): unknown => {
     const failure = storageFailureOf(error);
     if (failure === null) return error;
+    lastWriteFailure = failure;
     const at = now();
     if (storageFailureReportedAt === null || at - storageFailureReportedAt >= STORAGE_FAILURE_REPORT_MS) {
       storageFailureReportedAt = at;
@@ -127,7 +134,7 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000, onStora
     scheduled = false;
     while (queue.length > 0) {
       const batch = queue.length > maxBatch ? queue.splice(0, maxBatch) : queue.splice(0);
-      commitBatch(db, statements(), batch, asStorageFailure);
+      if (commitBatch(db, statements(), batch, asStorageFailure)) lastWriteFailure = null;
     }
   };
 
@@ -180,6 +187,7 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000, onStora
       if (!db.inTransaction) return current;
       return current === changesAtSnapshot ? current : null;
     },
+    writeFailure: () => lastWriteFailure,
     ping() {
       try {
         // A real read: `SELECT 1` would answer even with the database file gone bad.
@@ -224,8 +232,11 @@ function endSnapshot(db: Database, sql: TransactionStatements): void {
   }
 }
 
-/** `failure` turns an error into what the callers are given (a full disk: StorageUnavailableError). */
-function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWrite[], failure: (error: unknown) => unknown): void {
+/**
+ * `failure` turns an error into what the callers are given (a full disk: StorageUnavailableError).
+ * True when at least one write of the batch reached the disk.
+ */
+function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWrite[], failure: (error: unknown) => unknown): boolean {
   // Whatever happens below, every caller's promise settles exactly once.
   const settled = new Set<PendingWrite>();
   const rejectRest = (error: unknown) => {
@@ -249,7 +260,7 @@ function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWri
         // SQLite rolled back the whole transaction (disk full, I/O error, ON CONFLICT ROLLBACK):
         // the writes of this batch that had succeeded are gone too.
         rejectRest(outcome.ok ? new Error("store.write: the transaction was aborted") : outcome.error);
-        return;
+        return false;
       }
       if (!outcome.ok) sql.rollbackTo.run();
       sql.release.run();
@@ -262,11 +273,13 @@ function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWri
       if (outcome.ok) w.resolve(outcome.value);
       else w.reject(failure(outcome.error));
     });
+    return outcomes.some((outcome) => outcome.ok);
   } catch (error) {
     // BEGIN failed (busy), COMMIT failed (nothing of the batch is on disk), or a savepoint
     // statement failed: every caller not yet answered learns it.
     if (db.inTransaction) sql.rollback.run();
     rejectRest(error);
+    return false;
   }
 }
 

@@ -1,0 +1,84 @@
+/**
+ * /readyz and a full disk: ready while the disk takes writes, not ready from the first write it
+ * refuses until one commits again — found by a probe write when no traffic brings one.
+ * SQLite's max_page_count makes a real SQLITE_FULL (the database "is full" at its size).
+ */
+import { afterEach, expect, test } from "bun:test";
+import type { Database } from "bun:sqlite";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PROBE_INTERVAL_MS, storeReadiness } from "../../../src/store/readiness.ts";
+import { openStore } from "../../../src/store/store.ts";
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+function fullableStore() {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-readiness-"));
+  const store = openStore({ path: join(dir, "citadel.db") });
+  store.db.run("CREATE TABLE items (id INTEGER PRIMARY KEY, blob BLOB)");
+  cleanups.push(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const pages = () => store.db.query<{ page_count: number }, []>("PRAGMA page_count").get()!.page_count;
+  return {
+    store,
+    fill: () => store.db.run(`PRAGMA max_page_count = ${pages()}`),
+    free: () => store.db.run(`PRAGMA max_page_count = ${pages() + 1000}`),
+  };
+}
+const big = (tx: Database) => void tx.run("INSERT INTO items (blob) VALUES (randomblob(65536))");
+const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
+
+test("ready until the disk refuses a write; the probe asks again at most once an interval, and the first write that commits makes it ready", async () => {
+  const { store, fill, free } = fullableStore();
+  let now = 0;
+  let probes = 0;
+  const problem = storeReadiness(
+    store,
+    (tx) => {
+      probes++;
+      big(tx);
+    },
+    () => now,
+  );
+  expect(problem()).toBeNull();
+  expect(probes).toBe(0); // a healthy store is not probed
+
+  fill();
+  await expect(store.write(big)).rejects.toThrow(/the disk holding the data directory is full/);
+  expect(problem()).toBe("cannot write: the disk holding the data directory is full");
+  await settle();
+  expect(probes).toBe(1);
+  expect(problem()).toBe("cannot write: the disk holding the data directory is full"); // the probe was refused too
+  now += PROBE_INTERVAL_MS - 1;
+  problem();
+  await settle();
+  expect(probes).toBe(1);
+
+  free(); // the operator freed space; no request comes
+  now += 1;
+  expect(problem()).not.toBeNull(); // this check's probe goes out now; its answer is for the next
+  await settle();
+  expect(probes).toBe(2);
+  expect(problem()).toBeNull();
+});
+
+test("a request's write that commits makes it ready without a probe; a write failing for another reason does not make it unready", async () => {
+  const { store, fill, free } = fullableStore();
+  let probes = 0;
+  const problem = storeReadiness(store, () => void probes++, () => 0);
+  await expect(store.write((tx) => tx.run("INSERT INTO nowhere VALUES (1)"))).rejects.toThrow(/no such table/);
+  expect(problem()).toBeNull();
+
+  fill();
+  await expect(store.write(big)).rejects.toThrow(/full/);
+  free();
+  await store.write(big);
+  expect(problem()).toBeNull();
+  expect(probes).toBe(0);
+});
