@@ -1,7 +1,8 @@
 /**
  * The minimal approval page of a device login: it shows which client asks, from which
  * address, and the code the terminal shows, and takes the user's credentials and decision.
- * No script, no style sheet, no third-party anything: a form that posts to itself.
+ * No script, no style sheet, no third-party anything: a form that posts to itself — by a
+ * relative address, so that it still does behind a reverse proxy serving Citadel under a path.
  */
 const PAGE_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -30,7 +31,7 @@ export function approvalPage({ userCode, pending, viewerAddress }: { userCode: s
       } asks for your account, with the scopes <code>${escape(pending.scopes.join(" "))}</code>, until ${escape(pending.expires_at)}. It says it is <bdi>${escape(pending.client_name)}</bdi>.</p><p>Approve only if you started this login and the code below is the one your terminal shows.</p>`
     : `<p>Enter the code your terminal shows.</p>`;
   return page(`<h1>Approve a login</h1>${details}
-<form method="post" action="/oauth/device">
+<form method="post" action="device">
 <p><label>Code <input name="user_code" value="${escape(userCode)}" required autocomplete="off"></label></p>
 <p><label>Email <input name="email" type="email" required autocomplete="username"></label></p>
 <p><label>Password <input name="password" type="password" required autocomplete="current-password"></label></p>

@@ -10,6 +10,7 @@ import { cidrContains, parseIp, type Cidr } from "../../src/net/ip.ts";
 import { CitadelError, InvalidError, NotFoundError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
+import { publicBaseUrl } from "../../src/http/public-url.ts";
 import { HttpProblem, problemFor } from "../../src/http/problem.ts";
 import { principalOf, requestMeta } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
@@ -442,7 +443,7 @@ export const iamPlugin = definePlugin<IamSettings>({
     return new Elysia({ name: "iam-oauth" })
       .post(
         "/oauth/device/code",
-        ({ body, request }) => device.start(body, auditRequest(request), `${new URL(request.url).origin}/oauth/device`),
+        ({ body, request }) => device.start(body, auditRequest(request), `${publicBaseUrl(k.config.http.public_url, request.url)}/oauth/device`),
         {
           body: t.Object({ client_name: t.Optional(t.String({ maxLength: 100 })), scope: t.Optional(t.String({ maxLength: 500 })), client_id: t.Optional(t.String({ maxLength: 100 })) }),
           response: t.Object({ device_code: t.String(), user_code: t.String(), verification_uri: t.String(), verification_uri_complete: t.String(), expires_in: t.Integer(), interval: t.Integer() }),

@@ -5,7 +5,9 @@
  * format). Nothing is spent until the recipient presses the button, so a link preview or a
  * prefetch does not use up a one-view link. Links with a passphrase need argon2id, which
  * browsers do not have: the page says so and shows the CLI command, before spending a view.
- * No third-party code, a strict CSP, everything written with textContent.
+ * No third-party code, a strict CSP, everything written with textContent. Its script and
+ * requests use relative addresses: behind a reverse proxy serving Citadel under a path
+ * (https://host/citadel/v1/...), an absolute "/v1/..." would leave the path.
  */
 
 /** Looser than the API's CSP only as far as the page needs: its own script and fetch. */
@@ -18,7 +20,7 @@ export const SHARE_PAGE_HTML = `<!doctype html>
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="referrer" content="no-referrer">
   <title>Citadel: a shared secret</title>
-  <script src="/v1/secrets/share-page.js" defer></script>
+  <script src="../share-page.js" defer></script>
 </head>
 <body>
   <h1>A shared secret</h1>
@@ -75,7 +77,7 @@ async function main() {
   const id = location.pathname.split("/").pop();
   const linkKey = location.hash.slice(1);
   const post = async (what, proof) => {
-    const res = await fetch("/v1/secrets/shares/" + encodeURIComponent(id) + "/" + what, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ proof }) });
+    const res = await fetch(encodeURIComponent(id) + "/" + what, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ proof }) });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) throw new Error(body.detail || "the link cannot be opened (" + res.status + ")");
     return body;

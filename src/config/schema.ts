@@ -78,8 +78,17 @@ export const HttpConfig = section("The HTTP API listener.", {
     description:
       "CIDRs of reverse proxies whose X-Forwarded-For header is believed. Empty: the client address is always the socket peer.",
   }),
+  public_url: Type.String({
+    default: "",
+    maxLength: 2000,
+    description:
+      "The URL people reach this API at, when it is not the one they ask for: a reverse proxy that serves it under a path (https://host/citadel) or under another name. The device login's verification address is made from it. Empty: the scheme, host and port of each request.",
+  }),
   tls: HttpTlsConfig,
-}, checkPlainHttpOnLoopback);
+}, (http) => {
+  checkPlainHttpOnLoopback(http);
+  checkPublicUrl(http.public_url);
+});
 
 /** Plain HTTP would send passwords and tokens in the clear: only to a reverse proxy on this host. */
 function checkPlainHttpOnLoopback(http: { address: string; tls: { enabled: boolean } }): void {
@@ -87,6 +96,36 @@ function checkPlainHttpOnLoopback(http: { address: string; tls: { enabled: boole
   if (!http.tls.enabled && address && !isLoopback(address)) {
     throw new ConfigError(`http.tls.enabled: plain HTTP is only allowed on a loopback address, and http.address is ${http.address}`);
   }
+}
+
+/**
+ * People type their password on the page at this URL: https, or http to a loopback host; a base
+ * for paths, so no user name, query or fragment (what would "?x" + "/oauth/device" mean?).
+ */
+function checkPublicUrl(publicUrl: string): void {
+  if (publicUrl === "") return;
+  const problem = publicUrlProblem(publicUrl);
+  if (problem) throw new ConfigError(`http.public_url: ${problem}, and it is ${JSON.stringify(publicUrl)}`);
+}
+
+function publicUrlProblem(publicUrl: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(publicUrl);
+  } catch {
+    return "must be an absolute URL such as https://citadel.example.eu/citadel";
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") return "must be an https URL";
+  if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) return "must be an https URL (http only to a loopback host: people type their password there)";
+  if (url.username || url.password) return "must not carry a user name or password";
+  if (url.search || url.hash || publicUrl.includes("?") || publicUrl.includes("#")) return "must not have a query or a fragment";
+  return null;
+}
+
+function isLoopbackHost(hostname: string): boolean {
+  if (hostname === "localhost") return true;
+  const address = parseIp(hostname.replace(/^\[|\]$/g, ""));
+  return address !== null && isLoopback(address);
 }
 
 export const LogConfig = section("Logging (JSON lines on standard output).", {

@@ -1,6 +1,8 @@
 /**
  * The docs page at /docs: an HTML shell, a stylesheet and a small script that renders
- * /openapi.json. Kept as strings so they are part of the compiled binary.
+ * /openapi.json. Kept as strings so they are part of the compiled binary. Addresses are
+ * relative to /docs ("docs/ui.js", "openapi.json"), so the page works behind a reverse proxy
+ * that serves Citadel under a path.
  */
 
 export const DOCS_HTML = `<!doctype html>
@@ -9,11 +11,11 @@ export const DOCS_HTML = `<!doctype html>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>Citadel API</title>
-  <link rel="stylesheet" href="/docs/ui.css">
-  <script src="/docs/ui.js" defer></script>
+  <link rel="stylesheet" href="docs/ui.css">
+  <script src="docs/ui.js" defer></script>
 </head>
 <body>
-  <header><h1>Citadel API</h1><p id="meta">Loading <a href="/openapi.json">/openapi.json</a>…</p></header>
+  <header><h1>Citadel API</h1><p id="meta">Loading <a href="openapi.json">/openapi.json</a>…</p></header>
   <main id="operations"></main>
 </body>
 </html>
@@ -78,7 +80,7 @@ function operationView(doc, path, method, op) {
 }
 
 async function main() {
-  const doc = await (await fetch("/openapi.json")).json();
+  const doc = await (await fetch("openapi.json")).json();
   document.getElementById("meta").textContent = doc.info.title + " " + doc.info.version + " — " + (doc.info.description ?? "");
   const byTag = new Map();
   for (const [path, item] of Object.entries(doc.paths)) {

@@ -41,7 +41,7 @@ describe("the share page over HTTP", () => {
     const html = await c.send("GET", `/v1/secrets/shares/${share.body.id}`);
     expect(html.headers.get("content-type")).toStartWith("text/html");
     expect(html.headers.get("content-security-policy")).toBe(SHARE_PAGE_CSP);
-    expect(html.text).toContain('<script src="/v1/secrets/share-page.js"');
+    expect(html.text).toContain('<script src="../share-page.js"');
     expect((await c.send("GET", "/v1/secrets/share-page.js")).text).toBe(SHARE_PAGE_JS);
     const proof = { json: { proof: shareViewProof(made.linkKey) } };
     for (let i = 0; i < 3; i++) expect((await c.send("POST", `/v1/secrets/shares/${share.body.id}/peek`, undefined, proof)).body).toMatchObject({ passphrase: false, views_left: 1 });

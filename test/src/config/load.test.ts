@@ -39,6 +39,7 @@ describe("good configurations", () => {
       body_limit_bytes: 1048576,
       idle_timeout_seconds: 30,
       trusted_proxies: [],
+      public_url: "",
       tls: { enabled: true, cert_file: "tls/cert.pem", key_file: "tls/key.pem" },
     });
     expect(config.data_dir).toBe(join(dir, ".citadel"));
@@ -63,6 +64,12 @@ describe("good configurations", () => {
   for (const [name, toml, env, pick, expected] of good) {
     test(name, () => expect(pick(load(toml, env).config)).toEqual(expected));
   }
+
+  test("a public URL: https anywhere, http to a loopback host", () => {
+    for (const url of ["https://citadel.example.eu/citadel/", "https://[2001:db8::1]:8443", "http://127.0.0.1:8080/citadel", "http://localhost/", "http://[::1]/c"]) {
+      expect(load(`[http]\npublic_url = "${url}"\n`).config.http.public_url).toBe(url);
+    }
+  });
 
   test("--data beats CITADEL_DATA and the file", () => {
     const { config } = load('data_dir = "/a"\n', { CITADEL_DATA: "/b" }, { data: "/c" });
@@ -139,6 +146,13 @@ describe("bad configurations stop start-up naming the key", () => {
     ["section of the wrong type", "http = 3\n", {}, /^http: must be a table/],
     ["empty path", '[http.tls]\ncert_file = ""\n', {}, /^http\.tls\.cert_file: must not be empty/],
     ["plain HTTP off loopback", '[http]\naddress = "0.0.0.0"\n[http.tls]\nenabled = false\n', {}, /^http\.tls\.enabled: plain HTTP is only allowed on a loopback address/],
+    // The device login's page, where people type their password, is made from it (http.public_url).
+    ["public URL not a URL", '[http]\npublic_url = "citadel.example.eu/citadel"\n', {}, /^http\.public_url: must be an absolute URL such as https:\/\/citadel\.example\.eu\/citadel, and it is "citadel\.example\.eu\/citadel"$/],
+    ["public URL in plain HTTP to another host", '[http]\npublic_url = "http://citadel.example.eu/citadel"\n', {}, /^http\.public_url: must be an https URL \(http only to a loopback host/],
+    ["public URL of another scheme", '[http]\npublic_url = "ftp://citadel.example.eu/"\n', {}, /^http\.public_url: must be an https URL, and it is/],
+    ["public URL with a user name", '[http]\npublic_url = "https://admin@citadel.example.eu/"\n', {}, /^http\.public_url: must not carry a user name or password/],
+    ["public URL with a query", '[http]\npublic_url = "https://citadel.example.eu/citadel?"\n', {}, /^http\.public_url: must not have a query or a fragment/],
+    ["public URL with a fragment", "", { CITADEL_HTTP_PUBLIC_URL: "https://citadel.example.eu/#x" }, /^http\.public_url: must not have a query or a fragment/],
     ["plugin key out of range", "[dns]\nport = 0\n", {}, /^dns\.port: must be at least 1/],
     ["a plugin section's check, from the file", "[window]\nlow = 5\nhigh = 2\n", {}, /^window\.high: must be at least window\.low \(5\), is 2$/],
     ["a plugin section's check, against a default", "", { CITADEL_WINDOW_HIGH: "0" }, /^window\.high: must be at least window\.low \(1\), is 0$/],

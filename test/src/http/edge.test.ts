@@ -103,7 +103,7 @@ describe("edge", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toStartWith("text/html");
     expect(res.headers.get("content-security-policy")).toContain("script-src 'self'");
-    expect(res.text).toContain('src="/docs/ui.js"');
+    expect(res.text).toContain('src="docs/ui.js"');
     expect(res.text).not.toMatch(/https?:\/\//); // nothing loaded from elsewhere
     const js = await testEdge().send("GET", "/docs/ui.js");
     expect(js.text).not.toMatch(/https?:\/\//);
