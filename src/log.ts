@@ -2,7 +2,7 @@
  * Structured logging: one JSON object per line, so journald, Loki or `jq` read it as is.
  * The sink is injected so tests capture lines; the default is buffered standard output.
  */
-import { writeSync } from "node:fs";
+import { writeLines } from "./line-output.ts";
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -61,24 +61,18 @@ function bufferedStdout(): { write: (line: string) => void; flush: () => void } 
   };
 }
 
-/** writeSync may write part of the buffer (or none, EAGAIN) on a non-blocking pipe: retry. */
+/**
+ * How long a log line waits for a full standard output before it is dropped: the log must not
+ * hold up requests behind a reader that stopped reading.
+ */
+const LOG_PATIENCE_MS = 10;
+
+/** Standard output's lines, or none: a stdout that is gone or stuck drops the log, not the server. */
 function writeAll(fd: number, text: string): void {
-  let written = 0;
   try {
-    // The usual case, without copying the text into a Buffer first: all of it goes at once.
-    written = writeSync(fd, text);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EAGAIN") return; // stdout is gone: nothing to do
-  }
-  if (written === Buffer.byteLength(text)) return;
-  // A short write: the kernel took part of the text; send the rest, by bytes.
-  let buffer = Buffer.from(text).subarray(written);
-  for (let attempts = 0; buffer.length > 0 && attempts < 1000; attempts++) {
-    try {
-      buffer = buffer.subarray(writeSync(fd, buffer));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EAGAIN") return; // stdout is gone: nothing to do
-    }
+    writeLines(fd, text, LOG_PATIENCE_MS);
+  } catch {
+    // Nothing to do: there is nowhere else to say it.
   }
 }
 

@@ -11,6 +11,7 @@
  * and moved after the copy is written: a crash in between repeats those events at the next
  * start (each carries its id and seq), it never skips one.
  */
+import { writeLines } from "../line-output.ts";
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, statSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Database } from "bun:sqlite";
@@ -44,14 +45,17 @@ export interface ForwardedEvent extends Omit<AuditEventView, "source_address" | 
  * as forwarded (the log's writer drops what it cannot write).
  */
 export function journalSink(fd = 1, now: () => number = Date.now): AuditSink {
-  /** A round failed part-way through a line (a full pipe): the next ends it first, so that a retried event is not glued to it. */
-  let midLine = false;
   return (events) => {
     const time = new Date(now()).toISOString();
     const lines = events.map((event) => `${JSON.stringify({ time, level: "info", msg: "audit event", event })}\n`).join("");
-    writeFully(fd, midLine ? `\n${lines}` : lines, (part) => (midLine = part.at(-1) !== 0x0a));
+    // A round that failed part-way through a line (a full pipe) left it open: the next write to
+    // standard output, this sink's or the log's, ends it first, so that no line is glued to it.
+    writeLines(fd, lines, JOURNAL_PATIENCE_MS);
   };
 }
+
+/** How long a full standard output is waited for before a round fails (and is retried later). */
+const JOURNAL_PATIENCE_MS = 1000;
 
 /**
  * JSON lines appended to `path` (made 0600), opened for each round: a file rotated away by
