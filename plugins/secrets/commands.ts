@@ -15,6 +15,7 @@ import { readValueAtTerminal, secretPrompter } from "../../src/cli/prompt.ts";
 import { readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
+import { NO_KEY_PAIR, NOT_A_MEMBER } from "./e2ee-keys.ts";
 import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
 import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
 import { createShareSecret, openShareSecret, parseShareUrl, sharePassphraseProof, shareUrl, shareViewProof, type ShareKdf } from "./share-crypto.ts";
@@ -321,6 +322,27 @@ function requireCheckedKeys(pins: E2eePins, server: string, workspace: string, m
   throw new E2eePinError(
     `never checked on this machine, the public key the server hands for ${list}: ask them to run "citadel secrets e2ee fingerprint" and compare. If it is the same, run: ${retry(unchecked)}`,
   );
+}
+
+/**
+ * A holder's public key, for a rotation: null when the server says for certain that no key can be
+ * wrapped for them (no longer a member of the organization, or no key pair), and they are left
+ * out — the server then drops every version of the key they hold, for good. Any other failure
+ * (a rate limit, a server error, the network) stops the rotation before anything is sent:
+ * leaving someone out over a passing error would take their access with it. A member named in
+ * --trust was meant to stay, so even the definite answer stops it rather than leave them out.
+ */
+async function holderPublicKey(ctx: CommandContext, api: ApiClient, ws: string, user: string, trusted: ReadonlyMap<string, string>): Promise<string | null> {
+  try {
+    return (await api.request<{ public_key: string }>("GET", `${ws}/e2ee/public-keys/${encodeURIComponent(user)}`)).public_key;
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    const definite = error instanceof ApiError && error.status === 404 && (error.code === NOT_A_MEMBER || error.code === NO_KEY_PAIR);
+    if (!definite) throw new Error(`could not fetch the public key of ${user}, who holds the workspace key (${why}): nothing was sent and nobody lost access; run the rotation again`, { cause: error });
+    if (trusted.has(user)) throw new Error(`${user} is named in --trust, but the server says: ${why}; nothing was sent. To rotate without them, leave them out of --trust (they lose every version of the key).`);
+    ctx.err(`leaving out ${user}: ${why}`);
+    return null;
+  }
 }
 
 /** A user id as Citadel makes them: what the server names a member is checked before it is printed, pinned or trusted. */
@@ -779,12 +801,8 @@ export const secretsCommands: Command[] = [
         const others: MemberKey[] = [];
         for (const user of holders) {
           if (user === me) continue; // wrapped to your proven key below, not to the server's copy
-          try {
-            others.push({ user, publicKey: (await api.request<{ public_key: string }>("GET", `${ws}/e2ee/public-keys/${encodeURIComponent(user)}`)).public_key });
-          } catch (error) {
-            // No longer a member of the organization (or no key pair): they lose access too.
-            ctx.err(`leaving out ${user}: ${error instanceof Error ? error.message : String(error)}`);
-          }
+          const publicKey = await holderPublicKey(ctx, api, ws, user, trusted);
+          if (publicKey !== null) others.push({ user, publicKey });
         }
         // A key the server alone vouches for would give it the new workspace key: refused whole, before anything is sent.
         requireCheckedKeys(pins, api.baseUrl, workspace, others, trusted, (unchecked) => {

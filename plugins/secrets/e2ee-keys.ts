@@ -6,11 +6,20 @@
  */
 import type { Database } from "bun:sqlite";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { HttpProblem } from "../../src/http/problem.ts";
 import { byWhom, ensureWorkspace, event, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
 
 const PUBLIC_KEY = /^[A-Za-z0-9_-]{43}$/; // 32 bytes, base64url without padding
 const SEALED = /^c1\.[a-z]{1,4}\.[A-Za-z0-9_-]{16,4096}$/;
+
+/**
+ * The codes of publicKey's two 404s: a definite "no key can be wrapped for this user", on which
+ * a rotating client leaves a holder out (commands.ts). Any other refusal (no such workspace, a
+ * rate limit, a server error) is not that answer, and stops the rotation instead.
+ */
+export const NOT_A_MEMBER = "not_a_member";
+export const NO_KEY_PAIR = "no_key_pair";
 
 export class E2eeKeys {
   constructor(private readonly k: SecretsKernel) {}
@@ -71,9 +80,9 @@ export class E2eeKeys {
   /** A member's public key, to wrap the workspace key for them. */
   async publicKey(workspaceId: string, userId: string) {
     const ws = await this.e2eeWorkspace(workspaceId);
-    if (!this.k.identity.provider?.roleIn(userId, ws.organization_id)) throw new NotFoundError("That user is not a member of this workspace's organization.");
+    if (!this.k.identity.provider?.roleIn(userId, ws.organization_id)) throw new HttpProblem(404, NOT_A_MEMBER, "That user is not a member of this workspace's organization.");
     const row = sql.userKey(this.k.store.db, userId);
-    if (!row) throw new NotFoundError("That user has no key pair yet (citadel secrets e2ee init).");
+    if (!row) throw new HttpProblem(404, NO_KEY_PAIR, "That user has no key pair yet (citadel secrets e2ee init).");
     return { user: userId, public_key: row.public_key };
   }
 

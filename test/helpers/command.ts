@@ -23,6 +23,8 @@ export interface CommandInput {
   answer?: (request: SentRequest) => unknown;
   /** The server the client talks to (default https://citadel.test:8443, no pinned certificate). */
   server?: { baseUrl: string; certificate?: string };
+  /** Where the command keeps what this machine remembers (default: a directory that does not exist). */
+  configHome?: string;
 }
 
 export interface CommandRun {
@@ -70,7 +72,7 @@ export async function runCommand(commands: readonly Command[], words: string, in
     out: (text) => stdout.push(`${text}\n`),
     err: (text) => stderr.push(`${text}\n`),
     api: async () => api,
-    configHome: "/nonexistent/config-home",
+    configHome: input.configHome ?? "/nonexistent/config-home",
     env: input.env ?? {},
     dataDir: () => {
       throw new Error("no data directory in this test");
