@@ -177,9 +177,11 @@ export class E2eeKeys {
    * transaction). Those who stay keep the older versions, so the history still reads: a member
    * left out who holds a version stored values still use, which nobody who stays holds, is
    * refused (409) rather than dropped with it. A holder who left the organization is no member's
-   * way to that version any more, and does not hold up the rotation that shuts them out.
+   * way to that version any more, and does not hold up the rotation that shuts them out. Each
+   * holder dropped is audited as a revoke, as removing them by hand is: the rotation's own event
+   * counts only who stays.
    */
-  dropHoldersLeftOut(tx: Database, ws: sql.WorkspaceRow, staying: ReadonlySet<string>): void {
+  dropHoldersLeftOut(tx: Database, caller: Caller, ws: sql.WorkspaceRow, staying: ReadonlySet<string>, nextVersion: number): void {
     for (const { user_id: holder } of sql.workspaceKeyHoldersOfAnyVersion(tx, ws.workspace_id)) {
       if (staying.has(holder)) continue;
       if (this.k.identity.provider?.roleIn(holder, ws.organization_id)) {
@@ -191,6 +193,7 @@ export class E2eeKeys {
         }
       }
       sql.deleteWorkspaceKeys(tx, ws.workspace_id, holder);
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.revoke", resource: { type: "user", id: holder }, reason: `left out of the rotation to v${nextVersion}` }));
     }
   }
 

@@ -536,7 +536,7 @@ export class SecretsService {
       }
       if (given.size !== live.length) throw new ConflictError("Some values are not live secrets of this workspace (deleted meanwhile?): list again and retry.");
       const keep = new Set(input.wrapped.map((w) => w.user));
-      keys.dropHoldersLeftOut(tx, ws, keep);
+      keys.dropHoldersLeftOut(tx, caller, ws, keep, next);
       for (const w of input.wrapped) sql.putWorkspaceKey(tx, workspaceId, next, w.user, w.wrapped, byWhom(caller.principal), this.now());
       sql.setE2eeKeyVersion(tx, workspaceId, next);
       const rotated = { ...ws, e2ee_key_version: next };

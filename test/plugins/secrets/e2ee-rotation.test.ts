@@ -38,3 +38,22 @@ describe("a member's public key, for a rotating client (found in review)", () =>
     expect([noWorkspace.status, noWorkspace.body.code]).toEqual([404, "not_found"]);
   });
 });
+
+describe("holders a rotation leaves out (found in review: dropped with no event of their own)", () => {
+  const revokes = (c: Awaited<ReturnType<typeof testCitadel>>) =>
+    c.kernel.store.db.query("SELECT actor_user, resource_id, workspace, outcome, reason FROM audit_events WHERE action = 'secrets.e2ee.revoke' ORDER BY seq").all();
+
+  test("each one dropped is audited as a revoke, in the rotation's transaction; a refused rotation records none", async () => {
+    const { c, owner, ws, base, me, bob, carol, wrappedFor } = await encryptedForThree();
+    const refused = await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { from_version: 7, values: [], wrapped: wrappedFor(newWorkspaceKey(), me, carol.id) } });
+    expect(refused.status).toBe(409);
+    expect(revokes(c)).toEqual([]);
+    expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { from_version: 1, values: [], wrapped: wrappedFor(newWorkspaceKey(), me, carol.id) } })).status).toBe(200);
+    expect(revokes(c)).toEqual([{ actor_user: me, resource_id: bob.id, workspace: ws, outcome: "success", reason: "left out of the rotation to v2" }]);
+    expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { from_version: 2, values: [], wrapped: wrappedFor(newWorkspaceKey(), me) } })).status).toBe(200);
+    expect(revokes(c)).toEqual([
+      { actor_user: me, resource_id: bob.id, workspace: ws, outcome: "success", reason: "left out of the rotation to v2" },
+      { actor_user: me, resource_id: carol.id, workspace: ws, outcome: "success", reason: "left out of the rotation to v3" },
+    ]);
+  });
+});
