@@ -7,6 +7,7 @@
  * ciphertext handed out, so a link holder without it has nothing to guess at offline; a few
  * wrong ones burn the link. The last allowed view, revocation and expiry drop the ciphertext.
  */
+import type { Database } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import { constantTimeEqual } from "../../src/crypto/aead.ts";
 import { ConflictError, ForbiddenError, GoneError, InvalidError, NotFoundError } from "../../src/errors.ts";
@@ -121,17 +122,11 @@ export class Shares {
    */
   async open(id: string, proof: string, passphraseProof: string | undefined, request: AuditRequestContext) {
     const share = await this.usable(id, proof, request);
-    await this.checkPassphrase(share, passphraseProof, request);
+    if (share.passphrase_proof_hash !== null && passphraseProof === undefined) await this.refuseWithoutPassphraseProof(share, request);
     const ciphertext = this.k.seal.keyring().decrypt(shareKeyOwner(share.organization_id), `secrets_shares:${id}`, share.ciphertext).toString("utf8");
-    // Which view this is, as counted in the transaction: `share` was read before it, and other
-    // views of the link may have been counted since.
-    const views = await this.k.store.write((tx) => {
-      const counted = sql.countView(tx, id, this.k.clock.now());
-      this.k.audit.record(tx, viewEvent(share, counted !== null ? "success" : "failure", counted !== null ? `view ${counted} of ${share.max_views}` : "used up, expired or revoked meanwhile", request));
-      return counted;
-    });
-    if (views === null) throw new GoneError("This share link is used up, expired or revoked: it allows no more views.");
-    return { ciphertext, passphrase: share.passphrase === 1, views_left: share.max_views - views, expires_at: new Date(share.expires_at).toISOString() };
+    const decision = await this.k.store.write((tx) => this.decideView(tx, share, passphraseProof, request));
+    if ("refusal" in decision) throw decision.refusal;
+    return { ciphertext, passphrase: share.passphrase === 1, views_left: share.max_views - decision.views, expires_at: new Date(share.expires_at).toISOString() };
   }
 
   /** The share, if the proof matches and it can still be opened; a refusal is audited. */
@@ -142,44 +137,69 @@ export class Shares {
       if (share) await refuse(share, "the proof does not match the link");
       throw new NotFoundError("No such share link (or the link is not complete).");
     }
-    const now = this.k.clock.now();
-    // An organization being erased (or deleted) shares nothing more, even before its keys go.
-    const orphaned = this.k.identity.provider !== null && this.k.identity.provider.organization(share.organization_id) === null;
-    const gone = share.revoked_at !== null || orphaned ? "revoked" : now >= share.expires_at ? "expired" : share.views >= share.max_views ? "used up" : null;
+    const gone = this.goneReason(share);
     if (gone) {
       await refuse(share, gone);
-      throw new GoneError(`This share link is ${gone === "used up" ? "used up: it allowed no more views" : gone}.`);
+      throw goneError(gone);
     }
     return share;
   }
 
+  /** Why the share can no longer be opened, or null while it can. */
+  private goneReason(share: sql.ShareRow): Gone | null {
+    // An organization being erased (or deleted) shares nothing more, even before its keys go.
+    const orphaned = this.k.identity.provider !== null && this.k.identity.provider.organization(share.organization_id) === null;
+    return share.revoked_at !== null || orphaned ? "revoked" : this.k.clock.now() >= share.expires_at ? "expired" : share.views >= share.max_views ? "used up" : null;
+  }
+
+  /** Refused like every other view, on the record; not a wrong passphrase (an older client sends none). */
+  private async refuseWithoutPassphraseProof(share: sql.ShareRow, request: AuditRequestContext): Promise<never> {
+    await this.k.store.write((tx) => this.k.audit.record(tx, viewEvent(share, "failure", "no passphrase proof", request)));
+    throw new InvalidError("This link needs a proof of its passphrase, which a citadel older than this server does not send: open it with `citadel share open` of this server's version.", "passphrase_proof");
+  }
+
   /**
-   * For a link with a passphrase proof, the viewer's must match before a view is spent or the
-   * ciphertext leaves. A wrong one is counted and audited, and the MAX_WRONG_PASSPHRASES-th burns
-   * the link (revoked, its ciphertext dropped): guessing goes no further than a few online tries.
+   * Whether this view is allowed, decided and counted in the one transaction that records it:
+   * the link read again, its passphrase proof compared, a wrong one counted (the
+   * MAX_WRONG_PASSPHRASES-th burns the link), or the view counted. Requests sent at the same
+   * moment — a burst of guessed passphrases — each see what the ones before them did: no more than
+   * MAX_WRONG_PASSPHRASES wrong ones are ever compared, and once the link is burned every request
+   * gets the same refusal, the right passphrase's too. A refusal is returned, not thrown: thrown,
+   * it would roll back its own audit event.
    */
-  private async checkPassphrase(share: sql.ShareRow, passphraseProof: string | undefined, request: AuditRequestContext): Promise<void> {
-    if (share.passphrase_proof_hash === null) return; // no passphrase, or made before passphrase proofs: the link alone opens it, as it did
-    if (passphraseProof === undefined) {
-      // Refused like every other view, on the record; not a wrong passphrase (an older client sends none).
-      await this.k.store.write((tx) => this.k.audit.record(tx, viewEvent(share, "failure", "no passphrase proof", request)));
-      throw new InvalidError("This link needs a proof of its passphrase, which a citadel older than this server does not send: open it with `citadel share open` of this server's version.", "passphrase_proof");
+  private decideView(tx: Database, before: sql.ShareRow, passphraseProof: string | undefined, request: AuditRequestContext): { views: number } | { refusal: Error } {
+    const id = before.id;
+    const refuse = (reason: Gone) => {
+      this.k.audit.record(tx, viewEvent(before, "failure", reason, request));
+      return { refusal: goneError(reason) };
+    };
+    const share = sql.shareById(tx, id);
+    if (!share) return refuse("revoked"); // its organization erased meanwhile: it shares nothing more
+    const gone = this.goneReason(share);
+    if (gone) return refuse(gone);
+    if (share.passphrase_proof_hash !== null) {
+      const expected = this.k.seal.keyring().decrypt(shareKeyOwner(share.organization_id), passphraseProofContext(share.id), share.passphrase_proof_hash);
+      if (passphraseProof === undefined || !proofMatches(passphraseProof, expected)) return { refusal: this.countWrongPassphrase(tx, share, request) };
     }
-    const expected = this.k.seal.keyring().decrypt(shareKeyOwner(share.organization_id), passphraseProofContext(share.id), share.passphrase_proof_hash);
-    if (proofMatches(passphraseProof, expected)) return;
-    const wrong = await this.k.store.write((tx) => {
-      const counted = sql.countWrongPassphrase(tx, share.id);
-      this.k.audit.record(tx, viewEvent(share, "failure", "wrong passphrase", request));
-      if (counted === MAX_WRONG_PASSPHRASES) {
-        sql.revokeShare(tx, share.id, this.k.clock.now());
-        this.k.audit.record(tx, { ...anonymousShareEvent(share, request), action: "secrets.share.revoke", outcome: "success", reason: `burned: ${MAX_WRONG_PASSPHRASES} wrong passphrases` });
-      }
-      return counted;
-    });
-    // Null: revoked (or burned by other wrong passphrases) since it was read.
-    if (wrong === null || wrong >= MAX_WRONG_PASSPHRASES) throw new GoneError(`This share link is revoked${wrong === null ? "" : `: burned after ${MAX_WRONG_PASSPHRASES} wrong passphrases`}.`);
+    // Which view this is comes from the count itself, not from a read before it (views opened at
+    // the same moment would all be "the first"); countView checks again what allows a view.
+    const views = sql.countView(tx, id, this.k.clock.now());
+    if (views === null) throw new Error(`share ${id}: a view the transaction found allowed was not counted`);
+    this.k.audit.record(tx, viewEvent(share, "success", `view ${views} of ${share.max_views}`, request));
+    return { views };
+  }
+
+  /** Counts and audits a wrong passphrase of a link still open; the MAX_WRONG_PASSPHRASES-th burns it (revoked, its ciphertext dropped). */
+  private countWrongPassphrase(tx: Database, share: sql.ShareRow, request: AuditRequestContext): Error {
+    const wrong = sql.countWrongPassphrase(tx, share.id)!; // not revoked: checked in this transaction
+    this.k.audit.record(tx, viewEvent(share, "failure", "wrong passphrase", request));
+    if (wrong >= MAX_WRONG_PASSPHRASES) {
+      sql.revokeShare(tx, share.id, this.k.clock.now());
+      this.k.audit.record(tx, { ...anonymousShareEvent(share, request), action: "secrets.share.revoke", outcome: "success", reason: `burned: ${MAX_WRONG_PASSPHRASES} wrong passphrases` });
+      return new GoneError(`This share link is revoked: burned after ${MAX_WRONG_PASSPHRASES} wrong passphrases.`);
+    }
     const left = MAX_WRONG_PASSPHRASES - wrong;
-    throw new HttpProblem(403, "wrong_passphrase", `The passphrase is wrong. No view was spent; ${left} more wrong passphrase(s) burn the link.`, {}, { attempts_left: left });
+    return new HttpProblem(403, "wrong_passphrase", `The passphrase is wrong. No view was spent; ${left} more wrong passphrase(s) burn the link.`, {}, { attempts_left: left });
   }
 
   /** Drops the ciphertexts of expired links (a timer calls it). */
@@ -188,6 +208,11 @@ export class Shares {
     await this.k.store.write((tx) => sql.dropExpiredShares(tx, this.k.clock.now()));
   }
 }
+
+type Gone = "revoked" | "expired" | "used up";
+
+/** The one answer to a view of a link that can no longer be opened, whenever it is found so. */
+const goneError = (gone: Gone) => new GoneError(`This share link is ${gone === "used up" ? "used up: it allowed no more views" : gone}.`);
 
 /** The keyring owner of an organization's share links (destroyed when the organization is erased). */
 export const shareKeyOwner = (organizationId: string) => `shares:${organizationId}`;
