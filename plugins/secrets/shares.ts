@@ -93,14 +93,23 @@ export class Shares {
     return sql.sharesOf(this.k.store.db, organizationId).map((s) => view(s, now));
   }
 
-  /** By whoever made the link, or by someone who may manage the organization's members (who sees every link). */
+  /**
+   * By whoever made the link, or by someone who may manage the organization's members (who sees
+   * every link). A link that no longer opens (revoked, burned, used up, expired) is not revoked
+   * again: 409, and no event, as nothing was done (its listed state stays what ended it).
+   */
   async revoke(caller: Caller, organizationId: string, id: string) {
     const share = sql.shareById(this.k.store.db, id);
     if (!share || share.organization_id !== organizationId) throw new NotFoundError("No such share link.");
     const maker = share.created_by === byWhom(caller.principal);
     if (!maker && !mayManageMembers(this.k, caller.principal, organizationId)) throw new ForbiddenError("Only whoever made the share link, or an admin of the organization, can revoke it.");
     await this.k.store.write((tx) => {
-      sql.revokeShare(tx, id, this.k.clock.now());
+      const now = this.k.clock.now();
+      // Read again where it is written: two revocations sent at once must not both succeed.
+      const current = sql.shareById(tx, id);
+      const state = current ? stateOf(current, now) : "revoked";
+      if (state !== "active") throw new ConflictError(`This share link is ${ENDED[state]} already: there is nothing to revoke.`);
+      sql.revokeShare(tx, id, now);
       this.k.audit.record(tx, { ...event(caller, null, { action: "secrets.share.revoke", resource: { type: "share", id } }), organization: organizationId });
     });
   }
@@ -269,7 +278,13 @@ function proofMatches(proof: string, hash: Uint8Array): boolean {
   return wellFormedProof(proof) && constantTimeEqual(createHash("sha256").update(proof).digest(), hash);
 }
 
+/** A link's state, as the list shows it. */
+const stateOf = (s: sql.ShareRow, now: number) => (s.revoked_at !== null ? "revoked" : now >= s.expires_at ? "expired" : s.views >= s.max_views ? "used" : "active");
+
+/** How a refusal names the state that ended a link. */
+const ENDED = { revoked: "revoked", expired: "expired", used: "used up" } as const;
+
 function view(s: sql.ShareRow, now: number) {
-  const state = s.revoked_at !== null ? "revoked" : now >= s.expires_at ? "expired" : s.views >= s.max_views ? "used" : "active";
+  const state = stateOf(s, now);
   return { id: s.id, state, views: s.views, max_views: s.max_views, passphrase: s.passphrase === 1, source: s.source, created_by: s.created_by, created_at: new Date(s.created_at).toISOString(), expires_at: new Date(s.expires_at).toISOString() };
 }

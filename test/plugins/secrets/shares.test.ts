@@ -48,3 +48,44 @@ describe("a burst of guessed passphrases (found in review: every guess in a burs
     expect(answers.map((a) => a.body.ciphertext)).toEqual(Array(21).fill(undefined));
   });
 });
+
+describe("revoking a link that no longer opens (found in review: a second revoke answered 200 and was audited as one more)", () => {
+  const revoke = (c: App, token: string, org: string, id: string) => c.send("DELETE", `/v1/secrets/orgs/${org}/shares/${id}`, token);
+  const revokeEvents = (c: App, id: string) => c.kernel.store.db.query("SELECT outcome, reason FROM audit_events WHERE action = 'secrets.share.revoke' AND resource_id = ? ORDER BY seq").all(id);
+  const stateOf = async (c: App, token: string, org: string, id: string) =>
+    ((await c.send("GET", `/v1/secrets/orgs/${org}/shares`, token)).body.items as Array<{ id: string; state: string }>).find((s) => s.id === id)?.state;
+
+  test("revoked, burned, used up or expired: 409 conflict naming why, no event, its state as it was", async () => {
+    const { c, owner, org } = await setup({ rate_limit: { auth: { per_second: 1e6, burst: 1e6 } } });
+    const revoked = await lockedShare(c, owner, org);
+    expect((await revoke(c, owner, org, revoked.id)).status).toBe(200);
+    const again = await revoke(c, owner, org, revoked.id);
+    expect([again.status, again.body.code, again.body.detail]).toEqual([409, "conflict", "This share link is revoked already: there is nothing to revoke."]);
+    expect(revokeEvents(c, revoked.id)).toEqual([{ outcome: "success", reason: null }]);
+
+    const burned = await lockedShare(c, owner, org);
+    for (let i = 0; i < 5; i++) await view(c, burned.id, burned.proof, `wrong-guess-${i}`.padEnd(43, "x"));
+    expect((await revoke(c, owner, org, burned.id)).status).toBe(409);
+    expect(revokeEvents(c, burned.id)).toEqual([{ outcome: "success", reason: "burned: 5 wrong passphrases" }]);
+
+    const used = await lockedShare(c, owner, org);
+    expect((await view(c, used.id, used.proof, await sharePassphraseProof(used.linkKey, PHRASE, used.kdf))).status).toBe(200);
+    const usedUp = await revoke(c, owner, org, used.id);
+    expect([usedUp.status, usedUp.body.detail]).toEqual([409, "This share link is used up already: there is nothing to revoke."]);
+    expect([revokeEvents(c, used.id), await stateOf(c, owner, org, used.id)]).toEqual([[], "used"]);
+
+    const timed = await lockedShare(c, owner, org, { ttl_hours: 1 });
+    c.clock.advance(3_600_000);
+    const expired = await revoke(c, owner, org, timed.id);
+    expect([expired.status, expired.body.detail]).toEqual([409, "This share link is expired already: there is nothing to revoke."]);
+    expect([revokeEvents(c, timed.id), await stateOf(c, owner, org, timed.id)]).toEqual([[], "expired"]);
+  });
+
+  test("two revocations sent at once: one succeeds, one event", async () => {
+    const { c, owner, org } = await setup();
+    const link = await lockedShare(c, owner, org);
+    const both = await Promise.all([revoke(c, owner, org, link.id), revoke(c, owner, org, link.id)]);
+    expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+    expect(revokeEvents(c, link.id)).toHaveLength(1);
+  });
+});
