@@ -14,7 +14,10 @@ import { ConflictError, ForbiddenError, GoneError, InvalidError, NotFoundError }
 import { HttpProblem } from "../../src/http/problem.ts";
 import { newId } from "../../src/ids.ts";
 import type { AuditRequestContext } from "../../src/audit/event.ts";
-import { byWhom, environmentFor, event, mayManageMembers, type Caller, type SecretsKernel } from "./context.ts";
+import { roleHolder } from "../../src/auth/principal.ts";
+import { roleAllows } from "../../src/auth/rbac.ts";
+import { cidrContains, parseIp, type Cidr } from "../../src/net/ip.ts";
+import { byWhom, environmentFor, event, mayManageMembers, roleInWorkspace, type Caller, type SecretsKernel } from "./context.ts";
 import { shareKdfProblem, type ShareKdf } from "./share-crypto.ts";
 import * as sql from "./store.ts";
 
@@ -49,12 +52,13 @@ export class Shares {
     if (input.source) {
       const ws = sql.workspaceRow(this.k.store.db, input.source.workspace);
       if (!ws || ws.organization_id !== organizationId) throw new InvalidError("no such workspace in this organization", "source.workspace");
+      // Before anything of the workspace is told (its encryption, whether the secret exists).
+      this.requireWorkspaceRead(caller, ws);
       if (ws.e2ee === 1) throw new ConflictError("Values of an end-to-end-encrypted workspace are not shared by link: add the person to the workspace instead.");
       // The audit trail says which secret the link carries: only one the caller may read.
       const env = environmentFor(this.k, caller, ws, input.source.environment);
       const secret = sql.secretByName(this.k.store.db, env.id, input.source.name);
       if (!secret || secret.deleted_at !== null) throw new InvalidError("no such secret in that environment", "source.name");
-      if (caller.principal.workspaceId && caller.principal.workspaceId !== ws.workspace_id) throw new ForbiddenError("This token is restricted to another workspace.");
     }
     const id = newId("shr");
     const now = this.k.clock.now();
@@ -86,6 +90,21 @@ export class Shares {
       });
     });
     return view(sql.shareById(this.k.store.db, id)!, now);
+  }
+
+  /**
+   * What the guard checks of a read of the workspace's secrets, beyond what it checked of this
+   * organization route: the workspace's address allowlist, and the caller's role there (a
+   * service key's maker's). A token restricted to a workspace needs no check here: the guard
+   * refuses it on every organization route, this one too.
+   */
+  private requireWorkspaceRead(caller: Caller, ws: sql.WorkspaceRow): void {
+    const facts = this.k.identity.provider?.workspace(ws.workspace_id);
+    if (!facts) throw new InvalidError("no such workspace in this organization", "source.workspace");
+    if (!allowedFrom(caller.request.source, facts.ipAllowlist)) throw new ForbiddenError("The workspace does not allow requests from your address.");
+    if (roleHolder(caller.principal) === null) return; // a service key made before keys named their maker: no role to go by, as for the guard
+    const role = roleInWorkspace(this.k, caller.principal, ws);
+    if (role === null || !roleAllows(role, "view")) throw new ForbiddenError(`Your role (${role ?? "none"}) in the workspace does not allow reading its secrets.`);
   }
 
   list(organizationId: string) {
@@ -222,6 +241,13 @@ type Gone = "revoked" | "expired" | "used up";
 
 /** The one answer to a view of a link that can no longer be opened, whenever it is found so. */
 const goneError = (gone: Gone) => new GoneError(`This share link is ${gone === "used up" ? "used up: it allowed no more views" : gone}.`);
+
+/** Whether the client's address is in the allowlist (empty: any address), as the guard decides it (src/http/guard.ts). */
+function allowedFrom(client: string | null | undefined, allowlist: readonly Cidr[]): boolean {
+  if (allowlist.length === 0) return true;
+  const ip = client ? parseIp(client) : null;
+  return ip !== null && allowlist.some((c) => cidrContains(c, ip));
+}
 
 /** The keyring owner of an organization's share links (destroyed when the organization is erased). */
 export const shareKeyOwner = (organizationId: string) => `shares:${organizationId}`;

@@ -89,3 +89,34 @@ describe("revoking a link that no longer opens (found in review: a second revoke
     expect(revokeEvents(c, link.id)).toHaveLength(1);
   });
 });
+
+describe("a link carrying a stored secret (found in review: its source was looked up past the workspace's allowlist)", () => {
+  test("the workspace's address allowlist is checked before the secret is looked up: from outside it, a name that exists and one that does not get the same 403", async () => {
+    const { c, owner, org } = await setup();
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "locked" } })).body.id as string;
+    expect((await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/production/secrets/REAL`, owner, { json: { value: "v" } })).status).toBe(200);
+    expect((await c.send("PATCH", `/v1/iam/workspaces/${ws}`, owner, { json: { ip_allowlist: ["203.0.113.0/24"] }, headers: { "x-test-peer": "203.0.113.5" } })).status).toBe(200); // set from inside it (no lockout)
+    const editor = await c.addUser(owner, "editor@example.org", "editor");
+    const share = (name: string, peer = "127.0.0.1") =>
+      c.send("POST", `/v1/secrets/orgs/${org}/shares`, editor.token, { json: { ciphertext: "c1.sh.x", view_proof: "p".repeat(43), passphrase: false, source: { workspace: ws, environment: "production", name } }, headers: { "x-test-peer": peer } });
+    const read = await c.send("GET", `/v1/secrets/workspaces/${ws}/environments/production/secrets/REAL`, editor.token);
+    const [real, missing] = [await share("REAL"), await share("MISSING")];
+    expect([real.status, real.body.detail]).toEqual([403, read.body.detail]);
+    expect([missing.status, missing.body.detail]).toEqual([403, read.body.detail]);
+    expect(read.body.detail).toBe("The workspace does not allow requests from your address.");
+    // From inside it, as before: made for a secret that exists, refused for one that does not.
+    expect((await share("REAL", "203.0.113.5")).status).toBe(200);
+    expect((await share("MISSING", "203.0.113.5")).status).toBe(422);
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secrets_shares").get()).toEqual({ n: 1 });
+  });
+
+  test("a token restricted to a workspace makes no link at all: the guard refuses it on the organization's route (what made a check of it in the handler dead code)", async () => {
+    const { c, owner, org } = await setup();
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "one" } })).body.id as string;
+    await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/production/secrets/REAL`, owner, { json: { value: "v" } });
+    const narrow = await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "one workspace", scopes: ["secrets:read", "secrets:write"], workspace: ws } });
+    expect(narrow.status).toBe(200);
+    const made = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, narrow.body.token, { json: { ciphertext: "c1.sh.x", view_proof: "p".repeat(43), passphrase: false, source: { workspace: ws, environment: "production", name: "REAL" } } });
+    expect([made.status, made.body.detail]).toEqual([403, "This token is restricted to another workspace."]);
+  });
+});
