@@ -21,8 +21,24 @@ export const SecretsSettings = section("Secrets: value size, share links, webhoo
   }),
   webhook_max_attempts: Type.Integer({ default: 8, minimum: 1, maximum: 50, description: "Deliveries tried this many times (back-off doubling from 5 s, at most 1 h) before giving up." }),
   webhook_timeout_seconds: Type.Integer({ default: 10, minimum: 1, maximum: 120, description: "How long one delivery attempt waits for the receiver." }),
-}, checkWebhookPrefixes);
+}, checkSecretsSettings);
 export type SecretsSettings = Static<typeof SecretsSettings>;
+
+/** The section's checks across keys and within lists, run when the config is loaded. */
+function checkSecretsSettings(s: { share_default_ttl_hours: number; share_max_ttl_hours: number; webhook_allowed_urls: readonly string[] }): void {
+  checkShareTtls(s);
+  checkWebhookPrefixes(s);
+}
+
+/**
+ * A default life longer than the longest allowed would refuse every link made without a TTL
+ * (422, naming secrets.share_max_ttl_hours): refused at start-up instead, naming both keys.
+ */
+export function checkShareTtls(s: Record<"share_default_ttl_hours" | "share_max_ttl_hours", number>): void {
+  if (s.share_default_ttl_hours > s.share_max_ttl_hours) {
+    throw new ConfigError(`secrets.share_default_ttl_hours: must be at most secrets.share_max_ttl_hours (${s.share_max_ttl_hours}), is ${s.share_default_ttl_hours}`);
+  }
+}
 
 /**
  * Each allowed prefix, checked when the config is loaded: a typo stops start-up naming the key

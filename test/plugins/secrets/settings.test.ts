@@ -23,3 +23,10 @@ test("webhook_allowed_urls: a prefix whose path no webhook URL may have (an enco
   }
   expect(prefixes("https://hooks.example.org/team-a/")).not.toThrow();
 });
+
+test("share_default_ttl_hours above share_max_ttl_hours is a config error naming both keys, against the defaults too (found in review: taken, then every link made without a TTL was refused, 422)", () => {
+  expect(load({ CITADEL_SECRETS_SHARE_DEFAULT_TTL_HOURS: "200" })).toThrow(new ConfigError("secrets.share_default_ttl_hours: must be at most secrets.share_max_ttl_hours (168), is 200"));
+  expect(load({ CITADEL_SECRETS_SHARE_MAX_TTL_HOURS: "12" })).toThrow(new ConfigError("secrets.share_default_ttl_hours: must be at most secrets.share_max_ttl_hours (12), is 24"));
+  expect(load({ CITADEL_SECRETS_SHARE_DEFAULT_TTL_HOURS: "12", CITADEL_SECRETS_SHARE_MAX_TTL_HOURS: "12" })).not.toThrow();
+  expect(load({ CITADEL_SECRETS_SHARE_DEFAULT_TTL_HOURS: "200", CITADEL_SECRETS_SHARE_MAX_TTL_HOURS: "720" })).not.toThrow();
+});
