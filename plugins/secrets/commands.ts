@@ -1,6 +1,6 @@
 /**
  * CLI: citadel secrets list|get|set|delete|restore|history|rollback|rotate|import|export,
- * citadel run, citadel share (and share open), citadel secrets e2ee init|enable|grant.
+ * citadel run, citadel share (and share open|list|revoke), citadel secrets e2ee init|enable|grant|rotate.
  * Values are read from standard input (or a prompt that does not echo), never from the
  * command line, so they stay out of shell history. In an end-to-end-encrypted workspace the
  * values are encrypted and decrypted here, with the workspace key unwrapped by your private key.
@@ -367,6 +367,17 @@ function trustedFingerprints(option: unknown): Map<string, string> {
   return trusted;
 }
 
+/** One page of `GET /orgs/:org/shares` (model.ts ShareList). */
+interface SharePage {
+  items: Array<{ id: string; state: string; views: number; max_views: number; passphrase: boolean; source: string | null; created_by: string; created_at: string; expires_at: string }>;
+  next_cursor: string | null;
+}
+
+/** The largest page the server gives (model.ts ShareListQuery). */
+const SHARE_PAGE_MAX = 1000;
+const SHARE_ID = /^shr_[A-Za-z0-9]{1,40}$/;
+const sharesPath = (org: string) => `/v1/secrets/orgs/${encodeURIComponent(org)}/shares`;
+
 interface Metadata {
   name: string;
   version: number;
@@ -651,7 +662,7 @@ export const secretsCommands: Command[] = [
       if (ttl !== undefined) body.ttl_hours = ttl;
       if (views !== undefined) body.max_views = views;
       if (source) body.source = source;
-      const share = await api.request<{ id: string; expires_at: string; max_views: number }>("POST", `/v1/secrets/orgs/${encodeURIComponent(org)}/shares`, body);
+      const share = await api.request<{ id: string; expires_at: string; max_views: number }>("POST", sharesPath(org), body);
       const url = shareUrl(api.baseUrl, share.id, sealed.linkKey);
       print(ctx, { ...share, url }, url);
       const howToOpen = sealed.passphraseRequired ? "with citadel share open '<url>' (a browser cannot use the passphrase)" : "in a browser, or with citadel share open '<url>'";
@@ -683,6 +694,47 @@ export const secretsCommands: Command[] = [
       }
       const value = await openViewedShare(ctx, content, linkKey, phrase);
       print(ctx, { value, views_left: content.views_left }, value);
+      return 0;
+    },
+  },
+  {
+    words: ["share", "list"],
+    summary: "List the organization's share links, newest first, one page at a time: state, views, who made them (never their content)",
+    options: {
+      org: { type: "string", description: "The organization (org_...); default: your only one" },
+      limit: { type: "string", description: `How many (default 100, at most ${SHARE_PAGE_MAX})` },
+      cursor: { type: "string", description: "Continue after a previous page" },
+    },
+    async run(ctx) {
+      const limit = integerOption(ctx, "limit", 1, SHARE_PAGE_MAX);
+      const cursor = typeof ctx.options.cursor === "string" ? ctx.options.cursor : undefined;
+      const api = await ctx.api();
+      const org = await organizationOf(ctx, api);
+      const query = new URLSearchParams({ ...(limit === undefined ? {} : { limit: String(limit) }), ...(cursor === undefined ? {} : { cursor }) });
+      const page = await api.request<SharePage>("GET", `${sharesPath(org)}${query.size > 0 ? `?${query}` : ""}`);
+      if (ctx.json) {
+        print(ctx, page, "");
+        return 0;
+      }
+      const rows = page.items.map((s) => [s.id, s.state, `${s.views}/${s.max_views}`, s.passphrase ? "yes" : "no", s.source ?? "(a one-off value)", s.created_by, s.created_at, s.expires_at]);
+      ctx.out(forStdout(rows.length === 0 ? "no share links" : table([["ID", "STATE", "VIEWS", "PASSPHRASE", "CARRIES", "MADE BY", "MADE", "EXPIRES"], ...rows])));
+      if (page.next_cursor) ctx.out(`(more: --cursor ${page.next_cursor})`);
+      return 0;
+    },
+  },
+  {
+    words: ["share", "revoke"],
+    summary: "Revoke a share link: it opens no more, and its content is dropped (whoever made it, or an admin of the organization)",
+    args: "<id>",
+    maxArgs: 1,
+    options: { org: { type: "string", description: "The organization (org_...); default: your only one" } },
+    async run(ctx) {
+      const id = requireArg(ctx, "the share link's id (shr_..., as citadel share list shows it)");
+      if (!SHARE_ID.test(id)) throw new UsageError(`${JSON.stringify(id)} is not a share link's id (shr_..., as citadel share list shows it; not the link itself)`);
+      const api = await ctx.api();
+      const org = await organizationOf(ctx, api);
+      const done = await api.request("DELETE", `${sharesPath(org)}/${encodeURIComponent(id)}`);
+      print(ctx, done, `${id} revoked: it opens no more`);
       return 0;
     },
   },

@@ -255,9 +255,10 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           response: m.Share,
           detail: { summary: "Make a share link (the client encrypted the value; the key stays in the link)", tags: ["secrets: shares"], ...access({ scope: "secrets:write", org: "org" }) },
         })
-        .get("/orgs/:org/shares", ({ params }) => items(shares.list(params.org)), {
+        .get("/orgs/:org/shares", ({ params, query }) => shares.list(params.org, query.limit ?? 100, query.cursor), {
+          query: m.ShareListQuery,
           response: m.ShareList,
-          detail: { summary: "The organization's share links (never their content; admins: sources name secrets of any workspace)", tags: ["secrets: shares"], ...access({ scope: "secrets:read", org: "org", permission: "manage_members" }) },
+          detail: { summary: "The organization's share links, newest first, one page at a time (never their content; admins: sources name secrets of any workspace)", tags: ["secrets: shares"], ...access({ scope: "secrets:read", org: "org", permission: "manage_members" }) },
         })
         .delete(
           "/orgs/:org/shares/:share",

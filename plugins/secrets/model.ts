@@ -140,7 +140,11 @@ export const Share = t.Object({
   created_at: Iso,
   expires_at: Iso,
 });
-export const ShareList = t.Object({ items: t.Array(Share) });
+export const ShareListQuery = t.Object({
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  cursor: t.Optional(t.String({ maxLength: 100, description: "`next_cursor` of the previous page." })),
+});
+export const ShareList = t.Object({ items: t.Array(Share), next_cursor: t.Union([t.String(), t.Null()], { description: "Pass as `cursor` for the next (older) page; null on the last page." }) });
 export const ShareView = t.Object({
   proof: t.String({ maxLength: 256 }),
   passphrase_proof: t.Optional(t.String({ maxLength: 256, description: "For a link whose peek gave passphrase_kdf: needed to view it." })),

@@ -107,9 +107,12 @@ export class Shares {
     if (role === null || !roleAllows(role, "view")) throw new ForbiddenError(`Your role (${role ?? "none"}) in the workspace does not allow reading its secrets.`);
   }
 
-  list(organizationId: string) {
+  /** One page of the organization's links, newest first; `next_cursor` continues after it (null: the last page). */
+  list(organizationId: string, limit: number, cursor?: string) {
     const now = this.k.clock.now();
-    return sql.sharesOf(this.k.store.db, organizationId).map((s) => view(s, now));
+    const rows = sql.sharesOf(this.k.store.db, organizationId, limit + 1, cursor === undefined ? null : decodeCursor(cursor));
+    const page = rows.slice(0, limit);
+    return { items: page.map((s) => view(s, now)), next_cursor: rows.length > limit ? encodeCursor(page.at(-1)!) : null };
   }
 
   /**
@@ -302,6 +305,15 @@ const passphraseProofContext = (id: string) => `secrets_shares:${id}:passphrase_
  */
 function proofMatches(proof: string, hash: Uint8Array): boolean {
   return wellFormedProof(proof) && constantTimeEqual(createHash("sha256").update(proof).digest(), hash);
+}
+
+/** A page's end as the client holds it: opaque, as the audit list's (src/audit/query.ts). */
+const encodeCursor = (s: sql.ShareKey) => Buffer.from(`share:${s.created_at}:${s.id}`).toString("base64url");
+
+function decodeCursor(cursor: string): sql.ShareKey {
+  const m = Buffer.from(cursor, "base64url").toString().match(/^share:(\d{1,15}):(shr_[A-Za-z0-9]{1,40})$/);
+  if (!m) throw new InvalidError("the cursor is not one this API returned", "query.cursor");
+  return { created_at: Number(m[1]), id: m[2]! };
 }
 
 /** A link's state, as the list shows it. */

@@ -246,8 +246,20 @@ export function insertShare(tx: Database, row: Omit<ShareRow, "views" | "revoked
 
 export const shareById = (db: Database, id: string) => db.query<ShareRow, [string]>("SELECT * FROM secrets_shares WHERE id = ?").get(id);
 
-export const sharesOf = (db: Database, organizationId: string) =>
-  db.query<ShareRow, [string]>("SELECT * FROM secrets_shares WHERE organization_id = ? ORDER BY created_at DESC LIMIT 500").all(organizationId);
+/** Where a page of share links ends: the last link on it (newest first, the id breaking ties). */
+export interface ShareKey {
+  created_at: number;
+  id: string;
+}
+
+/** The organization's links, newest first: at most `limit`, after `after` (the last of the page before). */
+export const sharesOf = (db: Database, organizationId: string, limit: number, after: ShareKey | null) =>
+  db
+    .query<ShareRow, [string, number | null, string | null, number]>(
+      `SELECT * FROM secrets_shares WHERE organization_id = ?1 AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id < ?3))
+        ORDER BY created_at DESC, id DESC LIMIT ?4`,
+    )
+    .all(organizationId, after?.created_at ?? null, after?.id ?? null, limit);
 
 /**
  * Counts a view, only while views are left; the last view drops the ciphertext. Returns the

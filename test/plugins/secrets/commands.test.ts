@@ -92,3 +92,38 @@ describe("secrets purge (found in an operator's walkthrough: secrets delete spok
     expect(run.stdout).toBe("DB purged: every version is gone\n");
   });
 });
+
+describe("share list and share revoke (found in review: no command listed or revoked links)", () => {
+  const link = (id: string, state: string, source: string | null) => ({ id, state, views: 0, max_views: 1, passphrase: true, source, created_by: "usr_AAAAAAAAAAAAAA", created_at: "2026-06-01T00:00:00.000Z", expires_at: "2026-06-02T00:00:00.000Z" });
+  const page = { items: [link("shr_AAAAAAAAAAAAAA", "active", "ws_1/production/DB"), link("shr_BBBBBBBBBBBBBB", "revoked", null)], next_cursor: "c2hhcmU6MTox" };
+
+  test("share list: a table, then how to go on; --limit and --cursor passed on; --json the page as the server gave it", async () => {
+    const run = await runCommand(secretsCommands, "share list", { options: { org: "org_1", limit: "2", cursor: "abc" }, answer: () => page });
+    expect(run.code).toBe(0);
+    expect(run.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["GET /v1/secrets/orgs/org_1/shares?limit=2&cursor=abc"]);
+    expect(run.stdout.split("\n")[0]).toMatch(/^ID +STATE +VIEWS +PASSPHRASE +CARRIES +MADE BY +MADE +EXPIRES$/);
+    expect(run.stdout).toContain("shr_AAAAAAAAAAAAAA  active   0/1    yes         ws_1/production/DB");
+    expect(run.stdout).toContain("(a one-off value)");
+    expect(run.stdout).toEndWith("(more: --cursor c2hhcmU6MTox)\n");
+    const json = await runCommand(secretsCommands, "share list", { options: { org: "org_1" }, json: true, answer: () => page });
+    expect([json.requests[0]!.path, JSON.parse(json.stdout)]).toEqual(["/v1/secrets/orgs/org_1/shares", page]);
+  });
+
+  test("share list --limit out of the server's range: a usage error, before any request", async () => {
+    for (const limit of ["0", "1001", "many"]) {
+      const run = await runCommand(secretsCommands, "share list", { options: { org: "org_1", limit } });
+      expect([run.code, run.error?.message, run.requests]).toEqual([2, `--limit: a whole number from 1 to 1000, not ${JSON.stringify(limit)}`, []]);
+    }
+  });
+
+  test("share revoke ID: the link's DELETE; something that is not an id (the link itself) is a usage error, before any request", async () => {
+    const run = await runCommand(secretsCommands, "share revoke", { args: ["shr_AAAAAAAAAAAAAA"], options: { org: "org_1" }, answer: () => ({ ok: true }) });
+    expect([run.code, run.stdout]).toEqual([0, "shr_AAAAAAAAAAAAAA revoked: it opens no more\n"]);
+    expect(run.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["DELETE /v1/secrets/orgs/org_1/shares/shr_AAAAAAAAAAAAAA"]);
+    for (const args of [[], ["https://citadel.test:8443/v1/secrets/shares/shr_AAAAAAAAAAAAAA#key"]]) {
+      const refused = await runCommand(secretsCommands, "share revoke", { args, options: { org: "org_1" } });
+      expect([refused.code, refused.requests]).toEqual([2, []]);
+      expect(refused.error?.message).toContain("shr_..., as citadel share list shows it");
+    }
+  });
+});

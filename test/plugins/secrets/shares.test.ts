@@ -120,3 +120,55 @@ describe("a link carrying a stored secret (found in review: its source was looke
     expect([made.status, made.body.detail]).toEqual([403, "This token is restricted to another workspace."]);
   });
 });
+
+describe("the list of share links, one page at a time (found in review: it stopped at 500, silently)", () => {
+  /** `n` links of the organization, made straight in the store (the list reads no content), some at the same moment. */
+  function manyLinks(c: App, org: string, n: number): string[] {
+    const ids: string[] = [];
+    const insert = c.kernel.store.db.query(
+      "INSERT INTO secrets_shares (id, organization_id, created_by, ciphertext, view_proof_hash, passphrase, max_views, source, expires_at, created_at) VALUES (?, ?, 'usr_x', x'', x'00', 0, 1, NULL, ?, ?)",
+    );
+    for (let i = 0; i < n; i++) {
+      const id = `shr_${String(i).padStart(14, "0")}`;
+      insert.run(id, org, c.clock.now() + 3_600_000, c.clock.now() - Math.floor(i / 3) * 1000); // three to a moment
+      ids.push(id);
+    }
+    return ids;
+  }
+  const list = (c: App, token: string, org: string, query = "") => c.send("GET", `/v1/secrets/orgs/${org}/shares${query}`, token);
+
+  test("newest first, 100 to a page by default, next_cursor to the end: every link once, past 500", async () => {
+    const { c, owner, org } = await setup();
+    const ids = manyLinks(c, org, 510);
+    // Newest first; among links made at the same moment, the greater id first.
+    const moment = (id: string) => Math.floor(Number(id.slice(4)) / 3); // 0: the newest
+    const expected = [...ids].sort((a, b) => moment(a) - moment(b) || b.localeCompare(a));
+    const seen: string[] = [];
+    const sizes: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await list(c, owner, org, cursor === null ? "" : `?cursor=${cursor}`);
+      expect(page.status).toBe(200);
+      sizes.push(page.body.items.length);
+      seen.push(...page.body.items.map((s: { id: string }) => s.id));
+      cursor = page.body.next_cursor;
+    } while (cursor !== null);
+    expect(sizes).toEqual([100, 100, 100, 100, 100, 10]);
+    expect(seen).toEqual(expected);
+    const whole = await list(c, owner, org, "?limit=1000");
+    expect([whole.body.items.length, whole.body.next_cursor]).toEqual([510, null]);
+  });
+
+  test("a page ending between links made at the same moment goes on with the next of them; a cursor not made by the API, or a limit out of range, is refused naming it", async () => {
+    const { c, owner, org } = await setup();
+    manyLinks(c, org, 7);
+    const first = await list(c, owner, org, "?limit=2");
+    const second = await list(c, owner, org, `?limit=2&cursor=${first.body.next_cursor}`);
+    expect([...first.body.items, ...second.body.items].map((s: { id: string }) => s.id)).toEqual(["shr_00000000000002", "shr_00000000000001", "shr_00000000000000", "shr_00000000000005"]);
+    for (const query of ["?cursor=bm90IG1pbmU", `?cursor=${Buffer.from("share:1:shr_x'--").toString("base64url")}`]) {
+      const bad = await list(c, owner, org, query);
+      expect([bad.status, bad.body.errors?.[0]]).toEqual([422, { field: "query.cursor", message: "the cursor is not one this API returned" }]);
+    }
+    for (const limit of ["0", "1001"]) expect((await list(c, owner, org, `?limit=${limit}`)).status).toBe(422);
+  });
+});
