@@ -3,7 +3,8 @@
  * must stay shredded. `citadel audit erase` is in no ledger — only its keys tell: a `deks` row
  * of owner `audit-subject/<subject>` whose wrapped bytes are gone (NULL) in the database the
  * restore replaced (src/restore-marker.ts). A full erasure is in the erasure ledger, carried
- * over by the service (service.ts), which erases again with every key it takes. Keys destroyed
+ * over by the service (service.ts), which erases again with every key it takes once due: the
+ * keys of an erasure still pending were shredded by `audit erase`, and are shredded again here. Keys destroyed
  * for other reasons are not replayed: a workspace or a webhook deleted after the backup comes
  * back with the backup, readable (a restore is how a deletion by mistake is undone).
  */
@@ -67,14 +68,19 @@ function destroyAgain(k: Kernel, tx: Database, before: DestroyedBefore[], now: n
 
 /**
  * The audit log keys the previous database had shredded, but those of subjects its erasure
- * ledger names: their erasure is carried over (or held, when its subject is the last operator
- * or owner here) by the service, and takes the keys with it — not here, behind its back.
+ * ledger records as erased for good: the keys went with that erasure, which is carried over
+ * as one already due (erased again at this start) or held, when its subject is the last
+ * operator or owner here — left to it, not shredded here behind its back. A pending erasure
+ * destroys no keys: the keys of its subject went by `audit erase`, and are destroyed again now,
+ * not up to grace_days later when the erasure falls due.
  */
 function destroyedIn(db: Database): DestroyedBefore[] {
   if (!hasTable(db, "deks")) return [];
-  const ledger = hasTable(db, "subject_erasures") ? new Set(db.query<{ subject_id: string }, []>("SELECT subject_id FROM subject_erasures").all().map((r) => subjectKeyOwner(r.subject_id))) : new Set<string>();
+  const erased = hasTable(db, "subject_erasures")
+    ? new Set(db.query<{ subject_id: string }, []>("SELECT subject_id FROM subject_erasures WHERE erased_at IS NOT NULL").all().map((r) => subjectKeyOwner(r.subject_id)))
+    : new Set<string>();
   return db
     .query<DestroyedBefore, [string]>("SELECT owner, max(version) AS version FROM deks WHERE wrapped IS NULL AND owner GLOB ? GROUP BY owner")
     .all(`${subjectKeyOwner("")}*`)
-    .filter((d) => !ledger.has(d.owner));
+    .filter((d) => !erased.has(d.owner));
 }

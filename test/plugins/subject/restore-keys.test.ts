@@ -84,7 +84,7 @@ test("a workspace deleted after the backup comes back readable: only audit log k
   }
 });
 
-test("audit log keys of a subject in the previous erasure ledger are left to that erasure (carried over or held), not shredded here (found in review)", async () => {
+test("audit log keys of a subject whose erasure was done in the previous database are left to that erasure (carried over or held), not shredded here (found in review)", async () => {
   const c = await newCitadel();
   const operator = await c.login(c.owner.email, c.owner.password);
   const frank = await c.addUser(operator, "frank@example.org", "viewer");
@@ -100,11 +100,38 @@ test("audit log keys of a subject in the previous erasure ledger are left to tha
     // The previous database's ledger names frank (an erasure of him was asked for there).
     const previous = new (await import("bun:sqlite")).Database(join(dir, PREVIOUS));
     previous.run("CREATE TABLE IF NOT EXISTS subject_erasures (id TEXT PRIMARY KEY, kind TEXT, subject_id TEXT, requested_at INTEGER, requested_by TEXT, due_at INTEGER, erased_at INTEGER, summary TEXT)");
-    previous.query("INSERT INTO subject_erasures (id, kind, subject_id, requested_at, requested_by, due_at, erased_at, summary) VALUES ('era_f', 'user', ?, 0, 'usr_op', 0, NULL, NULL)").run(frank.id);
+    previous.query("INSERT INTO subject_erasures (id, kind, subject_id, requested_at, requested_by, due_at, erased_at, summary) VALUES ('era_f', 'user', ?, 0, 'usr_op', 0, 0, 'erased')").run(frank.id);
     previous.close();
     for (const key of backupKeys) db.query("UPDATE deks SET wrapped = ?, destroyed_at = NULL WHERE owner = ? AND version = ?").run(key.wrapped, owner, key.version);
     writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "rst_ledger", backup: "citadel-20260501T000000Z.backup", previous: PREVIOUS }));
     expect(await carryOverDestroyedKeys(c.kernel as never, dir)).toEqual({ owners: 0, keys: 0, previousRead: true });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("an audit erase made after the backup is shredded again when the same person's erasure is only pending: it waits for its due date, the keys do not (found in review)", async () => {
+  const c = await newCitadel();
+  const operator = await c.login(c.owner.email, c.owner.password);
+  const erin = await c.addUser(operator, "erin@example.org", "viewer");
+  const db = c.kernel.store.db;
+  const owner = subjectKeyOwner(erin.id);
+  const backupKeys = db.query("SELECT version, wrapped FROM deks WHERE owner = ?").all(owner) as Array<{ version: number; wrapped: Uint8Array }>;
+  expect(backupKeys.length).toBeGreaterThan(0);
+  const ask = await c.send("POST", `/v1/audit/subjects/${erin.id}/erase`, operator);
+  expect((await c.send("POST", `/v1/audit/subjects/${erin.id}/erase`, operator, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+  // Then her full erasure, pending for the grace period.
+  const path = `/v1/subject/user/${erin.id}/erasure`;
+  const askErasure = await c.send("POST", path, operator);
+  expect((await c.send("POST", path, operator, { headers: { "x-citadel-confirm": askErasure.body.confirmation_token } })).body.erased_at).toBeNull();
+  const dir = mkdtempSync(join(tmpdir(), "citadel-restored-"));
+  try {
+    db.run(`VACUUM INTO '${join(dir, PREVIOUS)}'`);
+    for (const key of backupKeys) db.query("UPDATE deks SET wrapped = ?, destroyed_at = NULL WHERE owner = ? AND version = ?").run(key.wrapped, owner, key.version);
+    writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "rst_pending", backup: "citadel-20260501T000000Z.backup", previous: PREVIOUS }));
+    expect(await carryOverDestroyedKeys(c.kernel as never, dir)).toEqual({ owners: 1, keys: backupKeys.length, previousRead: true });
+    const readable = db.query("SELECT count(*) AS n FROM deks WHERE owner = ? AND wrapped IS NOT NULL").get(owner) as { n: number };
+    expect(readable.n).toBe(0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
