@@ -59,9 +59,15 @@ export const subjectPlugin = definePlugin<SubjectSettings>({
   async start(k) {
     const service = subjectServiceOf(k);
     const unregister = subjectsOf(k.store).register(auditSubjects(k));
-    const run = () => void service.runDue().catch((e) => k.log.error("subject: erasing due subjects failed", { error: String(e) }));
+    const run = () => {
+      if (k.seal.sealed) return; // erasing needs the keys: the unseal runs it (below)
+      void service.runDue().catch((e) => k.log.error("subject: erasing due subjects failed", { error: String(e) }));
+    };
     const timer = setInterval(run, HOUR);
     timer.unref();
+    // Erasing needs the keys: on an instance that starts sealed (key shares), what fell due
+    // meanwhile, or was carried over by a restore, is erased once unsealed — not an hour later.
+    const stopOnUnseal = k.seal.onUnseal(run);
     // Before the backup plugin (later in the list) consumes the restore marker.
     const carried = await service.carryOverErasures(k.config.data_dir);
     if (carried && !carried.previousRead) k.log.warn("subject: after a restore, no previous database to read erasures from: erasures asked for after the backup are unknown and must be made again");
@@ -71,6 +77,7 @@ export const subjectPlugin = definePlugin<SubjectSettings>({
     if (keys && keys.keys > 0) k.log.warn("subject: audit log keys shredded after the restored backup were shredded again", { owners: keys.owners, keys: keys.keys });
     run();
     return async () => {
+      stopOnUnseal();
       unregister();
       clearInterval(timer);
     };

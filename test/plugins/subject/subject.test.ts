@@ -157,6 +157,19 @@ describe("erasure", () => {
     expect(subjectEvents(c).filter((e) => e.action === "subject.erased").map((e) => e.reason.split(":")[0])).toEqual(["requested", "erased for good"]);
   });
 
+  test("an erasure that fell due while sealed is erased once unsealed, not at the next hourly run (found in review)", async () => {
+    const { c, operator } = await setup();
+    const bob = await c.addUser(operator, "bob@example.org", "viewer");
+    expect((await confirmed(c, `/v1/subject/user/${bob.id}/erasure`, operator)).status).toBe(200);
+    c.kernel.seal.seal();
+    c.clock.advance(30 * DAY + 1000);
+    c.kernel.seal.unsealWithKey(c.kernel.rootKey); // what POST /v1/sys/unseal ends in
+    const erasedAt = () => (c.kernel.store.db.query("SELECT erased_at FROM subject_erasures WHERE subject_id = ?").get(bob.id) as { erased_at: number | null }).erased_at;
+    for (const deadline = Date.now() + 3000; erasedAt() === null && Date.now() < deadline; ) await Bun.sleep(10);
+    expect(erasedAt()).toBe(c.clock.now());
+    expect(c.kernel.store.db.query("SELECT email FROM users WHERE id = ?").get(bob.id)).toEqual({ email: `erased-${bob.id}@erased.invalid` });
+  });
+
   test("an organization: its secrets crypto-shredded, zones and networks deleted, members gone", async () => {
     const { c, operator, org } = await setup();
     // The operator owns "default": erase a second organization they create.
