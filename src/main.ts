@@ -274,7 +274,7 @@ function holdDataDirectory(dataDir: string, command: DataDirectoryWriter): HeldL
 
 async function prepareLocked(loaded: LoadedConfig, log: Logger, env: Env, lock: HeldLock): Promise<Prepared> {
   const { config } = loaded;
-  settleInterruptedRestore(config.data_dir); // before the database is opened (or made)
+  settleInterruptedRestore(config.data_dir, log); // before the database is opened (or made)
   if (!loaded.configFileExists && !loaded.configPathExplicit) {
     const header = "Citadel configuration, generated on first start.\nEvery key is optional: a commented-out key shows its default.";
     writeFileAtomic(loaded.configPath, renderConfigToml(configSchema, { commented: true, header }), 0o600);

@@ -7,8 +7,9 @@
  */
 import type { Database } from "bun:sqlite";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { dataDirectoryHolder } from "./file-lock.ts";
 import { openReadOnly } from "./store/read-only.ts";
 
 /** Left in the data directory by `citadel restore`; the next start audits the restore and removes it. */
@@ -104,4 +105,41 @@ export function readPrevious<T>(previous: string | null, read: (db: Database) =>
 /** Whether `db` has the table (a previous database from an older version may lack it). */
 export function hasTable(db: Database, table: string): boolean {
   return db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== null;
+}
+
+/** The decrypted database `citadel restore` writes beside citadel.db before its swap, and SQLite's companions of it. */
+const RESTORE_COPY = /^(citadel\.db\.restoring-\d+)(-journal|-wal|-shm)?$/;
+
+/**
+ * Decrypted copies of a backup that a restore killed before its swap left in the data
+ * directory (the restore removes its own on any failure it lives through, and the next restore
+ * every one): a full database in clear — emails, password hashes, personal data — that no
+ * erasure reaches. Not the one the marker names (`swapping_in`): that is the checked database a
+ * start puts in place to finish the swap; nor any while a marker does not read (it may name
+ * one), or while a restore holds the data directory's lock (its copy is in the making).
+ */
+export function abandonedRestoreCopies(dataDir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dataDir);
+  } catch {
+    return []; // not there, or not this user's to look in
+  }
+  const copies = names.filter((name) => RESTORE_COPY.test(name));
+  if (copies.length === 0 || dataDirectoryHolder(dataDir) === "restore") return [];
+  const named = swappingIn(dataDir);
+  if (named === "unknown") return [];
+  return copies.filter((name) => RESTORE_COPY.exec(name)![1] !== named).sort();
+}
+
+/** The copy a restore's marker names as the database it is swapping in; null for none, "unknown" when the marker does not read. */
+function swappingIn(dataDir: string): string | null | "unknown" {
+  const marker = join(dataDir, RESTORE_MARKER);
+  if (!existsSync(marker)) return null;
+  try {
+    const name = (JSON.parse(readFileSync(marker, "utf8")) as { swapping_in?: unknown } | null)?.swapping_in;
+    return typeof name === "string" ? name : null;
+  } catch {
+    return "unknown";
+  }
 }

@@ -19,6 +19,8 @@ import { ConfigError } from "../../src/config/error.ts";
 import { parseWiping, verifies } from "../../src/crypto/root-key.ts";
 import { dataDirectoryHolder, lockDataDirectory } from "../../src/file-lock.ts";
 import { writeFileAtomic } from "../../src/files.ts";
+import type { Logger } from "../../src/log.ts";
+import { abandonedRestoreCopies } from "../../src/restore-marker.ts";
 import { checkMigrations, MigrationError, type MigrationSet } from "../../src/store/migrate.ts";
 import { openReadOnly } from "../../src/store/read-only.ts";
 import { prepareDataDir } from "../../src/data-dir.ts";
@@ -303,7 +305,7 @@ export function refuseDuringRestore(dataDir: string): void {
  * no new database is made where one is missing for a reason. ConfigError (exit 2) when the
  * operator must act.
  */
-export function settleInterruptedRestore(dataDir: string): void {
+export function settleInterruptedRestore(dataDir: string, log?: Pick<Logger, "warn">): void {
   try {
     finishInterruptedSwap(dataDir);
   } catch (error) {
@@ -311,6 +313,20 @@ export function settleInterruptedRestore(dataDir: string): void {
     throw new ConfigError(`a restore into ${dataDir} was interrupted, and could not be finished: ${error.message}`);
   }
   refuseToStartAfresh(dataDir);
+  removeAbandonedRestoreCopies(dataDir, log);
+}
+
+/**
+ * The decrypted copies of a backup that a restore killed before its swap left behind
+ * (abandonedRestoreCopies): removed, and said so. Run by the holder of the data directory's
+ * lock (serve and init, at every start), so no restore is making one meanwhile; until then
+ * they stayed until the next restore, personal data in clear out of reach of any erasure.
+ */
+function removeAbandonedRestoreCopies(dataDir: string, log?: Pick<Logger, "warn">): void {
+  const copies = abandonedRestoreCopies(dataDir);
+  if (copies.length === 0) return;
+  for (const name of copies) rmSync(join(dataDir, name), { force: true });
+  log?.warn("removed the decrypted copy of a backup that an interrupted restore left in the data directory", { data_dir: dataDir, files: copies });
 }
 
 /**

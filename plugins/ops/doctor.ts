@@ -17,6 +17,7 @@ import { DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "../../
 import { leftoverKeyFileWarning, sealMethodMismatch } from "../../src/crypto/key-operations.ts";
 import { readRootKeyFile, verifies } from "../../src/crypto/root-key.ts";
 import { readTls, validityProblem, type TlsFiles } from "../../src/http/tls.ts";
+import { abandonedRestoreCopies } from "../../src/restore-marker.ts";
 import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { parseHostPort, queryUdp } from "./dns-probe.ts";
 import { keyAgesFromDatabase, keyAgesFromServer, type KeyAges } from "./key-ages.ts";
@@ -93,6 +94,7 @@ export async function runDoctor(inputs: DoctorInputs): Promise<DoctorReport> {
   checkAuditForwardFile(inputs, add);
   checkBackups(inputs, add);
   checkBackupDir(inputs, add);
+  checkRestoreCopies(inputs, add);
 
   const counts = { ok: 0, warn: 0, fail: 0, skip: 0 };
   for (const c of checks) counts[c.status]++;
@@ -767,6 +769,22 @@ function checkBackupDir({ config }: DoctorInputs, add: Add): void {
     return add("backup_dir", status, `backup directory ${dir} is not writable by ${runsAs}${made}, so no backup can be made`, `install -d -o ${service.uid} -m 700 ${q}${dropIn}`);
   }
   add("backup_dir", "ok", `backup directory ${dir} is writable by ${runsAs}${outside ? "; under the installed unit Citadel writes there only with a ReadWritePaths= drop-in" : ""}`);
+}
+
+/**
+ * A decrypted copy of a backup that a restore killed before its swap left in the data
+ * directory (src/restore-marker.ts): the whole database in clear, out of reach of any erasure.
+ * Citadel's next start removes it; said only when there is one.
+ */
+function checkRestoreCopies({ config }: DoctorInputs, add: Add): void {
+  const copies = abandonedRestoreCopies(config.data_dir);
+  if (copies.length === 0) return;
+  add(
+    "restore_copy",
+    "warn",
+    `${copies.join(", ")} in ${config.data_dir}: a decrypted copy of a backup (emails, password hashes, personal data in clear, out of reach of any erasure) left by a restore that did not finish`,
+    `rm ${copies.map((name) => shellQuote(join(config.data_dir, name))).join(" ")}  (or start Citadel: its start removes it)`,
+  );
 }
 
 /** `path` or its nearest ancestor that exists, and whether that is a directory; null when this user cannot look. */

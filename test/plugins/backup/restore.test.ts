@@ -475,6 +475,41 @@ describe("a restore killed part-way", () => {
     expect(() => settleInterruptedRestore(dataDir)).toThrow(`${dataDir} has no citadel.db but holds ${RESTORE_MARKER}: a restore was interrupted`);
   });
 
+  test("killed while it decrypted (before its marker): the next start removes the decrypted copy it left, and says so (found in review: it stayed until the next restore)", async () => {
+    const { dataDir } = await killedServer("killed-decrypting");
+    // What SIGKILL leaves: the copy, no marker (the restore's own cleanup never ran).
+    fs.copyFileSync(join(dataDir, "citadel.db"), join(dataDir, "citadel.db.restoring-4242"));
+    writeFileSync(join(dataDir, "citadel.db.restoring-4242-journal"), "");
+    // While a restore holds the data directory, its copy is in the making: left alone.
+    const restoring = lockDataDirectory(dataDir, "restore");
+    if ("refused" in restoring) throw new Error("the lock was refused");
+    const warnings: Array<[string, unknown]> = [];
+    const log = { warn: (msg: string, fields?: unknown) => void warnings.push([msg, fields]) };
+    settleInterruptedRestore(dataDir, log);
+    expect(readdirSync(dataDir).filter((n) => n.includes("restoring")).sort()).toEqual(["citadel.db.restoring-4242", "citadel.db.restoring-4242-journal"]);
+    restoring.release();
+
+    settleInterruptedRestore(dataDir, log);
+    expect(readdirSync(dataDir).filter((n) => n.includes("restoring"))).toEqual([]);
+    expect(warnings).toEqual([
+      ["removed the decrypted copy of a backup that an interrupted restore left in the data directory", { data_dir: dataDir, files: ["citadel.db.restoring-4242", "citadel.db.restoring-4242-journal"] }],
+    ]);
+    expect(rowsIn(join(dataDir, "citadel.db"))).toBe(3);
+  });
+
+  test("the copy a marker names for its swap is not removed when the swap cannot be finished, nor while the marker does not read", async () => {
+    const { dataDir, file } = await killedServer("killed-named");
+    await restoreKilledAtRename(dataDir, file, 2);
+    const pending = marker(dataDir);
+    const named = pending.swapping_in as string;
+    writeFileSync(join(dataDir, RESTORE_MARKER), JSON.stringify({ ...pending, restores: [{ ...pending.restores[0], previous: "../elsewhere" }] }));
+    expect(() => settleInterruptedRestore(dataDir)).toThrow(ConfigError);
+    expect(existsSync(join(dataDir, named))).toBe(true);
+    writeFileSync(join(dataDir, RESTORE_MARKER), "{ damaged");
+    settleInterruptedRestore(dataDir); // citadel.db is there: the start goes on, the copy stays (the doctor reports it)
+    expect(existsSync(join(dataDir, named))).toBe(true);
+  });
+
   test("a fresh data directory (nothing there, or only a config) starts as before", () => {
     const dataDir = dataDirectory("fresh");
     settleInterruptedRestore(dataDir);
