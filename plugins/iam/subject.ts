@@ -42,6 +42,14 @@ const credentialView = (c: CredentialRow) => ({
   revoked_at: iso(c.revoked_at),
 });
 
+/**
+ * Invitations `i` to the address of the user (bound twice, as the user's id), compared as the
+ * users table does — but not one a live account other than them has: their address is unique
+ * among live accounts only, and a new account may take it while they are soft-deleted (the
+ * grace period), whose invitations are its own, neither exported with nor erased with theirs.
+ */
+const TO_SUBJECT_ADDRESS = `i.email = (SELECT email FROM users WHERE id = ?) AND NOT EXISTS (SELECT 1 FROM users o WHERE o.email = i.email AND o.deleted_at IS NULL AND o.id <> ?)`;
+
 export function iamSubjects(store: Store, keyring: () => Keyring): SubjectContributor {
   const db = store.db;
   return {
@@ -75,10 +83,10 @@ function exportUser(db: Database, id: string) {
     workspace_roles: db.query<{ workspace_id: string; role: string }, [string]>("SELECT workspace_id, role FROM workspace_members WHERE user_id = ?").all(id).map((w) => ({ workspace: w.workspace_id, role: w.role })),
     credentials: db.query<CredentialRow, [string]>("SELECT * FROM credentials WHERE user_id = ? ORDER BY created_at").all(id).map(credentialView),
     invitations: db
-      .query<{ id: string; organization_id: string; role: string; created_at: number; expires_at: number }, [string]>(
-        "SELECT i.id, i.organization_id, i.role, i.created_at, i.expires_at FROM invitations i WHERE i.email = (SELECT email FROM users WHERE id = ?)",
+      .query<{ id: string; organization_id: string; role: string; created_at: number; expires_at: number }, [string, string]>(
+        `SELECT i.id, i.organization_id, i.role, i.created_at, i.expires_at FROM invitations i WHERE ${TO_SUBJECT_ADDRESS}`,
       )
-      .all(id)
+      .all(id, id)
       .map((i) => ({ id: i.id, organization: i.organization_id, role: i.role, sent_at: iso(i.created_at), expires_at: iso(i.expires_at) })),
     device_logins: db.query<{ client_name: string; client_address: string; created_at: number; status: string }, [string]>("SELECT client_name, client_address, created_at, status FROM device_grants WHERE user_id = ?").all(id).map((d) => ({ client: d.client_name, address: d.client_address, at: iso(d.created_at), status: d.status })),
   };
@@ -108,8 +116,8 @@ function eraseUser(tx: Database, id: string, now: number, keyring: Keyring): str
   tx.query("DELETE FROM workspace_members WHERE user_id = ?").run(id);
   tx.query("DELETE FROM memberships WHERE user_id = ?").run(id);
   tx.query("DELETE FROM device_grants WHERE user_id = ?").run(id);
-  // Those they sent, and those to their address (compared as the users table does).
-  tx.query("DELETE FROM invitations WHERE invited_by = ? OR email = (SELECT email FROM users WHERE id = ?)").run(id, id);
+  // Those they sent, and those to their address (compared as the users table does) that are not another live account's.
+  tx.query(`DELETE FROM invitations AS i WHERE i.invited_by = ? OR ${TO_SUBJECT_ADDRESS}`).run(id, id, id);
   // The row stays (other tables name it), with nothing personal in it.
   tx.query(
     "UPDATE users SET email = ?, name = NULL, password_hash = '', operator = 0, totp_secret = NULL, totp_pending = NULL, totp_enabled_at = NULL, totp_last_step = NULL, failed_logins = 0, locked_until = NULL, deleted_at = coalesce(deleted_at, ?) WHERE id = ?",

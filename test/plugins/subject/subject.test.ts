@@ -170,6 +170,24 @@ describe("erasure", () => {
     expect(c.kernel.store.db.query("SELECT email FROM users WHERE id = ?").get(bob.id)).toEqual({ email: `erased-${bob.id}@erased.invalid` });
   });
 
+  test("a new account that took a soft-deleted user's address keeps its invitations: not in the erased user's export, not deleted by the erasure (found in review)", async () => {
+    const { c, operator, org } = await setup();
+    const bob = await c.addUser(operator, "bob@example.org", "viewer");
+    expect((await confirmed(c, `/v1/subject/user/${bob.id}/erasure`, operator)).status).toBe(200);
+    // The address is free again among live accounts: a new person takes it, and is invited.
+    const newBob = await c.addUser(operator, "Bob@example.org");
+    const sent = await c.send("POST", `/v1/iam/orgs/${org}/invitations`, operator, { json: { email: "bob@example.org", role: "viewer" } });
+    expect(sent.status).toBe(200);
+    const exported = await c.send("POST", `/v1/subject/user/${bob.id}/export`, operator);
+    expect(exported.body.data.iam.invitations).toEqual([]);
+    c.clock.advance(30 * DAY + 1000);
+    expect((await c.send("POST", "/v1/subject/erasures/run", await c.login(c.owner.email, c.owner.password))).body.erased).toBe(1);
+    // Still there (the new account's to answer, until it expires), and in the new account's export.
+    expect(c.kernel.store.db.query("SELECT id FROM invitations").all()).toEqual([{ id: sent.body.id }]);
+    const theirs = await c.send("POST", `/v1/subject/user/${newBob.id}/export`, await c.login(c.owner.email, c.owner.password));
+    expect(theirs.body.data.iam.invitations.map((i: { id: string }) => i.id)).toEqual([sent.body.id]);
+  });
+
   test("an organization: its secrets crypto-shredded, zones and networks deleted, members gone", async () => {
     const { c, operator, org } = await setup();
     // The operator owns "default": erase a second organization they create.
