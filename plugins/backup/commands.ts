@@ -5,8 +5,8 @@
  * process that holds the database). `backup verify` and `restore` work on files alone,
  * offline: they need the key the backup was made under, and restore needs the server stopped.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { actAsDataDirectoryOwner } from "../../src/data-dir.ts";
@@ -16,7 +16,7 @@ import { stringOption } from "../../src/cli/output.ts";
 import { PassphraseFileError, readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile, rootKeyId, rootKeyVerifier } from "../../src/crypto/root-key.ts";
-import { writeFileAtomic } from "../../src/files.ts";
+import { describeFsError, writeFileAtomic } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { BackupError, ConfirmationNeeded } from "./errors.ts";
 import { readBackupHeader, type BackupHeader } from "./format.ts";
@@ -44,14 +44,19 @@ export const backupCommands: Command[] = [
     async run(ctx) {
       const passphraseFile = stringOption(ctx, "passphrase-file");
       const passphrase = passphraseFile === undefined ? undefined : await readBackupPassphrase(passphraseFile);
+      const out = stringOption(ctx, "out");
+      if (out !== undefined) refuseUnwritableOut(out);
       const api = await ctx.api();
       const created = await api.request<CreatedBackup>("POST", "/v1/backup/snapshots", passphrase === undefined ? {} : { passphrase });
-      const out = stringOption(ctx, "out");
       if (out !== undefined) {
         const bytes = Buffer.from(await api.requestText("GET", `/v1/backup/snapshots/${created.name}?encoding=base64`), "base64");
         const sha256 = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
         if (sha256 !== created.sha256) throw new BackupError(`the download of ${created.name} is damaged (SHA-256 ${sha256}, the server has ${created.sha256}); try again`);
-        writeFileAtomic(out, bytes, 0o600);
+        try {
+          writeFileAtomic(out, bytes, 0o600);
+        } catch (error) {
+          throw new BackupError(`the backup ${created.name} was made, and is in the server's backup directory (citadel backup list), but it could not be written to ${out}: ${describeFsError(error)}`);
+        }
       }
       if (ctx.json) {
         ctx.out(JSON.stringify({ ...created, out: out ?? null }, null, 2));
@@ -250,6 +255,37 @@ function configOf(ctx: CommandContext): Readonly<Config> | null {
     return ctx.config();
   } catch {
     return null;
+  }
+}
+
+/**
+ * Refuses an --out the backup could not be written to, before the server is asked: after, the
+ * backup was made and audited for nothing — and one made on demand counts against [backup]
+ * keep, so each retry pruned a real one.
+ */
+function refuseUnwritableOut(out: string): void {
+  const problem = outProblem(out);
+  if (problem !== null) throw new UsageError(`--out ${out}: ${problem}; no backup was made`);
+}
+
+/** Why a file cannot be written at `out` (a directory there, its directory missing or closed to us); null when it can. */
+function outProblem(out: string): string | null {
+  if (isDirectory(out)) return "is a directory: give the file's name in it";
+  const dir = dirname(resolve(out));
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return `the directory ${dir} does not exist`;
+    return `cannot write in ${dir}: ${describeFsError(error)}`;
+  }
+  return isDirectory(dir) ? null : `${dir} is not a directory`;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false; // not there, or not ours to look at: what writing there meets is said by the access check
   }
 }
 

@@ -1,6 +1,8 @@
 /** CLI: citadel subject export | erase | erasures (operators). */
+import { accessSync, constants, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { writeFileAtomic } from "../../src/files.ts";
+import { describeFsError, writeFileAtomic } from "../../src/files.ts";
 import { needArgs, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 
@@ -36,13 +38,19 @@ export const subjectCommands: Command[] = [
       const subject = kindOf(ctx, "citadel subject export user|org <id>");
       const values = ctx.options["secret-values"] === true;
       if (values && ctx.options.yes !== true) throw new UsageError("--secret-values puts every secret of the subject in clear in the export: add --yes to confirm");
+      const out = typeof ctx.options.out === "string" ? ctx.options.out : undefined;
+      if (out !== undefined) refuseUnwritableOut(out);
       const api = await ctx.api();
       const path = `/v1/subject/${subject.kind}/${encodeURIComponent(subject.id)}/export${values ? "/with-secret-values" : ""}`;
       const exported = await api.request("POST", path, undefined, { confirmed: values });
       const text = `${JSON.stringify(exported, null, 2)}\n`;
-      if (typeof ctx.options.out === "string") {
-        writeFileAtomic(ctx.options.out, text, 0o600); // a new file, owner-only, even where one existed
-        ctx.err(`wrote ${ctx.options.out}${values ? " (with secret values: keep it safe)" : ""}`);
+      if (out !== undefined) {
+        try {
+          writeFileAtomic(out, text, 0o600); // a new file, owner-only, even where one existed
+        } catch (error) {
+          throw new Error(`the export of ${subject.kind} ${subject.id} was made (audited as subject.exported), but it could not be written to ${out}: ${describeFsError(error)}; export again`);
+        }
+        ctx.err(`wrote ${out}${values ? " (with secret values: keep it safe)" : ""}`);
       } else ctx.out(text.trimEnd());
       return 0;
     },
@@ -71,3 +79,34 @@ export const subjectCommands: Command[] = [
     },
   },
 ];
+
+/**
+ * Refuses an --out the export could not be written to, before the server is asked: after, the
+ * export was audited as made (with secret values, maybe) though nothing was written. The same
+ * check as `citadel backup --out` (plugins/backup/commands.ts): plugins do not import each other.
+ */
+function refuseUnwritableOut(out: string): void {
+  const problem = outProblem(out);
+  if (problem !== null) throw new UsageError(`--out ${out}: ${problem}; nothing was exported`);
+}
+
+/** Why a file cannot be written at `out` (a directory there, its directory missing or closed to us); null when it can. */
+function outProblem(out: string): string | null {
+  if (isDirectory(out)) return "is a directory: give the file's name in it";
+  const dir = dirname(resolve(out));
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return `the directory ${dir} does not exist`;
+    return `cannot write in ${dir}: ${describeFsError(error)}`;
+  }
+  return isDirectory(dir) ? null : `${dir} is not a directory`;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false; // not there, or not ours to look at: what writing there meets is said by the access check
+  }
+}
