@@ -14,7 +14,7 @@ import type { Keyring } from "../../src/crypto/keyring.ts";
 import { ConflictError, NotFoundError, UnavailableError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Clock } from "../../src/plugin.ts";
-import { claimRestoreStep, RESTORE_MARKER, restoreState } from "../../src/restore-marker.ts";
+import { claimRestoreStep, hasTable, readPrevious, RESTORE_MARKER, restoreState } from "../../src/restore-marker.ts";
 import type { Store } from "../../src/store/store.ts";
 import { RootKeyChangedError } from "./errors.ts";
 import { CLOCK_SKEW_MS } from "./schedule.ts";
@@ -182,7 +182,8 @@ export class BackupService {
       // meets the marker again (claimRestoreStep, as the plugins' carry-over steps).
       if (state.kind === "restored" && !claimRestoreStep(tx, state.id, "backup", this.deps.clock.now())) return;
       for (const note of restores) {
-        const reason = `restored from ${note.backup ?? "a backup"} taken ${note.created_at ?? "at an unknown time"}, audit head ${note.audit_head_seq ?? "-"}; previous database ${note.previous ? `kept as ${note.previous}` : "none"}`;
+        const previous = note.previous ? `kept as ${note.previous}, ${replacedAuditHead(this.deps.dataDir, note.previous)}` : "none";
+        const reason = `restored from ${note.backup ?? "a backup"} taken ${note.created_at ?? "at an unknown time"}, audit head ${note.audit_head_seq ?? "-"}; previous database ${previous}`;
         this.deps.audit.record(tx, { action: "backup.restore", actor: SYSTEM, outcome: "success", resource: { type: "backup", id: note.backup }, reason });
       }
     });
@@ -334,6 +335,23 @@ export class BackupService {
     }
     return removed;
   }
+}
+
+/**
+ * Where the audit log of the database a restore replaced ended (its last event's seq and the
+ * start of its hash), for the restore's event: the restored log goes on from the backup's head,
+ * so a checkpoint kept elsewhere of an event after it no longer verifies ("the log was
+ * rewritten") — this says which log it was taken of, and that it did verify against it.
+ */
+function replacedAuditHead(dataDir: string, previous: string): string {
+  // Only a name in the data directory: the marker is not trusted to point elsewhere.
+  const path = previous.includes("/") ? null : join(dataDir, previous);
+  const head = readPrevious(path !== null && existsSync(path) ? path : null, (db) =>
+    hasTable(db, "audit_events") ? (db.query<{ seq: number; hash: Uint8Array }, []>("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").get() ?? "empty") : "empty",
+  );
+  if (head === null) return "its audit log unread";
+  if (head === "empty") return "its audit log empty";
+  return `its audit log ending at event ${head.seq} (hash ${Buffer.from(head.hash).toString("hex").slice(0, 16)})`;
 }
 
 /** What the codes of storage failures mean, in the operator's words. */

@@ -397,10 +397,23 @@ describe("the plugin at start", () => {
     );
     expect(await c.service.recordRestore()).toBe(true);
     expect(c.actions("backup.restore").map((e) => [e.resource_id, e.reason])).toEqual([
-      ["citadel-20260501T000000Z.backup", "restored from citadel-20260501T000000Z.backup taken 2026-05-01T00:00:00.000Z, audit head 41; previous database kept as citadel.db.before-restore-20260601T120000Z"],
-      ["citadel-20260502T000000Z.backup", "restored from citadel-20260502T000000Z.backup taken 2026-05-01T00:00:00.000Z, audit head 41; previous database kept as citadel.db.before-restore-20260601T120005Z"],
+      ["citadel-20260501T000000Z.backup", "restored from citadel-20260501T000000Z.backup taken 2026-05-01T00:00:00.000Z, audit head 41; previous database kept as citadel.db.before-restore-20260601T120000Z, its audit log unread"],
+      ["citadel-20260502T000000Z.backup", "restored from citadel-20260502T000000Z.backup taken 2026-05-01T00:00:00.000Z, audit head 41; previous database kept as citadel.db.before-restore-20260601T120005Z, its audit log unread"],
     ]);
     expect(existsSync(join(c.dataDir, RESTORE_MARKER))).toBe(false);
+  });
+
+  test("the restore's event records where the replaced database's audit log ended: a checkpoint kept elsewhere of a later event no longer verifies after it (found in review)", async () => {
+    const c = instance();
+    for (let i = 0; i < 3; i++) await c.note(`before the restore ${i}`);
+    const previous = "citadel.db.before-restore-20260601T120000Z";
+    c.store.db.run(`VACUUM INTO '${join(c.dataDir, previous)}'`);
+    const head = c.store.db.query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: Uint8Array };
+    writeFileSync(join(c.dataDir, RESTORE_MARKER), JSON.stringify({ id: "r-head", backup: "citadel-20260501T000000Z.backup", created_at: "2026-05-01T00:00:00.000Z", audit_head_seq: 1, previous }));
+    expect(await c.service.recordRestore()).toBe(true);
+    expect(c.actions("backup.restore").map((e) => e.reason)).toEqual([
+      `restored from citadel-20260501T000000Z.backup taken 2026-05-01T00:00:00.000Z, audit head 1; previous database kept as ${previous}, its audit log ending at event ${head.seq} (hash ${Buffer.from(head.hash).toString("hex").slice(0, 16)})`,
+    ]);
   });
 
   test("records a restore that citadel restore left a marker for, once", async () => {
@@ -419,7 +432,7 @@ describe("the plugin at start", () => {
         action: "backup.restore",
         outcome: "success",
         resource_id: "citadel-20260501T000000Z.backup",
-        reason: "restored from citadel-20260501T000000Z.backup taken 2026-05-01T00:00:00.000Z, audit head 41; previous database kept as citadel.db.before-restore-20260601T120000Z",
+        reason: "restored from citadel-20260501T000000Z.backup taken 2026-05-01T00:00:00.000Z, audit head 41; previous database kept as citadel.db.before-restore-20260601T120000Z, its audit log unread",
       },
     ]));
   });
