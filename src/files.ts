@@ -2,8 +2,8 @@
  * File helpers for what Citadel writes: written whole or not at all (temporary file, fsync,
  * rename, fsync of the directory), owner-only, and errors described in plain words.
  */
-import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import { accessSync, closeSync, constants, fchmodSync, fstatSync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 
 /**
  * Replaces `path` with `data` atomically: a crash leaves the old file or the new one, never half.
@@ -116,4 +116,31 @@ const DESCRIPTIONS: Record<string, string> = {
 export function describeFsError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException | null)?.code;
   return (code && DESCRIPTIONS[code]) ?? code ?? String(error);
+}
+
+/**
+ * Why a file cannot be written at `path` — a directory there, its directory missing, not a
+ * directory, or closed to this user — or null when it can. Asked before a server is asked to
+ * make what is to be written there (a backup, an export): after, it would be made for nothing.
+ * `access` is the system's check; a test as root, whom no mode bits stop, gives its own.
+ */
+export function fileWriteProblem(path: string, access: (dir: string) => void = (dir) => accessSync(dir, constants.W_OK | constants.X_OK)): string | null {
+  if (isDirectory(path)) return "is a directory: give the file's name in it";
+  const dir = dirname(resolve(path));
+  try {
+    if (!statSync(dir).isDirectory()) return `${dir} is not a directory`;
+    access(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return `the directory ${dir} does not exist`;
+    return `cannot write in ${dir}: ${describeFsError(error)}`;
+  }
+  return null;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false; // not there, or not ours to look at: what writing there meets is said by the access check
+  }
 }

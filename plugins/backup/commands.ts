@@ -5,8 +5,8 @@
  * process that holds the database). `backup verify` and `restore` work on files alone,
  * offline: they need the key the backup was made under, and restore needs the server stopped.
  */
-import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { actAsDataDirectoryOwner } from "../../src/data-dir.ts";
@@ -16,7 +16,7 @@ import { stringOption } from "../../src/cli/output.ts";
 import { PassphraseFileError, readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile, rootKeyId, rootKeyVerifier } from "../../src/crypto/root-key.ts";
-import { describeFsError, writeFileAtomic } from "../../src/files.ts";
+import { describeFsError, fileWriteProblem, writeFileAtomic } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { BackupError, ConfirmationNeeded } from "./errors.ts";
 import { readBackupHeader, type BackupHeader } from "./format.ts";
@@ -264,29 +264,8 @@ function configOf(ctx: CommandContext): Readonly<Config> | null {
  * keep, so each retry pruned a real one.
  */
 function refuseUnwritableOut(out: string): void {
-  const problem = outProblem(out);
+  const problem = fileWriteProblem(out);
   if (problem !== null) throw new UsageError(`--out ${out}: ${problem}; no backup was made`);
-}
-
-/** Why a file cannot be written at `out` (a directory there, its directory missing or closed to us); null when it can. */
-function outProblem(out: string): string | null {
-  if (isDirectory(out)) return "is a directory: give the file's name in it";
-  const dir = dirname(resolve(out));
-  try {
-    accessSync(dir, constants.W_OK | constants.X_OK);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return `the directory ${dir} does not exist`;
-    return `cannot write in ${dir}: ${describeFsError(error)}`;
-  }
-  return isDirectory(dir) ? null : `${dir} is not a directory`;
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false; // not there, or not ours to look at: what writing there meets is said by the access check
-  }
 }
 
 function reportFailure(ctx: CommandContext, error: unknown): number {

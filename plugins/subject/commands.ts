@@ -1,8 +1,6 @@
 /** CLI: citadel subject export | erase | erasures (operators). */
-import { accessSync, constants, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { describeFsError, writeFileAtomic } from "../../src/files.ts";
+import { describeFsError, fileWriteProblem, writeFileAtomic } from "../../src/files.ts";
 import { needArgs, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 
@@ -83,30 +81,9 @@ export const subjectCommands: Command[] = [
 /**
  * Refuses an --out the export could not be written to, before the server is asked: after, the
  * export was audited as made (with secret values, maybe) though nothing was written. The same
- * check as `citadel backup --out` (plugins/backup/commands.ts): plugins do not import each other.
+ * check as `citadel backup --out`'s (src/files.ts).
  */
 function refuseUnwritableOut(out: string): void {
-  const problem = outProblem(out);
+  const problem = fileWriteProblem(out);
   if (problem !== null) throw new UsageError(`--out ${out}: ${problem}; nothing was exported`);
-}
-
-/** Why a file cannot be written at `out` (a directory there, its directory missing or closed to us); null when it can. */
-function outProblem(out: string): string | null {
-  if (isDirectory(out)) return "is a directory: give the file's name in it";
-  const dir = dirname(resolve(out));
-  try {
-    accessSync(dir, constants.W_OK | constants.X_OK);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return `the directory ${dir} does not exist`;
-    return `cannot write in ${dir}: ${describeFsError(error)}`;
-  }
-  return isDirectory(dir) ? null : `${dir} is not a directory`;
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false; // not there, or not ours to look at: what writing there meets is said by the access check
-  }
 }

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeFileAtomic, writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
+import { fileWriteProblem, writeFileAtomic, writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -81,5 +81,23 @@ describe("writeFileAtomic", () => {
     writeFileAtomic(path, "new\n");
     expect([readFileSync(path, "utf8"), statSync(path).mode & 0o777, readFileSync(victim, "utf8")]).toEqual(["new\n", 0o600, "untouched\n"]);
     expect(readdirSync(dir).filter((n) => n.startsWith("config.json.tmp-") && !/-\d+$/.test(n))).toEqual([]); // its own temporary file is gone
+  });
+});
+
+describe("fileWriteProblem: why --out cannot be written, said before a server makes what goes there", () => {
+  test("a writable place; a directory there; a missing or non-directory parent; a parent closed to this user", () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-out-"));
+    dirs.push(dir);
+    writeFileSync(join(dir, "plain"), "x");
+    expect(fileWriteProblem(join(dir, "x.backup"))).toBeNull();
+    expect(fileWriteProblem(dir)).toBe("is a directory: give the file's name in it");
+    expect(fileWriteProblem(join(dir, "nonexistent", "x.backup"))).toBe(`the directory ${join(dir, "nonexistent")} does not exist`);
+    expect(fileWriteProblem(join(dir, "plain", "x.backup"))).toBe(`${join(dir, "plain")} is not a directory`);
+    expect(fileWriteProblem(join(dir, "plain", "deeper", "x.backup"))).toBe(`cannot write in ${join(dir, "plain", "deeper")}: a path component is not a directory`);
+    // No mode bits stop root (these tests run as root in CI): the system's answer to another user, given.
+    const denied = () => {
+      throw Object.assign(new Error("EACCES: permission denied, access"), { code: "EACCES" });
+    };
+    expect(fileWriteProblem(join(dir, "x.backup"), denied)).toBe(`cannot write in ${dir}: permission denied`);
   });
 });

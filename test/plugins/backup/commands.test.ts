@@ -36,14 +36,6 @@ test("an --out whose directory does not exist, or that is a directory, is refuse
   }
 });
 
-test.skipIf(process.getuid?.() === 0)("an --out in a directory this user cannot write is refused before any backup is made", async () => {
-  const closed = join(root, "closed");
-  mkdirSync(closed, { mode: 0o500 });
-  const run = await runCommand(backupCommands, "backup", { options: { out: join(closed, "x.backup") }, answer: server() });
-  expect([run.code, run.error?.message]).toEqual([2, `--out ${join(closed, "x.backup")}: cannot write in ${closed}: permission denied; no backup was made`]);
-  expect(run.requests).toEqual([]);
-});
-
 test("a write that fails once the backup is made names the backup, where it is, and the file, in words (no temporary name)", async () => {
   const going = join(root, "going");
   mkdirSync(going);
