@@ -134,4 +134,13 @@ export const kernelMigrations: readonly Migration[] = [
       PRIMARY KEY (restore_id, step)
     ) STRICT, WITHOUT ROWID;`,
   },
+  {
+    id: "0007_audit_query_indexes",
+    // The audit API's filters walked the whole log from the newest event back when they matched
+    // rarely (3 M events: a second and more, the event loop held — DNS answers too): a resource's
+    // history, the failures. Failures are few, so their index is small and costs successes nothing.
+    up: `CREATE INDEX audit_events_by_resource_id ON audit_events (resource_id, seq) WHERE resource_id IS NOT NULL;
+    CREATE INDEX audit_events_by_resource_type ON audit_events (resource_type, seq) WHERE resource_type IS NOT NULL;
+    CREATE INDEX audit_events_failures ON audit_events (seq) WHERE outcome = 'failure';`,
+  },
 ];
