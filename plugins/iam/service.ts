@@ -1086,7 +1086,8 @@ export class IamService {
 
   async removeMember(caller: Caller, orgId: string, userId: string) {
     await this.k.store.write((tx) => {
-      const current = sql.roleOf(tx, orgId, userId);
+      // A deleted user's membership, which grants nothing, can still be removed.
+      const current = sql.recordedRoleOf(tx, orgId, userId);
       if (!current) throw new NotFoundError("That user is not a member.");
       const callerRole = actingRole(tx, caller.principal, orgId);
       if (!callerRole || !roleAllows(callerRole, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");

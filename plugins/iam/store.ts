@@ -181,7 +181,18 @@ export const disableTotp = (tx: Database, userId: string) =>
 export const advanceTotpStep = (tx: Database, userId: string, step: number) =>
   tx.query("UPDATE users SET totp_last_step = ? WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)").run(step, userId, step).changes === 1;
 
+/**
+ * The user's role in the organization, or null. A deleted user's membership stays (until
+ * erased) but is no one's: it grants nothing and counts for nothing, as for the last owner
+ * (found in review: a deleted holder of a workspace key counted as one still holding it).
+ */
 export const roleOf = (db: Database, orgId: string, userId: string) =>
+  db
+    .query<{ role: Role }, [string, string]>("SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND m.user_id = ? AND u.deleted_at IS NULL")
+    .get(orgId, userId)?.role ?? null;
+
+/** The role a membership row records, its user deleted or not: removing a deleted user's row is still tidying up. */
+export const recordedRoleOf = (db: Database, orgId: string, userId: string) =>
   db.query<{ role: Role }, [string, string]>("SELECT role FROM memberships WHERE organization_id = ? AND user_id = ?").get(orgId, userId)?.role ?? null;
 
 export const membersOf = (db: Database, orgId: string) =>

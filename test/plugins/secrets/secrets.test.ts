@@ -761,6 +761,19 @@ describe("the workspace key is never left without a holder", () => {
     expect(await holders()).toContain(me);
   });
 
+  test("a holder whose account was deleted does not count either, nor can the key be given to them (found in review)", async () => {
+    const { c, owner, base, me, member, holders } = await twoHolders();
+    const ask = await c.send("DELETE", `/v1/iam/users/${member.id}`, owner);
+    expect(ask.status).toBe(428);
+    expect((await c.send("DELETE", `/v1/iam/users/${member.id}`, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+    const replaced = await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: newPair() });
+    expect([replaced.status, replaced.body.detail]).toEqual([409, expect.stringContaining("You are the only holder of the key of workspace")]);
+    expect(await holders()).toContain(me);
+    expect((await c.send("GET", `${base}/e2ee/public-keys/${member.id}`, owner)).status).toBe(404);
+    const granted = await c.send("PUT", `${base}/e2ee/keys/${member.id}`, owner, { json: { wrapped: `c1.wk.${"A".repeat(40)}` } });
+    expect([granted.status, granted.body.field ?? granted.body.errors?.[0]?.field]).toEqual([422, "user"]);
+  });
+
   test("the only holder's sealed private key is not replaced under the same public key; the same key pair again is no change (found in review)", async () => {
     const { c, owner, ws, base } = await setup();
     const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
