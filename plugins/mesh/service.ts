@@ -11,7 +11,8 @@
 import type { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
 import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
-import { actorOf, type Principal } from "../../src/auth/principal.ts";
+import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
+import { roleAllows, type Permission } from "../../src/auth/rbac.ts";
 import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.ts";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, StandingEndedError, UnauthorizedError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
@@ -435,7 +436,9 @@ export class MeshService {
       expires_at: now + minutes * 60_000,
       used: 0,
       revoked_at: null,
-      created_by: caller.principal.userId ?? caller.principal.tokenId ?? null,
+      // The member the key acts for (an API key's maker, for a key an API key makes): it enrolls
+      // only while they may make keys (makerRefusal).
+      created_by: roleHolder(caller.principal),
       created_at: now,
     };
     await this.write(null, (tx) => {
@@ -639,6 +642,8 @@ export class MeshService {
     if (unusable) return audited(new UnauthorizedError(unusable.message), unusable.reason);
     const net = sql.networkById(this.k.store.db, key.network_id)!;
     if (!this.organizationLive(net.organization_id)) return audited(new UnauthorizedError("This pre-auth key is not valid."), "the organization was deleted");
+    const makerGone = this.makerRefusal(key, net.organization_id);
+    if (makerGone) return audited(new UnauthorizedError(makerGone.message), makerGone.reason);
     try {
       return await this.enrollWith(request, input, key, net);
     } catch (error) {
@@ -662,7 +667,7 @@ export class MeshService {
     const row = await this.write(net.id, (tx) => {
       // The key again, now that no other write can run: used, revoked or expired since the check above.
       const fresh = sql.preauthKeyByPrefix(tx, key.prefix)!;
-      const refusal = keyRefusal(fresh, now);
+      const refusal = keyRefusal(fresh, now) ?? this.makerRefusal(fresh, net.organization_id);
       if (refusal) throw new KeyRace(refusal.message, refusal.reason);
       if (sql.node(tx, net.id, name)) throw new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`);
       if (sql.keyInUse(tx, input.public_key)) throw new ConflictError("This public key belongs to an enrolled node already: generate a new key pair.");
@@ -717,6 +722,22 @@ export class MeshService {
       return row;
     });
     return { node: this.nodeView(net, row), token: token.token };
+  }
+
+  /**
+   * Why the key's maker no longer vouches for it, or null. A key acts for the member who made
+   * it: deleted, removed from the organization or no longer in a role that makes keys, their
+   * keys enroll nothing, as their API keys stop (found in review: such keys kept enrolling
+   * nodes). A key recorded before its maker was (a key an API key made named that API key, not
+   * a user) cannot be asked about: it works as it did until it expires (90 days at most).
+   */
+  private makerRefusal(key: sql.PreauthKeyRow, organizationId: string): { message: string; reason: string } | null {
+    const provider = this.k.identity.provider;
+    if (!provider || !isUserId(key.created_by)) return null; // no identity service in this build: nothing to ask
+    const role = provider.roleIn(key.created_by, organizationId);
+    if (role && roleAllows(role, KEY_MAKING_PERMISSION)) return null;
+    const reason = role ? `its maker's role (${role}) no longer makes pre-auth keys` : "its maker is no longer a member of the organization";
+    return { message: "This pre-auth key is not valid.", reason };
   }
 
   /** Whether the organization still exists (a deleted one's mesh stops: enrollment, polls, names). Checked at most every 10 s per organization. */
@@ -926,6 +947,12 @@ function nodeEvent(tx: Database, node: sql.NodeRow, action: string, reason: stri
   const org = sql.networkById(tx, node.network_id)?.organization_id ?? null;
   return { action, outcome: "success", reason, actor: { kind: "service", organization: org, token: node.token_prefix }, organization: org, resource: { type: "mesh_node", id: node.id }, request };
 }
+
+/** What making a pre-auth key takes (the keys routes' ADMIN access, index.ts): a key enrolls only while its maker has it. */
+const KEY_MAKING_PERMISSION: Permission = "manage_members";
+
+/** A user's id (usr_...), not the token prefix a key recorded as its maker before makers were users. */
+const isUserId = (id: string | null): id is string => id !== null && id.startsWith("usr_");
 
 /** Why a pre-auth key cannot enroll now (message for the caller, reason for the audit), or null. */
 function keyRefusal(key: sql.PreauthKeyRow, now: number): { message: string; reason: string } | null {
