@@ -1094,7 +1094,11 @@ export class IamService {
       if (current === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may remove an owner");
       if (current === "owner" && sql.isLastOwner(tx, orgId, userId)) throw new ConflictError("the last owner cannot leave: make someone else owner first");
       sql.deleteMembership(tx, orgId, userId);
-      this.audit(tx, { action: "iam.member.remove", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, organization: orgId, request: caller.request });
+      // Refused only while they were out, their keys and tokens bound to the organization worked
+      // again when they rejoined, under any role (found in review): they end with the membership.
+      const revoked = sql.revokeMemberCredentials(tx, orgId, userId, this.now()).changes;
+      const reason = `${revoked} credential(s) for the organization revoked`;
+      this.audit(tx, { action: "iam.member.remove", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, organization: orgId, reason, request: caller.request });
     });
   }
 

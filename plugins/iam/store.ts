@@ -436,22 +436,34 @@ export const revokeCredential = (tx: Database, id: string, now: number) =>
     )
     .run(id, now);
 
-/** Revokes the credentials bound to a workspace or an organization (`column` names which), and every credential made from them. */
-const revokeBoundCredentials = (column: "workspace_id" | "organization_id") => (tx: Database, id: string, now: number) =>
+/** Revokes the credentials `where` picks (an SQL condition on the credentials, with its parameters), and every credential made from them. */
+const revokeCredentialsWhere = (tx: Database, where: string, parameters: string[], now: number) =>
   tx
     .query(
       `WITH RECURSIVE family(id) AS (
-         SELECT id FROM credentials WHERE ${column} = ?
+         SELECT id FROM credentials WHERE ${where}
          UNION SELECT c.id FROM credentials c JOIN family f ON c.parent_id = f.id)
        UPDATE credentials SET revoked_at = ? WHERE id IN (SELECT id FROM family) AND revoked_at IS NULL`,
     )
-    .run(id, now);
+    .run(...parameters, now);
+
+/** Revokes the credentials bound to a workspace or an organization (`column` names which), and every credential made from them. */
+const revokeBoundCredentials = (column: "workspace_id" | "organization_id") => (tx: Database, id: string, now: number) =>
+  revokeCredentialsWhere(tx, `${column} = ?`, [id], now);
 
 /** Revokes the credentials restricted to a workspace, and every credential made from them (a deleted workspace's tokens must not outlive it). */
 export const revokeWorkspaceCredentials = revokeBoundCredentials("workspace_id");
 
 /** Revokes every credential bound to the organization (its API keys, PATs restricted to it) and every credential made from them. */
 export const revokeOrganizationCredentials = revokeBoundCredentials("organization_id");
+
+/**
+ * Revokes a member's credentials bound to the organization (the API keys they made, their
+ * tokens restricted to it or to a workspace of it) and every credential made from them: what
+ * leaving it ends for good, so that joining again brings none of it back.
+ */
+export const revokeMemberCredentials = (tx: Database, orgId: string, userId: string, now: number) =>
+  revokeCredentialsWhere(tx, "organization_id = ? AND user_id = ?", [orgId, userId], now);
 
 /** Revokes the user's credentials of `kinds`, and every credential made from them (an API key a PAT made has no user of its own). */
 /** Every kind of credential a user makes: what deleting them (or asking for their erasure) revokes. */

@@ -1,0 +1,49 @@
+/**
+ * Removing a member ends what they hold in the organization: their API keys and the tokens
+ * restricted to it are revoked, and their narrowed workspace roles go, so none of it comes back
+ * when they join again (found in review).
+ */
+import { expect, test } from "bun:test";
+import { stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
+
+type App = Awaited<ReturnType<typeof testCitadel>>;
+const newCitadel = stoppedAfterEach();
+
+async function organizationWithBob() {
+  const c = await newCitadel();
+  const operator = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const bob = await c.addUser(operator, "bob@example.org", "admin");
+  const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "app" } })).body.id as string;
+  return { c, operator, org, bob, ws };
+}
+
+/** Bob joins again by accepting an invitation with `role`. */
+async function rejoin(c: App, operator: string, org: string, bob: { token: string }, role: string) {
+  const invited = await c.send("POST", `/v1/iam/orgs/${org}/invitations`, operator, { json: { email: "bob@example.org", role } });
+  expect(invited.status).toBe(200);
+  expect((await c.send("POST", `/v1/iam/me/invitations/${invited.body.id}/accept`, bob.token)).status).toBe(200);
+}
+
+const removeEvents = (c: App) => c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'iam.member.remove' ORDER BY seq").all() as Array<{ reason: string | null }>;
+
+test("a removed member's API keys and organization-bound tokens are revoked, and do not come back when they rejoin", async () => {
+  const { c, operator, org, bob, ws } = await organizationWithBob();
+  expect((await c.send("PUT", `/v1/iam/orgs/${org}/services/secrets`, operator)).status).toBe(200);
+  const apiKey = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, bob.token, { json: { service: "secrets", name: "ci", scopes: ["secrets:read"] } });
+  const pat = await c.send("POST", "/v1/iam/me/tokens", bob.token, { json: { name: "org", scopes: ["secrets:read", "iam:self"], organization: org } });
+  const unrestricted = await c.send("POST", "/v1/iam/me/tokens", bob.token, { json: { name: "any", scopes: ["secrets:read"] } });
+  // A token the organization-bound one made goes with it.
+  const child = await c.send("POST", "/v1/iam/me/tokens", pat.body.token, { json: { name: "child", scopes: ["secrets:read"] } });
+  const environments = `/v1/secrets/workspaces/${ws}/environments`;
+  for (const token of [apiKey.body.token, pat.body.token, child.body.token, unrestricted.body.token]) expect((await c.send("GET", environments, token)).status).toBe(200);
+
+  expect((await c.send("DELETE", `/v1/iam/orgs/${org}/members/${bob.id}`, operator)).status).toBe(200);
+
+  await rejoin(c, operator, org, bob, "viewer");
+  for (const token of [apiKey.body.token, pat.body.token, child.body.token]) expect((await c.send("GET", environments, token)).status).toBe(401);
+  // What is not bound to the organization is the user's, and follows their membership.
+  expect((await c.send("GET", environments, unrestricted.body.token)).status).toBe(200);
+  expect((await c.send("GET", `/v1/iam/orgs/${org}/api-keys`, operator)).body.items).toEqual([]);
+  expect(removeEvents(c).map((e) => e.reason)).toEqual(["3 credential(s) for the organization revoked"]);
+});
