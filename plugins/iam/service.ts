@@ -1037,6 +1037,7 @@ export class IamService {
     // Tokens for this workspace alone go with it: they still authenticated, for the routes
     // that name no workspace (found in review).
     const revoked = sql.revokeWorkspaceCredentials(tx, id, this.now()).changes;
+    sql.clearWorkspaceRoles(tx, id);
     // What the other services hold for it goes too (the secrets' values and their data key,
     // webhooks): no route reaches a deleted workspace's data to remove it later.
     const removed = workspaceDeletionsOf(this.k.store).run(tx, id, this.now());
@@ -1097,6 +1098,9 @@ export class IamService {
       // Refused only while they were out, their keys and tokens bound to the organization worked
       // again when they rejoined, under any role (found in review): they end with the membership.
       const revoked = sql.revokeMemberCredentials(tx, orgId, userId, this.now()).changes;
+      // Nor does a role narrowed in a workspace outlive the membership it narrowed: added back
+      // as admin, they were still the viewer they had been there (found in review).
+      sql.clearMemberWorkspaceRoles(tx, orgId, userId);
       const reason = `${revoked} credential(s) for the organization revoked`;
       this.audit(tx, { action: "iam.member.remove", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, organization: orgId, reason, request: caller.request });
     });

@@ -326,6 +326,13 @@ export const setWorkspaceRole = (tx: Database, workspaceId: string, userId: stri
 export const clearWorkspaceRole = (tx: Database, workspaceId: string, userId: string) =>
   tx.query("DELETE FROM workspace_members WHERE workspace_id = ? AND user_id = ?").run(workspaceId, userId);
 
+/** Stops narrowing the user's role in every workspace of the organization (deleted ones too): they left it. */
+export const clearMemberWorkspaceRoles = (tx: Database, orgId: string, userId: string) =>
+  tx.query("DELETE FROM workspace_members WHERE user_id = ? AND workspace_id IN (SELECT id FROM workspaces WHERE organization_id = ?)").run(userId, orgId);
+
+/** Stops narrowing anyone's role in the workspace: it was deleted. */
+export const clearWorkspaceRoles = (tx: Database, workspaceId: string) => tx.query("DELETE FROM workspace_members WHERE workspace_id = ?").run(workspaceId);
+
 // --- credentials ----------------------------------------------------------------------
 
 export const credentialById = (db: Database, id: string) => db.query<CredentialRow, [string]>("SELECT * FROM credentials WHERE id = ?").get(id);

@@ -47,3 +47,23 @@ test("a removed member's API keys and organization-bound tokens are revoked, and
   expect((await c.send("GET", `/v1/iam/orgs/${org}/api-keys`, operator)).body.items).toEqual([]);
   expect(removeEvents(c).map((e) => e.reason)).toEqual(["3 credential(s) for the organization revoked"]);
 });
+
+test("a removed member's narrowed workspace roles go with the membership: added back as admin, they are admin there (found in review)", async () => {
+  const { c, operator, org, bob, ws } = await organizationWithBob();
+  const secret = `/v1/secrets/workspaces/${ws}/environments/development/secrets/X`;
+  expect((await c.send("PUT", `/v1/iam/workspaces/${ws}/members/${bob.id}`, operator, { json: { role: "viewer" } })).status).toBe(200);
+  expect((await c.send("PUT", secret, bob.token, { json: { value: "as a viewer" } })).status).toBe(403);
+  expect((await c.send("DELETE", `/v1/iam/orgs/${org}/members/${bob.id}`, operator)).status).toBe(200);
+  expect((await c.send("POST", `/v1/iam/orgs/${org}/members`, operator, { json: { email: "bob@example.org", role: "admin" } })).status).toBe(200);
+  const written = await c.send("PUT", secret, bob.token, { json: { value: "as an admin" } });
+  expect([written.status, written.body.detail]).toEqual([200, undefined]);
+  expect((await c.send("GET", `/v1/iam/workspaces/${ws}`, operator)).body.members).toEqual([]);
+});
+
+test("a deleted workspace's narrowed roles go with it", async () => {
+  const { c, operator, bob, ws } = await organizationWithBob();
+  expect((await c.send("PUT", `/v1/iam/workspaces/${ws}/members/${bob.id}`, operator, { json: { role: "viewer" } })).status).toBe(200);
+  const ask = await c.send("DELETE", `/v1/iam/workspaces/${ws}`, operator);
+  expect((await c.send("DELETE", `/v1/iam/workspaces/${ws}`, operator, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+  expect(c.kernel.store.db.query("SELECT user_id FROM workspace_members WHERE workspace_id = ?").all(ws)).toEqual([]);
+});
