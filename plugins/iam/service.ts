@@ -730,6 +730,9 @@ export class IamService {
       requireLiveMaker(tx, caller.principal.tokenId, this.now());
       // Deleted meanwhile, its tokens were revoked before this one existed (found in review).
       if (input.workspace && !sql.workspaceById(tx, input.workspace)) throw new InvalidError("no such workspace among yours", "workspace");
+      // So with an organization, whose memberships outlive it: deleted, before or meanwhile,
+      // it got a token that could never be used (found in review).
+      if (input.organization && !sql.organizationById(tx, input.organization)) throw new InvalidError("no such organization among yours", "organization");
       sql.insertCredential(
         tx,
         sql.credentialRow({

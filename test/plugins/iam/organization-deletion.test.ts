@@ -78,6 +78,16 @@ describe("deleting an organization", () => {
     expect(answers.map((a) => a.status).sort()).toEqual([200, 404]);
     expect(c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.organization.delete'").get()).toEqual({ n: 1 });
   });
+
+  test("no token is made restricted to it afterwards: 422 naming organization, nothing audited (found in review: 200, a token that only got 403)", async () => {
+    const c = await newCitadel();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const org = c.owner.organization;
+    expect((await confirmed(c, "DELETE", `/v1/iam/orgs/${org}`, owner)).status).toBe(200);
+    const made = await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "t", scopes: ["read"], organization: org } });
+    expect([made.status, made.body.errors?.[0]?.field]).toEqual([422, "organization"]);
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.token.create'").get()).toEqual({ n: 0 });
+  });
 });
 
 describe("deleting a workspace", () => {
