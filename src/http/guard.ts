@@ -150,7 +150,11 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
       if (p.organizationId && p.organizationId !== org.id) deny("this credential belongs to another organization");
       if (p.workspaceId && routeNamesOrganization && workspace?.id !== p.workspaceId) deny("this token is restricted to another workspace");
       if (!allowedFrom(meta.client, org.ipAllowlist)) deny("the organization does not allow requests from your address");
-      if (workspace && !allowedFrom(meta.client, workspace.ipAllowlist)) deny("the workspace does not allow requests from your address");
+      // As with the organization: a token restricted to a workspace stays under its allowlist on a route that names none.
+      const boundWorkspace = p.workspaceId && !routeNamesOrganization ? provider.workspace(p.workspaceId) : undefined;
+      if (boundWorkspace === null) deny("the workspace this token is restricted to no longer exists");
+      const listing = workspace ?? boundWorkspace;
+      if (listing && !allowedFrom(meta.client, listing.ipAllowlist)) deny("the workspace does not allow requests from your address");
       if (p.service && !org.serviceActive(p.service)) deny(`the ${p.service} service is not activated for this organization`);
       // The role that bounds the caller: the user's, or — for a service key — its maker's, so that
       // a key outlives neither the membership nor the role it was made under.

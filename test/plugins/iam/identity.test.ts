@@ -650,6 +650,19 @@ describe("organizations, roles and service keys", () => {
     expect((await c.send("GET", "/v1/system/info", bound, from("192.0.2.1"))).status).toBe(403);
   });
 
+  test("a token restricted to a workspace is held to that workspace's allowlist on routes that name no workspace (found in review)", async () => {
+    const { c, operator, org } = await app();
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "listed" } })).body.id as string;
+    expect((await c.send("PATCH", `/v1/iam/workspaces/${ws}`, operator, { json: { ip_allowlist: ["127.0.0.0/8", "198.51.100.0/24"] } })).status).toBe(200);
+    const bound = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "w", scopes: ["iam:self", "secrets:read"], workspace: ws } })).body.token;
+    const outside = from("203.0.113.77");
+    const me = await c.send("GET", "/v1/iam/me", bound, outside);
+    expect([me.status, me.body.detail]).toEqual([403, "The workspace does not allow requests from your address."]);
+    expect((await c.send("POST", "/v1/iam/me/tokens", bound, { json: { name: "child", scopes: ["secrets:read"] }, ...outside })).status).toBe(403);
+    expect((await c.send("GET", "/v1/iam/me", bound, from("198.51.100.7"))).status).toBe(200);
+    await c.stop();
+  });
+
   test("an IPv4-mapped prefix in an allowlist (::ffff:192.0.2.0/120) is the IPv4 prefix it spells, as clients are matched unmapped (found in review)", async () => {
     const { c, operator, org } = await app();
     // An organization's: not refused as shutting out the caller, and it lets the range in.
