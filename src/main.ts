@@ -140,10 +140,13 @@ function kernelCommands(env: Env): Command[] {
     },
     {
       words: ["recover"],
-      summary: "On the host: give an operator who cannot log in a one-time password (their two-factor authentication off, their logins ended)",
-      args: "<email>",
+      summary: "On the host: give an operator who cannot log in a one-time password (their two-factor authentication off, their logins ended), or empty an address allowlist that locks everyone out",
+      args: "[<email>]",
       maxArgs: 1,
-      options: { yes: { type: "boolean", description: "Yes, reset this operator's password and second factor" } },
+      options: {
+        yes: { type: "boolean", description: "Yes, reset this operator's password and second factor (or clear that allowlist)" },
+        "clear-allowlist": { type: "string", description: "An organization (org_...) or workspace (ws_...) whose address allowlist locks everyone out: it is emptied (any address)" },
+      },
       run: (ctx) => recover(ctx, configFor(ctx.options, env), env),
     },
     {
@@ -439,16 +442,22 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
 }
 
 /**
- * The break-glass for a locked-out operator, on the host: it works on the database directly
+ * The break-glass for a locked-out operator (their account, or an address allowlist that shuts
+ * out every address they have), on the host: it works on the database directly
  * (Citadel running or not, sealed or not), as whoever may write it — run as root on an
  * installed system, it acts as the data directory's owner so the files it touches stay the
  * service's. See Plugin.recover.
  */
 async function recover(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promise<number> {
-  needArgs(ctx, 1, "<email>");
-  const email = ctx.args[0]!.trim();
+  const holder = typeof ctx.options["clear-allowlist"] === "string" ? ctx.options["clear-allowlist"].trim() : undefined;
+  if (holder === undefined) needArgs(ctx, 1, "<email> | --clear-allowlist <org_...|ws_...>");
+  const email = ctx.args[0]?.trim();
   if (email === "") throw new UsageError("give the operator's email");
-  if (ctx.options.yes !== true) throw new UsageError(`this gives ${email} a one-time password, turns their two-factor authentication off and ends their logins: add --yes`);
+  if (holder === "") throw new UsageError("--clear-allowlist: give the organization (org_...) or workspace (ws_...)");
+  if (ctx.options.yes !== true) {
+    const doing = [holder && `empties the address allowlist of ${holder}`, email && `gives ${email} a one-time password, turns their two-factor authentication off and ends their logins`].filter(Boolean);
+    throw new UsageError(`this ${doing.join(", and ")}: add --yes`);
+  }
   const { config } = loaded;
   const database = join(config.data_dir, "citadel.db");
   const invoker = invokerOf(env); // before acting as the data directory's owner
@@ -465,7 +474,7 @@ async function recover(ctx: CommandContext, loaded: LoadedConfig, env: Env): Pro
     const { kernelFor } = kernelOver(store, config, createLogger({ level: "warn" }), env);
     const results: SetupResult[] = [];
     for (const plugin of plugins) {
-      const result = plugin.recover ? await plugin.recover(kernelFor(plugin), { email, invoker: invoker.named, invoker_uids: invoker.uids, ...instanceFlags(ctx.options) }) : null;
+      const result = plugin.recover ? await plugin.recover(kernelFor(plugin), { email, clear_allowlist: holder, invoker: invoker.named, invoker_uids: invoker.uids, ...instanceFlags(ctx.options) }) : null;
       if (result) results.push(result);
     }
     if (ctx.json) ctx.out(JSON.stringify(Object.assign({}, ...results.map((r) => r.summary)), null, 2));

@@ -164,6 +164,7 @@ export interface Plugin<Settings = unknown> {
    * can log in to do it through the API (the only operator lost their password or second
    * factor). Whoever runs it can write the database already; it does properly, and on the
    * record, what they could otherwise only do by hand. `options`: `email` (whose account),
+   * `clear_allowlist` (an organization or workspace whose address allowlist is to be emptied),
    * `invoker` (who ran it, for the audit event: uid and sudo user) and `invoker_uids` (the same
    * by number only, for the chained reason). Null when the plugin has nothing to do.
    */

@@ -16,7 +16,7 @@ import { principalOf, requestMeta } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
 import { iamSubjects } from "./subject.ts";
 import { sameInstanceFlags, shellQuote } from "../../src/cli/next-command.ts";
-import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { definePlugin, type Kernel, type SetupResult } from "../../src/plugin.ts";
 import { accountCommands } from "./account-commands.ts";
 import { iamAdminCommands } from "./admin-commands.ts";
 import { iamCommands } from "./commands.ts";
@@ -145,17 +145,13 @@ export const iamPlugin = definePlugin<IamSettings>({
   },
 
   async recover(k, options) {
-    if (typeof options.email !== "string") return null;
-    const { email, password } = await servicesOf(k).iam.recoverOperator(options.email, typeof options.invoker === "string" && typeof options.invoker_uids === "string" ? { named: options.invoker, uids: options.invoker_uids } : undefined);
-    const flags = sameInstanceFlags(options);
-    return {
-      summary: { operator: email, one_time_password: password },
-      lines: [
-        `${email}: two-factor authentication is off, every login session and CLI login has ended, and the password is now a one-time password:`,
-        `  ${password}`,
-        `It is shown only now. Replace it first: citadel password --email ${shellQuote(email)}${flags}; then log in (citadel login${flags}) and enrol two-factor authentication again (citadel mfa enable${flags}).`,
-      ],
-    };
+    const { iam } = servicesOf(k);
+    const invoker = typeof options.invoker === "string" && typeof options.invoker_uids === "string" ? { named: options.invoker, uids: options.invoker_uids } : undefined;
+    const done: SetupResult[] = [];
+    // The allowlist first: the account's one-time password is then shown last, nearest the prompt.
+    if (typeof options.clear_allowlist === "string") done.push(allowlistCleared(await iam.clearAllowlist(options.clear_allowlist, invoker)));
+    if (typeof options.email === "string") done.push(operatorRecovered(await iam.recoverOperator(options.email, invoker), sameInstanceFlags(options)));
+    return done.length === 0 ? null : { summary: Object.assign({}, ...done.map((d) => d.summary)), lines: done.flatMap((d) => d.lines) };
   },
 
   routes: (k) => {
@@ -568,4 +564,24 @@ function usableFrom(address: string | undefined, allowlist: readonly Cidr[]): bo
   if (allowlist.length === 0) return true;
   const ip = address ? parseIp(address) : null;
   return ip !== null && allowlist.some((c) => cidrContains(c, ip));
+}
+
+/** What `citadel recover --clear-allowlist` says it did. */
+function allowlistCleared({ kind, id, was }: Awaited<ReturnType<IamService["clearAllowlist"]>>): SetupResult {
+  return {
+    summary: { allowlist_cleared: { [kind]: id, was } },
+    lines: [was.length === 0 ? `The ${kind} ${id} has no address allowlist: it is used from any address already.` : `The ${kind} ${id} is used from any address again (its allowlist was ${was.join(", ")}): set the right one once back in.`],
+  };
+}
+
+/** What `citadel recover <email>` says it did, and what the operator does next. */
+function operatorRecovered({ email, password }: Awaited<ReturnType<IamService["recoverOperator"]>>, flags: string): SetupResult {
+  return {
+    summary: { operator: email, one_time_password: password },
+    lines: [
+      `${email}: two-factor authentication is off, every login session and CLI login has ended, and the password is now a one-time password:`,
+      `  ${password}`,
+      `It is shown only now. Replace it first: citadel password --email ${shellQuote(email)}${flags}; then log in (citadel login${flags}) and enrol two-factor authentication again (citadel mfa enable${flags}).`,
+    ],
+  };
 }

@@ -164,6 +164,7 @@ export interface Invoker {
   uids: string;
   named: string;
 }
+const UNKNOWN_INVOKER: Invoker = { uids: "an unknown user", named: "an unknown user" };
 
 export class IamService {
   readonly hasher: PasswordHasher;
@@ -649,7 +650,7 @@ export class IamService {
    * factor loses what it opened). Personal access tokens and API keys stay, as with an MFA
    * reset: made on purpose, they are revoked by name once the operator is back in.
    */
-  async recoverOperator(email: string, invoker: Invoker = { uids: "an unknown user", named: "an unknown user" }): Promise<{ email: string; password: string }> {
+  async recoverOperator(email: string, invoker: Invoker = UNKNOWN_INVOKER): Promise<{ email: string; password: string }> {
     const user = sql.userByEmail(this.db, email.trim());
     if (!user) throw new NotFoundError(`no user ${email} (citadel recover is for operators' accounts)`);
     if (user.operator !== 1) throw new ForbiddenError(`${user.email} is not an operator: citadel recover is for operators; an operator resets anyone else's password (citadel user password-reset) or two-factor authentication (citadel user mfa-reset)`);
@@ -677,6 +678,38 @@ export class IamService {
       });
     });
     return { email: user.email, password };
+  }
+
+  /**
+   * `citadel recover --clear-allowlist` on the host: the address allowlist of an organization
+   * (org_...) or a workspace (ws_...) that shuts everyone out (the operators' addresses changed,
+   * a proxy now stands in front) is emptied. Through the API nobody could: the guard refuses
+   * every request about it from outside the list, the operator's own on loopback too. Recorded
+   * as the change it is (iam.organization.update, iam.workspace.update), with who ran it as
+   * `recoverOperator` records them and the list it replaced.
+   */
+  async clearAllowlist(id: string, invoker: Invoker = UNKNOWN_INVOKER): Promise<{ kind: "organization" | "workspace"; id: string; was: string[] }> {
+    const holder = allowlistHolder(this.db, id.trim());
+    if (!holder) throw new NotFoundError(`no organization or workspace ${id} (citadel recover --clear-allowlist takes an org_... or ws_... id)`);
+    const cleared = { kind: holder.kind, id: holder.id, was: holder.was };
+    if (holder.was.length === 0) return cleared; // nothing to clear, nothing to record
+    await this.k.store.write((tx) => {
+      const current = allowlistHolder(tx, holder.id);
+      if (!current) throw new ConflictError(`the ${holder.kind} ${holder.id} was deleted meanwhile`);
+      if (current.kind === "organization") sql.updateOrganization(tx, current.id, { ip_allowlist: "[]" });
+      else sql.updateWorkspace(tx, current.id, { ip_allowlist: "[]" });
+      this.audit(tx, {
+        action: current.kind === "organization" ? "iam.organization.update" : "iam.workspace.update",
+        actor: { kind: "system" },
+        outcome: "success",
+        resource: { type: current.kind, id: current.id },
+        organization: current.organizationId,
+        workspace: current.kind === "workspace" ? current.id : null,
+        reason: `host-local recovery by ${invoker.uids}: ${describeChanges({ ip_allowlist: [] })}, was [${current.was.join(" ")}]`,
+        personal: { invoker: invoker.named },
+      });
+    });
+    return cleared;
   }
 
   me(p: Principal) {
@@ -1391,6 +1424,15 @@ export class IamService {
     const role = sql.roleOf(this.db, orgId, userId);
     return role !== null && roleAllows(role, permission);
   }
+}
+
+/** The organization or workspace an id names, with its address allowlist; null when there is none. */
+function allowlistHolder(db: Database, id: string): { kind: "organization" | "workspace"; id: string; organizationId: string; was: string[] } | null {
+  const org = sql.organizationById(db, id);
+  if (org) return { kind: "organization", id: org.id, organizationId: org.id, was: JSON.parse(org.ip_allowlist) as string[] };
+  const ws = sql.workspaceById(db, id);
+  if (ws) return { kind: "workspace", id: ws.id, organizationId: ws.organization_id, was: JSON.parse(ws.ip_allowlist) as string[] };
+  return null;
 }
 
 /**

@@ -232,6 +232,39 @@ describe("citadel recover (found missing: the only operator's lost second factor
     expect((await citadel.stop()).code).toBe(0);
   });
 
+  test("--clear-allowlist: an organization's allowlist that refuses the operator on the host too is emptied while Citadel runs, audited (found in review)", async () => {
+    const data = dataDir();
+    const { citadel, env, port } = await start(data);
+    const token = await operatorToken(data, citadel);
+    const org = await api(data, port, "GET", "/v1/iam/orgs", undefined, {}, token).then((r) => r.body.items[0].id as string);
+    // Set from an address the operators no longer have (written as the API would have).
+    const db = new Database(join(data, "citadel.db"));
+    db.query("UPDATE organizations SET ip_allowlist = '[\"10.0.0.0/8\"]' WHERE id = ?").run(org);
+    db.close();
+    const unlock = () => api(data, port, "PATCH", `/v1/iam/orgs/${org}`, { ip_allowlist: [] }, {}, token);
+    const eventually = async (status: number) => {
+      let res = await unlock();
+      for (let i = 0; i < 30 && res.status !== status; i++, res = await unlock()) await Bun.sleep(100);
+      return res.status;
+    };
+    expect(await eventually(403)).toBe(403);
+
+    const unconfirmed = await runCitadel(["recover", "--clear-allowlist", org, "--data", data], env);
+    expect([unconfirmed.code, unconfirmed.stderr]).toEqual([2, expect.stringContaining(`this empties the address allowlist of ${org}: add --yes`)]);
+    const unknown = await runCitadel(["recover", "--clear-allowlist", "org_nonexistent", "--data", data, "--yes"], env);
+    expect([unknown.code, unknown.stderr]).toEqual([1, expect.stringContaining("no organization or workspace org_nonexistent")]);
+    const cleared = await runCitadel(["recover", "--clear-allowlist", org, "--data", data, "--yes", "--json"], env);
+    expect([cleared.code, cleared.stderr]).toEqual([0, ""]);
+    expect(JSON.parse(cleared.stdout)).toEqual({ allowlist_cleared: { organization: org, was: ["10.0.0.0/8"] } });
+    expect(await eventually(200)).toBe(200); // the server sees another process's write within a second
+    expect((await citadel.stop()).code).toBe(0);
+
+    const audit = new Database(join(data, "citadel.db"), { readonly: true });
+    const reasons = audit.query<{ reason: string }, [string]>("SELECT reason FROM audit_events WHERE action = 'iam.organization.update' AND resource_id = ? ORDER BY seq").all(org);
+    audit.close();
+    expect(reasons[0]!.reason).toMatch(/^host-local recovery by uid \d+: ip_allowlist=\[\] \(any address\), was \[10\.0\.0\.0\/8\]$/);
+  });
+
   test("it changes nothing but the account: no config, certificate or schema made, and a database of another version is refused as it is (found in review)", async () => {
     const data = dataDir();
     expect((await runCitadel(["init", "--data", data])).code).toBe(0);

@@ -146,4 +146,32 @@ describe("citadel recover: the only operator locked out, on the host", () => {
     const recorded = listAuditEvents(c.kernel.store.db, c.kernel.seal.keyring(), { action: "iam.operator.recover" }, 1).events[0]!;
     expect([recorded.subject, recorded.personal]).toEqual([me.body.id, { invoker: "uid 0 (sudo by alice, uid 1000)" }]);
   });
+  test("--clear-allowlist: an organization's or workspace's allowlist that shuts out the operator on the host too is emptied, audited (found in review)", async () => {
+    const c = await newCitadel();
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const org = c.owner.organization;
+    const elsewhere = { headers: { "x-test-peer": "10.0.0.5" } };
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "ops" } })).body.id as string;
+    expect((await c.send("PATCH", `/v1/iam/workspaces/${ws}`, operator, { json: { ip_allowlist: ["10.0.0.0/8"] }, ...elsewhere })).status).toBe(200);
+    expect((await c.send("PATCH", `/v1/iam/orgs/${org}`, operator, { json: { ip_allowlist: ["10.0.0.0/8"] }, ...elsewhere })).status).toBe(200);
+    // Whoever set them moved: the operator on the host (loopback) is refused as anyone else.
+    const unlockOrg = () => c.send("PATCH", `/v1/iam/orgs/${org}`, operator, { json: { ip_allowlist: [] } });
+    expect((await unlockOrg()).status).toBe(403);
+
+    const iam = iamServiceOf(c.kernel.store)!;
+    await expect(iam.clearAllowlist("org_nonexistent")).rejects.toThrow(NotFoundError);
+    const invoker = { uids: "uid 0 (sudo by uid 1000)", named: "uid 0 (sudo by alice, uid 1000)" };
+    expect(await iam.clearAllowlist(` ${org} `, invoker)).toEqual({ kind: "organization", id: org, was: ["10.0.0.0/8"] });
+    expect((await c.send("GET", `/v1/iam/orgs/${org}`, operator)).status).toBe(200);
+    expect((await c.send("PATCH", `/v1/iam/workspaces/${ws}`, operator, { json: { name: "ops2" } })).status).toBe(403); // the workspace's own list still holds
+    expect((await iam.clearAllowlist(ws, invoker)).was).toEqual(["10.0.0.0/8"]);
+    expect((await c.send("PATCH", `/v1/iam/workspaces/${ws}`, operator, { json: { name: "ops2" } })).status).toBe(200);
+    expect((await iam.clearAllowlist(ws, invoker)).was).toEqual([]); // already any address: nothing recorded
+
+    const recorded = (action: string) => events(c, action).filter((e) => e.reason?.startsWith("host-local"));
+    expect(recorded("iam.organization.update")).toEqual([{ outcome: "success", reason: "host-local recovery by uid 0 (sudo by uid 1000): ip_allowlist=[] (any address), was [10.0.0.0/8]", resource_id: org, actor_user: null }]);
+    expect(recorded("iam.workspace.update")).toEqual([{ outcome: "success", reason: "host-local recovery by uid 0 (sudo by uid 1000): ip_allowlist=[] (any address), was [10.0.0.0/8]", resource_id: ws, actor_user: null }]);
+    const event = listAuditEvents(c.kernel.store.db, c.kernel.seal.keyring(), { action: "iam.organization.update" }, 10).events.find((e) => e.reason?.startsWith("host-local"))!;
+    expect(event.personal).toEqual({ invoker: "uid 0 (sudo by alice, uid 1000)" });
+  });
 });
