@@ -582,14 +582,17 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
       const sink = forward.to === "journal" ? journalSink() : fileSink(dataPath(config, forward.file));
       lifecycle.started("audit forwarding", startAuditForwarder({ store, seal, sink, personalData: forward.personal_data, log, metrics }));
     }
+    // Rate limits and their audit sample measure time that passed, not what time it is: on a
+    // clock that only goes forward, a wall clock stepped back (NTP, a resumed VM) shuts no bucket.
+    const elapsed = () => performance.now();
     const guard = createGuard({
       identity: kernelFor(plugins[0]!).identity,
       shield: kernelFor(plugins[0]!).shield,
       verdicts: shieldVerdictCounters(metrics, "http"),
       confirmations: new Confirmations(now),
       limits: {
-        auth: new RateLimiter({ name: "auth", perSecond: config.rate_limit.auth.per_second, burst: config.rate_limit.auth.burst }, now),
-        organization: new RateLimiter({ name: "organization", perSecond: config.rate_limit.per_organization.per_second, burst: config.rate_limit.per_organization.burst }, now),
+        auth: new RateLimiter({ name: "auth", perSecond: config.rate_limit.auth.per_second, burst: config.rate_limit.auth.burst }, elapsed),
+        organization: new RateLimiter({ name: "organization", perSecond: config.rate_limit.per_organization.per_second, burst: config.rate_limit.per_organization.burst }, elapsed),
       },
       recordSecurityEvent: (event) => void store.write((tx) => audit.record(tx, event)).catch((error) => log.error("could not record a security event", { error })),
       now,
@@ -610,8 +613,8 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
     const edge = createEdge({
       app,
       log,
-      perAddress: new RateLimiter({ name: "address", perSecond: config.rate_limit.per_address.per_second, burst: config.rate_limit.per_address.burst }, now),
-      onRateLimited: sampledRateLimitEvents((event) => void store.write((tx) => audit.record(tx, event)).catch((error) => log.error("could not record a security event", { error })), now),
+      perAddress: new RateLimiter({ name: "address", perSecond: config.rate_limit.per_address.per_second, burst: config.rate_limit.per_address.burst }, elapsed),
+      onRateLimited: sampledRateLimitEvents((event) => void store.write((tx) => audit.record(tx, event)).catch((error) => log.error("could not record a security event", { error })), elapsed),
       bodyLimit: config.http.body_limit_bytes,
       trustedProxies: config.http.trusted_proxies.map((c) => parseCidr(c)!),
       tls: tls !== undefined,

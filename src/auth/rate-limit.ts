@@ -37,7 +37,8 @@ export class RateLimiter {
 
   constructor(
     readonly policy: BucketPolicy,
-    private readonly now: () => number = Date.now,
+    /** Milliseconds on a clock that only goes forward, by default; any origin. */
+    private readonly now: () => number = () => performance.now(),
     maxKeys = 100_000,
   ) {
     this.buckets = new BoundedMap(maxKeys);
@@ -51,7 +52,10 @@ export class RateLimiter {
       bucket = { tokens: burst, at: now };
       this.buckets.set(key, bucket);
     } else {
-      bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond);
+      // A clock that went back (a wall clock stepped by NTP, a resumed VM) counts as no time
+      // passed: negative time would drain every bucket for as long as the step.
+      const elapsedMs = Math.max(0, now - bucket.at);
+      bucket.tokens = Math.min(burst, bucket.tokens + (elapsedMs / 1000) * perSecond);
       bucket.at = now;
     }
     const allowed = bucket.tokens >= cost;

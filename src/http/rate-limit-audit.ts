@@ -27,6 +27,12 @@ export class OncePerWindow {
   due(key: string): boolean {
     const at = this.now();
     const previous = this.last.get(key);
+    if (previous !== undefined && previous > at) {
+      // The clock went back: no time has passed since that sample, so the window starts again
+      // now, rather than stay shut until the clock is back where it was.
+      this.last.set(key, at);
+      return false;
+    }
     if (previous !== undefined && previous > at - this.windowMs) return false;
     this.last.set(key, at);
     return true;

@@ -3,7 +3,8 @@
  * keeps its (spent) bucket, and new keys far past the bound stay cheap.
  */
 import { expect, test } from "bun:test";
-import { RateLimiter } from "../../../src/auth/rate-limit.ts";
+import { RateLimiter, rateLimitHeaders } from "../../../src/auth/rate-limit.ts";
+import { fixedClock } from "../../helpers/http.ts";
 
 const policy = { name: "auth", perSecond: 1, burst: 3 };
 const sprayed = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
@@ -28,4 +29,16 @@ test("500,000 new addresses at the default bound finish (each costs the same, ho
   const limiter = new RateLimiter(policy, () => 0);
   for (let i = 0; i < 500_000; i++) limiter.take(sprayed(i));
   expect(limiter.take(sprayed(499_999)).remaining).toBe(1);
+});
+
+test("a clock stepped back (NTP, a resumed VM) counts as no time passed: the bucket keeps what it had, never below zero (found in review)", () => {
+  const clock = fixedClock();
+  const limiter = new RateLimiter(policy, clock.now);
+  expect(limiter.take("192.0.2.7").remaining).toBe(2);
+  clock.advance(-3_600_000);
+  const after = limiter.take("192.0.2.7");
+  expect([after.allowed, after.remaining]).toEqual([true, 1]); // as it would have been without the step
+  expect(rateLimitHeaders(after).ratelimit).toBe('"auth";r=1;t=2');
+  clock.advance(1000); // and time counts again from the step on
+  expect(limiter.take("192.0.2.7").remaining).toBe(1);
 });

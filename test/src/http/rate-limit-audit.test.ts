@@ -67,4 +67,14 @@ describe("OncePerWindow", () => {
     clock.advance(1);
     expect(sampler.due("a")).toBe(true);
   });
+
+  test("a clock stepped back counts as no time passed: the key is due a window after the step, not once the clock has caught up (found in review)", () => {
+    const clock = fixedClock();
+    const sampler = new OncePerWindow(60_000, 10, clock.now);
+    expect(sampler.due("a")).toBe(true);
+    clock.advance(-3_600_000);
+    expect(sampler.due("a")).toBe(false);
+    clock.advance(60_000);
+    expect(sampler.due("a")).toBe(true);
+  });
 });
