@@ -52,22 +52,30 @@ export interface Guard {
 export function createGuard({ identity, shield, verdicts, confirmations, limits, recordSecurityEvent, now }: GuardOptions): Guard {
   // One rate-limit event per key and minute: a flood is recorded, not amplified.
   const limitEvents = oncePerMinute(now);
-  /** Tells the shield about a refusal: every one counts there, though the audit log samples rate limits. */
+  /** Tells the shield about a refusal of the caller's own doing: each counts there, though the audit log samples rate limits. */
   const observe = (request: Request, signal: "invalid_token" | "http_forbidden" | "http_rate_limited") => shield?.current?.observe(requestMeta(request).client, signal);
 
+  /** 429, sampled in the audit log. Not told to the shield: see addressLimited. */
   const limited = (key: string, decision: ReturnType<RateLimiter["take"]>, request: Request, principal?: Principal): never => {
-    observe(request, "http_rate_limited");
     if (limitEvents.due(key)) {
       recordSecurityEvent({ action: "auth.rate_limit", actor: principal ? actorOf(principal) : { kind: "anonymous" }, outcome: "failure", reason: `${decision.policy.name} limit for ${key.split(":")[0]}`, request: requestContext(request) });
     }
     throw new HttpProblem(429, "rate_limited", `Too many requests; retry in ${decision.retryAfter} s.`, rateLimitHeaders(decision));
+  };
+  /**
+   * 429 from a bucket of the caller's address: its own doing, which the shield hears of. An
+   * organization's limit is reached by all its members together, and held against none of them.
+   */
+  const addressLimited = (key: string, decision: ReturnType<RateLimiter["take"]>, request: Request, principal?: Principal): never => {
+    observe(request, "http_rate_limited");
+    return limited(key, decision, request, principal);
   };
 
   /** Every refusal costs the caller's address a token of the strict bucket: a prober soon gets 429. */
   const failed = (request: Request, principal?: Principal) => {
     const key = `address:${clientKey(requestMeta(request).client)}`;
     const decision = limits.auth.take(key);
-    if (!decision.allowed) limited(key, decision, request, principal);
+    if (!decision.allowed) addressLimited(key, decision, request, principal);
   };
 
   /** A refusal of a caller whose token was good, for the audit log and the shield: the guard's own, and its handler's. */
@@ -88,13 +96,13 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
       // A throttled address shares the strict login bucket for every request.
       const key = `address:${clientKey(meta.client)}`;
       const decision = limits.auth.take(key);
-      if (!decision.allowed) limited(key, decision, request);
+      if (!decision.allowed) addressLimited(key, decision, request);
     }
     if (!spec) throw new HttpProblem(403, "forbidden", "This route declares no access rule, so it is closed.");
     if (spec.authLimit) {
       const key = `address:${clientKey(meta.client)}`; // an IPv6 client counts as its /64
       const decision = limits.auth.take(key);
-      if (!decision.allowed) limited(key, decision, request);
+      if (!decision.allowed) addressLimited(key, decision, request);
     }
     if (spec.public) return;
     // Whatever token it sends, if any — but not for a request a proxy on this host forwarded

@@ -74,3 +74,26 @@ test("a flood of decisions past the audit budget is summed up for its minute by 
     await c.stop();
   }
 });
+
+/** What the shield holds against an address: its own rate-limit refusals. */
+const rateLimitedCount = (c: Awaited<ReturnType<typeof testCitadel>>, address: string) => c.kernel.shield.current!.behaviour.counts(address).http_rate_limited;
+
+test("an organization's rate limit, reached by its members together, is not held against the address that got the 429 (found in review)", async () => {
+  const c = await testCitadel({ config: { intel: { trust_loopback: false }, rate_limit: { per_organization: { per_second: 0.001, burst: 2 } } } });
+  try {
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const org = c.owner.organization;
+    const statuses: number[] = [];
+    let refused: Awaited<ReturnType<typeof c.send>> | undefined;
+    for (let i = 0; i < 4; i++) {
+      const res = await c.send("GET", `/v1/iam/orgs/${org}`, operator, { headers: { "x-test-peer": "192.0.2.10" } });
+      statuses.push(res.status);
+      if (res.status === 429) refused = res;
+    }
+    expect(statuses).toContain(429);
+    expect(refused!.headers.get("ratelimit-policy")).toStartWith('"organization"');
+    expect(rateLimitedCount(c, "192.0.2.10")).toBe(0);
+  } finally {
+    await c.stop();
+  }
+});
