@@ -615,6 +615,7 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
       log,
       perAddress: new RateLimiter({ name: "address", perSecond: config.rate_limit.per_address.per_second, burst: config.rate_limit.per_address.burst }, elapsed),
       onRateLimited: sampledRateLimitEvents((event) => void store.write((tx) => audit.record(tx, event)).catch((error) => log.error("could not record a security event", { error })), elapsed),
+      shield: kernelFor(plugins[0]!).shield,
       bodyLimit: config.http.body_limit_bytes,
       trustedProxies: config.http.trusted_proxies.map((c) => parseCidr(c)!),
       tls: tls !== undefined,

@@ -3,7 +3,7 @@
  * reputation lists, policy, manual entries and decisions from the store, and puts the Shield in
  * the kernel's slot, where the HTTP guard and the DNS server ask it for a verdict on every
  * client. It learns failed logins from the audit log, rejected tokens, refusals and rate limits
- * from the HTTP guard, and floods from the DNS server (the dns plugin's gate and observer). Operators manage it
+ * from the HTTP guard (and the edge's per-address limit), and floods from the DNS server (the dns plugin's gate and observer). Operators manage it
  * through /v1/intel and `citadel intel`.
  */
 import { Elysia, t } from "elysia";
@@ -36,7 +36,7 @@ const ACTIONS = [
 
 /**
  * Audit actions the shield learns from, and the signal each one is. Rejected tokens, refusals
- * and rate limits are told by the HTTP guard itself (the audit log samples rate limits).
+ * and rate limits are told by the HTTP guard and edge themselves (the audit log samples rate limits).
  */
 const FEED: Record<string, Signal> = {
   "iam.login": "failed_login",

@@ -10,6 +10,7 @@ import type { Server } from "bun";
 import type { AnyElysia } from "elysia";
 import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
 import { SealedError } from "../errors.ts";
+import type { ShieldSlot } from "../intel/shield.ts";
 import type { Logger } from "../log.ts";
 import type { Counter, CounterFamily, Histogram, HistogramFamily, Metrics } from "../metrics.ts";
 import { cidrContains, clientKey, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
@@ -30,6 +31,8 @@ export interface EdgeOptions {
   perAddress?: RateLimiter;
   /** Told of each refusal (to audit a sample of them); the request carries its meta. */
   onRateLimited?: (request: Request) => void;
+  /** The shield (intel), told of each refusal by `perAddress` as of the guard's own: a flood is held against its address. */
+  shield?: ShieldSlot;
   /** Counts every answer by method, route pattern and status, with its latency. */
   requests?: HttpRequestMetrics;
   /** While true, every path but those in SEALED_ROUTES answers 503 `sealed`. */
@@ -54,7 +57,7 @@ const UNSEAL_ADVICE = "give it key shares with `citadel unseal` (seal method sha
 
 export type FetchHandler = (request: Request, server: Server<undefined>) => Response | Promise<Response>;
 
-export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, requests, sealed = () => false, unsealAdvice = UNSEAL_ADVICE, snapshot = (fn) => fn() }: EdgeOptions): FetchHandler {
+export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, shield, requests, sealed = () => false, unsealAdvice = UNSEAL_ADVICE, snapshot = (fn) => fn() }: EdgeOptions): FetchHandler {
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
   const unsnapshotted = withoutReadSnapshot(app); // a wrong declaration stops start-up
   // By method and path: another method's route at the same path keeps its snapshot (HEAD is GET).
@@ -149,6 +152,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
         if (!decision.allowed) {
           attachRequestMeta(request, meta); // so the audit event names the 429's request id
           onRateLimited?.(request);
+          shield?.current?.observe(meta.client, "http_rate_limited");
           return finish(request, meta, started, edgeProblem({ status: 429, code: "rate_limited", detail: `Too many requests; retry in ${decision.retryAfter} s.`, headers: rateLimitHeaders(decision) }, meta.id));
         }
       }

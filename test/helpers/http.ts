@@ -48,6 +48,7 @@ export interface TestEdgeOptions {
   /** The per-address limit, and who is told of its refusals (as main.ts does). */
   perAddress?: RateLimiter;
   onRateLimited?: (request: Request) => void;
+  shield?: ShieldSlot;
 }
 
 export interface CapturedLog {
@@ -83,6 +84,7 @@ export function testEdge(options: TestEdgeOptions = {}) {
     snapshot: options.snapshot,
     perAddress: options.perAddress,
     onRateLimited: options.onRateLimited,
+    shield: options.shield,
   });
   const peer = options.peer ?? "127.0.0.1";
   // The socket peer: fixed, or per request through a test-only header (this shim is not the edge).

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import type { AuditEventInput } from "../../../src/audit/event.ts";
 import { RateLimiter } from "../../../src/auth/rate-limit.ts";
 import { OncePerWindow, sampledRateLimitEvents } from "../../../src/http/rate-limit-audit.ts";
+import { ShieldSlot, type Shield } from "../../../src/intel/shield.ts";
 import { fixedClock, testEdge } from "../../helpers/http.ts";
 
 describe("the edge's rate-limit audit sample", () => {
@@ -47,6 +48,21 @@ describe("the edge's rate-limit audit sample", () => {
     }
     expect(events.map((e) => e.request?.source)).toEqual(["2001:db8:1:2::1", "2001:db8:1:3::1", "198.51.100.7", "198.51.100.8"]);
   });
+});
+
+test("the edge's per-address 429s are told to the shield, each one, as the guard's are; an allowed request is not (found in review)", async () => {
+  const told: Array<[string, string]> = [];
+  const shield = new ShieldSlot();
+  shield.current = { observe: (client: string, signal: string) => void told.push([client, signal]) } as unknown as Shield;
+  const clock = fixedClock();
+  const edge = testEdge({ perAddress: new RateLimiter({ name: "address", perSecond: 0.001, burst: 1 }, clock.now), shield });
+  const statuses = [];
+  for (let i = 0; i < 3; i++) statuses.push((await edge.send("GET", "/healthz", { headers: { "x-test-peer": "198.51.100.7" } })).status);
+  expect(statuses).toEqual([200, 429, 429]);
+  expect(told).toEqual([
+    ["198.51.100.7", "http_rate_limited"],
+    ["198.51.100.7", "http_rate_limited"],
+  ]);
 });
 
 describe("OncePerWindow", () => {
