@@ -16,9 +16,10 @@ import { actorOf, roleHolder, type IdentityRegistry, type Principal } from "../a
 import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
 import { effectiveRole, permissionForScope, roleAllows } from "../auth/rbac.ts";
 import { scopeService, scopesGrant } from "../auth/scopes.ts";
-import type { ShieldSlot } from "../intel/shield.ts";
+import { BoundedMap } from "../bounded-map.ts";
+import { toCidr, type Assessment, type Shield, type ShieldSlot } from "../intel/shield.ts";
 import type { ShieldVerdictCounters } from "../metrics.ts";
-import { cidrContains, clientKey, isLoopback, parseIp, type Cidr } from "../net/ip.ts";
+import { cidrContains, clientKey, formatCidr, isLoopback, parseIp, type Cidr } from "../net/ip.ts";
 import type { AccessSpec } from "./access.ts";
 import { auditRequest } from "./audit-request.ts";
 import { HttpProblem } from "./problem.ts";
@@ -71,6 +72,21 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     return limited(key, decision, request, principal);
   };
 
+  /**
+   * The strict bucket a throttled client takes from, kept a few seconds per client: finding it
+   * takes a whole assessment, and a throttled client keeps coming. Looked up anew once the
+   * decision or entry that made it may have ended, or the clock went back.
+   */
+  const throttleBuckets = new BoundedMap<string, { key: string; from: number; until: number }>(MAX_THROTTLED);
+  const throttleBucket = (current: Shield, client: string): string => {
+    const at = now();
+    const known = throttleBuckets.get(client);
+    if (known && known.from <= at && at < known.until) return known.key;
+    const { key, until } = throttledBy(current.assess(client, { dryRun: true }), client);
+    throttleBuckets.set(client, { key, from: at, until: Math.min(until, at + THROTTLE_BUCKET_MS) });
+    return key;
+  };
+
   /** Every refusal costs the caller's address a token of the strict bucket: a prober soon gets 429. */
   const failed = (request: Request, principal?: Principal) => {
     const key = `address:${clientKey(requestMeta(request).client)}`;
@@ -92,9 +108,9 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     const verdict = current ? current.decide(meta.client, "http") : "allow";
     if (current && verdicts) verdicts[verdict].value++; // no shield, no verdict to count
     if (verdict === "refuse" || verdict === "drop") throw new HttpProblem(403, "forbidden", "Requests from your address are refused.");
-    if (verdict === "throttle") {
-      // A throttled address shares the strict login bucket for every request.
-      const key = `address:${clientKey(meta.client)}`;
+    if (verdict === "throttle" && current) {
+      // A throttled address (or prefix) shares the strict login bucket for every request.
+      const key = throttleBucket(current, meta.client);
       const decision = limits.auth.take(key);
       if (!decision.allowed) addressLimited(key, decision, request);
     }
@@ -218,6 +234,23 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     else observe(request, "http_forbidden");
   };
   return guard;
+}
+
+/** Throttled clients whose bucket is remembered, and for how long at most. */
+const MAX_THROTTLED = 10_000;
+const THROTTLE_BUCKET_MS = 10_000;
+
+/**
+ * The bucket a throttle is charged to: the client's own (an IPv6 client's /64), unless what
+ * throttles it — a decision, a deny entry — is on a wider prefix (a /24, a /56, a /48): then one
+ * bucket for that prefix, not one per address or /64 of it, which would let a /56 send 256
+ * times what the throttle means to allow. With how long that holds.
+ */
+function throttledBy(a: Assessment, client: string): { key: string; until: number } {
+  const by = a.source === "decision" ? a.decision : a.source === "denylist" ? a.manual : null;
+  const cidr = by && toCidr(by.target);
+  if (!by || !cidr || cidr.prefix >= (cidr.family === 4 ? 32 : 64)) return { key: `address:${clientKey(client)}`, until: by?.until ?? Infinity };
+  return { key: `prefix:${formatCidr(cidr)}`, until: by.until ?? Infinity };
 }
 
 const REJECTIONS = {

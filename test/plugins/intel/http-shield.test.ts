@@ -3,7 +3,7 @@
  * throttled, then refused with 403 in the error envelope; an allowlisted address doing the same
  * never is; the decision, its reasons and the manual change are in the audit log.
  */
-import { expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { intelOf } from "../../../plugins/intel/index.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
@@ -96,4 +96,44 @@ test("an organization's rate limit, reached by its members together, is not held
   } finally {
     await c.stop();
   }
+});
+
+describe("a throttle on a prefix is one bucket for the prefix, not one per address or /64 of it (found in review)", () => {
+  /** Statuses of GET /healthz from each of `clients` in turn. */
+  const from = async (c: Awaited<ReturnType<typeof testCitadel>>, clients: string[]) => {
+    const statuses: number[] = [];
+    for (const client of clients) statuses.push((await c.send("GET", "/healthz", undefined, { headers: { "x-test-peer": client } })).status);
+    return statuses;
+  };
+  const sixtyFours = (n: number, first = 0) => Array.from({ length: n }, (_, i) => `2001:db8:1:5${(first + i).toString(16).padStart(2, "0")}::1`);
+
+  test("a deny entry that throttles a /56: its /64s share the strict bucket; an address outside it does not", async () => {
+    const c = await testCitadel({ config: { intel: { trust_loopback: false }, rate_limit: { auth: { per_second: 0.001, burst: 3 } } } });
+    try {
+      const operator = await c.login(c.owner.email, c.owner.password);
+      expect((await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "2001:db8:1:500::/56", action: "throttle", reason: "test" } })).status).toBe(200);
+      expect(await from(c, sixtyFours(5))).toEqual([200, 200, 200, 429, 429]);
+      expect(await from(c, ["2001:db8:2::1"])).toEqual([200]);
+      // An entry on one address keeps charging that address alone.
+      expect((await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "192.0.2.7", action: "throttle", reason: "test" } })).status).toBe(200);
+      expect(await from(c, ["192.0.2.7", "192.0.2.7", "192.0.2.7", "192.0.2.7", "192.0.2.8"])).toEqual([200, 200, 200, 429, 200]);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  test("a decision the shield made on a /56 from its neighbours' failed logins: the /56's other /64s share one bucket", async () => {
+    const c = await testCitadel({ config: { intel: { trust_loopback: false }, rate_limit: { auth: { per_second: 0.001, burst: 3 } } } });
+    try {
+      const shield = c.kernel.shield.current!;
+      // One failed login from each of twelve /64s: none alone would be throttled, the /56 is.
+      for (const client of sixtyFours(12)) shield.observe(client, "failed_login");
+      const fresh = sixtyFours(5, 0x20);
+      expect(shield.decide(fresh[0]!, "http")).toBe("throttle");
+      expect(shield.activeDecisions().map((d) => d.target)).toEqual(["2001:db8:1:500::/56"]);
+      expect(await from(c, fresh)).toEqual([200, 200, 200, 429, 429]);
+    } finally {
+      await c.stop();
+    }
+  });
 });
