@@ -185,7 +185,7 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   if (stored && !explicitlyLocal) {
     return createApiClient({ baseUrl: stored.server, trust: stored.certificate, certificate: stored.certificate, ...credential(stored.token) });
   }
-  const config = configFor(options, env).config;
+  const config = configFor(options, env, { client: true }).config;
   const local = localBaseUrl(config);
   const loggedInHere = stored && local !== null && new URL(stored.server).origin === new URL(local).origin;
   const { token: sent, tokenOrigin } = credential(loggedInHere ? stored.token : undefined);
@@ -203,7 +203,7 @@ function apiClientForServer(options: Record<string, string | boolean | undefined
   const stored = readStoredLogin(env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config"));
   if (stored && new URL(stored.server).origin === origin) return createApiClient({ baseUrl, trust: stored.certificate });
   try {
-    const local = localApiClient(configFor(options, env).config);
+    const local = localApiClient(configFor(options, env, { client: true }).config);
     if (new URL(local.baseUrl).origin === origin) return local;
   } catch {
     // no Citadel on this machine: the system's authorities decide
@@ -215,8 +215,10 @@ function apiClientForServer(options: Record<string, string | boolean | undefined
  * The config of the Citadel a command acts on. `serve` and `init` make their data directory
  * where they are told (./.citadel by default); every other command, given no config or data
  * directory and finding no ./.citadel, acts on this machine's installed instance if there is one.
+ * `client`: the server a client command sends credentials to, which a ./.citadel chooses only
+ * when it is an instance of this user's on loopback (loadConfig's `client`).
  */
-function configFor(options: Record<string, string | boolean | undefined>, env: Env, { installed = true } = {}): LoadedConfig {
+function configFor(options: Record<string, string | boolean | undefined>, env: Env, { installed = true, client = false } = {}): LoadedConfig {
   return loadConfig({
     schema: configSchema,
     env,
@@ -224,6 +226,7 @@ function configFor(options: Record<string, string | boolean | undefined>, env: E
     dataFlag: options.data as string | undefined,
     cwd: process.cwd(),
     ...(installed ? { installedConfig: INSTALLED_CONFIG_FILE } : {}),
+    client,
   });
 }
 

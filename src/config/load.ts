@@ -4,12 +4,13 @@
  * (or the variable, or the file and line) and the problem; main.ts turns it into exit code 2.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { isAbsolute, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { Kind, type TObject, type TSchema } from "@sinclair/typebox";
 import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
 import { parse as parseTomlText, TomlError } from "smol-toml";
 import { describeFsError } from "../files.ts";
 import { pointerToPath } from "../json-pointer.ts";
+import { isLoopback, parseIp } from "../net/ip.ts";
 import { envOverrides } from "./env.ts";
 import { ConfigError } from "./error.ts";
 import { sectionCheckOf, type Config } from "./schema.ts";
@@ -38,6 +39,14 @@ export interface ConfigInputs {
    * and `init`, which make a data directory where they are told (the README's embedded default).
    */
   installedConfig?: string;
+  /**
+   * For a client command, which sends credentials where the config says: the working
+   * directory's `.citadel`, when nothing names the instance, counts only when it is an instance
+   * of this user's listening on loopback (localInstanceDoubt, listenerDoubt), as git trusts a
+   * repository's config only in a safe directory. A checked-out repository or an unpacked
+   * tarball must not choose the server a token, a key share or a password goes to.
+   */
+  client?: boolean;
 }
 
 export interface LoadedConfig {
@@ -49,19 +58,71 @@ export interface LoadedConfig {
   configFileExists: boolean;
 }
 
+export interface ConfigLocation {
+  path: string;
+  /** Named by --config or CITADEL_CONFIG, or the installed instance's: it must exist. */
+  explicit: boolean;
+  /** The working directory's `.citadel`, which nothing named: found, not chosen. */
+  implicitLocal: boolean;
+}
+
 /**
  * Where the config file is: --config, CITADEL_CONFIG, else citadel.toml inside the data dir
  * (--data, CITADEL_DATA, else ./.citadel), else an installed instance's (`installedConfig`).
  */
-export function locateConfigFile(inputs: Omit<ConfigInputs, "schema">): { path: string; explicit: boolean } {
+export function locateConfigFile(inputs: Omit<ConfigInputs, "schema">): ConfigLocation {
   const named = inputs.configFlag ?? inputs.env.CITADEL_CONFIG;
-  if (named !== undefined && named !== "") return { path: resolve(inputs.cwd, named), explicit: true };
+  if (named !== undefined && named !== "") return { path: resolve(inputs.cwd, named), explicit: true, implicitLocal: false };
   const dataDir = inputs.dataFlag ?? inputs.env.CITADEL_DATA;
-  const local = resolve(inputs.cwd, dataDir ?? ".citadel", CONFIG_FILE_NAME);
-  if (dataDir === undefined && inputs.installedConfig !== undefined && !existsSync(local) && installedConfigExists(inputs.installedConfig)) {
-    return { path: inputs.installedConfig, explicit: true };
+  if (dataDir !== undefined) return { path: resolve(inputs.cwd, dataDir, CONFIG_FILE_NAME), explicit: false, implicitLocal: false };
+  const localDir = resolve(inputs.cwd, ".citadel");
+  const doubt = inputs.client ? localInstanceDoubt(localDir) : null;
+  if (doubt !== null) return passOverLocal(inputs, localDir, doubt);
+  const local = join(localDir, CONFIG_FILE_NAME);
+  if (inputs.installedConfig !== undefined && !existsSync(local) && installedConfigExists(inputs.installedConfig)) {
+    return { path: inputs.installedConfig, explicit: true, implicitLocal: false };
   }
-  return { path: local, explicit: false };
+  return { path: local, explicit: false, implicitLocal: true };
+}
+
+/**
+ * Why the working directory's `.citadel` is not taken for an instance of this user's, or null
+ * (none there: the defaults, as ever). One is a directory this user owns that nobody else may
+ * write to, with a database in it: what `citadel serve` makes (mode 0700).
+ */
+function localInstanceDoubt(dir: string): string | null {
+  let stat;
+  try {
+    stat = statSync(dir);
+  } catch {
+    return null;
+  }
+  const uid = process.getuid?.();
+  if (!stat.isDirectory()) return "it is not a directory";
+  if (uid !== undefined && stat.uid !== uid) return `it belongs to user ${stat.uid}, not to you (${uid})`;
+  if ((stat.mode & 0o022) !== 0) return `its group or others may write to it (mode ${(stat.mode & 0o777).toString(8)})`;
+  if (!existsSync(join(dir, "citadel.db"))) return "it holds no database (citadel.db): not an instance started here";
+  return null;
+}
+
+/**
+ * Where a client command's config is when the working directory's `.citadel` may not choose
+ * the server: the installed instance's, or a refusal that says what to name instead.
+ */
+function passOverLocal(inputs: Omit<ConfigInputs, "schema">, localDir: string, doubt: string): ConfigLocation {
+  if (inputs.installedConfig !== undefined && installedConfigExists(inputs.installedConfig)) return { path: inputs.installedConfig, explicit: true, implicitLocal: false };
+  throw new ConfigError(`${localDir} is not used to choose the server: ${doubt}. Name the instance with --data DIR (or CITADEL_DATA), or the server with CITADEL_SERVER (or citadel login --server URL)`);
+}
+
+/**
+ * Why a client command does not talk to the Citadel a found `.citadel` describes, or null: it
+ * must listen on loopback (a wildcard listener is reached over loopback too), else the config
+ * would send credentials to any address it names.
+ */
+function listenerDoubt(config: Config): string | null {
+  const address = parseIp(config.http.address);
+  const wildcard = config.http.address === "0.0.0.0" || config.http.address === "::";
+  return address !== null && (isLoopback(address) || wildcard) ? null : `its http.address ${config.http.address} is not a loopback address`;
 }
 
 /**
@@ -82,7 +143,14 @@ function installedConfigExists(path: string): boolean {
 }
 
 export function loadConfig(inputs: ConfigInputs): LoadedConfig {
-  const { path, explicit } = locateConfigFile(inputs);
+  const location = locateConfigFile(inputs);
+  const loaded = loadFrom(location, inputs);
+  if (!inputs.client || !location.implicitLocal || !loaded.configFileExists) return loaded;
+  const doubt = listenerDoubt(loaded.config);
+  return doubt === null ? loaded : loadFrom(passOverLocal(inputs, dirname(location.path), doubt), inputs);
+}
+
+function loadFrom({ path, explicit }: ConfigLocation, inputs: ConfigInputs): LoadedConfig {
   const text = readConfigText(path, explicit);
   const fromFile = text === null ? {} : parseToml(text, path);
 

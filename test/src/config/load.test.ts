@@ -98,6 +98,30 @@ describe("the installed instance's config (citadel install), for commands run on
     expect(at({ cwd: dir, installedConfig: join(dir, "absent.toml") }).configPath).toBe(join(dir, ".citadel", "citadel.toml"));
   });
 
+  test("for a client command, a ./.citadel that is no instance of this user's on loopback is passed over for the installed one (found in review)", () => {
+    const installed = join(dir, "etc-client.toml");
+    writeFileSync(installed, 'data_dir = "/var/lib/citadel"\n');
+    const cwd = mkdtempSync(join(dir, "project-"));
+    const local = join(cwd, ".citadel");
+    mkdirSync(local, { mode: 0o700 });
+    writeFileSync(join(local, "citadel.toml"), '[http]\naddress = "127.0.0.1"\n');
+    const client = (installedConfig?: string) => loadConfig({ schema, env: {}, cwd, installedConfig, client: true }).configPath;
+    // No database: a checked-out repository's, not an instance started here.
+    expect(client(installed)).toBe(installed);
+    expect(() => client()).toThrow(`${local} is not used to choose the server: it holds no database (citadel.db)`);
+    // A command that is no client (doctor, audit verify) acts on it as before.
+    expect(loadConfig({ schema, env: {}, cwd, installedConfig: installed }).configPath).toBe(join(local, "citadel.toml"));
+    writeFileSync(join(local, "citadel.db"), "");
+    expect(client(installed)).toBe(join(local, "citadel.toml"));
+    writeFileSync(join(local, "citadel.toml"), '[http]\naddress = "192.0.2.1"\n');
+    expect(client(installed)).toBe(installed);
+    expect(() => client()).toThrow("its http.address 192.0.2.1 is not a loopback address");
+    writeFileSync(join(local, "citadel.toml"), '[http]\naddress = "0.0.0.0"\n'); // reached over loopback
+    expect(client(installed)).toBe(join(local, "citadel.toml"));
+    chmodSync(local, 0o720);
+    expect(() => client()).toThrow("its group or others may write to it (mode 720)");
+  });
+
   // Root may look anywhere: the look is made as user nobody then (runuser), as an operator without sudo would.
   const asRoot = process.getuid?.() === 0;
   test.skipIf(asRoot && !Bun.which("runuser"))("one this user may not look at stops with what to do, not the lookup of an empty ./.citadel (found in review)", async () => {

@@ -1,0 +1,100 @@
+/**
+ * Which server a client command sends credentials to, on the compiled binary: a `.citadel` in
+ * the working directory chooses it only when it is an instance of this user's listening on
+ * loopback. A planted one (a checked-out repository, an unpacked tarball) must not steer a
+ * token, a key share or a password to a server of its choosing.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, chownSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BINARY, binaryTestScope, freePort, runCitadel } from "../helpers/binary.ts";
+
+const { dir } = binaryTestScope();
+const TOKEN = "citadel_pat_AAAAAAAA_planted0test0token0value0000000000";
+
+/** What reached the stand-in server: each request's method, path, authorization and body. */
+const seen: Array<{ path: string; authorization: string | null; body: string }> = [];
+let capture: ReturnType<typeof Bun.serve>;
+let project: string;
+let local: string;
+
+function writeConfig(address: string): void {
+  writeFileSync(join(local, "citadel.toml"), `[http]\naddress = "${address}"\nport = ${capture.port}\n`);
+}
+
+beforeAll(async () => {
+  project = dir("citadel-e2e-planted-");
+  local = join(project, ".citadel");
+  mkdirSync(local, { mode: 0o700 });
+  // A stand-in HTTPS server on loopback, with the instance's own certificate: it answers
+  // whatever it is asked, and records what it was sent.
+  const port = await freePort();
+  const init = await runCitadel(["init", "--data", local]);
+  expect(init.code).toBe(0);
+  capture = Bun.serve({
+    hostname: "127.0.0.1",
+    port,
+    tls: { cert: readFileSync(join(local, "tls/cert.pem"), "utf8"), key: readFileSync(join(local, "tls/key.pem"), "utf8") },
+    async fetch(request) {
+      seen.push({ path: new URL(request.url).pathname, authorization: request.headers.get("authorization"), body: await request.text() });
+      return Response.json({ id: "usr_x", email: "someone@example.com", name: null, operator: false, mfa: false, organizations: [] });
+    },
+  });
+  writeConfig("127.0.0.1");
+}, 60_000);
+afterAll(() => capture?.stop(true));
+
+const whoami = () => runCitadel(["whoami"], { CITADEL_TOKEN: TOKEN }, project);
+
+/** `citadel unseal` given a share on standard input, from the project directory. */
+async function unseal(): Promise<{ code: number; stderr: string }> {
+  const proc = Bun.spawn([BINARY, "unseal"], { cwd: project, env: { PATH: process.env.PATH ?? "", HOME: project, XDG_CONFIG_HOME: project }, stdin: new TextEncoder().encode("the-key-share\n"), stdout: "pipe", stderr: "pipe" });
+  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  return { code, stderr };
+}
+
+/** Client commands refused, with nothing reaching the stand-in server; the refusal names the directory and why. */
+async function refused(why: string): Promise<void> {
+  seen.length = 0;
+  const asked = await whoami();
+  expect(asked.code).toBe(2);
+  expect(asked.stderr).toContain(`citadel: ${local} is not used to choose the server: ${why}`);
+  expect(asked.stderr).toContain("--data DIR (or CITADEL_DATA)");
+  expect((await unseal()).code).toBe(2);
+  expect(seen).toEqual([]);
+}
+
+describe("the working directory's .citadel", () => {
+  test("an instance of this user's on loopback is used (the README's embedded default): the token goes to it", async () => {
+    seen.length = 0;
+    const asked = await whoami();
+    expect([asked.code, asked.stderr]).toEqual([0, ""]);
+    expect(seen.map((s) => [s.path, s.authorization])).toEqual([["/v1/iam/me", `Bearer ${TOKEN}`]]);
+  });
+
+  test("one without a database, one others may write to, one of another user's or one naming a non-loopback address is not: nothing is sent (found in review)", async () => {
+    renameSync(join(local, "citadel.db"), join(project, "aside.db"));
+    await refused("it holds no database (citadel.db)");
+    renameSync(join(project, "aside.db"), join(local, "citadel.db"));
+
+    chmodSync(local, 0o770);
+    await refused("its group or others may write to it (mode 770)");
+    chmodSync(local, 0o700);
+
+    writeConfig("192.0.2.1");
+    await refused("its http.address 192.0.2.1 is not a loopback address");
+    writeConfig("127.0.0.1");
+
+    // Another user's: only root can give it away (CI runs as root); the checks above run either way.
+    if (process.getuid?.() === 0) {
+      chownSync(local, 65534, 65534);
+      await refused("it belongs to user 65534, not to you (0)");
+      chownSync(local, 0, 0);
+    }
+
+    // Put back, it is used again: the refusals were about what was changed.
+    seen.length = 0;
+    expect((await whoami()).code).toBe(0);
+    expect(seen.length).toBe(1);
+  }, 30_000);
+});
