@@ -164,13 +164,15 @@ function kernelCommands(env: Env): Command[] {
 
 /**
  * Which server a client command talks to: CITADEL_SERVER; else the stored login (unless
- * --data or --config point at a local instance); else this machine's Citadel. The token:
+ * --data or --config, or CITADEL_DATA or CITADEL_CONFIG, point at a local instance); else this
+ * machine's Citadel. The token:
  * CITADEL_TOKEN, else the stored one (for a local instance, when the login is to that very server).
  */
 function apiClientFor(options: Record<string, string | boolean | undefined>, env: Env, anonymous: boolean) {
   const configHome = env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config");
   const stored = readStoredLogin(configHome);
-  const explicitlyLocal = options.data !== undefined || options.config !== undefined;
+  // The variables as the flags: --help says `--data DIR (env CITADEL_DATA)`. Empty is unset.
+  const explicitlyLocal = options.data !== undefined || options.config !== undefined || !!env.CITADEL_DATA || !!env.CITADEL_CONFIG;
   // Empty is unset, as CITADEL_SERVER is: `CITADEL_TOKEN= citadel ...` hid the stored login.
   const token = anonymous ? undefined : env.CITADEL_TOKEN || undefined;
   // Where the token comes from decides the advice given when it is refused.

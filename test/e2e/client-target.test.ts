@@ -19,7 +19,8 @@ let project: string;
 let local: string;
 
 function writeConfig(address: string): void {
-  writeFileSync(join(local, "citadel.toml"), `[http]\naddress = "${address}"\nport = ${capture.port}\n`);
+  // data_dir too: a config named by CITADEL_CONFIG finds the instance's certificate by it.
+  writeFileSync(join(local, "citadel.toml"), `data_dir = "${local}"\n[http]\naddress = "${address}"\nport = ${capture.port}\n`);
 }
 
 beforeAll(async () => {
@@ -97,4 +98,26 @@ describe("the working directory's .citadel", () => {
     expect((await whoami()).code).toBe(0);
     expect(seen.length).toBe(1);
   }, 30_000);
+});
+
+describe("a stored login and a local instance named", () => {
+  test("CITADEL_DATA and CITADEL_CONFIG name the local instance as --data and --config do: the stored login's server is not asked (found in review)", async () => {
+    const home = dir("citadel-e2e-home-");
+    mkdirSync(join(home, "citadel"), { mode: 0o700 });
+    // A login to another server, which nothing answers.
+    writeFileSync(join(home, "citadel", "config.json"), JSON.stringify({ server: "https://127.0.0.1:9", token: TOKEN.replace("planted", "storedAA"), token_id: "AAAAAAAA" }), { mode: 0o600 });
+    const elsewhere = dir("citadel-e2e-elsewhere-");
+    const namings: Array<Record<string, string>> = [{ CITADEL_DATA: local }, { CITADEL_CONFIG: join(local, "citadel.toml") }, {}];
+    for (const named of namings) {
+      seen.length = 0;
+      const asked = await runCitadel(["whoami"], { HOME: home, XDG_CONFIG_HOME: home, CITADEL_TOKEN: TOKEN, ...named }, elsewhere);
+      if (Object.keys(named).length === 0) {
+        // Nothing named: the stored login's server, as ever.
+        expect(asked.stderr).toContain("cannot reach Citadel at https://127.0.0.1:9");
+        continue;
+      }
+      expect([Object.keys(named)[0], asked.code, asked.stderr]).toEqual([Object.keys(named)[0], 0, ""]);
+      expect(seen.map((s) => s.authorization)).toEqual([`Bearer ${TOKEN}`]);
+    }
+  });
 });
