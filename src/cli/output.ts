@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { parseToken, TOKEN_KINDS } from "../auth/tokens.ts";
 import type { ApiClient, CommandContext } from "../plugin.ts";
+import { ApiError } from "./api-client.ts";
 import { UsageError } from "./command-line.ts";
 
 /**
@@ -72,12 +73,26 @@ export function wholeNumber(raw: unknown, what: string, min: number, max = INTEG
 export async function organizationOf(ctx: CommandContext, api: ApiClient): Promise<string> {
   if (typeof ctx.options.org === "string" && ctx.options.org !== "") return ctx.options.org;
   refuseApiKeyWithoutOrg(ctx);
-  const me = await api.request<{ organizations: Array<{ id: string; name: string }> }>("GET", "/v1/iam/me");
-  if (me.organizations.length === 1) return me.organizations[0]!.id;
+  const organizations = await callersOrganizations(api);
+  if (organizations.length === 1) return organizations[0]!.id;
   // A usage error (exit 2): the command needs a flag the caller left out.
-  if (me.organizations.length === 0) throw new UsageError("you belong to no organization: name one with --org ORG_ID");
-  const choices = me.organizations.map((o) => `${o.id} (${o.name})`).join(", ");
-  throw new UsageError(`you belong to ${me.organizations.length} organizations; name the organization: --org ORG_ID, one of ${choices}`);
+  if (organizations.length === 0) throw new UsageError("you belong to no organization: name one with --org ORG_ID");
+  const choices = organizations.map((o) => `${o.id} (${o.name})`).join(", ");
+  throw new UsageError(`you belong to ${organizations.length} organizations; name the organization: --org ORG_ID, one of ${choices}`);
+}
+
+/**
+ * The caller's organizations (as far as the token reaches), from GET /v1/iam/orgs, which
+ * iam:read allows (the `read` a CI token is made with), not /v1/iam/me (iam:self). A token
+ * that may not ask either is told to name the organization, not to be made wider.
+ */
+async function callersOrganizations(api: ApiClient): Promise<Array<{ id: string; name: string }>> {
+  try {
+    return (await api.request<{ items: Array<{ id: string; name: string }> }>("GET", "/v1/iam/orgs")).items;
+  } catch (error) {
+    if (error instanceof ApiError && error.code === "insufficient_scope") throw new UsageError(`this token may not list your organizations (${error.message}): name the organization with --org ORG_ID`);
+    throw error;
+  }
 }
 
 /**

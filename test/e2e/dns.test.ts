@@ -137,3 +137,18 @@ test("the CLI with a DNS API key: --org is asked for (found in review: looking t
   expect(listed.code).toBe(0);
   expect(listed.stdout).toContain("example.test.");
 });
+
+test("the CLI with a `read` token and no --org finds the organization (iam:read), and one that may not look it up is told to name it (found in review: iam:self was needed)", async () => {
+  const cli = (scopes: string[]) => async () => {
+    const made = await api("POST", "/v1/iam/me/tokens", { name: `ci-${scopes.join("-").replaceAll(":", "-")}`, scopes });
+    expect(made.status).toBe(200);
+    return runCitadel(["dns", "zone", "list", "--data", data.path], { CITADEL_HTTP_PORT: String(httpPort), CITADEL_TOKEN: made.body.token });
+  };
+  const listed = await cli(["read"])();
+  expect([listed.code, listed.stderr]).toEqual([0, ""]);
+  expect(listed.stdout).toContain("example.test.");
+  const narrow = await cli(["dns:read"])();
+  expect(narrow.code).toBe(2);
+  expect(narrow.stderr).toStartWith("citadel: this token may not list your organizations (");
+  expect(narrow.stderr).toContain("name the organization with --org ORG_ID\n");
+});

@@ -24,8 +24,8 @@ describe("a service API key names its organization with --org (found in review: 
   test("with --org it is used; a person's token without --org still asks whose it is", async () => {
     const withOrg = await runCommand(dnsCommands, "dns zone list", { options: { org: "org_1" }, env: key, json: true, answer: () => ({ items: [] }) });
     expect(withOrg.requests.map((r) => r.path)).toEqual(["/v1/dns/orgs/org_1/zones"]);
-    const person = await runCommand(dnsCommands, "dns zone list", { env: { CITADEL_TOKEN: generateToken("pat").token }, json: true, answer: (r) => (r.path === "/v1/iam/me" ? { organizations: [{ id: "org_2" }] } : { items: [] }) });
-    expect(person.requests.map((r) => r.path)).toEqual(["/v1/iam/me", "/v1/dns/orgs/org_2/zones"]);
+    const person = await runCommand(dnsCommands, "dns zone list", { env: { CITADEL_TOKEN: generateToken("pat").token }, json: true, answer: (r) => (r.path === "/v1/iam/orgs" ? { items: [{ id: "org_2" }] } : { items: [] }) });
+    expect(person.requests.map((r) => r.path)).toEqual(["/v1/iam/orgs", "/v1/dns/orgs/org_2/zones"]);
   });
 });
 
