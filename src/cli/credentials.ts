@@ -227,7 +227,12 @@ export async function logout(ctx: CommandContext): Promise<number> {
       say(true, `Logged out; ${stored.server} already refused the token, so there was nothing to revoke: ${error.message}`, stored.server);
       return 0;
     }
-    ctx.err(`could not revoke the token on ${stored.server} (${error instanceof Error ? error.message : error}); it stays valid until it expires`);
+    // Anything else (unreachable): forgotten here all the same, which the user asked for, and a
+    // failure (exit 1) that names the token, so it can still be revoked (as logOutPrevious does).
+    rmSync(credentialsPath(ctx.configHome));
+    throw new ApiError(
+      `the stored login is forgotten here, but its token (id ${stored.token_id}) could not be revoked on ${stored.server} (${error instanceof Error ? error.message : error}): revoke it with citadel token revoke ${stored.token_id} on ${stored.server} (log in there to do so) (the tokens made with it go too), else it stays valid until it expires`,
+    );
   }
   rmSync(credentialsPath(ctx.configHome));
   say(true, "Logged out.", stored.server);

@@ -137,6 +137,18 @@ test("logout with a token the server refuses already (revoked, expired) forgets 
   expect(err.join("\n")).not.toContain("stays valid");
 });
 
+test("logout from a server that cannot be reached fails (exit 1) naming the token's id and how to revoke it; the login is forgotten here (found in review)", async () => {
+  const gone = `http://127.0.0.1:${await freePort()}`;
+  mkdirSync(join(configHome, "citadel"), { recursive: true, mode: 0o700 });
+  writeFileSync(credentialsPath(configHome), JSON.stringify({ server: gone, token: ISSUED, token_id: "abcdefgh" }), { mode: 0o600 });
+  const lines: string[] = [];
+  const refused = logout(context(gone, lines));
+  await expect(refused).rejects.toThrow(`the stored login is forgotten here, but its token (id abcdefgh) could not be revoked on ${gone} (cannot reach Citadel at ${gone}`);
+  await expect(refused).rejects.toThrow(`revoke it with citadel token revoke abcdefgh on ${gone} (log in there to do so) (the tokens made with it go too), else it stays valid until it expires`);
+  expect(lines).toEqual([]);
+  expect(existsSync(credentialsPath(configHome))).toBe(false);
+});
+
 test("logout --json answers JSON, logged in or not", async () => {
   rmSync(credentialsPath(configHome), { force: true });
   const out: string[] = [];
