@@ -30,6 +30,7 @@ import { buildInfo } from "./build-info.ts";
 import { adviceFor } from "./cli/advice.ts";
 import { createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
 import { readStoredLogin } from "./cli/credentials.ts";
+import { normalizedServerUrl, serverUrlProblem } from "./cli/server-url.ts";
 import { sameInstanceFlags } from "./cli/next-command.ts";
 import { forStdout, needArgs, printable } from "./cli/output.ts";
 import { commandHelpText, helpText, parseCommandLine, UsageError } from "./cli/command-line.ts";
@@ -179,10 +180,11 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   const credential = (storedToken: string | undefined): { token?: string; tokenOrigin?: TokenOrigin } =>
     token !== undefined ? { token, tokenOrigin: "CITADEL_TOKEN" } : storedToken && !anonymous ? { token: storedToken, tokenOrigin: "login" } : {};
   if (env.CITADEL_SERVER) {
-    const sameServer = stored?.server === env.CITADEL_SERVER;
+    const server = namedServer(env.CITADEL_SERVER);
+    const sameServer = stored !== null && normalizedServerUrl(stored.server) === server;
     // The pinned certificate is handed on too: login and password make follow-up clients from it.
     const pinned = sameServer ? stored?.certificate : undefined;
-    return createApiClient({ baseUrl: env.CITADEL_SERVER, trust: pinned, certificate: pinned, ...credential(sameServer ? stored?.token : undefined) });
+    return createApiClient({ baseUrl: server, trust: pinned, certificate: pinned, ...credential(sameServer ? stored?.token : undefined) });
   }
   if (stored && !explicitlyLocal) {
     return createApiClient({ baseUrl: stored.server, trust: stored.certificate, certificate: stored.certificate, ...credential(stored.token) });
@@ -192,6 +194,14 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   const loggedInHere = stored && local !== null && new URL(stored.server).origin === new URL(local).origin;
   const { token: sent, tokenOrigin } = credential(loggedInHere ? stored.token : undefined);
   return localApiClient(config, sent, tokenOrigin);
+}
+
+/** CITADEL_SERVER as a server's URL, checked (exit 2 naming the problem, before anything is sent) and normalized. */
+function namedServer(value: string): string {
+  const server = normalizedServerUrl(value);
+  const problem = serverUrlProblem(server);
+  if (problem) throw new ConfigError(`environment variable CITADEL_SERVER: ${problem}`);
+  return server;
 }
 
 /**

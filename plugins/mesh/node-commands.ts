@@ -8,6 +8,7 @@ import { hostname } from "node:os";
 import { fetchPinnedCertificate } from "../../src/cli/credentials.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption } from "../../src/cli/output.ts";
+import { serverUrlProblem } from "../../src/cli/server-url.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import { Agent, describePlan } from "./agent.ts";
 import type { ConfigDocument } from "./configs.ts";
@@ -38,14 +39,6 @@ function defaultName(): string {
       .replace(/^-+|-+$/g, "")
       .slice(0, 63) || "node"
   );
-}
-
-/** What is wrong with a control plane's URL: requests go under its path, so no query or fragment either. */
-function serverUrlProblem(url: string): string | null {
-  const parsed = URL.parse(url);
-  if (parsed === null || (parsed.protocol !== "https:" && parsed.protocol !== "http:")) return "an https:// URL, such as https://citadel.example:8443";
-  if (parsed.search || parsed.hash || /[?#]/.test(url)) return "no query or fragment: the control plane's address, and its path behind a reverse proxy";
-  return null;
 }
 
 function hasUserinfo(url: string): boolean {

@@ -12,6 +12,8 @@ import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../files.ts";
 import type { ApiClient, CommandContext } from "../plugin.ts";
 import { ApiError, createApiClient } from "./api-client.ts";
+import { UsageError } from "./command-line.ts";
+import { normalizedServerUrl, serverUrlProblem } from "./server-url.ts";
 
 export interface StoredLogin {
   server: string;
@@ -91,8 +93,11 @@ interface DeviceStart {
 /** `citadel login`: the device flow, then the token stored for later commands. */
 export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> {
   const local = typeof ctx.options.server !== "string";
+  const named = local ? null : normalizedServerUrl(String(ctx.options.server));
+  const problem = named === null ? null : serverUrlProblem(named);
+  if (problem) throw new UsageError(`--server: ${problem}`);
   const base = local ? await ctx.api({ anonymous: true }) : null;
-  const server = local ? base!.baseUrl : String(ctx.options.server).replace(/\/+$/, "");
+  const server = named ?? base!.baseUrl;
   let certificate: string | undefined;
   if (typeof ctx.options.fingerprint === "string") certificate = await fetchPinnedCertificate(server, ctx.options.fingerprint);
   else if (local) certificate = base!.certificate;

@@ -121,3 +121,33 @@ describe("a stored login and a local instance named", () => {
     }
   });
 });
+
+describe("a server's URL (login --server, CITADEL_SERVER)", () => {
+  test("one that is no http(s) URL, or has a query or a fragment, is a usage error naming the problem, before anything is sent (found in review)", async () => {
+    const elsewhere = dir("citadel-e2e-urls-");
+    const notUrl = "an https:// URL, such as https://citadel.example:8443";
+    const noQuery = "no query or fragment: the control plane's address, and its path behind a reverse proxy";
+    for (const [server, problem] of [[`127.0.0.1:${capture.port}`, notUrl], [`https://127.0.0.1:${capture.port}#x`, noQuery], [`https://127.0.0.1:${capture.port}?x=1`, noQuery]]) {
+      seen.length = 0;
+      const login = await runCitadel(["login", "--server", server!], {}, elsewhere);
+      expect([server, login.code, login.stderr.split("\n")[0]]).toEqual([server, 2, `citadel: --server: ${problem}`]);
+      const env = await runCitadel(["whoami"], { CITADEL_SERVER: server!, CITADEL_TOKEN: TOKEN }, elsewhere);
+      expect([server, env.code, env.stderr]).toEqual([server, 2, `citadel: environment variable CITADEL_SERVER: ${problem}\n`]);
+      expect(seen).toEqual([]);
+    }
+    const word = await runCitadel(["whoami"], { CITADEL_SERVER: "notaurl" }, elsewhere);
+    expect([word.code, word.stderr]).toEqual([2, `citadel: environment variable CITADEL_SERVER: ${notUrl}\n`]);
+  });
+
+  test("CITADEL_SERVER with a trailing slash is the stored login's server: its pinned certificate and token are used (found in review)", async () => {
+    const home = dir("citadel-e2e-home-");
+    mkdirSync(join(home, "citadel"), { mode: 0o700 });
+    const server = `https://127.0.0.1:${capture.port}`;
+    const stored = TOKEN.replace("planted", "storedAA");
+    writeFileSync(join(home, "citadel", "config.json"), JSON.stringify({ server, token: stored, token_id: "AAAAAAAA", certificate: readFileSync(join(local, "tls/cert.pem"), "utf8") }), { mode: 0o600 });
+    seen.length = 0;
+    const asked = await runCitadel(["whoami"], { HOME: home, XDG_CONFIG_HOME: home, CITADEL_SERVER: `${server}/` }, dir("citadel-e2e-elsewhere-"));
+    expect([asked.code, asked.stderr]).toEqual([0, ""]);
+    expect(seen.map((s) => [s.path, s.authorization])).toEqual([["/v1/iam/me", `Bearer ${stored}`]]);
+  });
+});
