@@ -33,7 +33,11 @@ const INVITATION_DAYS = 7;
 const MAX_INVITATION_DAYS = 30;
 /** How long a device login is kept once expired: a CLI still polling hears expired_token, not an unknown code. */
 const DEVICE_GRANT_KEPT_MS = 60 * 60 * 1000;
-const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
+// No control or format character either (an escape sequence, a bidi override): an address is
+// shown in tables, prompts and logs, where one could forge a row or rewrite the screen.
+const EMAIL = /^[^\s@\p{Cc}\p{Cf}]{1,64}@[^\s@\p{Cc}\p{Cf}]{1,255}$/u;
+/** A person's name: anything printable, spaces included; no line break, tab or escape to forge a row with. */
+const PERSON_NAME = /^[^\p{Cc}\p{Cf}]*$/u;
 const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,62}$/u;
 
 
@@ -198,6 +202,7 @@ export class IamService {
   async createUser(input: { email: string; name?: string; password?: string; operator?: boolean }, actor: AuditActor, request?: AuditRequestContext) {
     const email = input.email.trim();
     if (!EMAIL.test(email)) throw new InvalidError("not an email address", "email");
+    if (input.name !== undefined && !PERSON_NAME.test(input.name)) throw new InvalidError("no control characters (line breaks, tabs, escapes)", "name");
     if (sql.userByEmail(this.db, email)) throw new ConflictError("a user with this email exists already");
     const password = input.password ?? randomBase62(20);
     if (input.password !== undefined) this.checkPassword(input.password, email);

@@ -26,10 +26,20 @@ export function forStdout(text: string): string {
   return process.stdout.isTTY ? printable(text) : text;
 }
 
-/** Columns padded to their widest cell; the first row is the header. */
+/**
+ * A value for a single line (a table cell, a prompt): line breaks and tabs shown as \n, \r and
+ * \t, so that a name someone chose cannot end the row and forge the next one. Piped output too:
+ * a script reading a table line by line must get one row per line.
+ */
+export function oneLine(text: string): string {
+  return text.replace(/[\n\r\t]/g, (c) => (c === "\n" ? "\\n" : c === "\r" ? "\\r" : "\\t"));
+}
+
+/** Columns padded to their widest cell; the first row is the header. Each cell on one line (oneLine). */
 export function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  const cells = rows.map((r) => r.map(oneLine));
+  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  return cells.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
 }
 
 /** `data` as JSON with --json, else `text`. */

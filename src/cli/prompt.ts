@@ -1,3 +1,5 @@
+import { oneLine, printable } from "./output.ts";
+
 /**
  * Reading a key share from the terminal without echoing it, or from standard input when it is
  * not a terminal, so that it never lands in shell history. Trimmed: a share is encoded text, and
@@ -68,7 +70,8 @@ const END_OF_INPUT = "\u0004";
  */
 function readTerminalLine(prompt: string, { oneLineOnly = false } = {}): Promise<string> {
   const stdin = process.stdin;
-  process.stderr.write(prompt);
+  // A prompt may name what a server said (the login's account): shown, never obeyed.
+  process.stderr.write(printable(oneLine(prompt)));
   stdin.setRawMode(true);
   return new Promise((resolve, reject) => {
     let line = "";

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { UsageError } from "../../../src/cli/command-line.ts";
-import { forStdout, integerOption, needArgs, printable } from "../../../src/cli/output.ts";
+import { forStdout, integerOption, needArgs, oneLine, printable, table } from "../../../src/cli/output.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
 
 describe("printable", () => {
@@ -53,5 +53,13 @@ describe("shared argument and flag checks are usage errors (found in review: the
     }
     expect(() => integerOption(ctx([], { views: "101" }), "views", 1, 100)).toThrow("--views: a whole number from 1 to 100");
     expect(integerOption(ctx([], { views: "100" }), "views", 1, 100)).toBe(100);
+  });
+});
+
+describe("table (found in review: a name with a line break forged a row)", () => {
+  test("each row on one line: line breaks and tabs in a cell are shown as \\n, \\r and \\t, and counted in its width", () => {
+    const forged = "Eve\nusr_FAKE  boss@example.com  Boss  yes";
+    expect(table([["ID", "NAME"], ["usr_1", forged], ["usr_2", "a\tb\rc"]])).toBe(["ID     NAME", "usr_1  Eve\\nusr_FAKE  boss@example.com  Boss  yes", "usr_2  a\\tb\\rc"].join("\n"));
+    expect(oneLine("plain text, ünïcödé")).toBe("plain text, ünïcödé");
   });
 });

@@ -52,4 +52,16 @@ describe("readValueAtTerminal", () => {
     expect(await run(["\x04"], true, VALUE_FIXTURE)).toEqual({ error: "Value: input ended (Ctrl-D)" });
     expect(await run(["ab\x04c\r"], true, VALUE_FIXTURE)).toEqual({ value: "abc" });
   }, 15_000);
+
+  test.skipIf(!Bun.which("script"))("a prompt is shown on one line with its control characters escaped: an account's name cannot rewrite the screen (found in review)", async () => {
+    const prompt = JSON.stringify("Password for x\u001b[2J\nforged@example.com: ");
+    const proc = Bun.spawn(["script", "-qfec", `${process.execPath} ${VALUE_FIXTURE} '${prompt}'`, "/dev/null"], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    await Bun.sleep(400);
+    proc.stdin.write("typed\r");
+    await proc.stdin.flush();
+    const screen = (await new Response(proc.stdout).text()).replace(/\r/g, "");
+    await proc.exited;
+    expect(screen).toContain("Password for x\\u001b[2J\\nforged@example.com: ");
+    expect(screen).not.toContain("\u001b[2J");
+  }, 15_000);
 });
