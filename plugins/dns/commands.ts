@@ -240,7 +240,7 @@ export const dnsCommands: Command[] = [
       const algorithm = choiceOption(ctx, "algorithm", ["hmac-sha256", "hmac-sha384", "hmac-sha512"]);
       if (algorithm !== undefined) body.algorithm = algorithm;
       const file = ctx.options["secret-file"];
-      if (typeof file === "string") body.secret = (await fileOrStdinText(file)).trim();
+      if (typeof file === "string") body.secret = (await fileOrStdinText(file, `--secret-file ${file}`)).trim();
       const api = await ctx.api();
       const key = await api.request<TsigKeyView & { secret: string }>("POST", "/v1/dns/tsig-keys", body);
       print(ctx, key, `${key.name} (${key.algorithm}) created; its secret is shown this once:\n${key.secret}\n\n${secondaryConfigSnippet(key)}`);

@@ -4,9 +4,8 @@
  * is --org, else the user's only one.
  */
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { choiceOption, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
+import { choiceOption, fileOrStdinText, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import { nodeCommands } from "./node-commands.ts";
 import { parseDateTime } from "./times.ts";
@@ -361,12 +360,13 @@ export const meshCommands: Command[] = [
         return 0;
       }
       if (typeof ctx.options.set === "string") {
-        const text = ctx.options.set === "-" ? await Bun.stdin.text() : readFileSync(ctx.options.set, "utf8");
+        const text = await fileOrStdinText(ctx.options.set, `--set ${ctx.options.set}`);
         let parsed: unknown;
         try {
           parsed = JSON.parse(text);
         } catch (e) {
-          throw new Error(`${ctx.options.set} is not JSON: ${e instanceof Error ? e.message : String(e)}`);
+          // A usage error, as every command's input file that is not what it takes.
+          throw new UsageError(`--set ${ctx.options.set === "-" ? "standard input" : ctx.options.set} is not JSON: ${e instanceof Error ? e.message : String(e)}`);
         }
         const policy = parsed && typeof parsed === "object" && "policy" in parsed ? (parsed as { policy: unknown }).policy : parsed;
         const acl = await api.request<{ version: number }>("PUT", path, { policy });

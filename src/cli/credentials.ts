@@ -39,11 +39,21 @@ export function readStoredLogin(configHome: string): StoredLogin | null {
   if ((mode & 0o077) !== 0) {
     throw new CredentialsFileError(`${path} is readable by others (mode ${mode.toString(8)}): it holds a token. Run: chmod 600 ${path} (and consider the token leaked: citadel token revoke)`);
   }
+  let stored: unknown;
   try {
-    return JSON.parse(readFileSync(path, "utf8")) as StoredLogin;
+    stored = JSON.parse(readFileSync(path, "utf8"));
   } catch {
     throw new CredentialsFileError(`${path} is not valid JSON; remove it and run citadel login`);
   }
+  // Every command reads it: one of another shape failed later, far from it ("baseUrl.replace").
+  if (!isStoredLogin(stored)) throw new CredentialsFileError(`${path} is not a stored login (a server URL, a token and its id); remove it and run citadel login`);
+  return stored;
+}
+
+function isStoredLogin(value: unknown): value is StoredLogin {
+  if (typeof value !== "object" || value === null) return false;
+  const { server, token, token_id, certificate } = value as Record<string, unknown>;
+  return typeof server === "string" && serverUrlProblem(server) === null && typeof token === "string" && typeof token_id === "string" && (certificate === undefined || typeof certificate === "string");
 }
 
 function writeStoredLogin(configHome: string, login: StoredLogin): string {

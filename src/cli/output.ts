@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parseToken, TOKEN_KINDS } from "../auth/tokens.ts";
+import { describeFsError } from "../files.ts";
 import type { ApiClient, CommandContext } from "../plugin.ts";
 import { ApiError } from "./api-client.ts";
 import { UsageError } from "./command-line.ts";
@@ -45,9 +46,18 @@ export function table(rows: string[][]): string {
 /** `data` as JSON with --json, else `text`. */
 export const print = (ctx: CommandContext, data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) : text);
 
-/** The text of a file named on the command line, or of standard input for "-". */
-export async function fileOrStdinText(path: string): Promise<string> {
-  return path === "-" ? await new Response(Bun.stdin.stream()).text() : readFileSync(path, "utf8");
+/**
+ * The text of a file named on the command line, or of standard input for "-". One that cannot
+ * be read is a usage error (exit 2, as a file that is not what the command takes), naming it as
+ * `what` (the flag and file: `--set acl.json`) and saying why, not a runtime's ENOENT.
+ */
+export async function fileOrStdinText(path: string, what = path): Promise<string> {
+  if (path === "-") return await new Response(Bun.stdin.stream()).text();
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new UsageError(`${what}: ${describeFsError(error)}`);
+  }
 }
 
 /**

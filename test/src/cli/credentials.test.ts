@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApiClient } from "../../../src/cli/api-client.ts";
-import { credentialsPath, loginWithDeviceFlow, logout } from "../../../src/cli/credentials.ts";
+import { credentialsPath, loginWithDeviceFlow, logout, readStoredLogin } from "../../../src/cli/credentials.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
 import { freePort } from "../../helpers/binary.ts";
 
@@ -155,4 +155,16 @@ test("logout --json answers JSON, logged in or not", async () => {
   const ctx = { ...context("http://127.0.0.1:1", out), json: true };
   expect(await logout(ctx)).toBe(0);
   expect(out.map((line) => JSON.parse(line))).toEqual([{ logged_out: false }]);
+});
+
+test("a stored login of another shape is refused naming the file, not read into 'baseUrl.replace' errors later (found in review)", () => {
+  mkdirSync(join(configHome, "citadel"), { recursive: true, mode: 0o700 });
+  const path = credentialsPath(configHome);
+  for (const stored of [{}, [], "text", { server: 1, token: "t", token_id: "i" }, { server: "notaurl", token: "t", token_id: "i" }, { server: "https://h:8443", token: "t" }, { server: "https://h:8443", token: "t", token_id: "i", certificate: 5 }]) {
+    writeFileSync(path, JSON.stringify(stored), { mode: 0o600 });
+    expect(() => readStoredLogin(configHome)).toThrow(`${path} is not a stored login (a server URL, a token and its id); remove it and run citadel login`);
+  }
+  writeFileSync(path, JSON.stringify({ server: "https://h:8443", token: "t", token_id: "i" }), { mode: 0o600 });
+  expect(readStoredLogin(configHome)).toEqual({ server: "https://h:8443", token: "t", token_id: "i" });
+  rmSync(path);
 });
