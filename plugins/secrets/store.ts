@@ -288,6 +288,19 @@ export const countWrongPassphrase = (tx: Database, id: string): number | null =>
 export const revokeShare = (tx: Database, id: string, at: number) =>
   tx.query("UPDATE secrets_shares SET revoked_at = ?, ciphertext = x'' WHERE id = ? AND revoked_at IS NULL").run(at, id);
 
+/**
+ * The links that carry a secret of the workspace (their source names it; a one-off value's link
+ * has none) go with it: those still open are revoked, and every one's ciphertext is dropped (an
+ * expired one's the sweep has not reached too). How many were revoked.
+ */
+export function revokeSharesFrom(tx: Database, organizationId: string, workspaceId: string, at: number): number {
+  // The source is "<workspace>/<environment>/<name>": compared as a prefix, not with LIKE (an id's "_" is a LIKE wildcard).
+  const ofWorkspace = "organization_id = ?1 AND substr(source, 1, length(?2) + 1) = ?2 || '/'";
+  const revoked = tx.query(`UPDATE secrets_shares SET revoked_at = ?3, ciphertext = x'' WHERE ${ofWorkspace} AND revoked_at IS NULL AND expires_at > ?3 AND views < max_views`).run(organizationId, workspaceId, at).changes;
+  tx.query(`UPDATE secrets_shares SET ciphertext = x'' WHERE ${ofWorkspace} AND length(ciphertext) > 0`).run(organizationId, workspaceId);
+  return revoked;
+}
+
 /** Drops the ciphertext of expired links (the row stays, for the audit trail and the list). */
 export const dropExpiredShares = (tx: Database, now: number) =>
   tx.query("UPDATE secrets_shares SET ciphertext = x'' WHERE expires_at <= ? AND length(ciphertext) > 0").run(now);

@@ -20,6 +20,7 @@ import type { WorkspaceDeletionHandler } from "../../src/workspace-deletions.ts"
 import { valueKeyOwner } from "./context.ts";
 import { versionContext } from "./service.ts";
 import { shareKeyOwner } from "./shares.ts";
+import * as sql from "./store.ts";
 import { webhookKeyOwner } from "./webhooks.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -85,13 +86,21 @@ export function eraseWorkspace(tx: Database, keyring: Keyring, workspaceId: stri
   return destroyed;
 }
 
-/** What goes of the secrets service when iam deletes a workspace (src/workspace-deletions.ts). */
+/**
+ * What goes of the secrets service when iam deletes a workspace (src/workspace-deletions.ts):
+ * its data, and the share links carrying its secrets, revoked — its values unreadable at once
+ * means through a link too (found in review: they opened on). A link of a one-off value is no
+ * workspace's: it stays.
+ */
 export function secretsWorkspaceDeletion(keyring: () => Keyring): WorkspaceDeletionHandler {
   return {
     name: "secrets",
     deleted(tx, workspaceId, now) {
-      if (!tx.query("SELECT 1 FROM secrets_workspaces WHERE workspace_id = ?").get(workspaceId)) return null; // never used: nothing held
-      return `data erased, ${eraseWorkspace(tx, keyring(), workspaceId, now)} key(s) destroyed (values, webhook secrets)`;
+      const ws = sql.workspaceRow(tx, workspaceId);
+      if (!ws) return null; // never used: nothing held (a link's source is a workspace used)
+      const revoked = sql.revokeSharesFrom(tx, ws.organization_id, workspaceId, now);
+      const destroyed = eraseWorkspace(tx, keyring(), workspaceId, now);
+      return `data erased, ${destroyed} key(s) destroyed (values, webhook secrets)${revoked > 0 ? `, ${revoked} share link(s) revoked` : ""}`;
     },
   };
 }

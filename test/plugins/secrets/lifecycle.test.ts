@@ -1,0 +1,57 @@
+/**
+ * What becomes of share links and webhook deliveries when their workspace or organization goes:
+ * deleted in iam, or its erasure asked for (found in review).
+ */
+import { describe, expect, test } from "bun:test";
+import { createShareSecret, shareViewProof } from "../../../plugins/secrets/share-crypto.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+type App = Awaited<ReturnType<typeof testCitadel>>;
+
+async function setup(config: Record<string, Record<string, unknown>> = {}) {
+  const c = await testCitadel({ config });
+  const owner = await c.login(c.owner.email, c.owner.password);
+  // The operator owns "default": a second organization, to delete or erase.
+  const org = (await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "acme" } })).body.id as string;
+  const workspace = async (name: string) => (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name } })).body.id as string;
+  return { c, owner, org, workspace };
+}
+
+/** A route that asks for confirmation: the 428's token, sent back. */
+async function confirmed(c: App, method: string, path: string, token: string) {
+  const ask = await c.send(method, path, token);
+  expect(ask.status).toBe(428);
+  return c.send(method, path, token, { headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+}
+
+/** A link of the organization, carrying `source`'s secret or (without) a one-off value. */
+async function share(c: App, owner: string, org: string, source?: { workspace: string; environment: string; name: string }) {
+  const sealed = await createShareSecret("the value");
+  const proof = shareViewProof(sealed.linkKey);
+  const made = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: sealed.ciphertext, view_proof: proof, passphrase: false, max_views: 5, ...(source ? { source } : {}) } });
+  expect(made.status).toBe(200);
+  return { id: made.body.id as string, open: () => c.send("POST", `/v1/secrets/shares/${made.body.id}/view`, undefined, { json: { proof } }) };
+}
+
+const shareRow = (c: App, id: string) => c.kernel.store.db.query("SELECT length(ciphertext) AS ciphertext, revoked_at IS NOT NULL AS revoked FROM secrets_shares WHERE id = ?").get(id);
+const deletionReason = (c: App, action: string) => (c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = ?").get(action) as { reason: string }).reason;
+
+describe("a deleted workspace's share links", () => {
+  test("those carrying one of its secrets are revoked with it, their ciphertext dropped; the others open on (found in review: they opened after the deletion)", async () => {
+    const { c, owner, org, workspace } = await setup();
+    const [gone, kept] = [await workspace("gone"), await workspace("kept")];
+    for (const ws of [gone, kept]) await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/development/secrets/DB`, owner, { json: { value: `db of ${ws}` } });
+    const fromGone = await share(c, owner, org, { workspace: gone, environment: "development", name: "DB" });
+    const fromKept = await share(c, owner, org, { workspace: kept, environment: "development", name: "DB" });
+    const oneOff = await share(c, owner, org);
+
+    expect((await confirmed(c, "DELETE", `/v1/iam/workspaces/${gone}`, owner)).status).toBe(200);
+    expect((await fromGone.open()).status).toBe(410);
+    expect(shareRow(c, fromGone.id)).toEqual({ ciphertext: 0, revoked: 1 });
+    const listed = (await c.send("GET", `/v1/secrets/orgs/${org}/shares`, owner)).body.items as Array<{ id: string; state: string }>;
+    expect(Object.fromEntries(listed.map((s) => [s.id, s.state]))).toEqual({ [fromGone.id]: "revoked", [fromKept.id]: "active", [oneOff.id]: "active" });
+    expect((await fromKept.open()).status).toBe(200);
+    expect((await oneOff.open()).status).toBe(200);
+    expect(deletionReason(c, "iam.workspace.delete")).toContain("secrets: data erased, 1 key(s) destroyed (values, webhook secrets), 1 share link(s) revoked");
+  });
+});
