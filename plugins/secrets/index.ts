@@ -10,8 +10,8 @@ import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
-import { workspaceDeletionsOf } from "../../src/workspace-deletions.ts";
-import { secretsSubjects, secretsWorkspaceDeletion } from "./subject.ts";
+import { organizationDeletionsOf, workspaceDeletionsOf } from "../../src/workspace-deletions.ts";
+import { secretsOrganizationDeletion, secretsSubjects, secretsWorkspaceDeletion } from "./subject.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { secretsCommands } from "./commands.ts";
 import type { Caller } from "./context.ts";
@@ -120,10 +120,12 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
     sweeper.unref?.();
     const unregister = subjectsOf(k.store).register(secretsSubjects(k.store, () => k.seal.keyring()));
     const unregisterDeletion = workspaceDeletionsOf(k.store).register(secretsWorkspaceDeletion(() => k.seal.keyring()));
+    const unregisterOrganizationDeletion = organizationDeletionsOf(k.store).register(secretsOrganizationDeletion(() => k.seal.keyring()));
     return async () => {
       stopResuming();
       unregister();
       unregisterDeletion();
+      unregisterOrganizationDeletion();
       clearInterval(sweeper);
       await stopDeliveries();
     };

@@ -55,3 +55,23 @@ describe("a deleted workspace's share links", () => {
     expect(deletionReason(c, "iam.workspace.delete")).toContain("secrets: data erased, 1 key(s) destroyed (values, webhook secrets), 1 share link(s) revoked");
   });
 });
+
+describe("a deleted organization's share links", () => {
+  test("are deleted, and its share-link key destroyed, in the deletion's transaction (found in review: their rows and key stayed for good)", async () => {
+    const { c, owner, org } = await setup();
+    const link = await share(c, owner, org);
+    await share(c, owner, org);
+    const db = c.kernel.store.db;
+    const shareKeys = () => db.query("SELECT count(*) AS n FROM deks WHERE owner = ? AND wrapped IS NOT NULL").get(`shares:${org}`);
+    expect(shareKeys()).toEqual({ n: 1 });
+
+    expect((await confirmed(c, "DELETE", `/v1/iam/orgs/${org}`, owner)).status).toBe(200);
+    expect((await link.open()).status).toBe(404);
+    expect(db.query("SELECT count(*) AS n FROM secrets_shares WHERE organization_id = ?").get(org)).toEqual({ n: 0 });
+    expect(shareKeys()).toEqual({ n: 0 });
+    expect(deletionReason(c, "iam.organization.delete")).toEndWith("secrets: 2 share link(s) deleted, 1 key(s) destroyed");
+    // Another organization's links are not touched.
+    const other = await share(c, owner, c.owner.organization);
+    expect((await other.open()).status).toBe(200);
+  });
+});
