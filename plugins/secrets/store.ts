@@ -404,6 +404,10 @@ export const pruneDeliveries = (tx: Database, webhookId: string, kept: number) =
     )
     .run(webhookId, kept);
 
+/** Gives up every pending delivery of the webhook, unsent, `reason` as its last error; how many. */
+export const giveUpPendingDeliveries = (tx: Database, webhookId: string, reason: string, at: number) =>
+  tx.query("UPDATE secrets_webhook_deliveries SET state = 'failed', last_error = ?, next_attempt_at = ? WHERE webhook_id = ? AND state = 'pending'").run(reason, at, webhookId).changes;
+
 export const enqueueDelivery = (tx: Database, webhookId: string, event: string, at: number) =>
   tx.query("INSERT INTO secrets_webhook_deliveries (webhook_id, event, state, next_attempt_at, created_at) VALUES (?, ?, 'pending', ?, ?)").run(webhookId, event, at, at);
 

@@ -191,6 +191,7 @@ export class Webhooks {
   private async attempt(delivery: sql.DeliveryRow): Promise<void> {
     const hook = sql.webhookById(this.k.store.db, delivery.webhook_id);
     if (!hook) return; // deleted since the delivery was picked, and its deliveries with it
+    if (!this.workspaceLive(hook.workspace_id)) return this.dropDeliveriesOf(hook);
     const secretBytes = this.k.seal.keyring().decrypt(webhookKeyOwner(hook.id), "secret", hook.secret);
     const headers = { "content-type": "application/json", "user-agent": "citadel-webhook/1", ...signWebhook(secretBytes.toString("utf8"), delivery.event, Math.floor(this.k.clock.now() / 1000)) };
     secretBytes.fill(0);
@@ -214,6 +215,28 @@ export class Webhooks {
     const state = error === null ? "delivered" : attempts >= this.k.settings.webhook_max_attempts ? "failed" : "pending";
     const nextAttemptAt = now + Math.min(LONGEST_RETRY_MS, FIRST_RETRY_MS * 2 ** (attempts - 1));
     await this.record(delivery, { state, status, error, nextAttemptAt, at: now });
+  }
+
+  /** Whether iam still has the workspace, and its organization: not deleted, no erasure asked for. */
+  private workspaceLive(workspaceId: string): boolean {
+    const provider = this.k.identity.provider;
+    return provider === null || provider.workspace(workspaceId) !== null;
+  }
+
+  /**
+   * Gives up, unsent, every pending delivery of a webhook whose workspace iam no longer has. A
+   * deleted workspace takes its webhooks along; an organization whose erasure is asked for keeps
+   * them (soft-deleted) until the grace period ends, and their retries went out meanwhile (found
+   * in review): nothing more is told about an organization on its way out.
+   */
+  private async dropDeliveriesOf(hook: sql.WebhookRow): Promise<void> {
+    const now = this.k.clock.now();
+    const dropped = await this.k.store.write((tx) => {
+      const given = sql.giveUpPendingDeliveries(tx, hook.id, "not sent: its workspace is deleted, or its organization's erasure was asked for", now);
+      sql.pruneDeliveries(tx, hook.id, DELIVERIES_KEPT);
+      return given;
+    });
+    this.k.log.warn("webhook deliveries dropped: their workspace or organization is gone", { webhook: hook.id, workspace: hook.workspace_id, deliveries: dropped });
   }
 
   /** An attempt's outcome; and the webhook's log is kept to what the API shows. */

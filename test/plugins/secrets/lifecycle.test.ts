@@ -2,7 +2,8 @@
  * What becomes of share links and webhook deliveries when their workspace or organization goes:
  * deleted in iam, or its erasure asked for (found in review).
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import { servicesOf } from "../../../plugins/secrets/index.ts";
 import { createShareSecret, shareViewProof } from "../../../plugins/secrets/share-crypto.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
@@ -73,5 +74,41 @@ describe("a deleted organization's share links", () => {
     // Another organization's links are not touched.
     const other = await share(c, owner, c.owner.organization);
     expect((await other.open()).status).toBe(200);
+  });
+});
+
+describe("webhook deliveries of an organization whose erasure is asked for", () => {
+  test("are not sent during the grace period: given up, recorded as such and logged (found in review)", async () => {
+    const received: string[] = [];
+    const receiver = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        received.push(JSON.parse(await req.text()).name);
+        return new Response(null, { status: received.length === 1 ? 503 : 204 });
+      },
+    });
+    afterAll(() => receiver.stop(true));
+    const allowed = `http://127.0.0.1:${receiver.port}/hooks/`;
+    const { c, owner, org, workspace } = await setup({ secrets: { webhook_allowed_urls: [allowed] } });
+    const ws = await workspace("app");
+    const base = `/v1/secrets/workspaces/${ws}`;
+    const hook = (await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}a` } })).body.id as string;
+    for (const name of ["FIRST", "SECOND"]) await c.send("PUT", `${base}/environments/development/secrets/${name}`, owner, { json: { value: "v" } });
+    const { webhooks } = servicesOf(c.kernel as never);
+    expect(await webhooks.deliverDue()).toBe(1); // FIRST: 503, retried in 5 s
+
+    expect((await confirmed(c, "POST", `/v1/subject/organization/${org}/erasure`, owner)).status).toBe(200);
+    c.clock.advance(5_000);
+    while ((await webhooks.deliverDue()) > 0);
+    expect(received).toEqual(["FIRST"]);
+    const deliveries = c.kernel.store.db.query("SELECT state, attempts, last_error FROM secrets_webhook_deliveries WHERE webhook_id = ? ORDER BY id").all(hook);
+    const dropped = "not sent: its workspace is deleted, or its organization's erasure was asked for";
+    expect(deliveries).toEqual([
+      { state: "failed", attempts: 1, last_error: dropped },
+      { state: "failed", attempts: 0, last_error: dropped },
+    ]);
+    expect(c.log.lines.filter((l) => l.msg === "webhook deliveries dropped: their workspace or organization is gone").map((l) => [l.level, l.webhook, l.deliveries])).toEqual([["warn", hook, 2]]);
+    await c.stop();
   });
 });
