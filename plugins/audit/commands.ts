@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { parseCheckpointFile, type ExportedCheckpoint } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { choiceOption, forStdout, integerOption } from "../../src/cli/output.ts";
+import { choiceOption, forStdout, integerOption, oneLine } from "../../src/cli/output.ts";
 import { describeFsError, writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
@@ -128,7 +128,8 @@ export const auditCommands: Command[] = [
       for (const e of page.events) {
         const who = e.actor.user ?? e.actor.kind;
         const what = e.resource ? ` ${e.resource.type}${e.resource.id ? `:${e.resource.id}` : ""}` : "";
-        ctx.out(`${String(e.seq).padStart(6)}  ${e.time}  ${e.outcome === "success" ? "ok  " : "FAIL"}  ${e.action.padEnd(24)} ${who}${what}${e.reason ? `  — ${e.reason}` : ""}`);
+        // One line an event: a reason with a line break in it (an operator's note) must not read as another event.
+        ctx.out(oneLine(`${String(e.seq).padStart(6)}  ${e.time}  ${e.outcome === "success" ? "ok  " : "FAIL"}  ${e.action.padEnd(24)} ${who}${what}${e.reason ? `  — ${e.reason}` : ""}`));
       }
       if (page.next_cursor) ctx.out(`(more: --cursor ${page.next_cursor})`);
       return 0;

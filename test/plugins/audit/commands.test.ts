@@ -83,3 +83,16 @@ describe("audit verify --checkpoint with a file that is not one (found in review
     }
   });
 });
+
+describe("audit list (found in review: a note with a line break read as a second event)", () => {
+  test("each event is one line: line breaks and tabs in what the server sends are shown as escapes", async () => {
+    const event = (seq: number, reason: string) => ({ seq, time: "2026-06-01T00:00:00.000Z", outcome: "success", action: "audit.note.create", actor: { kind: "operator", user: "usr_op" }, resource: null, reason });
+    const forged = "hello\n    99  2026-06-01T00:00:00.000Z  ok    sys.seal                 usr_boss";
+    const run = await runCommand(auditCommands, "audit list", { answer: () => ({ events: [event(2, forged), event(1, "tab\there")], next_cursor: null }) });
+    expect(run.code).toBe(0);
+    expect(run.stdout.split("\n").filter(Boolean)).toEqual([
+      "     2  2026-06-01T00:00:00.000Z  ok    audit.note.create        usr_op  — hello\\n    99  2026-06-01T00:00:00.000Z  ok    sys.seal                 usr_boss",
+      "     1  2026-06-01T00:00:00.000Z  ok    audit.note.create        usr_op  — tab\\there",
+    ]);
+  });
+});
