@@ -40,18 +40,12 @@ export const sysPlugin = definePlugin({
       })
       .post(
         "/seal",
-        async ({ request }) => {
-          if (!k.seal.sealed) {
-            await k.store.write((tx) => k.audit.record(tx, { action: "sys.seal", actor: actorOf(principalOf(request)), outcome: "success", request: auditRequest(request) }));
-            k.seal.seal();
-            k.log.warn("sealed by the operator");
-          }
-          return k.seal.status();
-        },
+        // After the key operation under way (a rekey would otherwise unseal again after it).
+        ({ request }) => k.seal.exclusive(() => seal(k, request)),
         { response: SealStatus, detail: { summary: "Drop the keys from memory (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:seal" }) } },
       )
       .get("/keys", () => keysStatus(k), { response: KeysStatus, detail: { summary: "Root key, KEK versions, ages and rotation state (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys" }) } })
-      .post("/keys/rotate", ({ request }) => rotateKek(k.store, k.seal.keyring(), k.audit, actorOf(principalOf(request)), k.clock.now, auditRequest(request)), {
+      .post("/keys/rotate", ({ request }) => rotateKek(k.store, k.seal, k.audit, actorOf(principalOf(request)), k.clock.now, auditRequest(request)), {
         response: RotateResponse,
         detail: { summary: "Add a KEK version and re-wrap every data key with it (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys" }) },
       })
@@ -87,7 +81,28 @@ export const sysPlugin = definePlugin({
   commands: sysCommands,
 });
 
+async function seal(k: Kernel, request: Request) {
+  // Already sealed: by a seal queued before this one (the edge answers 503 to one sent while sealed).
+  if (!k.seal.sealed) {
+    await k.store.write((tx) => k.audit.record(tx, { action: "sys.seal", actor: actorOf(principalOf(request)), outcome: "success", request: auditRequest(request) }));
+    k.seal.seal();
+    k.log.warn("sealed by the operator");
+  }
+  return k.seal.status();
+}
+
 async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Request) {
+  const result = await k.seal.exclusive(() => takeShare(k, body, request));
+  if (result.unsealed) {
+    // A KEK rotation killed half-way is finished now, as a start from a key file does; in the
+    // background: the shares' holder need not wait for every DEK.
+    void finishInterruptedRotation(k.store, k.seal.keyring(), k.log, () => k.clock.now()).catch((error) => k.log.error("could not finish an interrupted key rotation", { error: String(error) }));
+  }
+  return result;
+}
+
+/** The unseal request's part that is a key operation: one at a time with seal, rotation and rekey. */
+async function takeShare(k: Kernel, body: typeof UnsealRequest.static, request: Request) {
   const context = auditRequest(request);
   if (body.reset) {
     // Anyone may reset (the route is open, as it must be while sealed): a reset that drops
@@ -125,9 +140,6 @@ async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Req
       }
     });
     k.log.info("unsealed", { key_id: k.seal.keyring().rootId });
-    // A KEK rotation killed half-way is finished now, as a start from a key file does; in the
-    // background: the shares' holder need not wait for every DEK.
-    void finishInterruptedRotation(k.store, k.seal.keyring(), k.log, () => k.clock.now()).catch((error) => k.log.error("could not finish an interrupted key rotation", { error: String(error) }));
   } else {
     const { progress, threshold } = result.status;
     await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "success", reason: `share accepted: ${progress} of ${threshold ?? "?"}`, request: context }));

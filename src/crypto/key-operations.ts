@@ -150,27 +150,29 @@ export function readConfiguredRootKey(source: KeySource): Buffer {
 
 /** Unseals with the configured key source and records the attempt; then finishes any interrupted rotation. */
 export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog, source: KeySource, log: Logger, now: () => number): Promise<void> {
-  const rootKey = readConfiguredRootKey(source);
-  let promote: string | null;
-  try {
-    promote = seal.unsealWithKey(rootKey).promote;
-  } catch (error) {
-    await store.write((tx) => audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "failure", reason: `${source.method}: not this Citadel's root key` }));
-    throw error;
-  } finally {
-    rootKey.fill(0);
-  }
-  await store.write((tx) => {
-    audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "success", reason: source.method, resource: { type: "root_key", id: seal.keyring().rootId } });
-    if (promote) {
-      promoteRootKey(tx, promote);
-      audit.record(tx, { action: "keys.root.promote", actor: SYSTEM, outcome: "success", resource: { type: "root_key", id: promote } });
-    } else if (source.method === "key_file" && tx.run("DELETE FROM root_keys WHERE state = 'pending' AND method = 'key_file'").changes > 0) {
-      // A key file rekey that died before writing the new file left a pending key nobody has.
-      // (A pending key for another method is a seal migration waiting for its first start
-      // with that method: its shares or credential are out there, so it stays.)
-      audit.record(tx, { action: "keys.root.discard", actor: SYSTEM, outcome: "success", reason: "a rekey stopped before the new key file was written; the old key stays" });
+  await seal.exclusive(async () => {
+    const rootKey = readConfiguredRootKey(source);
+    let promote: string | null;
+    try {
+      promote = seal.unsealWithKey(rootKey).promote;
+    } catch (error) {
+      await store.write((tx) => audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "failure", reason: `${source.method}: not this Citadel's root key` }));
+      throw error;
+    } finally {
+      rootKey.fill(0);
     }
+    await store.write((tx) => {
+      audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "success", reason: source.method, resource: { type: "root_key", id: seal.keyring().rootId } });
+      if (promote) {
+        promoteRootKey(tx, promote);
+        audit.record(tx, { action: "keys.root.promote", actor: SYSTEM, outcome: "success", resource: { type: "root_key", id: promote } });
+      } else if (source.method === "key_file" && tx.run("DELETE FROM root_keys WHERE state = 'pending' AND method = 'key_file'").changes > 0) {
+        // A key file rekey that died before writing the new file left a pending key nobody has.
+        // (A pending key for another method is a seal migration waiting for its first start
+        // with that method: its shares or credential are out there, so it stays.)
+        audit.record(tx, { action: "keys.root.discard", actor: SYSTEM, outcome: "success", reason: "a rekey stopped before the new key file was written; the old key stays" });
+      }
+    });
   });
   await finishInterruptedRotation(store, seal.keyring(), log, now);
 }
@@ -195,13 +197,15 @@ export async function rewrapAll(store: Store, keyring: Keyring, now: () => numbe
 }
 
 /** Adds a KEK version, then moves every DEK to it. Safe to interrupt: the next unseal resumes. */
-export async function rotateKek(store: Store, keyring: Keyring, audit: AuditLog, actor: AuditActor, now: () => number, request?: AuditRequestContext) {
-  const version = await store.write((tx) => {
-    const v = keyring.rotateKek(tx, now());
-    audit.record(tx, { action: "keys.kek.rotate", actor, outcome: "success", resource: { type: "kek", id: String(v) }, request });
-    return v;
-  });
-  return { version, rewrapped: await rewrapAll(store, keyring, now) };
+export async function rotateKek(store: Store, seal: Seal, audit: AuditLog, actor: AuditActor, now: () => number, request?: AuditRequestContext) {
+  const version = await seal.exclusive(() =>
+    store.write((tx) => {
+      const v = seal.keyring().rotateKek(tx, now());
+      audit.record(tx, { action: "keys.kek.rotate", actor, outcome: "success", resource: { type: "kek", id: String(v) }, request });
+      return v;
+    }),
+  );
+  return { version, rewrapped: await rewrapAll(store, seal.keyring(), now) };
 }
 
 export interface RekeyResult {
@@ -228,7 +232,11 @@ export interface RekeyResult {
  * this process keeps the old one, and the first start configured for the new method promotes
  * it when it unseals with it. Until then the old key keeps unsealing, under the old method.
  */
-export async function rekey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, now: () => number, options: RekeyOptions = {}): Promise<RekeyResult> {
+export function rekey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, now: () => number, options: RekeyOptions = {}): Promise<RekeyResult> {
+  return seal.exclusive(() => replaceRootKey(store, seal, audit, source, actor, now, options));
+}
+
+async function replaceRootKey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, now: () => number, options: RekeyOptions): Promise<RekeyResult> {
   const keyring = seal.keyring();
   const method = options.method ?? source.method;
   const migrating = method !== source.method;
@@ -274,11 +282,14 @@ export async function rekey(store: Store, seal: Seal, audit: AuditLog, source: K
         });
         throw new ConflictError(`seal.key_file: the new key file cannot be written there (${describeFsError(error)}); the old key stays in use`);
       }
+      // The new key wraps every live KEK since beginRekey: its keyring serves from here on, before
+      // the promotion deletes the old key's wraps (a request in between would find none for a
+      // DEK not in the cache). Sealed meanwhile, Citadel stays sealed; the next start reads the new file.
+      seal.replaceKeyring(keyring, newRoot);
       await store.write((tx) => {
         promoteRootKey(tx, newId);
         audit.record(tx, { action: "keys.root.promote", actor, outcome: "success", resource: { type: "root_key", id: newId } });
       });
-      seal.unsealWithKey(newRoot);
       return { keyId: newId, previousKeyId: current.id, method, active: true, ...(keptKeyFile ? { keptKeyFile } : {}) };
     }
     const result = { keyId: newId, previousKeyId: current.id, method, active: false };
@@ -311,7 +322,11 @@ function writeNewKeyFile(path: string, key: Uint8Array): void {
  * migration given up. A key file written for a migration goes with it (only if it holds that
  * very key: whatever else is there is not ours to delete). Returns the dropped key's id.
  */
-export async function cancelRekey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, request?: AuditRequestContext): Promise<string | null> {
+export function cancelRekey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, request?: AuditRequestContext): Promise<string | null> {
+  return seal.exclusive(() => dropPendingRootKey(store, seal, audit, source, actor, request));
+}
+
+async function dropPendingRootKey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, request?: AuditRequestContext): Promise<string | null> {
   seal.keyring(); // an operator's act, while unsealed like every other key operation
   const pending = unsealableRoots(store.db).find((r) => r.state === "pending");
   if (!pending) return null;
@@ -399,12 +414,11 @@ export function startRotationSchedule(store: Store, seal: Seal, audit: AuditLog,
   if (days <= 0) return async () => {};
   let running: Promise<unknown> | null = null;
   const check = () => {
-    const keyring = seal.keyringIfUnsealed();
-    if (!keyring || running) return;
+    if (seal.sealed || running) return;
     const active = store.db.query<{ created_at: number }, []>("SELECT created_at FROM keks WHERE retired_at IS NULL ORDER BY version DESC LIMIT 1").get();
     const pending = store.db.query("SELECT 1 FROM root_keys WHERE state = 'pending'").get();
     if (!active || pending || now() - active.created_at < days * 86_400_000) return;
-    running = rotateKek(store, keyring, audit, SYSTEM, now)
+    running = rotateKek(store, seal, audit, SYSTEM, now)
       .then(({ version }) => log.info("rotated the key-encryption key on schedule", { version }))
       .catch((error) => log.error("scheduled key rotation failed", { error }))
       .finally(() => (running = null));

@@ -44,6 +44,8 @@ export class Seal {
   private sharesKeyId: string | null = null;
   private readonly sealListeners = new Set<() => void>();
   private readonly unsealListeners = new Set<() => void>();
+  /** The tail of the key operations queued so far (exclusive); settles when the last one ends. */
+  private keyOperations: Promise<unknown> = Promise.resolve();
 
   /**
    * `method`: the configured seal method. While a seal migration is pending, the key that
@@ -90,13 +92,42 @@ export class Seal {
    * pending root of an unfinished rekey is reported in `promote`.
    */
   unsealWithKey(rootKey: Buffer): UnsealResult {
+    const match = this.useKey(rootKey);
+    for (const listener of this.unsealListeners) listener();
+    return { unsealed: true, promote: match.state === "pending" ? match.id : null, status: this.status() };
+  }
+
+  /**
+   * Puts the keyring of `rootKey` (a rekey's new key, which wraps every KEK already) in place of
+   * `current`, only while `current` is still the one in memory: sealed meanwhile, Citadel stays
+   * sealed. Returns whether it did.
+   */
+  replaceKeyring(current: Keyring, rootKey: Buffer): boolean {
+    if (this.keyringInMemory !== current) return false;
+    this.useKey(rootKey);
+    return true;
+  }
+
+  /**
+   * Runs `operation` once the key operations queued before it (unseal, seal, a rotation's
+   * steps, rekey) have ended, and holds back those queued after it until it ends: each sees
+   * the keyring and the root keys as the one before left them (a seal sent during a rekey is
+   * not undone by it). A failure is its caller's; the next operation runs all the same.
+   */
+  exclusive<T>(operation: () => T | Promise<T>): Promise<T> {
+    const result = this.keyOperations.then(operation);
+    this.keyOperations = result.catch(() => {});
+    return result;
+  }
+
+  /** Checks `rootKey` against the stored verifiers and keeps a copy of it in a new keyring. */
+  private useKey(rootKey: Buffer): RootKeyRecord {
     const match = unsealableRoots(this.db).find((r) => verifies(rootKey, r.verifier));
     if (!match) throw new UnsealError("this is not the root key of this Citadel");
     this.keyringInMemory?.wipe();
     this.keyringInMemory = new Keyring(this.db, Buffer.from(rootKey), this.now);
     this.resetShares();
-    for (const listener of this.unsealListeners) listener();
-    return { unsealed: true, promote: match.state === "pending" ? match.id : null, status: this.status() };
+    return match;
   }
 
   /** Takes one Shamir share; unseals once the threshold is met. */

@@ -78,6 +78,33 @@ describe("seal and unseal over HTTP", () => {
     ]);
   });
 
+  test("a seal sent during a rekey waits for it, then seals; one queued behind another seal finds it sealed (found in review: the rekey unsealed again)", async () => {
+    const { c, token } = await operator();
+    const ask = await c.send("POST", "/v1/sys/keys/rekey", token, { json: {} });
+    // The key operations held back until the rekey and both seals are queued, in that order.
+    const seal = c.kernel.seal;
+    const exclusive = seal.exclusive.bind(seal);
+    let queued = 0;
+    seal.exclusive = (operation) => (queued++, exclusive(operation));
+    let open!: () => void;
+    void seal.exclusive(() => new Promise<void>((resolve) => (open = resolve)));
+    const until = async (n: number) => {
+      while (queued < n) await Bun.sleep(1);
+    };
+    const rekeying = c.send("POST", "/v1/sys/keys/rekey", token, { json: {}, headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+    await until(2);
+    const sealing = c.send("POST", "/v1/sys/seal", token);
+    await until(3);
+    const sealingAgain = c.send("POST", "/v1/sys/seal", token);
+    await until(4);
+    open();
+    const [rekeyed, sealed, sealedAgain] = await Promise.all([rekeying, sealing, sealingAgain]);
+    expect([rekeyed.status, sealed.body.sealed, sealedAgain.body.sealed]).toEqual([200, true, true]);
+    expect(c.kernel.seal.sealed).toBe(true);
+    const order = c.kernel.store.db.query("SELECT action FROM audit_events WHERE action LIKE 'keys.root.%' OR action LIKE 'sys.%' ORDER BY seq").all();
+    expect(order).toEqual([{ action: "keys.root.rekey" }, { action: "keys.root.promote" }, { action: "sys.seal" }]);
+  });
+
   test("seal and the key routes are for operators only", async () => {
     const { c, token } = await operator();
     const member = await c.addUser(token, "editor@example.org", "owner");

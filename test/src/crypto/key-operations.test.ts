@@ -104,7 +104,7 @@ describe("a seal migration (rekey to another seal method)", () => {
     const newKey = readRootKeyFile(source.keyFile);
     expect(rootKeyId(rootKeyVerifier(newKey))).toBe(r.keyId);
     // KEK rotation waits for it (409, not a 500).
-    await expect(rotateKek(k.store, k.seal.keyring(), k.audit, OPERATOR, k.clock.now)).rejects.toThrow(ConflictError);
+    await expect(rotateKek(k.store, k.seal, k.audit, OPERATOR, k.clock.now)).rejects.toThrow(ConflictError);
 
     const started = new Seal(k.store.db, k.clock.now, "key_file");
     await unsealFromSource(k.store, started, k.audit, { ...source, method: "key_file" }, log, k.clock.now);
@@ -218,5 +218,68 @@ describe("a seal migration: what the review found", () => {
     expect(leftoverKeyFileWarning(source, k.store.db)).toStartWith("seal.method is shamir, but a key file is still in place holding no key of this database");
     writeRootKeyFile(source.keyFile, k.rootKey); // the active key (a migration away from it not yet promoted)
     expect(leftoverKeyFileWarning(source, k.store.db)).toStartWith(`seal.method is shamir, but the key file still holds this Citadel's root key ${k.seal.keyring().rootId}`);
+  });
+});
+
+describe("key operations one at a time (found in review)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-keyops-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const keyFile = () => join(dir, `root-${Math.random().toString(36).slice(2)}.key`);
+  const events = (k: { store: Store }) => (k.store.db.query("SELECT action FROM audit_events ORDER BY seq").all() as Array<{ action: string }>).map((e) => e.action);
+
+  test("a seal during a key file rekey is not undone by it: Citadel stays sealed, and the rekey is finished", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: keyFile() };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    const rekeying = rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now);
+    const sealing = k.store.write((tx) => k.audit.record(tx, { action: "sys.seal", actor: OPERATOR, outcome: "success" })).then(() => k.seal.seal());
+    const [rekeyed] = await Promise.allSettled([rekeying, sealing]);
+    expect(k.seal.sealed).toBe(true);
+    expect(rekeyed.status).toBe("fulfilled");
+    // The next start reads the new key file, the root key now.
+    const restarted = new Seal(k.store.db, k.clock.now, "key_file");
+    await unsealFromSource(k.store, restarted, k.audit, source, captureLog().logger, k.clock.now);
+    expect(restarted.keyring().rootId).toBe((rekeyed as PromiseFulfilledResult<{ keyId: string }>).value.keyId);
+  });
+
+  test("a seal queued behind a rekey runs after it (Seal.exclusive)", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: keyFile() };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    const rekeying = rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now);
+    const sealing = k.seal.exclusive(async () => {
+      await k.store.write((tx) => k.audit.record(tx, { action: "sys.seal", actor: OPERATOR, outcome: "success" }));
+      k.seal.seal();
+    });
+    await Promise.all([rekeying, sealing]);
+    expect(k.seal.sealed).toBe(true);
+    expect(events(k)).toEqual(["keys.root.rekey", "keys.root.promote", "sys.seal"]);
+  });
+
+  test("a failed key operation does not hold back the next", async () => {
+    const k = testKernel();
+    await expect(k.seal.exclusive(() => Promise.reject(new Error("failed")))).rejects.toThrow("failed");
+    expect(await k.seal.exclusive(() => "next")).toBe("next");
+  });
+
+  test("requests between a rekey's steps find the keys they need: the new keyring serves before the old key's wraps go", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: keyFile() };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    // Another request's write after each of the rekey's: a DEK of an owner never seen, so no cache helps.
+    const seen: string[] = [];
+    let owners = 0;
+    const store: Store = {
+      ...k.store,
+      write: async (fn) => {
+        const result = await k.store.write(fn);
+        await k.store
+          .write((tx) => k.seal.keyring().encrypt(tx, `owner-${owners++}`, "row", "x"))
+          .then(() => seen.push("ok"), (error: Error) => seen.push(error.message));
+        return result;
+      },
+    };
+    await rekey(store, k.seal, k.audit, source, OPERATOR, k.clock.now);
+    expect(seen).toEqual(["ok", "ok"]);
   });
 });
