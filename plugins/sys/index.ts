@@ -96,7 +96,7 @@ async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Req
   if (result.unsealed) {
     // A KEK rotation killed half-way is finished now, as a start from a key file does; in the
     // background: the shares' holder need not wait for every DEK.
-    void finishInterruptedRotation(k.store, k.seal.keyring(), k.log, () => k.clock.now()).catch((error) => k.log.error("could not finish an interrupted key rotation", { error: String(error) }));
+    void finishInterruptedRotation(k.store, k.seal, k.log, () => k.clock.now()).catch((error) => k.log.error("could not finish an interrupted key rotation", { error: String(error) }));
   }
   return result;
 }

@@ -9,7 +9,7 @@ import type { AuditActor, AuditRequestContext } from "../audit/event.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
-import { ConflictError, InvalidError } from "../errors.ts";
+import { ConflictError, InvalidError, SealedError } from "../errors.ts";
 import { describeFsError, writeFileAtomic } from "../files.ts";
 import { Keyring, pendingRekeyMessage, promoteRootKey, unsealableRoots, type SealMethod } from "./keyring.ts";
 import { formatRootKey, generateRootKey, readRootKeyCredential, readRootKeyFile, rootKeyId, rootKeyVerifier, verifies, writeRootKeyFile } from "./root-key.ts";
@@ -174,23 +174,28 @@ export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog
       }
     });
   });
-  await finishInterruptedRotation(store, seal.keyring(), log, now);
+  await finishInterruptedRotation(store, seal, log, now);
 }
 
 /**
  * What a KEK rotation killed half-way left: the DEKs still under an older KEK, re-wrapped.
  * Run at every unseal (from a key file or credential at start, from shares over the API).
  */
-export async function finishInterruptedRotation(store: Store, keyring: Keyring, log: Logger, now: () => number): Promise<void> {
-  const moved = await rewrapAll(store, keyring, now);
+export async function finishInterruptedRotation(store: Store, seal: Seal, log: Logger, now: () => number): Promise<void> {
+  const moved = await rewrapAll(store, seal, now);
   if (moved > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: moved });
 }
 
-/** Re-wraps every DEK still under an older KEK, in batches that each commit on their own. */
-export async function rewrapAll(store: Store, keyring: Keyring, now: () => number, batch = 500): Promise<number> {
+/**
+ * Re-wraps every DEK still under an older KEK, in batches that each commit on their own. Each
+ * batch is a key operation of its own, with the keyring of its moment: a seal waits for one
+ * batch only, and stops the rest (SealedError, a 503; the next unseal resumes); after a rekey,
+ * the new key's keyring goes on.
+ */
+export async function rewrapAll(store: Store, seal: Seal, now: () => number, batch = 500): Promise<number> {
   let total = 0;
   for (;;) {
-    const moved = await store.write((tx) => keyring.rewrapDeks(tx, batch, now()));
+    const moved = await seal.exclusive(() => store.write((tx) => seal.keyring().rewrapDeks(tx, batch, now())));
     total += moved;
     if (moved === 0) return total;
   }
@@ -205,7 +210,7 @@ export async function rotateKek(store: Store, seal: Seal, audit: AuditLog, actor
       return v;
     }),
   );
-  return { version, rewrapped: await rewrapAll(store, seal.keyring(), now) };
+  return { version, rewrapped: await rewrapAll(store, seal, now) };
 }
 
 export interface RekeyResult {
@@ -420,7 +425,10 @@ export function startRotationSchedule(store: Store, seal: Seal, audit: AuditLog,
     if (!active || pending || now() - active.created_at < days * 86_400_000) return;
     running = rotateKek(store, seal, audit, SYSTEM, now)
       .then(({ version }) => log.info("rotated the key-encryption key on schedule", { version }))
-      .catch((error) => log.error("scheduled key rotation failed", { error }))
+      .catch((error) => {
+        if (error instanceof SealedError) log.info("scheduled key rotation stopped by a seal; the next unseal finishes it", { error });
+        else log.error("scheduled key rotation failed", { error });
+      })
       .finally(() => (running = null));
   };
   check();

@@ -18,7 +18,7 @@
  */
 import { hkdfSync } from "node:crypto";
 import type { Database } from "bun:sqlite";
-import { ConflictError } from "../errors.ts";
+import { ConflictError, SealedError } from "../errors.ts";
 import { envelopeKeyVersion, openEnvelope, randomKey, sealEnvelope } from "./aead.ts";
 import { rootKeyId, rootKeyVerifier } from "./root-key.ts";
 
@@ -68,6 +68,8 @@ export class Keyring {
    * costs the slow query: the row it names is always read from the database.
    */
   private readonly latestVersion = new Map<string, number>();
+  /** Set by wipe: the root key is zeros now, and must not be used as a key. */
+  private wiped = false;
   readonly rootId: string;
 
   constructor(
@@ -102,7 +104,7 @@ export class Keyring {
    * or enough Shamir shares) derives it again. The root key itself never leaves the keyring.
    */
   deriveFromRootKey(salt: Uint8Array, info: string, length = 32): Buffer {
-    return Buffer.from(hkdfSync("sha256", this.rootKey, salt, info, length));
+    return Buffer.from(hkdfSync("sha256", this.root(), salt, info, length));
   }
 
   // --- values -------------------------------------------------------------------------
@@ -200,7 +202,7 @@ export class Keyring {
     if (!row) throw new Error(`KEK v${version} is not wrapped for root key ${this.rootId}`);
     const cached = this.kekCache.get(version);
     if (cached && cached.wrapped.equals(row.wrapped)) return cached.key;
-    const key = openEnvelope(this.rootKey, row.wrapped, kekAad(version, this.rootId));
+    const key = openEnvelope(this.root(), row.wrapped, kekAad(version, this.rootId));
     cached?.key.fill(0);
     this.kekCache.set(version, { wrapped: Buffer.from(row.wrapped), key });
     return key;
@@ -215,7 +217,7 @@ export class Keyring {
     }
     const version = (tx.query<{ v: number | null }, []>("SELECT max(version) AS v FROM keks").get()?.v ?? 0) + 1;
     tx.query("INSERT INTO keks (version, created_at) VALUES (?, ?)").run(version, now);
-    tx.query("INSERT INTO kek_wraps (kek_version, root_key_id, wrapped) VALUES (?, ?, ?)").run(version, this.rootId, sealEnvelope(this.rootKey, version, randomKey(), kekAad(version, this.rootId)));
+    tx.query("INSERT INTO kek_wraps (kek_version, root_key_id, wrapped) VALUES (?, ?, ?)").run(version, this.rootId, sealEnvelope(this.root(), version, randomKey(), kekAad(version, this.rootId)));
     return version;
   }
 
@@ -276,8 +278,19 @@ export class Keyring {
     return newId;
   }
 
+  /**
+   * The root key, or SealedError once wiped: whoever still holds this keyring after a seal (a
+   * rotation between two batches, a request begun before it) gets the 503 of a sealed Citadel,
+   * not a DecryptionError from an all-zero key taken for damage.
+   */
+  private root(): Buffer {
+    if (this.wiped) throw new SealedError();
+    return this.rootKey;
+  }
+
   /** Overwrites the keys this keyring holds in memory (on seal). */
   wipe(): void {
+    this.wiped = true;
     this.rootKey.fill(0);
     for (const entry of this.kekCache.values()) entry.key.fill(0);
     for (const entry of this.dekCache.values()) entry.key.fill(0);

@@ -3,11 +3,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { listAuditEvents } from "../../../src/audit/query.ts";
-import { cancelRekey, leftoverKeyFileWarning, rekey, rotateKek, unsealFromSource } from "../../../src/crypto/key-operations.ts";
+import { cancelRekey, leftoverKeyFileWarning, rekey, rewrapAll, rotateKek, unsealFromSource } from "../../../src/crypto/key-operations.ts";
 import { promoteRootKey } from "../../../src/crypto/keyring.ts";
 import { generateRootKey, readRootKeyFile, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
 import { Seal, UnsealError } from "../../../src/crypto/seal.ts";
-import { ConflictError, InvalidError } from "../../../src/errors.ts";
+import { ConflictError, InvalidError, SealedError } from "../../../src/errors.ts";
 import type { Store } from "../../../src/store/store.ts";
 import { captureLog, testKernel } from "../../helpers/http.ts";
 
@@ -281,5 +281,52 @@ describe("key operations one at a time (found in review)", () => {
     };
     await rekey(store, k.seal, k.audit, source, OPERATOR, k.clock.now);
     expect(seen).toEqual(["ok", "ok"]);
+  });
+});
+
+describe("a rotation's batches, each with the keyring of its moment (found in review)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-rewrap-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** A kernel with `deks` DEKs under KEK v1 and a KEK v2 added: a rotation's re-wrap to do. */
+  async function rotationToDo(deks: number) {
+    const k = testKernel();
+    for (let i = 0; i < deks; i++) await k.store.write((tx) => k.seal.keyring().encrypt(tx, `owner-${i}`, "row", "x"));
+    await k.store.write((tx) => k.seal.keyring().rotateKek(tx, k.clock.now()));
+    return k;
+  }
+  /** The store, with `after(n)` run once the n-th write (1-based) has committed. */
+  const storeWith = (store: Store, after: (n: number) => void | Promise<void>): Store => {
+    let writes = 0;
+    return { ...store, write: async (fn) => {
+      const result = await store.write(fn);
+      await after(++writes);
+      return result;
+    } };
+  };
+
+  test("sealed between two batches, the rotation stops with SealedError (503), not a DecryptionError (500); the next unseal finishes it", async () => {
+    const k = await rotationToDo(3);
+    const store = storeWith(k.store, (n) => {
+      if (n === 1) k.seal.seal();
+    });
+    await expect(rewrapAll(store, k.seal, k.clock.now, 1)).rejects.toThrow(SealedError);
+    const source = { ...k.keySource, keyFile: join(dir, "root.key") };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    await unsealFromSource(k.store, k.seal, k.audit, source, captureLog().logger, k.clock.now);
+    expect(k.seal.keyring().status().deks_to_rewrap).toBe(0);
+  });
+
+  test("a rekey between two batches: the rotation goes on with the new key", async () => {
+    const k = await rotationToDo(3);
+    const source = { ...k.keySource, keyFile: join(dir, "rekeyed.key") };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    let rekeyed: Promise<unknown> = Promise.resolve();
+    const store = storeWith(k.store, (n) => {
+      if (n === 1) rekeyed = rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now);
+    });
+    expect(await rewrapAll(store, k.seal, k.clock.now, 1)).toBe(3);
+    await rekeyed;
+    expect(k.seal.keyring().rootId).toBe(rootKeyId(rootKeyVerifier(readRootKeyFile(source.keyFile))));
+    expect(k.seal.keyring().status().deks_to_rewrap).toBe(0);
   });
 });

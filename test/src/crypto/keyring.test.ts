@@ -3,6 +3,7 @@ import { Database } from "bun:sqlite";
 import { DecryptionError } from "../../../src/crypto/aead.ts";
 import { KeyDestroyedError, Keyring, promoteRootKey, unsealableRoots } from "../../../src/crypto/keyring.ts";
 import { generateRootKey } from "../../../src/crypto/root-key.ts";
+import { SealedError } from "../../../src/errors.ts";
 import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
 import { migrate } from "../../../src/store/migrate.ts";
 
@@ -34,6 +35,16 @@ describe("keyring", () => {
     expect(() => keyring.decrypt("workspace/ws_1/secrets", "secrets/row_b", a)).toThrow(DecryptionError);
     // ...and a ciphertext moved to another owner fails too
     expect(() => keyring.decrypt("workspace/ws_2/secrets", "secrets/row_a", a)).toThrow();
+  });
+
+  test("wiped (sealed), it refuses with SealedError rather than use an all-zero key (found in review: a DecryptionError, a 500)", () => {
+    const { db, keyring } = setup();
+    const ct = keyring.encrypt(db, "o", "c", "x");
+    keyring.wipe();
+    expect(() => keyring.decrypt("o", "c", ct)).toThrow(SealedError);
+    expect(() => keyring.encrypt(db, "o2", "c", "x")).toThrow(SealedError);
+    expect(() => keyring.rotateKek(db, 3000)).toThrow(SealedError);
+    expect(() => keyring.deriveFromRootKey(new Uint8Array(16), "backup")).toThrow(SealedError);
   });
 
   test("a wrong root key opens nothing", () => {
