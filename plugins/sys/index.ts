@@ -45,7 +45,7 @@ export const sysPlugin = definePlugin({
         { response: SealStatus, detail: { summary: "Drop the keys from memory (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:seal" }) } },
       )
       .get("/keys", () => keysStatus(k), { response: KeysStatus, detail: { summary: "Root key, KEK versions, ages and rotation state (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys" }) } })
-      .post("/keys/rotate", ({ request }) => rotateKek(k.store, k.seal, k.audit, actorOf(principalOf(request)), k.clock.now, auditRequest(request)), {
+      .post("/keys/rotate", ({ request }) => rotateKek(k.store, k.seal, k.audit, k.log, actorOf(principalOf(request)), k.clock.now, auditRequest(request)), {
         response: RotateResponse,
         detail: { summary: "Add a KEK version and re-wrap every data key with it (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys" }) },
       })
@@ -96,7 +96,7 @@ async function unseal(k: Kernel, body: typeof UnsealRequest.static, request: Req
   if (result.unsealed) {
     // A KEK rotation killed half-way is finished now, as a start from a key file does; in the
     // background: the shares' holder need not wait for every DEK.
-    void finishInterruptedRotation(k.store, k.seal, k.log, () => k.clock.now()).catch((error) => k.log.error("could not finish an interrupted key rotation", { error: String(error) }));
+    void finishInterruptedRotation(k.store, k.seal, k.audit, k.log, () => k.clock.now()).catch((error) => k.log.error("could not finish an interrupted key rotation", { error: String(error) }));
   }
   return result;
 }

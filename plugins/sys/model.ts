@@ -53,6 +53,7 @@ export const KeysStatus = t.Object({
 export const RotateResponse = t.Object({
   version: t.Integer({ description: "The new KEK version." }),
   rewrapped: t.Integer({ description: "Data keys re-wrapped with it." }),
+  damaged: t.Integer({ description: "Data keys that do not unwrap (damaged or altered): left under their KEK, which is kept; each is logged and audited." }),
 });
 
 

@@ -5,13 +5,13 @@
  */
 import { existsSync, rmSync } from "node:fs";
 import type { Database } from "bun:sqlite";
-import type { AuditActor, AuditRequestContext } from "../audit/event.ts";
+import type { AuditActor, AuditEventInput, AuditRequestContext } from "../audit/event.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
 import { ConflictError, InvalidError, SealedError } from "../errors.ts";
 import { describeFsError, writeFileAtomic } from "../files.ts";
-import { Keyring, pendingRekeyMessage, promoteRootKey, unsealableRoots, type SealMethod } from "./keyring.ts";
+import { Keyring, pendingRekeyMessage, promoteRootKey, unsealableRoots, type DamagedDek, type DekId, type RewrapBatch, type SealMethod } from "./keyring.ts";
 import { formatRootKey, generateRootKey, readRootKeyCredential, readRootKeyFile, rootKeyId, rootKeyVerifier, verifies, writeRootKeyFile } from "./root-key.ts";
 import type { Seal } from "./seal.ts";
 import { encodeShare, splitSecret } from "./shamir.ts";
@@ -174,35 +174,69 @@ export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog
       }
     });
   });
-  await finishInterruptedRotation(store, seal, log, now);
+  await finishInterruptedRotation(store, seal, audit, log, now);
 }
 
 /**
  * What a KEK rotation killed half-way left: the DEKs still under an older KEK, re-wrapped.
  * Run at every unseal (from a key file or credential at start, from shares over the API).
+ * A damaged DEK does not stop it (nor the start): it is logged and audited, and left.
  */
-export async function finishInterruptedRotation(store: Store, seal: Seal, log: Logger, now: () => number): Promise<void> {
-  const moved = await rewrapAll(store, seal, now);
-  if (moved > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: moved });
+export async function finishInterruptedRotation(store: Store, seal: Seal, audit: AuditLog, log: Logger, now: () => number): Promise<void> {
+  const { moved, damaged } = await rewrapAll(store, seal, audit, log, now);
+  if (moved > 0 || damaged > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: moved, deks_damaged: damaged });
+}
+
+/** Who re-wraps: a rotation's actor and request, or the system (resuming one at an unseal). */
+export interface RewrapBy {
+  actor: AuditActor;
+  request?: AuditRequestContext;
 }
 
 /**
  * Re-wraps every DEK still under an older KEK, in batches that each commit on their own. Each
  * batch is a key operation of its own, with the keyring of its moment: a seal waits for one
  * batch only, and stops the rest (SealedError, a 503; the next unseal resumes); after a rekey,
- * the new key's keyring goes on.
+ * the new key's keyring goes on. A DEK that does not unwrap stays under its KEK (kept for it),
+ * logged and audited each time a re-wrap meets it, and the others go on (as the secrets'
+ * re-encryption does with a damaged value). Returns how many DEKs moved, and how many were left.
  */
-export async function rewrapAll(store: Store, seal: Seal, now: () => number, batch = 500): Promise<number> {
-  let total = 0;
+export async function rewrapAll(store: Store, seal: Seal, audit: AuditLog, log: Logger, now: () => number, by: RewrapBy = { actor: SYSTEM }, batch = 500) {
+  let moved = 0;
+  let damaged = 0;
+  let after: DekId | null = null;
   for (;;) {
-    const moved = await seal.exclusive(() => store.write((tx) => seal.keyring().rewrapDeks(tx, batch, now())));
-    total += moved;
-    if (moved === 0) return total;
+    const done: RewrapBatch = await seal.exclusive(() =>
+      store.write((tx) => {
+        const result = seal.keyring().rewrapDeks(tx, batch, now(), after);
+        for (const dek of result.damaged) audit.record(tx, damagedDekEvent(dek, result.kek, by));
+        return result;
+      }),
+    );
+    for (const dek of done.damaged) log.error("a data key does not unwrap (damaged or altered): the key rotation leaves it under its old KEK", { ...dek });
+    moved += done.moved;
+    damaged += done.damaged.length;
+    if (!done.last) return { moved, damaged };
+    after = done.last;
   }
 }
 
-/** Adds a KEK version, then moves every DEK to it. Safe to interrupt: the next unseal resumes. */
-export async function rotateKek(store: Store, seal: Seal, audit: AuditLog, actor: AuditActor, now: () => number, request?: AuditRequestContext) {
+function damagedDekEvent(dek: DamagedDek, kek: number, by: RewrapBy): AuditEventInput {
+  return {
+    action: "keys.kek.rotate",
+    actor: by.actor,
+    outcome: "failure",
+    resource: { type: "dek", id: dek.owner },
+    reason: `data key v${dek.version} does not unwrap (damaged or altered): left under KEK v${dek.kek_version}, which is kept, by the re-wrap to KEK v${kek}`,
+    request: by.request,
+  };
+}
+
+/**
+ * Adds a KEK version, then moves every DEK to it. Safe to interrupt: the next unseal resumes.
+ * Returns the new version, how many DEKs it moved and how many it left (damaged).
+ */
+export async function rotateKek(store: Store, seal: Seal, audit: AuditLog, log: Logger, actor: AuditActor, now: () => number, request?: AuditRequestContext) {
   const version = await seal.exclusive(() =>
     store.write((tx) => {
       const v = seal.keyring().rotateKek(tx, now());
@@ -210,7 +244,8 @@ export async function rotateKek(store: Store, seal: Seal, audit: AuditLog, actor
       return v;
     }),
   );
-  return { version, rewrapped: await rewrapAll(store, seal, now) };
+  const { moved, damaged } = await rewrapAll(store, seal, audit, log, now, { actor, request });
+  return { version, rewrapped: moved, damaged };
 }
 
 export interface RekeyResult {
@@ -423,7 +458,7 @@ export function startRotationSchedule(store: Store, seal: Seal, audit: AuditLog,
     const active = store.db.query<{ created_at: number }, []>("SELECT created_at FROM keks WHERE retired_at IS NULL ORDER BY version DESC LIMIT 1").get();
     const pending = store.db.query("SELECT 1 FROM root_keys WHERE state = 'pending'").get();
     if (!active || pending || now() - active.created_at < days * 86_400_000) return;
-    running = rotateKek(store, seal, audit, SYSTEM, now)
+    running = rotateKek(store, seal, audit, log, SYSTEM, now)
       .then(({ version }) => log.info("rotated the key-encryption key on schedule", { version }))
       .catch((error) => {
         if (error instanceof SealedError) log.info("scheduled key rotation stopped by a seal; the next unseal finishes it", { error });

@@ -19,7 +19,7 @@
 import { hkdfSync } from "node:crypto";
 import type { Database } from "bun:sqlite";
 import { ConflictError, SealedError } from "../errors.ts";
-import { envelopeKeyVersion, openEnvelope, randomKey, sealEnvelope } from "./aead.ts";
+import { DecryptionError, envelopeKeyVersion, openEnvelope, randomKey, sealEnvelope } from "./aead.ts";
 import { rootKeyId, rootKeyVerifier } from "./root-key.ts";
 
 export type SealMethod = "key_file" | "systemd_credential" | "shamir";
@@ -52,6 +52,25 @@ const utf8 = (text: string) => Buffer.from(text, "utf8");
 const kekAad = (version: number, rootId: string) => utf8(`citadel/kek/${version}/root/${rootId}`);
 const dekAad = (owner: string, version: number) => utf8(`citadel/dek/${owner}/${version}`);
 const valueAad = (owner: string, context: string) => utf8(`citadel/value/${owner}/${context}`);
+
+/** A DEK by its owner and version. */
+export interface DekId {
+  owner: string;
+  version: number;
+}
+
+/** A DEK that does not unwrap, under the KEK that still wraps it. */
+export interface DamagedDek extends DekId {
+  kek_version: number;
+}
+
+/** What one batch of a re-wrap did: DEKs moved to KEK `kek`, DEKs left, where the next batch starts. */
+export interface RewrapBatch {
+  moved: number;
+  damaged: DamagedDek[];
+  last: DekId | null;
+  kek: number;
+}
 
 interface DekRow {
   version: number;
@@ -222,21 +241,36 @@ export class Keyring {
   }
 
   /**
-   * Re-wraps up to `limit` DEKs still under an older KEK with the active one, then retires
-   * (and erases) KEKs no DEK uses any more. Returns how many DEKs it moved; 0 means done.
+   * Re-wraps up to `limit` DEKs still under an older KEK with the active one, in (owner,
+   * version) order from just after `after`, then retires (and erases) KEKs no DEK uses any
+   * more. A DEK that does not unwrap (damaged, altered) is left as it is, under its KEK, which
+   * is therefore kept: one damaged key must not stop the rotation of all the others, nor the
+   * start that resumes it. Returns what it moved and left, and the last DEK it looked at
+   * (where the next batch starts; null: none was left).
    */
-  rewrapDeks(tx: Database, limit: number, now: number): number {
+  rewrapDeks(tx: Database, limit: number, now: number, after: DekId | null = null): RewrapBatch {
     const active = this.activeKek(tx);
     const rows = tx
-      .query<DekRow & { owner: string }, [number, number]>(
-        "SELECT owner, version, kek_version, wrapped FROM deks WHERE kek_version < ? AND wrapped IS NOT NULL LIMIT ?",
+      .query<DekRow & { owner: string }, [number, string, number, number]>(
+        "SELECT owner, version, kek_version, wrapped FROM deks WHERE kek_version < ? AND wrapped IS NOT NULL AND (owner, version) > (?, ?) ORDER BY owner, version LIMIT ?",
       )
-      .all(active.version, limit);
+      .all(active.version, after?.owner ?? "", after?.version ?? -1, limit);
     const update = tx.query("UPDATE deks SET kek_version = ?, wrapped = ? WHERE owner = ? AND version = ?");
+    const damaged: DamagedDek[] = [];
     for (const row of rows) {
-      const key = this.unwrapDek(row.owner, row);
+      this.kek(row.kek_version); // a KEK that does not open is no one DEK's damage: it stops the rotation
+      let key: Buffer;
+      try {
+        key = this.unwrapDek(row.owner, row);
+      } catch (error) {
+        if (!(error instanceof DecryptionError)) throw error;
+        damaged.push({ owner: row.owner, version: row.version, kek_version: row.kek_version });
+        continue;
+      }
       update.run(active.version, sealEnvelope(active.key, active.version, key, dekAad(row.owner, row.version)), row.owner, row.version);
     }
+    const last = rows.at(-1);
+    const moved = rows.length - damaged.length;
     const unused = "version < ? AND retired_at IS NULL AND NOT EXISTS (SELECT 1 FROM deks WHERE deks.kek_version = keks.version AND wrapped IS NOT NULL)";
     const retiring = tx.query<{ version: number }, [number]>(`SELECT version FROM keks WHERE ${unused}`).all(active.version);
     for (const { version } of retiring) {
@@ -245,7 +279,7 @@ export class Keyring {
       this.kekCache.get(version)?.key.fill(0); // from memory too (a rollback only costs an unwrap later)
       this.kekCache.delete(version);
     }
-    return rows.length;
+    return { moved, damaged, last: last ? { owner: last.owner, version: last.version } : null, kek: active.version };
   }
 
   // --- root key changes -------------------------------------------------------------

@@ -103,3 +103,10 @@ test("the commands a rekey and keys status print name the --data and --config th
   const listed = await runCommand(sysCommands, "keys status", { options: { data: "/srv/my citadel" }, answer: () => keys });
   expect(listed.stdout).toContain("(run: citadel keys rotate --data '/srv/my citadel', or restart to resume)");
 });
+
+test("keys rotate names the data keys a rotation left because they do not unwrap (found in review)", async () => {
+  const run = await runCommand(sysCommands, "keys rotate", { answer: () => ({ version: 3, rewrapped: 41, damaged: 1 }) });
+  expect(run.stdout).toBe("KEK v3 is active; 41 data keys re-wrapped. 1 data keys do not unwrap (damaged or altered) and stay under their old KEK: see the log and the audit (keys.kek.rotate failures).\n");
+  const clean = await runCommand(sysCommands, "keys rotate", { answer: () => ({ version: 3, rewrapped: 42, damaged: 0 }) });
+  expect(clean.stdout).toBe("KEK v3 is active; 42 data keys re-wrapped.\n");
+});

@@ -124,10 +124,24 @@ describe("keys over HTTP", () => {
     expect(before.body).toMatchObject({ active_kek: 1, deks_to_rewrap: 0, rotation_days: 90, rotation_due: false, root: { method: "key_file", state: "active" }, pending_root: null });
     const deks = before.body.deks;
     const rotated = await c.send("POST", "/v1/sys/keys/rotate", token);
-    expect(rotated.body).toEqual({ version: 2, rewrapped: deks });
+    expect(rotated.body).toEqual({ version: 2, rewrapped: deks, damaged: 0 });
     const after = await c.send("GET", "/v1/sys/keys", token);
     expect(after.body.keks.map((x: { version: number; retired_at: string | null }) => [x.version, x.retired_at !== null])).toEqual([[1, true], [2, false]]);
     expect(actions(c, "keys")).toEqual(["keys.kek.rotate:success"]);
+  });
+
+  test("a damaged data key does not stop a rotation: the others move, it is counted, audited, and left (found in review: 500, every time)", async () => {
+    const { c, token } = await operator();
+    const k = c.kernel;
+    for (const owner of ["a", "b", "c"]) await k.store.write((tx) => k.seal.keyring().encrypt(tx, owner, "row", "x"));
+    const { wrapped } = k.store.db.query("SELECT wrapped FROM deks WHERE owner = 'b'").get() as { wrapped: Uint8Array };
+    const altered = Buffer.from(wrapped);
+    altered[altered.length - 1]! ^= 1;
+    await k.store.write((tx) => tx.run("UPDATE deks SET wrapped = ? WHERE owner = 'b'", [altered]));
+    const deks = (await c.send("GET", "/v1/sys/keys", token)).body.deks;
+    const rotated = await c.send("POST", "/v1/sys/keys/rotate", token);
+    expect([rotated.status, rotated.body]).toEqual([200, { version: 2, rewrapped: deks - 1, damaged: 1 }]);
+    expect(actions(c, "keys")).toEqual(["keys.kek.rotate:success", "keys.kek.rotate:failure"]);
   });
 
   test("rekey with a key file asks for confirmation, then replaces the file and uses the new key at once", async () => {

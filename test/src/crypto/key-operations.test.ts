@@ -104,7 +104,7 @@ describe("a seal migration (rekey to another seal method)", () => {
     const newKey = readRootKeyFile(source.keyFile);
     expect(rootKeyId(rootKeyVerifier(newKey))).toBe(r.keyId);
     // KEK rotation waits for it (409, not a 500).
-    await expect(rotateKek(k.store, k.seal, k.audit, OPERATOR, k.clock.now)).rejects.toThrow(ConflictError);
+    await expect(rotateKek(k.store, k.seal, k.audit, k.log, OPERATOR, k.clock.now)).rejects.toThrow(ConflictError);
 
     const started = new Seal(k.store.db, k.clock.now, "key_file");
     await unsealFromSource(k.store, started, k.audit, { ...source, method: "key_file" }, log, k.clock.now);
@@ -309,7 +309,7 @@ describe("a rotation's batches, each with the keyring of its moment (found in re
     const store = storeWith(k.store, (n) => {
       if (n === 1) k.seal.seal();
     });
-    await expect(rewrapAll(store, k.seal, k.clock.now, 1)).rejects.toThrow(SealedError);
+    await expect(rewrapAll(store, k.seal, k.audit, k.log, k.clock.now, { actor: OPERATOR }, 1)).rejects.toThrow(SealedError);
     const source = { ...k.keySource, keyFile: join(dir, "root.key") };
     writeRootKeyFile(source.keyFile, k.rootKey);
     await unsealFromSource(k.store, k.seal, k.audit, source, captureLog().logger, k.clock.now);
@@ -324,9 +324,73 @@ describe("a rotation's batches, each with the keyring of its moment (found in re
     const store = storeWith(k.store, (n) => {
       if (n === 1) rekeyed = rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now);
     });
-    expect(await rewrapAll(store, k.seal, k.clock.now, 1)).toBe(3);
+    expect(await rewrapAll(store, k.seal, k.audit, k.log, k.clock.now, { actor: OPERATOR }, 1)).toEqual({ moved: 3, damaged: 0 });
     await rekeyed;
     expect(k.seal.keyring().rootId).toBe(rootKeyId(rootKeyVerifier(readRootKeyFile(source.keyFile))));
     expect(k.seal.keyring().status().deks_to_rewrap).toBe(0);
+  });
+});
+
+describe("a damaged data key during a KEK rotation (found in review: it stopped every rotation, then every start)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-damaged-dek-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** `deks` DEKs; the one of owner-1 altered (its wrapped bytes' last byte flipped). */
+  async function withDamagedDek(deks: number) {
+    const k = testKernel();
+    const envelopes: Buffer[] = [];
+    for (let i = 0; i < deks; i++) envelopes.push(await k.store.write((tx) => k.seal.keyring().encrypt(tx, `owner-${i}`, "row", `value ${i}`)));
+    const { wrapped } = k.store.db.query("SELECT wrapped FROM deks WHERE owner = 'owner-1'").get() as { wrapped: Uint8Array };
+    const altered = Buffer.from(wrapped);
+    altered[altered.length - 1]! ^= 1;
+    await k.store.write((tx) => tx.run("UPDATE deks SET wrapped = ? WHERE owner = 'owner-1'", [altered]));
+    const source = { ...k.keySource, keyFile: join(dir, `root-${Math.random().toString(36).slice(2)}.key`) };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    return { k, envelopes, source };
+  }
+  const kekOf = (k: { store: Store }, owner: string) => (k.store.db.query("SELECT kek_version FROM deks WHERE owner = ?").get(owner) as { kek_version: number }).kek_version;
+  const failures = (k: { store: Store }) =>
+    k.store.db.query("SELECT resource_type, resource_id, reason FROM audit_events WHERE action = 'keys.kek.rotate' AND outcome = 'failure' ORDER BY seq").all();
+
+  test("the rotation moves the others, in batches past it, and leaves it under its KEK, which is kept; logged and audited", async () => {
+    const { k, envelopes } = await withDamagedDek(5);
+    const log = captureLog();
+    const rotated = rotateKek(k.store, k.seal, k.audit, log.logger, OPERATOR, k.clock.now);
+    expect(await rotated).toEqual({ version: 2, rewrapped: 4, damaged: 1 });
+    for (const i of [0, 2, 3, 4]) {
+      expect(kekOf(k, `owner-${i}`)).toBe(2);
+      expect(k.seal.keyring().decrypt(`owner-${i}`, "row", envelopes[i]!).toString()).toBe(`value ${i}`);
+    }
+    expect(kekOf(k, "owner-1")).toBe(1);
+    const keks = k.seal.keyring().status().keks.map((x) => [x.version, x.retired_at === null, x.deks]);
+    expect(keks).toEqual([[1, true, 1], [2, true, 4]]); // KEK v1 not retired: the damaged DEK still needs it
+    expect(k.store.db.query("SELECT count(*) AS n FROM kek_wraps WHERE kek_version = 1").get()).toEqual({ n: 1 });
+    expect(failures(k)).toEqual([{ resource_type: "dek", resource_id: "owner-1", reason: "data key v1 does not unwrap (damaged or altered): left under KEK v1, which is kept, by the re-wrap to KEK v2" }]);
+    expect(log.lines.filter((l) => l.level === "error").map((l) => [l.msg, l.owner, l.version, l.kek_version])).toEqual([
+      ["a data key does not unwrap (damaged or altered): the key rotation leaves it under its old KEK", "owner-1", 1, 1],
+    ]);
+  });
+
+  test("in batches of one, the damaged DEK first in order: the batches go on past it (no endless retry)", async () => {
+    const { k } = await withDamagedDek(3);
+    await k.store.write((tx) => k.seal.keyring().rotateKek(tx, k.clock.now()));
+    // owner-0 moved first so that owner-1, the damaged one, comes first of what is left.
+    await k.store.write((tx) => k.seal.keyring().rewrapDeks(tx, 1, k.clock.now()));
+    expect(await rewrapAll(k.store, k.seal, k.audit, k.log, k.clock.now, { actor: OPERATOR }, 1)).toEqual({ moved: 1, damaged: 1 });
+    expect([kekOf(k, "owner-0"), kekOf(k, "owner-1"), kekOf(k, "owner-2")]).toEqual([2, 1, 2]);
+  });
+
+  test("a start that resumes the rotation does not fail on it: it logs and audits it again", async () => {
+    const { k, source } = await withDamagedDek(3);
+    await k.store.write((tx) => k.seal.keyring().rotateKek(tx, k.clock.now())); // killed before the re-wrap
+    const log = captureLog();
+    const restarted = new Seal(k.store.db, k.clock.now, "key_file");
+    await unsealFromSource(k.store, restarted, k.audit, source, log.logger, k.clock.now);
+    expect(restarted.sealed).toBe(false);
+    expect([kekOf(k, "owner-0"), kekOf(k, "owner-1"), kekOf(k, "owner-2")]).toEqual([2, 1, 2]);
+    expect(failures(k)).toHaveLength(1);
+    expect(log.lines.find((l) => l.msg === "finished an interrupted key rotation")).toMatchObject({ deks_rewrapped: 2, deks_damaged: 1 });
+    // Every later start meets it again, and says so again.
+    await unsealFromSource(k.store, new Seal(k.store.db, k.clock.now, "key_file"), k.audit, source, log.logger, k.clock.now);
+    expect(failures(k)).toHaveLength(2);
   });
 });

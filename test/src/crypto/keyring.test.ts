@@ -78,10 +78,10 @@ describe("keyring", () => {
     const { db, keyring } = setup();
     const values = Array.from({ length: 25 }, (_, i) => ({ owner: `o${i}`, ct: keyring.encrypt(db, `o${i}`, "c", `v${i}`) }));
     expect(keyring.rotateKek(db, 3000)).toBe(2);
-    expect(keyring.rewrapDeks(db, 10, 3000)).toBe(10); // "killed" after one batch
+    expect(keyring.rewrapDeks(db, 10, 3000).moved).toBe(10); // "killed" after one batch
     for (const v of values) expect(keyring.decrypt(v.owner, "c", v.ct).toString()).toBe(`v${v.owner.slice(1)}`);
     expect(keyring.status().deks_to_rewrap).toBe(15);
-    while (keyring.rewrapDeks(db, 10, 3000) > 0);
+    while (keyring.rewrapDeks(db, 10, 3000).moved > 0);
     const status = keyring.status();
     expect(status.deks_to_rewrap).toBe(0);
     expect(status.keks.find((k) => k.version === 1)!.retired_at).toBe(3000);
@@ -99,7 +99,7 @@ describe("keyring", () => {
     const oldKek = kekCache.get(1)!.key;
     const dekBytes = Buffer.from(staleDek);
     keyring.rotateKek(db, 3000);
-    while (keyring.rewrapDeks(db, 10, 3000) > 0);
+    while (keyring.rewrapDeks(db, 10, 3000).moved > 0);
     expect(kekCache.has(1)).toBe(false);
     expect(oldKek.every((b) => b === 0)).toBe(true);
     expect(keyring.decrypt("o", "c", ct).toString()).toBe("kept"); // unwrapped again under KEK 2
