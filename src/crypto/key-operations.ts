@@ -252,7 +252,7 @@ export interface RekeyResult {
   keyId: string;
   /** The root key before: backups made until the new key is in use need it. */
   previousKeyId: string;
-  /** A key file rekey: where the old key file was kept (backups made before need it), if it was. */
+  /** A key file rekey: where the old key was kept (backups made before need it). */
   keptKeyFile?: string;
   /** The new key's seal method: when it is not the configured one, a restart with it promotes the key. */
   method: SealMethod;
@@ -296,7 +296,7 @@ async function replaceRootKey(store: Store, seal: Seal, audit: AuditLog, source:
     // may be the only copy of an earlier key (which older backups need). A key file rekey
     // replaces the file: the old key goes beside it first, as the backups made before need it.
     if (migrating && method === "key_file") writeNewKeyFile(source.keyFile, newRoot);
-    const keptKeyFile = method === "key_file" && !migrating ? keepOldKeyFile(source.keyFile, keyring.rootId, store) : null;
+    const keptKeyFile = method === "key_file" && !migrating ? keepOldKeyFile(source.keyFile, keyring, store) : null;
     try {
       await store.write((tx) => {
         keyring.beginRekey(tx, newRoot, method, now(), shamir);
@@ -386,31 +386,22 @@ async function dropPendingRootKey(store: Store, seal: Seal, audit: AuditLog, sou
 }
 
 /**
- * Keeps the key file at `path`, when it holds the root key `rootId`, as `<path>.<rootId>` (0600):
- * a rekey replaces the file, and the backups made under the old key open with it alone.
- * Returns where it is kept, or null when the file holds another key (nothing of ours to keep).
+ * Keeps the root key in use as `<path>.<rootId>` (0600) before a rekey replaces the key file at
+ * `path`: the backups made under it open with it alone. Written from the keyring, not copied
+ * from the file, which may no longer be readable (its mode changed since the start) or hold
+ * this key: the rekey must not replace the only copy of it. Returns where it is kept.
  */
-function keepOldKeyFile(path: string, rootId: string, store: Store): string | null {
-  const active = unsealableRoots(store.db).find((r) => r.id === rootId);
-  let key: Buffer;
+function keepOldKeyFile(path: string, keyring: Keyring, store: Store): string {
+  const kept = `${path}.${keyring.rootId}`;
   try {
-    key = readRootKeyFile(path);
-  } catch {
-    return null; // gone or unreadable: nothing of ours to keep
+    keyring.writeRootKeyFile(kept);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw new ConflictError(`seal.key_file: the old key cannot be kept beside the key file (${describeFsError(error)}); nothing was changed`);
+    const active = unsealableRoots(store.db).find((r) => r.id === keyring.rootId);
+    if (!active) throw new ConflictError(`root key ${keyring.rootId} is no longer this Citadel's; nothing was changed`);
+    keptBefore(kept, active.verifier); // a rekey stopped after keeping it: the same key is fine
   }
-  try {
-    if (!active || !verifies(key, active.verifier)) return null;
-    const kept = `${path}.${rootId}`;
-    try {
-      writeFileAtomic(kept, formatRootKey(key), 0o600, { replace: false });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw new ConflictError(`the old key file cannot be kept beside it (${describeFsError(error)}); nothing was changed`);
-      keptBefore(kept, active.verifier); // a rekey stopped after keeping it: the same key is fine
-    }
-    return kept;
-  } finally {
-    key.fill(0);
-  }
+  return kept;
 }
 
 /** A kept key file there already: it must hold the key of `verifier`, else nothing is changed (409). */

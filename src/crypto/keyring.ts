@@ -19,8 +19,9 @@
 import { hkdfSync } from "node:crypto";
 import type { Database } from "bun:sqlite";
 import { ConflictError, SealedError } from "../errors.ts";
+import { writeFileAtomic } from "../files.ts";
 import { DecryptionError, envelopeKeyVersion, openEnvelope, randomKey, sealEnvelope } from "./aead.ts";
-import { rootKeyId, rootKeyVerifier } from "./root-key.ts";
+import { formatRootKey, rootKeyId, rootKeyVerifier } from "./root-key.ts";
 
 export type SealMethod = "key_file" | "systemd_credential" | "shamir";
 
@@ -124,6 +125,15 @@ export class Keyring {
    */
   deriveFromRootKey(salt: Uint8Array, info: string, length = 32): Buffer {
     return Buffer.from(hkdfSync("sha256", this.root(), salt, info, length));
+  }
+
+  /**
+   * Writes the root key as a key file at `path` (0600), never over a file already there (the
+   * error's code is EEXIST): a rekey keeps the old key so beside the new key file. From memory,
+   * not from the key file, which may have been made unreadable or replaced since the start.
+   */
+  writeRootKeyFile(path: string): void {
+    writeFileAtomic(path, formatRootKey(this.root()), 0o600, { replace: false });
   }
 
   // --- values -------------------------------------------------------------------------

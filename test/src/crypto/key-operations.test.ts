@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { listAuditEvents } from "../../../src/audit/query.ts";
@@ -187,6 +187,19 @@ describe("a seal migration: what the review found", () => {
     expect(rootKeyId(rootKeyVerifier(readRootKeyFile(source.keyFile)))).toBe(r.keyId);
   });
 
+  test("the old key is kept from memory: a key file made unreadable since the start (chmod 640) does not lose it (found in review: nothing was kept, the file overwritten)", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: keyFile() };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    chmodSync(source.keyFile, 0o640); // refused by readRootKeyFile now
+    const oldId = k.seal.keyring().rootId;
+    const r = await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now);
+    expect(r.keptKeyFile).toBe(`${source.keyFile}.${oldId}`);
+    expect(readRootKeyFile(r.keptKeyFile!).equals(k.rootKey)).toBe(true);
+    expect(statSync(r.keptKeyFile!).mode & 0o777).toBe(0o600);
+    expect(rootKeyId(rootKeyVerifier(readRootKeyFile(source.keyFile)))).toBe(r.keyId);
+  });
+
   test("a kept key file already there but readable by others is named as such, not as another key", async () => {
     const k = testKernel();
     const source = { ...k.keySource, keyFile: keyFile() };
@@ -198,9 +211,15 @@ describe("a seal migration: what the review found", () => {
   });
 
   test("an ordinary key file rekey whose file cannot be written is a 409 too, and leaves nothing pending (found in review)", async () => {
-    const k = testKernel(); // its key file lies under /nonexistent
-    await expect(rekey(k.store, k.seal, k.audit, k.keySource, OPERATOR, k.clock.now)).rejects.toThrow("seal.key_file: the new key file cannot be written there (no such file)");
+    const k = testKernel(); // its key file lies under /nonexistent: the old key cannot be kept there first
+    await expect(rekey(k.store, k.seal, k.audit, k.keySource, OPERATOR, k.clock.now)).rejects.toThrow("seal.key_file: the old key cannot be kept beside the key file (no such file)");
     expect(roots(k)).toEqual([{ method: "key_file", state: "active" }]);
+    // The old key kept, then the new file refused (a directory where the file should be).
+    const source = { ...k.keySource, keyFile: keyFile() };
+    mkdirSync(source.keyFile);
+    await expect(rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now)).rejects.toThrow("seal.key_file: the new key file cannot be written there");
+    expect(roots(k)).toEqual([{ method: "key_file", state: "active" }]);
+    expect(readRootKeyFile(`${source.keyFile}.${k.seal.keyring().rootId}`).equals(k.rootKey)).toBe(true);
   });
 
   test("the start-up warning tells a key file kept for a pending migration from one left behind", async () => {
