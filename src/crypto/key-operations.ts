@@ -58,7 +58,7 @@ export async function initializeKeys(store: Store, audit: AuditLog, source: KeyS
   if (isInitialized(store)) throw new Error("Citadel is already initialized");
   let rootKey: Buffer;
   if (source.method === "key_file" && existsSync(source.keyFile)) {
-    rootKey = readRootKeyFile(source.keyFile);
+    rootKey = readRootKeyFile(source.keyFile, { ownOnly: true });
   } else {
     rootKey = generateRootKey();
     if (source.method === "key_file") writeRootKeyFile(source.keyFile, rootKey);
@@ -143,7 +143,7 @@ export function sealMethodMismatch(stored: readonly string[], configured: string
 
 /** Reads the root key from its configured source (not for Shamir, which waits for shares). */
 export function readConfiguredRootKey(source: KeySource): Buffer {
-  if (source.method === "key_file") return readRootKeyFile(source.keyFile);
+  if (source.method === "key_file") return readRootKeyFile(source.keyFile, { ownOnly: true });
   if (source.method === "systemd_credential") return readRootKeyCredential(source.credentialsDirectory, source.credential);
   throw new Error("a Shamir-sealed Citadel is unsealed with key shares (citadel unseal)");
 }

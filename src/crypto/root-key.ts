@@ -33,9 +33,12 @@ export class RootKeyError extends Error {
 
 /**
  * Reads a root key file: 64 hex digits (a trailing newline allowed) or 32 raw bytes. Refuses
- * a file that group or others can read, naming it, before reading a byte of it.
+ * a file that group or others can read, naming it, before reading a byte of it. `ownOnly`:
+ * the key the service takes into use, which must also be owned by the user it runs as, or
+ * root (as ssh's StrictModes): a file of another user's is that user's to read or replace.
+ * (Not for a command that reads the service's file as root, nor for a file the operator names.)
  */
-export function readRootKeyFile(path: string, { planted = false }: { planted?: boolean } = {}): Buffer {
+export function readRootKeyFile(path: string, { planted = false, ownOnly = false }: { planted?: boolean; ownOnly?: boolean } = {}): Buffer {
   // Checked and read through one descriptor: what is read is what was checked. `planted`: the
   // file lies in a directory someone else controls (root reading the service's data
   // directory), so a link is not followed, and only a regular file is read — a FIFO put there
@@ -55,10 +58,18 @@ export function readRootKeyFile(path: string, { planted = false }: { planted?: b
     if ((stat.mode & 0o077) !== 0) {
       throw new RootKeyError(`root key file ${path} is readable by group or others (mode ${(stat.mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
     }
+    if (ownOnly) refuseOtherOwner(path, stat.uid);
     return parseWiping(readFileSync(fd), `root key file ${path}`);
   } finally {
     closeSync(fd);
   }
+}
+
+/** Refuses a key file owned by a user other than this process's and root. */
+function refuseOtherOwner(path: string, owner: number): void {
+  const uid = process.getuid?.();
+  if (uid === undefined || owner === uid || owner === 0) return;
+  throw new RootKeyError(`root key file ${path} is owned by uid ${owner}, neither this process's user (uid ${uid}) nor root: that user can read or replace it; run: chown ${uid} ${path}`);
 }
 
 /** Reads the root key from a systemd credential ($CREDENTIALS_DIRECTORY/<name>). */

@@ -1,11 +1,11 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, spyOn, test } from "bun:test";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { listAuditEvents } from "../../../src/audit/query.ts";
 import { cancelRekey, leftoverKeyFileWarning, rekey, rewrapAll, rotateKek, unsealFromSource } from "../../../src/crypto/key-operations.ts";
 import { promoteRootKey } from "../../../src/crypto/keyring.ts";
-import { generateRootKey, readRootKeyFile, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
+import { generateRootKey, readRootKeyFile, RootKeyError, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
 import { Seal, UnsealError } from "../../../src/crypto/seal.ts";
 import { ConflictError, InvalidError, SealedError } from "../../../src/errors.ts";
 import type { Store } from "../../../src/store/store.ts";
@@ -412,4 +412,22 @@ describe("a damaged data key during a KEK rotation (found in review: it stopped 
     await unsealFromSource(k.store, new Seal(k.store.db, k.clock.now, "key_file"), k.audit, source, log.logger, k.clock.now);
     expect(failures(k)).toHaveLength(2);
   });
+});
+
+test("a start refuses a key file owned by another user (RootKeyError, exit 2), as it refuses one others can read (found in review)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-key-owner-"));
+  const k = testKernel({ sealed: true });
+  const source = { ...k.keySource, keyFile: join(dir, "root.key") };
+  writeRootKeyFile(source.keyFile, k.rootKey);
+  const uid = process.getuid!();
+  // As root (CI) the file goes to nobody; otherwise this process claims another uid than the file's.
+  const getuid = uid === 0 ? null : spyOn(process, "getuid").mockReturnValue(uid + 1);
+  try {
+    if (uid === 0) chownSync(source.keyFile, 65534, 65534);
+    await expect(unsealFromSource(k.store, k.seal, k.audit, source, captureLog().logger, k.clock.now)).rejects.toThrow(RootKeyError);
+    expect(k.seal.sealed).toBe(true);
+  } finally {
+    getuid?.mockRestore();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,8 +1,8 @@
 /**
  * Reading the root key file: owner-only, a regular file, and what is read is what was checked.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { afterAll, describe, expect, spyOn, test } from "bun:test";
+import { chmodSync, chownSync, mkdtempSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateRootKey, readRootKeyFile, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
@@ -20,6 +20,26 @@ describe("readRootKeyFile", () => {
     expect(readRootKeyFile(join(dir, "linked.key")).equals(key)).toBe(true);
     chmodSync(path, 0o640);
     expect(() => readRootKeyFile(path)).toThrow(`root key file ${path} is readable by group or others (mode 640); run: chmod 600 ${path}`);
+  });
+
+  test("the service's own key file (ownOnly) must be its user's or root's: another user's is refused, naming file and owner (found in review)", () => {
+    const key = generateRootKey();
+    const path = join(dir, "others.key");
+    writeRootKeyFile(path, key);
+    const uid = process.getuid!();
+    // Another user's file: as root (CI), the file is given to nobody; otherwise the process
+    // claims another uid than the file's owner (a user cannot give a file away).
+    const owner = uid === 0 ? 65534 : uid;
+    const getuid = uid === 0 ? null : spyOn(process, "getuid").mockReturnValue(uid + 1);
+    try {
+      if (uid === 0) chownSync(path, 65534, 65534);
+      const self = process.getuid!();
+      expect(() => readRootKeyFile(path, { ownOnly: true })).toThrow(`root key file ${path} is owned by uid ${owner}, neither this process's user (uid ${self}) nor root: that user can read or replace it; run: chown ${self} ${path}`);
+      expect(readRootKeyFile(path).equals(key)).toBe(true); // a command reading the service's file (as root) is not refused
+    } finally {
+      getuid?.mockRestore();
+    }
+    expect(statSync(path).uid).toBe(owner); // the case tested was a file of another user's indeed
   });
 
   test("in a directory someone else controls: a FIFO is refused at once, not waited on, and a link is not followed (found in review)", () => {
