@@ -53,7 +53,7 @@ export const sysPlugin = definePlugin({
         "/keys/rekey",
         async ({ body, request }) => {
           // Shares and a threshold mean nothing to a key file or a credential: refused (422), not ignored.
-          const result = await rekey(k.store, k.seal, k.audit, k.keySource, actorOf(principalOf(request)), k.clock.now, body);
+          const result = await rekey(k.store, k.seal, k.audit, k.keySource, actorOf(principalOf(request)), k.clock.now, body, auditRequest(request));
           return {
             key_id: result.keyId,
             method: result.method,

@@ -13,7 +13,7 @@ import { ConflictError, InvalidError, SealedError } from "../errors.ts";
 import { describeFsError, writeFileAtomic } from "../files.ts";
 import { Keyring, pendingRekeyMessage, promoteRootKey, unsealableRoots, type DamagedDek, type DekId, type RewrapBatch, type SealMethod } from "./keyring.ts";
 import { formatRootKey, generateRootKey, readRootKeyCredential, readRootKeyFile, rootKeyId, rootKeyVerifier, verifies, writeRootKeyFile } from "./root-key.ts";
-import type { Seal } from "./seal.ts";
+import { UnsealError, type Seal } from "./seal.ts";
 import { encodeShare, splitSecret } from "./shamir.ts";
 
 export interface KeySource {
@@ -151,15 +151,16 @@ export function readConfiguredRootKey(source: KeySource): Buffer {
 /** Unseals with the configured key source and records the attempt; then finishes any interrupted rotation. */
 export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog, source: KeySource, log: Logger, now: () => number): Promise<void> {
   await seal.exclusive(async () => {
-    const rootKey = readConfiguredRootKey(source);
     let promote: string | null;
     try {
-      promote = seal.unsealWithKey(rootKey).promote;
+      promote = unsealWithConfiguredKey(seal, source);
     } catch (error) {
-      await store.write((tx) => audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "failure", reason: `${source.method}: not this Citadel's root key` }));
+      // A key that is not this Citadel's, and a key file or credential that is missing,
+      // unreadable or not the service's alone: each an unseal that failed, on record (the
+      // store is open; the start stops after this).
+      const why = error instanceof UnsealError ? "not this Citadel's root key" : messageOf(error);
+      await store.write((tx) => audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "failure", reason: `${source.method}: ${why}` }));
       throw error;
-    } finally {
-      rootKey.fill(0);
     }
     await store.write((tx) => {
       audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "success", reason: source.method, resource: { type: "root_key", id: seal.keyring().rootId } });
@@ -175,6 +176,16 @@ export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog
     });
   });
   await finishInterruptedRotation(store, seal, audit, log, now);
+}
+
+/** Unseals with the key read from the configured source; returns the pending root it promotes, if any. */
+function unsealWithConfiguredKey(seal: Seal, source: KeySource): string | null {
+  const rootKey = readConfiguredRootKey(source);
+  try {
+    return seal.unsealWithKey(rootKey).promote;
+  } finally {
+    rootKey.fill(0);
+  }
 }
 
 /**
@@ -237,15 +248,43 @@ function damagedDekEvent(dek: DamagedDek, kek: number, by: RewrapBy): AuditEvent
  * Returns the new version, how many DEKs it moved and how many it left (damaged).
  */
 export async function rotateKek(store: Store, seal: Seal, audit: AuditLog, log: Logger, actor: AuditActor, now: () => number, request?: AuditRequestContext) {
-  const version = await seal.exclusive(() =>
-    store.write((tx) => {
-      const v = seal.keyring().rotateKek(tx, now());
-      audit.record(tx, { action: "keys.kek.rotate", actor, outcome: "success", resource: { type: "kek", id: String(v) }, request });
-      return v;
-    }),
+  const rotation = { action: "keys.kek.rotate", actor, request };
+  const version = await failureAudited(store, audit, rotation, () =>
+    seal.exclusive(() =>
+      store.write((tx) => {
+        const v = seal.keyring().rotateKek(tx, now());
+        audit.record(tx, { ...rotation, outcome: "success", resource: { type: "kek", id: String(v) } });
+        return v;
+      }),
+    ),
   );
-  const { moved, damaged } = await rewrapAll(store, seal, audit, log, now, { actor, request });
+  // The new KEK is on record as made; a re-wrap that stops is on record too, as a failure.
+  const rewrap = { ...rotation, resource: { type: "kek", id: String(version) }, reason: `the re-wrap to KEK v${version} stopped (the next unseal finishes it)` };
+  const { moved, damaged } = await failureAudited(store, audit, rewrap, () => rewrapAll(store, seal, audit, log, now, { actor, request }));
   return { version, rewrapped: moved, damaged };
+}
+
+/** A key operation's audit event, but for its outcome; `reason`, if given, goes before the error's message. */
+type AttemptEvent = Omit<AuditEventInput, "outcome">;
+
+/**
+ * Runs `operation`; should it throw (refused: 409, 422; failed: 503, 500), records `event` as a
+ * failure with the error's message, then throws the error on. Should that record fail to be
+ * written too (the disk refusing writes), the caller still gets the operation's own error: the
+ * store has reported the disk's.
+ */
+async function failureAudited<T>(store: Store, audit: AuditLog, event: AttemptEvent, operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    const reason = event.reason ? `${event.reason}: ${messageOf(error)}` : messageOf(error);
+    await store.write((tx) => audit.record(tx, { ...event, outcome: "failure", reason })).catch(() => {});
+    throw error;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 export interface RekeyResult {
@@ -272,11 +311,30 @@ export interface RekeyResult {
  * this process keeps the old one, and the first start configured for the new method promotes
  * it when it unseals with it. Until then the old key keeps unsealing, under the old method.
  */
-export function rekey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, now: () => number, options: RekeyOptions = {}): Promise<RekeyResult> {
-  return seal.exclusive(() => replaceRootKey(store, seal, audit, source, actor, now, options));
+export function rekey(
+  store: Store,
+  seal: Seal,
+  audit: AuditLog,
+  source: KeySource,
+  actor: AuditActor,
+  now: () => number,
+  options: RekeyOptions = {},
+  request?: AuditRequestContext,
+): Promise<RekeyResult> {
+  const attempt = { action: "keys.root.rekey", actor, request, reason: `seal method ${options.method ?? source.method}` };
+  return failureAudited(store, audit, attempt, () => seal.exclusive(() => replaceRootKey(store, seal, audit, source, actor, now, options, request)));
 }
 
-async function replaceRootKey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, now: () => number, options: RekeyOptions): Promise<RekeyResult> {
+async function replaceRootKey(
+  store: Store,
+  seal: Seal,
+  audit: AuditLog,
+  source: KeySource,
+  actor: AuditActor,
+  now: () => number,
+  options: RekeyOptions,
+  request: AuditRequestContext | undefined,
+): Promise<RekeyResult> {
   const keyring = seal.keyring();
   const method = options.method ?? source.method;
   const migrating = method !== source.method;
@@ -301,7 +359,7 @@ async function replaceRootKey(store: Store, seal: Seal, audit: AuditLog, source:
       await store.write((tx) => {
         keyring.beginRekey(tx, newRoot, method, now(), shamir);
         const reason = migrating ? `seal method ${method} (a migration from ${source.method}; pending until a start with ${method})` : `seal method ${method}`;
-        audit.record(tx, { action: "keys.root.rekey", actor, outcome: "success", resource: { type: "root_key", id: newId }, reason });
+        audit.record(tx, { action: "keys.root.rekey", actor, outcome: "success", resource: { type: "root_key", id: newId }, reason, request });
       });
     } catch (error) {
       if (migrating && method === "key_file") removeKeyFileOf(source.keyFile, rootKeyVerifier(newRoot)); // ours, and never recorded
@@ -363,7 +421,7 @@ function writeNewKeyFile(path: string, key: Uint8Array): void {
  * very key: whatever else is there is not ours to delete). Returns the dropped key's id.
  */
 export function cancelRekey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, request?: AuditRequestContext): Promise<string | null> {
-  return seal.exclusive(() => dropPendingRootKey(store, seal, audit, source, actor, request));
+  return failureAudited(store, audit, { action: "keys.root.discard", actor, request }, () => seal.exclusive(() => dropPendingRootKey(store, seal, audit, source, actor, request)));
 }
 
 async function dropPendingRootKey(store: Store, seal: Seal, audit: AuditLog, source: KeySource, actor: AuditActor, request?: AuditRequestContext): Promise<string | null> {

@@ -214,7 +214,7 @@ describe("keys over HTTP", () => {
     }
     expect(c.kernel.seal.keyring().rootId).toBe(rootId);
     expect(readFileSync(c.kernel.keySource.keyFile, "utf8")).toBe(keyFile);
-    expect(actions(c, "keys.root")).toEqual([]);
+    expect(actions(c, "keys.root")).toEqual(["keys.root.rekey:failure", "keys.root.rekey:failure", "keys.root.rekey:failure"]); // refused, on record
   });
 
   test("a seal migration over HTTP: key file to Shamir shares, pending, shown, one at a time, cancelled", async () => {
@@ -242,6 +242,8 @@ describe("keys over HTTP", () => {
     expect((await c.send("DELETE", "/v1/sys/keys/rekey", token)).body).toEqual({ cancelled: null });
     expect((await c.send("GET", "/v1/sys/keys", token)).body.pending_root).toBeNull();
     expect((await c.send("POST", "/v1/sys/keys/rotate", token)).status).toBe(200);
-    expect(actions(c, "keys.root")).toEqual(["keys.root.rekey:success", "keys.root.discard:success"]);
+    // The refused rekey and rotation are on record too (found in review: they left no event).
+    expect(actions(c, "keys.root")).toEqual(["keys.root.rekey:success", "keys.root.rekey:failure", "keys.root.discard:success"]);
+    expect(actions(c, "keys.kek")).toEqual(["keys.kek.rotate:failure", "keys.kek.rotate:success"]);
   });
 });

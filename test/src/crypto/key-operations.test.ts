@@ -82,6 +82,7 @@ describe("a seal migration (rekey to another seal method)", () => {
     expect(() => new Seal(k.store.db).unsealWithKey(k.rootKey)).toThrow(UnsealError); // the old key opens nothing now
     expect(actions({ store: k.store, seal: shamir })).toEqual([
       "keys.root.rekey:seal method shamir (a migration from key_file; pending until a start with shamir)",
+      `keys.root.rekey:seal method key_file: a new root key (${r.keyId}, seal method shamir) is pending already: unseal with it (for another seal method, start Citadel with that method), or drop it with citadel keys rekey --cancel, then rekey again`,
     ]);
   });
 
@@ -430,4 +431,52 @@ test("a start refuses a key file owned by another user (RootKeyError, exit 2), a
     getuid?.mockRestore();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+describe("key operations that fail are on record (found in review)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-keyops-audit-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const recorded = (k: { store: Store }, action: string) =>
+    k.store.db.query("SELECT outcome, resource_id, reason FROM audit_events WHERE action = ? ORDER BY seq").all(action) as Array<{ outcome: string; resource_id: string | null; reason: string | null }>;
+
+  test("a rotation whose re-wrap stops (sealed between batches) is recorded as a failure after the KEK's success", async () => {
+    const k = testKernel();
+    for (let i = 0; i < 600; i++) await k.store.write((tx) => k.seal.keyring().encrypt(tx, `owner-${i}`, "row", "x")); // two batches
+    let writes = 0;
+    const store: Store = { ...k.store, write: async (fn) => {
+      const result = await k.store.write(fn);
+      if (++writes === 2) k.seal.seal(); // the KEK made, one batch moved
+      return result;
+    } };
+    await expect(rotateKek(store, k.seal, k.audit, k.log, OPERATOR, k.clock.now)).rejects.toThrow(SealedError);
+    expect(recorded(k, "keys.kek.rotate")).toEqual([
+      { outcome: "success", resource_id: "2", reason: null },
+      { outcome: "failure", resource_id: "2", reason: `the re-wrap to KEK v2 stopped (the next unseal finishes it): ${new SealedError().message}` },
+    ]);
+  });
+
+  test("a key file rekey refused because of a file where the kept key goes is recorded", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: join(dir, "refused.key") };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    writeRootKeyFile(`${source.keyFile}.${k.seal.keyring().rootId}`, generateRootKey()); // another key there
+    await expect(rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now)).rejects.toThrow(ConflictError);
+    expect(recorded(k, "keys.root.rekey")).toEqual([{ outcome: "failure", resource_id: null, reason: `seal method key_file: refused.key.${k.seal.keyring().rootId} is there already and holds another key; nothing was changed` }]);
+  });
+
+  test("at start, a key file others can read, or none, is an unseal failure on record, naming why", async () => {
+    const k = testKernel({ sealed: true });
+    const source = { ...k.keySource, keyFile: join(dir, "start.key") };
+    await expect(unsealFromSource(k.store, k.seal, k.audit, source, k.log, k.clock.now)).rejects.toThrow(RootKeyError);
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    chmodSync(source.keyFile, 0o640);
+    await expect(unsealFromSource(k.store, k.seal, k.audit, source, k.log, k.clock.now)).rejects.toThrow(RootKeyError);
+    writeRootKeyFile(source.keyFile, generateRootKey());
+    await expect(unsealFromSource(k.store, k.seal, k.audit, source, k.log, k.clock.now)).rejects.toThrow(UnsealError);
+    expect(recorded(k, "sys.unseal").map((e) => `${e.outcome}: ${e.reason}`)).toEqual([
+      `failure: key_file: root key file ${source.keyFile}: no such file`,
+      `failure: key_file: root key file ${source.keyFile} is readable by group or others (mode 640); run: chmod 600 ${source.keyFile}`,
+      "failure: key_file: not this Citadel's root key",
+    ]);
+  });
 });
