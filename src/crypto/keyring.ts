@@ -365,11 +365,12 @@ function dekCacheId(owner: string, version: number): string {
   return `${owner}\0${version}`;
 }
 
-/** Makes a pending root key the active one and forgets the others (and their KEK wraps). */
+/** Why a rekey is refused while another's new root key is pending, and what to do. */
 export function pendingRekeyMessage(pending: { id: string; method: SealMethod }): string {
   return `a new root key (${pending.id}, seal method ${pending.method}) is pending already: unseal with it (for another seal method, start Citadel with that method), or drop it with citadel keys rekey --cancel, then rekey again`;
 }
 
+/** Makes a pending root key the active one and forgets the others (and their KEK wraps). */
 export function promoteRootKey(tx: Database, rootId: string): void {
   tx.query("DELETE FROM root_keys WHERE id != ?").run(rootId);
   tx.query("UPDATE root_keys SET state = 'active' WHERE id = ?").run(rootId);
