@@ -618,8 +618,7 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
       tls: tls !== undefined,
       guard,
       readiness: [
-        // The probe rewrites this installation's one identity row as it is: a write that changes nothing.
-        { name: "store", problem: storeReadiness(store, (tx) => tx.run("UPDATE instance SET id = id")) },
+        { name: "store", problem: storeReadiness(store) },
         { name: "seal", problem: () => (seal.sealed ? "sealed" : null) },
       ],
       log,

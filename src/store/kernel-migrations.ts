@@ -143,4 +143,13 @@ export const kernelMigrations: readonly Migration[] = [
     CREATE INDEX audit_events_by_resource_type ON audit_events (resource_type, seq) WHERE resource_type IS NOT NULL;
     CREATE INDEX audit_events_failures ON audit_events (seq) WHERE outcome = 'failure';`,
   },
+  {
+    id: "0008_write_probe",
+    // What /readyz writes to learn whether the disk takes writes again (src/store/readiness.ts):
+    // a counter, so that each probe changes bytes — a row rewritten as it was writes nothing.
+    up: `CREATE TABLE write_probe (
+      singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+      probes    INTEGER NOT NULL
+    ) STRICT;`,
+  },
 ];

@@ -10,11 +10,19 @@ import type { Store, Tx } from "./store.ts";
 export const PROBE_INTERVAL_MS = 5_000;
 
 /**
- * `probe` changes nothing that matters (the kernel rewrites a row unchanged: still a page for
- * the disk to take). Its outcome reaches a later check: the store remembers a refusal and
- * forgets it when a write commits.
+ * The kernel's probe: one more in a counter (kernel migration 0008), a page for the disk to
+ * take. It must change bytes: SQLite writes nothing for a row set to what it was, and such a
+ * "write" commits on a full disk.
  */
-export function storeReadiness(store: Store, probe: (tx: Tx) => void, now: () => number = () => performance.now()): () => string | null {
+export function kernelWriteProbe(tx: Tx): void {
+  tx.run("INSERT INTO write_probe (singleton, probes) VALUES (1, 1) ON CONFLICT (singleton) DO UPDATE SET probes = probes + 1");
+}
+
+/**
+ * `probe` changes bytes that matter to nobody. Its outcome reaches a later check: the store
+ * remembers a refusal and forgets it when a write that changed rows commits.
+ */
+export function storeReadiness(store: Store, probe: (tx: Tx) => void = kernelWriteProbe, now: () => number = () => performance.now()): () => string | null {
   let probedAt = -Infinity;
   return () => {
     if (!store.ping()) return "unreachable";

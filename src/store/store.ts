@@ -134,7 +134,10 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000, onStora
     scheduled = false;
     while (queue.length > 0) {
       const batch = queue.length > maxBatch ? queue.splice(0, maxBatch) : queue.splice(0);
-      if (commitBatch(db, statements(), batch, asStorageFailure)) lastWriteFailure = null;
+      // Only a commit that changed rows says the disk takes writes again: one that changed none
+      // (a sweep that found nothing to delete) wrote no page, and commits on a full disk too.
+      const changesBefore = changes();
+      if (commitBatch(db, statements(), batch, asStorageFailure) && changes() > changesBefore) lastWriteFailure = null;
     }
   };
 

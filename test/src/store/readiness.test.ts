@@ -5,10 +5,12 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import type { Database } from "bun:sqlite";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PROBE_INTERVAL_MS, storeReadiness } from "../../../src/store/readiness.ts";
+import { kernelWriteProbe, PROBE_INTERVAL_MS, storeReadiness } from "../../../src/store/readiness.ts";
+import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
+import { migrate } from "../../../src/store/migrate.ts";
 import { openStore } from "../../../src/store/store.ts";
 
 const cleanups: Array<() => void> = [];
@@ -81,4 +83,26 @@ test("a request's write that commits makes it ready without a probe; a write fai
   await store.write(big);
   expect(problem()).toBeNull();
   expect(probes).toBe(0);
+});
+
+test("the kernel's probe changes bytes (a row set to what it was writes nothing, and commits on a full disk too: found in review)", async () => {
+  const { store } = fullableStore();
+  migrate(store.db, [{ owner: "kernel", migrations: kernelMigrations }]);
+  const walBytes = () => statSync(`${store.path}-wal`).size;
+  const probes = () => store.db.query<{ probes: number }, []>("SELECT probes FROM write_probe").get()?.probes ?? 0;
+  for (let i = 1; i <= 3; i++) {
+    store.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+    await store.write(kernelWriteProbe);
+    expect(probes()).toBe(i);
+    expect(walBytes()).toBeGreaterThan(0); // a page went to the disk
+  }
+});
+
+test("a commit that changed no row does not make it ready: it wrote nothing, and commits on a full disk", async () => {
+  const { store, fill } = fullableStore();
+  const problem = storeReadiness(store, () => {}, () => 0);
+  fill();
+  await expect(store.write(big)).rejects.toThrow(/full/);
+  await store.write((tx) => tx.run("DELETE FROM items WHERE id = -1")); // a sweep that found nothing
+  expect(problem()).toBe("cannot write: the disk holding the data directory is full");
 });
