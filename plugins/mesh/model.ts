@@ -67,7 +67,9 @@ export const PreauthKey = t.Object({
   node_ttl_days: t.Union([t.Number(), t.Null()]),
   expires_at: Iso,
   used: t.Integer(),
-  state: t.Union([t.Literal("usable"), t.Literal("used"), t.Literal("expired"), t.Literal("revoked")]),
+  state: t.Union([t.Literal("usable"), t.Literal("used"), t.Literal("expired"), t.Literal("revoked"), t.Literal("maker_gone")], {
+    description: "maker_gone: the member it acts for is deleted, removed from the organization or no longer an admin or owner there; it enrolls nothing until they are given the role back",
+  }),
   created_at: Iso,
 });
 export const PreauthKeyList = t.Object({ items: t.Array(PreauthKey) });

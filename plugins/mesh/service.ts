@@ -409,7 +409,7 @@ export class MeshService {
 
   keys(org: string, network: string) {
     const net = this.networkRow(org, network);
-    return { items: sql.preauthKeys(this.k.store.db, net.id).map((key) => this.keyView(key)) };
+    return { items: sql.preauthKeys(this.k.store.db, net.id).map((key) => this.keyView(key, net.organization_id)) };
   }
 
   async createKey(caller: Caller, org: string, network: string, input: NewPreauthKey) {
@@ -445,7 +445,7 @@ export class MeshService {
       sql.insertPreauthKey(tx, row);
       this.k.audit.record(tx, event(caller, org, "mesh.key.create", { type: "mesh_preauth_key", id: row.id }, `${row.reusable ? "reusable" : "single-use"}, tags ${tags.join(",") || "none"}, ${minutes} min`));
     });
-    return { ...this.keyView(row), key: token.token };
+    return { ...this.keyView(row, net.organization_id), key: token.token };
   }
 
   async revokeKey(caller: Caller, org: string, network: string, idOrPrefix: string) {
@@ -457,9 +457,7 @@ export class MeshService {
     });
   }
 
-  private keyView(key: sql.PreauthKeyRow) {
-    const now = this.now();
-    const state: "revoked" | "expired" | "used" | "usable" = key.revoked_at !== null ? "revoked" : key.expires_at <= now ? "expired" : !key.reusable && key.used > 0 ? "used" : "usable";
+  private keyView(key: sql.PreauthKeyRow, organizationId: string) {
     return {
       id: key.id,
       prefix: key.prefix,
@@ -470,9 +468,19 @@ export class MeshService {
       node_ttl_days: key.node_ttl === null ? null : key.node_ttl / 86_400,
       expires_at: iso(key.expires_at)!,
       used: key.used,
-      state,
+      state: this.keyState(key, organizationId),
       created_at: iso(key.created_at)!,
     };
+  }
+
+  /** What enrollment would say of the key, in the order it asks (keyRefusal, then makerRefusal). */
+  private keyState(key: sql.PreauthKeyRow, organizationId: string): "revoked" | "expired" | "used" | "maker_gone" | "usable" {
+    if (key.revoked_at !== null) return "revoked";
+    if (key.expires_at <= this.now()) return "expired";
+    if (!key.reusable && key.used > 0) return "used";
+    // Found in review: a key whose maker left listed as usable, and enrolled nothing.
+    if (this.makerRefusal(key, organizationId)) return "maker_gone";
+    return "usable";
   }
 
   // --- nodes -------------------------------------------------------------------------------

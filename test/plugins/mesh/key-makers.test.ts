@@ -80,3 +80,20 @@ test("a key made with an API key acts for the API key's maker", async () => {
   expect((await c.send("DELETE", `/v1/iam/orgs/${org}/members/${dave.id}`, operator)).status).toBe(200);
   expect((await enroll(c, key, "d2")).status).toBe(401);
 });
+
+test("the key list says maker_gone for a key whose maker left the organization or lost the role, as enrollment refuses it (found in review: it said usable)", async () => {
+  const { c, operator, org, net } = await office();
+  const erin = await c.addUser(operator, "erin@example.org", "admin");
+  const frank = await c.addUser(operator, "frank@example.org", "admin");
+  await reusableKey(c, erin.token, net);
+  await reusableKey(c, frank.token, net);
+  await reusableKey(c, operator, net);
+  const states = async () => ((await c.send("GET", `${net}/keys`, operator)).body.items as Array<{ state: string }>).map((k) => k.state).sort();
+  expect(await states()).toEqual(["usable", "usable", "usable"]);
+
+  expect((await c.send("DELETE", `/v1/iam/orgs/${org}/members/${erin.id}`, operator)).status).toBe(200);
+  expect((await c.send("PUT", `/v1/iam/orgs/${org}/members/${frank.id}`, operator, { json: { role: "editor" } })).status).toBe(200);
+  expect(await states()).toEqual(["maker_gone", "maker_gone", "usable"]);
+  expect((await c.send("PUT", `/v1/iam/orgs/${org}/members/${frank.id}`, operator, { json: { role: "admin" } })).status).toBe(200);
+  expect(await states()).toEqual(["maker_gone", "usable", "usable"]);
+});
