@@ -203,7 +203,9 @@ export const dnsPlugin = definePlugin<DnsSettings>({
             throttledRate: k.settings.rrl_throttled_per_second,
             slip: k.settings.rrl_slip,
             trustLoopback: (k.config as { intel?: { trust_loopback?: boolean } }).intel?.trust_loopback ?? true,
-            now: () => k.clock.now(),
+            // The response rate limit measures time that passed, not what time it is: on a clock
+            // that only goes forward, a wall clock stepped back (NTP, a resumed VM) starves no prefix.
+            now: () => performance.now(),
             count: (what) => dnsAnalyticsOf(k).countShield(what),
             exempt: (client) => view.isSecondary(client),
           }),

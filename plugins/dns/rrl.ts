@@ -30,6 +30,7 @@ export class ResponseRateLimiter {
   private readonly prefixes = new Map<string, string>();
 
   constructor(
+    /** now: milliseconds, any origin; a clock that only goes forward is best. */
     private readonly options: { slip: number; now: () => number },
   ) {}
 
@@ -42,8 +43,12 @@ export class ResponseRateLimiter {
     if (bucket === undefined) {
       bucket = { tokens: rate, at: now, limited: 0 };
       this.buckets.set(prefix, bucket);
-    } else if (now > bucket.at) {
-      bucket.tokens = Math.min(rate, bucket.tokens + ((now - bucket.at) / 1000) * rate);
+    } else {
+      // A clock that went back (a wall clock stepped by NTP, a resumed VM) counts as no time
+      // passed, and time counts again from the step: kept at the later time, an empty bucket
+      // refilled nothing until the clock caught up, the length of the step.
+      const elapsedMs = Math.max(0, now - bucket.at);
+      bucket.tokens = Math.min(rate, bucket.tokens + (elapsedMs / 1000) * rate);
       bucket.at = now;
     }
     if (bucket.tokens >= 1) {

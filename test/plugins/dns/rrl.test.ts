@@ -21,3 +21,14 @@ test("a spray of spoofed prefixes does not refill the victim's bucket (found in 
   }
   expect(victimAnswered).toEqual([]);
 });
+
+test("a clock stepped back an hour counts as no time passed: an empty bucket refills from the step on (found in review: it stayed empty for the hour)", () => {
+  let now = 10_000_000;
+  const rrl = new ResponseRateLimiter({ slip: 0, now: () => now });
+  const answered = () => Array.from({ length: 4 }, () => rrl.take("192.0.2.7", 3)).filter((v) => v === "answer").length;
+  expect(answered()).toBe(3); // the burst, then empty
+  now -= 3_600_000;
+  expect(rrl.take("192.0.2.7", 3)).toBe("drop"); // the step gave nothing back
+  now += 1_000;
+  expect(answered()).toBe(3); // a second after the step, a second's worth
+});
