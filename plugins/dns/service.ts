@@ -197,6 +197,21 @@ export class DnsService {
     return printZoneFile(originOf(row), this.records(row).map((r) => ({ ...r, line: 0 })));
   }
 
+  /**
+   * Every zone the organization has stored, soft-deleted ones too (deleted_at), each as a zone
+   * file: what a data subject export holds (src/subjects.ts). An erasure request soft-deletes
+   * the zones and they stay stored until the erasure; a zone deleted through the API keeps its
+   * name, SOA and serial (its records are gone).
+   */
+  storedZones(organizationId: string) {
+    const rows = this.db.query<sql.ZoneRow, [string]>("SELECT * FROM dns_zones WHERE organization_id = ? ORDER BY name, created_at").all(organizationId);
+    return rows.map((row) => ({
+      ...zoneView(row),
+      deleted_at: row.deleted_at === null ? null : iso(row.deleted_at),
+      zone_file: printZoneFile(originOf(row), this.records(row).map((r) => ({ ...r, line: 0 }))),
+    }));
+  }
+
   /** Every record of a stored zone, its SOA first (rendered from the zone's fields). */
   private records(row: sql.ZoneRow, db: Database = this.db): RR[] {
     return [soaRecord(row), ...storedRecords(db, row.id)];

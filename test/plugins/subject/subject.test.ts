@@ -223,6 +223,27 @@ describe("erasure", () => {
     expect(verifyAuditChain(db, { keyring: c.kernel.seal.keyring() }).ok).toBe(true);
   });
 
+  test("an organization's export during its grace period still holds its zones, soft-deleted but stored (found in review: dns was left out)", async () => {
+    const { c, operator } = await setup();
+    const acme = (await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "acme" } })).body.id as string;
+    expect((await c.send("POST", `/v1/dns/orgs/${acme}/zones`, operator, { json: { name: "acme.test" } })).status).toBe(200);
+    expect((await c.send("PUT", `/v1/dns/orgs/${acme}/zones/acme.test/rrsets/www/A`, operator, { json: { ttl: 60, records: ["192.0.2.7"] } })).status).toBe(200);
+    // A zone deleted earlier through the API: its row (name, SOA, serial) is stored until the erasure too.
+    expect((await c.send("POST", `/v1/dns/orgs/${acme}/zones`, operator, { json: { name: "old.test" } })).status).toBe(200);
+    const askDelete = await c.send("DELETE", `/v1/dns/orgs/${acme}/zones/old.test`, operator);
+    expect((await c.send("DELETE", `/v1/dns/orgs/${acme}/zones/old.test`, operator, { headers: { "x-citadel-confirm": askDelete.body.confirmation_token } })).status).toBe(200);
+    c.clock.advance(1000);
+    expect((await confirmed(c, `/v1/subject/organization/${acme}/erasure`, operator)).status).toBe(200);
+
+    const exported = await c.send("POST", `/v1/subject/organization/${acme}/export`, operator);
+    expect(exported.status).toBe(200);
+    expect(Object.keys(exported.body.data).sort()).toEqual(["audit", "dns", "iam"]);
+    const [zone, old] = exported.body.data.dns.zones;
+    expect(zone).toMatchObject({ name: "acme.test.", deleted_at: new Date(c.clock.now()).toISOString() });
+    expect(zone.zone_file).toContain("\nwww 60 IN A 192.0.2.7\n");
+    expect(old).toMatchObject({ name: "old.test.", deleted_at: new Date(c.clock.now() - 1000).toISOString() });
+  });
+
   test("a confirmation given for one subject cannot be spent on another", async () => {
     const { c, operator } = await setup();
     const dave = await c.addUser(operator, "dave@example.org", "viewer");
