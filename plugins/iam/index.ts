@@ -10,7 +10,7 @@ import { cidrContains, parseIp, type Cidr } from "../../src/net/ip.ts";
 import { CitadelError, InvalidError, NotFoundError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
-import { publicBaseUrl } from "../../src/http/public-url.ts";
+import { pageWithoutTrailingSlash, publicBaseUrl } from "../../src/http/public-url.ts";
 import { HttpProblem, problemFor } from "../../src/http/problem.ts";
 import { principalOf, requestMeta } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
@@ -498,6 +498,8 @@ export const iamPlugin = definePlugin<IamSettings>({
       .get(
         "/oauth/device",
         ({ query, request }) => {
+          const canonical = pageWithoutTrailingSlash(request); // its form posts to "device"
+          if (canonical) return canonical;
           let pending = null;
           try {
             pending = query.user_code ? device.describe(query.user_code) : null;

@@ -109,6 +109,9 @@ function checkPublicUrl(publicUrl: string): void {
 }
 
 function publicUrlProblem(publicUrl: string): string | null {
+  // What the URL parser would quietly drop or repair (spaces, tabs, "https:host") is refused:
+  // the address people are shown must be the one that was checked.
+  if (/[\s\p{Cc}]/u.test(publicUrl) || !/^[a-z][a-z0-9+.-]*:\/\//i.test(publicUrl)) return "must be an absolute URL such as https://citadel.example.eu/citadel";
   let url: URL;
   try {
     url = new URL(publicUrl);

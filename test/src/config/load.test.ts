@@ -174,6 +174,10 @@ describe("bad configurations stop start-up naming the key", () => {
     ["public URL not a URL", '[http]\npublic_url = "citadel.example.eu/citadel"\n', {}, /^http\.public_url: must be an absolute URL such as https:\/\/citadel\.example\.eu\/citadel, and it is "citadel\.example\.eu\/citadel"$/],
     ["public URL in plain HTTP to another host", '[http]\npublic_url = "http://citadel.example.eu/citadel"\n', {}, /^http\.public_url: must be an https URL \(http only to a loopback host/],
     ["public URL of another scheme", '[http]\npublic_url = "ftp://citadel.example.eu/"\n', {}, /^http\.public_url: must be an https URL, and it is/],
+    // Refused rather than repaired by the URL parser: the address people are shown is the one checked.
+    ["public URL with spaces around it", "", { CITADEL_HTTP_PUBLIC_URL: " https://citadel.example.eu/citadel " }, /^http\.public_url: must be an absolute URL/],
+    ["public URL with a tab in it", "", { CITADEL_HTTP_PUBLIC_URL: "https://citadel.example.eu/cit\tadel" }, /^http\.public_url: must be an absolute URL/],
+    ["public URL without its slashes", '[http]\npublic_url = "https:citadel.example.eu/citadel"\n', {}, /^http\.public_url: must be an absolute URL/],
     ["public URL with a user name", '[http]\npublic_url = "https://admin@citadel.example.eu/"\n', {}, /^http\.public_url: must not carry a user name or password/],
     ["public URL with a query", '[http]\npublic_url = "https://citadel.example.eu/citadel?"\n', {}, /^http\.public_url: must not have a query or a fragment/],
     ["public URL with a fragment", "", { CITADEL_HTTP_PUBLIC_URL: "https://citadel.example.eu/#x" }, /^http\.public_url: must not have a query or a fragment/],

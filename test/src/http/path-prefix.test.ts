@@ -59,3 +59,23 @@ test("the share page loads its script and asks for the share under the proxy's p
   expect(requested).toEqual([`${page}/peek`]);
   expect(elements.get("status")!.textContent).toBe("no such share");
 });
+
+test("a page asked for with a trailing slash is sent to its own address, relatively (its relative addresses would miss from there: found in review)", async () => {
+  const c = await testCitadel();
+  for (const [path, location] of [
+    ["/docs/", "../docs"],
+    ["/oauth/device/?user_code=BCDF-GHJK", "../device?user_code=BCDF-GHJK"],
+  ]) {
+    const res = await c.send("GET", path);
+    expect([res.status, res.headers.get("location")]).toEqual([308, location]);
+    // Behind the proxy's path, the browser lands on the page itself.
+    expect(new URL(location, `${PREFIXED}${path}`).href).toBe(`${PREFIXED}${path.replace(/\/(\?|$)/, "$1")}`);
+  }
+  expect((await c.send("GET", "/docs")).status).toBe(200);
+});
+
+test("the verification address is made from the public URL as parsed (a trailing slash, an upper-case host)", async () => {
+  const c = await testCitadel({ config: { http: { public_url: "https://Proxy.Example.EU/citadel//" } } });
+  const start = await c.send("POST", "/oauth/device/code", undefined, form({ client_name: "laptop CLI" }));
+  expect(start.body.verification_uri).toBe(`${PREFIXED}/oauth/device`);
+});
