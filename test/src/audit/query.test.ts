@@ -38,7 +38,8 @@ test("an action filter finds the type and the types under it, in any case, and n
 test("each filter of the API is looked up through an index, not a scan of the log", async () => {
   const k = await kernelWithEvents();
   const plan = (filter: AuditFilter) => {
-    const { sql, params } = where(filter);
+    // An action filter's page is read type by type (listAuditEvents): each type's query is the one that must find its index.
+    const { sql, params } = where(filter, undefined, filter.action);
     return k.store.db
       .query<{ detail: string }, typeof params>(`EXPLAIN QUERY PLAN SELECT * FROM audit_events ${sql} ORDER BY seq DESC LIMIT 10`)
       .all(...params)
@@ -46,7 +47,6 @@ test("each filter of the API is looked up through an index, not a scan of the lo
       .join("; ");
   };
   for (const [filter, index] of [
-    [{ action: "widgets" }, "audit_events_by_action"],
     [{ action: "widgets.widget.create" }, "audit_events_by_action"],
     [{ resource_type: "widget" }, "audit_events_by_resource_type"],
     [{ resource_id: "w-1" }, "audit_events_by_resource_id"],
@@ -55,6 +55,26 @@ test("each filter of the API is looked up through an index, not a scan of the lo
     [{ organization: "org_1" }, "audit_events_by_org"],
     [{ actor: "u_alice" }, "audit_events_by_actor"],
   ] as Array<[AuditFilter, string]>) {
-    expect(`${JSON.stringify(filter)}: ${plan(filter)}`).toContain(`USING INDEX ${index}`);
+    const found = `${JSON.stringify(filter)}: ${plan(filter)}`;
+    expect(found).toContain(`USING INDEX ${index}`);
+    // In the index's seq order: not every match read and sorted before the first is returned (found in review).
+    expect(found).not.toContain("TEMP B-TREE");
   }
+});
+
+test("an action filter's pages follow one another across the types under it, newest first", async () => {
+  const k = testKernel({ actions: ACTIONS });
+  await k.store.write((tx) => {
+    for (let i = 0; i < 7; i++) for (const action of ["widgets.widget.create", "widgets.widget.explode", "widgetsmith.shop.open"]) k.audit.record(tx, { action, actor, outcome: "success", reason: `${i}` });
+  });
+  const seen: number[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = listAuditEvents(k.store.db, k.seal.keyring(), { action: "widgets" }, 3, cursor);
+    seen.push(...page.events.map((e) => e.seq));
+    cursor = page.next_cursor ?? undefined;
+  } while (cursor);
+  const expected = k.store.db.query<{ seq: number }, []>("SELECT seq FROM audit_events WHERE action LIKE 'widgets.%' ORDER BY seq DESC").all().map((r) => r.seq);
+  expect(seen).toEqual(expected);
+  expect(seen).toHaveLength(14);
 });
