@@ -125,6 +125,8 @@ export function describeFsError(error: unknown): string {
  * `access` is the system's check; a test as root, whom no mode bits stop, gives its own.
  */
 export function fileWriteProblem(path: string, access: (dir: string) => void = (dir) => accessSync(dir, constants.W_OK | constants.X_OK)): string | null {
+  // resolve() would make "" the working directory and drop a trailing "/": neither names a file.
+  if (path === "" || /\/$|(^|\/)\.{1,2}$/.test(path)) return "is not a file's name";
   if (isDirectory(path)) return "is a directory: give the file's name in it";
   const dir = dirname(resolve(path));
   try {

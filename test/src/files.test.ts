@@ -91,6 +91,8 @@ describe("fileWriteProblem: why --out cannot be written, said before a server ma
     writeFileSync(join(dir, "plain"), "x");
     expect(fileWriteProblem(join(dir, "x.backup"))).toBeNull();
     expect(fileWriteProblem(dir)).toBe("is a directory: give the file's name in it");
+    // Found in review: these passed the check (resolve() made them the directory above), and the backup was made for nothing.
+    for (const notAName of ["", `${join(dir, "nonexistent")}/`, `${dir}/`, ".", "..", `${dir}/..`, "x/."]) expect(fileWriteProblem(notAName)).toBe("is not a file's name");
     expect(fileWriteProblem(join(dir, "nonexistent", "x.backup"))).toBe(`the directory ${join(dir, "nonexistent")} does not exist`);
     expect(fileWriteProblem(join(dir, "plain", "x.backup"))).toBe(`${join(dir, "plain")} is not a directory`);
     expect(fileWriteProblem(join(dir, "plain", "deeper", "x.backup"))).toBe(`cannot write in ${join(dir, "plain", "deeper")}: a path component is not a directory`);
