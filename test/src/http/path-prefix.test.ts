@@ -65,7 +65,7 @@ test("a page asked for with a trailing slash is sent to its own address, relativ
   for (const [path, location] of [
     ["/docs/", "../docs"],
     ["/oauth/device/?user_code=BCDF-GHJK", "../device?user_code=BCDF-GHJK"],
-  ]) {
+  ] as Array<[string, string]>) {
     const res = await c.send("GET", path);
     expect([res.status, res.headers.get("location")]).toEqual([308, location]);
     // Behind the proxy's path, the browser lands on the page itself.
