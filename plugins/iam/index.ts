@@ -25,6 +25,7 @@ import { DeviceFlow, oauthError } from "./device.ts";
 import { IamIdentity } from "./identity.ts";
 import { iamMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
+import { pruneExpiredCredentials, type PruneCursor } from "./store.ts";
 import { IamService, type Caller } from "./service.ts";
 import { IamSettings } from "./settings.ts";
 import { revokeAfterRestore } from "./restore.ts";
@@ -70,8 +71,11 @@ const ACTIONS = [
   ["iam.restore.revoke", "At the first start after a restore: credentials revoked and users deleted after the backup were revoked and deleted again, and every login ended."],
 ] as const;
 
-/** How often expired invitations and device logins (and the addresses in them) are dropped. */
+/** How often expired invitations and device logins (and the addresses in them), and long-expired credentials, are dropped. */
 const PURGE_MS = 60 * 60 * 1000;
+/** Credentials deleted per write: a first pass over years of logins must not hold the event loop. */
+const PRUNE_BATCH = 1000;
+const DAY_MS = 86_400_000;
 
 const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
 const iso = <T>(items: T[]) => ({ items });
@@ -110,9 +114,13 @@ export const iamPlugin = definePlugin<IamSettings>({
     const unregister = subjectsOf(k.store).register(iamSubjects(k.store, () => k.seal.keyring()));
     const timer = setInterval(() => void identity.flushUses(k.store).catch((error) => k.log.error("could not record token use", { error })), 5000);
     timer.unref();
+    // One pass at a time: a first one over a large table takes many writes.
+    let pruning: Promise<number> | null = null;
+    const pruneCredentials = () => (pruning ??= pruneLongExpiredCredentials(k).finally(() => (pruning = null)));
     const purge = () => {
       void iam.purgeExpiredInvitations().catch((error) => k.log.error("could not drop expired invitations", { error }));
       void iam.purgeExpiredDeviceGrants().catch((error) => k.log.error("could not drop expired device logins", { error }));
+      void pruneCredentials().catch((error) => k.log.error("could not delete long-expired credentials", { error }));
     };
     const purger = setInterval(purge, PURGE_MS);
     purger.unref();
@@ -553,6 +561,24 @@ export const iamPlugin = definePlugin<IamSettings>({
 
   commands: [...iamCommands, ...accountCommands, ...iamAdminCommands],
 });
+
+/**
+ * Deletes the credentials that expired more than iam.credential_retention_days ago (every login,
+ * token and key would otherwise stay forever), in small writes; how many went. The purger runs
+ * it hourly.
+ */
+export async function pruneLongExpiredCredentials(k: Kernel<IamSettings>): Promise<number> {
+  const expiredBefore = k.clock.now() - k.settings.credential_retention_days * DAY_MS;
+  let cursor: PruneCursor | null = null;
+  let deleted = 0;
+  do {
+    const pass = await k.store.write((tx) => pruneExpiredCredentials(tx, expiredBefore, cursor, PRUNE_BATCH));
+    deleted += pass.deleted;
+    cursor = pass.next;
+  } while (cursor);
+  if (deleted > 0) k.log.info("iam: deleted credentials expired longer ago than the retention", { deleted, retention_days: k.settings.credential_retention_days });
+  return deleted;
+}
 
 /** A token exchange's `expires_in`: whole seconds, 1 to 3600, as a JSON number or form text; 3600 when absent; null when neither. */
 function exchangeLifetime(expiresIn: number | string | undefined): number | null {

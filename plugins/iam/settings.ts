@@ -14,6 +14,12 @@ export const IamSettings = section("Identity: sessions, tokens, passwords, brute
   login_slowdown_after: Type.Integer({ default: 3, minimum: 1, maximum: 100, description: "Failed logins (per account and address) before each further attempt must wait, doubling each time." }),
   login_lock_after: Type.Integer({ default: 10, minimum: 2, maximum: 1000, description: "Failed logins (per account and address) before that pair is locked out." }),
   login_lock_minutes: Type.Integer({ default: 15, minimum: 1, maximum: 1440, description: "How long a lock-out lasts; also the window over which failures per address alone are counted." }),
+  credential_retention_days: Type.Integer({
+    default: 90,
+    minimum: 1,
+    maximum: 3650,
+    description: "A credential (session, token, key) is deleted this long after it expired, revoked or not; the audit log keeps its history. Presented then, it is an unknown token.",
+  }),
   device_code_minutes: Type.Integer({ default: 10, minimum: 1, maximum: 60, description: "How long a device login (citadel login) waits for approval." }),
 });
 export type IamSettings = Static<typeof IamSettings>;

@@ -555,6 +555,40 @@ export const credentialsOfUser = (db: Database, userId: string, kinds: readonly 
 export const apiKeysOf = (db: Database, orgId: string) =>
   db.query<CredentialRow, [string]>("SELECT * FROM credentials WHERE organization_id = ? AND kind = 'service' AND revoked_at IS NULL ORDER BY created_at DESC").all(orgId);
 
+/** Where a pruning pass has got to, in the order of expiry (then row). */
+export interface PruneCursor {
+  expiresAt: number;
+  row: number;
+}
+
+/**
+ * Deletes, of the next `limit` credentials (after `cursor`) that expired before `expiredBefore`,
+ * those from which no credential still kept was made: a token that a dead login made and that
+ * works still keeps its maker's row (parent_id must not point at nothing). Expiry alone decides,
+ * revoked or not: every credential has one, and a revoked credential's row stays until then,
+ * so that its copy in a restored backup, which the restore may not know was revoked, is dead
+ * anyway. Returns how many went and where the next pass starts (null: none left).
+ */
+export function pruneExpiredCredentials(tx: Database, expiredBefore: number, cursor: PruneCursor | null, limit: number): { deleted: number; next: PruneCursor | null } {
+  const batch = tx
+    .query<{ id: string; expires_at: number; row: number; kept: number }, [number, number, number, number]>(
+      `WITH RECURSIVE
+         batch(id, expires_at, row) AS (
+           SELECT id, expires_at, rowid FROM credentials WHERE expires_at <= ?1 AND (expires_at, rowid) > (?2, ?3)
+           ORDER BY expires_at, rowid LIMIT ?4),
+         made(root, id) AS (SELECT id, id FROM batch UNION SELECT m.root, c.id FROM credentials c JOIN made m ON c.parent_id = m.id)
+       SELECT b.id, b.expires_at, b.row,
+              b.id IN (SELECT m.root FROM made m CROSS JOIN credentials c ON c.id = m.id WHERE coalesce(c.expires_at > ?1, 1)) AS kept
+       FROM batch b ORDER BY b.expires_at, b.row`,
+    )
+    .all(expiredBefore, cursor?.expiresAt ?? Number.MIN_SAFE_INTEGER, cursor?.row ?? 0, limit);
+  const remove = tx.query("DELETE FROM credentials WHERE id = ?");
+  let deleted = 0;
+  for (const c of batch) if (!c.kept) deleted += remove.run(c.id).changes;
+  const last = batch.at(-1);
+  return { deleted, next: batch.length < limit || !last ? null : { expiresAt: last.expires_at, row: last.row } };
+}
+
 export const recordUse = (tx: Database, id: string, at: number, from: string) =>
   tx.query("UPDATE credentials SET last_used_at = ?, last_used_from = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)").run(at, from, id, at);
 
