@@ -92,10 +92,41 @@ function requireLiveMaker(tx: Tx, makerId: string, now: number): void {
   }
 }
 
+/**
+ * An API key's maker must hold a role in the organization that allows making it, with each of
+ * its scopes: checked when asked, and again in the write that makes it, where a removal or a
+ * demotion that came first meanwhile is seen (found in review: a key made while its maker was
+ * being removed escaped the removal's revocation, and worked again once they rejoined).
+ */
+function requireRoleForKey(db: Tx, makerId: string | null, orgId: string, scopes: readonly string[]): void {
+  const role = makerId ? sql.roleOf(db, orgId, makerId) : null;
+  if (!role) throw new ForbiddenError("only a member of the organization (or a token one made) can make its API keys");
+  if (!roleAllows(role, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");
+  const beyondRole = scopes.find((scope) => !roleAllows(role, permissionForScope(scope)));
+  if (beyondRole) throw new ForbiddenError(`your role does not allow making a key with ${beyondRole}`);
+}
+
 /** The role that bounds the caller in the organization: the user's, or a service key's maker's. */
 function actingRole(db: Tx, p: Principal, orgId: string): Role | null {
   const user = roleHolder(p);
   return user ? sql.roleOf(db, orgId, user) : null;
+}
+
+/**
+ * The organization and workspace a token of `userId` is restricted to: a workspace's token is
+ * its organization's too (the organization's rules, MFA required and address allowlist, apply
+ * to it on every route, also those that name no organization), and the user must be a member
+ * of that organization.
+ */
+function tokenRestriction(db: Tx, userId: string, wanted: { organization?: string; workspace?: string }): { organization?: string; workspace?: string } {
+  if (wanted.workspace) {
+    const ws = sql.workspaceById(db, wanted.workspace);
+    if (!ws || !sql.roleOf(db, ws.organization_id, userId)) throw new InvalidError("no such workspace among yours", "workspace");
+    if (wanted.organization && wanted.organization !== ws.organization_id) throw new InvalidError("that workspace is not in that organization", "workspace");
+    return { organization: ws.organization_id, workspace: ws.id };
+  }
+  if (wanted.organization && !sql.roleOf(db, wanted.organization, userId)) throw new InvalidError("you are not a member of that organization", "organization");
+  return wanted;
 }
 
 /**
@@ -762,16 +793,7 @@ export class IamService {
     // A child never escapes its parent: same organization, workspace and allowlist, no later expiry.
     const limits = this.inheritedLimits(caller.principal, { organization: input.organization, workspace: input.workspace, allowlist: checked.allowlist, expiresAt: checked.expiresAt });
     const { expiresAt, allowlist } = limits;
-    input = { ...input, organization: limits.organization ?? undefined, workspace: limits.workspace ?? undefined };
-    if (input.organization && !sql.roleOf(this.db, input.organization, user.id)) throw new InvalidError("you are not a member of that organization", "organization");
-    if (input.workspace) {
-      const ws = sql.workspaceById(this.db, input.workspace);
-      if (!ws || !sql.roleOf(this.db, ws.organization_id, user.id)) throw new InvalidError("no such workspace among yours", "workspace");
-      if (input.organization && input.organization !== ws.organization_id) throw new InvalidError("that workspace is not in that organization", "workspace");
-      // A workspace's token is its organization's too: the organization's rules (MFA required,
-      // address allowlist) apply to it on every route, also those that name no organization.
-      input = { ...input, organization: ws.organization_id };
-    }
+    input = { ...input, ...tokenRestriction(this.db, user.id, { organization: limits.organization ?? undefined, workspace: limits.workspace ?? undefined }) };
     const t = generateToken(TOKEN_KINDS.pat);
     await this.k.store.write((tx) => {
       requireLiveMaker(tx, caller.principal.tokenId, this.now());
@@ -780,6 +802,10 @@ export class IamService {
       // So with an organization, whose memberships outlive it: deleted, before or meanwhile,
       // it got a token that could never be used (found in review).
       if (input.organization && !sql.organizationById(tx, input.organization)) throw new InvalidError("no such organization among yours", "organization");
+      // And with the maker's membership: removed meanwhile, the removal revoked their tokens for
+      // the organization before this one existed, which then worked again once they rejoined
+      // (found in review).
+      tokenRestriction(tx, user.id, input);
       sql.insertCredential(
         tx,
         sql.credentialRow({
@@ -1338,12 +1364,15 @@ export class IamService {
   /** Narrows (or with null, stops narrowing) a member's role in one workspace. */
   async setWorkspaceRole(caller: Caller, workspaceId: string, userId: string, role: string | null) {
     const ws = sql.workspaceById(this.db, workspaceId)!;
-    const targetRole = sql.roleOf(this.db, ws.organization_id, userId);
-    if (!targetRole) throw new InvalidError("that user is not a member of the organization", "user");
-    const callerRole = caller.principal.userId ? sql.roleOf(this.db, ws.organization_id, caller.principal.userId) : null;
-    if (targetRole === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may narrow an owner's role");
     if (role !== null && !isRole(role)) throw new InvalidError("one of viewer, editor, admin, owner", "role");
     await this.k.store.write((tx) => {
+      // Both roles as they are now, in the write: a removal that came first meanwhile deleted the
+      // member's workspace roles before this one was set, which then outlived the membership
+      // (found in review).
+      const targetRole = sql.roleOf(tx, ws.organization_id, userId);
+      if (!targetRole) throw new InvalidError("that user is not a member of the organization", "user");
+      const callerRole = caller.principal.userId ? sql.roleOf(tx, ws.organization_id, caller.principal.userId) : null;
+      if (targetRole === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may narrow an owner's role");
       if (role === null) sql.clearWorkspaceRole(tx, workspaceId, userId);
       else sql.setWorkspaceRole(tx, workspaceId, userId, role);
       this.audit(tx, {
@@ -1380,9 +1409,7 @@ export class IamService {
     // A key carries no more than its maker: the maker's scopes, and what the maker's role allows.
     const p = caller.principal;
     if (p.scopes !== "all" && !scopesWithin(scopes, p.scopes)) throw new ForbiddenError("an API key cannot carry scopes the credential that makes it lacks");
-    const role = p.userId ? sql.roleOf(this.db, orgId, p.userId) : null;
-    const beyondRole = scopes.find((scope) => !role || !roleAllows(role, permissionForScope(scope)));
-    if (beyondRole) throw new ForbiddenError(`your role does not allow making a key with ${beyondRole}`);
+    requireRoleForKey(this.db, p.userId, orgId, scopes);
     // Like a token, a key never escapes the credential that makes it: a workload or console
     // token makes none; any other credential passes on its expiry, allowlist and workspace, and
     // the key is revoked with it. (Else an hour-long workload token could mint a year-long,
@@ -1391,6 +1418,7 @@ export class IamService {
     const t = generateToken(input.service);
     await this.k.store.write((tx) => {
       requireLiveMaker(tx, p.tokenId, this.now());
+      requireRoleForKey(tx, p.userId, orgId, scopes);
       sql.insertCredential(
         tx,
         sql.credentialRow({
