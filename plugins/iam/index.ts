@@ -5,11 +5,14 @@
  * exchange; the identity provider the kernel's guard consults.
  */
 import { Elysia, t } from "elysia";
-import { actorOf } from "../../src/auth/principal.ts";
+import { actorOf, type IdentityProvider, type Principal } from "../../src/auth/principal.ts";
+import { permissionForScope } from "../../src/auth/rbac.ts";
+import { isScope } from "../../src/auth/scopes.ts";
 import { cidrContains, parseIp, type Cidr } from "../../src/net/ip.ts";
 import { CitadelError, InvalidError, NotFoundError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
+import { boundOrganizationRefusal, type Refusal } from "../../src/http/guard.ts";
 import { pageWithoutTrailingSlash, publicBaseUrl } from "../../src/http/public-url.ts";
 import { HttpProblem, problemFor } from "../../src/http/problem.ts";
 import { principalOf, requestMeta } from "../../src/http/request-meta.ts";
@@ -478,8 +481,19 @@ export const iamPlugin = definePlugin<IamSettings>({
             const parent = identity.authenticate(body.subject_token, context.source ?? "unknown", k.clock.now());
             if (!parent.ok) return refuse("invalid_request", "The subject token is not valid.", parent.reason);
             if (!usableFrom(context.source ?? undefined, parent.principal.ipAllowlist)) return refuse("invalid_request", "The subject token is not valid.", "subject token used from outside its allowed addresses");
+            const scopes = (body.scope ?? "").split(/\s+/).filter(Boolean);
+            // A good token its organization refuses, as the guard refuses it on a route that names
+            // none: unacceptable by policy, invalid_request (RFC 8693 section 2.2.2), recorded
+            // and heard by the shield as the guard's refusals are (found in review: a token the
+            // guard refused from an address was exchanged there for a workload token).
+            const refusal = organizationRefusalOfExchange(identity, parent.principal, context.source ?? "unknown", scopes);
+            if (refusal) {
+              await k.store.write((tx) => k.audit.record(tx, { action: "auth.permission.deny", actor: actorOf(parent.principal), outcome: "failure", reason: `POST /oauth/token: ${refusal.why}`, request: context }));
+              k.shield.current?.observe(context.source ?? "unknown", "http_forbidden");
+              throw oauthError(400, "invalid_request", `The subject token may not be exchanged: ${refusal.why}.`);
+            }
             try {
-              return await iam.exchange(parent.principal, (body.scope ?? "").split(/\s+/).filter(Boolean), lifetime, context);
+              return await iam.exchange(parent.principal, scopes, lifetime, context);
             } catch (error) {
               // Invalid input, or the subject revoked since it was authenticated (refused in the write).
               if (error instanceof UnauthorizedError) return refuse("invalid_request", "The subject token is not valid.", error.message);
@@ -585,6 +599,21 @@ function exchangeLifetime(expiresIn: number | string | undefined): number | null
   if (expiresIn === undefined) return 3600;
   const seconds = typeof expiresIn === "number" ? expiresIn : /^[0-9]{1,4}$/.test(expiresIn) ? Number(expiresIn) : Number.NaN;
   return Number.isInteger(seconds) && seconds >= 1 && seconds <= 3600 ? seconds : null;
+}
+
+/**
+ * Why the organization the subject token is bound to refuses it for the scopes asked, or null:
+ * each scope needs its permission there (for an API key, of its maker's role). Scopes that are
+ * none are left to the exchange to refuse (invalid_scope).
+ */
+function organizationRefusalOfExchange(identity: IdentityProvider, subject: Principal, client: string, scopes: readonly string[]): Refusal | null {
+  const permissions = new Set(scopes.filter(isScope).map(permissionForScope));
+  if (permissions.size === 0) permissions.add("view");
+  for (const permission of permissions) {
+    const refusal = boundOrganizationRefusal(identity, subject, client, permission);
+    if (refusal) return refusal;
+  }
+  return null;
 }
 
 /** A token's own allowlist admits the address (empty: any). */

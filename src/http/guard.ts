@@ -12,9 +12,9 @@
  */
 import type { AuditEventInput } from "../audit/event.ts";
 import type { Confirmations } from "../auth/confirmations.ts";
-import { actorOf, roleHolder, type IdentityRegistry, type Principal } from "../auth/principal.ts";
+import { actorOf, roleHolder, type IdentityProvider, type IdentityRegistry, type OrganizationFacts, type Principal, type WorkspaceFacts } from "../auth/principal.ts";
 import { rateLimitHeaders, type RateLimiter } from "../auth/rate-limit.ts";
-import { effectiveRole, permissionForScope, roleAllows } from "../auth/rbac.ts";
+import { effectiveRole, permissionForScope, roleAllows, type Permission } from "../auth/rbac.ts";
 import { scopeService, scopesGrant } from "../auth/scopes.ts";
 import { BoundedMap } from "../bounded-map.ts";
 import { toCidr, type Assessment, type Shield, type ShieldSlot } from "../intel/shield.ts";
@@ -171,34 +171,9 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
       const org = provider.organization(organizationId);
       if (!org && !routeNamesOrganization) deny("the organization this credential belongs to no longer exists");
       if (!org) throw new HttpProblem(404, "not_found", "No such organization.");
-      if (p.organizationId && p.organizationId !== org.id) deny("this credential belongs to another organization");
-      if (p.workspaceId && routeNamesOrganization && workspace?.id !== p.workspaceId) deny("this token is restricted to another workspace");
-      if (!allowedFrom(meta.client, org.ipAllowlist)) deny("the organization does not allow requests from your address");
-      // As with the organization: a token restricted to a workspace stays under its allowlist on a route that names none.
-      const boundWorkspace = p.workspaceId && !routeNamesOrganization ? provider.workspace(p.workspaceId) : undefined;
-      if (boundWorkspace === null) deny("the workspace this token is restricted to no longer exists");
-      const listing = workspace ?? boundWorkspace;
-      if (listing && !allowedFrom(meta.client, listing.ipAllowlist)) deny("the workspace does not allow requests from your address");
-      if (p.service && !org.serviceActive(p.service)) deny(`the ${p.service} service is not activated for this organization`);
-      // The role that bounds the caller: the user's, or — for a service key — its maker's, so that
-      // a key outlives neither the membership nor the role it was made under.
-      const holder = roleHolder(p);
-      if (holder) {
-        const key = p.userId === null;
-        const orgRole = provider.roleIn(holder, org.id);
-        if (!orgRole) deny(key ? "the member who made this API key is no longer a member of this organization" : "you are not a member of this organization");
-        // The role governs what is done in the organization; a route about the user alone (their
-        // profile, their tokens) only needs the membership the bound token still depends on. A
-        // key has no such routes: its maker's role always applies.
-        if (routeNamesOrganization || key) {
-          const role = effectiveRole(orgRole!, workspace ? provider.workspaceRole(holder, workspace.id) : null);
-          const permission = spec.permission ?? (spec.scope ? permissionForScope(spec.scope) : "admin");
-          const what = permission.replace("_", " ");
-          if (!roleAllows(role, permission)) deny(key ? `the member who made this API key is ${role} here, which does not allow ${what}` : `your role (${role}) does not allow ${what}`);
-        }
-        // Of a key's maker too: a key made before the organization required MFA must not outlast it.
-        if (org.requireMfa && !p.mfa) deny(key ? "this organization requires two-factor authentication, which the member who made this API key has not enrolled" : "this organization requires two-factor authentication: enrol TOTP first", "mfa_required");
-      }
+      const permission = spec.permission ?? (spec.scope ? permissionForScope(spec.scope) : "admin");
+      const refusal = organizationRefusal(provider, p, meta.client, { org, workspace, routeNamesOrganization, permission });
+      if (refusal) deny(refusal.why, refusal.code);
       const decision = limits.organization.take(`org:${org.id}`);
       if (!decision.allowed) limited(`org:${org.id}`, decision, request, p);
     }
@@ -234,6 +209,69 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     else observe(request, "http_forbidden");
   };
   return guard;
+}
+
+/** Why a request is refused: said to the caller (capitalized) and recorded; `code` is the problem's, "forbidden" when none. */
+export interface Refusal {
+  why: string;
+  code?: string;
+}
+
+/**
+ * The rules of the organization (and the workspace) a request acts in, for the principal making
+ * it: the organization and workspace a credential is bound to, the allowlists, the service's
+ * activation for an API key, the membership and role of whoever bounds it (`roleHolder`), and
+ * required MFA. Why they refuse it, or null.
+ */
+export function organizationRefusal(
+  provider: IdentityProvider,
+  p: Principal,
+  client: string,
+  at: { org: OrganizationFacts; workspace: WorkspaceFacts | null; routeNamesOrganization: boolean; permission: Permission },
+): Refusal | null {
+  const { org, workspace, routeNamesOrganization } = at;
+  if (p.organizationId && p.organizationId !== org.id) return { why: "this credential belongs to another organization" };
+  if (p.workspaceId && routeNamesOrganization && workspace?.id !== p.workspaceId) return { why: "this token is restricted to another workspace" };
+  if (!allowedFrom(client, org.ipAllowlist)) return { why: "the organization does not allow requests from your address" };
+  // As with the organization: a token restricted to a workspace stays under its allowlist on a route that names none.
+  const boundWorkspace = p.workspaceId && !routeNamesOrganization ? provider.workspace(p.workspaceId) : undefined;
+  if (boundWorkspace === null) return { why: "the workspace this token is restricted to no longer exists" };
+  const listing = workspace ?? boundWorkspace;
+  if (listing && !allowedFrom(client, listing.ipAllowlist)) return { why: "the workspace does not allow requests from your address" };
+  if (p.service && !org.serviceActive(p.service)) return { why: `the ${p.service} service is not activated for this organization` };
+  // The role that bounds the caller: the user's, or — for a service key — its maker's, so that
+  // a key outlives neither the membership nor the role it was made under.
+  const holder = roleHolder(p);
+  if (!holder) return null;
+  const key = p.userId === null;
+  const orgRole = provider.roleIn(holder, org.id);
+  if (!orgRole) return { why: key ? "the member who made this API key is no longer a member of this organization" : "you are not a member of this organization" };
+  // The role governs what is done in the organization; a route about the user alone (their
+  // profile, their tokens) only needs the membership the bound token still depends on. A
+  // key has no such routes: its maker's role always applies.
+  if (routeNamesOrganization || key) {
+    const role = effectiveRole(orgRole, workspace ? provider.workspaceRole(holder, workspace.id) : null);
+    const what = at.permission.replace("_", " ");
+    if (!roleAllows(role, at.permission)) return { why: key ? `the member who made this API key is ${role} here, which does not allow ${what}` : `your role (${role}) does not allow ${what}` };
+  }
+  // Of a key's maker too: a key made before the organization required MFA must not outlast it.
+  if (org.requireMfa && !p.mfa) {
+    return { why: key ? "this organization requires two-factor authentication, which the member who made this API key has not enrolled" : "this organization requires two-factor authentication: enrol TOTP first", code: "mfa_required" };
+  }
+  return null;
+}
+
+/**
+ * The rules of the organization a credential is bound to, where a request names none and needs
+ * `permission` there: what the guard applies on such a route, and the token exchange to the
+ * token it exchanges (which must not mint, from where the organization refuses it, what the
+ * organization would refuse it). Why they refuse it, or null; a credential bound to none has none.
+ */
+export function boundOrganizationRefusal(provider: IdentityProvider, p: Principal, client: string, permission: Permission): Refusal | null {
+  if (!p.organizationId) return null;
+  const org = provider.organization(p.organizationId);
+  if (!org) return { why: "the organization this credential belongs to no longer exists" };
+  return organizationRefusal(provider, p, client, { org, workspace: null, routeNamesOrganization: false, permission });
 }
 
 /** Throttled clients whose bucket is remembered, and for how long at most. */
