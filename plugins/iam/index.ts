@@ -29,7 +29,7 @@ import { IamIdentity } from "./identity.ts";
 import { iamMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
 import { pruneExpiredCredentials, type PruneCursor } from "./store.ts";
-import { IamService, type Caller } from "./service.ts";
+import { IamService, type Caller, type ClearedAllowlist } from "./service.ts";
 import { IamSettings } from "./settings.ts";
 import { revokeAfterRestore } from "./restore.ts";
 
@@ -158,10 +158,14 @@ export const iamPlugin = definePlugin<IamSettings>({
   async recover(k, options) {
     const { iam } = servicesOf(k);
     const invoker = typeof options.invoker === "string" && typeof options.invoker_uids === "string" ? { named: options.invoker, uids: options.invoker_uids } : undefined;
+    const email = typeof options.email === "string" ? options.email : undefined;
+    const clearAllowlist = typeof options.clear_allowlist === "string" ? options.clear_allowlist : undefined;
+    // Both checked before either is done, and done in one write.
+    const { allowlist, operator } = await iam.recover({ email, clearAllowlist }, invoker);
     const done: SetupResult[] = [];
     // The allowlist first: the account's one-time password is then shown last, nearest the prompt.
-    if (typeof options.clear_allowlist === "string") done.push(allowlistCleared(await iam.clearAllowlist(options.clear_allowlist, invoker)));
-    if (typeof options.email === "string") done.push(operatorRecovered(await iam.recoverOperator(options.email, invoker), sameInstanceFlags(options)));
+    if (allowlist) done.push(allowlistCleared(allowlist));
+    if (operator) done.push(operatorRecovered(operator, sameInstanceFlags(options)));
     return done.length === 0 ? null : { summary: Object.assign({}, ...done.map((d) => d.summary)), lines: done.flatMap((d) => d.lines) };
   },
 
@@ -624,7 +628,7 @@ function usableFrom(address: string | undefined, allowlist: readonly Cidr[]): bo
 }
 
 /** What `citadel recover --clear-allowlist` says it did. */
-function allowlistCleared({ kind, id, was }: Awaited<ReturnType<IamService["clearAllowlist"]>>): SetupResult {
+function allowlistCleared({ kind, id, was }: ClearedAllowlist): SetupResult {
   return {
     summary: { allowlist_cleared: { [kind]: id, was } },
     lines: [was.length === 0 ? `The ${kind} ${id} has no address allowlist: it is used from any address already.` : `The ${kind} ${id} is used from any address again (its allowlist was ${was.join(", ")}): set the right one once back in.`],

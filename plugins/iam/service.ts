@@ -689,72 +689,87 @@ export class IamService {
   }
 
   /**
-   * `citadel recover` on the host: an operator who can no longer log in (password or second
-   * factor lost, no other operator to reset it) gets a one-time password; TOTP goes off, the
-   * recovery codes go, and every login session and CLI login ends (whoever held the lost
-   * factor loses what it opened). Personal access tokens and API keys stay, as with an MFA
-   * reset: made on purpose, they are revoked by name once the operator is back in.
+   * `citadel recover` on the host: what it was given, checked before anything changes, then done
+   * in one write — the operator's account (`recoverOperator`), an allowlist (`clearAllowlist`),
+   * or both. Checked one after the other, an email with a typo was refused after the allowlist
+   * had been emptied and recorded, and the command said only that (found in review).
    */
-  async recoverOperator(email: string, invoker: Invoker = UNKNOWN_INVOKER): Promise<{ email: string; password: string }> {
-    const user = sql.userByEmail(this.db, email.trim());
-    if (!user) throw new NotFoundError(`no user ${email} (citadel recover is for operators' accounts)`);
-    if (user.operator !== 1) throw new ForbiddenError(`${user.email} is not an operator: citadel recover is for operators; an operator resets anyone else's password (citadel user password-reset) or two-factor authentication (citadel user mfa-reset)`);
-    const password = randomBase62(20);
-    const hash = await this.hasher.hash(password);
-    await this.k.store.write((tx) => {
-      if (sql.userById(tx, user.id)?.operator !== 1) throw new ConflictError(`${user.email} was removed or stopped being an operator meanwhile`);
-      sql.setOneTimePassword(tx, user.id, hash);
-      sql.disableTotp(tx, user.id);
-      sql.replaceRecoveryCodes(tx, user.id, []);
-      sql.endUserLogins(tx, user.id, this.now());
-      sql.denyApprovedDeviceGrants(tx, user.id);
-      // Who ran it: the host accounts by number in the chained reason (the break-glass record
-      // must hold them, and `citadel recover` works on a sealed database, where personal data is
-      // withheld: there is no key to encrypt it); the sudo user's name is personal data, under
-      // the recovered operator's key when the keyring is there.
-      this.audit(tx, {
-        action: "iam.operator.recover",
-        actor: { kind: "system" },
-        outcome: "success",
-        resource: { type: "user", id: user.id },
-        reason: `host-local recovery by ${invoker.uids}: a one-time password, TOTP off, logins ended`,
-        subject: user.id,
-        personal: { invoker: invoker.named },
+  async recover(what: { email?: string; clearAllowlist?: string }, invoker: Invoker = UNKNOWN_INVOKER): Promise<{ allowlist?: ClearedAllowlist; operator?: { email: string; password: string } }> {
+    const holder = what.clearAllowlist === undefined ? undefined : allowlistToClear(this.db, what.clearAllowlist);
+    const user = what.email === undefined ? undefined : operatorToRecover(this.db, what.email);
+    const password = user && randomBase62(20);
+    const hash = password && (await this.hasher.hash(password));
+    const allowlist = holder && { kind: holder.kind, id: holder.id, was: holder.was };
+    const clearing = holder !== undefined && holder.was.length > 0; // nothing to clear, nothing to record
+    if (clearing || user) {
+      await this.k.store.write((tx) => {
+        if (clearing) this.clearAllowlistIn(tx, holder, invoker);
+        if (user) this.recoverOperatorIn(tx, user, hash!, invoker);
       });
-    });
-    return { email: user.email, password };
+    }
+    return { allowlist, operator: user && { email: user.email, password: password! } };
   }
 
   /**
-   * `citadel recover --clear-allowlist` on the host: the address allowlist of an organization
-   * (org_...) or a workspace (ws_...) that shuts everyone out (the operators' addresses changed,
-   * a proxy now stands in front) is emptied. Through the API nobody could: the guard refuses
-   * every request about it from outside the list, the operator's own on loopback too. Recorded
-   * as the change it is (iam.organization.update, iam.workspace.update), with who ran it as
-   * `recoverOperator` records them and the list it replaced.
+   * An operator who can no longer log in (password or second factor lost, no other operator to
+   * reset it) gets a one-time password; TOTP goes off, the recovery codes go, and every login
+   * session and CLI login ends (whoever held the lost factor loses what it opened). Personal
+   * access tokens and API keys stay, as with an MFA reset: made on purpose, they are revoked by
+   * name once the operator is back in.
    */
-  async clearAllowlist(id: string, invoker: Invoker = UNKNOWN_INVOKER): Promise<{ kind: "organization" | "workspace"; id: string; was: string[] }> {
-    const holder = allowlistHolder(this.db, id.trim());
-    if (!holder) throw new NotFoundError(`no organization or workspace ${id} (citadel recover --clear-allowlist takes an org_... or ws_... id)`);
-    const cleared = { kind: holder.kind, id: holder.id, was: holder.was };
-    if (holder.was.length === 0) return cleared; // nothing to clear, nothing to record
-    await this.k.store.write((tx) => {
-      const current = allowlistHolder(tx, holder.id);
-      if (!current) throw new ConflictError(`the ${holder.kind} ${holder.id} was deleted meanwhile`);
-      if (current.kind === "organization") sql.updateOrganization(tx, current.id, { ip_allowlist: "[]" });
-      else sql.updateWorkspace(tx, current.id, { ip_allowlist: "[]" });
-      this.audit(tx, {
-        action: current.kind === "organization" ? "iam.organization.update" : "iam.workspace.update",
-        actor: { kind: "system" },
-        outcome: "success",
-        resource: { type: current.kind, id: current.id },
-        organization: current.organizationId,
-        workspace: current.kind === "workspace" ? current.id : null,
-        reason: `host-local recovery by ${invoker.uids}: ${describeChanges({ ip_allowlist: [] })}, was [${current.was.join(" ")}]`,
-        personal: { invoker: invoker.named },
-      });
+  async recoverOperator(email: string, invoker: Invoker = UNKNOWN_INVOKER): Promise<{ email: string; password: string }> {
+    return (await this.recover({ email }, invoker)).operator!;
+  }
+
+  private recoverOperatorIn(tx: Tx, user: sql.UserRow, hash: string, invoker: Invoker): void {
+    if (sql.userById(tx, user.id)?.operator !== 1) throw new ConflictError(`${user.email} was removed or stopped being an operator meanwhile`);
+    sql.setOneTimePassword(tx, user.id, hash);
+    sql.disableTotp(tx, user.id);
+    sql.replaceRecoveryCodes(tx, user.id, []);
+    sql.endUserLogins(tx, user.id, this.now());
+    sql.denyApprovedDeviceGrants(tx, user.id);
+    // Who ran it: the host accounts by number in the chained reason (the break-glass record
+    // must hold them, and `citadel recover` works on a sealed database, where personal data is
+    // withheld: there is no key to encrypt it); the sudo user's name is personal data, under
+    // the recovered operator's key when the keyring is there.
+    this.audit(tx, {
+      action: "iam.operator.recover",
+      actor: { kind: "system" },
+      outcome: "success",
+      resource: { type: "user", id: user.id },
+      reason: `host-local recovery by ${invoker.uids}: a one-time password, TOTP off, logins ended`,
+      subject: user.id,
+      personal: { invoker: invoker.named },
     });
-    return cleared;
+  }
+
+  /**
+   * `--clear-allowlist`: the address allowlist of an organization (org_...) or a workspace
+   * (ws_...) that shuts everyone out (the operators' addresses changed, a proxy now stands in
+   * front) is emptied. Through the API nobody could: the guard refuses every request about it
+   * from outside the list, the operator's own on loopback too. Recorded as the change it is
+   * (iam.organization.update, iam.workspace.update), with who ran it as `recoverOperator`
+   * records them and the list it replaced.
+   */
+  async clearAllowlist(id: string, invoker: Invoker = UNKNOWN_INVOKER): Promise<ClearedAllowlist> {
+    return (await this.recover({ clearAllowlist: id }, invoker)).allowlist!;
+  }
+
+  private clearAllowlistIn(tx: Tx, holder: NonNullable<ReturnType<typeof allowlistHolder>>, invoker: Invoker): void {
+    const current = allowlistHolder(tx, holder.id);
+    if (!current) throw new ConflictError(`the ${holder.kind} ${holder.id} was deleted meanwhile`);
+    if (current.kind === "organization") sql.updateOrganization(tx, current.id, { ip_allowlist: "[]" });
+    else sql.updateWorkspace(tx, current.id, { ip_allowlist: "[]" });
+    this.audit(tx, {
+      action: current.kind === "organization" ? "iam.organization.update" : "iam.workspace.update",
+      actor: { kind: "system" },
+      outcome: "success",
+      resource: { type: current.kind, id: current.id },
+      organization: current.organizationId,
+      workspace: current.kind === "workspace" ? current.id : null,
+      reason: `host-local recovery by ${invoker.uids}: ${describeChanges({ ip_allowlist: [] })}, was [${current.was.join(" ")}]`,
+      personal: { invoker: invoker.named },
+    });
   }
 
   me(p: Principal) {
@@ -1466,6 +1481,28 @@ export class IamService {
     const role = sql.roleOf(this.db, orgId, userId);
     return role !== null && roleAllows(role, permission);
   }
+}
+
+/** What `citadel recover --clear-allowlist` cleared: the organization or workspace, and the list it had. */
+export interface ClearedAllowlist {
+  kind: "organization" | "workspace";
+  id: string;
+  was: string[];
+}
+
+/** The organization or workspace whose allowlist `citadel recover` is to clear; refused when there is none. */
+function allowlistToClear(db: Database, id: string) {
+  const holder = allowlistHolder(db, id.trim());
+  if (!holder) throw new NotFoundError(`no organization or workspace ${id} (citadel recover --clear-allowlist takes an org_... or ws_... id)`);
+  return holder;
+}
+
+/** The operator `citadel recover` is to let in again; refused when the email names none. */
+function operatorToRecover(db: Database, email: string): sql.UserRow {
+  const user = sql.userByEmail(db, email.trim());
+  if (!user) throw new NotFoundError(`no user ${email} (citadel recover is for operators' accounts)`);
+  if (user.operator !== 1) throw new ForbiddenError(`${user.email} is not an operator: citadel recover is for operators; an operator resets anyone else's password (citadel user password-reset) or two-factor authentication (citadel user mfa-reset)`);
+  return user;
 }
 
 /** The organization or workspace an id names, with its address allowlist; null when there is none. */
