@@ -65,7 +65,8 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
   };
   /**
    * 429 from a bucket of the caller's address: its own doing, which the shield hears of. An
-   * organization's limit is reached by all its members together, and held against none of them.
+   * organization's limit is reached by all its members together, and a throttled prefix's by
+   * all its addresses: held against none of them.
    */
   const addressLimited = (key: string, decision: ReturnType<RateLimiter["take"]>, request: Request, principal?: Principal): never => {
     observe(request, "http_rate_limited");
@@ -109,10 +110,13 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     if (current && verdicts) verdicts[verdict].value++; // no shield, no verdict to count
     if (verdict === "refuse" || verdict === "drop") throw new HttpProblem(403, "forbidden", "Requests from your address are refused.");
     if (verdict === "throttle" && current) {
-      // A throttled address (or prefix) shares the strict login bucket for every request.
+      // A throttled address (or prefix) shares the strict login bucket for every request. A
+      // prefix's bucket is emptied by all of its addresses together: its 429 is held against
+      // none of them, as an organization's is not (found in review: a neighbour's first
+      // requests each counted against it).
       const key = throttleBucket(current, meta.client);
       const decision = limits.auth.take(key);
-      if (!decision.allowed) addressLimited(key, decision, request);
+      if (!decision.allowed) (key.startsWith("address:") ? addressLimited : limited)(key, decision, request);
     }
     if (!spec) throw new HttpProblem(403, "forbidden", "This route declares no access rule, so it is closed.");
     if (spec.authLimit) {

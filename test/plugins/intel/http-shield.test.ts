@@ -122,6 +122,23 @@ describe("a throttle on a prefix is one bucket for the prefix, not one per addre
     }
   });
 
+  test("a 429 from the prefix's shared bucket is held against no address of it; one from an address's own bucket is held against it (found in review)", async () => {
+    const c = await testCitadel({ config: { intel: { trust_loopback: false }, rate_limit: { auth: { per_second: 0.001, burst: 3 } } } });
+    try {
+      const operator = await c.login(c.owner.email, c.owner.password);
+      expect((await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "2001:db8:1:500::/56", action: "throttle", reason: "test" } })).status).toBe(200);
+      expect(await from(c, Array(4).fill("2001:db8:1:501::66"))).toEqual([200, 200, 200, 429]);
+      // A neighbour whose first requests find the bucket empty did nothing to empty it.
+      expect(await from(c, Array(3).fill("2001:db8:1:5ff::7"))).toEqual([429, 429, 429]);
+      expect([rateLimitedCount(c, "2001:db8:1:501::66"), rateLimitedCount(c, "2001:db8:1:5ff::7")]).toEqual([0, 0]);
+      expect((await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "192.0.2.7", action: "throttle", reason: "test" } })).status).toBe(200);
+      expect(await from(c, Array(4).fill("192.0.2.7"))).toEqual([200, 200, 200, 429]);
+      expect(rateLimitedCount(c, "192.0.2.7")).toBe(1);
+    } finally {
+      await c.stop();
+    }
+  });
+
   test("a decision the shield made on a /56 from its neighbours' failed logins: the /56's other /64s share one bucket", async () => {
     const c = await testCitadel({ config: { intel: { trust_loopback: false }, rate_limit: { auth: { per_second: 0.001, burst: 3 } } } });
     try {
