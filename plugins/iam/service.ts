@@ -36,8 +36,16 @@ const DEVICE_GRANT_KEPT_MS = 60 * 60 * 1000;
 // No control or format character either (an escape sequence, a bidi override): an address is
 // shown in tables, prompts and logs, where one could forge a row or rewrite the screen.
 const EMAIL = /^[^\s@\p{Cc}\p{Cf}]{1,64}@[^\s@\p{Cc}\p{Cf}]{1,255}$/u;
-/** A person's name: anything printable, spaces included; no line break, tab or escape to forge a row with. */
-const PERSON_NAME = /^[^\p{Cc}\p{Cf}]*$/u;
+/**
+ * A person's name: anything printable, spaces included; no control character (a line break,
+ * tab or escape to forge a row or rewrite the screen with), no line or paragraph separator
+ * (U+2028, U+2029: line breaks to a log viewer), and no bidirectional control (an override,
+ * embedding, isolate or mark: it reorders what follows it on the line). Other format characters
+ * stay: a Persian name needs the zero-width non-joiner, an emoji sequence (👨‍💻) the joiner
+ * (found in review: every format character was refused, and the separators were not).
+ */
+const PERSON_NAME = /^[^\p{Cc}\p{Zl}\p{Zp}\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]*$/u;
+const PERSON_NAME_REFUSES = "no control character (line break, tab, escape), line or paragraph separator (U+2028, U+2029) or bidirectional control (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C)";
 const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,62}$/u;
 
 
@@ -235,7 +243,7 @@ export class IamService {
   async createUser(input: { email: string; name?: string; password?: string; operator?: boolean }, actor: AuditActor, request?: AuditRequestContext) {
     const email = input.email.trim();
     if (!EMAIL.test(email)) throw new InvalidError("not an email address", "email");
-    if (input.name !== undefined && !PERSON_NAME.test(input.name)) throw new InvalidError("no control characters (line breaks, tabs, escapes)", "name");
+    if (input.name !== undefined && !PERSON_NAME.test(input.name)) throw new InvalidError(PERSON_NAME_REFUSES, "name");
     if (sql.userByEmail(this.db, email)) throw new ConflictError("a user with this email exists already");
     const password = input.password ?? randomBase62(20);
     if (input.password !== undefined) this.checkPassword(input.password, email);
