@@ -11,7 +11,7 @@
  * lock two different files.
  */
 import { dlopen, FFIType, read } from "bun:ffi";
-import { closeSync, constants, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "./config/error.ts";
 
@@ -116,6 +116,33 @@ export function dataDirectoryHolder(dataDir: string): DataDirectoryWriter | "unk
     return match ? (match[1] as DataDirectoryWriter) : "unknown";
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Whether a running Citadel command holds the data directory's lock, asked with a lock taken
+ * without waiting and let go at once: for a client command, whether the working directory's
+ * `.citadel` is an instance running here — a checked-out repository or an unpacked tarball can
+ * carry a lock file, never a held lock. The lock file is opened without following a link and
+ * must be a regular file of this user's: a link to another instance's lock would be held by
+ * that instance. Without a C library to ask, false: nothing holds a lock then (as lockDataDirectory).
+ */
+export function dataDirectoryLockHeld(dataDir: string): boolean {
+  const libc = loadLibc();
+  if (libc === null) return false;
+  let fd: number;
+  try {
+    fd = openSync(join(dataDir, DATA_DIRECTORY_LOCK), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return false; // none (never locked), a link, or not this user's to open
+  }
+  try {
+    const stat = fstatSync(fd);
+    const uid = process.getuid?.();
+    if (!stat.isFile() || (uid !== undefined && stat.uid !== uid)) return false;
+    return !libc.tryLock(fd);
+  } finally {
+    closeSync(fd); // lets the probe's lock go, when it took it
   }
 }
 

@@ -3,11 +3,12 @@
  * ← command-line flags. Anything wrong stops start-up with one ConfigError naming the key
  * (or the variable, or the file and line) and the problem; main.ts turns it into exit code 2.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { Kind, type TObject, type TSchema } from "@sinclair/typebox";
 import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
 import { parse as parseTomlText, TomlError } from "smol-toml";
+import { DATA_DIRECTORY_LOCK, dataDirectoryLockHeld } from "../file-lock.ts";
 import { describeFsError } from "../files.ts";
 import { pointerToPath } from "../json-pointer.ts";
 import { isLoopback, parseIp } from "../net/ip.ts";
@@ -42,7 +43,7 @@ export interface ConfigInputs {
   /**
    * For a client command, which sends credentials where the config says: the working
    * directory's `.citadel`, when nothing names the instance, counts only when it is an instance
-   * of this user's listening on loopback (localInstanceDoubt, listenerDoubt), as git trusts a
+   * of this user's running here and listening on loopback (localInstanceDoubt, listenerDoubt), as git trusts a
    * repository's config only in a safe directory. A checked-out repository or an unpacked
    * tarball must not choose the server a token, a key share or a password goes to.
    */
@@ -86,9 +87,12 @@ export function locateConfigFile(inputs: Omit<ConfigInputs, "schema">): ConfigLo
 }
 
 /**
- * Why the working directory's `.citadel` is not taken for an instance of this user's, or null
- * (none there: the defaults, as ever). One is a directory this user owns that nobody else may
- * write to, with a database in it: what `citadel serve` makes (mode 0700).
+ * Why the working directory's `.citadel` is not taken for an instance of this user's running
+ * here, or null (none there: the defaults, as ever). One is what `citadel serve` makes and
+ * accepts (prepareDataDir): a directory this user owns that nobody else may enter, with a
+ * database of this user's only they may read — and a Citadel running on it, holding its lock.
+ * A `git clone` or an unpacked tarball can have the first (under umask 077), never the second;
+ * another user cannot take the lock in a directory only this user may enter.
  */
 function localInstanceDoubt(dir: string): string | null {
   let stat;
@@ -97,12 +101,34 @@ function localInstanceDoubt(dir: string): string | null {
   } catch {
     return null;
   }
-  const uid = process.getuid?.();
   if (!stat.isDirectory()) return "it is not a directory";
-  if (uid !== undefined && stat.uid !== uid) return `it belongs to user ${stat.uid}, not to you (${uid})`;
-  if ((stat.mode & 0o022) !== 0) return `its group or others may write to it (mode ${(stat.mode & 0o777).toString(8)})`;
-  if (!existsSync(join(dir, "citadel.db"))) return "it holds no database (citadel.db): not an instance started here";
+  const notYours = ownerDoubt(stat.uid);
+  if (notYours !== null) return notYours;
+  if ((stat.mode & 0o077) !== 0) return `its group or others may enter it (mode ${(stat.mode & 0o777).toString(8)}; citadel serve makes it 700)`;
+  const database = databaseDoubt(join(dir, "citadel.db"));
+  if (database !== null) return database;
+  if (!dataDirectoryLockHeld(dir)) return `the instance in it is not running (citadel serve holds its lock, ${DATA_DIRECTORY_LOCK}, while it runs), or it is not yours: start it (citadel serve, or bun run start)`;
   return null;
+}
+
+/** Why the database is not one `citadel serve` made for this user (a regular file, mode 600), or null. */
+function databaseDoubt(path: string): string | null {
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch {
+    return "it holds no database (citadel.db): not an instance started here";
+  }
+  if (!stat.isFile()) return "its citadel.db is not a regular file: not an instance started here";
+  const notYours = ownerDoubt(stat.uid);
+  if (notYours !== null) return `its citadel.db: ${notYours}`;
+  if ((stat.mode & 0o077) !== 0) return `its citadel.db is open to group or others (mode ${(stat.mode & 0o777).toString(8)}; citadel serve makes it 600)`;
+  return null;
+}
+
+function ownerDoubt(owner: number): string | null {
+  const uid = process.getuid?.();
+  return uid === undefined || owner === uid ? null : `it belongs to user ${owner}, not to you (${uid})`;
 }
 
 /**

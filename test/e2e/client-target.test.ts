@@ -1,13 +1,14 @@
 /**
  * Which server a client command sends credentials to, on the compiled binary: a `.citadel` in
- * the working directory chooses it only when it is an instance of this user's listening on
- * loopback. A planted one (a checked-out repository, an unpacked tarball) must not steer a
- * token, a key share or a password to a server of its choosing.
+ * the working directory chooses it only when it is an instance of this user's, running (its
+ * lock held) and listening on loopback. A planted one (a checked-out repository, an unpacked
+ * tarball) must not steer a token, a key share or a password to a server of its choosing.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, cpSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BINARY, binaryTestScope, freePort, runCitadel } from "../helpers/binary.ts";
+import { lockDataDirectory, type HeldLock } from "../../src/file-lock.ts";
+import { BINARY, binaryTestScope, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel } from "../helpers/binary.ts";
 
 const { dir } = binaryTestScope();
 const TOKEN = "citadel_pat_AAAAAAAA_planted0test0token0value0000000000";
@@ -17,6 +18,15 @@ const seen: Array<{ path: string; authorization: string | null; body: string }> 
 let capture: ReturnType<typeof Bun.serve>;
 let project: string;
 let local: string;
+/** The instance's lock, held by this process as `citadel serve` would hold it while the stand-in serves. */
+let running: HeldLock;
+
+/** The data directory's lock taken by this process: the instance runs. */
+function holdLock(): HeldLock {
+  const lock = lockDataDirectory(local, "serve");
+  if ("refused" in lock) throw new Error(lock.refused);
+  return lock;
+}
 
 function writeConfig(address: string): void {
   // data_dir too: a config named by CITADEL_CONFIG finds the instance's certificate by it.
@@ -42,28 +52,35 @@ beforeAll(async () => {
     },
   });
   writeConfig("127.0.0.1");
+  running = holdLock();
 }, 60_000);
-afterAll(() => capture?.stop(true));
+afterAll(() => {
+  running?.release();
+  capture?.stop(true);
+});
 
 const whoami = () => runCitadel(["whoami"], { CITADEL_TOKEN: TOKEN }, project);
 
-/** `citadel unseal` given a share on standard input, from the project directory. */
-async function unseal(): Promise<{ code: number; stderr: string }> {
-  const proc = Bun.spawn([BINARY, "unseal"], { cwd: project, env: { PATH: process.env.PATH ?? "", HOME: project, XDG_CONFIG_HOME: project }, stdin: new TextEncoder().encode("the-key-share\n"), stdout: "pipe", stderr: "pipe" });
+/** `citadel unseal` given a share on standard input, from the project directory (or `cwd`). */
+async function unseal(cwd = project): Promise<{ code: number; stderr: string }> {
+  const proc = Bun.spawn([BINARY, "unseal"], { cwd, env: { PATH: process.env.PATH ?? "", HOME: project, XDG_CONFIG_HOME: project }, stdin: new TextEncoder().encode("the-key-share\n"), stdout: "pipe", stderr: "pipe" });
   const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
   return { code, stderr };
 }
 
-/** Client commands refused, with nothing reaching the stand-in server; the refusal names the directory and why. */
-async function refused(why: string): Promise<void> {
+/** Client commands from `cwd` refused, with nothing reaching the stand-in server; the refusal names the directory and why. */
+async function refused(why: string, cwd = project): Promise<void> {
   seen.length = 0;
-  const asked = await whoami();
+  const asked = await runCitadel(["whoami"], { CITADEL_TOKEN: TOKEN }, cwd);
   expect(asked.code).toBe(2);
-  expect(asked.stderr).toContain(`citadel: ${local} is not used to choose the server: ${why}`);
+  expect(asked.stderr).toContain(`citadel: ${join(cwd, ".citadel")} is not used to choose the server: ${why}`);
   expect(asked.stderr).toContain("--data DIR (or CITADEL_DATA)");
-  expect((await unseal()).code).toBe(2);
+  expect(asked.stderr).toContain("CITADEL_SERVER (or citadel login --server URL)");
+  expect((await unseal(cwd)).code).toBe(2);
   expect(seen).toEqual([]);
 }
+
+const NOT_RUNNING = "the instance in it is not running (citadel serve holds its lock, citadel.lock, while it runs), or it is not yours";
 
 describe("the working directory's .citadel", () => {
   test("an instance of this user's on loopback is used (the README's embedded default): the token goes to it", async () => {
@@ -73,14 +90,22 @@ describe("the working directory's .citadel", () => {
     expect(seen.map((s) => [s.path, s.authorization])).toEqual([["/v1/iam/me", `Bearer ${TOKEN}`]]);
   });
 
-  test("one without a database, one others may write to, one of another user's or one naming a non-loopback address is not: nothing is sent (found in review)", async () => {
+  test("one without a database, one others may enter, one on which nothing runs, one of another user's or one naming a non-loopback address is not: nothing is sent (found in review)", async () => {
     renameSync(join(local, "citadel.db"), join(project, "aside.db"));
     await refused("it holds no database (citadel.db)");
     renameSync(join(project, "aside.db"), join(local, "citadel.db"));
 
-    chmodSync(local, 0o770);
-    await refused("its group or others may write to it (mode 770)");
+    chmodSync(local, 0o750);
+    await refused("its group or others may enter it (mode 750; citadel serve makes it 700)");
     chmodSync(local, 0o700);
+
+    chmodSync(join(local, "citadel.db"), 0o644);
+    await refused("its citadel.db is open to group or others (mode 644; citadel serve makes it 600)");
+    chmodSync(join(local, "citadel.db"), 0o600);
+
+    running.release();
+    await refused(NOT_RUNNING);
+    running = holdLock();
 
     writeConfig("192.0.2.1");
     await refused("its http.address 192.0.2.1 is not a loopback address");
@@ -98,6 +123,63 @@ describe("the working directory's .citadel", () => {
     expect((await whoami()).code).toBe(0);
     expect(seen.length).toBe(1);
   }, 30_000);
+});
+
+describe("a cloned repository's .citadel", () => {
+  /** `git` with no user or system config of the machine's: the test's own identity. */
+  async function git(args: string[], cwd: string): Promise<void> {
+    const proc = Bun.spawn(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", ...args], { cwd, env: { PATH: process.env.PATH ?? "", HOME: cwd, GIT_CONFIG_NOSYSTEM: "1" }, stdout: "pipe", stderr: "pipe" });
+    const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+    if (code !== 0) throw new Error(`git ${args.join(" ")}: ${stderr}`);
+  }
+
+  test("a planted instance — config naming a loopback listener, its certificate, a database, a lock file — chooses nothing, cloned as it comes or made private: nothing reaches the listener (found in review)", async () => {
+    const upstream = dir("citadel-e2e-upstream-");
+    const planted = join(upstream, ".citadel");
+    mkdirSync(join(planted, "tls"), { recursive: true });
+    writeFileSync(join(planted, "citadel.toml"), `[http]\naddress = "127.0.0.1"\nport = ${capture.port}\n`);
+    cpSync(join(local, "tls/cert.pem"), join(planted, "tls/cert.pem"));
+    writeFileSync(join(planted, "citadel.db"), "not a database\n");
+    writeFileSync(join(planted, "citadel.lock"), "1 serve\n");
+    await git(["init", "-q"], upstream);
+    await git(["add", "-A"], upstream);
+    await git(["commit", "-qm", "planted"], upstream);
+    const clones = dir("citadel-e2e-clones-");
+    await git(["clone", "-q", upstream, "clone"], clones);
+    const clone = join(clones, "clone");
+
+    // As git makes it (umask 022 here): open directories, readable files.
+    chmodSync(join(clone, ".citadel"), 0o755);
+    await refused("its group or others may enter it (mode 755; citadel serve makes it 700)", clone);
+    // As a clone under umask 077 is: all the modes citadel serve wants, but nothing runs on it.
+    chmodSync(join(clone, ".citadel"), 0o700);
+    chmodSync(join(clone, ".citadel", "citadel.db"), 0o600);
+    chmodSync(join(clone, ".citadel", "citadel.lock"), 0o600);
+    await refused(NOT_RUNNING, clone);
+  }, 30_000);
+});
+
+describe("citadel serve from a directory, client commands from it (the README's embedded default)", () => {
+  test("while it runs, the token goes to it; once it stopped, the command says it is not running and how to name a server (found in review)", async () => {
+    const repo = dir("citadel-e2e-readme-");
+    const home = dir("citadel-e2e-home-");
+    const port = await freePort();
+    const citadel = await startCitadel([], { CITADEL_HTTP_PORT: String(port), HOME: home, XDG_CONFIG_HOME: home }, 30_000, repo);
+    // The port as a variable of the shell both run in (the README's is the default 8443, which may be taken here).
+    const client = (token: string) => runCitadel(["whoami"], { HOME: home, XDG_CONFIG_HOME: home, CITADEL_HTTP_PORT: String(port), CITADEL_TOKEN: token }, repo);
+    let token: string;
+    try {
+      token = await firstLogin(citadel.url, readFileSync(join(repo, ".citadel/tls/cert.pem"), "utf8"), oneTimePassword(citadel.stderr()));
+      const asked = await client(token);
+      expect([asked.code, asked.stderr]).toEqual([0, ""]);
+      expect(asked.stdout).toContain("admin@localhost");
+    } finally {
+      await citadel.stop();
+    }
+    const stopped = await client(token);
+    expect(stopped.code).toBe(2);
+    expect(stopped.stderr).toContain(`${join(repo, ".citadel")} is not used to choose the server: ${NOT_RUNNING}: start it (citadel serve, or bun run start)`);
+  }, 60_000);
 });
 
 describe("a stored login and a local instance named", () => {

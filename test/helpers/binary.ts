@@ -100,13 +100,15 @@ export interface RunningCitadel {
 /**
  * Starts `citadel serve`. Its standard output and error go to files, not pipes: a pipe the
  * test runner is slow to drain made the process's writes (and so the tests) stall now and then.
+ * It runs in `cwd` (the test runner's directory unless given): without --data, its ./.citadel.
  */
-export async function startCitadel(args: string[], env: Record<string, string> = {}, timeoutMs = 10_000): Promise<RunningCitadel> {
+export async function startCitadel(args: string[], env: Record<string, string> = {}, timeoutMs = 10_000, cwd?: string): Promise<RunningCitadel> {
   const logDir = mkdtempSync(join(tmpdir(), "citadel-e2e-log-"));
   const outFile = join(logDir, "stdout.jsonl");
   const errFile = join(logDir, "stderr.txt");
   const proc = Bun.spawn([BINARY, "serve", ...args], {
     env: { ...baseEnv(), ...env },
+    cwd,
     stdout: Bun.file(outFile),
     stderr: Bun.file(errFile),
     stdin: "ignore",

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Type } from "@sinclair/typebox";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, loadConfig } from "../../../src/config/load.ts";
 import { buildConfigSchema, section } from "../../../src/config/schema.ts";
+import { lockDataDirectory } from "../../../src/file-lock.ts";
 
 const plugin = { name: "dns", settings: section("DNS", { port: Type.Integer({ default: 5353, minimum: 1, maximum: 65535 }) }) };
 /** A section with a rule across its keys, which the loader runs after the schema. */
@@ -111,15 +112,68 @@ describe("the installed instance's config (citadel install), for commands run on
     expect(() => client()).toThrow(`${local} is not used to choose the server: it holds no database (citadel.db)`);
     // A command that is no client (doctor, audit verify) acts on it as before.
     expect(loadConfig({ schema, env: {}, cwd, installedConfig: installed }).configPath).toBe(join(local, "citadel.toml"));
-    writeFileSync(join(local, "citadel.db"), "");
-    expect(client(installed)).toBe(join(local, "citadel.toml"));
-    writeFileSync(join(local, "citadel.toml"), '[http]\naddress = "192.0.2.1"\n');
-    expect(client(installed)).toBe(installed);
-    expect(() => client()).toThrow("its http.address 192.0.2.1 is not a loopback address");
-    writeFileSync(join(local, "citadel.toml"), '[http]\naddress = "0.0.0.0"\n'); // reached over loopback
-    expect(client(installed)).toBe(join(local, "citadel.toml"));
-    chmodSync(local, 0o720);
-    expect(() => client()).toThrow("its group or others may write to it (mode 720)");
+    writeFileSync(join(local, "citadel.db"), "", { mode: 0o600 });
+    // A running Citadel holds the data directory's lock (here this process, as citadel serve would).
+    const running = lockDataDirectory(local, "serve");
+    if ("refused" in running) throw new Error(running.refused);
+    try {
+      expect(client(installed)).toBe(join(local, "citadel.toml"));
+      writeFileSync(join(local, "citadel.toml"), '[http]\naddress = "192.0.2.1"\n');
+      expect(client(installed)).toBe(installed);
+      expect(() => client()).toThrow("its http.address 192.0.2.1 is not a loopback address");
+      writeFileSync(join(local, "citadel.toml"), '[http]\naddress = "0.0.0.0"\n'); // reached over loopback
+      expect(client(installed)).toBe(join(local, "citadel.toml"));
+      chmodSync(local, 0o720);
+      expect(() => client()).toThrow("its group or others may enter it (mode 720; citadel serve makes it 700)");
+      chmodSync(local, 0o700);
+    } finally {
+      running.release();
+    }
+  });
+
+  test("for a client command, a ./.citadel as citadel serve makes it counts only while a Citadel runs on it, holding its lock (found in review)", () => {
+    const cwd = mkdtempSync(join(dir, "project-"));
+    const local = join(cwd, ".citadel");
+    // What a `git clone` makes: 0755 directories, 0644 files, any file as the database.
+    mkdirSync(local, { mode: 0o755 });
+    chmodSync(local, 0o755);
+    writeFileSync(join(local, "citadel.toml"), '[http]\naddress = "127.0.0.1"\n');
+    writeFileSync(join(local, "citadel.db"), "junk", { mode: 0o644 });
+    chmodSync(join(local, "citadel.db"), 0o644);
+    const client = () => loadConfig({ schema, env: {}, cwd, client: true }).configPath;
+    expect(() => client()).toThrow("its group or others may enter it (mode 755; citadel serve makes it 700)");
+    chmodSync(local, 0o700);
+    expect(() => client()).toThrow("its citadel.db is open to group or others (mode 644; citadel serve makes it 600)");
+    rmSync(join(local, "citadel.db"));
+    mkdirSync(join(local, "citadel.db"));
+    expect(() => client()).toThrow("its citadel.db is not a regular file");
+    rmSync(join(local, "citadel.db"), { recursive: true });
+    writeFileSync(join(local, "citadel.db"), "junk", { mode: 0o600 });
+    // As a clone under umask 077 is: nothing runs on it, whatever lock file it carries.
+    const notRunning = "the instance in it is not running (citadel serve holds its lock, citadel.lock, while it runs), or it is not yours";
+    expect(() => client()).toThrow(notRunning);
+    writeFileSync(join(local, "citadel.lock"), "123 serve\n", { mode: 0o600 });
+    expect(() => client()).toThrow(notRunning);
+    // A link to a lock another Citadel holds is not this directory's lock.
+    const elsewhere = mkdtempSync(join(dir, "running-"));
+    const other = lockDataDirectory(elsewhere, "serve");
+    if ("refused" in other) throw new Error(other.refused);
+    try {
+      rmSync(join(local, "citadel.lock"));
+      symlinkSync(join(elsewhere, "citadel.lock"), join(local, "citadel.lock"));
+      expect(() => client()).toThrow(notRunning);
+    } finally {
+      other.release();
+    }
+    rmSync(join(local, "citadel.lock"));
+    const running = lockDataDirectory(local, "serve");
+    if ("refused" in running) throw new Error(running.refused);
+    try {
+      expect(client()).toBe(join(local, "citadel.toml"));
+    } finally {
+      running.release();
+    }
+    expect(() => client()).toThrow(notRunning);
   });
 
   // Root may look anywhere: the look is made as user nobody then (runuser), as an operator without sudo would.
