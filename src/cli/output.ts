@@ -101,16 +101,28 @@ export async function organizationOf(ctx: CommandContext, api: ApiClient): Promi
   throw new UsageError(`you belong to ${organizations.length} organizations; name the organization: --org ORG_ID, one of ${choices}`);
 }
 
+type Organization = { id: string; name: string };
+
 /**
  * The caller's organizations (as far as the token reaches), from GET /v1/iam/orgs, which
- * iam:read allows (the `read` a CI token is made with), not /v1/iam/me (iam:self). A token
- * that may not ask either is told to name the organization, not to be made wider.
+ * iam:read allows (the `read` a CI token is made with); else from GET /v1/iam/me, which
+ * iam:self allows (a token made `dns:read iam:self`). A token that may ask neither is told to
+ * name the organization, not to be made wider.
  */
-async function callersOrganizations(api: ApiClient): Promise<Array<{ id: string; name: string }>> {
+async function callersOrganizations(api: ApiClient): Promise<Organization[]> {
+  const listed = await unlessOutOfScope(() => api.request<{ items: Organization[] }>("GET", "/v1/iam/orgs"));
+  if (!(listed instanceof ApiError)) return listed.items;
+  const me = await unlessOutOfScope(() => api.request<{ organizations: Organization[] }>("GET", "/v1/iam/me"));
+  if (!(me instanceof ApiError)) return me.organizations;
+  throw new UsageError(`this token may not list your organizations (${listed.message}): name the organization with --org ORG_ID`);
+}
+
+/** What `request` answers, or its refusal when the token's scopes do not allow it; any other failure is thrown. */
+async function unlessOutOfScope<T>(request: () => Promise<T>): Promise<T | ApiError> {
   try {
-    return (await api.request<{ items: Array<{ id: string; name: string }> }>("GET", "/v1/iam/orgs")).items;
+    return await request();
   } catch (error) {
-    if (error instanceof ApiError && error.code === "insufficient_scope") throw new UsageError(`this token may not list your organizations (${error.message}): name the organization with --org ORG_ID`);
+    if (error instanceof ApiError && error.code === "insufficient_scope") return error;
     throw error;
   }
 }

@@ -152,3 +152,11 @@ test("the CLI with a `read` token and no --org finds the organization (iam:read)
   expect(narrow.stderr).toStartWith("citadel: this token may not list your organizations (");
   expect(narrow.stderr).toContain("name the organization with --org ORG_ID\n");
 });
+
+test("the CLI with a token that may ask who it is (iam:self) but not list organizations (iam:read) finds the organization from /v1/iam/me (found in review: it was told to name it)", async () => {
+  const made = await api("POST", "/v1/iam/me/tokens", { name: "ci-dns-read-iam-self", scopes: ["dns:read", "iam:self"] });
+  expect(made.status).toBe(200);
+  const listed = await runCitadel(["dns", "zone", "list", "--data", data.path], { CITADEL_HTTP_PORT: String(httpPort), CITADEL_TOKEN: made.body.token });
+  expect([listed.code, listed.stderr]).toEqual([0, ""]);
+  expect(listed.stdout).toContain("example.test.");
+});

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
+import { ApiError } from "../../../src/cli/api-client.ts";
 import { UsageError } from "../../../src/cli/command-line.ts";
-import { forStdout, integerOption, needArgs, oneLine, printable, table } from "../../../src/cli/output.ts";
-import type { CommandContext } from "../../../src/plugin.ts";
+import { forStdout, integerOption, needArgs, oneLine, organizationOf, printable, table } from "../../../src/cli/output.ts";
+import type { ApiClient, CommandContext } from "../../../src/plugin.ts";
 
 describe("printable", () => {
   test("control characters a server could put in a message are shown, not obeyed; text, line breaks and tabs stay", () => {
@@ -61,5 +62,31 @@ describe("table (found in review: a name with a line break forged a row)", () =>
     const forged = "Eve\nusr_FAKE  boss@example.com  Boss  yes";
     expect(table([["ID", "NAME"], ["usr_1", forged], ["usr_2", "a\tb\rc"]])).toBe(["ID     NAME", "usr_1  Eve\\nusr_FAKE  boss@example.com  Boss  yes", "usr_2  a\\tb\\rc"].join("\n"));
     expect(oneLine("plain text, ünïcödé")).toBe("plain text, ünïcödé");
+  });
+});
+
+describe("organizationOf without --org (found in review: a token with iam:self but not iam:read was told to name the organization)", () => {
+  const outOfScope = (scope: string) => new ApiError(`the token lacks the scope ${scope}`, 403, "insufficient_scope");
+  /** The organization found, and the paths asked, with the server refusing `refused` as out of the token's scope. */
+  async function find(refused: string[]): Promise<{ found: string | Error; asked: string[] }> {
+    const asked: string[] = [];
+    const api = {
+      async request(_method: string, path: string) {
+        asked.push(path);
+        if (refused.includes(path)) throw outOfScope(path === "/v1/iam/orgs" ? "iam:read" : "iam:self");
+        return path === "/v1/iam/orgs" ? { items: [{ id: "org_listed", name: "a" }] } : { organizations: [{ id: "org_me", name: "a" }] };
+      },
+    } as unknown as ApiClient;
+    const found = await organizationOf({ options: {}, env: {} } as unknown as CommandContext, api).catch((error: Error) => error);
+    return { found, asked };
+  }
+
+  test("GET /v1/iam/orgs (iam:read) first; refused, GET /v1/iam/me (iam:self); both refused, a usage error naming --org", async () => {
+    expect(await find([])).toEqual({ found: "org_listed", asked: ["/v1/iam/orgs"] });
+    expect(await find(["/v1/iam/orgs"])).toEqual({ found: "org_me", asked: ["/v1/iam/orgs", "/v1/iam/me"] });
+    const neither = await find(["/v1/iam/orgs", "/v1/iam/me"]);
+    expect(neither.asked).toEqual(["/v1/iam/orgs", "/v1/iam/me"]);
+    expect(neither.found).toBeInstanceOf(UsageError);
+    expect((neither.found as Error).message).toBe("this token may not list your organizations (the token lacks the scope iam:read): name the organization with --org ORG_ID");
   });
 });
