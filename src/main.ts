@@ -196,12 +196,11 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   return localApiClient(config, sent, tokenOrigin);
 }
 
-/** CITADEL_SERVER as a server's URL, checked (exit 2 naming the problem, before anything is sent) and normalized. */
+/** CITADEL_SERVER as a server's URL, checked as given (exit 2 naming the problem, before anything is sent), then normalized. */
 function namedServer(value: string): string {
-  const server = normalizedServerUrl(value);
-  const problem = serverUrlProblem(server);
+  const problem = serverUrlProblem(value);
   if (problem) throw new ConfigError(`environment variable CITADEL_SERVER: ${problem}`);
-  return server;
+  return normalizedServerUrl(value);
 }
 
 /**

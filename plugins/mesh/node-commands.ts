@@ -8,7 +8,7 @@ import { hostname } from "node:os";
 import { fetchPinnedCertificate } from "../../src/cli/credentials.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption } from "../../src/cli/output.ts";
-import { serverUrlProblem } from "../../src/cli/server-url.ts";
+import { normalizedServerUrl, serverUrlProblem } from "../../src/cli/server-url.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import { Agent, describePlan } from "./agent.ts";
 import type { ConfigDocument } from "./configs.ts";
@@ -41,19 +41,14 @@ function defaultName(): string {
   );
 }
 
-function hasUserinfo(url: string): boolean {
-  const parsed = URL.parse(url);
-  return parsed !== null && (parsed.username !== "" || parsed.password !== "");
-}
-
 async function join(ctx: CommandContext): Promise<number> {
-  const server = typeof ctx.options.server === "string" ? ctx.options.server.replace(/\/+$/, "") : null;
+  const named = typeof ctx.options.server === "string" ? ctx.options.server : null;
   const key = typeof ctx.options.key === "string" ? ctx.options.key : (ctx.env.CITADEL_MESH_KEY ?? null);
-  if (!server || !key) throw new UsageError("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
-  // The server is kept in node.json and shown (the sovereignty report, errors): no password in it. The node's key and token authenticate it.
-  if (hasUserinfo(server)) throw new UsageError("--server: no user:password@ in the URL — the node authenticates with its key, then its token");
-  const problem = serverUrlProblem(server);
+  if (!named || !key) throw new UsageError("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
+  // The server is kept in node.json and shown (the sovereignty report, errors): the shared rule refuses a password in it.
+  const problem = serverUrlProblem(named);
   if (problem) throw new UsageError(`--server: ${problem}`);
+  const server = normalizedServerUrl(named);
   if (ctx.options.qr === true && ctx.json) throw new UsageError("--qr with --json: a QR code is not JSON; give one");
   if (typeof ctx.options.interface === "string" && !isInterfaceName(ctx.options.interface)) throw new UsageError(`--interface: ${INTERFACE_NAME_RULE}`);
   const listenPort = integerOption(ctx, "listen-port", 1, 65_535);

@@ -103,9 +103,9 @@ interface DeviceStart {
 /** `citadel login`: the device flow, then the token stored for later commands. */
 export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> {
   const local = typeof ctx.options.server !== "string";
-  const named = local ? null : normalizedServerUrl(String(ctx.options.server));
-  const problem = named === null ? null : serverUrlProblem(named);
+  const problem = local ? null : serverUrlProblem(String(ctx.options.server));
   if (problem) throw new UsageError(`--server: ${problem}`);
+  const named = local ? null : normalizedServerUrl(String(ctx.options.server));
   const base = local ? await ctx.api({ anonymous: true }) : null;
   const server = named ?? base!.baseUrl;
   let certificate: string | undefined;
@@ -215,7 +215,7 @@ async function logOutPrevious(previous: StoredLogin, server: string): Promise<st
     // else (unreachable; a login made without iam:self may not log itself out) is told, with
     // the revoke that works from the new login.
     if (error instanceof ApiError && error.status === 401) return `${capitalized(name)} had ended already.`;
-    const where = previous.server === server ? "" : ` on ${previous.server} (log in there to do so)`;
+    const where = normalizedServerUrl(previous.server) === server ? "" : ` on ${previous.server} (log in there to do so)`;
     return `${capitalized(name)} could not be logged out (${error instanceof Error ? error.message : error}): revoke it with citadel token revoke ${previous.token_id}${where} (the tokens made with it go too), else it stays valid until it expires.`;
   }
 }

@@ -4,15 +4,28 @@
  * spelling, so that the same server named twice is recognized as one.
  */
 
-/** What is wrong with a server's URL, or null. Requests go under its path, so no query or fragment either. */
+/**
+ * What is wrong with a server's URL, or null. Requests go under its path, so no query or
+ * fragment either. The URL is kept (the stored login, a node's state) and shown (messages,
+ * reports): no user:password@ in it — tokens and keys authenticate. No spaces or control
+ * characters: the URL parser drops those at the ends and tabs and line breaks inside, so the
+ * URL checked would not be the text used.
+ */
 export function serverUrlProblem(url: string): string | null {
   const parsed = URL.parse(url);
   if (parsed === null || (parsed.protocol !== "https:" && parsed.protocol !== "http:")) return "an https:// URL, such as https://citadel.example:8443";
+  if (/[\s\p{Cc}]/u.test(url)) return "no spaces or control characters in the URL (nor around it)";
+  if (parsed.username !== "" || parsed.password !== "") return "no user:password@ in the URL: it is kept and shown (the stored login, a node's state, messages); a token or a node's key authenticates";
   if (parsed.search || parsed.hash || /[?#]/.test(url)) return "no query or fragment: the control plane's address, and its path behind a reverse proxy";
   return null;
 }
 
-/** The URL as kept and compared: https://host:8443/ and https://host:8443 are one server. */
+/**
+ * The URL as kept and compared, of one serverUrlProblem accepts: as parsed (scheme and host in
+ * lower case, no default port), without trailing slashes — https://Host:443/ and https://host
+ * are one server.
+ */
 export function normalizedServerUrl(url: string): string {
-  return url.replace(/\/+$/, "");
+  const parsed = new URL(url);
+  return `${parsed.origin}${parsed.pathname.replace(/\/+$/, "")}`;
 }

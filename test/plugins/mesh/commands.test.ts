@@ -127,6 +127,7 @@ test("join --server must be an http(s) URL without query or fragment: a usage er
       [`ftp://127.0.0.1:${server.port}`, "--server: an https:// URL, such as https://citadel.example:8443"],
       [`http://127.0.0.1:${server.port}/citadel#x`, "--server: no query or fragment: the control plane's address, and its path behind a reverse proxy"],
       [`http://127.0.0.1:${server.port}/?a=1`, "--server: no query or fragment: the control plane's address, and its path behind a reverse proxy"],
+      [`http://127.0.0.1:${server.port} `, "--server: no spaces or control characters in the URL (nor around it)"],
     ]) {
       const run = await runCommand(meshCommands, "mesh join", { options: { server: url!, key: "citadel_meshkey_x", state } });
       expect([url, run.code, run.error?.message]).toEqual([url, 2, message]);
@@ -146,7 +147,7 @@ test("join --server with user:password@ is a usage error before anything is made
   try {
     for (const userinfo of ["user:secret@", "user@", ":secret@"]) {
       const run = await runCommand(meshCommands, "mesh join", { options: { server: `http://${userinfo}127.0.0.1:${server.port}`, key: "citadel_meshkey_x", state } });
-      expect([userinfo, run.code, run.error?.message]).toEqual([userinfo, 2, "--server: no user:password@ in the URL — the node authenticates with its key, then its token"]);
+      expect([userinfo, run.code, run.error?.message]).toEqual([userinfo, 2, "--server: no user:password@ in the URL: it is kept and shown (the stored login, a node's state, messages); a token or a node's key authenticates"]);
     }
     expect(enrollments).toEqual([]);
     expect(existsSync(state)).toBe(false);
