@@ -11,12 +11,16 @@ import { UsageError } from "./command-line.ts";
 
 /**
  * Text for the terminal's standard error: control characters (an escape sequence a server
- * put in an error message could rewrite the screen or the title) shown as \u escapes. Line
- * breaks and tabs stay. Values a command prints on purpose (secrets get) are not passed here.
+ * put in an error message could rewrite the screen or the title) shown as \u escapes, and so
+ * are the line and paragraph separators U+2028 and U+2029 (a terminal shows them as it likes,
+ * a log viewer breaks the line there: text that reads one way here and another there). Line
+ * breaks (\n) and tabs stay. Values a command prints on purpose (secrets get) are not passed here.
  */
 export function printable(text: string): string {
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, unicodeEscape);
 }
+
+const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 
 /**
  * Text for standard output: on a terminal, control characters shown as escapes (as printable
@@ -30,10 +34,12 @@ export function forStdout(text: string): string {
 /**
  * A value for a single line (a table cell, a prompt): line breaks and tabs shown as \n, \r and
  * \t, so that a name someone chose cannot end the row and forge the next one. Piped output too:
- * a script reading a table line by line must get one row per line.
+ * a script reading a table line by line must get one row per line. The other characters that end
+ * a line somewhere (Unicode's: vertical tab, form feed, NEL, and the line and paragraph separators
+ * U+2028 and U+2029, which many terminals, log viewers and line splitters break at) as \u escapes.
  */
 export function oneLine(text: string): string {
-  return text.replace(/[\n\r\t]/g, (c) => (c === "\n" ? "\\n" : c === "\r" ? "\\r" : "\\t"));
+  return text.replace(/[\n\r\t\u000b\u000c\u0085\u2028\u2029]/g, (c) => (c === "\n" ? "\\n" : c === "\r" ? "\\r" : c === "\t" ? "\\t" : unicodeEscape(c)));
 }
 
 /** Columns padded to their widest cell; the first row is the header. Each cell on one line (oneLine). */

@@ -11,6 +11,7 @@ describe("printable", () => {
     expect(printable("line\roverwritten")).toBe("line\\u000doverwritten");
     expect(printable("\u009b31mred")).toBe("\\u009b31mred"); // the 8-bit CSI
     expect(printable("usr_a\u202egnp.exe")).toBe("usr_a\\u202egnp.exe"); // right-to-left override
+    expect(printable("refused\u2028citadel: ok\u2029")).toBe("refused\\u2028citadel: ok\\u2029"); // line and paragraph separators (found in review)
   });
 });
 
@@ -62,6 +63,12 @@ describe("table (found in review: a name with a line break forged a row)", () =>
     const forged = "Eve\nusr_FAKE  boss@example.com  Boss  yes";
     expect(table([["ID", "NAME"], ["usr_1", forged], ["usr_2", "a\tb\rc"]])).toBe(["ID     NAME", "usr_1  Eve\\nusr_FAKE  boss@example.com  Boss  yes", "usr_2  a\\tb\\rc"].join("\n"));
     expect(oneLine("plain text, ünïcödé")).toBe("plain text, ünïcödé");
+  });
+
+  test("the other characters that end a line somewhere — U+2028, U+2029, NEL, vertical tab, form feed — are shown as \\u escapes (found in review)", () => {
+    const forged = "Eve\u2028usr_FAKE\u2029boss\u0085x\u000by\u000cz";
+    expect(oneLine(forged)).toBe("Eve\\u2028usr_FAKE\\u2029boss\\u0085x\\u000by\\u000cz");
+    expect(table([["NAME"], [forged]]).split(/\r\n|[\n\r\u000b\u000c\u0085\u2028\u2029]/)).toEqual(["NAME", "Eve\\u2028usr_FAKE\\u2029boss\\u0085x\\u000by\\u000cz"]);
   });
 });
 
