@@ -168,7 +168,7 @@ export class Shares {
       if (share) await refuse(share, "the proof does not match the link");
       throw new NotFoundError("No such share link (or the link is not complete).");
     }
-    const gone = this.goneReason(share);
+    const gone = this.goneReason(share, this.k.clock.now());
     if (gone) {
       await refuse(share, gone);
       throw goneError(gone);
@@ -176,11 +176,11 @@ export class Shares {
     return share;
   }
 
-  /** Why the share can no longer be opened, or null while it can. */
-  private goneReason(share: sql.ShareRow): Gone | null {
+  /** Why the share can no longer be opened at `now`, or null while it can. */
+  private goneReason(share: sql.ShareRow, now: number): Gone | null {
     // An organization being erased (or deleted) shares nothing more, even before its keys go.
     const orphaned = this.k.identity.provider !== null && this.k.identity.provider.organization(share.organization_id) === null;
-    return share.revoked_at !== null || orphaned ? "revoked" : this.k.clock.now() >= share.expires_at ? "expired" : share.views >= share.max_views ? "used up" : null;
+    return share.revoked_at !== null || orphaned ? "revoked" : now >= share.expires_at ? "expired" : share.views >= share.max_views ? "used up" : null;
   }
 
   /** Refused like every other view, on the record; not a wrong passphrase (an older client sends none). */
@@ -206,7 +206,10 @@ export class Shares {
     };
     const share = sql.shareById(tx, id);
     if (!share) return refuse("revoked"); // its organization erased meanwhile: it shares nothing more
-    const gone = this.goneReason(share);
+    // One reading of the clock for the whole decision: read again for the count, it could pass
+    // the expiry the check just allowed (found in review: a view at that instant was a 500).
+    const now = this.k.clock.now();
+    const gone = this.goneReason(share, now);
     if (gone) return refuse(gone);
     if (share.passphrase_proof_hash !== null) {
       const expected = this.k.seal.keyring().decrypt(shareKeyOwner(share.organization_id), passphraseProofContext(share.id), share.passphrase_proof_hash);
@@ -214,8 +217,9 @@ export class Shares {
     }
     // Which view this is comes from the count itself, not from a read before it (views opened at
     // the same moment would all be "the first"); countView checks again what allows a view.
-    const views = sql.countView(tx, id, this.k.clock.now());
-    if (views === null) throw new Error(`share ${id}: a view the transaction found allowed was not counted`);
+    const views = sql.countView(tx, id, now);
+    // Not counted after all: refused as a link that no longer opens, never a 500.
+    if (views === null) return refuse(now >= share.expires_at ? "expired" : "used up");
     this.k.audit.record(tx, viewEvent(share, "success", `view ${views} of ${share.max_views}`, request));
     return { views };
   }

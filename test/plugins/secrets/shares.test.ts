@@ -172,3 +172,32 @@ describe("the list of share links, one page at a time (found in review: it stopp
     for (const limit of ["0", "1001"]) expect((await list(c, owner, org, `?limit=${limit}`)).status).toBe(422);
   });
 });
+
+describe("a view at the moment its link expires (found in review: 500, where it was 410)", () => {
+  test("the clock reaching expires_at during the view's transaction: the view is decided on one reading of it (the last millisecond: counted), never a 500", async () => {
+    const { c, owner, org } = await setup();
+    const link = await lockedShare(c, owner, org, { ttl_hours: 1 });
+    const right = await sharePassphraseProof(link.linkKey, PHRASE, link.kdf);
+    const expiresAt = c.clock.now() + 3_600_000;
+    c.clock.advance(3_600_000 - 1);
+    // Inside the view's transaction, the first reading of the clock is the link's last
+    // millisecond and every later one its expiry: as if the clock ticked mid-transaction.
+    const { store } = c.kernel;
+    const write = store.write;
+    const writeNow = write.bind(store);
+    const now = c.clock.now;
+    store.write = (fn) =>
+      writeNow((tx) => {
+        let readings = 0;
+        c.clock.now = () => (readings++ === 0 ? expiresAt - 1 : expiresAt);
+        try {
+          return fn(tx);
+        } finally {
+          c.clock.now = now;
+        }
+      });
+    const answered = await view(c, link.id, link.proof, right).finally(() => (store.write = write));
+    expect([answered.status, answered.body.ciphertext === undefined]).toEqual([200, false]);
+    expect(viewReasons(c, link.id)).toEqual(["view 1 of 1"]);
+  });
+});
