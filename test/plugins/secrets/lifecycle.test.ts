@@ -57,6 +57,43 @@ describe("a deleted workspace's share links", () => {
   });
 });
 
+/** Links asked for alongside a confirmed deletion, all sent at once: the deletion's confirmation asked for first. */
+async function sharesDuringDeletion(c: App, owner: string, org: string, path: string, source?: { workspace: string; environment: string; name: string }) {
+  const ask = await c.send("DELETE", path, owner);
+  expect(ask.status).toBe(428);
+  const link = async () => {
+    const sealed = await createShareSecret("the value");
+    return c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: false, ...(source ? { source } : {}) } });
+  };
+  const [deleted, ...links] = await Promise.all([c.send("DELETE", path, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } }), ...Array.from({ length: 10 }, link)]);
+  expect(deleted.status).toBe(200);
+  return links;
+}
+
+describe("a link asked for while its workspace or organization is deleted (found in review: made after the deletion committed, it outlived it)", () => {
+  // Checked before the deletion committed, written after it: each is refused where it is written.
+  test("of a workspace: refused as a link of a workspace that is gone; no link left", async () => {
+    const { c, owner, org, workspace } = await setup();
+    const ws = await workspace("app");
+    await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/development/secrets/DB`, owner, { json: { value: "v" } });
+    const links = await sharesDuringDeletion(c, owner, org, `/v1/iam/workspaces/${ws}`, { workspace: ws, environment: "development", name: "DB" });
+    const gone = { status: 422, errors: [{ field: "source.workspace", message: "no such workspace in this organization" }] };
+    expect(links.map((l) => ({ status: l.status, errors: l.body.errors }))).toEqual(Array(10).fill(gone));
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secrets_shares").get()).toEqual({ n: 0 });
+  });
+
+  test("of an organization: refused as the guard refuses a deleted organization; no link row and no share-link key left", async () => {
+    const { c, owner, org } = await setup();
+    const links = await sharesDuringDeletion(c, owner, org, `/v1/iam/orgs/${org}`);
+    const afterwards = await c.send("GET", `/v1/secrets/orgs/${org}/shares`, owner);
+    expect(links.map((l) => [l.status, l.body.detail])).toEqual(Array(10).fill([afterwards.status, afterwards.body.detail]));
+    expect(afterwards.body.detail).toBe("No such organization.");
+    const db = c.kernel.store.db;
+    expect(db.query("SELECT count(*) AS n FROM secrets_shares WHERE organization_id = ?").get(org)).toEqual({ n: 0 });
+    expect(db.query("SELECT count(*) AS n FROM deks WHERE owner = ? AND wrapped IS NOT NULL").get(`shares:${org}`)).toEqual({ n: 0 });
+  });
+});
+
 describe("a deleted organization's share links", () => {
   test("are deleted, and its share-link key destroyed, in the deletion's transaction (found in review: their rows and key stayed for good)", async () => {
     const { c, owner, org } = await setup();
