@@ -377,6 +377,26 @@ interface SharePage {
 const SHARE_PAGE_MAX = 1000;
 const SHARE_ID = /^shr_[A-Za-z0-9]{1,40}$/;
 const sharesPath = (org: string) => `/v1/secrets/orgs/${encodeURIComponent(org)}/shares`;
+const NOT_A_SHARE = "not a share link's id (shr_..., as citadel share and citadel share list show it) nor a share link";
+
+/**
+ * The link `share revoke` ends: its id, or the link itself, the id taken from its path (a maker
+ * who is an editor may revoke their links but not list them, and `citadel share` gave them the
+ * link: found in review). The link's key, after '#', is neither sent nor printed, nor is the
+ * argument that may hold it.
+ */
+function shareIdOf(given: string): string {
+  if (SHARE_ID.test(given)) return given;
+  if (!given.includes("://")) throw new UsageError(NOT_A_SHARE);
+  let id: string;
+  try {
+    id = parseShareUrl(given).id;
+  } catch (error) {
+    throw new UsageError(`${NOT_A_SHARE}: ${(error as Error).message}`);
+  }
+  if (!SHARE_ID.test(id)) throw new UsageError(`${NOT_A_SHARE}: the link's id is not one`);
+  return id;
+}
 
 interface Metadata {
   name: string;
@@ -666,7 +686,11 @@ export const secretsCommands: Command[] = [
       const url = shareUrl(api.baseUrl, share.id, sealed.linkKey);
       print(ctx, { ...share, url }, url);
       const howToOpen = sealed.passphraseRequired ? "with citadel share open '<url>' (a browser cannot use the passphrase)" : "in a browser, or with citadel share open '<url>'";
-      if (!ctx.json) ctx.err(`${share.max_views} view(s), expires ${share.expires_at}; the recipient opens it ${howToOpen}`);
+      if (!ctx.json) {
+        ctx.err(`${share.max_views} view(s), expires ${share.expires_at}; the recipient opens it ${howToOpen}`);
+        // On standard error as the line above: standard output stays the link alone, for a pipe.
+        ctx.err(`its id: ${share.id} (citadel share revoke ${share.id} ends it)`);
+      }
       return 0;
     },
   },
@@ -725,12 +749,11 @@ export const secretsCommands: Command[] = [
   {
     words: ["share", "revoke"],
     summary: "Revoke a share link: it opens no more, and its content is dropped (whoever made it, or an admin of the organization)",
-    args: "<id>",
+    args: "<id|url>",
     maxArgs: 1,
     options: { org: { type: "string", description: "The organization (org_...); default: your only one" } },
     async run(ctx) {
-      const id = requireArg(ctx, "the share link's id (shr_..., as citadel share list shows it)");
-      if (!SHARE_ID.test(id)) throw new UsageError(`${JSON.stringify(id)} is not a share link's id (shr_..., as citadel share list shows it; not the link itself)`);
+      const id = shareIdOf(requireArg(ctx, "the share link's id (shr_..., as citadel share and citadel share list show it) or the link"));
       const api = await ctx.api();
       const org = await organizationOf(ctx, api);
       const done = await api.request("DELETE", `${sharesPath(org)}/${encodeURIComponent(id)}`);

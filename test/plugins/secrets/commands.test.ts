@@ -116,14 +116,41 @@ describe("share list and share revoke (found in review: no command listed or rev
     }
   });
 
-  test("share revoke ID: the link's DELETE; something that is not an id (the link itself) is a usage error, before any request", async () => {
+  test("share revoke ID: the link's DELETE; something that is neither an id nor a link is a usage error, before any request", async () => {
     const run = await runCommand(secretsCommands, "share revoke", { args: ["shr_AAAAAAAAAAAAAA"], options: { org: "org_1" }, answer: () => ({ ok: true }) });
     expect([run.code, run.stdout]).toEqual([0, "shr_AAAAAAAAAAAAAA revoked: it opens no more\n"]);
     expect(run.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["DELETE /v1/secrets/orgs/org_1/shares/shr_AAAAAAAAAAAAAA"]);
-    for (const args of [[], ["https://citadel.test:8443/v1/secrets/shares/shr_AAAAAAAAAAAAAA#key"]]) {
+    for (const args of [[], ["the-link"], ["https://citadel.test:8443/v1/secrets/other/shr_AAAAAAAAAAAAAA"]]) {
       const refused = await runCommand(secretsCommands, "share revoke", { args, options: { org: "org_1" } });
       expect([refused.code, refused.requests]).toEqual([2, []]);
-      expect(refused.error?.message).toContain("shr_..., as citadel share list shows it");
+      expect(refused.error?.message).toContain("shr_..., as citadel share and citadel share list show it");
     }
+  });
+
+  test("share revoke URL: the link's id, taken from the link, is all that is sent; its key is neither sent nor printed (found in review: an editor, who cannot list links, had only the link)", async () => {
+    const { linkKey } = await createShareSecret("the value");
+    const url = shareUrl("https://citadel.test:8443", "shr_AAAAAAAAAAAAAA", linkKey);
+    const run = await runCommand(secretsCommands, "share revoke", { args: [url], options: { org: "org_1" }, answer: () => ({ ok: true }) });
+    expect([run.code, run.stdout, run.stderr]).toEqual([0, "shr_AAAAAAAAAAAAAA revoked: it opens no more\n", ""]);
+    expect(run.requests).toEqual([{ method: "DELETE", path: "/v1/secrets/orgs/org_1/shares/shr_AAAAAAAAAAAAAA", body: undefined, confirmed: false }]);
+    // A link that is not one (here: its key cut): refused, the argument not repeated.
+    const cut = url.slice(0, -3);
+    const refused = await runCommand(secretsCommands, "share revoke", { args: [cut], options: { org: "org_1" } });
+    expect([refused.code, refused.requests, refused.error?.message]).toEqual([2, [], `not a share link's id (shr_..., as citadel share and citadel share list show it) nor a share link: this share link's key (after '#') is damaged: copy the whole link`]);
+    expect(JSON.stringify(refused)).not.toContain(linkKey.slice(0, -3));
+  });
+});
+
+describe("share says the link's id too (found in review: only the link was printed, and share revoke wanted the id)", () => {
+  const answer = (r: { method: string; path: string }) =>
+    r.path.endsWith("/settings") ? { e2ee: false } : r.method === "GET" ? { value: "v" } : { id: "shr_AAAAAAAAAAAAAA", state: "active", max_views: 1, expires_at: "2026-06-02T00:00:00.000Z" };
+
+  test("on a second line of standard error, standard output being the link alone; --json has it as id", async () => {
+    const run = await runCommand(secretsCommands, "share", { options: { ...WS, env: "production", org: "org_1", secret: "DB" }, answer });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^https:\/\/citadel\.test:8443\/v1\/secrets\/shares\/shr_AAAAAAAAAAAAAA#[A-Za-z0-9_-]+\n$/);
+    expect(run.stderr.split("\n")[1]).toBe("its id: shr_AAAAAAAAAAAAAA (citadel share revoke shr_AAAAAAAAAAAAAA ends it)");
+    const json = await runCommand(secretsCommands, "share", { options: { ...WS, env: "production", org: "org_1", secret: "DB" }, json: true, answer });
+    expect([json.code, JSON.parse(json.stdout).id, json.stderr]).toEqual([0, "shr_AAAAAAAAAAAAAA", ""]);
   });
 });
