@@ -291,14 +291,18 @@ export const revokeShare = (tx: Database, id: string, at: number) =>
 /**
  * The links that carry a secret of the workspace (their source names it; a one-off value's link
  * has none) go with it: those still open are revoked, and every one's ciphertext is dropped (an
- * expired one's the sweep has not reached too). How many were revoked.
+ * expired one's the sweep has not reached too). The ids of those revoked, oldest first.
  */
-export function revokeSharesFrom(tx: Database, organizationId: string, workspaceId: string, at: number): number {
+export function revokeSharesFrom(tx: Database, organizationId: string, workspaceId: string, at: number): string[] {
   // The source is "<workspace>/<environment>/<name>": compared as a prefix, not with LIKE (an id's "_" is a LIKE wildcard).
   const ofWorkspace = "organization_id = ?1 AND substr(source, 1, length(?2) + 1) = ?2 || '/'";
-  const revoked = tx.query(`UPDATE secrets_shares SET revoked_at = ?3, ciphertext = x'' WHERE ${ofWorkspace} AND revoked_at IS NULL AND expires_at > ?3 AND views < max_views`).run(organizationId, workspaceId, at).changes;
+  const revoked = tx
+    .query<{ id: string; created_at: number }, [string, string, number]>(
+      `UPDATE secrets_shares SET revoked_at = ?3, ciphertext = x'' WHERE ${ofWorkspace} AND revoked_at IS NULL AND expires_at > ?3 AND views < max_views RETURNING id, created_at`,
+    )
+    .all(organizationId, workspaceId, at);
   tx.query(`UPDATE secrets_shares SET ciphertext = x'' WHERE ${ofWorkspace} AND length(ciphertext) > 0`).run(organizationId, workspaceId);
-  return revoked;
+  return revoked.sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id)).map((s) => s.id);
 }
 
 /** Drops the ciphertext of expired links (the row stays, for the audit trail and the list). */

@@ -13,6 +13,8 @@
  * when iam deletes it (src/workspace-deletions.ts).
  */
 import type { Database } from "bun:sqlite";
+import type { AuditEventInput } from "../../src/audit/event.ts";
+import type { AuditLog } from "../../src/audit/log.ts";
 import { DecryptionError } from "../../src/crypto/aead.ts";
 import { KeyDestroyedError, type Keyring } from "../../src/crypto/keyring.ts";
 import type { Store } from "../../src/store/store.ts";
@@ -115,21 +117,34 @@ export function eraseWorkspace(tx: Database, keyring: Keyring, workspaceId: stri
 /**
  * What goes of the secrets service when iam deletes a workspace (src/workspace-deletions.ts):
  * its data, and the share links carrying its secrets, revoked — its values unreadable at once
- * means through a link too (found in review: they opened on). A link of a one-off value is no
- * workspace's: it stays.
+ * means through a link too (found in review: they opened on). Each revoked link has its
+ * secrets.share.revoke event, as every other revocation does (found in review: only a count in
+ * the deletion's). A link of a one-off value is no workspace's: it stays.
  */
-export function secretsWorkspaceDeletion(keyring: () => Keyring): WorkspaceDeletionHandler {
+export function secretsWorkspaceDeletion(keyring: () => Keyring, audit: AuditLog): WorkspaceDeletionHandler {
   return {
     name: "secrets",
     deleted(tx, workspaceId, now) {
       const ws = sql.workspaceRow(tx, workspaceId);
       if (!ws) return null; // never used: nothing held (a link's source is a workspace used)
       const revoked = sql.revokeSharesFrom(tx, ws.organization_id, workspaceId, now);
+      for (const id of revoked) audit.record(tx, revokedWithWorkspace(ws, id));
       const destroyed = eraseWorkspace(tx, keyring(), workspaceId, now);
-      return `data erased, ${destroyed} key(s) destroyed (values, webhook secrets)${revoked > 0 ? `, ${revoked} share link(s) revoked` : ""}`;
+      return `data erased, ${destroyed} key(s) destroyed (values, webhook secrets)${revoked.length > 0 ? `, ${revoked.length} share link(s) revoked` : ""}`;
     },
   };
 }
+
+/** A link's revocation by its workspace's deletion; who deleted it is on the deletion's event. */
+const revokedWithWorkspace = (ws: sql.WorkspaceRow, shareId: string): AuditEventInput => ({
+  action: "secrets.share.revoke",
+  actor: { kind: "system" },
+  outcome: "success",
+  reason: "its workspace was deleted",
+  resource: { type: "share", id: shareId },
+  organization: ws.organization_id,
+  workspace: ws.workspace_id,
+});
 
 function exportWorkspace(db: Database, keyring: () => Keyring, w: { workspace_id: string; e2ee: number; created_at: number }, secretValues: boolean) {
   const environments = db.query<{ id: string; name: string; protection: string }, [string]>("SELECT id, name, protection FROM secrets_environments WHERE workspace_id = ? ORDER BY name").all(w.workspace_id);

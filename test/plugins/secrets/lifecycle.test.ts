@@ -55,6 +55,29 @@ describe("a deleted workspace's share links", () => {
     expect((await oneOff.open()).status).toBe(200);
     expect(deletionReason(c, "iam.workspace.delete")).toContain("secrets: data erased, 1 key(s) destroyed (values, webhook secrets), 1 share link(s) revoked");
   });
+
+  test("each link revoked has its secrets.share.revoke event, in the deletion's transaction, as every other revocation (found in review: only a count in the deletion's)", async () => {
+    const { c, owner, org, workspace } = await setup();
+    const [gone, kept] = [await workspace("gone"), await workspace("kept")];
+    for (const ws of [gone, kept]) await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/development/secrets/DB`, owner, { json: { value: `db of ${ws}` } });
+    const [first, second] = [await share(c, owner, org, { workspace: gone, environment: "development", name: "DB" }), await share(c, owner, org, { workspace: gone, environment: "development", name: "DB" })];
+    const revokedBefore = await share(c, owner, org, { workspace: gone, environment: "development", name: "DB" });
+    expect((await c.send("DELETE", `/v1/secrets/orgs/${org}/shares/${revokedBefore.id}`, owner)).status).toBe(200);
+    await share(c, owner, org, { workspace: kept, environment: "development", name: "DB" });
+    await share(c, owner, org);
+
+    expect((await confirmed(c, "DELETE", `/v1/iam/workspaces/${gone}`, owner)).status).toBe(200);
+    const events = c.kernel.store.db
+      .query("SELECT resource_id, actor_kind, reason, workspace FROM audit_events WHERE action = 'secrets.share.revoke' ORDER BY seq")
+      .all();
+    const withWorkspace = (id: string) => ({ resource_id: id, actor_kind: "system", reason: "its workspace was deleted", workspace: gone });
+    const byId = (a: { resource_id: string }, b: { resource_id: string }) => a.resource_id.localeCompare(b.resource_id);
+    expect(events[0]).toEqual({ resource_id: revokedBefore.id, actor_kind: "user", reason: null, workspace: null });
+    expect((events.slice(1) as Array<{ resource_id: string }>).sort(byId)).toEqual([withWorkspace(first.id), withWorkspace(second.id)].sort(byId)); // in no particular order
+    // Recorded with the deletion: just before its own event.
+    const last = c.kernel.store.db.query("SELECT action FROM audit_events ORDER BY seq DESC LIMIT 3").all();
+    expect(last.reverse()).toEqual([{ action: "secrets.share.revoke" }, { action: "secrets.share.revoke" }, { action: "iam.workspace.delete" }]);
+  });
 });
 
 /** Links asked for alongside a confirmed deletion, all sent at once: the deletion's confirmation asked for first. */
