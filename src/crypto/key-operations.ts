@@ -224,7 +224,7 @@ export async function rewrapAll(store: Store, seal: Seal, audit: AuditLog, log: 
         return result;
       }),
     );
-    for (const dek of done.damaged) log.error("a data key does not unwrap (damaged or altered): the key rotation leaves it under its old KEK", { ...dek });
+    for (const dek of done.damaged) log.error(damagedDekMessage(dek), { owner: dek.owner, version: dek.version, kek_version: dek.kek_version });
     moved += done.moved;
     damaged += done.damaged.length;
     if (!done.last) return { moved, damaged };
@@ -232,15 +232,17 @@ export async function rewrapAll(store: Store, seal: Seal, audit: AuditLog, log: 
   }
 }
 
+function damagedDekMessage(dek: DamagedDek): string {
+  if (dek.why === "kek_gone") return "a data key names a KEK that is gone (retired or lost): it does not unwrap, and the key rotation leaves it as it is";
+  return "a data key does not unwrap (damaged or altered): the key rotation leaves it under its old KEK";
+}
+
 function damagedDekEvent(dek: DamagedDek, kek: number, by: RewrapBy): AuditEventInput {
-  return {
-    action: "keys.kek.rotate",
-    actor: by.actor,
-    outcome: "failure",
-    resource: { type: "dek", id: dek.owner },
-    reason: `data key v${dek.version} does not unwrap (damaged or altered): left under KEK v${dek.kek_version}, which is kept, by the re-wrap to KEK v${kek}`,
-    request: by.request,
-  };
+  const left =
+    dek.why === "kek_gone"
+      ? `data key v${dek.version} names KEK v${dek.kek_version}, which is gone (retired or lost): it does not unwrap, left as it is`
+      : `data key v${dek.version} does not unwrap (damaged or altered): left under KEK v${dek.kek_version}, which is kept`;
+  return { action: "keys.kek.rotate", actor: by.actor, outcome: "failure", resource: { type: "dek", id: dek.owner }, reason: `${left}, by the re-wrap to KEK v${kek}`, request: by.request };
 }
 
 /**

@@ -60,9 +60,14 @@ export interface DekId {
   version: number;
 }
 
-/** A DEK that does not unwrap, under the KEK that still wraps it. */
+/**
+ * A DEK that does not unwrap, under the KEK it names: its wrapped bytes do not open
+ * ("altered"), or that KEK has no wrap for this root key any more ("kek_gone": retired, its
+ * material erased, or never there).
+ */
 export interface DamagedDek extends DekId {
   kek_version: number;
+  why: "altered" | "kek_gone";
 }
 
 /** What one batch of a re-wrap did: DEKs moved to KEK `kek`, DEKs left, where the next batch starts. */
@@ -225,16 +230,19 @@ export class Keyring {
   }
 
   private kek(version: number): Buffer {
-    const row = this.db
-      .query<{ wrapped: Uint8Array }, [number, string]>("SELECT wrapped FROM kek_wraps WHERE kek_version = ? AND root_key_id = ?")
-      .get(version, this.rootId);
-    if (!row) throw new Error(`KEK v${version} is not wrapped for root key ${this.rootId}`);
+    const wrapped = this.kekWrap(version);
+    if (!wrapped) throw new Error(`KEK v${version} is not wrapped for root key ${this.rootId}`);
     const cached = this.kekCache.get(version);
-    if (cached && cached.wrapped.equals(row.wrapped)) return cached.key;
-    const key = openEnvelope(this.root(), row.wrapped, kekAad(version, this.rootId));
+    if (cached && cached.wrapped.equals(wrapped)) return cached.key;
+    const key = openEnvelope(this.root(), wrapped, kekAad(version, this.rootId));
     cached?.key.fill(0);
-    this.kekCache.set(version, { wrapped: Buffer.from(row.wrapped), key });
+    this.kekCache.set(version, { wrapped: Buffer.from(wrapped), key });
     return key;
+  }
+
+  /** KEK `version` as wrapped for this root key, or null when it has no such wrap. */
+  private kekWrap(version: number): Uint8Array | null {
+    return this.db.query<{ wrapped: Uint8Array }, [number, string]>("SELECT wrapped FROM kek_wraps WHERE kek_version = ? AND root_key_id = ?").get(version, this.rootId)?.wrapped ?? null;
   }
 
   /** Adds a KEK version; DEKs move to it through `rewrapDeks`. Refused while a rekey is pending. */
@@ -254,9 +262,11 @@ export class Keyring {
    * Re-wraps up to `limit` DEKs still under an older KEK with the active one, in (owner,
    * version) order from just after `after`, then retires (and erases) KEKs no DEK uses any
    * more. A DEK that does not unwrap (damaged, altered) is left as it is, under its KEK, which
-   * is therefore kept: one damaged key must not stop the rotation of all the others, nor the
-   * start that resumes it. Returns what it moved and left, and the last DEK it looked at
-   * (where the next batch starts; null: none was left).
+   * is therefore kept; so is one naming a KEK this root key has no wrap of (a retired one: its
+   * row altered): one damaged key must not stop the rotation of all the others, nor the start
+   * that resumes it. A KEK wrap that is there but does not open is every DEK's under it: that
+   * stops the rotation. Returns what it moved and left, and the last DEK it looked at (where
+   * the next batch starts; null: none was left).
    */
   rewrapDeks(tx: Database, limit: number, now: number, after: DekId | null = null): RewrapBatch {
     const active = this.activeKek(tx);
@@ -268,13 +278,18 @@ export class Keyring {
     const update = tx.query("UPDATE deks SET kek_version = ?, wrapped = ? WHERE owner = ? AND version = ?");
     const damaged: DamagedDek[] = [];
     for (const row of rows) {
+      const dek = { owner: row.owner, version: row.version, kek_version: row.kek_version };
+      if (!this.kekWrap(row.kek_version)) {
+        damaged.push({ ...dek, why: "kek_gone" });
+        continue;
+      }
       this.kek(row.kek_version); // a KEK that does not open is no one DEK's damage: it stops the rotation
       let key: Buffer;
       try {
         key = this.unwrapDek(row.owner, row);
       } catch (error) {
         if (!(error instanceof DecryptionError)) throw error;
-        damaged.push({ owner: row.owner, version: row.version, kek_version: row.kek_version });
+        damaged.push({ ...dek, why: "altered" });
         continue;
       }
       update.run(active.version, sealEnvelope(active.key, active.version, key, dekAad(row.owner, row.version)), row.owner, row.version);

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { listAuditEvents } from "../../../src/audit/query.ts";
 import { cancelRekey, leftoverKeyFileWarning, rekey, rewrapAll, rotateKek, unsealFromSource } from "../../../src/crypto/key-operations.ts";
+import { DecryptionError } from "../../../src/crypto/aead.ts";
 import { promoteRootKey } from "../../../src/crypto/keyring.ts";
 import { generateRootKey, readRootKeyFile, RootKeyError, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
 import { Seal, UnsealError } from "../../../src/crypto/seal.ts";
@@ -412,6 +413,56 @@ describe("a damaged data key during a KEK rotation (found in review: it stopped 
     // Every later start meets it again, and says so again.
     await unsealFromSource(k.store, new Seal(k.store.db, k.clock.now, "key_file"), k.audit, source, log.logger, k.clock.now);
     expect(failures(k)).toHaveLength(2);
+  });
+});
+
+describe("a data key naming a KEK that is gone (found in review: it stopped every rotation, then every start)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-kek-gone-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** Three DEKs rotated to KEK v2 (v1 retired, its wraps erased); then the row of owner-1 altered to name v1 again. */
+  async function withDekOnRetiredKek() {
+    const k = testKernel();
+    for (let i = 0; i < 3; i++) await k.store.write((tx) => k.seal.keyring().encrypt(tx, `owner-${i}`, "row", "x"));
+    await rotateKek(k.store, k.seal, k.audit, k.log, OPERATOR, k.clock.now);
+    await k.store.write((tx) => tx.run("UPDATE deks SET kek_version = 1 WHERE owner = 'owner-1'"));
+    const source = { ...k.keySource, keyFile: join(dir, `root-${Math.random().toString(36).slice(2)}.key`) };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    return { k, source };
+  }
+  const kekOf = (k: { store: Store }, owner: string) => (k.store.db.query("SELECT kek_version FROM deks WHERE owner = ?").get(owner) as { kek_version: number }).kek_version;
+
+  test("the rotation moves the others and leaves it, logged and audited as damage to that one key", async () => {
+    const { k } = await withDekOnRetiredKek();
+    const log = captureLog();
+    expect(await rotateKek(k.store, k.seal, k.audit, log.logger, OPERATOR, k.clock.now)).toEqual({ version: 3, rewrapped: 2, damaged: 1 });
+    expect([kekOf(k, "owner-0"), kekOf(k, "owner-1"), kekOf(k, "owner-2")]).toEqual([3, 1, 3]);
+    const failures = k.store.db.query("SELECT resource_id, reason FROM audit_events WHERE action = 'keys.kek.rotate' AND outcome = 'failure'").all();
+    expect(failures).toEqual([{ resource_id: "owner-1", reason: "data key v1 names KEK v1, which is gone (retired or lost): it does not unwrap, left as it is, by the re-wrap to KEK v3" }]);
+    expect(log.lines.filter((l) => l.level === "error").map((l) => [l.msg, l.owner, l.kek_version])).toEqual([
+      ["a data key names a KEK that is gone (retired or lost): it does not unwrap, and the key rotation leaves it as it is", "owner-1", 1],
+    ]);
+  });
+
+  test("a start that resumes a rotation does not fail on it", async () => {
+    const { k, source } = await withDekOnRetiredKek();
+    await k.store.write((tx) => k.seal.keyring().rotateKek(tx, k.clock.now())); // killed before the re-wrap
+    const restarted = new Seal(k.store.db, k.clock.now, "key_file");
+    await unsealFromSource(k.store, restarted, k.audit, source, captureLog().logger, k.clock.now);
+    expect(restarted.sealed).toBe(false);
+    expect([kekOf(k, "owner-0"), kekOf(k, "owner-1"), kekOf(k, "owner-2")]).toEqual([3, 1, 3]);
+  });
+
+  test("a KEK wrap that is there but does not open still stops the rotation: it is every DEK's under it", async () => {
+    const k = testKernel();
+    for (let i = 0; i < 3; i++) await k.store.write((tx) => k.seal.keyring().encrypt(tx, `owner-${i}`, "row", "x"));
+    const { wrapped } = k.store.db.query("SELECT wrapped FROM kek_wraps WHERE kek_version = 1").get() as { wrapped: Uint8Array };
+    const altered = Buffer.from(wrapped);
+    altered[altered.length - 1]! ^= 1;
+    await k.store.write((tx) => tx.run("UPDATE kek_wraps SET wrapped = ? WHERE kek_version = 1", [altered]));
+    const restarted = new Seal(k.store.db, k.clock.now, "key_file");
+    restarted.unsealWithKey(k.rootKey);
+    await expect(rotateKek(k.store, restarted, k.audit, captureLog().logger, OPERATOR, k.clock.now)).rejects.toThrow(DecryptionError);
+    expect([kekOf(k, "owner-0"), kekOf(k, "owner-1"), kekOf(k, "owner-2")]).toEqual([1, 1, 1]);
   });
 });
 
