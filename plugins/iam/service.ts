@@ -589,14 +589,14 @@ export class IamService {
     requireSession(caller.principal, "change two-factor authentication"); // a leaked token must not lock the person out
     const user = this.requireUser(caller.principal);
     if (!user.totp_pending) throw new ConflictError("start the enrolment first (POST /v1/iam/me/mfa/totp)");
-    const keyring = this.k.seal.keyring();
-    const secret = keyring.decrypt(userKeyOwner(user.id), `users/${user.id}/totp_pending`, user.totp_pending);
+    const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp_pending`, user.totp_pending);
     const step = verifyTotp(secret, code.trim(), this.now());
     if (step === null) throw new InvalidError("the code does not match: check the device's clock", "code");
     // 16 characters of a 32-letter alphabet: 80 bits each, beyond offline guessing even as a plain hash.
     const codes = Array.from({ length: 10 }, () => recoveryCode());
     await this.k.store.write((tx) => {
-      sql.enableTotp(tx, user.id, keyring.encrypt(tx, userKeyOwner(user.id), `users/${user.id}/totp`, secret), step, this.now());
+      // The keyring of the write's moment: a rekey since the decryption above replaced (and wiped) that one.
+      sql.enableTotp(tx, user.id, this.k.seal.keyring().encrypt(tx, userKeyOwner(user.id), `users/${user.id}/totp`, secret), step, this.now());
       sql.replaceRecoveryCodes(tx, user.id, codes.map(hashCode));
       this.audit(tx, { action: "iam.mfa.enable", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: user.id }, request: caller.request });
     });

@@ -20,8 +20,7 @@ export interface CheckpointerOptions {
 export function startCheckpointer({ store, seal, every, intervalMs, now, log }: CheckpointerOptions): () => Promise<void> {
   let running = false;
   const tick = async (force: boolean) => {
-    const keyring = seal.keyringIfUnsealed();
-    if (running || !keyring) return;
+    if (running || seal.sealed) return;
     const head = store.db.query<{ seq: number }, []>("SELECT max(seq) AS seq FROM audit_events").get()?.seq ?? 0;
     const last = store.db.query<{ seq: number; time: number }, []>("SELECT seq, time FROM audit_checkpoints ORDER BY seq DESC LIMIT 1").get();
     const pending = head - (last?.seq ?? 0);
@@ -29,7 +28,12 @@ export function startCheckpointer({ store, seal, every, intervalMs, now, log }: 
     if (!due) return;
     running = true;
     try {
-      const checkpoint = await store.write((tx) => createCheckpoint(tx, keyring, now()));
+      // The keyring of the write's moment, not of the check: a rekey in between replaces (and
+      // wipes) the one in memory; sealed in between, there is nothing to sign with.
+      const checkpoint = await store.write((tx) => {
+        const keyring = seal.keyringIfUnsealed();
+        return keyring && createCheckpoint(tx, keyring, now());
+      });
       if (checkpoint) log.debug("signed an audit checkpoint", { seq: checkpoint.seq });
     } catch (error) {
       log.error("could not sign an audit checkpoint", { error });

@@ -230,11 +230,14 @@ export class Keyring {
   }
 
   private kek(version: number): Buffer {
+    // The root first: a keyring a rekey replaced is wiped, and the promotion that followed deleted
+    // its root's wraps. Whoever still holds it gets the 503 of root(), not "not wrapped" (a 500).
+    const root = this.root();
     const wrapped = this.kekWrap(version);
     if (!wrapped) throw new Error(`KEK v${version} is not wrapped for root key ${this.rootId}`);
     const cached = this.kekCache.get(version);
     if (cached && cached.wrapped.equals(wrapped)) return cached.key;
-    const key = openEnvelope(this.root(), wrapped, kekAad(version, this.rootId));
+    const key = openEnvelope(root, wrapped, kekAad(version, this.rootId));
     cached?.key.fill(0);
     this.kekCache.set(version, { wrapped: Buffer.from(wrapped), key });
     return key;

@@ -283,6 +283,16 @@ describe("key operations one at a time (found in review)", () => {
     expect(await k.seal.exclusive(() => "next")).toBe("next");
   });
 
+  test("a keyring held across a rekey answers as sealed (503), not 'KEK v1 is not wrapped' (500) (found in review)", async () => {
+    const k = testKernel();
+    const source = { ...k.keySource, keyFile: keyFile() };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    const held = k.seal.keyring();
+    await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now);
+    await expect(k.store.write((tx) => held.encrypt(tx, "users/u1", "totp", "x"))).rejects.toThrow(SealedError);
+    expect(await k.store.write((tx) => k.seal.keyring().encrypt(tx, "users/u1", "totp", "x"))).toBeInstanceOf(Buffer);
+  });
+
   test("requests between a rekey's steps find the keys they need: the new keyring serves before the old key's wraps go", async () => {
     const k = testKernel();
     const source = { ...k.keySource, keyFile: keyFile() };
