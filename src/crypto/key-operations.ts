@@ -157,9 +157,11 @@ export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog
     } catch (error) {
       // A key that is not this Citadel's, and a key file or credential that is missing,
       // unreadable or not the service's alone: each an unseal that failed, on record (the
-      // store is open; the start stops after this).
+      // store is open; the start stops after this). Should that record fail too (a full disk),
+      // the start still stops with the key's error: its remedy (chmod 600) and its exit code (2)
+      // are what the operator needs; the store has reported the disk's.
       const why = error instanceof UnsealError ? "not this Citadel's root key" : messageOf(error);
-      await store.write((tx) => audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "failure", reason: `${source.method}: ${why}` }));
+      await store.write((tx) => audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "failure", reason: `${source.method}: ${why}` })).catch(() => {});
       throw error;
     }
     await store.write((tx) => {

@@ -540,4 +540,16 @@ describe("key operations that fail are on record (found in review)", () => {
       "failure: key_file: not this Citadel's root key",
     ]);
   });
+
+  test("at start, a failure record the disk refuses does not hide the key file's error (found in review: the SQLITE_FULL replaced it, and its exit code 2)", async () => {
+    const k = testKernel({ sealed: true });
+    const source = { ...k.keySource, keyFile: join(dir, "full-disk.key") };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    chmodSync(source.keyFile, 0o640);
+    const full: Store = { ...k.store, write: () => Promise.reject(Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" })) };
+    const started = unsealFromSource(full, k.seal, k.audit, source, k.log, k.clock.now);
+    await expect(started).rejects.toThrow(RootKeyError);
+    await expect(started).rejects.toThrow(`root key file ${source.keyFile} is readable by group or others (mode 640); run: chmod 600 ${source.keyFile}`);
+    expect(k.seal.sealed).toBe(true);
+  });
 });
