@@ -79,6 +79,11 @@ export const sysCommands: Command[] = [
       ctx.out(`KEK        v${s.active_kek}${s.rotation_due ? "  (rotation due)" : ""}; rotation every ${s.rotation_days || "—"} days`);
       for (const k of s.keks) ctx.out(`  v${String(k.version).padEnd(4)} ${k.retired_at ? "retired" : "live   "}  ${String(k.age_days).padStart(6)} days  ${k.deks} data keys`);
       if (s.deks_to_rewrap > 0) ctx.out(`${s.deks_to_rewrap} data keys still to re-wrap (run: citadel keys rotate${sameInstanceFlags(ctx.options)}, or restart to resume)`);
+      if (s.deks_damaged > 0) {
+        // No rotation moves them: the advice above would only add KEKs.
+        ctx.out(`${s.deks_damaged} data keys do not unwrap (damaged or altered), and no rotation moves them; the audit names their owners (citadel audit list --action keys.kek.rotate${sameInstanceFlags(ctx.options)}).`);
+        ctx.out("  Restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys): see docs/keys.md.");
+      }
       return 0;
     },
   },

@@ -162,6 +162,7 @@ function keysStatus(k: Kernel) {
     keks: status.keks.map((x) => ({ ...x, created_at: iso(x.created_at), retired_at: x.retired_at === null ? null : iso(x.retired_at), age_days: age(x.created_at) })),
     deks: status.deks,
     deks_to_rewrap: status.deks_to_rewrap,
+    deks_damaged: status.deks_damaged,
     rotation_days: rotationDays,
     rotation_due: rotationDays > 0 && now - activeKek.created_at >= rotationDays * DAY_MS,
   };

@@ -45,7 +45,10 @@ export const KeysStatus = t.Object({
     }),
   ),
   deks: t.Integer(),
-  deks_to_rewrap: t.Integer({ description: "Data keys still under an older KEK (a rotation in progress)." }),
+  deks_to_rewrap: t.Integer({ description: "Data keys still under an older KEK (a rotation in progress), not counting the damaged ones." }),
+  deks_damaged: t.Integer({
+    description: "Data keys under an older KEK that do not unwrap (damaged or altered, or their KEK gone), as the last re-wrap found them: no rotation moves them. Restore a backup made before the damage, or destroy their owners' data.",
+  }),
   rotation_days: t.Integer({ description: "Configured rotation period (0: manual only)." }),
   rotation_due: t.Boolean(),
 });

@@ -193,12 +193,19 @@ function unsealWithConfiguredKey(seal: Seal, source: KeySource): string | null {
 /**
  * What a KEK rotation killed half-way left: the DEKs still under an older KEK, re-wrapped.
  * Run at every unseal (from a key file or credential at start, from shares over the API).
- * A damaged DEK does not stop it (nor the start): it is logged and audited, and left.
+ * A damaged DEK does not stop it (nor the start): it is logged and audited, and left. Only
+ * damaged ones left, there was no rotation to finish: every start meets them again, and says
+ * what to do about them instead.
  */
 export async function finishInterruptedRotation(store: Store, seal: Seal, audit: AuditLog, log: Logger, now: () => number): Promise<void> {
   const { moved, damaged } = await rewrapAll(store, seal, audit, log, now);
-  if (moved > 0 || damaged > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: moved, deks_damaged: damaged });
+  if (moved > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: moved, deks_damaged: damaged });
+  else if (damaged > 0) log.warn(`${DAMAGED_DEKS_ADVICE} (docs/keys.md)`, { deks_damaged: damaged });
 }
+
+/** What to do about data keys that do not unwrap: no rotation moves them. */
+const DAMAGED_DEKS_ADVICE =
+  "data keys that do not unwrap (damaged or altered) stay under an old KEK, and no rotation moves them: the audit names their owners (keys.kek.rotate failures); restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys)";
 
 /** Who re-wraps: a rotation's actor and request, or the system (resuming one at an unseal). */
 export interface RewrapBy {

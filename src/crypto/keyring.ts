@@ -45,8 +45,10 @@ export interface KeyringStatus {
   active_kek: number;
   keks: Array<{ version: number; created_at: number; retired_at: number | null; deks: number }>;
   deks: number;
-  /** DEKs still wrapped by an older KEK: a rotation in progress (or interrupted). */
+  /** DEKs still wrapped by an older KEK, but the damaged ones: a rotation in progress (or interrupted). */
   deks_to_rewrap: number;
+  /** DEKs under an older KEK that a re-wrap found not to unwrap, and still as it found them: no rotation moves them. */
+  deks_damaged: number;
 }
 
 const utf8 = (text: string) => Buffer.from(text, "utf8");
@@ -82,6 +84,20 @@ interface DekRow {
   version: number;
   kek_version: number;
   wrapped: Uint8Array | null;
+}
+
+/**
+ * The DEKs re-wraps found damaged, with the bytes they found (by database: the damage is of the
+ * stored row, not of a root key, so a rekey's new keyring and the next unseal's know it too).
+ * Every unseal re-wraps what an older KEK still holds, so after it every damaged DEK under an
+ * older KEK is here; one no longer stored as found (moved, destroyed) is dropped when next read.
+ */
+const damagedByDatabase = new WeakMap<Database, Map<string, DekId & { kek_version: number; wrapped: Buffer }>>();
+
+function damagedIn(db: Database): Map<string, DekId & { kek_version: number; wrapped: Buffer }> {
+  let damaged = damagedByDatabase.get(db);
+  if (!damaged) damagedByDatabase.set(db, (damaged = new Map()));
+  return damaged;
 }
 
 export class Keyring {
@@ -280,10 +296,13 @@ export class Keyring {
       .all(active.version, after?.owner ?? "", after?.version ?? -1, limit);
     const update = tx.query("UPDATE deks SET kek_version = ?, wrapped = ? WHERE owner = ? AND version = ?");
     const damaged: DamagedDek[] = [];
+    const found = (row: DekRow & { owner: string }, why: DamagedDek["why"]) => {
+      damaged.push({ owner: row.owner, version: row.version, kek_version: row.kek_version, why });
+      damagedIn(this.db).set(dekCacheId(row.owner, row.version), { owner: row.owner, version: row.version, kek_version: row.kek_version, wrapped: Buffer.from(row.wrapped!) });
+    };
     for (const row of rows) {
-      const dek = { owner: row.owner, version: row.version, kek_version: row.kek_version };
       if (!this.kekWrap(row.kek_version)) {
-        damaged.push({ ...dek, why: "kek_gone" });
+        found(row, "kek_gone");
         continue;
       }
       this.kek(row.kek_version); // a KEK that does not open is no one DEK's damage: it stops the rotation
@@ -292,7 +311,7 @@ export class Keyring {
         key = this.unwrapDek(row.owner, row);
       } catch (error) {
         if (!(error instanceof DecryptionError)) throw error;
-        damaged.push({ ...dek, why: "altered" });
+        found(row, "altered");
         continue;
       }
       update.run(active.version, sealEnvelope(active.key, active.version, key, dekAad(row.owner, row.version)), row.owner, row.version);
@@ -368,14 +387,28 @@ export class Keyring {
       )
       .all();
     const active = keks.filter((k) => k.retired_at === null).at(-1)!;
+    const damaged = this.stillDamaged(active.version);
     return {
       root: roots.find((r) => r.state === "active")!,
       pending_root: roots.find((r) => r.state === "pending") ?? null,
       active_kek: active.version,
       keks,
       deks: keks.reduce((n, k) => n + k.deks, 0),
-      deks_to_rewrap: keks.filter((k) => k.version < active.version).reduce((n, k) => n + k.deks, 0),
+      deks_to_rewrap: keks.filter((k) => k.version < active.version).reduce((n, k) => n + k.deks, 0) - damaged,
+      deks_damaged: damaged,
     };
+  }
+
+  /** How many DEKs found damaged are still stored as found, under a KEK older than `active`. */
+  private stillDamaged(active: number): number {
+    const damaged = damagedIn(this.db);
+    const row = this.db.query<{ kek_version: number; wrapped: Uint8Array | null }, [string, number]>("SELECT kek_version, wrapped FROM deks WHERE owner = ? AND version = ?");
+    for (const [id, found] of damaged) {
+      const now = row.get(found.owner, found.version);
+      const asFound = now?.wrapped && now.kek_version === found.kek_version && found.wrapped.equals(now.wrapped);
+      if (!asFound || found.kek_version >= active) damaged.delete(id);
+    }
+    return damaged.size;
   }
 }
 

@@ -104,6 +104,14 @@ test("the commands a rekey and keys status print name the --data and --config th
   expect(listed.stdout).toContain("(run: citadel keys rotate --data '/srv/my citadel', or restart to resume)");
 });
 
+test("keys status tells damaged data keys from those to re-wrap, and what to do about them (found in review: it advised a rotation that moves nothing)", async () => {
+  const keys = { root: { id: "0123abcd", method: "key_file", age_days: 1 }, pending_root: null, active_kek: 3, rotation_due: false, rotation_days: 90, keks: [], deks_to_rewrap: 0, deks_damaged: 2 };
+  const listed = await runCommand(sysCommands, "keys status", { options: { data: "/srv/c" }, answer: () => keys });
+  expect(listed.stdout).not.toContain("still to re-wrap");
+  expect(listed.stdout).toContain("2 data keys do not unwrap (damaged or altered), and no rotation moves them; the audit names their owners (citadel audit list --action keys.kek.rotate --data /srv/c).\n");
+  expect(listed.stdout).toContain("  Restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys): see docs/keys.md.\n");
+});
+
 test("keys rotate names the data keys a rotation left because they do not unwrap (found in review)", async () => {
   const run = await runCommand(sysCommands, "keys rotate", { answer: () => ({ version: 3, rewrapped: 41, damaged: 1 }) });
   expect(run.stdout).toBe("KEK v3 is active; 41 data keys re-wrapped. 1 data keys do not unwrap (damaged or altered) and stay under their old KEK: see the log and the audit (keys.kek.rotate failures).\n");

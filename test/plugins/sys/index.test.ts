@@ -121,7 +121,7 @@ describe("keys over HTTP", () => {
     const { c, token } = await operator();
     await c.kernel.store.write((tx) => c.kernel.seal.keyring().encrypt(tx, "o", "c", "x"));
     const before = await c.send("GET", "/v1/sys/keys", token);
-    expect(before.body).toMatchObject({ active_kek: 1, deks_to_rewrap: 0, rotation_days: 90, rotation_due: false, root: { method: "key_file", state: "active" }, pending_root: null });
+    expect(before.body).toMatchObject({ active_kek: 1, deks_to_rewrap: 0, deks_damaged: 0, rotation_days: 90, rotation_due: false, root: { method: "key_file", state: "active" }, pending_root: null });
     const deks = before.body.deks;
     const rotated = await c.send("POST", "/v1/sys/keys/rotate", token);
     expect(rotated.body).toEqual({ version: 2, rewrapped: deks, damaged: 0 });

@@ -426,6 +426,58 @@ describe("a damaged data key during a KEK rotation (found in review: it stopped 
   });
 });
 
+describe("damaged data keys, counted apart from those to re-wrap (found in review: counted to re-wrap forever, and every start said it finished a rotation)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-damaged-count-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** Three DEKs, the one of owner-1 altered, rotated: it stays under KEK v1. */
+  async function rotatedPastDamage() {
+    const k = testKernel();
+    for (let i = 0; i < 3; i++) await k.store.write((tx) => k.seal.keyring().encrypt(tx, `owner-${i}`, "row", "x"));
+    const { wrapped } = k.store.db.query("SELECT wrapped FROM deks WHERE owner = 'owner-1'").get() as { wrapped: Uint8Array };
+    const altered = Buffer.from(wrapped);
+    altered[altered.length - 1]! ^= 1;
+    await k.store.write((tx) => tx.run("UPDATE deks SET wrapped = ? WHERE owner = 'owner-1'", [altered]));
+    await rotateKek(k.store, k.seal, k.audit, k.log, OPERATOR, k.clock.now);
+    const source = { ...k.keySource, keyFile: join(dir, `root-${Math.random().toString(36).slice(2)}.key`) };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    return { k, source };
+  }
+  const counts = (seal: Seal) => {
+    const { deks_to_rewrap, deks_damaged } = seal.keyring().status();
+    return { deks_to_rewrap, deks_damaged };
+  };
+
+  test("status: none to re-wrap, one damaged; still after a rekey and a restart; gone once its owner's keys are destroyed", async () => {
+    const { k, source } = await rotatedPastDamage();
+    expect(counts(k.seal)).toEqual({ deks_to_rewrap: 0, deks_damaged: 1 });
+    await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now); // a new keyring
+    expect(counts(k.seal)).toEqual({ deks_to_rewrap: 0, deks_damaged: 1 });
+    const restarted = new Seal(k.store.db, k.clock.now, "key_file");
+    await unsealFromSource(k.store, restarted, k.audit, source, captureLog().logger, k.clock.now);
+    expect(counts(restarted)).toEqual({ deks_to_rewrap: 0, deks_damaged: 1 });
+    await k.store.write((tx) => restarted.keyring().destroyOwner(tx, "owner-1", k.clock.now()));
+    expect(counts(restarted)).toEqual({ deks_to_rewrap: 0, deks_damaged: 0 });
+  });
+
+  test("a rotation under way counts what it has not reached to re-wrap, and the damaged one apart", async () => {
+    const { k } = await rotatedPastDamage();
+    await k.store.write((tx) => k.seal.keyring().rotateKek(tx, k.clock.now())); // KEK v3, nothing moved yet
+    expect(counts(k.seal)).toEqual({ deks_to_rewrap: 2, deks_damaged: 1 });
+    await rewrapAll(k.store, k.seal, k.audit, k.log, k.clock.now, { actor: OPERATOR });
+    expect(counts(k.seal)).toEqual({ deks_to_rewrap: 0, deks_damaged: 1 });
+  });
+
+  test("a start that finds only damaged keys warns about them, rather than saying it finished a rotation", async () => {
+    const { k, source } = await rotatedPastDamage();
+    const log = captureLog();
+    await unsealFromSource(k.store, new Seal(k.store.db, k.clock.now, "key_file"), k.audit, source, log.logger, k.clock.now);
+    expect(log.lines.find((l) => l.msg === "finished an interrupted key rotation")).toBeUndefined();
+    const warning = log.lines.find((l) => l.level === "warn");
+    expect(warning).toMatchObject({ deks_damaged: 1 });
+    expect(warning!.msg).toStartWith("data keys that do not unwrap (damaged or altered) stay under an old KEK, and no rotation moves them");
+  });
+});
+
 describe("a data key naming a KEK that is gone (found in review: it stopped every rotation, then every start)", () => {
   const dir = mkdtempSync(join(tmpdir(), "citadel-kek-gone-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
