@@ -107,6 +107,8 @@ export function hasTable(db: Database, table: string): boolean {
   return db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== null;
 }
 
+const DATABASE = "citadel.db";
+
 /** The decrypted database `citadel restore` writes beside citadel.db before its swap, and SQLite's companions of it. */
 const RESTORE_COPY = /^(citadel\.db\.restoring-\d+)(-journal|-wal|-shm)?$/;
 
@@ -115,8 +117,11 @@ const RESTORE_COPY = /^(citadel\.db\.restoring-\d+)(-journal|-wal|-shm)?$/;
  * directory (the restore removes its own on any failure it lives through, and the next restore
  * every one): a full database in clear — emails, password hashes, personal data — that no
  * erasure reaches. Not the one the marker names (`swapping_in`): that is the checked database a
- * start puts in place to finish the swap; nor any while a marker does not read (it may name
- * one), or while a restore holds the data directory's lock (its copy is in the making).
+ * start puts in place to finish the swap; nor any while a restore holds the data directory's
+ * lock (its copy is in the making). A marker that does not read may name one; yet with
+ * citadel.db in place a start goes on with citadel.db (it cannot tell what to swap) and the
+ * backup plugin removes the marker, so no start would ever use a copy: each is abandoned. Only
+ * without citadel.db (the start refuses, and the operator finishes the restore) are they kept.
  */
 export function abandonedRestoreCopies(dataDir: string): string[] {
   let names: string[];
@@ -128,7 +133,7 @@ export function abandonedRestoreCopies(dataDir: string): string[] {
   const copies = names.filter((name) => RESTORE_COPY.test(name));
   if (copies.length === 0 || dataDirectoryHolder(dataDir) === "restore") return [];
   const named = swappingIn(dataDir);
-  if (named === "unknown") return [];
+  if (named === "unknown") return existsSync(join(dataDir, DATABASE)) ? copies.sort() : [];
   return copies.filter((name) => RESTORE_COPY.exec(name)![1] !== named).sort();
 }
 

@@ -4,7 +4,7 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { descendsFromBackup, RESTORE_MARKER, restoreState } from "../../src/restore-marker.ts";
+import { abandonedRestoreCopies, descendsFromBackup, RESTORE_MARKER, restoreState } from "../../src/restore-marker.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -39,4 +39,17 @@ test("the backup's audit head: the marker's, or its last restore's; a previous d
   expect(descendsFromBackup(restored, db([[7, 9]]), 7)).toBe(false); // another history at that seq
   expect(descendsFromBackup(restored, db([[6, 1]]), 7)).toBe(false); // never got that far
   expect(descendsFromBackup(restored, db([[7, 2]]), null)).toBe(false); // head unknown
+});
+
+test("with a marker that does not read, the decrypted copies are abandoned when citadel.db is in place (a start goes on with it), kept when it is not (found in review: none was reported, and one survived a start)", () => {
+  const dir = dataDir();
+  writeFileSync(join(dir, "citadel.db.restoring-777"), "decrypted");
+  writeFileSync(join(dir, "citadel.db.restoring-777-journal"), "");
+  writeFileSync(join(dir, RESTORE_MARKER), "{ damaged");
+  expect(abandonedRestoreCopies(dir)).toEqual([]); // no citadel.db: the start refuses, and the copy may be what the operator needs
+  writeFileSync(join(dir, "citadel.db"), "");
+  expect(abandonedRestoreCopies(dir)).toEqual(["citadel.db.restoring-777", "citadel.db.restoring-777-journal"]);
+  // A marker that reads and names it for its swap: kept (the start puts it in place).
+  writeFileSync(join(dir, RESTORE_MARKER), JSON.stringify({ previous: null, swapping_in: "citadel.db.restoring-777" }));
+  expect(abandonedRestoreCopies(dir)).toEqual([]);
 });

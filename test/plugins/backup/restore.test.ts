@@ -505,9 +505,23 @@ describe("a restore killed part-way", () => {
     writeFileSync(join(dataDir, RESTORE_MARKER), JSON.stringify({ ...pending, restores: [{ ...pending.restores[0], previous: "../elsewhere" }] }));
     expect(() => settleInterruptedRestore(dataDir)).toThrow(ConfigError);
     expect(existsSync(join(dataDir, named))).toBe(true);
+    // A marker that does not read, and no citadel.db: the start refuses, and the copy stays for the operator.
     writeFileSync(join(dataDir, RESTORE_MARKER), "{ damaged");
-    settleInterruptedRestore(dataDir); // citadel.db is there: the start goes on, the copy stays (the doctor reports it)
+    realRename(join(dataDir, "citadel.db"), join(dataDir, "citadel.db.aside"));
+    expect(() => settleInterruptedRestore(dataDir)).toThrow(ConfigError);
     expect(existsSync(join(dataDir, named))).toBe(true);
+    realRename(join(dataDir, "citadel.db.aside"), join(dataDir, "citadel.db"));
+  });
+
+  test("a marker that does not read beside citadel.db: the start goes on with citadel.db and removes the copy, which no start would use (found in review: it stayed for a start, unreported)", async () => {
+    const { dataDir } = await killedServer("killed-damaged-marker");
+    fs.copyFileSync(join(dataDir, "citadel.db"), join(dataDir, "citadel.db.restoring-777"));
+    writeFileSync(join(dataDir, RESTORE_MARKER), "{ damaged");
+    const warnings: Array<[string, unknown]> = [];
+    settleInterruptedRestore(dataDir, { warn: (msg: string, fields?: unknown) => void warnings.push([msg, fields]) });
+    expect(readdirSync(dataDir).filter((n) => n.includes("restoring"))).toEqual([]);
+    expect(warnings).toEqual([["removed the decrypted copy of a backup that an interrupted restore left in the data directory", { data_dir: dataDir, files: ["citadel.db.restoring-777"] }]]);
+    expect(rowsIn(join(dataDir, "citadel.db"))).toBe(3);
   });
 
   test("a fresh data directory (nothing there, or only a config) starts as before", () => {
