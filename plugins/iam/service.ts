@@ -200,8 +200,8 @@ interface Failures {
   count: number;
   /** No attempt is looked at before this time. */
   waitUntil: number;
-  /** When the first failure of this count was. */
-  since: number;
+  /** When the last failure of this count was. */
+  last: number;
 }
 
 /** Who ran `citadel recover` on the host: the accounts by number (uid, sudo's uid), and with the sudo user's name. */
@@ -405,8 +405,8 @@ export class IamService {
     const passwordOk = user ? await this.hasher.verify(user.password_hash, input.password) : await this.hasher.verifyNothing(input.password);
     const fail = async (reason: string, message = WRONG_PASSWORD): Promise<never> => {
       this.countFailure(pairKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
-      // Over a window: one address is many people's (a NAT, a proxy not in trusted_proxies), and
-      // the typos of a long uptime must not add up to throttling all of them (found in review).
+      // Forgiven after a quiet window: one address is many people's (a NAT, a proxy not in
+      // trusted_proxies), and the typos of a long uptime must not add up to throttling all of them.
       this.countFailure(addressKey, s.login_slowdown_after * 5, s.login_lock_after * 5, s.login_lock_minutes, s.login_lock_minutes * 60_000);
       await this.k.store.write((tx) =>
         this.audit(tx, { action: "iam.login", actor: user ? { kind: "user", user: user.id } : { kind: "anonymous" }, outcome: "failure", reason, request, ...typedEmail(tx, input.email, user?.id) }),
@@ -507,14 +507,17 @@ export class IamService {
   }
 
   /**
-   * With `windowMs`, the count starts over at a failure once the count's first one is that old
-   * (a wait already imposed still holds); without, failures add up until cleared.
+   * With `windowMs`, the count starts over at a failure once the count's last one is that old: a
+   * quiet spell of that long forgives (a wait already imposed still holds). Not the first one:
+   * a guesser who waits out each slowdown would have kept the count from ever reaching the lock
+   * (found in review). Without, failures add up until cleared.
    */
   private countFailure(key: string, slowAfter: number, lockAfter: number, lockMinutes: number, windowMs = Infinity): void {
     const now = this.now();
     const counted = this.failures.get(key);
-    const f = counted && now - counted.since < windowMs ? counted : { count: 0, waitUntil: counted?.waitUntil ?? 0, since: now };
+    const f = counted && now - counted.last < windowMs ? counted : { count: 0, waitUntil: counted?.waitUntil ?? 0, last: now };
     f.count++;
+    f.last = now;
     if (f.count >= lockAfter) f.waitUntil = now + lockMinutes * 60_000;
     else if (f.count >= slowAfter) f.waitUntil = now + Math.min(2 ** (f.count - slowAfter) * 1000, lockMinutes * 60_000);
     // Bounded memory (a BoundedMap): what failed longest ago goes first, never every count at
