@@ -19,20 +19,27 @@ export function kernelWriteProbe(tx: Tx): void {
 }
 
 /**
- * `probe` changes bytes that matter to nobody. Its outcome reaches a later check: the store
- * remembers a refusal and forgets it when a write that changed rows commits.
+ * `probe` changes bytes that matter to nobody. Its outcome reaches a later check: only a probe
+ * that commits answers a refusal (those up to the one it was sent after) — not a request's
+ * write that commits, which may have written no page (a row set to what it was, a write rolled
+ * back to its savepoint) and so commits on a full disk too (found in review).
  */
 export function storeReadiness(store: Store, probe: (tx: Tx) => void = kernelWriteProbe, now: () => number = () => performance.now()): () => string | null {
   let probedAt = -Infinity;
+  let answered = 0; // the refusals a committed probe came after
   return () => {
     if (!store.ping()) return "unreachable";
-    const failure = store.writeFailure();
-    if (failure === null) return null;
+    const last = store.writeFailure();
+    if (last === null || last.refusal <= answered) return null;
     const at = now();
     if (at - probedAt >= PROBE_INTERVAL_MS) {
       probedAt = at;
-      store.write(probe).catch(() => {}); // a refusal is the store's to remember, not an error to raise here
+      const after = last.refusal;
+      store.write(probe).then(
+        () => void (answered = Math.max(answered, after)),
+        () => {}, // refused too: the store remembers it
+      );
     }
-    return `cannot write: ${failure.reason}`;
+    return `cannot write: ${last.failure.reason}`;
   };
 }

@@ -47,10 +47,10 @@ export interface Store {
   /** True when a trivial query answers (for /readyz). */
   ping(): boolean;
   /**
-   * Why the last write the disk refused was refused (full, failing), until a later write
-   * commits: /readyz is not ready meanwhile, since every change would fail.
+   * The last write the disk refused (full, failing): why, and its number among the refusals
+   * (1, 2, …), for /readyz to tell a refusal its probe has answered from a newer one.
    */
-  writeFailure(): StorageFailure | null;
+  writeFailure(): { failure: StorageFailure; refusal: number } | null;
   /** Commits what is queued, then closes. Safe to call twice. */
   close(): void;
 }
@@ -116,12 +116,12 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000, onStora
   let changesAtSnapshot: number | null = null;
 
   let storageFailureReportedAt: number | null = null;
-  let lastWriteFailure: StorageFailure | null = null;
+  let lastWriteFailure: { failure: StorageFailure; refusal: number } | null = null;
   /** A write refused by the disk reaches its caller as a 503 (StorageUnavailableError); the log hears of it seldom. */
   const asStorageFailure = (error: unknown): unknown => {
     const failure = storageFailureOf(error);
     if (failure === null) return error;
-    lastWriteFailure = failure;
+    lastWriteFailure = { failure, refusal: (lastWriteFailure?.refusal ?? 0) + 1 };
     const at = now();
     if (storageFailureReportedAt === null || at - storageFailureReportedAt >= STORAGE_FAILURE_REPORT_MS) {
       storageFailureReportedAt = at;
@@ -134,10 +134,7 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000, onStora
     scheduled = false;
     while (queue.length > 0) {
       const batch = queue.length > maxBatch ? queue.splice(0, maxBatch) : queue.splice(0);
-      // Only a commit that changed rows says the disk takes writes again: one that changed none
-      // (a sweep that found nothing to delete) wrote no page, and commits on a full disk too.
-      const changesBefore = changes();
-      if (commitBatch(db, statements(), batch, asStorageFailure) && changes() > changesBefore) lastWriteFailure = null;
+      commitBatch(db, statements(), batch, asStorageFailure);
     }
   };
 
@@ -235,11 +232,8 @@ function endSnapshot(db: Database, sql: TransactionStatements): void {
   }
 }
 
-/**
- * `failure` turns an error into what the callers are given (a full disk: StorageUnavailableError).
- * True when at least one write of the batch reached the disk.
- */
-function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWrite[], failure: (error: unknown) => unknown): boolean {
+/** `failure` turns an error into what the callers are given (a full disk: StorageUnavailableError). */
+function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWrite[], failure: (error: unknown) => unknown): void {
   // Whatever happens below, every caller's promise settles exactly once.
   const settled = new Set<PendingWrite>();
   const rejectRest = (error: unknown) => {
@@ -263,7 +257,7 @@ function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWri
         // SQLite rolled back the whole transaction (disk full, I/O error, ON CONFLICT ROLLBACK):
         // the writes of this batch that had succeeded are gone too.
         rejectRest(outcome.ok ? new Error("store.write: the transaction was aborted") : outcome.error);
-        return false;
+        return;
       }
       if (!outcome.ok) sql.rollbackTo.run();
       sql.release.run();
@@ -276,13 +270,11 @@ function commitBatch(db: Database, sql: TransactionStatements, batch: PendingWri
       if (outcome.ok) w.resolve(outcome.value);
       else w.reject(failure(outcome.error));
     });
-    return outcomes.some((outcome) => outcome.ok);
   } catch (error) {
     // BEGIN failed (busy), COMMIT failed (nothing of the batch is on disk), or a savepoint
     // statement failed: every caller not yet answered learns it.
     if (db.inTransaction) sql.rollback.run();
     rejectRest(error);
-    return false;
   }
 }
 

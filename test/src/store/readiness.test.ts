@@ -70,19 +70,33 @@ test("ready until the disk refuses a write; the probe asks again at most once an
   expect(problem()).toBeNull();
 });
 
-test("a request's write that commits makes it ready without a probe; a write failing for another reason does not make it unready", async () => {
+test("only the probe answers a refusal: a request's write that commits may have written no page (found in review); a write failing for another reason is no refusal", async () => {
   const { store, fill, free } = fullableStore();
   let probes = 0;
-  const problem = storeReadiness(store, () => void probes++, () => 0);
+  const problem = storeReadiness(store, (tx) => void (probes++, big(tx)), () => 0);
   await expect(store.write((tx) => tx.run("INSERT INTO nowhere VALUES (1)"))).rejects.toThrow(/no such table/);
   expect(problem()).toBeNull();
 
   fill();
   await expect(store.write(big)).rejects.toThrow(/full/);
+  // A write rolled back to its savepoint, and one that reads only, commit together on the full disk.
+  store.db.run("INSERT INTO items (blob) VALUES (x'00')");
+  const rolledBack = store.write((tx) => {
+    tx.run("UPDATE items SET blob = x'01'");
+    throw new Error("refused by the caller");
+  });
+  const readOnly = store.write((tx) => tx.query("SELECT 1").get());
+  await expect(rolledBack).rejects.toThrow("refused by the caller");
+  await readOnly;
+  await store.write((tx) => tx.run("UPDATE items SET blob = blob")); // a row set to what it was
+  expect(problem()).toBe("cannot write: the disk holding the data directory is full"); // and the probe goes out, refused
+  await settle();
+  expect(problem()).not.toBeNull();
+
   free();
-  await store.write(big);
-  expect(problem()).toBeNull();
-  expect(probes).toBe(0);
+  await store.write(big); // a request's write: fits now, still no answer to the refusal
+  expect(problem()).not.toBeNull(); // within the interval: no probe yet
+  expect(probes).toBe(1);
 });
 
 test("the kernel's probe changes bytes (a row set to what it was writes nothing, and commits on a full disk too: found in review)", async () => {
