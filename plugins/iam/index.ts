@@ -273,7 +273,8 @@ export const iamPlugin = definePlugin<IamSettings>({
         // --- organizations ------------------------------------------------------------------
         .get("/orgs", ({ request }) => iso(iam.organizations(principalOf(request))), {
           response: m.OrganizationList,
-          detail: { summary: "My organizations", tags: ["iam: organizations"], ...access({ scope: "iam:read" }) },
+          // The caller's own: a self-service token may ask too (the CLI's organization when --org is not given).
+          detail: { summary: "My organizations", tags: ["iam: organizations"], ...access({ scope: "iam:read", orScope: "iam:self" }) },
         })
         .post(
           "/orgs",
