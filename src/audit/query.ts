@@ -105,12 +105,23 @@ export interface AuditPage {
 
 export function listAuditEvents(db: Database, keyring: Keyring, filter: AuditFilter, limit: number, cursor?: string): AuditPage {
   const before = cursor === undefined ? undefined : decodeCursor(cursor);
-  const rows = filter.action === undefined ? newestMatching(db, where(filter, before), limit + 1) : newestOfActions(db, filter, before, limit + 1);
+  const byType = filter.action !== undefined && !hasAnotherIndexedFilter(filter);
+  const rows = byType ? newestOfActions(db, filter, before, limit + 1) : newestMatching(db, where(filter, before), limit + 1);
   const page = rows.slice(0, limit);
   return {
     events: page.map((r) => auditEventView(db, r, keyring)),
     next_cursor: rows.length > limit ? encodeCursor(page.at(-1)!.seq) : null,
   };
+}
+
+/**
+ * Whether a filter besides the action has an index of its own (in seq order). Then that index
+ * leads and the action is tested on what it finds: read type by type, each type's query would
+ * take it too, and walk all of its events for every type the caller has none of (found in
+ * review: --action iam --actor U, 36 types, near two seconds).
+ */
+function hasAnotherIndexedFilter(filter: AuditFilter): boolean {
+  return filter.organization !== undefined || filter.actor !== undefined || filter.resource_id !== undefined || filter.resource_type !== undefined || filter.outcome === "failure";
 }
 
 function newestMatching(db: Database, { sql, params }: { sql: string; params: SQLQueryBindings[] }, limit: number): StoredEvent[] {

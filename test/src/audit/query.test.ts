@@ -62,6 +62,17 @@ test("each filter of the API is looked up through an index, not a scan of the lo
   }
 });
 
+test("with another indexed filter, that filter's index leads and the action is tested on what it finds (not read type by type)", async () => {
+  const k = await kernelWithEvents();
+  for (const other of [{ actor: "u_alice" }, { organization: "org_1" }, { resource_type: "widget" }, { outcome: "failure" as const }]) {
+    const { sql, params } = where({ action: "widgets", ...other });
+    const plan = k.store.db.query<{ detail: string }, typeof params>(`EXPLAIN QUERY PLAN SELECT * FROM audit_events ${sql} ORDER BY seq DESC LIMIT 10`).all(...params).map((r) => r.detail).join("; ");
+    expect(plan).not.toContain("audit_events_by_action");
+    expect(plan).not.toContain("TEMP B-TREE");
+    expect(listAuditEvents(k.store.db, k.seal.keyring(), { action: "widgets", ...other }, 10).events.every((e) => e.action.startsWith("widgets."))).toBe(true);
+  }
+});
+
 test("an action filter's pages follow one another across the types under it, newest first", async () => {
   const k = testKernel({ actions: ACTIONS });
   await k.store.write((tx) => {
