@@ -7,6 +7,7 @@
 import { Elysia } from "elysia";
 import { ForbiddenError, InvalidError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
+import { pageWithoutTrailingSlash } from "../../src/http/public-url.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
@@ -270,7 +271,8 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           },
           { response: m.Done, detail: { summary: "Revoke a share link", tags: ["secrets: shares"], ...access({ scope: "secrets:write", org: "org" }) } },
         )
-        .get("/shares/:share", () => new Response(SHARE_PAGE_HTML, { headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": SHARE_PAGE_CSP, "cache-control": "no-store" } }), {
+        // At /shares/ID/ its relative addresses ("../share-page.js", "ID/peek") would miss: sent to /shares/ID (the #key stays with the browser).
+        .get("/shares/:share", ({ request }) => pageWithoutTrailingSlash(request) ?? new Response(SHARE_PAGE_HTML, { headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": SHARE_PAGE_CSP, "cache-control": "no-store" } }), {
           detail: { summary: "The page a share link opens in a browser (it decrypts there; the key never reaches the server)", tags: ["secrets: shares"], responses: { 200: PAGE_RESPONSE("text/html") }, ...access({ public: true }) },
         })
         .get("/share-page.js", () => new Response(SHARE_PAGE_JS, { headers: { "content-type": "text/javascript; charset=utf-8", "content-security-policy": SHARE_PAGE_CSP } }), {

@@ -65,6 +65,7 @@ test("a page asked for with a trailing slash is sent to its own address, relativ
   for (const [path, location] of [
     ["/docs/", "../docs"],
     ["/oauth/device/?user_code=BCDF-GHJK", "../device?user_code=BCDF-GHJK"],
+    ["/v1/secrets/shares/shr_abc/", "../shr_abc"],
   ] as Array<[string, string]>) {
     const res = await c.send("GET", path);
     expect([res.status, res.headers.get("location")]).toEqual([308, location]);
