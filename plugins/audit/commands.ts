@@ -5,7 +5,7 @@ import { parseCheckpointFile, type ExportedCheckpoint } from "../../src/audit/ch
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { choiceOption, forStdout, integerOption, oneLine } from "../../src/cli/output.ts";
-import { describeFsError, writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
+import { describeFsError, fileWriteProblem, writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
 import type { AuditPage, Checkpoint, EraseResponse, EventRef } from "./model.ts";
@@ -144,6 +144,7 @@ export const auditCommands: Command[] = [
       // NDJSON is JSON already, an event a line; CSV is not.
       if (ctx.json && format === "csv") throw new UsageError("--json with --format csv: give one (the export is NDJSON, a JSON object a line, unless --format csv)");
       const query = filterQuery(ctx, { format });
+      if (typeof ctx.options.out === "string") refuseUnwritableOut(ctx.options.out, "nothing was exported");
       // Streamed, never held whole: an export can be larger than memory, and take longer than any time limit.
       const pieces = await (await ctx.api()).requestStream("GET", `/v1/audit/export${query}`);
       if (typeof ctx.options.out === "string") await writeOwnerOnlyFileFrom(ctx.options.out, pieces); // personal data may be in it
@@ -181,6 +182,7 @@ export const auditCommands: Command[] = [
     summary: "Sign the head of the audit chain now and print (or save) the checkpoint to keep elsewhere",
     options: { out: { type: "string", description: "Write the checkpoint to this file" } },
     async run(ctx) {
+      if (typeof ctx.options.out === "string") refuseUnwritableOut(ctx.options.out, "no checkpoint was made");
       const checkpoint = await (await ctx.api()).request<typeof Checkpoint.static>("POST", "/v1/audit/checkpoints");
       const text = JSON.stringify(checkpoint, null, 2);
       if (typeof ctx.options.out === "string") {
@@ -219,3 +221,12 @@ export const auditCommands: Command[] = [
     },
   },
 ];
+
+/**
+ * Refuses an --out that could not be written, before the server is asked: after, the export
+ * (personal data, maybe) or the checkpoint is made and audited for nothing.
+ */
+function refuseUnwritableOut(out: string, consequence: string): void {
+  const problem = fileWriteProblem(out);
+  if (problem !== null) throw new UsageError(`--out ${out}: ${problem}; ${consequence}`);
+}

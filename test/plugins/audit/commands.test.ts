@@ -96,3 +96,25 @@ describe("audit list (found in review: a note with a line break read as a second
     ]);
   });
 });
+
+describe("audit export and checkpoint --out (found in review: the server made and audited them, then the file could not be written)", () => {
+  test("a path that cannot be written is a usage error and nothing is asked of the server; a device such as /dev/null is fine", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-audit-out-"));
+    try {
+      for (const [words, consequence] of [["audit export", "nothing was exported"], ["audit checkpoint", "no checkpoint was made"]] as const) {
+        for (const [out, problem] of [
+          [join(dir, "missing", "x"), `the directory ${join(dir, "missing")} does not exist`],
+          [`${dir}/`, "is not a file's name"],
+          [dir, "is a directory: give the file's name in it"],
+        ]) {
+          const run = await runCommand(auditCommands, words, { options: { out } });
+          expect([run.code, run.error?.message, run.requests]).toEqual([2, `--out ${out}: ${problem}; ${consequence}`, []]);
+        }
+      }
+      const exported = await runCommand(auditCommands, "audit export", { options: { out: "/dev/null" }, answer: () => "" });
+      expect(exported.code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
