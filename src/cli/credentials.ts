@@ -47,13 +47,30 @@ export function readStoredLogin(configHome: string): StoredLogin | null {
   }
   // Every command reads it: one of another shape failed later, far from it ("baseUrl.replace").
   if (!isStoredLogin(stored)) throw new CredentialsFileError(`${path} is not a stored login (a server URL, a token and its id); remove it and run citadel login`);
-  return stored;
+  return withoutStoredPassword(path, stored);
+}
+
+/**
+ * A login an earlier version stored with user:password@ in its server's URL (since refused: it
+ * was kept and shown) is taken without it, and stored so: refused instead, `citadel logout`
+ * could no longer revoke its token (found in review).
+ */
+function withoutStoredPassword(path: string, stored: StoredLogin): StoredLogin {
+  const url = URL.parse(stored.server)!;
+  if (url.username === "" && url.password === "") return stored;
+  const login = { ...stored, server: normalizedServerUrl(stored.server) };
+  try {
+    writeFileAtomic(path, `${JSON.stringify(login, null, 2)}\n`, 0o600);
+  } catch {
+    // Read-only here: the login still works without it; the next login rewrites the file.
+  }
+  return login;
 }
 
 function isStoredLogin(value: unknown): value is StoredLogin {
   if (typeof value !== "object" || value === null) return false;
   const { server, token, token_id, certificate } = value as Record<string, unknown>;
-  return typeof server === "string" && serverUrlProblem(server) === null && typeof token === "string" && typeof token_id === "string" && (certificate === undefined || typeof certificate === "string");
+  return typeof server === "string" && serverUrlProblem(server.replace(/\/\/[^/@]*@/, "//")) === null && typeof token === "string" && typeof token_id === "string" && (certificate === undefined || typeof certificate === "string");
 }
 
 function writeStoredLogin(configHome: string, login: StoredLogin): string {

@@ -168,3 +168,17 @@ test("a stored login of another shape is refused naming the file, not read into 
   expect(readStoredLogin(configHome)).toEqual({ server: "https://h:8443", token: "t", token_id: "i" });
   rmSync(path);
 });
+
+test("a login stored by an earlier version with user:password@ in its server's URL is read without it, and stored so (found in review: refused, logout could not revoke its token)", () => {
+  const home = mkdtempSync(join(tmpdir(), "citadel-credentials-userinfo-"));
+  try {
+    mkdirSync(join(home, "citadel"), { recursive: true, mode: 0o700 });
+    writeFileSync(credentialsPath(home), JSON.stringify({ server: "https://admin:hunter2@127.0.0.1:38813/", token: "citadel_pat_x", token_id: "tok_1" }), { mode: 0o600 });
+    expect(readStoredLogin(home)).toEqual({ server: "https://127.0.0.1:38813", token: "citadel_pat_x", token_id: "tok_1" });
+    const kept = readFileSync(credentialsPath(home), "utf8");
+    expect(kept).not.toContain("hunter2");
+    expect(JSON.parse(kept).server).toBe("https://127.0.0.1:38813");
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+});
