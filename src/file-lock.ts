@@ -79,7 +79,7 @@ export function lockDataDirectory(dataDir: string, command: DataDirectoryWriter)
   }
   let locked = false;
   try {
-    if (libc !== null && !libc.tryLock(fd)) return { refused: describeHolder(readFileSync(path, "utf8")) };
+    if (libc !== null && !tryLockPatiently(libc, fd)) return { refused: describeHolder(readFileSync(path, "utf8")) };
     locked = true;
   } finally {
     if (!locked) closeSync(fd);
@@ -95,6 +95,21 @@ export function lockDataDirectory(dataDir: string, command: DataDirectoryWriter)
     },
   };
 }
+
+/**
+ * The lock, tried for up to LOCK_PATIENCE_MS: a probe (dataDirectoryHolder, a client's
+ * dataDirectoryLockHeld) takes it for an instant to learn whether it is held, and a start at
+ * that instant must not be refused for it (found in review). A real holder holds it for longer.
+ */
+function tryLockPatiently(libc: NonNullable<ReturnType<typeof loadLibc>>, fd: number): boolean {
+  for (let waited = 0; ; waited += 10) {
+    if (libc.tryLock(fd)) return true;
+    if (waited >= LOCK_PATIENCE_MS) return false;
+    Bun.sleepSync(10);
+  }
+}
+
+const LOCK_PATIENCE_MS = 100;
 
 /**
  * The command that holds the data directory's lock now (its flock asked, not only the line it

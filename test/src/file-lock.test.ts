@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { DATA_DIRECTORY_LOCK, FileLockTimeout, lockDataDirectory, withFileLock } from "../../src/file-lock.ts";
 
 const dirs: string[] = [];
@@ -120,5 +120,38 @@ describe("lockDataDirectory", () => {
     const script = `const { lockDataDirectory } = await import(${JSON.stringify(MODULE)}); try { lockDataDirectory(${JSON.stringify(dir)}, "serve"); console.log("locked"); } catch (e) { console.log(e.name, e.message); }`;
     const other = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bun", "-e", script], { env: { ...process.env, HOME: "/tmp" } });
     expect(other.stdout.toString().trim()).toBe(`ConfigError ${join(dir, DATA_DIRECTORY_LOCK)} cannot be opened by this user (uid 65534): give it to the data directory's owner (chown 65534 ${join(dir, DATA_DIRECTORY_LOCK)}) or remove it`);
+  });
+});
+
+describe("a lock taken for an instant (found in review: a client's probe of the lock made a start at that instant refuse)", () => {
+  /** Another process holds the data directory's lock for `seconds`, as a probe or a real holder would. */
+  async function heldElsewhere(dir: string, seconds: number) {
+    const path = join(dir, DATA_DIRECTORY_LOCK);
+    writeFileSync(path, "");
+    const child = Bun.spawn(["flock", "--exclusive", path, "sleep", String(seconds)]);
+    // Until it holds it: our own attempt is refused (and let go at once).
+    for (let i = 0; i < 200; i++) {
+      const attempt = Bun.spawnSync(["flock", "--exclusive", "--nonblock", path, "true"]);
+      if (attempt.exitCode !== 0) break;
+      await Bun.sleep(5);
+    }
+    return child;
+  }
+
+  test("a lock held for a moment is waited for; one held longer is refused", async () => {
+    const dir = dirname(place());
+    const brief = await heldElsewhere(dir, 0.03);
+    const lock = lockDataDirectory(dir, "serve");
+    expect("release" in lock).toBe(true);
+    if ("release" in lock) lock.release();
+    await brief.exited;
+
+    const long = await heldElsewhere(dir, 2);
+    try {
+      expect(lockDataDirectory(dir, "serve")).toEqual({ refused: expect.any(String) });
+    } finally {
+      long.kill();
+      await long.exited;
+    }
   });
 });
