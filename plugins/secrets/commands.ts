@@ -18,7 +18,7 @@ import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecr
 import { NO_KEY_PAIR, NOT_A_MEMBER } from "./e2ee-keys.ts";
 import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
 import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
-import { createShareSecret, openShareSecret, parseShareUrl, sharePassphraseProof, shareUrl, shareViewProof, type ShareKdf } from "./share-crypto.ts";
+import { createShareSecret, openShareSecret, parseShareUrl, shareOfUrl, sharePassphraseProof, shareUrl, shareViewProof, type ShareKdf } from "./share-crypto.ts";
 
 const WHERE = {
   workspace: { type: "string", short: "w", description: "The workspace id (ws_...)" },
@@ -390,7 +390,7 @@ function shareIdOf(given: string): string {
   if (!given.includes("://")) throw new UsageError(NOT_A_SHARE);
   let id: string;
   try {
-    id = parseShareUrl(given).id;
+    id = shareOfUrl(given).id; // the path alone: a link whose key was cut off is still one to revoke
   } catch (error) {
     throw new UsageError(`${NOT_A_SHARE}: ${(error as Error).message}`);
   }

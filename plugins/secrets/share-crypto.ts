@@ -200,6 +200,19 @@ export function shareUrl(baseUrl: string, id: string, linkKey: string): string {
 
 /** Inverse of shareUrl. Throws on a URL that is not a share link or has no (valid) key after `#`. */
 export function parseShareUrl(url: string): { baseUrl: string; id: string; linkKey: string } {
+  const { baseUrl, id, parsed } = shareOfUrl(url);
+  const linkKey = parsed.hash.slice(1);
+  if (!linkKey) throw new Error("this share link has no key after '#': it was cut short (copy the whole link)");
+  const raw = linkKey.length === LINK_KEY_CHARS ? decodeBase64url(linkKey) : null;
+  if (!raw) throw new Error("this share link's key (after '#') is damaged: copy the whole link");
+  return { baseUrl, id, linkKey };
+}
+
+/**
+ * A share link's server and id, from its path alone: what ending it needs. A link seen where
+ * its key was cut off (a proxy's log, a chat preview) is still one to revoke.
+ */
+export function shareOfUrl(url: string): { baseUrl: string; id: string; parsed: URL } {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -210,17 +223,13 @@ export function parseShareUrl(url: string): { baseUrl: string; id: string; linkK
   const at = parsed.pathname.lastIndexOf(SHARES_PATH);
   const rawId = at < 0 ? "" : parsed.pathname.slice(at + SHARES_PATH.length);
   if (!rawId || rawId.includes("/")) throw new Error(`not a share link: its path does not end in ${SHARES_PATH}<id>`);
-  const linkKey = parsed.hash.slice(1);
-  if (!linkKey) throw new Error("this share link has no key after '#': it was cut short (copy the whole link)");
-  const raw = linkKey.length === LINK_KEY_CHARS ? decodeBase64url(linkKey) : null;
-  if (!raw) throw new Error("this share link's key (after '#') is damaged: copy the whole link");
   let id: string;
   try {
     id = decodeURIComponent(rawId);
   } catch {
     throw new Error("not a share link: its id is not valid");
   }
-  return { baseUrl: parsed.origin + parsed.pathname.slice(0, at), id, linkKey };
+  return { baseUrl: parsed.origin + parsed.pathname.slice(0, at), id, parsed };
 }
 
 // ---------------------------------------------------------------------------------------------
