@@ -19,6 +19,8 @@ export interface KeyAges {
   rotation_days: number;
   rotation_due: boolean;
   deks_to_rewrap: number;
+  /** Data keys that do not unwrap: known to the running server only (the file's are not opened here). */
+  deks_damaged: number | null;
 }
 
 /** Key ages as GET /v1/sys/keys gives them. */
@@ -33,6 +35,7 @@ export function keyAgesFromServer(view: KeysView): KeyAges {
     rotation_days: view.rotation_days,
     rotation_due: view.rotation_due,
     deks_to_rewrap: view.deks_to_rewrap,
+    deks_damaged: view.deks_damaged ?? 0,
   };
 }
 
@@ -51,5 +54,6 @@ export function keyAgesFromDatabase(db: Database, rotationDays: number, now: num
     rotation_days: rotationDays,
     rotation_due: kek !== null && rotationDays > 0 && now - kek.created_at >= rotationDays * DAY_MS,
     deks_to_rewrap: kek ? deksToRewrap(db, kek.version) : 0,
+    deks_damaged: null,
   };
 }

@@ -26,6 +26,8 @@ export interface KeysView {
   active_kek: number;
   keks: Array<{ version: number; created_at: string; retired_at: string | null; age_days: number }>;
   deks_to_rewrap: number;
+  /** Data keys that do not unwrap, which no rotation moves (a server before it had none: absent). */
+  deks_damaged?: number;
   rotation_days: number;
   rotation_due: boolean;
 }

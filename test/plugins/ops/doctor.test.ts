@@ -497,6 +497,39 @@ describe("a sealed server: the fix is the way its seal method unseals (found in 
   });
 });
 
+describe("damaged data keys (found in review: counted as keys to re-wrap, and rotate advised, which moves none of them)", () => {
+  test("the running server's count is a failure of the keys check, with the audit to read and what helps", async () => {
+    const dir = dataDir();
+    const keys = (damaged: number) => ({
+      root: { id: "0123abcd", method: "key_file", shares: null, threshold: null, created_at: new Date().toISOString(), age_days: 1 },
+      pending_root: null,
+      active_kek: 2,
+      keks: [{ version: 2, created_at: new Date().toISOString(), retired_at: null, age_days: 1 }],
+      deks_to_rewrap: 0,
+      deks_damaged: damaged,
+      rotation_days: 90,
+      rotation_due: false,
+    });
+    const keyChecks = async (damaged: number) => {
+      const server = {
+        url: "https://127.0.0.1:8443",
+        listener: "citadel" as const,
+        error: null,
+        ready: { ok: true, detail: "ready" },
+        seal: { sealed: false, initialized: true, method: "key_file", threshold: null, progress: 0, key_id: "0123abcd" },
+        keys: keys(damaged),
+        keysProblem: null,
+      };
+      return find(await checks(dir, { server }, { CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" }), "keys");
+    };
+    expect((await keyChecks(0)).map((c) => c.status)).toEqual(["ok"]);
+    const damaged = await keyChecks(2);
+    expect(damaged.map((c) => c.status)).toEqual(["ok", "fail"]);
+    expect(damaged[1]!.message).toBe("2 data keys do not unwrap (damaged or altered): what they encrypt cannot be read, and no rotation moves them");
+    expect(damaged[1]!.fix).toStartWith("citadel audit list --action keys.kek.rotate --outcome failure");
+  });
+});
+
 describe("DNS asked where nothing listens (found in review)", () => {
   test("the refusal is a finding of the dns check, not an error that ends the doctor", async () => {
     const dns = `127.0.0.1:${freePort()}`; // nothing there: the query comes back refused
