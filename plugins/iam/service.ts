@@ -515,7 +515,9 @@ export class IamService {
   private countFailure(key: string, slowAfter: number, lockAfter: number, lockMinutes: number, windowMs = Infinity): void {
     const now = this.now();
     const counted = this.failures.get(key);
-    const f = counted && now - counted.last < windowMs ? counted : { count: 0, waitUntil: counted?.waitUntil ?? 0, last: now };
+    // Quiet since the later of the last failure and the end of the wait it imposed: a wait (the
+    // lock's too) runs as long as the window, and waiting one out must not be a quiet spell.
+    const f = counted && now - Math.max(counted.last, counted.waitUntil) < windowMs ? counted : { count: 0, waitUntil: counted?.waitUntil ?? 0, last: now };
     f.count++;
     f.last = now;
     if (f.count >= lockAfter) f.waitUntil = now + lockMinutes * 60_000;
