@@ -55,10 +55,19 @@ export function readStoredLogin(configHome: string): StoredLogin | null {
  * was kept and shown) is taken without it, and stored so: refused instead, `citadel logout`
  * could no longer revoke its token (found in review).
  */
+/** `url` with no user name or password, as parsed (a password may hold an unencoded "@"). */
+function withoutUserinfo(url: string): string {
+  const parsed = URL.parse(url);
+  if (parsed === null || (parsed.username === "" && parsed.password === "")) return url;
+  parsed.username = "";
+  parsed.password = "";
+  return parsed.href;
+}
+
 function withoutStoredPassword(path: string, stored: StoredLogin): StoredLogin {
   const url = URL.parse(stored.server)!;
   if (url.username === "" && url.password === "") return stored;
-  const login = { ...stored, server: normalizedServerUrl(stored.server) };
+  const login = { ...stored, server: normalizedServerUrl(withoutUserinfo(stored.server)) };
   try {
     writeFileAtomic(path, `${JSON.stringify(login, null, 2)}\n`, 0o600);
   } catch {
@@ -70,7 +79,7 @@ function withoutStoredPassword(path: string, stored: StoredLogin): StoredLogin {
 function isStoredLogin(value: unknown): value is StoredLogin {
   if (typeof value !== "object" || value === null) return false;
   const { server, token, token_id, certificate } = value as Record<string, unknown>;
-  return typeof server === "string" && serverUrlProblem(server.replace(/\/\/[^/@]*@/, "//")) === null && typeof token === "string" && typeof token_id === "string" && (certificate === undefined || typeof certificate === "string");
+  return typeof server === "string" && serverUrlProblem(withoutUserinfo(server)) === null && typeof token === "string" && typeof token_id === "string" && (certificate === undefined || typeof certificate === "string");
 }
 
 function writeStoredLogin(configHome: string, login: StoredLogin): string {

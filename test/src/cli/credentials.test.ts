@@ -173,11 +173,13 @@ test("a login stored by an earlier version with user:password@ in its server's U
   const home = mkdtempSync(join(tmpdir(), "citadel-credentials-userinfo-"));
   try {
     mkdirSync(join(home, "citadel"), { recursive: true, mode: 0o700 });
-    writeFileSync(credentialsPath(home), JSON.stringify({ server: "https://admin:hunter2@127.0.0.1:38813/", token: "citadel_pat_x", token_id: "tok_1" }), { mode: 0o600 });
-    expect(readStoredLogin(home)).toEqual({ server: "https://127.0.0.1:38813", token: "citadel_pat_x", token_id: "tok_1" });
-    const kept = readFileSync(credentialsPath(home), "utf8");
-    expect(kept).not.toContain("hunter2");
-    expect(JSON.parse(kept).server).toBe("https://127.0.0.1:38813");
+    for (const server of ["https://admin:hunter2@127.0.0.1:38813/", "https://ops:hunter2@ss@127.0.0.1:38813"]) {
+      writeFileSync(credentialsPath(home), JSON.stringify({ server, token: "citadel_pat_x", token_id: "tok_1" }), { mode: 0o600 });
+      expect(readStoredLogin(home)).toEqual({ server: "https://127.0.0.1:38813", token: "citadel_pat_x", token_id: "tok_1" });
+      const kept = readFileSync(credentialsPath(home), "utf8");
+      expect(kept).not.toContain("hunter2");
+      expect(JSON.parse(kept).server).toBe("https://127.0.0.1:38813");
+    }
   } finally {
     rmSync(home, { recursive: true, force: true });
   }
