@@ -122,21 +122,44 @@ export function describeFsError(error: unknown): string {
  * Why a file cannot be written at `path` — a directory there, its directory missing, not a
  * directory, or closed to this user — or null when it can. Asked before a server is asked to
  * make what is to be written there (a backup, an export): after, it would be made for nothing.
- * `access` is the system's check; a test as root, whom no mode bits stop, gives its own.
+ * `inPlace`: the writer opens the file where it is (a device such as /dev/stdout, a file made
+ * ahead in a directory not this user's), so a file there need only be writable itself; the
+ * others write a file beside it and rename it, which the directory must allow. `access` is the
+ * system's check; a test as root, whom no mode bits stop, gives its own.
  */
-export function fileWriteProblem(path: string, access: (dir: string) => void = (dir) => accessSync(dir, constants.W_OK | constants.X_OK)): string | null {
+export function fileWriteProblem(
+  path: string,
+  { inPlace = false, access = (at: string, mode: number) => accessSync(at, mode) }: { inPlace?: boolean; access?: (at: string, mode: number) => void } = {},
+): string | null {
   // resolve() would make "" the working directory and drop a trailing "/": neither names a file.
   if (path === "" || /\/$|(^|\/)\.{1,2}$/.test(path)) return "is not a file's name";
   if (isDirectory(path)) return "is a directory: give the file's name in it";
+  if (inPlace && exists(path)) {
+    try {
+      access(path, constants.W_OK);
+      return null;
+    } catch (error) {
+      return `cannot write ${path}: ${describeFsError(error)}`;
+    }
+  }
   const dir = dirname(resolve(path));
   try {
     if (!statSync(dir).isDirectory()) return `${dir} is not a directory`;
-    access(dir);
+    access(dir, constants.W_OK | constants.X_OK);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return `the directory ${dir} does not exist`;
     return `cannot write in ${dir}: ${describeFsError(error)}`;
   }
   return null;
+}
+
+function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function isDirectory(path: string): boolean {

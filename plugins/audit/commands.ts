@@ -227,6 +227,6 @@ export const auditCommands: Command[] = [
  * (personal data, maybe) or the checkpoint is made and audited for nothing.
  */
 function refuseUnwritableOut(out: string, consequence: string): void {
-  const problem = fileWriteProblem(out);
+  const problem = fileWriteProblem(out, { inPlace: true }); // written where it is: /dev/stdout, a file made ahead
   if (problem !== null) throw new UsageError(`--out ${out}: ${problem}; ${consequence}`);
 }

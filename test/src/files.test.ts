@@ -100,6 +100,25 @@ describe("fileWriteProblem: why --out cannot be written, said before a server ma
     const denied = () => {
       throw Object.assign(new Error("EACCES: permission denied, access"), { code: "EACCES" });
     };
-    expect(fileWriteProblem(join(dir, "x.backup"), denied)).toBe(`cannot write in ${dir}: permission denied`);
+    expect(fileWriteProblem(join(dir, "x.backup"), { access: denied })).toBe(`cannot write in ${dir}: permission denied`);
+  });
+
+  test("in place (found in review: /dev/null and /dev/stdout were refused for their directory): a file there need only be writable itself", () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-out-"));
+    dirs.push(dir);
+    writeFileSync(join(dir, "made-ahead"), "");
+    // The directory closed to this user (as /dev is to all but root), the file open to it.
+    const onlyFiles = (at: string) => {
+      if (at === dir || at === "/dev") throw Object.assign(new Error("EACCES"), { code: "EACCES" });
+    };
+    for (const file of [join(dir, "made-ahead"), "/dev/null"]) {
+      expect(fileWriteProblem(file, { access: onlyFiles })).toStartWith("cannot write in");
+      expect(fileWriteProblem(file, { inPlace: true, access: onlyFiles })).toBeNull();
+    }
+    expect(fileWriteProblem(join(dir, "new-file"), { inPlace: true, access: onlyFiles })).toBe(`cannot write in ${dir}: permission denied`);
+    const closedFile = (at: string) => {
+      if (at.endsWith("made-ahead")) throw Object.assign(new Error("EACCES"), { code: "EACCES" });
+    };
+    expect(fileWriteProblem(join(dir, "made-ahead"), { inPlace: true, access: closedFile })).toBe(`cannot write ${join(dir, "made-ahead")}: permission denied`);
   });
 });
