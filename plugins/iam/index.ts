@@ -273,8 +273,7 @@ export const iamPlugin = definePlugin<IamSettings>({
         // --- organizations ------------------------------------------------------------------
         .get("/orgs", ({ request }) => iso(iam.organizations(principalOf(request))), {
           response: m.OrganizationList,
-          // The caller's own: a self-service token may ask too (the CLI's organization when --org is not given).
-          detail: { summary: "My organizations", tags: ["iam: organizations"], ...access({ scope: "iam:read", orScope: "iam:self" }) },
+          detail: { summary: "My organizations", tags: ["iam: organizations"], ...access({ scope: "iam:read" }) },
         })
         .post(
           "/orgs",

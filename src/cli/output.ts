@@ -111,10 +111,10 @@ type Organization = { id: string; name: string };
 
 /**
  * The caller's organizations (as far as the token reaches), from GET /v1/iam/orgs, which
- * iam:read or iam:self allows (a `read` token, or one made `dns:read iam:self`). One request:
- * asking another after a refusal would have every run refused once, and refusals count
- * against the address (found in review: a CI job was rate limited after a dozen runs). A token
- * that may not ask is told to name the organization, not to be made wider.
+ * iam:read allows (a `read` token). One request: asking GET /v1/iam/me (iam:self) after a
+ * refusal had every run refused once, and refusals count against the address (found in
+ * review: a CI job was rate limited after a dozen runs). A token that may not ask is told to
+ * name the organization, not to be made wider.
  */
 async function callersOrganizations(api: ApiClient): Promise<Organization[]> {
   const listed = await unlessOutOfScope(() => api.request<{ items: Organization[] }>("GET", "/v1/iam/orgs"));

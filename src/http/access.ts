@@ -26,13 +26,6 @@ export interface AccessSpec {
   loopbackPublic?: true;
   /** The token scope the route needs, such as "secrets:write". */
   scope?: string;
-  /**
-   * A second scope that grants the route as well, of the same service: for a route that answers
-   * about the caller alone (its own organizations), which a self-service token (iam:self) may
-   * ask as a reader (iam:read) may. Without it, a CLI asking such a thing with the one scope
-   * would be refused — and every refusal counts against the address (rate limit, shield).
-   */
-  orScope?: string;
   /** The role permission needed in the target organization (default: from the scope's action). */
   permission?: Permission;
   /** Name of the path parameter that holds the target organization's id. */
@@ -75,9 +68,6 @@ export function access(spec: AccessSpec): { [ACCESS_KEY]: AccessSpec; security?:
   if (!spec.public && !spec.scope && !spec.operator && !spec.anyScope) throw new Error("a route's access needs a scope, operator, anyScope or public");
   if (spec.anyScope && (spec.scope || spec.org || spec.workspace || spec.operator)) throw new Error("anyScope is for a credential acting on itself alone: no scope, organization, workspace or operator");
   if (spec.loopbackPublic && spec.public) throw new Error("loopbackPublic is for routes that are not public to everyone");
-  if (spec.orScope && (!spec.scope || spec.orScope.split(":")[0] !== spec.scope.split(":")[0])) throw new Error("orScope is a second scope of the same service as scope");
   // (That noReadSnapshot is only on GETs at fixed paths is checked where routes are known: withoutReadSnapshot.)
-  // OpenAPI: the requirements are alternatives; the scopes within one are all needed.
-  const security = [{ bearer: spec.scope ? [spec.scope] : [] }, ...(spec.orScope ? [{ bearer: [spec.orScope] }] : [])];
-  return spec.public ? { [ACCESS_KEY]: spec, security: [] } : { [ACCESS_KEY]: spec, security };
+  return spec.public ? { [ACCESS_KEY]: spec, security: [] } : { [ACCESS_KEY]: spec, security: [{ bearer: spec.scope ? [spec.scope] : [] }] };
 }

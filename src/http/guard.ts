@@ -157,7 +157,7 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     if (spec.scope) {
       if (p.service && scopeService(spec.scope) !== p.service) deny(`this API key is for the ${p.service} service only`);
       // RFC 6750's name for it, so that a client can tell "ask for a wider token" from "not allowed".
-      if (p.scopes !== "all" && !scopesGrant(p.scopes, spec.scope) && !(spec.orScope && scopesGrant(p.scopes, spec.orScope))) {
+      if (p.scopes !== "all" && !scopesGrant(p.scopes, spec.scope)) {
         deny(`the token lacks the scope ${spec.scope}`, "insufficient_scope", { "www-authenticate": `Bearer realm="citadel", error="insufficient_scope", scope="${spec.scope}"` });
       }
     }
