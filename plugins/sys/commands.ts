@@ -82,7 +82,7 @@ export const sysCommands: Command[] = [
       if (s.deks_damaged > 0) {
         // No rotation moves them: the advice above would only add KEKs.
         ctx.out(`${s.deks_damaged} data keys do not unwrap (damaged or altered), and no rotation moves them; the audit names their owners (citadel audit list --action keys.kek.rotate${sameInstanceFlags(ctx.options)}).`);
-        ctx.out("  Restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys): see docs/keys.md.");
+        ctx.out("  Restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys; the appliance's own keys — audit/, mesh/, dns/ — only a restore mends): see docs/keys.md.");
       }
       return 0;
     },

@@ -205,7 +205,7 @@ export async function finishInterruptedRotation(store: Store, seal: Seal, audit:
 
 /** What to do about data keys that do not unwrap: no rotation moves them. */
 const DAMAGED_DEKS_ADVICE =
-  "data keys that do not unwrap (damaged or altered) stay under an old KEK, and no rotation moves them: the audit names their owners (keys.kek.rotate failures); restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys)";
+  "data keys that do not unwrap (damaged or altered) stay under an old KEK, and no rotation moves them: the audit names their owners (keys.kek.rotate failures); restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys; the appliance's own keys — audit/, mesh/, dns/ — only a restore mends)";
 
 /** Who re-wraps: a rotation's actor and request, or the system (resuming one at an unseal). */
 export interface RewrapBy {
