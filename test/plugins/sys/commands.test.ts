@@ -109,7 +109,7 @@ test("keys status tells damaged data keys from those to re-wrap, and what to do 
   const listed = await runCommand(sysCommands, "keys status", { options: { data: "/srv/c" }, answer: () => keys });
   expect(listed.stdout).not.toContain("still to re-wrap");
   expect(listed.stdout).toContain("2 data keys do not unwrap (damaged or altered), and no rotation moves them; the audit names their owners (citadel audit list --action keys.kek.rotate --data /srv/c).\n");
-  expect(listed.stdout).toContain("  Restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys): see docs/keys.md.\n");
+  expect(listed.stdout).toContain("  Restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys; the appliance's own keys — audit/, mesh/, dns/ — only a restore mends): see docs/keys.md.\n");
 });
 
 test("keys rotate names the data keys a rotation left because they do not unwrap (found in review)", async () => {
