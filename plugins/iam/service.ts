@@ -200,7 +200,7 @@ interface Failures {
   count: number;
   /** No attempt is looked at before this time. */
   waitUntil: number;
-  /** When the last failure of this count was. */
+  /** When the count was last updated (it leaks from then on, for a count that leaks). */
   last: number;
 }
 
@@ -405,9 +405,11 @@ export class IamService {
     const passwordOk = user ? await this.hasher.verify(user.password_hash, input.password) : await this.hasher.verifyNothing(input.password);
     const fail = async (reason: string, message = WRONG_PASSWORD): Promise<never> => {
       this.countFailure(pairKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
-      // Forgiven after a quiet window: one address is many people's (a NAT, a proxy not in
-      // trusted_proxies), and the typos of a long uptime must not add up to throttling all of them.
-      this.countFailure(addressKey, s.login_slowdown_after * 5, s.login_lock_after * 5, s.login_lock_minutes, s.login_lock_minutes * 60_000);
+      // Leaking: one address is many people's (a NAT, a proxy not in trusted_proxies), and the
+      // typos of a long uptime must not add up to throttling all of them. One failure leaks away
+      // each fifth of the lock's length (three minutes by default): a guesser who waits out each
+      // slowdown is held to about that rate, one who does not is locked.
+      this.countFailure(addressKey, s.login_slowdown_after * 5, s.login_lock_after * 5, s.login_lock_minutes, (s.login_lock_minutes * 60_000) / 5);
       await this.k.store.write((tx) =>
         this.audit(tx, { action: "iam.login", actor: user ? { kind: "user", user: user.id } : { kind: "anonymous" }, outcome: "failure", reason, request, ...typedEmail(tx, input.email, user?.id) }),
       );
@@ -507,17 +509,17 @@ export class IamService {
   }
 
   /**
-   * With `windowMs`, the count starts over at a failure once the count's last one is that old: a
-   * quiet spell of that long forgives (a wait already imposed still holds). Not the first one:
-   * a guesser who waits out each slowdown would have kept the count from ever reaching the lock
-   * (found in review). Without, failures add up until cleared.
+   * With `leakMs`, the count leaks: one failure is forgiven every `leakMs` since the last was
+   * counted (a leaky bucket). Failures that come more seldom than that never add up — a busy
+   * NAT's typos (found in review: a lifetime count, then an all-or-nothing quiet spell, held an
+   * office's users out) — while a guesser's faster ones do, to the slowdown and then the lock,
+   * which holds once reached: it outlasts what leaks meanwhile. Without, failures add up until
+   * cleared.
    */
-  private countFailure(key: string, slowAfter: number, lockAfter: number, lockMinutes: number, windowMs = Infinity): void {
+  private countFailure(key: string, slowAfter: number, lockAfter: number, lockMinutes: number, leakMs = Infinity): void {
     const now = this.now();
-    const counted = this.failures.get(key);
-    // Quiet since the later of the last failure and the end of the wait it imposed: a wait (the
-    // lock's too) runs as long as the window, and waiting one out must not be a quiet spell.
-    const f = counted && now - Math.max(counted.last, counted.waitUntil) < windowMs ? counted : { count: 0, waitUntil: counted?.waitUntil ?? 0, last: now };
+    const f = this.failures.get(key) ?? { count: 0, waitUntil: 0, last: now };
+    f.count = Math.max(0, f.count - (now - f.last) / leakMs);
     f.count++;
     f.last = now;
     if (f.count >= lockAfter) f.waitUntil = now + lockMinutes * 60_000;

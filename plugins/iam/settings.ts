@@ -13,7 +13,7 @@ export const IamSettings = section("Identity: sessions, tokens, passwords, brute
   argon2_parallelism: Type.Integer({ default: 1, minimum: 1, maximum: 16, description: "argon2id lanes." }),
   login_slowdown_after: Type.Integer({ default: 3, minimum: 1, maximum: 100, description: "Failed logins (per account and address) before each further attempt must wait, doubling each time." }),
   login_lock_after: Type.Integer({ default: 10, minimum: 2, maximum: 1000, description: "Failed logins (per account and address) before that pair is locked out." }),
-  login_lock_minutes: Type.Integer({ default: 15, minimum: 1, maximum: 1440, description: "How long a lock-out lasts; also how long without a failure forgives the failures counted per address alone." }),
+  login_lock_minutes: Type.Integer({ default: 15, minimum: 1, maximum: 1440, description: "How long a lock-out lasts; a fifth of it is how long forgives one of the failures counted per address alone." }),
   credential_retention_days: Type.Integer({
     default: 90,
     minimum: 1,
