@@ -2,7 +2,7 @@
  * File helpers for what Citadel writes: written whole or not at all (temporary file, fsync,
  * rename, fsync of the directory), owner-only, and errors described in plain words.
  */
-import { accessSync, closeSync, constants, fchmodSync, fstatSync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { accessSync, type Stats, closeSync, constants, fchmodSync, fstatSync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 
 /**
@@ -78,7 +78,12 @@ export async function writeOwnerOnlyFileFrom(path: string, pieces: AsyncIterable
   } catch (error) {
     if (regular) {
       ftruncateSync(fd, 0); // where it is, should `path` be a link to it
-      if (lstatSync(path, { throwIfNoEntry: false })?.isFile()) rmSync(path);
+      try {
+        if (lstatSync(path, { throwIfNoEntry: false })?.isFile()) rmSync(path);
+      } catch {
+        // A directory this user may not write (a file made ahead there): it stays, emptied; the
+        // pieces' failure is what the caller must hear of.
+      }
     }
     throw error;
   } finally {
@@ -129,12 +134,20 @@ export function describeFsError(error: unknown): string {
  */
 export function fileWriteProblem(
   path: string,
-  { inPlace = false, access = (at: string, mode: number) => accessSync(at, mode) }: { inPlace?: boolean; access?: (at: string, mode: number) => void } = {},
+  {
+    inPlace = false,
+    access = (at: string, mode: number) => accessSync(at, mode),
+    uid = process.getuid?.(),
+  }: { inPlace?: boolean; access?: (at: string, mode: number) => void; uid?: number } = {},
 ): string | null {
   // resolve() would make "" the working directory and drop a trailing "/": neither names a file.
   if (path === "" || /\/$|(^|\/)\.{1,2}$/.test(path)) return "is not a file's name";
   if (isDirectory(path)) return "is a directory: give the file's name in it";
-  if (inPlace && exists(path)) {
+  const existing = statOrNull(path);
+  if (inPlace && existing) {
+    // The writer makes a regular file owner-only (fchmod), which only its owner (or root) may:
+    // another's would be emptied, then refused (found in review).
+    if (existing.isFile() && uid !== undefined && uid !== 0 && existing.uid !== uid) return `is another user's file (uid ${existing.uid}): give a new file's name, or one of yours`;
     try {
       access(path, constants.W_OK);
       return null;
@@ -153,12 +166,11 @@ export function fileWriteProblem(
   return null;
 }
 
-function exists(path: string): boolean {
+function statOrNull(path: string): Stats | null {
   try {
-    statSync(path);
-    return true;
+    return statSync(path);
   } catch {
-    return false;
+    return null;
   }
 }
 

@@ -120,5 +120,10 @@ describe("fileWriteProblem: why --out cannot be written, said before a server ma
       if (at.endsWith("made-ahead")) throw Object.assign(new Error("EACCES"), { code: "EACCES" });
     };
     expect(fileWriteProblem(join(dir, "made-ahead"), { inPlace: true, access: closedFile })).toBe(`cannot write ${join(dir, "made-ahead")}: permission denied`);
+    // Another user's file, though writable: the writer's fchmod would fail after emptying it (found in review).
+    const mine = statSync(join(dir, "made-ahead")).uid;
+    expect(fileWriteProblem(join(dir, "made-ahead"), { inPlace: true, uid: mine + 1 })).toBe(`is another user's file (uid ${mine}): give a new file's name, or one of yours`);
+    expect(fileWriteProblem(join(dir, "made-ahead"), { inPlace: true, uid: mine })).toBeNull();
+    expect(fileWriteProblem("/dev/null", { inPlace: true, uid: 12345 })).toBeNull(); // a device: not made owner-only
   });
 });
