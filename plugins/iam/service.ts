@@ -519,7 +519,7 @@ export class IamService {
   private countFailure(key: string, slowAfter: number, lockAfter: number, lockMinutes: number, leakMs = Infinity): void {
     const now = this.now();
     const f = this.failures.get(key) ?? { count: 0, waitUntil: 0, last: now };
-    f.count = Math.max(0, f.count - (now - f.last) / leakMs);
+    f.count = Math.max(0, f.count - Math.max(0, now - f.last) / leakMs); // a clock that went back forgives nothing, and adds nothing
     f.count++;
     f.last = now;
     if (f.count >= lockAfter) f.waitUntil = now + lockMinutes * 60_000;

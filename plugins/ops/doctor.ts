@@ -190,6 +190,11 @@ function restoreKeyFix(config: Config, path: string, what = "it"): string {
  * /etc/citadel/citadel.toml, root:citadel 0640 in a 0750 directory) it is checked here. Read
  * access for the group is how the installed service reads it, so only write access is judged.
  */
+/** How a command names this instance: its config file when it lies outside the data directory (its [http] is there), else the data directory. */
+function instanceFlag({ config, configPath }: Pick<DoctorInputs, "config" | "configPath">): string {
+  return configPath && outsideOf(config.data_dir, configPath) ? `--config ${shellQuote(configPath)}` : `--data ${shellQuote(config.data_dir)}`;
+}
+
 function checkConfigFile({ config, configPath }: DoctorInputs, add: Add): void {
   if (!configPath || !outsideOf(config.data_dir, configPath)) return;
   const file = pathInfo(configPath, { followLink: true });
@@ -484,7 +489,7 @@ function checkKeys(inputs: DoctorInputs, add: Add): void {
   else if (ages.deks_to_rewrap > 0) add("keys", "warn", `${summary}: ${ages.deks_to_rewrap} data keys still under an older KEK`, "citadel keys rotate");
   else add("keys", "ok", summary);
   // Not "rotate": no rotation moves a data key that does not unwrap (found in review).
-  if (ages.deks_damaged) add("keys", "fail", `${ages.deks_damaged} data keys do not unwrap (damaged or altered): what they encrypt cannot be read, and no rotation moves them`, `citadel audit list --action keys.kek.rotate --outcome failure --data ${shellQuote(inputs.config.data_dir)} (their owners); restore a backup made before the damage, or destroy those owners' data (the appliance's own keys — audit/, mesh/, dns/ — only a restore mends; docs/keys.md)`);
+  if (ages.deks_damaged) add("keys", "fail", `${ages.deks_damaged} data keys do not unwrap (damaged or altered): what they encrypt cannot be read, and no rotation moves them`, `citadel audit list --action keys.kek.rotate --outcome failure ${instanceFlag(inputs)} (their owners); restore a backup made before the damage, or destroy those owners' data (the appliance's own keys — audit/, mesh/, dns/ — only a restore mends; docs/keys.md)`);
   if (ages.pending_root) {
     const pendingMethod = ages.pending_method ?? ages.root.method;
     const migration = pendingMethod === ages.root.method ? "" : ` (a seal migration from ${ages.root.method} to ${pendingMethod})`;

@@ -71,27 +71,29 @@ export interface AuditEventView {
  * The unary + keeps SQLite off the action index there: through it, the events of a common type
  * would all be read and sorted by seq before the first was returned.
  */
-export function where(filter: AuditFilter, beforeSeq?: number, actionType?: string): { sql: string; params: SQLQueryBindings[] } {
+export function where(filter: AuditFilter, beforeSeq?: number, actionType?: string, lead?: IndexedKey): { sql: string; params: SQLQueryBindings[] } {
   const clauses: string[] = [];
   const params: SQLQueryBindings[] = [];
   const add = (clause: string, ...values: SQLQueryBindings[]) => {
     clauses.push(clause);
     params.push(...values);
   };
-  const led = actionType !== undefined ? "+" : ""; // the action index leads: the others are tests
-  if (filter.organization !== undefined) add(`${led}organization = ?`, filter.organization);
+  // The action index leads, or `lead`'s: the other indexed filters are tests of what it finds.
+  const led = (key: IndexedKey) => (actionType !== undefined || (lead !== undefined && lead !== key) ? "+" : "");
+  if (filter.organization !== undefined) add(`${led("organization")}organization = ?`, filter.organization);
   if (filter.workspace !== undefined) add("workspace = ?", filter.workspace);
-  if (filter.actor !== undefined) add(`${led}actor_user = ?`, filter.actor);
+  if (filter.actor !== undefined) add(`${led("actor")}actor_user = ?`, filter.actor);
   if (actionType !== undefined) add("action = ?", actionType);
   else if (filter.action !== undefined) {
     const action = filter.action.toLowerCase();
     add("+action >= ? AND +action < ?", action, `${action}/`);
   }
-  if (filter.outcome !== undefined) add(`${led}outcome = ?`, filter.outcome);
+  if (filter.outcome !== undefined) add(`${led("outcome")}outcome = ?`, filter.outcome);
   // With an id, the id's index finds the few events of that one resource; without statistics
   // SQLite could as well take the type's (every event of the type): the unary + rules it out.
-  if (filter.resource_type !== undefined) add(filter.resource_id !== undefined || led ? "+resource_type = ?" : "resource_type = ?", filter.resource_type);
-  if (filter.resource_id !== undefined) add(`${led}resource_id = ?`, filter.resource_id);
+  const typeLed = lead === "resource_type" ? "" : filter.resource_id !== undefined ? "+" : led("resource_type");
+  if (filter.resource_type !== undefined) add(`${typeLed}resource_type = ?`, filter.resource_type);
+  if (filter.resource_id !== undefined) add(`${led("resource_id")}resource_id = ?`, filter.resource_id);
   if (filter.subject !== undefined) add("subject = ?", filter.subject);
   if (filter.since !== undefined) add("time >= ?", filter.since);
   if (filter.until !== undefined) add("time < ?", filter.until);
@@ -108,8 +110,8 @@ export interface AuditPage {
 export function listAuditEvents(db: Database, keyring: Keyring, filter: AuditFilter, limit: number, cursor?: string): AuditPage {
   const before = cursor === undefined ? undefined : decodeCursor(cursor);
   const types = filter.action === undefined ? null : storedActionTypes(db, filter.action.toLowerCase());
-  const rows =
-    types === null || !actionLeads(db, filter, types) ? newestMatching(db, where(filter, before), limit + 1) : newestOfActions(db, filter, types, before, limit + 1);
+  const leader = types === null ? undefined : leadingIndex(db, filter, types);
+  const rows = leader === "action" ? newestOfActions(db, filter, types!, before, limit + 1) : newestMatching(db, where(filter, before, undefined, leader), limit + 1);
   const page = rows.slice(0, limit);
   return {
     events: page.map((r) => auditEventView(db, r, keyring)),
@@ -118,39 +120,37 @@ export function listAuditEvents(db: Database, keyring: Keyring, filter: AuditFil
 }
 
 /**
- * Whether the action's types lead (each read through the action index, the other filters tested
- * on what it finds), or another filter's index does (the action tested on what that finds):
- * the action when it has fewer events than the other filter's smallest, each counted on one
- * index up to COUNT_CAP entries (a few thousand at most). Both at the cap, the other leads: an
+ * Which index leads: the action's types (each read through the action index, the other filters
+ * tested on what it finds), or another filter's (the action tested on what that finds): the
+ * action when it has fewer events than the other filters' smallest, which leads otherwise, each
+ * counted on its own index up to COUNT_CAP entries (a few thousand at most). Both at the cap, the other leads: an
  * organization, an actor, a resource is narrower than an action type as a rule. Neither way is
  * always right: a rare action in a busy organization walked all the organization's events one
  * way (found in review: 125 ms at 600 k), a common action for one busy actor all that action's
  * events the other (200 ms at 1 M).
  */
-function actionLeads(db: Database, filter: AuditFilter, types: readonly string[]): boolean {
-  const others = indexedFilters(filter);
-  if (others.length === 0) return true;
-  const otherEvents = Math.min(...others.map((one) => cappedCount(db, where(one))));
+function leadingIndex(db: Database, filter: AuditFilter, types: readonly string[]): "action" | IndexedKey {
+  const others = indexedFilters(filter).map((key) => ({ key, events: cappedCount(db, where({ [key]: filter[key] })) }));
+  if (others.length === 0) return "action";
+  // The smallest leads, made to by the unary + on the others (without statistics SQLite may take the largest: found in review).
+  const smallest = others.reduce((a, b) => (b.events < a.events ? b : a));
   let actionEvents = 0;
   for (const type of types) {
     actionEvents += cappedCount(db, { sql: "WHERE action = ?", params: [type] });
-    if (actionEvents >= otherEvents) return false;
+    if (actionEvents >= smallest.events) return smallest.key;
   }
-  return true;
+  return "action";
 }
 
 const COUNT_CAP = 2_000;
 
-/** Each filter of `filter` that has an index of its own (in seq order), alone. */
-function indexedFilters(filter: AuditFilter): AuditFilter[] {
-  const { organization, actor, resource_id, resource_type, outcome } = filter;
-  const alone: AuditFilter[] = [];
-  if (organization !== undefined) alone.push({ organization });
-  if (actor !== undefined) alone.push({ actor });
-  if (resource_id !== undefined) alone.push({ resource_id });
-  if (resource_type !== undefined) alone.push({ resource_type });
-  if (outcome === "failure") alone.push({ outcome });
-  return alone;
+/** The filters with an index of their own (in seq order). */
+type IndexedKey = "organization" | "actor" | "resource_id" | "resource_type" | "outcome";
+
+/** The filters of `filter` that have an index of their own (outcome: the failures' only). */
+function indexedFilters(filter: AuditFilter): IndexedKey[] {
+  const keys: IndexedKey[] = ["organization", "actor", "resource_id", "resource_type"];
+  return [...keys.filter((key) => filter[key] !== undefined), ...(filter.outcome === "failure" ? (["outcome"] as const) : [])];
 }
 
 function cappedCount(db: Database, { sql, params }: { sql: string; params: SQLQueryBindings[] }): number {

@@ -36,6 +36,15 @@ describe("failed logins per address", () => {
     }
   });
 
+  test("a clock stepped back adds nothing to the count (found in review: the leak ran backwards and two typos locked the address)", async () => {
+    const { c, login } = await app();
+    expect((await login("typo-1@example.org", "a-typo-in-it")).status).toBe(401);
+    c.clock.advance(-3 * 3_600_000);
+    expect((await login("typo-2@example.org", "a-typo-in-it")).status).toBe(401);
+    c.clock.advance(60_000);
+    expect((await login("bystander@example.org", "correct-horse-battery-9")).status).toBe(200);
+  });
+
   test("guesses faster than the leak add up to the slowdown, which holds every account from the address", async () => {
     const { c, settings, login } = await app();
     const slowdownAfter = settings.login_slowdown_after * 5;
