@@ -3,10 +3,11 @@
  * written (a full pipe) is ended by the next write, whoever's, so no record is glued to it.
  */
 import { afterEach, expect, test } from "bun:test";
-import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync } from "node:fs";
+import { closeSync, constants, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeLines } from "../../src/line-output.ts";
+import { drain } from "../helpers/pipe.ts";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -26,21 +27,6 @@ function pipe(): number {
   return fd;
 }
 
-function drain(fd: number): string {
-  const chunks: Buffer[] = [];
-  const buffer = Buffer.alloc(65536);
-  for (;;) {
-    try {
-      const n = readSync(fd, buffer);
-      if (n === 0) break;
-      chunks.push(Buffer.from(buffer.subarray(0, n)));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "EAGAIN") break;
-      throw error;
-    }
-  }
-  return Buffer.concat(chunks).toString("utf8");
-}
 
 const line = (who: string, i: number) => `${JSON.stringify({ who, i, padding: "x".repeat(200) })}\n`;
 

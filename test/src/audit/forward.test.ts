@@ -1,10 +1,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, constants, fstatSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beginAuditForwarding, fileSink, journalSink, startAuditForwarder, type ForwardedEvent } from "../../../src/audit/forward.ts";
 import { Metrics } from "../../../src/metrics.ts";
 import { captureLog, testKernel } from "../../helpers/http.ts";
+import { drain } from "../../helpers/pipe.ts";
 
 type Kernel = ReturnType<typeof testKernel>;
 
@@ -278,19 +279,3 @@ catch (error) { console.log(error.code); }`);
   });
 });
 
-/** Everything waiting in a non-blocking pipe. */
-function drain(fd: number): string {
-  const chunks: Buffer[] = [];
-  const buffer = Buffer.alloc(65536);
-  for (;;) {
-    try {
-      const n = readSync(fd, buffer);
-      if (n === 0) break;
-      chunks.push(Buffer.from(buffer.subarray(0, n)));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "EAGAIN") break;
-      throw error;
-    }
-  }
-  return Buffer.concat(chunks).toString("utf8");
-}
