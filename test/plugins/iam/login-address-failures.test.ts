@@ -45,6 +45,22 @@ describe("failed logins per address", () => {
     expect((await login("bystander@example.org", "correct-horse-battery-9")).status).toBe(200);
   });
 
+  test("a wait imposed lasts no longer when the clock steps back (found in review: a 2-second slowdown held every account for the hour)", async () => {
+    const { c, settings, login } = await app();
+    for (let i = 0; i <= settings.login_slowdown_after * 5; i++) {
+      c.clock.advance(2_000);
+      await login(`guess-${i}@example.org`, "a-guess-at-it");
+    }
+    const before = await login("bystander@example.org", "correct-horse-battery-9");
+    expect(before.status).toBe(429);
+    const wait = Number(before.headers.get("retry-after"));
+    c.clock.advance(-3_600_000);
+    const after = await login("bystander@example.org", "correct-horse-battery-9");
+    expect([after.status, Number(after.headers.get("retry-after"))]).toEqual([429, wait]);
+    c.clock.advance(wait * 1000);
+    expect((await login("bystander@example.org", "correct-horse-battery-9")).status).toBe(200);
+  });
+
   test("guesses faster than the leak add up to the slowdown, which holds every account from the address", async () => {
     const { c, settings, login } = await app();
     const slowdownAfter = settings.login_slowdown_after * 5;
