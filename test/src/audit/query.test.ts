@@ -91,6 +91,20 @@ test("the filter measured smallest leads, the other indexed ones only tested (fo
   expect(plan).not.toContain("TEMP B-TREE");
 });
 
+test("a time window leads only when it is small: otherwise the log is walked newest first, the window tested (found in review: read through the time index and sorted whole)", async () => {
+  const k = await kernelWithEvents();
+  const plan = (filter: AuditFilter, lead: Parameters<typeof where>[3]) => {
+    const { sql, params } = where(filter, undefined, undefined, lead);
+    return k.store.db.query<{ detail: string }, typeof params>(`EXPLAIN QUERY PLAN SELECT * FROM audit_events ${sql} ORDER BY seq DESC LIMIT 10`).all(...params).map((r) => r.detail).join("; ");
+  };
+  const wide = { since: 0, until: Date.UTC(2100, 0, 1) };
+  expect(plan(wide, "seq")).not.toContain("TEMP B-TREE");
+  expect(plan({ ...wide, outcome: "failure" }, "outcome")).toContain("USING INDEX audit_events_failures");
+  expect(plan({ ...wide, outcome: "failure" }, "outcome")).not.toContain("TEMP B-TREE");
+  expect(plan({ ...wide, actor: "u_alice", resource_type: "widget" }, "actor")).toContain("USING INDEX audit_events_by_actor");
+  expect(plan(wide, "time")).toContain("audit_events_by_time"); // a small window's lead
+});
+
 test("whichever side leads, an action filter with others finds exactly the events a plain scan finds, page after page", async () => {
   const k = testKernel({ actions: ACTIONS });
   const orgs = ["org_busy", "org_small"];
@@ -110,6 +124,11 @@ test("whichever side leads, an action filter with others finds exactly the event
     { action: "widgets", resource_type: "widget", resource_id: "w-7" },
     { action: "widgets", actor: "u_2", resource_type: "widget", organization: "org_small" },
     { action: "widgetsmith", actor: "u_0", resource_type: "widget" },
+    // Found in review: a wide time window was read through the time index and sorted whole; without an action, SQLite chose the lead.
+    { since: 0, until: Date.UTC(2100, 0, 1) },
+    { outcome: "failure", since: 0, until: Date.UTC(2100, 0, 1) },
+    { action: "widgets", actor: "u_1", outcome: "failure", since: 0, until: Date.UTC(2100, 0, 1) },
+    { actor: "u_2", resource_type: "widget", organization: "org_small" },
   ];
   for (const filter of filters) {
     const seen: number[] = [];
