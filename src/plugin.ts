@@ -30,9 +30,14 @@ export type Stop = () => Promise<void>;
 export interface Clock {
   /** Milliseconds since the epoch. Tests pass a fixed clock. */
   now(): number;
+  /**
+   * Milliseconds on a clock that never goes back (performance.now), for how long a wait or a
+   * rate has run: the wall clock steps back and forth (NTP, a VM resumed). Absent: now().
+   */
+  elapsed?(): number;
 }
 
-export const systemClock: Clock = { now: () => Date.now() };
+export const systemClock: Clock = { now: () => Date.now(), elapsed: () => performance.now() };
 
 /** What every plugin receives. `settings` is the plugin's own config section, validated. */
 export interface Kernel<Settings = unknown> {

@@ -196,20 +196,6 @@ function typedEmail(db: Tx, typed: string, account?: string): { subject: string 
  */
 const loginPairKey = (email: string, address: string) => `login-pair|${email.trim().toLowerCase()}|${address}`;
 
-/**
- * `now`, after moving `f`'s times back by as much as the clock went back since `f.last`: a
- * wait lasts no longer than it did when it was imposed, and the leak neither forgives nor adds
- * (found in review: a 2-second slowdown held an address for the hour the clock stepped back,
- * and the leak ran backwards).
- */
-function rebased(f: Failures, now: number): number {
-  if (now < f.last) {
-    f.waitUntil -= f.last - now;
-    f.last = now;
-  }
-  return now;
-}
-
 interface Failures {
   count: number;
   /** No attempt is looked at before this time. */
@@ -519,9 +505,17 @@ export class IamService {
   /** How long failures counted under `key` make the next attempt wait, in whole seconds (0: none). */
   private waitSeconds(key: string): number {
     const f = this.failures.get(key);
-    if (!f) return 0;
-    const now = rebased(f, this.now());
-    return f.waitUntil > now ? Math.ceil((f.waitUntil - now) / 1000) : 0;
+    const now = this.elapsed();
+    return f && f.waitUntil > now ? Math.ceil((f.waitUntil - now) / 1000) : 0;
+  }
+
+  /**
+   * The clock of the failed-login counts: one that never goes back, so that a wall clock's
+   * step (NTP, a VM resumed) neither stretches a wait nor ends a lock early, and the leak
+   * neither forgives nor adds (found in review, twice).
+   */
+  private elapsed(): number {
+    return this.k.clock.elapsed?.() ?? this.now();
   }
 
   /**
@@ -533,9 +527,8 @@ export class IamService {
    * cleared.
    */
   private countFailure(key: string, slowAfter: number, lockAfter: number, lockMinutes: number, leakMs = Infinity): void {
-    const now = this.now();
+    const now = this.elapsed();
     const f = this.failures.get(key) ?? { count: 0, waitUntil: 0, last: now };
-    rebased(f, now);
     f.count = Math.max(0, f.count - (now - f.last) / leakMs);
     f.count++;
     f.last = now;

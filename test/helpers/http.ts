@@ -155,9 +155,22 @@ export async function send(fetch: (r: Request) => Promise<Response>, method: str
   return { status: response.status, headers: response.headers, text, body: parsed };
 }
 
-export const fixedClock = (start = Date.UTC(2026, 0, 1)): Clock & { advance(ms: number): void } => {
+/**
+ * A clock the test moves: `advance` lets time pass (moved back, only the wall time steps back,
+ * as a system's would); `step` moves the wall time alone, as NTP's correction does.
+ */
+export const fixedClock = (start = Date.UTC(2026, 0, 1)): Clock & { advance(ms: number): void; step(ms: number): void } => {
   let now = start;
-  return { now: () => now, advance: (ms) => void (now += ms) };
+  let elapsed = 0;
+  return {
+    now: () => now,
+    elapsed: () => elapsed,
+    advance: (ms) => {
+      now += ms;
+      elapsed += Math.max(0, ms);
+    },
+    step: (ms) => void (now += ms),
+  };
 };
 
 export interface TestKernelOptions<S> extends Partial<Kernel<S>> {

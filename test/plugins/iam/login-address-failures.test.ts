@@ -61,6 +61,28 @@ describe("failed logins per address", () => {
     expect((await login("bystander@example.org", "correct-horse-battery-9")).status).toBe(200);
   });
 
+  test("nor does it end early when the clock steps back and is then put right (found in review: the lock ended 5 s into it)", async () => {
+    const { c, settings, login } = await app();
+    // The bystander's own account from this address, guessed at until it is locked (the pair's count).
+    const isLock = (seconds: number) => seconds > (settings.login_lock_minutes * 60) / 2; // the slowdowns before it are far shorter
+    let wait = 0;
+    for (let i = 0; i < 100 && !isLock(wait); i++) {
+      c.clock.advance(2_000);
+      const res = await login("bystander@example.org", "a-guess-at-it");
+      if (res.status === 429) {
+        wait = Number(res.headers.get("retry-after"));
+        if (!isLock(wait)) c.clock.advance(wait * 1000); // a slowdown: waited out, guessed on
+      }
+    }
+    expect(isLock(wait)).toBe(true);
+    c.clock.step(-3_600_000);
+    expect((await login("bystander@example.org", "correct-horse-battery-9")).status).toBe(429);
+    c.clock.step(3_600_000); // put right
+    c.clock.advance(5_000);
+    const still = await login("bystander@example.org", "correct-horse-battery-9");
+    expect([still.status, Number(still.headers.get("retry-after"))]).toEqual([429, wait - 5]);
+  });
+
   test("guesses faster than the leak add up to the slowdown, which holds every account from the address", async () => {
     const { c, settings, login } = await app();
     const slowdownAfter = settings.login_slowdown_after * 5;
