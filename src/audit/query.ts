@@ -95,8 +95,11 @@ export function where(filter: AuditFilter, beforeSeq?: number, actionType?: stri
   if (filter.resource_type !== undefined) add(`${typeLed}resource_type = ?`, filter.resource_type);
   if (filter.resource_id !== undefined) add(`${led("resource_id")}resource_id = ?`, filter.resource_id);
   if (filter.subject !== undefined) add("subject = ?", filter.subject);
-  if (filter.since !== undefined) add(`${led("time")}time >= ?`, filter.since);
-  if (filter.until !== undefined) add(`${led("time")}time < ?`, filter.until);
+  // Leading, the window gets both its bounds: with one, SQLite takes the range for the whole
+  // log and walks the table instead (found in review). Outside them, no event's time (±8.64e15 ms).
+  const bounded = lead === "time";
+  if (filter.since !== undefined || bounded) add(`${led("time")}time >= ?`, filter.since ?? -8.64e15);
+  if (filter.until !== undefined || bounded) add(`${led("time")}time < ?`, filter.until ?? 8.64e15);
   if (beforeSeq !== undefined) add("seq < ?", beforeSeq);
   return { sql: clauses.length ? `WHERE ${clauses.join(" AND ")}` : "", params };
 }
