@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, spyOn, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,7 +40,9 @@ describe("rekey", () => {
 });
 
 describe("a seal migration (rekey to another seal method)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "citadel-migrate-"));
+  // Made before the tests, not when the file is read: a run that filters them all out would leave it behind.
+  let dir = "";
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), "citadel-migrate-"))));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const keyFile = () => join(dir, `root-${Math.random().toString(36).slice(2)}.key`);
   const log = captureLog().logger;
@@ -149,7 +151,9 @@ describe("a seal migration (rekey to another seal method)", () => {
 });
 
 describe("a seal migration: what the review found", () => {
-  const dir = mkdtempSync(join(tmpdir(), "citadel-migrate-review-"));
+  // Made before the tests, not when the file is read: a run that filters them all out would leave it behind.
+  let dir = "";
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), "citadel-migrate-review-"))));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const keyFile = () => join(dir, `root-${Math.random().toString(36).slice(2)}.key`);
   const roots = (k: { store: Store }) => k.store.db.query("SELECT method, state FROM root_keys ORDER BY state").all();
@@ -243,7 +247,9 @@ describe("a seal migration: what the review found", () => {
 });
 
 describe("key operations one at a time (found in review)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "citadel-keyops-"));
+  // Made before the tests, not when the file is read: a run that filters them all out would leave it behind.
+  let dir = "";
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), "citadel-keyops-"))));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const keyFile = () => join(dir, `root-${Math.random().toString(36).slice(2)}.key`);
   const events = (k: { store: Store }) => (k.store.db.query("SELECT action FROM audit_events ORDER BY seq").all() as Array<{ action: string }>).map((e) => e.action);
@@ -316,7 +322,9 @@ describe("key operations one at a time (found in review)", () => {
 });
 
 describe("a rotation's batches, each with the keyring of its moment (found in review)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "citadel-rewrap-"));
+  // Made before the tests, not when the file is read: a run that filters them all out would leave it behind.
+  let dir = "";
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), "citadel-rewrap-"))));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   /** A kernel with `deks` DEKs under KEK v1 and a KEK v2 added: a rotation's re-wrap to do. */
   async function rotationToDo(deks: number) {
@@ -363,7 +371,9 @@ describe("a rotation's batches, each with the keyring of its moment (found in re
 });
 
 describe("a damaged data key during a KEK rotation (found in review: it stopped every rotation, then every start)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "citadel-damaged-dek-"));
+  // Made before the tests, not when the file is read: a run that filters them all out would leave it behind.
+  let dir = "";
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), "citadel-damaged-dek-"))));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   /** `deks` DEKs; the one of owner-1 altered (its wrapped bytes' last byte flipped). */
   async function withDamagedDek(deks: number) {
@@ -427,7 +437,9 @@ describe("a damaged data key during a KEK rotation (found in review: it stopped 
 });
 
 describe("damaged data keys, counted apart from those to re-wrap (found in review: counted to re-wrap forever, and every start said it finished a rotation)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "citadel-damaged-count-"));
+  // Made before the tests, not when the file is read: a run that filters them all out would leave it behind.
+  let dir = "";
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), "citadel-damaged-count-"))));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   /** Three DEKs, the one of owner-1 altered, rotated: it stays under KEK v1. */
   async function rotatedPastDamage() {
@@ -479,7 +491,9 @@ describe("damaged data keys, counted apart from those to re-wrap (found in revie
 });
 
 describe("a data key naming a KEK that is gone (found in review: it stopped every rotation, then every start)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "citadel-kek-gone-"));
+  // Made before the tests, not when the file is read: a run that filters them all out would leave it behind.
+  let dir = "";
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), "citadel-kek-gone-"))));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   /** Three DEKs rotated to KEK v2 (v1 retired, its wraps erased); then the row of owner-1 altered to name v1 again. */
   async function withDekOnRetiredKek() {
@@ -547,7 +561,9 @@ test("a start refuses a key file owned by another user (RootKeyError, exit 2), a
 });
 
 describe("key operations that fail are on record (found in review)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "citadel-keyops-audit-"));
+  // Made before the tests, not when the file is read: a run that filters them all out would leave it behind.
+  let dir = "";
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), "citadel-keyops-audit-"))));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const recorded = (k: { store: Store }, action: string) =>
     k.store.db.query("SELECT outcome, resource_id, reason FROM audit_events WHERE action = ? ORDER BY seq").all(action) as Array<{ outcome: string; resource_id: string | null; reason: string | null }>;
