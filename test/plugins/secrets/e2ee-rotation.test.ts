@@ -1,7 +1,8 @@
 /** Replacing an end-to-end-encrypted workspace's key: what the server tells a rotating client, and what it records. */
 import { describe, expect, test } from "bun:test";
-import { generateUserKeyPair, newWorkspaceKey, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
+import { newWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
+import { encryptedForThree as heldByThree } from "../../helpers/e2ee.ts";
 
 /** A workspace with end-to-end encryption on, its key (v1) held by the owner, Bob and Carol. */
 async function encryptedForThree() {
@@ -9,21 +10,7 @@ async function encryptedForThree() {
   const owner = await c.login(c.owner.email, c.owner.password);
   const org = c.owner.organization;
   const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
-  const base = `/v1/secrets/workspaces/${ws}`;
-  const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
-  const bob = await c.addUser(owner, "bob@example.org", "editor");
-  const carol = await c.addUser(owner, "carol@example.org", "editor");
-  const pairs = new Map([[me, generateUserKeyPair()], [bob.id, generateUserKeyPair()], [carol.id, generateUserKeyPair()]]);
-  for (const [token, id] of [[owner, me], [bob.token, bob.id], [carol.token, carol.id]] as const) {
-    await c.send("PUT", "/v1/secrets/me/keypair", token, { json: { public_key: pairs.get(id)!.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
-  }
-  await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
-  const v1 = newWorkspaceKey();
-  for (const id of [me, bob.id, carol.id]) {
-    expect((await c.send("PUT", `${base}/e2ee/keys/${id}`, owner, { json: { wrapped: wrapWorkspaceKey(v1, pairs.get(id)!.publicKey, { workspace: ws, user: id }) } })).status).toBe(200);
-  }
-  const wrappedFor = (key: Uint8Array, ...ids: string[]) => ids.map((id) => ({ user: id, wrapped: wrapWorkspaceKey(key, pairs.get(id)!.publicKey, { workspace: ws, user: id }) }));
-  return { c, owner, org, ws, base, me, bob, carol, wrappedFor };
+  return { c, owner, org, ws, ...(await heldByThree(c, owner, ws)) };
 }
 
 describe("a member's public key, for a rotating client (found in review)", () => {

@@ -9,6 +9,7 @@ import { servicesOf } from "../../../plugins/secrets/index.ts";
 import { createShareSecret, openShareSecret, sharePassphraseProof, shareViewProof, type ShareKdf } from "../../../plugins/secrets/share-crypto.ts";
 import { verifyWebhook } from "../../../plugins/secrets/webhook-signature.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
+import { encryptedForThree } from "../../helpers/e2ee.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 
@@ -870,25 +871,14 @@ describe("turning end-to-end encryption on and off", () => {
 describe("replacing an end-to-end-encrypted workspace's key", () => {
   test("values re-encrypted by a client in one step; who is left out loses every version of the key", async () => {
     const { c, owner, ws, base, path } = await setup();
-    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
-    const bob = await c.addUser(owner, "bob@example.org", "editor");
-    const carol = await c.addUser(owner, "carol@example.org", "editor");
-    const pairs = new Map([[me, generateUserKeyPair()], [bob.id, generateUserKeyPair()], [carol.id, generateUserKeyPair()]]);
-    for (const [token, id] of [[owner, me], [bob.token, bob.id], [carol.token, carol.id]] as const) {
-      await c.send("PUT", "/v1/secrets/me/keypair", token, { json: { public_key: pairs.get(id)!.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
-    }
-    await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
-    const v1 = newWorkspaceKey();
-    for (const id of [me, bob.id, carol.id]) {
-      expect((await c.send("PUT", `${base}/e2ee/keys/${id}`, owner, { json: { wrapped: wrapWorkspaceKey(v1, pairs.get(id)!.publicKey, { workspace: ws, user: id }) } })).status).toBe(200);
-    }
+    const { me, bob, carol, pairs, v1, wrappedFor } = await encryptedForThree(c, owner, ws);
     const ctx = (name: string, environment = "development") => ({ workspace: ws, environment, name });
     await c.send("PUT", path("A"), owner, { json: { value: encryptValue(v1, "alpha", ctx("A")) } });
     await c.send("PUT", path("B", "production"), owner, { json: { value: encryptValue(v1, "beta", ctx("B", "production")) } });
 
     // Bob leaves the team; the owner's client re-encrypts everything under v2, for herself and Carol.
     const v2 = newWorkspaceKey();
-    const wrapped = [me, carol.id].map((id) => ({ user: id, wrapped: wrapWorkspaceKey(v2, pairs.get(id)!.publicKey, { workspace: ws, user: id }) }));
+    const wrapped = wrappedFor(v2, me, carol.id);
     const values = [
       { environment: "development", name: "A", version: 1, value: encryptValue(v2, "alpha", ctx("A")) },
       { environment: "production", name: "B", version: 1, value: encryptValue(v2, "beta", ctx("B", "production")) },

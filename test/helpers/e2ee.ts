@@ -1,0 +1,29 @@
+/** An end-to-end-encrypted workspace held by three members, as the E2EE tests need one. */
+import { expect } from "bun:test";
+import { generateUserKeyPair, newWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
+import type { testCitadel } from "./citadel.ts";
+
+type App = Awaited<ReturnType<typeof testCitadel>>;
+
+/**
+ * Turns end-to-end encryption on for workspace `ws` and has its key (v1) held by the owner
+ * (logged in as `owner`), Bob and Carol (added as editors), each with a key pair of their own.
+ */
+export async function encryptedForThree(c: App, owner: string, ws: string) {
+  const base = `/v1/secrets/workspaces/${ws}`;
+  const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+  const bob = await c.addUser(owner, "bob@example.org", "editor");
+  const carol = await c.addUser(owner, "carol@example.org", "editor");
+  const pairs = new Map([[me, generateUserKeyPair()], [bob.id, generateUserKeyPair()], [carol.id, generateUserKeyPair()]]);
+  for (const [token, id] of [[owner, me], [bob.token, bob.id], [carol.token, carol.id]] as const) {
+    await c.send("PUT", "/v1/secrets/me/keypair", token, { json: { public_key: pairs.get(id)!.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
+  }
+  await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
+  const v1 = newWorkspaceKey();
+  for (const id of [me, bob.id, carol.id]) {
+    expect((await c.send("PUT", `${base}/e2ee/keys/${id}`, owner, { json: { wrapped: wrapWorkspaceKey(v1, pairs.get(id)!.publicKey, { workspace: ws, user: id }) } })).status).toBe(200);
+  }
+  /** `key` wrapped for each of `ids`, as a rotation sends it. */
+  const wrappedFor = (key: Uint8Array, ...ids: string[]) => ids.map((id) => ({ user: id, wrapped: wrapWorkspaceKey(key, pairs.get(id)!.publicKey, { workspace: ws, user: id }) }));
+  return { base, me, bob, carol, pairs, v1, wrappedFor };
+}
