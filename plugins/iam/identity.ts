@@ -153,6 +153,10 @@ export class IamIdentity implements IdentityProvider {
     return this.memo.get("role", JSON.stringify([organizationId, userId]), () => sql.roleOf(this.db, organizationId, userId));
   }
 
+  memberSince(userId: string, organizationId: string) {
+    return this.memo.get("member since", JSON.stringify([organizationId, userId]), () => sql.memberSince(this.db, organizationId, userId));
+  }
+
   workspaceRole(userId: string, workspaceId: string) {
     return this.memo.get("workspace role", JSON.stringify([workspaceId, userId]), () => sql.workspaceRoleOf(this.db, workspaceId, userId));
   }

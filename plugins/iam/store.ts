@@ -191,6 +191,12 @@ export const roleOf = (db: Database, orgId: string, userId: string) =>
     .query<{ role: Role }, [string, string]>("SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND m.user_id = ? AND u.deleted_at IS NULL")
     .get(orgId, userId)?.role ?? null;
 
+/** When the live user's membership began; a role change keeps it, a removal ends it (and a re-add starts another). */
+export const memberSince = (db: Database, orgId: string, userId: string) =>
+  db
+    .query<{ created_at: number }, [string, string]>("SELECT m.created_at FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND m.user_id = ? AND u.deleted_at IS NULL")
+    .get(orgId, userId)?.created_at ?? null;
+
 /** The role a membership row records, its user deleted or not: removing a deleted user's row is still tidying up. */
 export const recordedRoleOf = (db: Database, orgId: string, userId: string) =>
   db.query<{ role: Role }, [string, string]>("SELECT role FROM memberships WHERE organization_id = ? AND user_id = ?").get(orgId, userId)?.role ?? null;

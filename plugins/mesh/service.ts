@@ -743,6 +743,10 @@ export class MeshService {
     const provider = this.k.identity.provider;
     if (!provider || !isUserId(key.created_by)) return null; // no identity service in this build: nothing to ask
     const role = provider.roleIn(key.created_by, organizationId);
+    // A maker removed and added back is back under a new membership: what they made under the
+    // one that ended stays dead, as their API keys and tokens do (iam revokes those at removal).
+    const since = role ? provider.memberSince(key.created_by, organizationId) : null;
+    if (since !== null && since > key.created_at) return { message: "This pre-auth key is not valid.", reason: "its maker left the organization after making it" };
     if (role && roleAllows(role, KEY_MAKING_PERMISSION)) return null;
     const reason = role ? `its maker's role (${role}) no longer makes pre-auth keys` : "its maker is no longer a member of the organization";
     return { message: "This pre-auth key is not valid.", reason };

@@ -67,6 +67,11 @@ export interface IdentityProvider {
   organization(id: string): OrganizationFacts | null;
   workspace(id: string): WorkspaceFacts | null;
   roleIn(userId: string, organizationId: string): Role | null;
+  /**
+   * When the user's current membership of the organization began (ms), or null when they are
+   * no member. A right granted before it was granted under an earlier membership, which ended.
+   */
+  memberSince(userId: string, organizationId: string): number | null;
   workspaceRole(userId: string, workspaceId: string): Role | null;
 }
 

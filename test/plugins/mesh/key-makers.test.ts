@@ -97,3 +97,22 @@ test("the key list says maker_gone for a key whose maker left the organization o
   expect((await c.send("PUT", `/v1/iam/orgs/${org}/members/${frank.id}`, operator, { json: { role: "admin" } })).status).toBe(200);
   expect(await states()).toEqual(["maker_gone", "usable", "usable"]);
 });
+
+test("a maker removed and added back does not bring back the keys of the membership that ended, as their API keys stay revoked (found in review)", async () => {
+  const { c, operator, org, net } = await office();
+  const gina = await c.addUser(operator, "gina@example.org", "admin");
+  const before = await reusableKey(c, gina.token, net);
+  expect((await c.send("DELETE", `/v1/iam/orgs/${org}/members/${gina.id}`, operator)).status).toBe(200);
+  c.clock.advance(1_000);
+  expect((await c.send("POST", `/v1/iam/orgs/${org}/members`, operator, { json: { email: "gina@example.org", role: "admin" } })).status).toBe(200);
+  const ginaAgain = await c.login("gina@example.org", "correct-horse-battery-9");
+
+  expect((await enroll(c, before, "g1")).status).toBe(401);
+  expect(refusals(c)).toEqual(["its maker left the organization after making it"]);
+  const states = ((await c.send("GET", `${net}/keys`, operator)).body.items as Array<{ state: string }>).map((k) => k.state);
+  expect(states).toEqual(["maker_gone"]);
+  // What they make under the new membership enrolls, and a role change does not start another.
+  const after = await reusableKey(c, ginaAgain, net);
+  expect((await c.send("PUT", `/v1/iam/orgs/${org}/members/${gina.id}`, operator, { json: { role: "owner" } })).status).toBe(200);
+  expect((await enroll(c, after, "g2")).status).toBe(200);
+});
