@@ -101,6 +101,24 @@ function requireLiveMaker(tx: Tx, makerId: string, now: number): void {
 }
 
 /**
+ * In the write that changes an organization or what it holds: the organization, which the guard
+ * found before the handler ran, must still be there. A deletion that came first meanwhile keeps
+ * the memberships (so the caller's role still reads as it was): without this check, a workspace,
+ * an API key, a member or a setting landed in the deleted organization, audited as a success
+ * after its deletion (found in review).
+ */
+function requireLiveOrganization(tx: Tx, orgId: string): void {
+  if (!sql.organizationById(tx, orgId)) throw new NotFoundError("No such organization: it was deleted meanwhile.");
+}
+
+/** In the write that changes a workspace: the workspace as it is now, refused when it (or its organization) was deleted meanwhile. */
+function liveWorkspace(tx: Tx, id: string): sql.WorkspaceRow {
+  const ws = sql.workspaceById(tx, id);
+  if (!ws) throw new NotFoundError("No such workspace: it was deleted meanwhile.");
+  return ws;
+}
+
+/**
  * An API key's maker must hold a role in the organization that allows making it, with each of
  * its scopes: checked when asked, and again in the write that makes it, where a removal or a
  * demotion that came first meanwhile is seen (found in review: a key made while its maker was
@@ -1088,6 +1106,7 @@ export class IamService {
     if (changes.name !== undefined && !NAME.test(changes.name)) throw new InvalidError("a short name: letters, digits, space, . _ -", "name");
     const allowlist = changes.ip_allowlist && this.checkAllowlist(changes.ip_allowlist, caller);
     await this.k.store.write((tx) => {
+      requireLiveOrganization(tx, id);
       if (changes.name !== undefined) {
         const other = sql.organizationByName(tx, changes.name);
         if (other && other.id !== id) throw new ConflictError("an organization with this name exists already");
@@ -1179,6 +1198,7 @@ export class IamService {
     const target = input.user ? sql.userById(this.db, input.user) : input.email ? sql.userByEmail(this.db, input.email) : null;
     if (!target || (mode === "change" && !sql.roleOf(this.db, orgId, target.id))) throw new NotFoundError(mode === "add" ? "No such user." : "That user is not a member.");
     await this.k.store.write((tx) => {
+      requireLiveOrganization(tx, orgId);
       // Both roles as they are now, in the transaction that writes: two changes sent at once must
       // not both pass checks made before either wrote (an admin unmaking a new owner, no owner left).
       const callerRole = actingRole(tx, caller.principal, orgId);
@@ -1203,6 +1223,7 @@ export class IamService {
 
   async removeMember(caller: Caller, orgId: string, userId: string) {
     await this.k.store.write((tx) => {
+      requireLiveOrganization(tx, orgId);
       // A deleted user's membership, which grants nothing, can still be removed.
       const current = sql.recordedRoleOf(tx, orgId, userId);
       if (!current) throw new NotFoundError("That user is not a member.");
@@ -1240,6 +1261,7 @@ export class IamService {
     const id = newId("inv");
     const now = this.now();
     await this.k.store.write((tx) => {
+      requireLiveOrganization(tx, orgId);
       sql.purgeExpiredInvitations(tx, now);
       const callerRole = actingRole(tx, caller.principal, orgId);
       if (!callerRole || !roleAllows(callerRole, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");
@@ -1259,6 +1281,7 @@ export class IamService {
 
   async revokeInvitation(caller: Caller, orgId: string, id: string) {
     await this.k.store.write((tx) => {
+      requireLiveOrganization(tx, orgId);
       sql.purgeExpiredInvitations(tx, this.now());
       const invitation = sql.invitationById(tx, id);
       if (!invitation || invitation.organization_id !== orgId || invitation.expires_at <= this.now()) throw new NotFoundError("No such invitation.");
@@ -1354,6 +1377,7 @@ export class IamService {
     const allowlist = this.checkAllowlist(input.ip_allowlist ?? [], caller);
     const id = newId("ws");
     await this.k.store.write((tx) => {
+      requireLiveOrganization(tx, orgId);
       if (sql.workspacesOf(tx, orgId).some((w) => w.name === input.name)) throw new ConflictError("a workspace with this name exists in the organization");
       sql.insertWorkspace(tx, { id, organization_id: orgId, name: input.name, ip_allowlist: allowlist, created_at: this.now() });
       this.audit(tx, { action: "iam.workspace.create", actor: actorOf(caller.principal), outcome: "success", resource: { type: "workspace", id }, organization: orgId, workspace: id, request: caller.request });
@@ -1381,8 +1405,8 @@ export class IamService {
   async updateWorkspace(caller: Caller, id: string, changes: { name?: string; ip_allowlist?: string[] }) {
     if (changes.name !== undefined && !NAME.test(changes.name)) throw new InvalidError("a short name: letters, digits, space, . _ -", "name");
     const allowlist = changes.ip_allowlist && this.checkAllowlist(changes.ip_allowlist, caller);
-    const ws = sql.workspaceById(this.db, id)!;
     await this.k.store.write((tx) => {
+      const ws = liveWorkspace(tx, id);
       if (changes.name !== undefined && sql.workspacesOf(tx, ws.organization_id).some((w) => w.name === changes.name && w.id !== id)) {
         throw new ConflictError("a workspace with this name exists in the organization");
       }
@@ -1403,9 +1427,9 @@ export class IamService {
 
   /** Narrows (or with null, stops narrowing) a member's role in one workspace. */
   async setWorkspaceRole(caller: Caller, workspaceId: string, userId: string, role: string | null) {
-    const ws = sql.workspaceById(this.db, workspaceId)!;
     if (role !== null && !isRole(role)) throw new InvalidError("one of viewer, editor, admin, owner", "role");
     await this.k.store.write((tx) => {
+      const ws = liveWorkspace(tx, workspaceId);
       // Both roles as they are now, in the write: a removal that came first meanwhile deleted the
       // member's workspace roles before this one was set, which then outlived the membership
       // (found in review).
@@ -1434,6 +1458,7 @@ export class IamService {
   async setService(caller: Caller, orgId: string, service: string, active: boolean, known: readonly string[]) {
     if (!known.includes(service)) throw new NotFoundError(`No such service; the services are: ${known.join(", ") || "none"}.`);
     await this.k.store.write((tx) => {
+      requireLiveOrganization(tx, orgId);
       if (active) sql.activateService(tx, orgId, service, this.now());
       else sql.deactivateService(tx, orgId, service);
       this.audit(tx, { action: active ? "iam.service.activate" : "iam.service.deactivate", actor: actorOf(caller.principal), outcome: "success", resource: { type: "service", id: service }, organization: orgId, request: caller.request });
@@ -1457,6 +1482,7 @@ export class IamService {
     const limits = this.inheritedLimits(p, { organization: orgId, allowlist, expiresAt });
     const t = generateToken(input.service);
     await this.k.store.write((tx) => {
+      requireLiveOrganization(tx, orgId);
       requireLiveMaker(tx, p.tokenId, this.now());
       requireRoleForKey(tx, p.userId, orgId, scopes);
       sql.insertCredential(
