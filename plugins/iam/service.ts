@@ -132,6 +132,12 @@ function requireRoleForKey(db: Tx, makerId: string | null, orgId: string, scopes
   if (beyondRole) throw new ForbiddenError(`your role does not allow making a key with ${beyondRole}`);
 }
 
+/** The organization's API key `id`, unrevoked; a revoked one is no such key, as a revoked token is no such token. */
+function requireLiveApiKey(db: Tx, orgId: string, id: string): void {
+  const c = sql.credentialById(db, id);
+  if (!c || c.kind !== "service" || c.organization_id !== orgId || c.revoked_at !== null) throw new NotFoundError("No such API key.");
+}
+
 /** The role that bounds the caller in the organization: the user's, or a service key's maker's. */
 function actingRole(db: Tx, p: Principal, orgId: string): Role | null {
   const user = roleHolder(p);
@@ -1515,9 +1521,11 @@ export class IamService {
   }
 
   async revokeApiKey(caller: Caller, orgId: string, id: string) {
-    const c = sql.credentialById(this.db, id);
-    if (!c || c.kind !== "service" || c.organization_id !== orgId || c.revoked_at !== null) throw new NotFoundError("No such API key.");
+    requireLiveApiKey(this.db, orgId, id);
     await this.k.store.write((tx) => {
+      // Again in the write: a revocation sent at the same time came first, and a second 200,
+      // with a second event, would record a revocation that did nothing (found in review).
+      requireLiveApiKey(tx, orgId, id);
       sql.revokeCredential(tx, id, this.now());
       this.audit(tx, { action: "iam.api_key.revoke", actor: actorOf(caller.principal), outcome: "success", resource: { type: "api_key", id }, organization: orgId, request: caller.request });
     });

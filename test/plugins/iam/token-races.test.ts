@@ -86,3 +86,15 @@ test("a token made for a workspace while it is being deleted is refused, not lef
   expect([deleted.status, made.status]).toEqual([200, 422]);
   expect(made.body.token).toBeUndefined();
 });
+
+test("an API key revoked twice at once: one revokes it, the other answers 404; one audit event (found in review: 200 twice, two events)", async () => {
+  const { c, session, org } = await owner();
+  expect((await c.send("PUT", `/v1/iam/orgs/${org}/services/system`, session)).status).toBe(200);
+  const key = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, session, { json: { service: "system", name: "k", scopes: ["system:read"] } })).body.id as string;
+  const answers = await Promise.all([1, 2].map(() => c.send("DELETE", `/v1/iam/orgs/${org}/api-keys/${key}`, session)));
+  expect(answers.map((a) => [a.status, a.body.code]).sort()).toEqual([
+    [200, undefined],
+    [404, "not_found"],
+  ]);
+  expect(c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.api_key.revoke'").get()).toEqual({ n: 1 });
+});
