@@ -13,7 +13,7 @@ import { Behaviour, keysOf, type Keys, type Signal } from "./behaviour.ts";
 import type { GeoInfo } from "./geo.ts";
 import { ManualIndex, toCidr, type ManualEntry } from "./manual-index.ts";
 import { actionFor, score, severity, stronger, type Action, type Reason, type ShieldPolicy } from "./policy.ts";
-import { formatCidr, isLoopback, parseIp, unmapIpv4, type IpAddress } from "../net/ip.ts";
+import { formatCidr, isLoopback, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../net/ip.ts";
 
 export { toCidr, type ManualEntry };
 
@@ -403,17 +403,15 @@ export class Shield {
   }
 
   /**
-   * Ends the decisions on an address (with those on its prefix) or on a prefix early, and
-   * forgets what it did — else the next request would score the same and decide again. With
-   * no decision to lift nothing is forgotten: the operator is told so, and no audit event would
-   * say why a brute-forcer's record was wiped.
+   * Ends the decisions on an address or a prefix early, with those on the keys counted with it
+   * (see countedWith), and forgets what they did — else the next request would score the same
+   * and decide again. With no decision to lift nothing is forgotten: the operator is told so,
+   * and no audit event would say why a brute-forcer's record was wiped.
    */
   lift(target: string): Decision[] {
     const cidr = toCidr(target);
     if (!cidr) return [];
-    const host = cidr.prefix === (cidr.family === 4 ? 32 : 128);
-    const keys = host ? keysOf(cidr) : null;
-    const names = keys ? [keys.address, keys.prefix, ...(keys.wide ? [keys.wide] : [])] : [formatCidr(cidr)];
+    const names = countedWith(cidr);
     const lifted: Decision[] = [];
     const now = this.options.now();
     for (const held of Object.values(this.decisions)) {
@@ -453,6 +451,25 @@ export class Shield {
       }
     }
   }
+}
+
+/**
+ * The keys whose counts a decision on `cidr` may rest on, which lifting it ends and forgets
+ * together: an address's own, its prefix's and its /48's; a /56's and its /48's; a /48's and
+ * its /56s'. A /56 counted alone would leave its doings in the /48, which the next request
+ * would find enough for a wider decision at once; a /48 alone, its /56s for narrower ones.
+ */
+function countedWith(cidr: Cidr): string[] {
+  if (cidr.prefix === (cidr.family === 4 ? 32 : 128)) {
+    const keys = keysOf(cidr);
+    return [keys.address, keys.prefix, ...(keys.wide ? [keys.wide] : [])];
+  }
+  if (cidr.family === 6 && cidr.prefix === 56) return [formatCidr(cidr), keysOf(cidr).wide!];
+  if (cidr.family === 6 && cidr.prefix === 48) {
+    const fiftySixes = Array.from({ length: 256 }, (_, n) => keysOf({ family: 6, bytes: cidr.bytes.with(6, n) }).prefix);
+    return [formatCidr(cidr), ...fiftySixes];
+  }
+  return [formatCidr(cidr)];
 }
 
 /**

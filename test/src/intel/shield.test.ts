@@ -317,6 +317,33 @@ describe("Shield against spoofing and floods (review findings)", () => {
     expect(shield.decide("192.0.2.10", "http")).toBe("allow");
   });
 
+  test("lifting a /56's decision forgets its /48's doings too: no wider decision follows at once (found in review)", () => {
+    const { shield, changes } = setup({ trustLoopback: false });
+    // One failed login from each of forty /64s of one /56 (and so of its /48).
+    for (let i = 0; i < 40; i++) shield.observe(`2001:db8:0:1${i.toString(16).padStart(2, "0")}::1`, "failed_login");
+    expect(shield.decide("2001:db8:0:1ff::9", "http")).toBe("throttle");
+    expect(shield.lift("2001:db8:0:100::/56").map((d) => d.target)).toEqual(["2001:db8:0:100::/56"]);
+    expect(shield.decide("2001:db8:0:1ff::9", "http")).toBe("allow");
+    expect(changes.filter(([c]) => c === "start").map(([, d]) => d.target)).toEqual(["2001:db8:0:100::/56"]);
+  });
+
+  test("lifting a /48's decision forgets its /56s' doings too: no narrower decision follows at once (found in review)", () => {
+    const { shield, changes } = setup({ trustLoopback: false });
+    // Six addresses in each of five /56s of one /48, each failing a login and a token once:
+    // each /56 together earns a throttle, the /48 together a refuse.
+    const fiftySixes = [0, 1, 2, 3, 4].map((n) => `2001:db8:0:${n}00`);
+    for (const prefix of fiftySixes) {
+      for (let i = 1; i <= 6; i++) {
+        shield.observe(`${prefix}::${i}`, "failed_login");
+        shield.observe(`${prefix}::${i}`, "invalid_token");
+      }
+    }
+    expect(shield.decide("2001:db8:0:ff00::9", "http")).toBe("refuse");
+    expect(shield.lift("2001:db8::/48").map((d) => d.target)).toEqual(["2001:db8::/48"]);
+    for (const prefix of fiftySixes) expect(shield.decide(`${prefix}::99`, "http")).toBe("allow");
+    expect(changes.filter(([c]) => c === "start").map(([, d]) => d.target)).toEqual(["2001:db8::/48"]);
+  });
+
   test("lifting an address with no decision forgets nothing (there is nothing to audit)", () => {
     const { shield } = setup({ trustLoopback: false });
     for (let i = 0; i < 7; i++) shield.observe("198.51.100.7", "failed_login");
