@@ -143,8 +143,8 @@ export class IntelService {
 
   // --- policy ----------------------------------------------------------------------------
 
-  private storedPolicy(): Partial<ShieldPolicy> {
-    const row = this.db.query<{ policy: string }, []>("SELECT policy FROM intel_policy WHERE singleton = 1").get();
+  private storedPolicy(db: Database = this.db): Partial<ShieldPolicy> {
+    const row = db.query<{ policy: string }, []>("SELECT policy FROM intel_policy WHERE singleton = 1").get();
     return row ? (JSON.parse(row.policy) as Partial<ShieldPolicy>) : {};
   }
 
@@ -182,12 +182,15 @@ export class IntelService {
     const input = { ...given, ...(given.asns && { asns: asNumbers(given.asns) }) };
     for (const key of Object.keys(input.anonymous ?? {})) if (!ANONYMITY.includes(key)) throw new InvalidError(`anonymous: "${key}" is none of ${ANONYMITY.join(", ")}`, "anonymous");
     for (const key of Object.keys(input.behaviour ?? {})) if (!(SIGNALS as readonly string[]).includes(key)) throw new InvalidError(`behaviour: "${key}" is none of ${SIGNALS.join(", ")}`, "behaviour");
-    const stored = { ...this.storedPolicy(), ...input, anonymous: { ...this.storedPolicy().anonymous, ...input.anonymous }, behaviour: { ...this.storedPolicy().behaviour, ...input.behaviour } } as Partial<ShieldPolicy>;
     // What was set, values included (points are not secret): the audit log says what the policy became.
     const changes = Object.entries(input).map(([part, values]) => `${part} ${JSON.stringify(values)}`);
-    await this.k.store.write((tx) => {
-      tx.query("INSERT INTO intel_policy (singleton, policy, updated_at) VALUES (1, ?, ?) ON CONFLICT (singleton) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at").run(JSON.stringify(stored), this.now());
+    // Merged with what is stored in the same transaction: another change made meanwhile is kept, not undone.
+    const stored = await this.k.store.write((tx) => {
+      const before = this.storedPolicy(tx);
+      const after = { ...before, ...input, anonymous: { ...before.anonymous, ...input.anonymous }, behaviour: { ...before.behaviour, ...input.behaviour } } as Partial<ShieldPolicy>;
+      tx.query("INSERT INTO intel_policy (singleton, policy, updated_at) VALUES (1, ?, ?) ON CONFLICT (singleton) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at").run(JSON.stringify(after), this.now());
       this.k.audit.record(tx, event(caller, "intel.policy.update", { type: "intel_policy", id: "policy" }, changes.length > 0 ? `set ${changes.join("; ")}` : "nothing set"));
+      return after;
     });
     this.policy = this.effectivePolicy(stored);
     this.shield.invalidate();

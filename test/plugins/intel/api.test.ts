@@ -408,6 +408,22 @@ describe("policy, manual entries, status", () => {
     await c.send("PUT", "/v1/intel/policy", operator, { json: { asns: {}, anonymous: { tor: 40 }, behaviour: { failed_login: { per_event: 5, max: 60 } } } });
   });
 
+  test("two changes to the policy at once both take effect, as both audit events say (found in review: the last one written undid the other)", async () => {
+    try {
+      const [tor, logins] = await Promise.all([
+        c.send("PUT", "/v1/intel/policy", operator, { json: { anonymous: { tor: 1 } } }),
+        c.send("PUT", "/v1/intel/policy", operator, { json: { behaviour: { failed_login: { per_event: 1, max: 2 } } } }),
+      ]);
+      expect([tor.status, logins.status]).toEqual([200, 200]);
+      const stored = JSON.parse(c.kernel.store.db.query<{ policy: string }, []>("SELECT policy FROM intel_policy").get()!.policy);
+      expect([stored.anonymous.tor, stored.behaviour.failed_login]).toEqual([1, { per_event: 1, max: 2 }]);
+      const inForce = (await c.send("GET", "/v1/intel/policy", operator)).body;
+      expect([inForce.anonymous.tor, inForce.behaviour.failed_login]).toEqual([1, { per_event: 1, max: 2 }]);
+    } finally {
+      await c.send("PUT", "/v1/intel/policy", operator, { json: { anonymous: { tor: 40 }, behaviour: { failed_login: { per_event: 5, max: 60 } } } });
+    }
+  });
+
   test("manual deny with a TTL, removal, and refusal of a bad target", async () => {
     const deny = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "192.0.2.0/28", action: "drop", minutes: 30, reason: "scanner" } });
     expect(deny.status).toBe(200);
