@@ -129,7 +129,9 @@ export class IntelService {
       onDecision: (change, decision) => void this.recordDecision(change, decision),
     });
     this.reloadManual();
-    this.shield.restore(this.storedDecisions(this.startedAt));
+    const held = this.storedDecisions(this.startedAt);
+    for (const decision of held) this.stored.add(decision);
+    this.shield.restore(held);
     this.lists = this.loadLists();
   }
 
@@ -232,7 +234,8 @@ export class IntelService {
   /**
    * Decisions the shield makes on its own are recorded one by one up to DECISION_RECORDS_PER_MINUTE;
    * past that (a flood of new addresses) they are counted and summed up in one event a minute,
-   * so that nobody can fill the disk or the write queue by sending from many addresses.
+   * so that nobody can fill the disk or the write queue by sending from many addresses. (Ends
+   * are stored past it all the same: one per start recorded, so no more than those.)
    */
   private budget = { minute: 0, used: 0, started: 0, ended: 0 };
 
@@ -276,9 +279,24 @@ export class IntelService {
       .catch(() => {});
   }
 
-  /** A decision started or ended: stored and audited (never blocks the answer path that made it). */
+  /** Decisions the shield holds whose start is stored (restored at start, or recorded within the budget): theirs is an end to store. */
+  private readonly stored = new WeakSet<Decision>();
+
+  /**
+   * A decision started or ended: stored and audited (never blocks the answer path that made it).
+   * Past the budget a start is neither; an end is stored all the same (else the row stays open,
+   * is kept for good and is said at the next start to have ended while Citadel was stopped),
+   * only its audit event is summed up. A decision whose start was never recorded has no expiry
+   * to record: the log never said it began.
+   */
   private async recordDecision(change: "start" | "expire" | "lift", decision: Decision, caller?: Caller): Promise<void> {
-    if (change !== "lift" && !this.withinBudget(change)) return;
+    if (change === "start") {
+      if (!this.withinBudget("start")) return;
+      this.stored.add(decision);
+    } else if (change === "expire" && !this.stored.has(decision)) {
+      return;
+    }
+    const audited = change !== "expire" || this.withinBudget("expire");
     try {
       await this.k.store.write((tx) => {
         if (change === "start") {
@@ -296,6 +314,7 @@ export class IntelService {
         } else {
           tx.query("UPDATE intel_decisions SET ended_at = ? WHERE id = ?").run(this.now(), decision.id);
         }
+        if (!audited) return;
         const reason =
           change === "start"
             ? `${decision.shadow ? "shadow: would " : ""}${decision.action} ${decision.target}${decision.scope === "dns" ? " (DNS only)" : ""} until ${iso(decision.until)}: score ${decision.score} — ${decision.reasons.map((r) => r.text).join("; ")}`

@@ -75,6 +75,47 @@ test("a flood of decisions past the audit budget is summed up for its minute by 
   }
 });
 
+test("decisions that end past the audit budget are still ended in storage, summed up, and those whose start was not recorded get no end event (found in review: left open, later audited as expired while stopped)", async () => {
+  const c = await testCitadel({ config: { intel: { trust_loopback: false } } });
+  try {
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const db = c.kernel.store.db;
+    expect((await c.send("PUT", "/v1/intel/lists/flood", operator, { json: { weight: 45, content: "198.18.0.0/16\n" } })).status).toBe(200);
+    const requests = async (from: number, n: number) => {
+      for (let i = from; i < from + n; i++) await c.send("GET", "/healthz", undefined, { headers: { "x-test-peer": `198.18.${i >> 8}.${i & 255}` } });
+    };
+    const count = (sql: string) => (db.query(sql).get() as { n: number }).n;
+    const settled = async (sql: string, n: number) => {
+      for (let i = 0; i < 200 && count(sql) !== n; i++) await Bun.sleep(5); // recorded off the answer path
+      return count(sql);
+    };
+    const lapsedOpen = () => db.query<{ n: number }, [number]>("SELECT COUNT(*) AS n FROM intel_decisions WHERE ended_at IS NULL AND until <= ?").get(c.clock.now())!.n;
+    const expires = "SELECT COUNT(*) AS n FROM audit_events WHERE action = 'intel.decision.expire'";
+
+    await requests(0, 120); // a minute's budget of decisions, each recorded
+    expect(await settled("SELECT COUNT(*) AS n FROM intel_decisions", 120)).toBe(120);
+    c.clock.advance(16 * 60_000); // they have all run out
+    await requests(1000, 130); // the next minute's budget spent on new ones (10 not recorded)
+    expect(await settled("SELECT COUNT(*) AS n FROM intel_decisions", 240)).toBe(240);
+    await intelOf({ store: c.kernel.store } as never).sweep(); // the first 120 expire, past the budget
+    for (let i = 0; i < 200 && lapsedOpen() > 0; i++) await Bun.sleep(5);
+    expect(lapsedOpen()).toBe(0);
+    expect(count(expires)).toBe(0); // not one by one: summed up with the minute
+    c.clock.advance(16 * 60_000); // the second 130 run out, in a minute with its budget untouched
+    await intelOf({ store: c.kernel.store } as never).sweep();
+    for (let i = 0; i < 200 && lapsedOpen() > 0; i++) await Bun.sleep(5);
+    expect(lapsedOpen()).toBe(0);
+    // Those recorded, one by one; the 10 never recorded started nothing in the log to end.
+    expect(await settled(expires, 120)).toBe(120);
+    await Bun.sleep(20);
+    expect(count(expires)).toBe(120);
+    const summary = db.query<{ reason: string }, []>("SELECT reason FROM audit_events WHERE action = 'intel.decision.start' AND reason LIKE '%not recorded one by one%'").all();
+    expect(summary.map((s) => s.reason.replace(/ in the minute .*/, ""))).toEqual(["10 decisions started and 120 ended"]);
+  } finally {
+    await c.stop();
+  }
+});
+
 /** What the shield holds against an address: its own rate-limit refusals. */
 const rateLimitedCount = (c: Awaited<ReturnType<typeof testCitadel>>, address: string) => c.kernel.shield.current!.behaviour.counts(address).http_rate_limited;
 
