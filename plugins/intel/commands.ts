@@ -1,6 +1,6 @@
 /**
  * CLI: citadel intel status | ip <ip> | decisions [--lift IP] | allow <cidr> | deny <cidr> |
- * manual [--remove ID] | lists | list import <name> <file>|--url URL --weight N | list delete <name> |
+ * manual [--remove ID [--yes]] | lists | list import <name> <file>|--url URL --weight N [--yes] | list delete <name> |
  * policy | policy set <file>.
  * All for operators.
  */
@@ -138,11 +138,16 @@ export const intelCommands: Command[] = [
   {
     words: ["intel", "manual"],
     summary: "Manual allow and deny entries (--remove ID removes one)",
-    options: { remove: { type: "string", description: "The entry to remove (man_...)" } },
+    options: {
+      remove: { type: "string", description: "The entry to remove (man_...)" },
+      yes: { type: "boolean", description: "Yes, remove it though it is the allow entry that shields my own address" },
+    },
     async run(ctx) {
       const api = await ctx.api();
       if (typeof ctx.options.remove === "string") {
-        await api.request("DELETE", `/v1/intel/manual/${encodeURIComponent(ctx.options.remove)}`);
+        // Only removing the allow entry that shields one's own address needs it: without it the server answers 409.
+        const lockOut = ctx.options.yes === true ? "?lock_out=true" : "";
+        await api.request("DELETE", `/v1/intel/manual/${encodeURIComponent(ctx.options.remove)}${lockOut}`);
         print(ctx, { ok: true }, `${ctx.options.remove} removed`);
         return 0;
       }
@@ -162,6 +167,7 @@ export const intelCommands: Command[] = [
       url: { type: "string", description: "Fetch the list from this https URL (the server fetches it, now and at every refresh)" },
       "refresh-minutes": { type: "string", description: "With --url: how often it is fetched again (15-10080; default: the server's)" },
       format: { type: "string", description: "auto (default), plain, firehol or spamhaus" },
+      yes: { type: "boolean", description: "Yes, take it though it would refuse my own address" },
     },
     async run(ctx) {
       const url = typeof ctx.options.url === "string" ? ctx.options.url : undefined;
@@ -177,7 +183,7 @@ export const intelCommands: Command[] = [
       const r = await api.request<{ name: string; entries: number; bad_lines: number; format: string; bad_lines_shown?: Array<{ line: number; text: string; problem: string }> }>(
         "PUT",
         `/v1/intel/lists/${encodeURIComponent(ctx.args[0]!)}`,
-        { weight, ...source, ...(format !== undefined ? { format } : {}) },
+        { weight, ...source, ...(format !== undefined ? { format } : {}), ...(ctx.options.yes === true ? { lock_out: true } : {}) },
       );
       // The bad lines by number, as the API names them (the first few): what to fix in the file.
       const bad = (r.bad_lines_shown ?? []).map((b) => `\n  line ${b.line}: ${b.problem}: ${b.text}`).join("");

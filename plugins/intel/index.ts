@@ -123,11 +123,11 @@ export const intelPlugin = definePlugin<IntelSettings>({
       .post("/manual", ({ body, request }) => intelOf(k).addManual(caller(request), body), { body: m.NewManualEntry, response: m.ManualEntry, detail: { summary: "Allow or deny an address or CIDR; allow always wins (operators)", tags, ...WRITE } })
       .delete(
         "/manual/:id",
-        async ({ params, request }) => {
-          await intelOf(k).removeManual(caller(request), params.id);
+        async ({ params, query, request }) => {
+          await intelOf(k).removeManual(caller(request), params.id, query.lock_out === true);
           return { ok: true as const };
         },
-        { response: m.Done, detail: { summary: "Remove a manual entry (operators)", tags, ...WRITE } },
+        { query: m.RemoveManualQuery, response: m.Done, detail: { summary: "Remove a manual entry (operators)", tags, ...WRITE } },
       )
       .get("/lists", () => intelOf(k).listsView(), { response: m.ListList, detail: { summary: "Reputation lists: name, weight, size (operators)", tags, ...READ } })
       .put("/lists/:name", ({ params, body, request }) => intelOf(k).putList(caller(request), params.name, body), { body: m.PutList, response: m.PutListResult, detail: { summary: "Create or replace a reputation list from its text or an https URL (operators)", tags, ...WRITE } })

@@ -12,13 +12,16 @@ export const DecisionList = t.Object({ items: t.Array(Decision) });
 
 export const ManualEntry = t.Object({ id: t.String(), kind: t.Union([t.Literal("allow"), t.Literal("deny")]), target: t.String(), action: t.Union([DenyAction, t.Null()], { description: "What a deny entry does; null for an allow entry" }), reason: t.Union([t.String(), t.Null()]), until: t.Union([Iso, t.Null()]) });
 export const ManualList = t.Object({ items: t.Array(ManualEntry) });
+export const RemoveManualQuery = t.Object({
+  lock_out: t.Optional(t.Boolean({ description: "Removing an allow entry that shields the caller's own address from a deny (or a score) is a 409 unless this is true" })),
+});
 export const NewManualEntry = t.Object({
   kind: t.Union([t.Literal("allow"), t.Literal("deny")], { description: "allow always wins over deny, decisions and scores" }),
   target: t.String({ minLength: 1, maxLength: 64, description: "An address or CIDR (host bits zero)" }),
   action: t.Optional(DenyAction),
   minutes: t.Optional(t.Integer({ minimum: 1, maximum: 5_256_000, description: "Lasts this long; forever when absent" })),
   reason: t.Optional(t.String({ maxLength: 500 })),
-  lock_out: t.Optional(t.Boolean({ description: "A deny entry covering the caller's own address is a 409 unless this is true (the caller's next request would be refused)" })),
+  lock_out: t.Optional(t.Boolean({ description: "A deny entry covering the caller's own address is a 409 unless this is true (the caller's next request would be throttled, refused or dropped)" })),
 });
 
 const Anonymous = t.Union([t.Object({ any: t.Boolean(), vpn: t.Boolean(), hosting: t.Boolean(), publicProxy: t.Boolean(), residentialProxy: t.Boolean(), tor: t.Boolean() }), t.Null()]);
@@ -51,6 +54,7 @@ export const PutList = t.Object({
   url: t.Optional(t.String({ maxLength: 2048, description: "Fetch it from here (https) now and every refresh_minutes; never without this" })),
   refresh_minutes: t.Optional(t.Integer({ minimum: 15, maximum: 10_080 })),
   format: t.Optional(t.Union([t.Literal("auto"), t.Literal("plain"), t.Literal("firehol"), t.Literal("spamhaus")])),
+  lock_out: t.Optional(t.Boolean({ description: "A list that would refuse the caller's own address is a 409 unless this is true" })),
 });
 export const PutListResult = t.Composite([List, t.Object({ bad_lines_shown: t.Array(t.Object({ line: t.Integer(), text: t.String(), problem: t.String() })) })]);
 

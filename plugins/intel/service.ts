@@ -14,7 +14,7 @@ import { CidrSet } from "../../src/intel/cidr-set.ts";
 import type { GeoIntel } from "../../src/intel/geo.ts";
 import { acceptedListUrl, fetchList, parseList, redactedUrl, refreshProblem, type FetchListOptions, type ListFormat, type ListSize } from "../../src/intel/lists.ts";
 import { SIGNALS } from "../../src/intel/behaviour.ts";
-import { DEFAULT_POLICY, type Action, type ShieldPolicy } from "../../src/intel/policy.ts";
+import { DEFAULT_POLICY, severity, type Action, type ShieldPolicy } from "../../src/intel/policy.ts";
 import { Shield, toCidr, type Decision, type ListMatch, type ManualEntry } from "../../src/intel/shield.ts";
 import { cidrContains, formatCidr, isLoopback, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
@@ -408,7 +408,7 @@ export class IntelService {
     if (input.kind === "allow" && input.action !== undefined) throw new InvalidError(`an allow entry takes no action (it allows); "${input.action}" is for a deny entry`, "action");
     if (cidr.prefix === 0) throw new InvalidError(`${target} is every IPv${cidr.family} address: ${input.kind === "allow" ? "allowing everything is turning the shield off ([intel] enabled = false)" : "denying everything would lock everyone out"}, not an entry`, "target");
     const entry: ManualEntry = { id: newId("man"), kind: input.kind, target, action: input.kind === "deny" ? (input.action ?? "refuse") : "refuse", until: input.minutes ? this.now() + input.minutes * 60_000 : null, reason: input.reason ?? null };
-    if (entry.kind === "deny" && input.lock_out !== true) this.refuseLockOut(caller, cidr, entry.until);
+    if (entry.kind === "deny" && input.lock_out !== true) this.refuseLockOut(caller, cidr, entry.action, entry.until);
     await this.k.store.write((tx) => {
       // One entry per target: a second would be a second row to find and remove, and an allow
       // and a deny on the same target contradict each other (the allow would win unseen).
@@ -424,13 +424,26 @@ export class IntelService {
     return manualView(entry);
   }
 
-  /** A 409 when a deny on `cidr` until `until` would refuse the caller itself (see `shielded`). */
-  private refuseLockOut(caller: Caller, cidr: Cidr, until: number | null): void {
+  /** A 409 when a deny doing `action` on `cidr` until `until` would reach the caller itself (see `shielded`). */
+  private refuseLockOut(caller: Caller, cidr: Cidr, action: Exclude<Action, "allow">, until: number | null): void {
     const parsed = caller.request.source ? parseIp(caller.request.source) : null;
     if (!parsed) return;
     const own = unmapIpv4(parsed);
     if (!cidrContains(cidr, own) || this.shielded(own, until)) return;
-    throw new ConflictError(`${formatCidr(cidr)} covers your own address (${caller.request.source}): your next request would be refused. Send "lock_out": true (citadel intel deny --yes) if that is what you mean.`);
+    throw new ConflictError(`${formatCidr(cidr)} covers your own address (${caller.request.source}): your next request would be ${DONE_TO[action]}. Send "lock_out": true (citadel intel deny --yes) if that is what you mean.`);
+  }
+
+  /**
+   * A 409 when a change would do more to the caller's own next request than is done now, and at
+   * least `least`: the shield is asked what it would do with their address with the manual
+   * entries or the lists the change leaves (`instead`). `what` says why, `meant` how to insist.
+   */
+  private refuseExposure(caller: Caller, instead: { manual?: readonly ManualEntry[]; lists?: readonly ListMatch[] }, least: Exclude<Action, "allow">, what: (source: string) => string, meant: string): void {
+    const source = caller.request.source;
+    if (!source) return;
+    const after = this.shield.wouldDo(source, instead);
+    if (severity(after) < severity(least) || severity(after) <= severity(this.shield.wouldDo(source, {}))) return;
+    throw new ConflictError(`${what(source)} would be ${DONE_TO[after as Exclude<Action, "allow">]}. ${meant} if that is what you mean.`);
   }
 
   /**
@@ -447,7 +460,20 @@ export class IntelService {
     return this.manualEntries().some((e) => e.kind === "allow" && outlasts(e) && covers(e));
   }
 
-  async removeManual(caller: Caller, id: string) {
+  /**
+   * Removes a manual entry. Not, unless `lockOut` says the caller means it, an allow entry that
+   * shields the caller's own address: their next request would meet what it held back.
+   */
+  async removeManual(caller: Caller, id: string, lockOut = false) {
+    if (!lockOut) {
+      const entries = this.manualEntries();
+      const removed = entries.find((e) => e.id === id && e.kind === "allow");
+      if (removed) {
+        const rest = entries.filter((e) => e !== removed);
+        const what = (source: string) => `without the allow entry on ${removed.target} your next request (from ${source})`;
+        this.refuseExposure(caller, { manual: rest }, "throttle", what, `Add ?lock_out=true (citadel intel manual --remove ${id} --yes)`);
+      }
+    }
     await this.k.store.write((tx) => {
       const row = tx.query<{ kind: string; target: string }, [string]>("SELECT kind, target FROM intel_manual WHERE id = ?").get(id);
       if (!row) throw new NotFoundError(`No manual entry ${id}.`);
@@ -477,7 +503,7 @@ export class IntelService {
    * not). A scheduled refresh passes what the list held (`refreshOf`): a download that looks
    * cut short or broken is refused then (refreshProblem), where an operator's import is taken.
    */
-  async putList(caller: Caller | null, name: string, input: { weight: number; content?: string; url?: string; refresh_minutes?: number; format?: "auto" | "plain" | "firehol" | "spamhaus" }, refreshOf?: RefreshBase) {
+  async putList(caller: Caller | null, name: string, input: { weight: number; content?: string; url?: string; refresh_minutes?: number; format?: "auto" | "plain" | "firehol" | "spamhaus"; lock_out?: boolean }, refreshOf?: RefreshBase) {
     if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) throw new InvalidError("a list's name is 1–63 lower-case letters, digits, dots, dashes or underscores", "name");
     if (input.content === undefined && input.url === undefined) throw new InvalidError("give the list's content, or a url to fetch it from", "content");
     if (input.url !== undefined && !acceptedListUrl(URL.parse(input.url), this.listFetching)) throw new InvalidError("a list's url must be https://", "url");
@@ -486,8 +512,15 @@ export class IntelService {
     if (parsed.cidrs.length === 0) throw new InvalidError(`the list has no valid entry${parsed.errors[0] ? ` (line ${parsed.errors[0].line}: ${parsed.errors[0].problem})` : ""}`, "content");
     if (parsed.incomplete) throw new InvalidError(`the list is incomplete: ${parsed.incomplete}`, "content");
     // A /0 line is refused already; its halves (0.0.0.0/1, 128.0.0.0/1) name every address as much.
-    const everyone = CidrSet.build(parsed.cidrs).coversAFamily();
+    const set = CidrSet.build(parsed.cidrs);
+    const everyone = set.coversAFamily();
     if (everyone) throw new InvalidError(`the list covers every IPv${everyone} address, which no reputation list means (it would score every client, the operator's own included)`, "content");
+    // Nor, unless the operator means it, a list that would refuse them (a throttle is no lock-out).
+    if (caller && input.lock_out !== true) {
+      const lists = [...this.lists.filter((l) => l.name !== name), { name, weight: input.weight, contains: (ip: IpAddress) => set.contains(ip) }];
+      const what = (source: string) => `the list ${name} would hold your own address (${source}): your next request`;
+      this.refuseExposure(caller, { lists }, "refuse", what, 'Send "lock_out": true (citadel intel list import --yes)');
+    }
     const suspect = refreshOf && refreshProblem(refreshOf, content, parsed);
     let taken = "";
     if (suspect) {
@@ -620,6 +653,9 @@ export class IntelService {
     };
   }
 }
+
+/** What a deny does to a request, as a 409 puts it. */
+const DONE_TO: Record<Exclude<Action, "allow">, string> = { throttle: "throttled", refuse: "refused", drop: "dropped" };
 
 /** The anonymity flags the score reads. */
 const ANONYMITY = Object.keys(DEFAULT_POLICY.anonymous);

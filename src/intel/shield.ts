@@ -197,13 +197,26 @@ export class Shield {
    * A decision is on the prefix when the address's own doings would not have made it.
    */
   assess(ip: string, { dryRun = false, channel = "http" as Channel } = {}): Assessment {
+    return this.assessWith(ip, { dryRun, channel }, this.manual, this.options.lists());
+  }
+
+  /**
+   * What the shield would do with `ip` (over HTTP) were its manual entries or its lists these
+   * instead; nothing is started. A change that would lock its maker out is asked about first.
+   */
+  wouldDo(ip: string, instead: { manual?: readonly ManualEntry[]; lists?: readonly ListMatch[] }): Action {
+    const manual = instead.manual ? ManualIndex.build(instead.manual, this.options.now()) : this.manual;
+    return this.assessWith(ip, { dryRun: true, channel: "http" }, manual, instead.lists ?? this.options.lists()).action;
+  }
+
+  private assessWith(ip: string, { dryRun, channel }: { dryRun: boolean; channel: Channel }, manual: ManualIndex, allLists: readonly ListMatch[]): Assessment {
     const now = this.options.now();
     const parsed = parseIp(ip);
     const policy = this.options.policy();
     if (!parsed) return { address: ip, prefix: ip, geo: NO_GEO, lists: [], score: 0, reasons: [], action: "allow", source: "invalid", decision: null, manual: null, shadow: policy.shadow };
     const addr = unmapIpv4(parsed);
     const keys = keysOf(addr);
-    const lists = this.options.lists().filter((l) => l.contains(addr));
+    const lists = allLists.filter((l) => l.contains(addr));
     const geo = this.options.geo.lookupAddress ? this.options.geo.lookupAddress(addr, keys.address) : this.options.geo.lookup(keys.address);
     const own = this.behaviour.counts(keys.address);
     // The neighbourhood's evidence is what was spread over its addresses (see Behaviour.spread):
@@ -229,9 +242,9 @@ export class Shield {
     });
 
     if (isLoopback(addr) && this.options.trustLoopback !== false) return result("allow", "loopback");
-    const allowed = this.manual.allowed(addr, now);
+    const allowed = manual.allowed(addr, now);
     if (allowed) return result("allow", "allowlist", null, allowed);
-    const denied = this.manual.denied(addr, now);
+    const denied = manual.denied(addr, now);
     const manualAction: Action = denied?.action ?? "allow";
 
     // A decision is started only when the score calls for more than what is done already.

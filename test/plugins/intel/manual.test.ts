@@ -55,11 +55,74 @@ describe("a deny entry covering the caller's own address", () => {
     expect((await c.send("GET", "/v1/intel/manual", operator, office)).status).toBe(200);
   });
 
+  test("a throttle is a 409 saying the caller would be throttled, not refused (found in review)", async () => {
+    const c = await citadel({ config: { intel: { trust_loopback: false } } });
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const refused = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "198.51.100.0/24", action: "throttle" }, ...from("198.51.100.10") });
+    expect([refused.status, refused.body.detail]).toEqual([409, expect.stringContaining("your next request would be throttled.")]);
+  });
+
   test("citadel intel deny --yes sends lock_out; without it, none", async () => {
     const answer = () => ({ id: "man_1", target: "198.51.100.0/24", action: "refuse", until: null });
     const yes = await runCommand(intelCommands, "intel deny", { args: ["198.51.100.0/24"], options: { yes: true }, answer });
     expect(yes.requests.map((r) => r.body)).toEqual([{ kind: "deny", target: "198.51.100.0/24", lock_out: true }]);
     const no = await runCommand(intelCommands, "intel deny", { args: ["198.51.100.0/24"], answer });
     expect(no.requests.map((r) => r.body)).toEqual([{ kind: "deny", target: "198.51.100.0/24" }]);
+  });
+});
+
+describe("other changes that would lock the caller out (found in review: taken, and the next request refused)", () => {
+  test("removing the allow entry that shields the caller from a deny is a 409; with lock_out it is removed, and the caller is refused", async () => {
+    const c = await citadel({ config: { intel: { trust_loopback: false } } });
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const office = from("198.51.100.10");
+    const allow = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "allow", target: "198.51.100.10" }, ...office });
+    expect(allow.status).toBe(200);
+    expect((await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "198.51.100.0/24" }, ...office })).status).toBe(200);
+    const refused = await c.send("DELETE", `/v1/intel/manual/${allow.body.id}`, operator, office);
+    expect([refused.status, refused.body.detail]).toEqual([409, expect.stringContaining("without the allow entry on 198.51.100.10/32 your next request (from 198.51.100.10) would be refused")]);
+    expect((await c.send("GET", "/v1/intel/manual", operator, office)).body.items.length).toBe(2);
+    // Removed from an address it does not shield: taken, and the office is refused from then on.
+    const elsewhere = await c.send("DELETE", `/v1/intel/manual/${allow.body.id}`, operator, from("192.0.2.1"));
+    expect(elsewhere.status).toBe(200);
+    expect((await c.send("GET", "/v1/intel/manual", operator, office)).status).toBe(403);
+  });
+
+  test("removing it with lock_out=true is taken", async () => {
+    const c = await citadel({ config: { intel: { trust_loopback: false } } });
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const office = from("198.51.100.10");
+    const allow = await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "allow", target: "198.51.100.0/24" }, ...office });
+    expect((await c.send("POST", "/v1/intel/manual", operator, { json: { kind: "deny", target: "198.51.0.0/16", action: "throttle" }, ...office })).status).toBe(200);
+    const refused = await c.send("DELETE", `/v1/intel/manual/${allow.body.id}`, operator, office);
+    expect([refused.status, refused.body.detail]).toEqual([409, expect.stringContaining("would be throttled")]);
+    expect((await c.send("DELETE", `/v1/intel/manual/${allow.body.id}?lock_out=true`, operator, office)).status).toBe(200);
+    expect((await c.send("GET", "/v1/intel/manual", operator, office)).body.items.map((e: { kind: string }) => e.kind)).toEqual(["deny"]);
+  });
+
+  test("a list that would refuse the caller is a 409, and is not taken; one that throttles is taken; with lock_out it is taken, and the caller is refused", async () => {
+    const c = await citadel({ config: { intel: { trust_loopback: false } } });
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const office = from("198.51.100.10");
+    const refused = await c.send("PUT", "/v1/intel/lists/bad", operator, { json: { weight: 100, content: "198.51.100.0/24\n" }, ...office });
+    expect([refused.status, refused.body.detail]).toEqual([409, expect.stringContaining("the list bad would hold your own address (198.51.100.10): your next request would be dropped")]);
+    expect((await c.send("GET", "/v1/intel/lists", operator, office)).body.items).toEqual([]);
+    expect((await c.send("PUT", "/v1/intel/lists/bad", operator, { json: { weight: 45, content: "198.51.100.0/24\n" }, ...office })).status).toBe(200);
+    // Raising its weight is the same change.
+    expect((await c.send("PUT", "/v1/intel/lists/bad", operator, { json: { weight: 75, content: "198.51.100.0/24\n" }, ...office })).status).toBe(409);
+    expect((await c.send("PUT", "/v1/intel/lists/bad", operator, { json: { weight: 75, content: "198.51.100.0/24\n", lock_out: true }, ...office })).status).toBe(200);
+    expect((await c.send("GET", "/v1/intel/lists", operator, office)).status).toBe(403);
+  });
+
+  test("citadel intel manual --remove --yes and list import --yes send lock_out; without --yes, none", async () => {
+    const removed = await runCommand(intelCommands, "intel manual", { options: { remove: "man_1", yes: true }, answer: () => ({ ok: true }) });
+    expect(removed.requests.map((r) => r.path)).toEqual(["/v1/intel/manual/man_1?lock_out=true"]);
+    const plain = await runCommand(intelCommands, "intel manual", { options: { remove: "man_1" }, answer: () => ({ ok: true }) });
+    expect(plain.requests.map((r) => r.path)).toEqual(["/v1/intel/manual/man_1"]);
+    const answer = () => ({ name: "bad", entries: 1, bad_lines: 0, format: "plain" });
+    const imported = await runCommand(intelCommands, "intel list import", { args: ["bad"], options: { url: "https://lists.example.org/bad", weight: "100", yes: true }, answer });
+    expect(imported.requests.map((r) => r.body)).toEqual([{ weight: 100, url: "https://lists.example.org/bad", lock_out: true }]);
+    const plainImport = await runCommand(intelCommands, "intel list import", { args: ["bad"], options: { url: "https://lists.example.org/bad", weight: "100" }, answer });
+    expect(plainImport.requests.map((r) => r.body)).toEqual([{ weight: 100, url: "https://lists.example.org/bad" }]);
   });
 });
