@@ -406,7 +406,11 @@ export class IntelService {
     const target = formatCidr(cidr);
     // Not dropped unsaid: whoever sent it meant something an allow entry does not do.
     if (input.kind === "allow" && input.action !== undefined) throw new InvalidError(`an allow entry takes no action (it allows); "${input.action}" is for a deny entry`, "action");
-    if (cidr.prefix === 0) throw new InvalidError(`${target} is every IPv${cidr.family} address: ${input.kind === "allow" ? "allowing everything is turning the shield off ([intel] enabled = false)" : "denying everything would lock everyone out"}, not an entry`, "target");
+    const why = input.kind === "allow" ? "allowing everything is turning the shield off ([intel] enabled = false)" : "denying everything would lock everyone out";
+    if (cidr.prefix === 0) throw new InvalidError(`${target} is every IPv${cidr.family} address: ${why}, not an entry`, "target");
+    // Nor halves that name every address as much (0.0.0.0/1 next to 128.0.0.0/1), as for a list.
+    const everyone = this.coverWith(input.kind, cidr);
+    if (everyone) throw new InvalidError(`${target} and the ${input.kind} entries in force cover every IPv${everyone} address together: ${why}`, "target");
     const entry: ManualEntry = { id: newId("man"), kind: input.kind, target, action: input.kind === "deny" ? (input.action ?? "refuse") : "refuse", until: input.minutes ? this.now() + input.minutes * 60_000 : null, reason: input.reason ?? null };
     if (entry.kind === "deny" && input.lock_out !== true) this.refuseLockOut(caller, cidr, entry.action, entry.until);
     await this.k.store.write((tx) => {
@@ -422,6 +426,13 @@ export class IntelService {
     });
     this.reloadManual();
     return manualView(entry);
+  }
+
+  /** The address family the live entries of `kind` would cover whole with `cidr` added, if one. */
+  private coverWith(kind: ManualEntry["kind"], cidr: Cidr): 4 | 6 | null {
+    const now = this.now();
+    const live = this.manualEntries().filter((e) => e.kind === kind && (e.until === null || e.until > now));
+    return CidrSet.build([cidr, ...live.flatMap((e) => toCidr(e.target) ?? [])]).coversAFamily();
   }
 
   /** A 409 when a deny doing `action` on `cidr` until `until` would reach the caller itself (see `shielded`). */

@@ -19,6 +19,26 @@ describe("a manual entry for every address", () => {
     }
     expect((await c.send("GET", "/v1/intel/manual", operator)).body.items).toEqual([]);
   });
+
+  test("halves that with the entries of their kind in force name every address are a 422 as well, as for a list (found in review)", async () => {
+    const c = await citadel({ config: { intel: { trust_loopback: false } } });
+    const operator = await c.login(c.owner.email, c.owner.password);
+    // From the other family: a deny half must not refuse the test's own requests.
+    const peer = (family: number) => from(family === 4 ? "2001:db8::1" : "192.0.2.1");
+    const add = (kind: string, target: string, family = 4) => c.send("POST", "/v1/intel/manual", operator, { json: { kind, target }, ...peer(family) });
+    for (const kind of ["allow", "deny"]) {
+      for (const [first, second, family] of [["0.0.0.0/1", "128.0.0.0/1", 4], ["::/1", "8000::/1", 6], ["::ffff:0.0.0.0/97", "128.0.0.0/1", 4]] as const) {
+        const taken = await add(kind, first, family);
+        expect(taken.status).toBe(200);
+        const refused = await add(kind, second, family);
+        expect([kind, second, refused.status, refused.body.detail]).toEqual([kind, second, 422, expect.stringContaining(`and the ${kind} entries in force cover every IPv${family} address together`)]);
+        expect((await c.send("DELETE", `/v1/intel/manual/${taken.body.id}`, operator, peer(family))).status).toBe(200);
+      }
+    }
+    // An allow half and a deny half are no such thing.
+    expect((await add("allow", "0.0.0.0/1")).status).toBe(200);
+    expect((await add("deny", "128.0.0.0/1")).status).toBe(200);
+  });
 });
 
 describe("a deny entry covering the caller's own address", () => {
