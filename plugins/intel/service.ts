@@ -517,6 +517,8 @@ export class IntelService {
   async putList(caller: Caller | null, name: string, input: { weight: number; content?: string; url?: string; refresh_minutes?: number; format?: "auto" | "plain" | "firehol" | "spamhaus"; lock_out?: boolean }, refreshOf?: RefreshBase) {
     if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) throw new InvalidError("a list's name is 1–63 lower-case letters, digits, dots, dashes or underscores", "name");
     if (input.content === undefined && input.url === undefined) throw new InvalidError("give the list's content, or a url to fetch it from", "content");
+    // Not dropped unsaid: whoever sent it expected the list to be fetched again.
+    if (input.refresh_minutes !== undefined && input.url === undefined) throw new InvalidError("refresh_minutes is for a list fetched from a url; give the url too, or leave it out", "refresh_minutes");
     if (input.url !== undefined && !acceptedListUrl(URL.parse(input.url), this.listFetching)) throw new InvalidError("a list's url must be https://", "url");
     const content = input.content ?? (await this.fetch(input.url!));
     const parsed = parseList(content, input.format ?? "auto");

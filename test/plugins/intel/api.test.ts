@@ -57,6 +57,12 @@ describe("reputation lists", () => {
     expect((await c.send("DELETE", "/v1/intel/lists/tmp", operator)).status).toBe(404);
   });
 
+  test("a refresh period without a URL is a 422 naming it, not ignored (found in review)", async () => {
+    const put = await c.send("PUT", "/v1/intel/lists/no-url", operator, { json: { weight: 10, content: "192.0.2.0/24\n", refresh_minutes: 60 } });
+    expect([put.status, put.body.detail]).toEqual([422, expect.stringContaining("refresh_minutes is for a list fetched from a url")]);
+    expect((await c.send("GET", "/v1/intel/lists", operator)).body.items.map((l: { name: string }) => l.name)).not.toContain("no-url");
+  });
+
   test("from a URL: fetched when given, kept with its refresh period", async () => {
     let fetched = 0;
     const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (fetched++, new Response("# firehol\n198.51.100.0/24\n")) });
