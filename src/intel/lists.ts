@@ -173,6 +173,8 @@ class Report {
     const max = ip.family === 4 ? 32 : 128;
     const prefixText = token.slice(slash + 1);
     const prefix = Number(prefixText);
+    // Refused as everywhere a CIDR is read (parseCidr), and said so: "/08" is in range.
+    if (/^0\d+$/.test(prefixText)) return this.error(line, text, `a prefix length is written without leading zeros: ${cut(token)}`);
     if (!/^(0|[1-9]\d{0,2})$/.test(prefixText) || prefix > max) return this.error(line, text, `prefix must be 0 to ${max}: ${cut(token)}`);
     // parseCidr refuses host bits (usually a typo in a config file); lists are published by
     // others and "10.0.0.1/8" there plainly means 10.0.0.0/8. A shorter prefix with host bits

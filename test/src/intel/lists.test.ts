@@ -44,6 +44,15 @@ describe("parseList: plain", () => {
     ]);
   });
 
+  test("a prefix with a leading zero is refused as such, not as out of range (found in review)", () => {
+    const list = parseList("1.2.3.4/08\n2001:db8::/032\n1.2.3.0/24\n", "plain");
+    expect(list.errors).toEqual([
+      { line: 1, text: "1.2.3.4/08", problem: "a prefix length is written without leading zeros: 1.2.3.4/08" },
+      { line: 2, text: "2001:db8::/032", problem: "a prefix length is written without leading zeros: 2001:db8::/032" },
+    ]);
+    expect(cidrsOf(list)).toEqual(["1.2.3.0/24"]);
+  });
+
   test("host bits set: normalised to the network, reported as a warning", () => {
     const list = parseList("10.0.0.1/8\n192.168.1.77/24\n2001:db8::1/32\n10.0.0.0/8\n", "plain");
     expect(cidrsOf(list)).toEqual(["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32", "10.0.0.0/8"]);
