@@ -91,10 +91,16 @@ export const ListQuery = t.Object({
 export const ReadQuery = t.Object({ version: t.Optional(t.Integer({ minimum: 1 })) });
 export const ExportQuery = t.Object({ format: t.Optional(t.Union([t.Literal("dotenv"), t.Literal("json")])) });
 
+/**
+ * The entries of one import: all of them are written in one transaction, which holds the store
+ * (and the event loop) while it runs. Content is checked once parsed (the service does it).
+ */
+export const MAX_IMPORT_ENTRIES = 5000;
+
 export const ImportRequest = t.Object({
   format: t.Optional(t.Union([t.Literal("dotenv"), t.Literal("json")])),
-  content: t.Optional(t.String({ description: "A .env file or a flat JSON object of strings." })),
-  entries: t.Optional(t.Array(t.Object({ name: t.String({ maxLength: 128 }), value: t.String() }), { maxItems: 5000 })),
+  content: t.Optional(t.String({ description: `A .env file or a flat JSON object of strings: at most ${MAX_IMPORT_ENTRIES} entries.` })),
+  entries: t.Optional(t.Array(t.Object({ name: t.String({ maxLength: 128 }), value: t.String() }), { maxItems: MAX_IMPORT_ENTRIES })),
   dry_run: t.Optional(t.Boolean({ description: "Say what would change, change nothing." })),
   overwrite: t.Optional(t.Boolean({ description: "Replace values that differ (default true)." })),
 });

@@ -15,6 +15,7 @@ import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environme
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { e2eeCiphertextLength, isE2eeCiphertext } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
+import { MAX_IMPORT_ENTRIES } from "./model.ts";
 import * as sql from "./store.ts";
 import type { E2eeKeys } from "./e2ee-keys.ts";
 import type { Webhooks } from "./webhooks.ts";
@@ -416,6 +417,8 @@ export class SecretsService {
         throw new InvalidError(error instanceof Error ? error.message : "the file could not be read", "content");
       }
     } else throw new InvalidError("give entries, or content with its format", "content");
+    // The schema bounds `entries`; a file sent as content is bounded only once parsed.
+    if (entries.length > MAX_IMPORT_ENTRIES) throw new InvalidError(`at most ${MAX_IMPORT_ENTRIES} entries in one import (this one has ${entries.length}): split it`, "content");
     const seen = new Set<string>();
     for (const e of entries) {
       this.checkName(e.name);
