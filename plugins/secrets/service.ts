@@ -293,6 +293,8 @@ export class SecretsService {
     // into one made anew after a purge (that would bring the purged value back).
     const written = await this.k.store.write((tx) => {
       this.writeValue(tx, caller, ws, env, this.stillLive(tx, env, row), name, value, "rollback", `from v${version}`);
+      // A rollback rotates nothing: the value is as old as it was, and its reminder stays due.
+      sql.setRotatedAt(tx, row.id, sql.valueSetAt(tx, row.id, version) ?? old.created_at);
       return this.secretById(tx, env, row.id)!;
     });
     return this.metadata(written, env);

@@ -173,6 +173,19 @@ export function advanceVersion(tx: Database, id: string, expected: number, next:
   return tx.query("UPDATE secrets SET version = ?, rotated_at = ?, updated_at = ?, updated_by = ? WHERE id = ? AND version = ?").run(next, at, at, by, id, expected).changes === 1;
 }
 
+/**
+ * When the value a version holds was set: the version's own time, or for a rollback's copy that
+ * of the newest set, import or rotation at or before it. Which version a copy came from is not
+ * recorded, so for a copy of a copy this is the latest the value can date from.
+ */
+export const valueSetAt = (db: Database, secretId: string, version: number) =>
+  db
+    .query<{ at: number }, [string, number]>("SELECT created_at AS at FROM secret_versions WHERE secret_id = ? AND version <= ? AND origin <> 'rollback' ORDER BY version DESC LIMIT 1")
+    .get(secretId, version)?.at;
+
+/** When the current value was set (what the rotation reminder counts from). */
+export const setRotatedAt = (tx: Database, id: string, at: number) => tx.query("UPDATE secrets SET rotated_at = ? WHERE id = ?").run(at, id);
+
 export function updateMetadata(tx: Database, id: string, changes: { note?: string | null; rotation_days?: number | null; expires_at?: number | null }, at: number, by: string): void {
   const current = tx.query<SecretRow, [string]>("SELECT * FROM secrets WHERE id = ?").get(id)!;
   tx.query("UPDATE secrets SET note = ?, rotation_days = ?, expires_at = ?, updated_at = ?, updated_by = ? WHERE id = ?").run(

@@ -433,6 +433,33 @@ describe("rotation", () => {
     expect((await c.send("GET", path("KEY").replace(/\/KEY$/, ""), later)).body.items[0].rotation_due).toBe(true);
   });
 
+  test("a rollback brings an old value back with its age: the rotation reminder counts from when that value was set, not from the rollback (found in review)", async () => {
+    const { c, owner, path } = await setup();
+    const day = 86_400_000;
+    const at = (ms: number) => new Date(ms).toISOString();
+    const setAt = c.clock.now();
+    await c.send("PUT", path("DB_PASSWORD"), owner, { json: { value: "old-leaked", rotation_days: 30 } });
+    c.clock.advance(40 * day);
+    const later = await c.login(c.owner.email, c.owner.password); // the first session has ended by now
+    const reminder = async (send: Promise<Awaited<ReturnType<App["send"]>>>) => {
+      const res = await send;
+      return [res.status, res.body.rotation_due, res.body.rotated_at];
+    };
+    const rollback = (version: number) => reminder(c.send("POST", path("DB_PASSWORD", "development", "/rollback"), later, { json: { version } }));
+    // v2: a copy of v1, the value it was.
+    expect(await rollback(1)).toEqual([200, true, at(setAt)]);
+    const freshAt = c.clock.now();
+    expect(await reminder(c.send("PUT", path("DB_PASSWORD"), later, { json: { value: "fresh" } }))).toEqual([200, false, at(freshAt)]); // v3
+    c.clock.advance(60_000);
+    // v4: the leaked value again, by way of its copy: still counted from v1.
+    expect(await rollback(2)).toEqual([200, true, at(setAt)]);
+    // v5: the fresh value again, as old as it is.
+    expect(await rollback(3)).toEqual([200, false, at(freshAt)]);
+    expect((await c.send("GET", path("DB_PASSWORD"), later)).body).toMatchObject({ value: "fresh", version: 5, rotated_at: at(freshAt) });
+    // A rotation is one.
+    expect(await reminder(c.send("POST", path("DB_PASSWORD", "development", "/rotate"), later, { json: { generator: "uuid" } }))).toEqual([200, false, at(c.clock.now())]);
+  });
+
   test("a new data key re-encrypts every stored version; an interrupted rotation is finished at start", async () => {
     const { c, owner, ws, base, path } = await setup();
     for (let i = 0; i < 5; i++) await c.send("PUT", path(`S${i}`), owner, { json: { value: `value ${i}` } });
