@@ -19,7 +19,7 @@ import type { Caller } from "./context.ts";
 import { E2eeKeys } from "./e2ee-keys.ts";
 import { secretsMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
-import { SecretsService } from "./service.ts";
+import { SecretsService, type IfMatch } from "./service.ts";
 import { SecretsSettings } from "./settings.ts";
 import { SHARE_PAGE_CSP, SHARE_PAGE_HTML, SHARE_PAGE_JS } from "./share-page.ts";
 import { Shares } from "./shares.ts";
@@ -79,13 +79,16 @@ export function servicesOf(k: Kernel<SecretsSettings>) {
   return s;
 }
 
-/** `If-Match: "3"` (or 3): update only if the secret is still at version 3. */
-function ifMatchVersion(request: Request): number | undefined {
+/**
+ * `If-Match: "3"` (or 3): change the secret only if it is still at version 3. A weak tag
+ * (W/"3") is well formed, and never matches (the service answers 412).
+ */
+function ifMatchOf(request: Request): IfMatch | undefined {
   const header = request.headers.get("if-match");
   if (header === null) return undefined;
-  const match = /^\s*(?:W\/)?"?(\d{1,9})"?\s*$/.exec(header);
+  const match = /^\s*(W\/)?"?(\d{1,9})"?\s*$/.exec(header);
   if (!match) throw new InvalidError('If-Match: the version to replace, such as "3" (0: only if it does not exist)', "if-match");
-  return Number(match[1]);
+  return { version: Number(match[2]), weak: match[1] !== undefined };
 }
 
 const W = "/workspaces/:workspace";
@@ -203,50 +206,50 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
         .put(
           S,
           async ({ params, body, request, set }) => {
-            const secret = await secrets.set(caller(request), params.workspace, params.environment, params.name, body, ifMatchVersion(request));
+            const secret = await secrets.set(caller(request), params.workspace, params.environment, params.name, body, ifMatchOf(request));
             set.headers.etag = `"${secret.version}"`;
             return secret;
           },
           { body: m.SetSecret, response: m.SecretMetadata, detail: { summary: "Set a secret (a new version); If-Match: \"N\" only if it is still at version N", tags, ...access(WRITE) } },
         )
-        .patch(S, ({ params, body, request }) => secrets.updateMetadata(caller(request), params.workspace, params.environment, params.name, body), {
+        .patch(S, ({ params, body, request }) => secrets.updateMetadata(caller(request), params.workspace, params.environment, params.name, body, ifMatchOf(request)), {
           body: m.SecretMetadataChange,
           response: m.SecretMetadata,
-          detail: { summary: "Change a secret's note, rotation reminder or expiry", tags, ...access(WRITE) },
+          detail: { summary: "Change a secret's note, rotation reminder or expiry; If-Match: \"N\" only if it is still at version N", tags, ...access(WRITE) },
         })
         .delete(
           S,
           async ({ params, request }) => {
-            await secrets.delete(caller(request), params.workspace, params.environment, params.name);
+            await secrets.delete(caller(request), params.workspace, params.environment, params.name, ifMatchOf(request));
             return { ok: true as const };
           },
-          { response: m.Done, detail: { summary: "Delete a secret (soft: restorable until purged)", tags, ...access(WRITE) } },
+          { response: m.Done, detail: { summary: "Delete a secret (soft: restorable until purged); If-Match: \"N\" only if it is still at version N", tags, ...access(WRITE) } },
         )
-        .post(`${S}/restore`, ({ params, request }) => secrets.restore(caller(request), params.workspace, params.environment, params.name), {
+        .post(`${S}/restore`, ({ params, request }) => secrets.restore(caller(request), params.workspace, params.environment, params.name, ifMatchOf(request)), {
           response: m.SecretMetadata,
-          detail: { summary: "Restore a deleted secret", tags, ...access(WRITE) },
+          detail: { summary: "Restore a deleted secret; If-Match: \"N\" only if it is still at version N", tags, ...access(WRITE) },
         })
         .post(
           `${S}/purge`,
           async ({ params, request }) => {
-            await secrets.purge(caller(request), params.workspace, params.environment, params.name);
+            await secrets.purge(caller(request), params.workspace, params.environment, params.name, ifMatchOf(request));
             return { ok: true as const };
           },
-          { response: m.Done, detail: { summary: "Remove a secret and every version for good (asks for confirmation)", tags, ...access({ ...WRITE, permission: "delete", confirm: true }) } },
+          { response: m.Done, detail: { summary: "Remove a secret and every version for good (asks for confirmation); If-Match: \"N\" only if it is still at version N", tags, ...access({ ...WRITE, permission: "delete", confirm: true }) } },
         )
         .get(`${S}/versions`, ({ params, request }) => secrets.history(caller(request), params.workspace, params.environment, params.name), {
           response: m.SecretHistory,
           detail: { summary: "A secret's versions: who and when (no values)", tags, ...access(READ) },
         })
-        .post(`${S}/rollback`, ({ params, body, request }) => secrets.rollback(caller(request), params.workspace, params.environment, params.name, body.version), {
+        .post(`${S}/rollback`, ({ params, body, request }) => secrets.rollback(caller(request), params.workspace, params.environment, params.name, body.version, ifMatchOf(request)), {
           body: m.Rollback,
           response: m.SecretMetadata,
-          detail: { summary: "Roll back: a new version with an older version's value", tags, ...access(WRITE) },
+          detail: { summary: "Roll back: a new version with an older version's value; If-Match: \"N\" only if it is still at version N", tags, ...access(WRITE) },
         })
-        .post(`${S}/rotate`, ({ params, body, request }) => secrets.rotate(caller(request), params.workspace, params.environment, params.name, body.generator, body.length), {
+        .post(`${S}/rotate`, ({ params, body, request }) => secrets.rotate(caller(request), params.workspace, params.environment, params.name, body.generator, body.length, ifMatchOf(request)), {
           body: m.Rotate,
           response: m.SecretMetadata,
-          detail: { summary: "Rotate: a new version made by a generator (password, hex, base64, uuid)", tags, ...access(WRITE) },
+          detail: { summary: "Rotate: a new version made by a generator (password, hex, base64, uuid); If-Match: \"N\" only if it is still at version N", tags, ...access(WRITE) },
         })
         .post(`${W}/rotate-key`, ({ params, request }) => secrets.rotateDataKey(caller(request), params.workspace), {
           response: m.KeyRotation,

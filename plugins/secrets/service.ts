@@ -48,6 +48,15 @@ export interface ImportRequest {
 /** A secret's metadata fields to write, as stored (expires_at in ms since the epoch). */
 type MetadataChanges = { note?: string | null; rotation_days?: number | null; expires_at?: number | null };
 
+/**
+ * An If-Match precondition: the version the caller last saw, and whether its tag was weak
+ * (W/"3"), which never matches — If-Match compares strongly (RFC 9110 13.1.1).
+ */
+export interface IfMatch {
+  version: number;
+  weak: boolean;
+}
+
 type Change = "secret.created" | "secret.updated" | "secret.deleted" | "secret.restored" | "secret.purged";
 
 export class SecretsService {
@@ -243,7 +252,7 @@ export class SecretsService {
   // --- writing ---------------------------------------------------------------------------
 
   /** Creates the secret or adds a version. With `ifMatch`, only if the current version is that one. */
-  async set(caller: Caller, workspaceId: string, envName: string, name: string, input: SecretInput, ifMatch?: number) {
+  async set(caller: Caller, workspaceId: string, envName: string, name: string, input: SecretInput, ifMatch?: IfMatch) {
     this.checkName(name);
     const ws = await ensureWorkspace(this.k, workspaceId);
     const env = environmentFor(this.k, caller, ws, envName);
@@ -251,9 +260,7 @@ export class SecretsService {
     const metadata = this.checkMetadata(input);
     const written = await this.k.store.write((tx) => {
       const existing = sql.secretByName(tx, env.id, name);
-      if (ifMatch !== undefined && (existing?.version ?? 0) !== ifMatch) {
-        throw new PreconditionFailedError(`${name} is at version ${existing?.version ?? 0}, not ${ifMatch}: read it again and retry.`);
-      }
+      checkIfMatch(name, existing?.version ?? 0, ifMatch);
       const secretId = this.writeValue(tx, caller, ws, env, existing, name, input.value, "set");
       if (Object.keys(metadata).length > 0) sql.updateMetadata(tx, secretId, metadata, this.now(), byWhom(caller.principal));
       return this.secretById(tx, env, secretId)!; // as this write left it (later writes of the batch may follow)
@@ -261,13 +268,14 @@ export class SecretsService {
     return this.metadata(written, env);
   }
 
-  async updateMetadata(caller: Caller, workspaceId: string, envName: string, name: string, input: Omit<SecretInput, "value">) {
+  async updateMetadata(caller: Caller, workspaceId: string, envName: string, name: string, input: Omit<SecretInput, "value">, ifMatch?: IfMatch) {
     const ws = await ensureWorkspace(this.k, workspaceId);
     const env = environmentFor(this.k, caller, ws, envName);
     const row = this.liveSecret(env, name);
     const metadata = this.checkMetadata(input);
     const written = await this.k.store.write((tx) => {
       const current = this.stillLive(tx, env, row);
+      checkIfMatch(name, current.version, ifMatch);
       // Nothing given, or the values it has already: no change, nothing to record (as for the settings).
       if (!changesMetadata(current, metadata)) return current;
       sql.updateMetadata(tx, row.id, metadata, this.now(), byWhom(caller.principal));
@@ -278,7 +286,7 @@ export class SecretsService {
   }
 
   /** A new version holding an older version's value. */
-  async rollback(caller: Caller, workspaceId: string, envName: string, name: string, version: number) {
+  async rollback(caller: Caller, workspaceId: string, envName: string, name: string, version: number, ifMatch?: IfMatch) {
     const ws = await ensureWorkspace(this.k, workspaceId);
     const env = environmentFor(this.k, caller, ws, envName);
     const row = this.liveSecret(env, name);
@@ -292,7 +300,9 @@ export class SecretsService {
     // The value belongs to this secret's history: written only into this very secret, never
     // into one made anew after a purge (that would bring the purged value back).
     const written = await this.k.store.write((tx) => {
-      this.writeValue(tx, caller, ws, env, this.stillLive(tx, env, row), name, value, "rollback", `from v${version}`);
+      const current = this.stillLive(tx, env, row);
+      checkIfMatch(name, current.version, ifMatch);
+      this.writeValue(tx, caller, ws, env, current, name, value, "rollback", `from v${version}`);
       // A rollback rotates nothing: the value is as old as it was, and its reminder stays due.
       sql.setRotatedAt(tx, row.id, sql.valueSetAt(tx, row.id, version) ?? old.created_at);
       return this.secretById(tx, env, row.id)!;
@@ -301,7 +311,7 @@ export class SecretsService {
   }
 
   /** A new version made by a generator; the value is not returned (read it, audited, if needed). */
-  async rotate(caller: Caller, workspaceId: string, envName: string, name: string, generator: Generator, length?: number) {
+  async rotate(caller: Caller, workspaceId: string, envName: string, name: string, generator: Generator, length?: number, ifMatch?: IfMatch) {
     const ws = await ensureWorkspace(this.k, workspaceId);
     if (ws.e2ee === 1) throw new ConflictError("This workspace is end-to-end encrypted: the server never sees values, so it cannot generate them (generate on your machine and set the value).");
     const env = environmentFor(this.k, caller, ws, envName);
@@ -310,31 +320,35 @@ export class SecretsService {
     this.checkValue(ws, value);
     // Rotating replaces the value of a secret that exists: a purged one is not made again.
     const written = await this.k.store.write((tx) => {
-      this.writeValue(tx, caller, ws, env, this.stillLive(tx, env, row), name, value, "rotate", `generator ${generator}`);
+      const current = this.stillLive(tx, env, row);
+      checkIfMatch(name, current.version, ifMatch);
+      this.writeValue(tx, caller, ws, env, current, name, value, "rotate", `generator ${generator}`);
       return this.secretById(tx, env, row.id)!;
     });
     return this.metadata(written, env);
   }
 
-  async delete(caller: Caller, workspaceId: string, envName: string, name: string) {
+  async delete(caller: Caller, workspaceId: string, envName: string, name: string, ifMatch?: IfMatch) {
     const ws = await ensureWorkspace(this.k, workspaceId);
     const env = environmentFor(this.k, caller, ws, envName);
     const row = this.liveSecret(env, name);
     await this.k.store.write((tx) => {
       const current = this.stillLive(tx, env, row); // purged or deleted meanwhile: nothing to delete, nothing to audit
+      checkIfMatch(name, current.version, ifMatch);
       sql.softDeleteSecret(tx, row.id, this.now(), byWhom(caller.principal));
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.delete", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}` }));
       this.notify(tx, caller, ws, env, row.name, current.version, "secret.deleted");
     });
   }
 
-  async restore(caller: Caller, workspaceId: string, envName: string, name: string) {
+  async restore(caller: Caller, workspaceId: string, envName: string, name: string, ifMatch?: IfMatch) {
     const ws = await ensureWorkspace(this.k, workspaceId);
     const env = environmentFor(this.k, caller, ws, envName);
     const row = sql.secretByName(this.db, env.id, name);
     if (!row?.deleted_at) throw new NotFoundError(`No deleted secret named ${name} in ${envName}.`);
     const written = await this.k.store.write((tx) => {
       const current = this.stillDeleted(tx, env, row);
+      checkIfMatch(name, current.version, ifMatch);
       sql.restoreSecret(tx, row.id);
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.restore", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}` }));
       this.notify(tx, caller, ws, env, row.name, current.version, "secret.restored");
@@ -344,7 +358,7 @@ export class SecretsService {
   }
 
   /** Removes a secret and every version for good (the route asks for confirmation). */
-  async purge(caller: Caller, workspaceId: string, envName: string, name: string) {
+  async purge(caller: Caller, workspaceId: string, envName: string, name: string, ifMatch?: IfMatch) {
     const ws = await ensureWorkspace(this.k, workspaceId);
     const env = environmentFor(this.k, caller, ws, envName);
     const row = sql.secretByName(this.db, env.id, name);
@@ -353,6 +367,7 @@ export class SecretsService {
       // Purged meanwhile by another request: nothing left to purge, nothing to audit or announce.
       const current = this.secretById(tx, env, row.id);
       if (!current) throw new ConflictError(`${name} changed meanwhile: it was purged.`);
+      checkIfMatch(name, current.version, ifMatch);
       sql.purgeSecret(tx, row.id);
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.purge", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}, ${current.version} versions` }));
       this.notify(tx, caller, ws, env, row.name, current.version, "secret.purged");
@@ -725,6 +740,17 @@ const count = (plan: Array<{ action: string }>, action: string) => plan.filter((
 /** Whether writing `changes` would change any of the secret's metadata. */
 function changesMetadata(row: sql.SecretRow, changes: MetadataChanges): boolean {
   return (Object.keys(changes) as Array<keyof MetadataChanges>).some((field) => changes[field] !== row[field]);
+}
+
+/**
+ * With If-Match, a change goes ahead only if the secret is still at the version the caller saw
+ * (0: none yet). Called inside the write's transaction, so nothing can come in between.
+ */
+function checkIfMatch(name: string, current: number, ifMatch: IfMatch | undefined): void {
+  if (ifMatch === undefined) return;
+  const { version, weak } = ifMatch;
+  if (weak) throw new PreconditionFailedError(`If-Match compares versions strongly: a weak tag (W/"${version}") never matches; send "${version}".`);
+  if (current !== version) throw new PreconditionFailedError(`${name} is at version ${current}, not ${version}: read it again and retry.`);
 }
 
 /** The same secret in the same state: same row, same current version, deleted or not alike. */

@@ -91,6 +91,49 @@ describe("secrets and versions", () => {
     expect((await c.send("PUT", path("FRESH"), owner, { json: { value: "y" }, headers: { "if-match": "banana" } })).status).toBe(422);
   });
 
+  test("If-Match holds for every change of a secret, not only PUT; a weak tag never matches (found in review: PATCH, rollback and DELETE acted on a stale version)", async () => {
+    const { c, owner, path } = await setup();
+    await c.send("PUT", path("KEY"), owner, { json: { value: "one" } });
+    await c.send("PUT", path("KEY"), owner, { json: { value: "two" } });
+    const at = (tag: string) => ({ "if-match": tag });
+    const changes = {
+      patch: (tag: string) => c.send("PATCH", path("KEY"), owner, { json: { note: "n" }, headers: at(tag) }),
+      rollback: (tag: string) => c.send("POST", path("KEY", "development", "/rollback"), owner, { json: { version: 1 }, headers: at(tag) }),
+      rotate: (tag: string) => c.send("POST", path("KEY", "development", "/rotate"), owner, { json: { generator: "uuid" }, headers: at(tag) }),
+      delete: (tag: string) => c.send("DELETE", path("KEY"), owner, { headers: at(tag) }),
+      put: (tag: string) => c.send("PUT", path("KEY"), owner, { json: { value: "three" }, headers: at(tag) }),
+    };
+    const refused = async (res: Promise<Awaited<ReturnType<App["send"]>>>) => {
+      const r = await res;
+      return [r.status, r.body.code, r.body.detail];
+    };
+    const before = auditActions(c, "secrets.secret").length;
+    for (const change of [changes.patch, changes.rollback, changes.rotate, changes.delete]) {
+      expect(await refused(change('"1"'))).toEqual([412, "precondition_failed", "KEY is at version 2, not 1: read it again and retry."]);
+    }
+    const weak = [412, "precondition_failed", 'If-Match compares versions strongly: a weak tag (W/"2") never matches; send "2".'];
+    for (const change of Object.values(changes)) expect(await refused(change('W/"2"'))).toEqual(weak);
+    expect(await refused(changes.patch("banana"))).toEqual([422, "invalid", expect.stringContaining("If-Match")]);
+    expect((await c.send("GET", path("KEY"), owner)).body).toMatchObject({ value: "two", version: 2, note: null });
+    expect(auditActions(c, "secrets.secret").length).toBe(before + 1); // the read just now, nothing else
+    // At the version named, each goes ahead.
+    expect((await changes.patch('"2"')).body).toMatchObject({ version: 2, note: "n" });
+    expect((await changes.rollback('"2"')).body.version).toBe(3);
+    expect((await changes.rotate("3")).body.version).toBe(4);
+    expect((await changes.delete('"4"')).status).toBe(200);
+    // Restore and purge too.
+    expect(await refused(c.send("POST", path("KEY", "development", "/restore"), owner, { headers: at('"3"') }))).toEqual([412, "precondition_failed", "KEY is at version 4, not 3: read it again and retry."]);
+    expect((await c.send("POST", path("KEY", "development", "/restore"), owner, { headers: at('"4"') })).status).toBe(200);
+    const purge = async (tag: string) => {
+      const ask = await c.send("POST", path("KEY", "development", "/purge"), owner, { headers: at(tag) });
+      return c.send("POST", path("KEY", "development", "/purge"), owner, { headers: { ...at(tag), "x-citadel-confirm": ask.body.confirmation_token } });
+    };
+    expect(await refused(purge('"3"'))).toEqual([412, "precondition_failed", "KEY is at version 4, not 3: read it again and retry."]);
+    expect((await c.send("GET", path("KEY"), owner)).body.version).toBe(4);
+    expect((await purge('"4"')).status).toBe(200);
+    expect((await c.send("GET", path("KEY"), owner)).status).toBe(404);
+  });
+
   test("bad input: names, sizes, unknown environments", async () => {
     const { c, owner, base, path } = await setup({ secrets: { max_value_bytes: 16 } });
     const cases: Array<[string, string, unknown, number, string]> = [
