@@ -101,6 +101,72 @@ export function parseRdata(type: number, tokens: readonly string[], origin: Name
   return out.bytes();
 }
 
+/**
+ * One record's data as the API and the CLI take it (a zone file is read by zone-file.ts): the
+ * whole string is the data. `;` starts no comment and parentheses group nothing, as they do in
+ * a zone file: `v=DMARC1; p=reject` lost its policy to a comment, `v=spf1 (a) mx` was split.
+ * TXT without a double quote is one text, as other DNS providers read it (the shell has eaten
+ * the quotes of a CLI argument anyway): cut into 255-octet character-strings when longer
+ * (RFC 7208 section 3.3: a checker joins them without spaces). TXT with quotes is presentation
+ * strings, and nothing but white space may stand between them.
+ */
+export function parseRecordData(type: number, text: string, origin: Name): Uint8Array {
+  const tokens = dataTokens(text, (message) => {
+    throw new RdataError(`${typeToText(type)}: ${message}`);
+  });
+  if (type !== RRType.TXT || tokens[0] === "\\#") return parseRdata(type, tokens, origin);
+  if (!hasQuote(text)) return parseRdata(type, oneText(text), origin);
+  const unquoted = tokens.find((token) => !QUOTED.test(token));
+  if (unquoted !== undefined) throw new RdataError(`TXT: ${JSON.stringify(unquoted)} is outside double quotes: quote every string, or write the text without any quotes`);
+  return parseRdata(type, tokens, origin);
+}
+
+/** A whole quoted string: quotes at both ends, any other quote in it escaped. */
+const QUOTED = /^"(?:[^"\\]|\\.)*"$/s;
+const MAX_CHARACTER_STRING = 255;
+
+/** Does the text hold a double quote that is not escaped? */
+const hasQuote = (text: string) => /(^|[^\\])(\\\\)*"/.test(text);
+
+/** Unquoted text (escapes decoded, white space around it dropped) as quoted tokens of at most 255 octets. */
+function oneText(text: string): string[] {
+  const octets = decodeText(text.trim(), (message) => {
+    throw new RdataError(`TXT: ${message}`);
+  });
+  if (octets.length === 0) throw new RdataError('TXT: the text is empty (write "" for an empty string)');
+  const strings: string[] = [];
+  for (let at = 0; at < octets.length; at += MAX_CHARACTER_STRING) strings.push(quoteText(octets.subarray(at, at + MAX_CHARACTER_STRING)));
+  return strings;
+}
+
+/**
+ * Record data split at white space, quoted strings and escaped characters kept whole in their
+ * raw form, as the codecs read them; no comments, no parentheses (see parseRecordData).
+ */
+function dataTokens(text: string, fail: (message: string) => never): string[] {
+  const tokens: string[] = [];
+  let token: string | null = null; // null: between tokens
+  let inQuote = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === "\\") {
+      if (i + 1 === text.length) fail("a backslash ends the data");
+      token = (token ?? "") + c + text[++i];
+    } else if (c === '"') {
+      inQuote = !inQuote;
+      token = (token ?? "") + c;
+    } else if (!inQuote && /\s/.test(c)) {
+      if (token !== null) tokens.push(token);
+      token = null;
+    } else {
+      token = (token ?? "") + c;
+    }
+  }
+  if (inQuote) fail("a quoted string is not closed");
+  if (token !== null) tokens.push(token);
+  return tokens;
+}
+
 /** Wire RDATA → canonical presentation (names absolute). Throws RdataError on malformed octets. */
 export function rdataToText(type: number, wire: Uint8Array): string {
   const codec = CODECS.get(type);

@@ -14,8 +14,8 @@ import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { claimRestoreStep, hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
 import { isSubdomain, lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
-import { splitTokens, TokenError } from "./presentation.ts";
-import { parseRdata, rdataIdentity, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
+import { TokenError } from "./presentation.ts";
+import { parseRdata, parseRecordData, rdataIdentity, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
 import type { DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
 import * as sql from "./store.ts";
@@ -388,7 +388,7 @@ export class DnsService {
     if (!Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TTL) throw new InvalidError(`${label}: the TTL must be 0–${MAX_TTL}`, "ttl");
     const wanted: RR[] = [];
     input.records.forEach((text, i) => {
-      const rdata = refusing(`records`, () => parseRdata(type, splitTokens(text), origin), `${label} (records[${i}]): `);
+      const rdata = refusing(`records`, () => parseRecordData(type, text, origin), `${label} (records[${i}]): `);
       // The first spelling of a record stays; one equal to it but for the case of a name goes.
       if (!wanted.some((w) => rdataIdentity(type, w.rdata) === rdataIdentity(type, rdata))) wanted.push({ name: owner, ttl, type, rdata });
     });

@@ -156,6 +156,31 @@ describe("dns zones", () => {
     expect((await c.send("GET", `${zone}`, owner)).body.serial).toBe(2026060104);
   });
 
+  test("TXT written without quotes is one text, ; and parentheses included; exported and imported back unchanged (found in review: cut at ; and split at spaces)", async () => {
+    const { c, owner, zone } = await setup();
+    const dmarc = await c.send("PUT", `${zone}/rrsets/_dmarc/TXT`, owner, { json: { records: ["v=DMARC1; p=reject; rua=mailto:d@example.org"] } });
+    expect([dmarc.status, dmarc.body.records]).toEqual([200, ['"v=DMARC1; p=reject; rua=mailto:d@example.org"']]);
+    const spf = await c.send("PUT", `${zone}/rrsets/spf/TXT`, owner, { json: { records: ["v=spf1 (a) mx -all"] } });
+    expect([spf.status, spf.body.records]).toEqual([200, ['"v=spf1 (a) mx -all"']]);
+    const dkim = await c.send("PUT", `${zone}/rrsets/s1._domainkey/TXT`, owner, { json: { records: [`v=DKIM1; k=rsa; p=${"A".repeat(392)}`] } });
+    expect([dkim.status, dkim.body.records[0].split('" "').length]).toEqual([200, 2]); // 255 + 155 octets
+    // Quoted strings with anything but white space outside their quotes: refused, nothing written.
+    const mixed = await c.send("PUT", `${zone}/rrsets/spf/TXT`, owner, { json: { records: ['"v=spf1" -all'] } });
+    expect([mixed.status, mixed.body.errors?.[0]?.field, mixed.body.detail]).toEqual([422, "records", expect.stringContaining('"-all" is outside double quotes')]);
+    const before = withoutSoa(await recordsOf(c, owner, zone));
+    expect(before.filter((l) => l.includes(" TXT "))).toEqual([
+      '_dmarc.example.org. 3600 TXT "v=DMARC1; p=reject; rua=mailto:d@example.org"',
+      `s1._domainkey.example.org. 3600 TXT "v=DKIM1; k=rsa; p=${"A".repeat(237)}" "${"A".repeat(155)}"`,
+      'spf.example.org. 3600 TXT "v=spf1 (a) mx -all"',
+    ]);
+    // What GET lists can be PUT back as it is; export → import gives the same records.
+    const again = await c.send("PUT", `${zone}/rrsets/_dmarc/TXT`, owner, { json: { records: dmarc.body.records } });
+    expect(again.body.records).toEqual(dmarc.body.records);
+    const exported = (await c.send("GET", `${zone}/export`, owner)).text;
+    expect((await c.send("POST", `${zone}/import`, owner, { json: { content: exported } })).status).toBe(200);
+    expect(withoutSoa(await recordsOf(c, owner, zone))).toEqual(before);
+  });
+
   test("records equal but for the case of a name are one record (RFC 2181 section 5, RFC 4343): PUT, create and import keep the first spelling (found in review)", async () => {
     const { c, owner, zone } = await setup();
     const mx = await c.send("PUT", `${zone}/rrsets/m/MX`, owner, { json: { records: ["10 mail.example.net.", "10 MAIL.Example.NET.", "20 mail.example.net."] } });
