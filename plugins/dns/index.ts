@@ -1,9 +1,10 @@
 /**
  * The `dns` plugin, control side: zones of an organization, their records by RRset, zone-file
  * import and export. Every change is validated as a whole zone before it is written (see
- * service.ts). The listener (server.ts) serves what `DnsService.loadZones()` builds.
+ * service.ts). The listener (server.ts) serves the zones DnsService builds, each built again
+ * when it changes (ServedZones).
  */
-import { nameToText, parseName, type Name } from "./names.ts";
+import { isSubdomain, lowerName, nameToText, parseName, type Name } from "./names.ts";
 import { startDnsServer, ZoneTable } from "./server.ts";
 import { Elysia } from "elysia";
 import { subjectsOf } from "../../src/subjects.ts";
@@ -36,7 +37,10 @@ import { RRType } from "./rdata.ts";
 import { RCODE_NOTAUTH } from "./tsig.ts";
 import { TransferService, type TransferView } from "./secondaries.ts";
 import { DnsSettings } from "./settings.ts";
+import * as sql from "./store.ts";
 import type { Zone } from "./zone.ts";
+import type { Logger } from "../../src/log.ts";
+import type { RecordProvider } from "../../src/record-providers.ts";
 
 const ACTIONS = [
   ["dns.zone.create", "A zone was created (its SOA and apex NS records)."],
@@ -128,31 +132,28 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     // without one configured, nor when it could not bind).
     let listening = false;
     const notifier = new Notifier({ log: k.log, tsigKey: (name) => view.tsigKey(name), now: () => k.clock.now() });
-    // The served zones are rebuilt from the store after every change: simple and always
-    // consistent with what the API shows (a change costs a rebuild of every zone; fine for the
-    // zone counts of one appliance, to be narrowed to the changed zone when it matters). A zone
-    // whose serial moved is announced to its secondaries.
+    // The served zones follow the store one change at a time: only the zones that changed are
+    // built again (see ServedZones). A zone whose serial moved is announced to its secondaries.
     const table = new ZoneTable();
-    const served = new Map<string, number>(); // origin → serial
     // A provider's own zone (no hosted zone contains its domain) takes the time as its serial.
     const ownSerials = new Map<string, number>();
     const ownSerial = (provider: string) => {
       if (!ownSerials.has(provider)) ownSerials.set(provider, Math.floor(k.clock.now() / 1000));
       return ownSerials.get(provider)!;
     };
-    const reload = () => {
-      const zones = withProvidedRecords(dns.loadZones(), k.records.list(), ownSerial, k.log);
-      const fresh = new Set(zones.map((z) => nameToText(z.origin).toLowerCase()));
-      for (const origin of served.keys()) if (!fresh.has(origin)) table.delete(parseName(origin, null));
-      for (const origin of [...served.keys()]) if (!fresh.has(origin)) served.delete(origin);
-      for (const zone of zones) {
-        table.set(zone);
-        const origin = nameToText(zone.origin).toLowerCase();
-        if (served.get(origin) === zone.serial()) continue;
-        served.set(origin, zone.serial());
+    const zones = new ServedZones({
+      table,
+      versions: () => sql.liveZoneVersions(k.store.db),
+      build: (zoneId) => dns.zone(zoneId),
+      providers: () => k.records.list(),
+      ownSerial,
+      log: k.log,
+      announce: (zone) => {
         if (listening) notifier.notify(zone, view.notifyTargets(zone.origin));
-      }
-    };
+      },
+    });
+    const served = zones.served;
+    const reload = () => zones.update();
     // A secondary just added is told about each of its zones at once, so it need not wait for
     // its own schedule to make the first transfer.
     const targetKey = (t: { address: string; port: number; keyName: Name }) => `${t.address} ${t.port} ${nameToText(t.keyName)}`;
@@ -167,13 +168,19 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         if (added.length > 0 && listening) notifier.notify(zone, added);
       }
     });
-    // A provider's change gets its zone a new serial: stored for a hosted zone (then reloaded by
-    // the change), in memory for its own zone.
+    // A provider's change gets its zone a new serial: stored for a hosted zone (whose store
+    // change then rebuilds it), in memory for its own zone. The zones its domain touched, before
+    // and now, are built again with it.
     const providerChanged = (provider: string) => {
+      zones.providerChanged(provider);
       const domain = k.records.list().find((p) => p.name === provider)?.domain;
       const row = domain === undefined ? null : hostRowOf(dns, domain);
-      if (row) void dns.bumpSerial(row.id).catch((e) => k.log.error("dns: a zone's serial could not be bumped", { zone: row.name, error: String(e) }));
-      else {
+      if (row) {
+        void dns.bumpSerial(row.id).catch((e) => {
+          k.log.error("dns: a zone's serial could not be bumped", { zone: row.name, error: String(e) });
+          reload();
+        });
+      } else {
         ownSerials.set(provider, Math.max((ownSerials.get(provider) ?? 0) + 1, Math.floor(k.clock.now() / 1000)));
         reload();
       }
@@ -181,6 +188,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const unsubscribeProviders = k.records.onChange(providerChanged);
     // Providers registered before this start may have changed since the last run: new serials once.
     for (const provider of k.records.list()) {
+      zones.providerChanged(provider.name);
       const row = hostRowOf(dns, provider.domain);
       if (row) await dns.bumpSerial(row.id);
     }
@@ -338,6 +346,135 @@ export const dnsPlugin = definePlugin<DnsSettings>({
 });
 
 const EXPORT_RESPONSE = { description: "The zone file", content: { "text/plain": { schema: { type: "string" as const } } } };
+
+/** A zone's key in the served map: its origin, absolute, in lower case. */
+const keyOf = (name: Name) => nameToText(lowerName(name));
+
+/** Is one of the names at or below the other? */
+const related = (a: Name, b: Name) => isSubdomain(a, b) || isSubdomain(b, a);
+
+/**
+ * The zones the listeners serve, kept in step with the store one change at a time. Every
+ * change to a stored zone moves its serial (service.ts), so the zones to build again are those
+ * whose id or serial differs from the one they were built from, and those gone; the others stay
+ * as built. Rebuilding every zone on every change made one organization's large zones stall
+ * every answer and every API call for as long as they took to build.
+ *
+ * A record provider's names go into the zone that holds its domain and push out the zones below
+ * it (withProvidedRecords), so a change to any zone related to its domain, or to the provider,
+ * merges it again into all of them, and in turn every other provider whose domain one of them
+ * holds. Only those go through the merge; what it leaves out is no longer served.
+ */
+class ServedZones {
+  /** origin → the serial served: a zone whose serial moved is announced. */
+  readonly served = new Map<string, number>();
+  /** Each stored zone as built, without any provider's names (null: it does not build), by origin. */
+  private readonly stored = new Map<string, { version: string; origin: Name; zone: Zone | null }>();
+  /** The domain each provider had when last merged: a provider gone or moved leaves names to take back. */
+  private readonly domains = new Map<string, Name>();
+  /** Providers that changed since the last update. */
+  private readonly changedProviders = new Set<string>();
+
+  constructor(
+    private readonly o: {
+      table: ZoneTable;
+      versions: () => Array<{ id: string; name: string; serial: number }>;
+      build: (zoneId: string) => Zone | null;
+      providers: () => RecordProvider[];
+      ownSerial: (provider: string) => number;
+      log: Logger;
+      announce: (zone: Zone) => void;
+    },
+  ) {}
+
+  /** The provider's names changed, or it came or went: the next update merges it again. */
+  providerChanged(provider: string): void {
+    this.changedProviders.add(provider);
+  }
+
+  /** Builds again the stored zones that changed, and serves them with what depends on them. */
+  update(): void {
+    const touched = new Map<string, Name>();
+    const live = new Map(this.o.versions().map((v) => [v.name, v]));
+    for (const [key, entry] of this.stored) {
+      if (live.has(key)) continue;
+      this.stored.delete(key);
+      touched.set(key, entry.origin);
+    }
+    for (const [key, v] of live) {
+      const version = `${v.id} ${v.serial}`;
+      if (this.stored.get(key)?.version === version) continue;
+      const origin = parseName(key, null);
+      this.stored.set(key, { version, origin, zone: this.o.build(v.id) });
+      touched.set(key, origin);
+    }
+    const providers = this.o.providers();
+    for (const name of this.changedProviders) {
+      const before = this.domains.get(name);
+      const now = providers.find((p) => p.name === name);
+      if (before) this.touchDomain(touched, before);
+      const domain = now ? domainOf(now) : null;
+      if (domain) this.touchDomain(touched, domain);
+      else if (now) this.o.log.error("dns: a record provider's domain is not a name", { provider: now.name, domain: now.domain });
+    }
+    this.changedProviders.clear();
+    if (touched.size > 0) this.serve(touched, providers);
+  }
+
+  /** The domain itself (a provider's own zone) and every stored zone at, above or below it. */
+  private touchDomain(touched: Map<string, Name>, domain: Name): void {
+    touched.set(keyOf(domain), domain);
+    for (const [key, entry] of this.stored) if (related(entry.origin, domain)) touched.set(key, entry.origin);
+  }
+
+  private serve(touched: Map<string, Name>, providers: RecordProvider[]): void {
+    const merged = this.providersFor(touched, providers);
+    const input = [...touched.keys()].flatMap((key) => this.stored.get(key)?.zone ?? []);
+    const zones = withProvidedRecords(input, merged, this.o.ownSerial, this.o.log);
+    const fresh = new Set(zones.map((z) => keyOf(z.origin)));
+    for (const [key, origin] of touched) {
+      if (fresh.has(key) || !this.served.delete(key)) continue;
+      this.o.table.delete(origin);
+    }
+    for (const zone of zones) {
+      this.o.table.set(zone);
+      const key = keyOf(zone.origin);
+      if (this.served.get(key) === zone.serial()) continue;
+      this.served.set(key, zone.serial());
+      this.o.announce(zone);
+    }
+    this.domains.clear();
+    for (const provider of providers) {
+      const domain = domainOf(provider);
+      if (domain) this.domains.set(provider.name, domain);
+    }
+  }
+
+  /** The providers whose domain a touched zone is related to; their zones join `touched`, until none is added. */
+  private providersFor(touched: Map<string, Name>, providers: RecordProvider[]): RecordProvider[] {
+    const merged = new Set<RecordProvider>();
+    for (let added = true; added; ) {
+      added = false;
+      for (const provider of providers) {
+        const domain = domainOf(provider);
+        if (merged.has(provider) || domain === null || ![...touched.values()].some((origin) => related(origin, domain))) continue;
+        merged.add(provider);
+        this.touchDomain(touched, domain);
+        added = true;
+      }
+    }
+    return providers.filter((p) => merged.has(p));
+  }
+}
+
+/** A provider's domain as a name; null when it is none (withProvidedRecords says so). */
+function domainOf(provider: RecordProvider): Name | null {
+  try {
+    return parseName(provider.domain, null);
+  } catch {
+    return null;
+  }
+}
 
 /** "127.0.0.1:5353" or "[::1]:53" → address and port (the config schema has checked the shape loosely). */
 function parseAddress(text: string): { address: string; port: number } {

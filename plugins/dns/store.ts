@@ -40,6 +40,12 @@ export const liveZonesOf = (db: Database, organizationId: string) =>
 export const allLiveZones = (db: Database) => db.query<ZoneRow, []>("SELECT * FROM dns_zones WHERE deleted_at IS NULL ORDER BY name").all();
 
 /**
+ * Each live zone's name, id and serial, without its records: what tells the listener which
+ * zones to build again (every change to a zone moves its serial).
+ */
+export const liveZoneVersions = (db: Database) => db.query<{ id: string; name: string; serial: number }, []>("SELECT id, name, serial FROM dns_zones WHERE deleted_at IS NULL").all();
+
+/**
  * Serials of the deleted zones of that name, in the order they were deleted. Names are unique
  * among live zones across the appliance, and the secondaries serve every organization's zones,
  * so a zone made again continues from these, whoever made the earlier ones.
