@@ -314,6 +314,7 @@ export class DnsService {
     const records: RR[] = ns.map((n) => ({ name: origin, ttl, type: RRType.NS, rdata: parseRdata(RRType.NS, [nameToText(n)], origin) }));
     await this.write((tx) => {
       if (sql.liveZoneByName(tx, name)) throw new ConflictError(`The zone ${name} exists already.`);
+      this.refuseOverZoneQuota(tx, organizationId);
       this.refuseOverlap(tx, origin, organizationId);
       // Secondaries may still hold a deleted zone of this name: a lower serial would never be
       // transferred, so the new zone continues from the highest one it had.
@@ -363,6 +364,24 @@ export class DnsService {
     }
   }
 
+  /**
+   * Every zone is held in memory and built again on each change to it, so neither the zones of
+   * one organization nor the records of one zone are without bound: one tenant must not make
+   * the appliance slow (or out of memory) for all the others. The limits are [dns] settings.
+   */
+  private refuseOverZoneQuota(tx: Database, organizationId: string): void {
+    const max = this.k.settings.max_zones_per_organization;
+    if (sql.liveZoneCount(tx, organizationId) >= max) {
+      throw new ConflictError(`The organization holds ${max} zones, as many as [dns] max_zones_per_organization allows: delete one, or ask an operator to raise the limit.`);
+    }
+  }
+
+  /** Refuses a change that would leave a zone with more records than [dns] max_records_per_zone; one that shrinks the zone may always be made. */
+  private refuseOverRecordQuota(zone: string, before: number, after: number, refuse: (message: string) => Error): void {
+    const max = this.k.settings.max_records_per_zone;
+    if (after > max && after > before) throw refuse(`${zone} would hold ${after} records, more than [dns] max_records_per_zone allows (${max}, its SOA aside): ask an operator to raise the limit.`);
+  }
+
   async delete(caller: Caller, organizationId: string, zone: string) {
     await this.write((tx) => {
       const row = this.zoneRow(organizationId, zone, tx);
@@ -394,7 +413,9 @@ export class DnsService {
     });
     return this.write((tx) => {
       const row = this.zoneRow(organizationId, zone, tx);
-      const others = storedRecords(tx, row.id).filter((r) => !(r.type === type && canonical(r.name) === ownerKey));
+      const stored = storedRecords(tx, row.id);
+      const others = stored.filter((r) => !(r.type === type && canonical(r.name) === ownerKey));
+      this.refuseOverRecordQuota(row.name, stored.length, others.length + wanted.length, (message) => new ConflictError(message));
       const serial = nextSerial(row.serial, this.now());
       const next = { ...row, serial };
       refusing("records", () => Zone.build(origin, [soaRecord(next), ...others, ...wanted]));
@@ -433,6 +454,7 @@ export class DnsService {
       const added = [...after.keys()].filter((key) => !before.has(key)).length;
       const removed = [...before.keys()].filter((key) => !after.has(key)).length;
       const changed = [...after].filter(([key, ttl]) => before.has(key) && before.get(key) !== ttl).length;
+      this.refuseOverRecordQuota(row.name, before.size, after.size, (message) => new InvalidError(message, "content"));
       const result = { zone: row.name, dry_run: input.dry_run === true, serial: input.dry_run ? row.serial : serial, records: after.size, added, removed, changed, warnings: [...built.warnings] };
       if (input.dry_run) return result;
       sql.deleteRecordsOf(tx, row.id);

@@ -1,4 +1,4 @@
-/** The [dns] config section. The listener (server.ts) reads the addresses; the API reads default_ttl. */
+/** The [dns] config section. The listener (server.ts) reads the addresses; the API reads default_ttl and the quotas. */
 import { Type, type Static } from "@sinclair/typebox";
 import { ConfigError } from "../../src/config/error.ts";
 import { section } from "../../src/config/schema.ts";
@@ -33,6 +33,18 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
     description: "Name servers (absolute host names, such as ns1.example.net.) a new zone gets when none are given; empty: ns1.<zone>, which needs an address in the zone before anyone can reach it.",
   }),
   default_ttl: Type.Integer({ default: 3600, minimum: 0, maximum: 2_147_483_647, description: "TTL (seconds) of a new zone when none is given; records without a TTL take their zone's." }),
+  max_zones_per_organization: Type.Integer({
+    default: 500,
+    minimum: 1,
+    maximum: 1_000_000,
+    description: "Zones one organization may hold (a new one beyond is refused with 409). As Route 53's default per account; raise it for an organization that hosts many domains.",
+  }),
+  max_records_per_zone: Type.Integer({
+    default: 10_000,
+    minimum: 1,
+    maximum: 10_000_000,
+    description: "Records one zone may hold, its SOA aside (a change or an import beyond is refused). As Route 53's and Azure's default; each change to a zone builds it again, which takes over a second for 100,000 records.",
+  }),
   query_log_sample: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: "Query log: write one query in N to dns-queries.log in the data directory (1: every query). 0: no query log." }),
   query_log_max_mb: Type.Integer({ default: 64, minimum: 1, maximum: 65_536, description: "Query log: MiB on disk at most, the current file and the one rotated file together." }),
   query_log_client: Type.Union([Type.Literal("prefix"), Type.Literal("full"), Type.Literal("none")], { default: "prefix", description: "Query log: the client as its /24 or /56 prefix (personal data kept small), its full address, or not at all." }),

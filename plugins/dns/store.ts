@@ -37,6 +37,10 @@ export const liveZoneByName = (db: Database, name: string) => db.query<ZoneRow, 
 export const liveZonesOf = (db: Database, organizationId: string) =>
   db.query<ZoneRow, [string]>("SELECT * FROM dns_zones WHERE organization_id = ? AND deleted_at IS NULL ORDER BY name").all(organizationId);
 
+/** How many live zones the organization holds (the [dns] max_zones_per_organization quota). */
+export const liveZoneCount = (db: Database, organizationId: string) =>
+  db.query<{ n: number }, [string]>("SELECT COUNT(*) AS n FROM dns_zones WHERE organization_id = ? AND deleted_at IS NULL").get(organizationId)!.n;
+
 export const allLiveZones = (db: Database) => db.query<ZoneRow, []>("SELECT * FROM dns_zones WHERE deleted_at IS NULL ORDER BY name").all();
 
 /**

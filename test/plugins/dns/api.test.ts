@@ -181,6 +181,41 @@ describe("dns zones", () => {
     expect(withoutSoa(await recordsOf(c, owner, zone))).toEqual(before);
   });
 
+  test("quotas: zones per organization (409) and records per zone (409 on a change, 422 on an import), naming the setting; shrinking is always allowed (found in review: none)", async () => {
+    const c = await testCitadel({ config: { dns: { max_zones_per_organization: 2, max_records_per_zone: 3 } } });
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+    for (const name of ["a.test", "b.test"]) expect((await c.send("POST", zones, owner, { json: { name } })).status).toBe(200);
+    const third = await c.send("POST", zones, owner, { json: { name: "c.test" } });
+    expect([third.status, third.body.detail]).toEqual([409, expect.stringContaining("holds 2 zones, as many as [dns] max_zones_per_organization allows")]);
+    const asked = await c.send("DELETE", `${zones}/b.test`, owner);
+    expect((await c.send("DELETE", `${zones}/b.test`, owner, { headers: { "x-citadel-confirm": asked.body.confirmation_token } })).status).toBe(200);
+    expect((await c.send("POST", zones, owner, { json: { name: "c.test" } })).status).toBe(200);
+
+    // a.test holds its apex NS: two more records fit, a third does not.
+    const zone = `${zones}/a.test`;
+    expect((await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: ["192.0.2.1", "192.0.2.2"] } })).status).toBe(200);
+    const over = await c.send("PUT", `${zone}/rrsets/mail/A`, owner, { json: { records: ["192.0.2.3"] } });
+    expect([over.status, over.body.detail]).toEqual([409, "a.test. would hold 4 records, more than [dns] max_records_per_zone allows (3, its SOA aside): ask an operator to raise the limit."]);
+    // Replacing an RRset by one of the same size, or a smaller one, is not growing.
+    expect((await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: ["192.0.2.7", "192.0.2.8"] } })).status).toBe(200);
+    expect((await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: ["192.0.2.7"] } })).status).toBe(200);
+    const file = "@ NS ns1.example.net.\n" + [1, 2, 3, 4].map((i) => `h${i} A 192.0.2.${i}\n`).join("");
+    for (const dry_run of [true, false]) {
+      const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: file, dry_run } });
+      expect([imported.status, imported.body.errors?.[0]?.field, imported.body.detail]).toEqual([422, "content", expect.stringContaining("would hold 5 records, more than [dns] max_records_per_zone allows (3")]);
+    }
+    expect(withoutSoa(await recordsOf(c, owner, zone))).toEqual(["a.test. 3600 NS ns1.a.test.", "www.a.test. 3600 A 192.0.2.7"]);
+
+    // A zone over a limit lowered since: it may shrink, not grow.
+    const lowered = await testCitadel({ config: { dns: { max_records_per_zone: 1 } } });
+    const session = await lowered.login(lowered.owner.email, lowered.owner.password);
+    const big = `/v1/dns/orgs/${lowered.owner.organization}/zones`;
+    expect((await lowered.send("POST", big, session, { json: { name: "big.test", ns: ["ns1.example.net.", "ns2.example.net."] } })).status).toBe(200);
+    expect((await lowered.send("PUT", `${big}/big.test/rrsets/@/NS`, session, { json: { records: ["ns1.example.net.", "ns2.example.net.", "ns3.example.net."] } })).status).toBe(409);
+    expect((await lowered.send("PUT", `${big}/big.test/rrsets/@/NS`, session, { json: { records: ["ns1.example.net."] } })).status).toBe(200);
+  });
+
   test("records equal but for the case of a name are one record (RFC 2181 section 5, RFC 4343): PUT, create and import keep the first spelling (found in review)", async () => {
     const { c, owner, zone } = await setup();
     const mx = await c.send("PUT", `${zone}/rrsets/m/MX`, owner, { json: { records: ["10 mail.example.net.", "10 MAIL.Example.NET.", "20 mail.example.net."] } });
