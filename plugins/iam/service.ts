@@ -997,6 +997,10 @@ export class IamService {
     // Workload and console tokens make nothing (docs/identity.md), sessions are for people.
     if (parent.kind === "console" || parent.kind === "session" || parent.kind === "workload") throw new InvalidError("exchange a personal access token, device token or API key", "subject_token");
     if (scopes.length === 0 || scopes.some((s) => !isScope(s))) throw new InvalidError("give the scopes wanted, space-separated", "scope");
+    // As for a token or a key: a scope no route requires grants nothing, and must not be issued
+    // (found in review: a token with `write` was exchanged for "nosuch:write", which it "covers").
+    const unknown = scopes.find((scope) => !this.k.scopes.includes(scope));
+    if (unknown) throw new InvalidError(`no such scope: ${unknown}; the scopes are ${this.k.scopes.join(", ")}`, "scope");
     if (parent.scopes !== "all" && !scopesWithin(scopes, parent.scopes)) throw new InvalidError("the scopes asked for exceed the subject token's", "scope");
     const row = sql.credentialById(this.db, parent.tokenId)!;
     const ttl = Math.min(ttlSeconds, 3600) * 1000;

@@ -390,6 +390,17 @@ describe("tokens", () => {
     expect([tooMuch.status, tooMuch.body.error]).toEqual([400, "invalid_scope"]); // RFC 6749 section 5.2
   });
 
+  test("token exchange: a scope that does not exist is invalid_scope, as for a token or a key, though a coarse scope of the subject covers it (found in review)", async () => {
+    const { c, operator } = await app();
+    const parent = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "p", scopes: ["write"] } })).body.token;
+    const refused = await c.send("POST", "/oauth/token", undefined, { json: { grant_type: "urn:ietf:params:oauth:grant-type:token-exchange", subject_token: parent, scope: "nosuch:write" } });
+    expect([refused.status, refused.body.error, refused.body.access_token]).toEqual([400, "invalid_scope", undefined]);
+    expect(refused.body.error_description).toStartWith("no such scope: nosuch:write; the scopes are ");
+    const events = c.kernel.store.db.query("SELECT action, outcome FROM audit_events WHERE action IN ('iam.token.exchange', 'auth.token.reject') ORDER BY seq").all();
+    expect(events).toEqual([{ action: "auth.token.reject", outcome: "failure" }]);
+    expect(c.kernel.store.db.query("SELECT count(*) AS n FROM credentials WHERE kind = 'workload'").get()).toEqual({ n: 0 });
+  });
+
   test("token exchange: an expires_in outside 1 to 3600, or no grant_type, is the OAuth error invalid_request, not a 422 (found in review)", async () => {
     // More requests to /oauth/token than the login endpoints' limit lets one address make.
     const c = await testCitadel({ config: { rate_limit: { auth: { per_second: 1e6, burst: 1e6 } } } });
