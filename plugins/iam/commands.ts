@@ -1,8 +1,8 @@
-/** CLI: citadel login | logout | whoami | token create | token list | token revoke | token check. */
+/** CLI: citadel login | logout | whoami | org leave | token create | token list | token revoke | token check. */
 import { loginWithDeviceFlow, logout } from "../../src/cli/credentials.ts";
 import { parseToken, TOKEN_REGEX } from "../../src/auth/tokens.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
-import { integerOption, print } from "../../src/cli/output.ts";
+import { integerOption, organizationOf, print } from "../../src/cli/output.ts";
 import type { Command } from "../../src/plugin.ts";
 import { ALLOW_FROM, allowFromOption, scopesOption } from "./cli-options.ts";
 import type { CredentialList, Me, NewCredential } from "./model.ts";
@@ -33,6 +33,22 @@ export const iamCommands: Command[] = [
         ctx.out(`${me.email} (${me.id})${me.operator ? ", operator" : ""}${me.mfa ? ", TOTP on" : ""}`);
         for (const o of me.organizations) ctx.out(`  ${o.role.padEnd(7)} ${o.name} (${o.id})`);
       }
+      return 0;
+    },
+  },
+  {
+    words: ["org", "leave"],
+    summary: "Leave an organization, whatever your role (the last owner cannot): your tokens and API keys bound to it are revoked",
+    options: {
+      org: { type: "string", description: "The organization (org_...); default: your only one" },
+      yes: { type: "boolean", description: "Leave: joining again takes a new invitation" },
+    },
+    async run(ctx) {
+      if (ctx.options.yes !== true) throw new UsageError("leaving an organization (joining again takes a new invitation): add --yes");
+      const api = await ctx.api();
+      const org = await organizationOf(ctx, api);
+      await api.request("DELETE", `/v1/iam/orgs/${encodeURIComponent(org)}/membership`);
+      print(ctx, { ok: true, organization: org }, `left ${org}`);
       return 0;
     },
   },

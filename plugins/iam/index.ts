@@ -60,7 +60,7 @@ const ACTIONS = [
   ["iam.invitation.accept", "A user accepted an invitation and joined its organization with its role."],
   ["iam.invitation.decline", "A user declined an invitation."],
   ["iam.member.update", "A member's role changed."],
-  ["iam.member.remove", "A member left an organization."],
+  ["iam.member.remove", "A member was removed from an organization, or left it (the reason says so)."],
   ["iam.workspace.create", "A workspace was made."],
   ["iam.workspace.update", "A workspace's name or allowlist changed."],
   ["iam.workspace.delete", "A workspace was deleted."],
@@ -322,6 +322,15 @@ export const iamPlugin = definePlugin<IamSettings>({
             return { ok: true as const };
           },
           { response: m.Done, detail: { summary: "Remove a member (the last owner cannot leave)", tags: ["iam: organizations"], ...access({ scope: "iam:write", org: "org", permission: "manage_members" }) } },
+        )
+        .delete(
+          "/orgs/:org/membership",
+          async ({ params, request }) => {
+            await iam.leaveOrganization(caller(request), params.org);
+            return { ok: true as const };
+          },
+          // Any member leaves, a viewer too: the membership is all it needs (view), not manage_members.
+          { response: m.Done, detail: { summary: "Leave the organization (any member; the last owner cannot)", tags: ["iam: organizations"], ...access({ scope: "iam:self", org: "org", permission: "view" }) } },
         )
         .get("/orgs/:org/invitations", ({ params }) => iso(iam.invitations(params.org)), {
           response: m.InvitationList,

@@ -1241,16 +1241,42 @@ export class IamService {
       if (!callerRole || !roleAllows(callerRole, "manage_members")) throw new ForbiddenError("your role no longer allows managing members");
       if (current === "owner" && callerRole !== "owner") throw new ForbiddenError("only an owner may remove an owner");
       if (current === "owner" && sql.isLastOwner(tx, orgId, userId)) throw new ConflictError("the last owner cannot leave: make someone else owner first");
-      sql.deleteMembership(tx, orgId, userId);
-      // Refused only while they were out, their keys and tokens bound to the organization worked
-      // again when they rejoined, under any role (found in review): they end with the membership.
-      const revoked = sql.revokeMemberCredentials(tx, orgId, userId, this.now()).changes;
-      // Nor does a role narrowed in a workspace outlive the membership it narrowed: added back
-      // as admin, they were still the viewer they had been there (found in review).
-      sql.clearMemberWorkspaceRoles(tx, orgId, userId);
-      const reason = `${revoked} credential(s) for the organization revoked`;
+      const reason = `${this.endMembership(tx, orgId, userId)} credential(s) for the organization revoked`;
       this.audit(tx, { action: "iam.member.remove", actor: actorOf(caller.principal), outcome: "success", resource: { type: "user", id: userId }, organization: orgId, reason, request: caller.request });
     });
+  }
+
+  /**
+   * The caller leaves the organization, whatever their role: removing others needs
+   * manage_members, leaving does not (found in review: a viewer could not leave at all). Their
+   * own decision, so their own credential's — a login, CLI login or personal access token — not
+   * an API key, nor a workload or console token made for a program. The last owner stays.
+   */
+  async leaveOrganization(caller: Caller, orgId: string) {
+    const p = caller.principal;
+    const user = this.requireUser(p);
+    if (p.kind !== "session" && p.kind !== "device" && p.kind !== "pat") throw new ForbiddenError("leave with your own login or personal access token: a workload or console token cannot");
+    await this.k.store.write((tx) => {
+      // As they are now, in the write: a removal or a role change may have come first.
+      const current = sql.organizationById(tx, orgId) ? sql.roleOf(tx, orgId, user.id) : null;
+      if (!current) throw new NotFoundError("You are not a member of that organization.");
+      if (current === "owner" && sql.isLastOwner(tx, orgId, user.id)) throw new ConflictError("the last owner cannot leave: make someone else owner first, or delete the organization");
+      const revoked = this.endMembership(tx, orgId, user.id);
+      const reason = `left the organization (was ${current}); ${revoked} credential(s) for the organization revoked`;
+      this.audit(tx, { action: "iam.member.remove", actor: actorOf(p), outcome: "success", resource: { type: "user", id: user.id }, organization: orgId, reason, request: caller.request });
+    });
+  }
+
+  /** Ends the user's membership inside `tx`, with what it held; how many credentials were revoked. */
+  private endMembership(tx: Tx, orgId: string, userId: string): number {
+    sql.deleteMembership(tx, orgId, userId);
+    // Refused only while they were out, their keys and tokens bound to the organization worked
+    // again when they rejoined, under any role (found in review): they end with the membership.
+    const revoked = sql.revokeMemberCredentials(tx, orgId, userId, this.now()).changes;
+    // Nor does a role narrowed in a workspace outlive the membership it narrowed: added back
+    // as admin, they were still the viewer they had been there (found in review).
+    sql.clearMemberWorkspaceRoles(tx, orgId, userId);
+    return revoked;
   }
 
   // --- invitations ------------------------------------------------------------------------

@@ -86,3 +86,18 @@ describe("apikey create warns of a service not activated for the organization (f
     expect(run.stderr).not.toContain("warning");
   });
 });
+
+describe("org leave: any member leaves an organization, asked for --yes (found in review: only admins could remove anyone, themselves included)", () => {
+  test("without --yes nothing is sent", async () => {
+    const run = await runCommand(iamCommands, "org leave", { options: { org: "org_1" } });
+    expect([run.code, run.requests]).toEqual([2, []]);
+  });
+
+  test("with --yes: DELETE of the caller's own membership, saying which organization was left", async () => {
+    const run = await runCommand(iamCommands, "org leave", { options: { org: "org_1", yes: true } });
+    expect([run.code, run.stdout]).toEqual([0, "left org_1\n"]);
+    expect(run.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["DELETE /v1/iam/orgs/org_1/membership"]);
+    const asJson = await runCommand(iamCommands, "org leave", { options: { org: "org_1", yes: true }, json: true });
+    expect(JSON.parse(asJson.stdout)).toEqual({ ok: true, organization: "org_1" });
+  });
+});
