@@ -202,4 +202,35 @@ export const iamMigrations: readonly Migration[] = [
     CREATE INDEX credentials_live_by_user ON credentials (user_id, kind, created_at) WHERE revoked_at IS NULL;
     CREATE INDEX credentials_by_expiry ON credentials (expires_at);`,
   },
+  {
+    // Email addresses are compared by a key (store.ts emailKey: NFC, then lower case in every
+    // script), not by COLLATE NOCASE, which folds A-Z alone: "éve@", "e\u0301ve@" and "ÉVE@" were
+    // three accounts (found in review). The key is written with each row; rows made before get
+    // theirs from the next migration (SQLite cannot normalize). Not unique: accounts made before
+    // may share one, and must still log in (store.ts userByEmail); new ones are refused in the
+    // write that makes them. A writer that changes an address and not its key (erasure, which
+    // writes an ASCII placeholder) gets lower() of it from the trigger, so no old key, which is
+    // personal data, stays behind.
+    id: "0009_email_keys",
+    up: `ALTER TABLE users ADD COLUMN email_key TEXT;
+    ALTER TABLE invitations ADD COLUMN email_key TEXT;
+    CREATE INDEX users_by_email_key ON users (email_key);
+    CREATE INDEX invitations_by_email_key ON invitations (email_key);
+    CREATE TRIGGER users_email_key_follows_email AFTER UPDATE OF email ON users
+      WHEN NEW.email IS NOT OLD.email AND NEW.email_key IS OLD.email_key
+      BEGIN UPDATE users SET email_key = lower(NEW.email) WHERE id = NEW.id; END;`,
+  },
+  {
+    // The keys of the addresses 0009 found, computed as emailKey did when this was written (a
+    // migration means what it meant then). The addresses themselves stay as they were typed.
+    id: "0010_email_keys_backfill",
+    up: (db) => {
+      const key = (email: string) => email.trim().normalize("NFC").toLowerCase();
+      for (const table of ["users", "invitations"]) {
+        const rows = db.query<{ id: string; email: string }, []>(`SELECT id, email FROM ${table} WHERE email_key IS NULL`).all();
+        const setKey = db.query(`UPDATE ${table} SET email_key = ? WHERE id = ?`);
+        for (const row of rows) setKey.run(key(row.email), row.id);
+      }
+    },
+  },
 ];

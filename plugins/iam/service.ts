@@ -216,9 +216,10 @@ function typedEmail(db: Tx, typed: string, account?: string): { subject: string 
 /**
  * Failed logins counted per account and address. Each kind of key has its own prefix: an email
  * of blank space made the pair key (`|address`) the address's own, so that each failure counted
- * twice and the pair's lower thresholds held the whole address (found in review).
+ * twice and the pair's lower thresholds held the whole address (found in review). The email is
+ * its key: each way of typing one address (case, composed accents) is the same account's count.
  */
-const loginPairKey = (email: string, address: string) => `login-pair|${email.trim().toLowerCase()}|${address}`;
+const loginPairKey = (email: string, address: string) => `login-pair|${sql.emailKey(email)}|${address}`;
 
 interface Failures {
   count: number;
@@ -265,7 +266,8 @@ export class IamService {
 
   /** Creates a user; without a password, makes a one-time one and returns it (shown once). */
   async createUser(input: { email: string; name?: string; password?: string; operator?: boolean }, actor: AuditActor, request?: AuditRequestContext) {
-    const email = input.email.trim();
+    // Kept as typed, but composed (NFC); compared by its key, so one mailbox is one account (store.ts emailKey).
+    const email = input.email.trim().normalize("NFC");
     if (!EMAIL.test(email)) throw new InvalidError("not an email address", "email");
     if (input.name !== undefined && !PERSON_NAME.test(input.name)) throw new InvalidError(PERSON_NAME_REFUSES, "name");
     if (sql.userByEmail(this.db, email)) throw new ConflictError("a user with this email exists already");
@@ -1286,7 +1288,7 @@ export class IamService {
   // inviter's right to grant the role is checked again when it is accepted.
 
   async invite(caller: Caller, orgId: string, input: { email: string; role: string; expires_in_days?: number }) {
-    const email = input.email.trim();
+    const email = input.email.trim().normalize("NFC"); // compared by its key, as users' addresses are
     if (!EMAIL.test(email)) throw new InvalidError("not an email address", "email");
     if (!isRole(input.role)) throw new InvalidError("one of viewer, editor, admin, owner", "role");
     const role: Role = input.role;
@@ -1401,7 +1403,7 @@ export class IamService {
   private invitationFor(tx: Tx, p: Principal, id: string) {
     requireOwnLogin(p, "answer an invitation");
     const user = p.userId ? sql.userById(tx, p.userId) : null;
-    const invitation = user ? sql.invitationByIdTo(tx, id, user.email) : null; // compared as the users table does (NOCASE)
+    const invitation = user ? sql.invitationByIdTo(tx, id, user.email) : null; // compared by their keys (store.ts emailKey)
     if (!user || !invitation || invitation.expires_at <= this.now() || !sql.organizationById(tx, invitation.organization_id)) throw new NotFoundError("No such invitation.");
     return { user, invitation };
   }

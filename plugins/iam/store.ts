@@ -128,10 +128,26 @@ export const deactivateService = (tx: Database, orgId: string, service: string) 
 
 // --- users and memberships ----------------------------------------------------------
 
+/**
+ * What an email address is compared by: one mailbox, one key, however it is typed — composed or
+ * not (NFC: "é" as one character or as "e" and a combining accent), in any case, not only ASCII
+ * (COLLATE NOCASE folds A-Z alone). Found in review: "éve@", "e\u0301ve@" and "ÉVE@" were three
+ * accounts, and an invitation to one form passed the check that the address was a member's.
+ * Tags (+ci) are the mailbox's business, not folded. Every lookup by address goes through it
+ * (migration 0010 keyed the rows made before).
+ */
+export const emailKey = (email: string) => email.trim().normalize("NFC").toLowerCase();
+
 export const userById = (db: Database, id: string) => db.query<UserRow, [string]>("SELECT * FROM users WHERE id = ? AND deleted_at IS NULL").get(id);
 
+/**
+ * The live user the address names. Two of them may share a key only if made before keys were
+ * (the review's three accounts): the one whose address is the very one typed, else the oldest.
+ */
 export const userByEmail = (db: Database, email: string) =>
-  db.query<UserRow, [string]>("SELECT * FROM users WHERE email = ? AND deleted_at IS NULL").get(email);
+  db
+    .query<UserRow, [string, string]>("SELECT * FROM users WHERE email_key = ? AND deleted_at IS NULL ORDER BY email = ? DESC, created_at, id LIMIT 1")
+    .get(emailKey(email), email.trim());
 
 /**
  * Whose account an email names, deleted accounts included (an erasure waiting out its grace
@@ -139,14 +155,17 @@ export const userByEmail = (db: Database, email: string) =>
  * the erasure shreds it too. (Once erased for good, the account's email is gone.)
  */
 export const subjectOfEmail = (db: Database, email: string) =>
-  db.query<{ id: string }, [string]>("SELECT id FROM users WHERE email = ? ORDER BY deleted_at IS NOT NULL LIMIT 1").get(email)?.id;
+  db
+    .query<{ id: string }, [string, string]>("SELECT id FROM users WHERE email_key = ? ORDER BY deleted_at IS NOT NULL, email = ? DESC, created_at, id LIMIT 1")
+    .get(emailKey(email), email.trim())?.id;
 
 export const allUsers = (db: Database) => db.query<UserRow, []>("SELECT * FROM users WHERE deleted_at IS NULL ORDER BY email").all();
 
 export function insertUser(tx: Database, row: Pick<UserRow, "id" | "email" | "name" | "password_hash" | "operator" | "must_change_password" | "created_at">): void {
-  tx.query("INSERT INTO users (id, email, name, password_hash, operator, must_change_password, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+  tx.query("INSERT INTO users (id, email, email_key, name, password_hash, operator, must_change_password, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
     row.id,
     row.email,
+    emailKey(row.email),
     row.name,
     row.password_hash,
     row.operator,
@@ -255,15 +274,15 @@ export interface InvitationRow {
 
 export const insertInvitation = (tx: Database, row: InvitationRow) =>
   tx
-    .query("INSERT INTO invitations (id, organization_id, email, role, invited_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-    .run(row.id, row.organization_id, row.email, row.role, row.invited_by, row.created_at, row.expires_at);
+    .query("INSERT INTO invitations (id, organization_id, email, email_key, role, invited_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    .run(row.id, row.organization_id, row.email, emailKey(row.email), row.role, row.invited_by, row.created_at, row.expires_at);
 
 /** An organization's pending invitations, oldest first. */
 export const invitationsOf = (db: Database, orgId: string, now: number) =>
   db.query<InvitationRow, [string, number]>("SELECT * FROM invitations WHERE organization_id = ? AND expires_at > ? ORDER BY created_at, rowid").all(orgId, now);
 
 export const invitationToAddress = (db: Database, orgId: string, email: string) =>
-  db.query<InvitationRow, [string, string]>("SELECT * FROM invitations WHERE organization_id = ? AND email = ?").get(orgId, email);
+  db.query<InvitationRow, [string, string]>("SELECT * FROM invitations WHERE organization_id = ? AND email_key = ?").get(orgId, emailKey(email));
 
 /** The pending invitations to an address, into organizations that still exist. */
 export const invitationsTo = (db: Database, email: string, now: number) =>
@@ -272,15 +291,15 @@ export const invitationsTo = (db: Database, email: string, now: number) =>
       `SELECT i.*, o.name AS organization_name, u.email AS inviter_email FROM invitations i
          JOIN organizations o ON o.id = i.organization_id AND o.deleted_at IS NULL
          LEFT JOIN users u ON u.id = i.invited_by AND u.deleted_at IS NULL
-       WHERE i.email = ? AND i.expires_at > ? ORDER BY i.created_at, i.rowid`,
+       WHERE i.email_key = ? AND i.expires_at > ? ORDER BY i.created_at, i.rowid`,
     )
-    .all(email, now);
+    .all(emailKey(email), now);
 
 export const invitationById = (db: Database, id: string) => db.query<InvitationRow, [string]>("SELECT * FROM invitations WHERE id = ?").get(id);
 
-/** The invitation, if it is addressed to this email (compared without regard to ASCII case, as the users table does). */
+/** The invitation, if it is addressed to this email (compared by their keys, as users are). */
 export const invitationByIdTo = (db: Database, id: string, email: string) =>
-  db.query<InvitationRow, [string, string]>("SELECT * FROM invitations WHERE id = ? AND email = ?").get(id, email);
+  db.query<InvitationRow, [string, string]>("SELECT * FROM invitations WHERE id = ? AND email_key = ?").get(id, emailKey(email));
 
 export const deleteInvitation = (tx: Database, id: string) => tx.query("DELETE FROM invitations WHERE id = ?").run(id);
 
@@ -292,8 +311,8 @@ export const anyInvitationExpired = (db: Database, now: number) => db.query<{ on
 /** Whether a (not deleted) user with this address is a member of the organization. */
 export const isMemberByEmail = (db: Database, orgId: string, email: string) =>
   db
-    .query<{ one: number }, [string, string]>("SELECT 1 AS one FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND u.email = ? AND u.deleted_at IS NULL")
-    .get(orgId, email) !== null;
+    .query<{ one: number }, [string, string]>("SELECT 1 AS one FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ? AND u.email_key = ? AND u.deleted_at IS NULL")
+    .get(orgId, emailKey(email)) !== null;
 
 // --- workspaces ---------------------------------------------------------------------
 
