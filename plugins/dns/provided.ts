@@ -3,7 +3,8 @@
  * domain; its records replace whatever a hosted zone holds at or below that domain, or, when no
  * hosted zone contains the domain, make a zone of their own (for resolvers that forward the
  * domain to Citadel). A provider's bad record is logged and left out, never the whole zone: a
- * plugin's mistake must not take a hosted zone off the air.
+ * plugin's mistake must not take a hosted zone off the air. Nor may the hosted zone's data take
+ * the provider's names away: a delegation on the way down to its domain is not served.
  */
 import type { Logger } from "../../src/log.ts";
 import type { RecordProvider } from "../../src/record-providers.ts";
@@ -56,6 +57,21 @@ function ownZone(domain: Name, serial: number, records: RR[]): Zone {
 }
 
 /**
+ * `records` (of the zone at `origin`) without a delegation above `domain`, below the apex: it
+ * would send the askers of the provider's names to its name servers, and leave the provider's
+ * records below a zone cut, which no zone may hold. The API refuses such a delegation; one stored
+ * before that (or before the provider's domain came) loses its NS and DS here, and is logged.
+ */
+function withoutCutsAbove(records: RR[], origin: Name, domain: Name, provider: RecordProvider, log: Logger): RR[] {
+  const isCut = (r: RR) => (r.type === RRType.NS || r.type === RRType.DS) && isSubdomain(domain, r.name) && r.name.length > origin.length;
+  const cuts = new Set(records.filter(isCut).map((r) => nameToText(lowerName(r.name))));
+  for (const cut of cuts) {
+    log.warn("dns: a delegation above a record provider's domain is not served: it would hand the provider's names to other name servers (remove it)", { zone: nameToText(origin), delegation: cut, provider: provider.name, domain: provider.domain });
+  }
+  return cuts.size === 0 ? records : records.filter((r) => !isCut(r));
+}
+
+/**
  * The zones to serve: `stored` with every provider's records merged in, plus a zone for each
  * provider whose domain no stored zone contains. `ownSerial(provider)` gives such a zone's serial.
  */
@@ -87,7 +103,7 @@ export function withProvidedRecords(stored: Zone[], providers: readonly RecordPr
       }
       // The provider owns its subtree; the zone's SOA and apex NS stay when it owns the apex.
       const kept = host.records().filter((r) => !isSubdomain(r.name, domain) || (nameEquals(r.name, host.origin) && (r.type === RRType.SOA || r.type === RRType.NS)));
-      zones[zones.indexOf(host)] = Zone.build(host.origin, [...kept, ...records]);
+      zones[zones.indexOf(host)] = Zone.build(host.origin, [...withoutCutsAbove(kept, host.origin, domain, provider, log), ...records]);
     } catch (e) {
       log.error("dns: a record provider's names do not fit; they are not served", { provider: provider.name, domain: provider.domain, error: e instanceof Error ? e.message : String(e) });
     }

@@ -12,6 +12,7 @@ import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
+import type { RecordProvider } from "../../src/record-providers.ts";
 import { claimRestoreStep, hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
 import { isSubdomain, lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
 import { TokenError } from "./presentation.ts";
@@ -228,9 +229,9 @@ export class DnsService {
   }
 
   /** The live stored zone containing `domain` (the deepest), if any. */
-  hostZoneRow(domain: Name): sql.ZoneRow | null {
+  hostZoneRow(domain: Name, db: Database = this.db): sql.ZoneRow | null {
     for (let skip = 0; skip < domain.length; skip++) {
-      const row = sql.liveZoneByName(this.db, canonical(domain.slice(skip)));
+      const row = sql.liveZoneByName(db, canonical(domain.slice(skip)));
       if (row) return row;
     }
     return null;
@@ -358,8 +359,7 @@ export class DnsService {
         throw new ConflictError(`${nameToText(origin)} overlaps a zone of another organization: a zone can be neither above nor below another organization's.`);
       }
     }
-    for (const provider of this.k.records.list()) {
-      const domain = parseName(provider.domain, []);
+    for (const { domain, provider } of this.providedDomains()) {
       if (isSubdomain(origin, domain)) throw new ConflictError(`${nameToText(origin)} is at or below ${provider.domain}, whose names ${provider.name} serves.`);
     }
   }
@@ -380,6 +380,39 @@ export class DnsService {
   private refuseOverRecordQuota(zone: string, before: number, after: number, refuse: (message: string) => Error): void {
     const max = this.k.settings.max_records_per_zone;
     if (after > max && after > before) throw refuse(`${zone} would hold ${after} records, more than [dns] max_records_per_zone allows (${max}, its SOA aside): ask an operator to raise the limit.`);
+  }
+
+  /** The domains record providers own (the mesh's), each with its provider; one that is not a name is left to the listener, which logs it. */
+  private providedDomains(): Array<{ domain: Name; provider: RecordProvider }> {
+    const domains: Array<{ domain: Name; provider: RecordProvider }> = [];
+    for (const provider of this.k.records.list()) {
+      try {
+        domains.push({ domain: parseName(provider.domain, []), provider });
+      } catch (e) {
+        if (!(e instanceof NameError)) throw e;
+      }
+    }
+    return domains;
+  }
+
+  /**
+   * A record provider's names are served inside the hosted zone that contains its domain (the
+   * deepest one), whichever organization's it is. A delegation in that zone at the domain or on
+   * the way down to it (NS below the apex) would hand the provider's names to the delegation's
+   * name servers: another organization's `org.` delegating `example.org` took the mesh's
+   * `mesh.example.org.` names over so. Refused, as a zone there is; a delegation in a zone that
+   * does not serve the domain (a deeper zone here does) hands nothing over.
+   */
+  private refuseCuttingOffProviders(tx: Database, zone: sql.ZoneRow, records: readonly Owned[]): void {
+    const origin = originOf(zone);
+    for (const { domain, provider } of this.providedDomains()) {
+      if (this.hostZoneRow(domain, tx)?.id !== zone.id) continue;
+      for (const r of records) {
+        if (r.type !== RRType.NS || !isSubdomain(domain, r.name) || r.name.length <= origin.length) continue;
+        const where = r.line === undefined ? "" : `line ${r.line}: `;
+        throw new ConflictError(`${where}${canonical(r.name)} NS: a delegation there would hand ${provider.domain}, whose names ${provider.name} serves, to other name servers.`);
+      }
+    }
   }
 
   async delete(caller: Caller, organizationId: string, zone: string) {
@@ -419,6 +452,7 @@ export class DnsService {
       const serial = nextSerial(row.serial, this.now());
       const next = { ...row, serial };
       refusing("records", () => Zone.build(origin, [soaRecord(next), ...others, ...wanted]));
+      this.refuseCuttingOffProviders(tx, row, wanted);
       sql.deleteRrset(tx, row.id, ownerKey, type);
       for (const r of wanted) sql.insertRecord(tx, { zone_id: row.id, owner: ownerKey, type, ttl: r.ttl, rdata: r.rdata });
       sql.updateZoneSoa(tx, row.id, row, serial, this.now());
@@ -443,12 +477,14 @@ export class DnsService {
     if (soas.length > 1) throw new InvalidError(`line ${soas[1]!.line}: a zone has exactly one SOA`, "content");
     const fileSoa = soas[0] ? soaFields(soas[0].ttl, soas[0].rdata, soas[0].line) : null;
     const records: RR[] = parsed.filter((r) => r.type !== RRType.SOA).map(({ name, ttl, type, rdata }) => ({ name, ttl, type, rdata }));
+    const owners: Owned[] = parsed.map(({ name, type, line }) => ({ name, type, line }));
     const run = (tx: Database) => {
       const row = this.zoneRow(organizationId, zone, tx);
       let serial = nextSerial(row.serial, this.now());
       if (fileSoa && serialLess(serial, fileSoa.serial)) serial = fileSoa.serial;
       const next: sql.ZoneRow = { ...row, ...(fileSoa?.soa ?? {}), serial };
       const built = refusing("records", () => Zone.build(origin, [soaRecord(next), ...records]));
+      this.refuseCuttingOffProviders(tx, row, owners);
       const before = new Map(storedRecords(tx, row.id).map((r) => [recordKey(r), r.ttl]));
       const after = new Map(built.records().filter((r) => r.type !== RRType.SOA).map((r) => [recordKey(r), r.ttl]));
       const added = [...after.keys()].filter((key) => !before.has(key)).length;
@@ -471,6 +507,9 @@ export class DnsService {
 // --- helpers -----------------------------------------------------------------------------
 
 const originOf = (row: sql.ZoneRow): Name => parseName(row.name, null);
+
+/** A record's owner and type, and where a zone file has it. */
+type Owned = { name: Name; type: number; line?: number };
 
 function storedRecords(db: Database, zoneId: string): RR[] {
   return sql.recordsOf(db, zoneId).map((r) => ({ name: parseName(r.owner, null), ttl: r.ttl, type: r.type, rdata: new Uint8Array(r.rdata) }));

@@ -65,6 +65,21 @@ describe("withProvidedRecords", () => {
     expect(log.lines.some((l) => l.msg === "dns: a record provider's names do not fit; they are not served")).toBe(true);
   });
 
+  test("a delegation stored on the way down to the provider's domain is not served: the provider's names are, and it is logged (found in review)", () => {
+    const log = captureLog();
+    const tld = parseName("org.", null);
+    const above = Zone.build(tld, parseZoneFile("@ 300 IN SOA ns1.example.net. hostmaster.example.net. 1 3600 600 86400 60\n@ NS ns1.example.net.\nexample NS ns.example\nexample DS 1 13 2 0000000000000000000000000000000000000000000000000000000000000000\nns.example A 192.0.2.66\nelsewhere NS ns.example.net.\n", { origin: tld, defaultTtl: 300 }));
+    const [zone] = withProvidedRecords([above], [provider([{ name: "db1.mesh.example.org.", type: "A", ttl: 60, data: "100.64.0.1" }])], () => 1, log.logger);
+    const asked = zone!.lookup(parseName("db1.mesh.example.org.", null), RRType.A);
+    expect([asked.aa, asked.answer.map((r) => rdataToText(r.type, r.rdata))]).toEqual([true, ["100.64.0.1"]]);
+    expect(zone!.lookup(parseName("example.org.", null), RRType.DS).answer).toEqual([]);
+    // A delegation off the way stays one.
+    expect(zone!.lookup(parseName("x.elsewhere.org.", null), RRType.A).authority.map((r) => rdataToText(r.type, r.rdata))).toEqual(["ns.example.net."]);
+    expect(log.lines.filter((l) => String(l.msg).startsWith("dns: a delegation above a record provider's domain is not served"))).toEqual([
+      expect.objectContaining({ level: "warn", zone: "org.", delegation: "example.org.", domain: "mesh.example.org." }),
+    ]);
+  });
+
   test("a domain no hosted zone contains is served as a zone of its own, with an SOA and the given serial", () => {
     const zones = withProvidedRecords([hosted], [provider([{ name: "a.mesh.internal.", type: "A", ttl: 30, data: "100.64.0.3" }], "mesh.internal.")], () => 1_800_000_000, captureLog().logger);
     expect(zones.map((z) => nameToText(z.origin))).toEqual(["example.org.", "mesh.internal."]);
@@ -75,6 +90,40 @@ describe("withProvidedRecords", () => {
 });
 
 describe("record providers on the kernel", () => {
+  test("another organization's zone above the provider's domain cannot delegate its names away (found in review)", async () => {
+    const c = await testCitadel({ config: { dns: { udp: ["127.0.0.1:0"], tcp: [] } } });
+    try {
+      const operator = await c.login(c.owner.email, c.owner.password);
+      c.kernel.records.register({ name: "mesh", domain: "mesh.lab.example.org.", records: () => [{ name: "db1.mesh.lab.example.org.", type: "A", ttl: 60, data: "100.64.0.1" }] });
+      const outsider = await c.addUser(operator, "outsider@example.org");
+      const other = await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "other", owner: outsider.id } });
+      const theirs = `/v1/dns/orgs/${other.body.id}/zones`;
+      expect((await c.send("POST", theirs, outsider.token, { json: { name: "example.org", ns: ["ns1.example.net."] } })).status).toBe(200);
+      const cut = await c.send("PUT", `${theirs}/example.org/rrsets/lab/NS`, outsider.token, { json: { records: ["ns.attacker.net."] } });
+      expect([cut.status, cut.body.detail]).toEqual([409, "lab.example.org. NS: a delegation there would hand mesh.lab.example.org., whose names mesh serves, to other name servers."]);
+      const imported = await c.send("POST", `${theirs}/example.org/import`, outsider.token, { json: { content: "@ NS ns1.example.net.\nlab NS ns.attacker.net.\n" } });
+      expect([imported.status, imported.body.detail]).toEqual([409, "line 2: lab.example.org. NS: a delegation there would hand mesh.lab.example.org., whose names mesh serves, to other name servers."]);
+      // A delegation off the way is theirs to make.
+      expect((await c.send("PUT", `${theirs}/example.org/rrsets/elsewhere/NS`, outsider.token, { json: { records: ["ns.example.net."] } })).status).toBe(200);
+
+      const port = (c.log.lines.find((l) => l.msg === "dns server listening")!.udp as number[])[0]!;
+      const client = await DnsClient.open(port);
+      // The listener reloads after each change: ask until it has the provider's names (or 10 s pass).
+      let reply = await client.query(buildQuery({ name: parseName("db1.mesh.lab.example.org.", null), type: RRType.A }));
+      for (const deadline = Date.now() + 10_000; reply.answer.length === 0 && Date.now() < deadline; await Bun.sleep(20)) {
+        reply = await client.query(buildQuery({ name: parseName("db1.mesh.lab.example.org.", null), type: RRType.A }));
+      }
+      expect([reply.rcode, reply.aa, reply.answer.map((r) => rdataToText(r.type, r.rdata))]).toEqual([Rcode.NOERROR, true, ["100.64.0.1"]]);
+      client.close();
+
+      // A zone of theirs deeper down serves the domain: the delegation to it hands nothing over.
+      expect((await c.send("POST", theirs, outsider.token, { json: { name: "lab.example.org", ns: ["ns1.example.net."] } })).status).toBe(200);
+      expect((await c.send("PUT", `${theirs}/example.org/rrsets/lab/NS`, outsider.token, { json: { records: ["ns1.example.net."] } })).status).toBe(200);
+    } finally {
+      await c.stop();
+    }
+  });
+
   test("registered by another plugin, answered by the listener; a change bumps the hosted zone's stored serial", async () => {
     const c = await testCitadel({ config: { dns: { udp: ["127.0.0.1:0"], tcp: [] } } });
     try {
