@@ -72,6 +72,21 @@ function withoutCutsAbove(records: RR[], origin: Name, domain: Name, provider: R
 }
 
 /**
+ * The hosted zone with the provider's records in place of its own below the domain. When they
+ * do not fit (a CNAME beside data), the zone is served without them and without its own: what
+ * it held there (stored before the API refused it) would otherwise answer for the provider's
+ * names. `kept` is part of a zone that loaded, so it loads.
+ */
+function merged(host: Zone, kept: RR[], records: RR[], provider: RecordProvider, log: Logger): Zone {
+  try {
+    return Zone.build(host.origin, [...kept, ...records]);
+  } catch (e) {
+    log.error("dns: a record provider's names do not fit; they are not served", { provider: provider.name, domain: provider.domain, error: e instanceof Error ? e.message : String(e) });
+    return Zone.build(host.origin, kept, { loading: true });
+  }
+}
+
+/**
  * The zones to serve: `stored` with every provider's records merged in, plus a zone for each
  * provider whose domain no stored zone contains. `ownSerial(provider)` gives such a zone's serial.
  */
@@ -102,8 +117,14 @@ export function withProvidedRecords(stored: Zone[], providers: readonly RecordPr
         continue;
       }
       // The provider owns its subtree; the zone's SOA and apex NS stay when it owns the apex.
-      const kept = host.records().filter((r) => !isSubdomain(r.name, domain) || (nameEquals(r.name, host.origin) && (r.type === RRType.SOA || r.type === RRType.NS)));
-      zones[zones.indexOf(host)] = Zone.build(host.origin, [...withoutCutsAbove(kept, host.origin, domain, provider, log), ...records]);
+      const kept = withoutCutsAbove(
+        host.records().filter((r) => !isSubdomain(r.name, domain) || (nameEquals(r.name, host.origin) && (r.type === RRType.SOA || r.type === RRType.NS))),
+        host.origin,
+        domain,
+        provider,
+        log,
+      );
+      zones[zones.indexOf(host)] = merged(host, kept, records, provider, log);
     } catch (e) {
       log.error("dns: a record provider's names do not fit; they are not served", { provider: provider.name, domain: provider.domain, error: e instanceof Error ? e.message : String(e) });
     }

@@ -396,21 +396,27 @@ export class DnsService {
   }
 
   /**
-   * A record provider's names are served inside the hosted zone that contains its domain (the
-   * deepest one), whichever organization's it is. A delegation in that zone at the domain or on
-   * the way down to it (NS below the apex) would hand the provider's names to the delegation's
-   * name servers: another organization's `org.` delegating `example.org` took the mesh's
-   * `mesh.example.org.` names over so. Refused, as a zone there is; a delegation in a zone that
+   * A record provider's names are its own, served inside the hosted zone that contains its
+   * domain (the deepest one), whichever organization's it is. A record at or below the domain
+   * would never be served — the provider's replace them — until the provider's names failed to
+   * fit the zone, when it would answer for them: refused, as a zone there is. A delegation in
+   * the serving zone at the domain or on the way down to it (NS below the apex) would hand the
+   * provider's names to the delegation's name servers: another organization's `org.` delegating
+   * `example.org` took the mesh's `mesh.example.org.` names over so. A delegation in a zone that
    * does not serve the domain (a deeper zone here does) hands nothing over.
    */
   private refuseCuttingOffProviders(tx: Database, zone: sql.ZoneRow, records: readonly Owned[]): void {
     const origin = originOf(zone);
     for (const { domain, provider } of this.providedDomains()) {
-      if (this.hostZoneRow(domain, tx)?.id !== zone.id) continue;
+      const serves = this.hostZoneRow(domain, tx)?.id === zone.id;
       for (const r of records) {
-        if (r.type !== RRType.NS || !isSubdomain(domain, r.name) || r.name.length <= origin.length) continue;
         const where = r.line === undefined ? "" : `line ${r.line}: `;
-        throw new ConflictError(`${where}${canonical(r.name)} NS: a delegation there would hand ${provider.domain}, whose names ${provider.name} serves, to other name servers.`);
+        if (isSubdomain(r.name, domain)) {
+          throw new ConflictError(`${where}${canonical(r.name)} ${typeToText(r.type)}: the name is at or below ${provider.domain}, whose names ${provider.name} serves.`);
+        }
+        if (serves && r.type === RRType.NS && isSubdomain(domain, r.name) && r.name.length > origin.length) {
+          throw new ConflictError(`${where}${canonical(r.name)} NS: a delegation there would hand ${provider.domain}, whose names ${provider.name} serves, to other name servers.`);
+        }
       }
     }
   }

@@ -22,6 +22,7 @@ const hosted = Zone.build(
   parseZoneFile("@ 300 IN SOA ns1 hostmaster 7 3600 600 86400 60\n@ NS ns1\nns1 A 192.0.2.1\nwww A 192.0.2.80\nold.mesh A 192.0.2.99\n", { origin, defaultTtl: 300 }),
 );
 const provider = (records: ProvidedRecord[], domain = "mesh.example.org."): RecordProvider => ({ name: "mesh", domain, records: () => records });
+const withoutSoa = (lines: string[]) => lines.filter((l) => !l.endsWith(" SOA"));
 const answers = (zone: Zone, name: string, type: number) => zone.lookup(parseName(name, null), type).answer.map((r) => rdataToText(r.type, r.rdata));
 
 describe("withProvidedRecords", () => {
@@ -57,11 +58,14 @@ describe("withProvidedRecords", () => {
     expect(log.lines.filter((l) => l.msg === "dns: a provided record was left out").length).toBe(4);
   });
 
-  test("names that break the zone (a CNAME beside data) keep the hosted zone as it was", () => {
+  test("names that break the zone (a CNAME beside data) are not served, nor what the zone held below the domain (found in review); the rest of the zone is", () => {
     const log = captureLog();
     const clash = [{ name: "n.mesh.example.org.", type: "CNAME", ttl: 60, data: "www.example.org." }, { name: "n.mesh.example.org.", type: "A", ttl: 60, data: "100.64.0.2" }];
     const [zone] = withProvidedRecords([hosted], [provider(clash)], () => 1, log.logger);
-    expect(zone).toBe(hosted);
+    expect(zone!.lookup(parseName("n.mesh.example.org.", null), RRType.A).rcode).toBe(Rcode.NXDOMAIN);
+    // Stored before the API refused such names: it must not answer for the provider's.
+    expect(zone!.lookup(parseName("old.mesh.example.org.", null), RRType.A).rcode).toBe(Rcode.NXDOMAIN);
+    expect([answers(zone!, "www.example.org.", RRType.A), zone!.serial()]).toEqual([["192.0.2.80"], 7]);
     expect(log.lines.some((l) => l.msg === "dns: a record provider's names do not fit; they are not served")).toBe(true);
   });
 
@@ -122,6 +126,26 @@ describe("record providers on the kernel", () => {
     } finally {
       await c.stop();
     }
+  });
+
+  test("a hosted zone takes no records at or below a provider's domain: they would never be served, or answer for the provider's names (found in review)", async () => {
+    const c = await testCitadel();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const zone = `/v1/dns/orgs/${c.owner.organization}/zones/example.org`;
+    expect((await c.send("POST", `/v1/dns/orgs/${c.owner.organization}/zones`, owner, { json: { name: "example.org", ns: ["ns1.example.net."] } })).status).toBe(200);
+    c.kernel.records.register({ name: "mesh", domain: "mesh.example.org.", records: () => [{ name: "db1.mesh.example.org.", type: "A", ttl: 60, data: "100.64.0.1" }] });
+    for (const [name, type] of [["evil.mesh", "A"], ["db1.mesh", "A"], ["mesh", "NS"], ["mesh", "TXT"]] as const) {
+      const put = await c.send("PUT", `${zone}/rrsets/${name}/${type}`, owner, { json: { records: [type === "NS" ? "ns.example.net." : type === "TXT" ? '"x"' : "192.0.2.66"] } });
+      expect([name, put.status, put.body.detail]).toEqual([name, 409, `${name}.example.org. ${type}: the name is at or below mesh.example.org., whose names mesh serves.`]);
+    }
+    const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: "@ NS ns1.example.net.\nwww A 192.0.2.80\ndb1.mesh A 192.0.2.66\n" } });
+    expect([imported.status, imported.body.detail]).toEqual([409, "line 3: db1.mesh.example.org. A: the name is at or below mesh.example.org., whose names mesh serves."]);
+    expect(withoutSoa(((await c.send("GET", `${zone}/records`, owner)).body.items as Array<{ name: string; type: string }>).map((r) => `${r.name} ${r.type}`))).toEqual(["example.org. NS"]);
+    // One stored before the refusal can still be removed.
+    c.kernel.store.db.query("INSERT INTO dns_records (zone_id, owner, type, ttl, rdata) SELECT id, 'old.mesh.example.org.', 1, 60, x'c0000263' FROM dns_zones WHERE name = 'example.org.'").run();
+    expect((await c.send("PUT", `${zone}/rrsets/old.mesh/A`, owner, { json: { records: [] } })).status).toBe(200);
+    expect(withoutSoa(((await c.send("GET", `${zone}/records`, owner)).body.items as Array<{ name: string; type: string }>).map((r) => `${r.name} ${r.type}`))).toEqual(["example.org. NS"]);
+    await c.stop();
   });
 
   test("registered by another plugin, answered by the listener; a change bumps the hosted zone's stored serial", async () => {
