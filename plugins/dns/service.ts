@@ -9,7 +9,7 @@
 import type { Database } from "bun:sqlite";
 import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
-import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { ConflictError, ForbiddenError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { RecordProvider } from "../../src/record-providers.ts";
@@ -110,6 +110,18 @@ export function parseZoneName(text: string): Name {
   }
   if (name.length === 0) throw new InvalidError("the root zone is not served", "name");
   return name;
+}
+
+/**
+ * A top-level domain (a single-label zone, `com.`) holds every name below it: the resolver
+ * answers all of them from it, and since zones of two organizations cannot overlap, the first
+ * organization to make it would shut every other one out of the whole domain (`example.com`
+ * refused to its owner). Only an operator makes one (a private `lan.`, say).
+ */
+function refuseTopLevelDomain(caller: Caller, name: string, origin: Name): void {
+  if (origin.length === 1 && !caller.principal.operator) {
+    throw new ForbiddenError(`${name} is a top-level domain: only an operator makes a zone for one, as it holds every name below it for one organization.`);
+  }
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -291,6 +303,7 @@ export class DnsService {
   async create(caller: Caller, organizationId: string, input: NewZone) {
     const origin = parseZoneName(input.name);
     const name = canonical(origin);
+    refuseTopLevelDomain(caller, name, origin);
     const ttl = input.ttl ?? this.k.settings.default_ttl;
     // Without name servers given: the appliance's as configured (its names as the world knows
     // them), else ns1.<zone>, which `problems` then says needs an address.

@@ -434,11 +434,13 @@ describe("dns zones", () => {
     expect((await c.send("POST", `${theirs}/example.org/import`, outsider.token, { json: { content: ZONE_FILE } })).status).toBe(404);
     expect((await c.send("POST", theirs, outsider.token, { json: { name: "example.org" } })).status).toBe(409);
     // Nor can it take names over with a zone below ours (the deepest zone answers), or sit above it.
-    for (const name of ["www.example.org", "deep.www.EXAMPLE.org", "org"]) {
+    for (const name of ["www.example.org", "deep.www.EXAMPLE.org"]) {
       const overlap = await c.send("POST", theirs, outsider.token, { json: { name } });
       expect([name, overlap.status, overlap.body.detail]).toEqual([name, 409, expect.stringContaining("overlaps a zone of another organization")]);
     }
     expect((await c.send("POST", theirs, outsider.token, { json: { name: "example.net" } })).status).toBe(200);
+    const above = await c.send("POST", zones, operator, { json: { name: "net" } });
+    expect([above.status, above.body.detail]).toEqual([409, expect.stringContaining("overlaps a zone of another organization")]);
     // One made before the check (written behind its back) is found, to be told at start-up.
     const dns = dnsServiceOf(c.kernel as never);
     expect(dns.overlappingZones()).toEqual([]);
@@ -449,6 +451,25 @@ describe("dns zones", () => {
     expect(withoutSoa(await recordsOf(c, owner, zone))).toEqual(["example.org. 3600 NS ns1.example.org."]);
     expect(org).not.toBe(otherOrg);
     void zones;
+  });
+
+  test("a top-level domain's zone is made only by an operator: the first organization to make com. held every name below it (found in review)", async () => {
+    const c = await testCitadel();
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const outsider = await c.addUser(operator, "outsider@example.org");
+    const other = await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "other", owner: outsider.id } });
+    const theirs = `/v1/dns/orgs/${other.body.id}/zones`;
+    const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+    const editor = await c.addUser(operator, "editor@example.org", "editor");
+    for (const [path, token, name] of [[theirs, outsider.token, "com"], [zones, editor.token, "COM."]] as const) {
+      const tld = await c.send("POST", path, token, { json: { name } });
+      expect([tld.status, tld.body.detail]).toEqual([403, "com. is a top-level domain: only an operator makes a zone for one, as it holds every name below it for one organization."]);
+    }
+    expect((await c.send("GET", theirs, outsider.token)).body.items).toEqual([]);
+    // So the owner of example.com can still make its zone; an operator makes a private top-level one.
+    expect((await c.send("POST", zones, editor.token, { json: { name: "example.com" } })).status).toBe(200);
+    expect((await c.send("POST", theirs, outsider.token, { json: { name: "example.net" } })).status).toBe(200);
+    expect((await c.send("POST", zones, operator, { json: { name: "lan" } })).status).toBe(200);
   });
 
   test("delete asks for confirmation; the name can be used again; audit events are recorded", async () => {
