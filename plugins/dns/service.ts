@@ -109,6 +109,10 @@ export function parseZoneName(text: string): Name {
     throw e;
   }
   if (name.length === 0) throw new InvalidError("the root zone is not served", "name");
+  if (name[0]!.length === 1 && name[0]![0] === 0x2a) {
+    // Zone.build would say "a wildcard NS has no defined meaning" of the apex NS it makes.
+    throw new InvalidError(`a zone's name cannot be a wildcard (${nameToText(name)}): a wildcard is a record in the zone above it (${nameToText(name.slice(1))})`, "name");
+  }
   return name;
 }
 
@@ -309,19 +313,19 @@ export class DnsService {
     // them), else ns1.<zone>, which `problems` then says needs an address.
     const defaults = input.ns === undefined && this.k.settings.default_nameservers.length > 0 ? configuredNameservers(this.k.settings.default_nameservers) : null;
     const soaIn: SoaInput = input.soa ?? { rname: `hostmaster.${name}`, ...SOA_DEFAULTS };
-    // The SOA's primary is the first name server unless told otherwise.
+    // Checked before the SOA, whose primary is the first of them unless told otherwise.
+    const given = input.ns?.map((n, i) => nameServerName(n, origin, `ns[${i}]`));
     const mname = soaIn.mname ?? input.ns?.[0] ?? defaults?.[0] ?? `ns1.${name}`;
     const soa: sql.Soa = {
       soa_ttl: "ttl" in soaIn ? (soaIn.ttl ?? null) : null,
-      soa_mname: canonical(refusing("soa.mname", () => parseName(mname, origin))),
+      soa_mname: canonical(nameServerName(mname, origin, "soa.mname")),
       soa_rname: canonical(refusing("soa.rname", () => parseName(soaIn.rname, origin))),
       soa_refresh: soaIn.refresh,
       soa_retry: soaIn.retry,
       soa_expire: soaIn.expire,
       soa_minimum: soaIn.minimum,
     };
-    const field = defaults ? "dns.default_nameservers" : "ns"; // a bad configured name is named as such
-    const ns = (input.ns ?? defaults ?? [soa.soa_mname]).map((n, i) => refusing(`${field}[${i}]`, () => parseName(n, origin)));
+    const ns = given ?? (defaults ?? [soa.soa_mname]).map((n) => parseName(n, null));
     if (ns.length === 0) throw new InvalidError("a zone needs at least one name server", "ns");
     const now = this.now();
     const row: sql.ZoneRow = { id: newId("dnsz"), organization_id: organizationId, name, ttl, ...soa, serial: 0, created_at: now, updated_at: now, deleted_at: null };
@@ -620,20 +624,29 @@ export function nameServerProblems(zone: string, records: ReadonlyArray<{ name: 
 }
 
 /**
- * `[dns] default_nameservers` as absolute names, each once (whatever its case). A name that
- * cannot be a name server's — the root, a wildcard, an address written as a name — is
+ * `text` as a name server's host name, relative to `origin` unless absolute (null: it must
+ * be). A name that cannot be one — the root, a wildcard, an address written as a name — would
+ * leave the zone lame: refused naming `field`, whether the API's `ns` or `soa.mname` or the
+ * `[dns] default_nameservers` setting.
+ */
+function nameServerName(text: string, origin: Name | null, field: string): Name {
+  const name = refusing(field, () => parseName(text, origin));
+  const labels = nameToText(name).slice(0, -1).split(".");
+  if (name.length === 0 || labels.includes("*") || /^[\d.]+$/.test(text) || text.includes(":")) {
+    throw new InvalidError(`a name server's host name, such as ns1.example.net (not the root, a wildcard or an address)`, field);
+  }
+  return name;
+}
+
+/**
+ * `[dns] default_nameservers` as absolute names, each once (whatever its case). A bad one is
  * refused naming the setting, not the field of the request that happened to use it.
  */
 export function configuredNameservers(configured: readonly string[]): string[] {
   const seen = new Set<string>();
   const names: string[] = [];
   configured.forEach((text, i) => {
-    const field = `dns.default_nameservers[${i}]`;
-    const name = refusing(field, () => parseName(text.endsWith(".") ? text : `${text}.`, null));
-    const labels = nameToText(name).slice(0, -1).split(".");
-    if (name.length === 0 || labels.includes("*") || labels.every((l) => /^\d+$/.test(l)) || /:/.test(text)) {
-      throw new InvalidError(`a name server's host name, such as ns1.example.net (not the root, a wildcard or an address)`, field);
-    }
+    const name = nameServerName(text.endsWith(".") ? text : `${text}.`, null, `dns.default_nameservers[${i}]`);
     const canonicalText = nameToText(lowerName(name));
     if (!seen.has(canonicalText)) names.push(canonicalText);
     seen.add(canonicalText);

@@ -69,6 +69,32 @@ describe("dns zones", () => {
     expect(given.body.records.filter((r: { type: string }) => r.type === "NS").map((r: { data: string }) => r.data)).toEqual(["a.example.com."]);
   });
 
+  test("name servers given through the API are checked as the configured ones are: no root, wildcard or address (found in review: a lame zone was made)", async () => {
+    const c = await testCitadel();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+    const soa = (mname: string) => ({ mname, rname: "hostmaster.example.net.", refresh: 3600, retry: 900, expire: 1_209_600, minimum: 300 });
+    const refused: Array<[Record<string, unknown>, string]> = [
+      [{ ns: ["."] }, "ns[0]"],
+      [{ ns: ["ns1.example.net.", "*.example.net."] }, "ns[1]"],
+      [{ ns: ["*"] }, "ns[0]"], // relative: *.example.org.
+      [{ ns: ["192.0.2.53"] }, "ns[0]"],
+      [{ ns: ["2001:db8::53"] }, "ns[0]"],
+      [{ soa: soa(".") }, "soa.mname"],
+      [{ ns: ["ns1.example.net."], soa: soa("*.example.net.") }, "soa.mname"],
+    ];
+    for (const [fields, field] of refused) {
+      const res = await c.send("POST", zones, owner, { json: { name: "example.org", ...fields } });
+      expect([fields, res.status, res.body.errors?.[0]]).toEqual([fields, 422, { field, message: "a name server's host name, such as ns1.example.net (not the root, a wildcard or an address)" }]);
+    }
+    // A wildcard zone name is refused as such, not as a wildcard NS.
+    const wild = await c.send("POST", zones, owner, { json: { name: "*.wild.test" } });
+    expect([wild.status, wild.body.errors?.[0]]).toEqual([422, { field: "name", message: "a zone's name cannot be a wildcard (*.wild.test.): a wildcard is a record in the zone above it (wild.test.)" }]);
+    expect((await c.send("GET", zones, owner)).body.items).toEqual([]);
+    const fine = await c.send("POST", zones, owner, { json: { name: "example.org", ns: ["ns1", "ns2.example.net."], soa: soa("ns1.example.net.") } });
+    expect([fine.status, fine.body.soa.mname, fine.body.records.filter((r: { type: string }) => r.type === "NS").map((r: { data: string }) => r.data)]).toEqual([200, "ns1.example.net.", ["ns1.example.org.", "ns2.example.net."]]);
+  });
+
   test("a zone whose in-zone name server has no address says so, until it has one (a lame zone otherwise looks fine)", async () => {
     const { c, owner, zone, created } = await setup();
     expect(created.problems).toEqual([
