@@ -68,7 +68,7 @@ export const PreauthKey = t.Object({
   expires_at: Iso,
   used: t.Integer(),
   state: t.Union([t.Literal("usable"), t.Literal("used"), t.Literal("expired"), t.Literal("revoked"), t.Literal("maker_gone")], {
-    description: "maker_gone: the member it acts for is deleted, removed from the organization or no longer an admin or owner there; it enrolls nothing until they are given the role back",
+    description: "maker_gone: the member it acts for is deleted, removed from the organization or no longer an admin or owner there; it enrolls nothing until they are given the role back — a removal is final: a key made under a membership that ended stays dead",
   }),
   created_at: Iso,
 });
