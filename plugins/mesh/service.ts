@@ -328,7 +328,7 @@ export class MeshService {
     const next = await this.write(id, (tx) => {
       // From the row as it is now, in the transaction that writes: two edits at once must not
       // undo each other (a PATCH of the MTU restoring a preshared-key seed the other replaced).
-      const current = sql.networkById(tx, id)!;
+      const current = networkStill(tx, id, idOrName);
       const next = this.changedNetwork(current, changes);
       refuseInterfaceRename(tx, current, next);
       if (changes.preshared_keys === false) next.psk_seed = null;
@@ -365,7 +365,8 @@ export class MeshService {
   async delete(caller: Caller, org: string, idOrName: string) {
     const current = this.networkRow(org, idOrName);
     await this.write(current.id, (tx) => {
-      sql.deleteNetwork(tx, current.id);
+      // Two deletions at once: the second finds nothing, and is not audited as one.
+      if (!sql.deleteNetwork(tx, current.id)) throw new NotFoundError(`No mesh network ${idOrName} in this organization.`);
       this.k.audit.record(tx, event(caller, org, "mesh.network.delete", { type: "mesh_network", id: current.id }, current.name));
     });
   }
@@ -442,6 +443,7 @@ export class MeshService {
       created_at: now,
     };
     await this.write(null, (tx) => {
+      networkStill(tx, net.id, network);
       sql.insertPreauthKey(tx, row);
       this.k.audit.record(tx, event(caller, org, "mesh.key.create", { type: "mesh_preauth_key", id: row.id }, `${row.reusable ? "reusable" : "single-use"}, tags ${tags.join(",") || "none"}, ${minutes} min`));
     });
@@ -543,7 +545,7 @@ export class MeshService {
     const current = this.nodeRow(net, idOrName);
     await this.write(net.id, (tx) => {
       // Otherwise a node enrolled later under the same name would inherit the rules.
-      const policy = this.policyOf(sql.networkById(tx, net.id)!);
+      const policy = this.policyOf(networkStill(tx, net.id, network));
       if (aclNodeNames(policy).includes(current.name)) throw new ConflictError(`The ACL names node:${current.name}: change the ACL first, then remove the node.`);
       sql.deleteNode(tx, current.id);
       sql.bumpVersion(tx, net.id, this.now());
@@ -607,7 +609,7 @@ export class MeshService {
       throw new InvalidError(`policy: ${e instanceof Error ? e.message : String(e)}`, "policy");
     }
     const version = await this.write(net.id, (tx) => {
-      const current = sql.networkById(tx, net.id)!;
+      const current = networkStill(tx, net.id, network);
       if (expectedVersion !== undefined && expectedVersion !== current.acl_version)
         throw new PreconditionFailedError(`The ACL is at version ${current.acl_version}, not ${expectedVersion}: someone changed it; read it again.`);
       const known = new Set(sql.nodes(tx, net.id).map((n) => n.name));
@@ -674,7 +676,9 @@ export class MeshService {
     const id = newId("node");
     const row = await this.write(net.id, (tx) => {
       // The key again, now that no other write can run: used, revoked or expired since the check above.
-      const fresh = sql.preauthKeyByPrefix(tx, key.prefix)!;
+      const fresh = sql.preauthKeyByPrefix(tx, key.prefix);
+      // Gone with its network, deleted meanwhile.
+      if (!fresh) throw new KeyRace("This pre-auth key is not valid.", "pre-auth key removed");
       const refusal = keyRefusal(fresh, now) ?? this.makerRefusal(fresh, net.organization_id);
       if (refusal) throw new KeyRace(refusal.message, refusal.reason);
       if (sql.node(tx, net.id, name)) throw new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`);
@@ -930,6 +934,17 @@ function refuseInterfaceRename(tx: Database, current: sql.NetworkRow, next: sql.
       `interface_name: ${current.name} has ${nodes} enrolled node(s), whose agents keep the interface they were enrolled with (${current.interface_name}); the name can change only while the network has no nodes.`,
     );
   }
+}
+
+/**
+ * The network again, inside the write that changes it: a write queued behind the network's
+ * deletion finds it gone, and answers as if it had come after (found in review: a TypeError,
+ * or a foreign-key failure for a key made in it).
+ */
+function networkStill(tx: Database, id: string, idOrName: string): sql.NetworkRow {
+  const row = sql.networkById(tx, id);
+  if (!row) throw new NotFoundError(`No mesh network ${idOrName} in this organization.`);
+  return row;
 }
 
 /** The first pool freePool tries (a stand-in until the transaction chooses). */
