@@ -547,7 +547,8 @@ export class MeshService {
       // Otherwise a node enrolled later under the same name would inherit the rules.
       const policy = this.policyOf(networkStill(tx, net.id, network));
       if (aclNodeNames(policy).includes(current.name)) throw new ConflictError(`The ACL names node:${current.name}: change the ACL first, then remove the node.`);
-      sql.deleteNode(tx, current.id);
+      // Two removals at once: the second finds nothing, and is neither a new version nor audited.
+      if (!sql.deleteNode(tx, current.id)) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
       sql.bumpVersion(tx, net.id, this.now());
       this.k.audit.record(tx, { ...event(caller, org, "mesh.node.delete", { type: "mesh_node", id: current.id }, "removed"), personal: { node: current.name } });
     });

@@ -87,3 +87,16 @@ test("a network deleted while an enrollment into it waits: refused as a removed 
   const reasons = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'mesh.node.enroll' AND outcome = 'failure'").all();
   expect(reasons).toEqual([{ reason: "pre-auth key removed" }]);
 });
+
+test("a node removed twice at once: removed, audited and versioned once, the other a 404", async () => {
+  const { c, owner, org, mesh, caller, network } = await organization();
+  const net = await network("g");
+  const key = (await c.send("POST", `${net}/keys`, owner, { json: {} })).body.key as string;
+  expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "n1", public_key: (await generateKeyPair()).publicKey } })).status).toBe(200);
+  const version = mesh.show(org, "g").version;
+  const [first, second] = [mesh.deleteNode(caller, org, "g", "n1"), mesh.deleteNode(caller, org, "g", "n1")];
+  expect(await refusal(first)).toBeNull();
+  expect(await refusal(second)).toEqual({ code: "not_found", message: expect.stringContaining("No node n1") });
+  expect(c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'mesh.node.delete'").get()).toEqual({ n: 1 });
+  expect(mesh.show(org, "g").version).toBe(Math.max(version + 1, c.clock.now())); // one bump
+});
