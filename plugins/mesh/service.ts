@@ -331,6 +331,9 @@ export class MeshService {
       const current = networkStill(tx, id, idOrName);
       const next = this.changedNetwork(current, changes);
       refuseInterfaceRename(tx, current, next);
+      const keepsNoPresharedKeys = changes.preshared_keys === false || (changes.preshared_keys === undefined && current.psk_seed === null);
+      // Found in review: a rotation asked of a network without preshared keys answered 200 and did nothing.
+      if (changes.rotate_preshared_keys && keepsNoPresharedKeys) throw new ConflictError(`rotate_preshared_keys: the network ${current.name} has no preshared keys (preshared_keys: true gives it some).`);
       if (changes.preshared_keys === false) next.psk_seed = null;
       else if ((changes.preshared_keys === true && current.psk_seed === null) || (changes.rotate_preshared_keys && (current.psk_seed !== null || changes.preshared_keys)))
         next.psk_seed = this.k.seal.keyring().encrypt(tx, PSK_OWNER, pskContext(current.id), randomBytes(32));

@@ -97,7 +97,7 @@ describe("mesh networks", () => {
     const version = () => c.send("GET", net, owner).then((r) => r.body.version as number);
     const before = await version();
     const events = meshEvents(c).length;
-    for (const json of [{}, { mtu: network.mtu }, { topology: "mesh", keepalive: 25 }, { preshared_keys: false }, { rotate_preshared_keys: true }]) {
+    for (const json of [{}, { mtu: network.mtu }, { topology: "mesh", keepalive: 25 }, { preshared_keys: false }]) {
       const same = await c.send("PATCH", net, owner, { json });
       expect([same.status, same.body.version]).toEqual([200, before]);
     }
@@ -323,6 +323,22 @@ describe("config documents", () => {
     expect(after.peers.find((p) => p.name === "b")!.presharedKey).not.toBe(ab);
     expect(after.mtu).toBe(1380);
     expect(d.id).toBeTruthy();
+  });
+});
+
+describe("preshared keys' rotation", () => {
+  test("asked of a network without preshared keys, or with their removal: a 409, no new version, no event (found in review: 200 and nothing done)", async () => {
+    const { c, owner, net, network } = await setup({ name: "plain", preshared_keys: false });
+    const events = meshEvents(c).length;
+    for (const json of [{ rotate_preshared_keys: true }, { rotate_preshared_keys: true, preshared_keys: false }]) {
+      const refused = await c.send("PATCH", net, owner, { json });
+      expect([refused.status, refused.body.detail]).toEqual([409, "rotate_preshared_keys: the network plain has no preshared keys (preshared_keys: true gives it some)."]);
+    }
+    expect((await c.send("GET", net, owner)).body.version).toBe(network.version);
+    expect(meshEvents(c).length).toBe(events);
+    // Turned on in the same request, the network has a seed: 200.
+    const turnedOn = await c.send("PATCH", net, owner, { json: { rotate_preshared_keys: true, preshared_keys: true } });
+    expect([turnedOn.status, turnedOn.body.preshared_keys]).toEqual([200, true]);
   });
 });
 
