@@ -14,7 +14,7 @@ import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event
 import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
 import { roleAllows, type Permission } from "../../src/auth/rbac.ts";
 import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.ts";
-import { ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, StandingEndedError, UnauthorizedError } from "../../src/errors.ts";
+import { CitadelError, ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, StandingEndedError, UnauthorizedError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import { cidrContains, parseCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
@@ -638,6 +638,9 @@ export class MeshService {
   async enroll(request: AuditRequestContext, input: Enrollment) {
     const parsed = typeof input.key === "string" ? parseToken(input.key) : null;
     const key = parsed?.kind === "meshkey" ? sql.preauthKeyByPrefix(this.k.store.db, parsed.prefix) : null;
+    // A refusal for a known key is the organization's (as the enrollment would have been): the
+    // name and endpoint sent go under its key, erasable, and the chained reason is a fixed text.
+    const organization = key ? this.organizationOf(key.network_id) || null : null;
     const audited = async <T>(error: T, reason: string): Promise<never> => {
       await this.k.store.write((tx) =>
         this.k.audit.record(tx, {
@@ -645,6 +648,8 @@ export class MeshService {
           outcome: "failure",
           reason,
           actor: { kind: "anonymous", token: parsed?.prefix ?? null },
+          organization,
+          ...(organization === null ? {} : { subject: organization, personal: sentPersonal(input) }),
           resource: key ? { type: "mesh_preauth_key", id: key.id } : null,
           request,
         }),
@@ -661,8 +666,8 @@ export class MeshService {
     try {
       return await this.enrollWith(request, input, key, net);
     } catch (error) {
-      if (error instanceof KeyRace) return audited(new UnauthorizedError(error.message), error.reason);
-      return audited(error, error instanceof Error ? error.message : String(error));
+      if (error instanceof EnrollmentRefused) return audited(error.error, error.reason);
+      return audited(error, refusalReason(error));
     }
   }
 
@@ -675,25 +680,26 @@ export class MeshService {
     const allowed: string[] = JSON.parse(key.tags);
     const tags = input.tags === undefined || input.tags.length === 0 ? allowed : checkTags(input.tags, "tags");
     const extra = tags.filter((t) => !allowed.includes(t));
-    if (extra.length > 0) throw new ForbiddenError(`This pre-auth key does not grant the tag ${extra.join(", ")} (it grants: ${allowed.join(", ") || "none"}).`);
+    if (extra.length > 0) throw new EnrollmentRefused(new ForbiddenError(`This pre-auth key does not grant the tag ${extra.join(", ")} (it grants: ${allowed.join(", ") || "none"}).`), "tag the key does not grant");
     const token = generateToken("node");
     const id = newId("node");
     const row = await this.write(net.id, (tx) => {
       // The key again, now that no other write can run: used, revoked or expired since the check above.
       const fresh = sql.preauthKeyByPrefix(tx, key.prefix);
       // Gone with its network, deleted meanwhile.
-      if (!fresh) throw new KeyRace("This pre-auth key is not valid.", "pre-auth key removed");
+      if (!fresh) throw new EnrollmentRefused(new UnauthorizedError("This pre-auth key is not valid."), "pre-auth key removed");
       const refusal = keyRefusal(fresh, now) ?? this.makerRefusal(fresh, net.organization_id);
-      if (refusal) throw new KeyRace(refusal.message, refusal.reason);
-      if (sql.node(tx, net.id, name)) throw new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`);
-      if (sql.keyInUse(tx, input.public_key)) throw new ConflictError("This public key belongs to an enrolled node already: generate a new key pair.");
+      if (refusal) throw new EnrollmentRefused(new UnauthorizedError(refusal.message), refusal.reason);
+      if (sql.node(tx, net.id, name)) throw new EnrollmentRefused(new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`), "name taken");
+      if (sql.keyInUse(tx, input.public_key)) throw new EnrollmentRefused(new ConflictError("This public key belongs to an enrolled node already: generate a new key pair."), "public key in use");
       const used = sql.usedHosts(tx, net.id);
-      if (used.length >= this.k.settings.max_nodes_per_network) throw new ConflictError(`The network ${net.name} has ${used.length} nodes, the most [mesh] max_nodes_per_network allows.`);
+      if (used.length >= this.k.settings.max_nodes_per_network)
+        throw new EnrollmentRefused(new ConflictError(`The network ${net.name} has ${used.length} nodes, the most [mesh] max_nodes_per_network allows.`), "network full");
       let host: number;
       try {
         host = allocateHost(net.ipv4, used, sql.lastHost(tx, net.id));
       } catch (e) {
-        throw new ConflictError(e instanceof Error ? e.message : String(e));
+        throw new EnrollmentRefused(new ConflictError(e instanceof Error ? e.message : String(e)), "no free address");
       }
       const row: sql.NodeRow = {
         id,
@@ -993,12 +999,30 @@ function keyRefusal(key: sql.PreauthKeyRow, now: number): { message: string; rea
   return null;
 }
 
-/** The key was used, revoked or expired between the check and the write. */
-class KeyRace extends Error {
+/**
+ * An enrollment refused after the key check: the error the caller gets, and the reason the
+ * audit chain keeps — a fixed text, never what the client sent (a node's name is often its
+ * owner's host name: personal data the organization's erasure could not reach in the chain).
+ */
+class EnrollmentRefused extends Error {
   constructor(
-    message: string,
+    readonly error: Error,
     readonly reason: string,
   ) {
-    super(message);
+    super(error.message);
   }
+}
+
+/** The fixed reason of any other refusal: which field was invalid ("invalid endpoint"), else the error's code. */
+function refusalReason(error: unknown): string {
+  if (error instanceof InvalidError && error.field) return `invalid ${error.field.replace(/\[\d+\]$/, "").replaceAll("_", " ")}`;
+  return error instanceof CitadelError ? error.code : "internal error";
+}
+
+/** What an enrolling client sent that is personal data, for a refusal's event (as the success event keeps the name). */
+function sentPersonal(input: Enrollment): Record<string, string> {
+  const personal: Record<string, string> = {};
+  if (typeof input.name === "string") personal.node = input.name;
+  if (typeof input.endpoint === "string" && input.endpoint !== "") personal.endpoint = input.endpoint;
+  return personal;
 }

@@ -33,3 +33,31 @@ test("a node's name and enrolling address: not in the chain, under the organizat
   await c.send("POST", "/v1/subject/erasures/run", await c.login(c.owner.email, c.owner.password));
   expect(enrollEvent()).toMatchObject({ source_address: "[erased]", personal: "[erased]" });
 });
+
+test("a refused enrollment with a known key: the organization's event, what the client sent under its key, a fixed reason (found in review: anonymous, the name in the chain)", async () => {
+  const c = await newCitadel();
+  const operator = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const net = `/v1/mesh/orgs/${org}/networks/office`;
+  expect((await c.send("POST", `/v1/mesh/orgs/${org}/networks`, operator, { json: { name: "office" } })).status).toBe(200);
+  const key = (await c.send("POST", `${net}/keys`, operator, { json: { reusable: true } })).body.key as string;
+  const enroll = (json: Record<string, unknown>) => c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, public_key: "", ...json } });
+  expect((await enroll({ name: "alices-laptop", public_key: (await generateKeyPair()).publicKey })).status).toBe(200);
+  expect((await enroll({ name: "alices-laptop", public_key: (await generateKeyPair()).publicKey })).status).toBe(409);
+  expect((await enroll({ name: "bobs-desktop", public_key: (await generateKeyPair()).publicKey, endpoint: "bobs-desktop.example:0" })).status).toBe(422);
+  expect((await enroll({ name: "carols-phone", public_key: (await generateKeyPair()).publicKey, tags: ["carols-tag"] })).status).toBe(403);
+
+  const db = c.kernel.store.db;
+  const chained = db.query("SELECT reason, organization FROM audit_events WHERE action = 'mesh.node.enroll' AND outcome = 'failure' ORDER BY seq").all();
+  expect(chained).toEqual([
+    { reason: "name taken", organization: org },
+    { reason: "invalid endpoint", organization: org },
+    { reason: "tag the key does not grant", organization: org },
+  ]);
+  const refusals = listAuditEvents(db, c.kernel.seal.keyring(), { action: "mesh.node.enroll", outcome: "failure" }, 10).events;
+  expect(refusals.map((e) => [e.subject, e.personal])).toEqual([
+    [org, { node: "carols-phone" }],
+    [org, { node: "bobs-desktop", endpoint: "bobs-desktop.example:0" }],
+    [org, { node: "alices-laptop" }],
+  ]);
+});
