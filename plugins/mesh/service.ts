@@ -9,7 +9,7 @@
  * is a keyring envelope.
  */
 import type { Database } from "bun:sqlite";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
 import { roleAllows, type Permission } from "../../src/auth/rbac.ts";
@@ -284,7 +284,7 @@ export class MeshService {
     } catch (e) {
       throw new InvalidError(e instanceof Error ? e.message : String(e), /ipv6/i.test(String(e)) ? "ipv6" : "ipv4");
     }
-    const interfaceName = input.interface_name ?? `wgc-${name}`.slice(0, 15);
+    const interfaceName = input.interface_name ?? defaultInterfaceName(name);
     if (!isInterfaceName(interfaceName)) throw new InvalidError(`interface_name: ${INTERFACE_NAME_RULE}`, "interface_name");
     const now = this.now();
     const id = newId("net");
@@ -315,6 +315,7 @@ export class MeshService {
         if (overlaps(other.ipv4, ipv4)) throw new ConflictError(`ipv4: ${ipv4} overlaps the network ${other.name} (${other.ipv4}).`);
         if (overlaps(other.ipv6, ipv6)) throw new ConflictError(`ipv6: ${ipv6} overlaps the network ${other.name} (${other.ipv6}).`);
       }
+      refuseInterfaceInUse(tx, org, row);
       if (input.preshared_keys) row.psk_seed = this.k.seal.keyring().encrypt(tx, PSK_OWNER, pskContext(id), randomBytes(32));
       sql.insertNetwork(tx, row);
       this.k.audit.record(tx, event(caller, org, "mesh.network.create", { type: "mesh_network", id }, `${name} ${ipv4} ${ipv6} ${row.topology}`));
@@ -331,6 +332,7 @@ export class MeshService {
       const current = networkStill(tx, id, idOrName);
       const next = this.changedNetwork(current, changes);
       refuseInterfaceRename(tx, current, next);
+      if (next.interface_name !== current.interface_name) refuseInterfaceInUse(tx, org, next);
       const keepsNoPresharedKeys = changes.preshared_keys === false || (changes.preshared_keys === undefined && current.psk_seed === null);
       // Found in review: a rotation asked of a network without preshared keys answered 200 and did nothing.
       if (changes.rotate_preshared_keys && keepsNoPresharedKeys) throw new ConflictError(`rotate_preshared_keys: the network ${current.name} has no preshared keys (preshared_keys: true gives it some).`);
@@ -955,6 +957,34 @@ function networkStill(tx: Database, id: string, idOrName: string): sql.NetworkRo
   const row = sql.networkById(tx, id);
   if (!row) throw new NotFoundError(`No mesh network ${idOrName} in this organization.`);
   return row;
+}
+
+/** Linux's limit on an interface's name (IFNAMSIZ less its NUL). */
+const INTERFACE_NAME_MAX = 15;
+
+/**
+ * `wgc-<name>` when it fits; else the name's start and 4 hex digits of its SHA-256, so that
+ * long names sharing their first letters ("production-east", "production-west") do not share
+ * an interface — found in review: both were "wgc-production-", and on a host in both networks
+ * the two agents managed one interface and one nftables table.
+ */
+export function defaultInterfaceName(name: string): string {
+  const whole = `wgc-${name}`;
+  if (whole.length <= INTERFACE_NAME_MAX) return whole;
+  const hash = createHash("sha256").update(name).digest("hex").slice(0, 4);
+  return `${whole.slice(0, INTERFACE_NAME_MAX - 5)}-${hash}`;
+}
+
+/**
+ * A host may be a node of several networks of the organization, each with its agent: two
+ * networks with one interface name would have both agents manage the same interface and
+ * nftables table. Networks that already share one (made before this check) keep it.
+ */
+function refuseInterfaceInUse(tx: Database, org: string, network: sql.NetworkRow): void {
+  const other = sql.networks(tx, org).find((n) => n.id !== network.id && n.interface_name === network.interface_name);
+  if (other) {
+    throw new ConflictError(`interface_name: the network ${other.name} uses ${network.interface_name} already: a host in both networks would have one interface for two; give another interface_name.`);
+  }
 }
 
 /** The first pool freePool tries (a stand-in until the transaction chooses). */
