@@ -346,17 +346,29 @@ export const meshCommands: Command[] = [
   },
   {
     words: ["mesh", "acl"],
-    summary: "A network's ACL policy; --set FILE replaces it (JSON {rules:[{src,dst,ports}]}), --history lists versions",
+    summary: "A network's ACL policy (null: none, every node reaches every node); --set FILE replaces it (JSON {rules:[{src,dst,ports}]}, deny by default: no rules, no traffic), --remove removes it, --history lists versions",
     args: "<network>",
     maxArgs: 1,
-    options: { ...ORG, set: { type: "string", description: "A JSON policy file (- for standard input)" }, history: { type: "boolean", description: "Every version" } },
+    options: {
+      ...ORG,
+      set: { type: "string", description: "A JSON policy file (- for standard input)" },
+      remove: { type: "boolean", description: "Remove the policy: every node reaches every node again" },
+      history: { type: "boolean", description: "Every version" },
+    },
     async run(ctx) {
-      needArgs(ctx, 1, "citadel mesh acl <network> [--set FILE | --history]");
+      needArgs(ctx, 1, "citadel mesh acl <network> [--set FILE | --remove | --history]");
+      if ([ctx.options.set !== undefined, ctx.options.remove === true, ctx.options.history === true].filter(Boolean).length > 1) throw new UsageError("give one of --set, --remove and --history");
       const { api, org } = await client(ctx);
       const path = networkPath(org, ctx.args[0]!, "/acl");
       if (ctx.options.history === true) {
-        const h = await api.request<{ items: Array<{ version: number; created_at: string; created_by: string | null; policy: { rules: unknown[] } }> }>("GET", `${path}/versions`);
-        print(ctx, h, h.items.length === 0 ? "no ACL versions (every node reaches every node)" : table([["VERSION", "RULES", "WHEN", "BY"], ...h.items.map((v) => [String(v.version), String(v.policy.rules.length), v.created_at, v.created_by ?? ""])]));
+        const h = await api.request<{ items: Array<{ version: number; created_at: string; created_by: string | null; policy: { rules: unknown[] } | null }> }>("GET", `${path}/versions`);
+        const rules = (policy: { rules: unknown[] } | null) => (policy === null ? "none (all allowed)" : String(policy.rules.length));
+        print(ctx, h, h.items.length === 0 ? "no ACL versions (every node reaches every node)" : table([["VERSION", "RULES", "WHEN", "BY"], ...h.items.map((v) => [String(v.version), rules(v.policy), v.created_at, v.created_by ?? ""])]));
+        return 0;
+      }
+      if (ctx.options.remove === true) {
+        const acl = await api.request<{ version: number }>("DELETE", path);
+        print(ctx, acl, `ACL of ${ctx.args[0]} removed (version ${acl.version}): every node reaches every node`);
         return 0;
       }
       if (typeof ctx.options.set === "string") {
@@ -369,8 +381,9 @@ export const meshCommands: Command[] = [
           throw new UsageError(`--set ${ctx.options.set === "-" ? "standard input" : ctx.options.set} is not JSON: ${e instanceof Error ? e.message : String(e)}`);
         }
         const policy = parsed && typeof parsed === "object" && "policy" in parsed ? (parsed as { policy: unknown }).policy : parsed;
-        const acl = await api.request<{ version: number }>("PUT", path, { policy });
-        print(ctx, acl, `ACL of ${ctx.args[0]} is now version ${acl.version}`);
+        const acl = await api.request<{ version: number; policy: { rules: unknown[] } }>("PUT", path, { policy });
+        const denyAll = acl.policy.rules.length === 0 ? ": no rules, so no node reaches any other (--remove allows all)" : "";
+        print(ctx, acl, `ACL of ${ctx.args[0]} is now version ${acl.version}${denyAll}`);
         return 0;
       }
       const acl = await api.request<{ version: number; policy: unknown }>("GET", path);

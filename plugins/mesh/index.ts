@@ -40,6 +40,7 @@ const ACTIONS = [
   ["mesh.node.expire", "A node reached its expiry: it left every peer's config and DNS."],
   ["mesh.restore.revoke", "At the first start after a restore: pre-auth keys revoked or used and nodes removed or disabled after the backup were carried over (nodes disabled); without the previous database, every usable pre-auth key was revoked."],
   ["mesh.acl.update", "A network's ACL policy was replaced (a new version)."],
+  ["mesh.acl.delete", "A network's ACL policy was removed (a new version with none): every node reaches every node."],
 ] as const;
 
 const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
@@ -202,11 +203,16 @@ export const meshPlugin = definePlugin<MeshSettings>({
           },
         )
         // --- ACL -------------------------------------------------------------------------
-        .get(`${NET}/acl`, ({ params }) => mesh.acl(params.org, params.network), { response: m.Acl, detail: { summary: "The ACL policy in force (no rules: every node reaches every node)", tags, ...access(READ) } })
+        .get(`${NET}/acl`, ({ params }) => mesh.acl(params.org, params.network), { response: m.Acl, detail: { summary: "The ACL policy in force (null: none, every node reaches every node)", tags, ...access(READ) } })
         .put(`${NET}/acl`, ({ params, body, request }) => mesh.setAcl(caller(request), params.org, params.network, body.policy, body.expected_version), {
           body: m.SetAcl,
           response: m.Acl,
-          detail: { summary: "Replace the ACL policy (validated, a new version; deny by default once it has rules)", tags, ...access(ADMIN) },
+          detail: { summary: "Replace the ACL policy (validated, a new version; deny by default — with no rules, nobody reaches anybody)", tags, ...access(ADMIN) },
+        })
+        .delete(`${NET}/acl`, ({ params, query, request }) => mesh.deleteAcl(caller(request), params.org, params.network, query.expected_version), {
+          query: m.AclQuery,
+          response: m.Acl,
+          detail: { summary: "Remove the ACL policy (a new version with none): every node reaches every node again", tags, ...access(ADMIN) },
         })
         .get(`${NET}/acl/versions`, ({ params }) => mesh.aclHistory(params.org, params.network), {
           response: m.AclHistory,

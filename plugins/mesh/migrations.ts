@@ -108,4 +108,12 @@ export const meshMigrations: readonly Migration[] = [
     // NULL: as before (the endpoint's port, else the network's).
     up: `ALTER TABLE mesh_nodes ADD COLUMN listen_port INTEGER CHECK (listen_port BETWEEN 1 AND 65535);`,
   },
+  {
+    id: "0005_mesh_acl_none",
+    // A policy without rules let every node reach every node; it now lets nobody reach anybody
+    // (deny by default, as Tailscale and Headscale read an empty one), and a version whose policy
+    // is JSON null is "no policy", which allows all. Versions stored empty were set under the old
+    // meaning: they become "no policy", so that the upgrade changes no network's reachability.
+    up: `UPDATE mesh_acl_versions SET policy = 'null' WHERE json_array_length(policy, '$.rules') = 0;`,
+  },
 ];

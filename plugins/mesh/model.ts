@@ -22,7 +22,7 @@ export const Network = t.Object({
   preshared_keys: t.Boolean({ description: "Each pair of peers has a preshared key (derived from a keyring-encrypted seed)" }),
   domain: t.Union([t.String(), t.Null()], { description: "Nodes are named <node>.<domain> in DNS" }),
   version: t.Integer({ description: "Bumped on every change that can change a node's config" }),
-  acl_version: t.Integer({ description: "0: no ACL, every node reaches every node" }),
+  acl_version: t.Integer({ description: "0: no ACL was ever set, every node reaches every node" }),
   nodes: t.Integer(),
   created_at: Iso,
   updated_at: Iso,
@@ -116,10 +116,13 @@ const Rule = t.Object({
   dst: t.Array(t.String({ maxLength: 80 }), { minItems: 1, maxItems: 256 }),
   ports: t.Array(t.String({ maxLength: 20 }), { minItems: 1, maxItems: 256, description: '"*", "22", "8000-8100", "tcp/5432", "udp/53", "icmp"' }),
 });
-export const Policy = t.Object({ rules: t.Array(Rule, { maxItems: 1000 }) });
-export const Acl = t.Object({ network: t.String(), version: t.Integer(), policy: Policy, updated_at: t.Union([Iso, t.Null()]), updated_by: t.Union([t.String(), t.Null()]) });
+export const Policy = t.Object({ rules: t.Array(Rule, { maxItems: 1000 }) }, { description: "Deny by default: what no rule allows is refused, everything when there are no rules" });
+/** A policy, or none (null): every node reaches every node. */
+const PolicyOrNone = t.Union([Policy, t.Null()], { description: "null: no policy (never set, or removed), every node reaches every node" });
+export const Acl = t.Object({ network: t.String(), version: t.Integer(), policy: PolicyOrNone, updated_at: t.Union([Iso, t.Null()]), updated_by: t.Union([t.String(), t.Null()]) });
+export const AclQuery = t.Object({ expected_version: t.Optional(t.Integer({ minimum: 0, description: "Refuse (412) when the ACL is no longer at this version" })) });
 export const SetAcl = t.Object({ policy: Policy, expected_version: t.Optional(t.Integer({ minimum: 0, description: "Refuse (412) when the ACL is no longer at this version" })) });
-export const AclHistory = t.Object({ items: t.Array(t.Object({ version: t.Integer(), policy: Policy, created_at: Iso, created_by: t.Union([t.String(), t.Null()]) })) });
+export const AclHistory = t.Object({ items: t.Array(t.Object({ version: t.Integer(), policy: PolicyOrNone, created_at: Iso, created_by: t.Union([t.String(), t.Null()]) })) });
 
 export const ConfigQuery = t.Object({ format: t.Optional(t.Union([t.Literal("wg-quick"), t.Literal("setconf"), t.Literal("nftables"), t.Literal("json")], { default: "wg-quick" })) });
 

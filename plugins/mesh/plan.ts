@@ -4,8 +4,8 @@
  * output, byte for byte (peers sorted by name, addresses in numeric order, IPv4 first).
  *
  * Semantics:
- * - Policy. No rules: everyone may reach everyone and `firewall` is null. Rules: deny by
- *   default. A node's `firewall.input` has one rule per ACL rule whose `dst` holds the node,
+ * - Policy. None (null): everyone may reach everyone and `firewall` is null. A policy: deny by
+ *   default — one without rules lets nobody reach anybody. A node's `firewall.input` has one rule per ACL rule whose `dst` holds the node,
  *   with `sources` = the IPv4 and IPv6 addresses of the rule's `src` nodes other than itself
  *   (a rule left with no sources is omitted) and the rule's ports.
  * - "mesh" topology. X peers with every other node Y such that X may reach Y or Y may reach X
@@ -43,7 +43,7 @@ export type PresharedKeyOf = (a: MeshNode, b: MeshNode) => string | null;
 export const MAX_RELAY_ALLOWED_IPS = 32;
 
 /** Every node's config, keyed by node id (in node-name order). */
-export function planNetwork(network: MeshNetwork, nodes: MeshNode[], policy: AclPolicy, presharedKey?: PresharedKeyOf): Map<string, NodeConfig> {
+export function planNetwork(network: MeshNetwork, nodes: MeshNode[], policy: AclPolicy | null, presharedKey?: PresharedKeyOf): Map<string, NodeConfig> {
   const plan = new MeshPlan(network, nodes, policy, presharedKey);
   const out = new Map<string, NodeConfig>();
   for (let i = 0; i < plan.nodes.length; i++) out.set(plan.nodes[i]!.id, plan.configAt(i));
@@ -54,7 +54,7 @@ export function planNetwork(network: MeshNetwork, nodes: MeshNode[], policy: Acl
 export function planNode(
   network: MeshNetwork,
   nodes: MeshNode[],
-  policy: AclPolicy,
+  policy: AclPolicy | null,
   nodeId: string,
   presharedKey?: PresharedKeyOf,
 ): NodeConfig {
@@ -135,7 +135,7 @@ export class MeshPlan {
   constructor(
     readonly network: MeshNetwork,
     nodes: readonly MeshNode[],
-    policy: AclPolicy,
+    policy: AclPolicy | null,
     private readonly presharedKey?: PresharedKeyOf,
   ) {
     this.nodes = [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

@@ -189,10 +189,11 @@ export interface CompiledRule {
 
 /**
  * A policy resolved against one list of nodes. Indices are positions in that list. With no
- * rules everyone may reach everyone (on every port); otherwise only what a rule allows.
+ * policy (null) everyone may reach everyone (on every port); with one, only what a rule allows
+ * — nothing at all when it has no rules (as Tailscale and Headscale read an empty `acls`).
  */
 export class AclMatrix {
-  /** True when the policy has no rules. */
+  /** True when there is no policy (not one without rules, which denies everything). */
   readonly allowAll: boolean;
   readonly rules: readonly CompiledRule[];
   private readonly outgoing: NodeSet[];
@@ -205,12 +206,12 @@ export class AclMatrix {
 
   private constructor(
     readonly nodes: readonly MeshNode[],
-    policy: AclPolicy,
+    policy: AclPolicy | null,
   ) {
     const n = nodes.length;
     const words = (n + 31) >>> 5;
     nodes.forEach((node, i) => this.indexById.set(node.id, i));
-    this.allowAll = policy.rules.length === 0;
+    this.allowAll = policy === null;
 
     const everyone = new Uint32Array(words);
     for (let i = 0; i < n; i++) everyone[i >>> 5]! |= 1 << (i & 31);
@@ -237,7 +238,7 @@ export class AclMatrix {
       return out;
     };
 
-    this.rules = policy.rules.map((rule, index) => {
+    this.rules = (policy?.rules ?? []).map((rule, index) => {
       const src = resolve(rule.src);
       const dst = resolve(rule.dst);
       // Frozen because plans hand the same port list to every config that uses the rule.
@@ -262,8 +263,8 @@ export class AclMatrix {
     }
   }
 
-  /** Resolves `policy` against `nodes` (validate it with parseAclPolicy first). */
-  static compile(policy: AclPolicy, nodes: readonly MeshNode[]): AclMatrix {
+  /** Resolves `policy` (null: none, everyone reaches everyone) against `nodes` (validate it with parseAclPolicy first). */
+  static compile(policy: AclPolicy | null, nodes: readonly MeshNode[]): AclMatrix {
     return new AclMatrix(nodes, policy);
   }
 

@@ -551,7 +551,7 @@ export class MeshService {
     await this.write(net.id, (tx) => {
       // Otherwise a node enrolled later under the same name would inherit the rules.
       const policy = this.policyOf(networkStill(tx, net.id, network));
-      if (aclNodeNames(policy).includes(current.name)) throw new ConflictError(`The ACL names node:${current.name}: change the ACL first, then remove the node.`);
+      if (policy !== null && aclNodeNames(policy).includes(current.name)) throw new ConflictError(`The ACL names node:${current.name}: change the ACL first, then remove the node.`);
       // Two removals at once: the second finds nothing, and is neither a new version nor audited.
       if (!sql.deleteNode(tx, current.id)) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
       sql.bumpVersion(tx, net.id, this.now());
@@ -586,10 +586,14 @@ export class MeshService {
 
   // --- ACL ---------------------------------------------------------------------------------
 
-  /** The policy in force: `{ rules: [] }` (everyone reaches everyone) until one is set. */
-  policyOf(net: sql.NetworkRow): AclPolicy {
-    if (net.acl_version === 0) return { rules: [] };
-    return JSON.parse(sql.aclVersion(this.k.store.db, net.id, net.acl_version)!.policy) as AclPolicy;
+  /**
+   * The policy in force, or null for none — never set, or removed — when every node reaches
+   * every node. A policy is deny by default: one without rules lets nobody reach anybody
+   * (found in review: removing the last rule to lock a mesh down opened it to everyone).
+   */
+  policyOf(net: sql.NetworkRow): AclPolicy | null {
+    if (net.acl_version === 0) return null;
+    return storedPolicy(sql.aclVersion(this.k.store.db, net.id, net.acl_version)!);
   }
 
   acl(org: string, network: string) {
@@ -601,33 +605,49 @@ export class MeshService {
   aclHistory(org: string, network: string) {
     const net = this.networkRow(org, network);
     return {
-      items: sql.aclVersions(this.k.store.db, net.id).map((v) => ({ version: v.version, policy: JSON.parse(v.policy) as AclPolicy, created_at: iso(v.created_at)!, created_by: v.created_by })),
+      items: sql.aclVersions(this.k.store.db, net.id).map((v) => ({ version: v.version, policy: storedPolicy(v), created_at: iso(v.created_at)!, created_by: v.created_by })),
     };
   }
 
   /** Replaces the policy (a new version); `expectedVersion` refuses a write over someone else's. */
   async setAcl(caller: Caller, org: string, network: string, input: unknown, expectedVersion?: number) {
-    const net = this.networkRow(org, network);
     let policy: AclPolicy;
     try {
       policy = parseAclPolicy(input);
     } catch (e) {
       throw new InvalidError(`policy: ${e instanceof Error ? e.message : String(e)}`, "policy");
     }
-    const version = await this.write(net.id, (tx) => {
+    const deny = policy.rules.length === 0 ? " (deny all)" : "";
+    return this.writeAcl(caller, org, network, policy, expectedVersion, "mesh.acl.update", `${policy.rules.length} rule(s)${deny}`);
+  }
+
+  /**
+   * Removes the policy (a new version, with none): every node reaches every node again, as
+   * before a policy was ever set. Nothing to remove: no new version, no event.
+   */
+  async deleteAcl(caller: Caller, org: string, network: string, expectedVersion?: number) {
+    return this.writeAcl(caller, org, network, null, expectedVersion, "mesh.acl.delete", "no policy: every node reaches every node");
+  }
+
+  private async writeAcl(caller: Caller, org: string, network: string, policy: AclPolicy | null, expectedVersion: number | undefined, action: string, reason: string) {
+    const net = this.networkRow(org, network);
+    const by = caller.principal.userId ?? caller.principal.tokenId ?? null;
+    const written = await this.write(net.id, (tx) => {
       const current = networkStill(tx, net.id, network);
       if (expectedVersion !== undefined && expectedVersion !== current.acl_version)
         throw new PreconditionFailedError(`The ACL is at version ${current.acl_version}, not ${expectedVersion}: someone changed it; read it again.`);
+      if (policy === null && this.policyOf(current) === null) return null;
       const known = new Set(sql.nodes(tx, net.id).map((n) => n.name));
-      const unknown = aclNodeNames(policy).filter((name) => !known.has(name));
+      const unknown = policy === null ? [] : aclNodeNames(policy).filter((name) => !known.has(name));
       if (unknown.length > 0) throw new InvalidError(`policy: no node named ${unknown.join(", ")} in ${net.name}`, "policy");
       const version = current.acl_version + 1;
-      sql.insertAclVersion(tx, { network_id: net.id, version, policy: JSON.stringify(policy), created_by: caller.principal.userId ?? caller.principal.tokenId ?? null, created_at: this.now() });
+      sql.insertAclVersion(tx, { network_id: net.id, version, policy: JSON.stringify(policy), created_by: by, created_at: this.now() });
       sql.bumpVersion(tx, net.id, this.now());
-      this.k.audit.record(tx, event(caller, org, "mesh.acl.update", { type: "mesh_network", id: net.id }, `version ${version}, ${policy.rules.length} rule(s)`));
+      this.k.audit.record(tx, event(caller, org, action, { type: "mesh_network", id: net.id }, `version ${version}, ${reason}`));
       return version;
     });
-    return { network: net.name, version, policy, updated_at: iso(this.now()), updated_by: caller.principal.userId ?? caller.principal.tokenId ?? null };
+    if (written === null) return this.acl(org, network);
+    return { network: net.name, version: written, policy, updated_at: iso(this.now()), updated_by: by };
   }
 
   // --- the node's side: enrollment and its own requests --------------------------------------
@@ -957,6 +977,11 @@ function networkStill(tx: Database, id: string, idOrName: string): sql.NetworkRo
   const row = sql.networkById(tx, id);
   if (!row) throw new NotFoundError(`No mesh network ${idOrName} in this organization.`);
   return row;
+}
+
+/** A stored ACL version's policy: null (JSON null) for a version that removed the policy. */
+function storedPolicy(row: sql.AclVersionRow): AclPolicy | null {
+  return JSON.parse(row.policy) as AclPolicy | null;
 }
 
 /** Linux's limit on an interface's name (IFNAMSIZ less its NUL). */

@@ -433,10 +433,42 @@ describe("ACL", () => {
     expect(unknown.status).toBe(422);
     expect(unknown.body.detail).toContain("ghost");
     expect((await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [] } } })).body.version).toBe(2);
-    expect(peerNames((await fetchDocument(c, other)).doc)).toEqual(["db1", "web1"]);
     const history = await c.send("GET", `${net}/acl/versions`, owner);
     expect(history.body.items.map((v: { version: number }) => v.version)).toEqual([2, 1]);
-    expect(meshEvents(c).filter((e) => e.action === "mesh.acl.update").map((e) => e.reason)).toEqual(["version 1, 1 rule(s)", "version 2, 0 rule(s)"]);
+    expect(meshEvents(c).filter((e) => e.action === "mesh.acl.update").map((e) => e.reason)).toEqual(["version 1, 1 rule(s)", "version 2, 0 rule(s) (deny all)"]);
+  });
+
+  test("a policy without rules lets nobody reach anybody; removing the policy lets everyone again (found in review: an empty policy allowed all)", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const [a, b] = [await enroll(c, key, "a"), await enroll(c, key, "b")];
+    const acl = () => c.send("GET", `${net}/acl`, owner).then((r) => r.body);
+    // Never set: no policy, every node reaches every node.
+    expect(await acl()).toMatchObject({ version: 0, policy: null });
+    expect((await fetchDocument(c, a)).doc!.config.firewall).toBeNull();
+
+    // Locked down: the last rule removed, nobody reaches anybody.
+    expect((await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [{ src: ["*"], dst: ["*"], ports: ["*"] }] } } })).body.version).toBe(1);
+    expect((await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [] } } })).body.version).toBe(2);
+    for (const node of [a, b]) {
+      const locked = (await fetchDocument(c, node)).doc!;
+      expect([peerNames(locked), locked.config.firewall]).toEqual([[], { input: [], forward: null }]);
+    }
+
+    // Removed: everyone again, a new version, audited; kept in the history as none.
+    const removed = await c.send("DELETE", `${net}/acl`, owner);
+    expect([removed.status, removed.body.version, removed.body.policy]).toEqual([200, 3, null]);
+    expect(await acl()).toMatchObject({ version: 3, policy: null });
+    expect(peerNames((await fetchDocument(c, a)).doc)).toEqual(["b"]);
+    expect((await fetchDocument(c, b)).doc!.config.firewall).toBeNull();
+    expect((await c.send("GET", `${net}/acl/versions`, owner)).body.items.map((v: { version: number; policy: unknown }) => [v.version, v.policy]).slice(0, 2)).toEqual([
+      [3, null],
+      [2, { rules: [] }],
+    ]);
+    // Nothing left to remove: no new version, no event; a stale expected_version is refused.
+    expect((await c.send("DELETE", `${net}/acl`, owner)).body.version).toBe(3);
+    expect((await c.send("DELETE", `${net}/acl?expected_version=2`, owner)).status).toBe(412);
+    expect(meshEvents(c).filter((e) => e.action === "mesh.acl.delete").map((e) => e.reason)).toEqual(["version 3, no policy: every node reaches every node"]);
   });
 });
 

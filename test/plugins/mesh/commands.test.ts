@@ -225,3 +225,32 @@ describe("mesh keys create names the join command a node can run (found in revie
     expect(run.stdout).toContain("On a node: citadel mesh join --server https://<this server, as the node reaches it>:8443 --key <the key above>\n");
   });
 });
+
+describe("acl: a policy is deny by default, --remove goes back to none (found in review: an empty policy allowed all)", () => {
+  test("--remove sends DELETE and says every node reaches every node", async () => {
+    const run = await runCommand(meshCommands, "mesh acl", { args: ["n1"], options: { ...ORG, remove: true }, answer: () => ({ network: "n1", version: 3, policy: null }) });
+    expect([run.code, run.requests.map((r) => [r.method, r.path])]).toEqual([0, [["DELETE", "/v1/mesh/orgs/org_1/networks/n1/acl"]]]);
+    expect(run.stdout).toBe("ACL of n1 removed (version 3): every node reaches every node\n");
+  });
+
+  test("--set of a policy without rules says it locks the mesh down", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-mesh-acl-"));
+    try {
+      const file = join(dir, "policy.json");
+      await Bun.write(file, '{"rules": []}');
+      const run = await runCommand(meshCommands, "mesh acl", { args: ["n1"], options: { ...ORG, set: file }, answer: () => ({ network: "n1", version: 2, policy: { rules: [] } }) });
+      expect([run.code, run.requests.map((r) => [r.method, r.body])]).toEqual([0, [["PUT", { policy: { rules: [] } }]]]);
+      expect(run.stdout).toBe("ACL of n1 is now version 2: no rules, so no node reaches any other (--remove allows all)\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("--history shows a version without a policy as none; one flag at a time", async () => {
+    const items = [{ version: 2, policy: null, created_at: "2026-01-02T00:00:00.000Z", created_by: "usr_1" }, { version: 1, policy: { rules: [] }, created_at: "2026-01-01T00:00:00.000Z", created_by: "usr_1" }];
+    const run = await runCommand(meshCommands, "mesh acl", { args: ["n1"], options: { ...ORG, history: true }, answer: () => ({ items }) });
+    expect(run.stdout).toContain("none (all allowed)");
+    const both = await runCommand(meshCommands, "mesh acl", { args: ["n1"], options: { ...ORG, history: true, remove: true } });
+    expect([both.code, both.requests]).toEqual([2, []]);
+  });
+});

@@ -11,7 +11,7 @@ const v4 = (host: number) => `100.64.${host >> 8}.${host & 255}`;
 const v6 = (host: number) => `fd7a:115c:a1e0::${host.toString(16)}`;
 const own = (host: number) => [`${v4(host)}/32`, `${v6(host)}/128`];
 const rule = (src: string[], dst: string[], ports: string[] = ["*"]): AclRule => ({ src, dst, ports });
-const NO_ACL: AclPolicy = { rules: [] };
+const NO_ACL = null; // no policy: every node reaches every node
 
 const peerNames = (config: NodeConfig | undefined) => config!.peers.map((p) => p.name);
 const peerOf = (config: NodeConfig | undefined, name: string): PeerConfig => {
@@ -180,6 +180,10 @@ describe("mesh with an ACL", () => {
     ]);
   });
 
+  test("a policy without rules: no node peers, every node's firewall drops what the mesh sends it (deny by default; found in review: it allowed all)", () => {
+    for (const config of planNetwork(meshNetwork(), nodes, { rules: [] }).values()) expect([config.peers, config.firewall]).toEqual([[], { input: [], forward: null }]);
+  });
+
   test("a wildcard rule: everyone peers, every node filters", () => {
     const configs = planNetwork(meshNetwork(), nodes, { rules: [rule(["*"], ["*"], ["icmp"])] });
     for (const config of configs.values()) {
@@ -233,7 +237,7 @@ describe("hub and spoke", () => {
 
   test("a spoke that talks with more than 15 other spokes routes the network's prefixes through the relay", () => {
     const crowd = Array.from({ length: 17 }, (_, i) => meshNode(`s${String(i).padStart(2, "0")}`, 100 + i));
-    const relayRoutes = (spokeCount: number, policy: AclPolicy, spoke = "s00") =>
+    const relayRoutes = (spokeCount: number, policy: AclPolicy | null, spoke = "s00") =>
       peerOf(byName(planNetwork(network, [...hubs, ...crowd.slice(0, spokeCount)], policy), spoke), "hub-a").allowedIps;
     // 15 other spokes and the hub itself: 32 AllowedIPs, still listed one by one
     const listed = relayRoutes(16, NO_ACL);
@@ -269,6 +273,12 @@ describe("hub and spoke", () => {
         forward: [{ sources: [v4(9), v4(10), v6(9), v6(10)], destinations: [v4(16), v6(16)], ports: [{ protocol: "tcp", from: 5432, to: 5432 }] }],
       });
     }
+  });
+
+  test("a policy without rules: spokes still reach the hubs' tunnels, but nothing is forwarded or let in", () => {
+    const configs = planNetwork(network, [...spokes, ...hubs], { rules: [] });
+    expect(peerOf(byName(configs, "s-eng1"), "hub-a").allowedIps).toEqual(own(1));
+    for (const config of configs.values()) expect(config.firewall).toEqual({ input: [], forward: config.node.name.startsWith("hub-") ? [] : null });
   });
 
   test("hubs forward only between others, and peer with each other when a rule allows it", () => {
@@ -374,12 +384,14 @@ describe("planNode and planNetwork", () => {
         }),
         { maxLength: 4 },
       ),
+      // No policy (everyone reaches everyone) now and then; a policy, even without rules, denies by default.
+      none: fc.nat(4).map((v) => v === 0),
       seed: fc.integer(),
     })
-    .map(({ topology, nodes, rules, seed }) => ({
+    .map(({ topology, nodes, rules, none, seed }) => ({
       network: meshNetwork({ topology }),
       nodes: nodes.map((n, i) => meshNode(`n${i}`, (i * 37) % 250 + 1, { tags: n.tags, hub: n.hub, nextPublicKey: n.rotating ? `next-${i}` : null })),
-      policy: { rules } as AclPolicy,
+      policy: none ? null : ({ rules } as AclPolicy),
       seed,
     }));
   const psk: PresharedKeyOf = (x, y) => `k:${[x.id, y.id].sort().join("+")}`;
@@ -416,7 +428,7 @@ describe("planNode and planNetwork", () => {
           if (network.topology === "mesh") expect(names).toEqual(talks);
           else if (isHub) expect(names).toEqual(plan.nodes.filter((n) => n.name !== self && (!n.hub || talks.includes(n.name))).map((n) => n.name));
           else expect(names).toEqual(hubNames);
-          expect(config.firewall === null).toBe(policy.rules.length === 0);
+          expect(config.firewall === null).toBe(policy === null);
           if (config.firewall) expect(config.firewall.forward !== null).toBe(network.topology === "hub" && isHub);
           for (const peer of config.peers) expect(peer.allowedIps.length === 2 || peer.name === hubNames[0]).toBe(true);
         }
@@ -430,8 +442,9 @@ describe("scale", () => {
   // How fast is scripts/bench/mesh.ts's job (issue 8: within 2 s); the test's timeout only
   // catches a runaway (a quadratic render would take minutes).
   test("1,000-node full mesh: every node gets every other node as a peer", () => {
-    const { network, nodes, policy } = syntheticNetwork(1000, "mesh");
-    const configs = planNetwork(network, nodes, policy);
+    // No policy (the bench's `{ rules: [] }` now denies everything).
+    const { network, nodes } = syntheticNetwork(1000, "mesh");
+    const configs = planNetwork(network, nodes, null);
     let bytes = 0;
     for (const config of configs.values()) bytes += Buffer.byteLength(renderWgQuick(config));
     expect(configs.size).toBe(1000);

@@ -176,13 +176,24 @@ describe("AclMatrix", () => {
   const nodes = [node("laptop", ["eng"]), node("db", ["db"]), node("web", ["web", "prod"]), node("ci", ["eng", "ci"]), node("printer")];
   const [laptop, db, web, ci, printer] = [0, 1, 2, 3, 4];
 
-  test("no rules: everyone reaches everyone on every port", () => {
-    const acl = AclMatrix.compile({ rules: [] }, nodes);
+  test("no policy: everyone reaches everyone on every port", () => {
+    const acl = AclMatrix.compile(null, nodes);
     expect(acl.allowAll).toBe(true);
     for (let a = 0; a < nodes.length; a++) {
       for (let b = 0; b < nodes.length; b++) {
         expect(acl.mayReach(a, b)).toBe(true);
         expect(acl.ports(a, b)).toEqual([{ protocol: "any", from: null, to: null }]);
+      }
+    }
+  });
+
+  test("a policy without rules: nobody reaches anybody (deny by default; found in review: it allowed all)", () => {
+    const acl = AclMatrix.compile({ rules: [] }, nodes);
+    expect(acl.allowAll).toBe(false);
+    for (let a = 0; a < nodes.length; a++) {
+      for (let b = 0; b < nodes.length; b++) {
+        expect(acl.mayReach(a, b)).toBe(false);
+        expect(acl.ports(a, b)).toEqual([]);
       }
     }
   });
@@ -251,8 +262,9 @@ describe("AclMatrix", () => {
           for (let a = 0; a < list.length; a++) {
             for (let b = 0; b < list.length; b++) {
               const matching = rules.filter((r) => r.src.some((s) => matches(s, list[a]!)) && r.dst.some((d) => matches(d, list[b]!)));
-              expect(acl.mayReach(a, b)).toBe(rules.length === 0 || matching.length > 0);
-              if (rules.length > 0) expect(acl.ports(a, b)).toEqual(matching.flatMap((r) => r.ports.map(parsePort)));
+              // Deny by default, with no rules too.
+              expect(acl.mayReach(a, b)).toBe(matching.length > 0);
+              expect(acl.ports(a, b)).toEqual(matching.flatMap((r) => r.ports.map(parsePort)));
             }
           }
         },

@@ -95,9 +95,9 @@ PublicKey = PHONE=
   });
 
   test("rendering is deterministic, also for peers shared between configs", () => {
-    const configs = planNetwork(meshNetwork(), [meshNode("a", 1), meshNode("b", 2), meshNode("c", 3)], { rules: [] });
+    const configs = planNetwork(meshNetwork(), [meshNode("a", 1), meshNode("b", 2), meshNode("c", 3)], null);
     const first = [...configs.values()].map((c) => renderWgQuick(c));
-    const again = [...planNetwork(meshNetwork(), [meshNode("c", 3), meshNode("a", 1), meshNode("b", 2)], { rules: [] }).values()].map((c) => renderWgQuick(c));
+    const again = [...planNetwork(meshNetwork(), [meshNode("c", 3), meshNode("a", 1), meshNode("b", 2)], null).values()].map((c) => renderWgQuick(c));
     expect(again).toEqual(first);
     expect([...configs.values()].map((c) => renderWgQuick(c))).toEqual(first);
   });
@@ -311,7 +311,7 @@ const hubPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["tag:db"], port
 const cases: [string, NodeConfig][] = (() => {
   const mesh = planNetwork(meshNetwork(), meshNodes, meshPolicy, psk);
   const hub = planNetwork(meshNetwork({ topology: "hub" }), hubNodes, hubPolicy);
-  const open = planNetwork(meshNetwork({ dns: [], searchDomain: null, keepalive: 0 }), meshNodes, { rules: [] });
+  const open = planNetwork(meshNetwork({ dns: [], searchDomain: null, keepalive: 0 }), meshNodes, null);
   return [
     ["mesh node with ACL and a rotating peer", mesh.get("id-db")!],
     ["mesh node with an IPv6 endpoint peer", mesh.get("id-web")!],
