@@ -72,7 +72,7 @@ export interface AclRule {
   ports: string[];
 }
 
-/** A network's ACL policy. No rules: every node may reach every node. Rules: deny by default. */
+/** A network's ACL policy: deny by default, no rules included (no one reaches anyone). No policy at all (null) lets every node reach every node. */
 export interface AclPolicy {
   rules: AclRule[];
 }

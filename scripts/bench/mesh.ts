@@ -36,7 +36,8 @@ export interface BenchOptions {
 export interface SyntheticNetwork {
   network: MeshNetwork;
   nodes: MeshNode[];
-  policy: AclPolicy;
+  /** null: no policy, every node reaches every node (a policy with no rules lets nobody through). */
+  policy: AclPolicy | null;
 }
 
 /** Deterministic pseudo-random numbers (mulberry32), so every run plans the same network. */
@@ -114,7 +115,7 @@ export function syntheticNetwork(n: number, topology: "mesh" | "hub"): Synthetic
       interfaceName: "wgc-bench",
     },
     nodes: syntheticNodes(n, topology),
-    policy: topology === "mesh" ? { rules: [] } : syntheticPolicy(20),
+    policy: topology === "mesh" ? null : syntheticPolicy(20),
   };
 }
 
