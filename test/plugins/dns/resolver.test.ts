@@ -836,3 +836,34 @@ describe("protocol", () => {
     expect(full).toMatch(/flags: qr rd ra;/i);
   });
 });
+
+describe("clients gone away (found in review)", () => {
+  test("a reply to a client that closed its socket costs no other client its reply", async () => {
+    // The upstream holds its answer until the dead clients have closed: each reply to one of them
+    // then draws an ICMP port unreachable, which the kernel reports on the listener's next send.
+    const held: Array<() => void> = [];
+    const upstream = await fakeUpstream((query, reply) => void held.push(() => reply(answerFor(query, [192, 0, 2, 7]))));
+    const { udp, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream }], upstreamTimeoutMs: 10_000 });
+    const answered = new Set<number>();
+    const open = async (i: number | null) => {
+      const socket = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array", socket: { data: () => void (i !== null && answered.add(i)) } });
+      cleanups.push(() => void (socket.closed || socket.close()));
+      return socket;
+    };
+    const live = await Promise.all(Array.from({ length: 20 }, (_, i) => open(i)));
+    const dead = await Promise.all(Array.from({ length: 20 }, () => open(null)));
+    const packet = buildQuery({ name: parseName("www.example.org.", null), type: RRType.A, rd: true });
+    // Interleaved, so that every reply to a live client follows one to a dead client.
+    for (let i = 0; i < 20; i++) {
+      dead[i]!.send(packet, udp, "127.0.0.1");
+      live[i]!.send(packet, udp, "127.0.0.1");
+    }
+    for (const until = Date.now() + 5000; (resolver.stats().queries < 40 || held.length === 0) && Date.now() < until; ) await Bun.sleep(5);
+    expect([resolver.stats().queries, held.length]).toEqual([40, 1]);
+    for (const socket of dead) socket.close();
+    held[0]!();
+    // Replies over loopback come at once; the wait only bounds the failing case.
+    for (const until = Date.now() + 2000; answered.size < 20 && Date.now() < until; ) await Bun.sleep(5);
+    expect(answered.size).toBe(20);
+  });
+});
