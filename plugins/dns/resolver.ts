@@ -12,10 +12,12 @@
  * 2. the local zones (`local`), never forwarded — an answer ending in a CNAME out of its zone
  *    gets the target resolved through these same steps and appended (stub resolvers do not
  *    follow CNAMEs);
- * 3. the blocklist (minus the allowlist): NXDOMAIN with a synthesized SOA, or a sinkhole address,
+ * 3. the special-use and private names, never forwarded either (specialUseAnswer): localhost,
+ *    the reverse zones of private addresses, local., home.arpa., invalid., single-label names;
+ * 4. the blocklist (minus the allowlist): NXDOMAIN with a synthesized SOA, or a sinkhole address,
  *    always with a short TTL so that a client's negative cache forgets an unblocked name soon;
- * 4. the cache, keyed by question, TTLs counted down, negative answers kept per RFC 2308;
- * 5. the upstreams, in order — and when none is configured, REFUSED: no code path then creates
+ * 5. the cache, keyed by question, TTLs counted down, negative answers kept per RFC 2308;
+ * 6. the upstreams, in order — and when none is configured, REFUSED: no code path then creates
  *    a socket towards anything (`outbound` is not even held), so nothing leaves the host.
  *
  * Forwarding: a fresh connected UDP socket per exchange (an ephemeral source port the kernel
@@ -35,7 +37,7 @@ import type { Socket, TCPSocketConnectOptions, udp } from "bun";
 import type { Logger } from "../../src/log.ts";
 import { cidrContains, clientKey, formatIp, isLoopback, parseClientCidr, parseIp, unmapIpv4, type Cidr } from "../../src/net/ip.ts";
 import type { Stop } from "../../src/plugin.ts";
-import type { DomainSet } from "./blocklist.ts";
+import { DomainSet } from "./blocklist.ts";
 import {
   decodeMessage,
   decodeQuery,
@@ -234,19 +236,24 @@ function blocking(mode: BlockMode, ttl: number): Blocking {
     return ip.bytes;
   };
   const sinkhole: { ipv4?: string; ipv6?: string } = mode.kind === "sinkhole" ? mode : {};
-  const soa = new Uint8Array(SOA_MNAME.length + SOA_RNAME.length + 20);
-  soa.set(SOA_MNAME);
-  soa.set(SOA_RNAME, SOA_MNAME.length);
-  // serial 1, refresh 1800, retry 900, expire 604800, minimum = the block TTL
-  const view = new DataView(soa.buffer, SOA_MNAME.length + SOA_RNAME.length);
-  [1, 1800, 900, 604800, ttl].forEach((value, i) => view.setUint32(4 * i, value));
   return {
     nxdomain: mode.kind === "nxdomain",
     ipv4: address(sinkhole.ipv4, "0.0.0.0", 4),
     ipv6: address(sinkhole.ipv6, "::", 6),
     ttl,
-    soa,
+    // serial 1, refresh 1800, retry 900, expire 604800, minimum = the block TTL
+    soa: soaRdata(SOA_MNAME, SOA_RNAME, [1, 1800, 900, 604800, ttl]),
   };
+}
+
+/** SOA RDATA: the two names in wire form, then serial, refresh, retry, expire and minimum. */
+function soaRdata(mname: Uint8Array, rname: Uint8Array, numbers: readonly [number, number, number, number, number]): Uint8Array {
+  const soa = new Uint8Array(mname.length + rname.length + 20);
+  soa.set(mname);
+  soa.set(rname, mname.length);
+  const view = new DataView(soa.buffer, mname.length + rname.length);
+  numbers.forEach((value, i) => view.setUint32(4 * i, value));
+  return soa;
 }
 
 /**
@@ -262,6 +269,103 @@ function blockedReply(query: Query, how: Blocking, limit: number): Uint8Array {
   if (address === null) return encode(query, Rcode.NOERROR, false, { ...NO_RECORDS, authority: [soa] }, limit);
   const record: ResourceRecord = { name: q.name, type: q.type, class: CLASS_IN, ttl: how.ttl, rdata: address };
   return encode(query, Rcode.NOERROR, false, { ...NO_RECORDS, answer: [record] }, limit);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names answered here: special-use and private names
+
+/**
+ * Zones whose names must never reach a public upstream — they mean nothing there, and asking
+ * tells the upstream what is on the local network — answered here as Unbound's default local
+ * zones, AdGuard Home and dnsmasq's bogus-priv do. Empty: NXDOMAIN below the apex, NODATA at it.
+ * - the reverse zones of private and special addresses (RFC 6303 §4): 10/8, 172.16/12,
+ *   192.168/16, 0/8, 127/8, 169.254/16, the documentation networks, 255.255.255.255, ::, ::1,
+ *   fc00::/7 (unique local), fe80::/10 (link-local), 2001:db8::/32 — and 100.64/10, the shared
+ *   address space the mesh uses (RFC 7793);
+ * - invalid. and test. (RFC 6761 §6.2, §6.4), onion. (RFC 7686), local. (mDNS, RFC 6762 §3),
+ *   home.arpa. (RFC 8375).
+ * localhost. and the names below it are the loopback addresses (RFC 6761 §6.3).
+ */
+const EMPTY_ZONES = DomainSet.from([
+  "10.in-addr.arpa",
+  ...Array.from({ length: 16 }, (_, i) => `${16 + i}.172.in-addr.arpa`),
+  "168.192.in-addr.arpa",
+  ...Array.from({ length: 64 }, (_, i) => `${64 + i}.100.in-addr.arpa`),
+  "0.in-addr.arpa",
+  "127.in-addr.arpa",
+  "254.169.in-addr.arpa",
+  "2.0.192.in-addr.arpa",
+  "100.51.198.in-addr.arpa",
+  "113.0.203.in-addr.arpa",
+  "255.255.255.255.in-addr.arpa",
+  `${"0.".repeat(32)}ip6.arpa`,
+  `1.${"0.".repeat(31)}ip6.arpa`,
+  "c.f.ip6.arpa",
+  "d.f.ip6.arpa",
+  "8.e.f.ip6.arpa",
+  "9.e.f.ip6.arpa",
+  "a.e.f.ip6.arpa",
+  "b.e.f.ip6.arpa",
+  "8.b.d.0.1.0.0.2.ip6.arpa",
+  "invalid",
+  "test",
+  "onion",
+  "local",
+  "home.arpa",
+]);
+const LOCALHOST = DomainSet.from(["localhost"]);
+/** The loopback addresses' PTR names, answered localhost. (as Unbound does). */
+const LOOPBACK_PTR = new Set(["1.0.0.127.in-addr.arpa.", `1.${"0.".repeat(31)}ip6.arpa.`]);
+/** RFC 6303 §3's SOA timers; its minimum bounds how long clients keep the negative answers. */
+const SPECIAL_TTL = 10800;
+const SOA_NOBODY = nameToWire(parseName("nobody.invalid.", null));
+const LOCALHOST_NAME = parseName("localhost.", null);
+const LOOPBACK_V4 = Uint8Array.of(127, 0, 0, 1);
+const LOOPBACK_V6 = parseIp("::1")!.bytes;
+
+/**
+ * The answer to `q` when its name is special-use or private (see EMPTY_ZONES), or when it is a
+ * single-label name asked for its address (`wpad`, `printer`): never a public name, so NXDOMAIN,
+ * as dnsmasq's domain-needed does. Null for every other name. AA is set: these zones are ours.
+ */
+function specialUseAnswer(q: Question): AnswerOutcome | null {
+  const loopback = LOCALHOST.match(q.name);
+  if (loopback !== null) return loopbackAnswer(q);
+  const zone = EMPTY_ZONES.match(q.name);
+  if (zone !== null) {
+    const apex = parseName(`${zone}.`, null);
+    const soa: ResourceRecord = { name: apex, type: RRType.SOA, class: CLASS_IN, ttl: SPECIAL_TTL, rdata: specialSoa(apex) };
+    if (LOOPBACK_PTR.has(nameToText(q.name).toLowerCase())) {
+      const localhost: ResourceRecord = { name: q.name, type: RRType.PTR, class: CLASS_IN, ttl: SPECIAL_TTL, rdata: nameToWire(LOCALHOST_NAME) };
+      return q.type === RRType.PTR || q.type === TYPE_ANY ? specialOutcome(Rcode.NOERROR, [localhost], []) : specialOutcome(Rcode.NOERROR, [], [soa]);
+    }
+    if (q.name.length > apex.length) return specialOutcome(Rcode.NXDOMAIN, [], [soa]);
+    return q.type === RRType.SOA ? specialOutcome(Rcode.NOERROR, [soa], []) : specialOutcome(Rcode.NOERROR, [], [soa]);
+  }
+  if (q.name.length === 1 && (q.type === RRType.A || q.type === RRType.AAAA)) {
+    return specialOutcome(Rcode.NXDOMAIN, [], [{ name: q.name, type: RRType.SOA, class: CLASS_IN, ttl: SPECIAL_TTL, rdata: specialSoa(q.name) }]);
+  }
+  return null;
+}
+
+/** localhost. and below: 127.0.0.1 and ::1 (both for ANY), NODATA for other types. */
+function loopbackAnswer(q: Question): AnswerOutcome {
+  const record = (type: number, rdata: Uint8Array): ResourceRecord => ({ name: q.name, type, class: CLASS_IN, ttl: SPECIAL_TTL, rdata });
+  const answer: ResourceRecord[] = [];
+  if (q.type === RRType.A || q.type === TYPE_ANY) answer.push(record(RRType.A, LOOPBACK_V4));
+  if (q.type === RRType.AAAA || q.type === TYPE_ANY) answer.push(record(RRType.AAAA, LOOPBACK_V6));
+  if (answer.length > 0) return specialOutcome(Rcode.NOERROR, answer, []);
+  const soa: ResourceRecord = { name: LOCALHOST_NAME, type: RRType.SOA, class: CLASS_IN, ttl: SPECIAL_TTL, rdata: specialSoa(LOCALHOST_NAME) };
+  return specialOutcome(Rcode.NOERROR, [], [soa]);
+}
+
+/** RFC 6303 §3's SOA for a zone answered here: `@ SOA @ nobody.invalid. 1 3600 1200 604800 10800`. */
+function specialSoa(apex: Name): Uint8Array {
+  return soaRdata(nameToWire(apex), SOA_NOBODY, [1, 3600, 1200, 604800, SPECIAL_TTL]);
+}
+
+function specialOutcome(rcode: number, answer: ResourceRecord[], authority: ResourceRecord[]): AnswerOutcome {
+  return { kind: "answer", local: true, rcode, aa: true, answer, authority, additional: [] };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -760,6 +864,10 @@ class ResolverCore {
         return this.chase(local, zone, q, client, transport, chain);
       }
     }
+
+    // After the hosted zones (an operator may host home.arpa.), before the blocklist and the upstreams.
+    const special = specialUseAnswer(q);
+    if (special !== null) return special;
 
     if (!chain.allowlisted && this.blocked(q.name)) return BLOCKED;
 

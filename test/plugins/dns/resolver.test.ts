@@ -14,6 +14,7 @@ import {
   type ResolverOptions,
 } from "../../../plugins/dns/resolver.ts";
 import { startDnsServer, ZoneTable, type QueryEvent } from "../../../plugins/dns/server.ts";
+import { parseIp } from "../../../src/net/ip.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
 import { buildQuery, DnsClient, freeUdpTcpPort, queryTcp } from "../../helpers/reference-dns.ts";
@@ -865,5 +866,55 @@ describe("clients gone away (found in review)", () => {
     // Replies over loopback come at once; the wait only bounds the failing case.
     for (const until = Date.now() + 2000; answered.size < 20 && Date.now() < until; ) await Bun.sleep(5);
     expect(answered.size).toBe(20);
+  });
+});
+
+describe("special-use and private names (found in review: all forwarded)", () => {
+  const reverse = (address: string) => {
+    const ip = parseIp(address)!;
+    if (ip.family === 4) return `${[...ip.bytes].reverse().join(".")}.in-addr.arpa`;
+    return `${[...ip.bytes].flatMap((b) => [b >> 4, b & 15]).reverse().map((n) => n.toString(16)).join(".")}.ip6.arpa`;
+  };
+
+  test("are answered here, never forwarded: localhost, private and shared-space reverse zones, local, home.arpa, invalid, single-label names", async () => {
+    const upstream = await startUpstream();
+    const { ask, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }] });
+    const localhost = await ask("localhost");
+    expect([localhost.rcode, localhost.aa, rdata(localhost)]).toEqual([Rcode.NOERROR, true, ["localhost. 10800 1 127.0.0.1"]]);
+    expect(rdata(await ask("LocalHost", RRType.AAAA))).toEqual(["LocalHost. 10800 28 ::1"]);
+    expect(rdata(await ask("app.localhost"))).toEqual(["app.localhost. 10800 1 127.0.0.1"]);
+    const mx = await ask("localhost", RRType.MX);
+    expect([mx.rcode, mx.answer.length, rdata(mx, "authority")]).toEqual([Rcode.NOERROR, 0, ["localhost. 10800 6 localhost. nobody.invalid. 1 3600 1200 604800 10800"]]);
+    expect(rdata(await ask(reverse("127.0.0.1"), RRType.PTR))).toEqual([`${reverse("127.0.0.1")}. 10800 12 localhost.`]);
+    expect(rdata(await ask(reverse("::1"), RRType.PTR))).toEqual([`${reverse("::1")}. 10800 12 localhost.`]);
+
+    for (const address of ["100.64.0.5", "100.127.255.1", "10.1.2.3", "172.16.0.1", "172.31.9.9", "192.168.1.1", "169.254.1.1", "127.0.0.2", "0.1.2.3", "fd7a:115c:a1e0::5", "fc00::1", "fe80::1", "febf::1", "::"]) {
+      const ptr = await ask(reverse(address), RRType.PTR);
+      expect([address, ptr.rcode, ptr.aa, ptr.authority.map((rr) => rr.type)]).toEqual([address, address === "::" ? Rcode.NOERROR : Rcode.NXDOMAIN, true, [RRType.SOA]]);
+    }
+    const apex = await ask("168.192.in-addr.arpa", RRType.SOA);
+    expect([apex.rcode, rdata(apex)]).toEqual([Rcode.NOERROR, ["168.192.in-addr.arpa. 10800 6 168.192.in-addr.arpa. nobody.invalid. 1 3600 1200 604800 10800"]]);
+    for (const name of ["printer.local", "nas.home.arpa", "x.invalid", "x.test", "x.onion", "wpad"]) {
+      const nx = await ask(name);
+      expect([name, nx.rcode, nx.aa]).toEqual([name, Rcode.NXDOMAIN, true]);
+    }
+    expect((await ask("wpad", RRType.AAAA)).rcode).toBe(Rcode.NXDOMAIN);
+    expect(upstream.events).toEqual([]);
+
+    // Their neighbours are public, and forwarded: 100.0.0.0/10 is not the shared space, 172.32/16 not private; a TLD's NS.
+    for (const [name, type] of [[reverse("100.63.0.5"), RRType.PTR], [reverse("172.32.0.1"), RRType.PTR], ["org", RRType.NS]] as const) await ask(name, type);
+    expect(upstream.events.map((e) => e.qname)).toEqual([`${reverse("100.63.0.5")}.`, `${reverse("172.32.0.1")}.`, "org."]);
+    expect(resolver.stats()).toMatchObject({ forwarded: 3 });
+  });
+
+  test("the hosted zones answer first; with no upstream, they are answered all the same", async () => {
+    const local = new ZoneTable();
+    local.set(build("home.arpa.", "$TTL 60\n@ SOA ns hostmaster 1 1h 15m 1w 60\n@ NS ns\nns A 192.168.1.1\nnas A 192.168.1.10\n"));
+    const { ask } = await start({ local });
+    expect(rdata(await ask("nas.home.arpa"))).toEqual(["nas.home.arpa. 60 1 192.168.1.10"]);
+    expect(rdata(await ask("printer.home.arpa"), "authority")).toEqual(["home.arpa. 60 6 ns.home.arpa. hostmaster.home.arpa. 1 3600 900 604800 60"]); // the hosted zone's NXDOMAIN
+    expect(rdata(await ask("localhost"))).toEqual(["localhost. 10800 1 127.0.0.1"]);
+    expect((await ask("printer.local")).rcode).toBe(Rcode.NXDOMAIN);
+    expect((await ask("www.example.org")).rcode).toBe(Rcode.REFUSED);
   });
 });
