@@ -27,7 +27,7 @@ import { bothObservers, QueryLog } from "./query-log.ts";
 import { ShieldGate } from "./shield-gate.ts";
 import { FloodWatch } from "./flood-watch.ts";
 import { DomainSet, parseBlocklist } from "./blocklist.ts";
-import { allowClients, startResolver, type Resolver } from "./resolver.ts";
+import { allowClients, ResolverOptionError, startResolver, type Resolver } from "./resolver.ts";
 import { parseClientCidr } from "../../src/net/ip.ts";
 import { readFileSync } from "node:fs";
 import type { QueryObserver } from "./server.ts";
@@ -602,7 +602,8 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
   } catch (e) {
     // Its settings were checked when the config was loaded: what is left is mostly a bind that
     // failed. Said without naming the authoritative server, which may not run either.
-    k.log.error("dns resolver: cannot start, the resolver is off (check [dns] resolver_udp and resolver_tcp)", {
+    const keys = e instanceof ResolverOptionError ? RESOLVER_OPTION_KEYS[e.option] : "resolver_udp and resolver_tcp";
+    k.log.error(`dns resolver: cannot start, the resolver is off (check [dns] ${keys})`, {
       udp: s.resolver_udp,
       tcp: s.resolver_tcp,
       error: e instanceof Error ? e.message : String(e),
@@ -610,6 +611,13 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
     return null;
   }
 }
+
+/** The [dns] keys behind each of the resolver's options. */
+const RESOLVER_OPTION_KEYS: Record<ResolverOptionError["option"], string> = {
+  upstreams: "resolver_upstreams",
+  blockMode: "resolver_sinkhole_ipv4 and resolver_sinkhole_ipv6",
+  allowedClients: "resolver_clients",
+};
 
 /**
  * A client prefix of length 0 lets the whole Internet (of its family) use the resolver: an open

@@ -119,6 +119,17 @@ export interface ResolverOptions {
   maxTcpConnections?: number;
 }
 
+/** An option the resolver cannot use, naming it: a failed bind is any other error. */
+export class ResolverOptionError extends Error {
+  constructor(
+    readonly option: "upstreams" | "blockMode" | "allowedClients",
+    message: string,
+  ) {
+    super(message);
+    this.name = "ResolverOptionError";
+  }
+}
+
 export interface ResolverStats {
   /** Packets received that look like queries (a header, QR clear). */
   queries: number;
@@ -155,7 +166,7 @@ export interface Resolver {
 export function allowClients(cidrs: readonly string[]): (client: string) => boolean {
   const prefixes: Cidr[] = cidrs.map((text) => {
     const cidr = parseClientCidr(text); // ::ffff:192.0.2.0/120 is the IPv4 prefix it spells: clients are matched unmapped
-    if (cidr === null) throw new Error(`${JSON.stringify(text)} is not an address prefix`);
+    if (cidr === null) throw new ResolverOptionError("allowedClients", `${JSON.stringify(text)} is not an address prefix`);
     return cidr;
   });
   // An address Bun reports in a form we cannot read (a scoped link-local one) is refused.
@@ -232,7 +243,7 @@ const SOA_RNAME = nameToWire(parseName("hostmaster.citadel.invalid.", null));
 function blocking(mode: BlockMode, ttl: number): Blocking {
   const address = (text: string | undefined, fallback: string, family: 4 | 6): Uint8Array => {
     const ip = parseIp(text ?? fallback);
-    if (ip === null || ip.family !== family) throw new Error(`the sinkhole's IPv${family} address ${JSON.stringify(text)} is not one`);
+    if (ip === null || ip.family !== family) throw new ResolverOptionError("blockMode", `the sinkhole's IPv${family} address ${JSON.stringify(text)} is not one`);
     return ip.bytes;
   };
   const sinkhole: { ipv4?: string; ipv6?: string } = mode.kind === "sinkhole" ? mode : {};
@@ -532,9 +543,9 @@ interface UpstreamReply {
 
 function resolveUpstream(upstream: Upstream): ResolvedUpstream {
   const ip = parseIp(upstream.address);
-  if (ip === null) throw new Error(`the upstream ${JSON.stringify(upstream.address)} is not an IP address`);
+  if (ip === null) throw new ResolverOptionError("upstreams", `the upstream ${JSON.stringify(upstream.address)} is not an IP address`);
   if (!Number.isInteger(upstream.port) || upstream.port < 1 || upstream.port > 65535) {
-    throw new Error(`the upstream ${upstream.address} has an invalid port ${upstream.port}`);
+    throw new ResolverOptionError("upstreams", `the upstream ${upstream.address} has an invalid port ${upstream.port}`);
   }
   return { ...upstream, family: ip.family, canonical: formatIp(unmapIpv4(ip)) };
 }

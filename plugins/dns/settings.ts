@@ -2,7 +2,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { ConfigError } from "../../src/config/error.ts";
 import { section } from "../../src/config/schema.ts";
-import { networkOf, parseCidr, parseIp } from "../../src/net/ip.ts";
+import { networkOf, parseCidr, parseIp, type IpAddress } from "../../src/net/ip.ts";
 
 const PORT = "(6553[0-5]|655[0-2]\\d|65[0-4]\\d\\d|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})";
 
@@ -65,11 +65,15 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
 export type DnsSettings = Static<typeof DnsSettings>;
 
 /**
- * The resolver's client prefixes and sinkhole addresses, checked when the config is loaded: a
+ * The resolver's upstreams, client prefixes and sinkhole addresses, checked when the config is loaded: a
  * typo stops start-up naming the key (exit 2). Checked only when the resolver started, it was
  * logged and the appliance ran without its resolver.
  */
-export function checkResolverSettings(s: { resolver_clients: readonly string[]; resolver_sinkhole_ipv4: string; resolver_sinkhole_ipv6: string }): void {
+export function checkResolverSettings(s: { resolver_upstreams: readonly string[]; resolver_clients: readonly string[]; resolver_sinkhole_ipv4: string; resolver_sinkhole_ipv6: string }): void {
+  // The schema's pattern takes the shape only (\d{1,3} octets): 999.1.1.1:53 passed it.
+  for (const text of s.resolver_upstreams) {
+    if (upstreamAddress(text) === null) throw new ConfigError(`dns.resolver_upstreams: ${JSON.stringify(text)} is not an IP address and port, such as "9.9.9.9:53" or "[2620:fe::fe]:53"`);
+  }
   for (const text of s.resolver_clients) {
     if (parseCidr(text) !== null) continue;
     // A prefix with host bits set (100.64.0.1/10) is most likely a typo for another prefix: not guessed.
@@ -79,4 +83,11 @@ export function checkResolverSettings(s: { resolver_clients: readonly string[]; 
   for (const [key, family] of [["resolver_sinkhole_ipv4", 4], ["resolver_sinkhole_ipv6", 6]] as const) {
     if (parseIp(s[key])?.family !== family) throw new ConfigError(`dns.${key}: ${JSON.stringify(s[key])} is not an IPv${family} address`);
   }
+}
+
+/** "9.9.9.9:53" or "[2620:fe::fe]:53" → the address and the port; null when the address is not one. */
+function upstreamAddress(text: string): { ip: IpAddress; port: number } | null {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(text);
+  const ip = match ? parseIp(match[1] ?? match[2]!) : null;
+  return ip === null ? null : { ip, port: Number(match![3]) };
 }

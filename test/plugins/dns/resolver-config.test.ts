@@ -75,6 +75,23 @@ test("a resolver that cannot bind is logged as off, without claiming an authorit
   }
 });
 
+test("a resolver that cannot start for an option's sake is logged naming that key, not the listeners' (found in review)", async () => {
+  // The config check refuses these at load; the kernel is given them unchecked here.
+  for (const [dns, key] of [
+    [{ resolver_upstreams: ["999.1.1.1:53"] }, "resolver_upstreams"],
+    [{ resolver_clients: ["mesh"] }, "resolver_clients"],
+    [{ resolver_block_mode: "sinkhole", resolver_sinkhole_ipv4: "::1" }, "resolver_sinkhole_ipv4 and resolver_sinkhole_ipv6"],
+  ] as const) {
+    const c = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"], ...dns } } });
+    try {
+      const failed = c.log.lines.find((l) => String(l.msg).startsWith("dns resolver: cannot start"));
+      expect(failed?.msg).toBe(`dns resolver: cannot start, the resolver is off (check [dns] ${key})`);
+    } finally {
+      await c.stop();
+    }
+  }
+});
+
 test("resolver_clients that let every address in (0.0.0.0/0, ::/0) start with a warning naming the key (found in review: silent)", async () => {
   const c = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"], resolver_clients: ["100.64.0.0/10", "0.0.0.0/0", "::/0"] } } });
   try {

@@ -28,3 +28,9 @@ test("resolver_clients and the sinkhole addresses are checked when the config is
   expect(load({ CITADEL_DNS_RESOLVER_SINKHOLE_IPV4: "::1" })).toThrow(new ConfigError('dns.resolver_sinkhole_ipv4: "::1" is not an IPv4 address'));
   expect(load({ CITADEL_DNS_RESOLVER_SINKHOLE_IPV6: "0.0.0.0" })).toThrow(new ConfigError('dns.resolver_sinkhole_ipv6: "0.0.0.0" is not an IPv6 address'));
 });
+
+test("upstreams are checked as IP addresses when the config is loaded, naming the key (found in review: 999.1.1.1:53 passed, and the resolver stayed off)", () => {
+  expect(load({ CITADEL_DNS_RESOLVER_UPSTREAMS: "9.9.9.9:53,[2620:fe::fe]:53,[::ffff:192.0.2.1]:53" })).not.toThrow();
+  expect(load({ CITADEL_DNS_RESOLVER_UPSTREAMS: "9.9.9.9:53,999.1.1.1:53" })).toThrow(new ConfigError('dns.resolver_upstreams: "999.1.1.1:53" is not an IP address and port, such as "9.9.9.9:53" or "[2620:fe::fe]:53"'));
+  for (const bad of ["[2620:fe::fe::1]:53", "[12345::1]:53", "1.2.3.256:53"]) expect(load({ CITADEL_DNS_RESOLVER_UPSTREAMS: bad })).toThrow(`dns.resolver_upstreams: "${bad}" is not an IP address and port`);
+});
