@@ -596,7 +596,8 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
       allowedClients: allowClients(s.resolver_clients),
       local: zones,
       log: k.log,
-      now: () => k.clock.now(),
+      // The cache's ages: a clock that never goes back (a wall clock stepped back served stale answers).
+      now: () => k.clock.elapsed?.() ?? k.clock.now(),
     });
     return resolver; // it logs where it listens, its lists and whether it forwards
   } catch (e) {

@@ -108,7 +108,10 @@ export interface ResolverOptions {
   /** Zones answered from here and never forwarded (the appliance's own names). */
   local?: ZoneSource;
   log: Logger;
-  /** Milliseconds since the epoch, for the cache. */
+  /**
+   * Milliseconds on a clock that never goes back (performance.now, the default), for the cache's
+   * ages: on the wall clock, a step back served answers stale for as long as the step.
+   */
   now?: () => number;
   /** How long one exchange with one upstream may take. Default 2000. */
   upstreamTimeoutMs?: number;
@@ -385,7 +388,7 @@ function specialOutcome(rcode: number, answer: ResourceRecord[], authority: Reso
 /** An upstream's answer as kept: its sections with TTLs already capped, and when it came. */
 export interface CachedAnswer extends Sections {
   rcode: number;
-  /** When it was received (ms); TTLs in replies count down from there. */
+  /** When it was received (ms, on the resolver's clock that never goes back); TTLs in replies count down from there. */
   receivedAt: number;
   /** Seconds it may be reused; 0 when it must not be kept. */
   ttl: number;
@@ -792,7 +795,7 @@ class ResolverCore {
     this.outbound = this.upstreams.length > 0 ? (options.outbound ?? bunOutbound) : null;
     this.allowed = options.allowedClients ?? loopbackOnly;
     this.blocking = blocking(options.blockMode, nonNegative(options.blockTtl ?? 10, "blockTtl"));
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? (() => performance.now());
     this.maxTtl = nonNegative(options.cacheMaxTtl ?? 86_400, "cacheMaxTtl");
     this.timeoutMs = options.upstreamTimeoutMs ?? 2000;
     this.cache = new ResolverCache(nonNegative(options.cacheSize ?? 10_000, "cacheSize"), CACHE_MAX_BYTES);

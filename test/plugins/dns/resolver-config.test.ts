@@ -7,11 +7,31 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Rcode } from "../../../plugins/dns/message.ts";
+import { decodeQuery, encodeResponse, Rcode } from "../../../plugins/dns/message.ts";
 import { parseName } from "../../../plugins/dns/names.ts";
 import { rdataToText, RRType } from "../../../plugins/dns/rdata.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 import { buildQuery, DnsClient } from "../../helpers/reference-dns.ts";
+
+/** An upstream answering every A question with 192.0.2.1 for `ttl` seconds, counting the questions. */
+async function countingUpstream(ttl: number) {
+  const upstream = { port: 0, asked: 0, close: () => {} };
+  const socket = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    binaryType: "uint8array",
+    socket: {
+      data(s, data, port, address) {
+        upstream.asked++;
+        const query = decodeQuery(data);
+        const record = { name: query.question!.name, type: RRType.A, class: 1, ttl, rdata: Uint8Array.of(192, 0, 2, 1) };
+        s.send(encodeResponse({ id: query.id, opcode: 0, rcode: 0, aa: false, tc: false, rd: true, ra: false, question: query.question!, answer: [record], authority: [], additional: [], edns: null }, 512), port, address);
+      },
+    },
+  });
+  upstream.port = socket.port;
+  upstream.close = () => socket.close();
+  return upstream;
+}
 
 test("hosted zones answered, blocklisted names sinkholed, the rest refused without an upstream", async () => {
   const dir = mkdtempSync(join(tmpdir(), "citadel-resolver-"));
@@ -126,5 +146,26 @@ test("a blocklist of a million lines is loaded and used, not dropped as unreadab
   } finally {
     await c.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the cache ages answers on a clock that never goes back: a wall clock stepped back serves nothing stale, one stepped forward expires nothing (found in review)", async () => {
+  const upstream = await countingUpstream(60);
+  const c = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"], resolver_upstreams: [`127.0.0.1:${upstream.port}`] } } });
+  try {
+    const started = c.log.lines.find((l) => l.msg === "dns resolver listening")!;
+    const client = await DnsClient.open((started.udp as number[])[0]!);
+    const ask = async () => (await client.query(buildQuery({ name: parseName("www.example.org.", null), type: RRType.A, rd: true }))).answer.map((rr) => rr.ttl);
+    expect(await ask()).toEqual([60]);
+    c.clock.step(3_600_000); // NTP's correction forward: no time passed
+    c.clock.advance(10_000);
+    expect([await ask(), upstream.asked]).toEqual([[50], 1]);
+    c.clock.step(-7_200_000); // and back, past where it began
+    c.clock.advance(51_000); // 61 s since the answer came: expired
+    expect([await ask(), upstream.asked]).toEqual([[60], 2]);
+    client.close();
+  } finally {
+    await c.stop();
+    upstream.close();
   }
 });
