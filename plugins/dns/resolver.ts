@@ -17,7 +17,7 @@
  * 4. the blocklist (minus the allowlist): NXDOMAIN with a synthesized SOA, or a sinkhole address,
  *    always with a short TTL so that a client's negative cache forgets an unblocked name soon;
  * 5. the cache, keyed by question, TTLs counted down, negative answers kept per RFC 2308;
- * 6. the upstreams, in order — and when none is configured, REFUSED: no code path then creates
+ * 6. the upstreams, in order (one that gave no reply lately tried last) — and when none is configured, REFUSED: no code path then creates
  *    a socket towards anything (`outbound` is not even held), so nothing leaves the host.
  *
  * Forwarding: a fresh connected UDP socket per exchange (an ephemeral source port the kernel
@@ -729,6 +729,8 @@ const BUSY_CLIENTS_IN_FLIGHT = (MAX_IN_FLIGHT * 3) / 4;
 const LIGHT_CLIENT_WAITING = 16;
 /** At most one log line per this many milliseconds for failures (a flood must not flood the log). */
 const ERROR_LOG_INTERVAL_MS = 1000;
+/** How long an upstream that gave no reply is tried after the others. */
+const QUIET_UPSTREAM_MS = 30_000;
 
 /** What the steps for one name came to, before it is made a reply. */
 type AnswerOutcome = Sections & { kind: "answer"; rcode: number; aa: boolean; /** The chain began in a hosted zone. */ local: boolean };
@@ -779,6 +781,8 @@ class ResolverCore {
   private waiting = 0;
   private readonly waitingBy = new Map<string, number>();
   private readonly upstreams: ResolvedUpstream[];
+  /** Upstreams that gave no reply, and until when (this.now()) they are tried last. */
+  private readonly quietUntil = new Map<ResolvedUpstream, number>();
   /** Null when there is no upstream: then nothing here can open a socket. */
   private readonly outbound: Outbound | null;
   readonly allowed: (client: string) => boolean;
@@ -996,7 +1000,7 @@ class ResolverCore {
     this.counters.forwarded++;
     // Asked in lower case: the answer is shared by every spelling of the name.
     const question: Question = { name: lowerName(q.name), type: q.type, class: q.class };
-    for (const upstream of this.upstreams) {
+    for (const upstream of this.upstreamsInTurn()) {
       if (this.stopped) return null;
       const reply = await this.ask(upstream, question, outbound);
       const rcode = reply?.message.rcode;
@@ -1015,10 +1019,28 @@ class ResolverCore {
     return null;
   }
 
+  /**
+   * The upstreams in configured order, those that gave no reply lately last: a dead first
+   * upstream cost every uncached name its whole timeout (found in review). Unbound and dnsmasq
+   * remember dead servers the same way.
+   */
+  private upstreamsInTurn(): readonly ResolvedUpstream[] {
+    if (this.quietUntil.size === 0) return this.upstreams;
+    const now = this.now();
+    const ready: ResolvedUpstream[] = [];
+    const quiet: ResolvedUpstream[] = [];
+    for (const upstream of this.upstreams) ((this.quietUntil.get(upstream) ?? 0) > now ? quiet : ready).push(upstream);
+    return [...ready, ...quiet];
+  }
+
   /** One upstream: UDP, then TCP when the UDP reply was truncated. */
   private async ask(upstream: ResolvedUpstream, q: Question, outbound: Outbound): Promise<UpstreamReply | null> {
     const udpId = randomId();
     const reply = await exchangeUdp(outbound, upstream, upstreamQuery(udpId, q), (wire) => matchingReply(wire, udpId, q), this.timeoutMs, this.exchanges);
+    // No reply at all (a timeout, a port unreachable) sends it to the back; any reply, even
+    // SERVFAIL, says it is up.
+    if (reply === null && !this.stopped) this.quietUntil.set(upstream, this.now() + QUIET_UPSTREAM_MS);
+    else this.quietUntil.delete(upstream);
     if (reply === null || !reply.message.tc || this.stopped) return reply;
     const tcpId = randomId();
     return exchangeTcp(outbound, upstream, upstreamQuery(tcpId, q), (wire) => matchingReply(wire, tcpId, q), this.timeoutMs, this.exchanges);

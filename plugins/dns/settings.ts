@@ -2,7 +2,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { ConfigError } from "../../src/config/error.ts";
 import { section } from "../../src/config/schema.ts";
-import { networkOf, parseCidr, parseIp, type IpAddress } from "../../src/net/ip.ts";
+import { formatIp, isLoopback, networkOf, parseCidr, parseIp, unmapIpv4, type IpAddress } from "../../src/net/ip.ts";
 
 const PORT = "(6553[0-5]|655[0-2]\\d|65[0-4]\\d\\d|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})";
 
@@ -69,10 +69,23 @@ export type DnsSettings = Static<typeof DnsSettings>;
  * typo stops start-up naming the key (exit 2). Checked only when the resolver started, it was
  * logged and the appliance ran without its resolver.
  */
-export function checkResolverSettings(s: { resolver_upstreams: readonly string[]; resolver_clients: readonly string[]; resolver_sinkhole_ipv4: string; resolver_sinkhole_ipv6: string }): void {
-  // The schema's pattern takes the shape only (\d{1,3} octets): 999.1.1.1:53 passed it.
+export function checkResolverSettings(s: {
+  resolver_udp: readonly string[];
+  resolver_tcp: readonly string[];
+  resolver_upstreams: readonly string[];
+  resolver_clients: readonly string[];
+  resolver_sinkhole_ipv4: string;
+  resolver_sinkhole_ipv6: string;
+}): void {
   for (const text of s.resolver_upstreams) {
-    if (upstreamAddress(text) === null) throw new ConfigError(`dns.resolver_upstreams: ${JSON.stringify(text)} is not an IP address and port, such as "9.9.9.9:53" or "[2620:fe::fe]:53"`);
+    // The schema's pattern takes the shape only (\d{1,3} octets): 999.1.1.1:53 passed it.
+    const upstream = upstreamAddress(text);
+    if (upstream === null) throw new ConfigError(`dns.resolver_upstreams: ${JSON.stringify(text)} is not an IP address and port, such as "9.9.9.9:53" or "[2620:fe::fe]:53"`);
+    for (const key of ["resolver_udp", "resolver_tcp"] as const) {
+      if (s[key].some((listener) => listensAt(listener, upstream))) {
+        throw new ConfigError(`dns.resolver_upstreams: ${JSON.stringify(text)} is the resolver's own address (dns.${key}): it would forward to itself`);
+      }
+    }
   }
   for (const text of s.resolver_clients) {
     if (parseCidr(text) !== null) continue;
@@ -91,3 +104,19 @@ function upstreamAddress(text: string): { ip: IpAddress; port: number } | null {
   const ip = match ? parseIp(match[1] ?? match[2]!) : null;
   return ip === null ? null : { ip, port: Number(match![3]) };
 }
+
+/**
+ * Whether a listener (host:port) receives what is sent to `to`: the same address and port, or
+ * loopback sent to a listener on every address (0.0.0.0, and [::], which takes IPv4 too). A
+ * listener named by a host name is not looked up.
+ */
+function listensAt(listener: string, to: { ip: IpAddress; port: number }): boolean {
+  const at = upstreamAddress(listener);
+  if (at === null || at.port !== to.port) return false;
+  const listening = unmapIpv4(at.ip);
+  const target = unmapIpv4(to.ip);
+  if (isUnspecified(listening)) return isLoopback(target) && (listening.family === 6 || target.family === 4);
+  return formatIp(listening) === formatIp(target);
+}
+
+const isUnspecified = (ip: IpAddress) => ip.bytes.every((b) => b === 0);

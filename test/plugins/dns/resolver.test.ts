@@ -347,6 +347,38 @@ describe("forwarding", () => {
     expect(resolver.stats()).toMatchObject({ forwarded: 1, upstreamFailures: 2 });
   });
 
+  test("an upstream that gave no reply is tried last for 30 s, then first again (found in review: every uncached name waited for it)", async () => {
+    let clock = 1_000_000;
+    const upstream = await startUpstream();
+    let silentAsked = 0;
+    const silent = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: () => void silentAsked++ } });
+    cleanups.push(() => silent.close());
+    const { ask, resolver } = await start({
+      upstreams: [
+        { address: "127.0.0.1", port: silent.port },
+        { address: "127.0.0.1", port: upstream.port },
+      ],
+      upstreamTimeoutMs: 300,
+      now: () => clock,
+    });
+    expect(rdata(await ask("www.example.org"))).toEqual(["www.example.org. 3600 1 192.0.2.1"]);
+    expect([silentAsked, upstream.events.length]).toEqual([1, 1]);
+    clock += 29_000;
+    await ask("www.example.org", RRType.AAAA);
+    await ask("short.example.org");
+    expect([silentAsked, upstream.events.length, resolver.stats().upstreamFailures]).toEqual([1, 3, 1]);
+    clock += 1_000;
+    await ask("ns1.example.org");
+    expect([silentAsked, upstream.events.length, resolver.stats().upstreamFailures]).toEqual([2, 4, 2]);
+  });
+
+  test("upstreams tried last are still tried when none other replies", async () => {
+    const { ask, resolver } = await start({ upstreams: [{ address: "127.0.0.1", port: await deadPort() }, { address: "127.0.0.1", port: await deadPort() }] });
+    expect((await ask("www.example.org")).rcode).toBe(Rcode.SERVFAIL);
+    expect((await ask("short.example.org")).rcode).toBe(Rcode.SERVFAIL);
+    expect(resolver.stats().upstreamFailures).toBe(4);
+  });
+
   test("stopping ends the exchanges under way at once", async () => {
     const silent = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     cleanups.push(() => silent.close());

@@ -34,3 +34,15 @@ test("upstreams are checked as IP addresses when the config is loaded, naming th
   expect(load({ CITADEL_DNS_RESOLVER_UPSTREAMS: "9.9.9.9:53,999.1.1.1:53" })).toThrow(new ConfigError('dns.resolver_upstreams: "999.1.1.1:53" is not an IP address and port, such as "9.9.9.9:53" or "[2620:fe::fe]:53"'));
   for (const bad of ["[2620:fe::fe::1]:53", "[12345::1]:53", "1.2.3.256:53"]) expect(load({ CITADEL_DNS_RESOLVER_UPSTREAMS: bad })).toThrow(`dns.resolver_upstreams: "${bad}" is not an IP address and port`);
 });
+
+test("an upstream that is the resolver itself is refused, naming the key (found in review: it would forward to itself)", () => {
+  const refused = (udp: string, tcp: string, upstream: string) =>
+    load({ ...(udp ? { CITADEL_DNS_RESOLVER_UDP: udp } : {}), ...(tcp ? { CITADEL_DNS_RESOLVER_TCP: tcp } : {}), CITADEL_DNS_RESOLVER_UPSTREAMS: upstream });
+  expect(refused("127.0.0.1:53", "", "127.0.0.1:53")).toThrow(new ConfigError('dns.resolver_upstreams: "127.0.0.1:53" is the resolver\'s own address (dns.resolver_udp): it would forward to itself'));
+  expect(refused("", "[::1]:53", "[0:0::1]:53")).toThrow('dns.resolver_upstreams: "[0:0::1]:53" is the resolver\'s own address (dns.resolver_tcp)');
+  expect(refused("0.0.0.0:53", "", "127.0.0.1:53")).toThrow("is the resolver's own address (dns.resolver_udp)");
+  expect(refused("[::]:53", "", "127.0.0.1:53")).toThrow("is the resolver's own address (dns.resolver_udp)");
+  for (const [udp, upstream] of [["127.0.0.1:53", "127.0.0.1:5353"], ["127.0.0.1:53", "9.9.9.9:53"], ["0.0.0.0:53", "9.9.9.9:53"], ["localhost:53", "9.9.9.9:53"]]) {
+    expect(refused(udp!, "", upstream!)).not.toThrow();
+  }
+});
