@@ -36,7 +36,7 @@ import { Rcode } from "./message.ts";
 import { RRType } from "./rdata.ts";
 import { RCODE_NOTAUTH } from "./tsig.ts";
 import { TransferService, type TransferView } from "./secondaries.ts";
-import { DnsSettings } from "./settings.ts";
+import { DnsSettings, udpWithoutTcp } from "./settings.ts";
 import * as sql from "./store.ts";
 import type { Zone } from "./zone.ts";
 import type { Logger } from "../../src/log.ts";
@@ -571,6 +571,7 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
   const s = k.settings;
   if (s.resolver_udp.length === 0 && s.resolver_tcp.length === 0) return null;
   warnIfOpen(k);
+  warnIfUdpOnly(k);
   const blocked: string[] = [];
   const allowed: string[] = [];
   for (const path of s.resolver_blocklists) {
@@ -629,6 +630,18 @@ function warnIfOpen(k: Kernel<DnsSettings>): void {
   const open = k.settings.resolver_clients.filter((text) => parseClientCidr(text)?.prefix === 0);
   if (open.length > 0) {
     k.log.warn("dns resolver: [dns] resolver_clients lets every address use the resolver (an open resolver, which spoofed queries turn into an amplifier); give the mesh's or the LAN's prefixes", { resolver_clients: open });
+  }
+}
+
+/**
+ * A resolver_udp address without TCP there: an answer over 1232 octets goes out truncated, and
+ * the client's retry over TCP finds nobody (RFC 7766 asks a resolver for both). Said at every
+ * start, not refused: a client that never gets such answers does not notice.
+ */
+function warnIfUdpOnly(k: Kernel<DnsSettings>): void {
+  const alone = udpWithoutTcp(k.settings.resolver_udp, k.settings.resolver_tcp);
+  if (alone.length > 0) {
+    k.log.warn("dns resolver: [dns] resolver_udp addresses without resolver_tcp at the same address: answers too large for UDP cannot reach their clients there (RFC 7766); add them to resolver_tcp", { resolver_udp: alone });
   }
 }
 

@@ -79,7 +79,7 @@ export function checkResolverSettings(s: {
 }): void {
   for (const text of s.resolver_upstreams) {
     // The schema's pattern takes the shape only (\d{1,3} octets): 999.1.1.1:53 passed it.
-    const upstream = upstreamAddress(text);
+    const upstream = ipAndPort(text);
     if (upstream === null) throw new ConfigError(`dns.resolver_upstreams: ${JSON.stringify(text)} is not an IP address and port, such as "9.9.9.9:53" or "[2620:fe::fe]:53"`);
     for (const key of ["resolver_udp", "resolver_tcp"] as const) {
       if (s[key].some((listener) => listensAt(listener, upstream))) {
@@ -98,25 +98,50 @@ export function checkResolverSettings(s: {
   }
 }
 
-/** "9.9.9.9:53" or "[2620:fe::fe]:53" → the address and the port; null when the address is not one. */
-function upstreamAddress(text: string): { ip: IpAddress; port: number } | null {
+interface IpAndPort {
+  ip: IpAddress;
+  port: number;
+}
+
+/** "9.9.9.9:53" or "[2620:fe::fe]:53" → the address and the port; null when the address is not an IP address. */
+function ipAndPort(text: string): IpAndPort | null {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(text);
   const ip = match ? parseIp(match[1] ?? match[2]!) : null;
-  return ip === null ? null : { ip, port: Number(match![3]) };
+  return ip === null ? null : { ip: unmapIpv4(ip), port: Number(match![3]) };
 }
 
 /**
- * Whether a listener (host:port) receives what is sent to `to`: the same address and port, or
- * loopback sent to a listener on every address (0.0.0.0, and [::], which takes IPv4 too). A
- * listener named by a host name is not looked up.
+ * Whether a listener gets what is sent to `to`: at the same address and port, or on every
+ * address (0.0.0.0, and [::], which takes IPv4 too) when `to` is an address of the host's own
+ * (`own`: the host's addresses are not looked up).
  */
-function listensAt(listener: string, to: { ip: IpAddress; port: number }): boolean {
-  const at = upstreamAddress(listener);
-  if (at === null || at.port !== to.port) return false;
-  const listening = unmapIpv4(at.ip);
-  const target = unmapIpv4(to.ip);
-  if (isUnspecified(listening)) return isLoopback(target) && (listening.family === 6 || target.family === 4);
-  return formatIp(listening) === formatIp(target);
+function reaches(to: IpAndPort, listener: IpAndPort, own: (ip: IpAddress) => boolean): boolean {
+  if (listener.port !== to.port) return false;
+  if (isUnspecified(listener.ip)) return own(to.ip) && (listener.ip.family === 6 || to.ip.family === 4);
+  return formatIp(listener.ip) === formatIp(to.ip);
+}
+
+/** A listener (host:port) that gets what is sent to the upstream: the resolver itself. */
+function listensAt(listener: string, upstream: IpAndPort): boolean {
+  const at = ipAndPort(listener);
+  return at !== null && reaches(upstream, at, isLoopback);
 }
 
 const isUnspecified = (ip: IpAddress) => ip.bytes.every((b) => b === 0);
+
+/**
+ * The resolver_udp addresses with no resolver_tcp listener at the same address and port (or on
+ * every address): there, an answer too large for UDP is sent truncated and the client's retry
+ * over TCP finds nobody (RFC 7766 asks for both). A host name matches only itself.
+ */
+export function udpWithoutTcp(udp: readonly string[], tcp: readonly string[]): string[] {
+  return udp.filter((text) => {
+    const at = ipAndPort(text);
+    // A UDP address that is bound is the host's own: a TCP listener on every address gets it.
+    if (at === null) return !tcp.some((t) => t.toLowerCase() === text.toLowerCase());
+    return !tcp.some((t) => {
+      const listener = ipAndPort(t);
+      return listener !== null && reaches(at, listener, () => true);
+    });
+  });
+}

@@ -112,6 +112,23 @@ test("a resolver that cannot start for an option's sake is logged naming that ke
   }
 });
 
+test("a resolver_udp address without TCP at the same address is said at start (found in review: answers over 1232 octets failed for the mesh's clients)", async () => {
+  const c = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"], resolver_tcp: [] } } });
+  try {
+    const warning = c.log.lines.find((l) => String(l.msg).startsWith("dns resolver: [dns] resolver_udp addresses without resolver_tcp"));
+    expect(warning).toMatchObject({ level: "warn", resolver_udp: ["127.0.0.1:0"] });
+  } finally {
+    await c.stop();
+  }
+  const both = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"], resolver_tcp: ["127.0.0.1:0"] } } });
+  try {
+    expect(both.log.lines.some((l) => String(l.msg).includes("without resolver_tcp"))).toBe(false);
+    expect(both.log.lines.some((l) => l.msg === "dns resolver listening")).toBe(true);
+  } finally {
+    await both.stop();
+  }
+});
+
 test("resolver_clients that let every address in (0.0.0.0/0, ::/0) start with a warning naming the key (found in review: silent)", async () => {
   const c = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"], resolver_clients: ["100.64.0.0/10", "0.0.0.0/0", "::/0"] } } });
   try {

@@ -1,7 +1,7 @@
 /** [dns] addresses are host:port as the listeners read them: a typo stops start-up (a config error), not DNS. */
 import { expect, test } from "bun:test";
 import { Value } from "@sinclair/typebox/value";
-import { DnsSettings } from "../../../plugins/dns/settings.ts";
+import { DnsSettings, udpWithoutTcp } from "../../../plugins/dns/settings.ts";
 import { ConfigError } from "../../../src/config/error.ts";
 import { loadConfig } from "../../../src/config/load.ts";
 import { configSchema } from "../../../src/main.ts";
@@ -45,4 +45,13 @@ test("an upstream that is the resolver itself is refused, naming the key (found 
   for (const [udp, upstream] of [["127.0.0.1:53", "127.0.0.1:5353"], ["127.0.0.1:53", "9.9.9.9:53"], ["0.0.0.0:53", "9.9.9.9:53"], ["localhost:53", "9.9.9.9:53"]]) {
     expect(refused(udp!, "", upstream!)).not.toThrow();
   }
+});
+
+test("udpWithoutTcp: the resolver's UDP addresses with no TCP listener there, where large answers cannot reach their clients (found in review)", () => {
+  expect(udpWithoutTcp(["127.0.0.1:53", "100.64.0.1:53"], ["127.0.0.1:53"])).toEqual(["100.64.0.1:53"]);
+  expect(udpWithoutTcp(["127.0.0.1:53", "100.64.0.1:53"], ["127.0.0.1:53", "100.64.0.1:53"])).toEqual([]);
+  expect(udpWithoutTcp(["100.64.0.1:53", "[fd7a::1]:53"], ["0.0.0.0:53"])).toEqual(["[fd7a::1]:53"]); // 0.0.0.0 takes IPv4 only
+  expect(udpWithoutTcp(["100.64.0.1:53", "[fd7a::1]:53"], ["[::]:53"])).toEqual([]);
+  expect(udpWithoutTcp(["100.64.0.1:53"], ["100.64.0.1:5353", "0.0.0.0:5353"])).toEqual(["100.64.0.1:53"]);
+  expect(udpWithoutTcp(["[::ffff:100.64.0.1]:53", "[0::1]:53", "LocalHost:53"], ["100.64.0.1:53", "[::1]:53", "localhost:53"])).toEqual([]);
 });
