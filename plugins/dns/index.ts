@@ -27,7 +27,7 @@ import { bothObservers, QueryLog } from "./query-log.ts";
 import { ShieldGate } from "./shield-gate.ts";
 import { FloodWatch } from "./flood-watch.ts";
 import { DomainSet, parseBlocklist } from "./blocklist.ts";
-import { allowClients, ResolverOptionError, startResolver, type Resolver } from "./resolver.ts";
+import { allowClients, ResolverOptionError, startResolver, type Resolver, type ResolverStats } from "./resolver.ts";
 import { parseClientCidr } from "../../src/net/ip.ts";
 import { readFileSync } from "node:fs";
 import type { QueryObserver } from "./server.ts";
@@ -600,7 +600,15 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
       // The cache's ages: a clock that never goes back (a wall clock stepped back served stale answers).
       now: () => k.clock.elapsed?.() ?? k.clock.now(),
     });
-    return resolver; // it logs where it listens, its lists and whether it forwards
+    // It logs where it listens, its lists and whether it forwards; its counts are metrics until it stops.
+    const unregisterMetrics = resolverMetrics(k.metrics, resolver);
+    return {
+      ...resolver,
+      stop: async () => {
+        unregisterMetrics();
+        await resolver.stop();
+      },
+    };
   } catch (e) {
     // Its settings were checked when the config was loaded: what is left is mostly a bind that
     // failed. Said without naming the authoritative server, which may not run either.
@@ -631,6 +639,26 @@ function warnIfOpen(k: Kernel<DnsSettings>): void {
   if (open.length > 0) {
     k.log.warn("dns resolver: [dns] resolver_clients lets every address use the resolver (an open resolver, which spoofed queries turn into an amplifier); give the mesh's or the LAN's prefixes", { resolver_clients: open });
   }
+}
+
+/** The resolver's stats() as citadel_dns_resolver_* metrics, read at scrape time. Returns the function that removes them. */
+function resolverMetrics(metrics: Metrics, resolver: Resolver): () => void {
+  const counters: Array<[keyof ResolverStats, string, string]> = [
+    ["queries", "queries_total", "Packets the filtering resolver received that look like queries."],
+    ["blocked", "blocked_total", "Queries the resolver answered from its blocklists (a blocked name, or a CNAME into a blocked domain)."],
+    ["local", "local_total", "Queries the resolver answered from the hosted zones and the special-use names, without forwarding."],
+    ["cacheHits", "cache_hits_total", "Queries the resolver answered from its cache."],
+    ["cacheMisses", "cache_misses_total", "Queries the resolver found no cached answer for."],
+    ["forwarded", "forwarded_total", "Questions the resolver sent upstream (one per miss not already being asked, whatever the tries)."],
+    ["upstreamFailures", "upstream_failures_total", "Exchanges with one upstream that gave no usable answer (a timeout, an error, an unusable rcode)."],
+    ["refused", "refused_total", "Queries the resolver refused: clients not allowed, nothing to forward to, classes and types it does not serve."],
+    ["servfail", "servfail_total", "Queries the resolver answered SERVFAIL: no upstream answered, or something went wrong."],
+  ];
+  const removers = counters.map(([field, name, help]) => metrics.onScrape({ name: `citadel_dns_resolver_${name}`, type: "counter", help, read: () => resolver.stats()[field] }));
+  removers.push(metrics.onScrape({ name: "citadel_dns_resolver_cached_answers", type: "gauge", help: "Answers in the resolver's cache now.", read: () => resolver.stats().cached }));
+  return () => {
+    for (const remove of removers) remove();
+  };
 }
 
 /**

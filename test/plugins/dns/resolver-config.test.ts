@@ -186,3 +186,34 @@ test("the cache ages answers on a clock that never goes back: a wall clock stepp
     upstream.close();
   }
 });
+
+test("the resolver's counts are metrics (citadel_dns_resolver_*), gone when it stops (found in review: stats() was read by nothing)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-resolver-"));
+  const blocklist = join(dir, "ads.txt");
+  writeFileSync(blocklist, "ads.example.net\n");
+  const c = await testCitadel({ config: { dns: { udp: [], tcp: [], resolver_udp: ["127.0.0.1:0"], resolver_tcp: ["127.0.0.1:0"], resolver_blocklists: [blocklist] } } });
+  try {
+    const started = c.log.lines.find((l) => l.msg === "dns resolver listening")!;
+    const client = await DnsClient.open((started.udp as number[])[0]!);
+    for (const name of ["x.ads.example.net.", "localhost.", "www.example.org."]) await client.query(buildQuery({ name: parseName(name, null), type: RRType.A, rd: true }));
+    client.close();
+    const samples = Object.fromEntries(c.kernel.metrics.render().split("\n").filter((line) => line.startsWith("citadel_dns_resolver_")).map((line) => line.split(" ")));
+    expect(samples).toEqual({
+      citadel_dns_resolver_queries_total: "3",
+      citadel_dns_resolver_blocked_total: "1",
+      citadel_dns_resolver_local_total: "1",
+      citadel_dns_resolver_cache_hits_total: "0",
+      citadel_dns_resolver_cache_misses_total: "0",
+      citadel_dns_resolver_forwarded_total: "0",
+      citadel_dns_resolver_upstream_failures_total: "0",
+      citadel_dns_resolver_refused_total: "1",
+      citadel_dns_resolver_servfail_total: "0",
+      citadel_dns_resolver_cached_answers: "0",
+    });
+    expect(c.kernel.metrics.render()).toContain("# TYPE citadel_dns_resolver_cached_answers gauge");
+  } finally {
+    await c.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  expect(c.kernel.metrics.render()).not.toContain("citadel_dns_resolver_");
+});
