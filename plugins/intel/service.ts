@@ -112,6 +112,8 @@ export class IntelService {
   readonly listFetching: Pick<FetchListOptions, "allowLoopbackHttp"> = {};
   /** When the service started: decisions that ran out before are ended by endLapsedDecisions, the rest by the shield. */
   private readonly startedAt: number;
+  /** The last change to the manual entries or the lists under way (see oneAtATime). */
+  private changing: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly k: IntelKernel,
@@ -355,6 +357,22 @@ export class IntelService {
     return lifted.length;
   }
 
+  /**
+   * Runs a change to the manual entries or the lists once the ones before it are committed and
+   * loaded. Their checks (an entry covering every address with those in force, a change that
+   * would lock its maker out) read what is in force, then the write commits in a later batch:
+   * two changes sent at once each passed against a state without the other, and together did
+   * what either alone was refused (found in review). The checks cannot move into the write's
+   * transaction as the policy's merge did: they ask the shield what it would do, which rests on
+   * more than the tables (behaviour, decisions, geo, the lists parsed). Changes are an
+   * operator's or a refresh's, seldom: waiting for one commit each costs nothing that matters.
+   */
+  private oneAtATime<T>(change: () => Promise<T>): Promise<T> {
+    const done = this.changing.then(change);
+    this.changing = done.catch(() => {});
+    return done;
+  }
+
   // --- manual allow and deny --------------------------------------------------------------
 
   private manualEntries(): ManualEntry[] {
@@ -376,18 +394,22 @@ export class IntelService {
   private async sweepManual(): Promise<void> {
     const now = this.now();
     try {
-      const swept = await this.k.store.write((tx) => {
-        const rows = tx.query<{ id: string; kind: string; target: string; action: string }, [number]>("SELECT id, kind, target, action FROM intel_manual WHERE until IS NOT NULL AND until <= ?").all(now);
-        for (const row of rows) {
-          tx.query("DELETE FROM intel_manual WHERE id = ?").run(row.id);
-          this.k.audit.record(tx, event(null, "intel.manual.expire", { type: "intel_manual", id: row.id }, `${row.kind === "allow" ? "allow" : `deny (${row.action})`} ${row.target} expired`));
-        }
-        return rows.length;
-      });
-      if (swept > 0) this.reloadManual();
+      await this.oneAtATime(() => this.deleteExpiredManual(now));
     } catch (e) {
       this.k.log.error("intel: expired manual entries could not be deleted", { error: e instanceof Error ? e.message : String(e) });
     }
+  }
+
+  private async deleteExpiredManual(now: number): Promise<void> {
+    const swept = await this.k.store.write((tx) => {
+      const rows = tx.query<{ id: string; kind: string; target: string; action: string }, [number]>("SELECT id, kind, target, action FROM intel_manual WHERE until IS NOT NULL AND until <= ?").all(now);
+      for (const row of rows) {
+        tx.query("DELETE FROM intel_manual WHERE id = ?").run(row.id);
+        this.k.audit.record(tx, event(null, "intel.manual.expire", { type: "intel_manual", id: row.id }, `${row.kind === "allow" ? "allow" : `deny (${row.action})`} ${row.target} expired`));
+      }
+      return rows.length;
+    });
+    if (swept > 0) this.reloadManual();
   }
 
   manual() {
@@ -408,12 +430,21 @@ export class IntelService {
     if (input.kind === "allow" && input.action !== undefined) throw new InvalidError(`an allow entry takes no action (it allows); "${input.action}" is for a deny entry`, "action");
     const why = input.kind === "allow" ? "allowing everything is turning the shield off ([intel] enabled = false)" : "denying everything would lock everyone out";
     if (cidr.prefix === 0) throw new InvalidError(`${target} is every IPv${cidr.family} address: ${why}, not an entry`, "target");
-    // Nor halves that name every address as much (0.0.0.0/1 next to 128.0.0.0/1), as for a list.
-    const everyone = this.coverWith(input.kind, cidr);
-    if (everyone) throw new InvalidError(`${target} and the ${input.kind} entries in force cover every IPv${everyone} address together: ${why}`, "target");
-    const entry: ManualEntry = { id: newId("man"), kind: input.kind, target, action: input.kind === "deny" ? (input.action ?? "refuse") : "refuse", until: input.minutes ? this.now() + input.minutes * 60_000 : null, reason: input.reason ?? null };
-    if (entry.kind === "deny" && input.lock_out !== true) this.refuseLockOut(caller, cidr, entry.action, entry.until);
-    await this.k.store.write((tx) => {
+    return this.oneAtATime(async () => {
+      // Nor halves that name every address as much (0.0.0.0/1 next to 128.0.0.0/1), as for a list.
+      const everyone = this.coverWith(input.kind, cidr);
+      if (everyone) throw new InvalidError(`${target} and the ${input.kind} entries in force cover every IPv${everyone} address together: ${why}`, "target");
+      const entry: ManualEntry = { id: newId("man"), kind: input.kind, target, action: input.kind === "deny" ? (input.action ?? "refuse") : "refuse", until: input.minutes ? this.now() + input.minutes * 60_000 : null, reason: input.reason ?? null };
+      if (entry.kind === "deny" && input.lock_out !== true) this.refuseLockOut(caller, cidr, entry.action, entry.until);
+      await this.insertManual(caller, entry);
+      this.reloadManual();
+      return manualView(entry);
+    });
+  }
+
+  private insertManual(caller: Caller, entry: ManualEntry): Promise<void> {
+    const target = entry.target;
+    return this.k.store.write((tx) => {
       // One entry per target: a second would be a second row to find and remove, and an allow
       // and a deny on the same target contradict each other (the allow would win unseen).
       const same = tx.query<{ id: string; kind: string; action: string }, [string, number]>("SELECT id, kind, action FROM intel_manual WHERE target = ? AND (until IS NULL OR until > ?)").get(target, this.now());
@@ -424,8 +455,6 @@ export class IntelService {
       const what = entry.kind === "allow" ? `allow ${target}` : `deny (${entry.action}) ${target}`;
       this.k.audit.record(tx, event(caller, "intel.manual.add", { type: "intel_manual", id: entry.id }, `${what}${entry.until ? ` until ${iso(entry.until)}` : ""}${entry.reason ? `: ${entry.reason}` : ""}`));
     });
-    this.reloadManual();
-    return manualView(entry);
   }
 
   /** The address family the live entries of `kind` would cover whole with `cidr` added, if one. */
@@ -475,23 +504,27 @@ export class IntelService {
    * Removes a manual entry. Not, unless `lockOut` says the caller means it, an allow entry that
    * shields the caller's own address: their next request would meet what it held back.
    */
-  async removeManual(caller: Caller, id: string, lockOut = false) {
-    if (!lockOut) {
-      const entries = this.manualEntries();
-      const removed = entries.find((e) => e.id === id && e.kind === "allow");
-      if (removed) {
-        const rest = entries.filter((e) => e !== removed);
-        const what = (source: string) => `without the allow entry on ${removed.target} your next request (from ${source})`;
-        this.refuseExposure(caller, { manual: rest }, "throttle", what, `Add ?lock_out=true (citadel intel manual --remove ${id} --yes)`);
-      }
-    }
-    await this.k.store.write((tx) => {
-      const row = tx.query<{ kind: string; target: string }, [string]>("SELECT kind, target FROM intel_manual WHERE id = ?").get(id);
-      if (!row) throw new NotFoundError(`No manual entry ${id}.`);
-      tx.query("DELETE FROM intel_manual WHERE id = ?").run(id);
-      this.k.audit.record(tx, event(caller, "intel.manual.remove", { type: "intel_manual", id }, `${row.kind} ${row.target}`));
+  removeManual(caller: Caller, id: string, lockOut = false): Promise<void> {
+    return this.oneAtATime(async () => {
+      if (!lockOut) this.refuseRemovalExposure(caller, id);
+      await this.k.store.write((tx) => {
+        const row = tx.query<{ kind: string; target: string }, [string]>("SELECT kind, target FROM intel_manual WHERE id = ?").get(id);
+        if (!row) throw new NotFoundError(`No manual entry ${id}.`);
+        tx.query("DELETE FROM intel_manual WHERE id = ?").run(id);
+        this.k.audit.record(tx, event(caller, "intel.manual.remove", { type: "intel_manual", id }, `${row.kind} ${row.target}`));
+      });
+      this.reloadManual();
     });
-    this.reloadManual();
+  }
+
+  /** A 409 when entry `id` is an allow entry without which the caller's next request would be held back. */
+  private refuseRemovalExposure(caller: Caller, id: string): void {
+    const entries = this.manualEntries();
+    const removed = entries.find((e) => e.id === id && e.kind === "allow");
+    if (!removed) return;
+    const rest = entries.filter((e) => e !== removed);
+    const what = (source: string) => `without the allow entry on ${removed.target} your next request (from ${source})`;
+    this.refuseExposure(caller, { manual: rest }, "throttle", what, `Add ?lock_out=true (citadel intel manual --remove ${id} --yes)`);
   }
 
   // --- reputation lists ------------------------------------------------------------------
@@ -528,12 +561,6 @@ export class IntelService {
     const set = CidrSet.build(parsed.cidrs);
     const everyone = set.coversAFamily();
     if (everyone) throw new InvalidError(`the list covers every IPv${everyone} address, which no reputation list means (it would score every client, the operator's own included)`, "content");
-    // Nor, unless the operator means it, a list that would refuse them (a throttle is no lock-out).
-    if (caller && input.lock_out !== true) {
-      const lists = [...this.lists.filter((l) => l.name !== name), { name, weight: input.weight, contains: (ip: IpAddress) => set.contains(ip) }];
-      const what = (source: string) => `the list ${name} would hold your own address (${source}): your next request`;
-      this.refuseExposure(caller, { lists }, "refuse", what, 'Send "lock_out": true (citadel intel list import --yes)');
-    }
     const suspect = refreshOf && refreshProblem(refreshOf, content, parsed);
     let taken = "";
     if (suspect) {
@@ -546,8 +573,28 @@ export class IntelService {
       }
       taken = `; taken though ${suspect}, as it has been the same for a refresh period`;
     }
-    const row: ListRow = { name, weight: input.weight, format: parsed.format, format_given: input.format === undefined || input.format === "auto" ? null : input.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errorCount, updated_at: this.now() };
-    await this.k.store.write((tx) => {
+    return this.oneAtATime(async () => {
+      // Nor, unless the operator means it, a list that would refuse them (a throttle is no lock-out).
+      if (caller && input.lock_out !== true) this.refuseListExposure(caller, name, input.weight, set);
+      const row: ListRow = { name, weight: input.weight, format: parsed.format, format_given: input.format === undefined || input.format === "auto" ? null : input.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errorCount, updated_at: this.now() };
+      await this.storeList(caller, row, refreshOf, taken);
+      this.retries.delete(name); // fetched and taken: the next refresh is due on time
+      this.lists = this.loadLists();
+      this.shield.invalidate();
+      return { ...listView(row), bad_lines_shown: parsed.errors.slice(0, MAX_REPORTED_ERRORS) };
+    });
+  }
+
+  /** A 409 when the list `name` holding `set` at `weight` would refuse or drop the caller's next request. */
+  private refuseListExposure(caller: Caller, name: string, weight: number, set: CidrSet): void {
+    const lists = [...this.lists.filter((l) => l.name !== name), { name, weight, contains: (ip: IpAddress) => set.contains(ip) }];
+    const what = (source: string) => `the list ${name} would hold your own address (${source}): your next request`;
+    this.refuseExposure(caller, { lists }, "refuse", what, 'Send "lock_out": true (citadel intel list import --yes)');
+  }
+
+  private storeList(caller: Caller | null, row: ListRow, refreshOf: RefreshBase | undefined, taken: string): Promise<void> {
+    const name = row.name;
+    return this.k.store.write((tx) => {
       // A refresh downloads for a while: an operator may have deleted or replaced the list since.
       // Then the download is theirs to discard, not to bring back.
       if (refreshOf && listChangedSince(tx, name, refreshOf.url, refreshOf.updatedAt)) throw new RefreshOvertaken();
@@ -558,20 +605,18 @@ export class IntelService {
       ).run(row.name, row.weight, row.format, row.format_given, row.url, row.refresh_minutes, row.content, row.entries, row.errors, row.updated_at);
       this.k.audit.record(tx, event(caller, "intel.list.import", { type: "intel_list", id: name }, `${row.entries} entries (${row.format}), weight ${row.weight}${row.errors ? `, ${row.errors} bad lines skipped` : ""}${row.url ? `, from ${redactedUrl(row.url)}` : ""}${taken}`));
     });
-    this.retries.delete(name); // fetched and taken: the next refresh is due on time
-    this.lists = this.loadLists();
-    this.shield.invalidate();
-    return { ...listView(row), bad_lines_shown: parsed.errors.slice(0, MAX_REPORTED_ERRORS) };
   }
 
-  async deleteList(caller: Caller, name: string) {
-    await this.k.store.write((tx) => {
-      if (tx.query("DELETE FROM intel_lists WHERE name = ?").run(name).changes === 0) throw new NotFoundError(`No list ${name}.`);
-      this.k.audit.record(tx, event(caller, "intel.list.delete", { type: "intel_list", id: name }, null));
+  deleteList(caller: Caller, name: string): Promise<void> {
+    return this.oneAtATime(async () => {
+      await this.k.store.write((tx) => {
+        if (tx.query("DELETE FROM intel_lists WHERE name = ?").run(name).changes === 0) throw new NotFoundError(`No list ${name}.`);
+        this.k.audit.record(tx, event(caller, "intel.list.delete", { type: "intel_list", id: name }, null));
+      });
+      this.retries.delete(name);
+      this.lists = this.loadLists();
+      this.shield.invalidate();
     });
-    this.retries.delete(name);
-    this.lists = this.loadLists();
-    this.shield.invalidate();
   }
 
   /**
