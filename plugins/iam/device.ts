@@ -14,7 +14,7 @@ import { ForbiddenError, InvalidError, NotFoundError, UnauthorizedError } from "
 import { HttpProblem } from "../../src/http/problem.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { newId } from "../../src/ids.ts";
-import type { IamSettings } from "./settings.ts";
+import { defaultTokenDays, type IamSettings } from "./settings.ts";
 import * as sql from "./store.ts";
 
 /** RFC 8628 §6.1: no vowels (no words), no look-alikes; 20^8 ≈ 2.6e10 codes. */
@@ -163,7 +163,7 @@ export class DeviceFlow {
     const user = sql.userById(db, grant.user_id!);
     if (!user) throw oauthError(400, "access_denied", "The approving account no longer exists.");
     const t = generateToken(TOKEN_KINDS.pat);
-    const days = this.k.settings.token_default_days;
+    const days = defaultTokenDays(this.k.settings);
     await this.k.store.write((tx) => {
       if (!sql.consumeDeviceGrant(tx, grant.id)) throw oauthError(400, "invalid_grant", "This device code was used already.");
       sql.insertCredential(

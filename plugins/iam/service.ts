@@ -20,7 +20,7 @@ import type { Kernel } from "../../src/plugin.ts";
 import type { Tx } from "../../src/store/store.ts";
 import { organizationDeletionsOf, workspaceDeletionsOf } from "../../src/workspace-deletions.ts";
 import type { IamIdentity } from "./identity.ts";
-import type { IamSettings } from "./settings.ts";
+import { defaultTokenDays, type IamSettings } from "./settings.ts";
 import * as sql from "./store.ts";
 
 export interface Caller {
@@ -926,7 +926,7 @@ export class IamService {
     // and checked against the maker's scopes it read as "more than the credential that makes it".
     const unknown = input.scopes.find((scope) => !this.k.scopes.includes(scope));
     if (unknown) throw new InvalidError(`no such scope: ${unknown}; the scopes are ${this.k.scopes.join(", ")}`, "scopes");
-    const days = input.expires_in_days ?? s.token_default_days;
+    const days = input.expires_in_days ?? defaultTokenDays(s);
     if (days > s.token_max_days) throw new InvalidError(`at most ${s.token_max_days} days`, "expires_in_days");
     const allowlist = input.ip_allowlist ?? [];
     allowlist.forEach((cidr, i) => {
