@@ -14,6 +14,7 @@ import { integerOption, needArgs, organizationOf, print, table } from "../../src
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { ALLOW_FROM, allowFromOption, scopesOption } from "./cli-options.ts";
+import { emailKey } from "./email-key.ts";
 import type { CreatedApiKey, CreatedUser, CredentialList, Invitation, InvitationList, Member, MemberList, MyInvitationList, Organization, OrganizationList, OrganizationWithRole, PasswordReset, UserList, Workspace, WorkspaceList } from "./model.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
@@ -46,7 +47,9 @@ function requireYes(ctx: CommandContext, what: string): void {
 async function userIdOf(api: ApiClient, given: string): Promise<string> {
   if (!given.includes("@")) return given;
   const { items } = await api.request<typeof UserList.static>("GET", "/v1/iam/users");
-  const caseless = items.filter((u) => u.email.toLowerCase() === given.toLowerCase());
+  // Compared by the key the server compares addresses by (emailKey: composed, lower case in
+  // every script), so "e\u0301ve@" finds "éve@" here as it does in the API (found in review).
+  const caseless = items.filter((u) => emailKey(u.email) === emailKey(given));
   const user = items.find((u) => u.email === given) ?? (caseless.length === 1 ? caseless[0] : undefined);
   if (!user) throw new Error(`No user has the email ${given} (citadel user list shows them).`);
   return user.id;

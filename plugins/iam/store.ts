@@ -3,6 +3,7 @@
  */
 import type { Database } from "bun:sqlite";
 import type { Role } from "../../src/auth/rbac.ts";
+import { emailKey } from "./email-key.ts";
 
 export type CredentialKind = "session" | "pat" | "device" | "service" | "workload" | "console";
 
@@ -128,15 +129,7 @@ export const deactivateService = (tx: Database, orgId: string, service: string) 
 
 // --- users and memberships ----------------------------------------------------------
 
-/**
- * What an email address is compared by: one mailbox, one key, however it is typed — composed or
- * not (NFC: "é" as one character or as "e" and a combining accent), in any case, not only ASCII
- * (COLLATE NOCASE folds A-Z alone). Found in review: "éve@", "e\u0301ve@" and "ÉVE@" were three
- * accounts, and an invitation to one form passed the check that the address was a member's.
- * Tags (+ci) are the mailbox's business, not folded. Every lookup by address goes through it
- * (migration 0010 keyed the rows made before).
- */
-export const emailKey = (email: string) => email.trim().normalize("NFC").toLowerCase();
+export { emailKey };
 
 export const userById = (db: Database, id: string) => db.query<UserRow, [string]>("SELECT * FROM users WHERE id = ? AND deleted_at IS NULL").get(id);
 

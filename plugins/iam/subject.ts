@@ -43,12 +43,14 @@ const credentialView = (c: CredentialRow) => ({
 });
 
 /**
- * Invitations `i` to the address of the user (bound twice, as the user's id), compared as the
- * users table does — but not one a live account other than them has: their address is unique
+ * Invitations `i` to the address of the user (bound twice, as the user's id), compared by its
+ * key, as logins and invitations are (found in review: an invitation to "ZOË@" was the user's
+ * "zoë@" to see and accept, yet neither exported nor erased with them) — but not one a live
+ * account other than them has: their address is unique
  * among live accounts only, and a new account may take it while they are soft-deleted (the
  * grace period), whose invitations are its own, neither exported with nor erased with theirs.
  */
-const TO_SUBJECT_ADDRESS = `i.email = (SELECT email FROM users WHERE id = ?) AND NOT EXISTS (SELECT 1 FROM users o WHERE o.email = i.email AND o.deleted_at IS NULL AND o.id <> ?)`;
+const TO_SUBJECT_ADDRESS = `i.email_key = (SELECT email_key FROM users WHERE id = ?) AND NOT EXISTS (SELECT 1 FROM users o WHERE o.email_key = i.email_key AND o.deleted_at IS NULL AND o.id <> ?)`;
 
 export function iamSubjects(store: Store, keyring: () => Keyring): SubjectContributor {
   const db = store.db;

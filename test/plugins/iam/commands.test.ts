@@ -38,6 +38,12 @@ describe("user mfa-reset and user delete take an email, as org add and recover d
       expect(JSON.parse(run.stdout)).toEqual({ ok: true, id: "usr_alice" });
     });
 
+    test(`${words}: an email typed another way (decomposed, upper case in any script) finds the user, as the server compares addresses (found in review)`, async () => {
+      const accented = { items: [{ id: "usr_eve", email: "\u00e9ve@example.org" }] };
+      const run = await runCommand(iamAdminCommands, words, { args: ["E\u0301VE@example.org"], options: { yes: true }, json: true, answer: (r) => (r.method === "GET" ? accented : { ok: true }) });
+      expect([run.code, JSON.parse(run.stdout)]).toEqual([0, { ok: true, id: "usr_eve" }]);
+    });
+
     test(`${words}: an email no user has says so, and nothing is changed`, async () => {
       const run = await runCommand(iamAdminCommands, words, { args: ["carol@example.org"], options: { yes: true }, answer });
       expect([run.code, run.error?.message]).toEqual([1, "No user has the email carol@example.org (citadel user list shows them)."]);

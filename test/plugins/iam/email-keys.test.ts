@@ -107,3 +107,17 @@ test("an erased user's address leaves no key behind: the trigger re-keys an addr
   expect(db.query("SELECT email, email_key FROM users WHERE id = ?").get(made)).toEqual({ email: `erased-${made}@erased.invalid`, email_key: `erased-${made.toLowerCase()}@erased.invalid` });
   expect(db.query("SELECT count(*) AS n FROM users WHERE email_key = ?").get(COMPOSED)).toEqual({ n: 0 });
 });
+
+test("an invitation to the user's address typed another way is exported and erased with them (found in review)", async () => {
+  const { c, operator, org, createUser } = await citadel();
+  const made = (await createUser(COMPOSED)).body.user.id as string;
+  for (const form of [UPPER, DECOMPOSED.replace("e\u0301", "E\u0301")]) {
+    const other = await c.send("POST", `/v1/iam/orgs/${org}/invitations`, operator, { json: { email: form, role: "viewer" } });
+    expect(other.status === 200 || other.status === 409).toBe(true); // one address is invited once
+  }
+  const exported = await c.send("POST", `/v1/subject/user/${made}/export`, operator);
+  expect(exported.status).toBe(200);
+  expect(exported.body.data.iam.invitations).toHaveLength(1);
+  await c.kernel.store.write((tx) => iamSubjects(c.kernel.store, () => c.kernel.seal.keyring()).erase!(tx, { kind: "user", id: made }, c.clock.now()));
+  expect(c.kernel.store.db.query("SELECT count(*) AS n FROM invitations").get()).toEqual({ n: 0 });
+});
