@@ -128,11 +128,18 @@ describe("authorization matrix", () => {
   });
 
   test("every refusal by the guard is in the audit log", async () => {
-    const events = await c.send("GET", "/v1/audit/events?action=auth&limit=1000", await c.login(c.owner.email, c.owner.password));
-    const kinds = new Set(events.body.events.map((e: { action: string }) => e.action));
-    expect(kinds).toEqual(new Set(["auth.token.reject", "auth.permission.deny"]));
-    expect(events.body.events.some((e: { reason: string }) => e.reason === "expired")).toBe(true);
-    expect(events.body.events.some((e: { reason: string }) => e.reason === "revoked")).toBe(true);
+    // Every page: the matrix makes more refusals than one page holds.
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const all: Array<{ action: string; reason: string }> = [];
+    for (let cursor = ""; ; ) {
+      const page = await c.send("GET", `/v1/audit/events?action=auth&limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`, owner);
+      all.push(...page.body.events);
+      if (!page.body.next_cursor) break;
+      cursor = page.body.next_cursor;
+    }
+    expect(new Set(all.map((e) => e.action))).toEqual(new Set(["auth.token.reject", "auth.permission.deny"]));
+    expect(all.some((e) => e.reason === "expired")).toBe(true);
+    expect(all.some((e) => e.reason === "revoked")).toBe(true);
   });
 
   // Operator routes name no organization: a restriction to one would confine nothing there.
