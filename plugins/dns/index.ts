@@ -594,6 +594,7 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
       blocklist: DomainSet.from(blocked),
       allowlist: DomainSet.from(allowed),
       blockMode: s.resolver_block_mode === "sinkhole" ? { kind: "sinkhole", ipv4: s.resolver_sinkhole_ipv4, ipv6: s.resolver_sinkhole_ipv6 } : { kind: "nxdomain" },
+      privateNames: s.resolver_private_names,
       allowedClients: allowClients(s.resolver_clients),
       local: zones,
       log: k.log,

@@ -107,6 +107,8 @@ export interface ResolverOptions {
   allowedClients?: (client: string) => boolean;
   /** Zones answered from here and never forwarded (the appliance's own names). */
   local?: ZoneSource;
+  /** Private names (PRIVATE_ZONES, single-label names): answered here ("local", the default) or forwarded. */
+  privateNames?: PrivateNames;
   log: Logger;
   /**
    * Milliseconds on a clock that never goes back (performance.now, the default), for the cache's
@@ -289,44 +291,55 @@ function blockedReply(query: Query, how: Blocking, limit: number): Uint8Array {
 // Names answered here: special-use and private names
 
 /**
- * Zones whose names must never reach a public upstream — they mean nothing there, and asking
- * tells the upstream what is on the local network — answered here as Unbound's default local
- * zones, AdGuard Home and dnsmasq's bogus-priv do. Empty: NXDOMAIN below the apex, NODATA at it.
- * - the reverse zones of private and special addresses (RFC 6303 §4): 10/8, 172.16/12,
- *   192.168/16, 0/8, 127/8, 169.254/16, the documentation networks, 255.255.255.255, ::, ::1,
- *   fc00::/7 (unique local), fe80::/10 (link-local), 2001:db8::/32 — and 100.64/10, the shared
- *   address space the mesh uses (RFC 7793);
- * - invalid. and test. (RFC 6761 §6.2, §6.4), onion. (RFC 7686), local. (mDNS, RFC 6762 §3),
- *   home.arpa. (RFC 8375).
- * localhost. and the names below it are the loopback addresses (RFC 6761 §6.3).
+ * Zones whose names mean nothing on any network, answered here always (empty: NXDOMAIN below
+ * the apex, NODATA at it), as Unbound's default local zones are: the reverse zones of 0/8,
+ * 127/8, the documentation networks, 255.255.255.255, :: and ::1 (RFC 6303 §4), and invalid.,
+ * test. (RFC 6761 §6.2, §6.4) and onion. (RFC 7686). localhost. and the names below it are the
+ * loopback addresses (RFC 6761 §6.3).
  */
-const EMPTY_ZONES = DomainSet.from([
-  "10.in-addr.arpa",
-  ...Array.from({ length: 16 }, (_, i) => `${16 + i}.172.in-addr.arpa`),
-  "168.192.in-addr.arpa",
-  ...Array.from({ length: 64 }, (_, i) => `${64 + i}.100.in-addr.arpa`),
+const SPECIAL_ZONES = DomainSet.from([
   "0.in-addr.arpa",
   "127.in-addr.arpa",
-  "254.169.in-addr.arpa",
   "2.0.192.in-addr.arpa",
   "100.51.198.in-addr.arpa",
   "113.0.203.in-addr.arpa",
   "255.255.255.255.in-addr.arpa",
   `${"0.".repeat(32)}ip6.arpa`,
   `1.${"0.".repeat(31)}ip6.arpa`,
+  "8.b.d.0.1.0.0.2.ip6.arpa",
+  "invalid",
+  "test",
+  "onion",
+]);
+
+/**
+ * Names that mean something only on a local network: the reverse zones of private addresses
+ * (RFC 6303 §4: 10/8, 172.16/12, 192.168/16, 169.254/16, fc00::/7, fe80::/10; and 100.64/10,
+ * the shared address space the mesh uses, RFC 7793), local. (mDNS, RFC 6762 §3), home.arpa.
+ * (RFC 8375) — and single-label names asked for an address (`wpad`, `printer`). Asking a
+ * public upstream tells it what is on the local network, so by default they are answered here
+ * (`[dns] resolver_private_names = "local"`, as AdGuard Home does without private resolvers and
+ * dnsmasq with bogus-priv and domain-needed); an upstream that serves them (an Active Directory
+ * or a home router's DNS) is asked with "forward".
+ */
+const PRIVATE_ZONES = DomainSet.from([
+  "10.in-addr.arpa",
+  ...Array.from({ length: 16 }, (_, i) => `${16 + i}.172.in-addr.arpa`),
+  "168.192.in-addr.arpa",
+  ...Array.from({ length: 64 }, (_, i) => `${64 + i}.100.in-addr.arpa`),
+  "254.169.in-addr.arpa",
   "c.f.ip6.arpa",
   "d.f.ip6.arpa",
   "8.e.f.ip6.arpa",
   "9.e.f.ip6.arpa",
   "a.e.f.ip6.arpa",
   "b.e.f.ip6.arpa",
-  "8.b.d.0.1.0.0.2.ip6.arpa",
-  "invalid",
-  "test",
-  "onion",
   "local",
   "home.arpa",
 ]);
+
+/** Where the names of PRIVATE_ZONES (and single-label names) are answered: here, or by the upstreams. */
+export type PrivateNames = "local" | "forward";
 const LOCALHOST = DomainSet.from(["localhost"]);
 /** The loopback addresses' PTR names, answered localhost. (as Unbound does). */
 const LOOPBACK_PTR = new Set(["1.0.0.127.in-addr.arpa.", `1.${"0.".repeat(31)}ip6.arpa.`]);
@@ -338,14 +351,15 @@ const LOOPBACK_V4 = Uint8Array.of(127, 0, 0, 1);
 const LOOPBACK_V6 = parseIp("::1")!.bytes;
 
 /**
- * The answer to `q` when its name is special-use or private (see EMPTY_ZONES), or when it is a
- * single-label name asked for its address (`wpad`, `printer`): never a public name, so NXDOMAIN,
- * as dnsmasq's domain-needed does. Null for every other name. AA is set: these zones are ours.
+ * The answer to `q` when its name is special-use (SPECIAL_ZONES) or, unless `privateNames` is
+ * "forward", private (PRIVATE_ZONES) or a single-label name asked for its address: never a
+ * public name, so NXDOMAIN, as dnsmasq's domain-needed does. Null for every other name. AA is
+ * set: these zones are ours.
  */
-function specialUseAnswer(q: Question): AnswerOutcome | null {
+function specialUseAnswer(q: Question, privateNames: PrivateNames): AnswerOutcome | null {
   const loopback = LOCALHOST.match(q.name);
   if (loopback !== null) return loopbackAnswer(q);
-  const zone = EMPTY_ZONES.match(q.name);
+  const zone = SPECIAL_ZONES.match(q.name) ?? (privateNames === "local" ? PRIVATE_ZONES.match(q.name) : null);
   if (zone !== null) {
     const apex = parseName(`${zone}.`, null);
     const soa: ResourceRecord = { name: apex, type: RRType.SOA, class: CLASS_IN, ttl: SPECIAL_TTL, rdata: specialSoa(apex) };
@@ -356,7 +370,7 @@ function specialUseAnswer(q: Question): AnswerOutcome | null {
     if (q.name.length > apex.length) return specialOutcome(Rcode.NXDOMAIN, [], [soa]);
     return q.type === RRType.SOA ? specialOutcome(Rcode.NOERROR, [soa], []) : specialOutcome(Rcode.NOERROR, [], [soa]);
   }
-  if (q.name.length === 1 && (q.type === RRType.A || q.type === RRType.AAAA)) {
+  if (privateNames === "local" && q.name.length === 1 && (q.type === RRType.A || q.type === RRType.AAAA)) {
     return specialOutcome(Rcode.NXDOMAIN, [], [{ name: q.name, type: RRType.SOA, class: CLASS_IN, ttl: SPECIAL_TTL, rdata: specialSoa(q.name) }]);
   }
   return null;
@@ -884,7 +898,7 @@ class ResolverCore {
     }
 
     // After the hosted zones (an operator may host home.arpa.), before the blocklist and the upstreams.
-    const special = specialUseAnswer(q);
+    const special = specialUseAnswer(q, this.options.privateNames ?? "local");
     if (special !== null) return special;
 
     if (!chain.allowlisted && this.blocked(q.name)) return BLOCKED;

@@ -58,6 +58,11 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
   resolver_clients: Type.Array(Type.String({ maxLength: 64 }), { default: [], maxItems: 256, description: "Prefixes (besides loopback) allowed to use the resolver, such as the mesh's." }),
   resolver_blocklists: Type.Array(Type.String({ maxLength: 4096 }), { default: [], maxItems: 64, description: "Blocklist files (hosts or domain-list format) whose names are blocked." }),
   resolver_block_mode: Type.Union([Type.Literal("nxdomain"), Type.Literal("sinkhole")], { default: "nxdomain", description: "Blocked names: NXDOMAIN, or the sinkhole addresses." }),
+  resolver_private_names: Type.Union([Type.Literal("local"), Type.Literal("forward")], {
+    default: "local",
+    description:
+      'The reverse names of private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7...), local., home.arpa. and single-label names: answered here with NXDOMAIN, never told to the upstreams ("local"), or forwarded to upstreams that serve them, such as an Active Directory or a router\'s DNS ("forward").',
+  }),
   resolver_sinkhole_ipv4: Type.String({ default: "0.0.0.0", maxLength: 64, description: "Sinkhole A answer for blocked names." }),
   resolver_sinkhole_ipv6: Type.String({ default: "::", maxLength: 64, description: "Sinkhole AAAA answer for blocked names." }),
   analytics_retention_minutes: Type.Integer({ default: 1440, minimum: 1, maximum: 10_080, description: "Minutes of per-minute query counts kept in memory for GET /v1/dns/analytics." }),

@@ -939,6 +939,15 @@ describe("special-use and private names (found in review: all forwarded)", () =>
     expect(resolver.stats()).toMatchObject({ forwarded: 3 });
   });
 
+  test("with private_names forward, the private names go to the upstream (an Active Directory, a router); the special-use ones stay here (found in review)", async () => {
+    const upstream = await startUpstream();
+    const { ask } = await start({ upstreams: [{ address: "127.0.0.1", port: upstream.port }], privateNames: "forward" });
+    for (const [name, type] of [[reverse("192.168.1.10"), RRType.PTR], [reverse("100.64.0.5"), RRType.PTR], ["dc1.corp.local", RRType.A], ["nas.home.arpa", RRType.A], ["nas", RRType.A]] as const) await ask(name, type);
+    expect(upstream.events.map((e) => e.qname)).toEqual([`${reverse("192.168.1.10")}.`, `${reverse("100.64.0.5")}.`, "dc1.corp.local.", "nas.home.arpa.", "nas."]);
+    for (const name of ["localhost", "x.invalid", "x.test", "x.onion", reverse("127.0.0.2")]) await ask(name, name.endsWith("arpa") ? RRType.PTR : RRType.A);
+    expect(upstream.events).toHaveLength(5);
+  });
+
   test("the hosted zones answer first; with no upstream, they are answered all the same", async () => {
     const local = new ZoneTable();
     local.set(build("home.arpa.", "$TTL 60\n@ SOA ns hostmaster 1 1h 15m 1w 60\n@ NS ns\nns A 192.168.1.1\nnas A 192.168.1.10\n"));
