@@ -14,7 +14,7 @@ import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { RecordProvider } from "../../src/record-providers.ts";
 import { claimRestoreStep, hasTable, readPrevious, restoreState } from "../../src/restore-marker.ts";
-import { isSubdomain, lowerName, NameError, nameToText, parseName, type Name } from "./names.ts";
+import { isSubdomain, lowerName, NameError, nameFromWire, nameToText, parseName, type Name } from "./names.ts";
 import { TokenError } from "./presentation.ts";
 import { parseRdata, parseRecordData, rdataIdentity, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
 import type { DnsSettings } from "./settings.ts";
@@ -464,6 +464,7 @@ export class DnsService {
     const wanted: RR[] = [];
     input.records.forEach((text, i) => {
       const rdata = refusing(`records`, () => parseRecordData(type, text, origin), `${label} (records[${i}]): `);
+      if (type === RRType.NS && !isHostName(nsTarget(rdata), origin)) throw new InvalidError(`${label} (records[${i}]): ${NOT_A_HOST_NAME}`, "records");
       // The first spelling of a record stays; one equal to it but for the case of a name goes.
       if (!wanted.some((w) => rdataIdentity(type, w.rdata) === rdataIdentity(type, rdata))) wanted.push({ name: owner, ttl, type, rdata });
     });
@@ -498,7 +499,11 @@ export class DnsService {
       if (canonical(s.name) !== initial.name) throw new InvalidError(`line ${s.line}: ${canonical(s.name)} SOA: the SOA must be at the zone apex`, "content");
     }
     if (soas.length > 1) throw new InvalidError(`line ${soas[1]!.line}: a zone has exactly one SOA`, "content");
-    const fileSoa = soas[0] ? soaFields(soas[0].ttl, soas[0].rdata, soas[0].line) : null;
+    const fileSoa = soas[0] ? soaFields(soas[0].ttl, soas[0].rdata, soas[0].line, origin) : null;
+    for (const r of parsed.filter((r) => r.type === RRType.NS)) {
+      const target = nsTarget(r.rdata);
+      if (!isHostName(target, origin)) throw new InvalidError(`line ${r.line}: ${canonical(r.name)} NS ${nameToText(target)}: ${NOT_A_HOST_NAME}`, "content");
+    }
     const records: RR[] = parsed.filter((r) => r.type !== RRType.SOA).map(({ name, ttl, type, rdata }) => ({ name, ttl, type, rdata }));
     const owners: Owned[] = parsed.map(({ name, type, line }) => ({ name, type, line }));
     const run = (tx: Database) => {
@@ -563,14 +568,17 @@ export function soaRecord(row: sql.ZoneRow): RR {
  * RFC 2308 section 4 bound TTLs and the negative TTL so; a larger value is read as 0 or as
  * negative by some): refused here, whether written plainly or in the generic form.
  */
-function soaFields(ttl: number, rdata: Uint8Array, line: number): { soa: sql.Soa; serial: number } {
-  const [mname, rname, serial, refresh, retry, expire, minimum] = rdataToText(RRType.SOA, rdata).split(" ");
+function soaFields(ttl: number, rdata: Uint8Array, line: number, origin: Name): { soa: sql.Soa; serial: number } {
+  const [, rname, serial, refresh, retry, expire, minimum] = rdataToText(RRType.SOA, rdata).split(" ");
   const timers = { refresh, retry, expire, minimum };
   for (const [field, value] of Object.entries(timers)) {
     if (Number(value) > MAX_SOA_TIMER) throw new InvalidError(`line ${line}: SOA ${field} ${value} is above ${MAX_SOA_TIMER} (RFC 2181 section 8)`, "content");
   }
+  // The primary name server, as a new zone's soa.mname is checked.
+  const primary = nameFromWire(rdata, 0).name;
+  if (!isHostName(primary, origin)) throw new InvalidError(`line ${line}: ${nameToText(origin)} SOA MNAME ${nameToText(primary)}: ${NOT_A_HOST_NAME}`, "content");
   return {
-    soa: { soa_ttl: ttl, soa_mname: canonical(parseName(mname!, null)), soa_rname: canonical(parseName(rname!, null)), soa_refresh: Number(refresh), soa_retry: Number(retry), soa_expire: Number(expire), soa_minimum: Number(minimum) },
+    soa: { soa_ttl: ttl, soa_mname: canonical(primary), soa_rname: canonical(parseName(rname!, null)), soa_refresh: Number(refresh), soa_retry: Number(retry), soa_expire: Number(expire), soa_minimum: Number(minimum) },
     serial: Number(serial),
   };
 }
@@ -623,18 +631,34 @@ export function nameServerProblems(zone: string, records: ReadonlyArray<{ name: 
   return [...new Set(problems)];
 }
 
+const NOT_A_HOST_NAME = "a name server's host name, such as ns1.example.net (not the root, a wildcard or an address)";
+
+/**
+ * Can `name` be a name server's host name? Not the root, a wildcard or an address written as a
+ * name, which would leave the zone (or the delegation) lame: an address is every label digits
+ * (`192.0.2.53.`), or every label within `origin` (`192.0.2.53` without the final dot, in the
+ * API or a zone file, is `192.0.2.53.<zone>`), or a label with a colon (`2001:db8::53`).
+ * Checked on the name, not its text, so that the generic form (`\# 1 00`, the root) is too.
+ */
+function isHostName(name: Name, origin: Name | null): boolean {
+  const labels = name.map((label) => Buffer.from(label).toString("latin1"));
+  const digits = (some: string[]) => some.length > 0 && some.every((label) => /^\d+$/.test(label));
+  const withinOrigin = origin !== null && isSubdomain(name, origin) ? labels.slice(0, name.length - origin.length) : [];
+  return name.length > 0 && !labels.includes("*") && !digits(labels) && !digits(withinOrigin) && !labels.some((label) => label.includes(":"));
+}
+
+/** The host an NS record names. */
+const nsTarget = (rdata: Uint8Array): Name => nameFromWire(rdata, 0).name;
+
 /**
  * `text` as a name server's host name, relative to `origin` unless absolute (null: it must
- * be). A name that cannot be one — the root, a wildcard, an address written as a name — would
- * leave the zone lame: refused naming `field`, whether the API's `ns` or `soa.mname` or the
- * `[dns] default_nameservers` setting.
+ * be); one that is not a host name is refused naming `field`, whether the API's `ns` or
+ * `soa.mname` or the `[dns] default_nameservers` setting. Record data (PUT, import) is checked
+ * the same way, naming the record.
  */
 function nameServerName(text: string, origin: Name | null, field: string): Name {
   const name = refusing(field, () => parseName(text, origin));
-  const labels = nameToText(name).slice(0, -1).split(".");
-  if (name.length === 0 || labels.includes("*") || /^[\d.]+$/.test(text) || text.includes(":")) {
-    throw new InvalidError(`a name server's host name, such as ns1.example.net (not the root, a wildcard or an address)`, field);
-  }
+  if (!isHostName(name, origin)) throw new InvalidError(NOT_A_HOST_NAME, field);
   return name;
 }
 

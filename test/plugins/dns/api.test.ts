@@ -95,6 +95,54 @@ describe("dns zones", () => {
     expect([fine.status, fine.body.soa.mname, fine.body.records.filter((r: { type: string }) => r.type === "NS").map((r: { data: string }) => r.data)]).toEqual([200, "ns1.example.net.", ["ns1.example.org.", "ns2.example.net."]]);
   });
 
+  test("name servers in record data are checked as a new zone's are: PUT and import refuse the root, a wildcard or an address; stored ones stay and can go (found in review: only a new zone's were)", async () => {
+    const { c, owner, zone } = await setup();
+    const before = await recordsOf(c, owner, zone);
+    const serial = (await c.send("GET", zone, owner)).body.serial;
+    const message = "a name server's host name, such as ns1.example.net (not the root, a wildcard or an address)";
+    const refusedPuts: Array<[string, string[], string]> = [
+      ["@", ["."], "example.org. NS (records[0])"],
+      ["@", ["ns1.example.net.", "*.example.net."], "example.org. NS (records[1])"],
+      ["@", ["192.0.2.53."], "example.org. NS (records[0])"],
+      ["@", ["192.0.2.53"], "example.org. NS (records[0])"], // relative: 192.0.2.53.example.org.
+      ["@", ["2001:db8::53"], "example.org. NS (records[0])"],
+      ["@", ["\\# 1 00"], "example.org. NS (records[0])"], // the root in the generic form
+      ["sub", ["ns1.example.net.", "."], "sub.example.org. NS (records[1])"], // a delegation
+    ];
+    for (const [owner_, records, named] of refusedPuts) {
+      const res = await c.send("PUT", `${zone}/rrsets/${owner_}/NS`, owner, { json: { records } });
+      expect([records, res.status, res.body.errors?.[0]?.field, res.body.detail]).toEqual([records, 422, "records", `${named}: ${message}`]);
+    }
+    const soa = (mname: string) => `$ORIGIN example.org.\n@ 300 IN SOA ${mname} hostmaster 5 3600 600 86400 60\n`;
+    const refusedImports: Array<[string, string]> = [
+      [`${soa(".")}@ NS ns1.example.net.\n`, "line 2: example.org. SOA MNAME ."],
+      [`${soa("*.example.net.")}@ NS ns1.example.net.\n`, "line 2: example.org. SOA MNAME *.example.net."],
+      [`${soa("ns1.example.net.")}@ NS .\n`, "line 3: example.org. NS ."],
+      [`${soa("ns1.example.net.")}@ NS ns1.example.net.\nsub NS 192.0.2.53\n`, "line 4: sub.example.org. NS 192.0.2.53.example.org."],
+      [`${soa("ns1.example.net.")}@ NS ns1.example.net.\nsub NS \\# 1 00\n`, "line 4: sub.example.org. NS ."],
+    ];
+    for (const [content, named] of refusedImports) {
+      for (const dry_run of [false, true]) {
+        const res = await c.send("POST", `${zone}/import`, owner, { json: { content, dry_run } });
+        expect([content, res.status, res.body.errors?.[0]?.field, res.body.detail]).toEqual([content, 422, "content", `${named}: ${message}`]);
+      }
+    }
+    expect(await recordsOf(c, owner, zone)).toEqual(before);
+    expect((await c.send("GET", zone, owner)).body.serial).toBe(serial);
+    // Stored by an older Citadel: other changes go on, and such an RRset can be replaced or removed.
+    const row = (await c.send("GET", zone, owner)).body;
+    c.kernel.store.db.query("INSERT INTO dns_records (zone_id, owner, type, ttl, rdata) VALUES (?, 'old.example.org.', 2, 60, ?)").run(row.id, new Uint8Array([0]));
+    c.kernel.store.db.query("UPDATE dns_zones SET soa_mname = '.' WHERE id = ?").run(row.id);
+    expect((await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: ["192.0.2.1"] } })).status).toBe(200);
+    expect((await c.send("PUT", `${zone}/rrsets/old/NS`, owner, { json: { records: [] } })).status).toBe(200);
+    expect((await c.send("POST", `${zone}/import`, owner, { json: { content: "@ NS ns1.example.net.\n" } })).status).toBe(200);
+    // Host names are fine, in the zone or not, relative or absolute.
+    const fine = await c.send("PUT", `${zone}/rrsets/sub/NS`, owner, { json: { records: ["ns1.sub", "ns2.example.net."] } });
+    expect([fine.status, fine.body.records]).toEqual([200, ["ns1.sub.example.org.", "ns2.example.net."]]);
+    const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: ZONE_FILE } });
+    expect([imported.status, (await c.send("GET", zone, owner)).body.soa.mname]).toEqual([200, "ns1.example.org."]);
+  });
+
   test("a zone whose in-zone name server has no address says so, until it has one (a lame zone otherwise looks fine)", async () => {
     const { c, owner, zone, created } = await setup();
     expect(created.problems).toEqual([
