@@ -355,9 +355,9 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           },
           { response: m.Done, detail: { summary: "Remove a webhook", tags: ["secrets: webhooks"], ...access(ADMIN) } },
         )
-        .get(`${W}/webhooks/:webhook/deliveries`, ({ params }) => items(webhooks.deliveries(params.workspace, params.webhook)), {
+        .get(`${W}/webhooks/:webhook/deliveries`, ({ params, request }) => items(webhooks.deliveries(caller(request), params.workspace, params.webhook)), {
           response: m.Deliveries,
-          detail: { summary: "A webhook's last 100 deliveries: state, attempts, the receiver's answer (admins: events name secrets of protected environments)", tags: ["secrets: webhooks"], ...access({ ...READ, permission: "manage_members" }) },
+          detail: { summary: "A webhook's last 100 deliveries: state, attempts, the receiver's answer (admins; only the events of environments you may enter)", tags: ["secrets: webhooks"], ...access({ ...READ, permission: "manage_members" }) },
         })
     );
   },

@@ -1,15 +1,15 @@
 /**
- * Webhooks: per workspace, told about every secret change (names, versions, actor; never a
- * value). A change enqueues a delivery in the same transaction as the change, so none is lost
- * to a crash; a worker sends due deliveries, signed (see webhook-signature.ts), and retries
+ * Webhooks: per workspace, told about every secret change their maker may know of (names,
+ * versions, actor; never a value: see makerMayEnter). A change enqueues a delivery in the same
+ * transaction as the change, so none is lost to a crash; a worker sends due deliveries, signed (see webhook-signature.ts), and retries
  * with doubling back-off. Citadel connects only to URLs under the operator's allowed prefixes.
  */
 import type { Database } from "bun:sqlite";
-import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { ConflictError, ForbiddenError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import { underPrefix } from "../../src/net/url-prefix.ts";
 import type { Stop } from "../../src/plugin.ts";
-import { byWhom, ensureWorkspace, event, mayManageMembers, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, ensureWorkspace, environmentFor, event, existingWorkspace, mayManageMembers, roleInWorkspace, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
 import { generateWebhookSecret, signWebhook } from "./webhook-signature.ts";
 
@@ -43,12 +43,18 @@ export class Webhooks {
 
   constructor(private readonly k: SecretsKernel) {}
 
-  /** Queues the change for every webhook of the workspace. Runs inside the change's transaction. */
+  /**
+   * Queues the change for every webhook of the workspace whose maker may enter its environment
+   * now (see makerMayEnter). Runs inside the change's transaction.
+   */
   enqueue(tx: Database, workspaceId: string, change: ChangeEvent): void {
     const hooks = sql.webhooksOf(tx, workspaceId);
     if (hooks.length === 0) return;
+    const ws = sql.workspaceRow(tx, workspaceId);
+    const env = sql.environmentByName(tx, workspaceId, change.environment);
+    if (!ws || !env) return;
     const now = this.k.clock.now();
-    for (const hook of hooks) {
+    for (const hook of hooks.filter((h) => makerMayEnter(this.k, h, ws, env))) {
       const body = JSON.stringify({ id: newId("whe"), time: new Date(now).toISOString(), ...change });
       sql.enqueueDelivery(tx, hook.id, body, now);
     }
@@ -91,19 +97,38 @@ export class Webhooks {
     });
   }
 
-  deliveries(workspaceId: string, id: string) {
+  /**
+   * The webhook's newest deliveries whose events the caller may know: of environments they may
+   * enter now (an event names a secret, its version and who changed it). Who may read the log
+   * (an admin) may still be left out of a `named` environment the webhook's maker was let in.
+   */
+  deliveries(caller: Caller, workspaceId: string, id: string) {
     const hook = this.hookIn(workspaceId, id);
-    return sql.deliveriesOf(this.k.store.db, hook.id, DELIVERIES_KEPT).map((d) => ({
-      id: d.id,
-      event: JSON.parse(d.event) as ChangeEvent & { id: string },
-      state: d.state,
-      attempts: d.attempts,
-      next_attempt_at: d.state === "pending" ? new Date(d.next_attempt_at).toISOString() : null,
-      last_status: d.last_status,
-      last_error: d.last_error,
-      created_at: new Date(d.created_at).toISOString(),
-      delivered_at: d.delivered_at === null ? null : new Date(d.delivered_at).toISOString(),
-    }));
+    const mayEnter = this.environmentsOpenTo(caller, workspaceId);
+    return sql.deliveriesOf(this.k.store.db, hook.id, DELIVERIES_KEPT)
+      .map(deliveryView)
+      .filter((d) => mayEnter(d.event.environment));
+  }
+
+  /** Whether the caller may enter an environment of the workspace (as a request for its secrets would), by name; one that is gone lets no one in. */
+  private environmentsOpenTo(caller: Caller, workspaceId: string): (environment: string) => boolean {
+    const ws = existingWorkspace(this.k, workspaceId);
+    const known = new Map<string, boolean>();
+    return (environment) => {
+      let open = known.get(environment);
+      if (open === undefined) known.set(environment, (open = ws !== null && this.mayEnter(caller, ws, environment)));
+      return open;
+    };
+  }
+
+  private mayEnter(caller: Caller, ws: sql.WorkspaceRow, environment: string): boolean {
+    try {
+      environmentFor(this.k, caller, ws, environment);
+      return true;
+    } catch (error) {
+      if (error instanceof ForbiddenError || error instanceof NotFoundError) return false;
+      throw error;
+    }
   }
 
   /**
@@ -280,6 +305,21 @@ export class Webhooks {
   }
 }
 
+/**
+ * Whether the environment's protection lets the webhook's maker in now, as environmentFor lets in
+ * a caller: a webhook is told what its maker may know. A webhook made by a service key
+ * (`created_by` its token id) is judged as a key whose maker is not recorded: an `admins`
+ * environment lets it in (only admins make webhooks), a `named` one never does.
+ */
+function makerMayEnter(k: SecretsKernel, hook: sql.WebhookRow, ws: sql.WorkspaceRow, env: sql.EnvironmentRow): boolean {
+  if (env.protection === "members") return true;
+  const user = hook.created_by.startsWith("usr_") ? hook.created_by : null;
+  if (user === null) return env.protection === "admins";
+  const role = roleInWorkspace(k, { userId: user }, ws);
+  if (env.protection === "admins") return role === "admin" || role === "owner";
+  return role !== null && (JSON.parse(env.allowed_users) as string[]).includes(user);
+}
+
 /** The keyring owner of a webhook's signing secret: destroyed with the webhook. */
 export const webhookKeyOwner = (webhookId: string) => `webhook:${webhookId}`;
 
@@ -289,6 +329,20 @@ function originOnly(url: string): string {
   } catch {
     return "…";
   }
+}
+
+function deliveryView(d: sql.DeliveryRow) {
+  return {
+    id: d.id,
+    event: JSON.parse(d.event) as ChangeEvent & { id: string },
+    state: d.state,
+    attempts: d.attempts,
+    next_attempt_at: d.state === "pending" ? new Date(d.next_attempt_at).toISOString() : null,
+    last_status: d.last_status,
+    last_error: d.last_error,
+    created_at: new Date(d.created_at).toISOString(),
+    delivered_at: d.delivered_at === null ? null : new Date(d.delivered_at).toISOString(),
+  };
 }
 
 function view(hook: sql.WebhookRow) {

@@ -1329,7 +1329,7 @@ describe("webhooks", () => {
     const allowed = `http://127.0.0.1:${receiver.port}/hooks/`;
     const { c, owner, base, path } = await setup({ secrets: { webhook_allowed_urls: [allowed] } });
     const id = (await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${allowed}a` } })).body.id as string;
-    const insert = c.kernel.store.db.query("INSERT INTO secrets_webhook_deliveries (webhook_id, event, state, attempts, next_attempt_at, created_at, delivered_at) VALUES (?, '{}', ?, 1, 0, 0, 0)");
+    const insert = c.kernel.store.db.query(`INSERT INTO secrets_webhook_deliveries (webhook_id, event, state, attempts, next_attempt_at, created_at, delivered_at) VALUES (?, '{"environment":"development","name":"OLD"}', ?, 1, 0, 0, 0)`);
     for (let i = 0; i < 150; i++) insert.run(id, i % 3 === 0 ? "failed" : "delivered");
     await c.send("PUT", path("NEWEST"), owner, { json: { value: "v" } });
     const { webhooks } = servicesOf(c.kernel as never);

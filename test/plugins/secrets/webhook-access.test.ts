@@ -1,0 +1,88 @@
+/**
+ * Webhooks and environment protection: a webhook is told only about the environments its maker
+ * may enter, and a delivery log shows only the events of environments its reader may enter
+ * (found in review: an admin left out of a `named` environment, or a service key, made a webhook
+ * and read the names, versions and actors of its secrets from the receiver and the log).
+ */
+import { expect, test } from "bun:test";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
+
+const citadel = stoppedAfterEach();
+const HOOKS = "http://127.0.0.1:9/hooks/";
+
+async function setup() {
+  const c = await citadel({ config: { secrets: { webhook_allowed_urls: [HOOKS] } } });
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+  const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
+  const base = `/v1/secrets/workspaces/${ws}`;
+  const write = async (env: string, name: string) => expect((await c.send("PUT", `${base}/environments/${env}/secrets/${name}`, owner, { json: { value: "v" } })).status).toBe(200);
+  const hook = async (token: string, name: string) => {
+    const made = await c.send("POST", `${base}/webhooks`, token, { json: { url: `${HOOKS}${name}` } });
+    expect(made.status).toBe(200);
+    return made.body.id as string;
+  };
+  /** What the webhook was told, as "environment/name": what the receiver gets, queued in the change's transaction. */
+  const queued = (id: string) =>
+    (c.kernel.store.db.query("SELECT event FROM secrets_webhook_deliveries WHERE webhook_id = ? ORDER BY id").all(id) as Array<{ event: string }>).map((d) => {
+      const event = JSON.parse(d.event) as { environment: string; name: string };
+      return `${event.environment}/${event.name}`;
+    });
+  const logOf = async (token: string, id: string) => {
+    const log = await c.send("GET", `${base}/webhooks/${id}/deliveries`, token);
+    expect(log.status).toBe(200);
+    return (log.body.items as Array<{ event: { environment: string; name: string } }>).map((d) => `${d.event.environment}/${d.event.name}`).reverse();
+  };
+  return { c, owner, org, me, base, write, hook, queued, logOf };
+}
+
+test("an admin left out of a named environment learns nothing of it through a webhook: neither its receiver nor its delivery log", async () => {
+  const { c, owner, me, base, write, hook, queued, logOf } = await setup();
+  const admin = await c.addUser(owner, "admin@example.org", "admin");
+  expect((await c.send("PUT", `${base}/environments/staging`, owner, { json: { protection: "named", allowed_users: [me] } })).status).toBe(200);
+  expect((await c.send("GET", `${base}/environments/staging/secrets`, admin.token)).status).toBe(403);
+
+  const admins = await hook(admin.token, "admin");
+  const owners = await hook(owner, "owner");
+  await write("staging", "STRIPE_LIVE_KEY");
+  await write("development", "PUBLIC");
+
+  expect(queued(admins)).toEqual(["development/PUBLIC"]);
+  expect(queued(owners)).toEqual(["staging/STRIPE_LIVE_KEY", "development/PUBLIC"]);
+  // The owner's webhook was told: its log shows that event to the owner, not to the admin.
+  expect(await logOf(owner, owners)).toEqual(["staging/STRIPE_LIVE_KEY", "development/PUBLIC"]);
+  expect(await logOf(admin.token, owners)).toEqual(["development/PUBLIC"]);
+  expect(await logOf(admin.token, admins)).toEqual(["development/PUBLIC"]);
+});
+
+test("a webhook made by a service key is never told about a named environment, and the key never reads one in a log", async () => {
+  const { c, owner, org, me, base, write, hook, queued, logOf } = await setup();
+  expect((await c.send("PUT", `/v1/iam/orgs/${org}/services/secrets`, owner)).status).toBe(200);
+  const key = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, owner, { json: { service: "secrets", name: "ci", scopes: ["secrets:admin", "secrets:read"] } })).body.token as string;
+  expect((await c.send("PUT", `${base}/environments/staging`, owner, { json: { protection: "named", allowed_users: [me] } })).status).toBe(200);
+  expect((await c.send("PUT", `${base}/environments/production`, owner, { json: { protection: "admins" } })).status).toBe(200);
+  expect((await c.send("GET", `${base}/environments/staging/secrets`, key)).status).toBe(403);
+
+  const keys = await hook(key, "key");
+  const owners = await hook(owner, "owner");
+  await write("staging", "STRIPE_LIVE_KEY");
+  await write("production", "DB_PASSWORD");
+
+  // An admins-only environment lets in a key an owner made; a named one no key.
+  expect(queued(keys)).toEqual(["production/DB_PASSWORD"]);
+  expect(await logOf(key, owners)).toEqual(["production/DB_PASSWORD"]);
+  expect(await logOf(owner, owners)).toEqual(["staging/STRIPE_LIVE_KEY", "production/DB_PASSWORD"]);
+});
+
+test("what a webhook is told follows its maker's access at the time of the change: an admin made editor is told no more of an admins-only environment", async () => {
+  const { c, owner, org, base, write, hook, queued } = await setup();
+  const admin = await c.addUser(owner, "admin@example.org", "admin");
+  expect((await c.send("PUT", `${base}/environments/production`, owner, { json: { protection: "admins" } })).status).toBe(200);
+  const admins = await hook(admin.token, "admin");
+  await write("production", "BEFORE");
+  expect((await c.send("PUT", `/v1/iam/orgs/${org}/members/${admin.id}`, owner, { json: { role: "editor" } })).status).toBe(200);
+  await write("production", "AFTER");
+  await write("development", "OPEN");
+  expect(queued(admins)).toEqual(["production/BEFORE", "development/OPEN"]);
+});
