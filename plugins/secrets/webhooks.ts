@@ -66,6 +66,8 @@ export class Webhooks {
     const id = newId("whk");
     const secret = generateWebhookSecret();
     await this.k.store.write((tx) => {
+      // Deleted since it was read: the insert below would meet the foreign key (a 500), not an answer.
+      if (!sql.workspaceRow(tx, workspaceId)) throw new ConflictError("The workspace was deleted meanwhile.");
       const existing = sql.webhooksOf(tx, workspaceId);
       if (existing.some((h) => h.url === normalized)) throw new ConflictError("This workspace has a webhook for that URL already.");
       this.checkRoomFor(existing.length);
