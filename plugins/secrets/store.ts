@@ -403,11 +403,13 @@ export function insertWebhook(tx: Database, row: Omit<WebhookRow, "deleted_at">)
 /**
  * Deletes the webhook's deliveries, pending ones too, and its URL (it can be a capability): the
  * row stays, with its id, for the audit events that name it. Nothing of it is shown any more.
+ * Whether it was live (false: deleted already, by another request meanwhile).
  */
-export const deleteWebhook = (tx: Database, id: string, at: number) => {
-  tx.query("UPDATE secrets_webhooks SET deleted_at = ?, url = '' WHERE id = ?").run(at, id);
-  tx.query("DELETE FROM secrets_webhook_deliveries WHERE webhook_id = ?").run(id);
-};
+export function deleteWebhook(tx: Database, id: string, at: number): boolean {
+  const marked = tx.query("UPDATE secrets_webhooks SET deleted_at = ?, url = '' WHERE id = ? AND deleted_at IS NULL").run(at, id).changes === 1;
+  if (marked) tx.query("DELETE FROM secrets_webhook_deliveries WHERE webhook_id = ?").run(id);
+  return marked;
+}
 
 /**
  * Deletes the webhook's finished deliveries older than its newest `kept` (the log the API

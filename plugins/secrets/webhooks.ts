@@ -93,7 +93,8 @@ export class Webhooks {
     const ws = await ensureWorkspace(this.k, workspaceId);
     const hook = this.hookIn(workspaceId, id);
     await this.k.store.write((tx) => {
-      sql.deleteWebhook(tx, hook.id, this.k.clock.now());
+      // Another request may have deleted it since it was looked up: one deletion, one event.
+      if (!sql.deleteWebhook(tx, hook.id, this.k.clock.now())) throw noSuchWebhook();
       this.k.seal.keyring().destroyOwner(tx, webhookKeyOwner(hook.id), this.k.clock.now());
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.webhook.delete", resource: { type: "webhook", id } }));
     });
@@ -285,7 +286,7 @@ export class Webhooks {
 
   private hookIn(workspaceId: string, id: string): sql.WebhookRow {
     const hook = sql.webhookById(this.k.store.db, id);
-    if (!hook || hook.workspace_id !== workspaceId) throw new NotFoundError("No such webhook in this workspace.");
+    if (!hook || hook.workspace_id !== workspaceId) throw noSuchWebhook();
     return hook;
   }
 
@@ -321,6 +322,8 @@ function makerMayEnter(k: SecretsKernel, hook: sql.WebhookRow, ws: sql.Workspace
   if (env.protection === "admins") return role === "admin" || role === "owner";
   return role !== null && (JSON.parse(env.allowed_users) as string[]).includes(user);
 }
+
+const noSuchWebhook = () => new NotFoundError("No such webhook in this workspace.");
 
 /** The keyring owner of a webhook's signing secret: destroyed with the webhook. */
 export const webhookKeyOwner = (webhookId: string) => `webhook:${webhookId}`;

@@ -30,3 +30,12 @@ test("a webhook made while its workspace is deleted answers 409, not a 500 (foun
   expect(c.log.lines.filter((l) => l.level === "error")).toEqual([]);
   expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secrets_webhooks").get()).toEqual({ n: 0 });
 });
+
+test("a webhook deleted by several requests at once is deleted by one: 200 and one audit event; the others 404 (found in review: each answered 200, each audited)", async () => {
+  const { c, owner, base } = await setup();
+  const id = (await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${HOOKS}a` } })).body.id as string;
+  const answers = await Promise.all([1, 2, 3].map(() => c.send("DELETE", `${base}/webhooks/${id}`, owner)));
+  expect(answers.map((a) => a.status).sort()).toEqual([200, 404, 404]);
+  expect(answers.find((a) => a.status === 404)!.body.detail).toBe("No such webhook in this workspace.");
+  expect(c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'secrets.webhook.delete'").get()).toEqual({ n: 1 });
+});
