@@ -394,6 +394,9 @@ export function forgetWorkspaceKeys(tx: Database, workspaceId: string): void {
 export const webhooksOf = (db: Database, workspaceId: string) =>
   db.query<WebhookRow, [string]>("SELECT * FROM secrets_webhooks WHERE workspace_id = ? AND deleted_at IS NULL ORDER BY created_at").all(workspaceId);
 
+/** Every live webhook, of every workspace. */
+export const liveWebhooks = (db: Database) => db.query<WebhookRow, []>("SELECT * FROM secrets_webhooks WHERE deleted_at IS NULL ORDER BY created_at").all();
+
 export const webhookById = (db: Database, id: string) => db.query<WebhookRow, [string]>("SELECT * FROM secrets_webhooks WHERE id = ? AND deleted_at IS NULL").get(id);
 
 export function insertWebhook(tx: Database, row: Omit<WebhookRow, "deleted_at">): void {

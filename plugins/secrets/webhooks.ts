@@ -26,6 +26,16 @@ const MAX_IN_FLIGHT = 20;
  */
 const MAX_IN_FLIGHT_PER_ORGANIZATION = 5;
 
+/** Why a webhook's pending deliveries are given up unsent: the last error they show, and the server log's warning. */
+const WORKSPACE_GONE = {
+  error: "not sent: its workspace is deleted, or its organization's erasure was asked for",
+  warning: "webhook deliveries dropped: their workspace or organization is gone",
+};
+const URL_NOT_ALLOWED = {
+  error: "not sent: the URL is no longer allowed (secrets.webhook_allowed_urls)",
+  warning: "webhook deliveries dropped: its URL is no longer allowed (secrets.webhook_allowed_urls)",
+};
+
 export interface ChangeEvent {
   type: string;
   workspace: string;
@@ -45,7 +55,9 @@ export class Webhooks {
 
   /**
    * Queues the change for every webhook of the workspace whose maker may enter its environment
-   * now (see makerMayEnter). Runs inside the change's transaction.
+   * now (see makerMayEnter) and whose URL the operator allows: the allowed prefixes are read at
+   * start, so nothing queued for a webhook they leave out could be sent before a restart, and
+   * its deliveries would pile up. Runs inside the change's transaction.
    */
   enqueue(tx: Database, workspaceId: string, change: ChangeEvent): void {
     const hooks = sql.webhooksOf(tx, workspaceId);
@@ -54,7 +66,7 @@ export class Webhooks {
     const env = sql.environmentByName(tx, workspaceId, change.environment);
     if (!ws || !env) return;
     const now = this.k.clock.now();
-    for (const hook of hooks.filter((h) => makerMayEnter(this.k, h, ws, env))) {
+    for (const hook of hooks.filter((h) => this.allowed(h.url) && makerMayEnter(this.k, h, ws, env))) {
       const body = JSON.stringify({ id: newId("whe"), time: new Date(now).toISOString(), ...change });
       sql.enqueueDelivery(tx, hook.id, body, now);
     }
@@ -140,6 +152,7 @@ export class Webhooks {
    * sealed: the signing secrets are encrypted).
    */
   start(intervalMs = 1_000): Stop {
+    this.warnOfWebhooksNotAllowed();
     let stopped = false;
     const stopping = (this.stopping = new AbortController());
     const sendDue = () => {
@@ -157,6 +170,18 @@ export class Webhooks {
       stopping.abort();
       await Promise.all([...this.inFlight.values()].map((f) => f.attempt));
     };
+  }
+
+  /**
+   * Names each webhook the allowed prefixes leave out (narrowed since it was made): nothing is
+   * queued for it or sent to it until they allow it again. By its id and origin: its path can be
+   * a token.
+   */
+  private warnOfWebhooksNotAllowed(): void {
+    for (const hook of sql.liveWebhooks(this.k.store.db)) {
+      if (this.allowed(hook.url)) continue;
+      this.k.log.warn("webhook not allowed by secrets.webhook_allowed_urls: nothing is queued for it or sent to it", { webhook: hook.id, workspace: hook.workspace_id, origin: new URL(hook.url).origin });
+    }
   }
 
   /** Starts the deliveries that are due, beside those in flight; resolves when each started has been tried once. */
@@ -219,7 +244,9 @@ export class Webhooks {
   private async attempt(delivery: sql.DeliveryRow): Promise<void> {
     const hook = sql.webhookById(this.k.store.db, delivery.webhook_id);
     if (!hook) return; // deleted since the delivery was picked, and its deliveries with it
-    if (!this.workspaceLive(hook.workspace_id)) return this.dropDeliveriesOf(hook);
+    if (!this.workspaceLive(hook.workspace_id)) return this.giveUpDeliveriesOf(hook, WORKSPACE_GONE);
+    // Narrowed since it was made: no attempt can succeed before a restart, so none is retried.
+    if (!this.allowed(hook.url)) return this.giveUpDeliveriesOf(hook, URL_NOT_ALLOWED);
     const secretBytes = this.k.seal.keyring().decrypt(webhookKeyOwner(hook.id), "secret", hook.secret);
     const headers = { "content-type": "application/json", "user-agent": "citadel-webhook/1", ...signWebhook(secretBytes.toString("utf8"), delivery.event, Math.floor(this.k.clock.now() / 1000)) };
     secretBytes.fill(0);
@@ -227,7 +254,6 @@ export class Webhooks {
     let status: number | null = null;
     let error: string | null = null;
     try {
-      this.checkUrl(hook.url); // the operator may have narrowed the allowed prefixes since
       const timeout = AbortSignal.timeout(this.k.settings.webhook_timeout_seconds * 1000);
       // Redirects are not followed: they could lead outside the allowed prefixes.
       const res = await fetch(hook.url, { method: "POST", body: delivery.event, headers, redirect: "manual", signal: AbortSignal.any([timeout, stopping]) });
@@ -236,7 +262,7 @@ export class Webhooks {
       if (status < 200 || status > 299) error = `the receiver answered ${status}`;
     } catch (e) {
       if (stopping.aborted) return; // cut short by the stop: not the receiver's attempt, still pending
-      error = e instanceof InvalidError ? "the URL is no longer allowed (secrets.webhook_allowed_urls)" : e instanceof Error && e.name === "TimeoutError" ? "timed out" : "could not connect";
+      error = e instanceof Error && e.name === "TimeoutError" ? "timed out" : "could not connect";
     }
     const attempts = delivery.attempts + 1;
     const now = this.k.clock.now();
@@ -252,19 +278,21 @@ export class Webhooks {
   }
 
   /**
-   * Gives up, unsent, every pending delivery of a webhook whose workspace iam no longer has. A
-   * deleted workspace takes its webhooks along; an organization whose erasure is asked for keeps
-   * them (soft-deleted) until the grace period ends, and their retries went out meanwhile (found
-   * in review): nothing more is told about an organization on its way out.
+   * Gives up, unsent, every pending delivery of a webhook none can reach: one whose workspace iam
+   * no longer has, or whose URL the operator no longer allows. A deleted workspace takes its
+   * webhooks along; an organization whose erasure is asked for keeps them (soft-deleted) until
+   * the grace period ends, and their retries went out meanwhile (found in review): nothing more
+   * is told about an organization on its way out. A URL left out stays so until a restart, and
+   * each delivery went through all its attempts, one after the other (found in review).
    */
-  private async dropDeliveriesOf(hook: sql.WebhookRow): Promise<void> {
+  private async giveUpDeliveriesOf(hook: sql.WebhookRow, why: { error: string; warning: string }): Promise<void> {
     const now = this.k.clock.now();
     const dropped = await this.k.store.write((tx) => {
-      const given = sql.giveUpPendingDeliveries(tx, hook.id, "not sent: its workspace is deleted, or its organization's erasure was asked for", now);
+      const given = sql.giveUpPendingDeliveries(tx, hook.id, why.error, now);
       sql.pruneDeliveries(tx, hook.id, DELIVERIES_KEPT);
       return given;
     });
-    this.k.log.warn("webhook deliveries dropped: their workspace or organization is gone", { webhook: hook.id, workspace: hook.workspace_id, deliveries: dropped });
+    this.k.log.warn(why.warning, { webhook: hook.id, workspace: hook.workspace_id, deliveries: dropped });
   }
 
   /** An attempt's outcome; and the webhook's log is kept to what the API shows. */
@@ -288,6 +316,17 @@ export class Webhooks {
     const hook = sql.webhookById(this.k.store.db, id);
     if (!hook || hook.workspace_id !== workspaceId) throw noSuchWebhook();
     return hook;
+  }
+
+  /** Whether the URL is under one of the operator's allowed prefixes (read at start). */
+  private allowed(url: string): boolean {
+    try {
+      this.checkUrl(url);
+      return true;
+    } catch (error) {
+      if (error instanceof InvalidError) return false;
+      throw error;
+    }
   }
 
   /** An absolute http(s) URL under one of the operator's allowed prefixes; deny by default. */
