@@ -107,3 +107,20 @@ describe("generateWebhookSecret", () => {
     expect(generateWebhookSecret()).not.toBe(a);
   });
 });
+
+describe("the HMAC key, as a receiver must use it (found in review: docs/secrets.md never said what it is)", () => {
+  test("is the whole secret string, whsec_ included, as UTF-8: the bytes base64-decoded after the prefix (as Svix keys) never match", () => {
+    const whole = generateWebhookSecret();
+    const { "x-citadel-signature-256": signature } = signWebhook(whole, body, now);
+    expect(signature).toBe(`sha256=${createHmac("sha256", Buffer.from(whole, "utf8")).update(`${now}.${body}`).digest("hex")}`);
+    expect(signature).not.toBe(`sha256=${createHmac("sha256", Buffer.from(whole.slice("whsec_".length), "base64url")).update(`${now}.${body}`).digest("hex")}`);
+  });
+
+  test("docs/secrets.md says so, and its receiver acts on an event id once", async () => {
+    const docs = await Bun.file(new URL("../../../docs/secrets.md", import.meta.url)).text();
+    const webhooks = docs.slice(docs.indexOf("## Webhooks"), docs.indexOf("## Configuration"));
+    expect(webhooks).toContain("key is the whole secret string as shown, `whsec_` included, as UTF-8 bytes: it is not decoded.");
+    const receiver = webhooks.slice(webhooks.indexOf("```ts"));
+    expect(receiver).toContain("if (seen.has(event.id))");
+  });
+});
