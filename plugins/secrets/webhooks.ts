@@ -349,17 +349,21 @@ export class Webhooks {
 
 /**
  * Whether the environment's protection lets the webhook's maker in now, as environmentFor lets in
- * a caller: a webhook is told what its maker may know. A webhook made by a service key
- * (`created_by` its token id) is judged as a key whose maker is not recorded: an `admins`
- * environment lets it in (only admins make webhooks), a `named` one never does.
+ * a caller: a webhook is told what its maker may know — nothing once they left the workspace's
+ * organization. A webhook made by a service key (`created_by` its token id) hears only of
+ * environments open to members: the webhook does not record who made the key, nor can it tell
+ * whether the key still works, so it is never judged as an admin (found in review: one made by a
+ * key kept hearing of `admins` environments after the key's maker was demoted or removed, or the
+ * key revoked).
  */
 function makerMayEnter(k: SecretsKernel, hook: sql.WebhookRow, ws: sql.WorkspaceRow, env: sql.EnvironmentRow): boolean {
-  if (env.protection === "members") return true;
   const user = hook.created_by.startsWith("usr_") ? hook.created_by : null;
-  if (user === null) return env.protection === "admins";
+  if (user === null) return env.protection === "members";
   const role = roleInWorkspace(k, { userId: user }, ws);
+  if (role === null) return false;
+  if (env.protection === "members") return true;
   if (env.protection === "admins") return role === "admin" || role === "owner";
-  return role !== null && (JSON.parse(env.allowed_users) as string[]).includes(user);
+  return (JSON.parse(env.allowed_users) as string[]).includes(user);
 }
 
 const noSuchWebhook = () => new NotFoundError("No such webhook in this workspace.");
