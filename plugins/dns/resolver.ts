@@ -12,8 +12,10 @@
  * 2. the local zones (`local`), never forwarded — an answer ending in a CNAME out of its zone
  *    gets the target resolved through these same steps and appended (stub resolvers do not
  *    follow CNAMEs);
- * 3. the special-use and private names, never forwarded either (specialUseAnswer): localhost,
- *    the reverse zones of private addresses, local., home.arpa., invalid., single-label names;
+ * 3. the special-use names, never forwarded either (specialUseAnswer): localhost, invalid.,
+ *    test., onion., the reverse zones of special addresses; and the private names — the reverse
+ *    zones of private addresses, local., home.arpa., single-label names — unless
+ *    `resolver_private_names` is "forward";
  * 4. the blocklist (minus the allowlist): NXDOMAIN with a synthesized SOA, or a sinkhole address,
  *    always with a short TTL so that a client's negative cache forgets an unblocked name soon;
  * 5. the cache, keyed by question, TTLs counted down, negative answers kept per RFC 2308;

@@ -636,15 +636,18 @@ const NOT_A_HOST_NAME = "a name server's host name, such as ns1.example.net (not
 /**
  * Can `name` be a name server's host name? Not the root, a wildcard or an address written as a
  * name, which would leave the zone (or the delegation) lame: an address is every label digits
- * (`192.0.2.53.`), or every label within `origin` (`192.0.2.53` without the final dot, in the
- * API or a zone file, is `192.0.2.53.<zone>`), or a label with a colon (`2001:db8::53`).
- * Checked on the name, not its text, so that the generic form (`\# 1 00`, the root) is too.
+ * (`192.0.2.53.`: no top-level domain is all digits), or the labels within `origin` are an IPv4
+ * address (`192.0.2.53` without the final dot, in the API or a zone file, is
+ * `192.0.2.53.<zone>`), or a label has a colon (`2001:db8::53`). `1.example.org.` is a host
+ * name (found in review: every all-digit label within the zone was refused, `ns` of a new zone
+ * too). Checked on the name, not its text, so that the generic form (`\# 1 00`, the root) is too.
  */
 function isHostName(name: Name, origin: Name | null): boolean {
   const labels = name.map((label) => Buffer.from(label).toString("latin1"));
   const digits = (some: string[]) => some.length > 0 && some.every((label) => /^\d+$/.test(label));
+  const anIpv4Address = (some: string[]) => some.length === 4 && some.every((label) => /^\d{1,3}$/.test(label) && Number(label) <= 255);
   const withinOrigin = origin !== null && isSubdomain(name, origin) ? labels.slice(0, name.length - origin.length) : [];
-  return name.length > 0 && !labels.includes("*") && !digits(labels) && !digits(withinOrigin) && !labels.some((label) => label.includes(":"));
+  return name.length > 0 && !labels.includes("*") && !digits(labels) && !anIpv4Address(withinOrigin) && !labels.some((label) => label.includes(":"));
 }
 
 /** The host an NS record names. */

@@ -139,6 +139,9 @@ describe("dns zones", () => {
     // Host names are fine, in the zone or not, relative or absolute.
     const fine = await c.send("PUT", `${zone}/rrsets/sub/NS`, owner, { json: { records: ["ns1.sub", "ns2.example.net."] } });
     expect([fine.status, fine.body.records]).toEqual([200, ["ns1.sub.example.org.", "ns2.example.net."]]);
+    // All-digit labels that are no IPv4 address are host names, in the zone too (found in review: 1.example.org. was refused).
+    const digits = await c.send("PUT", `${zone}/rrsets/sub/NS`, owner, { json: { records: ["1.example.org.", "10.20.example.org.", "1.2.3.example.org."] } });
+    expect([digits.status, digits.body.records]).toEqual([200, ["1.example.org.", "10.20.example.org.", "1.2.3.example.org."]]);
     const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: ZONE_FILE } });
     expect([imported.status, (await c.send("GET", zone, owner)).body.soa.mname]).toEqual([200, "ns1.example.org."]);
   });
