@@ -63,11 +63,14 @@ export interface AccessSpec {
 
 export const ACCESS_KEY = "x-citadel-access";
 
+/** The OpenAPI security scheme a route's requirement names (declared in openapi.ts: BEARER_SECURITY_SCHEME). */
+export const BEARER_SCHEME = "bearer";
+
 /** The `detail` fragment that declares a route's access (shown in the OpenAPI document too). */
 export function access(spec: AccessSpec): { [ACCESS_KEY]: AccessSpec; security?: Array<Record<string, string[]>> } {
   if (!spec.public && !spec.scope && !spec.operator && !spec.anyScope) throw new Error("a route's access needs a scope, operator, anyScope or public");
   if (spec.anyScope && (spec.scope || spec.org || spec.workspace || spec.operator)) throw new Error("anyScope is for a credential acting on itself alone: no scope, organization, workspace or operator");
   if (spec.loopbackPublic && spec.public) throw new Error("loopbackPublic is for routes that are not public to everyone");
   // (That noReadSnapshot is only on GETs at fixed paths is checked where routes are known: withoutReadSnapshot.)
-  return spec.public ? { [ACCESS_KEY]: spec, security: [] } : { [ACCESS_KEY]: spec, security: [{ bearer: spec.scope ? [spec.scope] : [] }] };
+  return spec.public ? { [ACCESS_KEY]: spec, security: [] } : { [ACCESS_KEY]: spec, security: [{ [BEARER_SCHEME]: spec.scope ? [spec.scope] : [] }] };
 }

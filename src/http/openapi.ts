@@ -6,6 +6,7 @@
  */
 import { toOpenAPISchema } from "@elysiajs/openapi/openapi";
 import type { AnyElysia } from "elysia";
+import { BEARER_SCHEME } from "./access.ts";
 import { PROBLEM_CONTENT_TYPE, Problem } from "./problem.ts";
 
 export interface ApiInfo {
@@ -47,6 +48,9 @@ export function openApiDocument(app: AnyElysia, info: ApiInfo): object {
     paths,
     components: {
       schemas: { ...components.schemas, Problem },
+      // What each operation's `security` names (access.ts): undeclared, the document was invalid
+      // and a client generated from it never sent Authorization (found in review).
+      securitySchemes: { [BEARER_SCHEME]: BEARER_SECURITY_SCHEME },
       responses: {
         Problem: {
           description: "The request failed; see `code` and `detail`.",
@@ -56,6 +60,18 @@ export function openApiDocument(app: AnyElysia, info: ApiInfo): object {
     },
   };
 }
+
+/**
+ * A Citadel token in `Authorization: Bearer`. A requirement's list names the token scope the
+ * operation needs (OpenAPI 3.1 lets a scheme other than OAuth list roles there).
+ */
+const BEARER_SECURITY_SCHEME = {
+  type: "http",
+  scheme: "bearer",
+  bearerFormat: "citadel_<kind>_<id>_<secret>",
+  description:
+    "A Citadel token: a personal access token (citadel_pat_...), a session (citadel_ses_...), a service API key (citadel_<service>_...), a workload token (citadel_wlt_...) or a console token (citadel_con_...). An operation's requirement names the token scope it needs; its x-citadel-access says the rest.",
+};
 
 /**
  * A request body's schema as the edge enforces it: an object takes only the fields it names

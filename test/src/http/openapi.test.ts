@@ -76,3 +76,19 @@ test("request bodies are documented closed, as the edge enforces them: objects a
   const acl = doc.paths["/v1/mesh/orgs/{org}/networks/{network}/acl"].put.requestBody.content["application/json"].schema;
   expect(acl.properties.policy.properties.rules.items.additionalProperties).toBe(false);
 });
+
+test("every security requirement names a declared security scheme (found in review)", async () => {
+  const { send } = await testCitadel();
+  const doc = (await send("GET", "/openapi.json")).body;
+  const schemes = doc.components.securitySchemes ?? {};
+  expect(schemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
+  const requirements: string[] = [];
+  for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, { security?: Array<Record<string, string[]>> }>>)) {
+    for (const [method, operation] of Object.entries(item)) {
+      for (const requirement of operation.security ?? []) for (const name of Object.keys(requirement)) requirements.push(`${method} ${path}: ${name}`);
+    }
+  }
+  expect(requirements.length).toBeGreaterThan(100);
+  expect(requirements.filter((r) => !(r.slice(r.lastIndexOf(": ") + 2) in schemes))).toEqual([]);
+  expect(doc.paths["/v1/iam/me"].get.security).toEqual([{ bearer: ["iam:self"] }]);
+});
