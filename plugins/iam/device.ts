@@ -11,7 +11,7 @@ import type { AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
 import { ForbiddenError, InvalidError, NotFoundError, UnauthorizedError } from "../../src/errors.ts";
-import { HttpProblem } from "../../src/http/problem.ts";
+import { oauthError } from "../../src/http/oauth-error.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { newId } from "../../src/ids.ts";
 import { defaultTokenDays, type IamSettings } from "./settings.ts";
@@ -21,11 +21,6 @@ import * as sql from "./store.ts";
 const USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ";
 const DEFAULT_SCOPES = ["read", "write"];
 const sha256 = (text: string) => createHash("sha256").update(text).digest();
-
-/** An OAuth error (RFC 6749 §5.2), carried in the problem envelope as `error`/`error_description`. */
-export function oauthError(status: number, error: string, description: string): HttpProblem {
-  return new HttpProblem(status, error, description, {}, { error, error_description: description });
-}
 
 export function normalizeUserCode(code: string): string {
   return code.toUpperCase().replace(/[^A-Z]/g, "");

@@ -2,6 +2,7 @@
  * Request bodies: JSON only, never more than the configured limit (counted while reading,
  * so a chunked body without Content-Length cannot exceed it either).
  */
+import { oauthError } from "./oauth-error.ts";
 import { HttpProblem, malformedJson, payloadTooLarge, unsupportedMediaType } from "./problem.ts";
 import { pathOf } from "./request-meta.ts";
 
@@ -31,7 +32,7 @@ export async function checkedJsonRequest(request: Request, limit: number): Promi
   const contentType = request.headers.get("content-type");
   // OAuth endpoints take forms (RFC 6749 §4.1.3, RFC 8628 §3.1); they reach the app as JSON.
   if (isFormMediaType(contentType) && pathOf(request.url).startsWith("/oauth/")) {
-    const form = Object.fromEntries(new URLSearchParams(await readTextWithin(request, limit)));
+    const form = formFields(await readTextWithin(request, limit));
     return { request: jsonRequest(request, JSON.stringify(form)), body: form };
   }
   // A wrong type is refused before reading; a missing one only if there turns out to be a body.
@@ -45,7 +46,7 @@ export async function checkedJsonRequest(request: Request, limit: number): Promi
     } catch {
       throw malformedJson();
     }
-    const problem = shapeProblem(parsed, SURROGATE_ESCAPE.test(text));
+    const problem = shapeProblem(parsed, text);
     if (problem) throw problem;
     // Every route's body is an object (a test checks their schemas): a bare string, number or
     // array is refused as such, not as each field the route wanted (which Elysia named).
@@ -64,15 +65,18 @@ export const MAX_JSON_DEPTH = 64;
 const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 
 /**
- * What is wrong with the parsed body's shape, if anything: nesting deeper than MAX_JSON_DEPTH
- * and, when `checkStrings`, a string (keys included) that is not well-formed UTF-16. "\ud800"
- * is valid JSON but not text: stored as UTF-8 it would come back as U+FFFD, so a value (a
- * secret's, a name) would change on the way in. A loop, not recursion: a body may nest a
- * hundred thousand deep.
+ * What is wrong with the parsed body's shape, if anything: nesting deeper than MAX_JSON_DEPTH;
+ * a string (keys included) that is not well-formed UTF-16 — "\ud800" is valid JSON but not
+ * text: stored as UTF-8 it would come back as U+FFFD, so a value (a secret's, a name) would
+ * change on the way in; and a member given twice in one object, of which JSON.parse keeps the
+ * last in silence (`{"name":"a","name":"b"}` made organization "b"). A loop, not recursion: a
+ * body may nest a hundred thousand deep.
  */
-function shapeProblem(body: unknown, checkStrings: boolean): HttpProblem | null {
+function shapeProblem(body: unknown, text: string): HttpProblem | null {
+  const checkStrings = SURROGATE_ESCAPE.test(text);
   const pending: unknown[] = [body];
   const depths: number[] = [1]; // of each pending value, were it an object or array
+  let members = 0;
   while (pending.length > 0) {
     const value = pending.pop();
     const depth = depths.pop()!;
@@ -82,13 +86,54 @@ function shapeProblem(body: unknown, checkStrings: boolean): HttpProblem | null 
       if (depth > MAX_JSON_DEPTH) return tooDeep();
       const array = Array.isArray(value);
       if (checkStrings && !array && !Object.keys(value).every((key) => key.isWellFormed())) return notText();
-      for (const inner of array ? value : Object.values(value)) {
+      const inners = array ? value : Object.values(value);
+      if (!array) members += inners.length;
+      for (const inner of inners) {
         pending.push(inner);
         depths.push(depth + 1);
       }
     }
   }
+  // Every member written has a colon after its name: with no more colons in the text than the
+  // parsed objects have members, none was dropped, and the text need not be read again.
+  return colonsIn(text) > members ? repeatedMember(text) : null;
+}
+
+function colonsIn(text: string): number {
+  let count = 0;
+  for (let at = text.indexOf(":"); at !== -1; at = text.indexOf(":", at + 1)) count++;
+  return count;
+}
+
+/**
+ * The first member given more than once in one object of `text` (valid JSON, nested at most
+ * MAX_JSON_DEPTH deep), as a refusal naming it; null if none is. Reads the text's strings and
+ * brackets: a string followed by a colon is a member's name, in the innermost open object.
+ */
+function repeatedMember(text: string): HttpProblem | null {
+  const open: Array<{ names: Set<string> | null; at: string | number }> = []; // names: null for an array
+  for (const [token, string, colon] of text.matchAll(JSON_TOKENS)) {
+    const inner = open.at(-1);
+    if (token === "{" || token === "[") open.push({ names: token === "{" ? new Set() : null, at: 0 });
+    else if (token === "}" || token === "]") open.pop();
+    else if (token === ",") {
+      if (inner && inner.names === null) inner.at = (inner.at as number) + 1;
+    } else if (colon !== undefined && inner?.names) {
+      const name = string!.includes("\\") ? (JSON.parse(string!) as string) : string!.slice(1, -1);
+      if (inner.names.has(name)) return givenTwice([...open.slice(0, -1).map((o) => o.at), name]);
+      inner.names.add(name);
+      inner.at = name;
+    }
+  }
   return null;
+}
+
+/** A string (and the colon after it, if any) or a bracket or comma: valid JSON holds no other quote. */
+const JSON_TOKENS = /("[^"\\]*(?:\\.[^"\\]*)*")(\s*:)?|[{}[\],]/g;
+
+function givenTwice(path: Array<string | number>): HttpProblem {
+  const member = path.reduce<string>((acc, part) => (typeof part === "number" ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), "");
+  return new HttpProblem(400, "malformed_json", `The request body gives the member ${JSON.stringify(member.slice(0, 200))} more than once.`);
 }
 
 const notText = () => new HttpProblem(400, "malformed_json", "The request body holds a string that is not valid Unicode (an unpaired surrogate escape).");
@@ -106,6 +151,20 @@ function jsonRequest(request: Request, body: string): Request {
   headers.delete("content-length");
   headers.delete("transfer-encoding");
   return new Request(request.url, { method: request.method, headers, body });
+}
+
+/**
+ * A form's fields. A name given twice is refused: RFC 6749 section 3.1 says a parameter MUST NOT
+ * be, and the last one was taken in silence (`scope=bogus&scope=secrets:read`).
+ */
+function formFields(text: string): Record<string, string> {
+  const pairs = [...new URLSearchParams(text)];
+  const names = new Set<string>();
+  for (const [name] of pairs) {
+    if (names.has(name)) throw oauthError(400, "invalid_request", `${name.slice(0, 100)} is given more than once.`);
+    names.add(name);
+  }
+  return Object.fromEntries(pairs);
 }
 
 function isFormMediaType(contentType: string | null): boolean {
