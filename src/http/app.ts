@@ -10,6 +10,7 @@ import type { Guard } from "./guard.ts";
 import type { Logger } from "../log.ts";
 import { ForbiddenError } from "../errors.ts";
 import { docsRoutes } from "./docs.ts";
+import { inOAuthForm, isOAuthPath } from "./oauth-error.ts";
 import { openApiDocument, type ApiInfo } from "./openapi.ts";
 import { HttpProblem, problemFor, problemResponse, validationProblem, type ProblemInit } from "./problem.ts";
 import { pathOf, requestMeta, type RequestMeta } from "./request-meta.ts";
@@ -74,7 +75,8 @@ export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, 
       // The request failed its schema before the route ran (not the route's response): the
       // confirmation it brought still holds, for the same request with its body put right.
       if (code === "VALIDATION" && (error as { type?: string }).type !== "response") meta.unspendConfirmation?.();
-      const init = problemForElysia(app, { code, error, request, route });
+      const problem = problemForElysia(app, { code, error, request, route });
+      const init = isOAuthPath(pathOf(request.url)) ? inOAuthForm(problem) : problem;
       // The guard audits its own refusals; one the route's service makes of a caller the guard
       // let in is a refusal too, and goes to the same record (its message names no secret).
       if (error instanceof ForbiddenError && meta.principal) guard?.refusedInHandler?.(meta.principal, request, meta.route ?? route, error.message);

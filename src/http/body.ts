@@ -2,7 +2,7 @@
  * Request bodies: JSON only, never more than the configured limit (counted while reading,
  * so a chunked body without Content-Length cannot exceed it either).
  */
-import { oauthError } from "./oauth-error.ts";
+import { isOAuthPath, oauthError } from "./oauth-error.ts";
 import { HttpProblem, malformedJson, payloadTooLarge, unsupportedMediaType } from "./problem.ts";
 import { pathOf } from "./request-meta.ts";
 
@@ -31,16 +31,18 @@ export function mayHaveBody(method: string): boolean {
 export async function checkedJsonRequest(request: Request, limit: number): Promise<{ request: Request; body: unknown }> {
   const contentType = request.headers.get("content-type");
   // OAuth endpoints take forms (RFC 6749 §4.1.3, RFC 8628 §3.1); they reach the app as JSON.
-  if (isFormMediaType(contentType) && pathOf(request.url).startsWith("/oauth/")) {
+  const oauth = isOAuthPath(pathOf(request.url));
+  if (oauth && isFormMediaType(contentType)) {
     const form = formFields(await readTextWithin(request, limit));
     return { request: jsonRequest(request, JSON.stringify(form)), body: form };
   }
+  const wrongType = () => unsupportedMediaType(oauth ? "application/x-www-form-urlencoded or application/json" : "application/json");
   // A wrong type is refused before reading; a missing one only if there turns out to be a body.
-  if (contentType !== null && !isJsonMediaType(contentType)) throw unsupportedMediaType();
+  if (contentType !== null && !isJsonMediaType(contentType)) throw wrongType();
   const text = request.body === null ? "" : await readTextWithin(request, limit);
   let parsed: unknown = {};
   if (text.trim() !== "") {
-    if (contentType === null) throw unsupportedMediaType();
+    if (contentType === null) throw wrongType();
     try {
       parsed = JSON.parse(text);
     } catch {

@@ -16,6 +16,7 @@ import type { Counter, CounterFamily, Histogram, HistogramFamily, Metrics } from
 import { cidrContains, clientKey, formatIp, parseIp, unmapIpv4, type Cidr } from "../net/ip.ts";
 import { withErrorPages, withoutReadSnapshot } from "./app.ts";
 import { checkedJsonRequest, mayHaveBody, withEmptyBody } from "./body.ts";
+import { inOAuthForm, isOAuthPath } from "./oauth-error.ts";
 import { HttpProblem, payloadTooLarge, PROBLEM_CONTENT_TYPE, problemFor, problemForStatus, problemResponse, type ProblemInit } from "./problem.ts";
 import { attachRequestMeta, pathOf, requestIdFor, type RequestMeta } from "./request-meta.ts";
 import { securityHeaders } from "./security-headers.ts";
@@ -160,7 +161,8 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       const declared = request.headers.get("content-length");
       if (declared !== null && Number(declared) > bodyLimit) {
         // And the connection closed: the body it declared is not read, and not waited for either.
-        const refused = problemFor(payloadTooLarge(bodyLimit));
+        const tooLarge = problemFor(payloadTooLarge(bodyLimit));
+        const refused = isOAuthPath(pathOf(request.url)) ? inOAuthForm(tooLarge) : tooLarge;
         return finish(request, meta, started, edgeProblem({ ...refused, headers: { ...refused.headers, connection: "close" } }, meta.id));
       }
       if (mayHaveBody(request.method)) return handleWithBody(request, meta, started);

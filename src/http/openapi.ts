@@ -1,12 +1,13 @@
 /**
  * The OpenAPI 3.1 document. @elysiajs/openapi reads the routes and their TypeBox schemas;
  * we add what it cannot know: every operation can fail with a problem document, and bodies
- * are JSON only (the edge answers 415 to anything else) and take no field their schema does not
- * name (the edge answers 422: src/http/unknown-fields.ts).
+ * are JSON only (the edge answers 415 to anything else; the OAuth endpoints take forms too) and
+ * take no field their schema does not name (the edge answers 422: src/http/unknown-fields.ts).
  */
 import { toOpenAPISchema } from "@elysiajs/openapi/openapi";
 import type { AnyElysia } from "elysia";
 import { BEARER_SCHEME } from "./access.ts";
+import { isOAuthPath } from "./oauth-error.ts";
 import { PROBLEM_CONTENT_TYPE, Problem } from "./problem.ts";
 
 export interface ApiInfo {
@@ -25,12 +26,12 @@ export function openApiDocument(app: AnyElysia, info: ApiInfo): object {
     paths: Record<string, Record<string, Operation>>;
     components: { schemas: Record<string, unknown> };
   };
-  for (const item of Object.values(paths)) {
+  for (const [path, item] of Object.entries(paths)) {
     for (const method of HTTP_METHODS) {
       const operation = item[method];
       if (!operation) continue;
       const json = operation.requestBody?.content?.["application/json"] as { schema?: unknown } | undefined;
-      if (operation.requestBody && json) operation.requestBody.content = { "application/json": { ...json, schema: closed(json.schema) } };
+      if (operation.requestBody && json) operation.requestBody.content = isOAuthPath(path) ? oauthContent(json) : { "application/json": { ...json, schema: closed(json.schema) } };
       operation.responses = {
         ...operation.responses,
         default: { $ref: "#/components/responses/Problem" },
@@ -72,6 +73,16 @@ const BEARER_SECURITY_SCHEME = {
   description:
     "A Citadel token: a personal access token (citadel_pat_...), a session (citadel_ses_...), a service API key (citadel_<service>_...), a workload token (citadel_wlt_...) or a console token (citadel_con_...). An operation's requirement names the token scope it needs; its x-citadel-access says the rest.",
 };
+
+/**
+ * An OAuth endpoint's body: a form as RFC 6749 requires (section 4.1.3), or JSON, with the same
+ * fields. Open: an OAuth server ignores parameters it does not know (section 3.1, app.ts).
+ */
+function oauthContent(json: { schema?: unknown }): Record<string, unknown> {
+  const { additionalProperties: _, ...open } = json.schema as Record<string, unknown>; // Elysia closes it as it compiles
+  const content = { ...json, schema: open };
+  return { "application/x-www-form-urlencoded": content, "application/json": content };
+}
 
 /**
  * A request body's schema as the edge enforces it: an object takes only the fields it names

@@ -66,8 +66,8 @@ export class HttpProblem extends Error {
 
 export const payloadTooLarge = (limit: number) =>
   new HttpProblem(413, "payload_too_large", `The request body is larger than ${limit} bytes.`);
-export const unsupportedMediaType = () =>
-  new HttpProblem(415, "unsupported_media_type", "Send the request body as application/json.");
+export const unsupportedMediaType = (types = "application/json") =>
+  new HttpProblem(415, "unsupported_media_type", `Send the request body as ${types}.`);
 export const malformedJson = () => new HttpProblem(400, "malformed_json", "The request body is not valid JSON.");
 
 /** Domain error → status. Every CitadelError subclass has a row here (a test checks it). */
