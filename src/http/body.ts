@@ -29,6 +29,8 @@ export function mayHaveBody(method: string): boolean {
  * Elysia handle every request asynchronously, GETs included, which costs the hot path.
  */
 export async function checkedJsonRequest(request: Request, limit: number): Promise<{ request: Request; body: unknown }> {
+  const contentEncoding = request.headers.get("content-encoding");
+  if (contentEncoding !== null && contentEncoding.trim().toLowerCase() !== "identity") throw encodedBody();
   const contentType = request.headers.get("content-type");
   // OAuth endpoints take forms (RFC 6749 §4.1.3, RFC 8628 §3.1); they reach the app as JSON.
   const oauth = isOAuthPath(pathOf(request.url));
@@ -213,4 +215,9 @@ async function readWithin(request: Request, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/**
+ * A body is not decoded: a gzip one was 400 "not valid JSON", and one labelled br but sent plain
+ * was taken as it was. RFC 9110 section 15.5.16: 415, saying which coding is taken.
+ */
+const encodedBody = () => new HttpProblem(415, "unsupported_media_type", "Send the request body without a Content-Encoding.", { "accept-encoding": "identity" });
 const unreadableBody = () => new HttpProblem(400, "unreadable_body", "The request body could not be read.");
