@@ -95,6 +95,8 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       log.error("a route answered an error outside the problem envelope", { request_id: meta.id, route: meta.route, status: response.status });
       response = edgeProblem(problemForStatus(response.status), meta.id);
     }
+    // Bun adds Date to every answer but HEAD's (RFC 9110 6.6.1: MUST on 2xx to 4xx).
+    if (request.method === "HEAD") response.headers.set("date", new Date().toUTCString());
     const elapsedMs = performance.now() - started;
     requests?.record(request.method, meta.route, response.status, elapsedMs / 1000);
     if (log.enabled("info")) log.preformatted("info", "request", accessLogMembers(request, meta, response.status, elapsedMs));

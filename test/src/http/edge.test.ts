@@ -256,6 +256,19 @@ describe("HEAD (over a socket: Bun drops the body)", () => {
     }
   });
 
+  test("has a Date, as GET's answer has (found in review)", async () => {
+    const server = testEdge().listen();
+    try {
+      for (const path of ["/healthz", "/nope"]) {
+        const head = parseRawResponse(await rawHttp(server.port, `HEAD ${path} HTTP/1.1\r\nHost: citadel.test\r\nConnection: close\r\n\r\n`));
+        const date = head.headers.get("date") ?? "";
+        expect([path, date]).toEqual([path, expect.stringMatching(/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$/)]);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   test("cancels a streamed body instead of leaving it open (found in review)", async () => {
     let cancelled!: () => void;
     const wasCancelled = new Promise<"cancelled">((resolve) => (cancelled = () => resolve("cancelled")));
