@@ -1,4 +1,5 @@
 import { t } from "elysia";
+import { Integer } from "../../src/http/schema.ts";
 
 export const EventQuery = t.Object({
   organization: t.Optional(t.String({ maxLength: 200 })),
@@ -26,7 +27,7 @@ const Personal = t.Union([t.Record(t.String(), t.String()), t.Literal("[erased]"
 
 export const AuditEvent = t.Object({
   id: t.String(),
-  seq: t.Integer(),
+  seq: Integer(),
   time: t.String({ format: "date-time" }),
   actor: t.Object({ kind: t.String(), organization: t.Union([t.String(), t.Null()]), user: t.Union([t.String(), t.Null()]), token: t.Union([t.String(), t.Null()]) }),
   action: t.String(),
@@ -49,9 +50,9 @@ export const ActionList = t.Object({ actions: t.Array(t.Object({ type: t.String(
 
 export const Checkpoint = t.Object({
   format: t.Literal("citadel-audit-checkpoint-v1"),
-  seq: t.Integer(),
+  seq: Integer(),
   hash: t.String(),
-  time: t.Integer(),
+  time: Integer(),
   key_id: t.String(),
   public_key: t.String(),
   signature: t.String(),
@@ -60,22 +61,22 @@ export const Checkpoint = t.Object({
 export const CheckpointList = t.Object({ checkpoints: t.Array(Checkpoint) });
 
 const Problem = t.Object({
-  seq: t.Union([t.Integer(), t.Null()], { description: "The event (or checkpoint) found wrong; null when its own seq is not a number (a tampered table)" }),
+  seq: t.Union([Integer(), t.Null()], { description: "The event (or checkpoint) found wrong; null when its own seq is not a number (a tampered table)" }),
   id: t.Union([t.String(), t.Null()]),
   problem: t.String(),
 });
 
 export const VerifyReport = t.Object({
   ok: t.Boolean(),
-  events: t.Integer(),
-  head: t.Union([t.Object({ seq: t.Integer(), hash: t.String() }), t.Null()]),
+  events: Integer(),
+  head: t.Union([t.Object({ seq: Integer(), hash: t.String() }), t.Null()]),
   first_problem: t.Union([Problem, t.Null()]),
   problems: t.Array(Problem, { description: "Everything found wrong, in order (at most 100)" }),
-  problem_count: t.Integer({ description: "How many problems in all" }),
-  checkpoints: t.Object({ verified: t.Integer(), latest_seq: t.Union([t.Integer(), t.Null()]) }),
-  unsigned_tail: t.Integer(),
+  problem_count: Integer({ description: "How many problems in all" }),
+  checkpoints: t.Object({ verified: Integer(), latest_seq: t.Union([Integer(), t.Null()]) }),
+  unsigned_tail: Integer(),
 });
 
 export const NoteRequest = t.Object({ text: t.String({ minLength: 1, maxLength: 2000, description: "Recorded as the event's reason: no secrets, no personal data." }) });
 export const EventRef = t.Object({ id: t.String() });
-export const EraseResponse = t.Object({ subject: t.String(), keys_destroyed: t.Integer() });
+export const EraseResponse = t.Object({ subject: t.String(), keys_destroyed: Integer() });

@@ -2,6 +2,7 @@
 import { t } from "elysia";
 import { MIN_PASSPHRASE_CHARS } from "./keys.ts";
 import { Manifest } from "./manifest.ts";
+import { Integer } from "../../src/http/schema.ts";
 
 export const CreateBackupRequest = t.Object({
   passphrase: t.Optional(
@@ -21,7 +22,7 @@ export const BackupKeyInfo = t.Union([
 
 export const CreatedBackup = t.Object({
   name: t.String({ description: "The file name in the backup directory: citadel-YYYYMMDDTHHMMSSZ.backup." }),
-  bytes: t.Integer(),
+  bytes: Integer(),
   sha256: t.String({ description: "SHA-256 of the backup file: check a download against it." }),
   key: BackupKeyInfo,
   manifest: Manifest,
@@ -34,7 +35,7 @@ export const BackupListing = t.Object({
     t.Object({
       name: t.String(),
       time: t.String({ format: "date-time", description: "From the file name (UTC, to the second)." }),
-      bytes: t.Integer(),
+      bytes: Integer(),
     }),
   ),
   directory: t.String(),

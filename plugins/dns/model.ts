@@ -1,9 +1,10 @@
 /** Request and response schemas of the dns API (validation and the OpenAPI document). */
 import { t } from "elysia";
+import { Integer } from "../../src/http/schema.ts";
 
 const Iso = t.String({ format: "date-time" });
-const Ttl = t.Integer({ minimum: 0, maximum: 2_147_483_647, description: "Seconds (RFC 2181: 0–2147483647)" });
-const Timer = t.Integer({ minimum: 0, maximum: 2_147_483_647 });
+const Ttl = Integer({ minimum: 0, maximum: 2_147_483_647, description: "Seconds (RFC 2181: 0–2147483647)" });
+const Timer = Integer({ minimum: 0, maximum: 2_147_483_647 });
 
 export const Done = t.Object({ ok: t.Literal(true) });
 
@@ -13,22 +14,22 @@ const soaFields = {
   refresh: Timer,
   retry: Timer,
   expire: Timer,
-  minimum: t.Integer({ minimum: 0, maximum: 2_147_483_647, description: "Negative-caching TTL (RFC 2308)" }),
+  minimum: Integer({ minimum: 0, maximum: 2_147_483_647, description: "Negative-caching TTL (RFC 2308)" }),
 };
 const SOA_TTL = "The SOA record's own TTL (default: the zone's ttl). Negative answers are cached for the lesser of it and minimum (RFC 2308).";
 export const Soa = t.Object({
   ...soaFields,
   mname: t.Optional(t.String({ minLength: 1, maxLength: 1024, description: "The primary name server (relative to the zone unless it ends with a dot; default: the first name server)" })),
-  ttl: t.Optional(t.Integer({ minimum: 0, maximum: 2_147_483_647, description: SOA_TTL })),
+  ttl: t.Optional(Integer({ minimum: 0, maximum: 2_147_483_647, description: SOA_TTL })),
 });
-const SoaView = t.Object({ ...soaFields, ttl: t.Integer({ description: SOA_TTL }) });
+const SoaView = t.Object({ ...soaFields, ttl: Integer({ description: SOA_TTL }) });
 
 export const Zone = t.Object({
   id: t.String(),
   organization: t.String(),
   name: t.String({ description: "Canonical: absolute, lower-case" }),
-  ttl: t.Integer({ description: "The default TTL of records given without one (and of the SOA unless soa.ttl)" }),
-  serial: t.Integer({ description: "The SOA serial (RFC 1982), bumped on every change" }),
+  ttl: Integer({ description: "The default TTL of records given without one (and of the SOA unless soa.ttl)" }),
+  serial: Integer({ description: "The SOA serial (RFC 1982), bumped on every change" }),
   soa: SoaView,
   created_at: Iso,
   updated_at: Iso,
@@ -38,10 +39,10 @@ export const ZoneList = t.Object({ items: t.Array(Zone) });
 export const Record = t.Object({
   name: t.String({ description: "The owner: absolute, lower-case" }),
   type: t.String({ description: "A, AAAA, MX, ... or TYPEnnn" }),
-  ttl: t.Integer(),
+  ttl: Integer(),
   data: t.String({ description: "The record data in presentation form" }),
 });
-export const RecordList = t.Object({ zone: t.String(), serial: t.Integer(), items: t.Array(Record) });
+export const RecordList = t.Object({ zone: t.String(), serial: Integer(), items: t.Array(Record) });
 export const ZoneWithRecords = t.Composite([
   Zone,
   t.Object({
@@ -61,7 +62,7 @@ export const SetRrset = t.Object({
   ttl: t.Optional(Ttl),
   records: t.Array(t.String({ maxLength: 65_535 }), { maxItems: 1000, description: "Record data in presentation form, one string per record; empty removes the RRset" }),
 });
-export const Rrset = t.Object({ zone: t.String(), serial: t.Integer(), name: t.String(), type: t.String(), ttl: t.Integer(), records: t.Array(t.String()) });
+export const Rrset = t.Object({ zone: t.String(), serial: Integer(), name: t.String(), type: t.String(), ttl: Integer(), records: t.Array(t.String()) });
 
 export const ImportRequest = t.Object({
   content: t.String({ maxLength: 4_194_304, description: "Zone file text (RFC 1035 master file; no $INCLUDE)" }),
@@ -70,11 +71,11 @@ export const ImportRequest = t.Object({
 export const ImportResult = t.Object({
   zone: t.String(),
   dry_run: t.Boolean(),
-  serial: t.Integer({ description: "The serial after the import (a dry run: the current one)" }),
-  records: t.Integer({ description: "Records in the zone after the import, the SOA not counted" }),
-  added: t.Integer(),
-  removed: t.Integer(),
-  changed: t.Integer({ description: "Records kept with another TTL" }),
+  serial: Integer({ description: "The serial after the import (a dry run: the current one)" }),
+  records: Integer({ description: "Records in the zone after the import, the SOA not counted" }),
+  added: Integer(),
+  removed: Integer(),
+  changed: Integer({ description: "Records kept with another TTL" }),
   warnings: t.Array(t.String(), { description: "Accepted but adjusted data (duplicates merged, RRset TTLs unified)" }),
 });
 
@@ -94,7 +95,7 @@ export const CreatedTsigKey = t.Composite([TsigKey, t.Object({ secret: t.String(
 export const Secondary = t.Object({
   name: t.String(),
   address: t.String(),
-  port: t.Integer(),
+  port: Integer(),
   tsig_key: t.String(),
   zones: t.Union([t.Array(t.String()), t.Null()], { description: "The zones it serves; null: every zone" }),
   created_at: Iso,
@@ -103,7 +104,7 @@ export const SecondaryList = t.Object({ items: t.Array(Secondary) });
 export const NewSecondary = t.Object({
   name: t.String({ minLength: 1, maxLength: 63, description: "A label for the secondary (ns2, fra-1, ...)" }),
   address: t.String({ minLength: 1, maxLength: 64, description: "Its IP address: transfers must come from it, NOTIFY goes to it" }),
-  port: t.Optional(t.Integer({ minimum: 1, maximum: 65_535, description: "Where it listens for NOTIFY (default 53)" })),
+  port: t.Optional(Integer({ minimum: 1, maximum: 65_535, description: "Where it listens for NOTIFY (default 53)" })),
   tsig_key: t.String({ minLength: 1, maxLength: 255, description: "The TSIG key it signs transfers with" }),
   zones: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 255 }), { maxItems: 10_000, description: "Only these zones (default: every zone)" })),
 });

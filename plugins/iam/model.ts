@@ -1,4 +1,5 @@
 import { t } from "elysia";
+import { Integer } from "../../src/http/schema.ts";
 
 const Id = t.String({ minLength: 1, maxLength: 64 });
 const Iso = t.String({ format: "date-time" });
@@ -30,7 +31,7 @@ export const LogoutRequest = t.Object({ everywhere: t.Optional(t.Boolean({ descr
 
 export const Me = t.Composite([
   User,
-  t.Object({ recovery_codes_left: t.Integer(), organizations: t.Array(t.Object({ id: t.String(), name: t.String(), role: RoleName })) }),
+  t.Object({ recovery_codes_left: Integer(), organizations: t.Array(t.Object({ id: t.String(), name: t.String(), role: RoleName })) }),
 ]);
 
 export const Credential = t.Object({
@@ -66,7 +67,7 @@ export const RecoveryCodes = t.Object({ recovery_codes: t.Array(t.String(), { de
 export const NewToken = t.Object({
   name: t.String({ minLength: 1, maxLength: 63 }),
   scopes: Scopes,
-  expires_in_days: t.Optional(t.Integer({ minimum: 1, maximum: 3650 })),
+  expires_in_days: t.Optional(Integer({ minimum: 1, maximum: 3650 })),
   organization: t.Optional(Id),
   workspace: t.Optional(Id),
   ip_allowlist: t.Optional(Cidrs),
@@ -75,7 +76,7 @@ export const NewApiKey = t.Object({
   service: t.String({ minLength: 1, maxLength: 16 }),
   name: t.String({ minLength: 1, maxLength: 63 }),
   scopes: Scopes,
-  expires_in_days: t.Optional(t.Integer({ minimum: 1, maximum: 3650 })),
+  expires_in_days: t.Optional(Integer({ minimum: 1, maximum: 3650 })),
   ip_allowlist: t.Optional(Cidrs),
 });
 export const ConsoleToken = t.Object({ token: t.String(), expires_at: Iso, single_use: t.Boolean() });
@@ -93,7 +94,7 @@ export const MemberRole = t.Object({ role: RoleName });
 export const NewInvitation = t.Object({
   email: t.String({ minLength: 3, maxLength: 320 }),
   role: RoleName,
-  expires_in_days: t.Optional(t.Integer({ minimum: 1, maximum: 30, description: "Days until it expires (default 7)" })),
+  expires_in_days: t.Optional(Integer({ minimum: 1, maximum: 30, description: "Days until it expires (default 7)" })),
 });
 export const Invitation = t.Object({ id: t.String(), organization: t.String(), email: t.String(), role: RoleName, invited_by: t.String(), created_at: Iso, expires_at: Iso });
 export const InvitationList = t.Object({ items: t.Array(Invitation) });

@@ -1,5 +1,6 @@
 /** Request and response schemas of the intel API (validation and the OpenAPI document). */
 import { t, type TSchema } from "elysia";
+import { Integer } from "../../src/http/schema.ts";
 
 const Iso = t.String({ format: "date-time" });
 const Action = t.Union([t.Literal("allow"), t.Literal("throttle"), t.Literal("refuse"), t.Literal("drop")]);
@@ -7,7 +8,7 @@ const DenyAction = t.Union([t.Literal("throttle"), t.Literal("refuse"), t.Litera
 
 export const Done = t.Object({ ok: t.Literal(true) });
 
-export const Decision = t.Object({ id: t.String(), target: t.String(), scope: t.Union([t.Literal("all"), t.Literal("dns")], { description: "dns: made from DNS evidence, enforced by the DNS server over UDP only, as a throttle at most" }), action: DenyAction, score: t.Integer(), reasons: t.Array(t.String()), since: Iso, until: Iso, shadow: t.Boolean() });
+export const Decision = t.Object({ id: t.String(), target: t.String(), scope: t.Union([t.Literal("all"), t.Literal("dns")], { description: "dns: made from DNS evidence, enforced by the DNS server over UDP only, as a throttle at most" }), action: DenyAction, score: Integer(), reasons: t.Array(t.String()), since: Iso, until: Iso, shadow: t.Boolean() });
 export const DecisionList = t.Object({ items: t.Array(Decision) });
 
 export const ManualEntry = t.Object({ id: t.String(), kind: t.Union([t.Literal("allow"), t.Literal("deny")]), target: t.String(), action: t.Union([DenyAction, t.Null()], { description: "What a deny entry does; null for an allow entry" }), reason: t.Union([t.String(), t.Null()]), until: t.Union([Iso, t.Null()]) });
@@ -19,7 +20,7 @@ export const NewManualEntry = t.Object({
   kind: t.Union([t.Literal("allow"), t.Literal("deny")], { description: "allow always wins over deny, decisions and scores" }),
   target: t.String({ minLength: 1, maxLength: 64, description: "An address or CIDR (host bits zero)" }),
   action: t.Optional(DenyAction),
-  minutes: t.Optional(t.Integer({ minimum: 1, maximum: 5_256_000, description: "Lasts this long; forever when absent" })),
+  minutes: t.Optional(Integer({ minimum: 1, maximum: 5_256_000, description: "Lasts this long; forever when absent" })),
   reason: t.Optional(t.String({ maxLength: 500 })),
   lock_out: t.Optional(t.Boolean({ description: "A deny entry covering the caller's own address is a 409 unless this is true (the caller's next request would be throttled, refused or dropped)" })),
 });
@@ -29,11 +30,11 @@ export const IpReport = t.Object({
   ip: t.String(),
   prefix: t.String(),
   country: t.Union([t.String(), t.Null()]),
-  asn: t.Union([t.Integer(), t.Null()]),
+  asn: t.Union([Integer(), t.Null()]),
   organisation: t.Union([t.String(), t.Null()]),
   anonymous: Anonymous,
   lists: t.Array(t.String()),
-  score: t.Integer({ minimum: 0, maximum: 100 }),
+  score: Integer({ minimum: 0, maximum: 100 }),
   reasons: t.Array(t.String()),
   action: Action,
   source: t.String({ description: "Why that action: loopback, allowlist, denylist, decision or score" }),
@@ -41,22 +42,22 @@ export const IpReport = t.Object({
   decision: t.Union([Decision, t.Null()]),
   manual: t.Union([ManualEntry, t.Null()]),
   dns: t.Object(
-    { action: Action, source: t.String(), score: t.Integer({ minimum: 0, maximum: 100 }), reasons: t.Array(t.String()), decision: t.Union([Decision, t.Null()]) },
+    { action: Action, source: t.String(), score: Integer({ minimum: 0, maximum: 100 }), reasons: t.Array(t.String()), decision: t.Union([Decision, t.Null()]) },
     { description: "The same over DNS over UDP, where what DNS traffic did counts too and decisions of scope dns apply (the fields above hold for HTTP and DNS over TCP)" },
   ),
 });
 
-export const List = t.Object({ name: t.String(), weight: t.Integer(), format: t.String(), url: t.Union([t.String(), t.Null()]), refresh_minutes: t.Union([t.Integer(), t.Null()]), entries: t.Integer(), bad_lines: t.Integer(), updated_at: Iso });
+export const List = t.Object({ name: t.String(), weight: Integer(), format: t.String(), url: t.Union([t.String(), t.Null()]), refresh_minutes: t.Union([Integer(), t.Null()]), entries: Integer(), bad_lines: Integer(), updated_at: Iso });
 export const ListList = t.Object({ items: t.Array(List) });
 export const PutList = t.Object({
-  weight: t.Integer({ minimum: 0, maximum: 100, description: "Score points for an address on the list" }),
+  weight: Integer({ minimum: 0, maximum: 100, description: "Score points for an address on the list" }),
   content: t.Optional(t.String({ maxLength: 67_108_864, description: "The list's text: plain IP/CIDR lines, a FireHOL netset or Spamhaus DROP/EDROP" })),
   url: t.Optional(t.String({ maxLength: 2048, description: "Fetch it from here (https) now and every refresh_minutes; never without this" })),
-  refresh_minutes: t.Optional(t.Integer({ minimum: 15, maximum: 10_080 })),
+  refresh_minutes: t.Optional(Integer({ minimum: 15, maximum: 10_080 })),
   format: t.Optional(t.Union([t.Literal("auto"), t.Literal("plain"), t.Literal("firehol"), t.Literal("spamhaus")])),
   lock_out: t.Optional(t.Boolean({ description: "A list that would refuse the caller's own address is a 409 unless this is true" })),
 });
-export const PutListResult = t.Composite([List, t.Object({ bad_lines_shown: t.Array(t.Object({ line: t.Integer(), text: t.String(), problem: t.String() })) })]);
+export const PutListResult = t.Composite([List, t.Object({ bad_lines_shown: t.Array(t.Object({ line: Integer(), text: t.String(), problem: t.String() })) })]);
 
 export const Policy = t.Object({
   shadow: t.Boolean(),
@@ -74,10 +75,10 @@ export const Policy = t.Object({
 const mapOf = <T extends TSchema>(value: T) => t.Intersect([t.Record(t.String(), value), t.Not(t.Array(t.Any()))]);
 
 export const SetPolicy = t.Object({
-  countries: t.Optional(mapOf(t.Integer({ minimum: 0, maximum: 100 }))),
-  asns: t.Optional(mapOf(t.Integer({ minimum: 0, maximum: 100 }))),
-  anonymous: t.Optional(mapOf(t.Integer({ minimum: 0, maximum: 100 }))),
-  behaviour: t.Optional(mapOf(t.Object({ per_event: t.Number({ minimum: 0, maximum: 100 }), max: t.Integer({ minimum: 0, maximum: 100 }) }))),
+  countries: t.Optional(mapOf(Integer({ minimum: 0, maximum: 100 }))),
+  asns: t.Optional(mapOf(Integer({ minimum: 0, maximum: 100 }))),
+  anonymous: t.Optional(mapOf(Integer({ minimum: 0, maximum: 100 }))),
+  behaviour: t.Optional(mapOf(t.Object({ per_event: t.Number({ minimum: 0, maximum: 100 }), max: Integer({ minimum: 0, maximum: 100 }) }))),
 });
 
 export const Status = t.Object({
@@ -85,8 +86,8 @@ export const Status = t.Object({
   shadow: t.Boolean(),
   geo: t.Array(t.Object({ kind: t.String(), path: t.Union([t.String(), t.Null()]), databaseType: t.Union([t.String(), t.Null()]), buildDate: t.Union([t.String(), t.Null()]), licence: t.Union([t.String(), t.Null()]), loadedAt: t.Union([t.String(), t.Null()]), error: t.Union([t.String(), t.Null()]) }, { additionalProperties: true })),
   lists: t.Array(List),
-  decisions: t.Integer(),
-  manual: t.Integer(),
-  tracked_keys: t.Integer(),
-  verdicts: t.Record(t.String(), t.Integer()),
+  decisions: Integer(),
+  manual: Integer(),
+  tracked_keys: Integer(),
+  verdicts: t.Record(t.String(), Integer()),
 });

@@ -1,5 +1,6 @@
 /** Request and response schemas of the mesh API (validation and the OpenAPI document). */
 import { t } from "elysia";
+import { Integer } from "../../src/http/schema.ts";
 
 const Iso = t.String({ format: "date-time" });
 const Label = t.String({ minLength: 1, maxLength: 63, description: "Lower-case letters, digits and dashes" });
@@ -13,26 +14,26 @@ export const Network = t.Object({
   name: t.String(),
   ipv4: t.String({ description: "The IPv4 pool (private or shared address space)" }),
   ipv6: t.String({ description: "The IPv6 ULA prefix; a node's IPv6 address has its IPv4 host number" }),
-  listen_port: t.Integer(),
-  mtu: t.Integer(),
-  keepalive: t.Integer({ description: "PersistentKeepalive seconds; 0: off" }),
+  listen_port: Integer(),
+  mtu: Integer(),
+  keepalive: Integer({ description: "PersistentKeepalive seconds; 0: off" }),
   topology: t.Union([t.Literal("mesh"), t.Literal("hub")]),
   dns: t.Array(t.String(), { description: "Resolvers written into nodes' wg-quick configs" }),
   interface_name: t.String(),
   preshared_keys: t.Boolean({ description: "Each pair of peers has a preshared key (derived from a keyring-encrypted seed)" }),
   domain: t.Union([t.String(), t.Null()], { description: "Nodes are named <node>.<domain> in DNS" }),
-  version: t.Integer({ description: "Bumped on every change that can change a node's config" }),
-  acl_version: t.Integer({ description: "0: no ACL was ever set, every node reaches every node" }),
-  nodes: t.Integer(),
+  version: Integer({ description: "Bumped on every change that can change a node's config" }),
+  acl_version: Integer({ description: "0: no ACL was ever set, every node reaches every node" }),
+  nodes: Integer(),
   created_at: Iso,
   updated_at: Iso,
 });
 export const NetworkList = t.Object({ items: t.Array(Network) });
 
 const NetworkSettings = {
-  listen_port: t.Optional(t.Integer({ minimum: 1, maximum: 65_535 })),
-  mtu: t.Optional(t.Integer({ minimum: 1280, maximum: 9000 })),
-  keepalive: t.Optional(t.Integer({ minimum: 0, maximum: 3600 })),
+  listen_port: t.Optional(Integer({ minimum: 1, maximum: 65_535 })),
+  mtu: t.Optional(Integer({ minimum: 1280, maximum: 9000 })),
+  keepalive: t.Optional(Integer({ minimum: 0, maximum: 3600 })),
   topology: t.Optional(t.Union([t.Literal("mesh"), t.Literal("hub")], { description: "mesh: allowed pairs peer directly; hub: spokes peer with hubs, the first hub relays" })),
   dns: t.Optional(t.Array(t.String({ maxLength: 64 }), { maxItems: 4 })),
   interface_name: t.Optional(t.String({ minLength: 1, maxLength: 15 })),
@@ -53,8 +54,8 @@ export const NewPreauthKey = t.Object({
   reusable: t.Optional(t.Boolean({ description: "Default: single use" })),
   tags: t.Optional(Tags),
   hub: t.Optional(t.Boolean({ description: "Nodes enrolled with it relay in a hub network" })),
-  expires_minutes: t.Optional(t.Integer({ minimum: 1, maximum: 129_600, description: "Default 60" })),
-  node_ttl_days: t.Optional(t.Integer({ minimum: 1, maximum: 3650, description: "Nodes enrolled with it expire after this many days; default: never" })),
+  expires_minutes: t.Optional(Integer({ minimum: 1, maximum: 129_600, description: "Default 60" })),
+  node_ttl_days: t.Optional(Integer({ minimum: 1, maximum: 3650, description: "Nodes enrolled with it expire after this many days; default: never" })),
 });
 
 export const PreauthKey = t.Object({
@@ -66,7 +67,7 @@ export const PreauthKey = t.Object({
   hub: t.Boolean(),
   node_ttl_days: t.Union([t.Number(), t.Null()]),
   expires_at: Iso,
-  used: t.Integer(),
+  used: Integer(),
   state: t.Union([t.Literal("usable"), t.Literal("used"), t.Literal("expired"), t.Literal("revoked"), t.Literal("maker_gone")], {
     description: "maker_gone: the member it acts for is deleted, removed from the organization or no longer an admin or owner there; it enrolls nothing until they are given the role back — a removal is final: a key made under a membership that ended stays dead",
   }),
@@ -86,18 +87,18 @@ export const Node = t.Object({
   public_key: t.String(),
   next_public_key: t.Union([t.String(), t.Null()], { description: "During a key rotation: the key peers accept beside the current one" }),
   endpoint: t.Union([t.String(), t.Null()]),
-  listen_port: t.Union([t.Integer(), t.Null()], { description: "The UDP port it listens on; null: its endpoint's port, else the network's" }),
+  listen_port: t.Union([Integer(), t.Null()], { description: "The UDP port it listens on; null: its endpoint's port, else the network's" }),
   hub: t.Boolean(),
   state: t.Union([t.Literal("active"), t.Literal("disabled"), t.Literal("expired")]),
   expires_at: t.Union([Iso, t.Null()]),
-  applied_version: t.Integer({ description: "The network version its agent last applied" }),
+  applied_version: Integer({ description: "The network version its agent last applied" }),
   last_seen_at: t.Union([Iso, t.Null()]),
   created_at: Iso,
 });
 export const NodeList = t.Object({ items: t.Array(Node) });
 
 // The range is the service's to check: a union's schema error says only "Expected union value".
-const NodeListenPort = t.Union([t.Integer(), t.Null()], {
+const NodeListenPort = t.Union([Integer(), t.Null()], {
   description: "The UDP port it listens on, 1–65535 (behind a port forward from another number; a host in two networks); null: its endpoint's port, else the network's",
 });
 
@@ -119,10 +120,10 @@ const Rule = t.Object({
 export const Policy = t.Object({ rules: t.Array(Rule, { maxItems: 1000 }) }, { description: "Deny by default: what no rule allows is refused, everything when there are no rules" });
 /** A policy, or none (null): every node reaches every node. */
 const PolicyOrNone = t.Union([Policy, t.Null()], { description: "null: no policy (never set, or removed), every node reaches every node" });
-export const Acl = t.Object({ network: t.String(), version: t.Integer(), policy: PolicyOrNone, updated_at: t.Union([Iso, t.Null()]), updated_by: t.Union([t.String(), t.Null()]) });
+export const Acl = t.Object({ network: t.String(), version: Integer(), policy: PolicyOrNone, updated_at: t.Union([Iso, t.Null()]), updated_by: t.Union([t.String(), t.Null()]) });
 export const AclQuery = t.Object({ expected_version: t.Optional(t.Integer({ minimum: 0, description: "Refuse (412) when the ACL is no longer at this version" })) });
-export const SetAcl = t.Object({ policy: Policy, expected_version: t.Optional(t.Integer({ minimum: 0, description: "Refuse (412) when the ACL is no longer at this version" })) });
-export const AclHistory = t.Object({ items: t.Array(t.Object({ version: t.Integer(), policy: PolicyOrNone, created_at: Iso, created_by: t.Union([t.String(), t.Null()]) })) });
+export const SetAcl = t.Object({ policy: Policy, expected_version: t.Optional(Integer({ minimum: 0, description: "Refuse (412) when the ACL is no longer at this version" })) });
+export const AclHistory = t.Object({ items: t.Array(t.Object({ version: Integer(), policy: PolicyOrNone, created_at: Iso, created_by: t.Union([t.String(), t.Null()]) })) });
 
 export const ConfigQuery = t.Object({ format: t.Optional(t.Union([t.Literal("wg-quick"), t.Literal("setconf"), t.Literal("nftables"), t.Literal("json")], { default: "wg-quick" })) });
 
@@ -145,7 +146,7 @@ export const Enrolled = t.Object({
   signature: t.String(),
 });
 
-export const Applied = t.Object({ version: t.Integer({ minimum: 0 }), public_key: t.String({ maxLength: 64 }) });
+export const Applied = t.Object({ version: Integer({ minimum: 0 }), public_key: t.String({ maxLength: 64 }) });
 export const AppliedResult = t.Object({ rotation: t.Union([t.Literal("completed"), t.Literal("pending"), t.Null()]) });
 export const Rotate = t.Object({ public_key: t.String({ maxLength: 64, description: "The next public key" }) });
-export const RotateResult = t.Object({ rotation: t.Literal("pending"), version: t.Integer() });
+export const RotateResult = t.Object({ rotation: t.Literal("pending"), version: Integer() });

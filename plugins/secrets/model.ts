@@ -1,5 +1,6 @@
 /** Request and response schemas of the secrets API (validation and the OpenAPI document). */
 import { t } from "elysia";
+import { Integer } from "../../src/http/schema.ts";
 
 const Iso = t.String({ format: "date-time" });
 const NullableIso = t.Union([Iso, t.Null()]);
@@ -21,8 +22,8 @@ export const EnvironmentProtection = t.Object({ protection: Protection, allowed_
 export const WorkspaceSettings = t.Object({
   workspace: t.String(),
   e2ee: t.Boolean({ description: "End-to-end encrypted: values are encrypted by the members' clients; the server stores ciphertext only." }),
-  data_key_version: t.Union([t.Integer(), t.Null()], { description: "The workspace's data key version (null before its first value)." }),
-  values_on_older_keys: t.Integer({ description: "Stored versions still encrypted with an older data key (a rotation under way)." }),
+  data_key_version: t.Union([Integer(), t.Null()], { description: "The workspace's data key version (null before its first value)." }),
+  values_on_older_keys: Integer({ description: "Stored versions still encrypted with an older data key (a rotation under way)." }),
   environments: t.Array(Environment),
 });
 export const WorkspaceSettingsChange = t.Object({ e2ee: t.Boolean({ description: "Chosen while the workspace holds no secrets." }) });
@@ -31,9 +32,9 @@ export const SecretMetadata = t.Object({
   id: t.String(),
   name: t.String(),
   environment: t.String(),
-  version: t.Integer({ description: "The current version; send it back in If-Match to update only if nobody changed it meanwhile." }),
+  version: Integer({ description: "The current version; send it back in If-Match to update only if nobody changed it meanwhile." }),
   note: t.Union([t.String(), t.Null()]),
-  rotation_days: t.Union([t.Integer(), t.Null()]),
+  rotation_days: t.Union([Integer(), t.Null()]),
   rotation_due: t.Boolean(),
   expires_at: NullableIso,
   expired: t.Boolean(),
@@ -51,7 +52,7 @@ export const SecretList = t.Object({
   items: t.Array(
     t.Composite([
       SecretMetadata,
-      t.Object({ value: t.Optional(t.String({ description: "Only with ?values=true; each read is audited." })), key_version: t.Optional(t.Integer({ description: "E2EE: the workspace key version the value is encrypted with." })) }),
+      t.Object({ value: t.Optional(t.String({ description: "Only with ?values=true; each read is audited." })), key_version: t.Optional(Integer({ description: "E2EE: the workspace key version the value is encrypted with." })) }),
     ]),
   ),
 });
@@ -60,28 +61,28 @@ export const SecretValue = t.Composite([
   SecretMetadata,
   t.Object({
     value: t.String(),
-    value_version: t.Integer(),
+    value_version: Integer(),
     e2ee: t.Boolean({ description: "The value is the client's ciphertext: decrypt it with the workspace key." }),
-    key_version: t.Integer({ description: "E2EE: the workspace key version it is encrypted with (0 otherwise)." }),
+    key_version: Integer({ description: "E2EE: the workspace key version it is encrypted with (0 otherwise)." }),
   }),
 ]);
 
 export const SecretHistory = t.Composite([
   SecretMetadata,
-  t.Object({ versions: t.Array(t.Object({ version: t.Integer(), origin: t.String(), created_at: Iso, created_by: t.String(), current: t.Boolean() })) }),
+  t.Object({ versions: t.Array(t.Object({ version: Integer(), origin: t.String(), created_at: Iso, created_by: t.String(), current: t.Boolean() })) }),
 ]);
 
 const Metadata = {
   note: t.Optional(t.Union([t.String({ maxLength: 500 }), t.Null()])),
-  rotation_days: t.Optional(t.Union([t.Integer({ minimum: 1, maximum: 3650 }), t.Null()], { description: "Remind to rotate this often (rotation_due in lists)." })),
+  rotation_days: t.Optional(t.Union([Integer({ minimum: 1, maximum: 3650 }), t.Null()], { description: "Remind to rotate this often (rotation_due in lists)." })),
   expires_at: t.Optional(t.Union([t.String({ format: "date-time" }), t.Null()])),
 };
 export const SetSecret = t.Object({ value: t.String({ description: "At most secrets.max_value_bytes; never logged or audited." }), ...Metadata });
 export const SecretMetadataChange = t.Object(Metadata);
-export const Rollback = t.Object({ version: t.Integer({ minimum: 1 }) });
+export const Rollback = t.Object({ version: Integer({ minimum: 1 }) });
 export const Rotate = t.Object({
   generator: t.Union([t.Literal("password"), t.Literal("hex"), t.Literal("base64"), t.Literal("uuid")]),
-  length: t.Optional(t.Integer({ minimum: 1, maximum: 512, description: "Characters (password) or random bytes (hex, base64)." })),
+  length: t.Optional(Integer({ minimum: 1, maximum: 512, description: "Characters (password) or random bytes (hex, base64)." })),
 });
 
 export const ListQuery = t.Object({
@@ -107,21 +108,21 @@ export const ImportRequest = t.Object({
 export const ImportResult = t.Object({
   dry_run: t.Boolean(),
   plan: t.Array(t.Object({ name: t.String(), action: t.Union([t.Literal("create"), t.Literal("update"), t.Literal("unchanged"), t.Literal("skip")]), reason: t.Optional(t.String()) })),
-  created: t.Integer(),
-  updated: t.Integer(),
-  unchanged: t.Integer(),
-  skipped: t.Integer(),
+  created: Integer(),
+  updated: Integer(),
+  unchanged: Integer(),
+  skipped: Integer(),
 });
 
-export const KeyRotation = t.Object({ workspace: t.String(), data_key_version: t.Integer(), reencrypted: t.Integer() });
+export const KeyRotation = t.Object({ workspace: t.String(), data_key_version: Integer(), reencrypted: Integer() });
 
 /** Bounds are checked by the service (shareKdfProblem): the same LIMITS the viewer's client applies. */
 export const ShareKdf = t.Object(
   {
     salt: t.String({ maxLength: 64, description: "16 bytes, base64url." }),
-    memory_kib: t.Integer(),
-    iterations: t.Integer(),
-    parallelism: t.Integer(),
+    memory_kib: Integer(),
+    iterations: Integer(),
+    parallelism: Integer(),
   },
   { description: "The argon2id salt and parameters of the link's passphrase (not secret)." },
 );
@@ -131,15 +132,15 @@ export const NewShare = t.Object({
   passphrase: t.Boolean({ description: "A passphrase is needed besides the link." }),
   passphrase_proof: t.Optional(t.String({ minLength: 16, maxLength: 256, description: "Derived from the link key and the passphrase by the client: viewers present it too, before a view is spent." })),
   passphrase_kdf: t.Optional(ShareKdf),
-  ttl_hours: t.Optional(t.Integer({ minimum: 1 })),
-  max_views: t.Optional(t.Integer({ minimum: 1, description: "Default 1." })),
+  ttl_hours: t.Optional(Integer({ minimum: 1 })),
+  max_views: t.Optional(Integer({ minimum: 1, description: "Default 1." })),
   source: t.Optional(t.Object({ workspace: t.String(), environment: t.String(), name: t.String() }, { description: "The secret it carries (for the audit trail)." })),
 });
 export const Share = t.Object({
   id: t.String(),
   state: t.String({ description: "active, used, expired or revoked" }),
-  views: t.Integer(),
-  max_views: t.Integer(),
+  views: Integer(),
+  max_views: Integer(),
   passphrase: t.Boolean(),
   source: t.Union([t.String(), t.Null()]),
   created_by: t.String(),
@@ -158,10 +159,10 @@ export const ShareView = t.Object({
 export const SharePeek = t.Object({
   passphrase: t.Boolean(),
   passphrase_kdf: t.Optional(ShareKdf),
-  views_left: t.Integer(),
+  views_left: Integer(),
   expires_at: Iso,
 });
-export const ShareContent = t.Object({ ciphertext: t.String(), passphrase: t.Boolean(), views_left: t.Integer(), expires_at: Iso });
+export const ShareContent = t.Object({ ciphertext: t.String(), passphrase: t.Boolean(), views_left: Integer(), expires_at: Iso });
 
 export const KeyPair = t.Object({
   public_key: t.String({ description: "X25519, base64url (32 bytes)." }),
@@ -171,14 +172,14 @@ export const KeyPairView = t.Composite([KeyPair, t.Object({ created_at: Iso })])
 export const PublicKey = t.Object({ user: t.String(), public_key: t.String() });
 export const Grant = t.Object({ wrapped: t.String({ maxLength: 4200, description: "The workspace key wrapped to the member's public key (c1.wk....)." }) });
 export const Holders = t.Object({ items: t.Array(t.Object({ user: t.String(), wrapped_by: t.String(), created_at: Iso })) });
-export const WrappedKey = t.Object({ workspace: t.String(), key_version: t.Integer(), wrapped: t.String(), wrapped_by: t.String() });
+export const WrappedKey = t.Object({ workspace: t.String(), key_version: Integer(), wrapped: t.String(), wrapped_by: t.String() });
 export const MyKeyQuery = t.Object({ version: t.Optional(t.Integer({ minimum: 1, description: "An older version of the workspace key (default: the current one)." })) });
 export const E2eeRotation = t.Object({
-  from_version: t.Optional(t.Integer({ minimum: 1, description: "The key version the client re-encrypted from: 409 when the workspace is no longer at it (another rotation came first)." })),
-  values: t.Array(t.Object({ environment: t.String(), name: t.String(), version: t.Integer({ description: "The version this ciphertext re-encrypts." }), value: t.String() }), { maxItems: 10_000 }),
+  from_version: t.Optional(Integer({ minimum: 1, description: "The key version the client re-encrypted from: 409 when the workspace is no longer at it (another rotation came first)." })),
+  values: t.Array(t.Object({ environment: t.String(), name: t.String(), version: Integer({ description: "The version this ciphertext re-encrypts." }), value: t.String() }), { maxItems: 10_000 }),
   wrapped: t.Array(t.Object({ user: t.String(), wrapped: t.String({ maxLength: 4200 }) }), { minItems: 1, maxItems: 1000 }),
 });
-export const E2eeRotated = t.Object({ workspace: t.String(), key_version: t.Integer(), reencrypted: t.Integer(), holders: t.Array(t.String()) });
+export const E2eeRotated = t.Object({ workspace: t.String(), key_version: Integer(), reencrypted: Integer(), holders: t.Array(t.String()) });
 
 export const NewWebhook = t.Object({ url: t.String({ maxLength: 2000, description: "Under a prefix of secrets.webhook_allowed_urls." }) });
 export const Webhook = t.Object({ id: t.String(), url: t.String(), created_at: Iso, created_by: t.String() });
@@ -187,12 +188,12 @@ export const CreatedWebhook = t.Composite([Webhook, t.Object({ secret: t.String(
 export const Deliveries = t.Object({
   items: t.Array(
     t.Object({
-      id: t.Integer(),
+      id: Integer(),
       event: t.Object({}, { additionalProperties: true }),
       state: t.String(),
-      attempts: t.Integer(),
+      attempts: Integer(),
       next_attempt_at: NullableIso,
-      last_status: t.Union([t.Integer(), t.Null()]),
+      last_status: t.Union([Integer(), t.Null()]),
       last_error: t.Union([t.String(), t.Null()]),
       created_at: Iso,
       delivered_at: NullableIso,

@@ -1,4 +1,5 @@
 import { t } from "elysia";
+import { Integer } from "../../src/http/schema.ts";
 
 const sealMethodName = (description: string) => t.Union([t.Literal("key_file"), t.Literal("systemd_credential"), t.Literal("shamir")], { description });
 
@@ -6,8 +7,8 @@ export const SealStatus = t.Object({
   sealed: t.Boolean(),
   initialized: t.Boolean(),
   method: t.Union([t.Literal("key_file"), t.Literal("systemd_credential"), t.Literal("shamir"), t.Null()], { description: "The method of the key that unseals under the configured seal method." }),
-  threshold: t.Union([t.Integer(), t.Null()], { description: "Shamir: how many shares unseal." }),
-  progress: t.Integer({ description: "Shamir: shares received so far." }),
+  threshold: t.Union([Integer(), t.Null()], { description: "Shamir: how many shares unseal." }),
+  progress: Integer({ description: "Shamir: shares received so far." }),
   key_id: t.Union([t.String(), t.Null()], { description: "The root key's id (the prefix of its shares)." }),
 });
 
@@ -24,8 +25,8 @@ export const UnsealResponse = t.Object({
 export const RootKeyInfo = t.Object({
   id: t.String(),
   method: t.String(),
-  shares: t.Union([t.Integer(), t.Null()]),
-  threshold: t.Union([t.Integer(), t.Null()]),
+  shares: t.Union([Integer(), t.Null()]),
+  threshold: t.Union([Integer(), t.Null()]),
   state: t.String(),
   created_at: t.String({ format: "date-time" }),
   age_days: t.Number(),
@@ -34,36 +35,36 @@ export const RootKeyInfo = t.Object({
 export const KeysStatus = t.Object({
   root: RootKeyInfo,
   pending_root: t.Union([RootKeyInfo, t.Null()]),
-  active_kek: t.Integer(),
+  active_kek: Integer(),
   keks: t.Array(
     t.Object({
-      version: t.Integer(),
+      version: Integer(),
       created_at: t.String({ format: "date-time" }),
       retired_at: t.Union([t.String({ format: "date-time" }), t.Null()]),
       age_days: t.Number(),
-      deks: t.Integer({ description: "Data keys wrapped by this KEK." }),
+      deks: Integer({ description: "Data keys wrapped by this KEK." }),
     }),
   ),
-  deks: t.Integer(),
-  deks_to_rewrap: t.Integer({ description: "Data keys still under an older KEK (a rotation in progress), not counting the damaged ones." }),
-  deks_damaged: t.Integer({
+  deks: Integer(),
+  deks_to_rewrap: Integer({ description: "Data keys still under an older KEK (a rotation in progress), not counting the damaged ones." }),
+  deks_damaged: Integer({
     description: "Data keys under an older KEK that do not unwrap (damaged or altered, or their KEK gone), as the last re-wrap found them: no rotation moves them. Restore a backup made before the damage, or destroy their owners' data.",
   }),
-  rotation_days: t.Integer({ description: "Configured rotation period (0: manual only)." }),
+  rotation_days: Integer({ description: "Configured rotation period (0: manual only)." }),
   rotation_due: t.Boolean(),
 });
 
 export const RotateResponse = t.Object({
-  version: t.Integer({ description: "The new KEK version." }),
-  rewrapped: t.Integer({ description: "Data keys re-wrapped with it." }),
-  damaged: t.Integer({ description: "Data keys that do not unwrap (damaged or altered): left under their KEK, which is kept; each is logged and audited." }),
+  version: Integer({ description: "The new KEK version." }),
+  rewrapped: Integer({ description: "Data keys re-wrapped with it." }),
+  damaged: Integer({ description: "Data keys that do not unwrap (damaged or altered): left under their KEK, which is kept; each is logged and audited." }),
 });
 
 
 export const RekeyRequest = t.Object({
   method: t.Optional(sealMethodName("The new key's seal method, to move to another one (a seal migration); default: the current one.")),
-  shares: t.Optional(t.Integer({ minimum: 2, maximum: 255 })),
-  threshold: t.Optional(t.Integer({ minimum: 2, maximum: 255 })),
+  shares: t.Optional(Integer({ minimum: 2, maximum: 255 })),
+  threshold: t.Optional(Integer({ minimum: 2, maximum: 255 })),
 });
 
 export const RekeyResponse = t.Object({

@@ -205,9 +205,19 @@ function refuseQuery(schema: TSchema | undefined, url: string, meta: RequestMeta
   const seen = new Set<string>();
   const repeated = new Set<string>();
   for (const [name] of pairs) (seen.has(name) ? repeated : seen).add(name);
-  const pointers = [...repeated].map((name) => `/${name.replaceAll("~", "~0").replaceAll("/", "~1")}`);
-  refuseUnknown("query", pointers, meta, "given more than once");
+  const pointer = (name: string) => `/${name.replaceAll("~", "~0").replaceAll("/", "~1")}`;
+  refuseUnknown("query", [...repeated].map(pointer), meta, "given more than once");
+  const properties = (schema.properties ?? {}) as Record<string, TSchema>;
+  const notDecimal = pairs.filter(([name, value]) => Object.hasOwn(properties, name) && isQueryInteger(properties[name]!) && !DECIMAL_INTEGER.test(value));
+  refuseUnknown("query", notDecimal.map(([name]) => pointer(name)), meta, "Expected integer");
 }
+
+/**
+ * Elysia's t.Integer, which reads its text as JavaScript does a number: `?limit=0x10` was 16,
+ * and "1e2", " 5 " and "" were numbers too. A query integer is plain decimal digits.
+ */
+const isQueryInteger = (schema: TSchema) => (schema.anyOf as TSchema[] | undefined)?.some((branch) => branch.type === "string" && branch.format === "integer") === true;
+const DECIMAL_INTEGER = /^-?(0|[1-9][0-9]*)$/;
 
 /**
  * A body with fields, or a URL with query parameters, its route does not know (or, `message`
