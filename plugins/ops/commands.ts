@@ -7,7 +7,7 @@ import { INSTALLED_CONFIG_FILE, locateConfigFile } from "../../src/config/load.t
 import type { Config } from "../../src/config/schema.ts";
 import { systemClock, type Command, type CommandContext } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
-import { commandConfig } from "./config.ts";
+import { commandConfig, instanceInputs, tokenDoubt } from "./config.ts";
 import { runDoctor, type Check, type DoctorReport, type RunProgram } from "./doctor.ts";
 import { askLocalServer } from "./local-server.ts";
 import { humanBytes, octal, pathInfo } from "./on-disk.ts";
@@ -17,13 +17,7 @@ import { databasePath, isNotADatabase, type DatabaseProblem } from "./store.ts";
 
 /** The config file this command's configuration came from (or would come from), as main.ts finds it. */
 function configFileOf(ctx: CommandContext): string {
-  return locateConfigFile({
-    env: ctx.env,
-    configFlag: typeof ctx.options.config === "string" ? ctx.options.config : undefined,
-    dataFlag: typeof ctx.options.data === "string" ? ctx.options.data : undefined,
-    cwd: process.cwd(),
-    installedConfig: INSTALLED_CONFIG_FILE,
-  }).path;
+  return locateConfigFile({ ...instanceInputs(ctx), installedConfig: INSTALLED_CONFIG_FILE }).path;
 }
 
 export const opsCommands: Command[] = [
@@ -32,8 +26,8 @@ export const opsCommands: Command[] = [
     summary: "Check this machine's Citadel (files and modes, keys, seal, certificate, disk, clock, ports, DNS, audit chain, backups); exit code 1 on a failure",
     async run(ctx) {
       const { config } = commandConfig(ctx);
-      const login = storedLogin(ctx, config);
-      const server = await askLocalServer(config, login.token);
+      const login = operatorToken(ctx, config);
+      const server = await askLocalServer(config, login);
       const configPath = configFileOf(ctx);
       const report = await withDatabase(config, (db, databaseProblem) => runDoctor({ config, configPath, server, db, databaseProblem, now: systemClock.now(), run: runProgram }));
       if (login.problem) addCheck(report, { check: "cli_login", status: "fail", message: login.problem, fix: `chmod 600 ${credentialsPath(ctx.configHome)}` });
@@ -48,9 +42,9 @@ export const opsCommands: Command[] = [
     options: { "mesh-state": { type: "string", description: `A mesh node's state directory to look in (default ${MESH_STATE_DIR})` } },
     async run(ctx) {
       const { config } = commandConfig(ctx);
-      const login = storedLogin(ctx, config);
+      const login = operatorToken(ctx, config);
       const now = systemClock.now();
-      const [sbom, server] = await Promise.all([embeddedSbom({ commit: buildInfo.commit, now }), askLocalServer(config, login.token)]);
+      const [sbom, server] = await Promise.all([embeddedSbom({ commit: buildInfo.commit, now }), askLocalServer(config, login)]);
       const configPath = configFileOf(ctx);
       const loginFile = pathInfo(credentialsPath(ctx.configHome)).kind === "file" ? credentialsPath(ctx.configHome) : null;
       const meshStateDir = typeof ctx.options["mesh-state"] === "string" ? ctx.options["mesh-state"] : MESH_STATE_DIR;
@@ -74,8 +68,15 @@ export const opsCommands: Command[] = [
 /**
  * The operator token for the local server: CITADEL_TOKEN, else the stored login's when it is
  * a login to this very server. A stored login file others can read is reported, not used.
+ * Neither goes to a server the client commands would not send it to (tokenDoubt): `withheld`.
  */
-function storedLogin(ctx: CommandContext, config: Config): { token: string | undefined; problem: string | null } {
+function operatorToken(ctx: CommandContext, config: Config): { token: string | undefined; withheld: string | null; problem: string | null } {
+  const { token, problem } = givenToken(ctx, config);
+  const doubt = token === undefined ? null : tokenDoubt(instanceInputs(ctx), config);
+  return doubt === null ? { token, withheld: null, problem } : { token: undefined, withheld: doubt, problem };
+}
+
+function givenToken(ctx: CommandContext, config: Config): { token: string | undefined; problem: string | null } {
   if (ctx.env.CITADEL_TOKEN) return { token: ctx.env.CITADEL_TOKEN, problem: null };
   try {
     const stored = readStoredLogin(ctx.configHome);

@@ -46,8 +46,11 @@ export interface ServerView {
   keysProblem: string | null;
 }
 
-/** What the local server says about itself; a server that does not answer is a finding, not an error. */
-export async function askLocalServer(config: Config, token: string | undefined, timeoutMs = 3000): Promise<ServerView> {
+/**
+ * What the local server says about itself; a server that does not answer is a finding, not an error.
+ * `withheld`: why the operator's token is not sent to this one (commands.ts), when there is one.
+ */
+export async function askLocalServer(config: Config, { token, withheld = null }: { token: string | undefined; withheld?: string | null }, timeoutMs = 3000): Promise<ServerView> {
   const url = localBaseUrl(config);
   const view: ServerView = { url, listener: "unknown", error: null, ready: null, seal: null, keys: null, keysProblem: null };
   if (url === null) {
@@ -115,7 +118,8 @@ export async function askLocalServer(config: Config, token: string | undefined, 
   const seal = await attempt(() => get("/v1/sys/seal-status"));
   if (seal?.status === 200) view.seal = seal.body as SealView;
 
-  if (!token) view.keysProblem = "the key status needs an operator's token (CITADEL_TOKEN, or citadel login)";
+  if (withheld) view.keysProblem = `the token is not sent to it: ${withheld}`;
+  else if (!token) view.keysProblem = "the key status needs an operator's token (CITADEL_TOKEN, or citadel login)";
   // Over plain HTTP whatever holds the port would get the token (a local user can bind it
   // while Citadel is stopped): the key ages come from the database file instead.
   else if (!config.http.tls.enabled) view.keysProblem = "not sending the token over plain HTTP; key ages are read from the database";

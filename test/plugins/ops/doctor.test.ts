@@ -63,7 +63,7 @@ async function checks(dir: string, overrides: Partial<DoctorInputs> = {}, extraE
   const config = configOf(dir, extraEnv);
   const db = existsSync(databasePath(config)) ? openReadOnly(databasePath(config)) : null;
   try {
-    const server = await askLocalServer(config, undefined);
+    const server = await askLocalServer(config, { token: undefined });
     return await runDoctor({ config, server, db, now: Date.now(), run: () => ({ code: 0, stdout: "yes\n", stderr: "" }), diskSpace: () => ({ available: 50, total: 100 }), ...overrides });
   } finally {
     db?.close();
