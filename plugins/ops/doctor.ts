@@ -21,7 +21,7 @@ import { abandonedRestoreCopies } from "../../src/restore-marker.ts";
 import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
 import { parseHostPort, queryUdp } from "./dns-probe.ts";
 import { keyAgesFromDatabase, keyAgesFromServer, type KeyAges } from "./key-ages.ts";
-import type { ServerView } from "./local-server.ts";
+import { UNEXPECTED_KEYS_ANSWER, type ServerView } from "./local-server.ts";
 import { closedDirectory, doesNotExist, humanBytes, keptRootKeyFiles, octal, pathInfo, walk } from "./on-disk.ts";
 import { shellQuote } from "../../src/cli/next-command.ts";
 import { probePort, whoHolds } from "./ports.ts";
@@ -481,6 +481,10 @@ export function keyAges(inputs: Pick<DoctorInputs, "server" | "db" | "databasePr
 }
 
 function checkKeys(inputs: DoctorInputs, add: Add): void {
+  // Said on its own: the ages below (from the database file) would otherwise read as all there is to it.
+  if (inputs.server.keysProblem === UNEXPECTED_KEYS_ANSWER) {
+    add("keys", "warn", `${UNEXPECTED_KEYS_ANSWER} at ${inputs.server.url}: not the key status this citadel reads (another version of Citadel, or not Citadel)`, `check what listens at ${inputs.server.url}, and run the citadel binary the service runs`);
+  }
   const { ages, note } = keyAges(inputs);
   if (!ages?.root || !ages.active_kek) return add("keys", "skip", `key ages unknown: ${note ?? "not initialized"}`);
   const from = ages.source === "server" ? "" : ` (from the database file${note ? `; ${note}` : ""})`;

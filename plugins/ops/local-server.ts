@@ -5,32 +5,46 @@
  * so an answer proves it is this Citadel. Never throws: what failed is in the answer.
  */
 import { readFileSync } from "node:fs";
+import { Type, type Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
 import { localBaseUrl } from "../../src/cli/api-client.ts";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 
 /** The parts of GET /v1/sys/seal-status the doctor reads. */
-export interface SealView {
-  sealed: boolean;
-  initialized: boolean;
-  method: string | null;
-  threshold: number | null;
-  progress: number;
-  key_id: string | null;
-}
+const SealAnswer = Type.Object({
+  sealed: Type.Boolean(),
+  initialized: Type.Boolean(),
+  method: Type.Union([Type.String(), Type.Null()]),
+  threshold: Type.Union([Type.Number(), Type.Null()]),
+  progress: Type.Number(),
+  key_id: Type.Union([Type.String(), Type.Null()]),
+});
+export type SealView = Static<typeof SealAnswer>;
 
 /** The parts of GET /v1/sys/keys the doctor and the report read. */
-export interface KeysView {
-  root: { id: string; method: string; shares: number | null; threshold: number | null; created_at: string; age_days: number };
-  pending_root: { id: string; method: string } | null;
-  active_kek: number;
-  keks: Array<{ version: number; created_at: string; retired_at: string | null; age_days: number }>;
-  deks_to_rewrap: number;
+const KeysAnswer = Type.Object({
+  root: Type.Object({
+    id: Type.String(),
+    method: Type.String(),
+    shares: Type.Union([Type.Number(), Type.Null()]),
+    threshold: Type.Union([Type.Number(), Type.Null()]),
+    created_at: Type.String(),
+    age_days: Type.Number(),
+  }),
+  pending_root: Type.Union([Type.Object({ id: Type.String(), method: Type.String() }), Type.Null()]),
+  active_kek: Type.Number(),
+  keks: Type.Array(Type.Object({ version: Type.Number(), created_at: Type.String(), retired_at: Type.Union([Type.String(), Type.Null()]), age_days: Type.Number() })),
+  deks_to_rewrap: Type.Number(),
   /** Data keys that do not unwrap, which no rotation moves (a server before it had none: absent). */
-  deks_damaged?: number;
-  rotation_days: number;
-  rotation_due: boolean;
-}
+  deks_damaged: Type.Optional(Type.Number()),
+  rotation_days: Type.Number(),
+  rotation_due: Type.Boolean(),
+});
+export type KeysView = Static<typeof KeysAnswer>;
+
+/** Said of a 200 from GET /v1/sys/keys that is not the key status this binary reads. */
+export const UNEXPECTED_KEYS_ANSWER = "unexpected answer from GET /v1/sys/keys";
 
 export interface ServerView {
   /** Where this Citadel should answer; null when http.port is 0 (a random port). */
@@ -42,7 +56,7 @@ export interface ServerView {
   ready: { ok: boolean; detail: string } | null;
   seal: SealView | null;
   keys: KeysView | null;
-  /** Why there is no key status (no token, not an operator, sealed). */
+  /** Why there is no key status (no token, not an operator, sealed, an answer of another shape). */
   keysProblem: string | null;
 }
 
@@ -116,7 +130,8 @@ export async function askLocalServer(config: Config, { token, withheld = null }:
   const ready = await attempt(() => get("/readyz"));
   if (ready) view.ready = { ok: ready.status === 200, detail: ready.status === 200 ? "ready" : String(ready.body?.detail ?? `HTTP ${ready.status}`) };
   const seal = await attempt(() => get("/v1/sys/seal-status"));
-  if (seal?.status === 200) view.seal = seal.body as SealView;
+  // Whatever holds the port may answer anything: a body of another shape is no answer.
+  if (seal?.status === 200 && Value.Check(SealAnswer, seal.body)) view.seal = seal.body;
 
   if (withheld) view.keysProblem = `the token is not sent to it: ${withheld}`;
   else if (!token) view.keysProblem = "the key status needs an operator's token (CITADEL_TOKEN, or citadel login)";
@@ -125,7 +140,8 @@ export async function askLocalServer(config: Config, { token, withheld = null }:
   else if (!config.http.tls.enabled) view.keysProblem = "not sending the token over plain HTTP; key ages are read from the database";
   else {
     const keys = await attempt(() => get("/v1/sys/keys", token));
-    if (keys?.status === 200) view.keys = keys.body as KeysView;
+    if (keys?.status === 200 && Value.Check(KeysAnswer, keys.body)) view.keys = keys.body;
+    else if (keys?.status === 200) view.keysProblem = UNEXPECTED_KEYS_ANSWER;
     else view.keysProblem = keys ? `GET /v1/sys/keys: ${keys.body?.detail ?? `HTTP ${keys.status}`}` : "GET /v1/sys/keys did not answer";
   }
   return view;

@@ -497,6 +497,32 @@ describe("a sealed server: the fix is the way its seal method unseals (found in 
   });
 });
 
+describe("a server whose answers are not of the shape this doctor reads (found in review: a TypeError on view.keks.find ended the doctor and the report)", () => {
+  test("the key status is a keys warning, the seal status no answer, and the rest of the report is made", async () => {
+    const dir = dataDir();
+    const fake = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: Bun.file(join(dir, "tls/cert.pem")), key: Bun.file(join(dir, "tls/key.pem")) },
+      fetch: (request) => Response.json(new URL(request.url).pathname === "/healthz" ? { status: "ok" } : { keks: "none" }),
+    });
+    try {
+      const env = { CITADEL_HTTP_PORT: String(fake.port), CITADEL_TOKEN: "citadel_pat_test", CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" };
+      const { report } = await doctor(dir, { env });
+      expect(find(report, "keys")).toEqual([
+        { check: "keys", status: "warn", message: `unexpected answer from GET /v1/sys/keys at https://127.0.0.1:${fake.port}: not the key status this citadel reads (another version of Citadel, or not Citadel)`, fix: `check what listens at https://127.0.0.1:${fake.port}, and run the citadel binary the service runs` },
+        { check: "keys", status: "ok", message: expect.stringContaining("(from the database file; unexpected answer from GET /v1/sys/keys)"), fix: null },
+      ]);
+      expect(find(report, "seal")).toEqual([{ check: "seal", status: "warn", message: "the server did not say whether it is sealed", fix: null }]);
+      expect(find(report, "audit")[0]!.status).toBe("ok");
+      const sovereignty = await run("sovereignty report", dir, { env });
+      expect(sovereignty.text).toContain("(read from the database file; unexpected answer from GET /v1/sys/keys)");
+    } finally {
+      fake.stop(true);
+    }
+  });
+});
+
 describe("damaged data keys (found in review: counted as keys to re-wrap, and rotate advised, which moves none of them)", () => {
   test("the running server's count is a failure of the keys check, with the audit to read and what helps", async () => {
     const dir = dataDir();
