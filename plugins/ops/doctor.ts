@@ -650,8 +650,9 @@ function checkAudit({ db, databaseProblem, config }: DoctorInputs, add: Add): vo
 
 /**
  * `[audit.forward] to = "file"`: the forwarder makes the file in its directory, so that must be
- * there and writable, else nothing is forwarded (the log says so once a minute). Only this
- * user's access can be tried; and outside the data directory the installed unit
+ * there and writable, else nothing is forwarded (the log says so once a minute); a file already
+ * there must be a regular file (through a link, as the forwarder opens it) it may append to.
+ * Only this user's access can be tried; and outside the data directory the installed unit
  * (ProtectSystem=strict) lets Citadel write only where a ReadWritePaths= drop-in says.
  */
 function checkAuditForwardFile({ config }: DoctorInputs, add: Add): void {
@@ -662,17 +663,36 @@ function checkAuditForwardFile({ config }: DoctorInputs, add: Add): void {
   const fromDataDir = relative(config.data_dir, dir);
   const outside = fromDataDir === ".." || fromDataDir.startsWith("../");
   const dropIn = outside ? `; under the installed unit, also: systemctl edit citadel, [Service] ReadWritePaths=${dir}` : "";
-  const where = pathInfo(dir, { followLink: true });
+  const where = kindOf(dir); // not pathInfo, which adds up everything under it: / for file = "/"
   // Judged for the user Citadel runs as — the data directory's owner — by the modes, not for
   // whoever runs this doctor: root may write anywhere, which says nothing of the service.
   const service = ownerOf(config.data_dir);
-  if (where.kind === "unreadable" || !service) return add("audit_forward", "warn", `audit.forward.file ${path}: ${cannotLook(where.kind === "unreadable" ? dir : config.data_dir)}`, AS_SERVICE_USER);
-  if (where.kind === "missing") return add("audit_forward", "warn", `audit.forward.file ${path}: the directory ${dir} does not exist, so nothing is forwarded`, `install -d -o citadel -m 750 ${q} (owned by the user Citadel runs as)${dropIn}`);
-  if (where.kind !== "directory") return add("audit_forward", "warn", `audit.forward.file ${path}: ${dir} is not a directory, so nothing is forwarded`, `set [audit.forward] file to a path in a directory`);
+  if (where === "unreadable" || !service) return add("audit_forward", "warn", `audit.forward.file ${path}: ${cannotLook(where === "unreadable" ? dir : config.data_dir)}`, AS_SERVICE_USER);
+  if (where === "missing") return add("audit_forward", "warn", `audit.forward.file ${path}: the directory ${dir} does not exist, so nothing is forwarded`, `install -d -o citadel -m 750 ${q} (owned by the user Citadel runs as)${dropIn}`);
+  if (where !== "directory") return add("audit_forward", "warn", `audit.forward.file ${path}: ${dir} is not a directory, so nothing is forwarded`, `set [audit.forward] file to a path in a directory`);
   const runsAs = `the user Citadel runs as (uid ${service.uid}, the owner of ${config.data_dir})`;
   if (!writableBy(dir, service)) return add("audit_forward", "warn", `audit.forward.file ${path}: ${dir} is not writable by ${runsAs}, so nothing is forwarded`, `chown ${service.uid} ${q}${dropIn}`);
+  const file = kindOf(path);
+  if (file === "unreadable") return add("audit_forward", "warn", `audit.forward.file ${path}: ${cannotLook(path)}`, AS_SERVICE_USER);
+  if (file === "directory" || file === "other") {
+    return add("audit_forward", "warn", `audit.forward.file ${path} is ${file === "directory" ? "a directory" : "not a regular file"}, so nothing is forwarded`, "set [audit.forward] file to the path of a file (made on the first event)");
+  }
+  if (file === "file" && !fileWritableBy(path, service)) {
+    return add("audit_forward", "warn", `audit.forward.file ${path} (mode ${octal(statSync(path).mode & 0o777)}) is not writable by ${runsAs}, so nothing is forwarded`, `chown ${service.uid} ${shellQuote(path)}; chmod u+w ${shellQuote(path)}`);
+  }
   const unit = outside ? `; under the installed unit (ProtectSystem=strict) Citadel writes there only with a drop-in: systemctl edit citadel, [Service] ReadWritePaths=${dir}` : "";
-  add("audit_forward", "ok", `audit.forward.file ${path}: ${dir} is writable by ${runsAs}${unit}`);
+  const writable = file === "file" ? `the file and ${dir} are writable` : `${dir} is writable`;
+  add("audit_forward", "ok", `audit.forward.file ${path}: ${writable} by ${runsAs}${unit}`);
+}
+
+/** What is at `path`, through a symbolic link (as the forwarder opens it). */
+function kindOf(path: string): "file" | "directory" | "other" | "missing" | "unreadable" {
+  try {
+    const stat = statSync(path);
+    return stat.isFile() ? "file" : stat.isDirectory() ? "directory" : "other";
+  } catch (error) {
+    return doesNotExist(error) ? "missing" : "unreadable";
+  }
 }
 
 function ownerOf(path: string): { uid: number; gid: number } | null {
@@ -686,9 +706,19 @@ function ownerOf(path: string): { uid: number; gid: number } | null {
 
 /** Whether the modes of `dir` let `user` create files in it (its other groups are not known here). */
 function writableBy(dir: string, user: { uid: number; gid: number }): boolean {
-  const { uid, gid, mode } = statSync(dir);
-  const allows = (bits: number) => (mode & bits) === bits;
-  return user.uid === 0 || (uid === user.uid ? allows(0o300) : gid === user.gid ? allows(0o030) : allows(0o003));
+  return modesGrant(dir, user, 0o3);
+}
+
+/** Whether the modes of `file` let `user` write it (its other groups are not known here). */
+function fileWritableBy(file: string, user: { uid: number; gid: number }): boolean {
+  return modesGrant(file, user, 0o2);
+}
+
+/** Whether the owner's, the group's or the others' bits of `path`, whichever apply to `user`, hold all of `bits` (rwx = 7). */
+function modesGrant(path: string, user: { uid: number; gid: number }, bits: number): boolean {
+  const { uid, gid, mode } = statSync(path);
+  const allows = (shift: number) => ((mode >> shift) & bits) === bits;
+  return user.uid === 0 || (uid === user.uid ? allows(6) : gid === user.gid ? allows(3) : allows(0));
 }
 
 /** The backup directory: [backup] dir, relative to the data directory, else "backups" there. */

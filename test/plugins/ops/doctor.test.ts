@@ -684,6 +684,45 @@ describe("audit forwarding to a file: its directory must be there and writable (
   });
 });
 
+describe("audit forwarding to a file that is there: a regular file the service user may write (found in review: one it could not append to, a directory and / passed)", () => {
+  const forwardTo = (file: string) => ({ CITADEL_AUDIT_FORWARD_TO: "file", CITADEL_AUDIT_FORWARD_FILE: file });
+  const forwardCheck = async (data: string, file: string) => find(await checks(data, {}, forwardTo(file)), "audit_forward");
+
+  test("a file the service user may not write warns, with the chown that fixes it; once it may, it passes", async () => {
+    const data = dataDir();
+    if (process.getuid?.() === 0) chownSync(data, 4321, 4321); // the service's, as installed
+    const service = statSync(data).uid;
+    const file = join(data, "audit.jsonl");
+    writeFileSync(file, "");
+    chmodSync(file, process.getuid?.() === 0 ? 0o600 : 0o400); // root's (not the service's) in CI, or this user's without write
+    expect(await forwardCheck(data, "audit.jsonl")).toEqual([
+      {
+        check: "audit_forward",
+        status: "warn",
+        message: `audit.forward.file ${file} (mode ${process.getuid?.() === 0 ? "0600" : "0400"}) is not writable by the user Citadel runs as (uid ${service}, the owner of ${data}), so nothing is forwarded`,
+        fix: `chown ${service} ${file}; chmod u+w ${file}`,
+      },
+    ]);
+    await sh(`chown ${service} ${file}; chmod u+w ${file}`);
+    expect((await forwardCheck(data, "audit.jsonl"))[0]).toMatchObject({ status: "ok", message: `audit.forward.file ${file}: the file and ${data} are writable by the user Citadel runs as (uid ${service}, the owner of ${data})` });
+  });
+
+  test("a directory (tls in the data directory, or /) or a FIFO warns; a link to a file the service may write passes, as the forwarder follows it", async () => {
+    const data = dataDir();
+    expect(await forwardCheck(data, "tls")).toEqual([
+      { check: "audit_forward", status: "warn", message: `audit.forward.file ${data}/tls is a directory, so nothing is forwarded`, fix: "set [audit.forward] file to the path of a file (made on the first event)" },
+    ]);
+    expect((await forwardCheck(data, "/")).map((c) => c.status)).toEqual(["warn"]);
+    await sh(`mkfifo ${join(data, "audit.fifo")}`);
+    expect((await forwardCheck(data, "audit.fifo"))[0]!.message).toBe(`audit.forward.file ${data}/audit.fifo is not a regular file, so nothing is forwarded`);
+    writeFileSync(join(data, "audit.jsonl"), "", { mode: 0o600 });
+    symlinkSync(join(data, "audit.jsonl"), join(data, "audit.link"));
+    expect((await forwardCheck(data, "audit.link")).map((c) => c.status)).toEqual(["ok"]);
+    symlinkSync(join(data, "tls"), join(data, "tls.link"));
+    expect((await forwardCheck(data, "tls.link"))[0]!.message).toBe(`audit.forward.file ${data}/tls.link is a directory, so nothing is forwarded`);
+  });
+});
+
 test("a port in use while what answers could not be checked (the certificate unreadable as this user) is a warning that may be this Citadel, not 'another program' (found in review)", async () => {
   const dir = dataDir();
   const held = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
