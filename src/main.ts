@@ -4,6 +4,8 @@
  * store → migrate → keys (initialize on first start, unseal) → kernel → plugins → listen →
  * wait for a signal → stop everything in reverse.
  */
+// First, before any other module loads: a SIGHUP meanwhile would end the process (startup-hangup.ts).
+import { endStartupHangups } from "./startup-hangup.ts";
 import { closeSync, existsSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -91,6 +93,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     return 0;
   }
   const { command, args, options } = invocation;
+  // Only serve goes on to take SIGHUP (hangupHandler); any other command has its default back.
+  if (command.words.join(" ") !== "serve") endStartupHangups();
   const ctx: CommandContext = {
     args,
     options,
@@ -695,6 +699,7 @@ function hangupHandler(log: Logger): { serve(reloader: TlsReloader | undefined):
     log.info("SIGHUP: reading the TLS certificate again");
     running = running.then(() => reloader!.reload()); // one reload at a time, in order
   });
+  endStartupHangups(); // after this one is in place: never a moment with none
   return {
     serve(given) {
       reloader = given;

@@ -90,6 +90,11 @@ test("the service never dumps core: a core of an unsealed Citadel would hold the
   expect(unitSetting(SERVICE_UNIT, "LimitCORE")).toEqual(["0"]);
 });
 
+test("a SIGHUP that ends the service before it could catch one (its first milliseconds) restarts it: systemd counts that signal a clean stop (found in review)", () => {
+  expect(unitSetting(SERVICE_UNIT, "Restart")).toEqual(["on-failure"]);
+  expect(unitSetting(SERVICE_UNIT, "RestartForceExitStatus")).toEqual(["SIGHUP"]);
+});
+
 test("every setting of citadel.service is explained in docs/install.md, line by line", async () => {
   const doc = await Bun.file(new URL("../../../docs/install.md", import.meta.url)).text();
   const section = doc.slice(doc.indexOf("## The service unit, line by line"), doc.indexOf("## Uninstall"));
