@@ -234,11 +234,15 @@ function apiClientForServer(options: Record<string, string | boolean | undefined
  * when it is an instance of this user's on loopback (loadConfig's `client`).
  */
 function configFor(options: Record<string, string | boolean | undefined>, env: Env, { installed = true, client = false } = {}): LoadedConfig {
+  const dataFlag = options.data as string | undefined;
+  // Named here, as CITADEL_SERVER's problems are: loadConfig names a variable or a file, and took
+  // an empty --data for data_dir's value "in defaults" (or in whatever citadel.toml was there).
+  if (dataFlag === "") throw new ConfigError("data_dir: must not be empty (in --data)");
   return loadConfig({
     schema: configSchema,
     env,
     configFlag: options.config as string | undefined,
-    dataFlag: options.data as string | undefined,
+    dataFlag,
     cwd: process.cwd(),
     ...(installed ? { installedConfig: INSTALLED_CONFIG_FILE } : {}),
     client,
