@@ -137,7 +137,8 @@ class ChainWalk {
   private readonly anchors = new Map<number, { hash: Uint8Array; what: string }>();
   /** The well-formed checkpoints, by seq: the last is the latest. */
   private readonly signed: CheckpointRow[];
-  private readonly external: { seq: number; hash: Uint8Array; verified: boolean } | null;
+  /** The checkpoint file, when it is this log's and its signature holds. */
+  private readonly external: { seq: number; hash: Uint8Array } | null;
   private verified = 0;
   private prevHash: Uint8Array = GENESIS_HASH;
   private expectedSeq = 1;
@@ -214,7 +215,7 @@ class ChainWalk {
       first_problem: this.problems[0] ?? null,
       problems: this.problems,
       problem_count: this.problemCount,
-      checkpoints: { verified: this.verified + (external?.verified ? 1 : 0), latest_seq: latestSigned },
+      checkpoints: { verified: this.verified + (external ? 1 : 0), latest_seq: latestSigned },
       unsigned_tail: Math.max(0, lastSeq - Math.max(latestSigned ?? 0, external?.seq ?? 0)),
     };
   }
@@ -235,23 +236,24 @@ interface CheckpointRow {
 }
 
 /**
- * The checkpoint file as an anchor of this log (`verified` when its signature holds), its
- * problems reported through `fail`; null when another installation signed it: held to this
- * log, its hash would read as a rewrite and its seq as a truncation, when it says nothing about
- * this log at all.
+ * The checkpoint file as an anchor of this log, its problems reported through `fail`; null when
+ * its signature does not hold, or another installation signed it: held to this log, its hash
+ * would read as a rewrite and its seq as a truncation, when it says nothing about this log at all
+ * (found in review: one hex digit changed in the file made an intact log "rewritten").
  */
-function fileCheckpoint(db: Database, file: ExportedCheckpoint, fail: (p: VerifyProblem) => void): { seq: number; hash: Uint8Array; verified: boolean } | null {
+function fileCheckpoint(db: Database, file: ExportedCheckpoint, fail: (p: VerifyProblem) => void): { seq: number; hash: Uint8Array } | null {
   const hash = Buffer.from(file.hash, "hex");
   const publicKey = Buffer.from(file.public_key, "base64");
   if (!verifyCheckpointSignature(publicKey, checkpointMessage(file.seq, hash, file.time), Buffer.from(file.signature, "base64"))) {
-    fail({ seq: file.seq, id: null, problem: "the signature of the checkpoint file is not valid" });
-    return { seq: file.seq, hash, verified: false };
+    // Its seq is what the file claims, unsigned: a number past 2^53 is not an event's.
+    fail({ seq: seqOrNull(file.seq), id: null, problem: "the signature of the checkpoint file is not valid: it anchors nothing" });
+    return null;
   }
   if (!isSigningKeyOf(db, publicKey)) {
     fail({ seq: file.seq, id: null, problem: `the checkpoint file is signed by key ${signingKeyId(publicKey)}, which this log never used: another installation's file? (or this log's signing keys were deleted)` });
     return null;
   }
-  return { seq: file.seq, hash, verified: true };
+  return { seq: file.seq, hash };
 }
 
 const HASH_BYTES = 32;

@@ -203,6 +203,18 @@ describe("verifyAuditChain", () => {
     }
   });
 
+  test("a checkpoint file whose signature fails is reported, not held to the log as an anchor (found in review: an intact log read as rewritten and truncated)", async () => {
+    const { db } = await logWithEvents(10, { checkpoint: true });
+    const file = listCheckpoints(db)[0]!;
+    const flipped = `${file.hash.slice(0, -1)}${file.hash.endsWith("0") ? "1" : "0"}`;
+    for (const changed of [{ hash: flipped }, { seq: 300_099 }, { seq: 1e21 }]) {
+      const report = verifyAuditChain(db, { checkpoint: { ...file, ...changed } });
+      expect([changed, report.problems.map((p) => p.problem)]).toEqual([changed, ["the signature of the checkpoint file is not valid: it anchors nothing"]]);
+      expect(report).toMatchObject({ ok: false, unsigned_tail: 0, checkpoints: { verified: 1 } });
+    }
+    expect(verifyAuditChain(db, { checkpoint: { ...file, seq: 1e21 } }).first_problem?.seq).toBeNull(); // not an event's
+  });
+
   test("only checkpoints whose signature verifies are counted as verified (found in review)", async () => {
     const { db } = await logWithEvents(3, { checkpoint: true });
     const file = listCheckpoints(db)[0]!;
