@@ -8,6 +8,7 @@ import { choiceOption, forStdout, integerOption, oneLine } from "../../src/cli/o
 import { describeFsError, fileWriteProblem, writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { readDatabase } from "../../src/store/read-only.ts";
+import { parseDateTime, REVERSED_WINDOW } from "./date-time.ts";
 import type { AuditPage, Checkpoint, EraseResponse, EventRef } from "./model.ts";
 
 const FILTER_OPTIONS: Record<string, CommandOption> = {
@@ -34,16 +35,17 @@ function limitOption(ctx: CommandContext): number {
   }
 }
 
-/** An RFC 3339 date-time with its time zone, as the server's query schema takes it. */
-const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}(:?\d{2})?)$/;
-
 /** The filters with fixed forms, checked here so that a mistake is named by its flag. */
 function checkFilters(ctx: CommandContext): void {
   choiceOption(ctx, "outcome", ["success", "failure"]);
-  for (const name of ["since", "until"]) {
+  const [since, until] = ["since", "until"].map((name) => {
     const value = ctx.options[name];
-    if (typeof value === "string" && (!DATE_TIME.test(value) || Number.isNaN(Date.parse(value)))) throw new UsageError(`--${name}: an ISO 8601 date and time with its zone, such as 2026-06-01T00:00:00Z`);
-  }
+    if (typeof value !== "string") return null;
+    const ms = parseDateTime(value);
+    if (ms === null) throw new UsageError(`--${name}: an ISO 8601 date and time with its zone, such as 2026-06-01T00:00:00Z (a day and time that exist)`);
+    return ms;
+  });
+  if (since != null && until != null && since >= until) throw new UsageError(`--until: ${REVERSED_WINDOW}`);
 }
 
 function filterQuery(ctx: CommandContext, extra: Record<string, string | undefined> = {}): string {

@@ -15,6 +15,7 @@ import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { auditCommands } from "./commands.ts";
+import { parseDateTime, REVERSED_WINDOW } from "./date-time.ts";
 import { ActionList, AuditPage, CheckpointList, Checkpoint, EraseResponse, EventRef, ExportQuery, ListQuery, NoteRequest, VerifyReport, type EventQuery } from "./model.ts";
 
 export const auditPlugin = definePlugin({
@@ -149,8 +150,8 @@ const EXPORT_RESPONSE = {
 function filterOf(query: typeof EventQuery.static): AuditFilter {
   const time = (value: string | undefined, field: string) => {
     if (value === undefined) return undefined;
-    const ms = Date.parse(value);
-    if (Number.isNaN(ms)) throw new InvalidError("not an ISO 8601 date-time", `query.${field}`);
+    const ms = parseDateTime(value);
+    if (ms === null) throw new InvalidError("not an ISO 8601 date-time, or a day or time that does not exist", `query.${field}`);
     return ms;
   };
   const { since, until, ...rest } = query;
@@ -158,6 +159,8 @@ function filterOf(query: typeof EventQuery.static): AuditFilter {
   for (const [key, value] of Object.entries(rest)) if (value !== undefined && key in EMPTY_FILTER) (filter as Record<string, unknown>)[key] = value;
   filter.since = time(since, "since");
   filter.until = time(until, "until");
+  // Reversed, the window finds nothing, which reads as "no such events" rather than as the mistake.
+  if (filter.since !== undefined && filter.until !== undefined && filter.since >= filter.until) throw new InvalidError(REVERSED_WINDOW, "query.until");
   return filter;
 }
 

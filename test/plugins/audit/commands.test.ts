@@ -32,6 +32,10 @@ describe("flags are checked here, named as flags (found in review: the server's 
     ["audit list", { since: "yesterday" }, "--since: an ISO 8601 date and time with its zone, such as 2026-06-01T00:00:00Z"],
     ["audit export", { until: "2026-06-01" }, "--until: an ISO 8601 date and time with its zone, such as 2026-06-01T00:00:00Z"],
     ["audit export", { format: "bogus" }, "--format: one of ndjson, csv"],
+    // Found in review: Date.parse rolls a day that does not exist over (2026-02-30 is March 2nd).
+    ["audit list", { since: "2026-02-30T00:00:00Z" }, "--since: an ISO 8601 date and time with its zone, such as 2026-06-01T00:00:00Z (a day and time that exist)"],
+    ["audit export", { until: "2026-06-01T23:60:00Z" }, "--until: an ISO 8601 date and time with its zone"],
+    ["audit list", { since: "2026-06-02T00:00:00Z", until: "2026-06-01T00:00:00Z" }, "--until: since must be before until"],
   ];
   for (const [words, options, message] of refusals) {
     test(`${words} ${JSON.stringify(options)}`, async () => {

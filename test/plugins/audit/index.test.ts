@@ -78,6 +78,11 @@ describe("GET /v1/audit/events", () => {
     ["?outcome=maybe", "query.outcome"],
     ["?cursor=bm9wZQ", "query.cursor"],
     ["?since=yesterday", "query.since"],
+    // Found in review: Date.parse rolled these over (2026-02-30 is March 2nd), a reversed window found nothing.
+    ["?since=2026-02-30T00:00:00Z", "query.since"],
+    ["?until=2026-06-01T24:00:00%2B02:00", "query.until"],
+    ["?since=2026-06-02T00:00:00Z&until=2026-06-01T00:00:00Z", "query.until"],
+    ["?since=2026-06-01T02:00:00%2B02:00&until=2026-06-01T00:00:00Z", "query.until"],
   ];
   for (const [query, field] of bad) {
     test(`refuses ${query} naming ${field}`, async () => {
@@ -86,6 +91,22 @@ describe("GET /v1/audit/events", () => {
       expect(res.body.errors.map((e: { field: string }) => e.field)).toContain(field);
     });
   }
+
+  test("a window given in another zone finds what the same instants in UTC find", async () => {
+    const { send } = await seeded();
+    const local = (ms: number) => new Date(ms + 2 * 3_600_000).toISOString().replace("Z", "+02:00");
+    const res = await send("GET", `/v1/audit/events?since=${encodeURIComponent(local(START + 2 * 60_000))}&until=${encodeURIComponent(local(START + 4 * 60_000))}`);
+    expect(res.status).toBe(200);
+    expect(reasons(res.body.events)).toEqual(["event 3", "event 2"]);
+  });
+
+  test("the export refuses an impossible date or a reversed window too, before anything is streamed", async () => {
+    const { send } = await seeded();
+    for (const [query, field] of [["since=2026-02-29T00:00:00Z", "query.since"], ["since=2026-06-01T00:00:00Z&until=2026-06-01T00:00:00Z", "query.until"]]) {
+      const res = await send("GET", `/v1/audit/export?${query}`);
+      expect([query, res.status, res.body.errors?.map((e: { field: string }) => e.field)]).toEqual([query, 422, [field]]);
+    }
+  });
 
   test("events carry the decrypted personal data and their chain hash", async () => {
     const res = await (await seeded()).send("GET", `/v1/audit/events?${SINCE}&action=dns`);
