@@ -6,6 +6,7 @@
 import type { Database, SQLQueryBindings } from "bun:sqlite";
 import { DecryptionError, envelopeKeyVersion } from "../crypto/aead.ts";
 import { KeyDestroyedError, type Keyring } from "../crypto/keyring.ts";
+import { SealedError } from "../errors.ts";
 import { subjectKeyOwner, type StoredEvent } from "./event.ts";
 
 export interface AuditFilter {
@@ -240,8 +241,8 @@ export function auditEventView(db: Database, row: StoredEvent, keyring: Keyring 
 }
 
 /**
- * The event's personal data, decrypted. Other errors than these two are thrown: they are not
- * this event's (a KEK not wrapped for this root key fails every event alike).
+ * The event's personal data, decrypted. Damage to this event or to its subject's key reads
+ * UNREADABLE; other errors are thrown, being every event's alike (a sealed keyring).
  */
 function personalData(db: Database, row: StoredEvent, keyring: Keyring): PersonalData {
   if (row.personal === null || row.subject === null) return null;
@@ -251,8 +252,21 @@ function personalData(db: Database, row: StoredEvent, keyring: Keyring): Persona
   } catch (error) {
     if (error instanceof KeyDestroyedError) return wasErased(db, owner, row.personal) ? ERASED : UNREADABLE;
     if (error instanceof DecryptionError) return UNREADABLE;
+    if (!(error instanceof SealedError) && namesAbsentKek(db, owner, row.personal, keyring)) return UNREADABLE;
     throw error;
   }
+}
+
+/**
+ * Whether the subject's key the ciphertext names is under a KEK this root key has no wrap of
+ * (its row altered, or that KEK retired): the keyring's plain "not wrapped" error, which is that
+ * one key row's damage, not every event's (found in review: each page and export holding such an
+ * event failed, and forwarding stopped for good). Told by the rows, as the keyring's re-wrap
+ * tells a "kek_gone" DEK, not by the error's message.
+ */
+function namesAbsentKek(db: Database, owner: string, envelope: Uint8Array, keyring: Keyring): boolean {
+  const absent = "SELECT 1 FROM deks WHERE owner = ? AND version = ? AND NOT EXISTS (SELECT 1 FROM kek_wraps WHERE kek_version = deks.kek_version AND root_key_id = ?)";
+  return db.query(absent).get(owner, envelopeKeyVersion(envelope), keyring.rootId) !== null;
 }
 
 /**

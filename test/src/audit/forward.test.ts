@@ -189,6 +189,26 @@ catch (error) { console.log(error.code); }`);
     expect(() => fileSink(fifo)([event(1)])).toThrow("is not a regular file");
   });
 
+  test("an event whose subject's key names a KEK that is gone goes out [unreadable], and the events after it go too (found in review: forwarding stopped for good)", async () => {
+    const k = testKernel();
+    const root = Buffer.from(k.rootKey);
+    const f = forwarder(k, { personalData: true });
+    const actAs = (user: string) =>
+      k.store.write((tx) => k.audit.record(tx, { action: "audit.note.create", actor: { kind: "user", organization: "org_1", user }, outcome: "success", reason: user, request: { source: "198.51.100.7" } }));
+    await actAs("u_x");
+    k.store.db.run("PRAGMA foreign_keys = OFF");
+    k.store.db.run("UPDATE deks SET kek_version = 99 WHERE owner = 'audit-subject/u_x'");
+    k.seal.seal();
+    k.seal.unsealWithKey(root); // nothing cached: the DEK is unwrapped again
+    await actAs("u_y");
+    await f.stop();
+    expect(f.received.filter((e) => e.reason?.startsWith("u_")).map((e) => [e.reason, e.source_address])).toEqual([
+      ["u_x", "[unreadable]"],
+      ["u_y", "198.51.100.7"],
+    ]);
+    expect(f.log.lines.filter((l) => l.level === "error")).toEqual([]);
+  });
+
   test("the metrics say how far behind forwarding is and whether it fails", async () => {
     const k = testKernel();
     const metrics = new Metrics();

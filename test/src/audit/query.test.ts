@@ -4,7 +4,10 @@
  * review: 3 M events took a second and more, the event loop held meanwhile).
  */
 import { expect, test } from "bun:test";
+import { subjectKeyOwner } from "../../../src/audit/event.ts";
 import { listAuditEvents, where, type AuditFilter } from "../../../src/audit/query.ts";
+import { Keyring } from "../../../src/crypto/keyring.ts";
+import { SealedError } from "../../../src/errors.ts";
 import { testKernel } from "../../helpers/http.ts";
 
 const ACTIONS = [
@@ -164,4 +167,22 @@ test("an action filter's pages follow one another across the types under it, new
   const expected = k.store.db.query<{ seq: number }, []>("SELECT seq FROM audit_events WHERE action LIKE 'widgets.%' ORDER BY seq DESC").all().map((r) => r.seq);
   expect(seen).toEqual(expected);
   expect(seen).toHaveLength(14);
+});
+
+test("a subject whose key names a KEK that is gone reads [unreadable], the others' events as ever; a sealed keyring still fails them all (found in review: a 500 for every page holding one)", async () => {
+  const k = testKernel({ actions: ACTIONS });
+  const root = Buffer.from(k.rootKey);
+  await k.store.write((tx) => {
+    for (const user of ["u_x", "u_y"]) k.audit.record(tx, { action: "widgets.widget.create", actor: { kind: "user", organization: "org_1", user }, outcome: "success", request: { source: "192.0.2.1" } });
+  });
+  k.store.db.run("PRAGMA foreign_keys = OFF");
+  k.store.db.run("UPDATE deks SET kek_version = 99 WHERE owner = ?", [subjectKeyOwner("u_x")]);
+  const keyring = new Keyring(k.store.db, root); // as after a seal and an unseal: nothing cached
+  const addresses = () => listAuditEvents(k.store.db, keyring, { action: "widgets" }, 10).events.map((e) => [e.actor.user, e.source_address, e.personal]);
+  expect(addresses()).toEqual([
+    ["u_y", "192.0.2.1", null],
+    ["u_x", "[unreadable]", "[unreadable]"],
+  ]);
+  keyring.wipe();
+  expect(addresses).toThrow(SealedError);
 });
