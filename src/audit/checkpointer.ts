@@ -5,6 +5,7 @@
  */
 import type { Seal } from "../crypto/seal.ts";
 import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
 import type { Store } from "../store/store.ts";
 import { createCheckpoint } from "./checkpoints.ts";
 
@@ -15,10 +16,26 @@ export interface CheckpointerOptions {
   intervalMs: number;
   now: () => number;
   log: Logger;
+  /** Where to expose whether signing fails. */
+  metrics?: Metrics;
+  /** How often to check whether a checkpoint is due. */
+  checkMs?: number;
 }
 
-export function startCheckpointer({ store, seal, every, intervalMs, now, log }: CheckpointerOptions): () => Promise<void> {
+/** A failure is said when signing starts failing, then at most this often: the check runs every second. */
+const FAILURE_LOG_MS = 60_000;
+
+export function startCheckpointer({ store, seal, every, intervalMs, now, log, metrics, checkMs = 1000 }: CheckpointerOptions): () => Promise<void> {
   let running = false;
+  /** While signing fails: when the failure was last logged (null: the last attempt worked). */
+  let failingSince: number | null = null;
+  const failed = (error: unknown) => {
+    // Found in review: an error with its stack every second, for ever (a damaged signing key: 86k a day).
+    const at = performance.now();
+    if (failingSince !== null && at - failingSince < FAILURE_LOG_MS) return;
+    log.error("could not sign an audit checkpoint: the chain goes on unsigned until this works", { error });
+    failingSince = at;
+  };
   const tick = async (force: boolean) => {
     if (running || seal.sealed) return;
     const head = store.db.query<{ seq: number }, []>("SELECT max(seq) AS seq FROM audit_events").get()?.seq ?? 0;
@@ -34,16 +51,27 @@ export function startCheckpointer({ store, seal, every, intervalMs, now, log }: 
         const keyring = seal.keyringIfUnsealed();
         return keyring && createCheckpoint(tx, keyring, now());
       });
-      if (checkpoint) log.debug("signed an audit checkpoint", { seq: checkpoint.seq });
+      if (checkpoint) {
+        log.debug("signed an audit checkpoint", { seq: checkpoint.seq });
+        if (failingSince !== null) log.info("audit checkpoints are signed again", { seq: checkpoint.seq });
+        failingSince = null;
+      }
     } catch (error) {
-      log.error("could not sign an audit checkpoint", { error });
+      failed(error);
     } finally {
       running = false;
     }
   };
-  const timer = setInterval(() => void tick(false), 1000);
+  const unregister = metrics?.onScrape({
+    name: "citadel_audit_checkpoint_failing",
+    type: "gauge",
+    help: "1 while signing audit checkpoints fails (the chain grows unsigned), else 0.",
+    read: () => (failingSince === null ? 0 : 1),
+  });
+  const timer = setInterval(() => void tick(false), checkMs);
   timer.unref();
   return async () => {
+    unregister?.();
     clearInterval(timer);
     await tick(true); // sign what is left, so a clean stop leaves no unsigned tail
   };
