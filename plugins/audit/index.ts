@@ -6,7 +6,7 @@
 import { Elysia } from "elysia";
 import { createCheckpoint, listCheckpoints } from "../../src/audit/checkpoints.ts";
 import { isPseudoSubject, subjectKeyOwner } from "../../src/audit/event.ts";
-import { BadCursorError, csvRow, CSV_COLUMNS, iterateAuditEvents, listAuditEvents, type AuditFilter } from "../../src/audit/query.ts";
+import { auditEventSlices, BadCursorError, csvRow, CSV_COLUMNS, listAuditEvents, type AuditEventView, type AuditFilter } from "../../src/audit/query.ts";
 import { verifyAuditChainInSlices, VerifyBusyError } from "../../src/audit/verify.ts";
 import { ConflictError, InvalidError, SealedError } from "../../src/errors.ts";
 import { actorOf } from "../../src/auth/principal.ts";
@@ -46,35 +46,42 @@ export const auditPlugin = definePlugin({
           await k.store.write((tx) =>
             k.audit.record(tx, { action: "audit.export", actor: actorOf(principalOf(request)), outcome: "success", reason: `format ${format}, filter ${JSON.stringify(filter)}`, request: auditRequest(request) }),
           );
-          const rows = iterateAuditEvents(k.store.db, keyring, filter);
+          const slices = auditEventSlices(k.store.db, keyring, filter);
+          const line = format === "csv" ? csvRow : (event: AuditEventView) => `${JSON.stringify(event)}\n`;
           const encoder = new TextEncoder();
-          let header = format === "csv";
+          let header = format === "csv" ? `${CSV_COLUMNS.join(",")}\r\n` : "";
+          let cancelled = false;
           const stream = new ReadableStream<Uint8Array>({
-            pull(controller) {
-              // Sealed since the export began, the keyring is wiped: every later event would read
-              // as damaged ("[unreadable]"). The export fails instead, as it would have at its start.
-              if (k.seal.keyringIfUnsealed() !== keyring) {
-                rows.return(undefined);
-                controller.error(new SealedError());
-                return;
-              }
-              let chunk = header ? `${CSV_COLUMNS.join(",")}\r\n` : "";
-              header = false;
-              for (let i = 0; i < 500; i++) {
-                const next = rows.next();
+            // A slice per turn of the event loop, the API and DNS answering between them: Bun's
+            // stream asks for the next chunk at once, and an export of 300 k events held them
+            // 1.4 s in one go (found in review).
+            async pull(controller) {
+              for (;;) {
+                await nextTurn();
+                if (cancelled) return;
+                // Sealed since the export began, the keyring is wiped: every later event would read
+                // as damaged ("[unreadable]"). The export fails instead, as it would have at its start.
+                if (k.seal.keyringIfUnsealed() !== keyring) {
+                  slices.return(undefined);
+                  controller.error(new SealedError());
+                  return;
+                }
+                const next = slices.next();
                 if (next.done) {
-                  if (chunk) controller.enqueue(encoder.encode(chunk));
+                  if (header) controller.enqueue(encoder.encode(header));
                   controller.close();
                   return;
                 }
-                chunk += format === "csv" ? csvRow(next.value) : `${JSON.stringify(next.value)}\n`;
+                if (next.value.length === 0) continue; // nothing matched in this slice: the next, after another turn
+                controller.enqueue(encoder.encode(header + next.value.map(line).join("")));
+                header = "";
+                return;
               }
-              controller.enqueue(encoder.encode(chunk));
             },
-            // The client went away (or it was a HEAD): the statement is ended now, not when the
-            // generator is collected, so that its read transaction does not hold back checkpoints.
+            // The client went away (or it was a HEAD): no more slices are read.
             cancel() {
-              rows.return(undefined);
+              cancelled = true;
+              slices.return(undefined);
             },
           });
           return new Response(stream, {
@@ -140,6 +147,9 @@ export const auditPlugin = definePlugin({
 });
 
 const READ = access({ operator: true, scope: "audit:read" });
+
+/** After the event loop's next turn: what waits (requests, DNS queries, timers) runs first. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 const WRITE = access({ operator: true, scope: "audit:write" });
 
 const EXPORT_RESPONSE = {
