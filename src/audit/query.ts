@@ -82,7 +82,7 @@ export function where(filter: AuditFilter, beforeSeq?: number, actionType?: stri
   // The action index leads, or `lead`'s: the other indexed filters are tests of what it finds.
   const led = (key: IndexedKey) => (actionType !== undefined || (lead !== undefined && lead !== key) ? "+" : "");
   if (filter.organization !== undefined) add(`${led("organization")}organization = ?`, filter.organization);
-  if (filter.workspace !== undefined) add("workspace = ?", filter.workspace);
+  if (filter.workspace !== undefined) add(`${led("workspace")}workspace = ?`, filter.workspace);
   if (filter.actor !== undefined) add(`${led("actor")}actor_user = ?`, filter.actor);
   if (actionType !== undefined) add("action = ?", actionType);
   else if (filter.action !== undefined) {
@@ -157,11 +157,11 @@ const COUNT_CAP = 2_000;
  * leads, the log is walked from its newest event back.
  */
 type IndexedKey = FilterKey | "time" | "seq";
-type FilterKey = "organization" | "actor" | "resource_id" | "resource_type" | "outcome";
+type FilterKey = "organization" | "workspace" | "actor" | "resource_id" | "resource_type" | "outcome";
 
 /** The filters of `filter` that have an index of their own (outcome: the failures' only). */
 function indexedFilters(filter: AuditFilter): Array<FilterKey | "time"> {
-  const keys = (["organization", "actor", "resource_id", "resource_type"] as const).filter((key) => filter[key] !== undefined);
+  const keys = (["organization", "workspace", "actor", "resource_id", "resource_type"] as const).filter((key) => filter[key] !== undefined);
   return [...keys, ...(filter.outcome === "failure" ? (["outcome"] as const) : []), ...(filter.since !== undefined || filter.until !== undefined ? (["time"] as const) : [])];
 }
 

@@ -56,6 +56,7 @@ test("each filter of the API is looked up through an index, not a scan of the lo
     [{ resource_type: "widget", resource_id: "w-1" }, "audit_events_by_resource_id"],
     [{ outcome: "failure" }, "audit_events_failures"],
     [{ organization: "org_1" }, "audit_events_by_org"],
+    [{ workspace: "ws_1" }, "audit_events_by_workspace"], // found in review: a walk of the whole log
     [{ actor: "u_alice" }, "audit_events_by_actor"],
   ] as Array<[AuditFilter, string]>) {
     const found = `${JSON.stringify(filter)}: ${plan(filter)}`;
@@ -67,7 +68,7 @@ test("each filter of the API is looked up through an index, not a scan of the lo
 
 test("with another indexed filter, that filter's index leads and the action is tested on what it finds (not read type by type)", async () => {
   const k = await kernelWithEvents();
-  for (const other of [{ actor: "u_alice" }, { organization: "org_1" }, { resource_type: "widget" }, { outcome: "failure" as const }]) {
+  for (const other of [{ actor: "u_alice" }, { organization: "org_1" }, { workspace: "ws_1" }, { resource_type: "widget" }, { outcome: "failure" as const }]) {
     const { sql, params } = where({ action: "widgets", ...other });
     const plan = k.store.db.query<{ detail: string }, typeof params>(`EXPLAIN QUERY PLAN SELECT * FROM audit_events ${sql} ORDER BY seq DESC LIMIT 10`).all(...params).map((r) => r.detail).join("; ");
     expect(plan).not.toContain("audit_events_by_action");
@@ -118,7 +119,8 @@ test("whichever side leads, an action filter with others finds exactly the event
       // Busy organization, common action; the rare action once in a while; the small organization a few times.
       const organization = i % 500 === 7 ? orgs[1]! : orgs[0]!;
       const action = i % 997 === 3 ? "widgetsmith.shop.open" : i % 2 ? "widgets.widget.create" : "widgets.widget.explode";
-      k.audit.record(tx, { action, actor: { kind: "user", organization, user: `u_${i % 3}` }, outcome: i % 11 ? "success" : "failure", resource: { type: "widget", id: `w-${i % 40}` } });
+      const workspace = i % 4 ? `ws_${i % 7}` : null; // some events belong to no workspace (sign-ins, the system's)
+      k.audit.record(tx, { action, actor: { kind: "user", organization, user: `u_${i % 3}` }, workspace, outcome: i % 11 ? "success" : "failure", resource: { type: "widget", id: `w-${i % 40}` } });
     }
   });
   const filters: AuditFilter[] = [
@@ -136,6 +138,10 @@ test("whichever side leads, an action filter with others finds exactly the event
     { outcome: "failure", since: 0, until: Date.UTC(2100, 0, 1) },
     { action: "widgets", actor: "u_1", outcome: "failure", since: 0, until: Date.UTC(2100, 0, 1) },
     { actor: "u_2", resource_type: "widget", organization: "org_small" },
+    { workspace: "ws_3" },
+    { action: "widgetsmith", workspace: "ws_3" },
+    { workspace: "ws_1", organization: "org_small" },
+    { workspace: "ws_2", outcome: "failure" },
   ];
   for (const filter of filters) {
     const seen: number[] = [];
