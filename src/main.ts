@@ -594,11 +594,11 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
     for (const plugin of plugins) {
       if (plugin.start) lifecycle.started(`plugin ${plugin.name}`, await plugin.start(kernelFor(plugin)));
     }
+    const metrics = kernelFor(plugins[0]!).metrics;
     const intervalMs = config.audit.checkpoint_interval_seconds * 1000;
-    lifecycle.started("audit checkpoints", startCheckpointer({ store, seal, every: config.audit.checkpoint_every, intervalMs, now, log }));
+    lifecycle.started("audit checkpoints", startCheckpointer({ store, seal, every: config.audit.checkpoint_every, intervalMs, now, log, metrics }));
     lifecycle.started("key rotation", startRotationSchedule(store, seal, audit, config.keys.rotation_days, now, log));
 
-    const metrics = kernelFor(plugins[0]!).metrics;
     const forward = config.audit.forward;
     if (forward.to !== "off") {
       const sink = forward.to === "journal" ? journalSink() : fileSink(dataPath(config, forward.file));
