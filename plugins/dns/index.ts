@@ -21,7 +21,7 @@ import { dnsMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
 import { configuredNameservers, DnsService, type Caller } from "./service.ts";
 import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts";
-import { Notifier } from "./notify.ts";
+import { Notifier, notifySources } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
 import { bothObservers, QueryLog } from "./query-log.ts";
 import { ShieldGate } from "./shield-gate.ts";
@@ -131,7 +131,9 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     // Secondaries transfer from the authoritative listener: NOTIFY only once it listens (not
     // without one configured, nor when it could not bind).
     let listening = false;
-    const notifier = new Notifier({ log: k.log, tsigKey: (name) => view.tsigKey(name), now: () => k.clock.now() });
+    // NOTIFY leaves from the UDP listener's address, which the secondaries know as the primary's.
+    const sources = notifySources(k.settings.udp.flatMap((text) => parsedAddress(text) ?? []));
+    const notifier = new Notifier({ log: k.log, tsigKey: (name) => view.tsigKey(name), now: () => k.clock.now(), sources });
     // The served zones follow the store one change at a time: only the zones that changed are
     // built again (see ServedZones). A zone whose serial moved is announced to its secondaries.
     const table = new ZoneTable();
@@ -482,6 +484,15 @@ function parseAddress(text: string): { address: string; port: number } {
   const port = match ? Number(match[3]) : NaN;
   if (!match || port > 65_535) throw new Error(`dns: "${text}" is not host:port (IPv6 in brackets: [::1]:53)`);
   return { address: match[1] ?? match[2]!, port };
+}
+
+/** parseAddress, or null for text it refuses (the listener's start says so). */
+function parsedAddress(text: string): { address: string; port: number } | null {
+  try {
+    return parseAddress(text);
+  } catch {
+    return null;
+  }
 }
 
 let lastRefusalLog = 0;

@@ -5,6 +5,7 @@
  * attempts run out; a newer change of the same zone to the same secondary replaces a pending one.
  */
 import type { Logger } from "../../src/log.ts";
+import { formatIp, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
 import { decodeMessage, decodeQuery, encodeResponse, Opcode, Rcode } from "./message.ts";
 import { nameEquals, nameToText, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
@@ -41,6 +42,31 @@ export interface NotifierOptions {
   now: () => number;
   /** Retry delays (tests shorten them). */
   retryDelaysMs?: number[];
+  /** The address NOTIFY leaves from, per family (see notifySources); absent: the system picks one. */
+  sources?: NotifySources;
+}
+
+/** The local address of each family NOTIFY is sent from. */
+export type NotifySources = { 4?: string; 6?: string };
+
+/**
+ * NOTIFY leaves from the address of the first UDP listener of the target's family when that
+ * listener is on one address: a secondary takes NOTIFY only from the primary it transfers from
+ * (Knot's remote and ACL, BIND's masters and allow-notify), and the address the system would
+ * pick (127.0.0.1 for a listener on 127.0.0.2, the interface's first address on a host with
+ * several) is not it. A listener on every address (0.0.0.0, ::) or on a host name says nothing:
+ * the system picks, as before.
+ */
+export function notifySources(listeners: ReadonlyArray<{ address: string }>): NotifySources {
+  const sources: NotifySources = {};
+  for (const { address } of listeners) {
+    const parsed = parseIp(address);
+    if (parsed === null) continue;
+    const ip = unmapIpv4(parsed);
+    if (ip.family in sources || ip.bytes.every((octet) => octet === 0)) continue;
+    sources[ip.family] = formatIp(ip);
+  }
+  return sources;
 }
 
 export class Notifier {
@@ -94,7 +120,7 @@ export class Notifier {
   private async send(slot: string, entry: Pending): Promise<void> {
     if (this.stopped || this.pending.get(slot) !== entry) return;
     try {
-      const socket = await this.socket(entry.target.address.includes(":") ? 6 : 4);
+      const socket = await this.socket(familyOf(entry.target.address));
       socket.send(entry.packet, entry.target.port, entry.target.address);
     } catch (e) {
       this.options.log.warn("dns notify could not be sent", { zone: entry.zone, secondary: entry.target.secondary, error: e instanceof Error ? e.message : String(e) });
@@ -122,13 +148,18 @@ export class Notifier {
     return socket;
   }
 
+  /** Where NOTIFY of `family` leaves from, as said in warnings. */
+  private source(family: 4 | 6): string {
+    return this.options.sources?.[family] ?? (family === 4 ? "0.0.0.0" : "::");
+  }
+
   /**
-   * A socket of `family`, bound to any address. One that cannot bind (no IPv6 on this host) is
+   * A socket of `family`, bound to its source address (any port). One that cannot bind (no IPv6 on this host) is
    * forgotten, not kept: the next send tries again, and stop has nothing to close.
    */
   private bind(family: 4 | 6) {
     const socket = Bun.udpSocket({
-      hostname: family === 4 ? "0.0.0.0" : "::",
+      hostname: this.source(family),
       binaryType: "uint8array",
       socket: {
         data: (_s, data, port, address) => this.answered(data, port, address),
@@ -178,15 +209,29 @@ export class Notifier {
     }
   }
 
+  /**
+   * An error answer without a valid signature. With a TSIG error (BADKEY, BADSIG) the secondary
+   * did not take our key — or, as Knot answers a NOTIFY from an address its ACL does not name,
+   * our source address. Without one (NOTAUTH, REFUSED), it does not serve the zone or refused us.
+   */
   private rejected(entry: Pending, rcode: number, tsig: TsigRecord | null): void {
     if (entry.rejected) return;
     entry.rejected = true;
-    this.options.log.warn("dns notify rejected without a valid signature: the secondary does not take our TSIG (check the key's name, algorithm and secret on both sides)", {
+    const fields = {
       zone: entry.zone,
       secondary: entry.target.secondary,
       rcode: rcodeName(rcode),
       tsig_error: tsig === null ? null : tsigErrorName(tsig.error),
-    });
+      source: this.source(familyOf(entry.target.address)),
+    };
+    if (tsig !== null && tsig.error !== 0) {
+      this.options.log.warn(
+        "dns notify rejected without a valid signature: the secondary does not take our TSIG, or NOTIFY from our source address (check the key's name, algorithm and secret on both sides, and that the secondary allows the source)",
+        fields,
+      );
+    } else {
+      this.options.log.warn("dns notify rejected without a valid signature: the secondary does not serve this zone or refused us (is the zone configured there, and does it allow NOTIFY from our source address?)", fields);
+    }
   }
 
   private cancel(slot: string): void {
@@ -215,4 +260,5 @@ const rcodeName = (rcode: number) => RCODE_NAMES.get(rcode) ?? String(rcode);
 const TSIG_ERROR_NAMES = new Map<number, string>(Object.entries(TsigError).map(([name, code]) => [code, name]));
 const tsigErrorName = (error: number) => TSIG_ERROR_NAMES.get(error) ?? String(error);
 const zoneText = (origin: Name) => nameToText(origin).toLowerCase();
+const familyOf = (address: string): 4 | 6 => (address.includes(":") ? 6 : 4);
 const sameAddress = (a: string, b: string) => a.toLowerCase() === b.toLowerCase().replace(/^::ffff:/, "");

@@ -5,7 +5,7 @@
 import { afterEach, expect, spyOn, test } from "bun:test";
 import { decodeMessage, decodeQuery, encodeResponse, Opcode } from "../../../plugins/dns/message.ts";
 import { parseName } from "../../../plugins/dns/names.ts";
-import { Notifier } from "../../../plugins/dns/notify.ts";
+import { Notifier, notifySources, type NotifySources } from "../../../plugins/dns/notify.ts";
 import { appendUnsignedError, readTsig, sign, TsigError, type TsigKey } from "../../../plugins/dns/tsig.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
@@ -88,15 +88,25 @@ test("a host without IPv6: the failed bind is tried again at each send, not kept
 });
 
 /** A secondary that answers each NOTIFY with `answer(its query)`; what the notifier logged once a line starting with `until` came. */
-async function notifyAnsweredWith(answer: (query: Uint8Array) => Uint8Array, until: string) {
+async function notifyAnsweredWith(answer: (query: Uint8Array) => Uint8Array, until: string, sources?: NotifySources) {
   const log = captureLog();
-  const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [60_000] });
+  const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [60_000], sources });
   stops.push(() => notifier.stop());
-  const secondary = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array", socket: { data: (s, data, port, address) => void s.send(answer(data), port, address) } });
+  let from: string | null = null;
+  const secondary = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    binaryType: "uint8array",
+    socket: {
+      data: (s, data, port, address) => {
+        from = address;
+        s.send(answer(data), port, address);
+      },
+    },
+  });
   stops.push(() => secondary.close());
   notifier.notify(zone, [{ secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName }]);
   for (let i = 0; i < 300 && !log.lines.some((l) => String(l.msg).startsWith(until)); i++) await Bun.sleep(10);
-  return { lines: log.lines.filter((l) => String(l.msg).startsWith("dns notify")), inFlight: notifier.inFlight };
+  return { lines: log.lines.filter((l) => String(l.msg).startsWith("dns notify")), inFlight: notifier.inFlight, from: from as string | null };
 }
 
 /** The NOTIFY answer with `rcode`, before a TSIG is added, and the request's MAC it chains to. */
@@ -124,4 +134,32 @@ test("an unsigned error answer (BADKEY: the secondary does not know our key) is 
   expect(seen.lines.map((l) => [l.level, l.rcode, l.tsig_error])).toEqual([["warn", "NOTAUTH", "BADKEY"]]);
   expect(String(seen.lines[0]!.msg)).toContain("does not take our TSIG");
   expect(seen.inFlight).toBe(1);
+});
+
+test("NOTIFY leaves from the listener's address, not the one the system picks; a rejection names it (found in review: Knot refused NOTIFY from 127.0.0.1 for a primary on 127.0.0.2)", async () => {
+  // A second loopback address stands for a host with several: the system picks 127.0.0.1 to reach 127.0.0.1.
+  const seen = await notifyAnsweredWith(
+    (query) => {
+      const { unsigned, request } = errorAnswer(query, 9);
+      return appendUnsignedError(unsigned, request, TsigError.BADKEY);
+    },
+    "dns notify rejected",
+    { 4: "127.0.0.2" },
+  );
+  expect(seen.from).toBe("127.0.0.2");
+  expect(seen.lines.map((l) => [l.tsig_error, l.source])).toEqual([["BADKEY", "127.0.0.2"]]);
+  expect(String(seen.lines[0]!.msg)).toContain("NOTIFY from our source address");
+});
+
+test("an unsigned NOTAUTH without a TSIG error says the secondary does not serve the zone or refused us, not that it rejects our TSIG (found in review)", async () => {
+  const seen = await notifyAnsweredWith((query) => errorAnswer(query, 9).unsigned, "dns notify rejected");
+  expect(seen.lines.map((l) => [l.rcode, l.tsig_error, l.source])).toEqual([["NOTAUTH", null, "0.0.0.0"]]);
+  expect(String(seen.lines[0]!.msg)).toContain("does not serve this zone or refused us");
+  expect(String(seen.lines[0]!.msg)).not.toContain("TSIG");
+});
+
+test("the NOTIFY source of each family: the first UDP listener's address of that family, unless it listens on every address", () => {
+  const listeners = ["0.0.0.0", "localhost", "127.0.0.2", "127.0.0.3", "::", "::ffff:192.0.2.1", "2001:db8::53"].map((address) => ({ address }));
+  expect(notifySources(listeners)).toEqual({ 4: "127.0.0.2", 6: "2001:db8::53" });
+  expect(notifySources([{ address: "0.0.0.0" }, { address: "::" }])).toEqual({});
 });

@@ -154,10 +154,10 @@ test("the DNS shield leaves configured secondaries alone (a spoofer must not get
 
 describe("NOTIFY goes out only from a listening authoritative server (found in review)", () => {
   /** Counts the NOTIFY messages a secondary's socket receives while a zone is made and changed. */
-  async function notifiesWith(dnsUdp: string): Promise<number> {
+  async function notifiesWith(dnsUdp: string, sources: string[] = []): Promise<number> {
     let received = 0;
     let arrived = () => {};
-    const secondary = await Bun.udpSocket({ hostname: "127.0.0.1", socket: { data: () => (received++, arrived()) } });
+    const secondary = await Bun.udpSocket({ hostname: "127.0.0.1", socket: { data: (_s, _data, _port, address) => (received++, sources.push(address), arrived()) } });
     const c = await testCitadel({ config: { dns: { udp: [dnsUdp], tcp: [] } } });
     try {
       const operator = await c.login(c.owner.email, c.owner.password);
@@ -177,6 +177,12 @@ describe("NOTIFY goes out only from a listening authoritative server (found in r
 
   test("listening: the secondary is told", async () => {
     expect(await notifiesWith("127.0.0.1:0")).toBeGreaterThan(0);
+  });
+
+  test("from the listener's address, which the secondary knows as its primary's, not from one the system picks (found in review)", async () => {
+    const sources: string[] = [];
+    expect(await notifiesWith("127.0.0.2:0", sources)).toBeGreaterThan(0);
+    expect(new Set(sources)).toEqual(new Set(["127.0.0.2"]));
   });
 
   test("the listener could not bind (the port is taken): nothing is sent", async () => {
