@@ -137,12 +137,9 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     // The served zones follow the store one change at a time: only the zones that changed are
     // built again (see ServedZones). A zone whose serial moved is announced to its secondaries.
     const table = new ZoneTable();
-    // A provider's own zone (no hosted zone contains its domain) takes the time as its serial.
-    const ownSerials = new Map<string, number>();
-    const ownSerial = (provider: string) => {
-      if (!ownSerials.has(provider)) ownSerials.set(provider, Math.floor(k.clock.now() / 1000));
-      return ownSerials.get(provider)!;
-    };
+    // What each provider last had served, and its own zone's serial (stored: a start does not take it back).
+    const providerSerials = new ProviderSerials(k);
+    const ownSerial = (provider: string) => providerSerials.ownSerial(provider);
     const zones = new ServedZones({
       table,
       versions: () => sql.liveZoneVersions(k.store.db),
@@ -170,28 +167,29 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         if (added.length > 0 && listening) notifier.notify(zone, added);
       }
     });
-    // A provider's change gets its zone a new serial: stored for a hosted zone (whose store
-    // change then rebuilds it), in memory for its own zone. The zones its domain touched, before
-    // and now, are built again with it.
+    // A provider's change of names gets its zone a new serial: stored for a hosted zone (whose
+    // store change then rebuilds it), with the provider for its own zone. The zones its domain
+    // touched, before and now, are built again with it. A change that changes no name (the mesh
+    // reports every write, an ACL edit too) moves nothing and tells no secondary.
     const providerChanged = (provider: string) => {
+      const change = providerSerials.seen(provider);
+      if (change === null) return;
       zones.providerChanged(provider);
-      const domain = k.records.list().find((p) => p.name === provider)?.domain;
-      const row = domain === undefined ? null : hostRowOf(dns, domain);
-      if (row) {
+      const rows = change.moved ? change.domains.flatMap((domain) => hostRowOf(dns, domain) ?? []) : [];
+      if (rows.length === 0) return reload();
+      for (const row of new Map(rows.map((r) => [r.id, r])).values()) {
         void dns.bumpSerial(row.id).catch((e) => {
           k.log.error("dns: a zone's serial could not be bumped", { zone: row.name, error: String(e) });
           reload();
         });
-      } else {
-        ownSerials.set(provider, Math.max((ownSerials.get(provider) ?? 0) + 1, Math.floor(k.clock.now() / 1000)));
-        reload();
       }
     };
     const unsubscribeProviders = k.records.onChange(providerChanged);
-    // Providers registered before this start may have changed since the last run: new serials once.
+    // Providers registered before this start may have changed since the last run: a new serial then.
     for (const provider of k.records.list()) {
+      const change = providerSerials.seen(provider.name);
       zones.providerChanged(provider.name);
-      const row = hostRowOf(dns, provider.domain);
+      const row = change?.moved ? hostRowOf(dns, provider.domain) : null;
       if (row) await dns.bumpSerial(row.id);
     }
     reload();
@@ -476,6 +474,61 @@ function domainOf(provider: RecordProvider): Name | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * What each record provider last had served (a fingerprint of its domain and records) and the
+ * serial of its own zone, kept in the store: a serial moves only when the provider's names do,
+ * and an own zone's serial never goes back — it took the clock at every start, lower after a
+ * restart than the one a burst of changes had reached, and a secondary holding the higher one
+ * then kept the stale names as "up to date". Memory is the truth while running; each move is
+ * written behind it.
+ */
+class ProviderSerials {
+  private readonly rows = new Map<string, sql.ProviderSerialRow>();
+  /** The providers looked at since this start, with the domain they had then. */
+  private readonly domains = new Map<string, string | null>();
+
+  constructor(private readonly k: Kernel<DnsSettings>) {
+    for (const row of sql.providerSerials(k.store.db)) this.rows.set(row.provider, row);
+  }
+
+  /**
+   * Looks at `provider` again. Null when it serves what it did (nothing to do); else whether its
+   * names moved since they were last served (false: only first seen since this start) and its
+   * domains, before and now: the zones that held its names and those that hold them.
+   */
+  seen(provider: string): { moved: boolean; domains: string[] } | null {
+    const now = this.k.records.list().find((p) => p.name === provider);
+    const first = !this.domains.has(provider);
+    const domains = [...new Set([this.domains.get(provider), now?.domain].filter((d): d is string => typeof d === "string"))];
+    this.domains.set(provider, now?.domain ?? null);
+    const fingerprint = fingerprintOf(now);
+    const row = this.rows.get(provider);
+    if (row?.fingerprint === fingerprint) return first ? { moved: false, domains } : null;
+    const clock = Math.floor(this.k.clock.now() / 1000);
+    const next = { provider, fingerprint, serial: row === undefined ? clock : Math.max(row.serial + 1, clock) };
+    this.rows.set(provider, next);
+    void this.k.store.write((tx) => sql.saveProviderSerial(tx, next)).catch((e) => this.k.log.error("dns: a record provider's serial could not be stored", { provider, error: String(e) }));
+    return { moved: true, domains };
+  }
+
+  /** The serial of the provider's own zone. */
+  ownSerial(provider: string): number {
+    return this.rows.get(provider)?.serial ?? Math.floor(this.k.clock.now() / 1000);
+  }
+}
+
+/** Its domain and records, in an order of their own; "" for a provider that is gone. */
+function fingerprintOf(provider: RecordProvider | undefined): string {
+  if (provider === undefined) return "";
+  let lines: string[];
+  try {
+    lines = provider.records().map((r) => `${r.name} ${r.type} ${r.ttl} ${r.data}`);
+  } catch (e) {
+    return `failed ${String(e)}`; // withProvidedRecords logs it
+  }
+  return new Bun.CryptoHasher("sha256").update([provider.domain, ...lines.sort()].join("\n")).digest("hex");
 }
 
 /** "127.0.0.1:5353" or "[::1]:53" → address and port (the config schema has checked the shape loosely). */

@@ -65,4 +65,15 @@ export const dnsMigrations: readonly Migration[] = [
     // migration's text is checksummed and never edited).
     up: `ALTER TABLE dns_zones ADD COLUMN soa_ttl INTEGER;`,
   },
+  {
+    id: "0004_dns_provider_serials",
+    // What each record provider last had served, and the serial of its own zone (one no hosted
+    // zone contains, as mesh.internal.): a start or a change that changes no name moves no
+    // serial, and a start no longer takes an own zone's serial back to the clock.
+    up: `CREATE TABLE dns_provider_serials (
+      provider    TEXT PRIMARY KEY,               -- the provider's name ("mesh")
+      fingerprint TEXT NOT NULL,                  -- SHA-256 of its domain and records as last served
+      serial      INTEGER NOT NULL                -- its own zone's serial
+    ) STRICT;`,
+  },
 ];

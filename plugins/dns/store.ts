@@ -143,3 +143,17 @@ export const insertSecondary = (tx: Database, row: SecondaryRow) =>
     .query("INSERT INTO dns_secondaries (name, address, notify_port, tsig_key, zones, created_at) VALUES (?, ?, ?, ?, ?, ?)")
     .run(row.name, row.address, row.notify_port, row.tsig_key, row.zones, row.created_at);
 export const deleteSecondary = (tx: Database, name: string) => tx.query("DELETE FROM dns_secondaries WHERE name = ?").run(name).changes > 0;
+
+// --- record providers ----------------------------------------------------------------------
+
+export interface ProviderSerialRow {
+  provider: string;
+  fingerprint: string;
+  serial: number;
+}
+
+export const providerSerials = (db: Database) => db.query<ProviderSerialRow, []>("SELECT * FROM dns_provider_serials").all();
+export const saveProviderSerial = (tx: Database, row: ProviderSerialRow) =>
+  tx
+    .query("INSERT INTO dns_provider_serials (provider, fingerprint, serial) VALUES (?, ?, ?) ON CONFLICT (provider) DO UPDATE SET fingerprint = excluded.fingerprint, serial = excluded.serial")
+    .run(row.provider, row.fingerprint, row.serial);

@@ -5,10 +5,12 @@
  * a provider's change gives its zone a new serial, so secondaries see it.
  */
 import { describe, expect, test } from "bun:test";
+import { dnsPlugin } from "../../../plugins/dns/index.ts";
 import { Rcode } from "../../../plugins/dns/message.ts";
 import { nameToText, parseName } from "../../../plugins/dns/names.ts";
 import { withProvidedRecords } from "../../../plugins/dns/provided.ts";
 import { rdataToText, RRType } from "../../../plugins/dns/rdata.ts";
+import { soaSerial } from "../../../plugins/dns/transfer.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
 import type { ProvidedRecord, RecordProvider } from "../../../src/record-providers.ts";
@@ -191,6 +193,70 @@ describe("record providers on the kernel", () => {
       client.close();
     } finally {
       await c.stop();
+    }
+  });
+
+  test("an own zone's serial moves only when the provider's names do, and a restart does not take it back (found in review: it took the clock again, below a burst's serial)", async () => {
+    const c = await testCitadel({ config: { dns: { udp: ["127.0.0.1:0"], tcp: [] } } });
+    let stopAgain = async () => {};
+    try {
+      let records: ProvidedRecord[] = [{ name: "db1.mesh.internal.", type: "AAAA", ttl: 60, data: "fd00::1" }];
+      c.kernel.records.register({ name: "mesh", domain: "mesh.internal.", records: () => records });
+      const serial = async () => {
+        const port = (c.log.lines.findLast((l) => l.msg === "dns server listening")!.udp as number[])[0]!;
+        const client = await DnsClient.open(port);
+        try {
+          const reply = await client.query(buildQuery({ name: parseName("mesh.internal.", null), type: RRType.SOA }));
+          return soaSerial(reply.answer[0]!.rdata);
+        } finally {
+          client.close();
+        }
+      };
+      const first = await serial();
+      // The mesh reports every write, an ACL edit too: the same names move nothing.
+      for (let i = 0; i < 20; i++) c.kernel.records.changed("mesh");
+      expect(await serial()).toBe(first);
+      records = [{ name: "db2.mesh.internal.", type: "AAAA", ttl: 60, data: "fd00::2" }];
+      c.kernel.records.changed("mesh");
+      records = [{ name: "db3.mesh.internal.", type: "AAAA", ttl: 60, data: "fd00::3" }];
+      c.kernel.records.changed("mesh");
+      expect(await serial()).toBe(first + 2); // the clock stands still here: one more per change
+
+      // A restart at the same time (a second later is alike: the clock is below the serial).
+      await c.kernel.store.write(() => undefined); // what was written behind is committed
+      await c.stop();
+      const stop = await dnsPlugin.start!({ ...c.kernel, config: c.config, settings: c.config.dns, log: c.log.logger, services: [], scopes: [] } as never);
+      stopAgain = stop;
+      expect(await serial()).toBe(first + 2);
+      records = [{ name: "db4.mesh.internal.", type: "AAAA", ttl: 60, data: "fd00::4" }];
+      c.kernel.records.changed("mesh");
+      expect(await serial()).toBe(first + 3);
+    } finally {
+      await c.stop();
+      await stopAgain();
+    }
+  });
+
+  test("a hosted zone's serial does not move for a provider's report that changes no name, nor at a restart", async () => {
+    const c = await testCitadel({ config: { dns: { udp: ["127.0.0.1:0"], tcp: [] } } });
+    let stopAgain = async () => {};
+    try {
+      const owner = await c.login(c.owner.email, c.owner.password);
+      const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+      expect((await c.send("POST", zones, owner, { json: { name: "example.org" } })).status).toBe(200);
+      c.kernel.records.register({ name: "mesh", domain: "mesh.example.org.", records: () => [{ name: "db1.mesh.example.org.", type: "AAAA", ttl: 60, data: "fd00::1" }] });
+      await c.kernel.store.write(() => undefined);
+      const serial = async () => (await c.send("GET", `${zones}/example.org`, owner)).body.serial as number;
+      const registered = await serial();
+      for (let i = 0; i < 20; i++) c.kernel.records.changed("mesh");
+      await c.kernel.store.write(() => undefined);
+      expect(await serial()).toBe(registered);
+      await c.stop();
+      stopAgain = await dnsPlugin.start!({ ...c.kernel, config: c.config, settings: c.config.dns, log: c.log.logger, services: [], scopes: [] } as never);
+      expect(await serial()).toBe(registered);
+    } finally {
+      await c.stop();
+      await stopAgain();
     }
   });
 });
