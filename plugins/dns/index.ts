@@ -148,10 +148,11 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       ownSerial,
       log: k.log,
       announce: (zone) => {
-        if (listening) notifier.notify(zone, view.notifyTargets(zone.origin));
+        if (listening) notifier.notify(zone, targetsOf(view, zone));
       },
     });
     const served = zones.served;
+    const targetsOf = (transferView: TransferView, zone: Zone) => transferView.notifyTargets(zone.origin, zones.isProviderOwned(zone.origin));
     const reload = () => zones.update();
     // A secondary just added is told about each of its zones at once, so it need not wait for
     // its own schedule to make the first transfer.
@@ -162,8 +163,8 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       for (const origin of served.keys()) {
         const zone = table.get(parseName(origin, null));
         if (!zone) continue;
-        const known = new Set(before.notifyTargets(zone.origin).map(targetKey));
-        const added = view.notifyTargets(zone.origin).filter((t) => !known.has(targetKey(t)));
+        const known = new Set(targetsOf(before, zone).map(targetKey));
+        const added = targetsOf(view, zone).filter((t) => !known.has(targetKey(t)));
         if (added.length > 0 && listening) notifier.notify(zone, added);
       }
     });
@@ -237,7 +238,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       // The zones loaded before the listener was up are announced now.
       for (const origin of served.keys()) {
         const zone = table.get(parseName(origin, null));
-        if (zone) notifier.notify(zone, view.notifyTargets(zone.origin));
+        if (zone) notifier.notify(zone, targetsOf(view, zone));
       }
     }
     const resolver = await startFilteringResolver(k, table);
@@ -386,6 +387,11 @@ class ServedZones {
       announce: (zone: Zone) => void;
     },
   ) {}
+
+  /** Is the zone at `origin` a record provider's own (served, not stored)? */
+  isProviderOwned(origin: Name): boolean {
+    return !this.stored.has(keyOf(origin));
+  }
 
   /** The provider's names changed, or it came or went: the next update merges it again. */
   providerChanged(provider: string): void {

@@ -236,11 +236,16 @@ export class TransferView implements TransferPolicy {
     return this.secondaries.some((s) => s.row.address === address && s.row.tsig_key === key && (s.zones === null || s.zones.has(zoneName)));
   }
 
-  /** The secondaries to NOTIFY about a change of `zone`. */
-  notifyTargets(zone: Name): NotifyTarget[] {
+  /**
+   * The secondaries to NOTIFY about a change of `zone`. A record provider's own zone (one no
+   * hosted zone contains: mesh.internal.) goes only to those that list it: one set for "every
+   * zone" was set up for the hosted zones, never configured that one, and answered each NOTIFY
+   * of it (on every mesh write) with NOTAUTH, five times over.
+   */
+  notifyTargets(zone: Name, providerOwned = false): NotifyTarget[] {
     const zoneName = canonical(zone);
     return this.secondaries
-      .filter((s) => s.zones === null || s.zones.has(zoneName))
+      .filter((s) => (s.zones === null ? !providerOwned : s.zones.has(zoneName)))
       .map((s) => ({ secondary: s.row.name, address: s.row.address, port: s.row.notify_port, keyName: parseName(s.row.tsig_key, null) }));
   }
 }

@@ -5,7 +5,8 @@
  */
 import { describe, expect, spyOn, test } from "bun:test";
 import { transferServiceOf } from "../../../plugins/dns/index.ts";
-import { parseName } from "../../../plugins/dns/names.ts";
+import { decodeQuery } from "../../../plugins/dns/message.ts";
+import { nameToText, parseName } from "../../../plugins/dns/names.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 async function setup() {
@@ -112,6 +113,9 @@ describe("secondaries", () => {
     expect(view.allowed("2001:DB8:0::3", n("example.net."), n("fleet."))).toBe(true);
     expect(view.notifyTargets(n("example.net.")).map((t) => t.secondary)).toEqual(["ns3"]);
     expect(view.notifyTargets(n("example.org.")).map((t) => t.secondary)).toEqual(["ns2", "ns3"]);
+    // A record provider's own zone: only to a secondary that lists it.
+    expect(view.notifyTargets(n("example.net."), true).map((t) => t.secondary)).toEqual([]);
+    expect(view.notifyTargets(n("example.org."), true).map((t) => t.secondary)).toEqual(["ns2"]);
     expect(Buffer.from(view.tsigKey(n("Fleet."))!.secret).toString("base64")).toBe(key.body.secret);
     // Decrypted once, not per signed query (they reach this before any rate limit over TCP).
     const decrypts = spyOn(c.kernel.seal.keyring(), "decrypt");
@@ -174,6 +178,27 @@ describe("NOTIFY goes out only from a listening authoritative server (found in r
       secondary.close();
     }
   }
+
+  test("a secondary of every zone is not told of a record provider's own zone (mesh.internal.), which it never configured; one that lists it is (found in review: NOTAUTH, retried, on every mesh write)", async () => {
+    const questions: string[] = [];
+    const everyZone = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array", socket: { data: (_s, data) => void questions.push(`every ${nameToText(decodeQuery(data).question!.name)}`) } });
+    const listing = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array", socket: { data: (_s, data) => void questions.push(`listing ${nameToText(decodeQuery(data).question!.name)}`) } });
+    const c = await testCitadel({ config: { dns: { udp: ["127.0.0.1:0"], tcp: [] } } });
+    try {
+      const operator = await c.login(c.owner.email, c.owner.password);
+      await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } });
+      await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "127.0.0.1", port: everyZone.port, tsig_key: "fleet" } });
+      await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns3", address: "127.0.0.1", port: listing.port, tsig_key: "fleet", zones: ["mesh.internal"] } });
+      c.kernel.records.register({ name: "mesh", domain: "mesh.internal.", records: () => [{ name: "db1.mesh.internal.", type: "AAAA", ttl: 60, data: "fd00::1" }] });
+      expect((await c.send("POST", `/v1/dns/orgs/${c.owner.organization}/zones`, operator, { json: { name: "corp.example" } })).status).toBe(200);
+      for (let i = 0; i < 200 && !(questions.includes("every corp.example.") && questions.includes("listing mesh.internal.")); i++) await Bun.sleep(10);
+      expect(new Set(questions)).toEqual(new Set(["every corp.example.", "listing mesh.internal."]));
+    } finally {
+      await c.stop();
+      everyZone.close();
+      listing.close();
+    }
+  });
 
   test("listening: the secondary is told", async () => {
     expect(await notifiesWith("127.0.0.1:0")).toBeGreaterThan(0);
