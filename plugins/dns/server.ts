@@ -609,6 +609,8 @@ const MAX_UDP_QUEUE = 10_000;
 const MAX_TCP_BACKLOG = 1 << 20;
 /** Answers buffered while reading one segment are written once they reach this much. */
 const TCP_FLUSH_BYTES = 1 << 16;
+/** Queries a connection may send while a zone transfer is being written to it, at most (octets). */
+const MAX_TCP_WAITING = 1 << 16;
 /** At most one log line per this many milliseconds for failing queries (a flood must not flood the log). */
 const ERROR_LOG_INTERVAL_MS = 1000;
 
@@ -617,8 +619,13 @@ interface Connection extends StreamState {
   timer: ReturnType<typeof setTimeout> | null;
   client: string;
   closed: boolean;
-  /** Served a zone transfer (TSIG-verified, to a configured secondary): its replies are not bounded. */
-  transfer: boolean;
+  /**
+   * The messages that came while a zone transfer is being written, answered once the kernel has
+   * taken it (null: none is). Only a transfer's replies pass MAX_TCP_BACKLOG (it is authenticated,
+   * for a configured secondary, and bounded by its zone): one at a time per connection.
+   */
+  waiting: Uint8Array[] | null;
+  waitingBytes: number;
 }
 
 /** The listeners of one server instance; handlers are created once, never per query. */
@@ -747,7 +754,7 @@ class DnsServerRuntime {
   readonly tcpHandler: import("bun").SocketHandler<Connection> = {
     open: (socket) => {
       if (this.stopping || this.connections.size >= this.maxConnections || !this.slots.take(socket.remoteAddress)) {
-        socket.data = { pending: null, pendingLength: 0, backlog: null, timer: null, client: "", closed: true, transfer: false };
+        socket.data = { pending: null, pendingLength: 0, backlog: null, timer: null, client: "", closed: true, waiting: null, waitingBytes: 0 };
         socket.terminate();
         return;
       }
@@ -758,7 +765,8 @@ class DnsServerRuntime {
         timer: null,
         client: socket.remoteAddress,
         closed: false,
-        transfer: false,
+        waiting: null,
+        waitingBytes: 0,
       };
       socket.data = connection;
       this.connections.add(socket);
@@ -781,6 +789,7 @@ class DnsServerRuntime {
       const backlog = connection.backlog;
       connection.backlog = null;
       this.write(socket, connection, backlog);
+      if (connection.backlog === null) this.resume(socket, connection);
     },
     close: (socket) => this.closed(socket),
     error: (socket, error: Error | undefined) => {
@@ -793,11 +802,21 @@ class DnsServerRuntime {
    * Frames out whole messages, answers each in order and writes the replies in one go. A client
    * that pipelines queries faster than it reads the answers is cut off once the answers it has
    * not taken pass MAX_TCP_BACKLOG (else a few connections asking for a large RRset and never
-   * reading would hold the server's memory); only a zone transfer, which is authenticated and
-   * for a configured secondary, may be larger. The idle timer restarts with each whole message,
-   * not with any byte: a client trickling a frame is idle.
+   * reading would hold the server's memory). A zone transfer goes out whole, past that limit,
+   * and what comes after it waits until the kernel has taken it (see tcpAnswers). The idle timer
+   * restarts with each whole message, not with any byte: a client trickling a frame is idle.
    */
   private tcpData(socket: import("bun").Socket<Connection>, connection: Connection, data: Uint8Array): void {
+    this.tcpAnswers(socket, connection, (onMessage) => readMessages(connection, data, onMessage));
+  }
+
+  /**
+   * Answers the messages `read` hands over. After a zone transfer the rest wait (copied, up to
+   * MAX_TCP_WAITING octets; beyond, the connection is dropped) and are answered on a later turn
+   * of the event loop once it is written: 300 pipelined AXFRs were built and signed in one turn,
+   * and a client that did not read them held all of them in memory.
+   */
+  private tcpAnswers(socket: import("bun").Socket<Connection>, connection: Connection, read: (onMessage: (message: Uint8Array) => boolean) => boolean): void {
     const replies: Uint8Array[] = [];
     let buffered = 0;
     const time = this.now();
@@ -809,19 +828,22 @@ class DnsServerRuntime {
       replies.length = 0;
       buffered = 0;
     };
-    const whole = readMessages(connection, data, (message) => {
+    const whole = read((message) => {
+      if (connection.waiting !== null) return this.wait(connection, message);
       connection.timer?.refresh();
       const reply = this.answer(message, connection.client, "tcp", time);
       if (reply === null) return true;
-      replies.push(reply);
-      buffered += 2 + reply.length;
       const more = this.answerer.outcome.more;
       if (more) {
-        // The rest of a zone transfer follows its first message, in order.
-        connection.transfer = true;
-        for (const m of more) replies.push(m);
+        // A zone transfer: what was answered before it goes first, then the whole transfer.
+        flush();
+        connection.waiting = [];
+        this.write(socket, connection, framed([reply, ...more]));
+        if (connection.backlog === null) setImmediate(() => this.resume(socket, connection));
+        return !connection.closed;
       }
-      if (connection.transfer) return true;
+      replies.push(reply);
+      buffered += 2 + reply.length;
       if (buffered >= TCP_FLUSH_BYTES) flush();
       return !connection.closed && (connection.backlog?.length ?? 0) + buffered <= MAX_TCP_BACKLOG;
     });
@@ -829,9 +851,30 @@ class DnsServerRuntime {
     flush();
   }
 
-  /** Writes `bytes`, keeping what the kernel does not take for the next drain (within MAX_TCP_BACKLOG, but for a transfer). */
+  /** Keeps a message that came while a transfer is being written; false when too much waits. */
+  private wait(connection: Connection, message: Uint8Array): boolean {
+    connection.waitingBytes += message.length;
+    connection.waiting!.push(message.slice()); // the message is a view into a buffer that is reused
+    return connection.waitingBytes <= MAX_TCP_WAITING;
+  }
+
+  /** The transfer was written: the messages that waited for it are answered now. */
+  private resume(socket: import("bun").Socket<Connection>, connection: Connection): void {
+    const waiting = connection.waiting;
+    if (connection.closed || waiting === null) return;
+    connection.waiting = null;
+    connection.waitingBytes = 0;
+    try {
+      this.tcpAnswers(socket, connection, (onMessage) => waiting.every(onMessage));
+    } catch (e) {
+      this.failed(e, "tcp");
+      this.drop(socket);
+    }
+  }
+
+  /** Writes `bytes`, keeping what the kernel does not take for the next drain (within MAX_TCP_BACKLOG, but while a transfer is written). */
   private write(socket: import("bun").Socket<Connection>, connection: Connection, bytes: Uint8Array): void {
-    if (!writeOrQueue(socket as import("bun").Socket<unknown>, connection, bytes, connection.transfer ? Infinity : MAX_TCP_BACKLOG)) this.drop(socket);
+    if (!writeOrQueue(socket as import("bun").Socket<unknown>, connection, bytes, connection.waiting === null ? MAX_TCP_BACKLOG : Infinity)) this.drop(socket);
   }
 
   drop(socket: import("bun").Socket<Connection>): void {
@@ -847,6 +890,7 @@ class DnsServerRuntime {
       connection.timer = null;
       connection.pending = null;
       connection.backlog = null;
+      connection.waiting = null;
     }
     if (!this.connections.delete(socket)) return;
     this.slots.release(connection!.client);

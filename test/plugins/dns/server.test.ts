@@ -730,3 +730,84 @@ tochild CNAME www.child.example.test.
     expect(lines(a.authority)).toEqual(["child.example.test. 2 ns1.child.example.test."]);
   });
 });
+
+describe("zone transfers over one TCP connection (found in review: pipelined AXFRs were all built in one turn, and held without bound for a client that did not read)", () => {
+  const origin = parseName("bulk.example.", null);
+  const hosts = Array.from({ length: 4000 }, (_, i) => `host${i} 300 IN A 10.${(i >> 8) & 255}.${i & 255}.1`).join("\n");
+  const bulk = Zone.build(origin, parseZoneFile(`@ 3600 IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ NS ns1\nns1 A 192.0.2.1\n${hosts}\n`, { origin, defaultTtl: 3600 }));
+  const axfr = (id: number) => new Uint8Array([id >> 8, id & 255, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, ...Buffer.from("bulk"), 7, ...Buffer.from("example"), 0, 0, 252, 0, 1]);
+  const soa = (id: number) => new Uint8Array([id >> 8, id & 255, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, ...Buffer.from("bulk"), 7, ...Buffer.from("example"), 0, 0, 6, 0, 1]);
+  const frame = (messages: Uint8Array[]) => Buffer.concat(messages.flatMap((m) => [Buffer.from([m.length >> 8, m.length & 255]), Buffer.from(m)]));
+  const stops: Array<() => unknown> = [];
+  afterEach(async () => {
+    while (stops.length) await stops.pop()!();
+  });
+
+  /** A server that lets anyone transfer, counting the transfers it starts and how many it had started when the first one's turn ended. */
+  async function transferServer() {
+    const zones = new ZoneTable();
+    zones.set(bulk);
+    const counts = { started: 0, inFirstTurn: -1 };
+    const transfers = {
+      allowed: () => {
+        if (counts.started++ === 0) setImmediate(() => (counts.inFirstTurn = counts.started));
+        return true;
+      },
+    };
+    const server = await startDnsServer({ udp: [], tcp: [{ address: "127.0.0.1", port: 0 }], zones, transfers, log: silentLogger });
+    stops.push(() => server.stop());
+    return { port: server.tcpPorts[0]!, counts };
+  }
+
+  test("one transfer per turn of the event loop, the next once it is written; every one is answered, in order with the queries around it", async () => {
+    const { port, counts } = await transferServer();
+    const ids: number[] = [];
+    let pending = Buffer.alloc(0);
+    const done = Promise.withResolvers<void>();
+    const client = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        data: (_s, data) => {
+          pending = Buffer.concat([pending, data]);
+          while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
+            const message = pending.subarray(2, 2 + pending.readUInt16BE(0));
+            const id = message.readUInt16BE(0);
+            if (ids.at(-1) !== id) ids.push(id); // a transfer's messages share its id
+            pending = pending.subarray(2 + message.length);
+          }
+          if (ids.length === 62) done.resolve();
+        },
+      },
+    });
+    stops.push(() => client.end());
+    // An SOA check, 60 AXFRs and another SOA check in one write.
+    client.write(frame([soa(1), ...Array.from({ length: 60 }, (_, i) => axfr(100 + i)), soa(2)]));
+    await done.promise;
+    expect(counts.inFirstTurn).toBe(1);
+    expect(counts.started).toBe(60);
+    expect(ids).toEqual([1, ...Array.from({ length: 60 }, (_, i) => 100 + i), 2]);
+  });
+
+  test("a client that pipelines more than a transfer's wait allows is cut off", async () => {
+    const { port } = await transferServer();
+    const outcome = Promise.withResolvers<string>();
+    let received = 0;
+    const client = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        data: (_s, data) => {
+          received += data.length;
+          // The transfer and the 3,000 SOA answers (some 60 octets each) all came.
+          if (received > 3000 * 60 + 100_000) outcome.resolve("answered");
+        },
+        close: () => outcome.resolve("closed"),
+      },
+    });
+    stops.push(() => client.end());
+    // 64 KiB of queries wait at most behind a transfer: these are some 75 KiB.
+    client.write(frame([axfr(1), ...Array.from({ length: 3000 }, (_, i) => soa(i))]));
+    expect(await outcome.promise).toBe("closed");
+  });
+});
