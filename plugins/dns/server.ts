@@ -31,7 +31,7 @@ import {
 } from "./message.ts";
 import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
-import { nameEquals, type Name } from "./names.ts";
+import { lowerName, nameEquals, nameToText, type Name } from "./names.ts";
 import { ixfrClientSerial, noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
 import { appendUnsignedError, readTsig, RCODE_NOTAUTH, sign, signBadTime, TsigError, tsigSize, verify, type TsigKey, type TsigRecord, type Verdict } from "./tsig.ts";
 import { NestedZones, type RR, type Zone } from "./zone.ts";
@@ -218,6 +218,11 @@ export interface AnswerContext {
   transfers?: TransferPolicy;
   /** Milliseconds since the epoch, for TSIG times. */
   now?: () => number;
+  /**
+   * Per key (lower-case name), the latest Time Signed a query was let past the gate with (see
+   * signedReplyTo); absent: none is remembered.
+   */
+  vouchedTimes?: Map<string, number>;
 }
 
 const noKeys = () => null;
@@ -320,7 +325,7 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
     return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
   }
   const verdict = verify(packet, tsig, ctx.tsigKey ?? noKeys, { kind: "request" }, now);
-  if (vouched && verdict.error !== 0) return gatedReply(query, decision, limit, out);
+  if (vouched && (verdict.error !== 0 || !signedLater(ctx, tsig))) return gatedReply(query, decision, limit, out);
   if (verdict.error === TsigError.FORMERR) {
     out.rcode = Rcode.FORMERR;
     return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
@@ -347,6 +352,22 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
     });
   }
   return first;
+}
+
+/**
+ * A query let past the gate for its signature must be signed later than the last one of its key
+ * (RFC 8945 section 5.2.3): a captured SOA check replayed within the fudge, from the secondary's
+ * spoofed address, was answered past the rate limit each time — reflection towards the
+ * secondary. A replay, or a second check within the same second, is limited as anyone's is.
+ */
+function signedLater(ctx: AnswerContext, tsig: TsigRecord): boolean {
+  const times = ctx.vouchedTimes;
+  if (times === undefined) return true;
+  const key = nameToText(lowerName(tsig.keyName));
+  const last = times.get(key);
+  if (last !== undefined && tsig.timeSigned <= last) return false;
+  times.set(key, tsig.timeSigned);
+  return true;
 }
 
 /**
@@ -647,7 +668,7 @@ class DnsServerRuntime {
   private allClosed: (() => void) | null = null;
 
   constructor(readonly options: DnsServerOptions) {
-    this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, now: options.now });
+    this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, now: options.now, vouchedTimes: new Map() });
     this.now = options.now ?? Date.now;
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;

@@ -207,6 +207,22 @@ describe("a configured secondary's signed query past the UDP rate limit (found i
     }
   });
 
+  test("a replay, or a query signed no later than the last one let past, is limited as anyone's (RFC 8945 section 5.2.3; found in review: a captured one replayed within the fudge was answered each time)", () => {
+    const gate = exhaustedGate();
+    const vouchedTimes = new Map<string, number>();
+    const ask = (packet: Uint8Array) => {
+      const reply = answerQuery(packet, secondary, "udp", zones, gate, { tsigKey: findKey, now: () => now, vouchedTimes });
+      return reply === null || decodeMessage(reply).tc ? "limited" : "answered";
+    };
+    const signedAt = (id: number, at: number) => sign(soaQuery(id), key, { kind: "request" }, at).message;
+    const captured = signedAt(94, now - 2_000);
+    expect(ask(captured)).toBe("answered");
+    expect([ask(captured), ask(captured)]).toEqual(["limited", "limited"]);
+    expect(ask(signedAt(95, now - 2_000))).toBe("limited"); // the same second
+    expect(ask(signedAt(96, now - 3_000))).toBe("limited"); // earlier
+    expect(ask(signedAt(97, now - 1_000))).toBe("answered"); // the secondary's next check
+  });
+
   test("unsigned, signed with a wrong key, or from another address of the prefix: still limited (TC or nothing)", () => {
     const wrongKey: TsigKey = { ...key, secret: new Uint8Array(32).fill(9) };
     const limited = (packet: Uint8Array, client: string) => new Set(answers(exhaustedGate(), packet, client).map((r) => (r === null ? "drop" : decodeMessage(r).tc && decodeMessage(r).additional.length === 0 ? "tc" : "answered")));
