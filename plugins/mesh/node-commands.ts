@@ -14,7 +14,7 @@ import { Agent, describePlan } from "./agent.ts";
 import type { ConfigDocument } from "./configs.ts";
 import { generateKeyPair } from "./keys.ts";
 import { nodeRequest, NodeRefusedError } from "./node-client.ts";
-import { DEFAULT_STATE_DIR, prepareStateDir, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
+import { DEFAULT_STATE_DIR, OpenStateDirError, prepareStateDir, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
 import { renderWgQuick } from "./render.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
@@ -57,7 +57,7 @@ async function join(ctx: CommandContext): Promise<number> {
   const dir = ctx.options.qr === true ? null : stateDir(ctx);
   if (dir !== null) {
     checkNoNodeIn(ctx, dir);
-    prepareStateDir(dir);
+    prepareStateDirOrRefuse(dir);
   }
   const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
   const pair = await generateKeyPair();
@@ -107,6 +107,16 @@ async function join(ctx: CommandContext): Promise<number> {
   const result = { node: enrolled.node, state: dir, wg_quick: confPath };
   ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Enrolled ${where}${enrolled.node.fqdn ? `, named ${enrolled.node.fqdn}` : ""}.\nState in ${dir}; wg-quick config ${confPath}.\nApply it with: citadel mesh agent --state ${dir}`);
   return 0;
+}
+
+/** prepareStateDir, a directory others may enter refused as a usage error (exit 2): another --state is the fix. */
+function prepareStateDirOrRefuse(dir: string): void {
+  try {
+    prepareStateDir(dir);
+  } catch (error) {
+    if (error instanceof OpenStateDirError) throw new UsageError(`--state: ${error.message}`);
+    throw error;
+  }
 }
 
 /**

@@ -48,17 +48,30 @@ export class StateError extends Error {
   override readonly name = "StateError";
 }
 
+/**
+ * Makes the state directory, owner-only (0700), when it does not exist. One that exists is left
+ * as it is: its mode is the operator's (join refuses one others may enter, see prepareStateDir),
+ * and a failed join must not leave a shared directory changed.
+ */
 export function ensureStateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
+  if (mkdirSync(dir, { recursive: true, mode: 0o700 }) !== undefined) chmodSync(dir, 0o700);
 }
+
+/** A directory that exists and that others than its owner may enter or read: not for a private key. */
+export class OpenStateDirError extends StateError {}
 
 /**
  * Makes the state directory and proves it writable (a probe file written and removed): `join`
  * calls it before it enrolls, since a node enrolled without its state is lost — its private key
- * gone, the single-use key spent, its name taken.
+ * gone, the single-use key spent, its name taken. An existing directory others may enter is
+ * refused, not made private: it may be shared, and it is to hold the node's private key.
  */
 export function prepareStateDir(dir: string): void {
+  const found = existsSync(dir) ? statSync(dir) : null;
+  const mode = found?.isDirectory() ? found.mode & 0o777 : null;
+  if (mode !== null && (mode & 0o077) !== 0) {
+    throw new OpenStateDirError(`the state directory ${dir} exists and others may enter it (mode ${mode.toString(8)}): it is to hold the node's private key. Give a new directory (--state), or make this one owner-only (chmod 700 ${dir})`);
+  }
   const probe = join(dir, `.probe-${process.pid}-${Buffer.from(crypto.getRandomValues(new Uint8Array(6))).toString("hex")}`);
   try {
     ensureStateDir(dir);

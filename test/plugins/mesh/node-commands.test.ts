@@ -4,7 +4,7 @@
  * runs against the fake device, and whole rounds are in agent.test.ts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../../plugins/mesh/agent.ts";
@@ -78,6 +78,26 @@ describe("mesh join", () => {
       expect(plane.enrollments.length).toBe(enrollments);
     } finally {
       rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  test("an existing --state others may enter is refused before enrolling and left as it was; one join creates is made 0700 (found in review: a failed join made a shared directory 0700)", async () => {
+    plane.publish(nodeConfig([]));
+    const shared = mkdtempSync(join(tmpdir(), "citadel-join-"));
+    const enrollments = plane.enrollments.length;
+    try {
+      chmodSync(shared, 0o755);
+      writeFileSync(join(shared, "other"), "");
+      const run = await runCommand(nodeCommands, "mesh join", { options: joinOptions(shared) });
+      expect(run.code).toBe(2);
+      expect(run.error?.message).toContain(shared);
+      expect([statSync(shared).mode & 0o777, plane.enrollments.length]).toEqual([0o755, enrollments]);
+
+      const made = join(shared, "state");
+      expect((await runCommand(nodeCommands, "mesh join", { options: joinOptions(made) })).code).toBe(0);
+      expect(statSync(made).mode & 0o777).toBe(0o700);
+    } finally {
+      rmSync(shared, { recursive: true, force: true });
     }
   });
 
