@@ -13,7 +13,8 @@ import type { Command, CommandContext } from "../../src/plugin.ts";
 import { Agent, describePlan } from "./agent.ts";
 import type { ConfigDocument } from "./configs.ts";
 import { generateKeyPair } from "./keys.ts";
-import { nodeRequest, NodeRefusedError } from "./node-client.ts";
+import { nodeRequest, NodeRefusedError, type NodeConnection } from "./node-client.ts";
+import { ApiError } from "../../src/cli/api-client.ts";
 import { DEFAULT_STATE_DIR, OpenStateDirError, prepareStateDir, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
 import { renderWgQuick } from "./render.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
@@ -70,43 +71,12 @@ async function join(ctx: CommandContext): Promise<number> {
     ...(listenPort !== undefined ? { listen_port: listenPort } : {}),
     ...(tags ? { tags } : {}),
   };
-  const enrolled = await nodeRequest<Enrolled>({ server, certificate }, "POST", "/v1/mesh/enroll", body);
-  const doc: ConfigDocument = verifyDocument({ signing_key: enrolled.signing_key, node_id: enrolled.node.id }, enrolled.document, enrolled.signature);
-  const config = renderWgQuick(doc.config, pair.privateKey);
-  const where = `${enrolled.node.name} (${enrolled.node.ipv4}, ${enrolled.node.ipv6}) in ${enrolled.node.network}`;
-
-  if (dir === null) {
-    await showPhoneConfig(ctx, config, where);
-    return 0;
-  }
-
-  const state: NodeState = {
-    server,
-    certificate,
-    node_id: enrolled.node.id,
-    network_id: doc.network,
-    network: enrolled.node.network,
-    name: enrolled.node.name,
-    // The network suggests a name; the node may choose its own (names are per host).
-    interface: typeof ctx.options.interface === "string" ? ctx.options.interface : doc.config.network.interfaceName,
-    token: enrolled.token,
-    signing_key: enrolled.signing_key,
-    private_key: pair.privateKey,
-    next_private_key: null,
-    applied_version: 0,
-  };
-  let confPath: string;
-  try {
-    writeState(dir, state);
-    writeStoredConfig(dir, { body: enrolled.document, signature: enrolled.signature });
-    confPath = writeWgQuick(dir, state.interface, config);
-  } catch (error) {
-    ctx.err(unsavedEnrollment(enrolled.node, dir, error));
-    return 1;
-  }
-  const result = { node: enrolled.node, state: dir, wg_quick: confPath };
-  ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Enrolled ${where}${enrolled.node.fqdn ? `, named ${enrolled.node.fqdn}` : ""}.\nState in ${dir}; wg-quick config ${confPath}.\nApply it with: citadel mesh agent --state ${dir}`);
-  return 0;
+  const enrolled = await enroll(ctx, { server, certificate }, body);
+  // From here on the node is enrolled and the key spent: whatever fails says which node this
+  // machine is and how to remove it.
+  if (dir === null) return showEnrolledPhone(ctx, enrolled, pair.privateKey);
+  const chosen = typeof ctx.options.interface === "string" ? ctx.options.interface : null;
+  return keepEnrolledNode(ctx, dir, { server, certificate, enrolled, privateKey: pair.privateKey, interfaceName: chosen });
 }
 
 /** prepareStateDir, a directory others may enter refused as a usage error (exit 2): another --state is the fix. */
@@ -117,6 +87,123 @@ function prepareStateDirOrRefuse(dir: string): void {
     if (error instanceof OpenStateDirError) throw new UsageError(`--state: ${error.message}`);
     throw error;
   }
+}
+
+/**
+ * POST /v1/mesh/enroll. An answer that never arrives whole (the connection cut after the
+ * request went out, a body that is not an enrollment) may follow an enrollment the control
+ * plane made: said so, since nothing else would tell of a node enrolled without its key.
+ */
+async function enroll(ctx: CommandContext, connection: NodeConnection, body: { name: string }): Promise<Enrolled> {
+  let enrolled: Enrolled;
+  try {
+    enrolled = await nodeRequest<Enrolled>(connection, "POST", "/v1/mesh/enroll", body);
+  } catch (error) {
+    // An HTTP refusal (a status) enrolled nothing.
+    if (!(error instanceof ApiError && error.status !== undefined)) ctx.err(lostEnrollment(body.name));
+    throw error;
+  }
+  if (typeof enrolled?.node?.id !== "string" || typeof enrolled.token !== "string") {
+    ctx.err(lostEnrollment(body.name));
+    throw new Error("the control plane's answer to the enrollment is not one this citadel knows: update citadel on this node");
+  }
+  return enrolled;
+}
+
+function lostEnrollment(name: string): string {
+  return (
+    `citadel mesh join: the enrollment's answer was lost; if the control plane received the request, this machine may be enrolled as ${name} without its key. ` +
+    "Have an operator look (citadel mesh nodes list <network>) and remove it if so, then join again (a single-use key may be spent)."
+  );
+}
+
+/** A phone: its config checked, then shown (see showPhoneConfig); nothing is written here. */
+async function showEnrolledPhone(ctx: CommandContext, enrolled: Enrolled, privateKey: string): Promise<number> {
+  let config: string;
+  try {
+    const doc = verifyDocument({ signing_key: enrolled.signing_key, node_id: enrolled.node.id }, enrolled.document, enrolled.signature);
+    config = renderWgQuick(doc.config, privateKey);
+  } catch (error) {
+    ctx.err(unsavedEnrollment(enrolled.node, null, error));
+    return 1;
+  }
+  await showPhoneConfig(ctx, config, whereEnrolled(enrolled.node));
+  return 0;
+}
+
+interface Enrollment {
+  server: string;
+  certificate: string | null;
+  enrolled: Enrolled;
+  privateKey: string;
+  /** --interface, or null for the network's. */
+  interfaceName: string | null;
+}
+
+/**
+ * Keeps an enrolled node: node.json first, as soon as the answer arrives — the key pair and the
+ * token are what cannot be had again — then the signed config checked, and the state, config
+ * and wg-quick file written from it. Any failure prints the node's id and how to remove it.
+ */
+async function keepEnrolledNode(ctx: CommandContext, dir: string, enrollment: Enrollment): Promise<number> {
+  const { enrolled } = enrollment;
+  let kept = false;
+  let confPath: string;
+  try {
+    const provisional = stateOf(enrollment, unverifiedFacts(enrolled.document));
+    writeState(dir, provisional);
+    kept = true;
+    const doc = verifyDocument(provisional, enrolled.document, enrolled.signature);
+    const state = stateOf(enrollment, { network: doc.network, interfaceName: doc.config.network.interfaceName });
+    writeState(dir, state);
+    writeStoredConfig(dir, { body: enrolled.document, signature: enrolled.signature });
+    confPath = writeWgQuick(dir, state.interface, renderWgQuick(doc.config, enrollment.privateKey));
+  } catch (error) {
+    ctx.err(unsavedEnrollment(enrolled.node, dir, error, kept));
+    return 1;
+  }
+  const result = { node: enrolled.node, state: dir, wg_quick: confPath };
+  ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Enrolled ${whereEnrolled(enrolled.node)}${enrolled.node.fqdn ? `, named ${enrolled.node.fqdn}` : ""}.\nState in ${dir}; wg-quick config ${confPath}.\nApply it with: citadel mesh agent --state ${dir}`);
+  return 0;
+}
+
+function stateOf(enrollment: Enrollment, facts: { network: string; interfaceName: string }): NodeState {
+  const { enrolled } = enrollment;
+  return {
+    server: enrollment.server,
+    certificate: enrollment.certificate,
+    node_id: enrolled.node.id,
+    network_id: facts.network,
+    network: enrolled.node.network,
+    name: enrolled.node.name,
+    // The network suggests a name; the node may choose its own (names are per host).
+    interface: enrollment.interfaceName ?? facts.interfaceName,
+    token: enrolled.token,
+    signing_key: enrolled.signing_key,
+    private_key: enrollment.privateKey,
+    next_private_key: null,
+    applied_version: 0,
+  };
+}
+
+/**
+ * The network and interface name of a document not verified yet, for the node.json written
+ * before it is: only names (the agent believes no config it has not verified), each replaced by
+ * a placeholder when it is not one.
+ */
+function unverifiedFacts(body: string): { network: string; interfaceName: string } {
+  let doc: Partial<ConfigDocument> | null = null;
+  try {
+    doc = JSON.parse(body) as Partial<ConfigDocument>;
+  } catch {
+    // a body that is not JSON: the placeholders
+  }
+  const interfaceName = doc?.config?.network?.interfaceName;
+  return { network: typeof doc?.network === "string" ? doc.network : "", interfaceName: typeof interfaceName === "string" && isInterfaceName(interfaceName) ? interfaceName : "wg-citadel" };
+}
+
+function whereEnrolled(node: Enrolled["node"]): string {
+  return `${node.name} (${node.ipv4}, ${node.ipv6}) in ${node.network}`;
 }
 
 /**
@@ -150,13 +237,17 @@ async function showPhoneConfig(ctx: CommandContext, config: string, where: strin
   ctx.err("A phone has no agent: after changes to the network, enroll it again.");
 }
 
-/** The node enrolled but its state could not be written: who it is, and how to undo it. */
-function unsavedEnrollment(node: Enrolled["node"], dir: string, error: unknown): string {
+/**
+ * The node enrolled, but this machine cannot use it: who it is, and how to undo it. `dir` null:
+ * a phone's config, never written; `kept`: node.json (its key pair and token) was written.
+ */
+function unsavedEnrollment(node: Enrolled["node"], dir: string | null, error: unknown, kept = false): string {
   const reason = error instanceof Error ? error.message : String(error);
+  const what = dir === null ? `but its config cannot be shown: ${reason}` : kept ? `and its key pair and token are in ${statePath(dir)}, but joining failed: ${reason}` : `but its state could not be written to ${dir}: ${reason}`;
   return (
-    `citadel mesh join: this machine is enrolled as ${node.id} (${node.name} in ${node.network}), but its state could not be written to ${dir}: ${reason}.\n` +
+    `citadel mesh join: this machine is enrolled as ${node.id} (${node.name} in ${node.network}), ${what}.\n` +
     `The node cannot be used this way: have an operator remove it: ${removeNodeCommand(node)}\n` +
-    "then join again with a new pre-auth key."
+    `then join again with a new pre-auth key${kept ? " (--force: the state holds this node)" : ""}.`
   );
 }
 

@@ -117,6 +117,8 @@ export class FakeControlPlane {
   readonly applied: unknown[] = [];
   /** Each enrollment's request body (`citadel mesh join`): answered with the published config. */
   readonly enrollments: Array<{ name: string; public_key: string }> = [];
+  /** Changes each enrollment's answer before it is sent (a stripped signature, a newer format). */
+  alterEnrollment: ((answer: Record<string, unknown>) => void) | null = null;
 
   constructor(readonly nodeId = "node_a") {
     this.server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => this.answer(request) });
@@ -132,6 +134,11 @@ export class FakeControlPlane {
     const body = JSON.stringify(doc);
     this.document = { body, signature: this.signer.sign(body), etag: `"${this.version}"` };
     return doc;
+  }
+
+  /** The control plane's signature over `body`. */
+  sign(body: string): string {
+    return this.signer.sign(body);
   }
 
   get body(): string | null {
@@ -161,7 +168,9 @@ export class FakeControlPlane {
     this.enrollments.push(body);
     if (!this.document) return Response.json({ detail: "No config to enroll with: publish one first.", code: "not_found" }, { status: 404 });
     const node = { id: this.nodeId, name: body.name, network: "office", ipv4: "100.64.0.1", ipv6: "fd7a:115c:a1e0::1", fqdn: null };
-    return Response.json({ node, token: "citadel_node_test", signing_key: this.signingKey.publicKey, document: this.document.body, signature: this.document.signature });
+    const answer: Record<string, unknown> = { node, token: "citadel_node_test", signing_key: this.signingKey.publicKey, document: this.document.body, signature: this.document.signature };
+    this.alterEnrollment?.(answer);
+    return Response.json(answer);
   }
 }
 

@@ -8,7 +8,9 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writ
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../../plugins/mesh/agent.ts";
+import { publicKeyOf } from "../../../plugins/mesh/keys.ts";
 import { nodeCommands, pollLoop } from "../../../plugins/mesh/node-commands.ts";
+import { readState } from "../../../plugins/mesh/node-state.ts";
 import { runCommand } from "../../helpers/command.ts";
 import { enrolledStateDir, FakeControlPlane, FakeDevice, nodeConfig, peer } from "./fake-node.ts";
 
@@ -111,6 +113,66 @@ describe("mesh join", () => {
       expect(run.stderr).toContain(`enrolled as ${plane.nodeId}`);
       expect(run.stderr).toContain(`citadel mesh nodes delete office ${plane.nodeId}`);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a join that fails after enrolling (the config's signature stripped, a newer format) keeps the key pair and token in node.json and says which node it is and how to remove it (found in review: exit 1, the state empty, nothing said)", async () => {
+    plane.publish(nodeConfig([]));
+    const alterations: Array<[string, (answer: Record<string, unknown>) => void]> = [
+      ["no signature", (answer) => void (answer.signature = null)],
+      [
+        "a newer format, signed",
+        (answer) => {
+          answer.document = String(answer.document).replace(/citadel-mesh-config\/\d+/, "citadel-mesh-config/2");
+          answer.signature = plane.sign(String(answer.document));
+        },
+      ],
+    ];
+    for (const [why, alter] of alterations) {
+      const dir = mkdtempSync(join(tmpdir(), "citadel-join-"));
+      plane.alterEnrollment = alter;
+      try {
+        const run = await runCommand(nodeCommands, "mesh join", { options: joinOptions(dir) });
+        expect([why, run.code]).toEqual([why, 1]);
+        expect(run.stderr).toContain(why === "no signature" ? "not signed by the control plane" : "update citadel on this node");
+        expect(run.stderr).toContain(`enrolled as ${plane.nodeId}`);
+        expect(run.stderr).toContain(`citadel mesh nodes delete office ${plane.nodeId}`);
+        const kept = readState(dir);
+        expect(await publicKeyOf(kept.private_key)).toBe(plane.enrollments.at(-1)!.public_key);
+        expect([kept.node_id, kept.token, kept.interface]).toEqual([plane.nodeId, "citadel_node_test", "wgc-test"]);
+      } finally {
+        plane.alterEnrollment = null;
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  });
+
+  test("--qr: a config that fails its check after enrolling names the node and how to remove it", async () => {
+    plane.publish(nodeConfig([]));
+    plane.alterEnrollment = (answer) => void (answer.signature = null);
+    try {
+      const run = await runCommand(nodeCommands, "mesh join", { options: { server: plane.url, key: "citadel_meshkey_test", name: "phone", qr: true } });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`enrolled as ${plane.nodeId}`);
+      expect(run.stderr).toContain(`citadel mesh nodes delete office ${plane.nodeId}`);
+    } finally {
+      plane.alterEnrollment = null;
+    }
+  });
+
+  test("an enrollment answer that is not one (a proxy's empty 200) says the machine may be enrolled without its key", async () => {
+    plane.publish(nodeConfig([]));
+    plane.alterEnrollment = (answer) => {
+      for (const field of Object.keys(answer)) delete answer[field];
+    };
+    const dir = mkdtempSync(join(tmpdir(), "citadel-join-"));
+    try {
+      const run = await runCommand(nodeCommands, "mesh join", { options: joinOptions(dir) });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain("may be enrolled as a without its key");
+    } finally {
+      plane.alterEnrollment = null;
       rmSync(dir, { recursive: true, force: true });
     }
   });
