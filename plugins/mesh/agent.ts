@@ -230,16 +230,17 @@ export class Agent {
     this.unappliedStored = null;
     this.etag = null;
     const name = this.state.interface;
+    const exists = await this.ownInterface(name);
     try {
       if (this.options.firewall) await device.applyFirewall(await this.firewallScript(cutOffConfig(this.state), false, name), this.run);
     } finally {
       // Even when the table cannot be loaded: without peers nothing reaches the node.
-      await this.removePeers(name);
+      if (exists) await this.removePeers(name);
     }
   }
 
   private async removePeers(name: string): Promise<void> {
-    if (!(await device.interfaceExists(name, this.run)) || (await device.readDevice(name, this.run)).peers.length === 0) return;
+    if ((await device.readDevice(name, this.run)).peers.length === 0) return;
     await this.sync(name, { privateKey: this.state.private_key, listenPort: null, fwmark: null, comments: [], peers: [] });
   }
 
@@ -346,7 +347,7 @@ export class Agent {
    */
   private async repair(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
-    if (!(await device.interfaceExists(name, this.run))) return this.apply(doc);
+    if (!(await this.ownInterface(name))) return this.apply(doc);
     this.repairedAt = Date.now();
     if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc.config, doc.relay, name), this.run);
     const desired = await this.desired(doc, name);
@@ -370,13 +371,12 @@ export class Agent {
   private async apply(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
     this.repairedAt = Date.now();
+    // Before anything is loaded: a link of that name that is not this node's is left alone.
+    const exists = await this.ownInterface(name);
     // The firewall first, and fail closed: a policy that cannot be loaded leaves the tunnel as it was.
     if (this.options.firewall) await device.applyFirewall(await this.firewallScript(doc.config, doc.relay, name), this.run);
-    let created = false;
-    if (!(await device.interfaceExists(name, this.run))) {
-      await device.createInterface(name, this.options.userspace, this.run);
-      created = true;
-    }
+    const created = !exists;
+    if (created) await device.createInterface(name, this.options.userspace, this.run, device.ownLinkAlias(this.state.node_id));
     const changed = await this.syncDevice(doc, name, {}, created);
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
     this.setForwarding(doc.relay);
@@ -405,8 +405,51 @@ export class Agent {
    */
   private async followHandshakes(doc: ConfigDocument): Promise<boolean> {
     const name = this.state.interface;
-    if (!(await device.interfaceExists(name, this.run))) return this.apply(doc);
+    if (!(await this.ownInterface(name))) return this.apply(doc);
     return this.syncDevice(doc, name, { endpoints: false });
+  }
+
+  /**
+   * Whether the interface exists, once it is known to be this node's: a link the agent made
+   * (marked with ownLinkAlias), or one it takes over and marks (see claimOf). Any other link of
+   * that name — the host's uplink, someone else's WireGuard — is refused before anything is
+   * loaded or synced (ForeignInterfaceError): its firewall, key and peers are not the agent's.
+   * `takeOver: false` (a dry run) marks nothing.
+   */
+  private async ownInterface(name: string, { takeOver = true } = {}): Promise<boolean> {
+    const link = await device.readLink(name, this.run);
+    if (link === null) return false;
+    const mark = device.ownLinkAlias(this.state.node_id);
+    if (link.alias === mark) return true;
+    const claim = await this.claimOf(name, link.alias);
+    if ("foreign" in claim) {
+      throw new ForeignInterfaceError(
+        `${name} exists and is not this node's interface (${claim.foreign}): the agent changes no link it did not make, so nothing was applied. ` +
+          `Give this node another interface (join again with --interface), or, if ${name} is a WireGuard interface this node is to take over, mark it: ip link set dev ${name} alias ${mark}`,
+      );
+    }
+    if (takeOver) {
+      await device.setLinkAlias(name, mark, this.run);
+      this.options.err(`mesh agent: took over ${name} (${claim.ours}): marked it as this node's (alias ${mark})`);
+    }
+    return true;
+  }
+
+  /**
+   * Whose a link not marked as this node's is. This node's: the link of the node it replaced in
+   * this state directory (join --force), or a WireGuard link an agent from before the marks
+   * made, whose key is this node's (or the replaced node's).
+   */
+  private async claimOf(name: string, alias: string | null): Promise<{ ours: string } | { foreign: string }> {
+    const former = this.state.former_node ?? null;
+    if (former !== null && alias === device.ownLinkAlias(former.id)) return { ours: `the interface of the node ${former.id}, which this one replaced` };
+    if (alias !== null) return { foreign: `its alias is ${JSON.stringify(alias)}` };
+    // wg cannot read a link that is not WireGuard.
+    const key = await device.readDevice(name, this.run).then((found) => found.publicKey, () => undefined);
+    if (key === undefined) return { foreign: "not a WireGuard interface" };
+    if (key !== null && key === (await publicKeyOf(this.state.private_key))) return { ours: "made by an earlier agent, with this node's key" };
+    if (key !== null && key === former?.public_key) return { ours: `made by an earlier agent, with the key of the node ${former.id}, which this one replaced` };
+    return { foreign: key === null ? "a WireGuard interface without a key" : "a WireGuard interface with another key" };
   }
 
   /** How often the control plane asks this agent to poll ([mesh] poll_seconds); null before any config is applied. */
@@ -422,7 +465,7 @@ export class Agent {
   /** --dry-run: what applying would change, as a diff of the device's state; nothing is touched. */
   private async plan(doc: ConfigDocument): Promise<DryRunPlan> {
     const name = this.state.interface;
-    const exists = await device.interfaceExists(name, this.run);
+    const exists = await this.ownInterface(name, { takeOver: false });
     const before = exists ? device.describeDevice(await device.readDevice(name, this.run)) : "";
     // What would be applied: endpoints as the agent resolves them.
     const after = device.describeDesired((await this.resolved(doc, await this.desired(doc, name))).setconf);
@@ -472,6 +515,11 @@ export class Agent {
   overlapInProgress(): boolean {
     return this.current !== null && (hasOverlap(this.current) || this.current.rotation !== null);
   }
+}
+
+/** The interface the state names is a link the agent did not make (see Agent.ownInterface). */
+export class ForeignInterfaceError extends Error {
+  override readonly name = "ForeignInterfaceError";
 }
 
 /**

@@ -75,13 +75,47 @@ export async function interfaceExists(name: string, run: RunCommand = runCommand
   return (await run(["ip", "link", "show", "dev", name])).code === 0;
 }
 
+/** The alias (`ip link show` prints it) the agent gives each link it makes: it takes over no other. */
+export function ownLinkAlias(nodeId: string): string {
+  return `citadel-mesh:${nodeId}`;
+}
+
+/** The link of that name (of any type) with its alias; null when there is none. */
+export async function readLink(name: string, run: RunCommand = runCommand): Promise<{ alias: string | null } | null> {
+  checkInterfaceName(name);
+  const shown = await run(["ip", "-j", "link", "show", "dev", name]);
+  if (shown.code !== 0) return null;
+  const [link] = JSON.parse(shown.stdout) as Array<{ ifalias?: string }>;
+  return { alias: link?.ifalias || null };
+}
+
+/** Gives the link its alias (see ownLinkAlias). */
+export async function setLinkAlias(name: string, alias: string, run: RunCommand = runCommand): Promise<void> {
+  checkInterfaceName(name);
+  await mustRun(run, ["ip", "link", "set", "dev", name, "alias", alias]);
+}
+
 /**
  * Creates the WireGuard interface: in the kernel when it has WireGuard, otherwise with a
  * userspace implementation as wg-quick falls back to one (the caller passes what
  * WG_QUICK_USERSPACE_IMPLEMENTATION would name). Refuses a name that is already taken rather
- * than guessing whether the existing link is ours. Returns which implementation runs it.
+ * than guessing whether the existing link is ours. With `alias`, the link is marked at once (see
+ * ownLinkAlias); should that fail, it is deleted again: an unmarked link is no one's. Returns
+ * which implementation runs it.
  */
-export async function createInterface(name: string, userspace = "wireguard-go", run: RunCommand = runCommand): Promise<"kernel" | "userspace"> {
+export async function createInterface(name: string, userspace = "wireguard-go", run: RunCommand = runCommand, alias?: string): Promise<"kernel" | "userspace"> {
+  const how = await addInterface(name, userspace, run);
+  if (alias === undefined) return how;
+  try {
+    await setLinkAlias(name, alias, run);
+  } catch (error) {
+    await run(["ip", "link", "del", "dev", name]);
+    throw error;
+  }
+  return how;
+}
+
+async function addInterface(name: string, userspace: string, run: RunCommand): Promise<"kernel" | "userspace"> {
   checkInterfaceName(name);
   if (await interfaceExists(name, run)) throw new InvalidError(`interface ${name} already exists`, "interfaceName");
   const kernel = await run(["ip", "link", "add", "dev", name, "type", "wireguard"]);

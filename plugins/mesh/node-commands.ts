@@ -12,7 +12,8 @@ import { normalizedServerUrl, serverUrlProblem } from "../../src/cli/server-url.
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import { Agent, describePlan } from "./agent.ts";
 import type { ConfigDocument } from "./configs.ts";
-import { generateKeyPair } from "./keys.ts";
+import { interfaceExists } from "./device.ts";
+import { generateKeyPair, isWireGuardKey, publicKeyOfSync } from "./keys.ts";
 import { nodeRequest, NodeRefusedError, type NodeConnection } from "./node-client.ts";
 import { ApiError } from "../../src/cli/api-client.ts";
 import { DEFAULT_STATE_DIR, OpenStateDirError, prepareStateDir, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
@@ -56,8 +57,11 @@ async function join(ctx: CommandContext): Promise<number> {
   // A phone's config is shown, not written. Otherwise the state must be writable before the
   // node enrolls: once enrolled without it, the node is lost (its private key gone, the key spent).
   const dir = ctx.options.qr === true ? null : stateDir(ctx);
+  const chosen = typeof ctx.options.interface === "string" ? ctx.options.interface : null;
+  let old: OldNode | null = null;
   if (dir !== null) {
-    checkNoNodeIn(ctx, dir);
+    old = checkNoNodeIn(ctx, dir);
+    if (chosen !== null) await checkInterfaceFree(chosen, old, "--interface");
     prepareStateDirOrRefuse(dir);
   }
   const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
@@ -75,8 +79,18 @@ async function join(ctx: CommandContext): Promise<number> {
   // From here on the node is enrolled and the key spent: whatever fails says which node this
   // machine is and how to remove it.
   if (dir === null) return showEnrolledPhone(ctx, enrolled, pair.privateKey);
-  const chosen = typeof ctx.options.interface === "string" ? ctx.options.interface : null;
-  return keepEnrolledNode(ctx, dir, { server, certificate, enrolled, privateKey: pair.privateKey, interfaceName: chosen });
+  return keepEnrolledNode(ctx, dir, { server, certificate, enrolled, privateKey: pair.privateKey, interfaceName: chosen, old });
+}
+
+/**
+ * The agent changes no link it did not make (see Agent.ownInterface): a name already taken on
+ * this host (its uplink eth0, someone's wg0) would leave the node without its mesh, the agent
+ * refusing it at every round. The interface of the node this join replaces (--force over the
+ * same state) is the one exception: the agent takes it over.
+ */
+async function checkInterfaceFree(name: string, old: OldNode | null, what: string): Promise<void> {
+  if (old?.interface === name) return;
+  if (await interfaceExists(name)) throw new UsageError(`${what}: an interface named ${name} already exists on this host, and the mesh agent changes no link it did not make: give another --interface`);
 }
 
 /** prepareStateDir, a directory others may enter refused as a usage error (exit 2): another --state is the fix. */
@@ -138,6 +152,8 @@ interface Enrollment {
   privateKey: string;
   /** --interface, or null for the network's. */
   interfaceName: string | null;
+  /** The node --force replaces in the state directory, if any. */
+  old: OldNode | null;
 }
 
 /**
@@ -155,12 +171,13 @@ async function keepEnrolledNode(ctx: CommandContext, dir: string, enrollment: En
     kept = true;
     const doc = verifyDocument(provisional, enrolled.document, enrolled.signature);
     const state = stateOf(enrollment, { network: doc.network, interfaceName: doc.config.network.interfaceName });
+    if (enrollment.interfaceName === null) await checkInterfaceFree(state.interface, enrollment.old, `the network's interface name`);
     writeState(dir, state);
     writeStoredConfig(dir, { body: enrolled.document, signature: enrolled.signature });
     confPath = writeWgQuick(dir, state.interface, renderWgQuick(doc.config, enrollment.privateKey));
   } catch (error) {
     ctx.err(unsavedEnrollment(enrolled.node, dir, error, kept));
-    return 1;
+    return error instanceof UsageError ? 2 : 1;
   }
   const result = { node: enrolled.node, state: dir, wg_quick: confPath };
   ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Enrolled ${whereEnrolled(enrolled.node)}${enrolled.node.fqdn ? `, named ${enrolled.node.fqdn}` : ""}.\nState in ${dir}; wg-quick config ${confPath}.\nApply it with: citadel mesh agent --state ${dir}`);
@@ -168,7 +185,9 @@ async function keepEnrolledNode(ctx: CommandContext, dir: string, enrollment: En
 }
 
 function stateOf(enrollment: Enrollment, facts: { network: string; interfaceName: string }): NodeState {
-  const { enrolled } = enrollment;
+  const { enrolled, old } = enrollment;
+  // The network suggests a name; the node may choose its own (names are per host).
+  const interfaceName = enrollment.interfaceName ?? facts.interfaceName;
   return {
     server: enrollment.server,
     certificate: enrollment.certificate,
@@ -176,13 +195,13 @@ function stateOf(enrollment: Enrollment, facts: { network: string; interfaceName
     network_id: facts.network,
     network: enrolled.node.network,
     name: enrolled.node.name,
-    // The network suggests a name; the node may choose its own (names are per host).
-    interface: enrollment.interfaceName ?? facts.interfaceName,
+    interface: interfaceName,
     token: enrolled.token,
     signing_key: enrolled.signing_key,
     private_key: enrollment.privateKey,
     next_private_key: null,
     applied_version: 0,
+    former_node: old !== null && old.interface === interfaceName ? { id: old.node_id, public_key: old.public_key } : null,
   };
 }
 
@@ -256,8 +275,8 @@ function unsavedEnrollment(node: Enrolled["node"], dir: string | null, error: un
  * key and token while it stays enrolled, in every peer's config, its interface left to no one.
  * Refused unless --force; said either way, with the command that removes the old node.
  */
-function checkNoNodeIn(ctx: CommandContext, dir: string): void {
-  if (!existsSync(statePath(dir))) return;
+function checkNoNodeIn(ctx: CommandContext, dir: string): OldNode | null {
+  if (!existsSync(statePath(dir))) return null;
   const old = readOldNode(dir);
   const which = old ? `the node ${old.node_id} (${old.name} in ${old.network}, interface ${old.interface})` : "a node (its node.json cannot be read)";
   const removal = old ? removeNodeCommand({ id: old.node_id, network: old.network }) : "citadel mesh nodes delete <network> <node>";
@@ -268,13 +287,18 @@ function checkNoNodeIn(ctx: CommandContext, dir: string): void {
     );
   }
   ctx.err(`citadel mesh join --force: replacing ${which} in ${dir}; it stays enrolled until removed: ${removal}`);
+  return old;
 }
 
+type OldNode = Pick<NodeState, "node_id" | "name" | "network" | "interface"> & { public_key: string | null };
+
 /** The node a state directory holds, as far as its file can be read. */
-function readOldNode(dir: string): Pick<NodeState, "node_id" | "name" | "network" | "interface"> | null {
+function readOldNode(dir: string): OldNode | null {
   try {
     const old = JSON.parse(readFileSync(statePath(dir), "utf8")) as Partial<NodeState>;
-    return typeof old.node_id === "string" && typeof old.network === "string" ? { node_id: old.node_id, name: String(old.name), network: old.network, interface: String(old.interface) } : null;
+    if (typeof old.node_id !== "string" || typeof old.network !== "string") return null;
+    const publicKey = typeof old.private_key === "string" && isWireGuardKey(old.private_key) ? publicKeyOfSync(old.private_key) : null;
+    return { node_id: old.node_id, name: String(old.name), network: old.network, interface: String(old.interface), public_key: publicKey };
   } catch {
     return null;
   }

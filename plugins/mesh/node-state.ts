@@ -37,6 +37,11 @@ export interface NodeState {
   next_private_key: string | null;
   /** The newest config version applied; an older one is refused (a replay). */
   applied_version: number;
+  /**
+   * The node this one replaced in this state directory (`join --force`) when it had the same
+   * interface: the agent takes that link over (see Agent.ownInterface). Absent in older files.
+   */
+  former_node?: { id: string; public_key: string | null } | null;
 }
 
 export interface StoredConfig {

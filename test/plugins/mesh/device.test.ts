@@ -400,6 +400,16 @@ describe("device operations with a fake runner", () => {
     expect(fake.commands()).toEqual(["ip link show dev wg0", "ip link add dev wg0 type wireguard"]);
   });
 
+  test("createInterface with an alias marks the link at once; a link it cannot mark is deleted again", async () => {
+    const missing = (argv: string[]) => (argv.join(" ") === "ip link show dev wg0" ? { code: 1, stdout: "", stderr: "does not exist" } : undefined);
+    const fake = fakeRun(missing);
+    expect(await createInterface("wg0", "wireguard-go", fake.run, "citadel-mesh:node_a")).toBe("kernel");
+    expect(fake.commands()).toEqual(["ip link show dev wg0", "ip link add dev wg0 type wireguard", "ip link set dev wg0 alias citadel-mesh:node_a"]);
+    const refusing = fakeRun((argv) => missing(argv) ?? (argv.includes("alias") ? { code: 2, stdout: "", stderr: "RTNETLINK answers: Operation not permitted" } : undefined));
+    await expect(createInterface("wg0", "wireguard-go", refusing.run, "citadel-mesh:node_a")).rejects.toThrow("Operation not permitted");
+    expect(refusing.commands().at(-1)).toBe("ip link del dev wg0");
+  });
+
   test("createInterface falls back to userspace and waits for the interface", async () => {
     let shows = 0;
     const fake = fakeRun((argv) => {

@@ -36,16 +36,27 @@ export class FakeDevice {
   readonly firewalls: string[] = [];
   /** How many `wg syncconf` calls fail next (a passing failure). */
   failingSyncs = 0;
+  /** The link's alias (`ip link set … alias`; the agent marks the links it makes). */
+  alias: string | null = null;
+  /** false: a link of another type (the host's eth0), which wg cannot read. */
+  wireguard = true;
 
   constructor(readonly name: string) {}
 
   readonly run: RunCommand = async (argv, stdin) => {
     const line = argv.join(" ");
     if (line === `ip link show dev ${this.name}`) return this.exists ? ok() : { code: 1, stdout: "", stderr: "Device does not exist." };
+    if (line === `ip -j link show dev ${this.name}`) return this.exists ? ok(JSON.stringify([{ ifname: this.name, ...(this.alias === null ? {} : { ifalias: this.alias }) }])) : { code: 1, stdout: "", stderr: "Device does not exist." };
     if (line === `ip link add dev ${this.name} type wireguard`) {
       this.exists = true;
+      this.alias = null;
       return ok();
     }
+    if (line.startsWith(`ip link set dev ${this.name} alias `)) {
+      this.alias = argv[6]!;
+      return ok();
+    }
+    if (argv[0] === "wg" && !this.wireguard) return { code: 1, stdout: "", stderr: `Unable to access interface: Operation not supported` };
     if (line === `wg show ${this.name} dump`) return ok(this.dump());
     if (argv[0] === "wg" && argv[1] === "syncconf") return this.syncconf(readFileSync(argv[3]!, "utf8"));
     if (line === `ip -j address show dev ${this.name}`) return ok("[]");
