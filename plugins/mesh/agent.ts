@@ -17,11 +17,13 @@
  *   get it as a second [Peer] without AllowedIPs, which lets them accept handshakes from it;
  *   once every peer has applied that (the document's `rotation.switch`), the node switches its
  *   private key, sends a packet to each peer so the handshakes happen now, and reports the new
- *   key, which completes the rotation;
+ *   key, which completes the rotation (the key switched from is kept until then: should the
+ *   rotation have ended on the control plane first, the node goes back to it, see report);
  * - a peer that holds both keys gives the AllowedIPs to whichever key handshook last (checked
  *   every second while a rotation is in its config), so traffic follows the switch at once.
  */
 import { createSocket } from "node:dgram";
+import { ApiError } from "../../src/cli/api-client.ts";
 import { formatIp, parseCidr, type Cidr } from "../../src/net/ip.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
@@ -184,8 +186,7 @@ export class Agent {
     writeWgQuick(this.options.stateDir, this.state.interface, renderWgQuick(doc.config, this.state.private_key));
     this.updateState((state) => (state.applied_version = doc.version));
     if (switched) await nudgePeers(doc);
-    const publicKey = await publicKeyOf(this.state.private_key);
-    await nodeRequest(this.connection, "POST", "/v1/mesh/node/applied", { version: doc.version, public_key: publicKey });
+    await this.report(doc);
     // Only once the control plane knows: a report that failed is made again next round (the
     // config is fetched whole again), else rotations would wait on a report never sent. After a
     // key switch the completed rotation changes the config: it is fetched whole next round too.
@@ -276,6 +277,7 @@ export class Agent {
       // written a newer next key since this round read it, and erasing that one would leave the
       // node on a key no peer lists once the control plane announces it.
       if (state.next_private_key !== next) return;
+      state.previous_private_key = state.private_key;
       state.private_key = next;
       state.next_private_key = null;
       switched = true;
@@ -283,6 +285,54 @@ export class Agent {
     if (!switched) return false;
     this.options.err("switched to the next key: peers accept it; the old key is dropped once the control plane hears of it");
     return true;
+  }
+
+  /**
+   * Reports the applied version and the key the device runs with. After a switch the previous
+   * key is kept until the control plane answers that it knows the new one (the rotation
+   * completed, or the key is the node's already): should the rotation have ended there first —
+   * cancelled, given up, the node disabled — it answers 409 key_mismatch, no peer lists the new
+   * key, and the node goes back to the previous one (see switchBack) instead of staying cut off.
+   */
+  private async report(doc: ConfigDocument): Promise<void> {
+    const previous = this.state.previous_private_key ?? null;
+    let answer: { rotation: "completed" | "pending" | null };
+    try {
+      answer = await this.sendApplied(doc);
+    } catch (error) {
+      if (previous === null || !(error instanceof ApiError && error.status === 409 && error.code === "key_mismatch")) throw error;
+      await this.switchBack(doc, previous);
+      return;
+    }
+    // "pending": the key is the next one still (the completion lost a race): kept until it is the node's.
+    if (previous !== null && answer.rotation !== "pending") {
+      this.updateState((state) => {
+        if (state.previous_private_key === previous) state.previous_private_key = null;
+      });
+    }
+  }
+
+  private async sendApplied(doc: ConfigDocument): Promise<{ rotation: "completed" | "pending" | null }> {
+    const publicKey = await publicKeyOf(this.state.private_key);
+    return nodeRequest(this.connection, "POST", "/v1/mesh/node/applied", { version: doc.version, public_key: publicKey });
+  }
+
+  /** Back on the key switched from (see report): the device, the wg-quick file, the peers nudged, and the report made again. */
+  private async switchBack(doc: ConfigDocument, previous: string): Promise<void> {
+    const switchedTo = this.state.private_key;
+    this.updateState((state) => {
+      if (state.private_key !== switchedTo) return;
+      state.private_key = previous;
+      state.previous_private_key = null;
+    });
+    this.options.err(
+      "mesh agent: warning: the control plane no longer expects the key this node switched to (its rotation was cancelled, given up or ended by a disable before the switch was reported): " +
+        "back on the previous key, which the peers list; rotate again with citadel mesh rotate",
+    );
+    await this.syncDevice(doc, this.state.interface, {});
+    writeWgQuick(this.options.stateDir, this.state.interface, renderWgQuick(doc.config, this.state.private_key));
+    await nudgePeers(doc);
+    await this.sendApplied(doc);
   }
 
   /**

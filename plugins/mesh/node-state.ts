@@ -35,6 +35,11 @@ export interface NodeState {
   private_key: string;
   /** While rotating: the key the node switches to once the control plane says so. */
   next_private_key: string | null;
+  /**
+   * After a switch, until the control plane answers that it knows of it: the key switched from,
+   * gone back to should the rotation have ended there first (see Agent.report). Absent in older files.
+   */
+  previous_private_key?: string | null;
   /** The newest config version applied; an older one is refused (a replay). */
   applied_version: number;
   /**

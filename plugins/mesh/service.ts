@@ -15,6 +15,7 @@ import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts
 import { roleAllows, type Permission } from "../../src/auth/rbac.ts";
 import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.ts";
 import { CitadelError, ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, StandingEndedError, UnauthorizedError } from "../../src/errors.ts";
+import { HttpProblem } from "../../src/http/problem.ts";
 import { newId } from "../../src/ids.ts";
 import { cidrContains, parseCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
@@ -840,12 +841,21 @@ export class MeshService {
 
   /**
    * The agent applied `version` (and runs with `publicKey`). When that is the key the node was
-   * rotating to, the rotation is complete: the old key leaves every config.
+   * rotating to, the rotation is complete: the old key leaves every config. A key that is neither
+   * the node's nor its next one is refused (409 key_mismatch): the rotation ended here before the
+   * node switched (cancelled, given up, the node disabled), so no peer lists that key, and the
+   * agent goes back to the one they do. The operator's cancel stands: the report does not
+   * complete a rotation the control plane no longer has.
    */
   async applied(node: sql.NodeRow, request: AuditRequestContext, version: number, publicKey: string) {
     const now = this.now();
     const completes = node.next_public_key !== null && publicKey === node.next_public_key;
     const done = await this.write(completes ? node.network_id : null, (tx) => {
+      // On the row as it is now: a rotation completed or cancelled meanwhile counts.
+      const fresh = sql.nodeById(tx, node.id);
+      if (fresh && publicKey !== fresh.public_key && publicKey !== fresh.next_public_key) {
+        throw new HttpProblem(409, "key_mismatch", "That is neither this node's key nor the one it is rotating to (the rotation was cancelled, given up or ended by a disable): go back to the node's key.");
+      }
       // A version the network never had is not believed (it would make this node look ready for any rotation).
       sql.recordApplied(tx, node.id, Math.min(version, sql.networkVersion(tx, node.network_id) ?? 0), now);
       if (!completes) return false;

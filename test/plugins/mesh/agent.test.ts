@@ -475,3 +475,60 @@ test("--dry-run shows a different private key on the device, by its public key, 
     plane.stop();
   }
 });
+
+describe("a key switch the control plane no longer expects (found in review: the node ran its next key for ever, its peers listing only the old one, nothing logged)", () => {
+  const plane = new FakeControlPlane();
+  const states: Array<{ remove(): void }> = [];
+  afterAll(() => {
+    plane.stop();
+    for (const state of states) state.remove();
+  });
+
+  /** A node whose document says to switch to its next key, K2; its own key K1. */
+  async function switching() {
+    const state = await enrolledStateDir(plane);
+    states.push(state);
+    const k1 = readState(state.dir).private_key;
+    const k2 = await generateKeyPair();
+    writeState(state.dir, { ...readState(state.dir), next_private_key: k2.privateKey });
+    plane.publish(nodeConfig([await peer("b", 2, "198.51.100.2:51820")]), { rotation: { next_public_key: k2.publicKey, switch: true } });
+    const fake = new FakeDevice("wgc-test");
+    const said: string[] = [];
+    const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: false, err: (text) => said.push(text), run: fake.run });
+    return { state, k1, k2, fake, said, agent };
+  }
+
+  test("a 409 key_mismatch to the report takes the node back to its previous key — node.json, device and wg-quick file — with a warning, and reports that key", async () => {
+    const { state, k1, k2, fake, said, agent } = await switching();
+    plane.appliedAnswer = (report) => (report.public_key === k2.publicKey ? { status: 409, body: { detail: "That is neither this node's key nor the one it is rotating to.", code: "key_mismatch" } } : null);
+    try {
+      await agent.round();
+    } finally {
+      plane.appliedAnswer = null;
+    }
+    const k1Public = await publicKeyOf(k1);
+    expect(readState(state.dir)).toMatchObject({ private_key: k1, next_private_key: null, previous_private_key: null });
+    expect(fake.publicKey).toBe(k1Public);
+    expect(readFileSync(join(state.dir, "wgc-test.conf"), "utf8")).toContain(`PrivateKey = ${k1}`);
+    expect(said.filter((line) => line.includes("no longer expects the key this node switched to"))).toHaveLength(1);
+    expect((plane.applied.slice(-2) as Array<{ public_key: string }>).map((r) => r.public_key)).toEqual([k2.publicKey, k1Public]);
+  });
+
+  test("the previous key is kept while the report fails, and dropped once the control plane answers it completed", async () => {
+    const { state, k2, agent } = await switching();
+    plane.appliedAnswer = () => ({ status: 503, body: { detail: "Citadel is sealed", code: "sealed" } });
+    try {
+      await expect(agent.round()).rejects.toThrow("sealed");
+    } finally {
+      plane.appliedAnswer = null;
+    }
+    expect(readState(state.dir)).toMatchObject({ private_key: k2.privateKey, previous_private_key: expect.any(String) });
+    plane.appliedAnswer = () => ({ status: 200, body: { rotation: "completed" } });
+    try {
+      await agent.round();
+    } finally {
+      plane.appliedAnswer = null;
+    }
+    expect(readState(state.dir)).toMatchObject({ private_key: k2.privateKey, previous_private_key: null });
+  });
+});

@@ -562,6 +562,45 @@ describe("key rotations that never complete (found in review: they never ended, 
   });
 });
 
+describe("a key switch the control plane no longer expects (found in review: accepted, the node ran a key no peer listed, for ever)", () => {
+  async function switched() {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const a = await enroll(c, key, "a");
+    const b = await enroll(c, key, "b");
+    const next = await generateKeyPair();
+    await c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: next.publicKey } });
+    c.clock.advance(10 * 60_000);
+    const ready = (await fetchDocument(c, a)).doc!;
+    expect(ready.rotation!.switch).toBe(true); // a's agent switches now
+    return { c, owner, net, a, b, next, ready };
+  }
+  const peerAOf = async (c: Awaited<ReturnType<typeof switched>>["c"], b: Awaited<ReturnType<typeof switched>>["b"]) => (await fetchDocument(c, b)).doc!.config.peers.find((p) => p.name === "a");
+
+  test("after a cancel, the report of the next key answers 409 key_mismatch and changes nothing; the node's own key is still taken", async () => {
+    const { c, net, owner, a, b, next, ready } = await switched();
+    expect((await c.send("PATCH", `${net}/nodes/a`, owner, { json: { cancel_rotation: true } })).status).toBe(200);
+    const report = await c.send("POST", "/v1/mesh/node/applied", a.token, { json: { version: ready.version, public_key: next.publicKey } });
+    expect([report.status, report.body.code]).toEqual([409, "key_mismatch"]);
+    expect(await peerAOf(c, b)).toMatchObject({ publicKey: a.publicKey, nextPublicKey: null });
+    const back = await c.send("POST", "/v1/mesh/node/applied", a.token, { json: { version: ready.version, public_key: a.publicKey } });
+    expect([back.status, back.body.rotation]).toEqual([200, null]);
+  });
+
+  test("given up, the same; a report of the key the rotation completed to is still taken once more", async () => {
+    const { c, a, next, ready } = await switched();
+    const { mesh } = meshOf(c.kernel as never);
+    c.clock.advance(24 * 60 * 60_000);
+    expect(await mesh.expireRotations()).toBe(1);
+    expect((await c.send("POST", "/v1/mesh/node/applied", a.token, { json: { version: ready.version, public_key: next.publicKey } })).status).toBe(409);
+
+    const other = await generateKeyPair();
+    await c.send("POST", "/v1/mesh/node/rotate", a.token, { json: { public_key: other.publicKey } });
+    expect((await c.send("POST", "/v1/mesh/node/applied", a.token, { json: { version: ready.version, public_key: other.publicKey } })).body.rotation).toBe("completed");
+    expect((await c.send("POST", "/v1/mesh/node/applied", a.token, { json: { version: ready.version, public_key: other.publicKey } })).body.rotation).toBeNull(); // a lost answer, reported again
+  });
+});
+
 describe("DNS names", () => {
   test("<node>.<network>.<domain> A and AAAA through the record provider, following enrollments and removals", async () => {
     const { c, owner, net } = await setup();

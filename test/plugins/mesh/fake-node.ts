@@ -128,6 +128,8 @@ export class FakeControlPlane {
   readonly applied: unknown[] = [];
   /** Each enrollment's request body (`citadel mesh join`): answered with the published config. */
   readonly enrollments: Array<{ name: string; public_key: string }> = [];
+  /** The answer to a report (POST /node/applied) instead of `{ rotation: null }`; null: that. */
+  appliedAnswer: ((report: { version: number; public_key: string }) => Answer | null) | null = null;
   /** Changes each enrollment's answer before it is sent (a stripped signature, a newer format). */
   alterEnrollment: ((answer: Record<string, unknown>) => void) | null = null;
 
@@ -140,8 +142,8 @@ export class FakeControlPlane {
   }
 
   /** Serves `config` as the node's next version, asking agents to poll every `pollSeconds`. */
-  publish(config: NodeConfig, { pollSeconds = 30 }: { pollSeconds?: number } = {}): ConfigDocument {
-    const doc: ConfigDocument = { format: CONFIG_FORMAT, node: this.nodeId, network: "net_a", version: ++this.version, poll_seconds: pollSeconds, config, relay: false, rotation: null };
+  publish(config: NodeConfig, { pollSeconds = 30, rotation = null }: { pollSeconds?: number; rotation?: ConfigDocument["rotation"] } = {}): ConfigDocument {
+    const doc: ConfigDocument = { format: CONFIG_FORMAT, node: this.nodeId, network: "net_a", version: ++this.version, poll_seconds: pollSeconds, config, relay: false, rotation };
     const body = JSON.stringify(doc);
     this.document = { body, signature: this.signer.sign(body), etag: `"${this.version}"` };
     return doc;
@@ -166,8 +168,10 @@ export class FakeControlPlane {
     if (this.refusal) return refusalResponse(this.refusal);
     if (path === "/v1/mesh/enroll") return this.enroll(request);
     if (path === "/v1/mesh/node/applied") {
-      this.applied.push(await request.json());
-      return Response.json({ ok: true });
+      const report = (await request.json()) as { version: number; public_key: string };
+      this.applied.push(report);
+      const answer = this.appliedAnswer?.(report) ?? null;
+      return answer === null ? Response.json({ rotation: null }) : answer.status === 200 ? Response.json(answer.body) : refusalResponse(answer);
     }
     if (path !== "/v1/mesh/node/config" || !this.document) return Response.json({ detail: "No such route.", code: "not_found" }, { status: 404 });
     if (request.headers.get("if-none-match") === this.document.etag) return new Response(null, { status: 304 });
