@@ -73,7 +73,16 @@ async function failure(connection: NodeConnection, response: Response): Promise<
   const problem = await problemOf(response);
   // Without a token (enrollment) a 401 is about the pre-auth key, not the node.
   const refused = Boolean(connection.token) && refusesNode(response.status, problem.code);
-  throw new (refused ? NodeRefusedError : ApiError)(`${problem.detail ?? `HTTP ${response.status}`} (${problem.code ?? response.status})`, response.status, problem.code);
+  const facts = { retryAfterSeconds: retryAfterSeconds(response.headers.get("retry-after")) };
+  throw new (refused ? NodeRefusedError : ApiError)(`${problem.detail ?? `HTTP ${response.status}`} (${problem.code ?? response.status})`, response.status, problem.code, facts);
+}
+
+/** Retry-After (a 429, a 503): seconds or an HTTP date (RFC 9110 §10.2.3); undefined when it is neither. */
+function retryAfterSeconds(header: string | null): number | undefined {
+  if (header === null) return undefined;
+  if (/^\d+$/.test(header.trim())) return Number(header.trim());
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
 export async function nodeRequest<T>(connection: NodeConnection, method: string, path: string, body?: unknown): Promise<T> {

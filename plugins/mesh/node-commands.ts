@@ -346,34 +346,47 @@ export interface PollLoopOptions {
   stopped(): boolean;
   /** Waits one tick of TICK_MS (tests count ticks instead of waiting). */
   tick?: () => Promise<void>;
+  /** 0 ≤ n < 1 for the back-off's jitter (tests give a fixed one). */
+  random?: () => number;
 }
 
 /** The agent waits in ticks of this length, so that a signal ends the wait at once. */
 const TICK_MS = 100;
 /** The pace before any config is applied, as [mesh] poll_seconds' default. */
 const DEFAULT_POLL_SECONDS = 30;
+/** The longest a Retry-After is followed: a date far off (a clock wrong) must not stop the agent. */
+const MAX_RETRY_AFTER_SECONDS = 3600;
 
 /** The agent's rounds until stopped: a failed round keeps the applied config and is tried again. */
 export async function pollLoop(a: Agent, options: PollLoopOptions): Promise<number> {
   const tick = options.tick ?? (() => Bun.sleep(TICK_MS));
+  const random = options.random ?? Math.random;
   // Said once, not at every poll: the node stays cut off until the control plane takes it again.
   let refusal: string | null = null;
+  const failureLog = new FailureLog(options.err);
+  let failures = 0;
   for (;;) {
+    let retryAfter: number | undefined;
     try {
       const r = await a.round();
       refusal = null;
+      failures = 0;
+      failureLog.ended();
       if (r.changed) options.err(`applied config version ${r.version}`);
     } catch (error) {
       if (options.once) throw error;
+      failures++;
+      retryAfter = error instanceof ApiError ? error.facts.retryAfterSeconds : undefined;
       if (!(error instanceof NodeRefusedError)) {
-        options.err(`mesh agent: ${error instanceof Error ? error.message : String(error)} (keeping the applied config; retrying)`);
+        failureLog.failed(`mesh agent: ${error instanceof Error ? error.message : String(error)} (keeping the applied config; retrying)`);
       } else if (error.message !== refusal) {
         options.err(`mesh agent: ${error.message}`);
         refusal = error.message;
       }
     }
     if (options.once) return 0;
-    const ticks = (pollWaitSeconds(a, options.interval) * 1000) / TICK_MS;
+    const seconds = failures === 0 ? pollWaitSeconds(a, options.interval) : retryWaitSeconds(a, options.interval, failures, retryAfter, random);
+    const ticks = Math.max(1, Math.round((seconds * 1000) / TICK_MS));
     for (let waited = 0; waited < ticks && !options.stopped(); waited++) await tick();
     if (options.stopped()) return 0;
   }
@@ -385,8 +398,61 @@ export async function pollLoop(a: Agent, options: PollLoopOptions): Promise<numb
  */
 function pollWaitSeconds(a: Agent, interval: number | undefined): number {
   if (a.overlapInProgress()) return 1;
+  return usualPaceSeconds(a, interval);
+}
+
+function usualPaceSeconds(a: Agent, interval: number | undefined): number {
   return interval ?? a.pollSeconds() ?? DEFAULT_POLL_SECONDS;
 }
+
+/**
+ * Seconds until the next round after `failures` failed ones in a row: the pace doubled at each,
+ * up to the usual one (a rotation's every second would otherwise ask an unreachable control
+ * plane 86,400 times a day, and every agent at once when it comes back), each wait between half
+ * and all of that (jitter: agents that failed together do not come back together), and never
+ * shorter than a Retry-After the control plane sent.
+ */
+function retryWaitSeconds(a: Agent, interval: number | undefined, failures: number, retryAfter: number | undefined, random: () => number): number {
+  const cap = usualPaceSeconds(a, interval);
+  const backoff = Math.min(cap, pollWaitSeconds(a, interval) * 2 ** Math.min(failures - 1, 30));
+  const jittered = backoff * (0.5 + random() / 2);
+  return Math.max(jittered, Math.min(retryAfter ?? 0, MAX_RETRY_AFTER_SECONDS));
+}
+
+/**
+ * A round's failure, said once while the same one repeats (an unreachable control plane would
+ * otherwise write a line at every round): then how many times it came again, when another
+ * failure comes, when rounds succeed again, and every REMINDER_EVERY repeats meanwhile.
+ */
+class FailureLog {
+  private last: string | null = null;
+  private repeats = 0;
+
+  constructor(private readonly err: (text: string) => void) {}
+
+  failed(text: string): void {
+    if (text !== this.last) {
+      this.summarize();
+      this.err(text);
+      this.last = text;
+      return;
+    }
+    this.repeats++;
+    if (this.repeats % REMINDER_EVERY === 0) this.err(`mesh agent: still failing as said above (${this.repeats} more times so far)`);
+  }
+
+  ended(): void {
+    this.summarize();
+    this.last = null;
+  }
+
+  private summarize(): void {
+    if (this.repeats > 0) this.err(`mesh agent: the failure above came ${this.repeats} more time(s)${this.repeats >= REMINDER_EVERY ? " in all" : ""}`);
+    this.repeats = 0;
+  }
+}
+
+const REMINDER_EVERY = 100;
 
 /**
  * After a reboot the mesh comes up from the last signed config, before the server answers. A

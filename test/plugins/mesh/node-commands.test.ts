@@ -42,7 +42,7 @@ describe("the agent's pace", () => {
       else own.publish(nodeConfig([]), { pollSeconds });
       const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: false, err: () => {}, run: new FakeDevice("wgc-test").run });
       let ticks = 0;
-      const code = await pollLoop(agent, { interval, once: false, err: () => {}, stopped: () => own.polls.length >= polls, tick: async () => void ticks++ });
+      const code = await pollLoop(agent, { interval, once: false, err: () => {}, stopped: () => own.polls.length >= polls, tick: async () => void ticks++, random: () => 1 });
       expect(code).toBe(0);
       return ticks / (polls - 1);
     } finally {
@@ -58,7 +58,73 @@ describe("the agent's pace", () => {
 
   test("--interval wins; before any config, 30 s", async () => {
     expect(await ticksBetween(5, 2)).toBe(20);
-    expect(await ticksBetween(null, undefined)).toBe(300);
+    expect(await ticksBetween(null, undefined)).toBe(300); // failing rounds, at the jitter's longest
+  });
+
+  /**
+   * Runs the agent loop against its own control plane until `polls` polls: the ticks waited
+   * after each, and what the agent said. `before(n)` runs before the n-th poll (from 1) is made.
+   */
+  async function loop(polls: number, before: (poll: number, plane: FakeControlPlane) => void, random = () => 1) {
+    const own = new FakeControlPlane();
+    const state = await enrolledStateDir(own);
+    const said: string[] = [];
+    const gaps: number[] = [];
+    try {
+      const agent = new Agent({ stateDir: state.dir, dryRun: false, firewall: false, err: () => {}, run: new FakeDevice("wgc-test").run });
+      before(1, own);
+      const tick = async () => {
+        gaps[own.polls.length - 1] = (gaps[own.polls.length - 1] ?? 0) + 1;
+      };
+      const stopped = () => own.polls.length >= polls;
+      await pollLoop(agent, {
+        interval: undefined,
+        once: false,
+        err: (text) => said.push(text),
+        stopped,
+        random,
+        tick: async () => {
+          await tick();
+          // The next poll is made after this tick when the wait is over: set it up now (it is cheap to do at every tick).
+          before(own.polls.length + 1, own);
+        },
+      });
+      return { gaps, said };
+    } finally {
+      state.remove();
+      own.stop();
+    }
+  }
+
+  const rotating = { next_public_key: "x".repeat(43) + "=", switch: false };
+  const sealed = { status: 503, body: { detail: "Citadel is sealed", code: "sealed" } };
+
+  test("failed rounds during a rotation back off, doubling from 1 s up to poll_seconds, and the pace is every second again once a round succeeds (found in review: every second, for ever)", async () => {
+    const { gaps } = await loop(9, (poll, plane) => {
+      if (poll === 1) plane.publish(nodeConfig([]), { pollSeconds: 8, rotation: rotating });
+      plane.refusal = poll >= 2 && poll <= 7 ? sealed : null;
+    });
+    // Poll 1 applies; 2–7 fail (after each: 1, 2, 4, 8, 8, 8 s); 8 succeeds: every second again.
+    expect(gaps).toEqual([10, 10, 20, 40, 80, 80, 80, 10]);
+  });
+
+  test("the jitter shortens a back-off by up to half", async () => {
+    const { gaps } = await loop(4, (poll, plane) => void (plane.refusal = sealed), () => 0);
+    expect(gaps).toEqual([150, 150, 150]);
+  });
+
+  test("a Retry-After is waited for, even beyond poll_seconds", async () => {
+    const { gaps } = await loop(3, (poll, plane) => void (plane.refusal = { ...sealed, headers: { "retry-after": "45" } }));
+    expect(gaps).toEqual([450, 450]);
+  });
+
+  test("the same failure is said once while it repeats, then how many more times it came", async () => {
+    const { said } = await loop(6, (poll, plane) => {
+      if (poll === 1) plane.publish(nodeConfig([]));
+      plane.refusal = poll <= 4 ? sealed : null;
+    });
+    // Polls 1–4 fail alike; 5 applies the config.
+    expect(said).toEqual(["mesh agent: Citadel is sealed (sealed) (keeping the applied config; retrying)", "mesh agent: the failure above came 3 more time(s)", "applied config version 1"]);
   });
 });
 
