@@ -64,7 +64,7 @@ export interface DryRunPlan {
   interface: string;
   /** The interface does not exist yet: applying creates it. */
   create: boolean;
-  /** The WireGuard device's diff, one "+ …" / "- …" line per change; empty when equal. */
+  /** The WireGuard device's diff, one "+ …" / "- …" line per change, a changed peer's under its "  peer KEY (name)"; empty when equal. */
   wireguard: string[];
   addresses: string[];
   mtu: number;
@@ -526,7 +526,7 @@ export class Agent {
       network: this.state.network,
       interface: name,
       create: !exists,
-      wireguard: device.diffLines(before, after),
+      wireguard: device.diffDescriptions(before, after, (key) => peerNameIfKnown(doc, key)),
       addresses: doc.config.addresses,
       mtu: doc.config.mtu,
       firewall: this.options.firewall ? { rules: firewall ? firewall.input.length + (firewall.forward?.length ?? 0) : 0, deny_by_default: firewall !== null } : null,
@@ -598,6 +598,11 @@ function peerName(doc: ConfigDocument, publicKey: string): string {
   const peer = doc.config.peers.find((p) => p.publicKey === publicKey || p.nextPublicKey === publicKey);
   if (!peer) return publicKey;
   return peer.publicKey === publicKey ? peer.name : `${peer.name} (next key)`;
+}
+
+function peerNameIfKnown(doc: ConfigDocument, publicKey: string): string | null {
+  const name = peerName(doc, publicKey);
+  return name === publicKey ? null : name;
 }
 
 function hasOverlap(doc: ConfigDocument): boolean {

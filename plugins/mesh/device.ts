@@ -594,6 +594,42 @@ function compareCidrs(a: string, b: string): number {
 }
 
 /**
+ * The diff of two descriptions (describeDevice, describeDesired) section by section, so that a
+ * changed line says whose it is: the interface's changed lines; a peer added or removed whole
+ * ("+ peer KEY (name)" / "- peer KEY (name)" and its lines); a peer that changed as its header
+ * ("  peer KEY (name)", neither added nor removed) before its changed lines. `nameOf` gives a
+ * peer's name (null when it is not known: a peer the config no longer has).
+ */
+export function diffDescriptions(before: string, after: string, nameOf: (publicKey: string) => string | null = () => null): string[] {
+  const was = sectionsOf(before);
+  const now = sectionsOf(after);
+  const headers = [...new Set([...was.keys(), ...now.keys()])].sort((a, b) => (a === "interface" ? -1 : b === "interface" ? 1 : compareText(a, b)));
+  const label = (header: string) => {
+    const name = header.startsWith("peer ") ? nameOf(header.slice(5)) : null;
+    return name === null ? header : `${header} (${name})`;
+  };
+  return headers.flatMap((header) => {
+    const old = was.get(header);
+    const fresh = now.get(header);
+    if (!fresh) return [`- ${label(header)}`, ...old!.map((line) => `- ${line}`)];
+    if (!old) return [`+ ${label(header)}`, ...fresh.map((line) => `+ ${line}`)];
+    const lines = diffLines(old.join("\n"), fresh.join("\n"));
+    return lines.length === 0 || header === "interface" ? lines : [`  ${label(header)}`, ...lines];
+  });
+}
+
+/** A description's sections: each header line ("interface", "peer KEY") with its indented lines. */
+function sectionsOf(text: string): Map<string, string[]> {
+  const sections = new Map<string, string[]>();
+  let current: string[] | null = null;
+  for (const line of splitLines(text)) {
+    if (line.startsWith(" ") && current !== null) current.push(line);
+    else sections.set(line, (current = []));
+  }
+  return sections;
+}
+
+/**
  * A line diff by longest common subsequence: "- line" for lines only in `before`, "+ line"
  * for lines only in `after`, in order, removals first at each change. The common prefix and
  * suffix are stripped before the quadratic table, so a few thousand lines stay cheap.

@@ -454,6 +454,24 @@ test("a device with a fwmark set by someone else is not repaired at every poll (
   }
 });
 
+test("--dry-run shows a changed peer's lines under that peer, named (found in review: \"-   allowed-ips …\" without its peer)", async () => {
+  const plane = new FakeControlPlane();
+  const state = await enrolledStateDir(plane);
+  try {
+    const fake = new FakeDevice("wgc-test");
+    const b = await peer("b", 2, "198.51.100.2:51820");
+    const d = await peer("d", 4, "198.51.100.4:51820");
+    plane.publish(nodeConfig([b, d]));
+    await new Agent({ stateDir: state.dir, ...quiet, run: fake.run }).round();
+    plane.publish(nodeConfig([{ ...b, allowedIps: [...b.allowedIps, "10.2.0.0/16"] }, d]));
+    const { plan } = await new Agent({ stateDir: state.dir, ...quiet, dryRun: true, run: fake.run }).round();
+    expect(plan!.wireguard).toEqual([`  peer ${b.publicKey} (b)`, "-   allowed-ips 100.64.0.2/32", "+   allowed-ips 10.2.0.0/16, 100.64.0.2/32"]);
+  } finally {
+    state.remove();
+    plane.stop();
+  }
+});
+
 test("--dry-run shows a different private key on the device, by its public key, never the private key (found in review: both showed \"(set)\", changed: false)", async () => {
   const plane = new FakeControlPlane();
   const state = await enrolledStateDir(plane);

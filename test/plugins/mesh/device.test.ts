@@ -9,6 +9,7 @@ import {
   createInterface,
   describeDesired,
   describeDevice,
+  diffDescriptions,
   diffLines,
   firewallAvailable,
   firewallTableFilters,
@@ -283,6 +284,35 @@ describe("describeDevice / describeDesired", () => {
       "-   allowed-ips 100.64.0.3/32",
       "+   allowed-ips 100.64.0.3/32, fd7a:115c:a1e0::3/128",
     ]);
+  });
+
+  describe("diffDescriptions (found in review: a changed attribute did not say whose it was)", () => {
+    const names = (key: string) => (key === PEER_B ? "b" : null);
+    const describePeers = (peers: DeviceState["peers"]) => describeDevice({ ...matching, peers });
+    const peerB = (allowedIps: string[]) => ({ publicKey: PEER_B, presharedKey: null, endpoint: null, allowedIps, latestHandshake: 0, transferRx: 0, transferTx: 0, keepalive: 0 });
+    const others = matching.peers.filter((peer) => peer.publicKey !== PEER_B);
+
+    test("a changed peer's lines come under its header, with its name when known", () => {
+      const before = describePeers([...others, peerB(["100.64.0.3/32"])]);
+      const after = describePeers([...others, peerB(["100.64.0.3/32", "10.0.0.0/8"])]);
+      expect(diffDescriptions(before, after, names)).toEqual([`  peer ${PEER_B} (b)`, "-   allowed-ips 100.64.0.3/32", "+   allowed-ips 10.0.0.0/8, 100.64.0.3/32"]);
+    });
+
+    test("the interface's lines need no header; a peer added or removed shows whole, its name when known", () => {
+      const before = describeDevice({ ...matching, listenPort: 40000, peers: others });
+      expect(diffDescriptions(before, describeDesired(SETCONF), names)).toEqual([
+        "-   listen-port 40000",
+        "+   listen-port 51820",
+        `+ peer ${PEER_B} (b)`,
+        "+   allowed-ips 100.64.0.3/32, fd7a:115c:a1e0::3/128",
+        "+   endpoint (none)",
+        "+   keepalive off",
+        "+   preshared-key (none)",
+      ]);
+      expect(diffDescriptions(describeDesired(SETCONF), describePeers(others))[0]).toBe(`- peer ${PEER_B}`);
+      expect(diffDescriptions(describeDesired(SETCONF), describeDesired(SETCONF))).toEqual([]);
+      expect(diffDescriptions("", "interface\n  listen-port 1\n")).toEqual(["+ interface", "+   listen-port 1"]);
+    });
   });
 });
 
