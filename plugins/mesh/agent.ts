@@ -24,12 +24,12 @@
  */
 import { createSocket } from "node:dgram";
 import { ApiError } from "../../src/cli/api-client.ts";
-import { formatIp, parseCidr, type Cidr } from "../../src/net/ip.ts";
+import { formatIp, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
 import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
-import { lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
+import { LOOKUP_TIMEOUT_MS, lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
 import { publicKeyOf } from "./keys.ts";
 import { fetchConfig, nodeRequest, NodeRefusedError, type ConfigFetch, type NodeConnection } from "./node-client.ts";
 import { forgetConfig, readState, readStoredConfig, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
@@ -355,7 +355,7 @@ export class Agent {
    * leave the names to be tried again.
    */
   private async resolved(doc: ConfigDocument, desired: device.ParsedSetconf): Promise<{ setconf: device.ParsedSetconf; resolvedAgain: boolean; unresolved: Set<string> }> {
-    const found = await resolveEndpoints(desired, this.lookupHost);
+    const found = await resolveEndpoints(desired, this.lookupHost, LOOKUP_TIMEOUT_MS, meshPrefixes(doc));
     const unresolved = new Set(found.unresolved.map(unresolvedKey));
     // Once per peer and name while it stays unresolvable: during a rotation the config is applied every second.
     for (const u of found.unresolved) {
@@ -592,6 +592,11 @@ function cutOffConfig(state: NodeState): NodeConfig {
 
 /** Where the kernel keeps IP forwarding on or off. */
 const FORWARDING = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"];
+
+/** The mesh's own prefixes (its pools), from this node's addresses in them: no peer's endpoint can be inside. */
+function meshPrefixes(doc: ConfigDocument): Cidr[] {
+  return doc.config.addresses.map((address) => networkOf(address)).filter((prefix) => prefix !== null);
+}
 
 /** The peer's name for messages: its key may be its next one (a second [Peer] during its rotation). */
 function peerName(doc: ConfigDocument, publicKey: string): string {

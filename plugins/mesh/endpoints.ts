@@ -13,7 +13,7 @@
  * Only the file wg reads changes: the signed document keeps the name.
  */
 import { lookup } from "node:dns/promises";
-import { formatIp, parseIp } from "../../src/net/ip.ts";
+import { cidrContains, formatCidr, formatIp, parseIp, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import type { ParsedSetconf } from "./device.ts";
 import { isUnreachableEndpoint } from "./unreachable.ts";
 
@@ -39,10 +39,13 @@ export interface ResolvedSetconf {
   unresolved: UnresolvedEndpoint[];
 }
 
-/** The setconf with every peer's named endpoint made an address, or removed when the name does not resolve. */
-export async function resolveEndpoints(setconf: ParsedSetconf, lookupHost: LookupHost, timeoutMs = LOOKUP_TIMEOUT_MS): Promise<ResolvedSetconf> {
+/**
+ * The setconf with every peer's named endpoint made an address, or removed when the name does
+ * not resolve. `meshPrefixes`: the mesh's own prefixes, where no endpoint may be (see resolveName).
+ */
+export async function resolveEndpoints(setconf: ParsedSetconf, lookupHost: LookupHost, timeoutMs = LOOKUP_TIMEOUT_MS, meshPrefixes: readonly Cidr[] = []): Promise<ResolvedSetconf> {
   const names = [...new Set(setconf.peers.map((peer) => namedHost(peer.endpoint)).filter((name) => name !== null))];
-  const answers = new Map(await Promise.all(names.map(async (name) => [name, await resolveName(name, lookupHost, timeoutMs)] as const)));
+  const answers = new Map(await Promise.all(names.map(async (name) => [name, await resolveName(name, lookupHost, timeoutMs, meshPrefixes)] as const)));
   const unresolved: UnresolvedEndpoint[] = [];
   const peers = setconf.peers.map((peer) => {
     const name = namedHost(peer.endpoint);
@@ -71,7 +74,7 @@ function withPort(address: string, endpoint: string): string {
 }
 
 /** The first usable address the name resolves to, in canonical form, or why there is none. */
-async function resolveName(name: string, lookupHost: LookupHost, timeoutMs: number): Promise<{ address: string } | { reason: string }> {
+async function resolveName(name: string, lookupHost: LookupHost, timeoutMs: number, meshPrefixes: readonly Cidr[]): Promise<{ address: string } | { reason: string }> {
   let addresses: string[];
   try {
     addresses = await withTimeout(lookupHost(name), timeoutMs);
@@ -84,9 +87,15 @@ async function resolveName(name: string, lookupHost: LookupHost, timeoutMs: numb
   // What the control plane refuses as an endpoint is refused behind a name too: a name set to
   // 127.0.0.1 would have this node send the peer's handshakes to itself. Another address of the
   // same name may still do (found in review: a link-local first answer hid a public second one).
-  const usable = ips.find((ip) => !isUnreachableEndpoint(ip));
-  if (!usable) return { reason: `${formatIp(ips[0]!)}: a loopback, link-local, multicast, broadcast or unspecified address` };
-  return { address: formatIp(usable) };
+  // So is an address inside the mesh's own prefixes (the control plane refuses one given as an
+  // address; a name it only sees as a name): the handshakes would be sent into the tunnel they
+  // are to set up, and none would arrive (found in review).
+  const inMesh = (ip: IpAddress) => meshPrefixes.some((prefix) => cidrContains(prefix, ip));
+  const usable = ips.find((ip) => !isUnreachableEndpoint(ip) && !inMesh(ip));
+  if (usable) return { address: formatIp(usable) };
+  const first = ips[0]!;
+  if (inMesh(first)) return { reason: `${formatIp(first)}: inside the mesh's own addresses (${meshPrefixes.map(formatCidr).join(", ")}), where its handshakes would go into the tunnel` };
+  return { reason: `${formatIp(first)}: a loopback, link-local, multicast, broadcast or unspecified address` };
 }
 
 async function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {

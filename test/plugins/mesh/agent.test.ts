@@ -181,6 +181,25 @@ describe("peers' endpoint names are resolved by the agent, not by wg (found in r
     expect(said).toHaveLength(1);
   });
 
+  test("a name that resolves into the mesh's own addresses is written without an endpoint, with a warning saying so (found in review)", async () => {
+    const ownPlane = new FakeControlPlane(); // the shared one's config is the next test's
+    const own = await enrolledStateDir(ownPlane);
+    try {
+      const fake = new FakeDevice("wgc-test");
+      const said: string[] = [];
+      const inside: LookupHost = async (host) => (host === "inside.example" ? ["100.64.0.7"] : lookupHost(host));
+      const agent = new Agent({ stateDir: own.dir, dryRun: false, firewall: false, err: (text) => said.push(text), run: fake.run, lookupHost: inside });
+      const f = await peer("f", 6, "inside.example:51820");
+      ownPlane.publish(nodeConfig([f]));
+      await agent.round();
+      expect(fake.peers.map((p) => p.endpoint)).toEqual([null]);
+      expect(said).toEqual([`mesh agent: peer f has the endpoint inside.example:51820, which does not resolve (100.64.0.7: inside the mesh's own addresses (100.64.0.0/16), where its handshakes would go into the tunnel): written without an endpoint; WireGuard learns it when that peer connects`]);
+    } finally {
+      own.remove();
+      ownPlane.stop();
+    }
+  });
+
   test("--dry-run shows the endpoints that would be applied", async () => {
     const fake = new FakeDevice("wgc-test");
     const agent = new Agent({ stateDir: state.dir, dryRun: true, firewall: true, err: () => {}, run: fake.run, lookupHost });

@@ -2,6 +2,7 @@
 import { expect, test } from "bun:test";
 import { parseSetconf } from "../../../plugins/mesh/device.ts";
 import { resolveEndpoints, type LookupHost } from "../../../plugins/mesh/endpoints.ts";
+import { networkOf } from "../../../src/net/ip.ts";
 
 const KEYS = ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAI=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAM=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAQ=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAU=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAY="];
 const setconf = (endpoints: string[]) => parseSetconf(["[Interface]", ...endpoints.flatMap((endpoint, i) => ["[Peer]", `PublicKey = ${KEYS[i]}`, `Endpoint = ${endpoint}`])].join("\n"));
@@ -63,4 +64,15 @@ test("a name whose first address is unusable but another is usable gets the usab
   const mixed: LookupHost = async (host) => (host === "mixed.example" ? ["fe80::5", "127.0.0.1", "198.51.100.7"] : lookup(host));
   const { setconf: resolved, unresolved } = await resolveEndpoints(setconf(["mixed.example:51820"]), mixed);
   expect([resolved.peers[0]!.endpoint, unresolved]).toEqual(["198.51.100.7:51820", []]);
+});
+
+test("a name resolving into the mesh's own prefixes counts as unresolved, saying so; another address of it outside may do (found in review: handshakes went into the tunnel)", async () => {
+  const mesh = [networkOf("100.64.0.1/16")!, networkOf("fd7a:115c:a1e0::1/48")!];
+  const inside: LookupHost = async (host) => ({ "in.example": ["100.64.0.9"], "in6.example": ["fd7a:115c:a1e0::9"], "both.example": ["100.64.0.9", "198.51.100.8"] })[host] ?? lookup(host);
+  const { setconf: resolved, unresolved } = await resolveEndpoints(setconf(["in.example:51820", "in6.example:51820", "both.example:51820", "v4.example:51820"]), inside, undefined, mesh);
+  expect(resolved.peers.map((p) => p.endpoint)).toEqual([null, null, "198.51.100.8:51820", "198.51.100.2:51820"]);
+  expect(unresolved.map((u) => u.reason)).toEqual([
+    "100.64.0.9: inside the mesh's own addresses (100.64.0.0/16, fd7a:115c:a1e0::/48), where its handshakes would go into the tunnel",
+    "fd7a:115c:a1e0::9: inside the mesh's own addresses (100.64.0.0/16, fd7a:115c:a1e0::/48), where its handshakes would go into the tunnel",
+  ]);
 });
