@@ -81,14 +81,15 @@ export const accountCommands: Command[] = [
     options: EMAIL,
     async run(ctx) {
       const ask = secretPrompter();
-      const codes = await withSession(ctx, ask, async (session) => {
+      const codes = await withSession(ctx, ask, async (session, password) => {
         const enrolment = await session.request<typeof TotpEnrolment.static>("POST", "/v1/iam/me/mfa/totp");
         const { renderUnicodeCompact } = await import("uqr");
         ctx.err(renderUnicodeCompact(enrolment.otpauth_uri));
         ctx.err(`Scan this with an authenticator app, or enter the secret by hand: ${enrolment.secret}`);
         ctx.err(`(${enrolment.otpauth_uri})`);
         const code = await ask("First code from the app: ");
-        return session.request<typeof RecoveryCodes.static>("POST", "/v1/iam/me/mfa/totp/confirm", { code: code.trim() });
+        // The password it logged in with: the API asks for it again, so that a stolen session cannot enrol a factor of its own.
+        return session.request<typeof RecoveryCodes.static>("POST", "/v1/iam/me/mfa/totp/confirm", { code: code.trim(), current_password: password });
       });
       if (ctx.json) ctx.out(JSON.stringify(codes, null, 2));
       else {

@@ -219,10 +219,11 @@ export const iamPlugin = definePlugin<IamSettings>({
           },
           { response: m.TotpEnrolment, detail: self("Start TOTP enrolment: a secret, its otpauth URI and QR code") },
         )
-        .post("/me/mfa/totp/confirm", ({ body, request }) => iam.confirmTotp(caller(request), body.code), {
-          body: m.TotpCode,
+        .post("/me/mfa/totp/confirm", ({ body, request }) => iam.confirmTotp(caller(request), body), {
+          body: m.TotpConfirmation,
           response: m.RecoveryCodes,
-          detail: self("Finish TOTP enrolment with a first code: ten recovery codes"),
+          // It checks the password: in the auth bucket, as a login and a password change are.
+          detail: { ...self("Finish TOTP enrolment with a first code and the current password: ten recovery codes"), ...access({ scope: "iam:self", authLimit: true }) },
         })
         .post(
           "/me/mfa/totp/disable",

@@ -59,7 +59,8 @@ export const CreatedApiKey = t.Composite([
 
 export const PasswordChange = t.Object({ current_password: t.String({ maxLength: 1024 }), new_password: t.String({ maxLength: 1024 }) });
 export const TotpEnrolment = t.Object({ secret: t.String({ description: "Base32, for manual entry." }), otpauth_uri: t.String(), qr_svg: t.String({ description: "The otpauth URI as a QR code (SVG)." }) });
-export const TotpCode = t.Object({ code: t.String({ minLength: 6, maxLength: 10 }) });
+/** The first code of an enrolment, and the current password: a stolen session must not enrol a factor of its own. */
+export const TotpConfirmation = t.Object({ code: t.String({ minLength: 6, maxLength: 10 }), current_password: t.String({ maxLength: 1024 }) });
 /** A current TOTP code or, the authenticator lost, an unused recovery code: one of them. */
 export const TotpProof = t.Object({ code: t.Optional(t.String({ minLength: 6, maxLength: 10 })), recovery_code: t.Optional(t.String({ minLength: 1, maxLength: 30 })) });
 export const RecoveryCodes = t.Object({ recovery_codes: t.Array(t.String(), { description: "Each works once instead of a TOTP code: shown only now." }) });

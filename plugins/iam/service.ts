@@ -317,29 +317,10 @@ export class IamService {
     if (problem) throw new InvalidError(`the password ${problem}`, "password");
   }
 
-  /**
-   * The current password is checked like a login: whoever holds a stolen session or token must
-   * not get to guess it at the general request rate. Failures are counted before the (slow,
-   * asynchronous) check, so that guesses sent at once are counted too; each one is audited. A
-   * right password clears the count.
-   */
+  /** Sets a new password, given the current one; the user's other logins end. */
   async changePassword(caller: Caller, current: string, next: string) {
     const user = this.requireUser(caller.principal);
-    const s = this.k.settings;
-    // A login session counts on its own (a stolen token guessing cannot lock the owner's
-    // sessions out of changing it; sessions cannot be made without the password); every other
-    // credential of the user counts under one key (tokens can be minted, counts cannot).
-    const key = `password-change|${user.id}|${caller.principal.kind === "session" ? caller.principal.tokenId : "tokens"}`;
-    const seconds = this.waitSeconds(key);
-    if (seconds > 0) throw new RateLimitedError(`Too many wrong current passwords: try again in ${seconds} s.`, seconds);
-    this.countFailure(key, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
-    if (!(await this.hasher.verify(user.password_hash, current))) {
-      await this.k.store.write((tx) =>
-        this.audit(tx, { action: "iam.password.change", actor: actorOf(caller.principal), outcome: "failure", reason: "wrong current password", resource: { type: "user", id: user.id }, request: caller.request }),
-      );
-      throw new InvalidError("the current password is wrong", "current_password");
-    }
-    this.failures.delete(key);
+    await this.requireCurrentPassword(caller, user, current, "iam.password.change");
     // The current password has just been verified: the same one again would change nothing (but
     // end the other logins), and a one-time password, which an operator sent, would count as
     // replaced while it stays the password (found in review).
@@ -375,6 +356,32 @@ export class IamService {
       await this.k.store.write((tx) => this.audit(tx, { action: "iam.password.change", actor: actorOf(caller.principal), outcome: "failure", reason: why.reason, resource: { type: "user", id: user.id }, request: caller.request }));
       throw why.error;
     });
+  }
+
+  /**
+   * The current password, asked again for a change only the account's owner may make (the
+   * password, a second factor), is checked like a login: whoever holds a stolen session or
+   * token must not get to guess it at the general request rate. Failures are counted before the
+   * (slow, asynchronous) check, so that guesses sent at once are counted too; each one is
+   * audited as a failed `action`. A right password clears the count.
+   */
+  private async requireCurrentPassword(caller: Caller, user: sql.UserRow, current: string, action: string): Promise<void> {
+    const s = this.k.settings;
+    // A login session counts on its own (a stolen token guessing cannot lock the owner's
+    // sessions out of changing it; sessions cannot be made without the password); every other
+    // credential of the user counts under one key (tokens can be minted, counts cannot). One
+    // count for every change that asks: each would otherwise give a guesser a fresh one.
+    const key = `password-change|${user.id}|${caller.principal.kind === "session" ? caller.principal.tokenId : "tokens"}`;
+    const seconds = this.waitSeconds(key);
+    if (seconds > 0) throw new RateLimitedError(`Too many wrong current passwords: try again in ${seconds} s.`, seconds);
+    this.countFailure(key, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
+    if (!(await this.hasher.verify(user.password_hash, current))) {
+      await this.k.store.write((tx) =>
+        this.audit(tx, { action, actor: actorOf(caller.principal), outcome: "failure", reason: "wrong current password", resource: { type: "user", id: user.id }, request: caller.request }),
+      );
+      throw new InvalidError("the current password is wrong", "current_password");
+    }
+    this.failures.delete(key);
   }
 
   private requireUser(p: Principal): sql.UserRow {
@@ -627,17 +634,25 @@ export class IamService {
     return { secret: base32Encode(secret), otpauth_uri: otpauthUri("Citadel", user.email, secret) };
   }
 
-  /** Confirms enrolment with a first code; enables TOTP and returns ten recovery codes, once. */
-  async confirmTotp(caller: Caller, code: string) {
+  /**
+   * Confirms enrolment with a first code and the current password; enables TOTP and returns ten
+   * recovery codes, once. The password: a stolen session would otherwise enrol a factor of its
+   * own, and its owner's next login would ask for a code they do not have (found in review).
+   */
+  async confirmTotp(caller: Caller, input: { code: string; current_password: string }) {
     requireSession(caller.principal, "change two-factor authentication"); // a leaked token must not lock the person out
     const user = this.requireUser(caller.principal);
     if (!user.totp_pending) throw new ConflictError("start the enrolment first (POST /v1/iam/me/mfa/totp)");
+    await this.requireCurrentPassword(caller, user, input.current_password, "iam.mfa.enable");
     const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp_pending`, user.totp_pending);
-    const step = verifyTotp(secret, code.trim(), this.now());
+    const step = verifyTotp(secret, input.code.trim(), this.now());
     if (step === null) throw new InvalidError("the code does not match: check the device's clock", "code");
     // 16 characters of a 32-letter alphabet: 80 bits each, beyond offline guessing even as a plain hash.
     const codes = Array.from({ length: 10 }, () => recoveryCode());
     await this.k.store.write((tx) => {
+      // The password was checked outside the transaction: a password change or a logout
+      // everywhere that ended this session meanwhile (the owner locking a thief out) must win.
+      if (sql.credentialById(tx, caller.principal.tokenId)?.revoked_at !== null) throw new UnauthorizedError("This login has ended: log in again.");
       // The keyring of the write's moment: a rekey since the decryption above replaced (and wiped) that one.
       sql.enableTotp(tx, user.id, this.k.seal.keyring().encrypt(tx, userKeyOwner(user.id), `users/${user.id}/totp`, secret), step, this.now());
       sql.replaceRecoveryCodes(tx, user.id, codes.map(hashCode));

@@ -359,7 +359,7 @@ describe("second-factor guesses (found in review)", () => {
     const { c, session } = await owner();
     const user = await c.addUser(session, "mfa@example.org", "editor");
     const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", user.token)).body.secret);
-    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", user.token, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", user.token, { json: { code: totp(secret, c.clock.now()), current_password: "correct-horse-battery-9" } })).status).toBe(200);
     c.clock.advance(60_000);
     const right = new Set([-1, 0, 1].map((d) => totp(secret, c.clock.now() + d * 30_000)));
     const wrong = (i: number) => {
@@ -416,7 +416,7 @@ describe("accounts", () => {
     const { c, session } = await owner();
     const enrol = await c.send("POST", "/v1/iam/me/mfa/totp", session);
     const secret = base32Decode(enrol.body.secret);
-    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()), current_password: c.owner.password } })).status).toBe(200);
     c.clock.advance(30_000);
     const body = { email: c.owner.email, password: c.owner.password, totp: totp(secret, c.clock.now()) };
     // From three addresses (from one, the attempts would wait for each other: see below).

@@ -90,7 +90,7 @@ describe("login and brute force", () => {
       const late = c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password }, ...from("192.0.2.41") });
       await hold.checked;
       const code = totp(base32Decode(start.body.secret), c.clock.now());
-      expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code } })).status).toBe(200);
+      expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code, current_password: c.owner.password } })).status).toBe(200);
       hold.resume();
       expect((await late).status).toBe(401);
     } finally {
@@ -205,8 +205,8 @@ describe("TOTP", () => {
     expect(start.body.otpauth_uri).toStartWith("otpauth://totp/Citadel:admin%40localhost?secret=");
     expect(start.body.qr_svg).toStartWith("<svg");
     const secret = base32Decode(start.body.secret);
-    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: "000000" } })).status).toBe(422);
-    const confirmed = await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()) } });
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: "000000", current_password: c.owner.password } })).status).toBe(422);
+    const confirmed = await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()), current_password: c.owner.password } });
     expect(confirmed.body.recovery_codes).toHaveLength(10);
 
     const password = { email: c.owner.email, password: c.owner.password };
@@ -228,7 +228,7 @@ describe("TOTP", () => {
     const { c } = await app();
     const session = await c.login(c.owner.email, c.owner.password);
     const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", session)).body.secret);
-    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()), current_password: c.owner.password } })).status).toBe(200);
     c.clock.advance(30_000);
     const right = new Set([-1, 0, 1].map((d) => totp(secret, c.clock.now() + d * 30_000)));
     const wrong = ["000000", "111111", "222222", "333333", "444444"].filter((code) => !right.has(code));

@@ -19,7 +19,7 @@ async function enrolledUser() {
   const operator = await c.login(c.owner.email, c.owner.password);
   const user = await c.addUser(operator, "lost-phone@example.org", "editor");
   const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", user.token)).body.secret);
-  const confirmed = await c.send("POST", "/v1/iam/me/mfa/totp/confirm", user.token, { json: { code: totp(secret, c.clock.now()) } });
+  const confirmed = await c.send("POST", "/v1/iam/me/mfa/totp/confirm", user.token, { json: { code: totp(secret, c.clock.now()), current_password: PASSWORD } });
   expect(confirmed.status).toBe(200);
   c.clock.advance(30_000); // the enrolment code's step is used up
   const credentials = { email: "lost-phone@example.org", password: PASSWORD };
@@ -121,7 +121,7 @@ describe("citadel recover: the only operator locked out, on the host", () => {
     const c = await newCitadel();
     const operator = await c.login(c.owner.email, c.owner.password);
     const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", operator)).body.secret);
-    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", operator, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+    expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", operator, { json: { code: totp(secret, c.clock.now()), current_password: c.owner.password } })).status).toBe(200);
     const editor = await c.addUser(operator, "editor@example.org", "editor");
     const iam = iamServiceOf(c.kernel.store)!;
 

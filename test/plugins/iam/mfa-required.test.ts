@@ -33,7 +33,7 @@ test("a key whose maker has no TOTP is refused with mfa_required once the organi
 
   // The maker enrols (a route about themselves alone: open to them meanwhile), and the key works again.
   const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", admin.token)).body.secret);
-  expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", admin.token, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+  expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", admin.token, { json: { code: totp(secret, c.clock.now()), current_password: "correct-horse-battery-9" } })).status).toBe(200);
   expect((await c.send("GET", members, admin.token)).status).toBe(200);
   for (const token of [key, workload]) expect((await c.send("GET", "/v1/system/info", token)).status).toBe(200);
 });
@@ -43,7 +43,7 @@ test("an organization's settings (MFA required, allowlist, name) change only wit
   const org = c.owner.organization;
   const owner = await c.login(c.owner.email, c.owner.password);
   const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", owner)).body.secret);
-  expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", owner, { json: { code: totp(secret, c.clock.now()) } })).status).toBe(200);
+  expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", owner, { json: { code: totp(secret, c.clock.now()), current_password: c.owner.password } })).status).toBe(200);
   expect((await c.send("PATCH", `/v1/iam/orgs/${org}`, owner, { json: { require_mfa: true } })).status).toBe(200);
 
   const pat = async (scopes: string[]) => (await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "t", scopes } })).body.token as string;

@@ -16,7 +16,7 @@ async function enrolledOwner() {
   const c = await newCitadel({ config: { rate_limit: { auth: { per_second: 1e6, burst: 1e6 } } } });
   const session = await c.login(c.owner.email, c.owner.password);
   const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", session)).body.secret);
-  const confirmed = await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()) } });
+  const confirmed = await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code: totp(secret, c.clock.now()), current_password: c.owner.password } });
   expect(confirmed.status).toBe(200);
   c.clock.advance(30_000);
   const wrongCode = String((Number(totp(secret, c.clock.now())) + 1) % 1_000_000).padStart(6, "0");

@@ -13,7 +13,7 @@ test("a right password without its TOTP code is audited as a failed login, witho
   const session = await c.login(c.owner.email, c.owner.password);
   const start = await c.send("POST", "/v1/iam/me/mfa/totp", session);
   const code = totp(base32Decode(start.body.secret), c.clock.now());
-  expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code } })).status).toBe(200);
+  expect((await c.send("POST", "/v1/iam/me/mfa/totp/confirm", session, { json: { code, current_password: c.owner.password } })).status).toBe(200);
 
   const asked = await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password } });
   expect(asked.body.code).toBe("totp_required");

@@ -20,7 +20,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 test("a rekey between the code's check and the write: the enrolment is written with the new keyring", async () => {
   const c = await newCitadel({ keyFile: join(dir, "root.key") });
-  const session = await c.login(c.owner.email, c.owner.password);
+  const login = (await c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: c.owner.password } })).body as { token: string; token_id: string };
+  const session = login.token;
   const secret = base32Decode((await c.send("POST", "/v1/iam/me/mfa/totp", session)).body.secret);
   const me = (await c.send("GET", "/v1/iam/me", session)).body as { id: string };
   const k = c.kernel;
@@ -31,8 +32,9 @@ test("a rekey between the code's check and the write: the enrolment is written w
     await rekey(k.store, k.seal, k.audit, k.keySource, { kind: "operator" }, k.clock.now);
     return write(fn);
   };
-  const principal = { kind: "session", tokenId: "test", userId: me.id } as Principal;
-  const { recovery_codes } = await iamServiceOf(k.store)!.confirmTotp({ principal, request: {} as AuditRequestContext }, totp(secret, c.clock.now()));
+  const principal = { kind: "session", tokenId: login.token_id, userId: me.id } as Principal;
+  const confirmation = { code: totp(secret, c.clock.now()), current_password: c.owner.password };
+  const { recovery_codes } = await iamServiceOf(k.store)!.confirmTotp({ principal, request: {} as AuditRequestContext }, confirmation);
   expect(recovery_codes).toHaveLength(10);
   expect(k.store.db.query("SELECT count(*) AS n FROM root_keys").get()).toEqual({ n: 1 }); // the rekey was promoted
   expect((await c.send("GET", "/v1/iam/me", session)).body).toMatchObject({ mfa: true, recovery_codes_left: 10 });

@@ -1,0 +1,83 @@
+/**
+ * Enrolling a second factor: only the account's owner, who knows the password, may (found in
+ * review: a stolen session enrolled a factor of its own, and the owner's next login asked for a
+ * code they did not have).
+ */
+import { describe, expect, spyOn, test } from "bun:test";
+import { PasswordHasher } from "../../../src/auth/password.ts";
+import { base32Decode, totp } from "../../../src/auth/totp.ts";
+import { stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
+
+const PASSWORD = "correct-horse-battery-9"; // what c.addUser gives
+const EMAIL = "enrols@example.org";
+const newCitadel = stoppedAfterEach();
+
+/** A Citadel with a user (an editor) logged in, their enrolment started: the secret their app would show. */
+async function enrolmentStarted() {
+  const c = await newCitadel();
+  const operator = await c.login(c.owner.email, c.owner.password);
+  const user = await c.addUser(operator, EMAIL, "editor");
+  const start = await c.send("POST", "/v1/iam/me/mfa/totp", user.token);
+  expect(start.status).toBe(200);
+  const code = () => totp(base32Decode(start.body.secret), c.clock.now());
+  const confirm = (json: Record<string, string>) => c.send("POST", "/v1/iam/me/mfa/totp/confirm", user.token, { json });
+  return { c, user, code, confirm };
+}
+
+const passwordOnlyLogin = (c: Awaited<ReturnType<typeof testCitadel>>) => c.send("POST", "/v1/iam/login", undefined, { json: { email: EMAIL, password: PASSWORD } });
+
+const events = (c: Awaited<ReturnType<typeof testCitadel>>, action: string) =>
+  c.kernel.store.db.query<{ outcome: string; reason: string | null }, [string]>("SELECT outcome, reason FROM audit_events WHERE action = ? ORDER BY seq").all(action);
+
+describe("confirming an enrolment asks for the password", () => {
+  test("without it, or with a wrong one, nothing is enabled and the password alone still logs in", async () => {
+    const { c, code, confirm } = await enrolmentStarted();
+    expect((await confirm({ code: code() })).status).toBe(422);
+    const wrong = await confirm({ code: code(), current_password: "a-thief-guessing" });
+    // The answer a password change gives to a wrong current password.
+    expect([wrong.status, wrong.body.detail, wrong.body.errors?.[0]?.field]).toEqual([422, "the current password is wrong", "current_password"]);
+    expect(events(c, "iam.mfa.enable")).toEqual([{ outcome: "failure", reason: "wrong current password" }]);
+    expect((await passwordOnlyLogin(c)).status).toBe(200);
+
+    const right = await confirm({ code: code(), current_password: PASSWORD });
+    expect([right.status, right.body.recovery_codes?.length]).toEqual([200, 10]);
+    expect((await passwordOnlyLogin(c)).body.code).toBe("totp_required");
+  });
+
+  test("wrong passwords slow down and lock as at a password change, counted with it", async () => {
+    const { c, user, code, confirm } = await enrolmentStarted();
+    const answers: string[] = [];
+    for (let i = 0; i < 4; i++) answers.push((await confirm({ code: code(), current_password: `guess-${i}` })).body.detail);
+    const throttled = expect.stringMatching(/^Too many wrong current passwords/); // not the address's request rate
+    expect(answers).toEqual(["the current password is wrong", "the current password is wrong", "the current password is wrong", throttled]);
+    // One count for the session, whatever asks for the password: no fresh guesses by changing it instead.
+    const change = await c.send("POST", "/v1/iam/me/password", user.token, { json: { current_password: "guess-4", new_password: "a-new-passphrase-2026" } });
+    expect([change.status, change.body.detail]).toEqual([429, throttled]);
+    expect((await confirm({ code: code(), current_password: PASSWORD })).body.detail).toEqual(throttled); // the right one waits too
+  });
+
+  test("a confirmation checked while the owner changes the password (ending the session) enables nothing", async () => {
+    const { c, code, confirm } = await enrolmentStarted();
+    const owner = await c.login(EMAIL, PASSWORD);
+    const checked = Promise.withResolvers<void>();
+    const resumed = Promise.withResolvers<void>();
+    const verify = PasswordHasher.prototype.verify;
+    const spy = spyOn(PasswordHasher.prototype, "verify").mockImplementationOnce(async function (this: PasswordHasher, encoded: string, password: string) {
+      const ok = await verify.call(this, encoded, password);
+      checked.resolve();
+      await resumed.promise;
+      return ok;
+    });
+    try {
+      const late = confirm({ code: code(), current_password: PASSWORD });
+      await checked.promise;
+      expect((await c.send("POST", "/v1/iam/me/password", owner, { json: { current_password: PASSWORD, new_password: "the-owners-new-passphrase" } })).status).toBe(200);
+      resumed.resolve();
+      expect((await late).status).toBe(401);
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: EMAIL, password: "the-owners-new-passphrase" } })).status).toBe(200);
+    expect(events(c, "iam.mfa.enable").filter((e) => e.outcome === "success")).toEqual([]);
+  });
+});
