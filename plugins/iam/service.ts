@@ -178,6 +178,11 @@ function requireSession(p: Principal, what: string): void {
 }
 
 const hashCode = (code: string) => createHash("sha256").update(code.replace(/[\s-]/g, "").toLowerCase()).digest();
+/** True when the user's TOTP is still off, with the enrolment `pending` (its encrypted secret) waiting to be confirmed. */
+function isStillPending(user: sql.UserRow | null, pending: Uint8Array): boolean {
+  return user !== null && user.totp_enabled_at === null && user.totp_pending !== null && Buffer.from(user.totp_pending).equals(pending);
+}
+
 /** The keyring owner of a user's TOTP secret (destroyed when the user is erased). */
 export const userKeyOwner = (userId: string) => `iam-user/${userId}`;
 
@@ -642,9 +647,10 @@ export class IamService {
   async confirmTotp(caller: Caller, input: { code: string; current_password: string }) {
     requireSession(caller.principal, "change two-factor authentication"); // a leaked token must not lock the person out
     const user = this.requireUser(caller.principal);
-    if (!user.totp_pending) throw new ConflictError("start the enrolment first (POST /v1/iam/me/mfa/totp)");
+    const pending = user.totp_pending;
+    if (!pending) throw new ConflictError("start the enrolment first (POST /v1/iam/me/mfa/totp)");
     await this.requireCurrentPassword(caller, user, input.current_password, "iam.mfa.enable");
-    const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp_pending`, user.totp_pending);
+    const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp_pending`, pending);
     const step = verifyTotp(secret, input.code.trim(), this.now());
     if (step === null) throw new InvalidError("the code does not match: check the device's clock", "code");
     // 16 characters of a 32-letter alphabet: 80 bits each, beyond offline guessing even as a plain hash.
@@ -653,6 +659,10 @@ export class IamService {
       // The password was checked outside the transaction: a password change or a logout
       // everywhere that ended this session meanwhile (the owner locking a thief out) must win.
       if (sql.credentialById(tx, caller.principal.tokenId)?.revoked_at !== null) throw new UnauthorizedError("This login has ended: log in again.");
+      // Two confirmations sent at once both got this far: only the first enables, or the second
+      // silently replaced the recovery codes the first had shown (found in review). Nor is a
+      // secret enabled that an enrolment started anew meanwhile has replaced.
+      if (!isStillPending(sql.userById(tx, user.id), pending)) throw new ConflictError("The enrolment was confirmed, or started anew, meanwhile: nothing changed.");
       // The keyring of the write's moment: a rekey since the decryption above replaced (and wiped) that one.
       sql.enableTotp(tx, user.id, this.k.seal.keyring().encrypt(tx, userKeyOwner(user.id), `users/${user.id}/totp`, secret), step, this.now());
       sql.replaceRecoveryCodes(tx, user.id, codes.map(hashCode));

@@ -29,6 +29,20 @@ const passwordOnlyLogin = (c: Awaited<ReturnType<typeof testCitadel>>) => c.send
 const events = (c: Awaited<ReturnType<typeof testCitadel>>, action: string) =>
   c.kernel.store.db.query<{ outcome: string; reason: string | null }, [string]>("SELECT outcome, reason FROM audit_events WHERE action = ? ORDER BY seq").all(action);
 
+/** Holds the next password check once it has run, until `resume()`: what a slow argon2id check lets other requests do meanwhile. */
+function holdNextPasswordCheck() {
+  const checked = Promise.withResolvers<void>();
+  const resumed = Promise.withResolvers<void>();
+  const verify = PasswordHasher.prototype.verify;
+  const spy = spyOn(PasswordHasher.prototype, "verify").mockImplementationOnce(async function (this: PasswordHasher, encoded: string, password: string) {
+    const ok = await verify.call(this, encoded, password);
+    checked.resolve();
+    await resumed.promise;
+    return ok;
+  });
+  return { checked: checked.promise, resume: () => resumed.resolve(), restore: () => spy.mockRestore() };
+}
+
 describe("confirming an enrolment asks for the password", () => {
   test("without it, or with a wrong one, nothing is enabled and the password alone still logs in", async () => {
     const { c, code, confirm } = await enrolmentStarted();
@@ -59,25 +73,44 @@ describe("confirming an enrolment asks for the password", () => {
   test("a confirmation checked while the owner changes the password (ending the session) enables nothing", async () => {
     const { c, code, confirm } = await enrolmentStarted();
     const owner = await c.login(EMAIL, PASSWORD);
-    const checked = Promise.withResolvers<void>();
-    const resumed = Promise.withResolvers<void>();
-    const verify = PasswordHasher.prototype.verify;
-    const spy = spyOn(PasswordHasher.prototype, "verify").mockImplementationOnce(async function (this: PasswordHasher, encoded: string, password: string) {
-      const ok = await verify.call(this, encoded, password);
-      checked.resolve();
-      await resumed.promise;
-      return ok;
-    });
+    const hold = holdNextPasswordCheck();
     try {
       const late = confirm({ code: code(), current_password: PASSWORD });
-      await checked.promise;
+      await hold.checked;
       expect((await c.send("POST", "/v1/iam/me/password", owner, { json: { current_password: PASSWORD, new_password: "the-owners-new-passphrase" } })).status).toBe(200);
-      resumed.resolve();
+      hold.resume();
       expect((await late).status).toBe(401);
     } finally {
-      spy.mockRestore();
+      hold.restore();
     }
     expect((await c.send("POST", "/v1/iam/login", undefined, { json: { email: EMAIL, password: "the-owners-new-passphrase" } })).status).toBe(200);
     expect(events(c, "iam.mfa.enable").filter((e) => e.outcome === "success")).toEqual([]);
+  });
+});
+
+describe("two confirmations of one enrolment at once", () => {
+  test("one enables, the other is refused (409): the recovery codes shown are the ones that work (found in review)", async () => {
+    const { c, code, confirm } = await enrolmentStarted();
+    const answers = await Promise.all([1, 2].map(() => confirm({ code: code(), current_password: PASSWORD })));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 409]);
+    const shown = answers.find((a) => a.status === 200)!.body.recovery_codes as string[];
+    const login = await c.send("POST", "/v1/iam/login", undefined, { json: { email: EMAIL, password: PASSWORD, recovery_code: shown[0] } });
+    expect(login.status).toBe(200);
+    expect(events(c, "iam.mfa.enable")).toEqual([{ outcome: "success", reason: null }]);
+  });
+
+  test("a confirmation of a secret an enrolment started anew has replaced enables nothing", async () => {
+    const { c, user, code, confirm } = await enrolmentStarted();
+    const hold = holdNextPasswordCheck();
+    try {
+      const late = confirm({ code: code(), current_password: PASSWORD });
+      await hold.checked;
+      expect((await c.send("POST", "/v1/iam/me/mfa/totp", user.token)).status).toBe(200); // the app now holds another secret
+      hold.resume();
+      expect((await late).status).toBe(409);
+    } finally {
+      hold.restore();
+    }
+    expect((await passwordOnlyLogin(c)).status).toBe(200);
   });
 });
