@@ -441,6 +441,10 @@ export class IamService {
     }
     const user = sql.userByEmail(this.db, input.email.trim());
     const passwordOk = user ? await this.hasher.verify(user.password_hash, input.password) : await this.hasher.verifyNothing(input.password);
+    // A hash made before the parameters were raised (rehashed only at its next login) is quicker
+    // to check than the dummy an unknown email is checked against: a wrong password for it costs
+    // the dummy's check too, or the time taken would tell which accounts exist (found in review).
+    if (user && !passwordOk && this.hasher.needsRehash(user.password_hash)) await this.hasher.verifyNothing(input.password);
     const fail = async (reason: string, message = WRONG_PASSWORD): Promise<never> => {
       this.countFailure(pairKey, s.login_slowdown_after, s.login_lock_after, s.login_lock_minutes);
       // Leaking: one address is many people's (a NAT, a proxy not in trusted_proxies), and the
