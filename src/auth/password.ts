@@ -6,6 +6,8 @@
 import type { Algorithm } from "@node-rs/argon2";
 import { randomBytes } from "node:crypto";
 import { RateLimitedError } from "../errors.ts";
+// Embedded in the binary by bun build --compile; MIT, from @zxcvbn-ts/language-common (its header says how it was made).
+import commonPasswordList from "./common-passwords.txt" with { type: "text" };
 
 /** Hashes waiting beyond this are refused (429): a flood gets told to retry, not queued without end. */
 const MAX_WAITING = 64;
@@ -112,16 +114,28 @@ export function passwordProblem(password: string, email: string, policy: Passwor
   if ([...password].length > 1024) return "must be at most 1024 characters long";
   const lower = password.toLowerCase();
   if (lower === email.toLowerCase() || lower === email.toLowerCase().split("@")[0]) return "must not be the email address";
-  if (COMMON.has(lower)) return "is one of the most common passwords";
+  if (isCommon(password)) return "is one of the most common passwords";
   if (/^(.)\1+$/.test(password)) return "must not be one character repeated";
   return null;
 }
 
-/** The most common passwords long enough to pass a length rule (from public breach corpora). */
-const COMMON = new Set([
+/** True when `password`, in any case and Unicode form, is one of the most common passwords. */
+function isCommon(password: string): boolean {
+  common ??= new Set([...commonPasswordList.split("\n").filter((line) => line !== "" && !line.startsWith("#")), ...COMMON_AND_LONG]);
+  return common.has(password.normalize("NFC").toLowerCase());
+}
+
+/** Built at the first check, not at start-up: ten thousand entries that only setting a password needs. */
+let common: Set<string> | undefined;
+
+/**
+ * Common passwords long enough to pass the default length rule (12), which the list above (mostly
+ * shorter) lacks: repetitions and keyboard walks of common ones, and a famous example.
+ */
+const COMMON_AND_LONG = [
   "123456789012", "1234567890123", "12345678901234", "qwertyuiopasdf", "passwordpassword", "password1234", "password12345",
   "iloveyouiloveyou", "qwertyqwerty", "123123123123", "111111111111", "000000000000", "abcdefghijkl", "abc123abc123",
   "letmeinletmein", "welcomewelcome", "administrator", "administrator1", "changeme1234", "passw0rd1234", "p@ssw0rd1234",
   "qwerty123456", "1q2w3e4r5t6y", "1qaz2wsx3edc", "zaq12wsxcde3", "asdfghjklzxc", "trustno1trustno1", "correcthorsebatterystaple",
   "correct horse battery staple", "superman1234", "football1234", "baseball1234", "princess1234", "sunshine1234", "monkey123456",
-]);
+];

@@ -51,6 +51,9 @@ describe("users and members", () => {
     expect(made).toMatch(/^created alice@example\.org \(usr_\w+\)\none-time password \(shown only now; they must change it at first login\): \S{12,}\n$/);
     const bob = await json(["user", "create", "bob@example.org", "--password-stdin"], "bobs-passphrase-2026\n");
     expect(bob.password).toBeUndefined();
+    // The common-password list is embedded in the binary (found in review: 35 passwords were listed).
+    const common = await cli(["user", "create", "erin@example.org", "--password-stdin"], "123qweasdzxc\n");
+    expect([common.code, common.stderr]).toEqual([1, expect.stringContaining("is one of the most common passwords")]);
     expect(await ok(["user", "list"])).toMatch(/bob@example\.org\s+-\s+-\s+-/);
 
     const added = await ok(["org", "add", "bob@example.org", "--role", "editor"]);
