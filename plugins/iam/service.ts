@@ -329,7 +329,7 @@ export class IamService {
     // The current password has just been verified: the same one again would change nothing (but
     // end the other logins), and a one-time password, which an operator sent, would count as
     // replaced while it stays the password (found in review).
-    if (next === current) throw new InvalidError("the new password must differ from the current one", "new_password");
+    if (next.normalize("NFC") === current.normalize("NFC")) throw new InvalidError("the new password must differ from the current one", "new_password");
     this.checkPassword(next, user.email);
     const hash = await this.hasher.hash(next);
     let refused: { reason: string; error: Error } | null = null;
@@ -494,7 +494,8 @@ export class IamService {
     }
 
     const session = generateToken(TOKEN_KINDS.session);
-    const rehash = this.hasher.needsRehash(user.password_hash) ? await this.hasher.hash(input.password) : null;
+    // Replaced when made with weaker parameters, or of the password as typed, before passwords were composed (NFC).
+    const rehash = this.hasher.needsRehash(user.password_hash) || passwordOk === "as-typed" ? await this.hasher.hash(input.password) : null;
     let refused: string | null = null;
     const refuse = (reason: string): never => {
       refused = reason;

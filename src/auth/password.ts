@@ -45,6 +45,12 @@ export async function passphraseKey(passphrase: string, salt: Uint8Array, p: Arg
   });
 }
 
+/**
+ * How a password matched its hash: composed (NFC), as every hash is made now, or only as typed —
+ * a hash made before passwords were composed, which a login replaces. False: it did not match.
+ */
+export type PasswordMatch = false | "composed" | "as-typed";
+
 export class PasswordHasher {
   private running = 0;
   private readonly waiting: Array<() => void> = [];
@@ -54,9 +60,13 @@ export class PasswordHasher {
     private readonly concurrency: number,
   ) {}
 
+  /**
+   * Hashes the password composed (NFC): typed on another system (macOS input gives decomposed
+   * accents), the same password may arrive in another Unicode normal form (found in review).
+   */
   hash(password: string): Promise<string> {
     return this.limited(async () =>
-      (await loadArgon2()).hash(password, {
+      (await loadArgon2()).hash(password.normalize("NFC"), {
         algorithm: ARGON2ID,
         memoryCost: this.parameters.memoryKiB,
         timeCost: this.parameters.iterations,
@@ -65,8 +75,17 @@ export class PasswordHasher {
     );
   }
 
-  /** True when `password` matches `encoded`; false for a mismatch or a malformed hash. */
-  verify(encoded: string, password: string): Promise<boolean> {
+  /**
+   * Whether `password` matches `encoded`: composed (NFC) first, then, when that differs, as typed
+   * (a hash made before passwords were composed); false for a mismatch or a malformed hash.
+   */
+  async verify(encoded: string, password: string): Promise<PasswordMatch> {
+    const composed = password.normalize("NFC");
+    if (await this.verifyExactly(encoded, composed)) return "composed";
+    return composed !== password && (await this.verifyExactly(encoded, password)) ? "as-typed" : false;
+  }
+
+  private verifyExactly(encoded: string, password: string): Promise<boolean> {
     return this.limited(async () => (await loadArgon2()).verify(encoded, password).catch(() => false));
   }
 
@@ -109,7 +128,8 @@ export interface PasswordPolicy {
 }
 
 /** Why a password is refused, or null. The password never appears in the message. */
-export function passwordProblem(password: string, email: string, policy: PasswordPolicy): string | null {
+export function passwordProblem(typed: string, email: string, policy: PasswordPolicy): string | null {
+  const password = typed.normalize("NFC"); // as it is hashed: a decomposed accent is no extra character
   if ([...password].length < policy.minLength) return `must be at least ${policy.minLength} characters long`;
   if ([...password].length > 1024) return "must be at most 1024 characters long";
   const lower = password.toLowerCase();

@@ -10,7 +10,7 @@ test("a flood of password checks beyond the queue is refused with 429, not queue
   const refused = results.filter((r) => r instanceof RateLimitedError);
   expect(refused.length).toBe(70 - 1 - 64); // one running, 64 waiting
   expect(results.filter((r) => r === false).length).toBe(65);
-  expect(await hasher.verify(encoded, "correct-horse-battery")).toBe(true); // the queue drained
+  expect(await hasher.verify(encoded, "correct-horse-battery")).toBe("composed"); // the queue drained
 });
 
 describe("the most common passwords are refused, at every length the rules allow (found in review)", () => {
@@ -31,5 +31,28 @@ describe("the most common passwords are refused, at every length the rules allow
 
   test("a password not on the list passes", () => {
     expect(refused("violet-harbour-27")).toBeNull();
+  });
+});
+
+describe("passwords are composed (NFC) before hashing and checking (found in review)", () => {
+  const composed = "Grüße-aus-Köln-2026".normalize("NFC");
+  const decomposed = composed.normalize("NFD"); // what macOS input gives
+
+  test("a password hashed in one Unicode form matches in the other", async () => {
+    const hasher = new PasswordHasher(OWASP_MINIMUM, 1);
+    expect(await hasher.verify(await hasher.hash(composed), decomposed)).toBe("composed");
+    expect(await hasher.verify(await hasher.hash(decomposed), composed)).toBe("composed");
+    expect(await hasher.verify(await hasher.hash(composed), "Grusse-aus-Koln-2026")).toBe(false);
+  });
+
+  test("a hash made of the password as typed, before, still matches it as typed: to be replaced", async () => {
+    const hasher = new PasswordHasher(OWASP_MINIMUM, 1);
+    const before = await (await import("@node-rs/argon2")).hash(decomposed, { memoryCost: OWASP_MINIMUM.memoryKiB, timeCost: OWASP_MINIMUM.iterations, parallelism: 1 });
+    expect(await hasher.verify(before, decomposed)).toBe("as-typed");
+  });
+
+  test("the length rule counts characters as composed", () => {
+    expect(passwordProblem("Köln-Köln-12", "someone@example.org", { minLength: 12 })).toBeNull();
+    expect(passwordProblem("Köln-Köln-1".normalize("NFD"), "someone@example.org", { minLength: 12 })).toBe("must be at least 12 characters long");
   });
 });
