@@ -607,12 +607,16 @@ export class IamService {
   sessions(p: Principal) {
     requireSession(p, "list or end your sessions");
     const user = this.requireUser(p);
-    // Only those that would still let someone in: one past its lifetime or idle timeout is over.
     const now = this.now();
     return sql
       .credentialsOfUser(this.db, user.id, ["session"])
-      .filter((c) => (c.expires_at === null || c.expires_at > now) && !this.identity.idle(c.id, c, now))
+      .filter((c) => this.stillLetsIn(c, now))
       .map((c) => ({ ...this.credentialView(c), current: c.id === p.tokenId }));
+  }
+
+  /** A session that would still let someone in: not revoked, nor past its lifetime or idle timeout. */
+  private stillLetsIn(c: sql.CredentialRow, now: number): boolean {
+    return c.revoked_at === null && (c.expires_at === null || c.expires_at > now) && !this.identity.idle(c.id, c, now);
   }
 
   async revokeSession(caller: Caller, id: string) {
@@ -620,10 +624,12 @@ export class IamService {
     const user = this.requireUser(caller.principal);
     const c = sql.credentialById(this.db, id);
     // An ended session is no such session, as a revoked token is no such token: ending it again
-    // would answer 200 and record a second success.
-    if (!c || c.user_id !== user.id || c.kind !== "session" || c.revoked_at !== null) throw new NotFoundError("No such session.");
+    // would answer 200 and record a second success. Ended is what the list leaves out: revoked,
+    // or timed out (found in review: one past its lifetime or idle timeout answered 200).
+    if (!c || c.user_id !== user.id || c.kind !== "session" || !this.stillLetsIn(c, this.now())) throw new NotFoundError("No such session.");
     await this.k.store.write((tx) => {
-      if (sql.credentialById(tx, id)?.revoked_at !== null) throw new NotFoundError("No such session."); // ended meanwhile
+      const current = sql.credentialById(tx, id);
+      if (!current || !this.stillLetsIn(current, this.now())) throw new NotFoundError("No such session."); // ended meanwhile
       sql.revokeCredential(tx, id, this.now());
       this.audit(tx, { action: "iam.session.revoke", actor: actorOf(caller.principal), outcome: "success", resource: { type: "session", id }, request: caller.request });
     });

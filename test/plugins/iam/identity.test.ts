@@ -195,6 +195,28 @@ describe("sessions", () => {
     expect((await c.send("GET", "/v1/iam/me", idle)).status).toBe(401);
     expect(await ids(used)).toEqual([idOf(used)]); // the others of app() went idle too
   });
+
+  test("ending a session past its idle timeout or its lifetime answers 404 and records nothing, as the list leaves it out (found in review: 200, and a success event)", async () => {
+    const c = await testCitadel({ config: { iam: { session_ttl_hours: 2 } } });
+    const idOf = (token: string) => token.split("_")[2]!;
+    const revocations = () => c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.session.revoke'").get();
+    const stale = await c.login(c.owner.email, c.owner.password);
+    c.clock.advance(50 * 60_000);
+    const mine = await c.login(c.owner.email, c.owner.password);
+    c.clock.advance(20 * 60_000); // 70 minutes: the first is past the 60-minute idle timeout
+    expect((await c.send("DELETE", `/v1/iam/me/sessions/${idOf(stale)}`, mine)).status).toBe(404);
+    // Used every 55 minutes, a session still ends at its lifetime (2 hours here).
+    const old = await c.login(c.owner.email, c.owner.password);
+    for (let i = 0; i < 2; i++) {
+      c.clock.advance(55 * 60_000);
+      expect((await c.send("GET", "/v1/iam/me", old)).status).toBe(200);
+    }
+    c.clock.advance(11 * 60_000); // 121 minutes since `old` logged in, 11 since its last use
+    const now = await c.login(c.owner.email, c.owner.password);
+    expect((await c.send("DELETE", `/v1/iam/me/sessions/${idOf(old)}`, now)).status).toBe(404);
+    expect(revocations()).toEqual({ n: 0 });
+    await c.stop();
+  });
 });
 
 describe("TOTP", () => {
