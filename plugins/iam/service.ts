@@ -480,7 +480,7 @@ export class IamService {
       if (input.recovery_code) usedRecovery = hashCode(input.recovery_code);
       else if (input.totp) {
         const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp`, user.totp_secret!);
-        usedStep = verifyTotp(secret, input.totp.trim(), now);
+        usedStep = verifyTotp(secret, input.totp, now);
         if (usedStep === null) return failSecondFactor("wrong TOTP code");
         if (user.totp_last_step !== null && usedStep <= user.totp_last_step) return failSecondFactor("TOTP code used before (replay)");
       } else {
@@ -662,7 +662,7 @@ export class IamService {
     if (!pending) throw new ConflictError("start the enrolment first (POST /v1/iam/me/mfa/totp)");
     await this.requireCurrentPassword(caller, user, input.current_password, "iam.mfa.enable");
     const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp_pending`, pending);
-    const step = verifyTotp(secret, input.code.trim(), this.now());
+    const step = verifyTotp(secret, input.code, this.now());
     if (step === null) throw new InvalidError("the code does not match: check the device's clock", "code");
     // 16 characters of a 32-letter alphabet: 80 bits each, beyond offline guessing even as a plain hash.
     const codes = Array.from({ length: 10 }, () => recoveryCode());
@@ -723,7 +723,7 @@ export class IamService {
   /** Why a TOTP code does not prove the user's second factor now, or null when it does. */
   private wrongTotp(user: sql.UserRow, code: string): string | null {
     const secret = this.k.seal.keyring().decrypt(userKeyOwner(user.id), `users/${user.id}/totp`, user.totp_secret!);
-    const step = verifyTotp(secret, code.trim(), this.now());
+    const step = verifyTotp(secret, code, this.now());
     if (step === null) return "wrong TOTP code";
     if (user.totp_last_step !== null && step <= user.totp_last_step) return "TOTP code used before (replay)";
     return null;

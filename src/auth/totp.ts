@@ -71,8 +71,12 @@ export function totp(secret: Uint8Array, timeMs: number, options: TotpOptions = 
   return hotp(secret, totpStep(timeMs, options.period), options);
 }
 
-/** The step a code matches within ±`window` steps of now, or null. Compared in constant time. */
-export function verifyTotp(secret: Uint8Array, code: string, timeMs: number, window = 1, options: TotpOptions = {}): number | null {
+/**
+ * The step a code matches within ±`window` steps of now, or null. Compared in constant time.
+ * Whitespace is left out: apps show a code in groups ("123 456"), and people type it so (found in review).
+ */
+export function verifyTotp(secret: Uint8Array, typed: string, timeMs: number, window = 1, options: TotpOptions = {}): number | null {
+  const code = typed.replace(/\s/g, "");
   if (!/^\d{6,8}$/.test(code)) return null;
   const now = totpStep(timeMs, options.period);
   let matched: number | null = null;

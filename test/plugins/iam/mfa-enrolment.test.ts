@@ -114,3 +114,14 @@ describe("two confirmations of one enrolment at once", () => {
     expect((await passwordOnlyLogin(c)).status).toBe(200);
   });
 });
+
+test("a TOTP code typed in groups (123 456) confirms, logs in and turns TOTP off (found in review: refused, \"check the device's clock\")", async () => {
+  const { c, code, confirm } = await enrolmentStarted();
+  const grouped = (digits: string) => `${digits.slice(0, 3)} ${digits.slice(3)}`;
+  expect((await confirm({ code: grouped(code()), current_password: PASSWORD })).status).toBe(200);
+  c.clock.advance(30_000); // the enrolment's step is used up
+  const login = await c.send("POST", "/v1/iam/login", undefined, { json: { email: EMAIL, password: PASSWORD, totp: grouped(code()) } });
+  expect(login.status).toBe(200);
+  c.clock.advance(30_000);
+  expect((await c.send("POST", "/v1/iam/me/mfa/totp/disable", login.body.token, { json: { code: grouped(code()) } })).status).toBe(200);
+});

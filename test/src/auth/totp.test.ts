@@ -42,3 +42,12 @@ test("base32 (RFC 4648) and the otpauth URI", () => {
     "otpauth://totp/Citadel:alice%40example.org?secret=MZXW6YTBOI&issuer=Citadel&algorithm=SHA1&digits=6&period=30",
   );
 });
+
+test("a code typed in groups, as apps show it, is the code (found in review)", () => {
+  const secret = SEEDS.sha1;
+  const now = 1111111111_000;
+  const code = totp(secret, now);
+  const step = Math.floor(now / 30000);
+  for (const typed of [`${code.slice(0, 3)} ${code.slice(3)}`, ` ${code} `, `${code.slice(0, 2)} ${code.slice(2, 4)}\t${code.slice(4)}`]) expect(verifyTotp(secret, typed, now)).toBe(step);
+  expect(verifyTotp(secret, `${code.slice(0, 3)}-${code.slice(3)}`, now)).toBeNull(); // only whitespace is left out
+});
