@@ -22,6 +22,15 @@ type Ask = (prompt: string) => Promise<string>;
 /** A TOTP code is digits; anything else given there is taken for a recovery code (a lost phone logs in with one, dashes or not). */
 const TOTP_CODE = /^\d{6,8}$/;
 
+/**
+ * A code as the server is to get it: a TOTP code typed as an authenticator app shows it
+ * ("123 456") is a TOTP code, its spaces dropped (found in review: sent as a recovery code).
+ */
+function secondFactor(typed: string): { totp: string } | { recovery_code: string } {
+  const digits = typed.replace(/\s+/g, "");
+  return TOTP_CODE.test(digits) ? { totp: digits } : { recovery_code: typed };
+}
+
 /** The account to act on: --email, else the stored login's. */
 async function emailOf(ctx: CommandContext, server: ApiClient): Promise<string> {
   if (typeof ctx.options.email === "string" && ctx.options.email !== "") return ctx.options.email;
@@ -48,7 +57,7 @@ async function withSession<T>(ctx: CommandContext, ask: Ask, action: (session: A
   } catch (error) {
     if (!(error instanceof ApiError && error.code === "totp_required")) throw error;
     const code = (await ask("TOTP code (or a recovery code): ")).trim();
-    const second = TOTP_CODE.test(code) ? { totp: code } : { recovery_code: code };
+    const second = secondFactor(code);
     login = await server.request<typeof LoginResponse.static>("POST", "/v1/iam/login", { email, password, ...second });
   }
   const session = createApiClient({ baseUrl: server.baseUrl, trust: server.certificate, token: login.token });
@@ -109,7 +118,8 @@ export const accountCommands: Command[] = [
         // A code works once: after logging in with one, the next one the app shows confirms
         // (the app lost, another recovery code does: then enrol a new app with `mfa enable`).
         const code = (await ask("TOTP code to confirm (if you logged in with one, the next one the app shows), or another recovery code: ")).trim();
-        await session.request("POST", "/v1/iam/me/mfa/totp/disable", TOTP_CODE.test(code) ? { code } : { recovery_code: code });
+        const second = secondFactor(code);
+        await session.request("POST", "/v1/iam/me/mfa/totp/disable", "totp" in second ? { code: second.totp } : second);
       });
       print(ctx, { ok: true, mfa: false }, "two-factor authentication is off");
       return 0;
