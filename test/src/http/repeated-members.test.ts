@@ -58,4 +58,8 @@ describe("an OAuth form field given more than once", () => {
   test("each field once is taken", async () => {
     expect(await checked("scope=secrets:read&client_name=a", "application/x-www-form-urlencoded", "/oauth/device/code")).toBe("ok");
   });
+
+  test("a field sent without a value is omitted (RFC 6749 3.1), so it is no repeat (found in review)", async () => {
+    expect(await checked("foo&foo&scope=&scope=secrets:read&client_name=a", "application/x-www-form-urlencoded", "/oauth/device/code")).toBe("ok");
+  });
 });
