@@ -153,6 +153,12 @@ export class IamIdentity implements IdentityProvider {
     return this.memo.get("role", JSON.stringify([organizationId, userId]), () => sql.roleOf(this.db, organizationId, userId));
   }
 
+  credentialStanding(id: string, now: number) {
+    const row = sql.credentialById(this.db, id);
+    if (!row) return null;
+    return { actsFor: row.user_id, usable: row.revoked_at === null && (row.expires_at === null || row.expires_at > now) };
+  }
+
   memberSince(userId: string, organizationId: string) {
     return this.memo.get("member since", JSON.stringify([organizationId, userId]), () => sql.memberSince(this.db, organizationId, userId));
   }

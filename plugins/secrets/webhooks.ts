@@ -350,15 +350,23 @@ export class Webhooks {
 /**
  * Whether the environment's protection lets the webhook's maker in now, as environmentFor lets in
  * a caller: a webhook is told what its maker may know — nothing once they left the workspace's
- * organization. A webhook made by a service key (`created_by` its token id) hears only of
- * environments open to members: the webhook does not record who made the key, nor can it tell
- * whether the key still works, so it is never judged as an admin (found in review: one made by a
- * key kept hearing of `admins` environments after the key's maker was demoted or removed, or the
- * key revoked).
+ * organization. A webhook made by a service key (`created_by` its token id) is judged as the
+ * key's maker — but never let into a named environment, which no key enters — and hears
+ * nothing once the key is revoked or expired (found in review: one kept
+ * hearing of `admins` environments, then of every environment, after the key's maker was demoted
+ * or removed, or the key revoked). A key made before makers were recorded hears only of
+ * environments open to members, as it is never taken for an admin.
  */
 function makerMayEnter(k: SecretsKernel, hook: sql.WebhookRow, ws: sql.WorkspaceRow, env: sql.EnvironmentRow): boolean {
-  const user = hook.created_by.startsWith("usr_") ? hook.created_by : null;
-  if (user === null) return env.protection === "members";
+  let user = hook.created_by.startsWith("usr_") ? hook.created_by : null;
+  if (user === null) {
+    // A named environment lets in no service key, whoever made it (environmentFor).
+    if (env.protection === "named") return false;
+    const key = k.identity.provider?.credentialStanding(hook.created_by, k.clock.now());
+    if (key && !key.usable) return false;
+    if (!key?.actsFor) return env.protection === "members";
+    user = key.actsFor;
+  }
   const role = roleInWorkspace(k, { userId: user }, ws);
   if (role === null) return false;
   if (env.protection === "members") return true;

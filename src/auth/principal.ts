@@ -72,6 +72,12 @@ export interface IdentityProvider {
    * no member. A right granted before it was granted under an earlier membership, which ended.
    */
   memberSince(userId: string, organizationId: string): number | null;
+  /**
+   * A credential, by its id (never its token): the user whose role it acts with (a token's user,
+   * an API key's maker; null for a key made before makers were recorded) and whether it still
+   * works at `now` (not revoked, not expired). Null for an id no credential has.
+   */
+  credentialStanding(id: string, now: number): { actsFor: string | null; usable: boolean } | null;
   workspaceRole(userId: string, workspaceId: string): Role | null;
 }
 

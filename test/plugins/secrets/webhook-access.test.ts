@@ -56,7 +56,7 @@ test("an admin left out of a named environment learns nothing of it through a we
   expect(await logOf(admin.token, admins)).toEqual(["development/PUBLIC"]);
 });
 
-test("a webhook made by a service key is told only of environments open to members, and the key never reads a named one in a log", async () => {
+test("a webhook made by a service key is judged as the key's maker: never told of a named environment, of an admins-only one while its maker is an admin or owner", async () => {
   const { c, owner, org, me, base, write, hook, queued, logOf } = await setup();
   expect((await c.send("PUT", `/v1/iam/orgs/${org}/services/secrets`, owner)).status).toBe(200);
   const key = (await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, owner, { json: { service: "secrets", name: "ci", scopes: ["secrets:admin", "secrets:read"] } })).body.token as string;
@@ -68,14 +68,40 @@ test("a webhook made by a service key is told only of environments open to membe
   const owners = await hook(owner, "owner");
   await write("staging", "STRIPE_LIVE_KEY");
   await write("production", "DB_PASSWORD");
-
   await write("development", "OPEN");
-  // Neither an admins-only environment nor a named one: the webhook cannot tell who made the key,
-  // nor whether it still works (found in review: a key's webhook kept hearing of admins-only
-  // environments after its maker was demoted or removed, or the key revoked).
-  expect(queued(keys)).toEqual(["development/OPEN"]);
-  expect(await logOf(key, owners)).toEqual(["production/DB_PASSWORD", "development/OPEN"]); // the key itself may read production
+
+  // An admins-only environment lets in a key an owner made; a named one no key.
+  expect(queued(keys)).toEqual(["production/DB_PASSWORD", "development/OPEN"]);
+  expect(await logOf(key, owners)).toEqual(["production/DB_PASSWORD", "development/OPEN"]);
   expect(await logOf(owner, owners)).toEqual(["staging/STRIPE_LIVE_KEY", "production/DB_PASSWORD", "development/OPEN"]);
+});
+
+test("a key's webhook hears no more once the key's maker is demoted or leaves, or the key is revoked (found in review)", async () => {
+  const { c, owner, org, base, write, hook, queued } = await setup();
+  expect((await c.send("PUT", `/v1/iam/orgs/${org}/services/secrets`, owner)).status).toBe(200);
+  expect((await c.send("PUT", `${base}/environments/production`, owner, { json: { protection: "admins" } })).status).toBe(200);
+  const makeKey = async (token: string) => {
+    const made = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, token, { json: { service: "secrets", name: `ci-${Math.random()}`, scopes: ["secrets:admin", "secrets:read"] } });
+    expect(made.status).toBe(200);
+    return made.body as { token: string; id: string };
+  };
+  const second = await c.addUser(owner, "second@example.org", "owner"); // only owners make secrets:admin keys
+  const demoted = await hook((await makeKey(second.token)).token, "demoted");
+  const third = await c.addUser(owner, "third@example.org", "owner");
+  const departed = await hook((await makeKey(third.token)).token, "departed");
+  const revokedKey = await makeKey(owner);
+  const revoked = await hook(revokedKey.token, "revoked");
+  await write("production", "BEFORE");
+
+  expect((await c.send("PUT", `/v1/iam/orgs/${org}/members/${second.id}`, owner, { json: { role: "editor" } })).status).toBe(200);
+  expect((await c.send("DELETE", `/v1/iam/orgs/${org}/members/${third.id}`, owner)).status).toBe(200);
+  expect((await c.send("DELETE", `/v1/iam/orgs/${org}/api-keys/${revokedKey.id}`, owner)).status).toBe(200);
+  await write("production", "AFTER");
+  await write("development", "OPEN");
+
+  expect(queued(demoted)).toEqual(["production/BEFORE", "development/OPEN"]); // an editor now: members environments only
+  expect(queued(departed)).toEqual(["production/BEFORE"]);
+  expect(queued(revoked)).toEqual(["production/BEFORE"]);
 });
 
 test("a webhook whose maker left the organization is told nothing more, of any environment (found in review)", async () => {
