@@ -24,7 +24,7 @@ export interface CycloneDxLicense {
 }
 
 export interface CycloneDxComponent {
-  type: "library" | "platform" | "application";
+  type: "library" | "platform" | "application" | "data";
   "bom-ref": string;
   name: string;
   group?: string;
@@ -109,10 +109,10 @@ export function generateSbom(inputs: SbomInputs): CycloneDxBom {
     }
     byRef.set(ref, entry);
   }
-  const components: CycloneDxComponent[] = [bunComponent(inputs.bun), ...[...byRef.values()].map((e) => e.component)];
+  const components: CycloneDxComponent[] = [bunComponent(inputs.bun), ...VENDORED, ...[...byRef.values()].map((e) => e.component)];
   const selfRef = `pkg:generic/citadel@${pkg.version}`;
   const dependencies = [
-    { ref: selfRef, dependsOn: [bunRef(inputs.bun.version), ...Object.keys(pkg.dependencies ?? {}).filter((d) => bundled.has(d)).map(refOf).sort()] },
+    { ref: selfRef, dependsOn: [bunRef(inputs.bun.version), ...VENDORED.map((v) => v["bom-ref"]), ...Object.keys(pkg.dependencies ?? {}).filter((d) => bundled.has(d)).map(refOf).sort()] },
     ...[...byRef].map(([ref, e]) => ({ ref, dependsOn: [...e.dependsOn].sort() })),
   ];
   const body = { components, dependencies };
@@ -289,6 +289,25 @@ export function npmPurl(name: string, version: string): string {
 const bunRef = (version: string) => `pkg:github/oven-sh/bun@bun-v${version}`;
 
 /** The runtime compiled into the binary: `bun build --compile` copies the Bun that runs it. */
+/**
+ * Data taken from another project into Citadel's own source, compiled into the binary with it:
+ * not in bun.lock, so named here, with its licence.
+ */
+const VENDORED: CycloneDxComponent[] = [
+  {
+    type: "data",
+    "bom-ref": npmPurl("@zxcvbn-ts/language-common", "4.1.3"),
+    group: "@zxcvbn-ts",
+    name: "language-common",
+    version: "4.1.3",
+    scope: "required",
+    purl: npmPurl("@zxcvbn-ts/language-common", "4.1.3"),
+    licenses: [{ license: { id: "MIT" } }],
+    description: "Its passwords list: the 10,000 most common of 8 characters or more, vendored as src/auth/common-passwords.txt (refused as passwords)",
+    externalReferences: [{ type: "vcs", url: "https://github.com/zxcvbn-ts/zxcvbn" }],
+  },
+];
+
 function bunComponent(bun: SbomInputs["bun"]): CycloneDxComponent {
   const ref = bunRef(bun.version);
   const hash = bun.executable && existsSync(bun.executable) ? new Bun.CryptoHasher("sha256").update(readFileSync(bun.executable)).digest("hex") : null;

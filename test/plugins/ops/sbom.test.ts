@@ -77,6 +77,13 @@ describe("the CycloneDX document", () => {
     expect(bom.dependencies.find((d) => d.ref === bom.metadata.component["bom-ref"])!.dependsOn).toContain(bun.purl!);
   });
 
+  test("data vendored into the source is a component with its licence: the common-password list (@zxcvbn-ts/language-common)", () => {
+    const list = bom.components.find((c) => c.type === "data" && c.name === "language-common")!;
+    expect(list).toMatchObject({ group: "@zxcvbn-ts", version: "4.1.3", scope: "required", licenses: [{ license: { id: "MIT" } }] });
+    expect(readFileSync(join(ROOT, "src/auth/common-passwords.txt"), "utf8")).toContain("@zxcvbn-ts/language-common 4.1.3");
+    expect(bom.dependencies.find((d) => d.ref === bom.metadata.component["bom-ref"])!.dependsOn).toContain(list["bom-ref"]);
+  });
+
   test("what only builds or tests the binary is excluded: the bundler decides, not the declared peers", () => {
     const scope = (name: string) => bom.components.find((c) => fullName(c) === name)?.scope;
     expect(scope("typescript")).toBe("excluded"); // a peer of @elysiajs/openapi, never imported at run time
