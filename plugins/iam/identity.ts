@@ -154,7 +154,10 @@ export class IamIdentity implements IdentityProvider {
   }
 
   credentialStanding(id: string, now: number) {
-    const row = sql.credentialById(this.db, id);
+    let row = sql.credentialById(this.db, id);
+    // A workload token stands for the key it was exchanged from (RFC 8693): a webhook a CI job
+    // made with one lives as long as the key, not the hour the token does (found in review).
+    for (let hops = 0; row?.kind === "workload" && row.parent_id !== null && hops < 8; hops++) row = sql.credentialById(this.db, row.parent_id);
     if (!row) return null;
     return { actsFor: row.user_id, usable: row.revoked_at === null && (row.expires_at === null || row.expires_at > now) };
   }

@@ -75,7 +75,9 @@ export interface IdentityProvider {
   /**
    * A credential, by its id (never its token): the user whose role it acts with (a token's user,
    * an API key's maker; null for a key made before makers were recorded) and whether it still
-   * works at `now` (not revoked, not expired). Null for an id no credential has.
+   * works at `now` (not revoked, not expired). A workload token answers for the key it was
+   * exchanged from. Null for an id no credential has (never made, or deleted since: purged,
+   * erased with its maker).
    */
   credentialStanding(id: string, now: number): { actsFor: string | null; usable: boolean } | null;
   workspaceRole(userId: string, workspaceId: string): Role | null;

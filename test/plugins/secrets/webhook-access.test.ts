@@ -125,3 +125,31 @@ test("what a webhook is told follows its maker's access at the time of the chang
   await write("development", "OPEN");
   expect(queued(admins)).toEqual(["production/BEFORE", "development/OPEN"]);
 });
+
+test("a key's webhook whose key is gone (purged, erased with its maker) hears nothing; one made with a token exchanged from a key lives as the key does (found in review)", async () => {
+  const { c, owner, org, write, hook, queued } = await setup();
+  expect((await c.send("PUT", `/v1/iam/orgs/${org}/services/secrets`, owner)).status).toBe(200);
+  const makeKey = async () => {
+    const made = await c.send("POST", `/v1/iam/orgs/${org}/api-keys`, owner, { json: { service: "secrets", name: `ci-${Math.random()}`, scopes: ["secrets:admin", "secrets:read"] } });
+    expect(made.status).toBe(200);
+    return made.body as { token: string; id: string };
+  };
+  const gone = await makeKey();
+  const goneHook = await hook(gone.token, "gone");
+  const parent = await makeKey();
+  const exchanged = await c.send("POST", "/oauth/token", undefined, {
+    json: { grant_type: "urn:ietf:params:oauth:grant-type:token-exchange", subject_token: parent.token, scope: "secrets:admin secrets:read", expires_in: 600 },
+  });
+  expect(exchanged.status).toBe(200);
+  const workloadHook = await hook(exchanged.body.access_token, "workload");
+  await write("development", "FIRST");
+
+  // The purger (or an erasure) deletes the key's row.
+  expect((await c.send("DELETE", `/v1/iam/orgs/${org}/api-keys/${gone.id}`, owner)).status).toBe(200);
+  c.kernel.store.db.query("DELETE FROM credentials WHERE id = ?").run(gone.id);
+  c.clock.advance(11 * 60_000); // the exchanged token has expired; its key has not
+  await write("development", "LATER");
+
+  expect(queued(goneHook)).toEqual(["development/FIRST"]);
+  expect(queued(workloadHook)).toEqual(["development/FIRST", "development/LATER"]);
+});
