@@ -5,7 +5,7 @@
  * attempts run out; a newer change of the same zone to the same secondary replaces a pending one.
  */
 import type { Logger } from "../../src/log.ts";
-import { formatIp, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
+import { formatIp, isLoopback, parseIp, unmapIpv4 } from "../../src/net/ip.ts";
 import { decodeMessage, decodeQuery, encodeResponse, Opcode, Rcode } from "./message.ts";
 import { nameEquals, nameToText, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
@@ -46,8 +46,11 @@ export interface NotifierOptions {
   sources?: NotifySources;
 }
 
-/** The local address of each family NOTIFY is sent from. */
-export type NotifySources = { 4?: string; 6?: string };
+/**
+ * The local address NOTIFY is sent from, per family: `local` to a loopback secondary, `routable`
+ * to any other (a socket on a loopback or link-local address cannot reach it).
+ */
+export type NotifySources = { 4?: { local?: string; routable?: string }; 6?: { local?: string; routable?: string } };
 
 /**
  * NOTIFY leaves from the address of the first UDP listener of the target's family when that
@@ -55,7 +58,10 @@ export type NotifySources = { 4?: string; 6?: string };
  * (Knot's remote and ACL, BIND's masters and allow-notify), and the address the system would
  * pick (127.0.0.1 for a listener on 127.0.0.2, the interface's first address on a host with
  * several) is not it. A listener on every address (0.0.0.0, ::) or on a host name says nothing:
- * the system picks, as before.
+ * the system picks, as before. A secondary off this host is sent NOTIFY from the first listener
+ * that can reach it — not on loopback or link-local (found in review: with udp = ["127.0.0.1:53",
+ * "192.0.2.2:53"], every NOTIFY to a remote secondary failed, EINVAL) — or, with none, from
+ * what the system picks.
  */
 export function notifySources(listeners: ReadonlyArray<{ address: string }>): NotifySources {
   const sources: NotifySources = {};
@@ -63,14 +69,22 @@ export function notifySources(listeners: ReadonlyArray<{ address: string }>): No
     const parsed = parseIp(address);
     if (parsed === null) continue;
     const ip = unmapIpv4(parsed);
-    if (ip.family in sources || ip.bytes.every((octet) => octet === 0)) continue;
-    sources[ip.family] = formatIp(ip);
+    if (ip.bytes.every((octet) => octet === 0)) continue;
+    const family = (sources[ip.family] ??= {});
+    family.local ??= formatIp(ip);
+    if (!isLoopback(ip) && !isLinkLocal(ip)) family.routable ??= formatIp(ip);
   }
   return sources;
 }
 
+/** fe80::/10 and 169.254.0.0/16: an address that needs its interface named to be used. */
+function isLinkLocal(ip: ReturnType<typeof parseIp> & {}): boolean {
+  return ip.family === 4 ? ip.bytes[0] === 169 && ip.bytes[1] === 254 : ip.bytes[0] === 0xfe && (ip.bytes[1]! & 0xc0) === 0x80;
+}
+
 export class Notifier {
-  private sockets = new Map<4 | 6, Promise<import("bun").udp.Socket<"uint8array">>>();
+  /** By the source address they are bound to. */
+  private sockets = new Map<string, Promise<import("bun").udp.Socket<"uint8array">>>();
   /** By `zone target`: at most one NOTIFY in flight per zone and secondary. */
   private readonly pending = new Map<string, Pending>();
   private stopped = false;
@@ -120,7 +134,7 @@ export class Notifier {
   private async send(slot: string, entry: Pending): Promise<void> {
     if (this.stopped || this.pending.get(slot) !== entry) return;
     try {
-      const socket = await this.socket(familyOf(entry.target.address));
+      const socket = await this.socket(this.source(entry.target.address));
       socket.send(entry.packet, entry.target.port, entry.target.address);
     } catch (e) {
       this.options.log.warn("dns notify could not be sent", { zone: entry.zone, secondary: entry.target.secondary, error: e instanceof Error ? e.message : String(e) });
@@ -139,27 +153,31 @@ export class Notifier {
     entry.timer = setTimeout(() => void this.send(slot, entry), delay);
   }
 
-  private socket(family: 4 | 6) {
-    let socket = this.sockets.get(family);
+  private socket(source: string) {
+    let socket = this.sockets.get(source);
     if (!socket) {
-      socket = this.bind(family);
-      this.sockets.set(family, socket);
+      socket = this.bind(source);
+      this.sockets.set(source, socket);
     }
     return socket;
   }
 
-  /** Where NOTIFY of `family` leaves from, as said in warnings. */
-  private source(family: 4 | 6): string {
-    return this.options.sources?.[family] ?? (family === 4 ? "0.0.0.0" : "::");
+  /** Where NOTIFY to `target` leaves from (see notifySources), as said in warnings too. */
+  private source(target: string): string {
+    const family = familyOf(target);
+    const ip = parseIp(target);
+    const sources = this.options.sources?.[family];
+    const chosen = ip !== null && isLoopback(ip) ? sources?.local : sources?.routable;
+    return chosen ?? (family === 4 ? "0.0.0.0" : "::");
   }
 
   /**
    * A socket of `family`, bound to its source address (any port). One that cannot bind (no IPv6 on this host) is
    * forgotten, not kept: the next send tries again, and stop has nothing to close.
    */
-  private bind(family: 4 | 6) {
+  private bind(source: string) {
     const socket = Bun.udpSocket({
-      hostname: this.source(family),
+      hostname: source,
       binaryType: "uint8array",
       socket: {
         data: (_s, data, port, address) => this.answered(data, port, address),
@@ -169,7 +187,7 @@ export class Notifier {
       },
     });
     socket.catch(() => {
-      if (this.sockets.get(family) === socket) this.sockets.delete(family);
+      if (this.sockets.get(source) === socket) this.sockets.delete(source);
     });
     return socket;
   }
@@ -222,7 +240,7 @@ export class Notifier {
       secondary: entry.target.secondary,
       rcode: rcodeName(rcode),
       tsig_error: tsig === null ? null : tsigErrorName(tsig.error),
-      source: this.source(familyOf(entry.target.address)),
+      source: this.source(entry.target.address),
     };
     if (tsig !== null && tsig.error !== 0) {
       this.options.log.warn(

@@ -82,7 +82,7 @@ test("a host without IPv6: the failed bind is tried again at each send, not kept
   await received.promise;
   for (let i = 0; i < 300 && log.lines.filter((l) => l.msg === "dns notify could not be sent").length < 2; i++) await Bun.sleep(10);
   expect(binds.filter((h) => h === "::")).toEqual(["::", "::"]); // both sends to ns6 tried to bind
-  const ipv4 = await (notifier as unknown as { sockets: Map<number, Promise<{ closed: boolean }>> }).sockets.get(4)!;
+  const ipv4 = await (notifier as unknown as { sockets: Map<string, Promise<{ closed: boolean }>> }).sockets.get("0.0.0.0")!;
   await notifier.stop(); // threw the bind's error before, and left the IPv4 socket open
   expect(ipv4.closed).toBe(true);
 });
@@ -144,7 +144,7 @@ test("NOTIFY leaves from the listener's address, not the one the system picks; a
       return appendUnsignedError(unsigned, request, TsigError.BADKEY);
     },
     "dns notify rejected",
-    { 4: "127.0.0.2" },
+    { 4: { local: "127.0.0.2" } },
   );
   expect(seen.from).toBe("127.0.0.2");
   expect(seen.lines.map((l) => [l.tsig_error, l.source])).toEqual([["BADKEY", "127.0.0.2"]]);
@@ -158,8 +158,19 @@ test("an unsigned NOTAUTH without a TSIG error says the secondary does not serve
   expect(String(seen.lines[0]!.msg)).not.toContain("TSIG");
 });
 
-test("the NOTIFY source of each family: the first UDP listener's address of that family, unless it listens on every address", () => {
-  const listeners = ["0.0.0.0", "localhost", "127.0.0.2", "127.0.0.3", "::", "::ffff:192.0.2.1", "2001:db8::53"].map((address) => ({ address }));
-  expect(notifySources(listeners)).toEqual({ 4: "127.0.0.2", 6: "2001:db8::53" });
+test("the NOTIFY source of each family: the first UDP listener's address of that family, unless it listens on every address; to a secondary off this host, the first not on loopback or link-local (found in review: EINVAL from 127.0.0.1)", () => {
+  const listeners = ["0.0.0.0", "localhost", "127.0.0.2", "127.0.0.3", "::", "fe80::1", "::ffff:192.0.2.1", "2001:db8::53"].map((address) => ({ address }));
+  expect(notifySources(listeners)).toEqual({ 4: { local: "127.0.0.2", routable: "192.0.2.1" }, 6: { local: "fe80::1", routable: "2001:db8::53" } });
+  expect(notifySources([{ address: "127.0.0.1" }, { address: "::1" }])).toEqual({ 4: { local: "127.0.0.1" }, 6: { local: "::1" } });
   expect(notifySources([{ address: "0.0.0.0" }, { address: "::" }])).toEqual({});
+});
+
+test("a NOTIFY to a secondary off this host never leaves from a loopback listener: it is sent, from the routable listener or the system's choice (found in review)", async () => {
+  const log = captureLog();
+  const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [60_000], sources: notifySources([{ address: "127.0.0.1" }]) });
+  // 192.0.2.1 (TEST-NET-1) answers nothing; a socket bound to 127.0.0.1 could not even send to it (EINVAL).
+  notifier.notify(zone, [{ secondary: "ns2", address: "192.0.2.1", port: 53, keyName }]);
+  await Bun.sleep(50);
+  await notifier.stop();
+  expect(log.lines.filter((l) => l.msg === "dns notify could not be sent")).toEqual([]);
 });
