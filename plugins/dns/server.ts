@@ -33,7 +33,7 @@ import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } fro
 import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
 import { lowerName, nameEquals, nameToText, type Name } from "./names.ts";
 import { ixfrClientSerial, noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
-import { appendUnsignedError, readTsig, RCODE_NOTAUTH, sign, signBadTime, TsigError, tsigSize, verify, type TsigKey, type TsigRecord, type Verdict } from "./tsig.ts";
+import { appendUnsignedError, FUDGE_SECONDS, readTsig, RCODE_NOTAUTH, sign, signBadTime, TsigError, tsigSize, verify, type TsigKey, type TsigRecord, type Verdict } from "./tsig.ts";
 import { NestedZones, type RR, type Zone } from "./zone.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -219,8 +219,8 @@ export interface AnswerContext {
   /** Milliseconds since the epoch, for TSIG times. */
   now?: () => number;
   /**
-   * Per key (lower-case name), the latest Time Signed a query was let past the gate with (see
-   * signedReplyTo); absent: none is remembered.
+   * The signed queries let past the gate within the fudge window, by key (lower-case name) and
+   * MAC, with their Time Signed (see notReplayed); absent: none is remembered.
    */
   vouchedTimes?: Map<string, number>;
 }
@@ -325,7 +325,7 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
     return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
   }
   const verdict = verify(packet, tsig, ctx.tsigKey ?? noKeys, { kind: "request" }, now);
-  if (vouched && (verdict.error !== 0 || !signedLater(ctx, tsig))) return gatedReply(query, decision, limit, out);
+  if (vouched && (verdict.error !== 0 || !notReplayed(ctx, tsig, now))) return gatedReply(query, decision, limit, out);
   if (verdict.error === TsigError.FORMERR) {
     out.rcode = Rcode.FORMERR;
     return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
@@ -354,19 +354,30 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
   return first;
 }
 
+/** Signed queries remembered at most (a bound on memory; the window is what normally ends them). */
+const MAX_VOUCHED = 10_000;
+
 /**
- * A query let past the gate for its signature must be signed later than the last one of its key
- * (RFC 8945 section 5.2.3): a captured SOA check replayed within the fudge, from the secondary's
- * spoofed address, was answered past the rate limit each time — reflection towards the
- * secondary. A replay, or a second check within the same second, is limited as anyone's is.
+ * A query let past the gate for its signature is let past once (RFC 8945 section 5.2.3): a
+ * captured SOA check replayed within the fudge, from the secondary's spoofed address, was
+ * answered past the rate limit each time — reflection towards the secondary. Its MAC (which
+ * covers its ID and Time Signed) is remembered while the fudge could still accept it; a repeat
+ * is limited as anyone's is. Not "later than the last one of its key": secondaries sharing a key,
+ * or checking several zones in the same second, or with clocks apart, would be limited too
+ * (found in review).
  */
-function signedLater(ctx: AnswerContext, tsig: TsigRecord): boolean {
-  const times = ctx.vouchedTimes;
-  if (times === undefined) return true;
-  const key = nameToText(lowerName(tsig.keyName));
-  const last = times.get(key);
-  if (last !== undefined && tsig.timeSigned <= last) return false;
-  times.set(key, tsig.timeSigned);
+function notReplayed(ctx: AnswerContext, tsig: TsigRecord, now: number): boolean {
+  const seen = ctx.vouchedTimes;
+  if (seen === undefined) return true;
+  // Oldest first (insertion order): forget what the fudge no longer accepts.
+  const oldest = Math.floor(now / 1000) - 2 * FUDGE_SECONDS;
+  for (const [entry, signedAt] of seen) {
+    if (signedAt >= oldest && seen.size < MAX_VOUCHED) break;
+    seen.delete(entry);
+  }
+  const entry = `${nameToText(lowerName(tsig.keyName))} ${Buffer.from(tsig.mac).toString("base64")}`;
+  if (seen.has(entry)) return false;
+  seen.set(entry, tsig.timeSigned);
   return true;
 }
 

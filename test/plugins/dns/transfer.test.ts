@@ -207,7 +207,7 @@ describe("a configured secondary's signed query past the UDP rate limit (found i
     }
   });
 
-  test("a replay, or a query signed no later than the last one let past, is limited as anyone's (RFC 8945 section 5.2.3; found in review: a captured one replayed within the fudge was answered each time)", () => {
+  test("a replay is limited as anyone's (RFC 8945 section 5.2.3; found in review: a captured one replayed within the fudge was answered each time); other checks of the key are not, in the same second or earlier (found in review: secondaries sharing a key were limited)", () => {
     const gate = exhaustedGate();
     const vouchedTimes = new Map<string, number>();
     const ask = (packet: Uint8Array) => {
@@ -218,9 +218,11 @@ describe("a configured secondary's signed query past the UDP rate limit (found i
     const captured = signedAt(94, now - 2_000);
     expect(ask(captured)).toBe("answered");
     expect([ask(captured), ask(captured)]).toEqual(["limited", "limited"]);
-    expect(ask(signedAt(95, now - 2_000))).toBe("limited"); // the same second
-    expect(ask(signedAt(96, now - 3_000))).toBe("limited"); // earlier
+    expect(ask(signedAt(95, now - 2_000))).toBe("answered"); // another check in the same second (another zone, a sharer of the key)
+    expect(ask(signedAt(96, now - 3_000))).toBe("answered"); // a sharer whose clock is behind
     expect(ask(signedAt(97, now - 1_000))).toBe("answered"); // the secondary's next check
+    expect(ask(signedAt(96, now - 3_000))).toBe("limited"); // each of them replayed
+    expect(ask(signedAt(95, now - 2_000))).toBe("limited");
   });
 
   test("unsigned, signed with a wrong key, or from another address of the prefix: still limited (TC or nothing)", () => {
