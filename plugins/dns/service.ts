@@ -278,12 +278,17 @@ export class DnsService {
     const state = restoreState(dataDir);
     if (state.kind === "none") return 0;
     const before = readPrevious(state.previous, (db) => (hasTable(db, "dns_zones") ? sql.serialsByName(db) : new Map<string, number[]>()));
+    // A record provider's own zone (mesh.internal.) too (found in review: the restored serial,
+    // with the restored names, went back below what the secondaries held).
+    const providersBefore = readPrevious(state.previous, (db) => new Map(hasTable(db, "dns_provider_serials") ? sql.providerSerials(db).map((p) => [p.provider, [p.serial]] as const) : []));
     const now = this.now();
     return this.write((tx) => {
       if (!claimRestoreStep(tx, state.id, "dns", now)) return 0;
       const zones = sql.allZoneSerials(tx);
       for (const zone of zones) sql.setSerial(tx, zone.id, serialAfterRestore(zone.serial, before === null ? null : (before.get(zone.name) ?? []), now));
-      return zones.length;
+      const providers = sql.providerSerials(tx);
+      for (const p of providers) sql.setProviderSerial(tx, p.provider, serialAfterRestore(p.serial, providersBefore === null ? null : (providersBefore.get(p.provider) ?? []), now));
+      return zones.length + providers.length;
     });
   }
 

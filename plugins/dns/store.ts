@@ -153,6 +153,7 @@ export interface ProviderSerialRow {
 }
 
 export const providerSerials = (db: Database) => db.query<ProviderSerialRow, []>("SELECT * FROM dns_provider_serials").all();
+export const setProviderSerial = (tx: Database, provider: string, serial: number) => tx.query("UPDATE dns_provider_serials SET serial = ? WHERE provider = ?").run(serial, provider);
 export const saveProviderSerial = (tx: Database, row: ProviderSerialRow) =>
   tx
     .query("INSERT INTO dns_provider_serials (provider, fingerprint, serial) VALUES (?, ?, ?) ON CONFLICT (provider) DO UPDATE SET fingerprint = excluded.fingerprint, serial = excluded.serial")

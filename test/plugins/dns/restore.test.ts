@@ -94,4 +94,18 @@ describe("dns serials after a restore (found in review)", () => {
     writeFileSync(join(dir, "restored-from-backup.json"), JSON.stringify({ id: "another-restore", previous: null, restores: [] }));
     expect(await dns.advanceSerialsAfterRestore(dir)).toBe(2);
   });
+
+  test("a record provider's own zone (mesh.internal.) continues past the serial it had before the restore too (found in review)", async () => {
+    const { c } = await restoredZones();
+    const db = c.kernel.store.db;
+    db.run("DELETE FROM dns_provider_serials");
+    db.query("INSERT INTO dns_provider_serials (provider, fingerprint, serial) VALUES ('mesh', 'as-backed-up', ?)").run(2026112403);
+    const dir = restoredDataDir([{ name: "example.org.", serial: 2026112408 }]);
+    const previous = new Database(join(dir, PREVIOUS));
+    previous.run("CREATE TABLE dns_provider_serials (provider TEXT PRIMARY KEY, fingerprint TEXT, serial INTEGER)");
+    previous.query("INSERT INTO dns_provider_serials VALUES ('mesh', 'after-the-backup', ?)").run(2026112412);
+    previous.close();
+    expect(await dnsServiceOf(c.kernel as never).advanceSerialsAfterRestore(dir)).toBe(3);
+    expect(db.query("SELECT serial FROM dns_provider_serials WHERE provider = 'mesh'").get()).toEqual({ serial: 2026112413 });
+  });
 });
