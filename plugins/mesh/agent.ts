@@ -493,6 +493,8 @@ export class Agent {
   private async claimOf(name: string, alias: string | null): Promise<{ ours: string } | { foreign: string }> {
     const former = this.state.former_node ?? null;
     if (former !== null && alias === device.ownLinkAlias(former.id)) return { ours: `the interface of the node ${former.id}, which this one replaced` };
+    const earlier = (this.state.earlier_nodes ?? []).find((id) => alias === device.ownLinkAlias(id));
+    if (earlier !== undefined) return { ours: `the interface of the node ${earlier}, which a node this one replaced had replaced` };
     if (alias !== null) return { foreign: `its alias is ${JSON.stringify(alias)}` };
     // wg cannot read a link that is not WireGuard.
     const key = await device.readDevice(name, this.run).then((found) => found.publicKey, () => undefined);

@@ -16,7 +16,7 @@ import { interfaceExists } from "./device.ts";
 import { generateKeyPair, isWireGuardKey, publicKeyOfSync } from "./keys.ts";
 import { nodeRequest, NodeRefusedError, type NodeConnection } from "./node-client.ts";
 import { ApiError } from "../../src/cli/api-client.ts";
-import { DEFAULT_STATE_DIR, OpenStateDirError, prepareStateDir, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
+import { DEFAULT_STATE_DIR, MAX_EARLIER_NODES, OpenStateDirError, prepareStateDir, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, type NodeState } from "./node-state.ts";
 import { renderWgQuick } from "./render.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
@@ -202,6 +202,7 @@ function stateOf(enrollment: Enrollment, facts: { network: string; interfaceName
     next_private_key: null,
     applied_version: 0,
     former_node: old !== null && old.interface === interfaceName ? { id: old.node_id, public_key: old.public_key } : null,
+    earlier_nodes: old !== null && old.interface === interfaceName ? old.replaced.slice(0, MAX_EARLIER_NODES) : [],
   };
 }
 
@@ -290,7 +291,7 @@ function checkNoNodeIn(ctx: CommandContext, dir: string): OldNode | null {
   return old;
 }
 
-type OldNode = Pick<NodeState, "node_id" | "name" | "network" | "interface"> & { public_key: string | null };
+type OldNode = Pick<NodeState, "node_id" | "name" | "network" | "interface"> & { public_key: string | null; replaced: string[] };
 
 /** The node a state directory holds, as far as its file can be read. */
 function readOldNode(dir: string): OldNode | null {
@@ -298,7 +299,9 @@ function readOldNode(dir: string): OldNode | null {
     const old = JSON.parse(readFileSync(statePath(dir), "utf8")) as Partial<NodeState>;
     if (typeof old.node_id !== "string" || typeof old.network !== "string") return null;
     const publicKey = typeof old.private_key === "string" && isWireGuardKey(old.private_key) ? publicKeyOfSync(old.private_key) : null;
-    return { node_id: old.node_id, name: String(old.name), network: old.network, interface: String(old.interface), public_key: publicKey };
+    // The nodes it replaced itself, on its interface: the link may still carry one of their marks.
+    const replaced = [old.former_node?.id, ...(Array.isArray(old.earlier_nodes) ? old.earlier_nodes : [])].filter((id): id is string => typeof id === "string");
+    return { node_id: old.node_id, name: String(old.name), network: old.network, interface: String(old.interface), public_key: publicKey, replaced };
   } catch {
     return null;
   }

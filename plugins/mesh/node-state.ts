@@ -47,7 +47,15 @@ export interface NodeState {
    * interface: the agent takes that link over (see Agent.ownInterface). Absent in older files.
    */
   former_node?: { id: string; public_key: string | null } | null;
+  /**
+   * The nodes replaced before that one, newest first, on the same interface: a `join --force`
+   * whose agent never ran left the link marked as one of them (found in review: a second
+   * `--force` in a row refused the link as foreign). At most MAX_EARLIER_NODES. Absent in older files.
+   */
+  earlier_nodes?: string[];
 }
+
+export const MAX_EARLIER_NODES = 8;
 
 export interface StoredConfig {
   body: string;

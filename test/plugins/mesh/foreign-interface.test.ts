@@ -105,6 +105,14 @@ describe("the agent and a link of the interface's name it did not make", () => {
     expect((await agent.round()).changed).toBe(true);
     expect(fake.alias).toBe(ownLinkAlias(plane.nodeId));
   });
+
+  test("so is the link of a node replaced before that one, when the joins in between never ran their agent (found in review)", async () => {
+    const fake = await existing({ alias: ownLinkAlias("node_first") });
+    const { agent, dir } = await agentOn(fake);
+    writeState(dir, { ...readState(dir), former_node: { id: "node_second", public_key: null }, earlier_nodes: ["node_first"] });
+    expect((await agent.round()).changed).toBe(true);
+    expect(fake.alias).toBe(ownLinkAlias(plane.nodeId));
+  });
 });
 
 describe("mesh join and an interface name taken on this host", () => {
