@@ -140,3 +140,10 @@ export function stoppedAfterEach(): (options?: Parameters<typeof testCitadel>[0]
     return c;
   };
 }
+
+/** The confirmation token a dangerous request asks for (428): the first half of a confirmed request. */
+export async function confirmationToken(c: Pick<Awaited<ReturnType<typeof testCitadel>>, "send">, method: string, path: string, token: string): Promise<string> {
+  const ask = await c.send(method, path, token);
+  if (ask.status !== 428) throw new Error(`${method} ${path} asked no confirmation: ${ask.status}`);
+  return ask.body.confirmation_token as string;
+}

@@ -6,16 +6,11 @@
  * workspace role landed in what was deleted, each audited as a success after the deletion).
  */
 import { describe, expect, test } from "bun:test";
-import { stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
+import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 const newCitadel = stoppedAfterEach();
 
-async function confirmation(c: App, method: string, path: string, token: string): Promise<string> {
-  const ask = await c.send(method, path, token);
-  expect(ask.status).toBe(428);
-  return ask.body.confirmation_token as string;
-}
 
 /** The successful iam events recorded after the first `action` (the deletion). */
 function successesAfter(c: App, action: string): string[] {
@@ -35,7 +30,7 @@ describe("a change sent while the organization is being deleted", () => {
     await c.addUser(owner, "carol@example.com");
     expect((await c.send("PUT", `/v1/iam/orgs/${org}/services/secrets`, owner)).status).toBe(200);
     const invitation = (await c.send("POST", `/v1/iam/orgs/${org}/invitations`, owner, { json: { email: "erin@example.com", role: "viewer" } })).body.id as string;
-    const confirm = await confirmation(c, "DELETE", `/v1/iam/orgs/${org}`, owner);
+    const confirm = await confirmationToken(c, "DELETE", `/v1/iam/orgs/${org}`, owner);
 
     const [deleted, ...changes] = await Promise.all([
       c.send("DELETE", `/v1/iam/orgs/${org}`, owner, { headers: { "x-citadel-confirm": confirm } }),
@@ -75,7 +70,7 @@ describe("a change sent while the workspace is being deleted", () => {
     const owner = await c.login(c.owner.email, c.owner.password);
     const bob = await c.addUser(owner, "bob@example.com", "editor");
     const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
-    const confirm = await confirmation(c, "DELETE", `/v1/iam/workspaces/${ws}`, owner);
+    const confirm = await confirmationToken(c, "DELETE", `/v1/iam/workspaces/${ws}`, owner);
 
     const [deleted, ...changes] = await Promise.all([
       c.send("DELETE", `/v1/iam/workspaces/${ws}`, owner, { headers: { "x-citadel-confirm": confirm } }),

@@ -5,19 +5,14 @@
 import { describe, expect, test } from "bun:test";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import { dnsServiceOf } from "../../../plugins/dns/index.ts";
-import { stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
+import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 const newCitadel = stoppedAfterEach();
 
-async function confirmation(c: App, method: string, path: string, token: string): Promise<string> {
-  const ask = await c.send(method, path, token);
-  expect(ask.status).toBe(428);
-  return ask.body.confirmation_token as string;
-}
 
 async function confirmed(c: App, method: string, path: string, token: string) {
-  return c.send(method, path, token, { headers: { "x-citadel-confirm": await confirmation(c, method, path, token) } });
+  return c.send(method, path, token, { headers: { "x-citadel-confirm": await confirmationToken(c, method, path, token) } });
 }
 
 /** A zone, an enrolled mesh node, a service API key and a PAT restricted to the organization. */
@@ -73,7 +68,7 @@ describe("deleting an organization", () => {
     const c = await newCitadel();
     const owner = await c.login(c.owner.email, c.owner.password);
     const path = `/v1/iam/orgs/${c.owner.organization}`;
-    const tokens = [await confirmation(c, "DELETE", path, owner), await confirmation(c, "DELETE", path, owner)];
+    const tokens = [await confirmationToken(c, "DELETE", path, owner), await confirmationToken(c, "DELETE", path, owner)];
     const answers = await Promise.all(tokens.map((t) => c.send("DELETE", path, owner, { headers: { "x-citadel-confirm": t } })));
     expect(answers.map((a) => a.status).sort()).toEqual([200, 404]);
     expect(c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.organization.delete'").get()).toEqual({ n: 1 });
@@ -96,7 +91,7 @@ describe("deleting a workspace", () => {
     const owner = await c.login(c.owner.email, c.owner.password);
     const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
     const path = `/v1/iam/workspaces/${ws}`;
-    const tokens = [await confirmation(c, "DELETE", path, owner), await confirmation(c, "DELETE", path, owner)];
+    const tokens = [await confirmationToken(c, "DELETE", path, owner), await confirmationToken(c, "DELETE", path, owner)];
     const answers = await Promise.all(tokens.map((t) => c.send("DELETE", path, owner, { headers: { "x-citadel-confirm": t } })));
     expect(answers.map((a) => a.status).sort()).toEqual([200, 404]);
     expect(c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'iam.workspace.delete'").get()).toEqual({ n: 1 });
