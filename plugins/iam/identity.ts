@@ -159,7 +159,7 @@ export class IamIdentity implements IdentityProvider {
     // made with one lives as long as the key, not the hour the token does (found in review).
     for (let hops = 0; row?.kind === "workload" && row.parent_id !== null && hops < 8; hops++) row = sql.credentialById(this.db, row.parent_id);
     if (!row) return null;
-    return { actsFor: row.user_id, usable: row.revoked_at === null && (row.expires_at === null || row.expires_at > now) };
+    return { id: row.id, actsFor: row.user_id, usable: row.revoked_at === null && (row.expires_at === null || row.expires_at > now) };
   }
 
   memberSince(userId: string, organizationId: string) {

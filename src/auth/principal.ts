@@ -79,7 +79,7 @@ export interface IdentityProvider {
    * exchanged from. Null for an id no credential has (never made, or deleted since: purged,
    * erased with its maker).
    */
-  credentialStanding(id: string, now: number): { actsFor: string | null; usable: boolean } | null;
+  credentialStanding(id: string, now: number): { id: string; actsFor: string | null; usable: boolean } | null;
   workspaceRole(userId: string, workspaceId: string): Role | null;
 }
 

@@ -152,4 +152,8 @@ test("a key's webhook whose key is gone (purged, erased with its maker) hears no
 
   expect(queued(goneHook)).toEqual(["development/FIRST"]);
   expect(queued(workloadHook)).toEqual(["development/FIRST", "development/LATER"]);
+  // The exchanged token's row purged (90 days after its hour): the webhook was made by its key.
+  c.kernel.store.db.query("DELETE FROM credentials WHERE parent_id = ?").run(parent.id);
+  await write("development", "AFTER_PURGE");
+  expect(queued(workloadHook)).toEqual(["development/FIRST", "development/LATER", "development/AFTER_PURGE"]);
 });
