@@ -493,14 +493,17 @@ export class Agent {
   private async claimOf(name: string, alias: string | null): Promise<{ ours: string } | { foreign: string }> {
     const former = this.state.former_node ?? null;
     if (former !== null && alias === device.ownLinkAlias(former.id)) return { ours: `the interface of the node ${former.id}, which this one replaced` };
-    const earlier = (this.state.earlier_nodes ?? []).find((id) => alias === device.ownLinkAlias(id));
-    if (earlier !== undefined) return { ours: `the interface of the node ${earlier}, which a node this one replaced had replaced` };
+    const earlierNodes = this.state.earlier_nodes ?? [];
+    const earlier = earlierNodes.find((n) => alias === device.ownLinkAlias(n.id));
+    if (earlier !== undefined) return { ours: `the interface of the node ${earlier.id}, which a node this one replaced had replaced` };
     if (alias !== null) return { foreign: `its alias is ${JSON.stringify(alias)}` };
     // wg cannot read a link that is not WireGuard.
     const key = await device.readDevice(name, this.run).then((found) => found.publicKey, () => undefined);
     if (key === undefined) return { foreign: "not a WireGuard interface" };
     if (key !== null && key === (await publicKeyOf(this.state.private_key))) return { ours: "made by an earlier agent, with this node's key" };
     if (key !== null && key === former?.public_key) return { ours: `made by an earlier agent, with the key of the node ${former.id}, which this one replaced` };
+    const keyed = key === null ? undefined : earlierNodes.find((n) => n.public_key === key);
+    if (keyed !== undefined) return { ours: `made by an earlier agent, with the key of the node ${keyed.id}, which a node this one replaced had replaced` };
     return { foreign: key === null ? "a WireGuard interface without a key" : "a WireGuard interface with another key" };
   }
 

@@ -291,7 +291,7 @@ function checkNoNodeIn(ctx: CommandContext, dir: string): OldNode | null {
   return old;
 }
 
-type OldNode = Pick<NodeState, "node_id" | "name" | "network" | "interface"> & { public_key: string | null; replaced: string[] };
+type OldNode = Pick<NodeState, "node_id" | "name" | "network" | "interface"> & { public_key: string | null; replaced: Array<{ id: string; public_key: string | null }> };
 
 /** The node a state directory holds, as far as its file can be read. */
 function readOldNode(dir: string): OldNode | null {
@@ -300,7 +300,10 @@ function readOldNode(dir: string): OldNode | null {
     if (typeof old.node_id !== "string" || typeof old.network !== "string") return null;
     const publicKey = typeof old.private_key === "string" && isWireGuardKey(old.private_key) ? publicKeyOfSync(old.private_key) : null;
     // The nodes it replaced itself, on its interface: the link may still carry one of their marks.
-    const replaced = [old.former_node?.id, ...(Array.isArray(old.earlier_nodes) ? old.earlier_nodes : [])].filter((id): id is string => typeof id === "string");
+    // Their keys too: a link from before the marks carries a key, no alias (found in review).
+    const replaced = [old.former_node, ...(Array.isArray(old.earlier_nodes) ? old.earlier_nodes : [])]
+      .filter((n): n is { id: string; public_key: string | null } => typeof n?.id === "string")
+      .map((n) => ({ id: n.id, public_key: typeof n.public_key === "string" ? n.public_key : null }));
     return { node_id: old.node_id, name: String(old.name), network: old.network, interface: String(old.interface), public_key: publicKey, replaced };
   } catch {
     return null;

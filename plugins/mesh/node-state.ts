@@ -52,7 +52,7 @@ export interface NodeState {
    * whose agent never ran left the link marked as one of them (found in review: a second
    * `--force` in a row refused the link as foreign). At most MAX_EARLIER_NODES. Absent in older files.
    */
-  earlier_nodes?: string[];
+  earlier_nodes?: Array<{ id: string; public_key: string | null }>;
 }
 
 export const MAX_EARLIER_NODES = 8;

@@ -109,7 +109,16 @@ describe("the agent and a link of the interface's name it did not make", () => {
   test("so is the link of a node replaced before that one, when the joins in between never ran their agent (found in review)", async () => {
     const fake = await existing({ alias: ownLinkAlias("node_first") });
     const { agent, dir } = await agentOn(fake);
-    writeState(dir, { ...readState(dir), former_node: { id: "node_second", public_key: null }, earlier_nodes: ["node_first"] });
+    writeState(dir, { ...readState(dir), former_node: { id: "node_second", public_key: null }, earlier_nodes: [{ id: "node_first", public_key: null }] });
+    expect((await agent.round()).changed).toBe(true);
+    expect(fake.alias).toBe(ownLinkAlias(plane.nodeId));
+  });
+
+  test("and an unmarked link an agent from before the marks made with the key of such a node (found in review)", async () => {
+    const first = await generateKeyPair();
+    const fake = await existing({ publicKey: first.publicKey });
+    const { agent, dir } = await agentOn(fake);
+    writeState(dir, { ...readState(dir), former_node: { id: "node_second", public_key: (await generateKeyPair()).publicKey }, earlier_nodes: [{ id: "node_first", public_key: first.publicKey }] });
     expect((await agent.round()).changed).toBe(true);
     expect(fake.alias).toBe(ownLinkAlias(plane.nodeId));
   });

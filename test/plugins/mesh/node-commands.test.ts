@@ -257,12 +257,12 @@ describe("mesh join", () => {
       expect([plane.enrollments.length, readFileSync(join(dir, "node.json"), "utf8")]).toEqual([enrollments, first]);
 
       // The node it replaces had itself replaced two on this interface: their marks stay ours (found in review).
-      writeFileSync(join(dir, "node.json"), JSON.stringify({ ...JSON.parse(first), former_node: { id: "node_zero", public_key: null }, earlier_nodes: ["node_minus"] }), { mode: 0o600 });
+      writeFileSync(join(dir, "node.json"), JSON.stringify({ ...JSON.parse(first), former_node: { id: "node_zero", public_key: null }, earlier_nodes: [{ id: "node_minus", public_key: "k" }] }), { mode: 0o600 });
       const forced = await runCommand(nodeCommands, "mesh join", { options: joinOptions(dir, { force: true }) });
       expect(forced.code).toBe(0);
       expect(plane.enrollments.length).toBe(enrollments + 1);
       const replaced = JSON.parse(readFileSync(join(dir, "node.json"), "utf8"));
-      expect([replaced.former_node.id, replaced.earlier_nodes]).toEqual([plane.nodeId, ["node_zero", "node_minus"]]);
+      expect([replaced.former_node.id, replaced.earlier_nodes]).toEqual([plane.nodeId, [{ id: "node_zero", public_key: null }, { id: "node_minus", public_key: "k" }]]);
       expect(forced.stderr).toContain(`citadel mesh nodes delete office ${plane.nodeId}`); // the old one is still to remove
       expect(readFileSync(join(dir, "node.json"), "utf8")).not.toBe(first);
     } finally {
