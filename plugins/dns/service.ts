@@ -288,7 +288,11 @@ export class DnsService {
       for (const zone of zones) sql.setSerial(tx, zone.id, serialAfterRestore(zone.serial, before === null ? null : (before.get(zone.name) ?? []), now));
       const providers = sql.providerSerials(tx);
       for (const p of providers) sql.setProviderSerial(tx, p.provider, serialAfterRestore(p.serial, providersBefore === null ? null : (providersBefore.get(p.provider) ?? []), now));
-      return zones.length + providers.length;
+      // One the backup had no row for (made before the rows were): its serial continues from the
+      // previous database's, and the empty fingerprint makes the first start count as a change.
+      const missing = [...(providersBefore ?? [])].filter(([provider]) => !providers.some((p) => p.provider === provider));
+      for (const [provider, serials] of missing) sql.saveProviderSerial(tx, { provider, fingerprint: "", serial: serialAfterRestore(serials[0]!, serials, now) });
+      return zones.length + providers.length + missing.length;
     });
   }
 

@@ -108,4 +108,17 @@ describe("dns serials after a restore (found in review)", () => {
     expect(await dnsServiceOf(c.kernel as never).advanceSerialsAfterRestore(dir)).toBe(3);
     expect(db.query("SELECT serial FROM dns_provider_serials WHERE provider = 'mesh'").get()).toEqual({ serial: 2026112413 });
   });
+
+  test("a provider the restored backup has no serial for continues from the previous database's (found in review)", async () => {
+    const { c } = await restoredZones();
+    const db = c.kernel.store.db;
+    db.run("DELETE FROM dns_provider_serials");
+    const dir = restoredDataDir([]);
+    const previous = new Database(join(dir, PREVIOUS));
+    previous.run("CREATE TABLE dns_provider_serials (provider TEXT PRIMARY KEY, fingerprint TEXT, serial INTEGER)");
+    previous.query("INSERT INTO dns_provider_serials VALUES ('mesh', 'after-the-backup', ?)").run(2026112412);
+    previous.close();
+    await dnsServiceOf(c.kernel as never).advanceSerialsAfterRestore(dir);
+    expect(db.query("SELECT fingerprint, serial FROM dns_provider_serials WHERE provider = 'mesh'").get()).toEqual({ fingerprint: "", serial: 2026112413 });
+  });
 });
