@@ -288,7 +288,6 @@ export function npmPurl(name: string, version: string): string {
 
 const bunRef = (version: string) => `pkg:github/oven-sh/bun@bun-v${version}`;
 
-/** The runtime compiled into the binary: `bun build --compile` copies the Bun that runs it. */
 /**
  * Data taken from another project into Citadel's own source, compiled into the binary with it:
  * not in bun.lock, so named here, with its licence.
@@ -308,6 +307,7 @@ const VENDORED: CycloneDxComponent[] = [
   },
 ];
 
+/** The runtime compiled into the binary: `bun build --compile` copies the Bun that runs it. */
 function bunComponent(bun: SbomInputs["bun"]): CycloneDxComponent {
   const ref = bunRef(bun.version);
   const hash = bun.executable && existsSync(bun.executable) ? new Bun.CryptoHasher("sha256").update(readFileSync(bun.executable)).digest("hex") : null;
