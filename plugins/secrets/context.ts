@@ -87,17 +87,28 @@ export function environmentFor(k: SecretsKernel, caller: Caller, ws: sql.Workspa
   const env = sql.environmentByName(db, ws.workspace_id, name);
   if (!env) throw new NotFoundError(`No environment named ${name} in this workspace.`);
   const p = caller.principal;
-  if (env.protection === "admins") {
-    const role = roleInWorkspace(k, p, ws);
-    // A service key made before keys named their maker has no role to go by: only admins could make one.
-    const unboundKey = p.service !== null && !p.madeBy;
-    if (!unboundKey && role !== "admin" && role !== "owner") throw new ForbiddenError(`The ${name} environment is open to admins and owners only.`);
-  }
-  if (env.protection === "named") {
-    const allowed: string[] = JSON.parse(env.allowed_users);
-    if (!p.userId || !allowed.includes(p.userId)) throw new ForbiddenError(`The ${name} environment is open to named members only.`);
+  // A service key made before keys named their maker has no role to go by: only admins could make one.
+  const unboundKey = p.service !== null && !p.madeBy;
+  if (!protectionLetsIn(env, { role: () => roleInWorkspace(k, p, ws), userId: p.userId, unboundKey })) {
+    throw new ForbiddenError(env.protection === "admins" ? `The ${name} environment is open to admins and owners only.` : `The ${name} environment is open to named members only.`);
   }
   return env;
+}
+
+/**
+ * Whether an environment's protection lets someone in: `members` anyone the workspace lets in,
+ * `admins` an admin or owner of the workspace (or a key from before keys named their maker),
+ * `named` one of the users it names. The one rule for callers (environmentFor) and for what a
+ * webhook's maker may be told (webhooks.ts). The role is asked only when it matters.
+ */
+export function protectionLetsIn(env: sql.EnvironmentRow, who: { role: () => Role | null; userId: string | null; unboundKey: boolean }): boolean {
+  if (env.protection === "admins") {
+    if (who.unboundKey) return true;
+    const role = who.role();
+    return role === "admin" || role === "owner";
+  }
+  if (env.protection === "named") return who.userId !== null && (JSON.parse(env.allowed_users) as string[]).includes(who.userId);
+  return true;
 }
 
 /** An audit event of this plugin, with the caller's actor, request and workspace filled in. */

@@ -9,7 +9,7 @@ import { ConflictError, ForbiddenError, InvalidError, NotFoundError } from "../.
 import { newId } from "../../src/ids.ts";
 import { underPrefix } from "../../src/net/url-prefix.ts";
 import type { Stop } from "../../src/plugin.ts";
-import { byWhom, ensureWorkspace, environmentFor, event, existingWorkspace, mayManageMembers, roleInWorkspace, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, ensureWorkspace, environmentFor, event, existingWorkspace, mayManageMembers, protectionLetsIn, roleInWorkspace, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
 import { generateWebhookSecret, signWebhook } from "./webhook-signature.ts";
 
@@ -382,11 +382,9 @@ function makerMayEnter(k: SecretsKernel, hook: sql.WebhookRow, ws: sql.Workspace
     if (key.actsFor === null) return env.protection === "members";
     user = key.actsFor;
   }
+  // Unlike a caller, a maker who left the organization is told nothing, of any environment.
   const role = roleInWorkspace(k, { userId: user }, ws);
-  if (role === null) return false;
-  if (env.protection === "members") return true;
-  if (env.protection === "admins") return role === "admin" || role === "owner";
-  return (JSON.parse(env.allowed_users) as string[]).includes(user);
+  return role !== null && protectionLetsIn(env, { role: () => role, userId: user, unboundKey: false });
 }
 
 const noSuchWebhook = () => new NotFoundError("No such webhook in this workspace.");
