@@ -1,7 +1,7 @@
 /**
  * CLI: citadel intel status | ip <ip> | decisions [--lift IP] | allow <cidr> | deny <cidr> |
  * manual [--remove ID [--yes]] | lists | list import <name> <file>|--url URL --weight N [--yes] | list delete <name> |
- * policy | policy set <file>.
+ * policy | policy set <file> [--yes].
  * All for operators.
  */
 import { UsageError } from "../../src/cli/command-line.ts";
@@ -209,6 +209,7 @@ export const intelCommands: Command[] = [
     summary: "Set the points by country, ASN, anonymity and behaviour from a JSON file (- for standard input), as PUT /v1/intel/policy takes it",
     args: "<file|->",
     maxArgs: 1,
+    options: { yes: { type: "boolean", description: "Yes, set it though it would refuse my own address" } },
     async run(ctx) {
       needArgs(ctx, 1, "citadel intel policy set <file|->");
       const text = await fileOrStdinText(ctx.args[0]!);
@@ -218,6 +219,8 @@ export const intelCommands: Command[] = [
       } catch {
         throw new UsageError(`${ctx.args[0] === "-" ? "standard input" : ctx.args[0]} is not JSON: give an object such as {"countries": {"XX": 30}}`);
       }
+      // Only points that would refuse one's own address need it: without it the server answers 409.
+      if (ctx.options.yes === true && typeof body === "object" && body !== null && !Array.isArray(body)) body = { ...body, lock_out: true };
       const api = await ctx.api();
       const policy = await api.request<Record<string, unknown>>("PUT", "/v1/intel/policy", body);
       print(ctx, policy, `policy set:\n${JSON.stringify(policy, null, 2)}`);

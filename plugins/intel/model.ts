@@ -79,6 +79,7 @@ export const SetPolicy = t.Object({
   asns: t.Optional(mapOf(Integer({ minimum: 0, maximum: 100 }))),
   anonymous: t.Optional(mapOf(Integer({ minimum: 0, maximum: 100 }))),
   behaviour: t.Optional(mapOf(t.Object({ per_event: t.Number({ minimum: 0, maximum: 100 }), max: Integer({ minimum: 0, maximum: 100 }) }))),
+  lock_out: t.Optional(t.Boolean({ description: "Points that would have the shield refuse or drop the caller's own address are a 409 unless this is true" })),
 });
 
 export const Status = t.Object({

@@ -179,26 +179,39 @@ export class IntelService {
   /**
    * Sets country and ASN points (each map replaced whole) and anonymity and behaviour points
    * (merged). Only keys the score reads are taken: one it would never match is a 422, not a
-   * rule stored to do nothing.
+   * rule stored to do nothing. Nor, unless `lock_out` says the caller means it, points that
+   * would have the shield refuse or drop the caller's own next request (their country's, their
+   * network's): asked about as a list that would is. One change at a time, as the lists and
+   * manual entries are: the check reads the policy in force.
    */
-  async setPolicy(caller: Caller, given: { countries?: Record<string, number>; asns?: Record<string, number>; anonymous?: Partial<ShieldPolicy["anonymous"]>; behaviour?: Partial<ShieldPolicy["behaviour"]> }) {
-    for (const code of Object.keys(given.countries ?? {})) if (!/^[A-Z]{2}$/.test(code)) throw new InvalidError(`"${code}" is not an ISO country code (two capital letters)`, "countries");
-    const input = { ...given, ...(given.asns && { asns: asNumbers(given.asns) }) };
+  async setPolicy(caller: Caller, given: { countries?: Record<string, number>; asns?: Record<string, number>; anonymous?: Partial<ShieldPolicy["anonymous"]>; behaviour?: Partial<ShieldPolicy["behaviour"]>; lock_out?: boolean }) {
+    const { lock_out: lockOut, ...points } = given;
+    for (const code of Object.keys(points.countries ?? {})) if (!/^[A-Z]{2}$/.test(code)) throw new InvalidError(`"${code}" is not an ISO country code (two capital letters)`, "countries");
+    const input = { ...points, ...(points.asns && { asns: asNumbers(points.asns) }) };
     for (const key of Object.keys(input.anonymous ?? {})) if (!ANONYMITY.includes(key)) throw new InvalidError(`anonymous: "${key}" is none of ${ANONYMITY.join(", ")}`, "anonymous");
     for (const key of Object.keys(input.behaviour ?? {})) if (!(SIGNALS as readonly string[]).includes(key)) throw new InvalidError(`behaviour: "${key}" is none of ${SIGNALS.join(", ")}`, "behaviour");
     // What was set, values included (points are not secret): the audit log says what the policy became.
     const changes = Object.entries(input).map(([part, values]) => `${part} ${JSON.stringify(values)}`);
-    // Merged with what is stored in the same transaction: another change made meanwhile is kept, not undone.
-    const stored = await this.k.store.write((tx) => {
-      const before = this.storedPolicy(tx);
-      const after = { ...before, ...input, anonymous: { ...before.anonymous, ...input.anonymous }, behaviour: { ...before.behaviour, ...input.behaviour } } as Partial<ShieldPolicy>;
-      tx.query("INSERT INTO intel_policy (singleton, policy, updated_at) VALUES (1, ?, ?) ON CONFLICT (singleton) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at").run(JSON.stringify(after), this.now());
-      this.k.audit.record(tx, event(caller, "intel.policy.update", { type: "intel_policy", id: "policy" }, changes.length > 0 ? `set ${changes.join("; ")}` : "nothing set"));
-      return after;
+    const merged = (before: Partial<ShieldPolicy>) => ({ ...before, ...input, anonymous: { ...before.anonymous, ...input.anonymous }, behaviour: { ...before.behaviour, ...input.behaviour } }) as Partial<ShieldPolicy>;
+    return this.oneAtATime(async () => {
+      if (lockOut !== true) this.refusePolicyExposure(caller, this.effectivePolicy(merged(this.storedPolicy())));
+      // Merged with what is stored in the same transaction: another change made meanwhile is kept, not undone.
+      const stored = await this.k.store.write((tx) => {
+        const after = merged(this.storedPolicy(tx));
+        tx.query("INSERT INTO intel_policy (singleton, policy, updated_at) VALUES (1, ?, ?) ON CONFLICT (singleton) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at").run(JSON.stringify(after), this.now());
+        this.k.audit.record(tx, event(caller, "intel.policy.update", { type: "intel_policy", id: "policy" }, changes.length > 0 ? `set ${changes.join("; ")}` : "nothing set"));
+        return after;
+      });
+      this.policy = this.effectivePolicy(stored);
+      this.shield.invalidate();
+      return this.policy;
     });
-    this.policy = this.effectivePolicy(stored);
-    this.shield.invalidate();
-    return this.policy;
+  }
+
+  /** A 409 when `policy` in force would refuse or drop the caller's next request. */
+  private refusePolicyExposure(caller: Caller, policy: ShieldPolicy): void {
+    const what = (source: string) => `with these points, your next request (from ${source})`;
+    this.refuseExposure(caller, { policy }, "refuse", what, 'Send "lock_out": true (citadel intel policy set FILE --yes)');
   }
 
   // --- decisions -------------------------------------------------------------------------
@@ -476,9 +489,9 @@ export class IntelService {
   /**
    * A 409 when a change would do more to the caller's own next request than is done now, and at
    * least `least`: the shield is asked what it would do with their address with the manual
-   * entries or the lists the change leaves (`instead`). `what` says why, `meant` how to insist.
+   * entries, the lists or the policy the change leaves (`instead`). `what` says why, `meant` how to insist.
    */
-  private refuseExposure(caller: Caller, instead: { manual?: readonly ManualEntry[]; lists?: readonly ListMatch[] }, least: Exclude<Action, "allow">, what: (source: string) => string, meant: string): void {
+  private refuseExposure(caller: Caller, instead: { manual?: readonly ManualEntry[]; lists?: readonly ListMatch[]; policy?: ShieldPolicy }, least: Exclude<Action, "allow">, what: (source: string) => string, meant: string): void {
     const source = caller.request.source;
     if (!source) return;
     const after = this.shield.wouldDo(source, instead);

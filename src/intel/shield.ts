@@ -201,18 +201,18 @@ export class Shield {
   }
 
   /**
-   * What the shield would do with `ip` (over HTTP) were its manual entries or its lists these
-   * instead; nothing is started. A change that would lock its maker out is asked about first.
+   * What the shield would do with `ip` (over HTTP) were its manual entries, its lists or its
+   * policy these instead; nothing is started. A change that would lock its maker out is asked
+   * about first.
    */
-  wouldDo(ip: string, instead: { manual?: readonly ManualEntry[]; lists?: readonly ListMatch[] }): Action {
+  wouldDo(ip: string, instead: { manual?: readonly ManualEntry[]; lists?: readonly ListMatch[]; policy?: ShieldPolicy }): Action {
     const manual = instead.manual ? ManualIndex.build(instead.manual, this.options.now()) : this.manual;
-    return this.assessWith(ip, { dryRun: true, channel: "http" }, manual, instead.lists ?? this.options.lists()).action;
+    return this.assessWith(ip, { dryRun: true, channel: "http" }, manual, instead.lists ?? this.options.lists(), instead.policy ?? this.options.policy()).action;
   }
 
-  private assessWith(ip: string, { dryRun, channel }: { dryRun: boolean; channel: Channel }, manual: ManualIndex, allLists: readonly ListMatch[]): Assessment {
+  private assessWith(ip: string, { dryRun, channel }: { dryRun: boolean; channel: Channel }, manual: ManualIndex, allLists: readonly ListMatch[], policy = this.options.policy()): Assessment {
     const now = this.options.now();
     const parsed = parseIp(ip);
-    const policy = this.options.policy();
     if (!parsed) return { address: ip, prefix: ip, geo: NO_GEO, lists: [], score: 0, reasons: [], action: "allow", source: "invalid", decision: null, manual: null, shadow: policy.shadow };
     const addr = unmapIpv4(parsed);
     const keys = keysOf(addr);

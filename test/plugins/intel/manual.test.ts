@@ -146,3 +146,35 @@ describe("other changes that would lock the caller out (found in review: taken, 
     expect(plainImport.requests.map((r) => r.body)).toEqual([{ weight: 100, url: "https://lists.example.org/bad" }]);
   });
 });
+
+describe("a policy whose points would refuse the caller (found in review: a policy change had no lock-out check)", () => {
+  test("is a 409, and is not taken; one that throttles is taken; with lock_out it is taken, and the caller is refused", async () => {
+    const c = await citadel({ config: { intel: { trust_loopback: false } } });
+    const operator = await c.login(c.owner.email, c.owner.password);
+    // 193.0.0.1 (RIPE NCC) is NL in the embedded database.
+    const office = from("193.0.0.1");
+    const refused = await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: { NL: 80 } }, ...office });
+    expect([refused.status, refused.body.detail]).toEqual([409, expect.stringContaining('with these points, your next request (from 193.0.0.1) would be refused. Send "lock_out": true')]);
+    expect((await c.send("GET", "/v1/intel/policy", operator, office)).body.countries).toEqual({});
+    expect((await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: { NL: 45 } }, ...office })).status).toBe(200);
+    // Another address is no reason to ask: the caller's own is what is checked.
+    expect((await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: { DE: 100 } }, ...office })).status).toBe(200);
+    const meant = await c.send("PUT", "/v1/intel/policy", operator, { json: { countries: { NL: 95 }, lock_out: true }, ...office });
+    expect([meant.status, meant.body.countries]).toEqual([200, { NL: 95 }]);
+    expect(c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'intel.policy.update' ORDER BY seq DESC LIMIT 1").get()).toEqual({ reason: 'set countries {"NL":95}' });
+    expect((await c.send("GET", "/v1/intel/policy", operator, office)).status).toBe(403);
+  });
+
+  test("citadel intel policy set --yes sends lock_out; without it, none", async () => {
+    const file = `${process.env.TMPDIR ?? "/tmp"}/citadel-policy-${process.pid}.json`;
+    await Bun.write(file, JSON.stringify({ countries: { NL: 95 } }));
+    try {
+      const yes = await runCommand(intelCommands, "intel policy set", { args: [file], options: { yes: true }, answer: () => ({}) });
+      expect(yes.requests.map((r) => r.body)).toEqual([{ countries: { NL: 95 }, lock_out: true }]);
+      const plain = await runCommand(intelCommands, "intel policy set", { args: [file], answer: () => ({}) });
+      expect(plain.requests.map((r) => r.body)).toEqual([{ countries: { NL: 95 } }]);
+    } finally {
+      await Bun.file(file).delete();
+    }
+  });
+});
