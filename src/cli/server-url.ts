@@ -4,6 +4,8 @@
  * spelling, so that the same server named twice is recognized as one.
  */
 
+import { isLoopbackHost } from "../net/ip.ts";
+
 /**
  * What is wrong with a server's URL, or null. Requests go under its path, so no query or
  * fragment either. The URL is kept (the stored login, a node's state) and shown (messages,
@@ -17,6 +19,9 @@ export function serverUrlProblem(url: string): string | null {
   if (/[\s\p{Cc}]/u.test(url)) return "no spaces or control characters in the URL (nor around it)";
   if (parsed.username !== "" || parsed.password !== "") return "no user:password@ in the URL: it is kept and shown (the stored login, a node's state, messages); a token or a node's key authenticates";
   if (parsed.search || parsed.hash || /[?#]/.test(url)) return "no query or fragment: the control plane's address, and its path behind a reverse proxy";
+  // A token, a password, a node's enrollment key would cross the network readable by anyone on
+  // the way: Citadel itself never serves plain HTTP but on loopback (a proxy in front of it does).
+  if (parsed.protocol === "http:" && !isLoopbackHost(parsed.hostname)) return "an https:// URL: http:// only to this machine (a loopback address), as a token or a key would cross the network in the clear";
   return null;
 }
 

@@ -5,7 +5,7 @@
  */
 import { FormatRegistry, Type, type Static, type TObject, type TProperties, type TSchema } from "@sinclair/typebox";
 import { LOG_LEVELS } from "../log.ts";
-import { isLoopback, parseCidr, parseIp } from "../net/ip.ts";
+import { isLoopback, isLoopbackHost, parseCidr, parseIp } from "../net/ip.ts";
 import { ConfigError } from "./error.ts";
 
 FormatRegistry.Set("ip", (value) => parseIp(value) !== null);
@@ -123,12 +123,6 @@ function publicUrlProblem(publicUrl: string): string | null {
   if (url.username || url.password) return "must not carry a user name or password";
   if (url.search || url.hash || publicUrl.includes("?") || publicUrl.includes("#")) return "must not have a query or a fragment";
   return null;
-}
-
-function isLoopbackHost(hostname: string): boolean {
-  if (hostname === "localhost") return true;
-  const address = parseIp(hostname.replace(/^\[|\]$/g, ""));
-  return address !== null && isLoopback(address);
 }
 
 export const LogConfig = section("Logging (JSON lines on standard output).", {

@@ -211,6 +211,13 @@ export function isLoopback(ip: IpAddress): boolean {
   return addr.bytes[15] === 1;
 }
 
+/** A URL's hostname (`localhost`, `127.0.0.1`, `[::1]`) names this machine's loopback. */
+export function isLoopbackHost(hostname: string): boolean {
+  if (hostname === "localhost") return true;
+  const address = parseIp(hostname.replace(/^\[|\]$/g, ""));
+  return address !== null && isLoopback(address);
+}
+
 function maskBytes(bytes: Uint8Array, prefix: number): Uint8Array {
   const out = new Uint8Array(bytes.length);
   for (let i = 0; i < bytes.length; i++) {

@@ -220,6 +220,7 @@ describe("a server's URL (login --server, CITADEL_SERVER)", () => {
       [`https://user:hunter2@127.0.0.1:${capture.port}`, noUserinfo],
       [`https://127.0.0.1:${capture.port} `, noSpace],
       [`https://127.0.0.1:${capture.port}/ `, noSpace],
+      [`http://192.0.2.1:${capture.port}`, "an https:// URL: http:// only to this machine (a loopback address), as a token or a key would cross the network in the clear"],
     ]) {
       seen.length = 0;
       const login = await runCitadel(["login", "--server", server!], { HOME: home, XDG_CONFIG_HOME: home }, elsewhere);

@@ -128,6 +128,8 @@ test("join --server must be an http(s) URL without query or fragment: a usage er
       [`http://127.0.0.1:${server.port}/citadel#x`, "--server: no query or fragment: the control plane's address, and its path behind a reverse proxy"],
       [`http://127.0.0.1:${server.port}/?a=1`, "--server: no query or fragment: the control plane's address, and its path behind a reverse proxy"],
       [`http://127.0.0.1:${server.port} `, "--server: no spaces or control characters in the URL (nor around it)"],
+      // The enrollment key and the node's token in the clear (found in review).
+      [`http://192.0.2.1:${server.port}`, "--server: an https:// URL: http:// only to this machine (a loopback address), as a token or a key would cross the network in the clear"],
     ]) {
       const run = await runCommand(meshCommands, "mesh join", { options: { server: url!, key: "citadel_meshkey_x", state } });
       expect([url, run.code, run.error?.message]).toEqual([url, 2, message]);

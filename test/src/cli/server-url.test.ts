@@ -6,6 +6,13 @@ describe("serverUrlProblem", () => {
     for (const url of ["https://citadel.example:8443", "https://citadel.example:8443/", "http://127.0.0.1:8443/citadel", "https://[::1]:8443"]) expect([url, serverUrlProblem(url)]).toEqual([url, null]);
   });
 
+  test("http:// only to a loopback host: a token, a password or a node's enrollment key would cross the network in the clear (found in review)", () => {
+    for (const url of ["http://localhost:8443", "http://127.0.0.2:8443", "http://[::1]:8443/citadel", "http://[::ffff:127.0.0.1]:8443"]) expect([url, serverUrlProblem(url)]).toEqual([url, null]);
+    for (const url of ["http://citadel.example:8443", "http://192.0.2.1", "http://[2001:db8::1]:8443", "http://localhost.example.org", "http://127.0.0.1.nip.io"]) {
+      expect([url, serverUrlProblem(url)]).toEqual([url, "an https:// URL: http:// only to this machine (a loopback address), as a token or a key would cross the network in the clear"]);
+    }
+  });
+
   test("user:password@ is refused: the URL is kept and shown (found in review: login stored and printed the password)", () => {
     for (const url of ["https://user:hunter2@127.0.0.1:8443", "https://user@127.0.0.1", "https://:hunter2@127.0.0.1"]) {
       expect([url, serverUrlProblem(url)]).toEqual([url, "no user:password@ in the URL: it is kept and shown (the stored login, a node's state, messages); a token or a node's key authenticates"]);
