@@ -302,9 +302,8 @@ export class SecretsService {
     const written = await this.k.store.write((tx) => {
       const current = this.stillLive(tx, env, row);
       checkIfMatch(name, current.version, ifMatch);
-      this.writeValue(tx, caller, ws, env, current, name, value, "rollback", `from v${version}`);
       // A rollback rotates nothing: the value is as old as it was, and its reminder stays due.
-      sql.setRotatedAt(tx, row.id, sql.valueSetAt(tx, row.id, version) ?? old.created_at);
+      this.writeValue(tx, caller, ws, env, current, name, value, "rollback", { note: `from v${version}`, valueSetAt: old.value_set_at });
       return this.secretById(tx, env, row.id)!;
     });
     return this.metadata(written, env);
@@ -322,7 +321,7 @@ export class SecretsService {
     const written = await this.k.store.write((tx) => {
       const current = this.stillLive(tx, env, row);
       checkIfMatch(name, current.version, ifMatch);
-      this.writeValue(tx, caller, ws, env, current, name, value, "rotate", `generator ${generator}`);
+      this.writeValue(tx, caller, ws, env, current, name, value, "rotate", { note: `generator ${generator}` });
       return this.secretById(tx, env, row.id)!;
     });
     return this.metadata(written, env);
@@ -560,7 +559,11 @@ export class SecretsService {
       for (const w of input.wrapped) sql.putWorkspaceKey(tx, workspaceId, next, w.user, w.wrapped, byWhom(caller.principal), this.now());
       sql.setE2eeKeyVersion(tx, workspaceId, next);
       const rotated = { ...ws, e2ee_key_version: next };
-      for (const { env, secret } of live) this.writeValue(tx, caller, rotated, env, secret, secret.name, given.get(`${env.name}/${secret.name}`)!.value, "rotate", `workspace key v${next}`);
+      // The values are the same, under a new key: their reminders count on from when they were set.
+      for (const { env, secret } of live) {
+        const value = given.get(`${env.name}/${secret.name}`)!.value;
+        this.writeValue(tx, caller, rotated, env, secret, secret.name, value, "rotate", { note: `workspace key v${next}`, valueSetAt: sql.valueSetAt(tx, secret.id, secret.version) });
+      }
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.rotate", resource: { type: "workspace", id: workspaceId }, reason: `workspace key v${next}, ${live.length} values, ${keep.size} members keep access` }));
     });
     return { workspace: workspaceId, key_version: next, reencrypted: input.values.length, holders: input.wrapped.map((w) => w.user) };
@@ -568,8 +571,11 @@ export class SecretsService {
 
   // --- helpers ---------------------------------------------------------------------------
 
-  /** Stores `value` as the next version of the secret (made if new); audits and notifies. Runs inside `tx`. */
-  private writeValue(tx: Database, caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, existing: sql.SecretRow | null, name: string, value: string, origin: sql.VersionOrigin, note?: string): string {
+  /**
+   * Stores `value` as the next version of the secret (made if new); audits and notifies. Runs
+   * inside `tx`. `valueSetAt`: when the value was set, if not now (a copy, a re-encryption).
+   */
+  private writeValue(tx: Database, caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, existing: sql.SecretRow | null, name: string, value: string, origin: sql.VersionOrigin, { note, valueSetAt }: { note?: string; valueSetAt?: number } = {}): string {
     if (existing?.deleted_at) throw new ConflictError(`${name} is deleted: restore it (or purge it) before setting it again.`);
     // The value was checked against the workspace as read before this transaction: if its
     // encryption mode or key changed meanwhile, the check no longer holds.
@@ -583,12 +589,12 @@ export class SecretsService {
     const version = (existing?.version ?? 0) + 1;
     if (!existing) {
       sql.insertSecret(tx, { id: secretId, environment_id: env.id, name, version, note: null, rotation_days: null, expires_at: null, rotated_at: now, created_at: now, created_by: by, updated_at: now, updated_by: by, deleted_at: null, deleted_by: null });
-    } else if (!sql.advanceVersion(tx, secretId, existing.version, version, now, by)) {
+    } else if (!sql.advanceVersion(tx, secretId, existing.version, version, now, valueSetAt ?? now, by)) {
       throw new PreconditionFailedError(`${name} changed meanwhile: read it again and retry.`);
     }
     const { ciphertext, dekVersion } = this.encrypt(tx, ws, secretId, version, value);
     const keyVersion = ws.e2ee === 1 ? ws.e2ee_key_version : 0;
-    sql.insertVersion(tx, { secret_id: secretId, version, ciphertext, dek_version: dekVersion, key_version: keyVersion, origin, created_at: now, created_by: by });
+    sql.insertVersion(tx, { secret_id: secretId, version, ciphertext, dek_version: dekVersion, key_version: keyVersion, origin, created_at: now, created_by: by, value_set_at: valueSetAt ?? now });
     const action = existing ? (origin === "rollback" ? "secrets.secret.rollback" : origin === "rotate" ? "secrets.secret.rotate" : "secrets.secret.update") : "secrets.secret.create";
     this.k.audit.record(tx, event(caller, ws, { action, resource: { type: "secret", id: secretId }, reason: `${env.name}/${name} v${version}${origin === "import" ? " (import)" : ""}${note ? `, ${note}` : ""}` }));
     this.notify(tx, caller, ws, env, name, version, existing ? "secret.updated" : "secret.created");

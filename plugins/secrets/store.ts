@@ -53,6 +53,8 @@ export interface VersionRow {
   origin: VersionOrigin;
   created_at: number;
   created_by: string;
+  /** When the value was set: created_at, or for a rollback's copy and a re-encryption the value's own time. */
+  value_set_at: number;
 }
 
 export interface ShareRow {
@@ -168,23 +170,17 @@ export function insertSecret(tx: Database, row: SecretRow): void {
   ).run(row.id, row.environment_id, row.name, row.version, row.note, row.rotation_days, row.expires_at, row.rotated_at, row.created_at, row.created_by, row.updated_at, row.updated_by);
 }
 
-/** Moves a secret to a new current version, only if it is still at `expected` (optimistic concurrency). */
-export function advanceVersion(tx: Database, id: string, expected: number, next: number, at: number, by: string): boolean {
-  return tx.query("UPDATE secrets SET version = ?, rotated_at = ?, updated_at = ?, updated_by = ? WHERE id = ? AND version = ?").run(next, at, at, by, id, expected).changes === 1;
+/**
+ * Moves a secret to a new current version, only if it is still at `expected` (optimistic
+ * concurrency); `valueSetAt` is when the value it now holds was set (the reminder counts from it).
+ */
+export function advanceVersion(tx: Database, id: string, expected: number, next: number, at: number, valueSetAt: number, by: string): boolean {
+  return tx.query("UPDATE secrets SET version = ?, rotated_at = ?, updated_at = ?, updated_by = ? WHERE id = ? AND version = ?").run(next, valueSetAt, at, by, id, expected).changes === 1;
 }
 
-/**
- * When the value a version holds was set: the version's own time, or for a rollback's copy that
- * of the newest set, import or rotation at or before it. Which version a copy came from is not
- * recorded, so for a copy of a copy this is the latest the value can date from.
- */
+/** When the value version `version` holds was set (a copy's is its source's), or undefined when there is no such version. */
 export const valueSetAt = (db: Database, secretId: string, version: number) =>
-  db
-    .query<{ at: number }, [string, number]>("SELECT created_at AS at FROM secret_versions WHERE secret_id = ? AND version <= ? AND origin <> 'rollback' ORDER BY version DESC LIMIT 1")
-    .get(secretId, version)?.at;
-
-/** When the current value was set (what the rotation reminder counts from). */
-export const setRotatedAt = (tx: Database, id: string, at: number) => tx.query("UPDATE secrets SET rotated_at = ? WHERE id = ?").run(at, id);
+  db.query<{ at: number }, [string, number]>("SELECT value_set_at AS at FROM secret_versions WHERE secret_id = ? AND version = ?").get(secretId, version)?.at;
 
 export function updateMetadata(tx: Database, id: string, changes: { note?: string | null; rotation_days?: number | null; expires_at?: number | null }, at: number, by: string): void {
   const current = tx.query<SecretRow, [string]>("SELECT * FROM secrets WHERE id = ?").get(id)!;
@@ -209,7 +205,7 @@ export const purgeSecret = (tx: Database, id: string) => {
 };
 
 export function insertVersion(tx: Database, row: VersionRow): void {
-  tx.query("INSERT INTO secret_versions (secret_id, version, ciphertext, dek_version, key_version, origin, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
+  tx.query("INSERT INTO secret_versions (secret_id, version, ciphertext, dek_version, key_version, origin, created_at, created_by, value_set_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").run(
     row.secret_id,
     row.version,
     row.ciphertext,
@@ -218,6 +214,7 @@ export function insertVersion(tx: Database, row: VersionRow): void {
     row.origin,
     row.created_at,
     row.created_by,
+    row.value_set_at,
   );
 }
 
@@ -225,7 +222,7 @@ export const versionOf = (db: Database, secretId: string, version: number) =>
   db.query<VersionRow, [string, number]>("SELECT * FROM secret_versions WHERE secret_id = ? AND version = ?").get(secretId, version);
 
 export const versionsOf = (db: Database, secretId: string) =>
-  db.query<Omit<VersionRow, "ciphertext">, [string]>("SELECT secret_id, version, dek_version, key_version, origin, created_at, created_by FROM secret_versions WHERE secret_id = ? ORDER BY version DESC").all(secretId);
+  db.query<Omit<VersionRow, "ciphertext" | "value_set_at">, [string]>("SELECT secret_id, version, dek_version, key_version, origin, created_at, created_by FROM secret_versions WHERE secret_id = ? ORDER BY version DESC").all(secretId);
 
 /** Versions of a workspace's secrets still encrypted with a data key older than `dekVersion`. */
 /** Versions still on a data key older than `dekVersion`, in a fixed order, after the first `skip` of them. */

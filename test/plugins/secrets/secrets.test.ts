@@ -503,6 +503,22 @@ describe("rotation", () => {
     expect(await reminder(c.send("POST", path("DB_PASSWORD", "development", "/rotate"), later, { json: { generator: "uuid" } }))).toEqual([200, false, at(c.clock.now())]);
   });
 
+  test("a copy of a copy is as old as the value it holds, though a newer value was set between them (found in review: it read as set when the newer one was)", async () => {
+    const { c, owner, path } = await setup();
+    const day = 86_400_000;
+    const leakedAt = new Date(c.clock.now()).toISOString();
+    await c.send("PUT", path("DB_PASSWORD"), owner, { json: { value: "old-leaked", rotation_days: 30 } }); // v1
+    c.clock.advance(40 * day);
+    const later = await c.login(c.owner.email, c.owner.password);
+    await c.send("PUT", path("DB_PASSWORD"), later, { json: { value: "fresh" } }); // v2
+    const rollback = (version: number) => c.send("POST", path("DB_PASSWORD", "development", "/rollback"), later, { json: { version } });
+    expect((await rollback(1)).body.rotated_at).toBe(leakedAt); // v3: a copy of v1
+    c.clock.advance(60_000);
+    await c.send("PUT", path("DB_PASSWORD"), later, { json: { value: "other" } }); // v4
+    const copyOfCopy = await rollback(3); // v5: a copy of v3, the leaked value
+    expect([copyOfCopy.status, copyOfCopy.body.rotation_due, copyOfCopy.body.rotated_at]).toEqual([200, true, leakedAt]);
+  });
+
   test("a new data key re-encrypts every stored version; an interrupted rotation is finished at start", async () => {
     const { c, owner, ws, base, path } = await setup();
     for (let i = 0; i < 5; i++) await c.send("PUT", path(`S${i}`), owner, { json: { value: `value ${i}` } });
@@ -930,6 +946,22 @@ describe("turning end-to-end encryption on and off", () => {
     expect((await c.send("GET", `${base}/e2ee/my-key`, owner)).body.wrapped).toBe(first);
     // Off while already off changes nothing and is no error.
     expect((await c.send("PATCH", `/v1/secrets/workspaces/${(await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "plain" } })).body.id}/settings`, owner, { json: { e2ee: false } })).status).toBe(200);
+  });
+
+  test("a new workspace key leaves the values' rotation reminders as they were: the values are the same, re-encrypted (found in review: each was reset to the rotation's time)", async () => {
+    const { c, owner, ws, base, path, me, mine } = await encryptedWithTwoKeyPairs();
+    const v1 = newWorkspaceKey();
+    await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(v1, mine.publicKey, { workspace: ws, user: me }) } });
+    const ctx = { workspace: ws, environment: "development", name: "A" };
+    const setAt = new Date(c.clock.now()).toISOString();
+    await c.send("PUT", path("A"), owner, { json: { value: encryptValue(v1, "alpha", ctx), rotation_days: 30 } });
+    c.clock.advance(40 * 86_400_000);
+    const later = await c.login(c.owner.email, c.owner.password);
+    const v2 = newWorkspaceKey();
+    const rotation = { from_version: 1, values: [{ environment: "development", name: "A", version: 1, value: encryptValue(v2, "alpha", ctx) }], wrapped: [{ user: me, wrapped: wrapWorkspaceKey(v2, mine.publicKey, { workspace: ws, user: me }) }] };
+    expect((await c.send("POST", `${base}/e2ee/rotate`, later, { json: rotation })).body.key_version).toBe(2);
+    const after = await c.send("GET", `${base}/environments/development/secrets`, later);
+    expect(after.body.items.map((s: { name: string; version: number; rotated_at: string; rotation_due: boolean }) => [s.name, s.version, s.rotated_at, s.rotation_due])).toEqual([["A", 2, setAt, true]]);
   });
 
   test("off forgets every wrapped key and version: whoever turns it on again sets the first key (found in review)", async () => {
