@@ -27,15 +27,22 @@ export const auditPlugin = definePlugin({
     new Elysia({ name: "audit" })
       .get(
         "/events",
-        ({ query }) => {
+        async ({ query, request }) => {
+          const filter = filterOf(query);
+          let page: ReturnType<typeof listAuditEvents>;
           try {
-            return listAuditEvents(k.store.db, k.seal.keyring(), filterOf(query), query.limit ?? 100, query.cursor);
+            page = listAuditEvents(k.store.db, k.seal.keyring(), filter, query.limit ?? 100, query.cursor);
           } catch (error) {
             if (error instanceof BadCursorError) throw new InvalidError(error.message, "query.cursor");
             throw error;
           }
+          // The page holds personal data decrypted (addresses, names): who read it is recorded
+          // before it is answered, as an export is.
+          const reason = `${page.events.length} event${page.events.length === 1 ? "" : "s"}${query.cursor ? ", a later page" : ""}, filter ${JSON.stringify(filter)}`;
+          await k.store.write((tx) => k.audit.record(tx, { action: "audit.read", actor: actorOf(principalOf(request)), outcome: "success", reason, request: auditRequest(request) }));
+          return page;
         },
-        { query: ListQuery, response: AuditPage, detail: { summary: "Audit events, newest first, filtered, one page at a time", tags: ["audit"], ...READ } },
+        { query: ListQuery, response: AuditPage, detail: { summary: "Audit events, newest first, filtered, one page at a time (each page read is itself audited)", tags: ["audit"], ...READ } },
       )
       .get(
         "/export",

@@ -13,6 +13,7 @@ export const KERNEL_ACTIONS: readonly AuditActionType[] = [
   { type: "audit.note.create", description: "An operator wrote a note into the audit log." },
   { type: "audit.subject.erase", description: "A subject's personal data in the audit log was erased by destroying its key." },
   { type: "audit.export", description: "Audit events were exported." },
+  { type: "audit.read", description: "A page of audit events (their personal data decrypted) was read." },
   { type: "audit.checkpoint.create", description: "A signed checkpoint of the chain was asked for (the checkpoint covers this event)." },
   { type: "auth.token.reject", description: "A request came with a token that is malformed, unknown, expired or revoked." },
   { type: "auth.permission.deny", description: "A request was refused: missing scope, role, membership, service activation, or address not allowed." },

@@ -72,6 +72,20 @@ describe("GET /v1/audit/events", () => {
     expect(reasons(seen.map((reason) => ({ reason })))).toEqual(["event 5", "event 4", "event 3", "event 2", "event 1"]);
   });
 
+  test("each page read is itself audited, who read how many events with what filter: it holds personal data decrypted (found in review: only exports were)", async () => {
+    const { c, send } = await seeded();
+    const first = await send("GET", `/v1/audit/events?${SINCE}&action=secrets&limit=2`);
+    await send("GET", `/v1/audit/events?${SINCE}&action=secrets&limit=2&cursor=${first.body.next_cursor}`);
+    expect((await send("GET", "/v1/audit/events?cursor=bm9wZQ")).status).toBe(422);
+    const reads = c.kernel.store.db.query<{ actor_user: string; reason: string }, []>("SELECT actor_user, reason FROM audit_events WHERE action = 'audit.read' ORDER BY seq").all();
+    const me = (await send("GET", "/v1/iam/me")).body.id;
+    const filter = JSON.stringify({ action: "secrets", since: START });
+    expect(reads).toEqual([
+      { actor_user: me, reason: `2 events, filter ${filter}` },
+      { actor_user: me, reason: `1 event, a later page, filter ${filter}` },
+    ]);
+  });
+
   const bad: Array<[string, string]> = [
     ["?limit=0", "query.limit"],
     ["?limit=5000", "query.limit"],
