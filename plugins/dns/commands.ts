@@ -280,7 +280,7 @@ export const dnsCommands: Command[] = [
       address: { type: "string", description: "Its IP address (required)" },
       key: { type: "string", description: "The TSIG key it signs with (required; citadel dns tsig create)" },
       port: { type: "string", description: "Where it listens for NOTIFY (default 53)" },
-      zones: { type: "string", description: "Only these zones, comma-separated (default: every zone)" },
+      zones: { type: "string", description: "Only these zones, comma-separated (default: every zone; * is every hosted zone, to name the mesh's zone beside: *,mesh.internal)" },
     },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns secondary add <name> --address IP --key KEY");

@@ -106,5 +106,5 @@ export const NewSecondary = t.Object({
   address: t.String({ minLength: 1, maxLength: 64, description: "Its IP address: transfers must come from it, NOTIFY goes to it" }),
   port: t.Optional(Integer({ minimum: 1, maximum: 65_535, description: "Where it listens for NOTIFY (default 53)" })),
   tsig_key: t.String({ minLength: 1, maxLength: 255, description: "The TSIG key it signs transfers with" }),
-  zones: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 255 }), { maxItems: 10_000, description: "Only these zones (default: every zone)" })),
+  zones: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 255 }), { maxItems: 10_000, description: "Only these zones (default: every zone); \"*\" is every hosted zone, to list a record provider's own zone (the mesh's) beside it" })),
 });

@@ -145,6 +145,8 @@ export class TransferService {
     // An empty list would be a secondary that may transfer nothing and is never told of a change.
     if (input.zones?.length === 0) throw new InvalidError("a secondary's zones are at least one zone, or absent for every zone", "zones");
     const zones = input.zones?.map((z, i) => {
+      if (z === EVERY_HOSTED_ZONE) return z;
+      if (z.includes("*")) throw new InvalidError(`zones[${i}]: a zone's name has no wildcard; * alone is every hosted zone`, "zones");
       try {
         return canonical(parseName(z, []));
       } catch (e) {
@@ -157,7 +159,7 @@ export class TransferService {
       if (!sql.tsigKey(tx, key)) throw new InvalidError(`No TSIG key ${key}: create it first (citadel dns tsig create)`, "tsig_key");
       if (sql.secondary(tx, name)) throw new ConflictError(`The secondary ${name} exists already.`);
       sql.insertSecondary(tx, row);
-      this.k.audit.record(tx, event(caller, "dns.secondary.create", { type: "dns_secondary", id: name }, `${address} port ${port}, key ${key}, ${zones ? `zones ${zones.join(" ")}` : "every zone"}`));
+      this.k.audit.record(tx, event(caller, "dns.secondary.create", { type: "dns_secondary", id: name }, `${address} port ${port}, key ${key}, ${zonesSaid(zones)}`));
     });
     return secondaryView(row);
   }
@@ -233,21 +235,34 @@ export class TransferView implements TransferPolicy {
     const address = canonicalAddress(client);
     const key = canonical(keyName);
     const zoneName = canonical(zone);
-    return this.secondaries.some((s) => s.row.address === address && s.row.tsig_key === key && (s.zones === null || s.zones.has(zoneName)));
+    return this.secondaries.some((s) => s.row.address === address && s.row.tsig_key === key && (s.zones === null || s.zones.has(EVERY_HOSTED_ZONE) || s.zones.has(zoneName)));
   }
 
   /**
    * The secondaries to NOTIFY about a change of `zone`. A record provider's own zone (one no
    * hosted zone contains: mesh.internal.) goes only to those that list it: one set for "every
    * zone" was set up for the hosted zones, never configured that one, and answered each NOTIFY
-   * of it (on every mesh write) with NOTAUTH, five times over.
+   * of it (on every mesh write) with NOTAUTH, five times over. One that serves both says so
+   * with `*` and that zone.
    */
   notifyTargets(zone: Name, providerOwned = false): NotifyTarget[] {
     const zoneName = canonical(zone);
+    const everyHosted = (zones: Set<string> | null) => zones === null || zones.has(EVERY_HOSTED_ZONE);
     return this.secondaries
-      .filter((s) => (s.zones === null ? !providerOwned : s.zones.has(zoneName)))
+      .filter((s) => (providerOwned ? s.zones?.has(zoneName) === true : everyHosted(s.zones) || s.zones!.has(zoneName)))
       .map((s) => ({ secondary: s.row.name, address: s.row.address, port: s.row.notify_port, keyName: parseName(s.row.tsig_key, null) }));
   }
+}
+
+/** In a secondary's zones: every hosted zone (a record provider's own zone is named beside it). */
+const EVERY_HOSTED_ZONE = "*";
+
+/** A secondary's zones as the audit log says them. */
+function zonesSaid(zones: string[] | undefined): string {
+  if (!zones) return "every zone";
+  const named = zones.filter((z) => z !== EVERY_HOSTED_ZONE);
+  if (named.length === zones.length) return `zones ${named.join(" ")}`;
+  return named.length === 0 ? "every hosted zone" : `every hosted zone and ${named.join(" ")}`;
 }
 
 function keyName(text: string): string {

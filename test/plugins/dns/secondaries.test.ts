@@ -96,6 +96,24 @@ describe("secondaries", () => {
     expect((await c.send("GET", "/v1/dns/secondaries", operator)).body.items.length).toBe(3);
   });
 
+  test("* in zones is every hosted zone, so a secondary can serve them all and the mesh's zone, and be told of changes to each (found in review: it had to list every hosted zone)", async () => {
+    const { c, operator } = await setup();
+    await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } });
+    const made = await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns4", address: "192.0.2.4", tsig_key: "fleet", zones: ["*", "Mesh.Internal"] } });
+    expect([made.status, made.body.zones]).toEqual([200, ["*", "mesh.internal."]]);
+    await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns5", address: "192.0.2.5", tsig_key: "fleet", zones: ["*"] } });
+    const view = transferServiceOf(c.kernel as never).view();
+    const n = (text: string) => parseName(text, null);
+    expect(view.notifyTargets(n("example.org.")).map((t) => t.secondary)).toEqual(["ns4", "ns5"]);
+    expect(view.notifyTargets(n("mesh.internal."), true).map((t) => t.secondary)).toEqual(["ns4"]);
+    expect(view.notifyTargets(n("other.internal."), true).map((t) => t.secondary)).toEqual([]);
+    for (const zone of ["example.org.", "mesh.internal."]) expect([zone, view.allowed("192.0.2.4", n(zone), n("fleet."))]).toEqual([zone, true]);
+    const reasons = c.kernel.store.db.query<{ reason: string }, []>("SELECT reason FROM audit_events WHERE action = 'dns.secondary.create' ORDER BY seq").all();
+    expect(reasons.map((r) => r.reason.replace(/^.*, key fleet\., /, ""))).toEqual(["every hosted zone and mesh.internal.", "every hosted zone"]);
+    // Nothing else that is no name is taken.
+    expect((await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns6", address: "192.0.2.6", tsig_key: "fleet", zones: ["*.example.org"] } })).status).toBe(422);
+  });
+
   test("the transfer policy: the secondary's address with its key, for its zones only; keys decrypt for signing", async () => {
     const { c, operator } = await setup();
     const key = await c.send("POST", "/v1/dns/tsig-keys", operator, { json: { name: "fleet" } });
