@@ -16,6 +16,7 @@ import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecr
 import { e2eeCiphertextLength, isE2eeCiphertext } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
 import { MAX_IMPORT_ENTRIES } from "./model.ts";
+import { shareSource } from "./shares.ts";
 import * as sql from "./store.ts";
 import type { E2eeKeys } from "./e2ee-keys.ts";
 import type { Webhooks } from "./webhooks.ts";
@@ -335,7 +336,8 @@ export class SecretsService {
       const current = this.stillLive(tx, env, row); // purged or deleted meanwhile: nothing to delete, nothing to audit
       checkIfMatch(name, current.version, ifMatch);
       sql.softDeleteSecret(tx, row.id, this.now(), byWhom(caller.principal));
-      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.delete", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}` }));
+      const links = this.revokeLinksTo(tx, caller, ws, env, row.name, "deleted");
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.delete", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}${links}` }));
       this.notify(tx, caller, ws, env, row.name, current.version, "secret.deleted");
     });
   }
@@ -368,9 +370,23 @@ export class SecretsService {
       if (!current) throw new ConflictError(`${name} changed meanwhile: it was purged.`);
       checkIfMatch(name, current.version, ifMatch);
       sql.purgeSecret(tx, row.id);
-      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.purge", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}, ${current.version} versions` }));
+      const links = this.revokeLinksTo(tx, caller, ws, env, row.name, "purged");
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.secret.purge", resource: { type: "secret", id: row.id }, reason: `${envName}/${name}, ${current.version} versions${links}` }));
       this.notify(tx, caller, ws, env, row.name, current.version, "secret.purged");
     });
+  }
+
+  /**
+   * The share links carrying the secret are revoked with its purge, and with its soft delete
+   * too: whoever deletes a leaked credential expects its links to stop handing it out, and a
+   * restore does not bring them back (the secret's links are made again if wanted). Each has
+   * its own secrets.share.revoke event, as every other revocation does; the caller's event
+   * counts them (what this returns: ", N share link(s) revoked", or nothing).
+   */
+  private revokeLinksTo(tx: Database, caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, name: string, how: "purged" | "deleted"): string {
+    const revoked = sql.revokeSharesOf(tx, ws.organization_id, shareSource(ws.workspace_id, env.name, name), this.now());
+    for (const id of revoked) this.k.audit.record(tx, event(caller, ws, { action: "secrets.share.revoke", resource: { type: "share", id }, reason: `the secret it carries was ${how}` }));
+    return revoked.length > 0 ? `, ${revoked.length} share link(s) revoked` : "";
   }
 
   /**

@@ -63,9 +63,9 @@ export class Shares {
     const id = newId("shr");
     const now = this.k.clock.now();
     const expiresAt = now + ttlHours * HOUR_MS;
-    const source = input.source ? `${input.source.workspace}/${input.source.environment}/${input.source.name}` : null;
+    const source = input.source ? shareSource(input.source.workspace, input.source.environment, input.source.name) : null;
     await this.k.store.write((tx) => {
-      this.requireStillThere(tx, organizationId, input.source?.workspace);
+      this.requireStillThere(tx, organizationId, input.source);
       const wrapped = this.k.seal.keyring().encrypt(tx, shareKeyOwner(organizationId), `secrets_shares:${id}`, input.ciphertext);
       // The passphrase proof's hash, wrapped like the ciphertext: a bare hash in a copy of the
       // database would let whoever also holds the link guess the passphrase offline, past the burn.
@@ -94,16 +94,19 @@ export class Shares {
   }
 
   /**
-   * The organization, and the workspace the link carries a secret of, checked again where the
-   * link is written: a deletion committed since the checks before it would not find the link
-   * (found in review: it outlived the deletion, still open, its key made anew). Refused as the
-   * guard and the checks before refuse what is gone.
+   * The organization, and the workspace and secret the link carries, checked again where the
+   * link is written: a deletion (or a purge, or a soft delete of the secret) committed since the
+   * checks before it would not find the link (found in review: it outlived the deletion, still
+   * open, its key made anew). Refused as the guard and the checks before refuse what is gone.
    */
-  private requireStillThere(tx: Database, organizationId: string, workspaceId: string | undefined): void {
+  private requireStillThere(tx: Database, organizationId: string, source: NewShare["source"]): void {
     const identity = this.k.identity.provider;
     if (identity && identity.organization(organizationId) === null) throw new HttpProblem(404, "not_found", "No such organization.");
-    if (workspaceId === undefined) return;
-    if (!sql.workspaceRow(tx, workspaceId) || (identity && identity.workspace(workspaceId) === null)) throw new InvalidError("no such workspace in this organization", "source.workspace");
+    if (source === undefined) return;
+    if (!sql.workspaceRow(tx, source.workspace) || (identity && identity.workspace(source.workspace) === null)) throw new InvalidError("no such workspace in this organization", "source.workspace");
+    const env = sql.environmentByName(tx, source.workspace, source.environment);
+    const secret = env && sql.secretByName(tx, env.id, source.name);
+    if (!secret || secret.deleted_at !== null) throw new InvalidError("no such secret in that environment", "source.name");
   }
 
   /**
@@ -269,6 +272,12 @@ function allowedFrom(client: string | null | undefined, allowlist: readonly Cidr
   const ip = client ? parseIp(client) : null;
   return ip !== null && allowlist.some((c) => cidrContains(c, ip));
 }
+
+/**
+ * What a link names as the secret it carries: "<workspace>/<environment>/<name>". Its links are
+ * revoked when that secret is purged or deleted (service.ts), found by this string whole.
+ */
+export const shareSource = (workspaceId: string, environment: string, name: string) => `${workspaceId}/${environment}/${name}`;
 
 /** The keyring owner of an organization's share links (destroyed when the organization is erased). */
 export const shareKeyOwner = (organizationId: string) => `shares:${organizationId}`;

@@ -305,13 +305,25 @@ export const revokeShare = (tx: Database, id: string, at: number) =>
  */
 export function revokeSharesFrom(tx: Database, organizationId: string, workspaceId: string, at: number): string[] {
   // The source is "<workspace>/<environment>/<name>": compared as a prefix, not with LIKE (an id's "_" is a LIKE wildcard).
-  const ofWorkspace = "organization_id = ?1 AND substr(source, 1, length(?2) + 1) = ?2 || '/'";
+  return revokeSharesMatching(tx, "organization_id = ?1 AND substr(source, 1, length(?2) + 1) = ?2 || '/'", organizationId, workspaceId, at);
+}
+
+/**
+ * The links that carry one secret (`source`, "<workspace>/<environment>/<name>") go with it, as
+ * revokeSharesFrom's go with their workspace. Compared whole: DB's links are not DB_2's.
+ */
+export function revokeSharesOf(tx: Database, organizationId: string, source: string, at: number): string[] {
+  return revokeSharesMatching(tx, "organization_id = ?1 AND source = ?2", organizationId, source, at);
+}
+
+/** Revokes the open links `which` selects (?1 the organization, ?2 the source), drops the ciphertext of all it selects; the ids revoked, oldest first. */
+function revokeSharesMatching(tx: Database, which: string, organizationId: string, source: string, at: number): string[] {
   const revoked = tx
     .query<{ id: string; created_at: number }, [string, string, number]>(
-      `UPDATE secrets_shares SET revoked_at = ?3, ciphertext = x'' WHERE ${ofWorkspace} AND revoked_at IS NULL AND expires_at > ?3 AND views < max_views RETURNING id, created_at`,
+      `UPDATE secrets_shares SET revoked_at = ?3, ciphertext = x'' WHERE ${which} AND revoked_at IS NULL AND expires_at > ?3 AND views < max_views RETURNING id, created_at`,
     )
-    .all(organizationId, workspaceId, at);
-  tx.query(`UPDATE secrets_shares SET ciphertext = x'' WHERE ${ofWorkspace} AND length(ciphertext) > 0`).run(organizationId, workspaceId);
+    .all(organizationId, source, at);
+  tx.query(`UPDATE secrets_shares SET ciphertext = x'' WHERE ${which} AND length(ciphertext) > 0`).run(organizationId, source);
   return revoked.sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id)).map((s) => s.id);
 }
 

@@ -117,6 +117,91 @@ describe("a link asked for while its workspace or organization is deleted (found
   });
 });
 
+describe("a purged or deleted secret's share links (found in review: a purged secret's link stayed active and handed out its value)", () => {
+  const secretPath = (ws: string, env: string, name: string) => `/v1/secrets/workspaces/${ws}/environments/${env}/secrets/${name}`;
+
+  const byResource = (a: { resource_id: string }, b: { resource_id: string }) => (a.resource_id < b.resource_id ? -1 : 1);
+
+  /** DB, its namesake in production and DB_2 (whose source "DB" is a prefix of), each with a link. */
+  async function linked() {
+    const { c, owner, org, workspace } = await setup();
+    const ws = await workspace("app");
+    for (const [env, name] of [["development", "DB"], ["production", "DB"], ["development", "DB_2"]] as const) await c.send("PUT", secretPath(ws, env, name), owner, { json: { value: `${env} ${name}` } });
+    const links = {
+      db: await share(c, owner, org, { workspace: ws, environment: "development", name: "DB" }),
+      db2: await share(c, owner, org, { workspace: ws, environment: "development", name: "DB" }),
+      production: await share(c, owner, org, { workspace: ws, environment: "production", name: "DB" }),
+      prefixed: await share(c, owner, org, { workspace: ws, environment: "development", name: "DB_2" }),
+      oneOff: await share(c, owner, org),
+    };
+    const states = async () => {
+      const listed = (await c.send("GET", `/v1/secrets/orgs/${org}/shares`, owner)).body.items as Array<{ id: string; state: string }>;
+      const byId = new Map(listed.map((s) => [s.id, s.state]));
+      return Object.fromEntries(Object.entries(links).map(([k, l]) => [k, byId.get(l.id)]));
+    };
+    // In no particular order (links made in the same millisecond go by id): compared by id, as SQLite orders them.
+    const revokeEvents = () => c.kernel.store.db.query("SELECT resource_id, actor_kind, reason, organization, workspace FROM audit_events WHERE action = 'secrets.share.revoke' ORDER BY resource_id").all();
+    return { c, owner, org, ws, links, states, revokeEvents };
+  }
+
+  test("a purge revokes the links carrying exactly that secret, in its transaction: ciphertext dropped, 410, one event each, counted in the purge's", async () => {
+    const { c, owner, org, ws, links, states, revokeEvents } = await linked();
+    expect((await confirmed(c, "POST", `${secretPath(ws, "development", "DB")}/purge`, owner)).status).toBe(200);
+
+    expect(await states()).toEqual({ db: "revoked", db2: "revoked", production: "active", prefixed: "active", oneOff: "active" });
+    expect((await links.db.open()).status).toBe(410);
+    expect(shareRow(c, links.db.id)).toEqual({ ciphertext: 0, revoked: 1 });
+    for (const open of [links.production, links.prefixed, links.oneOff]) expect((await open.open()).status).toBe(200);
+    const revoked = (id: string) => ({ resource_id: id, actor_kind: "user", reason: "the secret it carries was purged", organization: org, workspace: ws });
+    expect(revokeEvents()).toEqual([revoked(links.db.id), revoked(links.db2.id)].sort(byResource));
+    expect(deletionReason(c, "secrets.secret.purge")).toBe("development/DB, 1 versions, 2 share link(s) revoked");
+    const last = c.kernel.store.db.query("SELECT action FROM audit_events WHERE action LIKE 'secrets.%' AND action != 'secrets.share.view' ORDER BY seq DESC LIMIT 3").all();
+    expect(last.reverse()).toEqual([{ action: "secrets.share.revoke" }, { action: "secrets.share.revoke" }, { action: "secrets.secret.purge" }]); // in the purge's transaction, just before its event
+  });
+
+  test("a soft delete revokes them too, and a restore does not bring them back", async () => {
+    const { c, owner, org, ws, links, states, revokeEvents } = await linked();
+    expect((await c.send("DELETE", secretPath(ws, "development", "DB"), owner)).status).toBe(200);
+
+    expect(await states()).toEqual({ db: "revoked", db2: "revoked", production: "active", prefixed: "active", oneOff: "active" });
+    expect(shareRow(c, links.db.id)).toEqual({ ciphertext: 0, revoked: 1 });
+    const revoked = (id: string) => ({ resource_id: id, actor_kind: "user", reason: "the secret it carries was deleted", organization: org, workspace: ws });
+    expect(revokeEvents()).toEqual([revoked(links.db.id), revoked(links.db2.id)].sort(byResource));
+    expect(deletionReason(c, "secrets.secret.delete")).toBe("development/DB, 2 share link(s) revoked");
+
+    expect((await c.send("POST", `${secretPath(ws, "development", "DB")}/restore`, owner)).status).toBe(200);
+    expect((await links.db.open()).status).toBe(410);
+    expect((await states()).db).toBe("revoked");
+    // A purge after the delete finds nothing more to revoke.
+    expect((await c.send("DELETE", secretPath(ws, "development", "DB"), owner)).status).toBe(200);
+    expect((await confirmed(c, "POST", `${secretPath(ws, "development", "DB")}/purge`, owner)).status).toBe(200);
+    expect(deletionReason(c, "secrets.secret.purge")).toBe("development/DB, 1 versions");
+    expect(revokeEvents()).toHaveLength(2);
+  });
+
+  test("a link whose secret is purged between its checks and its write is refused where it is written: none outlives the purge", async () => {
+    const { c, owner, org, ws } = await linked();
+    const path = `${secretPath(ws, "development", "DB")}/purge`;
+    const ask = await c.send("POST", path, owner);
+    expect(ask.status).toBe(428);
+    // The link's write waits for the purge to commit: the secret was there when the link was checked.
+    const { store } = c.kernel;
+    const write = store.write;
+    store.write = (async (fn: Parameters<typeof write>[0]) => {
+      store.write = write;
+      expect((await c.send("POST", path, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+      return write.call(store, fn);
+    }) as typeof store.write;
+    const sealed = await createShareSecret("the value");
+    const made = await c
+      .send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: false, source: { workspace: ws, environment: "development", name: "DB" } } })
+      .finally(() => (store.write = write));
+    expect([made.status, made.body.errors]).toEqual([422, [{ field: "source.name", message: "no such secret in that environment" }]]);
+    const open = c.kernel.store.db.query("SELECT count(*) AS n FROM secrets_shares WHERE source = ? AND revoked_at IS NULL").get(`${ws}/development/DB`);
+    expect(open).toEqual({ n: 0 });
+  });
+});
+
 describe("a deleted organization's share links", () => {
   test("are deleted, and its share-link key destroyed, in the deletion's transaction (found in review: their rows and key stayed for good)", async () => {
     const { c, owner, org } = await setup();
