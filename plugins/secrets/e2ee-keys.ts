@@ -47,15 +47,26 @@ export class E2eeKeys {
               : `You are the only holder of version ${sole.key_version} of the key of workspace ${sole.workspace_id}, which older values are still encrypted with: a new key pair would make them unreadable (purge them, or keep this key pair).`,
           );
         }
-        // The workspace keys wrapped to the old key pair are useless now (or, under the same
-        // public key, of no use unless the new seal holds the same private key): they go, and
-        // another member wraps them again for the new key pair.
-        tx.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(user);
+        this.dropKeysWrappedTo(tx, caller, user);
       }
       sql.putUserKey(tx, user, input.public_key, input.sealed_private_key, this.k.clock.now());
       this.k.audit.record(tx, event(caller, null, { action: "secrets.e2ee.keypair", resource: { type: "user", id: user }, reason: previous ? "replaced" : "created" }));
     });
     return this.keyPair(caller);
+  }
+
+  /**
+   * The workspace keys wrapped to the old key pair are useless now (or, under the same public
+   * key, of no use unless the new seal holds the same private key): they go, and another member
+   * wraps them again for the new key pair. Each workspace that loses a holder records it as a
+   * revoke of its own (found in review: the keypair event names no workspace, so a holder
+   * vanished from the workspace's trail), as a rotation's holders left out are.
+   */
+  private dropKeysWrappedTo(tx: Database, caller: Caller, user: string): void {
+    for (const ws of sql.workspacesKeyedFor(tx, user)) {
+      this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.revoke", resource: { type: "user", id: user }, reason: "their key pair was replaced" }));
+    }
+    sql.deleteKeysWrappedTo(tx, user);
   }
 
   /**

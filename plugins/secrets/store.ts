@@ -389,6 +389,13 @@ export const keysHeldWithOthers = (db: Database, userId: string, workspaceId?: s
 export const deleteWorkspaceKeys = (tx: Database, workspaceId: string, userId: string) =>
   tx.query("DELETE FROM secrets_workspace_keys WHERE workspace_id = ? AND user_id = ?").run(workspaceId, userId).changes;
 
+/** The workspaces holding a key (of any version) wrapped for the user, in their ids' order. */
+export const workspacesKeyedFor = (db: Database, userId: string) =>
+  db.query<WorkspaceRow, [string]>("SELECT * FROM secrets_workspaces WHERE workspace_id IN (SELECT workspace_id FROM secrets_workspace_keys WHERE user_id = ?) ORDER BY workspace_id").all(userId);
+
+/** Every workspace key wrapped for the user, in every workspace (their key pair replaced, or their account erased). */
+export const deleteKeysWrappedTo = (tx: Database, userId: string) => tx.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(userId);
+
 export const setE2eeKeyVersion = (tx: Database, workspaceId: string, version: number) =>
   tx.query("UPDATE secrets_workspaces SET e2ee_key_version = ? WHERE workspace_id = ?").run(version, workspaceId);
 

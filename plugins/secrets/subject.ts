@@ -47,7 +47,7 @@ export function secretsSubjects(store: Store, keyring: () => Keyring): SubjectCo
     erase(tx, subject, now) {
       if (subject.kind === "user") {
         const keys = tx.query("DELETE FROM secrets_user_keys WHERE user_id = ?").run(subject.id).changes;
-        tx.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(subject.id);
+        sql.deleteKeysWrappedTo(tx, subject.id);
         return keys > 0 ? "end-to-end-encryption keys deleted" : null;
       }
       const workspaces = tx.query<{ workspace_id: string }, [string]>("SELECT workspace_id FROM secrets_workspaces WHERE organization_id = ?").all(subject.id);
