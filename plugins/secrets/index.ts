@@ -122,7 +122,7 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
     const stopDeliveries = webhooks.start();
     const sweeper = setInterval(() => void shares.sweep().catch((error) => k.log.error("share link sweep failed", { error: String(error) })), 60_000);
     sweeper.unref?.();
-    const unregister = subjectsOf(k.store).register(secretsSubjects(k.store, () => k.seal.keyring()));
+    const unregister = subjectsOf(k.store).register(secretsSubjects(k.store, () => k.seal.keyring(), k.audit));
     const unregisterDeletion = workspaceDeletionsOf(k.store).register(secretsWorkspaceDeletion(() => k.seal.keyring(), k.audit));
     const unregisterOrganizationDeletion = organizationDeletionsOf(k.store).register(secretsOrganizationDeletion(() => k.seal.keyring()));
     return async () => {

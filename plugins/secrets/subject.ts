@@ -28,7 +28,7 @@ import { webhookKeyOwner } from "./webhooks.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function secretsSubjects(store: Store, keyring: () => Keyring): SubjectContributor {
+export function secretsSubjects(store: Store, keyring: () => Keyring, audit: AuditLog): SubjectContributor {
   const db = store.db;
   return {
     name: "secrets",
@@ -47,6 +47,8 @@ export function secretsSubjects(store: Store, keyring: () => Keyring): SubjectCo
     erase(tx, subject, now) {
       if (subject.kind === "user") {
         const keys = tx.query("DELETE FROM secrets_user_keys WHERE user_id = ?").run(subject.id).changes;
+        // Each workspace that loses a holder records it: the erasure's own event names none.
+        for (const ws of sql.workspacesKeyedFor(tx, subject.id)) audit.record(tx, revokedWithErasure(ws, subject.id));
         sql.deleteKeysWrappedTo(tx, subject.id);
         return keys > 0 ? "end-to-end-encryption keys deleted" : null;
       }
@@ -134,6 +136,17 @@ export function secretsWorkspaceDeletion(keyring: () => Keyring, audit: AuditLog
     },
   };
 }
+
+/** A holder's wrapped keys dropped by their account's erasure; who asked for it is on the erasure's events. */
+const revokedWithErasure = (ws: sql.WorkspaceRow, userId: string): AuditEventInput => ({
+  action: "secrets.e2ee.revoke",
+  actor: { kind: "system" },
+  outcome: "success",
+  reason: "their account was erased",
+  resource: { type: "user", id: userId },
+  organization: ws.organization_id,
+  workspace: ws.workspace_id,
+});
 
 /** A link's revocation by its workspace's deletion; who deleted it is on the deletion's event. */
 const revokedWithWorkspace = (ws: sql.WorkspaceRow, shareId: string): AuditEventInput => ({

@@ -51,3 +51,19 @@ test("a first key pair, or the same one sent again, revokes nothing", async () =
   expect((await c.send("PUT", "/v1/secrets/me/keypair", bob.token, { json: { public_key: pairs.get(bob.id)!.publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } })).status).toBe(200);
   expect(c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'secrets.e2ee.revoke'").get()).toEqual({ n: 0 });
 });
+
+test("a user's erasure records a secrets.e2ee.revoke event for each workspace whose wrapped keys it drops (found in review: only the erasure's event, naming none)", async () => {
+  const c = await newCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
+  const { bob } = await encryptedForThree(c, owner, ws);
+  const ask = await c.send("POST", `/v1/subject/user/${bob.id}/erasure`, owner);
+  expect((await c.send("POST", `/v1/subject/user/${bob.id}/erasure`, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+  c.clock.advance(31 * 86_400_000);
+  expect((await c.send("POST", "/v1/subject/erasures/run", await c.login(c.owner.email, c.owner.password))).body.erased).toBe(1);
+  const db = c.kernel.store.db;
+  expect(db.query("SELECT count(*) AS n FROM secrets_workspace_keys WHERE user_id = ?").get(bob.id)).toEqual({ n: 0 });
+  const revokes = db.query("SELECT actor_kind, resource_id, organization, workspace, reason FROM audit_events WHERE action = 'secrets.e2ee.revoke'").all();
+  expect(revokes).toEqual([{ actor_kind: "system", resource_id: bob.id, organization: org, workspace: ws, reason: "their account was erased" }]);
+});
