@@ -340,6 +340,7 @@ export class DnsService {
     const row: sql.ZoneRow = { id: newId("dnsz"), organization_id: organizationId, name, ttl, ...soa, serial: 0, created_at: now, updated_at: now, deleted_at: null };
     const records: RR[] = ns.map((n) => ({ name: origin, ttl, type: RRType.NS, rdata: parseRdata(RRType.NS, [nameToText(n)], origin) }));
     await this.write((tx) => {
+      this.requireLiveOrganization(tx, organizationId);
       if (sql.liveZoneByName(tx, name)) throw new ConflictError(`The zone ${name} exists already.`);
       this.refuseOverZoneQuota(tx, organizationId);
       this.refuseOverlap(tx, origin, organizationId);
@@ -352,6 +353,18 @@ export class DnsService {
       this.k.audit.record(tx, event(caller, row, "dns.zone.create", name));
     });
     return this.show(organizationId, row.id);
+  }
+
+  /**
+   * In the write that makes a zone: the organization, which the guard found before the handler
+   * ran, must still be live. One deleted meanwhile has had its zones deleted already: a zone made
+   * after would outlive it, served and holding its name against every other organization, with
+   * no route left to delete it (found in review). Changes to a zone need no such check: they
+   * find the zone again in their write, and it went with its organization.
+   */
+  private requireLiveOrganization(tx: Database, organizationId: string): void {
+    const identity = this.k.identity.provider;
+    if (identity && !identity.organizationLiveIn(tx, organizationId)) throw new NotFoundError("No such organization: it was deleted meanwhile.");
   }
 
   /**

@@ -170,6 +170,14 @@ export class IamIdentity implements IdentityProvider {
     return this.memo.get("workspace role", JSON.stringify([workspaceId, userId]), () => sql.workspaceRoleOf(this.db, workspaceId, userId));
   }
 
+  organizationLiveIn(tx: Database, id: string): boolean {
+    return sql.organizationById(tx, id) !== null;
+  }
+
+  workspaceLiveIn(tx: Database, id: string): boolean {
+    return sql.workspaceById(tx, id) !== null;
+  }
+
   /** True when a credential with an idle timeout went unused longer than it allows. */
   idle(id: string, row: Pick<sql.CredentialRow, "idle_timeout_ms" | "last_used_at" | "created_at">, now: number): boolean {
     const lastUse = this.recent.get(id)?.at ?? row.last_used_at ?? row.created_at;

@@ -309,6 +309,7 @@ export class MeshService {
     };
     if (row.topology !== "mesh" && row.topology !== "hub") throw new InvalidError('topology: "mesh" or "hub"', "topology");
     await this.write(id, (tx) => {
+      this.requireLiveOrganization(tx, org);
       if (tx.query("SELECT 1 FROM mesh_networks WHERE name = ?").get(name)) throw new ConflictError(`A mesh network named ${name} exists already (names are unique across Citadel: they name DNS domains).`);
       // In the transaction: two creations at once cannot both take the same pool.
       if (input.ipv4 === undefined) row.ipv4 = ipv4 = freePool(sql.networks(tx, org).map((n) => n.ipv4));
@@ -330,6 +331,7 @@ export class MeshService {
     const next = await this.write(id, (tx) => {
       // From the row as it is now, in the transaction that writes: two edits at once must not
       // undo each other (a PATCH of the MTU restoring a preshared-key seed the other replaced).
+      this.requireLiveOrganization(tx, org);
       const current = networkStill(tx, id, idOrName);
       const next = this.changedNetwork(current, changes);
       refuseInterfaceRename(tx, current, next);
@@ -449,6 +451,7 @@ export class MeshService {
       created_at: now,
     };
     await this.write(null, (tx) => {
+      this.requireLiveOrganization(tx, org);
       networkStill(tx, net.id, network);
       sql.insertPreauthKey(tx, row);
       this.k.audit.record(tx, event(caller, org, "mesh.key.create", { type: "mesh_preauth_key", id: row.id }, `${row.reusable ? "reusable" : "single-use"}, tags ${tags.join(",") || "none"}, ${minutes} min`));
@@ -532,6 +535,7 @@ export class MeshService {
     const written = await this.write(net.id, (tx) => {
       // On the row as it is now: another change made meanwhile (a disable, a rotation the node
       // made) stands, instead of being overwritten by what this request read before.
+      this.requireLiveOrganization(tx, org);
       const fresh = sql.nodeById(tx, current.id);
       if (!fresh) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
       // Nothing different (a tag list as it was, a node enabled already): no new version.
@@ -634,6 +638,7 @@ export class MeshService {
     const net = this.networkRow(org, network);
     const by = caller.principal.userId ?? caller.principal.tokenId ?? null;
     const written = await this.write(net.id, (tx) => {
+      this.requireLiveOrganization(tx, org);
       const current = networkStill(tx, net.id, network);
       if (expectedVersion !== undefined && expectedVersion !== current.acl_version)
         throw new PreconditionFailedError(`The ACL is at version ${current.acl_version}, not ${expectedVersion}: someone changed it; read it again.`);
@@ -711,6 +716,8 @@ export class MeshService {
       const fresh = sql.preauthKeyByPrefix(tx, key.prefix);
       // Gone with its network, deleted meanwhile.
       if (!fresh) throw new EnrollmentRefused(new UnauthorizedError("This pre-auth key is not valid."), "pre-auth key removed");
+      // Its organization being erased keeps the network until the erasure: checked now, not as remembered.
+      if (!this.organizationLiveIn(tx, net.organization_id)) throw new EnrollmentRefused(new UnauthorizedError("This pre-auth key is not valid."), "the organization was deleted");
       const refusal = keyRefusal(fresh, now) ?? this.makerRefusal(fresh, net.organization_id);
       if (refusal) throw new EnrollmentRefused(new UnauthorizedError(refusal.message), refusal.reason);
       if (sql.node(tx, net.id, name)) throw new EnrollmentRefused(new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`), "name taken");
@@ -802,6 +809,22 @@ export class MeshService {
   }
 
   private readonly liveOrganizations = new Map<string, { live: boolean; at: number }>();
+
+  /** Whether the organization is live as `tx` has it now: never remembered, for a write to ask inside its transaction. */
+  private organizationLiveIn(tx: Database, organizationId: string): boolean {
+    return this.k.identity.provider?.organizationLiveIn(tx, organizationId) ?? true; // no identity service in this build: nothing to ask
+  }
+
+  /**
+   * In the write that makes or changes something of the organization's: the organization, which
+   * the guard found before the handler ran, must still be live. A network made after its
+   * organization's deletion outlived it, its name taken from every other organization (found in
+   * review); one whose organization is being erased is kept until the erasure, and must not
+   * take new keys, nodes or rules meanwhile.
+   */
+  private requireLiveOrganization(tx: Database, organizationId: string): void {
+    if (!this.organizationLiveIn(tx, organizationId)) throw new NotFoundError("No such organization: it was deleted meanwhile.");
+  }
 
   /** The networks whose organization was found deleted at the last noticeDeletedOrganizations. */
   private networksOfDeletedOrganizations = new Set<string>();

@@ -3,6 +3,7 @@
  * kernel's guard asks the identity service (the iam plugin) about tokens, organizations,
  * workspaces and roles. The guard lives in src/http; the tables live in plugins/iam.
  */
+import type { Database } from "bun:sqlite";
 import type { Cidr } from "../net/ip.ts";
 import type { Role } from "./rbac.ts";
 
@@ -81,6 +82,15 @@ export interface IdentityProvider {
    */
   credentialStanding(id: string, now: number): { id: string; actsFor: string | null; usable: boolean } | null;
   workspaceRole(userId: string, workspaceId: string): Role | null;
+  /**
+   * Whether the organization is live (not deleted, nor being erased), read from `tx` now and
+   * never remembered. Another service's write asks it inside its own transaction, where a
+   * deletion that committed after the guard let the request in is seen: what it makes for the
+   * organization would otherwise outlive it, the deletion having run before it was there.
+   */
+  organizationLiveIn(tx: Database, id: string): boolean;
+  /** Whether the workspace and its organization are live, read from `tx` now, as organizationLiveIn. */
+  workspaceLiveIn(tx: Database, id: string): boolean;
 }
 
 /** The kernel's slot for the identity service; empty until the iam plugin fills it. */

@@ -763,3 +763,22 @@ describe("refusals feed the rate limiter", () => {
     expect(events).toEqual([{ action: "auth.rate_limit", n: 1 }, { action: "auth.token.reject", n: 6 }]);
   });
 });
+
+describe("liveness read in a transaction", () => {
+  test("organizationLiveIn and workspaceLiveIn answer as the transaction has it, not as last remembered", async () => {
+    const { c, operator, org } = await app();
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "app" } })).body.id as string;
+    const identity = c.kernel.identity.provider!;
+    expect([identity.organization(org) !== null, identity.workspace(ws) !== null]).toEqual([true, true]); // remembered live
+    try {
+      const seen = await c.kernel.store.write((tx) => {
+        const before = [identity.organizationLiveIn(tx, org), identity.workspaceLiveIn(tx, ws)];
+        tx.query("UPDATE organizations SET deleted_at = 1 WHERE id = ?").run(org);
+        return { before, after: [identity.organizationLiveIn(tx, org), identity.workspaceLiveIn(tx, ws)] };
+      });
+      expect(seen).toEqual({ before: [true, true], after: [false, false] });
+    } finally {
+      await c.stop();
+    }
+  });
+});
