@@ -6,7 +6,7 @@ import type { Database } from "bun:sqlite";
 import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
 import { effectiveRole, roleAllows, type Role } from "../../src/auth/rbac.ts";
-import { ForbiddenError, NotFoundError } from "../../src/errors.ts";
+import { ConflictError, ForbiddenError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { SecretsSettings } from "./settings.ts";
@@ -39,6 +39,10 @@ export function existingWorkspace(k: SecretsKernel, workspaceId: string): sql.Wo
 /**
  * The secrets-side row of a workspace, made with the default environments on first use. The
  * guard has checked the workspace exists; its organization comes from the identity service.
+ * The write asks the identity service again whether the workspace (and its organization) is
+ * live: a deletion committed meanwhile has removed what secrets held for it already, and a row
+ * made after it outlived the workspace, with a secret and a live data key on it (found in
+ * review). Refused as writeValue refuses a workspace deleted meanwhile.
  */
 export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Promise<sql.WorkspaceRow> {
   const existing = sql.workspaceRow(k.store.db, workspaceId);
@@ -48,6 +52,7 @@ export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Pr
   return k.store.write((tx) => {
     const again = sql.workspaceRow(tx, workspaceId);
     if (again) return again;
+    requireLiveWorkspace(k, tx, workspaceId);
     const row = { workspace_id: workspaceId, organization_id: facts.organizationId, e2ee: 0, e2ee_key_version: 1, created_at: k.clock.now() };
     sql.insertWorkspace(tx, row);
     for (const name of DEFAULT_ENVIRONMENTS) {
@@ -55,6 +60,16 @@ export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Pr
     }
     return row;
   });
+}
+
+/**
+ * In a write that makes something for the workspace: the workspace and its organization must
+ * be live as `tx` has them, asked of the identity service now (not as the guard found them).
+ * Deleted meanwhile, what secrets held for it has gone already; its organization's erasure
+ * asked for meanwhile keeps that until the erasure, and nothing new may join it.
+ */
+export function requireLiveWorkspace(k: SecretsKernel, tx: Database, workspaceId: string): void {
+  if (!k.identity.provider?.workspaceLiveIn(tx, workspaceId)) throw new ConflictError("The workspace was deleted meanwhile.");
 }
 
 /**

@@ -9,7 +9,7 @@ import { ConflictError, ForbiddenError, InvalidError, NotFoundError } from "../.
 import { newId } from "../../src/ids.ts";
 import { underPrefix } from "../../src/net/url-prefix.ts";
 import type { Stop } from "../../src/plugin.ts";
-import { byWhom, ensureWorkspace, environmentFor, event, existingWorkspace, mayManageMembers, protectionLetsIn, roleInWorkspace, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, ensureWorkspace, environmentFor, event, existingWorkspace, mayManageMembers, protectionLetsIn, requireLiveWorkspace, roleInWorkspace, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
 import { generateWebhookSecret, signWebhook } from "./webhook-signature.ts";
 
@@ -80,6 +80,8 @@ export class Webhooks {
     await this.k.store.write((tx) => {
       // Deleted since it was read: the insert below would meet the foreign key (a 500), not an answer.
       if (!sql.workspaceRow(tx, workspaceId)) throw new ConflictError("The workspace was deleted meanwhile.");
+      // Its organization's erasure asked for meanwhile keeps the row until the erasure: no new webhook joins it.
+      requireLiveWorkspace(this.k, tx, workspaceId);
       const existing = sql.webhooksOf(tx, workspaceId);
       if (existing.some((h) => h.url === normalized)) throw new ConflictError("This workspace has a webhook for that URL already.");
       this.checkRoomFor(existing.length);
