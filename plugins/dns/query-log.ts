@@ -16,7 +16,7 @@
 import { closeSync, fstatSync, openSync, renameSync, writeSync } from "node:fs";
 import type { Logger } from "../../src/log.ts";
 import { clientPrefix } from "./analytics.ts";
-import { nameToText } from "./names.ts";
+import { nameFromWire, nameToText, type Name } from "./names.ts";
 import { typeToText } from "./rdata.ts";
 import type { QueryEvent, QueryObserver } from "./server.ts";
 
@@ -34,6 +34,8 @@ export interface QueryLogOptions {
   /** Milliseconds between writes. Default 1000. */
   flushMs?: number;
 }
+
+const HEADER_LENGTH = 12;
 
 /** Lines kept in memory between writes at most (and never more than half the cap: one file); more are dropped and counted. */
 const MAX_BUFFERED_BYTES = 1 << 20;
@@ -67,7 +69,7 @@ export class QueryLog implements QueryObserver {
       client: this.clientText(event.client),
       transport: event.transport,
       zone: event.zone ? nameToText(event.zone) : null,
-      qname: nameToText(event.qname),
+      qname: nameToText(askedName(event)),
       qtype: typeToText(event.qtype),
       rcode: event.rcode,
       bytes: event.bytes,
@@ -143,6 +145,15 @@ export class QueryLog implements QueryObserver {
     this.flush();
     if (this.fd >= 0) this.closeFile();
   }
+}
+
+/**
+ * The name as the client sent it, case included (0x20 randomisation, probes): on a cache hit
+ * `event.qname` is the spelling of the query that filled the cache. Decoded here, for the sampled
+ * queries only, so that a hit stays cheap.
+ */
+function askedName(event: QueryEvent): Name {
+  return event.query ? nameFromWire(event.query, HEADER_LENGTH).name : event.qname;
 }
 
 function linesIn(bytes: Uint8Array): number {

@@ -160,7 +160,17 @@ export interface QueryEvent {
   client: string;
   /** Origin of the zone that answered; null when none did (REFUSED, FORMERR, ...). */
   zone: Name | null;
+  /**
+   * The question's name. From the answer cache it is the name as the query that filled the cache
+   * spelled it, the same object every time: compare it without case, and read the client's own
+   * spelling from `query`.
+   */
   qname: Name;
+  /**
+   * The query as received (valid during `observe` only): its question, right after the header
+   * and never compressed, has the name as the client sent it. The listeners always give it.
+   */
+  query?: Uint8Array;
   qtype: number;
   rcode: number;
   transport: "udp" | "tcp";
@@ -664,7 +674,7 @@ interface Connection extends StreamState {
 class DnsServerRuntime {
   readonly answerer: CachingAnswerer;
   /** One event object, refilled for every query: observers must not keep it. */
-  private readonly event: QueryEvent = { client: "", zone: null, qname: [], qtype: 0, rcode: 0, transport: "udp", bytes: 0, gated: false, time: 0 };
+  private readonly event: QueryEvent = { client: "", zone: null, qname: [], query: new Uint8Array(0), qtype: 0, rcode: 0, transport: "udp", bytes: 0, gated: false, time: 0 };
   private readonly now: () => number;
   /** The time of this event-loop turn's datagrams: read when its first arrives (a clock read per query showed in profiles). */
   private turnTime = 0;
@@ -697,6 +707,7 @@ class DnsServerRuntime {
       event.client = client;
       event.zone = out.zone ? out.zone.origin : null;
       event.qname = out.qname;
+      event.query = packet;
       event.qtype = out.qtype;
       event.rcode = out.rcode;
       event.transport = transport;

@@ -6,9 +6,12 @@ import { afterEach, expect, test } from "bun:test";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { parseName } from "../../../plugins/dns/names.ts";
+import { type Name, nameToWire, parseName } from "../../../plugins/dns/names.ts";
 import { QueryLog } from "../../../plugins/dns/query-log.ts";
-import type { QueryEvent } from "../../../plugins/dns/server.ts";
+import { type QueryEvent, startDnsServer, ZoneTable } from "../../../plugins/dns/server.ts";
+import { Zone } from "../../../plugins/dns/zone.ts";
+import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+import { silentLogger } from "../../../src/log.ts";
 import { captureLog } from "../../helpers/http.ts";
 
 const dirs: string[] = [];
@@ -25,10 +28,14 @@ function queryLog(options: Partial<ConstructorParameters<typeof QueryLog>[0]> = 
   return { log, path, logged: captured.lines };
 }
 
+/** A query's octets: the header (ID 0, one question) and the question, from which the log reads the client's spelling of the name. */
+const queryFor = (name: Name, qtype = 28) => Uint8Array.from([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, ...nameToWire(name), qtype >> 8, qtype & 255, 0, 1]);
+
 const event = (i: number, client = "192.0.2.57"): QueryEvent => ({
   client,
   zone: parseName("example.org.", null),
   qname: parseName(`host${i}.example.org.`, null),
+  query: queryFor(parseName(`host${i}.example.org.`, null)),
   qtype: 28,
   rcode: 0,
   transport: "udp",
@@ -156,4 +163,38 @@ test("log files emptied in place (truncate, as docs/gdpr.md advises after an era
   log.close();
   const lines = readFileSync(path, "utf8").trim().split("\n");
   expect(lines.map((l) => JSON.parse(l).qname)).toEqual(["host500.example.org."]);
+});
+
+/** One UDP query to the server; its reply (or null after a while). */
+async function udpAsk(port: number, packet: Uint8Array): Promise<Uint8Array | null> {
+  const { promise, resolve } = Promise.withResolvers<Uint8Array | null>();
+  const client = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array", socket: { data: (_s, data) => resolve(data), error: () => resolve(null) } });
+  const timer = setTimeout(() => resolve(null), 10_000);
+  client.send(packet, port, "127.0.0.1");
+  const reply = await promise;
+  clearTimeout(timer);
+  client.close();
+  return reply;
+}
+
+test("the name is logged as the client sent it, also when the reply came from the answer cache (found in review: a hit logged the first asker's case)", async () => {
+  const origin = parseName("example.test.", null);
+  const zones = new ZoneTable();
+  zones.set(Zone.build(origin, parseZoneFile("@ 3600 SOA ns1 hostmaster 1 1h 15m 1w 300\n@ 3600 NS ns1\nwww 3600 A 192.0.2.1\n", { origin, defaultTtl: 3600 })));
+  const { log, path } = queryLog();
+  const server = await startDnsServer({ udp: [{ address: "127.0.0.1", port: 0 }], tcp: [], zones, observer: log, log: silentLogger });
+  try {
+    for (const spelling of ["www.example.test.", "WwW.ExAmPlE.TeSt.", "www.EXAMPLE.test."]) {
+      expect(await udpAsk(server.udpPorts[0]!, queryFor(parseName(spelling, null), 1))).not.toBeNull();
+    }
+  } finally {
+    await server.stop();
+    log.close();
+  }
+  const lines = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  expect(lines.map((l) => [l.qname, l.zone, l.rcode])).toEqual([
+    ["www.example.test.", "example.test.", 0],
+    ["WwW.ExAmPlE.TeSt.", "example.test.", 0],
+    ["www.EXAMPLE.test.", "example.test.", 0],
+  ]);
 });
