@@ -246,6 +246,32 @@ describe("the rest of the report", () => {
     expect(logged.data.find((d) => d.what === "logs")?.note).toEndWith("Citadel writes no log file of its own besides the DNS query log");
   });
 
+  test("a relative resolver blocklist is the one in the data directory, where the resolver reads it, whatever the current directory (found in review)", async () => {
+    const dir = dataDir();
+    writeFileSync(join(dir, "bl.txt"), "ads.example\n", { mode: 0o600 });
+    const lists = { CITADEL_DNS_RESOLVER_BLOCKLISTS: "bl.txt,/nonexistent/abs.txt" };
+    const r = await report(dir, { env: lists });
+    expect(r.data.filter((d) => d.what === "resolver blocklist").map((d) => [d.path, d.kind])).toEqual([
+      [join(dir, "bl.txt"), "file"],
+      ["/nonexistent/abs.txt", "missing"],
+    ]);
+    const text = await run("sovereignty report", dir, { env: lists });
+    expect(text).toContain(`${join(dir, "bl.txt")}  0600  12 B`);
+    expect(text).not.toContain("bl.txt (absent)");
+  });
+
+  test("a relative geo file is looked for as the intel plugin opens it, as written, and the note says the server's working directory decides", async () => {
+    const dir = dataDir();
+    const r = await report(dir, { env: { CITADEL_INTEL_GEO_CITY: "city.mmdb", CITADEL_INTEL_GEO_ASN: "/nonexistent/asn.mmdb" } });
+    const geo = r.data.filter((d) => d.what.startsWith("geo database"));
+    expect(geo.map((d) => [d.what, d.path])).toEqual([
+      ["geo database (intel.geo_city)", "city.mmdb"],
+      ["geo database (intel.geo_asn)", "/nonexistent/asn.mmdb"],
+    ]);
+    expect(geo[0]!.note).toContain("the server reads it from its own working directory");
+    expect(geo[1]!.note).toBe("read and reloaded on change, nothing written");
+  });
+
   test("the forwarded audit log and the databases a restore set aside are listed: copies no erasure reaches (found in review)", async () => {
     const dir = dataDir();
     const aside = join(dir, "citadel.db.before-restore-20260101T000000Z");
