@@ -7,7 +7,7 @@
  * JSON. Memory is bounded whatever clients send: the top names and client prefixes are
  * Misra-Gries summaries of `topSize` counters (a random-subdomain flood cannot grow them), the
  * other dimensions have few values (zones are the served ones, types fit 16 bits, rcodes are
- * folded into eight names), and the series is a ring of `retentionMinutes` buckets.
+ * folded into nine names), and the series is a ring of `retentionMinutes` buckets.
  *
  * Totals count from when the analytics started; the series covers the last minutes asked for
  * (at most the retention).
@@ -30,13 +30,17 @@ import { nameToText, type Name } from "./names.ts";
 import { typeToText } from "./rdata.ts";
 import type { QueryEvent, QueryObserver } from "./server.ts";
 
-const RCODE_NAMES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other"] as const;
+/** The names /metrics gives them (citadel_dns_queries_total): NOTAUTH is a signed query's TSIG error (BADKEY, BADSIG, BADTIME). */
+const RCODE_NAMES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "NOTAUTH", "BADVERS", "other"] as const;
 const RCODE_SLOTS = RCODE_NAMES.length;
+const RCODE_NOTAUTH = 9;
+const RCODE_BADVERS = 16;
 
 /** The rcode's slot in RCODE_NAMES. */
 function rcodeSlot(rcode: number): number {
   if (rcode >= 0 && rcode <= 5) return rcode;
-  return rcode === 16 ? 6 : 7;
+  if (rcode === RCODE_NOTAUTH) return 6;
+  return rcode === RCODE_BADVERS ? 7 : 8;
 }
 
 const MINUTE_MS = 60_000;

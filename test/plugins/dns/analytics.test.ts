@@ -65,7 +65,7 @@ describe("DnsAnalytics", () => {
     a.observe(event("nope.example.org.", { rcode: 3 }));
     a.observe(event("other.test.", { zone: null, rcode: 5, qtype: 15 }));
     a.observe(event("x.example.org.", { rcode: 16, qtype: 65_000 }));
-    a.observe(event("y.example.org.", { rcode: 9 }));
+    a.observe(event("y.example.org.", { rcode: 10 }));
     a.observe(event("y.example.org.", { rcode: 1 }));
     a.observe(event("y.example.org.", { rcode: 2, client: "::ffff:198.51.100.9" }));
     a.observe(event("y.example.org.", { rcode: 4 }));
@@ -92,6 +92,16 @@ describe("DnsAnalytics", () => {
     expect(s.series[0]).toEqual({ minute: new Date(T0 - 59 * 60_000).toISOString(), queries: 0, rcodes: {} });
     expect(a.snapshot({ minutes: 5 }).series.length).toBe(5);
     expect(a.snapshot({ minutes: 100_000 }).series.length).toBe(60); // capped at the retention
+  });
+
+  test("NOTAUTH (a TSIG error: BADKEY, BADSIG, BADTIME) is named as /metrics names it, not counted as other (found in review)", () => {
+    const { a } = setup();
+    a.observe(event("www.example.org.", { rcode: 9, zone: null }));
+    a.observe(event("www.example.org.", { rcode: 9, zone: null }));
+    a.observe(event("www.example.org.", { rcode: 10, zone: null }));
+    const s = a.snapshot();
+    expect(s.by_rcode).toEqual({ NOTAUTH: 2, other: 1 });
+    expect(s.series.at(-1)!.rcodes).toEqual({ NOTAUTH: 2, other: 1 });
   });
 
   test("client prefixes: IPv4 /24, IPv6 /56, mapped IPv4 as IPv4", () => {
