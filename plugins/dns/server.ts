@@ -145,12 +145,19 @@ export type Decision = "answer" | "refuse" | "drop" | "truncate";
 
 /** The one place that decides whether a query is answered (the shield plugs in here). */
 export interface QueryGate {
-  decide(client: string, qname: Name, qtype: number, transport: "udp" | "tcp"): Decision;
+  /** `signed`: the query has a TSIG record (not yet verified), so `admitsSigned` may still let it through. */
+  decide(client: string, qname: Name, qtype: number, transport: "udp" | "tcp", signed?: boolean): Decision;
   /**
    * A client whose signed queries are answered when the gate would truncate or drop them, once
    * their TSIG verifies (the configured secondaries). Absent: nobody.
    */
   admitsSigned?(client: string): boolean;
+  /**
+   * Such a signed query that was not let through after all (its TSIG did not verify, or it was a
+   * replay): `decision` stands. A gate that counts what it limits counts these here, not in
+   * `decide` — a verified one is answered, and was not limited.
+   */
+  notVouched?(decision: Decision): void;
 }
 
 /** The default gate: answers everything. */
@@ -317,7 +324,7 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
   }
   // The gate before the TSIG record is read and the MAC checked: a client the shield drops gets
   // no FORMERR either, and one it refuses costs no key decryption or HMAC.
-  const decision = q ? ctx.gate.decide(client, q.name, q.type, transport) : ctx.gate.decide(client, NO_NAME, 0, transport);
+  const decision = q ? ctx.gate.decide(client, q.name, q.type, transport, true) : ctx.gate.decide(client, NO_NAME, 0, transport, true);
   const passed = decision === "answer" || (decision === "truncate" && transport === "tcp");
   // A configured secondary's SOA check that the UDP limit holds back (its prefix busy, or
   // flooded on purpose by a spoofer) is answered when its TSIG verifies: a secondary that checks
@@ -329,13 +336,13 @@ function signedReplyTo(query: Query, packet: Uint8Array, client: string, transpo
   try {
     tsig = readTsig(packet, query.tsigStart);
   } catch (e) {
-    if (vouched) return gatedReply(query, decision, limit, out);
+    if (vouched) return notVouchedReply(query, decision, limit, ctx, out);
     if (!(e instanceof FormatError)) out.error = e;
     out.rcode = Rcode.FORMERR;
     return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
   }
   const verdict = verify(packet, tsig, ctx.tsigKey ?? noKeys, { kind: "request" }, now);
-  if (vouched && (verdict.error !== 0 || !notReplayed(ctx, tsig, now))) return gatedReply(query, decision, limit, out);
+  if (vouched && (verdict.error !== 0 || !notReplayed(ctx, tsig, now))) return notVouchedReply(query, decision, limit, ctx, out);
   if (verdict.error === TsigError.FORMERR) {
     out.rcode = Rcode.FORMERR;
     return encodeFormErr(packet, query.edns ? EDNS_PAYLOAD_SIZE : undefined);
@@ -420,6 +427,12 @@ function gatedReply(query: Query, decision: Decision, limit: number, out: Outcom
   out.rcode = decision === "refuse" ? Rcode.REFUSED : Rcode.NOERROR;
   const reply = emptyReply(query, out.rcode, limit);
   return decision === "refuse" ? reply : truncated(reply);
+}
+
+/** The gate's reply to a signed query its signature did not get through after all; the gate is told (it counts it now). */
+function notVouchedReply(query: Query, decision: Decision, limit: number, ctx: AnswerContext, out: Outcome): Uint8Array | null {
+  ctx.gate.notVouched?.(decision);
+  return gatedReply(query, decision, limit, out);
 }
 
 /** `reply` with TC set (a reply without records: the header, question and OPT always fit). */

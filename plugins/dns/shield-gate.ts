@@ -50,7 +50,7 @@ export class ShieldGate implements QueryGate {
     this.rrl = new ResponseRateLimiter({ slip: options.slip, now: options.now });
   }
 
-  decide(client: string, _qname: Name, _qtype: number, transport: "udp" | "tcp"): Decision {
+  decide(client: string, _qname: Name, _qtype: number, transport: "udp" | "tcp", signed = false): Decision {
     const current = this.options.shield.current;
     const shield = current !== null && this.options.exempt?.(client) !== true ? current : null;
     // Over TCP the source is verified by the handshake: only evidence every channel may act on
@@ -84,12 +84,22 @@ export class ShieldGate implements QueryGate {
     }
     if (limited === "answer") return "answer";
     shield?.observe(client, "dns_rate_limited"); // (not for an exempt secondary: no decision may come of it)
-    this.options.count?.(limited === "truncate" ? "slipped" : "rate_limited");
+    // A secondary's signed query is answered past the limit once its TSIG verifies (the server
+    // checks it after this): counted only when the server says it was not (notVouched).
+    if (!(signed && this.admitsSigned(client))) this.countLimited(limited);
     return limited;
   }
 
   admitsSigned(client: string): boolean {
     return this.options.exempt?.(client) === true;
+  }
+
+  notVouched(decision: Decision): void {
+    if (decision === "truncate" || decision === "drop") this.countLimited(decision);
+  }
+
+  private countLimited(limited: "truncate" | "drop"): void {
+    this.options.count?.(limited === "truncate" ? "slipped" : "rate_limited");
   }
 
   /** For a client the shield gave no verdict on (exempt, or no shield): trusted all the same? */

@@ -187,10 +187,11 @@ describe("a configured secondary's signed query past the UDP rate limit (found i
   zones.set(zone);
 
   /** The real gate: 5 answers a second per /24, every other limited query TC; only `secondary` is exempt. */
-  function exhaustedGate(): ShieldGate {
-    const gate = new ShieldGate({ shield: new ShieldSlot(), rate: 5, throttledRate: 1, slip: 2, trustLoopback: false, now: () => now, exempt: (client) => client === secondary });
+  function exhaustedGate(counted: string[] = []): ShieldGate {
+    const gate = new ShieldGate({ shield: new ShieldSlot(), rate: 5, throttledRate: 1, slip: 2, trustLoopback: false, now: () => now, exempt: (client) => client === secondary, count: (what) => counted.push(what) });
     // Others in its /24 (a spoofer could be any of them) use up the prefix's answers.
     for (let i = 1; i <= 20; i++) gate.decide(`192.0.2.${i}`, [], 1, "udp");
+    counted.length = 0;
     return gate;
   }
   const soaQuery = (id: number) => new Uint8Array([id >> 8, id & 255, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, ...Buffer.from("example"), 3, ...Buffer.from("org"), 0, 0, 6, 0, 1]);
@@ -223,6 +224,21 @@ describe("a configured secondary's signed query past the UDP rate limit (found i
     expect(ask(signedAt(97, now - 1_000))).toBe("answered"); // the secondary's next check
     expect(ask(signedAt(96, now - 3_000))).toBe("limited"); // each of them replayed
     expect(ask(signedAt(95, now - 2_000))).toBe("limited");
+  });
+
+  test("the analytics count what the gate's limit did in the end: nothing for the answered ones, slipped or rate_limited for the others (found in review: the answered ones were counted as limited)", () => {
+    const counted: string[] = [];
+    const gate = exhaustedGate(counted);
+    const vouchedTimes = new Map<string, number>();
+    const ask = (packet: Uint8Array, client = secondary) => answerQuery(packet, client, "udp", zones, gate, { tsigKey: findKey, now: () => now, vouchedTimes });
+    const signed = sign(soaQuery(100), key, { kind: "request" }, now).message;
+    for (const packet of [signed, sign(soaQuery(101), key, { kind: "request" }, now).message]) expect(decodeMessage(ask(packet)!).tc).toBe(false);
+    expect(counted).toEqual([]);
+    const wrongKey: TsigKey = { ...key, secret: new Uint8Array(32).fill(9) };
+    const limited = [signed, sign(soaQuery(102), wrongKey, { kind: "request" }, now).message, soaQuery(103), signed, sign(soaQuery(104), key, { kind: "request" }, now).message, soaQuery(105)];
+    const outcomes = limited.map((packet, i) => ask(packet, i === 4 ? "192.0.2.54" : secondary)).map((r) => (r === null ? "rate_limited" : decodeMessage(r).tc ? "slipped" : "answered"));
+    expect(outcomes).not.toContain("answered"); // a replay, a wrong key, unsigned, from another address of the prefix
+    expect(counted).toEqual(outcomes);
   });
 
   test("unsigned, signed with a wrong key, or from another address of the prefix: still limited (TC or nothing)", () => {
