@@ -16,8 +16,9 @@
  *
  * Matching (`DomainSet`): listing `ads.example.com` blocks it and every name below it. Entries
  * are kept lower-cased in a hash set and a name is matched by looking up each of its suffixes,
- * so a lookup costs one probe per label whatever the size of the list (a million entries is a
- * few tens of megabytes).
+ * so a lookup costs one probe per label whatever the size of the list. Memory does grow with it:
+ * measured on a hosts file of a million lines (Bun 1.4.5), some 150 bytes an entry, 150 to 200 MB
+ * in all — the entries are slices of the file's text, and keep that text in memory too.
  */
 import { domainToASCII } from "node:url";
 import { parseIp } from "../../src/net/ip.ts";
