@@ -207,7 +207,7 @@ export const dnsCommands: Command[] = [
       const api = await ctx.api();
       const s = await api.request<AnalyticsSnapshot>("GET", `/v1/dns/analytics${minutes === undefined ? "" : `?minutes=${minutes}`}`);
       const counts = (title: string, c: Record<string, number>) => Object.entries(c).map(([k, n]) => [title, k, String(n)]);
-      const totals = table([["BY", "VALUE", "QUERIES"], ["total", "", String(s.queries)], ...counts("zone", s.by_zone), ...counts("type", s.by_qtype), ...counts("rcode", s.by_rcode), ...counts("transport", s.by_transport)]);
+      const totals = table([["BY", "VALUE", "QUERIES"], ["total", "", String(s.queries)], ...counts("zone", s.by_zone), ...counts("type", s.by_qtype), ...counts("rcode", s.by_rcode), ...counts("transport", s.by_transport), ...counts("shield", s.by_shield)]);
       const names = s.top_names.length === 0 ? "no queries" : table([["NAME", "QUERIES"], ...s.top_names.map((n) => [n.name, String(n.count)])]);
       const clients = s.top_clients.length === 0 ? "no queries" : table([["CLIENT PREFIX", "QUERIES"], ...s.top_clients.map((c) => [c.prefix, String(c.count)])]);
       const estimated = s.top_sampled ? " (estimated: sampled since more than 1,000 queries came in a second)" : "";

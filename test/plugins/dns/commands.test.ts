@@ -40,7 +40,7 @@ describe("dns zone export --json (found in review: the zone file was printed as 
 });
 
 describe("dns top", () => {
-  const snapshot = (sampled: boolean) => ({
+  const snapshot = (sampled: boolean, by_shield: Record<string, number> = {}) => ({
     since: "2026-11-24T10:00:00.000Z",
     until: "2026-11-24T11:00:00.000Z",
     queries: 3,
@@ -48,7 +48,7 @@ describe("dns top", () => {
     by_qtype: { A: 3 },
     by_rcode: { NOERROR: 3 },
     by_transport: { udp: 3 },
-    by_shield: {},
+    by_shield,
     top_names: [{ name: "www.example.test.", count: 3 }],
     top_clients: [{ prefix: "192.0.2.0/24", count: 3 }],
     top_sampled: sampled,
@@ -62,5 +62,12 @@ describe("dns top", () => {
     const exact = await runCommand(dnsCommands, "dns top", { answer: () => snapshot(false) });
     expect([exact.code, exact.stdout.includes("estimated")]).toEqual([0, false]);
     expect(exact.stdout).toContain("www.example.test.");
+  });
+
+  test("shows what the shield's gate did, a row for each action (found in review: by_shield was left out)", async () => {
+    const { code, stdout } = await runCommand(dnsCommands, "dns top", { answer: () => snapshot(false, { slipped: 5, dropped: 2 }) });
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^shield +slipped +5$/m);
+    expect(stdout).toMatch(/^shield +dropped +2$/m);
   });
 });
