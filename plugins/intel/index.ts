@@ -8,6 +8,7 @@
  */
 import { Elysia, t } from "elysia";
 import type { AuditEventInput } from "../../src/audit/event.ts";
+import { dataPath } from "../../src/config/load.ts";
 import { UnavailableError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
@@ -72,9 +73,10 @@ export const intelPlugin = definePlugin<IntelSettings>({
   async start(k) {
     if (!k.settings.enabled) return async () => {};
     const geo = await GeoIntel.open({
-      city: k.settings.geo_city || undefined,
-      asn: k.settings.geo_asn || undefined,
-      anonymous: k.settings.geo_anonymous || undefined,
+      // A relative path is inside the data directory, as every other path in the config.
+      city: geoPath(k, k.settings.geo_city),
+      asn: geoPath(k, k.settings.geo_asn),
+      anonymous: geoPath(k, k.settings.geo_anonymous),
       pollMs: k.settings.geo_poll_seconds * 1000,
       log: k.log,
     });
@@ -143,3 +145,8 @@ export const intelPlugin = definePlugin<IntelSettings>({
       .put("/policy", ({ body, request }) => intelOf(k).setPolicy(caller(request), body as never), { body: m.SetPolicy, response: m.Policy, detail: { summary: "Set country, ASN, anonymity and behaviour points (operators)", tags, ...WRITE } }),
   commands: intelCommands,
 });
+
+/** A geo file's path as configured: none when empty, a relative one inside the data directory. */
+function geoPath(k: Kernel<IntelSettings>, path: string): string | undefined {
+  return path === "" ? undefined : dataPath(k.config, path);
+}

@@ -3,7 +3,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { ConfigError } from "../../src/config/error.ts";
 import { section } from "../../src/config/schema.ts";
 
-const Path = Type.String({ maxLength: 4096, description: "Path to an .mmdb file; empty: none" });
+const Path = Type.String({ maxLength: 4096, description: "Path to an .mmdb file (a relative one is inside the data directory); empty: none" });
 /** A threshold: at least 1 (at 0 every client, having done nothing, would be acted on). */
 const Threshold = (d: number, description: string) => Type.Integer({ default: d, minimum: 1, maximum: 100, description });
 

@@ -8,7 +8,7 @@ import type { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { isAbsolute, join } from "node:path";
+import { join } from "node:path";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { acceptedListUrl, redactedUrl } from "../../src/intel/lists.ts";
@@ -264,7 +264,8 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   const intel = sectionOf(config, "intel");
   const geo = (["geo_city", "geo_asn", "geo_anonymous"] as const).flatMap((key) => (stringAt(intel, key) ? [[key, stringAt(intel, key)!] as const] : []));
   if (geo.length === 0) none("geo database", "the country database embedded in the binary (ip-location-db, CC0)");
-  for (const [key, file] of geo) at(`geo database (intel.${key})`, file, geoNote(file));
+  // Where the intel plugin opens them: a relative path is inside the data directory.
+  for (const [key, file] of geo) at(`geo database (intel.${key})`, dataPath(config, file), "read and reloaded on change, nothing written");
   at("mesh node state", meshStateDir, "this machine's node identity and WireGuard private key", false);
   if (loginFile) at("CLI login", loginFile, "this user's token for `citadel` commands");
   const forward = config.audit.forward;
@@ -273,15 +274,6 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   const ownFiles = [...(forward.to === "file" ? ["the forwarded audit log"] : []), ...(sample ? ["the DNS query log"] : [])];
   none("logs", `JSON lines on standard output (the journal under systemd): Citadel writes no log file of its own${ownFiles.length > 0 ? ` besides ${ownFiles.join(" and ")}` : ""}`);
   return out;
-}
-
-/**
- * The intel plugin opens a geo file by the path as written, so a relative one is found from the
- * server's working directory — which this command cannot see: it looks from its own, and says so.
- */
-function geoNote(file: string): string {
-  const note = "read and reloaded on change, nothing written";
-  return isAbsolute(file) ? note : `${note}; a relative path: the server reads it from its own working directory, looked for here from this command's`;
 }
 
 /**

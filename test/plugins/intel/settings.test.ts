@@ -8,6 +8,7 @@ import { ConfigError } from "../../../src/config/error.ts";
 import { loadConfig } from "../../../src/config/load.ts";
 import { configSchema } from "../../../src/main.ts";
 import { checkThresholds } from "../../../plugins/intel/settings.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
 
 const load = (env: Record<string, string>) => () => loadConfig({ schema: configSchema, env, cwd: "/nonexistent", dataFlag: "/nonexistent/data" });
 
@@ -32,4 +33,12 @@ test("the config loader refuses them, against the defaults too, and with the shi
 test("geo_poll_seconds 0 (read the geo files once, as the docs say) is taken; below 0 is refused (found in review: refused)", () => {
   expect(load({ CITADEL_INTEL_GEO_POLL_SECONDS: "0" })().config.intel).toMatchObject({ geo_poll_seconds: 0 });
   expect(load({ CITADEL_INTEL_GEO_POLL_SECONDS: "-1" })).toThrow("intel.geo_poll_seconds: must be at least 0");
+});
+
+test("a relative geo file is opened inside the data directory, as every relative path in the config (found in review: from the server's working directory)", async () => {
+  const c = await testCitadel({ config: { intel: { geo_asn: "asn.mmdb" } } });
+  const operator = await c.login(c.owner.email, c.owner.password);
+  const geo = (await c.send("GET", "/v1/intel/status", operator)).body.geo as Array<{ kind: string; path: string | null }>;
+  // The test kernel's data directory is /nonexistent/data: the file is looked for there (and is missing).
+  expect(geo.find((g) => g.kind === "asn")!.path).toBe("/nonexistent/data/asn.mmdb");
 });

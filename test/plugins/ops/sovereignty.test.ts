@@ -260,16 +260,14 @@ describe("the rest of the report", () => {
     expect(text).not.toContain("bl.txt (absent)");
   });
 
-  test("a relative geo file is looked for as the intel plugin opens it, as written, and the note says the server's working directory decides", async () => {
+  test("a relative geo file is looked for inside the data directory, where the intel plugin opens it", async () => {
     const dir = dataDir();
     const r = await report(dir, { env: { CITADEL_INTEL_GEO_CITY: "city.mmdb", CITADEL_INTEL_GEO_ASN: "/nonexistent/asn.mmdb" } });
     const geo = r.data.filter((d) => d.what.startsWith("geo database"));
-    expect(geo.map((d) => [d.what, d.path])).toEqual([
-      ["geo database (intel.geo_city)", "city.mmdb"],
-      ["geo database (intel.geo_asn)", "/nonexistent/asn.mmdb"],
+    expect(geo.map((d) => [d.what, d.path, d.note])).toEqual([
+      ["geo database (intel.geo_city)", join(dir, "city.mmdb"), "read and reloaded on change, nothing written"],
+      ["geo database (intel.geo_asn)", "/nonexistent/asn.mmdb", "read and reloaded on change, nothing written"],
     ]);
-    expect(geo[0]!.note).toContain("the server reads it from its own working directory");
-    expect(geo[1]!.note).toBe("read and reloaded on change, nothing written");
   });
 
   test("the forwarded audit log and the databases a restore set aside are listed: copies no erasure reaches (found in review)", async () => {
