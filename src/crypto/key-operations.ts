@@ -11,7 +11,7 @@ import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
 import { ConflictError, InvalidError, SealedError } from "../errors.ts";
 import { describeFsError, writeFileAtomic } from "../files.ts";
-import { Keyring, pendingRekeyMessage, promoteRootKey, unsealableRoots, type DamagedDek, type DekId, type RewrapBatch, type SealMethod } from "./keyring.ts";
+import { Keyring, pendingRekeyMessage, promoteRootKey, unsealableRoots, type DamagedDek, type DamagedKek, type DekId, type RewrapBatch, type SealMethod } from "./keyring.ts";
 import { formatRootKey, generateRootKey, readRootKeyCredential, readRootKeyFile, rootKeyId, rootKeyVerifier, verifies, writeRootKeyFile } from "./root-key.ts";
 import { UnsealError, type Seal } from "./seal.ts";
 import { encodeShare, splitSecret } from "./shamir.ts";
@@ -193,19 +193,30 @@ function unsealWithConfiguredKey(seal: Seal, source: KeySource): string | null {
 /**
  * What a KEK rotation killed half-way left: the DEKs still under an older KEK, re-wrapped.
  * Run at every unseal (from a key file or credential at start, from shares over the API).
- * A damaged DEK does not stop it (nor the start): it is logged and audited, and left. Only
- * damaged ones left, there was no rotation to finish: every start meets them again, and says
- * what to do about them instead.
+ * A damaged DEK, or an older KEK that does not open, does not stop it (nor the start): it is
+ * logged and audited, and left. Only damaged ones left, there was no rotation to finish: every
+ * start meets them again, and says what to do about them instead. Should the re-wrap fail all
+ * the same, that is logged and audited, and the unseal stands: an unfinished rotation loses
+ * nothing (every DEK names its KEK), and the next unseal tries again — a start stopped by it
+ * took everything down, DNS included, for keys it could not mend.
  */
 export async function finishInterruptedRotation(store: Store, seal: Seal, audit: AuditLog, log: Logger, now: () => number): Promise<void> {
-  const { moved, damaged } = await rewrapAll(store, seal, audit, log, now);
-  if (moved > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: moved, deks_damaged: damaged });
-  else if (damaged > 0) log.warn(`${DAMAGED_DEKS_ADVICE} (docs/keys.md)`, { deks_damaged: damaged });
+  const resumed = { action: "keys.kek.rotate", actor: SYSTEM, reason: "the re-wrap of an interrupted rotation stopped (the next unseal tries again)" };
+  let done: { moved: number; damaged: number };
+  try {
+    done = await failureAudited(store, audit, resumed, () => rewrapAll(store, seal, audit, log, now));
+  } catch (error) {
+    if (error instanceof SealedError) log.info("sealed before an interrupted key rotation was finished; the next unseal finishes it");
+    else log.error("could not finish an interrupted key rotation; the next unseal tries again", { error: messageOf(error) });
+    return;
+  }
+  if (done.moved > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: done.moved, deks_damaged: done.damaged });
+  else if (done.damaged > 0) log.warn(`${DAMAGED_DEKS_ADVICE} (docs/keys.md)`, { deks_damaged: done.damaged });
 }
 
 /** What to do about data keys that do not unwrap: no rotation moves them. */
 const DAMAGED_DEKS_ADVICE =
-  "data keys that do not unwrap (damaged or altered) stay under an old KEK, and no rotation moves them: the audit names their owners (keys.kek.rotate failures); restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys; the appliance's own keys — audit/, mesh/, dns/ — only a restore mends)";
+  "data keys that do not unwrap (damaged or altered) stay under an old KEK, and no rotation moves them: the audit names their owners, or the KEK that does not open (keys.kek.rotate failures); restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys; the appliance's own keys — audit/, mesh/, dns/ — only a restore mends)";
 
 /** Who re-wraps: a rotation's actor and request, or the system (resuming one at an unseal). */
 export interface RewrapBy {
@@ -219,26 +230,44 @@ export interface RewrapBy {
  * batch only, and stops the rest (SealedError, a 503; the next unseal resumes); after a rekey,
  * the new key's keyring goes on. A DEK that does not unwrap stays under its KEK (kept for it),
  * logged and audited each time a re-wrap meets it, and the others go on (as the secrets'
- * re-encryption does with a damaged value). Returns how many DEKs moved, and how many were left.
+ * re-encryption does with a damaged value); an older KEK that does not open likewise, with
+ * every DEK under it, logged and audited once per re-wrap as the KEK's damage. Returns how many
+ * DEKs moved, and how many were left.
  */
 export async function rewrapAll(store: Store, seal: Seal, audit: AuditLog, log: Logger, now: () => number, by: RewrapBy = { actor: SYSTEM }, batch = 500) {
   let moved = 0;
   let damaged = 0;
   let after: DekId | null = null;
+  const keksReported = new Set<number>();
   for (;;) {
-    const done: RewrapBatch = await seal.exclusive(() =>
+    const done: RewrapBatch & { newlyDamagedKeks: DamagedKek[] } = await seal.exclusive(() =>
       store.write((tx) => {
         const result = seal.keyring().rewrapDeks(tx, batch, now(), after);
+        const newlyDamagedKeks = result.damagedKeks.filter((kek) => !keksReported.has(kek.version));
         for (const dek of result.damaged) audit.record(tx, damagedDekEvent(dek, result.kek, by));
-        return result;
+        for (const kek of newlyDamagedKeks) audit.record(tx, damagedKekEvent(kek, result.kek, seal.keyring().rootId, by));
+        return { ...result, newlyDamagedKeks };
       }),
     );
     for (const dek of done.damaged) log.error(damagedDekMessage(dek), { owner: dek.owner, version: dek.version, kek_version: dek.kek_version });
+    for (const kek of done.newlyDamagedKeks) {
+      log.error(DAMAGED_KEK_MESSAGE, { kek_version: kek.version, deks: kek.deks });
+      keksReported.add(kek.version);
+      damaged += kek.deks;
+    }
     moved += done.moved;
     damaged += done.damaged.length;
     if (!done.last) return { moved, damaged };
     after = done.last;
   }
+}
+
+const DAMAGED_KEK_MESSAGE =
+  "a KEK does not open with the root key (its stored wrap damaged or altered): the data keys under it do not unwrap, and the key rotation leaves them under it, which is kept; restore a backup made before the damage (docs/keys.md)";
+
+function damagedKekEvent(kek: DamagedKek, to: number, rootId: string, by: RewrapBy): AuditEventInput {
+  const reason = `KEK v${kek.version} does not open with root key ${rootId} (its wrap damaged or altered): the ${kek.deks} data keys under it do not unwrap, left under it, which is kept, by the re-wrap to KEK v${to}; restore a backup made before the damage (docs/keys.md)`;
+  return { action: "keys.kek.rotate", actor: by.actor, outcome: "failure", resource: { type: "kek", id: String(kek.version) }, reason, request: by.request };
 }
 
 function damagedDekMessage(dek: DamagedDek): string {

@@ -47,7 +47,10 @@ export interface KeyringStatus {
   deks: number;
   /** DEKs still wrapped by an older KEK, but the damaged ones: a rotation in progress (or interrupted). */
   deks_to_rewrap: number;
-  /** DEKs under an older KEK that a re-wrap found not to unwrap, and still as it found them: no rotation moves them. */
+  /**
+   * DEKs under an older KEK that do not unwrap: those a re-wrap found so, still as it found them,
+   * and every one under an older KEK that does not open. No rotation moves them.
+   */
   deks_damaged: number;
 }
 
@@ -72,10 +75,24 @@ export interface DamagedDek extends DekId {
   why: "altered" | "kek_gone";
 }
 
-/** What one batch of a re-wrap did: DEKs moved to KEK `kek`, DEKs left, where the next batch starts. */
+/**
+ * An older KEK whose wrap for this root key is there but does not open (damaged, altered):
+ * none of the `deks` DEKs under it unwraps.
+ */
+export interface DamagedKek {
+  version: number;
+  deks: number;
+}
+
+/**
+ * What one batch of a re-wrap did: DEKs moved to KEK `kek`, DEKs left, the older KEKs that do
+ * not open (every batch names them; the DEKs under them are not in its batch), where the next
+ * batch starts.
+ */
 export interface RewrapBatch {
   moved: number;
   damaged: DamagedDek[];
+  damagedKeks: DamagedKek[];
   last: DekId | null;
   kek: number;
 }
@@ -259,6 +276,26 @@ export class Keyring {
     return key;
   }
 
+  /**
+   * The KEKs older than `active`, not retired, whose wrap for this root key is there but does not
+   * open, with how many DEKs each still holds (a KEK without a wrap is kek_gone, its DEKs' damage).
+   */
+  private unopenableKeks(db: Database, active: number): DamagedKek[] {
+    const older = db.query<{ version: number }, [number]>("SELECT version FROM keks WHERE version < ? AND retired_at IS NULL ORDER BY version").all(active);
+    const count = db.query<{ n: number }, [number]>("SELECT count(*) AS n FROM deks WHERE kek_version = ? AND wrapped IS NOT NULL");
+    return older.filter(({ version }) => this.kekWrap(version) && !this.kekOpens(version)).map(({ version }) => ({ version, deks: count.get(version)!.n }));
+  }
+
+  private kekOpens(version: number): boolean {
+    try {
+      this.kek(version);
+      return true;
+    } catch (error) {
+      if (error instanceof DecryptionError) return false;
+      throw error;
+    }
+  }
+
   /** KEK `version` as wrapped for this root key, or null when it has no such wrap. */
   private kekWrap(version: number): Uint8Array | null {
     return this.db.query<{ wrapped: Uint8Array }, [number, string]>("SELECT wrapped FROM kek_wraps WHERE kek_version = ? AND root_key_id = ?").get(version, this.rootId)?.wrapped ?? null;
@@ -283,17 +320,19 @@ export class Keyring {
    * more. A DEK that does not unwrap (damaged, altered) is left as it is, under its KEK, which
    * is therefore kept; so is one naming a KEK this root key has no wrap of (a retired one: its
    * row altered): one damaged key must not stop the rotation of all the others, nor the start
-   * that resumes it. A KEK wrap that is there but does not open is every DEK's under it: that
-   * stops the rotation. Returns what it moved and left, and the last DEK it looked at (where
-   * the next batch starts; null: none was left).
+   * that resumes it. An older KEK whose wrap is there but does not open is the damage of every
+   * DEK under it: they are all left under it, which is kept, and named in `damagedKeks` rather
+   * than one by one. Returns what it moved and left, and the last DEK it looked at (where the
+   * next batch starts; null: none was left).
    */
   rewrapDeks(tx: Database, limit: number, now: number, after: DekId | null = null): RewrapBatch {
     const active = this.activeKek(tx);
+    const damagedKeks = this.unopenableKeks(tx, active.version);
     const rows = tx
-      .query<DekRow & { owner: string }, [number, string, number, number]>(
-        "SELECT owner, version, kek_version, wrapped FROM deks WHERE kek_version < ? AND wrapped IS NOT NULL AND (owner, version) > (?, ?) ORDER BY owner, version LIMIT ?",
+      .query<DekRow & { owner: string }, [number, string, string, number, number]>(
+        "SELECT owner, version, kek_version, wrapped FROM deks WHERE kek_version < ? AND kek_version NOT IN (SELECT value FROM json_each(?)) AND wrapped IS NOT NULL AND (owner, version) > (?, ?) ORDER BY owner, version LIMIT ?",
       )
-      .all(active.version, after?.owner ?? "", after?.version ?? -1, limit);
+      .all(active.version, JSON.stringify(damagedKeks.map((k) => k.version)), after?.owner ?? "", after?.version ?? -1, limit);
     const update = tx.query("UPDATE deks SET kek_version = ?, wrapped = ? WHERE owner = ? AND version = ?");
     const damaged: DamagedDek[] = [];
     const found = (row: DekRow & { owner: string }, why: DamagedDek["why"]) => {
@@ -305,7 +344,6 @@ export class Keyring {
         found(row, "kek_gone");
         continue;
       }
-      this.kek(row.kek_version); // a KEK that does not open is no one DEK's damage: it stops the rotation
       let key: Buffer;
       try {
         key = this.unwrapDek(row.owner, row);
@@ -326,7 +364,7 @@ export class Keyring {
       this.kekCache.get(version)?.key.fill(0); // from memory too (a rollback only costs an unwrap later)
       this.kekCache.delete(version);
     }
-    return { moved, damaged, last: last ? { owner: last.owner, version: last.version } : null, kek: active.version };
+    return { moved, damaged, damagedKeks, last: last ? { owner: last.owner, version: last.version } : null, kek: active.version };
   }
 
   // --- root key changes -------------------------------------------------------------
@@ -387,7 +425,8 @@ export class Keyring {
       )
       .all();
     const active = keks.filter((k) => k.retired_at === null).at(-1)!;
-    const damaged = this.stillDamaged(active.version);
+    const unopenable = this.unopenableKeks(this.db, active.version);
+    const damaged = this.stillDamaged(active.version, unopenable) + unopenable.reduce((n, k) => n + k.deks, 0);
     return {
       root: roots.find((r) => r.state === "active")!,
       pending_root: roots.find((r) => r.state === "pending") ?? null,
@@ -399,16 +438,22 @@ export class Keyring {
     };
   }
 
-  /** How many DEKs found damaged are still stored as found, under a KEK older than `active`. */
-  private stillDamaged(active: number): number {
+  /**
+   * How many DEKs found damaged are still stored as found, under a KEK older than `active`; but
+   * those under a KEK in `unopenable`, counted with all the others under it.
+   */
+  private stillDamaged(active: number, unopenable: DamagedKek[]): number {
     const damaged = damagedIn(this.db);
+    const underUnopenable = new Set(unopenable.map((k) => k.version));
+    let count = 0;
     const row = this.db.query<{ kek_version: number; wrapped: Uint8Array | null }, [string, number]>("SELECT kek_version, wrapped FROM deks WHERE owner = ? AND version = ?");
     for (const [id, found] of damaged) {
       const now = row.get(found.owner, found.version);
       const asFound = now?.wrapped && now.kek_version === found.kek_version && found.wrapped.equals(now.wrapped);
       if (!asFound || found.kek_version >= active) damaged.delete(id);
+      else if (!underUnopenable.has(found.kek_version)) count++;
     }
-    return damaged.size;
+    return count;
   }
 }
 
