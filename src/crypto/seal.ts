@@ -73,10 +73,15 @@ export class Seal {
     return this.keyringInMemory;
   }
 
+  /**
+   * Once shares have been given, they say which key is being rebuilt (a rekey's pending one,
+   * while the old one still unseals too): the status is that key's, its threshold and its id,
+   * which `citadel unseal` counts its prompt toward.
+   */
   status(): SealStatus {
     const roots = unsealableRoots(this.db); // the active key first
     const active = roots.find((r) => r.state === "active") ?? null;
-    const expected = roots.find((r) => r.method === this.method) ?? active;
+    const expected = roots.find((r) => r.id === this.sharesKeyId) ?? roots.find((r) => r.method === this.method) ?? active;
     return {
       sealed: this.sealed,
       initialized: active !== null,
@@ -150,7 +155,7 @@ export class Seal {
     if (this.shares.has(decoded.share.x)) throw new UnsealError(`share ${decoded.share.x} was already given`);
     this.sharesKeyId = decoded.keyId;
     this.shares.set(decoded.share.x, decoded.share);
-    if (this.shares.size < root.threshold) return { unsealed: false, promote: null, status: { ...this.status(), threshold: root.threshold } };
+    if (this.shares.size < root.threshold) return { unsealed: false, promote: null, status: this.status() };
     const combined = combineShares([...this.shares.values()]);
     const key = Buffer.from(combined.buffer, combined.byteOffset, combined.byteLength); // a view: wiping it wipes the result
     this.resetShares();

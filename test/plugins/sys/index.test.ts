@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { listAuditEvents } from "../../../src/audit/query.ts";
-import { unsealFromSource } from "../../../src/crypto/key-operations.ts";
+import { rekey, unsealFromSource } from "../../../src/crypto/key-operations.ts";
 import { formatRootKey } from "../../../src/crypto/root-key.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
@@ -175,6 +175,24 @@ describe("keys over HTTP", () => {
     for (let i = 0; i < 100 && k.seal.keyring().status().deks_to_rewrap > 0; i++) await Bun.sleep(10);
     expect(k.seal.keyring().status().deks_to_rewrap).toBe(0);
     expect(c.log.lines.some((l) => l.msg === "finished an interrupted key rotation")).toBe(true);
+  });
+
+  test("Shamir: while shares of a rekey's pending key are given, seal-status describes that key, its threshold and id (found in review: the old key's, so citadel unseal asked for 'Key share (4 of 3)')", async () => {
+    const c = await testCitadel({ sealMethod: "shamir" });
+    const k = c.kernel;
+    for (const share of k.shares!.slice(0, 3)) await c.send("POST", "/v1/sys/unseal", undefined, { json: { share } });
+    const oldId = k.seal.keyring().rootId;
+    const rekeyed = await rekey(k.store, k.seal, k.audit, k.keySource, { kind: "operator" }, k.clock.now, { shares: 7, threshold: 5 });
+    k.seal.seal();
+    const before = await c.send("GET", "/v1/sys/seal-status");
+    expect(before.body).toMatchObject({ sealed: true, threshold: 3, progress: 0, key_id: oldId }); // no share given yet: either key unseals
+    for (const share of rekeyed.shares!.slice(0, 3)) {
+      expect((await c.send("POST", "/v1/sys/unseal", undefined, { json: { share } })).body.status.threshold).toBe(5);
+    }
+    const status = await c.send("GET", "/v1/sys/seal-status");
+    expect(status.body).toMatchObject({ sealed: true, method: "shamir", threshold: 5, progress: 3, key_id: rekeyed.keyId });
+    await c.send("POST", "/v1/sys/unseal", undefined, { json: { reset: true } });
+    expect((await c.send("GET", "/v1/sys/seal-status")).body).toMatchObject({ threshold: 3, progress: 0, key_id: oldId });
   });
 
   test("a body that fails the route's schema does not spend its confirmation: put right, the same confirmation works (found in review)", async () => {
