@@ -54,14 +54,25 @@ export function readRootKeyFile(path: string, { planted = false, ownOnly = false
   }
   try {
     const stat = fstatSync(fd);
-    if (planted && !stat.isFile()) throw new RootKeyError(`root key file ${path} is not a regular file`);
+    // A directory is never a key file (a pipe the operator names may be): refused as such, rather
+    // than read into an EISDIR naming nothing, or judged by its mode (chmod 600 would not help).
+    if (stat.isDirectory() || (planted && !stat.isFile())) throw new RootKeyError(`root key file ${path} is not a regular file`);
     if ((stat.mode & 0o077) !== 0) {
       throw new RootKeyError(`root key file ${path} is readable by group or others (mode ${(stat.mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
     }
     if (ownOnly) refuseOtherOwner(path, stat.uid);
-    return parseWiping(readFileSync(fd), `root key file ${path}`);
+    return parseWiping(readKeyBytes(fd, path), `root key file ${path}`);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** The bytes of the open key file; a read that fails is a RootKeyError naming the file. */
+function readKeyBytes(fd: number, path: string): Buffer {
+  try {
+    return readFileSync(fd);
+  } catch (error) {
+    throw new RootKeyError(`root key file ${path}: ${describeFsError(error)}`);
   }
 }
 

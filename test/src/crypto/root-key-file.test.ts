@@ -2,10 +2,10 @@
  * Reading the root key file: owner-only, a regular file, and what is read is what was checked.
  */
 import { afterAll, describe, expect, spyOn, test } from "bun:test";
-import { chmodSync, chownSync, mkdtempSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateRootKey, readRootKeyFile, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
+import { generateRootKey, readRootKeyFile, RootKeyError, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "citadel-root-key-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -51,6 +51,17 @@ describe("readRootKeyFile", () => {
     symlinkSync(join(dir, "elsewhere.key"), join(dir, "planted.key"));
     expect(() => readRootKeyFile(join(dir, "planted.key"), { planted: true })).toThrow(`root key file ${join(dir, "planted.key")} is a link: not followed in a directory another user controls`);
     expect(() => readRootKeyFile(join(dir, "missing.key"))).toThrow(`root key file ${join(dir, "missing.key")}:`);
+  });
+
+  test("a directory where the key file should be is refused as not a regular file, whatever its mode and however read (found in review: EISDIR, exit 1, naming nothing)", () => {
+    for (const mode of [0o700, 0o755]) {
+      const path = join(dir, `directory-${mode.toString(8)}.key`);
+      mkdirSync(path, { mode });
+      for (const how of [{}, { ownOnly: true }, { planted: true }]) {
+        expect(() => readRootKeyFile(path, how)).toThrow(RootKeyError);
+        expect(() => readRootKeyFile(path, how)).toThrow(`root key file ${path} is not a regular file`);
+      }
+    }
   });
 
   test("a path the operator names may be a pipe (--key-file <(pass show citadel))", async () => {
