@@ -489,8 +489,10 @@ function checkKeys(inputs: DoctorInputs, add: Add): void {
   if (!ages?.root || !ages.active_kek) return add("keys", "skip", `key ages unknown: ${note ?? "not initialized"}`);
   const from = ages.source === "server" ? "" : ` (from the database file${note ? `; ${note}` : ""})`;
   const summary = `root key ${ages.root.id} (${ages.root.method}) ${ages.root.age_days} days old; KEK v${ages.active_kek.version} ${ages.active_kek.age_days} days old, rotation every ${ages.rotation_days || "— (manual only)"} days${from}`;
-  if (ages.rotation_due) add("keys", "warn", `${summary}: rotation is due`, "citadel keys rotate");
-  else if (ages.deks_to_rewrap > 0) add("keys", "warn", `${summary}: ${ages.deks_to_rewrap} data keys still under an older KEK`, "citadel keys rotate");
+  // While a rekey is pending a rotation answers 409 (its new root key wraps the KEKs there were): that rekey comes first.
+  const rotate = ages.pending_root ? `finish the pending rekey of root key ${ages.pending_root} (its line below) or cancel it (citadel keys rekey --cancel ${instanceFlag(inputs)}), then citadel keys rotate` : "citadel keys rotate";
+  if (ages.rotation_due) add("keys", "warn", `${summary}: rotation is due${ages.pending_root ? ", and waits for the pending rekey" : ""}`, rotate);
+  else if (ages.deks_to_rewrap > 0) add("keys", "warn", `${summary}: ${ages.deks_to_rewrap} data keys still under an older KEK`, rotate);
   else add("keys", "ok", summary);
   // Not "rotate": no rotation moves a data key that does not unwrap (found in review).
   if (ages.deks_damaged) add("keys", "fail", `${ages.deks_damaged} data keys do not unwrap (damaged or altered): what they encrypt cannot be read, and no rotation moves them`, `citadel audit list --action keys.kek.rotate --outcome failure ${instanceFlag(inputs)} (their owners); restore a backup made before the damage, or destroy those owners' data (the appliance's own keys — audit/, mesh/, dns/ — only a restore mends; docs/keys.md)`);

@@ -78,7 +78,13 @@ export const sysCommands: Command[] = [
       else if (s.pending_root) ctx.out(`pending    ${s.pending_root.id} (${s.pending_root.method}): a seal migration; becomes the root key at the first start with seal.method = "${s.pending_root.method}" that it unseals`);
       ctx.out(`KEK        v${s.active_kek}${s.rotation_due ? "  (rotation due)" : ""}; rotation every ${s.rotation_days || "—"} days`);
       for (const k of s.keks) ctx.out(`  v${String(k.version).padEnd(4)} ${k.retired_at ? "retired" : "live   "}  ${String(k.age_days).padStart(6)} days  ${k.deks} data keys`);
-      if (s.deks_to_rewrap > 0) ctx.out(`${s.deks_to_rewrap} data keys still to re-wrap (run: citadel keys rotate${sameInstanceFlags(ctx.options)}, or restart to resume)`);
+      // While a rekey is pending a rotation answers 409: that rekey comes first.
+      const flags = sameInstanceFlags(ctx.options);
+      if (s.rotation_due && s.pending_root) ctx.out(`Rotation waits for the pending rekey: finish it (unseal with the new key) or cancel it (citadel keys rekey --cancel${flags}), then run citadel keys rotate${flags}.`);
+      if (s.deks_to_rewrap > 0) {
+        const how = s.pending_root ? "restart to resume; citadel keys rotate waits for the pending rekey" : `run: citadel keys rotate${flags}, or restart to resume`;
+        ctx.out(`${s.deks_to_rewrap} data keys still to re-wrap (${how})`);
+      }
       if (s.deks_damaged > 0) {
         // No rotation moves them: the advice above would only add KEKs.
         ctx.out(`${s.deks_damaged} data keys do not unwrap (damaged or altered), and no rotation moves them; the audit names their owners (citadel audit list --action keys.kek.rotate${sameInstanceFlags(ctx.options)}).`);

@@ -542,11 +542,18 @@ function keyFileHolds(path: string, verifier: Uint8Array): boolean {
 export function startRotationSchedule(store: Store, seal: Seal, audit: AuditLog, days: number, now: () => number, log: Logger): () => Promise<void> {
   if (days <= 0) return async () => {};
   let running: Promise<unknown> | null = null;
+  let waitNoted = false;
   const check = () => {
     if (seal.sealed || running) return;
     const active = store.db.query<{ created_at: number }, []>("SELECT created_at FROM keks WHERE retired_at IS NULL ORDER BY version DESC LIMIT 1").get();
-    const pending = store.db.query("SELECT 1 FROM root_keys WHERE state = 'pending'").get();
-    if (!active || pending || now() - active.created_at < days * 86_400_000) return;
+    if (!active || now() - active.created_at < days * 86_400_000) return;
+    if (store.db.query("SELECT 1 FROM root_keys WHERE state = 'pending'").get()) {
+      // A rotation would be refused (409) while a rekey is pending: said once, not every hour.
+      if (!waitNoted) log.warn("the scheduled key rotation is due, and waits for the pending rekey: finish it (unseal with the new key) or cancel it (citadel keys rekey --cancel)");
+      waitNoted = true;
+      return;
+    }
+    waitNoted = false;
     running = rotateKek(store, seal, audit, log, SYSTEM, now)
       .then(({ version }) => log.info("rotated the key-encryption key on schedule", { version }))
       .catch((error) => {

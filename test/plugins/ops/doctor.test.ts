@@ -497,6 +497,37 @@ describe("a sealed server: the fix is the way its seal method unseals (found in 
   });
 });
 
+describe("rotation due while a rekey is pending (found in review: it advised citadel keys rotate, which answers 409 then)", () => {
+  test("the keys check says the rotation waits, and that the rekey is finished or cancelled first", async () => {
+    const dir = dataDir();
+    const keys = (pending: boolean, due: boolean, toRewrap = 0) => ({
+      root: { id: "0123abcd", method: "key_file", shares: null, threshold: null, created_at: new Date().toISOString(), age_days: 100 },
+      pending_root: pending ? { id: "89abcdef", method: "key_file" } : null,
+      active_kek: 1,
+      keks: [{ version: 1, created_at: new Date().toISOString(), retired_at: null, age_days: 100 }],
+      deks_to_rewrap: toRewrap,
+      rotation_days: 90,
+      rotation_due: due,
+    });
+    const rotation = async (pending: boolean, due: boolean, toRewrap = 0) => {
+      const server = {
+        url: "https://127.0.0.1:8443",
+        listener: "citadel" as const,
+        error: null,
+        ready: { ok: true, detail: "ready" },
+        seal: { sealed: false, initialized: true, method: "key_file", threshold: null, progress: 0, key_id: "0123abcd" },
+        keys: keys(pending, due, toRewrap),
+        keysProblem: null,
+      };
+      return find(await checks(dir, { server }, { CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" }), "keys")[0]!;
+    };
+    expect(await rotation(false, true)).toMatchObject({ status: "warn", message: expect.stringMatching(/: rotation is due$/), fix: "citadel keys rotate" });
+    const waiting = `finish the pending rekey of root key 89abcdef (its line below) or cancel it (citadel keys rekey --cancel --data ${dir}), then citadel keys rotate`;
+    expect(await rotation(true, true)).toMatchObject({ status: "warn", message: expect.stringMatching(/: rotation is due, and waits for the pending rekey$/), fix: waiting });
+    expect(await rotation(true, false, 3)).toMatchObject({ status: "warn", message: expect.stringMatching(/: 3 data keys still under an older KEK$/), fix: waiting });
+  });
+});
+
 describe("a server whose answers are not of the shape this doctor reads (found in review: a TypeError on view.keks.find ended the doctor and the report)", () => {
   test("the key status is a keys warning, the seal status no answer, and the rest of the report is made", async () => {
     const dir = dataDir();

@@ -112,6 +112,16 @@ test("keys status tells damaged data keys from those to re-wrap, and what to do 
   expect(listed.stdout).toContain("  Restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys; the appliance's own keys — audit/, mesh/, dns/ — only a restore mends): see docs/keys.md.\n");
 });
 
+test("keys status, rotation due while a rekey is pending: the rekey is finished or cancelled first, as keys rotate answers 409 meanwhile (found in review)", async () => {
+  const keys = { root: { id: "0123abcd", method: "key_file", age_days: 100 }, pending_root: { id: "89abcdef", method: "key_file" }, active_kek: 2, rotation_due: true, rotation_days: 90, keks: [], deks_to_rewrap: 3, deks_damaged: 0 };
+  const listed = await runCommand(sysCommands, "keys status", { options: { data: "/srv/c" }, answer: () => keys });
+  expect(listed.stdout).toContain("Rotation waits for the pending rekey: finish it (unseal with the new key) or cancel it (citadel keys rekey --cancel --data /srv/c), then run citadel keys rotate --data /srv/c.\n");
+  expect(listed.stdout).toContain("3 data keys still to re-wrap (restart to resume; citadel keys rotate waits for the pending rekey)\n");
+  const none = await runCommand(sysCommands, "keys status", { options: { data: "/srv/c" }, answer: () => ({ ...keys, pending_root: null }) });
+  expect(none.stdout).not.toContain("waits for the pending rekey");
+  expect(none.stdout).toContain("3 data keys still to re-wrap (run: citadel keys rotate --data /srv/c, or restart to resume)\n");
+});
+
 test("keys rotate names the data keys a rotation left because they do not unwrap (found in review)", async () => {
   const run = await runCommand(sysCommands, "keys rotate", { answer: () => ({ version: 3, rewrapped: 41, damaged: 1 }) });
   expect(run.stdout).toBe("KEK v3 is active; 41 data keys re-wrapped. 1 data keys do not unwrap (damaged or altered) and stay under their old KEK: see the log and the audit (keys.kek.rotate failures).\n");
