@@ -6,13 +6,16 @@
  *   - `NAME=value` or `export NAME=value`, whitespace around `=` allowed; NAME matches SECRET_NAME;
  *   - unquoted values are trimmed, and a `#` after whitespace starts a comment (`a#b` is kept whole);
  *   - 'single quotes' are literal (no escapes at all) and may span lines;
- *   - "double quotes" know \n \r \t \" \\ \$ (any other backslash is kept as written) and may
+ *   - "double quotes" know \n \r \t \" \\ \$ \` (any other backslash is kept as written) and may
  *     span lines; after a closing quote only whitespace and a `#` comment may follow.
  * There is no interpolation: `${X}` and `$X` are kept literally. A name set twice is an error,
  * not a silent override. Errors give line numbers and names, never a value: values are secrets.
  *
  * printDotenv writes what parseDotenv reads back exactly: simple values bare, anything else
- * double-quoted, with `$` escaped too so that readers which interpolate leave it alone.
+ * double-quoted, with `$` and `` ` `` escaped too so that readers which interpolate leave them
+ * alone. A shell sourcing the file (`set -a; . ./file.env`) reads the same values: `$(...)` and
+ * `` `...` `` stay text, never commands; only a carriage return, written \r, reads back as
+ * those two characters there.
  */
 
 export interface SecretEntry {
@@ -139,11 +142,11 @@ function closingQuote(text: string, quote: '"' | "'"): number {
   return -1;
 }
 
-const UNESCAPED: Record<string, string> = { n: "\n", r: "\r", t: "\t", '"': '"', "\\": "\\", $: "$" };
+const UNESCAPED: Record<string, string> = { n: "\n", r: "\r", t: "\t", '"': '"', "\\": "\\", $: "$", "`": "`" };
 
 // Pairs are taken left to right like closingQuote does, so `\\"` is a backslash then the end.
 function unescapeDouble(raw: string): string {
-  return raw.replace(/\\([nrt"\\$])/g, (_, c: string) => UNESCAPED[c]!);
+  return raw.replace(/\\([nrt"\\$`])/g, (_, c: string) => UNESCAPED[c]!);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,7 +155,10 @@ function unescapeDouble(raw: string): string {
 // Values made only of these need no quotes in any reader (no spaces, quotes, `#`, `$`, `=`).
 const SIMPLE_VALUE = /^[A-Za-z0-9_.\/:@+,-]*$/;
 
-const ESCAPED: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", $: "\\$" };
+// What a shell also reads inside double quotes is escaped as a shell would: `$` and `` ` `` would
+// run a command there (found in review: sourcing an export ran a value's `...`). Newlines and
+// tabs are written as they are, not \n and \t, which a shell would keep as two characters.
+const ESCAPED: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\r": "\\r", $: "\\$", "`": "\\`" };
 
 /** One `NAME=value` line per entry, in the given order. parseDotenv reads every value back exactly. */
 export function printDotenv(entries: readonly SecretEntry[]): string {
@@ -161,10 +167,11 @@ export function printDotenv(entries: readonly SecretEntry[]): string {
 }
 
 // CR is escaped, not written raw, since a raw CR would read back as a line end. Every other
-// character (control characters, U+2028, lone surrogates) is safe between double quotes.
+// character (a newline, which a double-quoted value may span, control characters, U+2028, lone
+// surrogates) is safe between double quotes.
 function quoteValue(value: string): string {
   if (SIMPLE_VALUE.test(value)) return value;
-  return `"${value.replace(/[\\"\n\r\t$]/g, (c) => ESCAPED[c]!)}"`;
+  return `"${value.replace(/[\\"\r$`]/g, (c) => ESCAPED[c]!)}"`;
 }
 
 /**

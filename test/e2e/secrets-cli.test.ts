@@ -272,8 +272,12 @@ describe("citadel secrets", () => {
     // `citadel secrets export ... > development.env`
     await ok(["secrets", "export", ...WS(), "-e", "development"], { stdoutFile: exported });
     const first = readFileSync(exported, "utf8");
-    // One line per secret; values that are not plain words double-quoted, line ends as \n.
-    expect(first).toBe(`DB_PASSWORD="${DB_PASSWORD}"\nTLS_KEY=${JSON.stringify(TLS_KEY).replaceAll("$", "\\$")}\n`);
+    // One line per secret; values that are not plain words double-quoted, escaped as a shell
+    // reads them (\\ \" \$), their line ends as they are: sourced, the file gives the same values.
+    const quotedTlsKey = TLS_KEY.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("$", "\\$");
+    expect(first).toBe(`DB_PASSWORD="${DB_PASSWORD}"\nTLS_KEY="${quotedTlsKey}"\n`);
+    const sourced = Bun.spawnSync(["bash", "-c", 'set -a; . "$1"; printf %s "$TLS_KEY"', "bash", exported], { env: { PATH: process.env.PATH ?? "" } });
+    expect(sourced.stdout.toString()).toBe(TLS_KEY);
 
     const imported = await ok(["secrets", "import", exported, ...WS(), "-e", "staging"]);
     expect(imported).toStartWith("imported: 2 new, 0 updated, 0 unchanged, 0 skipped");

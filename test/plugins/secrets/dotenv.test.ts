@@ -1,4 +1,7 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import fc from "fast-check";
 import {
   DotenvError,
@@ -47,6 +50,7 @@ describe("parseDotenv accepts", () => {
     ["single quotes, literal", "A='a \\n \"b\" $X #c'\n", e(["A", 'a \\n "b" $X #c'])],
     ["single quotes over lines", "A='line 1\nline 2\n\n  line 4'\nB=2\n", e(["A", "line 1\nline 2\n\n  line 4"], ["B", "2"])],
     ["double quotes with escapes", 'A="a\\nb\\rc\\td\\"e\\\\f\\$g"\n', e(["A", 'a\nb\rc\td"e\\f$g'])],
+    ["an escaped backtick, as a shell reads it", 'A="\\`id\\`"\n', e(["A", "`id`"])],
     ["unknown escapes kept as written", 'A="\\x\\u00e9\\\'"\n', e(["A", "\\x\\u00e9\\'"])],
     ["double quotes over lines", 'A="first\n  second \\"quoted\\"\nthird"\nB=2\n', e(["A", 'first\n  second "quoted"\nthird'], ["B", "2"])],
     ["an escaped backslash before the closing quote", 'A="x\\\\"\n', e(["A", "x\\"])],
@@ -114,6 +118,7 @@ describe("printDotenv", () => {
         ["SPACE", " a b "],
         ["ESC", 'q"b\\n\nr\rt\t$HOME'],
         ["HASH", "a#b"],
+        ["TICK", "`id` $(id)"],
         ["SINGLE", "it's"],
         ["UNI", "ключ"],
       ),
@@ -123,8 +128,9 @@ describe("printDotenv", () => {
         "Z=plain-value_1.2/3:4@5+6,7",
         "A=",
         'SPACE=" a b "',
-        'ESC="q\\"b\\\\n\\nr\\rt\\t\\$HOME"',
+        'ESC="q\\"b\\\\n\nr\\rt\t\\$HOME"',
         'HASH="a#b"',
+        'TICK="\\`id\\` \\$(id)"',
         'SINGLE="it\'s"',
         'UNI="ключ"',
         "",
@@ -231,5 +237,53 @@ describe("round trips", () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe("a shell sourcing an export (found in review: `set -a; . ./e.env` ran a command hidden in a value's backticks)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-dotenv-bash-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const ran = join(dir, "ran");
+
+  /** What bash holds in each variable once it has sourced an export of `values` (named V0, V1, ...), and what it wrote to standard error. */
+  function sourcedByBash(values: readonly string[]): { values: string[]; stderr: string } {
+    const file = join(dir, "e.env");
+    writeFileSync(file, printDotenv(values.map((value, i) => ({ name: `V${i}`, value }))));
+    const names = values.map((_, i) => `V${i}`);
+    const script = 'set -a; . "$1"; shift; for n in "$@"; do printf "%s\\0" "${!n}"; done';
+    const run = Bun.spawnSync(["bash", "-c", script, "bash", file, ...names], { cwd: dir, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+    const out = run.stdout.toString();
+    return { values: out === "" ? [] : out.slice(0, -1).split("\0"), stderr: run.stderr.toString() };
+  }
+
+  test("reads each value byte for byte, and runs nothing: backticks, $(...), backslashes, quotes, newlines, tabs", () => {
+    const values = [
+      "`echo PWNED >&2`",
+      `\`touch ${ran}\``,
+      `$(touch ${ran})`,
+      "${HOME} $HOME $$ $1",
+      "back\\slash\\",
+      'say "hi" \\" \\`',
+      "it's",
+      "line one\nline two\n\n  indented\t tab\n",
+      "#not a comment",
+      "!history !! ~ *.txt {a,b}",
+      "plain-value_1.2/3:4@5+6,7",
+      "",
+    ];
+    expect(sourcedByBash(values)).toEqual({ values, stderr: "" });
+    expect(existsSync(ran)).toBe(false);
+  });
+
+  test("for any value a shell can hold (no NUL; a carriage return is written \\r, which a shell keeps as two characters)", () => {
+    const unit = fc.constantFrom(...Array.from("`$()\\\"'\n\t #{}!;&|<>*?~=a1é🔑"));
+    const value = fc.oneof(fc.string({ unit, maxLength: 24 }), fc.string({ unit: "grapheme", maxLength: 12 }).filter((v) => !v.includes("\0") && !v.includes("\r")));
+    fc.assert(
+      fc.property(fc.array(value, { minLength: 1, maxLength: 6 }), (values) => {
+        expect(sourcedByBash(values)).toEqual({ values, stderr: "" });
+      }),
+      { numRuns: 150 },
+    );
+    expect(existsSync(ran)).toBe(false);
   });
 });
