@@ -87,6 +87,41 @@ async function passphrase(ctx: CommandContext, prompt = "End-to-end encryption p
   return secretPrompter()(prompt); // as typed, as the file's is read: the same passphrase either way
 }
 
+/**
+ * A passphrase being chosen: from --passphrase-file, or typed twice at a terminal, as a new
+ * password is (citadel password). Typed once, a slip of the finger would seal a private key or a
+ * link with a passphrase nobody knows. `unchanged` says what was not done when the two differ.
+ */
+async function newPassphrase(ctx: CommandContext, prompt: string, unchanged: string): Promise<string> {
+  const file = ctx.options["passphrase-file"];
+  if (typeof file === "string") return await readPassphraseFile(file);
+  if (!process.stdin.isTTY) throw new UsageError("give the passphrase with --passphrase-file (standard input is not a terminal)");
+  const ask = secretPrompter();
+  const phrase = await ask(`${prompt}: `);
+  if ((await ask(`${prompt} again: `)) !== phrase) throw new Error(`the two passphrases differ: ${unchanged}`);
+  return phrase;
+}
+
+/**
+ * Refuses, without --yes, to make a key pair for a user who has one: a new one drops every
+ * workspace key wrapped to the old, in every organization (the server cannot wrap them again),
+ * and running init again on a new laptop did so without a word (found in review).
+ */
+async function refuseReplacingKeyPair(ctx: CommandContext, api: ApiClient): Promise<void> {
+  if (ctx.options.yes === true) return;
+  try {
+    await api.request("GET", "/v1/secrets/me/keypair");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return; // none yet: nothing to replace
+    if (!(error instanceof ApiError && error.code === "insufficient_scope")) throw error;
+    throw new UsageError(`this token may not read your key pair (${error.message}), so whether you have one cannot be told: a new one drops your access to every end-to-end-encrypted workspace until a member grants you again; add --yes to make one all the same`);
+  }
+  throw new UsageError(
+    "you have an end-to-end encryption key pair already: on another machine, give its passphrase to the commands that ask for it. " +
+      "A new one drops your access to every end-to-end-encrypted workspace, in every organization, until a member grants you again (citadel secrets e2ee grant); add --yes to replace it all the same",
+  );
+}
+
 const SHARE_PASSPHRASE_PROMPT = "Passphrase for the link: ";
 /** How many passphrases a terminal user may type for a link (the server burns it after a few more). */
 const SHARE_PASSPHRASE_TRIES = 3;
@@ -672,7 +707,7 @@ export const secretsCommands: Command[] = [
         if (value === "") throw new Error("nothing to share: standard input was empty");
       }
       org ??= await organizationOf(ctx, api);
-      const phrase = typeof passphraseFile === "string" ? await readPassphraseFile(passphraseFile) : ctx.options.passphrase ? await secretPrompter()("Passphrase for the link: ") : undefined;
+      const phrase = typeof passphraseFile === "string" || ctx.options.passphrase ? await newPassphrase(ctx, "Passphrase for the link", "no link was made") : undefined;
       const sealed = await createShareSecret(value, phrase);
       const body: Record<string, unknown> = { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: sealed.passphraseRequired };
       // So that the server refuses a wrong passphrase before it spends a view.
@@ -763,15 +798,17 @@ export const secretsCommands: Command[] = [
   },
   {
     words: ["secrets", "e2ee", "init"],
-    summary: "Make your end-to-end encryption key pair here; the private key goes to the server sealed by your passphrase",
-    options: PASSPHRASE,
+    summary: "Make your end-to-end encryption key pair here; the private key goes to the server sealed by your passphrase (replacing one you have needs --yes)",
+    options: { ...PASSPHRASE, yes: { type: "boolean", description: "Yes, replace the key pair I have: I lose every workspace key wrapped to it until members grant me again" } },
     async run(ctx) {
-      const phrase = await passphrase(ctx, "New end-to-end encryption passphrase: ");
+      const api = await ctx.api();
+      await refuseReplacingKeyPair(ctx, api); // before a passphrase is asked for
+      const phrase = await newPassphrase(ctx, "New end-to-end encryption passphrase", "no key pair was made");
       if (phrase.length < 12) throw new Error("a passphrase of at least 12 characters");
       const pair = generateUserKeyPair();
       const sealed = await sealPrivateKey(pair.privateKey, phrase);
       pair.privateKey.fill(0);
-      const saved = await (await ctx.api()).request("PUT", "/v1/secrets/me/keypair", { public_key: pair.publicKey, sealed_private_key: sealed });
+      const saved = await api.request("PUT", "/v1/secrets/me/keypair", { public_key: pair.publicKey, sealed_private_key: sealed });
       print(ctx, saved, `key pair registered (public key ${pair.publicKey})`);
       return 0;
     },

@@ -681,12 +681,30 @@ describe("citadel share open, a link whose passphrase the server checks before a
     const made = await cliAtTerminal(["share", "--passphrase"], [
       { question: "Value to share: ", typed: SHARED },
       { question: "Passphrase for the link: ", typed: SHARE_PHRASE },
+      { question: "Passphrase for the link again: ", typed: SHARE_PHRASE },
     ]);
     expect(made.code).toBe(0);
     const url = made.screen.match(/https:\/\/\S+\/v1\/secrets\/shares\/shr_\S+#[A-Za-z0-9_-]+/)?.[0] ?? "";
     const linkAlone = await viewShare(url);
     expect([linkAlone.status, ((await linkAlone.json()) as { errors: Array<{ field: string }> }).errors[0]?.field]).toEqual([422, "passphrase_proof"]);
     expect(await cli(["share", "open", url, "--passphrase-file", phraseFile()])).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
+  });
+});
+
+describe("a passphrase being chosen at a terminal is typed twice (found in review: a slip sealed the key pair with a passphrase nobody knew)", () => {
+  test.skipIf(!Bun.which("script"))("share --passphrase and secrets e2ee init --yes: two that differ make nothing", async () => {
+    const link = await cliAtTerminal(["share", "--passphrase"], [
+      { question: "Value to share: ", typed: SHARED },
+      { question: "Passphrase for the link: ", typed: "one passphrase" },
+      { question: "Passphrase for the link again: ", typed: "another one" },
+    ]);
+    expect([link.code, link.screen]).toEqual([1, expect.stringContaining("the two passphrases differ: no link was made")]);
+    const pair = await cliAtTerminal(["secrets", "e2ee", "init", "--yes"], [
+      { question: "New end-to-end encryption passphrase: ", typed: "a first long passphrase" },
+      { question: "New end-to-end encryption passphrase again: ", typed: "a first long passphrase." },
+    ]);
+    expect([pair.code, pair.screen]).toEqual([1, expect.stringContaining("the two passphrases differ: no key pair was made")]);
+    expect((await api("GET", "/v1/secrets/me/keypair")).status).toBe(404); // none was registered (the owner makes one below)
   });
 });
 

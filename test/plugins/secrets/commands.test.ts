@@ -4,9 +4,10 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateToken } from "../../../src/auth/tokens.ts";
+import { ApiError } from "../../../src/cli/api-client.ts";
 import { secretsCommands } from "../../../plugins/secrets/commands.ts";
 import { createShareSecret, shareUrl } from "../../../plugins/secrets/share-crypto.ts";
-import { runCommand } from "../../helpers/command.ts";
+import { runCommand, type SentRequest } from "../../helpers/command.ts";
 
 const WS = { workspace: "ws_1" };
 
@@ -158,5 +159,43 @@ describe("share says the link's id too (found in review: only the link was print
     expect(run.stderr.split("\n")[1]).toBe("its id: shr_AAAAAAAAAAAAAA (citadel share revoke shr_AAAAAAAAAAAAAA ends it)");
     const json = await runCommand(secretsCommands, "share", { options: { ...WS, env: "production", org: "org_1", secret: "DB" }, json: true, answer });
     expect([json.code, JSON.parse(json.stdout).id, json.stderr]).toEqual([0, "shr_AAAAAAAAAAAAAA", ""]);
+  });
+});
+
+describe("secrets e2ee init with a key pair already (found in review: run again on a new laptop, it dropped every workspace key wrapped to the user, without a word)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-e2ee-init-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const phraseFile = join(dir, "passphrase");
+  writeFileSync(phraseFile, "a long enough passphrase\n", { mode: 0o600 });
+  const existing = { public_key: "pk", sealed_private_key: "c1.pk.x", created_at: "2026-06-01T00:00:00.000Z" };
+  const haveOne = (r: SentRequest) => (r.method === "GET" ? existing : { ...existing, public_key: "new" });
+  const haveNone = (r: SentRequest) => {
+    if (r.method === "GET") throw new ApiError("You have no key pair yet: citadel secrets e2ee init makes one.", 404, "not_found");
+    return existing;
+  };
+
+  test("is refused without --yes, saying what a new one costs, before a passphrase is read or anything is sent", async () => {
+    const run = await runCommand(secretsCommands, "secrets e2ee init", { options: { "passphrase-file": join(dir, "not-read") }, answer: haveOne });
+    expect(run.code).toBe(2);
+    expect(run.error?.message).toStartWith("you have an end-to-end encryption key pair already");
+    expect(run.error?.message).toContain("drops your access to every end-to-end-encrypted workspace, in every organization, until a member grants you again");
+    expect(run.error?.message).toEndWith("add --yes to replace it all the same");
+    expect(run.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["GET /v1/secrets/me/keypair"]);
+  });
+
+  test("with --yes the new key pair is registered; with none yet, no --yes is needed", async () => {
+    const replaced = await runCommand(secretsCommands, "secrets e2ee init", { options: { "passphrase-file": phraseFile, yes: true }, answer: haveOne });
+    expect([replaced.code, replaced.requests.map((r) => `${r.method} ${r.path}`)]).toEqual([0, ["PUT /v1/secrets/me/keypair"]]);
+    const first = await runCommand(secretsCommands, "secrets e2ee init", { options: { "passphrase-file": phraseFile }, answer: haveNone });
+    expect([first.code, first.requests.map((r) => `${r.method} ${r.path}`)]).toEqual([0, ["GET /v1/secrets/me/keypair", "PUT /v1/secrets/me/keypair"]]);
+  });
+
+  test("a token that may not read the key pair cannot tell: refused without --yes", async () => {
+    const outOfScope = () => {
+      throw new ApiError("this token lacks secrets:read", 403, "insufficient_scope");
+    };
+    const run = await runCommand(secretsCommands, "secrets e2ee init", { options: { "passphrase-file": phraseFile }, answer: outOfScope });
+    expect([run.code, run.requests.length]).toEqual([2, 1]);
+    expect(run.error?.message).toStartWith("this token may not read your key pair (this token lacks secrets:read), so whether you have one cannot be told");
   });
 });
