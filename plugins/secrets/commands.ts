@@ -637,7 +637,7 @@ export const secretsCommands: Command[] = [
     options: {
       ...WHERE,
       ...PASSPHRASE,
-      "allow-loader-variables": { type: "boolean", description: "Pass secrets that make programs load or run code (LD_*, DYLD_*, BASH_ENV, SHELLOPTS, PS4, PATH, NODE_OPTIONS, PYTHONPATH, GIT_SSH_COMMAND, GIT_CONFIG_*, EDITOR, ...: docs/cli.md lists them); else refused" },
+      "allow-loader-variables": { type: "boolean", description: "Pass secrets that make programs load or run code (LD_*, DYLD_*, BASH_ENV, SHELLOPTS, PS4, PATH, NODE_OPTIONS, PYTHONPATH, GIT_SSH_COMMAND, GIT_CONFIG_*, TAR_OPTIONS, npm_config_*, EDITOR, *_EDITOR, *_PAGER, ...: docs/cli.md lists them); else refused" },
     },
     async run(ctx) {
       const w = where(ctx);
@@ -1104,17 +1104,25 @@ function commandEnvironment(ctx: CommandContext, entries: SecretEntry[]): Record
 /**
  * Variables that make the dynamic loader, a shell, an interpreter or a tool load or run code of
  * their own choosing in whatever starts (SHELLOPTS=xtrace with PS4=$(...) runs a command in every
- * bash script; a PATH picks which programs run): from an environment's secrets, anyone who may
- * write one could run code as whoever runs `citadel run`. A best effort — no list of such
+ * bash script; a PATH picks which programs run; TAR_OPTIONS=--checkpoint-action=exec=... runs a
+ * command in every tar): from an environment's secrets, anyone who may write one could run code
+ * as whoever runs `citadel run`. Any *_EDITOR, *_PAGER and *_RSH names a program that some tool
+ * runs (git, psql, sudo, kubectl, systemctl, rsync...). A best effort — no list of such
  * variables is complete — naming the common ones (docs/cli.md lists them).
  */
-const LOADER_VARIABLES = /^(LD_.*|DYLD_.*|BASH_ENV|ENV|BASHOPTS|SHELLOPTS|PS4|PROMPT_COMMAND|PATH|NODE_OPTIONS|PYTHON(STARTUP|PATH|HOME|WARNINGS)|PERL5(OPT|LIB)|PERLLIB|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|GIT_(SSH|SSH_COMMAND|ASKPASS|EXEC_PATH|CONFIG.*|EDITOR|SEQUENCE_EDITOR|PAGER|EXTERNAL_DIFF|PROXY_COMMAND|TEMPLATE_DIR)|BROWSER|EDITOR|VISUAL|PAGER|MANPAGER|SYSTEMD_PAGER|LESSOPEN|LESSCLOSE|SSH_ASKPASS|SUDO_ASKPASS)$/;
+const LOADER_VARIABLES =
+  /^(LD_.*|DYLD_.*|GCONV_PATH|BASH_ENV|ENV|BASHOPTS|SHELLOPTS|PS4|PROMPT_COMMAND|ZDOTDIR|PATH|NODE_OPTIONS|NODE_PATH|PYTHON(STARTUP|PATH|HOME|WARNINGS)|PERL5(OPT|LIB)|PERLLIB|RUBYOPT|RUBYLIB|LUA_INIT(_.*)?|PHPRC|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|GOFLAGS|RUSTC(_WORKSPACE)?_WRAPPER|GIT_(SSH|SSH_COMMAND|ASKPASS|EXEC_PATH|CONFIG.*|EXTERNAL_DIFF|PROXY_COMMAND|TEMPLATE_DIR)|TAR_OPTIONS|OPENSSL_CONF|BROWSER|EDITOR|VISUAL|PAGER|MANPAGER|.+_EDITOR|.+_PAGER|.+_RSH|LESSOPEN|LESSCLOSE|SSH_ASKPASS|SUDO_ASKPASS)$/;
+
+/** npm reads any npm_config_* as a setting (script-shell, node-options, ...), whatever its letters' case. */
+const NPM_CONFIG = /^npm_config_/i;
+
+const isLoaderVariable = (name: string) => LOADER_VARIABLES.test(name) || NPM_CONFIG.test(name);
 
 /** Where a command is looked for when the caller has no PATH, as execvp(3) does. */
 const DEFAULT_SEARCH_PATH = "/usr/local/bin:/usr/bin:/bin";
 
 function refuseLoaderVariables(w: Where, entries: SecretEntry[]): void {
-  const found = entries.map((e) => e.name).filter((name) => LOADER_VARIABLES.test(name));
+  const found = entries.map((e) => e.name).filter(isLoaderVariable);
   if (found.length === 0) return;
   throw new UsageError(
     `the secrets of ${w.workspace}/${w.env} hold ${found.join(", ")}, which make programs load code: refusing to start the command with them (--allow-loader-variables passes them on)`,

@@ -199,3 +199,27 @@ describe("secrets e2ee init with a key pair already (found in review: run again 
     expect(run.error?.message).toStartWith("this token may not read your key pair (this token lacks secrets:read), so whether you have one cannot be told");
   });
 });
+
+describe("citadel run refuses secrets that make a program run a command or load a file (found in review: TAR_OPTIONS, LUA_INIT, npm_config_*, *_EDITOR... passed)", () => {
+  /** The server's answers for an environment holding secrets of these names. */
+  const holding = (names: string[]) => (r: SentRequest) => (r.path.endsWith("/settings") ? { e2ee: false } : { items: names.map((name) => ({ name, value: "x", version: 1 })) });
+  const run = (names: string[]) => runCommand(secretsCommands, "run", { args: ["true"], options: { ...WS, env: "production" }, answer: holding(names) });
+
+  test("each is named in the refusal, a usage error, before the command starts", async () => {
+    const names = [
+      ...["TAR_OPTIONS", "LUA_INIT", "LUA_INIT_5_4", "RSYNC_RSH", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "GOFLAGS", "PSQL_PAGER", "SUDO_EDITOR", "KUBE_EDITOR", "SYSTEMD_EDITOR", "npm_config_script_shell", "NPM_CONFIG_NODE_OPTIONS"],
+      ...["OPENSSL_CONF", "GCONV_PATH", "ZDOTDIR", "NODE_PATH", "PHPRC"],
+      ...["EDITOR", "VISUAL", "PAGER", "GIT_EDITOR", "CVS_RSH", "MY_TOOL_PAGER"],
+    ];
+    for (const name of names) {
+      const refused = await run(["DB_PASSWORD", name]);
+      expect([name, refused.code, refused.error?.message]).toEqual([name, 2, `the secrets of ws_1/production hold ${name}, which make programs load code: refusing to start the command with them (--allow-loader-variables passes them on)`]);
+    }
+  });
+
+  test("names that merely contain such words pass: DB_PASSWORD, EDITOR_URL, PAGER_DUTY_KEY, NPM_TOKEN", async () => {
+    const names = ["DB_PASSWORD", "EDITOR_URL", "PAGER_DUTY_KEY", "NPM_TOKEN", "GIT_TOKEN", "RSH", "_EDITOR_", "TAR_OPTION"];
+    const passed = await runCommand(secretsCommands, "run", { args: ["true"], options: { ...WS, env: "production" }, answer: holding(names) });
+    expect([passed.code, passed.error]).toEqual([0, null]);
+  });
+});
