@@ -13,11 +13,14 @@ import { DecryptionError } from "../../src/crypto/aead.ts";
 import { choiceOption, forStdout, integerOption, organizationOf, print, refuseApiKeyWithoutOrg, table, wholeNumber } from "../../src/cli/output.ts";
 import { readValueAtTerminal, secretPrompter } from "../../src/cli/prompt.ts";
 import { readPassphraseFile } from "../../src/cli/passphrase-file.ts";
+import { boundedInput, boundedStdin } from "../../src/cli/input-files.ts";
+import { HttpConfig } from "../../src/config/schema.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { NO_KEY_PAIR, NOT_A_MEMBER } from "./e2ee-keys.ts";
 import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
 import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
+import { SecretsSettings } from "./settings.ts";
 import { createShareSecret, openShareSecret, parseShareUrl, shareOfUrl, sharePassphraseProof, shareUrl, shareViewProof, type ShareKdf } from "./share-crypto.ts";
 
 const WHERE = {
@@ -42,13 +45,28 @@ const secretsPath = (w: Where, rest = "") => `${workspacePath(w)}/environments/$
 const secretPath = (w: Where, name: string, rest = "") => secretsPath(w, `/secrets/${encodeURIComponent(name)}${rest}`);
 
 /**
+ * The most any server takes (the largest its configuration allows): a secret's value
+ * (secrets.max_value_bytes) and a request's body (http.body_limit_bytes), which carries an
+ * import. Input past them is refused before the rest of it is read: it could never be stored.
+ */
+const MOST_VALUE_BYTES = SecretsSettings.properties.max_value_bytes.maximum!;
+const MOST_BODY_BYTES = HttpConfig.properties.body_limit_bytes.maximum!;
+const mebibytes = (bytes: number) => `${bytes / (1024 * 1024)} MiB`;
+
+/** A value on standard input: at most the largest a server takes, and the newline after it. */
+const VALUE_BOUND = {
+  bytes: MOST_VALUE_BYTES + 1,
+  tooLarge: `standard input holds more than ${mebibytes(MOST_VALUE_BYTES)}, the largest value a Citadel server takes (secrets.max_value_bytes at its most): nothing was read further or sent`,
+};
+
+/**
  * The value to store: all of standard input (one trailing newline dropped), or a silent prompt
  * (one line: a paste of several is refused, not cut). Either way kept as it is, spaces at its
  * ends included: they may be part of the secret.
  */
 async function readValue(prompt: string): Promise<string> {
   if (process.stdin.isTTY) return readValueAtTerminal(prompt);
-  const text = utf8Text(await new Response(Bun.stdin.stream()).arrayBuffer(), "standard input");
+  const text = utf8Text(await boundedStdin(VALUE_BOUND), "standard input");
   // Only the "\n" (echo's, or the one `secrets get` prints): a CR before it may be the value's own.
   return text.endsWith("\n") ? text.slice(0, -1) : text;
 }
@@ -596,7 +614,9 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const file = requireArg(ctx, "the file to import (- for standard input)");
-      const text = utf8Text(file === "-" ? await new Response(Bun.stdin.stream()).arrayBuffer() : readFileSync(file), file === "-" ? "standard input" : file);
+      const what = file === "-" ? "standard input" : file;
+      const bound = { bytes: MOST_BODY_BYTES, tooLarge: `${what} is larger than ${mebibytes(MOST_BODY_BYTES)}, the most a Citadel server takes in one request (http.body_limit_bytes at its most): import it in parts` };
+      const text = utf8Text(await boundedInput(file, what, bound), what);
       const format = choiceOption(ctx, "format", ["dotenv", "json"] as const) ?? (file.endsWith(".json") ? "json" : "dotenv");
       const entries = format === "json" ? parseJsonSecrets(text) : parseDotenv(text);
       const api = await ctx.api();

@@ -374,6 +374,22 @@ describe("what the review found in the everyday commands", () => {
     expect(await ok(["secrets", "get", "FROM_NOTEPAD", ...WS()])).toBe("a\n");
   });
 
+  test("a value or an import without end is refused once past what a server takes, not read whole (found in review: `< <(yes)` grew to gigabytes)", async () => {
+    /** `yes | citadel ARGS`: standard input that never ends. */
+    const fromYes = async (args: string[]) => {
+      const proc = Bun.spawn(["sh", "-c", 'yes | "$@"', "sh", BINARY, "--data", data.path, ...args], { env: cliEnv(), cwd: home.path, stdout: "pipe", stderr: "pipe" });
+      const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      return { code, stdout, stderr };
+    };
+    const valueTooLarge = "citadel: standard input holds more than 1 MiB, the largest value a Citadel server takes (secrets.max_value_bytes at its most): nothing was read further or sent\n";
+    expect(await fromYes(["secrets", "set", "ENDLESS", ...WS()])).toEqual({ code: 2, stdout: "", stderr: expect.stringContaining(valueTooLarge) });
+    expect(await fromYes(["share"])).toEqual({ code: 2, stdout: "", stderr: expect.stringContaining(valueTooLarge) });
+    const importTooLarge = (what: string) => `citadel: ${what} is larger than 64 MiB, the most a Citadel server takes in one request (http.body_limit_bytes at its most): import it in parts\n`;
+    expect(await fromYes(["secrets", "import", "-", ...WS()])).toEqual({ code: 2, stdout: "", stderr: expect.stringContaining(importTooLarge("standard input")) });
+    expect(await cli(["secrets", "import", "/dev/zero", ...WS()])).toEqual({ code: 2, stdout: "", stderr: expect.stringContaining(importTooLarge("/dev/zero")) });
+    expect((await cli(["secrets", "get", "ENDLESS", ...WS()])).code).toBe(1); // nothing stored
+  }, 30_000);
+
   test("an export read through a pipe by a slow reader arrives whole (found in review: cut at 64 KiB, exit 0)", async () => {
     for (const name of ["BIG_ONE", "BIG_TWO"]) await ok(["secrets", "set", name, ...WS()], { stdin: `${name}-${tag}-${"x".repeat(60_000)}` });
     const file = join(home.path, "whole.env");
