@@ -98,6 +98,15 @@ async function shareLink(ctx: CommandContext): Promise<string> {
   return link;
 }
 
+/**
+ * Refuses `--passphrase-file -` when standard input carries `what` (a value, a file to import),
+ * before anything is read: read for the passphrase, it was all taken as one, or the value's
+ * read failed on a stream already used ("Body object should not be disturbed or locked").
+ */
+function refuseStdinPassphrase(ctx: CommandContext, what: string): void {
+  if (ctx.options["passphrase-file"] === "-") throw new UsageError(`--passphrase-file -: standard input carries ${what}; give the passphrase in a file`);
+}
+
 async function passphrase(ctx: CommandContext, prompt = "End-to-end encryption passphrase: "): Promise<string> {
   const file = ctx.options["passphrase-file"];
   if (typeof file === "string") return await readPassphraseFile(file); // refused when others may read it (src/cli/passphrase-file.ts)
@@ -518,6 +527,7 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const name = requireSecretName(ctx);
+      refuseStdinPassphrase(ctx, "the value"); // at a terminal too: the value is typed there
       const api = await ctx.api();
       return withCodec(ctx, api, w, async (codec) => {
         const value = await readValue(`Value of ${name}: `);
@@ -614,6 +624,7 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const file = requireArg(ctx, "the file to import (- for standard input)");
+      if (file === "-") refuseStdinPassphrase(ctx, "the file to import");
       const what = file === "-" ? "standard input" : file;
       const bound = { bytes: MOST_BODY_BYTES, tooLarge: `${what} is larger than ${mebibytes(MOST_BODY_BYTES)}, the most a Citadel server takes in one request (http.body_limit_bytes at its most): import it in parts` };
       const text = utf8Text(await boundedInput(file, what, bound), what);
@@ -707,7 +718,7 @@ export const secretsCommands: Command[] = [
       if (ctx.options.passphrase && typeof passphraseFile !== "string" && !process.stdin.isTTY) {
         throw new UsageError("give the link's passphrase with --passphrase-file (standard input is not a terminal)");
       }
-      if (passphraseFile === "-" && secret === undefined) throw new UsageError("--passphrase-file -: standard input carries the value to share; give the passphrase in a file");
+      if (secret === undefined) refuseStdinPassphrase(ctx, "the value to share");
       let org = typeof ctx.options.org === "string" && ctx.options.org !== "" ? ctx.options.org : undefined;
       // Which organization is the identity service's to say (yours, or a workspace's), and an API key works for secrets alone.
       refuseApiKeyWithoutOrg(ctx); // before the value is read

@@ -223,3 +223,17 @@ describe("citadel run refuses secrets that make a program run a command or load 
     expect([passed.code, passed.error]).toEqual([0, null]);
   });
 });
+
+describe("--passphrase-file - where standard input carries the value or the file (found in review: 'Body object should not be disturbed or locked', or all of it taken as the passphrase)", () => {
+  test("secrets set and secrets import -: a usage error, before anything is read or asked", async () => {
+    const set = await runCommand(secretsCommands, "secrets set", { args: ["DB"], options: { ...WS, "passphrase-file": "-" } });
+    expect([set.code, set.error?.message, set.requests]).toEqual([2, "--passphrase-file -: standard input carries the value; give the passphrase in a file", []]);
+    const imported = await runCommand(secretsCommands, "secrets import", { args: ["-"], options: { ...WS, "passphrase-file": "-" } });
+    expect([imported.code, imported.error?.message, imported.requests]).toEqual([2, "--passphrase-file -: standard input carries the file to import; give the passphrase in a file", []]);
+  });
+
+  test("an import from a file may take the passphrase on standard input", async () => {
+    const imported = await runCommand(secretsCommands, "secrets import", { args: ["/nonexistent/prod.env"], options: { ...WS, "passphrase-file": "-" } });
+    expect([imported.code, imported.error?.message]).toEqual([2, "/nonexistent/prod.env: no such file"]);
+  });
+});
