@@ -625,11 +625,11 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const file = requireArg(ctx, "the file to import (- for standard input)");
       if (file === "-") refuseStdinPassphrase(ctx, "the file to import");
+      const format = choiceOption(ctx, "format", ["dotenv", "json"] as const) ?? (file.endsWith(".json") ? "json" : "dotenv");
       const what = file === "-" ? "standard input" : file;
       const bound = { bytes: MOST_BODY_BYTES, tooLarge: `${what} is larger than ${mebibytes(MOST_BODY_BYTES)}, the most a Citadel server takes in one request (http.body_limit_bytes at its most): import it in parts` };
       const text = utf8Text(await boundedInput(file, what, bound), what);
-      const format = choiceOption(ctx, "format", ["dotenv", "json"] as const) ?? (file.endsWith(".json") ? "json" : "dotenv");
-      const entries = format === "json" ? parseJsonSecrets(text) : parseDotenv(text);
+      const entries = importEntries(text, format, what);
       const api = await ctx.api();
       const sealed = await withCodec(ctx, api, w, async (codec) => entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value) })));
       const dryRun = ctx.options["dry-run"] === true;
@@ -1212,6 +1212,19 @@ function sentByTheTerminal(startedAt: TerminalFacts | null): boolean {
   if (now === null || startedAt === null) return process.stdin.isTTY === true;
   const hungUp = startedAt.tty !== "0" && now.tty === "0";
   return now.foreground || (hungUp && !now.sessionLeader);
+}
+
+/**
+ * The entries of a file to import. One that is not what import takes is a usage error naming
+ * the file (exit 2, as any input file a command refuses), with the line or entry and why, never
+ * a value: the parsers say no more.
+ */
+function importEntries(text: string, format: "dotenv" | "json", what: string): SecretEntry[] {
+  try {
+    return format === "json" ? parseJsonSecrets(text) : parseDotenv(text);
+  } catch (error) {
+    throw new UsageError(`${what}: ${(error as Error).message}`);
+  }
 }
 
 interface ImportResult {

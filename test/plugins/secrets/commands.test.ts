@@ -237,3 +237,28 @@ describe("--passphrase-file - where standard input carries the value or the file
     expect([imported.code, imported.error?.message]).toEqual([2, "/nonexistent/prod.env: no such file"]);
   });
 });
+
+describe("secrets import: a file that cannot be read or is not what import takes is a usage error naming it (found in review: ENOENT, EISDIR or a bare line number, exit 1)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "citadel-import-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const importing = (file: string) => runCommand(secretsCommands, "secrets import", { args: [file], options: WS });
+
+  test("missing, a directory: the file and why, before any request", async () => {
+    const missing = join(dir, "nope.env");
+    for (const [file, why] of [[missing, "no such file"], [dir, "is a directory"]] as const) {
+      const run = await importing(file);
+      expect([run.code, run.error?.message, run.requests]).toEqual([2, `${file}: ${why}`, []]);
+    }
+  });
+
+  test("malformed .env or JSON: the file, the line or entry, and why, never a value, before any request", async () => {
+    const dotenv = join(dir, "bad.env");
+    writeFileSync(dotenv, "A=1\ns3cr3t-pasted-alone\n");
+    const json = join(dir, "bad.json");
+    writeFileSync(json, '{"A": 1}');
+    for (const [file, why] of [[dotenv, "line 2: expected NAME=value, but there is no '='"], [json, "A: the value must be a string, not a number"]] as const) {
+      const run = await importing(file);
+      expect([run.code, run.error?.message, run.requests]).toEqual([2, `${file}: ${why}`, []]);
+    }
+  });
+});
