@@ -59,16 +59,24 @@ const VALUE_BOUND = {
   tooLarge: `standard input holds more than ${mebibytes(MOST_VALUE_BYTES)}, the largest value a Citadel server takes (secrets.max_value_bytes at its most): nothing was read further or sent`,
 };
 
+/** A value as read, and, for an empty one, where it came from: said when it is refused. */
+interface ReadValue {
+  value: string;
+  emptyBecause: string;
+}
+
 /**
  * The value to store: all of standard input (one trailing newline dropped), or a silent prompt
  * (one line: a paste of several is refused, not cut). Either way kept as it is, spaces at its
  * ends included: they may be part of the secret.
  */
-async function readValue(prompt: string): Promise<string> {
-  if (process.stdin.isTTY) return readValueAtTerminal(prompt);
+async function readValue(prompt: string): Promise<ReadValue> {
+  if (process.stdin.isTTY) return { value: await readValueAtTerminal(prompt), emptyBecause: "nothing was typed" };
   const text = utf8Text(await boundedStdin(VALUE_BOUND), "standard input");
   // Only the "\n" (echo's, or the one `secrets get` prints): a CR before it may be the value's own.
-  return text.endsWith("\n") ? text.slice(0, -1) : text;
+  const value = text.endsWith("\n") ? text.slice(0, -1) : text;
+  // A newline alone is an empty value given on purpose, maybe, not a pipe that brought nothing.
+  return { value, emptyBecause: text === "" ? "standard input was empty or closed" : "the value is empty (standard input held a newline alone)" };
 }
 
 /**
@@ -96,6 +104,15 @@ async function shareLink(ctx: CommandContext): Promise<string> {
   const link = (await secretPrompter()("Share link: ")).trim();
   if (link === "") throw new UsageError("give the share link (an argument, or on standard input)");
   return link;
+}
+
+/** The link's parts; a link that is not one (not a URL, cut short, damaged) is a usage error, as a missing one is. */
+function parsedShareLink(link: string): ReturnType<typeof parseShareUrl> {
+  try {
+    return parseShareUrl(link);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 /**
@@ -528,18 +545,17 @@ export const secretsCommands: Command[] = [
       const w = where(ctx);
       const name = requireSecretName(ctx);
       refuseStdinPassphrase(ctx, "the value"); // at a terminal too: the value is typed there
+      const rotationDays = integerOption(ctx, "rotation-days", 1, 3650); // before the value is read or typed
       const api = await ctx.api();
       return withCodec(ctx, api, w, async (codec) => {
-        const value = await readValue(`Value of ${name}: `);
+        const { value, emptyBecause } = await readValue(`Value of ${name}: `);
         // Nothing to read is more often a mistake upstream (a pipe from a command that failed,
         // a file that was not there) than an empty secret: stored, it would replace the value.
         if (value === "" && ctx.options["allow-empty"] !== true) {
-          const source = process.stdin.isTTY ? "nothing was typed" : "standard input was empty or closed";
-          throw new Error(`no value for ${name}: ${source}, so nothing was stored (--allow-empty stores an empty value)`);
+          throw new Error(`no value for ${name}: ${emptyBecause}, so nothing was stored (--allow-empty stores an empty value)`);
         }
         const body: Record<string, unknown> = { value: codec.seal(name, value) };
         if (typeof ctx.options.note === "string") body.note = ctx.options.note;
-        const rotationDays = integerOption(ctx, "rotation-days", 1, 3650);
         if (rotationDays !== undefined) body.rotation_days = rotationDays;
         const secret = await api.request<Metadata>("PUT", secretPath(w, name), body);
         print(ctx, secret, `${name}: version ${secret.version}`);
@@ -719,6 +735,8 @@ export const secretsCommands: Command[] = [
         throw new UsageError("give the link's passphrase with --passphrase-file (standard input is not a terminal)");
       }
       if (secret === undefined) refuseStdinPassphrase(ctx, "the value to share");
+      const ttl = integerOption(ctx, "ttl", 1); // before the value and the passphrase are read or typed
+      const views = integerOption(ctx, "views", 1);
       let org = typeof ctx.options.org === "string" && ctx.options.org !== "" ? ctx.options.org : undefined;
       // Which organization is the identity service's to say (yours, or a workspace's), and an API key works for secrets alone.
       refuseApiKeyWithoutOrg(ctx); // before the value is read
@@ -734,8 +752,9 @@ export const secretsCommands: Command[] = [
         source = { workspace: w.workspace, environment: w.env, name: secret };
         org ??= (await api.request<{ organization: string }>("GET", `/v1/iam/workspaces/${encodeURIComponent(w.workspace)}`)).organization;
       } else {
-        value = await readValue("Value to share: ");
-        if (value === "") throw new Error("nothing to share: standard input was empty");
+        const read = await readValue("Value to share: ");
+        if (read.value === "") throw new Error(`nothing to share: ${read.emptyBecause}`);
+        value = read.value;
       }
       org ??= await organizationOf(ctx, api);
       const phrase = typeof passphraseFile === "string" || ctx.options.passphrase ? await newPassphrase(ctx, "Passphrase for the link", "no link was made") : undefined;
@@ -743,8 +762,6 @@ export const secretsCommands: Command[] = [
       const body: Record<string, unknown> = { ciphertext: sealed.ciphertext, view_proof: shareViewProof(sealed.linkKey), passphrase: sealed.passphraseRequired };
       // So that the server refuses a wrong passphrase before it spends a view.
       if (sealed.passphraseProof) Object.assign(body, { passphrase_proof: sealed.passphraseProof, passphrase_kdf: sealed.passphraseKdf });
-      const ttl = integerOption(ctx, "ttl", 1);
-      const views = integerOption(ctx, "views", 1);
       if (ttl !== undefined) body.ttl_hours = ttl;
       if (views !== undefined) body.max_views = views;
       if (source) body.source = source;
@@ -767,7 +784,7 @@ export const secretsCommands: Command[] = [
     maxArgs: 1,
     options: { "passphrase-file": { type: "string", description: "The link's passphrase, from this file (else it is asked for when needed)" } },
     async run(ctx) {
-      const { baseUrl, id, linkKey } = parseShareUrl(await shareLink(ctx));
+      const { baseUrl, id, linkKey } = parsedShareLink(await shareLink(ctx));
       const api = await ctx.api({ server: baseUrl }); // the server the link names, whoever is logged in where
       const share = `/v1/secrets/shares/${encodeURIComponent(id)}`;
       const proof = shareViewProof(linkKey);
@@ -1311,4 +1328,5 @@ const SPAWN_ERRORS: Record<string, string> = {
   EACCES: "not executable, or a directory (EACCES)",
   ENOEXEC: "not a program this system can run (ENOEXEC)",
   ENOTDIR: "a part of its path is not a directory (ENOTDIR)",
+  E2BIG: "the secrets are too large for a process environment, with the command's arguments (E2BIG)",
 };

@@ -262,3 +262,27 @@ describe("secrets import: a file that cannot be read or is not what import takes
     }
   });
 });
+
+describe("what the review found in the corners of set, share, share open and run", () => {
+  test("secrets set --rotation-days and share --ttl/--views out of range: usage errors before the value is read or any request", async () => {
+    const set = await runCommand(secretsCommands, "secrets set", { args: ["DB"], options: { ...WS, "rotation-days": "0" } });
+    expect([set.code, set.error?.message, set.requests]).toEqual([2, '--rotation-days: a whole number from 1 to 3650, not "0"', []]);
+    for (const [flag, raw] of [["ttl", "0"], ["views", "many"]] as const) {
+      const share = await runCommand(secretsCommands, "share", { options: { org: "org_1", [flag]: raw } });
+      expect([share.code, share.error?.message, share.requests]).toEqual([2, `--${flag}: a whole number from 1 to 2147483647, not ${JSON.stringify(raw)}`, []]);
+    }
+  });
+
+  test("share open of something that is not a link is a usage error, as a missing link is", async () => {
+    for (const [given, why] of [["notalink", "not a share link: not a URL"], ["https://citadel.test/v1/secrets/shares/shr_1", "this share link has no key after '#': it was cut short (copy the whole link)"]]) {
+      const run = await runCommand(secretsCommands, "share open", { args: [given!] });
+      expect([run.code, run.error?.message, run.requests]).toEqual([2, why, []]);
+    }
+  });
+
+  test("citadel run: secrets too large for a process environment are said to be, exit 126 (E2BIG)", async () => {
+    const answer = (r: SentRequest) => (r.path.endsWith("/settings") ? { e2ee: false } : { items: [{ name: "HUGE", value: "x".repeat(200_000), version: 1 }] });
+    const run = await runCommand(secretsCommands, "run", { args: ["true"], options: WS, answer });
+    expect([run.code, run.stderr]).toEqual([126, "citadel: cannot run true: the secrets are too large for a process environment, with the command's arguments (E2BIG)\n"]);
+  });
+});
