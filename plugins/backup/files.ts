@@ -3,8 +3,13 @@
  * server writes is named citadel-YYYYMMDDTHHMMSSZ.backup (the snapshot's UTC time to the
  * second). Other tools (citadel doctor, the metrics) find the newest backup by that name
  * alone, without opening files, so the pattern is a contract: do not change it.
+ *
+ * The name does not say whose a backup is: two Citadels may be given one directory. Whose it
+ * is, the manifest says in clear (its instance_id); the service reads it before it lists,
+ * counts, prunes or schedules against a backup (service.ts). A backup being written is named
+ * for its instance (partialFileName), since its manifest may not be on disk yet.
  */
-import { closeSync, fsyncSync, lstatSync, openSync, readdirSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 
 const BACKUP_NAME = /^citadel-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.backup$/;
@@ -19,6 +24,25 @@ export interface BackupFile {
 /** The file name of a backup taken at `time` (seconds precision, UTC). */
 export function backupFileName(time: Date): string {
   return `citadel-${compactUtcTime(time)}.backup`;
+}
+
+/**
+ * The name a backup is written under before it is complete: hidden, and its instance's id in
+ * it, so that another Citadel sharing the directory tells it is not its own leftover.
+ */
+export function partialFileName(name: string, instanceId: string | null): string {
+  return `.${name}.${instanceId ?? "no-instance"}.partial`;
+}
+
+/**
+ * An unfinished backup's name read back: the backup it becomes, and whether the name carries
+ * an instance's id (one an earlier version wrote, .citadel-<time>.backup.partial, does not:
+ * its manifest tells whose it is). Undefined for a name that is not one Citadel writes.
+ */
+export function readPartialFileName(name: string): { backup: string; namesInstance: boolean } | undefined {
+  const m = name.match(/^\.(citadel-[^.]+\.backup)(\.[0-9A-Za-z-]+)?\.partial$/);
+  if (!m || backupTimeOf(m[1]!) === null) return undefined;
+  return { backup: m[1]!, namesInstance: m[2] !== undefined };
 }
 
 /** YYYYMMDDTHHMMSSZ: ISO 8601's basic format, which sorts as text and is safe in file names. */
@@ -75,6 +99,30 @@ export function newestBackup(dataDir: string, dir: string): { path: string; time
 /** The backups beyond the newest `keep` (none when keep is 0: keep everything). */
 export function backupsBeyond(files: readonly BackupFile[], keep: number): BackupFile[] {
   return keep > 0 ? files.slice(keep) : [];
+}
+
+/** Codes of a file system that makes no hard links (some network and FUSE mounts). */
+const NO_HARD_LINKS = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EXDEV"]);
+
+/**
+ * Gives the finished file at `from` the name `to`, unless a file has that name: false then.
+ * Not a rename, which would replace what is there: another Citadel sharing the directory may
+ * have finished a backup of the same second meanwhile. A hard link fails instead; on a file
+ * system without them, a look and then a rename (the window between is left open there).
+ */
+export function placeBackup(from: string, to: string): boolean {
+  try {
+    linkSync(from, to);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "";
+    if (code === "EEXIST") return false;
+    if (!NO_HARD_LINKS.has(code)) throw error;
+    if (existsSync(to)) return false;
+    renameSync(from, to);
+    return true;
+  }
+  rmSync(from);
+  return true;
 }
 
 /** Makes renames and new files in a directory durable. */

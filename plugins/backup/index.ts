@@ -70,13 +70,13 @@ export const backupPlugin = definePlugin<BackupSettings>({
 
   async start(k) {
     const service = serviceOf(k);
-    service.removeLeftovers();
+    await service.removeLeftovers();
     await service.recordRestore();
     if (!k.settings.enabled) return async () => {};
     const schedule = new BackupSchedule({
       intervalMs: k.settings.interval_hours * HOUR_MS,
       now: k.clock.now,
-      newest: () => newestNotAhead(service.list(), k.clock.now()),
+      newest: async () => newestNotAhead(await service.list(), k.clock.now()),
       sealed: () => k.seal.sealed,
       run: () => service.create({ reason: "scheduled", actor: { kind: "system" } }),
       log: k.log,
@@ -101,17 +101,17 @@ export const backupPlugin = definePlugin<BackupSettings>({
       )
       .get(
         "/snapshots",
-        () => {
+        async () => {
           const service = serviceOf(k);
-          return { directory: service.directory, items: service.list().map((f) => ({ name: f.name, time: f.time.toISOString(), bytes: f.bytes })) };
+          return { directory: service.directory, items: (await service.list()).map((f) => ({ name: f.name, time: f.time.toISOString(), bytes: f.bytes })) };
         },
-        { response: BackupListing, detail: { summary: "The backups in the backup directory, newest first", tags: ["backup"], ...READ } },
+        { response: BackupListing, detail: { summary: "This instance's backups in the backup directory, newest first (another Citadel's there are left out)", tags: ["backup"], ...READ } },
       )
       .get(
         "/snapshots/:name",
         async ({ params, query, request }) => {
           const service = serviceOf(k);
-          const file = service.file(params.name);
+          const file = await service.file(params.name);
           await service.recordDownload(file.name, actorOf(principalOf(request)), auditRequest(request));
           const headers = { "cache-control": "no-store", "content-disposition": `attachment; filename="${file.name}"` };
           if (query.encoding === "base64") {

@@ -1,7 +1,8 @@
 /**
- * Scheduled backups. A backup is due `interval` after the newest backup in the directory,
- * whoever made it: a restart does not make an extra one, and an operator's backup on
- * demand counts. While sealed nothing is due (there is no key); after a failure the next
+ * Scheduled backups. A backup is due `interval` after this instance's newest backup in the
+ * directory, whoever made it (the schedule or an operator): a restart does not make an extra
+ * one, and an operator's backup on demand counts. Another Citadel's backups in a shared
+ * directory do not (the service lists only this instance's). While sealed nothing is due (there is no key); after a failure the next
  * try waits `retryMs` rather than failing in a tight loop.
  */
 import { CLOCK_SKEW_MS, notAhead } from "../../src/backup-clock.ts";
@@ -22,8 +23,8 @@ export function newestNotAhead(files: ReadonlyArray<{ time: Date }>, now: number
 export interface ScheduleOptions {
   intervalMs: number;
   now: () => number;
-  /** The time of the newest backup, or null when there is none. */
-  newest: () => Date | null;
+  /** The time of this instance's newest backup, or null when there is none. */
+  newest: () => Date | null | Promise<Date | null>;
   sealed: () => boolean;
   /** Makes one backup (audited by the caller). */
   run: () => Promise<unknown>;
@@ -39,17 +40,18 @@ export class BackupSchedule {
   constructor(private readonly options: ScheduleOptions) {}
 
   /** When the next backup is due (ms since the epoch); 0: now. */
-  dueAt(): number {
-    const newest = this.options.newest();
+  async dueAt(): Promise<number> {
+    const newest = await this.options.newest();
     return Math.max(newest ? newest.getTime() + this.options.intervalMs : 0, this.retryAt);
   }
 
   /** Makes a backup when one is due; resolves with whether it made one. Never throws. */
   async tick(): Promise<boolean> {
     const { options } = this;
-    if (this.running || options.sealed() || options.now() < this.dueAt()) return false;
+    if (this.running || options.sealed()) return false;
     this.running = true;
     try {
+      if (options.now() < (await this.dueAt())) return false;
       await options.run();
       this.retryAt = 0;
       return true;

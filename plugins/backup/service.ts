@@ -5,7 +5,7 @@
  * never run at once.
  */
 import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { AuditActor, AuditRequestContext } from "../../src/audit/event.ts";
 import type { AuditLog } from "../../src/audit/log.ts";
@@ -18,8 +18,8 @@ import { claimRestoreStep, hasTable, readPrevious, RESTORE_MARKER, restoreState 
 import type { Store } from "../../src/store/store.ts";
 import { RootKeyChangedError } from "./errors.ts";
 import { CLOCK_SKEW_MS } from "./schedule.ts";
-import { backupDirectory, backupFileName, backupsBeyond, backupTimeOf, listBackups, syncDirectory, type BackupFile } from "./files.ts";
-import { hashFile, sealBackup } from "./format.ts";
+import { backupDirectory, backupFileName, backupsBeyond, backupTimeOf, listBackups, partialFileName, placeBackup, readPartialFileName, syncDirectory, type BackupFile } from "./files.ts";
+import { hashFile, readBackupHeader, sealBackup } from "./format.ts";
 import { checkNewPassphrase, newPassphraseBackupKeys, type BackupKeys } from "./keys.ts";
 import { readSnapshotFacts, type Manifest } from "./manifest.ts";
 import type { BackupSettings } from "./settings.ts";
@@ -150,15 +150,29 @@ export class BackupService {
     return run;
   }
 
-  list(): BackupFile[] {
-    return listBackups(this.deps.dataDir, this.deps.settings.dir);
+  /**
+   * This instance's backups in the directory, newest first. Another Citadel given the same
+   * directory keeps its own there: not this one's to list, serve, count against keep, prune or
+   * schedule by. Whose a backup is, its manifest says in clear (no key is needed to read it);
+   * a file named like a backup whose manifest does not read is nobody's it can tell.
+   */
+  async list(): Promise<BackupFile[]> {
+    const own = this.instanceId();
+    const files = listBackups(this.deps.dataDir, this.deps.settings.dir);
+    const makers = await Promise.all(files.map((file) => instanceThatMade(file.path)));
+    return files.filter((_, i) => makers[i] === own);
   }
 
-  /** One backup by file name; only names of the backup pattern are ever served. */
-  file(name: string): BackupFile {
-    const found = this.list().find((f) => f.name === name);
+  /** One of this instance's backups by file name; only names of the backup pattern are ever served. */
+  async file(name: string): Promise<BackupFile> {
+    const found = (await this.list()).find((f) => f.name === name);
     if (!found) throw new NotFoundError(`no backup named ${name}`);
     return found;
+  }
+
+  /** This installation's id (the instance table): what the manifests of its backups carry. */
+  private instanceId(): string | null {
+    return this.deps.store.db.query<{ id: string }, []>("SELECT id FROM instance").get()?.id ?? null;
   }
 
   /** Records that a backup file left the server. */
@@ -193,21 +207,33 @@ export class BackupService {
   }
 
   /** Removes what an interrupted backup left in the directory (plaintext snapshots above all). */
-  removeLeftovers(): void {
-    const remove = (dir: string, leftover: (name: string) => boolean) => {
+  async removeLeftovers(): Promise<void> {
+    const remove = async (dir: string, leftover: (name: string) => boolean | Promise<boolean>) => {
       let names: string[] = [];
       try {
         names = readdirSync(dir);
       } catch {
         return; // not made yet
       }
-      for (const name of names) if (leftover(name)) rmSync(join(dir, name), { force: true });
+      for (const name of names) if (await leftover(name)) rmSync(join(dir, name), { force: true });
     };
     // Only names Citadel itself writes: the directory may be a mount other tools use too.
-    const partial = (name: string) => name.startsWith(".") && name.endsWith(".partial") && backupTimeOf(name.slice(1, -".partial".length)) !== null;
     // A snapshot killed half-way also leaves SQLite's companions of it (VACUUM INTO writes through a -journal).
-    remove(this.directory, (name) => partial(name) || /^\.snapshot-[^/]*\.db(-journal|-wal|-shm)?$/.test(name)); // (older versions snapshot here)
-    remove(this.deps.dataDir, (name) => /^\.backup-snapshot-[0-9a-f-]{36}\.db(-journal|-wal|-shm)?$/.test(name));
+    await remove(this.directory, async (name) => /^\.snapshot-[^/]*\.db(-journal|-wal|-shm)?$/.test(name) || (await this.isOwnPartial(name))); // (older versions snapshot here)
+    await remove(this.deps.dataDir, (name) => /^\.backup-snapshot-[0-9a-f-]{36}\.db(-journal|-wal|-shm)?$/.test(name));
+  }
+
+  /**
+   * Whether `name` is an unfinished backup of this instance's: by the id in its name, or for a
+   * name an earlier version wrote (no id in it), by its manifest. Another Citadel sharing the
+   * directory may be writing its own right now: removed, its backup would fail at the end.
+   */
+  private async isOwnPartial(name: string): Promise<boolean> {
+    const partial = readPartialFileName(name);
+    if (partial === undefined) return false;
+    const own = this.instanceId();
+    if (partial.namesInstance) return name === partialFileName(partial.backup, own);
+    return (await instanceThatMade(join(this.directory, name))) === own;
   }
 
   private async createNow(request: BackupRequest): Promise<CreatedBackup> {
@@ -228,6 +254,7 @@ export class BackupService {
       for (let attempt = 1; ; attempt++) {
         try {
           created = await this.write(chosen, keys, request.reason, startedAt);
+          name = created.name;
           break;
         } catch (error) {
           // A rekey promoted a new root key meanwhile: again, under the key now in use.
@@ -238,23 +265,24 @@ export class BackupService {
       }
       const key = keys.derivation.kind === "root_key" ? { kind: "root_key" as const, root_key_id: keys.derivation.rootKeyId } : { kind: "passphrase" as const };
       const head = created.manifest.audit_head;
+      const made = created.name;
       await deps.store.write((tx) =>
         deps.audit.record(tx, {
           action: "backup.create",
           actor: request.actor,
           outcome: "success",
-          resource: { type: "backup", id: chosen },
+          resource: { type: "backup", id: made },
           reason: `${request.reason === "scheduled" ? "scheduled" : "on demand"}, ${key.kind === "root_key" ? `root key ${key.root_key_id}` : "passphrase"}, ${created.bytes} bytes, audit head ${head ? head.seq : "-"}`,
           request: request.request,
         }),
       );
-      deps.log.info("made a backup", { backup: chosen, bytes: created.bytes, reason: request.reason, ms: deps.clock.now() - startedAt });
+      deps.log.info("made a backup", { backup: made, bytes: created.bytes, reason: request.reason, ms: deps.clock.now() - startedAt });
       // The backup is made: a failure to prune is logged, not reported as a failed backup.
-      const pruned = await this.prune(chosen).catch((error) => {
+      const pruned = await this.prune(made).catch((error) => {
         deps.log.error("could not prune old backups", { error });
         return [];
       });
-      return { name: chosen, path: join(this.directory, chosen), ...created, key, pruned };
+      return { path: join(this.directory, made), ...created, key, pruned };
     } catch (error) {
       deps.log.error("a backup failed", { backup: name ?? null, error });
       const failure = storageFailure(error, this.directory) ?? error;
@@ -269,13 +297,17 @@ export class BackupService {
     }
   }
 
-  /** Snapshot → facts and hash → encrypted file under a temporary name → renamed into place. */
-  private async write(name: string, keys: BackupKeys, reason: Manifest["reason"], takenAt: number): Promise<{ bytes: number; sha256: string; manifest: Manifest }> {
+  /**
+   * Snapshot → facts and hash → encrypted file under a temporary name → put in place as `name`,
+   * or under the next free second's name when another Citadel sharing the directory took it
+   * meanwhile (the name it got is returned).
+   */
+  private async write(name: string, keys: BackupKeys, reason: Manifest["reason"], takenAt: number): Promise<{ name: string; bytes: number; sha256: string; manifest: Manifest }> {
     const { deps } = this;
     // The plaintext snapshot stays in the data directory (0700, the database's own disk): only
     // ciphertext is written to the backup directory, which may be a mount elsewhere.
     const snapshot = join(this.deps.dataDir, `.backup-snapshot-${crypto.randomUUID()}.db`);
-    const partial = join(this.directory, `.${name}.partial`);
+    const partial = join(this.directory, partialFileName(name, this.instanceId()));
     try {
       await snapshotDatabase(deps.store.path, snapshot).catch((error) => {
         throw storageFailure(error, deps.dataDir, "the database snapshot (in the data directory)") ?? error;
@@ -292,9 +324,9 @@ export class BackupService {
         database: await hashFile(snapshot),
       };
       const sealed = await sealBackup(snapshot, partial, keys, manifest, deps.chunkBytes);
-      renameSync(partial, join(this.directory, name));
-      syncDirectory(this.directory); // makes the rename durable
-      return { ...sealed, manifest };
+      const placed = this.place(partial, name);
+      syncDirectory(this.directory); // makes the new name durable
+      return { name: placed, ...sealed, manifest };
     } finally {
       rmSync(snapshot, { force: true });
       rmSync(partial, { force: true });
@@ -303,11 +335,16 @@ export class BackupService {
 
   /** The name for a backup taken at `time`; a second backup within the same second takes the next free second. */
   private freeName(time: number): string {
-    for (let i = 0; i < 60; i++) {
-      const name = backupFileName(new Date(time + i * 1000));
-      if (!existsSync(join(this.directory, name))) return name;
-    }
-    throw new ConflictError("too many backups in the last minute");
+    const free = namesFrom(time).find((name) => !existsSync(join(this.directory, name)));
+    if (free === undefined) throw new ConflictError("too many backups in the last minute");
+    return free;
+  }
+
+  /** Gives the finished file `partial` the name `name`, or the next free one after it (never another's file's). */
+  private place(partial: string, name: string): string {
+    const placed = namesFrom(backupTimeOf(name)!.getTime()).find((candidate) => placeBackup(partial, join(this.directory, candidate)));
+    if (placed === undefined) throw new ConflictError("too many backups in the last minute");
+    return placed;
   }
 
   /**
@@ -318,7 +355,7 @@ export class BackupService {
    */
   private async prune(made: string): Promise<string[]> {
     const { deps } = this;
-    const dated = this.list().filter((file) => file.time.getTime() <= deps.clock.now() + CLOCK_SKEW_MS);
+    const dated = (await this.list()).filter((file) => file.time.getTime() <= deps.clock.now() + CLOCK_SKEW_MS);
     const old = backupsBeyond(dated, deps.settings.keep).filter((file) => file.name !== made);
     const removed: string[] = [];
     for (const file of old) {
@@ -334,6 +371,23 @@ export class BackupService {
       );
     }
     return removed;
+  }
+}
+
+/** The names of backups taken from `time`'s second on, one a second, for a minute. */
+function namesFrom(time: number): string[] {
+  return Array.from({ length: 60 }, (_, i) => backupFileName(new Date(time + i * 1000)));
+}
+
+/**
+ * The instance that made the backup at `path`, as its manifest says (in clear: no key needed);
+ * undefined when it is not a backup that reads (damaged, cut short, or gone meanwhile).
+ */
+async function instanceThatMade(path: string): Promise<string | null | undefined> {
+  try {
+    return (await readBackupHeader(path)).manifest.instance_id;
+  } catch {
+    return undefined;
   }
 }
 

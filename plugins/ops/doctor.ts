@@ -6,7 +6,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
-import { accessSync, constants, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, lstatSync, openSync, readdirSync, readFileSync, readSync, statfsSync, statSync } from "node:fs";
 import { createConnection } from "node:net";
 import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
@@ -93,6 +93,7 @@ export async function runDoctor(inputs: DoctorInputs): Promise<DoctorReport> {
   checkAudit(inputs, add);
   checkAuditForwardFile(inputs, add);
   checkBackups(inputs, add);
+  checkOthersBackups(inputs, add);
   checkBackupDir(inputs, add);
   checkRestoreCopies(inputs, add);
 
@@ -782,6 +783,75 @@ function checkBackups({ config, now }: DoctorInputs, add: Add): void {
   const message = `newest backup ${newest.name} is ${age} old (${count} in ${dir})`;
   if (hours > maxAgeHours) add("backup", "warn", `${message}: older than ${maxAgeHours >= 48 ? `${maxAgeHours / 24} days` : `${maxAgeHours} hours`}${schedule}`, "citadel backup (on the running server)");
   else add("backup", "ok", message);
+}
+
+/**
+ * Backups in the backup directory that another Citadel made: two instances given one [backup]
+ * dir. Each lists, prunes and schedules by its own only (the backup plugin reads whose a backup
+ * is from its manifest), but the names do not tell: the newest backup above and the metrics,
+ * which go by names, count the other's too, and a restore could take the wrong one. Said only
+ * when there are any; the instance's id is read from the database (none: not checked).
+ */
+function checkOthersBackups({ config, db }: DoctorInputs, add: Add): void {
+  const own = db ? instanceIdOf(db) : undefined;
+  if (own === undefined) return;
+  const dir = backupDir(config);
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((name) => BACKUP_NAME.test(name));
+  } catch {
+    return; // the backup check above said why
+  }
+  const others = new Map<string, string[]>();
+  for (const name of names) {
+    const maker = backupMaker(join(dir, name));
+    if (maker === undefined || maker === own) continue;
+    others.set(maker ?? "unknown", [...(others.get(maker ?? "unknown") ?? []), name]);
+  }
+  if (others.size === 0) return;
+  const count = [...others.values()].reduce((sum, list) => sum + list.length, 0);
+  add(
+    "backup_foreign",
+    "warn",
+    `${count} backup(s) in ${dir} are another Citadel's (instance ${[...others.keys()].join(", ")}): this one neither lists, prunes nor schedules by them, but the newest backup above and the metrics go by file names and count them too`,
+    "give each Citadel its own [backup] dir",
+  );
+}
+
+/** This instance's id (the instance table); undefined when the database has none to tell. */
+function instanceIdOf(db: Database): string | undefined {
+  try {
+    return db.query<{ id: string }, []>("SELECT id FROM instance").get()?.id;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where the manifest's length is in a backup's header, where the manifest begins, and the file's first bytes (plugins/backup/format.ts). */
+const BACKUP_MAGIC = Buffer.from([0x89, 0x43, 0x42, 0x4b, 0x0d, 0x0a, 0x1a, 0x0a]);
+const MANIFEST_LENGTH_AT = 76;
+const MANIFEST_AT = 96;
+
+/**
+ * The instance a backup's manifest names (it is in clear: no key is needed), null when it names
+ * none; undefined when the file does not read as a backup. Only a file, not through a link.
+ */
+function backupMaker(path: string): string | null | undefined {
+  let fd: number | undefined;
+  try {
+    if (!lstatSync(path).isFile()) return undefined;
+    fd = openSync(path, "r");
+    const fixed = Buffer.alloc(MANIFEST_AT);
+    if (readSync(fd, fixed, 0, MANIFEST_AT, 0) !== MANIFEST_AT || !fixed.subarray(0, BACKUP_MAGIC.length).equals(BACKUP_MAGIC)) return undefined;
+    const manifest = Buffer.alloc(Math.min(fixed.readUInt32BE(MANIFEST_LENGTH_AT), 1024 * 1024));
+    if (readSync(fd, manifest, 0, manifest.length, MANIFEST_AT) !== manifest.length) return undefined;
+    const id = (JSON.parse(manifest.toString("utf8")) as { instance_id?: unknown }).instance_id;
+    return typeof id === "string" || id === null ? id : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 /**

@@ -1,10 +1,10 @@
 /** Backup file names (a contract other tools rely on) and finding the newest backup. */
 import { afterAll, describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { backupFileName, backupsBeyond, backupTimeOf, listBackups, newestBackup } from "../../../plugins/backup/files.ts";
+import { backupFileName, backupsBeyond, backupTimeOf, listBackups, newestBackup, partialFileName, placeBackup, readPartialFileName } from "../../../plugins/backup/files.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "citadel-backup-files-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -37,6 +37,28 @@ describe("names", () => {
     ]) {
       expect([name, backupTimeOf(name)]).toEqual([name, null]);
     }
+  });
+});
+
+describe("unfinished backups (found in review: two Citadels sharing a directory removed each other's)", () => {
+  test("are named for their instance, and read back; an earlier version's name, without one, too", () => {
+    const name = "citadel-20260101T000000Z.backup";
+    const id = "0b5e7c1a-1b2c-4d5e-8f90-123456789abc";
+    expect(partialFileName(name, id)).toBe(`.${name}.${id}.partial`);
+    expect(readPartialFileName(partialFileName(name, id))).toEqual({ backup: name, namesInstance: true });
+    expect(readPartialFileName(`.${name}.partial`)).toEqual({ backup: name, namesInstance: false });
+    for (const other of [".rsync-upload.partial", `.${name}.a/b.partial`, ".citadel-20261340T000000Z.backup.x.partial", `${name}.partial`]) expect([other, readPartialFileName(other)]).toEqual([other, undefined]);
+  });
+
+  test("a finished one never takes the name of a file already there", () => {
+    const place = join(dir, "place");
+    mkdirSync(place);
+    writeFileSync(join(place, "mine.partial"), "mine");
+    writeFileSync(join(place, "taken.backup"), "another's");
+    expect(placeBackup(join(place, "mine.partial"), join(place, "taken.backup"))).toBe(false);
+    expect(readFileSync(join(place, "taken.backup"), "utf8")).toBe("another's");
+    expect(placeBackup(join(place, "mine.partial"), join(place, "free.backup"))).toBe(true);
+    expect([readFileSync(join(place, "free.backup"), "utf8"), existsSync(join(place, "mine.partial"))]).toEqual(["mine", false]);
   });
 });
 

@@ -4,7 +4,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { KERNEL_ACTIONS } from "../../../src/audit/actions.ts";
@@ -43,6 +43,8 @@ function instance(settings: Partial<BackupSettings> = {}, overrides: Partial<Bac
   const store = openStore({ path: join(dataDir, "citadel.db") });
   closers.push(() => store.close());
   migrate(store.db, [{ owner: "kernel", migrations: kernelMigrations }]);
+  const instanceId = crypto.randomUUID();
+  store.db.run("INSERT INTO instance (singleton, id, created_at) VALUES (1, ?, ?)", [instanceId, clock.now()]); // as serve's first start does
   const rootKey = generateRootKey();
   store.db.transaction(() => Keyring.initialize(store.db, rootKey, "key_file", clock.now()))();
   const seal = new Seal(store.db, clock.now);
@@ -70,7 +72,7 @@ function instance(settings: Partial<BackupSettings> = {}, overrides: Partial<Bac
     store.db
       .query<{ action: string; outcome: string; resource_id: string | null; reason: string | null }, [string]>("SELECT action, outcome, resource_id, reason FROM audit_events WHERE action LIKE ? ORDER BY seq")
       .all(`${prefix}%`);
-  return { dataDir, clock, store, seal, rootKey, log, deps, service, note, actions };
+  return { dataDir, instanceId, clock, store, seal, rootKey, log, deps, service, note, actions };
 }
 
 /** Decrypts a backup into a database file and opens it. */
@@ -270,7 +272,7 @@ describe("a backup on demand", () => {
     await c.service.create({ reason: "on_demand", actor: { kind: "system" } });
     const dir = join(c.dataDir, "backups");
     writeFileSync(join(dir, ".snapshot-1234.db"), "plaintext");
-    writeFileSync(join(dir, ".citadel-20260601T130000Z.backup.partial"), "half");
+    writeFileSync(join(dir, `.citadel-20260601T130000Z.backup.${c.instanceId}.partial`), "half");
     writeFileSync(join(dir, "notes.txt"), "the operator's own file");
     // The directory may be a mount other tools write to: their files stay (found in review).
     writeFileSync(join(dir, ".rsync-upload.partial"), "another tool's");
@@ -281,7 +283,7 @@ describe("a backup on demand", () => {
       writeFileSync(join(dir, `.snapshot-1234.db${companion}`), "plaintext");
     }
     writeFileSync(join(c.dataDir, ".backup-snapshot-1b5e7c1a-1b2c-4d5e-8f90-123456789abc.db-journal.keep"), "not ours");
-    c.service.removeLeftovers();
+    await c.service.removeLeftovers();
     expect(readdirSync(dir).sort()).toEqual([".rsync-upload.partial", "citadel-20260601T120000Z.backup", "notes.txt"]);
     expect(readdirSync(c.dataDir).filter((n) => n.startsWith(".backup-snapshot-"))).toEqual([".backup-snapshot-1b5e7c1a-1b2c-4d5e-8f90-123456789abc.db-journal.keep"]);
   });
@@ -294,7 +296,7 @@ describe("scheduled backups (fixed clock)", () => {
     const schedule = new BackupSchedule({
       intervalMs: HOUR,
       now: c.clock.now,
-      newest: () => c.service.list()[0]?.time ?? null,
+      newest: async () => (await c.service.list())[0]?.time ?? null,
       sealed: () => c.seal.sealed,
       run: () => c.service.create({ reason: "scheduled", actor: { kind: "system" } }),
       log: c.log.logger,
@@ -307,37 +309,42 @@ describe("scheduled backups (fixed clock)", () => {
     }
     // Due at 0 (none yet), then every hour after the newest: 0, 60, 120, ... 300 minutes.
     expect(made).toEqual([true, false, true, false, true, false, true, false, true, false, true]);
-    expect(c.service.list().map((f) => f.name)).toEqual(["citadel-20260601T170000Z.backup", "citadel-20260601T160000Z.backup", "citadel-20260601T150000Z.backup"]);
+    expect((await c.service.list()).map((f) => f.name)).toEqual(["citadel-20260601T170000Z.backup", "citadel-20260601T160000Z.backup", "citadel-20260601T150000Z.backup"]);
     expect(newestBackup(c.dataDir, "backups")).toEqual({ path: join(c.dataDir, "backups", "citadel-20260601T170000Z.backup"), time: new Date(Date.UTC(2026, 5, 1, 17)) });
     expect(c.actions("backup.prune").map((e) => e.resource_id)).toEqual(["citadel-20260601T120000Z.backup", "citadel-20260601T130000Z.backup", "citadel-20260601T140000Z.backup"]);
     expect(c.actions("backup.create").every((e) => e.outcome === "success" && e.reason!.startsWith("scheduled"))).toBe(true);
 
     // The newest backup holds the events up to the note just before it.
-    const { manifest } = await openBackup(c.service.list()[0]!.path, { rootKey: c.rootKey });
+    const { manifest } = await openBackup((await c.service.list())[0]!.path, { rootKey: c.rootKey });
     expect(manifest.reason).toBe("scheduled");
   });
 
   test("backups named while the clock was ahead neither get the new one pruned nor hold the schedule off (found in review)", async () => {
     const c = instance({ interval_hours: 1, keep: 2 });
-    mkdirSync(join(c.dataDir, "backups"), { recursive: true, mode: 0o700 });
-    for (const name of ["citadel-20270101T000000Z.backup", "citadel-20270102T000000Z.backup"]) writeFileSync(join(c.dataDir, "backups", name), "from when the clock was a year ahead");
+    // Two made while the clock was a year ahead; then NTP set it right.
+    const YEAR_AHEAD = Date.UTC(2027, 0, 1) - c.clock.now();
+    c.clock.step(YEAR_AHEAD);
+    await c.service.create({ reason: "scheduled", actor: { kind: "system" } });
+    c.clock.step(24 * HOUR);
+    await c.service.create({ reason: "scheduled", actor: { kind: "system" } });
+    c.clock.step(-YEAR_AHEAD - 24 * HOUR);
     const schedule = new BackupSchedule({
       intervalMs: HOUR,
       now: c.clock.now,
-      newest: () => newestNotAhead(c.service.list(), c.clock.now()),
+      newest: async () => newestNotAhead(await c.service.list(), c.clock.now()),
       sealed: () => c.seal.sealed,
       run: () => c.service.create({ reason: "scheduled", actor: { kind: "system" } }),
       log: c.log.logger,
     });
     expect(await schedule.tick()).toBe(true); // due now, not in 2027
-    const made = c.service.list().find((f) => f.name.startsWith("citadel-2026"))!;
+    const made = (await c.service.list()).find((f) => f.name.startsWith("citadel-2026"))!;
     expect(made.name).toBe("citadel-20260601T120000Z.backup"); // kept, though two names sort after it
     c.clock.advance(HOUR);
     expect(await schedule.tick()).toBe(true);
     c.clock.advance(HOUR);
     expect(await schedule.tick()).toBe(true);
     // The two ahead of the clock neither count against keep nor go; of the real ones, the newest two stay.
-    expect(c.service.list().map((f) => f.name)).toEqual(["citadel-20270102T000000Z.backup", "citadel-20270101T000000Z.backup", "citadel-20260601T140000Z.backup", "citadel-20260601T130000Z.backup"]);
+    expect((await c.service.list()).map((f) => f.name)).toEqual(["citadel-20270102T000000Z.backup", "citadel-20270101T000000Z.backup", "citadel-20260601T140000Z.backup", "citadel-20260601T130000Z.backup"]);
   });
 
   test("keep = 0 keeps every backup", async () => {
@@ -346,7 +353,7 @@ describe("scheduled backups (fixed clock)", () => {
       await c.service.create({ reason: "scheduled", actor: { kind: "system" } });
       c.clock.advance(HOUR);
     }
-    expect(c.service.list()).toHaveLength(4);
+    expect(await c.service.list()).toHaveLength(4);
     expect(c.actions("backup.prune")).toEqual([]);
   });
 
@@ -357,7 +364,7 @@ describe("scheduled backups (fixed clock)", () => {
     const schedule = new BackupSchedule({
       intervalMs: 24 * HOUR,
       now: c.clock.now,
-      newest: () => c.service.list()[0]?.time ?? null,
+      newest: async () => (await c.service.list())[0]?.time ?? null,
       sealed: () => c.seal.sealed,
       run: async () => {
         runs++;
@@ -380,7 +387,88 @@ describe("scheduled backups (fixed clock)", () => {
     fail = false;
     c.clock.advance(HOUR / 2);
     expect(await schedule.tick()).toBe(true);
-    expect(schedule.dueAt()).toBe(c.clock.now() + 24 * HOUR);
+    expect(await schedule.dueAt()).toBe(c.clock.now() + 24 * HOUR);
+  });
+});
+
+describe("a backup directory shared by two Citadels (found in review)", () => {
+  /** Two instances, A and B, whose [backup] dir is one directory. */
+  function twoInstances(settings: Partial<BackupSettings> = {}) {
+    const shared = mkdtempSync(join(tmpdir(), "citadel-backup-shared-"));
+    dirs.push(shared);
+    return { shared, A: instance({ dir: shared, ...settings }), B: instance({ dir: shared, ...settings }) };
+  }
+  const backUp = (c: ReturnType<typeof instance>) => c.service.create({ reason: "on_demand", actor: { kind: "system" } });
+
+  test("each lists and serves only its own backups, and prunes only its own beyond keep", async () => {
+    const { shared, A, B } = twoInstances({ keep: 1 });
+    const a = await backUp(A);
+    B.clock.advance(1000);
+    const b = await backUp(B);
+    expect(b.pruned).toEqual([]); // A's was counted against B's keep, and deleted
+    expect(readdirSync(shared).sort()).toEqual([a.name, b.name]);
+    expect((await A.service.list()).map((f) => f.name)).toEqual([a.name]);
+    expect((await B.service.list()).map((f) => f.name)).toEqual([b.name]);
+    await expect(B.service.file(a.name)).rejects.toThrow(`no backup named ${a.name}`);
+
+    A.clock.advance(2000);
+    const again = await backUp(A);
+    expect(again.pruned).toEqual([a.name]);
+    expect(readdirSync(shared).sort()).toEqual([b.name, again.name]);
+    expect(B.actions("backup.prune")).toEqual([]);
+  });
+
+  test("the other's newer backup does not hold off this one's schedule", async () => {
+    const { A, B } = twoInstances();
+    const schedule = new BackupSchedule({
+      intervalMs: HOUR,
+      now: A.clock.now,
+      newest: async () => newestNotAhead(await A.service.list(), A.clock.now()),
+      sealed: () => false,
+      run: () => backUp(A),
+      log: A.log.logger,
+    });
+    await backUp(B);
+    expect(await schedule.tick()).toBe(true); // B's backup of a moment ago is not A's
+    expect(await schedule.tick()).toBe(false); // A's own is
+  });
+
+  test("at start, each removes its own unfinished backups, never the other's being written", async () => {
+    const { shared, A, B } = twoInstances();
+    const finished = await backUp(A);
+    // An earlier version named them without the instance: its manifest says whose (one that does not read, nobody can tell).
+    const oldNamed = (time: string) => `.citadel-${time}.backup.partial`;
+    copyFileSync(finished.path, join(shared, oldNamed("20260601T120100Z")));
+    writeFileSync(join(shared, oldNamed("20260601T120200Z")), "");
+    const aIsWriting = `.citadel-20260601T120300Z.backup.${A.instanceId}.partial`;
+    writeFileSync(join(shared, aIsWriting), "A is writing it");
+    await B.service.removeLeftovers();
+    const partials = () => readdirSync(shared).filter((name) => name.endsWith(".partial")).sort();
+    expect(partials()).toEqual([oldNamed("20260601T120100Z"), oldNamed("20260601T120200Z"), aIsWriting].sort());
+
+    const bIsWriting = `.citadel-20260601T120400Z.backup.${B.instanceId}.partial`;
+    writeFileSync(join(shared, bIsWriting), "B is writing it");
+    await A.service.removeLeftovers(); // A restarted: what it was writing is a leftover now
+    expect(partials()).toEqual([oldNamed("20260601T120200Z"), bIsWriting].sort());
+  });
+
+  test("a name the other took while this one's backup was written is not written over: the next second's is taken", async () => {
+    const { shared, A } = twoInstances();
+    const taken = join(shared, "citadel-20260601T120000Z.backup");
+    // The other finishes a backup of the same second while A's is written (after A chose its name).
+    const build = A.deps.build;
+    Object.defineProperty(A.deps, "build", {
+      get() {
+        if (!existsSync(taken)) writeFileSync(taken, "the other's backup");
+        return build;
+      },
+    });
+    const a = await backUp(A);
+    expect(a.name).toBe("citadel-20260601T120001Z.backup");
+    expect(readFileSync(taken, "utf8")).toBe("the other's backup");
+    expect(readdirSync(shared).sort()).toEqual([taken, a.path].map((path) => path.slice(shared.length + 1)));
+    expect(A.actions("backup.create").map((e) => e.resource_id)).toEqual([a.name]);
+    expect((await openBackup(a.path, { rootKey: A.rootKey })).manifest.instance_id).toBe(A.instanceId);
   });
 });
 

@@ -383,6 +383,36 @@ describe("ages and capacities", () => {
     expect(find(await checks(dir, { now }), "backup")[1]).toMatchObject({ status: "warn", message: `no backup in ${backups} not dated in the future ([backup] enabled = true makes one every interval_hours)` });
   });
 
+  test("backups another Citadel made in the same directory are pointed out, by the instance in their manifests (found in review)", async () => {
+    const dir = dataDir();
+    const backups = join(dir, "backups");
+    mkdirSync(backups, { mode: 0o700 });
+    const db = new Database(join(dir, "citadel.db"), { readonly: true });
+    const own = db.query<{ id: string }, []>("SELECT id FROM instance").get()!.id;
+    db.close();
+    // A backup's first bytes as plugins/backup/format.ts writes them: magic, the manifest's length at 76, the manifest (in clear) at 96.
+    const backupOf = (instance: string) => {
+      const manifest = Buffer.from(JSON.stringify({ created_at: "2026-06-10T00:00:00Z", instance_id: instance }));
+      const fixed = Buffer.alloc(96);
+      Buffer.from([0x89, 0x43, 0x42, 0x4b, 0x0d, 0x0a, 0x1a, 0x0a]).copy(fixed);
+      fixed.writeUInt32BE(manifest.length, 76);
+      return Buffer.concat([fixed, manifest, Buffer.alloc(16)]);
+    };
+    writeFileSync(join(backups, "citadel-20260610T000000Z.backup"), backupOf(own), { mode: 0o600 });
+    writeFileSync(join(backups, "citadel-20260610T000100Z.backup"), "not a backup's bytes", { mode: 0o600 });
+    const now = Date.UTC(2026, 5, 10, 12);
+    expect(find(await checks(dir, { now }), "backup_foreign")).toEqual([]);
+    writeFileSync(join(backups, "citadel-20260610T010000Z.backup"), backupOf("another-instance"), { mode: 0o600 });
+    expect(find(await checks(dir, { now }), "backup_foreign")).toEqual([
+      {
+        check: "backup_foreign",
+        status: "warn",
+        message: `1 backup(s) in ${backups} are another Citadel's (instance another-instance): this one neither lists, prunes nor schedules by them, but the newest backup above and the metrics go by file names and count them too`,
+        fix: "give each Citadel its own [backup] dir",
+      },
+    ]);
+  });
+
   test("the certificate: passes far from its end, warns within 30 days, fails once expired", async () => {
     const dir = dataDir();
     const ends = Date.parse(new X509Certificate(await Bun.file(join(dir, "tls/cert.pem")).text()).validTo);
