@@ -3,7 +3,10 @@
  * speaks for it): for a user, the events they did, the events about them and those holding
  * their personal data (a throttled login names the account it tried), with the personal
  * data recorded under their own key decrypted (others' left out); for an organization, its
- * events without personal data (that belongs to the people, each exported on their own). Erasure of a user destroys their subject key:
+ * events, with the personal data it holds as its own (its mesh nodes' names and the addresses
+ * they enrolled from, under its key) — the people's belongs to them, each exported on their
+ * own. The subject service hands over only subjects of their kind (an organization's id is no
+ * user's: its part would show the organization's data). Erasure of a user destroys their subject key:
  * the personal data in their events becomes unreadable ("[erased]") and the chain, which hashes
  * only ciphertext, still verifies. The events themselves stay: the log is append-only.
  */
@@ -25,8 +28,9 @@ export function auditSubjects(k: Kernel): SubjectContributor {
         found = [...byId.values()].sort((a, b) => a.seq - b.seq);
       }
       // Personal data goes out only to its own subject: an event about a user that an
-      // operator caused carries the operator's address, which is not the user's to receive.
-      const own = (e: AuditEventView) => subject.kind === "user" && e.subject === subject.id;
+      // operator caused carries the operator's address, which is not the user's to receive;
+      // an organization's events carry its members' addresses, but its enrollments its own.
+      const own = (e: AuditEventView) => e.subject === subject.id;
       const shown = found.map((e) => (own(e) ? e : { ...e, source_address: null, user_agent: null, personal: null }));
       return shown.length === 0 ? null : { events: shown };
     },

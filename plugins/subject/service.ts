@@ -45,6 +45,11 @@ export interface ErasuresAfterRestore {
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 const DAY = 86_400_000;
 
+/** The part where users and organizations are made: a subject is one it holds as that kind (an erased one stays there, anonymized). */
+const KEEPER = "iam";
+/** How the ids of each kind begin (src/ids.ts: newId("usr"), newId("org")). */
+const ID_PREFIX: Record<SubjectKind, string> = { user: "usr_", organization: "org_" };
+
 export function checkSubject(kind: unknown, id: unknown): Subject {
   if (kind !== "user" && kind !== "organization") throw new InvalidError('kind: "user" or "organization"', "kind");
   if (typeof id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new InvalidError("id: a user or organization id", "id");
@@ -57,12 +62,12 @@ export class SubjectService {
 
   /** Everything Citadel holds about the subject, by plugin. */
   async export(caller: Caller, subject: Subject, secretValues: boolean) {
+    this.refuseUnknown(subject);
     const data: Record<string, unknown> = {};
     for (const contributor of subjectsOf(this.k.store).list()) {
       const part = contributor.export(subject, { secretValues });
       if (part !== null && part !== undefined) data[contributor.name] = part;
     }
-    if (Object.keys(data).length === 0) throw new NotFoundError(`Citadel holds nothing about the ${subject.kind} ${subject.id}.`);
     await this.k.store.write((tx) =>
       this.k.audit.record(tx, {
         action: "subject.exported",
@@ -91,13 +96,7 @@ export class SubjectService {
       summary: null,
     };
     if (subject.kind === "user" && caller.principal.userId === subject.id) throw new ConflictError("An operator cannot erase their own account: ask another operator.");
-    const exists = subjectsOf(this.k.store)
-      .list()
-      .some((c) => {
-        const part = c.export(subject, { secretValues: false });
-        return part !== null && part !== undefined;
-      });
-    if (!exists) throw new NotFoundError(`Citadel holds nothing about the ${subject.kind} ${subject.id}.`);
+    this.refuseUnknown(subject);
     await this.k.store.write((tx) => {
       refuseSecondErasure(tx, subject);
       for (const contributor of subjectsOf(this.k.store).list()) contributor.softDelete?.(tx, subject, now);
@@ -105,6 +104,20 @@ export class SubjectService {
     });
     this.committed(subject);
     return view(row);
+  }
+
+  /**
+   * Refuses a subject Citadel does not keep as that kind. Other parts answer for any id: the
+   * audit log's holds the events whose subject it is, and an organization's mesh enrollments
+   * name the organization. Asked for as a user, an organization's id would export its personal
+   * data, and its erasure shred the organization's audit key while the organization lives on.
+   */
+  private refuseUnknown(subject: Subject): void {
+    const keeper = subjectsOf(this.k.store)
+      .list()
+      .find((c) => c.name === KEEPER);
+    const kept = subject.id.startsWith(ID_PREFIX[subject.kind]) ? keeper?.export(subject, { secretValues: false }) : null;
+    if (kept === null || kept === undefined) throw new NotFoundError(`no ${subject.kind} ${subject.id}`);
   }
 
   /** Tells the contributors a change of the subject is committed (DNS stops serving its zones). */

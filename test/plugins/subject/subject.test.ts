@@ -98,6 +98,54 @@ describe("export", () => {
   });
 });
 
+describe("a subject is one of its kind (found in review)", () => {
+  /** An organization with a mesh node enrolled from 198.51.100.23: its name and address are the organization's personal data, under its key. */
+  async function orgWithNode() {
+    const { c, operator } = await setup();
+    const acme = (await c.send("POST", "/v1/iam/orgs", operator, { json: { name: "acme" } })).body.id as string;
+    const net = `/v1/mesh/orgs/${acme}/networks`;
+    expect((await c.send("POST", net, operator, { json: { name: "office" } })).status).toBe(200);
+    const key = (await c.send("POST", `${net}/office/keys`, operator, { json: {} })).body.key;
+    const enrolled = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "alices-laptop", public_key: (await generateKeyPair()).publicKey }, headers: { "x-test-peer": "198.51.100.23" } });
+    expect(enrolled.status).toBe(200);
+    return { c, operator, acme };
+  }
+  const enrollments = (exported: { body: { data: { audit: { events: Array<{ action: string; source_address: string | null; personal: unknown }> } } } }) =>
+    exported.body.data.audit.events.filter((e) => e.action === "mesh.node.enroll").map((e) => ({ source_address: e.source_address, personal: e.personal }));
+
+  test("an organization's id asked for as a user's is no user: nothing shown, nothing erased, its key left whole", async () => {
+    const { c, operator, acme } = await orgWithNode();
+    const exported = await c.send("POST", `/v1/subject/user/${acme}/export`, operator);
+    expect([exported.status, exported.body.detail]).toEqual([404, `no user ${acme}`]);
+    expect(exported.text).not.toContain("198.51.100.23");
+    const erasure = await confirmed(c, `/v1/subject/user/${acme}/erasure`, operator);
+    expect([erasure.status, erasure.body.detail]).toEqual([404, `no user ${acme}`]);
+    expect((await c.send("GET", "/v1/subject/erasures", operator)).body.items).toEqual([]);
+    // A user's id asked for as an organization's, the same.
+    const me = (await c.send("GET", "/v1/iam/me", operator)).body.id as string;
+    expect((await c.send("POST", `/v1/subject/organization/${me}/export`, operator)).status).toBe(404);
+    // An id of the right kind that names no one, too (whatever other parts hold under it).
+    expect((await c.send("POST", "/v1/subject/organization/org_nobody/export", operator)).status).toBe(404);
+
+    c.clock.advance(30 * DAY + 1000);
+    const again = await c.login(c.owner.email, c.owner.password);
+    expect((await c.send("POST", "/v1/subject/erasures/run", again)).body.erased).toBe(0);
+    const orgExport = await c.send("POST", `/v1/subject/organization/${acme}/export`, again);
+    expect(enrollments(orgExport)).toEqual([{ source_address: "198.51.100.23", personal: expect.objectContaining({ node: "alices-laptop" }) }]);
+  });
+
+  test("an organization's export holds the personal data its own events keep under its key: node names, enrollment addresses", async () => {
+    const { c, operator, acme } = await orgWithNode();
+    const exported = await c.send("POST", `/v1/subject/organization/${acme}/export`, operator);
+    expect(exported.status).toBe(200);
+    expect(enrollments(exported)).toEqual([{ source_address: "198.51.100.23", personal: expect.objectContaining({ node: "alices-laptop" }) }]);
+    // The operator's own events in it (the network made, the key) are not the organization's: their address is not shown.
+    const others = exported.body.data.audit.events.filter((e: { action: string }) => e.action !== "mesh.node.enroll");
+    expect(others.length).toBeGreaterThan(0);
+    expect(others.every((e: { source_address: unknown; personal: unknown }) => e.source_address === null && e.personal === null)).toBe(true);
+  });
+});
+
 describe("erasure", () => {
   test("a login tried with the email of a user whose erasure is pending is kept under that user's key: the erasure shreds it too (found in review: under the shared anonymous key)", async () => {
     const { c, operator } = await setup();
