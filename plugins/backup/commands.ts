@@ -5,8 +5,8 @@
  * process that holds the database). `backup verify` and `restore` work on files alone,
  * offline: they need the key the backup was made under, and restore needs the server stopped.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { actAsDataDirectoryOwner } from "../../src/data-dir.ts";
@@ -16,8 +16,9 @@ import { stringOption } from "../../src/cli/output.ts";
 import { PassphraseFileError, readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile, rootKeyId, rootKeyVerifier } from "../../src/crypto/root-key.ts";
-import { describeFsError, fileWriteProblem, writeFileAtomic } from "../../src/files.ts";
-import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
+import { ApiError } from "../../src/cli/api-client.ts";
+import { describeFsError, fileWriteProblem } from "../../src/files.ts";
+import type { ApiClient, Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { BackupError, ConfirmationNeeded } from "./errors.ts";
 import { readBackupHeader, type BackupHeader } from "./format.ts";
 import { rootKeyFromShares, type KeySupply } from "./keys.ts";
@@ -48,16 +49,7 @@ export const backupCommands: Command[] = [
       if (out !== undefined) refuseUnwritableOut(out);
       const api = await ctx.api();
       const created = await api.request<CreatedBackup>("POST", "/v1/backup/snapshots", passphrase === undefined ? {} : { passphrase });
-      if (out !== undefined) {
-        const bytes = Buffer.from(await api.requestText("GET", `/v1/backup/snapshots/${created.name}?encoding=base64`), "base64");
-        const sha256 = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
-        if (sha256 !== created.sha256) throw new BackupError(`the download of ${created.name} is damaged (SHA-256 ${sha256}, the server has ${created.sha256}); try again`);
-        try {
-          writeFileAtomic(out, bytes, 0o600);
-        } catch (error) {
-          throw new BackupError(`the backup ${created.name} was made, and is in the server's backup directory (citadel backup list), but it could not be written to ${out}: ${describeFsError(error)}`);
-        }
-      }
+      if (out !== undefined) await download(api, created, out);
       if (ctx.json) {
         ctx.out(JSON.stringify({ ...created, out: out ?? null }, null, 2));
         return 0;
@@ -255,6 +247,64 @@ function configOf(ctx: CommandContext): Readonly<Config> | null {
     return ctx.config();
   } catch {
     return null;
+  }
+}
+
+/**
+ * Downloads the backup made to `out`: streamed (the file as it is, not base64) into a new file
+ * beside it, hashed as it is written, and renamed into place once its SHA-256 is the one the
+ * server reported. A backup of any size: never held whole in memory, and no limit on the whole
+ * download, only on a stall (the client's idle timeout). On any failure nothing is left at
+ * `out` but what was there, and no part beside it.
+ */
+async function download(api: ApiClient, created: CreatedBackup, out: string): Promise<void> {
+  const pieces = await api.requestStream("GET", `/v1/backup/snapshots/${encodeURIComponent(created.name)}`);
+  // A fresh, unguessable name, created exclusively (as writeFileAtomic's): never written through a link put there.
+  const partial = `${out}.tmp-${process.pid}-${Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString("hex")}`;
+  const notWritten = (error: unknown) =>
+    new BackupError(`the backup ${created.name} was made, and is in the server's backup directory (citadel backup list), but it could not be written to ${out}: ${describeFsError(error)}`);
+  let fd: number;
+  try {
+    fd = openSync(partial, "wx", 0o600);
+  } catch (error) {
+    throw notWritten(error);
+  }
+  try {
+    const hasher = new Bun.CryptoHasher("sha256");
+    try {
+      for await (const piece of pieces) {
+        hasher.update(piece);
+        writeAll(fd, piece);
+      }
+      fsyncSync(fd);
+    } catch (error) {
+      throw error instanceof ApiError ? error : notWritten(error); // a download that broke off or stalled says so itself
+    }
+    const sha256 = hasher.digest("hex");
+    if (sha256 !== created.sha256) throw new BackupError(`the download of ${created.name} is damaged (SHA-256 ${sha256}, the server has ${created.sha256}); try again`);
+    try {
+      renameSync(partial, out);
+      syncDirectoryOf(out);
+    } catch (error) {
+      throw notWritten(error);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(partial, { force: true });
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written);
+}
+
+/** Makes a rename into the directory of `path` durable. */
+function syncDirectoryOf(path: string): void {
+  const dir = openSync(dirname(path), "r");
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
   }
 }
 

@@ -5,10 +5,13 @@
  * the backup that was made, and the file, in words.
  */
 import { afterAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { backupCommands } from "../../../plugins/backup/commands.ts";
+import { createApiClient } from "../../../src/cli/api-client.ts";
+import type { CommandContext } from "../../../src/plugin.ts";
 import { runCommand, type SentRequest } from "../../helpers/command.ts";
 
 const root = mkdtempSync(join(tmpdir(), "citadel-backup-out-"));
@@ -22,7 +25,7 @@ const server = (onCreate: () => void = () => {}) => (request: SentRequest) => {
     onCreate();
     return created;
   }
-  return BYTES.toString("base64");
+  return BYTES.toString(); // the stand-in's requestStream sends the text as it is
 };
 
 test("an --out whose directory does not exist, or that is a directory, is refused before any backup is made", async () => {
@@ -50,4 +53,104 @@ test("a writable --out receives the backup", async () => {
   const run = await runCommand(backupCommands, "backup", { options: { out }, json: true, answer: server() });
   expect(run.code).toBe(0);
   expect(readFileSync(out)).toEqual(BYTES);
+});
+
+/**
+ * A server over HTTP on loopback, with the real API client (found in review: the CLI fetched the
+ * whole backup as one base64 body within a 30 s limit, so a large one never arrived). It makes
+ * the backup and serves its file as the route does: octet-stream, in pieces; base64 it refuses.
+ * `serve` may change what is sent (a damaged download), or drop the connection half-way.
+ */
+async function overHttp(file: Uint8Array, out: string, serve: (file: Uint8Array, dropConnections: () => void) => ReadableStream<Uint8Array> = inPieces) {
+  const sha256 = new Bun.CryptoHasher("sha256").update(file).digest("hex");
+  const asked: string[] = [];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(request) {
+      const url = new URL(request.url);
+      asked.push(`${request.method} ${url.pathname}${url.search}`);
+      if (request.method === "POST") return Response.json({ ...created, bytes: file.length, sha256 });
+      if (url.pathname !== `/v1/backup/snapshots/${NAME}` || url.search !== "") return Response.json({ detail: "only the file itself" }, { status: 400 });
+      return new Response(serve(file, () => void server.stop(true)), { headers: { "content-type": "application/octet-stream" } });
+    },
+  });
+  const lines: string[] = [];
+  const ctx = {
+    args: [],
+    options: { out, json: true },
+    json: true,
+    out: (text: string) => lines.push(text),
+    err: (text: string) => lines.push(text),
+    api: async () => createApiClient({ baseUrl: `http://127.0.0.1:${server.port}` }),
+  } as unknown as CommandContext;
+  try {
+    const command = backupCommands.find((c) => c.words.join(" ") === "backup")!;
+    const result = await command.run(ctx).then(
+      (code) => ({ code, error: null }),
+      (error: Error) => ({ code: 1, error }),
+    );
+    return { ...result, asked, sha256, output: lines.join("\n") };
+  } finally {
+    server.stop(true);
+  }
+}
+
+/** The file in pieces of 64 KiB, each sent when the client asks for more. */
+function inPieces(file: Uint8Array): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (at >= file.length) return controller.close();
+      controller.enqueue(file.subarray(at, (at += 65_536)));
+    },
+  });
+}
+
+test("a download of many megabytes is streamed to the file, intact, its SHA-256 the server's (found in review)", async () => {
+  const dir = join(root, "large");
+  mkdirSync(dir);
+  const out = join(dir, "large.backup");
+  const file = randomBytes(48 * 1024 * 1024 + 12_345);
+  const run = await overHttp(file, out);
+  expect(run.error).toBeNull();
+  expect(run.code).toBe(0);
+  expect(run.asked).toEqual(["POST /v1/backup/snapshots", `GET /v1/backup/snapshots/${NAME}`]); // the file itself, not its base64
+  expect(new Bun.CryptoHasher("sha256").update(readFileSync(out)).digest("hex")).toBe(run.sha256);
+  expect(readdirSync(dir)).toEqual(["large.backup"]); // nothing left beside it
+  expect(JSON.parse(run.output).out).toBe(out);
+});
+
+test("a download that breaks off, or arrives damaged, leaves no file, and none beside where it would be (found in review)", async () => {
+  const dir = join(root, "failing");
+  mkdirSync(dir);
+  const out = join(dir, "x.backup");
+  const file = randomBytes(4 * 1024 * 1024);
+  const cutShort = (whole: Uint8Array, dropConnections: () => void) => {
+    const pieces = inPieces(whole).getReader();
+    let sent = 0;
+    return new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent++ === 8) return dropConnections(); // half-way: the connection goes, and nothing more comes
+        const { value } = await pieces.read();
+        controller.enqueue(value!);
+      },
+    });
+  };
+  const broken = await overHttp(file, out, cutShort);
+  expect(broken.code).toBe(1);
+  expect(broken.error?.message).toContain("incomplete");
+  expect(readdirSync(dir)).toEqual([]);
+
+  const flipped = (whole: Uint8Array) => {
+    const copy = Buffer.from(whole);
+    copy[copy.length - 1]! ^= 1;
+    return inPieces(copy);
+  };
+  writeFileSync(out, "an earlier backup");
+  const damaged = await overHttp(file, out, flipped);
+  expect([damaged.code, damaged.error?.message]).toEqual([1, expect.stringMatching(new RegExp(`^the download of ${NAME} is damaged \\(SHA-256 [0-9a-f]{64}, the server has ${damaged.sha256}\\); try again$`))]);
+  expect(readdirSync(dir)).toEqual(["x.backup"]);
+  expect(readFileSync(out, "utf8")).toBe("an earlier backup"); // what was there stays
+  expect(existsSync(out)).toBe(true);
 });
