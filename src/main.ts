@@ -168,36 +168,63 @@ function kernelCommands(env: Env): Command[] {
 }
 
 /**
- * Which server a client command talks to: CITADEL_SERVER; else the stored login (unless
- * --data or --config, or CITADEL_DATA or CITADEL_CONFIG, point at a local instance); else this
- * machine's Citadel. The token:
- * CITADEL_TOKEN, else the stored one (for a local instance, when the login is to that very server).
+ * Which server a client command talks to: the local instance --data or --config name on the
+ * command line (a flag the operator typed beats an environment variable, as Vault's -address
+ * beats VAULT_ADDR); else CITADEL_SERVER (refused together with CITADEL_DATA or CITADEL_CONFIG,
+ * which name another); else the stored login (unless CITADEL_DATA or CITADEL_CONFIG point at a
+ * local instance); else this machine's Citadel. The token: CITADEL_TOKEN, else the stored one
+ * (for a local instance, when the login is to that very server). CITADEL_TOKEN is for
+ * CITADEL_SERVER's server when both are set: never sent to another (refuseTokenForAnotherServer).
  */
 function apiClientFor(options: Record<string, string | boolean | undefined>, env: Env, anonymous: boolean) {
   const configHome = env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config");
   const stored = readStoredLogin(configHome);
+  const namedOnCommandLine = options.data !== undefined || options.config !== undefined;
   // The variables as the flags: --help says `--data DIR (env CITADEL_DATA)`. Empty is unset.
-  const explicitlyLocal = options.data !== undefined || options.config !== undefined || !!env.CITADEL_DATA || !!env.CITADEL_CONFIG;
+  const namedInEnvironment = !!env.CITADEL_DATA || !!env.CITADEL_CONFIG;
   // Empty is unset, as CITADEL_SERVER is: `CITADEL_TOKEN= citadel ...` hid the stored login.
   const token = anonymous ? undefined : env.CITADEL_TOKEN || undefined;
   // Where the token comes from decides the advice given when it is refused.
   const credential = (storedToken: string | undefined): { token?: string; tokenOrigin?: TokenOrigin } =>
     token !== undefined ? { token, tokenOrigin: "CITADEL_TOKEN" } : storedToken && !anonymous ? { token: storedToken, tokenOrigin: "login" } : {};
-  if (env.CITADEL_SERVER) {
+  if (env.CITADEL_SERVER && !namedOnCommandLine) {
+    if (namedInEnvironment) throw new ConfigError(serverAndInstanceNamed(env));
     const server = namedServer(env.CITADEL_SERVER);
     const sameServer = stored !== null && normalizedServerUrl(stored.server) === server;
     // The pinned certificate is handed on too: login and password make follow-up clients from it.
     const pinned = sameServer ? stored?.certificate : undefined;
     return createApiClient({ baseUrl: server, trust: pinned, certificate: pinned, ...credential(sameServer ? stored?.token : undefined) });
   }
-  if (stored && !explicitlyLocal) {
+  if (stored && !namedOnCommandLine && !namedInEnvironment) {
     return createApiClient({ baseUrl: stored.server, trust: stored.certificate, certificate: stored.certificate, ...credential(stored.token) });
   }
   const config = configFor(options, env, { client: true }).config;
   const local = localBaseUrl(config);
+  if (env.CITADEL_SERVER && token !== undefined) refuseTokenForAnotherServer(env.CITADEL_SERVER, local, options);
   const loggedInHere = stored && local !== null && new URL(stored.server).origin === new URL(local).origin;
   const { token: sent, tokenOrigin } = credential(loggedInHere ? stored.token : undefined);
   return localApiClient(config, sent, tokenOrigin);
+}
+
+/** CITADEL_SERVER and CITADEL_DATA or CITADEL_CONFIG name two servers: which one was meant cannot be told. */
+function serverAndInstanceNamed(env: Env): string {
+  const local = env.CITADEL_DATA ? `CITADEL_DATA (${env.CITADEL_DATA})` : `CITADEL_CONFIG (${env.CITADEL_CONFIG})`;
+  return `environment variables CITADEL_SERVER (${env.CITADEL_SERVER}) and ${local} both name the server to talk to: unset one of them (or name the local instance with --data or --config on the command line)`;
+}
+
+/**
+ * The command line named a local instance while CITADEL_SERVER and CITADEL_TOKEN are set: the
+ * token was meant for CITADEL_SERVER's server, and is sent to no other. The same server (the
+ * local instance's own address) takes it.
+ */
+function refuseTokenForAnotherServer(serverVariable: string, local: string | null, options: Record<string, string | boolean | undefined>): void {
+  const server = namedServer(serverVariable);
+  // No address (a random port): localApiClient refuses it before anything is sent.
+  if (local === null || new URL(local).origin === new URL(server).origin) return;
+  const flag = options.data !== undefined ? "--data" : "--config";
+  throw new ConfigError(
+    `${flag} ${options.data ?? options.config} names a local instance (${local}), while CITADEL_TOKEN is CITADEL_SERVER's (${server}): it is not sent to another server. For this instance with your login to it: CITADEL_TOKEN= citadel ...; with a token of its own: unset CITADEL_SERVER. For CITADEL_SERVER: leave out ${flag}`,
+  );
 }
 
 /** CITADEL_SERVER as a server's URL, checked as given (exit 2 naming the problem, before anything is sent), then normalized. */

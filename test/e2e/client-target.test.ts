@@ -246,3 +246,76 @@ describe("a server's URL (login --server, CITADEL_SERVER)", () => {
     expect(seen.map((s) => [s.path, s.authorization])).toEqual([["/v1/iam/me", `Bearer ${stored}`]]);
   });
 });
+
+describe("CITADEL_SERVER and a local instance named", () => {
+  /** A second stand-in server, CITADEL_SERVER's, recording who asked it. */
+  let remote: ReturnType<typeof Bun.serve>;
+  const remoteSeen: Array<string | null> = [];
+  beforeAll(() => {
+    remote = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: readFileSync(join(local, "tls/cert.pem"), "utf8"), key: readFileSync(join(local, "tls/key.pem"), "utf8") },
+      fetch(request) {
+        remoteSeen.push(request.headers.get("authorization"));
+        return Response.json({ id: "usr_y", email: "remote@example.com", name: null, operator: false, mfa: false, organizations: [] });
+      },
+    });
+  });
+  afterAll(() => remote?.stop(true));
+
+  const remoteUrl = () => `https://127.0.0.1:${remote.port}`;
+  /** `citadel whoami` with `args` and `env`, from a directory with no .citadel; what each server was sent is recorded. */
+  async function ask(args: string[], env: Record<string, string>, home = dir("citadel-e2e-home-")) {
+    seen.length = 0;
+    remoteSeen.length = 0;
+    return await runCitadel(["whoami", ...args], { HOME: home, XDG_CONFIG_HOME: home, CITADEL_SERVER: remoteUrl(), ...env }, dir("citadel-e2e-elsewhere-"));
+  }
+
+  test("--data or --config on the command line wins over CITADEL_SERVER; CITADEL_TOKEN, meant for CITADEL_SERVER, is not sent to the local instance but refused (exit 2 naming both) (found in review)", async () => {
+    for (const flag of [["--data", local], ["--config", join(local, "citadel.toml")]]) {
+      const asked = await ask(flag, { CITADEL_TOKEN: TOKEN });
+      expect([flag[0], asked.code]).toEqual([flag[0], 2]);
+      expect(asked.stderr).toContain(`citadel: ${flag[0]} ${flag[1]} names a local instance (https://127.0.0.1:${capture.port}), while CITADEL_TOKEN is CITADEL_SERVER's (${remoteUrl()}): it is not sent to another server.`);
+      expect([seen, remoteSeen]).toEqual([[], []]);
+    }
+  });
+
+  test("without CITADEL_TOKEN, the instance --data names is asked with this machine's login to it, not CITADEL_SERVER (found in review)", async () => {
+    const home = dir("citadel-e2e-home-");
+    mkdirSync(join(home, "citadel"), { mode: 0o700 });
+    const stored = TOKEN.replace("planted", "storedAA");
+    writeFileSync(join(home, "citadel", "config.json"), JSON.stringify({ server: `https://127.0.0.1:${capture.port}`, token: stored, token_id: "AAAAAAAA" }), { mode: 0o600 });
+    const asked = await ask(["--data", local], {}, home);
+    expect([asked.code, asked.stderr]).toEqual([0, ""]);
+    expect(seen.map((s) => s.authorization)).toEqual([`Bearer ${stored}`]);
+    expect(remoteSeen).toEqual([]);
+    // An empty CITADEL_TOKEN is unset: the same login.
+    expect((await ask(["--data", local], { CITADEL_TOKEN: "" }, home)).code).toBe(0);
+    expect([seen.map((s) => s.authorization), remoteSeen]).toEqual([[`Bearer ${stored}`], []]);
+  });
+
+  test("CITADEL_SERVER naming the very instance --data names takes CITADEL_TOKEN", async () => {
+    const asked = await ask(["--data", local], { CITADEL_TOKEN: TOKEN, CITADEL_SERVER: `https://127.0.0.1:${capture.port}/` });
+    expect([asked.code, asked.stderr]).toEqual([0, ""]);
+    expect(seen.map((s) => s.authorization)).toEqual([`Bearer ${TOKEN}`]);
+  });
+
+  test("CITADEL_SERVER with CITADEL_DATA or CITADEL_CONFIG is ambiguous: exit 2 naming both, nothing sent (found in review)", async () => {
+    for (const [name, value] of [["CITADEL_DATA", local], ["CITADEL_CONFIG", join(local, "citadel.toml")]] as const) {
+      const asked = await ask([], { CITADEL_TOKEN: TOKEN, [name]: value });
+      expect([name, asked.code, asked.stderr]).toEqual([
+        name,
+        2,
+        `citadel: environment variables CITADEL_SERVER (${remoteUrl()}) and ${name} (${value}) both name the server to talk to: unset one of them (or name the local instance with --data or --config on the command line)\n`,
+      ]);
+      expect([seen, remoteSeen]).toEqual([[], []]);
+    }
+    // CITADEL_SERVER alone: its server, as ever (its certificate pinned by a stored login to it).
+    const home = dir("citadel-e2e-home-");
+    mkdirSync(join(home, "citadel"), { mode: 0o700 });
+    writeFileSync(join(home, "citadel", "config.json"), JSON.stringify({ server: remoteUrl(), token: TOKEN.replace("planted", "storedAA"), token_id: "AAAAAAAA", certificate: readFileSync(join(local, "tls/cert.pem"), "utf8") }), { mode: 0o600 });
+    expect((await ask([], { CITADEL_TOKEN: TOKEN }, home)).code).toBe(0);
+    expect([seen, remoteSeen]).toEqual([[], [`Bearer ${TOKEN}`]]);
+  });
+});
