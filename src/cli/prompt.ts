@@ -60,62 +60,141 @@ const terminalDecoder = new TextDecoder();
 
 /** Ctrl-D: at the start of an empty line, the end of input (as a terminal in canonical mode has it); never part of what is typed. */
 const END_OF_INPUT = "\u0004";
+const CANCEL = "\u0003"; // Ctrl-C
+const KILL_LINE = "\u0015"; // Ctrl-U
+const ERASE_WORD = "\u0017"; // Ctrl-W
+const ESCAPE = "\u001b";
+/** Backspace, as terminals send it: DEL, or Ctrl-H. */
+const ERASE = new Set(["\u007f", "\b"]);
 
 /**
- * One line from the terminal in raw mode (no echo). A listener, not `for await` over stdin:
- * leaving such a loop destroys the stream, and the next question (a new password after the
- * current one) failed with "The operation was aborted" while what was typed then echoed.
- * `oneLineOnly`: text arriving with the Enter is a paste of several lines, refused (else it is
- * kept for the next question: typed ahead of it).
+ * A line being typed at a prompt: its text, and where an escape sequence (an arrow key: ESC [ A)
+ * begun in what came so far stands — "esc" after ESC, "csi" after ESC [, "ss3" after ESC O.
+ */
+export interface TypedLine {
+  text: string;
+  escape: "" | "esc" | "csi" | "ss3";
+}
+
+export const NOTHING_TYPED: TypedLine = { text: "", escape: "" };
+
+/** What `editLine` made of some keys: the line so far, or the line ended by Enter and what came after it. */
+export type Edited = { done: false; line: TypedLine } | { done: true; text: string; rest: string };
+
+/**
+ * Keys typed at a prompt in raw mode, applied to the line as a terminal in canonical mode would:
+ * Backspace (DEL or Ctrl-H) erases one character (a whole code point), Ctrl-U the line, Ctrl-W
+ * the last word; Enter ends it. Raw mode leaves all that to us: a password typed, cleared with
+ * Ctrl-U and typed again was set with the Ctrl-U and the first attempt in it (found in review).
+ * Escape sequences (arrow keys, Home, Delete) are dropped: with nothing echoed, no cursor moves.
+ * Any other control character is refused (an error naming it) rather than kept unseen in a secret;
+ * a tab is kept, as typed. Ctrl-C cancels; Ctrl-D ends the input on an empty line, else is ignored.
+ * `what` names the question in errors.
+ */
+export function editLine(line: TypedLine, keys: string, what: string): Edited {
+  let { text, escape } = line;
+  for (let i = 0; i < keys.length; i++) {
+    const char = keys[i]!;
+    if (escape !== "") {
+      const after = escapeAfter(escape, char);
+      escape = after;
+      if (after !== "" || !isControl(char)) continue; // part of the sequence, or its end
+      // A control character cuts a sequence short (Esc, then Enter): it is a key of its own.
+    }
+    if (char === "\r" || char === "\n") return { done: true, text, rest: keys.slice(char === "\r" && keys[i + 1] === "\n" ? i + 2 : i + 1) };
+    if (char === CANCEL) throw new Error("cancelled");
+    if (char === END_OF_INPUT) {
+      if (text === "") throw new Error(`${what}: input ended (Ctrl-D)`);
+      continue; // mid-line, a terminal would send the line so far without an Enter: here only Enter ends it
+    }
+    if (ERASE.has(char)) text = withoutLastCodePoint(text);
+    else if (char === KILL_LINE) text = "";
+    else if (char === ERASE_WORD) text = withoutLastWord(text);
+    else if (char === ESCAPE) escape = "esc";
+    else if (char !== "\t" && isControl(char)) throw new Error(`${what}: ${keyName(char)} is not taken at a prompt (a control character, which would be kept unseen in what is typed): nothing was kept`);
+    else text += char;
+  }
+  return { done: false, line: { text, escape } };
+}
+
+/** Where an escape sequence stands after `char`: "" once it ended (or was cut short). */
+function escapeAfter(escape: TypedLine["escape"], char: string): TypedLine["escape"] {
+  const code = char.charCodeAt(0);
+  if (escape === "esc") return char === "[" ? "csi" : char === "O" ? "ss3" : ""; // else Alt and a key: both dropped
+  // CSI (ECMA-48 §5.4): parameter and intermediate bytes (0x20-0x3F), then one final byte (0x40-0x7E).
+  if (escape === "csi") return code >= 0x20 && code <= 0x3f ? "csi" : "";
+  return ""; // SS3: one final byte
+}
+
+/** C0 and C1 control characters and DEL. */
+const isControl = (char: string): boolean => /[\u0000-\u001f\u007f-\u009f]/.test(char);
+
+/** Ctrl-T for U+0014; U+0085 for a C1 control. */
+function keyName(char: string): string {
+  const code = char.charCodeAt(0);
+  return code < 0x20 ? `Ctrl-${String.fromCharCode(code + 0x40)}` : `U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
+}
+
+/** The text without its last code point: never half a surrogate pair (an emoji). */
+function withoutLastCodePoint(text: string): string {
+  const last = text.codePointAt(text.length - 2);
+  return text.slice(0, last !== undefined && last > 0xffff ? -2 : -1);
+}
+
+/** The text without its last word and the spaces after it, as Ctrl-W erases it (stty werase). */
+function withoutLastWord(text: string): string {
+  return text.replace(/\S*\s*$/u, "");
+}
+
+/**
+ * One line from the terminal in raw mode (no echo), edited as editLine says. A listener, not
+ * `for await` over stdin: leaving such a loop destroys the stream, and the next question (a new
+ * password after the current one) failed with "The operation was aborted" while what was typed
+ * then echoed. `oneLineOnly`: text arriving with the Enter is a paste of several lines, refused
+ * (else it is kept for the next question: typed ahead of it).
  */
 function readTerminalLine(prompt: string, { oneLineOnly = false } = {}): Promise<string> {
   const stdin = process.stdin;
   // A prompt may name what a server said (the login's account): shown, never obeyed.
   process.stderr.write(printable(oneLine(prompt)));
   stdin.setRawMode(true);
+  const what = prompt.replace(/:\s*$/, "");
   return new Promise((resolve, reject) => {
-    let line = "";
-    /** Takes typed text; true once a line is complete (the rest is kept for the next question). */
-    const take = (text: string): boolean => {
-      for (let i = 0; i < text.length; i++) {
-        const char = text[i]!;
-        if (char === "\r" || char === "\n") {
-          const rest = text.slice(char === "\r" && text[i + 1] === "\n" ? i + 2 : i + 1);
-          if (oneLineOnly && rest !== "") throw new Error("a value of several lines was pasted, and a prompt reads one: pipe it on standard input instead");
-          typedAhead = rest;
-          return true;
-        }
-        if (char === "\u0003") throw new Error("cancelled");
-        if (char === END_OF_INPUT) {
-          if (line === "") throw new Error(`${prompt.replace(/:\s*$/, "")}: input ended (Ctrl-D)`);
-          continue; // mid-line, a terminal would send the line so far without an Enter: here only Enter ends it
-        }
-        if (char === "\u007f") line = line.slice(0, -1);
-        else line += char;
+    let line = NOTHING_TYPED;
+    /** Takes typed keys; the line once it is complete (the rest is kept for the next question). */
+    const take = (keys: string): string | null => {
+      const edited = editLine(line, keys, what);
+      if (!edited.done) {
+        line = edited.line;
+        return null;
       }
-      return false;
+      if (oneLineOnly && edited.rest !== "") throw new Error("a value of several lines was pasted, and a prompt reads one: pipe it on standard input instead");
+      typedAhead = edited.rest;
+      return edited.text;
     };
-    const finish = (error?: unknown) => {
+    const finish = (result: { line: string } | { error: unknown }) => {
       stdin.removeListener("data", onData);
       stdin.setRawMode(false);
       stdin.pause();
       process.stderr.write("\n");
-      if (error === undefined) resolve(line);
-      else reject(error);
+      if ("line" in result) resolve(result.line);
+      else reject(result.error);
     };
     const onData = (chunk: Buffer | string) => {
       try {
-        if (take(typeof chunk === "string" ? chunk : terminalDecoder.decode(chunk, { stream: true }))) finish();
+        const typed = take(typeof chunk === "string" ? chunk : terminalDecoder.decode(chunk, { stream: true }));
+        if (typed !== null) finish({ line: typed });
       } catch (error) {
-        finish(error);
+        finish({ error });
       }
     };
     const ahead = typedAhead;
     typedAhead = "";
     try {
-      if (take(ahead)) return finish();
+      const typed = take(ahead);
+      if (typed !== null) return finish({ line: typed });
     } catch (error) {
-      return finish(error);
+      return finish({ error });
     }
     stdin.on("data", onData);
     stdin.resume();
