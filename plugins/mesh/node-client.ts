@@ -2,7 +2,7 @@
  * The node's side of the API: enrollment with a pre-auth key, then requests signed in with the
  * node token, over TLS pinned to the certificate seen at join (when it was self-signed).
  */
-import { ApiError, urlOf } from "../../src/cli/api-client.ts";
+import { ApiError, NOT_THE_PINNED_CERTIFICATE, pinnedTls, urlOf } from "../../src/cli/api-client.ts";
 import { PROBLEM_CONTENT_TYPE } from "../../src/http/problem.ts";
 
 export interface NodeConnection {
@@ -31,14 +31,9 @@ export function refusesNode(status: number, code: string | undefined): boolean {
 
 export type ConfigFetch = { status: 304 } | { status: 200; body: string; signature: string | null; etag: string | null };
 
-async function caList(certificate: string | null): Promise<string[] | undefined> {
-  if (!certificate) return undefined;
-  const { rootCertificates } = await import("node:tls");
-  return [...rootCertificates, certificate];
-}
-
 async function send(connection: NodeConnection, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  const ca = await caList(connection.certificate);
+  // Pinned at join: that certificate and no other (the system's CAs vouch for none).
+  const tls = connection.certificate ? await pinnedTls(connection.certificate) : undefined;
   try {
     return await fetch(urlOf(connection.server, path), {
       method,
@@ -51,11 +46,13 @@ async function send(connection: NodeConnection, method: string, path: string, bo
       body: body === undefined ? undefined : JSON.stringify(body),
       // A redirect is not the control plane's answer (a proxy's login page): it fails the request.
       redirect: "manual",
-      ...(ca ? { tls: { ca } } : {}),
+      ...(tls ? { tls } : {}),
     });
   } catch (error) {
-    const code = (error as { code?: string }).code ?? (error instanceof Error ? error.message : String(error));
-    throw new ApiError(`cannot reach the control plane at ${connection.server} (${code})`);
+    const { code } = error as { code?: string };
+    // Another certificate than the pinned one: the message names both.
+    const reason = code && code !== NOT_THE_PINNED_CERTIFICATE ? code : error instanceof Error ? error.message : String(error);
+    throw new ApiError(`cannot reach the control plane at ${connection.server} (${reason})`);
   }
 }
 

@@ -3,7 +3,9 @@
  * address and port from the config, and the TLS certificate from the data directory as the
  * only trusted certificate (so the self-signed default is pinned, not blindly accepted).
  */
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
+import type { PeerCertificate } from "node:tls";
 import type { Config } from "../config/schema.ts";
 import { dataPath } from "../config/load.ts";
 import type { ApiClient } from "../plugin.ts";
@@ -40,8 +42,13 @@ export class ApiError extends Error {
 
 export interface ApiClientOptions {
   baseUrl: string;
-  /** A PEM certificate to trust besides the system's roots (the pinned self-signed one). */
+  /** A PEM certificate pinned (at login, at a node's join): the only one the server may present (pinnedTls). */
   trust?: string;
+  /**
+   * The local instance's configured certificate (not pinned): trusted besides the system's
+   * roots, as an operator may configure one from a public CA and renew it.
+   */
+  alsoTrust?: string;
   /** Sent as `Authorization: Bearer <token>`. */
   token?: string;
   /** The server's own certificate, when it is pinned (shown to `citadel login`). */
@@ -56,17 +63,47 @@ async function withSystemRoots(certificate: string): Promise<string[]> {
   return [...rootCertificates, certificate];
 }
 
+/** The code of the error a pinned client's connection fails with when another certificate is presented. */
+export const NOT_THE_PINNED_CERTIFICATE = "CERT_NOT_PINNED";
+
+/**
+ * TLS options under which a server may present the `pinned` certificate and no other: a
+ * certificate from any CA for the same name (an enterprise CA's, one got by whoever controls its
+ * DNS) was accepted as well, once the pinned one was added to the system's roots (found in
+ * review). The roots (`roots`, the system's unless given) are only there to verify a pinned
+ * certificate's chain when a CA issued it; what is accepted is that very certificate, then
+ * checked for the server's name as any other. One replaced (renewed) is refused until pinned again.
+ */
+export async function pinnedTls(pinned: string, roots?: readonly string[]) {
+  const tls = await import("node:tls");
+  let fingerprint: string;
+  try {
+    fingerprint = new X509Certificate(pinned).fingerprint256;
+  } catch {
+    throw new ApiError("the pinned certificate is not a PEM certificate: pin it again (log in, or join, again with --fingerprint SHA256)");
+  }
+  return {
+    ca: [...(roots ?? tls.rootCertificates), pinned],
+    checkServerIdentity(host: string, presented: PeerCertificate): Error | undefined {
+      if (presented.fingerprint256 !== fingerprint) {
+        return Object.assign(new Error(`it presented the certificate ${presented.fingerprint256}, not the one pinned, ${fingerprint}`), { code: NOT_THE_PINNED_CERTIFICATE });
+      }
+      return tls.checkServerIdentity(host, presented);
+    },
+  };
+}
+
 /** How long a request may wait for its answer; a stream, for each piece of it. */
 const TIMEOUT_MS = 30_000;
 
-export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigin }: ApiClientOptions): ApiClient {
+export function createApiClient({ baseUrl, trust, alsoTrust, token, certificate, tokenOrigin }: ApiClientOptions): ApiClient {
   /**
    * The answer to a request, its body unread; a refusal throws. `confirmed`: the user said yes
    * already, so a 428 is answered with its token, once. `signal` gives each request's signal.
    */
   const answer = async (method: string, path: string, signal: () => AbortSignal, body?: unknown, confirmed = false, confirm?: string): Promise<Response> => {
     if (token) checkTokenShape(token, tokenOrigin);
-    const ca = trust ? await withSystemRoots(trust) : undefined;
+    const tls = trust ? await pinnedTls(trust) : alsoTrust ? { ca: await withSystemRoots(alsoTrust) } : undefined;
     const abort = signal();
     let response: Response;
     try {
@@ -79,12 +116,12 @@ export function createApiClient({ baseUrl, trust, token, certificate, tokenOrigi
           ...(confirm ? { "x-citadel-confirm": confirm } : {}),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        ...(ca ? { tls: { ca } } : {}),
+        ...(tls ? { tls } : {}),
       });
     } catch (error) {
       if (abort.reason instanceof ApiError) throw abort.reason; // a stream's idle timeout, which says what happened
       const code = (error as { code?: string }).code ?? "";
-      const reason = code || (error instanceof Error ? error.message : String(error));
+      const reason = code === NOT_THE_PINNED_CERTIFICATE ? (error as Error).message : code || (error instanceof Error ? error.message : String(error));
       if (/CERT|SSL|TLS|SELF_SIGNED|VERIFY/i.test(code)) {
         throw new ApiError(`the server at ${baseUrl} did not present a certificate this client trusts (${reason})`);
       }
@@ -282,7 +319,7 @@ export function localApiClient(config: Config, token?: string, tokenOrigin?: Tok
   }
   // The configured certificate itself (which pins the self-signed default), plus the system's
   // roots for an operator's certificate from a public CA.
-  return createApiClient({ baseUrl, trust: certificate, token, certificate, tokenOrigin });
+  return createApiClient({ baseUrl, alsoTrust: certificate, token, certificate, tokenOrigin });
 }
 
 /** Where the Citadel a config describes answers on this machine; null when it listens on a random port. */

@@ -88,3 +88,20 @@ test("a control plane behind a reverse proxy's path prefix is asked under it (fo
     proxy.stop(true);
   }
 });
+
+test("a node pinned at join reaches the control plane with that certificate; another is refused, a passing failure (found in review)", async () => {
+  const { generateSelfSignedCertificate } = await import("../../../src/http/self-signed.ts");
+  const certificateFor127 = () => generateSelfSignedCertificate({ dnsNames: [], ipAddresses: ["127.0.0.1"], validDays: 30, now: new Date() });
+  const [pinned, other] = await Promise.all([certificateFor127(), certificateFor127()]);
+  const plane = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { cert: pinned.certPem, key: pinned.keyPem }, fetch: () => Response.json({ ok: true }) });
+  try {
+    const server = `https://127.0.0.1:${plane.port}`;
+    expect(await nodeRequest({ server, certificate: pinned.certPem, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config")).toEqual({ ok: true });
+    const refused = await nodeRequest({ server, certificate: other.certPem, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
+    expect(refused).toBeInstanceOf(ApiError);
+    expect(refused).not.toBeInstanceOf(NodeRefusedError);
+    expect((refused as Error).message).toStartWith(`cannot reach the control plane at ${server} (`);
+  } finally {
+    plane.stop(true);
+  }
+});

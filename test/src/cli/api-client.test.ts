@@ -4,12 +4,14 @@
  * data), what it refuses to send, and the advice given with a refusal.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { adviceFor } from "../../../src/cli/advice.ts";
-import { ApiError, createApiClient, type ApiClientOptions } from "../../../src/cli/api-client.ts";
+import { ApiError, createApiClient, NOT_THE_PINNED_CERTIFICATE, pinnedTls, type ApiClientOptions } from "../../../src/cli/api-client.ts";
 import { writeOwnerOnlyFileFrom } from "../../../src/files.ts";
+import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { freePort } from "../../helpers/binary.ts";
 
 const servers: Array<ReturnType<typeof Bun.serve>> = [];
@@ -228,5 +230,45 @@ describe("requestStream (found in review: an export was read whole, within 30 s 
     const { client: refusing } = await answering(() => Response.json({ detail: "no", code: "forbidden" }, { status: 403 }));
     const refused = await failure(refusing().requestStream("GET", "/x"));
     expect([refused.message, refused.status]).toEqual(["no (forbidden)", 403]);
+  });
+});
+
+describe("a pinned certificate (login --fingerprint, a stored login, mesh join --fingerprint)", () => {
+  const certificateFor127 = () => generateSelfSignedCertificate({ dnsNames: ["citadel.example"], ipAddresses: ["127.0.0.1"], validDays: 30, now: new Date() });
+
+  /** An HTTPS server on 127.0.0.1 presenting `presented`. */
+  async function presenting(presented: { certPem: string; keyPem: string }) {
+    const server = Bun.serve({ hostname: "127.0.0.1", port: await freePort(), tls: { cert: presented.certPem, key: presented.keyPem }, fetch: () => Response.json({ ok: true }) });
+    servers.push(server);
+    return server;
+  }
+
+  test("is the only certificate accepted: another, even one a trusted CA vouches for, is refused (found in review: the pin was added to the system's roots)", async () => {
+    const [pinned, other] = await Promise.all([certificateFor127(), certificateFor127()]);
+    const server = await presenting(other);
+    const url = `https://127.0.0.1:${server.port}/`;
+    // `other` among the roots: as a certificate some system CA issued for the same name would be.
+    const refused = await fetch(url, { tls: await pinnedTls(pinned.certPem, [other.certPem]) }).catch((error: { code?: string; message: string }) => error);
+    expect(refused).toMatchObject({ code: NOT_THE_PINNED_CERTIFICATE, message: `it presented the certificate ${new X509Certificate(other.certPem).fingerprint256}, not the one pinned, ${new X509Certificate(pinned.certPem).fingerprint256}` });
+    // The pinned one itself is accepted, roots or none.
+    expect((await fetch(url, { tls: await pinnedTls(other.certPem, []) })).status).toBe(200);
+    expect((await fetch(url, { tls: await pinnedTls(other.certPem) })).status).toBe(200);
+  });
+
+  test("is still checked for the server's name (this one is for citadel.example and 127.0.0.1, not localhost)", async () => {
+    const pinned = await certificateFor127();
+    const server = await presenting(pinned);
+    const byName = await fetch(`https://localhost:${server.port}/`, { tls: await pinnedTls(pinned.certPem, []) }).catch((error: { code?: string }) => error);
+    expect(byName).toMatchObject({ code: "ERR_TLS_CERT_ALTNAME_INVALID" });
+  });
+
+  test("the CLI's client uses it: the pinned server answers, another is refused", async () => {
+    const [pinned, other] = await Promise.all([certificateFor127(), certificateFor127()]);
+    const server = await presenting(pinned);
+    const baseUrl = `https://127.0.0.1:${server.port}`;
+    expect(await createApiClient({ baseUrl, trust: pinned.certPem }).request("GET", "/")).toEqual({ ok: true });
+    const refused = await createApiClient({ baseUrl, trust: other.certPem }).request("GET", "/").catch((error: Error) => error);
+    expect(refused).toBeInstanceOf(ApiError);
+    expect((refused as Error).message).toStartWith(`the server at ${baseUrl} did not present a certificate this client trusts`);
   });
 });
