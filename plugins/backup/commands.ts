@@ -167,7 +167,7 @@ async function keySupply(ctx: CommandContext, header: BackupHeader, defaultKeyFi
     return { passphrase: file === undefined ? await secretPrompter()("Backup passphrase: ") : await readBackupPassphrase(file) };
   }
   const sharesFile = stringOption(ctx, "shares-file");
-  const rootKey = sharesFile !== undefined ? rootKeyFromShares(readText(sharesFile, "the shares file")) : readKeyFile(ctx, derivation.rootKeyId, defaultKeyFile);
+  const rootKey = sharesFile !== undefined ? rootKeyFromShares(readSharesFile(sharesFile)) : readKeyFile(ctx, derivation.rootKeyId, defaultKeyFile);
   refuseWhenKeptKeyFits(rootKey, derivation.rootKeyId, defaultKeyFile);
   return { rootKey };
 }
@@ -180,7 +180,9 @@ function readKeyFile(ctx: CommandContext, wanted: string, defaultKeyFile: () => 
     // The default lies in the data directory (or where the config says), which may be another user's (the service's) while root reads it.
     return readRootKeyFile(keyFile, { planted: explicit === undefined });
   } catch (error) {
-    if (explicit === undefined && (error as Error).message.includes("no such file")) {
+    // One named that cannot be read (or holds no key) is the input's fault, not the backup's: exit 2, no FAILED.
+    if (explicit !== undefined) throw new UsageError(`--key-file: ${(error as Error).message}`);
+    if ((error as Error).message.includes("no such file")) {
       throw new BackupError(`this backup is encrypted under root key ${wanted}: give it with --key-file FILE (or --shares-file FILE); there is no ${keyFile}`);
     }
     throw new BackupError((error as Error).message);
@@ -211,20 +213,25 @@ function keptKeyFile(defaultKeyFile: () => string, id: string): string | null {
   }
 }
 
-/** A passphrase from --passphrase-file, by the CLI's one rule for those files; its refusal a backup failure like the others. */
+/**
+ * A passphrase from --passphrase-file, by the CLI's one rule for those files. One that cannot be
+ * read (or is refused) is a usage error, exit 2, as any input file (docs/cli.md): FAILED is for a
+ * backup that fails its check.
+ */
 async function readBackupPassphrase(path: string): Promise<string> {
   try {
     return await readPassphraseFile(path);
   } catch (error) {
-    throw error instanceof PassphraseFileError ? new BackupError(error.message) : error;
+    throw error instanceof PassphraseFileError ? new UsageError(error.message) : error;
   }
 }
 
-function readText(path: string, what: string): string {
+/** The --shares-file's text; one that cannot be read is a usage error, as readBackupPassphrase's. */
+function readSharesFile(path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    throw new BackupError(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    throw new UsageError(`--shares-file ${path}: ${describeFsError(error)}`);
   }
 }
 

@@ -42,7 +42,7 @@ test("a missing or empty file is named, not a bare ENOENT or an empty passphrase
 test("citadel backup --passphrase-file follows the rule: a 0644 file is refused with the chmod to run, before anything is asked", async () => {
   const path = passphraseFile("backup.txt", "correct horse battery\n", 0o644);
   const run = await runCommand(backupCommands, "backup", { options: { "passphrase-file": path } });
-  expect(run.code).toBe(1);
+  expect(run.code).toBe(2); // an input the command does not take: a usage error, not a backup that FAILED (found in review)
   expect(run.error?.message).toBe(`--passphrase-file ${path}: its group or others may read or change it (mode 644), and it holds a passphrase; run: chmod 600 ${path}`);
   expect(run.requests).toEqual([]);
 });
