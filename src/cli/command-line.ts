@@ -147,6 +147,10 @@ function findCommand(words: readonly string[], commands: readonly Command[]): Co
 
 function cleanParseError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
+  // A value beginning with a dash (--reason -spam): node's way to give it is the point of its
+  // message, which the first sentence alone lost (found in review).
+  const ambiguous = /^Option '([^']+)' argument is ambiguous[\s\S]*? use '([^'=]+)=-XYZ'/.exec(message);
+  if (ambiguous) return `the argument after ${ambiguous[1]} begins with a dash, so it is not taken as its value: give such a value as ${ambiguous[2]}=-VALUE`;
   // node's messages end with advice about "--" that does not apply here; keep the first sentence.
   return message.split(/\.\s/)[0]!.replace(/^Unknown option/, "unknown flag").replace(/\.$/, "");
 }

@@ -271,4 +271,16 @@ describe("a pinned certificate (login --fingerprint, a stored login, mesh join -
     expect(refused).toBeInstanceOf(ApiError);
     expect((refused as Error).message).toStartWith(`the server at ${baseUrl} did not present a certificate this client trusts`);
   });
+
+  test("a certificate refused says how to pin it, or pin it again (found in review: login --server to a self-signed one said only UNABLE_TO_VERIFY_LEAF_SIGNATURE)", async () => {
+    const [served, other] = await Promise.all([certificateFor127(), certificateFor127()]);
+    const server = await presenting(served);
+    const baseUrl = `https://127.0.0.1:${server.port}`;
+    const login = `citadel login --server ${baseUrl} --fingerprint SHA256 (as citadel serve prints it)`;
+    const unpinned = await createApiClient({ baseUrl }).request("GET", "/").catch((error: Error) => error.message);
+    expect(unpinned).toMatch(new RegExp(`^the server at ${baseUrl} did not present a certificate this client trusts \\([A-Z_]+\\); for a self-signed certificate, pin it: `));
+    expect(unpinned).toEndWith(login);
+    const replaced = await createApiClient({ baseUrl, trust: other.certPem }).request("GET", "/").catch((error: Error) => error.message);
+    expect(replaced).toEndWith(`; if the server's certificate was replaced, pin the new one: ${login}`);
+  });
 });

@@ -48,6 +48,8 @@ describe("parseCommandLine", () => {
     [["--json"], /^missing command$/],
     [["--config=/c.toml"], /^missing command$/],
     [["help", "nothing"], /^unknown command$/],
+    // A value beginning with a dash: how to give it is kept (found in review: cut to "argument is ambiguous").
+    [["serve", "--data", "-x"], /^the argument after --data begins with a dash, so it is not taken as its value: give such a value as --data=-VALUE$/],
   ];
   for (const [argv, message] of bad) {
     test(`refuses ${JSON.stringify(argv)}`, () => {
