@@ -89,8 +89,9 @@ export interface CommandContext {
   out(text: string): void;
   err(text: string): void;
   /**
-   * A client for the API: the server of the stored login (citadel login), else CITADEL_SERVER,
-   * else this machine's Citadel; with the stored token or CITADEL_TOKEN unless `anonymous`.
+   * A client for the API: the instance --data/--config name, else CITADEL_SERVER, else the
+   * server of the stored login (citadel login), else this machine's Citadel (docs/cli.md has the
+   * whole rule); with CITADEL_TOKEN or the stored token unless `anonymous`.
    */
   api(options?: { anonymous?: boolean; server?: string }): Promise<ApiClient>;
   /** Where the CLI keeps its login ($XDG_CONFIG_HOME, else ~/.config). */

@@ -13,7 +13,7 @@ import { actAsDataDirectoryOwner } from "../../src/data-dir.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { sameInstanceFlags, shellQuote } from "../../src/cli/next-command.ts";
 import { stringOption } from "../../src/cli/output.ts";
-import { PassphraseFileError, readPassphraseFile } from "../../src/cli/passphrase-file.ts";
+import { readPassphraseFile } from "../../src/cli/passphrase-file.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import { readRootKeyFile, rootKeyId, rootKeyVerifier } from "../../src/crypto/root-key.ts";
 import { ApiError } from "../../src/cli/api-client.ts";
@@ -44,7 +44,7 @@ export const backupCommands: Command[] = [
     },
     async run(ctx) {
       const passphraseFile = stringOption(ctx, "passphrase-file");
-      const passphrase = passphraseFile === undefined ? undefined : await readBackupPassphrase(passphraseFile);
+      const passphrase = passphraseFile === undefined ? undefined : await readPassphraseFile(passphraseFile);
       const out = stringOption(ctx, "out");
       if (out !== undefined) refuseUnwritableOut(out);
       const api = await ctx.api();
@@ -164,7 +164,7 @@ async function keySupply(ctx: CommandContext, header: BackupHeader, defaultKeyFi
   if (derivation.kind === "passphrase") {
     const file = stringOption(ctx, "passphrase-file");
     // Typed as it was written to --passphrase-file when the backup was made: spaces included.
-    return { passphrase: file === undefined ? await secretPrompter()("Backup passphrase: ") : await readBackupPassphrase(file) };
+    return { passphrase: file === undefined ? await secretPrompter()("Backup passphrase: ") : await readPassphraseFile(file) };
   }
   const sharesFile = stringOption(ctx, "shares-file");
   const rootKey = sharesFile !== undefined ? rootKeyFromShares(readSharesFile(sharesFile)) : readKeyFile(ctx, derivation.rootKeyId, defaultKeyFile);
@@ -213,18 +213,6 @@ function keptKeyFile(defaultKeyFile: () => string, id: string): string | null {
   }
 }
 
-/**
- * A passphrase from --passphrase-file, by the CLI's one rule for those files. One that cannot be
- * read (or is refused) is a usage error, exit 2, as any input file (docs/cli.md): FAILED is for a
- * backup that fails its check.
- */
-async function readBackupPassphrase(path: string): Promise<string> {
-  try {
-    return await readPassphraseFile(path);
-  } catch (error) {
-    throw error instanceof PassphraseFileError ? new UsageError(error.message) : error;
-  }
-}
 
 /** The --shares-file's text; one that cannot be read is a usage error, as readBackupPassphrase's. */
 function readSharesFile(path: string): string {

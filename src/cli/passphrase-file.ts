@@ -6,10 +6,10 @@
  */
 import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { describeFsError } from "../files.ts";
+import { UsageError } from "./command-line.ts";
 
-export class PassphraseFileError extends Error {
-  override readonly name = "PassphraseFileError";
-}
+/** A usage error, exit 2, as for any input file that cannot be read or is refused (docs/cli.md). */
+export class PassphraseFileError extends UsageError {}
 
 /**
  * The passphrase in `path`, or on standard input for "-": the one trailing newline an editor

@@ -641,9 +641,9 @@ describe("citadel share open, a link with a passphrase made before the server ch
     // Neither a file nor a terminal to ask at: a usage error, before the view.
     const none = await cli(["share", "open", url]);
     expect([none.code, none.stderr]).toEqual([2, expect.stringContaining("give the passphrase with --passphrase-file")]);
-    // A file that cannot be read: named, before the view.
+    // A file that cannot be read: named, before the view; a usage error, as any input file (found in review: exit 1).
     const missing = await cli(["share", "open", url, "--passphrase-file", join(home.path, "no-such-file")]);
-    expect([missing.code, missing.stderr]).toEqual([1, expect.stringContaining("no-such-file: no such file")]);
+    expect([missing.code, missing.stderr]).toEqual([2, expect.stringContaining("no-such-file: no such file")]);
     // The link's one view is still there for the right passphrase.
     expect(await cli(["share", "open", url, "--passphrase-file", phraseFile()])).toEqual({ code: 0, stdout: `${SHARED}\n`, stderr: "" });
   });

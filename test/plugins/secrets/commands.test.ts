@@ -58,7 +58,7 @@ describe("share open asks a server for no more than share-crypto's bounds allow"
     const sealed = await createShareSecret("v", "pw");
     const url = shareUrl("https://citadel.test:8443", "shr_1", sealed.linkKey);
     const run = await runCommand(secretsCommands, "share open", { args: [url], options: { "passphrase-file": file }, answer: () => ({ passphrase: true, passphrase_kdf: sealed.passphraseKdf, views_left: 1 }) });
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(2); // a usage error, as any input file refused (found in review: exit 1)
     expect(run.error?.message).toBe(`--passphrase-file ${file}: its group or others may read or change it (mode 644), and it holds a passphrase; run: chmod 600 ${file}`);
   });
 });
