@@ -113,9 +113,11 @@ export interface ApiClient {
   /**
    * Sends a JSON request; resolves with the parsed body, or throws an ApiError with the problem.
    * `confirmed`: the user already confirmed a destructive operation (--yes), so the server's
-   * 428 confirmation request is answered once with its token.
+   * 428 confirmation request is answered once with its token. `worksLong`: the server's work
+   * grows with the data (a backup, a re-encryption of every value): the answer is waited for as
+   * long as it takes, not the usual 30 s (Ctrl-C stops the waiting, not the work).
    */
-  request<T = unknown>(method: string, path: string, body?: unknown, options?: { confirmed?: boolean }): Promise<T>;
+  request<T = unknown>(method: string, path: string, body?: unknown, options?: { confirmed?: boolean; worksLong?: boolean }): Promise<T>;
   /** Like `request`, for answers that are not JSON (exports). */
   requestText(method: string, path: string): Promise<string>;
   /**

@@ -12,7 +12,7 @@ import { ConflictError, InvalidError, SealedError } from "../../src/errors.ts";
 import { actorOf } from "../../src/auth/principal.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
-import { principalOf } from "../../src/http/request-meta.ts";
+import { principalOf, worksLong } from "../../src/http/request-meta.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { auditCommands } from "./commands.ts";
 import { parseDateTime, REVERSED_WINDOW } from "./date-time.ts";
@@ -125,7 +125,8 @@ export const auditPlugin = definePlugin({
       )
       .get(
         "/verify",
-        async () => {
+        async ({ request }) => {
+          worksLong(request); // the whole chain is walked before the answer
           try {
             // In slices, yielding between them: the API and DNS answer meanwhile.
             return await verifyAuditChainInSlices(k.store, { keyring: k.seal.sealed ? undefined : k.seal.keyring() });

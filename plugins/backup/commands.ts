@@ -48,7 +48,7 @@ export const backupCommands: Command[] = [
       const out = stringOption(ctx, "out");
       if (out !== undefined) refuseUnwritableOut(out);
       const api = await ctx.api();
-      const created = await api.request<CreatedBackup>("POST", "/v1/backup/snapshots", passphrase === undefined ? {} : { passphrase });
+      const created = await api.request<CreatedBackup>("POST", "/v1/backup/snapshots", passphrase === undefined ? {} : { passphrase }, { worksLong: true });
       if (out !== undefined) await download(api, created, out);
       if (ctx.json) {
         ctx.out(JSON.stringify({ ...created, out: out ?? null }, null, 2));

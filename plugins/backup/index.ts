@@ -14,7 +14,7 @@ import { Elysia } from "elysia";
 import { actorOf } from "../../src/auth/principal.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
-import { principalOf } from "../../src/http/request-meta.ts";
+import { principalOf, worksLong } from "../../src/http/request-meta.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { backupCommands } from "./commands.ts";
 import { BackupListing, BackupNameParams, CreateBackupRequest, CreatedBackup, DownloadQuery } from "./model.ts";
@@ -90,6 +90,7 @@ export const backupPlugin = definePlugin<BackupSettings>({
       .post(
         "/snapshots",
         async ({ body, request }) => {
+          worksLong(request); // a large database takes a while to copy and encrypt
           const created = await serviceOf(k).create({ reason: "on_demand", actor: actorOf(principalOf(request)), request: auditRequest(request), passphrase: body?.passphrase });
           return { name: created.name, bytes: created.bytes, sha256: created.sha256, key: created.key, manifest: created.manifest, pruned: created.pruned };
         },

@@ -1075,7 +1075,7 @@ export const secretsCommands: Command[] = [
     options: { workspace: WHERE.workspace },
     async run(ctx) {
       const ws = workspacePath(where(ctx));
-      const result = await (await ctx.api()).request<{ data_key_version: number; reencrypted: number }>("POST", `${ws}/rotate-key`);
+      const result = await (await ctx.api()).request<{ data_key_version: number; reencrypted: number }>("POST", `${ws}/rotate-key`, undefined, { worksLong: true });
       print(ctx, result, `data key version ${result.data_key_version}; ${result.reencrypted} stored versions re-encrypted`);
       return 0;
     },

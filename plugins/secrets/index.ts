@@ -9,7 +9,7 @@ import { ForbiddenError, InvalidError } from "../../src/errors.ts";
 import { access } from "../../src/http/access.ts";
 import { pageWithoutTrailingSlash } from "../../src/http/public-url.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
-import { principalOf } from "../../src/http/request-meta.ts";
+import { principalOf, worksLong } from "../../src/http/request-meta.ts";
 import { subjectsOf } from "../../src/subjects.ts";
 import { organizationDeletionsOf, workspaceDeletionsOf } from "../../src/workspace-deletions.ts";
 import { secretsOrganizationDeletion, secretsSubjects, secretsWorkspaceDeletion } from "./subject.ts";
@@ -251,7 +251,10 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           response: m.SecretMetadata,
           detail: { summary: "Rotate: a new version made by a generator (password, hex, base64, uuid); If-Match: \"N\" only if it is still at version N", tags, ...access(WRITE) },
         })
-        .post(`${W}/rotate-key`, ({ params, request }) => secrets.rotateDataKey(caller(request), params.workspace), {
+        .post(`${W}/rotate-key`, ({ params, request }) => {
+          worksLong(request); // every stored value is re-encrypted before the answer
+          return secrets.rotateDataKey(caller(request), params.workspace);
+        }, {
           response: m.KeyRotation,
           detail: { summary: "A new data key for the workspace; every stored value is re-encrypted with it, online", tags, ...access(ADMIN) },
         })

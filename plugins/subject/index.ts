@@ -5,7 +5,7 @@
 import { Elysia, t } from "elysia";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
-import { principalOf } from "../../src/http/request-meta.ts";
+import { principalOf, worksLong } from "../../src/http/request-meta.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { subjectsOf } from "../../src/subjects.ts";
 import { auditSubjects } from "./audit-part.ts";
@@ -104,7 +104,10 @@ export const subjectPlugin = definePlugin<SubjectSettings>({
         detail: { summary: "Erase a user or an organization: soft-deleted now, erased for good after [subject] grace_days (asks for confirmation)", tags, ...access({ ...OPERATOR, confirm: true }) },
       })
       .get("/erasures", () => service.list(), { response: t.Object({ items: t.Array(Erasure) }), detail: { summary: "Erasure requests, pending and done (operators)", tags, ...access(OPERATOR) } })
-      .post("/erasures/run", async () => ({ erased: await service.runDue() }), {
+      .post("/erasures/run", async ({ request }) => {
+        worksLong(request); // an organization's erasure deletes all it held
+        return { erased: await service.runDue() };
+      }, {
         response: t.Object({ erased: t.Integer() }),
         detail: { summary: "Erase now what is due (it also runs every hour)", tags, ...access(OPERATOR) },
       });

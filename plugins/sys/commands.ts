@@ -97,7 +97,7 @@ export const sysCommands: Command[] = [
     words: ["keys", "rotate"],
     summary: "Add a key-encryption key version and re-wrap every data key with it (online)",
     async run(ctx) {
-      const r = await (await ctx.api()).request<typeof RotateResponse.static>("POST", "/v1/sys/keys/rotate");
+      const r = await (await ctx.api()).request<typeof RotateResponse.static>("POST", "/v1/sys/keys/rotate", undefined, { worksLong: true });
       const damaged = r.damaged > 0 ? ` ${r.damaged} data keys do not unwrap (damaged or altered) and stay under their old KEK: see the log and the audit (keys.kek.rotate failures).` : "";
       ctx.out(ctx.json ? JSON.stringify(r, null, 2) : `KEK v${r.version} is active; ${r.rewrapped} data keys re-wrapped.${damaged}`);
       return 0;

@@ -10,7 +10,7 @@ import { ConflictError, InvalidError } from "../../src/errors.ts";
 import { actorOf } from "../../src/auth/principal.ts";
 import { access } from "../../src/http/access.ts";
 import { auditRequest } from "../../src/http/audit-request.ts";
-import { principalOf } from "../../src/http/request-meta.ts";
+import { principalOf, worksLong } from "../../src/http/request-meta.ts";
 
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { sysCommands } from "./commands.ts";
@@ -45,7 +45,10 @@ export const sysPlugin = definePlugin({
         { response: SealStatus, detail: { summary: "Drop the keys from memory (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:seal" }) } },
       )
       .get("/keys", () => keysStatus(k), { response: KeysStatus, detail: { summary: "Root key, KEK versions, ages and rotation state (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys" }) } })
-      .post("/keys/rotate", ({ request }) => rotateKek(k.store, k.seal, k.audit, k.log, actorOf(principalOf(request)), k.clock.now, auditRequest(request)), {
+      .post("/keys/rotate", ({ request }) => {
+        worksLong(request); // every data key is re-wrapped before the answer
+        return rotateKek(k.store, k.seal, k.audit, k.log, actorOf(principalOf(request)), k.clock.now, auditRequest(request));
+      }, {
         response: RotateResponse,
         detail: { summary: "Add a KEK version and re-wrap every data key with it (operators)", tags: ["sys"], ...access({ operator: true, scope: "sys:keys" }) },
       })

@@ -142,16 +142,16 @@ export function createApiClient({ baseUrl, trust, alsoTrust, token, certificate,
     }
     return response;
   };
-  /** The answer and its whole body, within TIMEOUT_MS for each request. */
-  const send = async (method: string, path: string, body?: unknown, confirmed = false): Promise<{ response: Response; text: string }> => {
-    const response = await answer(method, path, () => AbortSignal.timeout(TIMEOUT_MS), body, confirmed);
+  /** The answer and its whole body, within TIMEOUT_MS for each request (unless the work is long: see ApiClient.request). */
+  const send = async (method: string, path: string, body?: unknown, confirmed = false, worksLong = false): Promise<{ response: Response; text: string }> => {
+    const response = await answer(method, path, () => (worksLong ? new AbortController().signal : AbortSignal.timeout(TIMEOUT_MS)), body, confirmed);
     return { response, text: await response.text() };
   };
   return {
     baseUrl,
     certificate,
-    async request<T>(method: string, path: string, body?: unknown, options: { confirmed?: boolean } = {}): Promise<T> {
-      const { response, text } = await send(method, path, body, options.confirmed === true);
+    async request<T>(method: string, path: string, body?: unknown, options: { confirmed?: boolean; worksLong?: boolean } = {}): Promise<T> {
+      const { response, text } = await send(method, path, body, options.confirmed === true, options.worksLong === true);
       // Every route answers JSON; only 204 means "nothing". An empty 200 left callers reading
       // fields of undefined.
       if (!text) {

@@ -143,7 +143,7 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
   // without a promise, which is measurably cheaper on the hot path.
   return function edge(received, server) {
     const started = performance.now();
-    const meta: RequestMeta = { id: "", client: "unknown", route: null };
+    const meta: RequestMeta = { id: "", client: "unknown", route: null, received, server };
     let request = received;
     try {
       meta.id = requestIdFor(received.headers.get("x-request-id"));

@@ -4,6 +4,7 @@
  * under a private symbol, so nothing has to be threaded through Elysia's context. (A
  * WeakMap keyed by requests did the same but made garbage collection measurably slower.)
  */
+import type { Server } from "bun";
 import type { Principal } from "../auth/principal.ts";
 import type { HttpProblem } from "./problem.ts";
 
@@ -24,6 +25,21 @@ export interface RequestMeta {
   body?: unknown;
   /** Gives back the destructive route's confirmation the guard took, if the request is then refused unrun. */
   unspendConfirmation?: () => void;
+  /** The request as Bun received it, and its server: what `worksLong` tells of a long answer. */
+  received?: Request;
+  server?: Pick<Server<undefined>, "timeout">;
+}
+
+/**
+ * Tells the server that this request's answer takes a while to make (a backup, a walk of the
+ * whole audit chain, a re-encryption of every value): its connection is not reset when the
+ * client, waiting, sends nothing for the idle timeout (`http.idle_timeout_seconds`, there for
+ * clients that go quiet while sending). Only for routes whose work grows with the data, called
+ * once the guard has let the caller in: an operator or an admin, never anyone who connects.
+ */
+export function worksLong(request: Request): void {
+  const { received, server } = requestMeta(request);
+  if (received && server) server.timeout(received, 0);
 }
 
 /** The caller of a guarded route. Only routes that declare a scope or operator have one. */

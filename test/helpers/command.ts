@@ -12,6 +12,8 @@ export interface SentRequest {
   body?: unknown;
   /** Sent as confirmed (--yes): the server's 428 would be answered. */
   confirmed: boolean;
+  /** Sent waiting for the answer as long as the work takes (present only then). */
+  worksLong?: true;
 }
 
 export interface CommandInput {
@@ -46,8 +48,8 @@ export async function runCommand(commands: readonly Command[], words: string, in
   const api: ApiClient = {
     baseUrl: input.server?.baseUrl ?? "https://citadel.test:8443",
     certificate: input.server?.certificate,
-    async request<T>(method: string, path: string, body?: unknown, options?: { confirmed?: boolean }) {
-      const sent = { method, path, body, confirmed: options?.confirmed === true };
+    async request<T>(method: string, path: string, body?: unknown, options?: { confirmed?: boolean; worksLong?: boolean }) {
+      const sent = { method, path, body, confirmed: options?.confirmed === true, ...(options?.worksLong ? { worksLong: true as const } : {}) };
       requests.push(sent);
       return answer(sent) as T;
     },

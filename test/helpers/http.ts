@@ -93,10 +93,11 @@ export function testEdge(options: TestEdgeOptions = {}) {
       const address = request.headers.get("x-test-peer") ?? peer;
       return { address, family: address.includes(":") ? "IPv6" : "IPv4", port: 40000 };
     },
+    timeout: () => {}, // no socket to time out
   };
   const fetch = async (request: Request) => edge(request, server as never);
   /** The same edge behind a real socket on 127.0.0.1 (what Bun itself does to a request and an answer); stop() it. */
-  const listen = () => startHttpServer({ fetch: edge, address: "127.0.0.1", port: 0, idleTimeoutSeconds: 10, bodyLimit, log: log.logger });
+  const listen = (idleTimeoutSeconds = 10) => startHttpServer({ fetch: edge, address: "127.0.0.1", port: 0, idleTimeoutSeconds, bodyLimit, log: log.logger });
   return { app, log, fetch, listen, send: (method: string, path: string, init: SendInit = {}) => send(fetch, method, path, init) };
 }
 

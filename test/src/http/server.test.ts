@@ -1,5 +1,7 @@
 import { expect, test } from "bun:test";
+import { Elysia } from "elysia";
 import { startHttpServer } from "../../../src/http/edge.ts";
+import { worksLong } from "../../../src/http/request-meta.ts";
 import { securityHeaders } from "../../../src/http/security-headers.ts";
 import { silentLogger } from "../../../src/log.ts";
 import { captureLog, rawHttp, testEdge } from "../../helpers/http.ts";
@@ -112,5 +114,20 @@ test("what Bun answers before the edge sees the request, as docs/api.md says: wh
     expect(edge.log.lines.filter((l) => l.msg === "request").map((l) => l.status)).toEqual([413, 405]);
   } finally {
     await server.stop();
+  }
+});
+
+test("a route that works long (worksLong) is answered past the idle timeout; any other is reset there, as Bun does to a quiet connection (found in review: a backup of a large database never came back)", async () => {
+  const slow = (request: Request, long: boolean) => {
+    if (long) worksLong(request);
+    return Bun.sleep(5_000).then(() => "made"); // Bun checks idle connections every few seconds
+  };
+  const routes = new Elysia().get("/long", ({ request }) => slow(request, true)).get("/quiet", ({ request }) => slow(request, false));
+  const server = testEdge({ rootRoutes: [routes], tls: false }).listen(1);
+  try {
+    const [long, quiet] = await Promise.all([fetch(`${server.url}/long`).then((r) => r.text()), fetch(`${server.url}/quiet`).then((r) => r.text(), () => "reset")]);
+    expect([long, quiet]).toEqual(["made", "reset"]);
+  } finally {
+    await server.stop(100);
   }
 });
