@@ -402,7 +402,7 @@ export const iamPlugin = definePlugin<IamSettings>({
         .patch("/workspaces/:workspace", ({ params, body, request }) => iam.updateWorkspace(caller(request), params.workspace, body), {
           body: m.WorkspaceChanges,
           response: m.Workspace,
-          detail: { summary: "Rename a workspace or set its allowlist", tags: ["iam: workspaces"], ...access({ scope: "iam:write", workspace: "workspace", permission: "manage_members" }) },
+          detail: { summary: "Rename a workspace or set its allowlist (the allowlist needs iam:admin, as an organization's)", tags: ["iam: workspaces"], ...access({ scope: "iam:write", workspace: "workspace", permission: "manage_members" }) },
         })
         .delete(
           "/workspaces/:workspace",
