@@ -56,10 +56,22 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
   /** Tells the shield about a refusal of the caller's own doing: each counts there, though the audit log samples rate limits. */
   const observe = (request: Request, signal: "invalid_token" | "http_forbidden" | "http_rate_limited") => shield?.current?.observe(requestMeta(request).client, signal);
 
-  /** 429, sampled in the audit log. Not told to the shield: see addressLimited. */
-  const limited = (key: string, decision: ReturnType<RateLimiter["take"]>, request: Request, principal?: Principal): never => {
+  /**
+   * 429, sampled in the audit log. Not told to the shield: see addressLimited. An
+   * organization's limit names the organization (and the workspace the request was for), in
+   * its reason and its event's columns, so that its own events find it.
+   */
+  const limited = (key: string, decision: ReturnType<RateLimiter["take"]>, request: Request, principal?: Principal, where: Where = NOWHERE): never => {
     if (limitEvents.due(key)) {
-      recordSecurityEvent({ action: "auth.rate_limit", actor: principal ? actorOf(principal) : { kind: "anonymous" }, outcome: "failure", reason: `${decision.policy.name} limit for ${key.split(":")[0]}`, request: requestContext(request) });
+      const limitOf = where.organization ? `organization ${where.organization}` : key.split(":")[0];
+      recordSecurityEvent({
+        action: "auth.rate_limit",
+        actor: principal ? actorOf(principal) : { kind: "anonymous" },
+        outcome: "failure",
+        reason: `${decision.policy.name} limit for ${limitOf}`,
+        ...where,
+        request: requestContext(request),
+      });
     }
     throw new HttpProblem(429, "rate_limited", `Too many requests; retry in ${decision.retryAfter} s.`, rateLimitHeaders(decision));
   };
@@ -95,11 +107,17 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     if (!decision.allowed) addressLimited(key, decision, request, principal);
   };
 
-  /** A refusal of a caller whose token was good, for the audit log and the shield: the guard's own, and its handler's. */
-  const recordRefusal = (p: Principal, request: Request, route: string, why: string) => {
+  /**
+   * A refusal of a caller whose token was good, for the audit log and the shield: the guard's
+   * own, and its handler's. One in an organization's (or workspace's) rules names it.
+   */
+  const recordRefusal = (p: Principal, request: Request, route: string, why: string, where: Where = NOWHERE) => {
     observe(request, "http_forbidden");
-    recordSecurityEvent({ action: "auth.permission.deny", actor: actorOf(p), outcome: "failure", reason: `${request.method} ${route}: ${why}`, request: requestContext(request) });
+    recordSecurityEvent({ action: "auth.permission.deny", actor: actorOf(p), outcome: "failure", reason: `${request.method} ${route}: ${why}`, ...where, request: requestContext(request) });
   };
+
+  /** The organization (and workspace) each request let in acts in: a refusal its handler makes names them as the guard's do. */
+  const placeOfRequest = new WeakMap<Request, Where>();
 
   const guard: Guard = function guard(spec, request, params, route) {
     const meta = requestMeta(request);
@@ -145,8 +163,8 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
     }
     const p = result.principal;
     meta.principal = p;
-    const deny = (why: string, code = "forbidden", headers?: Record<string, string>): never => {
-      recordRefusal(p, request, route, why);
+    const deny = (why: string, code = "forbidden", headers?: Record<string, string>, where?: Where): never => {
+      recordRefusal(p, request, route, why, where);
       failed(request, p);
       throw new HttpProblem(403, code, `${why[0]!.toUpperCase()}${why.slice(1)}.`, headers);
     };
@@ -176,10 +194,12 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
       if (!org && !routeNamesOrganization) deny("the organization this credential belongs to no longer exists");
       if (!org) throw new HttpProblem(404, "not_found", "No such organization.");
       const permission = spec.permission ?? (spec.scope ? permissionForScope(spec.scope) : "admin");
+      const where = { organization: org.id, workspace: workspace?.id ?? null };
       const refusal = organizationRefusal(provider, p, meta.client, { org, workspace, routeNamesOrganization, permission });
-      if (refusal) deny(refusal.why, refusal.code);
+      if (refusal) deny(refusal.why, refusal.code, undefined, where);
       const decision = limits.organization.take(`org:${org.id}`);
-      if (!decision.allowed) limited(`org:${org.id}`, decision, request, p);
+      if (!decision.allowed) limited(`org:${org.id}`, decision, request, p, where);
+      placeOfRequest.set(request, where);
     }
 
     if (spec.confirm) {
@@ -209,11 +229,18 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
   // not turn it into a 429), so a caller cannot write audit rows as fast as it sends requests.
   guard.refusedInHandler = (p, request, route, why) => {
     const key = `address:${clientKey(requestMeta(request).client)}`;
-    if (limits.auth.take(key).allowed) recordRefusal(p, request, route, why);
+    if (limits.auth.take(key).allowed) recordRefusal(p, request, route, why, placeOfRequest.get(request));
     else observe(request, "http_forbidden");
   };
   return guard;
 }
+
+/** The organization and workspace a refusal was made in, for its audit event's columns. */
+interface Where {
+  organization?: string | null;
+  workspace?: string | null;
+}
+const NOWHERE: Where = {};
 
 /** Why a request is refused: said to the caller (capitalized) and recorded; `code` is the problem's, "forbidden" when none. */
 export interface Refusal {
