@@ -15,7 +15,7 @@ import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.
 import { newId } from "../../src/ids.ts";
 import { base32Encode, newTotpSecret, otpauthUri, verifyTotp } from "../../src/auth/totp.ts";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError, RateLimitedError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
-import { cidrContains, cidrWithin, clientKey, parseClientCidr, parseIp } from "../../src/net/ip.ts";
+import { cidrContains, cidrWithin, clientKey, parseClientCidr, parseIp, type Cidr } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { Tx } from "../../src/store/store.ts";
 import { organizationDeletionsOf, workspaceDeletionsOf } from "../../src/workspace-deletions.ts";
@@ -170,6 +170,21 @@ function requireOwnLogin(p: Principal, what: string): void {
   if ((p.kind !== "session" && p.kind !== "device") || p.organizationId !== null || p.workspaceId !== null) {
     throw new ForbiddenError(`log in (citadel login, or a session) to ${what}: a token made for a program, or bound to an organization or workspace, cannot`);
   }
+}
+
+/** An organization as a member sees it (GET /v1/iam/orgs): its settings null from an address its allowlist refuses. */
+type OrganizationSeen = Omit<ReturnType<IamService["organizationView"]>, "require_mfa" | "ip_allowlist" | "services"> & {
+  require_mfa: boolean | null;
+  ip_allowlist: string[] | null;
+  services: string[] | null;
+  role: Role | null;
+};
+
+/** An allowlist admits the address (empty: any; an address unknown only to an empty one). */
+function admits(allowlist: readonly Cidr[], source: string | null): boolean {
+  if (allowlist.length === 0) return true;
+  const ip = source ? parseIp(source) : null;
+  return ip !== null && allowlist.some((c) => cidrContains(c, ip));
 }
 
 /** A scope the route's own (checked by the guard) does not cover, needed for part of what the request asks. */
@@ -1150,9 +1165,21 @@ export class IamService {
     };
   }
 
-  organizations(p: Principal): Array<ReturnType<IamService["organizationView"]> & { role: Role | null }> {
-    if (p.userId) return this.organizationsSeenBy(p, p.userId).map((o) => ({ ...this.organizationView(o.id), role: o.role }));
-    return p.organizationId ? [{ ...this.organizationView(p.organizationId), role: null }] : [];
+  /**
+   * The caller's organizations with their role; each one's settings (MFA, allowlist, services)
+   * only where its allowlist admits the caller's address, as the guard would for the
+   * organization itself: from elsewhere, its id, name, role and creation alone, the settings null.
+   */
+  organizations(caller: Caller): Array<OrganizationSeen> {
+    const p = caller.principal;
+    const listed = p.userId ? this.organizationsSeenBy(p, p.userId) : p.organizationId ? [{ id: p.organizationId, role: null }] : [];
+    return listed.map((o) => this.organizationSeenFrom(o.id, o.role, caller.request.source ?? null));
+  }
+
+  private organizationSeenFrom(id: string, role: Role | null, source: string | null): OrganizationSeen {
+    const view = this.organizationView(id);
+    if (admits(this.identity.organization(id)?.ipAllowlist ?? [], source)) return { ...view, role };
+    return { ...view, require_mfa: null, ip_allowlist: null, services: null, role };
   }
 
   async updateOrganization(caller: Caller, id: string, changes: { name?: string; require_mfa?: boolean; ip_allowlist?: string[] }) {

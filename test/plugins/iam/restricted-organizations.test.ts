@@ -27,3 +27,23 @@ test("GET /v1/iam/orgs and GET /v1/iam/me list only the organization a token is 
   expect(ids((await c.send("GET", "/v1/iam/orgs", unrestricted)).body.items)).toEqual([org, other].sort());
   expect(ids((await c.send("GET", "/v1/iam/me", unrestricted)).body.organizations)).toEqual([org, other].sort());
 });
+
+test("GET /v1/iam/orgs shows an organization's settings only from an address its allowlist admits (found in review)", async () => {
+  const c = await newCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+  const open = (await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "open", owner: me } })).body.id as string;
+  expect((await c.send("PATCH", `/v1/iam/orgs/${org}`, owner, { json: { ip_allowlist: ["127.0.0.0/8"], require_mfa: false } })).status).toBe(200);
+  const elsewhere = { headers: { "x-test-peer": "203.0.113.77" } };
+
+  expect((await c.send("GET", `/v1/iam/orgs/${org}`, owner, elsewhere)).status).toBe(403);
+  const listed = await c.send("GET", "/v1/iam/orgs", owner, elsewhere);
+  expect(listed.status).toBe(200);
+  const byId = new Map((listed.body.items as Array<Record<string, unknown>>).map((o) => [o.id, o]));
+  expect(byId.get(org)).toEqual({ id: org, name: "default", role: "owner", require_mfa: null, ip_allowlist: null, services: null, created_at: expect.any(String) });
+  expect(byId.get(open)).toMatchObject({ id: open, role: "owner", require_mfa: false, ip_allowlist: [], services: [] });
+  // From an address it admits, all of it.
+  const home = (await c.send("GET", "/v1/iam/orgs", owner)).body.items.find((o: { id: string }) => o.id === org);
+  expect(home).toMatchObject({ require_mfa: false, ip_allowlist: ["127.0.0.0/8"] });
+});
