@@ -22,6 +22,10 @@ const cases: Array<[words: string, args: string[], options: Record<string, strin
   ["org set", [], { org: "org_1" }, "nothing to change"],
   ["org set", [], { org: "org_1", "require-mfa": "yes" }, "--require-mfa: on or off"],
   ["org set", [], { org: "org_1", "allow-from": " " }, "--allow-from:"],
+  // Commas around nothing are no list: they do not clear it, as only "none" does (found in review).
+  ["org set", [], { org: "org_1", "allow-from": "," }, "--allow-from:"],
+  ["workspace set", ["ws_1"], { "allow-from": " , " }, "--allow-from:"],
+  ["token create", ["ci"], { "allow-from": ",," }, "--allow-from:"],
   ["org role", ["usr_1", "superuser"], { org: "org_1" }, "role: one of viewer, editor, admin, owner"],
   ["workspace set", ["ws_1"], {}, "nothing to change"],
   ["workspace delete", ["ws_1"], {}, "add --yes"],
