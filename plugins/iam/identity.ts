@@ -16,6 +16,7 @@
 import type { Database } from "bun:sqlite";
 import type { AuthResult, IdentityProvider, OrganizationFacts, PrincipalKind, WorkspaceFacts } from "../../src/auth/principal.ts";
 import { parseToken, TOKEN_KINDS, tokenMatches } from "../../src/auth/tokens.ts";
+import type { Logger } from "../../src/log.ts";
 import { parseClientCidr, type Cidr } from "../../src/net/ip.ts";
 import { ReadMemo } from "../../src/store/read-memo.ts";
 import type { Store } from "../../src/store/store.ts";
@@ -47,7 +48,11 @@ export class IamIdentity implements IdentityProvider {
    */
   private readonly spentConsoleTokens = new Map<string, number>();
 
-  constructor(store: Pick<Store, "db" | "changeStamp">) {
+  /** `log` hears of stored allowlists that do not parse (see allowlist). */
+  constructor(
+    store: Pick<Store, "db" | "changeStamp">,
+    private readonly log?: Pick<Logger, "error">,
+  ) {
     this.db = store.db;
     this.memo = new ReadMemo(store);
     const db = this.db;
@@ -220,12 +225,25 @@ export class IamIdentity implements IdentityProvider {
     return parsed;
   }
 
-  /** Allowlists are stored as JSON arrays of CIDRs; parsed once per distinct list. */
+  /**
+   * Allowlists are stored as JSON arrays of CIDRs; parsed once per distinct list. An entry that
+   * does not parse (a row edited by hand, or written by a later version with a looser parser)
+   * matches no address: left out, a list of nothing else would be empty, and an empty list lets
+   * in any address. So an unreadable list refuses everyone; it is logged once, when parsed.
+   */
   private allowlist(json: string): Cidr[] {
     if (json === "[]") return EMPTY;
     let parsed = this.allowlists.get(json);
     if (!parsed) {
-      parsed = (JSON.parse(json) as string[]).map((c) => parseClientCidr(c)!).filter(Boolean);
+      parsed = storedAllowlist(json);
+      const unreadable = parsed.filter((c) => c === MATCHES_NOTHING).length;
+      if (unreadable > 0) {
+        this.log?.error("iam: a stored address allowlist has entries that are no CIDR: they match no address, and a list of only such entries refuses every address", {
+          allowlist: json.slice(0, 500),
+          unreadable,
+          entries: parsed.length,
+        });
+      }
       if (this.allowlists.size > 10_000) this.allowlists.clear();
       this.allowlists.set(json, parsed);
     }
@@ -234,6 +252,20 @@ export class IamIdentity implements IdentityProvider {
 }
 
 const EMPTY: Cidr[] = [];
+/** What an unreadable allowlist entry stands for: no address is of a family other than 4 and 6, so none is in it. */
+const MATCHES_NOTHING: Cidr = Object.freeze({ family: 0 as unknown as Cidr["family"], bytes: new Uint8Array(16), prefix: 128 });
+
+/** A stored allowlist's entries, each unreadable one (or the whole list, when it is no JSON array) as MATCHES_NOTHING. */
+function storedAllowlist(json: string): Cidr[] {
+  let entries: unknown;
+  try {
+    entries = JSON.parse(json);
+  } catch {
+    return [MATCHES_NOTHING];
+  }
+  if (!Array.isArray(entries)) return [MATCHES_NOTHING];
+  return entries.map((entry) => (typeof entry === "string" && parseClientCidr(entry)) || MATCHES_NOTHING);
+}
 /** Credentials in use at once on a busy appliance are far fewer; beyond this the cache starts over. */
 const MAX_CACHED_CREDENTIALS = 10_000;
 

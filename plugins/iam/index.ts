@@ -104,7 +104,7 @@ const services = new WeakMap<object, { iam: IamService; device: DeviceFlow; iden
 function servicesOf(k: Kernel<IamSettings>) {
   let s = services.get(k.store);
   if (!s) {
-    const identity = new IamIdentity(k.store);
+    const identity = new IamIdentity(k.store, k.log);
     s = { identity, iam: new IamService(k, identity, Math.max(1, navigator.hardwareConcurrency - 1)), device: new DeviceFlow(k) };
     services.set(k.store, s);
   }

@@ -1,0 +1,41 @@
+/**
+ * A stored allowlist whose entries do not parse (a row edited by hand, or written by a later
+ * version with a looser parser) refuses every address rather than becoming empty, which lets in
+ * any address; entries that parse still count. Said once in the log (found in review).
+ */
+import { expect, test } from "bun:test";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
+
+const newCitadel = stoppedAfterEach();
+
+test("an organization's, a workspace's or a token's stored allowlist of unreadable entries refuses everyone", async () => {
+  const c = await newCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "prod" } })).body.id as string;
+  const pat = (await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "t", scopes: ["iam:read"] } })).body;
+  const store = (table: string, id: string, list: string) => c.kernel.store.write((tx) => tx.run(`UPDATE ${table} SET ip_allowlist = ? WHERE id = ?`, [list, id]));
+  const from = (address: string) => ({ headers: { "x-test-peer": address } });
+  const members = `/v1/iam/orgs/${org}/members`;
+
+  await store("organizations", org, '["not-a-cidr"]');
+  const refused = await c.send("GET", members, owner);
+  expect([refused.status, refused.body.detail]).toEqual([403, "The organization does not allow requests from your address."]);
+  // One that parses next to it still lets in what it covers.
+  await store("organizations", org, '["not-a-cidr", "127.0.0.0/8"]');
+  expect((await c.send("GET", members, owner)).status).toBe(200);
+  expect((await c.send("GET", members, owner, from("203.0.113.7"))).status).toBe(403);
+  // Not even JSON: unreadable, refused.
+  await store("organizations", org, "{");
+  expect((await c.send("GET", members, owner)).status).toBe(403);
+  await store("organizations", org, "[]");
+
+  await store("workspaces", ws, '["10.0.0.0/33"]');
+  expect((await c.send("GET", `/v1/iam/workspaces/${ws}`, owner)).body.detail).toBe("The workspace does not allow requests from your address.");
+  await store("credentials", pat.id, '[""]');
+  expect((await c.send("GET", members, pat.token)).body.detail).toBe("This token may not be used from your address.");
+
+  const said = c.log.lines.filter((line) => JSON.stringify(line).includes("allowlist") && line.level === "error");
+  // Once per unreadable list (five distinct ones), however often each was read.
+  expect(said.map((line) => line.allowlist)).toEqual(['["not-a-cidr"]', '["not-a-cidr", "127.0.0.0/8"]', "{", '["10.0.0.0/33"]', '[""]']);
+});
