@@ -1,6 +1,6 @@
 /**
- * What an address has been doing: decaying counters per address and per prefix (/24 IPv4,
- * /56 IPv6), one per signal. A counter halves every `halfLifeMs` (10 minutes by default), so
+ * What an address has been doing: decaying counters per address (an IPv6 address's /64) and per
+ * prefix (/24 IPv4, /56 IPv6), one per signal. A counter halves every `halfLifeMs` (10 minutes by default), so
  * "43 failed logins" means about 43 lately, and an address that stops is forgiven without a
  * sweep. The prefix counters catch what a client spreads over its neighbours.
  *
@@ -36,7 +36,7 @@ export interface BehaviourOptions {
   maxKeys?: number;
 }
 
-/** The address in canonical text (IPv4-mapped unmapped) and its prefix; null when it is no IP. */
+/** The address's keys (IPv4-mapped unmapped); null when it is no IP. */
 export function addressAndPrefix(text: string): Keys | null {
   const parsed = parseIp(text);
   return parsed ? keysOf(unmapIpv4(parsed)) : null;
@@ -46,20 +46,31 @@ export function addressAndPrefix(text: string): Keys | null {
 export function keysOf(ip: IpAddress): Keys {
   if (ip.family === 4) {
     const [a, b, c, d] = ip.bytes as unknown as [number, number, number, number];
-    return { address: `${a}.${b}.${c}.${d}`, prefix: `${a}.${b}.${c}.0/24`, wide: null };
+    const text = `${a}.${b}.${c}.${d}`;
+    return { ip: text, address: text, prefix: `${a}.${b}.${c}.0/24`, wide: null };
   }
   const bytes = ip.bytes.slice();
-  bytes.fill(0, 7);
+  bytes.fill(0, 8);
+  const host = `${formatIp({ family: 6, bytes })}/64`;
+  bytes[7] = 0;
   const prefix = `${formatIp({ family: 6, bytes })}/56`;
   bytes[6] = 0;
-  return { address: formatIp(ip), prefix, wide: `${formatIp({ family: 6, bytes })}/48` };
+  return { ip: formatIp(ip), address: host, prefix, wide: `${formatIp({ family: 6, bytes })}/48` };
 }
 
 /**
- * The keys an address is counted under: itself, its prefix (/24, /56) and, for IPv6, its /48 —
- * a holder of a /48 has 256 /56s to rotate through, so their sum is watched too.
+ * The keys an address is counted under: the client it is (`address`), its prefix (/24, /56)
+ * and, for IPv6, its /48 — a holder of a /48 has 256 /56s to rotate through, so their sum is
+ * watched too.
  */
 export interface Keys {
+  /** The address itself, in canonical text. */
+  ip: string;
+  /**
+   * The client: an IPv4 address, or an IPv6 address's /64, as the rate limits count it. One
+   * host usually holds a whole /64: counted and decided per address, it would leave a refusal
+   * by moving to the next one.
+   */
   address: string;
   prefix: string;
   wide: string | null;

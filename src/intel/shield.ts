@@ -26,7 +26,7 @@ export type Channel = "http" | "dns";
 
 export interface Decision {
   id: string;
-  /** The address it is about, or the prefix (/24, /56) when its neighbours' doings made it. */
+  /** The client it is about (an IPv4 address, an IPv6 /64), or the prefix (/24, /56, /48) when its neighbours' doings made it. */
   target: string;
   /** "all": enforced by the HTTP guard and the DNS server; "dns": by the DNS server over UDP only, as a throttle at most (made from DNS evidence, which may be forged). */
   scope: "all" | "dns";
@@ -45,7 +45,10 @@ export interface ListMatch {
 }
 
 export interface Assessment {
+  /** The address asked about, in canonical text. */
   address: string;
+  /** What it is judged as: the address itself (IPv4), or its /64 (IPv6), whose doings and decisions are its own. */
+  judgedAs: string;
   prefix: string;
   geo: GeoInfo;
   lists: string[];
@@ -142,10 +145,13 @@ export class Shield {
     this.invalidate();
   }
 
-  /** Decisions loaded from storage at start (those still in force). */
+  /**
+   * Decisions loaded from storage at start (those still in force). One an earlier version made
+   * on a single IPv6 address is held as its /64's, as one made now would be.
+   */
   restore(decisions: readonly Decision[]): void {
     const now = this.options.now();
-    for (const d of decisions) if (d.until > now) this.decisions[d.scope].set(d.target, d);
+    for (const d of decisions) if (d.until > now) this.decisions[d.scope].set(heldAs(d.target), d);
     this.invalidate();
   }
 
@@ -213,11 +219,11 @@ export class Shield {
   private assessWith(ip: string, { dryRun, channel }: { dryRun: boolean; channel: Channel }, manual: ManualIndex, allLists: readonly ListMatch[], policy = this.options.policy()): Assessment {
     const now = this.options.now();
     const parsed = parseIp(ip);
-    if (!parsed) return { address: ip, prefix: ip, geo: NO_GEO, lists: [], score: 0, reasons: [], action: "allow", source: "invalid", decision: null, manual: null, shadow: policy.shadow };
+    if (!parsed) return { address: ip, judgedAs: ip, prefix: ip, geo: NO_GEO, lists: [], score: 0, reasons: [], action: "allow", source: "invalid", decision: null, manual: null, shadow: policy.shadow };
     const addr = unmapIpv4(parsed);
     const keys = keysOf(addr);
     const lists = allLists.filter((l) => l.contains(addr));
-    const geo = this.options.geo.lookupAddress ? this.options.geo.lookupAddress(addr, keys.address) : this.options.geo.lookup(keys.address);
+    const geo = this.options.geo.lookupAddress ? this.options.geo.lookupAddress(addr, keys.ip) : this.options.geo.lookup(keys.ip);
     const own = this.behaviour.counts(keys.address);
     // The neighbourhood's evidence is what was spread over its addresses (see Behaviour.spread):
     // one address's doings are held against that address, not against its idle neighbours.
@@ -228,7 +234,8 @@ export class Shield {
     const scored = channel === "dns" ? score(policy, { ...facts, address: own, prefix: shared }) : forAll;
     const listNames = lists.length === 0 ? NO_LISTS : lists.map((l) => l.name);
     const result = (action: Action, source: Assessment["source"], decision: Decision | null = null, manual: ManualEntry | null = null): Assessment => ({
-      address: keys.address,
+      address: keys.ip,
+      judgedAs: keys.address,
       prefix: keys.prefix,
       geo,
       lists: listNames,
@@ -375,7 +382,7 @@ export class Shield {
     }
     for (const verdicts of [this.verdicts.http, this.verdicts.dns]) {
       verdicts.delete(client);
-      verdicts.delete(keys.address);
+      verdicts.delete(keys.ip);
     }
   }
 
@@ -473,7 +480,8 @@ export class Shield {
  * would find enough for a wider decision at once; a /48 alone, its /56s for narrower ones.
  */
 function countedWith(cidr: Cidr): string[] {
-  if (cidr.prefix === (cidr.family === 4 ? 32 : 128)) {
+  // An IPv6 address, or its /64, is one client: its /64's keys (see Keys.address).
+  if (cidr.prefix === (cidr.family === 4 ? 32 : 128) || (cidr.family === 6 && cidr.prefix === 64)) {
     const keys = keysOf(cidr);
     return [keys.address, keys.prefix, ...(keys.wide ? [keys.wide] : [])];
   }
@@ -483,6 +491,12 @@ function countedWith(cidr: Cidr): string[] {
     return [formatCidr(cidr), ...fiftySixes];
   }
   return [formatCidr(cidr)];
+}
+
+/** The key a decision on `target` is held under: a single IPv6 address's is its /64 (see Keys.address). */
+function heldAs(target: string): string {
+  const cidr = toCidr(target);
+  return cidr && cidr.family === 6 && cidr.prefix === 128 ? keysOf(cidr).address : target;
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { intelOf } from "../../../plugins/intel/index.ts";
+import { addressAndPrefix } from "../../../src/intel/behaviour.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 
 test("failed logins: throttled, then refused; an allowlisted address never; all of it audited", async () => {
@@ -117,7 +118,8 @@ test("decisions that end past the audit budget are still ended in storage, summe
 });
 
 /** What the shield holds against an address: its own rate-limit refusals. */
-const rateLimitedCount = (c: Awaited<ReturnType<typeof testCitadel>>, address: string) => c.kernel.shield.current!.behaviour.counts(address).http_rate_limited;
+/** The address's rate-limited count, under the key it is counted by (an IPv6 address's /64). */
+const rateLimitedCount = (c: Awaited<ReturnType<typeof testCitadel>>, address: string) => c.kernel.shield.current!.behaviour.counts(addressAndPrefix(address)!.address).http_rate_limited;
 
 test("an organization's rate limit, reached by its members together, is not held against the address that got the 429 (found in review)", async () => {
   const c = await testCitadel({ config: { intel: { trust_loopback: false }, rate_limit: { per_organization: { per_second: 0.001, burst: 2 } } } });
@@ -194,4 +196,30 @@ describe("a throttle on a prefix is one bucket for the prefix, not one per addre
       await c.stop();
     }
   });
+});
+
+test("a decision on an IPv6 address holds for its /64: moving to another address of it does not escape it (found in review)", async () => {
+  const c = await testCitadel({ config: { intel: { trust_loopback: false } } });
+  try {
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const attempt = (peer: string) => c.send("POST", "/v1/iam/login", undefined, { json: { email: c.owner.email, password: "wrong-password-123" }, headers: { "x-test-peer": peer } });
+    for (let i = 0; i < 40; i++) {
+      await attempt("2001:db8:0:1::7");
+      c.clock.advance(1100); // under the login limits: every attempt is a wrong password
+    }
+    expect(c.kernel.shield.current!.activeDecisions().map((d) => `${d.action} ${d.target}`)).toContain("refuse 2001:db8:0:1::/64");
+    expect((await attempt("2001:db8:0:1::100")).body).toMatchObject({ status: 403, detail: "Requests from your address are refused." });
+    expect((await attempt("2001:db8:0:1:ffff:ffff:ffff:ffff")).status).toBe(403);
+    // The next /64 is another host: its password is checked.
+    expect((await attempt("2001:db8:0:2::7")).status).toBe(401);
+
+    // Looked up by any of its addresses: that address, judged by its /64's decision.
+    const report = await c.send("GET", "/v1/intel/ip/2001:db8:0:1::100", operator);
+    expect(report.body).toMatchObject({ ip: "2001:db8:0:1::100", action: "refuse", source: "decision", decision: { target: "2001:db8:0:1::/64" } });
+    // Lifted by an address of it, or by the /64 the decision names.
+    expect((await c.send("DELETE", "/v1/intel/decisions/2001:db8:0:1::100", operator)).status).toBe(200);
+    expect((await attempt("2001:db8:0:1::7")).status).toBe(401);
+  } finally {
+    await c.stop();
+  }
 });

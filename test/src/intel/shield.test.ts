@@ -293,11 +293,36 @@ describe("Shield against spoofing and floods (review findings)", () => {
       expect(shield.decide(neighbour, "dns")).toBe("allow");
     }
     expect(changes.map(([c, d]) => `${c} ${d.scope} ${d.target}`)).toEqual(["start all 203.0.113.7"]); // (its throttle covers DNS too)
-    // The same for IPv6: one address of a /56 (and of its /48) throttles none of the others.
+    // The same for IPv6, where the client is the /64 (one host holds a whole one): one /64 of a
+    // /56 (and of its /48) throttles none of the others — and all of itself (found in review:
+    // the next address of the /64 escaped the decision).
     for (let i = 0; i < 20; i++) shield.observe("2001:db8:1:200::7", "failed_login");
     expect(shield.decide("2001:db8:1:200::7", "http")).toBe("throttle");
-    expect(shield.decide("2001:db8:1:200::8", "http")).toBe("allow");
+    expect(shield.decide("2001:db8:1:200::8", "http")).toBe("throttle");
+    expect(shield.decide("2001:db8:1:201::8", "http")).toBe("allow");
     expect(shield.decide("2001:db8:1:300::8", "http")).toBe("allow");
+    expect(changes.map(([, d]) => d.target)).toEqual(["203.0.113.7", "2001:db8:1:200::/64"]);
+  });
+
+  test("an IPv6 client is its /64: what its addresses did is one client's, not spread over the /56 (found in review)", () => {
+    const { shield, changes } = setup({ trustLoopback: false });
+    // Twenty addresses of one /64, one failed login each: that /64's doing, not its neighbours'.
+    for (let i = 1; i <= 20; i++) shield.observe(`2001:db8:5:100::${i.toString(16)}`, "failed_login");
+    expect(shield.decide("2001:db8:5:100::abcd", "http")).toBe("throttle");
+    expect(shield.decide("2001:db8:5:101::1", "http")).toBe("allow");
+    expect(changes.map(([, d]) => d.target)).toEqual(["2001:db8:5:100::/64"]);
+    // Looked up by an address, it is that address, judged as its /64.
+    expect(shield.assess("2001:db8:5:100::abcd", { dryRun: true })).toMatchObject({ address: "2001:db8:5:100::abcd", judgedAs: "2001:db8:5:100::/64", prefix: "2001:db8:5:100::/56" });
+  });
+
+  test("a decision an earlier version stored on a single IPv6 address holds for its /64, and is lifted by it", () => {
+    const { shield } = setup({ trustLoopback: false });
+    const now = Date.UTC(2026, 10, 23);
+    shield.restore([{ id: "d1", target: "2001:db8:0:1::7", scope: "all", action: "refuse", score: 80, reasons: [], since: now - 1000, until: now + 60_000, shadow: false }]);
+    expect(shield.decide("2001:db8:0:1::100", "http")).toBe("refuse");
+    expect(shield.decide("2001:db8:0:2::7", "http")).toBe("allow");
+    expect(shield.lift("2001:db8:0:1::/64").map((d) => d.id)).toEqual(["d1"]);
+    expect(shield.decide("2001:db8:0:1::7", "http")).toBe("allow");
   });
 
   test("what the address is (country, lists) counts once when choosing between the address and its prefix", () => {
@@ -329,18 +354,18 @@ describe("Shield against spoofing and floods (review findings)", () => {
 
   test("lifting a /48's decision forgets its /56s' doings too: no narrower decision follows at once (found in review)", () => {
     const { shield, changes } = setup({ trustLoopback: false });
-    // Six addresses in each of five /56s of one /48, each failing a login and a token once:
+    // Six clients (/64s) in each of five /56s of one /48, each failing a login and a token once:
     // each /56 together earns a throttle, the /48 together a refuse.
-    const fiftySixes = [0, 1, 2, 3, 4].map((n) => `2001:db8:0:${n}00`);
-    for (const prefix of fiftySixes) {
+    const fiftySixes = [0, 1, 2, 3, 4];
+    for (const n of fiftySixes) {
       for (let i = 1; i <= 6; i++) {
-        shield.observe(`${prefix}::${i}`, "failed_login");
-        shield.observe(`${prefix}::${i}`, "invalid_token");
+        shield.observe(`2001:db8:0:${n}0${i}::1`, "failed_login");
+        shield.observe(`2001:db8:0:${n}0${i}::1`, "invalid_token");
       }
     }
     expect(shield.decide("2001:db8:0:ff00::9", "http")).toBe("refuse");
     expect(shield.lift("2001:db8::/48").map((d) => d.target)).toEqual(["2001:db8::/48"]);
-    for (const prefix of fiftySixes) expect(shield.decide(`${prefix}::99`, "http")).toBe("allow");
+    for (const n of fiftySixes) expect(shield.decide(`2001:db8:0:${n}ff::99`, "http")).toBe("allow");
     expect(changes.filter(([c]) => c === "start").map(([, d]) => d.target)).toEqual(["2001:db8::/48"]);
   });
 
