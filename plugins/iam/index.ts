@@ -84,21 +84,6 @@ const DAY_MS = 86_400_000;
 const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
 const iso = <T>(items: T[]) => ({ items });
 
-/**
- * GET /v1/iam/orgs: an organization whose allowlist refuses the caller's address is listed
- * without its settings (null), which GET /v1/iam/orgs/{org} would refuse to show from there.
- */
-const SeenOrganizationList = t.Object({
-  items: t.Array(
-    t.Object({
-      ...m.OrganizationWithRole.properties,
-      require_mfa: t.Union([t.Boolean(), t.Null()]),
-      ip_allowlist: t.Union([t.Array(t.String()), t.Null()]),
-      services: t.Union([t.Array(t.String()), t.Null()]),
-    }),
-  ),
-});
-
 /** Services made per kernel; the routes and the start hook share one. */
 const services = new WeakMap<object, { iam: IamService; device: DeviceFlow; identity: IamIdentity }>();
 function servicesOf(k: Kernel<IamSettings>) {
@@ -289,7 +274,7 @@ export const iamPlugin = definePlugin<IamSettings>({
 
         // --- organizations ------------------------------------------------------------------
         .get("/orgs", ({ request }) => iso(iam.organizations(caller(request))), {
-          response: SeenOrganizationList,
+          response: m.OrganizationList,
           detail: { summary: "My organizations (the settings of one whose allowlist refuses your address: null)", tags: ["iam: organizations"], ...access({ scope: "iam:read" }) },
         })
         .post(

@@ -84,7 +84,20 @@ export const ConsoleToken = t.Object({ token: t.String(), expires_at: Iso, singl
 
 export const Organization = t.Object({ id: t.String(), name: t.String(), require_mfa: t.Boolean(), ip_allowlist: t.Array(t.String()), services: t.Array(t.String()), created_at: Iso });
 export const OrganizationWithRole = t.Composite([Organization, t.Object({ role: t.Union([RoleName, t.Null()]) })]);
-export const OrganizationList = t.Object({ items: t.Array(OrganizationWithRole) });
+/**
+ * GET /v1/iam/orgs: an organization whose allowlist refuses the caller's address is listed
+ * without its settings (null), which GET /v1/iam/orgs/{org} would refuse to show from there.
+ */
+export const OrganizationList = t.Object({
+  items: t.Array(
+    t.Object({
+      ...OrganizationWithRole.properties,
+      require_mfa: t.Union([t.Boolean(), t.Null()]),
+      ip_allowlist: t.Union([t.Array(t.String()), t.Null()]),
+      services: t.Union([t.Array(t.String()), t.Null()]),
+    }),
+  ),
+});
 export const NewOrganization = t.Object({ name: t.String({ minLength: 1, maxLength: 63 }), owner: t.Optional(Id) });
 export const OrganizationChanges = t.Object({ name: t.Optional(t.String({ minLength: 1, maxLength: 63 })), require_mfa: t.Optional(t.Boolean()), ip_allowlist: t.Optional(Cidrs) });
 

@@ -107,3 +107,17 @@ describe("org leave: any member leaves an organization, asked for --yes (found i
     expect(JSON.parse(asJson.stdout)).toEqual({ ok: true, organization: "org_1" });
   });
 });
+
+test("org list shows an organization whose settings the server left out (its allowlist refuses this address) as such, not a crash (found in review)", async () => {
+  const items = [
+    { id: "org_1", name: "home", role: "owner", require_mfa: null, ip_allowlist: null, services: null, created_at: "2026-06-01T00:00:00.000Z" },
+    { id: "org_2", name: "open", role: "admin", require_mfa: true, ip_allowlist: [], services: ["dns"], created_at: "2026-06-01T00:00:00.000Z" },
+  ];
+  const run = await runCommand(iamAdminCommands, "org list", { answer: () => ({ items }) });
+  expect(run.code).toBe(0);
+  const rows = run.stdout.trim().split("\n").slice(1).map((line) => line.split(/\s{2,}/));
+  expect(rows).toEqual([
+    ["org_1", "home", "owner", "(not from here)", "(not from here)"],
+    ["org_2", "open", "admin", "required", "dns"],
+  ]);
+});
