@@ -219,7 +219,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
             exempt: (client) => view.isSecondary(client),
           }),
           tsigKey: (name) => view.tsigKey(name),
-          transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key) },
+          transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key, zones.isProviderOwned(zone)) },
           now: () => k.clock.now(),
           log: k.log,
         });
@@ -557,8 +557,8 @@ function parsedAddress(text: string): { address: string; port: number } | null {
 let lastRefusalLog = 0;
 
 /** The transfer policy with its log lines: every transfer served, refusals at most once a second. */
-function transferAllowed(k: Kernel<DnsSettings>, view: TransferView, client: string, zone: Name, key: Name | null): boolean {
-  const allowed = view.allowed(client, zone, key);
+function transferAllowed(k: Kernel<DnsSettings>, view: TransferView, client: string, zone: Name, key: Name | null, providerOwned: boolean): boolean {
+  const allowed = view.allowed(client, zone, key, providerOwned);
   const fields = { client, zone: nameToText(zone), key: key ? nameToText(key) : null };
   if (allowed) k.log.info("dns zone transfer", fields);
   else if (k.clock.now() - lastRefusalLog >= 1000) {

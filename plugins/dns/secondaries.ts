@@ -230,12 +230,18 @@ export class TransferView implements TransferPolicy {
     this.decrypted.clear();
   }
 
-  allowed(client: string, zone: Name, keyName: Name | null): boolean {
+  /**
+   * May `client`, signing with `keyName`, transfer `zone`? A secondary for every zone may; one
+   * whose zones say `*` (every hosted zone) may transfer a record provider's own zone only when
+   * it names it, as it is sent NOTIFY for it only then.
+   */
+  allowed(client: string, zone: Name, keyName: Name | null, providerOwned = false): boolean {
     if (keyName === null) return false;
     const address = canonicalAddress(client);
     const key = canonical(keyName);
     const zoneName = canonical(zone);
-    return this.secondaries.some((s) => s.row.address === address && s.row.tsig_key === key && (s.zones === null || s.zones.has(EVERY_HOSTED_ZONE) || s.zones.has(zoneName)));
+    const covers = (zones: Set<string> | null) => zones === null || zones.has(zoneName) || (!providerOwned && zones.has(EVERY_HOSTED_ZONE));
+    return this.secondaries.some((s) => s.row.address === address && s.row.tsig_key === key && covers(s.zones));
   }
 
   /**

@@ -181,11 +181,15 @@ export const secretsMigrations: readonly Migration[] = [
     // When the value a version holds was set, which its rotation reminder counts from: a
     // rollback's copy and an end-to-end workspace's re-encryption keep their value's age. Before,
     // the age was guessed from the versions around a copy (a copy of a copy read as younger than
-    // its value) and a re-encryption reset it. Versions written before are given that guess.
+    // its value) and a re-encryption reset it. Versions written before are given that guess,
+    // but a secret's current copy the time its secret row kept (the rollback set it from the
+    // version it copied, which the guess would make younger).
     up: `ALTER TABLE secret_versions ADD COLUMN value_set_at INTEGER;
     UPDATE secret_versions SET value_set_at = created_at WHERE origin <> 'rollback';
     UPDATE secret_versions AS v SET value_set_at = coalesce((SELECT p.created_at FROM secret_versions p
       WHERE p.secret_id = v.secret_id AND p.version < v.version AND p.origin <> 'rollback' ORDER BY p.version DESC LIMIT 1), v.created_at)
-    WHERE origin = 'rollback';`,
+    WHERE origin = 'rollback';
+    UPDATE secret_versions AS v SET value_set_at = (SELECT s.rotated_at FROM secrets s WHERE s.id = v.secret_id)
+    WHERE origin = 'rollback' AND version = (SELECT s.version FROM secrets s WHERE s.id = v.secret_id);`,
   },
 ];

@@ -578,7 +578,7 @@ export class SecretsService {
       // The values are the same, under a new key: their reminders count on from when they were set.
       for (const { env, secret } of live) {
         const value = given.get(`${env.name}/${secret.name}`)!.value;
-        this.writeValue(tx, caller, rotated, env, secret, secret.name, value, "rotate", { note: `workspace key v${next}`, valueSetAt: sql.valueSetAt(tx, secret.id, secret.version) });
+        this.writeValue(tx, caller, rotated, env, secret, secret.name, value, "rotate", { note: `workspace key v${next}`, valueSetAt: secret.rotated_at });
       }
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.rotate", resource: { type: "workspace", id: workspaceId }, reason: `workspace key v${next}, ${live.length} values, ${keep.size} members keep access` }));
     });

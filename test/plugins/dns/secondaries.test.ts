@@ -107,7 +107,10 @@ describe("secondaries", () => {
     expect(view.notifyTargets(n("example.org.")).map((t) => t.secondary)).toEqual(["ns4", "ns5"]);
     expect(view.notifyTargets(n("mesh.internal."), true).map((t) => t.secondary)).toEqual(["ns4"]);
     expect(view.notifyTargets(n("other.internal."), true).map((t) => t.secondary)).toEqual([]);
-    for (const zone of ["example.org.", "mesh.internal."]) expect([zone, view.allowed("192.0.2.4", n(zone), n("fleet."))]).toEqual([zone, true]);
+    for (const zone of ["example.org.", "mesh.internal."]) expect([zone, view.allowed("192.0.2.4", n(zone), n("fleet."), zone === "mesh.internal.")]).toEqual([zone, true]);
+    // * alone is the hosted zones: the mesh's own is not transferred to it unless named (found in review).
+    expect(view.allowed("192.0.2.5", n("example.org."), n("fleet."))).toBe(true);
+    expect(view.allowed("192.0.2.5", n("mesh.internal."), n("fleet."), true)).toBe(false);
     const reasons = c.kernel.store.db.query<{ reason: string }, []>("SELECT reason FROM audit_events WHERE action = 'dns.secondary.create' ORDER BY seq").all();
     expect(reasons.map((r) => r.reason.replace(/^.*, key fleet\., /, ""))).toEqual(["every hosted zone and mesh.internal.", "every hosted zone"]);
     // Nothing else that is no name is taken.
