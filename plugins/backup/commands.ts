@@ -19,7 +19,7 @@ import { readRootKeyFile, rootKeyId, rootKeyVerifier } from "../../src/crypto/ro
 import { ApiError } from "../../src/cli/api-client.ts";
 import { describeFsError, fileWriteProblem } from "../../src/files.ts";
 import type { ApiClient, Command, CommandContext, CommandOption } from "../../src/plugin.ts";
-import { BackupError, ConfirmationNeeded } from "./errors.ts";
+import { BackupError, BackupFileUnreadable, ConfirmationNeeded, DataDirectoryBusy } from "./errors.ts";
 import { readBackupHeader, type BackupHeader } from "./format.ts";
 import { rootKeyFromShares, type KeySupply } from "./keys.ts";
 import { describeManifest } from "./manifest.ts";
@@ -314,11 +314,13 @@ function refuseUnwritableOut(out: string): void {
 }
 
 function reportFailure(ctx: CommandContext, error: unknown): number {
-  if (error instanceof ConfirmationNeeded) throw new UsageError(error.message);
+  // The input's fault (no --yes, a FILE that cannot be read): a usage error, exit 2.
+  if (error instanceof ConfirmationNeeded || error instanceof BackupFileUnreadable) throw new UsageError(error.message);
   if (!(error instanceof BackupError)) throw error;
   if (ctx.json) ctx.out(JSON.stringify({ ok: false, error: error.message }, null, 2));
-  // An error line like any other (docs/cli.md): "citadel: " first, FAILED kept for scripts that look for it.
-  ctx.err(`citadel: FAILED: ${error.message}`);
+  // An error line like any other (docs/cli.md): "citadel: " first, FAILED kept for scripts that look for it;
+  // a data directory in use is a refusal, not a backup that failed its check.
+  ctx.err(error instanceof DataDirectoryBusy ? `citadel: ${error.message}` : `citadel: FAILED: ${error.message}`);
   return 1;
 }
 

@@ -32,7 +32,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { describeFsError } from "../../src/files.ts";
 import { aesGcmDecrypt, aesGcmEncrypt, DecryptionError } from "../../src/crypto/aead.ts";
 import { SealedError, UnavailableError } from "../../src/errors.ts";
-import { BackupError } from "./errors.ts";
+import { BackupError, BackupFileUnreadable } from "./errors.ts";
 import { KEY_CHECK_BYTES, openingKeys, SALT_BYTES, type BackupKeys, type KeyDerivation, type KeySupply } from "./keys.ts";
 import { parseManifest, type Manifest } from "./manifest.ts";
 
@@ -281,12 +281,12 @@ async function openForReading(path: string): Promise<FileHandle> {
   try {
     file = await open(path, "r");
   } catch (error) {
-    throw new BackupError(`cannot read ${path}: ${describeFsError(error)}`);
+    throw new BackupFileUnreadable(`cannot read ${path}: ${describeFsError(error)}`);
   }
   // A directory opens too, and fails only at the first read, with a bare EISDIR.
   if ((await file.stat()).isFile()) return file;
   await file.close();
-  throw new BackupError(`${path} is not a backup file (it is a directory or another kind of file)`);
+  throw new BackupFileUnreadable(`${path} is not a backup file (it is a directory or another kind of file)`);
 }
 
 /** Reads until `buffer` is full or the file ends; returns how many bytes were read. */

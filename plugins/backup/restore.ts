@@ -24,7 +24,7 @@ import { abandonedRestoreCopies } from "../../src/restore-marker.ts";
 import { checkMigrations, MigrationError, type MigrationSet } from "../../src/store/migrate.ts";
 import { openReadOnly } from "../../src/store/read-only.ts";
 import { prepareDataDir } from "../../src/data-dir.ts";
-import { BackupError, ConfirmationNeeded } from "./errors.ts";
+import { BackupError, ConfirmationNeeded, DataDirectoryBusy } from "./errors.ts";
 import { compactUtcTime, syncDirectory } from "./files.ts";
 import { openBackup, type OpenedBackup } from "./format.ts";
 import type { KeySupply } from "./keys.ts";
@@ -180,7 +180,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   prepareDataDir(options.dataDir);
   // Held to the end: a Citadel started meanwhile would create a database, or serve the one being put aside.
   const lock = lockDataDirectory(options.dataDir, "restore");
-  if ("refused" in lock) throw new BackupError(`${lock.refused} (${options.dataDir}): stop it first (for example systemctl stop citadel), then restore`);
+  if ("refused" in lock) throw new DataDirectoryBusy(`${lock.refused} (${options.dataDir}): stop it first (for example systemctl stop citadel), then restore`);
   try {
     return await restoreLocked(options);
   } finally {
@@ -192,7 +192,7 @@ async function restoreLocked(options: RestoreOptions): Promise<RestoreResult> {
   const { dataDir } = options;
   const database = join(dataDir, DATABASE_FILE);
   const refuseIfRunning = () => {
-    if (databaseInUse(database)) throw new BackupError(`the database in ${dataDir} is in use: stop Citadel first (for example systemctl stop citadel), then restore`);
+    if (databaseInUse(database)) throw new DataDirectoryBusy(`the database in ${dataDir} is in use: stop Citadel first (for example systemctl stop citadel), then restore`);
   };
   refuseIfRunning();
   // A restore killed while it swapped the files is finished first: this one then restores over it.
