@@ -15,6 +15,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { EMBEDDED_COUNTRY_DB } from "../../src/intel/geo-embedded.ts";
 
 declare const CITADEL_SBOM: string | undefined;
 
@@ -76,6 +77,16 @@ const SPDX_IDS = new Set([
   "CC0-1.0", "EPL-2.0", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later", "ISC", "LGPL-2.1-only", "LGPL-2.1-or-later",
   "LGPL-3.0-only", "LGPL-3.0-or-later", "MIT", "MIT-0", "MPL-2.0", "Python-2.0", "Unlicense", "WTFPL", "Zlib",
 ]);
+
+/**
+ * Licences a package does not declare, by package name. The embedded country database's package
+ * says CC0-1.0, but the WHOIS and ASN data it is built from is the NRO's, under CC BY 4.0 with
+ * credit to nro.net (docs/intel.md): both are listed, and a note says so in the words of
+ * `citadel intel status` and the sovereignty report.
+ */
+const UNDECLARED_LICENCES: Record<string, { licenses: CycloneDxLicense[]; note: string }> = {
+  "@ip-location-db/geo-whois-asn-country-mmdb": { licenses: [{ license: { id: "CC-BY-4.0" } }], note: EMBEDDED_COUNTRY_DB.licence },
+};
 
 interface LockPackage {
   key: string;
@@ -244,6 +255,11 @@ function npmComponent(p: LockPackage, scope: "required" | "excluded", root: stri
   const purl = npmPurl(p.name, p.version);
   const hash = p.integrity ? integrityHash(p.integrity) : null;
   const description = typeof manifest?.description === "string" ? manifest.description : undefined;
+  const undeclared = UNDECLARED_LICENCES[p.name];
+  const properties = [
+    ...(manifest ? [] : [{ name: "citadel:installed", value: "false (not in node_modules: licence unknown)" }]),
+    ...(undeclared ? [{ name: "citadel:licence-note", value: undeclared.note }] : []),
+  ];
   return {
     type: "library",
     "bom-ref": purl,
@@ -251,11 +267,11 @@ function npmComponent(p: LockPackage, scope: "required" | "excluded", root: stri
     version: p.version,
     scope,
     purl,
-    licenses: licencesOf(manifest),
+    licenses: [...licencesOf(manifest), ...(undeclared?.licenses ?? [])],
     ...(hash ? { hashes: [hash] } : {}),
     ...(description ? { description } : {}),
     externalReferences: [{ type: "distribution", url: `https://registry.npmjs.org/${p.name}/-/${p.name.slice(slash + 1)}-${p.version}.tgz` }],
-    ...(manifest ? {} : { properties: [{ name: "citadel:installed", value: "false (not in node_modules: licence unknown)" }] }),
+    ...(properties.length > 0 ? { properties } : {}),
   };
 }
 

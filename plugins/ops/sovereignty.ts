@@ -11,6 +11,7 @@ import { isIP } from "node:net";
 import { join } from "node:path";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
+import { EMBEDDED_COUNTRY_DB } from "../../src/intel/geo-embedded.ts";
 import { acceptedListUrl, redactedUrl } from "../../src/intel/lists.ts";
 import { underPrefix } from "../../src/net/url-prefix.ts";
 import { numberAt, sectionOf, stringAt, stringsAt } from "./config.ts";
@@ -263,7 +264,7 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   for (const file of stringsAt(dns, "resolver_blocklists") ?? []) at("resolver blocklist", dataPath(config, file), "read at start, nothing written");
   const intel = sectionOf(config, "intel");
   const geo = (["geo_city", "geo_asn", "geo_anonymous"] as const).flatMap((key) => (stringAt(intel, key) ? [[key, stringAt(intel, key)!] as const] : []));
-  if (geo.length === 0) none("geo database", "the country database embedded in the binary (ip-location-db, CC0)");
+  if (geo.length === 0) none("geo database", `the country database embedded in the binary (ip-location-db; ${EMBEDDED_COUNTRY_DB.licence})`);
   // Where the intel plugin opens them: a relative path is inside the data directory.
   for (const [key, file] of geo) at(`geo database (intel.${key})`, dataPath(config, file), "read and reloaded on change, nothing written");
   at("mesh node state", meshStateDir, "this machine's node identity and WireGuard private key", false);

@@ -84,6 +84,14 @@ describe("the CycloneDX document", () => {
     expect(bom.dependencies.find((d) => d.ref === bom.metadata.component["bom-ref"])!.dependsOn).toContain(list["bom-ref"]);
   });
 
+  test("the embedded country database lists both its licences: the package's CC0-1.0 and its data's CC BY 4.0 (NRO), noted as intel status says (found in review)", () => {
+    const geo = bom.components.find((c) => fullName(c) === "@ip-location-db/geo-whois-asn-country-mmdb")!;
+    expect(geo.scope).toBe("required");
+    expect(geo.licenses).toEqual([{ license: { id: "CC0-1.0" } }, { license: { id: "CC-BY-4.0" } }]);
+    expect(licenceOf(geo)).toBe("CC0-1.0 AND CC-BY-4.0");
+    expect(geo.properties).toEqual([{ name: "citadel:licence-note", value: "CC0-1.0 (package); data CC BY 4.0 NRO (attribution: nro.net)" }]);
+  });
+
   test("what only builds or tests the binary is excluded: the bundler decides, not the declared peers", () => {
     const scope = (name: string) => bom.components.find((c) => fullName(c) === name)?.scope;
     expect(scope("typescript")).toBe("excluded"); // a peer of @elysiajs/openapi, never imported at run time

@@ -260,6 +260,13 @@ describe("the rest of the report", () => {
     expect(text).not.toContain("bl.txt (absent)");
   });
 
+  test("without geo files, the embedded country database is named with both its licences, as intel status names them (found in review)", async () => {
+    const r = await report(dataDir());
+    expect(r.data.filter((d) => d.what.startsWith("geo database")).map((d) => [d.what, d.path, d.note])).toEqual([
+      ["geo database", null, "the country database embedded in the binary (ip-location-db; CC0-1.0 (package); data CC BY 4.0 NRO (attribution: nro.net))"],
+    ]);
+  });
+
   test("a relative geo file is looked for inside the data directory, where the intel plugin opens it", async () => {
     const dir = dataDir();
     const r = await report(dir, { env: { CITADEL_INTEL_GEO_CITY: "city.mmdb", CITADEL_INTEL_GEO_ASN: "/nonexistent/asn.mmdb" } });
