@@ -31,7 +31,7 @@ import { knownScopes } from "./auth/scopes.ts";
 import { buildInfo } from "./build-info.ts";
 import { adviceFor } from "./cli/advice.ts";
 import { createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
-import { readStoredLogin } from "./cli/credentials.ts";
+import { readStoredLogin, refuseLoginInTheClear } from "./cli/credentials.ts";
 import { normalizedServerUrl, serverUrlProblem } from "./cli/server-url.ts";
 import { sameInstanceFlags } from "./cli/next-command.ts";
 import { forStdout, needArgs, printable } from "./cli/output.ts";
@@ -172,7 +172,8 @@ function kernelCommands(env: Env): Command[] {
  * command line (a flag the operator typed beats an environment variable, as Vault's -address
  * beats VAULT_ADDR); else CITADEL_SERVER (refused together with CITADEL_DATA or CITADEL_CONFIG,
  * which name another); else the stored login (unless CITADEL_DATA or CITADEL_CONFIG point at a
- * local instance); else this machine's Citadel. The token: CITADEL_TOKEN, else the stored one
+ * local instance; one an earlier version stored over plain HTTP to another machine is refused,
+ * refuseLoginInTheClear); else this machine's Citadel. The token: CITADEL_TOKEN, else the stored one
  * (for a local instance, when the login is to that very server). CITADEL_TOKEN is for
  * CITADEL_SERVER's server when both are set: never sent to another (refuseTokenForAnotherServer).
  */
@@ -196,6 +197,7 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
     return createApiClient({ baseUrl: server, trust: pinned, certificate: pinned, ...credential(sameServer ? stored?.token : undefined) });
   }
   if (stored && !namedOnCommandLine && !namedInEnvironment) {
+    refuseLoginInTheClear(stored);
     return createApiClient({ baseUrl: stored.server, trust: stored.certificate, certificate: stored.certificate, ...credential(stored.token) });
   }
   const config = configFor(options, env, { client: true }).config;

@@ -10,6 +10,7 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../files.ts";
+import { isLoopbackHost } from "../net/ip.ts";
 import type { ApiClient, CommandContext } from "../plugin.ts";
 import { ApiError, createApiClient } from "./api-client.ts";
 import { UsageError } from "./command-line.ts";
@@ -76,10 +77,37 @@ function withoutStoredPassword(path: string, stored: StoredLogin): StoredLogin {
   return login;
 }
 
+/**
+ * The shape of a stored login, whatever its server's scheme: a login an earlier version stored
+ * to an http:// server elsewhere (since refused at login) is read, and refused only where it
+ * would be used (refuseLoginInTheClear). Refused here, it failed every command, those naming
+ * another server too, and `citadel logout` could no longer revoke its token (found in review).
+ */
 function isStoredLogin(value: unknown): value is StoredLogin {
   if (typeof value !== "object" || value === null) return false;
   const { server, token, token_id, certificate } = value as Record<string, unknown>;
-  return typeof server === "string" && serverUrlProblem(withoutUserinfo(server)) === null && typeof token === "string" && typeof token_id === "string" && (certificate === undefined || typeof certificate === "string");
+  return typeof server === "string" && serverUrlProblem(asHttps(withoutUserinfo(server))) === null && typeof token === "string" && typeof token_id === "string" && (certificate === undefined || typeof certificate === "string");
+}
+
+/** `url` with https:// for http://: checked so, a URL is checked for all but its scheme. */
+const asHttps = (url: string) => url.replace(/^http:/i, "https:");
+
+/** A login over plain HTTP to another machine than this one: its token crosses the network in the clear. */
+function isLoginInTheClear(login: StoredLogin): boolean {
+  const url = new URL(login.server);
+  return url.protocol === "http:" && !isLoopbackHost(url.hostname);
+}
+
+/**
+ * Refuses to use a stored login whose token would cross the network in the clear (one stored
+ * before such were refused at login): a command sent it at every request. Logging in again
+ * over HTTPS replaces it and revokes its token; `citadel logout` revokes it too.
+ */
+export function refuseLoginInTheClear(login: StoredLogin): void {
+  if (!isLoginInTheClear(login)) return;
+  throw new CredentialsFileError(
+    `the stored login is to ${login.server}, plain HTTP to another machine: its token would cross the network in the clear, so it is not sent. Log in again over HTTPS (citadel login --server https://${new URL(login.server).hostname}:PORT, the address it serves HTTPS on), which revokes this token, or revoke it with citadel logout`,
+  );
 }
 
 function writeStoredLogin(configHome: string, login: StoredLogin): string {
@@ -259,6 +287,9 @@ export async function logout(ctx: CommandContext): Promise<number> {
     say(false, "Not logged in.");
     return 0;
   }
+  // Revoking is the only way to end a token, and one sent in the clear at every request is
+  // exposed already: it is sent once more, and the user told so.
+  if (isLoginInTheClear(stored)) ctx.err(`The login is to ${stored.server}, plain HTTP to another machine: its token crosses the network in the clear once more to be revoked (as it did at every request).`);
   try {
     await createApiClient({ baseUrl: stored.server, trust: stored.certificate, token: stored.token }).request("POST", "/v1/iam/logout", {});
   } catch (error) {

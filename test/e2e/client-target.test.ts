@@ -204,6 +204,30 @@ describe("a stored login and a local instance named", () => {
   });
 });
 
+describe("a login an earlier version stored over plain HTTP to another machine", () => {
+  test("is refused where it would be used, saying why; --data and CITADEL_SERVER name their servers past it (found in review: every command failed on it as 'not a stored login')", async () => {
+    const home = dir("citadel-e2e-home-");
+    mkdirSync(join(home, "citadel"), { mode: 0o700 });
+    writeFileSync(join(home, "citadel", "config.json"), JSON.stringify({ server: "http://192.0.2.1:8080", token: TOKEN.replace("planted", "storedAA"), token_id: "AAAAAAAA" }), { mode: 0o600 });
+    const elsewhere = dir("citadel-e2e-elsewhere-");
+    const run = (args: string[], env: Record<string, string> = {}) => runCitadel(args, { HOME: home, XDG_CONFIG_HOME: home, ...env }, elsewhere);
+
+    const used = await run(["whoami"]);
+    expect([used.code, used.stderr.split("\n")[0]]).toEqual([
+      1,
+      "citadel: the stored login is to http://192.0.2.1:8080, plain HTTP to another machine: its token would cross the network in the clear, so it is not sent. Log in again over HTTPS (citadel login --server https://192.0.2.1:PORT, the address it serves HTTPS on), which revokes this token, or revoke it with citadel logout",
+    ]);
+
+    seen.length = 0;
+    const named = await run(["whoami", "--data", local], { CITADEL_TOKEN: TOKEN });
+    expect([named.code, named.stderr]).toEqual([0, ""]);
+    expect(seen.map((s) => s.authorization)).toEqual([`Bearer ${TOKEN}`]);
+
+    const server = await run(["whoami"], { CITADEL_SERVER: "https://127.0.0.1:9" });
+    expect([server.code, server.stderr]).toEqual([1, "citadel: cannot reach Citadel at https://127.0.0.1:9 (ECONNREFUSED); is it running?\n"]);
+  });
+});
+
 describe("a server's URL (login --server, CITADEL_SERVER)", () => {
   test("one that is no http(s) URL, has a query or a fragment, a user:password@, spaces around it, is a usage error naming the problem, before anything is sent or stored (found in review)", async () => {
     const elsewhere = dir("citadel-e2e-urls-");

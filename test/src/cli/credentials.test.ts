@@ -1,9 +1,9 @@
-import { afterAll, afterEach, expect, test } from "bun:test";
+import { afterAll, afterEach, describe, expect, spyOn, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApiClient } from "../../../src/cli/api-client.ts";
-import { credentialsPath, loginWithDeviceFlow, logout, readStoredLogin } from "../../../src/cli/credentials.ts";
+import { CredentialsFileError, credentialsPath, loginWithDeviceFlow, logout, readStoredLogin, refuseLoginInTheClear } from "../../../src/cli/credentials.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
 import { freePort } from "../../helpers/binary.ts";
 
@@ -183,4 +183,75 @@ test("a login stored by an earlier version with user:password@ in its server's U
   } finally {
     rmSync(home, { recursive: true, force: true });
   }
+});
+
+describe("a login an earlier version stored over plain HTTP to another machine (found in review: refused as 'not a stored login', it failed every command and logout could not revoke it)", () => {
+  const IN_THE_CLEAR = { server: "http://citadel.lan:8080", token: PREVIOUS, token_id: "previous" };
+
+  function store(login: object): void {
+    mkdirSync(join(configHome, "citadel"), { recursive: true, mode: 0o700 });
+    writeFileSync(credentialsPath(configHome), JSON.stringify(login), { mode: 0o600 });
+  }
+
+  test("is read: a stored login is checked for its shape, whatever its scheme", () => {
+    store(IN_THE_CLEAR);
+    expect(readStoredLogin(configHome)).toEqual(IN_THE_CLEAR);
+    rmSync(credentialsPath(configHome));
+  });
+
+  test("is refused where it would be used, saying why and how to replace it; one over HTTPS or to this machine is not", () => {
+    const refused = (() => {
+      try {
+        refuseLoginInTheClear(IN_THE_CLEAR);
+      } catch (error) {
+        return error;
+      }
+    })();
+    expect(refused).toBeInstanceOf(CredentialsFileError);
+    expect((refused as Error).message).toBe(
+      "the stored login is to http://citadel.lan:8080, plain HTTP to another machine: its token would cross the network in the clear, so it is not sent. Log in again over HTTPS (citadel login --server https://citadel.lan:PORT, the address it serves HTTPS on), which revokes this token, or revoke it with citadel logout",
+    );
+    for (const server of ["https://citadel.lan:8443", "http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"]) expect(() => refuseLoginInTheClear({ ...IN_THE_CLEAR, server })).not.toThrow();
+  });
+
+  test("a new login replaces it and revokes its token, as the refusal says", async () => {
+    const { url } = await deviceFlowServer(() => Response.json({ email: "a@example.com" }));
+    store(IN_THE_CLEAR);
+    const realFetch = globalThis.fetch;
+    const sentThere: Array<[string, string | null]> = [];
+    const fetched = spyOn(globalThis, "fetch").mockImplementation((async (target: string, init?: RequestInit) => {
+      if (!String(target).startsWith(IN_THE_CLEAR.server)) return realFetch(target, init);
+      sentThere.push([String(target), new Headers(init?.headers).get("authorization")]);
+      return Response.json({});
+    }) as unknown as typeof fetch);
+    try {
+      const lines: string[] = [];
+      expect(await loginWithDeviceFlow(context(url, lines))).toBe(0);
+      expect(sentThere).toEqual([["http://citadel.lan:8080/v1/iam/logout", `Bearer ${PREVIOUS}`]]);
+      expect(lines.at(-1)).toBe("Logged out the previous login's token (id previous); the tokens made with it stay.");
+    } finally {
+      fetched.mockRestore();
+      rmSync(credentialsPath(configHome));
+    }
+  });
+
+  test("logout revokes its token, sent in the clear once more (the only way to end it), says so, and forgets it", async () => {
+    store(IN_THE_CLEAR);
+    const sent: Array<[string, string | null]> = [];
+    const fetched = spyOn(globalThis, "fetch").mockImplementation((async (url: string, init?: RequestInit) => {
+      sent.push([String(url), new Headers(init?.headers).get("authorization")]);
+      return Response.json({});
+    }) as unknown as typeof fetch);
+    try {
+      const out: string[] = [];
+      const err: string[] = [];
+      expect(await logout({ ...context(IN_THE_CLEAR.server, out), err: (text: string) => err.push(text) })).toBe(0);
+      expect(sent).toEqual([["http://citadel.lan:8080/v1/iam/logout", `Bearer ${PREVIOUS}`]]);
+      expect(out).toEqual(["Logged out."]);
+      expect(err).toEqual(["The login is to http://citadel.lan:8080, plain HTTP to another machine: its token crosses the network in the clear once more to be revoked (as it did at every request)."]);
+      expect(existsSync(credentialsPath(configHome))).toBe(false);
+    } finally {
+      fetched.mockRestore();
+    }
+  });
 });
