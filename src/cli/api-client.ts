@@ -71,8 +71,12 @@ export const NOT_THE_PINNED_CERTIFICATE = "CERT_NOT_PINNED";
  * certificate from any CA for the same name (an enterprise CA's, one got by whoever controls its
  * DNS) was accepted as well, once the pinned one was added to the system's roots (found in
  * review). The roots (`roots`, the system's unless given) are only there to verify a pinned
- * certificate's chain when a CA issued it; what is accepted is that very certificate, then
- * checked for the server's name as any other. One replaced (renewed) is refused until pinned again.
+ * certificate's chain when a CA issued it; what is accepted is that very certificate, at
+ * whatever name or address the server is reached by, as an SSH host key or a Syncthing device
+ * ID is: only the holder of its private key can present it. Checked for the name as well, the
+ * default self-signed certificate (localhost, the short host name, loopback) was refused when
+ * reached by the host's FQDN or LAN address, pinned or not (found in review). One replaced
+ * (renewed) is refused until pinned again.
  */
 export async function pinnedTls(pinned: string, roots?: readonly string[]) {
   const tls = await import("node:tls");
@@ -84,11 +88,9 @@ export async function pinnedTls(pinned: string, roots?: readonly string[]) {
   }
   return {
     ca: [...(roots ?? tls.rootCertificates), pinned],
-    checkServerIdentity(host: string, presented: PeerCertificate): Error | undefined {
-      if (presented.fingerprint256 !== fingerprint) {
-        return Object.assign(new Error(`it presented the certificate ${presented.fingerprint256}, not the one pinned, ${fingerprint}`), { code: NOT_THE_PINNED_CERTIFICATE });
-      }
-      return tls.checkServerIdentity(host, presented);
+    checkServerIdentity(_host: string, presented: PeerCertificate): Error | undefined {
+      if (presented.fingerprint256 === fingerprint) return undefined;
+      return Object.assign(new Error(`it presented the certificate ${presented.fingerprint256}, not the one pinned, ${fingerprint}`), { code: NOT_THE_PINNED_CERTIFICATE });
     },
   };
 }
