@@ -68,12 +68,26 @@ export const opsCommands: Command[] = [
 /**
  * The operator token for the local server: CITADEL_TOKEN, else the stored login's when it is
  * a login to this very server. A stored login file others can read is reported, not used.
- * Neither goes to a server the client commands would not send it to (tokenDoubt): `withheld`.
+ * Neither goes to a server the client commands would not send it to (tokenDoubt), nor
+ * CITADEL_TOKEN to another than CITADEL_SERVER's (anotherServersToken): `withheld`.
  */
 function operatorToken(ctx: CommandContext, config: Config): { token: string | undefined; withheld: string | null; problem: string | null } {
   const { token, problem } = givenToken(ctx, config);
-  const doubt = token === undefined ? null : tokenDoubt(instanceInputs(ctx), config);
+  const doubt = token === undefined ? null : (anotherServersToken(ctx, config) ?? tokenDoubt(instanceInputs(ctx), config));
   return doubt === null ? { token, withheld: null, problem } : { token: undefined, withheld: doubt, problem };
+}
+
+/**
+ * Why CITADEL_TOKEN is not sent to this instance, or null: with CITADEL_SERVER set and naming
+ * another server, it is that server's, which the client commands refuse to send elsewhere
+ * (main.ts, refuseTokenForAnotherServer). The doctor sent it to the local instance (found in review).
+ */
+function anotherServersToken(ctx: CommandContext, config: Config): string | null {
+  const server = ctx.env.CITADEL_SERVER;
+  const local = localBaseUrl(config);
+  // No address (a random port): nothing is asked, so nothing is sent.
+  if (!ctx.env.CITADEL_TOKEN || !server || local === null || URL.parse(server)?.origin === new URL(local).origin) return null;
+  return `CITADEL_TOKEN is CITADEL_SERVER's (${server}), not this instance's (${local}): for this instance with your login to it, CITADEL_TOKEN= citadel ...; with a token of its own, unset CITADEL_SERVER`;
 }
 
 function givenToken(ctx: CommandContext, config: Config): { token: string | undefined; problem: string | null } {

@@ -122,4 +122,28 @@ describe("the token of citadel doctor and citadel sovereignty report", () => {
       chmodSync(local, 0o700);
     }
   }, 60_000);
+
+  test("CITADEL_TOKEN with CITADEL_SERVER naming another server is that server's: not sent to this instance, and the doctor says so and what to do (found in review)", async () => {
+    const remote = "https://citadel.example.com";
+    const lock = lockDataDirectory(local, "serve"); // it runs: the ./.citadel would take the token
+    if ("refused" in lock) throw new Error(lock.refused);
+    try {
+      for (const command of [DOCTOR, REPORT]) {
+        for (const args of [command, ["--data", local, ...command]]) {
+          const { authorizations, stdout } = await sentBy(args, { CITADEL_SERVER: remote, CITADEL_TOKEN: TOKEN });
+          expect([args, authorizations]).toEqual([args, []]);
+          if (command !== DOCTOR) continue;
+          const keys = (JSON.parse(stdout) as DoctorReport).checks.find((c) => c.check === "keys")!;
+          expect(keys.message).toContain(
+            `the token is not sent to it: CITADEL_TOKEN is CITADEL_SERVER's (${remote}), not this instance's (https://127.0.0.1:${standIn.port}): for this instance with your login to it, CITADEL_TOKEN= citadel ...; with a token of its own, unset CITADEL_SERVER`,
+          );
+        }
+        // CITADEL_SERVER naming this very instance: the token is its own.
+        const same = await sentBy(command, { CITADEL_SERVER: `https://127.0.0.1:${standIn.port}/`, CITADEL_TOKEN: TOKEN });
+        expect(same.authorizations).toEqual([`Bearer ${TOKEN}`]);
+      }
+    } finally {
+      (lock as HeldLock).release();
+    }
+  }, 60_000);
 });
