@@ -32,7 +32,7 @@ import * as device from "./device.ts";
 import { LOOKUP_TIMEOUT_MS, lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
 import { publicKeyOf } from "./keys.ts";
 import { fetchConfig, nodeRequest, NodeRefusedError, type ConfigFetch, type NodeConnection } from "./node-client.ts";
-import { forgetConfig, readState, readStoredConfig, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
+import { forgetConfig, plainHttpWarning, readState, readStoredConfig, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
 import type { ConfigDocument } from "./configs.ts";
 import type { NodeConfig } from "./types.ts";
 
@@ -100,6 +100,8 @@ export class Agent {
 
   constructor(private readonly options: AgentOptions) {
     this.state = readState(options.stateDir);
+    const inTheClear = plainHttpWarning(options.stateDir, this.state);
+    if (inTheClear) options.err(inTheClear);
     this.run = options.run ?? device.runCommand;
     this.lookupHost = options.lookupHost ?? lookupHost;
   }

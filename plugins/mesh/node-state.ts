@@ -12,7 +12,7 @@
  * The private key is generated here and never sent anywhere.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { writeFileAtomic } from "../../src/files.ts";
 import { isLoopbackHost } from "../../src/net/ip.ts";
 import { CONFIG_FORMAT, type ConfigDocument } from "./configs.ts";
@@ -107,40 +107,27 @@ export function statePath(dir: string): string {
   return join(dir, "node.json");
 }
 
-/** Where readState's warning goes: standard error, as the agent's own log lines. */
-const toStandardError = (line: string) => void process.stderr.write(`${line}\n`);
-
-export function readState(dir: string, warn: (line: string) => void = toStandardError): NodeState {
+export function readState(dir: string): NodeState {
   const path = statePath(dir);
   if (!existsSync(path)) throw new StateError(`${path} does not exist: enroll this node first (citadel mesh join --server URL --key KEY --state ${dir})`);
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o077) !== 0) throw new StateError(`${path} is readable by others (mode ${mode.toString(8)}): it holds the node's private key and token. Run: chmod 600 ${path}, and if anyone may have read it, have the node removed (citadel mesh nodes delete <network> <node>) and enroll it again: a key rotation keeps the token`);
-  let state: NodeState;
   try {
-    state = JSON.parse(readFileSync(path, "utf8")) as NodeState;
+    return JSON.parse(readFileSync(path, "utf8")) as NodeState;
   } catch {
     throw new StateError(`${path} is not valid JSON`);
   }
-  warnOnceInTheClear(path, state, warn);
-  return state;
 }
 
-/** The state files warned about in this process (the agent reads its state at every round). */
-const warnedInTheClear = new Set<string>();
-
 /**
- * A node enrolled over http:// with another machine, before join refused such a server: it
- * polls with its token in the clear. Said once, when the agent starts (it reads its state then,
- * and again at every round), not refused: stopping the agent would cut the node off the mesh.
+ * What to tell of a node enrolled over http:// with another machine, before join refused such
+ * a server: it polls with its token in the clear. Told, not refused: stopping the agent would
+ * cut the node off the mesh. Null for a node that talks HTTPS (or plain HTTP on loopback).
  */
-function warnOnceInTheClear(path: string, state: NodeState, warn: (line: string) => void): void {
+export function plainHttpWarning(dir: string, state: NodeState): string | null {
   const server = URL.parse(String(state.server));
-  if (server === null || server.protocol !== "http:" || isLoopbackHost(server.hostname)) return;
-  if (warnedInTheClear.has(path)) return;
-  warnedInTheClear.add(path);
-  warn(
-    `mesh: warning: this node talks to its control plane ${server.origin} over plain HTTP (it enrolled so before join refused it): its node token crosses the network in the clear at every poll, and anyone on the way may use it as this node's (the configs are signed: they cannot be changed on the way, but can be read). Kept running, as stopping would cut the node off the mesh. Enroll it again over HTTPS: citadel mesh join --server https://${server.hostname}:PORT --key KEY --state ${dirname(path)} --force, then remove the old node (citadel mesh nodes delete <network> <node>)`,
-  );
+  if (server === null || server.protocol !== "http:" || isLoopbackHost(server.hostname)) return null;
+  return `mesh: warning: this node talks to its control plane ${server.origin} over plain HTTP (it enrolled so before join refused it): its node token crosses the network in the clear at every poll, and anyone on the way may use it as this node's (the configs are signed: they cannot be changed on the way, but can be read). Kept running, as stopping would cut the node off the mesh. Enroll it again over HTTPS: citadel mesh join --server https://${server.hostname}:PORT --key KEY --state ${dir} --force, then remove the old node (citadel mesh nodes delete <network> <node>)`;
 }
 
 export function writeState(dir: string, state: NodeState): void {
