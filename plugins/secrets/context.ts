@@ -69,8 +69,24 @@ export async function ensureWorkspace(k: SecretsKernel, workspaceId: string): Pr
  * asked for meanwhile keeps that until the erasure, and nothing new may join it.
  */
 export function requireLiveWorkspace(k: SecretsKernel, tx: Database, workspaceId: string): void {
-  if (!k.identity.provider?.workspaceLiveIn(tx, workspaceId)) throw new ConflictError("The workspace was deleted meanwhile.");
+  if (!k.identity.provider?.workspaceLiveIn(tx, workspaceId)) throw new ConflictError(WORKSPACE_GONE);
 }
+
+/**
+ * At the top of every write to what secrets holds for a workspace: its secrets-side row as `tx`
+ * has it, the workspace live (requireLiveWorkspace). ensureWorkspace asks only when it makes
+ * the row: a workspace used before and deleted since the request found it had its writes meet
+ * a foreign key or a missing row (500s), or record a change to what the deletion had erased
+ * already (found in review).
+ */
+export function liveWorkspaceRow(k: SecretsKernel, tx: Database, workspaceId: string): sql.WorkspaceRow {
+  requireLiveWorkspace(k, tx, workspaceId);
+  const row = sql.workspaceRow(tx, workspaceId);
+  if (!row) throw new ConflictError(WORKSPACE_GONE);
+  return row;
+}
+
+const WORKSPACE_GONE = "The workspace was deleted meanwhile.";
 
 /**
  * Whether the caller may manage members — of the workspace when given, else of the organization

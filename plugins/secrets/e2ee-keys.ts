@@ -7,7 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
-import { byWhom, ensureWorkspace, event, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, ensureWorkspace, event, liveWorkspaceRow, type Caller, type SecretsKernel } from "./context.ts";
 import * as sql from "./store.ts";
 
 const PUBLIC_KEY = /^[A-Za-z0-9_-]{43}$/; // 32 bytes, base64url without padding
@@ -105,8 +105,8 @@ export class E2eeKeys {
     const me = this.userOf(caller);
     await this.k.store.write((tx) => {
       // Every check in the transaction that writes: two first keys sent at once must not both land.
+      const row = liveWorkspaceRow(this.k, tx, workspaceId);
       if (!sql.userKey(tx, userId)) throw new ConflictError("That user has no key pair yet: they run citadel secrets e2ee init first.");
-      const row = sql.workspaceRow(tx, workspaceId)!;
       const version = row.e2ee_key_version;
       const holders = sql.workspaceKeyHolders(tx, workspaceId, version);
       // The first key is set by whoever turned encryption on; after that only holders can wrap it.
@@ -134,6 +134,7 @@ export class E2eeKeys {
   async revoke(caller: Caller, workspaceId: string, userId: string) {
     const ws = await this.e2eeWorkspace(workspaceId);
     await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       // Any version this user is the last member to hold would be lost with their copies.
       const sole = this.soleHolding(tx, userId, workspaceId);
       if (sole) throw new ConflictError(`That is the last member who holds version ${sole.key_version} of the workspace key: removing it would make values unreadable.`);

@@ -11,7 +11,7 @@ import { DecryptionError, envelopeKeyVersion } from "../../src/crypto/aead.ts";
 import { KeyDestroyedError } from "../../src/crypto/keyring.ts";
 import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
-import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, roleInWorkspace, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, liveWorkspaceRow, roleInWorkspace, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { e2eeCiphertextLength, isE2eeCiphertext } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
@@ -92,7 +92,7 @@ export class SecretsService {
   async setE2ee(caller: Caller, workspaceId: string, on: boolean) {
     const ws = await ensureWorkspace(this.k, workspaceId);
     await this.k.store.write((tx) => {
-      const encrypted = sql.workspaceRow(tx, workspaceId)!.e2ee === 1;
+      const encrypted = liveWorkspaceRow(this.k, tx, workspaceId).e2ee === 1;
       if (encrypted && on) throw new ConflictError("This workspace is end-to-end encrypted already: its key stays as it is (members get it with citadel secrets e2ee grant; citadel secrets e2ee rotate replaces it).");
       if (encrypted === on) return;
       if (sql.secretCountInWorkspace(tx, workspaceId) > 0) throw new ConflictError("End-to-end encryption is chosen while a workspace holds no secrets (purge them first, or use a new workspace).");
@@ -117,12 +117,14 @@ export class SecretsService {
     const protection = input.protection ?? "members";
     const allowed = this.checkAllowedUsers(caller, ws, protection, input.allowed_users ?? []);
     const id = newId("env");
-    await this.k.store.write((tx) => {
+    const created = await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       if (sql.environmentByName(tx, workspaceId, input.name)) throw new ConflictError(`The environment ${input.name} exists already.`);
       sql.insertEnvironment(tx, { id, workspace_id: workspaceId, name: input.name, protection, allowed_users: JSON.stringify(allowed), created_at: this.now() });
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.environment.create", resource: { type: "environment", id }, reason: `${input.name} (${protection})` }));
+      return sql.environmentByName(tx, workspaceId, input.name)!;
     });
-    return environmentView(sql.environmentByName(this.db, workspaceId, input.name)!);
+    return environmentView(created);
   }
 
   async protectEnvironment(caller: Caller, workspaceId: string, name: string, input: { protection: sql.Protection; allowed_users?: string[] }) {
@@ -131,19 +133,23 @@ export class SecretsService {
     // `named` environment cannot open it up).
     const env = environmentFor(this.k, caller, ws, name);
     const allowed = this.checkAllowedUsers(caller, ws, input.protection, input.allowed_users ?? []);
-    await this.k.store.write((tx) => {
-      sql.updateEnvironment(tx, env.id, input.protection, allowed);
+    const updated = await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
+      // Deleted since it was looked up (or deleted and made again: another id): nothing changed, nothing to record.
+      if (sql.updateEnvironment(tx, env.id, input.protection, allowed).changes === 0) throw environmentGone(name);
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.environment.update", resource: { type: "environment", id: env.id }, reason: `${name}: ${input.protection}` }));
+      return sql.environmentByName(tx, workspaceId, name)!;
     });
-    return environmentView(sql.environmentByName(this.db, workspaceId, name)!);
+    return environmentView(updated);
   }
 
   async deleteEnvironment(caller: Caller, workspaceId: string, name: string) {
     const ws = await ensureWorkspace(this.k, workspaceId);
     const env = environmentFor(this.k, caller, ws, name);
     await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       if (sql.secretCountInEnvironment(tx, env.id) > 0) throw new ConflictError(`The ${name} environment still holds secrets: purge them first.`);
-      sql.deleteEnvironment(tx, env.id);
+      if (sql.deleteEnvironment(tx, env.id).changes === 0) throw environmentGone(name); // another request's deletion came first: one event
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.environment.delete", resource: { type: "environment", id: env.id }, reason: name }));
     });
   }
@@ -260,6 +266,7 @@ export class SecretsService {
     this.checkValue(ws, input.value);
     const metadata = this.checkMetadata(input);
     const written = await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       const existing = sql.secretByName(tx, env.id, name);
       checkIfMatch(name, existing?.version ?? 0, ifMatch);
       const secretId = this.writeValue(tx, caller, ws, env, existing, name, input.value, "set");
@@ -275,6 +282,7 @@ export class SecretsService {
     const row = this.liveSecret(env, name);
     const metadata = this.checkMetadata(input);
     const written = await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       const current = this.stillLive(tx, env, row);
       checkIfMatch(name, current.version, ifMatch);
       // Nothing given, or the values it has already: no change, nothing to record (as for the settings).
@@ -301,6 +309,7 @@ export class SecretsService {
     // The value belongs to this secret's history: written only into this very secret, never
     // into one made anew after a purge (that would bring the purged value back).
     const written = await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       const current = this.stillLive(tx, env, row);
       checkIfMatch(name, current.version, ifMatch);
       // A rollback rotates nothing: the value is as old as it was, and its reminder stays due.
@@ -320,6 +329,7 @@ export class SecretsService {
     this.checkValue(ws, value);
     // Rotating replaces the value of a secret that exists: a purged one is not made again.
     const written = await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       const current = this.stillLive(tx, env, row);
       checkIfMatch(name, current.version, ifMatch);
       this.writeValue(tx, caller, ws, env, current, name, value, "rotate", { note: `generator ${generator}` });
@@ -333,6 +343,7 @@ export class SecretsService {
     const env = environmentFor(this.k, caller, ws, envName);
     const row = this.liveSecret(env, name);
     await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       const current = this.stillLive(tx, env, row); // purged or deleted meanwhile: nothing to delete, nothing to audit
       checkIfMatch(name, current.version, ifMatch);
       sql.softDeleteSecret(tx, row.id, this.now(), byWhom(caller.principal));
@@ -348,6 +359,7 @@ export class SecretsService {
     const row = sql.secretByName(this.db, env.id, name);
     if (!row?.deleted_at) throw new NotFoundError(`No deleted secret named ${name} in ${envName}.`);
     const written = await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       const current = this.stillDeleted(tx, env, row);
       checkIfMatch(name, current.version, ifMatch);
       sql.restoreSecret(tx, row.id);
@@ -365,6 +377,7 @@ export class SecretsService {
     const row = sql.secretByName(this.db, env.id, name);
     if (!row) throw new NotFoundError(`No secret named ${name} in ${envName}.`);
     await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       // Purged meanwhile by another request: nothing left to purge, nothing to audit or announce.
       const current = this.secretById(tx, env, row.id);
       if (!current) throw new ConflictError(`${name} changed meanwhile: it was purged.`);
@@ -424,6 +437,7 @@ export class SecretsService {
     const summary = { dry_run: request.dry_run === true, plan, created: count(plan, "create"), updated: count(plan, "update"), unchanged: count(plan, "unchanged"), skipped: count(plan, "skip") };
     if (request.dry_run) return summary;
     await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId);
       entries.forEach((entry, i) => {
         const step = plan[i]!;
         const existing = sql.secretByName(tx, env.id, entry.name);
@@ -472,6 +486,7 @@ export class SecretsService {
     if (ws.e2ee === 1) throw new ConflictError("This workspace is end-to-end encrypted: its key is held by the members' clients, not by the server.");
     const owner = valueKeyOwner(workspaceId);
     const version = await this.k.store.write((tx) => {
+      liveWorkspaceRow(this.k, tx, workspaceId); // deleted meanwhile, its data key was destroyed with it: none made anew
       const v = this.k.seal.keyring().rotateDek(tx, owner, this.now());
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.key.rotate", resource: { type: "workspace", id: workspaceId }, reason: `data key v${v}` }));
       return v;
@@ -559,7 +574,7 @@ export class SecretsService {
     }
     const next = ws.e2ee_key_version + 1;
     await this.k.store.write((tx) => {
-      const current = sql.workspaceRow(tx, workspaceId)!.e2ee_key_version;
+      const current = liveWorkspaceRow(this.k, tx, workspaceId).e2ee_key_version;
       if (current !== ws.e2ee_key_version || (input.from_version !== undefined && current !== input.from_version)) throw new ConflictError("The workspace key was replaced meanwhile: start again.");
       const live = [...envs.values()].flatMap((env) => sql.secretsIn(tx, env.id, false).map((secret) => ({ env, secret })));
       const given = new Map(input.values.map((v) => [`${v.environment}/${v.name}`, v]));
@@ -595,9 +610,9 @@ export class SecretsService {
     if (existing?.deleted_at) throw new ConflictError(`${name} is deleted: restore it (or purge it) before setting it again.`);
     // The value was checked against the workspace as read before this transaction: if its
     // encryption mode or key changed meanwhile, the check no longer holds.
-    const current = sql.workspaceRow(tx, ws.workspace_id);
     // Deleted since it was read: the insert below would meet the foreign key (a 500), not an answer.
-    if (!current || !sql.environmentExists(tx, env.id)) throw new ConflictError(`The ${current ? `${env.name} environment` : "workspace"} was deleted meanwhile.`);
+    const current = liveWorkspaceRow(this.k, tx, ws.workspace_id);
+    if (!sql.environmentExists(tx, env.id)) throw environmentGone(env.name);
     if (current.e2ee !== ws.e2ee || current.e2ee_key_version !== ws.e2ee_key_version) throw new ConflictError("The workspace's encryption changed meanwhile: read its settings again and retry.");
     const now = this.now();
     const by = byWhom(caller.principal);
@@ -757,6 +772,9 @@ function environmentView(env: sql.EnvironmentRow) {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/** An environment looked up before a write, gone when the write came to it. */
+const environmentGone = (name: string) => new ConflictError(`The ${name} environment was deleted meanwhile.`);
 const count = (plan: Array<{ action: string }>, action: string) => plan.filter((p) => p.action === action).length;
 
 /** Whether writing `changes` would change any of the secret's metadata. */

@@ -7,10 +7,12 @@
  */
 import { describe, expect, test } from "bun:test";
 import { iamServiceOf } from "../../../plugins/iam/index.ts";
+import { newWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { servicesOf } from "../../../plugins/secrets/index.ts";
 import { subjectServiceOf } from "../../../plugins/subject/index.ts";
 import type { Principal } from "../../../src/auth/principal.ts";
 import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
+import { encryptedForThree } from "../../helpers/e2ee.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 const newCitadel = stoppedAfterEach();
@@ -117,3 +119,92 @@ describe("a webhook made while its organization's erasure is asked for (its work
     expect(c.kernel.store.db.query("SELECT count(*) AS n FROM secrets_webhooks WHERE workspace_id = ?").get(ws)).toEqual({ n: 0 });
   });
 });
+
+/**
+ * A workspace used before (its secrets-side row there, so ensureWorkspace makes nothing and asks
+ * nothing): each write queued after the deletion's met a foreign key or a missing row (500s), or
+ * recorded a change to what the deletion had erased already (found in review). Each is refused
+ * as the first write is, and leaves nothing of it on record after the deletion.
+ */
+describe("the writes to a workspace used before, queued after its deletion", () => {
+  type Writes = ReturnType<typeof servicesOf>;
+  type Caller = Awaited<ReturnType<typeof freshWorkspace>>["caller"];
+  const plain: Array<[string, (s: Writes, caller: Caller, ws: string) => Promise<unknown>]> = [
+    ["an environment made", (s, caller, ws) => s.secrets.createEnvironment(caller, ws, { name: "qa2" })],
+    ["an environment's protection", (s, caller, ws) => s.secrets.protectEnvironment(caller, ws, "qa", { protection: "admins" })],
+    ["an environment removed", (s, caller, ws) => s.secrets.deleteEnvironment(caller, ws, "qa")],
+    ["end-to-end encryption turned on", (s, caller, ws) => s.secrets.setE2ee(caller, ws, true)],
+    ["a secret set", (s, caller, ws) => s.secrets.set(caller, ws, "production", "DB_PASSWORD", { value: "v2" })],
+    ["a secret's metadata", (s, caller, ws) => s.secrets.updateMetadata(caller, ws, "production", "DB_PASSWORD", { note: "n" })],
+    ["a secret set if still at version 1", (s, caller, ws) => s.secrets.set(caller, ws, "production", "DB_PASSWORD", { value: "v2" }, { version: 1, weak: false })],
+    ["a secret imported", (s, caller, ws) => s.secrets.import(caller, ws, "production", { entries: [{ name: "NEW_ONE", value: "v1" }] })],
+    ["a secret rolled back", (s, caller, ws) => s.secrets.rollback(caller, ws, "production", "DB_PASSWORD", 1)],
+    ["a secret rotated", (s, caller, ws) => s.secrets.rotate(caller, ws, "production", "DB_PASSWORD", "hex")],
+    ["a secret deleted", (s, caller, ws) => s.secrets.delete(caller, ws, "production", "DB_PASSWORD")],
+    ["a secret restored", (s, caller, ws) => s.secrets.restore(caller, ws, "production", "OLD")],
+    ["a secret purged", (s, caller, ws) => s.secrets.purge(caller, ws, "production", "DB_PASSWORD")],
+    ["the data key rotated", (s, caller, ws) => s.secrets.rotateDataKey(caller, ws)],
+  ];
+  for (const [what, write] of plain) {
+    test(`${what}: 409, nothing recorded after the deletion`, async () => {
+      const { c, owner, ws, caller } = await freshWorkspace();
+      const base = `/v1/secrets/workspaces/${ws}`;
+      expect((await c.send("POST", `${base}/environments`, owner, { json: { name: "qa" } })).status).toBe(200);
+      for (const name of ["DB_PASSWORD", "OLD"]) expect((await c.send("PUT", `${base}/environments/production/secrets/${name}`, owner, { json: { value: "v1" } })).status).toBe(200);
+      expect((await c.send("DELETE", `${base}/environments/production/secrets/OLD`, owner)).status).toBe(200);
+
+      const deleted = iamServiceOf(c.kernel.store)!.deleteWorkspace(caller, ws);
+      const written = write(servicesOf(c.kernel as never), caller, ws);
+
+      await deleted;
+      expect(await refusal(written)).toEqual({ code: "conflict", message: GONE });
+      expect(secretsEventsAfterDeletion(c, ws)).toEqual([]);
+      nothingLeft(c, ws);
+    });
+  }
+
+  const encrypted: Array<[string, (s: Writes, caller: Caller, ws: string, users: { me: string; bob: string; carol: string }, wrappedFor: (key: Uint8Array, ...ids: string[]) => Array<{ user: string; wrapped: string }>) => Promise<unknown>]> = [
+    ["its key given to a member", (s, caller, ws, { carol }) => s.keys.grant(caller, ws, carol, `c1.wk.${"A".repeat(40)}`)],
+    ["a member's key removed", (s, caller, ws, { bob }) => s.keys.revoke(caller, ws, bob)],
+    ["its key replaced", (s, caller, ws, { me, bob }, wrappedFor) => s.secrets.rotateE2eeKey(caller, ws, { values: [], wrapped: wrappedFor(newWorkspaceKey(), me, bob) }, s.keys)],
+  ];
+  for (const [what, write] of encrypted) {
+    test(`end-to-end encrypted, ${what}: 409, nothing recorded after the deletion`, async () => {
+      const { c, owner, ws, caller } = await freshWorkspace();
+      const { base, me, bob, carol, wrappedFor } = await encryptedForThree(c, owner, ws);
+      expect((await c.send("DELETE", `${base}/e2ee/keys/${carol.id}`, owner)).status).toBe(200);
+
+      const deleted = iamServiceOf(c.kernel.store)!.deleteWorkspace(caller, ws);
+      const written = write(servicesOf(c.kernel as never), caller, ws, { me, bob: bob.id, carol: carol.id }, wrappedFor);
+
+      await deleted;
+      expect(await refusal(written)).toEqual({ code: "conflict", message: GONE });
+      expect(secretsEventsAfterDeletion(c, ws)).toEqual([]);
+    });
+  }
+});
+
+describe("an environment's protection or removal queued after its removal", () => {
+  test("changed after it was removed: 409, one event (the removal's)", async () => {
+    const { c, owner, ws, caller } = await freshWorkspace();
+    expect((await c.send("POST", `/v1/secrets/workspaces/${ws}/environments`, owner, { json: { name: "qa" } })).status).toBe(200);
+    const s = servicesOf(c.kernel as never).secrets;
+
+    const removed = s.deleteEnvironment(caller, ws, "qa");
+    const changed = s.protectEnvironment(caller, ws, "qa", { protection: "admins" });
+    const again = s.deleteEnvironment(caller, ws, "qa");
+
+    await removed;
+    expect(await refusal(changed)).toEqual({ code: "conflict", message: "The qa environment was deleted meanwhile." });
+    expect(await refusal(again)).toEqual({ code: "conflict", message: "The qa environment was deleted meanwhile." });
+    const events = c.kernel.store.db.query("SELECT action FROM audit_events WHERE workspace = ? AND action LIKE 'secrets.environment.%' ORDER BY seq").all(ws);
+    expect(events).toEqual([{ action: "secrets.environment.create" }, { action: "secrets.environment.delete" }]);
+  });
+});
+
+/** The secrets service's events recorded after the workspace's deletion. */
+function secretsEventsAfterDeletion(c: App, ws: string) {
+  return c.kernel.store.db
+    .query("SELECT action, reason FROM audit_events WHERE workspace = ? AND action LIKE 'secrets.%' AND seq > (SELECT seq FROM audit_events WHERE action = 'iam.workspace.delete' AND workspace = ?)")
+    .all(ws, ws);
+}
