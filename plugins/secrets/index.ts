@@ -112,6 +112,9 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
     // Before any link is served: one used up after the backup must not open again.
     const carried = await carryOverShares(k, k.config.data_dir);
     if (carried) k.log.warn("secrets: after a restore, share links used after the backup were carried over", { ...carried });
+    // Before any link is served too: one whose secret went before purges and deletes revoked its links must not open.
+    const orphaned = await shares.revokeLinksToSecretsGone();
+    if (orphaned > 0) k.log.warn("secrets: share links whose secret is gone were revoked", { revoked: orphaned });
     const resume = async () => {
       const done = await secrets.resumeReencryption();
       if (done > 0) k.log.info("finished an interrupted data key rotation", { reencrypted: done });

@@ -1,0 +1,54 @@
+/**
+ * Share links made before a purge or delete revoked the links carrying its secret (ac60c59):
+ * one whose secret was purged or deleted then stays open after the upgrade, handing out the
+ * value (found in review). The secrets plugin's start revokes them, each with its own event.
+ */
+import { describe, expect, test } from "bun:test";
+import { secretsPlugin } from "../../../plugins/secrets/index.ts";
+import { createShareSecret, shareViewProof } from "../../../plugins/secrets/share-crypto.ts";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
+
+const newCitadel = stoppedAfterEach();
+
+describe("at start, the open links whose secret is gone (found in review)", () => {
+  test("revoked (410), one secrets.share.revoke each by the system; links to a live secret and one-off links stay open; once", async () => {
+    const c = await newCitadel();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const org = c.owner.organization;
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
+    for (const name of ["PURGED", "DELETED", "KEPT"]) {
+      expect((await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/production/secrets/${name}`, owner, { json: { value: "hunter2" } })).status).toBe(200);
+    }
+    const link = async (name?: string) => {
+      const sealed = await createShareSecret("hunter2");
+      const proof = shareViewProof(sealed.linkKey);
+      const source = name ? { source: { workspace: ws, environment: "production", name } } : {};
+      const made = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: sealed.ciphertext, view_proof: proof, passphrase: false, max_views: 5, ...source } });
+      expect(made.status).toBe(200);
+      return { id: made.body.id as string, opens: async () => (await c.send("POST", `/v1/secrets/shares/${made.body.id}/peek`, undefined, { json: { proof } })).status };
+    };
+    const [purged, purgedToo, deleted, kept, oneOff] = [await link("PURGED"), await link("PURGED"), await link("DELETED"), await link("KEPT"), await link()];
+    // As the purge and the delete before ac60c59 left them: the secret gone, its links untouched.
+    const db = c.kernel.store.db;
+    db.run("DELETE FROM secrets WHERE name = 'PURGED'");
+    db.query("UPDATE secrets SET deleted_at = ? WHERE name = 'DELETED'").run(c.clock.now());
+    expect(await purged.opens()).toBe(200);
+
+    const start = async () => {
+      const stop = await secretsPlugin.start!({ ...c.kernel, config: c.config, settings: c.config.secrets, log: c.log.logger } as never);
+      await stop();
+    };
+    await start();
+
+    expect([await purged.opens(), await purgedToo.opens(), await deleted.opens()]).toEqual([410, 410, 410]);
+    expect([await kept.opens(), await oneOff.opens()]).toEqual([200, 200]);
+    const revocations = () => db.query("SELECT resource_id, actor_kind, reason, organization, workspace FROM audit_events WHERE action = 'secrets.share.revoke' ORDER BY resource_id").all();
+    const gone = { actor_kind: "system", reason: "the secret it carries is gone", organization: org, workspace: ws };
+    expect(revocations()).toEqual([purged.id, purgedToo.id, deleted.id].sort().map((id) => ({ resource_id: id, ...gone })));
+    expect(db.query("SELECT count(*) AS n FROM secrets_shares WHERE revoked_at IS NOT NULL AND length(ciphertext) > 0").get()).toEqual({ n: 0 });
+    expect(c.log.lines.some((l) => l.msg === "secrets: share links whose secret is gone were revoked" && l.revoked === 3)).toBe(true);
+
+    await start(); // found nothing more: no event again
+    expect(revocations()).toHaveLength(3);
+  });
+});
