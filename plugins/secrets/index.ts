@@ -42,7 +42,7 @@ const ACTIONS = [
   ["secrets.key.rotate", "A workspace got a new data key; its values are re-encrypted with it."],
   ["secrets.share.create", "A share link was made."],
   ["secrets.share.view", "A share link was opened (failure: wrong link, wrong passphrase, used up, expired or revoked)."],
-  ["secrets.share.revoke", "A share link was revoked (by a person, or burned by too many wrong passphrases)."],
+  ["secrets.share.revoke", "A share link was revoked: by a person, or with the secret it carries (purged or deleted), by the system with its workspace's deletion or at start (its secret found gone), or burned by too many wrong passphrases."],
   ["secrets.restore.shares", "At the first start after a restore: share links viewed, revoked or burned after the backup were carried over (without the previous database, every link still open was revoked)."],
   ["secrets.e2ee.keypair", "A user registered (or replaced) their end-to-end encryption key pair."],
   ["secrets.e2ee.grant", "A member's client wrapped a workspace key for another member."],

@@ -52,3 +52,8 @@ describe("at start, the open links whose secret is gone (found in review)", () =
     expect(revocations()).toHaveLength(3);
   });
 });
+
+test("the secrets.share.revoke action says every way a link is revoked: by hand, with its secret, its workspace, at start, burned (found in review)", () => {
+  const description = secretsPlugin.actions.find((a) => a.type === "secrets.share.revoke")!.description;
+  for (const way of ["by a person", "purged or deleted", "workspace's deletion", "at start", "wrong passphrases"]) expect(description).toContain(way);
+});
