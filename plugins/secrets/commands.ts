@@ -884,7 +884,7 @@ export const secretsCommands: Command[] = [
         // Pinned before it is sent: a key this machine would refuse is never installed.
         pins.pinNewKey(api.baseUrl, workspace, 1, key); // a first key is version 1
         const wrapped = wrapWorkspaceKey(key, me.publicKey, { workspace, user: me.userId });
-        await api.request("PUT", `${ws}/e2ee/keys/${encodeURIComponent(me.userId)}`, { wrapped });
+        await api.request("PUT", `${ws}/e2ee/keys/${encodeURIComponent(me.userId)}`, { wrapped, public_key: me.publicKey });
       } finally {
         key.fill(0);
       }
@@ -920,7 +920,8 @@ export const secretsCommands: Command[] = [
           requireCheckedKeys(pins, api.baseUrl, workspace, [member], checked, () => `citadel secrets e2ee grant ${user} -w ${workspace} --fingerprint ${publicKeyFingerprint(publicKey)}`);
         }
         const wrapped = wrapWorkspaceKey(keys.current.key, publicKey, { workspace, user });
-        const holders = await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped });
+        // Named, so that a key pair replaced since it was fetched is refused (409), not given a copy that opens nothing.
+        const holders = await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped, public_key: publicKey });
         if (user !== keys.myUserId) pins.pinMembers(api.baseUrl, workspace, [member]); // sent: remembered
         const fingerprint = publicKeyFingerprint(publicKey);
         print(ctx, { ...(holders as object), fingerprint }, `${user} can now read ${workspace} (their public key: ${fingerprint})`);
@@ -980,7 +981,7 @@ export const secretsCommands: Command[] = [
           }
         }
         const recipients = [{ user: me, publicKey: keys.myPublicKey }, ...others];
-        const wrapped = recipients.map((r) => ({ user: r.user, wrapped: wrapWorkspaceKey(fresh, r.publicKey, { workspace, user: r.user }) }));
+        const wrapped = recipients.map((r) => ({ user: r.user, wrapped: wrapWorkspaceKey(fresh, r.publicKey, { workspace, user: r.user }), public_key: r.publicKey }));
         // From the version re-encrypted from: if another rotation came first, the server refuses (409).
         const result = await api.request<{ key_version: number; reencrypted: number; holders: string[] }>("POST", `${ws}/e2ee/rotate`, { from_version: keys.current.version, values, wrapped });
         pins.pinMembers(api.baseUrl, workspace, others, [...removed]); // sent: remembered; the removed are strangers again

@@ -21,6 +21,20 @@ const SEALED = /^c1\.[a-z]{1,4}\.[A-Za-z0-9_-]{16,4096}$/;
 export const NOT_A_MEMBER = "not_a_member";
 export const NO_KEY_PAIR = "no_key_pair";
 
+/**
+ * A copy of a workspace key for one member, wrapped by a client; `public_key`, when the client
+ * names it, the member's public key it was wrapped to. A client fetches that key, wraps, then
+ * sends: the member's key pair replaced in between, the copy opens with nothing they hold, yet
+ * counted them a holder — and the last real holder could then replace their own key pair, losing
+ * the workspace key (found in review). Named, it is refused unless it is still theirs. A client
+ * from before (no `public_key`) is taken at its word, as before: the server cannot tell from a
+ * copy which key it was wrapped to, and keeps no record of it to count only usable copies.
+ */
+export interface WrappedCopy {
+  wrapped: string;
+  public_key?: string;
+}
+
 export class E2eeKeys {
   constructor(private readonly k: SecretsKernel) {}
 
@@ -98,9 +112,9 @@ export class E2eeKeys {
   }
 
   /** Gives a member the workspace key, wrapped by the caller's client to the member's public key. */
-  async grant(caller: Caller, workspaceId: string, userId: string, wrapped: string) {
+  async grant(caller: Caller, workspaceId: string, userId: string, copy: WrappedCopy) {
     const ws = await this.e2eeWorkspace(workspaceId);
-    if (!SEALED.test(wrapped)) throw new InvalidError("a workspace key wrapped by citadel (c1.wk....)", "wrapped");
+    checkWrappedCopy(copy, "");
     if (!this.k.identity.provider?.roleIn(userId, ws.organization_id)) throw new InvalidError("that user is not a member of the organization", "user");
     const me = this.userOf(caller);
     await this.k.store.write((tx) => {
@@ -125,7 +139,8 @@ export class E2eeKeys {
       // would leave them unable to read what is written next. Their own copy neither: a client
       // sending a new key over it (enable run again) would lose what the old one encrypted.
       if (holders.some((h) => h.user_id === userId)) throw new ConflictError(userId === me ? "You hold the workspace key already." : "That member holds the workspace key already.");
-      sql.putWorkspaceKey(tx, workspaceId, version, userId, wrapped, byWhom(caller.principal), this.k.clock.now());
+      this.requireCurrentKey(tx, userId, copy, userId === me ? "Your" : "That member's");
+      sql.putWorkspaceKey(tx, workspaceId, version, userId, copy.wrapped, byWhom(caller.principal), this.k.clock.now());
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.e2ee.grant", resource: { type: "user", id: userId } }));
     });
     return this.holders(workspaceId);
@@ -170,7 +185,7 @@ export class E2eeKeys {
    * Checks the wrapped copies of a new workspace key: the caller's among them, each for a
    * member with a key pair. Used by the rotation (service.ts), which stores them.
    */
-  checkNewKeyHolders(caller: Caller, ws: sql.WorkspaceRow, wrapped: ReadonlyArray<{ user: string; wrapped: string }>): void {
+  checkNewKeyHolders(caller: Caller, ws: sql.WorkspaceRow, wrapped: ReadonlyArray<WrappedCopy & { user: string }>): void {
     const me = this.userOf(caller);
     if (!sql.workspaceKey(this.k.store.db, ws.workspace_id, ws.e2ee_key_version, me)) throw new ForbiddenError("Only a member who holds the workspace key can replace it.");
     if (!wrapped.some((w) => w.user === me)) throw new InvalidError("wrap the new key for yourself too, or nobody could read the workspace", "wrapped");
@@ -178,10 +193,24 @@ export class E2eeKeys {
     for (const w of wrapped) {
       if (seen.has(w.user)) throw new InvalidError(`${w.user} appears twice`, "wrapped");
       seen.add(w.user);
-      if (!SEALED.test(w.wrapped)) throw new InvalidError("a workspace key wrapped by citadel (c1.wk....)", "wrapped");
+      checkWrappedCopy(w, "wrapped");
       if (!this.k.identity.provider?.roleIn(w.user, ws.organization_id)) throw new InvalidError(`${w.user} is not a member of the organization`, "wrapped");
       if (!sql.userKey(this.k.store.db, w.user)) throw new InvalidError(`${w.user} has no key pair`, "wrapped");
     }
+  }
+
+  /**
+   * In the rotation's transaction (service.ts): each new copy that names the public key it is
+   * wrapped to, refused (409) if its holder's key pair was replaced since the client fetched it.
+   */
+  requireCurrentKeys(tx: Database, wrapped: ReadonlyArray<WrappedCopy & { user: string }>): void {
+    for (const w of wrapped) this.requireCurrentKey(tx, w.user, w, `${w.user}'s`);
+  }
+
+  /** If the copy names the public key it is wrapped to, that is the user's key pair's (`whose`: "Your", "That member's"). */
+  private requireCurrentKey(tx: Database, userId: string, copy: WrappedCopy, whose: string): void {
+    if (copy.public_key === undefined || sql.userKey(tx, userId)?.public_key === copy.public_key) return;
+    throw new ConflictError(`${whose} key pair was replaced meanwhile: the copy is wrapped to the public key it had, which opens nothing now. Nothing was changed; run the command again (it fetches the current public key: check its fingerprint anew).`);
   }
 
   /**
@@ -219,4 +248,11 @@ export class E2eeKeys {
     if (!caller.principal.userId) throw new ForbiddenError("End-to-end encryption keys belong to users, not to service keys.");
     return caller.principal.userId;
   }
+}
+
+/** A wrapped copy's form: the wrapped key, and the public key it names if any (`field`: where it is in the body, "" at the top). */
+function checkWrappedCopy(copy: WrappedCopy, field: string): void {
+  const at = (name: string) => (field ? `${field}.${name}` : name);
+  if (!SEALED.test(copy.wrapped)) throw new InvalidError("a workspace key wrapped by citadel (c1.wk....)", field || "wrapped");
+  if (copy.public_key !== undefined && !PUBLIC_KEY.test(copy.public_key)) throw new InvalidError("the X25519 public key the copy is wrapped to, base64url", at("public_key"));
 }

@@ -325,7 +325,7 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           response: m.WrappedKey,
           detail: { summary: "The workspace key, wrapped to your public key", tags: ["secrets: e2ee"], ...access(READ) },
         })
-        .put(`${W}/e2ee/keys/:user`, async ({ params, body, request }) => items(await keys.grant(caller(request), params.workspace, params.user, body.wrapped)), {
+        .put(`${W}/e2ee/keys/:user`, async ({ params, body, request }) => items(await keys.grant(caller(request), params.workspace, params.user, body)), {
           body: m.Grant,
           response: m.Holders,
           detail: { summary: "Give a member the workspace key (wrapped by your client to their public key)", tags: ["secrets: e2ee"], ...access(ADMIN) },

@@ -170,14 +170,16 @@ export const KeyPair = t.Object({
 });
 export const KeyPairView = t.Composite([KeyPair, t.Object({ created_at: Iso })]);
 export const PublicKey = t.Object({ user: t.String(), public_key: t.String() });
-export const Grant = t.Object({ wrapped: t.String({ maxLength: 4200, description: "The workspace key wrapped to the member's public key (c1.wk....)." }) });
+/** The public key a wrapped copy was made for: refused (409) when it is no longer its holder's. */
+const WrappedFor = t.Optional(t.String({ maxLength: 64, description: "The member's public key the copy is wrapped to (as GET …/e2ee/public-keys/:user gave it): 409 if it is no longer theirs (their key pair was replaced meanwhile). citadel sends it; a copy without it is taken as it is." }));
+export const Grant = t.Object({ wrapped: t.String({ maxLength: 4200, description: "The workspace key wrapped to the member's public key (c1.wk....)." }), public_key: WrappedFor });
 export const Holders = t.Object({ items: t.Array(t.Object({ user: t.String(), wrapped_by: t.String(), created_at: Iso })) });
 export const WrappedKey = t.Object({ workspace: t.String(), key_version: Integer(), wrapped: t.String(), wrapped_by: t.String() });
 export const MyKeyQuery = t.Object({ version: t.Optional(t.Integer({ minimum: 1, description: "An older version of the workspace key (default: the current one)." })) });
 export const E2eeRotation = t.Object({
   from_version: t.Optional(Integer({ minimum: 1, description: "The key version the client re-encrypted from: 409 when the workspace is no longer at it (another rotation came first)." })),
   values: t.Array(t.Object({ environment: t.String(), name: t.String(), version: Integer({ description: "The version this ciphertext re-encrypts." }), value: t.String() }), { maxItems: 10_000 }),
-  wrapped: t.Array(t.Object({ user: t.String(), wrapped: t.String({ maxLength: 4200 }) }), { minItems: 1, maxItems: 1000 }),
+  wrapped: t.Array(t.Object({ user: t.String(), wrapped: t.String({ maxLength: 4200 }), public_key: WrappedFor }), { minItems: 1, maxItems: 1000 }),
 });
 export const E2eeRotated = t.Object({ workspace: t.String(), key_version: Integer(), reencrypted: Integer(), holders: t.Array(t.String()) });
 

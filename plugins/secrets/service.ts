@@ -18,7 +18,7 @@ import { generateValue, type Generator } from "./generators.ts";
 import { MAX_IMPORT_ENTRIES } from "./model.ts";
 import { shareSource } from "./shares.ts";
 import * as sql from "./store.ts";
-import type { E2eeKeys } from "./e2ee-keys.ts";
+import type { E2eeKeys, WrappedCopy } from "./e2ee-keys.ts";
 import type { Webhooks } from "./webhooks.ts";
 
 const DAY_MS = 86_400_000;
@@ -34,7 +34,8 @@ export interface SecretInput {
 export interface E2eeRotation {
   from_version?: number;
   values: Array<{ environment: string; name: string; version: number; value: string }>;
-  wrapped: Array<{ user: string; wrapped: string }>;
+  /** Each with the public key it is wrapped to, if the client names it (see WrappedCopy). */
+  wrapped: Array<WrappedCopy & { user: string }>;
 }
 
 export interface ImportRequest {
@@ -576,6 +577,7 @@ export class SecretsService {
     await this.k.store.write((tx) => {
       const current = liveWorkspaceRow(this.k, tx, workspaceId).e2ee_key_version;
       if (current !== ws.e2ee_key_version || (input.from_version !== undefined && current !== input.from_version)) throw new ConflictError("The workspace key was replaced meanwhile: start again.");
+      keys.requireCurrentKeys(tx, input.wrapped);
       const live = [...envs.values()].flatMap((env) => sql.secretsIn(tx, env.id, false).map((secret) => ({ env, secret })));
       const given = new Map(input.values.map((v) => [`${v.environment}/${v.name}`, v]));
       if (given.size !== input.values.length) throw new InvalidError("a value appears twice", "values");

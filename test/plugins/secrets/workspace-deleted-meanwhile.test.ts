@@ -164,7 +164,7 @@ describe("the writes to a workspace used before, queued after its deletion", () 
   }
 
   const encrypted: Array<[string, (s: Writes, caller: Caller, ws: string, users: { me: string; bob: string; carol: string }, wrappedFor: (key: Uint8Array, ...ids: string[]) => Array<{ user: string; wrapped: string }>) => Promise<unknown>]> = [
-    ["its key given to a member", (s, caller, ws, { carol }) => s.keys.grant(caller, ws, carol, `c1.wk.${"A".repeat(40)}`)],
+    ["its key given to a member", (s, caller, ws, { carol }) => s.keys.grant(caller, ws, carol, { wrapped: `c1.wk.${"A".repeat(40)}` })],
     ["a member's key removed", (s, caller, ws, { bob }) => s.keys.revoke(caller, ws, bob)],
     ["its key replaced", (s, caller, ws, { me, bob }, wrappedFor) => s.secrets.rotateE2eeKey(caller, ws, { values: [], wrapped: wrappedFor(newWorkspaceKey(), me, bob) }, s.keys)],
   ];
