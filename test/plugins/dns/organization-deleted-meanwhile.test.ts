@@ -9,6 +9,7 @@ import { dnsServiceOf } from "../../../plugins/dns/index.ts";
 import { iamServiceOf } from "../../../plugins/iam/index.ts";
 import type { Principal } from "../../../src/auth/principal.ts";
 import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
+import { refusal } from "../../helpers/refusal.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 const newCitadel = stoppedAfterEach();
@@ -32,15 +33,6 @@ function successesAfterDeletion(c: App): string[] {
     .query("SELECT action FROM audit_events WHERE outcome = 'success' AND rowid > (SELECT rowid FROM audit_events WHERE action = 'iam.organization.delete') ORDER BY rowid")
     .all() as Array<{ action: string }>;
   return rows.map((r) => r.action);
-}
-
-/** What a promise was refused with: the error's code and message; null when it was not. */
-async function refusal(settled: Promise<unknown>) {
-  const error = (await settled.then(
-    () => null,
-    (e: unknown) => e,
-  )) as { code?: string; message?: string } | null;
-  return error && { code: error.code, message: error.message };
 }
 
 describe("a zone made while its organization is being deleted", () => {

@@ -13,6 +13,7 @@ import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import { subjectServiceOf } from "../../../plugins/subject/index.ts";
 import type { Principal } from "../../../src/auth/principal.ts";
 import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
+import { refusal } from "../../helpers/refusal.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 const newCitadel = stoppedAfterEach();
@@ -34,15 +35,6 @@ function successesAfter(c: App, action: string): string[] {
     .query("SELECT action FROM audit_events WHERE outcome = 'success' AND rowid > (SELECT min(rowid) FROM audit_events WHERE action = ?) ORDER BY rowid")
     .all(action) as Array<{ action: string }>;
   return rows.map((r) => r.action);
-}
-
-/** What a promise was refused with: the error's code and message; null when it was not. */
-async function refusal(settled: Promise<unknown>) {
-  const error = (await settled.then(
-    () => null,
-    (e: unknown) => e,
-  )) as { code?: string; message?: string } | null;
-  return error && { code: error.code, message: error.message };
 }
 
 const GONE = { code: "not_found", message: "No such organization: it was deleted meanwhile." };

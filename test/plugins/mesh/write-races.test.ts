@@ -10,6 +10,7 @@ import { meshOf } from "../../../plugins/mesh/index.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import type { Caller } from "../../../plugins/mesh/service.ts";
 import { stoppedAfterEach } from "../../helpers/citadel.ts";
+import { refusal } from "../../helpers/refusal.ts";
 
 const newCitadel = stoppedAfterEach();
 
@@ -38,15 +39,6 @@ async function organization() {
     return `/v1/mesh/orgs/${org}/networks/${name}`;
   };
   return { c, owner, org, mesh, caller, network };
-}
-
-/** What a promise was refused with: the error's code (the HTTP problem's) and message; null when it was not. */
-async function refusal(settled: Promise<unknown>) {
-  const error = (await settled.then(
-    () => null,
-    (e: unknown) => e,
-  )) as { code?: string; message?: string } | null;
-  return error && { code: error.code, message: error.message };
 }
 
 test("a network deleted while a change to it waits: the change is a 404", async () => {

@@ -13,6 +13,7 @@ import { subjectServiceOf } from "../../../plugins/subject/index.ts";
 import type { Principal } from "../../../src/auth/principal.ts";
 import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
 import { encryptedForThree } from "../../helpers/e2ee.ts";
+import { refusal } from "../../helpers/refusal.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 const newCitadel = stoppedAfterEach();
@@ -42,15 +43,6 @@ function nothingLeft(c: App, ws: string) {
   expect(db.query("SELECT count(*) AS n FROM secrets").get()).toEqual({ n: 0 });
   expect(db.query("SELECT count(*) AS n FROM deks WHERE owner = ? AND wrapped IS NOT NULL").get(`workspace:${ws}`)).toEqual({ n: 0 });
   expect(db.query("SELECT count(*) AS n FROM secrets_webhooks WHERE workspace_id = ?").get(ws)).toEqual({ n: 0 });
-}
-
-/** What a promise was refused with: the error's code and message; null when it was not. */
-async function refusal(settled: Promise<unknown>) {
-  const error = (await settled.then(
-    () => null,
-    (e: unknown) => e,
-  )) as { code?: string; message?: string } | null;
-  return error && { code: error.code, message: error.message };
 }
 
 describe("the first write to a fresh workspace while it is being deleted", () => {
