@@ -669,6 +669,7 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
       bodyLimit: config.http.body_limit_bytes,
       trustedProxies: config.http.trusted_proxies.map((c) => parseCidr(c)!),
       tls: tls !== undefined,
+      idleTimeoutSeconds: config.http.idle_timeout_seconds,
       requests: new HttpRequestMetrics(metrics),
       sealed: () => seal.sealed,
       unsealAdvice: UNSEAL_ADVICE[source.method],

@@ -42,6 +42,8 @@ export interface EdgeOptions {
   unsealAdvice?: string;
   /** Runs the app's synchronous part of a request without a body in one read transaction (Store.snapshot). */
   snapshot?: <T>(fn: () => T) => T;
+  /** The server's idle timeout, given back to a connection once a long answer (worksLong) is made. */
+  idleTimeoutSeconds?: number;
 }
 
 /**
@@ -58,7 +60,7 @@ const UNSEAL_ADVICE = "give it key shares with `citadel unseal` (seal method sha
 
 export type FetchHandler = (request: Request, server: Server<undefined>) => Response | Promise<Response>;
 
-export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, shield, requests, sealed = () => false, unsealAdvice = UNSEAL_ADVICE, snapshot = (fn) => fn() }: EdgeOptions): FetchHandler {
+export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, shield, requests, sealed = () => false, unsealAdvice = UNSEAL_ADVICE, snapshot = (fn) => fn(), idleTimeoutSeconds = 30 }: EdgeOptions): FetchHandler {
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
   const unsnapshotted = withoutReadSnapshot(app); // a wrong declaration stops start-up
   // By method and path: another method's route at the same path keeps its snapshot (HEAD is GET).
@@ -97,6 +99,8 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
     }
     // Bun adds Date to every answer but HEAD's (RFC 9110 6.6.1: MUST on 2xx to 4xx).
     if (request.method === "HEAD") response.headers.set("date", new Date().toUTCString());
+    // The long work is done: the connection is timed again, as a quiet client's must be.
+    if (meta.worksLong) meta.server!.timeout(meta.received!, idleTimeoutSeconds);
     const elapsedMs = performance.now() - started;
     requests?.record(request.method, meta.route, response.status, elapsedMs / 1000);
     if (log.enabled("info")) log.preformatted("info", "request", accessLogMembers(request, meta, response.status, elapsedMs));

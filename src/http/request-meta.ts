@@ -28,6 +28,8 @@ export interface RequestMeta {
   /** The request as Bun received it, and its server: what `worksLong` tells of a long answer. */
   received?: Request;
   server?: Pick<Server<undefined>, "timeout">;
+  /** Set by `worksLong`: the edge gives the connection its idle timeout back once answered. */
+  worksLong?: boolean;
 }
 
 /**
@@ -36,10 +38,13 @@ export interface RequestMeta {
  * client, waiting, sends nothing for the idle timeout (`http.idle_timeout_seconds`, there for
  * clients that go quiet while sending). Only for routes whose work grows with the data, called
  * once the guard has let the caller in: an operator or an admin, never anyone who connects.
+ * The edge gives the connection its idle timeout back once the answer is made.
  */
 export function worksLong(request: Request): void {
-  const { received, server } = requestMeta(request);
-  if (received && server) server.timeout(received, 0);
+  const meta = requestMeta(request);
+  if (!meta.received || !meta.server) return;
+  meta.server.timeout(meta.received, 0);
+  meta.worksLong = true;
 }
 
 /** The caller of a guarded route. Only routes that declare a scope or operator have one. */

@@ -49,6 +49,8 @@ export interface TestEdgeOptions {
   perAddress?: RateLimiter;
   onRateLimited?: (request: Request) => void;
   shield?: ShieldSlot;
+  /** The idle timeout of listen()'s server, and the one the edge gives back after a long answer. */
+  idleTimeoutSeconds?: number;
 }
 
 export interface CapturedLog {
@@ -85,6 +87,7 @@ export function testEdge(options: TestEdgeOptions = {}) {
     perAddress: options.perAddress,
     onRateLimited: options.onRateLimited,
     shield: options.shield,
+    idleTimeoutSeconds: options.idleTimeoutSeconds ?? 10,
   });
   const peer = options.peer ?? "127.0.0.1";
   // The socket peer: fixed, or per request through a test-only header (this shim is not the edge).
@@ -97,7 +100,7 @@ export function testEdge(options: TestEdgeOptions = {}) {
   };
   const fetch = async (request: Request) => edge(request, server as never);
   /** The same edge behind a real socket on 127.0.0.1 (what Bun itself does to a request and an answer); stop() it. */
-  const listen = (idleTimeoutSeconds = 10) => startHttpServer({ fetch: edge, address: "127.0.0.1", port: 0, idleTimeoutSeconds, bodyLimit, log: log.logger });
+  const listen = () => startHttpServer({ fetch: edge, address: "127.0.0.1", port: 0, idleTimeoutSeconds: options.idleTimeoutSeconds ?? 10, bodyLimit, log: log.logger });
   return { app, log, fetch, listen, send: (method: string, path: string, init: SendInit = {}) => send(fetch, method, path, init) };
 }
 

@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
 import { Elysia } from "elysia";
+import { connect } from "node:net";
 import { startHttpServer } from "../../../src/http/edge.ts";
 import { worksLong } from "../../../src/http/request-meta.ts";
 import { securityHeaders } from "../../../src/http/security-headers.ts";
@@ -123,10 +124,33 @@ test("a route that works long (worksLong) is answered past the idle timeout; any
     return Bun.sleep(5_000).then(() => "made"); // Bun checks idle connections every few seconds
   };
   const routes = new Elysia().get("/long", ({ request }) => slow(request, true)).get("/quiet", ({ request }) => slow(request, false));
-  const server = testEdge({ rootRoutes: [routes], tls: false }).listen(1);
+  const server = testEdge({ rootRoutes: [routes], tls: false, idleTimeoutSeconds: 1 }).listen();
   try {
     const [long, quiet] = await Promise.all([fetch(`${server.url}/long`).then((r) => r.text()), fetch(`${server.url}/quiet`).then((r) => r.text(), () => "reset")]);
     expect([long, quiet]).toEqual(["made", "reset"]);
+  } finally {
+    await server.stop(100);
+  }
+});
+
+test("once a long answer is made, its connection is timed again: a client that then goes quiet is closed (found in review: it stayed open for ever)", async () => {
+  const routes = new Elysia().get("/long", ({ request }) => {
+    worksLong(request);
+    return "made";
+  });
+  const server = testEdge({ rootRoutes: [routes], tls: false, idleTimeoutSeconds: 1 }).listen();
+  try {
+    const closed = await new Promise<string>((resolve) => {
+      let answered = "";
+      const socket = connect(server.port, "127.0.0.1", () => socket.write("GET /long HTTP/1.1\r\nHost: citadel.test\r\n\r\n"));
+      socket.on("data", (chunk) => (answered += chunk.toString()));
+      socket.on("close", () => resolve(answered.split("\r\n")[0]!));
+      setTimeout(() => {
+        socket.destroy();
+        resolve("still open");
+      }, 15_000);
+    });
+    expect(closed).toBe("HTTP/1.1 200 OK");
   } finally {
     await server.stop(100);
   }
