@@ -125,7 +125,7 @@ export function createApiClient({ baseUrl, trust, alsoTrust, token, certificate,
       const code = (error as { code?: string }).code ?? "";
       const reason = code === NOT_THE_PINNED_CERTIFICATE ? (error as Error).message : code || (error instanceof Error ? error.message : String(error));
       if (/CERT|SSL|TLS|SELF_SIGNED|VERIFY/i.test(code)) {
-        throw new ApiError(`the server at ${baseUrl} did not present a certificate this client trusts (${reason})${certificateAdvice(baseUrl, trust !== undefined, alsoTrust !== undefined)}`);
+        throw new ApiError(`the server at ${baseUrl} did not present a certificate this client trusts (${reason})${certificateAdvice(baseUrl, trust !== undefined, alsoTrust !== undefined, code)}`);
       }
       throw new ApiError(`cannot reach Citadel at ${baseUrl} (${reason}); is it running?`);
     }
@@ -186,8 +186,11 @@ export function createApiClient({ baseUrl, trust, alsoTrust, token, certificate,
  * What to do about a certificate refused: pin a self-signed one by its fingerprint (the local
  * instance's certificate file says so itself), or pin again one that was replaced.
  */
-function certificateAdvice(baseUrl: string, pinned: boolean, local: boolean): string {
+function certificateAdvice(baseUrl: string, pinned: boolean, local: boolean, code: string): string {
   const login = `citadel login --server ${baseUrl} --fingerprint SHA256 (as citadel serve prints it)`;
+  // Pinned and expired: no new one to pin until the server makes it (a self-signed one is
+  // renewed at start, in its last 30 days), or its operator replaces it.
+  if (pinned && code === "CERT_HAS_EXPIRED") return `; it has expired: restart that Citadel (it renews its self-signed certificate at start) or replace the certificate, then pin the new one: ${login}`;
   if (pinned) return `; if the server's certificate was replaced, pin the new one: ${login}`;
   return local ? "" : `; for a self-signed certificate, pin it: ${login}`;
 }

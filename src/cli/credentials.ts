@@ -261,9 +261,11 @@ function previousLogin(configHome: string): StoredLogin | null {
  */
 async function logOutPrevious(previous: StoredLogin, server: string): Promise<string> {
   const name = `the previous login's token (id ${previous.token_id})`;
+  // As citadel logout says it: revoking is the only way to end it, so it is sent once more.
+  const inTheClear = isLoginInTheClear(previous) ? ` (it crossed the network in the clear once more to be revoked, plain HTTP to ${previous.server}, as it did at every request)` : "";
   try {
     await createApiClient({ baseUrl: previous.server, trust: previous.certificate, token: previous.token }).request("POST", "/v1/iam/logout", {});
-    return `Logged out ${name}; the tokens made with it stay.`;
+    return `Logged out ${name}${inTheClear}; the tokens made with it stay.`;
   } catch (error) {
     // 401: the server refuses it already (revoked, expired): nothing is left to end. Anything
     // else (unreachable; a login made without iam:self may not log itself out) is told, with

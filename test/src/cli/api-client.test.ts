@@ -272,6 +272,14 @@ describe("a pinned certificate (login --fingerprint, a stored login, mesh join -
     }
   });
 
+  test("pinned and expired: the advice is to have the server renew it, not to pin a new one that is not there (found in review)", async () => {
+    const expired = await generateSelfSignedCertificate({ dnsNames: ["citadel.example"], ipAddresses: ["127.0.0.1"], validDays: 30, now: new Date(Date.now() - 40 * 86_400_000) });
+    const server = await presenting(expired);
+    const url = `https://127.0.0.1:${server.port}`;
+    const refused = await createApiClient({ baseUrl: url, trust: expired.certPem }).request("GET", "/").catch((error: Error) => error.message);
+    expect(refused).toBe(`the server at ${url} did not present a certificate this client trusts (CERT_HAS_EXPIRED); it has expired: restart that Citadel (it renews its self-signed certificate at start) or replace the certificate, then pin the new one: citadel login --server ${url} --fingerprint SHA256 (as citadel serve prints it)`);
+  });
+
   test("the CLI's client uses it: the pinned server answers, another is refused", async () => {
     const [pinned, other] = await Promise.all([certificateFor127(), certificateFor127()]);
     const server = await presenting(pinned);
