@@ -20,7 +20,7 @@ import { definePlugin, type Kernel } from "../../src/plugin.ts";
 import { intelCommands } from "./commands.ts";
 import { intelMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
-import { IntelService, type Caller } from "./service.ts";
+import { encryptStoredListUrls, IntelService, type Caller } from "./service.ts";
 import { IntelSettings } from "./settings.ts";
 
 const ACTIONS = [
@@ -71,7 +71,21 @@ export const intelPlugin = definePlugin<IntelSettings>({
   migrations: intelMigrations,
 
   async start(k) {
-    if (!k.settings.enabled) return async () => {};
+    // The shield on or off: list URLs an earlier version stored whole are encrypted as soon as the
+    // keys are there (now, or at the unseal of an instance that starts sealed).
+    const encryptUrls = () =>
+      encryptStoredListUrls(k)
+        .then((encrypted) => {
+          if (encrypted > 0) services.get(k.store)?.reloadLists();
+        })
+        .catch((e: unknown) => k.log.error("intel: list URLs stored whole could not be encrypted", { error: e instanceof Error ? e.message : String(e) }));
+    await encryptUrls();
+    const stopEncrypting = k.seal.onUnseal(() => void encryptUrls());
+    if (!k.settings.enabled) {
+      return async () => {
+        stopEncrypting();
+      };
+    }
     const geo = await GeoIntel.open({
       // A relative path is inside the data directory, as every other path in the config.
       city: geoPath(k, k.settings.geo_city),
@@ -91,6 +105,7 @@ export const intelPlugin = definePlugin<IntelSettings>({
     refresh.unref?.();
     k.log.info("intel: the shield is on", { shadow: intel.policyView().shadow, lists: intel.listsView().items.length });
     return async () => {
+      stopEncrypting();
       clearInterval(sweep);
       clearInterval(refresh);
       unsubscribe();

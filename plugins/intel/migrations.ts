@@ -59,4 +59,10 @@ export const intelMigrations: readonly Migration[] = [
     // The format the operator gave (NULL: auto), which a refresh parses with; \`format\` is the one found.
     up: `ALTER TABLE intel_lists ADD COLUMN format_given TEXT CHECK (format_given IN ('plain', 'firehol', 'spamhaus'));`,
   },
+  {
+    id: "0004_intel_list_url_encrypted",
+    // The whole URL, encrypted (it may carry the publisher's credentials); `url` keeps what may be
+    // shown of it. The rows stored before are encrypted at start, once unsealed (encryptStoredListUrls).
+    up: `ALTER TABLE intel_lists ADD COLUMN url_encrypted BLOB;`,
+  },
 ];

@@ -8,6 +8,8 @@ import type { Database } from "bun:sqlite";
 import type { AuditEventInput } from "../../src/audit/event.ts";
 import { actorOf, type Principal } from "../../src/auth/principal.ts";
 import type { AuditRequestContext } from "../../src/audit/event.ts";
+import { DecryptionError } from "../../src/crypto/aead.ts";
+import { KeyDestroyedError } from "../../src/crypto/keyring.ts";
 import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import { CidrSet } from "../../src/intel/cidr-set.ts";
@@ -34,7 +36,13 @@ interface ListRow {
   format: string;
   /** The format the operator gave, which a refresh parses with too; null: auto. */
   format_given: ListFormat | null;
+  /**
+   * Its URL as it may be shown (redactedUrl: without credentials and query); null: imported from
+   * text. Whole in a row an earlier version stored, until encryptStoredListUrls encrypts it.
+   */
   url: string | null;
+  /** The whole URL, encrypted (it may carry the publisher's credentials): see listUrlKeyOwner. */
+  url_encrypted: Uint8Array | null;
   refresh_minutes: number | null;
   content: string;
   entries: number;
@@ -50,17 +58,50 @@ interface LoadedList extends ListMatch {
 
 /** A scheduled refresh: what the list was when the download began. */
 interface RefreshBase extends ListSize {
-  url: string;
+  /** Its URL as stored (url, url_encrypted): another one stored since is a replacement. */
+  stored: StoredUrl;
   updatedAt: number;
   /** The download the last attempts refused as suspect: its SHA-256 and when it was first refused. */
   refused: { hash: string; since: number } | null;
   refreshMinutes: number;
 }
 
+type StoredUrl = Pick<ListRow, "url" | "url_encrypted">;
+
 /** Whether an operator deleted or replaced the list since a refresh began (its download is then no concern). */
-function listChangedSince(db: Database, name: string, url: string, updatedAt: number): boolean {
-  const now = db.query<{ url: string | null; updated_at: number }, [string]>("SELECT url, updated_at FROM intel_lists WHERE name = ?").get(name);
-  return !now || now.url !== url || now.updated_at !== updatedAt;
+function listChangedSince(db: Database, name: string, stored: StoredUrl, updatedAt: number): boolean {
+  const now = db.query<StoredUrl & { updated_at: number }, [string]>("SELECT url, url_encrypted, updated_at FROM intel_lists WHERE name = ?").get(name);
+  // Every store encrypts the URL afresh: the same bytes are the same row.
+  return !now || now.url !== stored.url || !sameBytes(now.url_encrypted, stored.url_encrypted) || now.updated_at !== updatedAt;
+}
+
+function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  return a === null || b === null ? a === b : Buffer.from(a).equals(b);
+}
+
+/**
+ * The keyring owner of a list's URL, bound to the row's "url" context (as a webhook's signing
+ * secret is to its webhook): a copied database does not give away a publisher's API key. Its
+ * keys are destroyed with the list.
+ */
+export const listUrlKeyOwner = (name: string) => `intel-list:${name}`;
+
+/**
+ * Encrypts the list URLs an earlier version stored whole, and leaves the shown form in their
+ * place; once, as each is found (idempotent). Needs the keys: run at start when unsealed and at
+ * each unseal. Returns how many it encrypted.
+ */
+export async function encryptStoredListUrls(k: IntelKernel): Promise<number> {
+  const keyring = k.seal.keyringIfUnsealed();
+  if (!keyring) return 0;
+  const names = await k.store.write((tx) => {
+    const rows = tx.query<{ name: string; url: string }, []>("SELECT name, url FROM intel_lists WHERE url IS NOT NULL AND url_encrypted IS NULL").all();
+    const update = tx.query("UPDATE intel_lists SET url = ?, url_encrypted = ? WHERE name = ?");
+    for (const row of rows) update.run(redactedUrl(row.url), keyring.encrypt(tx, listUrlKeyOwner(row.name), "url", row.url), row.name);
+    return rows.map((r) => r.name);
+  });
+  if (names.length > 0) k.log.info("intel: list URLs stored whole by an earlier version are encrypted now", { lists: names });
+  return names.length;
 }
 
 /** The list was deleted or replaced while a refresh downloaded it: the download is dropped. */
@@ -589,8 +630,20 @@ export class IntelService {
     return this.oneAtATime(async () => {
       // Nor, unless the operator means it, a list that would refuse them (a throttle is no lock-out).
       if (caller && input.lock_out !== true) this.refuseListExposure(caller, name, input.weight, set);
-      const row: ListRow = { name, weight: input.weight, format: parsed.format, format_given: input.format === undefined || input.format === "auto" ? null : input.format, url: input.url ?? null, refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null, content, entries: parsed.cidrs.length, errors: parsed.errorCount, updated_at: this.now() };
-      await this.storeList(caller, row, refreshOf, taken);
+      const row: ListRow = {
+        name,
+        weight: input.weight,
+        format: parsed.format,
+        format_given: input.format === undefined || input.format === "auto" ? null : input.format,
+        url: input.url === undefined ? null : redactedUrl(input.url),
+        url_encrypted: null, // by storeList, in its transaction
+        refresh_minutes: input.url ? (input.refresh_minutes ?? 1440) : null,
+        content,
+        entries: parsed.cidrs.length,
+        errors: parsed.errorCount,
+        updated_at: this.now(),
+      };
+      await this.storeList(caller, row, input.url ?? null, refreshOf, taken);
       this.retries.delete(name); // fetched and taken: the next refresh is due on time
       this.lists = this.loadLists();
       this.shield.invalidate();
@@ -605,17 +658,19 @@ export class IntelService {
     this.refuseExposure(caller, { lists }, "refuse", what, 'Send "lock_out": true (citadel intel list import --yes)');
   }
 
-  private storeList(caller: Caller | null, row: ListRow, refreshOf: RefreshBase | undefined, taken: string): Promise<void> {
+  /** Stores `row`, its URL (`wholeUrl`, the one fetched from) encrypted: only the shown form is stored as text. */
+  private storeList(caller: Caller | null, row: ListRow, wholeUrl: string | null, refreshOf: RefreshBase | undefined, taken: string): Promise<void> {
     const name = row.name;
     return this.k.store.write((tx) => {
       // A refresh downloads for a while: an operator may have deleted or replaced the list since.
       // Then the download is theirs to discard, not to bring back.
-      if (refreshOf && listChangedSince(tx, name, refreshOf.url, refreshOf.updatedAt)) throw new RefreshOvertaken();
+      if (refreshOf && listChangedSince(tx, name, refreshOf.stored, refreshOf.updatedAt)) throw new RefreshOvertaken();
+      row.url_encrypted = wholeUrl === null ? null : this.k.seal.keyring().encrypt(tx, listUrlKeyOwner(name), "url", wholeUrl);
       tx.query(
-        `INSERT INTO intel_lists (name, weight, format, format_given, url, refresh_minutes, content, entries, errors, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET weight = excluded.weight, format = excluded.format, format_given = excluded.format_given, url = excluded.url, refresh_minutes = excluded.refresh_minutes,
-           content = excluded.content, entries = excluded.entries, errors = excluded.errors, updated_at = excluded.updated_at`,
-      ).run(row.name, row.weight, row.format, row.format_given, row.url, row.refresh_minutes, row.content, row.entries, row.errors, row.updated_at);
+        `INSERT INTO intel_lists (name, weight, format, format_given, url, url_encrypted, refresh_minutes, content, entries, errors, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET weight = excluded.weight, format = excluded.format, format_given = excluded.format_given, url = excluded.url, url_encrypted = excluded.url_encrypted,
+           refresh_minutes = excluded.refresh_minutes, content = excluded.content, entries = excluded.entries, errors = excluded.errors, updated_at = excluded.updated_at`,
+      ).run(row.name, row.weight, row.format, row.format_given, row.url, row.url_encrypted, row.refresh_minutes, row.content, row.entries, row.errors, row.updated_at);
       this.k.audit.record(tx, event(caller, "intel.list.import", { type: "intel_list", id: name }, `${row.entries} entries (${row.format}), weight ${row.weight}${row.errors ? `, ${row.errors} bad lines skipped` : ""}${row.url ? `, from ${redactedUrl(row.url)}` : ""}${taken}`));
     });
   }
@@ -624,6 +679,7 @@ export class IntelService {
     return this.oneAtATime(async () => {
       await this.k.store.write((tx) => {
         if (tx.query("DELETE FROM intel_lists WHERE name = ?").run(name).changes === 0) throw new NotFoundError(`No list ${name}.`);
+        this.k.seal.keyring().destroyOwner(tx, listUrlKeyOwner(name), this.now()); // its URL's credentials go for good
         this.k.audit.record(tx, event(caller, "intel.list.delete", { type: "intel_list", id: name }, null));
       });
       this.retries.delete(name);
@@ -642,19 +698,23 @@ export class IntelService {
     return this.refreshing;
   }
 
+  /** Sealed, none is refreshed: the URLs are encrypted. The first pass once unsealed catches up. */
   private async refreshPass(): Promise<void> {
     for (const list of this.lists) {
-      const { url, refresh_minutes, updated_at } = list.row;
+      const { url: shownUrl, url_encrypted, refresh_minutes, updated_at } = list.row;
       const now = this.now();
-      if (!url || !refresh_minutes || updated_at + refresh_minutes * 60_000 > now) continue;
+      if (!shownUrl || !refresh_minutes || updated_at + refresh_minutes * 60_000 > now) continue;
+      if (this.k.seal.sealed) return;
       const retry = this.retries.get(list.name);
       if (retry && retry.next > now) continue;
+      const stored = { url: shownUrl, url_encrypted };
       try {
-        const base: RefreshBase = { entries: list.row.entries, errors: list.row.errors, endsWithNewline: list.endsWithNewline, url, updatedAt: updated_at, refused: retry?.refused ?? null, refreshMinutes: refresh_minutes };
+        const url = this.wholeUrl({ name: list.name, ...stored });
+        const base: RefreshBase = { entries: list.row.entries, errors: list.row.errors, endsWithNewline: list.endsWithNewline, stored, updatedAt: updated_at, refused: retry?.refused ?? null, refreshMinutes: refresh_minutes };
         // Parsed as the operator said it is, if they did (a firehol list stays one, a plain one is never read as JSON).
         await this.putList(null, list.name, { weight: list.weight, url, refresh_minutes, format: list.row.format_given ?? "auto" }, base);
       } catch (e) {
-        if (e instanceof RefreshOvertaken || listChangedSince(this.db, list.name, url, updated_at)) {
+        if (e instanceof RefreshOvertaken || listChangedSince(this.db, list.name, stored, updated_at)) {
           this.retries.delete(list.name); // deleted or replaced meanwhile: nothing of this download is kept
           continue;
         }
@@ -662,9 +722,28 @@ export class IntelService {
         const failures = (retry?.failures ?? 0) + 1;
         const waitMinutes = Math.min(refresh_minutes, FIRST_RETRY_MINUTES * 2 ** (failures - 1));
         this.retries.set(list.name, { failures, next: this.now() + waitMinutes * 60_000, refused: e instanceof SuspectRefresh ? { hash: e.contentHash, since: e.since } : null });
-        await this.refreshFailed(list.name, url, e instanceof Error ? e.message : String(e), waitMinutes);
+        await this.refreshFailed(list.name, shownUrl, e instanceof Error ? e.message : String(e), waitMinutes);
       }
     }
+  }
+
+  /**
+   * The URL a list is fetched from: its encrypted one decrypted (SealedError while sealed), or
+   * one an earlier version stored whole and encryptStoredListUrls has yet to encrypt.
+   */
+  private wholeUrl(row: StoredUrl & { name: string; url: string }): string {
+    if (row.url_encrypted === null) return row.url;
+    try {
+      return this.k.seal.keyring().decrypt(listUrlKeyOwner(row.name), "url", row.url_encrypted).toString("utf8");
+    } catch (e) {
+      if (e instanceof DecryptionError || e instanceof KeyDestroyedError) throw new InvalidError(`its stored URL cannot be decrypted (${e.message}): import the list again with its URL`, "url");
+      throw e;
+    }
+  }
+
+  /** The lists read again from the store (after encryptStoredListUrls changed their rows). */
+  reloadLists(): void {
+    this.lists = this.loadLists();
   }
 
   /** A failed refresh is logged and audited (Citadel's own doing): the previous content stays. */

@@ -192,4 +192,11 @@ export const secretsMigrations: readonly Migration[] = [
     UPDATE secret_versions AS v SET value_set_at = (SELECT s.rotated_at FROM secrets s WHERE s.id = v.secret_id)
     WHERE origin = 'rollback' AND version = (SELECT s.version FROM secrets s WHERE s.id = v.secret_id);`,
   },
+  {
+    id: "0010_webhook_url_encrypted",
+    // The whole URL, encrypted under the webhook's key (its path or query can carry a token); `url`
+    // keeps its origin. The rows stored before are encrypted at start, once unsealed
+    // (Webhooks.encryptStoredUrls): a migration runs before the keys are there.
+    up: `ALTER TABLE secrets_webhooks ADD COLUMN url_encrypted BLOB;`,
+  },
 ];

@@ -84,7 +84,13 @@ export interface ShareRow {
 export interface WebhookRow {
   id: string;
   workspace_id: string;
+  /**
+   * What may be shown of its URL: its origin ("https://hooks.example.org/…"). Whole in a row an
+   * earlier version stored, until Webhooks.encryptStoredUrls encrypts it.
+   */
   url: string;
+  /** The whole URL, encrypted (its path or query can carry a token): see webhookUrl. */
+  url_encrypted: Uint8Array | null;
   secret: Uint8Array;
   created_at: number;
   created_by: string;
@@ -416,8 +422,23 @@ export const liveWebhooks = (db: Database) => db.query<WebhookRow, []>("SELECT *
 export const webhookById = (db: Database, id: string) => db.query<WebhookRow, [string]>("SELECT * FROM secrets_webhooks WHERE id = ? AND deleted_at IS NULL").get(id);
 
 export function insertWebhook(tx: Database, row: Omit<WebhookRow, "deleted_at">): void {
-  tx.query("INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)").run(row.id, row.workspace_id, row.url, row.secret, row.created_at, row.created_by);
+  tx.query("INSERT INTO secrets_webhooks (id, workspace_id, url, url_encrypted, secret, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+    row.id,
+    row.workspace_id,
+    row.url,
+    row.url_encrypted,
+    row.secret,
+    row.created_at,
+    row.created_by,
+  );
 }
+
+/** The live webhooks whose URL an earlier version stored whole (not encrypted). */
+export const webhooksWithWholeUrls = (db: Database) => db.query<WebhookRow, []>("SELECT * FROM secrets_webhooks WHERE deleted_at IS NULL AND url_encrypted IS NULL").all();
+
+/** Puts the webhook's URL encrypted, and what may be shown of it in place of the whole one. */
+export const setWebhookUrl = (tx: Database, id: string, shown: string, encrypted: Uint8Array) =>
+  tx.query("UPDATE secrets_webhooks SET url = ?, url_encrypted = ? WHERE id = ?").run(shown, encrypted, id);
 
 /**
  * Deletes the webhook's deliveries, pending ones too, and its URL (it can be a capability): the
@@ -425,7 +446,7 @@ export function insertWebhook(tx: Database, row: Omit<WebhookRow, "deleted_at">)
  * Whether it was live (false: deleted already, by another request meanwhile).
  */
 export function deleteWebhook(tx: Database, id: string, at: number): boolean {
-  const marked = tx.query("UPDATE secrets_webhooks SET deleted_at = ?, url = '' WHERE id = ? AND deleted_at IS NULL").run(at, id).changes === 1;
+  const marked = tx.query("UPDATE secrets_webhooks SET deleted_at = ?, url = '', url_encrypted = NULL WHERE id = ? AND deleted_at IS NULL").run(at, id).changes === 1;
   if (marked) tx.query("DELETE FROM secrets_webhook_deliveries WHERE webhook_id = ?").run(id);
   return marked;
 }

@@ -6,7 +6,7 @@
  * A user: their end-to-end-encryption public key and the versions they wrote.
  *
  * Erasure of an organization is crypto-shredding: every workspace's data key, every webhook's
- * signing-secret key and the organization's share-link key are destroyed, so every stored value,
+ * key (its signing secret and URL) and the organization's share-link key are destroyed, so every stored value,
  * version, secret and share is unreadable at once (in copies of the file too); the rows go too. A user's erasure
  * deletes their E2EE key material (the workspaces' wrapped keys for them included). A workspace
  * deleted in iam is erased the same way, on its own, and so are an organization's share links
@@ -24,7 +24,7 @@ import { valueKeyOwner } from "./context.ts";
 import { versionContext } from "./service.ts";
 import { shareKeyOwner } from "./shares.ts";
 import * as sql from "./store.ts";
-import { webhookKeyOwner } from "./webhooks.ts";
+import { webhookKeyOwner, webhookUrl } from "./webhooks.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -181,9 +181,9 @@ function exportWorkspace(db: Database, keyring: () => Keyring, w: { workspace_id
     })),
     // A webhook URL can be a capability (a token in its path): only with the secret values.
     webhooks: db
-      .query<{ id: string; url: string; created_at: number }, [string]>("SELECT id, url, created_at FROM secrets_webhooks WHERE workspace_id = ? AND deleted_at IS NULL")
+      .query<{ id: string; url: string; url_encrypted: Uint8Array | null; created_at: number }, [string]>("SELECT id, url, url_encrypted, created_at FROM secrets_webhooks WHERE workspace_id = ? AND deleted_at IS NULL")
       .all(w.workspace_id)
-      .map((h) => ({ id: h.id, url: secretValues ? h.url : originOf(h.url), created_at: iso(h.created_at) })),
+      .map((h) => ({ id: h.id, url: secretValues ? wholeUrlOf(keyring, h) : originOf(h.url), created_at: iso(h.created_at) })),
   };
 }
 
@@ -201,6 +201,16 @@ function valueOf(db: Database, keyring: () => Keyring, w: { workspace_id: string
   } catch (error) {
     if (error instanceof DecryptionError) return { unreadable: "the stored value does not decrypt (altered or damaged)" };
     if (error instanceof KeyDestroyedError) return { unreadable: "the stored value's data key is gone" };
+    throw error;
+  }
+}
+
+/** A webhook's whole URL (encrypted, as its signing secret is); its origin, so named, when that does not decrypt. */
+function wholeUrlOf(keyring: () => Keyring, hook: { id: string; url: string; url_encrypted: Uint8Array | null }): string {
+  try {
+    return webhookUrl(keyring(), hook);
+  } catch (error) {
+    if (error instanceof DecryptionError || error instanceof KeyDestroyedError) return `${originOf(hook.url)} (the whole URL does not decrypt)`;
     throw error;
   }
 }

@@ -5,6 +5,8 @@
  * with doubling back-off. Citadel connects only to URLs under the operator's allowed prefixes.
  */
 import type { Database } from "bun:sqlite";
+import { DecryptionError } from "../../src/crypto/aead.ts";
+import { KeyDestroyedError, type Keyring } from "../../src/crypto/keyring.ts";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import { underPrefix } from "../../src/net/url-prefix.ts";
@@ -66,7 +68,7 @@ export class Webhooks {
     const env = sql.environmentByName(tx, workspaceId, change.environment);
     if (!ws || !env) return;
     const now = this.k.clock.now();
-    for (const hook of hooks.filter((h) => this.allowed(h.url) && makerMayEnter(this.k, h, ws, env))) {
+    for (const hook of hooks.filter((h) => this.urlAllowed(h) && makerMayEnter(this.k, h, ws, env))) {
       const body = JSON.stringify({ id: newId("whe"), time: new Date(now).toISOString(), ...change });
       sql.enqueueDelivery(tx, hook.id, body, now);
     }
@@ -83,13 +85,16 @@ export class Webhooks {
       // Its organization's erasure asked for meanwhile keeps the row until the erasure: no new webhook joins it.
       requireLiveWorkspace(this.k, tx, workspaceId);
       const existing = sql.webhooksOf(tx, workspaceId);
-      if (existing.some((h) => h.url === normalized)) throw new ConflictError("This workspace has a webhook for that URL already.");
+      // Compared whole, decrypted: a workspace has a few webhooks (secrets.webhooks_per_workspace).
+      const keyring = this.k.seal.keyring();
+      if (existing.some((h) => webhookUrl(keyring, h) === normalized)) throw new ConflictError("This workspace has a webhook for that URL already.");
       this.checkRoomFor(existing.length);
-      const sealed = this.k.seal.keyring().encrypt(tx, webhookKeyOwner(id), "secret", secret);
-      sql.insertWebhook(tx, { id, workspace_id: workspaceId, url: normalized, secret: sealed, created_at: this.k.clock.now(), created_by: this.makerOf(caller) });
+      const sealed = keyring.encrypt(tx, webhookKeyOwner(id), "secret", secret);
+      const url = keyring.encrypt(tx, webhookKeyOwner(id), "url", normalized);
+      sql.insertWebhook(tx, { id, workspace_id: workspaceId, url: originOnly(normalized), url_encrypted: url, secret: sealed, created_at: this.k.clock.now(), created_by: this.makerOf(caller) });
       this.k.audit.record(tx, event(caller, ws, { action: "secrets.webhook.create", resource: { type: "webhook", id }, reason: new URL(normalized).origin }));
     });
-    return { ...view(sql.webhookById(this.k.store.db, id)!), secret };
+    return { ...view(sql.webhookById(this.k.store.db, id)!, normalized), secret };
   }
 
   /**
@@ -100,7 +105,7 @@ export class Webhooks {
   list(caller: Caller, workspaceId: string) {
     const ws = sql.workspaceRow(this.k.store.db, workspaceId);
     const whole = ws !== null && mayManageMembers(this.k, caller.principal, ws.organization_id, ws);
-    return sql.webhooksOf(this.k.store.db, workspaceId).map((hook) => (whole ? view(hook) : { ...view(hook), url: originOnly(hook.url) }));
+    return sql.webhooksOf(this.k.store.db, workspaceId).map((hook) => view(hook, (whole && this.readableUrl(hook)) || originOnly(hook.url)));
   }
 
   async delete(caller: Caller, workspaceId: string, id: string) {
@@ -151,10 +156,17 @@ export class Webhooks {
   /**
    * Sends what is due every `intervalMs`, and again as soon as an attempt ends, so a receiver
    * that answers quickly works through its backlog without waiting for the clock (not while
-   * sealed: the signing secrets are encrypted).
+   * sealed: the signing secrets and URLs are encrypted). Once unsealed (now, or at the unseal of
+   * an instance that starts sealed), encrypts the URLs an earlier version stored whole and names
+   * the webhooks the allowed prefixes leave out.
    */
   start(intervalMs = 1_000): Stop {
-    this.warnOfWebhooksNotAllowed();
+    const unsealed = () => {
+      this.warnOfWebhooksNotAllowed();
+      void this.encryptStoredUrls().catch((error) => this.k.log.error("webhook URLs stored whole could not be encrypted", { error: String(error) }));
+    };
+    if (!this.k.seal.sealed) unsealed();
+    const stopUnsealed = this.k.seal.onUnseal(unsealed);
     let stopped = false;
     const stopping = (this.stopping = new AbortController());
     const sendDue = () => {
@@ -164,6 +176,7 @@ export class Webhooks {
     timer.unref?.();
     return async () => {
       stopped = true;
+      stopUnsealed();
       clearInterval(timer);
       // Waiting for a slow receiver (up to webhook_timeout_seconds) would overrun the deadline to
       // stop: its request is cut short, and its delivery, still pending, goes out again after the
@@ -181,9 +194,27 @@ export class Webhooks {
    */
   private warnOfWebhooksNotAllowed(): void {
     for (const hook of sql.liveWebhooks(this.k.store.db)) {
-      if (this.allowed(hook.url)) continue;
+      const url = this.readableUrl(hook);
+      if (url === null || this.allowed(url)) continue; // one that does not decrypt is named as such
       this.k.log.warn("webhook not allowed by secrets.webhook_allowed_urls: nothing is queued for it or sent to it", { webhook: hook.id, workspace: hook.workspace_id, origin: new URL(hook.url).origin });
     }
+  }
+
+  /**
+   * Encrypts the URLs an earlier version stored whole, and leaves their origin in their place;
+   * each once (idempotent). Returns how many it encrypted.
+   */
+  async encryptStoredUrls(): Promise<number> {
+    const keyring = this.k.seal.keyringIfUnsealed();
+    if (!keyring) return 0;
+    const ids = await this.k.store.write((tx) =>
+      sql.webhooksWithWholeUrls(tx).map((hook) => {
+        sql.setWebhookUrl(tx, hook.id, originOnly(hook.url), keyring.encrypt(tx, webhookKeyOwner(hook.id), "url", hook.url));
+        return hook.id;
+      }),
+    );
+    if (ids.length > 0) this.k.log.info("webhook URLs stored whole by an earlier version are encrypted now", { webhooks: ids });
+    return ids.length;
   }
 
   /** Starts the deliveries that are due, beside those in flight; resolves when each started has been tried once. */
@@ -247,8 +278,9 @@ export class Webhooks {
     const hook = sql.webhookById(this.k.store.db, delivery.webhook_id);
     if (!hook) return; // deleted since the delivery was picked, and its deliveries with it
     if (!this.workspaceLive(hook.workspace_id)) return this.giveUpDeliveriesOf(hook, WORKSPACE_GONE);
+    const url = webhookUrl(this.k.seal.keyring(), hook);
     // Narrowed since it was made: no attempt can succeed before a restart, so none is retried.
-    if (!this.allowed(hook.url)) return this.giveUpDeliveriesOf(hook, URL_NOT_ALLOWED);
+    if (!this.allowed(url)) return this.giveUpDeliveriesOf(hook, URL_NOT_ALLOWED);
     const secretBytes = this.k.seal.keyring().decrypt(webhookKeyOwner(hook.id), "secret", hook.secret);
     const headers = { "content-type": "application/json", "user-agent": "citadel-webhook/1", ...signWebhook(secretBytes.toString("utf8"), delivery.event, Math.floor(this.k.clock.now() / 1000)) };
     secretBytes.fill(0);
@@ -258,7 +290,7 @@ export class Webhooks {
     try {
       const timeout = AbortSignal.timeout(this.k.settings.webhook_timeout_seconds * 1000);
       // Redirects are not followed: they could lead outside the allowed prefixes.
-      const res = await fetch(hook.url, { method: "POST", body: delivery.event, headers, redirect: "manual", signal: AbortSignal.any([timeout, stopping]) });
+      const res = await fetch(url, { method: "POST", body: delivery.event, headers, redirect: "manual", signal: AbortSignal.any([timeout, stopping]) });
       status = res.status;
       await res.body?.cancel();
       if (status < 200 || status > 299) error = `the receiver answered ${status}`;
@@ -318,6 +350,23 @@ export class Webhooks {
     const hook = sql.webhookById(this.k.store.db, id);
     if (!hook || hook.workspace_id !== workspaceId) throw noSuchWebhook();
     return hook;
+  }
+
+  /** Whether the webhook's URL is under one of the operator's allowed prefixes (one that does not decrypt is not). */
+  private urlAllowed(hook: sql.WebhookRow): boolean {
+    const url = this.readableUrl(hook);
+    return url !== null && this.allowed(url);
+  }
+
+  /** The webhook's whole URL; null, logged, when it does not decrypt (damaged): nothing can be sent to it. */
+  private readableUrl(hook: sql.WebhookRow): string | null {
+    try {
+      return webhookUrl(this.k.seal.keyring(), hook);
+    } catch (error) {
+      if (!(error instanceof DecryptionError || error instanceof KeyDestroyedError)) throw error;
+      this.k.log.error("webhook URL does not decrypt: nothing is queued for it or sent to it; delete it and make it again", { webhook: hook.id, workspace: hook.workspace_id, error: String(error) });
+      return null;
+    }
   }
 
   /** Whether the URL is under one of the operator's allowed prefixes (read at start). */
@@ -391,8 +440,17 @@ function makerMayEnter(k: SecretsKernel, hook: sql.WebhookRow, ws: sql.Workspace
 
 const noSuchWebhook = () => new NotFoundError("No such webhook in this workspace.");
 
-/** The keyring owner of a webhook's signing secret: destroyed with the webhook. */
+/** The keyring owner of a webhook's signing secret and URL: destroyed with the webhook. */
 export const webhookKeyOwner = (webhookId: string) => `webhook:${webhookId}`;
+
+/**
+ * The webhook's whole URL: decrypted, or as an earlier version stored it (until
+ * encryptStoredUrls encrypts it). Throws KeyDestroyedError or DecryptionError when it is gone.
+ */
+export function webhookUrl(keyring: Keyring, hook: Pick<sql.WebhookRow, "id" | "url" | "url_encrypted">): string {
+  if (hook.url_encrypted === null) return hook.url;
+  return keyring.decrypt(webhookKeyOwner(hook.id), "url", hook.url_encrypted).toString("utf8");
+}
 
 function originOnly(url: string): string {
   try {
@@ -416,6 +474,7 @@ function deliveryView(d: sql.DeliveryRow) {
   };
 }
 
-function view(hook: sql.WebhookRow) {
-  return { id: hook.id, url: hook.url, created_at: new Date(hook.created_at).toISOString(), created_by: hook.created_by };
+/** A webhook as the API shows it, with `url` (whole, or its origin only). */
+function view(hook: sql.WebhookRow, url: string) {
+  return { id: hook.id, url, created_at: new Date(hook.created_at).toISOString(), created_by: hook.created_by };
 }

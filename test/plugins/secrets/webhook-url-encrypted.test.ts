@@ -1,0 +1,95 @@
+/**
+ * A webhook's URL can carry a token (in its path or query): it is stored encrypted under the
+ * webhook's key, as its signing secret is, and only its origin as text (found in review: stored
+ * whole, it was read from a copied database without the root key). Delivery, the admins' list,
+ * the duplicate check and the export with values use it whole; a URL an earlier version stored
+ * whole is encrypted once the keys are there.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { servicesOf } from "../../../plugins/secrets/index.ts";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
+
+const citadel = stoppedAfterEach();
+
+const received: string[] = [];
+const receiver = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  async fetch(req) {
+    const url = new URL(req.url);
+    received.push(`${url.pathname}${url.search} ${JSON.parse(await req.text()).name}`);
+    return new Response(null, { status: 204 });
+  },
+});
+afterAll(() => receiver.stop(true));
+const origin = `http://127.0.0.1:${receiver.port}`;
+const WHOLE = `${origin}/hooks/path-TOKEN-4f1d?key=QUERY-TOKEN-9c2e`;
+
+async function setup() {
+  received.length = 0;
+  const c = await citadel({ config: { secrets: { webhook_allowed_urls: [`${origin}/hooks/`] } } });
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
+  const base = `/v1/secrets/workspaces/${ws}`;
+  const made = await c.send("POST", `${base}/webhooks`, owner, { json: { url: WHOLE } });
+  expect([made.status, made.body.url]).toEqual([200, WHOLE]);
+  const write = async (name: string) => expect((await c.send("PUT", `${base}/environments/development/secrets/${name}`, owner, { json: { value: "v" } })).status).toBe(200);
+  const { webhooks } = servicesOf(c.kernel as never);
+  const deliver = async () => {
+    while ((await webhooks.deliverDue()) > 0);
+  };
+  const row = () => c.kernel.store.db.query<{ url: string; encrypted: number }, [string]>("SELECT url, url_encrypted IS NOT NULL AS encrypted FROM secrets_webhooks WHERE id = ?").get(made.body.id);
+  /** The whole database as its pages hold it (free ones included). */
+  const databaseHoldsToken = () => ["path-TOKEN-4f1d", "QUERY-TOKEN-9c2e"].some((token) => Buffer.from(c.kernel.store.db.serialize()).includes(token));
+  return { c, owner, base, id: made.body.id as string, write, webhooks, deliver, row, databaseHoldsToken };
+}
+
+test("stored encrypted, its origin as text; sent to, listed, compared and exported whole (found in review)", async () => {
+  const { c, owner, base, write, deliver, row, databaseHoldsToken } = await setup();
+  expect(row()).toEqual({ url: `${origin}/…`, encrypted: 1 });
+  expect(databaseHoldsToken()).toBe(false);
+
+  await write("API_KEY");
+  await deliver();
+  expect(received).toEqual(["/hooks/path-TOKEN-4f1d?key=QUERY-TOKEN-9c2e API_KEY"]);
+  expect((await c.send("GET", `${base}/webhooks`, owner)).body.items.map((h: { url: string }) => h.url)).toEqual([WHOLE]);
+  expect((await c.send("POST", `${base}/webhooks`, owner, { json: { url: WHOLE } })).status).toBe(409);
+
+  const url = `/v1/subject/organization/${c.owner.organization}/export`;
+  const withValues = `${url}/with-secret-values`;
+  const asked = await c.send("POST", withValues, owner);
+  const exported = await c.send("POST", withValues, owner, { headers: { "x-citadel-confirm": asked.body.confirmation_token } });
+  expect(exported.body.data.secrets.workspaces[0].webhooks.map((h: { url: string }) => h.url)).toEqual([WHOLE]);
+  expect((await c.send("POST", url, owner)).body.data.secrets.workspaces[0].webhooks.map((h: { url: string }) => h.url)).toEqual([`${origin}/…`]);
+  expect(databaseHoldsToken()).toBe(false);
+});
+
+test("one an earlier version stored whole is encrypted once the keys are there, and still sent to", async () => {
+  const { c, id, write, webhooks, deliver, row, databaseHoldsToken } = await setup();
+  c.kernel.store.db.query("UPDATE secrets_webhooks SET url = ?, url_encrypted = NULL WHERE id = ?").run(WHOLE, id);
+  await write("BEFORE");
+  await deliver();
+  expect(received).toEqual(["/hooks/path-TOKEN-4f1d?key=QUERY-TOKEN-9c2e BEFORE"]);
+
+  // Sealed, nothing can be encrypted; the unseal does it (as for an instance that starts sealed).
+  c.kernel.seal.seal();
+  expect(await webhooks.encryptStoredUrls()).toBe(0);
+  expect(row()).toEqual({ url: WHOLE, encrypted: 0 });
+  c.kernel.seal.unsealWithKey(c.kernel.rootKey);
+  for (let i = 0; i < 100 && row()!.encrypted === 0; i++) await Bun.sleep(5);
+  expect(row()).toEqual({ url: `${origin}/…`, encrypted: 1 });
+  expect(databaseHoldsToken()).toBe(false);
+  expect(c.log.lines.filter((l) => String(l.msg).startsWith("webhook URLs stored whole")).map((l) => l.webhooks)).toEqual([[id]]);
+  expect(await webhooks.encryptStoredUrls()).toBe(0); // once
+
+  await write("AFTER");
+  await deliver();
+  expect(received.at(-1)).toBe("/hooks/path-TOKEN-4f1d?key=QUERY-TOKEN-9c2e AFTER");
+});
+
+test("deleted, its URL goes with its key", async () => {
+  const { c, owner, base, id } = await setup();
+  expect((await c.send("DELETE", `${base}/webhooks/${id}`, owner)).status).toBe(200);
+  expect(c.kernel.store.db.query("SELECT url, url_encrypted FROM secrets_webhooks WHERE id = ?").get(id)).toEqual({ url: "", url_encrypted: null });
+  expect(c.kernel.store.db.query("SELECT count(*) AS n FROM deks WHERE owner = ? AND wrapped IS NOT NULL").get(`webhook:${id}`)).toEqual({ n: 0 });
+});
