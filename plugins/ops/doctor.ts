@@ -15,6 +15,7 @@ import { ConfigError } from "../../src/config/error.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "../../src/config/schema.ts";
 import { leftoverKeyFileWarning, sealMethodMismatch } from "../../src/crypto/key-operations.ts";
+import { Keyring } from "../../src/crypto/keyring.ts";
 import { readRootKeyFile, verifies } from "../../src/crypto/root-key.ts";
 import { readTls, validityProblem, type TlsFiles } from "../../src/http/tls.ts";
 import { abandonedRestoreCopies } from "../../src/restore-marker.ts";
@@ -317,7 +318,20 @@ function checkKeyFile({ config, db, databaseProblem }: DoctorInputs, add: Add, c
   const match = roots.find((r) => verifies(key, r.verifier));
   if (roots.length === 0) return add("root_key", "ok", `${path} (mode ${octal(file.mode)}); the database has no root key yet`);
   if (!match) return add("root_key", "fail", `${path} does not unseal this database (root key ${roots.find((r) => r.state === "active")?.id ?? "?"})`, restoreKeyFix(config, path, "the matching key"));
+  // The key is right, and still the start stops (exit 1) when the active KEK does not open with it.
+  const kekProblem = db && activeKekProblem(db, key);
+  if (kekProblem) return add("root_key", "fail", `${path} is root key ${match.id}, but ${kekProblem}: Citadel cannot unseal`, "restore a backup made before the damage (citadel restore FILE; docs/backup.md)");
   add("root_key", "ok", `${path} (mode ${octal(file.mode)}) is root key ${match.id}${match.state === "pending" ? " (pending: it becomes the root key at the next unseal)" : ""}`);
+}
+
+/** Why the active KEK does not serve `key` (damaged, or no wrap for it), or null; the key's copy in the keyring is wiped after. */
+function activeKekProblem(db: Database, key: Buffer): string | null {
+  const keyring = new Keyring(db, Buffer.from(key));
+  try {
+    return keyring.activeKekProblem();
+  } finally {
+    keyring.wipe();
+  }
 }
 
 /**

@@ -3,7 +3,8 @@
  * kernel's keyring (src/crypto). Seal and keys are for appliance operators.
  */
 import { Elysia } from "elysia";
-import { cancelRekey, finishInterruptedRotation, rekey, rotateKek } from "../../src/crypto/key-operations.ts";
+import type { AuditRequestContext } from "../../src/audit/event.ts";
+import { ActiveKekError, cancelRekey, finishInterruptedRotation, refuseUnusableActiveKek, rekey, rotateKek } from "../../src/crypto/key-operations.ts";
 import { promoteRootKey, type RootKeyRecord } from "../../src/crypto/keyring.ts";
 import { UnsealError } from "../../src/crypto/seal.ts";
 import { ConflictError, InvalidError } from "../../src/errors.ts";
@@ -133,6 +134,7 @@ async function takeShare(k: Kernel, body: typeof UnsealRequest.static, request: 
     await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "failure", reason: error.message, request: context }));
     throw new InvalidError(error.message, "share");
   }
+  if (result.unsealed) await refuseUnusableKeyring(k, context);
   if (result.unsealed) {
     const promote = result.promote; // the new shares of a rekey, used for the first time
     await k.store.write((tx) => {
@@ -148,6 +150,23 @@ async function takeShare(k: Kernel, body: typeof UnsealRequest.static, request: 
     await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "success", reason: `share accepted: ${progress} of ${threshold ?? "?"}`, request: context }));
   }
   return { unsealed: result.unsealed, status: result.status };
+}
+
+/**
+ * The shares rebuilt the root key, but its active KEK does not open: sealed again (the shares
+ * must be given again, after a restore), on record, and a 409 naming the KEK and the remedy — as
+ * a start from a key file stops. Unsealed, every write needing a key would fail (500) while
+ * /readyz said ready.
+ */
+async function refuseUnusableKeyring(k: Kernel, context: AuditRequestContext) {
+  try {
+    refuseUnusableActiveKek(k.seal);
+  } catch (error) {
+    if (!(error instanceof ActiveKekError)) throw error;
+    k.log.error(error.message);
+    await k.store.write((tx) => k.audit.record(tx, { action: "sys.unseal", actor: SHARE_HOLDER, outcome: "failure", reason: error.message, request: context }));
+    throw new ConflictError(error.message);
+  }
 }
 
 function keysStatus(k: Kernel) {

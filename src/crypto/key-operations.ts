@@ -154,13 +154,15 @@ export async function unsealFromSource(store: Store, seal: Seal, audit: AuditLog
     let promote: string | null;
     try {
       promote = unsealWithConfiguredKey(seal, source);
+      refuseUnusableActiveKek(seal);
     } catch (error) {
-      // A key that is not this Citadel's, and a key file or credential that is missing,
-      // unreadable or not the service's alone: each an unseal that failed, on record (the
-      // store is open; the start stops after this). Should that record fail too (a full disk),
-      // the start still stops with the key's error: its remedy (chmod 600) and its exit code (2)
-      // are what the operator needs; the store has reported the disk's.
-      const why = error instanceof UnsealError ? "not this Citadel's root key" : messageOf(error);
+      // A key that is not this Citadel's, a key file or credential that is missing, unreadable
+      // or not the service's alone, and an active KEK that does not open with the key: each an
+      // unseal that failed, on record (the store is open; the start stops after this). Should
+      // that record fail too (a full disk), the start still stops with the key's error: its
+      // remedy (chmod 600) and its exit code (2) are what the operator needs; the store has
+      // reported the disk's.
+      const why = error instanceof ActiveKekError ? error.message : error instanceof UnsealError ? "not this Citadel's root key" : messageOf(error);
       await store.write((tx) => audit.record(tx, { action: "sys.unseal", actor: SYSTEM, outcome: "failure", reason: `${source.method}: ${why}` })).catch(() => {});
       throw error;
     }
@@ -191,6 +193,27 @@ function unsealWithConfiguredKey(seal: Seal, source: KeySource): string | null {
 }
 
 /**
+ * The root key is this Citadel's, but the active KEK does not open with it (its wrap damaged,
+ * altered or gone). Unsealed so, Citadel would encrypt nothing — every login and every audit
+ * event with personal data a 500 — while /readyz said it was ready. Only a restore mends it.
+ */
+export class ActiveKekError extends UnsealError {}
+
+/**
+ * Seals again what was just unsealed when its active KEK cannot serve, and throws ActiveKekError
+ * naming the KEK, the root key and the remedy. For every unseal: from a key file or credential
+ * at start (which stops, exit 1, as for a wrong key), from shares over the API. Before the
+ * re-wrap of an unfinished rotation, which goes on past older KEKs that do not open, never past
+ * the active one.
+ */
+export function refuseUnusableActiveKek(seal: Seal): void {
+  const problem = seal.keyring().activeKekProblem();
+  if (problem === null) return;
+  seal.seal();
+  throw new ActiveKekError(`${problem}: nothing can be encrypted, nor read what its data keys protect; restore a backup made before the damage (citadel restore, docs/backup.md)`);
+}
+
+/**
  * What a KEK rotation killed half-way left: the DEKs still under an older KEK, re-wrapped.
  * Run at every unseal (from a key file or credential at start, from shares over the API).
  * A damaged DEK, or an older KEK that does not open, does not stop it (nor the start): it is
@@ -201,6 +224,7 @@ function unsealWithConfiguredKey(seal: Seal, source: KeySource): string | null {
  * took everything down, DNS included, for keys it could not mend.
  */
 export async function finishInterruptedRotation(store: Store, seal: Seal, audit: AuditLog, log: Logger, now: () => number): Promise<void> {
+  if (!anyDekUnderAnOlderKek(store.db)) return; // no rotation to finish: nothing to say, nor to fail
   const resumed = { action: "keys.kek.rotate", actor: SYSTEM, reason: "the re-wrap of an interrupted rotation stopped (the next unseal tries again)" };
   let done: { moved: number; damaged: number };
   try {
@@ -212,6 +236,12 @@ export async function finishInterruptedRotation(store: Store, seal: Seal, audit:
   }
   if (done.moved > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: done.moved, deks_damaged: done.damaged });
   else if (done.damaged > 0) log.warn(`${DAMAGED_DEKS_ADVICE} (docs/keys.md)`, { deks_damaged: done.damaged });
+}
+
+/** Whether a DEK is still wrapped by a KEK older than the active one (a rotation unfinished, or damage left). */
+function anyDekUnderAnOlderKek(db: Database): boolean {
+  const older = "SELECT 1 FROM deks WHERE wrapped IS NOT NULL AND kek_version < (SELECT max(version) FROM keks WHERE retired_at IS NULL) LIMIT 1";
+  return db.query(older).get() !== null;
 }
 
 /** What to do about data keys that do not unwrap: no rotation moves them. */

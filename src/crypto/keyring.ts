@@ -257,9 +257,21 @@ export class Keyring {
   // --- KEKs ---------------------------------------------------------------------------
 
   private activeKek(db: Database): { version: number; key: Buffer } {
-    const row = db.query<{ v: number | null }, []>("SELECT max(version) AS v FROM keks WHERE retired_at IS NULL").get();
-    if (!row?.v) throw new Error("the keyring has no active KEK");
-    return { version: row.v, key: this.kek(row.v) };
+    const version = activeKekVersion(db);
+    return { version, key: this.kek(version) };
+  }
+
+  /**
+   * Why the active KEK cannot serve this root key — it has no wrap for it, or its wrap does not
+   * open (damaged, altered) — or null when it opens. Without it nothing can be encrypted, nor
+   * any DEK under it unwrapped: an unseal must not stand on it (an older KEK that does not open
+   * costs only the DEKs under it, and is skipped).
+   */
+  activeKekProblem(): string | null {
+    const version = activeKekVersion(this.db);
+    if (!this.kekWrap(version)) return `KEK v${version}, the active one, has no wrap for root key ${this.rootId}`;
+    if (!this.kekOpens(version)) return `KEK v${version} does not open with root key ${this.rootId} (its wrap damaged or altered), and it is the active one`;
+    return null;
   }
 
   private kek(version: number): Buffer {
@@ -455,6 +467,12 @@ export class Keyring {
     }
     return count;
   }
+}
+
+function activeKekVersion(db: Database): number {
+  const row = db.query<{ v: number | null }, []>("SELECT max(version) AS v FROM keks WHERE retired_at IS NULL").get();
+  if (!row?.v) throw new Error("the keyring has no active KEK");
+  return row.v;
 }
 
 function dekCacheId(owner: string, version: number): string {

@@ -49,6 +49,34 @@ describe("the embedded default's key file", () => {
   });
 });
 
+describe("a damaged key hierarchy (found in review)", () => {
+  /** Flips the last byte of KEK `version`'s wrap in the stopped instance's database. */
+  function damageKek(data: string, version: number) {
+    const db = new Database(join(data, "citadel.db"));
+    try {
+      const { wrapped } = db.query("SELECT wrapped FROM kek_wraps WHERE kek_version = ?").get(version) as { wrapped: Uint8Array };
+      const altered = Buffer.from(wrapped);
+      altered[altered.length - 1]! ^= 1;
+      db.run("UPDATE kek_wraps SET wrapped = ? WHERE kek_version = ?", [altered, version]);
+    } finally {
+      db.close();
+    }
+  }
+
+  test("an active KEK that does not open stops the start (exit 1, as a wrong key) naming it and the remedy; doctor fails it too (it started, /readyz 200, every login a 500)", async () => {
+    const data = dataDir();
+    const { citadel } = await start(data);
+    expect((await citadel.stop()).code).toBe(0);
+    damageKek(data, 1); // the only KEK, no rotation pending
+    const refused = await runCitadel(["serve", "--data", data], { CITADEL_HTTP_PORT: String(await freePort()) });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/citadel: KEK v1 does not open with root key [0-9a-f]{8} \(its wrap damaged or altered\), and it is the active one: .*restore a backup made before the damage/);
+    const doctor = await runCitadel(["doctor", "--data", data]);
+    expect(doctor.code).toBe(1);
+    expect(doctor.stdout + doctor.stderr).toContain("and it is the active one: Citadel cannot unseal");
+  });
+});
+
 describe("Shamir shares", () => {
   test("init prints the shares once; serve starts sealed; citadel unseal takes them one at a time", async () => {
     const data = dataDir();

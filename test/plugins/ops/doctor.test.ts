@@ -173,6 +173,25 @@ describe("a planted problem fails with the command that fixes it; after that com
     expect(find((await doctor(dir)).report, "root_key")[0]!.status).toBe("ok");
   });
 
+  test("a root key file whose active KEK does not open with it fails, as the start stops on it, with a restore as the remedy (found in review: root key and keys ok)", async () => {
+    const dir = dataDir();
+    const db = new Database(databasePath(configOf(dir)));
+    try {
+      const { wrapped } = db.query("SELECT wrapped FROM kek_wraps WHERE kek_version = 1").get() as { wrapped: Uint8Array };
+      const altered = Buffer.from(wrapped);
+      altered[altered.length - 1]! ^= 1;
+      db.run("UPDATE kek_wraps SET wrapped = ? WHERE kek_version = 1", [altered]);
+    } finally {
+      db.close();
+    }
+    const { code, report } = await doctor(dir);
+    expect(code).toBe(1);
+    const [check] = find(report, "root_key");
+    expect(check!.status).toBe("fail");
+    expect(check!.message).toMatch(/is root key [0-9a-f]{8}, but KEK v1 does not open with root key [0-9a-f]{8} \(its wrap damaged or altered\), and it is the active one: Citadel cannot unseal$/);
+    expect(check!.fix).toStartWith("restore a backup made before the damage");
+  });
+
   test("a file in a data directory another user owns (the service's) that is root's fails with the chown that fixes it, as serve cannot read it (found in review: it passed)", async () => {
     if (process.getuid?.() !== 0) return; // only root can give files away
     const dir = dataDir();

@@ -177,6 +177,25 @@ describe("keys over HTTP", () => {
     expect(c.log.lines.some((l) => l.msg === "finished an interrupted key rotation")).toBe(true);
   });
 
+  test("Shamir: shares that rebuild the root key of an active KEK that does not open are a 409 naming it and the remedy, and Citadel stays sealed (found in review: it unsealed into every write a 500)", async () => {
+    const c = await testCitadel({ sealMethod: "shamir" });
+    const k = c.kernel;
+    const { wrapped } = k.store.db.query("SELECT wrapped FROM kek_wraps WHERE kek_version = 1").get() as { wrapped: Uint8Array };
+    const altered = Buffer.from(wrapped);
+    altered[altered.length - 1]! ^= 1;
+    await k.store.write((tx) => tx.run("UPDATE kek_wraps SET wrapped = ?", [altered]));
+    let last: Awaited<ReturnType<typeof c.send>> | undefined;
+    for (const share of k.shares!.slice(0, 3)) last = await c.send("POST", "/v1/sys/unseal", undefined, { json: { share } });
+    expect([last!.status, last!.body.code]).toEqual([409, "conflict"]);
+    expect(last!.body.detail).toContain(`KEK v1 does not open with root key ${k.shares![0]!.split("-")[2]} (its wrap damaged or altered), and it is the active one`);
+    expect(last!.body.detail).toContain("restore a backup made before the damage");
+    expect(k.seal.sealed).toBe(true);
+    expect((await c.send("GET", "/v1/sys/seal-status")).body).toMatchObject({ sealed: true, progress: 0 });
+    const unseals = k.store.db.query("SELECT outcome, reason FROM audit_events WHERE action = 'sys.unseal' ORDER BY seq DESC LIMIT 1").get() as { outcome: string; reason: string };
+    expect(unseals.outcome).toBe("failure");
+    expect(unseals.reason).toStartWith("KEK v1 does not open with root key");
+  });
+
   test("Shamir: while shares of a rekey's pending key are given, seal-status describes that key, its threshold and id (found in review: the old key's, so citadel unseal asked for 'Key share (4 of 3)')", async () => {
     const c = await testCitadel({ sealMethod: "shamir" });
     const k = c.kernel;

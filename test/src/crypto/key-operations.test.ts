@@ -3,7 +3,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { listAuditEvents } from "../../../src/audit/query.ts";
-import { cancelRekey, leftoverKeyFileWarning, rekey, rewrapAll, rotateKek, startRotationSchedule, unsealFromSource } from "../../../src/crypto/key-operations.ts";
+import { ActiveKekError, cancelRekey, finishInterruptedRotation, leftoverKeyFileWarning, rekey, rewrapAll, rotateKek, startRotationSchedule, unsealFromSource } from "../../../src/crypto/key-operations.ts";
 import { promoteRootKey } from "../../../src/crypto/keyring.ts";
 import { generateRootKey, readRootKeyFile, RootKeyError, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
 import { Seal, UnsealError } from "../../../src/crypto/seal.ts";
@@ -601,15 +601,64 @@ describe("an older KEK that does not open, with a rotation unfinished (found in 
     expect(keksOf(k)).toEqual([{ kek_version: 1, n: 10 }, { kek_version: 4, n: 3 }]);
   });
 
-  test("a re-wrap at start that fails all the same (the active KEK does not open) is logged and audited, and the start goes on", async () => {
+  test("an active KEK that does not open stops the start, though older ones are passed: sealed, on record, naming it and the remedy (found in review: the start went on, every write a 500)", async () => {
     const { k, source } = await withDamagedKek();
     await damageKek(k, 3);
-    const log = captureLog();
     const restarted = new Seal(k.store.db, k.clock.now, "key_file");
-    await unsealFromSource(k.store, restarted, k.audit, source, log.logger, k.clock.now);
-    expect(restarted.sealed).toBe(false);
-    expect(log.lines.find((l) => l.level === "error")).toMatchObject({ msg: "could not finish an interrupted key rotation; the next unseal tries again", error: "ciphertext failed authentication" });
-    expect(failures(k).map((f) => f.reason)).toEqual(["the re-wrap of an interrupted rotation stopped (the next unseal tries again): ciphertext failed authentication"]);
+    const refused = unsealFromSource(k.store, restarted, k.audit, source, captureLog().logger, k.clock.now);
+    await expect(refused).rejects.toBeInstanceOf(ActiveKekError);
+    await expect(refused).rejects.toBeInstanceOf(UnsealError); // main.ts: exit 1, as a wrong root key
+    expect(restarted.sealed).toBe(true);
+    expect(keksOf(k)).toEqual([{ kek_version: 1, n: 10 }, { kek_version: 2, n: 3 }]); // nothing re-wrapped
+    expect(failures(k)).toEqual([]); // no "re-wrap stopped": none began
+  });
+});
+
+describe("an active KEK that does not open (found in review: a start went on with it, /readyz 200, every write needing a key a 500)", () => {
+  // Made before the tests, not when the file is read: a run that filters them all out would leave it behind.
+  let dir = "";
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), "citadel-active-kek-"))));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** A fresh keyring (KEK v1 the only one, no rotation), with a value, its key file, and KEK v1's wrap as `alter` leaves it. */
+  async function withActiveKek(alter: (wrapped: Buffer) => Buffer | null) {
+    const k = testKernel();
+    await k.store.write((tx) => k.seal.keyring().encrypt(tx, "test-owner", "row", "x"));
+    const { wrapped } = k.store.db.query("SELECT wrapped FROM kek_wraps WHERE kek_version = 1").get() as { wrapped: Uint8Array };
+    const altered = alter(Buffer.from(wrapped));
+    await k.store.write((tx) => (altered ? tx.run("UPDATE kek_wraps SET wrapped = ?", [altered]) : tx.run("DELETE FROM kek_wraps")));
+    const source = { ...k.keySource, keyFile: join(dir, `root-${Math.random().toString(36).slice(2)}.key`) };
+    writeRootKeyFile(source.keyFile, k.rootKey);
+    return { k, source };
+  }
+  const flipLastByte = (wrapped: Buffer) => {
+    wrapped[wrapped.length - 1]! ^= 1;
+    return wrapped;
+  };
+  const unseals = (k: { store: Store }) => k.store.db.query("SELECT outcome, reason FROM audit_events WHERE action = 'sys.unseal' ORDER BY seq").all();
+
+  test("damaged, with no rotation pending: the start stops (UnsealError), sealed, its failure on record naming the KEK, the root key and the remedy; no re-wrap is audited", async () => {
+    const { k, source } = await withActiveKek(flipLastByte);
+    const restarted = new Seal(k.store.db, k.clock.now, "key_file");
+    const rootId = rootKeyId(rootKeyVerifier(k.rootKey));
+    const message = `KEK v1 does not open with root key ${rootId} (its wrap damaged or altered), and it is the active one: nothing can be encrypted, nor read what its data keys protect; restore a backup made before the damage (citadel restore, docs/backup.md)`;
+    await expect(unsealFromSource(k.store, restarted, k.audit, source, captureLog().logger, k.clock.now)).rejects.toThrow(message);
+    expect(restarted.sealed).toBe(true);
+    expect(unseals(k)).toEqual([{ outcome: "failure", reason: `key_file: ${message}` }]);
+    expect(k.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'keys.kek.rotate'").get()).toEqual({ n: 0 });
+  });
+
+  test("without a wrap for this root key: the start stops too, saying so", async () => {
+    const { k, source } = await withActiveKek(() => null);
+    const restarted = new Seal(k.store.db, k.clock.now, "key_file");
+    await expect(unsealFromSource(k.store, restarted, k.audit, source, captureLog().logger, k.clock.now)).rejects.toThrow(`KEK v1, the active one, has no wrap for root key ${rootKeyId(rootKeyVerifier(k.rootKey))}`);
+    expect(restarted.sealed).toBe(true);
+  });
+
+  test("an unseal with nothing under an older KEK audits no re-wrap, even when it cannot run (found in review: 're-wrap of an interrupted rotation stopped' at every start)", async () => {
+    const k = testKernel();
+    const sealed = new Seal(k.store.db, k.clock.now, "key_file"); // its keyring() throws SealedError
+    await finishInterruptedRotation(k.store, sealed, k.audit, captureLog().logger, k.clock.now);
+    expect(k.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'keys.kek.rotate'").get()).toEqual({ n: 0 });
   });
 });
 
