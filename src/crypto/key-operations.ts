@@ -293,10 +293,14 @@ export async function rewrapAll(store: Store, seal: Seal, audit: AuditLog, log: 
 }
 
 const DAMAGED_KEK_MESSAGE =
-  "a KEK does not open with the root key (its stored wrap damaged or altered): the data keys under it do not unwrap, and the key rotation leaves them under it, which is kept; restore a backup made before the damage (docs/keys.md)";
+  "a KEK does not open with the root key (its stored wrap damaged, altered or missing): the data keys under it do not unwrap, and the key rotation leaves them under it, which is kept; restore a backup made before the damage (docs/keys.md)";
 
 function damagedKekEvent(kek: DamagedKek, to: number, rootId: string, by: RewrapBy): AuditEventInput {
-  const reason = `KEK v${kek.version} does not open with root key ${rootId} (its wrap damaged or altered): the ${kek.deks} data keys under it do not unwrap, left under it, which is kept, by the re-wrap to KEK v${to}; restore a backup made before the damage (docs/keys.md)`;
+  const why =
+    kek.wrap === "missing"
+      ? `KEK v${kek.version} has no wrap for root key ${rootId} (left out by a rekey, as it did not open, or lost)`
+      : `KEK v${kek.version} does not open with root key ${rootId} (its wrap damaged or altered)`;
+  const reason = `${why}: the ${kek.deks} data keys under it do not unwrap, left under it, which is kept, by the re-wrap to KEK v${to}; restore a backup made before the damage (docs/keys.md)`;
   return { action: "keys.kek.rotate", actor: by.actor, outcome: "failure", resource: { type: "kek", id: String(kek.version) }, reason, request: by.request };
 }
 

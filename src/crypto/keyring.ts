@@ -76,12 +76,14 @@ export interface DamagedDek extends DekId {
 }
 
 /**
- * An older KEK whose wrap for this root key is there but does not open (damaged, altered):
- * none of the `deks` DEKs under it unwraps.
+ * An older live KEK that does not open with this root key: its wrap for it is there but does not
+ * open ("damaged": damaged, altered), or there is none ("missing": lost, or left out by a rekey
+ * because it did not open). None of the `deks` DEKs under it unwraps.
  */
 export interface DamagedKek {
   version: number;
   deks: number;
+  wrap: "damaged" | "missing";
 }
 
 /**
@@ -289,13 +291,20 @@ export class Keyring {
   }
 
   /**
-   * The KEKs older than `active`, not retired, whose wrap for this root key is there but does not
-   * open, with how many DEKs each still holds (a KEK without a wrap is kek_gone, its DEKs' damage).
+   * The KEKs older than `active`, not retired, still holding DEKs, that do not open with this root
+   * key (their wrap damaged, or none), with how many DEKs each holds. A retired KEK is not among
+   * them: a DEK naming one is kek_gone, that one row's damage.
    */
   private unopenableKeks(db: Database, active: number): DamagedKek[] {
     const older = db.query<{ version: number }, [number]>("SELECT version FROM keks WHERE version < ? AND retired_at IS NULL ORDER BY version").all(active);
     const count = db.query<{ n: number }, [number]>("SELECT count(*) AS n FROM deks WHERE kek_version = ? AND wrapped IS NOT NULL");
-    return older.filter(({ version }) => this.kekWrap(version) && !this.kekOpens(version)).map(({ version }) => ({ version, deks: count.get(version)!.n }));
+    const damaged: DamagedKek[] = [];
+    for (const { version } of older) {
+      const wrap = !this.kekWrap(version) ? "missing" : this.kekOpens(version) ? null : "damaged";
+      const deks = wrap ? count.get(version)!.n : 0;
+      if (wrap && deks > 0) damaged.push({ version, deks, wrap });
+    }
+    return damaged;
   }
 
   private kekOpens(version: number): boolean {
@@ -384,7 +393,10 @@ export class Keyring {
   /**
    * Starts replacing the root key: every live KEK is wrapped for `newRoot` as well, and the
    * new root is recorded as pending. Until it is promoted, either root unseals, so a crash
-   * or an operator who has not yet stored the new key loses nothing.
+   * or an operator who has not yet stored the new key loses nothing. An older KEK that does
+   * not open is left out: there is nothing to wrap, its DEKs are damaged already (and stay
+   * counted so, as a KEK with no wrap for the new key), and refusing would leave the root key
+   * unchangeable until a restore. The active KEK must open (it always does once unsealed).
    */
   beginRekey(tx: Database, newRoot: Buffer, method: SealMethod, now: number, shamir?: { shares: number; threshold: number }): string {
     const verifier = rootKeyVerifier(newRoot);
@@ -402,8 +414,10 @@ export class Keyring {
       shamir?.threshold ?? null,
       now,
     );
+    const unopenable = new Set(this.unopenableKeks(tx, activeKekVersion(tx)).map((k) => k.version));
     const live = tx.query<{ version: number }, []>("SELECT version FROM keks WHERE retired_at IS NULL").all();
     for (const { version } of live) {
+      if (unopenable.has(version)) continue;
       tx.query("INSERT INTO kek_wraps (kek_version, root_key_id, wrapped) VALUES (?, ?, ?)").run(version, newId, sealEnvelope(newRoot, version, this.kek(version), kekAad(version, newId)));
     }
     return newId;

@@ -578,7 +578,7 @@ describe("an older KEK that does not open, with a rotation unfinished (found in 
       },
     ]);
     expect(log.lines.filter((l) => l.level === "error").map((l) => [l.msg, l.kek_version, l.deks])).toEqual([
-      ["a KEK does not open with the root key (its stored wrap damaged or altered): the data keys under it do not unwrap, and the key rotation leaves them under it, which is kept; restore a backup made before the damage (docs/keys.md)", 1, 10],
+      ["a KEK does not open with the root key (its stored wrap damaged, altered or missing): the data keys under it do not unwrap, and the key rotation leaves them under it, which is kept; restore a backup made before the damage (docs/keys.md)", 1, 10],
     ]);
     expect(log.lines.find((l) => l.msg === "finished an interrupted key rotation")).toMatchObject({ deks_rewrapped: 3, deks_damaged: 10 });
     const { deks_to_rewrap, deks_damaged } = restarted.keyring().status();
@@ -599,6 +599,30 @@ describe("an older KEK that does not open, with a rotation unfinished (found in 
     restarted.unsealWithKey(k.rootKey);
     expect(await rotateKek(k.store, restarted, k.audit, captureLog().logger, OPERATOR, k.clock.now)).toEqual({ version: 4, rewrapped: 3, damaged: 10 });
     expect(keksOf(k)).toEqual([{ kek_version: 1, n: 10 }, { kek_version: 4, n: 3 }]);
+  });
+
+  test("a rekey leaves out the KEK that does not open (its data keys damaged already, still counted so, named once per re-wrap); every readable value reads after it and a restart (found in review: 500, no rekey possible)", async () => {
+    const { k, ok, source } = await withDamagedKek();
+    const r = await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now);
+    expect(r.active).toBe(true);
+    const counts = (seal: Seal) => {
+      const { deks_to_rewrap, deks_damaged } = seal.keyring().status();
+      return { deks_to_rewrap, deks_damaged };
+    };
+    expect(counts(k.seal)).toEqual({ deks_to_rewrap: 3, deks_damaged: 10 });
+    for (let i = 0; i < 3; i++) expect(k.seal.keyring().decrypt(`ok/${i}`, "row", ok[i]!).toString()).toBe(`ok ${i}`);
+    expect(k.store.db.query("SELECT kek_version FROM kek_wraps ORDER BY kek_version").all()).toEqual([{ kek_version: 2 }, { kek_version: 3 }]);
+
+    const log = captureLog();
+    const restarted = new Seal(k.store.db, k.clock.now, "key_file");
+    await unsealFromSource(k.store, restarted, k.audit, source, log.logger, k.clock.now);
+    for (let i = 0; i < 3; i++) expect(restarted.keyring().decrypt(`ok/${i}`, "row", ok[i]!).toString()).toBe(`ok ${i}`);
+    expect(keksOf(k)).toEqual([{ kek_version: 1, n: 10 }, { kek_version: 3, n: 3 }]);
+    expect(counts(restarted)).toEqual({ deks_to_rewrap: 0, deks_damaged: 10 });
+    expect(failures(k).map((f) => [f.resource_type, f.resource_id, f.reason])).toEqual([
+      ["kek", "1", `KEK v1 has no wrap for root key ${r.keyId} (left out by a rekey, as it did not open, or lost): the 10 data keys under it do not unwrap, left under it, which is kept, by the re-wrap to KEK v3; restore a backup made before the damage (docs/keys.md)`],
+    ]);
+    expect(log.lines.filter((l) => l.level === "error").map((l) => [l.kek_version, l.deks])).toEqual([[1, 10]]);
   });
 
   test("an active KEK that does not open stops the start, though older ones are passed: sealed, on record, naming it and the remedy (found in review: the start went on, every write a 500)", async () => {
