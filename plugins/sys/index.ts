@@ -5,7 +5,7 @@
 import { Elysia } from "elysia";
 import type { AuditRequestContext } from "../../src/audit/event.ts";
 import { ActiveKekError, cancelRekey, finishInterruptedRotation, refuseUnusableActiveKek, rekey, rotateKek } from "../../src/crypto/key-operations.ts";
-import { promoteRootKey, type RootKeyRecord } from "../../src/crypto/keyring.ts";
+import { onDekReplaced, promoteRootKey, type RootKeyRecord } from "../../src/crypto/keyring.ts";
 import { UnsealError } from "../../src/crypto/seal.ts";
 import { ConflictError, InvalidError } from "../../src/errors.ts";
 import { actorOf } from "../../src/auth/principal.ts";
@@ -24,8 +24,16 @@ const SHARE_HOLDER = { kind: "anonymous" as const };
 export const sysPlugin = definePlugin({
   name: "sys",
   scopes: ["sys:seal", "sys:keys"],
-  actions: [],
+  actions: [
+    {
+      type: "sys.dek.replace",
+      description: "An owner's newest data key did not unwrap (damaged, or its KEK does not open): a new one was made for its writes; what the old one encrypted stays unreadable.",
+    },
+  ],
   migrations: [],
+  async start(k) {
+    return reportReplacedDeks(k);
+  },
   routes: (k) =>
     new Elysia({ name: "sys" })
       .get("/seal-status", () => k.seal.status(), {
@@ -84,6 +92,37 @@ export const sysPlugin = definePlugin({
       }),
   commands: sysCommands,
 });
+
+/**
+ * Logs and audits each DEK a keyring replaced because it did not unwrap: once per owner, as the
+ * new version serves its later writes. In a write of its own, queued behind the one that made it
+ * (which may be an audit event's own, where no second event can be recorded), and only if that
+ * one committed: the new version is there.
+ */
+function reportReplacedDeks(k: Kernel): () => Promise<void> {
+  const reported = new Set<string>();
+  const stop = onDekReplaced(k.store.db, (replaced) => {
+    const id = `${replaced.owner}\0${replaced.version}`;
+    void k.store
+      .write((tx) => {
+        const made = tx.query("SELECT 1 FROM deks WHERE owner = ? AND version = ? AND wrapped IS NOT NULL").get(replaced.owner, replaced.version);
+        if (!made || reported.has(id)) return false;
+        const reason = `data key v${replaced.replaced.version} under KEK v${replaced.replaced.kek_version} does not unwrap (${replaced.cause}): v${replaced.version} made for the owner's writes; what v${replaced.replaced.version} encrypted stays unreadable (docs/keys.md)`;
+        k.audit.record(tx, { action: "sys.dek.replace", actor: { kind: "system" }, outcome: "success", resource: { type: "dek", id: replaced.owner }, reason });
+        reported.add(id);
+        return true;
+      })
+      .then((recorded) => {
+        if (!recorded) return;
+        k.log.error(REPLACED_DEK_MESSAGE, { owner: replaced.owner, version: replaced.version, replaced_version: replaced.replaced.version, kek_version: replaced.replaced.kek_version, cause: replaced.cause });
+      })
+      .catch((error) => k.log.error("could not record a replaced data key", { owner: replaced.owner, error: String(error) }));
+  });
+  return async () => void stop();
+}
+
+const REPLACED_DEK_MESSAGE =
+  "an owner's newest data key does not unwrap: a new one was made for its writes, and what the old one encrypted stays unreadable; restore a backup made before the damage to read it again (docs/keys.md)";
 
 async function seal(k: Kernel, request: Request) {
   // Already sealed: by a seal queued before this one (the edge answers 503 to one sent while sealed).

@@ -30,6 +30,11 @@ export class KeyDestroyedError extends Error {
   override readonly name = "KeyDestroyedError";
 }
 
+/** A KEK has no wrap for this root key (retired, its material erased; left out by a rekey; lost). */
+export class KekNotWrappedError extends Error {
+  override readonly name = "KekNotWrappedError";
+}
+
 export interface RootKeyRecord {
   id: string;
   method: SealMethod;
@@ -97,6 +102,35 @@ export interface RewrapBatch {
   damagedKeks: DamagedKek[];
   last: DekId | null;
   kek: number;
+}
+
+/**
+ * An owner's newest DEK that did not unwrap (`replaced`, under the KEK it names, and why:
+ * `cause`), and the version made in its place under the active KEK for the owner's writes.
+ */
+export interface ReplacedDek {
+  owner: string;
+  version: number;
+  replaced: { version: number; kek_version: number };
+  cause: string;
+}
+
+type ReplacedDekListener = (replaced: ReplacedDek) => void;
+
+/** Who hears of replaced DEKs, by database: the keyring changes at every unseal, they do not. */
+const replacedDekListeners = new WeakMap<Database, Set<ReplacedDekListener>>();
+
+/**
+ * Calls `listener` whenever a keyring over `db` replaces an owner's newest DEK that does not
+ * unwrap. It is called inside the writing transaction, which may yet roll back, and may be an
+ * audit event's own (a person's audit key): it must be quick, must not throw, and must record
+ * nothing in that transaction. Returns the way to stop.
+ */
+export function onDekReplaced(db: Database, listener: ReplacedDekListener): () => void {
+  let listeners = replacedDekListeners.get(db);
+  if (!listeners) replacedDekListeners.set(db, (listeners = new Set()));
+  listeners.add(listener);
+  return () => listeners.delete(listener);
 }
 
 interface DekRow {
@@ -228,7 +262,32 @@ export class Keyring {
     // An owner whose keys were destroyed starts a new version: old values stay unreadable.
     if (!row || row.wrapped === null) return this.createDek(tx, owner, (row?.version ?? 0) + 1, this.now());
     this.latestVersion.set(owner, row.version);
-    return { version: row.version, key: this.unwrapDek(owner, row) };
+    try {
+      return { version: row.version, key: this.unwrapDek(owner, row) };
+    } catch (error) {
+      if (!(error instanceof DecryptionError || error instanceof KekNotWrappedError)) throw error;
+      return this.replaceDamagedDek(tx, owner, row);
+    }
+  }
+
+  /**
+   * An owner whose newest DEK does not unwrap (its bytes damaged, or its KEK's wrap damaged or
+   * gone) gets a new version under the active KEK, as after an erasure: what the old one
+   * encrypted stays unreadable (counted damaged), and the owner's writes go on — else every one
+   * failed for good, the operator's login among them (its audit event is encrypted with the
+   * operator's key). The listeners hear of it; the new version serves from then on, so once.
+   */
+  private replaceDamagedDek(tx: Database, owner: string, row: DekRow): { version: number; key: Buffer } {
+    const cause = !this.kekWrap(row.kek_version)
+      ? `KEK v${row.kek_version} has no wrap for root key ${this.rootId}`
+      : this.kekOpens(row.kek_version)
+        ? "its wrapped bytes do not open (damaged or altered)"
+        : `KEK v${row.kek_version} does not open with root key ${this.rootId}`;
+    const latest = tx.query<{ v: number }, [string]>("SELECT max(version) AS v FROM deks WHERE owner = ?").get(owner)!.v;
+    const created = this.createDek(tx, owner, latest + 1, this.now());
+    const replaced: ReplacedDek = { owner, version: created.version, replaced: { version: row.version, kek_version: row.kek_version }, cause };
+    for (const listener of replacedDekListeners.get(this.db) ?? []) listener(replaced);
+    return created;
   }
 
   private createDek(tx: Database, owner: string, version: number, now: number): { version: number; key: Buffer } {
@@ -281,7 +340,7 @@ export class Keyring {
     // its root's wraps. Whoever still holds it gets the 503 of root(), not "not wrapped" (a 500).
     const root = this.root();
     const wrapped = this.kekWrap(version);
-    if (!wrapped) throw new Error(`KEK v${version} is not wrapped for root key ${this.rootId}`);
+    if (!wrapped) throw new KekNotWrappedError(`KEK v${version} is not wrapped for root key ${this.rootId}`);
     const cached = this.kekCache.get(version);
     if (cached && cached.wrapped.equals(wrapped)) return cached.key;
     const key = openEnvelope(root, wrapped, kekAad(version, this.rootId));

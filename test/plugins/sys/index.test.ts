@@ -177,6 +177,33 @@ describe("keys over HTTP", () => {
     expect(c.log.lines.some((l) => l.msg === "finished an interrupted key rotation")).toBe(true);
   });
 
+  test("an owner whose newest data key is under an older KEK that does not open gets a new one at its next write: login and audit reads work, the old data reads as unreadable, said once per owner (found in review: every login 500, for good)", async () => {
+    const { c } = await operator();
+    const k = c.kernel;
+    await k.store.write((tx) => k.seal.keyring().rotateKek(tx, k.clock.now())); // KEK v2; every data key still under v1
+    const { wrapped } = k.store.db.query("SELECT wrapped FROM kek_wraps WHERE kek_version = 1").get() as { wrapped: Uint8Array };
+    const altered = Buffer.from(wrapped);
+    altered[altered.length - 1]! ^= 1;
+    await k.store.write((tx) => tx.run("UPDATE kek_wraps SET wrapped = ? WHERE kek_version = 1", [altered]));
+    k.seal.seal(); // a restart: nothing cached
+    await unsealFromSource(k.store, k.seal, k.audit, k.keySource, k.log, k.clock.now);
+
+    const token = await c.login(c.owner.email, c.owner.password);
+    const events = await c.send("GET", "/v1/audit/events?limit=100", token);
+    expect(events.status).toBe(200);
+    expect((await c.send("GET", "/v1/audit/events?limit=100", token)).status).toBe(200);
+    const logins = events.body.events.filter((e: { action: string }) => e.action === "iam.login");
+    expect(logins.at(-1).source_address).toBe("[unreadable]"); // the first login's, under the old key
+    expect(logins[0].source_address).not.toBe("[unreadable]"); // this one's, under the new key
+    await Bun.sleep(0);
+    await k.store.write(() => {}); // the reports are queued behind the writes that made the keys
+    const replaced = k.store.db.query("SELECT resource_id, count(*) AS n FROM audit_events WHERE action = 'sys.dek.replace' GROUP BY resource_id").all() as Array<{ resource_id: string; n: number }>;
+    const user = (k.store.db.query("SELECT actor_user FROM audit_events WHERE action = 'iam.login' AND actor_user IS NOT NULL LIMIT 1").get() as { actor_user: string }).actor_user;
+    expect(replaced).toContainEqual({ resource_id: `audit-subject/${user}`, n: 1 });
+    expect(replaced.every((r) => r.n === 1)).toBe(true);
+    expect(c.log.lines.filter((l) => l.owner === `audit-subject/${user}` && String(l.msg).startsWith("an owner's newest data key does not unwrap"))).toHaveLength(1);
+  });
+
   test("Shamir: shares that rebuild the root key of an active KEK that does not open are a 409 naming it and the remedy, and Citadel stays sealed (found in review: it unsealed into every write a 500)", async () => {
     const c = await testCitadel({ sealMethod: "shamir" });
     const k = c.kernel;

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { DecryptionError } from "../../../src/crypto/aead.ts";
-import { KeyDestroyedError, Keyring, promoteRootKey, unsealableRoots } from "../../../src/crypto/keyring.ts";
+import { KeyDestroyedError, Keyring, onDekReplaced, promoteRootKey, unsealableRoots, type ReplacedDek } from "../../../src/crypto/keyring.ts";
 import { generateRootKey } from "../../../src/crypto/root-key.ts";
 import { SealedError } from "../../../src/errors.ts";
 import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
@@ -136,5 +136,84 @@ describe("keyring", () => {
     expect(unsealableRoots(db).map((r) => r.id)).toEqual([newId]);
     expect(new Keyring(db, Buffer.from(newRoot)).decrypt("o", "c", ct).toString()).toBe("kept");
     expect(() => new Keyring(db, Buffer.from(root)).decrypt("o", "c", ct)).toThrow(/not wrapped/);
+  });
+});
+
+describe("an owner whose newest data key does not unwrap (found in review: every write for it failed, 500, for good)", () => {
+  /** Flips the last byte of the wrapped bytes in `table`'s row matching `where`. */
+  function damage(db: Database, table: "kek_wraps" | "deks", where: string) {
+    const { wrapped } = db.query(`SELECT wrapped FROM ${table} WHERE ${where}`).get() as { wrapped: Uint8Array };
+    const altered = Buffer.from(wrapped);
+    altered[altered.length - 1]! ^= 1;
+    db.run(`UPDATE ${table} SET wrapped = ? WHERE ${where}`, [altered]);
+  }
+  const deksOf = (db: Database, owner: string) => db.query("SELECT version, kek_version FROM deks WHERE owner = ? ORDER BY version").all(owner);
+
+  test("its KEK does not open: a write makes a new version under the active KEK, said once; the old value reads as damaged", () => {
+    const { db, root, keyring } = setup();
+    const old = keyring.encrypt(db, "x", "c1", "old");
+    keyring.rotateKek(db, 3000); // KEK v2; x's key stays under v1 (a rotation not re-wrapped)
+    damage(db, "kek_wraps", "kek_version = 1");
+    const replaced: ReplacedDek[] = [];
+    const stop = onDekReplaced(db, (r) => replaced.push(r));
+    try {
+      const fresh = new Keyring(db, Buffer.from(root)); // as after a restart: nothing cached
+      const ct = fresh.encrypt(db, "x", "c2", "new");
+      expect(fresh.decrypt("x", "c2", ct).toString()).toBe("new");
+      expect(fresh.encrypt(db, "x", "c3", "newer")).toBeDefined(); // the new version serves: no second replacement
+      expect(deksOf(db, "x")).toEqual([{ version: 1, kek_version: 1 }, { version: 2, kek_version: 2 }]);
+      expect(() => fresh.decrypt("x", "c1", old)).toThrow(DecryptionError);
+      expect(replaced).toEqual([{ owner: "x", version: 2, replaced: { version: 1, kek_version: 1 }, cause: `KEK v1 does not open with root key ${fresh.rootId}` }]);
+    } finally {
+      stop();
+    }
+  });
+
+  test("its own wrapped bytes altered, or its KEK without a wrap: likewise, each cause named", () => {
+    const { db, root, keyring } = setup();
+    keyring.encrypt(db, "a", "c", "x");
+    damage(db, "deks", "owner = 'a'");
+    keyring.encrypt(db, "b", "c", "x");
+    keyring.rotateKek(db, 3000);
+    db.run("DELETE FROM kek_wraps WHERE kek_version = 1");
+    const replaced: ReplacedDek[] = [];
+    const stop = onDekReplaced(db, (r) => replaced.push(r));
+    try {
+      const fresh = new Keyring(db, Buffer.from(root));
+      fresh.encrypt(db, "a", "c2", "y");
+      fresh.encrypt(db, "b", "c2", "y");
+      expect(replaced.map((r) => [r.owner, r.version, r.cause])).toEqual([
+        ["a", 2, "KEK v1 has no wrap for root key " + fresh.rootId],
+        ["b", 2, "KEK v1 has no wrap for root key " + fresh.rootId],
+      ]);
+    } finally {
+      stop();
+    }
+  });
+
+  test("a data key whose own bytes are altered, under a KEK that opens, is named as such", () => {
+    const { db, root, keyring } = setup();
+    keyring.encrypt(db, "a", "c", "x");
+    damage(db, "deks", "owner = 'a'");
+    const replaced: ReplacedDek[] = [];
+    const stop = onDekReplaced(db, (r) => replaced.push(r));
+    try {
+      const fresh = new Keyring(db, Buffer.from(root));
+      fresh.encrypt(db, "a", "c2", "y");
+      expect(replaced.map((r) => [r.owner, r.version, r.replaced.kek_version, r.cause])).toEqual([["a", 2, 1, "its wrapped bytes do not open (damaged or altered)"]]);
+    } finally {
+      stop();
+    }
+  });
+
+  test("a wiped keyring still refuses (SealedError), and an active KEK that does not open still fails: nothing is made", () => {
+    const { db, root, keyring } = setup();
+    keyring.encrypt(db, "x", "c", "v");
+    damage(db, "kek_wraps", "kek_version = 1");
+    const fresh = new Keyring(db, Buffer.from(root));
+    expect(() => fresh.encrypt(db, "x", "c2", "v")).toThrow(DecryptionError);
+    fresh.wipe();
+    expect(() => fresh.encrypt(db, "x", "c2", "v")).toThrow(SealedError);
+    expect(deksOf(db, "x")).toEqual([{ version: 1, kek_version: 1 }]);
   });
 });
