@@ -246,7 +246,7 @@ function anyDekUnderAnOlderKek(db: Database): boolean {
 
 /** What to do about data keys that do not unwrap: no rotation moves them. */
 const DAMAGED_DEKS_ADVICE =
-  "data keys that do not unwrap (damaged or altered) stay under an old KEK, and no rotation moves them: the audit names their owners, or the KEK that does not open (keys.kek.rotate failures); restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys; the appliance's own keys — audit/, mesh/, dns/ — only a restore mends)";
+  "data keys that do not unwrap (damaged or altered) stay under an old KEK, and no rotation moves them: the audit names their owners (keys.kek.rotate failures: each data key's, or those under a KEK that does not open); restore a backup made before the damage, or destroy those owners' data (their erasure or deletion destroys their keys; the appliance's own keys — audit/, mesh/, dns/ — only a restore mends)";
 
 /** Who re-wraps: a rotation's actor and request, or the system (resuming one at an unseal). */
 export interface RewrapBy {
@@ -281,7 +281,7 @@ export async function rewrapAll(store: Store, seal: Seal, audit: AuditLog, log: 
     );
     for (const dek of done.damaged) log.error(damagedDekMessage(dek), { owner: dek.owner, version: dek.version, kek_version: dek.kek_version });
     for (const kek of done.newlyDamagedKeks) {
-      log.error(DAMAGED_KEK_MESSAGE, { kek_version: kek.version, deks: kek.deks });
+      log.error(DAMAGED_KEK_MESSAGE, { kek_version: kek.version, deks: kek.deks, owners: kek.owners, first_owners: kek.firstOwners });
       keksReported.add(kek.version);
       damaged += kek.deks;
     }
@@ -300,8 +300,18 @@ function damagedKekEvent(kek: DamagedKek, to: number, rootId: string, by: Rewrap
     kek.wrap === "missing"
       ? `KEK v${kek.version} has no wrap for root key ${rootId} (left out by a rekey, as it did not open, or lost)`
       : `KEK v${kek.version} does not open with root key ${rootId} (its wrap damaged or altered)`;
-  const reason = `${why}: the ${kek.deks} data keys under it do not unwrap, left under it, which is kept, by the re-wrap to KEK v${to}; restore a backup made before the damage (docs/keys.md)`;
+  const reason = `${why}: the ${kek.deks} data keys under it do not unwrap, left under it, which is kept, by the re-wrap to KEK v${to}; restore a backup made before the damage, or destroy those owners' data (docs/keys.md); ${ownersNamed(kek)}`;
   return { action: "keys.kek.rotate", actor: by.actor, outcome: "failure", resource: { type: "kek", id: String(kek.version) }, reason, request: by.request };
+}
+
+/**
+ * The owners of a damaged KEK's data keys, as its audit event names them: all of them, or the
+ * first DAMAGED_KEK_OWNERS and how many more (named by a later re-wrap once these are destroyed).
+ */
+function ownersNamed(kek: DamagedKek): string {
+  const more = kek.owners - kek.firstOwners.length;
+  if (more === 0) return `their owners: ${kek.firstOwners.join(", ")}`;
+  return `their owners: ${kek.firstOwners.join(", ")}, and ${more} more (named by the next re-wrap once these are destroyed)`;
 }
 
 function damagedDekMessage(dek: DamagedDek): string {

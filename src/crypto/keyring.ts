@@ -83,13 +83,19 @@ export interface DamagedDek extends DekId {
 /**
  * An older live KEK that does not open with this root key: its wrap for it is there but does not
  * open ("damaged": damaged, altered), or there is none ("missing": lost, or left out by a rekey
- * because it did not open). None of the `deks` DEKs under it unwraps.
+ * because it did not open). None of the `deks` DEKs under it unwraps; they belong to `owners`
+ * owners, the first DAMAGED_KEK_OWNERS of which (in order) are in `firstOwners`.
  */
 export interface DamagedKek {
   version: number;
   deks: number;
   wrap: "damaged" | "missing";
+  owners: number;
+  firstOwners: string[];
 }
+
+/** How many owners of a damaged KEK's DEKs are named: enough to act on, bounded for a log line and an audit event. */
+export const DAMAGED_KEK_OWNERS = 100;
 
 /**
  * What one batch of a re-wrap did: DEKs moved to KEK `kek`, DEKs left, the older KEKs that do
@@ -356,12 +362,14 @@ export class Keyring {
    */
   private unopenableKeks(db: Database, active: number): DamagedKek[] {
     const older = db.query<{ version: number }, [number]>("SELECT version FROM keks WHERE version < ? AND retired_at IS NULL ORDER BY version").all(active);
-    const count = db.query<{ n: number }, [number]>("SELECT count(*) AS n FROM deks WHERE kek_version = ? AND wrapped IS NOT NULL");
+    const count = db.query<{ n: number; owners: number }, [number]>("SELECT count(*) AS n, count(DISTINCT owner) AS owners FROM deks WHERE kek_version = ? AND wrapped IS NOT NULL");
+    const firstOwners = db.query<{ owner: string }, [number, number]>("SELECT DISTINCT owner FROM deks WHERE kek_version = ? AND wrapped IS NOT NULL ORDER BY owner LIMIT ?");
     const damaged: DamagedKek[] = [];
     for (const { version } of older) {
       const wrap = !this.kekWrap(version) ? "missing" : this.kekOpens(version) ? null : "damaged";
-      const deks = wrap ? count.get(version)!.n : 0;
-      if (wrap && deks > 0) damaged.push({ version, deks, wrap });
+      const under = wrap ? count.get(version)! : null;
+      if (!wrap || !under?.n) continue;
+      damaged.push({ version, deks: under.n, wrap, owners: under.owners, firstOwners: firstOwners.all(version, DAMAGED_KEK_OWNERS).map((r) => r.owner) });
     }
     return damaged;
   }

@@ -574,7 +574,7 @@ describe("an older KEK that does not open, with a rotation unfinished (found in 
       {
         resource_type: "kek",
         resource_id: "1",
-        reason: `KEK v1 does not open with root key ${rootId} (its wrap damaged or altered): the 10 data keys under it do not unwrap, left under it, which is kept, by the re-wrap to KEK v3; restore a backup made before the damage (docs/keys.md)`,
+        reason: `KEK v1 does not open with root key ${rootId} (its wrap damaged or altered): the 10 data keys under it do not unwrap, left under it, which is kept, by the re-wrap to KEK v3; restore a backup made before the damage, or destroy those owners' data (docs/keys.md); their owners: test/0, test/1, test/2, test/3, test/4, test/5, test/6, test/7, test/8, test/9`,
       },
     ]);
     expect(log.lines.filter((l) => l.level === "error").map((l) => [l.msg, l.kek_version, l.deks])).toEqual([
@@ -583,6 +583,30 @@ describe("an older KEK that does not open, with a rotation unfinished (found in 
     expect(log.lines.find((l) => l.msg === "finished an interrupted key rotation")).toMatchObject({ deks_rewrapped: 3, deks_damaged: 10 });
     const { deks_to_rewrap, deks_damaged } = restarted.keyring().status();
     expect({ deks_to_rewrap, deks_damaged }).toEqual({ deks_to_rewrap: 0, deks_damaged: 10 });
+  });
+
+  test("the KEK's audit event and log line name the owners of its data keys, the first 100 and how many more; once those are destroyed, the next re-wrap names the rest (found in review: the remedy said the audit names them, and it gave only a count)", async () => {
+    const k = testKernel();
+    const keyring = k.seal.keyring();
+    await k.store.write((tx) => {
+      for (let i = 0; i < 103; i++) keyring.encrypt(tx, `owner/${String(i).padStart(3, "0")}`, "row", "x");
+      keyring.encrypt(tx, "owner/000", "row-2", "x"); // two values, one key: one owner
+    });
+    await k.store.write((tx) => keyring.rotateDek(tx, "owner/001", k.clock.now())); // two keys, one owner
+    await k.store.write((tx) => keyring.rotateKek(tx, k.clock.now()));
+    await damageKek(k, 1);
+    const log = captureLog();
+    const restarted = new Seal(k.store.db, k.clock.now, "key_file");
+    restarted.unsealWithKey(k.rootKey);
+    await rewrapAll(k.store, restarted, k.audit, log.logger, k.clock.now, { actor: OPERATOR });
+    const first100 = Array.from({ length: 100 }, (_, i) => `owner/${String(i).padStart(3, "0")}`);
+    expect(failures(k).at(-1)!.reason).toEndWith(`their owners: ${first100.join(", ")}, and 3 more (named by the next re-wrap once these are destroyed)`);
+    expect(failures(k).at(-1)!.reason).toContain("the 104 data keys under it do not unwrap");
+    expect(log.lines.find((l) => l.level === "error")).toMatchObject({ kek_version: 1, deks: 104, owners: 103, first_owners: first100 });
+
+    await k.store.write((tx) => first100.forEach((owner) => restarted.keyring().destroyOwner(tx, owner, k.clock.now())));
+    await rewrapAll(k.store, restarted, k.audit, log.logger, k.clock.now, { actor: OPERATOR });
+    expect(failures(k).at(-1)!.reason).toEndWith("their owners: owner/100, owner/101, owner/102");
   });
 
   test("in batches of one, the KEK is audited once per re-wrap, not once per batch or per data key", async () => {
@@ -620,7 +644,7 @@ describe("an older KEK that does not open, with a rotation unfinished (found in 
     expect(keksOf(k)).toEqual([{ kek_version: 1, n: 10 }, { kek_version: 3, n: 3 }]);
     expect(counts(restarted)).toEqual({ deks_to_rewrap: 0, deks_damaged: 10 });
     expect(failures(k).map((f) => [f.resource_type, f.resource_id, f.reason])).toEqual([
-      ["kek", "1", `KEK v1 has no wrap for root key ${r.keyId} (left out by a rekey, as it did not open, or lost): the 10 data keys under it do not unwrap, left under it, which is kept, by the re-wrap to KEK v3; restore a backup made before the damage (docs/keys.md)`],
+      ["kek", "1", `KEK v1 has no wrap for root key ${r.keyId} (left out by a rekey, as it did not open, or lost): the 10 data keys under it do not unwrap, left under it, which is kept, by the re-wrap to KEK v3; restore a backup made before the damage, or destroy those owners' data (docs/keys.md); their owners: test/0, test/1, test/2, test/3, test/4, test/5, test/6, test/7, test/8, test/9`],
     ]);
     expect(log.lines.filter((l) => l.level === "error").map((l) => [l.kek_version, l.deks])).toEqual([[1, 10]]);
   });
