@@ -6,6 +6,7 @@
  * offline: they need the key the backup was made under, and restore needs the server stopped.
  */
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { dataPath } from "../../src/config/load.ts";
@@ -249,8 +250,8 @@ function configOf(ctx: CommandContext): Readonly<Config> | null {
  * Downloads the backup made to `out`: streamed (the file as it is, not base64) into a new file
  * beside it, hashed as it is written, and renamed into place once its SHA-256 is the one the
  * server reported. A backup of any size: never held whole in memory, and no limit on the whole
- * download, only on a stall (the client's idle timeout). On any failure nothing is left at
- * `out` but what was there, and no part beside it.
+ * download, only on a stall (the client's idle timeout). On any failure, or SIGINT or SIGTERM,
+ * nothing is left at `out` but what was there, and no part beside it.
  */
 async function download(api: ApiClient, created: CreatedBackup, out: string): Promise<void> {
   const pieces = await api.requestStream("GET", `/v1/backup/snapshots/${encodeURIComponent(created.name)}`);
@@ -258,10 +259,19 @@ async function download(api: ApiClient, created: CreatedBackup, out: string): Pr
   const partial = `${out}.tmp-${process.pid}-${Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString("hex")}`;
   const notWritten = (error: unknown) =>
     new BackupError(`the backup ${created.name} was made, and is in the server's backup directory (citadel backup list), but it could not be written to ${out}: ${describeFsError(error)}`);
+  // A signal skips the finally below: a handler removes the part and exits itself (128 + the
+  // signal, as the default would). In place before the part is made: a signal between the two left it.
+  const removeOnSignal = (signal: NodeJS.Signals) => {
+    rmSync(partial, { force: true });
+    process.exit(128 + osConstants.signals[signal]);
+  };
+  process.once("SIGINT", removeOnSignal);
+  process.once("SIGTERM", removeOnSignal);
   let fd: number;
   try {
     fd = openSync(partial, "wx", 0o600);
   } catch (error) {
+    stopRemovingOnSignal(removeOnSignal);
     throw notWritten(error);
   }
   try {
@@ -284,9 +294,15 @@ async function download(api: ApiClient, created: CreatedBackup, out: string): Pr
       throw notWritten(error);
     }
   } finally {
+    stopRemovingOnSignal(removeOnSignal);
     closeSync(fd);
     rmSync(partial, { force: true });
   }
+}
+
+function stopRemovingOnSignal(handler: (signal: NodeJS.Signals) => void): void {
+  process.off("SIGINT", handler);
+  process.off("SIGTERM", handler);
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {

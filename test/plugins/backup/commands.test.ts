@@ -154,3 +154,40 @@ test("a download that breaks off, or arrives damaged, leaves no file, and none b
   expect(readFileSync(out, "utf8")).toBe("an earlier backup"); // what was there stays
   expect(existsSync(out)).toBe(true);
 });
+
+test("stopped by SIGINT or SIGTERM mid-download, it removes the partial file and exits 128 + the signal (found in review: the part was left beside --out)", async () => {
+  const endless = () =>
+    new ReadableStream<Uint8Array>({
+      pull: (controller) => controller.enqueue(new Uint8Array(65_536)),
+    });
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (request) =>
+      request.method === "POST" ? Response.json(created) : new Response(endless(), { headers: { "content-type": "application/octet-stream" } }),
+  });
+  const home = join(root, "signal-home");
+  mkdirSync(home);
+  try {
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      const dir = join(root, `signal-${signal}`);
+      mkdirSync(dir);
+      const out = join(dir, "x.backup");
+      const backup = Bun.spawn(["bun", join(import.meta.dir, "../../../src/main.ts"), "backup", "--out", out], {
+        env: { PATH: process.env.PATH ?? "", HOME: home, XDG_CONFIG_HOME: home, CITADEL_SERVER: `http://127.0.0.1:${server.port}` },
+        stdout: "pipe",
+        stderr: "pipe",
+        stdin: "ignore",
+      });
+      // Signalled once the download is under way: its partial file beside --out has grown.
+      const partialGrown = () => readdirSync(dir).some((name) => name.startsWith("x.backup.tmp-") && Bun.file(join(dir, name)).size > 0);
+      while (!partialGrown() && backup.exitCode === null) await Bun.sleep(5);
+      backup.kill(signal);
+      const [stdout, stderr, exited] = await Promise.all([new Response(backup.stdout).text(), new Response(backup.stderr).text(), backup.exited]);
+      expect([signal, exited, stdout, stderr]).toEqual([signal, code, "", ""]);
+      expect(readdirSync(dir)).toEqual([]);
+    }
+  } finally {
+    server.stop(true);
+  }
+}, 60_000);
