@@ -5,7 +5,7 @@
  * never run at once.
  */
 import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { AuditActor, AuditRequestContext } from "../../src/audit/event.ts";
 import type { AuditLog } from "../../src/audit/log.ts";
@@ -233,7 +233,9 @@ export class BackupService {
     if (partial === undefined) return false;
     const own = this.instanceId();
     if (partial.namesInstance) return name === partialFileName(partial.backup, own);
-    return (await instanceThatMade(join(this.directory, name))) === own;
+    const path = join(this.directory, name);
+    const madeBy = await instanceThatMade(path);
+    return madeBy === own || (madeBy === undefined && untouchedForAnHour(path));
   }
 
   private async createNow(request: BackupRequest): Promise<CreatedBackup> {
@@ -388,6 +390,22 @@ async function instanceThatMade(path: string): Promise<string | null | undefined
     return (await readBackupHeader(path)).manifest.instance_id;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Whether the file at `path` was last written over an hour ago. An earlier version's partial
+ * whose header does not read (empty, or cut short in it) names nobody; an older Citadel sharing
+ * the directory may be writing it right now, but not one that has written nothing for an hour
+ * (a backup writes its header first, then its chunks): left to itself, it was kept forever.
+ * By the file system's clock, which wrote the time.
+ */
+function untouchedForAnHour(path: string): boolean {
+  try {
+    const stat = lstatSync(path);
+    return stat.isFile() && stat.mtimeMs < Date.now() - 3_600_000;
+  } catch {
+    return false; // gone already
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { KERNEL_ACTIONS } from "../../../src/audit/actions.ts";
@@ -450,6 +450,21 @@ describe("a backup directory shared by two Citadels (found in review)", () => {
     writeFileSync(join(shared, bIsWriting), "B is writing it");
     await A.service.removeLeftovers(); // A restarted: what it was writing is a leftover now
     expect(partials()).toEqual([oldNamed("20260601T120200Z"), bIsWriting].sort());
+  });
+
+  test("an earlier version's partial whose header does not read is removed once an hour old; a newer one, or one naming the other, stays (found in review: kept forever)", async () => {
+    const { shared, A, B } = twoInstances();
+    const oldNamed = (time: string) => `.citadel-${time}.backup.partial`;
+    const bMade = await backUp(B);
+    copyFileSync(bMade.path, join(shared, oldNamed("20260601T110000Z"))); // the other's, its manifest reads
+    writeFileSync(join(shared, oldNamed("20260601T110100Z")), ""); // made, nothing written yet
+    writeFileSync(join(shared, oldNamed("20260601T110200Z")), readFileSync(bMade.path).subarray(0, 50)); // cut short in its header
+    const twoHoursAgo = new Date(Date.now() - 2 * HOUR);
+    for (const time of ["20260601T110000Z", "20260601T110100Z", "20260601T110200Z"]) utimesSync(join(shared, oldNamed(time)), twoHoursAgo, twoHoursAgo);
+    writeFileSync(join(shared, oldNamed("20260601T120300Z")), ""); // an older version sharing the directory may be writing it now
+    await A.service.removeLeftovers();
+    const partials = readdirSync(shared).filter((name) => name.endsWith(".partial")).sort();
+    expect(partials).toEqual([oldNamed("20260601T110000Z"), oldNamed("20260601T120300Z")]);
   });
 
   test("a name the other took while this one's backup was written is not written over: the next second's is taken", async () => {
