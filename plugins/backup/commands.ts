@@ -22,7 +22,7 @@ import { describeFsError, fileWriteProblem } from "../../src/files.ts";
 import type { ApiClient, Command, CommandContext, CommandOption } from "../../src/plugin.ts";
 import { BackupError, BackupFileUnreadable, ConfirmationNeeded, DataDirectoryBusy } from "./errors.ts";
 import { readBackupHeader, type BackupHeader } from "./format.ts";
-import { rootKeyFromShares, type KeySupply } from "./keys.ts";
+import { rootKeyFromShares, SharesUnusable, type KeySupply } from "./keys.ts";
 import { describeManifest } from "./manifest.ts";
 import type { BackupListing, CreatedBackup } from "./model.ts";
 import { restoreBackup, verifyBackup } from "./restore.ts";
@@ -168,7 +168,7 @@ async function keySupply(ctx: CommandContext, header: BackupHeader, defaultKeyFi
     return { passphrase: file === undefined ? await secretPrompter()("Backup passphrase: ") : await readPassphraseFile(file) };
   }
   const sharesFile = stringOption(ctx, "shares-file");
-  const rootKey = sharesFile !== undefined ? rootKeyFromShares(readSharesFile(sharesFile)) : readKeyFile(ctx, derivation.rootKeyId, defaultKeyFile);
+  const rootKey = sharesFile !== undefined ? readSharesFile(sharesFile) : readKeyFile(ctx, derivation.rootKeyId, defaultKeyFile);
   refuseWhenKeptKeyFits(rootKey, derivation.rootKeyId, defaultKeyFile);
   return { rootKey };
 }
@@ -215,12 +215,22 @@ function keptKeyFile(defaultKeyFile: () => string, id: string): string | null {
 }
 
 
-/** The --shares-file's text; one that cannot be read is a usage error, as readBackupPassphrase's. */
-function readSharesFile(path: string): string {
+/**
+ * The root key the shares in --shares-file rebuild. One that cannot be read, or holds no
+ * shares that combine, is a usage error (exit 2, no FAILED), as a --key-file that holds no key;
+ * shares that combine to another key are the backup's failure to open (SharesUnusable's note).
+ */
+function readSharesFile(path: string): Buffer {
+  let text: string;
   try {
-    return readFileSync(path, "utf8");
+    text = readFileSync(path, "utf8");
   } catch (error) {
     throw new UsageError(`--shares-file ${path}: ${describeFsError(error)}`);
+  }
+  try {
+    return rootKeyFromShares(text);
+  } catch (error) {
+    throw error instanceof SharesUnusable ? new UsageError(`--shares-file ${path}: ${error.message}`) : error;
   }
 }
 

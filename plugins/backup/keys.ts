@@ -118,10 +118,17 @@ export function checkArgon2Limits(p: Argon2Parameters): void {
   }
 }
 
+/**
+ * The shares given are not shares of one key that can be combined (too few lines, one that is
+ * not a share, shares of different keys, one twice): the input's fault, told apart from shares
+ * that combine but do not rebuild the key (one is wrong, or fewer than the threshold).
+ */
+export class SharesUnusable extends BackupError {}
+
 /** Rebuilds a root key from Shamir shares, one per line (blank lines and # comments ignored). */
 export function rootKeyFromShares(text: string): Buffer {
   const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
-  if (lines.length < 2) throw new BackupError("give at least the threshold of key shares, one per line");
+  if (lines.length < 2) throw new SharesUnusable("give at least the threshold of key shares, one per line");
   const shares: Share[] = [];
   let keyId: string | undefined;
   for (const line of lines) {
@@ -129,9 +136,9 @@ export function rootKeyFromShares(text: string): Buffer {
     try {
       decoded = decodeShare(line);
     } catch (error) {
-      throw new BackupError(`key share ${shares.length + 1}: ${error instanceof ShareFormatError ? error.message : String(error)}`);
+      throw new SharesUnusable(`key share ${shares.length + 1}: ${error instanceof ShareFormatError ? error.message : String(error)}`);
     }
-    if (keyId !== undefined && decoded.keyId !== keyId) throw new BackupError(`the shares belong to different keys (${keyId}, ${decoded.keyId})`);
+    if (keyId !== undefined && decoded.keyId !== keyId) throw new SharesUnusable(`the shares belong to different keys (${keyId}, ${decoded.keyId})`);
     keyId = decoded.keyId;
     shares.push(decoded.share);
   }
@@ -139,7 +146,7 @@ export function rootKeyFromShares(text: string): Buffer {
   try {
     combined = Buffer.from(combineShares(shares));
   } catch (error) {
-    throw new BackupError(`the key shares do not combine: ${error instanceof Error ? error.message : String(error)}`);
+    throw new SharesUnusable(`the key shares do not combine: ${error instanceof Error ? error.message : String(error)}`);
   }
   if (rootKeyId(rootKeyVerifier(combined)) !== keyId) {
     combined.fill(0);

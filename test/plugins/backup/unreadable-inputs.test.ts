@@ -12,7 +12,8 @@ import { hashFile, sealBackup } from "../../../plugins/backup/format.ts";
 import { newPassphraseBackupKeys, newRootKeyBackupKeys } from "../../../plugins/backup/keys.ts";
 import type { Manifest } from "../../../plugins/backup/manifest.ts";
 import { UsageError } from "../../../src/cli/command-line.ts";
-import { generateRootKey, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
+import { generateRootKey, rootKeyId, rootKeyVerifier, writeRootKeyFile } from "../../../src/crypto/root-key.ts";
+import { encodeShare, splitSecret } from "../../../src/crypto/shamir.ts";
 import { DATA_DIRECTORY_LOCK, lockDataDirectory } from "../../../src/file-lock.ts";
 import { runCommand } from "../../helpers/command.ts";
 
@@ -49,6 +50,41 @@ describe("an input file that cannot be read (found in review)", () => {
     const file = await backupUnder("root-key", newRootKeyBackupKeys(generateRootKey()));
     expectUsageError(await runCommand(backupCommands, "backup verify", { args: [file], options: { "key-file": missing } }), `--key-file: root key file ${missing}`);
     expectUsageError(await runCommand(backupCommands, "backup verify", { args: [file], options: { "shares-file": missing } }), `--shares-file ${missing}`);
+  });
+});
+
+describe("a --shares-file that reads but holds no usable shares (found in review: exit 1, FAILED, where a bad --key-file is exit 2)", () => {
+  const rootKey = generateRootKey();
+  const idOf = (key: Buffer) => rootKeyId(rootKeyVerifier(key));
+  const shares = splitSecret(rootKey, 3, 3).map((share) => encodeShare(idOf(rootKey), share));
+  const otherKey = generateRootKey();
+  const otherShare = encodeShare(idOf(otherKey), splitSecret(otherKey, 3, 3)[1]!);
+
+  test("a usage error naming the file, with no FAILED line: backup verify", async () => {
+    const file = await backupUnder("shares", newRootKeyBackupKeys(rootKey));
+    const sharesFile = join(dir, "shares.txt");
+    for (const [text, problem] of [
+      ["# nothing but a comment\n", "give at least the threshold of key shares, one per line"],
+      [`${shares[0]}\n`, "give at least the threshold of key shares, one per line"],
+      [`${shares[0]}\nnot a share\n`, "key share 2: not a Citadel key share (expected citadel-share-<id>-<n>-<64 hex digits>-<checksum>)"],
+      [`${shares[0]}\n${otherShare}\n`, `the shares belong to different keys (${idOf(rootKey)}, ${idOf(otherKey)})`],
+      [`${shares[0]}\n${shares[0]}\n`, "the key shares do not combine: duplicate share"],
+    ]) {
+      writeFileSync(sharesFile, text!);
+      const run = await runCommand(backupCommands, "backup verify", { args: [file], options: { "shares-file": sharesFile } });
+      expect(run.error).toBeInstanceOf(UsageError);
+      expect([run.code, run.error?.message]).toEqual([2, `--shares-file ${sharesFile}: ${problem}`]);
+      expect(run.stderr).not.toContain("FAILED");
+    }
+  });
+
+  test("well-formed shares that do not rebuild the key (fewer than the threshold) stay a failure: exit 1, FAILED", async () => {
+    const file = await backupUnder("shares-too-few", newRootKeyBackupKeys(rootKey));
+    const sharesFile = join(dir, "shares-too-few.txt");
+    writeFileSync(sharesFile, `${shares[0]}\n${shares[1]}\n`);
+    const run = await runCommand(backupCommands, "backup verify", { args: [file], options: { "shares-file": sharesFile } });
+    expect([run.code, run.error]).toEqual([1, null]);
+    expect(run.stderr).toContain(`citadel: FAILED: the shares do not rebuild root key ${idOf(rootKey)}`);
   });
 });
 
