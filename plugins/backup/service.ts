@@ -9,6 +9,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } f
 import { join } from "node:path";
 import type { AuditActor, AuditRequestContext } from "../../src/audit/event.ts";
 import type { AuditLog } from "../../src/audit/log.ts";
+import { backupMaker } from "../../src/backup-maker.ts";
 import type { BuildInfo } from "../../src/build-info.ts";
 import type { Keyring } from "../../src/crypto/keyring.ts";
 import { ConflictError, NotFoundError, UnavailableError } from "../../src/errors.ts";
@@ -19,7 +20,7 @@ import type { Store } from "../../src/store/store.ts";
 import { RootKeyChangedError } from "./errors.ts";
 import { CLOCK_SKEW_MS } from "./schedule.ts";
 import { backupDirectory, backupFileName, backupsBeyond, backupTimeOf, listBackups, partialFileName, placeBackup, readPartialFileName, syncDirectory, type BackupFile } from "./files.ts";
-import { hashFile, readBackupHeader, sealBackup } from "./format.ts";
+import { hashFile, sealBackup } from "./format.ts";
 import { checkNewPassphrase, newPassphraseBackupKeys, type BackupKeys } from "./keys.ts";
 import { readSnapshotFacts, type Manifest } from "./manifest.ts";
 import type { BackupSettings } from "./settings.ts";
@@ -159,8 +160,8 @@ export class BackupService {
   async list(): Promise<BackupFile[]> {
     const own = this.instanceId();
     const files = listBackups(this.deps.dataDir, this.deps.settings.dir);
-    const makers = await Promise.all(files.map((file) => instanceThatMade(file.path)));
-    return files.filter((_, i) => makers[i] === own);
+    // Read as the metrics and doctor read it (src/backup-maker.ts): they count the same backups.
+    return files.filter((file) => backupMaker(file.path) === own);
   }
 
   /** One of this instance's backups by file name; only names of the backup pattern are ever served. */
@@ -208,19 +209,19 @@ export class BackupService {
 
   /** Removes what an interrupted backup left in the directory (plaintext snapshots above all). */
   async removeLeftovers(): Promise<void> {
-    const remove = async (dir: string, leftover: (name: string) => boolean | Promise<boolean>) => {
+    const remove = (dir: string, leftover: (name: string) => boolean) => {
       let names: string[] = [];
       try {
         names = readdirSync(dir);
       } catch {
         return; // not made yet
       }
-      for (const name of names) if (await leftover(name)) rmSync(join(dir, name), { force: true });
+      for (const name of names) if (leftover(name)) rmSync(join(dir, name), { force: true });
     };
     // Only names Citadel itself writes: the directory may be a mount other tools use too.
     // A snapshot killed half-way also leaves SQLite's companions of it (VACUUM INTO writes through a -journal).
-    await remove(this.directory, async (name) => /^\.snapshot-[^/]*\.db(-journal|-wal|-shm)?$/.test(name) || (await this.isOwnPartial(name))); // (older versions snapshot here)
-    await remove(this.deps.dataDir, (name) => /^\.backup-snapshot-[0-9a-f-]{36}\.db(-journal|-wal|-shm)?$/.test(name));
+    remove(this.directory, (name) => /^\.snapshot-[^/]*\.db(-journal|-wal|-shm)?$/.test(name) || this.isOwnPartial(name)); // (older versions snapshot here)
+    remove(this.deps.dataDir, (name) => /^\.backup-snapshot-[0-9a-f-]{36}\.db(-journal|-wal|-shm)?$/.test(name));
   }
 
   /**
@@ -228,13 +229,13 @@ export class BackupService {
    * name an earlier version wrote (no id in it), by its manifest. Another Citadel sharing the
    * directory may be writing its own right now: removed, its backup would fail at the end.
    */
-  private async isOwnPartial(name: string): Promise<boolean> {
+  private isOwnPartial(name: string): boolean {
     const partial = readPartialFileName(name);
     if (partial === undefined) return false;
     const own = this.instanceId();
     if (partial.namesInstance) return name === partialFileName(partial.backup, own);
     const path = join(this.directory, name);
-    const madeBy = await instanceThatMade(path);
+    const madeBy = backupMaker(path);
     return madeBy === own || (madeBy === undefined && untouchedForAnHour(path));
   }
 
@@ -379,18 +380,6 @@ export class BackupService {
 /** The names of backups taken from `time`'s second on, one a second, for a minute. */
 function namesFrom(time: number): string[] {
   return Array.from({ length: 60 }, (_, i) => backupFileName(new Date(time + i * 1000)));
-}
-
-/**
- * The instance that made the backup at `path`, as its manifest says (in clear: no key needed);
- * undefined when it is not a backup that reads (damaged, cut short, or gone meanwhile).
- */
-async function instanceThatMade(path: string): Promise<string | null | undefined> {
-  try {
-    return (await readBackupHeader(path)).manifest.instance_id;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -2,10 +2,13 @@
  * The backups on disk, as the backup plugin names them: `citadel-YYYYMMDDTHHMMSSZ.backup` in
  * its directory. The file name is the contract between the two plugins (plugins do not import
  * each other), and the time in it — when the backup was taken, in UTC — is what is reported,
- * not the file's mtime, which a copy or restore changes.
+ * not the file's mtime, which a copy or restore changes. Whose a backup is, the name does not
+ * say: its manifest does (src/backup-maker.ts, read as the backup plugin reads it).
  */
 import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { notAhead } from "../../src/backup-clock.ts";
+import { backupMaker } from "../../src/backup-maker.ts";
 
 const BACKUP_NAME = /^citadel-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.backup$/;
 
@@ -19,8 +22,12 @@ export interface BackupSummary {
   newestAt: number | null;
 }
 
-/** The backups in `dir` at `now`; a directory that does not exist holds none. */
-export function summarizeBackups(dir: string, now: number): BackupSummary {
+/**
+ * The backups of instance `own` in `dir` at `now`; a directory that does not exist holds none.
+ * Another Citadel given the same directory keeps its own there: counted, they made this one's
+ * age look fresh while its schedule failed, and the age alert never fired (found in review).
+ */
+export function summarizeBackups(dir: string, now: number, own: string | null): BackupSummary {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -32,7 +39,7 @@ export function summarizeBackups(dir: string, now: number): BackupSummary {
   let newestAt: number | null = null;
   for (const name of names) {
     const at = backupTime(name);
-    if (at === null) continue;
+    if (at === null || backupMaker(join(dir, name)) !== own) continue;
     count++;
     if (notAhead(at, now) && (newestAt === null || at > newestAt)) newestAt = at;
   }

@@ -1,8 +1,8 @@
 /**
  * What the appliance reports about itself at scrape time: build, seal state, key ages, the
  * audit log and its checkpoints, backups. Each is read when Prometheus asks (a few indexed
- * reads and one directory listing per scrape), so nothing runs between scrapes; audit events
- * by action are counted as they are recorded.
+ * reads, one directory listing and each backup's header per scrape), so nothing runs between
+ * scrapes; audit events by action are counted as they are recorded.
  */
 import { dataPath } from "../../src/config/load.ts";
 import type { Kernel } from "../../src/plugin.ts";
@@ -78,13 +78,18 @@ export function registerApplianceMetrics(k: Kernel<MetricsSettings>): () => void
       },
     }),
 
-    m.onScrape({ name: "citadel_backups", type: "gauge", help: "Backup files (citadel-YYYYMMDDTHHMMSSZ.backup) in the backup directory.", read: () => summarizeBackups(backupDir(k), k.clock.now()).count }),
+    m.onScrape({
+      name: "citadel_backups",
+      type: "gauge",
+      help: "This instance's backup files (citadel-YYYYMMDDTHHMMSSZ.backup, its manifest naming this instance) in the backup directory.",
+      read: () => summarizeBackups(backupDir(k), k.clock.now(), instanceId(k)).count,
+    }),
     m.onScrape({
       name: "citadel_backup_age_seconds",
       type: "gauge",
-      help: "Seconds since the newest backup was taken (the time in its file name); absent when there is none.",
+      help: "Seconds since this instance's newest backup was taken (the time in its file name); absent when there is none.",
       read: () => {
-        const { newestAt } = summarizeBackups(backupDir(k), k.clock.now());
+        const { newestAt } = summarizeBackups(backupDir(k), k.clock.now(), instanceId(k));
         // Never below 0: a backup named within the skew allowance ahead of the clock is new, not from the future.
         return newestAt === null ? null : Math.max(0, ageSeconds(newestAt));
       },
@@ -105,6 +110,11 @@ export function registerApplianceMetrics(k: Kernel<MetricsSettings>): () => void
     for (const remove of removers) remove();
     stopCounting();
   };
+}
+
+/** This installation's id (the instance table): what the manifests of its backups carry, as the backup plugin writes them. */
+function instanceId(k: Kernel): string | null {
+  return k.store.db.query<{ id: string }, []>("SELECT id FROM instance").get()?.id ?? null;
 }
 
 /** `<data_dir>/<[backup] dir>`, "backups" by default: where the backup plugin writes. */

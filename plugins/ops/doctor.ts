@@ -6,11 +6,12 @@
  */
 import type { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
-import { accessSync, closeSync, constants, lstatSync, openSync, readdirSync, readFileSync, readSync, statfsSync, statSync } from "node:fs";
+import { accessSync, constants, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { createConnection } from "node:net";
 import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { notAhead } from "../../src/backup-clock.ts";
+import { backupMaker } from "../../src/backup-maker.ts";
 import { ConfigError } from "../../src/config/error.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE, type Config } from "../../src/config/schema.ts";
@@ -801,10 +802,10 @@ function checkBackups({ config, now }: DoctorInputs, add: Add): void {
 
 /**
  * Backups in the backup directory that another Citadel made: two instances given one [backup]
- * dir. Each lists, prunes and schedules by its own only (the backup plugin reads whose a backup
- * is from its manifest), but the names do not tell: the newest backup above and the metrics,
- * which go by names, count the other's too, and a restore could take the wrong one. Said only
- * when there are any; the instance's id is read from the database (none: not checked).
+ * dir. Each lists, prunes, schedules by and reports in its metrics its own only (whose a backup
+ * is, its manifest says: src/backup-maker.ts), but the names do not tell: the newest backup
+ * above, which goes by names, counts the other's too, and a restore could take the wrong one.
+ * Said only when there are any; the instance's id is read from the database (none: not checked).
  */
 function checkOthersBackups({ config, db }: DoctorInputs, add: Add): void {
   const own = db ? instanceIdOf(db) : undefined;
@@ -827,7 +828,7 @@ function checkOthersBackups({ config, db }: DoctorInputs, add: Add): void {
   add(
     "backup_foreign",
     "warn",
-    `${count} backup(s) in ${dir} are another Citadel's (instance ${[...others.keys()].join(", ")}): this one neither lists, prunes nor schedules by them, but the newest backup above and the metrics go by file names and count them too`,
+    `${count} backup(s) in ${dir} are another Citadel's (instance ${[...others.keys()].join(", ")}): this one neither lists, prunes, schedules by nor counts them in its metrics, but the newest backup above goes by file names and counts them too`,
     "give each Citadel its own [backup] dir",
   );
 }
@@ -838,33 +839,6 @@ function instanceIdOf(db: Database): string | undefined {
     return db.query<{ id: string }, []>("SELECT id FROM instance").get()?.id;
   } catch {
     return undefined;
-  }
-}
-
-/** Where the manifest's length is in a backup's header, where the manifest begins, and the file's first bytes (plugins/backup/format.ts). */
-const BACKUP_MAGIC = Buffer.from([0x89, 0x43, 0x42, 0x4b, 0x0d, 0x0a, 0x1a, 0x0a]);
-const MANIFEST_LENGTH_AT = 76;
-const MANIFEST_AT = 96;
-
-/**
- * The instance a backup's manifest names (it is in clear: no key is needed), null when it names
- * none; undefined when the file does not read as a backup. Only a file, not through a link.
- */
-function backupMaker(path: string): string | null | undefined {
-  let fd: number | undefined;
-  try {
-    if (!lstatSync(path).isFile()) return undefined;
-    fd = openSync(path, "r");
-    const fixed = Buffer.alloc(MANIFEST_AT);
-    if (readSync(fd, fixed, 0, MANIFEST_AT, 0) !== MANIFEST_AT || !fixed.subarray(0, BACKUP_MAGIC.length).equals(BACKUP_MAGIC)) return undefined;
-    const manifest = Buffer.alloc(Math.min(fixed.readUInt32BE(MANIFEST_LENGTH_AT), 1024 * 1024));
-    if (readSync(fd, manifest, 0, manifest.length, MANIFEST_AT) !== manifest.length) return undefined;
-    const id = (JSON.parse(manifest.toString("utf8")) as { instance_id?: unknown }).instance_id;
-    return typeof id === "string" || id === null ? id : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
 

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { FORMAT_VERSION, MAGIC } from "../../../plugins/backup/format.ts";
 import { createCheckpoint } from "../../../src/audit/checkpoints.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../../../src/metrics.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
@@ -161,10 +162,12 @@ describe("GET /metrics", () => {
     expect(sampleValue(f, "citadel_audit_checkpoint_age_seconds")).toBe(30);
   });
 
-  test("backups: counted and aged by the time in their names, in [backup] dir under the data directory", async () => {
+  test("backups: this instance's, counted and aged by the time in their names, in [backup] dir under the data directory", async () => {
     const data = mkdtempSync(join(tmpdir(), "citadel-metrics-"));
     const config = c.config as { data_dir: string; backup?: { dir?: string } };
     const saved = { dataDir: config.data_dir, backup: config.backup };
+    const own = thisInstance(c);
+    const backUp = (path: string, instance: string | null = own) => writeFileSync(path, backupMadeBy(instance));
     try {
       config.data_dir = data;
       let f = await scrape(c);
@@ -173,7 +176,7 @@ describe("GET /metrics", () => {
 
       mkdirSync(join(data, "backups"));
       for (const name of ["citadel-20260101T000000Z.backup", "citadel-20260102T030405Z.backup", "citadel-20260231T000000Z.backup", "notes.txt", "citadel-20260103T000000Z.backup.partial"]) {
-        writeFileSync(join(data, "backups", name), "x");
+        backUp(join(data, "backups", name));
       }
       f = await scrape(c);
       expect(sampleValue(f, "citadel_backups")).toBe(2); // not the impossible date, not the partial file
@@ -181,20 +184,20 @@ describe("GET /metrics", () => {
 
       config.backup = { ...config.backup, dir: join(data, "elsewhere") };
       mkdirSync(join(data, "elsewhere"));
-      writeFileSync(join(data, "elsewhere", "citadel-20260105T000000Z.backup"), "x");
+      backUp(join(data, "elsewhere", "citadel-20260105T000000Z.backup"));
       f = await scrape(c);
       expect(sampleValue(f, "citadel_backups")).toBe(1);
       expect(sampleValue(f, "citadel_backup_age_seconds")).toBe((c.clock.now() - Date.UTC(2026, 0, 5)) / 1000);
 
       // Named while the clock was ahead: counted, but the age is the newest real backup's, never
       // negative, so the documented alert still fires (found in review).
-      writeFileSync(join(data, "elsewhere", "citadel-20990101T000000Z.backup"), "x");
+      backUp(join(data, "elsewhere", "citadel-20990101T000000Z.backup"));
       f = await scrape(c);
       expect(sampleValue(f, "citadel_backups")).toBe(2);
       expect(sampleValue(f, "citadel_backup_age_seconds")).toBe((c.clock.now() - Date.UTC(2026, 0, 5)) / 1000);
       // Within the backup plugin's skew allowance: the newest, and 0 seconds old.
       const soon = new Date(c.clock.now() + 60_000).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-      writeFileSync(join(data, "elsewhere", `citadel-${soon}.backup`), "x");
+      backUp(join(data, "elsewhere", `citadel-${soon}.backup`));
       expect(sampleValue(await scrape(c), "citadel_backup_age_seconds")).toBe(0);
     } finally {
       config.data_dir = saved.dataDir;
@@ -202,7 +205,45 @@ describe("GET /metrics", () => {
       rmSync(data, { recursive: true, force: true });
     }
   });
+
+  test("backups: another Citadel's in a shared directory, and files that do not read as backups, are not this one's (found in review: they kept the age alert quiet)", async () => {
+    const data = mkdtempSync(join(tmpdir(), "citadel-metrics-shared-"));
+    const config = c.config as { data_dir: string; backup?: { dir?: string } };
+    const saved = { dataDir: config.data_dir, backup: config.backup };
+    try {
+      config.data_dir = data;
+      mkdirSync(join(data, "backups"));
+      writeFileSync(join(data, "backups", "citadel-20260101T000000Z.backup"), backupMadeBy(thisInstance(c)));
+      // The other instance's schedule works; this one's has failed since January.
+      writeFileSync(join(data, "backups", "citadel-20260531T000000Z.backup"), backupMadeBy("another-instance"));
+      writeFileSync(join(data, "backups", "citadel-20260530T000000Z.backup"), "not a backup's bytes");
+      const f = await scrape(c);
+      expect(sampleValue(f, "citadel_backups")).toBe(1);
+      expect(sampleValue(f, "citadel_backup_age_seconds")).toBe((c.clock.now() - Date.UTC(2026, 0, 1)) / 1000);
+    } finally {
+      config.data_dir = saved.dataDir;
+      config.backup = saved.backup;
+      rmSync(data, { recursive: true, force: true });
+    }
+  });
 });
+
+/** The instance's id, as a started Citadel has one (the test kernel's database has none until asked). */
+function thisInstance(c: Citadel): string {
+  const db = c.kernel.store.db;
+  db.query("INSERT OR IGNORE INTO instance (singleton, id, created_at) VALUES (1, ?, ?)").run(crypto.randomUUID(), c.clock.now());
+  return db.query<{ id: string }, []>("SELECT id FROM instance").get()!.id;
+}
+
+/** A backup file made by `instance`, as far as whose it is can be read: a real backup's header and manifest (plugins/backup/format.ts). */
+function backupMadeBy(instance: string | null): Buffer {
+  const manifest = Buffer.from(JSON.stringify({ created_at: "2026-01-01T00:00:00.000Z", instance_id: instance }));
+  const fixed = Buffer.alloc(96);
+  MAGIC.copy(fixed);
+  fixed.writeUInt16BE(FORMAT_VERSION, 8);
+  fixed.writeUInt32BE(manifest.length, 76);
+  return Buffer.concat([fixed, manifest, Buffer.alloc(16)]);
+}
 
 describe("GET /metrics, configured and sealed", () => {
   test("allow_loopback = false: loopback needs a token like everyone else", async () => {

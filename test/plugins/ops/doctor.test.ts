@@ -409,11 +409,12 @@ describe("ages and capacities", () => {
     const db = new Database(join(dir, "citadel.db"), { readonly: true });
     const own = db.query<{ id: string }, []>("SELECT id FROM instance").get()!.id;
     db.close();
-    // A backup's first bytes as plugins/backup/format.ts writes them: magic, the manifest's length at 76, the manifest (in clear) at 96.
+    // A backup's first bytes as plugins/backup/format.ts writes them: magic, format version 1 at 8, the manifest's length at 76, the manifest (in clear) at 96.
     const backupOf = (instance: string) => {
       const manifest = Buffer.from(JSON.stringify({ created_at: "2026-06-10T00:00:00Z", instance_id: instance }));
       const fixed = Buffer.alloc(96);
       Buffer.from([0x89, 0x43, 0x42, 0x4b, 0x0d, 0x0a, 0x1a, 0x0a]).copy(fixed);
+      fixed.writeUInt16BE(1, 8);
       fixed.writeUInt32BE(manifest.length, 76);
       return Buffer.concat([fixed, manifest, Buffer.alloc(16)]);
     };
@@ -426,7 +427,7 @@ describe("ages and capacities", () => {
       {
         check: "backup_foreign",
         status: "warn",
-        message: `1 backup(s) in ${backups} are another Citadel's (instance another-instance): this one neither lists, prunes nor schedules by them, but the newest backup above and the metrics go by file names and count them too`,
+        message: `1 backup(s) in ${backups} are another Citadel's (instance another-instance): this one neither lists, prunes, schedules by nor counts them in its metrics, but the newest backup above goes by file names and counts them too`,
         fix: "give each Citadel its own [backup] dir",
       },
     ]);
