@@ -11,17 +11,19 @@
  */
 import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
+import { allPages } from "../../src/cli/pages.ts";
 import { secretPrompter } from "../../src/cli/prompt.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { ALLOW_FROM, allowFromOption, scopesOption } from "./cli-options.ts";
 import { emailKey } from "./email-key.ts";
-import type { CreatedApiKey, CreatedUser, CredentialList, Invitation, InvitationList, Member, MemberList, MyInvitationList, Organization, OrganizationList, OrganizationWithRole, PasswordReset, UserList, Workspace, WorkspaceList } from "./model.ts";
+import type { CreatedApiKey, CreatedUser, Credential, Invitation, Member, MyInvitation, Organization, OrganizationList, OrganizationWithRole, PasswordReset, User, Workspace } from "./model.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
 const ROLES = ["viewer", "editor", "admin", "owner"];
 
 type OrganizationView = typeof Organization.static;
 type WorkspaceView = typeof Workspace.static;
+type UserView = typeof User.static;
 
 const path = (...parts: string[]) => parts.map(encodeURIComponent).join("/");
 const orgPath = (org: string, rest = "") => `/v1/iam/orgs/${path(org)}${rest}`;
@@ -46,7 +48,7 @@ function requireYes(ctx: CommandContext, what: string): void {
  */
 async function userIdOf(api: ApiClient, given: string): Promise<string> {
   if (!given.includes("@")) return given;
-  const { items } = await api.request<typeof UserList.static>("GET", "/v1/iam/users");
+  const items = await allPages<UserView>(api, "/v1/iam/users");
   // Compared by the key the server compares addresses by (emailKey: composed, lower case in
   // every script), so "e\u0301ve@" finds "éve@" here as it does in the API (found in review).
   const caseless = items.filter((u) => emailKey(u.email) === emailKey(given));
@@ -102,7 +104,7 @@ const organizationCommands: Command[] = [
     words: ["org", "list"],
     summary: "My organizations and my role in each (operators: every one they belong to)",
     async run(ctx) {
-      const { items } = await (await ctx.api()).request<typeof OrganizationList.static>("GET", "/v1/iam/orgs");
+      const items = await allPages<(typeof OrganizationList.static)["items"][number]>(await ctx.api(), "/v1/iam/orgs");
       print(ctx, items, items.length === 0 ? "no organizations" : table([["ID", "NAME", "ROLE", "MFA", "SERVICES"], ...items.map((o) => [o.id, o.name, orDash(o.role), o.require_mfa === null ? HIDDEN : o.require_mfa ? "required" : "-", o.services === null ? HIDDEN : o.services.join(",") || "-"])]));
       return 0;
     },
@@ -179,7 +181,7 @@ const organizationCommands: Command[] = [
     options: ORG,
     async run(ctx) {
       const { api, org } = await inOrganization(ctx);
-      const { items } = await api.request<typeof MemberList.static>("GET", orgPath(org, "/members"));
+      const items = await allPages<typeof Member.static>(api, orgPath(org, "/members"));
       print(ctx, items, table([["USER", "EMAIL", "ROLE", "MFA", "SINCE"], ...items.map((m) => [m.user, m.email, m.role, m.mfa ? "on" : "-", m.since])]));
       return 0;
     },
@@ -253,7 +255,7 @@ const organizationCommands: Command[] = [
     options: ORG,
     async run(ctx) {
       const { api, org } = await inOrganization(ctx);
-      const { items } = await api.request<typeof InvitationList.static>("GET", orgPath(org, "/invitations"));
+      const items = await allPages<typeof Invitation.static>(api, orgPath(org, "/invitations"));
       print(ctx, items, items.length === 0 ? "no pending invitations" : table([["ID", "EMAIL", "ROLE", "UNTIL"], ...items.map((i) => [i.id, i.email, i.role, i.expires_at])]));
       return 0;
     },
@@ -281,7 +283,7 @@ const invitationCommands: Command[] = [
     words: ["invitations"],
     summary: "My invitations to join organizations",
     async run(ctx) {
-      const { items } = await (await ctx.api()).request<typeof MyInvitationList.static>("GET", "/v1/iam/me/invitations");
+      const items = await allPages<typeof MyInvitation.static>(await ctx.api(), "/v1/iam/me/invitations");
       print(
         ctx,
         items,
@@ -325,7 +327,7 @@ const workspaceCommands: Command[] = [
     options: ORG,
     async run(ctx) {
       const { api, org } = await inOrganization(ctx);
-      const { items } = await api.request<typeof WorkspaceList.static>("GET", orgPath(org, "/workspaces"));
+      const items = await allPages<WorkspaceView>(api, orgPath(org, "/workspaces"));
       print(ctx, items, items.length === 0 ? "no workspaces" : table([["ID", "NAME", "ALLOWED FROM"], ...items.map((w) => [w.id, w.name, w.ip_allowlist.join(",") || "any"])]));
       return 0;
     },
@@ -413,7 +415,7 @@ const apiKeyCommands: Command[] = [
     options: ORG,
     async run(ctx) {
       const { api, org } = await inOrganization(ctx);
-      const { items } = await api.request<typeof CredentialList.static>("GET", orgPath(org, "/api-keys"));
+      const items = await allPages<typeof Credential.static>(api, orgPath(org, "/api-keys"));
       print(
         ctx,
         items,
@@ -480,7 +482,7 @@ const userCommands: Command[] = [
     words: ["user", "list"],
     summary: "Every user of this Citadel (operators)",
     async run(ctx) {
-      const { items } = await (await ctx.api()).request<typeof UserList.static>("GET", "/v1/iam/users");
+      const items = await allPages<UserView>(await ctx.api(), "/v1/iam/users");
       print(ctx, items, table([["ID", "EMAIL", "NAME", "OPERATOR", "MFA"], ...items.map((u) => [u.id, u.email, orDash(u.name), u.operator ? "yes" : "-", u.mfa ? "on" : "-"])]));
       return 0;
     },

@@ -3,9 +3,10 @@ import { loginWithDeviceFlow, logout } from "../../src/cli/credentials.ts";
 import { parseToken, TOKEN_REGEX } from "../../src/auth/tokens.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption, organizationOf, print } from "../../src/cli/output.ts";
+import { allPages } from "../../src/cli/pages.ts";
 import type { Command } from "../../src/plugin.ts";
 import { ALLOW_FROM, allowFromOption, scopesOption } from "./cli-options.ts";
-import type { CredentialList, Me, NewCredential } from "./model.ts";
+import type { Credential, Me, NewCredential } from "./model.ts";
 
 export const iamCommands: Command[] = [
   {
@@ -85,7 +86,7 @@ export const iamCommands: Command[] = [
     words: ["token", "list"],
     summary: "List my personal access tokens",
     async run(ctx) {
-      const { items } = await (await ctx.api()).request<typeof CredentialList.static>("GET", "/v1/iam/me/tokens");
+      const items = await allPages<typeof Credential.static>(await ctx.api(), "/v1/iam/me/tokens");
       if (ctx.json) ctx.out(JSON.stringify(items, null, 2));
       else for (const t of items) ctx.out(`${t.id}  ${(t.name ?? "").padEnd(20)} ${(t.scopes ?? []).join(" ").padEnd(24)} expires ${t.expires_at ?? "never"}  last used ${t.last_used_at ?? "never"}`);
       return 0;

@@ -82,7 +82,6 @@ const PRUNE_BATCH = 1000;
 const DAY_MS = 86_400_000;
 
 const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });
-const iso = <T>(items: T[]) => ({ items });
 
 /** Services made per kernel; the routes and the start hook share one. */
 const services = new WeakMap<object, { iam: IamService; device: DeviceFlow; identity: IamIdentity }>();
@@ -139,7 +138,7 @@ export const iamPlugin = definePlugin<IamSettings>({
 
   async setup(k, options) {
     const { iam } = servicesOf(k);
-    if (iam.users().length > 0) return null;
+    if (iam.hasUsers()) return null;
     const email = typeof options.email === "string" ? options.email : "admin@localhost";
     const orgName = typeof options.org === "string" ? options.org : "default";
     const system = { kind: "system" as const };
@@ -193,7 +192,7 @@ export const iamPlugin = definePlugin<IamSettings>({
           { body: m.LogoutRequest, response: m.Done, detail: { summary: "End this credential, or every login session and CLI login (personal access tokens and API keys stay)", tags: ["iam: me"], ...access({ anyScope: true, beforePasswordChange: true }) } },
         )
         .get("/me", ({ request }) => iam.me(principalOf(request)), { response: m.Me, detail: firstSteps("Who am I: account, MFA, organizations") })
-        .get("/me/sessions", ({ request }) => iso(iam.sessions(principalOf(request))), { response: m.SessionList, detail: self("My sessions") })
+        .get("/me/sessions", ({ query, request }) => iam.sessions(principalOf(request), query), { query: m.PageQuery, response: m.SessionList, detail: self("My sessions, newest first, a page at a time") })
         .delete(
           "/me/sessions/:session",
           async ({ params, request }) => {
@@ -233,7 +232,7 @@ export const iamPlugin = definePlugin<IamSettings>({
           },
           { body: m.TotpProof, response: m.Done, detail: self("Disable TOTP (needs a current code or an unused recovery code)") },
         )
-        .get("/me/tokens", ({ request }) => iso(iam.tokens(principalOf(request))), { response: m.CredentialList, detail: self("My personal access tokens") })
+        .get("/me/tokens", ({ query, request }) => iam.tokens(principalOf(request), query), { query: m.PageQuery, response: m.CredentialList, detail: self("My personal access tokens, newest first, a page at a time") })
         .post("/me/tokens", ({ body, request }) => iam.createPat(caller(request), body), { body: m.NewToken, response: m.NewCredential, detail: self("Make a personal access token (shown once)") })
         .delete(
           "/me/tokens/:token",
@@ -247,7 +246,11 @@ export const iamPlugin = definePlugin<IamSettings>({
           response: m.NewCredential,
           detail: self("Replace a token by a new one with the same settings (the old one stops working)"),
         })
-        .get("/me/invitations", ({ request }) => iso(iam.myInvitations(principalOf(request))), { response: m.MyInvitationList, detail: self("Invitations to join organizations, addressed to my email") })
+        .get("/me/invitations", ({ query, request }) => iam.myInvitations(principalOf(request), query), {
+          query: m.PageQuery,
+          response: m.MyInvitationList,
+          detail: self("Invitations to join organizations, addressed to my email, oldest first, a page at a time"),
+        })
         .post("/me/invitations/:invitation/accept", ({ params, request }) => iam.acceptInvitation(caller(request), params.invitation), {
           response: m.OrganizationWithRole,
           detail: self("Accept an invitation: join its organization with its role"),
@@ -273,9 +276,10 @@ export const iamPlugin = definePlugin<IamSettings>({
         })
 
         // --- organizations ------------------------------------------------------------------
-        .get("/orgs", ({ request }) => iso(iam.organizations(caller(request))), {
+        .get("/orgs", ({ query, request }) => iam.organizations(caller(request), query), {
+          query: m.PageQuery,
           response: m.OrganizationList,
-          detail: { summary: "My organizations (the settings of one whose allowlist refuses your address: null)", tags: ["iam: organizations"], ...access({ scope: "iam:read" }) },
+          detail: { summary: "My organizations, by name, a page at a time (the settings of one whose allowlist refuses your address: null)", tags: ["iam: organizations"], ...access({ scope: "iam:read" }) },
         })
         .post(
           "/orgs",
@@ -303,9 +307,10 @@ export const iamPlugin = definePlugin<IamSettings>({
           },
           { response: m.Done, detail: { summary: "Delete an organization (owners; asks for confirmation)", tags: ["iam: organizations"], ...access({ scope: "iam:admin", org: "org", permission: "admin", confirm: true }) } },
         )
-        .get("/orgs/:org/members", ({ params }) => iso(iam.members(params.org)), {
+        .get("/orgs/:org/members", ({ params, query }) => iam.members(params.org, query), {
+          query: m.PageQuery,
           response: m.MemberList,
-          detail: { summary: "Members and their roles", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org" }) },
+          detail: { summary: "Members and their roles, by address, a page at a time", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org" }) },
         })
         .post("/orgs/:org/members", ({ params, body, request }) => iam.setMember(caller(request), params.org, body, "add"), {
           body: m.NewMember,
@@ -334,9 +339,10 @@ export const iamPlugin = definePlugin<IamSettings>({
           // Any member leaves, a viewer too: the membership is all it needs (view), not manage_members.
           { response: m.Done, detail: { summary: "Leave the organization (any member; the last owner cannot)", tags: ["iam: organizations"], ...access({ scope: "iam:self", org: "org", permission: "view" }) } },
         )
-        .get("/orgs/:org/invitations", ({ params }) => iso(iam.invitations(params.org)), {
+        .get("/orgs/:org/invitations", ({ params, query }) => iam.invitations(params.org, query), {
+          query: m.PageQuery,
           response: m.InvitationList,
-          detail: { summary: "Pending invitations", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org", permission: "manage_members" }) },
+          detail: { summary: "Pending invitations, oldest first, a page at a time", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org", permission: "manage_members" }) },
         })
         .post("/orgs/:org/invitations", ({ params, body, request }) => iam.invite(caller(request), params.org, body), {
           body: m.NewInvitation,
@@ -367,9 +373,10 @@ export const iamPlugin = definePlugin<IamSettings>({
           response: m.Organization,
           detail: { summary: "Deactivate a service", tags: ["iam: organizations"], ...access({ scope: "iam:admin", org: "org", permission: "admin" }) },
         })
-        .get("/orgs/:org/api-keys", ({ params }) => iso(iam.apiKeys(params.org)), {
+        .get("/orgs/:org/api-keys", ({ params, query }) => iam.apiKeys(params.org, query), {
+          query: m.PageQuery,
           response: m.CredentialList,
-          detail: { summary: "The organization's service API keys", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org", permission: "manage_members" }) },
+          detail: { summary: "The organization's service API keys, newest first, a page at a time", tags: ["iam: organizations"], ...access({ scope: "iam:read", org: "org", permission: "manage_members" }) },
         })
         .post("/orgs/:org/api-keys", ({ params, body, request }) => iam.createApiKey(caller(request), params.org, body, k.services), {
           body: m.NewApiKey,
@@ -386,9 +393,10 @@ export const iamPlugin = definePlugin<IamSettings>({
         )
 
         // --- workspaces ---------------------------------------------------------------------
-        .get("/orgs/:org/workspaces", ({ params }) => iso(iam.workspaces(params.org)), {
+        .get("/orgs/:org/workspaces", ({ params, query }) => iam.workspaces(params.org, query), {
+          query: m.PageQuery,
           response: m.WorkspaceList,
-          detail: { summary: "The organization's workspaces", tags: ["iam: workspaces"], ...access({ scope: "iam:read", org: "org" }) },
+          detail: { summary: "The organization's workspaces, by name, a page at a time", tags: ["iam: workspaces"], ...access({ scope: "iam:read", org: "org" }) },
         })
         .post("/orgs/:org/workspaces", ({ params, body, request }) => iam.createWorkspace(caller(request), params.org, body), {
           body: m.NewWorkspace,
@@ -419,7 +427,11 @@ export const iamPlugin = definePlugin<IamSettings>({
         })
 
         // --- users (operators) -----------------------------------------------------------
-        .get("/users", () => iso(iam.users()), { response: m.UserList, detail: { summary: "Every user (operators)", tags: ["iam: users"], ...access({ operator: true, scope: "iam:admin" }) } })
+        .get("/users", ({ query }) => iam.users(query), {
+          query: m.PageQuery,
+          response: m.UserList,
+          detail: { summary: "Every user, by address, a page at a time (operators)", tags: ["iam: users"], ...access({ operator: true, scope: "iam:admin" }) },
+        })
         .post("/users", ({ body, request }) => iam.createUser(body, actorOf(principalOf(request)), auditRequest(request)), {
           body: m.NewUser,
           response: m.CreatedUser,

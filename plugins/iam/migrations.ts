@@ -233,4 +233,11 @@ export const iamMigrations: readonly Migration[] = [
       }
     },
   },
+  {
+    // The API keys list is read a page at a time, newest first: an organization's live keys in
+    // that order, as credentials_live_by_user holds a user's. Through credentials_by_org, each
+    // page read every key the organization ever had, revoked ones too, and sorted them.
+    id: "0011_live_api_keys_index",
+    up: `CREATE INDEX credentials_live_by_org ON credentials (organization_id, kind, created_at) WHERE revoked_at IS NULL;`,
+  },
 ];

@@ -1,4 +1,4 @@
-import { t } from "elysia";
+import { t, type TSchema } from "elysia";
 import { Integer } from "../../src/http/schema.ts";
 
 const Id = t.String({ minLength: 1, maxLength: 64 });
@@ -7,6 +7,14 @@ const Nullable = <T extends ReturnType<typeof t.String>>(s: T) => t.Union([s, t.
 const RoleName = t.Union([t.Literal("viewer"), t.Literal("editor"), t.Literal("admin"), t.Literal("owner")]);
 const Cidrs = t.Array(t.String({ maxLength: 50 }), { maxItems: 100, description: "IPv4/IPv6 CIDRs; empty: any address" });
 const Scopes = t.Array(t.String({ maxLength: 64 }), { minItems: 1, maxItems: 50, description: "`service:action` scopes, or read, write, deploy, shell" });
+
+/** A list's paging (src/http/cursor.ts), as the audit list's: `limit` rows a page, after `cursor`. */
+export const PageQuery = t.Object({
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  cursor: t.Optional(t.String({ maxLength: 2000, description: "`next_cursor` of the previous page." })),
+});
+const PageOf = <T extends TSchema>(item: T) =>
+  t.Object({ items: t.Array(item), next_cursor: t.Union([t.String(), t.Null()], { description: "Pass as `cursor` for the next page; null on the last page." }) });
 
 export const LoginRequest = t.Object({
   email: t.String({ minLength: 1, maxLength: 320 }),
@@ -48,9 +56,9 @@ export const Credential = t.Object({
   last_used_at: Nullable(Iso),
   last_used_from: Nullable(t.String()),
 });
-export const CredentialList = t.Object({ items: t.Array(Credential) });
+export const CredentialList = PageOf(Credential);
 export const Session = t.Composite([Credential, t.Object({ current: t.Boolean() })]);
-export const SessionList = t.Object({ items: t.Array(Session) });
+export const SessionList = PageOf(Session);
 export const NewCredential = t.Composite([t.Object({ token: t.String({ description: "The token itself: shown only now." }) }), Credential]);
 export const CreatedApiKey = t.Composite([
   NewCredential,
@@ -88,21 +96,19 @@ export const OrganizationWithRole = t.Composite([Organization, t.Object({ role: 
  * GET /v1/iam/orgs: an organization whose allowlist refuses the caller's address is listed
  * without its settings (null), which GET /v1/iam/orgs/{org} would refuse to show from there.
  */
-export const OrganizationList = t.Object({
-  items: t.Array(
-    t.Object({
-      ...OrganizationWithRole.properties,
-      require_mfa: t.Union([t.Boolean(), t.Null()]),
-      ip_allowlist: t.Union([t.Array(t.String()), t.Null()]),
-      services: t.Union([t.Array(t.String()), t.Null()]),
-    }),
-  ),
-});
+export const OrganizationList = PageOf(
+  t.Object({
+    ...OrganizationWithRole.properties,
+    require_mfa: t.Union([t.Boolean(), t.Null()]),
+    ip_allowlist: t.Union([t.Array(t.String()), t.Null()]),
+    services: t.Union([t.Array(t.String()), t.Null()]),
+  }),
+);
 export const NewOrganization = t.Object({ name: t.String({ minLength: 1, maxLength: 63 }), owner: t.Optional(Id) });
 export const OrganizationChanges = t.Object({ name: t.Optional(t.String({ minLength: 1, maxLength: 63 })), require_mfa: t.Optional(t.Boolean()), ip_allowlist: t.Optional(Cidrs) });
 
 export const Member = t.Object({ user: t.String(), email: t.String(), name: Nullable(t.String()), role: RoleName, mfa: t.Boolean(), since: Iso });
-export const MemberList = t.Object({ items: t.Array(Member) });
+export const MemberList = PageOf(Member);
 export const NewMember = t.Object({ email: t.String({ minLength: 3, maxLength: 320 }), role: RoleName });
 export const MemberRole = t.Object({ role: RoleName });
 export const NewInvitation = t.Object({
@@ -111,7 +117,7 @@ export const NewInvitation = t.Object({
   expires_in_days: t.Optional(Integer({ minimum: 1, maximum: 30, description: "Days until it expires (default 7)" })),
 });
 export const Invitation = t.Object({ id: t.String(), organization: t.String(), email: t.String(), role: RoleName, invited_by: t.String(), created_at: Iso, expires_at: Iso });
-export const InvitationList = t.Object({ items: t.Array(Invitation) });
+export const InvitationList = PageOf(Invitation);
 export const MyInvitation = t.Object({
   id: t.String(),
   organization: t.Object({ id: t.String(), name: t.String() }),
@@ -120,10 +126,10 @@ export const MyInvitation = t.Object({
   created_at: Iso,
   expires_at: Iso,
 });
-export const MyInvitationList = t.Object({ items: t.Array(MyInvitation) });
+export const MyInvitationList = PageOf(MyInvitation);
 
 export const Workspace = t.Object({ id: t.String(), organization: t.String(), name: t.String(), ip_allowlist: t.Array(t.String()), members: t.Array(t.Object({ user: t.String(), role: RoleName })), created_at: Iso });
-export const WorkspaceList = t.Object({ items: t.Array(Workspace) });
+export const WorkspaceList = PageOf(Workspace);
 export const NewWorkspace = t.Object({ name: t.String({ minLength: 1, maxLength: 63 }), ip_allowlist: t.Optional(Cidrs) });
 export const WorkspaceChanges = t.Object({ name: t.Optional(t.String({ minLength: 1, maxLength: 63 })), ip_allowlist: t.Optional(Cidrs) });
 export const WorkspaceRole = t.Object({ role: t.Union([RoleName, t.Null()], { description: "null: the organization role applies" }) });
@@ -135,7 +141,7 @@ export const NewUser = t.Object({
   operator: t.Optional(t.Boolean()),
 });
 export const CreatedUser = t.Object({ user: User, password: t.Optional(t.String({ description: "The one-time password: shown only now." })) });
-export const UserList = t.Object({ items: t.Array(User) });
+export const UserList = PageOf(User);
 export const PasswordReset = t.Object({ user: User, password: t.String({ description: "The one-time password: shown only now; replaced at the next login." }) });
 
 export const DeviceDecision = t.Object({ user_code: t.String({ minLength: 8, maxLength: 12 }), approve: t.Boolean() });

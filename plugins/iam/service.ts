@@ -12,6 +12,7 @@ import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts
 import { isRole, permissionForScope, roleAllows, type Role } from "../../src/auth/rbac.ts";
 import { isScope, scopeService, scopesGrant, scopesWithin } from "../../src/auth/scopes.ts";
 import { generateToken, randomBase62, TOKEN_KINDS } from "../../src/auth/tokens.ts";
+import { decodeCursor, DEFAULT_PAGE_ROWS, pageOf, type Page, type PageAsked, type PageEnd } from "../../src/http/cursor.ts";
 import { newId } from "../../src/ids.ts";
 import { base32Encode, newTotpSecret, otpauthUri, verifyTotp } from "../../src/auth/totp.ts";
 import { ConflictError, ForbiddenError, InvalidError, NotFoundError, RateLimitedError, TotpRequiredError, UnauthorizedError } from "../../src/errors.ts";
@@ -60,6 +61,13 @@ function recoveryCode(): string {
  * revoked with it; logging out ends only the credential itself (`logout`).
  */
 const madeByLogin = (p: Principal) => p.kind === "session";
+
+/** Where a page of a list in the order things were made ends (credentials newest first, invitations oldest first): the time, then the row. */
+const creationEnd = (r: { created_at: number; row: number }): PageEnd<number> => ({ value: r.created_at, row: r.row });
+
+function memberView(m: { user_id: string; email: string; name: string | null; role: Role; created_at: number; mfa: number }) {
+  return { user: m.user_id, email: m.email, name: m.name, role: m.role, mfa: m.mfa === 1, since: new Date(m.created_at).toISOString() };
+}
 
 function invitationView(i: sql.InvitationRow) {
   return {
@@ -623,15 +631,25 @@ export class IamService {
     });
   }
 
-  /** The user's login sessions, with where they were last used: for a login session to see, not a token (a leaked one would learn where its owner is). */
-  sessions(p: Principal) {
+  /**
+   * A page of the user's login sessions, newest first, with where they were last used: for a
+   * login session to see, not a token (a leaked one would learn where its owner is). Those that
+   * no longer let anyone in are passed over, read a page at a time until a page is full.
+   */
+  sessions(p: Principal, asked: PageAsked) {
     requireSession(p, "list or end your sessions");
     const user = this.requireUser(p);
     const now = this.now();
-    return sql
-      .credentialsOfUser(this.db, user.id, ["session"])
-      .filter((c) => this.stillLetsIn(c, now))
-      .map((c) => ({ ...this.credentialView(c), current: c.id === p.tokenId }));
+    const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
+    const live: Array<sql.CredentialRow & { row: number }> = [];
+    let read = decodeCursor(asked.cursor, "sessions", "number");
+    for (let more = true; more && live.length <= limit; ) {
+      const rows = sql.credentialsPageOf(this.db, user.id, ["session"], read, limit + 1);
+      more = rows.length > limit;
+      if (rows.length > 0) read = creationEnd(rows.at(-1)!);
+      live.push(...rows.filter((c) => this.stillLetsIn(c, now)));
+    }
+    return pageOf(live, limit, "sessions", creationEnd, (c) => ({ ...this.credentialView(c), current: c.id === p.tokenId }));
   }
 
   /** A session that would still let someone in: not revoked, nor past its lifetime or idle timeout. */
@@ -991,9 +1009,12 @@ export class IamService {
     return { expiresAt: this.now() + days * DAY_MS, allowlist: JSON.stringify(allowlist), scopes: [...new Set(input.scopes)].sort() };
   }
 
-  tokens(p: Principal) {
+  /** A page of the user's personal access tokens (and device and workload tokens), newest first. */
+  tokens(p: Principal, asked: PageAsked) {
     const user = this.requireUser(p);
-    return sql.credentialsOfUser(this.db, user.id, ["pat", "device", "workload"]).map((c) => this.credentialView(c));
+    const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
+    const rows = sql.credentialsPageOf(this.db, user.id, ["pat", "device", "workload"], decodeCursor(asked.cursor, "tokens", "number"), limit + 1);
+    return pageOf(rows, limit, "tokens", creationEnd, (c) => this.credentialView(c));
   }
 
   /**
@@ -1166,14 +1187,21 @@ export class IamService {
   }
 
   /**
-   * The caller's organizations with their role; each one's settings (MFA, allowlist, services)
-   * only where its allowlist admits the caller's address, as the guard would for the
-   * organization itself: from elsewhere, its id, name, role and creation alone, the settings null.
+   * A page of the caller's organizations with their role, by name, as far as the credential
+   * reaches (organizationsSeenBy); each one's settings (MFA, allowlist, services) only where its
+   * allowlist admits the caller's address, as the guard would for the organization itself: from
+   * elsewhere, its id, name, role and creation alone, the settings null.
    */
-  organizations(caller: Caller): Array<OrganizationSeen> {
+  organizations(caller: Caller, asked: PageAsked): Page<OrganizationSeen> {
     const p = caller.principal;
-    const listed = p.userId ? this.organizationsSeenBy(p, p.userId) : p.organizationId ? [{ id: p.organizationId, role: null }] : [];
-    return listed.map((o) => this.organizationSeenFrom(o.id, o.role, caller.request.source ?? null));
+    const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
+    const after = decodeCursor(asked.cursor, "organizations", "string");
+    const rows: Array<sql.OrganizationRow & { role: Role | null; row: number }> = p.userId
+      ? sql.organizationsPageOf(this.db, p.userId, p.organizationId, after, limit + 1)
+      : p.organizationId
+        ? sql.organizationPage(this.db, p.organizationId, after)
+        : [];
+    return pageOf(rows, limit, "organizations", (o) => ({ value: o.name, row: o.row }), (o) => this.organizationSeenFrom(o.id, o.role, caller.request.source ?? null));
   }
 
   private organizationSeenFrom(id: string, role: Role | null, source: string | null): OrganizationSeen {
@@ -1259,8 +1287,11 @@ export class IamService {
     return [`${revoked} credential(s) for it revoked`, ...removed];
   }
 
-  members(orgId: string) {
-    return sql.membersOf(this.db, orgId).map((m) => ({ user: m.user_id, email: m.email, name: m.name, role: m.role, mfa: m.mfa === 1, since: new Date(m.created_at).toISOString() }));
+  /** A page of the organization's members, by address. */
+  members(orgId: string, asked: PageAsked) {
+    const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
+    const rows = sql.membersPage(this.db, orgId, decodeCursor(asked.cursor, "members", "string"), limit + 1);
+    return pageOf(rows, limit, "members", (m) => ({ value: m.email, row: m.row }), memberView);
   }
 
   /**
@@ -1298,7 +1329,7 @@ export class IamService {
         request: caller.request,
       });
     });
-    return this.members(orgId).find((m) => m.user === target.id)!;
+    return memberView(sql.membersOf(this.db, orgId).find((m) => m.user_id === target.id)!);
   }
 
   async removeMember(caller: Caller, orgId: string, userId: string) {
@@ -1381,8 +1412,11 @@ export class IamService {
     return invitationView(sql.invitationById(this.db, id)!);
   }
 
-  invitations(orgId: string) {
-    return sql.invitationsOf(this.db, orgId, this.now()).map(invitationView);
+  /** A page of the organization's pending invitations, oldest first. */
+  invitations(orgId: string, asked: PageAsked) {
+    const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
+    const rows = sql.invitationsPageOf(this.db, orgId, this.now(), decodeCursor(asked.cursor, "invitations", "number"), limit + 1);
+    return pageOf(rows, limit, "invitations", creationEnd, invitationView);
   }
 
   async revokeInvitation(caller: Caller, orgId: string, id: string) {
@@ -1416,12 +1450,14 @@ export class IamService {
     await this.k.store.write((tx) => void sql.purgeDeviceGrantsExpiredBy(tx, expiredBy));
   }
 
-  /** The caller's pending invitations (to their account's address). */
-  myInvitations(p: Principal) {
+  /** A page of the caller's pending invitations (to their account's address), oldest first. */
+  myInvitations(p: Principal, asked: PageAsked) {
     requireOwnLogin(p, "see your invitations");
+    const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
+    const after = decodeCursor(asked.cursor, "my-invitations", "number");
     const user = p.userId ? sql.userById(this.db, p.userId) : null;
-    if (!user) return [];
-    return sql.invitationsTo(this.db, user.email, this.now()).map((i) => ({
+    const rows = user ? sql.invitationsPageTo(this.db, user.email, this.now(), after, limit + 1) : [];
+    return pageOf(rows, limit, "my-invitations", creationEnd, (i) => ({
       id: i.id,
       organization: { id: i.organization_id, name: i.organization_name },
       role: i.role,
@@ -1504,8 +1540,11 @@ export class IamService {
     };
   }
 
-  workspaces(orgId: string) {
-    return sql.workspacesOf(this.db, orgId).map((w) => this.workspaceView(w.id));
+  /** A page of the organization's workspaces, by name. */
+  workspaces(orgId: string, asked: PageAsked) {
+    const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
+    const rows = sql.workspacesPageOf(this.db, orgId, decodeCursor(asked.cursor, "workspaces", "string"), limit + 1);
+    return pageOf(rows, limit, "workspaces", (w) => ({ value: w.name, row: w.row }), (w) => this.workspaceView(w.id));
   }
 
   async updateWorkspace(caller: Caller, id: string, changes: { name?: string; ip_allowlist?: string[] }) {
@@ -1620,8 +1659,11 @@ export class IamService {
     return { token: t.token, ...this.credentialView(sql.credentialById(this.db, t.prefix)!), service_active: serviceActive };
   }
 
-  apiKeys(orgId: string) {
-    return sql.apiKeysOf(this.db, orgId).map((c) => this.credentialView(c));
+  /** A page of the organization's live API keys, newest first. */
+  apiKeys(orgId: string, asked: PageAsked) {
+    const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
+    const rows = sql.apiKeysPageOf(this.db, orgId, decodeCursor(asked.cursor, "api-keys", "number"), limit + 1);
+    return pageOf(rows, limit, "api-keys", creationEnd, (c) => this.credentialView(c));
   }
 
   async revokeApiKey(caller: Caller, orgId: string, id: string) {
@@ -1635,8 +1677,16 @@ export class IamService {
     });
   }
 
-  users() {
-    return sql.allUsers(this.db).map((u) => this.userView(u));
+  /** A page of the live users, by address. */
+  users(asked: PageAsked) {
+    const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
+    const rows = sql.usersPage(this.db, decodeCursor(asked.cursor, "users", "string"), limit + 1);
+    return pageOf(rows, limit, "users", (u) => ({ value: u.email, row: u.row }), (u) => this.userView(u));
+  }
+
+  /** Whether the appliance has a user yet (setup makes the first). */
+  hasUsers(): boolean {
+    return sql.anyUser(this.db);
   }
 
   /** For `roleAllows` checks done in handlers (the guard has already checked the route's own). */

@@ -3,6 +3,7 @@
  */
 import type { Database } from "bun:sqlite";
 import type { Role } from "../../src/auth/rbac.ts";
+import type { PageEnd } from "../../src/http/cursor.ts";
 import { emailKey } from "./email-key.ts";
 
 export type CredentialKind = "session" | "pat" | "device" | "service" | "workload" | "console";
@@ -113,6 +114,27 @@ export const organizationsOf = (db: Database, userId: string) =>
     )
     .all(userId);
 
+/**
+ * A page of the user's live organizations (only `only`, when not null), by name, after `after`:
+ * the user's memberships read through memberships_by_user, a user's few sorted.
+ */
+export const organizationsPageOf = (db: Database, userId: string, only: string | null, after: PageEnd<string> | null, limit: number) =>
+  db
+    .query<OrganizationRow & { role: Role; row: number }, [string, string | null, string, number, number]>(
+      `SELECT o.*, o.rowid AS row, m.role FROM organizations o JOIN memberships m ON m.organization_id = o.id
+        WHERE m.user_id = ?1 AND o.deleted_at IS NULL AND (?2 IS NULL OR o.id = ?2) AND (o.name, o.rowid) > (?3, ?4)
+        ORDER BY o.name, o.rowid LIMIT ?5`,
+    )
+    .all(userId, only, after?.value ?? "", after?.row ?? -1, limit);
+
+/** The organization alone (a token of it that is no user's), as a page of organizationsPageOf's kind, without a role. */
+export const organizationPage = (db: Database, id: string, after: PageEnd<string> | null) =>
+  db
+    .query<OrganizationRow & { role: null; row: number }, [string, string, number]>(
+      "SELECT o.*, o.rowid AS row, NULL AS role FROM organizations o WHERE o.id = ?1 AND o.deleted_at IS NULL AND (o.name, o.rowid) > (?2, ?3)",
+    )
+    .all(id, after?.value ?? "", after?.row ?? -1);
+
 export const allOrganizations = (db: Database) => db.query<OrganizationRow, []>("SELECT * FROM organizations WHERE deleted_at IS NULL ORDER BY name").all();
 
 export const activeServices = (db: Database, orgId: string) =>
@@ -152,7 +174,19 @@ export const subjectOfEmail = (db: Database, email: string) =>
     .query<{ id: string }, [string, string]>("SELECT id FROM users WHERE email_key = ? ORDER BY deleted_at IS NOT NULL, email = ? DESC, created_at, id LIMIT 1")
     .get(emailKey(email), email.trim())?.id;
 
-export const allUsers = (db: Database) => db.query<UserRow, []>("SELECT * FROM users WHERE deleted_at IS NULL ORDER BY email").all();
+export const anyUser = (db: Database) => db.query("SELECT 1 FROM users WHERE deleted_at IS NULL LIMIT 1").get() !== null;
+
+/**
+ * A page of the live users, by address (as the column compares them: case aside in A-Z), after
+ * `after`: a seek of users_email, which holds the live users in that order (and, being unique,
+ * never two at the same address: the row id only keeps the order total).
+ */
+export const usersPage = (db: Database, after: PageEnd<string> | null, limit: number) =>
+  db
+    .query<UserRow & { row: number }, [string, number, number]>(
+      "SELECT *, rowid AS row FROM users WHERE deleted_at IS NULL AND email >= ?1 AND (email > ?1 OR rowid > ?2) ORDER BY email, rowid LIMIT ?3",
+    )
+    .all(after?.value ?? "", after?.row ?? -1, limit);
 
 export function insertUser(tx: Database, row: Pick<UserRow, "id" | "email" | "name" | "password_hash" | "operator" | "must_change_password" | "created_at">): void {
   tx.query("INSERT INTO users (id, email, email_key, name, password_hash, operator, must_change_password, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
@@ -220,6 +254,46 @@ export const membersOf = (db: Database, orgId: string) =>
     )
     .all(orgId);
 
+/**
+ * A page of the organization's members, by address as membersOf orders them (the user's row id
+ * breaks ties), after `after`. The address is the users table's, so no one index gives the
+ * organization's members in that order; of the two ways, the one that reads fewer rows:
+ *  - sorted: the organization's memberships read through their primary key (those after the
+ *    cursor), and sorted for the first `limit`: its cost grows with the organization;
+ *  - walked: the live users in address order (users_email) from the cursor, each looked up among
+ *    the organization's memberships until `limit` are found: its cost grows with the users there
+ *    are for each member (measured: 35 ms a page for an organization of 500 among 50,000
+ *    users, walked; 75 ms for one of all of them, sorted; each the other way about 3 ms).
+ */
+export function membersPage(db: Database, orgId: string, after: PageEnd<string> | null, limit: number) {
+  const rows = walkUsersForMembers(db, orgId, limit) ? "users u CROSS JOIN memberships m ON m.user_id = u.id" : "memberships m CROSS JOIN users u ON u.id = m.user_id";
+  return db
+    .query<{ user_id: string; email: string; name: string | null; role: Role; created_at: number; mfa: number; row: number }, [string, string, number, number]>(
+      `SELECT m.user_id, u.email, u.name, m.role, m.created_at, u.totp_enabled_at IS NOT NULL AS mfa, u.rowid AS row FROM ${rows}
+        WHERE m.organization_id = ?1 AND u.deleted_at IS NULL AND u.email >= ?2 AND (u.email > ?2 OR u.rowid > ?3)
+        ORDER BY u.email, u.rowid LIMIT ?4`,
+    )
+    .all(orgId, after?.value ?? "", after?.row ?? -1, limit);
+}
+
+/**
+ * Whether walking the users reads fewer rows than sorting the organization's m members: a walk
+ * reads about `limit` × users / m users, each costing about WALKED_USER_COST members sorted, so
+ * it is the cheaper when m² > WALKED_USER_COST × limit × users. The users are counted by the
+ * highest row id (one seek: a user's row stays when the user is deleted, and erased), the
+ * members only up to the bound that decides (a few thousand index entries at most, never the
+ * whole organization). Exported for the tests, which read a page both ways.
+ */
+export function walkUsersForMembers(db: Database, orgId: string, limit: number): boolean {
+  const users = db.query<{ n: number | null }, []>("SELECT max(rowid) AS n FROM users").get()?.n ?? 0;
+  const bound = Math.ceil(Math.sqrt(WALKED_USER_COST * limit * users));
+  const members = db.query<{ n: number }, [string, number]>("SELECT count(*) AS n FROM (SELECT 1 FROM memberships WHERE organization_id = ? LIMIT ?)").get(orgId, bound)!.n;
+  return members >= bound;
+}
+
+/** A user walked (read through users_email, then its row, then its membership looked up) costs about this many members sorted (measured). */
+const WALKED_USER_COST = 3;
+
 export const upsertMembership = (tx: Database, orgId: string, userId: string, role: Role, now: number) =>
   tx
     .query("INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (organization_id, user_id) DO UPDATE SET role = excluded.role")
@@ -274,19 +348,27 @@ export const insertInvitation = (tx: Database, row: InvitationRow) =>
 export const invitationsOf = (db: Database, orgId: string, now: number) =>
   db.query<InvitationRow, [string, number]>("SELECT * FROM invitations WHERE organization_id = ? AND expires_at > ? ORDER BY created_at, rowid").all(orgId, now);
 
+/** A page of invitationsOf, after `after` (created_at, then the row's order of insertion). */
+export const invitationsPageOf = (db: Database, orgId: string, now: number, after: PageEnd<number> | null, limit: number) =>
+  db
+    .query<InvitationRow & { row: number }, [string, number, number, number, number]>(
+      "SELECT *, rowid AS row FROM invitations WHERE organization_id = ?1 AND expires_at > ?2 AND (created_at, rowid) > (?3, ?4) ORDER BY created_at, rowid LIMIT ?5",
+    )
+    .all(orgId, now, after?.value ?? Number.MIN_SAFE_INTEGER, after?.row ?? -1, limit);
+
 export const invitationToAddress = (db: Database, orgId: string, email: string) =>
   db.query<InvitationRow, [string, string]>("SELECT * FROM invitations WHERE organization_id = ? AND email_key = ?").get(orgId, emailKey(email));
 
-/** The pending invitations to an address, into organizations that still exist. */
-export const invitationsTo = (db: Database, email: string, now: number) =>
+/** A page of the pending invitations to an address, into organizations that still exist, oldest first, after `after`. */
+export const invitationsPageTo = (db: Database, email: string, now: number, after: PageEnd<number> | null, limit: number) =>
   db
-    .query<InvitationRow & { organization_name: string; inviter_email: string | null }, [string, number]>(
-      `SELECT i.*, o.name AS organization_name, u.email AS inviter_email FROM invitations i
+    .query<InvitationRow & { organization_name: string; inviter_email: string | null; row: number }, [string, number, number, number, number]>(
+      `SELECT i.*, i.rowid AS row, o.name AS organization_name, u.email AS inviter_email FROM invitations i
          JOIN organizations o ON o.id = i.organization_id AND o.deleted_at IS NULL
          LEFT JOIN users u ON u.id = i.invited_by AND u.deleted_at IS NULL
-       WHERE i.email_key = ? AND i.expires_at > ? ORDER BY i.created_at, i.rowid`,
+       WHERE i.email_key = ?1 AND i.expires_at > ?2 AND (i.created_at, i.rowid) > (?3, ?4) ORDER BY i.created_at, i.rowid LIMIT ?5`,
     )
-    .all(emailKey(email), now);
+    .all(emailKey(email), now, after?.value ?? Number.MIN_SAFE_INTEGER, after?.row ?? -1, limit);
 
 export const invitationById = (db: Database, id: string) => db.query<InvitationRow, [string]>("SELECT * FROM invitations WHERE id = ?").get(id);
 
@@ -318,6 +400,14 @@ export const workspaceById = (db: Database, id: string) =>
 
 export const workspacesOf = (db: Database, orgId: string) =>
   db.query<WorkspaceRow, [string]>("SELECT * FROM workspaces WHERE organization_id = ? AND deleted_at IS NULL ORDER BY name").all(orgId);
+
+/** A page of workspacesOf, after `after`: a seek of workspaces_name (organization, name). */
+export const workspacesPageOf = (db: Database, orgId: string, after: PageEnd<string> | null, limit: number) =>
+  db
+    .query<WorkspaceRow & { row: number }, [string, string, number, number]>(
+      "SELECT *, rowid AS row FROM workspaces WHERE organization_id = ?1 AND deleted_at IS NULL AND name >= ?2 AND (name > ?2 OR rowid > ?3) ORDER BY name, rowid LIMIT ?4",
+    )
+    .all(orgId, after?.value ?? "", after?.row ?? -1, limit);
 
 export const insertWorkspace = (tx: Database, row: Pick<WorkspaceRow, "id" | "organization_id" | "name" | "ip_allowlist" | "created_at">) =>
   tx.query("INSERT INTO workspaces (id, organization_id, name, ip_allowlist, created_at) VALUES (?, ?, ?, ?, ?)").run(row.id, row.organization_id, row.name, row.ip_allowlist, row.created_at);
@@ -570,8 +660,29 @@ export const credentialsOfUser = (db: Database, userId: string, kinds: readonly 
     .query<CredentialRow, string[]>(`SELECT * FROM credentials WHERE user_id = ? AND kind IN (${kinds.map(() => "?").join(", ")}) AND revoked_at IS NULL ORDER BY created_at DESC`)
     .all(userId, ...kinds);
 
-export const apiKeysOf = (db: Database, orgId: string) =>
-  db.query<CredentialRow, [string]>("SELECT * FROM credentials WHERE organization_id = ? AND kind = 'service' AND revoked_at IS NULL ORDER BY created_at DESC").all(orgId);
+/**
+ * A page of the user's live credentials of `kinds`, newest first (then the last made first),
+ * before `before`: each kind's read backwards through credentials_live_by_user, which holds
+ * them in that order, and merged. One range over the kinds would read every one of them and
+ * sort them all (a CI account's workload tokens, one a job, for each page).
+ */
+export function credentialsPageOf(db: Database, userId: string, kinds: readonly CredentialKind[], before: PageEnd<number> | null, limit: number): Array<CredentialRow & { row: number }> {
+  const newestOfKind = `SELECT * FROM (SELECT *, rowid AS row FROM credentials WHERE user_id = ? AND kind = ? AND revoked_at IS NULL AND (created_at, rowid) < (?, ?) ORDER BY created_at DESC, rowid DESC LIMIT ?)`;
+  const sql = `${kinds.map(() => newestOfKind).join(" UNION ALL ")} ORDER BY created_at DESC, row DESC LIMIT ?`;
+  const params = kinds.flatMap((kind) => [userId, kind, before?.value ?? Number.MAX_SAFE_INTEGER, before?.row ?? Number.MAX_SAFE_INTEGER, limit]);
+  return db.query<CredentialRow & { row: number }, Array<string | number>>(sql).all(...params, limit);
+}
+
+/**
+ * A page of the organization's live API keys, newest first (then the last made first), before
+ * `before`: read backwards through credentials_live_by_org, which holds them in that order.
+ */
+export const apiKeysPageOf = (db: Database, orgId: string, before: PageEnd<number> | null, limit: number) =>
+  db
+    .query<CredentialRow & { row: number }, [string, number, number, number]>(
+      "SELECT *, rowid AS row FROM credentials WHERE organization_id = ?1 AND kind = 'service' AND revoked_at IS NULL AND (created_at, rowid) < (?2, ?3) ORDER BY created_at DESC, rowid DESC LIMIT ?4",
+    )
+    .all(orgId, before?.value ?? Number.MAX_SAFE_INTEGER, before?.row ?? Number.MAX_SAFE_INTEGER, limit);
 
 /** Where a pruning pass has got to, in the order of expiry (then row). */
 export interface PruneCursor {

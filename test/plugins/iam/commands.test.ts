@@ -121,3 +121,57 @@ test("org list shows an organization whose settings the server left out (its all
     ["org_2", "open", "admin", "required", "dns"],
   ]);
 });
+
+describe("the list commands show a list whole: every page, following next_cursor to the last (found missing: the lists had no pages)", () => {
+  // Each command, its list's path, and one item for each page (only what the command prints).
+  const organization = (id: string) => ({ id, name: id, role: "owner", require_mfa: false, ip_allowlist: [], services: [], created_at: "2026-06-01T00:00:00.000Z" });
+  const credential = (id: string) => ({ id, kind: "pat", name: id, service: null, organization: null, workspace: null, scopes: ["read"], ip_allowlist: [], created_at: "2026-06-01T00:00:00.000Z", expires_at: null, last_used_at: null, last_used_from: null });
+  const cases: Array<[string, string, (id: string) => Record<string, unknown>]> = [
+    ["org list", "/v1/iam/orgs", organization],
+    ["org members", "/v1/iam/orgs/org_1/members", (id) => ({ user: id, email: `${id}@example.org`, name: null, role: "viewer", mfa: false, since: "2026-06-01T00:00:00.000Z" })],
+    ["org invitations", "/v1/iam/orgs/org_1/invitations", (id) => ({ id, organization: "org_1", email: `${id}@example.org`, role: "viewer", invited_by: "usr_a", created_at: "2026-06-01T00:00:00.000Z", expires_at: "2026-06-08T00:00:00.000Z" })],
+    ["invitations", "/v1/iam/me/invitations", (id) => ({ id, organization: { id: "org_1", name: "home" }, role: "viewer", invited_by: null, created_at: "2026-06-01T00:00:00.000Z", expires_at: "2026-06-08T00:00:00.000Z" })],
+    ["workspace list", "/v1/iam/orgs/org_1/workspaces", (id) => ({ id, organization: "org_1", name: id, ip_allowlist: [], members: [], created_at: "2026-06-01T00:00:00.000Z" })],
+    ["apikey list", "/v1/iam/orgs/org_1/api-keys", credential],
+    ["token list", "/v1/iam/me/tokens", credential],
+    ["user list", "/v1/iam/users", (id) => ({ id, email: `${id}@example.org`, name: null, operator: false, mfa: false, must_change_password: false, created_at: "2026-06-01T00:00:00.000Z" })],
+  ];
+  const pages = (path: string, item: (id: string) => Record<string, unknown>) => (request: { path: string }) => {
+    if (request.path === path) return { items: [item("first_a"), item("first_b")], next_cursor: "c/1+" };
+    if (request.path === `${path}?limit=1000&cursor=c%2F1%2B`) return { items: [item("second_a")], next_cursor: "c2" };
+    if (request.path === `${path}?limit=1000&cursor=c2`) return { items: [item("third_a")], next_cursor: null };
+    throw new Error(`unexpected ${request.path}`);
+  };
+
+  for (const [words, path, item] of cases) {
+    test(`${words}: the first page asked as before pages were (an older server answers it whole), then the rest, the most rows a page holds, each after the one before`, async () => {
+      const commands = [...iamAdminCommands, ...iamCommands];
+      const options = { org: "org_1" };
+      const asJson = await runCommand(commands, words, { options, json: true, answer: pages(path, item) });
+      expect(asJson.code).toBe(0);
+      expect(asJson.requests.map((r) => `${r.method} ${r.path}`)).toEqual([`GET ${path}`, `GET ${path}?limit=1000&cursor=c%2F1%2B`, `GET ${path}?limit=1000&cursor=c2`]);
+      expect(JSON.parse(asJson.stdout)).toEqual(["first_a", "first_b", "second_a", "third_a"].map(item));
+      const printed = await runCommand(commands, words, { options, answer: pages(path, item) });
+      for (const id of ["first_a", "first_b", "second_a", "third_a"]) expect(printed.stdout).toContain(id);
+    });
+  }
+
+  test("a list an older server answers whole (no next_cursor) is that one page", async () => {
+    const run = await runCommand(iamAdminCommands, "user list", { json: true, answer: () => ({ items: [{ id: "usr_a", email: "a@example.org", name: null, operator: false, mfa: false }] }) });
+    expect([run.code, run.requests.length, JSON.parse(run.stdout).length]).toEqual([0, 1, 1]);
+  });
+
+  test("a server that answers the same cursor again is not followed forever", async () => {
+    const run = await runCommand(iamAdminCommands, "user list", { answer: () => ({ items: [], next_cursor: "again" }) });
+    expect([run.code, run.error?.message, run.requests.length]).toEqual([1, "The server answered /v1/iam/users with the same page again: its list cannot be followed to the end.", 2]);
+  });
+
+  test("user delete by email finds an address on a later page of the users", async () => {
+    const answer = (request: { method: string; path: string }) => {
+      if (request.method !== "GET") return { ok: true };
+      return request.path === "/v1/iam/users" ? { items: [{ id: "usr_a", email: "a@example.org" }], next_cursor: "c1" } : { items: [{ id: "usr_z", email: "z@example.org" }], next_cursor: null };
+    };
+    const run = await runCommand(iamAdminCommands, "user delete", { args: ["z@example.org"], options: { yes: true }, json: true, answer });
+    expect([run.code, JSON.parse(run.stdout)]).toEqual([0, { ok: true, id: "usr_z" }]);
+  });
+});
