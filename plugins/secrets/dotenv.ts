@@ -11,11 +11,10 @@
  * There is no interpolation: `${X}` and `$X` are kept literally. A name set twice is an error,
  * not a silent override. Errors give line numbers and names, never a value: values are secrets.
  *
- * printDotenv writes what parseDotenv reads back exactly: simple values bare, anything else
- * double-quoted, with `$` and `` ` `` escaped too so that readers which interpolate leave them
- * alone. A shell sourcing the file (`set -a; . ./file.env`) reads the same values: `$(...)` and
- * `` `...` `` stay text, never commands; only a carriage return, written \r, reads back as
- * those two characters there.
+ * printDotenv writes what parseDotenv reads back exactly, each variable on one line: plain
+ * values bare, others single-quoted when that holds them, else double-quoted with line ends and
+ * `\ " $ `` ` `` escaped (quoteValue). A shell sourcing the file (`set -a; . ./file.env`) runs
+ * nothing and reads every value exactly, but for a line end, which it keeps as \n or \r.
  */
 
 export interface SecretEntry {
@@ -23,7 +22,11 @@ export interface SecretEntry {
   value: string;
 }
 
-/** Names are also safe environment variable names, so an export can be sourced or given to docker. */
+/**
+ * Names are also valid environment variable names. With every value on its own line (printDotenv),
+ * each line of an export is one variable for readers that take `NAME=value` lines as they are
+ * (docker run --env-file, kubectl --from-env-file), though these keep a value's quotes.
+ */
 export const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 export function isSecretName(s: string): boolean {
@@ -155,10 +158,15 @@ function unescapeDouble(raw: string): string {
 // Values made only of these need no quotes in any reader (no spaces, quotes, `#`, `$`, `=`).
 const SIMPLE_VALUE = /^[A-Za-z0-9_.\/:@+,-]*$/;
 
-// What a shell also reads inside double quotes is escaped as a shell would: `$` and `` ` `` would
-// run a command there (found in review: sourcing an export ran a value's `...`). Newlines and
-// tabs are written as they are, not \n and \t, which a shell would keep as two characters.
-const ESCAPED: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\r": "\\r", $: "\\$", "`": "\\`" };
+// C0 and C1 control characters and DEL: line ends among them, and the rest unseen in a file.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+// In double quotes: what a shell also reads there is escaped as a shell would (`$` and `` ` ``
+// would run a command: found in review, sourcing an export ran a value's `...`), and line ends
+// are written \n and \r, never as they are: a reader taking a line per variable (docker,
+// kubectl, node's dotenv before 15) read each further line of a value as a variable of its own
+// (found in review: a value could plant LD_PRELOAD). A shell keeps \n and \r as two characters.
+const ESCAPED: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", $: "\\$", "`": "\\`" };
 
 /** One `NAME=value` line per entry, in the given order. parseDotenv reads every value back exactly. */
 export function printDotenv(entries: readonly SecretEntry[]): string {
@@ -166,12 +174,24 @@ export function printDotenv(entries: readonly SecretEntry[]): string {
   return entries.map((e) => `${e.name}=${quoteValue(e.value)}\n`).join("");
 }
 
-// CR is escaped, not written raw, since a raw CR would read back as a line end. Every other
-// character (a newline, which a double-quoted value may span, control characters, U+2028, lone
-// surrogates) is safe between double quotes.
+/**
+ * A value as the most readers read it back: bare when simple; else in single quotes, which bash
+ * and node's dotenv read as written; else in double quotes, on one line, with escapes.
+ */
 function quoteValue(value: string): string {
   if (SIMPLE_VALUE.test(value)) return value;
-  return `"${value.replace(/[\\"\r$`]/g, (c) => ESCAPED[c]!)}"`;
+  if (singleQuotable(value)) return `'${value}'`;
+  return `"${value.replace(/[\\"\n\r$`]/g, (c) => ESCAPED[c]!)}"`;
+}
+
+/**
+ * Whether single quotes hold the value: it has no `'` (single quotes know no escapes) and no
+ * control character (a line end must be escaped; the others would hide in a one-line value).
+ * Nor two backslashes in a row: python-dotenv reads them as one in single quotes, while in
+ * double quotes, written \\\\, python-dotenv and a shell read them back as they were.
+ */
+function singleQuotable(value: string): boolean {
+  return !value.includes("'") && !CONTROL.test(value) && !value.includes("\\\\");
 }
 
 /**

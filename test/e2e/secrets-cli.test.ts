@@ -272,12 +272,14 @@ describe("citadel secrets", () => {
     // `citadel secrets export ... > development.env`
     await ok(["secrets", "export", ...WS(), "-e", "development"], { stdoutFile: exported });
     const first = readFileSync(exported, "utf8");
-    // One line per secret; values that are not plain words double-quoted, escaped as a shell
-    // reads them (\\ \" \$), their line ends as they are: sourced, the file gives the same values.
-    const quotedTlsKey = TLS_KEY.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("$", "\\$");
-    expect(first).toBe(`DB_PASSWORD="${DB_PASSWORD}"\nTLS_KEY="${quotedTlsKey}"\n`);
+    // One line per secret (found in review: a value's further lines were read as variables by
+    // line-based readers): a value single-quoted when that holds it, else double-quoted and
+    // escaped as a shell reads it (\\ \" \$), line ends as \n. Sourced, the file runs nothing
+    // and gives the same values, but for the line ends, which a shell keeps as written.
+    const quotedTlsKey = TLS_KEY.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("$", "\\$").replaceAll("\n", "\\n");
+    expect(first).toBe(`DB_PASSWORD='${DB_PASSWORD}'\nTLS_KEY="${quotedTlsKey}"\n`);
     const sourced = Bun.spawnSync(["bash", "-c", 'set -a; . "$1"; printf %s "$TLS_KEY"', "bash", exported], { env: { PATH: process.env.PATH ?? "" } });
-    expect(sourced.stdout.toString()).toBe(TLS_KEY);
+    expect(sourced.stdout.toString()).toBe(TLS_KEY.replaceAll("\n", "\\n"));
 
     const imported = await ok(["secrets", "import", exported, ...WS(), "-e", "staging"]);
     expect(imported).toStartWith("imported: 2 new, 0 updated, 0 unchanged, 0 skipped");

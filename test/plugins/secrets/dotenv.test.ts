@@ -110,31 +110,49 @@ describe("parseDotenv refuses, naming the line and never the value", () => {
 });
 
 describe("printDotenv", () => {
-  test("one line per entry, in order, bare when simple, double-quoted otherwise", () => {
+  test("one line per entry, in order: bare when simple, single-quoted when that holds it, else double-quoted with escapes", () => {
     const out = printDotenv(
       e(
         ["Z", "plain-value_1.2/3:4@5+6,7"],
         ["A", ""],
         ["SPACE", " a b "],
-        ["ESC", 'q"b\\n\nr\rt\t$HOME'],
-        ["HASH", "a#b"],
-        ["TICK", "`id` $(id)"],
+        ["TICK", "`id` $(id) ${HOME}"],
+        ["PATHS", "C:\\Users\\x\\"],
+        ["UNI", "ключ \u2028"],
         ["SINGLE", "it's"],
-        ["UNI", "ключ"],
+        ["ESC", 'q"b\\n\nr\rt\t$HOME'],
+        ["BACKSLASHES", "a\\\\b"],
+        ["CONTROL", "\u0001`"],
       ),
     );
     expect(out).toBe(
       [
         "Z=plain-value_1.2/3:4@5+6,7",
         "A=",
-        'SPACE=" a b "',
-        'ESC="q\\"b\\\\n\nr\\rt\t\\$HOME"',
-        'HASH="a#b"',
-        'TICK="\\`id\\` \\$(id)"',
+        "SPACE=' a b '",
+        "TICK='`id` $(id) ${HOME}'",
+        "PATHS='C:\\Users\\x\\'",
+        "UNI='ключ \u2028'",
         'SINGLE="it\'s"',
-        'UNI="ключ"',
+        'ESC="q\\"b\\\\n\\nr\\rt\t\\$HOME"',
+        'BACKSLASHES="a\\\\\\\\b"',
+        'CONTROL="\u0001\\`"',
         "",
       ].join("\n"),
+    );
+  });
+
+  test("a value never spans lines (found in review: a line-based reader such as kubectl --from-env-file took a value's further lines as variables, LD_PRELOAD included)", () => {
+    const planted = printDotenv(e(["API_KEY", "abc\nLD_PRELOAD=/tmp/evil.so\nZ="], ["CR", "a\rB=1\r\n"]));
+    expect(planted).toBe('API_KEY="abc\\nLD_PRELOAD=/tmp/evil.so\\nZ="\nCR="a\\rB=1\\r\\n"\n');
+    const values = fc.string({ unit: fc.constantFrom(..."\n\r\t '\"\\$`=#aX_\u2028\u0085\u0001".split("")), maxLength: 16 });
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.record({ name: fc.stringMatching(SECRET_NAME), value: fc.oneof(values, fc.string({ unit: "binary" })) }), { selector: (x) => x.name, maxLength: 6 }), (x) => {
+        // As a reader taking a line per variable splits it (any of \n, \r\n, \r ends a line).
+        const lines = printDotenv(x).split(/\r\n|\r|\n/).slice(0, -1);
+        expect(lines.map((line) => line.slice(0, line.indexOf("=")))).toEqual(x.map((entry) => entry.name));
+      }),
+      { numRuns: 500 },
     );
   });
 
@@ -212,6 +230,24 @@ describe("round trips", () => {
     );
   });
 
+  // What exports wrote before: line ends, tabs and `$` escaped, backticks as they are; then
+  // (688cc6f) line ends and tabs as they are, backticks escaped. Files written so still import.
+  const oldEscaping: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", $: "\\$" };
+  const rawLineEnds: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\r": "\\r", $: "\\$", "`": "\\`" };
+  const printedAsBefore = (x: readonly SecretEntry[], escaping: Record<string, string>, escaped: RegExp) =>
+    x.map((entry) => `${entry.name}=${/^[A-Za-z0-9_.\/:@+,-]*$/.test(entry.value) ? entry.value : `"${entry.value.replace(escaped, (c) => escaping[c]!)}"`}\n`).join("");
+
+  test("parseDotenv reads what earlier exports wrote, exactly", () => {
+    expect(parseDotenv('A="l1\\nl2\\t`id`\\$X"\nB="l1\nl2\t\\`id\\`\\$X"\n')).toEqual(e(["A", "l1\nl2\t`id`$X"], ["B", "l1\nl2\t`id`$X"]));
+    fc.assert(
+      fc.property(entries, (x) => {
+        expect(parseDotenv(printedAsBefore(x, oldEscaping, /[\\"\n\r\t$]/g))).toEqual(x);
+        expect(parseDotenv(printedAsBefore(x, rawLineEnds, /[\\"\r$`]/g))).toEqual(x);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   test("parseJsonSecrets(printJsonSecrets(x)) is x", () => {
     fc.assert(
       fc.property(entries, (x) => {
@@ -256,16 +292,17 @@ describe("a shell sourcing an export (found in review: `set -a; . ./e.env` ran a
     return { values: out === "" ? [] : out.slice(0, -1).split("\0"), stderr: run.stderr.toString() };
   }
 
-  test("reads each value byte for byte, and runs nothing: backticks, $(...), backslashes, quotes, newlines, tabs", () => {
+  test("reads each value without control characters byte for byte, and runs nothing: backticks, $(...), backslashes, quotes", () => {
     const values = [
       "`echo PWNED >&2`",
       `\`touch ${ran}\``,
       `$(touch ${ran})`,
       "${HOME} $HOME $$ $1",
       "back\\slash\\",
+      "two\\\\backslashes",
       'say "hi" \\" \\`',
       "it's",
-      "line one\nline two\n\n  indented\t tab\n",
+      "it's `touch " + ran + "` $(touch " + ran + ")",
       "#not a comment",
       "!history !! ~ *.txt {a,b}",
       "plain-value_1.2/3:4@5+6,7",
@@ -275,12 +312,19 @@ describe("a shell sourcing an export (found in review: `set -a; . ./e.env` ran a
     expect(existsSync(ran)).toBe(false);
   });
 
-  test("for any value a shell can hold (no NUL; a carriage return is written \\r, which a shell keeps as two characters)", () => {
-    const unit = fc.constantFrom(...Array.from("`$()\\\"'\n\t #{}!;&|<>*?~=a1é🔑"));
-    const value = fc.oneof(fc.string({ unit, maxLength: 24 }), fc.string({ unit: "grapheme", maxLength: 12 }).filter((v) => !v.includes("\0") && !v.includes("\r")));
+  test("a line end is read as \\n or \\r there (two characters: `citadel run` passes such a value as it is); tabs and other control characters as they are", () => {
+    const values = ["line one\nline two\n\n  indented\t tab\n", "crlf\r\n", "bell\u0007`touch " + ran + "`"];
+    expect(sourcedByBash(values)).toEqual({ values: ["line one\\nline two\\n\\n  indented\t tab\\n", "crlf\\r\\n", "bell\u0007`touch " + ran + "`"], stderr: "" });
+    expect(existsSync(ran)).toBe(false);
+  });
+
+  test("for any value a shell can hold (no NUL): runs nothing, and reads it exactly but for line ends", () => {
+    const unit = fc.constantFrom(...Array.from("`$()\\\"'\n\r\t\u0001 #{}!;&|<>*?~=a1é🔑"));
+    const value = fc.oneof(fc.string({ unit, maxLength: 24 }), fc.string({ unit: "grapheme", maxLength: 12 }).filter((v) => !v.includes("\0")));
     fc.assert(
       fc.property(fc.array(value, { minLength: 1, maxLength: 6 }), (values) => {
-        expect(sourcedByBash(values)).toEqual({ values, stderr: "" });
+        const lineEndsAsWritten = values.map((v) => v.replaceAll("\n", "\\n").replaceAll("\r", "\\r"));
+        expect(sourcedByBash(values)).toEqual({ values: lineEndsAsWritten, stderr: "" });
       }),
       { numRuns: 150 },
     );

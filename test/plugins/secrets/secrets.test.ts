@@ -318,6 +318,8 @@ describe("bulk", () => {
     expect(again.body.plan).toEqual([{ name: "API_URL", action: "update" }, { name: "MULTI", action: "unchanged" }, { name: "QUOTED", action: "unchanged" }]);
     const exported = await c.send("GET", `${env("development")}/export`, owner);
     expect(exported.headers.get("content-type")).toStartWith("text/plain");
+    // Each variable on one line, a value's line ends escaped (found in review: they were written as they are).
+    expect(exported.text).toBe('API_URL=https://api.example.org\nMULTI="line one\\nline two"\nQUOTED=its\n');
     expect((await c.send("POST", `${env("staging")}/import`, owner, { json: { format: "dotenv", content: exported.text } })).body.created).toBe(3);
     expect((await c.send("GET", `${env("staging")}/export`, owner)).text).toBe(exported.text);
     const json = await c.send("GET", `${env("staging")}/export?format=json`, owner);
