@@ -156,6 +156,17 @@ describe("printDotenv", () => {
     );
   });
 
+  test("a value with no ', no control character and no two backslashes in a row is written as it is, in single quotes: python-dotenv and node's dotenv read its backticks and $ without the backslash that \\` and \\$ left (found in review)", () => {
+    const unit = fc.constantFrom(..."`$\\\" #{}()!=aé🔑".split(""));
+    const value = fc.string({ unit, minLength: 1, maxLength: 16 }).filter((v) => !v.includes("\\\\") && !/^[A-Za-z0-9_.\/:@+,-]*$/.test(v));
+    fc.assert(
+      fc.property(value, (v) => {
+        expect(printDotenv(e(["V", v]))).toBe(`V='${v}'\n`);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   test("nothing for no entries", () => {
     expect(printDotenv([])).toBe("");
   });
