@@ -1,13 +1,18 @@
 /**
- * What a command sends on to be stored (a secret's value, a file to import), read with a bound:
+ * What a command sends on (a secret's value, a file to import, a zone, a policy) or reads as a
+ * secret (a passphrase), read with a bound:
  * a stream without end (`yes | citadel secrets set X`) or a file larger than any server takes is
  * refused once past that size, not read whole into memory first (found in review: it grew to
  * gigabytes). A file that cannot be read, or that is too large, is a usage error (exit 2, as a
  * file that is not what the command takes) naming it and saying why, not a runtime's ENOENT.
  */
 import { closeSync, openSync, readSync } from "node:fs";
+import { HttpConfig } from "../config/schema.ts";
 import { describeFsError } from "../files.ts";
 import { UsageError } from "./command-line.ts";
+
+/** The largest request body any server takes (http.body_limit_bytes at its most): no file sent whole is larger. */
+export const MOST_BODY_BYTES = HttpConfig.properties.body_limit_bytes.maximum!;
 
 /** How much may be read, and what to say when there is more. */
 export interface Bound {
@@ -52,7 +57,8 @@ function boundedFile(path: string, what: string, bound: Bound): Uint8Array {
 
 const BLOCK_BYTES = 64 * 1024;
 
-function readUpTo(fd: number, bound: Bound): Uint8Array {
+/** What an open file holds, up to the bound: a usage error (bound.tooLarge) once past it. */
+export function readUpTo(fd: number, bound: Bound): Uint8Array {
   const blocks: Buffer[] = [];
   let size = 0;
   for (;;) {

@@ -4,9 +4,10 @@
  * (as the stored login's file is). A passphrase left readable to others is as good as told to
  * them; accepting it quietly in one command and refusing it in another taught nothing.
  */
-import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync } from "node:fs";
 import { describeFsError } from "../files.ts";
 import { UsageError } from "./command-line.ts";
+import { boundedStdin, readUpTo, type Bound } from "./input-files.ts";
 
 /** A usage error, exit 2, as for any input file that cannot be read or is refused (docs/cli.md). */
 export class PassphraseFileError extends UsageError {}
@@ -16,10 +17,22 @@ export class PassphraseFileError extends UsageError {}
  * or `echo` adds is not part of it; spaces are. An empty one is refused: nothing was meant.
  */
 export async function readPassphraseFile(path: string): Promise<string> {
-  const text = path === "-" ? await new Response(Bun.stdin.stream()).text() : readPrivateFile(path);
+  const text = path === "-" ? new TextDecoder().decode(await boundedStdin(passphraseBound(path))) : readPrivateFile(path);
   const passphrase = text.replace(/\r?\n$/, "");
   if (passphrase.length === 0) throw new PassphraseFileError(`--passphrase-file ${path}: the passphrase is empty`);
   return passphrase;
+}
+
+/** The most a passphrase file is read of. */
+const MOST_PASSPHRASE_BYTES = 4096;
+
+/**
+ * Past MOST_PASSPHRASE_BYTES a file is refused, not read on: no passphrase is that long, and a
+ * stream without end (`--passphrase-file /dev/fd/0 < /dev/zero`, a FIFO) grew without bound
+ * (found in review).
+ */
+function passphraseBound(path: string): Bound {
+  return { bytes: MOST_PASSPHRASE_BYTES, tooLarge: `--passphrase-file ${path}: larger than ${MOST_PASSPHRASE_BYTES / 1024} KiB, more than any passphrase (is it the right file?): nothing was read further` };
 }
 
 /** The file's text, when only its owner may read it. The mode is that of the file opened, not of a name that may change meanwhile. */
@@ -36,9 +49,9 @@ function readPrivateFile(path: string): string {
     if ((mode & 0o077) !== 0) {
       throw new PassphraseFileError(`--passphrase-file ${path}: its group or others may read or change it (mode ${mode.toString(8).padStart(3, "0")}), and it holds a passphrase; run: chmod 600 ${path}`);
     }
-    return readFileSync(fd, "utf8");
+    return Buffer.from(readUpTo(fd, passphraseBound(path))).toString("utf8");
   } catch (error) {
-    if (error instanceof PassphraseFileError) throw error;
+    if (error instanceof UsageError) throw error;
     throw new PassphraseFileError(`--passphrase-file ${path}: ${describeFsError(error)}`);
   } finally {
     closeSync(fd);

@@ -1,3 +1,4 @@
+import { UsageError } from "./command-line.ts";
 import { oneLine, printable } from "./output.ts";
 
 /**
@@ -9,8 +10,8 @@ import { oneLine, printable } from "./output.ts";
 export async function readKeyShare(prompt: string): Promise<string> {
   const stdin = process.stdin;
   if (!stdin.isTTY) {
-    const text = await new Response(Bun.stdin.stream()).text();
-    return text.split("\n", 1)[0]!.trim();
+    const first = await linesOf(Bun.stdin.stream()).next();
+    return first.done ? "" : first.value.trim();
   }
   return (await readTerminalLine(prompt)).trim();
 }
@@ -41,17 +42,31 @@ export function readValueAtTerminal(prompt: string): Promise<string> {
   return readTerminalLine(prompt, { oneLineOnly: true });
 }
 
+/**
+ * The lines of a stream as they arrive, without their line ends. One longer than any answer
+ * (MOST_LINE_CHARACTERS) is refused once past that, not gathered on (found in review:
+ * `cat /dev/zero | citadel share open` grew without end, waiting for a newline).
+ */
 async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let buffered = "";
   for await (const chunk of stream) {
     buffered += decoder.decode(chunk, { stream: true });
     for (let end = buffered.indexOf("\n"); end >= 0; end = buffered.indexOf("\n")) {
-      yield buffered.slice(0, end).replace(/\r$/, "");
+      yield withinLineBound(buffered.slice(0, end).replace(/\r$/, ""));
       buffered = buffered.slice(end + 1);
     }
+    withinLineBound(buffered.replace(/\r$/, ""));
   }
   if (buffered !== "") yield buffered.replace(/\r$/, "");
+}
+
+/** The longest line taken from standard input as an answer (a password, a link, a key share): far longer than any. */
+const MOST_LINE_CHARACTERS = 65_536;
+
+function withinLineBound(line: string): string {
+  if (line.length > MOST_LINE_CHARACTERS) throw new UsageError(`a line of standard input is longer than ${MOST_LINE_CHARACTERS} characters, more than any answer: nothing was read further`);
+  return line;
 }
 
 /** What was typed after an Enter, ahead of the next question: kept for it, not dropped. */

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ApiError } from "../../../src/cli/api-client.ts";
 import { UsageError } from "../../../src/cli/command-line.ts";
-import { forStdout, integerOption, needArgs, oneLine, organizationOf, printable, table } from "../../../src/cli/output.ts";
+import { fileOrStdinText, forStdout, integerOption, needArgs, oneLine, organizationOf, printable, table } from "../../../src/cli/output.ts";
 import type { ApiClient, CommandContext } from "../../../src/plugin.ts";
 
 describe("printable", () => {
@@ -91,5 +91,17 @@ describe("organizationOf without --org (found in review: a second request after 
     expect(refused.asked).toEqual(["/v1/iam/orgs"]);
     expect(refused.found).toBeInstanceOf(UsageError);
     expect((refused.found as Error).message).toBe("this token may not list your organizations (the token lacks the scope iam:read): name the organization with --org ORG_ID");
+  });
+});
+
+describe("fileOrStdinText", () => {
+  test("a file larger than any server takes in a request is refused once past 64 MiB, a device without end too (found in review: read whole, however large; standard input: stdin-bounds.test.ts)", async () => {
+    await expect(fileOrStdinText("/dev/zero", "--set /dev/zero")).rejects.toEqual(
+      new UsageError("--set /dev/zero: larger than 64 MiB, the most a Citadel server takes in one request (http.body_limit_bytes at its most): nothing was read further or sent"),
+    );
+  });
+
+  test("a file that cannot be read is a usage error naming it and why", async () => {
+    await expect(fileOrStdinText("/nonexistent/zone.txt")).rejects.toEqual(new UsageError("/nonexistent/zone.txt: no such file"));
   });
 });

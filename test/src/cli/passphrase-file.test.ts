@@ -4,6 +4,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { backupCommands } from "../../../plugins/backup/commands.ts";
+import { UsageError } from "../../../src/cli/command-line.ts";
 import { PassphraseFileError, readPassphraseFile } from "../../../src/cli/passphrase-file.ts";
 import { runCommand } from "../../helpers/command.ts";
 
@@ -45,4 +46,12 @@ test("citadel backup --passphrase-file follows the rule: a 0644 file is refused 
   expect(run.code).toBe(2); // an input the command does not take: a usage error, not a backup that FAILED (found in review)
   expect(run.error?.message).toBe(`--passphrase-file ${path}: its group or others may read or change it (mode 644), and it holds a passphrase; run: chmod 600 ${path}`);
   expect(run.requests).toEqual([]);
+});
+
+test("a file larger than 4 KiB is refused, not read on: no passphrase is that long, and a FIFO without end grew without bound (found in review)", async () => {
+  expect(await readPassphraseFile(passphraseFile("long.txt", `${"p".repeat(4095)}\n`, 0o600))).toBe("p".repeat(4095));
+  const tooLong = passphraseFile("too-long.txt", "p".repeat(4097), 0o600);
+  const error = await readPassphraseFile(tooLong).catch((e) => e);
+  expect(error).toBeInstanceOf(UsageError);
+  expect(error.message).toBe(`--passphrase-file ${tooLong}: larger than 4 KiB, more than any passphrase (is it the right file?): nothing was read further`);
 });
