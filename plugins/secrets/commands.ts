@@ -81,14 +81,15 @@ async function readValue(prompt: string): Promise<ReadValue> {
 
 /**
  * Bytes that must be UTF-8 text, as secrets are stored: anything else (binary data, a Latin-1
- * file) is refused rather than stored with U+FFFD in place of what it held. A leading BOM (a
- * Windows editor's) is dropped, as it was before: it is no part of a value typed there.
+ * file) is refused rather than stored with U+FFFD in place of what it held. A usage error (exit 2),
+ * as any input the client can tell is not what the command takes (found in review: exit 1).
+ * A leading BOM (a Windows editor's) is dropped, as it was before: it is no part of a value typed there.
  */
 function utf8Text(bytes: ArrayBuffer | Uint8Array, what: string): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new Error(`${what} is not UTF-8 text: a secret is stored as text (encode binary data first, such as with base64; convert a file in another encoding: iconv -f latin1 -t utf-8)`);
+    throw new UsageError(`${what} is not UTF-8 text: a secret is stored as text (encode binary data first, such as with base64; convert a file in another encoding: iconv -f latin1 -t utf-8)`);
   }
 }
 

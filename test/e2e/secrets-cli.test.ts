@@ -366,13 +366,15 @@ describe("citadel secrets", () => {
 });
 
 describe("what the review found in the everyday commands", () => {
-  test("a value or a file that is not UTF-8 text is refused, not stored with U+FFFD in place of its bytes", async () => {
+  test("a value or a file that is not UTF-8 text is refused as a usage error (exit 2, found in review: 1), not stored with U+FFFD in place of its bytes", async () => {
     const binary = await cli(["secrets", "set", "BINARY_VALUE", ...WS()], { stdin: new Uint8Array([0x6b, 0xff, 0xfe, 0x7a]) });
-    expect([binary.code, binary.stderr]).toEqual([1, expect.stringContaining("standard input is not UTF-8 text")]);
+    expect([binary.code, binary.stderr]).toEqual([2, expect.stringContaining("standard input is not UTF-8 text")]);
     const latin1 = join(home.path, "latin1.env");
     writeFileSync(latin1, Buffer.concat([Buffer.from("LATIN=caf"), Buffer.from([0xe9, 0x0a])]));
     const imported = await cli(["secrets", "import", latin1, ...WS()]);
-    expect([imported.code, imported.stderr]).toEqual([1, expect.stringContaining(`${latin1} is not UTF-8 text`)]);
+    expect([imported.code, imported.stderr]).toEqual([2, expect.stringContaining(`${latin1} is not UTF-8 text`)]);
+    const piped = await cli(["secrets", "import", "-", ...WS()], { stdin: Buffer.concat([Buffer.from("LATIN=caf"), Buffer.from([0xe9, 0x0a])]) });
+    expect([piped.code, piped.stderr]).toEqual([2, expect.stringContaining("standard input is not UTF-8 text")]);
     for (const name of ["BINARY_VALUE", "LATIN"]) expect((await cli(["secrets", "get", name, ...WS()])).code).toBe(1); // nothing stored
     // A Windows editor's byte order mark is no part of the value (it was not before either).
     await ok(["secrets", "set", "FROM_NOTEPAD", ...WS()], { stdin: new Uint8Array([0xef, 0xbb, 0xbf, 0x61, 0x0a]) });
