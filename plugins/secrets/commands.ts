@@ -686,12 +686,14 @@ export const secretsCommands: Command[] = [
       ...WHERE,
       ...PASSPHRASE,
       "allow-loader-variables": { type: "boolean", description: "Pass secrets that make programs load or run code (LD_*, DYLD_*, BASH_ENV, SHELLOPTS, PS4, PATH, NODE_OPTIONS, PYTHONPATH, GIT_SSH_COMMAND, GIT_CONFIG_*, TAR_OPTIONS, npm_config_*, EDITOR, *_EDITOR, *_PAGER, ...: docs/cli.md lists them); else refused" },
+      "allow-variable": { type: "string", description: "Pass these of them only, by name, separated by commas (NODE_PATH,GOFLAGS); the others are still refused" },
     },
     async run(ctx) {
       const w = where(ctx);
       if (ctx.args.length === 0) throw new UsageError("give the command to run after --");
+      const allowed = allowedVariables(ctx); // before any request
       const entries = await fetchValues(ctx, await ctx.api(), w);
-      if (ctx.options["allow-loader-variables"] !== true) refuseLoaderVariables(w, entries);
+      if (ctx.options["allow-loader-variables"] !== true) refuseLoaderVariables(w, entries, allowed);
       const [command, ...args] = ctx.args as [string, ...string[]];
       // Found with the caller's PATH: a secret named PATH is the command's, not where to find it.
       // Without one, the default search path execvp(3) uses.
@@ -1157,11 +1159,13 @@ function commandEnvironment(ctx: CommandContext, entries: SecretEntry[]): Record
  * bash script; a PATH picks which programs run; TAR_OPTIONS=--checkpoint-action=exec=... runs a
  * command in every tar): from an environment's secrets, anyone who may write one could run code
  * as whoever runs `citadel run`. Any *_EDITOR, *_PAGER and *_RSH names a program that some tool
- * runs (git, psql, sudo, kubectl, systemctl, rsync...). A best effort — no list of such
- * variables is complete — naming the common ones (docs/cli.md lists them).
+ * runs (git, psql, sudo, kubectl, systemctl, rsync...). JAVA_OPTS, MAVEN_OPTS, GRADLE_OPTS and
+ * ERL_*FLAGS are a JVM's or Erlang VM's flags (-XX:OnError=cmd runs a command); RUSTC and cargo's
+ * CARGO_BUILD_RUSTC* name the compiler cargo runs. A best effort — no list of such variables is
+ * complete — naming the common ones (docs/cli.md lists them).
  */
 const LOADER_VARIABLES =
-  /^(LD_.*|DYLD_.*|GCONV_PATH|BASH_ENV|ENV|BASHOPTS|SHELLOPTS|PS4|PROMPT_COMMAND|ZDOTDIR|PATH|NODE_OPTIONS|NODE_PATH|PYTHON(STARTUP|PATH|HOME|WARNINGS)|PERL5(OPT|LIB)|PERLLIB|RUBYOPT|RUBYLIB|LUA_INIT(_.*)?|PHPRC|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|GOFLAGS|RUSTC(_WORKSPACE)?_WRAPPER|GIT_(SSH|SSH_COMMAND|ASKPASS|EXEC_PATH|CONFIG.*|EXTERNAL_DIFF|PROXY_COMMAND|TEMPLATE_DIR)|TAR_OPTIONS|OPENSSL_CONF|BROWSER|EDITOR|VISUAL|PAGER|MANPAGER|.+_EDITOR|.+_PAGER|.+_RSH|LESSOPEN|LESSCLOSE|SSH_ASKPASS|SUDO_ASKPASS)$/;
+  /^(LD_.*|DYLD_.*|GCONV_PATH|BASH_ENV|ENV|BASHOPTS|SHELLOPTS|PS4|PROMPT_COMMAND|ZDOTDIR|PATH|NODE_OPTIONS|NODE_PATH|PYTHON(STARTUP|PATH|HOME|WARNINGS)|PERL5(OPT|LIB)|PERLLIB|RUBYOPT|RUBYLIB|LUA_INIT(_.*)?|PHPRC|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|JAVA_OPTS|MAVEN_OPTS|GRADLE_OPTS|ERL_(A|Z)?FLAGS|GOFLAGS|RUSTC|RUSTC(_WORKSPACE)?_WRAPPER|CARGO_BUILD_RUSTC(_WORKSPACE_WRAPPER|_WRAPPER)?|GIT_(SSH|SSH_COMMAND|ASKPASS|EXEC_PATH|CONFIG.*|EXTERNAL_DIFF|PROXY_COMMAND|TEMPLATE_DIR)|TAR_OPTIONS|OPENSSL_CONF|BROWSER|EDITOR|VISUAL|PAGER|MANPAGER|.+_EDITOR|.+_PAGER|.+_RSH|LESSOPEN|LESSCLOSE|SSH_ASKPASS|SUDO_ASKPASS)$/;
 
 /** npm reads any npm_config_* as a setting (script-shell, node-options, ...), whatever its letters' case. */
 const NPM_CONFIG = /^npm_config_/i;
@@ -1171,11 +1175,27 @@ const isLoaderVariable = (name: string) => LOADER_VARIABLES.test(name) || NPM_CO
 /** Where a command is looked for when the caller has no PATH, as execvp(3) does. */
 const DEFAULT_SEARCH_PATH = "/usr/local/bin:/usr/bin:/bin";
 
-function refuseLoaderVariables(w: Where, entries: SecretEntry[]): void {
-  const found = entries.map((e) => e.name).filter(isLoaderVariable);
+/**
+ * `--allow-variable NODE_PATH,GOFLAGS`: names the caller lets through, exactly as written. Some
+ * of those names are everyday settings (NODE_PATH=src, NPM_CONFIG_PRODUCTION=false,
+ * GOFLAGS=-mod=vendor), and --allow-loader-variables let LD_PRELOAD through with them (found in
+ * review). Anything but names separated by commas is a usage error: a list that allowed nothing
+ * by mistake would only be refused later, less clearly.
+ */
+function allowedVariables(ctx: CommandContext): Set<string> {
+  const option = ctx.options["allow-variable"];
+  if (typeof option !== "string") return new Set();
+  const names = option.split(",").map((n) => n.trim());
+  const wrong = names.find((n) => !isSecretName(n));
+  if (wrong !== undefined) throw new UsageError(`--allow-variable takes variable names separated by commas, not ${JSON.stringify(wrong)}`);
+  return new Set(names);
+}
+
+function refuseLoaderVariables(w: Where, entries: SecretEntry[], allowed: ReadonlySet<string>): void {
+  const found = entries.map((e) => e.name).filter((name) => isLoaderVariable(name) && !allowed.has(name));
   if (found.length === 0) return;
   throw new UsageError(
-    `the secrets of ${w.workspace}/${w.env} hold ${found.join(", ")}, which make programs load code: refusing to start the command with them (--allow-loader-variables passes them on)`,
+    `the secrets of ${w.workspace}/${w.env} hold ${found.join(", ")}, which make programs load code: refusing to start the command with them (--allow-variable ${found.join(",")} passes these on, --allow-loader-variables any)`,
   );
 }
 

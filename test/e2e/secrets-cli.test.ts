@@ -475,8 +475,12 @@ describe("values, tokens and commands: what a review of the CLI found", () => {
     }
     const refused = await run([], ["sh", "-c", "echo ran"]);
     expect([refused.code, refused.stdout]).toEqual([2, ""]);
-    expect(refused.stderr).toContain(`citadel: the secrets of ${workspace}/runner hold LD_LIBRARY_PATH, NODE_OPTIONS, PATH, PS4, SHELLOPTS, which make programs load code: refusing to start the command with them (--allow-loader-variables passes them on)`);
+    expect(refused.stderr).toContain(`citadel: the secrets of ${workspace}/runner hold LD_LIBRARY_PATH, NODE_OPTIONS, PATH, PS4, SHELLOPTS, which make programs load code: refusing to start the command with them (--allow-variable LD_LIBRARY_PATH,NODE_OPTIONS,PATH,PS4,SHELLOPTS passes these on, --allow-loader-variables any)`);
     expect(await run(allowed, ["sh", "-c", 'printf %s "$LD_LIBRARY_PATH"'])).toEqual({ code: 0, stdout: "/nowhere/libs", stderr: "" });
+    // Or those named alone (found in review: everyday names such as NODE_PATH had only the flag that lets LD_PRELOAD through too).
+    const named = await run(["--allow-variable", "PATH,PS4,SHELLOPTS", "--allow-variable=LD_LIBRARY_PATH,NODE_OPTIONS,PATH"], ["sh", "-c", "echo ran"]);
+    expect([named.code, named.stderr]).toEqual([2, expect.stringContaining("hold PS4, SHELLOPTS, which make programs load code")]); // the last one given counts
+    expect(await run(["--allow-variable", "LD_LIBRARY_PATH,NODE_OPTIONS,PATH,PS4,SHELLOPTS"], ["sh", "-c", 'printf %s "$NODE_OPTIONS"'])).toEqual({ code: 0, stdout: "--no-warnings", stderr: "" });
 
     // A caller without PATH: the command is looked for where execvp(3) looks (found in a re-review: 127).
     const bare = Bun.spawn([BINARY, "--data", data.path, "run", ...WS(), "-e", "development", "--", "sh", "-c", "echo found"], {

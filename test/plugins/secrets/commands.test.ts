@@ -210,10 +210,36 @@ describe("citadel run refuses secrets that make a program run a command or load 
       ...["TAR_OPTIONS", "LUA_INIT", "LUA_INIT_5_4", "RSYNC_RSH", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "GOFLAGS", "PSQL_PAGER", "SUDO_EDITOR", "KUBE_EDITOR", "SYSTEMD_EDITOR", "npm_config_script_shell", "NPM_CONFIG_NODE_OPTIONS"],
       ...["OPENSSL_CONF", "GCONV_PATH", "ZDOTDIR", "NODE_PATH", "PHPRC"],
       ...["EDITOR", "VISUAL", "PAGER", "GIT_EDITOR", "CVS_RSH", "MY_TOOL_PAGER"],
+      // A JVM's, an Erlang VM's or cargo's (found in review: passed).
+      ...["JAVA_OPTS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "MAVEN_OPTS", "GRADLE_OPTS", "ERL_AFLAGS", "ERL_FLAGS", "ERL_ZFLAGS", "RUSTC", "CARGO_BUILD_RUSTC", "CARGO_BUILD_RUSTC_WRAPPER", "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER"],
     ];
     for (const name of names) {
       const refused = await run(["DB_PASSWORD", name]);
-      expect([name, refused.code, refused.error?.message]).toEqual([name, 2, `the secrets of ws_1/production hold ${name}, which make programs load code: refusing to start the command with them (--allow-loader-variables passes them on)`]);
+      expect([name, refused.code, refused.error?.message]).toEqual([
+        name,
+        2,
+        `the secrets of ws_1/production hold ${name}, which make programs load code: refusing to start the command with them (--allow-variable ${name} passes these on, --allow-loader-variables any)`,
+      ]);
+    }
+  });
+
+  test("--allow-variable lets through the names given, one or several separated by commas, and no other (found in review: only --allow-loader-variables, which let LD_PRELOAD through too)", async () => {
+    const runAllowing = (allowed: string, names: string[]) => runCommand(secretsCommands, "run", { args: ["true"], options: { ...WS, env: "production", "allow-variable": allowed }, answer: holding(names) });
+    expect((await runAllowing("NODE_PATH", ["DB_PASSWORD", "NODE_PATH"])).code).toBe(0);
+    expect((await runAllowing("NPM_CONFIG_PRODUCTION, GOFLAGS", ["NPM_CONFIG_PRODUCTION", "GOFLAGS", "DB_PASSWORD"])).code).toBe(0);
+    const others = await runAllowing("NODE_PATH,GOFLAGS", ["NODE_PATH", "LD_PRELOAD", "GOFLAGS", "npm_config_script_shell"]);
+    expect([others.code, others.error?.message]).toEqual([
+      2,
+      "the secrets of ws_1/production hold LD_PRELOAD, npm_config_script_shell, which make programs load code: refusing to start the command with them (--allow-variable LD_PRELOAD,npm_config_script_shell passes these on, --allow-loader-variables any)",
+    ]);
+    // Exactly as written: npm reads any case, an allowed name one case only.
+    expect((await runAllowing("npm_config_production", ["NPM_CONFIG_PRODUCTION"])).code).toBe(2);
+  });
+
+  test("--allow-variable with anything but names is a usage error before any request", async () => {
+    for (const allowed of ["", "NODE_PATH,", "LD_*", "NODE PATH"]) {
+      const refused = await runCommand(secretsCommands, "run", { args: ["true"], options: { ...WS, env: "production", "allow-variable": allowed }, answer: holding([]) });
+      expect([allowed, refused.code, refused.error?.message, refused.requests]).toEqual([allowed, 2, expect.stringMatching(/^--allow-variable takes variable names separated by commas, not "/), []]);
     }
   });
 
