@@ -189,7 +189,8 @@ export class SecretsService {
 
   // --- reading ---------------------------------------------------------------------------
 
-  async list(caller: Caller, workspaceId: string, envName: string, options: { values?: boolean; deleted?: boolean }) {
+  /** `readAs` names the reads in the audit trail: "list", or "export" (found in review: an export was told from a list by nothing). */
+  async list(caller: Caller, workspaceId: string, envName: string, options: { values?: boolean; deleted?: boolean; readAs?: "list" | "export" }) {
     // Every lookup and decryption before the first await: they share the request's snapshot.
     const ws = existingWorkspace(this.k, workspaceId) ?? (await ensureWorkspace(this.k, workspaceId));
     const env = environmentFor(this.k, caller, ws, envName);
@@ -204,7 +205,7 @@ export class SecretsService {
       if (typeof value !== "string") return value;
       values.set(r.id, { value, key_version: v.key_version });
     }
-    await this.auditReads(caller, ws, env, live, "list"); // the values leave only once their reads are on record
+    await this.auditReads(caller, ws, env, live, options.readAs ?? "list"); // the values leave only once their reads are on record
     return {
       environment: envName,
       e2ee: ws.e2ee === 1,
@@ -245,7 +246,7 @@ export class SecretsService {
   async export(caller: Caller, workspaceId: string, envName: string, format: "dotenv" | "json") {
     const ws = await ensureWorkspace(this.k, workspaceId);
     if (ws.e2ee === 1) throw new ConflictError("This workspace is end-to-end encrypted: the server cannot export values (citadel secrets export decrypts them on your machine).");
-    const listed = await this.list(caller, workspaceId, envName, { values: true });
+    const listed = await this.list(caller, workspaceId, envName, { values: true, readAs: "export" });
     const entries = (listed.items as Array<{ name: string; value?: string }>).map((i) => ({ name: i.name, value: i.value! }));
     return format === "json" ? printJsonSecrets(entries) : printDotenv(entries);
   }

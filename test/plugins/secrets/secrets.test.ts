@@ -316,8 +316,11 @@ describe("bulk", () => {
     expect((await c.send("POST", `${env("development")}/import`, owner, { json: { format: "dotenv", content: file } })).body.created).toBe(3);
     const again = await c.send("POST", `${env("development")}/import`, owner, { json: { format: "dotenv", content: file.replace("api.example", "api2.example"), dry_run: true } });
     expect(again.body.plan).toEqual([{ name: "API_URL", action: "update" }, { name: "MULTI", action: "unchanged" }, { name: "QUOTED", action: "unchanged" }]);
+    const readsBefore = auditActions(c, "secrets.secret.read").length;
     const exported = await c.send("GET", `${env("development")}/export`, owner);
     expect(exported.headers.get("content-type")).toStartWith("text/plain");
+    // Audited as an export, not as a list of values (found in review): who exported an environment can be told.
+    expect(auditActions(c, "secrets.secret.read").slice(readsBefore).map((e) => e.reason)).toEqual(["development/API_URL export", "development/MULTI export", "development/QUOTED export"]);
     // Each variable on one line, a value's line ends escaped (found in review: they were written as they are).
     expect(exported.text).toBe('API_URL=https://api.example.org\nMULTI="line one\\nline two"\nQUOTED=its\n');
     expect((await c.send("POST", `${env("staging")}/import`, owner, { json: { format: "dotenv", content: exported.text } })).body.created).toBe(3);
