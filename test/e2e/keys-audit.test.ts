@@ -269,13 +269,16 @@ describe("citadel recover (found missing: the only operator's lost second factor
     const db = new Database(join(data, "citadel.db"));
     db.query("UPDATE organizations SET ip_allowlist = '[\"10.0.0.0/8\"]' WHERE id = ?").run(org);
     db.close();
-    const unlock = () => api(data, port, "PATCH", `/v1/iam/orgs/${org}`, { ip_allowlist: [] }, {}, token);
+    // Asked with a read: the server sees another process's write within a second (its read
+    // memo), and a PATCH sent before then would have been taken, emptying the list itself.
+    const look = () => api(data, port, "GET", `/v1/iam/orgs/${org}`, undefined, {}, token);
     const eventually = async (status: number) => {
-      let res = await unlock();
-      for (let i = 0; i < 30 && res.status !== status; i++, res = await unlock()) await Bun.sleep(100);
+      let res = await look();
+      for (let i = 0; i < 30 && res.status !== status; i++, res = await look()) await Bun.sleep(100);
       return res.status;
     };
     expect(await eventually(403)).toBe(403);
+    expect((await api(data, port, "PATCH", `/v1/iam/orgs/${org}`, { ip_allowlist: [] }, {}, token)).status).toBe(403);
 
     const unconfirmed = await runCitadel(["recover", "--clear-allowlist", org, "--data", data], env);
     expect([unconfirmed.code, unconfirmed.stderr]).toEqual([2, expect.stringContaining(`this empties the address allowlist of ${org}: add --yes`)]);
