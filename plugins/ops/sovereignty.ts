@@ -128,17 +128,31 @@ function dependencies(sbom: CycloneDxBom): SovereigntyReport["dependencies"] {
   return { sbom: `CycloneDX ${sbom.specVersion}, made ${made} (${sbom.metadata.timestamp})`, in_binary: inBinary, build_only: sbom.components.filter((c) => c.scope === "excluded").map(as), licences };
 }
 
+/**
+ * Whether the allowed prefixes let a webhook in, as far as the file tells without keys: a URL an
+ * earlier version stored whole is judged whole; one stored encrypted shows its origin only, which
+ * settles it when no prefix has that origin (refused) or one allows the whole origin (let in),
+ * and leaves it unknown (null) when only prefixes with a path have it.
+ */
+function webhookPermitted(hook: { url: string; whole: boolean }, allowed: readonly string[]): boolean | null {
+  if (hook.whole) return allowed.some((prefix) => underPrefix(hook.url, prefix));
+  const origin = URL.parse(hook.url)?.origin;
+  const sameOrigin = allowed.filter((prefix) => URL.parse(prefix)?.origin === origin);
+  if (sameOrigin.length === 0) return false;
+  return sameOrigin.some((prefix) => URL.parse(prefix)!.pathname === "/") ? true : null;
+}
+
 function outboundDestinations({ config, db, meshStateDir, resolvConf = RESOLV_CONF }: SovereigntyInputs): Destination[] {
   const out: Destination[] = [];
   const secrets = sectionOf(config, "secrets");
   const allowed = stringsAt(secrets, "webhook_allowed_urls");
   for (const hook of db ? webhooks(db) : []) {
-    const permitted = allowed === undefined ? null : allowed.some((prefix) => underPrefix(hook.url, prefix));
+    const permitted = allowed === undefined ? null : webhookPermitted(hook, allowed);
     out.push({
       kind: "secrets_webhook",
       destination: originOf(hook.url), // a hook's path may hold its secret (Slack's do): the host is where data goes
       active: permitted !== false,
-      detail: `webhook ${hook.id} of workspace ${hook.workspace_id}: ${transportOf(hook.url, "POST")} of change events (names and versions, never values), signed HMAC-SHA256${permitted === false ? "; not under secrets.webhook_allowed_urls, so deliveries are refused" : ""}`,
+      detail: `webhook ${hook.id} of workspace ${hook.workspace_id}: ${transportOf(hook.url, "POST")} of change events (names and versions, never values), signed HMAC-SHA256${permitted === false ? "; not under secrets.webhook_allowed_urls, so deliveries are refused" : permitted === null && allowed !== undefined ? "; its path is stored encrypted, so whether secrets.webhook_allowed_urls lets it in is checked by the server at each delivery (a refused one is logged at start)" : ""}`,
     });
   }
   const dns = sectionOf(config, "dns");

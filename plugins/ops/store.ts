@@ -87,10 +87,20 @@ export function anyHostedZone(db: Database): string | null {
   return db.query<{ name: string }, []>("SELECT name FROM dns_zones WHERE deleted_at IS NULL ORDER BY name LIMIT 1").get()?.name ?? null;
 }
 
-/** The secrets webhooks Citadel delivers to (their URLs are not secret; their signing secrets are, and stay encrypted). */
-export function webhooks(db: Database): Array<{ id: string; workspace_id: string; url: string; created_at: number }> {
+/**
+ * The secrets webhooks Citadel delivers to. `url` is the whole URL only for a row an earlier
+ * version stored so (`whole`); since, the URL is encrypted (its path can hold a token) and the
+ * row keeps its origin alone, as `https://host/…`.
+ */
+export function webhooks(db: Database): Array<{ id: string; workspace_id: string; url: string; whole: boolean; created_at: number }> {
   if (!hasTable(db, "secrets_webhooks")) return [];
-  return db.query<{ id: string; workspace_id: string; url: string; created_at: number }, []>("SELECT id, workspace_id, url, created_at FROM secrets_webhooks WHERE deleted_at IS NULL ORDER BY url, id").all();
+  const encrypted = db.query<{ n: number }, []>("SELECT count(*) AS n FROM pragma_table_info('secrets_webhooks') WHERE name = 'url_encrypted'").get()!.n > 0;
+  return db
+    .query<{ id: string; workspace_id: string; url: string; whole: number; created_at: number }, []>(
+      `SELECT id, workspace_id, url, ${encrypted ? "url_encrypted IS NULL" : "1"} AS whole, created_at FROM secrets_webhooks WHERE deleted_at IS NULL ORDER BY url, id`,
+    )
+    .all()
+    .map((hook) => ({ ...hook, whole: hook.whole === 1 }));
 }
 
 /** Reputation lists refreshed from a URL. */

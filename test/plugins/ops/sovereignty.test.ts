@@ -94,6 +94,19 @@ describe("outbound connections", () => {
     expect(await run("sovereignty report", dir, { env: upstreams })).toContain("  (unused) dns resolver upstream: 192.0.2.53:53\n");
   });
 
+  test("a webhook whose URL is stored encrypted (its origin alone in the clear) is judged by its origin: refused without a prefix of that origin, let in by one of the whole origin, else unknown (found in review: judged refused under a prefix with a path)", async () => {
+    const dir = dataDir();
+    const hook = (id: string, url: string) => insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, url_encrypted, secret, created_at, created_by) VALUES (?, 'ws_1', ?, x'00', x'00', 0, 'u_1')", id, url);
+    hook("wh_1", "https://hooks.example.test/…");
+    hook("wh_2", "https://elsewhere.example.test/…");
+    hook("wh_3", "https://open.example.test/…");
+    const r = await report(dir, { env: { CITADEL_SECRETS_WEBHOOK_ALLOWED_URLS: "https://hooks.example.test/citadel,https://open.example.test/" } });
+    const byOrigin = new Map(r.outbound.destinations.filter((d) => d.kind === "secrets_webhook").map((d) => [d.destination, [d.active, d.detail]]));
+    expect(byOrigin.get("https://elsewhere.example.test")).toEqual([false, expect.stringContaining("deliveries are refused")]);
+    expect(byOrigin.get("https://open.example.test")).toEqual([true, expect.not.stringContaining("refused")]);
+    expect(byOrigin.get("https://hooks.example.test")).toEqual([true, expect.stringContaining("its path is stored encrypted, so whether secrets.webhook_allowed_urls lets it in is checked by the server")]);
+  });
+
   test("a webhook is listed by its origin (its path may hold its secret); one outside the allowed prefixes is listed as refused", async () => {
     const dir = dataDir();
     const hook = (id: string, url: string) => insert(dir, "INSERT INTO secrets_webhooks (id, workspace_id, url, secret, created_at, created_by) VALUES (?, 'ws_1', ?, ?, 0, 'u_1')", id, url, new Uint8Array(8));
