@@ -17,7 +17,7 @@ import type { GeoIntel } from "../../src/intel/geo.ts";
 import { acceptedListUrl, fetchList, parseList, redactedUrl, refreshProblem, type FetchListOptions, type ListFormat, type ListSize } from "../../src/intel/lists.ts";
 import { SIGNALS } from "../../src/intel/behaviour.ts";
 import { DEFAULT_POLICY, severity, type Action, type ShieldPolicy } from "../../src/intel/policy.ts";
-import { Shield, toCidr, type Decision, type ListMatch, type ManualEntry } from "../../src/intel/shield.ts";
+import { Shield, toCidr, type Decision, type ListMatch, type ManualEntry, type MergedDecision } from "../../src/intel/shield.ts";
 import { cidrContains, formatCidr, isLoopback, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { IntelSettings } from "./settings.ts";
@@ -153,6 +153,8 @@ export class IntelService {
   readonly listFetching: Pick<FetchListOptions, "allowLoopbackHttp"> = {};
   /** When the service started: decisions that ran out before are ended by endLapsedDecisions, the rest by the shield. */
   private readonly startedAt: number;
+  /** Stored decisions the shield did not take up, merged into a stronger one held for their /64: endLapsedDecisions ends them. */
+  private mergedAtStart: MergedDecision[];
   /** The last change to the manual entries or the lists under way (see oneAtATime). */
   private changing: Promise<unknown> = Promise.resolve();
 
@@ -174,7 +176,7 @@ export class IntelService {
     this.reloadManual();
     const held = this.storedDecisions(this.startedAt);
     for (const decision of held) this.stored.add(decision);
-    this.shield.restore(held);
+    this.mergedAtStart = this.shield.restore(held);
     this.lists = this.loadLists();
   }
 
@@ -260,19 +262,24 @@ export class IntelService {
   private storedDecisions(now: number): Decision[] {
     return this.db
       .query<{ id: string; target: string; scope: string; action: string; score: number; reasons: string; since: number; until: number; shadow: number }, [number]>(
-        "SELECT * FROM intel_decisions WHERE ended_at IS NULL AND until > ?",
+        "SELECT * FROM intel_decisions WHERE ended_at IS NULL AND until > ? ORDER BY since, id",
       )
       .all(now)
       .map((r) => ({ id: r.id, target: r.target, scope: r.scope as Decision["scope"], action: r.action as Decision["action"], score: r.score, reasons: JSON.parse(r.reasons), since: r.since, until: r.until, shadow: r.shadow === 1 }));
   }
 
   /**
-   * Ends the stored decisions whose time ran out while Citadel was stopped, each audited as
-   * `intel.decision.expire` (as sweepManual does for manual entries). The shield never holds
-   * them, so nothing else would: they would stay unended in the table for good (retention
-   * deletes ended ones only), and the audit log would never say they ended. Run once at start.
+   * Ends the stored decisions the shield does not hold, each audited as `intel.decision.expire`
+   * (as sweepManual does for manual entries): those whose time ran out while Citadel was
+   * stopped, and those an earlier version made on single addresses of one IPv6 /64 that lost
+   * its place to a stronger one (see Shield.restore). Nothing else would end them: they would
+   * stay unended in the table for good (retention deletes ended ones only), the audit log would
+   * never say they ended, and a merged one would be back in force once the one that held its
+   * place was lifted and Citadel restarted. Run once at start.
    */
   async endLapsedDecisions(): Promise<void> {
+    const merged = this.mergedAtStart;
+    this.mergedAtStart = [];
     try {
       await this.k.store.write((tx) => {
         const rows = tx.query<{ id: string; target: string; action: string; until: number }, [number]>("SELECT id, target, action, until FROM intel_decisions WHERE ended_at IS NULL AND until <= ?").all(this.startedAt);
@@ -280,6 +287,11 @@ export class IntelService {
           // Ended when its time ran out, not at the restart: retention counts from then.
           tx.query("UPDATE intel_decisions SET ended_at = ? WHERE id = ?").run(row.until, row.id);
           this.k.audit.record(tx, event(null, "intel.decision.expire", { type: "intel_decision", id: row.id }, `${row.action} ${row.target} expired (at ${iso(row.until)}, while Citadel was stopped)`));
+        }
+        for (const { merged: decision, into, heldAs } of merged) {
+          tx.query("UPDATE intel_decisions SET ended_at = ? WHERE id = ? AND ended_at IS NULL").run(this.startedAt, decision.id);
+          const reason = `${decision.action} ${decision.target} ended at start: merged into the decision on ${heldAs} (${into.id}: ${into.action} ${into.target})`;
+          this.k.audit.record(tx, event(null, "intel.decision.expire", { type: "intel_decision", id: decision.id }, reason));
         }
       });
     } catch (e) {

@@ -117,6 +117,14 @@ interface CachedVerdict extends Verdict {
 
 type Scope = Decision["scope"];
 
+/** A stored decision that lost its place at restore to a stronger one held as the same key (see Shield.restore). */
+export interface MergedDecision {
+  merged: Decision;
+  into: Decision;
+  /** The key both are held as: the /64 of an IPv6 address. */
+  heldAs: string;
+}
+
 export class Shield {
   readonly behaviour: Behaviour;
   /** Decisions in force by scope, each by its target (an address or a prefix). */
@@ -147,12 +155,26 @@ export class Shield {
 
   /**
    * Decisions loaded from storage at start (those still in force). One an earlier version made
-   * on a single IPv6 address is held as its /64's, as one made now would be.
+   * on a single IPv6 address is held as its /64's, as one made now would be. Several of those
+   * in one /64 (or one with the /64's own) have one place: the most severe holds it (of equals,
+   * the one that lasts longest, then the first by id — whatever order they were read in), and
+   * the others are returned, each with the one it was merged into and the place they shared,
+   * for the caller to end: held nowhere, they could be neither listed nor lifted, and would come
+   * back at every start.
    */
-  restore(decisions: readonly Decision[]): void {
+  restore(decisions: readonly Decision[]): MergedDecision[] {
     const now = this.options.now();
-    for (const d of decisions) if (d.until > now) this.decisions[d.scope].set(heldAs(d.target), d);
+    const merged: MergedDecision[] = [];
+    for (const d of [...decisions].sort(strongestFirst)) {
+      if (d.until <= now) continue;
+      const held = this.decisions[d.scope];
+      const key = heldAs(d.target);
+      const into = held.get(key);
+      if (into) merged.push({ merged: d, into, heldAs: key });
+      else held.set(key, d);
+    }
     this.invalidate();
+    return merged;
   }
 
   /** Forgets cached verdicts (the policy or the lists changed). */
@@ -497,6 +519,11 @@ function countedWith(cidr: Cidr): string[] {
 function heldAs(target: string): string {
   const cidr = toCidr(target);
   return cidr && cidr.family === 6 && cidr.prefix === 128 ? keysOf(cidr).address : target;
+}
+
+/** Of decisions competing for one place: the most severe in effect first, then the longest lasting, then by id. */
+function strongestFirst(a: Decision, b: Decision): number {
+  return severity(enforced(b)) - severity(enforced(a)) || b.until - a.until || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 /**

@@ -325,6 +325,28 @@ describe("Shield against spoofing and floods (review findings)", () => {
     expect(shield.decide("2001:db8:0:1::7", "http")).toBe("allow");
   });
 
+  test("several decisions an earlier version stored on addresses of one /64: the most severe holds it, whatever the order, the others are returned merged (found in review)", () => {
+    const now = Date.UTC(2026, 10, 23);
+    const stored = (id: string, target: string, action: Decision["action"], until = now + 60_000): Decision => ({ id, target, scope: "all", action, score: 95, reasons: [], since: now - 1000, until, shadow: false });
+    const drop = stored("d_drop", "2001:db8:0:1::7", "drop");
+    const throttle = stored("d_thr", "2001:db8:0:1::8", "throttle", now + 120_000);
+    const onTheSlash64 = stored("d_new", "2001:db8:0:1::/64", "refuse");
+    for (const order of [[drop, throttle, onTheSlash64], [onTheSlash64, throttle, drop]]) {
+      const { shield, changes } = setup({ trustLoopback: false });
+      const merged = shield.restore(order);
+      expect(merged.map((m) => `${m.merged.id} into ${m.into.id} as ${m.heldAs}`).sort()).toEqual(["d_new into d_drop as 2001:db8:0:1::/64", "d_thr into d_drop as 2001:db8:0:1::/64"]);
+      expect(shield.activeDecisions().map((d) => d.id)).toEqual(["d_drop"]);
+      expect(shield.decide("2001:db8:0:1::8", "http")).toBe("drop");
+      expect(shield.lift("2001:db8:0:1::8").map((d) => d.id)).toEqual(["d_drop"]);
+      expect(shield.decide("2001:db8:0:1::7", "http")).toBe("allow");
+      expect(changes).toEqual([]); // ending the merged ones is the caller's (it stores and audits why)
+    }
+    // Of equals, the one that lasts longest; then the first by id.
+    const { shield } = setup({ trustLoopback: false });
+    shield.restore([stored("b", "2001:db8:0:2::1", "refuse"), stored("a", "2001:db8:0:2::2", "refuse"), stored("c", "2001:db8:0:3::1", "refuse"), stored("d", "2001:db8:0:3::2", "refuse", now + 120_000)]);
+    expect(shield.activeDecisions().map((d) => d.id).sort()).toEqual(["a", "d"]);
+  });
+
   test("what the address is (country, lists) counts once when choosing between the address and its prefix", () => {
     const geo = (): GeoInfo => ({ ...NOWHERE, country: "XX" });
     const { shield, changes } = setup({ policy: { countries: { XX: 45 } }, geo, trustLoopback: false });
