@@ -654,7 +654,11 @@ function usableFrom(address: string | undefined, allowlist: readonly Cidr[]): bo
 function allowlistCleared({ kind, id, was }: ClearedAllowlist): SetupResult {
   return {
     summary: { allowlist_cleared: { [kind]: id, was } },
-    lines: [was.length === 0 ? `The ${kind} ${id} has no address allowlist: it is used from any address already.` : `The ${kind} ${id} is used from any address again (its allowlist was ${was.join(", ")}): set the right one once back in.`],
+    lines: [
+      Array.isArray(was) && was.length === 0
+        ? `The ${kind} ${id} has no address allowlist: it is used from any address already.`
+        : `The ${kind} ${id} is used from any address again (its allowlist was ${typeof was === "string" ? `unreadable, ${JSON.stringify(was)}, and refused every address` : was.join(", ")}): set the right one once back in.`,
+    ],
   };
 }
 

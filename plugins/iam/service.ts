@@ -825,7 +825,8 @@ export class IamService {
     const password = user && randomBase62(20);
     const hash = password && (await this.hasher.hash(password));
     const allowlist = holder && { kind: holder.kind, id: holder.id, was: holder.was };
-    const clearing = holder !== undefined && holder.was.length > 0; // nothing to clear, nothing to record
+    // An empty list lets in any address: nothing to clear, nothing to record. Anything else (an unreadable one too) is cleared.
+    const clearing = holder !== undefined && !(Array.isArray(holder.was) && holder.was.length === 0);
     if (clearing || user) {
       await this.k.store.write((tx) => {
         if (clearing) this.clearAllowlistIn(tx, holder, invoker);
@@ -892,7 +893,7 @@ export class IamService {
       resource: { type: current.kind, id: current.id },
       organization: current.organizationId,
       workspace: current.kind === "workspace" ? current.id : null,
-      reason: `host-local recovery by ${invoker.uids}: ${describeChanges({ ip_allowlist: [] })}, was [${current.was.join(" ")}]`,
+      reason: `host-local recovery by ${invoker.uids}: ${describeChanges({ ip_allowlist: [] })}, ${describeWas(current.was)}`,
       personal: { invoker: invoker.named },
     });
   }
@@ -1700,7 +1701,8 @@ export class IamService {
 export interface ClearedAllowlist {
   kind: "organization" | "workspace";
   id: string;
-  was: string[];
+  /** The list's entries; the text stored (truncated) when it is no JSON list of strings, which refused everyone. */
+  was: string[] | string;
 }
 
 /** The organization or workspace whose allowlist `citadel recover` is to clear; refused when there is none. */
@@ -1719,12 +1721,35 @@ function operatorToRecover(db: Database, email: string): sql.UserRow {
 }
 
 /** The organization or workspace an id names, with its address allowlist; null when there is none. */
-function allowlistHolder(db: Database, id: string): { kind: "organization" | "workspace"; id: string; organizationId: string; was: string[] } | null {
+function allowlistHolder(db: Database, id: string): { kind: "organization" | "workspace"; id: string; organizationId: string; was: string[] | string } | null {
   const org = sql.organizationById(db, id);
-  if (org) return { kind: "organization", id: org.id, organizationId: org.id, was: JSON.parse(org.ip_allowlist) as string[] };
+  if (org) return { kind: "organization", id: org.id, organizationId: org.id, was: storedEntries(org.ip_allowlist) };
   const ws = sql.workspaceById(db, id);
-  if (ws) return { kind: "workspace", id: ws.id, organizationId: ws.organization_id, was: JSON.parse(ws.ip_allowlist) as string[] };
+  if (ws) return { kind: "workspace", id: ws.id, organizationId: ws.organization_id, was: storedEntries(ws.ip_allowlist) };
   return null;
+}
+
+/** How much of an unreadable stored allowlist `citadel recover` says and records. */
+const UNREADABLE_SHOWN = 200;
+
+/**
+ * A stored allowlist's entries, or its text (truncated) when it is no JSON list of strings:
+ * such a value refuses every address (see IamIdentity's allowlist), so it is exactly what
+ * `citadel recover --clear-allowlist` is for, and must not stop it.
+ */
+function storedEntries(json: string): string[] | string {
+  try {
+    const entries: unknown = JSON.parse(json);
+    if (Array.isArray(entries) && entries.every((e) => typeof e === "string")) return entries;
+  } catch {
+    // Not JSON: the text it is.
+  }
+  return json.length > UNREADABLE_SHOWN ? `${json.slice(0, UNREADABLE_SHOWN)}…` : json;
+}
+
+/** What a cleared allowlist was, for the audit reason. */
+function describeWas(was: string[] | string): string {
+  return typeof was === "string" ? `was ${JSON.stringify(was)} (unreadable: it refused every address)` : `was [${was.join(" ")}]`;
 }
 
 /**

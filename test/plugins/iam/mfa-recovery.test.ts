@@ -4,7 +4,7 @@
  * (found in review: recovery codes only ever gave ten more logins, then the account was lost).
  */
 import { describe, expect, test } from "bun:test";
-import { iamServiceOf } from "../../../plugins/iam/index.ts";
+import { iamPlugin, iamServiceOf } from "../../../plugins/iam/index.ts";
 import { base32Decode, totp } from "../../../src/auth/totp.ts";
 import { ForbiddenError, NotFoundError } from "../../../src/errors.ts";
 import { listAuditEvents } from "../../../src/audit/query.ts";
@@ -173,5 +173,33 @@ describe("citadel recover: the only operator locked out, on the host", () => {
     expect(recorded("iam.workspace.update")).toEqual([{ outcome: "success", reason: "host-local recovery by uid 0 (sudo by uid 1000): ip_allowlist=[] (any address), was [10.0.0.0/8]", resource_id: ws, actor_user: null }]);
     const event = listAuditEvents(c.kernel.store.db, c.kernel.seal.keyring(), { action: "iam.organization.update" }, 10).events.find((e) => e.reason?.startsWith("host-local"))!;
     expect(event.personal).toEqual({ invoker: "uid 0 (sudo by alice, uid 1000)" });
+  });
+
+  test("--clear-allowlist: a stored list that is no JSON list of strings (it refuses everyone) is cleared too, what it was recorded as stored (found in review: the command crashed)", async () => {
+    const c = await newCitadel();
+    const operator = await c.login(c.owner.email, c.owner.password);
+    const org = c.owner.organization;
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, operator, { json: { name: "ops" } })).body.id as string;
+    const store = (table: string, id: string, list: string) => c.kernel.store.write((tx) => tx.run(`UPDATE ${table} SET ip_allowlist = ? WHERE id = ?`, [list, id]));
+    const recover = (id: string) => iamPlugin.recover!(c.kernel as never, { clear_allowlist: id, invoker: "uid 0", invoker_uids: "uid 0" });
+    const members = `/v1/iam/orgs/${org}/members`;
+    const long = `["${"x".repeat(300)}", 1]`;
+    for (const stored of ["{", '{"a":1}', '"10.0.0.0/8"', "null", '["10.0.0.0/8", 7]', long]) {
+      await store("organizations", org, stored);
+      expect((await c.send("GET", members, operator)).status).toBe(403);
+      const done = await recover(org);
+      const shown = stored === long ? `${long.slice(0, 200)}…` : stored;
+      expect(done!.summary).toEqual({ allowlist_cleared: { organization: org, was: shown } });
+      expect(done!.lines).toEqual([`The organization ${org} is used from any address again (its allowlist was unreadable, ${JSON.stringify(shown)}, and refused every address): set the right one once back in.`]);
+      expect((await c.send("GET", members, operator)).status).toBe(200);
+    }
+    await store("workspaces", ws, "{");
+    expect((await recover(ws))!.summary).toEqual({ allowlist_cleared: { workspace: ws, was: "{" } });
+    expect((await c.send("GET", `/v1/iam/workspaces/${ws}`, operator)).status).toBe(200);
+
+    const reasons = (action: string) => events(c, action).filter((e) => e.reason?.startsWith("host-local")).map((e) => e.reason);
+    expect(reasons("iam.organization.update")[0]).toBe('host-local recovery by uid 0: ip_allowlist=[] (any address), was "{" (unreadable: it refused every address)');
+    expect(reasons("iam.organization.update").length).toBe(6);
+    expect(reasons("iam.workspace.update")).toEqual(['host-local recovery by uid 0: ip_allowlist=[] (any address), was "{" (unreadable: it refused every address)']);
   });
 });
