@@ -96,7 +96,7 @@ function serviceSwitch(word: "activate" | "deactivate", method: "PUT" | "DELETE"
   };
 }
 
-/** A setting the list leaves out: the organization's allowlist refuses this address. */
+/** A setting the list leaves out: the organization's (or workspace's) allowlist refuses this address. */
 const HIDDEN = "(not from here)";
 
 const organizationCommands: Command[] = [
@@ -328,7 +328,7 @@ const workspaceCommands: Command[] = [
     async run(ctx) {
       const { api, org } = await inOrganization(ctx);
       const items = await allPages<WorkspaceView>(api, orgPath(org, "/workspaces"));
-      print(ctx, items, items.length === 0 ? "no workspaces" : table([["ID", "NAME", "ALLOWED FROM"], ...items.map((w) => [w.id, w.name, w.ip_allowlist.join(",") || "any"])]));
+      print(ctx, items, items.length === 0 ? "no workspaces" : table([["ID", "NAME", "ALLOWED FROM"], ...items.map((w) => [w.id, w.name, w.ip_allowlist === null ? HIDDEN : w.ip_allowlist.join(",") || "any"])]));
       return 0;
     },
   },

@@ -393,7 +393,7 @@ export const iamPlugin = definePlugin<IamSettings>({
         )
 
         // --- workspaces ---------------------------------------------------------------------
-        .get("/orgs/:org/workspaces", ({ params, query }) => iam.workspaces(params.org, query), {
+        .get("/orgs/:org/workspaces", ({ params, query, request }) => iam.workspaces(params.org, caller(request), query), {
           query: m.PageQuery,
           response: m.WorkspaceList,
           detail: { summary: "The organization's workspaces, by name, a page at a time", tags: ["iam: workspaces"], ...access({ scope: "iam:read", org: "org" }) },

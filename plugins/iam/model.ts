@@ -129,7 +129,18 @@ export const MyInvitation = t.Object({
 export const MyInvitationList = PageOf(MyInvitation);
 
 export const Workspace = t.Object({ id: t.String(), organization: t.String(), name: t.String(), ip_allowlist: t.Array(t.String()), members: t.Array(t.Object({ user: t.String(), role: RoleName })), created_at: Iso });
-export const WorkspaceList = PageOf(Workspace);
+/**
+ * GET /v1/iam/orgs/{org}/workspaces: a workspace whose allowlist refuses the caller's address is
+ * listed without its allowlist and members (null), which GET /v1/iam/workspaces/{ws} would
+ * refuse to show from there.
+ */
+export const WorkspaceList = PageOf(
+  t.Object({
+    ...Workspace.properties,
+    ip_allowlist: t.Union([t.Array(t.String()), t.Null()]),
+    members: t.Union([Workspace.properties.members, t.Null()]),
+  }),
+);
 export const NewWorkspace = t.Object({ name: t.String({ minLength: 1, maxLength: 63 }), ip_allowlist: t.Optional(Cidrs) });
 export const WorkspaceChanges = t.Object({ name: t.Optional(t.String({ minLength: 1, maxLength: 63 })), ip_allowlist: t.Optional(Cidrs) });
 export const WorkspaceRole = t.Object({ role: t.Union([RoleName, t.Null()], { description: "null: the organization role applies" }) });

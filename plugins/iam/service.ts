@@ -188,6 +188,12 @@ type OrganizationSeen = Omit<ReturnType<IamService["organizationView"]>, "requir
   role: Role | null;
 };
 
+/** A workspace as the list shows it (GET /v1/iam/orgs/{org}/workspaces): its allowlist and members null from an address its allowlist refuses. */
+type WorkspaceSeen = Omit<ReturnType<IamService["workspaceView"]>, "ip_allowlist" | "members"> & {
+  ip_allowlist: string[] | null;
+  members: ReturnType<IamService["workspaceView"]>["members"] | null;
+};
+
 /** An allowlist admits the address (empty: any; an address unknown only to an empty one). */
 function admits(allowlist: readonly Cidr[], source: string | null): boolean {
   if (allowlist.length === 0) return true;
@@ -1174,14 +1180,26 @@ export class IamService {
     return this.organizationView(id);
   }
 
+  /**
+   * An organization as shown to a caller its allowlist admits (the guard checks it on the
+   * organization's routes). A stored allowlist that is no JSON list admits nobody: refused here
+   * too, not a 500.
+   */
   organizationView(id: string) {
+    const o = this.organizationRecord(id);
+    if (o.ip_allowlist === null) throw new ForbiddenError("The organization does not allow requests from your address.");
+    return { ...o, ip_allowlist: o.ip_allowlist };
+  }
+
+  /** An organization as stored; its allowlist null when it is no JSON list (see shownAllowlist). */
+  private organizationRecord(id: string) {
     const o = sql.organizationById(this.db, id);
     if (!o) throw new NotFoundError("No such organization.");
     return {
       id: o.id,
       name: o.name,
       require_mfa: o.require_mfa === 1,
-      ip_allowlist: JSON.parse(o.ip_allowlist) as string[],
+      ip_allowlist: shownAllowlist(o.ip_allowlist),
       services: sql.activeServices(this.db, id).map((s) => s.service),
       created_at: new Date(o.created_at).toISOString(),
     };
@@ -1206,7 +1224,7 @@ export class IamService {
   }
 
   private organizationSeenFrom(id: string, role: Role | null, source: string | null): OrganizationSeen {
-    const view = this.organizationView(id);
+    const view = this.organizationRecord(id);
     if (admits(this.identity.organization(id)?.ipAllowlist ?? [], source)) return { ...view, role };
     return { ...view, require_mfa: null, ip_allowlist: null, services: null, role };
   }
@@ -1528,24 +1546,42 @@ export class IamService {
     return this.workspaceView(id);
   }
 
+  /** A workspace as shown to a caller its allowlist admits: as organizationView. */
   workspaceView(id: string) {
+    const w = this.workspaceRecord(id);
+    if (w.ip_allowlist === null) throw new ForbiddenError("The workspace does not allow requests from your address.");
+    return { ...w, ip_allowlist: w.ip_allowlist };
+  }
+
+  /** A workspace as stored; its allowlist null when it is no JSON list (see shownAllowlist). */
+  private workspaceRecord(id: string) {
     const w = sql.workspaceById(this.db, id);
     if (!w) throw new NotFoundError("No such workspace.");
     return {
       id: w.id,
       organization: w.organization_id,
       name: w.name,
-      ip_allowlist: JSON.parse(w.ip_allowlist) as string[],
+      ip_allowlist: shownAllowlist(w.ip_allowlist),
       members: sql.workspaceMembers(this.db, id).map((m) => ({ user: m.user_id, role: m.role })),
       created_at: new Date(w.created_at).toISOString(),
     };
   }
 
-  /** A page of the organization's workspaces, by name. */
-  workspaces(orgId: string, asked: PageAsked) {
+  /**
+   * A page of the organization's workspaces, by name; each one's allowlist and members only
+   * where its allowlist admits the caller's address, as the guard would for the workspace
+   * itself (GET /v1/iam/workspaces/{ws} is 403 from there): from elsewhere they are null.
+   */
+  workspaces(orgId: string, caller: Caller, asked: PageAsked): Page<WorkspaceSeen> {
     const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
     const rows = sql.workspacesPageOf(this.db, orgId, decodeCursor(asked.cursor, "workspaces", "string"), limit + 1);
-    return pageOf(rows, limit, "workspaces", (w) => ({ value: w.name, row: w.row }), (w) => this.workspaceView(w.id));
+    return pageOf(rows, limit, "workspaces", (w) => ({ value: w.name, row: w.row }), (w) => this.workspaceSeenFrom(w.id, caller.request.source ?? null));
+  }
+
+  private workspaceSeenFrom(id: string, source: string | null): WorkspaceSeen {
+    const view = this.workspaceRecord(id);
+    if (admits(this.identity.workspace(id)?.ipAllowlist ?? [], source)) return view;
+    return { ...view, ip_allowlist: null, members: null };
   }
 
   async updateWorkspace(caller: Caller, id: string, changes: { name?: string; ip_allowlist?: string[] }) {
@@ -1745,6 +1781,21 @@ function storedEntries(json: string): string[] | string {
     // Not JSON: the text it is.
   }
   return json.length > UNREADABLE_SHOWN ? `${json.slice(0, UNREADABLE_SHOWN)}…` : json;
+}
+
+/**
+ * A stored allowlist's entries as a view shows them, each as text (an entry that is no CIDR
+ * matches no address, but the list's others still count: see IamIdentity's allowlist); null
+ * when it is no JSON list at all, which refuses every address, so nobody is shown it.
+ */
+function shownAllowlist(json: string): string[] | null {
+  let entries: unknown;
+  try {
+    entries = JSON.parse(json);
+  } catch {
+    return null;
+  }
+  return Array.isArray(entries) ? entries.map((e) => (typeof e === "string" ? e : JSON.stringify(e))) : null;
 }
 
 /** What a cleared allowlist was, for the audit reason. */

@@ -175,3 +175,19 @@ describe("the list commands show a list whole: every page, following next_cursor
     expect([run.code, JSON.parse(run.stdout)]).toEqual([0, { ok: true, id: "usr_z" }]);
   });
 });
+
+test("workspace list shows a workspace whose allowlist the server left out (it refuses this address) as such, not a crash (found in review)", async () => {
+  const items = [
+    { id: "ws_1", organization: "org_1", name: "fenced", ip_allowlist: null, members: null, created_at: "2026-06-01T00:00:00.000Z" },
+    { id: "ws_2", organization: "org_1", name: "open", ip_allowlist: [], members: [], created_at: "2026-06-01T00:00:00.000Z" },
+    { id: "ws_3", organization: "org_1", name: "home", ip_allowlist: ["10.0.0.0/8", "192.0.2.0/24"], members: [], created_at: "2026-06-01T00:00:00.000Z" },
+  ];
+  const run = await runCommand(iamAdminCommands, "workspace list", { options: { org: "org_1" }, answer: () => ({ items }) });
+  expect(run.code).toBe(0);
+  const rows = run.stdout.trim().split("\n").slice(1).map((line) => line.split(/\s{2,}/));
+  expect(rows).toEqual([
+    ["ws_1", "fenced", "(not from here)"],
+    ["ws_2", "open", "any"],
+    ["ws_3", "home", "10.0.0.0/8,192.0.2.0/24"],
+  ]);
+});

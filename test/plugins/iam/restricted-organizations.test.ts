@@ -47,3 +47,25 @@ test("GET /v1/iam/orgs shows an organization's settings only from an address its
   const home = (await c.send("GET", "/v1/iam/orgs", owner)).body.items.find((o: { id: string }) => o.id === org);
   expect(home).toMatchObject({ require_mfa: false, ip_allowlist: ["127.0.0.0/8"] });
 });
+
+test("GET /v1/iam/orgs/{org}/workspaces shows a workspace's allowlist and members only from an address its allowlist admits, as GET of the workspace would (found in review)", async () => {
+  const c = await newCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+  const make = async (name: string, list: string[]) => (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name, ip_allowlist: list } })).body.id as string;
+  const fenced = await make("fenced", ["127.0.0.0/8"]);
+  const open = await make("open", []);
+  expect((await c.send("PUT", `/v1/iam/workspaces/${fenced}/members/${me}`, owner, { json: { role: "editor" } })).status).toBe(200);
+  const elsewhere = { headers: { "x-test-peer": "203.0.113.77" } };
+
+  expect((await c.send("GET", `/v1/iam/workspaces/${fenced}`, owner, elsewhere)).status).toBe(403);
+  const listed = await c.send("GET", `/v1/iam/orgs/${org}/workspaces`, owner, elsewhere);
+  expect(listed.status).toBe(200);
+  const byId = new Map((listed.body.items as Array<Record<string, unknown>>).map((w) => [w.id, w]));
+  expect(byId.get(fenced)).toEqual({ id: fenced, organization: org, name: "fenced", ip_allowlist: null, members: null, created_at: expect.any(String) });
+  expect(byId.get(open)).toMatchObject({ id: open, ip_allowlist: [], members: [] });
+  // From an address it admits, all of it.
+  const home = (await c.send("GET", `/v1/iam/orgs/${org}/workspaces`, owner)).body.items.find((w: { id: string }) => w.id === fenced);
+  expect(home).toMatchObject({ ip_allowlist: ["127.0.0.0/8"], members: [{ user: me, role: "editor" }] });
+});

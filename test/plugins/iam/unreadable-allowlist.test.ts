@@ -39,3 +39,27 @@ test("an organization's, a workspace's or a token's stored allowlist of unreadab
   // Once per unreadable list (five distinct ones), however often each was read.
   expect(said.map((line) => line.allowlist)).toEqual(['["not-a-cidr"]', '["not-a-cidr", "127.0.0.0/8"]', "{", '["10.0.0.0/33"]', '[""]']);
 });
+
+test("an organization or a workspace whose stored allowlist is no JSON list is listed with its settings null, never a 500 (found in review)", async () => {
+  const c = await newCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "prod" } })).body.id as string;
+  const store = (table: string, id: string, list: string) => c.kernel.store.write((tx) => tx.run(`UPDATE ${table} SET ip_allowlist = ? WHERE id = ?`, [list, id]));
+
+  for (const unreadable of ["{", '{"a":1}', "null"]) {
+    await store("workspaces", ws, unreadable);
+    const listed = await c.send("GET", `/v1/iam/orgs/${org}/workspaces`, owner);
+    expect([listed.status, listed.body.items]).toEqual([200, [expect.objectContaining({ id: ws, ip_allowlist: null, members: null })]]);
+    expect((await c.send("GET", `/v1/iam/workspaces/${ws}`, owner)).status).toBe(403);
+  }
+  await store("workspaces", ws, "[]");
+  for (const unreadable of ["{", '"10.0.0.0/8"']) {
+    await store("organizations", org, unreadable);
+    const listed = await c.send("GET", "/v1/iam/orgs", owner);
+    expect([listed.status, listed.body.items]).toEqual([200, [expect.objectContaining({ id: org, require_mfa: null, ip_allowlist: null, services: null })]]);
+  }
+  // An entry that is no string is shown as text; the list's others still admit.
+  await store("organizations", org, '[7, "127.0.0.0/8"]');
+  expect((await c.send("GET", `/v1/iam/orgs/${org}`, owner)).body.ip_allowlist).toEqual(["7", "127.0.0.0/8"]);
+});
