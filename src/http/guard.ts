@@ -196,7 +196,7 @@ export function createGuard({ identity, shield, verdicts, confirmations, limits,
       const permission = spec.permission ?? (spec.scope ? permissionForScope(spec.scope) : "admin");
       const where = { organization: org.id, workspace: workspace?.id ?? null };
       const refusal = organizationRefusal(provider, p, meta.client, { org, workspace, routeNamesOrganization, permission });
-      if (refusal) deny(refusal.why, refusal.code, undefined, where);
+      if (refusal) deny(refusal.why, refusal.code, undefined, { ...where, workspace: refusal.workspace ?? where.workspace });
       const decision = limits.organization.take(`org:${org.id}`);
       if (!decision.allowed) limited(`org:${org.id}`, decision, request, p, where);
       placeOfRequest.set(request, where);
@@ -246,6 +246,11 @@ const NOWHERE: Where = {};
 export interface Refusal {
   why: string;
   code?: string;
+  /**
+   * The workspace whose rule refused it, when the route names none: a token restricted to a
+   * workspace stays under its rules there, and the refusal is recorded in it.
+   */
+  workspace?: string;
 }
 
 /**
@@ -266,9 +271,9 @@ export function organizationRefusal(
   if (!allowedFrom(client, org.ipAllowlist)) return { why: "the organization does not allow requests from your address" };
   // As with the organization: a token restricted to a workspace stays under its allowlist on a route that names none.
   const boundWorkspace = p.workspaceId && !routeNamesOrganization ? provider.workspace(p.workspaceId) : undefined;
-  if (boundWorkspace === null) return { why: "the workspace this token is restricted to no longer exists" };
+  if (boundWorkspace === null) return { why: "the workspace this token is restricted to no longer exists", workspace: p.workspaceId! };
   const listing = workspace ?? boundWorkspace;
-  if (listing && !allowedFrom(client, listing.ipAllowlist)) return { why: "the workspace does not allow requests from your address" };
+  if (listing && !allowedFrom(client, listing.ipAllowlist)) return { why: "the workspace does not allow requests from your address", workspace: listing.id };
   if (p.service && !org.serviceActive(p.service)) return { why: `the ${p.service} service is not activated for this organization` };
   // The role that bounds the caller: the user's, or — for a service key — its maker's, so that
   // a key outlives neither the membership nor the role it was made under.

@@ -51,3 +51,18 @@ test("the guard's and a handler's refusals in an organization or workspace name 
   const operatorEvents = await c.send("GET", `/v1/audit/events?organization=${org}&action=auth.permission.deny`, owner);
   expect(operatorEvents.body.events).toHaveLength(3);
 });
+
+test("a refusal by the workspace a token is restricted to, on a route that names none, is recorded in that workspace (found in review)", async () => {
+  const c = await newCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "prod" } })).body.id as string;
+  const bound = (await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "t", scopes: ["read", "iam:self"], workspace: ws } })).body.token as string;
+  // Set from where it admits: this host is then refused.
+  expect((await c.send("PATCH", `/v1/iam/workspaces/${ws}`, owner, { json: { ip_allowlist: ["10.0.0.0/8"] }, headers: { "x-test-peer": "10.0.0.5" } })).status).toBe(200);
+  const refused = await c.send("GET", "/v1/iam/me", bound);
+  expect([refused.status, refused.body.detail]).toEqual([403, "The workspace does not allow requests from your address."]);
+
+  const denials = await eventsOf(c, "auth.permission.deny");
+  expect(denials).toEqual([{ reason: "GET /v1/iam/me: the workspace does not allow requests from your address", organization: org, workspace: ws }]);
+});
