@@ -256,32 +256,30 @@ export class Shares {
 
   /**
    * At start, before a link is served: revokes the links still open whose secret is gone
-   * (purged or deleted), each with its own secrets.share.revoke event, as a purge or delete
-   * records it now. Before those revoked their links (ac60c59), a link made earlier outlived its
-   * secret and handed out its value (found in review). Needs no key (a revocation drops the
-   * ciphertext), so it runs sealed too; once done, it finds nothing. The number revoked.
+   * (purged or deleted, or purged and set again under its name since), each with its own
+   * secrets.share.revoke event, as a purge or delete records it now. Before those revoked their
+   * links (ac60c59), a link made earlier outlived its secret and handed out its value (found in
+   * review). Needs no key (a revocation drops the ciphertext), so it runs sealed too; once done,
+   * it finds nothing. The number revoked.
    */
   async revokeLinksToSecretsGone(): Promise<number> {
     return this.k.store.write((tx) => {
       const now = this.k.clock.now();
-      let revoked = 0;
-      for (const link of openLinksWithSource(tx, now)) {
-        if (carriesLiveSecret(tx, link.source)) continue;
-        // Every open link with that source goes at once: the ones after it in the loop find nothing.
-        for (const id of sql.revokeSharesOf(tx, link.organization_id, link.source, now)) {
-          this.k.audit.record(tx, {
-            action: "secrets.share.revoke",
-            actor: { kind: "system" },
-            outcome: "success",
-            reason: "the secret it carries is gone",
-            resource: { type: "share", id },
-            organization: link.organization_id,
-            workspace: link.source.split("/")[0],
-          });
-          revoked++;
-        }
+      // Link by link, not by source: a link made after its secret was set again carries the live one.
+      const gone = sql.openSharesToSecretsGone(tx, now);
+      for (const link of gone) {
+        sql.revokeShare(tx, link.id, now);
+        this.k.audit.record(tx, {
+          action: "secrets.share.revoke",
+          actor: { kind: "system" },
+          outcome: "success",
+          reason: "the secret it carries is gone",
+          resource: { type: "share", id: link.id },
+          organization: link.organization_id,
+          workspace: link.workspace_id,
+        });
       }
-      return revoked;
+      return gone.length;
     });
   }
 
@@ -309,23 +307,6 @@ function allowedFrom(client: string | null | undefined, allowlist: readonly Cidr
  * revoked when that secret is purged or deleted (service.ts), found by this string whole.
  */
 export const shareSource = (workspaceId: string, environment: string, name: string) => `${workspaceId}/${environment}/${name}`;
-
-/** The links that still open and name the secret they carry (shareSource). */
-function openLinksWithSource(tx: Database, now: number): Array<{ organization_id: string; source: string }> {
-  return tx
-    .query<{ organization_id: string; source: string }, [number]>("SELECT organization_id, source FROM secrets_shares WHERE source IS NOT NULL AND revoked_at IS NULL AND expires_at > ?1 AND views < max_views ORDER BY created_at, id")
-    .all(now);
-}
-
-/** Whether a link's source names a secret there is, not deleted (no part of it holds a "/"). */
-function carriesLiveSecret(tx: Database, source: string): boolean {
-  const parts = source.split("/");
-  if (parts.length !== 3) return false;
-  const [workspaceId, environment, name] = parts as [string, string, string];
-  const env = sql.environmentByName(tx, workspaceId, environment);
-  const secret = env && sql.secretByName(tx, env.id, name);
-  return secret != null && secret.deleted_at === null;
-}
 
 /** The keyring owner of an organization's share links (destroyed when the organization is erased). */
 export const shareKeyOwner = (organizationId: string) => `shares:${organizationId}`;

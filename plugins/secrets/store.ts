@@ -333,6 +333,39 @@ function revokeSharesMatching(tx: Database, which: string, organizationId: strin
   return revoked.sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id)).map((s) => s.id);
 }
 
+/**
+ * The links still open whose source ("<workspace>/<environment>/<name>") names no secret there
+ * is, not deleted, made no later than the link: one set again under the name after a purge is
+ * another secret, not the one the link carries (a secret's created_at never changes). Oldest
+ * first. One statement, the source split into its parts so that each lookup goes by the
+ * environments' and secrets' unique indexes: a lookup per link from TypeScript took 1.4 s at
+ * start for 100k open links.
+ */
+export const openSharesToSecretsGone = (db: Database, now: number) =>
+  db
+    .query<{ id: string; organization_id: string; workspace_id: string }, [number]>(
+      `WITH open_links AS (
+         SELECT id, organization_id, created_at, source, substr(source, instr(source, '/') + 1) AS environment_and_name
+         FROM secrets_shares
+         WHERE source IS NOT NULL AND revoked_at IS NULL AND expires_at > ?1 AND views < max_views
+       ),
+       sources AS (
+         SELECT id, organization_id, created_at,
+           substr(source, 1, instr(source, '/') - 1) AS workspace_id,
+           substr(environment_and_name, 1, instr(environment_and_name, '/') - 1) AS environment,
+           substr(environment_and_name, instr(environment_and_name, '/') + 1) AS name
+         FROM open_links
+       )
+       SELECT id, organization_id, workspace_id FROM sources l
+       WHERE NOT EXISTS (
+         SELECT 1 FROM secrets_environments e JOIN secrets s ON s.environment_id = e.id
+         WHERE e.workspace_id = l.workspace_id AND e.name = l.environment AND s.name = l.name
+           AND s.deleted_at IS NULL AND s.created_at <= l.created_at
+       )
+       ORDER BY created_at, id`,
+    )
+    .all(now);
+
 /** Drops the ciphertext of expired links (the row stays, for the audit trail and the list). */
 export const dropExpiredShares = (tx: Database, now: number) =>
   tx.query("UPDATE secrets_shares SET ciphertext = x'' WHERE expires_at <= ? AND length(ciphertext) > 0").run(now);

@@ -51,6 +51,39 @@ describe("at start, the open links whose secret is gone (found in review)", () =
     await start(); // found nothing more: no event again
     expect(revocations()).toHaveLength(3);
   });
+
+  test("a link whose secret was purged, then set again under its name, is revoked; a link to the value set again stays open (found in review)", async () => {
+    const c = await newCitadel();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const org = c.owner.organization;
+    const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
+    const setDbPassword = async (value: string) =>
+      expect((await c.send("PUT", `/v1/secrets/workspaces/${ws}/environments/production/secrets/DB_PASSWORD`, owner, { json: { value } })).status).toBe(200);
+    const link = async (value: string) => {
+      const sealed = await createShareSecret(value);
+      const proof = shareViewProof(sealed.linkKey);
+      const source = { workspace: ws, environment: "production", name: "DB_PASSWORD" };
+      const made = await c.send("POST", `/v1/secrets/orgs/${org}/shares`, owner, { json: { ciphertext: sealed.ciphertext, view_proof: proof, passphrase: false, max_views: 5, source } });
+      expect(made.status).toBe(200);
+      return { id: made.body.id as string, opens: async () => (await c.send("POST", `/v1/secrets/shares/${made.body.id}/peek`, undefined, { json: { proof } })).status };
+    };
+    await setDbPassword("the purged one");
+    const toPurged = await link("the purged one");
+    // As the purge before ac60c59 left it: the secret gone, its link untouched; then set again.
+    const db = c.kernel.store.db;
+    db.run("DELETE FROM secrets WHERE name = 'DB_PASSWORD'");
+    c.clock.advance(1000);
+    await setDbPassword("the new one");
+    c.clock.advance(1000);
+    const toNew = await link("the new one");
+
+    const stop = await secretsPlugin.start!({ ...c.kernel, config: c.config, settings: c.config.secrets, log: c.log.logger } as never);
+    await stop();
+
+    expect([await toPurged.opens(), await toNew.opens()]).toEqual([410, 200]);
+    const revoked = db.query("SELECT resource_id, actor_kind, reason FROM audit_events WHERE action = 'secrets.share.revoke'").all();
+    expect(revoked).toEqual([{ resource_id: toPurged.id, actor_kind: "system", reason: "the secret it carries is gone" }]);
+  });
 });
 
 test("the secrets.share.revoke action says every way a link is revoked: by hand, with its secret, its workspace, at start, burned (found in review)", () => {
