@@ -447,6 +447,48 @@ function trustedFingerprints(option: unknown): Map<string, string> {
   return trusted;
 }
 
+/**
+ * Sends wrapped copies of a workspace key naming the public key each is wrapped to
+ * (`body(true)`), so that a key pair replaced meanwhile is refused. A server from before f4eae44
+ * refuses the field: 422 "public_key: unknown field" (or "wrapped[N].public_key: …"), matched on
+ * the message, which names the first unknown field (an ApiError does not carry the problem's
+ * errors). The copies are then sent once more without it (`body(false)`), as a client from
+ * before sent them, and that server takes them as it did (found in review: grant, rotate and
+ * enable failed against it).
+ */
+async function sendNamingPublicKeys<T>(api: ApiClient, method: string, path: string, body: (named: boolean) => unknown): Promise<T> {
+  try {
+    return await api.request<T>(method, path, body(true));
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 422 && error.code === "validation_failed" && UNKNOWN_PUBLIC_KEY_FIELD.test(error.message))) throw error;
+    return api.request<T>(method, path, body(false));
+  }
+}
+
+const UNKNOWN_PUBLIC_KEY_FIELD = /^(wrapped\[\d+\]\.)?public_key: unknown field\b/;
+
+/**
+ * Encryption was turned on, but the first key's copy for its enabler was not stored: nobody
+ * holds a key, and enable is refused on the workspace (found in review). Turned off again and
+ * forgotten here (its new key was pinned), so that enable can be run again; the error to report.
+ */
+async function undoEnable(api: ApiClient, pins: E2eePins, workspace: string, failure: unknown): Promise<Error> {
+  const why = failure instanceof Error ? failure.message : String(failure);
+  const settings = `${workspacePath({ workspace })}/settings`;
+  try {
+    await api.request("PATCH", settings, { e2ee: false });
+  } catch (error) {
+    const undone = error instanceof Error ? error.message : String(error);
+    return new Error(
+      `${workspace}: your copy of its new key was not stored (${why}), and turning end-to-end encryption off again failed (${undone}): it is encrypted and nobody holds its key. ` +
+        `Turn it off (PATCH ${settings} {"e2ee": false}), run citadel secrets e2ee forget -w ${workspace}, and enable it again`,
+      { cause: failure },
+    );
+  }
+  pins.forget(api.baseUrl, workspace);
+  return new Error(`${workspace}: your copy of its new key was not stored (${why}); end-to-end encryption was turned off again, nothing else changed: run the command again`, { cause: failure });
+}
+
 /** One page of `GET /orgs/:org/shares` (model.ts ShareList). */
 interface SharePage {
   items: Array<{ id: string; state: string; views: number; max_views: number; passphrase: boolean; source: string | null; created_by: string; created_at: string; expires_at: string }>;
@@ -887,7 +929,9 @@ export const secretsCommands: Command[] = [
         // Pinned before it is sent: a key this machine would refuse is never installed.
         pins.pinNewKey(api.baseUrl, workspace, 1, key); // a first key is version 1
         const wrapped = wrapWorkspaceKey(key, me.publicKey, { workspace, user: me.userId });
-        await api.request("PUT", `${ws}/e2ee/keys/${encodeURIComponent(me.userId)}`, { wrapped, public_key: me.publicKey });
+        await sendNamingPublicKeys(api, "PUT", `${ws}/e2ee/keys/${encodeURIComponent(me.userId)}`, (named) => ({ wrapped, ...(named ? { public_key: me.publicKey } : {}) }));
+      } catch (error) {
+        throw await undoEnable(api, pins, workspace, error);
       } finally {
         key.fill(0);
       }
@@ -924,7 +968,7 @@ export const secretsCommands: Command[] = [
         }
         const wrapped = wrapWorkspaceKey(keys.current.key, publicKey, { workspace, user });
         // Named, so that a key pair replaced since it was fetched is refused (409), not given a copy that opens nothing.
-        const holders = await api.request("PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, { wrapped, public_key: publicKey });
+        const holders = await sendNamingPublicKeys(api, "PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, (named) => ({ wrapped, ...(named ? { public_key: publicKey } : {}) }));
         if (user !== keys.myUserId) pins.pinMembers(api.baseUrl, workspace, [member]); // sent: remembered
         const fingerprint = publicKeyFingerprint(publicKey);
         print(ctx, { ...(holders as object), fingerprint }, `${user} can now read ${workspace} (their public key: ${fingerprint})`);
@@ -984,9 +1028,10 @@ export const secretsCommands: Command[] = [
           }
         }
         const recipients = [{ user: me, publicKey: keys.myPublicKey }, ...others];
-        const wrapped = recipients.map((r) => ({ user: r.user, wrapped: wrapWorkspaceKey(fresh, r.publicKey, { workspace, user: r.user }), public_key: r.publicKey }));
+        const wrapped = recipients.map((r) => ({ user: r.user, wrapped: wrapWorkspaceKey(fresh, r.publicKey, { workspace, user: r.user }), publicKey: r.publicKey }));
+        const copies = (named: boolean) => wrapped.map((w) => ({ user: w.user, wrapped: w.wrapped, ...(named ? { public_key: w.publicKey } : {}) }));
         // From the version re-encrypted from: if another rotation came first, the server refuses (409).
-        const result = await api.request<{ key_version: number; reencrypted: number; holders: string[] }>("POST", `${ws}/e2ee/rotate`, { from_version: keys.current.version, values, wrapped });
+        const result = await sendNamingPublicKeys<{ key_version: number; reencrypted: number; holders: string[] }>(api, "POST", `${ws}/e2ee/rotate`, (named) => ({ from_version: keys.current.version, values, wrapped: copies(named) }));
         pins.pinMembers(api.baseUrl, workspace, others, [...removed]); // sent: remembered; the removed are strangers again
         const expected = keys.current.version + 1;
         if (result.key_version !== expected) throw new E2eePinError(`the server says the new key is version ${result.key_version}, not ${expected}: refusing to trust it. Tell your administrator.`);
