@@ -1,9 +1,10 @@
 /** CLI: citadel audit list | export | verify | checkpoint | note | erase. */
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { parseCheckpointFile, type ExportedCheckpoint } from "../../src/audit/checkpoints.ts";
 import { verifyAuditChain } from "../../src/audit/verify.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
+import { readUpTo } from "../../src/cli/input-files.ts";
 import { choiceOption, forStdout, integerOption, oneLine } from "../../src/cli/output.ts";
 import { describeFsError, fileWriteProblem, writeOwnerOnlyFile, writeOwnerOnlyFileFrom } from "../../src/files.ts";
 import type { Command, CommandContext, CommandOption } from "../../src/plugin.ts";
@@ -104,8 +105,15 @@ const READER_GONE = 141;
 function checkpointFile(file: string): ExportedCheckpoint {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    // Bounded: a checkpoint is a few hundred bytes; /dev/zero grew until memory ran out (found in review).
+    const fd = openSync(file, "r");
+    try {
+      text = new TextDecoder().decode(readUpTo(fd, { bytes: 1024 * 1024, tooLarge: `--checkpoint ${file}: larger than 1 MiB, more than any checkpoint file` }));
+    } finally {
+      closeSync(fd);
+    }
   } catch (error) {
+    if (error instanceof UsageError) throw error;
     throw new UsageError(`--checkpoint ${file}: ${describeFsError(error)}`);
   }
   try {

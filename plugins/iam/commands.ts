@@ -2,6 +2,7 @@
 import { loginWithDeviceFlow, logout } from "../../src/cli/credentials.ts";
 import { parseToken, TOKEN_REGEX } from "../../src/auth/tokens.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
+import { boundedStdin } from "../../src/cli/input-files.ts";
 import { integerOption, organizationOf, print } from "../../src/cli/output.ts";
 import { allPages } from "../../src/cli/pages.ts";
 import type { Command } from "../../src/plugin.ts";
@@ -110,7 +111,8 @@ export const iamCommands: Command[] = [
     args: "<token>",
     maxArgs: 1,
     async run(ctx) {
-      const text = ctx.args[0] ?? (await new Response(Bun.stdin.stream()).text()).trim();
+      // Bounded: a token is some 60 characters; `yes |` grew until memory ran out (found in review).
+      const text = ctx.args[0] ?? new TextDecoder().decode(await boundedStdin({ bytes: 64 * 1024, tooLarge: "standard input: larger than 64 KiB, more than any token: nothing was read further" })).trim();
       const parsed = parseToken(text);
       const result = { valid_format: parsed !== null, kind: parsed?.kind ?? null, id: parsed?.prefix ?? null, scanner_regex: TOKEN_REGEX.source };
       if (ctx.json) ctx.out(JSON.stringify(result, null, 2));

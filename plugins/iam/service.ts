@@ -648,14 +648,14 @@ export class IamService {
     const now = this.now();
     const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
     const live: Array<sql.CredentialRow & { row: number }> = [];
-    let read = decodeCursor(asked.cursor, "sessions", "number");
+    let read = decodeCursor(asked.cursor, `sessions:${user.id}`, "number");
     for (let more = true; more && live.length <= limit; ) {
       const rows = sql.credentialsPageOf(this.db, user.id, ["session"], read, limit + 1);
       more = rows.length > limit;
       if (rows.length > 0) read = creationEnd(rows.at(-1)!);
       live.push(...rows.filter((c) => this.stillLetsIn(c, now)));
     }
-    return pageOf(live, limit, "sessions", creationEnd, (c) => ({ ...this.credentialView(c), current: c.id === p.tokenId }));
+    return pageOf(live, limit, `sessions:${user.id}`, creationEnd, (c) => ({ ...this.credentialView(c), current: c.id === p.tokenId }));
   }
 
   /** A session that would still let someone in: not revoked, nor past its lifetime or idle timeout. */
@@ -1020,8 +1020,8 @@ export class IamService {
   tokens(p: Principal, asked: PageAsked) {
     const user = this.requireUser(p);
     const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
-    const rows = sql.credentialsPageOf(this.db, user.id, ["pat", "device", "workload"], decodeCursor(asked.cursor, "tokens", "number"), limit + 1);
-    return pageOf(rows, limit, "tokens", creationEnd, (c) => this.credentialView(c));
+    const rows = sql.credentialsPageOf(this.db, user.id, ["pat", "device", "workload"], decodeCursor(asked.cursor, `tokens:${user.id}`, "number"), limit + 1);
+    return pageOf(rows, limit, `tokens:${user.id}`, creationEnd, (c) => this.credentialView(c));
   }
 
   /**
@@ -1214,13 +1214,13 @@ export class IamService {
   organizations(caller: Caller, asked: PageAsked): Page<OrganizationSeen> {
     const p = caller.principal;
     const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
-    const after = decodeCursor(asked.cursor, "organizations", "string");
+    const after = decodeCursor(asked.cursor, `organizations:${p.userId ?? p.organizationId}`, "string");
     const rows: Array<sql.OrganizationRow & { role: Role | null; row: number }> = p.userId
       ? sql.organizationsPageOf(this.db, p.userId, p.organizationId, after, limit + 1)
       : p.organizationId
         ? sql.organizationPage(this.db, p.organizationId, after)
         : [];
-    return pageOf(rows, limit, "organizations", (o) => ({ value: o.name, row: o.row }), (o) => this.organizationSeenFrom(o.id, o.role, caller.request.source ?? null));
+    return pageOf(rows, limit, `organizations:${p.userId ?? p.organizationId}`, (o) => ({ value: o.name, row: o.row }), (o) => this.organizationSeenFrom(o.id, o.role, caller.request.source ?? null));
   }
 
   private organizationSeenFrom(id: string, role: Role | null, source: string | null): OrganizationSeen {
@@ -1309,8 +1309,8 @@ export class IamService {
   /** A page of the organization's members, by address. */
   members(orgId: string, asked: PageAsked) {
     const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
-    const rows = sql.membersPage(this.db, orgId, decodeCursor(asked.cursor, "members", "string"), limit + 1);
-    return pageOf(rows, limit, "members", (m) => ({ value: m.email, row: m.row }), memberView);
+    const rows = sql.membersPage(this.db, orgId, decodeCursor(asked.cursor, `members:${orgId}`, "string"), limit + 1);
+    return pageOf(rows, limit, `members:${orgId}`, (m) => ({ value: m.email, row: m.row }), memberView);
   }
 
   /**
@@ -1434,8 +1434,8 @@ export class IamService {
   /** A page of the organization's pending invitations, oldest first. */
   invitations(orgId: string, asked: PageAsked) {
     const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
-    const rows = sql.invitationsPageOf(this.db, orgId, this.now(), decodeCursor(asked.cursor, "invitations", "number"), limit + 1);
-    return pageOf(rows, limit, "invitations", creationEnd, invitationView);
+    const rows = sql.invitationsPageOf(this.db, orgId, this.now(), decodeCursor(asked.cursor, `invitations:${orgId}`, "number"), limit + 1);
+    return pageOf(rows, limit, `invitations:${orgId}`, creationEnd, invitationView);
   }
 
   async revokeInvitation(caller: Caller, orgId: string, id: string) {
@@ -1473,10 +1473,10 @@ export class IamService {
   myInvitations(p: Principal, asked: PageAsked) {
     requireOwnLogin(p, "see your invitations");
     const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
-    const after = decodeCursor(asked.cursor, "my-invitations", "number");
+    const after = decodeCursor(asked.cursor, `my-invitations:${p.userId}`, "number");
     const user = p.userId ? sql.userById(this.db, p.userId) : null;
     const rows = user ? sql.invitationsPageTo(this.db, user.email, this.now(), after, limit + 1) : [];
-    return pageOf(rows, limit, "my-invitations", creationEnd, (i) => ({
+    return pageOf(rows, limit, `my-invitations:${p.userId}`, creationEnd, (i) => ({
       id: i.id,
       organization: { id: i.organization_id, name: i.organization_name },
       role: i.role,
@@ -1574,8 +1574,8 @@ export class IamService {
    */
   workspaces(orgId: string, caller: Caller, asked: PageAsked): Page<WorkspaceSeen> {
     const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
-    const rows = sql.workspacesPageOf(this.db, orgId, decodeCursor(asked.cursor, "workspaces", "string"), limit + 1);
-    return pageOf(rows, limit, "workspaces", (w) => ({ value: w.name, row: w.row }), (w) => this.workspaceSeenFrom(w.id, caller.request.source ?? null));
+    const rows = sql.workspacesPageOf(this.db, orgId, decodeCursor(asked.cursor, `workspaces:${orgId}`, "string"), limit + 1);
+    return pageOf(rows, limit, `workspaces:${orgId}`, (w) => ({ value: w.name, row: w.row }), (w) => this.workspaceSeenFrom(w.id, caller.request.source ?? null));
   }
 
   private workspaceSeenFrom(id: string, source: string | null): WorkspaceSeen {
@@ -1699,8 +1699,8 @@ export class IamService {
   /** A page of the organization's live API keys, newest first. */
   apiKeys(orgId: string, asked: PageAsked) {
     const limit = asked.limit ?? DEFAULT_PAGE_ROWS;
-    const rows = sql.apiKeysPageOf(this.db, orgId, decodeCursor(asked.cursor, "api-keys", "number"), limit + 1);
-    return pageOf(rows, limit, "api-keys", creationEnd, (c) => this.credentialView(c));
+    const rows = sql.apiKeysPageOf(this.db, orgId, decodeCursor(asked.cursor, `api-keys:${orgId}`, "number"), limit + 1);
+    return pageOf(rows, limit, `api-keys:${orgId}`, creationEnd, (c) => this.credentialView(c));
   }
 
   async revokeApiKey(caller: Caller, orgId: string, id: string) {

@@ -7,6 +7,7 @@ import type { ApiClient, CommandContext } from "../plugin.ts";
 import { ApiError } from "./api-client.ts";
 import { UsageError } from "./command-line.ts";
 import { boundedInput, MOST_BODY_BYTES } from "./input-files.ts";
+import { allPages } from "./pages.ts";
 
 /**
  * Text for the terminal's standard error: control characters (an escape sequence a server
@@ -62,8 +63,13 @@ export async function fileOrStdinText(path: string, what = path): Promise<string
   const named = what === "-" ? "standard input" : what;
   const bound = { bytes: MOST_BODY_BYTES, tooLarge: `${named}: larger than ${MOST_BODY_BYTES / MEBIBYTE} MiB, the most a Citadel server takes in one request (http.body_limit_bytes at its most): nothing was read further or sent` };
   const bytes = await boundedInput(path, what, bound);
-  // Decoded as before: standard input without a byte order mark, a file as it is.
-  return path === "-" ? new TextDecoder().decode(bytes) : Buffer.from(bytes).toString("utf8");
+  // Standard input without a byte order mark, a file as it is; not UTF-8 is refused, not stored
+  // with U+FFFD for what it held (found in review: a Latin-1 zone file's é was replaced).
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: path !== "-" }).decode(bytes);
+  } catch {
+    throw new UsageError(`${named} is not UTF-8 text: save it as UTF-8`);
+  }
 }
 
 const MEBIBYTE = 1024 * 1024;
@@ -119,8 +125,8 @@ type Organization = { id: string; name: string };
  * name the organization, not to be made wider.
  */
 async function callersOrganizations(api: ApiClient): Promise<Organization[]> {
-  const listed = await unlessOutOfScope(() => api.request<{ items: Organization[] }>("GET", "/v1/iam/orgs"));
-  if (!(listed instanceof ApiError)) return listed.items;
+  const listed = await unlessOutOfScope(() => allPages<Organization>(api, "/v1/iam/orgs"));
+  if (!(listed instanceof ApiError)) return listed;
   throw new UsageError(`this token may not list your organizations (${listed.message}): name the organization with --org ORG_ID`);
 }
 

@@ -5,6 +5,7 @@
  * does not know); the pages after it, as many rows as a page holds, each after the one before.
  */
 import type { ApiClient } from "../plugin.ts";
+import { ApiError } from "./api-client.ts";
 
 /** The most rows a page holds (the lists' `limit` maximum): the fewer requests, the fewer against the rate limit. */
 const PAGE_ROWS = 1000;
@@ -15,6 +16,17 @@ interface Page<T> {
 }
 
 export async function allPages<T>(api: ApiClient, path: string): Promise<T[]> {
+  try {
+    return await everyPage<T>(api, path);
+  } catch (error) {
+    // The server restarted between two pages: its cursors are gone with it (they are encrypted
+    // under a key each process makes). The list is read again from its start, once.
+    if (!(error instanceof ApiError && error.status === 422 && error.message.includes("the cursor is not one this API returned"))) throw error;
+    return everyPage<T>(api, path);
+  }
+}
+
+async function everyPage<T>(api: ApiClient, path: string): Promise<T[]> {
   let page = await api.request<Page<T>>("GET", path);
   const items = [...page.items];
   while (page.next_cursor) {

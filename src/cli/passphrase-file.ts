@@ -23,8 +23,12 @@ export async function readPassphraseFile(path: string): Promise<string> {
   return passphrase;
 }
 
-/** The most a passphrase file is read of. */
-const MOST_PASSPHRASE_BYTES = 4096;
+/**
+ * The most a passphrase file is read of: far more than anyone types, and more than any earlier
+ * version's passphrase in use (none was bounded when set: 4 KiB locked out a key pair sealed
+ * under a longer one, found in review).
+ */
+const MOST_PASSPHRASE_BYTES = 1024 * 1024;
 
 /**
  * Past MOST_PASSPHRASE_BYTES a file is refused, not read on: no passphrase is that long, and a
@@ -32,7 +36,7 @@ const MOST_PASSPHRASE_BYTES = 4096;
  * (found in review).
  */
 function passphraseBound(path: string): Bound {
-  return { bytes: MOST_PASSPHRASE_BYTES, tooLarge: `--passphrase-file ${path}: larger than ${MOST_PASSPHRASE_BYTES / 1024} KiB, more than any passphrase (is it the right file?): nothing was read further` };
+  return { bytes: MOST_PASSPHRASE_BYTES, tooLarge: `--passphrase-file ${path}: larger than ${MOST_PASSPHRASE_BYTES / 1024 / 1024} MiB, more than any passphrase (is it the right file?): nothing was read further` };
 }
 
 /** The file's text, when only its owner may read it. The mode is that of the file opened, not of a name that may change meanwhile. */

@@ -2,8 +2,8 @@
  * Keyset pages of a list: a page is the rows after where the previous one ended, in a stable
  * order, found by a seek of an index, never by skipping rows (OFFSET reads every row it skips,
  * and a row added or removed meanwhile shifts every page after it). Where a page ended travels
- * to the client as an opaque cursor: the list's name, its last row's sort value and row id (the
- * tie-break), encrypted (AES-256-GCM) under a key this process made at start. Encrypted, because
+ * to the client as an opaque cursor: the list's name (with whose list it is: an organization's
+ * members are not another's), its last row's sort value and row id (the tie-break), encrypted (AES-256-GCM) under a key this process made at start. Encrypted, because
  * a sort value can be personal data (a user's email address) and cursors travel in URLs, which
  * proxies log; authenticated, so that only what this API made is taken. A cursor this API did
  * not make, made for another list or before a restart, is 422 naming query.cursor.

@@ -77,6 +77,8 @@ describe("audit verify --checkpoint with a file that is not one (found in review
         [missing, `--checkpoint ${missing}: no such file`],
         [notJson, `--checkpoint ${notJson}: the checkpoint file is not JSON`],
         [notACheckpoint, `--checkpoint ${notACheckpoint}: the checkpoint file is not a Citadel audit checkpoint`],
+        // Without end: refused once past a bound, not read until memory runs out (found in review).
+        ["/dev/zero", "--checkpoint /dev/zero: larger than 1 MiB, more than any checkpoint file"],
       ];
       for (const [file, message] of cases) {
         const run = await runCommand(auditCommands, "audit verify", { options: { checkpoint: file } });

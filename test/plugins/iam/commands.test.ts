@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { iamAdminCommands } from "../../../plugins/iam/admin-commands.ts";
 import { iamCommands } from "../../../plugins/iam/commands.ts";
+import { ApiError } from "../../../src/cli/api-client.ts";
 import { runCommand } from "../../helpers/command.ts";
 
 describe("--json: a change that printed a word prints a JSON object naming what changed (found in review)", () => {
@@ -164,6 +165,20 @@ describe("the list commands show a list whole: every page, following next_cursor
   test("a server that answers the same cursor again is not followed forever", async () => {
     const run = await runCommand(iamAdminCommands, "user list", { answer: () => ({ items: [], next_cursor: "again" }) });
     expect([run.code, run.error?.message, run.requests.length]).toEqual([1, "The server answered /v1/iam/users with the same page again: its list cannot be followed to the end.", 2]);
+  });
+
+  test("a list whose server restarted between two pages (its cursor refused) is read again from its start, once (found in review: the command failed, telling the user to start again)", async () => {
+    let restarted = false;
+    const answer = (request: { path: string }) => {
+      if (request.path === "/v1/iam/users") return { items: [{ id: restarted ? "usr_new" : "usr_a", email: "a@example.org", name: null, operator: false, mfa: false }], next_cursor: "c1" };
+      if (!restarted) {
+        restarted = true;
+        throw new ApiError("the cursor is not one this API returned (or Citadel restarted since): start again from the first page (validation_failed)", 422, "validation_failed");
+      }
+      return { items: [{ id: "usr_z", email: "z@example.org", name: null, operator: false, mfa: false }], next_cursor: null };
+    };
+    const run = await runCommand(iamAdminCommands, "user list", { json: true, answer });
+    expect([run.code, JSON.parse(run.stdout).map((u: { id: string }) => u.id), run.requests.length]).toEqual([0, ["usr_new", "usr_z"], 4]);
   });
 
   test("user delete by email finds an address on a later page of the users", async () => {

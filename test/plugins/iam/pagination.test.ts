@@ -264,3 +264,19 @@ test("a cursor holds nothing readable: the sort value (a user's email address, f
   expect(bytes.includes(Buffer.from("alice"))).toBe(false);
   expect(cursor).not.toBe(encodeCursor("users", { value: "alice@example.test", row: 7 })); // a fresh nonce each time
 });
+
+test("a cursor is for one organization's list: the next page of another's members is 422, not a page of theirs after the first one's place (found in review)", async () => {
+  const c = await citadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+  const other = (await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id as string;
+  for (const email of ["a@example.test", "b@example.test"]) {
+    const user = await c.send("POST", "/v1/iam/users", owner, { json: { email, password: "a long enough passphrase 2026" } });
+    await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/members`, owner, { json: { email: user.body.user?.email ?? email, role: "viewer" } });
+  }
+  const first = await c.send("GET", `/v1/iam/orgs/${c.owner.organization}/members?limit=1`, owner);
+  expect(first.body.next_cursor).not.toBeNull();
+  const crossed = await c.send("GET", `/v1/iam/orgs/${other}/members?cursor=${encodeURIComponent(first.body.next_cursor)}`, owner);
+  expect([crossed.status, crossed.body.errors?.[0]?.field]).toEqual([422, "query.cursor"]);
+  expect((await c.send("GET", `/v1/iam/orgs/${c.owner.organization}/members?cursor=${encodeURIComponent(first.body.next_cursor)}`, owner)).status).toBe(200);
+});

@@ -1,4 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ApiError } from "../../../src/cli/api-client.ts";
 import { UsageError } from "../../../src/cli/command-line.ts";
 import { fileOrStdinText, forStdout, integerOption, needArgs, oneLine, organizationOf, printable, table } from "../../../src/cli/output.ts";
@@ -103,5 +106,17 @@ describe("fileOrStdinText", () => {
 
   test("a file that cannot be read is a usage error naming it and why", async () => {
     await expect(fileOrStdinText("/nonexistent/zone.txt")).rejects.toEqual(new UsageError("/nonexistent/zone.txt: no such file"));
+  });
+
+  test("a file that is not UTF-8 is a usage error, not text with U+FFFD where it held something else (found in review: a Latin-1 zone file's é was stored replaced); a UTF-8 one is read as it is", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-text-"));
+    try {
+      writeFileSync(join(dir, "latin1.zone"), Buffer.from('t 300 IN TXT "caf\xe9"\n', "latin1"));
+      writeFileSync(join(dir, "utf8.zone"), '\ufefft 300 IN TXT "café"\n');
+      await expect(fileOrStdinText(join(dir, "latin1.zone"), "zone.txt")).rejects.toEqual(new UsageError("zone.txt is not UTF-8 text: save it as UTF-8"));
+      expect(await fileOrStdinText(join(dir, "utf8.zone"))).toBe('\ufefft 300 IN TXT "café"\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

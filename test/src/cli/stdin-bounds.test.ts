@@ -26,9 +26,9 @@ describe("bounded standard input", () => {
     });
   }, 30_000);
 
-  test("--passphrase-file -: up to 4 KiB", async () => {
-    expect(await readFrom("passphrase", "yes", 4096)).toEqual({ length: 4095 }); // its final newline dropped
-    expect(await readFrom("passphrase", "yes", 4097)).toEqual({ error: "--passphrase-file -: larger than 4 KiB, more than any passphrase (is it the right file?): nothing was read further", usage: true });
+  test("--passphrase-file -: up to 1 MiB", async () => {
+    expect(await readFrom("passphrase", "yes", MiB)).toEqual({ length: MiB - 1 }); // its final newline dropped
+    expect(await readFrom("passphrase", "yes", MiB + 1)).toEqual({ error: "--passphrase-file -: larger than 1 MiB, more than any passphrase (is it the right file?): nothing was read further", usage: true });
   });
 
   test("an answer or a key share read as a line: up to 65536 characters, refused past that without waiting for a newline", async () => {
