@@ -221,10 +221,11 @@ export function refuseUnusableActiveKek(seal: Seal): void {
  * start meets them again, and says what to do about them instead. Should the re-wrap fail all
  * the same, that is logged and audited, and the unseal stands: an unfinished rotation loses
  * nothing (every DEK names its KEK), and the next unseal tries again — a start stopped by it
- * took everything down, DNS included, for keys it could not mend.
+ * took everything down, DNS included, for keys it could not mend. With nothing to re-wrap, an
+ * older KEK the last DEKs of which were destroyed since (erasures) is retired all the same.
  */
 export async function finishInterruptedRotation(store: Store, seal: Seal, audit: AuditLog, log: Logger, now: () => number): Promise<void> {
-  if (!anyDekUnderAnOlderKek(store.db)) return; // no rotation to finish: nothing to say, nor to fail
+  if (!anyDekUnderAnOlderKek(store.db)) return retireEmptiedKeks(store, seal, log, now); // no rotation to finish: nothing to audit
   const resumed = { action: "keys.kek.rotate", actor: SYSTEM, reason: "the re-wrap of an interrupted rotation stopped (the next unseal tries again)" };
   let done: { moved: number; damaged: number };
   try {
@@ -236,6 +237,30 @@ export async function finishInterruptedRotation(store: Store, seal: Seal, audit:
   }
   if (done.moved > 0) log.info("finished an interrupted key rotation", { deks_rewrapped: done.moved, deks_damaged: done.damaged });
   else if (done.damaged > 0) log.warn(`${DAMAGED_DEKS_ADVICE} (docs/keys.md)`, { deks_damaged: done.damaged });
+}
+
+/**
+ * Retires the older KEKs no DEK uses any more, their material erased (as a re-wrap does after
+ * each batch): else one whose wrap does not open stayed live, and each rekey had to step past
+ * it. Logged, not audited: it is the end of a rotation or erasure on record already. A failure
+ * is logged and the unseal stands; the next unseal tries again.
+ */
+async function retireEmptiedKeks(store: Store, seal: Seal, log: Logger, now: () => number): Promise<void> {
+  if (!anyEmptiedOlderKek(store.db)) return; // the usual start: no write
+  try {
+    const retired = await seal.exclusive(() => store.write((tx) => seal.keyring().retireUnusedKeks(tx, now())));
+    if (retired.length > 0) log.info("retired KEKs no data key uses any more, their key material erased", { kek_versions: retired });
+  } catch (error) {
+    if (error instanceof SealedError) log.info("sealed before retiring the KEKs no data key uses any more; the next unseal does it");
+    else log.error("could not retire the KEKs no data key uses any more; the next unseal tries again", { error: messageOf(error) });
+  }
+}
+
+/** Whether a live KEK older than the active one has no DEK left: one to retire. */
+function anyEmptiedOlderKek(db: Database): boolean {
+  const emptied =
+    "SELECT 1 FROM keks WHERE retired_at IS NULL AND version < (SELECT max(version) FROM keks WHERE retired_at IS NULL) AND NOT EXISTS (SELECT 1 FROM deks WHERE deks.kek_version = keks.version AND wrapped IS NOT NULL) LIMIT 1";
+  return db.query(emptied).get() !== null;
 }
 
 /** Whether a DEK is still wrapped by a KEK older than the active one (a rotation unfinished, or damage left). */

@@ -374,6 +374,11 @@ export class Keyring {
     return damaged;
   }
 
+  /** Whether KEK `version` has a wrap for this root key, and it opens. */
+  private opensHere(version: number): boolean {
+    return this.kekWrap(version) !== null && this.kekOpens(version);
+  }
+
   private kekOpens(version: number): boolean {
     try {
       this.kek(version);
@@ -444,15 +449,25 @@ export class Keyring {
     }
     const last = rows.at(-1);
     const moved = rows.length - damaged.length;
+    this.retireUnusedKeks(tx, now);
+    return { moved, damaged, damagedKeks, last: last ? { owner: last.owner, version: last.version } : null, kek: active.version };
+  }
+
+  /**
+   * Retires the KEKs older than the active one that no DEK uses any more, and erases their key
+   * material (whether their wrap opens or not); returns their versions. A re-wrap does it after
+   * each batch; an unseal with nothing to re-wrap too, for a KEK emptied by erasures since.
+   */
+  retireUnusedKeks(tx: Database, now: number): number[] {
     const unused = "version < ? AND retired_at IS NULL AND NOT EXISTS (SELECT 1 FROM deks WHERE deks.kek_version = keks.version AND wrapped IS NOT NULL)";
-    const retiring = tx.query<{ version: number }, [number]>(`SELECT version FROM keks WHERE ${unused}`).all(active.version);
+    const retiring = tx.query<{ version: number }, [number]>(`SELECT version FROM keks WHERE ${unused}`).all(activeKekVersion(tx));
     for (const { version } of retiring) {
       tx.query("UPDATE keks SET retired_at = ? WHERE version = ?").run(now, version);
       tx.query("DELETE FROM kek_wraps WHERE kek_version = ?").run(version); // the old key material goes
       this.kekCache.get(version)?.key.fill(0); // from memory too (a rollback only costs an unwrap later)
       this.kekCache.delete(version);
     }
-    return { moved, damaged, damagedKeks, last: last ? { owner: last.owner, version: last.version } : null, kek: active.version };
+    return retiring.map((k) => k.version);
   }
 
   // --- root key changes -------------------------------------------------------------
@@ -463,7 +478,8 @@ export class Keyring {
    * or an operator who has not yet stored the new key loses nothing. An older KEK that does
    * not open is left out: there is nothing to wrap, its DEKs are damaged already (and stay
    * counted so, as a KEK with no wrap for the new key), and refusing would leave the root key
-   * unchangeable until a restore. The active KEK must open (it always does once unsealed).
+   * unchangeable until a restore. So is one no DEK uses any more (its owners destroyed), not yet
+   * retired. The active KEK must open (it always does once unsealed).
    */
   beginRekey(tx: Database, newRoot: Buffer, method: SealMethod, now: number, shamir?: { shares: number; threshold: number }): string {
     const verifier = rootKeyVerifier(newRoot);
@@ -481,10 +497,10 @@ export class Keyring {
       shamir?.threshold ?? null,
       now,
     );
-    const unopenable = new Set(this.unopenableKeks(tx, activeKekVersion(tx)).map((k) => k.version));
+    const active = activeKekVersion(tx);
     const live = tx.query<{ version: number }, []>("SELECT version FROM keks WHERE retired_at IS NULL").all();
     for (const { version } of live) {
-      if (unopenable.has(version)) continue;
+      if (version < active && !this.opensHere(version)) continue;
       tx.query("INSERT INTO kek_wraps (kek_version, root_key_id, wrapped) VALUES (?, ?, ?)").run(version, newId, sealEnvelope(newRoot, version, this.kek(version), kekAad(version, newId)));
     }
     return newId;

@@ -649,6 +649,55 @@ describe("an older KEK that does not open, with a rotation unfinished (found in 
     expect(log.lines.filter((l) => l.level === "error").map((l) => [l.kek_version, l.deks])).toEqual([[1, 10]]);
   });
 
+  describe("once the owners under it are destroyed (found in review: a rekey failed again, 500 or KekNotWrappedError)", () => {
+    const destroyTestOwners = (k: { store: Store; clock: { now: () => number } }, seal: Seal) =>
+      k.store.write((tx) => {
+        for (let i = 0; i < 10; i++) seal.keyring().destroyOwner(tx, `test/${i}`, k.clock.now());
+      });
+    const liveKeks = (k: { store: Store }) => k.store.db.query("SELECT version FROM keks WHERE retired_at IS NULL ORDER BY version").all();
+
+    test("a rekey with no restart between leaves it out: emptied, it still does not open", async () => {
+      const { k, ok, source } = await withDamagedKek();
+      const s1 = new Seal(k.store.db, k.clock.now, "key_file");
+      await unsealFromSource(k.store, s1, k.audit, source, captureLog().logger, k.clock.now);
+      await destroyTestOwners(k, s1);
+      expect(liveKeks(k)).toEqual([{ version: 1 }, { version: 3 }]); // retired by the next rotation or start
+      const r = await rekey(k.store, s1, k.audit, source, OPERATOR, k.clock.now);
+      expect(r.active).toBe(true);
+      for (let i = 0; i < 3; i++) expect(s1.keyring().decrypt(`ok/${i}`, "row", ok[i]!).toString()).toBe(`ok ${i}`);
+      expect(k.store.db.query("SELECT kek_version FROM kek_wraps ORDER BY kek_version").all()).toEqual([{ kek_version: 3 }]);
+    });
+
+    test("the next start retires it (its damaged wrap erased), with no re-wrap to do, nor audit; a rekey after works", async () => {
+      const { k, ok, source } = await withDamagedKek();
+      const s1 = new Seal(k.store.db, k.clock.now, "key_file");
+      await unsealFromSource(k.store, s1, k.audit, source, captureLog().logger, k.clock.now);
+      await destroyTestOwners(k, s1);
+      const rotations = () => k.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'keys.kek.rotate'").get();
+      const before = rotations();
+      const s2 = new Seal(k.store.db, k.clock.now, "key_file");
+      await unsealFromSource(k.store, s2, k.audit, source, captureLog().logger, k.clock.now);
+      expect(liveKeks(k)).toEqual([{ version: 3 }]);
+      expect(k.store.db.query("SELECT count(*) AS n FROM kek_wraps WHERE kek_version = 1").get()).toEqual({ n: 0 });
+      expect(rotations()).toEqual(before);
+      await rekey(k.store, s2, k.audit, source, OPERATOR, k.clock.now);
+      for (let i = 0; i < 3; i++) expect(s2.keyring().decrypt(`ok/${i}`, "row", ok[i]!).toString()).toBe(`ok ${i}`);
+    });
+
+    test("after a first rekey left it out, a restart, the owners destroyed and a restart: a second rekey works", async () => {
+      const { k, ok, source } = await withDamagedKek();
+      await rekey(k.store, k.seal, k.audit, source, OPERATOR, k.clock.now);
+      const s1 = new Seal(k.store.db, k.clock.now, "key_file");
+      await unsealFromSource(k.store, s1, k.audit, source, captureLog().logger, k.clock.now);
+      await destroyTestOwners(k, s1);
+      const s2 = new Seal(k.store.db, k.clock.now, "key_file");
+      await unsealFromSource(k.store, s2, k.audit, source, captureLog().logger, k.clock.now);
+      expect(liveKeks(k)).toEqual([{ version: 3 }]);
+      await rekey(k.store, s2, k.audit, source, OPERATOR, k.clock.now);
+      for (let i = 0; i < 3; i++) expect(s2.keyring().decrypt(`ok/${i}`, "row", ok[i]!).toString()).toBe(`ok ${i}`);
+    });
+  });
+
   test("an active KEK that does not open stops the start, though older ones are passed: sealed, on record, naming it and the remedy (found in review: the start went on, every write a 500)", async () => {
     const { k, source } = await withDamagedKek();
     await damageKek(k, 3);
