@@ -279,7 +279,8 @@ export class Keyring {
   /**
    * An owner whose newest DEK does not unwrap (its bytes damaged, or its KEK's wrap damaged or
    * gone) gets a new version under the active KEK, as after an erasure: what the old one
-   * encrypted stays unreadable (counted damaged), and the owner's writes go on — else every one
+   * encrypted stays unreadable (counted damaged once a re-wrap meets it: under the active KEK,
+   * from the next rotation), and the owner's writes go on — else every one
    * failed for good, the operator's login among them (its audit event is encrypted with the
    * operator's key). The listeners hear of it; the new version serves from then on, so once.
    */

@@ -206,6 +206,22 @@ describe("an owner whose newest data key does not unwrap (found in review: every
     }
   });
 
+  test("counted damaged once a re-wrap meets it: at once under an older KEK, after the next rotation under the active one (found in review: the docs said counted, and status showed 0)", () => {
+    const { db, root, keyring } = setup();
+    keyring.encrypt(db, "old", "c", "x");
+    keyring.rotateKek(db, 3000); // KEK v2; old's key stays under v1 (a rotation not re-wrapped)
+    damage(db, "kek_wraps", "kek_version = 1");
+    keyring.encrypt(db, "active", "c", "x");
+    damage(db, "deks", "owner = 'active'");
+    const fresh = new Keyring(db, Buffer.from(root));
+    fresh.encrypt(db, "old", "c2", "y");
+    fresh.encrypt(db, "active", "c2", "y");
+    expect(fresh.status().deks_damaged).toBe(1); // old's v1, under KEK v1 that does not open; active's v1 not yet
+    fresh.rotateKek(db, 4000);
+    fresh.rewrapDeks(db, 500, 4000);
+    expect(fresh.status().deks_damaged).toBe(2);
+  });
+
   test("a wiped keyring still refuses (SealedError), and an active KEK that does not open still fails: nothing is made", () => {
     const { db, root, keyring } = setup();
     keyring.encrypt(db, "x", "c", "v");
