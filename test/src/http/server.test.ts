@@ -131,7 +131,7 @@ test("a route that works long (worksLong) is answered past the idle timeout; any
   } finally {
     await server.stop(100);
   }
-});
+}, 20_000);
 
 test("once a long answer is made, its connection is timed again: a client that then goes quiet is closed (found in review: it stayed open for ever)", async () => {
   const routes = new Elysia().get("/long", ({ request }) => {
@@ -154,4 +154,4 @@ test("once a long answer is made, its connection is timed again: a client that t
   } finally {
     await server.stop(100);
   }
-});
+}, 20_000);
