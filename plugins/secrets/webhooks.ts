@@ -86,8 +86,9 @@ export class Webhooks {
       requireLiveWorkspace(this.k, tx, workspaceId);
       const existing = sql.webhooksOf(tx, workspaceId);
       // Compared whole, decrypted: a workspace has a few webhooks (secrets.webhooks_per_workspace).
+      // One that does not decrypt (logged) is no duplicate: it must not stop every new webhook.
+      if (existing.some((h) => this.readableUrl(h) === normalized)) throw new ConflictError("This workspace has a webhook for that URL already.");
       const keyring = this.k.seal.keyring();
-      if (existing.some((h) => webhookUrl(keyring, h) === normalized)) throw new ConflictError("This workspace has a webhook for that URL already.");
       this.checkRoomFor(existing.length);
       const sealed = keyring.encrypt(tx, webhookKeyOwner(id), "secret", secret);
       const url = keyring.encrypt(tx, webhookKeyOwner(id), "url", normalized);

@@ -93,3 +93,15 @@ test("deleted, its URL goes with its key", async () => {
   expect(c.kernel.store.db.query("SELECT url, url_encrypted FROM secrets_webhooks WHERE id = ?").get(id)).toEqual({ url: "", url_encrypted: null });
   expect(c.kernel.store.db.query("SELECT count(*) AS n FROM deks WHERE owner = ? AND wrapped IS NOT NULL").get(`webhook:${id}`)).toEqual({ n: 0 });
 });
+
+test("one whose URL does not decrypt is no duplicate: other webhooks can still be made, and it is logged (found in review)", async () => {
+  const { c, owner, base, id } = await setup();
+  const stored = c.kernel.store.db.query<{ url_encrypted: Uint8Array }, [string]>("SELECT url_encrypted FROM secrets_webhooks WHERE id = ?").get(id)!;
+  const damaged = Buffer.from(stored.url_encrypted);
+  damaged[damaged.length - 1]! ^= 0x01;
+  c.kernel.store.db.query("UPDATE secrets_webhooks SET url_encrypted = ? WHERE id = ?").run(damaged, id);
+
+  const other = await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${origin}/hooks/other` } });
+  expect([other.status, other.body.url]).toEqual([200, `${origin}/hooks/other`]);
+  expect(c.log.lines.filter((l) => String(l.msg).startsWith("webhook URL does not decrypt")).map((l) => l.webhook)).toContain(id);
+});
