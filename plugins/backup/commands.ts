@@ -5,10 +5,11 @@
  * process that holds the database). `backup verify` and `restore` work on files alone,
  * offline: they need the key the backup was made under, and restore needs the server stopped.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import { UsageError } from "../../src/cli/command-line.ts";
+import { boundedFile, type Bound } from "../../src/cli/input-files.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { actAsDataDirectoryOwner } from "../../src/data-dir.ts";
 import type { Config } from "../../src/config/schema.ts";
@@ -221,17 +222,24 @@ function keptKeyFile(defaultKeyFile: () => string, id: string): string | null {
  * shares that combine to another key are the backup's failure to open (SharesUnusable's note).
  */
 function readSharesFile(path: string): Buffer {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    throw new UsageError(`--shares-file ${path}: ${describeFsError(error)}`);
-  }
+  const text = Buffer.from(boundedFile(path, `--shares-file ${path}`, sharesBound(path))).toString("utf8");
   try {
     return rootKeyFromShares(text);
   } catch (error) {
     throw error instanceof SharesUnusable ? new UsageError(`--shares-file ${path}: ${error.message}`) : error;
   }
+}
+
+/** The most a shares file is read of. */
+const MOST_SHARES_BYTES = 64 * 1024;
+
+/**
+ * Past MOST_SHARES_BYTES a shares file is refused, not read on: 255 shares (the most a split
+ * makes) take 25 KiB, and a device or stream without end (`--shares-file /dev/zero`, a
+ * FIFO) grew to gigabytes (found in review).
+ */
+function sharesBound(path: string): Bound {
+  return { bytes: MOST_SHARES_BYTES, tooLarge: `--shares-file ${path}: larger than ${MOST_SHARES_BYTES / 1024} KiB, more than any set of key shares (is it the right file?): nothing was read further` };
 }
 
 function keyInfo(header: BackupHeader): { kind: string; root_key_id?: string; text: string } {

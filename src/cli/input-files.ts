@@ -38,7 +38,7 @@ export async function boundedStdin(bound: Bound): Promise<Uint8Array> {
 }
 
 /** A file's bytes, up to the bound: read a block at a time, so that a FIFO or a device without end stops too. */
-function boundedFile(path: string, what: string, bound: Bound): Uint8Array {
+export function boundedFile(path: string, what: string, bound: Bound): Uint8Array {
   let fd: number;
   try {
     fd = openSync(path, "r");

@@ -88,6 +88,20 @@ describe("a --shares-file that reads but holds no usable shares (found in review
   });
 });
 
+describe("a --shares-file without end or far too large (found in review: /dev/zero grew to gigabytes)", () => {
+  test("is refused once past 64 KiB, naming the file: exit 2, no FAILED", async () => {
+    const file = await backupUnder("shares-bound", newRootKeyBackupKeys(generateRootKey()));
+    const huge = join(dir, "shares-huge.txt");
+    writeFileSync(huge, "# a comment\n".repeat(6000)); // 72,000 bytes: past the bound, though it parses
+    for (const sharesFile of ["/dev/zero", huge]) {
+      const run = await runCommand(backupCommands, "backup verify", { args: [file], options: { "shares-file": sharesFile } });
+      expect(run.error).toBeInstanceOf(UsageError);
+      expect([run.code, run.error?.message]).toEqual([2, `--shares-file ${sharesFile}: larger than 64 KiB, more than any set of key shares (is it the right file?): nothing was read further`]);
+      expect(run.stderr).not.toContain("FAILED");
+    }
+  });
+});
+
 /** `citadel ARGS` run as the CLI is (bun src/main.ts): its exit code and standard error. */
 async function citadel(args: string[]): Promise<{ code: number; stderr: string }> {
   const child = Bun.spawn(["bun", join(import.meta.dir, "../../../src/main.ts"), ...args], { stdout: "pipe", stderr: "pipe" });
