@@ -1,13 +1,14 @@
 /**
  * What the appliance reports about itself at scrape time: build, seal state, key ages, the
  * audit log and its checkpoints, backups. Each is read when Prometheus asks (a few indexed
- * reads, one directory listing and each backup's header per scrape), so nothing runs between
- * scrapes; audit events by action are counted as they are recorded.
+ * reads, one directory listing and a stat of each backup per scrape; a backup's header only the
+ * first time it is seen), so nothing runs between scrapes; audit events by action are counted
+ * as they are recorded.
  */
 import { dataPath } from "../../src/config/load.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import type { Counter } from "../../src/metrics.ts";
-import { summarizeBackups } from "./backups.ts";
+import { BackupSummaries, oncePerScrape } from "./backups.ts";
 import type { MetricsSettings } from "./settings.ts";
 import { auditHeadSeq, lastAuditCheckpoint } from "./store.ts";
 
@@ -20,6 +21,8 @@ export function registerApplianceMetrics(k: Kernel<MetricsSettings>): () => void
   const ageSeconds = (ms: number) => (k.clock.now() - ms) / 1000;
   const db = k.store.db;
   const keyStatus = () => k.seal.keyringIfUnsealed()?.status() ?? null;
+  const summaries = new BackupSummaries();
+  const backups = oncePerScrape(() => summaries.summarize(backupDir(k), k.clock.now(), instanceId(k)));
 
   const removers = [
     m.onScrape({
@@ -82,14 +85,14 @@ export function registerApplianceMetrics(k: Kernel<MetricsSettings>): () => void
       name: "citadel_backups",
       type: "gauge",
       help: "This instance's backup files (citadel-YYYYMMDDTHHMMSSZ.backup, its manifest naming this instance) in the backup directory.",
-      read: () => summarizeBackups(backupDir(k), k.clock.now(), instanceId(k)).count,
+      read: () => backups().count,
     }),
     m.onScrape({
       name: "citadel_backup_age_seconds",
       type: "gauge",
       help: "Seconds since this instance's newest backup was taken (the time in its file name); absent when there is none.",
       read: () => {
-        const { newestAt } = summarizeBackups(backupDir(k), k.clock.now(), instanceId(k));
+        const { newestAt } = backups();
         // Never below 0: a backup named within the skew allowance ahead of the clock is new, not from the future.
         return newestAt === null ? null : Math.max(0, ageSeconds(newestAt));
       },
