@@ -5,30 +5,16 @@
  * and refused to run again (found in review). The copy is sent once more without the field;
  * enable turns encryption off again when its own copy is not stored, whatever the reason.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { ApiError } from "../../../src/cli/api-client.ts";
 import { secretsCommands } from "../../../plugins/secrets/commands.ts";
-import { generateUserKeyPair, newWorkspaceKey, publicKeyFingerprint, sealPrivateKey, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
+import { publicKeyFingerprint, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { runCommand, type SentRequest } from "../../helpers/command.ts";
+import { BOB, e2eeCliFixture, ME, WS } from "../../helpers/e2ee-cli.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "citadel-e2ee-older-server-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const ME = "usr_AAAAAAAAAAAAAA";
-const BOB = "usr_BBBBBBBBBBBBBB";
-const WS = "/v1/secrets/workspaces/ws_1";
-const PHRASE = "a long passphrase for e2ee";
-const phraseFile = join(dir, "passphrase");
-writeFileSync(phraseFile, `${PHRASE}\n`, { mode: 0o600 });
-const mine = generateUserKeyPair();
-const sealed = await sealPrivateKey(mine.privateKey, PHRASE);
-const bob = generateUserKeyPair();
-const workspaceKey = newWorkspaceKey();
-let homes = 0;
-const newHome = () => join(dir, `home-${++homes}`);
+const fixture = e2eeCliFixture("e2ee-older-server");
+const { phraseFile, mine, bob, workspaceKey, newHome } = fixture;
+const sealed = await fixture.sealed();
 
 /** The older server's refusal of a field it does not know, as the CLI's client makes it (the first field named). */
 const unknownField = (field: string) => new ApiError(`${field}: unknown field (validation_failed, request 6849abf839be5b55-j)`, 422, "validation_failed");

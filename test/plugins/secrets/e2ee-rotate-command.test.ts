@@ -3,30 +3,16 @@
  * out loses every version of the workspace key on the server, so only the server's definite
  * answer (not a member, no key pair) leaves one out (found in review: any error did).
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { ApiError } from "../../../src/cli/api-client.ts";
 import { secretsCommands } from "../../../plugins/secrets/commands.ts";
-import { generateUserKeyPair, newWorkspaceKey, publicKeyFingerprint, sealPrivateKey, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
+import { publicKeyFingerprint, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { runCommand, type SentRequest } from "../../helpers/command.ts";
+import { BOB, e2eeCliFixture, ME, WS } from "../../helpers/e2ee-cli.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "citadel-e2ee-rotate-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const ME = "usr_AAAAAAAAAAAAAA";
-const BOB = "usr_BBBBBBBBBBBBBB";
-const WS = "/v1/secrets/workspaces/ws_1";
-const PHRASE = "a long passphrase for e2ee";
-const phraseFile = join(dir, "passphrase");
-writeFileSync(phraseFile, `${PHRASE}\n`, { mode: 0o600 });
-
-const mine = generateUserKeyPair();
-const sealed = await sealPrivateKey(mine.privateKey, PHRASE);
-const workspaceKey = newWorkspaceKey();
-const bob = generateUserKeyPair();
-let homes = 0;
+const fixture = e2eeCliFixture("e2ee-rotate");
+const { mine, workspaceKey, bob, phraseFile, newHome } = fixture;
+const sealed = await fixture.sealed();
 
 /**
  * Runs the rotation against a server that holds the key for me and Bob, and answers Bob's
@@ -47,7 +33,7 @@ async function rotate(bobsKey: ApiError | string, options: Record<string, string
     if (route === `POST ${WS}/e2ee/rotate`) return { key_version: 2, reencrypted: 0, holders: (r.body as { wrapped: Array<{ user: string }> }).wrapped.map((w) => w.user) };
     throw new Error(`unexpected request ${route}`);
   };
-  const configHome = join(dir, `home-${++homes}`);
+  const configHome = newHome();
   return runCommand(secretsCommands, "secrets e2ee rotate", { options: { workspace: "ws_1", "passphrase-file": phraseFile, ...options }, answer, configHome });
 }
 const rotationsSent = (requests: SentRequest[]) => requests.filter((r) => r.method === "POST");

@@ -5,15 +5,13 @@
  * pair and the workspace key was lost (found in review). A grant or rotation names the public
  * key each copy is wrapped to, and is refused (409) if it is no longer the member's.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { secretsCommands } from "../../../plugins/secrets/commands.ts";
-import { generateUserKeyPair, newWorkspaceKey, publicKeyFingerprint, sealPrivateKey, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
+import { generateUserKeyPair, newWorkspaceKey, publicKeyFingerprint, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { stoppedAfterEach } from "../../helpers/citadel.ts";
 import { runCommand, type SentRequest } from "../../helpers/command.ts";
 import { encryptedForThree } from "../../helpers/e2ee.ts";
+import { BOB, e2eeCliFixture, ME, WS } from "../../helpers/e2ee-cli.ts";
 
 const newCitadel = stoppedAfterEach();
 
@@ -98,22 +96,11 @@ describe("a copy wrapped to a key pair replaced meanwhile (found in review)", ()
 });
 
 describe("citadel secrets e2ee grant and rotate name the public key each copy is wrapped to (found in review)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "citadel-e2ee-wrapped-for-"));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const ME = "usr_AAAAAAAAAAAAAA";
-  const BOB = "usr_BBBBBBBBBBBBBB";
-  const WS = "/v1/secrets/workspaces/ws_1";
-  const PHRASE = "a long passphrase for e2ee";
-  const phraseFile = join(dir, "passphrase");
-  writeFileSync(phraseFile, `${PHRASE}\n`, { mode: 0o600 });
-  const mine = generateUserKeyPair();
-  const bob = generateUserKeyPair();
-  const workspaceKey = newWorkspaceKey();
-  let homes = 0;
+  const { mine, bob, workspaceKey, phraseFile, newHome, sealed: sealedKey } = e2eeCliFixture("e2ee-wrapped-for");
 
   /** Runs a command against a server where I hold the key, and Bob (a member) has a key pair. */
   async function run(words: string, options: Record<string, string>, args: string[] = []) {
-    const sealed = await sealPrivateKey(mine.privateKey, PHRASE);
+    const sealed = await sealedKey();
     const answer = (r: SentRequest): unknown => {
       const route = `${r.method} ${r.path}`;
       if (route === `GET ${WS}/e2ee/my-key`) return { key_version: 1, wrapped: wrapWorkspaceKey(workspaceKey, mine.publicKey, { workspace: "ws_1", user: ME }) };
@@ -126,7 +113,7 @@ describe("citadel secrets e2ee grant and rotate name the public key each copy is
       if (route === `POST ${WS}/e2ee/rotate`) return { key_version: 2, reencrypted: 0, holders: [ME, BOB] };
       throw new Error(`unexpected request ${route}`);
     };
-    return runCommand(secretsCommands, words, { args, options: { workspace: "ws_1", "passphrase-file": phraseFile, ...options }, answer, configHome: join(dir, `home-${++homes}`) });
+    return runCommand(secretsCommands, words, { args, options: { workspace: "ws_1", "passphrase-file": phraseFile, ...options }, answer, configHome: newHome() });
   }
   const sent = (requests: SentRequest[], method: string) => requests.filter((r) => r.method === method).map((r) => r.body);
 
