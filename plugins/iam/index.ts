@@ -252,7 +252,7 @@ export const iamPlugin = definePlugin<IamSettings>({
           detail: self("Invitations to join organizations, addressed to my email, oldest first, a page at a time"),
         })
         .post("/me/invitations/:invitation/accept", ({ params, request }) => iam.acceptInvitation(caller(request), params.invitation), {
-          response: m.OrganizationWithRole,
+          response: m.OrganizationSeen,
           detail: self("Accept an invitation: join its organization with its role"),
         })
         .post(

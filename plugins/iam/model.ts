@@ -50,7 +50,7 @@ export const Credential = t.Object({
   organization: Nullable(t.String()),
   workspace: Nullable(t.String()),
   scopes: t.Union([t.Array(t.String()), t.Null()]),
-  ip_allowlist: t.Array(t.String()),
+  ip_allowlist: t.Union([t.Array(t.String()), t.Null()], { description: "null: the stored list is unreadable, and refuses every address" }),
   created_at: Iso,
   expires_at: Nullable(Iso),
   last_used_at: Nullable(Iso),
@@ -96,14 +96,13 @@ export const OrganizationWithRole = t.Composite([Organization, t.Object({ role: 
  * GET /v1/iam/orgs: an organization whose allowlist refuses the caller's address is listed
  * without its settings (null), which GET /v1/iam/orgs/{org} would refuse to show from there.
  */
-export const OrganizationList = PageOf(
-  t.Object({
-    ...OrganizationWithRole.properties,
-    require_mfa: t.Union([t.Boolean(), t.Null()]),
-    ip_allowlist: t.Union([t.Array(t.String()), t.Null()]),
-    services: t.Union([t.Array(t.String()), t.Null()]),
-  }),
-);
+export const OrganizationSeen = t.Object({
+  ...OrganizationWithRole.properties,
+  require_mfa: t.Union([t.Boolean(), t.Null()]),
+  ip_allowlist: t.Union([t.Array(t.String()), t.Null()]),
+  services: t.Union([t.Array(t.String()), t.Null()]),
+});
+export const OrganizationList = PageOf(OrganizationSeen);
 export const NewOrganization = t.Object({ name: t.String({ minLength: 1, maxLength: 63 }), owner: t.Optional(Id) });
 export const OrganizationChanges = t.Object({ name: t.Optional(t.String({ minLength: 1, maxLength: 63 })), require_mfa: t.Optional(t.Boolean()), ip_allowlist: t.Optional(Cidrs) });
 

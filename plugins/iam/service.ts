@@ -1157,7 +1157,7 @@ export class IamService {
       organization: c.organization_id,
       workspace: c.workspace_id,
       scopes: c.scopes === null ? null : (JSON.parse(c.scopes) as string[]),
-      ip_allowlist: JSON.parse(c.ip_allowlist) as string[],
+      ip_allowlist: shownAllowlist(c.ip_allowlist),
       created_at: new Date(c.created_at).toISOString(),
       expires_at: c.expires_at === null ? null : new Date(c.expires_at).toISOString(),
       last_used_at: use.at === null ? null : new Date(use.at).toISOString(),
@@ -1510,7 +1510,9 @@ export class IamService {
         request: caller.request,
       });
     });
-    return { ...this.organizationView(organization), role: sql.roleOf(this.db, organization, caller.principal.userId!) };
+    // As the organization lists show it: its settings null from an address its allowlist refuses
+    // (found in review: they were shown, and an unreadable allowlist answered 403 after the join).
+    return this.organizationSeenFrom(organization, sql.roleOf(this.db, organization, caller.principal.userId!), caller.request.source ?? null);
   }
 
   async declineInvitation(caller: Caller, id: string) {

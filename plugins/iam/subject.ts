@@ -98,7 +98,7 @@ function exportOrganization(db: Database, id: string) {
   const org = db.query<{ id: string; name: string; require_mfa: number; ip_allowlist: string; created_at: number; deleted_at: number | null }, [string]>("SELECT * FROM organizations WHERE id = ?").get(id);
   if (!org) return null;
   return {
-    organization: { id: org.id, name: org.name, require_mfa: org.require_mfa === 1, ip_allowlist: JSON.parse(org.ip_allowlist), created_at: iso(org.created_at), deleted_at: iso(org.deleted_at) },
+    organization: { id: org.id, name: org.name, require_mfa: org.require_mfa === 1, ip_allowlist: storedList(org.ip_allowlist), created_at: iso(org.created_at), deleted_at: iso(org.deleted_at) },
     members: db
       .query<{ user_id: string; email: string; role: string; created_at: number }, [string]>("SELECT m.user_id, u.email, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ?")
       .all(id)
@@ -138,4 +138,13 @@ function eraseOrganization(tx: Database, id: string, now: number): string | null
   tx.query("UPDATE workspaces SET name = 'erased-' || id, ip_allowlist = '[]', deleted_at = coalesce(deleted_at, ?) WHERE organization_id = ?").run(now, id);
   tx.query("UPDATE organizations SET name = ?, ip_allowlist = '[]', deleted_at = coalesce(deleted_at, ?) WHERE id = ?").run(`erased-${id}`, now, id);
   return `organization anonymized, ${workspaces.length} workspace(s), ${credentials} credential(s) deleted`;
+}
+
+/** A stored allowlist as it is: its entries, or its text when it is no JSON list (an export hides nothing, and fails on nothing). */
+function storedList(json: string): unknown {
+  try {
+    return JSON.parse(json);
+  } catch {
+    return json;
+  }
 }

@@ -63,3 +63,28 @@ test("an organization or a workspace whose stored allowlist is no JSON list is l
   await store("organizations", org, '[7, "127.0.0.0/8"]');
   expect((await c.send("GET", `/v1/iam/orgs/${org}`, owner)).body.ip_allowlist).toEqual(["7", "127.0.0.0/8"]);
 });
+
+test("accepting an invitation answers the organization as its lists show it: settings null from an address its allowlist refuses or that it cannot read — not a 403 after the join, nor its settings (found in review)", async () => {
+  const c = await newCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const store = (list: string) => c.kernel.store.write((tx) => tx.run("UPDATE organizations SET ip_allowlist = ? WHERE id = ?", [list, org]));
+  for (const [email, list] of [["u1@example.test", "{"], ["u2@example.test", '["10.0.0.0/8"]']] as const) {
+    await store("[]");
+    expect((await c.send("POST", "/v1/iam/users", owner, { json: { email, password: "a long enough passphrase 2026" } })).status).toBe(200);
+    const invited = await c.send("POST", `/v1/iam/orgs/${org}/invitations`, owner, { json: { email, role: "viewer" } });
+    await store(list);
+    const session = await c.login(email, "a long enough passphrase 2026");
+    const accepted = await c.send("POST", `/v1/iam/me/invitations/${invited.body.id}/accept`, session);
+    expect([list, accepted.status, accepted.body]).toEqual([list, 200, expect.objectContaining({ id: org, role: "viewer", require_mfa: null, ip_allowlist: null, services: null })]);
+  }
+});
+
+test("a token whose stored allowlist is no JSON list is listed with it null, not a 500 (found in review)", async () => {
+  const c = await newCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const pat = (await c.send("POST", "/v1/iam/me/tokens", owner, { json: { name: "t", scopes: ["iam:read"] } })).body;
+  await c.kernel.store.write((tx) => tx.run("UPDATE credentials SET ip_allowlist = '{' WHERE id = ?", [pat.id]));
+  const listed = await c.send("GET", "/v1/iam/me/tokens", owner);
+  expect([listed.status, listed.body.items.find((t: { id: string }) => t.id === pat.id)?.ip_allowlist]).toEqual([200, null]);
+});
