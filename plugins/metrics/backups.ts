@@ -29,6 +29,7 @@ export type MakerReader = (path: string) => string | null | undefined;
 interface SeenBackup {
   size: number;
   mtimeMs: number;
+  ctimeMs: number;
   ino: number;
   maker: string | null | undefined;
 }
@@ -83,10 +84,12 @@ export class BackupSummaries {
     const stats = statOf(path);
     if (stats === null) return undefined; // gone meanwhile, or not readable: backupMaker would say the same
     const before = this.seen.get(path);
-    const same = before !== undefined && before.size === stats.size && before.mtimeMs === stats.mtimeMs && before.ino === stats.ino;
+    // ctime too: a chmod or chown (a backup copied in as root, then given to Citadel) moves it alone.
+    const same = before !== undefined && before.size === stats.size && before.mtimeMs === stats.mtimeMs && before.ctimeMs === stats.ctimeMs && before.ino === stats.ino;
     // Stated before it is read: a file replaced in between is read again at the next scrape, its stats no longer matching.
-    const seen = same ? before : { size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, maker: this.readMaker(path) };
-    seenNow.set(path, seen);
+    const seen = same ? before : { size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, ino: stats.ino, maker: this.readMaker(path) };
+    // Only an answer is kept: "no maker" may be a read that failed this once (EMFILE, EIO), asked again next scrape.
+    if (seen.maker !== undefined) seenNow.set(path, seen);
     return seen.maker;
   }
 }

@@ -4,7 +4,7 @@
  * event loop, hundreds of milliseconds at 10,000 backups). Counted by the headers read, not timed.
  */
 import { afterAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FORMAT_VERSION, MAGIC } from "../../../plugins/backup/format.ts";
@@ -79,4 +79,25 @@ test("one summary per scrape: read once for all who ask before the scrape is ove
   expect([backups(), backups()]).toEqual([1, 1]);
   await Promise.resolve();
   expect([backups(), backups()]).toEqual([2, 2]);
+});
+
+test("a file whose maker could not be read is asked again at the next scrape, and a chmod (ctime alone) has it read again (found in review: remembered as nobody's until a restart)", () => {
+  const dir = join(root, "unreadable");
+  mkdirSync(dir);
+  const file = join(dir, "citadel-20260101T000000Z.backup");
+  writeFileSync(file, backupMadeBy("inst-1"));
+  let failing = true;
+  const reads: string[] = [];
+  const summaries = new BackupSummaries((path) => {
+    reads.push(path);
+    return failing ? undefined : backupMaker(path); // as EACCES or EIO would answer
+  });
+  expect(summaries.summarize(dir, NOW, "inst-1").count).toBe(0);
+  failing = false;
+  expect(summaries.summarize(dir, NOW, "inst-1").count).toBe(1);
+  expect(summaries.summarize(dir, NOW, "inst-1").count).toBe(1);
+  expect(reads.length).toBe(2); // the failed read, then the one that answered; the third scrape reads nothing
+  chmodSync(file, 0o640); // moves ctime alone
+  summaries.summarize(dir, NOW, "inst-1");
+  expect(reads.length).toBe(3);
 });
