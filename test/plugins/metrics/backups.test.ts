@@ -7,23 +7,13 @@ import { afterAll, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FORMAT_VERSION, MAGIC } from "../../../plugins/backup/format.ts";
 import { BackupSummaries, oncePerScrape } from "../../../plugins/metrics/backups.ts";
 import { backupMaker } from "../../../src/backup-maker.ts";
+import { backupMadeBy } from "../../helpers/backup-header.ts";
 
 const root = mkdtempSync(join(tmpdir(), "citadel-metrics-backups-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 const NOW = Date.UTC(2026, 5, 1);
-
-/** A backup file made by `instance`, as far as whose it is can be read (plugins/backup/format.ts). */
-function backupMadeBy(instance: string | null): Buffer {
-  const manifest = Buffer.from(JSON.stringify({ created_at: "2026-01-01T00:00:00.000Z", instance_id: instance }));
-  const fixed = Buffer.alloc(96);
-  MAGIC.copy(fixed);
-  fixed.writeUInt16BE(FORMAT_VERSION, 8);
-  fixed.writeUInt32BE(manifest.length, 76);
-  return Buffer.concat([fixed, manifest, Buffer.alloc(16)]);
-}
 
 /** Summaries whose header reads are recorded, by file name. */
 function counted() {

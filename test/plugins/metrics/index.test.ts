@@ -7,11 +7,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FORMAT_VERSION, MAGIC } from "../../../plugins/backup/format.ts";
 import { createCheckpoint } from "../../../src/audit/checkpoints.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../../../src/metrics.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 import { parsePrometheusText, sampleValue, type ParsedFamily } from "../../helpers/prometheus-text.ts";
+import { backupMadeBy } from "../../helpers/backup-header.ts";
 
 type Citadel = Awaited<ReturnType<typeof testCitadel>>;
 const OUTSIDE = "203.0.113.9";
@@ -233,16 +233,6 @@ function thisInstance(c: Citadel): string {
   const db = c.kernel.store.db;
   db.query("INSERT OR IGNORE INTO instance (singleton, id, created_at) VALUES (1, ?, ?)").run(crypto.randomUUID(), c.clock.now());
   return db.query<{ id: string }, []>("SELECT id FROM instance").get()!.id;
-}
-
-/** A backup file made by `instance`, as far as whose it is can be read: a real backup's header and manifest (plugins/backup/format.ts). */
-function backupMadeBy(instance: string | null): Buffer {
-  const manifest = Buffer.from(JSON.stringify({ created_at: "2026-01-01T00:00:00.000Z", instance_id: instance }));
-  const fixed = Buffer.alloc(96);
-  MAGIC.copy(fixed);
-  fixed.writeUInt16BE(FORMAT_VERSION, 8);
-  fixed.writeUInt32BE(manifest.length, 76);
-  return Buffer.concat([fixed, manifest, Buffer.alloc(16)]);
 }
 
 describe("GET /metrics, configured and sealed", () => {

@@ -22,6 +22,7 @@ import { askLocalServer } from "../../../plugins/ops/local-server.ts";
 import { databasePath } from "../../../plugins/ops/store.ts";
 import { openReadOnly } from "../../../src/store/read-only.ts";
 import { lockDataDirectory } from "../../../src/file-lock.ts";
+import { backupMadeBy } from "../../helpers/backup-header.ts";
 
 const fx = opsFixture("citadel-doctor-", { dns: true });
 const { work, HOME } = fx;
@@ -409,15 +410,7 @@ describe("ages and capacities", () => {
     const db = new Database(join(dir, "citadel.db"), { readonly: true });
     const own = db.query<{ id: string }, []>("SELECT id FROM instance").get()!.id;
     db.close();
-    // A backup's first bytes as plugins/backup/format.ts writes them: magic, format version 1 at 8, the manifest's length at 76, the manifest (in clear) at 96.
-    const backupOf = (instance: string) => {
-      const manifest = Buffer.from(JSON.stringify({ created_at: "2026-06-10T00:00:00Z", instance_id: instance }));
-      const fixed = Buffer.alloc(96);
-      Buffer.from([0x89, 0x43, 0x42, 0x4b, 0x0d, 0x0a, 0x1a, 0x0a]).copy(fixed);
-      fixed.writeUInt16BE(1, 8);
-      fixed.writeUInt32BE(manifest.length, 76);
-      return Buffer.concat([fixed, manifest, Buffer.alloc(16)]);
-    };
+    const backupOf = (instance: string) => backupMadeBy(instance, "2026-06-10T00:00:00Z");
     writeFileSync(join(backups, "citadel-20260610T000000Z.backup"), backupOf(own), { mode: 0o600 });
     writeFileSync(join(backups, "citadel-20260610T000100Z.backup"), "not a backup's bytes", { mode: 0o600 });
     const now = Date.UTC(2026, 5, 10, 12);
