@@ -153,3 +153,11 @@ export function event(caller: Caller, ws: sql.WorkspaceRow | null, fields: Omit<
     request: caller.request,
   };
 }
+
+/**
+ * An event of Citadel's own doing in a workspace (a link revoked with its secret or workspace, a
+ * holder's keys dropped with their account): who caused it is on the event of what caused it.
+ */
+export function systemEvent(place: { organization_id: string; workspace_id: string }, fields: Pick<AuditEventInput, "action" | "resource" | "reason">): AuditEventInput {
+  return { ...fields, actor: { kind: "system" }, outcome: "success", organization: place.organization_id, workspace: place.workspace_id };
+}

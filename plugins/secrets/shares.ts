@@ -17,7 +17,7 @@ import type { AuditRequestContext } from "../../src/audit/event.ts";
 import { roleHolder } from "../../src/auth/principal.ts";
 import { roleAllows } from "../../src/auth/rbac.ts";
 import { cidrContains, parseIp, type Cidr } from "../../src/net/ip.ts";
-import { byWhom, environmentFor, event, mayManageMembers, roleInWorkspace, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, environmentFor, event, mayManageMembers, roleInWorkspace, systemEvent, type Caller, type SecretsKernel } from "./context.ts";
 import { shareKdfProblem, type ShareKdf } from "./share-crypto.ts";
 import * as sql from "./store.ts";
 
@@ -269,15 +269,7 @@ export class Shares {
       const gone = sql.openSharesToSecretsGone(tx, now);
       for (const link of gone) {
         sql.revokeShare(tx, link.id, now);
-        this.k.audit.record(tx, {
-          action: "secrets.share.revoke",
-          actor: { kind: "system" },
-          outcome: "success",
-          reason: "the secret it carries is gone",
-          resource: { type: "share", id: link.id },
-          organization: link.organization_id,
-          workspace: link.workspace_id,
-        });
+        this.k.audit.record(tx, systemEvent(link, { action: "secrets.share.revoke", resource: { type: "share", id: link.id }, reason: "the secret it carries is gone" }));
       }
       return gone.length;
     });

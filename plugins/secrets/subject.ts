@@ -13,14 +13,13 @@
  * when iam deletes it (src/workspace-deletions.ts).
  */
 import type { Database } from "bun:sqlite";
-import type { AuditEventInput } from "../../src/audit/event.ts";
 import type { AuditLog } from "../../src/audit/log.ts";
 import { DecryptionError } from "../../src/crypto/aead.ts";
 import { KeyDestroyedError, type Keyring } from "../../src/crypto/keyring.ts";
 import type { Store } from "../../src/store/store.ts";
 import type { SubjectContributor } from "../../src/subjects.ts";
 import type { OrganizationDeletionHandler, WorkspaceDeletionHandler } from "../../src/workspace-deletions.ts";
-import { valueKeyOwner } from "./context.ts";
+import { systemEvent, valueKeyOwner } from "./context.ts";
 import { versionContext } from "./service.ts";
 import { shareKeyOwner } from "./shares.ts";
 import * as sql from "./store.ts";
@@ -48,7 +47,7 @@ export function secretsSubjects(store: Store, keyring: () => Keyring, audit: Aud
       if (subject.kind === "user") {
         const keys = tx.query("DELETE FROM secrets_user_keys WHERE user_id = ?").run(subject.id).changes;
         // Each workspace that loses a holder records it: the erasure's own event names none.
-        for (const ws of sql.workspacesKeyedFor(tx, subject.id)) audit.record(tx, revokedWithErasure(ws, subject.id));
+        for (const ws of sql.workspacesKeyedFor(tx, subject.id)) audit.record(tx, systemEvent(ws, { action: "secrets.e2ee.revoke", resource: { type: "user", id: subject.id }, reason: "their account was erased" }));
         sql.deleteKeysWrappedTo(tx, subject.id);
         return keys > 0 ? "end-to-end-encryption keys deleted" : null;
       }
@@ -130,34 +129,12 @@ export function secretsWorkspaceDeletion(keyring: () => Keyring, audit: AuditLog
       const ws = sql.workspaceRow(tx, workspaceId);
       if (!ws) return null; // never used: nothing held (a link's source is a workspace used)
       const revoked = sql.revokeSharesFrom(tx, ws.organization_id, workspaceId, now);
-      for (const id of revoked) audit.record(tx, revokedWithWorkspace(ws, id));
+      for (const id of revoked) audit.record(tx, systemEvent(ws, { action: "secrets.share.revoke", resource: { type: "share", id }, reason: "its workspace was deleted" }));
       const destroyed = eraseWorkspace(tx, keyring(), workspaceId, now);
       return `data erased, ${destroyed} key(s) destroyed (values, webhook secrets)${revoked.length > 0 ? `, ${revoked.length} share link(s) revoked` : ""}`;
     },
   };
 }
-
-/** A holder's wrapped keys dropped by their account's erasure; who asked for it is on the erasure's events. */
-const revokedWithErasure = (ws: sql.WorkspaceRow, userId: string): AuditEventInput => ({
-  action: "secrets.e2ee.revoke",
-  actor: { kind: "system" },
-  outcome: "success",
-  reason: "their account was erased",
-  resource: { type: "user", id: userId },
-  organization: ws.organization_id,
-  workspace: ws.workspace_id,
-});
-
-/** A link's revocation by its workspace's deletion; who deleted it is on the deletion's event. */
-const revokedWithWorkspace = (ws: sql.WorkspaceRow, shareId: string): AuditEventInput => ({
-  action: "secrets.share.revoke",
-  actor: { kind: "system" },
-  outcome: "success",
-  reason: "its workspace was deleted",
-  resource: { type: "share", id: shareId },
-  organization: ws.organization_id,
-  workspace: ws.workspace_id,
-});
 
 function exportWorkspace(db: Database, keyring: () => Keyring, w: { workspace_id: string; e2ee: number; created_at: number }, secretValues: boolean) {
   const environments = db.query<{ id: string; name: string; protection: string }, [string]>("SELECT id, name, protection FROM secrets_environments WHERE workspace_id = ? ORDER BY name").all(w.workspace_id);

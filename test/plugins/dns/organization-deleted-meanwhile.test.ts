@@ -9,7 +9,7 @@ import { dnsServiceOf } from "../../../plugins/dns/index.ts";
 import { iamServiceOf } from "../../../plugins/iam/index.ts";
 import type { Principal } from "../../../src/auth/principal.ts";
 import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
-import { refusal } from "../../helpers/refusal.ts";
+import { refusal, successesAfter } from "../../helpers/races.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 const newCitadel = stoppedAfterEach();
@@ -27,14 +27,6 @@ async function organizations() {
 
 const liveZones = (c: App, org: string) => c.kernel.store.db.query("SELECT name FROM dns_zones WHERE organization_id = ? AND deleted_at IS NULL").all(org);
 
-/** The actions of the successful events recorded after the organization's deletion. */
-function successesAfterDeletion(c: App): string[] {
-  const rows = c.kernel.store.db
-    .query("SELECT action FROM audit_events WHERE outcome = 'success' AND rowid > (SELECT rowid FROM audit_events WHERE action = 'iam.organization.delete') ORDER BY rowid")
-    .all() as Array<{ action: string }>;
-  return rows.map((r) => r.action);
-}
-
 describe("a zone made while its organization is being deleted", () => {
   test("over HTTP, sent together: the deletion 200, the zone 404; no zone, nothing audited after the deletion, the name free for another organization", async () => {
     const { c, owner, org, other } = await organizations();
@@ -49,7 +41,7 @@ describe("a zone made while its organization is being deleted", () => {
     expect(deleted.status).toBe(200);
     expect([created.status, created.body.detail]).toEqual([404, "No such organization: it was deleted meanwhile."]);
     expect(liveZones(c, org)).toEqual([]);
-    expect(successesAfterDeletion(c)).toEqual([]);
+    expect(successesAfter(c.kernel.store.db, "iam.organization.delete")).toEqual([]);
     expect((await c.send("POST", `/v1/dns/orgs/${other}/zones`, owner, { json: ZONE })).status).toBe(200);
   });
 
@@ -61,7 +53,7 @@ describe("a zone made while its organization is being deleted", () => {
     await deleted;
     expect(await refusal(created)).toEqual({ code: "not_found", message: "No such organization: it was deleted meanwhile." });
     expect(liveZones(c, org)).toEqual([]);
-    expect(successesAfterDeletion(c)).toEqual([]);
+    expect(successesAfter(c.kernel.store.db, "iam.organization.delete")).toEqual([]);
   });
 
   test("its write queued before the deletion's: made, then deleted with the organization", async () => {
@@ -89,6 +81,6 @@ describe("a zone made while its organization is being deleted", () => {
 
     expect([deleted.status, written.status]).toEqual([200, 404]);
     expect(c.kernel.store.db.query("SELECT count(*) AS n FROM dns_records r JOIN dns_zones z ON z.id = r.zone_id WHERE z.organization_id = ?").get(org)).toEqual({ n: 0 });
-    expect(successesAfterDeletion(c)).toEqual([]);
+    expect(successesAfter(c.kernel.store.db, "iam.organization.delete")).toEqual([]);
   });
 });

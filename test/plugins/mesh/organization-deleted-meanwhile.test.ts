@@ -13,7 +13,7 @@ import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import { subjectServiceOf } from "../../../plugins/subject/index.ts";
 import type { Principal } from "../../../src/auth/principal.ts";
 import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
-import { refusal } from "../../helpers/refusal.ts";
+import { refusal, successesAfter } from "../../helpers/races.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 const newCitadel = stoppedAfterEach();
@@ -28,14 +28,6 @@ async function organizations() {
 }
 
 const networksOf = (c: App, org: string) => c.kernel.store.db.query("SELECT name FROM mesh_networks WHERE organization_id = ?").all(org);
-
-/** The actions of the successful events recorded after the first `action`. */
-function successesAfter(c: App, action: string): string[] {
-  const rows = c.kernel.store.db
-    .query("SELECT action FROM audit_events WHERE outcome = 'success' AND rowid > (SELECT min(rowid) FROM audit_events WHERE action = ?) ORDER BY rowid")
-    .all(action) as Array<{ action: string }>;
-  return rows.map((r) => r.action);
-}
 
 const GONE = { code: "not_found", message: "No such organization: it was deleted meanwhile." };
 
@@ -53,7 +45,7 @@ describe("a mesh network made while its organization is being deleted", () => {
     expect(deleted.status).toBe(200);
     expect([created.status, created.body.detail]).toEqual([404, GONE.message]);
     expect(networksOf(c, org)).toEqual([]);
-    expect(successesAfter(c, "iam.organization.delete")).toEqual([]);
+    expect(successesAfter(c.kernel.store.db, "iam.organization.delete")).toEqual([]);
     expect((await c.send("POST", `/v1/mesh/orgs/${other}/networks`, owner, { json: { name: "office" } })).status).toBe(200);
   });
 
@@ -65,7 +57,7 @@ describe("a mesh network made while its organization is being deleted", () => {
     await deleted;
     expect(await refusal(created)).toEqual(GONE);
     expect(networksOf(c, org)).toEqual([]);
-    expect(successesAfter(c, "iam.organization.delete")).toEqual([]);
+    expect(successesAfter(c.kernel.store.db, "iam.organization.delete")).toEqual([]);
   });
 
   test("its write queued before the deletion's: made, then deleted with the organization", async () => {
@@ -117,6 +109,6 @@ describe("while its organization is being erased (its networks kept until the er
     const db = c.kernel.store.db;
     expect(db.query("SELECT count(*) AS n FROM mesh_preauth_keys").get()).toEqual({ n: 1 });
     expect(db.query("SELECT acl_version, mtu FROM mesh_networks").get()).toEqual({ acl_version: 0, mtu: 1420 });
-    expect(successesAfter(c, "subject.erased")).toEqual([]);
+    expect(successesAfter(c.kernel.store.db, "subject.erased")).toEqual([]);
   });
 });

@@ -10,7 +10,7 @@ import { meshOf } from "../../../plugins/mesh/index.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import type { Caller } from "../../../plugins/mesh/service.ts";
 import { stoppedAfterEach } from "../../helpers/citadel.ts";
-import { refusal } from "../../helpers/refusal.ts";
+import { refusal } from "../../helpers/races.ts";
 
 const newCitadel = stoppedAfterEach();
 

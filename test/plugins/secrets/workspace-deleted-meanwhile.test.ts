@@ -13,7 +13,7 @@ import { subjectServiceOf } from "../../../plugins/subject/index.ts";
 import type { Principal } from "../../../src/auth/principal.ts";
 import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
 import { encryptedForThree } from "../../helpers/e2ee.ts";
-import { refusal } from "../../helpers/refusal.ts";
+import { refusal } from "../../helpers/races.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 const newCitadel = stoppedAfterEach();
