@@ -533,11 +533,38 @@ interface Metadata {
 }
 
 async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {
+  return withCodec(ctx, api, w, (codec) => listedValues(api, w, codec));
+}
+
+/** The environment's values, read as a list (`query` adds to ?values=true) and decrypted by `codec`. */
+async function listedValues(api: ApiClient, w: Where, codec: Codec, query = ""): Promise<SecretEntry[]> {
+  const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, `/secrets?values=true${query}`));
+  return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.key_version) })));
+}
+
+/**
+ * The file `secrets export` prints, its reads audited as an export (found in review: read as a
+ * list, they said `list`, and a search for exports missed every one made with the CLI). A plain
+ * workspace's from the export route, which prints it as this client did. An end-to-end-encrypted
+ * one's values can be decrypted here only: read as a list declared an export (purpose=export),
+ * which the server records as the client's word. A server from before it took the purpose
+ * refuses it (422 "query.purpose: unknown parameter"): then the list is read as before.
+ */
+async function exportedFile(ctx: CommandContext, api: ApiClient, w: Where, format: "dotenv" | "json"): Promise<string> {
   return withCodec(ctx, api, w, async (codec) => {
-    const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, "/secrets?values=true"));
-    return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.key_version) })));
+    if (!codec.e2ee) return api.requestText("GET", secretsPath(w, `/export?format=${format}`));
+    let entries: SecretEntry[];
+    try {
+      entries = await listedValues(api, w, codec, "&purpose=export");
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 422 && error.code === "validation_failed" && UNKNOWN_PURPOSE_PARAMETER.test(error.message))) throw error;
+      entries = await listedValues(api, w, codec);
+    }
+    return format === "json" ? printJsonSecrets(entries) : printDotenv(entries);
   });
 }
+
+const UNKNOWN_PURPOSE_PARAMETER = /^query\.purpose: unknown parameter\b/;
 
 export const secretsCommands: Command[] = [
   {
@@ -709,13 +736,12 @@ export const secretsCommands: Command[] = [
   },
   {
     words: ["secrets", "export"],
-    summary: "Print an environment's values as a .env file or JSON (every read is audited)",
+    summary: "Print an environment's values as a .env file or JSON (every read is audited as an export)",
     options: { ...WHERE, ...PASSPHRASE, format: { type: "string", description: "dotenv (default) or json" } },
     async run(ctx) {
       const w = where(ctx);
       const format = exportFormat(ctx);
-      const entries = await fetchValues(ctx, await ctx.api(), w);
-      process.stdout.write(forStdout(format === "json" ? printJsonSecrets(entries) : printDotenv(entries)));
+      process.stdout.write(forStdout(await exportedFile(ctx, await ctx.api(), w, format)));
       return 0;
     },
   },

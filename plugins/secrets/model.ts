@@ -88,6 +88,12 @@ export const Rotate = t.Object({
 export const ListQuery = t.Object({
   values: t.Optional(t.Boolean({ description: "Include values (each read is audited)." })),
   deleted: t.Optional(t.Boolean({ description: "Include soft-deleted secrets." })),
+  purpose: t.Optional(
+    t.Literal("export", {
+      description:
+        "With values: what the client reads them for, in each read's audit reason (`export (declared by the client)`): an end-to-end-encrypted workspace's export is decrypted by the client, so the server cannot tell it from a list.",
+    }),
+  ),
 });
 export const ReadQuery = t.Object({ version: t.Optional(t.Integer({ minimum: 1 })) });
 export const ExportQuery = t.Object({ format: t.Optional(t.Union([t.Literal("dotenv"), t.Literal("json")])) });

@@ -23,6 +23,8 @@ import type { Webhooks } from "./webhooks.ts";
 
 const DAY_MS = 86_400_000;
 const REENCRYPT_BATCH = 200;
+/** The reads of a list the client says it makes for an export: said as its word, which the server cannot check. */
+const DECLARED_EXPORT = "export (declared by the client)";
 
 export interface SecretInput {
   value: string;
@@ -189,8 +191,14 @@ export class SecretsService {
 
   // --- reading ---------------------------------------------------------------------------
 
-  /** `readAs` names the reads in the audit trail: "list", or "export" (found in review: an export was told from a list by nothing). */
-  async list(caller: Caller, workspaceId: string, envName: string, options: { values?: boolean; deleted?: boolean; readAs?: "list" | "export" }) {
+  /**
+   * `readAs` names the reads in the audit trail: "list", or "export" (found in review: an export
+   * was told from a list by nothing). `purpose` is the client's word for what it reads the values
+   * for, recorded as its word: the export of an end-to-end-encrypted workspace, which only the
+   * client can decrypt, is a list to the server.
+   */
+  async list(caller: Caller, workspaceId: string, envName: string, options: { values?: boolean; deleted?: boolean; purpose?: "export"; readAs?: "list" | "export" }) {
+    if (options.purpose !== undefined && !options.values) throw new InvalidError("purpose is what the values are read for: give it with values=true", "purpose");
     // Every lookup and decryption before the first await: they share the request's snapshot.
     const ws = existingWorkspace(this.k, workspaceId) ?? (await ensureWorkspace(this.k, workspaceId));
     const env = environmentFor(this.k, caller, ws, envName);
@@ -205,7 +213,8 @@ export class SecretsService {
       if (typeof value !== "string") return value;
       values.set(r.id, { value, key_version: v.key_version });
     }
-    await this.auditReads(caller, ws, env, live, options.readAs ?? "list"); // the values leave only once their reads are on record
+    const how = options.readAs ?? (options.purpose === "export" ? DECLARED_EXPORT : "list");
+    await this.auditReads(caller, ws, env, live, how); // the values leave only once their reads are on record
     return {
       environment: envName,
       e2ee: ws.e2ee === 1,

@@ -63,6 +63,12 @@ async function ok(args: string[], opts: Parameters<typeof cli>[1] = {}): Promise
 
 const WS = () => ["-w", workspace];
 
+/** The reasons of the workspace's last `count` reads of values (secrets.secret.read), sorted. */
+async function readReasons(ws: string, count: number): Promise<string[]> {
+  const page = await api("GET", `/v1/audit/events?action=secrets.secret.read&workspace=${ws}&limit=${count}`);
+  return (page.body.events as Array<{ reason: string }>).map((e) => e.reason).sort();
+}
+
 /** The environment a user's CLI runs in: this machine's instance, the token in CITADEL_TOKEN, a private HOME. */
 const cliEnv = () => ({ PATH: process.env.PATH ?? "", HOME: home.path, XDG_CONFIG_HOME: home.path, CITADEL_HTTP_PORT: String(port), CITADEL_TOKEN: token });
 
@@ -271,6 +277,8 @@ describe("citadel secrets", () => {
     const exported = join(home.path, "development.env");
     // `citadel secrets export ... > development.env`
     await ok(["secrets", "export", ...WS(), "-e", "development"], { stdoutFile: exported });
+    // Audited as an export, as the API's export is (found in review: the CLI's reads said list).
+    expect(await readReasons(workspace, 2)).toEqual(["development/DB_PASSWORD export", "development/TLS_KEY export"]);
     const first = readFileSync(exported, "utf8");
     // One line per secret (found in review: a value's further lines were read as variables by
     // line-based readers): a value single-quoted when that holds it, else double-quoted and
@@ -754,6 +762,9 @@ describe("an end-to-end-encrypted workspace", () => {
     expect(raw.body.e2ee).toBe(true);
     expect(raw.body.value).toStartWith("c1.v.");
     expect(await ok(["run", "-w", vault, "--passphrase-file", phrase, "--", "sh", "-c", 'printf %s "$E2EE_VALUE"'])).toBe(E2EE_VALUE);
+    // Exported, decrypted here: the read is recorded as an export, in the client's word (found in review: it said list).
+    expect(await ok(["secrets", "export", "-w", vault, "--passphrase-file", phrase])).toBe(`E2EE_VALUE=${E2EE_VALUE}\n`);
+    expect(await readReasons(vault, 1)).toEqual(["development/E2EE_VALUE export (declared by the client)"]);
     // Enabling it again is refused before anything is sent: the key the value is encrypted with stays (found in review).
     const myKey = async (ws: string) => (await api("GET", `/v1/secrets/workspaces/${ws}/e2ee/my-key`)).body as { key_version: number; wrapped: string };
     const wrappedBefore = (await myKey(vault)).wrapped;
@@ -881,7 +892,7 @@ describe("an end-to-end-encrypted workspace", () => {
     const wrong = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toContain("passphrase");
-  });
+  }, 20_000); // a dozen commands, each opening the private key with argon2id
 });
 
 describe("a write-only token (secrets:write) from the CLI (found in review: set and import asked for secrets:read)", () => {

@@ -336,6 +336,20 @@ describe("bulk", () => {
     expect((await c.send("GET", `${env("production")}/secrets`, owner)).body.items).toEqual([]);
   });
 
+  test("a list of values its client declares an export (purpose=export) is audited as the client's word; a purpose without values is refused", async () => {
+    const { c, owner, base, path } = await setup();
+    for (const name of ["A", "B"]) await c.send("PUT", path(name), owner, { json: { value: name } });
+    const list = (query: string) => c.send("GET", `${base}/environments/development/secrets?${query}`, owner);
+    const readsBefore = auditActions(c, "secrets.secret.read").length;
+    const declared = await list("values=true&purpose=export");
+    expect(declared.body.items.map((i: { value: string }) => i.value)).toEqual(["A", "B"]);
+    expect(auditActions(c, "secrets.secret.read").slice(readsBefore).map((e) => e.reason)).toEqual(["development/A export (declared by the client)", "development/B export (declared by the client)"]);
+    const refused = await list("purpose=export");
+    expect([refused.status, refused.body.detail]).toEqual([422, "purpose is what the values are read for: give it with values=true"]);
+    expect((await list("values=true&purpose=run")).status).toBe(422);
+    expect(auditActions(c, "secrets.secret.read").length).toBe(readsBefore + 2); // nothing read by the refusals
+  });
+
   test("with overwrite off, a secret created between the plan and the write is left alone (found in review)", async () => {
     const { c, owner, path, base } = await setup();
     // The PUT's write is queued first, not yet committed when the import plans "create"; both
