@@ -32,6 +32,7 @@ const ACTIONS = [
   ["intel.manual.expire", "A manual allow or deny entry given for a time ran out and was deleted."],
   ["intel.list.import", "A reputation list was imported or refreshed."],
   ["intel.list.delete", "A reputation list was removed."],
+  ["intel.list.encrypt", "List URLs an earlier version stored whole were encrypted, at the first start or unseal that had the keys (how many, and which lists; never a URL)."],
   ["intel.policy.update", "The shield's policy (country, ASN, anonymity, behaviour weights) was changed."],
 ] as const;
 

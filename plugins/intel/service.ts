@@ -89,7 +89,8 @@ export const listUrlKeyOwner = (name: string) => `intel-list:${name}`;
 /**
  * Encrypts the list URLs an earlier version stored whole, and leaves the shown form in their
  * place; once, as each is found (idempotent). Needs the keys: run at start when unsealed and at
- * each unseal. Returns how many it encrypted.
+ * each unseal. A run that encrypts any is audited once, naming the lists, never a URL (found in
+ * review: a change to stored security data with no event). Returns how many it encrypted.
  */
 export async function encryptStoredListUrls(k: IntelKernel): Promise<number> {
   const keyring = k.seal.keyringIfUnsealed();
@@ -98,7 +99,12 @@ export async function encryptStoredListUrls(k: IntelKernel): Promise<number> {
     const rows = tx.query<{ name: string; url: string }, []>("SELECT name, url FROM intel_lists WHERE url IS NOT NULL AND url_encrypted IS NULL").all();
     const update = tx.query("UPDATE intel_lists SET url = ?, url_encrypted = ? WHERE name = ?");
     for (const row of rows) update.run(redactedUrl(row.url), keyring.encrypt(tx, listUrlKeyOwner(row.name), "url", row.url), row.name);
-    return rows.map((r) => r.name);
+    const names = rows.map((r) => r.name);
+    if (names.length > 0) {
+      const reason = `list URLs stored whole by an earlier version encrypted: ${names.length} (${names.join(", ")})`;
+      k.audit.record(tx, { action: "intel.list.encrypt", actor: SYSTEM, outcome: "success", resource: null, reason });
+    }
+    return names;
   });
   if (names.length > 0) k.log.info("intel: list URLs stored whole by an earlier version are encrypted now", { lists: names });
   return names.length;

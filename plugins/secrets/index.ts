@@ -50,6 +50,7 @@ const ACTIONS = [
   ["secrets.e2ee.rotate", "An end-to-end-encrypted workspace got a new key; its values were re-encrypted by a member's client."],
   ["secrets.webhook.create", "A webhook was added to a workspace."],
   ["secrets.webhook.delete", "A webhook was removed."],
+  ["secrets.webhook.encrypt", "Webhook URLs an earlier version stored whole were encrypted, at the first start or unseal that had the keys (how many, and which webhooks in which workspaces; never a URL)."],
 ] as const;
 
 const caller = (request: Request): Caller => ({ principal: principalOf(request), request: auditRequest(request) });

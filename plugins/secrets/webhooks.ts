@@ -203,17 +203,22 @@ export class Webhooks {
 
   /**
    * Encrypts the URLs an earlier version stored whole, and leaves their origin in their place;
-   * each once (idempotent). Returns how many it encrypted.
+   * each once (idempotent). A run that encrypts any is audited once, naming the webhooks and
+   * their workspaces, never a URL (found in review: a change to stored security data with no
+   * event). Returns how many it encrypted.
    */
   async encryptStoredUrls(): Promise<number> {
     const keyring = this.k.seal.keyringIfUnsealed();
     if (!keyring) return 0;
-    const ids = await this.k.store.write((tx) =>
-      sql.webhooksWithWholeUrls(tx).map((hook) => {
-        sql.setWebhookUrl(tx, hook.id, originOnly(hook.url), keyring.encrypt(tx, webhookKeyOwner(hook.id), "url", hook.url));
-        return hook.id;
-      }),
-    );
+    const ids = await this.k.store.write((tx) => {
+      const hooks = sql.webhooksWithWholeUrls(tx);
+      for (const hook of hooks) sql.setWebhookUrl(tx, hook.id, originOnly(hook.url), keyring.encrypt(tx, webhookKeyOwner(hook.id), "url", hook.url));
+      if (hooks.length > 0) {
+        const reason = `webhook URLs stored whole by an earlier version encrypted: ${hooks.length} (${hooks.map((h) => `${h.id} in ${h.workspace_id}`).join(", ")})`;
+        this.k.audit.record(tx, { action: "secrets.webhook.encrypt", actor: { kind: "system" }, outcome: "success", resource: null, reason });
+      }
+      return hooks.map((h) => h.id);
+    });
     if (ids.length > 0) this.k.log.info("webhook URLs stored whole by an earlier version are encrypted now", { webhooks: ids });
     return ids.length;
   }

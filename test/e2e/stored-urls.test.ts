@@ -86,6 +86,10 @@ test("a webhook's and a list's URL are encrypted in citadel.db and its WAL, old 
   token = await login(again.url, certificate, "admin@localhost", OWNER_PASSPHRASE);
   const list = await callApi(again.url, certificate, token, "GET", "/v1/intel/lists");
   expect(list.body.items.map((l: { url: string }) => l.url)).toEqual(["https://lists.example.test/drop.txt"]);
+  // Each conversion audited once, by the system, naming what it encrypted and no URL (found in review: logged only).
+  const audited = async (action: string) => (await callApi(again.url, certificate, token, "GET", `/v1/audit/events?action=${action}`)).body.events.map((e: { actor: { kind: string }; reason: string }) => [e.actor.kind, e.reason]);
+  expect(await audited("secrets.webhook.encrypt")).toEqual([["system", `webhook URLs stored whole by an earlier version encrypted: 1 (${hook.body.id} in ${ws})`]]);
+  expect(await audited("intel.list.encrypt")).toEqual([["system", "list URLs stored whole by an earlier version encrypted: 1 (drop)"]]);
   expect((await callApi(again.url, certificate, token, "PUT", `/v1/secrets/workspaces/${ws}/environments/development/secrets/SECOND`, { value: "v" })).status).toBe(200);
   expect(await eventually(() => received.length === 2)).toBe(true);
   await again.stop();

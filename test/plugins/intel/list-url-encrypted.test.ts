@@ -36,6 +36,7 @@ afterAll(async () => {
 });
 
 const row = () => c.kernel.store.db.query<{ url: string; encrypted: number }, []>("SELECT url, url_encrypted IS NOT NULL AS encrypted FROM intel_lists WHERE name = 'drop'").get();
+const encryptionEvents = () => c.kernel.store.db.query("SELECT actor_kind, outcome, reason FROM audit_events WHERE action = 'intel.list.encrypt'").all();
 /** The whole database as its pages hold it (free ones included). */
 const databaseHoldsKey = () => Buffer.from(c.kernel.store.db.serialize()).includes("LIST-KEY-7d3a");
 
@@ -57,6 +58,7 @@ test("stored encrypted, shown without its key; fetched whole at import and refre
 });
 
 test("one an earlier version stored whole is encrypted once the keys are there, and still fetched whole", async () => {
+  expect(encryptionEvents()).toEqual([]); // stored encrypted from the start: nothing to convert
   c.kernel.store.db.query("UPDATE intel_lists SET url = ?, url_encrypted = NULL WHERE name = 'drop'").run(WHOLE);
   intelOf(c.kernel as never).reloadLists();
   asked.length = 0;
@@ -72,6 +74,8 @@ test("one an earlier version stored whole is encrypted once the keys are there, 
   expect(databaseHoldsKey()).toBe(false);
   expect(c.log.lines.filter((l) => String(l.msg).startsWith("intel: list URLs stored whole")).map((l) => l.lists)).toEqual([["drop"]]);
   expect(await encryptStoredListUrls(c.kernel as never)).toBe(0); // once
+  // Audited once, naming the list, never its URL (found in review: logged only).
+  expect(encryptionEvents()).toEqual([{ actor_kind: "system", outcome: "success", reason: "list URLs stored whole by an earlier version encrypted: 1 (drop)" }]);
 
   await intelOf(c.kernel as never).refreshDue();
   expect(asked).toEqual(["/drop.txt?api_key=LIST-KEY-7d3a"]);

@@ -41,7 +41,7 @@ async function setup() {
   const row = () => c.kernel.store.db.query<{ url: string; encrypted: number }, [string]>("SELECT url, url_encrypted IS NOT NULL AS encrypted FROM secrets_webhooks WHERE id = ?").get(made.body.id);
   /** The whole database as its pages hold it (free ones included). */
   const databaseHoldsToken = () => ["path-TOKEN-4f1d", "QUERY-TOKEN-9c2e"].some((token) => Buffer.from(c.kernel.store.db.serialize()).includes(token));
-  return { c, owner, base, id: made.body.id as string, write, webhooks, deliver, row, databaseHoldsToken };
+  return { c, owner, ws, base, id: made.body.id as string, write, webhooks, deliver, row, databaseHoldsToken };
 }
 
 test("stored encrypted, its origin as text; sent to, listed, compared and exported whole (found in review)", async () => {
@@ -65,7 +65,7 @@ test("stored encrypted, its origin as text; sent to, listed, compared and export
 });
 
 test("one an earlier version stored whole is encrypted once the keys are there, and still sent to", async () => {
-  const { c, id, write, webhooks, deliver, row, databaseHoldsToken } = await setup();
+  const { c, ws, id, write, webhooks, deliver, row, databaseHoldsToken } = await setup();
   c.kernel.store.db.query("UPDATE secrets_webhooks SET url = ?, url_encrypted = NULL WHERE id = ?").run(WHOLE, id);
   await write("BEFORE");
   await deliver();
@@ -81,6 +81,9 @@ test("one an earlier version stored whole is encrypted once the keys are there, 
   expect(databaseHoldsToken()).toBe(false);
   expect(c.log.lines.filter((l) => String(l.msg).startsWith("webhook URLs stored whole")).map((l) => l.webhooks)).toEqual([[id]]);
   expect(await webhooks.encryptStoredUrls()).toBe(0); // once
+  // Audited once, naming the webhook and its workspace, never its URL (found in review: logged only).
+  const events = c.kernel.store.db.query("SELECT actor_kind, outcome, reason FROM audit_events WHERE action = 'secrets.webhook.encrypt'").all();
+  expect(events).toEqual([{ actor_kind: "system", outcome: "success", reason: `webhook URLs stored whole by an earlier version encrypted: 1 (${id} in ${ws})` }]);
 
   await write("AFTER");
   await deliver();
