@@ -543,25 +543,41 @@ async function listedValues(api: ApiClient, w: Where, codec: Codec, query = ""):
 }
 
 /**
- * The file `secrets export` prints, its reads audited as an export (found in review: read as a
- * list, they said `list`, and a search for exports missed every one made with the CLI). A plain
- * workspace's from the export route, which prints it as this client did. An end-to-end-encrypted
- * one's values can be decrypted here only: read as a list declared an export (purpose=export),
- * which the server records as the client's word. A server from before it took the purpose
- * refuses it (422 "query.purpose: unknown parameter"): then the list is read as before.
+ * The values `secrets export` prints, their reads audited as an export (found in review: read
+ * as a list, they said `list`, and a search for exports missed every one made with the CLI). A
+ * plain workspace's from the export route. An end-to-end-encrypted one's values can be
+ * decrypted here only: read as a list declared an export (purpose=export), which the server
+ * records as the client's word. A server from before it took the purpose refuses it (422
+ * "query.purpose: unknown parameter"): then the list is read as before.
  */
-async function exportedFile(ctx: CommandContext, api: ApiClient, w: Where, format: "dotenv" | "json"): Promise<string> {
+async function exportedEntries(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {
   return withCodec(ctx, api, w, async (codec) => {
-    if (!codec.e2ee) return api.requestText("GET", secretsPath(w, `/export?format=${format}`));
-    let entries: SecretEntry[];
+    if (!codec.e2ee) return exportRouteEntries(api, w);
     try {
-      entries = await listedValues(api, w, codec, "&purpose=export");
+      return await listedValues(api, w, codec, "&purpose=export");
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 422 && error.code === "validation_failed" && UNKNOWN_PURPOSE_PARAMETER.test(error.message))) throw error;
-      entries = await listedValues(api, w, codec);
+      return listedValues(api, w, codec);
     }
-    return format === "json" ? printJsonSecrets(entries) : printDotenv(entries);
   });
+}
+
+/**
+ * A plain workspace's values from the export route, asked for as JSON whatever the format
+ * printed, and checked as an imported file is (valid names, none twice, string values): the
+ * file is printed here, never as the server sent it (found in review: an older server's .env,
+ * from before the escapes of `` ` `` and line ends, a hostile server's, or a proxy's page, went
+ * as it was into a file a shell sources). An answer that is not such an object is refused.
+ */
+async function exportRouteEntries(api: ApiClient, w: Where): Promise<SecretEntry[]> {
+  const path = secretsPath(w, "/export?format=json");
+  const text = await api.requestText("GET", path);
+  try {
+    return parseJsonSecrets(text);
+  } catch (error) {
+    // The parser names an entry by its place or a checked name, never a value.
+    throw new ApiError(`unexpected answer from ${api.baseUrl}${path}: ${(error as Error).message}`);
+  }
 }
 
 const UNKNOWN_PURPOSE_PARAMETER = /^query\.purpose: unknown parameter\b/;
@@ -741,7 +757,8 @@ export const secretsCommands: Command[] = [
     async run(ctx) {
       const w = where(ctx);
       const format = exportFormat(ctx);
-      process.stdout.write(forStdout(await exportedFile(ctx, await ctx.api(), w, format)));
+      const entries = await exportedEntries(ctx, await ctx.api(), w);
+      process.stdout.write(forStdout(format === "json" ? printJsonSecrets(entries) : printDotenv(entries)));
       return 0;
     },
   },
