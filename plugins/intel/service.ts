@@ -87,10 +87,18 @@ function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
 export const listUrlKeyOwner = (name: string) => `intel-list:${name}`;
 
 /**
+ * The lists the audit event of an encryption run names, the first of them; the rest are
+ * counted, the log line names them all (found in review: thousands made one event of hundreds
+ * of KB).
+ */
+const ENCRYPTED_LISTS_NAMED = 20;
+
+/**
  * Encrypts the list URLs an earlier version stored whole, and leaves the shown form in their
  * place; once, as each is found (idempotent). Needs the keys: run at start when unsealed and at
- * each unseal. A run that encrypts any is audited once, naming the lists, never a URL (found in
- * review: a change to stored security data with no event). Returns how many it encrypted.
+ * each unseal. A run that encrypts any is audited once, naming the lists (the first
+ * ENCRYPTED_LISTS_NAMED, and how many more), never a URL (found in review: a change to stored
+ * security data with no event). Returns how many it encrypted.
  */
 export async function encryptStoredListUrls(k: IntelKernel): Promise<number> {
   const keyring = k.seal.keyringIfUnsealed();
@@ -101,13 +109,19 @@ export async function encryptStoredListUrls(k: IntelKernel): Promise<number> {
     for (const row of rows) update.run(redactedUrl(row.url), keyring.encrypt(tx, listUrlKeyOwner(row.name), "url", row.url), row.name);
     const names = rows.map((r) => r.name);
     if (names.length > 0) {
-      const reason = `list URLs stored whole by an earlier version encrypted: ${names.length} (${names.join(", ")})`;
+      const reason = `list URLs stored whole by an earlier version encrypted: ${names.length} (${firstNamed(names, ENCRYPTED_LISTS_NAMED)})`;
       k.audit.record(tx, { action: "intel.list.encrypt", actor: SYSTEM, outcome: "success", resource: null, reason });
     }
     return names;
   });
   if (names.length > 0) k.log.info("intel: list URLs stored whole by an earlier version are encrypted now", { lists: names });
   return names.length;
+}
+
+/** The first `most` names, and how many more there are (as src/crypto/key-operations.ts names a damaged KEK's owners). */
+function firstNamed(names: readonly string[], most: number): string {
+  const more = names.length - most;
+  return more > 0 ? `${names.slice(0, most).join(", ")}, and ${more} more` : names.join(", ");
 }
 
 /** The list was deleted or replaced while a refresh downloaded it: the download is dropped. */

@@ -33,6 +33,12 @@ const WORKSPACE_GONE = {
   error: "not sent: its workspace is deleted, or its organization's erasure was asked for",
   warning: "webhook deliveries dropped: their workspace or organization is gone",
 };
+/**
+ * The webhooks the audit event of an encryption run names, the first of them; the rest are
+ * counted, the log line names them all (found in review: thousands made one event of hundreds
+ * of KB).
+ */
+const ENCRYPTED_WEBHOOKS_NAMED = 20;
 const URL_NOT_ALLOWED = {
   error: "not sent: the URL is no longer allowed (secrets.webhook_allowed_urls)",
   warning: "webhook deliveries dropped: its URL is no longer allowed (secrets.webhook_allowed_urls)",
@@ -204,8 +210,8 @@ export class Webhooks {
   /**
    * Encrypts the URLs an earlier version stored whole, and leaves their origin in their place;
    * each once (idempotent). A run that encrypts any is audited once, naming the webhooks and
-   * their workspaces, never a URL (found in review: a change to stored security data with no
-   * event). Returns how many it encrypted.
+   * their workspaces (the first ENCRYPTED_WEBHOOKS_NAMED, and how many more), never a URL (found
+   * in review: a change to stored security data with no event). Returns how many it encrypted.
    */
   async encryptStoredUrls(): Promise<number> {
     const keyring = this.k.seal.keyringIfUnsealed();
@@ -214,7 +220,8 @@ export class Webhooks {
       const hooks = sql.webhooksWithWholeUrls(tx);
       for (const hook of hooks) sql.setWebhookUrl(tx, hook.id, originOnly(hook.url), keyring.encrypt(tx, webhookKeyOwner(hook.id), "url", hook.url));
       if (hooks.length > 0) {
-        const reason = `webhook URLs stored whole by an earlier version encrypted: ${hooks.length} (${hooks.map((h) => `${h.id} in ${h.workspace_id}`).join(", ")})`;
+        const named = firstNamed(hooks.map((h) => `${h.id} in ${h.workspace_id}`), ENCRYPTED_WEBHOOKS_NAMED);
+        const reason = `webhook URLs stored whole by an earlier version encrypted: ${hooks.length} (${named})`;
         this.k.audit.record(tx, { action: "secrets.webhook.encrypt", actor: { kind: "system" }, outcome: "success", resource: null, reason });
       }
       return hooks.map((h) => h.id);
@@ -464,6 +471,12 @@ function originOnly(url: string): string {
   } catch {
     return "…";
   }
+}
+
+/** The first `most` names, and how many more there are (as src/crypto/key-operations.ts names a damaged KEK's owners). */
+function firstNamed(names: readonly string[], most: number): string {
+  const more = names.length - most;
+  return more > 0 ? `${names.slice(0, most).join(", ")}, and ${more} more` : names.join(", ");
 }
 
 function deliveryView(d: sql.DeliveryRow) {

@@ -83,6 +83,24 @@ test("one an earlier version stored whole is encrypted once the keys are there, 
   expect((await c.send("GET", "/v1/intel/lists", operator)).body.items.map((l: { url: string }) => l.url)).toEqual([SHOWN]);
 });
 
+test("many encrypted in one run: the event names the first 20 and counts the rest, the log line names them all (found in review: one event of hundreds of KB)", async () => {
+  const lists = Array.from({ length: 25 }, (_, i) => `many-${String(i).padStart(2, "0")}`);
+  for (const name of lists) expect((await c.send("PUT", `/v1/intel/lists/${name}`, operator, { json: { weight: 30, url: WHOLE } })).status).toBe(200);
+  c.kernel.store.db.query("UPDATE intel_lists SET url = ?, url_encrypted = NULL WHERE name LIKE 'many-%'").run(WHOLE);
+  const eventsBefore = encryptionEvents().length;
+
+  c.kernel.seal.seal();
+  c.kernel.seal.unsealWithKey(c.kernel.rootKey); // the unseal encrypts them, as in the test above
+  const whole = () => c.kernel.store.db.query<{ n: number }, []>("SELECT count(*) AS n FROM intel_lists WHERE url_encrypted IS NULL").get()!.n;
+  for (let i = 0; i < 100 && whole() > 0; i++) await Bun.sleep(5);
+  expect(whole()).toBe(0);
+  const logged = c.log.lines.filter((l) => String(l.msg).startsWith("intel: list URLs stored whole")).at(-1)!.lists as string[];
+  expect([...logged].sort()).toEqual(lists);
+  const events = encryptionEvents().slice(eventsBefore) as Array<{ reason: string }>;
+  expect(events.map((e) => e.reason)).toEqual([`list URLs stored whole by an earlier version encrypted: 25 (${logged.slice(0, 20).join(", ")}, and 5 more)`]);
+  for (const name of lists) expect((await c.send("DELETE", `/v1/intel/lists/${name}`, operator)).status).toBe(200);
+});
+
 test("deleted, its URL's key is destroyed", async () => {
   expect((await c.send("DELETE", "/v1/intel/lists/drop", operator)).status).toBe(200);
   expect(c.kernel.store.db.query("SELECT count(*) AS n FROM deks WHERE owner = 'intel-list:drop' AND wrapped IS NOT NULL").get()).toEqual({ n: 0 });

@@ -27,7 +27,8 @@ const WHOLE = `${origin}/hooks/path-TOKEN-4f1d?key=QUERY-TOKEN-9c2e`;
 
 async function setup() {
   received.length = 0;
-  const c = await citadel({ config: { secrets: { webhook_allowed_urls: [`${origin}/hooks/`] } } });
+  // Room for the test of many webhooks encrypted in one run.
+  const c = await citadel({ config: { secrets: { webhook_allowed_urls: [`${origin}/hooks/`], webhooks_per_workspace: 30 } } });
   const owner = await c.login(c.owner.email, c.owner.password);
   const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
   const base = `/v1/secrets/workspaces/${ws}`;
@@ -88,6 +89,20 @@ test("one an earlier version stored whole is encrypted once the keys are there, 
   await write("AFTER");
   await deliver();
   expect(received.at(-1)).toBe("/hooks/path-TOKEN-4f1d?key=QUERY-TOKEN-9c2e AFTER");
+});
+
+test("many encrypted in one run: the event names the first 20 and counts the rest, the log line names them all (found in review: one event of hundreds of KB)", async () => {
+  const { c, owner, ws, base, id, webhooks } = await setup();
+  const ids = [id];
+  for (let i = 0; i < 24; i++) ids.push((await c.send("POST", `${base}/webhooks`, owner, { json: { url: `${origin}/hooks/n${i}` } })).body.id as string);
+  c.kernel.store.db.query("UPDATE secrets_webhooks SET url = ?, url_encrypted = NULL").run(WHOLE);
+
+  expect(await webhooks.encryptStoredUrls()).toBe(25);
+  const logged = c.log.lines.filter((l) => String(l.msg).startsWith("webhook URLs stored whole")).at(-1)!.webhooks as string[];
+  expect([...logged].sort()).toEqual([...ids].sort());
+  const events = c.kernel.store.db.query<{ reason: string }, []>("SELECT reason FROM audit_events WHERE action = 'secrets.webhook.encrypt'").all();
+  const named = logged.slice(0, 20).map((hook) => `${hook} in ${ws}`);
+  expect(events.map((e) => e.reason)).toEqual([`webhook URLs stored whole by an earlier version encrypted: 25 (${named.join(", ")}, and 5 more)`]);
 });
 
 test("deleted, its URL goes with its key", async () => {
