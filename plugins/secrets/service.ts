@@ -198,7 +198,7 @@ export class SecretsService {
    * client can decrypt, is a list to the server.
    */
   async list(caller: Caller, workspaceId: string, envName: string, options: { values?: boolean; deleted?: boolean; purpose?: "export"; readAs?: "list" | "export" }) {
-    if (options.purpose !== undefined && !options.values) throw new InvalidError("purpose is what the values are read for: give it with values=true", "purpose");
+    if (options.purpose !== undefined && !options.values) throw new InvalidError("purpose is what the values are read for: give it with values=true", "query.purpose");
     // Every lookup and decryption before the first await: they share the request's snapshot.
     const ws = existingWorkspace(this.k, workspaceId) ?? (await ensureWorkspace(this.k, workspaceId));
     const env = environmentFor(this.k, caller, ws, envName);

@@ -346,6 +346,8 @@ describe("bulk", () => {
     expect(auditActions(c, "secrets.secret.read").slice(readsBefore).map((e) => e.reason)).toEqual(["development/A export (declared by the client)", "development/B export (declared by the client)"]);
     const refused = await list("purpose=export");
     expect([refused.status, refused.body.detail]).toEqual([422, "purpose is what the values are read for: give it with values=true"]);
+    // Named as every other bad query parameter is (found in review: it said "purpose").
+    expect(refused.body.errors).toEqual([{ field: "query.purpose", message: "purpose is what the values are read for: give it with values=true" }]);
     expect((await list("values=true&purpose=run")).status).toBe(422);
     expect(auditActions(c, "secrets.secret.read").length).toBe(readsBefore + 2); // nothing read by the refusals
   });
