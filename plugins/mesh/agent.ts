@@ -415,7 +415,7 @@ export class Agent {
       this.warnedUnresolved = unresolved;
     }
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
-    this.setForwarding(doc.relay);
+    this.setForwarding(doc);
     return changed;
   }
 
@@ -431,7 +431,7 @@ export class Agent {
     if (created) await device.createInterface(name, this.options.userspace, this.run, device.ownLinkAlias(this.state.node_id));
     const changed = await this.syncDevice(doc, name, {}, created);
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
-    this.setForwarding(doc.relay);
+    this.setForwarding(doc);
     return changed;
   }
 
@@ -543,22 +543,25 @@ export class Agent {
   }
 
   /**
-   * A hub forwards between spokes, its nftables forward chain deciding what may pass. It turns
-   * forwarding on only with that firewall loaded, and never off: the host may need it for
-   * other things (Docker), and every node's table drops whatever arrives on the mesh for
-   * anywhere but this node or the mesh, hub or not.
+   * A hub forwards between spokes, and a subnet router from the mesh to its routes, the
+   * nftables forward chain deciding what may pass. It turns forwarding on only with that
+   * firewall loaded, and never off: the host may need it for other things (Docker), and every
+   * node's table drops whatever arrives on the mesh for anywhere but this node, the mesh or the
+   * routes it serves, hub or not.
    */
-  private setForwarding(relay: boolean): void {
-    if (!relay) return;
+  private setForwarding(doc: ConfigDocument): void {
+    const routes = doc.config.routes ?? [];
+    if (!doc.relay && routes.length === 0) return;
+    const role = doc.relay ? "a hub" : `the router of ${routes.join(", ")}`;
     if (!this.options.firewall) {
-      this.options.err("mesh agent: this node is a hub, but without its firewall (--no-firewall) it would forward anything a peer sends: it relays nothing");
+      this.options.err(`mesh agent: this node is ${role}, but without its firewall (--no-firewall) it would forward anything a peer sends: it forwards nothing`);
       return;
     }
     for (const path of FORWARDING) {
       try {
         if (readFileSync(path, "utf8").trim() !== "1") writeFileSync(path, "1");
       } catch (error) {
-        this.options.err(`mesh agent: cannot turn on forwarding (${path}): ${error instanceof Error ? error.message : String(error)}; this hub relays nothing`);
+        this.options.err(`mesh agent: cannot turn on forwarding (${path}): ${error instanceof Error ? error.message : String(error)}; this node (${role}) forwards nothing`);
       }
     }
   }

@@ -13,6 +13,7 @@
 import { createHash, createHmac } from "node:crypto";
 import type { Keyring } from "../../src/crypto/keyring.ts";
 import { MeshPlan } from "./plan.ts";
+import { routesInEffect } from "./routes.ts";
 import { expiryNoted, isActive, type MeshKernel, type MeshService } from "./service.ts";
 import { generateSigningKey, Signer } from "./signing.ts";
 import * as sql from "./store.ts";
@@ -203,7 +204,7 @@ export class NodeConfigs {
 
 function meshNode(mesh: MeshService, net: sql.NetworkRow, n: sql.NodeRow): MeshNode {
   const { ipv4, ipv6 } = mesh.addressesOf(net, n.host);
-  return { id: n.id, name: n.name, tags: JSON.parse(n.tags), publicKey: n.public_key, nextPublicKey: n.next_public_key, ipv4, ipv6, endpoint: n.endpoint, listenPort: n.listen_port, hub: n.hub === 1, enrolledAt: n.created_at };
+  return { id: n.id, name: n.name, tags: JSON.parse(n.tags), publicKey: n.public_key, nextPublicKey: n.next_public_key, ipv4, ipv6, endpoint: n.endpoint, listenPort: n.listen_port, hub: n.hub === 1, enrolledAt: n.created_at, routes: routesInEffect(JSON.parse(n.advertised_routes), JSON.parse(n.approved_routes)) };
 }
 
 /** The preshared key of a pair: the same from either end. */

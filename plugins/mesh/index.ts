@@ -36,6 +36,7 @@ const ACTIONS = [
   ["mesh.node.enroll", "A node enrolled with a pre-auth key (or was refused, with the reason)."],
   ["mesh.node.update", "A node's tags, state, role, endpoint or expiry changed, or its key rotation was cancelled."],
   ["mesh.node.delete", "A node was removed: it left every peer's config and its addresses are free."],
+  ["mesh.node.routes", "A node advertised subnet routes (its own request), or an operator approved or revoked them."],
   ["mesh.node.rotate", "A node started or completed the rotation of its WireGuard key, or one not completed in time was given up."],
   ["mesh.node.expire", "A node reached its expiry: it left every peer's config and DNS."],
   ["mesh.restore.revoke", "At the first start after a restore: pre-auth keys revoked or used and nodes removed or disabled after the backup were carried over (nodes disabled); without the previous database, every usable pre-auth key was revoked."],
@@ -167,7 +168,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
           body: m.NodeChanges,
           response: m.Node,
           // Admin: tags are what the ACL grants on, and a hub relays every spoke's traffic.
-          detail: { summary: "Change a node's tags, disable or enable it, make it a hub, set its endpoint, listen port or expiry, cancel its key rotation", tags, ...access(ADMIN) },
+          detail: { summary: "Change a node's tags, disable or enable it, make it a hub, set its endpoint, listen port or expiry, cancel its key rotation, approve its subnet routes", tags, ...access(ADMIN) },
         })
         .delete(
           `${NET}/nodes/:node`,
@@ -270,6 +271,12 @@ export const meshPlugin = definePlugin<MeshSettings>({
           body: m.Applied,
           response: m.AppliedResult,
           detail: { summary: "The agent applied a config version with this public key (completes a key rotation)", tags, ...access({ public: true, ownCredential: "mesh node token" }) },
+        })
+        .post("/node/routes", ({ body, request }) => mesh.advertiseRoutes(node(request), auditRequest(request), body.routes), {
+          ...nodeFirst,
+          body: m.AdvertiseRoutes,
+          response: m.AdvertisedRoutes,
+          detail: { summary: "The subnet routes this node offers (replaces them): pending until an operator approves them", tags, ...access({ public: true, authLimit: true, ownCredential: "mesh node token" }) },
         })
         .post("/node/rotate", ({ body, request }) => mesh.startRotation(node(request), auditRequest(request), body.public_key), {
           ...nodeFirst,

@@ -116,4 +116,11 @@ export const meshMigrations: readonly Migration[] = [
     // meaning: they become "no policy", so that the upgrade changes no network's reachability.
     up: `UPDATE mesh_acl_versions SET policy = 'null' WHERE json_array_length(policy, '$.rules') = 0;`,
   },
+  {
+    id: "0006_mesh_node_routes",
+    // Subnet routes (plugins/mesh/routes.ts): what the node advertises, what an operator approved
+    // (JSON arrays of canonical prefixes). Only a route in both is in effect.
+    up: `ALTER TABLE mesh_nodes ADD COLUMN advertised_routes TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE mesh_nodes ADD COLUMN approved_routes TEXT NOT NULL DEFAULT '[]';`,
+  },
 ];

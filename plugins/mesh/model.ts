@@ -5,6 +5,8 @@ import { Integer } from "../../src/http/schema.ts";
 const Iso = t.String({ format: "date-time" });
 const Label = t.String({ minLength: 1, maxLength: 63, description: "Lower-case letters, digits and dashes" });
 const Tags = t.Array(Label, { maxItems: 64 });
+// The count is the service's to check (MAX_ROUTES_PER_NODE), with a message that says the limit.
+const Routes = (description: string) => t.Array(t.String({ maxLength: 64 }), { maxItems: 256, description });
 
 export const Done = t.Object({ ok: t.Literal(true) });
 
@@ -89,6 +91,10 @@ export const Node = t.Object({
   endpoint: t.Union([t.String(), t.Null()]),
   listen_port: t.Union([Integer(), t.Null()], { description: "The UDP port it listens on; null: its endpoint's port, else the network's" }),
   hub: t.Boolean(),
+  advertised_routes: t.Array(t.String(), { description: "Subnet routes the node offers" }),
+  approved_routes: t.Array(t.String(), { description: "Subnet routes an operator approved for it (in effect while advertised)" }),
+  pending_routes: t.Array(t.String(), { description: "Advertised, not approved: not in effect" }),
+  primary_routes: t.Array(t.String(), { description: "Routes in effect this node serves; another in effect is served by a node enrolled before it (standby)" }),
   state: t.Union([t.Literal("active"), t.Literal("disabled"), t.Literal("expired")]),
   expires_at: t.Union([Iso, t.Null()]),
   applied_version: Integer({ description: "The network version its agent last applied" }),
@@ -110,6 +116,7 @@ export const NodeChanges = t.Object({
   listen_port: t.Optional(NodeListenPort),
   expires_at: t.Optional(t.Union([t.String({ maxLength: 40 }), t.Null()], { description: "An RFC 3339 date-time with its offset (2026-12-31T00:00:00Z); null: never" })),
   cancel_rotation: t.Optional(t.Boolean({ description: "true: call off the node's key rotation (peers drop its next key); disabling a node does too" })),
+  approved_routes: t.Optional(Routes("The subnet routes approved for it (replaces them; [] revokes every approval); in effect while it advertises them")),
 });
 
 const Rule = t.Object({
@@ -136,6 +143,7 @@ export const Enrollment = t.Object({
   endpoint: t.Optional(t.Union([t.String({ maxLength: 300 }), t.Null()])),
   listen_port: t.Optional(NodeListenPort),
   tags: t.Optional(Tags),
+  advertise_routes: t.Optional(Routes("Subnet routes this node offers (pending until an operator approves them)")),
 });
 
 export const Enrolled = t.Object({
@@ -149,4 +157,10 @@ export const Enrolled = t.Object({
 export const Applied = t.Object({ version: Integer({ minimum: 0 }), public_key: t.String({ maxLength: 64 }) });
 export const AppliedResult = t.Object({ rotation: t.Union([t.Literal("completed"), t.Literal("pending"), t.Null()]) });
 export const Rotate = t.Object({ public_key: t.String({ maxLength: 64, description: "The next public key" }) });
+export const AdvertiseRoutes = t.Object({ routes: Routes("Every subnet route this node offers (replaces them; [] withdraws all)") });
+export const AdvertisedRoutes = t.Object({
+  advertised_routes: t.Array(t.String()),
+  approved_routes: t.Array(t.String()),
+  pending_routes: t.Array(t.String(), { description: "Waiting for an operator's approval" }),
+});
 export const RotateResult = t.Object({ rotation: t.Literal("pending"), version: Integer() });

@@ -20,6 +20,15 @@
  *   `firewall.forward`: one rule per ACL rule with the src and dst nodes' addresses, this hub
  *   left out of both (it forwards only between others); omitted when either side is empty.
  *   Spokes and mesh nodes have `forward` null. With no hub at all, spokes have no peers.
+ * - Subnet routes. A route (a node's `routes`: advertised and approved) is served by one node:
+ *   of those offering it, the one enrolled first (then by name), as the relay hub is chosen —
+ *   in a hub network only hubs serve routes (spokes peer with hubs alone). Node x may reach a
+ *   route when there is no policy, or a rule with x in `src` has a `dst` prefix overlapping it.
+ *   Then x and the router peer (the router needs x as a peer to take its packets), and the
+ *   router's AllowedIPs in x's config carry the route after its own addresses. The router's
+ *   config lists what it serves (`routes`) and, with a policy, `firewall.routes`: one rule per
+ *   ACL rule reaching them, with its src nodes (the router left out) and as destinations the
+ *   narrower of each overlapping dst prefix and route.
  * - Every peer gets `endpoint` = its endpoint, `keepalive` = the network's, `nextPublicKey`
  *   = its next key, and `presharedKey` = presharedKey(self, peer) (the caller returns the same
  *   key for both directions of a pair).
@@ -34,6 +43,7 @@
  */
 import { formatCidr, formatIp, parseCidr, parseIp, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import { AclMatrix, hasNode, nodeSetMembers, type CompiledRule, type NodeSet } from "./policy.ts";
+import { overlaps, primaryRoutes } from "./routes.ts";
 import type { AclPolicy, FirewallRule, MeshNetwork, MeshNode, NodeConfig, PeerConfig } from "./types.ts";
 
 /** Returns the preshared key of a pair (the same for (a, b) and (b, a)), or null for none. */
@@ -128,6 +138,10 @@ export class MeshPlan {
   private readonly words: number;
   /** Per node, its PeerConfig without a preshared key, made on first use. */
   private readonly sharedPeers: (PeerConfig | undefined)[];
+  /** Per node, the subnet routes it serves, and for each the nodes that may reach it (never itself). */
+  private readonly served: { route: string; prefix: Cidr; reach: NodeSet }[][];
+  /** Per node, the nodes it peers with for subnet routes: routers it reaches, and those reaching its routes. */
+  private readonly routePeers: NodeSet[];
   /** Per rule, the sorted addresses of its src / dst nodes, made on first use. */
   private readonly srcAddresses = new Map<CompiledRule, string[]>();
   private readonly dstAddresses = new Map<CompiledRule, string[]>();
@@ -180,6 +194,40 @@ export class MeshPlan {
     this.order4.forEach((node, rank) => (this.rank4[node] = rank));
     this.order6.forEach((node, rank) => (this.rank6[node] = rank));
     this.sharedPeers = new Array<PeerConfig | undefined>(n);
+    this.served = this.serveRoutes();
+    this.routePeers = Array.from({ length: n }, () => new Uint32Array(this.words));
+    this.served.forEach((routes, p) => {
+      for (const { reach } of routes) {
+        for (const x of nodeSetMembers(reach)) {
+          this.routePeers[x]![p >>> 5]! |= 1 << (p & 31);
+          this.routePeers[p]![x >>> 5]! |= 1 << (x & 31);
+        }
+      }
+    });
+  }
+
+  /** Who serves which route (see the header), and who may reach each. */
+  private serveRoutes(): { route: string; prefix: Cidr; reach: NodeSet }[][] {
+    const n = this.nodes.length;
+    const candidates = Array.from({ length: n }, (_, i) => i).filter((i) => this.network.topology !== "hub" || hasNode(this.isHub, i));
+    candidates.sort((a, b) => (this.nodes[a]!.enrolledAt ?? 0) - (this.nodes[b]!.enrolledAt ?? 0) || a - b);
+    const primaries = primaryRoutes(candidates.map((i) => ({ routes: this.nodes[i]!.routes ?? [] })));
+    const served = Array.from({ length: n }, () => [] as { route: string; prefix: Cidr; reach: NodeSet }[]);
+    candidates.forEach((p, k) => {
+      served[p] = primaries[k]!.map((route) => {
+        const prefix = parseCidr(route);
+        if (!prefix) throw new Error(`node ${this.nodes[p]!.name}: ${JSON.stringify(route)} is not a prefix`);
+        const reach = new Uint32Array(this.words);
+        if (this.acl.allowAll) for (let i = 0; i < n; i++) reach[i >>> 5]! |= 1 << (i & 31);
+        for (const rule of this.acl.rules) {
+          if (!rule.dstPrefixes.some((d) => overlaps(d, prefix))) continue;
+          for (let w = 0; w < this.words; w++) reach[w]! |= rule.src[w]!;
+        }
+        reach[p >>> 5]! &= ~(1 << (p & 31)); // the router reaches its LAN itself, not through the mesh
+        return { route, prefix, reach };
+      });
+    });
+    return served;
   }
 
   /** The config of the node with this id, or null when it is not in the network. */
@@ -194,7 +242,8 @@ export class MeshPlan {
     const network = this.network;
     const hubTopology = network.topology === "hub";
     const spoke = hubTopology && !hasNode(this.isHub, x);
-    return {
+    const routes = this.served[x]!;
+    const config: NodeConfig = {
       network: { id: network.id, name: network.name, interfaceName: network.interfaceName },
       node: { id: node.id, name: node.name },
       addresses: [`${this.v4[x]}/${this.prefix4}`, `${this.v6[x]}/${this.prefix6}`],
@@ -207,14 +256,21 @@ export class MeshPlan {
         ? null
         : { input: this.inputRules(x), forward: hubTopology && !spoke ? this.forwardRules(x) : null },
     };
+    // Only on a router: the configs of every other node stay as they were before routes existed.
+    if (routes.length > 0) {
+      config.routes = routes.map((r) => r.route);
+      if (config.firewall) config.firewall.routes = this.routeRules(x);
+    }
+    return config;
   }
 
   /** The set of nodes x talks to in either direction, itself excluded. */
   private talksWith(x: number): NodeSet {
     const out = this.acl.reachableFrom(x);
     const inc = this.acl.reachingTo(x);
+    const viaRoutes = this.routePeers[x]!;
     const set = new Uint32Array(this.words);
-    for (let w = 0; w < this.words; w++) set[w] = out[w]! | inc[w]!;
+    for (let w = 0; w < this.words; w++) set[w] = out[w]! | inc[w]! | viaRoutes[w]!;
     set[x >>> 5]! &= ~(1 << (x & 31));
     return set;
   }
@@ -253,9 +309,11 @@ export class MeshPlan {
     return [...by4.map((i) => this.ownRoutes[i]![0]!), ...by6.map((i) => this.ownRoutes[i]![1]!)];
   }
 
-  /** Node y as a peer of node x; `routes` overrides y's own /32 and /128. */
+  /** Node y as a peer of node x; `routes` overrides y's own /32 and /128; y's subnet routes x may reach follow. */
   private peer(x: number, y: number, routes: string[] | null): PeerConfig {
     const psk = this.presharedKey ? this.presharedKey(this.nodes[x]!, this.nodes[y]!) : null;
+    const subnets = this.served[y]!.filter((r) => hasNode(r.reach, x)).map((r) => r.route);
+    if (subnets.length > 0) routes = [...(routes ?? this.ownRoutes[y]!), ...subnets];
     if (psk === null && routes === null) return this.sharedPeer(y);
     const other = this.nodes[y]!;
     return {
@@ -302,6 +360,20 @@ export class MeshPlan {
       const sources = this.without(this.addressesOf(rule, "src"), rule.src, x);
       const destinations = this.without(this.addressesOf(rule, "dst"), rule.dst, x);
       if (sources.length > 0 && destinations.length > 0) rules.push({ sources, destinations, ports: rule.ports });
+    }
+    return rules;
+  }
+
+  /** Router x: per ACL rule reaching its routes, the rule's sources and the parts of the routes it reaches. */
+  private routeRules(x: number): FirewallRule[] {
+    const rules: FirewallRule[] = [];
+    for (const rule of this.acl.rules) {
+      const destinations = new Set<string>();
+      for (const { prefix } of this.served[x]!) {
+        for (const d of rule.dstPrefixes) if (overlaps(d, prefix)) destinations.add(formatCidr(d.prefix >= prefix.prefix ? d : prefix));
+      }
+      const sources = this.without(this.addressesOf(rule, "src"), rule.src, x);
+      if (sources.length > 0 && destinations.size > 0) rules.push({ sources, destinations: [...destinations], ports: rule.ports });
     }
     return rules;
   }

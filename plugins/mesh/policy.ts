@@ -4,7 +4,10 @@
  *
  * Selectors: "*" (every node), "tag:<label>", "node:<label>". A label is lower-case letters,
  * digits and hyphens, 1-63 characters, neither starting nor ending with a hyphen (a DNS label,
- * so node names can double as host names under the network's search domain).
+ * so node names can double as host names under the network's search domain). In `dst` only, a
+ * prefix ("10.1.0.0/24", "fd00:1::/64", or an address alone): addresses behind subnet routers
+ * (routes.ts), reached through the node that serves the route. It matches no node, and `*`
+ * matches no route: what a policy lets reach a LAN behind the mesh is written as that LAN.
  *
  * Ports: "*" (every protocol, ICMP included), "22" or "8000-8100" (TCP or UDP on those ports),
  * "tcp/5432", "udp/53", "tcp/8000-8100", "tcp/*" / "udp/*" (every port of one protocol) and
@@ -18,6 +21,7 @@
  * carries yet is legitimate.
  */
 import { InvalidError } from "../../src/errors.ts";
+import { formatCidr, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
 import type { AclPolicy, AclRule, MeshNode, PortMatch } from "./types.ts";
 
 export const MAX_RULES = 1000;
@@ -64,10 +68,12 @@ function parseRange(range: string, whole = range): { from: number; to: number } 
 }
 
 /** What a selector matches, once parsed. */
-type Selector = { kind: "all" } | { kind: "tag"; label: string } | { kind: "node"; label: string };
+type Selector = { kind: "all" } | { kind: "tag"; label: string } | { kind: "node"; label: string } | { kind: "prefix"; prefix: Cidr };
 
 function parseSelector(text: string): Selector | null {
   if (text === "*") return { kind: "all" };
+  const prefix = parseCidr(text);
+  if (prefix) return { kind: "prefix", prefix };
   const colon = text.indexOf(":");
   if (colon < 0) return null;
   const kind = text.slice(0, colon);
@@ -106,9 +112,13 @@ function parseRule(input: unknown, path: string): AclRule {
   }
   const selectors = (field: "src" | "dst") =>
     stringList(input[field], `${path}.${field}`, (text, at) => {
-      if (!parseSelector(text)) {
-        throw new InvalidError(`${at}: ${JSON.stringify(text)} is not a selector ("*", "tag:<label>" or "node:<label>")`, at);
-      }
+      const selector = parseSelector(text);
+      const forms = field === "dst" ? `"*", "tag:<label>", "node:<label>" or a prefix behind a subnet router (10.1.0.0/24)` : `"*", "tag:<label>" or "node:<label>"`;
+      const network = selector === null && text.includes("/") ? networkOf(text) : null;
+      if (network && field === "dst") throw new InvalidError(`${at}: ${JSON.stringify(text)} is not a network address (host bits are set): did you mean ${formatCidr(network)}?`, at);
+      if (!selector) throw new InvalidError(`${at}: ${JSON.stringify(text)} is not a selector (${forms})`, at);
+      // Traffic from behind a subnet router into the mesh is not routed (only to the routes, with replies).
+      if (selector.kind === "prefix" && field === "src") throw new InvalidError(`${at}: ${JSON.stringify(text)}: a prefix names addresses behind a subnet router, which only \`dst\` takes (${forms})`, at);
     });
   return {
     src: selectors("src"),
@@ -134,6 +144,11 @@ function stringList(value: unknown, path: string, check: (text: string, at: stri
     check(item, at);
     return item;
   });
+}
+
+/** The prefixes the policy's `dst` names, so the service can refuse one inside the network's own pools. */
+export function aclPrefixes(policy: AclPolicy): Cidr[] {
+  return policy.rules.flatMap((rule) => rule.dst.map(parseSelector).flatMap((selector) => (selector?.kind === "prefix" ? [selector.prefix] : [])));
 }
 
 /** The names `node:` selectors refer to, sorted and unique, so the service can refuse unknown ones. */
@@ -184,6 +199,8 @@ export interface CompiledRule {
   /** Ascending node indices of `src` and `dst`. */
   srcMembers: number[];
   dstMembers: number[];
+  /** The prefixes of `dst` (addresses behind subnet routers), which `dst` as a node set leaves out. */
+  dstPrefixes: Cidr[];
   ports: PortMatch[];
 }
 
@@ -232,6 +249,7 @@ export class AclMatrix {
       for (const text of selectors) {
         const selector = parseSelector(text);
         if (!selector) throw new InvalidError(`${JSON.stringify(text)} is not a selector`);
+        if (selector.kind === "prefix") continue; // a route's addresses, no node's
         const set = selector.kind === "all" ? everyone : ((selector.kind === "tag" ? byTag : byName).get(selector.label) ?? empty);
         for (let w = 0; w < words; w++) out[w]! |= set[w]!;
       }
@@ -243,7 +261,8 @@ export class AclMatrix {
       const dst = resolve(rule.dst);
       // Frozen because plans hand the same port list to every config that uses the rule.
       const ports = Object.freeze(rule.ports.map((text) => Object.freeze(parsePort(text)))) as PortMatch[];
-      return { index, src, dst, srcMembers: nodeSetMembers(src), dstMembers: nodeSetMembers(dst), ports };
+      const dstPrefixes = rule.dst.map(parseSelector).flatMap((selector) => (selector?.kind === "prefix" ? [selector.prefix] : []));
+      return { index, src, dst, srcMembers: nodeSetMembers(src), dstMembers: nodeSetMembers(dst), dstPrefixes, ports };
     });
 
     this.outgoing = Array.from({ length: n }, () => (this.allowAll ? everyone : new Uint32Array(words)));

@@ -119,7 +119,8 @@ export function retireNftablesTable(table: string): string {
  * addressed to another mesh address is left to the forward chain (a hub relays it under the
  * mesh's forward rules; any other node drops it); anything else from the mesh is dropped, since
  * WireGuard checks a packet's source, never where it goes: no peer may route through this node
- * to its other networks, whatever the ACL. With no ACL the table still exists, accepts what is
+ * to its other networks, whatever the ACL — but for the subnet routes this node serves, which
+ * the forward chain passes under the ACL's rules for them (mesh_routes). With no ACL the table still exists, accepts what is
  * addressed to the node or the mesh, and applying it removes a previous policy.
  */
 export function renderNftables(config: NodeConfig, interfaceName: string = config.network.interfaceName, { relay = false }: { relay?: boolean } = {}): string {
@@ -137,6 +138,7 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
     // multicast, and anycast (with IPv6 forwarding on, Linux answers the subnet-router anycast address).
     `\t\tiifname ${iface} fib daddr type { local, broadcast, anycast, multicast } jump mesh_in`,
     ...meshPrefixes.map((c) => `\t\tiifname ${iface} ${c.family === 4 ? "ip" : "ip6"} daddr ${formatCidr(c)} accept`),
+    ...routeMatches(config.routes ?? []).map((match) => `\t\tiifname ${iface} ${match} accept`),
     `\t\tiifname ${iface} drop`,
     "\t}",
     "\tchain mesh_in {",
@@ -150,10 +152,21 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
   // Out of the mesh: replies to what the host's containers or LAN opened through the mesh
   // (masqueraded), and a port this host published by DNAT, which mesh_in let through in
   // prerouting with the address and port the peer asked for. Nothing else.
-  out.push(`\t\tiifname ${iface} ct state established,related accept`, `\t\tiifname ${iface} ct status dnat accept`, `\t\tiifname ${iface} drop`, "\t}");
+  out.push(`\t\tiifname ${iface} ct state established,related accept`, `\t\tiifname ${iface} ct status dnat accept`);
+  // To the subnet routes this node serves: under the ACL's rules for them, or all with no ACL.
+  const routes = routeMatches(config.routes ?? []);
+  for (const match of routes) out.push(`\t\tiifname ${iface} ${match} ${config.firewall === null ? "accept" : "jump mesh_routes"}`);
+  out.push(`\t\tiifname ${iface} drop`, "\t}");
   if (meshForward) out.push("\tchain mesh_fwd {", ...chainBody(config.firewall!.forward!), "\t}");
+  if (routes.length > 0 && config.firewall !== null) out.push("\tchain mesh_routes {", ...chainBody(config.firewall.routes ?? []), "\t}");
   out.push("}", "");
   return out.join("\n");
+}
+
+/** `ip daddr { ... }` and `ip6 daddr { ... }` for the routes of each family there are. */
+function routeMatches(routes: readonly string[]): string[] {
+  const sets = addressSets(routes);
+  return (["ip", "ip6"] as const).flatMap((family) => (sets[family] === null ? [] : [`${family} daddr ${sets[family]}`]));
 }
 
 function chainBody(rules: readonly FirewallRule[]): string[] {

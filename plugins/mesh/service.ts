@@ -17,12 +17,13 @@ import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.t
 import { CitadelError, ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, StandingEndedError, UnauthorizedError } from "../../src/errors.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
 import { newId } from "../../src/ids.ts";
-import { cidrContains, parseCidr, parseIp } from "../../src/net/ip.ts";
+import { cidrContains, formatCidr, parseCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { addressesOf, allocateHost, randomUlaPrefix, validateNetworkPrefixes } from "./addresses.ts";
 import { isWireGuardKey } from "./keys.ts";
 import { parseDateTime } from "./times.ts";
-import { aclNodeNames, parseAclPolicy } from "./policy.ts";
+import { aclNodeNames, aclPrefixes, parseAclPolicy } from "./policy.ts";
+import { checkRoutes, overlaps as prefixesOverlap, pendingRoutes, primaryRoutes, routesInEffect } from "./routes.ts";
 import type { MeshSettings } from "./settings.ts";
 import * as sql from "./store.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName, type AclPolicy } from "./types.ts";
@@ -70,6 +71,8 @@ export interface Enrollment {
   /** The port it listens on; absent or null: its endpoint's, else the network's. */
   listen_port?: number | null;
   tags?: string[];
+  /** Subnet routes it offers: pending until an operator approves them. */
+  advertise_routes?: string[];
 }
 
 export interface NodeChanges {
@@ -83,6 +86,8 @@ export interface NodeChanges {
   expires_at?: string | null;
   /** True: the node's key rotation, if any, is called off (peers drop the next key). */
   cancel_rotation?: boolean;
+  /** The subnet routes approved for it, replacing those that were; in effect while it advertises them. */
+  approved_routes?: string[];
 }
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -159,12 +164,27 @@ function nodeChangeReason(before: sql.NodeRow, after: sql.NodeRow, changes: Node
   const tags = (row: sql.NodeRow) => (JSON.parse(row.tags) as string[]).join(",") || "none";
   const shown: Record<string, (row: sql.NodeRow) => string> = { tags, hub: (row) => String(row.hub === 1), disabled: (row) => String(row.disabled === 1) };
   const fields = Object.keys(changes)
-    .filter((field) => field !== "cancel_rotation")
+    // Approvals are their own event (mesh.node.routes, routeApprovalReason).
+    .filter((field) => field !== "cancel_rotation" && field !== "approved_routes")
     .sort()
     .map((field) => (shown[field] ? `${field} ${shown[field](before)} → ${shown[field](after)}` : field));
   // Asked for, or with a disable: said only when there was one to call off.
   if (before.next_public_key !== null && after.next_public_key === null) fields.push("key rotation cancelled");
   return fields.join(", ");
+}
+
+/** The network's own pools, which no subnet route may overlap. */
+const poolsOf = (net: sql.NetworkRow) => [net.ipv4, net.ipv6];
+
+const routeList = (json: string) => JSON.parse(json) as string[];
+
+/** What an operator's approval changed, for its event: approved and revoked routes, then what is in effect. */
+function routeApprovalReason(before: sql.NodeRow, after: sql.NodeRow): string {
+  const [was, is] = [routeList(before.approved_routes), routeList(after.approved_routes)];
+  const approved = is.filter((route) => !was.includes(route));
+  const revoked = was.filter((route) => !is.includes(route));
+  const parts = [...(approved.length > 0 ? [`approved ${approved.join(",")}`] : []), ...(revoked.length > 0 ? [`revoked ${revoked.join(",")}`] : [])];
+  return `${parts.join("; ")}; in effect: ${routesInEffect(routeList(after.advertised_routes), is).join(",") || "none"}`;
 }
 
 /** A node's own listen port: 1–65535, or null for none (its endpoint's port, else the network's). */
@@ -498,7 +518,23 @@ export class MeshService {
 
   nodes(org: string, network: string) {
     const net = this.networkRow(org, network);
-    return { items: sql.nodes(this.k.store.db, net.id).map((n) => this.nodeView(net, n)) };
+    const primaries = this.primaryRoutesOf(net);
+    return { items: sql.nodes(this.k.store.db, net.id).map((n) => this.nodeView(net, n, primaries)) };
+  }
+
+  /**
+   * The subnet routes each active node serves, by node id: as the planner picks them (plan.ts),
+   * of the nodes offering a route (hubs only, in a hub network) the one enrolled first.
+   */
+  primaryRoutesOf(net: sql.NetworkRow): Map<string, string[]> {
+    const now = this.now();
+    const candidates = sql
+      .nodes(this.k.store.db, net.id)
+      .filter((n) => isActive(n, now) && (net.topology !== "hub" || n.hub === 1))
+      .sort((a, b) => a.created_at - b.created_at || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((n) => ({ id: n.id, routes: routesInEffect(routeList(n.advertised_routes), routeList(n.approved_routes)) }));
+    const primaries = primaryRoutes(candidates);
+    return new Map(candidates.map((c, i) => [c.id, primaries[i]!]));
   }
 
   showNode(org: string, network: string, idOrName: string) {
@@ -531,6 +567,7 @@ export class MeshService {
     if (changes.endpoint !== undefined) asked.endpoint = checkEndpointOutside(net, checkEndpoint(changes.endpoint));
     if (changes.listen_port !== undefined) asked.listen_port = checkListenPort(changes.listen_port);
     if (changes.expires_at !== undefined) asked.expires_at = expires;
+    if (changes.approved_routes !== undefined) asked.approved_routes = JSON.stringify(checkRoutes(changes.approved_routes, "approved_routes", poolsOf(net)));
     const updatedAt = this.now();
     const written = await this.write(net.id, (tx) => {
       // On the row as it is now: another change made meanwhile (a disable, a rotation the node
@@ -543,7 +580,9 @@ export class MeshService {
       const row: sql.NodeRow = { ...fresh, ...asked, updated_at: updatedAt };
       sql.updateNode(tx, row);
       sql.bumpVersion(tx, net.id, updatedAt);
-      this.k.audit.record(tx, event(caller, org, "mesh.node.update", { type: "mesh_node", id: current.id }, nodeChangeReason(fresh, row, changes)));
+      const reason = nodeChangeReason(fresh, row, changes);
+      if (reason !== "") this.k.audit.record(tx, event(caller, org, "mesh.node.update", { type: "mesh_node", id: current.id }, reason));
+      if (row.approved_routes !== fresh.approved_routes) this.k.audit.record(tx, event(caller, org, "mesh.node.routes", { type: "mesh_node", id: current.id }, routeApprovalReason(fresh, row)));
       return row;
     });
     return this.nodeView(net, written);
@@ -564,8 +603,10 @@ export class MeshService {
     });
   }
 
-  nodeView(net: sql.NetworkRow, n: sql.NodeRow) {
+  nodeView(net: sql.NetworkRow, n: sql.NodeRow, primaries = this.primaryRoutesOf(net)) {
     const now = this.now();
+    const advertised = routeList(n.advertised_routes);
+    const approved = routeList(n.approved_routes);
     const { ipv4, ipv6 } = addressesOf(net.ipv4, net.ipv6, n.host);
     const domain = this.domainOf(net);
     return {
@@ -581,6 +622,10 @@ export class MeshService {
       endpoint: n.endpoint,
       listen_port: n.listen_port,
       hub: n.hub === 1,
+      advertised_routes: advertised,
+      approved_routes: approved,
+      pending_routes: pendingRoutes(advertised, approved),
+      primary_routes: primaries.get(n.id) ?? [],
       state: (n.disabled ? "disabled" : n.expires_at !== null && n.expires_at <= now ? "expired" : "active") as "disabled" | "expired" | "active",
       expires_at: iso(n.expires_at),
       applied_version: n.applied_version,
@@ -646,6 +691,10 @@ export class MeshService {
       const known = new Set(sql.nodes(tx, net.id).map((n) => n.name));
       const unknown = policy === null ? [] : aclNodeNames(policy).filter((name) => !known.has(name));
       if (unknown.length > 0) throw new InvalidError(`policy: no node named ${unknown.join(", ")} in ${net.name}`, "policy");
+      // The mesh's own addresses are its nodes': named by tag: or node:, never reached through a router.
+      const pools = poolsOf(current).map((pool) => parseCidr(pool)).filter((pool) => pool !== null);
+      const inside = policy === null ? undefined : aclPrefixes(policy).find((prefix) => pools.some((pool) => prefixesOverlap(pool, prefix)));
+      if (inside) throw new InvalidError(`policy: ${formatCidr(inside)} overlaps the network's own addresses (${current.ipv4}, ${current.ipv6}): name nodes with tag: or node:; a prefix in dst is for addresses behind subnet routers`, "policy");
       const version = current.acl_version + 1;
       sql.insertAclVersion(tx, { network_id: net.id, version, policy: JSON.stringify(policy), created_by: by, created_at: this.now() });
       sql.bumpVersion(tx, net.id, this.now());
@@ -705,6 +754,7 @@ export class MeshService {
     if (!isWireGuardKey(input.public_key)) throw new InvalidError("public_key: a WireGuard public key (base64 of 32 bytes, as `wg pubkey` prints)", "public_key");
     const endpoint = checkEndpointOutside(net, checkEndpoint(input.endpoint));
     const listenPort = checkListenPort(input.listen_port);
+    const advertised = checkRoutes(input.advertise_routes ?? [], "advertise_routes", poolsOf(net));
     const allowed: string[] = JSON.parse(key.tags);
     const tags = input.tags === undefined || input.tags.length === 0 ? allowed : checkTags(input.tags, "tags");
     const extra = tags.filter((t) => !allowed.includes(t));
@@ -751,6 +801,8 @@ export class MeshService {
         preauth_key_id: key.id,
         applied_version: 0,
         last_seen_at: now,
+        advertised_routes: JSON.stringify(advertised),
+        approved_routes: "[]",
         created_at: now,
         updated_at: now,
       };
@@ -761,7 +813,7 @@ export class MeshService {
       this.k.audit.record(tx, {
         action: "mesh.node.enroll",
         outcome: "success",
-        reason: `with key ${key.prefix}, tags ${tags.join(",") || "none"}${listenPort === null ? "" : `, listen port ${listenPort}`}`,
+        reason: `with key ${key.prefix}, tags ${tags.join(",") || "none"}${listenPort === null ? "" : `, listen port ${listenPort}`}${advertised.length === 0 ? "" : `, routes advertised ${advertised.join(",")} (pending approval)`}`,
         actor: { kind: "service", organization: net.organization_id, token: key.prefix },
         organization: net.organization_id,
         // A node's name is often its host name ("alices-laptop"): personal data, under the
@@ -891,6 +943,34 @@ export class MeshService {
     for (const listener of this.appliedListeners) listener(node.network_id);
     const rotation: "completed" | "pending" | null = done ? "completed" : node.next_public_key !== null ? "pending" : null;
     return { rotation };
+  }
+
+  /**
+   * The node's own word on the subnet routes it offers (replacing what it offered). A route
+   * approved already is in effect at once; one not approved waits for an operator. The
+   * network gets a new version only when what is in effect changes.
+   */
+  async advertiseRoutes(node: sql.NodeRow, request: AuditRequestContext, routes: unknown) {
+    const net = sql.networkById(this.k.store.db, node.network_id)!;
+    const advertised = JSON.stringify(checkRoutes(routes, "routes", poolsOf(net)));
+    const now = this.now();
+    const row = await this.write(node.network_id, (tx) => {
+      // On the row as it is now: an approval made meanwhile stands.
+      const fresh = sql.nodeById(tx, node.id);
+      if (!fresh) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
+      if (fresh.advertised_routes === advertised) return fresh;
+      const row: sql.NodeRow = { ...fresh, advertised_routes: advertised, updated_at: now };
+      sql.updateNode(tx, row);
+      const approved = routeList(row.approved_routes);
+      const [before, after] = [routesInEffect(routeList(fresh.advertised_routes), approved), routesInEffect(routeList(advertised), approved)];
+      if (before.join() !== after.join()) sql.bumpVersion(tx, node.network_id, now);
+      const pending = pendingRoutes(routeList(advertised), approved);
+      const reason = `advertised ${routeList(advertised).join(",") || "none"}; in effect: ${after.join(",") || "none"}${pending.length > 0 ? `; pending approval: ${pending.join(",")}` : ""}`;
+      this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.routes", reason, request));
+      return row;
+    });
+    const approved = routeList(row.approved_routes);
+    return { advertised_routes: routeList(row.advertised_routes), approved_routes: approved, pending_routes: pendingRoutes(routeList(row.advertised_routes), approved) };
   }
 
   /** Starts a key rotation: peers get the next key beside the current one (the overlap). */

@@ -59,11 +59,13 @@ export interface MeshNode {
   hub: boolean;
   /** When it enrolled (ms): of several hubs, the longest enrolled relays. Absent: name order alone. */
   enrolledAt?: number;
+  /** Subnet routes in effect (advertised and approved), canonical; absent: none. Several nodes may offer one: the planner picks who serves it. */
+  routes?: readonly string[];
 }
 
 /**
  * One ACL rule: traffic from any `src` to any `dst` on `ports` is allowed (replies follow).
- * Selectors: "*", "tag:<name>", "node:<name>". Ports: "*" (every protocol, ICMP too),
+ * Selectors: "*", "tag:<name>", "node:<name>", and in `dst` a prefix behind a subnet router. Ports: "*" (every protocol, ICMP too),
  * "22", "8000-8100", "tcp/5432", "udp/53", "icmp".
  */
 export interface AclRule {
@@ -121,6 +123,11 @@ export interface NodeConfig {
   dns: string[];
   searchDomain: string | null;
   peers: PeerConfig[];
-  /** null: no ACL (accept everything from the mesh). Otherwise deny by default. */
-  firewall: { input: FirewallRule[]; forward: FirewallRule[] | null } | null;
+  /** Subnet routes this node serves for the mesh (it forwards to them); absent: none. */
+  routes?: string[];
+  /**
+   * null: no ACL (accept everything from the mesh). Otherwise deny by default. `routes`: what
+   * may pass from the mesh to this node's subnet routes (absent when it serves none).
+   */
+  firewall: { input: FirewallRule[]; forward: FirewallRule[] | null; routes?: FirewallRule[] } | null;
 }

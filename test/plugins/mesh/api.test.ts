@@ -858,3 +858,129 @@ describe("hardening (from the security review)", () => {
     expect((await fetchDocument(c, a)).status).toBe(503);
   });
 });
+
+describe("subnet routes", () => {
+  const node = async (c: App, owner: string, net: string, name: string) => (await c.send("GET", `${net}/nodes/${name}`, owner)).body;
+  const version = (c: App, owner: string, net: string) => c.send("GET", net, owner).then((r) => r.body.version as number);
+
+  test("advertised at enrollment they are pending; an approval puts them in every peer's AllowedIPs for the router, and on the router; revoked, they leave; each step audited", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const gw = await enroll(c, key, "gw", { advertise_routes: ["192.168.7.0/24", "fd00:0007::/64"] });
+    const laptop = await enroll(c, key, "laptop");
+    expect(await node(c, owner, net, "gw")).toMatchObject({ advertised_routes: ["192.168.7.0/24", "fd00:7::/64"], approved_routes: [], pending_routes: ["192.168.7.0/24", "fd00:7::/64"], primary_routes: [] });
+    expect((await fetchDocument(c, laptop)).doc!.config.peers[0]!.allowedIps).toHaveLength(2); // not in effect yet
+
+    const approved = await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { approved_routes: ["192.168.7.0/24"] } });
+    expect(approved.status).toBe(200);
+    expect(approved.body).toMatchObject({ approved_routes: ["192.168.7.0/24"], pending_routes: ["fd00:7::/64"], primary_routes: ["192.168.7.0/24"] });
+    expect((await fetchDocument(c, laptop)).doc!.config.peers[0]!.allowedIps).toEqual([`${gw.ipv4}/32`, expect.stringMatching(/\/128$/), "192.168.7.0/24"]);
+    const routerDoc = (await fetchDocument(c, gw)).doc!;
+    expect(routerDoc.config.routes).toEqual(["192.168.7.0/24"]);
+    // Every format the operator sees carries it too.
+    for (const format of ["wg-quick", "setconf"]) expect((await c.send("GET", `${net}/nodes/laptop/config?format=${format}`, owner)).text).toContain(", 192.168.7.0/24\n");
+    expect((await c.send("GET", `${net}/nodes/gw/config?format=nftables`, owner)).text).toContain('ip daddr { 192.168.7.0/24 } accept');
+
+    const revoked = await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { approved_routes: [] } });
+    expect(revoked.body).toMatchObject({ approved_routes: [], primary_routes: [] });
+    expect((await fetchDocument(c, laptop)).doc!.config.peers[0]!.allowedIps).toHaveLength(2);
+    expect(meshEvents(c).filter((e) => e.action === "mesh.node.routes" || e.action === "mesh.node.update" || (e.action === "mesh.node.enroll" && e.reason!.includes("routes")))).toEqual([
+      { action: "mesh.node.enroll", outcome: "success", reason: expect.stringContaining(", routes advertised 192.168.7.0/24,fd00:7::/64 (pending approval)") },
+      { action: "mesh.node.routes", outcome: "success", reason: "approved 192.168.7.0/24; in effect: 192.168.7.0/24" },
+      { action: "mesh.node.routes", outcome: "success", reason: "revoked 192.168.7.0/24; in effect: none" },
+    ]);
+  });
+
+  test("the node advertises later with its own token: an approved route is in effect at once; a change of nothing in effect makes no new version", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const gw = await enroll(c, key, "gw");
+    await enroll(c, key, "laptop");
+    // Approved ahead of the advertisement: nothing in effect until the node offers it.
+    expect((await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { approved_routes: ["10.9.0.0/16"] } })).body.primary_routes).toEqual([]);
+    let before = await version(c, owner, net);
+    const pending = await c.send("POST", "/v1/mesh/node/routes", gw.token, { json: { routes: ["10.8.0.0/16"] } });
+    expect(pending.status).toBe(200);
+    expect(pending.body).toEqual({ advertised_routes: ["10.8.0.0/16"], approved_routes: ["10.9.0.0/16"], pending_routes: ["10.8.0.0/16"] });
+    expect(await version(c, owner, net)).toBe(before);
+    const offered = await c.send("POST", "/v1/mesh/node/routes", gw.token, { json: { routes: ["10.8.0.0/16", "10.9.0.0/16"] } });
+    expect(offered.body.pending_routes).toEqual(["10.8.0.0/16"]);
+    expect(await version(c, owner, net)).toBeGreaterThan(before);
+    expect((await node(c, owner, net, "gw")).primary_routes).toEqual(["10.9.0.0/16"]);
+    before = await version(c, owner, net);
+    expect((await c.send("POST", "/v1/mesh/node/routes", gw.token, { json: { routes: ["10.9.0.0/16"] } })).status).toBe(200); // withdraws a pending one only
+    expect(await version(c, owner, net)).toBe(before);
+    expect(meshEvents(c).filter((e) => e.action === "mesh.node.routes").map((e) => e.reason)).toEqual([
+      "approved 10.9.0.0/16; in effect: none",
+      "advertised 10.8.0.0/16; in effect: none; pending approval: 10.8.0.0/16",
+      "advertised 10.8.0.0/16,10.9.0.0/16; in effect: 10.9.0.0/16; pending approval: 10.8.0.0/16",
+      "advertised 10.9.0.0/16; in effect: 10.9.0.0/16",
+    ]);
+    // Without a node token: 401, whatever the body.
+    expect((await c.send("POST", "/v1/mesh/node/routes", owner, { json: { routes: [] } })).status).toBe(401);
+  });
+
+  test("nonsense is refused, 422 naming the field, at enrollment, from the node and in an approval; nothing changes", async () => {
+    const { c, owner, net, network } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const gw = await enroll(c, key, "gw");
+    const inPool = network.ipv4.replace("0.0/16", "9.0/24");
+    const cases: [unknown, string][] = [
+      [["10.1.0.1/24"], "is not a network address (host bits are set): did you mean 10.1.0.0/24?"],
+      [["0.0.0.0/0"], "is a default route: sending all traffic through a node makes it an exit node, which the mesh does not do"],
+      [["::/0"], "exit node"],
+      [[inPool], "overlaps the network's own addresses"],
+      [Array.from({ length: 33 }, (_, i) => `10.${i}.0.0/16`), "33 routes, at most 32 per node"],
+    ];
+    const before = await version(c, owner, net);
+    for (const [routes, message] of cases) {
+      c.clock.advance(10_000); // enrollment and the node's routes are under the login endpoints' rate limit
+      const enrolled = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "other", public_key: (await generateKeyPair()).publicKey, advertise_routes: routes } });
+      const advertised = await c.send("POST", "/v1/mesh/node/routes", gw.token, { json: { routes } });
+      const approved = await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { approved_routes: routes } });
+      for (const [res, field] of [[enrolled, "advertise_routes"], [advertised, "routes"], [approved, "approved_routes"]] as const) {
+        expect(res.status).toBe(422);
+        expect(res.body.detail).toContain(message);
+        expect(res.body.errors[0].field).toStartWith(field);
+      }
+    }
+    expect(await version(c, owner, net)).toBe(before);
+    expect((await c.send("GET", `${net}/nodes`, owner)).body.items.map((n: { name: string }) => n.name)).toEqual(["gw"]);
+    // An ACL naming the mesh's own addresses as a prefix is refused: nodes are named by tag: or node:.
+    const acl = await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [{ src: ["*"], dst: [inPool], ports: ["*"] }] } } });
+    expect([acl.status, acl.body.detail]).toEqual([422, expect.stringContaining("overlaps the network's own addresses")]);
+  });
+
+  test("two nodes offer the same approved route: the one enrolled first serves it, the other stands by and takes over when it is disabled", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    // "a-gw" sorts first by name, but enrolls second.
+    await enroll(c, key, "z-gw", { advertise_routes: ["10.1.0.0/24"] });
+    c.clock.advance(1000);
+    await enroll(c, key, "a-gw", { advertise_routes: ["10.1.0.0/24"] });
+    const laptop = await enroll(c, key, "laptop");
+    for (const name of ["z-gw", "a-gw"]) await c.send("PATCH", `${net}/nodes/${name}`, owner, { json: { approved_routes: ["10.1.0.0/24"] } });
+    const routers = async () => (await fetchDocument(c, laptop)).doc!.config.peers.filter((p) => p.allowedIps.includes("10.1.0.0/24")).map((p) => p.name);
+    expect(await routers()).toEqual(["z-gw"]);
+    expect((await node(c, owner, net, "a-gw")).primary_routes).toEqual([]);
+    await c.send("PATCH", `${net}/nodes/z-gw`, owner, { json: { disabled: true } });
+    expect(await routers()).toEqual(["a-gw"]);
+    expect((await node(c, owner, net, "a-gw")).primary_routes).toEqual(["10.1.0.0/24"]);
+  });
+
+  test("the ACL governs them: only a rule whose dst names part of the route lets a node reach it", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true, tags: ["web", "db", "gw"] });
+    const gw = await enroll(c, key, "gw", { tags: ["gw"], advertise_routes: ["192.168.7.0/24"] });
+    const web = await enroll(c, key, "web", { tags: ["web"] });
+    const db = await enroll(c, key, "db", { tags: ["db"] });
+    await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { approved_routes: ["192.168.7.0/24"] } });
+    const put = await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [{ src: ["tag:web"], dst: ["192.168.7.10"], ports: ["tcp/443"] }, { src: ["tag:db"], dst: ["*"], ports: ["*"] }] } } });
+    expect(put.status).toBe(200);
+    expect(peerNames((await fetchDocument(c, web)).doc)).toEqual(["db", "gw"]);
+    expect((await fetchDocument(c, web)).doc!.config.peers.find((p) => p.name === "gw")!.allowedIps).toContain("192.168.7.0/24");
+    // `*` is every node, no route.
+    expect((await fetchDocument(c, db)).doc!.config.peers.find((p) => p.name === "gw")!.allowedIps).not.toContain("192.168.7.0/24");
+    expect((await fetchDocument(c, gw)).doc!.config.firewall!.routes).toEqual([{ sources: [web.ipv4, expect.stringContaining(":")], destinations: ["192.168.7.10/32"], ports: [{ protocol: "tcp", from: 443, to: 443 }] }]);
+  });
+});

@@ -461,3 +461,71 @@ describe("scale", () => {
     expect(configs.get(nodes[0]!.id)!.firewall!.forward).toHaveLength(20);
   });
 });
+
+describe("subnet routes", () => {
+  const gw = meshNode("gw", 1, { tags: ["gw"], routes: ["10.1.0.0/24", "fd00:1::/64"], enrolledAt: 1 });
+  const web = meshNode("web", 2, { tags: ["web"], enrolledAt: 2 });
+  const db = meshNode("db", 3, { tags: ["db"], enrolledAt: 3 });
+  // Offers one of gw's routes, enrolled later: it stands by.
+  const gw2 = meshNode("gw2", 4, { routes: ["10.1.0.0/24", "10.2.0.0/24"], enrolledAt: 4 });
+  const nodes = [web, gw2, db, gw];
+  const policy: AclPolicy = {
+    rules: [rule(["tag:web"], ["10.1.0.0/25"], ["tcp/22"]), rule(["tag:db"], ["tag:web"]), rule(["tag:db"], ["10.2.0.0/16"], ["icmp"])],
+  };
+  const configs = planNetwork(meshNetwork(), nodes, policy);
+
+  test("a peer the ACL lets reach part of a route gets the whole route on its router's AllowedIPs, after its own addresses", () => {
+    expect(peerOf(byName(configs, "web"), "gw").allowedIps).toEqual([...own(1), "10.1.0.0/24"]);
+    expect(peerNames(byName(configs, "web"))).toEqual(["db", "gw"]);
+  });
+
+  test("a peer the ACL does not let reach a route has no route and no tunnel to its router", () => {
+    expect(peerNames(byName(configs, "db"))).toEqual(["gw2", "web"]);
+    expect(peerOf(byName(configs, "db"), "gw2").allowedIps).toEqual([...own(4), "10.2.0.0/24"]);
+  });
+
+  test("the same route offered twice is served by the node enrolled first; the other keeps only what no one else serves", () => {
+    expect(byName(configs, "gw")!.routes).toEqual(["10.1.0.0/24", "fd00:1::/64"]);
+    expect(byName(configs, "gw2")!.routes).toEqual(["10.2.0.0/24"]);
+    // Its name sorting first does not make it the primary: enrolledAt does.
+    const renamed = planNetwork(meshNetwork(), [web, { ...gw2, name: "a-gw" }, db, gw], policy);
+    expect(byName(renamed, "gw")!.routes).toEqual(["10.1.0.0/24", "fd00:1::/64"]);
+    // With gw gone (disabled, expired, removed), gw2 takes it over.
+    const failedOver = planNetwork(meshNetwork(), [web, gw2, db], policy);
+    expect(byName(failedOver, "gw2")!.routes).toEqual(["10.1.0.0/24", "10.2.0.0/24"]);
+    expect(peerOf(byName(failedOver, "web"), "gw2").allowedIps).toEqual([...own(4), "10.1.0.0/24"]);
+  });
+
+  test("the router peers with who may reach its routes, and forwards to them only what the ACL allows, to the part it allows", () => {
+    const config = byName(configs, "gw")!;
+    expect(peerNames(config)).toEqual(["web"]);
+    expect(peerOf(config, "web").allowedIps).toEqual(own(2));
+    expect(config.firewall!.routes).toEqual([{ sources: [v4(2), v6(2)], destinations: ["10.1.0.0/25"], ports: [{ protocol: "tcp", from: 22, to: 22 }] }]);
+    // A dst prefix wider than the route names the route.
+    expect(byName(configs, "gw2")!.firewall!.routes).toEqual([{ sources: [v4(3), v6(3)], destinations: ["10.2.0.0/24"], ports: [{ protocol: "icmp", from: null, to: null }] }]);
+  });
+
+  test("`*` names every node, no route; a node without routes has no `routes` in its config", () => {
+    const everyone = planNetwork(meshNetwork(), nodes, { rules: [rule(["*"], ["*"])] });
+    expect(peerOf(byName(everyone, "web"), "gw").allowedIps).toEqual(own(1));
+    expect(byName(everyone, "gw")!.firewall!.routes).toEqual([]);
+    expect("routes" in byName(everyone, "web")!).toBe(false);
+  });
+
+  test("with no policy every node reaches every route, and the router's firewall is off as for the rest", () => {
+    const open = planNetwork(meshNetwork(), nodes, NO_ACL);
+    expect(peerOf(byName(open, "web"), "gw").allowedIps).toEqual([...own(1), "10.1.0.0/24", "fd00:1::/64"]);
+    expect(peerOf(byName(open, "gw"), "gw2").allowedIps).toEqual([...own(4), "10.2.0.0/24"]);
+    expect(byName(open, "gw")!.firewall).toBeNull();
+  });
+
+  test("in a hub network only hubs serve routes: a spoke's are not served; spokes reach a hub's through it", () => {
+    const hub = meshNode("hub", 1, { hub: true, routes: ["10.5.0.0/16"], enrolledAt: 1 });
+    const spoke = meshNode("spoke", 2, { routes: ["10.6.0.0/16"], enrolledAt: 2 });
+    const other = meshNode("other", 3, { enrolledAt: 3 });
+    const hubConfigs = planNetwork(meshNetwork({ topology: "hub" }), [hub, spoke, other], NO_ACL);
+    expect(byName(hubConfigs, "spoke")!.routes).toBeUndefined();
+    expect(peerOf(byName(hubConfigs, "other"), "hub").allowedIps).toEqual([v4(1) + "/32", v4(2) + "/32", v6(1) + "/128", v6(2) + "/128", "10.5.0.0/16"]);
+    expect(peerOf(byName(hubConfigs, "hub"), "spoke").allowedIps).toEqual(own(2));
+  });
+});

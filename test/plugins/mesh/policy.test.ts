@@ -123,8 +123,19 @@ describe("parseAclPolicy", () => {
     ["a label ending in a hyphen", { rules: [{ ...ok, src: ["tag:eng-"] }] }, `rules[0].src[0]: "tag:eng-" is not a selector`],
     ["a label of 64 characters", { rules: [{ ...ok, src: [`tag:${"a".repeat(64)}`] }] }, `rules[0].src[0]: "tag:${"a".repeat(64)}" is not a selector`],
     ["a bare name", { rules: [{ ...ok, src: ["laptop"] }] }, `rules[0].src[0]: "laptop" is not a selector`],
+    ["a prefix in src (a route's addresses only receive)", { rules: [{ ...ok, src: ["10.1.0.0/24"] }] }, `rules[0].src[0]: "10.1.0.0/24": a prefix names addresses behind a subnet router, which only \`dst\` takes`],
+    ["a dst prefix with host bits set", { rules: [{ ...ok, dst: ["10.1.0.9/24"] }] }, `rules[0].dst[0]: "10.1.0.9/24" is not a network address (host bits are set): did you mean 10.1.0.0/24?`],
+    ["a dst prefix out of range", { rules: [{ ...ok, dst: ["10.1.0.0/40"] }] }, `rules[0].dst[0]: "10.1.0.0/40" is not a selector ("*", "tag:<label>", "node:<label>" or a prefix behind a subnet router (10.1.0.0/24))`],
   ])("refuses %s", (_, input, message) => {
     expect(policyError(input)).toStartWith(message);
+  });
+
+  test("dst takes prefixes and addresses behind subnet routers; they match no node", () => {
+    const policy = { rules: [{ src: ["*"], dst: ["10.1.0.0/24", "192.168.7.5", "fd00:1::/64"], ports: ["*"] }] };
+    expect(parseAclPolicy(policy)).toEqual(policy);
+    const matrix = AclMatrix.compile(policy, [node("a"), node("b")]);
+    expect(matrix.mayReach(0, 1)).toBe(false);
+    expect(matrix.rules[0]!.dstPrefixes.map((p) => `${p.family}/${p.prefix}`)).toEqual(["4/24", "4/32", "6/64"]);
   });
 
   test("the InvalidError's field names the place", () => {

@@ -308,6 +308,10 @@ const hubNodes = [
 ];
 const hubPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["tag:db"], ports: ["tcp/5432", "icmp"] }, { src: ["node:spoke-1"], dst: ["*"], ports: ["*"] }] };
 
+const routedNodes = [meshNode("gw", 1, { routes: ["10.1.0.0/24", "192.168.7.0/24", "fd00:1::/64"] }), meshNode("laptop", 10, { tags: ["eng"] }), meshNode("web", 21, { tags: ["web"] })];
+const routedPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["10.1.0.0/24", "fd00:1::/64"], ports: ["tcp/22", "icmp"] }, { src: ["tag:web"], dst: ["192.168.7.5"], ports: ["*"] }] };
+const routed = planNetwork(meshNetwork(), routedNodes, routedPolicy);
+
 const cases: [string, NodeConfig][] = (() => {
   const mesh = planNetwork(meshNetwork(), meshNodes, meshPolicy, psk);
   const hub = planNetwork(meshNetwork({ topology: "hub" }), hubNodes, hubPolicy);
@@ -319,6 +323,8 @@ const cases: [string, NodeConfig][] = (() => {
     ["second hub", hub.get("id-hub-b")!],
     ["spoke", hub.get("id-spoke-1")!],
     ["no ACL", open.get("id-web")!],
+    ["subnet router with an ACL", routed.get("id-gw")!],
+    ["subnet router without an ACL", planNetwork(meshNetwork(), routedNodes, null).get("id-gw")!],
   ];
 })();
 
@@ -468,5 +474,45 @@ describe.skipIf(!haveTools || !isRoot)("with the real tools", () => {
     const both = mustRun(inNamespace([tools.nft!, "list", "table", "inet", "citadel_wgc-a"]));
     expect(both).toContain('iifname "wgc-a" fib daddr type { local, broadcast, anycast, multicast } jump mesh_in'); // not replaced by wgc_a's
     expect(tables()).toContain("table inet citadel_wgc_a");
+  });
+});
+
+describe("renderNftables of a subnet router", () => {
+  const withAcl = renderNftables(routed.get("id-gw")!, "wgc-office");
+
+  test("what arrives for its routes goes on to the forward chain; what arrives for anywhere else beyond the mesh is still dropped", () => {
+    expect(withAcl).toContain(
+      '\t\tiifname "wgc-office" ip6 daddr fd7a:115c:a1e0::/48 accept\n\t\tiifname "wgc-office" ip daddr { 10.1.0.0/24, 192.168.7.0/24 } accept\n\t\tiifname "wgc-office" ip6 daddr { fd00:1::/64 } accept\n\t\tiifname "wgc-office" drop\n',
+    );
+  });
+
+  test("the forward chain lets the mesh reach the routes only as the ACL says: its sources, the part of the route it names, its ports", () => {
+    expect(withAcl).toContain('\t\tiifname "wgc-office" ip daddr { 10.1.0.0/24, 192.168.7.0/24 } jump mesh_routes\n\t\tiifname "wgc-office" ip6 daddr { fd00:1::/64 } jump mesh_routes\n\t\tiifname "wgc-office" drop\n');
+    const chain = withAcl.slice(withAcl.indexOf("\tchain mesh_routes {"));
+    expect(chain).toBe(
+      [
+        "\tchain mesh_routes {",
+        "\t\tct state established,related accept",
+        "\t\tct state invalid drop",
+        "\t\tip saddr { 100.64.0.10 } ip daddr { 10.1.0.0/24 } tcp dport { 22 } accept",
+        "\t\tip saddr { 100.64.0.10 } ip daddr { 10.1.0.0/24 } meta l4proto icmp accept",
+        "\t\tip6 saddr { fd7a:115c:a1e0::a } ip6 daddr { fd00:1::/64 } tcp dport { 22 } accept",
+        "\t\tip6 saddr { fd7a:115c:a1e0::a } ip6 daddr { fd00:1::/64 } meta l4proto ipv6-icmp accept",
+        "\t\tip saddr { 100.64.0.21 } ip daddr { 192.168.7.5/32 } accept",
+        "\t\tdrop",
+        "\t}",
+        "}",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("with no ACL the routes are open to the mesh, and a node serving none has neither the lines nor the chain", () => {
+    const open = renderNftables(planNetwork(meshNetwork(), routedNodes, null).get("id-gw")!, "wgc-office");
+    expect(open).toContain('\t\tiifname "wgc-office" ip daddr { 10.1.0.0/24, 192.168.7.0/24 } accept\n\t\tiifname "wgc-office" ip6 daddr { fd00:1::/64 } accept\n\t\tiifname "wgc-office" drop\n\t}\n}\n');
+    expect(open).not.toContain("mesh_routes");
+    const laptop = renderNftables(routed.get("id-laptop")!, "wgc-office");
+    expect(laptop).not.toContain("10.1.0.0");
+    expect(laptop).not.toContain("mesh_routes");
   });
 });

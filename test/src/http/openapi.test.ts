@@ -47,8 +47,9 @@ test("every route declares its access (a route without one would be closed by th
     "POST /oauth/token",
     "POST /v1/iam/login",
     "POST /v1/mesh/enroll", // a pre-auth key in the body
-    "POST /v1/mesh/node/applied", // these three: the node's own token (ownCredential)
+    "POST /v1/mesh/node/applied", // these four: the node's own token (ownCredential)
     "POST /v1/mesh/node/rotate",
+    "POST /v1/mesh/node/routes",
     "POST /v1/secrets/shares/:share/peek",
     "POST /v1/secrets/shares/:share/view",
     "POST /v1/sys/unseal",

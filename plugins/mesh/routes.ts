@@ -1,0 +1,86 @@
+/**
+ * Subnet routes: prefixes behind a node (its LAN, a container network) that it routes for the
+ * mesh, as Tailscale's and Headscale's subnet routers do. The node advertises them (at
+ * enrollment, or later with its own token); an operator approves them; only a route both
+ * advertised and approved is in effect. Pure: the service checks what is sent, the planner
+ * (plan.ts) picks which node serves a route that several offer.
+ */
+import { InvalidError } from "../../src/errors.ts";
+import { cidrWithin, formatCidr, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
+
+/** At most this many routes a node advertises, and as many an operator approves for it. */
+export const MAX_ROUTES_PER_NODE = 32;
+
+/**
+ * A list of routes as sent (advertised or approved), checked and in canonical form: unique,
+ * IPv4 first, each family in numeric order. Refused (InvalidError naming `field`): a prefix
+ * with host bits set (the network address is suggested), a default route (0.0.0.0/0, ::/0 —
+ * the whole internet through one node is an exit node, which the mesh does not do), and a
+ * prefix overlapping the network's own pools (its nodes' addresses must stay theirs).
+ */
+export function checkRoutes(list: unknown, field: string, pools: readonly string[]): string[] {
+  if (!Array.isArray(list)) throw new InvalidError(`${field}: a list of prefixes (10.1.0.0/24, fd00:1::/64)`, field);
+  if (list.length > MAX_ROUTES_PER_NODE) throw new InvalidError(`${field}: ${list.length} routes, at most ${MAX_ROUTES_PER_NODE} per node`, field);
+  const own = pools.map((pool) => parseCidr(pool)).filter((pool) => pool !== null);
+  const routes = list.map((text, i) => checkRoute(text, `${field}[${i}]`, own));
+  return [...new Set(routes.map(formatCidr))].map((text) => parseCidr(text)!).sort(compareCidrs).map(formatCidr);
+}
+
+function checkRoute(text: unknown, at: string, pools: readonly Cidr[]): Cidr {
+  if (typeof text !== "string") throw new InvalidError(`${at}: expected a prefix such as 10.1.0.0/24`, at);
+  const route = text.includes("/") ? parseCidr(text) : null;
+  if (!route) {
+    const network = text.includes("/") ? networkOf(text) : null;
+    if (network) throw new InvalidError(`${at}: ${JSON.stringify(text)} is not a network address (host bits are set): did you mean ${formatCidr(network)}?`, at);
+    throw new InvalidError(`${at}: ${JSON.stringify(text)} is not a prefix (address/length, such as 10.1.0.0/24 or fd00:1::/64)`, at);
+  }
+  if (route.prefix === 0) {
+    throw new InvalidError(`${at}: ${text} is a default route: sending all traffic through a node makes it an exit node, which the mesh does not do (advertise the networks behind it instead)`, at);
+  }
+  const overlapped = pools.find((pool) => overlaps(pool, route));
+  if (overlapped) throw new InvalidError(`${at}: ${text} overlaps the network's own addresses (${formatCidr(overlapped)}): they are its nodes'`, at);
+  return route;
+}
+
+/** True when one prefix lies inside the other. */
+export function overlaps(a: Cidr, b: Cidr): boolean {
+  return cidrWithin(a, b) || cidrWithin(b, a);
+}
+
+/** IPv4 before IPv6, then by address, then the shorter prefix first. */
+export function compareCidrs(a: Cidr, b: Cidr): number {
+  if (a.family !== b.family) return a.family - b.family;
+  for (let i = 0; i < a.bytes.length; i++) if (a.bytes[i] !== b.bytes[i]) return a.bytes[i]! - b.bytes[i]!;
+  return a.prefix - b.prefix;
+}
+
+/** The routes in effect on a node: advertised and approved (both canonical lists). */
+export function routesInEffect(advertised: readonly string[], approved: readonly string[]): string[] {
+  const yes = new Set(approved);
+  return advertised.filter((route) => yes.has(route));
+}
+
+/** Advertised, waiting for an operator's approval. */
+export function pendingRoutes(advertised: readonly string[], approved: readonly string[]): string[] {
+  const yes = new Set(approved);
+  return advertised.filter((route) => !yes.has(route));
+}
+
+/**
+ * Which node serves each route, when several offer the same prefix (WireGuard routes a prefix
+ * to one peer only): the candidate first in `candidates`' order — the planner gives them
+ * longest enrolled first, as it picks the relay hub, so that no newcomer takes a route over
+ * by its name. A candidate that leaves the configs (disabled, expired, removed) hands its
+ * routes to the next with the version that says so. Returns, per candidate index, the routes
+ * it serves.
+ */
+export function primaryRoutes(candidates: readonly { routes: readonly string[] }[]): string[][] {
+  const taken = new Set<string>();
+  return candidates.map((candidate) =>
+    candidate.routes.filter((route) => {
+      if (taken.has(route)) return false;
+      taken.add(route);
+      return true;
+    }),
+  );
+}

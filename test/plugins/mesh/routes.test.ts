@@ -1,0 +1,70 @@
+import { describe, expect, test } from "bun:test";
+import { InvalidError } from "../../../src/errors.ts";
+import { checkRoutes, MAX_ROUTES_PER_NODE, pendingRoutes, primaryRoutes, routesInEffect } from "../../../plugins/mesh/routes.ts";
+
+const POOLS = ["100.64.0.0/16", "fd7a:115c:a1e0::/48"];
+
+/** The InvalidError checkRoutes throws for `list`, as message and field. */
+function refusal(list: unknown): { message: string; field: string | undefined } {
+  try {
+    checkRoutes(list, "routes", POOLS);
+  } catch (error) {
+    if (error instanceof InvalidError) return { message: error.message, field: error.field };
+    throw error;
+  }
+  throw new Error(`${JSON.stringify(list)} was accepted`);
+}
+
+describe("checking routes", () => {
+  test("canonical: unique, IPv4 first, in numeric order, IPv6 in its shortest form", () => {
+    expect(checkRoutes(["fd00:0001::/64", "192.168.1.0/24", "10.1.0.0/16", "192.168.1.0/24", "10.0.0.0/8"], "routes", POOLS)).toEqual(["10.0.0.0/8", "10.1.0.0/16", "192.168.1.0/24", "fd00:1::/64"]);
+    expect(checkRoutes([], "routes", POOLS)).toEqual([]);
+  });
+
+  test("a prefix with host bits set is not a network address: refused, the network address suggested", () => {
+    expect(refusal(["10.1.0.5/24"])).toEqual({ message: 'routes[0]: "10.1.0.5/24" is not a network address (host bits are set): did you mean 10.1.0.0/24?', field: "routes[0]" });
+    expect(refusal(["10.0.0.0/8", "fd00::1/64"]).message).toContain("did you mean fd00::/64?");
+  });
+
+  test("what is no prefix at all is refused, an address alone too (a route is a network)", () => {
+    expect(refusal(["office-lan"]).message).toContain('"office-lan" is not a prefix');
+    expect(refusal(["10.1.0.5"]).message).toContain("is not a prefix");
+    expect(refusal(["10.1.0.0/33"]).message).toContain("is not a prefix");
+    expect(refusal([7]).message).toContain("expected a prefix");
+    expect(refusal("10.1.0.0/24").message).toContain("a list of prefixes");
+  });
+
+  test("default routes are refused: an exit node is another feature", () => {
+    for (const route of ["0.0.0.0/0", "::/0"]) expect(refusal([route]).message).toContain("is a default route: sending all traffic through a node makes it an exit node, which the mesh does not do");
+  });
+
+  test("a prefix overlapping the network's own pools, inside or around them, is refused", () => {
+    expect(refusal(["100.64.3.0/24"]).message).toBe("routes[0]: 100.64.3.0/24 overlaps the network's own addresses (100.64.0.0/16): they are its nodes'");
+    expect(refusal(["100.0.0.0/8"]).message).toContain("overlaps the network's own addresses (100.64.0.0/16)");
+    expect(refusal(["fd7a:115c:a1e0:5::/64"]).message).toContain("(fd7a:115c:a1e0::/48)");
+    // Next to them is fine.
+    expect(checkRoutes(["100.65.0.0/16"], "routes", POOLS)).toEqual(["100.65.0.0/16"]);
+  });
+
+  test("at most MAX_ROUTES_PER_NODE per node", () => {
+    const many = Array.from({ length: MAX_ROUTES_PER_NODE + 1 }, (_, i) => `10.${i}.0.0/16`);
+    expect(refusal(many).message).toBe(`routes: ${MAX_ROUTES_PER_NODE + 1} routes, at most ${MAX_ROUTES_PER_NODE} per node`);
+    expect(checkRoutes(many.slice(1), "routes", POOLS)).toHaveLength(MAX_ROUTES_PER_NODE);
+  });
+});
+
+describe("routes in effect and who serves them", () => {
+  test("in effect: advertised and approved; pending: advertised only; approved alone is nothing yet", () => {
+    const advertised = ["10.1.0.0/24", "10.2.0.0/24"];
+    const approved = ["10.2.0.0/24", "10.3.0.0/24"];
+    expect(routesInEffect(advertised, approved)).toEqual(["10.2.0.0/24"]);
+    expect(pendingRoutes(advertised, approved)).toEqual(["10.1.0.0/24"]);
+  });
+
+  test("a route several nodes offer is served by the first candidate; the others stand by, and take over when it leaves", () => {
+    const first = { routes: ["10.1.0.0/24", "10.2.0.0/24"] };
+    const second = { routes: ["10.1.0.0/24", "10.9.0.0/24"] };
+    expect(primaryRoutes([first, second])).toEqual([["10.1.0.0/24", "10.2.0.0/24"], ["10.9.0.0/24"]]);
+    expect(primaryRoutes([second])).toEqual([["10.1.0.0/24", "10.9.0.0/24"]]);
+  });
+});
