@@ -247,6 +247,11 @@ export class Agent {
     await this.sync(name, { privateKey: this.state.private_key, listenPort: null, fwmark: null, comments: [], peers: [] });
   }
 
+  /** Tells the control plane every subnet route this node offers (replacing them): each waits for an operator's approval. */
+  async advertiseRoutes(routes: string[]): Promise<{ advertised_routes: string[]; approved_routes: string[]; pending_routes: string[] }> {
+    return nodeRequest(this.connection, "POST", "/v1/mesh/node/routes", { routes });
+  }
+
   /**
    * Starts a key rotation: the next key is kept aside (written before it is announced, so that
    * the agent can switch to it as soon as the control plane says so). An announcement that

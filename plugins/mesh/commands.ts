@@ -51,6 +51,9 @@ interface NodeView {
   endpoint: string | null;
   listen_port: number | null;
   hub: boolean;
+  /** Absent from a server older than subnet routes. */
+  primary_routes?: string[];
+  pending_routes?: string[];
   state: string;
   applied_version: number;
   last_seen_at: string | null;
@@ -77,11 +80,17 @@ function endpointColumn(n: NodeView): string {
   return n.endpoint === null ? `listens on ${n.listen_port}` : `${n.endpoint}, listens on ${n.listen_port}`;
 }
 
+/** The subnet routes it serves, then those waiting for approval. */
+function routesColumn(n: NodeView): string {
+  const parts = [...(n.primary_routes ?? []), ...(n.pending_routes ?? []).map((route) => `${route} (pending)`)];
+  return parts.join(",") || "-";
+}
+
 function nodeTable(nodes: NodeView[]): string {
   if (nodes.length === 0) return "no nodes";
   return table([
-    ["NODE", "IPV4", "IPV6", "TAGS", "STATE", "ENDPOINT", "APPLIED", "KEY"],
-    ...nodes.map((n) => [n.name + (n.hub ? " (hub)" : ""), n.ipv4, n.ipv6, n.tags.join(",") || "-", n.state + (n.next_public_key ? ", rotating" : ""), endpointColumn(n), `v${n.applied_version}`, n.public_key.slice(0, 10) + "…"]),
+    ["NODE", "IPV4", "IPV6", "TAGS", "STATE", "ENDPOINT", "ROUTES", "APPLIED", "KEY"],
+    ...nodes.map((n) => [n.name + (n.hub ? " (hub)" : ""), n.ipv4, n.ipv6, n.tags.join(",") || "-", n.state + (n.next_public_key ? ", rotating" : ""), endpointColumn(n), routesColumn(n), `v${n.applied_version}`, n.public_key.slice(0, 10) + "…"]),
   ]);
 }
 
@@ -292,7 +301,7 @@ export const meshCommands: Command[] = [
   },
   {
     words: ["mesh", "nodes", "set"],
-    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --listen-port, --expires, --cancel-rotation",
+    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --listen-port, --expires, --cancel-rotation, --approved-routes",
     args: "<network> <node>",
     maxArgs: 2,
     options: {
@@ -306,6 +315,7 @@ export const meshCommands: Command[] = [
       "listen-port": { type: "string", description: "The UDP port it listens on (empty: its endpoint's, else the network's)" },
       expires: { type: "string", description: "When it expires (2026-12-31T00:00:00Z, with its offset), or never" },
       "cancel-rotation": { type: "boolean", description: "Call off its key rotation (peers drop its next key)" },
+      "approved-routes": { type: "string", description: "The subnet routes approved for it, comma-separated (replaces them; empty: none): in effect while it advertises them" },
     },
     async run(ctx) {
       needArgs(ctx, 2, "citadel mesh nodes set <network> <node> [flags]");
@@ -323,7 +333,9 @@ export const meshCommands: Command[] = [
       if (listenPort !== undefined) body.listen_port = listenPort;
       if (typeof ctx.options.expires === "string") body.expires_at = expiresOption(ctx.options.expires);
       if (ctx.options["cancel-rotation"] === true) body.cancel_rotation = true;
-      if (Object.keys(body).length === 0) throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint, --listen-port, --expires or --cancel-rotation");
+      const routes = csv(ctx.options["approved-routes"]);
+      if (routes) body.approved_routes = routes;
+      if (Object.keys(body).length === 0) throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint, --listen-port, --expires, --cancel-rotation or --approved-routes");
       const { api, org } = await client(ctx);
       const node = await api.request<NodeView>("PATCH", nodePath(org, ctx), body);
       print(ctx, node, nodeTable([node]));

@@ -74,6 +74,7 @@ async function join(ctx: CommandContext): Promise<number> {
     ...(typeof ctx.options.endpoint === "string" ? { endpoint: ctx.options.endpoint } : {}),
     ...(listenPort !== undefined ? { listen_port: listenPort } : {}),
     ...(tags ? { tags } : {}),
+    ...(typeof ctx.options["advertise-routes"] === "string" ? { advertise_routes: routeList(ctx.options["advertise-routes"]) } : {}),
   };
   const enrolled = await enroll(ctx, { server, certificate }, body);
   // From here on the node is enrolled and the key spent: whatever fails says which node this
@@ -474,6 +475,20 @@ async function applyStored(a: Agent, ctx: CommandContext): Promise<void> {
   }
 }
 
+/** A comma-separated list of prefixes; empty: none. */
+function routeList(text: string): string[] {
+  return text.split(",").map((route) => route.trim()).filter(Boolean);
+}
+
+async function routes(ctx: CommandContext): Promise<number> {
+  if (typeof ctx.options.advertise !== "string") throw new UsageError('usage: citadel mesh routes --advertise 192.168.1.0/24,fd00:1::/64 (every route this node offers; "" withdraws them)');
+  const a = new Agent({ stateDir: stateDir(ctx), dryRun: false, firewall: false, err: ctx.err });
+  const answer = await a.advertiseRoutes(routeList(ctx.options.advertise));
+  const pending = answer.pending_routes.length > 0 ? `\nWaiting for an operator's approval: ${answer.pending_routes.join(", ")} (citadel mesh nodes set <network> <node> --approved-routes ...).` : "";
+  ctx.out(ctx.json ? JSON.stringify(answer) : `Advertised: ${answer.advertised_routes.join(", ") || "none"}.${pending}`);
+  return 0;
+}
+
 async function rotate(ctx: CommandContext): Promise<number> {
   const a = new Agent({ stateDir: stateDir(ctx), dryRun: false, firewall: false, err: ctx.err });
   const publicKey = await a.rotate();
@@ -495,6 +510,7 @@ export const nodeCommands: Command[] = [
       endpoint: { type: "string", description: "host:port other nodes reach this one at (default: none, it dials out)" },
       "listen-port": { type: "string", description: "The UDP port to listen on (default: the endpoint's, else the network's): behind a port forward from another port, or a second network on this host" },
       interface: { type: "string", description: "The WireGuard interface on this node (default: the network's)" },
+      "advertise-routes": { type: "string", description: "Subnet routes this node offers, comma-separated (192.168.1.0/24,fd00:1::/64): in effect once an operator approves them" },
       force: { type: "boolean", description: "Join even though --state already holds a node (that node stays enrolled until an operator removes it)" },
       qr: { type: "boolean", description: "For a phone: print the whole config as a QR code (as text when too long for one) and write nothing" },
     },
@@ -512,6 +528,12 @@ export const nodeCommands: Command[] = [
       userspace: { type: "string", description: "Userspace WireGuard when the kernel has none (default wireguard-go)" },
     },
     run: agent,
+  },
+  {
+    words: ["mesh", "routes"],
+    summary: "Advertise the subnet routes this node offers (replaces them; an operator approves each)",
+    options: { ...STATE, advertise: { type: "string", description: 'Every route offered, comma-separated ("": none)' } },
+    run: routes,
   },
   {
     words: ["mesh", "rotate"],

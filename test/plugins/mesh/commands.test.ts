@@ -117,6 +117,43 @@ describe("a node's own listen port", () => {
   });
 });
 
+describe("subnet routes", () => {
+  const node = { name: "gw", ipv4: "100.64.0.1", ipv6: "fd00::1", tags: [], state: "active", hub: false, next_public_key: null, applied_version: 3, public_key: "pub-gw-xxxxxxxx", endpoint: null, listen_port: null };
+
+  test("nodes set --approved-routes sends the list (replacing it); empty revokes every approval", async () => {
+    for (const [value, sent] of [["10.1.0.0/24, fd00:1::/64", ["10.1.0.0/24", "fd00:1::/64"]], ["", []]] as const) {
+      const run = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "gw"], options: { ...ORG, "approved-routes": value }, json: true, answer: () => node });
+      expect([run.code, run.requests.map((r) => r.body)]).toEqual([0, [{ approved_routes: sent }]]);
+    }
+  });
+
+  test("the node listing shows the routes a node serves, then those pending", async () => {
+    const items = [{ ...node, primary_routes: ["10.1.0.0/24"], pending_routes: ["fd00:1::/64"] }, { ...node, name: "plain", primary_routes: [], pending_routes: [] }];
+    const run = await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) });
+    const lines = run.stdout.split("\n");
+    expect(lines[0]).toContain(" ROUTES ");
+    expect(lines.find((l) => l.startsWith("gw"))).toContain(" 10.1.0.0/24,fd00:1::/64 (pending) ");
+  });
+
+  test("join --advertise-routes offers them at enrollment", async () => {
+    const { server, enrollments } = refusingControlPlane();
+    const state = mkdtempSync(join(tmpdir(), "citadel-join-"));
+    try {
+      const run = await runCommand(meshCommands, "mesh join", { options: { server: `http://127.0.0.1:${server.port}`, key: "citadel_meshkey_x", name: "gw", "advertise-routes": "192.168.7.0/24,fd00:7::/64", state } });
+      expect(run.code).toBe(1);
+      expect(enrollments).toEqual([expect.objectContaining({ name: "gw", advertise_routes: ["192.168.7.0/24", "fd00:7::/64"] })]);
+    } finally {
+      server.stop(true);
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+
+  test("mesh routes without --advertise is a usage error", async () => {
+    const run = await runCommand(meshCommands, "mesh routes", { options: {} });
+    expect(run.error?.message).toStartWith("usage: citadel mesh routes --advertise");
+  });
+});
+
 test("join --server must be an http(s) URL without query or fragment: a usage error before anything is made or sent (found in review: a fragment swallowed every path after it; no scheme was a network error)", async () => {
   const { server, enrollments } = refusingControlPlane();
   const work = mkdtempSync(join(tmpdir(), "citadel-join-"));
