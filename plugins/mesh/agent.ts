@@ -24,7 +24,7 @@
  */
 import { createSocket } from "node:dgram";
 import { ApiError } from "../../src/cli/api-client.ts";
-import { formatIp, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
+import { cidrWithin, formatIp, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
 import { withFileLock } from "../../src/file-lock.ts";
@@ -420,6 +420,7 @@ export class Agent {
       this.warnedUnresolved = unresolved;
     }
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
+    await device.applyRoutes(name, subnetRoutes(doc), this.run);
     this.setForwarding(doc);
     return changed;
   }
@@ -436,6 +437,7 @@ export class Agent {
     if (created) await device.createInterface(name, this.options.userspace, this.run, device.ownLinkAlias(this.state.node_id));
     const changed = await this.syncDevice(doc, name, {}, created);
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
+    await device.applyRoutes(name, subnetRoutes(doc), this.run);
     this.setForwarding(doc);
     return changed;
   }
@@ -611,6 +613,20 @@ const FORWARDING = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/al
 /** The mesh's own prefixes (its pools), from this node's addresses in them: no peer's endpoint can be inside. */
 function meshPrefixes(doc: ConfigDocument): Cidr[] {
   return doc.config.addresses.map((address) => networkOf(address)).filter((prefix) => prefix !== null);
+}
+
+/**
+ * The subnet routes on peers' AllowedIPs (outside the mesh's own prefixes, which the interface's
+ * addresses route), which the kernel must route into the interface: wg-quick adds a route for
+ * each AllowedIPs, the agent only for these.
+ */
+export function subnetRoutes(doc: ConfigDocument): string[] {
+  const mesh = meshPrefixes(doc);
+  const routes = doc.config.peers.flatMap((peer) => peer.allowedIps).filter((route) => {
+    const cidr = parseCidr(route);
+    return cidr !== null && !mesh.some((prefix) => cidrWithin(cidr, prefix));
+  });
+  return [...new Set(routes)];
 }
 
 /** The peer's name for messages: its key may be its next one (a second [Peer] during its rotation). */

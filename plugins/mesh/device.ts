@@ -11,7 +11,7 @@ import { closeSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { InvalidError } from "../../src/errors.ts";
-import { formatCidr, formatIp, parseIp, type IpAddress } from "../../src/net/ip.ts";
+import { formatCidr, formatIp, parseCidr, parseIp, type IpAddress } from "../../src/net/ip.ts";
 import { isWireGuardKey, publicKeyOfSync } from "./keys.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
@@ -264,6 +264,35 @@ export async function applyAddresses(name: string, addresses: string[], mtu: num
   }
   for (const address of wanted) await mustRun(run, ["ip", "address", "replace", address, "dev", name]);
   await mustRun(run, ["ip", "link", "set", "dev", name, "mtu", String(mtu), "up"]);
+}
+
+/**
+ * The routing protocol number the agent's routes carry (no name in iproute2's list), so that it
+ * finds and removes its own and never a route someone else put on the interface.
+ */
+const MESH_ROUTE_PROTOCOL = "83";
+
+/**
+ * Makes the kernel route `routes` (subnet routes on peers' AllowedIPs, outside the interface's
+ * own prefixes, which its addresses route already) through the interface, as wg-quick adds a
+ * route for each AllowedIPs, and removes those it added that are no longer wanted.
+ */
+export async function applyRoutes(name: string, routes: string[], run: RunCommand = runCommand): Promise<void> {
+  checkInterfaceName(name);
+  const wanted = new Set(routes.map((route) => {
+    const cidr = parseCidr(route);
+    if (!cidr) throw new InvalidError(`${JSON.stringify(route)} is not a prefix`, "routes");
+    return formatCidr(cidr);
+  }));
+  for (const family of ["-4", "-6"]) {
+    const { stdout } = await mustRun(run, ["ip", "-j", family, "route", "show", "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
+    const present = (stdout.trim() === "" ? [] : (JSON.parse(stdout) as Array<{ dst?: string }>)).map((route) => route.dst);
+    for (const dst of present) {
+      const cidr = dst === undefined ? null : parseCidr(dst.includes("/") ? dst : `${dst}/${family === "-4" ? 32 : 128}`);
+      if (cidr && !wanted.has(formatCidr(cidr))) await mustRun(run, ["ip", family, "route", "del", formatCidr(cidr), "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
+    }
+  }
+  for (const route of wanted) await mustRun(run, ["ip", "route", "replace", route, "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
 }
 
 /** The interface's non-link-local addresses, canonical "address/prefix". */

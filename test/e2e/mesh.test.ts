@@ -7,7 +7,9 @@
  *
  * Then: every pair pings over the mesh; a node rotates its key while agents run and pings still
  * pass; an ACL leaves forbidden pairs without a tunnel or stopped by the receiver's nftables
- * (allowed ports get through, others not); --dry-run shows the change first and touches
+ * (allowed ports get through, others not); a subnet route: a LAN namespace behind db1 is
+ * reached through it by the node the ACL lets, never by one it does not, even one that routes
+ * the LAN into its tunnel by hand; --dry-run shows the change first and touches
  * nothing; a node whose interface is gone comes back from its stored config with the control
  * plane down (a reboot).
  *
@@ -30,6 +32,8 @@ const runnable = isRoot && tools.every((t) => t !== null);
 const id = `${process.pid % 100_000}`;
 const BRIDGE_NS = `cmb${id}`;
 const CONTROL_NS = `cmc${id}`;
+/** A LAN behind db1 (node 3), which it routes for the mesh: 10.77.0.0/24, db1 at .1, a host at .2. */
+const LAN_NS = `cml${id}`;
 const SERVER = "192.0.2.100";
 const PORT = 8443;
 const NODES = [
@@ -119,13 +123,13 @@ function wireguardGoRuns(name: string): boolean {
 async function removeNetwork() {
   for (const a of agents) a.kill("SIGKILL");
   server?.kill("SIGKILL");
-  for (const ns of [BRIDGE_NS, CONTROL_NS, ...NODES.map((node) => nodeNs(node.n))]) {
+  for (const ns of [BRIDGE_NS, CONTROL_NS, LAN_NS, ...NODES.map((node) => nodeNs(node.n))]) {
     const pids = await sh(["ip", "netns", "pids", ns], { allowFail: true });
     for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) process.kill(Number(pid), "SIGKILL");
   }
   // wireguard-go's sockets outlive a killed process.
   for (const node of NODES) await sh(["rm", "-f", `/var/run/wireguard/${ifName(node.n)}.sock`, `/var/run/wireguard/wgh${id}n${node.n}.sock`], { allowFail: true });
-  for (const ns of [BRIDGE_NS, CONTROL_NS, ...NODES.map((node) => nodeNs(node.n))]) await sh(["ip", "netns", "del", ns], { allowFail: true });
+  for (const ns of [BRIDGE_NS, CONTROL_NS, LAN_NS, ...NODES.map((node) => nodeNs(node.n))]) await sh(["ip", "netns", "del", ns], { allowFail: true });
 }
 
 async function cleanup() {
@@ -308,6 +312,57 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     expect(await tcpConnect(2, meshIp(3), 5432)).toBe("open");
     expect(await tcpConnect(4, meshIp(3), 5433)).toBe("open");
     listener.kill();
+  }, 120_000);
+
+  test("a subnet route: db1 advertises its LAN, the operator approves it, the ACL lets ops reach it through db1 and not web; a web node routing it into its tunnel by hand is dropped by db1", async () => {
+    const host = "10.77.0.2";
+    await sh(["ip", "netns", "add", LAN_NS]);
+    await sh(["ip", "link", "add", "lan0", "netns", nodeNs(3), "type", "veth", "peer", "name", "eth0", "netns", LAN_NS]);
+    await inNs(nodeNs(3), ["ip", "address", "add", "10.77.0.1/24", "dev", "lan0"]);
+    await inNs(nodeNs(3), ["ip", "link", "set", "lan0", "up"]);
+    for (const argv of [["ip", "link", "set", "lo", "up"], ["ip", "address", "add", `${host}/24`, "dev", "eth0"], ["ip", "link", "set", "eth0", "up"], ["ip", "route", "add", "default", "via", "10.77.0.1"]]) await inNs(LAN_NS, argv);
+
+    // The node offers it; it is pending until the operator approves it.
+    const advertised = await onNode(3, ["mesh", "routes", "--advertise", "10.77.0.0/24", "--state", stateOf(3)]);
+    expect(advertised.stdout).toContain("Waiting for an operator's approval: 10.77.0.0/24");
+    const db1 = async () => JSON.parse((await operator(["mesh", "nodes", "office", "--json"])).stdout).items.find((x: { name: string }) => x.name === "db1");
+    expect(await db1()).toMatchObject({ pending_routes: ["10.77.0.0/24"], primary_routes: [] });
+    await operator(["mesh", "nodes", "set", "office", "db1", "--approved-routes", "10.77.0.0/24"]);
+    const router = await db1();
+    expect(router).toMatchObject({ pending_routes: [], primary_routes: ["10.77.0.0/24"] });
+    const file = join(home.path, "route-acl.json");
+    await Bun.write(
+      file,
+      JSON.stringify({
+        rules: [
+          { src: ["tag:web"], dst: ["tag:db"], ports: ["tcp/5432"] },
+          { src: ["tag:ops"], dst: ["*"], ports: ["*"] },
+          { src: ["tag:ops"], dst: ["10.77.0.0/24"], ports: ["icmp"] },
+        ],
+      }),
+    );
+    await operator(["mesh", "acl", "office", "--set", file]);
+    for (const node of NODES) await agentOnce(node.n);
+
+    // ops1 reaches the LAN through db1, whose agent turned forwarding on.
+    expect((await inNs(nodeNs(3), ["cat", "/proc/sys/net/ipv4/ip_forward"])).stdout.trim()).toBe("1");
+    expect(await pings(4, host)).toBe(true);
+    expect((await inNs(nodeNs(4), ["ip", "route", "show", "10.77.0.0/24"])).stdout).toContain(`dev ${ifName(4)} proto 83`);
+    // web1 has no route to it: not on db1's AllowedIPs, not in its kernel.
+    const allowedOn1 = (await inNs(nodeNs(1), ["wg", "show", ifName(1), "allowed-ips"])).stdout;
+    expect(allowedOn1).toContain(router.public_key);
+    expect(allowedOn1).not.toContain("10.77.0.0/24");
+    expect(await pings(1, host)).toBe(false);
+    // Routed into the tunnel by hand, web1's packets reach db1, whose mesh_routes chain drops them.
+    await inNs(nodeNs(1), ["wg", "set", ifName(1), "peer", router.public_key, "allowed-ips", `${meshIp(3)}/32,${router.ipv6}/128,10.77.0.0/24`]);
+    await inNs(nodeNs(1), ["ip", "route", "replace", "10.77.0.0/24", "dev", ifName(1)]);
+    expect(await pings(1, host)).toBe(false);
+    expect(await pings(4, host)).toBe(true);
+    expect((await inNs(nodeNs(3), ["nft", "list", "chain", "inet", `citadel_${ifName(3)}`, "mesh_routes"])).stdout).toContain("ip saddr 100.64.0.4 ip daddr 10.77.0.0/24 meta l4proto icmp accept\n\t\tdrop"); // nft lists a one-element set without braces
+    // The agent puts web1's device back (its own route it never touched: removed here).
+    await inNs(nodeNs(1), ["ip", "route", "del", "10.77.0.0/24", "dev", ifName(1)]);
+    await agentOnce(1);
+    expect((await inNs(nodeNs(1), ["wg", "show", ifName(1), "allowed-ips"])).stdout).not.toContain("10.77.0.0/24");
   }, 120_000);
 
   test("hub and spoke: spokes without endpoints peer only with the hub, which relays between them; an ACL takes forbidden spoke pairs' routes away and the hub gets a forward chain", async () => {

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Agent, nudgeTargets } from "../../../plugins/mesh/agent.ts";
+import { Agent, nudgeTargets, subnetRoutes } from "../../../plugins/mesh/agent.ts";
 import type { ConfigDocument } from "../../../plugins/mesh/configs.ts";
 import type { LookupHost } from "../../../plugins/mesh/endpoints.ts";
 import { generateKeyPair, publicKeyOf } from "../../../plugins/mesh/keys.ts";
@@ -143,6 +143,13 @@ test("after a key switch, every peer is nudged: a relay hub routing the whole pr
   expect(nudgeTargets(doc)).toEqual(["100.64.0.3", "100.64.0.2"]);
   const direct = { config: nodeConfig([await peer("b", 7, null)]) } as ConfigDocument;
   expect(nudgeTargets(direct)).toEqual(["100.64.0.7"]);
+});
+
+test("the kernel routes into the interface the subnet routes on peers' AllowedIPs, not the mesh's own addresses or a relay's whole prefix (the interface's addresses route those)", async () => {
+  const relay = { ...(await peer("hub1", 9, null)), allowedIps: ["100.64.0.0/16", "fd7a:115c:a1e0::/48", "10.5.0.0/16"] };
+  const router = { ...(await peer("gw", 2, null)), allowedIps: ["100.64.0.2/32", "fd7a:115c:a1e0::2/128", "192.168.7.0/24", "fd00:7::/64", "10.5.0.0/16"] };
+  const config = { ...nodeConfig([relay, router]), addresses: ["100.64.0.1/16", "fd7a:115c:a1e0::1/48"] };
+  expect(subnetRoutes({ config } as ConfigDocument)).toEqual(["10.5.0.0/16", "192.168.7.0/24", "fd00:7::/64"]);
 });
 
 describe("peers' endpoint names are resolved by the agent, not by wg (found in review: one name that did not resolve failed every peer's syncconf)", () => {

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import {
   applyAddresses,
   applyFirewall,
+  applyRoutes,
   createInterface,
   describeDesired,
   describeDevice,
@@ -493,6 +494,21 @@ describe("device operations with a fake runner", () => {
     } finally {
       rmSync(directory, { recursive: true, force: true });
     }
+  });
+
+  test("applyRoutes routes the subnet routes into the interface, and removes only its own (its protocol) that are no longer wanted", async () => {
+    const shown: Record<string, unknown[]> = { "-4": [{ dst: "10.9.0.0/16" }, { dst: "10.1.0.0/24" }], "-6": [{ dst: "fd00:9::/64" }] };
+    const fake = fakeRun((argv) => (argv[1] === "-j" ? ok(JSON.stringify(shown[argv[2]!])) : undefined));
+    await applyRoutes("wg0", ["10.1.0.0/24", "fd00:0001::/64"], fake.run);
+    expect(fake.commands()).toEqual([
+      "ip -j -4 route show dev wg0 proto 83",
+      "ip -4 route del 10.9.0.0/16 dev wg0 proto 83",
+      "ip -j -6 route show dev wg0 proto 83",
+      "ip -6 route del fd00:9::/64 dev wg0 proto 83",
+      "ip route replace 10.1.0.0/24 dev wg0 proto 83",
+      "ip route replace fd00:1::/64 dev wg0 proto 83",
+    ]);
+    await expect(applyRoutes("wg0", ["10.1.0.1/24"], fakeRun().run)).rejects.toThrow("is not a prefix");
   });
 
   test("applyAddresses removes stale addresses first, keeps link-local ones, then sets the wanted and the MTU", async () => {
