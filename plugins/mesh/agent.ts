@@ -95,6 +95,8 @@ export class Agent {
   private unappliedStored: ConfigDocument | null = null;
   /** Peers' endpoints the device was last given without an address, as unresolvable ("public key, endpoint"); warned about once. */
   private warnedUnresolved = new Set<string>();
+  /** Subnet routes left to what routes them already ("route reason"); warned about once while they stay so. */
+  private warnedRoutes = new Set<string>();
   /** When the firewall, addresses and device were last made so whole (apply or repair). */
   private repairedAt = 0;
 
@@ -420,7 +422,7 @@ export class Agent {
       this.warnedUnresolved = unresolved;
     }
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
-    await device.applyRoutes(name, subnetRoutes(doc), this.run);
+    await this.applyRoutes(doc, name);
     this.setForwarding(doc);
     return changed;
   }
@@ -437,7 +439,7 @@ export class Agent {
     if (created) await device.createInterface(name, this.options.userspace, this.run, device.ownLinkAlias(this.state.node_id));
     const changed = await this.syncDevice(doc, name, {}, created);
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
-    await device.applyRoutes(name, subnetRoutes(doc), this.run);
+    await this.applyRoutes(doc, name);
     this.setForwarding(doc);
     return changed;
   }
@@ -547,6 +549,20 @@ export class Agent {
       relay: doc.relay,
       rotation: doc.rotation ? (doc.rotation.switch ? "switch_next_round" : "waiting_for_peers") : null,
     };
+  }
+
+  /**
+   * The subnet routes into the interface, but those the machine routes otherwise (device.applyRoutes):
+   * each is warned about once while it stays so, since this runs at every repair.
+   */
+  private async applyRoutes(doc: ConfigDocument, name: string): Promise<void> {
+    const skipped = await device.applyRoutes(name, subnetRoutes(doc), this.run);
+    const keys = new Set(skipped.map(({ route, reason }) => `${route} ${reason}`));
+    for (const { route, reason } of skipped) {
+      if (this.warnedRoutes.has(`${route} ${reason}`)) continue;
+      this.options.err(`mesh agent: the subnet route ${route} is not routed into ${name}: ${reason}; the agent never takes over a route it did not add`);
+    }
+    this.warnedRoutes = keys;
   }
 
   /**

@@ -11,7 +11,7 @@ import { closeSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { InvalidError } from "../../src/errors.ts";
-import { formatCidr, formatIp, parseCidr, parseIp, type IpAddress } from "../../src/net/ip.ts";
+import { cidrContains, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import { isWireGuardKey, publicKeyOfSync } from "./keys.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
@@ -272,27 +272,103 @@ export async function applyAddresses(name: string, addresses: string[], mtu: num
  */
 const MESH_ROUTE_PROTOCOL = "83";
 
+/** A subnet route the agent did not route into the interface, and why (for a warning). */
+export interface SkippedRoute {
+  route: string;
+  reason: string;
+}
+
+/** What `ip -j route show` says of one route (a blackhole has no dev; no protocol is "boot"). */
+interface KernelRoute {
+  dst?: string;
+  dev?: string;
+  protocol?: string;
+  type?: string;
+}
+
 /**
  * Makes the kernel route `routes` (subnet routes on peers' AllowedIPs, outside the interface's
  * own prefixes, which its addresses route already) through the interface, as wg-quick adds a
- * route for each AllowedIPs, and removes those it added that are no longer wanted.
+ * route for each AllowedIPs, and removes those it added that are no longer wanted. It takes no
+ * route over: a prefix the main table routes already by other means (the LAN this machine is
+ * on, a Docker bridge, a static route) is skipped, and so is one covering an address of this
+ * machine or a peer's endpoint (the tunnel's own packets would go into the tunnel). Returns the
+ * skipped routes; a route of its own that now falls under these is removed.
  */
-export async function applyRoutes(name: string, routes: string[], run: RunCommand = runCommand): Promise<void> {
+export async function applyRoutes(name: string, routes: string[], run: RunCommand = runCommand): Promise<SkippedRoute[]> {
   checkInterfaceName(name);
-  const wanted = new Set(routes.map((route) => {
+  const asked = new Map<string, Cidr>();
+  for (const route of routes) {
     const cidr = parseCidr(route);
     if (!cidr) throw new InvalidError(`${JSON.stringify(route)} is not a prefix`, "routes");
-    return formatCidr(cidr);
-  }));
+    asked.set(formatCidr(cidr), cidr);
+  }
+  const kept = asked.size === 0 ? [] : await addressesKeptOffTheMesh(name, run);
+  const skipped: SkippedRoute[] = [];
+  const wanted = new Map<string, { family: string; present: boolean }>();
+  for (const [route, cidr] of asked) {
+    const family = cidr.family === 4 ? "-4" : "-6";
+    const covered = kept.find(({ ip }) => cidrContains(cidr, ip));
+    if (covered) {
+      skipped.push({ route, reason: `it covers ${covered.what}` });
+      continue;
+    }
+    const present = await routesTo(route, family, run);
+    const other = present.find((r) => r.dev !== name || r.protocol !== MESH_ROUTE_PROTOCOL);
+    if (other) skipped.push({ route, reason: `the main table routes it already (${describeKernelRoute(other)})` });
+    else wanted.set(route, { family, present: present.length > 0 });
+  }
+  await removeOwnRoutesBut(name, new Set(wanted.keys()), run);
+  for (const [route, { family, present }] of wanted) {
+    // add, never replace: replace would take over a route someone added meanwhile.
+    if (!present) await mustRun(run, ["ip", family, "route", "add", route, "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
+  }
+  return skipped;
+}
+
+/** The main table's routes to exactly this prefix, whoever added them. */
+async function routesTo(route: string, family: string, run: RunCommand): Promise<KernelRoute[]> {
+  return jsonList<KernelRoute>((await mustRun(run, ["ip", "-j", family, "route", "show", "exact", route])).stdout);
+}
+
+/** Deletes the agent's own routes on the interface (its protocol) but those in `keep`. */
+async function removeOwnRoutesBut(name: string, keep: Set<string>, run: RunCommand): Promise<void> {
   for (const family of ["-4", "-6"]) {
     const { stdout } = await mustRun(run, ["ip", "-j", family, "route", "show", "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
-    const present = (stdout.trim() === "" ? [] : (JSON.parse(stdout) as Array<{ dst?: string }>)).map((route) => route.dst);
-    for (const dst of present) {
+    for (const { dst } of jsonList<KernelRoute>(stdout)) {
       const cidr = dst === undefined ? null : parseCidr(dst.includes("/") ? dst : `${dst}/${family === "-4" ? 32 : 128}`);
-      if (cidr && !wanted.has(formatCidr(cidr))) await mustRun(run, ["ip", family, "route", "del", formatCidr(cidr), "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
+      if (cidr && !keep.has(formatCidr(cidr))) await mustRun(run, ["ip", family, "route", "del", formatCidr(cidr), "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
     }
   }
-  for (const route of wanted) await mustRun(run, ["ip", "route", "replace", route, "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
+}
+
+/** "on eth0 (proto kernel)", "a blackhole route". */
+function describeKernelRoute(route: KernelRoute): string {
+  if (route.dev === undefined) return `a${/^[aeiou]/.test(route.type ?? "") ? "n" : ""} ${route.type ?? "device-less"} route`;
+  return `on ${route.dev} (proto ${route.protocol ?? "boot"})`;
+}
+
+/** This machine's addresses and its peers' endpoints (as the device has them), which no subnet route may cover. */
+async function addressesKeptOffTheMesh(name: string, run: RunCommand): Promise<{ ip: IpAddress; what: string }[]> {
+  const { stdout } = await mustRun(run, ["ip", "-j", "address", "show"]);
+  const links = jsonList<{ ifname?: string; addr_info?: Array<{ local?: string }> }>(stdout);
+  const out: { ip: IpAddress; what: string }[] = [];
+  for (const link of links) {
+    for (const { local } of link.addr_info ?? []) {
+      const ip = local === undefined ? null : parseIp(local);
+      if (ip) out.push({ ip, what: `${local}, an address of this machine (${link.ifname ?? "?"})` });
+    }
+  }
+  for (const peer of (await readDevice(name, run)).peers) {
+    const ip = peer.endpoint === null ? null : parseIp(peer.endpoint.replace(/:\d+$/, "").replace(/^\[|\]$/g, ""));
+    if (ip) out.push({ ip, what: `${peer.endpoint}, a peer's endpoint` });
+  }
+  return out;
+}
+
+/** `ip -j` output: a JSON list, or nothing at all. */
+function jsonList<T>(stdout: string): T[] {
+  return stdout.trim() === "" ? [] : (JSON.parse(stdout) as T[]);
 }
 
 /** The interface's non-link-local addresses, canonical "address/prefix". */

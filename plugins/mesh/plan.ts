@@ -23,7 +23,8 @@
  * - Subnet routes. A route (a node's `routes`: advertised and approved) is served by one node:
  *   of those offering it, the one enrolled first (then by name), as the relay hub is chosen —
  *   in a hub network only hubs serve routes (spokes peer with hubs alone). Node x may reach a
- *   route when there is no policy, or a rule with x in `src` has a `dst` prefix overlapping it.
+ *   route when there is no policy, or a rule with x in `src` has a `dst` prefix overlapping it,
+ *   unless x offers that route itself (a standby router, on the LAN already).
  *   Then x and the router peer (the router needs x as a peer to take its packets), and the
  *   router's AllowedIPs in x's config carry the route after its own addresses. The router's
  *   config lists what it serves (`routes`) and, with a policy, `firewall.routes`: one rule per
@@ -212,6 +213,7 @@ export class MeshPlan {
     const candidates = Array.from({ length: n }, (_, i) => i).filter((i) => this.network.topology !== "hub" || hasNode(this.isHub, i));
     candidates.sort((a, b) => (this.nodes[a]!.enrolledAt ?? 0) - (this.nodes[b]!.enrolledAt ?? 0) || a - b);
     const primaries = primaryRoutes(candidates.map((i) => ({ routes: this.nodes[i]!.routes ?? [] })));
+    const offeredBy = this.offeredBy();
     const served = Array.from({ length: n }, () => [] as { route: string; prefix: Cidr; reach: NodeSet }[]);
     candidates.forEach((p, k) => {
       served[p] = primaries[k]!.map((route) => {
@@ -223,11 +225,22 @@ export class MeshPlan {
           if (!rule.dstPrefixes.some((d) => overlaps(d, prefix))) continue;
           for (let w = 0; w < this.words; w++) reach[w]! |= rule.src[w]!;
         }
-        reach[p >>> 5]! &= ~(1 << (p & 31)); // the router reaches its LAN itself, not through the mesh
+        // The router reaches its LAN itself, not through the mesh; so does a standby offering the
+        // same route: given it, its agent would route its own LAN into the tunnel.
+        for (const i of offeredBy.get(route) ?? []) reach[i >>> 5]! &= ~(1 << (i & 31));
         return { route, prefix, reach };
       });
     });
     return served;
+  }
+
+  /** Per route, the nodes offering it (served or not: a standby, a spoke in a hub network). */
+  private offeredBy(): Map<string, number[]> {
+    const out = new Map<string, number[]>();
+    this.nodes.forEach((node, i) => {
+      for (const route of node.routes ?? []) out.set(route, [...(out.get(route) ?? []), i]);
+    });
+    return out;
   }
 
   /** The config of the node with this id, or null when it is not in the network. */

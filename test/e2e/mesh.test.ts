@@ -9,7 +9,7 @@
  * pass; an ACL leaves forbidden pairs without a tunnel or stopped by the receiver's nftables
  * (allowed ports get through, others not); a subnet route: a LAN namespace behind db1 is
  * reached through it by the node the ACL lets, never by one it does not, even one that routes
- * the LAN into its tunnel by hand; --dry-run shows the change first and touches
+ * the LAN into its tunnel by hand, and a node on that LAN itself keeps its own route; --dry-run shows the change first and touches
  * nothing; a node whose interface is gone comes back from its stored config with the control
  * plane down (a reboot).
  *
@@ -363,6 +363,21 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     await inNs(nodeNs(1), ["ip", "route", "del", "10.77.0.0/24", "dev", ifName(1)]);
     await agentOnce(1);
     expect((await inNs(nodeNs(1), ["wg", "show", ifName(1), "allowed-ips"])).stdout).not.toContain("10.77.0.0/24");
+
+    // ops1 joins that LAN itself (a laptop carried into the office): its connected route stays
+    // its way there; the agent yields its own route and says so, rather than taking the LAN over.
+    await inNs(nodeNs(4), ["ip", "link", "add", "lan1", "type", "veth", "peer", "name", "lan1p"]);
+    try {
+      for (const argv of [["ip", "address", "add", "10.77.0.50/24", "dev", "lan1"], ["ip", "link", "set", "lan1", "up"], ["ip", "link", "set", "lan1p", "up"]]) await inNs(nodeNs(4), argv);
+      const ran = await agentOnce(4);
+      expect(ran.stderr).toContain("the subnet route 10.77.0.0/24 is not routed into");
+      expect((await inNs(nodeNs(4), ["ip", "route", "show", "10.77.0.0/24"])).stdout.trim()).toBe("10.77.0.0/24 dev lan1 proto kernel scope link src 10.77.0.50");
+      expect((await inNs(nodeNs(4), ["ip", "route", "get", host])).stdout).toContain("dev lan1");
+    } finally {
+      await inNs(nodeNs(4), ["ip", "link", "del", "lan1"]);
+    }
+    await agentOnce(4);
+    expect((await inNs(nodeNs(4), ["ip", "route", "show", "10.77.0.0/24"])).stdout).toContain(`dev ${ifName(4)} proto 83`);
   }, 120_000);
 
   test("hub and spoke: spokes without endpoints peer only with the hub, which relays between them; an ACL takes forbidden spoke pairs' routes away and the hub gets a forward chain", async () => {

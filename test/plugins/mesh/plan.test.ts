@@ -496,6 +496,15 @@ describe("subnet routes", () => {
     expect(peerOf(byName(failedOver, "web"), "gw2").allowedIps).toEqual([...own(4), "10.1.0.0/24"]);
   });
 
+  test("a standby offering the primary's route is not given it (its agent would route its own LAN into the tunnel), only the routes it does not offer (found in review)", () => {
+    const open = planNetwork(meshNetwork(), nodes, NO_ACL);
+    expect(peerOf(byName(open, "gw2"), "gw").allowedIps).toEqual([...own(1), "fd00:1::/64"]);
+    expect(peerOf(byName(open, "web"), "gw").allowedIps).toEqual([...own(1), "10.1.0.0/24", "fd00:1::/64"]);
+    const everyone = planNetwork(meshNetwork(), nodes, { rules: [rule(["*"], ["10.1.0.0/24"])] });
+    expect(peerNames(byName(everyone, "gw2"))).toEqual([]);
+    expect(peerNames(byName(everyone, "web"))).toEqual(["gw"]);
+  });
+
   test("the router peers with who may reach its routes, and forwards to them only what the ACL allows, to the part it allows", () => {
     const config = byName(configs, "gw")!;
     expect(peerNames(config)).toEqual(["web"]);
