@@ -120,8 +120,10 @@ export function retireNftablesTable(table: string): string {
  * mesh's forward rules; any other node drops it); anything else from the mesh is dropped, since
  * WireGuard checks a packet's source, never where it goes: no peer may route through this node
  * to its other networks, whatever the ACL — but for the subnet routes this node serves, which
- * the forward chain passes under the ACL's rules for them (mesh_routes). With no ACL the table still exists, accepts what is
- * addressed to the node or the mesh, and applying it removes a previous policy.
+ * pass under the ACL's rules for them (mesh_routes), decided in prerouting too, before DNAT: an
+ * address in a route that the host DNATs (a Kubernetes ClusterIP) would otherwise pass the
+ * forward chain as DNATed, on any port. With no ACL the table still exists, accepts what is
+ * addressed to the node, the mesh or its routes, and applying it removes a previous policy.
  */
 export function renderNftables(config: NodeConfig, interfaceName: string = config.network.interfaceName, { relay = false }: { relay?: boolean } = {}): string {
   if (!isInterfaceName(interfaceName)) throw new Error(`${JSON.stringify(interfaceName)} is not a usable interface name`);
@@ -138,7 +140,9 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
     // multicast, and anycast (with IPv6 forwarding on, Linux answers the subnet-router anycast address).
     `\t\tiifname ${iface} fib daddr type { local, broadcast, anycast, multicast } jump mesh_in`,
     ...meshPrefixes.map((c) => `\t\tiifname ${iface} ${c.family === 4 ? "ip" : "ip6"} daddr ${formatCidr(c)} accept`),
-    ...routeMatches(config.routes ?? []).map((match) => `\t\tiifname ${iface} ${match} accept`),
+    // The subnet routes it serves: under the ACL's rules for them here, before the host's DNAT
+    // (kube-proxy's, a port forward) can rewrite the destination to one the forward chain lets by.
+    ...routeMatches(config.routes ?? []).map((match) => `\t\tiifname ${iface} ${match} ${config.firewall === null ? "accept" : "jump mesh_routes"}`),
     `\t\tiifname ${iface} drop`,
     "\t}",
     "\tchain mesh_in {",
@@ -150,10 +154,10 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
   // Between mesh peers only a hub relays (only hubs have forward rules): under them when the mesh has an ACL.
   out.push(`\t\tiifname ${iface} oifname ${iface} ${meshForward ? "jump mesh_fwd" : relay ? "accept" : "drop"}`);
   // Out of the mesh: replies to what the host's containers or LAN opened through the mesh
-  // (masqueraded), and a port this host published by DNAT, which mesh_in let through in
-  // prerouting with the address and port the peer asked for. Nothing else.
+  // (masqueraded), and what was DNATed, which prerouting judged with the address and port the
+  // peer asked for (mesh_in: a port this host publishes; mesh_routes: an address in a route).
   out.push(`\t\tiifname ${iface} ct state established,related accept`, `\t\tiifname ${iface} ct status dnat accept`);
-  // To the subnet routes this node serves: under the ACL's rules for them, or all with no ACL.
+  // To the subnet routes this node serves: under the ACL's rules for them (as in prerouting), or all with no ACL.
   const routes = routeMatches(config.routes ?? []);
   for (const match of routes) out.push(`\t\tiifname ${iface} ${match} ${config.firewall === null ? "accept" : "jump mesh_routes"}`);
   out.push(`\t\tiifname ${iface} drop`, "\t}");

@@ -4,14 +4,15 @@
  * tunnel itself is not needed), UDP listeners and datagrams. A third namespace plays a
  * container behind the node: published by DNAT, and masqueraded out through the mesh.
  * (Found in review: a published port bypassed the ACL; then a datagram to the mesh broadcast
- * address, and replies to the container, were wrong in the first fix.)
+ * address, and replies to the container, were wrong in the first fix; a DNATed address in a
+ * subnet route bypassed the route's ACL.)
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderNftables } from "../../../plugins/mesh/render.ts";
-import type { NodeConfig } from "../../../plugins/mesh/types.ts";
+import type { FirewallRule, NodeConfig } from "../../../plugins/mesh/types.ts";
 import { requireTool } from "../../helpers/tools.ts";
 
 const ip = requireTool("ip", "iproute2");
@@ -151,6 +152,28 @@ describe.skipIf(!ip || !nft || !isRoot)("the node's policy, against real datagra
     expect(await toContainer()).toEqual([]);
     await load(true, { input: [{ sources: ["100.64.0.9"], destinations: null, ports: [{ protocol: "udp", from: 8080, to: 8080 }] }], forward: null });
     expect(await toContainer()).toEqual(["published"]);
+  });
+
+  test("an address in a subnet route the host DNATs (a Kubernetes ClusterIP) is under the route's ACL as the peer addressed it, not let by as DNATed (found in review)", async () => {
+    // The node serves 10.9.7.0/24, a service range whose 10.9.7.10:9090 the host DNATs to the container.
+    const loadRouter = async (routeRules: FirewallRule[]) => {
+      const c: NodeConfig = { ...config(true), routes: ["10.9.7.0/24"] };
+      c.firewall = { ...c.firewall!, routes: routeRules };
+      const serviceNat = `table ip servicenat {}\ndelete table ip servicenat\ntable ip servicenat {\n\tchain pre { type nat hook prerouting priority dstnat; ip daddr 10.9.7.10 udp dport 9090 dnat to 10.9.0.2:7070; }\n}\n`;
+      writeFileSync(join(dir, "router.nft"), renderNftables(c, meshIf) + serviceNat);
+      await must(inNs(nodeNs, [nft!, "-f", join(dir, "router.nft")]));
+    };
+    await must(inNs(peerNs, [ip!, "route", "replace", "10.9.7.0/24", "via", "100.64.0.5"]));
+    const toService = () => listening(containerNs, 7070, () => send(peerNs, "10.9.7.10", 9090, "to the service"));
+    try {
+      await loadRouter([{ sources: ["100.64.0.30"], destinations: ["10.9.7.0/24"], ports: [{ protocol: "tcp", from: 22, to: 22 }] }]);
+      expect(await toService()).toEqual([]);
+      await loadRouter([{ sources: ["100.64.0.9"], destinations: ["10.9.7.10/32"], ports: [{ protocol: "udp", from: 9090, to: 9090 }] }]);
+      expect(await toService()).toEqual(["to the service"]);
+    } finally {
+      await run(inNs(nodeNs, [nft!, "delete", "table", "ip", "servicenat"]));
+      await run(inNs(peerNs, [ip!, "route", "del", "10.9.7.0/24"]));
+    }
   });
 
   test("what the container opens through the mesh gets its replies, under an ACL that lets nothing in", async () => {

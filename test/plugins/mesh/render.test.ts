@@ -480,10 +480,14 @@ describe.skipIf(!haveTools || !isRoot)("with the real tools", () => {
 describe("renderNftables of a subnet router", () => {
   const withAcl = renderNftables(routed.get("id-gw")!, "wgc-office");
 
-  test("what arrives for its routes goes on to the forward chain; what arrives for anywhere else beyond the mesh is still dropped", () => {
-    expect(withAcl).toContain(
-      '\t\tiifname "wgc-office" ip6 daddr fd7a:115c:a1e0::/48 accept\n\t\tiifname "wgc-office" ip daddr { 10.1.0.0/24, 192.168.7.0/24 } accept\n\t\tiifname "wgc-office" ip6 daddr { fd00:1::/64 } accept\n\t\tiifname "wgc-office" drop\n',
+  test("what arrives for its routes is judged by mesh_routes in prerouting, before the host's DNAT (found in review: a DNATed route address passed the forward chain on any port); what arrives for anywhere else beyond the mesh is still dropped", () => {
+    const prerouting = withAcl.slice(withAcl.indexOf("\tchain prerouting {"), withAcl.indexOf("\tchain mesh_in {"));
+    expect(prerouting).toContain(
+      '\t\tiifname "wgc-office" ip6 daddr fd7a:115c:a1e0::/48 accept\n\t\tiifname "wgc-office" ip daddr { 10.1.0.0/24, 192.168.7.0/24 } jump mesh_routes\n\t\tiifname "wgc-office" ip6 daddr { fd00:1::/64 } jump mesh_routes\n\t\tiifname "wgc-office" drop\n',
     );
+    expect(prerouting).not.toContain("10.1.0.0/24, 192.168.7.0/24 } accept");
+    // The forward chain's DNAT acceptance comes only after prerouting has judged the route.
+    expect(prerouting).toContain("type filter hook prerouting priority -150;");
   });
 
   test("the forward chain lets the mesh reach the routes only as the ACL says: its sources, the part of the route it names, its ports", () => {
