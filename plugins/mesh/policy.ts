@@ -5,7 +5,8 @@
  * Selectors: "*" (every node), "tag:<label>", "node:<label>". A label is lower-case letters,
  * digits and hyphens, 1-63 characters, neither starting nor ending with a hyphen (a DNS label,
  * so node names can double as host names under the network's search domain). In `dst` only, a
- * prefix ("10.1.0.0/24", "fd00:1::/64", or an address alone): addresses behind subnet routers
+ * prefix ("10.1.0.0/24", "fd00:1::/64", or an address alone; an IPv4-mapped one is taken as the
+ * IPv4 prefix it spells): addresses behind subnet routers
  * (routes.ts), reached through the node that serves the route. It matches no node, and `*`
  * matches no route: what a policy lets reach a LAN behind the mesh is written as that LAN.
  *
@@ -21,7 +22,7 @@
  * carries yet is legitimate.
  */
 import { InvalidError } from "../../src/errors.ts";
-import { formatCidr, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
+import { formatCidr, networkOf, parseCidr, unmapCidr, type Cidr } from "../../src/net/ip.ts";
 import type { AclPolicy, AclRule, MeshNode, PortMatch } from "./types.ts";
 
 export const MAX_RULES = 1000;
@@ -73,7 +74,8 @@ type Selector = { kind: "all" } | { kind: "tag"; label: string } | { kind: "node
 function parseSelector(text: string): Selector | null {
   if (text === "*") return { kind: "all" };
   const prefix = parseCidr(text);
-  if (prefix) return { kind: "prefix", prefix };
+  // ::ffff:10.1.0.0/120 is 10.1.0.0/24: kept IPv6, it would match no route (and slip past the pool check).
+  if (prefix) return { kind: "prefix", prefix: unmapCidr(prefix) };
   const colon = text.indexOf(":");
   if (colon < 0) return null;
   const kind = text.slice(0, colon);

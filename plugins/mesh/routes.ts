@@ -6,27 +6,56 @@
  * (plan.ts) picks which node serves a route that several offer.
  */
 import { InvalidError } from "../../src/errors.ts";
-import { cidrWithin, formatCidr, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
+import { cidrWithin, formatCidr, networkOf, parseCidr, unmapCidr, type Cidr } from "../../src/net/ip.ts";
 
 /** At most this many routes a node advertises, and as many an operator approves for it. */
 export const MAX_ROUTES_PER_NODE = 32;
+
+/** Shorter than these, a route is much of the internet: an exit node in parts (0.0.0.0/1 and 128.0.0.0/1 make a default route). */
+const SHORTEST_PREFIX = { 4: 8, 6: 16 } as const;
+
+/** Addresses no node routes for the mesh: they mean something on every host, or nothing as a route. */
+const SPECIAL_RANGES: readonly { range: Cidr; what: string }[] = [
+  ["0.0.0.0/8", "unspecified (\"this network\")"],
+  ["127.0.0.0/8", "loopback"],
+  ["169.254.0.0/16", "link-local (the cloud metadata address among them)"],
+  ["224.0.0.0/4", "multicast"],
+  ["255.255.255.255/32", "broadcast"],
+  ["::/128", "unspecified"],
+  ["::1/128", "loopback"],
+  ["::ffff:0:0/96", "IPv4-mapped"],
+  ["fe80::/10", "link-local"],
+  ["ff00::/8", "multicast"],
+].map(([text, what]) => ({ range: parseCidr(text!)!, what: what! }));
+
+/** Another network of the organization's pool, which no route may overlap either. */
+export interface OtherPool {
+  network: string;
+  pool: string;
+}
 
 /**
  * A list of routes as sent (advertised or approved), checked and in canonical form: unique,
  * IPv4 first, each family in numeric order. Refused (InvalidError naming `field`): a prefix
  * with host bits set (the network address is suggested), a default route (0.0.0.0/0, ::/0 —
- * the whole internet through one node is an exit node, which the mesh does not do), and a
- * prefix overlapping the network's own pools (its nodes' addresses must stay theirs).
+ * the whole internet through one node is an exit node, which the mesh does not do) or one in
+ * pieces (IPv4 shorter than /8, IPv6 shorter than /16), loopback, unspecified, link-local,
+ * multicast, broadcast and IPv4-mapped addresses, and a prefix overlapping the network's own
+ * pools (its nodes' addresses must stay theirs) or those of the organization's other networks.
  */
-export function checkRoutes(list: unknown, field: string, pools: readonly string[]): string[] {
+export function checkRoutes(list: unknown, field: string, pools: readonly string[], otherPools: readonly OtherPool[] = []): string[] {
   if (!Array.isArray(list)) throw new InvalidError(`${field}: a list of prefixes (10.1.0.0/24, fd00:1::/64)`, field);
   if (list.length > MAX_ROUTES_PER_NODE) throw new InvalidError(`${field}: ${list.length} routes, at most ${MAX_ROUTES_PER_NODE} per node`, field);
   const own = pools.map((pool) => parseCidr(pool)).filter((pool) => pool !== null);
-  const routes = list.map((text, i) => checkRoute(text, `${field}[${i}]`, own));
+  const others = otherPools.flatMap(({ network, pool }) => {
+    const cidr = parseCidr(pool);
+    return cidr ? [{ network, pool: cidr }] : [];
+  });
+  const routes = list.map((text, i) => checkRoute(text, `${field}[${i}]`, own, others));
   return [...new Set(routes.map(formatCidr))].map((text) => parseCidr(text)!).sort(compareCidrs).map(formatCidr);
 }
 
-function checkRoute(text: unknown, at: string, pools: readonly Cidr[]): Cidr {
+function checkRoute(text: unknown, at: string, pools: readonly Cidr[], others: readonly { network: string; pool: Cidr }[]): Cidr {
   if (typeof text !== "string") throw new InvalidError(`${at}: expected a prefix such as 10.1.0.0/24`, at);
   const route = text.includes("/") ? parseCidr(text) : null;
   if (!route) {
@@ -37,8 +66,20 @@ function checkRoute(text: unknown, at: string, pools: readonly Cidr[]): Cidr {
   if (route.prefix === 0) {
     throw new InvalidError(`${at}: ${text} is a default route: sending all traffic through a node makes it an exit node, which the mesh does not do (advertise the networks behind it instead)`, at);
   }
+  const shortest = SHORTEST_PREFIX[route.family];
+  if (route.prefix < shortest) {
+    throw new InvalidError(`${at}: ${text} is shorter than /${shortest} for IPv${route.family}: that much of the internet through one node is an exit node in parts, which the mesh does not do (advertise the networks behind it instead)`, at);
+  }
+  const special = SPECIAL_RANGES.find(({ range }) => overlaps(range, route));
+  if (special) {
+    const unmapped = special.what === "IPv4-mapped" ? unmapCidr(route) : route;
+    const hint = unmapped.family === 4 && unmapped.prefix >= SHORTEST_PREFIX[4] ? ` (write it as ${formatCidr(unmapped)})` : "";
+    throw new InvalidError(`${at}: ${text} overlaps ${formatCidr(special.range)}, ${special.what} addresses, which no node routes for the mesh${hint}`, at);
+  }
   const overlapped = pools.find((pool) => overlaps(pool, route));
   if (overlapped) throw new InvalidError(`${at}: ${text} overlaps the network's own addresses (${formatCidr(overlapped)}): they are its nodes'`, at);
+  const other = others.find(({ pool }) => overlaps(pool, route));
+  if (other) throw new InvalidError(`${at}: ${text} overlaps the addresses of the organization's network ${other.network} (${formatCidr(other.pool)}): they are its nodes'`, at);
   return route;
 }
 

@@ -176,6 +176,15 @@ function nodeChangeReason(before: sql.NodeRow, after: sql.NodeRow, changes: Node
 /** The network's own pools, which no subnet route may overlap. */
 const poolsOf = (net: sql.NetworkRow) => [net.ipv4, net.ipv6];
 
+/**
+ * A node's subnet routes as sent, checked (routes.ts): outside its network's pools and those of
+ * the organization's other networks, whose addresses a route would take from their nodes.
+ */
+function checkRoutesOf(db: Parameters<typeof sql.networks>[0], net: sql.NetworkRow, list: unknown, field: string): string[] {
+  const others = sql.networks(db, net.organization_id).filter((other) => other.id !== net.id);
+  return checkRoutes(list, field, poolsOf(net), others.flatMap((other) => poolsOf(other).map((pool) => ({ network: other.name, pool }))));
+}
+
 const routeList = (json: string) => JSON.parse(json) as string[];
 
 /** What an operator's approval changed, for its event: approved and revoked routes, then what is in effect. */
@@ -567,7 +576,7 @@ export class MeshService {
     if (changes.endpoint !== undefined) asked.endpoint = checkEndpointOutside(net, checkEndpoint(changes.endpoint));
     if (changes.listen_port !== undefined) asked.listen_port = checkListenPort(changes.listen_port);
     if (changes.expires_at !== undefined) asked.expires_at = expires;
-    if (changes.approved_routes !== undefined) asked.approved_routes = JSON.stringify(checkRoutes(changes.approved_routes, "approved_routes", poolsOf(net)));
+    if (changes.approved_routes !== undefined) asked.approved_routes = JSON.stringify(checkRoutesOf(this.k.store.db, net, changes.approved_routes, "approved_routes"));
     const updatedAt = this.now();
     const written = await this.write(net.id, (tx) => {
       // On the row as it is now: another change made meanwhile (a disable, a rotation the node
@@ -754,7 +763,7 @@ export class MeshService {
     if (!isWireGuardKey(input.public_key)) throw new InvalidError("public_key: a WireGuard public key (base64 of 32 bytes, as `wg pubkey` prints)", "public_key");
     const endpoint = checkEndpointOutside(net, checkEndpoint(input.endpoint));
     const listenPort = checkListenPort(input.listen_port);
-    const advertised = checkRoutes(input.advertise_routes ?? [], "advertise_routes", poolsOf(net));
+    const advertised = checkRoutesOf(this.k.store.db, net, input.advertise_routes ?? [], "advertise_routes");
     const allowed: string[] = JSON.parse(key.tags);
     const tags = input.tags === undefined || input.tags.length === 0 ? allowed : checkTags(input.tags, "tags");
     const extra = tags.filter((t) => !allowed.includes(t));
@@ -952,7 +961,7 @@ export class MeshService {
    */
   async advertiseRoutes(node: sql.NodeRow, request: AuditRequestContext, routes: unknown) {
     const net = sql.networkById(this.k.store.db, node.network_id)!;
-    const advertised = JSON.stringify(checkRoutes(routes, "routes", poolsOf(net)));
+    const advertised = JSON.stringify(checkRoutesOf(this.k.store.db, net, routes, "routes"));
     const now = this.now();
     const row = await this.write(node.network_id, (tx) => {
       // On the row as it is now: an approval made meanwhile stands.

@@ -921,7 +921,9 @@ describe("subnet routes", () => {
   });
 
   test("nonsense is refused, 422 naming the field, at enrollment, from the node and in an approval; nothing changes", async () => {
-    const { c, owner, net, network } = await setup();
+    const { c, owner, net, network, networks } = await setup();
+    const lab = await c.send("POST", networks, owner, { json: { name: "lab" } });
+    expect(lab.status).toBe(200);
     const key = await preauthKey(c, owner, net, { reusable: true });
     const gw = await enroll(c, key, "gw");
     const inPool = network.ipv4.replace("0.0/16", "9.0/24");
@@ -929,7 +931,14 @@ describe("subnet routes", () => {
       [["10.1.0.1/24"], "is not a network address (host bits are set): did you mean 10.1.0.0/24?"],
       [["0.0.0.0/0"], "is a default route: sending all traffic through a node makes it an exit node, which the mesh does not do"],
       [["::/0"], "exit node"],
+      [["128.0.0.0/1"], "is shorter than /8 for IPv4"],
+      [["::/1"], "is shorter than /16 for IPv6"],
+      [["169.254.169.254/32"], "link-local"],
+      [["127.0.0.0/8"], "loopback"],
+      [["::ffff:10.1.0.0/120"], "IPv4-mapped"],
       [[inPool], "overlaps the network's own addresses"],
+      [[lab.body.ipv4], "overlaps the addresses of the organization's network lab"],
+      [[lab.body.ipv6.replace("::/48", ":7::/64")], "overlaps the addresses of the organization's network lab"],
       [Array.from({ length: 33 }, (_, i) => `10.${i}.0.0/16`), "33 routes, at most 32 per node"],
     ];
     const before = await version(c, owner, net);
@@ -949,6 +958,9 @@ describe("subnet routes", () => {
     // An ACL naming the mesh's own addresses as a prefix is refused: nodes are named by tag: or node:.
     const acl = await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [{ src: ["*"], dst: [inPool], ports: ["*"] }] } } });
     expect([acl.status, acl.body.detail]).toEqual([422, expect.stringContaining("overlaps the network's own addresses")]);
+    // So is one written IPv4-mapped, unmapped first (found in review).
+    const mapped = await c.send("PUT", `${net}/acl`, owner, { json: { policy: { rules: [{ src: ["*"], dst: [`::ffff:${inPool.replace("/24", "/120")}`], ports: ["*"] }] } } });
+    expect([mapped.status, mapped.body.detail]).toEqual([422, expect.stringContaining(`${inPool} overlaps the network's own addresses`)]);
   });
 
   test("two nodes offer the same approved route: the one enrolled first serves it, the other stands by and takes over when it is disabled", async () => {

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { InvalidError } from "../../../src/errors.ts";
-import { AclMatrix, aclNodeNames, isAclLabel, MAX_ENTRIES, MAX_RULES, nodeSetMembers, parseAclPolicy, parsePort } from "../../../plugins/mesh/policy.ts";
+import { formatCidr } from "../../../src/net/ip.ts";
+import { AclMatrix, aclNodeNames, aclPrefixes, isAclLabel, MAX_ENTRIES, MAX_RULES, nodeSetMembers, parseAclPolicy, parsePort } from "../../../plugins/mesh/policy.ts";
 import type { AclPolicy, AclRule, MeshNode, PortMatch } from "../../../plugins/mesh/types.ts";
 
 function node(name: string, tags: string[] = []): MeshNode {
@@ -136,6 +137,14 @@ describe("parseAclPolicy", () => {
     const matrix = AclMatrix.compile(policy, [node("a"), node("b")]);
     expect(matrix.mayReach(0, 1)).toBe(false);
     expect(matrix.rules[0]!.dstPrefixes.map((p) => `${p.family}/${p.prefix}`)).toEqual(["4/24", "4/32", "6/64"]);
+  });
+
+  test("an IPv4-mapped dst prefix is the IPv4 prefix it spells (found in review: kept IPv6, it matched no route)", () => {
+    const policy = { rules: [{ src: ["*"], dst: ["::ffff:10.1.0.0/120", "::ffff:192.168.7.5"], ports: ["*"] }] };
+    expect(parseAclPolicy(policy)).toEqual(policy);
+    expect(aclPrefixes(policy).map(formatCidr)).toEqual(["10.1.0.0/24", "192.168.7.5/32"]);
+    const matrix = AclMatrix.compile(policy, [node("a")]);
+    expect(matrix.rules[0]!.dstPrefixes.map(formatCidr)).toEqual(["10.1.0.0/24", "192.168.7.5/32"]);
   });
 
   test("the InvalidError's field names the place", () => {

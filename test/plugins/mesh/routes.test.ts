@@ -46,6 +46,40 @@ describe("checking routes", () => {
     expect(checkRoutes(["100.65.0.0/16"], "routes", POOLS)).toEqual(["100.65.0.0/16"]);
   });
 
+  test("a default route in pieces is refused: IPv4 shorter than /8, IPv6 shorter than /16 (found in review)", () => {
+    for (const route of ["128.0.0.0/1", "0.0.0.0/1", "64.0.0.0/2", "10.0.0.0/7"]) expect(refusal([route]).message).toContain("is shorter than /8 for IPv4: that much of the internet through one node is an exit node in parts");
+    for (const route of ["::/1", "8000::/1", "2000::/3", "fd00::/8", "fd00::/15"]) expect(refusal([route]).message).toContain("is shorter than /16 for IPv6");
+    expect(checkRoutes(["10.0.0.0/8", "fd00::/16"], "routes", POOLS)).toEqual(["10.0.0.0/8", "fd00::/16"]);
+  });
+
+  test.each([
+    ["unspecified", ["0.0.0.0/8", "0.0.0.0/32", "::/128"], "unspecified"],
+    ["loopback", ["127.0.0.0/8", "127.0.0.1/32", "::1/128"], "loopback"],
+    ["link-local, the metadata address among them", ["169.254.0.0/16", "169.254.169.254/32", "fe80::/16", "fe80::/64"], "link-local"],
+    ["multicast", ["224.0.0.0/8", "239.1.2.0/24", "ff00::/16", "ff02::/16"], "multicast"],
+    ["broadcast", ["255.255.255.255/32", "255.0.0.0/8"], "broadcast"],
+    ["IPv4-mapped", ["::ffff:0:0/96", "::ffff:10.1.0.0/120"], "IPv4-mapped"],
+    ["a range holding some of them", ["::/16"], "overlaps ::/128"],
+  ])("%s addresses are refused, 422 naming the entry (found in review)", (_, routes, what) => {
+    for (const route of routes) {
+      const { message, field } = refusal(["10.1.0.0/24", route]);
+      expect(message).toContain(what);
+      expect(message).toContain("which no node routes for the mesh");
+      expect(field).toBe("routes[1]");
+    }
+  });
+
+  test("an IPv4-mapped prefix is told the IPv4 prefix it spells", () => {
+    expect(refusal(["::ffff:10.1.0.0/120"]).message).toBe("routes[0]: ::ffff:10.1.0.0/120 overlaps ::ffff:0:0/96, IPv4-mapped addresses, which no node routes for the mesh (write it as 10.1.0.0/24)");
+  });
+
+  test("a prefix overlapping another network of the organization is refused, naming it (found in review)", () => {
+    const others = [{ network: "lab", pool: "100.65.0.0/16" }, { network: "lab", pool: "fd7a:115c:b000::/48" }];
+    expect(() => checkRoutes(["100.65.4.0/24"], "routes", POOLS, others)).toThrow("routes[0]: 100.65.4.0/24 overlaps the addresses of the organization's network lab (100.65.0.0/16): they are its nodes'");
+    expect(() => checkRoutes(["fd7a:115c:b000::/40"], "routes", POOLS, others)).toThrow("network lab (fd7a:115c:b000::/48)");
+    expect(checkRoutes(["100.66.0.0/16"], "routes", POOLS, others)).toEqual(["100.66.0.0/16"]);
+  });
+
   test("at most MAX_ROUTES_PER_NODE per node", () => {
     const many = Array.from({ length: MAX_ROUTES_PER_NODE + 1 }, (_, i) => `10.${i}.0.0/16`);
     expect(refusal(many).message).toBe(`routes: ${MAX_ROUTES_PER_NODE + 1} routes, at most ${MAX_ROUTES_PER_NODE} per node`);
