@@ -568,19 +568,20 @@ export class Agent {
   /**
    * A hub forwards between spokes, and a subnet router from the mesh to its routes, the
    * nftables forward chain deciding what may pass. It turns forwarding on only with that
-   * firewall loaded, and never off: the host may need it for other things (Docker), and every
-   * node's table drops whatever arrives on the mesh for anywhere but this node, the mesh or the
-   * routes it serves, hub or not.
+   * firewall loaded, only for the families it forwards (forwardingSwitches), and never off: the
+   * host may need it for other things (Docker), and every node's table drops whatever arrives on
+   * the mesh for anywhere but this node, the mesh or the routes it serves, hub or not.
    */
   private setForwarding(doc: ConfigDocument): void {
     const routes = doc.config.routes ?? [];
-    if (!doc.relay && routes.length === 0) return;
+    const switches = forwardingSwitches(doc);
+    if (switches.length === 0) return;
     const role = doc.relay ? "a hub" : `the router of ${routes.join(", ")}`;
     if (!this.options.firewall) {
       this.options.err(`mesh agent: this node is ${role}, but without its firewall (--no-firewall) it would forward anything a peer sends: it forwards nothing`);
       return;
     }
-    for (const path of FORWARDING) {
+    for (const path of switches) {
       try {
         if (readFileSync(path, "utf8").trim() !== "1") writeFileSync(path, "1");
       } catch (error) {
@@ -623,8 +624,19 @@ function cutOffConfig(state: NodeState): NodeConfig {
   };
 }
 
-/** Where the kernel keeps IP forwarding on or off. */
-const FORWARDING = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"];
+/** Where the kernel keeps IP forwarding on or off, per family. */
+const FORWARDING = { 4: "/proc/sys/net/ipv4/ip_forward", 6: "/proc/sys/net/ipv6/conf/all/forwarding" } as const;
+
+/**
+ * The forwarding switches a node needs: both for a hub (it relays the mesh's IPv4 and IPv6), for
+ * a subnet router only its routes' families. IPv6 forwarding has a cost where nothing needs it:
+ * Linux stops taking router advertisements on interfaces with accept_ra=1.
+ */
+export function forwardingSwitches(doc: Pick<ConfigDocument, "relay" | "config">): string[] {
+  if (doc.relay) return [FORWARDING[4], FORWARDING[6]];
+  const families = new Set((doc.config.routes ?? []).map((route) => parseCidr(route)?.family));
+  return ([4, 6] as const).filter((family) => families.has(family)).map((family) => FORWARDING[family]);
+}
 
 /** The mesh's own prefixes (its pools), from this node's addresses in them: no peer's endpoint can be inside. */
 function meshPrefixes(doc: ConfigDocument): Cidr[] {

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Agent, nudgeTargets, subnetRoutes } from "../../../plugins/mesh/agent.ts";
+import { Agent, forwardingSwitches, nudgeTargets, subnetRoutes } from "../../../plugins/mesh/agent.ts";
 import type { ConfigDocument } from "../../../plugins/mesh/configs.ts";
 import type { LookupHost } from "../../../plugins/mesh/endpoints.ts";
 import { generateKeyPair, publicKeyOf } from "../../../plugins/mesh/keys.ts";
@@ -150,6 +150,16 @@ test("the kernel routes into the interface the subnet routes on peers' AllowedIP
   const router = { ...(await peer("gw", 2, null)), allowedIps: ["100.64.0.2/32", "fd7a:115c:a1e0::2/128", "192.168.7.0/24", "fd00:7::/64", "10.5.0.0/16"] };
   const config = { ...nodeConfig([relay, router]), addresses: ["100.64.0.1/16", "fd7a:115c:a1e0::1/48"] };
   expect(subnetRoutes({ config } as ConfigDocument)).toEqual(["10.5.0.0/16", "192.168.7.0/24", "fd00:7::/64"]);
+});
+
+test("forwarding is turned on for the families a node forwards: both on a hub, its routes' on a subnet router, none elsewhere (found in review: an IPv4-only router turned on IPv6 forwarding, ending RA acceptance)", () => {
+  const [v4, v6] = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"];
+  const doc = (relay: boolean, routes?: string[]) => ({ relay, config: { ...nodeConfig([]), ...(routes ? { routes } : {}) } });
+  expect(forwardingSwitches(doc(false, ["192.168.7.0/24", "10.5.0.0/16"]))).toEqual([v4]);
+  expect(forwardingSwitches(doc(false, ["fd00:7::/64"]))).toEqual([v6]);
+  expect(forwardingSwitches(doc(false, ["fd00:7::/64", "192.168.7.0/24"]))).toEqual([v4, v6]);
+  expect(forwardingSwitches(doc(true))).toEqual([v4, v6]);
+  expect(forwardingSwitches(doc(false))).toEqual([]);
 });
 
 describe("peers' endpoint names are resolved by the agent, not by wg (found in review: one name that did not resolve failed every peer's syncconf)", () => {
