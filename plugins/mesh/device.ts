@@ -11,8 +11,9 @@ import { closeSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { InvalidError } from "../../src/errors.ts";
-import { cidrContains, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type IpAddress } from "../../src/net/ip.ts";
+import { cidrContains, cidrWithin, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import { isWireGuardKey, publicKeyOfSync } from "./keys.ts";
+import { overlaps } from "./routes.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -290,10 +291,12 @@ interface KernelRoute {
  * Makes the kernel route `routes` (subnet routes on peers' AllowedIPs, outside the interface's
  * own prefixes, which its addresses route already) through the interface, as wg-quick adds a
  * route for each AllowedIPs, and removes those it added that are no longer wanted. It takes no
- * route over: a prefix the main table routes already by other means (the LAN this machine is
- * on, a Docker bridge, a static route) is skipped, and so is one covering an address of this
- * machine or a peer's endpoint (the tunnel's own packets would go into the tunnel). Returns the
- * skipped routes; a route of its own that now falls under these is removed.
+ * route over, nor any part of one: a prefix overlapping a main-table route other than the
+ * default and its own (the LAN this machine is on, a Docker bridge, a static route), inside it
+ * or around it, is skipped — the more specific route would pull part of that network into the
+ * tunnel, or the tunnel would lose it — and so is one covering an address of this machine or a
+ * peer's endpoint (the tunnel's own packets would go into the tunnel). Returns the skipped
+ * routes; a route of its own that now falls under these is removed.
  */
 export async function applyRoutes(name: string, routes: string[], run: RunCommand = runCommand): Promise<SkippedRoute[]> {
   checkInterfaceName(name);
@@ -304,42 +307,68 @@ export async function applyRoutes(name: string, routes: string[], run: RunComman
     asked.set(formatCidr(cidr), cidr);
   }
   const kept = asked.size === 0 ? [] : await addressesKeptOffTheMesh(name, run);
+  const table = await mainTable(name, run);
   const skipped: SkippedRoute[] = [];
-  const wanted = new Map<string, { family: string; present: boolean }>();
+  const wanted = new Set<string>();
   for (const [route, cidr] of asked) {
-    const family = cidr.family === 4 ? "-4" : "-6";
     const covered = kept.find(({ ip }) => cidrContains(cidr, ip));
-    if (covered) {
-      skipped.push({ route, reason: `it covers ${covered.what}` });
-      continue;
-    }
-    const present = await routesTo(route, family, run);
-    const other = present.find((r) => r.dev !== name || r.protocol !== MESH_ROUTE_PROTOCOL);
-    if (other) skipped.push({ route, reason: `the main table routes it already (${describeKernelRoute(other)})` });
-    else wanted.set(route, { family, present: present.length > 0 });
+    const other = table.others.find((r) => overlaps(r.cidr, cidr));
+    if (covered) skipped.push({ route, reason: `it covers ${covered.what}` });
+    else if (other) skipped.push({ route, reason: describeOverlap(other, cidr) });
+    else wanted.add(route);
   }
-  await removeOwnRoutesBut(name, new Set(wanted.keys()), run);
-  for (const [route, { family, present }] of wanted) {
+  for (const [route, cidr] of table.own) {
+    if (!wanted.has(route)) await mustRun(run, ["ip", familyFlag(cidr), "route", "del", route, "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
+  }
+  for (const route of wanted) {
     // add, never replace: replace would take over a route someone added meanwhile.
-    if (!present) await mustRun(run, ["ip", family, "route", "add", route, "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
+    if (!table.own.has(route)) await mustRun(run, ["ip", familyFlag(asked.get(route)!), "route", "add", route, "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
   }
   return skipped;
 }
 
-/** The main table's routes to exactly this prefix, whoever added them. */
-async function routesTo(route: string, family: string, run: RunCommand): Promise<KernelRoute[]> {
-  return jsonList<KernelRoute>((await mustRun(run, ["ip", "-j", family, "route", "show", "exact", route])).stdout);
+/** A main-table route and the prefix it routes. */
+interface TableRoute {
+  route: KernelRoute;
+  cidr: Cidr;
 }
 
-/** Deletes the agent's own routes on the interface (its protocol) but those in `keep`. */
-async function removeOwnRoutesBut(name: string, keep: Set<string>, run: RunCommand): Promise<void> {
-  for (const family of ["-4", "-6"]) {
-    const { stdout } = await mustRun(run, ["ip", "-j", family, "route", "show", "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
-    for (const { dst } of jsonList<KernelRoute>(stdout)) {
-      const cidr = dst === undefined ? null : parseCidr(dst.includes("/") ? dst : `${dst}/${family === "-4" ? 32 : 128}`);
-      if (cidr && !keep.has(formatCidr(cidr))) await mustRun(run, ["ip", family, "route", "del", formatCidr(cidr), "dev", name, "proto", MESH_ROUTE_PROTOCOL]);
+/**
+ * The main table, read once per family: the agent's own routes on the interface (its protocol),
+ * by canonical prefix, and every other route but the default ones, which any subnet route is
+ * more specific than by design (as wg-quick's AllowedIPs are).
+ */
+async function mainTable(name: string, run: RunCommand): Promise<{ own: Map<string, Cidr>; others: TableRoute[] }> {
+  const own = new Map<string, Cidr>();
+  const others: TableRoute[] = [];
+  for (const family of ["-4", "-6"] as const) {
+    const { stdout } = await mustRun(run, ["ip", "-j", family, "route", "show", "table", "main"]);
+    for (const route of jsonList<KernelRoute>(stdout)) {
+      const cidr = kernelRouteCidr(route.dst, family);
+      if (!cidr) continue;
+      if (route.dev === name && route.protocol === MESH_ROUTE_PROTOCOL) own.set(formatCidr(cidr), cidr);
+      else others.push({ route, cidr });
     }
   }
+  return { own, others };
+}
+
+/** A route's dst as a prefix (a host route is shown without a length); null for "default". */
+function kernelRouteCidr(dst: string | undefined, family: "-4" | "-6"): Cidr | null {
+  if (dst === undefined || dst === "default") return null;
+  return parseCidr(dst.includes("/") ? dst : `${dst}/${family === "-4" ? 32 : 128}`);
+}
+
+function familyFlag(cidr: Cidr): "-4" | "-6" {
+  return cidr.family === 4 ? "-4" : "-6";
+}
+
+/** Why a route overlapping another of the main table is skipped: it routes it already, a part of it, or it lies inside it. */
+function describeOverlap({ route, cidr }: TableRoute, asked: Cidr): string {
+  const where = describeKernelRoute(route);
+  if (formatCidr(cidr) === formatCidr(asked)) return `the main table routes it already (${where})`;
+  if (cidrWithin(cidr, asked)) return `the main table routes ${formatCidr(cidr)}, a part of it, otherwise (${where})`;
+  return `it lies inside ${formatCidr(cidr)}, which the main table routes otherwise (${where})`;
 }
 
 /** "on eth0 (proto kernel)", "a blackhole route". */

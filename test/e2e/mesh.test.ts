@@ -9,7 +9,8 @@
  * pass; an ACL leaves forbidden pairs without a tunnel or stopped by the receiver's nftables
  * (allowed ports get through, others not); a subnet route: a LAN namespace behind db1 is
  * reached through it by the node the ACL lets, never by one it does not, even one that routes
- * the LAN into its tunnel by hand, and a node on that LAN itself keeps its own route; --dry-run shows the change first and touches
+ * the LAN into its tunnel by hand, and a node on that LAN itself keeps its own route, given the
+ * LAN or a part of it; --dry-run shows the change first and touches
  * nothing; a node whose interface is gone comes back from its stored config with the control
  * plane down (a reboot).
  *
@@ -368,13 +369,24 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     // its way there; the agent yields its own route and says so, rather than taking the LAN over.
     await inNs(nodeNs(4), ["ip", "link", "add", "lan1", "type", "veth", "peer", "name", "lan1p"]);
     try {
-      for (const argv of [["ip", "address", "add", "10.77.0.50/24", "dev", "lan1"], ["ip", "link", "set", "lan1", "up"], ["ip", "link", "set", "lan1p", "up"]]) await inNs(nodeNs(4), argv);
+      for (const argv of [["ip", "address", "add", "10.77.0.200/24", "dev", "lan1"], ["ip", "link", "set", "lan1", "up"], ["ip", "link", "set", "lan1p", "up"]]) await inNs(nodeNs(4), argv);
       const ran = await agentOnce(4);
       expect(ran.stderr).toContain("the subnet route 10.77.0.0/24 is not routed into");
-      expect((await inNs(nodeNs(4), ["ip", "route", "show", "10.77.0.0/24"])).stdout.trim()).toBe("10.77.0.0/24 dev lan1 proto kernel scope link src 10.77.0.50");
+      expect((await inNs(nodeNs(4), ["ip", "route", "show", "10.77.0.0/24"])).stdout.trim()).toBe("10.77.0.0/24 dev lan1 proto kernel scope link src 10.77.0.200");
+      expect((await inNs(nodeNs(4), ["ip", "route", "get", host])).stdout).toContain("dev lan1");
+      // Given the LAN's lower half as well (10.77.0.0/25, which holds no address of ops1), it
+      // yields that too: the more specific route would pull that half, the host among it, into the tunnel.
+      await onNode(3, ["mesh", "routes", "--advertise", "10.77.0.0/24,10.77.0.0/25", "--state", stateOf(3)]);
+      await operator(["mesh", "nodes", "set", "office", "db1", "--approved-routes", "10.77.0.0/24,10.77.0.0/25"]);
+      const halved = await agentOnce(4);
+      expect((await inNs(nodeNs(4), ["wg", "show", ifName(4), "allowed-ips"])).stdout).toContain("10.77.0.0/25");
+      expect(halved.stderr).toContain("the subnet route 10.77.0.0/25 is not routed into");
+      expect((await inNs(nodeNs(4), ["ip", "route", "show", "10.77.0.0/25"])).stdout.trim()).toBe("");
       expect((await inNs(nodeNs(4), ["ip", "route", "get", host])).stdout).toContain("dev lan1");
     } finally {
       await inNs(nodeNs(4), ["ip", "link", "del", "lan1"]);
+      await onNode(3, ["mesh", "routes", "--advertise", "10.77.0.0/24", "--state", stateOf(3)]);
+      await operator(["mesh", "nodes", "set", "office", "db1", "--approved-routes", "10.77.0.0/24"]);
     }
     await agentOnce(4);
     expect((await inNs(nodeNs(4), ["ip", "route", "show", "10.77.0.0/24"])).stdout).toContain(`dev ${ifName(4)} proto 83`);

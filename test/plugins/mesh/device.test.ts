@@ -497,22 +497,28 @@ describe("device operations with a fake runner", () => {
   });
 
   test("applyRoutes routes the subnet routes into the interface, and removes only its own (its protocol) that are no longer wanted", async () => {
-    const shown: Record<string, unknown[]> = { "-4": [{ dst: "10.9.0.0/16" }, { dst: "10.1.0.0/24" }], "-6": [{ dst: "fd00:9::/64" }] };
-    const ownRoute = (dst: string) => [{ dst, dev: "wg0", protocol: "83", scope: "link", flags: [] }];
+    const table: Record<string, unknown[]> = {
+      "-4": [
+        { dst: "default", gateway: "192.168.1.1", dev: "eth0", protocol: "dhcp" },
+        { dst: "10.9.0.0/16", dev: "wg0", protocol: "83", scope: "link" },
+        { dst: "10.1.0.0/24", dev: "wg0", protocol: "83", scope: "link" },
+        // Its protocol on another interface is not its own.
+        { dst: "10.5.0.0/16", dev: "wg1", protocol: "83", scope: "link" },
+      ],
+      "-6": [{ dst: "fd00:9::/64", dev: "wg0", protocol: "83", metric: 1024 }, { dst: "default", gateway: "fe80::1", dev: "eth0", protocol: "ra" }],
+    };
     const fake = fakeRun((argv) => {
       if (argv.join(" ") === "wg show wg0 dump") return ok(`${PRIVATE}\t${OWN_PUBLIC}\t51820\toff\n`);
-      if (argv[1] === "-j" && argv[3] === "route" && argv[5] === "exact") return ok(JSON.stringify(argv[6] === "10.1.0.0/24" ? ownRoute("10.1.0.0/24") : []));
-      return argv[1] === "-j" ? ok(JSON.stringify(shown[argv[2]!] ?? [])) : undefined;
+      return argv[1] === "-j" ? ok(JSON.stringify(table[argv[2]!] ?? [])) : undefined;
     });
     expect(await applyRoutes("wg0", ["10.1.0.0/24", "fd00:0001::/64"], fake.run)).toEqual([]);
     expect(fake.commands()).toEqual([
       "ip -j address show",
       "wg show wg0 dump",
-      "ip -j -4 route show exact 10.1.0.0/24",
-      "ip -j -6 route show exact fd00:1::/64",
-      "ip -j -4 route show dev wg0 proto 83",
+      // The main table once per family, whatever the number of routes.
+      "ip -j -4 route show table main",
+      "ip -j -6 route show table main",
       "ip -4 route del 10.9.0.0/16 dev wg0 proto 83",
-      "ip -j -6 route show dev wg0 proto 83",
       "ip -6 route del fd00:9::/64 dev wg0 proto 83",
       // Its own route is there already: nothing to add. The other is added, never replaced.
       "ip -6 route add fd00:1::/64 dev wg0 proto 83",
@@ -522,21 +528,23 @@ describe("device operations with a fake runner", () => {
 
   test("applyRoutes takes over no route it did not add: a connected LAN, a static route, a blackhole, one covering an address of the machine or a peer's endpoint (found in review: `ip route replace` took them all)", async () => {
     const addresses = [{ ifname: "lo", addr_info: [{ local: "127.0.0.1" }] }, { ifname: "docker0", addr_info: [{ local: "172.17.0.1" }] }];
-    const exact: Record<string, unknown[]> = {
-      "192.168.1.0/24": [{ dst: "192.168.1.0/24", dev: "eth0", protocol: "kernel", scope: "link", prefsrc: "192.168.1.10" }],
-      "10.8.0.0/16": [{ dst: "10.8.0.0/16", dev: "eth0", protocol: "static", metric: 50 }],
-      "10.6.0.0/16": [{ type: "blackhole", dst: "10.6.0.0/16" }],
-      // Its own beside someone else's (added later, another metric): it yields.
-      "10.7.0.0/24": [{ dst: "10.7.0.0/24", dev: "wg0", protocol: "83" }, { dst: "10.7.0.0/24", dev: "wg0", protocol: "static", metric: 10 }],
-      "fd00:2::/64": [{ dst: "fd00:2::/64", dev: "wg0", protocol: "boot", metric: 1024 }],
+    const table: Record<string, unknown[]> = {
+      "-4": [
+        { dst: "192.168.1.0/24", dev: "eth0", protocol: "kernel", scope: "link", prefsrc: "192.168.1.10" },
+        { dst: "10.8.0.0/16", dev: "eth0", protocol: "static", metric: 50 },
+        { type: "blackhole", dst: "10.6.0.0/16" },
+        // Its own beside someone else's (added later, another metric): it yields.
+        { dst: "10.7.0.0/24", dev: "wg0", protocol: "83" },
+        { dst: "10.7.0.0/24", dev: "wg0", protocol: "static", metric: 10 },
+        { dst: "203.0.113.0/24", dev: "wg0", protocol: "83" },
+      ],
+      "-6": [{ dst: "fd00:2::/64", dev: "wg0", protocol: "boot", metric: 1024 }],
     };
-    const own = { "-4": [{ dst: "10.7.0.0/24" }, { dst: "203.0.113.0/24" }], "-6": [] };
     const fake = fakeRun((argv) => {
       const line = argv.join(" ");
       if (line === "ip -j address show") return ok(JSON.stringify(addresses));
       if (line === "wg show wg0 dump") return ok([`${PRIVATE}\t${OWN_PUBLIC}\t51820\toff`, `${PEER_A}\t(none)\t203.0.113.7:51820\t100.64.0.2/32\t0\t0\t0\toff`, `${PEER_B}\t(none)\t[2001:db8::7]:51820\t(none)\t0\t0\t0\toff`, ""].join("\n"));
-      if (argv[5] === "exact") return ok(JSON.stringify(exact[argv[6]!] ?? []));
-      if (argv[1] === "-j") return ok(JSON.stringify(own[argv[2] as "-4" | "-6"]));
+      if (argv[1] === "-j") return ok(JSON.stringify(table[argv[2]!]));
       return undefined;
     });
     const routes = ["192.168.1.0/24", "10.8.0.0/16", "10.6.0.0/16", "10.7.0.0/24", "fd00:2::/64", "172.17.0.0/16", "203.0.113.0/24", "2001:db8::/32", "10.1.0.0/24"];
@@ -554,6 +562,39 @@ describe("device operations with a fake runner", () => {
     // Only its own routes go (10.7.0.0/24 yields; 203.0.113.0/24 would loop the tunnel); only the free prefix is added.
     expect(changes).toEqual(["ip -4 route del 10.7.0.0/24 dev wg0 proto 83", "ip -4 route del 203.0.113.0/24 dev wg0 proto 83", "ip -4 route add 10.1.0.0/24 dev wg0 proto 83"]);
     expect(changes.join("\n")).not.toContain("replace");
+  });
+
+  test("applyRoutes takes no part of a network the main table routes, nor a network around one (found in review: only the exact prefix was checked, so 10.77.0.0/25 pulled half a laptop's LAN into the tunnel)", async () => {
+    // A laptop on 10.77.0.0/24 beside a Docker host's bridge; the default route and its own routes do not count.
+    const addresses = [{ ifname: "eth0", addr_info: [{ local: "10.77.0.200" }] }, { ifname: "docker0", addr_info: [{ local: "172.17.0.1" }] }];
+    const table: Record<string, unknown[]> = {
+      "-4": [
+        { dst: "default", gateway: "10.77.0.1", dev: "eth0", protocol: "dhcp" },
+        { dst: "10.77.0.0/24", dev: "eth0", protocol: "kernel", scope: "link", prefsrc: "10.77.0.200" },
+        { dst: "172.17.0.0/16", dev: "docker0", protocol: "kernel", scope: "link", prefsrc: "172.17.0.1" },
+        { dst: "192.0.2.9", gateway: "10.77.0.1", dev: "eth0", protocol: "static" },
+        { dst: "10.20.0.0/16", dev: "wg0", protocol: "83" },
+        { dst: "10.20.5.0/24", dev: "wg0", protocol: "83" },
+      ],
+      "-6": [{ dst: "fd00:77::/64", dev: "eth0", protocol: "kernel" }, { dst: "default", gateway: "fe80::1", dev: "eth0", protocol: "ra" }],
+    };
+    const fake = fakeRun((argv) => {
+      const line = argv.join(" ");
+      if (line === "ip -j address show") return ok(JSON.stringify(addresses));
+      if (line === "wg show wg0 dump") return ok(`${PRIVATE}\t${OWN_PUBLIC}\t51820\toff\n`);
+      if (argv[1] === "-j") return ok(JSON.stringify(table[argv[2]!]));
+      return undefined;
+    });
+    const routes = ["10.77.0.0/25", "172.17.1.0/24", "192.0.2.0/24", "fd00:77::/96", "fd00::/16", "10.20.0.0/16", "10.20.5.0/24", "10.30.0.0/16"];
+    expect(await applyRoutes("wg0", routes, fake.run)).toEqual([
+      { route: "10.77.0.0/25", reason: "it lies inside 10.77.0.0/24, which the main table routes otherwise (on eth0 (proto kernel))" },
+      { route: "172.17.1.0/24", reason: "it lies inside 172.17.0.0/16, which the main table routes otherwise (on docker0 (proto kernel))" },
+      { route: "192.0.2.0/24", reason: "the main table routes 192.0.2.9/32, a part of it, otherwise (on eth0 (proto static))" },
+      { route: "fd00:77::/96", reason: "it lies inside fd00:77::/64, which the main table routes otherwise (on eth0 (proto kernel))" },
+      { route: "fd00::/16", reason: "the main table routes fd00:77::/64, a part of it, otherwise (on eth0 (proto kernel))" },
+    ]);
+    // Its own routes, nested or not, stay; the free prefix is added.
+    expect(fake.commands().filter((line) => !line.startsWith("ip -j") && !line.startsWith("wg show"))).toEqual(["ip -4 route add 10.30.0.0/16 dev wg0 proto 83"]);
   });
 
   test("applyAddresses removes stale addresses first, keeps link-local ones, then sets the wanted and the MTU", async () => {
