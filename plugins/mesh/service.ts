@@ -178,10 +178,12 @@ const poolsOf = (net: sql.NetworkRow) => [net.ipv4, net.ipv6];
 
 /**
  * A node's subnet routes as sent, checked (routes.ts): outside its network's pools and those of
- * the organization's other networks, whose addresses a route would take from their nodes.
+ * the organization's other networks, whose addresses a route would take from their nodes. Read
+ * in the transaction that writes the routes: a network created meanwhile (which keeps clear of
+ * the routes it sees, organizationRoutes) is then either seen here or saw these.
  */
-function checkRoutesOf(db: Parameters<typeof sql.networks>[0], net: sql.NetworkRow, list: unknown, field: string): string[] {
-  const others = sql.networks(db, net.organization_id).filter((other) => other.id !== net.id);
+function checkRoutesOf(tx: Database, net: sql.NetworkRow, list: unknown, field: string): string[] {
+  const others = sql.networks(tx, net.organization_id).filter((other) => other.id !== net.id);
   return checkRoutes(list, field, poolsOf(net), others.flatMap((other) => poolsOf(other).map((pool) => ({ network: other.name, pool }))));
 }
 
@@ -340,12 +342,18 @@ export class MeshService {
     await this.write(id, (tx) => {
       this.requireLiveOrganization(tx, org);
       if (tx.query("SELECT 1 FROM mesh_networks WHERE name = ?").get(name)) throw new ConflictError(`A mesh network named ${name} exists already (names are unique across Citadel: they name DNS domains).`);
-      // In the transaction: two creations at once cannot both take the same pool.
-      if (input.ipv4 === undefined) row.ipv4 = ipv4 = freePool(sql.networks(tx, org).map((n) => n.ipv4));
-      for (const other of sql.networks(tx, org)) {
+      // In the transaction: two creations at once cannot both take the same pool, nor one a
+      // pool overlapping a route advertised or approved meanwhile.
+      const networks = sql.networks(tx, org);
+      const routes = organizationRoutes(tx, networks);
+      if (input.ipv4 === undefined) row.ipv4 = ipv4 = freePool([...networks.map((n) => n.ipv4), ...routes.map(({ route }) => route)]);
+      if (input.ipv6 === undefined) row.ipv6 = ipv6 = freeUlaPrefix(ipv6, [...networks.map((n) => n.ipv6), ...routes.map(({ route }) => route)]);
+      for (const other of networks) {
         if (overlaps(other.ipv4, ipv4)) throw new ConflictError(`ipv4: ${ipv4} overlaps the network ${other.name} (${other.ipv4}).`);
         if (overlaps(other.ipv6, ipv6)) throw new ConflictError(`ipv6: ${ipv6} overlaps the network ${other.name} (${other.ipv6}).`);
       }
+      refusePoolOverRoute(routes, ipv4, "ipv4");
+      refusePoolOverRoute(routes, ipv6, "ipv6");
       refuseInterfaceInUse(tx, org, row);
       if (input.preshared_keys) row.psk_seed = this.k.seal.keyring().encrypt(tx, PSK_OWNER, pskContext(id), randomBytes(32));
       sql.insertNetwork(tx, row);
@@ -576,12 +584,12 @@ export class MeshService {
     if (changes.endpoint !== undefined) asked.endpoint = checkEndpointOutside(net, checkEndpoint(changes.endpoint));
     if (changes.listen_port !== undefined) asked.listen_port = checkListenPort(changes.listen_port);
     if (changes.expires_at !== undefined) asked.expires_at = expires;
-    if (changes.approved_routes !== undefined) asked.approved_routes = JSON.stringify(checkRoutesOf(this.k.store.db, net, changes.approved_routes, "approved_routes"));
     const updatedAt = this.now();
     const written = await this.write(net.id, (tx) => {
       // On the row as it is now: another change made meanwhile (a disable, a rotation the node
       // made) stands, instead of being overwritten by what this request read before.
       this.requireLiveOrganization(tx, org);
+      if (changes.approved_routes !== undefined) asked.approved_routes = JSON.stringify(checkRoutesOf(tx, net, changes.approved_routes, "approved_routes"));
       const fresh = sql.nodeById(tx, current.id);
       if (!fresh) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
       // Nothing different (a tag list as it was, a node enabled already): no new version.
@@ -763,7 +771,6 @@ export class MeshService {
     if (!isWireGuardKey(input.public_key)) throw new InvalidError("public_key: a WireGuard public key (base64 of 32 bytes, as `wg pubkey` prints)", "public_key");
     const endpoint = checkEndpointOutside(net, checkEndpoint(input.endpoint));
     const listenPort = checkListenPort(input.listen_port);
-    const advertised = checkRoutesOf(this.k.store.db, net, input.advertise_routes ?? [], "advertise_routes");
     const allowed: string[] = JSON.parse(key.tags);
     const tags = input.tags === undefined || input.tags.length === 0 ? allowed : checkTags(input.tags, "tags");
     const extra = tags.filter((t) => !allowed.includes(t));
@@ -779,6 +786,7 @@ export class MeshService {
       if (!this.organizationLiveIn(tx, net.organization_id)) throw new EnrollmentRefused(new UnauthorizedError("This pre-auth key is not valid."), "the organization was deleted");
       const refusal = keyRefusal(fresh, now) ?? this.makerRefusal(fresh, net.organization_id);
       if (refusal) throw new EnrollmentRefused(new UnauthorizedError(refusal.message), refusal.reason);
+      const advertised = checkRoutesOf(tx, net, input.advertise_routes ?? [], "advertise_routes");
       if (sql.node(tx, net.id, name)) throw new EnrollmentRefused(new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`), "name taken");
       if (sql.keyInUse(tx, input.public_key)) throw new EnrollmentRefused(new ConflictError("This public key belongs to an enrolled node already: generate a new key pair."), "public key in use");
       const used = sql.usedHosts(tx, net.id);
@@ -961,9 +969,9 @@ export class MeshService {
    */
   async advertiseRoutes(node: sql.NodeRow, request: AuditRequestContext, routes: unknown) {
     const net = sql.networkById(this.k.store.db, node.network_id)!;
-    const advertised = JSON.stringify(checkRoutesOf(this.k.store.db, net, routes, "routes"));
     const now = this.now();
     const row = await this.write(node.network_id, (tx) => {
+      const advertised = JSON.stringify(checkRoutesOf(tx, net, routes, "routes"));
       // On the row as it is now: an approval made meanwhile stands.
       const fresh = sql.nodeById(tx, node.id);
       if (!fresh) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
@@ -1144,6 +1152,43 @@ function freePool(taken: string[]): string {
     if (!taken.some((t) => overlaps(t, candidate))) return candidate;
   }
   throw new ConflictError("Every /16 of 100.64.0.0/10 is taken: give ipv4.");
+}
+
+/**
+ * The random ULA prefix drawn for a network created without ipv6, drawn again while it overlaps
+ * another network's or a route (an IPv6 route may be as short as /16: one draw in 256 falls in
+ * an fdXX::/16).
+ */
+function freeUlaPrefix(drawn: string, taken: string[]): string {
+  for (let prefix = drawn, tries = 0; tries < 64; prefix = randomUlaPrefix(), tries++) {
+    if (!taken.some((t) => overlaps(t, prefix))) return prefix;
+  }
+  throw new ConflictError("Every ULA prefix drawn overlaps a network or a subnet route of the organization: give ipv6.");
+}
+
+/** A subnet route of a node of the organization, advertised or approved. */
+interface OrganizationRoute {
+  route: string;
+  node: string;
+  network: string;
+}
+
+/**
+ * The organization's subnet routes, advertised or approved, in effect or not yet: a new
+ * network's pools keep clear of them, as a route keeps clear of the pools (checkRoutesOf).
+ * Otherwise the route, in effect, would take the new network's addresses from its nodes, and the
+ * node's next advertisement, unchanged, be refused.
+ */
+function organizationRoutes(tx: Database, networks: sql.NetworkRow[]): OrganizationRoute[] {
+  return networks.flatMap((network) =>
+    sql.nodes(tx, network.id).flatMap((node) => [...new Set([...routeList(node.advertised_routes), ...routeList(node.approved_routes)])].map((route) => ({ route, node: node.name, network: network.name }))),
+  );
+}
+
+/** 409 for a pool asked for that overlaps a route of the organization. */
+function refusePoolOverRoute(routes: OrganizationRoute[], pool: string, field: "ipv4" | "ipv6"): void {
+  const routed = routes.find(({ route }) => overlaps(route, pool));
+  if (routed) throw new ConflictError(`${field}: ${pool} overlaps the subnet route ${routed.route} of the node ${routed.node} (network ${routed.network}), whose addresses are behind that node: give another ${field}, or have the route withdrawn first.`);
 }
 
 function overlaps(a: string, b: string): boolean {

@@ -1,0 +1,118 @@
+/**
+ * A network's pools and the organization's subnet routes keep clear of each other both ways
+ * (found in review): a route was checked against the other networks' pools, but a network
+ * created later could take a pool overlapping a route — the route stayed in effect over the new
+ * network's addresses, and its node's next advertisement, unchanged, was refused.
+ */
+import { expect, spyOn, test } from "bun:test";
+import type { Principal } from "../../../src/auth/principal.ts";
+import { meshOf } from "../../../plugins/mesh/index.ts";
+import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
+import type { Caller } from "../../../plugins/mesh/service.ts";
+import { stoppedAfterEach } from "../../helpers/citadel.ts";
+import { refusal } from "../../helpers/races.ts";
+
+const newCitadel = stoppedAfterEach();
+
+/** An organization with the network office (100.64.0.0/16) and a reusable pre-auth key for it. */
+async function organization() {
+  const c = await newCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const networks = `/v1/mesh/orgs/${org}/networks`;
+  expect((await c.send("POST", networks, owner, { json: { name: "office" } })).body.ipv4).toBe("100.64.0.0/16");
+  const key = (await c.send("POST", `${networks}/office/keys`, owner, { json: { reusable: true } })).body.key as string;
+  const enroll = async (name: string, advertise_routes: string[]) => {
+    c.clock.advance(10_000); // enrollment is under the login endpoints' rate limit
+    const res = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name, public_key: (await generateKeyPair()).publicKey, advertise_routes } });
+    expect(res.status).toBe(200);
+    return res.body.token as string;
+  };
+  const createNetwork = (body: Record<string, unknown>) => c.send("POST", networks, owner, { json: body });
+  return { c, owner, org, networks, enroll, createNetwork };
+}
+
+test("a network created without ipv4 takes the first /16 that overlaps no network and no route, advertised or approved", async () => {
+  const { c, owner, networks, enroll, createNetwork } = await organization();
+  const gw = await enroll("gw", ["100.65.4.0/24"]);
+  // Approved ahead of its advertisement: the operator means it to be in effect.
+  expect((await c.send("PATCH", `${networks}/office/nodes/gw`, owner, { json: { approved_routes: ["100.66.0.0/16"] } })).status).toBe(200);
+  const lab = await createNetwork({ name: "lab" });
+  expect([lab.status, lab.body.ipv4]).toEqual([200, "100.67.0.0/16"]);
+  // The node's advertisement, unchanged, is still good.
+  c.clock.advance(10_000);
+  expect((await c.send("POST", "/v1/mesh/node/routes", gw, { json: { routes: ["100.65.4.0/24"] } })).status).toBe(200);
+});
+
+test("a pool asked for that overlaps a route of the organization is refused, 409 naming it; nothing is created", async () => {
+  const { c, owner, networks, enroll, createNetwork } = await organization();
+  await enroll("gw", ["100.65.4.0/24", "fd00:7::/64"]);
+  expect((await c.send("PATCH", `${networks}/office/nodes/gw`, owner, { json: { approved_routes: ["100.65.4.0/24"] } })).status).toBe(200);
+  const cases: [Record<string, unknown>, string][] = [
+    // Containing the route, and inside it; an IPv6 route as much as an IPv4 one, in effect or not.
+    [{ name: "lab", ipv4: "100.65.0.0/16" }, "ipv4: 100.65.0.0/16 overlaps the subnet route 100.65.4.0/24 of the node gw (network office)"],
+    [{ name: "lab", ipv4: "100.65.4.0/26" }, "ipv4: 100.65.4.0/26 overlaps the subnet route 100.65.4.0/24 of the node gw (network office)"],
+    [{ name: "lab", ipv4: "100.70.0.0/16", ipv6: "fd00:7::/48" }, "ipv6: fd00:7::/48 overlaps the subnet route fd00:7::/64 of the node gw (network office)"],
+  ];
+  for (const [body, message] of cases) {
+    const res = await createNetwork(body);
+    expect([res.status, res.body.detail]).toEqual([409, expect.stringContaining(message)]);
+  }
+  expect((await c.send("GET", networks, owner)).body.items.map((n: { name: string }) => n.name)).toEqual(["office"]);
+});
+
+test("a network created without ipv6 draws its ULA prefix again while it overlaps a route; 409 when the draws run out", async () => {
+  const { enroll, createNetwork } = await organization();
+  await enroll("gw", ["fd12::/16"]);
+  // The draws (randomUlaPrefix's five random bytes after fd): fd12:…, then fd34:….
+  const draws = [[0x12, 1, 2, 3, 4], [0x34, 1, 2, 3, 4]];
+  const real = crypto.getRandomValues.bind(crypto);
+  const drawn = spyOn(crypto, "getRandomValues").mockImplementation(<T extends ArrayBufferView | null>(array: T): T => {
+    if (array instanceof Uint8Array && array.length === 5) array.set(draws.length > 1 ? draws.shift()! : draws[0]!);
+    else real(array as never);
+    return array;
+  });
+  try {
+    const lab = await createNetwork({ name: "lab" });
+    expect([lab.status, lab.body.ipv6]).toEqual([200, "fd34:102:304::/48"]);
+    draws.splice(0, draws.length, [0x12, 9, 9, 9, 9]);
+    const never = await createNetwork({ name: "lab2" });
+    expect([never.status, never.body.detail]).toEqual([409, expect.stringContaining("give ipv6")]);
+  } finally {
+    drawn.mockRestore();
+  }
+});
+
+test("a network created while a route is approved: whichever is written second is refused, never both written (found in review: the route's check read the networks before its transaction)", async () => {
+  const { c, org, enroll } = await organization();
+  await enroll("gw", []);
+  const { mesh } = meshOf(c.kernel as never);
+  const caller = await callerOf(c);
+  // The creation first: the approval, checked before its transaction, did not see it.
+  const [created, approved] = [mesh.create(caller, org, { name: "lab", ipv4: "100.65.0.0/16" }), mesh.updateNode(caller, org, "office", "gw", { approved_routes: ["100.65.4.0/24"] })];
+  expect(await refusal(created)).toBeNull();
+  expect(await refusal(approved)).toEqual({ code: "invalid", message: expect.stringContaining("overlaps the addresses of the organization's network lab") });
+  // The approval first: the creation, in its transaction, sees it.
+  await mesh.delete(caller, org, "lab");
+  const [approvedFirst, createdSecond] = [mesh.updateNode(caller, org, "office", "gw", { approved_routes: ["100.65.4.0/24"] }), mesh.create(caller, org, { name: "lab", ipv4: "100.65.0.0/16" })];
+  expect(await refusal(approvedFirst)).toBeNull();
+  expect(await refusal(createdSecond)).toEqual({ code: "conflict", message: expect.stringContaining("overlaps the subnet route 100.65.4.0/24 of the node gw") });
+});
+
+async function callerOf(c: Awaited<ReturnType<typeof newCitadel>>): Promise<Caller> {
+  const userId = (c.kernel.store.db.query("SELECT id FROM users WHERE email = ?").get(c.owner.email) as { id: string }).id;
+  const principal: Principal = {
+    kind: "session",
+    tokenId: "test",
+    userId,
+    organizationId: null,
+    scopes: "all",
+    service: null,
+    workspaceId: null,
+    ipAllowlist: [],
+    operator: true,
+    mfa: false,
+    mustChangePassword: false,
+  };
+  return { principal, request: {} };
+}
