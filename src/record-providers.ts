@@ -5,6 +5,9 @@
  * serves them inside the hosted zone that contains the domain (replacing what the zone holds
  * below it), or as a zone of its own when no hosted zone does.
  *
+ * A provider may keep its names to some clients (`mayAsk`: split horizon): the DNS server then
+ * answers REFUSED to anyone else for every name at or below its domain.
+ *
  * The registry holds no DNS logic: it is the meeting point on the kernel, like the identity slot.
  */
 
@@ -24,6 +27,12 @@ export interface RecordProvider {
   domain: string;
   /** The records now; called again after every `changed()`. Must not throw. */
   records(): ProvidedRecord[];
+  /**
+   * Whether `client` (an IP address as the listener saw it) may be told the names; absent:
+   * everyone. Asked on the DNS server's answer path for the names at or below the domain: it
+   * must be cheap and must not throw.
+   */
+  mayAsk?(client: string): boolean;
 }
 
 export class RecordProviders {

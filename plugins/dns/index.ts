@@ -23,6 +23,7 @@ import { configuredNameservers, DnsService, type Caller } from "./service.ts";
 import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts";
 import { Notifier, notifySources } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
+import { ProviderHorizon } from "./horizon.ts";
 import { bothObservers, QueryLog } from "./query-log.ts";
 import { ShieldGate } from "./shield-gate.ts";
 import { FloodWatch } from "./flood-watch.ts";
@@ -35,7 +36,7 @@ import { shieldVerdictCounters, type Counter, type Metrics, type ShieldVerdictCo
 import { Rcode } from "./message.ts";
 import { RRType } from "./rdata.ts";
 import { RCODE_NOTAUTH } from "./tsig.ts";
-import { TransferService, type TransferView } from "./secondaries.ts";
+import { canonicalAddress, TransferService, type TransferView } from "./secondaries.ts";
 import { DnsSettings, udpWithoutTcp } from "./settings.ts";
 import * as sql from "./store.ts";
 import type { Zone } from "./zone.ts";
@@ -185,6 +186,10 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         });
       }
     };
+    // The providers' names some clients are not told (the mesh's): followed as the providers change.
+    const horizon = new ProviderHorizon((client) => view.isSecondary(canonicalAddress(client) ?? client));
+    horizon.update(k.records.list());
+    const unsubscribeHorizon = k.records.onChange(() => horizon.update(k.records.list()));
     const unsubscribeProviders = k.records.onChange(providerChanged);
     // Providers registered before this start may have changed since the last run: a new serial then.
     for (const provider of k.records.list()) {
@@ -220,6 +225,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           }),
           tsigKey: (name) => view.tsigKey(name),
           transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key, zones.isProviderOwned(zone)) },
+          horizon,
           now: () => k.clock.now(),
           log: k.log,
         });
@@ -248,6 +254,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       unsubscribe();
       unsubscribeTransfers();
       unsubscribeProviders();
+      unsubscribeHorizon();
       // Stopped in the reverse of this order (the resolver first, the query log last), each one
       // even when one before it fails: a socket left open would hold its port.
       const parts = new Lifecycle(k.log);

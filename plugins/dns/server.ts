@@ -13,7 +13,8 @@
  * decode: the shield sees floods aimed at names we do not serve too, and a client it drops gets
  * no reply of any kind), FORMERR (decodeQuery, a bad TSIG record), BADVERS (EDNS version above
  * 0), NOTIMP (opcode other than QUERY; meta types MAILA/MAILB), REFUSED (class other than IN, zone
- * transfers, no zone for the qname), then the zone's answer.
+ * transfers, no zone for the qname, a name the horizon hides from the client: horizon.ts), then
+ * the zone's answer.
  */
 import type { Logger } from "../../src/log.ts";
 import type { Stop } from "../../src/plugin.ts";
@@ -32,6 +33,7 @@ import {
 import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
 import { lowerName, nameEquals, nameToText, type Name } from "./names.ts";
+import { touchesRestricted, withoutHidden, type Horizon } from "./horizon.ts";
 import { ixfrClientSerial, noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
 import { appendUnsignedError, FUDGE_SECONDS, readTsig, RCODE_NOTAUTH, sign, signBadTime, TsigError, tsigSize, verify, type TsigKey, type TsigRecord, type Verdict } from "./tsig.ts";
 import { NestedZones, type RR, type Zone } from "./zone.ts";
@@ -240,6 +242,8 @@ export interface AnswerContext {
    * MAC, with their Time Signed (see notReplayed); absent: none is remembered.
    */
   vouchedTimes?: Map<string, number>;
+  /** Names told only to some clients (split horizon); absent: every name to everyone. */
+  horizon?: Horizon;
 }
 
 const noKeys = () => null;
@@ -488,7 +492,15 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       return emptyReply(query, Rcode.REFUSED, limit);
     }
     out.zone = zone;
-    const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: ctx.zones.nestedIn?.(zone) });
+    const horizon = ctx.horizon;
+    if (horizon?.hides(client, q.name)) return hiddenReply(query, limit, out);
+    let answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: ctx.zones.nestedIn?.(zone) });
+    // A question outside the hidden names whose answer carries some along (a CNAME into them,
+    // an MX's addresses) is answered per client: never from the cache.
+    if (horizon && !horizon.restricts(q.name) && touchesRestricted(answer, horizon)) {
+      out.cacheable = false;
+      answer = withoutHidden(answer, client, horizon);
+    }
     out.rcode = answer.rcode;
     const response: Response = {
       id: query.id,
@@ -521,6 +533,17 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       return encodeBareServfail(packet);
     }
   }
+}
+
+/**
+ * REFUSED for a name the horizon hides from the client, counted under the zone that holds it
+ * (so the shield does not take it for a probe of names not served here). Never cached: another
+ * client may be told the name.
+ */
+function hiddenReply(query: Query, limit: number, out: Outcome): Uint8Array {
+  out.cacheable = false;
+  out.rcode = Rcode.REFUSED;
+  return emptyReply(query, Rcode.REFUSED, limit);
 }
 
 /**
@@ -624,6 +647,10 @@ export class CachingAnswerer {
       const reply = emptyReply(query, out.rcode, transport === "udp" ? CLASSIC_UDP_SIZE : TCP_MAX_MESSAGE);
       return decision === "refuse" ? reply : truncated(reply);
     }
+    // Cached for a client that may be told the name: asked again for this one.
+    if (this.context.horizon?.hides(client, cached.qname)) {
+      return hiddenReply(decodeQuery(packet), transport === "udp" ? CLASSIC_UDP_SIZE : TCP_MAX_MESSAGE, out);
+    }
     return patchedReply(cached.bytes, packet, qnameEnd);
   }
 }
@@ -641,6 +668,8 @@ export interface DnsServerOptions {
   tsigKey?: (name: Name) => TsigKey | null;
   /** Who may transfer which zone (AXFR/IXFR); nobody when absent. */
   transfers?: TransferPolicy;
+  /** Names told only to some clients; absent: every name to everyone. */
+  horizon?: Horizon;
   now?: () => number;
   log: Logger;
   /** A TCP connection with nothing received for this long is closed. Default 10000. */
@@ -702,7 +731,7 @@ class DnsServerRuntime {
   private allClosed: (() => void) | null = null;
 
   constructor(readonly options: DnsServerOptions) {
-    this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, now: options.now, vouchedTimes: new Map() });
+    this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, horizon: options.horizon, now: options.now, vouchedTimes: new Map() });
     this.now = options.now ?? Date.now;
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;

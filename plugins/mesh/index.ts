@@ -23,7 +23,8 @@ import * as m from "./model.ts";
 import { renderNftables, renderSetconf, renderWgQuick } from "./render.ts";
 import { isActive, MeshService, type Caller } from "./service.ts";
 import { carryOverMesh } from "./restore.ts";
-import { MeshSettings } from "./settings.ts";
+import { dnsClientPrefixes, MeshSettings } from "./settings.ts";
+import { DnsClients } from "./dns-clients.ts";
 import * as sql from "./store.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName, type NodeConfig } from "./types.ts";
 
@@ -299,10 +300,22 @@ function withoutPresharedKeys(config: NodeConfig): NodeConfig {
   return { ...config, peers: config.peers.map((p) => ({ ...p, presharedKey: null })) };
 }
 
-/** `<node>.<network>.<domain>` served by the DNS server, renewed on every change; returns the way to stop. */
+/**
+ * `<node>.<network>.<domain>` served by the DNS server, renewed on every change, and told only to
+ * the clients DnsClients allows; returns the way to stop.
+ */
 function serveNames(k: Kernel<MeshSettings>, mesh: MeshService, domain: string): () => void {
-  const unregister = k.records.register({ name: "mesh", domain: domain.endsWith(".") ? domain : `${domain}.`, records: () => nodeRecords(k, mesh) });
-  const unsubscribe = mesh.onChange(() => k.records.changed("mesh"));
+  const clients = new DnsClients(dnsClientPrefixes(k.settings.dns_clients), () => sql.allNetworks(k.store.db));
+  const unregister = k.records.register({
+    name: "mesh",
+    domain: domain.endsWith(".") ? domain : `${domain}.`,
+    records: () => nodeRecords(k, mesh),
+    mayAsk: (client) => clients.allows(client),
+  });
+  const unsubscribe = mesh.onChange(() => {
+    clients.refresh();
+    k.records.changed("mesh");
+  });
   return () => {
     unsubscribe();
     unregister();

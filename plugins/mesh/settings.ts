@@ -1,6 +1,8 @@
-/** The [mesh] config section: the DNS domain of node names and the timers of key rotation. */
+/** The [mesh] config section: the DNS domain of node names, who is told them, and the timers of key rotation. */
 import { Type, type Static } from "@sinclair/typebox";
+import { ConfigError } from "../../src/config/error.ts";
 import { section } from "../../src/config/schema.ts";
+import { networkOf, parseClientCidr, type Cidr } from "../../src/net/ip.ts";
 
 export const MeshSettings = section("WireGuard mesh: node names in DNS, how agents poll, how long a key rotation waits.", {
   domain: Type.String({
@@ -12,6 +14,12 @@ export const MeshSettings = section("WireGuard mesh: node names in DNS, how agen
     patternHint: 'a domain name of letters, digits and hyphens, such as "mesh.internal." (or "" for no names)',
     description: 'Nodes are named <node>.<network>.<domain> in the DNS server ("" : no names). ".internal" is reserved for private use (ICANN, 2024).',
   }),
+  dns_clients: Type.Array(Type.String({ maxLength: 64 }), {
+    default: [],
+    maxItems: 256,
+    description:
+      'Prefixes, besides loopback and the mesh networks\' own, whose clients the DNS server tells the node names ("10.0.0.0/8"); everyone else is answered REFUSED for them. "0.0.0.0/0" and "::/0" tell everyone (the names and addresses of the mesh become public where the server is reachable).',
+  }),
   dns_ttl: Type.Integer({ default: 60, minimum: 0, maximum: 86_400, description: "TTL (seconds) of the nodes' A and AAAA records." }),
   poll_seconds: Type.Integer({ default: 30, minimum: 1, maximum: 3600, description: "How often agents ask for their config (they send its ETag, so an unchanged config costs a 304)." }),
   max_nodes_per_network: Type.Integer({ default: 4096, minimum: 2, maximum: 65_534, description: "Enrollment stops at this many nodes in one network (each change sends every node a new config)." }),
@@ -21,5 +29,19 @@ export const MeshSettings = section("WireGuard mesh: node names in DNS, how agen
     maximum: 10_080,
     description: "A node rotating its key switches once every peer has applied a config that accepts the new key, or after this many minutes (peers that were offline follow on their next poll).",
   }),
-});
+}, (s) => void dnsClientPrefixes(s.dns_clients));
 export type MeshSettings = Static<typeof MeshSettings>;
+
+/**
+ * [mesh] dns_clients as prefixes, checked when the config is loaded: a typo stops start-up
+ * naming the key (exit 2) rather than leaving the names refused to the clients it meant.
+ */
+export function dnsClientPrefixes(texts: readonly string[]): Cidr[] {
+  return texts.map((text) => {
+    const cidr = parseClientCidr(text); // ::ffff:10.0.0.0/104 is the IPv4 prefix it spells: clients are matched unmapped
+    if (cidr !== null) return cidr;
+    // A prefix with host bits set (10.0.0.1/8) is most likely a typo for another prefix: not guessed.
+    const why = networkOf(text) !== null ? "has host bits set (is it the network's address?)" : "is not an address prefix";
+    throw new ConfigError(`mesh.dns_clients: ${JSON.stringify(text)} ${why}, such as "10.0.0.0/8" or "fd00::/8"`);
+  });
+}

@@ -1,0 +1,135 @@
+/**
+ * Split horizon on the answer path (server.ts with horizon.ts): a record provider's names are
+ * told only to the clients it allows (and the secondaries); anyone else is REFUSED for them,
+ * whatever the type, the case or the cache, while the rest of the zone that holds them is
+ * answered to everyone without what it would carry along from below them.
+ */
+import { describe, expect, test } from "bun:test";
+import { ProviderHorizon } from "../../../plugins/dns/horizon.ts";
+import { decodeMessage, Rcode } from "../../../plugins/dns/message.ts";
+import { nameToText, parseName } from "../../../plugins/dns/names.ts";
+import { RRType } from "../../../plugins/dns/rdata.ts";
+import { answerAll, CachingAnswerer, ZoneTable, type AnswerContext } from "../../../plugins/dns/server.ts";
+import { TYPE_AXFR } from "../../../plugins/dns/transfer.ts";
+import { Zone } from "../../../plugins/dns/zone.ts";
+import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+import type { RecordProvider } from "../../../src/record-providers.ts";
+import { buildQuery } from "../../helpers/reference-dns.ts";
+
+const origin = parseName("example.org.", null);
+// The hosted zone as withProvidedRecords leaves it: the mesh's names merged in below mesh.example.org.
+const zone = Zone.build(
+  origin,
+  parseZoneFile(
+    `@ 3600 IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@ NS ns1
+ns1 A 192.0.2.53
+www A 192.0.2.1
+db CNAME db1.prod.mesh
+@ MX 10 mail.prod.mesh
+* TXT "anything"
+db1.prod.mesh 60 A 100.64.0.1
+db1.prod.mesh 60 AAAA fd7a:115c:a1e0::1
+mail.prod.mesh 60 A 100.64.0.2
+`,
+    { origin, defaultTtl: 3600 },
+  ),
+);
+const zones = new ZoneTable();
+zones.set(zone);
+
+const MESH_CLIENT = "100.64.0.9";
+const STRANGER = "203.0.113.7";
+const SECONDARY = "198.51.100.53";
+const mesh: RecordProvider = { name: "mesh", domain: "mesh.example.org.", records: () => [], mayAsk: (client) => client === MESH_CLIENT || client === "127.0.0.1" };
+
+function answerer(providers: RecordProvider[] = [mesh]): CachingAnswerer {
+  const horizon = new ProviderHorizon((client) => client === SECONDARY);
+  horizon.update(providers);
+  return new CachingAnswerer({ zones, gate: { decide: () => "answer" }, horizon, transfers: { allowed: (client) => client === SECONDARY } });
+}
+
+const ask = (a: CachingAnswerer, client: string, name: string, type: number = RRType.A, transport: "udp" | "tcp" = "udp") => {
+  const reply = a.answer(buildQuery({ name: parseName(name, null), type }), client, transport);
+  return decodeMessage(reply!);
+};
+const names = (records: Array<{ name: readonly Uint8Array[] }>) => records.map((r) => nameToText(r.name as never));
+
+describe("a name at or below the provider's domain", () => {
+  test("is answered to a client the provider allows, and REFUSED to a stranger", () => {
+    const a = answerer();
+    const told = ask(a, MESH_CLIENT, "db1.prod.mesh.example.org.");
+    expect(told.rcode).toBe(Rcode.NOERROR);
+    expect(told.answer).toHaveLength(1);
+    const refused = ask(a, STRANGER, "db1.prod.mesh.example.org.");
+    expect(refused.rcode).toBe(Rcode.REFUSED);
+    expect([...refused.answer, ...refused.authority, ...refused.additional]).toEqual([]);
+    expect(a.outcome.zone).toBe(zone); // counted under the zone that holds it, not as a name nobody serves
+  });
+
+  test("whatever the type (ANY over TCP, AAAA, SOA), a name that is not there, the domain itself, or the case of the letters", () => {
+    const a = answerer();
+    for (const [name, type, transport] of [
+      ["db1.prod.mesh.example.org.", 255, "tcp"],
+      ["db1.prod.mesh.example.org.", RRType.AAAA, "udp"],
+      ["mesh.example.org.", RRType.SOA, "udp"],
+      ["nothing.prod.mesh.example.org.", RRType.A, "udp"], // NXDOMAIN would say which names are not there
+      ["prod.mesh.example.org.", RRType.TXT, "udp"],
+      ["DB1.Prod.MESH.Example.ORG.", RRType.A, "udp"],
+    ] as const) {
+      expect(ask(a, STRANGER, name, type, transport).rcode).toBe(Rcode.REFUSED);
+      expect(ask(a, MESH_CLIENT, name, type, transport).rcode).not.toBe(Rcode.REFUSED);
+    }
+  });
+
+  test("a reply cached for an allowed client is not given to a stranger, nor a refusal to an allowed client", () => {
+    const a = answerer();
+    expect(ask(a, MESH_CLIENT, "db1.prod.mesh.example.org.").rcode).toBe(Rcode.NOERROR);
+    expect(ask(a, STRANGER, "db1.prod.mesh.example.org.").rcode).toBe(Rcode.REFUSED);
+    expect(ask(a, STRANGER, "mail.prod.mesh.example.org.").rcode).toBe(Rcode.REFUSED);
+    expect(ask(a, MESH_CLIENT, "mail.prod.mesh.example.org.").answer).toHaveLength(1);
+  });
+
+  test("a configured secondary is told (it transfers them anyway); a provider without mayAsk tells everyone", () => {
+    expect(ask(answerer(), SECONDARY, "db1.prod.mesh.example.org.").answer).toHaveLength(1);
+    const open: RecordProvider = { name: "mesh", domain: "mesh.example.org.", records: () => [] };
+    expect(ask(answerer([open]), STRANGER, "db1.prod.mesh.example.org.").answer).toHaveLength(1);
+  });
+});
+
+describe("the rest of the zone", () => {
+  test("is answered to everyone", () => {
+    const a = answerer();
+    for (const client of [STRANGER, MESH_CLIENT]) {
+      const reply = ask(a, client, "www.example.org.");
+      expect(reply.rcode).toBe(Rcode.NOERROR);
+      expect(names(reply.answer)).toEqual(["www.example.org."]);
+      expect(ask(a, client, "other.example.org.", RRType.TXT).answer).toHaveLength(1); // the wildcard
+    }
+  });
+
+  test("a CNAME into the hidden names stops there for a stranger (NOERROR, the CNAME alone), and is followed for an allowed client", () => {
+    const a = answerer();
+    const stranger = ask(a, STRANGER, "db.example.org.");
+    expect(stranger.rcode).toBe(Rcode.NOERROR);
+    expect(names(stranger.answer)).toEqual(["db.example.org."]);
+    expect(stranger.answer[0]!.type).toBe(RRType.CNAME);
+    expect(names(ask(a, MESH_CLIENT, "db.example.org.").answer)).toEqual(["db.example.org.", "db1.prod.mesh.example.org."]);
+    expect(names(ask(a, STRANGER, "db.example.org.").answer)).toEqual(["db.example.org."]); // not from the cache
+  });
+
+  test("an MX whose target is hidden is answered without the target's addresses", () => {
+    const a = answerer();
+    const stranger = ask(a, STRANGER, "example.org.", RRType.MX);
+    expect(stranger.answer).toHaveLength(1);
+    expect(stranger.additional).toEqual([]);
+    expect(names(ask(a, MESH_CLIENT, "example.org.", RRType.MX).additional)).toEqual(["mail.prod.mesh.example.org."]);
+  });
+
+  test("a zone transfer to a secondary the policy allows holds the hidden names", () => {
+    const ctx: AnswerContext = answerer().context;
+    const messages = answerAll(buildQuery({ name: origin, type: TYPE_AXFR }), SECONDARY, "tcp", ctx).map(decodeMessage);
+    expect(messages[0]!.rcode).toBe(Rcode.NOERROR);
+    expect(messages.flatMap((m) => names(m.answer))).toContain("db1.prod.mesh.example.org.");
+  });
+});
