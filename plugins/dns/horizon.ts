@@ -3,13 +3,15 @@
  * that has `mayAsk` (the mesh's node names). Anyone else is answered REFUSED for every name at
  * or below the provider's domain, as by BIND's allow-query on a zone; the rest of a hosted
  * zone that holds the domain is answered to everyone, without what it would have carried along
- * from below the domain (a CNAME's target, the addresses of an MX's): see `withoutHidden`.
+ * from below the domain (a CNAME chain past a hidden target, the addresses of an MX's): see
+ * `withoutHidden`.
  *
  * The configured secondaries are told too: they are sent every name in zone transfers anyway,
  * and ask for the zone's SOA before each one.
  */
 import type { RecordProvider } from "../../src/record-providers.ts";
-import { isSubdomain, parseName, type Name } from "./names.ts";
+import { isSubdomain, nameFromWire, parseName, type Name } from "./names.ts";
+import { RRType } from "./rdata.ts";
 import type { Answer, RR } from "./zone.ts";
 
 /** What the answer path asks (server.ts): is a name one some clients are not told, and is this client one of them? */
@@ -61,22 +63,30 @@ function domainOf(provider: RecordProvider): Name | null {
   }
 }
 
-/** Does the answer carry a record at or below a restricted name (a question outside one)? */
+/** Does the answer carry a record at or below a restricted name, or a CNAME into one (a question outside them)? */
 export function touchesRestricted(answer: Answer, horizon: Horizon): boolean {
-  const restricted = (rr: RR) => horizon.restricts(rr.name);
+  const restricted = (rr: RR) => horizon.restricts(rr.name) || (rr.type === RRType.CNAME && horizon.restricts(cnameTarget(rr)));
   return answer.answer.some(restricted) || answer.authority.some(restricted) || answer.additional.some(restricted);
 }
 
 /**
- * `answer` as `client` may be told it: a CNAME chain stops where it enters a name hidden from
- * the client, as where it leaves the zone (NOERROR, the CNAME alone: the client asks for the
- * target and is refused), and the addresses of hidden names are not added.
+ * `answer` as `client` may be told it: a CNAME chain stops at the first CNAME whose target is
+ * hidden from the client, as where it leaves the zone (NOERROR, the chain up to that CNAME, no
+ * authority or additional section: the client asks for the target and is refused), and the
+ * addresses of hidden names are not added. Cut at the target, not at the target's records: a
+ * target that is not there ends the chain in NXDOMAIN and a negative SOA, so a CNAME to a
+ * guessed name (any zone editor can add one) would otherwise tell a stranger whether it exists.
  */
 export function withoutHidden(answer: Answer, client: string, horizon: Horizon): Answer {
-  const hidden = (rr: RR) => horizon.hides(client, rr.name);
-  const visible = (rr: RR) => !hidden(rr);
-  const cut = answer.answer.findIndex(hidden);
+  const visible = (rr: RR) => !horizon.hides(client, rr.name);
+  const cut = answer.answer.findIndex((rr) => rr.type === RRType.CNAME && horizon.hides(client, cnameTarget(rr)));
   if (cut < 0) return { ...answer, authority: answer.authority.filter(visible), additional: answer.additional.filter(visible) };
-  // The negative SOA of an NXDOMAIN or NODATA at the end of the chain would say what is not there.
-  return { ...answer, rcode: 0, answer: answer.answer.slice(0, cut), authority: [], additional: answer.additional.filter(visible) };
+  // Whatever follows the cut (the target's records or its negative SOA, their additional
+  // addresses) is what the target is.
+  return { ...answer, rcode: 0, answer: answer.answer.slice(0, cut + 1), authority: [], additional: [] };
+}
+
+/** A CNAME's target (record data is one uncompressed name). */
+function cnameTarget(rr: RR): Name {
+  return nameFromWire(rr.rdata, 0).name;
 }

@@ -26,6 +26,7 @@ const zone = Zone.build(
 ns1 A 192.0.2.53
 www A 192.0.2.1
 db CNAME db1.prod.mesh
+gone CNAME nothing.prod.mesh
 @ MX 10 mail.prod.mesh
 * TXT "anything"
 db1.prod.mesh 60 A 100.64.0.1
@@ -116,6 +117,26 @@ describe("the rest of the zone", () => {
     expect(stranger.answer[0]!.type).toBe(RRType.CNAME);
     expect(names(ask(a, MESH_CLIENT, "db.example.org.").answer)).toEqual(["db.example.org.", "db1.prod.mesh.example.org."]);
     expect(names(ask(a, STRANGER, "db.example.org.").answer)).toEqual(["db.example.org."]); // not from the cache
+  });
+
+  test("a CNAME into the hidden names tells a stranger nothing of its target: the same reply whether the target exists or not", () => {
+    const a = answerer();
+    const shape = (reply: ReturnType<typeof ask>) => ({
+      rcode: reply.rcode,
+      aa: reply.aa,
+      answer: reply.answer.map((r) => ({ name: names([r])[0], type: r.type })),
+      authority: reply.authority,
+      additional: reply.additional,
+    });
+    // For an allowed client one target is there and the other is not (NXDOMAIN, its SOA); asked
+    // first, that reply must not be the stranger's from the cache either.
+    expect(ask(a, MESH_CLIENT, "gone.example.org.").rcode).toBe(Rcode.NXDOMAIN);
+    for (const transport of ["udp", "tcp"] as const) {
+      const existing = shape(ask(a, STRANGER, "db.example.org.", RRType.A, transport));
+      const missing = shape(ask(a, STRANGER, "gone.example.org.", RRType.A, transport));
+      expect(missing).toEqual({ ...existing, answer: [{ name: "gone.example.org.", type: RRType.CNAME }] });
+      expect(existing).toMatchObject({ rcode: Rcode.NOERROR, authority: [], additional: [] });
+    }
   });
 
   test("an MX whose target is hidden is answered without the target's addresses", () => {
