@@ -6,8 +6,10 @@
  * from below the domain (a CNAME chain past a hidden target, the addresses of an MX's): see
  * `withoutHidden`.
  *
- * The configured secondaries are told too: they are sent every name in zone transfers anyway,
- * and ask for the zone's SOA before each one.
+ * A configured secondary is told the names of a zone the transfer policy lets it transfer (it
+ * is sent them in the transfer anyway, and asks for the zone's SOA before each one), when it
+ * asks as a transfer must: from its address, signed with its TSIG key. Its address alone is
+ * not enough: over UDP it can be spoofed, and a secondary of other zones has no claim to them.
  */
 import type { RecordProvider } from "../../src/record-providers.ts";
 import { isSubdomain, nameFromWire, parseName, type Name } from "./names.ts";
@@ -18,8 +20,8 @@ import type { Answer, RR } from "./zone.ts";
 export interface Horizon {
   /** `name` lies at or below a domain whose names only some clients are told. */
   restricts(name: Name): boolean;
-  /** `client` may not be told `name`. */
-  hides(client: string, name: Name): boolean;
+  /** `client`, asking with the TSIG key `key` (null: unsigned), may not be told `name`. */
+  hides(client: string, name: Name, key: Name | null): boolean;
 }
 
 interface Restricted {
@@ -31,8 +33,8 @@ interface Restricted {
 export class ProviderHorizon implements Horizon {
   private restricted: Restricted[] = [];
 
-  /** `secondary`: is the client a configured secondary's address? */
-  constructor(private readonly secondary: (client: string) => boolean) {}
+  /** `transfers`: may `client`, signing with `key`, transfer the zone that holds `name`? */
+  constructor(private readonly transfers: (client: string, name: Name, key: Name | null) => boolean) {}
 
   update(providers: readonly RecordProvider[]): void {
     this.restricted = providers.flatMap((provider) => {
@@ -46,9 +48,9 @@ export class ProviderHorizon implements Horizon {
     return false;
   }
 
-  hides(client: string, name: Name): boolean {
+  hides(client: string, name: Name, key: Name | null): boolean {
     for (const r of this.restricted) {
-      if (isSubdomain(name, r.domain) && !r.mayAsk(client) && !this.secondary(client)) return true;
+      if (isSubdomain(name, r.domain) && !r.mayAsk(client) && !this.transfers(client, name, key)) return true;
     }
     return false;
   }
@@ -77,9 +79,9 @@ export function touchesRestricted(answer: Answer, horizon: Horizon): boolean {
  * target that is not there ends the chain in NXDOMAIN and a negative SOA, so a CNAME to a
  * guessed name (any zone editor can add one) would otherwise tell a stranger whether it exists.
  */
-export function withoutHidden(answer: Answer, client: string, horizon: Horizon): Answer {
-  const visible = (rr: RR) => !horizon.hides(client, rr.name);
-  const cut = answer.answer.findIndex((rr) => rr.type === RRType.CNAME && horizon.hides(client, cnameTarget(rr)));
+export function withoutHidden(answer: Answer, client: string, key: Name | null, horizon: Horizon): Answer {
+  const visible = (rr: RR) => !horizon.hides(client, rr.name, key);
+  const cut = answer.answer.findIndex((rr) => rr.type === RRType.CNAME && horizon.hides(client, cnameTarget(rr), key));
   if (cut < 0) return { ...answer, authority: answer.authority.filter(visible), additional: answer.additional.filter(visible) };
   // Whatever follows the cut (the target's records or its negative SOA, their additional
   // addresses) is what the target is.

@@ -36,7 +36,7 @@ import { shieldVerdictCounters, type Counter, type Metrics, type ShieldVerdictCo
 import { Rcode } from "./message.ts";
 import { RRType } from "./rdata.ts";
 import { RCODE_NOTAUTH } from "./tsig.ts";
-import { canonicalAddress, TransferService, type TransferView } from "./secondaries.ts";
+import { TransferService, type TransferView } from "./secondaries.ts";
 import { DnsSettings, udpWithoutTcp } from "./settings.ts";
 import * as sql from "./store.ts";
 import type { Zone } from "./zone.ts";
@@ -187,7 +187,11 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       }
     };
     // The providers' names some clients are not told (the mesh's): followed as the providers change.
-    const horizon = new ProviderHorizon((client) => view.isSecondary(canonicalAddress(client) ?? client));
+    // A secondary is told those of a zone it may transfer, asking as for a transfer (with its key).
+    const horizon = new ProviderHorizon((client, name, key) => {
+      const zone = table.find(name);
+      return zone !== null && view.allowed(client, zone.origin, key, zones.isProviderOwned(zone.origin));
+    });
     horizon.update(k.records.list());
     const unsubscribeHorizon = k.records.onChange(() => horizon.update(k.records.list()));
     const unsubscribeProviders = k.records.onChange(providerChanged);

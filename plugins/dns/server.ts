@@ -493,13 +493,14 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
     }
     out.zone = zone;
     const horizon = ctx.horizon;
-    if (horizon?.hides(client, q.name)) return hiddenReply(query, limit, out);
+    const keyName = key ? key.name : null; // a key the query was verified with (signedReplyTo)
+    if (horizon?.hides(client, q.name, keyName)) return hiddenReply(query, limit, out);
     let answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: ctx.zones.nestedIn?.(zone) });
     // A question outside the hidden names whose answer carries some along (a CNAME into them,
     // an MX's addresses) is answered per client: never from the cache.
     if (horizon && !horizon.restricts(q.name) && touchesRestricted(answer, horizon)) {
       out.cacheable = false;
-      answer = withoutHidden(answer, client, horizon);
+      answer = withoutHidden(answer, client, keyName, horizon);
     }
     out.rcode = answer.rcode;
     const response: Response = {
@@ -647,8 +648,9 @@ export class CachingAnswerer {
       const reply = emptyReply(query, out.rcode, transport === "udp" ? CLASSIC_UDP_SIZE : TCP_MAX_MESSAGE);
       return decision === "refuse" ? reply : truncated(reply);
     }
-    // Cached for a client that may be told the name: asked again for this one.
-    if (this.context.horizon?.hides(client, cached.qname)) {
+    // Cached for a client that may be told the name: asked again for this one (unsigned: a
+    // signed query is never answered from the cache).
+    if (this.context.horizon?.hides(client, cached.qname, null)) {
       return hiddenReply(decodeQuery(packet), transport === "udp" ? CLASSIC_UDP_SIZE : TCP_MAX_MESSAGE, out);
     }
     return patchedReply(cached.bytes, packet, qnameEnd);

@@ -29,10 +29,11 @@ const DNS_PORT = 5353;
 const STRANGER = "198.51.100.7";
 const STRANGER_V6 = "2001:db8::7";
 const SECONDARY = "203.0.113.53";
+const OTHER_SECONDARY = "203.0.113.54"; // a secondary of example.com. only
 const MESH_V4 = "100.64.0.200";
 const MESH_V6 = "fd7a:115c:a1e0::200";
 const CONFIGURED = "10.9.0.1";
-const LISTEN = ["127.0.0.1", "[::1]", STRANGER, SECONDARY, MESH_V4, CONFIGURED, `[${STRANGER_V6}]`, `[${MESH_V6}]`].map((a) => `${a}:${DNS_PORT}`).join(",");
+const LISTEN = ["127.0.0.1", "[::1]", STRANGER, SECONDARY, OTHER_SECONDARY, MESH_V4, CONFIGURED, `[${STRANGER_V6}]`, `[${MESH_V6}]`].map((a) => `${a}:${DNS_PORT}`).join(",");
 const data = tempDir("citadel-e2e-horizon-");
 const home = tempDir("citadel-e2e-horizon-home-");
 const env = {
@@ -81,6 +82,7 @@ async function cleanup() {
 
 describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every kind of client", () => {
   let secret = "";
+  let otherSecret = "";
 
   beforeAll(async () => {
     await ensureBinary();
@@ -93,7 +95,7 @@ describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every ki
     sh(["ip", "-n", NS, "link", "set", "lo", "up"]);
     // A veth pair of the namespace's own (the dummy driver may not be there): its addresses are all local.
     sh(["ip", "-n", NS, "link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
-    for (const address of [`${STRANGER}/24`, `${SECONDARY}/24`, `${MESH_V4}/16`, `${CONFIGURED}/16`]) sh(["ip", "-n", NS, "address", "add", address, "dev", "d0"]);
+    for (const address of [`${STRANGER}/24`, `${SECONDARY}/24`, `${OTHER_SECONDARY}/24`, `${MESH_V4}/16`, `${CONFIGURED}/16`]) sh(["ip", "-n", NS, "address", "add", address, "dev", "d0"]);
     for (const address of [`${STRANGER_V6}/64`, `${MESH_V6}/48`]) sh(["ip", "-n", NS, "address", "add", address, "dev", "d0", "nodad"]);
     for (const link of ["d0", "d1"]) sh(["ip", "-n", NS, "link", "set", link, "up"]);
 
@@ -129,6 +131,8 @@ describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every ki
     // A secondary with its TSIG key, at an address no other rule tells the names to.
     secret = (await api("POST", "/v1/dns/tsig-keys", { name: "transfer-key" })).body.secret;
     expect((await api("POST", "/v1/dns/secondaries", { name: "ns2", address: SECONDARY, tsig_key: "transfer-key" })).status).toBe(200);
+    otherSecret = (await api("POST", "/v1/dns/tsig-keys", { name: "other-key" })).body.secret;
+    expect((await api("POST", "/v1/dns/secondaries", { name: "ns3", address: OTHER_SECONDARY, tsig_key: "other-key", zones: ["example.com."] })).status).toBe(200);
   }, 120_000);
 
   afterAll(async () => {
@@ -173,6 +177,17 @@ describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every ki
     // The stranger asking the same is refused by the transfer policy.
     const refused = (await inNs(["kdig", "-b", STRANGER, `@${STRANGER}`, "-p", String(DNS_PORT), "+retry=0", "+timeout=5", "example.org.", "AXFR"], { allowFail: true })).stdout;
     expect(refused).not.toContain("db1.prod.mesh");
+  }, 30_000);
+
+  test("a secondary is told the node's name only as it transfers the zone: signed with its key, and only a secondary of that zone", async () => {
+    const signedBy = (key: string, keySecret: string) => ["-y", `hmac-sha256:${key}:${keySecret}`];
+    for (const transport of [[], ["+tcp"]]) {
+      expect(await dig(SECONDARY, "db1.prod.mesh.example.org.", "A", [...transport, ...signedBy("transfer-key", secret)])).toMatchObject({ status: "NOERROR", answers: [expect.stringContaining("100.64.0.")] });
+      // Its address alone (spoofable over UDP) is not enough.
+      expect(await dig(SECONDARY, "db1.prod.mesh.example.org.", "A", transport)).toMatchObject({ status: "REFUSED", answers: [] });
+      // A secondary of other zones, with its own key, is a stranger to these names.
+      expect(await dig(OTHER_SECONDARY, "db1.prod.mesh.example.org.", "A", [...transport, ...signedBy("other-key", otherSecret)])).toMatchObject({ status: "REFUSED", answers: [] });
+    }
   }, 30_000);
 
   test("the refusals are counted as REFUSED in the query analytics", async () => {

@@ -1,16 +1,18 @@
 /**
  * Split horizon on the answer path (server.ts with horizon.ts): a record provider's names are
- * told only to the clients it allows (and the secondaries); anyone else is REFUSED for them,
- * whatever the type, the case or the cache, while the rest of the zone that holds them is
- * answered to everyone without what it would carry along from below them.
+ * told only to the clients it allows (and a secondary of their zone asking with its key); anyone
+ * else is REFUSED for them, whatever the type, the case or the cache, while the rest of the zone
+ * that holds them is answered to everyone without what it would carry along from below them.
  */
 import { describe, expect, test } from "bun:test";
 import { ProviderHorizon } from "../../../plugins/dns/horizon.ts";
 import { decodeMessage, Rcode } from "../../../plugins/dns/message.ts";
-import { nameToText, parseName } from "../../../plugins/dns/names.ts";
+import { nameEquals, nameToText, parseName } from "../../../plugins/dns/names.ts";
 import { RRType } from "../../../plugins/dns/rdata.ts";
 import { answerAll, CachingAnswerer, ZoneTable, type AnswerContext } from "../../../plugins/dns/server.ts";
+import { TransferView } from "../../../plugins/dns/secondaries.ts";
 import { TYPE_AXFR } from "../../../plugins/dns/transfer.ts";
+import { sign, type TsigKey } from "../../../plugins/dns/tsig.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
 import type { RecordProvider } from "../../../src/record-providers.ts";
@@ -44,14 +46,32 @@ const STRANGER = "203.0.113.7";
 const SECONDARY = "198.51.100.53";
 const mesh: RecordProvider = { name: "mesh", domain: "mesh.example.org.", records: () => [], mayAsk: (client) => client === MESH_CLIENT || client === "127.0.0.1" };
 
+// Two secondaries, each with its key: one of every zone, one of example.com. only.
+const OTHER_SECONDARY = "198.51.100.54";
+const NOW = 1_800_000_000_000;
+const tsigKeys: TsigKey[] = ["transfer-key.", "other-key."].map((name) => ({ name: parseName(name, null), algorithm: "hmac-sha256", secret: new Uint8Array(32).fill(name.length) }));
+const [transferKey, otherKey] = tsigKeys as [TsigKey, TsigKey];
+const secondary = (name: string, address: string, key: string, zones: string[] | null) => ({ name, address, notify_port: 53, tsig_key: key, zones: zones && JSON.stringify(zones), created_at: 0 });
+// Only allowed() is asked of it here, which reads no kernel.
+const transfers = new TransferView({} as never, [], [secondary("ns2", SECONDARY, "transfer-key.", null), secondary("ns3", OTHER_SECONDARY, "other-key.", ["example.com."])]);
+
 function answerer(providers: RecordProvider[] = [mesh]): CachingAnswerer {
-  const horizon = new ProviderHorizon((client) => client === SECONDARY);
+  // As the dns plugin wires it: a secondary is told the names of a zone the policy lets it transfer.
+  const horizon = new ProviderHorizon((client, name, key) => transfers.allowed(client, zones.find(name)!.origin, key));
   horizon.update(providers);
-  return new CachingAnswerer({ zones, gate: { decide: () => "answer" }, horizon, transfers: { allowed: (client) => client === SECONDARY } });
+  return new CachingAnswerer({
+    zones,
+    gate: { decide: () => "answer" },
+    horizon,
+    tsigKey: (name) => tsigKeys.find((k) => nameEquals(k.name, name)) ?? null,
+    transfers,
+    now: () => NOW,
+  });
 }
 
-const ask = (a: CachingAnswerer, client: string, name: string, type: number = RRType.A, transport: "udp" | "tcp" = "udp") => {
-  const reply = a.answer(buildQuery({ name: parseName(name, null), type }), client, transport);
+const ask = (a: CachingAnswerer, client: string, name: string, type: number = RRType.A, transport: "udp" | "tcp" = "udp", key?: TsigKey) => {
+  const query = buildQuery({ name: parseName(name, null), type });
+  const reply = a.answer(key ? sign(query, key, { kind: "request" }, NOW).message : query, client, transport);
   return decodeMessage(reply!);
 };
 const names = (records: Array<{ name: readonly Uint8Array[] }>) => records.map((r) => nameToText(r.name as never));
@@ -91,8 +111,27 @@ describe("a name at or below the provider's domain", () => {
     expect(ask(a, MESH_CLIENT, "mail.prod.mesh.example.org.").answer).toHaveLength(1);
   });
 
-  test("a configured secondary is told (it transfers them anyway); a provider without mayAsk tells everyone", () => {
-    expect(ask(answerer(), SECONDARY, "db1.prod.mesh.example.org.").answer).toHaveLength(1);
+  test("a secondary of the zone is told when it asks signed with its key, as for a transfer (it transfers them anyway)", () => {
+    const a = answerer();
+    for (const transport of ["udp", "tcp"] as const) {
+      expect(ask(a, SECONDARY, "db1.prod.mesh.example.org.", RRType.A, transport, transferKey).answer).toHaveLength(1);
+      expect(ask(a, SECONDARY, "mesh.example.org.", RRType.SOA, transport, transferKey).rcode).toBe(Rcode.NOERROR);
+    }
+    expect(names(ask(a, SECONDARY, "db.example.org.", RRType.A, "udp", transferKey).answer)).toEqual(["db.example.org.", "db1.prod.mesh.example.org."]);
+  });
+
+  test("a secondary's address is not enough: unsigned (spoofable over UDP), signed with another key, or a secondary of other zones only, it is REFUSED", () => {
+    const a = answerer();
+    expect(ask(a, SECONDARY, "db1.prod.mesh.example.org.").rcode).toBe(Rcode.REFUSED);
+    expect(ask(a, SECONDARY, "db1.prod.mesh.example.org.", RRType.A, "udp", otherKey).rcode).toBe(Rcode.REFUSED);
+    expect(ask(a, OTHER_SECONDARY, "db1.prod.mesh.example.org.", RRType.A, "udp", otherKey).rcode).toBe(Rcode.REFUSED);
+    expect(ask(a, OTHER_SECONDARY, "db1.prod.mesh.example.org.", RRType.A, "tcp", otherKey).rcode).toBe(Rcode.REFUSED);
+    expect(names(ask(a, OTHER_SECONDARY, "db.example.org.", RRType.A, "udp", otherKey).answer)).toEqual(["db.example.org."]);
+    // The same as a stranger: the zone's other names are answered.
+    expect(ask(a, OTHER_SECONDARY, "www.example.org.", RRType.A, "udp", otherKey).answer).toHaveLength(1);
+  });
+
+  test("a provider without mayAsk tells everyone", () => {
     const open: RecordProvider = { name: "mesh", domain: "mesh.example.org.", records: () => [] };
     expect(ask(answerer([open]), STRANGER, "db1.prod.mesh.example.org.").answer).toHaveLength(1);
   });
@@ -149,7 +188,8 @@ describe("the rest of the zone", () => {
 
   test("a zone transfer to a secondary the policy allows holds the hidden names", () => {
     const ctx: AnswerContext = answerer().context;
-    const messages = answerAll(buildQuery({ name: origin, type: TYPE_AXFR }), SECONDARY, "tcp", ctx).map(decodeMessage);
+    const query = sign(buildQuery({ name: origin, type: TYPE_AXFR }), transferKey, { kind: "request" }, NOW).message;
+    const messages = answerAll(query, SECONDARY, "tcp", ctx).map(decodeMessage);
     expect(messages[0]!.rcode).toBe(Rcode.NOERROR);
     expect(messages.flatMap((m) => names(m.answer))).toContain("db1.prod.mesh.example.org.");
   });
