@@ -11,8 +11,8 @@ import { nameEquals, nameToText, parseName } from "../../../plugins/dns/names.ts
 import { RRType } from "../../../plugins/dns/rdata.ts";
 import { answerAll, CachingAnswerer, ZoneTable, type AnswerContext } from "../../../plugins/dns/server.ts";
 import { TransferView } from "../../../plugins/dns/secondaries.ts";
-import { TYPE_AXFR } from "../../../plugins/dns/transfer.ts";
-import { sign, type TsigKey } from "../../../plugins/dns/tsig.ts";
+import { TYPE_AXFR, TYPE_IXFR } from "../../../plugins/dns/transfer.ts";
+import { RCODE_NOTAUTH, sign, type TsigKey } from "../../../plugins/dns/tsig.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
 import type { RecordProvider } from "../../../src/record-providers.ts";
@@ -101,6 +101,16 @@ describe("a name at or below the provider's domain", () => {
       expect(ask(a, STRANGER, name, type, transport).rcode).toBe(Rcode.REFUSED);
       expect(ask(a, MESH_CLIENT, name, type, transport).rcode).not.toBe(Rcode.REFUSED);
     }
+  });
+
+  test("a stranger's zone transfer is answered as any transfer: NOTAUTH below an apex whether the name exists or not, REFUSED at the apex", () => {
+    const a = answerer();
+    for (const type of [TYPE_AXFR, TYPE_IXFR]) {
+      for (const name of ["db1.prod.mesh.example.org.", "nothing.prod.mesh.example.org.", "www.example.org."]) {
+        expect({ name, type, rcode: ask(a, STRANGER, name, type, "tcp").rcode }).toEqual({ name, type, rcode: RCODE_NOTAUTH });
+      }
+    }
+    expect(ask(a, STRANGER, "example.org.", TYPE_AXFR, "tcp").rcode).toBe(Rcode.REFUSED);
   });
 
   test("a reply cached for an allowed client is not given to a stranger, nor a refusal to an allowed client", () => {
