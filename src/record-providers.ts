@@ -5,8 +5,9 @@
  * serves them inside the hosted zone that contains the domain (replacing what the zone holds
  * below it), or as a zone of its own when no hosted zone does.
  *
- * A provider may keep its names to some clients (`mayAsk`: split horizon): the DNS server then
- * answers REFUSED to anyone else for every name at or below its domain.
+ * A provider may keep its names to some clients (`mayAsk`: split horizon), each client to some
+ * of them: the DNS server then answers REFUSED for a name at or below its domain to a client
+ * the provider does not tell that name.
  *
  * The registry holds no DNS logic: it is the meeting point on the kernel, like the identity slot.
  */
@@ -28,11 +29,13 @@ export interface RecordProvider {
   /** The records now; called again after every `changed()`. Must not throw. */
   records(): ProvidedRecord[];
   /**
-   * Whether `client` (an IP address as the listener saw it) may be told the names; absent:
-   * everyone. Asked on the DNS server's answer path for the names at or below the domain: it
-   * must be cheap and must not throw.
+   * Whether `client` (an IP address as the listener saw it) may be told `name`, a name at or
+   * below the domain in lower-case text form, absolute and escaped as in a zone file
+   * ("db1.prod.mesh.example.org."; "a\.b.mesh.example.org." has the one label "a.b" below the
+   * domain); absent: every name to everyone. Asked on the DNS server's answer path: it must be
+   * cheap and must not throw.
    */
-  mayAsk?(client: string): boolean;
+  mayAsk?(client: string, name: string): boolean;
 }
 
 export class RecordProviders {

@@ -1,10 +1,14 @@
 /**
  * Split horizon: names the authoritative server tells only some clients — a record provider's
- * that has `mayAsk` (the mesh's node names). Anyone else is answered REFUSED for every name at
- * or below the provider's domain, as by BIND's allow-query on a zone; the rest of a hosted
- * zone that holds the domain is answered to everyone, without what it would have carried along
- * from below the domain (a CNAME chain past a hidden target, the addresses of an MX's): see
- * `withoutHidden`.
+ * that has `mayAsk` (the mesh's node names), asked per client and name (a mesh network's client
+ * is told its own network's names, not another's). A client is answered REFUSED for a name at
+ * or below the provider's domain that it is not told, as by BIND's allow-query on a zone; the
+ * rest of a hosted zone that holds the domain is answered to everyone, without what it would
+ * have carried along from below the domain that the client is not told (a CNAME chain past a
+ * hidden target, the addresses of an MX's): see `withoutHidden`. For a question at or below the
+ * domain the question's name decides, for the whole answer and for the cache (server.ts): a
+ * provider's records at one name must not name another name some client is not told (the
+ * mesh's are A and AAAA records).
  *
  * A configured secondary is told the names of a zone the transfer policy lets it transfer (it
  * is sent them in the transfer anyway, and asks for the zone's SOA before each one), when it
@@ -12,7 +16,7 @@
  * not enough: over UDP it can be spoofed, and a secondary of other zones has no claim to them.
  */
 import type { RecordProvider } from "../../src/record-providers.ts";
-import { isSubdomain, nameFromWire, parseName, type Name } from "./names.ts";
+import { isSubdomain, lowerName, nameFromWire, nameToText, parseName, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
 import type { Answer, RR } from "./zone.ts";
 
@@ -26,7 +30,7 @@ export interface Horizon {
 
 interface Restricted {
   domain: Name;
-  mayAsk: (client: string) => boolean;
+  mayAsk: (client: string, name: string) => boolean;
 }
 
 /** The record providers' horizon: `update` after every change of the providers. */
@@ -50,7 +54,7 @@ export class ProviderHorizon implements Horizon {
 
   hides(client: string, name: Name, key: Name | null): boolean {
     for (const r of this.restricted) {
-      if (isSubdomain(name, r.domain) && !r.mayAsk(client) && !this.transfers(client, name, key)) return true;
+      if (isSubdomain(name, r.domain) && !r.mayAsk(client, nameToText(lowerName(name))) && !this.transfers(client, name, key)) return true;
     }
     return false;
   }

@@ -301,16 +301,16 @@ function withoutPresharedKeys(config: NodeConfig): NodeConfig {
 }
 
 /**
- * `<node>.<network>.<domain>` served by the DNS server, renewed on every change, and told only to
- * the clients DnsClients allows; returns the way to stop.
+ * `<node>.<network>.<domain>` served by the DNS server, renewed on every change, and each told
+ * only to the clients DnsClients allows it (a network's own to its addresses); returns the way to stop.
  */
 function serveNames(k: Kernel<MeshSettings>, mesh: MeshService, domain: string): () => void {
-  const clients = new DnsClients(dnsClientPrefixes(k.settings.dns_clients), () => sql.allNetworks(k.store.db));
+  const clients = new DnsClients(domain, dnsClientPrefixes(k.settings.dns_clients), () => sql.allNetworks(k.store.db));
   const unregister = k.records.register({
     name: "mesh",
     domain: domain.endsWith(".") ? domain : `${domain}.`,
     records: () => nodeRecords(k, mesh),
-    mayAsk: (client) => clients.allows(client),
+    mayAsk: (client, name) => clients.allows(client, name),
   });
   const unsubscribe = mesh.onChange(() => {
     clients.refresh();

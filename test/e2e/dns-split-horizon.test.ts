@@ -1,10 +1,12 @@
 /**
  * Split horizon with real sockets: the compiled binary serves DNS in a network namespace whose
  * interface holds addresses of every kind of client — a stranger's, the mesh network's
- * (IPv4 and IPv6), one inside [mesh] dns_clients, a secondary's — and kdig asks from each
+ * (IPv4 and IPv6), another network's of the same organization and one of another
+ * organization's, one inside [mesh] dns_clients, a secondary's — and kdig asks from each
  * (`-b`), over UDP and TCP. The mesh's names sit inside a hosted zone (mesh.example.org. in
- * example.org.): the stranger is REFUSED them but still gets the rest of the zone, and the
- * secondary still transfers the whole zone, mesh names included.
+ * example.org.): the stranger is REFUSED them but still gets the rest of the zone, a network's
+ * client is REFUSED the other networks' names, and the secondary still transfers the whole zone,
+ * mesh names included.
  *
  * A namespace, because the server sees loopback for any query sent to 127.0.0.1, and loopback
  * is always told: the other sources need addresses of their own, which a test must not add to
@@ -32,8 +34,10 @@ const SECONDARY = "203.0.113.53";
 const OTHER_SECONDARY = "203.0.113.54"; // a secondary of example.com. only
 const MESH_V4 = "100.64.0.200";
 const MESH_V6 = "fd7a:115c:a1e0::200";
+const DEV_V4 = "100.65.0.200"; // the network dev, of the same organization as prod
+const OPS_V4 = "100.80.0.200"; // the network ops, of another organization
 const CONFIGURED = "10.9.0.1";
-const LISTEN = ["127.0.0.1", "[::1]", STRANGER, SECONDARY, OTHER_SECONDARY, MESH_V4, CONFIGURED, `[${STRANGER_V6}]`, `[${MESH_V6}]`].map((a) => `${a}:${DNS_PORT}`).join(",");
+const LISTEN = ["127.0.0.1", "[::1]", STRANGER, SECONDARY, OTHER_SECONDARY, MESH_V4, DEV_V4, OPS_V4, CONFIGURED, `[${STRANGER_V6}]`, `[${MESH_V6}]`].map((a) => `${a}:${DNS_PORT}`).join(",");
 const data = tempDir("citadel-e2e-horizon-");
 const home = tempDir("citadel-e2e-horizon-home-");
 const env = {
@@ -95,7 +99,7 @@ describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every ki
     sh(["ip", "-n", NS, "link", "set", "lo", "up"]);
     // A veth pair of the namespace's own (the dummy driver may not be there): its addresses are all local.
     sh(["ip", "-n", NS, "link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
-    for (const address of [`${STRANGER}/24`, `${SECONDARY}/24`, `${OTHER_SECONDARY}/24`, `${MESH_V4}/16`, `${CONFIGURED}/16`]) sh(["ip", "-n", NS, "address", "add", address, "dev", "d0"]);
+    for (const address of [`${STRANGER}/24`, `${SECONDARY}/24`, `${OTHER_SECONDARY}/24`, `${MESH_V4}/16`, `${DEV_V4}/16`, `${OPS_V4}/16`, `${CONFIGURED}/16`]) sh(["ip", "-n", NS, "address", "add", address, "dev", "d0"]);
     for (const address of [`${STRANGER_V6}/64`, `${MESH_V6}/48`]) sh(["ip", "-n", NS, "address", "add", address, "dev", "d0", "nodad"]);
     for (const link of ["d0", "d1"]) sh(["ip", "-n", NS, "link", "set", link, "up"]);
 
@@ -128,6 +132,19 @@ describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every ki
     const key = (await api("POST", `${networks}/prod/keys`, {})).body.key;
     const enrolled = await api("POST", "/v1/mesh/enroll", { key, name: "db1", public_key: Buffer.from(new Uint8Array(32).fill(7)).toString("base64") }, "");
     expect(enrolled.status).toBe(200);
+    // Two more networks, each with a node: dev beside prod, ops in an organization of its own.
+    const other = (await api("POST", "/v1/iam/orgs", { name: "other" })).body.id as string;
+    for (const [owner, network, ipv4, ipv6, node, fill] of [
+      [org, "dev", "100.65.0.0/16", "fd7a:115c:a1e1::/48", "web1", 8],
+      [other, "ops", "100.80.0.0/16", "fd00:5::/48", "app1", 9],
+    ] as const) {
+      const path = `/v1/mesh/orgs/${owner}/networks`;
+      expect((await api("POST", path, { name: network, ipv4, ipv6 })).status).toBe(200);
+      const networkKey = (await api("POST", `${path}/${network}/keys`, {})).body.key;
+      expect((await api("POST", "/v1/mesh/enroll", { key: networkKey, name: node, public_key: Buffer.from(new Uint8Array(32).fill(fill)).toString("base64") }, "")).status).toBe(200);
+    }
+    // A name of the zone that leads into prod's.
+    expect((await api("PUT", `${zones}/example.org/rrsets/db/CNAME`, { ttl: 300, records: ["db1.prod.mesh.example.org."] })).status).toBe(200);
     // A secondary with its TSIG key, at an address no other rule tells the names to.
     secret = (await api("POST", "/v1/dns/tsig-keys", { name: "transfer-key" })).body.secret;
     expect((await api("POST", "/v1/dns/secondaries", { name: "ns2", address: SECONDARY, tsig_key: "transfer-key" })).status).toBe(200);
@@ -162,6 +179,24 @@ describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every ki
       ] as const) {
         expect({ source, name, type, extra, ...(await dig(source, name, type, [...extra])) }).toMatchObject({ status: "REFUSED", answers: [] });
       }
+    }
+  }, 60_000);
+
+  test("a network's client is told its network's names and REFUSED another's (same organization or another), the cache and a CNAME included", async () => {
+    const own = { [MESH_V4]: "db1.prod.mesh.example.org.", [DEV_V4]: "web1.dev.mesh.example.org.", [OPS_V4]: "app1.ops.mesh.example.org." };
+    for (const transport of [[], ["+tcp"]]) {
+      // Each name asked first by its own network's client (the reply then cached), then by the others.
+      for (const [client, name] of Object.entries(own)) {
+        expect({ client, name, ...(await dig(client, name, "A", transport)) }).toMatchObject({ status: "NOERROR", answers: [expect.stringMatching(/\sIN\s+A\s+100\./)] });
+        for (const other of Object.keys(own).filter((c) => c !== client)) {
+          expect({ other, name, ...(await dig(other, name, "A", transport)) }).toMatchObject({ status: "REFUSED", answers: [] });
+        }
+      }
+      // The domain itself names no network: every network's client is told it.
+      for (const client of Object.keys(own)) expect({ client, ...(await dig(client, "mesh.example.org.", "SOA", transport)) }).toMatchObject({ status: "NOERROR" });
+      // A CNAME into prod's names: followed for prod's client, cut after the CNAME for the others.
+      expect((await dig(MESH_V4, "db.example.org.", "A", transport)).answers).toEqual([expect.stringContaining("CNAME"), expect.stringContaining("100.64.0.")]);
+      for (const other of [DEV_V4, OPS_V4]) expect({ other, ...(await dig(other, "db.example.org.", "A", transport)) }).toMatchObject({ status: "NOERROR", answers: [expect.stringContaining("CNAME")] });
     }
   }, 60_000);
 

@@ -15,6 +15,7 @@ import { TYPE_AXFR, TYPE_IXFR } from "../../../plugins/dns/transfer.ts";
 import { RCODE_NOTAUTH, sign, type TsigKey } from "../../../plugins/dns/tsig.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+import { DnsClients } from "../../../plugins/mesh/dns-clients.ts";
 import type { RecordProvider } from "../../../src/record-providers.ts";
 import { buildQuery } from "../../helpers/reference-dns.ts";
 
@@ -34,6 +35,10 @@ gone CNAME nothing.prod.mesh
 db1.prod.mesh 60 A 100.64.0.1
 db1.prod.mesh 60 AAAA fd7a:115c:a1e0::1
 mail.prod.mesh 60 A 100.64.0.2
+web.dev.mesh 60 A 100.65.0.1
+app.ops.mesh 60 A 100.80.0.1
+web CNAME web.dev.mesh
+app CNAME app.ops.mesh
 `,
     { origin, defaultTtl: 3600 },
   ),
@@ -202,5 +207,73 @@ describe("the rest of the zone", () => {
     const messages = answerAll(query, SECONDARY, "tcp", ctx).map(decodeMessage);
     expect(messages[0]!.rcode).toBe(Rcode.NOERROR);
     expect(messages.flatMap((m) => names(m.answer))).toContain("db1.prod.mesh.example.org.");
+  });
+});
+
+describe("each mesh network's clients (the mesh's DnsClients as the provider's mayAsk)", () => {
+  // prod and dev of one organization, ops of another: the provider is given every organization's networks.
+  const networks = [
+    { name: "prod", ipv4: "100.64.0.0/16", ipv6: "fd7a:115c:a1e0::/48" },
+    { name: "dev", ipv4: "100.65.0.0/16", ipv6: "fd7a:115c:a1e1::/48" },
+    { name: "ops", ipv4: "100.80.0.0/16", ipv6: "fd00:5::/48" },
+  ];
+  const clients = new DnsClients("mesh.example.org.", [], () => networks);
+  const byNetwork: RecordProvider = { name: "mesh", domain: "mesh.example.org.", records: () => [], mayAsk: (client, name) => clients.allows(client, name) };
+  const PROD = "100.64.0.9";
+  const DEV = "fd7a:115c:a1e1::9";
+  const OPS = "100.80.0.9";
+
+  test("a network's client is answered its network's names and REFUSED another's, of its organization or another", () => {
+    const a = answerer([byNetwork]);
+    expect(names(ask(a, PROD, "db1.prod.mesh.example.org.").answer)).toEqual(["db1.prod.mesh.example.org."]);
+    expect(ask(a, PROD, "nothing.prod.mesh.example.org.").rcode).toBe(Rcode.NXDOMAIN);
+    expect(names(ask(a, DEV, "web.dev.mesh.example.org.").answer)).toEqual(["web.dev.mesh.example.org."]);
+    expect(names(ask(a, OPS, "app.ops.mesh.example.org.").answer)).toEqual(["app.ops.mesh.example.org."]);
+    for (const [client, name] of [
+      [PROD, "web.dev.mesh.example.org."],
+      [PROD, "app.ops.mesh.example.org."],
+      [PROD, "dev.mesh.example.org."],
+      [PROD, "nothing.dev.mesh.example.org."], // NXDOMAIN would say which names the other network has
+      [PROD, "other.mesh.example.org."], // and which networks there are
+      [DEV, "db1.prod.mesh.example.org."],
+      [OPS, "DB1.Prod.mesh.example.org."],
+    ] as const) {
+      const reply = ask(a, client, name);
+      expect({ client, name, rcode: reply.rcode, records: [...reply.answer, ...reply.authority, ...reply.additional] }).toEqual({ client, name, rcode: Rcode.REFUSED, records: [] });
+    }
+  });
+
+  test("the domain itself is answered to every network's client (it names none), not to a stranger", () => {
+    const a = answerer([byNetwork]);
+    for (const client of [PROD, DEV, OPS]) expect(ask(a, client, "mesh.example.org.", RRType.SOA).rcode).toBe(Rcode.NOERROR);
+    expect(ask(a, STRANGER, "mesh.example.org.", RRType.SOA).rcode).toBe(Rcode.REFUSED);
+  });
+
+  test("a reply cached for one network's client is not given to another network's", () => {
+    const a = answerer([byNetwork]);
+    expect(ask(a, PROD, "db1.prod.mesh.example.org.").answer).toHaveLength(1);
+    expect(ask(a, DEV, "db1.prod.mesh.example.org.").rcode).toBe(Rcode.REFUSED);
+    expect(ask(a, OPS, "db1.prod.mesh.example.org.", RRType.A, "tcp").rcode).toBe(Rcode.REFUSED);
+    expect(ask(a, DEV, "web.dev.mesh.example.org.").answer).toHaveLength(1);
+    expect(ask(a, PROD, "web.dev.mesh.example.org.").rcode).toBe(Rcode.REFUSED);
+    expect(ask(a, PROD, "db1.prod.mesh.example.org.").answer).toHaveLength(1); // a refusal is not cached either
+  });
+
+  test("a CNAME into another network's names stops there (NOERROR, the CNAME alone), and is followed into its own", () => {
+    const a = answerer([byNetwork]);
+    for (const [client, name, target] of [
+      [PROD, "db.example.org.", "db1.prod.mesh.example.org."],
+      [DEV, "web.example.org.", "web.dev.mesh.example.org."],
+      [OPS, "app.example.org.", "app.ops.mesh.example.org."],
+    ] as const) {
+      expect(names(ask(a, client, name).answer)).toEqual([name, target]);
+      for (const other of [PROD, DEV, OPS].filter((c) => c !== client)) {
+        const cut = ask(a, other, name);
+        expect({ other, name, rcode: cut.rcode, answer: names(cut.answer), authority: cut.authority, additional: cut.additional }).toEqual({ other, name, rcode: Rcode.NOERROR, answer: [name], authority: [], additional: [] });
+      }
+    }
+    // An MX into prod: its target's addresses only for prod's clients.
+    expect(names(ask(a, PROD, "example.org.", RRType.MX).additional)).toEqual(["mail.prod.mesh.example.org."]);
+    expect(ask(a, DEV, "example.org.", RRType.MX).additional).toEqual([]);
   });
 });
