@@ -1145,7 +1145,11 @@ function refuseInterfaceInUse(tx: Database, org: string, network: sql.NetworkRow
 /** The first pool freePool tries (a stand-in until the transaction chooses). */
 const DEFAULT_POOL = "100.64.0.0/16";
 
-/** The first /16 of 100.64.0.0/10 (RFC 6598 shared space, as Tailscale and Headscale use) no network of the organization overlaps. */
+/**
+ * The first /16 of 100.64.0.0/10 (RFC 6598 shared space, as Tailscale and Headscale use) no
+ * network overlaps, whichever organization it belongs to: each organization's first network took
+ * 100.64.0.0/16, and the DNS horizon told one's nodes the other's names (found in review).
+ */
 function freePool(taken: string[]): string {
   for (let i = 64; i < 128; i++) {
     const candidate = `100.${i}.0.0/16`;

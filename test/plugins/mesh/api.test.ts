@@ -90,6 +90,27 @@ describe("mesh networks", () => {
     expect((await c.send("GET", networks, owner)).body.items.map((n: { name: string }) => n.name)).toEqual(["lab", "office"]);
   });
 
+  test("another organization's network: its default pool is free of it, an explicit prefix over it refused naming neither (found in review)", async () => {
+    // The DNS horizon knows a node by its address: both organizations' first networks took
+    // 100.64.0.0/16, and each one's nodes were told the other's names.
+    const { c, owner, network } = await setup();
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const other = (await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id as string;
+    const theirs = `/v1/mesh/orgs/${other}/networks`;
+    const first = await c.send("POST", theirs, owner, { json: { name: "ops" } });
+    expect([first.status, first.body.ipv4]).toEqual([200, "100.65.0.0/16"]);
+    for (const [json, field] of [
+      [{ name: "dmz", ipv4: "100.64.128.0/24" }, "ipv4"],
+      [{ name: "dmz", ipv4: "100.64.0.0/16" }, "ipv4"],
+      [{ name: "dmz", ipv6: network.ipv6 }, "ipv6"],
+    ] as const) {
+      const refused = await c.send("POST", theirs, owner, { json });
+      expect([refused.status, refused.body.detail]).toEqual([409, `${field}: ${json[field]} overlaps a network of another organization.`]);
+    }
+    expect((await c.send("POST", theirs, owner, { json: { name: "dmz", ipv4: "10.8.0.0/16" } })).status).toBe(200);
+    expect((await c.send("GET", theirs, owner)).body.items.map((n: { name: string }) => n.name)).toEqual(["dmz", "ops"]);
+  });
+
   test("a change to nothing publishes no new version and records no event (found in review)", async () => {
     const { c, owner, net, network } = await setup({ name: "office", preshared_keys: false });
     const key = await preauthKey(c, owner, net);

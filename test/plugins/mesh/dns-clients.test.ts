@@ -1,13 +1,14 @@
 /**
  * Who is told which of the mesh's node names: loopback and [mesh] dns_clients every name, a
- * network's addresses (IPv4 and IPv6) that network's names and the domain itself, nobody else any.
+ * network's addresses (IPv4 and IPv6) that network's names and the domain itself, nobody else any
+ * — nor an address inside networks of two organizations, each such overlap logged once.
  */
-import { expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { DnsClients } from "../../../plugins/mesh/dns-clients.ts";
 import { dnsClientPrefixes } from "../../../plugins/mesh/settings.ts";
 
-const PROD = { name: "prod", ipv4: "100.64.0.0/16", ipv6: "fd7a:115c:a1e0::/48" };
-const DEV = { name: "dev", ipv4: "100.65.0.0/16", ipv6: "fd7a:115c:a1e1::/48" };
+const PROD = { name: "prod", organization_id: "org_a", ipv4: "100.64.0.0/16", ipv6: "fd7a:115c:a1e0::/48" };
+const DEV = { name: "dev", organization_id: "org_a", ipv4: "100.65.0.0/16", ipv6: "fd7a:115c:a1e1::/48" };
 const DB1 = "db1.prod.mesh.internal.";
 
 test("loopback and a dns_clients prefix are told every name; others nothing, a network's addresses aside", () => {
@@ -55,10 +56,55 @@ test("a network made later is told its names once refreshed", () => {
   expect(clients.allows("100.64.0.9", DB1)).toBe(true);
 });
 
-test("a client inside two networks' prefixes (overlapping: another organization numbered its network alike) is told both", () => {
-  const clients = new DnsClients("mesh.internal.", [], () => [PROD, { name: "ops", ipv4: "100.64.0.0/16", ipv6: "fd00:1::/48" }]);
+test("a client inside two networks' prefixes of one organization (overlapping) is told both", () => {
+  const clients = new DnsClients("mesh.internal.", [], () => [PROD, { name: "ops", organization_id: "org_a", ipv4: "100.64.0.0/16", ipv6: "fd00:1::/48" }]);
   expect([clients.allows("100.64.0.9", DB1), clients.allows("100.64.0.9", "db1.ops.mesh.internal.")]).toEqual([true, true]);
   expect([clients.allows("fd7a:115c:a1e0::9", DB1), clients.allows("fd7a:115c:a1e0::9", "db1.ops.mesh.internal.")]).toEqual([true, false]);
+});
+
+describe("networks of two organizations that overlap (made before pools were chosen across organizations)", () => {
+  // Both organizations' first networks took 100.64.0.0/16; their IPv6 prefixes differ.
+  const OPS = { name: "ops", organization_id: "org_b", ipv4: "100.64.0.0/16", ipv6: "fd00:1::/48" };
+  const TEST = { name: "test", organization_id: "org_b", ipv4: "100.64.128.0/17", ipv6: "fd00:2::/48" };
+
+  test("a client inside both is told none of their names, nor the domain; at an address only one holds, that one's", () => {
+    const clients = new DnsClients("mesh.internal.", dnsClientPrefixes(["100.64.7.0/24"]), () => [PROD, OPS, DEV]);
+    for (const name of [DB1, "db1.ops.mesh.internal.", "web.dev.mesh.internal.", "mesh.internal."]) {
+      expect({ name, allows: clients.allows("100.64.0.9", name) }).toEqual({ name, allows: false });
+      expect({ name, allows: clients.allows("::ffff:100.64.0.9", name) }).toEqual({ name, allows: false });
+    }
+    expect([clients.allows("fd7a:115c:a1e0::9", DB1), clients.allows("fd7a:115c:a1e0::9", "db1.ops.mesh.internal.")]).toEqual([true, false]);
+    expect([clients.allows("fd00:1::9", "db1.ops.mesh.internal."), clients.allows("fd00:1::9", DB1)]).toEqual([true, false]);
+    // Loopback and dns_clients are told every name as before.
+    expect([clients.allows("127.0.0.1", DB1), clients.allows("100.64.7.1", "db1.ops.mesh.internal.")]).toEqual([true, true]);
+  });
+
+  test("each overlap is logged once, naming both networks: at start, when one arises, not again on a refresh", () => {
+    const warnings: Array<{ msg: string; fields: unknown }> = [];
+    const log = { warn: (msg: string, fields?: unknown) => warnings.push({ msg, fields }) };
+    const networks = [PROD, DEV, OPS];
+    const clients = new DnsClients("mesh.internal.", [], () => networks, log);
+    const named = () => warnings.map((w) => (w.fields as { networks: Array<{ name: string }> }).networks.map((n) => n.name));
+    expect(named()).toEqual([["prod", "ops"]]);
+    expect(warnings[0]!.msg).toContain("renumber");
+    expect(warnings[0]!.fields).toEqual({ networks: [{ name: "prod", organization: "org_a", ipv4: PROD.ipv4, ipv6: PROD.ipv6 }, { name: "ops", organization: "org_b", ipv4: OPS.ipv4, ipv6: OPS.ipv6 }] });
+    clients.refresh();
+    expect(named()).toEqual([["prod", "ops"]]);
+    networks.push(TEST); // overlaps prod (another organization), and ops (its own: no warning)
+    clients.refresh();
+    expect(named()).toEqual([["prod", "ops"], ["prod", "test"]]);
+    networks.splice(networks.indexOf(OPS), 1);
+    clients.refresh();
+    networks.push(OPS); // gone and back: said again
+    clients.refresh();
+    expect(named()).toEqual([["prod", "ops"], ["prod", "test"], ["prod", "ops"]]);
+  });
+
+  test("networks of one organization that overlap are not warned of", () => {
+    const warnings: string[] = [];
+    new DnsClients("mesh.internal.", [], () => [OPS, TEST], { warn: (msg) => warnings.push(msg) });
+    expect(warnings).toEqual([]);
+  });
 });
 
 test("0.0.0.0/0 tells every IPv4 client, ::/0 every IPv6 one (an IPv4 client on a dual-stack listener is IPv4)", () => {
