@@ -11,7 +11,8 @@
  *    slots;
  * 2. the local zones (`local`), never forwarded — an answer ending in a CNAME out of its zone
  *    gets the target resolved through these same steps and appended (stub resolvers do not
- *    follow CNAMEs);
+ *    follow CNAMEs); the names a record provider tells only some clients (`horizon`: the
+ *    mesh's) as the authoritative server tells them, REFUSED to a client not told them;
  * 3. the special-use names, never forwarded either (specialUseAnswer): localhost, invalid.,
  *    test., onion., the reverse zones of special addresses; and the private names — the reverse
  *    zones of private addresses, local., home.arpa., single-label names — unless
@@ -58,8 +59,9 @@ import {
 import { lowerName, nameEquals, nameFromWire, nameToText, nameToWire, parseName, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
 import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
+import { touchesRestricted, withoutHidden, type Horizon } from "./horizon.ts";
 import type { ZoneSource } from "./server.ts";
-import { MAX_CNAME_CHAIN, MAX_TTL, type RR, type Zone } from "./zone.ts";
+import { MAX_CNAME_CHAIN, MAX_TTL, type Answer, type RR, type Zone } from "./zone.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -109,6 +111,12 @@ export interface ResolverOptions {
   allowedClients?: (client: string) => boolean;
   /** Zones answered from here and never forwarded (the appliance's own names). */
   local?: ZoneSource;
+  /**
+   * Names told only to some clients (split horizon: the mesh's), as the authoritative server
+   * tells them: REFUSED to a client not told them, and left out of what a local zone's answer
+   * carries along. Absent: every name to every client let in.
+   */
+  horizon?: Horizon;
   /** Private names (PRIVATE_ZONES, single-label names): answered here ("local", the default) or forwarded. */
   privateNames?: PrivateNames;
   log: Logger;
@@ -752,7 +760,7 @@ const QUIET_UPSTREAM_MS = 30_000;
 type AnswerOutcome = Sections & { kind: "answer"; rcode: number; aa: boolean; /** The chain began in a hosted zone. */ local: boolean };
 type Outcome = AnswerOutcome | { kind: "blocked" } | { kind: "refused" } | { kind: "servfail" };
 const BLOCKED: Outcome = { kind: "blocked" };
-/** Nothing to forward to. */
+/** Nothing to forward to, or a name the horizon hides from the client. */
 const REFUSED: Outcome = { kind: "refused" };
 const SERVFAIL: Outcome = { kind: "servfail" };
 
@@ -889,9 +897,12 @@ class ResolverCore {
 
   /** The steps for one name: the local zones, the blocklist, the cache, the upstreams. */
   private async outcome(q: Question, client: string, transport: "udp" | "tcp", chain: Chain): Promise<Outcome> {
+    // Before anything is asked: the client let in is not thereby told every network's names
+    // (found in review). A chased target refused ends the chain at its CNAME (`chase`).
+    if (this.options.horizon?.hides(client, q.name, null)) return REFUSED;
     const zone = this.options.local?.find(q.name) ?? null;
     if (zone !== null) {
-      const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: this.options.local?.nestedIn?.(zone) }); // RFC 8482
+      const answer = this.visible(zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: this.options.local?.nestedIn?.(zone) }), q.name, client); // RFC 8482
       // A referral is not an answer: a name delegated away is resolved like any other.
       if (answer.aa) {
         const local: AnswerOutcome = { kind: "answer", local: true, rcode: answer.rcode, aa: true, answer: answer.answer.map(toRecord), authority: answer.authority.map(toRecord), additional: answer.additional.map(toRecord) };
@@ -938,7 +949,8 @@ class ResolverCore {
     chain.links++;
     chain.seen.add(key);
     const rest = await this.outcome({ name: target, type: q.type, class: q.class }, client, transport, chain);
-    // Nothing to forward to: the chain as far as the hosted zones take it.
+    // Nothing to forward to, or a target hidden from the client: the chain as far as the hosted
+    // zones take it (the client asks for the target and is refused).
     if (rest.kind === "refused") return local;
     if (rest.kind !== "answer") return rest;
     return {
@@ -950,6 +962,17 @@ class ResolverCore {
       authority: rest.authority,
       additional: [...local.additional, ...rest.additional],
     };
+  }
+
+  /**
+   * A local zone's answer to a question outside the hidden names as the client may be told it
+   * (`withoutHidden`: a CNAME chain cut where it enters names hidden from it, their addresses
+   * left out), as the authoritative server answers it. Signed queries are refused here: no key.
+   */
+  private visible(answer: Answer, qname: Name, client: string): Answer {
+    const horizon = this.options.horizon;
+    if (!horizon || horizon.restricts(qname) || !touchesRestricted(answer, horizon)) return answer;
+    return withoutHidden(answer, client, null, horizon);
   }
 
   /** Listed and not excepted. */

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { createLogger, silentLogger } from "../../../src/log.ts";
 import { DomainSet } from "../../../plugins/dns/blocklist.ts";
+import { ProviderHorizon } from "../../../plugins/dns/horizon.ts";
 import { decodeMessage, decodeQuery, encodeResponse, Rcode, type Message, type Query, type ResourceRecord } from "../../../plugins/dns/message.ts";
 import { nameToText, parseName } from "../../../plugins/dns/names.ts";
 import { RRType, rdataToText } from "../../../plugins/dns/rdata.ts";
@@ -732,6 +733,81 @@ describe("with no upstream configured", () => {
     expect((await ask("nope.mesh.internal")).rcode).toBe(Rcode.NXDOMAIN);
     expect(outbound.count).toBe(0);
     expect(resolver.stats().local).toBe(2);
+  });
+});
+
+describe("names a record provider tells only some clients (split horizon, found in review)", () => {
+  // The mesh's names inside a hosted zone, as the dns plugin serves them, and another hosted zone
+  // whose CNAME leads into them (a chain the resolver chases).
+  const zones = () => {
+    const local = new ZoneTable();
+    local.set(
+      build(
+        "example.org.",
+        `$TTL 60
+@ SOA ns hostmaster 1 1h 15m 1w 60
+@ NS ns
+ns A 10.0.0.1
+www A 192.0.2.1
+db CNAME db1.prod.mesh
+gone CNAME nothing.prod.mesh
+@ MX 10 mail.prod.mesh
+db1.prod.mesh A 100.64.0.1
+mail.prod.mesh A 100.64.0.2
+`,
+      ),
+    );
+    local.set(build("other.internal.", `$TTL 60\n@ SOA ns hostmaster 1 1h 15m 1w 60\n@ NS ns\nns A 10.0.0.1\ndb CNAME db1.prod.mesh.example.org.\n`));
+    return local;
+  };
+  // Both addresses are let in (loopback); the provider tells its names to 127.0.0.2 only (a mesh network's client, say).
+  const horizon = () => {
+    const h = new ProviderHorizon(() => false);
+    h.update([{ name: "mesh", domain: "mesh.example.org.", records: () => [], mayAsk: (client) => client === "127.0.0.2" }]);
+    return h;
+  };
+  const additional = (m: Message) => m.additional.map((rr) => nameToText(rr.name));
+
+  test("a client not told them is REFUSED them, whatever the transport, and the rest of the zones carries nothing of them", async () => {
+    const { ask, askTcp, resolver } = await start({ local: zones(), horizon: horizon() });
+    for (const [name, type] of [
+      ["db1.prod.mesh.example.org", RRType.A],
+      ["nothing.prod.mesh.example.org", RRType.A],
+      ["mesh.example.org", RRType.SOA],
+    ] as const) {
+      for (const reply of [await ask(name, type), await askTcp(name, type)]) {
+        expect({ name, rcode: reply.rcode, records: [...reply.answer, ...reply.authority, ...reply.additional.filter((rr) => rr.type !== 41)] }).toEqual({ name, rcode: Rcode.REFUSED, records: [] });
+      }
+    }
+    expect(rdata(await ask("www.example.org"))).toEqual(["www.example.org. 60 1 192.0.2.1"]);
+    // A CNAME into them stops there, whether its target exists or not (as the authoritative server answers it).
+    for (const name of ["db.example.org", "gone.example.org"]) {
+      const reply = await ask(name);
+      expect([reply.rcode, reply.answer.length, reply.authority, rdata(reply)[0]?.split(" ")[2]]).toEqual([Rcode.NOERROR, 1, [], "5"]);
+    }
+    const chased = await ask("db.other.internal");
+    expect([chased.rcode, rdata(chased)]).toEqual([Rcode.NOERROR, ["db.other.internal. 60 5 db1.prod.mesh.example.org."]]);
+    const mx = await ask("example.org", RRType.MX);
+    expect([rdata(mx), additional(mx)]).toEqual([["example.org. 60 15 10 mail.prod.mesh.example.org."], []]);
+    expect(resolver.stats().refused).toBe(6);
+  });
+
+  test("a client told them is answered them, and the chains into them", async () => {
+    const { udp } = await start({ local: zones(), horizon: horizon() });
+    const { socket, replies } = await clientAt("127.0.0.2");
+    const questions: Array<[string, number]> = [
+      ["db1.prod.mesh.example.org.", RRType.A],
+      ["db.example.org.", RRType.A],
+      ["db.other.internal.", RRType.A],
+      ["example.org.", RRType.MX],
+    ];
+    questions.forEach(([name, type], id) => socket.send(buildQuery({ id, name: parseName(name, null), type, rd: true }), udp, "127.0.0.1"));
+    for (const until = Date.now() + 5000; replies.length < questions.length && Date.now() < until; ) await Bun.sleep(10);
+    const byId = (id: number) => replies.find((m) => m.id === id)!;
+    expect(rdata(byId(0))).toEqual(["db1.prod.mesh.example.org. 60 1 100.64.0.1"]);
+    expect(rdata(byId(1))).toEqual(["db.example.org. 60 5 db1.prod.mesh.example.org.", "db1.prod.mesh.example.org. 60 1 100.64.0.1"]);
+    expect(rdata(byId(2))).toEqual(["db.other.internal. 60 5 db1.prod.mesh.example.org.", "db1.prod.mesh.example.org. 60 1 100.64.0.1"]);
+    expect(additional(byId(3))).toContain("mail.prod.mesh.example.org.");
   });
 });
 
