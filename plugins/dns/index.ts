@@ -251,7 +251,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         if (zone) notifier.notify(zone, targetsOf(view, zone));
       }
     }
-    const resolver = await startFilteringResolver(k, table);
+    const resolver = await startFilteringResolver(k, table, horizon);
     return async () => {
       unregisterSubjects();
       unregisterDeletion();
@@ -648,7 +648,7 @@ function queryMetrics(metrics: Metrics): QueryObserver {
  * answered locally, the blocklists loaded (a bad line is skipped and counted; an unreadable file
  * is logged and leaves the resolver without it), forwarding only to the configured upstreams.
  */
-async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable): Promise<Resolver | null> {
+async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable, horizon: ProviderHorizon): Promise<Resolver | null> {
   const s = k.settings;
   if (s.resolver_udp.length === 0 && s.resolver_tcp.length === 0) return null;
   warnIfOpen(k);
@@ -678,6 +678,8 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable):
       privateNames: s.resolver_private_names,
       allowedClients: allowClients(s.resolver_clients),
       local: zones,
+      // The providers' split horizon: a mesh network's client is told its own network's names only.
+      horizon,
       log: k.log,
       // The cache's ages: a clock that never goes back (a wall clock stepped back served stale answers).
       now: () => k.clock.elapsed?.() ?? k.clock.now(),

@@ -305,7 +305,7 @@ function withoutPresharedKeys(config: NodeConfig): NodeConfig {
  * only to the clients DnsClients allows it (a network's own to its addresses); returns the way to stop.
  */
 function serveNames(k: Kernel<MeshSettings>, mesh: MeshService, domain: string): () => void {
-  const clients = new DnsClients(domain, dnsClientPrefixes(k.settings.dns_clients), () => sql.allNetworks(k.store.db));
+  const clients = new DnsClients(domain, dnsClientPrefixes(k.settings.dns_clients), () => sql.allNetworks(k.store.db), k.log);
   const unregister = k.records.register({
     name: "mesh",
     domain: domain.endsWith(".") ? domain : `${domain}.`,

@@ -28,6 +28,7 @@ const NS = `csh${process.pid % 100_000}`;
 const PATH = `${process.env.PATH ?? "/usr/bin:/bin"}:/usr/sbin:/sbin`;
 const PORT = 8443;
 const DNS_PORT = 5353;
+const RESOLVER_PORT = 5354; // the filtering resolver, on the same addresses
 const STRANGER = "198.51.100.7";
 const STRANGER_V6 = "2001:db8::7";
 const SECONDARY = "203.0.113.53";
@@ -48,6 +49,10 @@ const env = {
   // Every address of the namespace: a client asks at its own address, so its packets leave from it.
   CITADEL_DNS_UDP: LISTEN,
   CITADEL_DNS_TCP: LISTEN,
+  // The filtering resolver, open to every address here: the horizon, not its client list, decides.
+  CITADEL_DNS_RESOLVER_UDP: LISTEN.replaceAll(`:${DNS_PORT}`, `:${RESOLVER_PORT}`),
+  CITADEL_DNS_RESOLVER_TCP: LISTEN.replaceAll(`:${DNS_PORT}`, `:${RESOLVER_PORT}`),
+  CITADEL_DNS_RESOLVER_CLIENTS: "0.0.0.0/0,::/0",
   CITADEL_MESH_DOMAIN: "mesh.example.org.",
   CITADEL_MESH_DNS_CLIENTS: "10.9.0.0/16",
 };
@@ -68,10 +73,10 @@ async function api(method: string, path: string, body?: unknown, bearer = token)
 }
 
 /** kdig from `source` to the server (on the namespace's own address of that family): status and answer lines. */
-async function dig(source: string, name: string, type = "A", extra: string[] = []): Promise<{ status: string; answers: string[] }> {
+async function dig(source: string, name: string, type = "A", extra: string[] = [], port = DNS_PORT): Promise<{ status: string; answers: string[] }> {
   const server = source.includes(":") ? "::1" : "127.0.0.1";
   const target = source.startsWith("127.") || source === "::1" ? server : source; // a query to an address of its own stays off loopback
-  const out = (await inNs(["kdig", "-b", source, `@${target}`, "-p", String(DNS_PORT), "+retry=0", "+timeout=3", "+noall", "+header", "+answer", ...extra, name, type])).stdout;
+  const out = (await inNs(["kdig", "-b", source, `@${target}`, "-p", String(port), "+retry=0", "+timeout=3", "+noall", "+header", "+answer", ...extra, name, type])).stdout;
   const status = /status: (\w+)/.exec(out)?.[1] ?? `no reply: ${out}`;
   const answers = out.split("\n").filter((line) => line !== "" && !line.startsWith(";;"));
   return { status, answers };
@@ -197,6 +202,16 @@ describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every ki
       // A CNAME into prod's names: followed for prod's client, cut after the CNAME for the others.
       expect((await dig(MESH_V4, "db.example.org.", "A", transport)).answers).toEqual([expect.stringContaining("CNAME"), expect.stringContaining("100.64.0.")]);
       for (const other of [DEV_V4, OPS_V4]) expect({ other, ...(await dig(other, "db.example.org.", "A", transport)) }).toMatchObject({ status: "NOERROR", answers: [expect.stringContaining("CNAME")] });
+    }
+  }, 60_000);
+
+  test("the filtering resolver keeps to the same horizon: a stranger it serves is REFUSED the mesh's names, a network's client is told its own only", async () => {
+    for (const transport of [[], ["+tcp"]]) {
+      expect(await dig(STRANGER, "db1.prod.mesh.example.org.", "A", transport, RESOLVER_PORT)).toMatchObject({ status: "REFUSED", answers: [] });
+      expect(await dig(MESH_V4, "db1.prod.mesh.example.org.", "A", transport, RESOLVER_PORT)).toMatchObject({ status: "NOERROR", answers: [expect.stringContaining("100.64.0.")] });
+      expect(await dig(DEV_V4, "db1.prod.mesh.example.org.", "A", transport, RESOLVER_PORT)).toMatchObject({ status: "REFUSED", answers: [] });
+      // The rest of the hosted zone is the resolver's to answer to the stranger.
+      expect(await dig(STRANGER, "www.example.org.", "A", transport, RESOLVER_PORT)).toMatchObject({ status: "NOERROR", answers: [expect.stringContaining("192.0.2.80")] });
     }
   }, 60_000);
 
