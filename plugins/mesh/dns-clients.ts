@@ -1,24 +1,26 @@
 /**
  * Who the DNS server tells which of the nodes' names (split horizon). Loopback and the prefixes
- * of [mesh] dns_clients are told every name: the operator chose them. A client inside a mesh
- * network's prefixes is told that network's names (`<network>.<domain>` and every name below
- * it: its nodes look up their peers) and the domain itself (its SOA and NS, which name no
+ * of [mesh] dns_clients are told every name: the operator chose them. A network's client — an
+ * address (IPv4 or IPv6) of one of its active nodes, as Tailscale's MagicDNS answers its
+ * tailnet's node addresses — is told that network's names (`<network>.<domain>` and every name
+ * below it: its nodes look up their peers) and the domain itself (its SOA and NS, which name no
  * network, and which every negative answer below it carries anyway), not another network's,
- * whichever organization it belongs to: any organization admin can make a network, as large
- * as 10.0.0.0/8, and its clients must not learn every other network's names by it. Everyone
- * else is answered REFUSED: an authoritative server that faces the Internet must not publish a
- * private mesh's names and addresses to it.
+ * whichever organization it belongs to. Everyone else is answered REFUSED: an authoritative
+ * server that faces the Internet must not publish a private mesh's names and addresses to it.
  *
- * The client is its address alone. Networks of one organization whose prefixes overlap cannot be
- * told apart: a client inside both is told both networks' names. Networks of two organizations
- * no longer overlap (a new network's prefixes are refused over another organization's, its
- * default pool is free of every organization's), but ones made before may (each organization's
- * first network took 100.64.0.0/16): a client inside networks of more than one organization is
- * told none of their names, as a stranger, and each such overlap is logged so that the operator
- * renumbers one of the networks.
+ * A node's address, not the network's prefix: any organization admin can make a network with
+ * any prefix (as large as 10.0.0.0/8, over another organization's), and an address merely inside
+ * it must not be told its names. A host behind a node (a subnet router's) is no node: its
+ * prefixes go in [mesh] dns_clients.
+ *
+ * The client is its address alone. Networks of two organizations may overlap, and their nodes
+ * then share addresses: a client at an address of nodes of more than one organization is told
+ * none of their names, as a stranger, and each such sharing is logged so that the operator
+ * renumbers one of the networks. A client at nodes of two networks of one organization (whose
+ * prefixes cannot overlap but for networks made before that was refused) is told both's names.
  */
 import type { Logger } from "../../src/log.ts";
-import { cidrContains, isLoopback, networkOf, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../../src/net/ip.ts";
+import { cidrContains, formatIp, isLoopback, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 
 /** A network as stored: its name, its organization and its prefixes ("100.64.0.0/16", "fd7a:115c:a1e0::/48"). */
 export interface StoredNetwork {
@@ -28,30 +30,29 @@ export interface StoredNetwork {
   ipv6: string;
 }
 
-/** A network as the horizon sees it: as stored, its prefixes read, and the name its own names are at or below ("prod.mesh.internal."). */
-interface NetworkHorizon {
-  stored: StoredNetwork;
-  prefixes: Cidr[];
-  domain: string;
+/** An active node's addresses ("100.64.0.5", "fd7a:115c:a1e0::5") and its network: what the mesh's records serve. */
+export interface ServedNode {
+  network: StoredNetwork;
+  ipv4: string;
+  ipv6: string;
 }
 
 export class DnsClients {
   private readonly apex: string;
-  private networkHorizons: NetworkHorizon[] = [];
-  /** The networks as last read, as one string: overlaps are looked for again only when it changes. */
-  private lastRead = "";
-  /** The overlaps across organizations warned of (pairs of network names), so that each is told once. */
+  /** A node's address (canonical text) → the names its networks' own are at or below ("prod.mesh.internal."). */
+  private domainsAt = new Map<string, readonly string[]>();
+  /** The addresses shared across organizations warned of (by the networks' names), so that each sharing is told once. */
   private warned = new Set<string>();
 
   /**
-   * `domain`: [mesh] domain; `configured`: [mesh] dns_clients; `networks`: every organization's
-   * networks; `log`: told of networks of two organizations that overlap (when first read, at
-   * start or when one arises).
+   * `domain`: [mesh] domain; `configured`: [mesh] dns_clients; `nodes`: every organization's
+   * active nodes whose names are served; `log`: told of nodes of two organizations at one address
+   * (when first read, at start or when it arises).
    */
   constructor(
     domain: string,
     private readonly configured: readonly Cidr[],
-    private readonly networks: () => ReadonlyArray<StoredNetwork>,
+    private readonly nodes: () => ReadonlyArray<ServedNode>,
     private readonly log: Pick<Logger, "warn"> | null = null,
   ) {
     // Names are compared as the horizon hands them: lower-case, absolute.
@@ -59,18 +60,28 @@ export class DnsClients {
     this.refresh();
   }
 
-  /** The networks changed (one made or removed): their names and prefixes are read again. */
+  /** The nodes changed (enrolled, removed, disabled, expired, a network made or removed): their addresses are read again. */
   refresh(): void {
-    const networks = this.networks();
-    const read = networks.map((n) => `${n.name} ${n.organization_id} ${n.ipv4} ${n.ipv6}`).join("\n");
-    if (read === this.lastRead) return; // a node's change: no network's prefixes changed
-    this.lastRead = read;
-    this.networkHorizons = networks.map((n) => ({
-      stored: n,
-      prefixes: [networkOf(n.ipv4), networkOf(n.ipv6)].filter((cidr): cidr is Cidr => cidr !== null),
-      domain: `${n.name}.${this.apex}`, // network names are lower-case DNS labels
-    }));
-    this.warnOfOverlaps();
+    const networksAt = new Map<string, StoredNetwork[]>();
+    for (const node of this.nodes()) {
+      for (const address of [node.ipv4, node.ipv6]) {
+        const key = canonical(address);
+        if (key === null) continue;
+        const networks = networksAt.get(key) ?? [];
+        if (!networks.some((n) => n.name === node.network.name)) networks.push(node.network);
+        networksAt.set(key, networks);
+      }
+    }
+    const domainsAt = new Map<string, readonly string[]>();
+    const shared = new Map<string, { networks: StoredNetwork[]; addresses: string[] }>();
+    for (const [address, networks] of networksAt) {
+      // At nodes of two organizations: whose client it is cannot be known, and telling it
+      // both would tell one organization's nodes the other's names.
+      if (ofOneOrganization(networks)) domainsAt.set(address, networks.map((n) => `${n.name}.${this.apex}`)); // network names are lower-case DNS labels
+      else noteShared(shared, networks, address);
+    }
+    this.domainsAt = domainsAt;
+    this.warnOfShared(shared);
   }
 
   /** May `client` be told `name` (at or below the domain, lower-case text form: RecordProvider.mayAsk)? */
@@ -78,45 +89,45 @@ export class DnsClients {
     const ip = clientAddress(client);
     if (ip === null) return false;
     if (isLoopback(ip) || this.configured.some((prefix) => cidrContains(prefix, ip))) return true;
-    const inside = this.networkHorizons.filter((n) => n.prefixes.some((prefix) => cidrContains(prefix, ip)));
-    // Inside networks of two organizations: whose client it is cannot be known, and telling it
-    // both would tell one organization's nodes the other's names.
-    if (inside.length === 0 || !ofOneOrganization(inside)) return false;
-    return name === this.apex || inside.some((n) => isAtOrBelow(name, n.domain));
+    const domains = this.domainsAt.get(formatIp(ip));
+    if (domains === undefined) return false;
+    return name === this.apex || domains.some((domain) => isAtOrBelow(name, domain));
   }
 
-  /** Each overlap across organizations is logged once, naming both networks; one that goes away and comes back is logged again. */
-  private warnOfOverlaps(): void {
-    const overlapping = new Map(overlapsAcrossOrganizations(this.networkHorizons).map(([a, b]) => [`${a.stored.name} ${b.stored.name}`, [a.stored, b.stored]]));
-    for (const [pair, networks] of overlapping) {
-      if (this.warned.has(pair)) continue;
-      this.log?.warn("mesh: networks of two organizations overlap: a client at an address inside both is told neither's DNS names; renumber one (docs/mesh.md, DNS names)", {
+  /** Each set of networks whose nodes share addresses across organizations is logged once; one that goes away and comes back is logged again. */
+  private warnOfShared(shared: Map<string, { networks: StoredNetwork[]; addresses: string[] }>): void {
+    for (const [key, { networks, addresses }] of shared) {
+      if (this.warned.has(key)) continue;
+      this.log?.warn("mesh: nodes of networks of two organizations share addresses: a client at one is told neither's DNS names; renumber one network (docs/mesh.md, DNS names)", {
         networks: networks.map((n) => ({ name: n.name, organization: n.organization_id, ipv4: n.ipv4, ipv6: n.ipv6 })),
+        addresses: addresses.slice(0, SHARED_ADDRESSES_LOGGED),
+        shared: addresses.length,
       });
     }
-    this.warned = new Set(overlapping.keys());
+    this.warned = new Set(shared.keys());
   }
 }
 
-function ofOneOrganization(networks: readonly NetworkHorizon[]): boolean {
-  return networks.every((n) => n.stored.organization_id === networks[0]!.stored.organization_id);
+/** How many of the shared addresses a warning names (two 10.0.0.0/8 networks may share thousands). */
+const SHARED_ADDRESSES_LOGGED = 10;
+
+/** `address` is shared by `networks`: noted under their names, in order (nodes are read in no order of theirs). */
+function noteShared(shared: Map<string, { networks: StoredNetwork[]; addresses: string[] }>, networks: StoredNetwork[], address: string): void {
+  const sorted = networks.toSorted((a, b) => a.name.localeCompare(b.name));
+  const key = sorted.map((n) => n.name).join(" ");
+  const entry = shared.get(key) ?? { networks: sorted, addresses: [] };
+  entry.addresses.push(address);
+  shared.set(key, entry);
 }
 
-/** Pairs of networks of different organizations with a prefix in common (read once per change of the networks: a pair each, n² is fine). */
-function overlapsAcrossOrganizations(networks: readonly NetworkHorizon[]): Array<[NetworkHorizon, NetworkHorizon]> {
-  const pairs: Array<[NetworkHorizon, NetworkHorizon]> = [];
-  for (let i = 0; i < networks.length; i++) {
-    for (let j = i + 1; j < networks.length; j++) {
-      const [a, b] = [networks[i]!, networks[j]!];
-      if (a.stored.organization_id !== b.stored.organization_id && a.prefixes.some((x) => b.prefixes.some((y) => overlap(x, y)))) pairs.push([a, b]);
-    }
-  }
-  return pairs;
+function ofOneOrganization(networks: readonly StoredNetwork[]): boolean {
+  return networks.every((n) => n.organization_id === networks[0]!.organization_id);
 }
 
-/** Two prefixes of one family with an address in common: one holds the other's first address. */
-function overlap(x: Cidr, y: Cidr): boolean {
-  return x.family === y.family && (cidrContains(x, y) || cidrContains(y, x));
+/** An address's canonical text, the key a client's address is looked up by; null when it is none. */
+function canonical(address: string): string | null {
+  const ip = clientAddress(address);
+  return ip === null ? null : formatIp(ip);
 }
 
 /** The client's address, unmapped: a dual-stack listener reports an IPv4 client as ::ffff:a.b.c.d, which ::/0 must not take for IPv6. */

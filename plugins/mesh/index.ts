@@ -24,7 +24,7 @@ import { renderNftables, renderSetconf, renderWgQuick } from "./render.ts";
 import { isActive, MeshService, type Caller } from "./service.ts";
 import { carryOverMesh } from "./restore.ts";
 import { dnsClientPrefixes, MeshSettings } from "./settings.ts";
-import { DnsClients } from "./dns-clients.ts";
+import { DnsClients, type ServedNode } from "./dns-clients.ts";
 import * as sql from "./store.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName, type NodeConfig } from "./types.ts";
 
@@ -302,14 +302,15 @@ function withoutPresharedKeys(config: NodeConfig): NodeConfig {
 
 /**
  * `<node>.<network>.<domain>` served by the DNS server, renewed on every change, and each told
- * only to the clients DnsClients allows it (a network's own to its addresses); returns the way to stop.
+ * only to the clients DnsClients allows it (a network's own to its nodes' addresses: those the
+ * records hold, read from the same nodes on the same changes); returns the way to stop.
  */
 function serveNames(k: Kernel<MeshSettings>, mesh: MeshService, domain: string): () => void {
-  const clients = new DnsClients(domain, dnsClientPrefixes(k.settings.dns_clients), () => sql.allNetworks(k.store.db), k.log);
+  const clients = new DnsClients(domain, dnsClientPrefixes(k.settings.dns_clients), () => servedNodes(k, mesh), k.log);
   const unregister = k.records.register({
     name: "mesh",
     domain: domain.endsWith(".") ? domain : `${domain}.`,
-    records: () => nodeRecords(k, mesh),
+    records: () => nodeRecords(servedNodes(k, mesh), k.settings.dns_ttl),
     mayAsk: (client, name) => clients.allows(client, name),
   });
   const unsubscribe = mesh.onChange(() => {
@@ -322,21 +323,30 @@ function serveNames(k: Kernel<MeshSettings>, mesh: MeshService, domain: string):
   };
 }
 
-/** A and AAAA of every active node: <node>.<network>.<domain>. */
-function nodeRecords(k: Kernel<MeshSettings>, mesh: MeshService): ProvidedRecord[] {
+interface NamedNode extends ServedNode {
+  /** <node>.<network>.<domain>. */
+  name: string;
+}
+
+/** Every active node whose name is served: of a live organization's network, with its addresses. */
+function servedNodes(k: Kernel<MeshSettings>, mesh: MeshService): NamedNode[] {
   const db = k.store.db;
   const now = k.clock.now();
-  const ttl = k.settings.dns_ttl;
-  const out: ProvidedRecord[] = [];
-  for (const net of sql.allNetworks(db)) {
-    const domain = mesh.domainOf(net);
-    if (domain === null || !mesh.organizationLive(net.organization_id)) continue;
-    for (const n of sql.nodes(db, net.id)) {
-      if (!isActive(n, now)) continue;
-      const { ipv4, ipv6 } = mesh.addressesOf(net, n.host);
-      const name = `${n.name}.${domain}.`;
-      out.push({ name, type: "A", ttl, data: ipv4 }, { name, type: "AAAA", ttl, data: ipv6 });
+  const out: NamedNode[] = [];
+  for (const network of sql.allNetworks(db)) {
+    const domain = mesh.domainOf(network);
+    if (domain === null || !mesh.organizationLive(network.organization_id)) continue;
+    for (const n of sql.nodes(db, network.id)) {
+      if (isActive(n, now)) out.push({ network, name: `${n.name}.${domain}.`, ...mesh.addressesOf(network, n.host) });
     }
   }
   return out;
+}
+
+/** A and AAAA of every active node: <node>.<network>.<domain>. */
+function nodeRecords(nodes: readonly NamedNode[], ttl: number): ProvidedRecord[] {
+  return nodes.flatMap(({ name, ipv4, ipv6 }) => [
+    { name, type: "A", ttl, data: ipv4 },
+    { name, type: "AAAA", ttl, data: ipv6 },
+  ]);
 }

@@ -346,12 +346,10 @@ export class MeshService {
       // pool overlapping a route advertised or approved meanwhile.
       const networks = sql.networks(tx, org);
       const routes = organizationRoutes(tx, networks);
-      if (input.ipv4 === undefined) row.ipv4 = ipv4 = freePool([...networks.map((n) => n.ipv4), ...routes.map(({ route }) => route)]);
-      if (input.ipv6 === undefined) row.ipv6 = ipv6 = freeUlaPrefix(ipv6, [...networks.map((n) => n.ipv6), ...routes.map(({ route }) => route)]);
-      for (const other of networks) {
-        if (overlaps(other.ipv4, ipv4)) throw new ConflictError(`ipv4: ${ipv4} overlaps the network ${other.name} (${other.ipv4}).`);
-        if (overlaps(other.ipv6, ipv6)) throw new ConflictError(`ipv6: ${ipv6} overlaps the network ${other.name} (${other.ipv6}).`);
-      }
+      const routed = routes.map(({ route }) => route);
+      if (input.ipv4 === undefined) row.ipv4 = ipv4 = freePool(sql.allNetworks(tx), org, routed);
+      if (input.ipv6 === undefined) row.ipv6 = ipv6 = freeUlaPrefix(ipv6, [...networks.map((n) => n.ipv6), ...routed]);
+      refuseOverlap(networks, ipv4, ipv6);
       refusePoolOverRoute(routes, ipv4, "ipv4");
       refusePoolOverRoute(routes, ipv6, "ipv6");
       refuseInterfaceInUse(tx, org, row);
@@ -1147,15 +1145,17 @@ const DEFAULT_POOL = "100.64.0.0/16";
 
 /**
  * The first /16 of 100.64.0.0/10 (RFC 6598 shared space, as Tailscale and Headscale use) no
- * network overlaps, whichever organization it belongs to: each organization's first network took
- * 100.64.0.0/16, and the DNS horizon told one's nodes the other's names (found in review).
+ * network overlaps, whichever organization it belongs to, else the first no network of the
+ * organization overlaps. Networks of two organizations may overlap (each admin chooses freely:
+ * refusing would let one organization's few large networks shut every other out), but two whose
+ * nodes share an address cannot tell them apart in DNS (DnsClients): a new network's default
+ * keeps clear of every other while there is room. Either way clear of the organization's subnet
+ * routes (`routed`).
  */
-function freePool(taken: string[]): string {
-  for (let i = 64; i < 128; i++) {
-    const candidate = `100.${i}.0.0/16`;
-    if (!taken.some((t) => overlaps(t, candidate))) return candidate;
-  }
-  throw new ConflictError("Every /16 of 100.64.0.0/10 is taken: give ipv4.");
+function freePool(networks: readonly sql.NetworkRow[], org: string, routed: readonly string[]): string {
+  const pool = firstFreeSlash16(networks, routed) ?? firstFreeSlash16(networks.filter((n) => n.organization_id === org), routed);
+  if (pool === null) throw new ConflictError("Every /16 of 100.64.0.0/10 is taken: give ipv4.");
+  return pool;
 }
 
 /**
@@ -1193,6 +1193,23 @@ function organizationRoutes(tx: Database, networks: sql.NetworkRow[]): Organizat
 function refusePoolOverRoute(routes: OrganizationRoute[], pool: string, field: "ipv4" | "ipv6"): void {
   const routed = routes.find(({ route }) => overlaps(route, pool));
   if (routed) throw new ConflictError(`${field}: ${pool} overlaps the subnet route ${routed.route} of the node ${routed.node} (network ${routed.network}), whose addresses are behind that node: give another ${field}, or have the route withdrawn first.`);
+}
+
+/** The first /16 of 100.64.0.0/10 that neither a network of `networks` nor a route of `routed` overlaps. */
+function firstFreeSlash16(networks: readonly sql.NetworkRow[], routed: readonly string[]): string | null {
+  for (let i = 64; i < 128; i++) {
+    const candidate = `100.${i}.0.0/16`;
+    if (!networks.some((n) => overlaps(n.ipv4, candidate)) && !routed.some((r) => overlaps(r, candidate))) return candidate;
+  }
+  return null;
+}
+
+/** A new network's prefixes overlap no other network of its organization's (a host of both would have two routes to one address). */
+function refuseOverlap(networks: readonly sql.NetworkRow[], ipv4: string, ipv6: string): void {
+  for (const other of networks) {
+    if (overlaps(other.ipv4, ipv4)) throw new ConflictError(`ipv4: ${ipv4} overlaps the network ${other.name} (${other.ipv4}).`);
+    if (overlaps(other.ipv6, ipv6)) throw new ConflictError(`ipv6: ${ipv6} overlaps the network ${other.name} (${other.ipv6}).`);
+  }
 }
 
 function overlaps(a: string, b: string): boolean {

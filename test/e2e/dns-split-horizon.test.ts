@@ -1,8 +1,9 @@
 /**
  * Split horizon with real sockets: the compiled binary serves DNS in a network namespace whose
- * interface holds addresses of every kind of client — a stranger's, the mesh network's
- * (IPv4 and IPv6), another network's of the same organization and one of another
- * organization's, one inside [mesh] dns_clients, a secondary's — and kdig asks from each
+ * interface holds addresses of every kind of client — a stranger's, a mesh network's node's
+ * (IPv4 and IPv6), another network's node's of the same organization and one of another
+ * organization's, one inside a network's prefix that is no node's (a host behind a subnet
+ * router), one inside [mesh] dns_clients, a secondary's — and kdig asks from each
  * (`-b`), over UDP and TCP. The mesh's names sit inside a hosted zone (mesh.example.org. in
  * example.org.): the stranger is REFUSED them but still gets the rest of the zone, a network's
  * client is REFUSED the other networks' names, and the secondary still transfers the whole zone,
@@ -33,12 +34,14 @@ const STRANGER = "198.51.100.7";
 const STRANGER_V6 = "2001:db8::7";
 const SECONDARY = "203.0.113.53";
 const OTHER_SECONDARY = "203.0.113.54"; // a secondary of example.com. only
-const MESH_V4 = "100.64.0.200";
-const MESH_V6 = "fd7a:115c:a1e0::200";
-const DEV_V4 = "100.65.0.200"; // the network dev, of the same organization as prod
-const OPS_V4 = "100.80.0.200"; // the network ops, of another organization
+// A network's clients are its nodes' addresses: each network's first node gets host 1.
+const MESH_V4 = "100.64.0.1"; // prod's node db1
+const MESH_V6 = "fd7a:115c:a1e0::1";
+const DEV_V4 = "100.65.0.1"; // the network dev's node web1, of the same organization as prod
+const OPS_V4 = "100.80.0.1"; // the network ops's node app1, of another organization
+const BEHIND = "100.64.0.200"; // inside prod's prefix, no node's: a host behind a subnet router
 const CONFIGURED = "10.9.0.1";
-const LISTEN = ["127.0.0.1", "[::1]", STRANGER, SECONDARY, OTHER_SECONDARY, MESH_V4, DEV_V4, OPS_V4, CONFIGURED, `[${STRANGER_V6}]`, `[${MESH_V6}]`].map((a) => `${a}:${DNS_PORT}`).join(",");
+const LISTEN = ["127.0.0.1", "[::1]", STRANGER, SECONDARY, OTHER_SECONDARY, MESH_V4, DEV_V4, OPS_V4, BEHIND, CONFIGURED, `[${STRANGER_V6}]`, `[${MESH_V6}]`].map((a) => `${a}:${DNS_PORT}`).join(",");
 const data = tempDir("citadel-e2e-horizon-");
 const home = tempDir("citadel-e2e-horizon-home-");
 const env = {
@@ -104,7 +107,7 @@ describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every ki
     sh(["ip", "-n", NS, "link", "set", "lo", "up"]);
     // A veth pair of the namespace's own (the dummy driver may not be there): its addresses are all local.
     sh(["ip", "-n", NS, "link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
-    for (const address of [`${STRANGER}/24`, `${SECONDARY}/24`, `${OTHER_SECONDARY}/24`, `${MESH_V4}/16`, `${DEV_V4}/16`, `${OPS_V4}/16`, `${CONFIGURED}/16`]) sh(["ip", "-n", NS, "address", "add", address, "dev", "d0"]);
+    for (const address of [`${STRANGER}/24`, `${SECONDARY}/24`, `${OTHER_SECONDARY}/24`, `${MESH_V4}/16`, `${DEV_V4}/16`, `${OPS_V4}/16`, `${BEHIND}/16`, `${CONFIGURED}/16`]) sh(["ip", "-n", NS, "address", "add", address, "dev", "d0"]);
     for (const address of [`${STRANGER_V6}/64`, `${MESH_V6}/48`]) sh(["ip", "-n", NS, "address", "add", address, "dev", "d0", "nodad"]);
     for (const link of ["d0", "d1"]) sh(["ip", "-n", NS, "link", "set", link, "up"]);
 
@@ -136,17 +139,18 @@ describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every ki
     expect((await api("POST", networks, { name: "prod", ipv4: "100.64.0.0/16", ipv6: "fd7a:115c:a1e0::/48" })).status).toBe(200);
     const key = (await api("POST", `${networks}/prod/keys`, {})).body.key;
     const enrolled = await api("POST", "/v1/mesh/enroll", { key, name: "db1", public_key: Buffer.from(new Uint8Array(32).fill(7)).toString("base64") }, "");
-    expect(enrolled.status).toBe(200);
+    expect([enrolled.status, enrolled.body.node.ipv4, enrolled.body.node.ipv6]).toEqual([200, MESH_V4, MESH_V6]);
     // Two more networks, each with a node: dev beside prod, ops in an organization of its own.
     const other = (await api("POST", "/v1/iam/orgs", { name: "other" })).body.id as string;
-    for (const [owner, network, ipv4, ipv6, node, fill] of [
-      [org, "dev", "100.65.0.0/16", "fd7a:115c:a1e1::/48", "web1", 8],
-      [other, "ops", "100.80.0.0/16", "fd00:5::/48", "app1", 9],
+    for (const [owner, network, ipv4, ipv6, node, fill, address] of [
+      [org, "dev", "100.65.0.0/16", "fd7a:115c:a1e1::/48", "web1", 8, DEV_V4],
+      [other, "ops", "100.80.0.0/16", "fd00:5::/48", "app1", 9, OPS_V4],
     ] as const) {
       const path = `/v1/mesh/orgs/${owner}/networks`;
       expect((await api("POST", path, { name: network, ipv4, ipv6 })).status).toBe(200);
       const networkKey = (await api("POST", `${path}/${network}/keys`, {})).body.key;
-      expect((await api("POST", "/v1/mesh/enroll", { key: networkKey, name: node, public_key: Buffer.from(new Uint8Array(32).fill(fill)).toString("base64") }, "")).status).toBe(200);
+      const joined = await api("POST", "/v1/mesh/enroll", { key: networkKey, name: node, public_key: Buffer.from(new Uint8Array(32).fill(fill)).toString("base64") }, "");
+      expect([joined.status, joined.body.node.ipv4]).toEqual([200, address]);
     }
     // A name of the zone that leads into prod's.
     expect((await api("PUT", `${zones}/example.org/rrsets/db/CNAME`, { ttl: 300, records: ["db1.prod.mesh.example.org."] })).status).toBe(200);
@@ -163,12 +167,24 @@ describe.skipIf(!runnable)("split horizon: the mesh's names, asked from every ki
     home.remove();
   });
 
-  test("loopback, the mesh network's addresses (IPv4 and IPv6) and a dns_clients prefix are told the node's name, over UDP and TCP", async () => {
+  test("loopback, the mesh network's node's addresses (IPv4 and IPv6) and a dns_clients prefix are told the node's name, over UDP and TCP", async () => {
     for (const source of ["127.0.0.1", "::1", MESH_V4, MESH_V6, CONFIGURED]) {
       for (const transport of [[], ["+tcp"]]) {
         const reply = await dig(source, "db1.prod.mesh.example.org.", "A", transport);
         expect({ source, transport, ...reply }).toMatchObject({ status: "NOERROR", answers: [expect.stringMatching(/^db1\.prod\.mesh\.example\.org\.\s+\d+\s+IN\s+A\s+100\.64\.0\.\d+$/)] });
       }
+    }
+  }, 60_000);
+
+  test("an address inside prod's prefix that is no node's (a host behind a subnet router) is REFUSED its names, as a stranger", async () => {
+    for (const transport of [[], ["+tcp"]]) {
+      for (const [name, type] of [
+        ["db1.prod.mesh.example.org.", "A"],
+        ["mesh.example.org.", "SOA"],
+      ] as const) {
+        expect({ name, transport, ...(await dig(BEHIND, name, type, transport)) }).toMatchObject({ status: "REFUSED", answers: [] });
+      }
+      expect(await dig(BEHIND, "db1.prod.mesh.example.org.", "A", transport, RESOLVER_PORT)).toMatchObject({ status: "REFUSED", answers: [] });
     }
   }, 60_000);
 

@@ -90,25 +90,26 @@ describe("mesh networks", () => {
     expect((await c.send("GET", networks, owner)).body.items.map((n: { name: string }) => n.name)).toEqual(["lab", "office"]);
   });
 
-  test("another organization's network: its default pool is free of it, an explicit prefix over it refused naming neither (found in review)", async () => {
-    // The DNS horizon knows a node by its address: both organizations' first networks took
-    // 100.64.0.0/16, and each one's nodes were told the other's names.
-    const { c, owner, network } = await setup();
+  test("networks of other organizations: a default pool keeps clear of them while one can, an explicit prefix over them is allowed (found in review)", async () => {
+    // Refusing overlaps across organizations let one admin's few large networks (100.64.0.0/10,
+    // 10.0.0.0/8, ...) shut every other organization out; the DNS horizon knows a network's
+    // clients by its nodes' addresses instead.
+    const { c, owner, networks, network } = await setup();
     const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
-    const other = (await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id as string;
-    const theirs = `/v1/mesh/orgs/${other}/networks`;
-    const first = await c.send("POST", theirs, owner, { json: { name: "ops" } });
-    expect([first.status, first.body.ipv4]).toEqual([200, "100.65.0.0/16"]);
-    for (const [json, field] of [
-      [{ name: "dmz", ipv4: "100.64.128.0/24" }, "ipv4"],
-      [{ name: "dmz", ipv4: "100.64.0.0/16" }, "ipv4"],
-      [{ name: "dmz", ipv6: network.ipv6 }, "ipv6"],
-    ] as const) {
-      const refused = await c.send("POST", theirs, owner, { json });
-      expect([refused.status, refused.body.detail]).toEqual([409, `${field}: ${json[field]} overlaps a network of another organization.`]);
-    }
-    expect((await c.send("POST", theirs, owner, { json: { name: "dmz", ipv4: "10.8.0.0/16" } })).status).toBe(200);
-    expect((await c.send("GET", theirs, owner)).body.items.map((n: { name: string }) => n.name)).toEqual(["dmz", "ops"]);
+    const networksOf = async (name: string) => `/v1/mesh/orgs/${(await c.send("POST", "/v1/iam/orgs", owner, { json: { name, owner: me } })).body.id}/networks`;
+    const [other, third] = [await networksOf("other"), await networksOf("third")];
+    const ops = await c.send("POST", other, owner, { json: { name: "ops" } });
+    expect([ops.status, ops.body.ipv4]).toEqual([200, "100.65.0.0/16"]); // clear of office
+    const wide = await c.send("POST", third, owner, { json: { name: "wide", ipv4: "100.64.0.0/10", ipv6: network.ipv6 } });
+    expect([wide.status, wide.body.ipv4, wide.body.ipv6]).toEqual([200, "100.64.0.0/10", network.ipv6]); // over office and ops
+    // No /16 clear of every organization's networks: the first clear of the organization's own.
+    const lab = await c.send("POST", networks, owner, { json: { name: "lab" } });
+    expect([lab.status, lab.body.ipv4]).toEqual([200, "100.65.0.0/16"]);
+    const none = await c.send("POST", third, owner, { json: { name: "more" } });
+    expect([none.status, none.body.detail]).toEqual([409, "Every /16 of 100.64.0.0/10 is taken: give ipv4."]);
+    // Within an organization overlaps are still refused, naming the network.
+    const own = await c.send("POST", third, owner, { json: { name: "more", ipv4: "100.100.0.0/16" } });
+    expect([own.status, own.body.detail]).toEqual([409, "ipv4: 100.100.0.0/16 overlaps the network wide (100.64.0.0/10)."]);
   });
 
   test("a change to nothing publishes no new version and records no event (found in review)", async () => {
@@ -637,6 +638,33 @@ describe("DNS names", () => {
     await c.send("DELETE", `${net}/nodes/db1`, owner);
     expect(changes).toBe(1);
     expect(provider.records()).toEqual([]);
+  });
+
+  test("a network's clients are its active nodes' addresses, as served, not its prefix: following enrollments, removals, expiry and another organization's overlap (found in review)", async () => {
+    const { c, owner, net, network } = await setup();
+    const provider = c.kernel.records.list().find((p) => p.name === "mesh")!;
+    const told = (client: string, name = "office.mesh.internal.") => provider.mayAsk!(client, name);
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    expect(told("100.64.0.1")).toBe(false);
+    const db1 = await enroll(c, key, "db1");
+    const [v4, v6] = ["100.64.0.1", `${network.ipv6.replace(/::\/48$/, "")}::1`];
+    expect([told(v4), told(v6), told(v4, "db1.office.mesh.internal.")]).toEqual([true, true, true]);
+    // Inside the prefix, no node's: a host behind a subnet router, or an address anyone can number a network over.
+    expect([told("100.64.0.2"), told("100.64.200.9"), told(v6.replace(/1$/, "2"))]).toEqual([false, false, false]);
+    // Another organization's network over office's prefix: its node at another address is its own network's client only.
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const theirs = `/v1/mesh/orgs/${(await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id}/networks`;
+    expect((await c.send("POST", theirs, owner, { json: { name: "ops", ipv4: "100.64.0.0/16" } })).status).toBe(200);
+    const opsKey = await preauthKey(c, owner, `${theirs}/ops`, { reusable: true });
+    await enroll(c, opsKey, "app1"); // 100.64.0.1 too: both organizations' nodes at one address
+    expect([told(v4), told(v4, "ops.mesh.internal."), told(v6)]).toEqual([false, false, true]);
+    expect((await c.send("DELETE", `${net}/nodes/${db1.name}`, owner)).status).toBe(200);
+    expect([told(v4), told(v4, "ops.mesh.internal."), told(v6)]).toEqual([false, true, false]);
+    // An expired node is a client no longer once its expiry is noted (a change, as its names go).
+    await c.send("PATCH", `${theirs}/ops/nodes/app1`, owner, { json: { expires_at: new Date(c.clock.now() + 60_000).toISOString() } });
+    c.clock.advance(61_000);
+    expect(await meshOf(c.kernel as never).mesh.expireNodes()).toBe(1);
+    expect(told(v4, "ops.mesh.internal.")).toBe(false);
   });
 
   test("the DNS server answers them: a node's name resolves on the wire, and stops resolving once it is removed", async () => {
