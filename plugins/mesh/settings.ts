@@ -18,7 +18,7 @@ export const MeshSettings = section("WireGuard mesh: node names in DNS, how agen
     default: [],
     maxItems: 256,
     description:
-      'Prefixes, besides loopback and the mesh networks\' own, whose clients the DNS server tells the node names ("10.0.0.0/8"); everyone else is answered REFUSED for them. "0.0.0.0/0" tells every IPv4 client and "::/0" every IPv6 one, each only its own family (both: everyone; the names and addresses of the mesh become public where the server is reachable).',
+      'Prefixes, besides loopback and the mesh nodes\' own addresses (each told its own network\'s names), whose clients the DNS server tells the node names ("10.0.0.0/8"); everyone else is answered REFUSED for them. "0.0.0.0/0" tells every IPv4 client and "::/0" every IPv6 one, each only its own family (both: everyone; the names and addresses of the mesh become public where the server is reachable).',
   }),
   dns_ttl: Type.Integer({ default: 60, minimum: 0, maximum: 86_400, description: "TTL (seconds) of the nodes' A and AAAA records." }),
   poll_seconds: Type.Integer({ default: 30, minimum: 1, maximum: 3600, description: "How often agents ask for their config (they send its ETag, so an unchanged config costs a 304)." }),
