@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { InvalidError } from "../../src/errors.ts";
 import { cidrContains, cidrWithin, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import { isWireGuardKey, publicKeyOfSync } from "./keys.ts";
-import { overlaps } from "./routes.ts";
+import { overlaps, SHORTEST_PREFIX } from "./routes.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -336,7 +336,10 @@ interface TableRoute {
 /**
  * The main table, read once per family: the agent's own routes on the interface (its protocol),
  * by canonical prefix, and every other route but the default ones, which any subnet route is
- * more specific than by design (as wg-quick's AllowedIPs are).
+ * more specific than by design (as wg-quick's AllowedIPs are). A default route in pieces counts
+ * as one: anything shorter than a subnet route may be (OpenVPN's redirect-gateway def1 routes
+ * 0.0.0.0/1 and 128.0.0.0/1, and ::/3, 2000::/4, fc00::/7 for IPv6, into its tunnel), or every
+ * subnet route would lie inside one and none would be routed.
  */
 async function mainTable(name: string, run: RunCommand): Promise<{ own: Map<string, Cidr>; others: TableRoute[] }> {
   const own = new Map<string, Cidr>();
@@ -347,16 +350,22 @@ async function mainTable(name: string, run: RunCommand): Promise<{ own: Map<stri
       const cidr = kernelRouteCidr(route.dst, family);
       if (!cidr) continue;
       if (route.dev === name && route.protocol === MESH_ROUTE_PROTOCOL) own.set(formatCidr(cidr), cidr);
-      else others.push({ route, cidr });
+      else if (!isDefaultRoutePiece(cidr)) others.push({ route, cidr });
     }
   }
   return { own, others };
 }
 
-/** A route's dst as a prefix (a host route is shown without a length); null for "default". */
+/** A route's dst as a prefix (a host route is shown without a length, the default route as "default"). */
 function kernelRouteCidr(dst: string | undefined, family: "-4" | "-6"): Cidr | null {
-  if (dst === undefined || dst === "default") return null;
+  if (dst === undefined) return null;
+  if (dst === "default") return parseCidr(family === "-4" ? "0.0.0.0/0" : "::/0");
   return parseCidr(dst.includes("/") ? dst : `${dst}/${family === "-4" ? 32 : 128}`);
+}
+
+/** The default route, or a part of one: shorter than any subnet route may be (routes.ts refuses those). */
+function isDefaultRoutePiece(cidr: Cidr): boolean {
+  return cidr.prefix < SHORTEST_PREFIX[cidr.family];
 }
 
 function familyFlag(cidr: Cidr): "-4" | "-6" {

@@ -12,7 +12,7 @@ import { cidrWithin, formatCidr, networkOf, parseCidr, unmapCidr, type Cidr } fr
 export const MAX_ROUTES_PER_NODE = 32;
 
 /** Shorter than these, a route is much of the internet: an exit node in parts (0.0.0.0/1 and 128.0.0.0/1 make a default route). */
-const SHORTEST_PREFIX = { 4: 8, 6: 16 } as const;
+export const SHORTEST_PREFIX = { 4: 8, 6: 16 } as const;
 
 /** Addresses no node routes for the mesh: they mean something on every host, or nothing as a route. */
 const SPECIAL_RANGES: readonly { range: Cidr; what: string }[] = [

@@ -597,6 +597,40 @@ describe("device operations with a fake runner", () => {
     expect(fake.commands().filter((line) => !line.startsWith("ip -j") && !line.startsWith("wg show"))).toEqual(["ip -4 route add 10.30.0.0/16 dev wg0 proto 83"]);
   });
 
+  test("applyRoutes routes beside a VPN's default route in pieces, as beside the default (found in review: OpenVPN's redirect-gateway def1 made every subnet route lie inside 0.0.0.0/1 or 128.0.0.0/1, and none was routed)", async () => {
+    // OpenVPN with redirect-gateway def1 (and its IPv6 redirect): the default in halves (and parts) through tun0.
+    const table: Record<string, unknown[]> = {
+      "-4": [
+        { dst: "0.0.0.0/1", gateway: "10.8.0.1", dev: "tun0", protocol: "static" },
+        { dst: "default", gateway: "192.168.1.1", dev: "eth0", protocol: "dhcp" },
+        { dst: "10.8.0.0/24", dev: "tun0", protocol: "kernel", scope: "link", prefsrc: "10.8.0.6" },
+        { dst: "128.0.0.0/1", gateway: "10.8.0.1", dev: "tun0", protocol: "static" },
+        { dst: "198.51.100.4", gateway: "192.168.1.1", dev: "eth0", protocol: "static" },
+      ],
+      "-6": [
+        { dst: "::/3", dev: "tun0", protocol: "static", metric: 1024 },
+        { dst: "2000::/4", dev: "tun0", protocol: "static", metric: 1024 },
+        { dst: "3000::/4", dev: "tun0", protocol: "static", metric: 1024 },
+        { dst: "fc00::/7", dev: "tun0", protocol: "static", metric: 1024 },
+      ],
+    };
+    const fake = fakeRun((argv) => {
+      if (argv.join(" ") === "wg show wg0 dump") return ok(`${PRIVATE}\t${OWN_PUBLIC}\t51820\toff\n`);
+      return argv[1] === "-j" ? ok(JSON.stringify(table[argv[2]!] ?? [])) : undefined;
+    });
+    // The VPN's own networks still count: its subnet, the host route to its server.
+    expect(await applyRoutes("wg0", ["10.1.0.0/24", "172.20.0.0/16", "10.8.0.0/16", "198.51.100.0/24", "fd00:1::/64", "2001:db8::/32"], fake.run)).toEqual([
+      { route: "10.8.0.0/16", reason: "the main table routes 10.8.0.0/24, a part of it, otherwise (on tun0 (proto kernel))" },
+      { route: "198.51.100.0/24", reason: "the main table routes 198.51.100.4/32, a part of it, otherwise (on eth0 (proto static))" },
+    ]);
+    expect(fake.commands().filter((line) => !line.startsWith("ip -j") && !line.startsWith("wg show"))).toEqual([
+      "ip -4 route add 10.1.0.0/24 dev wg0 proto 83",
+      "ip -4 route add 172.20.0.0/16 dev wg0 proto 83",
+      "ip -6 route add fd00:1::/64 dev wg0 proto 83",
+      "ip -6 route add 2001:db8::/32 dev wg0 proto 83",
+    ]);
+  });
+
   test("applyAddresses removes stale addresses first, keeps link-local ones, then sets the wanted and the MTU", async () => {
     const shown = [
       {
