@@ -177,17 +177,46 @@ function nodeChangeReason(before: sql.NodeRow, after: sql.NodeRow, changes: Node
 const poolsOf = (net: sql.NetworkRow) => [net.ipv4, net.ipv6];
 
 /**
- * A node's subnet routes as sent, checked (routes.ts): outside its network's pools and those of
- * the organization's other networks, whose addresses a route would take from their nodes. Read
- * in the transaction that writes the routes: a network created meanwhile (which keeps clear of
- * the routes it sees, organizationRoutes) is then either seen here or saw these.
+ * The routes an operator approves, checked (routes.ts): outside the node's network's pools and
+ * those of the organization's other networks, whose addresses a route would take from their
+ * nodes. Read in the transaction that writes the approval: a network created meanwhile (which
+ * keeps clear of the approved routes it sees, organizationRoutes) is then either seen here or
+ * saw these.
  */
-function checkRoutesOf(tx: Database, net: sql.NetworkRow, list: unknown, field: string): string[] {
+function checkApprovedRoutes(tx: Database, net: sql.NetworkRow, list: unknown, field: string): string[] {
   const others = sql.networks(tx, net.organization_id).filter((other) => other.id !== net.id);
   return checkRoutes(list, field, poolsOf(net), others.flatMap((other) => poolsOf(other).map((pool) => ({ network: other.name, pool }))));
 }
 
+/**
+ * The routes a node advertises (at enrollment, or with its token), checked for what no approval
+ * could make right: outside its own network's pools, and no special range. One overlapping
+ * another network's pool is only pending: the approval refuses it (checkApprovedRoutes). Checked
+ * against the other networks here, the node's unchanged advertisement would fail once a network
+ * is created over a pending route, which new networks do not keep clear of.
+ */
+function checkAdvertisedRoutes(net: sql.NetworkRow, list: unknown, field: string): string[] {
+  return checkRoutes(list, field, poolsOf(net));
+}
+
 const routeList = (json: string) => JSON.parse(json) as string[];
+
+/**
+ * 409 for a node made active again (enabled, its expiry moved) with an approved route that
+ * overlaps another network's pool: new networks keep clear only of active nodes' routes
+ * (organizationRoutes), so one may have been created over it meanwhile.
+ */
+function refuseApprovedRoutesOverPools(tx: Database, net: sql.NetworkRow, node: sql.NodeRow): void {
+  const others = sql.networks(tx, net.organization_id).filter((other) => other.id !== net.id);
+  for (const route of routeList(node.approved_routes)) {
+    const other = others.find((n) => poolsOf(n).some((pool) => overlaps(pool, route)));
+    if (other) {
+      throw new ConflictError(
+        `The node ${node.name}'s approved route ${route} overlaps the network ${other.name} (${poolsOf(other).join(", ")}), created while the node was not active: revoke that approval (approved_routes, in this request or before) to make the node active.`,
+      );
+    }
+  }
+}
 
 /** What an operator's approval changed, for its event: approved and revoked routes, then what is in effect. */
 function routeApprovalReason(before: sql.NodeRow, after: sql.NodeRow): string {
@@ -343,12 +372,11 @@ export class MeshService {
       this.requireLiveOrganization(tx, org);
       if (tx.query("SELECT 1 FROM mesh_networks WHERE name = ?").get(name)) throw new ConflictError(`A mesh network named ${name} exists already (names are unique across Citadel: they name DNS domains).`);
       // In the transaction: two creations at once cannot both take the same pool, nor one a
-      // pool overlapping a route advertised or approved meanwhile.
+      // pool overlapping a route approved meanwhile.
       const networks = sql.networks(tx, org);
-      const routes = organizationRoutes(tx, networks);
-      const routed = routes.map(({ route }) => route);
-      if (input.ipv4 === undefined) row.ipv4 = ipv4 = freePool(sql.allNetworks(tx), org, routed);
-      if (input.ipv6 === undefined) row.ipv6 = ipv6 = freeUlaPrefix(ipv6, [...networks.map((n) => n.ipv6), ...routed]);
+      const routes = organizationRoutes(tx, networks, now);
+      if (input.ipv4 === undefined) row.ipv4 = ipv4 = freePool(sql.allNetworks(tx), org, routes);
+      if (input.ipv6 === undefined) row.ipv6 = ipv6 = freeUlaPrefix(ipv6, networks, routes);
       refuseOverlap(networks, ipv4, ipv6);
       refusePoolOverRoute(routes, ipv4, "ipv4");
       refusePoolOverRoute(routes, ipv6, "ipv6");
@@ -587,12 +615,13 @@ export class MeshService {
       // On the row as it is now: another change made meanwhile (a disable, a rotation the node
       // made) stands, instead of being overwritten by what this request read before.
       this.requireLiveOrganization(tx, org);
-      if (changes.approved_routes !== undefined) asked.approved_routes = JSON.stringify(checkRoutesOf(tx, net, changes.approved_routes, "approved_routes"));
+      if (changes.approved_routes !== undefined) asked.approved_routes = JSON.stringify(checkApprovedRoutes(tx, net, changes.approved_routes, "approved_routes"));
       const fresh = sql.nodeById(tx, current.id);
       if (!fresh) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
       // Nothing different (a tag list as it was, a node enabled already): no new version.
       if (Object.entries(asked).every(([field, value]) => fresh[field as keyof sql.NodeRow] === value)) return fresh;
       const row: sql.NodeRow = { ...fresh, ...asked, updated_at: updatedAt };
+      if (isActive(row, updatedAt) && !isActive(fresh, updatedAt)) refuseApprovedRoutesOverPools(tx, net, row);
       sql.updateNode(tx, row);
       sql.bumpVersion(tx, net.id, updatedAt);
       const reason = nodeChangeReason(fresh, row, changes);
@@ -784,7 +813,7 @@ export class MeshService {
       if (!this.organizationLiveIn(tx, net.organization_id)) throw new EnrollmentRefused(new UnauthorizedError("This pre-auth key is not valid."), "the organization was deleted");
       const refusal = keyRefusal(fresh, now) ?? this.makerRefusal(fresh, net.organization_id);
       if (refusal) throw new EnrollmentRefused(new UnauthorizedError(refusal.message), refusal.reason);
-      const advertised = checkRoutesOf(tx, net, input.advertise_routes ?? [], "advertise_routes");
+      const advertised = checkAdvertisedRoutes(net, input.advertise_routes ?? [], "advertise_routes");
       if (sql.node(tx, net.id, name)) throw new EnrollmentRefused(new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`), "name taken");
       if (sql.keyInUse(tx, input.public_key)) throw new EnrollmentRefused(new ConflictError("This public key belongs to an enrolled node already: generate a new key pair."), "public key in use");
       const used = sql.usedHosts(tx, net.id);
@@ -969,7 +998,7 @@ export class MeshService {
     const net = sql.networkById(this.k.store.db, node.network_id)!;
     const now = this.now();
     const row = await this.write(node.network_id, (tx) => {
-      const advertised = JSON.stringify(checkRoutesOf(tx, net, routes, "routes"));
+      const advertised = JSON.stringify(checkAdvertisedRoutes(net, routes, "routes"));
       // On the row as it is now: an approval made meanwhile stands.
       const fresh = sql.nodeById(tx, node.id);
       if (!fresh) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
@@ -1143,34 +1172,48 @@ function refuseInterfaceInUse(tx: Database, org: string, network: sql.NetworkRow
 /** The first pool freePool tries (a stand-in until the transaction chooses). */
 const DEFAULT_POOL = "100.64.0.0/16";
 
+/** Where freePool looks. */
+const SHARED_SPACE = "100.64.0.0/10";
+
 /**
  * The first /16 of 100.64.0.0/10 (RFC 6598 shared space, as Tailscale and Headscale use) no
  * network overlaps, whichever organization it belongs to, else the first no network of the
  * organization overlaps. Networks of two organizations may overlap (each admin chooses freely:
  * refusing would let one organization's few large networks shut every other out), but two whose
  * nodes share an address cannot tell them apart in DNS (DnsClients): a new network's default
- * keeps clear of every other while there is room. Either way clear of the organization's subnet
- * routes (`routed`).
+ * keeps clear of every other while there is room. Either way clear of the organization's approved
+ * routes; 409 naming those that take part of the space, when there is none.
  */
-function freePool(networks: readonly sql.NetworkRow[], org: string, routed: readonly string[]): string {
+function freePool(networks: readonly sql.NetworkRow[], org: string, routes: OrganizationRoute[]): string {
+  const routed = routes.map(({ route }) => route);
   const pool = firstFreeSlash16(networks, routed) ?? firstFreeSlash16(networks.filter((n) => n.organization_id === org), routed);
-  if (pool === null) throw new ConflictError("Every /16 of 100.64.0.0/10 is taken: give ipv4.");
+  if (pool === null) throw new ConflictError(`Every /16 of ${SHARED_SPACE} is taken${routesWithin(routes, SHARED_SPACE)}: give ipv4.`);
   return pool;
 }
 
+/** " (subnet routes among them: R of the node N (network W), ...)" for the routes overlapping `range`; "" for none. */
+function routesWithin(routes: OrganizationRoute[], range: string): string {
+  const within = routes.filter(({ route }) => overlaps(route, range));
+  if (within.length === 0) return "";
+  return ` (subnet routes among them: ${within.map(describeOrganizationRoute).join(", ")})`;
+}
+
+const describeOrganizationRoute = ({ route, node, network }: OrganizationRoute) => `${route} of the node ${node} (network ${network})`;
+
 /**
  * The random ULA prefix drawn for a network created without ipv6, drawn again while it overlaps
- * another network's or a route (an IPv6 route may be as short as /16: one draw in 256 falls in
- * an fdXX::/16).
+ * another network's or an approved route (an IPv6 route may be as short as /16: one draw in 256
+ * falls in an fdXX::/16); 409 naming the routes in fd00::/8, when the draws run out.
  */
-function freeUlaPrefix(drawn: string, taken: string[]): string {
+function freeUlaPrefix(drawn: string, networks: sql.NetworkRow[], routes: OrganizationRoute[]): string {
+  const taken = [...networks.map((n) => n.ipv6), ...routes.map(({ route }) => route)];
   for (let prefix = drawn, tries = 0; tries < 64; prefix = randomUlaPrefix(), tries++) {
     if (!taken.some((t) => overlaps(t, prefix))) return prefix;
   }
-  throw new ConflictError("Every ULA prefix drawn overlaps a network or a subnet route of the organization: give ipv6.");
+  throw new ConflictError(`Every ULA prefix drawn overlaps a network or a subnet route of the organization${routesWithin(routes, "fd00::/8")}: give ipv6.`);
 }
 
-/** A subnet route of a node of the organization, advertised or approved. */
+/** A subnet route an operator approved for a node of the organization. */
 interface OrganizationRoute {
   route: string;
   node: string;
@@ -1178,21 +1221,27 @@ interface OrganizationRoute {
 }
 
 /**
- * The organization's subnet routes, advertised or approved, in effect or not yet: a new
- * network's pools keep clear of them, as a route keeps clear of the pools (checkRoutesOf).
- * Otherwise the route, in effect, would take the new network's addresses from its nodes, and the
- * node's next advertisement, unchanged, be refused.
+ * The routes approved for the organization's active nodes, advertised yet or not: a new
+ * network's pools keep clear of them, as an approval keeps clear of the pools
+ * (checkApprovedRoutes). Otherwise the route, in effect, would take the new network's addresses
+ * from its nodes. Pending routes do not count: a node's token is enough to advertise them, and
+ * the pools they would block would be the organization's; one overlapping a pool is refused
+ * at its approval instead. Nor do a disabled or expired node's: it is checked again when an
+ * operator makes it active (refuseApprovedRoutesOverPools).
  */
-function organizationRoutes(tx: Database, networks: sql.NetworkRow[]): OrganizationRoute[] {
+function organizationRoutes(tx: Database, networks: sql.NetworkRow[], now: number): OrganizationRoute[] {
   return networks.flatMap((network) =>
-    sql.nodes(tx, network.id).flatMap((node) => [...new Set([...routeList(node.advertised_routes), ...routeList(node.approved_routes)])].map((route) => ({ route, node: node.name, network: network.name }))),
+    sql
+      .nodes(tx, network.id)
+      .filter((node) => isActive(node, now))
+      .flatMap((node) => routeList(node.approved_routes).map((route) => ({ route, node: node.name, network: network.name }))),
   );
 }
 
 /** 409 for a pool asked for that overlaps a route of the organization. */
 function refusePoolOverRoute(routes: OrganizationRoute[], pool: string, field: "ipv4" | "ipv6"): void {
   const routed = routes.find(({ route }) => overlaps(route, pool));
-  if (routed) throw new ConflictError(`${field}: ${pool} overlaps the subnet route ${routed.route} of the node ${routed.node} (network ${routed.network}), whose addresses are behind that node: give another ${field}, or have the route withdrawn first.`);
+  if (routed) throw new ConflictError(`${field}: ${pool} overlaps the subnet route ${describeOrganizationRoute(routed)}, whose addresses are behind that node: give another ${field}, or revoke the route's approval first.`);
 }
 
 /** The first /16 of 100.64.0.0/10 that neither a network of `networks` nor a route of `routed` overlaps. */
