@@ -19,7 +19,7 @@ import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { NO_KEY_PAIR, NOT_A_MEMBER } from "./e2ee-keys.ts";
 import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
-import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
+import { decryptValue, encryptValue, generateUserKeyPair, isVersionBound, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
 import { SecretsSettings } from "./settings.ts";
 import { createShareSecret, openShareSecret, parseShareUrl, shareOfUrl, sharePassphraseProof, shareUrl, shareViewProof, type ShareKdf } from "./share-crypto.ts";
 
@@ -238,9 +238,14 @@ async function openViewedShare(ctx: CommandContext, content: ViewedShare, linkKe
 /** Encrypts and decrypts for one workspace: a no-op unless it is end-to-end encrypted. */
 interface Codec {
   e2ee: boolean;
-  seal(name: string, value: string): string;
-  /** `keyVersion`: which workspace key the value was encrypted with (older values: an older key). */
-  open(name: string, value: string, keyVersion?: number): Promise<string>;
+  /** `version`: the version of the secret the value is to be stored as (an encrypted value names it). */
+  seal(name: string, value: string, version: number): string;
+  /**
+   * `version`: the version of the secret the value was asked for as, or that the server says it
+   * is (an encrypted value must have been written as it); `keyVersion`: which workspace key the
+   * value was encrypted with (older values: an older key).
+   */
+  open(name: string, value: string, version: number, keyVersion?: number): Promise<string>;
   /** Overwrites the keys it holds. */
   dispose(): void;
 }
@@ -258,13 +263,56 @@ async function withCodec<T>(ctx: CommandContext, api: ApiClient, w: Where, use: 
 async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<Codec> {
   if (!(await isEncrypted(ctx, api, w))) return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v, dispose: () => {} };
   const keys = await workspaceKeys(ctx, api, w.workspace);
-  const context = (name: string) => ({ workspace: w.workspace, environment: w.env, name });
+  const context = (name: string, version: number) => ({ workspace: w.workspace, environment: w.env, name, version });
+  let toldUnbound = false;
   return {
     e2ee: true,
-    seal: (name, v) => encryptValue(keys.current.key, passable(name, v), context(name)),
-    open: async (name, v, keyVersion) => decryptValue(await keys.version(keyVersion ?? keys.current.version), v, context(name)),
+    seal: (name, v, version) => encryptValue(keys.current.key, passable(name, v), context(name, version)),
+    open: async (name, v, version, keyVersion) => {
+      const plaintext = decryptValue(await keys.version(keyVersion ?? keys.current.version), v, context(name, version));
+      if (!toldUnbound && !isVersionBound(v)) {
+        toldUnbound = true; // once per command: an export may hold hundreds
+        ctx.err(`note: ${w.env}/${name} (and maybe others) was written before values named their version: the server could pass an older version of it off as the current one unnoticed. citadel secrets e2ee rotate -w ${w.workspace} re-encrypts every value in the format that names it.`);
+      }
+      return plaintext;
+    },
     dispose: () => keys.dispose(),
   };
+}
+
+/** How often a write whose value names its version is made again when another write took that version first. */
+const VERSION_TRIES = 3;
+
+/**
+ * Runs `write` — which reads the version it is to make, encrypts for it and sends — again
+ * when another write made that version first (409 version_conflict), a few times at most:
+ * without If-Match concurrent writers each get their own version, as in a plain workspace.
+ */
+async function retryingTakenVersions<T>(write: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await write();
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === "version_conflict") || tries >= VERSION_TRIES) throw error;
+    }
+  }
+}
+
+/** The version a write of `name` makes: the one after its current one (1 for a new secret). */
+async function nextVersion(api: ApiClient, w: Where, name: string): Promise<number> {
+  try {
+    return (await api.request<{ version: number }>("GET", secretPath(w, name, "/versions"))).version + 1;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return 1; // none yet (or no such environment: the write says so)
+    throw error;
+  }
+}
+
+/** The version an import writes for each name: the one after its current one (deleted secrets too: the import skips those). */
+async function nextVersions(api: ApiClient, w: Where): Promise<(name: string) => number> {
+  const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, "/secrets?deleted=true"));
+  const current = new Map(list.items.map((s) => [s.name, s.version]));
+  return (name) => (current.get(name) ?? 0) + 1;
 }
 
 /**
@@ -532,10 +580,22 @@ interface Metadata {
   key_version?: number;
 }
 
+/**
+ * Rolls `name` back to `version`. In an end-to-end-encrypted workspace the server cannot copy
+ * the old value (it names its version): it is read, opened and re-encrypted here as the
+ * version the rollback makes, and sent with it.
+ */
+async function rollBack(api: ApiClient, codec: Codec, w: Where, name: string, version: number): Promise<Metadata> {
+  if (!codec.e2ee) return api.request<Metadata>("POST", secretPath(w, name, "/rollback"), { version });
+  const old = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, `?version=${version}`));
+  const plaintext = await codec.open(name, old.value, version, old.key_version);
+  return api.request<Metadata>("POST", secretPath(w, name, "/rollback"), { version, value: codec.seal(name, plaintext, old.version + 1) });
+}
+
 async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {
   return withCodec(ctx, api, w, async (codec) => {
     const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, "/secrets?values=true"));
-    return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.key_version) })));
+    return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.version, s.key_version) })));
   });
 }
 
@@ -566,7 +626,8 @@ export const secretsCommands: Command[] = [
       const query = version === undefined ? "" : `?version=${version}`;
       return withCodec(ctx, api, w, async (codec) => {
         const secret = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, query));
-        const value = await codec.open(name, secret.value, secret.key_version);
+        // The version asked for, or the one the server says is current: an encrypted value must have been written as it.
+        const value = await codec.open(name, secret.value, version ?? secret.version, secret.key_version);
         print(ctx, { ...secret, value }, value);
         return 0;
       });
@@ -597,10 +658,13 @@ export const secretsCommands: Command[] = [
         if (value === "" && ctx.options["allow-empty"] !== true) {
           throw new Error(`no value for ${name}: ${emptyBecause}, so nothing was stored (--allow-empty stores an empty value)`);
         }
-        const body: Record<string, unknown> = { value: codec.seal(name, value) };
-        if (typeof ctx.options.note === "string") body.note = ctx.options.note;
-        if (rotationDays !== undefined) body.rotation_days = rotationDays;
-        const secret = await api.request<Metadata>("PUT", secretPath(w, name), body);
+        const metadata: Record<string, unknown> = {};
+        if (typeof ctx.options.note === "string") metadata.note = ctx.options.note;
+        if (rotationDays !== undefined) metadata.rotation_days = rotationDays;
+        const secret = await retryingTakenVersions(async () => {
+          const sealed = codec.seal(name, value, codec.e2ee ? await nextVersion(api, w, name) : 0);
+          return api.request<Metadata>("PUT", secretPath(w, name), { value: sealed, ...metadata });
+        });
         print(ctx, secret, `${name}: version ${secret.version}`);
         return 0;
       });
@@ -640,13 +704,15 @@ export const secretsCommands: Command[] = [
     summary: "Make a new version holding an older version's value",
     args: "<name> <version>",
     maxArgs: 2,
-    options: WHERE,
+    options: { ...WHERE, ...PASSPHRASE },
     async run(ctx) {
       const w = where(ctx);
       const [name, version] = ctx.args;
       if (!name || !version) throw new UsageError("give the secret's name and the version to go back to");
       if (!isSecretName(name)) throw new UsageError(SECRET_NAME_RULE);
-      const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rollback"), { version: wholeNumber(version, "the version to go back to", 1) });
+      const target = wholeNumber(version, "the version to go back to", 1);
+      const api = await ctx.api();
+      const secret = await withCodec(ctx, api, w, (codec) => retryingTakenVersions(() => rollBack(api, codec, w, name, target)));
       print(ctx, secret, `${name}: version ${secret.version} (the value of version ${version})`);
       return 0;
     },
@@ -690,15 +756,20 @@ export const secretsCommands: Command[] = [
       const text = utf8Text(await boundedInput(file, what, bound), what);
       const entries = importEntries(text, format, what);
       const api = await ctx.api();
-      const sealed = await withCodec(ctx, api, w, async (codec) => entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value) })));
       const dryRun = ctx.options["dry-run"] === true;
       const overwrite = ctx.options["no-overwrite"] !== true;
-      const send = (asDryRun: boolean) => api.request<ImportResult>("POST", secretsPath(w, "/import"), { entries: sealed, dry_run: asDryRun, overwrite });
-      // Without --no-overwrite every entry is to be written. The server applies an import in one
-      // transaction but skips a name it cannot write (a deleted secret): so the plan is asked for
-      // first, and such a skip refuses the whole import before anything is written.
-      if (overwrite && !dryRun) refuseSkips(await send(true), "nothing was imported");
-      const result = await send(dryRun);
+      const result = await withCodec(ctx, api, w, (codec) =>
+        retryingTakenVersions(async () => {
+          const versionOf = codec.e2ee ? await nextVersions(api, w) : () => 0;
+          const sealed = entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value, versionOf(e.name)) }));
+          const send = (asDryRun: boolean) => api.request<ImportResult>("POST", secretsPath(w, "/import"), { entries: sealed, dry_run: asDryRun, overwrite });
+          // Without --no-overwrite every entry is to be written. The server applies an import in one
+          // transaction but skips a name it cannot write (a deleted secret): so the plan is asked for
+          // first, and such a skip refuses the whole import before anything is written.
+          if (overwrite && !dryRun) refuseSkips(await send(true), "nothing was imported");
+          return send(dryRun);
+        }),
+      );
       const lines = result.plan.map((p) => `  ${p.action.padEnd(9)} ${p.name}${p.reason ? ` (${p.reason})` : ""}`);
       const head = `${dryRun ? "would import" : "imported"}: ${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged, ${result.skipped} skipped`;
       print(ctx, result, [head, ...lines].join("\n"));
@@ -1023,8 +1094,9 @@ export const secretsCommands: Command[] = [
           const list = await api.request<{ items: Metadata[] }>("GET", `${ws}/environments/${encodeURIComponent(environment)}/secrets?values=true`);
           for (const item of list.items) {
             const context = { workspace, environment, name: item.name };
-            const plaintext = decryptValue(await keys.version(item.key_version ?? keys.current.version), item.value!, context);
-            values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, context) });
+            const plaintext = decryptValue(await keys.version(item.key_version ?? keys.current.version), item.value!, { ...context, version: item.version });
+            // Stored as the next version: values of the format before come out naming theirs.
+            values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, { ...context, version: item.version + 1 }) });
           }
         }
         const recipients = [{ user: me, publicKey: keys.myPublicKey }, ...others];

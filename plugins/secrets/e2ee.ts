@@ -15,10 +15,15 @@
  *                                        salt = ephemeral pub ‖ recipient pub,
  *                                        info = "citadel e2ee wrap v1|<workspace>|<user>");
  *                      AAD = "c1.wk" ‖ len-prefixed workspace ‖ len-prefixed user.
- *   secret value       c1.v.<b64url( nonce 12 | ct+tag )>, under HKDF(workspace key,
- *                      info "citadel e2ee value key v1"); AAD = "c1.v" ‖ len-prefixed
- *                      workspace, environment and name, so a ciphertext copied to another
- *                      secret, environment or workspace fails.
+ *   secret value       c2.v.<b64url( version u32 | nonce 12 | ct+tag )>, under
+ *                      HKDF(workspace key, info "citadel e2ee value key v1"); AAD = "c2.v" ‖
+ *                      len-prefixed workspace, environment and name ‖ version, so a
+ *                      ciphertext copied to another secret, environment or workspace fails,
+ *                      and so does one served as another version of its secret than the one
+ *                      it was written as (the version in the clear is what the server checks
+ *                      a write against, and what a refusal names; the AAD is what binds it).
+ *                      Values written before: c1.v.<b64url( nonce 12 | ct+tag )>, AAD
+ *                      "c1.v" ‖ workspace, environment, name — still read, bound to no version.
  *
  * Every failure to open (wrong key, wrong passphrase, other context, flipped bit) is a
  * DecryptionError with a message meant for the person at the keyboard.
@@ -44,7 +49,10 @@ const WRAPPED_BYTES = KEY_BYTES + NONCE_BYTES + KEY_BYTES + TAG_BYTES;
 
 const PK_PREFIX = "c1.pk.";
 const WK_PREFIX = "c1.wk.";
-const VALUE_PREFIX = "c1.v.";
+const VALUE_PREFIX = "c2.v.";
+/** Values from before they named their version: still read, never written. */
+const UNBOUND_VALUE_PREFIX = "c1.v.";
+const VERSION_BYTES = 4;
 
 // DER wrappers of a raw X25519 key (RFC 8410): node:crypto imports keys as PKCS#8 / SPKI.
 const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
@@ -60,6 +68,8 @@ export interface ValueContext {
   workspace: string;
   environment: string;
   name: string;
+  /** The version of the secret the value is (written: will be) stored as. */
+  version: number;
 }
 
 /** The public half (base64url of its raw 32 bytes) of a raw X25519 private key. */
@@ -188,54 +198,94 @@ export function unwrapWorkspaceKey(wrapped: string, privateKey: Uint8Array, cont
   }
 }
 
-/** Encrypts one secret value for a workspace, bound to its workspace, environment and name: `c1.v.…`. */
+/**
+ * Encrypts one secret value for a workspace, bound to its workspace, environment, name and the
+ * version it will be stored as: `c2.v.…`.
+ */
 export function encryptValue(workspaceKey: Uint8Array, plaintext: string, context: ValueContext): string {
   checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
-  checkContext(context, ["workspace", "environment", "name"]);
+  checkValueContext(context);
   if (typeof plaintext !== "string") throw new TypeError("a secret value is a string");
   const key = valueKey(workspaceKey);
   try {
+    const header = versionHeader(context.version);
     const nonce = randomBytes(NONCE_BYTES);
-    const sealed = aesGcmEncrypt(key, nonce, Buffer.from(plaintext, "utf8"), valueAad(context));
-    return VALUE_PREFIX + Buffer.concat([nonce, sealed]).toString("base64url");
+    const sealed = aesGcmEncrypt(key, nonce, Buffer.from(plaintext, "utf8"), valueAad(VALUE_PREFIX, context, header));
+    return VALUE_PREFIX + Buffer.concat([header, nonce, sealed]).toString("base64url");
   } finally {
     key.fill(0);
   }
 }
 
-/** Inverse of encryptValue; another key or context (or a flipped bit) throws DecryptionError. */
+/**
+ * Inverse of encryptValue, for the version the value was asked for as (or the server says it
+ * is): a value written as another version — an older value passed off as a newer one — another
+ * key or context, or a flipped bit throws DecryptionError. A value from before values named their version (`c1.v.…`) opens
+ * with its workspace, environment and name alone (isVersionBound tells them apart).
+ */
 export function decryptValue(workspaceKey: Uint8Array, ciphertext: string, context: ValueContext): string {
   checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
-  checkContext(context, ["workspace", "environment", "name"]);
-  const data = decodeVersioned(ciphertext, VALUE_PREFIX, "a value encrypted by citadel (c1.v.…)");
-  if (data.length < NONCE_BYTES + TAG_BYTES) throw new DecryptionError("this encrypted value is too short: it was damaged");
+  checkValueContext(context);
+  const unbound = typeof ciphertext === "string" && ciphertext.startsWith(UNBOUND_VALUE_PREFIX);
+  const prefix = unbound ? UNBOUND_VALUE_PREFIX : VALUE_PREFIX;
+  const data = decodeVersioned(ciphertext, prefix, "a value encrypted by citadel (c2.v.…)");
+  const headerBytes = unbound ? 0 : VERSION_BYTES;
+  if (data.length < headerBytes + NONCE_BYTES + TAG_BYTES) throw new DecryptionError("this encrypted value is too short: it was damaged");
+  const header = data.subarray(0, headerBytes);
+  if (!unbound && header.readUInt32BE(0) !== context.version) {
+    throw new DecryptionError(`the server served ${context.environment}/${context.name} as version ${context.version}, but its value was written as version ${header.readUInt32BE(0)}: refused (an older value passed off as a newer one, or a damaged one)`);
+  }
   const key = valueKey(workspaceKey);
   try {
-    return aesGcmDecrypt(key, data.subarray(0, NONCE_BYTES), data.subarray(NONCE_BYTES), valueAad(context)).toString("utf8");
+    const nonce = data.subarray(headerBytes, headerBytes + NONCE_BYTES);
+    return aesGcmDecrypt(key, nonce, data.subarray(headerBytes + NONCE_BYTES), valueAad(prefix, context, header)).toString("utf8");
   } catch (e) {
-    if (e instanceof DecryptionError) throw new DecryptionError(`this value does not open with this workspace key as ${context.environment}/${context.name}: another workspace key, a value copied from elsewhere, or damaged`);
+    if (e instanceof DecryptionError) throw new DecryptionError(`this value does not open with this workspace key as ${context.environment}/${context.name}${unbound ? "" : ` version ${context.version}`}: another workspace key, a value copied from elsewhere, or damaged`);
     throw e;
   } finally {
     key.fill(0);
   }
 }
 
-/**
- * The length of encryptValue's answer for a plaintext of `bytes` bytes (prefix, base64url of
- * nonce, ciphertext and tag): what a value limit in plaintext bytes allows of ciphertext.
- */
-export function e2eeCiphertextLength(bytes: number): number {
-  return VALUE_PREFIX.length + Math.ceil(((NONCE_BYTES + bytes + TAG_BYTES) * 4) / 3);
+/** Whether a value names the version it was written as (`c2.v.…`), not one from before (`c1.v.…`). */
+export function isVersionBound(ciphertext: string): boolean {
+  return ciphertext.startsWith(VALUE_PREFIX);
 }
 
 /**
- * Whether `s` has the form of a value encrypted by encryptValue (the server's check that an
- * end-to-end-encrypted workspace receives no plaintext). It cannot tell whether it opens.
+ * The length of encryptValue's answer for a plaintext of `bytes` bytes (prefix, base64url of
+ * version, nonce, ciphertext and tag): what a value limit in plaintext bytes allows of
+ * ciphertext. A value from before (no version) is 4 bytes shorter: it may hold up to 4 more.
+ */
+export function e2eeCiphertextLength(bytes: number): number {
+  return VALUE_PREFIX.length + Math.ceil(((VERSION_BYTES + NONCE_BYTES + bytes + TAG_BYTES) * 4) / 3);
+}
+
+/**
+ * Whether `s` has the form of a value encrypted by encryptValue, or by the format before it
+ * (the server's check that an end-to-end-encrypted workspace receives no plaintext). It cannot
+ * tell whether it opens.
  */
 export function isE2eeCiphertext(s: string): boolean {
-  if (typeof s !== "string" || !s.startsWith(VALUE_PREFIX)) return false;
-  const data = decodeBase64url(s.slice(VALUE_PREFIX.length));
-  return data !== null && data.length >= NONCE_BYTES + TAG_BYTES;
+  return e2eeValueForm(s) !== null;
+}
+
+/**
+ * The version an end-to-end-encrypted value says it was written as (the server checks a write
+ * against it), or null for a value of the format before, which names none.
+ */
+export function e2eeValueVersion(s: string): number | null {
+  return e2eeValueForm(s)?.version ?? null;
+}
+
+function e2eeValueForm(s: string): { version: number | null } | null {
+  if (typeof s !== "string") return null;
+  const unbound = s.startsWith(UNBOUND_VALUE_PREFIX);
+  if (!unbound && !s.startsWith(VALUE_PREFIX)) return null;
+  const data = decodeBase64url(s.slice(VALUE_PREFIX.length)); // both prefixes have 5 characters
+  const headerBytes = unbound ? 0 : VERSION_BYTES;
+  if (data === null || data.length < headerBytes + NONCE_BYTES + TAG_BYTES) return null;
+  return { version: unbound ? null : data.readUInt32BE(0) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,8 +312,15 @@ function wrapAad(context: WrapContext): Buffer {
   return Buffer.concat([label(WK_PREFIX), lengthPrefixed(context.workspace), lengthPrefixed(context.user)]);
 }
 
-function valueAad(context: ValueContext): Buffer {
-  return Buffer.concat([label(VALUE_PREFIX), lengthPrefixed(context.workspace), lengthPrefixed(context.environment), lengthPrefixed(context.name)]);
+/** The AAD of a value: of the format before, without the version header (`header` empty). */
+function valueAad(prefix: string, context: ValueContext, header: Buffer): Buffer {
+  return Buffer.concat([label(prefix), lengthPrefixed(context.workspace), lengthPrefixed(context.environment), lengthPrefixed(context.name), header]);
+}
+
+function versionHeader(version: number): Buffer {
+  const header = Buffer.alloc(VERSION_BYTES);
+  header.writeUInt32BE(version, 0);
+  return header;
 }
 
 function privateKeyObject(raw: Uint8Array): KeyObject {
@@ -302,7 +359,7 @@ function lengthPrefixed(s: string): Buffer {
 }
 
 function label(prefix: string): Buffer {
-  return Buffer.from(prefix.slice(0, -1), "ascii"); // "c1.pk", "c1.wk", "c1.v"
+  return Buffer.from(prefix.slice(0, -1), "ascii"); // "c1.pk", "c1.wk", "c2.v" (and "c1.v" before it)
 }
 
 function checkBytes(bytes: Uint8Array, length: number, what: string): void {
@@ -318,6 +375,11 @@ function checkContext(context: object, fields: readonly string[]): void {
     const value = (context as Record<string, unknown>)[field];
     if (typeof value !== "string" || value.length === 0) throw new TypeError(`the context needs a non-empty ${field}`);
   }
+}
+
+function checkValueContext(context: ValueContext): void {
+  checkContext(context, ["workspace", "environment", "name"]);
+  if (!Number.isSafeInteger(context.version) || context.version < 1 || context.version > 0xffff_ffff) throw new TypeError("the context needs the value's version, a whole number from 1");
 }
 
 function within(n: number, [min, max]: readonly [number, number]): boolean {

@@ -9,11 +9,11 @@ import { roleAllows } from "../../src/auth/rbac.ts";
 import { scopesGrant } from "../../src/auth/scopes.ts";
 import { DecryptionError, envelopeKeyVersion } from "../../src/crypto/aead.ts";
 import { KeyDestroyedError } from "../../src/crypto/keyring.ts";
-import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from "../../src/errors.ts";
+import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError, VersionConflictError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, liveWorkspaceRow, roleInWorkspace, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
-import { e2eeCiphertextLength, isE2eeCiphertext } from "./e2ee.ts";
+import { e2eeCiphertextLength, e2eeValueVersion, isE2eeCiphertext } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
 import { MAX_IMPORT_ENTRIES } from "./model.ts";
 import { shareSource } from "./shares.ts";
@@ -296,17 +296,20 @@ export class SecretsService {
     return this.metadata(written, env);
   }
 
-  /** A new version holding an older version's value. */
-  async rollback(caller: Caller, workspaceId: string, envName: string, name: string, version: number, ifMatch?: IfMatch) {
+  /**
+   * A new version holding an older version's value. In an end-to-end-encrypted workspace the
+   * server cannot make it: each value names the version it is stored as, so the old one's
+   * ciphertext copied would name the old version. The client decrypts the old version and
+   * sends it re-encrypted as the new one (`value`); the server takes its word that it is the
+   * old value, as it takes any value a writer sends.
+   */
+  async rollback(caller: Caller, workspaceId: string, envName: string, name: string, version: number, ifMatch?: IfMatch, reencrypted?: string) {
     const ws = await ensureWorkspace(this.k, workspaceId);
     const env = environmentFor(this.k, caller, ws, envName);
     const row = this.liveSecret(env, name);
     const old = sql.versionOf(this.db, row.id, version);
     if (!old) throw new NotFoundError(`${name} has no version ${version}.`);
-    if (ws.e2ee === 1 && old.key_version !== ws.e2ee_key_version) {
-      throw new ConflictError(`Version ${version} is encrypted with an older workspace key: read it, and set it again (citadel secrets get --version ${version} | citadel secrets set).`);
-    }
-    const value = this.valueOrRefusal(caller, ws, env, row, old);
+    const value = ws.e2ee === 1 ? this.reencryptedRollback(ws, name, version, reencrypted) : this.plainRollback(caller, ws, env, row, old, reencrypted);
     if (typeof value !== "string") return value;
     // The value belongs to this secret's history: written only into this very secret, never
     // into one made anew after a purge (that would bring the purged value back).
@@ -319,6 +322,19 @@ export class SecretsService {
       return this.secretById(tx, env, row.id)!;
     });
     return this.metadata(written, env);
+  }
+
+  private reencryptedRollback(ws: sql.WorkspaceRow, name: string, version: number, reencrypted: string | undefined): string {
+    if (reencrypted === undefined) {
+      throw new ConflictError(`This workspace is end-to-end encrypted: the server cannot roll ${name} back (each value names the version it is stored as). Roll back from the CLI: citadel secrets rollback ${name} ${version} decrypts version ${version} on your machine and sends it re-encrypted as the new version.`);
+    }
+    this.checkValue(ws, reencrypted);
+    return reencrypted;
+  }
+
+  private plainRollback(caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, row: sql.SecretRow, old: sql.VersionRow, reencrypted: string | undefined): string | Promise<never> {
+    if (reencrypted !== undefined) throw new InvalidError("a value is sent only to roll back in an end-to-end-encrypted workspace: here the server copies the old one", "value");
+    return this.valueOrRefusal(caller, ws, env, row, old);
   }
 
   /** A new version made by a generator; the value is not returned (read it, audited, if needed). */
@@ -621,6 +637,7 @@ export class SecretsService {
     const by = byWhom(caller.principal);
     const secretId = existing?.id ?? newId("sec");
     const version = (existing?.version ?? 0) + 1;
+    checkNamedVersion(ws, name, value, version);
     if (!existing) {
       sql.insertSecret(tx, { id: secretId, environment_id: env.id, name, version, note: null, rotation_days: null, expires_at: null, rotated_at: now, created_at: now, created_by: by, updated_at: now, updated_by: by, deleted_at: null, deleted_by: null });
     } else if (!sql.advanceVersion(tx, secretId, existing.version, version, now, valueSetAt ?? now, by)) {
@@ -794,6 +811,20 @@ function checkIfMatch(name: string, current: number, ifMatch: IfMatch | undefine
   const { version, weak } = ifMatch;
   if (weak) throw new PreconditionFailedError(`If-Match compares versions strongly: a weak tag (W/"${version}") never matches; send "${version}".`);
   if (current !== version) throw new PreconditionFailedError(`${name} is at version ${current}, not ${version}: read it again and retry.`);
+}
+
+/**
+ * An end-to-end-encrypted value names the version it is stored as (its encryption binds it:
+ * stored as another, no member's client would take it). Checked in the write's transaction:
+ * a value made for a version another write took first is refused, for its client to read
+ * again and retry. A value of the format before names none, and goes in as it did.
+ */
+function checkNamedVersion(ws: sql.WorkspaceRow, name: string, value: string, version: number): void {
+  if (ws.e2ee !== 1) return;
+  const named = e2eeValueVersion(value);
+  if (named !== null && named !== version) {
+    throw new VersionConflictError(`${name} would be stored as version ${version}, but its value was encrypted as version ${named} (another write came in between): read it again and retry.`);
+  }
 }
 
 /** The same secret in the same state: same row, same current version, deleted or not alike. */

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { createShareSecret, shareUrl, shareViewProof } from "../../plugins/secrets/share-crypto.ts";
 import { encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
 import { E2eePins } from "../../plugins/secrets/e2ee-pins.ts";
+import { encryptUnboundValue } from "../helpers/e2ee.ts";
 import { atTerminal, BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-secrets-");
@@ -752,8 +753,28 @@ describe("an end-to-end-encrypted workspace", () => {
     }
     const raw = await api("GET", `/v1/secrets/workspaces/${vault}/environments/development/secrets/E2EE_VALUE`);
     expect(raw.body.e2ee).toBe(true);
-    expect(raw.body.value).toStartWith("c1.v.");
+    expect(raw.body.value).toStartWith("c2.v.");
     expect(await ok(["run", "-w", vault, "--passphrase-file", phrase, "--", "sh", "-c", 'printf %s "$E2EE_VALUE"'])).toBe(E2EE_VALUE);
+    // Each value names the version it is stored as: set again it is encrypted for version 2, and
+    // a rollback is decrypted and re-encrypted here (the server refuses to copy a ciphertext).
+    const secretPath = `/v1/secrets/workspaces/${vault}/environments/development/secrets/E2EE_VALUE`;
+    expect(await ok(["secrets", "set", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase], { stdin: "replaced" })).toBe("E2EE_VALUE: version 2\n");
+    expect((await api("POST", `${secretPath}/rollback`, { version: 1 })).status).toBe(409);
+    expect(await ok(["secrets", "rollback", "E2EE_VALUE", "1", "-w", vault, "--passphrase-file", phrase])).toBe("E2EE_VALUE: version 3 (the value of version 1)\n");
+    expect(await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toEqual({ code: 0, stdout: `${E2EE_VALUE}\n`, stderr: "" });
+    // The server hands version 2's value as the current version 3: refused, nothing printed.
+    const database = new Database(join(data.path, "citadel.db"));
+    const ciphertextOf = (version: number) => database.query<{ ciphertext: Uint8Array }, [string, number]>("SELECT ciphertext FROM secret_versions WHERE secret_id = ? AND version = ?").get(raw.body.id, version)!.ciphertext;
+    const setCiphertext = (version: number, ciphertext: Uint8Array) => database.query("UPDATE secret_versions SET ciphertext = ? WHERE secret_id = ? AND version = ?").run(ciphertext, raw.body.id, version);
+    const third = ciphertextOf(3);
+    try {
+      setCiphertext(3, ciphertextOf(2));
+      const rolledBack = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
+      expect(rolledBack).toEqual({ code: 1, stdout: "", stderr: "citadel: the server served development/E2EE_VALUE as version 3, but its value was written as version 2: refused (an older value passed off as a newer one, or a damaged one)\n" });
+    } finally {
+      setCiphertext(3, third);
+      database.close();
+    }
     // Enabling it again is refused before anything is sent: the key the value is encrypted with stays (found in review).
     const myKey = async (ws: string) => (await api("GET", `/v1/secrets/workspaces/${ws}/e2ee/my-key`)).body as { key_version: number; wrapped: string };
     const wrappedBefore = (await myKey(vault)).wrapped;
@@ -784,14 +805,22 @@ describe("an end-to-end-encrypted workspace", () => {
     const me = (await api("GET", "/v1/iam/me")).body.id as string;
     const privateKey = await openPrivateKey((await api("GET", "/v1/secrets/me/keypair")).body.sealed_private_key, PHRASE);
     const scratchKey = unwrapWorkspaceKey((await myKey(scratch)).wrapped, privateKey, { workspace: scratch, user: me });
-    const stored = encryptValue(scratchKey, "before\0after", { workspace: scratch, environment: "development", name: "HAS_NUL" });
+    const stored = encryptValue(scratchKey, "before\0after", { workspace: scratch, environment: "development", name: "HAS_NUL", version: 1 });
     expect((await api("PUT", `/v1/secrets/workspaces/${scratch}/environments/development/secrets/HAS_NUL`, { value: stored })).status).toBe(200);
     const ranWithNul = await cli(["run", "-w", scratch, "--passphrase-file", phrase, "--", "sh", "-c", "echo ran"]);
     expect(ranWithNul).toEqual({ code: 1, stdout: "", stderr: "citadel: cannot pass HAS_NUL to the command: its value holds a NUL character, which an environment variable cannot (set it again without one)\n" });
-    // A new workspace key: values re-encrypted on this machine; the old version still reads.
+    // A value an older client wrote (it names no version) reads, said on standard error.
+    const vaultKey = unwrapWorkspaceKey((await myKey(vault)).wrapped, privateKey, { workspace: vault, user: me });
+    const unbound = encryptUnboundValue(vaultKey, "from an older client", { workspace: vault, environment: "development", name: "OLD_FORMAT" });
+    expect((await api("PUT", `/v1/secrets/workspaces/${vault}/environments/development/secrets/OLD_FORMAT`, { value: unbound })).status).toBe(200);
+    const oldFormat = await cli(["secrets", "get", "OLD_FORMAT", "-w", vault, "--passphrase-file", phrase]);
+    expect(oldFormat).toEqual({ code: 0, stdout: "from an older client\n", stderr: expect.stringContaining("development/OLD_FORMAT (and maybe others) was written before values named their version") });
+    // A new workspace key: values re-encrypted on this machine, in the format that names the version; the old version still reads.
     const rotated = await ok(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase]);
-    expect(rotated).toContain("key version 2, 1 values re-encrypted");
+    expect(rotated).toContain("key version 2, 2 values re-encrypted");
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
+    expect((await api("GET", `/v1/secrets/workspaces/${vault}/environments/development/secrets/OLD_FORMAT`)).body.value).toStartWith("c2.v.");
+    expect(await cli(["secrets", "get", "OLD_FORMAT", "-w", vault, "--passphrase-file", phrase])).toEqual({ code: 0, stdout: "from an older client\n", stderr: "" });
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--version", "1", "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
 
     // A member's public key is checked against the one a key was wrapped to before: a server
@@ -845,7 +874,7 @@ describe("an end-to-end-encrypted workspace", () => {
       // Bob really made a new key pair (the server drops the keys wrapped to his old one) and
       // read its fingerprint out: a rotation with it checked wraps the new key for him.
       const rotated = await ok(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase, "--trust", `${bob}=${publicKeyFingerprint(serverKey)}`]);
-      expect(rotated).toContain(`key version 3, 1 values re-encrypted, wrapped for ${(await api("GET", "/v1/iam/me")).body.id}, ${bob}`);
+      expect(rotated).toContain(`key version 3, 2 values re-encrypted, wrapped for ${(await api("GET", "/v1/iam/me")).body.id}, ${bob}`);
       expect(await grant()).toMatchObject({ code: 1, stderr: expect.stringContaining("holds the workspace key already") }); // pinned now: only the server's own rule is left
     } finally {
       members.close();
@@ -881,7 +910,7 @@ describe("an end-to-end-encrypted workspace", () => {
     const wrong = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toContain("passphrase");
-  });
+  }, 30_000);
 });
 
 describe("a write-only token (secrets:write) from the CLI (found in review: set and import asked for secrets:read)", () => {

@@ -1,5 +1,7 @@
 /** An end-to-end-encrypted workspace held by three members, as the E2EE tests need one. */
 import { expect } from "bun:test";
+import { hkdfSync, randomBytes } from "node:crypto";
+import { aesGcmEncrypt } from "../../src/crypto/aead.ts";
 import { generateUserKeyPair, newWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
 import type { testCitadel } from "./citadel.ts";
 
@@ -26,4 +28,20 @@ export async function encryptedForThree(c: App, owner: string, ws: string) {
   /** `key` wrapped for each of `ids`, as a rotation sends it. */
   const wrappedFor = (key: Uint8Array, ...ids: string[]) => ids.map((id) => ({ user: id, wrapped: wrapWorkspaceKey(key, pairs.get(id)!.publicKey, { workspace: ws, user: id }) }));
   return { base, me, bob, carol, pairs, v1, wrappedFor };
+}
+
+/**
+ * A value in the format before values named their version (`c1.v.`), as workspaces written
+ * then hold them: made here, since citadel writes it no more (test/plugins/secrets/e2ee.test.ts
+ * pins a value of the old code to this same format).
+ */
+export function encryptUnboundValue(workspaceKey: Uint8Array, plaintext: string, context: { workspace: string; environment: string; name: string }): string {
+  const key = hkdfSync("sha256", workspaceKey, Buffer.alloc(0), "citadel e2ee value key v1", 32);
+  const field = (s: string) => {
+    const bytes = Buffer.from(s, "utf8");
+    return Buffer.concat([Buffer.from([0, 0, 0, 0].map((_, i) => (bytes.length >>> (24 - 8 * i)) & 0xff)), bytes]);
+  };
+  const aad = Buffer.concat([Buffer.from("c1.v", "ascii"), field(context.workspace), field(context.environment), field(context.name)]);
+  const nonce = randomBytes(12);
+  return "c1.v." + Buffer.concat([nonce, aesGcmEncrypt(new Uint8Array(key), nonce, Buffer.from(plaintext, "utf8"), aad)]).toString("base64url");
 }

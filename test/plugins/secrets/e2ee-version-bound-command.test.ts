@@ -1,0 +1,122 @@
+/**
+ * The CLI and values that name the version they are stored as: what it reads must have been
+ * written as the version it asked for (or the server says is current), a write another write
+ * came before is encrypted again for the next version and sent again (a few times), a rollback
+ * is made on this machine, and values of the format before still read, said once.
+ */
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ApiError } from "../../../src/cli/api-client.ts";
+import { secretsCommands } from "../../../plugins/secrets/commands.ts";
+import { decryptValue, e2eeValueVersion, encryptValue, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
+import { runCommand, type SentRequest } from "../../helpers/command.ts";
+import { encryptUnboundValue } from "../../helpers/e2ee.ts";
+import { e2eeCliFixture, ME, WS } from "../../helpers/e2ee-cli.ts";
+
+const fixture = e2eeCliFixture("e2ee-version-bound");
+const { phraseFile, mine, workspaceKey, newHome, dir } = fixture;
+const sealed = await fixture.sealed();
+const SECRETS = `${WS}/environments/development/secrets`;
+
+const where = (name: string) => ({ workspace: "ws_1", environment: "development", name });
+const seal = (name: string, value: string, version: number) => encryptValue(workspaceKey, value, { ...where(name), version });
+const versionTaken = () => new ApiError("A would be stored as version 3, but its value was encrypted as version 2 (another write came in between): read it again and retry. (version_conflict)", 409, "version_conflict");
+
+/** A server where I hold the workspace key (v1); `secrets` answers the rest, or undefined for an unexpected request. */
+function server(secrets: (r: SentRequest) => unknown) {
+  return (r: SentRequest): unknown => {
+    const route = `${r.method} ${r.path}`;
+    if (route === `GET ${WS}/settings`) return { e2ee: true, environments: [{ name: "development" }] };
+    if (route === `GET ${WS}/e2ee/my-key`) return { key_version: 1, wrapped: wrapWorkspaceKey(workspaceKey, mine.publicKey, { workspace: "ws_1", user: ME }) };
+    if (route === "GET /v1/iam/me") return { id: ME };
+    if (route === "GET /v1/secrets/me/keypair") return { public_key: mine.publicKey, sealed_private_key: sealed };
+    const answer = secrets(r);
+    if (answer === undefined) throw new Error(`unexpected request ${route}`);
+    return answer;
+  };
+}
+
+const run = (words: string, answer: (r: SentRequest) => unknown, args: string[]) =>
+  runCommand(secretsCommands, words, { args, options: { workspace: "ws_1", "passphrase-file": phraseFile }, answer: server(answer), configHome: newHome() });
+const posts = (requests: SentRequest[], path: string) => requests.filter((r) => r.method === "POST" && r.path === path).map((r) => r.body as Record<string, unknown>);
+
+describe("reading: the value must have been written as the version it is served as", () => {
+  test("version 1's value served as the current version 2 is refused, nothing printed", async () => {
+    const got = await run("secrets get", (r) => (r.path === `${SECRETS}/A` ? { name: "A", version: 2, value_version: 2, key_version: 1, value: seal("A", "the leaked password", 1) } : undefined), ["A"]);
+    expect([got.code, got.stdout, got.error?.message]).toEqual([1, "", "the server served development/A as version 2, but its value was written as version 1: refused (an older value passed off as a newer one, or a damaged one)"]);
+  });
+
+  test("an older version asked for (--version) is checked against the version asked for, not the server's word", async () => {
+    const answer = server((r) => (r.path === `${SECRETS}/A?version=1` ? { name: "A", version: 2, value_version: 1, key_version: 1, value: seal("A", "current", 2) } : undefined));
+    const got = await runCommand(secretsCommands, "secrets get", { args: ["A"], options: { workspace: "ws_1", "passphrase-file": phraseFile, version: "1" }, answer, configHome: newHome() });
+    expect([got.code, got.stdout]).toEqual([1, ""]);
+    expect(got.error?.message).toStartWith("the server served development/A as version 1, but its value was written as version 2");
+  });
+
+  test("values of the format before still read; the CLI says once that they are not bound to their version", async () => {
+    const unbound = (name: string, value: string) => encryptUnboundValue(workspaceKey, value, where(name));
+    const got = await run("secrets get", (r) => (r.path === `${SECRETS}/A` ? { name: "A", version: 4, value_version: 4, key_version: 1, value: unbound("A", "old") } : undefined), ["A"]);
+    expect([got.code, got.stdout]).toEqual([0, "old\n"]);
+    expect(got.stderr).toBe("note: development/A (and maybe others) was written before values named their version: the server could pass an older version of it off as the current one unnoticed. citadel secrets e2ee rotate -w ws_1 re-encrypts every value in the format that names it.\n");
+    const items = [{ name: "A", version: 1, key_version: 1, value: unbound("A", "a") }, { name: "B", version: 2, key_version: 1, value: unbound("B", "b") }, { name: "C", version: 3, key_version: 1, value: seal("C", "c", 3) }];
+    const exported = await run("secrets export", (r) => (r.path === `${SECRETS}?values=true` ? { items } : undefined), []);
+    expect([exported.code, exported.stderr.match(/^note: /gm)?.length]).toEqual([0, 1]);
+  });
+});
+
+describe("writing: another write made the version first", () => {
+  test("a rollback decrypts the old version here and sends it re-encrypted as the next; after a 409 version_conflict, read again and encrypted for the version after", async () => {
+    let current = 2;
+    const refusals = [versionTaken()];
+    const rolled = await run(
+      "secrets rollback",
+      (r) => {
+        if (r.path === `${SECRETS}/A?version=1`) return { name: "A", version: current, value_version: 1, key_version: 1, value: seal("A", "good", 1) };
+        if (r.path !== `${SECRETS}/A/rollback`) return undefined;
+        const refusal = refusals.shift();
+        if (refusal) {
+          current = 3; // the write that came in between
+          throw refusal;
+        }
+        return { name: "A", version: current + 1 };
+      },
+      ["A", "1"],
+    );
+    expect([rolled.code, rolled.error, rolled.stdout]).toEqual([0, null, "A: version 4 (the value of version 1)\n"]);
+    const sent = posts(rolled.requests, `${SECRETS}/A/rollback`);
+    expect(sent.map((b) => [b.version, e2eeValueVersion(b.value as string)])).toEqual([[1, 3], [1, 4]]);
+    expect(decryptValue(workspaceKey, sent[1]!.value as string, { ...where("A"), version: 4 })).toBe("good");
+  });
+
+  test("the version taken every time: given up after three tries, with the server's word", async () => {
+    const rolled = await run("secrets rollback", (r) => {
+      if (r.path === `${SECRETS}/A?version=1`) return { name: "A", version: 2, value_version: 1, key_version: 1, value: seal("A", "good", 1) };
+      if (r.path === `${SECRETS}/A/rollback`) throw versionTaken();
+      return undefined;
+    }, ["A", "1"]);
+    expect([rolled.code, rolled.error?.message]).toEqual([1, versionTaken().message]);
+    expect(posts(rolled.requests, `${SECRETS}/A/rollback`)).toHaveLength(3);
+  });
+
+  test("an import encrypts each entry for the version it makes, and again for the next after a 409 version_conflict", async () => {
+    const file = join(dir, "two.env");
+    writeFileSync(file, "A=alpha\nB=beta\n");
+    let aVersion = 2;
+    let refused = false;
+    const imported = await run("secrets import", (r) => {
+      if (r.path === `${SECRETS}?deleted=true`) return { items: [{ name: "A", version: aVersion }] };
+      if (r.path !== `${WS}/environments/development/import`) return undefined;
+      const body = r.body as { dry_run: boolean };
+      if (!body.dry_run && !refused) {
+        refused = true;
+        aVersion = 3;
+        throw versionTaken();
+      }
+      return { plan: [{ name: "A", action: "update" }, { name: "B", action: "create" }], created: 1, updated: 1, unchanged: 0, skipped: 0 };
+    }, [file]);
+    expect([imported.code, imported.error]).toEqual([0, null]);
+    const sent = posts(imported.requests, `${WS}/environments/development/import`).map((b) => [b.dry_run, ...(b.entries as Array<{ name: string; value: string }>).map((e) => `${e.name} v${e2eeValueVersion(e.value)}`)]);
+    expect(sent).toEqual([[true, "A v3", "B v1"], [false, "A v3", "B v1"], [true, "A v4", "B v1"], [false, "A v4", "B v1"]]);
+  });
+});

@@ -1,0 +1,112 @@
+/**
+ * End-to-end-encrypted values name the version they are stored as (c2.v.): the server checks
+ * each write against the version it makes (409 version_conflict when another write took it),
+ * cannot roll back by copying a ciphertext, and still takes and serves values of the format
+ * before (c1.v.), which name none.
+ */
+import { describe, expect, test } from "bun:test";
+import { decryptValue, e2eeValueVersion, encryptValue } from "../../../plugins/secrets/e2ee.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+import { encryptedForThree, encryptUnboundValue } from "../../helpers/e2ee.ts";
+
+async function encryptedWorkspace() {
+  const c = await testCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "vault" } })).body.id as string;
+  const { base, v1: key } = await encryptedForThree(c, owner, ws);
+  const path = (name: string, rest = "") => `${base}/environments/development/secrets/${name}${rest}`;
+  const seal = (name: string, value: string, version: number) => encryptValue(key, value, { workspace: ws, environment: "development", name, version });
+  const open = (name: string, value: string, version: number) => decryptValue(key, value, { workspace: ws, environment: "development", name, version });
+  const history = async (name: string) => (await c.send("GET", path(name, "/versions"), owner)).body.versions.map((v: { version: number; origin: string }) => `${v.version} ${v.origin}`);
+  return { c, owner, ws, key, base, path, seal, open, history };
+}
+
+describe("an end-to-end-encrypted value names the version it is stored as", () => {
+  test("round trip: each value is written for the version it makes and reads back as that version only", async () => {
+    const { c, owner, path, seal, open } = await encryptedWorkspace();
+    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", "first", 1) } })).body.version).toBe(1);
+    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", "second", 2) } })).body.version).toBe(2);
+    const current = (await c.send("GET", path("API_KEY"), owner)).body;
+    expect([current.version, current.value_version, e2eeValueVersion(current.value), open("API_KEY", current.value, 2)]).toEqual([2, 2, 2, "second"]);
+    const older = (await c.send("GET", path("API_KEY", "?version=1"), owner)).body;
+    expect(open("API_KEY", older.value, 1)).toBe("first");
+    // Served as the current version, the older value is refused by whoever reads it.
+    expect(() => open("API_KEY", older.value, 2)).toThrow("served development/API_KEY as version 2, but its value was written as version 1");
+  });
+
+  test("a value made for a version another write took first is refused, 409 version_conflict, and nothing is written", async () => {
+    const { c, owner, path, seal, history } = await encryptedWorkspace();
+    await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", "first", 1) } });
+    // Two clients read version 1 and each encrypt for version 2: the second to arrive is refused.
+    const [a, b] = [seal("API_KEY", "from a", 2), seal("API_KEY", "from b", 2)];
+    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: a } })).status).toBe(200);
+    const late = await c.send("PUT", path("API_KEY"), owner, { json: { value: b } });
+    expect([late.status, late.body.code, late.body.detail]).toEqual([409, "version_conflict", "API_KEY would be stored as version 3, but its value was encrypted as version 2 (another write came in between): read it again and retry."]);
+    // Ahead of the secret too, and for a new secret.
+    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", "ahead", 9) } })).body.code).toBe("version_conflict");
+    expect((await c.send("PUT", path("NEW"), owner, { json: { value: seal("NEW", "new", 2) } })).body.code).toBe("version_conflict");
+    expect(await history("API_KEY")).toEqual(["2 set", "1 set"]);
+    expect((await c.send("GET", path("NEW"), owner)).status).toBe(404);
+  });
+
+  test("an import is checked entry by entry, all or nothing", async () => {
+    const { c, owner, base, path, seal, history } = await encryptedWorkspace();
+    await c.send("PUT", path("A"), owner, { json: { value: seal("A", "a1", 1) } });
+    const stale = { entries: [{ name: "B", value: seal("B", "b1", 1) }, { name: "A", value: seal("A", "a2", 3) }] };
+    const refused = await c.send("POST", `${base}/environments/development/import`, owner, { json: stale });
+    expect([refused.status, refused.body.code]).toEqual([409, "version_conflict"]);
+    expect((await c.send("GET", path("B"), owner)).status).toBe(404);
+    const fresh = { entries: [{ name: "B", value: seal("B", "b1", 1) }, { name: "A", value: seal("A", "a2", 2) }] };
+    expect((await c.send("POST", `${base}/environments/development/import`, owner, { json: fresh })).body).toMatchObject({ created: 1, updated: 1 });
+    expect(await history("A")).toEqual(["2 import", "1 set"]);
+  });
+
+  test("a key rotation's values name the version it stores them as", async () => {
+    const { c, owner, ws, base, path, seal } = await encryptedWorkspace();
+    await c.send("PUT", path("A"), owner, { json: { value: seal("A", "a1", 1) } });
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    // Re-encrypted as version 1 again (a ciphertext copied, or a client from before): refused, the key stays.
+    const copied = { from_version: 1, values: [{ environment: "development", name: "A", version: 1, value: seal("A", "a1", 1) }], wrapped: [{ user: me, wrapped: (await c.send("GET", `${base}/e2ee/my-key`, owner)).body.wrapped }] };
+    expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: copied })).body.code).toBe("version_conflict");
+    expect((await c.send("GET", `${base}/settings`, owner)).body).toMatchObject({ workspace: ws, e2ee: true });
+    expect((await c.send("GET", `${base}/e2ee/my-key`, owner)).body.key_version).toBe(1);
+  });
+
+  test("a rollback is the client's: the server refuses to copy a ciphertext, and takes the old value re-encrypted as the new version", async () => {
+    const { c, owner, path, seal, open, history } = await encryptedWorkspace();
+    await c.send("PUT", path("A"), owner, { json: { value: seal("A", "good", 1) } });
+    await c.send("PUT", path("A"), owner, { json: { value: seal("A", "bad", 2) } });
+    const copied = await c.send("POST", path("A", "/rollback"), owner, { json: { version: 1 } });
+    expect([copied.status, copied.body.code, copied.body.detail]).toEqual([409, "conflict", expect.stringContaining("Roll back from the CLI: citadel secrets rollback A 1")]);
+    // The old ciphertext sent as it is names version 1, not the 3 the rollback makes.
+    const old = (await c.send("GET", path("A", "?version=1"), owner)).body.value as string;
+    expect((await c.send("POST", path("A", "/rollback"), owner, { json: { version: 1, value: old } })).body.code).toBe("version_conflict");
+    const rolled = await c.send("POST", path("A", "/rollback"), owner, { json: { version: 1, value: seal("A", open("A", old, 1), 3) } });
+    expect([rolled.status, rolled.body.version]).toEqual([200, 3]);
+    expect(open("A", (await c.send("GET", path("A"), owner)).body.value, 3)).toBe("good");
+    expect(await history("A")).toEqual(["3 rollback", "2 set", "1 set"]);
+    expect((await c.send("POST", path("A", "/rollback"), owner, { json: { version: 1, value: "hunter2" } })).status).toBe(422); // ciphertext only, as for any write
+  });
+
+  test("a plain workspace's rollback takes no value: the server copies the old one", async () => {
+    const c = await testCitadel();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "plain" } })).body.id as string;
+    const path = `/v1/secrets/workspaces/${ws}/environments/development/secrets/A`;
+    await c.send("PUT", path, owner, { json: { value: "one" } });
+    await c.send("PUT", path, owner, { json: { value: "two" } });
+    const refused = await c.send("POST", `${path}/rollback`, owner, { json: { version: 1, value: "three" } });
+    expect([refused.status, refused.body.errors?.[0]?.field]).toEqual([422, "value"]);
+    expect((await c.send("POST", `${path}/rollback`, owner, { json: { version: 1 } })).body.version).toBe(3);
+    expect((await c.send("GET", path, owner)).body.value).toBe("one");
+  });
+
+  test("values of the format before (no version) are still taken and served as they are", async () => {
+    const { c, owner, ws, key, path, seal, open } = await encryptedWorkspace();
+    const unbound = encryptUnboundValue(key, "from an older client", { workspace: ws, environment: "development", name: "A" });
+    expect((await c.send("PUT", path("A"), owner, { json: { value: unbound } })).body.version).toBe(1);
+    const read = (await c.send("GET", path("A"), owner)).body;
+    expect([read.value, open("A", read.value, 1)]).toEqual([unbound, "from an older client"]);
+    expect((await c.send("PUT", path("A"), owner, { json: { value: seal("A", "bound now", 2) } })).body.version).toBe(2);
+  });
+});
