@@ -18,6 +18,7 @@ import { HttpConfig } from "../../src/config/schema.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { NO_KEY_PAIR, NOT_A_MEMBER } from "./e2ee-keys.ts";
+import { KEY_CONFLICT } from "./service.ts";
 import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
 import { decryptValue, encryptValue, generateUserKeyPair, isVersionBound, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
 import { SecretsSettings } from "./settings.ts";
@@ -246,6 +247,11 @@ interface Codec {
    * value was encrypted with (older values: an older key).
    */
   open(name: string, value: string, version: number, keyVersion?: number): Promise<string>;
+  /**
+   * Fetches the workspace's current key again, before a write is made again: a rotation may
+   * have replaced it, and a value sealed with the key it replaced would open for nobody.
+   */
+  refresh(): Promise<void>;
   /** Overwrites the keys it holds. */
   dispose(): void;
 }
@@ -261,21 +267,23 @@ async function withCodec<T>(ctx: CommandContext, api: ApiClient, w: Where, use: 
 }
 
 async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<Codec> {
-  if (!(await isEncrypted(ctx, api, w))) return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v, dispose: () => {} };
+  if (!(await isEncrypted(ctx, api, w))) return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v, refresh: async () => {}, dispose: () => {} };
   const keys = await workspaceKeys(ctx, api, w.workspace);
-  const context = (name: string, version: number) => ({ workspace: w.workspace, environment: w.env, name, version });
+  const context = (name: string, version: number, keyVersion: number) => ({ workspace: w.workspace, environment: w.env, name, version, keyVersion });
   let toldUnbound = false;
   return {
     e2ee: true,
-    seal: (name, v, version) => encryptValue(keys.current.key, passable(name, v), context(name, version)),
-    open: async (name, v, version, keyVersion) => {
-      const plaintext = decryptValue(await keys.version(keyVersion ?? keys.current.version), v, context(name, version));
+    seal: (name, v, version) => encryptValue(keys.current.key, passable(name, v), context(name, version, keys.current.version)),
+    open: async (name, v, version, served) => {
+      const keyVersion = served ?? keys.current.version;
+      const plaintext = decryptValue(await keys.version(keyVersion), v, context(name, version, keyVersion));
       if (!toldUnbound && !isVersionBound(v)) {
         toldUnbound = true; // once per command: an export may hold hundreds
         ctx.err(`note: ${w.env}/${name} (and maybe others) was written before values named their version: the server could pass an older version of it off as the current one unnoticed. citadel secrets e2ee rotate -w ${w.workspace} re-encrypts every value in the format that names it.`);
       }
       return plaintext;
     },
+    refresh: () => keys.refresh(),
     dispose: () => keys.dispose(),
   };
 }
@@ -283,17 +291,24 @@ async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<
 /** How often a write whose value names its version is made again when another write took that version first. */
 const VERSION_TRIES = 3;
 
+/** The refusals of a write made for a version, or with a key, that another write or a rotation took meanwhile. */
+const RETRIED_CODES = new Set(["version_conflict", KEY_CONFLICT]);
+
 /**
  * Runs `write` — which reads the version it is to make, encrypts for it and sends — again
- * when another write made that version first (409 version_conflict), a few times at most:
- * without If-Match concurrent writers each get their own version, as in a plain workspace.
+ * when another write made that version first (409 version_conflict), or a rotation replaced
+ * the key it encrypted with (409 key_conflict), a few times at most, with the key fetched
+ * again each time (found in review: a retry sealed with the key it held, which the rotation
+ * had replaced): without If-Match concurrent writers each get their own version, as in a
+ * plain workspace.
  */
-async function retryingTakenVersions<T>(write: () => Promise<T>): Promise<T> {
+async function retryingTakenVersions<T>(codec: Codec, write: () => Promise<T>): Promise<T> {
   for (let tries = 1; ; tries++) {
     try {
       return await write();
     } catch (error) {
-      if (!(error instanceof ApiError && error.code === "version_conflict") || tries >= VERSION_TRIES) throw error;
+      if (!(error instanceof ApiError && RETRIED_CODES.has(error.code ?? "")) || tries >= VERSION_TRIES) throw error;
+      await codec.refresh();
     }
   }
 }
@@ -363,6 +378,8 @@ interface KeyChain {
   /** Overwrites your private key and every workspace key unwrapped. */
   dispose(): void;
   version(n: number): Promise<Uint8Array>;
+  /** Fetches which version is current again, and its key (checked against the pins as the first was). */
+  refresh(): Promise<void>;
 }
 
 /** The user's key pair, the private key opened here with their passphrase: the server's copy of the public key is believed only if it matches. */
@@ -396,22 +413,21 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
     return key;
   };
   const byVersion = new Map<number, Uint8Array>();
-  try {
-    byVersion.set(mine.key_version, unwrap(mine.wrapped, mine.key_version));
-    pins.checkCurrent(api.baseUrl, workspace, mine.key_version);
-  } catch (error) {
+  const dispose = () => {
     privateKey.fill(0);
     for (const key of byVersion.values()) key.fill(0);
-    throw error;
-  }
-  return {
-    current: { version: mine.key_version, key: byVersion.get(mine.key_version)! },
+  };
+  /** `fetched`, the server's current key, made the chain's current one once its key proved good. */
+  const makeCurrent = (fetched: { key_version: number; wrapped: string }) => {
+    if (!byVersion.has(fetched.key_version)) byVersion.set(fetched.key_version, unwrap(fetched.wrapped, fetched.key_version));
+    pins.checkCurrent(api.baseUrl, workspace, fetched.key_version);
+    chain.current = { version: fetched.key_version, key: byVersion.get(fetched.key_version)! };
+  };
+  const chain: KeyChain = {
+    current: { version: 0, key: new Uint8Array() }, // set below
     myUserId: userId,
     myPublicKey: publicKey,
-    dispose() {
-      privateKey.fill(0);
-      for (const key of byVersion.values()) key.fill(0);
-    },
+    dispose,
     async version(n) {
       let key = byVersion.get(n);
       if (!key) {
@@ -420,7 +436,17 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
       }
       return key;
     },
+    async refresh() {
+      makeCurrent(await api.request<{ key_version: number; wrapped: string }>("GET", myKey));
+    },
   };
+  try {
+    makeCurrent(mine);
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+  return chain;
 }
 
 /** A member's public key, as the server hands it, to wrap a workspace key to. */
@@ -661,7 +687,7 @@ export const secretsCommands: Command[] = [
         const metadata: Record<string, unknown> = {};
         if (typeof ctx.options.note === "string") metadata.note = ctx.options.note;
         if (rotationDays !== undefined) metadata.rotation_days = rotationDays;
-        const secret = await retryingTakenVersions(async () => {
+        const secret = await retryingTakenVersions(codec, async () => {
           const sealed = codec.seal(name, value, codec.e2ee ? await nextVersion(api, w, name) : 0);
           return api.request<Metadata>("PUT", secretPath(w, name), { value: sealed, ...metadata });
         });
@@ -712,7 +738,7 @@ export const secretsCommands: Command[] = [
       if (!isSecretName(name)) throw new UsageError(SECRET_NAME_RULE);
       const target = wholeNumber(version, "the version to go back to", 1);
       const api = await ctx.api();
-      const secret = await withCodec(ctx, api, w, (codec) => retryingTakenVersions(() => rollBack(api, codec, w, name, target)));
+      const secret = await withCodec(ctx, api, w, (codec) => retryingTakenVersions(codec, () => rollBack(api, codec, w, name, target)));
       print(ctx, secret, `${name}: version ${secret.version} (the value of version ${version})`);
       return 0;
     },
@@ -759,7 +785,7 @@ export const secretsCommands: Command[] = [
       const dryRun = ctx.options["dry-run"] === true;
       const overwrite = ctx.options["no-overwrite"] !== true;
       const result = await withCodec(ctx, api, w, (codec) =>
-        retryingTakenVersions(async () => {
+        retryingTakenVersions(codec, async () => {
           const versionOf = codec.e2ee ? await nextVersions(api, w) : () => 0;
           const sealed = entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value, versionOf(e.name)) }));
           const send = (asDryRun: boolean) => api.request<ImportResult>("POST", secretsPath(w, "/import"), { entries: sealed, dry_run: asDryRun, overwrite });
@@ -1094,9 +1120,10 @@ export const secretsCommands: Command[] = [
           const list = await api.request<{ items: Metadata[] }>("GET", `${ws}/environments/${encodeURIComponent(environment)}/secrets?values=true`);
           for (const item of list.items) {
             const context = { workspace, environment, name: item.name };
-            const plaintext = decryptValue(await keys.version(item.key_version ?? keys.current.version), item.value!, { ...context, version: item.version });
-            // Stored as the next version: values of the format before come out naming theirs.
-            values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, { ...context, version: item.version + 1 }) });
+            const keyVersion = item.key_version ?? keys.current.version;
+            const plaintext = decryptValue(await keys.version(keyVersion), item.value!, { ...context, version: item.version, keyVersion });
+            // Stored as the next version, under the new key: values of the format before come out naming both.
+            values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, { ...context, version: item.version + 1, keyVersion: keys.current.version + 1 }) });
           }
         }
         const recipients = [{ user: me, publicKey: keys.myPublicKey }, ...others];

@@ -15,13 +15,14 @@
  *                                        salt = ephemeral pub ‖ recipient pub,
  *                                        info = "citadel e2ee wrap v1|<workspace>|<user>");
  *                      AAD = "c1.wk" ‖ len-prefixed workspace ‖ len-prefixed user.
- *   secret value       c2.v.<b64url( version u32 | nonce 12 | ct+tag )>, under
- *                      HKDF(workspace key, info "citadel e2ee value key v1"); AAD = "c2.v" ‖
- *                      len-prefixed workspace, environment and name ‖ version, so a
- *                      ciphertext copied to another secret, environment or workspace fails,
- *                      and so does one served as another version of its secret than the one
- *                      it was written as (the version in the clear is what the server checks
- *                      a write against, and what a refusal names; the AAD is what binds it).
+ *   secret value       c2.v.<b64url( version u32 | key version u32 | nonce 12 | ct+tag )>,
+ *                      under HKDF(workspace key, info "citadel e2ee value key v1"); AAD =
+ *                      "c2.v" ‖ len-prefixed workspace, environment and name ‖ version ‖ key
+ *                      version, so a ciphertext copied to another secret, environment or
+ *                      workspace fails, and so does one served as another version of its
+ *                      secret than the one it was written as, or as encrypted with another
+ *                      version of the workspace key (the header in the clear is what the server
+ *                      checks a write against, and what a refusal names; the AAD binds it).
  *                      Values written before: c1.v.<b64url( nonce 12 | ct+tag )>, AAD
  *                      "c1.v" ‖ workspace, environment, name — still read, bound to no version.
  *
@@ -52,7 +53,8 @@ const WK_PREFIX = "c1.wk.";
 const VALUE_PREFIX = "c2.v.";
 /** Values from before they named their version: still read, never written. */
 const UNBOUND_VALUE_PREFIX = "c1.v.";
-const VERSION_BYTES = 4;
+/** A value's header: the version of the secret it is stored as, and the workspace key version it is encrypted with. */
+const VALUE_HEADER_BYTES = 8;
 
 // DER wrappers of a raw X25519 key (RFC 8410): node:crypto imports keys as PKCS#8 / SPKI.
 const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
@@ -70,6 +72,8 @@ export interface ValueContext {
   name: string;
   /** The version of the secret the value is (written: will be) stored as. */
   version: number;
+  /** The version of the workspace key it is (to be) encrypted with: the key the caller holds as that version. */
+  keyVersion: number;
 }
 
 /** The public half (base64url of its raw 32 bytes) of a raw X25519 private key. */
@@ -199,8 +203,8 @@ export function unwrapWorkspaceKey(wrapped: string, privateKey: Uint8Array, cont
 }
 
 /**
- * Encrypts one secret value for a workspace, bound to its workspace, environment, name and the
- * version it will be stored as: `c2.v.…`.
+ * Encrypts one secret value for a workspace, bound to its workspace, environment, name, the
+ * version it will be stored as and the workspace key version it is encrypted with: `c2.v.…`.
  */
 export function encryptValue(workspaceKey: Uint8Array, plaintext: string, context: ValueContext): string {
   checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
@@ -208,7 +212,7 @@ export function encryptValue(workspaceKey: Uint8Array, plaintext: string, contex
   if (typeof plaintext !== "string") throw new TypeError("a secret value is a string");
   const key = valueKey(workspaceKey);
   try {
-    const header = versionHeader(context.version);
+    const header = valueHeader(context);
     const nonce = randomBytes(NONCE_BYTES);
     const sealed = aesGcmEncrypt(key, nonce, Buffer.from(plaintext, "utf8"), valueAad(VALUE_PREFIX, context, header));
     return VALUE_PREFIX + Buffer.concat([header, nonce, sealed]).toString("base64url");
@@ -219,9 +223,11 @@ export function encryptValue(workspaceKey: Uint8Array, plaintext: string, contex
 
 /**
  * Inverse of encryptValue, for the version the value was asked for as (or the server says it
- * is): a value written as another version — an older value passed off as a newer one — another
- * key or context, or a flipped bit throws DecryptionError. A value from before values named their version (`c1.v.…`) opens
- * with its workspace, environment and name alone (isVersionBound tells them apart).
+ * is) and the key version the caller opens it with: a value written as another version — an
+ * older value passed off as a newer one — or under another key version, another key or
+ * context, or a flipped bit throws DecryptionError. A value from before values named their
+ * version (`c1.v.…`) opens with its workspace, environment and name alone (isVersionBound
+ * tells them apart).
  */
 export function decryptValue(workspaceKey: Uint8Array, ciphertext: string, context: ValueContext): string {
   checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
@@ -229,12 +235,10 @@ export function decryptValue(workspaceKey: Uint8Array, ciphertext: string, conte
   const unbound = typeof ciphertext === "string" && ciphertext.startsWith(UNBOUND_VALUE_PREFIX);
   const prefix = unbound ? UNBOUND_VALUE_PREFIX : VALUE_PREFIX;
   const data = decodeVersioned(ciphertext, prefix, "a value encrypted by citadel (c2.v.…)");
-  const headerBytes = unbound ? 0 : VERSION_BYTES;
+  const headerBytes = unbound ? 0 : VALUE_HEADER_BYTES;
   if (data.length < headerBytes + NONCE_BYTES + TAG_BYTES) throw new DecryptionError("this encrypted value is too short: it was damaged");
   const header = data.subarray(0, headerBytes);
-  if (!unbound && header.readUInt32BE(0) !== context.version) {
-    throw new DecryptionError(`the server served ${context.environment}/${context.name} as version ${context.version}, but its value was written as version ${header.readUInt32BE(0)}: refused (an older value passed off as a newer one, or a damaged one)`);
-  }
+  if (!unbound) checkHeader(header, context);
   const key = valueKey(workspaceKey);
   try {
     const nonce = data.subarray(headerBytes, headerBytes + NONCE_BYTES);
@@ -247,6 +251,19 @@ export function decryptValue(workspaceKey: Uint8Array, ciphertext: string, conte
   }
 }
 
+/** Refuses a value whose header names another version, or another key version, than it is opened as. */
+function checkHeader(header: Buffer, context: ValueContext): void {
+  const where = `${context.environment}/${context.name}`;
+  const version = header.readUInt32BE(0);
+  if (version !== context.version) {
+    throw new DecryptionError(`the server served ${where} as version ${context.version}, but its value was written as version ${version}: refused (an older value passed off as a newer one, or a damaged one)`);
+  }
+  const keyVersion = header.readUInt32BE(4);
+  if (keyVersion !== context.keyVersion) {
+    throw new DecryptionError(`the server says ${where} version ${context.version} is encrypted with version ${context.keyVersion} of the workspace key, but its value names version ${keyVersion}: refused (a value relabelled, or a damaged one)`);
+  }
+}
+
 /** Whether a value names the version it was written as (`c2.v.…`), not one from before (`c1.v.…`). */
 export function isVersionBound(ciphertext: string): boolean {
   return ciphertext.startsWith(VALUE_PREFIX);
@@ -254,11 +271,11 @@ export function isVersionBound(ciphertext: string): boolean {
 
 /**
  * The length of encryptValue's answer for a plaintext of `bytes` bytes (prefix, base64url of
- * version, nonce, ciphertext and tag): what a value limit in plaintext bytes allows of
- * ciphertext. A value from before (no version) is 4 bytes shorter: it may hold up to 4 more.
+ * header, nonce, ciphertext and tag): what a value limit in plaintext bytes allows of
+ * ciphertext. A value from before (no header) is 8 bytes shorter: it may hold up to 8 more.
  */
 export function e2eeCiphertextLength(bytes: number): number {
-  return VALUE_PREFIX.length + Math.ceil(((VERSION_BYTES + NONCE_BYTES + bytes + TAG_BYTES) * 4) / 3);
+  return VALUE_PREFIX.length + Math.ceil(((VALUE_HEADER_BYTES + NONCE_BYTES + bytes + TAG_BYTES) * 4) / 3);
 }
 
 /**
@@ -275,17 +292,27 @@ export function isE2eeCiphertext(s: string): boolean {
  * against it), or null for a value of the format before, which names none.
  */
 export function e2eeValueVersion(s: string): number | null {
-  return e2eeValueForm(s)?.version ?? null;
+  return e2eeValueHeader(s)?.version ?? null;
 }
 
-function e2eeValueForm(s: string): { version: number | null } | null {
+/**
+ * What an end-to-end-encrypted value's header names — the version it is stored as and the
+ * workspace key version it is encrypted with — or null for a value of the format before.
+ */
+export function e2eeValueHeader(s: string): { version: number; keyVersion: number } | null {
+  const form = e2eeValueForm(s);
+  return form?.version == null ? null : { version: form.version, keyVersion: form.keyVersion! };
+}
+
+function e2eeValueForm(s: string): { version: number | null; keyVersion: number | null } | null {
   if (typeof s !== "string") return null;
   const unbound = s.startsWith(UNBOUND_VALUE_PREFIX);
   if (!unbound && !s.startsWith(VALUE_PREFIX)) return null;
   const data = decodeBase64url(s.slice(VALUE_PREFIX.length)); // both prefixes have 5 characters
-  const headerBytes = unbound ? 0 : VERSION_BYTES;
+  const headerBytes = unbound ? 0 : VALUE_HEADER_BYTES;
   if (data === null || data.length < headerBytes + NONCE_BYTES + TAG_BYTES) return null;
-  return { version: unbound ? null : data.readUInt32BE(0) };
+  if (unbound) return { version: null, keyVersion: null };
+  return { version: data.readUInt32BE(0), keyVersion: data.readUInt32BE(4) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,9 +344,10 @@ function valueAad(prefix: string, context: ValueContext, header: Buffer): Buffer
   return Buffer.concat([label(prefix), lengthPrefixed(context.workspace), lengthPrefixed(context.environment), lengthPrefixed(context.name), header]);
 }
 
-function versionHeader(version: number): Buffer {
-  const header = Buffer.alloc(VERSION_BYTES);
-  header.writeUInt32BE(version, 0);
+function valueHeader(context: ValueContext): Buffer {
+  const header = Buffer.alloc(VALUE_HEADER_BYTES);
+  header.writeUInt32BE(context.version, 0);
+  header.writeUInt32BE(context.keyVersion, 4);
   return header;
 }
 
@@ -379,7 +407,12 @@ function checkContext(context: object, fields: readonly string[]): void {
 
 function checkValueContext(context: ValueContext): void {
   checkContext(context, ["workspace", "environment", "name"]);
-  if (!Number.isSafeInteger(context.version) || context.version < 1 || context.version > 0xffff_ffff) throw new TypeError("the context needs the value's version, a whole number from 1");
+  if (!isUint32From1(context.version)) throw new TypeError("the context needs the value's version, a whole number from 1");
+  if (!isUint32From1(context.keyVersion)) throw new TypeError("the context needs the workspace key's version, a whole number from 1");
+}
+
+function isUint32From1(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 1 && n <= 0xffff_ffff;
 }
 
 function within(n: number, [min, max]: readonly [number, number]): boolean {

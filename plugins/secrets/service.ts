@@ -13,7 +13,8 @@ import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, Payload
 import { newId } from "../../src/ids.ts";
 import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, liveWorkspaceRow, roleInWorkspace, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
-import { e2eeCiphertextLength, e2eeValueVersion, isE2eeCiphertext } from "./e2ee.ts";
+import { HttpProblem } from "../../src/http/problem.ts";
+import { e2eeCiphertextLength, e2eeValueHeader, isE2eeCiphertext } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
 import { MAX_IMPORT_ENTRIES } from "./model.ts";
 import { shareSource } from "./shares.ts";
@@ -632,19 +633,20 @@ export class SecretsService {
     // Deleted since it was read: the insert below would meet the foreign key (a 500), not an answer.
     const current = liveWorkspaceRow(this.k, tx, ws.workspace_id);
     if (!sql.environmentExists(tx, env.id)) throw environmentGone(env.name);
+    const version = (existing?.version ?? 0) + 1;
+    checkNamedVersion(current, name, value, version); // first: its refusals are the ones a client retries
     if (current.e2ee !== ws.e2ee || current.e2ee_key_version !== ws.e2ee_key_version) throw new ConflictError("The workspace's encryption changed meanwhile: read its settings again and retry.");
     const now = this.now();
     const by = byWhom(caller.principal);
     const secretId = existing?.id ?? newId("sec");
-    const version = (existing?.version ?? 0) + 1;
-    checkNamedVersion(ws, name, value, version);
     if (!existing) {
       sql.insertSecret(tx, { id: secretId, environment_id: env.id, name, version, note: null, rotation_days: null, expires_at: null, rotated_at: now, created_at: now, created_by: by, updated_at: now, updated_by: by, deleted_at: null, deleted_by: null });
     } else if (!sql.advanceVersion(tx, secretId, existing.version, version, now, valueSetAt ?? now, by)) {
       throw new PreconditionFailedError(`${name} changed meanwhile: read it again and retry.`);
     }
     const { ciphertext, dekVersion } = this.encrypt(tx, ws, secretId, version, value);
-    const keyVersion = ws.e2ee === 1 ? ws.e2ee_key_version : 0;
+    // The key version the value names, checked above to be the current one (a value of the format before names none).
+    const keyVersion = ws.e2ee === 1 ? current.e2ee_key_version : 0;
     sql.insertVersion(tx, { secret_id: secretId, version, ciphertext, dek_version: dekVersion, key_version: keyVersion, origin, created_at: now, created_by: by, value_set_at: valueSetAt ?? now });
     const action = existing ? (origin === "rollback" ? "secrets.secret.rollback" : origin === "rotate" ? "secrets.secret.rotate" : "secrets.secret.update") : "secrets.secret.create";
     this.k.audit.record(tx, event(caller, ws, { action, resource: { type: "secret", id: secretId }, reason: `${env.name}/${name} v${version}${origin === "import" ? " (import)" : ""}${note ? `, ${note}` : ""}` }));
@@ -784,6 +786,12 @@ export class SecretsService {
   }
 }
 
+/**
+ * The code of a 409 for a value encrypted with a workspace key version that is no longer the
+ * current one (a rotation came in between): its client fetches the key again and retries.
+ */
+export const KEY_CONFLICT = "key_conflict";
+
 /** The AAD context of a stored value: a ciphertext copied to another secret or version fails. */
 export const versionContext = (secretId: string, version: number) => `secret_versions:${secretId}:${version}`;
 
@@ -814,16 +822,23 @@ function checkIfMatch(name: string, current: number, ifMatch: IfMatch | undefine
 }
 
 /**
- * An end-to-end-encrypted value names the version it is stored as (its encryption binds it:
- * stored as another, no member's client would take it). Checked in the write's transaction:
- * a value made for a version another write took first is refused, for its client to read
- * again and retry. A value of the format before names none, and goes in as it did.
+ * An end-to-end-encrypted value names the version it is stored as and the workspace key
+ * version it is encrypted with (its encryption binds both: stored as another, no member's
+ * client would take it). Checked in the write's transaction against the workspace as it is
+ * (`ws`, read in it): a value made for a version another write took first, or with a key a
+ * rotation replaced meanwhile (stored under the new key's number it would open for nobody),
+ * is refused, for its client to read again — fetching the key again — and retry. A value of
+ * the format before names neither, and goes in as it did.
  */
 function checkNamedVersion(ws: sql.WorkspaceRow, name: string, value: string, version: number): void {
   if (ws.e2ee !== 1) return;
-  const named = e2eeValueVersion(value);
-  if (named !== null && named !== version) {
-    throw new VersionConflictError(`${name} would be stored as version ${version}, but its value was encrypted as version ${named} (another write came in between): read it again and retry.`);
+  const named = e2eeValueHeader(value);
+  if (named === null) return;
+  if (named.version !== version) {
+    throw new VersionConflictError(`${name} would be stored as version ${version}, but its value was encrypted as version ${named.version} (another write came in between): read it again and retry.`);
+  }
+  if (named.keyVersion !== ws.e2ee_key_version) {
+    throw new HttpProblem(409, KEY_CONFLICT, `${name}'s value was encrypted with version ${named.keyVersion} of the workspace key, but the workspace is at version ${ws.e2ee_key_version} (the key was replaced meanwhile): fetch the key again and retry.`);
   }
 }
 

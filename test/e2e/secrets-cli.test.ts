@@ -805,7 +805,7 @@ describe("an end-to-end-encrypted workspace", () => {
     const me = (await api("GET", "/v1/iam/me")).body.id as string;
     const privateKey = await openPrivateKey((await api("GET", "/v1/secrets/me/keypair")).body.sealed_private_key, PHRASE);
     const scratchKey = unwrapWorkspaceKey((await myKey(scratch)).wrapped, privateKey, { workspace: scratch, user: me });
-    const stored = encryptValue(scratchKey, "before\0after", { workspace: scratch, environment: "development", name: "HAS_NUL", version: 1 });
+    const stored = encryptValue(scratchKey, "before\0after", { workspace: scratch, environment: "development", name: "HAS_NUL", version: 1, keyVersion: 1 });
     expect((await api("PUT", `/v1/secrets/workspaces/${scratch}/environments/development/secrets/HAS_NUL`, { value: stored })).status).toBe(200);
     const ranWithNul = await cli(["run", "-w", scratch, "--passphrase-file", phrase, "--", "sh", "-c", "echo ran"]);
     expect(ranWithNul).toEqual({ code: 1, stdout: "", stderr: "citadel: cannot pass HAS_NUL to the command: its value holds a NUL character, which an environment variable cannot (set it again without one)\n" });

@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ApiError } from "../../../src/cli/api-client.ts";
 import { secretsCommands } from "../../../plugins/secrets/commands.ts";
-import { decryptValue, e2eeValueVersion, encryptValue, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
+import { decryptValue, e2eeValueHeader, e2eeValueVersion, encryptValue, newWorkspaceKey, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { runCommand, type SentRequest } from "../../helpers/command.ts";
 import { encryptUnboundValue } from "../../helpers/e2ee.ts";
 import { e2eeCliFixture, ME, WS } from "../../helpers/e2ee-cli.ts";
@@ -20,7 +20,7 @@ const sealed = await fixture.sealed();
 const SECRETS = `${WS}/environments/development/secrets`;
 
 const where = (name: string) => ({ workspace: "ws_1", environment: "development", name });
-const seal = (name: string, value: string, version: number) => encryptValue(workspaceKey, value, { ...where(name), version });
+const seal = (name: string, value: string, version: number) => encryptValue(workspaceKey, value, { ...where(name), version, keyVersion: 1 });
 const versionTaken = () => new ApiError("A would be stored as version 3, but its value was encrypted as version 2 (another write came in between): read it again and retry. (version_conflict)", 409, "version_conflict");
 
 /** A server where I hold the workspace key (v1); `secrets` answers the rest, or undefined for an unexpected request. */
@@ -86,7 +86,30 @@ describe("writing: another write made the version first", () => {
     expect([rolled.code, rolled.error, rolled.stdout]).toEqual([0, null, "A: version 4 (the value of version 1)\n"]);
     const sent = posts(rolled.requests, `${SECRETS}/A/rollback`);
     expect(sent.map((b) => [b.version, e2eeValueVersion(b.value as string)])).toEqual([[1, 3], [1, 4]]);
-    expect(decryptValue(workspaceKey, sent[1]!.value as string, { ...where("A"), version: 4 })).toBe("good");
+    expect(decryptValue(workspaceKey, sent[1]!.value as string, { ...where("A"), version: 4, keyVersion: 1 })).toBe("good");
+  });
+
+  test("a rotation came in between: the import is sealed again with the key fetched again, never the one it replaced (found in review)", async () => {
+    const rotatedKey = newWorkspaceKey();
+    let keyVersion = 1;
+    const played = server((r) => {
+      if (r.path === `${SECRETS}?deleted=true`) return { items: [{ name: "A", version: 1 }] };
+      if (r.path !== `${WS}/environments/development/import`) return undefined;
+      if (!(r.body as { dry_run: boolean }).dry_run && keyVersion === 1) {
+        keyVersion = 2; // the rotation that came in between
+        throw new ApiError("A's value was encrypted with version 1 of the workspace key, but the workspace is at version 2 (the key was replaced meanwhile): fetch the key again and retry. (key_conflict)", 409, "key_conflict");
+      }
+      return { plan: [{ name: "A", action: "update" }], created: 0, updated: 1, unchanged: 0, skipped: 0 };
+    });
+    const answer = (r: SentRequest): unknown =>
+      r.method === "GET" && r.path === `${WS}/e2ee/my-key` && keyVersion === 2 ? { key_version: 2, wrapped: wrapWorkspaceKey(rotatedKey, mine.publicKey, { workspace: "ws_1", user: ME }) } : played(r);
+    const file = join(dir, "rotated.env");
+    writeFileSync(file, "A=the new value\n");
+    const imported = await runCommand(secretsCommands, "secrets import", { args: [file], options: { workspace: "ws_1", "passphrase-file": phraseFile }, answer, configHome: newHome() });
+    expect([imported.code, imported.error]).toEqual([0, null]);
+    const sent = posts(imported.requests, `${WS}/environments/development/import`).map((b) => (b.entries as Array<{ value: string }>)[0]!.value);
+    expect(sent.map((v) => e2eeValueHeader(v))).toEqual([{ version: 2, keyVersion: 1 }, { version: 2, keyVersion: 1 }, { version: 2, keyVersion: 2 }, { version: 2, keyVersion: 2 }]);
+    expect(decryptValue(rotatedKey, sent[3]!, { ...where("A"), version: 2, keyVersion: 2 })).toBe("the new value");
   });
 
   test("the version taken every time: given up after three tries, with the server's word", async () => {

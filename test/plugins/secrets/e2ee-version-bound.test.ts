@@ -5,7 +5,7 @@
  * before (c1.v.), which name none.
  */
 import { describe, expect, test } from "bun:test";
-import { decryptValue, e2eeValueVersion, encryptValue } from "../../../plugins/secrets/e2ee.ts";
+import { decryptValue, e2eeValueVersion, encryptValue, newWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 import { encryptedForThree, encryptUnboundValue } from "../../helpers/e2ee.ts";
 
@@ -15,8 +15,8 @@ async function encryptedWorkspace() {
   const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "vault" } })).body.id as string;
   const { base, v1: key } = await encryptedForThree(c, owner, ws);
   const path = (name: string, rest = "") => `${base}/environments/development/secrets/${name}${rest}`;
-  const seal = (name: string, value: string, version: number) => encryptValue(key, value, { workspace: ws, environment: "development", name, version });
-  const open = (name: string, value: string, version: number) => decryptValue(key, value, { workspace: ws, environment: "development", name, version });
+  const seal = (name: string, value: string, version: number) => encryptValue(key, value, { workspace: ws, environment: "development", name, version, keyVersion: 1 });
+  const open = (name: string, value: string, version: number) => decryptValue(key, value, { workspace: ws, environment: "development", name, version, keyVersion: 1 });
   const history = async (name: string) => (await c.send("GET", path(name, "/versions"), owner)).body.versions.map((v: { version: number; origin: string }) => `${v.version} ${v.origin}`);
   return { c, owner, ws, key, base, path, seal, open, history };
 }
@@ -70,6 +70,31 @@ describe("an end-to-end-encrypted value names the version it is stored as", () =
     expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: copied })).body.code).toBe("version_conflict");
     expect((await c.send("GET", `${base}/settings`, owner)).body).toMatchObject({ workspace: ws, e2ee: true });
     expect((await c.send("GET", `${base}/e2ee/my-key`, owner)).body.key_version).toBe(1);
+  });
+
+  test("a value names the workspace key version it is encrypted with: one sealed with a key a rotation replaced is refused, 409 key_conflict, and nothing is written (found in review)", async () => {
+    const c = await testCitadel();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "vault" } })).body.id as string;
+    const { base, me, bob, carol, v1, wrappedFor } = await encryptedForThree(c, owner, ws);
+    const path = (name: string) => `${base}/environments/development/secrets/${name}`;
+    const sealWith = (key: Uint8Array, keyVersion: number, name: string, value: string, version: number) => encryptValue(key, value, { workspace: ws, environment: "development", name, version, keyVersion });
+    await c.send("PUT", path("A"), owner, { json: { value: sealWith(v1, 1, "A", "a1", 1) } });
+    const v2 = newWorkspaceKey();
+    const rotation = { from_version: 1, values: [{ environment: "development", name: "A", version: 1, value: sealWith(v2, 2, "A", "a1", 2) }], wrapped: wrappedFor(v2, me, bob.id, carol.id) };
+    expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: rotation })).status).toBe(200);
+    // A write made before the rotation, for the right version, with the key it replaced.
+    const stale = await c.send("PUT", path("A"), owner, { json: { value: sealWith(v1, 1, "A", "late", 3) } });
+    expect([stale.status, stale.body.code, stale.body.detail]).toEqual([409, "key_conflict", "A's value was encrypted with version 1 of the workspace key, but the workspace is at version 2 (the key was replaced meanwhile): fetch the key again and retry."]);
+    const staleImport = await c.send("POST", `${base}/environments/development/import`, owner, { json: { entries: [{ name: "B", value: sealWith(v1, 1, "B", "b", 1) }] } });
+    expect([staleImport.status, staleImport.body.code]).toEqual([409, "key_conflict"]);
+    expect((await c.send("GET", path("B"), owner)).status).toBe(404);
+    const current = (await c.send("GET", path("A"), owner)).body;
+    expect([current.version, current.key_version]).toEqual([2, 2]);
+    // Made with the current key, it is stored under that key's number, which it names.
+    expect((await c.send("PUT", path("A"), owner, { json: { value: sealWith(v2, 2, "A", "a3", 3) } })).body.version).toBe(3);
+    const read = (await c.send("GET", path("A"), owner)).body;
+    expect([read.key_version, decryptValue(v2, read.value, { workspace: ws, environment: "development", name: "A", version: 3, keyVersion: read.key_version })]).toEqual([2, "a3"]);
   });
 
   test("a rollback is the client's: the server refuses to copy a ciphertext, and takes the old value re-encrypted as the new version", async () => {

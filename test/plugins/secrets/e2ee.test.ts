@@ -3,6 +3,7 @@ import { createPrivateKey, createPublicKey } from "node:crypto";
 import {
   decryptValue,
   e2eeCiphertextLength,
+  e2eeValueHeader,
   e2eeValueVersion,
   encryptValue,
   generateUserKeyPair,
@@ -99,9 +100,9 @@ describe("workspace keys", () => {
     expect(unwrapWorkspaceKey(forAlice, alice.privateKey, { workspace: "ws_1", user: "usr_alice" })).toEqual(key);
     expect(unwrapWorkspaceKey(forBob, bob.privateKey, { workspace: "ws_1", user: "usr_bob" })).toEqual(key);
     // A value encrypted by one member opens for the other.
-    const ciphertext = encryptValue(key, "s3cr3t", { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD", version: 1 });
+    const ciphertext = encryptValue(key, "s3cr3t", { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD", version: 1, keyVersion: 1 });
     const bobsKey = unwrapWorkspaceKey(forBob, bob.privateKey, { workspace: "ws_1", user: "usr_bob" });
-    expect(decryptValue(bobsKey, ciphertext, { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD", version: 1 })).toBe("s3cr3t");
+    expect(decryptValue(bobsKey, ciphertext, { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD", version: 1, keyVersion: 1 })).toBe("s3cr3t");
   });
 
   test("the wrong recipient, another workspace or user, or a flipped byte fails", () => {
@@ -144,7 +145,7 @@ describe("workspace keys", () => {
 });
 
 describe("values", () => {
-  const context = { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD", version: 3 };
+  const context = { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD", version: 3, keyVersion: 1 };
 
   test("round trip, including empty and non-ASCII values; fresh nonce each time", () => {
     const key = newWorkspaceKey();
@@ -171,7 +172,8 @@ describe("values", () => {
     expect(() => decryptValue(key, ciphertext, { ...context, workspace: "ws_2" })).toThrow("does not open");
     expect(() => decryptValue(key, ciphertext, { ...context, environment: "pro", name: "dDB_PASSWORD" })).toThrow("does not open");
     expect(() => decryptValue(newWorkspaceKey(), ciphertext, context)).toThrow("does not open");
-    for (const at of [4, 16, -1]) expect(() => decryptValue(key, flip(ciphertext, at), context)).toThrow("does not open");
+    for (const at of [16, 24, -1]) expect(() => decryptValue(key, flip(ciphertext, at), context)).toThrow("does not open");
+    expect(() => decryptValue(key, flip(ciphertext, 4), context)).toThrow("refused"); // the header: it names no version it was opened as
     expect(() => decryptValue(key, "c2.v.AAAA", context)).toThrow("too short");
     expect(() => decryptValue(key, "c1.v.AAAA", context)).toThrow("too short");
     expect(() => decryptValue(key, "hunter2", context)).toThrow("not a value encrypted by citadel");
@@ -189,16 +191,26 @@ describe("values", () => {
     expect(() => encryptValue(key, "v", { ...context, version: 0 })).toThrow("the value's version");
   });
 
+  test("a value names the workspace key version it is encrypted with: opened as another, or with that number rewritten, it is refused (found in review)", () => {
+    const key = newWorkspaceKey();
+    const underKey1 = encryptValue(key, "v", context);
+    expect(e2eeValueHeader(underKey1)).toEqual({ version: 3, keyVersion: 1 });
+    expect(() => decryptValue(key, underKey1, { ...context, keyVersion: 2 })).toThrow("the server says prod/DB_PASSWORD version 3 is encrypted with version 2 of the workspace key, but its value names version 1: refused");
+    const relabelled = "c2.v." + Buffer.concat([Buffer.from([0, 0, 0, 3, 0, 0, 0, 2]), Buffer.from(underKey1.slice(5), "base64url").subarray(8)]).toString("base64url");
+    expect(() => decryptValue(key, relabelled, { ...context, keyVersion: 2 })).toThrow("does not open");
+    expect(() => encryptValue(key, "v", { ...context, keyVersion: 0 })).toThrow("the workspace key's version");
+  });
+
   test("a value written before values named their version still opens, as any version, and says it is not bound", () => {
     // Made by the format before (c1.v.), key 01 02 … 20, as a workspace's stored values are.
     const key = new Uint8Array(32).map((_, i) => i + 1);
     const unbound = "c1.v.-o0xMbINW3vgflUUqCISkg3JdPUlSERTvVGSgtalhvX7mWCoIgUo-XDwUs0jXtfK6KRfIFlGmhdqCCg5B61I2yir70zd";
-    for (const version of [1, 7]) expect(decryptValue(key, unbound, { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD", version })).toBe("written before values named their version");
+    for (const version of [1, 7]) expect(decryptValue(key, unbound, { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD", version, keyVersion: 1 })).toBe("written before values named their version");
     expect([isE2eeCiphertext(unbound), isVersionBound(unbound), e2eeValueVersion(unbound)]).toEqual([true, false, null]);
-    expect(() => decryptValue(key, unbound, { workspace: "ws_1", environment: "prod", name: "API_KEY", version: 1 })).toThrow("does not open with this workspace key as prod/API_KEY:");
+    expect(() => decryptValue(key, unbound, { workspace: "ws_1", environment: "prod", name: "API_KEY", version: 1, keyVersion: 1 })).toThrow("does not open with this workspace key as prod/API_KEY:");
     // What the tests make of that format is that format.
     const made = encryptUnboundValue(key, "made by the tests", { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD" });
-    expect(decryptValue(key, made, { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD", version: 2 })).toBe("made by the tests");
+    expect(decryptValue(key, made, { workspace: "ws_1", environment: "prod", name: "DB_PASSWORD", version: 2, keyVersion: 1 })).toBe("made by the tests");
   });
 
   test("isE2eeCiphertext tells the format apart from plaintext", () => {

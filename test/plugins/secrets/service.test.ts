@@ -28,7 +28,7 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
     }
     await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
     const wrap = (key: Uint8Array, id: string) => ({ user: id, wrapped: wrapWorkspaceKey(key, pairs.get(id)!.publicKey, { workspace: ws, user: id }) });
-    const ctx = (name: string, version = 1) => ({ workspace: ws, environment: "development", name, version });
+    const ctx = (name: string, version = 1) => ({ workspace: ws, environment: "development", name, version, keyVersion: version });
     const v1 = newWorkspaceKey();
     expect((await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrap(v1, me).wrapped } })).status).toBe(200);
     await c.send("PUT", path("LIVE"), owner, { json: { value: encryptValue(v1, "live", ctx("LIVE")) } });
