@@ -20,7 +20,7 @@ import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecr
 import { NO_KEY_PAIR, NOT_A_MEMBER } from "./e2ee-keys.ts";
 import { KEY_CONFLICT } from "./service.ts";
 import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
-import { decryptValue, encryptValue, generateUserKeyPair, isVersionBound, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
+import { decryptValue, encryptValue, generateUserKeyPair, isVersionBound, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapMarkedWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
 import { SecretsSettings } from "./settings.ts";
 import { createShareSecret, openShareSecret, parseShareUrl, shareOfUrl, sharePassphraseProof, shareUrl, shareViewProof, type ShareKdf } from "./share-crypto.ts";
 
@@ -241,12 +241,8 @@ interface Codec {
   e2ee: boolean;
   /** `version`: the version of the secret the value is to be stored as (an encrypted value names it). */
   seal(name: string, value: string, version: number): string;
-  /**
-   * `version`: the version of the secret the value was asked for as, or that the server says it
-   * is (an encrypted value must have been written as it); `keyVersion`: which workspace key the
-   * value was encrypted with (older values: an older key).
-   */
-  open(name: string, value: string, version: number, keyVersion?: number): Promise<string>;
+  /** Opens a value as `served` (an encrypted value must have been written as it). */
+  open(name: string, value: string, served: Served): Promise<string>;
   /**
    * Fetches the workspace's current key again, before a write is made again: a rotation may
    * have replaced it, and a value sealed with the key it replaced would open for nobody.
@@ -254,6 +250,16 @@ interface Codec {
   refresh(): Promise<void>;
   /** Overwrites the keys it holds. */
   dispose(): void;
+}
+
+/** How a value was served. */
+interface Served {
+  /** The version of the secret it was asked for as, or that the server says is current. */
+  version: number;
+  /** Which workspace key it was encrypted with, as the server says (older values: an older key); else the current one. */
+  keyVersion?: number;
+  /** Served as the secret's current value (get, run, export, e2ee rotate), not as a version asked for (--version, rollback). */
+  current: boolean;
 }
 
 /** Runs `use` with the workspace's codec, and overwrites its keys after, whatever happens. */
@@ -274,18 +280,48 @@ async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<
   return {
     e2ee: true,
     seal: (name, v, version) => encryptValue(keys.current.key, passable(name, v), context(name, version, keys.current.version)),
-    open: async (name, v, version, served) => {
-      const keyVersion = served ?? keys.current.version;
-      const plaintext = decryptValue(await keys.version(keyVersion), v, context(name, version, keyVersion));
+    open: async (name, v, served) => {
+      const keyVersion = served.keyVersion ?? keys.current.version;
+      const key = await keys.version(keyVersion);
+      if (!isVersionBound(v)) refuseUnbound(keys, `${w.env}/${name}`, keyVersion, served.current);
+      const plaintext = decryptValue(key, v, context(name, served.version, keyVersion));
       if (!toldUnbound && !isVersionBound(v)) {
         toldUnbound = true; // once per command: an export may hold hundreds
-        ctx.err(`note: ${w.env}/${name} (and maybe others) was written before values named their version: the server could pass an older version of it off as the current one unnoticed. citadel secrets e2ee rotate -w ${w.workspace} re-encrypts every value in the format that names it.`);
+        ctx.err(`note: ${w.env}/${name} (and maybe others) was written before values named their version: the server could pass another older value of it off as this one unnoticed. ${unboundAdvice(keys, w.workspace)}`);
       }
       return plaintext;
     },
     refresh: () => keys.refresh(),
     dispose: () => keys.dispose(),
   };
+}
+
+/**
+ * Refuses a value of the format before (`c1.v.`, bound to no version) where no genuine one can
+ * be (found in review: a server served an old one as current after a rotation, and the rotation
+ * itself re-encrypted such values as bound ones): under a key version marked "values bound"
+ * (made by a citadel that writes none), or served as current once the current key is so marked
+ * (its rotation re-encrypted every live value, its enable began with none). Under an older key,
+ * as a version asked for (history, a rollback's source), it may be genuine and is read.
+ */
+function refuseUnbound(keys: KeyChain, where: string, keyVersion: number, current: boolean): void {
+  const format = "in the format from before values named their version (c1.v.)";
+  if (keys.valuesBound(keyVersion)) {
+    throw new DecryptionError(`${where} is served ${format} under version ${keyVersion} of the workspace key, which a citadel that binds every value made: no such value is genuine. Refused (an older value served in its place)`);
+  }
+  if (current && keys.current.valuesBound) {
+    const name = where.slice(where.indexOf("/") + 1);
+    throw new DecryptionError(
+      `${where} is served as its current value ${format}, but the workspace key (version ${keys.current.version}) was made by a citadel that binds every value (e2ee enable or rotate), which left no current value in that format. ` +
+        `Refused (an older value passed off as the current one). If ${name} was deleted before that rotation and restored since, its value is genuinely of the format before: check it (citadel secrets get ${name} --version N) and roll back to it (citadel secrets rollback ${name} N), which stores it bound`,
+    );
+  }
+}
+
+/** What to do about values of the format before: what helps depends on whether the current key binds values already. */
+function unboundAdvice(keys: KeyChain, workspace: string): string {
+  if (keys.current.valuesBound) return "The current key binds values: none of that format is taken as current.";
+  return `citadel secrets e2ee rotate -w ${workspace}, run with this citadel or a later one, re-encrypts the live values bound and marks its new key so: from then on every member's citadel refuses a value of that format served as current.`;
 }
 
 /** How often a write whose value names its version is made again when another write took that version first. */
@@ -371,13 +407,16 @@ function passable(name: string, value: string): string {
 
 /** The workspace keys the user holds: the current one, and older ones fetched when a value needs them. */
 interface KeyChain {
-  current: { version: number; key: Uint8Array };
+  /** `valuesBound`: its copy carries the mark of a key made by a citadel that binds values (e2ee.ts, KeyMarks). */
+  current: { version: number; key: Uint8Array; valuesBound: boolean };
   myUserId: string;
   /** Your public key, proven by your private key (not merely the server's word). */
   myPublicKey: string;
   /** Overwrites your private key and every workspace key unwrapped. */
   dispose(): void;
   version(n: number): Promise<Uint8Array>;
+  /** Whether version `n`, unwrapped already (version(n)), is marked as binding values. */
+  valuesBound(n: number): boolean;
   /** Fetches which version is current again, and its key (checked against the pins as the first was). */
   refresh(): Promise<void>;
 }
@@ -403,39 +442,40 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
   // before; the current version is remembered only once its key proved good.
   const pins = E2eePins.forCli(ctx.configHome);
   const unwrap = (wrapped: string, version: number) => {
-    const key = unwrapWorkspaceKey(wrapped, privateKey, { workspace, user: userId });
+    const unwrapped = unwrapMarkedWorkspaceKey(wrapped, privateKey, { workspace, user: userId });
     try {
-      pins.pinKey(api.baseUrl, workspace, version, key);
+      pins.pinKey(api.baseUrl, workspace, version, unwrapped.key);
     } catch (error) {
-      key.fill(0); // refused: not kept a moment longer
+      unwrapped.key.fill(0); // refused: not kept a moment longer
       throw error;
     }
-    return key;
+    return unwrapped;
   };
-  const byVersion = new Map<number, Uint8Array>();
+  const byVersion = new Map<number, { key: Uint8Array; valuesBound: boolean }>();
   const dispose = () => {
     privateKey.fill(0);
-    for (const key of byVersion.values()) key.fill(0);
+    for (const { key } of byVersion.values()) key.fill(0);
   };
   /** `fetched`, the server's current key, made the chain's current one once its key proved good. */
   const makeCurrent = (fetched: { key_version: number; wrapped: string }) => {
     if (!byVersion.has(fetched.key_version)) byVersion.set(fetched.key_version, unwrap(fetched.wrapped, fetched.key_version));
     pins.checkCurrent(api.baseUrl, workspace, fetched.key_version);
-    chain.current = { version: fetched.key_version, key: byVersion.get(fetched.key_version)! };
+    chain.current = { version: fetched.key_version, ...byVersion.get(fetched.key_version)! };
   };
   const chain: KeyChain = {
-    current: { version: 0, key: new Uint8Array() }, // set below
+    current: { version: 0, key: new Uint8Array(), valuesBound: false }, // set below
     myUserId: userId,
     myPublicKey: publicKey,
     dispose,
     async version(n) {
-      let key = byVersion.get(n);
-      if (!key) {
-        key = unwrap((await api.request<{ wrapped: string }>("GET", `${myKey}?version=${n}`)).wrapped, n);
-        byVersion.set(n, key);
+      let unwrapped = byVersion.get(n);
+      if (!unwrapped) {
+        unwrapped = unwrap((await api.request<{ wrapped: string }>("GET", `${myKey}?version=${n}`)).wrapped, n);
+        byVersion.set(n, unwrapped);
       }
-      return key;
+      return unwrapped.key;
     },
+    valuesBound: (n) => byVersion.get(n)?.valuesBound === true,
     async refresh() {
       makeCurrent(await api.request<{ key_version: number; wrapped: string }>("GET", myKey));
     },
@@ -614,14 +654,14 @@ interface Metadata {
 async function rollBack(api: ApiClient, codec: Codec, w: Where, name: string, version: number): Promise<Metadata> {
   if (!codec.e2ee) return api.request<Metadata>("POST", secretPath(w, name, "/rollback"), { version });
   const old = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, `?version=${version}`));
-  const plaintext = await codec.open(name, old.value, version, old.key_version);
+  const plaintext = await codec.open(name, old.value, { version, keyVersion: old.key_version, current: false });
   return api.request<Metadata>("POST", secretPath(w, name, "/rollback"), { version, value: codec.seal(name, plaintext, old.version + 1) });
 }
 
 async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {
   return withCodec(ctx, api, w, async (codec) => {
     const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, "/secrets?values=true"));
-    return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.version, s.key_version) })));
+    return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, { version: s.version, keyVersion: s.key_version, current: true }) })));
   });
 }
 
@@ -653,7 +693,7 @@ export const secretsCommands: Command[] = [
       return withCodec(ctx, api, w, async (codec) => {
         const secret = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, query));
         // The version asked for, or the one the server says is current: an encrypted value must have been written as it.
-        const value = await codec.open(name, secret.value, version ?? secret.version, secret.key_version);
+        const value = await codec.open(name, secret.value, { version: version ?? secret.version, keyVersion: secret.key_version, current: version === undefined });
         print(ctx, { ...secret, value }, value);
         return 0;
       });
@@ -1025,7 +1065,8 @@ export const secretsCommands: Command[] = [
       try {
         // Pinned before it is sent: a key this machine would refuse is never installed.
         pins.pinNewKey(api.baseUrl, workspace, 1, key); // a first key is version 1
-        const wrapped = wrapWorkspaceKey(key, me.publicKey, { workspace, user: me.userId });
+        // Marked: a workspace begun by a citadel that binds values holds none of the format before.
+        const wrapped = wrapWorkspaceKey(key, me.publicKey, { workspace, user: me.userId }, { valuesBound: true });
         await sendNamingPublicKeys(api, "PUT", `${ws}/e2ee/keys/${encodeURIComponent(me.userId)}`, (named) => ({ wrapped, ...(named ? { public_key: me.publicKey } : {}) }));
       } catch (error) {
         throw await undoEnable(api, pins, workspace, error);
@@ -1063,7 +1104,7 @@ export const secretsCommands: Command[] = [
         if (user !== keys.myUserId) {
           requireCheckedKeys(pins, api.baseUrl, workspace, [member], checked, () => `citadel secrets e2ee grant ${user} -w ${workspace} --fingerprint ${publicKeyFingerprint(publicKey)}`);
         }
-        const wrapped = wrapWorkspaceKey(keys.current.key, publicKey, { workspace, user });
+        const wrapped = wrapWorkspaceKey(keys.current.key, publicKey, { workspace, user }, { valuesBound: keys.current.valuesBound }); // its mark goes with it
         // Named, so that a key pair replaced since it was fetched is refused (409), not given a copy that opens nothing.
         const holders = await sendNamingPublicKeys(api, "PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, (named) => ({ wrapped, ...(named ? { public_key: publicKey } : {}) }));
         if (user !== keys.myUserId) pins.pinMembers(api.baseUrl, workspace, [member]); // sent: remembered
@@ -1116,18 +1157,25 @@ export const secretsCommands: Command[] = [
         });
         const settings = await api.request<{ environments: Array<{ name: string }> }>("GET", `${ws}/settings`);
         const values: Array<{ environment: string; name: string; version: number; value: string }> = [];
+        let unbound = 0;
         for (const { name: environment } of settings.environments) {
           const list = await api.request<{ items: Metadata[] }>("GET", `${ws}/environments/${encodeURIComponent(environment)}/secrets?values=true`);
           for (const item of list.items) {
             const context = { workspace, environment, name: item.name };
             const keyVersion = item.key_version ?? keys.current.version;
-            const plaintext = decryptValue(await keys.version(keyVersion), item.value!, { ...context, version: item.version, keyVersion });
+            const key = await keys.version(keyVersion);
+            if (!isVersionBound(item.value!)) {
+              refuseUnbound(keys, `${environment}/${item.name}`, keyVersion, true); // never laundered into a bound value
+              unbound++;
+            }
+            const plaintext = decryptValue(key, item.value!, { ...context, version: item.version, keyVersion });
             // Stored as the next version, under the new key: values of the format before come out naming both.
             values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, { ...context, version: item.version + 1, keyVersion: keys.current.version + 1 }) });
           }
         }
         const recipients = [{ user: me, publicKey: keys.myPublicKey }, ...others];
-        const wrapped = recipients.map((r) => ({ user: r.user, wrapped: wrapWorkspaceKey(fresh, r.publicKey, { workspace, user: r.user }), publicKey: r.publicKey }));
+        // Marked: every value it encrypts names its version, and so will every one written under it.
+        const wrapped = recipients.map((r) => ({ user: r.user, wrapped: wrapWorkspaceKey(fresh, r.publicKey, { workspace, user: r.user }, { valuesBound: true }), publicKey: r.publicKey }));
         const copies = (named: boolean) => wrapped.map((w) => ({ user: w.user, wrapped: w.wrapped, ...(named ? { public_key: w.publicKey } : {}) }));
         // From the version re-encrypted from: if another rotation came first, the server refuses (409).
         const result = await sendNamingPublicKeys<{ key_version: number; reencrypted: number; holders: string[] }>(api, "POST", `${ws}/e2ee/rotate`, (named) => ({ from_version: keys.current.version, values, wrapped: copies(named) }));
@@ -1136,6 +1184,7 @@ export const secretsCommands: Command[] = [
         if (result.key_version !== expected) throw new E2eePinError(`the server says the new key is version ${result.key_version}, not ${expected}: refusing to trust it. Tell your administrator.`);
         pins.pinNewKey(api.baseUrl, workspace, expected, fresh);
         const sentTo = recipients.map((r) => r.user);
+        if (unbound > 0) ctx.err(`note: ${unbound} value(s) were of the format from before values named their version, taken as the server served them as current; they are bound now, and from now on a value of that format served as current is refused.`);
         print(ctx, { ...result, holders: sentTo }, `${workspace}: key version ${result.key_version}, ${result.reencrypted} values re-encrypted, wrapped for ${sentTo.join(", ")}`);
       } finally {
         fresh.fill(0);

@@ -10,7 +10,13 @@
  *                      header (and the "c1.pk" label) is the AAD, so the recorded parameters
  *                      cannot be changed without failing.
  *   workspace key      32 random bytes, wrapped for each member (ECIES):
- *                        c1.wk.<b64url( ephemeral public 32 | nonce 12 | ct+tag 48 )>
+ *                        c1.wk.<b64url( ephemeral public 32 | nonce 12 | ct+tag )>
+ *                      the plaintext is the key (32 bytes: ct+tag 48), or for a key made by
+ *                      a client that binds values (e2ee enable, e2ee rotate) the key and one
+ *                      byte of marks, bit 0 "values bound" (ct+tag 49). The mark is under the
+ *                      tag: a server, which never holds the key, cannot strip it from a copy
+ *                      of it (it could only wrap a key of its own, which the pins catch where
+ *                      the version was seen: e2ee-pins.ts).
  *                      key = HKDF-SHA256(X25519(ephemeral, recipient),
  *                                        salt = ephemeral pub ‖ recipient pub,
  *                                        info = "citadel e2ee wrap v1|<workspace>|<user>");
@@ -24,7 +30,9 @@
  *                      version of the workspace key (the header in the clear is what the server
  *                      checks a write against, and what a refusal names; the AAD binds it).
  *                      Values written before: c1.v.<b64url( nonce 12 | ct+tag )>, AAD
- *                      "c1.v" ‖ workspace, environment, name — still read, bound to no version.
+ *                      "c1.v" ‖ workspace, environment, name — still read, bound to no version
+ *                      (and refused where a key marked "values bound" says none can be
+ *                      genuine: commands.ts, unboundRefusal).
  *
  * Every failure to open (wrong key, wrong passphrase, other context, flipped bit) is a
  * DecryptionError with a message meant for the person at the keyboard.
@@ -47,6 +55,9 @@ const KDF_ARGON2ID = 1;
 const SEALED_HEADER_BYTES = 1 + 4 + 4 + 1 + SALT_BYTES;
 const SEALED_BYTES = SEALED_HEADER_BYTES + NONCE_BYTES + KEY_BYTES + TAG_BYTES;
 const WRAPPED_BYTES = KEY_BYTES + NONCE_BYTES + KEY_BYTES + TAG_BYTES;
+/** A copy that carries its byte of marks. */
+const MARKED_WRAPPED_BYTES = WRAPPED_BYTES + 1;
+const MARK_VALUES_BOUND = 0x01;
 
 const PK_PREFIX = "c1.pk.";
 const WK_PREFIX = "c1.wk.";
@@ -74,6 +85,16 @@ export interface ValueContext {
   version: number;
   /** The version of the workspace key it is (to be) encrypted with: the key the caller holds as that version. */
   keyVersion: number;
+}
+
+/** What a member's copy of a workspace key says of it besides the key (under the copy's tag). */
+export interface KeyMarks {
+  /**
+   * Made by a client that binds every value it writes to its version (e2ee enable, e2ee
+   * rotate): no value under this key is of the format before, nor is any current value once
+   * it is the workspace's current key.
+   */
+  valuesBound: boolean;
 }
 
 /** The public half (base64url of its raw 32 bytes) of a raw X25519 private key. */
@@ -153,8 +174,11 @@ export function newWorkspaceKey(): Uint8Array {
   return new Uint8Array(randomBytes(KEY_BYTES));
 }
 
-/** Wraps a workspace key for one member (ECIES to their X25519 public key): `c1.wk.…`. */
-export function wrapWorkspaceKey(workspaceKey: Uint8Array, recipientPublicKey: string, context: WrapContext): string {
+/**
+ * Wraps a workspace key for one member (ECIES to their X25519 public key): `c1.wk.…`, with
+ * its marks inside (a key without any, from before, is wrapped as it always was).
+ */
+export function wrapWorkspaceKey(workspaceKey: Uint8Array, recipientPublicKey: string, context: WrapContext, marks: KeyMarks = { valuesBound: false }): string {
   checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
   checkContext(context, ["workspace", "user"]);
   const recipient = decodePublicKey(recipientPublicKey);
@@ -168,19 +192,25 @@ export function wrapWorkspaceKey(workspaceKey: Uint8Array, recipientPublicKey: s
   }
   try {
     const nonce = randomBytes(NONCE_BYTES);
-    const sealed = aesGcmEncrypt(key, nonce, workspaceKey, wrapAad(context));
+    const plaintext = marks.valuesBound ? Buffer.concat([workspaceKey, Buffer.from([MARK_VALUES_BOUND])]) : workspaceKey;
+    const sealed = aesGcmEncrypt(key, nonce, plaintext, wrapAad(context));
     return WK_PREFIX + Buffer.concat([ephemeralPublic, nonce, sealed]).toString("base64url");
   } finally {
     key.fill(0);
   }
 }
 
-/** Inverse of wrapWorkspaceKey; another recipient, workspace or user (or a flipped bit) throws DecryptionError. */
+/** Inverse of wrapWorkspaceKey, the key alone; another recipient, workspace or user (or a flipped bit) throws DecryptionError. */
 export function unwrapWorkspaceKey(wrapped: string, privateKey: Uint8Array, context: WrapContext): Uint8Array {
+  return unwrapMarkedWorkspaceKey(wrapped, privateKey, context).key;
+}
+
+/** As unwrapWorkspaceKey, with the marks the copy carries (a key from before carries none). */
+export function unwrapMarkedWorkspaceKey(wrapped: string, privateKey: Uint8Array, context: WrapContext): { key: Uint8Array } & KeyMarks {
   checkBytes(privateKey, KEY_BYTES, "a private key");
   checkContext(context, ["workspace", "user"]);
   const data = decodeVersioned(wrapped, WK_PREFIX, "a workspace key wrapped by citadel (c1.wk.…)");
-  if (data.length !== WRAPPED_BYTES) throw new DecryptionError("not a workspace key wrapped by this version of citadel");
+  if (data.length !== WRAPPED_BYTES && data.length !== MARKED_WRAPPED_BYTES) throw new DecryptionError("not a workspace key wrapped by this version of citadel");
   const own = privateKeyObject(privateKey);
   const ephemeralPublic = data.subarray(0, KEY_BYTES);
   let key: Buffer;
@@ -191,15 +221,32 @@ export function unwrapWorkspaceKey(wrapped: string, privateKey: Uint8Array, cont
   }
   try {
     const plain = aesGcmDecrypt(key, data.subarray(KEY_BYTES, KEY_BYTES + NONCE_BYTES), data.subarray(KEY_BYTES + NONCE_BYTES), wrapAad(context));
-    const workspaceKey = new Uint8Array(plain);
+    const workspaceKey = new Uint8Array(plain.subarray(0, KEY_BYTES));
+    // The form the server sees is the mark it goes by: a marked copy marks nothing else.
+    const marked = plain.length > KEY_BYTES;
+    const known = !marked || plain[KEY_BYTES] === MARK_VALUES_BOUND;
     plain.fill(0);
-    return workspaceKey;
+    if (!known) {
+      workspaceKey.fill(0);
+      throw new DecryptionError("this workspace key carries marks this version of citadel does not know: upgrade citadel");
+    }
+    return { key: workspaceKey, valuesBound: marked };
   } catch (e) {
     if (e instanceof DecryptionError) throw new DecryptionError("this workspace key was not wrapped for your key pair, or for this workspace and user, or it was damaged");
     throw e;
   } finally {
     key.fill(0);
   }
+}
+
+/**
+ * Whether a wrapped copy has the form of one that carries marks: what the server can know of a
+ * key version binding values (it cannot open the copy to read the mark; only a binding client
+ * makes that form, and a copy that lies about it opens for nobody).
+ */
+export function isMarkedWrappedKey(wrapped: string): boolean {
+  if (typeof wrapped !== "string" || !wrapped.startsWith(WK_PREFIX)) return false;
+  return decodeBase64url(wrapped.slice(WK_PREFIX.length))?.length === MARKED_WRAPPED_BYTES;
 }
 
 /**

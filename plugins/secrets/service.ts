@@ -14,7 +14,7 @@ import { newId } from "../../src/ids.ts";
 import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, liveWorkspaceRow, roleInWorkspace, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
-import { e2eeCiphertextLength, e2eeValueHeader, isE2eeCiphertext } from "./e2ee.ts";
+import { e2eeCiphertextLength, e2eeValueHeader, isE2eeCiphertext, isMarkedWrappedKey } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
 import { MAX_IMPORT_ENTRIES } from "./model.ts";
 import { shareSource } from "./shares.ts";
@@ -635,6 +635,7 @@ export class SecretsService {
     if (!sql.environmentExists(tx, env.id)) throw environmentGone(env.name);
     const version = (existing?.version ?? 0) + 1;
     checkNamedVersion(current, name, value, version); // first: its refusals are the ones a client retries
+    this.refuseUnboundUnderBindingKey(tx, current, name, value);
     if (current.e2ee !== ws.e2ee || current.e2ee_key_version !== ws.e2ee_key_version) throw new ConflictError("The workspace's encryption changed meanwhile: read its settings again and retry.");
     const now = this.now();
     const by = byWhom(caller.principal);
@@ -652,6 +653,19 @@ export class SecretsService {
     this.k.audit.record(tx, event(caller, ws, { action, resource: { type: "secret", id: secretId }, reason: `${env.name}/${name} v${version}${origin === "import" ? " (import)" : ""}${note ? `, ${note}` : ""}` }));
     this.notify(tx, caller, ws, env, name, version, existing ? "secret.updated" : "secret.created");
     return secretId;
+  }
+
+  /**
+   * A value of the format before (`c1.v.`, bound to no version) is refused once the workspace's
+   * current key was made by a client that binds values (its copies carry the mark: e2ee.ts):
+   * its members' clients would refuse it as current anyway, and only a client from before, or
+   * a copy of an old value, sends one. Defence in depth: the clients' refusal is what holds.
+   */
+  private refuseUnboundUnderBindingKey(tx: Database, ws: sql.WorkspaceRow, name: string, value: string): void {
+    if (ws.e2ee !== 1 || e2eeValueHeader(value) !== null) return;
+    const copies = tx.query<{ wrapped: string }, [string, number]>("SELECT wrapped FROM secrets_workspace_keys WHERE workspace_id = ? AND key_version = ?").all(ws.workspace_id, ws.e2ee_key_version);
+    if (!copies.some((c) => isMarkedWrappedKey(c.wrapped))) return;
+    throw new InvalidError(`${name}: this workspace's key binds every value to its version (format c2.v.), and this value is of the format before (c1.v.): upgrade citadel, which writes the bound format`, "value");
   }
 
   private encrypt(tx: Database, ws: sql.WorkspaceRow, secretId: string, version: number, value: string): { ciphertext: Uint8Array; dekVersion: number } {

@@ -11,7 +11,7 @@ import { constants } from "node:os";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createShareSecret, shareUrl, shareViewProof } from "../../plugins/secrets/share-crypto.ts";
-import { encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
+import { encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
 import { E2eePins } from "../../plugins/secrets/e2ee-pins.ts";
 import { encryptUnboundValue } from "../helpers/e2ee.ts";
 import { atTerminal, BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
@@ -809,19 +809,49 @@ describe("an end-to-end-encrypted workspace", () => {
     expect((await api("PUT", `/v1/secrets/workspaces/${scratch}/environments/development/secrets/HAS_NUL`, { value: stored })).status).toBe(200);
     const ranWithNul = await cli(["run", "-w", scratch, "--passphrase-file", phrase, "--", "sh", "-c", "echo ran"]);
     expect(ranWithNul).toEqual({ code: 1, stdout: "", stderr: "citadel: cannot pass HAS_NUL to the command: its value holds a NUL character, which an environment variable cannot (set it again without one)\n" });
-    // A value an older client wrote (it names no version) reads, said on standard error.
+    // The key this citadel made binds values: the server refuses a value of the format before (found in review).
     const vaultKey = unwrapWorkspaceKey((await myKey(vault)).wrapped, privateKey, { workspace: vault, user: me });
-    const unbound = encryptUnboundValue(vaultKey, "from an older client", { workspace: vault, environment: "development", name: "OLD_FORMAT" });
-    expect((await api("PUT", `/v1/secrets/workspaces/${vault}/environments/development/secrets/OLD_FORMAT`, { value: unbound })).status).toBe(200);
-    const oldFormat = await cli(["secrets", "get", "OLD_FORMAT", "-w", vault, "--passphrase-file", phrase]);
-    expect(oldFormat).toEqual({ code: 0, stdout: "from an older client\n", stderr: expect.stringContaining("development/OLD_FORMAT (and maybe others) was written before values named their version") });
-    // A new workspace key: values re-encrypted on this machine, in the format that names the version; the old version still reads.
+    const unboundInVault = encryptUnboundValue(vaultKey, "from an older client", { workspace: vault, environment: "development", name: "OLD_FORMAT" });
+    expect((await api("PUT", `/v1/secrets/workspaces/${vault}/environments/development/secrets/OLD_FORMAT`, { value: unboundInVault })).status).toBe(422);
+    // A new workspace key: values re-encrypted on this machine; the old version still reads.
     const rotated = await ok(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase]);
-    expect(rotated).toContain("key version 2, 2 values re-encrypted");
+    expect(rotated).toContain("key version 2, 1 values re-encrypted");
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
-    expect((await api("GET", `/v1/secrets/workspaces/${vault}/environments/development/secrets/OLD_FORMAT`)).body.value).toStartWith("c2.v.");
-    expect(await cli(["secrets", "get", "OLD_FORMAT", "-w", vault, "--passphrase-file", phrase])).toEqual({ code: 0, stdout: "from an older client\n", stderr: "" });
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--version", "1", "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
+
+    // A workspace an older citadel began (its key carries no mark), with a value it wrote (no version): it reads, said on standard error.
+    const legacy = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "legacy" })).body.id as string;
+    const legacyKey = newWorkspaceKey();
+    await api("PATCH", `/v1/secrets/workspaces/${legacy}/settings`, { e2ee: true });
+    expect((await api("PUT", `/v1/secrets/workspaces/${legacy}/e2ee/keys/${me}`, { wrapped: wrapWorkspaceKey(legacyKey, publicKeyOf(privateKey), { workspace: legacy, user: me }) })).status).toBe(200);
+    const legacyPath = `/v1/secrets/workspaces/${legacy}/environments/development/secrets/OLD_FORMAT`;
+    const unbound = encryptUnboundValue(legacyKey, "from an older client", { workspace: legacy, environment: "development", name: "OLD_FORMAT" });
+    expect((await api("PUT", legacyPath, { value: unbound })).status).toBe(200);
+    const oldFormat = await cli(["secrets", "get", "OLD_FORMAT", "-w", legacy, "--passphrase-file", phrase]);
+    expect(oldFormat).toEqual({ code: 0, stdout: "from an older client\n", stderr: expect.stringContaining("development/OLD_FORMAT (and maybe others) was written before values named their version") });
+    // Rotated by this citadel: the value is re-encrypted bound, under a key marked so.
+    expect(await ok(["secrets", "e2ee", "rotate", "-w", legacy, "--passphrase-file", phrase])).toContain("key version 2, 1 values re-encrypted");
+    expect((await api("GET", legacyPath)).body.value).toStartWith("c2.v.");
+    expect(await cli(["secrets", "get", "OLD_FORMAT", "-w", legacy, "--passphrase-file", phrase])).toEqual({ code: 0, stdout: "from an older client\n", stderr: "" });
+    // The server copies the old unbound ciphertext, and its key version, into the current row: refused as current (found in review: printed with a note)...
+    const legacyDb = new Database(join(data.path, "citadel.db"));
+    const legacyId = (await api("GET", legacyPath)).body.id as string;
+    const row = (version: number) => legacyDb.query<{ ciphertext: Uint8Array; key_version: number }, [string, number]>("SELECT ciphertext, key_version FROM secret_versions WHERE secret_id = ? AND version = ?").get(legacyId, version)!;
+    const setRow = (version: number, r: { ciphertext: Uint8Array; key_version: number }) => legacyDb.query("UPDATE secret_versions SET ciphertext = ?, key_version = ? WHERE secret_id = ? AND version = ?").run(r.ciphertext, r.key_version, legacyId, version);
+    const second = row(2);
+    try {
+      setRow(2, row(1));
+      const downgraded = await cli(["secrets", "get", "OLD_FORMAT", "-w", legacy, "--passphrase-file", phrase]);
+      expect([downgraded.code, downgraded.stdout, downgraded.stderr]).toEqual([1, "", expect.stringContaining("citadel: development/OLD_FORMAT is served as its current value in the format from before values named their version (c1.v.), but the workspace key (version 2) was made by a citadel that binds every value")]);
+      const rotatedAgain = await cli(["secrets", "e2ee", "rotate", "-w", legacy, "--passphrase-file", phrase]);
+      expect([rotatedAgain.code, rotatedAgain.stderr]).toEqual([1, expect.stringContaining("is served as its current value in the format from before")]);
+    } finally {
+      setRow(2, second);
+      legacyDb.close();
+    }
+    // ...while the history it is part of still reads, said on standard error.
+    const history = await cli(["secrets", "get", "OLD_FORMAT", "-w", legacy, "--version", "1", "--passphrase-file", phrase]);
+    expect(history).toEqual({ code: 0, stdout: "from an older client\n", stderr: expect.stringContaining("was written before values named their version") });
 
     // A member's public key is checked against the one a key was wrapped to before: a server
     // handing its own in their place would read the workspace key (E2eePins.checkMemberKey).
@@ -874,7 +904,7 @@ describe("an end-to-end-encrypted workspace", () => {
       // Bob really made a new key pair (the server drops the keys wrapped to his old one) and
       // read its fingerprint out: a rotation with it checked wraps the new key for him.
       const rotated = await ok(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase, "--trust", `${bob}=${publicKeyFingerprint(serverKey)}`]);
-      expect(rotated).toContain(`key version 3, 2 values re-encrypted, wrapped for ${(await api("GET", "/v1/iam/me")).body.id}, ${bob}`);
+      expect(rotated).toContain(`key version 3, 1 values re-encrypted, wrapped for ${(await api("GET", "/v1/iam/me")).body.id}, ${bob}`);
       expect(await grant()).toMatchObject({ code: 1, stderr: expect.stringContaining("holds the workspace key already") }); // pinned now: only the server's own rule is left
     } finally {
       members.close();

@@ -58,10 +58,61 @@ describe("reading: the value must have been written as the version it is served 
     const unbound = (name: string, value: string) => encryptUnboundValue(workspaceKey, value, where(name));
     const got = await run("secrets get", (r) => (r.path === `${SECRETS}/A` ? { name: "A", version: 4, value_version: 4, key_version: 1, value: unbound("A", "old") } : undefined), ["A"]);
     expect([got.code, got.stdout]).toEqual([0, "old\n"]);
-    expect(got.stderr).toBe("note: development/A (and maybe others) was written before values named their version: the server could pass an older version of it off as the current one unnoticed. citadel secrets e2ee rotate -w ws_1 re-encrypts every value in the format that names it.\n");
+    expect(got.stderr).toBe("note: development/A (and maybe others) was written before values named their version: the server could pass another older value of it off as this one unnoticed. citadel secrets e2ee rotate -w ws_1, run with this citadel or a later one, re-encrypts the live values bound and marks its new key so: from then on every member's citadel refuses a value of that format served as current.\n");
     const items = [{ name: "A", version: 1, key_version: 1, value: unbound("A", "a") }, { name: "B", version: 2, key_version: 1, value: unbound("B", "b") }, { name: "C", version: 3, key_version: 1, value: seal("C", "c", 3) }];
     const exported = await run("secrets export", (r) => (r.path === `${SECRETS}?values=true` ? { items } : undefined), []);
     expect([exported.code, exported.stderr.match(/^note: /gm)?.length]).toEqual([0, 1]);
+  });
+});
+
+describe("a key made by a citadel that binds values: values of the format before are refused where none can be genuine (found in review)", () => {
+  const olderKey = newWorkspaceKey();
+  /** Key v1 from before (no mark), v2 made by a binding citadel (marked), as after `e2ee rotate` with this one. */
+  const rotated = (secrets: (r: SentRequest) => unknown) => (r: SentRequest): unknown => {
+    const route = `${r.method} ${r.path}`;
+    if (route === `GET ${WS}/settings`) return { e2ee: true, environments: [{ name: "development" }] };
+    if (route === `GET ${WS}/e2ee/my-key`) return { key_version: 2, wrapped: wrapWorkspaceKey(workspaceKey, mine.publicKey, { workspace: "ws_1", user: ME }, { valuesBound: true }) };
+    if (route === `GET ${WS}/e2ee/my-key?version=1`) return { key_version: 1, wrapped: wrapWorkspaceKey(olderKey, mine.publicKey, { workspace: "ws_1", user: ME }) };
+    if (route === "GET /v1/iam/me") return { id: ME };
+    if (route === "GET /v1/secrets/me/keypair") return { public_key: mine.publicKey, sealed_private_key: sealed };
+    const answer = secrets(r);
+    if (answer === undefined) throw new Error(`unexpected request ${route}`);
+    return answer;
+  };
+  const oldValue = encryptUnboundValue(olderKey, "the leaked password", where("A"));
+  const runAgainst = (words: string, secrets: (r: SentRequest) => unknown, args: string[], options: Record<string, string> = {}) =>
+    runCommand(secretsCommands, words, { args, options: { workspace: "ws_1", "passphrase-file": phraseFile, ...options }, answer: rotated(secrets), configHome: newHome() });
+
+  test("an old value of the format before, copied with its key version into the current row, is refused by get, export and e2ee rotate", async () => {
+    const current = { name: "A", version: 3, value_version: 3, key_version: 1, value: oldValue };
+    const got = await runAgainst("secrets get", (r) => (r.path === `${SECRETS}/A` ? current : undefined), ["A"]);
+    expect([got.code, got.stdout]).toEqual([1, ""]);
+    expect(got.error?.message).toStartWith("development/A is served as its current value in the format from before values named their version (c1.v.), but the workspace key (version 2) was made by a citadel that binds every value (e2ee enable or rotate)");
+    const exported = await runAgainst("secrets export", (r) => (r.path === `${SECRETS}?values=true` ? { items: [current] } : undefined), []);
+    expect([exported.code, exported.error?.message]).toEqual([1, got.error?.message]);
+    const rotation = await runCommand(secretsCommands, "secrets e2ee rotate", {
+      options: { workspace: "ws_1", "passphrase-file": phraseFile },
+      answer: rotated((r) => (r.path === `${WS}/e2ee/keys` ? { items: [{ user: ME }] } : r.path === `${SECRETS}?values=true` ? { items: [current] } : undefined)),
+      configHome: newHome(),
+    });
+    expect([rotation.code, rotation.error?.message]).toEqual([1, got.error?.message]);
+    expect(rotation.requests.some((r) => r.method === "POST")).toBe(false); // never laundered into a bound value
+  });
+
+  test("under the marked key itself, a value of the format before is refused even as a version asked for", async () => {
+    const underMarked = encryptUnboundValue(workspaceKey, "never written so", where("A"));
+    const got = await runAgainst("secrets get", (r) => (r.path === `${SECRETS}/A?version=2` ? { name: "A", version: 3, value_version: 2, key_version: 2, value: underMarked } : undefined), ["A"], { version: "2" });
+    expect([got.code, got.error?.message]).toEqual([1, "development/A is served in the format from before values named their version (c1.v.) under version 2 of the workspace key, which a citadel that binds every value made: no such value is genuine. Refused (an older value served in its place)"]);
+  });
+
+  test("history from before the rotation still reads, as the version asked for, and rolls back bound", async () => {
+    const old = { name: "A", version: 3, value_version: 1, key_version: 1, value: oldValue };
+    const got = await runAgainst("secrets get", (r) => (r.path === `${SECRETS}/A?version=1` ? old : undefined), ["A"], { version: "1" });
+    expect([got.code, got.stdout, got.stderr]).toEqual([0, "the leaked password\n", expect.stringContaining("The current key binds values: none of that format is taken as current.")]);
+    const rolled = await runAgainst("secrets rollback", (r) => (r.path === `${SECRETS}/A?version=1` ? old : r.path === `${SECRETS}/A/rollback` ? { name: "A", version: 4 } : undefined), ["A", "1"]);
+    expect(rolled.code).toBe(0);
+    const sent = posts(rolled.requests, `${SECRETS}/A/rollback`)[0]!.value as string;
+    expect(decryptValue(workspaceKey, sent, { ...where("A"), version: 4, keyVersion: 2 })).toBe("the leaked password");
   });
 });
 

@@ -5,7 +5,7 @@
  * before (c1.v.), which name none.
  */
 import { describe, expect, test } from "bun:test";
-import { decryptValue, e2eeValueVersion, encryptValue, newWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
+import { decryptValue, e2eeValueVersion, encryptValue, newWorkspaceKey, wrapWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { testCitadel } from "../../helpers/citadel.ts";
 import { encryptedForThree, encryptUnboundValue } from "../../helpers/e2ee.ts";
 
@@ -124,6 +124,26 @@ describe("an end-to-end-encrypted value names the version it is stored as", () =
     expect([refused.status, refused.body.errors?.[0]?.field]).toEqual([422, "value"]);
     expect((await c.send("POST", `${path}/rollback`, owner, { json: { version: 1 } })).body.version).toBe(3);
     expect((await c.send("GET", path, owner)).body.value).toBe("one");
+  });
+
+  test("once the current key was made by a citadel that binds values (its copies carry the mark), a value of the format before is refused, 422 (found in review)", async () => {
+    const c = await testCitadel();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const ws = (await c.send("POST", `/v1/iam/orgs/${c.owner.organization}/workspaces`, owner, { json: { name: "vault" } })).body.id as string;
+    const { base, me, pairs, v1 } = await encryptedForThree(c, owner, ws);
+    const path = (name: string) => `${base}/environments/development/secrets/${name}`;
+    const unbound = (key: Uint8Array, name: string) => encryptUnboundValue(key, "old", { workspace: ws, environment: "development", name });
+    expect((await c.send("PUT", path("A"), owner, { json: { value: unbound(v1, "A") } })).status).toBe(200); // a key from before: taken
+    const v2 = newWorkspaceKey();
+    const marked = { user: me, wrapped: wrapWorkspaceKey(v2, pairs.get(me)!.publicKey, { workspace: ws, user: me }, { valuesBound: true }) };
+    // A rotation to a marked key re-encrypting with a value of the format before is refused, nothing changed.
+    const laundered = await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { from_version: 1, values: [{ environment: "development", name: "A", version: 1, value: unbound(v2, "A") }], wrapped: [marked] } });
+    expect([laundered.status, laundered.body.code]).toEqual([422, "invalid"]);
+    const bound = encryptValue(v2, "old", { workspace: ws, environment: "development", name: "A", version: 2, keyVersion: 2 });
+    expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { from_version: 1, values: [{ environment: "development", name: "A", version: 1, value: bound }], wrapped: [marked] } })).status).toBe(200);
+    const refused = await c.send("PUT", path("B"), owner, { json: { value: unbound(v2, "B") } });
+    expect([refused.status, refused.body.errors?.[0]?.message]).toEqual([422, "B: this workspace's key binds every value to its version (format c2.v.), and this value is of the format before (c1.v.): upgrade citadel, which writes the bound format"]);
+    expect((await c.send("GET", path("B"), owner)).status).toBe(404);
   });
 
   test("values of the format before (no version) are still taken and served as they are", async () => {

@@ -8,10 +8,12 @@ import {
   encryptValue,
   generateUserKeyPair,
   isE2eeCiphertext,
+  isMarkedWrappedKey,
   isVersionBound,
   newWorkspaceKey,
   openPrivateKey,
   sealPrivateKey,
+  unwrapMarkedWorkspaceKey,
   unwrapWorkspaceKey,
   wrapWorkspaceKey,
 } from "../../../plugins/secrets/e2ee.ts";
@@ -141,6 +143,23 @@ describe("workspace keys", () => {
     expect(() => wrapWorkspaceKey(key, b64url("01" + "00".repeat(31)), context)).toThrow("not usable");
     expect(() => wrapWorkspaceKey(key, generateUserKeyPair().publicKey, { workspace: "", user: "u" })).toThrow("non-empty workspace");
     expect(() => wrapWorkspaceKey(key.subarray(1), generateUserKeyPair().publicKey, context)).toThrow("32 bytes");
+  });
+});
+
+describe("a key's marks", () => {
+  test("a key made by a citadel that binds values carries the mark inside its copy; one from before carries none; the server sees only the form (found in review)", () => {
+    const key = newWorkspaceKey();
+    const bob = generateUserKeyPair();
+    const context = { workspace: "ws_1", user: "usr_bob" };
+    const marked = wrapWorkspaceKey(key, bob.publicKey, context, { valuesBound: true });
+    const plain = wrapWorkspaceKey(key, bob.publicKey, context);
+    expect(unwrapMarkedWorkspaceKey(marked, bob.privateKey, context)).toEqual({ key, valuesBound: true });
+    expect(unwrapMarkedWorkspaceKey(plain, bob.privateKey, context)).toEqual({ key, valuesBound: false });
+    expect(unwrapWorkspaceKey(marked, bob.privateKey, context)).toEqual(key);
+    expect([isMarkedWrappedKey(marked), isMarkedWrappedKey(plain), isMarkedWrappedKey("c1.wk.AAAA")]).toEqual([true, false, false]);
+    // The mark is under the tag: cut off, the copy no longer opens.
+    const cut = "c1.wk." + Buffer.from(marked.slice(6), "base64url").subarray(0, -1).toString("base64url");
+    expect(() => unwrapMarkedWorkspaceKey(cut, bob.privateKey, context)).toThrow();
   });
 });
 
