@@ -324,8 +324,12 @@ function unboundAdvice(keys: KeyChain, workspace: string): string {
   return `citadel secrets e2ee rotate -w ${workspace}, run with this citadel or a later one, re-encrypts the live values bound and marks its new key so: from then on every member's citadel refuses a value of that format served as current.`;
 }
 
-/** How often a write whose value names its version is made again when another write took that version first. */
-const VERSION_TRIES = 3;
+/**
+ * How often a write whose value names its version is tried when another write took that version
+ * first: each round of a race lets one writer through, so this many writers at once all land
+ * (found in review: three tries, and concurrent imports could still run out of them).
+ */
+const VERSION_TRIES = 5;
 
 /** The refusals of a write made for a version, or with a key, that another write or a rotation took meanwhile. */
 const RETRIED_CODES = new Set(["version_conflict", KEY_CONFLICT]);

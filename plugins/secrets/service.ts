@@ -461,9 +461,13 @@ export class SecretsService {
         const step = plan[i]!;
         const existing = sql.secretByName(tx, env.id, entry.name);
         // The plan is what the answer says was done: if another writer changed a name since
-        // (created, updated, deleted, restored or purged it), nothing is written.
+        // (created, updated, deleted, restored or purged it), nothing is written. In an
+        // end-to-end-encrypted workspace that is the race its client retries (each value names
+        // the version it was made for, which the other write took): a version conflict, as the
+        // write's own check would say (found in review: a plain conflict failed 1 of 4 concurrent imports).
         if (!sameRow(existing, seen[i]!)) {
-          throw new ConflictError(`${entry.name} ${seen[i] ? "changed" : "was created"} meanwhile: run the import again.`);
+          const why = `${entry.name} ${seen[i] ? "changed" : "was created"} meanwhile: run the import again.`;
+          throw ws.e2ee === 1 ? new VersionConflictError(why) : new ConflictError(why);
         }
         if (step.action === "create" || step.action === "update") this.writeValue(tx, caller, ws, env, existing, entry.name, entry.value, "import");
       });

@@ -853,6 +853,21 @@ describe("an end-to-end-encrypted workspace", () => {
     const history = await cli(["secrets", "get", "OLD_FORMAT", "-w", legacy, "--version", "1", "--passphrase-file", phrase]);
     expect(history).toEqual({ code: 0, stdout: "from an older client\n", stderr: expect.stringContaining("was written before values named their version") });
 
+    // Four imports of the same names at once all succeed, each value readable (found in review: one of four exited 1 on a plain conflict).
+    const busy = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "busy" })).body.id as string;
+    await ok(["secrets", "e2ee", "enable", "-w", busy, "--passphrase-file", phrase]);
+    const files = [1, 2, 3, 4].map((n) => {
+      const file = join(home.path, `concurrent-${n}.env`);
+      writeFileSync(file, `A=a${n}\nB=b${n}\n`);
+      return file;
+    });
+    const imports = await Promise.all(files.map((file) => cli(["secrets", "import", file, "-w", busy, "--passphrase-file", phrase])));
+    expect(imports.map((r) => [r.code, r.stderr])).toEqual(files.map(() => [0, ""]));
+    expect(((await api("GET", `/v1/secrets/workspaces/${busy}/environments/development/secrets/A/versions`)).body.versions as unknown[]).length).toBe(files.length);
+    const lastA = await ok(["secrets", "get", "A", "-w", busy, "--passphrase-file", phrase]);
+    expect(lastA).toMatch(/^a[1-4]\n$/);
+    expect(await ok(["secrets", "get", "B", "-w", busy, "--passphrase-file", phrase])).toBe(`b${lastA.trim().slice(1)}\n`); // one import's values, all of them
+
     // A member's public key is checked against the one a key was wrapped to before: a server
     // handing its own in their place would read the workspace key (E2eePins.checkMemberKey).
     const org = (await api("GET", "/v1/iam/me")).body.organizations[0].id as string;

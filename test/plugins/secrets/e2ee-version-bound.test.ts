@@ -61,6 +61,14 @@ describe("an end-to-end-encrypted value names the version it is stored as", () =
     expect(await history("A")).toEqual(["2 import", "1 set"]);
   });
 
+  test("concurrent imports: a name another import wrote since the plan is a version conflict, which the CLI retries (found in review: a plain conflict failed 1 of 4)", async () => {
+    const { c, owner, base, seal, history } = await encryptedWorkspace();
+    const send = (n: number) => c.send("POST", `${base}/environments/development/import`, owner, { json: { entries: [{ name: "A", value: seal("A", `a${n}`, 1) }] } });
+    const answers = await Promise.all([send(1), send(2), send(3), send(4)]);
+    expect(answers.map((a) => [a.status, a.body.code ?? null]).sort()).toEqual([[200, null], [409, "version_conflict"], [409, "version_conflict"], [409, "version_conflict"]]);
+    expect(await history("A")).toEqual(["1 import"]);
+  });
+
   test("a key rotation's values name the version it stores them as", async () => {
     const { c, owner, ws, base, path, seal } = await encryptedWorkspace();
     await c.send("PUT", path("A"), owner, { json: { value: seal("A", "a1", 1) } });
