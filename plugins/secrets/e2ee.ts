@@ -351,6 +351,7 @@ export function e2eeValueHeader(s: string): { version: number; keyVersion: numbe
   return form?.version == null ? null : { version: form.version, keyVersion: form.keyVersion! };
 }
 
+/** A value's form; a header naming version 0 or key version 0, which no client makes, is none. */
 function e2eeValueForm(s: string): { version: number | null; keyVersion: number | null } | null {
   if (typeof s !== "string") return null;
   const unbound = s.startsWith(UNBOUND_VALUE_PREFIX);
@@ -359,7 +360,8 @@ function e2eeValueForm(s: string): { version: number | null; keyVersion: number 
   const headerBytes = unbound ? 0 : VALUE_HEADER_BYTES;
   if (data === null || data.length < headerBytes + NONCE_BYTES + TAG_BYTES) return null;
   if (unbound) return { version: null, keyVersion: null };
-  return { version: data.readUInt32BE(0), keyVersion: data.readUInt32BE(4) };
+  const [version, keyVersion] = [data.readUInt32BE(0), data.readUInt32BE(4)];
+  return version === 0 || keyVersion === 0 ? null : { version, keyVersion };
 }
 
 // ---------------------------------------------------------------------------------------------

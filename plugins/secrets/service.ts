@@ -852,6 +852,10 @@ function checkNamedVersion(ws: sql.WorkspaceRow, name: string, value: string, ve
   if (ws.e2ee !== 1) return;
   const named = e2eeValueHeader(value);
   if (named === null) return;
+  // Ahead of the version this write makes, or of the current key: no race makes that, it is no value for this write.
+  if (named.version > version || named.keyVersion > ws.e2ee_key_version) {
+    throw new InvalidError(`${name}: the value was encrypted as version ${named.version} with version ${named.keyVersion} of the workspace key, but this write makes version ${version} and the key is at version ${ws.e2ee_key_version}: encrypt it for the version after the secret's current one, with the current key`, "value");
+  }
   if (named.version !== version) {
     throw new VersionConflictError(`${name} would be stored as version ${version}, but its value was encrypted as version ${named.version} (another write came in between): read it again and retry.`);
   }

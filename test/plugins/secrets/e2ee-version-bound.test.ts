@@ -35,16 +35,23 @@ describe("an end-to-end-encrypted value names the version it is stored as", () =
   });
 
   test("a value made for a version another write took first is refused, 409 version_conflict, and nothing is written", async () => {
-    const { c, owner, path, seal, history } = await encryptedWorkspace();
+    const { c, owner, ws, key, path, seal, history } = await encryptedWorkspace();
     await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", "first", 1) } });
     // Two clients read version 1 and each encrypt for version 2: the second to arrive is refused.
     const [a, b] = [seal("API_KEY", "from a", 2), seal("API_KEY", "from b", 2)];
     expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: a } })).status).toBe(200);
     const late = await c.send("PUT", path("API_KEY"), owner, { json: { value: b } });
     expect([late.status, late.body.code, late.body.detail]).toEqual([409, "version_conflict", "API_KEY would be stored as version 3, but its value was encrypted as version 2 (another write came in between): read it again and retry."]);
-    // Ahead of the secret too, and for a new secret.
-    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", "ahead", 9) } })).body.code).toBe("version_conflict");
-    expect((await c.send("PUT", path("NEW"), owner, { json: { value: seal("NEW", "new", 2) } })).body.code).toBe("version_conflict");
+    // Ahead of the secret, or of a new one's first version, or of the current key: no race makes those, 422 (found in review: 409 "another write came in between").
+    const ahead = await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", "ahead", 9) } });
+    expect([ahead.status, ahead.body.code, ahead.body.errors?.[0]]).toEqual([422, "invalid", { field: "value", message: "API_KEY: the value was encrypted as version 9 with version 1 of the workspace key, but this write makes version 3 and the key is at version 1: encrypt it for the version after the secret's current one, with the current key" }]);
+    expect((await c.send("PUT", path("NEW"), owner, { json: { value: seal("NEW", "new", 2) } })).status).toBe(422);
+    const keyAhead = encryptValue(key, "v", { workspace: ws, environment: "development", name: "API_KEY", version: 3, keyVersion: 2 });
+    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: keyAhead } })).status).toBe(422);
+    // A header naming version 0 is no well-formed value (no client makes one).
+    const zero = "c2.v." + Buffer.concat([Buffer.alloc(4), Buffer.from(seal("API_KEY", "zero", 3).slice(5), "base64url").subarray(4)]).toString("base64url");
+    const refusedZero = await c.send("PUT", path("API_KEY"), owner, { json: { value: zero } });
+    expect([refusedZero.status, refusedZero.body.code]).toEqual([422, "invalid"]);
     expect(await history("API_KEY")).toEqual(["2 set", "1 set"]);
     expect((await c.send("GET", path("NEW"), owner)).status).toBe(404);
   });
@@ -52,7 +59,7 @@ describe("an end-to-end-encrypted value names the version it is stored as", () =
   test("an import is checked entry by entry, all or nothing", async () => {
     const { c, owner, base, path, seal, history } = await encryptedWorkspace();
     await c.send("PUT", path("A"), owner, { json: { value: seal("A", "a1", 1) } });
-    const stale = { entries: [{ name: "B", value: seal("B", "b1", 1) }, { name: "A", value: seal("A", "a2", 3) }] };
+    const stale = { entries: [{ name: "B", value: seal("B", "b1", 1) }, { name: "A", value: seal("A", "a2", 1) }] };
     const refused = await c.send("POST", `${base}/environments/development/import`, owner, { json: stale });
     expect([refused.status, refused.body.code]).toEqual([409, "version_conflict"]);
     expect((await c.send("GET", path("B"), owner)).status).toBe(404);
