@@ -239,6 +239,8 @@ async function openViewedShare(ctx: CommandContext, content: ViewedShare, linkKe
 /** Encrypts and decrypts for one workspace: a no-op unless it is end-to-end encrypted. */
 interface Codec {
   e2ee: boolean;
+  /** Plain on this machine's word alone: the token may not read the workspace's settings (isEncrypted). */
+  settingsUnread?: boolean;
   /** `version`: the version of the secret the value is to be stored as (an encrypted value names it). */
   seal(name: string, value: string, version: number): string;
   /** Opens a value as `served` (an encrypted value must have been written as it). */
@@ -273,7 +275,8 @@ async function withCodec<T>(ctx: CommandContext, api: ApiClient, w: Where, use: 
 }
 
 async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<Codec> {
-  if (!(await isEncrypted(ctx, api, w))) return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v, refresh: async () => {}, dispose: () => {} };
+  const encryption = await isEncrypted(ctx, api, w);
+  if (encryption !== "e2ee") return { e2ee: false, settingsUnread: encryption === "plain, settings unread", seal: (_, v) => v, open: async (_, v) => v, refresh: async () => {}, dispose: () => {} };
   const keys = await workspaceKeys(ctx, api, w.workspace);
   const context = (name: string, version: number, keyVersion: number) => ({ workspace: w.workspace, environment: w.env, name, version, keyVersion });
   let toldUnbound = false;
@@ -377,7 +380,7 @@ async function nextVersions(api: ApiClient, w: Where): Promise<(name: string) =>
  * refused (a value sent as it is would be in the clear); one never seen so is sent plain, which
  * the server refuses (422) if the workspace is encrypted after all: it takes ciphertext only there.
  */
-async function isEncrypted(ctx: CommandContext, api: ApiClient, w: Where): Promise<boolean> {
+async function isEncrypted(ctx: CommandContext, api: ApiClient, w: Where): Promise<"e2ee" | "plain" | "plain, settings unread"> {
   const pins = E2eePins.forCli(ctx.configHome);
   let settings: { e2ee: boolean };
   try {
@@ -394,10 +397,10 @@ async function isEncrypted(ctx: CommandContext, api: ApiClient, w: Where): Promi
         { cause: pinned },
       );
     }
-    return false;
+    return "plain, settings unread";
   }
   if (!settings.e2ee) pins.checkNotEncrypted(api.baseUrl, w.workspace); // the server's word against what this machine saw
-  return settings.e2ee;
+  return settings.e2ee ? "e2ee" : "plain";
 }
 
 /**
@@ -656,10 +659,30 @@ interface Metadata {
  * version the rollback makes, and sent with it.
  */
 async function rollBack(api: ApiClient, codec: Codec, w: Where, name: string, version: number): Promise<Metadata> {
-  if (!codec.e2ee) return api.request<Metadata>("POST", secretPath(w, name, "/rollback"), { version });
+  if (!codec.e2ee) return plainRollBack(api, codec, w, name, version);
   const old = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, `?version=${version}`));
   const plaintext = await codec.open(name, old.value, { version, keyVersion: old.key_version, current: false });
   return api.request<Metadata>("POST", secretPath(w, name, "/rollback"), { version, value: codec.seal(name, plaintext, old.version + 1) });
+}
+
+/**
+ * A rollback the server makes by copying the old value. A write-only token cannot read the
+ * settings, so an encrypted workspace this machine never used was taken for a plain one: the
+ * server's refusal to copy a ciphertext told it to run the very command it ran (found in
+ * review). Said instead is what the rollback needs.
+ */
+async function plainRollBack(api: ApiClient, codec: Codec, w: Where, name: string, version: number): Promise<Metadata> {
+  try {
+    return await api.request<Metadata>("POST", secretPath(w, name, "/rollback"), { version });
+  } catch (error) {
+    const refusedAsEncrypted = error instanceof ApiError && error.status === 409 && error.message.startsWith("This workspace is end-to-end encrypted");
+    if (!(codec.settingsUnread && refusedAsEncrypted)) throw error;
+    throw new Error(
+      `workspace ${w.workspace} is end-to-end encrypted, the server says, and this token may not read its settings nor its values (it lacks secrets:read): ` +
+        `a rollback there reads version ${version}, decrypts it on this machine and encrypts it again as the new version. Run it with a token that may read secrets too; nothing was changed`,
+      { cause: error },
+    );
+  }
 }
 
 async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {

@@ -281,7 +281,8 @@ export function decryptValue(workspaceKey: Uint8Array, ciphertext: string, conte
   checkValueContext(context);
   const unbound = typeof ciphertext === "string" && ciphertext.startsWith(UNBOUND_VALUE_PREFIX);
   const prefix = unbound ? UNBOUND_VALUE_PREFIX : VALUE_PREFIX;
-  const data = decodeVersioned(ciphertext, prefix, "a value encrypted by citadel (c2.v.…)");
+  // Both formats named: a value this one does not know (plaintext, or a newer format) is neither.
+  const data = decodeVersioned(ciphertext, prefix, "a value encrypted by citadel (c2.v.…, or c1.v.… from before values named their version)");
   const headerBytes = unbound ? 0 : VALUE_HEADER_BYTES;
   if (data.length < headerBytes + NONCE_BYTES + TAG_BYTES) throw new DecryptionError("this encrypted value is too short: it was damaged");
   const header = data.subarray(0, headerBytes);

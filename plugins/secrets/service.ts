@@ -327,7 +327,10 @@ export class SecretsService {
 
   private reencryptedRollback(ws: sql.WorkspaceRow, name: string, version: number, reencrypted: string | undefined): string {
     if (reencrypted === undefined) {
-      throw new ConflictError(`This workspace is end-to-end encrypted: the server cannot roll ${name} back (each value names the version it is stored as). Roll back from the CLI: citadel secrets rollback ${name} ${version} decrypts version ${version} on your machine and sends it re-encrypted as the new version.`);
+      throw new ConflictError(
+        `This workspace is end-to-end encrypted: the server cannot roll ${name} back (each value names the version it is stored as). A client rolls it back: citadel secrets rollback ${name} ${version} decrypts version ${version} on your machine and sends it re-encrypted as the new version — ` +
+          "from a citadel CLI as recent as this server (an older one cannot read values that name their version; upgrade it), with a token that may read secrets (secrets:read) as well as write them.",
+      );
     }
     this.checkValue(ws, reencrypted);
     return reencrypted;

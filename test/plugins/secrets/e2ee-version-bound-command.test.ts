@@ -116,6 +116,26 @@ describe("a key made by a citadel that binds values: values of the format before
   });
 });
 
+describe("a rollback with a write-only token, on a machine that never used the workspace (found in review: told to run the very command it ran)", () => {
+  test("the server's refusal to copy a ciphertext is answered with what the rollback needs", async () => {
+    const refusal = "This workspace is end-to-end encrypted: the server cannot roll A back (each value names the version it is stored as). A client rolls it back: citadel secrets rollback A 1 … (conflict)";
+    const rolled = await runCommand(secretsCommands, "secrets rollback", {
+      args: ["A", "1"],
+      options: { workspace: "ws_1" },
+      configHome: newHome(),
+      answer: (r) => {
+        if (r.path === `${WS}/settings`) throw new ApiError("this token lacks secrets:read", 403, "insufficient_scope");
+        if (r.path === `${SECRETS}/A/rollback`) throw new ApiError(refusal, 409, "conflict");
+        throw new Error(`unexpected request ${r.method} ${r.path}`);
+      },
+    });
+    expect([rolled.code, rolled.error?.message]).toEqual([
+      1,
+      "workspace ws_1 is end-to-end encrypted, the server says, and this token may not read its settings nor its values (it lacks secrets:read): a rollback there reads version 1, decrypts it on this machine and encrypts it again as the new version. Run it with a token that may read secrets too; nothing was changed",
+    ]);
+  });
+});
+
 describe("writing: another write made the version first", () => {
   test("a rollback decrypts the old version here and sends it re-encrypted as the next; after a 409 version_conflict, read again and encrypted for the version after", async () => {
     let current = 2;

@@ -1080,7 +1080,7 @@ describe("keys and protection cannot be taken over", () => {
     const next = newWorkspaceKey();
     await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { values: [{ environment: "development", name: "A", version: 1, value: encryptValue(next, "alpha", { ...ctx, version: 2, keyVersion: 2 }) }], wrapped: [{ user: me, wrapped: wrapWorkspaceKey(next, mine.publicKey, { workspace: ws, user: me }) }] } });
     const copied = await c.send("POST", path("A", "development", "/rollback"), owner, { json: { version: 1 } });
-    expect([copied.status, copied.body.detail]).toEqual([409, expect.stringContaining("Roll back from the CLI: citadel secrets rollback A 1 decrypts version 1 on your machine")]);
+    expect([copied.status, copied.body.detail]).toEqual([409, expect.stringContaining("A client rolls it back: citadel secrets rollback A 1 decrypts version 1 on your machine")]);
   });
 
   test("turning E2EE on while a plaintext is being written never leaves a plaintext in an E2EE workspace", async () => {
