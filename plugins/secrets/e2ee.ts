@@ -219,24 +219,33 @@ export function unwrapMarkedWorkspaceKey(wrapped: string, privateKey: Uint8Array
   } catch {
     throw new DecryptionError("this wrapped workspace key is damaged");
   }
+  let plain: Buffer;
   try {
-    const plain = aesGcmDecrypt(key, data.subarray(KEY_BYTES, KEY_BYTES + NONCE_BYTES), data.subarray(KEY_BYTES + NONCE_BYTES), wrapAad(context));
-    const workspaceKey = new Uint8Array(plain.subarray(0, KEY_BYTES));
-    // The form the server sees is the mark it goes by: a marked copy marks nothing else.
-    const marked = plain.length > KEY_BYTES;
-    const known = !marked || plain[KEY_BYTES] === MARK_VALUES_BOUND;
-    plain.fill(0);
-    if (!known) {
-      workspaceKey.fill(0);
-      throw new DecryptionError("this workspace key carries marks this version of citadel does not know: upgrade citadel");
-    }
-    return { key: workspaceKey, valuesBound: marked };
+    plain = aesGcmDecrypt(key, data.subarray(KEY_BYTES, KEY_BYTES + NONCE_BYTES), data.subarray(KEY_BYTES + NONCE_BYTES), wrapAad(context));
   } catch (e) {
     if (e instanceof DecryptionError) throw new DecryptionError("this workspace key was not wrapped for your key pair, or for this workspace and user, or it was damaged");
     throw e;
   } finally {
     key.fill(0);
   }
+  return readMarks(plain);
+}
+
+/**
+ * The key and marks of an opened copy. Outside the decryption's try on purpose: a mark this
+ * version does not know opened fine, and its message (upgrade) must not become "not wrapped for you".
+ */
+function readMarks(plain: Buffer): { key: Uint8Array } & KeyMarks {
+  const workspaceKey = new Uint8Array(plain.subarray(0, KEY_BYTES));
+  // The form the server sees is the mark it goes by: a marked copy marks nothing else.
+  const marked = plain.length > KEY_BYTES;
+  const known = !marked || plain[KEY_BYTES] === MARK_VALUES_BOUND;
+  plain.fill(0);
+  if (!known) {
+    workspaceKey.fill(0);
+    throw new DecryptionError("this workspace key carries marks this version of citadel does not know: upgrade citadel");
+  }
+  return { key: workspaceKey, valuesBound: marked };
 }
 
 /**

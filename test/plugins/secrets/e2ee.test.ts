@@ -17,7 +17,7 @@ import {
   unwrapWorkspaceKey,
   wrapWorkspaceKey,
 } from "../../../plugins/secrets/e2ee.ts";
-import { encryptUnboundValue } from "../../helpers/e2ee.ts";
+import { encryptUnboundValue, wrapWorkspaceKeyWithMark } from "../../helpers/e2ee.ts";
 
 // What the server accepts (plugins/secrets/e2ee-keys.ts).
 const SERVER_PUBLIC_KEY = /^[A-Za-z0-9_-]{43}$/;
@@ -160,6 +160,20 @@ describe("a key's marks", () => {
     // The mark is under the tag: cut off, the copy no longer opens.
     const cut = "c1.wk." + Buffer.from(marked.slice(6), "base64url").subarray(0, -1).toString("base64url");
     expect(() => unwrapMarkedWorkspaceKey(cut, bob.privateKey, context)).toThrow();
+  });
+
+  test("a copy carrying a mark this citadel does not know says to upgrade, not that it was not wrapped for you (found in review)", () => {
+    const key = newWorkspaceKey();
+    const bob = generateUserKeyPair();
+    const context = { workspace: "ws_1", user: "usr_bob" };
+    // The helper's copy with the one known mark opens as wrapWorkspaceKey's does: it is a real copy.
+    expect(unwrapMarkedWorkspaceKey(wrapWorkspaceKeyWithMark(key, bob.publicKey, context, 0x01), bob.privateKey, context)).toEqual({ key, valuesBound: true });
+    const later = wrapWorkspaceKeyWithMark(key, bob.publicKey, context, 0x03);
+    expect(isMarkedWrappedKey(later)).toBe(true);
+    expect(() => unwrapMarkedWorkspaceKey(later, bob.privateKey, context)).toThrow("carries marks this version of citadel does not know: upgrade citadel");
+    expect(() => unwrapWorkspaceKey(later, bob.privateKey, context)).toThrow("upgrade citadel");
+    // Not for Bob at all: still the message of a copy that does not open.
+    expect(() => unwrapMarkedWorkspaceKey(later, generateUserKeyPair().privateKey, context)).toThrow("not wrapped for your key pair");
   });
 });
 
