@@ -846,8 +846,8 @@ function checkIfMatch(name: string, current: number, ifMatch: IfMatch | undefine
  * An end-to-end-encrypted value names the version it is stored as and the workspace key
  * version it is encrypted with (its encryption binds both: stored as another, no member's
  * client would take it). Checked in the write's transaction against the workspace as it is
- * (`ws`, read in it): a value made for a version another write took first, or with a key a
- * rotation replaced meanwhile (stored under the new key's number it would open for nobody),
+ * (`ws`, read in it): a value made for a version another write took first, or that a purge
+ * took back (the versions count from 1 again), or with a key a rotation replaced meanwhile (stored under the new key's number it would open for nobody),
  * is refused, for its client to read again — fetching the key again — and retry. A value of
  * the format before names neither, and goes in as it did.
  */
@@ -855,12 +855,18 @@ function checkNamedVersion(ws: sql.WorkspaceRow, name: string, value: string, ve
   if (ws.e2ee !== 1) return;
   const named = e2eeValueHeader(value);
   if (named === null) return;
-  // Ahead of the version this write makes, or of the current key: no race makes that, it is no value for this write.
-  if (named.version > version || named.keyVersion > ws.e2ee_key_version) {
-    throw new InvalidError(`${name}: the value was encrypted as version ${named.version} with version ${named.keyVersion} of the workspace key, but this write makes version ${version} and the key is at version ${ws.e2ee_key_version}: encrypt it for the version after the secret's current one, with the current key`, "value");
+  // Ahead of the current key: no race makes that (a key version is never taken back), it is no
+  // value for this write. (A header naming version 0 is no well-formed value: refused before.)
+  if (named.keyVersion > ws.e2ee_key_version) {
+    throw new InvalidError(`${name}: the value was encrypted with version ${named.keyVersion} of the workspace key, but the key is at version ${ws.e2ee_key_version}: encrypt it with the current key`, "value");
   }
-  if (named.version !== version) {
+  // Behind the version this write makes: another write came in between. Ahead of it: the
+  // secret's versions went back meanwhile — it was purged, perhaps made again, and counts from 1.
+  if (named.version < version) {
     throw new VersionConflictError(`${name} would be stored as version ${version}, but its value was encrypted as version ${named.version} (another write came in between): read it again and retry.`);
+  }
+  if (named.version > version) {
+    throw new VersionConflictError(`${name} would be stored as version ${version}, but its value was encrypted as version ${named.version} (it was purged meanwhile, and perhaps made again): read it again and retry.`);
   }
   if (named.keyVersion !== ws.e2ee_key_version) {
     throw new HttpProblem(409, KEY_CONFLICT, `${name}'s value was encrypted with version ${named.keyVersion} of the workspace key, but the workspace is at version ${ws.e2ee_key_version} (the key was replaced meanwhile): fetch the key again and retry.`);

@@ -1,6 +1,7 @@
 /**
  * End-to-end-encrypted values name the version they are stored as (c2.v.): the server checks
- * each write against the version it makes (409 version_conflict when another write took it),
+ * each write against the version it makes (409 version_conflict when another write took it, or a
+ * purge took it back),
  * cannot roll back by copying a ciphertext, and still takes and serves values of the format
  * before (c1.v.), which name none.
  */
@@ -42,18 +43,38 @@ describe("an end-to-end-encrypted value names the version it is stored as", () =
     expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: a } })).status).toBe(200);
     const late = await c.send("PUT", path("API_KEY"), owner, { json: { value: b } });
     expect([late.status, late.body.code, late.body.detail]).toEqual([409, "version_conflict", "API_KEY would be stored as version 3, but its value was encrypted as version 2 (another write came in between): read it again and retry."]);
-    // Ahead of the secret, or of a new one's first version, or of the current key: no race makes those, 422 (found in review: 409 "another write came in between").
+    // Ahead of the secret, or of a new one's first version: a purge (and a new secret of the name) makes that, 409 too (found in review: 422).
     const ahead = await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", "ahead", 9) } });
-    expect([ahead.status, ahead.body.code, ahead.body.errors?.[0]]).toEqual([422, "invalid", { field: "value", message: "API_KEY: the value was encrypted as version 9 with version 1 of the workspace key, but this write makes version 3 and the key is at version 1: encrypt it for the version after the secret's current one, with the current key" }]);
-    expect((await c.send("PUT", path("NEW"), owner, { json: { value: seal("NEW", "new", 2) } })).status).toBe(422);
+    expect([ahead.status, ahead.body.code, ahead.body.detail]).toEqual([409, "version_conflict", "API_KEY would be stored as version 3, but its value was encrypted as version 9 (it was purged meanwhile, and perhaps made again): read it again and retry."]);
+    expect((await c.send("PUT", path("NEW"), owner, { json: { value: seal("NEW", "new", 2) } })).body.code).toBe("version_conflict");
+    // Ahead of the current key: no race makes that (found in review: 409 "another write came in between").
     const keyAhead = encryptValue(key, "v", { workspace: ws, environment: "development", name: "API_KEY", version: 3, keyVersion: 2 });
-    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: keyAhead } })).status).toBe(422);
+    const refusedKey = await c.send("PUT", path("API_KEY"), owner, { json: { value: keyAhead } });
+    expect([refusedKey.status, refusedKey.body.errors?.[0]]).toEqual([422, { field: "value", message: "API_KEY: the value was encrypted with version 2 of the workspace key, but the key is at version 1: encrypt it with the current key" }]);
     // A header naming version 0 is no well-formed value (no client makes one).
     const zero = "c2.v." + Buffer.concat([Buffer.alloc(4), Buffer.from(seal("API_KEY", "zero", 3).slice(5), "base64url").subarray(4)]).toString("base64url");
     const refusedZero = await c.send("PUT", path("API_KEY"), owner, { json: { value: zero } });
     expect([refusedZero.status, refusedZero.body.code]).toEqual([422, "invalid"]);
     expect(await history("API_KEY")).toEqual(["2 set", "1 set"]);
     expect((await c.send("GET", path("NEW"), owner)).status).toBe(404);
+  });
+
+  test("a value made for the version after the current one, written after a purge (and a new secret of the name), is a version conflict the CLI retries, not 422 (found in review)", async () => {
+    const { c, owner, path, seal, open, history } = await encryptedWorkspace();
+    for (const version of [1, 2, 3]) expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", `v${version}`, version) } })).status).toBe(200);
+    const late = seal("API_KEY", "v4", 4); // read at version 3, then the secret goes
+    expect((await c.send("DELETE", path("API_KEY"), owner)).status).toBe(200);
+    const ask = await c.send("POST", path("API_KEY", "/purge"), owner);
+    expect((await c.send("POST", path("API_KEY", "/purge"), owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+    const afterPurge = await c.send("PUT", path("API_KEY"), owner, { json: { value: late } });
+    expect([afterPurge.status, afterPurge.body.code, afterPurge.body.detail]).toEqual([409, "version_conflict", "API_KEY would be stored as version 1, but its value was encrypted as version 4 (it was purged meanwhile, and perhaps made again): read it again and retry."]);
+    // Made again meanwhile (at version 1): the same.
+    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", "again", 1) } })).status).toBe(200);
+    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: late } })).body.code).toBe("version_conflict");
+    // Read again, the retry names the version it makes.
+    expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: seal("API_KEY", "v4, again", 2) } })).body.version).toBe(2);
+    expect(await history("API_KEY")).toEqual(["2 set", "1 set"]);
+    expect(open("API_KEY", (await c.send("GET", path("API_KEY"), owner)).body.value, 2)).toBe("v4, again");
   });
 
   test("an import is checked entry by entry, all or nothing", async () => {
