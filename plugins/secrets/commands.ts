@@ -262,6 +262,11 @@ interface Served {
   keyVersion?: number;
   /** Served as the secret's current value (get, run, export, e2ee rotate), not as a version asked for (--version, rollback). */
   current: boolean;
+  /**
+   * A rollback's source: asked for as a version, but to be stored again as the current value.
+   * `acceptUnbound`: the user takes a value of the format before for it (--accept-unbound).
+   */
+  rollbackSource?: { acceptUnbound: boolean };
 }
 
 /** Runs `use` with the workspace's codec, and overwrites its keys after, whatever happens. */
@@ -286,11 +291,11 @@ async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<
     open: async (name, v, served) => {
       const keyVersion = served.keyVersion ?? keys.current.version;
       const key = await keys.version(keyVersion);
-      if (!isVersionBound(v)) refuseUnbound(keys, `${w.env}/${name}`, keyVersion, served.current);
+      if (!isVersionBound(v)) refuseUnbound(keys, `${w.env}/${name}`, keyVersion, served);
       const plaintext = decryptValue(key, v, context(name, served.version, keyVersion));
       if (!toldUnbound && !isVersionBound(v)) {
         toldUnbound = true; // once per command: an export may hold hundreds
-        ctx.err(`note: ${w.env}/${name} (and maybe others) was written before values named their version: the server could pass another older value of it off as this one unnoticed. ${unboundAdvice(keys, w.workspace)}`);
+        ctx.err(served.rollbackSource ? unboundRollbackNote(`${w.env}/${name}`, served.version) : `note: ${w.env}/${name} (and maybe others) was written before values named their version: the server could pass another older value of it off as this one unnoticed. ${unboundAdvice(keys, w.workspace)}`);
       }
       return plaintext;
     },
@@ -305,9 +310,12 @@ async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<
  * itself re-encrypted such values as bound ones): under a key version marked "values bound"
  * (made by a citadel that writes none), or served as current once the current key is so marked
  * (its rotation re-encrypted every live value, its enable began with none). Under an older key,
- * as a version asked for (history, a rollback's source), it may be genuine and is read.
+ * as a version asked for (history), it may be genuine and is read; as a rollback's source too,
+ * but only when the user says so once the current key binds values (found in review): rolled
+ * back, it becomes the current value, bound, and the server could have served any older value
+ * of the secret as that version.
  */
-function refuseUnbound(keys: KeyChain, where: string, keyVersion: number, current: boolean): void {
+function refuseUnbound(keys: KeyChain, where: string, keyVersion: number, { current, version, rollbackSource }: Served): void {
   const format = "in the format from before values named their version (c1.v.)";
   if (keys.valuesBound(keyVersion)) {
     throw new DecryptionError(`${where} is served ${format} under version ${keyVersion} of the workspace key, which a citadel that binds every value made: no such value is genuine. Refused (an older value served in its place)`);
@@ -316,9 +324,22 @@ function refuseUnbound(keys: KeyChain, where: string, keyVersion: number, curren
     const name = where.slice(where.indexOf("/") + 1);
     throw new DecryptionError(
       `${where} is served as its current value ${format}, but the workspace key (version ${keys.current.version}) was made by a citadel that binds every value (e2ee enable or rotate), which left no current value in that format. ` +
-        `Refused (an older value passed off as the current one). If ${name} was deleted before that rotation and restored since, its value is genuinely of the format before: check it (citadel secrets get ${name} --version N) and roll back to it (citadel secrets rollback ${name} N), which stores it bound`,
+        `Refused (an older value passed off as the current one). If ${name} was deleted before that rotation and restored since, its value is genuinely of the format before: check it (citadel secrets get ${name} --version N) and roll back to it (citadel secrets rollback ${name} N --accept-unbound), which stores it bound`,
     );
   }
+  if (rollbackSource && !rollbackSource.acceptUnbound && keys.current.valuesBound) {
+    const name = where.slice(where.indexOf("/") + 1);
+    throw new Error(
+      `${where} version ${version} is served ${format}, bound to no version: the server could have served any older value of ${name} as version ${version}, and the rollback would store it as the current value, bound, which the workspace key (version ${keys.current.version}, made by a citadel that binds every value) takes from nobody else. ` +
+        `Nothing was changed. Check it (citadel secrets get ${name} --version ${version}); to roll back to it all the same, add --accept-unbound`,
+    );
+  }
+}
+
+/** Said when a rollback's source is of the format before: what the rollback makes of it (found in review: the note said no such value is taken as current). */
+function unboundRollbackNote(where: string, version: number): string {
+  const name = where.slice(where.indexOf("/") + 1);
+  return `note: ${where} version ${version} was written before values named their version: the server could have served any older value of ${name} as version ${version}. Rolled back, it becomes ${name}'s current value, bound to its new version.`;
 }
 
 /** What to do about values of the format before: what helps depends on whether the current key binds values already. */
@@ -658,10 +679,10 @@ interface Metadata {
  * the old value (it names its version): it is read, opened and re-encrypted here as the
  * version the rollback makes, and sent with it.
  */
-async function rollBack(api: ApiClient, codec: Codec, w: Where, name: string, version: number): Promise<Metadata> {
+async function rollBack(api: ApiClient, codec: Codec, w: Where, name: string, version: number, acceptUnbound: boolean): Promise<Metadata> {
   if (!codec.e2ee) return plainRollBack(api, codec, w, name, version);
   const old = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, `?version=${version}`));
-  const plaintext = await codec.open(name, old.value, { version, keyVersion: old.key_version, current: false });
+  const plaintext = await codec.open(name, old.value, { version, keyVersion: old.key_version, current: false, rollbackSource: { acceptUnbound } });
   return api.request<Metadata>("POST", secretPath(w, name, "/rollback"), { version, value: codec.seal(name, plaintext, old.version + 1) });
 }
 
@@ -797,15 +818,20 @@ export const secretsCommands: Command[] = [
     summary: "Make a new version holding an older version's value",
     args: "<name> <version>",
     maxArgs: 2,
-    options: { ...WHERE, ...PASSPHRASE },
+    options: {
+      ...WHERE,
+      ...PASSPHRASE,
+      "accept-unbound": { type: "boolean", description: "E2EE: roll back to a value from before values named their version, though the server could have served any older value of the secret as it" },
+    },
     async run(ctx) {
       const w = where(ctx);
       const [name, version] = ctx.args;
       if (!name || !version) throw new UsageError("give the secret's name and the version to go back to");
       if (!isSecretName(name)) throw new UsageError(SECRET_NAME_RULE);
       const target = wholeNumber(version, "the version to go back to", 1);
+      const acceptUnbound = ctx.options["accept-unbound"] === true;
       const api = await ctx.api();
-      const secret = await withCodec(ctx, api, w, (codec) => retryingTakenVersions(codec, () => rollBack(api, codec, w, name, target)));
+      const secret = await withCodec(ctx, api, w, (codec) => retryingTakenVersions(codec, () => rollBack(api, codec, w, name, target, acceptUnbound)));
       print(ctx, secret, `${name}: version ${secret.version} (the value of version ${version})`);
       return 0;
     },
@@ -1192,7 +1218,7 @@ export const secretsCommands: Command[] = [
             const keyVersion = item.key_version ?? keys.current.version;
             const key = await keys.version(keyVersion);
             if (!isVersionBound(item.value!)) {
-              refuseUnbound(keys, `${environment}/${item.name}`, keyVersion, true); // never laundered into a bound value
+              refuseUnbound(keys, `${environment}/${item.name}`, keyVersion, { version: item.version, current: true }); // never laundered into a bound value
               unbound++;
             }
             const plaintext = decryptValue(key, item.value!, { ...context, version: item.version, keyVersion });

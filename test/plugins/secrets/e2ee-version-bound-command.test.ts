@@ -65,6 +65,15 @@ describe("reading: the value must have been written as the version it is served 
   });
 });
 
+describe("a rollback to a value of the format before, under a key from before (no mark)", () => {
+  test("goes ahead without --accept-unbound, saying what the value becomes (found in review: the note said something else)", async () => {
+    const old = { name: "A", version: 3, value_version: 1, key_version: 1, value: encryptUnboundValue(workspaceKey, "old", where("A")) };
+    const rolled = await run("secrets rollback", (r) => (r.path === `${SECRETS}/A?version=1` ? old : r.path === `${SECRETS}/A/rollback` ? { name: "A", version: 4 } : undefined), ["A", "1"]);
+    expect([rolled.code, rolled.stderr]).toEqual([0, "note: development/A version 1 was written before values named their version: the server could have served any older value of A as version 1. Rolled back, it becomes A's current value, bound to its new version.\n"]);
+    expect(decryptValue(workspaceKey, posts(rolled.requests, `${SECRETS}/A/rollback`)[0]!.value as string, { ...where("A"), version: 4, keyVersion: 1 })).toBe("old");
+  });
+});
+
 describe("a key made by a citadel that binds values: values of the format before are refused where none can be genuine (found in review)", () => {
   const olderKey = newWorkspaceKey();
   /** Key v1 from before (no mark), v2 made by a binding citadel (marked), as after `e2ee rotate` with this one. */
@@ -80,7 +89,7 @@ describe("a key made by a citadel that binds values: values of the format before
     return answer;
   };
   const oldValue = encryptUnboundValue(olderKey, "the leaked password", where("A"));
-  const runAgainst = (words: string, secrets: (r: SentRequest) => unknown, args: string[], options: Record<string, string> = {}) =>
+  const runAgainst = (words: string, secrets: (r: SentRequest) => unknown, args: string[], options: Record<string, string | boolean> = {}) =>
     runCommand(secretsCommands, words, { args, options: { workspace: "ws_1", "passphrase-file": phraseFile, ...options }, answer: rotated(secrets), configHome: newHome() });
 
   test("an old value of the format before, copied with its key version into the current row, is refused by get, export and e2ee rotate", async () => {
@@ -105,14 +114,34 @@ describe("a key made by a citadel that binds values: values of the format before
     expect([got.code, got.error?.message]).toEqual([1, "development/A is served in the format from before values named their version (c1.v.) under version 2 of the workspace key, which a citadel that binds every value made: no such value is genuine. Refused (an older value served in its place)"]);
   });
 
-  test("history from before the rotation still reads, as the version asked for, and rolls back bound", async () => {
+  test("history from before the rotation still reads, as the version asked for, and rolls back bound only with --accept-unbound (found in review: taken silently)", async () => {
     const old = { name: "A", version: 3, value_version: 1, key_version: 1, value: oldValue };
     const got = await runAgainst("secrets get", (r) => (r.path === `${SECRETS}/A?version=1` ? old : undefined), ["A"], { version: "1" });
     expect([got.code, got.stdout, got.stderr]).toEqual([0, "the leaked password\n", expect.stringContaining("The current key binds values: none of that format is taken as current.")]);
-    const rolled = await runAgainst("secrets rollback", (r) => (r.path === `${SECRETS}/A?version=1` ? old : r.path === `${SECRETS}/A/rollback` ? { name: "A", version: 4 } : undefined), ["A", "1"]);
-    expect(rolled.code).toBe(0);
+    const answer = (r: SentRequest) => (r.path === `${SECRETS}/A?version=1` ? old : r.path === `${SECRETS}/A/rollback` ? { name: "A", version: 4 } : undefined);
+    // Any older value of A the server chose could be "version 1": it would become the current one, bound.
+    const refused = await runAgainst("secrets rollback", answer, ["A", "1"]);
+    expect([refused.code, refused.stdout, refused.error?.message]).toEqual([
+      1,
+      "",
+      "development/A version 1 is served in the format from before values named their version (c1.v.), bound to no version: the server could have served any older value of A as version 1, and the rollback would store it as the current value, bound, which the workspace key (version 2, made by a citadel that binds every value) takes from nobody else. Nothing was changed. Check it (citadel secrets get A --version 1); to roll back to it all the same, add --accept-unbound",
+    ]);
+    expect(posts(refused.requests, `${SECRETS}/A/rollback`)).toEqual([]);
+    const rolled = await runAgainst("secrets rollback", answer, ["A", "1"], { "accept-unbound": true });
+    expect([rolled.code, rolled.stderr]).toEqual([0, "note: development/A version 1 was written before values named their version: the server could have served any older value of A as version 1. Rolled back, it becomes A's current value, bound to its new version.\n"]);
     const sent = posts(rolled.requests, `${SECRETS}/A/rollback`)[0]!.value as string;
     expect(decryptValue(workspaceKey, sent, { ...where("A"), version: 4, keyVersion: 2 })).toBe("the leaked password");
+  });
+
+  test("--accept-unbound does not take a value of the format before under the marked key itself: none is genuine", async () => {
+    const underMarked = { name: "A", version: 3, value_version: 2, key_version: 2, value: encryptUnboundValue(workspaceKey, "never written so", where("A")) };
+    const rolled = await runAgainst("secrets rollback", (r) => (r.path === `${SECRETS}/A?version=2` ? underMarked : undefined), ["A", "2"], { "accept-unbound": true });
+    expect([rolled.code, rolled.error?.message]).toEqual([1, expect.stringContaining("under version 2 of the workspace key, which a citadel that binds every value made: no such value is genuine")]);
+  });
+
+  test("a current value of the format before is refused with the way back: check it, then roll back with --accept-unbound", async () => {
+    const got = await runAgainst("secrets get", (r) => (r.path === `${SECRETS}/A` ? { name: "A", version: 3, value_version: 3, key_version: 1, value: oldValue } : undefined), ["A"]);
+    expect(got.error?.message).toEndWith("check it (citadel secrets get A --version N) and roll back to it (citadel secrets rollback A N --accept-unbound), which stores it bound");
   });
 });
 
