@@ -18,6 +18,15 @@ export class ConflictError extends CitadelError {
   readonly code = "conflict";
 }
 
+/**
+ * A write made for one version of a thing found it at another: another write came in between.
+ * A client that made the write for that version (an end-to-end-encrypted value names the
+ * version it is stored as) reads again and retries; told from other conflicts by its code.
+ */
+export class VersionConflictError extends CitadelError {
+  readonly code = "version_conflict";
+}
+
 /** An If-Match precondition failed: the thing changed since the caller read it. */
 export class PreconditionFailedError extends CitadelError {
   readonly code = "precondition_failed";

@@ -18,8 +18,9 @@ import { HttpConfig } from "../../src/config/schema.ts";
 import type { ApiClient, Command, CommandContext } from "../../src/plugin.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { NO_KEY_PAIR, NOT_A_MEMBER } from "./e2ee-keys.ts";
+import { KEY_CONFLICT } from "./service.ts";
 import { E2eePinError, E2eePins, normalizeFingerprint } from "./e2ee-pins.ts";
-import { decryptValue, encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
+import { decryptValue, encryptValue, generateUserKeyPair, isVersionBound, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, sealPrivateKey, unwrapMarkedWorkspaceKey, wrapWorkspaceKey } from "./e2ee.ts";
 import { SecretsSettings } from "./settings.ts";
 import { createShareSecret, openShareSecret, parseShareUrl, shareOfUrl, sharePassphraseProof, shareUrl, shareViewProof, type ShareKdf } from "./share-crypto.ts";
 
@@ -238,11 +239,34 @@ async function openViewedShare(ctx: CommandContext, content: ViewedShare, linkKe
 /** Encrypts and decrypts for one workspace: a no-op unless it is end-to-end encrypted. */
 interface Codec {
   e2ee: boolean;
-  seal(name: string, value: string): string;
-  /** `keyVersion`: which workspace key the value was encrypted with (older values: an older key). */
-  open(name: string, value: string, keyVersion?: number): Promise<string>;
+  /** Plain on this machine's word alone: the token may not read the workspace's settings (isEncrypted). */
+  settingsUnread?: boolean;
+  /** `version`: the version of the secret the value is to be stored as (an encrypted value names it). */
+  seal(name: string, value: string, version: number): string;
+  /** Opens a value as `served` (an encrypted value must have been written as it). */
+  open(name: string, value: string, served: Served): Promise<string>;
+  /**
+   * Fetches the workspace's current key again, before a write is made again: a rotation may
+   * have replaced it, and a value sealed with the key it replaced would open for nobody.
+   */
+  refresh(): Promise<void>;
   /** Overwrites the keys it holds. */
   dispose(): void;
+}
+
+/** How a value was served. */
+interface Served {
+  /** The version of the secret it was asked for as, or that the server says is current. */
+  version: number;
+  /** Which workspace key it was encrypted with, as the server says (older values: an older key); else the current one. */
+  keyVersion?: number;
+  /** Served as the secret's current value (get, run, export, e2ee rotate), not as a version asked for (--version, rollback). */
+  current: boolean;
+  /**
+   * A rollback's source: asked for as a version, but to be stored again as the current value.
+   * `acceptUnbound`: the user takes a value of the format before for it (--accept-unbound).
+   */
+  rollbackSource?: { acceptUnbound: boolean };
 }
 
 /** Runs `use` with the workspace's codec, and overwrites its keys after, whatever happens. */
@@ -256,15 +280,118 @@ async function withCodec<T>(ctx: CommandContext, api: ApiClient, w: Where, use: 
 }
 
 async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<Codec> {
-  if (!(await isEncrypted(ctx, api, w))) return { e2ee: false, seal: (_, v) => v, open: async (_, v) => v, dispose: () => {} };
+  const encryption = await isEncrypted(ctx, api, w);
+  if (encryption !== "e2ee") return { e2ee: false, settingsUnread: encryption === "plain, settings unread", seal: (_, v) => v, open: async (_, v) => v, refresh: async () => {}, dispose: () => {} };
   const keys = await workspaceKeys(ctx, api, w.workspace);
-  const context = (name: string) => ({ workspace: w.workspace, environment: w.env, name });
+  const context = (name: string, version: number, keyVersion: number) => ({ workspace: w.workspace, environment: w.env, name, version, keyVersion });
+  let toldUnbound = false;
   return {
     e2ee: true,
-    seal: (name, v) => encryptValue(keys.current.key, passable(name, v), context(name)),
-    open: async (name, v, keyVersion) => decryptValue(await keys.version(keyVersion ?? keys.current.version), v, context(name)),
+    seal: (name, v, version) => encryptValue(keys.current.key, passable(name, v), context(name, version, keys.current.version)),
+    open: async (name, v, served) => {
+      const keyVersion = served.keyVersion ?? keys.current.version;
+      const key = await keys.version(keyVersion);
+      if (!isVersionBound(v)) refuseUnbound(keys, `${w.env}/${name}`, keyVersion, served);
+      const plaintext = decryptValue(key, v, context(name, served.version, keyVersion));
+      if (!toldUnbound && !isVersionBound(v)) {
+        toldUnbound = true; // once per command: an export may hold hundreds
+        ctx.err(served.rollbackSource ? unboundRollbackNote(`${w.env}/${name}`, served.version) : `note: ${w.env}/${name} (and maybe others) was written before values named their version: the server could pass another older value of it off as this one unnoticed. ${unboundAdvice(keys, w.workspace)}`);
+      }
+      return plaintext;
+    },
+    refresh: () => keys.refresh(),
     dispose: () => keys.dispose(),
   };
+}
+
+/**
+ * Refuses a value of the format before (`c1.v.`, bound to no version) where no genuine one can
+ * be (found in review: a server served an old one as current after a rotation, and the rotation
+ * itself re-encrypted such values as bound ones): under a key version marked "values bound"
+ * (made by a citadel that writes none), or served as current once the current key is so marked
+ * (its rotation re-encrypted every live value, its enable began with none). Under an older key,
+ * as a version asked for (history), it may be genuine and is read; as a rollback's source too,
+ * but only when the user says so once the current key binds values (found in review): rolled
+ * back, it becomes the current value, bound, and the server could have served any older value
+ * of the secret as that version.
+ */
+function refuseUnbound(keys: KeyChain, where: string, keyVersion: number, { current, version, rollbackSource }: Served): void {
+  const format = "in the format from before values named their version (c1.v.)";
+  if (keys.valuesBound(keyVersion)) {
+    throw new DecryptionError(`${where} is served ${format} under version ${keyVersion} of the workspace key, which a citadel that binds every value made: no such value is genuine. Refused (an older value served in its place)`);
+  }
+  if (current && keys.current.valuesBound) {
+    const name = where.slice(where.indexOf("/") + 1);
+    throw new DecryptionError(
+      `${where} is served as its current value ${format}, but the workspace key (version ${keys.current.version}) was made by a citadel that binds every value (e2ee enable or rotate), which left no current value in that format. ` +
+        `Refused (an older value passed off as the current one). If ${name} was deleted before that rotation and restored since, its value is genuinely of the format before: check it (citadel secrets get ${name} --version N) and roll back to it (citadel secrets rollback ${name} N --accept-unbound), which stores it bound`,
+    );
+  }
+  if (rollbackSource && !rollbackSource.acceptUnbound && keys.current.valuesBound) {
+    const name = where.slice(where.indexOf("/") + 1);
+    throw new Error(
+      `${where} version ${version} is served ${format}, bound to no version: the server could have served any older value of ${name} as version ${version}, and the rollback would store it as the current value, bound, which the workspace key (version ${keys.current.version}, made by a citadel that binds every value) takes from nobody else. ` +
+        `Nothing was changed. Check it (citadel secrets get ${name} --version ${version}); to roll back to it all the same, add --accept-unbound`,
+    );
+  }
+}
+
+/** Said when a rollback's source is of the format before: what the rollback makes of it (found in review: the note said no such value is taken as current). */
+function unboundRollbackNote(where: string, version: number): string {
+  const name = where.slice(where.indexOf("/") + 1);
+  return `note: ${where} version ${version} was written before values named their version: the server could have served any older value of ${name} as version ${version}. Rolled back, it becomes ${name}'s current value, bound to its new version.`;
+}
+
+/** What to do about values of the format before: what helps depends on whether the current key binds values already. */
+function unboundAdvice(keys: KeyChain, workspace: string): string {
+  if (keys.current.valuesBound) return "The current key binds values: none of that format is taken as current.";
+  return `citadel secrets e2ee rotate -w ${workspace}, run with this citadel or a later one, re-encrypts the live values bound and marks its new key so: from then on every member's citadel refuses a value of that format served as current.`;
+}
+
+/**
+ * How often a write whose value names its version is tried when another write took that version
+ * first: each round of a race lets one writer through, so this many writers at once all land
+ * (found in review: three tries, and concurrent imports could still run out of them).
+ */
+const VERSION_TRIES = 5;
+
+/** The refusals of a write made for a version, or with a key, that another write or a rotation took meanwhile. */
+const RETRIED_CODES = new Set(["version_conflict", KEY_CONFLICT]);
+
+/**
+ * Runs `write` — which reads the version it is to make, encrypts for it and sends — again
+ * when another write made that version first (409 version_conflict), or a rotation replaced
+ * the key it encrypted with (409 key_conflict), a few times at most, with the key fetched
+ * again each time (found in review: a retry sealed with the key it held, which the rotation
+ * had replaced): without If-Match concurrent writers each get their own version, as in a
+ * plain workspace.
+ */
+async function retryingTakenVersions<T>(codec: Codec, write: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await write();
+    } catch (error) {
+      if (!(error instanceof ApiError && RETRIED_CODES.has(error.code ?? "")) || tries >= VERSION_TRIES) throw error;
+      await codec.refresh();
+    }
+  }
+}
+
+/** The version a write of `name` makes: the one after its current one (1 for a new secret). */
+async function nextVersion(api: ApiClient, w: Where, name: string): Promise<number> {
+  try {
+    return (await api.request<{ version: number }>("GET", secretPath(w, name, "/versions"))).version + 1;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return 1; // none yet (or no such environment: the write says so)
+    throw error;
+  }
+}
+
+/** The version an import writes for each name: the one after its current one (deleted secrets too: the import skips those). */
+async function nextVersions(api: ApiClient, w: Where): Promise<(name: string) => number> {
+  const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, "/secrets?deleted=true"));
+  const current = new Map(list.items.map((s) => [s.name, s.version]));
+  return (name) => (current.get(name) ?? 0) + 1;
 }
 
 /**
@@ -274,7 +401,7 @@ async function codecFor(ctx: CommandContext, api: ApiClient, w: Where): Promise<
  * refused (a value sent as it is would be in the clear); one never seen so is sent plain, which
  * the server refuses (422) if the workspace is encrypted after all: it takes ciphertext only there.
  */
-async function isEncrypted(ctx: CommandContext, api: ApiClient, w: Where): Promise<boolean> {
+async function isEncrypted(ctx: CommandContext, api: ApiClient, w: Where): Promise<"e2ee" | "plain" | "plain, settings unread"> {
   const pins = E2eePins.forCli(ctx.configHome);
   let settings: { e2ee: boolean };
   try {
@@ -291,10 +418,10 @@ async function isEncrypted(ctx: CommandContext, api: ApiClient, w: Where): Promi
         { cause: pinned },
       );
     }
-    return false;
+    return "plain, settings unread";
   }
   if (!settings.e2ee) pins.checkNotEncrypted(api.baseUrl, w.workspace); // the server's word against what this machine saw
-  return settings.e2ee;
+  return settings.e2ee ? "e2ee" : "plain";
 }
 
 /**
@@ -308,13 +435,18 @@ function passable(name: string, value: string): string {
 
 /** The workspace keys the user holds: the current one, and older ones fetched when a value needs them. */
 interface KeyChain {
-  current: { version: number; key: Uint8Array };
+  /** `valuesBound`: its copy carries the mark of a key made by a citadel that binds values (e2ee.ts, KeyMarks). */
+  current: { version: number; key: Uint8Array; valuesBound: boolean };
   myUserId: string;
   /** Your public key, proven by your private key (not merely the server's word). */
   myPublicKey: string;
   /** Overwrites your private key and every workspace key unwrapped. */
   dispose(): void;
   version(n: number): Promise<Uint8Array>;
+  /** Whether version `n`, unwrapped already (version(n)), is marked as binding values. */
+  valuesBound(n: number): boolean;
+  /** Fetches which version is current again, and its key (checked against the pins as the first was). */
+  refresh(): Promise<void>;
 }
 
 /** The user's key pair, the private key opened here with their passphrase: the server's copy of the public key is believed only if it matches. */
@@ -338,41 +470,51 @@ async function workspaceKeys(ctx: CommandContext, api: ApiClient, workspace: str
   // before; the current version is remembered only once its key proved good.
   const pins = E2eePins.forCli(ctx.configHome);
   const unwrap = (wrapped: string, version: number) => {
-    const key = unwrapWorkspaceKey(wrapped, privateKey, { workspace, user: userId });
+    const unwrapped = unwrapMarkedWorkspaceKey(wrapped, privateKey, { workspace, user: userId });
     try {
-      pins.pinKey(api.baseUrl, workspace, version, key);
+      pins.pinKey(api.baseUrl, workspace, version, unwrapped.key);
     } catch (error) {
-      key.fill(0); // refused: not kept a moment longer
+      unwrapped.key.fill(0); // refused: not kept a moment longer
       throw error;
     }
-    return key;
+    return unwrapped;
   };
-  const byVersion = new Map<number, Uint8Array>();
-  try {
-    byVersion.set(mine.key_version, unwrap(mine.wrapped, mine.key_version));
-    pins.checkCurrent(api.baseUrl, workspace, mine.key_version);
-  } catch (error) {
+  const byVersion = new Map<number, { key: Uint8Array; valuesBound: boolean }>();
+  const dispose = () => {
     privateKey.fill(0);
-    for (const key of byVersion.values()) key.fill(0);
-    throw error;
-  }
-  return {
-    current: { version: mine.key_version, key: byVersion.get(mine.key_version)! },
+    for (const { key } of byVersion.values()) key.fill(0);
+  };
+  /** `fetched`, the server's current key, made the chain's current one once its key proved good. */
+  const makeCurrent = (fetched: { key_version: number; wrapped: string }) => {
+    if (!byVersion.has(fetched.key_version)) byVersion.set(fetched.key_version, unwrap(fetched.wrapped, fetched.key_version));
+    pins.checkCurrent(api.baseUrl, workspace, fetched.key_version);
+    chain.current = { version: fetched.key_version, ...byVersion.get(fetched.key_version)! };
+  };
+  const chain: KeyChain = {
+    current: { version: 0, key: new Uint8Array(), valuesBound: false }, // set below
     myUserId: userId,
     myPublicKey: publicKey,
-    dispose() {
-      privateKey.fill(0);
-      for (const key of byVersion.values()) key.fill(0);
-    },
+    dispose,
     async version(n) {
-      let key = byVersion.get(n);
-      if (!key) {
-        key = unwrap((await api.request<{ wrapped: string }>("GET", `${myKey}?version=${n}`)).wrapped, n);
-        byVersion.set(n, key);
+      let unwrapped = byVersion.get(n);
+      if (!unwrapped) {
+        unwrapped = unwrap((await api.request<{ wrapped: string }>("GET", `${myKey}?version=${n}`)).wrapped, n);
+        byVersion.set(n, unwrapped);
       }
-      return key;
+      return unwrapped.key;
+    },
+    valuesBound: (n) => byVersion.get(n)?.valuesBound === true,
+    async refresh() {
+      makeCurrent(await api.request<{ key_version: number; wrapped: string }>("GET", myKey));
     },
   };
+  try {
+    makeCurrent(mine);
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+  return chain;
 }
 
 /** A member's public key, as the server hands it, to wrap a workspace key to. */
@@ -532,6 +674,38 @@ interface Metadata {
   key_version?: number;
 }
 
+/**
+ * Rolls `name` back to `version`. In an end-to-end-encrypted workspace the server cannot copy
+ * the old value (it names its version): it is read, opened and re-encrypted here as the
+ * version the rollback makes, and sent with it.
+ */
+async function rollBack(api: ApiClient, codec: Codec, w: Where, name: string, version: number, acceptUnbound: boolean): Promise<Metadata> {
+  if (!codec.e2ee) return plainRollBack(api, codec, w, name, version);
+  const old = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, `?version=${version}`));
+  const plaintext = await codec.open(name, old.value, { version, keyVersion: old.key_version, current: false, rollbackSource: { acceptUnbound } });
+  return api.request<Metadata>("POST", secretPath(w, name, "/rollback"), { version, value: codec.seal(name, plaintext, old.version + 1) });
+}
+
+/**
+ * A rollback the server makes by copying the old value. A write-only token cannot read the
+ * settings, so an encrypted workspace this machine never used was taken for a plain one: the
+ * server's refusal to copy a ciphertext told it to run the very command it ran (found in
+ * review). Said instead is what the rollback needs.
+ */
+async function plainRollBack(api: ApiClient, codec: Codec, w: Where, name: string, version: number): Promise<Metadata> {
+  try {
+    return await api.request<Metadata>("POST", secretPath(w, name, "/rollback"), { version });
+  } catch (error) {
+    const refusedAsEncrypted = error instanceof ApiError && error.status === 409 && error.message.startsWith("This workspace is end-to-end encrypted");
+    if (!(codec.settingsUnread && refusedAsEncrypted)) throw error;
+    throw new Error(
+      `workspace ${w.workspace} is end-to-end encrypted, the server says, and this token may not read its settings nor its values (it lacks secrets:read): ` +
+        `a rollback there reads version ${version}, decrypts it on this machine and encrypts it again as the new version. Run it with a token that may read secrets too; nothing was changed`,
+      { cause: error },
+    );
+  }
+}
+
 async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promise<SecretEntry[]> {
   return withCodec(ctx, api, w, (codec) => listedValues(api, w, codec));
 }
@@ -539,7 +713,7 @@ async function fetchValues(ctx: CommandContext, api: ApiClient, w: Where): Promi
 /** The environment's values, read as a list (`query` adds to ?values=true) and decrypted by `codec`. */
 async function listedValues(api: ApiClient, w: Where, codec: Codec, query = ""): Promise<SecretEntry[]> {
   const list = await api.request<{ items: Metadata[] }>("GET", secretsPath(w, `/secrets?values=true${query}`));
-  return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, s.key_version) })));
+  return Promise.all(list.items.map(async (s) => ({ name: s.name, value: await codec.open(s.name, s.value!, { version: s.version, keyVersion: s.key_version, current: true }) })));
 }
 
 /**
@@ -609,7 +783,8 @@ export const secretsCommands: Command[] = [
       const query = version === undefined ? "" : `?version=${version}`;
       return withCodec(ctx, api, w, async (codec) => {
         const secret = await api.request<Metadata & { value: string }>("GET", secretPath(w, name, query));
-        const value = await codec.open(name, secret.value, secret.key_version);
+        // The version asked for, or the one the server says is current: an encrypted value must have been written as it.
+        const value = await codec.open(name, secret.value, { version: version ?? secret.version, keyVersion: secret.key_version, current: version === undefined });
         print(ctx, { ...secret, value }, value);
         return 0;
       });
@@ -640,10 +815,13 @@ export const secretsCommands: Command[] = [
         if (value === "" && ctx.options["allow-empty"] !== true) {
           throw new Error(`no value for ${name}: ${emptyBecause}, so nothing was stored (--allow-empty stores an empty value)`);
         }
-        const body: Record<string, unknown> = { value: codec.seal(name, value) };
-        if (typeof ctx.options.note === "string") body.note = ctx.options.note;
-        if (rotationDays !== undefined) body.rotation_days = rotationDays;
-        const secret = await api.request<Metadata>("PUT", secretPath(w, name), body);
+        const metadata: Record<string, unknown> = {};
+        if (typeof ctx.options.note === "string") metadata.note = ctx.options.note;
+        if (rotationDays !== undefined) metadata.rotation_days = rotationDays;
+        const secret = await retryingTakenVersions(codec, async () => {
+          const sealed = codec.seal(name, value, codec.e2ee ? await nextVersion(api, w, name) : 0);
+          return api.request<Metadata>("PUT", secretPath(w, name), { value: sealed, ...metadata });
+        });
         print(ctx, secret, `${name}: version ${secret.version}`);
         return 0;
       });
@@ -683,13 +861,20 @@ export const secretsCommands: Command[] = [
     summary: "Make a new version holding an older version's value",
     args: "<name> <version>",
     maxArgs: 2,
-    options: WHERE,
+    options: {
+      ...WHERE,
+      ...PASSPHRASE,
+      "accept-unbound": { type: "boolean", description: "E2EE: roll back to a value from before values named their version, though the server could have served any older value of the secret as it" },
+    },
     async run(ctx) {
       const w = where(ctx);
       const [name, version] = ctx.args;
       if (!name || !version) throw new UsageError("give the secret's name and the version to go back to");
       if (!isSecretName(name)) throw new UsageError(SECRET_NAME_RULE);
-      const secret = await (await ctx.api()).request<Metadata>("POST", secretPath(w, name, "/rollback"), { version: wholeNumber(version, "the version to go back to", 1) });
+      const target = wholeNumber(version, "the version to go back to", 1);
+      const acceptUnbound = ctx.options["accept-unbound"] === true;
+      const api = await ctx.api();
+      const secret = await withCodec(ctx, api, w, (codec) => retryingTakenVersions(codec, () => rollBack(api, codec, w, name, target, acceptUnbound)));
       print(ctx, secret, `${name}: version ${secret.version} (the value of version ${version})`);
       return 0;
     },
@@ -733,15 +918,20 @@ export const secretsCommands: Command[] = [
       const text = utf8Text(await boundedInput(file, what, bound), what);
       const entries = importEntries(text, format, what);
       const api = await ctx.api();
-      const sealed = await withCodec(ctx, api, w, async (codec) => entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value) })));
       const dryRun = ctx.options["dry-run"] === true;
       const overwrite = ctx.options["no-overwrite"] !== true;
-      const send = (asDryRun: boolean) => api.request<ImportResult>("POST", secretsPath(w, "/import"), { entries: sealed, dry_run: asDryRun, overwrite });
-      // Without --no-overwrite every entry is to be written. The server applies an import in one
-      // transaction but skips a name it cannot write (a deleted secret): so the plan is asked for
-      // first, and such a skip refuses the whole import before anything is written.
-      if (overwrite && !dryRun) refuseSkips(await send(true), "nothing was imported");
-      const result = await send(dryRun);
+      const result = await withCodec(ctx, api, w, (codec) =>
+        retryingTakenVersions(codec, async () => {
+          const versionOf = codec.e2ee ? await nextVersions(api, w) : () => 0;
+          const sealed = entries.map((e) => ({ name: e.name, value: codec.seal(e.name, e.value, versionOf(e.name)) }));
+          const send = (asDryRun: boolean) => api.request<ImportResult>("POST", secretsPath(w, "/import"), { entries: sealed, dry_run: asDryRun, overwrite });
+          // Without --no-overwrite every entry is to be written. The server applies an import in one
+          // transaction but skips a name it cannot write (a deleted secret): so the plan is asked for
+          // first, and such a skip refuses the whole import before anything is written.
+          if (overwrite && !dryRun) refuseSkips(await send(true), "nothing was imported");
+          return send(dryRun);
+        }),
+      );
       const lines = result.plan.map((p) => `  ${p.action.padEnd(9)} ${p.name}${p.reason ? ` (${p.reason})` : ""}`);
       const head = `${dryRun ? "would import" : "imported"}: ${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged, ${result.skipped} skipped`;
       print(ctx, result, [head, ...lines].join("\n"));
@@ -971,7 +1161,8 @@ export const secretsCommands: Command[] = [
       try {
         // Pinned before it is sent: a key this machine would refuse is never installed.
         pins.pinNewKey(api.baseUrl, workspace, 1, key); // a first key is version 1
-        const wrapped = wrapWorkspaceKey(key, me.publicKey, { workspace, user: me.userId });
+        // Marked: a workspace begun by a citadel that binds values holds none of the format before.
+        const wrapped = wrapWorkspaceKey(key, me.publicKey, { workspace, user: me.userId }, { valuesBound: true });
         await sendNamingPublicKeys(api, "PUT", `${ws}/e2ee/keys/${encodeURIComponent(me.userId)}`, (named) => ({ wrapped, ...(named ? { public_key: me.publicKey } : {}) }));
       } catch (error) {
         throw await undoEnable(api, pins, workspace, error);
@@ -1009,7 +1200,7 @@ export const secretsCommands: Command[] = [
         if (user !== keys.myUserId) {
           requireCheckedKeys(pins, api.baseUrl, workspace, [member], checked, () => `citadel secrets e2ee grant ${user} -w ${workspace} --fingerprint ${publicKeyFingerprint(publicKey)}`);
         }
-        const wrapped = wrapWorkspaceKey(keys.current.key, publicKey, { workspace, user });
+        const wrapped = wrapWorkspaceKey(keys.current.key, publicKey, { workspace, user }, { valuesBound: keys.current.valuesBound }); // its mark goes with it
         // Named, so that a key pair replaced since it was fetched is refused (409), not given a copy that opens nothing.
         const holders = await sendNamingPublicKeys(api, "PUT", `${workspacePath({ workspace })}/e2ee/keys/${encodeURIComponent(user)}`, (named) => ({ wrapped, ...(named ? { public_key: publicKey } : {}) }));
         if (user !== keys.myUserId) pins.pinMembers(api.baseUrl, workspace, [member]); // sent: remembered
@@ -1062,16 +1253,25 @@ export const secretsCommands: Command[] = [
         });
         const settings = await api.request<{ environments: Array<{ name: string }> }>("GET", `${ws}/settings`);
         const values: Array<{ environment: string; name: string; version: number; value: string }> = [];
+        let unbound = 0;
         for (const { name: environment } of settings.environments) {
           const list = await api.request<{ items: Metadata[] }>("GET", `${ws}/environments/${encodeURIComponent(environment)}/secrets?values=true`);
           for (const item of list.items) {
             const context = { workspace, environment, name: item.name };
-            const plaintext = decryptValue(await keys.version(item.key_version ?? keys.current.version), item.value!, context);
-            values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, context) });
+            const keyVersion = item.key_version ?? keys.current.version;
+            const key = await keys.version(keyVersion);
+            if (!isVersionBound(item.value!)) {
+              refuseUnbound(keys, `${environment}/${item.name}`, keyVersion, { version: item.version, current: true }); // never laundered into a bound value
+              unbound++;
+            }
+            const plaintext = decryptValue(key, item.value!, { ...context, version: item.version, keyVersion });
+            // Stored as the next version, under the new key: values of the format before come out naming both.
+            values.push({ environment, name: item.name, version: item.version, value: encryptValue(fresh, plaintext, { ...context, version: item.version + 1, keyVersion: keys.current.version + 1 }) });
           }
         }
         const recipients = [{ user: me, publicKey: keys.myPublicKey }, ...others];
-        const wrapped = recipients.map((r) => ({ user: r.user, wrapped: wrapWorkspaceKey(fresh, r.publicKey, { workspace, user: r.user }), publicKey: r.publicKey }));
+        // Marked: every value it encrypts names its version, and so will every one written under it.
+        const wrapped = recipients.map((r) => ({ user: r.user, wrapped: wrapWorkspaceKey(fresh, r.publicKey, { workspace, user: r.user }, { valuesBound: true }), publicKey: r.publicKey }));
         const copies = (named: boolean) => wrapped.map((w) => ({ user: w.user, wrapped: w.wrapped, ...(named ? { public_key: w.publicKey } : {}) }));
         // From the version re-encrypted from: if another rotation came first, the server refuses (409).
         const result = await sendNamingPublicKeys<{ key_version: number; reencrypted: number; holders: string[] }>(api, "POST", `${ws}/e2ee/rotate`, (named) => ({ from_version: keys.current.version, values, wrapped: copies(named) }));
@@ -1080,6 +1280,7 @@ export const secretsCommands: Command[] = [
         if (result.key_version !== expected) throw new E2eePinError(`the server says the new key is version ${result.key_version}, not ${expected}: refusing to trust it. Tell your administrator.`);
         pins.pinNewKey(api.baseUrl, workspace, expected, fresh);
         const sentTo = recipients.map((r) => r.user);
+        if (unbound > 0) ctx.err(`note: ${unbound} value(s) were of the format from before values named their version, taken as the server served them as current; they are bound now, and from now on a value of that format served as current is refused.`);
         print(ctx, { ...result, holders: sentTo }, `${workspace}: key version ${result.key_version}, ${result.reencrypted} values re-encrypted, wrapped for ${sentTo.join(", ")}`);
       } finally {
         fresh.fill(0);

@@ -10,15 +10,29 @@
  *                      header (and the "c1.pk" label) is the AAD, so the recorded parameters
  *                      cannot be changed without failing.
  *   workspace key      32 random bytes, wrapped for each member (ECIES):
- *                        c1.wk.<b64url( ephemeral public 32 | nonce 12 | ct+tag 48 )>
+ *                        c1.wk.<b64url( ephemeral public 32 | nonce 12 | ct+tag )>
+ *                      the plaintext is the key (32 bytes: ct+tag 48), or for a key made by
+ *                      a client that binds values (e2ee enable, e2ee rotate) the key and one
+ *                      byte of marks, bit 0 "values bound" (ct+tag 49). The mark is under the
+ *                      tag: a server, which never holds the key, cannot strip it from a copy
+ *                      of it (it could only wrap a key of its own, which the pins catch where
+ *                      the version was seen: e2ee-pins.ts).
  *                      key = HKDF-SHA256(X25519(ephemeral, recipient),
  *                                        salt = ephemeral pub ‖ recipient pub,
  *                                        info = "citadel e2ee wrap v1|<workspace>|<user>");
  *                      AAD = "c1.wk" ‖ len-prefixed workspace ‖ len-prefixed user.
- *   secret value       c1.v.<b64url( nonce 12 | ct+tag )>, under HKDF(workspace key,
- *                      info "citadel e2ee value key v1"); AAD = "c1.v" ‖ len-prefixed
- *                      workspace, environment and name, so a ciphertext copied to another
- *                      secret, environment or workspace fails.
+ *   secret value       c2.v.<b64url( version u32 | key version u32 | nonce 12 | ct+tag )>,
+ *                      under HKDF(workspace key, info "citadel e2ee value key v1"); AAD =
+ *                      "c2.v" ‖ len-prefixed workspace, environment and name ‖ version ‖ key
+ *                      version, so a ciphertext copied to another secret, environment or
+ *                      workspace fails, and so does one served as another version of its
+ *                      secret than the one it was written as, or as encrypted with another
+ *                      version of the workspace key (the header in the clear is what the server
+ *                      checks a write against, and what a refusal names; the AAD binds it).
+ *                      Values written before: c1.v.<b64url( nonce 12 | ct+tag )>, AAD
+ *                      "c1.v" ‖ workspace, environment, name — still read, bound to no version
+ *                      (and refused where a key marked "values bound" says none can be
+ *                      genuine: commands.ts, unboundRefusal).
  *
  * Every failure to open (wrong key, wrong passphrase, other context, flipped bit) is a
  * DecryptionError with a message meant for the person at the keyboard.
@@ -41,10 +55,17 @@ const KDF_ARGON2ID = 1;
 const SEALED_HEADER_BYTES = 1 + 4 + 4 + 1 + SALT_BYTES;
 const SEALED_BYTES = SEALED_HEADER_BYTES + NONCE_BYTES + KEY_BYTES + TAG_BYTES;
 const WRAPPED_BYTES = KEY_BYTES + NONCE_BYTES + KEY_BYTES + TAG_BYTES;
+/** A copy that carries its byte of marks. */
+const MARKED_WRAPPED_BYTES = WRAPPED_BYTES + 1;
+const MARK_VALUES_BOUND = 0x01;
 
 const PK_PREFIX = "c1.pk.";
 const WK_PREFIX = "c1.wk.";
-const VALUE_PREFIX = "c1.v.";
+const VALUE_PREFIX = "c2.v.";
+/** Values from before they named their version: still read, never written. */
+const UNBOUND_VALUE_PREFIX = "c1.v.";
+/** A value's header: the version of the secret it is stored as, and the workspace key version it is encrypted with. */
+const VALUE_HEADER_BYTES = 8;
 
 // DER wrappers of a raw X25519 key (RFC 8410): node:crypto imports keys as PKCS#8 / SPKI.
 const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
@@ -60,6 +81,20 @@ export interface ValueContext {
   workspace: string;
   environment: string;
   name: string;
+  /** The version of the secret the value is (written: will be) stored as. */
+  version: number;
+  /** The version of the workspace key it is (to be) encrypted with: the key the caller holds as that version. */
+  keyVersion: number;
+}
+
+/** What a member's copy of a workspace key says of it besides the key (under the copy's tag). */
+export interface KeyMarks {
+  /**
+   * Made by a client that binds every value it writes to its version (e2ee enable, e2ee
+   * rotate): no value under this key is of the format before, nor is any current value once
+   * it is the workspace's current key.
+   */
+  valuesBound: boolean;
 }
 
 /** The public half (base64url of its raw 32 bytes) of a raw X25519 private key. */
@@ -139,8 +174,11 @@ export function newWorkspaceKey(): Uint8Array {
   return new Uint8Array(randomBytes(KEY_BYTES));
 }
 
-/** Wraps a workspace key for one member (ECIES to their X25519 public key): `c1.wk.…`. */
-export function wrapWorkspaceKey(workspaceKey: Uint8Array, recipientPublicKey: string, context: WrapContext): string {
+/**
+ * Wraps a workspace key for one member (ECIES to their X25519 public key): `c1.wk.…`, with
+ * its marks inside (a key without any, from before, is wrapped as it always was).
+ */
+export function wrapWorkspaceKey(workspaceKey: Uint8Array, recipientPublicKey: string, context: WrapContext, marks: KeyMarks = { valuesBound: false }): string {
   checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
   checkContext(context, ["workspace", "user"]);
   const recipient = decodePublicKey(recipientPublicKey);
@@ -154,19 +192,25 @@ export function wrapWorkspaceKey(workspaceKey: Uint8Array, recipientPublicKey: s
   }
   try {
     const nonce = randomBytes(NONCE_BYTES);
-    const sealed = aesGcmEncrypt(key, nonce, workspaceKey, wrapAad(context));
+    const plaintext = marks.valuesBound ? Buffer.concat([workspaceKey, Buffer.from([MARK_VALUES_BOUND])]) : workspaceKey;
+    const sealed = aesGcmEncrypt(key, nonce, plaintext, wrapAad(context));
     return WK_PREFIX + Buffer.concat([ephemeralPublic, nonce, sealed]).toString("base64url");
   } finally {
     key.fill(0);
   }
 }
 
-/** Inverse of wrapWorkspaceKey; another recipient, workspace or user (or a flipped bit) throws DecryptionError. */
+/** Inverse of wrapWorkspaceKey, the key alone; another recipient, workspace or user (or a flipped bit) throws DecryptionError. */
 export function unwrapWorkspaceKey(wrapped: string, privateKey: Uint8Array, context: WrapContext): Uint8Array {
+  return unwrapMarkedWorkspaceKey(wrapped, privateKey, context).key;
+}
+
+/** As unwrapWorkspaceKey, with the marks the copy carries (a key from before carries none). */
+export function unwrapMarkedWorkspaceKey(wrapped: string, privateKey: Uint8Array, context: WrapContext): { key: Uint8Array } & KeyMarks {
   checkBytes(privateKey, KEY_BYTES, "a private key");
   checkContext(context, ["workspace", "user"]);
   const data = decodeVersioned(wrapped, WK_PREFIX, "a workspace key wrapped by citadel (c1.wk.…)");
-  if (data.length !== WRAPPED_BYTES) throw new DecryptionError("not a workspace key wrapped by this version of citadel");
+  if (data.length !== WRAPPED_BYTES && data.length !== MARKED_WRAPPED_BYTES) throw new DecryptionError("not a workspace key wrapped by this version of citadel");
   const own = privateKeyObject(privateKey);
   const ephemeralPublic = data.subarray(0, KEY_BYTES);
   let key: Buffer;
@@ -175,67 +219,159 @@ export function unwrapWorkspaceKey(wrapped: string, privateKey: Uint8Array, cont
   } catch {
     throw new DecryptionError("this wrapped workspace key is damaged");
   }
+  let plain: Buffer;
   try {
-    const plain = aesGcmDecrypt(key, data.subarray(KEY_BYTES, KEY_BYTES + NONCE_BYTES), data.subarray(KEY_BYTES + NONCE_BYTES), wrapAad(context));
-    const workspaceKey = new Uint8Array(plain);
-    plain.fill(0);
-    return workspaceKey;
+    plain = aesGcmDecrypt(key, data.subarray(KEY_BYTES, KEY_BYTES + NONCE_BYTES), data.subarray(KEY_BYTES + NONCE_BYTES), wrapAad(context));
   } catch (e) {
     if (e instanceof DecryptionError) throw new DecryptionError("this workspace key was not wrapped for your key pair, or for this workspace and user, or it was damaged");
     throw e;
   } finally {
     key.fill(0);
   }
+  return readMarks(plain);
 }
 
-/** Encrypts one secret value for a workspace, bound to its workspace, environment and name: `c1.v.…`. */
+/**
+ * The key and marks of an opened copy. Outside the decryption's try on purpose: a mark this
+ * version does not know opened fine, and its message (upgrade) must not become "not wrapped for you".
+ */
+function readMarks(plain: Buffer): { key: Uint8Array } & KeyMarks {
+  const workspaceKey = new Uint8Array(plain.subarray(0, KEY_BYTES));
+  // The form the server sees is the mark it goes by: a marked copy marks nothing else.
+  const marked = plain.length > KEY_BYTES;
+  const known = !marked || plain[KEY_BYTES] === MARK_VALUES_BOUND;
+  plain.fill(0);
+  if (!known) {
+    workspaceKey.fill(0);
+    throw new DecryptionError("this workspace key carries marks this version of citadel does not know: upgrade citadel");
+  }
+  return { key: workspaceKey, valuesBound: marked };
+}
+
+/**
+ * Whether a wrapped copy has the form of one that carries marks: what the server can know of a
+ * key version binding values (it cannot open the copy to read the mark; only a binding client
+ * makes that form, and a copy that lies about it opens for nobody).
+ */
+export function isMarkedWrappedKey(wrapped: string): boolean {
+  if (typeof wrapped !== "string" || !wrapped.startsWith(WK_PREFIX)) return false;
+  return decodeBase64url(wrapped.slice(WK_PREFIX.length))?.length === MARKED_WRAPPED_BYTES;
+}
+
+/**
+ * Encrypts one secret value for a workspace, bound to its workspace, environment, name, the
+ * version it will be stored as and the workspace key version it is encrypted with: `c2.v.…`.
+ */
 export function encryptValue(workspaceKey: Uint8Array, plaintext: string, context: ValueContext): string {
   checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
-  checkContext(context, ["workspace", "environment", "name"]);
+  checkValueContext(context);
   if (typeof plaintext !== "string") throw new TypeError("a secret value is a string");
   const key = valueKey(workspaceKey);
   try {
+    const header = valueHeader(context);
     const nonce = randomBytes(NONCE_BYTES);
-    const sealed = aesGcmEncrypt(key, nonce, Buffer.from(plaintext, "utf8"), valueAad(context));
-    return VALUE_PREFIX + Buffer.concat([nonce, sealed]).toString("base64url");
+    const sealed = aesGcmEncrypt(key, nonce, Buffer.from(plaintext, "utf8"), valueAad(VALUE_PREFIX, context, header));
+    return VALUE_PREFIX + Buffer.concat([header, nonce, sealed]).toString("base64url");
   } finally {
     key.fill(0);
   }
 }
 
-/** Inverse of encryptValue; another key or context (or a flipped bit) throws DecryptionError. */
+/**
+ * Inverse of encryptValue, for the version the value was asked for as (or the server says it
+ * is) and the key version the caller opens it with: a value written as another version — an
+ * older value passed off as a newer one — or under another key version, another key or
+ * context, or a flipped bit throws DecryptionError. A value from before values named their
+ * version (`c1.v.…`) opens with its workspace, environment and name alone (isVersionBound
+ * tells them apart).
+ */
 export function decryptValue(workspaceKey: Uint8Array, ciphertext: string, context: ValueContext): string {
   checkBytes(workspaceKey, KEY_BYTES, "a workspace key");
-  checkContext(context, ["workspace", "environment", "name"]);
-  const data = decodeVersioned(ciphertext, VALUE_PREFIX, "a value encrypted by citadel (c1.v.…)");
-  if (data.length < NONCE_BYTES + TAG_BYTES) throw new DecryptionError("this encrypted value is too short: it was damaged");
+  checkValueContext(context);
+  const unbound = typeof ciphertext === "string" && ciphertext.startsWith(UNBOUND_VALUE_PREFIX);
+  const prefix = unbound ? UNBOUND_VALUE_PREFIX : VALUE_PREFIX;
+  // Both formats named: a value this one does not know (plaintext, or a newer format) is neither.
+  const data = decodeVersioned(ciphertext, prefix, "a value encrypted by citadel (c2.v.…, or c1.v.… from before values named their version)");
+  const headerBytes = unbound ? 0 : VALUE_HEADER_BYTES;
+  if (data.length < headerBytes + NONCE_BYTES + TAG_BYTES) throw new DecryptionError("this encrypted value is too short: it was damaged");
+  const header = data.subarray(0, headerBytes);
+  if (!unbound) checkHeader(header, context);
   const key = valueKey(workspaceKey);
   try {
-    return aesGcmDecrypt(key, data.subarray(0, NONCE_BYTES), data.subarray(NONCE_BYTES), valueAad(context)).toString("utf8");
+    const nonce = data.subarray(headerBytes, headerBytes + NONCE_BYTES);
+    return aesGcmDecrypt(key, nonce, data.subarray(headerBytes + NONCE_BYTES), valueAad(prefix, context, header)).toString("utf8");
   } catch (e) {
-    if (e instanceof DecryptionError) throw new DecryptionError(`this value does not open with this workspace key as ${context.environment}/${context.name}: another workspace key, a value copied from elsewhere, or damaged`);
+    if (e instanceof DecryptionError) throw new DecryptionError(`this value does not open with this workspace key as ${context.environment}/${context.name}${unbound ? "" : ` version ${context.version}`}: another workspace key, a value copied from elsewhere, or damaged`);
     throw e;
   } finally {
     key.fill(0);
   }
 }
 
-/**
- * The length of encryptValue's answer for a plaintext of `bytes` bytes (prefix, base64url of
- * nonce, ciphertext and tag): what a value limit in plaintext bytes allows of ciphertext.
- */
-export function e2eeCiphertextLength(bytes: number): number {
-  return VALUE_PREFIX.length + Math.ceil(((NONCE_BYTES + bytes + TAG_BYTES) * 4) / 3);
+/** Refuses a value whose header names another version, or another key version, than it is opened as. */
+function checkHeader(header: Buffer, context: ValueContext): void {
+  const where = `${context.environment}/${context.name}`;
+  const version = header.readUInt32BE(0);
+  if (version !== context.version) {
+    throw new DecryptionError(`the server served ${where} as version ${context.version}, but its value was written as version ${version}: refused (an older value passed off as a newer one, or a damaged one)`);
+  }
+  const keyVersion = header.readUInt32BE(4);
+  if (keyVersion !== context.keyVersion) {
+    throw new DecryptionError(`the server says ${where} version ${context.version} is encrypted with version ${context.keyVersion} of the workspace key, but its value names version ${keyVersion}: refused (a value relabelled, or a damaged one)`);
+  }
+}
+
+/** Whether a value names the version it was written as (`c2.v.…`), not one from before (`c1.v.…`). */
+export function isVersionBound(ciphertext: string): boolean {
+  return ciphertext.startsWith(VALUE_PREFIX);
 }
 
 /**
- * Whether `s` has the form of a value encrypted by encryptValue (the server's check that an
- * end-to-end-encrypted workspace receives no plaintext). It cannot tell whether it opens.
+ * The length of encryptValue's answer for a plaintext of `bytes` bytes (prefix, base64url of
+ * header, nonce, ciphertext and tag): what a value limit in plaintext bytes allows of
+ * ciphertext. A value from before (no header) is 8 bytes shorter: it may hold up to 8 more.
+ */
+export function e2eeCiphertextLength(bytes: number): number {
+  return VALUE_PREFIX.length + Math.ceil(((VALUE_HEADER_BYTES + NONCE_BYTES + bytes + TAG_BYTES) * 4) / 3);
+}
+
+/**
+ * Whether `s` has the form of a value encrypted by encryptValue, or by the format before it
+ * (the server's check that an end-to-end-encrypted workspace receives no plaintext). It cannot
+ * tell whether it opens.
  */
 export function isE2eeCiphertext(s: string): boolean {
-  if (typeof s !== "string" || !s.startsWith(VALUE_PREFIX)) return false;
-  const data = decodeBase64url(s.slice(VALUE_PREFIX.length));
-  return data !== null && data.length >= NONCE_BYTES + TAG_BYTES;
+  return e2eeValueForm(s) !== null;
+}
+
+/**
+ * The version an end-to-end-encrypted value says it was written as (the server checks a write
+ * against it), or null for a value of the format before, which names none.
+ */
+export function e2eeValueVersion(s: string): number | null {
+  return e2eeValueHeader(s)?.version ?? null;
+}
+
+/**
+ * What an end-to-end-encrypted value's header names — the version it is stored as and the
+ * workspace key version it is encrypted with — or null for a value of the format before.
+ */
+export function e2eeValueHeader(s: string): { version: number; keyVersion: number } | null {
+  const form = e2eeValueForm(s);
+  return form?.version == null ? null : { version: form.version, keyVersion: form.keyVersion! };
+}
+
+/** A value's form; a header naming version 0 or key version 0, which no client makes, is none. */
+function e2eeValueForm(s: string): { version: number | null; keyVersion: number | null } | null {
+  if (typeof s !== "string") return null;
+  const unbound = s.startsWith(UNBOUND_VALUE_PREFIX);
+  if (!unbound && !s.startsWith(VALUE_PREFIX)) return null;
+  const data = decodeBase64url(s.slice(VALUE_PREFIX.length)); // both prefixes have 5 characters
+  const headerBytes = unbound ? 0 : VALUE_HEADER_BYTES;
+  if (data === null || data.length < headerBytes + NONCE_BYTES + TAG_BYTES) return null;
+  if (unbound) return { version: null, keyVersion: null };
+  const [version, keyVersion] = [data.readUInt32BE(0), data.readUInt32BE(4)];
+  return version === 0 || keyVersion === 0 ? null : { version, keyVersion };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,8 +398,16 @@ function wrapAad(context: WrapContext): Buffer {
   return Buffer.concat([label(WK_PREFIX), lengthPrefixed(context.workspace), lengthPrefixed(context.user)]);
 }
 
-function valueAad(context: ValueContext): Buffer {
-  return Buffer.concat([label(VALUE_PREFIX), lengthPrefixed(context.workspace), lengthPrefixed(context.environment), lengthPrefixed(context.name)]);
+/** The AAD of a value: of the format before, without the version header (`header` empty). */
+function valueAad(prefix: string, context: ValueContext, header: Buffer): Buffer {
+  return Buffer.concat([label(prefix), lengthPrefixed(context.workspace), lengthPrefixed(context.environment), lengthPrefixed(context.name), header]);
+}
+
+function valueHeader(context: ValueContext): Buffer {
+  const header = Buffer.alloc(VALUE_HEADER_BYTES);
+  header.writeUInt32BE(context.version, 0);
+  header.writeUInt32BE(context.keyVersion, 4);
+  return header;
 }
 
 function privateKeyObject(raw: Uint8Array): KeyObject {
@@ -302,7 +446,7 @@ function lengthPrefixed(s: string): Buffer {
 }
 
 function label(prefix: string): Buffer {
-  return Buffer.from(prefix.slice(0, -1), "ascii"); // "c1.pk", "c1.wk", "c1.v"
+  return Buffer.from(prefix.slice(0, -1), "ascii"); // "c1.pk", "c1.wk", "c2.v" (and "c1.v" before it)
 }
 
 function checkBytes(bytes: Uint8Array, length: number, what: string): void {
@@ -318,6 +462,16 @@ function checkContext(context: object, fields: readonly string[]): void {
     const value = (context as Record<string, unknown>)[field];
     if (typeof value !== "string" || value.length === 0) throw new TypeError(`the context needs a non-empty ${field}`);
   }
+}
+
+function checkValueContext(context: ValueContext): void {
+  checkContext(context, ["workspace", "environment", "name"]);
+  if (!isUint32From1(context.version)) throw new TypeError("the context needs the value's version, a whole number from 1");
+  if (!isUint32From1(context.keyVersion)) throw new TypeError("the context needs the workspace key's version, a whole number from 1");
+}
+
+function isUint32From1(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 1 && n <= 0xffff_ffff;
 }
 
 function within(n: number, [min, max]: readonly [number, number]): boolean {

@@ -245,10 +245,10 @@ export const secretsPlugin = definePlugin<SecretsSettings>({
           response: m.SecretHistory,
           detail: { summary: "A secret's versions: who and when (no values)", tags, ...access(READ) },
         })
-        .post(`${S}/rollback`, ({ params, body, request }) => secrets.rollback(caller(request), params.workspace, params.environment, params.name, body.version, ifMatchOf(request)), {
+        .post(`${S}/rollback`, ({ params, body, request }) => secrets.rollback(caller(request), params.workspace, params.environment, params.name, body.version, ifMatchOf(request), body.value), {
           body: m.Rollback,
           response: m.SecretMetadata,
-          detail: { summary: "Roll back: a new version with an older version's value; If-Match: \"N\" only if it is still at version N", tags, ...access(WRITE) },
+          detail: { summary: "Roll back: a new version with an older version's value (E2EE: the client sends it re-encrypted as the new version); If-Match: \"N\" only if it is still at version N", tags, ...access(WRITE) },
         })
         .post(`${S}/rotate`, ({ params, body, request }) => secrets.rotate(caller(request), params.workspace, params.environment, params.name, body.generator, body.length, ifMatchOf(request)), {
           body: m.Rotate,

@@ -79,7 +79,10 @@ const Metadata = {
 };
 export const SetSecret = t.Object({ value: t.String({ description: "At most secrets.max_value_bytes; never logged or audited." }), ...Metadata });
 export const SecretMetadataChange = t.Object(Metadata);
-export const Rollback = t.Object({ version: Integer({ minimum: 1 }) });
+export const Rollback = t.Object({
+  version: Integer({ minimum: 1 }),
+  value: t.Optional(t.String({ description: "E2EE workspaces only, and needed there: the old version's value, decrypted and re-encrypted by the client as the version the rollback makes." })),
+});
 export const Rotate = t.Object({
   generator: t.Union([t.Literal("password"), t.Literal("hex"), t.Literal("base64"), t.Literal("uuid")]),
   length: t.Optional(Integer({ minimum: 1, maximum: 512, description: "Characters (password) or random bytes (hex, base64)." })),
@@ -184,7 +187,7 @@ export const WrappedKey = t.Object({ workspace: t.String(), key_version: Integer
 export const MyKeyQuery = t.Object({ version: t.Optional(t.Integer({ minimum: 1, description: "An older version of the workspace key (default: the current one)." })) });
 export const E2eeRotation = t.Object({
   from_version: t.Optional(Integer({ minimum: 1, description: "The key version the client re-encrypted from: 409 when the workspace is no longer at it (another rotation came first)." })),
-  values: t.Array(t.Object({ environment: t.String(), name: t.String(), version: Integer({ description: "The version this ciphertext re-encrypts." }), value: t.String() }), { maxItems: 10_000 }),
+  values: t.Array(t.Object({ environment: t.String(), name: t.String(), version: Integer({ description: "The version this ciphertext re-encrypts; the value names the next one, the version the rotation stores it as." }), value: t.String() }), { maxItems: 10_000 }),
   wrapped: t.Array(t.Object({ user: t.String(), wrapped: t.String({ maxLength: 4200 }), public_key: WrappedFor }), { minItems: 1, maxItems: 1000 }),
 });
 export const E2eeRotated = t.Object({ workspace: t.String(), key_version: Integer(), reencrypted: Integer(), holders: t.Array(t.String()) });

@@ -9,11 +9,12 @@ import { roleAllows } from "../../src/auth/rbac.ts";
 import { scopesGrant } from "../../src/auth/scopes.ts";
 import { DecryptionError, envelopeKeyVersion } from "../../src/crypto/aead.ts";
 import { KeyDestroyedError } from "../../src/crypto/keyring.ts";
-import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from "../../src/errors.ts";
+import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError, VersionConflictError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, liveWorkspaceRow, roleInWorkspace, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
-import { e2eeCiphertextLength, isE2eeCiphertext } from "./e2ee.ts";
+import { HttpProblem } from "../../src/http/problem.ts";
+import { e2eeCiphertextLength, e2eeValueHeader, isE2eeCiphertext, isMarkedWrappedKey } from "./e2ee.ts";
 import { generateValue, type Generator } from "./generators.ts";
 import { MAX_IMPORT_ENTRIES } from "./model.ts";
 import { shareSource } from "./shares.ts";
@@ -305,17 +306,20 @@ export class SecretsService {
     return this.metadata(written, env);
   }
 
-  /** A new version holding an older version's value. */
-  async rollback(caller: Caller, workspaceId: string, envName: string, name: string, version: number, ifMatch?: IfMatch) {
+  /**
+   * A new version holding an older version's value. In an end-to-end-encrypted workspace the
+   * server cannot make it: each value names the version it is stored as, so the old one's
+   * ciphertext copied would name the old version. The client decrypts the old version and
+   * sends it re-encrypted as the new one (`value`); the server takes its word that it is the
+   * old value, as it takes any value a writer sends.
+   */
+  async rollback(caller: Caller, workspaceId: string, envName: string, name: string, version: number, ifMatch?: IfMatch, reencrypted?: string) {
     const ws = await ensureWorkspace(this.k, workspaceId);
     const env = environmentFor(this.k, caller, ws, envName);
     const row = this.liveSecret(env, name);
     const old = sql.versionOf(this.db, row.id, version);
     if (!old) throw new NotFoundError(`${name} has no version ${version}.`);
-    if (ws.e2ee === 1 && old.key_version !== ws.e2ee_key_version) {
-      throw new ConflictError(`Version ${version} is encrypted with an older workspace key: read it, and set it again (citadel secrets get --version ${version} | citadel secrets set).`);
-    }
-    const value = this.valueOrRefusal(caller, ws, env, row, old);
+    const value = ws.e2ee === 1 ? this.reencryptedRollback(ws, name, version, reencrypted) : this.plainRollback(caller, ws, env, row, old, reencrypted);
     if (typeof value !== "string") return value;
     // The value belongs to this secret's history: written only into this very secret, never
     // into one made anew after a purge (that would bring the purged value back).
@@ -328,6 +332,22 @@ export class SecretsService {
       return this.secretById(tx, env, row.id)!;
     });
     return this.metadata(written, env);
+  }
+
+  private reencryptedRollback(ws: sql.WorkspaceRow, name: string, version: number, reencrypted: string | undefined): string {
+    if (reencrypted === undefined) {
+      throw new ConflictError(
+        `This workspace is end-to-end encrypted: the server cannot roll ${name} back (each value names the version it is stored as). A client rolls it back: citadel secrets rollback ${name} ${version} decrypts version ${version} on your machine and sends it re-encrypted as the new version — ` +
+          "from a citadel CLI as recent as this server (an older one cannot read values that name their version; upgrade it), with a token that may read secrets (secrets:read) as well as write them.",
+      );
+    }
+    this.checkValue(ws, reencrypted);
+    return reencrypted;
+  }
+
+  private plainRollback(caller: Caller, ws: sql.WorkspaceRow, env: sql.EnvironmentRow, row: sql.SecretRow, old: sql.VersionRow, reencrypted: string | undefined): string | Promise<never> {
+    if (reencrypted !== undefined) throw new InvalidError("a value is sent only to roll back in an end-to-end-encrypted workspace: here the server copies the old one", "value");
+    return this.valueOrRefusal(caller, ws, env, row, old);
   }
 
   /** A new version made by a generator; the value is not returned (read it, audited, if needed). */
@@ -453,9 +473,13 @@ export class SecretsService {
         const step = plan[i]!;
         const existing = sql.secretByName(tx, env.id, entry.name);
         // The plan is what the answer says was done: if another writer changed a name since
-        // (created, updated, deleted, restored or purged it), nothing is written.
+        // (created, updated, deleted, restored or purged it), nothing is written. In an
+        // end-to-end-encrypted workspace that is the race its client retries (each value names
+        // the version it was made for, which the other write took): a version conflict, as the
+        // write's own check would say (found in review: a plain conflict failed 1 of 4 concurrent imports).
         if (!sameRow(existing, seen[i]!)) {
-          throw new ConflictError(`${entry.name} ${seen[i] ? "changed" : "was created"} meanwhile: run the import again.`);
+          const why = `${entry.name} ${seen[i] ? "changed" : "was created"} meanwhile: run the import again.`;
+          throw ws.e2ee === 1 ? new VersionConflictError(why) : new ConflictError(why);
         }
         if (step.action === "create" || step.action === "update") this.writeValue(tx, caller, ws, env, existing, entry.name, entry.value, "import");
       });
@@ -625,23 +649,39 @@ export class SecretsService {
     // Deleted since it was read: the insert below would meet the foreign key (a 500), not an answer.
     const current = liveWorkspaceRow(this.k, tx, ws.workspace_id);
     if (!sql.environmentExists(tx, env.id)) throw environmentGone(env.name);
+    const version = (existing?.version ?? 0) + 1;
+    checkNamedVersion(current, name, value, version); // first: its refusals are the ones a client retries
+    this.refuseUnboundUnderBindingKey(tx, current, name, value);
     if (current.e2ee !== ws.e2ee || current.e2ee_key_version !== ws.e2ee_key_version) throw new ConflictError("The workspace's encryption changed meanwhile: read its settings again and retry.");
     const now = this.now();
     const by = byWhom(caller.principal);
     const secretId = existing?.id ?? newId("sec");
-    const version = (existing?.version ?? 0) + 1;
     if (!existing) {
       sql.insertSecret(tx, { id: secretId, environment_id: env.id, name, version, note: null, rotation_days: null, expires_at: null, rotated_at: now, created_at: now, created_by: by, updated_at: now, updated_by: by, deleted_at: null, deleted_by: null });
     } else if (!sql.advanceVersion(tx, secretId, existing.version, version, now, valueSetAt ?? now, by)) {
       throw new PreconditionFailedError(`${name} changed meanwhile: read it again and retry.`);
     }
     const { ciphertext, dekVersion } = this.encrypt(tx, ws, secretId, version, value);
-    const keyVersion = ws.e2ee === 1 ? ws.e2ee_key_version : 0;
+    // The key version the value names, checked above to be the current one (a value of the format before names none).
+    const keyVersion = ws.e2ee === 1 ? current.e2ee_key_version : 0;
     sql.insertVersion(tx, { secret_id: secretId, version, ciphertext, dek_version: dekVersion, key_version: keyVersion, origin, created_at: now, created_by: by, value_set_at: valueSetAt ?? now });
     const action = existing ? (origin === "rollback" ? "secrets.secret.rollback" : origin === "rotate" ? "secrets.secret.rotate" : "secrets.secret.update") : "secrets.secret.create";
     this.k.audit.record(tx, event(caller, ws, { action, resource: { type: "secret", id: secretId }, reason: `${env.name}/${name} v${version}${origin === "import" ? " (import)" : ""}${note ? `, ${note}` : ""}` }));
     this.notify(tx, caller, ws, env, name, version, existing ? "secret.updated" : "secret.created");
     return secretId;
+  }
+
+  /**
+   * A value of the format before (`c1.v.`, bound to no version) is refused once the workspace's
+   * current key was made by a client that binds values (its copies carry the mark: e2ee.ts):
+   * its members' clients would refuse it as current anyway, and only a client from before, or
+   * a copy of an old value, sends one. Defence in depth: the clients' refusal is what holds.
+   */
+  private refuseUnboundUnderBindingKey(tx: Database, ws: sql.WorkspaceRow, name: string, value: string): void {
+    if (ws.e2ee !== 1 || e2eeValueHeader(value) !== null) return;
+    const copies = tx.query<{ wrapped: string }, [string, number]>("SELECT wrapped FROM secrets_workspace_keys WHERE workspace_id = ? AND key_version = ?").all(ws.workspace_id, ws.e2ee_key_version);
+    if (!copies.some((c) => isMarkedWrappedKey(c.wrapped))) return;
+    throw new InvalidError(`${name}: this workspace's key binds every value to its version (format c2.v.), and this value is of the format before (c1.v.): upgrade citadel, which writes the bound format`, "value");
   }
 
   private encrypt(tx: Database, ws: sql.WorkspaceRow, secretId: string, version: number, value: string): { ciphertext: Uint8Array; dekVersion: number } {
@@ -776,6 +816,12 @@ export class SecretsService {
   }
 }
 
+/**
+ * The code of a 409 for a value encrypted with a workspace key version that is no longer the
+ * current one (a rotation came in between): its client fetches the key again and retries.
+ */
+export const KEY_CONFLICT = "key_conflict";
+
 /** The AAD context of a stored value: a ciphertext copied to another secret or version fails. */
 export const versionContext = (secretId: string, version: number) => `secret_versions:${secretId}:${version}`;
 
@@ -803,6 +849,37 @@ function checkIfMatch(name: string, current: number, ifMatch: IfMatch | undefine
   const { version, weak } = ifMatch;
   if (weak) throw new PreconditionFailedError(`If-Match compares versions strongly: a weak tag (W/"${version}") never matches; send "${version}".`);
   if (current !== version) throw new PreconditionFailedError(`${name} is at version ${current}, not ${version}: read it again and retry.`);
+}
+
+/**
+ * An end-to-end-encrypted value names the version it is stored as and the workspace key
+ * version it is encrypted with (its encryption binds both: stored as another, no member's
+ * client would take it). Checked in the write's transaction against the workspace as it is
+ * (`ws`, read in it): a value made for a version another write took first, or that a purge
+ * took back (the versions count from 1 again), or with a key a rotation replaced meanwhile (stored under the new key's number it would open for nobody),
+ * is refused, for its client to read again — fetching the key again — and retry. A value of
+ * the format before names neither, and goes in as it did.
+ */
+function checkNamedVersion(ws: sql.WorkspaceRow, name: string, value: string, version: number): void {
+  if (ws.e2ee !== 1) return;
+  const named = e2eeValueHeader(value);
+  if (named === null) return;
+  // Ahead of the current key: no race makes that (a key version is never taken back), it is no
+  // value for this write. (A header naming version 0 is no well-formed value: refused before.)
+  if (named.keyVersion > ws.e2ee_key_version) {
+    throw new InvalidError(`${name}: the value was encrypted with version ${named.keyVersion} of the workspace key, but the key is at version ${ws.e2ee_key_version}: encrypt it with the current key`, "value");
+  }
+  // Behind the version this write makes: another write came in between. Ahead of it: the
+  // secret's versions went back meanwhile — it was purged, perhaps made again, and counts from 1.
+  if (named.version < version) {
+    throw new VersionConflictError(`${name} would be stored as version ${version}, but its value was encrypted as version ${named.version} (another write came in between): read it again and retry.`);
+  }
+  if (named.version > version) {
+    throw new VersionConflictError(`${name} would be stored as version ${version}, but its value was encrypted as version ${named.version} (it was purged meanwhile, and perhaps made again): read it again and retry.`);
+  }
+  if (named.keyVersion !== ws.e2ee_key_version) {
+    throw new HttpProblem(409, KEY_CONFLICT, `${name}'s value was encrypted with version ${named.keyVersion} of the workspace key, but the workspace is at version ${ws.e2ee_key_version} (the key was replaced meanwhile): fetch the key again and retry.`);
+  }
 }
 
 /** The same secret in the same state: same row, same current version, deleted or not alike. */

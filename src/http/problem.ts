@@ -74,6 +74,7 @@ export const malformedJson = () => new HttpProblem(400, "malformed_json", "The r
 export const DOMAIN_STATUS: Record<string, number> = {
   not_found: 404,
   conflict: 409,
+  version_conflict: 409,
   precondition_failed: 412,
   gone: 410,
   payload_too_large: 413,

@@ -11,8 +11,9 @@ import { constants } from "node:os";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createShareSecret, shareUrl, shareViewProof } from "../../plugins/secrets/share-crypto.ts";
-import { encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
+import { encryptValue, generateUserKeyPair, newWorkspaceKey, openPrivateKey, publicKeyFingerprint, publicKeyOf, unwrapWorkspaceKey, wrapWorkspaceKey } from "../../plugins/secrets/e2ee.ts";
 import { E2eePins } from "../../plugins/secrets/e2ee-pins.ts";
+import { encryptUnboundValue } from "../helpers/e2ee.ts";
 import { atTerminal, BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
 const data = tempDir("citadel-e2e-secrets-");
@@ -760,11 +761,31 @@ describe("an end-to-end-encrypted workspace", () => {
     }
     const raw = await api("GET", `/v1/secrets/workspaces/${vault}/environments/development/secrets/E2EE_VALUE`);
     expect(raw.body.e2ee).toBe(true);
-    expect(raw.body.value).toStartWith("c1.v.");
+    expect(raw.body.value).toStartWith("c2.v.");
     expect(await ok(["run", "-w", vault, "--passphrase-file", phrase, "--", "sh", "-c", 'printf %s "$E2EE_VALUE"'])).toBe(E2EE_VALUE);
     // Exported, decrypted here: the read is recorded as an export, in the client's word (found in review: it said list).
     expect(await ok(["secrets", "export", "-w", vault, "--passphrase-file", phrase])).toBe(`E2EE_VALUE=${E2EE_VALUE}\n`);
     expect(await readReasons(vault, 1)).toEqual(["development/E2EE_VALUE export (declared by the client)"]);
+    // Each value names the version it is stored as: set again it is encrypted for version 2, and
+    // a rollback is decrypted and re-encrypted here (the server refuses to copy a ciphertext).
+    const secretPath = `/v1/secrets/workspaces/${vault}/environments/development/secrets/E2EE_VALUE`;
+    expect(await ok(["secrets", "set", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase], { stdin: "replaced" })).toBe("E2EE_VALUE: version 2\n");
+    expect((await api("POST", `${secretPath}/rollback`, { version: 1 })).status).toBe(409);
+    expect(await ok(["secrets", "rollback", "E2EE_VALUE", "1", "-w", vault, "--passphrase-file", phrase])).toBe("E2EE_VALUE: version 3 (the value of version 1)\n");
+    expect(await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toEqual({ code: 0, stdout: `${E2EE_VALUE}\n`, stderr: "" });
+    // The server hands version 2's value as the current version 3: refused, nothing printed.
+    const database = new Database(join(data.path, "citadel.db"));
+    const ciphertextOf = (version: number) => database.query<{ ciphertext: Uint8Array }, [string, number]>("SELECT ciphertext FROM secret_versions WHERE secret_id = ? AND version = ?").get(raw.body.id, version)!.ciphertext;
+    const setCiphertext = (version: number, ciphertext: Uint8Array) => database.query("UPDATE secret_versions SET ciphertext = ? WHERE secret_id = ? AND version = ?").run(ciphertext, raw.body.id, version);
+    const third = ciphertextOf(3);
+    try {
+      setCiphertext(3, ciphertextOf(2));
+      const rolledBack = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
+      expect(rolledBack).toEqual({ code: 1, stdout: "", stderr: "citadel: the server served development/E2EE_VALUE as version 3, but its value was written as version 2: refused (an older value passed off as a newer one, or a damaged one)\n" });
+    } finally {
+      setCiphertext(3, third);
+      database.close();
+    }
     // Enabling it again is refused before anything is sent: the key the value is encrypted with stays (found in review).
     const myKey = async (ws: string) => (await api("GET", `/v1/secrets/workspaces/${ws}/e2ee/my-key`)).body as { key_version: number; wrapped: string };
     const wrappedBefore = (await myKey(vault)).wrapped;
@@ -795,15 +816,68 @@ describe("an end-to-end-encrypted workspace", () => {
     const me = (await api("GET", "/v1/iam/me")).body.id as string;
     const privateKey = await openPrivateKey((await api("GET", "/v1/secrets/me/keypair")).body.sealed_private_key, PHRASE);
     const scratchKey = unwrapWorkspaceKey((await myKey(scratch)).wrapped, privateKey, { workspace: scratch, user: me });
-    const stored = encryptValue(scratchKey, "before\0after", { workspace: scratch, environment: "development", name: "HAS_NUL" });
+    const stored = encryptValue(scratchKey, "before\0after", { workspace: scratch, environment: "development", name: "HAS_NUL", version: 1, keyVersion: 1 });
     expect((await api("PUT", `/v1/secrets/workspaces/${scratch}/environments/development/secrets/HAS_NUL`, { value: stored })).status).toBe(200);
     const ranWithNul = await cli(["run", "-w", scratch, "--passphrase-file", phrase, "--", "sh", "-c", "echo ran"]);
     expect(ranWithNul).toEqual({ code: 1, stdout: "", stderr: "citadel: cannot pass HAS_NUL to the command: its value holds a NUL character, which an environment variable cannot (set it again without one)\n" });
+    // The key this citadel made binds values: the server refuses a value of the format before (found in review).
+    const vaultKey = unwrapWorkspaceKey((await myKey(vault)).wrapped, privateKey, { workspace: vault, user: me });
+    const unboundInVault = encryptUnboundValue(vaultKey, "from an older client", { workspace: vault, environment: "development", name: "OLD_FORMAT" });
+    expect((await api("PUT", `/v1/secrets/workspaces/${vault}/environments/development/secrets/OLD_FORMAT`, { value: unboundInVault })).status).toBe(422);
     // A new workspace key: values re-encrypted on this machine; the old version still reads.
     const rotated = await ok(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase]);
     expect(rotated).toContain("key version 2, 1 values re-encrypted");
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
     expect(await ok(["secrets", "get", "E2EE_VALUE", "-w", vault, "--version", "1", "--passphrase-file", phrase])).toBe(`${E2EE_VALUE}\n`);
+
+    // A workspace an older citadel began (its key carries no mark), with a value it wrote (no version): it reads, said on standard error.
+    const legacy = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "legacy" })).body.id as string;
+    const legacyKey = newWorkspaceKey();
+    await api("PATCH", `/v1/secrets/workspaces/${legacy}/settings`, { e2ee: true });
+    expect((await api("PUT", `/v1/secrets/workspaces/${legacy}/e2ee/keys/${me}`, { wrapped: wrapWorkspaceKey(legacyKey, publicKeyOf(privateKey), { workspace: legacy, user: me }) })).status).toBe(200);
+    const legacyPath = `/v1/secrets/workspaces/${legacy}/environments/development/secrets/OLD_FORMAT`;
+    const unbound = encryptUnboundValue(legacyKey, "from an older client", { workspace: legacy, environment: "development", name: "OLD_FORMAT" });
+    expect((await api("PUT", legacyPath, { value: unbound })).status).toBe(200);
+    const oldFormat = await cli(["secrets", "get", "OLD_FORMAT", "-w", legacy, "--passphrase-file", phrase]);
+    expect(oldFormat).toEqual({ code: 0, stdout: "from an older client\n", stderr: expect.stringContaining("development/OLD_FORMAT (and maybe others) was written before values named their version") });
+    // Rotated by this citadel: the value is re-encrypted bound, under a key marked so.
+    expect(await ok(["secrets", "e2ee", "rotate", "-w", legacy, "--passphrase-file", phrase])).toContain("key version 2, 1 values re-encrypted");
+    expect((await api("GET", legacyPath)).body.value).toStartWith("c2.v.");
+    expect(await cli(["secrets", "get", "OLD_FORMAT", "-w", legacy, "--passphrase-file", phrase])).toEqual({ code: 0, stdout: "from an older client\n", stderr: "" });
+    // The server copies the old unbound ciphertext, and its key version, into the current row: refused as current (found in review: printed with a note)...
+    const legacyDb = new Database(join(data.path, "citadel.db"));
+    const legacyId = (await api("GET", legacyPath)).body.id as string;
+    const row = (version: number) => legacyDb.query<{ ciphertext: Uint8Array; key_version: number }, [string, number]>("SELECT ciphertext, key_version FROM secret_versions WHERE secret_id = ? AND version = ?").get(legacyId, version)!;
+    const setRow = (version: number, r: { ciphertext: Uint8Array; key_version: number }) => legacyDb.query("UPDATE secret_versions SET ciphertext = ?, key_version = ? WHERE secret_id = ? AND version = ?").run(r.ciphertext, r.key_version, legacyId, version);
+    const second = row(2);
+    try {
+      setRow(2, row(1));
+      const downgraded = await cli(["secrets", "get", "OLD_FORMAT", "-w", legacy, "--passphrase-file", phrase]);
+      expect([downgraded.code, downgraded.stdout, downgraded.stderr]).toEqual([1, "", expect.stringContaining("citadel: development/OLD_FORMAT is served as its current value in the format from before values named their version (c1.v.), but the workspace key (version 2) was made by a citadel that binds every value")]);
+      const rotatedAgain = await cli(["secrets", "e2ee", "rotate", "-w", legacy, "--passphrase-file", phrase]);
+      expect([rotatedAgain.code, rotatedAgain.stderr]).toEqual([1, expect.stringContaining("is served as its current value in the format from before")]);
+    } finally {
+      setRow(2, second);
+      legacyDb.close();
+    }
+    // ...while the history it is part of still reads, said on standard error.
+    const history = await cli(["secrets", "get", "OLD_FORMAT", "-w", legacy, "--version", "1", "--passphrase-file", phrase]);
+    expect(history).toEqual({ code: 0, stdout: "from an older client\n", stderr: expect.stringContaining("was written before values named their version") });
+
+    // Four imports of the same names at once all succeed, each value readable (found in review: one of four exited 1 on a plain conflict).
+    const busy = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "busy" })).body.id as string;
+    await ok(["secrets", "e2ee", "enable", "-w", busy, "--passphrase-file", phrase]);
+    const files = [1, 2, 3, 4].map((n) => {
+      const file = join(home.path, `concurrent-${n}.env`);
+      writeFileSync(file, `A=a${n}\nB=b${n}\n`);
+      return file;
+    });
+    const imports = await Promise.all(files.map((file) => cli(["secrets", "import", file, "-w", busy, "--passphrase-file", phrase])));
+    expect(imports.map((r) => [r.code, r.stderr])).toEqual(files.map(() => [0, ""]));
+    expect(((await api("GET", `/v1/secrets/workspaces/${busy}/environments/development/secrets/A/versions`)).body.versions as unknown[]).length).toBe(files.length);
+    const lastA = await ok(["secrets", "get", "A", "-w", busy, "--passphrase-file", phrase]);
+    expect(lastA).toMatch(/^a[1-4]\n$/);
+    expect(await ok(["secrets", "get", "B", "-w", busy, "--passphrase-file", phrase])).toBe(`b${lastA.trim().slice(1)}\n`); // one import's values, all of them
 
     // A member's public key is checked against the one a key was wrapped to before: a server
     // handing its own in their place would read the workspace key (E2eePins.checkMemberKey).
@@ -892,7 +966,7 @@ describe("an end-to-end-encrypted workspace", () => {
     const wrong = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toContain("passphrase");
-  }, 20_000); // a dozen commands, each opening the private key with argon2id
+  }, 30_000); // a dozen commands, each opening the private key with argon2id
 });
 
 describe("a write-only token (secrets:write) from the CLI (found in review: set and import asked for secrets:read)", () => {

@@ -40,7 +40,8 @@ afterEach(() => spy.mockRestore());
 function server(encrypted: boolean, { older = false, exportRoute = {} as Record<string, string> } = {}) {
   const item = (name: keyof typeof VALUES) => ({
     name,
-    value: encrypted ? encryptValue(workspaceKey, VALUES[name], { workspace: "ws_1", environment: "development", name }) : VALUES[name],
+    version: 1,
+    value: encrypted ? encryptValue(workspaceKey, VALUES[name], { workspace: "ws_1", environment: "development", name, version: 1, keyVersion: 1 }) : VALUES[name],
     key_version: encrypted ? 1 : null,
   });
   return (r: SentRequest): unknown => {

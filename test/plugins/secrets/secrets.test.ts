@@ -824,7 +824,7 @@ describe("end-to-end-encrypted workspaces", () => {
     const plaintext = `e2ee-${crypto.randomUUID()}`;
     const refused = await c.send("PUT", path("API_KEY"), owner, { json: { value: plaintext } });
     expect([refused.status, refused.body.code]).toEqual([422, "invalid"]);
-    const context = { workspace: ws, environment: "development", name: "API_KEY" };
+    const context = { workspace: ws, environment: "development", name: "API_KEY", version: 1, keyVersion: 1 };
     expect((await c.send("PUT", path("API_KEY"), owner, { json: { value: encryptValue(key, plaintext, context) } })).status).toBe(200);
     expect((await c.send("POST", path("API_KEY", "development", "/rotate"), owner, { json: { generator: "uuid" } })).status).toBe(409);
     expect((await c.send("POST", `${base}/rotate-key`, owner)).status).toBe(409);
@@ -973,7 +973,7 @@ describe("turning end-to-end encryption on and off", () => {
     const { c, owner, ws, base, path, me, mine } = await encryptedWithTwoKeyPairs();
     const v1 = newWorkspaceKey();
     await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(v1, mine.publicKey, { workspace: ws, user: me }) } });
-    const ctx = { workspace: ws, environment: "development", name: "A" };
+    const ctx = { workspace: ws, environment: "development", name: "A", version: 1, keyVersion: 1 };
     const setAt = new Date(c.clock.now()).toISOString();
     await c.send("PUT", path("A"), owner, { json: { value: encryptValue(v1, "alpha", ctx), rotation_days: 30 } });
     c.clock.advance(40 * 86_400_000);
@@ -982,7 +982,7 @@ describe("turning end-to-end encryption on and off", () => {
     // secret row, which the rotation must trust.
     c.kernel.store.db.query("UPDATE secret_versions SET value_set_at = ?").run(c.clock.now());
     const v2 = newWorkspaceKey();
-    const rotation = { from_version: 1, values: [{ environment: "development", name: "A", version: 1, value: encryptValue(v2, "alpha", ctx) }], wrapped: [{ user: me, wrapped: wrapWorkspaceKey(v2, mine.publicKey, { workspace: ws, user: me }) }] };
+    const rotation = { from_version: 1, values: [{ environment: "development", name: "A", version: 1, value: encryptValue(v2, "alpha", { ...ctx, version: 2, keyVersion: 2 }) }], wrapped: [{ user: me, wrapped: wrapWorkspaceKey(v2, mine.publicKey, { workspace: ws, user: me }) }] };
     expect((await c.send("POST", `${base}/e2ee/rotate`, later, { json: rotation })).body.key_version).toBe(2);
     const after = await c.send("GET", `${base}/environments/development/secrets`, later);
     expect(after.body.items.map((s: { name: string; version: number; rotated_at: string; rotation_due: boolean }) => [s.name, s.version, s.rotated_at, s.rotation_due])).toEqual([["A", 2, setAt, true]]);
@@ -992,10 +992,10 @@ describe("turning end-to-end encryption on and off", () => {
     const { c, owner, ws, base, path, me, admin, mine, theirs } = await encryptedWithTwoKeyPairs();
     const v1 = newWorkspaceKey();
     await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(v1, mine.publicKey, { workspace: ws, user: me }) } });
-    const ctx = { workspace: ws, environment: "development", name: "A" };
+    const ctx = { workspace: ws, environment: "development", name: "A", version: 1, keyVersion: 1 };
     await c.send("PUT", path("A"), owner, { json: { value: encryptValue(v1, "alpha", ctx) } });
     const v2 = newWorkspaceKey();
-    const rotation = { from_version: 1, values: [{ environment: "development", name: "A", version: 1, value: encryptValue(v2, "alpha", ctx) }], wrapped: [{ user: me, wrapped: wrapWorkspaceKey(v2, mine.publicKey, { workspace: ws, user: me }) }] };
+    const rotation = { from_version: 1, values: [{ environment: "development", name: "A", version: 1, value: encryptValue(v2, "alpha", { ...ctx, version: 2, keyVersion: 2 }) }], wrapped: [{ user: me, wrapped: wrapWorkspaceKey(v2, mine.publicKey, { workspace: ws, user: me }) }] };
     expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: rotation })).body.key_version).toBe(2);
 
     // Off only once no secret is left, deleted ones included.
@@ -1020,7 +1020,7 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
   test("values re-encrypted by a client in one step; who is left out loses every version of the key", async () => {
     const { c, owner, ws, base, path } = await setup();
     const { me, bob, carol, pairs, v1, wrappedFor } = await encryptedForThree(c, owner, ws);
-    const ctx = (name: string, environment = "development") => ({ workspace: ws, environment, name });
+    const ctx = (name: string, environment = "development", version = 1) => ({ workspace: ws, environment, name, version, keyVersion: version });
     await c.send("PUT", path("A"), owner, { json: { value: encryptValue(v1, "alpha", ctx("A")) } });
     await c.send("PUT", path("B", "production"), owner, { json: { value: encryptValue(v1, "beta", ctx("B", "production")) } });
 
@@ -1028,8 +1028,8 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
     const v2 = newWorkspaceKey();
     const wrapped = wrappedFor(v2, me, carol.id);
     const values = [
-      { environment: "development", name: "A", version: 1, value: encryptValue(v2, "alpha", ctx("A")) },
-      { environment: "production", name: "B", version: 1, value: encryptValue(v2, "beta", ctx("B", "production")) },
+      { environment: "development", name: "A", version: 1, value: encryptValue(v2, "alpha", ctx("A", "development", 2)) },
+      { environment: "production", name: "B", version: 1, value: encryptValue(v2, "beta", ctx("B", "production", 2)) },
     ];
     const stale = await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { values: [{ ...values[0]!, version: 7 }, values[1]], wrapped } });
     expect([stale.status, stale.body.code]).toEqual([409, "conflict"]);
@@ -1047,15 +1047,15 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
     const key2 = unwrapWorkspaceKey(carolsKey.wrapped, pairs.get(carol.id)!.privateKey, { workspace: ws, user: carol.id });
     const current = (await c.send("GET", path("B", "production"), carol.token)).body;
     expect([current.version, current.key_version]).toEqual([2, 2]);
-    expect(decryptValue(key2, current.value, ctx("B", "production"))).toBe("beta");
+    expect(decryptValue(key2, current.value, ctx("B", "production", 2))).toBe("beta");
     // History stays readable to those who keep access: version 1 is under key v1.
     const old = (await c.send("GET", path("A", "development", "?version=1"), carol.token)).body;
     expect(old.key_version).toBe(1);
     const key1 = unwrapWorkspaceKey((await c.send("GET", `${base}/e2ee/my-key?version=1`, carol.token)).body.wrapped, pairs.get(carol.id)!.privateKey, { workspace: ws, user: carol.id });
     expect(decryptValue(key1, old.value, ctx("A"))).toBe("alpha");
-    expect(() => decryptValue(key1, current.value, ctx("B", "production"))).toThrow();
+    expect(() => decryptValue(key1, current.value, ctx("B", "production", 2))).toThrow();
     // New values take the new version; a plaintext is still refused.
-    expect((await c.send("PUT", path("C"), carol.token, { json: { value: encryptValue(key2, "gamma", ctx("C")) } })).status).toBe(200);
+    expect((await c.send("PUT", path("C"), carol.token, { json: { value: encryptValue(key2, "gamma", { ...ctx("C"), keyVersion: 2 }) } })).status).toBe(200);
     expect((await c.send("GET", path("C"), carol.token)).body.key_version).toBe(2);
     expect(auditActions(c, "secrets.e2ee.rotate")).toHaveLength(1);
 
@@ -1082,7 +1082,7 @@ describe("keys and protection cannot be taken over", () => {
     const { c, owner, ws, base, path, me, admin, mine, theirs } = await encryptedWithTwoKeyPairs();
     const key = newWorkspaceKey();
     await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrapWorkspaceKey(key, mine.publicKey, { workspace: ws, user: me }) } });
-    const ctx = { workspace: ws, environment: "development", name: "A" };
+    const ctx = { workspace: ws, environment: "development", name: "A", version: 1, keyVersion: 1 };
     await c.send("PUT", path("A"), owner, { json: { value: encryptValue(key, "alpha", ctx) } });
     // The admin holds no key: removing the last holder is refused, and no "first key" can be planted.
     expect((await c.send("DELETE", `${base}/e2ee/keys/${me}`, admin.token)).status).toBe(409);
@@ -1092,10 +1092,11 @@ describe("keys and protection cannot be taken over", () => {
     const replaced = await c.send("PUT", "/v1/secrets/me/keypair", owner, { json: { public_key: generateUserKeyPair().publicKey, sealed_private_key: `c1.pk.${"A".repeat(80)}` } });
     expect([replaced.status, replaced.body.code]).toEqual([409, "conflict"]);
     expect((await c.send("GET", `${base}/e2ee/my-key`, owner)).status).toBe(200);
-    // After a rotation, rolling back to a value under the old key is refused (it would be mislabelled).
+    // The server cannot roll back by copying a ciphertext (it names its version, and this one its old key too): the client does it.
     const next = newWorkspaceKey();
-    await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { values: [{ environment: "development", name: "A", version: 1, value: encryptValue(next, "alpha", ctx) }], wrapped: [{ user: me, wrapped: wrapWorkspaceKey(next, mine.publicKey, { workspace: ws, user: me }) }] } });
-    expect((await c.send("POST", path("A", "development", "/rollback"), owner, { json: { version: 1 } })).status).toBe(409);
+    await c.send("POST", `${base}/e2ee/rotate`, owner, { json: { values: [{ environment: "development", name: "A", version: 1, value: encryptValue(next, "alpha", { ...ctx, version: 2, keyVersion: 2 }) }], wrapped: [{ user: me, wrapped: wrapWorkspaceKey(next, mine.publicKey, { workspace: ws, user: me }) }] } });
+    const copied = await c.send("POST", path("A", "development", "/rollback"), owner, { json: { version: 1 } });
+    expect([copied.status, copied.body.detail]).toEqual([409, expect.stringContaining("A client rolls it back: citadel secrets rollback A 1 decrypts version 1 on your machine")]);
   });
 
   test("turning E2EE on while a plaintext is being written never leaves a plaintext in an E2EE workspace", async () => {

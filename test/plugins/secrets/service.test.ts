@@ -28,7 +28,7 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
     }
     await c.send("PATCH", `${base}/settings`, owner, { json: { e2ee: true } });
     const wrap = (key: Uint8Array, id: string) => ({ user: id, wrapped: wrapWorkspaceKey(key, pairs.get(id)!.publicKey, { workspace: ws, user: id }) });
-    const ctx = (name: string) => ({ workspace: ws, environment: "development", name });
+    const ctx = (name: string, version = 1) => ({ workspace: ws, environment: "development", name, version, keyVersion: version });
     const v1 = newWorkspaceKey();
     expect((await c.send("PUT", `${base}/e2ee/keys/${me}`, owner, { json: { wrapped: wrap(v1, me).wrapped } })).status).toBe(200);
     await c.send("PUT", path("LIVE"), owner, { json: { value: encryptValue(v1, "live", ctx("LIVE")) } });
@@ -37,12 +37,12 @@ describe("replacing an end-to-end-encrypted workspace's key", () => {
 
     // v2 for the owner and the admin: only the owner holds v1, which GONE and LIVE's history use.
     const v2 = newWorkspaceKey();
-    const toV2 = { from_version: 1, values: [{ environment: "development", name: "LIVE", version: 1, value: encryptValue(v2, "live", ctx("LIVE")) }], wrapped: [wrap(v2, me), wrap(v2, admin.id)] };
+    const toV2 = { from_version: 1, values: [{ environment: "development", name: "LIVE", version: 1, value: encryptValue(v2, "live", ctx("LIVE", 2)) }], wrapped: [wrap(v2, me), wrap(v2, admin.id)] };
     expect((await c.send("POST", `${base}/e2ee/rotate`, owner, { json: toV2 })).status).toBe(200);
 
     // The admin replaces it again for themself alone: v1 would be held by nobody.
     const v3 = newWorkspaceKey();
-    const toV3 = (wrapped: Array<{ user: string; wrapped: string }>) => ({ from_version: 2, values: [{ environment: "development", name: "LIVE", version: 2, value: encryptValue(v3, "live", ctx("LIVE")) }], wrapped });
+    const toV3 = (wrapped: Array<{ user: string; wrapped: string }>) => ({ from_version: 2, values: [{ environment: "development", name: "LIVE", version: 2, value: encryptValue(v3, "live", ctx("LIVE", 3)) }], wrapped });
     const refused = await c.send("POST", `${base}/e2ee/rotate`, admin.token, { json: toV3([wrap(v3, admin.id)]) });
     expect([refused.status, refused.body.detail]).toEqual([409, expect.stringContaining(`${me} is the last holder of version 1 of the workspace key`)]);
     expect((await c.send("GET", `${base}/e2ee/my-key?version=1`, owner)).status).toBe(200);
