@@ -13,10 +13,11 @@
  * it must not be told its names. A host behind a node (a subnet router's) is no node: its
  * prefixes go in [mesh] dns_clients.
  *
- * The client is its address alone. Networks of two organizations may overlap, and their nodes
- * then share addresses: a client at an address of nodes of more than one organization is told
- * none of their names, as a stranger, and each such sharing is logged so that the operator
- * renumbers one of the networks. A client at nodes of two networks of one organization (whose
+ * The client is its address alone. Networks of two organizations may overlap; enrollment never
+ * gives a node an address another organization's node holds (freeHost, service.ts), but nodes
+ * enrolled before it passed over them may share one: a client at an address of nodes of more
+ * than one organization is told none of their names, as a stranger, and each such sharing is
+ * logged so that the operator renumbers one of the networks. A client at nodes of two networks of one organization (whose
  * prefixes cannot overlap but for networks made before that was refused) is told both's names.
  */
 import type { Logger } from "../../src/log.ts";

@@ -821,7 +821,7 @@ export class MeshService {
         throw new EnrollmentRefused(new ConflictError(`The network ${net.name} has ${used.length} nodes, the most [mesh] max_nodes_per_network allows.`), "network full");
       let host: number;
       try {
-        host = allocateHost(net.ipv4, used, sql.lastHost(tx, net.id));
+        host = freeHost(tx, net, used);
       } catch (e) {
         throw new EnrollmentRefused(new ConflictError(e instanceof Error ? e.message : String(e)), "no free address");
       }
@@ -1169,6 +1169,49 @@ function refuseInterfaceInUse(tx: Database, org: string, network: sql.NetworkRow
   }
 }
 
+/**
+ * The next host number for a node of `net` (allocateHost: in turn after the one given last),
+ * passing over those whose IPv4 or IPv6 address a node of another organization's network holds.
+ * A network's DNS clients are its nodes' addresses (DnsClients), and an address held by nodes of
+ * two organizations is told neither's names: numbering from 1 in every network, two overlapping
+ * networks (the default pool's fallback, or an admin giving another organization's prefixes)
+ * would otherwise share their first nodes' addresses, and an admin could take every address of
+ * another organization's nodes to switch off their names. Every node counts, disabled or expired
+ * too, as it does in its own network: enabled again, it would share its address otherwise.
+ */
+function freeHost(tx: Database, net: sql.NetworkRow, used: readonly number[]): number {
+  const heldElsewhere = addressesHeldByOtherOrganizations(tx, net);
+  const taken = new Set(used);
+  const after = sql.lastHost(tx, net.id);
+  let skipped = 0;
+  for (;;) {
+    let host: number;
+    try {
+      host = allocateHost(net.ipv4, taken, after);
+    } catch (e) {
+      if (skipped === 0 || !(e instanceof ConflictError)) throw e;
+      throw new ConflictError(`${e.message}: ${skipped} of them held by nodes of other organizations' networks over it`);
+    }
+    const { ipv4, ipv6 } = addressesOf(net.ipv4, net.ipv6, host);
+    if (!heldElsewhere.has(ipv4) && !heldElsewhere.has(ipv6)) return host;
+    taken.add(host);
+    skipped++;
+  }
+}
+
+/** The addresses (canonical text, as addressesOf gives them) of every node of another organization's network that overlaps `net`. */
+function addressesHeldByOtherOrganizations(tx: Database, net: sql.NetworkRow): Set<string> {
+  const held = new Set<string>();
+  for (const other of sql.allNetworks(tx)) {
+    if (other.organization_id === net.organization_id || !(overlaps(other.ipv4, net.ipv4) || overlaps(other.ipv6, net.ipv6))) continue;
+    for (const node of sql.nodes(tx, other.id)) {
+      const { ipv4, ipv6 } = addressesOf(other.ipv4, other.ipv6, node.host);
+      held.add(ipv4).add(ipv6);
+    }
+  }
+  return held;
+}
+
 /** The first pool freePool tries (a stand-in until the transaction chooses). */
 const DEFAULT_POOL = "100.64.0.0/16";
 
@@ -1181,8 +1224,9 @@ const SHARED_SPACE = "100.64.0.0/10";
  * organization overlaps. Networks of two organizations may overlap (each admin chooses freely:
  * refusing would let one organization's few large networks shut every other out), but two whose
  * nodes share an address cannot tell them apart in DNS (DnsClients): a new network's default
- * keeps clear of every other while there is room. Either way clear of the organization's approved
- * routes; 409 naming those that take part of the space, when there is none.
+ * keeps clear of every other while there is room (past that, freeHost keeps their nodes'
+ * addresses apart). Either way clear of the organization's approved routes; 409 naming those that
+ * take part of the space, when there is none.
  */
 function freePool(networks: readonly sql.NetworkRow[], org: string, routes: OrganizationRoute[]): string {
   const routed = routes.map(({ route }) => route);

@@ -656,15 +656,68 @@ describe("DNS names", () => {
     const theirs = `/v1/mesh/orgs/${(await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id}/networks`;
     expect((await c.send("POST", theirs, owner, { json: { name: "ops", ipv4: "100.64.0.0/16" } })).status).toBe(200);
     const opsKey = await preauthKey(c, owner, `${theirs}/ops`, { reusable: true });
-    await enroll(c, opsKey, "app1"); // 100.64.0.1 too: both organizations' nodes at one address
+    const app1 = await enroll(c, opsKey, "app1");
+    expect(app1.ipv4).toBe("100.64.0.2"); // past db1's address, another organization's
+    expect([told(v4), told("100.64.0.2"), told("100.64.0.2", "ops.mesh.internal.")]).toEqual([true, false, true]);
+    // Both organizations' nodes at one address (a sharing from before enrollment passed over them): told neither's names.
+    c.kernel.store.db.query("UPDATE mesh_nodes SET host = 1 WHERE id = ?").run(app1.id);
+    // The change that reads the addresses again is app1's expiry set (it expires below).
+    await c.send("PATCH", `${theirs}/ops/nodes/app1`, owner, { json: { expires_at: new Date(c.clock.now() + 60_000).toISOString() } });
     expect([told(v4), told(v4, "ops.mesh.internal."), told(v6)]).toEqual([false, false, true]);
     expect((await c.send("DELETE", `${net}/nodes/${db1.name}`, owner)).status).toBe(200);
     expect([told(v4), told(v4, "ops.mesh.internal."), told(v6)]).toEqual([false, true, false]);
     // An expired node is a client no longer once its expiry is noted (a change, as its names go).
-    await c.send("PATCH", `${theirs}/ops/nodes/app1`, owner, { json: { expires_at: new Date(c.clock.now() + 60_000).toISOString() } });
     c.clock.advance(61_000);
     expect(await meshOf(c.kernel as never).mesh.expireNodes()).toBe(1);
     expect(told(v4, "ops.mesh.internal.")).toBe(false);
+  });
+
+  test("the default pool's fallback over another organization's network: enrollment passes over the other's nodes' addresses, both ways, and every node is told its names (found in review)", async () => {
+    const c = await testCitadel();
+    const owner = await c.login(c.owner.email, c.owner.password);
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const theirs = `/v1/mesh/orgs/${(await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id}/networks`;
+    expect((await c.send("POST", theirs, owner, { json: { name: "wide", ipv4: "100.64.0.0/10" } })).status).toBe(200);
+    const wideKey = await preauthKey(c, owner, `${theirs}/wide`, { reusable: true });
+    expect((await enroll(c, wideKey, "w1")).ipv4).toBe("100.64.0.1");
+    // No /16 of 100.64.0.0/10 is clear of wide: office falls back to the first clear of its own organization's.
+    const networks = `/v1/mesh/orgs/${c.owner.organization}/networks`;
+    const office = await c.send("POST", networks, owner, { json: { name: "office" } });
+    expect(office.body.ipv4).toBe("100.64.0.0/16");
+    const officeKey = await preauthKey(c, owner, `${networks}/office`, { reusable: true });
+    expect((await enroll(c, officeKey, "o1")).ipv4).toBe("100.64.0.2");
+    expect((await enroll(c, wideKey, "w2")).ipv4).toBe("100.64.0.3");
+    const provider = c.kernel.records.list().find((p) => p.name === "mesh")!;
+    const told = (client: string, name: string) => provider.mayAsk!(client, name);
+    expect([told("100.64.0.1", "w1.wide.mesh.internal."), told("100.64.0.2", "o1.office.mesh.internal."), told("100.64.0.3", "w2.wide.mesh.internal.")]).toEqual([true, true, true]);
+    expect([told("100.64.0.1", "office.mesh.internal."), told("100.64.0.2", "wide.mesh.internal.")]).toEqual([false, false]);
+  });
+
+  test("an admin who gives another organization's prefixes cannot take its nodes' addresses: its nodes get others, every node is told its names, and a pool the others fill is full (found in review)", async () => {
+    const { c, owner, networks, net, network } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const prefix6 = network.ipv6.replace(/::\/48$/, "");
+    await enroll(c, key, "db1");
+    await enroll(c, key, "db2");
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const theirs = `/v1/mesh/orgs/${(await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id}/networks`;
+    expect((await c.send("POST", theirs, owner, { json: { name: "copy", ipv4: network.ipv4, ipv6: network.ipv6 } })).status).toBe(200);
+    const copyKey = await preauthKey(c, owner, `${theirs}/copy`, { reusable: true });
+    expect([(await enroll(c, copyKey, "x1")).ipv4, (await enroll(c, copyKey, "x2")).ipv4]).toEqual(["100.64.0.3", "100.64.0.4"]);
+    const provider = c.kernel.records.list().find((p) => p.name === "mesh")!;
+    const told = (client: string, name: string) => provider.mayAsk!(client, name);
+    for (const [host, name] of [[1, "db1.office"], [2, "db2.office"], [3, "x1.copy"], [4, "x2.copy"]] as const) {
+      expect([told(`100.64.0.${host}`, `${name}.mesh.internal.`), told(`${prefix6}::${host}`, `${name}.mesh.internal.`)]).toEqual([true, true]);
+    }
+    // A /30 has two addresses: one office's, one left for the copy, and none after it.
+    const tiny = await c.send("POST", networks, owner, { json: { name: "tiny", ipv4: "10.0.0.0/30" } });
+    const tinyKey = await preauthKey(c, owner, `${networks}/tiny`, { reusable: true });
+    expect((await enroll(c, tinyKey, "t1")).ipv4).toBe("10.0.0.1");
+    expect((await c.send("POST", theirs, owner, { json: { name: "tinycopy", ipv4: "10.0.0.0/30", ipv6: tiny.body.ipv6 } })).status).toBe(200);
+    const tinyCopyKey = await preauthKey(c, owner, `${theirs}/tinycopy`, { reusable: true });
+    expect((await enroll(c, tinyCopyKey, "u1")).ipv4).toBe("10.0.0.2");
+    const full = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: tinyCopyKey, name: "u2", public_key: (await generateKeyPair()).publicKey } });
+    expect([full.status, full.body.detail]).toEqual([409, "pool 10.0.0.0/30 is full (2 addresses): 1 of them held by nodes of other organizations' networks over it"]);
   });
 
   test("the DNS server answers them: a node's name resolves on the wire, and stops resolving once it is removed", async () => {
