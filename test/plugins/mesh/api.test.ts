@@ -672,6 +672,28 @@ describe("DNS names", () => {
     expect(told(v4, "ops.mesh.internal.")).toBe(false);
   });
 
+  test("a change reads the nodes once, for the records and their clients alike (found in review: twice, for every change)", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    await enroll(c, key, "db1");
+    await enroll(c, key, "db2");
+    const { mesh } = meshOf(c.kernel as never);
+    const provider = c.kernel.records.list().find((p) => p.name === "mesh")!;
+    const addressesOf = mesh.addressesOf;
+    let read = 0;
+    mesh.addressesOf = (network, host) => (read++, addressesOf.call(mesh, network, host));
+    try {
+      expect((await c.send("PATCH", net, owner, { json: { mtu: 1380 } })).status).toBe(200); // a change that moves no address
+      provider.records(); // as the DNS server reloads them, more than once (its fingerprint, then the zone)
+      provider.records();
+      expect(read).toBe(2); // each node once
+    } finally {
+      mesh.addressesOf = addressesOf;
+    }
+    expect(provider.records().map((r) => r.data)).toEqual(["100.64.0.1", expect.any(String), "100.64.0.2", expect.any(String)]);
+    expect([provider.mayAsk!("100.64.0.2", "db1.office.mesh.internal."), provider.mayAsk!("100.64.0.3", "office.mesh.internal.")]).toEqual([true, false]);
+  });
+
   test("the default pool's fallback over another organization's network: enrollment passes over the other's nodes' addresses, both ways, and every node is told its names (found in review)", async () => {
     const c = await testCitadel();
     const owner = await c.login(c.owner.email, c.owner.password);
@@ -940,10 +962,12 @@ describe("hardening (from the security review)", () => {
     c.clock.advance(11_000); // liveness is cached for 10 s
     expect((await fetchDocument(c, a)).status).toBe(403);
     expect((await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key, name: "b", public_key: (await generateKeyPair()).publicKey } })).status).toBe(401);
-    expect(c.kernel.records.list().find((p) => p.name === "mesh")!.records()).toEqual([]);
-    // The DNS server reloads the names at the periodic check, which notices the deletion once
-    // (found in review: it was told only of mesh changes, and kept serving them).
+    // The names, and who is told them, are read at a change: the periodic check, which notices
+    // the deletion once (found in review: it was told only of mesh changes, and kept serving them).
+    const records = () => c.kernel.records.list().find((p) => p.name === "mesh")!.records();
+    expect(records()).toHaveLength(2);
     expect([mesh.noticeDeletedOrganizations(), served]).toEqual([1, ["mesh"]]);
+    expect(records()).toEqual([]);
     expect([mesh.noticeDeletedOrganizations(), served]).toEqual([0, ["mesh"]]);
   });
 

@@ -76,6 +76,26 @@ test("a node enrolled later is told its names once refreshed, and a node gone (r
   expect([clients.allows("100.64.0.9", DB1), clients.allows("fd7a:115c:a1e0::9", DB1)]).toEqual([false, false]);
 });
 
+test("a refresh that finds every address in the same network as before works nothing out again; an address moved, added or in another network does (found in review)", () => {
+  let reads = 0;
+  let nodes = NODES;
+  const clients = new DnsClients("mesh.internal.", [], () => (reads++, nodes));
+  nodes = [node(PROD, 9), node(DEV, 9)]; // read again after a change that moved nothing (a key rotation)
+  expect([clients.refresh(), reads]).toEqual([false, 2]);
+  nodes = [node(PROD, 9), node(DEV, 10)];
+  expect(clients.refresh()).toBe(true);
+  expect([clients.allows("100.65.0.10", "web.dev.mesh.internal."), clients.allows("100.65.0.9", "web.dev.mesh.internal.")]).toEqual([true, false]);
+  nodes = [...nodes, node(PROD, 10)];
+  expect(clients.refresh()).toBe(true);
+  // The same addresses, a network now of another organization (what telling sharings apart reads) or of another name.
+  nodes = [node(PROD, 9), node({ ...DEV, organization_id: "org_b" }, 10), node(PROD, 10)];
+  expect(clients.refresh()).toBe(true);
+  nodes = [node({ ...PROD, name: "ops" }, 9), nodes[1]!, node(PROD, 10)];
+  expect(clients.refresh()).toBe(true);
+  expect([clients.allows("100.64.0.9", DB1), clients.allows("100.64.0.9", "db1.ops.mesh.internal.")]).toEqual([false, true]);
+  expect(clients.refresh()).toBe(false);
+});
+
 test("an address of nodes of two networks of one organization (overlapping) is told both", () => {
   const OPS = { name: "ops", organization_id: "org_a", ipv4: "100.64.0.0/16", ipv6: "fd00:1::/48" };
   const clients = new DnsClients("mesh.internal.", [], () => [node(PROD, 9), node(OPS, 9)]);
