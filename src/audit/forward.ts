@@ -26,8 +26,11 @@ import { auditEventView, type AuditEventView } from "./query.ts";
 /** Events handed over per round: a backlog (forwarding turned on again) goes out in slices. */
 const BATCH = 1000;
 
-/** Where forwarded events go: each receives one round's events, in order, and throws when it could not write them. */
-export type AuditSink = (events: ForwardedEvent[]) => void;
+/**
+ * Where forwarded events go: each receives one round's events, in order, and throws (or
+ * rejects: a network sink) when it could not write them.
+ */
+export type AuditSink = (events: ForwardedEvent[]) => void | Promise<void>;
 
 /** An event as forwarded: the stored fields, and its personal data only when asked for. */
 export interface ForwardedEvent extends Omit<AuditEventView, "source_address" | "user_agent" | "personal"> {
@@ -161,7 +164,7 @@ export function startAuditForwarder({ store, seal, sink, personalData, log, metr
       // wait — the unseal attempts of a sealed appliance are what a SIEM most needs to see.
       const keyring = personalData ? seal.keyringIfUnsealed() : null;
       const events = rows.map((row) => forwarded(store.db, row, personalData, keyring));
-      sink(events); // throws when the copy could not be written: the cursor stays
+      await sink(events); // throws when the copy could not be written: the cursor stays
       const last = rows.at(-1)!.seq;
       await store.write((tx) => tx.run("UPDATE audit_forward_cursor SET seq = ? WHERE singleton = 1 AND seq < ?", [last, last]));
       if (rows.length < BATCH) return;

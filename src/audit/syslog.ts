@@ -1,0 +1,192 @@
+/**
+ * The syslog sink of audit forwarding (audit.forward.to = "syslog"), for a SIEM's collector:
+ * each event one RFC 5424 message whose MSG is the event's JSON (the file sink's line), sent
+ * over TCP in octet-counting frames ("LEN SP MSG", LEN the bytes of MSG: RFC 6587 §3.4.1, the
+ * framing of RFC 5425) — TLS (RFC 5425) unless the collector is on this host, or the operator
+ * said `insecure`. One connection, kept open between rounds and made again when it is lost.
+ *
+ * Syslog over TCP has no acknowledgement (RELP has one; it is not spoken here). A round counts
+ * as delivered once every byte of its frames was handed to this host's TCP stack — for TLS,
+ * encrypted and written (the write's callback) — and only then does the cursor move. What the
+ * network loses after that (the collector's host crashing with it unread) is lost to the copy,
+ * not to the log: `citadel audit export` has it. A collector that closes the connection (a
+ * restart) is noticed before the next round writes, and that round goes on a new connection.
+ *
+ * node:net and node:tls are loaded (60 ms) only when a connection is made.
+ */
+import { hostname as systemHostname } from "node:os";
+import type { Socket } from "node:net";
+import type { ConnectionOptions, TLSSocket } from "node:tls";
+import type { AuditSink, ForwardedEvent } from "./forward.ts";
+
+/** The facilities of RFC 5424 §6.2.1, by the names syslog.conf uses (audit: "log audit"). */
+export const SYSLOG_FACILITIES = {
+  kern: 0, user: 1, mail: 2, daemon: 3, auth: 4, syslog: 5, lpr: 6, news: 7, uucp: 8, cron: 9, authpriv: 10, ftp: 11, ntp: 12, audit: 13, alert: 14, clock: 15,
+  local0: 16, local1: 17, local2: 18, local3: 19, local4: 20, local5: 21, local6: 22, local7: 23,
+} as const;
+export type SyslogFacility = keyof typeof SYSLOG_FACILITIES;
+
+/** Severities (RFC 5424 §6.2.1): a refused or failed act stands out from the rest. */
+const WARNING = 4;
+const NOTICE = 5;
+
+export interface SyslogTarget {
+  host: string;
+  port: number;
+  /** null: plain TCP (a collector on this host, or `insecure`). */
+  tls: SyslogTls | null;
+  facility: SyslogFacility;
+  appName: string;
+}
+
+export interface SyslogTls {
+  /** PEM CA certificates the collector's certificate must chain to, instead of the system's. */
+  ca?: string;
+  /** The SHA-256 fingerprint of the one certificate the collector may present (hex, colons or not). */
+  fingerprint?: string;
+  /** A client certificate (PEM) and its key, for a collector that asks for one. */
+  cert?: string;
+  key?: string;
+}
+
+/** What RFC 5424's header says of the sender: the same for every message. */
+export interface SyslogSender {
+  hostname: string;
+  appName: string;
+  procId: string;
+  facility: SyslogFacility;
+}
+
+/**
+ * One event as an octet-counted RFC 5424 message: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID
+ * MSGID - MSG`, MSGID the action, no structured data, MSG the event's JSON (UTF-8, no BOM, so
+ * that a collector's JSON parser takes it as it is).
+ */
+export function syslogFrame(event: ForwardedEvent, sender: SyslogSender): Buffer {
+  const priority = SYSLOG_FACILITIES[sender.facility] * 8 + (event.outcome === "failure" ? WARNING : NOTICE);
+  const header = `<${priority}>1 ${event.time} ${sender.hostname} ${sender.appName} ${sender.procId} ${headerField(event.action, 32)} -`;
+  const message = Buffer.from(`${header} ${JSON.stringify(event)}`);
+  return Buffer.concat([Buffer.from(`${message.length} `), message]);
+}
+
+/** A header field: printable US-ASCII without spaces, at most `max` characters; else "-" (the nil value). */
+function headerField(value: string, max: number): string {
+  return /^[!-~]+$/.test(value) && value.length <= max ? value : "-";
+}
+
+export interface SyslogSinkOptions {
+  /** How long a connection, or a round's write, may take before the round fails. */
+  timeoutMs?: number;
+  /** The wait before trying a collector that failed again, doubled at each failure up to `maxBackoffMs`. */
+  firstBackoffMs?: number;
+  maxBackoffMs?: number;
+  now?: () => number;
+  hostname?: string;
+}
+
+export type SyslogSink = AuditSink & { close(): void };
+
+/**
+ * Sends each round's events to the collector, all or the round fails (the forwarder keeps them
+ * and logs the failure). Memory stays one round's frames: a collector that reads slowly is
+ * waited for (up to `timeoutMs`), never queued for. A collector that cannot be reached is tried
+ * again after a wait that doubles (1 s up to 30 s), not at every round.
+ */
+export function syslogSink(target: SyslogTarget, options: SyslogSinkOptions = {}): SyslogSink {
+  const { timeoutMs = 10_000, firstBackoffMs = 1000, maxBackoffMs = 30_000, now = () => performance.now() } = options;
+  const sender: SyslogSender = { hostname: headerField(options.hostname ?? systemHostname(), 255), appName: target.appName, procId: String(process.pid), facility: target.facility };
+  const where = `the syslog collector ${target.host}:${target.port}`;
+  let socket: Socket | null = null;
+  let backoffMs = 0;
+  let nextTryAt = 0;
+  let lastFailure = "";
+
+  const send = async (events: ForwardedEvent[]) => {
+    if (now() < nextTryAt) throw new Error(`${where}: ${lastFailure}; trying again in ${Math.ceil((nextTryAt - now()) / 1000)} s`);
+    const frames = Buffer.concat(events.map((event) => syslogFrame(event, sender)));
+    try {
+      socket ??= await connected(target, timeoutMs, (closed) => {
+        if (socket === closed) socket = null;
+      });
+      await written(socket, frames, timeoutMs);
+      backoffMs = 0;
+    } catch (error) {
+      socket?.destroy();
+      socket = null;
+      lastFailure = reasonOf(error);
+      backoffMs = backoffMs === 0 ? firstBackoffMs : Math.min(backoffMs * 2, maxBackoffMs);
+      nextTryAt = now() + backoffMs;
+      throw new Error(`${where}: ${lastFailure}`);
+    }
+  };
+  return Object.assign(send, { close: () => socket?.end() });
+}
+
+/** A connection to the collector, TLS verified (or pinned) before it is returned; `lost` is told when it closes. */
+async function connected(target: SyslogTarget, timeoutMs: number, lost: (socket: Socket) => void): Promise<Socket> {
+  const socket = target.tls
+    ? (await import("node:tls")).connect({ host: target.host, port: target.port, ...tlsOptions(target.tls) })
+    : (await import("node:net")).connect({ host: target.host, port: target.port });
+  // Nothing is read from a collector, and what one sends is not kept.
+  socket.on("data", () => {});
+  socket.on("error", () => {}); // told to the pending connect or write, or as a close
+  // The collector's end (a restart) is known before the next round: it goes on a new connection.
+  socket.once("end", () => socket.destroy());
+  socket.once("close", () => lost(socket));
+  await until(socket, timeoutMs, "could not connect", (done) => socket.once(target.tls ? "secureConnect" : "connect", () => done()));
+  if (target.tls?.fingerprint) refuseUnpinned(socket as TLSSocket, target.tls.fingerprint);
+  socket.setKeepAlive(true, 60_000); // a collector gone without a word is found out while idle
+  return socket;
+}
+
+function tlsOptions(tls: SyslogTls): ConnectionOptions {
+  const client = tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {};
+  // Pinned, that very certificate is accepted whatever its issuer and names, as `citadel login
+  // --fingerprint` accepts the server's (checked in refuseUnpinned, before a byte is written).
+  if (tls.fingerprint) return { ...client, rejectUnauthorized: false };
+  return { ...client, ...(tls.ca ? { ca: tls.ca } : {}) };
+}
+
+function refuseUnpinned(socket: TLSSocket, fingerprint: string): void {
+  const presented = socket.getPeerCertificate().fingerprint256 ?? "";
+  if (normalizedFingerprint(presented) === normalizedFingerprint(fingerprint)) return;
+  socket.destroy();
+  throw new Error(`it presented the certificate ${presented}, not the one pinned (audit.forward.syslog.fingerprint)`);
+}
+
+export function normalizedFingerprint(fingerprint: string): string {
+  return fingerprint.toUpperCase().replace(/[^0-9A-F]/g, "");
+}
+
+/** All of `bytes` handed to the TCP stack (the write's callback), or an error. */
+function written(socket: Socket, bytes: Buffer, timeoutMs: number): Promise<void> {
+  return until(socket, timeoutMs, "the collector did not take the events", (done) => socket.write(bytes, (error) => done(error ?? undefined)));
+}
+
+/**
+ * What `start` waits for (it calls `done`), or the socket's error, its close, or the timeout
+ * (the socket destroyed then) as a rejection.
+ */
+function until(socket: Socket, timeoutMs: number, timedOut: string, start: (done: (error?: Error) => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (error?: Error) => {
+      clearTimeout(timer);
+      socket.off("error", done).off("close", closed);
+      if (error) reject(error);
+      else resolve();
+    };
+    const closed = () => done(new Error("the connection was closed"));
+    const timer = setTimeout(() => {
+      done(new Error(`${timedOut} within ${timeoutMs / 1000} s`));
+      socket.destroy();
+    }, timeoutMs);
+    socket.once("error", done).once("close", closed);
+    start(done);
+  });
+}
+
+function reasonOf(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const message = error instanceof Error ? error.message : String(error);
+  return code && !message.includes(code) ? `${code}: ${message}` : message;
+}

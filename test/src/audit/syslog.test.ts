@@ -1,0 +1,231 @@
+import { describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
+import type { Socket, TCPSocketListener } from "bun";
+import { startAuditForwarder } from "../../../src/audit/forward.ts";
+import { syslogSink, type SyslogTarget, type SyslogTls } from "../../../src/audit/syslog.ts";
+import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
+import { Metrics } from "../../../src/metrics.ts";
+import { captureLog, testKernel } from "../../helpers/http.ts";
+
+type Kernel = ReturnType<typeof testKernel>;
+
+/** An audited act; `outcome` failure is a refused one. */
+const act = (k: Kernel, reason: string, outcome: "success" | "failure" = "success") =>
+  k.store.write((tx) => k.audit.record(tx, { action: "sys.seal", actor: { kind: "operator" }, outcome, reason, request: { id: "req-1", source: "198.51.100.7", userAgent: "curl/8" } }));
+
+interface Frame {
+  /** The LEN the frame began with. */
+  length: number;
+  message: string;
+}
+
+interface CollectorTls {
+  cert: string;
+  key: string;
+  /** Asks for a client certificate, and keeps the subject CN of each one presented. */
+  requestCert?: boolean;
+}
+
+/**
+ * A syslog collector on 127.0.0.1: splits what it reads into octet-counted frames (LEN SP MSG)
+ * and fails the test on anything else. `restart` listens again on the same port.
+ */
+function collector(tls?: CollectorTls, port = 0) {
+  const frames: Frame[] = [];
+  const clients: string[] = [];
+  let bytesRead = 0;
+  const pending = new Map<Socket<unknown>, Buffer>();
+  let server: TCPSocketListener<unknown>;
+  const listen = (on: number) =>
+    Bun.listen({
+      hostname: "127.0.0.1",
+      port: on,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key, ...(tls.requestCert ? { requestCert: true, rejectUnauthorized: false } : {}) } } : {}),
+      socket: {
+        handshake(socket) {
+          const cn = (socket as unknown as { getPeerCertificate(): { subject?: { CN?: string } } }).getPeerCertificate()?.subject?.CN;
+          if (cn) clients.push(cn);
+        },
+        data(socket, data) {
+          bytesRead += data.length;
+          let buffer = Buffer.concat([pending.get(socket) ?? Buffer.alloc(0), data]);
+          for (;;) {
+            const space = buffer.indexOf(0x20);
+            if (space < 0) break;
+            const digits = buffer.subarray(0, space).toString("latin1");
+            if (!/^[1-9][0-9]*$/.test(digits)) throw new Error(`not an octet count: ${JSON.stringify(digits)}`);
+            const length = Number(digits);
+            if (buffer.length < space + 1 + length) break;
+            frames.push({ length, message: buffer.subarray(space + 1, space + 1 + length).toString("utf8") });
+            buffer = buffer.subarray(space + 1 + length);
+          }
+          pending.set(socket, buffer);
+        },
+        close(socket) {
+          pending.delete(socket);
+        },
+      },
+    });
+  server = listen(port);
+  return {
+    frames,
+    clients,
+    bytesRead: () => bytesRead,
+    port: server.port,
+    /** Half a frame left at a close (a crash mid-write) would be here. */
+    leftover: () => [...pending.values()].reduce((sum, b) => sum + b.length, 0),
+    stop: () => server.stop(true),
+    restart: () => {
+      server = listen(server.port);
+    },
+  };
+}
+
+const certificate = (dnsNames: string[], ipAddresses: string[]) => generateSelfSignedCertificate({ dnsNames, ipAddresses, validDays: 30, now: new Date() });
+
+function forwarder(k: Kernel, target: Partial<SyslogTarget> & { port: number }, options: { intervalMs?: number; personalData?: boolean } = {}) {
+  const sink = syslogSink({ host: "127.0.0.1", tls: null, facility: "authpriv", appName: "citadel", ...target }, { hostname: "citadel-test.example", firstBackoffMs: 5, maxBackoffMs: 20 });
+  const log = captureLog();
+  const metrics = new Metrics();
+  const stop = startAuditForwarder({ store: k.store, seal: k.seal, sink, personalData: options.personalData ?? false, log: log.logger, metrics, intervalMs: options.intervalMs ?? 60_000 });
+  return {
+    log,
+    metrics,
+    stop: async () => {
+      await stop();
+      sink.close();
+    },
+  };
+}
+
+/** Waits (polling, no deadline asserted) until `done`; the test's own timeout is the limit. */
+async function until(done: () => boolean): Promise<void> {
+  while (!done()) await Bun.sleep(5);
+}
+
+/** The RFC 5424 header fields and MSG of a message with no structured data. */
+function parsed(message: string) {
+  const match = /^<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) - (.*)$/s.exec(message);
+  if (!match) throw new Error(`not an RFC 5424 message: ${message}`);
+  const [, pri, timestamp, hostname, appName, procId, msgId, msg] = match;
+  return { pri: Number(pri), timestamp, hostname, appName, procId, msgId, event: JSON.parse(msg!) };
+}
+
+describe("forwarding to a syslog collector", () => {
+  test("octet-counted RFC 5424 messages, LEN the bytes of each, the header filled in, MSG the event's JSON; every event once, in order", async () => {
+    const c = collector();
+    const k = testKernel();
+    const f = forwarder(k, { port: c.port, tls: null });
+    await act(k, "one");
+    await act(k, "refused: ünïcödé €", "failure"); // more bytes than characters
+    await act(k, "three");
+    await f.stop();
+    await until(() => c.frames.length === 3);
+    c.stop();
+
+    const wire = c.frames.reduce((sum, frame) => sum + `${frame.length} `.length + frame.length, 0);
+    expect(wire).toBe(c.bytesRead()); // nothing between frames, nothing after
+    for (const frame of c.frames) expect(Buffer.byteLength(frame.message)).toBe(frame.length);
+    expect(c.leftover()).toBe(0);
+
+    const messages = c.frames.map((frame) => parsed(frame.message));
+    expect(messages.map((m) => m.event.reason)).toEqual(["one", "refused: ünïcödé €", "three"]);
+    const first = messages[0]!.event.seq;
+    expect(messages.map((m) => m.event.seq)).toEqual([first, first + 1, first + 2]);
+    // authpriv (10) × 8 + notice (5), or warning (4) for a failure.
+    expect(messages.map((m) => m.pri)).toEqual([85, 84, 85]);
+    for (const m of messages) {
+      expect(m).toMatchObject({ timestamp: m.event.time, hostname: "citadel-test.example", appName: "citadel", procId: String(process.pid), msgId: "sys.seal" });
+      expect(m.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(m.event).toMatchObject({ action: "sys.seal", outcome: expect.any(String), request_id: "req-1", hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+      expect(Object.keys(m.event)).not.toContain("source_address"); // personal data only when asked for, as for the file
+    }
+  });
+
+  test("personal data when asked for, decrypted as the file sink has it", async () => {
+    const c = collector();
+    const k = testKernel();
+    const f = forwarder(k, { port: c.port }, { personalData: true });
+    await act(k, "with personal data");
+    await f.stop();
+    await until(() => c.frames.length === 1);
+    c.stop();
+    expect(parsed(c.frames[0]!.message).event).toMatchObject({ source_address: "198.51.100.7", user_agent: "curl/8" });
+  });
+
+  test("a collector that restarts loses no event: the rounds fail while it is down (logged, the metric says so), then go on a new connection, each event once", async () => {
+    const c = collector();
+    const k = testKernel();
+    const f = forwarder(k, { port: c.port }, { intervalMs: 5 });
+    const reasons = () => c.frames.map((frame) => parsed(frame.message).event.reason);
+    await act(k, "before 1");
+    await act(k, "before 2");
+    await until(() => c.frames.length === 2);
+
+    c.stop();
+    await act(k, "while down 1");
+    await act(k, "while down 2");
+    await until(() => f.metrics.render().includes("citadel_audit_forward_failing 1\n"));
+    expect(f.log.lines.filter((l) => String(l.msg).startsWith("could not forward audit events"))).toHaveLength(1);
+    expect(String((f.log.lines.find((l) => l.level === "error")!.error as { message: string }).message)).toContain(`the syslog collector 127.0.0.1:${c.port}:`);
+
+    c.restart();
+    await act(k, "after");
+    await until(() => c.frames.length >= 5);
+    await f.stop();
+    c.stop();
+    expect(reasons()).toEqual(["before 1", "before 2", "while down 1", "while down 2", "after"]);
+    expect(f.log.lines.some((l) => l.msg === "audit forwarding works again")).toBe(true);
+  });
+});
+
+describe("syslog over TLS", () => {
+  const client = certificate(["citadel-client"], []);
+
+  test("the collector's certificate checked against ca_file, a client certificate presented when configured", async () => {
+    const server = await certificate(["collector.test"], ["127.0.0.1"]);
+    const c = collector({ cert: server.certPem, key: server.keyPem, requestCert: true });
+    const k = testKernel();
+    const f = forwarder(k, { port: c.port, tls: { ca: server.certPem, cert: (await client).certPem, key: (await client).keyPem } });
+    await act(k, "over TLS");
+    await f.stop();
+    await until(() => c.frames.length === 1);
+    c.stop();
+    expect(parsed(c.frames[0]!.message).event.reason).toBe("over TLS");
+    expect(c.clients).toEqual(["citadel-client"]);
+  });
+
+  test("refused, nothing sent, when the certificate does not verify: another CA's, or not for the address", async () => {
+    const server = await certificate(["collector.test"], []); // no IP address: not for 127.0.0.1
+    const other = await certificate(["collector.test"], ["127.0.0.1"]);
+    const c = collector({ cert: server.certPem, key: server.keyPem });
+    const k = testKernel();
+    for (const tls of [{ ca: other.certPem }, { ca: server.certPem }, {}] satisfies SyslogTls[]) {
+      const f = forwarder(k, { port: c.port, tls });
+      await act(k, "not sent");
+      await f.stop();
+      expect(f.log.lines.filter((l) => l.level === "error")).toHaveLength(1);
+    }
+    c.stop();
+    expect(c.bytesRead()).toBe(0);
+  });
+
+  test("a pinned fingerprint accepts that certificate whatever its names and issuer, and refuses any other before a byte is sent", async () => {
+    const server = await certificate(["collector.test"], []);
+    const c = collector({ cert: server.certPem, key: server.keyPem });
+    const k = testKernel();
+    const fingerprint = new X509Certificate(server.certPem).fingerprint256;
+
+    const wrong = forwarder(k, { port: c.port, tls: { fingerprint: new X509Certificate((await client).certPem).fingerprint256 } });
+    await act(k, "pinned");
+    await wrong.stop();
+    expect(String((wrong.log.lines.find((l) => l.level === "error")!.error as { message: string }).message)).toContain(`it presented the certificate ${fingerprint}, not the one pinned`);
+    expect(c.bytesRead()).toBe(0);
+
+    const pinned = forwarder(k, { port: c.port, tls: { fingerprint: fingerprint.replaceAll(":", "").toLowerCase() } });
+    await pinned.stop();
+    await until(() => c.frames.length === 1);
+    c.stop();
+    expect(parsed(c.frames[0]!.message).event.reason).toBe("pinned");
+  });
+});
