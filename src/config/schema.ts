@@ -178,7 +178,7 @@ export const AuditForwardSyslogConfig = section("The collector for audit.forward
     maxLength: 253,
     pattern: "^[A-Za-z0-9.:_-]*$",
     patternHint: "a host name or an IP address",
-    description: "Host name or IP address of the collector (required for to = \"syslog\").",
+    description: "Host name or IP address of the collector, without a port (that is port; required for to = \"syslog\").",
   }),
   port: Type.Integer({ default: 6514, minimum: 1, maximum: 65535, description: "TCP port of the collector: 6514 is syslog over TLS; plain TCP is usually 514." }),
   tls: Type.Boolean({
@@ -243,6 +243,11 @@ export const AuditForwardConfig = section("Forwarding every audit event, as it i
 function checkSyslogCollector(syslog: Static<typeof AuditForwardSyslogConfig>): void {
   const key = (name: string) => `audit.forward.syslog.${name}`;
   if (syslog.address === "") throw new ConfigError(`${key("address")}: required when audit.forward.to is "syslog"`);
+  // A colon belongs to an IPv6 address only: "siem.example:6514" would fail only when connecting,
+  // and "127.0.0.1:514" with tls = false would be refused as not loopback.
+  if (syslog.address.includes(":") && parseIp(syslog.address) === null) {
+    throw new ConfigError(`${key("address")}: a host name or address, without a port (use ${key("port")}), and it is ${syslog.address}`);
+  }
   if (!syslog.tls && !syslog.insecure && !isLoopbackHost(syslog.address)) {
     throw new ConfigError(`${key("tls")}: plain TCP is only allowed to a loopback address, and ${key("address")} is ${syslog.address} (set ${key("insecure")} = true to send the audit log in the clear)`);
   }

@@ -252,6 +252,9 @@ describe("bad configurations stop start-up naming the key", () => {
     ["syslog in plain TCP to another host", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "siem.example.eu"\ntls = false\n', {}, /^audit\.forward\.syslog\.tls: plain TCP is only allowed to a loopback address, and audit\.forward\.syslog\.address is siem\.example\.eu \(set audit\.forward\.syslog\.insecure = true/],
     ["syslog in plain TCP to a LAN address", "", { CITADEL_AUDIT_FORWARD_TO: "syslog", CITADEL_AUDIT_FORWARD_SYSLOG_ADDRESS: "10.0.0.5", CITADEL_AUDIT_FORWARD_SYSLOG_TLS: "false" }, /^audit\.forward\.syslog\.tls: plain TCP is only allowed to a loopback address/],
     ["syslog without an address", '[audit.forward]\nto = "syslog"\n', {}, /^audit\.forward\.syslog\.address: required when audit\.forward\.to is "syslog"$/],
+    ["syslog address with a port", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "siem.example:6514"\n', {}, /^audit\.forward\.syslog\.address: a host name or address, without a port \(use audit\.forward\.syslog\.port\), and it is siem\.example:6514$/],
+    ["syslog loopback address with a port, in plain TCP", "", { CITADEL_AUDIT_FORWARD_TO: "syslog", CITADEL_AUDIT_FORWARD_SYSLOG_ADDRESS: "127.0.0.1:514", CITADEL_AUDIT_FORWARD_SYSLOG_TLS: "false" }, /^audit\.forward\.syslog\.address: a host name or address, without a port \(use audit\.forward\.syslog\.port\)/],
+    ["syslog address an IPv6 address with a port after it", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "2001:db8:0:0:0:0:0:5:6514"\n', {}, /^audit\.forward\.syslog\.address: a host name or address, without a port/],
     ["syslog address with a scheme", '[audit.forward.syslog]\naddress = "tcp://siem"\n', {}, /^audit\.forward\.syslog\.address: must be a host name or an IP address/],
     ["syslog pinned and with a CA", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "siem"\nca_file = "ca.pem"\nfingerprint = "' + "AB".repeat(32) + '"\n', {}, /^audit\.forward\.syslog\.fingerprint: set with audit\.forward\.syslog\.ca_file; set one/],
     ["syslog fingerprint not SHA-256", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "siem"\nfingerprint = "AB:CD"\n', {}, /^audit\.forward\.syslog\.fingerprint: must be a SHA-256 fingerprint, 64 hex digits/],
@@ -278,6 +281,7 @@ describe("bad configurations stop start-up naming the key", () => {
     for (const address of ["127.0.0.1", "::1", "localhost"]) expect(syslog(`address = "${address}"\nport = 514\ntls = false\n`)).toMatchObject({ address, tls: false });
     expect(syslog('address = "siem.example.eu"\ntls = false\ninsecure = true\n')).toMatchObject({ tls: false, insecure: true });
     expect(syslog('address = "siem.example.eu"\n')).toMatchObject({ port: 6514, tls: true, facility: "authpriv", app_name: "citadel" });
+    expect(syslog('address = "2001:db8::5"\n')).toMatchObject({ address: "2001:db8::5" }); // a colon in an IPv6 address is no port
     expect(load('[audit.forward.syslog]\naddress = "siem.example.eu"\ntls = false\n').config.audit.forward.to).toBe("off");
   });
 
