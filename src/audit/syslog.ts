@@ -75,7 +75,7 @@ function headerField(value: string, max: number): string {
 }
 
 export interface SyslogSinkOptions {
-  /** How long a connection, or a round's write, may take before the round fails. */
+  /** How long a connection may take, or a round's write go without progress (64 KiB taken), before the round fails. */
   timeoutMs?: number;
   /** The wait before trying a collector that failed again, doubled at each failure up to `maxBackoffMs`. */
   firstBackoffMs?: number;
@@ -89,8 +89,9 @@ export type SyslogSink = AuditSink & { close(): void };
 /**
  * Sends each round's events to the collector, all or the round fails (the forwarder keeps them
  * and logs the failure). Memory stays one round's frames: a collector that reads slowly is
- * waited for (up to `timeoutMs`), never queued for. A collector that cannot be reached is tried
- * again after a wait that doubles (1 s up to 30 s), not at every round.
+ * waited for (as long as it takes some at least every `timeoutMs`), never queued for. A
+ * collector that cannot be reached is tried again after a wait that doubles (1 s up to 30 s),
+ * not at every round.
  */
 export function syslogSink(target: SyslogTarget, options: SyslogSinkOptions = {}): SyslogSink {
   const { timeoutMs = 10_000, firstBackoffMs = 1000, maxBackoffMs = 30_000, now = () => performance.now() } = options;
@@ -158,9 +159,20 @@ export function normalizedFingerprint(fingerprint: string): string {
   return fingerprint.toUpperCase().replace(/[^0-9A-F]/g, "");
 }
 
-/** All of `bytes` handed to the TCP stack (the write's callback), or an error. */
-function written(socket: Socket, bytes: Buffer, timeoutMs: number): Promise<void> {
-  return until(socket, timeoutMs, "the collector did not take the events", (done) => socket.write(bytes, (error) => done(error ?? undefined)));
+/**
+ * A round is written this much at a time, each part's callback awaited: the timeout is on
+ * progress (a collector that reads slowly but reads), not on the whole round. Bun's socket tells
+ * nothing of a write's progress before its callback (bytesWritten and writableLength stay the
+ * whole buffer until then).
+ */
+const WRITE_SLICE_BYTES = 64 * 1024;
+
+/** All of `bytes` handed to the TCP stack (each slice's callback), or an error. */
+async function written(socket: Socket, bytes: Buffer, timeoutMs: number): Promise<void> {
+  for (let at = 0; at < bytes.length; at += WRITE_SLICE_BYTES) {
+    const slice = bytes.subarray(at, at + WRITE_SLICE_BYTES);
+    await until(socket, timeoutMs, "the collector took no more of the events", (done) => socket.write(slice, (error) => done(error ?? undefined)));
+  }
 }
 
 /**

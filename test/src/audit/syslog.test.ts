@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
 import type { Socket, TCPSocketListener } from "bun";
-import { startAuditForwarder } from "../../../src/audit/forward.ts";
+import { startAuditForwarder, type ForwardedEvent } from "../../../src/audit/forward.ts";
 import { syslogSink, type SyslogTarget, type SyslogTls } from "../../../src/audit/syslog.ts";
 import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { Metrics } from "../../../src/metrics.ts";
@@ -80,6 +80,62 @@ function collector(tls?: CollectorTls, port = 0) {
     },
   };
 }
+
+/** The octet-counted frames at the start of `bytes`, and what is left after them (a frame cut short). */
+function framesIn(bytes: Buffer): { frames: Frame[]; rest: Buffer } {
+  const frames: Frame[] = [];
+  for (;;) {
+    const space = bytes.indexOf(0x20);
+    if (space < 0) return { frames, rest: bytes };
+    const length = Number(bytes.subarray(0, space).toString("latin1"));
+    if (!(length > 0) || bytes.length < space + 1 + length) return { frames, rest: bytes };
+    frames.push({ length, message: bytes.subarray(space + 1, space + 1 + length).toString("utf8") });
+    bytes = bytes.subarray(space + 1 + length);
+  }
+}
+
+/**
+ * A collector on 127.0.0.1 that reads slowly: after each chunk it reads (Bun reads up to 512 KiB
+ * at a time), it stops reading for `pauseMs`. One connection at a time; `ended` once it closed.
+ */
+async function slowCollector(pauseMs: number) {
+  const { createServer } = await import("node:net");
+  const chunks: Buffer[] = [];
+  let ended = false;
+  const server = createServer((socket) => {
+    socket.on("data", (data: Buffer) => {
+      chunks.push(data);
+      socket.pause();
+      setTimeout(() => socket.resume(), pauseMs);
+    });
+    socket.on("close", () => (ended = true));
+  });
+  await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
+  return {
+    port: (server.address() as { port: number }).port,
+    ended: () => ended,
+    received: () => framesIn(Buffer.concat(chunks)),
+    stop: () => server.close(),
+  };
+}
+
+/** `count` events made up, each with a reason of `reasonBytes`: a round as big as wanted. */
+const bulkyEvents = (count: number, reasonBytes: number): ForwardedEvent[] =>
+  Array.from({ length: count }, (_, i) => ({
+    id: `evt_${i + 1}`,
+    seq: i + 1,
+    time: "2026-06-01T09:12:03.114Z",
+    actor: { kind: "operator", organization: null, user: null, token: null },
+    action: "sys.seal",
+    resource: null,
+    organization: null,
+    workspace: null,
+    request_id: null,
+    outcome: "success",
+    reason: "x".repeat(reasonBytes),
+    subject: null,
+    hash: "0".repeat(64),
+  }));
 
 const certificate = (dnsNames: string[], ipAddresses: string[]) => generateSelfSignedCertificate({ dnsNames, ipAddresses, validDays: 30, now: new Date() });
 
@@ -176,6 +232,23 @@ describe("forwarding to a syslog collector", () => {
     c.stop();
     expect(reasons()).toEqual(["before 1", "before 2", "while down 1", "while down 2", "after"]);
     expect(f.log.lines.some((l) => l.msg === "audit forwarding works again")).toBe(true);
+  });
+});
+
+describe("a collector that reads slowly", () => {
+  test("takes a round of megabytes whole, once: the timeout is on progress (10 s without any taken), not on the whole round", async () => {
+    const c = await slowCollector(30);
+    const sink = syslogSink({ host: "127.0.0.1", port: c.port, tls: null, facility: "authpriv", appName: "citadel" }, { hostname: "citadel-test.example", timeoutMs: 400 });
+    // 24 MiB: far more than the kernel's buffers hold, read 512 KiB every 30 ms: longer than
+    // the timeout all told, never that long without progress.
+    const events = bulkyEvents(1000, 24 * 1024);
+    await sink(events);
+    sink.close();
+    await until(c.ended);
+    c.stop();
+    const { frames, rest } = c.received();
+    expect(frames.map((frame) => parsed(frame.message).event.seq)).toEqual(events.map((event) => event.seq));
+    expect(rest.length).toBe(0);
   });
 });
 
