@@ -102,14 +102,15 @@ export function syslogSink(target: SyslogTarget, options: SyslogSinkOptions = {}
   let nextTryAt = 0;
   let lastFailure = "";
 
-  const send = async (events: ForwardedEvent[]) => {
+  const send = async (events: ForwardedEvent[], giveUp?: AbortSignal) => {
+    if (giveUp?.aborted) throw new Error(`${where}: not tried, ${STOPPING}`);
     if (now() < nextTryAt) throw new Error(`${where}: ${lastFailure}; trying again in ${Math.ceil((nextTryAt - now()) / 1000)} s`);
     const frames = Buffer.concat(events.map((event) => syslogFrame(event, sender)));
     try {
-      socket ??= await connected(target, timeoutMs, (closed) => {
+      socket ??= await connected(target, timeoutMs, giveUp, (closed) => {
         if (socket === closed) socket = null;
       });
-      await written(socket, frames, timeoutMs);
+      await written(socket, frames, timeoutMs, giveUp);
       backoffMs = 0;
     } catch (error) {
       socket?.destroy();
@@ -124,7 +125,7 @@ export function syslogSink(target: SyslogTarget, options: SyslogSinkOptions = {}
 }
 
 /** A connection to the collector, TLS verified (or pinned) before it is returned; `lost` is told when it closes. */
-async function connected(target: SyslogTarget, timeoutMs: number, lost: (socket: Socket) => void): Promise<Socket> {
+async function connected(target: SyslogTarget, timeoutMs: number, giveUp: AbortSignal | undefined, lost: (socket: Socket) => void): Promise<Socket> {
   const socket = target.tls
     ? (await import("node:tls")).connect({ host: target.host, port: target.port, ...tlsOptions(target.tls) })
     : (await import("node:net")).connect({ host: target.host, port: target.port });
@@ -134,7 +135,7 @@ async function connected(target: SyslogTarget, timeoutMs: number, lost: (socket:
   // The collector's end (a restart) is known before the next round: it goes on a new connection.
   socket.once("end", () => socket.destroy());
   socket.once("close", () => lost(socket));
-  await until(socket, timeoutMs, "could not connect", (done) => socket.once(target.tls ? "secureConnect" : "connect", () => done()));
+  await until(socket, timeoutMs, giveUp, "could not connect", (done) => socket.once(target.tls ? "secureConnect" : "connect", () => done()));
   if (target.tls?.fingerprint) refuseUnpinned(socket as TLSSocket, target.tls.fingerprint);
   socket.setKeepAlive(true, 60_000); // a collector gone without a word is found out while idle
   return socket;
@@ -168,32 +169,40 @@ export function normalizedFingerprint(fingerprint: string): string {
 const WRITE_SLICE_BYTES = 64 * 1024;
 
 /** All of `bytes` handed to the TCP stack (each slice's callback), or an error. */
-async function written(socket: Socket, bytes: Buffer, timeoutMs: number): Promise<void> {
+async function written(socket: Socket, bytes: Buffer, timeoutMs: number, giveUp: AbortSignal | undefined): Promise<void> {
   for (let at = 0; at < bytes.length; at += WRITE_SLICE_BYTES) {
     const slice = bytes.subarray(at, at + WRITE_SLICE_BYTES);
-    await until(socket, timeoutMs, "the collector took no more of the events", (done) => socket.write(slice, (error) => done(error ?? undefined)));
+    await until(socket, timeoutMs, giveUp, "the collector took no more of the events", (done) => socket.write(slice, (error) => done(error ?? undefined)));
   }
 }
 
+/** Why a round was given up before its end. */
+const STOPPING = "given up: Citadel is stopping";
+
 /**
- * What `start` waits for (it calls `done`), or the socket's error, its close, or the timeout
- * (the socket destroyed then) as a rejection.
+ * What `start` waits for (it calls `done`), or the socket's error, its close, the timeout or
+ * `giveUp` (the socket destroyed then: a connect or write under way ends) as a rejection.
  */
-function until(socket: Socket, timeoutMs: number, timedOut: string, start: (done: (error?: Error) => void) => void): Promise<void> {
+function until(socket: Socket, timeoutMs: number, giveUp: AbortSignal | undefined, timedOut: string, start: (done: (error?: Error) => void) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const done = (error?: Error) => {
       clearTimeout(timer);
+      giveUp?.removeEventListener("abort", stopping);
       socket.off("error", done).off("close", closed);
       if (error) reject(error);
       else resolve();
     };
-    const closed = () => done(new Error("the connection was closed"));
-    const timer = setTimeout(() => {
-      done(new Error(`${timedOut} within ${timeoutMs / 1000} s`));
+    const fail = (reason: string) => {
+      done(new Error(reason));
       socket.destroy();
-    }, timeoutMs);
+    };
+    const closed = () => done(new Error("the connection was closed"));
+    const stopping = () => fail(STOPPING);
+    const timer = setTimeout(() => fail(`${timedOut} within ${timeoutMs / 1000} s`), timeoutMs);
     socket.once("error", done).once("close", closed);
-    start(done);
+    giveUp?.addEventListener("abort", stopping, { once: true });
+    if (giveUp?.aborted) stopping();
+    else start(done);
   });
 }
 

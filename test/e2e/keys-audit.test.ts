@@ -376,6 +376,26 @@ describe("audit forwarding", () => {
   });
 });
 
+describe("audit forwarding to a collector that accepts and never answers", () => {
+  test("SIGTERM still stops it cleanly: the round waiting on the TLS handshake is given up, exit code 0, the store closed (found in review)", async () => {
+    let connections = 0;
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: () => void connections++, data() {} } });
+    try {
+      const data = dataDir();
+      const { citadel } = await start(data, { CITADEL_AUDIT_FORWARD_TO: "syslog", CITADEL_AUDIT_FORWARD_SYSLOG_ADDRESS: "127.0.0.1", CITADEL_AUDIT_FORWARD_SYSLOG_PORT: String(silent.port) });
+      while (connections === 0) await Bun.sleep(5); // the first round waits on the handshake
+      expect((await citadel.stop()).code).toBe(0);
+      const messages = citadel.logs().map((l) => l.msg);
+      expect(messages).toContain("stopped");
+      expect(messages).not.toContain("stopping took too long; giving up");
+      // Closed: the last connection's close checkpoints the WAL into citadel.db and removes it.
+      expect(readdirSync(data).filter((f) => f.startsWith("citadel.db"))).toEqual(["citadel.db"]);
+    } finally {
+      silent.stop(true);
+    }
+  });
+});
+
 describe("durability and what is on disk", () => {
   test("killed with SIGKILL under audited write load: every acknowledged write survives and the chain verifies", async () => {
     const data = dataDir();

@@ -101,12 +101,17 @@ function framesIn(bytes: Buffer): { frames: Frame[]; rest: Buffer } {
 async function slowCollector(pauseMs: number) {
   const { createServer } = await import("node:net");
   const chunks: Buffer[] = [];
+  const pauses = new Set<Timer>();
   let ended = false;
   const server = createServer((socket) => {
     socket.on("data", (data: Buffer) => {
       chunks.push(data);
       socket.pause();
-      setTimeout(() => socket.resume(), pauseMs);
+      const pause = setTimeout(() => {
+        pauses.delete(pause);
+        socket.resume();
+      }, pauseMs);
+      pauses.add(pause);
     });
     socket.on("close", () => (ended = true));
   });
@@ -114,8 +119,12 @@ async function slowCollector(pauseMs: number) {
   return {
     port: (server.address() as { port: number }).port,
     ended: () => ended,
+    bytesRead: () => chunks.reduce((sum, chunk) => sum + chunk.length, 0),
     received: () => framesIn(Buffer.concat(chunks)),
-    stop: () => server.close(),
+    stop: () => {
+      for (const pause of pauses) clearTimeout(pause);
+      server.close();
+    },
   };
 }
 
@@ -249,6 +258,35 @@ describe("a collector that reads slowly", () => {
     const { frames, rest } = c.received();
     expect(frames.map((frame) => parsed(frame.message).event.seq)).toEqual(events.map((event) => event.seq));
     expect(rest.length).toBe(0);
+  });
+});
+
+describe("a collector that accepts and never answers", () => {
+  test("a round waiting on it is given up when the forwarder stops: the TLS handshake never answered; the events stay for the next start", async () => {
+    let connections = 0;
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: () => void connections++, data() {} } });
+    const k = testKernel();
+    const f = forwarder(k, { port: silent.port, tls: {} }, { intervalMs: 5 });
+    await act(k, "never delivered");
+    await until(() => connections > 0); // the round waits on the handshake
+    await f.stop();
+    silent.stop(true);
+    const errors = f.log.lines.filter((l) => l.level === "error").map((l) => String((l.error as { message: string }).message));
+    expect(errors).toEqual([`the syslog collector 127.0.0.1:${silent.port}: given up: Citadel is stopping`]);
+    const { cursor, last } = k.store.db.query<{ cursor: number; last: number }, []>("SELECT (SELECT seq FROM audit_forward_cursor) AS cursor, (SELECT max(seq) FROM audit_events) AS last").get()!;
+    expect(cursor).toBe(last - 1); // "never delivered" is next
+  });
+
+  test("a write waiting on a collector that reads nothing is given up: the round fails", async () => {
+    const c = await slowCollector(60_000); // reads its first chunk, then nothing
+    const sink = syslogSink({ host: "127.0.0.1", port: c.port, tls: null, facility: "authpriv", appName: "citadel" }, { hostname: "citadel-test.example", timeoutMs: 60_000 });
+    const giveUp = new AbortController();
+    const round = Promise.resolve(sink(bulkyEvents(1000, 24 * 1024), giveUp.signal)); // more than the kernel's buffers hold
+    await until(() => c.bytesRead() > 0);
+    giveUp.abort();
+    await expect(round).rejects.toThrow(`the syslog collector 127.0.0.1:${c.port}: given up: Citadel is stopping`);
+    sink.close();
+    c.stop();
   });
 });
 
