@@ -31,7 +31,13 @@ const BATCH = 1000;
  * rejects: a network sink) when it could not write them. `giveUp` is aborted when the forwarder
  * stops and can wait no longer: a sink that waits (on a collector) fails the round then.
  */
-export type AuditSink = (events: ForwardedEvent[], giveUp?: AbortSignal) => void | Promise<void>;
+export type AuditSink = ((events: ForwardedEvent[], giveUp?: AbortSignal) => void | Promise<void>) & {
+  /**
+   * Events it took already must be written again (a syslog connection lost under them): when
+   * nothing is new, the forwarder hands it a round without events for that.
+   */
+  owesResend?: () => boolean;
+};
 
 /**
  * How long a stop waits for the sink (the round under way and the last one) before it gives up:
@@ -171,7 +177,10 @@ export function startAuditForwarder({ store, seal, sink, personalData, log, metr
     for (let batches = 0; !stopping || batches < 1; batches++) {
       const cursor = forwardCursor(store.db);
       const rows = store.db.query<StoredEvent, [number, number]>("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?").all(cursor, BATCH);
-      if (rows.length === 0) return;
+      if (rows.length === 0) {
+        if (sink.owesResend?.()) await sink([], giveUp.signal);
+        return;
+      }
       // Sealed, no personal data can be read: the events go without it (marked), rather than
       // wait — the unseal attempts of a sealed appliance are what a SIEM most needs to see.
       const keyring = personalData ? seal.keyringIfUnsealed() : null;

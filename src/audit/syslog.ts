@@ -7,10 +7,13 @@
  *
  * Syslog over TCP has no acknowledgement (RELP has one; it is not spoken here). A round counts
  * as delivered once every byte of its frames was handed to this host's TCP stack — for TLS,
- * encrypted and written (the write's callback) — and only then does the cursor move. What the
- * network loses after that (the collector's host crashing with it unread) is lost to the copy,
- * not to the log: `citadel audit export` has it. A collector that closes the connection (a
- * restart) is noticed before the next round writes, and that round goes on a new connection.
+ * encrypted and written (the write's callback) — and only then does the cursor move. That is
+ * not the collector having read them: one that restarts throws away what its buffers held, with
+ * no word of it. So what went on a connection in its last seconds (ResendWindow) goes again,
+ * first, on the next one after any close or failure — a duplicate rather than a loss. What is
+ * lost after that (the collector's host crashing with what it had received, a connection that
+ * dies without a word for longer than the window) is lost to the copy, not to the log:
+ * `citadel audit export` has it.
  *
  * node:net and node:tls are loaded (60 ms) only when a connection is made.
  */
@@ -84,44 +87,107 @@ export interface SyslogSinkOptions {
   hostname?: string;
 }
 
-export type SyslogSink = AuditSink & { close(): void };
+export type SyslogSink = AuditSink & { close(): void; owesResend(): boolean };
 
 /**
  * Sends each round's events to the collector, all or the round fails (the forwarder keeps them
- * and logs the failure). Memory stays one round's frames: a collector that reads slowly is
- * waited for (as long as it takes some at least every `timeoutMs`), never queued for. A
- * collector that cannot be reached is tried again after a wait that doubles (1 s up to 30 s),
- * not at every round.
+ * and logs the failure). Memory stays one round's frames and the ResendWindow's: a collector
+ * that reads slowly is waited for (as long as it takes some at least every `timeoutMs`), never
+ * queued for. A collector that cannot be reached is tried again after a wait that doubles (1 s
+ * up to 30 s), not at every round.
  */
 export function syslogSink(target: SyslogTarget, options: SyslogSinkOptions = {}): SyslogSink {
   const { timeoutMs = 10_000, firstBackoffMs = 1000, maxBackoffMs = 30_000, now = () => performance.now() } = options;
   const sender: SyslogSender = { hostname: headerField(options.hostname ?? systemHostname(), 255), appName: target.appName, procId: String(process.pid), facility: target.facility };
   const where = `the syslog collector ${target.host}:${target.port}`;
   let socket: Socket | null = null;
+  const recent = new ResendWindow();
   let backoffMs = 0;
   let nextTryAt = 0;
   let lastFailure = "";
 
   const send = async (events: ForwardedEvent[], giveUp?: AbortSignal) => {
+    if (events.length === 0 && !recent.owed) return;
     if (giveUp?.aborted) throw new Error(`${where}: not tried, ${STOPPING}`);
     if (now() < nextTryAt) throw new Error(`${where}: ${lastFailure}; trying again in ${Math.ceil((nextTryAt - now()) / 1000)} s`);
-    const frames = Buffer.concat(events.map((event) => syslogFrame(event, sender)));
+    const frames = events.map((event) => syslogFrame(event, sender));
     try {
-      socket ??= await connected(target, timeoutMs, giveUp, (closed) => {
-        if (socket === closed) socket = null;
-      });
-      await written(socket, frames, timeoutMs, giveUp);
+      if (!socket) {
+        socket = await connected(target, timeoutMs, giveUp, (closed) => {
+          if (socket !== closed) return;
+          socket = null;
+          recent.lost(now());
+        });
+        // What the last connection may have lost goes first: the order kept, repeated rather than lost.
+        await written(socket, recent.owedFrames(), timeoutMs, giveUp);
+        recent.resent(now());
+      }
+      await written(socket, Buffer.concat(frames), timeoutMs, giveUp);
+      recent.wrote(frames, now());
       backoffMs = 0;
     } catch (error) {
       socket?.destroy();
       socket = null;
+      recent.lost(now());
       lastFailure = reasonOf(error);
       backoffMs = backoffMs === 0 ? firstBackoffMs : Math.min(backoffMs * 2, maxBackoffMs);
       nextTryAt = now() + backoffMs;
       throw new Error(`${where}: ${lastFailure}`);
     }
   };
-  return Object.assign(send, { close: () => socket?.end() });
+  return Object.assign(send, { close: () => socket?.end(), owesResend: () => recent.owed });
+}
+
+/** How far back what went on a lost connection is written again on the next: a few seconds' worth, bounded. */
+const RESEND_WINDOW_MS = 10_000;
+const RESEND_MAX_BYTES = 8 * 1024 * 1024;
+const RESEND_MAX_EVENTS = 10_000;
+
+/**
+ * The frames written on the connection in the last RESEND_WINDOW_MS (RESEND_MAX_BYTES and
+ * RESEND_MAX_EVENTS at most, the newest kept): when the connection is lost — the collector
+ * closed it (a restart), a write failed or timed out — they are owed to the next one, first.
+ * The kernel's buffers on both ends hold megabytes a restarting collector never reads, and the
+ * write's callback cannot tell; rsyslog's ResendLastMSGOnReconnect does the same for one
+ * message. Written again, they count as written on the new connection.
+ */
+class ResendWindow {
+  private frames: Array<{ frame: Buffer; at: number }> = [];
+  private bytes = 0;
+  /** The connection they went on was lost: the next one takes them first. */
+  owed = false;
+
+  wrote(frames: Buffer[], at: number): void {
+    for (const frame of frames) this.frames.push({ frame, at });
+    this.bytes += frames.reduce((sum, frame) => sum + frame.length, 0);
+    this.trim(at);
+  }
+
+  /** The connection was lost at `at`: what it took within the window is owed (once, for the first loss). */
+  lost(at: number): void {
+    if (this.owed) return;
+    this.trim(at);
+    this.owed = this.frames.length > 0;
+  }
+
+  owedFrames(): Buffer {
+    return this.owed ? Buffer.concat(this.frames.map((f) => f.frame)) : Buffer.alloc(0);
+  }
+
+  resent(at: number): void {
+    for (const f of this.frames) f.at = at;
+    this.owed = false;
+  }
+
+  private trim(at: number): void {
+    let cut = 0;
+    for (; cut < this.frames.length; cut++) {
+      const { frame, at: written } = this.frames[cut]!;
+      if (at - written < RESEND_WINDOW_MS && this.bytes <= RESEND_MAX_BYTES && this.frames.length - cut <= RESEND_MAX_EVENTS) break;
+      this.bytes -= frame.length;
+    }
+    this.frames.splice(0, cut);
+  }
 }
 
 /** A connection to the collector, TLS verified (or pinned) before it is returned; `lost` is told when it closes. */
