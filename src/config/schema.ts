@@ -177,8 +177,9 @@ export const AuditForwardSyslogConfig = section("The collector for audit.forward
     default: "",
     maxLength: 253,
     pattern: "^[A-Za-z0-9.:_-]*$",
-    patternHint: "a host name or an IP address",
-    description: "Host name or IP address of the collector, without a port (that is port; required for to = \"syslog\").",
+    patternHint: "a host name or an IP address, without brackets or a port",
+    description:
+      "Host name or IP address of the collector, without a port (that is port; required for to = \"syslog\"). An IPv6 address goes without brackets and cannot carry a port: 2001:db8::1:6514 is read as an address.",
   }),
   port: Type.Integer({ default: 6514, minimum: 1, maximum: 65535, description: "TCP port of the collector: 6514 is syslog over TLS; plain TCP is usually 514." }),
   tls: Type.Boolean({
