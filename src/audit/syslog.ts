@@ -9,11 +9,11 @@
  * as delivered once every byte of its frames was handed to this host's TCP stack — for TLS,
  * encrypted and written (the write's callback) — and only then does the cursor move. That is
  * not the collector having read them: one that restarts throws away what its buffers held, with
- * no word of it. So what went on a connection in its last seconds (ResendWindow) goes again,
- * first, on the next one after any close or failure — a duplicate rather than a loss. What is
- * lost after that (the collector's host crashing with what it had received, a connection that
- * dies without a word for longer than the window) is lost to the copy, not to the log:
- * `citadel audit export` has it.
+ * no word of it. So the newest of what went on a connection (ResendWindow) goes again, first,
+ * on the next one after any close or failure — a duplicate rather than a loss. What is lost
+ * after that (the collector's host crashing with what it had received, more unread than the
+ * window holds, a connection whose end is seen only after half an hour with nothing new on it)
+ * is lost to the copy, not to the log: `citadel audit export` has it.
  *
  * node:net and node:tls are loaded (60 ms) only when a connection is made.
  */
@@ -120,7 +120,7 @@ export function syslogSink(target: SyslogTarget, options: SyslogSinkOptions = {}
         });
         // What the last connection may have lost goes first: the order kept, repeated rather than lost.
         await written(socket, recent.owedFrames(), timeoutMs, giveUp);
-        recent.resent(now());
+        recent.resent();
       }
       await written(socket, Buffer.concat(frames), timeoutMs, giveUp);
       recent.wrote(frames, now());
@@ -138,54 +138,67 @@ export function syslogSink(target: SyslogTarget, options: SyslogSinkOptions = {}
   return Object.assign(send, { close: () => socket?.end(), owesResend: () => recent.owed });
 }
 
-/** How far back what went on a lost connection is written again on the next: a few seconds' worth, bounded. */
-const RESEND_WINDOW_MS = 10_000;
+/** What went on a lost connection is written again on the next: the newest, as much as the two ends' buffers hold. */
 const RESEND_MAX_BYTES = 8 * 1024 * 1024;
 const RESEND_MAX_EVENTS = 10_000;
+/**
+ * After this long with nothing new written, what was is taken as read: a connection lost then
+ * owes nothing. Longer than TCP takes to see a peer gone without a word (keepalive from 60 s idle,
+ * ~12 min with Linux's probes; a write unanswered, ~15 min of retransmissions), and than any
+ * collector that reads at all takes to read 8 MiB.
+ */
+const RESEND_IDLE_MS = 30 * 60_000;
 
 /**
- * The frames written on the connection in the last RESEND_WINDOW_MS (RESEND_MAX_BYTES and
- * RESEND_MAX_EVENTS at most, the newest kept): when the connection is lost — the collector
- * closed it (a restart), a write failed or timed out — they are owed to the next one, first.
- * The kernel's buffers on both ends hold megabytes a restarting collector never reads, and the
- * write's callback cannot tell; rsyslog's ResendLastMSGOnReconnect does the same for one
- * message. Written again, they count as written on the new connection.
+ * The frames written on the connection (RESEND_MAX_BYTES and RESEND_MAX_EVENTS at most, the newest
+ * kept): when the connection is lost — the collector closed it (a restart), a write failed or
+ * timed out — they are owed to the next one, first. The kernel's buffers on both ends hold
+ * megabytes a restarting collector never reads, and the write's callback cannot tell; nor can
+ * their age: a collector that reads slowly has what was written minutes ago still unread behind
+ * the rest. rsyslog's ResendLastMSGOnReconnect does the same for one message. Written again, they
+ * count as written on the new connection (their time is not renewed: RESEND_IDLE_MS runs from
+ * the last new frame).
  */
 class ResendWindow {
-  private frames: Array<{ frame: Buffer; at: number }> = [];
+  private frames: Buffer[] = [];
   private bytes = 0;
+  /** When the last new frame was written (resending is not writing anew). */
+  private lastWrittenAt = -Infinity;
   /** The connection they went on was lost: the next one takes them first. */
   owed = false;
 
   wrote(frames: Buffer[], at: number): void {
-    for (const frame of frames) this.frames.push({ frame, at });
+    this.forgetIfIdle(at);
+    this.frames.push(...frames);
     this.bytes += frames.reduce((sum, frame) => sum + frame.length, 0);
-    this.trim(at);
+    this.lastWrittenAt = at;
+    this.trim();
   }
 
-  /** The connection was lost at `at`: what it took within the window is owed (once, for the first loss). */
+  /** The connection was lost at `at`: what it took is owed (once, for the first loss), unless it has long been idle. */
   lost(at: number): void {
     if (this.owed) return;
-    this.trim(at);
+    this.forgetIfIdle(at);
     this.owed = this.frames.length > 0;
   }
 
   owedFrames(): Buffer {
-    return this.owed ? Buffer.concat(this.frames.map((f) => f.frame)) : Buffer.alloc(0);
+    return this.owed ? Buffer.concat(this.frames) : Buffer.alloc(0);
   }
 
-  resent(at: number): void {
-    for (const f of this.frames) f.at = at;
+  resent(): void {
     this.owed = false;
   }
 
-  private trim(at: number): void {
+  private forgetIfIdle(at: number): void {
+    if (at - this.lastWrittenAt < RESEND_IDLE_MS) return;
+    this.frames = [];
+    this.bytes = 0;
+  }
+
+  private trim(): void {
     let cut = 0;
-    for (; cut < this.frames.length; cut++) {
-      const { frame, at: written } = this.frames[cut]!;
-      if (at - written < RESEND_WINDOW_MS && this.bytes <= RESEND_MAX_BYTES && this.frames.length - cut <= RESEND_MAX_EVENTS) break;
-      this.bytes -= frame.length;
-    }
+    for (; this.bytes > RESEND_MAX_BYTES || this.frames.length - cut > RESEND_MAX_EVENTS; cut++) this.bytes -= this.frames[cut]!.length;
     this.frames.splice(0, cut);
   }
 }

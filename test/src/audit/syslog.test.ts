@@ -228,7 +228,7 @@ describe("forwarding to a syslog collector", () => {
     expect(parsed(c.frames[0]!.message).event).toMatchObject({ source_address: "198.51.100.7", user_agent: "curl/8" });
   });
 
-  test("a collector that restarts loses no event: the rounds fail while it is down (logged, the metric says so), then go on a new connection, which takes first again what went on the last one in its last seconds", async () => {
+  test("a collector that restarts loses no event: the rounds fail while it is down (logged, the metric says so), then go on a new connection, which takes first again the newest of what went on the last one", async () => {
     const c = collector();
     const k = testKernel();
     const f = forwarder(k, { port: c.port }, { intervalMs: 5 });
@@ -277,7 +277,7 @@ describe("a collector that restarts under a backlog", () => {
       for (let i = 0; i < count; i++) k.audit.record(tx, { action: "sys.seal", actor: { kind: "operator" }, outcome: "success", reason: `backlog ${from + i}`, request: { id: "req-1" } });
     });
 
-  test("loses no event: what went on a connection in its last seconds goes again on the next, a duplicate rather than a loss", async () => {
+  test("loses no event: the newest of what went on a connection goes again on the next, a duplicate rather than a loss", async () => {
     for (let run = 0; run < 3; run++) {
       const c = collector();
       const k = testKernel();
@@ -304,6 +304,53 @@ describe("a collector that restarts under a backlog", () => {
       expect({ run, missing: missing.length, from: missing[0] }).toEqual({ run, missing: 0, from: undefined });
     }
   }, 60_000);
+});
+
+describe("what goes again on the next connection", () => {
+  /** A sink on a clock the test moves: how long ago a frame was written is what the test says. */
+  const clocked = (port: number) => {
+    let clock = 0;
+    const sink = syslogSink({ host: "127.0.0.1", port, tls: null, facility: "authpriv", appName: "citadel" }, { hostname: "citadel-test.example", now: () => clock });
+    return { sink, later: (ms: number) => void (clock += ms) };
+  };
+  const seqs = (frames: Frame[]) => frames.map((frame) => parsed(frame.message).event.seq as number);
+
+  test("the newest 10,000 events, however long ago they were written: a collector that reads slowly has minutes of them unread when it restarts", async () => {
+    const c = collector();
+    const { sink, later } = clocked(c.port);
+    const events = bulkyEvents(12_000, 10);
+    await sink(events.slice(0, 6000));
+    later(60_000);
+    await sink(events.slice(6000));
+    later(60_000);
+    c.stop(); // a restart: what it had not read is gone
+    await until(sink.owesResend);
+    c.restart();
+    const before = c.frames.length;
+    await sink([]);
+    sink.close();
+    await until(() => c.frames.length === before + 10_000);
+    c.stop();
+    expect(seqs(c.frames.slice(before))).toEqual(events.slice(2000).map((event) => event.seq));
+  });
+
+  test("not what was written before half an hour with nothing new: read by then", async () => {
+    const c = collector();
+    const { sink, later } = clocked(c.port);
+    const events = bulkyEvents(101, 10);
+    await sink(events.slice(0, 100));
+    later(30 * 60_000);
+    await sink(events.slice(100));
+    c.stop();
+    await until(sink.owesResend);
+    c.restart();
+    const before = c.frames.length;
+    await sink([]);
+    sink.close();
+    await until(() => c.open() === 0);
+    c.stop();
+    expect(seqs(c.frames.slice(before))).toEqual([101]);
+  });
 });
 
 describe("a collector that reads slowly", () => {
