@@ -83,6 +83,8 @@ export interface SyslogSinkOptions {
   /** The wait before trying a collector that failed again, doubled at each failure up to `maxBackoffMs`. */
   firstBackoffMs?: number;
   maxBackoffMs?: number;
+  /** How long a connection must stay open to be trusted (see `syslogSink`). */
+  trustAfterMs?: number;
   now?: () => number;
   hostname?: string;
 }
@@ -95,48 +97,100 @@ export type SyslogSink = AuditSink & { close(): void; owesResend(): boolean };
  * that reads slowly is waited for (as long as it takes some at least every `timeoutMs`), never
  * queued for. A collector that cannot be reached is tried again after a wait that doubles (1 s
  * up to 30 s), not at every round.
+ *
+ * A connection is trusted once it stayed open `trustAfterMs` (3 s): only then is the wait reset.
+ * One the collector closes before, with events written on it, failed (rsyslog's MaxSessions, a
+ * load balancer without a backend, a TLS 1.3 server refusing the client certificate after the
+ * handshake looked done to the client): otherwise each round would connect, write, count as
+ * delivered and be thrown away, four times a second, with no word. The first round on a
+ * connection made after a failure waits until it is trusted, and fails if it closes first; over
+ * TLS, the first round on any connection waits a second (TLS_ALERT_WAIT_MS) for the server's alert.
  */
 export function syslogSink(target: SyslogTarget, options: SyslogSinkOptions = {}): SyslogSink {
-  const { timeoutMs = 10_000, firstBackoffMs = 1000, maxBackoffMs = 30_000, now = () => performance.now() } = options;
+  const { timeoutMs = 10_000, firstBackoffMs = 1000, maxBackoffMs = 30_000, trustAfterMs = 3000, now = () => performance.now() } = options;
   const sender: SyslogSender = { hostname: headerField(options.hostname ?? systemHostname(), 255), appName: target.appName, procId: String(process.pid), facility: target.facility };
   const where = `the syslog collector ${target.host}:${target.port}`;
-  let socket: Socket | null = null;
+  let connection: Connection | null = null;
+  /** A round is under way: a close is its failure, said by it. */
+  let sending = false;
   const recent = new ResendWindow();
   let backoffMs = 0;
   let nextTryAt = 0;
   let lastFailure = "";
+
+  const failed = (reason: string) => {
+    lastFailure = reason;
+    backoffMs = backoffMs === 0 ? firstBackoffMs : Math.min(backoffMs * 2, maxBackoffMs);
+    nextTryAt = now() + backoffMs;
+  };
+  /** The collector closed the connection between rounds: a restart, or a failure if it was not trusted yet. */
+  const lost = (socket: Socket, error: Error | null) => {
+    const closed = connection;
+    if (closed?.socket !== socket) return;
+    connection = null;
+    recent.lost(now());
+    if (sending) return;
+    if (isTrusted(closed)) backoffMs = 0;
+    else if (recent.owed) failed(`${closedEarly(closed)}${error ? ` (${reasonOf(error)})` : ""}, with events written on it (they go again)`);
+  };
+  const isTrusted = (open: Connection) => now() - open.openedAt >= trustAfterMs;
+  const closedEarly = (closed: Connection) => `it closed the connection ${((now() - closed.openedAt) / 1000).toFixed(1)} s after accepting it`;
+  /** The first round on `open` waits until its `trustedAt`; one that closes before fails. */
+  const trusted = async (open: Connection, giveUp: AbortSignal | undefined) => {
+    const wait = open.trustedAt - now();
+    if (wait <= 0) return;
+    try {
+      // The timeout cannot come first: the wait is all there is to wait for.
+      await until(open.socket, wait + timeoutMs, giveUp, "", (done) => setTimeout(done, wait).unref());
+    } catch (error) {
+      throw (error as Error).message === CLOSED ? new Error(closedEarly(open)) : error;
+    }
+  };
 
   const send = async (events: ForwardedEvent[], giveUp?: AbortSignal) => {
     if (events.length === 0 && !recent.owed) return;
     if (giveUp?.aborted) throw new Error(`${where}: not tried, ${STOPPING}`);
     if (now() < nextTryAt) throw new Error(`${where}: ${lastFailure}; trying again in ${Math.ceil((nextTryAt - now()) / 1000)} s`);
     const frames = events.map((event) => syslogFrame(event, sender));
+    sending = true;
     try {
-      if (!socket) {
-        socket = await connected(target, timeoutMs, giveUp, (closed) => {
-          if (socket !== closed) return;
-          socket = null;
-          recent.lost(now());
-        });
+      let open = connection;
+      if (!open) {
+        const socket = await connected(target, timeoutMs, giveUp, lost);
+        // After a failure, nothing on a connection counts until it is trusted; over TLS, not before the server's alert could come.
+        const settleMs = backoffMs > 0 ? trustAfterMs : target.tls ? Math.min(TLS_ALERT_WAIT_MS, trustAfterMs) : 0;
+        connection = open = { socket, openedAt: now(), trustedAt: now() + settleMs };
         // What the last connection may have lost goes first: the order kept, repeated rather than lost.
         await written(socket, recent.owedFrames(), timeoutMs, giveUp);
         recent.resent();
       }
-      await written(socket, Buffer.concat(frames), timeoutMs, giveUp);
+      await written(open.socket, Buffer.concat(frames), timeoutMs, giveUp);
+      await trusted(open, giveUp);
+      if (connection !== open) throw new Error(CLOSED); // as the last write's callback came
       recent.wrote(frames, now());
-      backoffMs = 0;
+      if (isTrusted(open)) backoffMs = 0;
     } catch (error) {
-      socket?.destroy();
-      socket = null;
+      connection?.socket.destroy();
+      connection = null;
       recent.lost(now());
-      lastFailure = reasonOf(error);
-      backoffMs = backoffMs === 0 ? firstBackoffMs : Math.min(backoffMs * 2, maxBackoffMs);
-      nextTryAt = now() + backoffMs;
+      failed(reasonOf(error));
       throw new Error(`${where}: ${lastFailure}`);
+    } finally {
+      sending = false;
     }
   };
-  return Object.assign(send, { close: () => socket?.end(), owesResend: () => recent.owed });
+  return Object.assign(send, { close: () => connection?.socket.end(), owesResend: () => recent.owed });
 }
+
+interface Connection {
+  socket: Socket;
+  openedAt: number;
+  /** Until then, a round written on it counts only once it is still open then. */
+  trustedAt: number;
+}
+
+/** How long the first round on a TLS connection waits for an alert: a server that refuses the client's certificate (TLS 1.3) says so after the client thinks the handshake done. */
+const TLS_ALERT_WAIT_MS = 1000;
 
 /** What went on a lost connection is written again on the next: the newest, as much as the two ends' buffers hold. */
 const RESEND_MAX_BYTES = 8 * 1024 * 1024;
@@ -204,16 +258,18 @@ class ResendWindow {
 }
 
 /** A connection to the collector, TLS verified (or pinned) before it is returned; `lost` is told when it closes. */
-async function connected(target: SyslogTarget, timeoutMs: number, giveUp: AbortSignal | undefined, lost: (socket: Socket) => void): Promise<Socket> {
+async function connected(target: SyslogTarget, timeoutMs: number, giveUp: AbortSignal | undefined, lost: (socket: Socket, error: Error | null) => void): Promise<Socket> {
   const socket = target.tls
     ? (await import("node:tls")).connect({ host: target.host, port: target.port, ...tlsOptions(target.tls) })
     : (await import("node:net")).connect({ host: target.host, port: target.port });
   // Nothing is read from a collector, and what one sends is not kept.
   socket.on("data", () => {});
-  socket.on("error", () => {}); // told to the pending connect or write, or as a close
+  // Told to the pending connect or write, or with the close (a TLS alert: why the collector closed).
+  let error: Error | null = null;
+  socket.on("error", (e) => (error = e));
   // The collector's end (a restart) is known before the next round: it goes on a new connection.
   socket.once("end", () => socket.destroy());
-  socket.once("close", () => lost(socket));
+  socket.once("close", () => lost(socket, error));
   await until(socket, timeoutMs, giveUp, "could not connect", (done) => socket.once(target.tls ? "secureConnect" : "connect", () => done()));
   if (target.tls?.fingerprint) refuseUnpinned(socket as TLSSocket, target.tls.fingerprint);
   socket.setKeepAlive(true, 60_000); // a collector gone without a word is found out while idle
@@ -255,6 +311,8 @@ async function written(socket: Socket, bytes: Buffer, timeoutMs: number, giveUp:
   }
 }
 
+const CLOSED = "the connection was closed";
+
 /** Why a round was given up before its end. */
 const STOPPING = "given up: Citadel is stopping";
 
@@ -275,7 +333,7 @@ function until(socket: Socket, timeoutMs: number, giveUp: AbortSignal | undefine
       done(new Error(reason));
       socket.destroy();
     };
-    const closed = () => done(new Error("the connection was closed"));
+    const closed = () => done(new Error(CLOSED));
     const stopping = () => fail(STOPPING);
     const timer = setTimeout(() => fail(`${timedOut} within ${timeoutMs / 1000} s`), timeoutMs);
     socket.once("error", done).once("close", closed);

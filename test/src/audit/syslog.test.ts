@@ -159,7 +159,7 @@ const bulkyEvents = (count: number, reasonBytes: number): ForwardedEvent[] =>
 const certificate = (dnsNames: string[], ipAddresses: string[]) => generateSelfSignedCertificate({ dnsNames, ipAddresses, validDays: 30, now: new Date() });
 
 function forwarder(k: Kernel, target: Partial<SyslogTarget> & { port: number }, options: { intervalMs?: number; personalData?: boolean } = {}) {
-  const sink = syslogSink({ host: "127.0.0.1", tls: null, facility: "authpriv", appName: "citadel", ...target }, { hostname: "citadel-test.example", firstBackoffMs: 5, maxBackoffMs: 20 });
+  const sink = syslogSink({ host: "127.0.0.1", tls: null, facility: "authpriv", appName: "citadel", ...target }, { hostname: "citadel-test.example", firstBackoffMs: 5, maxBackoffMs: 20, trustAfterMs: 50 });
   const log = captureLog();
   const metrics = new Metrics();
   const stop = startAuditForwarder({ store: k.store, seal: k.seal, sink, personalData: options.personalData ?? false, log: log.logger, metrics, intervalMs: options.intervalMs ?? 60_000 });
@@ -350,6 +350,91 @@ describe("what goes again on the next connection", () => {
     await until(() => c.open() === 0);
     c.stop();
     expect(seqs(c.frames.slice(before))).toEqual([101]);
+  });
+});
+
+describe("a collector that closes each connection right after accepting it (its session limit reached, a load balancer without a backend)", () => {
+  /** Reads the first bytes of each connection, then closes it. */
+  function closingCollector() {
+    let opened = 0;
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: () => void opened++,
+        data: (socket) => void socket.end(),
+      },
+    });
+    return { port: server.port, opened: () => opened, stop: () => server.stop(true) };
+  }
+
+  test("fails, and is tried again after a wait that doubles: a round on a connection made after a failure counts only once the connection is trusted", async () => {
+    const c = closingCollector();
+    let clock = 0;
+    const sink = syslogSink({ host: "127.0.0.1", port: c.port, tls: null, facility: "authpriv", appName: "citadel" }, { hostname: "citadel-test.example", now: () => clock, trustAfterMs: 2000 });
+    // Nothing tells the first round from one a collector reads: it is written, then owed when the connection closes.
+    await sink(bulkyEvents(3, 10));
+    await until(sink.owesResend);
+    const failures: string[] = [];
+    for (const waited of [1000, 2000, 4000]) {
+      await Promise.resolve(sink([])).catch((error: Error) => failures.push(error.message)); // waiting: not tried
+      clock += waited;
+      await Promise.resolve(sink([])).catch((error: Error) => failures.push(error.message)); // tried: written again, closed before it is trusted
+    }
+    c.stop();
+    const where = `the syslog collector 127.0.0.1:${c.port}`;
+    expect(failures).toEqual([
+      `${where}: it closed the connection 0.0 s after accepting it, with events written on it (they go again); trying again in 1 s`,
+      `${where}: it closed the connection 0.0 s after accepting it`,
+      `${where}: it closed the connection 0.0 s after accepting it; trying again in 2 s`,
+      `${where}: it closed the connection 0.0 s after accepting it`,
+      `${where}: it closed the connection 0.0 s after accepting it; trying again in 4 s`,
+      `${where}: it closed the connection 0.0 s after accepting it`,
+    ]);
+    expect(c.opened()).toBe(4);
+    expect(sink.owesResend()).toBe(true);
+  });
+
+  test("the forwarder says so, once, and the metric stays 1; events after the first failure are not counted as delivered", async () => {
+    const c = closingCollector();
+    const k = testKernel();
+    const f = forwarder(k, { port: c.port }, { intervalMs: 5 });
+    await act(k, "written, then the connection closed");
+    await until(() => f.metrics.render().includes("citadel_audit_forward_failing 1\n"));
+    await act(k, "never trusted");
+    await until(() => c.opened() >= 4);
+    const pending = f.metrics.render().match(/^citadel_audit_forward_pending_events (\d+)$/m)?.[1];
+    const failing = f.metrics.render().match(/^citadel_audit_forward_failing (\d+)$/m)?.[1];
+    await f.stop();
+    c.stop();
+    expect({ pending, failing }).toEqual({ pending: "1", failing: "1" });
+    const errors = f.log.lines.filter((l) => l.level === "error").map((l) => String((l.error as { message: string }).message));
+    expect(errors).toEqual([expect.stringContaining(`the syslog collector 127.0.0.1:${c.port}: it closed the connection 0.0 s after accepting it`)]);
+  });
+
+  test("over TLS, a collector that refuses the client certificate after the handshake looked done to Citadel (TLS 1.3): nothing counted as delivered, its alert logged", async () => {
+    const server = await certificate(["collector.test"], ["127.0.0.1"]);
+    let handshakes = 0;
+    const refusing = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: server.certPem, key: server.keyPem, requestCert: true, rejectUnauthorized: true },
+      socket: { handshake: () => void handshakes++, data() {} },
+    });
+    const k = testKernel();
+    const sink = syslogSink({ host: "127.0.0.1", port: refusing.port, tls: { ca: server.certPem }, facility: "authpriv", appName: "citadel" }, { hostname: "citadel-test.example", firstBackoffMs: 5, maxBackoffMs: 20 });
+    const log = captureLog();
+    const metrics = new Metrics();
+    const stop = startAuditForwarder({ store: k.store, seal: k.seal, sink, personalData: false, log: log.logger, metrics, intervalMs: 5 });
+    await act(k, "refused");
+    await until(() => handshakes >= 2);
+    const pending = metrics.render().match(/^citadel_audit_forward_pending_events (\d+)$/m)?.[1];
+    await stop();
+    sink.close();
+    refusing.stop(true);
+    expect(pending).toBe("1");
+    const errors = log.lines.filter((l) => l.level === "error").map((l) => String((l.error as { message: string }).message));
+    expect(errors[0]).toContain("CERTIFICATE_REQUIRED");
   });
 });
 
