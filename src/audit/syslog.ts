@@ -93,7 +93,8 @@ export type SyslogSink = AuditSink & { close(): void; owesResend(): boolean };
 
 /**
  * Sends each round's events to the collector, all or the round fails (the forwarder keeps them
- * and logs the failure). Memory stays one round's frames and the ResendWindow's: a collector
+ * and logs the failure). Memory stays one round's frames and the ResendWindow's (the same
+ * buffers once written; written 64 KiB at a time, never copied whole): a collector
  * that reads slowly is waited for (as long as it takes some at least every `timeoutMs`), never
  * queued for. A collector that cannot be reached is tried again after a wait that doubles (1 s
  * up to 30 s), not at every round.
@@ -164,7 +165,7 @@ export function syslogSink(target: SyslogTarget, options: SyslogSinkOptions = {}
         await written(socket, recent.owedFrames(), timeoutMs, giveUp);
         recent.resent();
       }
-      await written(open.socket, Buffer.concat(frames), timeoutMs, giveUp);
+      await written(open.socket, frames, timeoutMs, giveUp);
       await trusted(open, giveUp);
       if (connection !== open) throw new Error(CLOSED); // as the last write's callback came
       recent.wrote(frames, now());
@@ -236,8 +237,8 @@ class ResendWindow {
     this.owed = this.frames.length > 0;
   }
 
-  owedFrames(): Buffer {
-    return this.owed ? Buffer.concat(this.frames) : Buffer.alloc(0);
+  owedFrames(): Buffer[] {
+    return this.owed ? [...this.frames] : [];
   }
 
   resent(): void {
@@ -303,12 +304,33 @@ export function normalizedFingerprint(fingerprint: string): string {
  */
 const WRITE_SLICE_BYTES = 64 * 1024;
 
-/** All of `bytes` handed to the TCP stack (each slice's callback), or an error. */
-async function written(socket: Socket, bytes: Buffer, timeoutMs: number, giveUp: AbortSignal | undefined): Promise<void> {
-  for (let at = 0; at < bytes.length; at += WRITE_SLICE_BYTES) {
-    const slice = bytes.subarray(at, at + WRITE_SLICE_BYTES);
+/** All of `frames` handed to the TCP stack (each slice's callback), or an error. */
+async function written(socket: Socket, frames: Buffer[], timeoutMs: number, giveUp: AbortSignal | undefined): Promise<void> {
+  for (const slice of slices(frames, WRITE_SLICE_BYTES)) {
     await until(socket, timeoutMs, giveUp, "the collector took no more of the events", (done) => socket.write(slice, (error) => done(error ?? undefined)));
   }
+}
+
+/**
+ * `frames` end to end, cut in pieces of `size` bytes (the last shorter), one piece copied at a
+ * time: not all of them at once, which would double the memory of a resend (8 MiB).
+ */
+function* slices(frames: Buffer[], size: number): Generator<Buffer> {
+  let parts: Buffer[] = [];
+  let length = 0;
+  for (const frame of frames) {
+    for (let at = 0; at < frame.length; ) {
+      const part = frame.subarray(at, at + size - length);
+      parts.push(part);
+      length += part.length;
+      at += part.length;
+      if (length < size) continue;
+      yield Buffer.concat(parts, length);
+      parts = [];
+      length = 0;
+    }
+  }
+  if (length > 0) yield Buffer.concat(parts, length);
 }
 
 const CLOSED = "the connection was closed";

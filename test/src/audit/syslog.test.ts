@@ -26,6 +26,9 @@ interface CollectorTls {
   requestCert?: boolean;
 }
 
+/** Buffer.concat, for the collectors: a test watches the sink's own copies by replacing it. */
+const unwatchedConcat = Buffer.concat;
+
 /**
  * A syslog collector on 127.0.0.1: splits what it reads into octet-counted frames (LEN SP MSG)
  * and fails the test on anything else. `restart` listens again on the same port.
@@ -54,7 +57,7 @@ function collector(tls?: CollectorTls, port = 0) {
         },
         data(socket, data) {
           bytesRead += data.length;
-          let buffer = Buffer.concat([pending.get(socket) ?? Buffer.alloc(0), data]);
+          let buffer = unwatchedConcat([pending.get(socket) ?? Buffer.alloc(0), data]);
           for (;;) {
             const space = buffer.indexOf(0x20);
             if (space < 0) break;
@@ -332,6 +335,35 @@ describe("what goes again on the next connection", () => {
     await until(() => c.frames.length === before + 10_000);
     c.stop();
     expect(seqs(c.frames.slice(before))).toEqual(events.slice(2000).map((event) => event.seq));
+  });
+
+  test("copied 64 KiB at a time as it is written again, not whole: memory stays what is kept, not twice that", async () => {
+    const c = collector();
+    const { sink, later } = clocked(c.port);
+    const events = bulkyEvents(2000, 2048); // some 5 MB kept
+    await sink(events);
+    later(60_000);
+    c.stop();
+    await until(sink.owesResend);
+    c.restart();
+    const before = c.frames.length;
+    const concat = Buffer.concat;
+    let largestCopy = 0;
+    Buffer.concat = (list: readonly Uint8Array[], length?: number) => {
+      const joined = concat(list, length);
+      largestCopy = Math.max(largestCopy, joined.length);
+      return joined;
+    };
+    try {
+      await sink([]);
+    } finally {
+      Buffer.concat = concat;
+    }
+    sink.close();
+    await until(() => c.frames.length === before + 2000);
+    c.stop();
+    expect(seqs(c.frames.slice(before))).toEqual(events.map((event) => event.seq));
+    expect(largestCopy).toBe(64 * 1024);
   });
 
   test("not what was written before half an hour with nothing new: read by then", async () => {
