@@ -9,11 +9,11 @@
  * as delivered once every byte of its frames was handed to this host's TCP stack — for TLS,
  * encrypted and written (the write's callback) — and only then does the cursor move. That is
  * not the collector having read them: one that restarts throws away what its buffers held, with
- * no word of it. So the newest of what went on a connection (ResendWindow) goes again, first,
- * on the next one after any close or failure — a duplicate rather than a loss. What is lost
- * after that (the collector's host crashing with what it had received, more unread than the
- * window holds, a connection whose end is seen only after half an hour with nothing new on it)
- * is lost to the copy, not to the log: `citadel audit export` has it.
+ * no word of it. So what went on a connection in its last minute (ResendWindow) goes again,
+ * first, on the next one after any close or failure — a duplicate rather than a loss. What is
+ * lost after that (the collector's host crashing with what it had received, more unread than the
+ * window holds, what a collector left unread for over a minute before it closed) is lost to the
+ * copy, not to the log: `citadel audit export` has it.
  *
  * node:net and node:tls are loaded (60 ms) only when a connection is made.
  */
@@ -163,11 +163,12 @@ export function syslogSink(target: SyslogTarget, options: SyslogSinkOptions = {}
         connection = open = { socket, openedAt: now(), trustedAt: now() + settleMs };
         // What the last connection may have lost goes first: the order kept, repeated rather than lost.
         await written(socket, recent.owedFrames(), timeoutMs, giveUp);
-        recent.resent();
       }
       await written(open.socket, frames, timeoutMs, giveUp);
       await trusted(open, giveUp);
       if (connection !== open) throw new Error(CLOSED); // as the last write's callback came
+      // The resend is done once its round is: one on a connection that failed is still owed, however old.
+      recent.resent();
       recent.wrote(frames, now());
       if (isTrusted(open)) backoffMs = 0;
     } catch (error) {
@@ -197,43 +198,45 @@ const TLS_ALERT_WAIT_MS = 1000;
 const RESEND_MAX_BYTES = 8 * 1024 * 1024;
 const RESEND_MAX_EVENTS = 10_000;
 /**
- * After this long with nothing new written, what was is taken as read: a connection lost then
- * owes nothing. Longer than TCP takes to see a peer gone without a word (keepalive from 60 s idle,
- * ~12 min with Linux's probes; a write unanswered, ~15 min of retransmissions), and than any
- * collector that reads at all takes to read 8 MiB.
+ * A frame written this long ago is taken as read: the collector has had a minute to read it and
+ * what was ahead of it (the window: 8 MiB at 140 KB/s). A close that comes later owes nothing of
+ * it; one that comes sooner owes it once more. Counted from when the frame was first written,
+ * never from a resend: a collector, or a load balancer in front of it, that closes idle
+ * connections would otherwise get what is kept again at every close, for ever.
  */
-const RESEND_IDLE_MS = 30 * 60_000;
+const IDLE_READ_MS = 60_000;
 
 /**
- * The frames written on the connection (RESEND_MAX_BYTES and RESEND_MAX_EVENTS at most, the newest
- * kept): when the connection is lost — the collector closed it (a restart), a write failed or
- * timed out — they are owed to the next one, first. The kernel's buffers on both ends hold
- * megabytes a restarting collector never reads, and the write's callback cannot tell; nor can
- * their age: a collector that reads slowly has what was written minutes ago still unread behind
- * the rest. rsyslog's ResendLastMSGOnReconnect does the same for one message. Written again, they
- * count as written on the new connection (their time is not renewed: RESEND_IDLE_MS runs from
- * the last new frame).
+ * The frames written on the connection in the last IDLE_READ_MS (RESEND_MAX_BYTES and
+ * RESEND_MAX_EVENTS at most, the newest kept): when the connection is lost — the collector closed
+ * it (a restart, an idle timeout), a write failed or timed out — they are owed to the next one,
+ * first. The kernel's buffers on both ends hold megabytes a restarting collector never reads, and
+ * the write's callback cannot tell. rsyslog's ResendLastMSGOnReconnect does the same for one
+ * message. Written again, they keep the time they were first written: an event goes again only
+ * for a close within a minute of it.
  */
 class ResendWindow {
   private frames: Buffer[] = [];
+  /** When each of `frames` was first written (resending is not writing anew). */
+  private writtenAt: number[] = [];
   private bytes = 0;
-  /** When the last new frame was written (resending is not writing anew). */
-  private lastWrittenAt = -Infinity;
   /** The connection they went on was lost: the next one takes them first. */
   owed = false;
 
   wrote(frames: Buffer[], at: number): void {
-    this.forgetIfIdle(at);
-    this.frames.push(...frames);
-    this.bytes += frames.reduce((sum, frame) => sum + frame.length, 0);
-    this.lastWrittenAt = at;
+    this.forgetRead(at);
+    for (const frame of frames) {
+      this.frames.push(frame);
+      this.writtenAt.push(at);
+      this.bytes += frame.length;
+    }
     this.trim();
   }
 
-  /** The connection was lost at `at`: what it took is owed (once, for the first loss), unless it has long been idle. */
+  /** The connection was lost at `at`: what it took in the last minute is owed (once, for the first loss: until a round on a new connection works). */
   lost(at: number): void {
     if (this.owed) return;
-    this.forgetIfIdle(at);
+    this.forgetRead(at);
     this.owed = this.frames.length > 0;
   }
 
@@ -245,16 +248,22 @@ class ResendWindow {
     this.owed = false;
   }
 
-  private forgetIfIdle(at: number): void {
-    if (at - this.lastWrittenAt < RESEND_IDLE_MS) return;
-    this.frames = [];
-    this.bytes = 0;
+  /** Forgets the frames written IDLE_READ_MS or more before `at` (the oldest first: they were written in order). */
+  private forgetRead(at: number): void {
+    let cut = 0;
+    while (cut < this.frames.length && at - this.writtenAt[cut]! >= IDLE_READ_MS) cut++;
+    this.drop(cut);
   }
 
   private trim(): void {
     let cut = 0;
-    for (; this.bytes > RESEND_MAX_BYTES || this.frames.length - cut > RESEND_MAX_EVENTS; cut++) this.bytes -= this.frames[cut]!.length;
-    this.frames.splice(0, cut);
+    for (let bytes = this.bytes; bytes > RESEND_MAX_BYTES || this.frames.length - cut > RESEND_MAX_EVENTS; cut++) bytes -= this.frames[cut]!.length;
+    this.drop(cut);
+  }
+
+  private drop(count: number): void {
+    for (const frame of this.frames.splice(0, count)) this.bytes -= frame.length;
+    this.writtenAt.splice(0, count);
   }
 }
 
