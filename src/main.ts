@@ -6,6 +6,7 @@
  */
 // First, before any other module loads: a SIGHUP meanwhile would end the process (startup-hangup.ts).
 import { endStartupHangups } from "./startup-hangup.ts";
+import { X509Certificate } from "node:crypto";
 import { closeSync, existsSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -25,7 +26,8 @@ import { subjectPlugin } from "../plugins/subject/index.ts";
 import { systemPlugin } from "../plugins/system/index.ts";
 import { KERNEL_ACTIONS } from "./audit/actions.ts";
 import { startCheckpointer } from "./audit/checkpointer.ts";
-import { beginAuditForwarding, fileSink, journalSink, startAuditForwarder } from "./audit/forward.ts";
+import { beginAuditForwarding, fileSink, journalSink, startAuditForwarder, type AuditSink } from "./audit/forward.ts";
+import { syslogSink, type SyslogFacility } from "./audit/syslog.ts";
 import { AuditLog } from "./audit/log.ts";
 import { knownScopes } from "./auth/scopes.ts";
 import { buildInfo } from "./build-info.ts";
@@ -50,7 +52,7 @@ import { lockDataDirectory, type DataDirectoryWriter, type HeldLock } from "./fi
 import { writeFileAtomic } from "./files.ts";
 import { createHttpApp } from "./http/app.ts";
 import { createEdge, HttpRequestMetrics, startHttpServer } from "./http/edge.ts";
-import { loadOrCreateTls, type TlsMaterial } from "./http/tls.ts";
+import { loadOrCreateTls, readConfigured, readTls, type TlsMaterial } from "./http/tls.ts";
 import { tlsReloader, type TlsReloader } from "./http/tls-reload.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -590,6 +592,30 @@ function instanceFlags(options: CommandContext["options"]): { data?: string; con
   return flags;
 }
 
+/** Where audit.forward sends the events (null: off); a syslog collector's files read and checked now. */
+function auditForwardSink(config: Config): (AuditSink & { close?: () => void }) | null {
+  const forward = config.audit.forward;
+  if (forward.to === "off") return null;
+  if (forward.to === "journal") return journalSink();
+  if (forward.to === "file") return fileSink(dataPath(config, forward.file));
+  const { address, port, tls, ca_file, fingerprint, cert_file, key_file, facility, app_name } = forward.syslog;
+  const configured = (file: string) => dataPath(config, file);
+  const client = cert_file === "" ? {} : readTls({ certPath: configured(cert_file), keyPath: configured(key_file) }, { cert: "audit.forward.syslog.cert_file", key: "audit.forward.syslog.key_file" });
+  const trust = tls ? { ...(ca_file === "" ? {} : { ca: readCaFile(configured(ca_file)) }), ...(fingerprint === "" ? {} : { fingerprint }), ...client } : null;
+  return syslogSink({ host: address, port, tls: trust, facility: facility as SyslogFacility, appName: app_name });
+}
+
+/** audit.forward.syslog.ca_file, which must hold a PEM certificate at least. */
+function readCaFile(path: string): string {
+  const pem = readConfigured(path, "audit.forward.syslog.ca_file");
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw new ConfigError(`audit.forward.syslog.ca_file: ${path} is not a PEM certificate`);
+  }
+  return pem;
+}
+
 async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; config?: string }): Promise<number> {
   const { config } = loaded;
   const log = createLogger({ level: config.log.level });
@@ -602,6 +628,8 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
   const lifecycle = new Lifecycle(log);
   const now = systemClock.now;
   try {
+    // Its files (a CA, a client certificate) are read before the data directory is touched.
+    const auditSink = auditForwardSink(config);
     const { store, seal, audit, tls, lock, kernelFor } = await prepare(loaded, log, env, "serve");
     lifecycle.started("data directory lock", () => lock.release());
     lifecycle.started("store", () => store.close());
@@ -629,9 +657,12 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
     lifecycle.started("key rotation", startRotationSchedule(store, seal, audit, config.keys.rotation_days, now, log));
 
     const forward = config.audit.forward;
-    if (forward.to !== "off") {
-      const sink = forward.to === "journal" ? journalSink() : fileSink(dataPath(config, forward.file));
-      lifecycle.started("audit forwarding", startAuditForwarder({ store, seal, sink, personalData: forward.personal_data, log, metrics }));
+    if (auditSink) {
+      const stopForwarding = startAuditForwarder({ store, seal, sink: auditSink, personalData: forward.personal_data, log, metrics });
+      lifecycle.started("audit forwarding", async () => {
+        await stopForwarding();
+        auditSink.close?.();
+      });
     }
     // Rate limits and their audit sample measure time that passed, not what time it is: on a
     // clock that only goes forward, a wall clock stepped back (NTP, a resumed VM) shuts no bucket.

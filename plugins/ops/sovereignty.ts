@@ -33,7 +33,7 @@ export interface Dependency {
 }
 
 export interface Destination {
-  kind: "secrets_webhook" | "dns_resolver_upstream" | "reputation_list" | "dns_notify" | "mesh_control_plane" | "system_resolver";
+  kind: "secrets_webhook" | "dns_resolver_upstream" | "reputation_list" | "dns_notify" | "mesh_control_plane" | "audit_syslog" | "system_resolver";
   destination: string;
   /** False when configured but never contacted (a resolver upstream with no resolver listening). */
   active: boolean;
@@ -175,9 +175,26 @@ function outboundDestinations({ config, db, meshStateDir, resolvConf = RESOLV_CO
   }
   const node = meshNode(meshStateDir);
   if (node) out.push({ kind: "mesh_control_plane", destination: node.server, active: true, detail: node.detail });
+  const syslog = syslogCollector(config);
+  if (syslog) out.push(syslog);
   const resolver = systemResolver(out, resolvConf);
   if (resolver) out.push(resolver);
   return out;
+}
+
+/** The collector audit.forward.to = "syslog" sends every audit event to: the one connection the kernel makes. */
+function syslogCollector(config: Config): Destination | null {
+  const forward = config.audit.forward;
+  if (forward.to !== "syslog") return null;
+  const { address, port, tls, fingerprint, ca_file } = forward.syslog;
+  const host = isIP(address) === 6 ? `[${address}]` : address;
+  const trust = fingerprint !== "" ? "its certificate pinned by fingerprint" : ca_file !== "" ? "its certificate checked against audit.forward.syslog.ca_file" : "its certificate checked against the system's CAs";
+  return {
+    kind: "audit_syslog",
+    destination: `${tls ? "tls" : "tcp"}://${host}:${port}`,
+    active: true,
+    detail: `the syslog collector of audit.forward: ${forwardedAuditNote(forward.personal_data)} (RFC 5424 over ${tls ? `TLS, ${trust}` : "plain TCP, unencrypted"})`,
+  };
 }
 
 const RESOLV_CONF = "/etc/resolv.conf";
@@ -286,6 +303,7 @@ function dataLocations({ config, configPath, meshStateDir, loginFile }: Sovereig
   const forward = config.audit.forward;
   if (forward.to === "file") at("forwarded audit log", dataPath(config, forward.file), forwardedAuditNote(forward.personal_data));
   if (forward.to === "journal") none("forwarded audit log", `on standard output with the logs (the journal under systemd): ${forwardedAuditNote(forward.personal_data)}`);
+  if (forward.to === "syslog") none("forwarded audit log", `sent to the syslog collector ${syslogCollector(config)!.destination.replace(/^\w+:\/\//, "")} (outbound connections): ${forwardedAuditNote(forward.personal_data)}`);
   const ownFiles = [...(forward.to === "file" ? ["the forwarded audit log"] : []), ...(sample ? ["the DNS query log"] : [])];
   none("logs", `JSON lines on standard output (the journal under systemd): Citadel writes no log file of its own${ownFiles.length > 0 ? ` besides ${ownFiles.join(" and ")}` : ""}`);
   return out;

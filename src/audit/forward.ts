@@ -26,8 +26,25 @@ import { auditEventView, type AuditEventView } from "./query.ts";
 /** Events handed over per round: a backlog (forwarding turned on again) goes out in slices. */
 const BATCH = 1000;
 
-/** Where forwarded events go: each receives one round's events, in order, and throws when it could not write them. */
-export type AuditSink = (events: ForwardedEvent[]) => void;
+/**
+ * Where forwarded events go: each receives one round's events, in order, and throws (or
+ * rejects: a network sink) when it could not write them. `giveUp` is aborted when the forwarder
+ * stops and can wait no longer: a sink that waits (on a collector) fails the round then.
+ */
+export type AuditSink = ((events: ForwardedEvent[], giveUp?: AbortSignal) => void | Promise<void>) & {
+  /**
+   * Events it took already must be written again (a syslog connection lost under them): when
+   * nothing is new, the forwarder hands it a round without events for that.
+   */
+  owesResend?: () => boolean;
+};
+
+/**
+ * How long a stop waits for the sink (the round under way and the last one) before it gives up:
+ * a collector that never answers must not hold the stop past main's deadline (4.5 s all told),
+ * which would leave the store unclosed. What was not written goes at the next start.
+ */
+const STOP_PATIENCE_MS = 2000;
 
 /** An event as forwarded: the stored fields, and its personal data only when asked for. */
 export interface ForwardedEvent extends Omit<AuditEventView, "source_address" | "user_agent" | "personal"> {
@@ -145,23 +162,30 @@ export interface AuditForwarderOptions {
   intervalMs?: number;
 }
 
-/** Starts forwarding; resolves with the way to stop (which forwards what is left first). */
+/**
+ * Starts forwarding; resolves with the way to stop (which forwards what is left first, giving
+ * up on the sink after STOP_PATIENCE_MS).
+ */
 export function startAuditForwarder({ store, seal, sink, personalData, log, metrics, intervalMs = 250 }: AuditForwarderOptions): () => Promise<void> {
   let running: Promise<void> | null = null;
   /** While rounds fail: when the failure was last logged (null: the last round worked). */
   let failingSince: number | null = null;
   let stopping = false;
+  const giveUp = new AbortController();
   /** Forwards what is new, batch by batch; once stopping, one batch more at most (a backlog waits for the next start). */
   const round = async () => {
     for (let batches = 0; !stopping || batches < 1; batches++) {
       const cursor = forwardCursor(store.db);
       const rows = store.db.query<StoredEvent, [number, number]>("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?").all(cursor, BATCH);
-      if (rows.length === 0) return;
+      if (rows.length === 0) {
+        if (sink.owesResend?.()) await sink([], giveUp.signal);
+        return;
+      }
       // Sealed, no personal data can be read: the events go without it (marked), rather than
       // wait — the unseal attempts of a sealed appliance are what a SIEM most needs to see.
       const keyring = personalData ? seal.keyringIfUnsealed() : null;
       const events = rows.map((row) => forwarded(store.db, row, personalData, keyring));
-      sink(events); // throws when the copy could not be written: the cursor stays
+      await sink(events, giveUp.signal); // throws when the copy could not be written: the cursor stays
       const last = rows.at(-1)!.seq;
       await store.write((tx) => tx.run("UPDATE audit_forward_cursor SET seq = ? WHERE singleton = 1 AND seq < ?", [last, last]));
       if (rows.length < BATCH) return;
@@ -201,8 +225,13 @@ export function startAuditForwarder({ store, seal, sink, personalData, log, metr
     for (const remove of unregister) remove?.();
     clearInterval(timer);
     stopping = true; // a running round ends after its batch: a stop must not wait for a backlog
-    await running;
-    await tick(); // what the last moments wrote
+    const patience = setTimeout(() => giveUp.abort(), STOP_PATIENCE_MS);
+    try {
+      await running;
+      await tick(); // what the last moments wrote
+    } finally {
+      clearTimeout(patience);
+    }
   };
 }
 

@@ -6,6 +6,7 @@
 import { FormatRegistry, Type, type Static, type TObject, type TProperties, type TSchema } from "@sinclair/typebox";
 import { LOG_LEVELS } from "../log.ts";
 import { isLoopback, isLoopbackHost, parseCidr, parseIp } from "../net/ip.ts";
+import { SYSLOG_FACILITIES } from "../audit/syslog.ts";
 import { ConfigError } from "./error.ts";
 
 FormatRegistry.Set("ip", (value) => parseIp(value) !== null);
@@ -171,11 +172,54 @@ export const RateLimitConfig = section("Token-bucket rate limits (429 with Retry
   auth: bucket("Login, token and device-code endpoints, per client address.", 1, 10),
 });
 
+export const AuditForwardSyslogConfig = section("The collector for audit.forward.to = \"syslog\" (RFC 5424 messages over TCP, octet-counted; TLS as RFC 5425). See docs/audit.md.", {
+  address: Type.String({
+    default: "",
+    maxLength: 253,
+    pattern: "^[A-Za-z0-9.:_-]*$",
+    patternHint: "a host name or an IP address, without brackets or a port",
+    description:
+      "Host name or IP address of the collector, without a port (that is port; required for to = \"syslog\"). An IPv6 address goes without brackets and cannot carry a port: 2001:db8::1:6514 is read as an address.",
+  }),
+  port: Type.Integer({ default: 6514, minimum: 1, maximum: 65535, description: "TCP port of the collector: 6514 is syslog over TLS; plain TCP is usually 514." }),
+  tls: Type.Boolean({
+    default: true,
+    description: "Speak TLS (RFC 5425). Plain TCP is allowed only to a loopback address (a collector on this host) unless insecure = true.",
+  }),
+  insecure: Type.Boolean({
+    default: false,
+    description: "Allow tls = false to an address that is not loopback: every event, personal data included if forwarded, crosses the network in the clear.",
+  }),
+  ca_file: Type.String({
+    default: "",
+    description: "PEM CA certificate(s) the collector's certificate must chain to, instead of the system's; its name must match address. Empty: the system's roots.",
+  }),
+  fingerprint: Type.String({
+    default: "",
+    description:
+      "SHA-256 fingerprint of the collector's certificate (hex, colons or not, as `citadel login --fingerprint` takes it): that certificate alone is accepted, whatever its issuer or names (a self-signed one). Not with ca_file.",
+  }),
+  cert_file: Type.String({ default: "", description: "PEM client certificate, for a collector that asks for one (with key_file)." }),
+  key_file: Type.String({ default: "", description: "PEM private key of cert_file; refused when readable by everyone." }),
+  facility: Type.Union(
+    Object.keys(SYSLOG_FACILITIES).map((f) => Type.Literal(f)),
+    { default: "authpriv", description: `The syslog facility of every message: ${Object.keys(SYSLOG_FACILITIES).join(", ")}.` },
+  ),
+  app_name: Type.String({
+    default: "citadel",
+    minLength: 1,
+    maxLength: 48,
+    pattern: "^[!-~]*$",
+    patternHint: "printable ASCII without spaces",
+    description: "APP-NAME of every message (RFC 5424: up to 48 printable ASCII characters).",
+  }),
+});
+
 export const AuditForwardConfig = section("Forwarding every audit event, as it is committed, to where a log shipper or SIEM reads it.", {
-  to: Type.Union([Type.Literal("off"), Type.Literal("journal"), Type.Literal("file")], {
+  to: Type.Union([Type.Literal("off"), Type.Literal("journal"), Type.Literal("file"), Type.Literal("syslog")], {
     default: "off",
     description:
-      'off; journal: one JSON line per event on standard output ("msg":"audit event"), which systemd puts in the journal; file: JSON lines appended to audit.forward.file.',
+      'off; journal: one JSON line per event on standard output ("msg":"audit event"), which systemd puts in the journal; file: JSON lines appended to audit.forward.file; syslog: to the collector of [audit.forward.syslog].',
   }),
   file: Type.String({
     default: "audit.jsonl",
@@ -187,7 +231,37 @@ export const AuditForwardConfig = section("Forwarding every audit event, as it i
     description:
       "Forward the personal data of events too (source address, user agent), decrypted. Off by default: a copy outside Citadel is beyond `citadel audit erase` (GDPR).",
   }),
+  syslog: AuditForwardSyslogConfig,
+}, (forward) => {
+  if (forward.to === "syslog") checkSyslogCollector(forward.syslog);
 });
+
+/**
+ * The collector's settings that only make sense together. Plain TCP would carry the audit log
+ * (personal data too, if asked for) in the clear: only to this host, as the CLI sends no token
+ * over http:// to another — unless the operator says `insecure`.
+ */
+function checkSyslogCollector(syslog: Static<typeof AuditForwardSyslogConfig>): void {
+  const key = (name: string) => `audit.forward.syslog.${name}`;
+  if (syslog.address === "") throw new ConfigError(`${key("address")}: required when audit.forward.to is "syslog"`);
+  // A colon belongs to an IPv6 address only: "siem.example:6514" would fail only when connecting,
+  // and "127.0.0.1:514" with tls = false would be refused as not loopback.
+  if (syslog.address.includes(":") && parseIp(syslog.address) === null) {
+    throw new ConfigError(`${key("address")}: a host name or address, without a port (use ${key("port")}), and it is ${syslog.address}`);
+  }
+  if (!syslog.tls && !syslog.insecure && !isLoopbackHost(syslog.address)) {
+    throw new ConfigError(`${key("tls")}: plain TCP is only allowed to a loopback address, and ${key("address")} is ${syslog.address} (set ${key("insecure")} = true to send the audit log in the clear)`);
+  }
+  if (!syslog.tls) {
+    const tlsOnly = (["ca_file", "fingerprint", "cert_file", "key_file"] as const).find((name) => syslog[name] !== "");
+    if (tlsOnly) throw new ConfigError(`${key(tlsOnly)}: set, but ${key("tls")} is false`);
+  }
+  if (syslog.ca_file !== "" && syslog.fingerprint !== "") throw new ConfigError(`${key("fingerprint")}: set with ${key("ca_file")}; set one (a pinned certificate is accepted whatever its issuer)`);
+  if (syslog.fingerprint !== "" && !/^[0-9A-F]{64}$/i.test(syslog.fingerprint.replaceAll(":", ""))) {
+    throw new ConfigError(`${key("fingerprint")}: must be a SHA-256 fingerprint, 64 hex digits (colons allowed), such as openssl x509 -noout -fingerprint -sha256 prints`);
+  }
+  if ((syslog.cert_file === "") !== (syslog.key_file === "")) throw new ConfigError(`${key(syslog.cert_file === "" ? "key_file" : "cert_file")}: set without ${key(syslog.cert_file === "" ? "cert_file" : "key_file")}; a client certificate needs both`);
+}
 
 export const AuditConfig = section("The audit log.", {
   checkpoint_every: Type.Integer({

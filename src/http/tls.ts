@@ -94,27 +94,27 @@ function usable(files: TlsFiles): boolean {
  * everyone, the certificate a PEM one and the key its private key; else a ConfigError that
  * names the file. `citadel doctor` checks the files with this very function.
  */
-export function readTls(files: TlsFiles): TlsMaterial {
-  const cert = readConfigured(files.certPath, "http.tls.cert_file");
-  const key = readConfigured(files.keyPath, "http.tls.key_file");
+export function readTls(files: Pick<TlsFiles, "certPath" | "keyPath">, keys = { cert: "http.tls.cert_file", key: "http.tls.key_file" }): TlsMaterial {
+  const cert = readConfigured(files.certPath, keys.cert);
+  const key = readConfigured(files.keyPath, keys.key);
   if ((statSync(files.keyPath).mode & 0o004) !== 0) {
-    throw new ConfigError(`http.tls.key_file: ${files.keyPath} is readable by everyone; chmod 600 it`);
+    throw new ConfigError(`${keys.key}: ${files.keyPath} is readable by everyone; chmod 600 it`);
   }
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);
   } catch {
-    throw new ConfigError(`http.tls.cert_file: ${files.certPath} is not a PEM certificate`);
+    throw new ConfigError(`${keys.cert}: ${files.certPath} is not a PEM certificate`);
   }
   try {
     if (!x509.checkPrivateKey(createPrivateKey(key))) throw new Error("mismatch");
   } catch {
-    throw new ConfigError(`http.tls.key_file: ${files.keyPath} is not the private key of ${files.certPath}`);
+    throw new ConfigError(`${keys.key}: ${files.keyPath} is not the private key of ${files.certPath}`);
   }
   return { cert, key, fingerprint: x509.fingerprint256, notBefore: new Date(x509.validFrom), notAfter: new Date(x509.validTo), generated: false };
 }
 
-function readConfigured(path: string, key: string): string {
+export function readConfigured(path: string, key: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {

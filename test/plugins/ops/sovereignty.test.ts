@@ -312,6 +312,12 @@ describe("the rest of the report", () => {
 
     const journal = await report(dir, { env: { CITADEL_AUDIT_FORWARD_TO: "journal" } });
     expect(journal.data.find((d) => d.what === "forwarded audit log")).toMatchObject({ path: null, note: expect.stringMatching(/^on standard output with the logs \(the journal under systemd\): every audit event as a JSON line, without personal data/) });
+    // Sent to a syslog collector: the one connection the kernel makes, listed with how it travels.
+    const syslog = await report(dir, { env: { CITADEL_AUDIT_FORWARD_TO: "syslog", CITADEL_AUDIT_FORWARD_SYSLOG_ADDRESS: "2001:db8::514" } });
+    expect(syslog.outbound.destinations.filter((d) => d.kind === "audit_syslog")).toEqual([
+      { kind: "audit_syslog", destination: "tls://[2001:db8::514]:6514", active: true, detail: expect.stringMatching(/^the syslog collector of audit\.forward: every audit event as a JSON line, without personal data .* \(RFC 5424 over TLS, its certificate checked against the system's CAs\)$/) },
+    ]);
+    expect(syslog.data.find((d) => d.what === "forwarded audit log")).toMatchObject({ path: null, note: expect.stringMatching(/^sent to the syslog collector \[2001:db8::514\]:6514 /) });
     const off = await report(dir);
     expect(off.data.some((d) => d.what === "forwarded audit log")).toBe(false);
   });

@@ -248,6 +248,22 @@ describe("bad configurations stop start-up naming the key", () => {
     // Decimal only (found in review: Number() took 0x10 as 16).
     ["env number in hex", "", { CITADEL_RATE_LIMIT_AUTH_PER_SECOND: "0x10" }, /^environment variable CITADEL_RATE_LIMIT_AUTH_PER_SECOND: must be a number/],
     ["env value out of range names the variable", "", { CITADEL_HTTP_PORT: "99999" }, /^http\.port: must be at most 65535 \(in environment variable CITADEL_HTTP_PORT\)/],
+    // The audit log in the clear over the network: only with insecure = true, as the CLI refuses http:// to another host.
+    ["syslog in plain TCP to another host", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "siem.example.eu"\ntls = false\n', {}, /^audit\.forward\.syslog\.tls: plain TCP is only allowed to a loopback address, and audit\.forward\.syslog\.address is siem\.example\.eu \(set audit\.forward\.syslog\.insecure = true/],
+    ["syslog in plain TCP to a LAN address", "", { CITADEL_AUDIT_FORWARD_TO: "syslog", CITADEL_AUDIT_FORWARD_SYSLOG_ADDRESS: "10.0.0.5", CITADEL_AUDIT_FORWARD_SYSLOG_TLS: "false" }, /^audit\.forward\.syslog\.tls: plain TCP is only allowed to a loopback address/],
+    ["syslog without an address", '[audit.forward]\nto = "syslog"\n', {}, /^audit\.forward\.syslog\.address: required when audit\.forward\.to is "syslog"$/],
+    ["syslog address with a port", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "siem.example:6514"\n', {}, /^audit\.forward\.syslog\.address: a host name or address, without a port \(use audit\.forward\.syslog\.port\), and it is siem\.example:6514$/],
+    ["syslog loopback address with a port, in plain TCP", "", { CITADEL_AUDIT_FORWARD_TO: "syslog", CITADEL_AUDIT_FORWARD_SYSLOG_ADDRESS: "127.0.0.1:514", CITADEL_AUDIT_FORWARD_SYSLOG_TLS: "false" }, /^audit\.forward\.syslog\.address: a host name or address, without a port \(use audit\.forward\.syslog\.port\)/],
+    ["syslog address an IPv6 address with a port after it", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "2001:db8:0:0:0:0:0:5:6514"\n', {}, /^audit\.forward\.syslog\.address: a host name or address, without a port/],
+    ["syslog address with a scheme", '[audit.forward.syslog]\naddress = "tcp://siem"\n', {}, /^audit\.forward\.syslog\.address: must be a host name or an IP address/],
+    ["syslog IPv6 address in brackets", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "[::1]"\n', {}, /^audit\.forward\.syslog\.address: must be a host name or an IP address, without brackets or a port /],
+    ["syslog IPv6 address in brackets with a port", "", { CITADEL_AUDIT_FORWARD_TO: "syslog", CITADEL_AUDIT_FORWARD_SYSLOG_ADDRESS: "[::1]:6514" }, /^audit\.forward\.syslog\.address: must be a host name or an IP address, without brackets or a port /],
+    ["syslog pinned and with a CA", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "siem"\nca_file = "ca.pem"\nfingerprint = "' + "AB".repeat(32) + '"\n', {}, /^audit\.forward\.syslog\.fingerprint: set with audit\.forward\.syslog\.ca_file; set one/],
+    ["syslog fingerprint not SHA-256", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "siem"\nfingerprint = "AB:CD"\n', {}, /^audit\.forward\.syslog\.fingerprint: must be a SHA-256 fingerprint, 64 hex digits/],
+    ["syslog client certificate without its key", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "siem"\ncert_file = "client.pem"\n', {}, /^audit\.forward\.syslog\.cert_file: set without audit\.forward\.syslog\.key_file; a client certificate needs both$/],
+    ["syslog TLS settings without TLS", '[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\naddress = "127.0.0.1"\ntls = false\nca_file = "ca.pem"\n', {}, /^audit\.forward\.syslog\.ca_file: set, but audit\.forward\.syslog\.tls is false$/],
+    ["syslog facility unknown", '[audit.forward.syslog]\nfacility = "security"\n', {}, /^audit\.forward\.syslog\.facility: must be one of: kern, /],
+    ["syslog app name with a space", '[audit.forward.syslog]\napp_name = "cita del"\n', {}, /^audit\.forward\.syslog\.app_name: must be printable ASCII without spaces/],
   ];
   for (const [name, toml, env, expected] of bad) {
     test(name, () => {
@@ -261,6 +277,15 @@ describe("bad configurations stop start-up naming the key", () => {
       expect((error as Error).message).toMatch(expected);
     });
   }
+
+  test("syslog in plain TCP: to a collector on this host, or elsewhere when the operator says insecure; settings for it are not checked while to is not syslog", () => {
+    const syslog = (lines: string) => load(`[audit.forward]\nto = "syslog"\n[audit.forward.syslog]\n${lines}`).config.audit.forward.syslog;
+    for (const address of ["127.0.0.1", "::1", "localhost"]) expect(syslog(`address = "${address}"\nport = 514\ntls = false\n`)).toMatchObject({ address, tls: false });
+    expect(syslog('address = "siem.example.eu"\ntls = false\ninsecure = true\n')).toMatchObject({ tls: false, insecure: true });
+    expect(syslog('address = "siem.example.eu"\n')).toMatchObject({ port: 6514, tls: true, facility: "authpriv", app_name: "citadel" });
+    expect(syslog('address = "2001:db8::5"\n')).toMatchObject({ address: "2001:db8::5" }); // a colon in an IPv6 address is no port
+    expect(load('[audit.forward.syslog]\naddress = "siem.example.eu"\ntls = false\n').config.audit.forward.to).toBe("off");
+  });
 
   test("a file value error names the file", () => {
     expect(() => load("[http]\nport = -1\n")).toThrow(/http\.port: must be at least 0 \(in .*\.toml\)/);
