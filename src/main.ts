@@ -30,8 +30,8 @@ import { AuditLog } from "./audit/log.ts";
 import { knownScopes } from "./auth/scopes.ts";
 import { buildInfo } from "./build-info.ts";
 import { adviceFor } from "./cli/advice.ts";
-import { createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
-import { readStoredLogin, refuseLoginInTheClear } from "./cli/credentials.ts";
+import { type ApiClientOptions, createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
+import { readStoredLogin, refuseLoginInTheClear, type StoredLogin, trustOf, upgradeStoredPin } from "./cli/credentials.ts";
 import { normalizedServerUrl, serverUrlProblem } from "./cli/server-url.ts";
 import { sameInstanceFlags } from "./cli/next-command.ts";
 import { forStdout, needArgs, printable } from "./cli/output.ts";
@@ -50,7 +50,7 @@ import { lockDataDirectory, type DataDirectoryWriter, type HeldLock } from "./fi
 import { writeFileAtomic } from "./files.ts";
 import { createHttpApp } from "./http/app.ts";
 import { createEdge, HttpRequestMetrics, startHttpServer } from "./http/edge.ts";
-import { loadOrCreateTls, type TlsMaterial } from "./http/tls.ts";
+import { loadOrCreateTls, readTls, renewSelfSigned, type TlsMaterial } from "./http/tls.ts";
 import { tlsReloader, type TlsReloader } from "./http/tls-reload.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -163,6 +163,12 @@ function kernelCommands(env: Env): Command[] {
         return 0;
       },
     },
+    {
+      words: ["tls", "renew"],
+      summary: "Renew Citadel's self-signed TLS certificate now, over the same key (pins hold); --new-key for a key that may have leaked (every client must pin again). Then reload Citadel",
+      options: { "new-key": { type: "boolean", description: "Make a new key pair too: clients that pinned the old public key are refused until they pin the new one" } },
+      run: (ctx) => renewTls(ctx, configFor(ctx.options, env)),
+    },
     { words: ["help"], summary: "Show this help, or the help of one command", args: "[command]", maxArgs: 3, run: async () => 0 },
   ];
 }
@@ -192,13 +198,13 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
     if (namedInEnvironment) throw new ConfigError(serverAndInstanceNamed(env));
     const server = namedServer(env.CITADEL_SERVER);
     const sameServer = stored !== null && normalizedServerUrl(stored.server) === server;
-    // The pinned certificate is handed on too: login and password make follow-up clients from it.
-    const pinned = sameServer ? stored?.certificate : undefined;
-    return createApiClient({ baseUrl: server, trust: pinned, certificate: pinned, ...credential(sameServer ? stored?.token : undefined) });
+    // The pin is handed on too: login and password make follow-up clients from it.
+    const pinned = sameServer ? trustOf(stored) : undefined;
+    return createApiClient({ baseUrl: server, trust: pinned, pinned, ...(sameServer ? upgradingPin(configHome, stored) : {}), ...credential(sameServer ? stored?.token : undefined) });
   }
   if (stored && !namedOnCommandLine && !namedInEnvironment) {
     refuseLoginInTheClear(stored);
-    return createApiClient({ baseUrl: stored.server, trust: stored.certificate, certificate: stored.certificate, ...credential(stored.token) });
+    return createApiClient({ baseUrl: stored.server, trust: trustOf(stored), pinned: trustOf(stored), ...upgradingPin(configHome, stored), ...credential(stored.token) });
   }
   const config = configFor(options, env, { client: true }).config;
   const local = localBaseUrl(config);
@@ -206,6 +212,11 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   const loggedInHere = stored && local !== null && new URL(stored.server).origin === new URL(local).origin;
   const { token: sent, tokenOrigin } = credential(loggedInHere ? stored.token : undefined);
   return localApiClient(config, sent, tokenOrigin);
+}
+
+/** For a login that pinned its server's certificate before pins named the key: the key pin is kept once the server presents it. */
+function upgradingPin(configHome: string, stored: StoredLogin): Pick<ApiClientOptions, "upgradeTrust"> {
+  return stored.certificate !== undefined && stored.pin === undefined ? { upgradeTrust: (pin) => upgradeStoredPin(configHome, stored, pin) } : {};
 }
 
 /** CITADEL_SERVER and CITADEL_DATA or CITADEL_CONFIG name two servers: which one was meant cannot be told. */
@@ -245,7 +256,7 @@ function apiClientForServer(options: Record<string, string | boolean | undefined
   const origin = new URL(server).origin;
   const baseUrl = server.replace(/\/+$/, ""); // may carry a reverse proxy's path prefix
   const stored = readStoredLogin(env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config"));
-  if (stored && new URL(stored.server).origin === origin) return createApiClient({ baseUrl, trust: stored.certificate });
+  if (stored && new URL(stored.server).origin === origin) return createApiClient({ baseUrl, trust: trustOf(stored) });
   try {
     const local = localApiClient(configFor(options, env, { client: true }).config);
     if (new URL(local.baseUrl).origin === origin) return local;
@@ -395,6 +406,34 @@ function warnOfLeftoverKeyFile(source: KeySource, store: Store, log: Logger): vo
   if (warning) log.warn(warning, { key_file: source.keyFile });
 }
 
+/** What serve and init print of the certificate: the public key pin clients pin it by. */
+function tlsPinLine(tls: TlsMaterial): string {
+  return `TLS public key pin: ${tls.publicKeyPin} (certificate SHA-256 fingerprint ${tls.fingerprint})`;
+}
+
+/**
+ * `citadel tls renew`: a new self-signed certificate in the data directory, over the same key
+ * unless --new-key; the running server serves it once reloaded (SIGHUP reads the files again).
+ * Run as root on an installed system, it writes as the data directory's owner, whose files they are.
+ */
+async function renewTls(ctx: CommandContext, loaded: LoadedConfig): Promise<number> {
+  const { config } = loaded;
+  if (!config.http.tls.enabled) throw new ConfigError("http.tls.enabled is false: there is no certificate to renew");
+  const files = tlsFiles(config);
+  if (!files.managed) throw new ConfigError(`http.tls: ${files.certPath} is a certificate you manage, not Citadel's self-signed one: renew it where it was issued, then systemctl reload citadel`);
+  actAsDataDirectoryOwner(config.data_dir);
+  const previous = readTls(files);
+  // The command says it all below; the log line is for a server's log.
+  const renewed = await renewSelfSigned(files, createLogger({ level: "error" }), { newKey: ctx.options["new-key"] === true });
+  const sameKey = renewed.publicKeyPin === previous.publicKeyPin;
+  const result = { cert_file: files.certPath, not_after: renewed.notAfter.toISOString(), public_key_pin: renewed.publicKeyPin, previous_public_key_pin: previous.publicKeyPin, same_key: sameKey };
+  const consequence = sameKey
+    ? "Same key: clients that pinned its public key accept it as they are."
+    : `New key (was ${previous.publicKeyPin}): every client that pinned the old one is refused until it pins the new one: citadel login --server URL --fingerprint ${renewed.publicKeyPin}; a mesh node joins again (docs/mesh.md).`;
+  ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Renewed the self-signed TLS certificate ${files.certPath}, valid until ${result.not_after}.\n${tlsPinLine(renewed)}\n${consequence}\nServe it: systemctl reload citadel (or send Citadel SIGHUP; a restart serves it too).`);
+  return 0;
+}
+
 function tlsFiles(config: Config) {
   const { cert_file, key_file } = config.http.tls;
   return {
@@ -467,6 +506,7 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
       key_id: result?.keyId ?? null,
       shares: result?.shares ?? null,
       tls_fingerprint_sha256: tls?.fingerprint ?? null,
+      tls_public_key_pin: tls?.publicKeyPin ?? null,
       ...Object.assign({}, ...setups.map((r) => r.summary)),
     };
     const say = keyOut === "-" ? ctx.err : ctx.out; // keep standard output for the key alone
@@ -474,7 +514,7 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
     else {
       say(created ? `Initialized Citadel in ${summary.data_dir} (seal method ${source.method}, root key ${summary.key_id})` : `Citadel is already initialized in ${summary.data_dir}`);
       say(`config: ${summary.config_file}`);
-      if (tls) say(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}`);
+      if (tls) say(tlsPinLine(tls));
       if (source.method === "key_file" && created) say(`root key: ${source.keyFile} (mode 0600; keep a copy somewhere safe)`);
       if (result?.shares) {
         say(`\nKey shares (any ${threshold ?? 3} of ${result.shares.length} unseal). They are shown only now; give one to each keeper:\n`);
@@ -688,8 +728,8 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
     lifecycle.started("reload on SIGHUP", hangups.serve(tls && tlsReloader({ files: tlsFiles(config), served: tls, server, store, audit, log, now })));
 
     process.stderr.write(`Citadel ${buildInfo.version} is serving ${server.url} (API docs: ${server.url}/docs)${seal.sealed ? " — sealed" : ""}\n`);
-    if (tls) process.stderr.write(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}\n`);
-    log.info("listening", { url: server.url, tls_fingerprint_sha256: tls?.fingerprint ?? null, version: buildInfo.version, sealed: seal.sealed });
+    if (tls) process.stderr.write(`${tlsPinLine(tls)}\n`);
+    log.info("listening", { url: server.url, tls_fingerprint_sha256: tls?.fingerprint ?? null, tls_public_key_pin: tls?.publicKeyPin ?? null, version: buildInfo.version, sealed: seal.sealed });
 
     const signal = await stopRequested;
     log.info("stopping", { signal });

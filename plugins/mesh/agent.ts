@@ -27,6 +27,7 @@ import { ApiError } from "../../src/cli/api-client.ts";
 import { formatIp, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
+import { publicKeyPin } from "../../src/cli/pin.ts";
 import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
 import { LOOKUP_TIMEOUT_MS, lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
@@ -107,7 +108,26 @@ export class Agent {
   }
 
   private get connection(): NodeConnection {
-    return { server: this.state.server, certificate: this.state.certificate, token: this.state.token };
+    const { server, pin, certificate, token } = this.state;
+    if (pin) return { server, trust: pin, token };
+    return { server, trust: certificate, token, ...(certificate ? { answeredOverPin: () => this.keepKeyPin(certificate) } : {}) };
+  }
+
+  /**
+   * A node that pinned its control plane's certificate before pins named the key keeps that
+   * certificate's key pin instead, once the server presented it: a renewal over the same key
+   * then leaves the node in the mesh. Best effort: the certificate still works meanwhile.
+   */
+  private keepKeyPin(certificate: string): void {
+    try {
+      this.updateState((state) => {
+        if (state.certificate !== certificate || state.pin) return; // re-joined meanwhile
+        state.pin = publicKeyPin(certificate);
+        state.certificate = null;
+      });
+    } catch (error) {
+      this.options.err(`mesh agent: could not keep the control plane's key pin in ${statePath(this.options.stateDir)} (${error instanceof Error ? error.message : String(error)}); the pinned certificate still works, until it is renewed`);
+    }
   }
 
   /** After a reboot: the stored config, applied before the control plane is asked. */

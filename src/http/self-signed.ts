@@ -17,6 +17,11 @@ export interface SelfSignedOptions {
   ipAddresses: string[];
   validDays: number;
   now: Date;
+  /**
+   * The private key (PKCS#8 PEM, ECDSA P-256) to make the certificate over: a renewal keeps the
+   * key pair, so that clients that pinned the public key accept the new certificate. Absent: a new key pair.
+   */
+  keyPem?: string;
 }
 
 export interface GeneratedCertificate {
@@ -29,7 +34,7 @@ const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as con
 export async function generateSelfSignedCertificate(options: SelfSignedOptions): Promise<GeneratedCertificate> {
   const x509 = await loadX509();
   x509.cryptoProvider.set(crypto);
-  const keys = (await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
+  const keys = options.keyPem ? await importKeyPair(options.keyPem) : ((await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair);
   const serial = crypto.getRandomValues(new Uint8Array(16));
   serial[0]! &= 0x7f; // a positive INTEGER, as RFC 5280 requires
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -51,5 +56,17 @@ export async function generateSelfSignedCertificate(options: SelfSignedOptions):
     ],
   });
   const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
-  return { certPem: cert.toString("pem") + "\n", keyPem: x509.PemConverter.encode(pkcs8, "PRIVATE KEY") + "\n" };
+  return { certPem: cert.toString("pem") + "\n", keyPem: options.keyPem ?? x509.PemConverter.encode(pkcs8, "PRIVATE KEY") + "\n" };
+}
+
+/** A key pair from its private key's PEM (Web Crypto imports no public key from a private one: node:crypto derives it). */
+async function importKeyPair(keyPem: string): Promise<CryptoKeyPair> {
+  const { createPrivateKey, createPublicKey } = await import("node:crypto");
+  const privateKey = createPrivateKey(keyPem);
+  const pkcs8 = privateKey.export({ type: "pkcs8", format: "der" });
+  const spki = createPublicKey(privateKey).export({ type: "spki", format: "der" });
+  return {
+    privateKey: await crypto.subtle.importKey("pkcs8", pkcs8, ALGORITHM, true, ["sign"]),
+    publicKey: await crypto.subtle.importKey("spki", spki, ALGORITHM, true, ["verify"]),
+  };
 }

@@ -102,7 +102,7 @@ test("citadel login --server with the printed fingerprint pins the certificate; 
   const env = { PATH: process.env.PATH ?? "", HOME: configHome, XDG_CONFIG_HOME: configHome };
   const wrong = await runCitadel(["login", "--server", citadel.url, "--fingerprint", "00".repeat(32)], env);
   expect(wrong.code).toBe(1);
-  expect(wrong.stderr).toContain("not the fingerprint given: refusing to talk to it");
+  expect(wrong.stderr).toContain("not the one given: refusing to talk to it");
   const check = await runCitadel(["token", "check", "citadel_pat_abcdefgh_" + "x".repeat(38)], env);
   expect(check.code).toBe(1);
   expect(check.stdout).toContain("not a Citadel token");

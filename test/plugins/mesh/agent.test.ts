@@ -4,7 +4,7 @@
  * rounds against a fake device and control plane (fake-node.ts).
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, nudgeTargets } from "../../../plugins/mesh/agent.ts";
@@ -12,8 +12,10 @@ import type { ConfigDocument } from "../../../plugins/mesh/configs.ts";
 import type { LookupHost } from "../../../plugins/mesh/endpoints.ts";
 import { generateKeyPair, publicKeyOf } from "../../../plugins/mesh/keys.ts";
 import { NodeRefusedError } from "../../../plugins/mesh/node-client.ts";
-import { readState, writeState, type NodeState } from "../../../plugins/mesh/node-state.ts";
+import { readState, statePath, writeState, type NodeState } from "../../../plugins/mesh/node-state.ts";
 import { ApiError } from "../../../src/cli/api-client.ts";
+import { publicKeyPin } from "../../../src/cli/pin.ts";
+import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { enrolledStateDir, FakeControlPlane, FakeDevice, nodeConfig, peer, type Answer } from "./fake-node.ts";
 
 const dirs: string[] = [];
@@ -567,5 +569,55 @@ describe("a key switch the control plane no longer expects (found in review: the
       plane.appliedAnswer = null;
     }
     expect(readState(state.dir)).toMatchObject({ private_key: k2.privateKey, previous_private_key: null });
+  });
+});
+
+describe("a node pinned to a self-signed control plane (its pin in node.json)", () => {
+  const selfSigned = (keyPem?: string) => generateSelfSignedCertificate({ dnsNames: [], ipAddresses: ["127.0.0.1"], validDays: 30, now: new Date(), ...(keyPem ? { keyPem } : {}) });
+
+  /** A round of an agent whose state is enrolled with a control plane presenting `presented`, then changed by `pinned`. */
+  async function roundAgainst(presented: { certPem: string; keyPem: string }, pinned: Partial<NodeState>) {
+    const plane = new FakeControlPlane("node_a", presented);
+    const state = await enrolledStateDir(plane);
+    try {
+      writeState(state.dir, { ...readState(state.dir), ...pinned });
+      plane.publish(nodeConfig([]));
+      const said: string[] = [];
+      const result = await new Agent({ stateDir: state.dir, ...quiet, dryRun: true, err: (text) => said.push(text), run: new FakeDevice("wgc-test").run }).round().catch((error: Error) => error);
+      return { result, state: readState(state.dir), mode: statSync(statePath(state.dir)).mode & 0o777, said, url: plane.url };
+    } finally {
+      plane.stop();
+      state.remove();
+    }
+  }
+
+  test("by its public key: a certificate renewed over that key is accepted, nothing to do on the node", async () => {
+    const original = await selfSigned();
+    const renewed = await selfSigned(original.keyPem);
+    const { result, state } = await roundAgainst(renewed, { pin: publicKeyPin(original.certPem) });
+    expect(result).toMatchObject({ version: 1 });
+    expect(state.pin).toBe(publicKeyPin(original.certPem));
+  });
+
+  test("by its public key: a certificate over a new key is refused, naming both pins", async () => {
+    const [original, other] = await Promise.all([selfSigned(), selfSigned()]);
+    const { result, url } = await roundAgainst(other, { pin: publicKeyPin(original.certPem) });
+    expect(result).toBeInstanceOf(ApiError);
+    expect((result as Error).message).toBe(`cannot reach the control plane at ${url} (it presented a certificate with the public key ${publicKeyPin(other.certPem)}, not the one pinned, ${publicKeyPin(original.certPem)})`);
+  });
+
+  test("by its certificate (joined before pins named the key): once that certificate answers, node.json keeps its key pin instead, still 0600", async () => {
+    const original = await selfSigned();
+    const { result, state, mode } = await roundAgainst(original, { certificate: original.certPem });
+    expect(result).toMatchObject({ version: 1 });
+    expect([state.certificate, state.pin, mode]).toEqual([null, publicKeyPin(original.certPem), 0o600]);
+  });
+
+  test("by its certificate: another certificate, even over the same key, is refused as before, and the pin stays as it was", async () => {
+    const original = await selfSigned();
+    const renewed = await selfSigned(original.keyPem);
+    const { result, state } = await roundAgainst(renewed, { certificate: original.certPem });
+    expect(result).toBeInstanceOf(ApiError);
+    expect([state.certificate, state.pin]).toEqual([original.certPem, undefined]);
   });
 });

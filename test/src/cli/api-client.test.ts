@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { adviceFor } from "../../../src/cli/advice.ts";
 import { ApiError, createApiClient, NOT_THE_PINNED_CERTIFICATE, pinnedTls, type ApiClientOptions } from "../../../src/cli/api-client.ts";
+import { publicKeyPin } from "../../../src/cli/pin.ts";
 import { writeOwnerOnlyFileFrom } from "../../../src/files.ts";
 import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { freePort } from "../../helpers/binary.ts";
@@ -277,7 +278,11 @@ describe("a pinned certificate (login --fingerprint, a stored login, mesh join -
     const server = await presenting(expired);
     const url = `https://127.0.0.1:${server.port}`;
     const refused = await createApiClient({ baseUrl: url, trust: expired.certPem }).request("GET", "/").catch((error: Error) => error.message);
-    expect(refused).toBe(`the server at ${url} did not present a certificate this client trusts (CERT_HAS_EXPIRED); it has expired: restart that Citadel (it renews its self-signed certificate at start) or replace the certificate, then pin the new one: citadel login --server ${url} --fingerprint SHA256 (as citadel serve prints it)`);
+    const advice = `it has expired: restart that Citadel (it renews its self-signed certificate at start, over the same key) or replace the certificate; if its key changed, or this client pinned the old certificate itself, pin it again: citadel login --server ${url} --fingerprint sha256//... (the public key pin citadel serve prints)`;
+    expect(refused).toBe(`the server at ${url} did not present a certificate this client trusts (CERT_HAS_EXPIRED); ${advice}`);
+    // Pinned by its key: an expired certificate over that key is refused all the same, with the same advice.
+    const byKey = await createApiClient({ baseUrl: url, trust: publicKeyPin(expired.certPem) }).request("GET", "/").catch((error: Error) => error.message);
+    expect(byKey).toBe(`the server at ${url} did not present a certificate this client trusts (CERT_HAS_EXPIRED); ${advice}`);
   });
 
   test("the CLI's client uses it: the pinned server answers, another is refused", async () => {
@@ -294,11 +299,65 @@ describe("a pinned certificate (login --fingerprint, a stored login, mesh join -
     const [served, other] = await Promise.all([certificateFor127(), certificateFor127()]);
     const server = await presenting(served);
     const baseUrl = `https://127.0.0.1:${server.port}`;
-    const login = `citadel login --server ${baseUrl} --fingerprint SHA256 (as citadel serve prints it)`;
+    const login = `citadel login --server ${baseUrl} --fingerprint sha256//... (the public key pin citadel serve prints)`;
     const unpinned = await createApiClient({ baseUrl }).request("GET", "/").catch((error: Error) => error.message);
     expect(unpinned).toMatch(new RegExp(`^the server at ${baseUrl} did not present a certificate this client trusts \\([A-Z_]+\\); for a self-signed certificate, pin it: `));
     expect(unpinned).toEndWith(login);
     const replaced = await createApiClient({ baseUrl, trust: other.certPem }).request("GET", "/").catch((error: Error) => error.message);
     expect(replaced).toEndWith(`; if the server's certificate was replaced, pin the new one: ${login}`);
+  });
+
+  describe("by its public key (sha256//..., what citadel serve prints and login keeps)", () => {
+    /** A certificate as Citadel renews its own: new validity, the same names, over `keyPem`. */
+    const renewalOf = (keyPem: string) => generateSelfSignedCertificate({ dnsNames: ["citadel.example"], ipAddresses: ["127.0.0.1"], validDays: 60, now: new Date(), keyPem });
+
+    test("a certificate renewed over the same key is accepted as it is, even by a client that saw the old one (real TLS on 127.0.0.1)", async () => {
+      const first = await certificateFor127();
+      const renewed = await renewalOf(first.keyPem);
+      expect(new X509Certificate(renewed.certPem).fingerprint256).not.toBe(new X509Certificate(first.certPem).fingerprint256);
+      expect(publicKeyPin(renewed.certPem)).toBe(publicKeyPin(first.certPem));
+      const before = await presenting(first);
+      const baseUrl = `https://127.0.0.1:${before.port}`;
+      const client = createApiClient({ baseUrl, trust: publicKeyPin(first.certPem) });
+      expect(await client.request("GET", "/")).toEqual({ ok: true });
+      // The server restarts with its renewed certificate, at the same address: the client goes on.
+      before.stop(true);
+      const after = Bun.serve({ hostname: "127.0.0.1", port: before.port, tls: { cert: renewed.certPem, key: renewed.keyPem }, fetch: () => Response.json({ renewed: true }) });
+      servers.push(after);
+      expect(await client.request("GET", "/")).toEqual({ renewed: true });
+      expect(await createApiClient({ baseUrl, trust: publicKeyPin(first.certPem) }).request("GET", "/")).toEqual({ renewed: true });
+    });
+
+    test("a certificate over another key (one made with --new-key) is refused, naming both pins, with the advice to pin again", async () => {
+      const [pinned, other] = await Promise.all([certificateFor127(), certificateFor127()]);
+      const server = await presenting(other);
+      const baseUrl = `https://127.0.0.1:${server.port}`;
+      const refused = await createApiClient({ baseUrl, trust: publicKeyPin(pinned.certPem) }).request("GET", "/").catch((error: Error) => error);
+      expect(refused).toBeInstanceOf(ApiError);
+      expect((refused as Error).message).toBe(
+        `the server at ${baseUrl} did not present a certificate this client trusts (it presented a certificate with the public key ${publicKeyPin(other.certPem)}, not the one pinned, ${publicKeyPin(pinned.certPem)}); ` +
+          `if the server's certificate was replaced, pin the new one: citadel login --server ${baseUrl} --fingerprint sha256//... (the public key pin citadel serve prints)`,
+      );
+    });
+
+    test("a certificate pinned whole (as before) still works for that certificate only, and hands its key pin on once, after the server presented it", async () => {
+      const first = await certificateFor127();
+      const server = await presenting(first);
+      const baseUrl = `https://127.0.0.1:${server.port}`;
+      const upgrades: string[] = [];
+      const client = createApiClient({ baseUrl, trust: first.certPem, upgradeTrust: (pin) => upgrades.push(pin) });
+      expect(await client.request("GET", "/")).toEqual({ ok: true });
+      expect(await client.request("GET", "/")).toEqual({ ok: true });
+      expect(upgrades).toEqual([publicKeyPin(first.certPem)]);
+      // Not the pinned certificate, though over its key: refused as before, and nothing handed on.
+      const renewed = await renewalOf(first.keyPem);
+      const other = await presenting(renewed);
+      const refusedUpgrades: string[] = [];
+      const refused = await createApiClient({ baseUrl: `https://127.0.0.1:${other.port}`, trust: first.certPem, upgradeTrust: (pin) => refusedUpgrades.push(pin) })
+        .request("GET", "/")
+        .catch((error: Error) => error.message);
+      expect(refused).toStartWith(`the server at https://127.0.0.1:${other.port} did not present a certificate this client trusts (`);
+      expect(refusedUpgrades).toEqual([]);
+    });
   });
 });

@@ -1,9 +1,11 @@
 import { afterAll, afterEach, describe, expect, spyOn, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApiClient } from "../../../src/cli/api-client.ts";
-import { CredentialsFileError, credentialsPath, loginWithDeviceFlow, logout, readStoredLogin, refuseLoginInTheClear } from "../../../src/cli/credentials.ts";
+import { CredentialsFileError, credentialsPath, loginWithDeviceFlow, logout, readStoredLogin, refuseLoginInTheClear, trustOf, upgradeStoredPin } from "../../../src/cli/credentials.ts";
+import { publicKeyPin } from "../../../src/cli/pin.ts";
+import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import type { CommandContext } from "../../../src/plugin.ts";
 import { freePort } from "../../helpers/binary.ts";
 
@@ -180,6 +182,29 @@ test("a login stored by an earlier version with user:password@ in its server's U
       expect(kept).not.toContain("hunter2");
       expect(JSON.parse(kept).server).toBe("https://127.0.0.1:38813");
     }
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test("a login that pinned its server's certificate (before pins named the key) keeps the key pin instead: the file rewritten whole, still 0600; one replaced meanwhile is left alone", async () => {
+  const home = mkdtempSync(join(tmpdir(), "citadel-credentials-pin-"));
+  try {
+    const { certPem } = await generateSelfSignedCertificate({ dnsNames: ["citadel.example"], ipAddresses: [], validDays: 30, now: new Date() });
+    mkdirSync(join(home, "citadel"), { recursive: true, mode: 0o700 });
+    const old = { server: "https://citadel.example:8443", token: "citadel_pat_x", token_id: "tok_1", certificate: certPem };
+    writeFileSync(credentialsPath(home), JSON.stringify(old), { mode: 0o600 });
+    const stored = readStoredLogin(home)!;
+    expect(trustOf(stored)).toBe(certPem);
+    upgradeStoredPin(home, stored, publicKeyPin(certPem));
+    expect(JSON.parse(readFileSync(credentialsPath(home), "utf8"))).toEqual({ server: old.server, token: old.token, token_id: old.token_id, pin: publicKeyPin(certPem) });
+    expect(statSync(credentialsPath(home)).mode & 0o777).toBe(0o600);
+    expect(trustOf(readStoredLogin(home)!)).toBe(publicKeyPin(certPem));
+    // Another login stored since: not touched.
+    const other = { ...old, token: "citadel_pat_y", token_id: "tok_2" };
+    writeFileSync(credentialsPath(home), JSON.stringify(other), { mode: 0o600 });
+    upgradeStoredPin(home, stored, publicKeyPin(certPem));
+    expect(JSON.parse(readFileSync(credentialsPath(home), "utf8"))).toEqual(other);
   } finally {
     rmSync(home, { recursive: true, force: true });
   }

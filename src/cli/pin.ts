@@ -1,0 +1,108 @@
+/**
+ * Pinning a server by its public key, as SSH pins a host key and HPKP (RFC 7469) pinned a
+ * site's: the pin is the SHA-256 of the certificate's SubjectPublicKeyInfo, written as curl's
+ * --pinnedpubkey takes it, `sha256//` and base64. A certificate renewed over the same key (as
+ * Citadel renews its self-signed one) keeps the pin; a new key does not.
+ *
+ * Pins made before were a whole certificate (PEM): they still work, for that certificate
+ * only, and are turned into a key pin once that certificate is seen again (see upgrade).
+ *
+ * TLS verifies against certificates, not keys: a key pin is checked by looking at what the
+ * server presents first, then the request is made with that very certificate pinned
+ * (pinnedTls), which checks its validity dates and chain as a pinned certificate always was.
+ */
+import { X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
+import type { PeerCertificate } from "node:tls";
+import { isPublicKeyPin, publicKeyPin } from "../crypto/public-key-pin.ts";
+
+export { isPublicKeyPin, publicKeyPin };
+
+/** The key pin that `trust` (a key pin, or a certificate pinned before) amounts to. */
+export function keyPinOf(trust: string): string {
+  return isPublicKeyPin(trust) ? trust : publicKeyPin(trust);
+}
+
+/** The code of the error a pinned client's connection fails with when another certificate is presented. */
+export const NOT_THE_PINNED_CERTIFICATE = "CERT_NOT_PINNED";
+
+/** How long looking at a server's certificate may take. */
+const TIMEOUT_MS = 30_000;
+
+/**
+ * The certificate a server presents (PEM), read without trusting it: the caller decides. A
+ * failure carries the socket's code (ECONNREFUSED, ETIMEDOUT), as a failed fetch does.
+ */
+export async function presentedCertificate(server: string): Promise<string> {
+  const { connect } = await import("node:tls");
+  const url = new URL(server);
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  // SNI carries names only (RFC 6066 §3): none for an address.
+  const servername = isIP(host) ? undefined : host;
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port: Number(url.port || 443), rejectUnauthorized: false, ...(servername ? { servername } : {}) }, () => {
+      const presented: PeerCertificate = socket.getPeerCertificate();
+      socket.end();
+      resolve(new X509Certificate(presented.raw).toString());
+    });
+    socket.setTimeout(TIMEOUT_MS, () => socket.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })));
+    socket.on("error", reject);
+  });
+}
+
+/** The refusal of a certificate whose key is not the pinned one: the message names both pins. */
+export function notThePinnedKey(presented: string, pin: string): Error {
+  return Object.assign(new Error(`it presented a certificate with the public key ${publicKeyPin(presented)}, not the one pinned, ${pin}`), { code: NOT_THE_PINNED_CERTIFICATE });
+}
+
+/** For each server and key pin, the certificate last seen to match: one look per process, not per request. */
+const seen = new Map<string, string>();
+
+const seenKey = (server: string, pin: string) => `${new URL(server).host} ${pin}`;
+
+/** The certificate `server` presents, when its key is `pin`'s; else the refusal (code NOT_THE_PINNED_CERTIFICATE). */
+export async function certificateWithPinnedKey(server: string, pin: string): Promise<string> {
+  const presented = await presentedCertificate(server);
+  if (publicKeyPin(presented) !== pin) throw notThePinnedKey(presented, pin);
+  seen.set(seenKey(server, pin), presented);
+  return presented;
+}
+
+/** Whether a failed request's error is the server's certificate refused (during the handshake: nothing was sent). */
+function certificateRefused(error: unknown): boolean {
+  return /CERT|SSL|TLS|SELF_SIGNED|VERIFY/i.test((error as { code?: string }).code ?? "");
+}
+
+/**
+ * Runs `attempt` with the certificate to pin for `trust` (a key pin, or a certificate pinned
+ * before). With a key pin, the certificate seen before is tried first; refused (the server
+ * renewed it meanwhile: a long-running agent, a reload), the server is looked at once more:
+ * the handshake failed, so the request was not sent and may be sent again.
+ */
+export async function withPinnedCertificate<T>(server: string, trust: string, attempt: (certificate: string) => Promise<T>): Promise<T> {
+  if (!isPublicKeyPin(trust)) return attempt(trust);
+  const known = seen.get(seenKey(server, trust));
+  if (known === undefined) return attempt(await certificateWithPinnedKey(server, trust));
+  try {
+    return await attempt(known);
+  } catch (error) {
+    if (!certificateRefused(error)) throw error;
+    seen.delete(seenKey(server, trust));
+    return attempt(await certificateWithPinnedKey(server, trust));
+  }
+}
+
+/**
+ * Checks the certificate a server presents against what the operator gave (`--fingerprint`):
+ * a key pin (sha256//..., as citadel serve prints it), or the certificate's SHA-256
+ * fingerprint (hex, as earlier versions printed it). Returns the key pin to keep.
+ */
+export async function pinOfServer(server: string, given: string): Promise<string> {
+  const presented = await presentedCertificate(server);
+  const x509 = new X509Certificate(presented);
+  const pin = publicKeyPin(x509);
+  const text = given.trim();
+  const matches = isPublicKeyPin(text) ? text === pin : text.toUpperCase().replace(/[^0-9A-F]/g, "") === x509.fingerprint256.replace(/:/g, "");
+  if (!matches) throw Object.assign(new Error(`the server presented a certificate with the public key ${pin} (certificate fingerprint ${x509.fingerprint256}), not the one given: refusing to talk to it`), { code: NOT_THE_PINNED_CERTIFICATE });
+  return pin;
+}

@@ -1,0 +1,84 @@
+/**
+ * Renewing the self-signed certificate without breaking the clients that pinned it, on the
+ * compiled binary: `citadel tls renew` keeps the key, so a CLI pinned by the public key goes on
+ * after the reload; a login stored with the certificate itself (before pins named the key) keeps
+ * the key pin once it is used; `--new-key` makes pinned clients refuse the server, saying so.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { callApi, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+
+const data = tempDir();
+const home = mkdtempSync(join(tmpdir(), "citadel-tls-renew-home-"));
+const loginFile = join(home, "citadel", "config.json");
+let citadel: RunningCitadel;
+let env: Record<string, string>;
+
+const servedCertificate = () => readFileSync(join(data.path, "tls/cert.pem"), "utf8");
+
+/** Sends SIGHUP and waits for the reload's log line `message`. */
+async function reloadAndWaitFor(message: string): Promise<void> {
+  const seen = citadel.logs().filter((l) => l.msg === message).length;
+  citadel.proc.kill("SIGHUP");
+  for (const deadline = Date.now() + 10_000; citadel.logs().filter((l) => l.msg === message).length === seen; ) {
+    if (Date.now() > deadline) throw new Error(`no "${message}" in the log: ${JSON.stringify(citadel.logs().slice(-5))}`);
+    await Bun.sleep(10);
+  }
+}
+
+beforeAll(async () => {
+  await ensureBinary();
+  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(await freePort()) });
+  const operator = await firstLogin(citadel.url, servedCertificate(), oneTimePassword(citadel.stderr()));
+  const token = (await callApi(citadel.url, servedCertificate(), operator, "POST", "/v1/iam/me/tokens", { name: "stored", scopes: ["read", "iam:self"] })).body.token as string;
+  // A login as an earlier version stored it: the certificate itself pinned.
+  mkdirSync(join(home, "citadel"), { mode: 0o700 });
+  writeFileSync(loginFile, JSON.stringify({ server: citadel.url, token, token_id: token.split("_")[2], certificate: servedCertificate() }), { mode: 0o600 });
+  env = { PATH: process.env.PATH ?? "", HOME: home, XDG_CONFIG_HOME: home };
+});
+afterAll(() => {
+  citadel.proc.kill("SIGKILL");
+  data.remove();
+  rmSync(home, { recursive: true, force: true });
+});
+
+test("a login that pinned the certificate keeps its key pin once used; a renewal keeps the key, and the CLI goes on after the reload; a new key is refused, saying so", async () => {
+  const whoami = () => runCitadel(["whoami", "--json"], env);
+  const first = await whoami();
+  expect([first.code, first.stderr]).toEqual([0, ""]);
+  // Upgraded in place: the key pin instead of the certificate, the file still 0600.
+  const stored = JSON.parse(readFileSync(loginFile, "utf8"));
+  expect([stored.pin, stored.certificate]).toEqual([citadel.pin, undefined]);
+  expect(statSync(loginFile).mode & 0o777).toBe(0o600);
+
+  const before = new X509Certificate(servedCertificate()).fingerprint256;
+  const renewed = await runCitadel(["--data", data.path, "tls", "renew"], env);
+  expect(renewed.code).toBe(0);
+  expect(renewed.stdout).toContain(`TLS public key pin: ${citadel.pin} (certificate SHA-256 fingerprint `);
+  expect(renewed.stdout).toContain("Same key: clients that pinned its public key accept it as they are.");
+  expect(new X509Certificate(servedCertificate()).fingerprint256).not.toBe(before);
+  await reloadAndWaitFor("TLS certificate replaced over the same key: clients that pinned its public key accept it as they are");
+  const afterRenewal = await whoami();
+  expect([afterRenewal.code, afterRenewal.stderr]).toEqual([0, ""]);
+  expect(JSON.parse(afterRenewal.stdout).email).toBe("admin@localhost");
+
+  const newKey = await runCitadel(["--data", data.path, "tls", "renew", "--new-key", "--json"], env);
+  expect(newKey.code).toBe(0);
+  const { public_key_pin: newPin, same_key } = JSON.parse(newKey.stdout);
+  expect([same_key, newPin === citadel.pin]).toEqual([false, false]);
+  await reloadAndWaitFor("TLS certificate replaced over a new key: clients that pinned the old public key must pin the new one");
+  const refused = await whoami();
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toContain(`did not present a certificate this client trusts (it presented a certificate with the public key ${newPin}, not the one pinned, ${citadel.pin}); if the server's certificate was replaced, pin the new one: citadel login --server ${citadel.url} --fingerprint sha256//...`);
+}, 60_000);
+
+test("tls renew refuses a certificate the operator manages: it is renewed where it was issued", async () => {
+  const config = join(data.path, "other.toml");
+  writeFileSync(config, `data_dir = ${JSON.stringify(data.path)}\n[http.tls]\ncert_file = "mine.pem"\nkey_file = "mine.key"\n`);
+  const run = await runCitadel(["--config", config, "tls", "renew"], env);
+  expect(run.code).toBe(2);
+  expect(run.stderr).toContain("is a certificate you manage, not Citadel's self-signed one");
+});
