@@ -27,7 +27,7 @@ import { ApiError } from "../../src/cli/api-client.ts";
 import { formatIp, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
-import { publicKeyPin } from "../../src/cli/pin.ts";
+import { publicKeyPin, storedKeyPin } from "../../src/cli/pin.ts";
 import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
 import { LOOKUP_TIMEOUT_MS, lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
@@ -110,13 +110,15 @@ export class Agent {
   private get connection(): NodeConnection {
     const { server, pin, certificate, token } = this.state;
     if (pin) return { server, trust: pin, token };
-    return { server, trust: certificate, token, ...(certificate ? { answeredOverPin: () => this.keepKeyPin(certificate) } : {}) };
+    if (!certificate) return { server, trust: certificate, token };
+    // Trusted by its key pin at once: a renewal over that key before the first poll left the node out (found in review).
+    return { server, trust: storedKeyPin(certificate), token, answeredOverPin: () => this.keepKeyPin(certificate) };
   }
 
   /**
-   * A node that pinned its control plane's certificate before pins named the key keeps that
-   * certificate's key pin instead, once the server presented it: a renewal over the same key
-   * then leaves the node in the mesh. Best effort: the certificate still works meanwhile.
+   * A node that pinned its control plane's certificate before pins named the key, trusted by
+   * that certificate's key pin, keeps the key pin instead once the server answered. Best effort:
+   * the certificate, read so, still works meanwhile.
    */
   private keepKeyPin(certificate: string): void {
     try {
@@ -126,7 +128,7 @@ export class Agent {
         state.certificate = null;
       });
     } catch (error) {
-      this.options.err(`mesh agent: could not keep the control plane's key pin in ${statePath(this.options.stateDir)} (${error instanceof Error ? error.message : String(error)}); the pinned certificate still works, until it is renewed`);
+      this.options.err(`mesh agent: could not keep the control plane's key pin in ${statePath(this.options.stateDir)} (${error instanceof Error ? error.message : String(error)}); the pinned certificate, trusted by its key, still works`);
     }
   }
 

@@ -9,7 +9,7 @@ import type { PeerCertificate } from "node:tls";
 import type { Config } from "../config/schema.ts";
 import { dataPath } from "../config/load.ts";
 import type { ApiClient } from "../plugin.ts";
-import { isPublicKeyPin, NOT_THE_PINNED_CERTIFICATE, publicKeyPin, withPinnedCertificate } from "./pin.ts";
+import { keyPinOf, NOT_THE_PINNED_CERTIFICATE, withPinnedCertificate } from "./pin.ts";
 
 export { NOT_THE_PINNED_CERTIFICATE };
 
@@ -52,8 +52,9 @@ export interface ApiClientOptions {
    */
   trust?: string;
   /**
-   * Called once, with its key pin, when the server answered over a certificate pinned before
-   * (`trust` a PEM): whoever stored that certificate keeps the key pin from now on.
+   * Called once, with the key pin, when the server answered pinned by `trust`: given by whoever
+   * stored a certificate pinned before (a PEM, trusted by its key pin, storedKeyPin), to keep the
+   * key pin from now on.
    */
   upgradeTrust?: (pin: string) => void;
   /**
@@ -109,11 +110,11 @@ const TIMEOUT_MS = 30_000;
 
 export function createApiClient({ baseUrl, trust, upgradeTrust, alsoTrust, token, pinned, tokenOrigin }: ApiClientOptions): ApiClient {
   let upgraded = false;
-  /** Tells upgradeTrust, once, that the certificate pinned before was presented and answered over. */
-  const answeredOverPinnedCertificate = () => {
-    if (upgraded || !trust || isPublicKeyPin(trust) || !upgradeTrust) return;
+  /** Tells upgradeTrust, once, that the server answered over a certificate `trust` accepts. */
+  const answeredOverPin = () => {
+    if (upgraded || !trust || !upgradeTrust) return;
     upgraded = true;
-    upgradeTrust(publicKeyPin(trust));
+    upgradeTrust(keyPinOf(trust));
   };
   /**
    * The answer to a request, its body unread; a refusal throws. `confirmed`: the user said yes
@@ -148,7 +149,7 @@ export function createApiClient({ baseUrl, trust, upgradeTrust, alsoTrust, token
       }
       throw new ApiError(`cannot reach Citadel at ${baseUrl} (${reason}); is it running?`);
     }
-    answeredOverPinnedCertificate();
+    answeredOverPin();
     if (!response.ok) {
       const problem = problemOf(await response.text());
       // The user confirmed already (--yes): answer the server's confirmation request once.

@@ -12,7 +12,7 @@ import { isLoopbackHost } from "../net/ip.ts";
 import type { ApiClient, CommandContext } from "../plugin.ts";
 import { ApiError, createApiClient } from "./api-client.ts";
 import { UsageError } from "./command-line.ts";
-import { keyPinOf, NOT_THE_PINNED_CERTIFICATE, pinOfServer } from "./pin.ts";
+import { keyPinOf, NOT_THE_PINNED_CERTIFICATE, pinOfServer, storedKeyPin } from "./pin.ts";
 import { normalizedServerUrl, serverUrlProblem } from "./server-url.ts";
 
 export interface StoredLogin {
@@ -22,15 +22,15 @@ export interface StoredLogin {
   /** The server's public key pin (sha256//...), taken at login; absent for a publicly trusted one. */
   pin?: string;
   /**
-   * The server's certificate (PEM), as logins pinned it before pins named the key: that
-   * certificate only. Replaced by its key pin once the server presents it (upgradeStoredPin).
+   * The server's certificate (PEM), as logins pinned it before pins named the key: trusted by its
+   * key pin (storedKeyPin), which replaces it once the server answers (upgradeStoredPin).
    */
   certificate?: string;
 }
 
-/** What a stored login trusts its server by (ApiClientOptions.trust): its key pin, or the certificate pinned before. */
+/** What a stored login trusts its server by (ApiClientOptions.trust): its key pin, or that of the certificate pinned before. */
 export function trustOf(login: StoredLogin): string | undefined {
-  return login.pin ?? login.certificate;
+  return login.pin ?? (login.certificate === undefined ? undefined : storedKeyPin(login.certificate));
 }
 
 export class CredentialsFileError extends Error {

@@ -4,8 +4,9 @@
  * --pinnedpubkey takes it, `sha256//` and base64. A certificate renewed over the same key (as
  * Citadel renews its self-signed one) keeps the pin; a new key does not.
  *
- * Pins made before were a whole certificate (PEM): they still work, for that certificate
- * only, and are turned into a key pin once that certificate is seen again (see upgrade).
+ * Pins made before were a whole certificate (PEM): they are taken as its key pin (storedKeyPin),
+ * so a certificate renewed over that key since is accepted too, and are rewritten as one once
+ * the server answers (ApiClientOptions.upgradeTrust).
  *
  * TLS verifies against certificates, not keys: a key pin is checked by looking at what the
  * server presents first, then the request is made with that very certificate pinned
@@ -21,6 +22,20 @@ export { isPublicKeyPin, publicKeyPin };
 /** The key pin that `trust` (a key pin, or a certificate pinned before) amounts to. */
 export function keyPinOf(trust: string): string {
   return isPublicKeyPin(trust) ? trust : publicKeyPin(trust);
+}
+
+/**
+ * What a certificate pinned before (PEM, a login file's `certificate`, node.json's) is checked
+ * by: its key pin, so that one renewed over the same key since is accepted, as it is once the
+ * pin is rewritten (found in review: a renewal before the first connection locked every such
+ * client out). One that is no certificate stays as it is, for pinnedTls to refuse with its advice.
+ */
+export function storedKeyPin(certificate: string): string {
+  try {
+    return publicKeyPin(certificate);
+  } catch {
+    return certificate;
+  }
 }
 
 /** The code of the error a pinned client's connection fails with when another certificate is presented. */

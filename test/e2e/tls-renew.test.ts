@@ -1,8 +1,8 @@
 /**
  * Renewing the self-signed certificate without breaking the clients that pinned it, on the
  * compiled binary: `citadel tls renew` keeps the key, so a CLI pinned by the public key goes on
- * after the reload; a login stored with the certificate itself (before pins named the key) keeps
- * the key pin once it is used; `--new-key` makes pinned clients refuse the server, saying so.
+ * after the reload; a login stored with the certificate itself (before pins named the key) is
+ * trusted by that certificate's key, and keeps the key pin once it is used; `--new-key` makes pinned clients refuse the server, saying so.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
@@ -45,15 +45,8 @@ afterAll(() => {
   rmSync(home, { recursive: true, force: true });
 });
 
-test("a login that pinned the certificate keeps its key pin once used; a renewal keeps the key, and the CLI goes on after the reload; a new key is refused, saying so", async () => {
-  const whoami = () => runCitadel(["whoami", "--json"], env);
-  const first = await whoami();
-  expect([first.code, first.stderr]).toEqual([0, ""]);
-  // Upgraded in place: the key pin instead of the certificate, the file still 0600.
-  const stored = JSON.parse(readFileSync(loginFile, "utf8"));
-  expect([stored.pin, stored.certificate]).toEqual([citadel.pin, undefined]);
-  expect(statSync(loginFile).mode & 0o777).toBe(0o600);
-
+/** `citadel tls renew` over the same key, served once reloaded. */
+async function renewOverTheSameKey(): Promise<void> {
   const before = new X509Certificate(servedCertificate()).fingerprint256;
   const renewed = await runCitadel(["--data", data.path, "tls", "renew"], env);
   expect(renewed.code).toBe(0);
@@ -61,6 +54,19 @@ test("a login that pinned the certificate keeps its key pin once used; a renewal
   expect(renewed.stdout).toContain("Same key: clients that pinned its public key accept it as they are.");
   expect(new X509Certificate(servedCertificate()).fingerprint256).not.toBe(before);
   await reloadAndWaitFor("TLS certificate replaced over the same key: clients that pinned its public key accept it as they are");
+}
+
+test("a login that pinned the certificate goes on after a renewal over the same key, even one before its first use (found in review: refused), and keeps the key pin; a new key is refused, saying so", async () => {
+  const whoami = () => runCitadel(["whoami", "--json"], env);
+  await renewOverTheSameKey();
+  const first = await whoami();
+  expect([first.code, first.stderr]).toEqual([0, ""]);
+  // Upgraded in place: the key pin instead of the certificate, the file still 0600.
+  const stored = JSON.parse(readFileSync(loginFile, "utf8"));
+  expect([stored.pin, stored.certificate]).toEqual([citadel.pin, undefined]);
+  expect(statSync(loginFile).mode & 0o777).toBe(0o600);
+
+  await renewOverTheSameKey();
   const afterRenewal = await whoami();
   expect([afterRenewal.code, afterRenewal.stderr]).toEqual([0, ""]);
   expect(JSON.parse(afterRenewal.stdout).email).toBe("admin@localhost");

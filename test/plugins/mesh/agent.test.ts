@@ -613,11 +613,19 @@ describe("a node pinned to a self-signed control plane (its pin in node.json)", 
     expect([state.certificate, state.pin, mode]).toEqual([null, publicKeyPin(original.certPem), 0o600]);
   });
 
-  test("by its certificate: another certificate, even over the same key, is refused as before, and the pin stays as it was", async () => {
+  test("by its certificate: one renewed over the same key before the first poll is accepted, and node.json keeps the key pin (found in review: the node was left out of the mesh)", async () => {
     const original = await selfSigned();
     const renewed = await selfSigned(original.keyPem);
     const { result, state } = await roundAgainst(renewed, { certificate: original.certPem });
+    expect(result).toMatchObject({ version: 1 });
+    expect([state.certificate, state.pin]).toEqual([null, publicKeyPin(original.certPem)]);
+  });
+
+  test("by its certificate: one over another key is refused, naming both pins, and the pin stays as it was", async () => {
+    const [original, other] = await Promise.all([selfSigned(), selfSigned()]);
+    const { result, state, url } = await roundAgainst(other, { certificate: original.certPem });
     expect(result).toBeInstanceOf(ApiError);
+    expect((result as Error).message).toBe(`cannot reach the control plane at ${url} (it presented a certificate with the public key ${publicKeyPin(other.certPem)}, not the one pinned, ${publicKeyPin(original.certPem)})`);
     expect([state.certificate, state.pin]).toEqual([original.certPem, undefined]);
   });
 });

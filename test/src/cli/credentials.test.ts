@@ -195,7 +195,7 @@ test("a login that pinned its server's certificate (before pins named the key) k
     const old = { server: "https://citadel.example:8443", token: "citadel_pat_x", token_id: "tok_1", certificate: certPem };
     writeFileSync(credentialsPath(home), JSON.stringify(old), { mode: 0o600 });
     const stored = readStoredLogin(home)!;
-    expect(trustOf(stored)).toBe(certPem);
+    expect(trustOf(stored)).toBe(publicKeyPin(certPem));
     upgradeStoredPin(home, stored, publicKeyPin(certPem));
     expect(JSON.parse(readFileSync(credentialsPath(home), "utf8"))).toEqual({ server: old.server, token: old.token, token_id: old.token_id, pin: publicKeyPin(certPem) });
     expect(statSync(credentialsPath(home)).mode & 0o777).toBe(0o600);
@@ -208,6 +208,29 @@ test("a login that pinned its server's certificate (before pins named the key) k
   } finally {
     rmSync(home, { recursive: true, force: true });
   }
+});
+
+test("a login that pinned its server's certificate is trusted by that certificate's key: the server renewed over the same key before the next command answers it, and the file keeps the key pin (found in review: refused, every such login was locked out)", async () => {
+  const home = mkdtempSync(join(tmpdir(), "citadel-credentials-renewed-"));
+  try {
+    const original = await generateSelfSignedCertificate({ dnsNames: ["citadel.example"], ipAddresses: ["127.0.0.1"], validDays: 30, now: new Date() });
+    const renewed = await generateSelfSignedCertificate({ dnsNames: ["citadel.example"], ipAddresses: ["127.0.0.1"], validDays: 60, now: new Date(), keyPem: original.keyPem });
+    server = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { cert: renewed.certPem, key: renewed.keyPem }, fetch: () => Response.json({ ok: true }) });
+    mkdirSync(join(home, "citadel"), { recursive: true, mode: 0o700 });
+    const old = { server: `https://127.0.0.1:${server.port}`, token: ISSUED, token_id: "tok_1", certificate: original.certPem };
+    writeFileSync(credentialsPath(home), JSON.stringify(old), { mode: 0o600 });
+    const stored = readStoredLogin(home)!;
+    // As the CLI makes its client for a stored login (main.ts, upgradingPin).
+    const client = createApiClient({ baseUrl: stored.server, trust: trustOf(stored), upgradeTrust: (pin) => upgradeStoredPin(home, stored, pin) });
+    expect(await client.request("GET", "/")).toEqual({ ok: true });
+    expect(JSON.parse(readFileSync(credentialsPath(home), "utf8"))).toEqual({ server: old.server, token: ISSUED, token_id: "tok_1", pin: publicKeyPin(original.certPem) });
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test("a stored certificate that is no certificate is handed on as it is, for the client to refuse with its advice", () => {
+  expect(trustOf({ server: "https://citadel.example", token: ISSUED, token_id: "tok_1", certificate: "not a certificate" })).toBe("not a certificate");
 });
 
 describe("a login an earlier version stored over plain HTTP to another machine (found in review: refused as 'not a stored login', it failed every command and logout could not revoke it)", () => {
