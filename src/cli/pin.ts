@@ -13,9 +13,10 @@
  * (pinnedTls), which checks its validity dates and chain as a pinned certificate always was.
  */
 import { X509Certificate } from "node:crypto";
-import { isIP } from "node:net";
+import { isIP, type Socket } from "node:net";
 import type { PeerCertificate } from "node:tls";
 import { isPublicKeyPin, publicKeyPin } from "../crypto/public-key-pin.ts";
+import { cidrContains, parseCidr, parseIp } from "../net/ip.ts";
 
 export { isPublicKeyPin, publicKeyPin };
 
@@ -45,23 +46,115 @@ export const NOT_THE_PINNED_CERTIFICATE = "CERT_NOT_PINNED";
 const TIMEOUT_MS = 30_000;
 
 /**
- * The certificate a server presents (PEM), read without trusting it: the caller decides. A
- * failure carries the socket's code (ECONNREFUSED, ETIMEDOUT), as a failed fetch does.
+ * The certificate a server presents (PEM), read without trusting it: the caller decides. It is
+ * reached the way fetch reaches it, through the proxy HTTPS_PROXY names unless NO_PROXY names
+ * the server (proxyFor): a server reachable only through a proxy was not reached, and the
+ * request that followed never went out (found in review). A failure carries the socket's code
+ * (ECONNREFUSED, ETIMEDOUT), as a failed fetch does.
  */
 export async function presentedCertificate(server: string): Promise<string> {
   const { connect } = await import("node:tls");
   const url = new URL(server);
   const host = url.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(url.port || 443);
   // SNI carries names only (RFC 6066 §3): none for an address.
   const servername = isIP(host) ? undefined : host;
+  const proxy = proxyFor(url);
+  const tunnel = proxy ? await tunnelThrough(proxy, host, port) : undefined;
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port: Number(url.port || 443), rejectUnauthorized: false, ...(servername ? { servername } : {}) }, () => {
+    const socket = connect({ ...(tunnel ? { socket: tunnel } : { host, port }), rejectUnauthorized: false, ...(servername ? { servername } : {}) }, () => {
       const presented: PeerCertificate = socket.getPeerCertificate();
       socket.end();
       resolve(new X509Certificate(presented.raw).toString());
     });
     socket.setTimeout(TIMEOUT_MS, () => socket.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })));
+    socket.on("error", (error) => {
+      tunnel?.destroy();
+      reject(error);
+    });
+  });
+}
+
+type Environment = Record<string, string | undefined>;
+
+/**
+ * The proxy fetch goes through to `url` (https:), chosen as Bun's fetch chooses it: https_proxy,
+ * else HTTPS_PROXY (empty is unset; a proxy named without a scheme is an http: one), unless
+ * no_proxy, else NO_PROXY, names the URL's host (bypassesProxy). Null: straight to the server.
+ */
+export function proxyFor(url: URL, env: Environment = process.env): URL | null {
+  const proxy = firstSet(env.https_proxy, env.HTTPS_PROXY);
+  if (proxy === undefined || proxy === '""' || proxy === "''") return null;
+  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  if (bypassesProxy(host, firstSet(env.no_proxy, env.NO_PROXY) ?? "")) return null;
+  const parsed = URL.parse(/^[a-z][a-z0-9+.-]*:\/\//i.test(proxy) ? proxy : `http://${proxy}`);
+  if (parsed === null || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) throw new Error(`HTTPS_PROXY is not an http:// or https:// proxy's URL (${proxy})`);
+  return parsed;
+}
+
+const firstSet = (...values: Array<string | undefined>) => values.find((value) => value !== undefined && value !== "");
+
+/**
+ * Whether a NO_PROXY list (comma-separated, any case) names `host`: `*`, the host itself, a
+ * domain it lies in (`example.com`, `.example.com` or `*.example.com`), or an address range
+ * (`10.0.0.0/8`) an address lies in. An entry with a port names no host, as for Bun's fetch.
+ */
+function bypassesProxy(host: string, noProxy: string): boolean {
+  const address = parseIp(host);
+  const entries = noProxy.split(",").map((entry) => entry.trim().toLowerCase().replace(/^\*?\./, "").replace(/^\[|\]$/g, ""));
+  return entries.some((entry) => {
+    if (entry === "") return false;
+    if (entry === "*") return true;
+    if (address) {
+      const range = parseCidr(entry);
+      return range !== null && cidrContains(range, address);
+    }
+    return host === entry || host.endsWith(`.${entry}`);
+  });
+}
+
+/** The most a proxy's answer to CONNECT may hold before the tunnel: a proxy that goes on is not one. */
+const PROXY_HEAD_MAX_BYTES = 16_384;
+
+/** A connection to the proxy: over TLS, verified as any server is, for an https:// one. */
+async function connectTo(proxy: URL, connected: () => void): Promise<Socket> {
+  const host = proxy.hostname.replace(/^\[|\]$/g, "");
+  if (proxy.protocol === "http:") return (await import("node:net")).connect({ host, port: Number(proxy.port || 80) }, connected);
+  return (await import("node:tls")).connect({ host, port: Number(proxy.port || 443), ...(isIP(host) ? {} : { servername: host }) }, connected);
+}
+
+/**
+ * A connection to `host`:`port` through `proxy`'s HTTP CONNECT tunnel (RFC 9110 §9.3.6), as
+ * fetch opens it, with the proxy's credentials when its URL carries some; TLS goes on over it.
+ */
+async function tunnelThrough(proxy: URL, host: string, port: number): Promise<Socket> {
+  const authority = `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  const credentials = proxy.username || proxy.password ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString("base64")}\r\n` : "";
+  const socket = await connectTo(proxy, () => socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${credentials}\r\n`));
+  return new Promise((resolve, reject) => {
+    let head = Buffer.alloc(0);
+    const answered = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf("\r\n\r\n");
+      if (end === -1) {
+        if (head.length > PROXY_HEAD_MAX_BYTES) socket.destroy(new Error(`the proxy ${proxy.host} answered CONNECT with no end to its head`));
+        return;
+      }
+      socket.off("data", answered);
+      socket.pause(); // what follows is TLS's to read
+      const status = head.subarray(0, head.indexOf("\r\n")).toString("latin1");
+      if (!/^HTTP\/1\.[01] 2\d\d\b/.test(status)) {
+        socket.destroy(new Error(`the proxy ${proxy.host} refused the tunnel to ${authority} (${status})`));
+        return;
+      }
+      if (end + 4 < head.length) socket.unshift(head.subarray(end + 4));
+      socket.setTimeout(0);
+      resolve(socket);
+    };
+    socket.on("data", answered);
+    socket.setTimeout(TIMEOUT_MS, () => socket.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })));
     socket.on("error", reject);
+    socket.on("close", () => reject(new Error(`the proxy ${proxy.host} closed the connection before it opened the tunnel to ${authority}`)));
   });
 }
 

@@ -2,13 +2,17 @@
  * Renewing the self-signed certificate without breaking the clients that pinned it, on the
  * compiled binary: `citadel tls renew` keeps the key, so a CLI pinned by the public key goes on
  * after the reload; a login stored with the certificate itself (before pins named the key) is
- * trusted by that certificate's key, and keeps the key pin once it is used; `--new-key` makes pinned clients refuse the server, saying so.
+ * trusted by that certificate's key, and keeps the key pin once it is used; `--new-key` makes
+ * pinned clients refuse the server, saying so; a CLI that reaches the server only through a
+ * proxy (HTTPS_PROXY) looks at its certificate through the proxy too.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { publicKeyPin } from "../../src/cli/pin.ts";
+import { connectProxy } from "../helpers/connect-proxy.ts";
 import { callApi, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 
 const data = tempDir();
@@ -16,6 +20,7 @@ const home = mkdtempSync(join(tmpdir(), "citadel-tls-renew-home-"));
 const loginFile = join(home, "citadel", "config.json");
 let citadel: RunningCitadel;
 let env: Record<string, string>;
+let token: string;
 
 const servedCertificate = () => readFileSync(join(data.path, "tls/cert.pem"), "utf8");
 
@@ -33,7 +38,7 @@ beforeAll(async () => {
   await ensureBinary();
   citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(await freePort()) });
   const operator = await firstLogin(citadel.url, servedCertificate(), oneTimePassword(citadel.stderr()));
-  const token = (await callApi(citadel.url, servedCertificate(), operator, "POST", "/v1/iam/me/tokens", { name: "stored", scopes: ["read", "iam:self"] })).body.token as string;
+  token = (await callApi(citadel.url, servedCertificate(), operator, "POST", "/v1/iam/me/tokens", { name: "stored", scopes: ["read", "iam:self"] })).body.token as string;
   // A login as an earlier version stored it: the certificate itself pinned.
   mkdirSync(join(home, "citadel"), { mode: 0o700 });
   writeFileSync(loginFile, JSON.stringify({ server: citadel.url, token, token_id: token.split("_")[2], certificate: servedCertificate() }), { mode: 0o600 });
@@ -88,3 +93,26 @@ test("tls renew refuses a certificate the operator manages: it is renewed where 
   expect(run.code).toBe(2);
   expect(run.stderr).toContain("is a certificate you manage, not Citadel's self-signed one");
 });
+
+test("a CLI reachable to the server only through a proxy (HTTPS_PROXY): a login pinned by key, or by the certificate as before, works command after command (found in review: the look went straight to the server)", async () => {
+  const proxy = await connectProxy({ "citadel.test": "127.0.0.1" });
+  const proxied = mkdtempSync(join(tmpdir(), "citadel-tls-renew-proxied-"));
+  try {
+    const server = `https://citadel.test:${new URL(citadel.url).port}`;
+    const proxiedEnv = { ...env, HOME: proxied, XDG_CONFIG_HOME: proxied, HTTPS_PROXY: proxy.url };
+    const file = join(proxied, "citadel", "config.json");
+    mkdirSync(join(proxied, "citadel"), { mode: 0o700 });
+    for (const pinned of [{ pin: publicKeyPin(servedCertificate()) }, { certificate: servedCertificate() }]) {
+      writeFileSync(file, JSON.stringify({ server, token, token_id: token.split("_")[2], ...pinned }), { mode: 0o600 });
+      for (const _ of [1, 2]) {
+        const run = await runCitadel(["whoami", "--json"], proxiedEnv);
+        expect([Object.keys(pinned)[0], run.code, run.stderr]).toEqual([Object.keys(pinned)[0], 0, ""]);
+      }
+      expect(JSON.parse(readFileSync(file, "utf8")).pin).toBe(publicKeyPin(servedCertificate()));
+    }
+    expect(new Set(proxy.tunnels)).toEqual(new Set([new URL(server).host]));
+  } finally {
+    await proxy.stop();
+    rmSync(proxied, { recursive: true, force: true });
+  }
+}, 30_000);

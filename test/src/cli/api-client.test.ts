@@ -10,10 +10,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { adviceFor } from "../../../src/cli/advice.ts";
 import { ApiError, createApiClient, NOT_THE_PINNED_CERTIFICATE, pinnedTls, type ApiClientOptions } from "../../../src/cli/api-client.ts";
-import { publicKeyPin } from "../../../src/cli/pin.ts";
+import { pinOfServer, publicKeyPin } from "../../../src/cli/pin.ts";
 import { writeOwnerOnlyFileFrom } from "../../../src/files.ts";
 import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { freePort } from "../../helpers/binary.ts";
+import { connectProxy } from "../../helpers/connect-proxy.ts";
 
 const servers: Array<ReturnType<typeof Bun.serve>> = [];
 /** Answers a test's server holds back until the end of the test. */
@@ -359,5 +360,77 @@ describe("a pinned certificate (login --fingerprint, a stored login, mesh join -
       expect(refused).toStartWith(`the server at https://127.0.0.1:${other.port} did not present a certificate this client trusts (`);
       expect(refusedUpgrades).toEqual([]);
     });
+  });
+});
+
+describe("a server pinned by its key, behind a proxy (HTTPS_PROXY): the look at its certificate goes where fetch goes (found in review: it went straight to the server, which only the proxy reaches)", () => {
+  const VARIABLES = ["https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"] as const;
+
+  /** Runs `body` with the proxy variables set to `values` (the others unset), then puts them back as they were. */
+  async function withProxyVariables(values: Partial<Record<(typeof VARIABLES)[number], string>>, body: () => Promise<void>) {
+    const saved = VARIABLES.map((name) => [name, process.env[name]] as const);
+    for (const name of VARIABLES) delete process.env[name];
+    Object.assign(process.env, values);
+    try {
+      await body();
+    } finally {
+      for (const [name, value] of saved) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  }
+
+  const selfSigned = (keyPem?: string) => generateSelfSignedCertificate({ dnsNames: ["citadel.test"], ipAddresses: [], validDays: 30, now: new Date(), ...(keyPem ? { keyPem } : {}) });
+  const serving = (certificate: { certPem: string; keyPem: string }) => {
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { cert: certificate.certPem, key: certificate.keyPem }, fetch: () => Response.json({ email: "admin@localhost" }) });
+    servers.push(server);
+    return server;
+  };
+
+  test("a name only the proxy resolves: the key-pinned request is answered, and so is the next client's, at a server renewed over the same key", async () => {
+    const proxy = await connectProxy({ "citadel.test": "127.0.0.1" });
+    try {
+      await withProxyVariables({ HTTPS_PROXY: proxy.url }, async () => {
+        const original = await selfSigned();
+        const pin = publicKeyPin(original.certPem);
+        const ports = [serving(original).port, serving(await selfSigned(original.keyPem)).port];
+        for (const port of ports) {
+          expect(await createApiClient({ baseUrl: `https://citadel.test:${port}`, trust: pin }).request("GET", "/v1/iam/me")).toEqual({ email: "admin@localhost" });
+        }
+        // As `citadel login --fingerprint` and `mesh join --fingerprint` look.
+        expect(await pinOfServer(`https://citadel.test:${ports[0]}`, pin)).toBe(pin);
+        expect(new Set(proxy.tunnels)).toEqual(new Set(ports.map((port) => `citadel.test:${port}`)));
+      });
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test("a proxy that refuses the tunnel: the error says so", async () => {
+    const proxy = await connectProxy({});
+    try {
+      await withProxyVariables({ https_proxy: proxy.url }, async () => {
+        const baseUrl = `https://citadel.test:${await freePort()}`;
+        const refused = await createApiClient({ baseUrl, trust: publicKeyPin((await selfSigned()).certPem) }).request("GET", "/").catch((error: Error) => error.message);
+        expect(refused).toBe(`cannot reach Citadel at ${baseUrl} (the proxy ${new URL(proxy.url).host} refused the tunnel to ${new URL(baseUrl).host} (HTTP/1.1 502 Bad Gateway)); is it running?`);
+      });
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test("NO_PROXY naming the server: straight to it, look and request, the proxy not asked", async () => {
+    const proxy = await connectProxy({});
+    try {
+      await withProxyVariables({ HTTPS_PROXY: proxy.url, NO_PROXY: "example.com, 127.0.0.1" }, async () => {
+        const served = await selfSigned();
+        const server = serving(served);
+        expect(await createApiClient({ baseUrl: `https://127.0.0.1:${server.port}`, trust: publicKeyPin(served.certPem) }).request("GET", "/")).toEqual({ email: "admin@localhost" });
+        expect(proxy.tunnels).toEqual([]);
+      });
+    } finally {
+      await proxy.stop();
+    }
   });
 });
