@@ -167,7 +167,7 @@ function kernelCommands(env: Env): Command[] {
       words: ["tls", "renew"],
       summary: "Renew Citadel's self-signed TLS certificate now, over the same key (pins hold); --new-key for a key that may have leaked (every client must pin again). Then reload Citadel",
       options: { "new-key": { type: "boolean", description: "Make a new key pair too: clients that pinned the old public key are refused until they pin the new one" } },
-      run: (ctx) => renewTls(ctx, configFor(ctx.options, env)),
+      run: (ctx) => renewTls(ctx, configFor(ctx.options, env), env),
     },
     { words: ["help"], summary: "Show this help, or the help of one command", args: "[command]", maxArgs: 3, run: async () => 0 },
   ];
@@ -414,24 +414,68 @@ function tlsPinLine(tls: TlsMaterial): string {
 /**
  * `citadel tls renew`: a new self-signed certificate in the data directory, over the same key
  * unless --new-key; the running server serves it once reloaded (SIGHUP reads the files again).
- * Run as root on an installed system, it writes as the data directory's owner, whose files they are.
+ * Run as root on an installed system, it writes as the data directory's owner, whose files they
+ * are. Recorded in the audit log (sys.tls.renew) when there is a database, as `citadel recover` is.
  */
-async function renewTls(ctx: CommandContext, loaded: LoadedConfig): Promise<number> {
+async function renewTls(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promise<number> {
   const { config } = loaded;
   if (!config.http.tls.enabled) throw new ConfigError("http.tls.enabled is false: there is no certificate to renew");
   const files = tlsFiles(config);
   if (!files.managed) throw new ConfigError(`http.tls: ${files.certPath} is a certificate you manage, not Citadel's self-signed one: renew it where it was issued, then systemctl reload citadel`);
+  const invoker = invokerOf(env); // before acting as the data directory's owner
   actAsDataDirectoryOwner(config.data_dir);
   const previous = readTls(files);
-  // The command says it all below; the log line is for a server's log.
-  const renewed = await renewSelfSigned(files, createLogger({ level: "error" }), { newKey: ctx.options["new-key"] === true });
-  const sameKey = renewed.publicKeyPin === previous.publicKeyPin;
-  const result = { cert_file: files.certPath, not_after: renewed.notAfter.toISOString(), public_key_pin: renewed.publicKeyPin, previous_public_key_pin: previous.publicKeyPin, same_key: sameKey };
-  const consequence = sameKey
-    ? "Same key: clients that pinned its public key accept it as they are."
-    : `New key (was ${previous.publicKeyPin}): every client that pinned the old one is refused until it pins the new one: citadel login --server URL --fingerprint ${renewed.publicKeyPin}; a mesh node joins again (docs/mesh.md).`;
-  ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Renewed the self-signed TLS certificate ${files.certPath}, valid until ${result.not_after}.\n${tlsPinLine(renewed)}\n${consequence}\nServe it: systemctl reload citadel (or send Citadel SIGHUP; a restart serves it too).`);
-  return 0;
+  // Opened (and checked) before the renewal: a database this binary cannot write to stops it before anything changed.
+  const store = existingStore(config);
+  try {
+    // The command says it all below; the log line is for a server's log.
+    const renewed = await renewSelfSigned(files, createLogger({ level: "error" }), { newKey: ctx.options["new-key"] === true });
+    const sameKey = renewed.publicKeyPin === previous.publicKeyPin;
+    // The files are written: a record that fails is said, not made the renewal's failure.
+    if (store) await recordTlsRenewal(store, config, env, invoker, previous, renewed).catch((error) => ctx.err(`warning: the renewal is done, but its audit event (sys.tls.renew) could not be recorded: ${error instanceof Error ? error.message : String(error)}`));
+    const result = { cert_file: files.certPath, not_after: renewed.notAfter.toISOString(), public_key_pin: renewed.publicKeyPin, previous_public_key_pin: previous.publicKeyPin, same_key: sameKey };
+    const consequence = sameKey
+      ? "Same key: clients that pinned its public key accept it as they are."
+      : `New key (was ${previous.publicKeyPin}): every client that pinned the old one is refused until it pins the new one: citadel login --server URL --fingerprint ${renewed.publicKeyPin}; a mesh node joins again (docs/mesh.md).`;
+    ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Renewed the self-signed TLS certificate ${files.certPath}, valid until ${result.not_after}.\n${tlsPinLine(renewed)}\n${consequence}\nServe it: systemctl reload citadel (or send Citadel SIGHUP; a restart serves it too).`);
+    return 0;
+  } finally {
+    store?.close();
+  }
+}
+
+/** The data directory's database, opened as `citadel recover` opens it (this binary's schema, nothing migrated); null when there is none yet. */
+function existingStore(config: Config): Store | null {
+  const database = join(config.data_dir, "citadel.db");
+  if (!existsSync(database)) return null;
+  const store = openStore({ path: database });
+  try {
+    refuseUnlessCurrent(store);
+    return store;
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+}
+
+/**
+ * The audit event of a renewal by hand (found in review: none was recorded, unlike recover's):
+ * who ran it by host account numbers and both pins in the chained reason (the sudo user's name
+ * is personal data, withheld while sealed), whether the key is new in the outcome's words.
+ */
+async function recordTlsRenewal(store: Store, config: Config, env: Env, invoker: { uids: string; named: string }, previous: TlsMaterial, renewed: TlsMaterial): Promise<void> {
+  const { audit } = kernelOver(store, config, createLogger({ level: "warn" }), env);
+  const key = renewed.publicKeyPin === previous.publicKeyPin ? `same key ${renewed.publicKeyPin}` : `new key ${renewed.publicKeyPin} (was ${previous.publicKeyPin})`;
+  await store.write((tx) =>
+    audit.record(tx, {
+      action: "sys.tls.renew",
+      actor: { kind: "system" },
+      outcome: "success",
+      resource: { type: "tls_certificate", id: renewed.fingerprint },
+      reason: `host-local renewal by ${invoker.uids}: ${key}`,
+      personal: { invoker: invoker.named },
+    }),
+  );
 }
 
 function tlsFiles(config: Config) {

@@ -7,6 +7,7 @@
  * proxy (HTTPS_PROXY) looks at its certificate through the proxy too.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { X509Certificate } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -85,6 +86,20 @@ test("a login that pinned the certificate goes on after a renewal over the same 
   expect(refused.code).toBe(1);
   expect(refused.stderr).toContain(`did not present a certificate this client trusts (it presented a certificate with the public key ${newPin}, not the one pinned, ${citadel.pin}); if the server's certificate was replaced, pin the new one: citadel login --server ${citadel.url} --fingerprint sha256//...`);
 }, 60_000);
+
+test("each renewal by hand is in the audit log (sys.tls.renew): who ran it, the pins, whether the key is new (found in review: none was recorded)", () => {
+  const db = new Database(join(data.path, "citadel.db"), { readonly: true });
+  try {
+    const events = db.query<{ actor_kind: string; outcome: string; resource_type: string; reason: string }, []>("SELECT actor_kind, outcome, resource_type, reason FROM audit_events WHERE action = 'sys.tls.renew' ORDER BY seq").all();
+    const uid = process.getuid!();
+    // The first test's three: two over the same key, then --new-key.
+    expect(events.map((e) => [e.actor_kind, e.outcome, e.resource_type])).toEqual(Array(3).fill(["system", "success", "tls_certificate"]));
+    expect(events[0]!.reason).toBe(`host-local renewal by uid ${uid}: same key ${citadel.pin}`);
+    expect(events[2]!.reason).toMatch(new RegExp(`^host-local renewal by uid ${uid}: new key sha256//\\S+ \\(was ${citadel.pin!.replace(/[+/]/g, "\\$&")}\\)$`));
+  } finally {
+    db.close();
+  }
+});
 
 test("tls renew refuses a certificate the operator manages: it is renewed where it was issued", async () => {
   const config = join(data.path, "other.toml");
