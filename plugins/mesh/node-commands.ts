@@ -491,7 +491,7 @@ export const nodeCommands: Command[] = [
       ...STATE,
       server: { type: "string", description: "The control plane's URL (https://host:8443)" },
       key: { type: "string", description: "The pre-auth key (or CITADEL_MESH_KEY)" },
-      fingerprint: { type: "string", description: "The server's public key pin (sha256//..., as citadel serve prints it), to pin a self-signed certificate; its certificate's SHA-256 fingerprint works too" },
+      fingerprint: { type: "string", description: "The server's public key pin (sha256//..., as citadel serve prints it), to pin a self-signed certificate; 64 hex digits (colons allowed) are taken as its certificate's SHA-256 fingerprint" },
       name: { type: "string", description: "The node's name (default: the host name)" },
       tags: { type: "string", description: "Tags to take, among those the key grants (default: all of them)" },
       endpoint: { type: "string", description: "host:port other nodes reach this one at (default: none, it dials out)" },

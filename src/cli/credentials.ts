@@ -12,7 +12,7 @@ import { isLoopbackHost } from "../net/ip.ts";
 import type { ApiClient, CommandContext } from "../plugin.ts";
 import { ApiError, createApiClient } from "./api-client.ts";
 import { UsageError } from "./command-line.ts";
-import { keyPinOf, NOT_THE_PINNED_CERTIFICATE, pinOfServer, storedKeyPin } from "./pin.ts";
+import { givenPin, keyPinOf, NOT_THE_PINNED_CERTIFICATE, pinOfServer, storedKeyPin } from "./pin.ts";
 import { normalizedServerUrl, serverUrlProblem } from "./server-url.ts";
 
 export interface StoredLogin {
@@ -133,8 +133,9 @@ function writeStoredLogin(configHome: string, login: StoredLogin): string {
  * (--fingerprint: a key pin, or the certificate's SHA-256 fingerprint as earlier versions printed it).
  */
 export async function pinGiven(server: string, given: string): Promise<string> {
+  const wanted = givenPin(given); // a usage error (exit 2) before the server is reached
   try {
-    return await pinOfServer(server, given);
+    return await pinOfServer(server, wanted);
   } catch (error) {
     const { code } = error as { code?: string };
     if (code === NOT_THE_PINNED_CERTIFICATE) throw new ApiError((error as Error).message);

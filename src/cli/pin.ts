@@ -17,6 +17,7 @@ import { isIP, type Socket } from "node:net";
 import type { PeerCertificate } from "node:tls";
 import { isPublicKeyPin, publicKeyPin } from "../crypto/public-key-pin.ts";
 import { cidrContains, parseCidr, parseIp } from "../net/ip.ts";
+import { UsageError } from "./command-line.ts";
 
 export { isPublicKeyPin, publicKeyPin };
 
@@ -200,17 +201,37 @@ export async function withPinnedCertificate<T>(server: string, trust: string, at
   }
 }
 
+/** What the operator gave as `--fingerprint`, checked for its shape: a key pin, or a certificate's SHA-256 fingerprint. */
+export type GivenPin = { pin: string } | { certificateFingerprint: string };
+
 /**
- * Checks the certificate a server presents against what the operator gave (`--fingerprint`):
- * a key pin (sha256//..., as citadel serve prints it), or the certificate's SHA-256
- * fingerprint (hex, as earlier versions printed it). Returns the key pin to keep.
+ * `--fingerprint` read: a key pin (`sha256//` and the base64 of 32 bytes, as citadel serve
+ * prints it; the prefix in any case), or 64 hex digits, with or without colons, taken as the
+ * certificate's SHA-256 fingerprint (as earlier versions printed it, and as openssl x509
+ * -fingerprint -sha256 does, its `sha256 Fingerprint=` too). Anything else is a usage error
+ * before the server is reached: it connected, then reported a mismatch that read as an attack
+ * and handed over the pin presented (found in review).
  */
-export async function pinOfServer(server: string, given: string): Promise<string> {
+export function givenPin(given: string): GivenPin {
+  const text = given.trim();
+  const key = /^sha256\/\/([A-Za-z0-9+/]{43}=)$/i.exec(text);
+  if (key) return { pin: `sha256//${key[1]}` };
+  const hex = text.replace(/^sha256 fingerprint=/i, "");
+  if (/^[0-9a-f]{64}$/i.test(hex) || /^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/i.test(hex)) return { certificateFingerprint: hex.replace(/:/g, "").toUpperCase() };
+  throw new UsageError(
+    "--fingerprint: give the server's public key pin, sha256// and 44 base64 characters, as citadel serve prints it (TLS public key pin: ...), or its certificate's SHA-256 fingerprint, 64 hex digits (colons allowed)",
+  );
+}
+
+/**
+ * Checks the certificate a server presents against what the operator gave (`--fingerprint`,
+ * read by givenPin): its key pin, or its certificate's fingerprint. Returns the key pin to keep.
+ */
+export async function pinOfServer(server: string, given: GivenPin): Promise<string> {
   const presented = await presentedCertificate(server);
   const x509 = new X509Certificate(presented);
   const pin = publicKeyPin(x509);
-  const text = given.trim();
-  const matches = isPublicKeyPin(text) ? text === pin : text.toUpperCase().replace(/[^0-9A-F]/g, "") === x509.fingerprint256.replace(/:/g, "");
-  if (!matches) throw Object.assign(new Error(`the server presented a certificate with the public key ${pin} (certificate fingerprint ${x509.fingerprint256}), not the one given: refusing to talk to it`), { code: NOT_THE_PINNED_CERTIFICATE });
-  return pin;
+  if ("pin" in given ? given.pin === pin : given.certificateFingerprint === x509.fingerprint256.replace(/:/g, "")) return pin;
+  const what = "pin" in given ? `the public key pin given, ${given.pin}` : `the certificate fingerprint given (64 hex digits are taken as the certificate's SHA-256 fingerprint, not its public key's)`;
+  throw Object.assign(new Error(`the server presented a certificate with the public key ${pin} (certificate fingerprint ${x509.fingerprint256}), not ${what}: refusing to talk to it`), { code: NOT_THE_PINNED_CERTIFICATE });
 }

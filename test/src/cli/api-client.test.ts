@@ -399,7 +399,7 @@ describe("a server pinned by its key, behind a proxy (HTTPS_PROXY): the look at 
           expect(await createApiClient({ baseUrl: `https://citadel.test:${port}`, trust: pin }).request("GET", "/v1/iam/me")).toEqual({ email: "admin@localhost" });
         }
         // As `citadel login --fingerprint` and `mesh join --fingerprint` look.
-        expect(await pinOfServer(`https://citadel.test:${ports[0]}`, pin)).toBe(pin);
+        expect(await pinOfServer(`https://citadel.test:${ports[0]}`, { pin })).toBe(pin);
         expect(new Set(proxy.tunnels)).toEqual(new Set(ports.map((port) => `citadel.test:${port}`)));
       });
     } finally {

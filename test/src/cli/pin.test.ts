@@ -1,9 +1,11 @@
 /**
  * src/cli/pin.ts without a server: which proxy the look at a server's certificate goes
- * through, chosen as Bun's fetch chooses it (the cases as Bun 1.4.5 was seen to take them).
+ * through, chosen as Bun's fetch chooses it (the cases as Bun 1.4.5 was seen to take them), and
+ * what --fingerprint takes.
  */
 import { describe, expect, test } from "bun:test";
-import { proxyFor } from "../../../src/cli/pin.ts";
+import { UsageError } from "../../../src/cli/command-line.ts";
+import { givenPin, proxyFor } from "../../../src/cli/pin.ts";
 
 describe("proxyFor: the proxy fetch goes through, or null (found in review: the look ignored it)", () => {
   const PROXY = "http://proxy.lan:3128";
@@ -43,5 +45,32 @@ describe("proxyFor: the proxy fetch goes through, or null (found in review: the 
     expect(bypassed("[::1]", "[::1]")).toBe(true);
     expect(via("citadel.test", { HTTPS_PROXY: PROXY, no_proxy: "other.test", NO_PROXY: "citadel.test" })).toBe(`${PROXY}/`);
     expect(via("citadel.test", { HTTPS_PROXY: PROXY, no_proxy: "", NO_PROXY: "citadel.test" })).toBeNull();
+  });
+});
+
+describe("givenPin: what --fingerprint takes, checked before the server is reached (found in review: anything connected, then read as a mismatch)", () => {
+  const PIN = `sha256//${"A".repeat(42)}Q=`;
+  const HEX = "ab".repeat(32);
+  const COLONS = Array(32).fill("AB").join(":");
+
+  test("a key pin, its prefix in any case, spaces around it", () => {
+    for (const given of [PIN, `SHA256//${PIN.slice(8)}`, ` ${PIN}\n`]) expect(givenPin(given)).toEqual({ pin: PIN });
+  });
+
+  test("64 hex digits, with or without colons, as openssl prints them too: a certificate fingerprint", () => {
+    for (const given of [HEX, HEX.toUpperCase(), COLONS, `sha256 Fingerprint=${COLONS}`, `SHA256 Fingerprint=${COLONS}`]) expect(givenPin(given)).toEqual({ certificateFingerprint: HEX.toUpperCase() });
+  });
+
+  test("anything else is a usage error naming both shapes", () => {
+    for (const given of [PIN.slice(8), `sha256/${PIN.slice(8)}`, `${PIN.slice(0, -2)}=`, `sha1//${PIN.slice(8)}`, "ab".repeat(20), `${HEX}ab`, `AB:${HEX.slice(2)}`, "sha1 Fingerprint=AB:CD", "", "garbage"]) {
+      let thrown: unknown;
+      try {
+        givenPin(given);
+      } catch (error) {
+        thrown = error;
+      }
+      expect([given, thrown]).toEqual([given, expect.any(UsageError)]);
+      expect((thrown as Error).message).toStartWith("--fingerprint: give the server's public key pin, sha256// and 44 base64 characters");
+    }
   });
 });
