@@ -11,10 +11,7 @@ async function loadX509(): Promise<typeof X509> {
   return await import("@peculiar/x509");
 }
 
-export interface SelfSignedOptions {
-  /** DNS names for the subjectAltName (the first one is also the subject CN). */
-  dnsNames: string[];
-  ipAddresses: string[];
+export interface SelfSignedOptions extends CertificateNames {
   validDays: number;
   now: Date;
   /**
@@ -22,6 +19,20 @@ export interface SelfSignedOptions {
    * key pair, so that clients that pinned the public key accept the new certificate. Absent: a new key pair.
    */
   keyPem?: string;
+}
+
+/** The names a certificate is for (its subjectAltName): DNS names (the first one also the subject CN) and IP addresses. */
+export interface CertificateNames {
+  dnsNames: string[];
+  ipAddresses: string[];
+}
+
+/** The DNS names and IP addresses of a certificate's subjectAltName, in order: what a renewal over the same key keeps. */
+export async function subjectAltNamesOf(certPem: string): Promise<CertificateNames> {
+  const x509 = await loadX509();
+  const names = new x509.X509Certificate(certPem).getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON() ?? [];
+  const valuesOf = (type: string) => names.filter((name) => name.type === type).map((name) => name.value);
+  return { dnsNames: valuesOf("dns"), ipAddresses: valuesOf("ip") };
 }
 
 export interface GeneratedCertificate {

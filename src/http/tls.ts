@@ -14,6 +14,7 @@ import { publicKeyPin } from "../crypto/public-key-pin.ts";
 import { describeFsError, writeFileAtomic } from "../files.ts";
 import type { Logger } from "../log.ts";
 import { isLoopback, parseIp } from "../net/ip.ts";
+import type { CertificateNames } from "./self-signed.ts";
 
 export interface TlsMaterial {
   cert: string;
@@ -69,7 +70,7 @@ export async function loadOrCreateTls(files: TlsFiles, log: Logger, now = new Da
 export async function renewSelfSigned(files: TlsFiles, log: Logger, { newKey }: { newKey: boolean }, now = new Date()): Promise<TlsMaterial> {
   const before = readTls(files);
   const kept = newKey ? undefined : keepableKey(before.key);
-  await writeSelfSigned(files, now, kept);
+  await writeSelfSigned(files, now, kept === undefined ? undefined : { keyPem: kept, names: await namesKept(before.cert, files) });
   const material = readTls(files);
   const facts = { cert_file: files.certPath, public_key_pin: material.publicKeyPin, not_after: material.notAfter.toISOString() };
   if (kept) log.info("renewed the self-signed TLS certificate over the same key: clients that pinned its public key accept it as they are", facts);
@@ -144,15 +145,32 @@ function readConfigured(path: string, key: string): string {
   }
 }
 
-/** Writes a self-signed certificate over `keyPem` (a renewal), else over a new key pair. */
-async function writeSelfSigned(files: TlsFiles, now: Date, keyPem?: string): Promise<void> {
-  const { generateSelfSignedCertificate } = await import("./self-signed.ts");
+/**
+ * The names a renewal over the same key keeps: the certificate's own, as promised (found in
+ * review: they were made anew from the host name and listen address of the day, which may have
+ * changed since, and clients reach it by the old ones). One that names nothing gets this host's.
+ */
+async function namesKept(certPem: string, files: TlsFiles): Promise<CertificateNames> {
+  const { subjectAltNamesOf } = await import("./self-signed.ts");
+  const names = await subjectAltNamesOf(certPem);
+  return names.dnsNames.length + names.ipAddresses.length > 0 ? names : namesFor(files);
+}
+
+/** The names of a new self-signed certificate: localhost, the host's name, loopback, and a specific listen address. */
+function namesFor(files: TlsFiles): CertificateNames {
   const ipAddresses = ["127.0.0.1", "::1"];
   const listen = parseIp(files.listenAddress);
   const unspecified = files.listenAddress === "0.0.0.0" || files.listenAddress === "::";
   if (listen && !isLoopback(listen) && !unspecified) ipAddresses.push(files.listenAddress);
-  const names = ["localhost", hostname()].filter((n, i, all) => n && all.indexOf(n) === i);
-  const made = await generateSelfSignedCertificate({ dnsNames: names, ipAddresses, validDays: VALID_DAYS, now, keyPem });
+  const dnsNames = ["localhost", hostname()].filter((n, i, all) => n && all.indexOf(n) === i);
+  return { dnsNames, ipAddresses };
+}
+
+/** Writes a self-signed certificate over a kept key with its names (a renewal), else over a new key pair for this host. */
+async function writeSelfSigned(files: TlsFiles, now: Date, renewal?: { keyPem: string; names: CertificateNames }): Promise<void> {
+  const { generateSelfSignedCertificate } = await import("./self-signed.ts");
+  const keyPem = renewal?.keyPem;
+  const made = await generateSelfSignedCertificate({ ...(renewal?.names ?? namesFor(files)), validDays: VALID_DAYS, now, keyPem });
   for (const path of [files.certPath, files.keyPath]) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   // A key kept is not written again: a reload between the two writes sees a valid pair either way.
   if (made.keyPem !== keyPem) writeFileAtomic(files.keyPath, made.keyPem, 0o600);

@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash, X509Certificate } from "node:crypto";
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../../../src/config/error.ts";
+import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { loadOrCreateTls, renewSelfSigned } from "../../../src/http/tls.ts";
 import { captureLog } from "../../helpers/http.ts";
 
@@ -50,6 +51,25 @@ describe("self-signed certificate of the embedded default", () => {
     expect(after.subject).toBe(before.subject);
     expect(lines.find((l) => String(l.msg).startsWith("renewed the self-signed TLS certificate"))).toMatchObject({ level: "info", msg: "renewed the self-signed TLS certificate over the same key: clients that pinned its public key accept it as they are", public_key_pin: first.publicKeyPin });
     for (const path of [f.certPath, f.keyPath]) expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  test("a renewal over the same key keeps the certificate's names, whatever the host's name and listen address are now (found in review: they were made anew)", async () => {
+    const f = files(); // listening on 192.0.2.10, on a host not named citadel.old
+    const { logger } = captureLog();
+    // Made when the host was citadel.old, listening on 198.51.100.7.
+    const old = await generateSelfSignedCertificate({ dnsNames: ["citadel.old", "localhost"], ipAddresses: ["127.0.0.1", "198.51.100.7", "::1"], validDays: 20, now: new Date() });
+    mkdirSync(join(f.certPath, ".."), { recursive: true, mode: 0o700 });
+    writeFileSync(f.keyPath, old.keyPem, { mode: 0o600 });
+    writeFileSync(f.certPath, old.certPem, { mode: 0o600 });
+    const renewed = await renewSelfSigned(f, logger, { newKey: false });
+    const [before, after] = [new X509Certificate(old.certPem), new X509Certificate(renewed.cert)];
+    expect(after.fingerprint256).not.toBe(before.fingerprint256);
+    expect(after.subjectAltName).toBe("DNS:citadel.old, DNS:localhost, IP Address:127.0.0.1, IP Address:198.51.100.7, IP Address:0:0:0:0:0:0:0:1");
+    expect(after.subject).toBe(before.subject);
+    // A new key is a new certificate for this host, as at first start.
+    const fresh = new X509Certificate((await renewSelfSigned(f, logger, { newKey: true })).cert);
+    expect(fresh.subjectAltName).toContain("IP Address:192.0.2.10");
+    expect(fresh.subjectAltName).not.toContain("citadel.old");
   });
 
   test("the pin is the SHA-256 of the certificate's SubjectPublicKeyInfo, in base64 (RFC 7469), as curl's --pinnedpubkey takes it", async () => {
