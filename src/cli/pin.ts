@@ -117,6 +117,16 @@ function bypassesProxy(host: string, noProxy: string): boolean {
 /** The most a proxy's answer to CONNECT may hold before the tunnel: a proxy that goes on is not one. */
 const PROXY_HEAD_MAX_BYTES = 16_384;
 
+/**
+ * Where the head of a proxy's answer ends (the offset of what follows it), or null while it has
+ * not: at an empty line, its line ends CRLF or a bare LF, as RFC 9112 §2.2 lets a recipient take
+ * them (found in review: a proxy answering `HTTP/1.1 200 OK\n\n` hung the look).
+ */
+function endOfHead(head: Buffer): number | null {
+  const end = /\n\r?\n/.exec(head.toString("latin1"));
+  return end ? end.index + end[0].length : null;
+}
+
 /** A connection to the proxy: over TLS, verified as any server is, for an https:// one. */
 async function connectTo(proxy: URL, connected: () => void): Promise<Socket> {
   const host = proxy.hostname.replace(/^\[|\]$/g, "");
@@ -136,19 +146,19 @@ async function tunnelThrough(proxy: URL, host: string, port: number): Promise<So
     let head = Buffer.alloc(0);
     const answered = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
-      const end = head.indexOf("\r\n\r\n");
-      if (end === -1) {
+      const end = endOfHead(head);
+      if (end === null) {
         if (head.length > PROXY_HEAD_MAX_BYTES) socket.destroy(new Error(`the proxy ${proxy.host} answered CONNECT with no end to its head`));
         return;
       }
       socket.off("data", answered);
       socket.pause(); // what follows is TLS's to read
-      const status = head.subarray(0, head.indexOf("\r\n")).toString("latin1");
+      const status = head.subarray(0, head.indexOf("\n")).toString("latin1").replace(/\r$/, "");
       if (!/^HTTP\/1\.[01] 2\d\d\b/.test(status)) {
         socket.destroy(new Error(`the proxy ${proxy.host} refused the tunnel to ${authority} (${status})`));
         return;
       }
-      if (end + 4 < head.length) socket.unshift(head.subarray(end + 4));
+      if (end < head.length) socket.unshift(head.subarray(end));
       socket.setTimeout(0);
       resolve(socket);
     };

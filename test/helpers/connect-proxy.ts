@@ -13,7 +13,8 @@ export interface ConnectProxy {
   stop(): Promise<void>;
 }
 
-export async function connectProxy(names: Record<string, string>): Promise<ConnectProxy> {
+/** `established`: the proxy's answer to a CONNECT it opens, head and empty line. */
+export async function connectProxy(names: Record<string, string>, { established = "HTTP/1.1 200 Connection Established\r\n\r\n" } = {}): Promise<ConnectProxy> {
   const tunnels: string[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
@@ -27,7 +28,7 @@ export async function connectProxy(names: Record<string, string>): Promise<Conne
       const address = names[target[1]!];
       if (!address) return void client.end("HTTP/1.1 502 Bad Gateway\r\n\r\n");
       const upstream = connect({ host: address, port: Number(target[2]) }, () => {
-        client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+        client.write(established);
         upstream.pipe(client);
         client.pipe(upstream);
       });

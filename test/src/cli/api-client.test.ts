@@ -420,6 +420,21 @@ describe("a server pinned by its key, behind a proxy (HTTPS_PROXY): the look at 
     }
   });
 
+  test("a proxy ending its answer to CONNECT with bare LFs, as RFC 9112 §2.2 allows: the look goes through (found in review: it hung)", async () => {
+    const proxy = await connectProxy({ "citadel.test": "127.0.0.1" }, { established: "HTTP/1.1 200 OK\n\n" });
+    try {
+      await withProxyVariables({ HTTPS_PROXY: proxy.url }, async () => {
+        const served = await selfSigned();
+        const server = serving(served);
+        const pin = publicKeyPin(served.certPem);
+        expect(await pinOfServer(`https://citadel.test:${server.port}`, { pin })).toBe(pin);
+        expect(proxy.tunnels).toEqual([`citadel.test:${server.port}`]);
+      });
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test("NO_PROXY naming the server: straight to it, look and request, the proxy not asked", async () => {
     const proxy = await connectProxy({});
     try {
