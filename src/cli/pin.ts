@@ -89,8 +89,17 @@ export function proxyFor(url: URL, env: Environment = process.env): URL | null {
   const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
   if (bypassesProxy(host, firstSet(env.no_proxy, env.NO_PROXY) ?? "")) return null;
   const parsed = URL.parse(/^[a-z][a-z0-9+.-]*:\/\//i.test(proxy) ? proxy : `http://${proxy}`);
-  if (parsed === null || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) throw new Error(`HTTPS_PROXY is not an http:// or https:// proxy's URL (${proxy})`);
+  if (parsed === null || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) throw new Error(`HTTPS_PROXY is not an http:// or https:// proxy's URL (${withoutCredentials(parsed)})`);
   return parsed;
+}
+
+/**
+ * A proxy's URL as an error may quote it: its scheme and host, never the user and password it
+ * may carry (found in review: socks5://user:hunter2@... was quoted whole, and the mesh agent
+ * logged it at every failed poll).
+ */
+function withoutCredentials(proxy: URL | null): string {
+  return proxy === null ? "not a URL" : `${proxy.protocol}//${proxy.host}`;
 }
 
 const firstSet = (...values: Array<string | undefined>) => values.find((value) => value !== undefined && value !== "");

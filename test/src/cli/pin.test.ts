@@ -26,6 +26,20 @@ describe("proxyFor: the proxy fetch goes through, or null (found in review: the 
     expect(() => via("citadel.test", { HTTPS_PROXY: "socks5://proxy.lan:1080" })).toThrow("HTTPS_PROXY is not an http:// or https:// proxy's URL (socks5://proxy.lan:1080)");
   });
 
+  test("a refused proxy is named by its scheme and host: never the password its URL carries (found in review)", () => {
+    const message = (proxy: string) => {
+      try {
+        via("citadel.test", { HTTPS_PROXY: proxy });
+      } catch (error) {
+        return (error as Error).message;
+      }
+      throw new Error("accepted");
+    };
+    expect(message("socks5://user:hunter2@proxy.lan:1080")).toBe("HTTPS_PROXY is not an http:// or https:// proxy's URL (socks5://proxy.lan:1080)");
+    expect(message("socks5://:hunter2@proxy.lan")).toBe("HTTPS_PROXY is not an http:// or https:// proxy's URL (socks5://proxy.lan)");
+    expect(message("http://user:hunter2@[bad")).toBe("HTTPS_PROXY is not an http:// or https:// proxy's URL (not a URL)");
+  });
+
   test("NO_PROXY (no_proxy first): *, the host, a domain it lies in, an address range; any case; an entry with a port names no host", () => {
     const bypassed = (host: string, noProxy: string) => via(host, { HTTPS_PROXY: PROXY, NO_PROXY: noProxy }) === null;
     expect(bypassed("citadel.test", "*")).toBe(true);
