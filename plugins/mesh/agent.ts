@@ -27,7 +27,7 @@ import { ApiError } from "../../src/cli/api-client.ts";
 import { formatIp, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
-import { publicKeyPin, storedKeyPin } from "../../src/cli/pin.ts";
+import { certificateSeen, keyPinOf, storedTrust } from "../../src/cli/pin.ts";
 import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
 import { LOOKUP_TIMEOUT_MS, lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
@@ -109,26 +109,29 @@ export class Agent {
 
   private get connection(): NodeConnection {
     const { server, pin, certificate, token } = this.state;
-    if (pin) return { server, trust: pin, token };
-    if (!certificate) return { server, trust: certificate, token };
-    // Trusted by its key pin at once: a renewal over that key before the first poll left the node out (found in review).
-    return { server, trust: storedKeyPin(certificate), token, answeredOverPin: () => this.keepKeyPin(certificate) };
+    const trust = storedTrust(pin, certificate) ?? null;
+    if (trust === null) return { server, trust, token };
+    return { server, trust, token, answeredOverPin: () => this.keepCertificateSeen(trust) };
   }
 
   /**
-   * A node that pinned its control plane's certificate before pins named the key, trusted by
-   * that certificate's key pin, keeps the key pin instead once the server answered. Best effort:
-   * the certificate, read so, still works meanwhile.
+   * Keeps, with the pin, the certificate over the pinned key the control plane answered over,
+   * once it renewed it (or, for a node that pinned a certificate before pins named the key, the
+   * key pin too): the next start pins it at once, with no look at the server first (found in
+   * review: the look, routed apart from fetch, left nodes out that worked). Written only when it
+   * changed; best effort: the certificate kept before, trusted by its key, still works.
    */
-  private keepKeyPin(certificate: string): void {
+  private keepCertificateSeen(trust: string): void {
+    const certificate = certificateSeen(this.state.server, trust);
+    if (certificate === undefined || (certificate === this.state.certificate && this.state.pin)) return;
     try {
       this.updateState((state) => {
-        if (state.certificate !== certificate || state.pin) return; // re-joined meanwhile
-        state.pin = publicKeyPin(certificate);
-        state.certificate = null;
+        if (storedTrust(state.pin, state.certificate) !== trust) return; // re-joined meanwhile
+        state.pin = keyPinOf(trust);
+        state.certificate = certificate;
       });
     } catch (error) {
-      this.options.err(`mesh agent: could not keep the control plane's key pin in ${statePath(this.options.stateDir)} (${error instanceof Error ? error.message : String(error)}); the pinned certificate, trusted by its key, still works`);
+      this.options.err(`mesh agent: could not keep the control plane's certificate in ${statePath(this.options.stateDir)} (${error instanceof Error ? error.message : String(error)}); the one kept before, trusted by its key, still works`);
     }
   }
 

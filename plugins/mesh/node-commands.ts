@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { pinGiven } from "../../src/cli/credentials.ts";
+import { certificateSeen } from "../../src/cli/pin.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption } from "../../src/cli/output.ts";
 import { normalizedServerUrl, serverUrlProblem } from "../../src/cli/server-url.ts";
@@ -191,7 +192,8 @@ function stateOf(enrollment: Enrollment, facts: { network: string; interfaceName
   const interfaceName = enrollment.interfaceName ?? facts.interfaceName;
   return {
     server: enrollment.server,
-    certificate: null,
+    // The certificate join pinned, kept with its key pin: the agent pins it at once, without a look at the server.
+    certificate: enrollment.pin === null ? null : (certificateSeen(enrollment.server, enrollment.pin) ?? null),
     pin: enrollment.pin,
     node_id: enrolled.node.id,
     network_id: facts.network,

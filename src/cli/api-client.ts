@@ -47,14 +47,15 @@ export interface ApiClientOptions {
   baseUrl: string;
   /**
    * What the server was pinned by (at login, at a node's join): its public key pin
-   * (sha256//..., see pin.ts), whatever certificate over that key it presents; or, as pinned
-   * before pins named the key, a PEM certificate, the only one it may present (pinnedTls).
+   * (sha256//..., see pin.ts), whatever certificate over that key it presents; or a certificate
+   * (PEM) over the pinned key seen before, pinned as it is without a look at the server, and
+   * replaced by what the server presents over that key once it refuses the handshake with it
+   * (withPinnedCertificate).
    */
   trust?: string;
   /**
-   * Called once, with the key pin, when the server answered pinned by `trust`: given by whoever
-   * stored a certificate pinned before (a PEM, trusted by its key pin, storedKeyPin), to keep the
-   * key pin from now on.
+   * Called once, with the key pin, when the server answered pinned by `trust`: whoever stored
+   * `trust` keeps the certificate it answered over (certificateSeen), when it changed.
    */
   upgradeTrust?: (pin: string) => void;
   /**

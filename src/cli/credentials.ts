@@ -1,6 +1,6 @@
 /**
  * The CLI's stored login: `citadel login` runs the device flow (RFC 8628) against a server
- * and keeps the token, the server's URL and its public key pin (see pin.ts) in
+ * and keeps the token, the server's URL and how it is pinned (its certificate, by its public key: see pin.ts) in
  * ~/.config/citadel/config.json, mode 0600. A file that others can read is refused: it holds
  * a credential.
  */
@@ -12,25 +12,28 @@ import { isLoopbackHost } from "../net/ip.ts";
 import type { ApiClient, CommandContext } from "../plugin.ts";
 import { ApiError, createApiClient } from "./api-client.ts";
 import { UsageError } from "./command-line.ts";
-import { givenPin, keyPinOf, NOT_THE_PINNED_CERTIFICATE, pinOfServer, storedKeyPin } from "./pin.ts";
+import { certificateSeen, givenPin, keyPinOf, NOT_THE_PINNED_CERTIFICATE, pinOfServer, storedTrust } from "./pin.ts";
 import { normalizedServerUrl, serverUrlProblem } from "./server-url.ts";
 
 export interface StoredLogin {
   server: string;
   token: string;
   token_id: string;
-  /** The server's public key pin (sha256//...), taken at login; absent for a publicly trusted one. */
+  /** The server's public key pin (sha256//...), kept alone when no certificate over it is (`certificate`); absent for a publicly trusted server. */
   pin?: string;
   /**
-   * The server's certificate (PEM), as logins pinned it before pins named the key: trusted by its
-   * key pin (storedKeyPin), which replaces it once the server answers (upgradeStoredPin).
+   * The server's certificate (PEM) last seen: pinned by its public key (the login's pin, kept as
+   * this certificate alone), and pinned itself at once, without looking at what the server
+   * presents first (see pin.ts, withPinnedCertificate); one renewed over the same key replaces it
+   * once the server answered over it (upgradeStoredPin). Logins pinned a certificate so before pins
+   * named the key.
    */
   certificate?: string;
 }
 
-/** What a stored login trusts its server by (ApiClientOptions.trust): its key pin, or that of the certificate pinned before. */
+/** What a stored login trusts its server by (ApiClientOptions.trust): the certificate last seen, else its key pin (storedTrust). */
 export function trustOf(login: StoredLogin): string | undefined {
-  return login.pin ?? (login.certificate === undefined ? undefined : storedKeyPin(login.certificate));
+  return storedTrust(login.pin, login.certificate);
 }
 
 export class CredentialsFileError extends Error {
@@ -144,20 +147,30 @@ export async function pinGiven(server: string, given: string): Promise<string> {
 }
 
 /**
- * Replaces a stored login's certificate (pinned before pins named the key) with its key pin,
- * once the server presented that certificate: a renewal over the same key then keeps working.
- * Only while the file still holds that login (another `citadel login` may have replaced it);
- * best effort: the login works without it, and the next use tries again.
+ * Keeps the certificate over the key `pin` the server answered over last (certificateSeen), in
+ * place of the one the stored login holds, once the server renewed it: the next command pins it at
+ * once, with no look at the server first (found in review: the look, routed apart from fetch,
+ * locked out logins that worked). The file is written only when that certificate changed, and
+ * only while it still holds that login (another `citadel login` may have replaced it); best
+ * effort: the login works without it, looking at the server once more next time.
  */
 export function upgradeStoredPin(configHome: string, login: StoredLogin, pin: string): void {
+  const certificate = certificateSeen(login.server, pin);
+  if (certificate === undefined || certificate === login.certificate) return;
   try {
     const current = readStoredLogin(configHome);
-    if (current === null || current.token !== login.token || current.certificate !== login.certificate) return;
-    const { certificate: _replaced, ...rest } = current;
-    writeFileAtomic(credentialsPath(configHome), `${JSON.stringify({ ...rest, pin }, null, 2)}\n`, 0o600);
+    if (current === null || current.token !== login.token || current.certificate !== login.certificate || current.pin !== login.pin) return;
+    writeFileAtomic(credentialsPath(configHome), `${JSON.stringify({ ...current, certificate }, null, 2)}\n`, 0o600);
   } catch {
-    // Read-only here, or the file changed meanwhile: the certificate pinned before still works.
+    // Read-only here, or the file changed meanwhile: the certificate kept before still works, or a look finds the new one.
   }
+}
+
+/** What a login keeps of how its server is pinned: the certificate over `pin` it answered over, else the pin alone. */
+function pinnedToKeep(server: string, pin: string | undefined): Pick<StoredLogin, "pin" | "certificate"> {
+  if (pin === undefined) return {};
+  const certificate = certificateSeen(server, pin);
+  return certificate === undefined ? { pin } : { certificate };
 }
 
 /** What `citadel login` asks for unless --scope says otherwise (never the administrative iam:admin). */
@@ -245,7 +258,7 @@ async function keepToken(ctx: CommandContext, server: string, pin: string | unde
   let path: string;
   try {
     email = (await client.request<{ email: string }>("GET", "/v1/iam/me")).email;
-    path = writeStoredLogin(ctx.configHome, { server, token, token_id: id, pin });
+    path = writeStoredLogin(ctx.configHome, { server, token, token_id: id, ...pinnedToKeep(server, pin) });
   } catch (error) {
     const revoked = await client.request("POST", "/v1/iam/logout", {}).then(
       () => "the token just issued was revoked",

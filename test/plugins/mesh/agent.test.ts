@@ -4,6 +4,7 @@
  * rounds against a fake device and control plane (fake-node.ts).
  */
 import { afterAll, describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -591,12 +592,32 @@ describe("a node pinned to a self-signed control plane (its pin in node.json)", 
     }
   }
 
-  test("by its public key: a certificate renewed over that key is accepted, nothing to do on the node", async () => {
+  const fingerprintOf = (certificate: string | null | undefined) => (certificate ? new X509Certificate(certificate).fingerprint256 : certificate);
+
+  test("by its public key: a certificate renewed over that key is accepted, nothing to do on the node; node.json keeps it with the pin, still 0600", async () => {
     const original = await selfSigned();
     const renewed = await selfSigned(original.keyPem);
-    const { result, state } = await roundAgainst(renewed, { pin: publicKeyPin(original.certPem) });
+    const { result, state, mode } = await roundAgainst(renewed, { pin: publicKeyPin(original.certPem) });
     expect(result).toMatchObject({ version: 1 });
-    expect(state.pin).toBe(publicKeyPin(original.certPem));
+    expect([fingerprintOf(state.certificate), state.pin, mode]).toEqual([fingerprintOf(renewed.certPem), publicKeyPin(original.certPem), 0o600]);
+  });
+
+  test("by its public key and the certificate kept with it: answered over that certificate, node.json left as it is; renewed since, the one presented replaces it (found in review: kept nowhere, every start looked at the server first)", async () => {
+    const original = await selfSigned();
+    const kept = await roundAgainst(original, { pin: publicKeyPin(original.certPem), certificate: original.certPem });
+    expect(kept.result).toMatchObject({ version: 1 });
+    expect([kept.state.certificate, kept.state.pin]).toEqual([original.certPem, publicKeyPin(original.certPem)]);
+    const renewed = await selfSigned(original.keyPem);
+    const replaced = await roundAgainst(renewed, { pin: publicKeyPin(original.certPem), certificate: original.certPem });
+    expect(replaced.result).toMatchObject({ version: 1 });
+    expect([fingerprintOf(replaced.state.certificate), replaced.state.pin]).toEqual([fingerprintOf(renewed.certPem), publicKeyPin(original.certPem)]);
+  });
+
+  test("by its public key, with a certificate over another key kept (edited by hand): trusted by the pin, and the certificate seen replaces it", async () => {
+    const [original, other] = await Promise.all([selfSigned(), selfSigned()]);
+    const { result, state } = await roundAgainst(original, { pin: publicKeyPin(original.certPem), certificate: other.certPem });
+    expect(result).toMatchObject({ version: 1 });
+    expect([fingerprintOf(state.certificate), state.pin]).toEqual([fingerprintOf(original.certPem), publicKeyPin(original.certPem)]);
   });
 
   test("by its public key: a certificate over a new key is refused, naming both pins", async () => {
@@ -606,19 +627,19 @@ describe("a node pinned to a self-signed control plane (its pin in node.json)", 
     expect((result as Error).message).toBe(`cannot reach the control plane at ${url} (it presented a certificate with the public key ${publicKeyPin(other.certPem)}, not the one pinned, ${publicKeyPin(original.certPem)})`);
   });
 
-  test("by its certificate (joined before pins named the key): once that certificate answers, node.json keeps its key pin instead, still 0600", async () => {
+  test("by its certificate (joined before pins named the key): once that certificate answers, node.json keeps its key pin with it, still 0600", async () => {
     const original = await selfSigned();
     const { result, state, mode } = await roundAgainst(original, { certificate: original.certPem });
     expect(result).toMatchObject({ version: 1 });
-    expect([state.certificate, state.pin, mode]).toEqual([null, publicKeyPin(original.certPem), 0o600]);
+    expect([state.certificate, state.pin, mode]).toEqual([original.certPem, publicKeyPin(original.certPem), 0o600]);
   });
 
-  test("by its certificate: one renewed over the same key before the first poll is accepted, and node.json keeps the key pin (found in review: the node was left out of the mesh)", async () => {
+  test("by its certificate: one renewed over the same key before the first poll is accepted, and node.json keeps the key pin and the renewed certificate (found in review: the node was left out of the mesh)", async () => {
     const original = await selfSigned();
     const renewed = await selfSigned(original.keyPem);
     const { result, state } = await roundAgainst(renewed, { certificate: original.certPem });
     expect(result).toMatchObject({ version: 1 });
-    expect([state.certificate, state.pin]).toEqual([null, publicKeyPin(original.certPem)]);
+    expect([fingerprintOf(state.certificate), state.pin]).toEqual([fingerprintOf(renewed.certPem), publicKeyPin(original.certPem)]);
   });
 
   test("by its certificate: one over another key is refused, naming both pins, and the pin stays as it was", async () => {

@@ -1,7 +1,7 @@
 /**
  * src/cli/pin.ts without a server: which proxy the look at a server's certificate goes
- * through, chosen as Bun's fetch chooses it (the cases as Bun 1.4.5 was seen to take them), and
- * what --fingerprint takes.
+ * through, chosen as Bun's fetch chooses it (proxy-choice.test.ts asks fetch itself), and what
+ * --fingerprint takes.
  */
 import { describe, expect, test } from "bun:test";
 import { UsageError } from "../../../src/cli/command-line.ts";
@@ -37,10 +37,9 @@ describe("proxyFor: the proxy fetch goes through, or null (found in review: the 
     };
     expect(message("socks5://user:hunter2@proxy.lan:1080")).toBe("HTTPS_PROXY is not an http:// or https:// proxy's URL (socks5://proxy.lan:1080)");
     expect(message("socks5://:hunter2@proxy.lan")).toBe("HTTPS_PROXY is not an http:// or https:// proxy's URL (socks5://proxy.lan)");
-    expect(message("http://user:hunter2@[bad")).toBe("HTTPS_PROXY is not an http:// or https:// proxy's URL (not a URL)");
   });
 
-  test("NO_PROXY (no_proxy first): *, the host, a domain it lies in, an address range; any case; an entry with a port names no host", () => {
+  test("NO_PROXY (no_proxy first): *, the host, a domain it lies in, an address range; any case; an entry with a port names the host at that port only", () => {
     const bypassed = (host: string, noProxy: string) => via(host, { HTTPS_PROXY: PROXY, NO_PROXY: noProxy }) === null;
     expect(bypassed("citadel.test", "*")).toBe(true);
     expect(bypassed("citadel.test", "example.com, citadel.test")).toBe(true);
@@ -50,7 +49,8 @@ describe("proxyFor: the proxy fetch goes through, or null (found in review: the 
     expect(bypassed("a.citadel.test", "*.citadel.test")).toBe(true);
     expect(bypassed("xcitadel.test", "citadel.test")).toBe(false);
     expect(bypassed("citadel.test", "foo,,bar,")).toBe(false);
-    expect(bypassed("citadel.test", "citadel.test:8443")).toBe(false);
+    expect(bypassed("citadel.test", "citadel.test:8443")).toBe(true);
+    expect(bypassed("citadel.test", "citadel.test:443")).toBe(false);
     expect(bypassed("10.1.2.3", "10.0.0.0/8")).toBe(true);
     expect(bypassed("10.1.2.3", "10.1.2.3")).toBe(true);
     expect(bypassed("10.1.2.3", "192.168.0.0/16")).toBe(false);
