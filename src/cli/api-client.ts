@@ -87,7 +87,8 @@ async function withSystemRoots(certificate: string): Promise<string[]> {
  * ID is: only the holder of its private key can present it. Checked for the name as well, the
  * default self-signed certificate (localhost, the short host name, loopback) was refused when
  * reached by the host's FQDN or LAN address, pinned or not (found in review). A key pin comes
- * here as the certificate presented over that key (see pin.ts, withPinnedCertificate).
+ * here as the certificate presented over that key (see pin.ts, withPinnedCertificate). The
+ * default roots hold NODE_EXTRA_CA_CERTS's too (extraRoots).
  */
 export async function pinnedTls(pinned: string, roots?: readonly string[]) {
   const tls = await import("node:tls");
@@ -98,12 +99,30 @@ export async function pinnedTls(pinned: string, roots?: readonly string[]) {
     throw new ApiError("the pinned certificate is not a PEM certificate: pin it again (log in, or join, again with --fingerprint sha256//..., the public key pin citadel serve prints)");
   }
   return {
-    ca: [...(roots ?? tls.rootCertificates), pinned],
+    ca: [...(roots ?? [...tls.rootCertificates, ...extraRoots()]), pinned],
     checkServerIdentity(_host: string, presented: PeerCertificate): Error | undefined {
       if (presented.fingerprint256 === fingerprint) return undefined;
       return Object.assign(new Error(`it presented the certificate ${presented.fingerprint256}, not the one pinned, ${fingerprint}`), { code: NOT_THE_PINNED_CERTIFICATE });
     },
   };
+}
+
+/**
+ * The certificates NODE_EXTRA_CA_CERTS names, which Bun's rootCertificates leave out. Bun checks
+ * an https:// proxy's certificate against the request's own roots too: a proxy with a private CA,
+ * trusted through NODE_EXTRA_CA_CERTS, refused every pinned request, which then advised pinning
+ * the server again (found in review). Safe to add: what a pinned request accepts at the server is
+ * the pinned certificate alone (checkServerIdentity), whatever the roots. Read at each request, as
+ * small as it is; unreadable, none (Node ignores it so too, with a warning).
+ */
+function extraRoots(): string[] {
+  const path = process.env.NODE_EXTRA_CA_CERTS;
+  if (!path) return [];
+  try {
+    return readFileSync(path, "utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  } catch {
+    return [];
+  }
 }
 
 /** How long a request may wait for its answer; a stream, for each piece of it. */

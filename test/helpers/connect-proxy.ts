@@ -4,20 +4,24 @@
  * cannot, and records each tunnel asked for (`citadel.test:8443`).
  */
 import { connect, createServer, type Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 
 export interface ConnectProxy {
-  /** http://127.0.0.1:port, for HTTPS_PROXY. */
+  /** http://127.0.0.1:port (https: with `tls`), for HTTPS_PROXY. */
   url: string;
   /** The target of each CONNECT, in order. */
   tunnels: string[];
   stop(): Promise<void>;
 }
 
-/** `established`: the proxy's answer to a CONNECT it opens, head and empty line. */
-export async function connectProxy(names: Record<string, string>, { established = "HTTP/1.1 200 Connection Established\r\n\r\n" } = {}): Promise<ConnectProxy> {
+/**
+ * `established`: the proxy's answer to a CONNECT it opens, head and empty line. `tls`: an
+ * https:// proxy, presenting that certificate (for 127.0.0.1).
+ */
+export async function connectProxy(names: Record<string, string>, { established = "HTTP/1.1 200 Connection Established\r\n\r\n", tls }: { established?: string; tls?: { cert: string; key: string } } = {}): Promise<ConnectProxy> {
   const tunnels: string[] = [];
   const sockets = new Set<Socket>();
-  const server = createServer((client) => {
+  const serve = (client: Socket) => {
     sockets.add(client);
     client.on("close", () => sockets.delete(client));
     client.on("error", () => client.destroy());
@@ -36,11 +40,12 @@ export async function connectProxy(names: Record<string, string>, { established 
       upstream.on("close", () => sockets.delete(upstream));
       upstream.on("error", () => client.destroy());
     });
-  });
+  };
+  const server = tls ? createTlsServer(tls, serve) : createServer(serve);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as { port: number };
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
     tunnels,
     stop: () =>
       new Promise((resolve) => {

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { adviceFor } from "../../../src/cli/advice.ts";
@@ -364,7 +364,7 @@ describe("a pinned certificate (login --fingerprint, a stored login, mesh join -
 });
 
 describe("a server pinned by its key, behind a proxy (HTTPS_PROXY): the look at its certificate goes where fetch goes (found in review: it went straight to the server, which only the proxy reaches)", () => {
-  const VARIABLES = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"] as const;
+  const VARIABLES = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY", "NODE_EXTRA_CA_CERTS"] as const;
 
   /** Runs `body` with the proxy variables set to `values` (the others unset), then puts them back as they were. */
   async function withProxyVariables(values: Partial<Record<(typeof VARIABLES)[number], string>>, body: () => Promise<void>) {
@@ -422,6 +422,25 @@ describe("a server pinned by its key, behind a proxy (HTTPS_PROXY): the look at 
       });
     } finally {
       await proxy.stop();
+    }
+  });
+
+  test("an https:// proxy whose certificate NODE_EXTRA_CA_CERTS trusts: the pinned request, whose roots Bun checks the proxy's certificate by too, trusts it as well (found in review: refused, with the advice to pin the server again)", async () => {
+    const proxyCertificate = await generateSelfSignedCertificate({ dnsNames: [], ipAddresses: ["127.0.0.1"], validDays: 30, now: new Date() });
+    const proxy = await connectProxy({ "citadel.test": "127.0.0.1" }, { tls: { cert: proxyCertificate.certPem, key: proxyCertificate.keyPem } });
+    const dir = mkdtempSync(join(tmpdir(), "citadel-proxy-ca-"));
+    try {
+      const extra = join(dir, "proxy-ca.pem");
+      writeFileSync(extra, proxyCertificate.certPem);
+      await withProxyVariables({ HTTPS_PROXY: proxy.url, NODE_EXTRA_CA_CERTS: extra }, async () => {
+        const served = await selfSigned();
+        const port = serving(served).port;
+        expect(await createApiClient({ baseUrl: `https://citadel.test:${port}`, trust: served.certPem }).request("GET", "/")).toEqual({ email: "admin@localhost" });
+        expect(proxy.tunnels).toEqual([`citadel.test:${port}`]);
+      });
+    } finally {
+      await proxy.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
