@@ -32,8 +32,8 @@ import { AuditLog } from "./audit/log.ts";
 import { knownScopes } from "./auth/scopes.ts";
 import { buildInfo } from "./build-info.ts";
 import { adviceFor } from "./cli/advice.ts";
-import { createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
-import { readStoredLogin, refuseLoginInTheClear } from "./cli/credentials.ts";
+import { type ApiClientOptions, createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
+import { readStoredLogin, refuseLoginInTheClear, type StoredLogin, trustOf, upgradeStoredPin } from "./cli/credentials.ts";
 import { normalizedServerUrl, serverUrlProblem } from "./cli/server-url.ts";
 import { sameInstanceFlags } from "./cli/next-command.ts";
 import { forStdout, needArgs, printable } from "./cli/output.ts";
@@ -52,7 +52,7 @@ import { lockDataDirectory, type DataDirectoryWriter, type HeldLock } from "./fi
 import { writeFileAtomic } from "./files.ts";
 import { createHttpApp } from "./http/app.ts";
 import { createEdge, HttpRequestMetrics, startHttpServer } from "./http/edge.ts";
-import { loadOrCreateTls, readConfigured, readTls, type TlsMaterial } from "./http/tls.ts";
+import { loadOrCreateTls, readConfigured, readTls, renewSelfSigned, type TlsMaterial } from "./http/tls.ts";
 import { tlsReloader, type TlsReloader } from "./http/tls-reload.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -165,6 +165,12 @@ function kernelCommands(env: Env): Command[] {
         return 0;
       },
     },
+    {
+      words: ["tls", "renew"],
+      summary: "Renew Citadel's self-signed TLS certificate now, over the same key (pins hold); --new-key for a key that may have leaked (every client must pin again). Then reload Citadel",
+      options: { "new-key": { type: "boolean", description: "Make a new key pair too: clients that pinned the old public key are refused until they pin the new one" } },
+      run: (ctx) => renewTls(ctx, configFor(ctx.options, env), env),
+    },
     { words: ["help"], summary: "Show this help, or the help of one command", args: "[command]", maxArgs: 3, run: async () => 0 },
   ];
 }
@@ -194,13 +200,13 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
     if (namedInEnvironment) throw new ConfigError(serverAndInstanceNamed(env));
     const server = namedServer(env.CITADEL_SERVER);
     const sameServer = stored !== null && normalizedServerUrl(stored.server) === server;
-    // The pinned certificate is handed on too: login and password make follow-up clients from it.
-    const pinned = sameServer ? stored?.certificate : undefined;
-    return createApiClient({ baseUrl: server, trust: pinned, certificate: pinned, ...credential(sameServer ? stored?.token : undefined) });
+    // The pin is handed on too: login and password make follow-up clients from it.
+    const pinned = sameServer ? trustOf(stored) : undefined;
+    return createApiClient({ baseUrl: server, trust: pinned, pinned, ...(sameServer ? upgradingPin(configHome, stored) : {}), ...credential(sameServer ? stored?.token : undefined) });
   }
   if (stored && !namedOnCommandLine && !namedInEnvironment) {
     refuseLoginInTheClear(stored);
-    return createApiClient({ baseUrl: stored.server, trust: stored.certificate, certificate: stored.certificate, ...credential(stored.token) });
+    return createApiClient({ baseUrl: stored.server, trust: trustOf(stored), pinned: trustOf(stored), ...upgradingPin(configHome, stored), ...credential(stored.token) });
   }
   const config = configFor(options, env, { client: true }).config;
   const local = localBaseUrl(config);
@@ -208,6 +214,11 @@ function apiClientFor(options: Record<string, string | boolean | undefined>, env
   const loggedInHere = stored && local !== null && new URL(stored.server).origin === new URL(local).origin;
   const { token: sent, tokenOrigin } = credential(loggedInHere ? stored.token : undefined);
   return localApiClient(config, sent, tokenOrigin);
+}
+
+/** For a login that pinned its server's certificate before pins named the key: the key pin is kept once the server presents it. */
+function upgradingPin(configHome: string, stored: StoredLogin): Pick<ApiClientOptions, "upgradeTrust"> {
+  return stored.certificate !== undefined && stored.pin === undefined ? { upgradeTrust: (pin) => upgradeStoredPin(configHome, stored, pin) } : {};
 }
 
 /** CITADEL_SERVER and CITADEL_DATA or CITADEL_CONFIG name two servers: which one was meant cannot be told. */
@@ -247,7 +258,7 @@ function apiClientForServer(options: Record<string, string | boolean | undefined
   const origin = new URL(server).origin;
   const baseUrl = server.replace(/\/+$/, ""); // may carry a reverse proxy's path prefix
   const stored = readStoredLogin(env.XDG_CONFIG_HOME || join(env.HOME ?? homedir(), ".config"));
-  if (stored && new URL(stored.server).origin === origin) return createApiClient({ baseUrl, trust: stored.certificate });
+  if (stored && new URL(stored.server).origin === origin) return createApiClient({ baseUrl, trust: trustOf(stored) });
   try {
     const local = localApiClient(configFor(options, env, { client: true }).config);
     if (new URL(local.baseUrl).origin === origin) return local;
@@ -397,6 +408,78 @@ function warnOfLeftoverKeyFile(source: KeySource, store: Store, log: Logger): vo
   if (warning) log.warn(warning, { key_file: source.keyFile });
 }
 
+/** What serve and init print of the certificate: the public key pin clients pin it by. */
+function tlsPinLine(tls: TlsMaterial): string {
+  return `TLS public key pin: ${tls.publicKeyPin} (certificate SHA-256 fingerprint ${tls.fingerprint})`;
+}
+
+/**
+ * `citadel tls renew`: a new self-signed certificate in the data directory, over the same key
+ * unless --new-key; the running server serves it once reloaded (SIGHUP reads the files again).
+ * Run as root on an installed system, it writes as the data directory's owner, whose files they
+ * are. Recorded in the audit log (sys.tls.renew) when there is a database, as `citadel recover` is.
+ */
+async function renewTls(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promise<number> {
+  const { config } = loaded;
+  if (!config.http.tls.enabled) throw new ConfigError("http.tls.enabled is false: there is no certificate to renew");
+  const files = tlsFiles(config);
+  if (!files.managed) throw new ConfigError(`http.tls: ${files.certPath} is a certificate you manage, not Citadel's self-signed one: renew it where it was issued, then systemctl reload citadel`);
+  const invoker = invokerOf(env); // before acting as the data directory's owner
+  actAsDataDirectoryOwner(config.data_dir);
+  const previous = readTls(files);
+  // Opened (and checked) before the renewal: a database this binary cannot write to stops it before anything changed.
+  const store = existingStore(config);
+  try {
+    // The command says it all below; the log line is for a server's log.
+    const renewed = await renewSelfSigned(files, createLogger({ level: "error" }), { newKey: ctx.options["new-key"] === true });
+    const sameKey = renewed.publicKeyPin === previous.publicKeyPin;
+    // The files are written: a record that fails is said, not made the renewal's failure.
+    if (store) await recordTlsRenewal(store, config, env, invoker, previous, renewed).catch((error) => ctx.err(`warning: the renewal is done, but its audit event (sys.tls.renew) could not be recorded: ${error instanceof Error ? error.message : String(error)}`));
+    const result = { cert_file: files.certPath, not_after: renewed.notAfter.toISOString(), public_key_pin: renewed.publicKeyPin, previous_public_key_pin: previous.publicKeyPin, same_key: sameKey };
+    const consequence = sameKey
+      ? "Same key: clients that pinned its public key accept it as they are."
+      : `New key (was ${previous.publicKeyPin}): every client that pinned the old one is refused until it pins the new one: citadel login --server URL --fingerprint ${renewed.publicKeyPin}; a mesh node joins again (docs/mesh.md).`;
+    ctx.out(ctx.json ? JSON.stringify(result, null, 2) : `Renewed the self-signed TLS certificate ${files.certPath}, valid until ${result.not_after}.\n${tlsPinLine(renewed)}\n${consequence}\nServe it: systemctl reload citadel (or send Citadel SIGHUP; a restart serves it too).`);
+    return 0;
+  } finally {
+    store?.close();
+  }
+}
+
+/** The data directory's database, opened as `citadel recover` opens it (this binary's schema, nothing migrated); null when there is none yet. */
+function existingStore(config: Config): Store | null {
+  const database = join(config.data_dir, "citadel.db");
+  if (!existsSync(database)) return null;
+  const store = openStore({ path: database });
+  try {
+    refuseUnlessCurrent(store);
+    return store;
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+}
+
+/**
+ * The audit event of a renewal by hand (found in review: none was recorded, unlike recover's):
+ * who ran it by host account numbers and both pins in the chained reason (the sudo user's name
+ * is personal data, withheld while sealed), whether the key is new in the outcome's words.
+ */
+async function recordTlsRenewal(store: Store, config: Config, env: Env, invoker: { uids: string; named: string }, previous: TlsMaterial, renewed: TlsMaterial): Promise<void> {
+  const { audit } = kernelOver(store, config, createLogger({ level: "warn" }), env);
+  const key = renewed.publicKeyPin === previous.publicKeyPin ? `same key ${renewed.publicKeyPin}` : `new key ${renewed.publicKeyPin} (was ${previous.publicKeyPin})`;
+  await store.write((tx) =>
+    audit.record(tx, {
+      action: "sys.tls.renew",
+      actor: { kind: "system" },
+      outcome: "success",
+      resource: { type: "tls_certificate", id: renewed.fingerprint },
+      reason: `host-local renewal by ${invoker.uids}: ${key}`,
+      personal: { invoker: invoker.named },
+    }),
+  );
+}
+
 function tlsFiles(config: Config) {
   const { cert_file, key_file } = config.http.tls;
   return {
@@ -469,6 +552,7 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
       key_id: result?.keyId ?? null,
       shares: result?.shares ?? null,
       tls_fingerprint_sha256: tls?.fingerprint ?? null,
+      tls_public_key_pin: tls?.publicKeyPin ?? null,
       ...Object.assign({}, ...setups.map((r) => r.summary)),
     };
     const say = keyOut === "-" ? ctx.err : ctx.out; // keep standard output for the key alone
@@ -476,7 +560,7 @@ async function init(ctx: CommandContext, loaded: LoadedConfig, env: Env): Promis
     else {
       say(created ? `Initialized Citadel in ${summary.data_dir} (seal method ${source.method}, root key ${summary.key_id})` : `Citadel is already initialized in ${summary.data_dir}`);
       say(`config: ${summary.config_file}`);
-      if (tls) say(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}`);
+      if (tls) say(tlsPinLine(tls));
       if (source.method === "key_file" && created) say(`root key: ${source.keyFile} (mode 0600; keep a copy somewhere safe)`);
       if (result?.shares) {
         say(`\nKey shares (any ${threshold ?? 3} of ${result.shares.length} unseal). They are shown only now; give one to each keeper:\n`);
@@ -719,8 +803,8 @@ async function serve(loaded: LoadedConfig, env: Env, flags: { data?: string; con
     lifecycle.started("reload on SIGHUP", hangups.serve(tls && tlsReloader({ files: tlsFiles(config), served: tls, server, store, audit, log, now })));
 
     process.stderr.write(`Citadel ${buildInfo.version} is serving ${server.url} (API docs: ${server.url}/docs)${seal.sealed ? " — sealed" : ""}\n`);
-    if (tls) process.stderr.write(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint}\n`);
-    log.info("listening", { url: server.url, tls_fingerprint_sha256: tls?.fingerprint ?? null, version: buildInfo.version, sealed: seal.sealed });
+    if (tls) process.stderr.write(`${tlsPinLine(tls)}\n`);
+    log.info("listening", { url: server.url, tls_fingerprint_sha256: tls?.fingerprint ?? null, tls_public_key_pin: tls?.publicKeyPin ?? null, version: buildInfo.version, sealed: seal.sealed });
 
     const signal = await stopRequested;
     log.info("stopping", { signal });

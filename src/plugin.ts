@@ -108,8 +108,8 @@ export interface CommandContext {
 
 export interface ApiClient {
   readonly baseUrl: string;
-  /** The pinned server certificate (PEM), when there is one. */
-  readonly certificate?: string;
+  /** What the server is pinned by, when it is: its public key pin (sha256//...), or a certificate (PEM) pinned whole. */
+  readonly pinned?: string;
   /**
    * Sends a JSON request; resolves with the parsed body, or throws an ApiError with the problem.
    * `confirmed`: the user already confirmed a destructive operation (--yes), so the server's

@@ -60,7 +60,7 @@ async function withSession<T>(ctx: CommandContext, ask: Ask, action: (session: A
     const second = secondFactor(code);
     login = await server.request<typeof LoginResponse.static>("POST", "/v1/iam/login", { email, password, ...second });
   }
-  const session = createApiClient({ baseUrl: server.baseUrl, trust: server.certificate, token: login.token });
+  const session = createApiClient({ baseUrl: server.baseUrl, trust: server.pinned, token: login.token });
   try {
     return await action(session, password);
   } finally {

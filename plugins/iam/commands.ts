@@ -15,7 +15,7 @@ export const iamCommands: Command[] = [
     summary: "Log in to a Citadel (device flow): approve in a browser, the token is stored in ~/.config/citadel",
     options: {
       server: { type: "string", description: "The server's URL (default: this machine's Citadel)" },
-      fingerprint: { type: "string", description: "The server certificate's SHA-256 fingerprint, to pin it (as `citadel serve` prints it)" },
+      fingerprint: { type: "string", description: "The server's public key pin (sha256//..., as `citadel serve` prints it), to pin a self-signed certificate; 64 hex digits (colons allowed) are taken as its certificate's SHA-256 fingerprint" },
       scope: { type: "string", description: "Scopes to ask for (default: read write iam:self)" },
     },
     run: (ctx) => loginWithDeviceFlow(ctx),

@@ -27,6 +27,7 @@ import { ApiError } from "../../src/cli/api-client.ts";
 import { cidrWithin, formatIp, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
+import { certificateSeen, keyPinOf, storedTrust } from "../../src/cli/pin.ts";
 import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
 import { LOOKUP_TIMEOUT_MS, lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
@@ -109,7 +110,31 @@ export class Agent {
   }
 
   private get connection(): NodeConnection {
-    return { server: this.state.server, certificate: this.state.certificate, token: this.state.token };
+    const { server, pin, certificate, token } = this.state;
+    const trust = storedTrust(pin, certificate) ?? null;
+    if (trust === null) return { server, trust, token };
+    return { server, trust, token, answeredOverPin: () => this.keepCertificateSeen(trust) };
+  }
+
+  /**
+   * Keeps, with the pin, the certificate over the pinned key the control plane answered over,
+   * once it renewed it (or, for a node that pinned a certificate before pins named the key, the
+   * key pin too): the next start pins it at once, with no look at the server first (found in
+   * review: the look, routed apart from fetch, left nodes out that worked). Written only when it
+   * changed; best effort: the certificate kept before, trusted by its key, still works.
+   */
+  private keepCertificateSeen(trust: string): void {
+    const certificate = certificateSeen(this.state.server, trust);
+    if (certificate === undefined || (certificate === this.state.certificate && this.state.pin)) return;
+    try {
+      this.updateState((state) => {
+        if (storedTrust(state.pin, state.certificate) !== trust) return; // re-joined meanwhile
+        state.pin = keyPinOf(trust);
+        state.certificate = certificate;
+      });
+    } catch (error) {
+      this.options.err(`mesh agent: could not keep the control plane's certificate in ${statePath(this.options.stateDir)} (${error instanceof Error ? error.message : String(error)}); the one kept before, trusted by its key, still works`);
+    }
   }
 
   /** After a reboot: the stored config, applied before the control plane is asked. */

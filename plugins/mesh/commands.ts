@@ -3,9 +3,9 @@
  * stored login; the node's side (join, agent, rotate) is in node-commands.ts. The organization
  * is --org, else the user's only one.
  */
-import { X509Certificate } from "node:crypto";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { choiceOption, fileOrStdinText, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
+import { keyPinOf } from "../../src/cli/pin.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import { nodeCommands } from "./node-commands.ts";
 import { parseDateTime } from "./times.ts";
@@ -151,14 +151,14 @@ function networkSettings(ctx: CommandContext): Record<string, unknown> {
 
 /**
  * The join command for a node: this server's URL, unless it is a loopback address a node
- * elsewhere cannot reach, and the fingerprint of a pinned (self-signed) certificate, without
+ * elsewhere cannot reach, and the public key pin of a pinned (self-signed) certificate, without
  * which the node could not trust it.
  */
-function joinCommand(api: { baseUrl: string; certificate?: string }): string {
+function joinCommand(api: { baseUrl: string; pinned?: string }): string {
   const host = new URL(api.baseUrl).hostname;
   const loopback = host === "localhost" || host === "[::1]" || host.startsWith("127.");
   const server = loopback ? "https://<this server, as the node reaches it>:" + (new URL(api.baseUrl).port || "443") : api.baseUrl;
-  const pin = api.certificate ? ` --fingerprint ${new X509Certificate(api.certificate).fingerprint256}` : "";
+  const pin = api.pinned ? ` --fingerprint ${keyPinOf(api.pinned)}` : "";
   return `citadel mesh join --server ${server} --key <the key above>${pin}`;
 }
 

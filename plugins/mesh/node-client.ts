@@ -1,14 +1,18 @@
 /**
  * The node's side of the API: enrollment with a pre-auth key, then requests signed in with the
- * node token, over TLS pinned to the certificate seen at join (when it was self-signed).
+ * node token, over TLS pinned to the public key seen at join (when it was self-signed).
  */
 import { ApiError, NOT_THE_PINNED_CERTIFICATE, pinnedTls, urlOf } from "../../src/cli/api-client.ts";
+import { withPinnedCertificate } from "../../src/cli/pin.ts";
 import { PROBLEM_CONTENT_TYPE } from "../../src/http/problem.ts";
 
 export interface NodeConnection {
   server: string;
-  certificate: string | null;
+  /** The server's key pin, or the certificate a node pinned before (ApiClientOptions.trust); null for a publicly trusted one. */
+  trust: string | null;
   token?: string;
+  /** Called after each answer over the TLS `trust` pinned (the agent keeps a key pin for a certificate pinned before). */
+  answeredOverPin?: () => void;
 }
 
 /**
@@ -32,10 +36,8 @@ export function refusesNode(status: number, code: string | undefined): boolean {
 export type ConfigFetch = { status: 304 } | { status: 200; body: string; signature: string | null; etag: string | null };
 
 async function send(connection: NodeConnection, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  // Pinned at join: that certificate and no other (the system's CAs vouch for none).
-  const tls = connection.certificate ? await pinnedTls(connection.certificate) : undefined;
-  try {
-    return await fetch(urlOf(connection.server, path), {
+  const fetchWith = (tls: object | undefined) =>
+    fetch(urlOf(connection.server, path), {
       method,
       signal: AbortSignal.timeout(30_000),
       headers: {
@@ -48,7 +50,20 @@ async function send(connection: NodeConnection, method: string, path: string, bo
       redirect: "manual",
       ...(tls ? { tls } : {}),
     });
+  const { trust } = connection;
+  if (trust === null) return fetchOrExplain(connection, () => fetchWith(undefined));
+  // Pinned at join: a certificate over that key and no other (the system's CAs vouch for none).
+  const response = await fetchOrExplain(connection, () => withPinnedCertificate(connection.server, trust, async (certificate) => fetchWith(await pinnedTls(certificate))));
+  connection.answeredOverPin?.();
+  return response;
+}
+
+/** The response `fetching` gets, or an ApiError that says why there is none. */
+async function fetchOrExplain(connection: NodeConnection, fetching: () => Promise<Response>): Promise<Response> {
+  try {
+    return await fetching();
   } catch (error) {
+    if (error instanceof ApiError) throw error; // a pinned certificate that is no certificate
     const { code } = error as { code?: string };
     // Another certificate than the pinned one: the message names both.
     const reason = code && code !== NOT_THE_PINNED_CERTIFICATE ? code : error instanceof Error ? error.message : String(error);

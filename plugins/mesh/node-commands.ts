@@ -5,7 +5,8 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { fetchPinnedCertificate } from "../../src/cli/credentials.ts";
+import { pinGiven } from "../../src/cli/credentials.ts";
+import { certificateSeen } from "../../src/cli/pin.ts";
 import { UsageError } from "../../src/cli/command-line.ts";
 import { integerOption } from "../../src/cli/output.ts";
 import { normalizedServerUrl, serverUrlProblem } from "../../src/cli/server-url.ts";
@@ -46,7 +47,7 @@ function defaultName(): string {
 async function join(ctx: CommandContext): Promise<number> {
   const named = typeof ctx.options.server === "string" ? ctx.options.server : null;
   const key = typeof ctx.options.key === "string" ? ctx.options.key : (ctx.env.CITADEL_MESH_KEY ?? null);
-  if (!named || !key) throw new UsageError("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint SHA256]");
+  if (!named || !key) throw new UsageError("usage: citadel mesh join --server https://citadel.example:8443 --key citadel_meshkey_... [--fingerprint sha256//...]");
   // The server is kept in node.json and shown (the sovereignty report, errors): the shared rule refuses a password in it.
   const problem = serverUrlProblem(named);
   if (problem) throw new UsageError(`--server: ${problem}`);
@@ -64,7 +65,7 @@ async function join(ctx: CommandContext): Promise<number> {
     if (chosen !== null) await checkInterfaceFree(chosen, old, "--interface");
     prepareStateDirOrRefuse(dir);
   }
-  const certificate = typeof ctx.options.fingerprint === "string" ? await fetchPinnedCertificate(server, ctx.options.fingerprint) : null;
+  const pin = typeof ctx.options.fingerprint === "string" ? await pinGiven(server, ctx.options.fingerprint) : null;
   const pair = await generateKeyPair();
   const tags = typeof ctx.options.tags === "string" && ctx.options.tags !== "" ? ctx.options.tags.split(",").map((t) => t.trim()) : undefined;
   const body = {
@@ -76,11 +77,11 @@ async function join(ctx: CommandContext): Promise<number> {
     ...(tags ? { tags } : {}),
     ...(typeof ctx.options["advertise-routes"] === "string" ? { advertise_routes: routeList(ctx.options["advertise-routes"]) } : {}),
   };
-  const enrolled = await enroll(ctx, { server, certificate }, body);
+  const enrolled = await enroll(ctx, { server, trust: pin }, body);
   // From here on the node is enrolled and the key spent: whatever fails says which node this
   // machine is and how to remove it.
   if (dir === null) return showEnrolledPhone(ctx, enrolled, pair.privateKey);
-  return keepEnrolledNode(ctx, dir, { server, certificate, enrolled, privateKey: pair.privateKey, interfaceName: chosen, old });
+  return keepEnrolledNode(ctx, dir, { server, pin, enrolled, privateKey: pair.privateKey, interfaceName: chosen, old });
 }
 
 /**
@@ -148,7 +149,8 @@ async function showEnrolledPhone(ctx: CommandContext, enrolled: Enrolled, privat
 
 interface Enrollment {
   server: string;
-  certificate: string | null;
+  /** The server's public key pin, or null for a publicly trusted certificate. */
+  pin: string | null;
   enrolled: Enrolled;
   privateKey: string;
   /** --interface, or null for the network's. */
@@ -191,7 +193,9 @@ function stateOf(enrollment: Enrollment, facts: { network: string; interfaceName
   const interfaceName = enrollment.interfaceName ?? facts.interfaceName;
   return {
     server: enrollment.server,
-    certificate: enrollment.certificate,
+    // The certificate join pinned, kept with its key pin: the agent pins it at once, without a look at the server.
+    certificate: enrollment.pin === null ? null : (certificateSeen(enrollment.server, enrollment.pin) ?? null),
+    pin: enrollment.pin,
     node_id: enrolled.node.id,
     network_id: facts.network,
     network: enrolled.node.network,
@@ -504,7 +508,7 @@ export const nodeCommands: Command[] = [
       ...STATE,
       server: { type: "string", description: "The control plane's URL (https://host:8443)" },
       key: { type: "string", description: "The pre-auth key (or CITADEL_MESH_KEY)" },
-      fingerprint: { type: "string", description: "The server certificate's SHA-256 fingerprint, to pin a self-signed one" },
+      fingerprint: { type: "string", description: "The server's public key pin (sha256//..., as citadel serve prints it), to pin a self-signed certificate; 64 hex digits (colons allowed) are taken as its certificate's SHA-256 fingerprint" },
       name: { type: "string", description: "The node's name (default: the host name)" },
       tags: { type: "string", description: "Tags to take, among those the key grants (default: all of them)" },
       endpoint: { type: "string", description: "host:port other nodes reach this one at (default: none, it dials out)" },

@@ -1,7 +1,7 @@
 /**
  * What a node keeps between runs, in its state directory (mode 0700, files 0600):
  *
- *   node.json      who it is: server, pinned certificate, node token, the control plane's
+ *   node.json      who it is: server, its public key pin and certificate, node token, the control plane's
  *                  signing key, its WireGuard private key (and the next one while rotating)
  *   node.json.lock the lock the agent and `citadel mesh rotate` take turns on to change node.json
  *   config.json    the last config document it applied, with its signature (checked again on
@@ -22,8 +22,16 @@ export const DEFAULT_STATE_DIR = "/var/lib/citadel-mesh";
 
 export interface NodeState {
   server: string;
-  /** The server's certificate (PEM) pinned at join, or null for a publicly trusted one. */
+  /**
+   * The server's certificate (PEM) last seen over the pinned key (`pin`): pinned as it is at
+   * once, with no look at what the server presents first (see src/cli/pin.ts,
+   * withPinnedCertificate); the agent keeps the one the server renewed it with once it answered
+   * over it. Null for a publicly trusted server, or none seen yet. Join pinned a certificate so,
+   * alone, before pins named the key: it is trusted by its key, and the agent adds `pin`.
+   */
   certificate: string | null;
+  /** The server's public key pin (sha256//..., see src/cli/pin.ts) taken at join; absent or null for a publicly trusted one. */
+  pin?: string | null;
   node_id: string;
   network_id: string;
   network: string;

@@ -186,5 +186,5 @@ export function printSovereignty(out: (line: string) => void, r: SovereigntyRepo
     if (ages.source === "database") out(`  (read from the database file${note ? `; ${note}` : ""})`);
   } else out(`  key ages unknown: ${note ?? "not initialized"}`);
   for (const k of signing_keys) out(`  ${k.purpose} signing key (Ed25519) ${k.id}: ${k.age_days} days old`);
-  if (tls_certificate) out(`  TLS certificate: ${tls_certificate.key}, valid ${tls_certificate.not_before.slice(0, 10)} to ${tls_certificate.not_after.slice(0, 10)}, SHA-256 ${tls_certificate.fingerprint_sha256}`);
+  if (tls_certificate) out(`  TLS certificate: ${tls_certificate.key}, valid ${tls_certificate.not_before.slice(0, 10)} to ${tls_certificate.not_after.slice(0, 10)}, public key pin ${tls_certificate.public_key_pin} (certificate SHA-256 ${tls_certificate.fingerprint_sha256})`);
 }

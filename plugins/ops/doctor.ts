@@ -372,7 +372,7 @@ function checkTlsKeyFile({ keyPath, certPath, managed }: TlsFiles, service: { ui
   else if (key.kind !== "file") add("tls_key", "fail", `the TLS key ${keyPath} is missing`, managed ? "start Citadel once (it makes its certificate and key)" : `put the key for ${certPath} at ${shellQuote(keyPath)}`);
   else if ((key.mode! & 0o077) !== 0) add("tls_key", "fail", `the TLS key ${keyPath} is open to group or others (mode ${octal(key.mode)})`, `chmod 600 ${shellQuote(keyPath)}`);
   // Citadel's own pair it replaces with a new one when it cannot read it; another it cannot start with.
-  else if (owner) add("tls_key", managed ? "warn" : "fail", `the TLS key ${owner.message}${managed ? ": it makes a new self-signed certificate at its next start, and clients must pin the new fingerprint" : ""}`, owner.fix);
+  else if (owner) add("tls_key", managed ? "warn" : "fail", `the TLS key ${owner.message}${managed ? ": it makes a new self-signed certificate at its next start, and clients must pin its new public key" : ""}`, owner.fix);
   else if (!readable(keyPath)) add("tls_key", "warn", `cannot read the TLS key ${keyPath} as this user`, AS_SERVICE_USER);
   else return true;
   return false;
@@ -414,7 +414,7 @@ function checkTlsPair(files: TlsFiles, add: Add): void {
     readTls(files);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    if (files.managed) return add("tls_key", "warn", `${error.message}: Citadel replaces both with a new self-signed certificate at its next start, and clients must pin the new fingerprint`, "systemctl restart citadel");
+    if (files.managed) return add("tls_key", "warn", `${error.message}: Citadel replaces both with a new self-signed certificate at its next start, and clients must pin its new public key`, "systemctl restart citadel");
     return add("tls_key", "fail", `${error.message}: Citadel refuses to start`, `put the key of ${files.certPath} at ${shellQuote(files.keyPath)} (or the certificate of that key at ${shellQuote(files.certPath)})`);
   }
   add("tls_key", "ok", `${files.keyPath} (mode ${octal(pathInfo(files.keyPath).mode)}), the private key of ${files.certPath}`);

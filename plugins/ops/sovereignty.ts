@@ -11,6 +11,7 @@ import { isIP } from "node:net";
 import { join } from "node:path";
 import { dataPath } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
+import { publicKeyPin } from "../../src/crypto/public-key-pin.ts";
 import { EMBEDDED_COUNTRY_DB } from "../../src/intel/geo-embedded.ts";
 import { acceptedListUrl, redactedUrl } from "../../src/intel/lists.ts";
 import { underPrefix } from "../../src/net/url-prefix.ts";
@@ -78,7 +79,7 @@ export interface SovereigntyReport {
     ages: KeyAges | null;
     note: string | null;
     signing_keys: Array<{ purpose: string; id: string; created_at: string; age_days: number }>;
-    tls_certificate: { key: string; not_before: string; not_after: string; fingerprint_sha256: string } | null;
+    tls_certificate: { key: string; not_before: string; not_after: string; fingerprint_sha256: string; public_key_pin: string } | null;
   };
 }
 
@@ -387,7 +388,7 @@ function certificate(config: Config): SovereigntyReport["keys"]["tls_certificate
   if (!config.http.tls.enabled) return null;
   try {
     const cert = new X509Certificate(readFileSync(dataPath(config, config.http.tls.cert_file), "utf8"));
-    return { key: describeCertificateKey(cert), not_before: new Date(cert.validFrom).toISOString(), not_after: new Date(cert.validTo).toISOString(), fingerprint_sha256: cert.fingerprint256 };
+    return { key: describeCertificateKey(cert), not_before: new Date(cert.validFrom).toISOString(), not_after: new Date(cert.validTo).toISOString(), fingerprint_sha256: cert.fingerprint256, public_key_pin: publicKeyPin(cert) };
   } catch {
     return null;
   }

@@ -5,6 +5,7 @@ export const KERNEL_ACTIONS: readonly AuditActionType[] = [
   { type: "sys.init", description: "The installation was initialized: root key, first key-encryption key." },
   { type: "sys.unseal", description: "An unseal attempt: a key or key share was given (failure: it was refused)." },
   { type: "sys.seal", description: "The keys were dropped from memory." },
+  { type: "sys.tls.renew", description: "The self-signed TLS certificate was renewed by hand (citadel tls renew): who ran it, the public key pin, and whether the key is new (clients must pin it again)." },
   { type: "sys.tls.reload", description: "The API's TLS certificate was read again on SIGHUP and replaced (failure: the new files were refused, the old certificate kept)." },
   { type: "keys.kek.rotate", description: "A new key-encryption key version was made; data keys are re-wrapped with it." },
   { type: "keys.root.rekey", description: "A new root key was made (pending until it is used to unseal, or written as the key file)." },

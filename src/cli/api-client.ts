@@ -9,6 +9,9 @@ import type { PeerCertificate } from "node:tls";
 import type { Config } from "../config/schema.ts";
 import { dataPath } from "../config/load.ts";
 import type { ApiClient } from "../plugin.ts";
+import { keyPinOf, NOT_THE_PINNED_CERTIFICATE, withPinnedCertificate } from "./pin.ts";
+
+export { NOT_THE_PINNED_CERTIFICATE };
 
 /** Where a client's token came from: what to do about a refusal depends on it. */
 export type TokenOrigin = "CITADEL_TOKEN" | "login";
@@ -42,8 +45,19 @@ export class ApiError extends Error {
 
 export interface ApiClientOptions {
   baseUrl: string;
-  /** A PEM certificate pinned (at login, at a node's join): the only one the server may present (pinnedTls). */
+  /**
+   * What the server was pinned by (at login, at a node's join): its public key pin
+   * (sha256//..., see pin.ts), whatever certificate over that key it presents; or a certificate
+   * (PEM) over the pinned key seen before, pinned as it is without a look at the server, and
+   * replaced by what the server presents over that key once it refuses the handshake with it
+   * (withPinnedCertificate).
+   */
   trust?: string;
+  /**
+   * Called once, with the key pin, when the server answered pinned by `trust`: whoever stored
+   * `trust` keeps the certificate it answered over (certificateSeen), when it changed.
+   */
+  upgradeTrust?: (pin: string) => void;
   /**
    * The local instance's configured certificate (not pinned): trusted besides the system's
    * roots, as an operator may configure one from a public CA and renew it.
@@ -51,8 +65,8 @@ export interface ApiClientOptions {
   alsoTrust?: string;
   /** Sent as `Authorization: Bearer <token>`. */
   token?: string;
-  /** The server's own certificate, when it is pinned (shown to `citadel login`). */
-  certificate?: string;
+  /** What the server is pinned by, as `trust` (shown to `citadel login`, handed on to follow-up clients). */
+  pinned?: string;
   /** Where `token` came from, for the advice given with a refusal. */
   tokenOrigin?: TokenOrigin;
 }
@@ -63,9 +77,6 @@ async function withSystemRoots(certificate: string): Promise<string[]> {
   return [...rootCertificates, certificate];
 }
 
-/** The code of the error a pinned client's connection fails with when another certificate is presented. */
-export const NOT_THE_PINNED_CERTIFICATE = "CERT_NOT_PINNED";
-
 /**
  * TLS options under which a server may present the `pinned` certificate and no other: a
  * certificate from any CA for the same name (an enterprise CA's, one got by whoever controls its
@@ -75,8 +86,9 @@ export const NOT_THE_PINNED_CERTIFICATE = "CERT_NOT_PINNED";
  * whatever name or address the server is reached by, as an SSH host key or a Syncthing device
  * ID is: only the holder of its private key can present it. Checked for the name as well, the
  * default self-signed certificate (localhost, the short host name, loopback) was refused when
- * reached by the host's FQDN or LAN address, pinned or not (found in review). One replaced
- * (renewed) is refused until pinned again.
+ * reached by the host's FQDN or LAN address, pinned or not (found in review). A key pin comes
+ * here as the certificate presented over that key (see pin.ts, withPinnedCertificate). The
+ * default roots hold NODE_EXTRA_CA_CERTS's too (extraRoots).
  */
 export async function pinnedTls(pinned: string, roots?: readonly string[]) {
   const tls = await import("node:tls");
@@ -84,10 +96,10 @@ export async function pinnedTls(pinned: string, roots?: readonly string[]) {
   try {
     fingerprint = new X509Certificate(pinned).fingerprint256;
   } catch {
-    throw new ApiError("the pinned certificate is not a PEM certificate: pin it again (log in, or join, again with --fingerprint SHA256)");
+    throw new ApiError("the pinned certificate is not a PEM certificate: pin it again (log in, or join, again with --fingerprint sha256//..., the public key pin citadel serve prints)");
   }
   return {
-    ca: [...(roots ?? tls.rootCertificates), pinned],
+    ca: [...(roots ?? [...tls.rootCertificates, ...extraRoots()]), pinned],
     checkServerIdentity(_host: string, presented: PeerCertificate): Error | undefined {
       if (presented.fingerprint256 === fingerprint) return undefined;
       return Object.assign(new Error(`it presented the certificate ${presented.fingerprint256}, not the one pinned, ${fingerprint}`), { code: NOT_THE_PINNED_CERTIFICATE });
@@ -95,21 +107,44 @@ export async function pinnedTls(pinned: string, roots?: readonly string[]) {
   };
 }
 
+/**
+ * The certificates NODE_EXTRA_CA_CERTS names, which Bun's rootCertificates leave out. Bun checks
+ * an https:// proxy's certificate against the request's own roots too: a proxy with a private CA,
+ * trusted through NODE_EXTRA_CA_CERTS, refused every pinned request, which then advised pinning
+ * the server again (found in review). Safe to add: what a pinned request accepts at the server is
+ * the pinned certificate alone (checkServerIdentity), whatever the roots. Read at each request, as
+ * small as it is; unreadable, none (Node ignores it so too, with a warning).
+ */
+function extraRoots(): string[] {
+  const path = process.env.NODE_EXTRA_CA_CERTS;
+  if (!path) return [];
+  try {
+    return readFileSync(path, "utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  } catch {
+    return [];
+  }
+}
+
 /** How long a request may wait for its answer; a stream, for each piece of it. */
 const TIMEOUT_MS = 30_000;
 
-export function createApiClient({ baseUrl, trust, alsoTrust, token, certificate, tokenOrigin }: ApiClientOptions): ApiClient {
+export function createApiClient({ baseUrl, trust, upgradeTrust, alsoTrust, token, pinned, tokenOrigin }: ApiClientOptions): ApiClient {
+  let upgraded = false;
+  /** Tells upgradeTrust, once, that the server answered over a certificate `trust` accepts. */
+  const answeredOverPin = () => {
+    if (upgraded || !trust || !upgradeTrust) return;
+    upgraded = true;
+    upgradeTrust(keyPinOf(trust));
+  };
   /**
    * The answer to a request, its body unread; a refusal throws. `confirmed`: the user said yes
    * already, so a 428 is answered with its token, once. `signal` gives each request's signal.
    */
   const answer = async (method: string, path: string, signal: () => AbortSignal, body?: unknown, confirmed = false, confirm?: string): Promise<Response> => {
     if (token) checkTokenShape(token, tokenOrigin);
-    const tls = trust ? await pinnedTls(trust) : alsoTrust ? { ca: await withSystemRoots(alsoTrust) } : undefined;
     const abort = signal();
-    let response: Response;
-    try {
-      response = await fetch(urlOf(baseUrl, path), {
+    const fetchWith = (tls: object | undefined) =>
+      fetch(urlOf(baseUrl, path), {
         method,
         signal: abort,
         headers: {
@@ -120,8 +155,13 @@ export function createApiClient({ baseUrl, trust, alsoTrust, token, certificate,
         body: body === undefined ? undefined : JSON.stringify(body),
         ...(tls ? { tls } : {}),
       });
+    let response: Response;
+    try {
+      if (trust) response = await withPinnedCertificate(baseUrl, trust, async (certificate) => fetchWith(await pinnedTls(certificate)));
+      else response = await fetchWith(alsoTrust ? { ca: await withSystemRoots(alsoTrust) } : undefined);
     } catch (error) {
       if (abort.reason instanceof ApiError) throw abort.reason; // a stream's idle timeout, which says what happened
+      if (error instanceof ApiError) throw error; // a pinned certificate that is no certificate
       const code = (error as { code?: string }).code ?? "";
       const reason = code === NOT_THE_PINNED_CERTIFICATE ? (error as Error).message : code || (error instanceof Error ? error.message : String(error));
       if (/CERT|SSL|TLS|SELF_SIGNED|VERIFY/i.test(code)) {
@@ -129,6 +169,7 @@ export function createApiClient({ baseUrl, trust, alsoTrust, token, certificate,
       }
       throw new ApiError(`cannot reach Citadel at ${baseUrl} (${reason}); is it running?`);
     }
+    answeredOverPin();
     if (!response.ok) {
       const problem = problemOf(await response.text());
       // The user confirmed already (--yes): answer the server's confirmation request once.
@@ -151,7 +192,7 @@ export function createApiClient({ baseUrl, trust, alsoTrust, token, certificate,
   };
   return {
     baseUrl,
-    certificate,
+    pinned,
     async request<T>(method: string, path: string, body?: unknown, options: { confirmed?: boolean; worksLong?: boolean } = {}): Promise<T> {
       const { response, text } = await send(method, path, body, options.confirmed === true, options.worksLong === true);
       // Every route answers JSON; only 204 means "nothing". An empty 200 left callers reading
@@ -183,14 +224,14 @@ export function createApiClient({ baseUrl, trust, alsoTrust, token, certificate,
 }
 
 /**
- * What to do about a certificate refused: pin a self-signed one by its fingerprint (the local
- * instance's certificate file says so itself), or pin again one that was replaced.
+ * What to do about a certificate refused: pin a self-signed one by its key (the local
+ * instance's certificate file says so itself), or pin again one whose key was replaced.
  */
 function certificateAdvice(baseUrl: string, pinned: boolean, local: boolean, code: string): string {
-  const login = `citadel login --server ${baseUrl} --fingerprint SHA256 (as citadel serve prints it)`;
-  // Pinned and expired: no new one to pin until the server makes it (a self-signed one is
-  // renewed at start, in its last 30 days), or its operator replaces it.
-  if (pinned && code === "CERT_HAS_EXPIRED") return `; it has expired: restart that Citadel (it renews its self-signed certificate at start) or replace the certificate, then pin the new one: ${login}`;
+  const login = `citadel login --server ${baseUrl} --fingerprint sha256//... (the public key pin citadel serve prints)`;
+  // Pinned and expired: the server renews a self-signed one at start, in its last 30 days, over
+  // the same key, which a key pin accepts as it is; a certificate pinned whole (before key pins) must be pinned again.
+  if (pinned && code === "CERT_HAS_EXPIRED") return `; it has expired: restart that Citadel (it renews its self-signed certificate at start, over the same key) or replace the certificate; if its key changed, or this client pinned the old certificate itself, pin it again: ${login}`;
   if (pinned) return `; if the server's certificate was replaced, pin the new one: ${login}`;
   return local ? "" : `; for a self-signed certificate, pin it: ${login}`;
 }
@@ -330,11 +371,11 @@ export function localApiClient(config: Config, token?: string, tokenOrigin?: Tok
   try {
     certificate = readFileSync(dataPath(config, tls.cert_file), "utf8");
   } catch {
-    throw new ApiError(`cannot read the TLS certificate ${dataPath(config, tls.cert_file)}; has Citadel been started here (citadel init)? For a Citadel elsewhere: citadel login --server URL --fingerprint SHA256`);
+    throw new ApiError(`cannot read the TLS certificate ${dataPath(config, tls.cert_file)}; has Citadel been started here (citadel init)? For a Citadel elsewhere: citadel login --server URL --fingerprint sha256//... (the public key pin it prints)`);
   }
   // The configured certificate itself (which pins the self-signed default), plus the system's
   // roots for an operator's certificate from a public CA.
-  return createApiClient({ baseUrl, alsoTrust: certificate, token, certificate, tokenOrigin });
+  return createApiClient({ baseUrl, alsoTrust: certificate, token, pinned: certificate, tokenOrigin });
 }
 
 /** Where the Citadel a config describes answers on this machine; null when it listens on a random port. */

@@ -1,12 +1,10 @@
 /**
  * The CLI's stored login: `citadel login` runs the device flow (RFC 8628) against a server
- * and keeps the token, the server's URL and its pinned certificate in
+ * and keeps the token, the server's URL and how it is pinned (its certificate, by its public key: see pin.ts) in
  * ~/.config/citadel/config.json, mode 0600. A file that others can read is refused: it holds
  * a credential.
  */
-import { X509Certificate } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../files.ts";
@@ -14,14 +12,28 @@ import { isLoopbackHost } from "../net/ip.ts";
 import type { ApiClient, CommandContext } from "../plugin.ts";
 import { ApiError, createApiClient } from "./api-client.ts";
 import { UsageError } from "./command-line.ts";
+import { certificateSeen, givenPin, keyPinOf, NOT_THE_PINNED_CERTIFICATE, pinOfServer, storedTrust } from "./pin.ts";
 import { normalizedServerUrl, serverUrlProblem } from "./server-url.ts";
 
 export interface StoredLogin {
   server: string;
   token: string;
   token_id: string;
-  /** The server's certificate (PEM), pinned at login; absent for a publicly trusted one. */
+  /** The server's public key pin (sha256//...), kept alone when no certificate over it is (`certificate`); absent for a publicly trusted server. */
+  pin?: string;
+  /**
+   * The server's certificate (PEM) last seen: pinned by its public key (the login's pin, kept as
+   * this certificate alone), and pinned itself at once, without looking at what the server
+   * presents first (see pin.ts, withPinnedCertificate); one renewed over the same key replaces it
+   * once the server answered over it (upgradeStoredPin). Logins pinned a certificate so before pins
+   * named the key.
+   */
   certificate?: string;
+}
+
+/** What a stored login trusts its server by (ApiClientOptions.trust): the certificate last seen, else its key pin (storedTrust). */
+export function trustOf(login: StoredLogin): string | undefined {
+  return storedTrust(login.pin, login.certificate);
 }
 
 export class CredentialsFileError extends Error {
@@ -85,8 +97,9 @@ function withoutStoredPassword(path: string, stored: StoredLogin): StoredLogin {
  */
 function isStoredLogin(value: unknown): value is StoredLogin {
   if (typeof value !== "object" || value === null) return false;
-  const { server, token, token_id, certificate } = value as Record<string, unknown>;
-  return typeof server === "string" && serverUrlProblem(asHttps(withoutUserinfo(server))) === null && typeof token === "string" && typeof token_id === "string" && (certificate === undefined || typeof certificate === "string");
+  const { server, token, token_id, pin, certificate } = value as Record<string, unknown>;
+  const optionalText = (field: unknown) => field === undefined || typeof field === "string";
+  return typeof server === "string" && serverUrlProblem(asHttps(withoutUserinfo(server))) === null && typeof token === "string" && typeof token_id === "string" && optionalText(pin) && optionalText(certificate);
 }
 
 /** `url` with https:// for http://: checked so, a URL is checked for all but its scheme. */
@@ -118,28 +131,46 @@ function writeStoredLogin(configHome: string, login: StoredLogin): string {
   return path;
 }
 
-/** Fetches the server's certificate and checks it against the fingerprint the operator gave. */
-export async function fetchPinnedCertificate(server: string, fingerprint: string): Promise<string> {
-  const { connect } = await import("node:tls");
-  const url = new URL(server);
-  const wanted = fingerprint.toUpperCase().replace(/[^0-9A-F]/g, "");
-  return new Promise((resolve, reject) => {
-    const host = url.hostname.replace(/^\[|\]$/g, "");
-    // SNI carries names only (RFC 6066 §3): none for an address.
-    const servername = isIP(host) ? undefined : host;
-    const socket = connect({ host, port: Number(url.port || 443), rejectUnauthorized: false, ...(servername ? { servername } : {}) }, () => {
-      const cert = socket.getPeerCertificate();
-      socket.end();
-      const presented = (cert.fingerprint256 ?? "").replace(/:/g, "");
-      if (presented !== wanted) {
-        reject(new ApiError(`the server presented certificate ${cert.fingerprint256}, not the fingerprint given: refusing to talk to it`));
-        return;
-      }
-      const pem = new X509Certificate(cert.raw).toString();
-      resolve(pem);
-    });
-    socket.on("error", (error) => reject(new ApiError(`cannot reach ${server}: ${(error as NodeJS.ErrnoException).code ?? error.message}`)));
-  });
+/**
+ * The key pin of the server's certificate, once it is checked against what the operator gave
+ * (--fingerprint: a key pin, or the certificate's SHA-256 fingerprint as earlier versions printed it).
+ */
+export async function pinGiven(server: string, given: string): Promise<string> {
+  const wanted = givenPin(given); // a usage error (exit 2) before the server is reached
+  try {
+    return await pinOfServer(server, wanted);
+  } catch (error) {
+    const { code } = error as { code?: string };
+    if (code === NOT_THE_PINNED_CERTIFICATE) throw new ApiError((error as Error).message);
+    throw new ApiError(`cannot reach ${server}: ${code ?? (error instanceof Error ? error.message : String(error))}`);
+  }
+}
+
+/**
+ * Keeps the certificate over the key `pin` the server answered over last (certificateSeen), in
+ * place of the one the stored login holds, once the server renewed it: the next command pins it at
+ * once, with no look at the server first (found in review: the look, routed apart from fetch,
+ * locked out logins that worked). The file is written only when that certificate changed, and
+ * only while it still holds that login (another `citadel login` may have replaced it); best
+ * effort: the login works without it, looking at the server once more next time.
+ */
+export function upgradeStoredPin(configHome: string, login: StoredLogin, pin: string): void {
+  const certificate = certificateSeen(login.server, pin);
+  if (certificate === undefined || certificate === login.certificate) return;
+  try {
+    const current = readStoredLogin(configHome);
+    if (current === null || current.token !== login.token || current.certificate !== login.certificate || current.pin !== login.pin) return;
+    writeFileAtomic(credentialsPath(configHome), `${JSON.stringify({ ...current, certificate }, null, 2)}\n`, 0o600);
+  } catch {
+    // Read-only here, or the file changed meanwhile: the certificate kept before still works, or a look finds the new one.
+  }
+}
+
+/** What a login keeps of how its server is pinned: the certificate over `pin` it answered over, else the pin alone. */
+function pinnedToKeep(server: string, pin: string | undefined): Pick<StoredLogin, "pin" | "certificate"> {
+  if (pin === undefined) return {};
+  const certificate = certificateSeen(server, pin);
+  return certificate === undefined ? { pin } : { certificate };
 }
 
 /** What `citadel login` asks for unless --scope says otherwise (never the administrative iam:admin). */
@@ -162,14 +193,14 @@ export async function loginWithDeviceFlow(ctx: CommandContext): Promise<number> 
   const named = local ? null : normalizedServerUrl(String(ctx.options.server));
   const base = local ? await ctx.api({ anonymous: true }) : null;
   const server = named ?? base!.baseUrl;
-  let certificate: string | undefined;
-  if (typeof ctx.options.fingerprint === "string") certificate = await fetchPinnedCertificate(server, ctx.options.fingerprint);
-  else if (local) certificate = base!.certificate;
-  const api = local && !certificate ? base! : createApiClient({ baseUrl: server, trust: certificate });
+  let pin: string | undefined;
+  if (typeof ctx.options.fingerprint === "string") pin = await pinGiven(server, ctx.options.fingerprint);
+  else if (local && base!.pinned) pin = keyPinOf(base!.pinned);
+  const api = local && !pin ? base! : createApiClient({ baseUrl: server, trust: pin });
 
   const scope = typeof ctx.options.scope === "string" ? ctx.options.scope : LOGIN_SCOPE;
   const token = await deviceToken(ctx, api, scope);
-  return keepToken(ctx, server, certificate, token);
+  return keepToken(ctx, server, pin, token);
 }
 
 /** Shows the code to approve, then polls until it is approved; the access token issued. */
@@ -219,15 +250,15 @@ function rateLimitWait(error: ApiError): number {
  * Stores a token just issued, once it has shown that it works. One that cannot be kept is
  * revoked: nobody would hold it, yet it would stay valid until it expired.
  */
-async function keepToken(ctx: CommandContext, server: string, certificate: string | undefined, token: string): Promise<number> {
-  const client = createApiClient({ baseUrl: server, trust: certificate, token });
+async function keepToken(ctx: CommandContext, server: string, pin: string | undefined, token: string): Promise<number> {
+  const client = createApiClient({ baseUrl: server, trust: pin, token });
   const id = token.split("_")[2]!;
   const previous = previousLogin(ctx.configHome);
   let email: string;
   let path: string;
   try {
     email = (await client.request<{ email: string }>("GET", "/v1/iam/me")).email;
-    path = writeStoredLogin(ctx.configHome, { server, token, token_id: id, certificate });
+    path = writeStoredLogin(ctx.configHome, { server, token, token_id: id, ...pinnedToKeep(server, pin) });
   } catch (error) {
     const revoked = await client.request("POST", "/v1/iam/logout", {}).then(
       () => "the token just issued was revoked",
@@ -264,7 +295,7 @@ async function logOutPrevious(previous: StoredLogin, server: string): Promise<st
   // As citadel logout says it: revoking is the only way to end it, so it is sent once more.
   const inTheClear = isLoginInTheClear(previous) ? ` (it crossed the network in the clear once more to be revoked, plain HTTP to ${previous.server}, as it did at every request)` : "";
   try {
-    await createApiClient({ baseUrl: previous.server, trust: previous.certificate, token: previous.token }).request("POST", "/v1/iam/logout", {});
+    await createApiClient({ baseUrl: previous.server, trust: trustOf(previous), token: previous.token }).request("POST", "/v1/iam/logout", {});
     return `Logged out ${name}${inTheClear}; the tokens made with it stay.`;
   } catch (error) {
     // 401: the server refuses it already (revoked, expired): nothing is left to end. Anything
@@ -293,7 +324,7 @@ export async function logout(ctx: CommandContext): Promise<number> {
   // exposed already: it is sent once more, and the user told so.
   if (isLoginInTheClear(stored)) ctx.err(`The login is to ${stored.server}, plain HTTP to another machine: its token crosses the network in the clear once more to be revoked (as it did at every request).`);
   try {
-    await createApiClient({ baseUrl: stored.server, trust: stored.certificate, token: stored.token }).request("POST", "/v1/iam/logout", {});
+    await createApiClient({ baseUrl: stored.server, trust: trustOf(stored), token: stored.token }).request("POST", "/v1/iam/logout", {});
   } catch (error) {
     // 401: the server refuses the token already (revoked, expired): nothing is left to revoke.
     if (error instanceof ApiError && error.status === 401) {

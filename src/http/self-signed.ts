@@ -11,12 +11,28 @@ async function loadX509(): Promise<typeof X509> {
   return await import("@peculiar/x509");
 }
 
-export interface SelfSignedOptions {
-  /** DNS names for the subjectAltName (the first one is also the subject CN). */
-  dnsNames: string[];
-  ipAddresses: string[];
+export interface SelfSignedOptions extends CertificateNames {
   validDays: number;
   now: Date;
+  /**
+   * The private key (PKCS#8 PEM, ECDSA P-256) to make the certificate over: a renewal keeps the
+   * key pair, so that clients that pinned the public key accept the new certificate. Absent: a new key pair.
+   */
+  keyPem?: string;
+}
+
+/** The names a certificate is for (its subjectAltName): DNS names (the first one also the subject CN) and IP addresses. */
+export interface CertificateNames {
+  dnsNames: string[];
+  ipAddresses: string[];
+}
+
+/** The DNS names and IP addresses of a certificate's subjectAltName, in order: what a renewal over the same key keeps. */
+export async function subjectAltNamesOf(certPem: string): Promise<CertificateNames> {
+  const x509 = await loadX509();
+  const names = new x509.X509Certificate(certPem).getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON() ?? [];
+  const valuesOf = (type: string) => names.filter((name) => name.type === type).map((name) => name.value);
+  return { dnsNames: valuesOf("dns"), ipAddresses: valuesOf("ip") };
 }
 
 export interface GeneratedCertificate {
@@ -29,7 +45,7 @@ const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as con
 export async function generateSelfSignedCertificate(options: SelfSignedOptions): Promise<GeneratedCertificate> {
   const x509 = await loadX509();
   x509.cryptoProvider.set(crypto);
-  const keys = (await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
+  const keys = options.keyPem ? await importKeyPair(options.keyPem) : ((await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair);
   const serial = crypto.getRandomValues(new Uint8Array(16));
   serial[0]! &= 0x7f; // a positive INTEGER, as RFC 5280 requires
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -51,5 +67,17 @@ export async function generateSelfSignedCertificate(options: SelfSignedOptions):
     ],
   });
   const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
-  return { certPem: cert.toString("pem") + "\n", keyPem: x509.PemConverter.encode(pkcs8, "PRIVATE KEY") + "\n" };
+  return { certPem: cert.toString("pem") + "\n", keyPem: options.keyPem ?? x509.PemConverter.encode(pkcs8, "PRIVATE KEY") + "\n" };
+}
+
+/** A key pair from its private key's PEM (Web Crypto imports no public key from a private one: node:crypto derives it). */
+async function importKeyPair(keyPem: string): Promise<CryptoKeyPair> {
+  const { createPrivateKey, createPublicKey } = await import("node:crypto");
+  const privateKey = createPrivateKey(keyPem);
+  const pkcs8 = privateKey.export({ type: "pkcs8", format: "der" });
+  const spki = createPublicKey(privateKey).export({ type: "spki", format: "der" });
+  return {
+    privateKey: await crypto.subtle.importKey("pkcs8", pkcs8, ALGORITHM, true, ["sign"]),
+    publicKey: await crypto.subtle.importKey("spki", spki, ALGORITHM, true, ["verify"]),
+  };
 }

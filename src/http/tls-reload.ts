@@ -46,14 +46,17 @@ export function tlsReloader(options: { files: TlsFiles; served: TlsMaterial; ser
         return "refused";
       }
       const previous = served.fingerprint;
+      const previousPin = served.publicKeyPin;
       served = next;
       if (next.fingerprint === previous) {
         // The leaf is the one served: its chain (or its key file's text) changed, and pins still hold.
-        options.log.info("TLS certificate chain replaced: the same certificate, pinned fingerprints still hold", { fingerprint: next.fingerprint });
+        options.log.info("TLS certificate chain replaced: the same certificate, pins still hold", { fingerprint: next.fingerprint, public_key_pin: next.publicKeyPin });
         await record("success", `certificate chain of ${next.fingerprint} replaced, valid until ${next.notAfter.toISOString()}`);
         return "replaced";
       }
-      options.log.warn("TLS certificate replaced: clients that pinned the old fingerprint must pin the new one", { fingerprint: next.fingerprint, previous, not_after: next.notAfter.toISOString() });
+      const facts = { fingerprint: next.fingerprint, previous, public_key_pin: next.publicKeyPin, not_after: next.notAfter.toISOString() };
+      if (next.publicKeyPin === previousPin) options.log.info("TLS certificate replaced over the same key: clients that pinned its public key accept it as they are", facts);
+      else options.log.warn("TLS certificate replaced over a new key: clients that pinned the old public key must pin the new one", { ...facts, previous_public_key_pin: previousPin });
       await record("success", `certificate ${next.fingerprint}, valid until ${next.notAfter.toISOString()} (was ${previous})`);
       return "replaced";
     },

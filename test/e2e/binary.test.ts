@@ -34,11 +34,12 @@ describe("first start on an empty data directory", () => {
     fingerprint = citadel.fingerprint!;
   });
 
-  test("prints the URL and the certificate's SHA-256 fingerprint", async () => {
+  test("prints the URL, the public key pin clients pin, and the certificate's SHA-256 fingerprint", async () => {
     expect(citadel.url).toBe(`https://127.0.0.1:${port}`);
     expect(fingerprint).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+    expect(citadel.pin).toMatch(/^sha256\/\/[A-Za-z0-9+/]{43}=$/);
     expect(citadel.stderr()).toContain(`serving https://127.0.0.1:${port}`);
-    expect(citadel.stderr()).toContain(`TLS certificate SHA-256 fingerprint: ${fingerprint}`);
+    expect(citadel.stderr()).toContain(`TLS public key pin: ${citadel.pin} (certificate SHA-256 fingerprint ${fingerprint})`);
   });
 
   test("creates the defaults with owner-only modes", () => {
@@ -204,7 +205,7 @@ describe("the command line refuses bad input", () => {
     const res = await runCitadel(["whoami", "--data", dir.path]);
     dir.remove();
     expect(res.code).toBe(1);
-    expect(res.stderr).toContain("has Citadel been started here (citadel init)? For a Citadel elsewhere: citadel login --server URL --fingerprint SHA256");
+    expect(res.stderr).toContain("has Citadel been started here (citadel init)? For a Citadel elsewhere: citadel login --server URL --fingerprint sha256//... (the public key pin it prints)");
   });
 
   test("help and version exit 0", async () => {

@@ -102,10 +102,20 @@ test("citadel login --server with the printed fingerprint pins the certificate; 
   const env = { PATH: process.env.PATH ?? "", HOME: configHome, XDG_CONFIG_HOME: configHome };
   const wrong = await runCitadel(["login", "--server", citadel.url, "--fingerprint", "00".repeat(32)], env);
   expect(wrong.code).toBe(1);
-  expect(wrong.stderr).toContain("not the fingerprint given: refusing to talk to it");
+  expect(wrong.stderr).toContain("not the certificate fingerprint given (64 hex digits are taken as the certificate's SHA-256 fingerprint, not its public key's): refusing to talk to it");
   const check = await runCitadel(["token", "check", "citadel_pat_abcdefgh_" + "x".repeat(38)], env);
   expect(check.code).toBe(1);
   expect(check.stdout).toContain("not a Citadel token");
+});
+
+test("a --fingerprint of neither shape is a usage error (exit 2) before the server is reached, not a mismatch that reads as an attack (found in review)", async () => {
+  const env = { PATH: process.env.PATH ?? "", HOME: configHome, XDG_CONFIG_HOME: configHome };
+  const pin = citadel.pin!;
+  for (const given of [pin.slice("sha256//".length), `sha256/${pin.slice(8)}`, `${pin}x`, "sha1 Fingerprint=AB:CD", "", "garbage"]) {
+    const run = await runCitadel(["login", "--server", citadel.url, "--fingerprint", given], env);
+    expect([given, run.code, run.stderr]).toEqual([given, 2, expect.stringContaining("--fingerprint: give the server's public key pin, sha256// and 44 base64 characters")]);
+    expect([given, run.stderr]).toEqual([given, expect.not.stringContaining("refusing to talk to it")]);
+  }
 });
 
 test("the fingerprint citadel serve prints is the one citadel login --server accepts", async () => {

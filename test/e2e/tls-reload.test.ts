@@ -72,7 +72,7 @@ test("SIGHUP serves a renewed certificate to new connections; one opened before 
   expect(first.fingerprint).toBe(citadel.fingerprint!);
   const renewed = await certificate("renewed.test");
   install(renewed);
-  await hangUpAndWaitFor("TLS certificate replaced: clients that pinned the old fingerprint must pin the new one");
+  await hangUpAndWaitFor("TLS certificate replaced over a new key: clients that pinned the old public key must pin the new one");
   for (let i = 0; i < 5; i++) {
     const next = await open();
     expect(next.fingerprint).toBe(fingerprintOf(renewed.certPem));

@@ -90,6 +90,8 @@ export interface RunningCitadel {
   proc: Subprocess;
   url: string;
   fingerprint: string | null;
+  /** The public key pin (sha256//...) clients pin it by. */
+  pin: string | null;
   /** The log lines written so far (parsed JSON), read from the file standard output goes to. */
   logs(): Array<Record<string, unknown>>;
   stderr(): string;
@@ -153,6 +155,7 @@ export async function startCitadel(args: string[], env: Record<string, string> =
     proc,
     url: listening.url as string,
     fingerprint: (listening.tls_fingerprint_sha256 as string | null) ?? null,
+    pin: (listening.tls_public_key_pin as string | null) ?? null,
     logs,
     stderr: () => read(errFile),
     async stop() {

@@ -23,8 +23,8 @@ export interface CommandInput {
   env?: Record<string, string>;
   /** The server's answer to a request (a JSON body, or the text of requestText or requestStream); throw for an error. Default: {}. */
   answer?: (request: SentRequest) => unknown;
-  /** The server the client talks to (default https://citadel.test:8443, no pinned certificate). */
-  server?: { baseUrl: string; certificate?: string };
+  /** The server the client talks to (default https://citadel.test:8443, not pinned). */
+  server?: { baseUrl: string; pinned?: string };
   /** Where the command keeps what this machine remembers (default: a directory that does not exist). */
   configHome?: string;
 }
@@ -47,7 +47,7 @@ export async function runCommand(commands: readonly Command[], words: string, in
   const answer = input.answer ?? (() => ({}));
   const api: ApiClient = {
     baseUrl: input.server?.baseUrl ?? "https://citadel.test:8443",
-    certificate: input.server?.certificate,
+    pinned: input.server?.pinned,
     async request<T>(method: string, path: string, body?: unknown, options?: { confirmed?: boolean; worksLong?: boolean }) {
       const sent = { method, path, body, confirmed: options?.confirmed === true, ...(options?.worksLong ? { worksLong: true as const } : {}) };
       requests.push(sent);

@@ -4,7 +4,8 @@
  * rounds against a fake device and control plane (fake-node.ts).
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, forwardingSwitches, nudgeTargets, subnetRoutes } from "../../../plugins/mesh/agent.ts";
@@ -12,8 +13,10 @@ import type { ConfigDocument } from "../../../plugins/mesh/configs.ts";
 import type { LookupHost } from "../../../plugins/mesh/endpoints.ts";
 import { generateKeyPair, publicKeyOf } from "../../../plugins/mesh/keys.ts";
 import { NodeRefusedError } from "../../../plugins/mesh/node-client.ts";
-import { readState, writeState, type NodeState } from "../../../plugins/mesh/node-state.ts";
+import { readState, statePath, writeState, type NodeState } from "../../../plugins/mesh/node-state.ts";
 import { ApiError } from "../../../src/cli/api-client.ts";
+import { publicKeyPin } from "../../../src/cli/pin.ts";
+import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { enrolledStateDir, FakeControlPlane, FakeDevice, nodeConfig, peer, type Answer } from "./fake-node.ts";
 
 const dirs: string[] = [];
@@ -584,5 +587,83 @@ describe("a key switch the control plane no longer expects (found in review: the
       plane.appliedAnswer = null;
     }
     expect(readState(state.dir)).toMatchObject({ private_key: k2.privateKey, previous_private_key: null });
+  });
+});
+
+describe("a node pinned to a self-signed control plane (its pin in node.json)", () => {
+  const selfSigned = (keyPem?: string) => generateSelfSignedCertificate({ dnsNames: [], ipAddresses: ["127.0.0.1"], validDays: 30, now: new Date(), ...(keyPem ? { keyPem } : {}) });
+
+  /** A round of an agent whose state is enrolled with a control plane presenting `presented`, then changed by `pinned`. */
+  async function roundAgainst(presented: { certPem: string; keyPem: string }, pinned: Partial<NodeState>) {
+    const plane = new FakeControlPlane("node_a", presented);
+    const state = await enrolledStateDir(plane);
+    try {
+      writeState(state.dir, { ...readState(state.dir), ...pinned });
+      plane.publish(nodeConfig([]));
+      const said: string[] = [];
+      const result = await new Agent({ stateDir: state.dir, ...quiet, dryRun: true, err: (text) => said.push(text), run: new FakeDevice("wgc-test").run }).round().catch((error: Error) => error);
+      return { result, state: readState(state.dir), mode: statSync(statePath(state.dir)).mode & 0o777, said, url: plane.url };
+    } finally {
+      plane.stop();
+      state.remove();
+    }
+  }
+
+  const fingerprintOf = (certificate: string | null | undefined) => (certificate ? new X509Certificate(certificate).fingerprint256 : certificate);
+
+  test("by its public key: a certificate renewed over that key is accepted, nothing to do on the node; node.json keeps it with the pin, still 0600", async () => {
+    const original = await selfSigned();
+    const renewed = await selfSigned(original.keyPem);
+    const { result, state, mode } = await roundAgainst(renewed, { pin: publicKeyPin(original.certPem) });
+    expect(result).toMatchObject({ version: 1 });
+    expect([fingerprintOf(state.certificate), state.pin, mode]).toEqual([fingerprintOf(renewed.certPem), publicKeyPin(original.certPem), 0o600]);
+  });
+
+  test("by its public key and the certificate kept with it: answered over that certificate, node.json left as it is; renewed since, the one presented replaces it (found in review: kept nowhere, every start looked at the server first)", async () => {
+    const original = await selfSigned();
+    const kept = await roundAgainst(original, { pin: publicKeyPin(original.certPem), certificate: original.certPem });
+    expect(kept.result).toMatchObject({ version: 1 });
+    expect([kept.state.certificate, kept.state.pin]).toEqual([original.certPem, publicKeyPin(original.certPem)]);
+    const renewed = await selfSigned(original.keyPem);
+    const replaced = await roundAgainst(renewed, { pin: publicKeyPin(original.certPem), certificate: original.certPem });
+    expect(replaced.result).toMatchObject({ version: 1 });
+    expect([fingerprintOf(replaced.state.certificate), replaced.state.pin]).toEqual([fingerprintOf(renewed.certPem), publicKeyPin(original.certPem)]);
+  });
+
+  test("by its public key, with a certificate over another key kept (edited by hand): trusted by the pin, and the certificate seen replaces it", async () => {
+    const [original, other] = await Promise.all([selfSigned(), selfSigned()]);
+    const { result, state } = await roundAgainst(original, { pin: publicKeyPin(original.certPem), certificate: other.certPem });
+    expect(result).toMatchObject({ version: 1 });
+    expect([fingerprintOf(state.certificate), state.pin]).toEqual([fingerprintOf(original.certPem), publicKeyPin(original.certPem)]);
+  });
+
+  test("by its public key: a certificate over a new key is refused, naming both pins", async () => {
+    const [original, other] = await Promise.all([selfSigned(), selfSigned()]);
+    const { result, url } = await roundAgainst(other, { pin: publicKeyPin(original.certPem) });
+    expect(result).toBeInstanceOf(ApiError);
+    expect((result as Error).message).toBe(`cannot reach the control plane at ${url} (it presented a certificate with the public key ${publicKeyPin(other.certPem)}, not the one pinned, ${publicKeyPin(original.certPem)})`);
+  });
+
+  test("by its certificate (joined before pins named the key): once that certificate answers, node.json keeps its key pin with it, still 0600", async () => {
+    const original = await selfSigned();
+    const { result, state, mode } = await roundAgainst(original, { certificate: original.certPem });
+    expect(result).toMatchObject({ version: 1 });
+    expect([state.certificate, state.pin, mode]).toEqual([original.certPem, publicKeyPin(original.certPem), 0o600]);
+  });
+
+  test("by its certificate: one renewed over the same key before the first poll is accepted, and node.json keeps the key pin and the renewed certificate (found in review: the node was left out of the mesh)", async () => {
+    const original = await selfSigned();
+    const renewed = await selfSigned(original.keyPem);
+    const { result, state } = await roundAgainst(renewed, { certificate: original.certPem });
+    expect(result).toMatchObject({ version: 1 });
+    expect([fingerprintOf(state.certificate), state.pin]).toEqual([fingerprintOf(renewed.certPem), publicKeyPin(original.certPem)]);
+  });
+
+  test("by its certificate: one over another key is refused, naming both pins, and the pin stays as it was", async () => {
+    const [original, other] = await Promise.all([selfSigned(), selfSigned()]);
+    const { result, state, url } = await roundAgainst(other, { certificate: original.certPem });
+    expect(result).toBeInstanceOf(ApiError);
+    expect((result as Error).message).toBe(`cannot reach the control plane at ${url} (it presented a certificate with the public key ${publicKeyPin(other.certPem)}, not the one pinned, ${publicKeyPin(original.certPem)})`);
+    expect([state.certificate, state.pin]).toEqual([original.certPem, undefined]);
   });
 });

@@ -1,9 +1,9 @@
 /** What the operator's mesh commands check before they ask the server (the whole flow: test/e2e/mesh.test.ts). */
 import { describe, expect, test } from "bun:test";
-import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { publicKeyPin } from "../../../src/cli/pin.ts";
 import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { generateToken } from "../../../src/auth/tokens.ts";
 import { meshCommands } from "../../../plugins/mesh/commands.ts";
@@ -252,11 +252,15 @@ describe("--json (found in review: text was printed)", () => {
 describe("mesh keys create names the join command a node can run (found in review: it left out the server and the fingerprint)", () => {
   const key = { id: "mkey_1", key: "citadel_meshkey_x", reusable: false, tags: [], hub: false, expires_at: "2026-11-24T15:00:00.000Z" };
 
-  test("this server's URL, and the fingerprint of the certificate the client pinned", async () => {
+  test("this server's URL, and the public key pin of the certificate the client pinned (or of the key it pinned)", async () => {
     const { certPem } = await generateSelfSignedCertificate({ dnsNames: ["citadel.example"], ipAddresses: [], validDays: 1, now: new Date() });
-    const run = await runCommand(meshCommands, "mesh keys create", { args: ["n1"], options: ORG, answer: () => key, server: { baseUrl: "https://citadel.example:8443", certificate: certPem } });
-    expect(run.code).toBe(0);
-    expect(run.stdout).toContain(`On a node: citadel mesh join --server https://citadel.example:8443 --key <the key above> --fingerprint ${new X509Certificate(certPem).fingerprint256}`);
+    const pin = publicKeyPin(certPem);
+    expect(pin).toMatch(/^sha256\/\/[A-Za-z0-9+/]{43}=$/);
+    for (const pinned of [certPem, pin]) {
+      const run = await runCommand(meshCommands, "mesh keys create", { args: ["n1"], options: ORG, answer: () => key, server: { baseUrl: "https://citadel.example:8443", pinned } });
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain(`On a node: citadel mesh join --server https://citadel.example:8443 --key <the key above> --fingerprint ${pin}`);
+    }
   });
 
   test("a loopback URL is no use to a node elsewhere: a placeholder; no fingerprint without a pinned certificate", async () => {

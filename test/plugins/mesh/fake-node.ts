@@ -133,12 +133,16 @@ export class FakeControlPlane {
   /** Changes each enrollment's answer before it is sent (a stripped signature, a newer format). */
   alterEnrollment: ((answer: Record<string, unknown>) => void) | null = null;
 
-  constructor(readonly nodeId = "node_a") {
-    this.server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => this.answer(request) });
+  /** `tls`: served over HTTPS with that certificate (a self-signed control plane a node pins). */
+  constructor(
+    readonly nodeId = "node_a",
+    private readonly tls?: { certPem: string; keyPem: string },
+  ) {
+    this.server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => this.answer(request), ...(tls ? { tls: { cert: tls.certPem, key: tls.keyPem } } : {}) });
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.server.port}`;
+    return `${this.tls ? "https" : "http"}://127.0.0.1:${this.server.port}`;
   }
 
   /** Serves `config` as the node's next version, asking agents to poll every `pollSeconds`. */

@@ -35,15 +35,15 @@ afterAll(() => plane.stop());
 
 test("a 401 without the node's token (enrolling with a pre-auth key) is not a refusal of the node", async () => {
   plane.refusal = { status: 401, body: { detail: "This pre-auth key is not valid.", code: "unauthorized" } };
-  const enrolling = await nodeRequest({ server: plane.url, certificate: null }, "POST", "/v1/mesh/enroll", {}).catch((e: Error) => e);
+  const enrolling = await nodeRequest({ server: plane.url, trust: null }, "POST", "/v1/mesh/enroll", {}).catch((e: Error) => e);
   expect(enrolling).toBeInstanceOf(ApiError);
   expect(enrolling).not.toBeInstanceOf(NodeRefusedError);
-  const polling = await nodeRequest({ server: plane.url, certificate: null, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
+  const polling = await nodeRequest({ server: plane.url, trust: null, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
   expect(polling).toBeInstanceOf(NodeRefusedError);
 });
 
 test("a 401 that is not Citadel's problem document (a reverse proxy's basic auth or SSO page) is not a refusal of the node (found in review)", async () => {
-  const polling = { server: plane.url, certificate: null, token: "citadel_node_x" };
+  const polling = { server: plane.url, trust: null, token: "citadel_node_x" };
   for (const proxy of [
     { status: 401, body: "<html>401 Authorization Required</html>", contentType: "text/html", headers: { "www-authenticate": 'Basic realm="intranet"' } },
     { status: 401, body: JSON.stringify({ error: "unauthorized" }), contentType: "application/json" },
@@ -67,7 +67,7 @@ test("a redirect (to a proxy's login page) is not followed: its page's 401 is no
         : new Response(null, { status: 302, headers: { location: "/login" } }),
   });
   try {
-    const error = await nodeRequest({ server: `http://127.0.0.1:${proxy.port}`, certificate: null, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
+    const error = await nodeRequest({ server: `http://127.0.0.1:${proxy.port}`, trust: null, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
     expect(error).toBeInstanceOf(ApiError);
     expect(error).not.toBeInstanceOf(NodeRefusedError);
     expect((error as ApiError).status).toBe(302);
@@ -81,7 +81,7 @@ test("a control plane behind a reverse proxy's path prefix is asked under it (fo
   const proxy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => (asked.push(new URL(request.url).pathname), Response.json({ ok: true })) });
   try {
     for (const server of [`http://127.0.0.1:${proxy.port}/citadel`, `http://127.0.0.1:${proxy.port}/citadel/`]) {
-      await nodeRequest({ server, certificate: null, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config");
+      await nodeRequest({ server, trust: null, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config");
     }
     expect(asked).toEqual(["/citadel/v1/mesh/node/config", "/citadel/v1/mesh/node/config"]);
   } finally {
@@ -96,8 +96,8 @@ test("a node pinned at join reaches the control plane with that certificate; ano
   const plane = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { cert: pinned.certPem, key: pinned.keyPem }, fetch: () => Response.json({ ok: true }) });
   try {
     const server = `https://127.0.0.1:${plane.port}`;
-    expect(await nodeRequest({ server, certificate: pinned.certPem, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config")).toEqual({ ok: true });
-    const refused = await nodeRequest({ server, certificate: other.certPem, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
+    expect(await nodeRequest({ server, trust: pinned.certPem, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config")).toEqual({ ok: true });
+    const refused = await nodeRequest({ server, trust: other.certPem, token: "citadel_node_x" }, "GET", "/v1/mesh/node/config").catch((e: Error) => e);
     expect(refused).toBeInstanceOf(ApiError);
     expect(refused).not.toBeInstanceOf(NodeRefusedError);
     expect((refused as Error).message).toStartWith(`cannot reach the control plane at ${server} (`);

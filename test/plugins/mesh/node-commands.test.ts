@@ -4,6 +4,7 @@
  * runs against the fake device, and whole rounds are in agent.test.ts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +12,8 @@ import { Agent } from "../../../plugins/mesh/agent.ts";
 import { publicKeyOf } from "../../../plugins/mesh/keys.ts";
 import { nodeCommands, pollLoop } from "../../../plugins/mesh/node-commands.ts";
 import { readState } from "../../../plugins/mesh/node-state.ts";
+import { publicKeyPin } from "../../../src/cli/pin.ts";
+import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { runCommand } from "../../helpers/command.ts";
 import { enrolledStateDir, FakeControlPlane, FakeDevice, nodeConfig, peer } from "./fake-node.ts";
 
@@ -133,6 +136,22 @@ describe("mesh join", () => {
   const plane = new FakeControlPlane();
   afterAll(() => plane.stop());
   const joinOptions = (state: string, extra: Record<string, string | boolean> = {}) => ({ server: plane.url, key: "citadel_meshkey_test", name: "a", state, ...extra });
+
+  test("--fingerprint: node.json keeps the certificate join pinned, with its key pin, for the agent to pin at once without a look at the server (found in review)", async () => {
+    const served = await generateSelfSignedCertificate({ dnsNames: [], ipAddresses: ["127.0.0.1"], validDays: 30, now: new Date() });
+    const pinned = new FakeControlPlane("node_a", served);
+    const dir = mkdtempSync(join(tmpdir(), "citadel-join-"));
+    try {
+      pinned.publish(nodeConfig([]));
+      const run = await runCommand(nodeCommands, "mesh join", { options: { server: pinned.url, key: "citadel_meshkey_test", name: "a", state: join(dir, "state"), fingerprint: publicKeyPin(served.certPem) } });
+      expect([run.code, run.stderr]).toEqual([0, ""]);
+      const kept = readState(join(dir, "state"));
+      expect([new X509Certificate(kept.certificate!).fingerprint256, kept.pin]).toEqual([new X509Certificate(served.certPem).fingerprint256, publicKeyPin(served.certPem)]);
+    } finally {
+      pinned.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test("a state directory that cannot be made is refused before enrolling (found in review: the node was enrolled, its private key lost, the key spent)", async () => {
     plane.publish(nodeConfig([]));
