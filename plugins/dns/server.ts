@@ -35,6 +35,8 @@ import { lowerName, nameEquals, nameToText, type Name } from "./names.ts";
 import { ixfrClientSerial, noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
 import { appendUnsignedError, FUDGE_SECONDS, readTsig, RCODE_NOTAUTH, sign, signBadTime, TsigError, tsigSize, verify, type TsigKey, type TsigRecord, type Verdict } from "./tsig.ts";
 import { NestedZones, type RR, type Zone } from "./zone.ts";
+import { signaturesOf } from "./dnssec.ts";
+import { dnssecAnswer } from "./dnssec-answer.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Zones
@@ -488,7 +490,9 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       return emptyReply(query, Rcode.REFUSED, limit);
     }
     out.zone = zone;
-    const answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: ctx.zones.nestedIn?.(zone) });
+    let answer = zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: ctx.zones.nestedIn?.(zone) });
+    const signatures = signaturesOf(zone);
+    if (signatures !== undefined) answer = dnssecAnswer(answer, q.name, q.type, signatures, query.edns?.dnssecOk === true);
     out.rcode = answer.rcode;
     const response: Response = {
       id: query.id,
