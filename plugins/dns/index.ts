@@ -20,6 +20,7 @@ import { dnsCommands } from "./commands.ts";
 import { dnsMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
 import { configuredNameservers, DnsService, type Caller } from "./service.ts";
+import { DnssecService } from "./dnssec-service.ts";
 import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts";
 import { Notifier, notifySources } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
@@ -47,6 +48,8 @@ const ACTIONS = [
   ["dns.zone.delete", "A zone and its records were removed."],
   ["dns.zone.import", "A zone's records were replaced from a zone file."],
   ["dns.rrset.update", "One RRset of a zone was replaced or removed."],
+  ["dns.zone.dnssec.enable", "A zone was signed from then on (DNSSEC): a signing key was made for it."],
+  ["dns.zone.dnssec.disable", "A zone's DNSSEC was turned off: its signing key was removed."],
   ["dns.tsig.create", "A TSIG key for zone transfers was created or imported."],
   ["dns.tsig.delete", "A TSIG key was removed."],
   ["dns.secondary.create", "A secondary was added: it may transfer zones and is sent NOTIFY."],
@@ -60,6 +63,14 @@ const services = new WeakMap<object, DnsService>();
 export function dnsServiceOf(k: Kernel<DnsSettings>): DnsService {
   let s = services.get(k.store);
   if (!s) services.set(k.store, (s = new DnsService(k)));
+  return s;
+}
+
+/** The zones' DNSSEC settings, per kernel like the zones. */
+const dnssecServices = new WeakMap<object, DnssecService>();
+export function dnssecServiceOf(k: Kernel<DnsSettings>): DnssecService {
+  let s = dnssecServices.get(k.store);
+  if (!s) dnssecServices.set(k.store, (s = new DnssecService(k, dnsServiceOf(k))));
   return s;
 }
 
@@ -195,6 +206,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     }
     reload();
     const unsubscribe = dns.onChange(reload);
+    const stopResigning = startResigning(k, dns);
     const queryLog = openQueryLog(k);
 
     /** The authoritative listeners; null when they cannot listen (the API still manages zones, the resolver still runs). */
@@ -246,6 +258,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       unregisterSubjects();
       unregisterDeletion();
       unsubscribe();
+      stopResigning();
       unsubscribeTransfers();
       unsubscribeProviders();
       // Stopped in the reverse of this order (the resolver first, the query log last), each one
@@ -323,6 +336,18 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         },
         { response: m.Done, detail: { summary: "Remove a zone and its records (asks for confirmation)", tags, ...access({ ...WRITE, permission: "delete", confirm: true }) } },
       )
+      .get(`${ZONE}/dnssec`, ({ params }) => dnssecServiceOf(k).show(params.org, params.zone), {
+        response: m.Dnssec,
+        detail: { summary: "A zone's DNSSEC: whether it is signed, its DNSKEY and the DS for the parent zone", tags, ...access(READ) },
+      })
+      .post(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).enable(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        detail: { summary: "Sign the zone (DNSSEC, ECDSAP256SHA256): a new key; give the DS to the parent; 409 for a zone holding a record provider's names", tags, ...access(WRITE) },
+      })
+      .delete(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).disable(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        detail: { summary: "Stop signing the zone (remove the DS at the parent first: asks for confirmation)", tags, ...access({ ...WRITE, confirm: true }) },
+      })
       .get(`${ZONE}/records`, ({ params }) => dns.recordList(params.org, params.zone), {
         response: m.RecordList,
         detail: { summary: "A zone's records, the SOA first", tags, ...access(READ) },
@@ -535,6 +560,27 @@ function fingerprintOf(provider: RecordProvider | undefined): string {
     return `failed ${String(e)}`; // withProvidedRecords logs it
   }
   return new Bun.CryptoHasher("sha256").update([provider.domain, ...lines.sort()].join("\n")).digest("hex");
+}
+
+/** How often the signed zones' signatures are looked at (they are signed again a week before they expire). */
+const RESIGN_CHECK_MS = 10 * 60_000;
+
+/**
+ * Signs again the signed zones whose signatures run short (or that were built while sealed): a
+ * new serial, which rebuilds each and has the secondaries transfer it. At start, then every
+ * RESIGN_CHECK_MS. Returns the function that stops it.
+ */
+function startResigning(k: Kernel<DnsSettings>, dns: DnsService): () => void {
+  const check = () => {
+    for (const zone of dns.signer.refreshDue(k.clock.now())) {
+      k.log.info("dns: a signed zone is signed again: its signatures were running short", { zone: zone.name });
+      void dns.bumpSerial(zone.id).catch((e) => k.log.error("dns: a signed zone could not be signed again", { zone: zone.name, error: String(e) }));
+    }
+  };
+  check();
+  const timer = setInterval(check, RESIGN_CHECK_MS);
+  timer.unref?.();
+  return () => clearInterval(timer);
 }
 
 /** "127.0.0.1:5353" or "[::1]:53" → address and port (the config schema has checked the shape loosely). */

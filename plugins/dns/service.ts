@@ -19,6 +19,7 @@ import { TokenError } from "./presentation.ts";
 import { parseRdata, parseRecordData, rdataIdentity, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
 import type { DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
+import { ZoneSigner } from "./dnssec-service.ts";
 import * as sql from "./store.ts";
 import { parseZoneFile, printZoneFile, ZoneFileError } from "./zone-file.ts";
 import { MAX_TTL, Zone, ZoneError, type RR } from "./zone.ts";
@@ -145,9 +146,17 @@ function refusing<T>(field: string, fn: () => T, prefix = ""): T {
 
 export class DnsService {
   private readonly changes: ChangeFeed;
+  /** Signs the zones that have DNSSEC on, as they are built. */
+  readonly signer: ZoneSigner;
 
   constructor(private readonly k: DnsKernel) {
     this.changes = new ChangeFeed(k.store);
+    this.signer = new ZoneSigner(k);
+  }
+
+  /** A write to a zone made elsewhere in the plugin (its DNSSEC): the listener reloads after it. */
+  zoneWrite<T>(fn: (tx: Database) => T): Promise<T> {
+    return this.write(fn);
   }
 
   /** Calls `listener` after every committed change (the listener reloads what it serves). */
@@ -304,7 +313,7 @@ export class DnsService {
 
   private build(row: sql.ZoneRow): Zone | null {
     try {
-      return Zone.build(originOf(row), this.records(row), { loading: true });
+      return this.signer.signed(row, Zone.build(originOf(row), this.records(row), { loading: true }));
     } catch (error) {
       this.k.log.error("a stored zone does not build; it is not served", { zone: row.name, error: String(error) });
       return null;

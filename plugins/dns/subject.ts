@@ -48,7 +48,10 @@ export function dnsSubjects(dns: DnsService): SubjectContributor {
     erase(tx, subject) {
       if (subject.kind !== "organization") return null;
       const zones = tx.query<{ id: string }, [string]>("SELECT id FROM dns_zones WHERE organization_id = ?").all(subject.id);
-      for (const z of zones) tx.query("DELETE FROM dns_records WHERE zone_id = ?").run(z.id);
+      for (const z of zones) {
+        tx.query("DELETE FROM dns_records WHERE zone_id = ?").run(z.id);
+        sql.deleteZoneKey(tx, z.id);
+      }
       tx.query("DELETE FROM dns_zones WHERE organization_id = ?").run(subject.id);
       return zones.length === 0 ? null : `${zones.length} zone(s) deleted`;
     },

@@ -1,0 +1,196 @@
+/**
+ * DNSSEC of hosted zones, the control side: turning signing on and off per zone (audited), the
+ * DS and DNSKEY to give the parent, and the key each signed zone is signed with when it is built
+ * (ZoneSigner). The private key is a keyring envelope (as the TSIG secrets are), decrypted when
+ * a zone is signed and kept only while Citadel is unsealed.
+ *
+ * A zone is signed as a whole each time it is built — after every change, each change moving
+ * its serial — at the time of that change (the zone's updated_at): the signatures a secondary
+ * transferred at a serial are the ones served at it, whatever restarts came since. Signatures
+ * last VALIDITY_MS; `refreshDue` names the zones whose signatures have less than
+ * REFRESH_BEFORE_MS left, whose serial the plugin then bumps so that they are signed again and
+ * transferred.
+ */
+import type { Keyring } from "../../src/crypto/keyring.ts";
+import { actorOf } from "../../src/auth/principal.ts";
+import { ConflictError, NotFoundError } from "../../src/errors.ts";
+import { isSubdomain, NameError, parseName, type Name } from "./names.ts";
+import { ALGORITHM, ALGORITHM_NAME, dnskeyText, dsOf, dsText, generateSigningKey, keyTag, REFRESH_BEFORE_MS, signingKeyFrom, signZone, VALIDITY_MS, type SigningKey } from "./dnssec.ts";
+import { nextSerial, type Caller, type DnsKernel, type DnsService } from "./service.ts";
+import * as sql from "./store.ts";
+import type { Zone } from "./zone.ts";
+
+const KEY_OWNER = "dns/dnssec";
+const keyContext = (zoneId: string) => `dns/dnssec/${zoneId}`;
+
+/** The zones' signing keys, decrypted once per keyring; dropped when Citadel seals. */
+export class ZoneSigner {
+  private readonly keys = new Map<string, { keyring: Keyring; key: SigningKey }>();
+  /** Signed zones built while sealed, served unsigned: signed again once unsealed (refreshDue). */
+  private readonly unsigned = new Set<string>();
+
+  constructor(private readonly k: DnsKernel) {
+    k.seal.onSeal(() => this.keys.clear());
+  }
+
+  /** `zone` (built from `row`) signed when the zone has a key; as it is otherwise. */
+  signed(row: sql.ZoneRow, zone: Zone): Zone {
+    const stored = sql.zoneKey(this.k.store.db, row.id);
+    if (!stored) return zone;
+    const key = this.key(stored);
+    if (key === null) {
+      this.unsigned.add(row.id);
+      this.k.log.error("dns: Citadel is sealed: a signed zone is served unsigned until it is unsealed (validating resolvers fail it meanwhile)", { zone: row.name });
+      return zone;
+    }
+    this.unsigned.delete(row.id);
+    return signZone(zone, key, row.updated_at);
+  }
+
+  private key(stored: sql.ZoneKeyRow): SigningKey | null {
+    const keyring = this.k.seal.keyringIfUnsealed();
+    if (!keyring) return null;
+    const cached = this.keys.get(stored.zone_id);
+    if (cached && cached.keyring === keyring) return cached.key;
+    const pkcs8 = keyring.decrypt(KEY_OWNER, keyContext(stored.zone_id), stored.private_key);
+    const key = signingKeyFrom(pkcs8);
+    pkcs8.fill(0);
+    this.keys.set(stored.zone_id, { keyring, key });
+    return key;
+  }
+
+  forget(zoneId: string): void {
+    this.keys.delete(zoneId);
+    this.unsigned.delete(zoneId);
+  }
+
+  /**
+   * The signed zones to sign again now: their signatures have less than REFRESH_BEFORE_MS left,
+   * or they were built while sealed. None while sealed (a zone built then would go out unsigned).
+   */
+  refreshDue(now: number): Array<{ id: string; name: string }> {
+    if (this.k.seal.keyringIfUnsealed() === null) return [];
+    return sql.signedZones(this.k.store.db).filter((z) => this.unsigned.has(z.id) || z.updated_at + VALIDITY_MS - REFRESH_BEFORE_MS <= now);
+  }
+}
+
+export interface DnssecView {
+  zone: string;
+  enabled: boolean;
+  algorithm: string | null;
+  key_tag: number | null;
+  dnskey: string[];
+  ds: string[];
+  signatures_expire_at: string | null;
+  created_at: string | null;
+}
+
+/** Turning DNSSEC on and off for a zone, and what to give the parent. */
+export class DnssecService {
+  constructor(
+    private readonly k: DnsKernel,
+    private readonly dns: DnsService,
+  ) {}
+
+  show(organizationId: string, zone: string): DnssecView {
+    const row = this.dns.zoneRow(organizationId, zone);
+    return view(row, sql.zoneKey(this.k.store.db, row.id));
+  }
+
+  /**
+   * Signs the zone from now on: a new key, sealed in the keyring, and a new serial (secondaries
+   * transfer the signed zone). Refused (409) for a zone holding a record provider's names.
+   */
+  async enable(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
+    const { pkcs8, dnskey } = generateSigningKey();
+    try {
+      return await this.dns.zoneWrite((tx) => {
+        const row = this.dns.zoneRow(organizationId, zone, tx);
+        if (sql.zoneKey(tx, row.id)) throw new ConflictError(`${row.name} is signed already.`);
+        this.refuseProvidedNames(row);
+        const now = this.k.clock.now();
+        const envelope = this.k.seal.keyring().encrypt(tx, KEY_OWNER, keyContext(row.id), pkcs8);
+        sql.insertZoneKey(tx, { zone_id: row.id, algorithm: ALGORITHM, dnskey, private_key: envelope, created_at: now });
+        const serial = nextSerial(row.serial, now);
+        sql.updateZoneSoa(tx, row.id, row, serial, now);
+        this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.enable", `${row.name}: signed with a ${ALGORITHM_NAME} key, tag ${keyTag(dnskey)}; serial ${serial}`));
+        return view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id));
+      });
+    } finally {
+      pkcs8.fill(0);
+    }
+  }
+
+  /**
+   * Stops signing: the key goes, and the zone is served without DNSKEY, RRSIG and NSEC from its
+   * next serial. Resolvers that validate fail the zone while the parent still has its DS: the
+   * DS goes first (and its TTL passes).
+   */
+  async disable(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
+    return this.dns.zoneWrite((tx) => {
+      const row = this.dns.zoneRow(organizationId, zone, tx);
+      const key = sql.zoneKey(tx, row.id);
+      if (!key) throw new NotFoundError(`${row.name} is not signed.`);
+      sql.deleteZoneKey(tx, row.id);
+      const now = this.k.clock.now();
+      const serial = nextSerial(row.serial, now);
+      sql.updateZoneSoa(tx, row.id, row, serial, now);
+      this.dns.signer.forget(row.id);
+      this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.disable", `${row.name}: key tag ${keyTag(key.dnskey)} removed; serial ${serial}`));
+      return view(row, null);
+    });
+  }
+
+  /**
+   * A record provider's names (the mesh's nodes) change as nodes come and go, and are private:
+   * signing them would mean signing on every change and an NSEC chain that lists them to anyone
+   * who walks it.
+   */
+  private refuseProvidedNames(row: sql.ZoneRow): void {
+    const origin = parseName(row.name, null);
+    for (const provider of this.k.records.list()) {
+      const domain = domainOf(provider.domain);
+      if (domain === null || !isSubdomain(domain, origin)) continue;
+      throw new ConflictError(
+        `${row.name} holds ${provider.domain}, whose names ${provider.name} serves: they are private and change as they come and go, and Citadel does not sign them (an NSEC chain would list them to anyone). Sign a zone that holds no such names.`,
+      );
+    }
+  }
+}
+
+function domainOf(text: string): Name | null {
+  try {
+    return parseName(text, null);
+  } catch (e) {
+    if (e instanceof NameError) return null;
+    throw e;
+  }
+}
+
+function view(row: sql.ZoneRow, key: sql.ZoneKeyRow | null): DnssecView {
+  if (!key) return { zone: row.name, enabled: false, algorithm: null, key_tag: null, dnskey: [], ds: [], signatures_expire_at: null, created_at: null };
+  const dnskey = new Uint8Array(key.dnskey);
+  const origin = parseName(row.name, null);
+  return {
+    zone: row.name,
+    enabled: true,
+    algorithm: ALGORITHM_NAME,
+    key_tag: keyTag(dnskey),
+    dnskey: [`${row.name} IN DNSKEY ${dnskeyText(dnskey)}`],
+    ds: [`${row.name} IN DS ${dsText(dsOf(origin, dnskey))}`],
+    signatures_expire_at: new Date(row.updated_at + VALIDITY_MS).toISOString(),
+    created_at: new Date(key.created_at).toISOString(),
+  };
+}
+
+function event(caller: Caller, zone: sql.ZoneRow, action: string, reason: string) {
+  return {
+    action,
+    outcome: "success" as const,
+    organization: zone.organization_id,
+    resource: { type: "dns_zone", id: zone.id },
+    reason,
+    actor: actorOf(caller.principal),
+    request: caller.request,
+  };
+}
