@@ -1,0 +1,142 @@
+/**
+ * DNSSEC per zone through the API, in-process: turning it on and off (audited, the private key
+ * only ever a keyring envelope), the DS and DNSKEY for the parent, the zone served signed,
+ * re-signing a week before the signatures expire, refusing zones with a record provider's
+ * names, and what sealing does.
+ */
+import { describe, expect, test } from "bun:test";
+import { dnsServiceOf } from "../../../plugins/dns/index.ts";
+import { dnskeyText, REFRESH_BEFORE_MS, signaturesOf, TYPE_DNSKEY, VALIDITY_MS } from "../../../plugins/dns/dnssec.ts";
+import { withProvidedRecords } from "../../../plugins/dns/provided.ts";
+import { testCitadel } from "../../helpers/citadel.ts";
+import { captureLog } from "../../helpers/http.ts";
+
+type App = Awaited<ReturnType<typeof testCitadel>>;
+
+async function setup() {
+  const c = await testCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
+  const created = await c.send("POST", zones, owner, { json: { name: "example.org", ns: ["ns1.example.net."] } });
+  expect(created.status).toBe(200);
+  const zone = `${zones}/example.org`;
+  expect((await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { ttl: 300, records: ["192.0.2.10"] } })).status).toBe(200);
+  return { c, owner, zones, zone, id: created.body.id as string };
+}
+
+const auditOf = (c: App) =>
+  c.kernel.store.db.query("SELECT action, reason FROM audit_events WHERE action LIKE 'dns.zone.dnssec.%' ORDER BY seq").all() as Array<{ action: string; reason: string }>;
+const keyRow = (c: App, id: string) => c.kernel.store.db.query("SELECT * FROM dns_zone_keys WHERE zone_id = ?").get(id) as { private_key: Uint8Array; dnskey: Uint8Array } | null;
+
+describe("dnssec per zone", () => {
+  test("enable: a key sealed in the keyring, a new serial, the DS and DNSKEY to give the parent; the zone is served signed", async () => {
+    const { c, owner, zone, id } = await setup();
+    const before = (await c.send("GET", zone, owner)).body.serial as number;
+    expect((await c.send("GET", `${zone}/dnssec`, owner)).body).toMatchObject({ zone: "example.org.", enabled: false, ds: [], dnskey: [] });
+
+    const enabled = await c.send("POST", `${zone}/dnssec`, owner);
+    expect(enabled.status).toBe(200);
+    expect(enabled.body).toMatchObject({ zone: "example.org.", enabled: true, algorithm: "ECDSAP256SHA256" });
+    expect(enabled.body.ds).toEqual([expect.stringMatching(new RegExp(`^example\\.org\\. IN DS ${enabled.body.key_tag} 13 2 [0-9A-F]{64}$`))]);
+    expect(enabled.body.dnskey).toEqual([expect.stringMatching(/^example\.org\. IN DNSKEY 257 3 13 \S{88}$/)]);
+    expect(enabled.body.signatures_expire_at).toBe(new Date(c.clock.now() + VALIDITY_MS).toISOString());
+    expect((await c.send("GET", zone, owner)).body.serial).toBeGreaterThan(before);
+
+    // The private key is stored only as an envelope: it opens with the keyring, and its octets are not in it.
+    const row = keyRow(c, id)!;
+    const pkcs8 = c.kernel.seal.keyring().decrypt("dns/dnssec", `dns/dnssec/${id}`, row.private_key);
+    const scalar = Buffer.from(pkcs8).subarray(36, 68); // the private scalar in a P-256 PKCS#8 (RFC 5915 inside RFC 5208)
+    expect(Buffer.from(row.private_key).includes(scalar)).toBe(false);
+    expect(JSON.stringify(auditOf(c)) + JSON.stringify(c.log.lines)).not.toContain(Buffer.from(scalar).toString("base64"));
+    expect(auditOf(c)).toEqual([{ action: "dns.zone.dnssec.enable", reason: expect.stringMatching(/^example\.org\.: signed with a ECDSAP256SHA256 key, tag \d+; serial \d+$/) }]);
+
+    const served = dnsServiceOf(c.kernel as never).zone(id)!;
+    expect(signaturesOf(served)).toBeDefined();
+    const dnskey = served.records().find((r) => r.type === TYPE_DNSKEY)!;
+    expect(`example.org. IN DNSKEY ${dnskeyText(dnskey.rdata)}`).toBe(enabled.body.dnskey[0]);
+
+    expect((await c.send("POST", `${zone}/dnssec`, owner)).status).toBe(409); // signed already
+  });
+
+  test("disable asks for confirmation, removes the key and serves the zone unsigned from a new serial", async () => {
+    const { c, owner, zone, id } = await setup();
+    await c.send("POST", `${zone}/dnssec`, owner);
+    const signedSerial = (await c.send("GET", zone, owner)).body.serial as number;
+    const ask = await c.send("DELETE", `${zone}/dnssec`, owner);
+    expect(ask.status).toBe(428);
+    const done = await c.send("DELETE", `${zone}/dnssec`, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } });
+    expect([done.status, done.body.enabled]).toEqual([200, false]);
+    expect(keyRow(c, id)).toBeNull();
+    expect((await c.send("GET", zone, owner)).body.serial).toBeGreaterThan(signedSerial);
+    const served = dnsServiceOf(c.kernel as never).zone(id)!;
+    expect(signaturesOf(served)).toBeUndefined();
+    expect(served.records().some((r) => r.type === TYPE_DNSKEY)).toBe(false);
+    expect(auditOf(c).map((e) => e.action)).toEqual(["dns.zone.dnssec.enable", "dns.zone.dnssec.disable"]);
+    const again = await c.send("DELETE", `${zone}/dnssec`, owner);
+    expect(again.status === 404 || again.status === 428).toBe(true);
+  });
+
+  test("a zone deleted with its key leaves no key behind", async () => {
+    const { c, owner, zone, id } = await setup();
+    await c.send("POST", `${zone}/dnssec`, owner);
+    const ask = await c.send("DELETE", zone, owner);
+    expect((await c.send("DELETE", zone, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+    expect(keyRow(c, id)).toBeNull();
+  });
+
+  test("a zone holding a record provider's names (the mesh's) is refused with 409 saying why", async () => {
+    const { c, owner, zone, id } = await setup();
+    c.kernel.records.register({ name: "mesh", domain: "mesh.example.org.", records: () => [{ name: "db1.mesh.example.org.", type: "A", ttl: 60, data: "100.64.0.1" }] });
+    const refused = await c.send("POST", `${zone}/dnssec`, owner);
+    expect(refused.status).toBe(409);
+    expect(JSON.stringify(refused.body)).toContain("mesh.example.org., whose names mesh serves: they are private and change");
+    expect(keyRow(c, id)).toBeNull();
+    expect(auditOf(c)).toEqual([]);
+  });
+
+  test("a provider whose domain comes into a signed zone afterwards is left out of it, not served unsigned inside it", async () => {
+    const { c, owner, zone, id } = await setup();
+    await c.send("POST", `${zone}/dnssec`, owner);
+    const signed = dnsServiceOf(c.kernel as never).zone(id)!;
+    const log = captureLog();
+    const zones = withProvidedRecords([signed], [{ name: "mesh", domain: "mesh.example.org.", records: () => [{ name: "db1.mesh.example.org.", type: "A", ttl: 60, data: "100.64.0.1" }] }], () => 1, log.logger);
+    expect(zones).toEqual([signed]);
+    expect(log.lines.find((l) => String(l.msg).includes("lies in a signed zone"))).toMatchObject({ level: "error", provider: "mesh", zone: "example.org." });
+  });
+
+  test("signatures are signed again (a new serial) once less than a week is left of them, not before", async () => {
+    const { c, owner, zone, id } = await setup();
+    await c.send("POST", `${zone}/dnssec`, owner);
+    const signer = dnsServiceOf(c.kernel as never).signer;
+    expect(signer.refreshDue(c.clock.now())).toEqual([]);
+    c.clock.advance(VALIDITY_MS - REFRESH_BEFORE_MS - 60_000);
+    expect(signer.refreshDue(c.clock.now())).toEqual([]);
+    c.clock.advance(60_000);
+    expect(signer.refreshDue(c.clock.now()).map((z) => z.id)).toEqual([id]);
+    // Bumping the serial is what signs it again: the zone's time moves, and nothing is due.
+    // (Read from the store: a week on, the session has expired.)
+    const serialOf = () => (c.kernel.store.db.query("SELECT serial FROM dns_zones WHERE id = ?").get(id) as { serial: number }).serial;
+    const serial = serialOf();
+    await dnsServiceOf(c.kernel as never).bumpSerial(id);
+    expect(serialOf()).toBeGreaterThan(serial);
+    expect(signer.refreshDue(c.clock.now())).toEqual([]);
+    const served = dnsServiceOf(c.kernel as never).zone(id)!;
+    expect(signaturesOf(served)!.expiresAt).toBe(c.clock.now() + VALIDITY_MS);
+  });
+
+  test("sealed: a signed zone is built unsigned (said in the log), and no serial is bumped to sign it again while sealed", async () => {
+    const { c, owner, zone, id } = await setup();
+    await c.send("POST", `${zone}/dnssec`, owner);
+    const dns = dnsServiceOf(c.kernel as never);
+    c.kernel.seal.seal();
+    expect(signaturesOf(dns.zone(id)!)).toBeUndefined();
+    expect(c.log.lines.find((l) => String(l.msg).includes("Citadel is sealed: a signed zone is served unsigned"))).toMatchObject({ zone: "example.org." });
+    expect(dns.signer.refreshDue(c.clock.now())).toEqual([]);
+  });
+
+  test("the CLI's words: dnssec show|enable|disable and ds are commands of the dns plugin", async () => {
+    const { dnsCommands } = await import("../../../plugins/dns/commands.ts");
+    const words = dnsCommands.map((command) => command.words.join(" "));
+    expect(words).toEqual(expect.arrayContaining(["dns zone dnssec show", "dns zone dnssec enable", "dns zone dnssec disable", "dns zone ds"]));
+  });
+});
