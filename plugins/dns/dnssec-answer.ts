@@ -17,9 +17,15 @@ import type { Answer, RR } from "./zone.ts";
 
 const ANY = 255;
 const WILDCARD = Uint8Array.of(0x2a);
+/**
+ * A signed zone whose signatures cannot be served (sealed, none stored for its serial). A zone's
+ * own lookup never fails, hence the cast: the listener sends the rcode as it is.
+ */
+const SERVFAIL: Answer = { rcode: 2 as Answer["rcode"], aa: false, answer: [], authority: [], additional: [] };
 
 /** `answer` as a signed zone gives it: with its DNSSEC records for a DO query, without the ones not asked for otherwise. */
 export function dnssecAnswer(answer: Answer, qname: Name, qtype: number, signatures: ZoneSignatures, dnssecOk: boolean): Answer {
+  if (signatures.unavailable) return SERVFAIL;
   if (qtype === TYPE_RRSIG) return rrsigAnswer(answer, qname, signatures);
   if (!dnssecOk) return qtype === ANY ? { ...answer, answer: answer.answer.filter((r) => r.type !== TYPE_NSEC) } : answer;
   const out: Answer = { rcode: answer.rcode, aa: answer.aa, answer: [], authority: [], additional: [] };

@@ -15,7 +15,25 @@ import type { Keyring } from "../../src/crypto/keyring.ts";
 import { actorOf } from "../../src/auth/principal.ts";
 import { ConflictError, NotFoundError } from "../../src/errors.ts";
 import { isSubdomain, NameError, parseName, type Name } from "./names.ts";
-import { ALGORITHM, ALGORITHM_NAME, dnskeyText, dsOf, dsText, generateSigningKey, keyTag, REFRESH_BEFORE_MS, signingKeyFrom, signZone, VALIDITY_MS, type SigningKey } from "./dnssec.ts";
+import {
+  ALGORITHM,
+  ALGORITHM_NAME,
+  decodeRrsigs,
+  dnskeyText,
+  dsOf,
+  dsText,
+  encodeRrsigs,
+  generateSigningKey,
+  keyTag,
+  REFRESH_BEFORE_MS,
+  signaturesOf,
+  signingKeyFrom,
+  signZone,
+  unavailableSigned,
+  VALIDITY_MS,
+  withStoredSignatures,
+  type SigningKey,
+} from "./dnssec.ts";
 import { nextSerial, type Caller, type DnsKernel, type DnsService } from "./service.ts";
 import * as sql from "./store.ts";
 import type { Zone } from "./zone.ts";
@@ -23,10 +41,15 @@ import type { Zone } from "./zone.ts";
 const KEY_OWNER = "dns/dnssec";
 const keyContext = (zoneId: string) => `dns/dnssec/${zoneId}`;
 
-/** The zones' signing keys, decrypted once per keyring; dropped when Citadel seals. */
+/**
+ * The zones' signing keys, decrypted once per keyring; dropped when Citadel seals. While sealed
+ * a signed zone is served with the RRSIGs stored at its last signing when they sign its current
+ * serial (its content cannot have changed since: writes need the keyring), else answered
+ * SERVFAIL: never unsigned, which validators holding the parent's DS reject.
+ */
 export class ZoneSigner {
   private readonly keys = new Map<string, { keyring: Keyring; key: SigningKey }>();
-  /** Signed zones built while sealed, served unsigned: signed again once unsealed (refreshDue). */
+  /** Signed zones answered SERVFAIL while sealed: signed again once unsealed (refreshDue). */
   private readonly unsigned = new Set<string>();
 
   constructor(private readonly k: DnsKernel) {
@@ -38,13 +61,24 @@ export class ZoneSigner {
     const stored = sql.zoneKey(this.k.store.db, row.id);
     if (!stored) return zone;
     const key = this.key(stored);
-    if (key === null) {
-      this.unsigned.add(row.id);
-      this.k.log.error("dns: Citadel is sealed: a signed zone is served unsigned until it is unsealed (validating resolvers fail it meanwhile)", { zone: row.name });
-      return zone;
-    }
+    if (key === null) return this.signedWhileSealed(row, zone, stored);
     this.unsigned.delete(row.id);
-    return signZone(zone, key, row.updated_at);
+    const served = signZone(zone, key, row.updated_at);
+    if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
+    return served;
+  }
+
+  private signedWhileSealed(row: sql.ZoneRow, zone: Zone, stored: sql.ZoneKeyRow): Zone {
+    if (stored.signed_serial === row.serial && stored.rrsigs !== null) {
+      const served = withStoredSignatures(zone, new Uint8Array(stored.dnskey), row.updated_at, decodeRrsigs(new Uint8Array(stored.rrsigs)));
+      if (served !== null) {
+        this.k.log.info("dns: Citadel is sealed: a signed zone is served with the signatures stored at its serial", { zone: row.name, serial: row.serial });
+        return served;
+      }
+    }
+    this.unsigned.add(row.id);
+    this.k.log.error("dns: Citadel is sealed and a signed zone has no signatures stored for its serial: its names are answered SERVFAIL until it is unsealed", { zone: row.name, serial: row.serial });
+    return unavailableSigned(zone);
   }
 
   private key(stored: sql.ZoneKeyRow): SigningKey | null {
@@ -66,7 +100,7 @@ export class ZoneSigner {
 
   /**
    * The signed zones to sign again now: their signatures have less than REFRESH_BEFORE_MS left,
-   * or they were built while sealed. None while sealed (a zone built then would go out unsigned).
+   * or they were answered SERVFAIL while sealed. None while sealed (the key is out of reach).
    */
   refreshDue(now: number): Array<{ id: string; name: string }> {
     if (this.k.seal.keyringIfUnsealed() === null) return [];

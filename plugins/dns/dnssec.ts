@@ -290,6 +290,8 @@ export class ZoneSignatures {
     /** When the signatures stop being valid (ms since the epoch). */
     readonly expiresAt: number,
     readonly keyTag: number,
+    /** Signed, but no signatures to serve (sealed, none stored for the serial): its names are answered SERVFAIL. */
+    readonly unavailable = false,
   ) {
     this.nsecs = chain;
     this.owners = chain.map((r) => r.name);
@@ -370,50 +372,12 @@ export function signaturesOf(zone: Zone): ZoneSignatures | undefined {
  * stays beside the signer's (a key pre-published for a move from another operator).
  */
 export function signZone(zone: Zone, key: SigningKey, now: number): Zone {
-  const origin = zone.origin;
-  const soa = zone.soa();
-  const records = zone.records().filter((r) => !SIGNER_TYPES.has(r.type));
-  records.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: key.dnskey });
-
-  const cuts = delegations(records, origin);
-  const atCut = (name: Name) => cuts.has(keyOf(name));
-  const belowCut = (name: Name) => {
-    for (let skip = 1; skip < name.length - origin.length; skip++) if (cuts.has(keyOf(name.slice(skip)))) return true;
-    return false;
-  };
-
-  // The authoritative owners and their types; at a cut only NS and DS are the parent's.
-  const types = new Map<string, { name: Name; types: Set<number> }>();
-  for (const r of records) {
-    if (belowCut(r.name)) continue;
-    if (atCut(r.name) && r.type !== RRType.NS && r.type !== RRType.DS) continue;
-    const key = keyOf(r.name);
-    const entry = types.get(key) ?? { name: r.name, types: new Set<number>() };
-    entry.types.add(r.type);
-    types.set(key, entry);
-  }
-  const owners = [...types.values()].sort((a, b) => compareNames(a.name, b.name));
-  const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
-  const nsecTtl = Math.min(soa.ttl, minimum); // RFC 9077: the negative TTL
-  const chain: RR[] = owners.map((owner, i) => ({
-    name: owner.name,
-    ttl: nsecTtl,
-    type: TYPE_NSEC,
-    rdata: nsecRdata(owners[(i + 1) % owners.length]!.name, [...owner.types, TYPE_RRSIG, TYPE_NSEC]),
-  }));
-
-  const served = Zone.build(origin, [...records, ...chain], { loading: true });
-  const existing = new Set<string>();
-  for (const owner of owners) for (let skip = 0; skip <= owner.name.length - origin.length; skip++) existing.add(keyOf(owner.name.slice(skip)));
-
+  const layout = new SignedLayout(zone, key.dnskey);
   const inception = Math.floor((now - INCEPTION_BEFORE_MS) / 1000);
   const expiresAt = now + VALIDITY_MS;
   const sigs = new Map<string, RR[]>();
-  const dsSets = new Map<string, RR[]>();
-  for (const rrset of rrsetsOf(served.records())) {
+  for (const rrset of layout.signedRrsets()) {
     const first = rrset[0]!;
-    if (first.type === RRType.DS && atCut(first.name)) dsSets.set(keyOf(first.name), rrset);
-    if (belowCut(first.name) || (atCut(first.name) && first.type !== RRType.DS && first.type !== TYPE_NSEC)) continue;
     const fields: RrsigFields = {
       typeCovered: first.type,
       labels: labelCount(first.name),
@@ -421,13 +385,141 @@ export function signZone(zone: Zone, key: SigningKey, now: number): Zone {
       expiration: Math.floor(expiresAt / 1000),
       inception,
       keyTag: key.keyTag,
-      signer: origin,
+      signer: zone.origin,
     };
     const rdata = rrsigRdata(fields, first.name, rrset.map((r) => r.rdata), key.privateKey);
-    sigs.set(`${keyOf(first.name)} ${first.type}`, [{ name: first.name, ttl: first.ttl, type: TYPE_RRSIG, rdata }]);
+    sigs.set(rrsetKey(first), [{ name: first.name, ttl: first.ttl, type: TYPE_RRSIG, rdata }]);
   }
-  signed.set(served, new ZoneSignatures(origin, sigs, chain, existing, dsSets, expiresAt, key.keyTag));
-  return served;
+  return layout.register(sigs, expiresAt, key.keyTag);
+}
+
+/**
+ * `zone` signed with RRSIGs made earlier (signZone's, stored) by the key whose DNSKEY data is
+ * `dnskey`, at `now`: what a sealed Citadel serves, the private key being out of reach. The
+ * DNSKEY and the NSEC chain follow from the zone's records as signZone makes them; null when
+ * an RRset that needs a signature has none among `rrsigs` (they were made for other content).
+ */
+export function withStoredSignatures(zone: Zone, dnskey: Uint8Array, now: number, rrsigs: readonly RR[]): Zone | null {
+  const layout = new SignedLayout(zone, dnskey);
+  const byRrset = new Map<string, RR[]>();
+  for (const r of rrsigs) byRrset.set(`${keyOf(r.name)} ${readRrsig(r.rdata).typeCovered}`, [r]);
+  const sigs = new Map<string, RR[]>();
+  for (const rrset of layout.signedRrsets()) {
+    const found = byRrset.get(rrsetKey(rrset[0]!));
+    if (found === undefined) return null;
+    sigs.set(rrsetKey(rrset[0]!), found);
+  }
+  return layout.register(sigs, now + VALIDITY_MS, keyTag(dnskey));
+}
+
+/**
+ * A zone that is signed but cannot be served signed (sealed, with no signatures stored for its
+ * serial): registered with signatures that say so, and the answer path answers SERVFAIL for it
+ * rather than unsigned records a validator holding the parent's DS would reject anyway.
+ */
+export function unavailableSigned(zone: Zone): Zone {
+  signed.set(zone, new ZoneSignatures(zone.origin, new Map(), [], new Set(), new Map(), 0, 0, true));
+  return zone;
+}
+
+const rrsetKey = (r: RR) => `${keyOf(r.name)} ${r.type}`;
+
+/** What a signed zone serves besides its signatures: its records with the DNSKEY, the delegations, the NSEC chain. */
+class SignedLayout {
+  private readonly origin: Name;
+  private readonly records: RR[];
+  private readonly cuts: Set<string>;
+  private readonly owners: Array<{ name: Name; types: Set<number> }>;
+  private readonly chain: RR[];
+  private readonly served: Zone;
+
+  constructor(zone: Zone, dnskey: Uint8Array) {
+    const origin = zone.origin;
+    const soa = zone.soa();
+    this.origin = origin;
+    this.records = zone.records().filter((r) => !SIGNER_TYPES.has(r.type));
+    this.records.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
+    this.cuts = delegations(this.records, origin);
+    // The authoritative owners and their types; at a cut only NS and DS are the parent's.
+    const types = new Map<string, { name: Name; types: Set<number> }>();
+    for (const r of this.records) {
+      if (this.belowCut(r.name)) continue;
+      if (this.atCut(r.name) && r.type !== RRType.NS && r.type !== RRType.DS) continue;
+      const key = keyOf(r.name);
+      const entry = types.get(key) ?? { name: r.name, types: new Set<number>() };
+      entry.types.add(r.type);
+      types.set(key, entry);
+    }
+    this.owners = [...types.values()].sort((a, b) => compareNames(a.name, b.name));
+    const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
+    const nsecTtl = Math.min(soa.ttl, minimum); // RFC 9077: the negative TTL
+    this.chain = this.owners.map((owner, i) => ({
+      name: owner.name,
+      ttl: nsecTtl,
+      type: TYPE_NSEC,
+      rdata: nsecRdata(this.owners[(i + 1) % this.owners.length]!.name, [...owner.types, TYPE_RRSIG, TYPE_NSEC]),
+    }));
+    this.served = Zone.build(origin, [...this.records, ...this.chain], { loading: true });
+  }
+
+  private atCut(name: Name): boolean {
+    return this.cuts.has(keyOf(name));
+  }
+
+  private belowCut(name: Name): boolean {
+    for (let skip = 1; skip < name.length - this.origin.length; skip++) if (this.cuts.has(keyOf(name.slice(skip)))) return true;
+    return false;
+  }
+
+  /** The RRsets that carry an RRSIG: every authoritative one; at a cut only the DS and the NSEC. */
+  *signedRrsets(): Generator<RR[]> {
+    for (const rrset of rrsetsOf(this.served.records())) {
+      const first = rrset[0]!;
+      if (this.belowCut(first.name) || (this.atCut(first.name) && first.type !== RRType.DS && first.type !== TYPE_NSEC)) continue;
+      yield rrset;
+    }
+  }
+
+  /** The zone to serve, with `sigs` registered as its signatures. */
+  register(sigs: Map<string, RR[]>, expiresAt: number, tag: number): Zone {
+    const existing = new Set<string>();
+    for (const owner of this.owners) for (let skip = 0; skip <= owner.name.length - this.origin.length; skip++) existing.add(keyOf(owner.name.slice(skip)));
+    const dsSets = new Map<string, RR[]>();
+    for (const rrset of rrsetsOf(this.served.records())) {
+      const first = rrset[0]!;
+      if (first.type === RRType.DS && this.atCut(first.name)) dsSets.set(keyOf(first.name), rrset);
+    }
+    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, existing, dsSets, expiresAt, tag));
+    return this.served;
+  }
+}
+
+/** RRSIGs as stored (owner, TTL, data length, data; the type is RRSIG's): what a sealed start serves again. */
+export function encodeRrsigs(rrsigs: readonly RR[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const r of rrsigs) {
+    const fixed = new Uint8Array(6);
+    const view = new DataView(fixed.buffer);
+    view.setUint32(0, r.ttl);
+    view.setUint16(4, r.rdata.length);
+    parts.push(nameToWire(r.name), fixed, r.rdata);
+  }
+  return Buffer.concat(parts);
+}
+
+export function decodeRrsigs(stored: Uint8Array): RR[] {
+  const out: RR[] = [];
+  const view = new DataView(stored.buffer, stored.byteOffset, stored.length);
+  let at = 0;
+  while (at < stored.length) {
+    const owner = nameFromWire(stored, at);
+    const ttl = view.getUint32(owner.next);
+    const length = view.getUint16(owner.next + 4);
+    const start = owner.next + 6;
+    out.push({ name: owner.name, ttl, type: TYPE_RRSIG, rdata: stored.slice(start, start + length) });
+    at = start + length;
+  }
+  return out;
 }
 
 /** The owners of NS records below the apex (lower-case text). */

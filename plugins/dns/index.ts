@@ -566,9 +566,9 @@ function fingerprintOf(provider: RecordProvider | undefined): string {
 const RESIGN_CHECK_MS = 10 * 60_000;
 
 /**
- * Signs again the signed zones whose signatures run short (or that were built while sealed): a
- * new serial, which rebuilds each and has the secondaries transfer it. At start, then every
- * RESIGN_CHECK_MS. Returns the function that stops it.
+ * Signs again the signed zones whose signatures run short (or that were answered SERVFAIL while
+ * sealed): a new serial, which rebuilds each and has the secondaries transfer it. At start, at
+ * every unseal, then every RESIGN_CHECK_MS. Returns the function that stops it.
  */
 function startResigning(k: Kernel<DnsSettings>, dns: DnsService): () => void {
   const check = () => {
@@ -580,7 +580,13 @@ function startResigning(k: Kernel<DnsSettings>, dns: DnsService): () => void {
   check();
   const timer = setInterval(check, RESIGN_CHECK_MS);
   timer.unref?.();
-  return () => clearInterval(timer);
+  // Zones answered SERVFAIL while sealed, and signatures that ran short meanwhile, are signed
+  // again at the unseal, not up to RESIGN_CHECK_MS later.
+  const stopOnUnseal = k.seal.onUnseal(check);
+  return () => {
+    clearInterval(timer);
+    stopOnUnseal();
+  };
 }
 
 /** "127.0.0.1:5353" or "[::1]:53" → address and port (the config schema has checked the shape loosely). */

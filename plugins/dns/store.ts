@@ -169,11 +169,16 @@ export interface ZoneKeyRow {
   /** Keyring envelope of the PKCS#8 private key. */
   private_key: Uint8Array;
   created_at: number;
+  /** The serial the stored RRSIGs sign, and those RRSIGs (null: none stored yet). */
+  signed_serial: number | null;
+  rrsigs: Uint8Array | null;
 }
 
 export const zoneKey = (db: Database, zoneId: string) => db.query<ZoneKeyRow, [string]>("SELECT * FROM dns_zone_keys WHERE zone_id = ?").get(zoneId);
-export const insertZoneKey = (tx: Database, row: ZoneKeyRow) =>
+export const insertZoneKey = (tx: Database, row: Omit<ZoneKeyRow, "signed_serial" | "rrsigs">) =>
   tx.query("INSERT INTO dns_zone_keys (zone_id, algorithm, dnskey, private_key, created_at) VALUES (?, ?, ?, ?, ?)").run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at);
+export const saveZoneRrsigs = (db: Database, zoneId: string, serial: number, rrsigs: Uint8Array) =>
+  db.query("UPDATE dns_zone_keys SET signed_serial = ?, rrsigs = ? WHERE zone_id = ?").run(serial, rrsigs, zoneId);
 export const deleteZoneKey = (tx: Database, zoneId: string) => tx.query("DELETE FROM dns_zone_keys WHERE zone_id = ?").run(zoneId).changes > 0;
 
 /** The live signed zones, with when they last changed (their signatures' time). */

@@ -5,16 +5,59 @@
  * names, and what sealing does.
  */
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { silentLogger } from "../../../src/log.ts";
+import { decodeMessage } from "../../../plugins/dns/message.ts";
+import { parseName } from "../../../plugins/dns/names.ts";
+import { RRType } from "../../../plugins/dns/rdata.ts";
+import { allowAll, answerQuery, startDnsServer, ZoneTable } from "../../../plugins/dns/server.ts";
+import type { Zone } from "../../../plugins/dns/zone.ts";
+import { buildQuery, freeUdpTcpPort } from "../../helpers/reference-dns.ts";
+import { requireTool } from "../../helpers/tools.ts";
 import { dnsServiceOf } from "../../../plugins/dns/index.ts";
 import { dnskeyText, REFRESH_BEFORE_MS, signaturesOf, TYPE_DNSKEY, VALIDITY_MS } from "../../../plugins/dns/dnssec.ts";
 import { withProvidedRecords } from "../../../plugins/dns/provided.ts";
-import { testCitadel } from "../../helpers/citadel.ts";
+import { stoppedAfterEach, testCitadel } from "../../helpers/citadel.ts";
 import { captureLog } from "../../helpers/http.ts";
 
 type App = Awaited<ReturnType<typeof testCitadel>>;
 
-async function setup() {
-  const c = await testCitadel();
+const serialOf = (c: App, id: string) => (c.kernel.store.db.query("SELECT serial FROM dns_zones WHERE id = ?").get(id) as { serial: number }).serial;
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await Bun.sleep(5);
+  expect(condition()).toBe(true);
+}
+
+/** delv's verdict on `qname qtype` asked of a listener serving `zone`, from the zone's DS; null without delv. */
+async function delvAgainst(zone: Zone, ds: string, qname: string, qtype: string): Promise<string | null> {
+  const tool = requireTool("delv", "bind9-dnsutils");
+  if (tool === null) return null;
+  const dir = mkdtempSync(join(tmpdir(), "citadel-dnssec-sealed-"));
+  const table = new ZoneTable();
+  table.set(zone);
+  const port = await freeUdpTcpPort();
+  const server = await startDnsServer({ udp: [{ address: "127.0.0.1", port }], tcp: [{ address: "127.0.0.1", port }], zones: table, log: silentLogger });
+  try {
+    const [owner, , , tag, algorithm, digestType, digest] = ds.split(" ");
+    writeFileSync(join(dir, "anchors.conf"), `trust-anchors { ${owner} static-ds ${tag} ${algorithm} ${digestType} "${digest}"; };\n`);
+    const run = Bun.spawn([tool, "@127.0.0.1", "-p", String(port), "-a", join(dir, "anchors.conf"), `+root=${owner}`, qname, qtype], { stdout: "pipe", stderr: "pipe", timeout: 20_000 });
+    const [out, err] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text(), run.exited]);
+    return out + err;
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** With a DNS listener (port 0), so that the plugin runs its re-signing; stopped after each test. */
+const withListener = stoppedAfterEach();
+const listening = () => withListener({ config: { dns: { udp: ["127.0.0.1:0"], tcp: [] } } });
+
+async function setup(make: () => Promise<App> = testCitadel) {
+  const c = await make();
   const owner = await c.login(c.owner.email, c.owner.password);
   const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
   const created = await c.send("POST", zones, owner, { json: { name: "example.org", ns: ["ns1.example.net."] } });
@@ -124,14 +167,61 @@ describe("dnssec per zone", () => {
     expect(signaturesOf(served)!.expiresAt).toBe(c.clock.now() + VALIDITY_MS);
   });
 
-  test("sealed: a signed zone is built unsigned (said in the log), and no serial is bumped to sign it again while sealed", async () => {
-    const { c, owner, zone, id } = await setup();
+  test("sealed (a restart before the unseal): the zone is served with the RRSIGs stored at its serial, and delv validates its answers", async () => {
+    // delv checks the signatures' times against its own clock: this Citadel's runs at the real time.
+    const { c, owner, zone, id } = await setup(async () => {
+      const c = await testCitadel();
+      c.clock.advance(Date.now() - c.clock.now());
+      return c;
+    });
+    const ds = (await c.send("POST", `${zone}/dnssec`, owner)).body.ds[0] as string;
+    const dns = dnsServiceOf(c.kernel as never);
+    const unsealed = signaturesOf(dns.zone(id)!)!;
+    c.kernel.seal.seal(); // the decrypted key goes: what a start before the unseal has
+    const served = dns.zone(id)!;
+    const sealed = signaturesOf(served)!;
+    expect(sealed.unavailable).toBe(false);
+    expect(sealed.records().map((r) => r.rdata)).toEqual(unsealed.records().map((r) => r.rdata));
+    expect(c.log.lines.find((l) => String(l.msg).includes("served with the signatures stored at its serial"))).toMatchObject({ zone: "example.org." });
+    expect(dns.signer.refreshDue(c.clock.now())).toEqual([]);
+    const out = await delvAgainst(served, ds, "www.example.org.", "A");
+    if (out === null) return;
+    expect(out).toContain("; fully validated");
+    expect(out).toContain("192.0.2.10");
+    expect(await delvAgainst(served, ds, "nothere.example.org.", "A")).toContain("; negative response, fully validated");
+  });
+
+  test("sealed with no RRSIGs stored for the zone's serial: its names are answered SERVFAIL, never unsigned; the unseal signs it again at once", async () => {
+    const { c, owner, zone, id } = await setup(listening);
     await c.send("POST", `${zone}/dnssec`, owner);
     const dns = dnsServiceOf(c.kernel as never);
     c.kernel.seal.seal();
-    expect(signaturesOf(dns.zone(id)!)).toBeUndefined();
-    expect(c.log.lines.find((l) => String(l.msg).includes("Citadel is sealed: a signed zone is served unsigned"))).toMatchObject({ zone: "example.org." });
-    expect(dns.signer.refreshDue(c.clock.now())).toEqual([]);
+    // A serial the stored RRSIGs do not sign (as a restore's advance of the serials makes one).
+    c.kernel.store.db.query("UPDATE dns_zones SET serial = serial + 1 WHERE id = ?").run(id);
+    const served = dns.zone(id)!;
+    expect(signaturesOf(served)!.unavailable).toBe(true);
+    expect(c.log.lines.find((l) => String(l.msg).includes("no signatures stored for its serial"))).toMatchObject({ level: "error", zone: "example.org." });
+    const table = new ZoneTable();
+    table.set(served);
+    for (const dnssecOk of [true, false]) {
+      const reply = decodeMessage(answerQuery(buildQuery({ name: parseName("www.example.org.", null), type: RRType.A, edns: { payload: 1232, dnssecOk } }), "127.0.0.1", "udp", table, allowAll)!);
+      expect([reply.rcode, reply.answer.length]).toEqual([2, 0]);
+    }
+    const serial = serialOf(c, id);
+    c.kernel.seal.unsealWithKey(c.kernel.rootKey);
+    await waitFor(() => serialOf(c, id) > serial);
+    expect(signaturesOf(dns.zone(id)!)!.unavailable).toBe(false);
+  });
+
+  test("the unseal signs again at once a zone whose signatures ran short while sealed (not at the next check, minutes later)", async () => {
+    const { c, owner, zone, id } = await setup(listening);
+    await c.send("POST", `${zone}/dnssec`, owner);
+    c.kernel.seal.seal();
+    c.clock.advance(VALIDITY_MS - REFRESH_BEFORE_MS);
+    const serial = serialOf(c, id);
+    c.kernel.seal.unsealWithKey(c.kernel.rootKey);
+    await waitFor(() => serialOf(c, id) > serial);
+    expect(dnsServiceOf(c.kernel as never).signer.refreshDue(c.clock.now())).toEqual([]);
   });
 
   test("the CLI's words: dnssec show|enable|disable and ds are commands of the dns plugin", async () => {
