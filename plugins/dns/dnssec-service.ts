@@ -93,6 +93,11 @@ export class ZoneSigner {
     return key;
   }
 
+  /** Does the zone have DNSSEC on? */
+  isSigned(zoneId: string): boolean {
+    return sql.zoneKey(this.k.store.db, zoneId) !== null;
+  }
+
   forget(zoneId: string): void {
     this.keys.delete(zoneId);
     this.unsigned.delete(zoneId);

@@ -187,7 +187,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       const change = providerSerials.seen(provider);
       if (change === null) return;
       zones.providerChanged(provider);
-      const rows = change.moved ? change.domains.flatMap((domain) => hostRowOf(dns, domain) ?? []) : [];
+      const rows = change.moved ? change.domains.flatMap((domain) => unsignedHostRowOf(dns, domain) ?? []) : [];
       if (rows.length === 0) return reload();
       for (const row of new Map(rows.map((r) => [r.id, r])).values()) {
         void dns.bumpSerial(row.id).catch((e) => {
@@ -201,7 +201,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     for (const provider of k.records.list()) {
       const change = providerSerials.seen(provider.name);
       zones.providerChanged(provider.name);
-      const row = change?.moved ? hostRowOf(dns, provider.domain) : null;
+      const row = change?.moved ? unsignedHostRowOf(dns, provider.domain) : null;
       if (row) await dns.bumpSerial(row.id);
     }
     reload();
@@ -620,13 +620,20 @@ function transferAllowed(k: Kernel<DnsSettings>, view: TransferView, client: str
   return allowed;
 }
 
-/** The stored zone a provider's domain lies in, or null (also when the domain is not a name). */
-function hostRowOf(dns: DnsService, domain: string) {
+/**
+ * The stored zone a provider's domain lies in, or null (also when the domain is not a name, and
+ * when that zone is signed: it leaves the provider's names out, so their change changes nothing
+ * it serves, and a new serial would only sign it all again and have every secondary transfer it
+ * — or, while sealed, give it a serial no stored signature signs).
+ */
+function unsignedHostRowOf(dns: DnsService, domain: string) {
+  let row: ReturnType<DnsService["hostZoneRow"]>;
   try {
-    return dns.hostZoneRow(parseName(domain, null));
+    row = dns.hostZoneRow(parseName(domain, null));
   } catch {
     return null;
   }
+  return row === null || dns.signer.isSigned(row.id) ? null : row;
 }
 
 /** The query log when [dns] query_log_sample asks for one (a file it cannot open is logged, and DNS serves without it). */

@@ -147,6 +147,24 @@ describe("dnssec per zone", () => {
     expect(log.lines.find((l) => String(l.msg).includes("lies in a signed zone"))).toMatchObject({ level: "error", provider: "mesh", zone: "example.org." });
   });
 
+  test("a record provider's change does not move a signed zone's serial (its names are left out of it); an unsigned zone's moves", async () => {
+    const { c, owner, zones, zone, id } = await setup(listening);
+    await c.send("POST", `${zone}/dnssec`, owner);
+    const unsigned = await c.send("POST", zones, owner, { json: { name: "example.net", ns: ["ns1.example.org."] } });
+    const signedSerial = serialOf(c, id);
+    const unsignedSerial = serialOf(c, unsigned.body.id);
+    let address = "100.64.0.1";
+    const records = (domain: string) => () => [{ name: `db1.${domain}`, type: "A", ttl: 60, data: address }];
+    c.kernel.records.register({ name: "mesh", domain: "mesh.example.org.", records: records("mesh.example.org.") });
+    c.kernel.records.register({ name: "lab", domain: "lab.example.net.", records: records("lab.example.net.") });
+    address = "100.64.0.2";
+    c.kernel.records.changed("mesh");
+    c.kernel.records.changed("lab");
+    // The unsigned zone's serial moving says both changes were handled (in this order).
+    await waitFor(() => serialOf(c, unsigned.body.id) > unsignedSerial + 1);
+    expect(serialOf(c, id)).toBe(signedSerial);
+  });
+
   test("signatures are signed again (a new serial) once less than a week is left of them, not before", async () => {
     const { c, owner, zone, id } = await setup();
     await c.send("POST", `${zone}/dnssec`, owner);
