@@ -98,6 +98,12 @@ export class ZoneSigner {
     return sql.zoneKey(this.k.store.db, zoneId) !== null;
   }
 
+  /** Holds the zone's decrypted key in memory (tests: a deleted zone's must be gone). */
+  holdsKey(zoneId: string): boolean {
+    return this.keys.has(zoneId);
+  }
+
+  /** Drops the zone's decrypted key: its signing ended (disabled, or the zone deleted or erased). */
   forget(zoneId: string): void {
     this.keys.delete(zoneId);
     this.unsigned.delete(zoneId);

@@ -346,7 +346,8 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       })
       .delete(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).disable(caller(request), params.org, params.zone), {
         response: m.Dnssec,
-        detail: { summary: "Stop signing the zone (remove the DS at the parent first: asks for confirmation)", tags, ...access({ ...WRITE, confirm: true }) },
+        // Takes the zone offline for validators while the parent has its DS: as grave as a zone delete.
+        detail: { summary: "Stop signing the zone (remove the DS at the parent first: asks for confirmation)", tags, ...access({ ...WRITE, permission: "delete", confirm: true }) },
       })
       .get(`${ZONE}/records`, ({ params }) => dns.recordList(params.org, params.zone), {
         response: m.RecordList,

@@ -474,6 +474,7 @@ export class DnsService {
       const row = this.zoneRow(organizationId, zone, tx);
       sql.deleteZone(tx, row.id, this.now());
       this.k.audit.record(tx, event(caller, row, "dns.zone.delete", row.name));
+      this.signer.forget(row.id);
     });
   }
 

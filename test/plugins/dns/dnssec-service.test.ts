@@ -19,6 +19,7 @@ import { requireTool } from "../../helpers/tools.ts";
 import { dnsServiceOf } from "../../../plugins/dns/index.ts";
 import { dnskeyText, REFRESH_BEFORE_MS, signaturesOf, TYPE_DNSKEY, VALIDITY_MS } from "../../../plugins/dns/dnssec.ts";
 import { withProvidedRecords } from "../../../plugins/dns/provided.ts";
+import { dnsOrganizationDeletion, dnsSubjects } from "../../../plugins/dns/subject.ts";
 import { stoppedAfterEach, testCitadel } from "../../helpers/citadel.ts";
 import { captureLog } from "../../helpers/http.ts";
 
@@ -125,6 +126,33 @@ describe("dnssec per zone", () => {
     const ask = await c.send("DELETE", zone, owner);
     expect((await c.send("DELETE", zone, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
     expect(keyRow(c, id)).toBeNull();
+  });
+
+  test("disable needs the delete permission, as a zone delete does: an editor may enable, not disable", async () => {
+    const { c, owner, zone } = await setup();
+    const editor = await c.addUser(owner, "editor@example.org", "editor");
+    expect((await c.send("POST", `${zone}/dnssec`, editor.token)).status).toBe(200);
+    expect((await c.send("DELETE", `${zone}/dnssec`, editor.token)).status).toBe(403);
+    expect((await c.send("GET", `${zone}/dnssec`, owner)).body.enabled).toBe(true);
+  });
+
+  const organizationOf = (c: App) => ({ kind: "organization" as const, id: c.owner.organization }) as never;
+  test.each([
+    ["the zone is deleted", async (c: App, owner: string, zone: string) => {
+      const ask = await c.send("DELETE", zone, owner);
+      expect((await c.send("DELETE", zone, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+    }],
+    ["its organization is deleted", (c: App) => void dnsOrganizationDeletion(dnsServiceOf(c.kernel as never)).deleted(c.kernel.store.db, c.owner.organization, c.clock.now())],
+    ["its organization's erasure is requested", (c: App) => dnsSubjects(dnsServiceOf(c.kernel as never)).softDelete!(c.kernel.store.db, organizationOf(c), c.clock.now())],
+    ["its organization is erased", (c: App) => void dnsSubjects(dnsServiceOf(c.kernel as never)).erase!(c.kernel.store.db, organizationOf(c), c.clock.now())],
+  ])("a zone's decrypted key leaves memory when %s", async (_, end: (c: App, owner: string, zone: string) => unknown) => {
+    const { c, owner, zone, id } = await setup();
+    const dns = dnsServiceOf(c.kernel as never);
+    await c.send("POST", `${zone}/dnssec`, owner);
+    dns.zone(id);
+    expect(dns.signer.holdsKey(id)).toBe(true);
+    await end(c, owner, zone);
+    expect(dns.signer.holdsKey(id)).toBe(false);
   });
 
   test("a zone holding a record provider's names (the mesh's) is refused with 409 saying why", async () => {
