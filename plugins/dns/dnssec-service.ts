@@ -11,6 +11,7 @@
  * REFRESH_BEFORE_MS left, whose serial the plugin then bumps so that they are signed again and
  * transferred.
  */
+import type { Database } from "bun:sqlite";
 import type { Keyring } from "../../src/crypto/keyring.ts";
 import { actorOf } from "../../src/auth/principal.ts";
 import { ConflictError, NotFoundError } from "../../src/errors.ts";
@@ -153,6 +154,7 @@ export class DnssecService {
         const row = this.dns.zoneRow(organizationId, zone, tx);
         if (sql.zoneKey(tx, row.id)) throw new ConflictError(`${row.name} is signed already.`);
         this.refuseProvidedNames(row);
+        this.refuseUndelegatedZones(tx, row);
         const now = this.k.clock.now();
         const envelope = this.k.seal.keyring().encrypt(tx, KEY_OWNER, keyContext(row.id), pkcs8);
         sql.insertZoneKey(tx, { zone_id: row.id, algorithm: ALGORITHM, dnskey, private_key: envelope, created_at: now });
@@ -184,6 +186,18 @@ export class DnssecService {
       this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.disable", `${row.name}: key tag ${keyTag(key.dnskey)} removed; serial ${serial}`));
       return view(row, null);
     });
+  }
+
+  /**
+   * A zone served here below this one without a delegation to it: the signed zone's NSEC chain
+   * would deny its names, and validators would fail every one.
+   */
+  private refuseUndelegatedZones(tx: Database, row: sql.ZoneRow): void {
+    const undelegated = this.dns.undelegatedZonesIn(tx, row);
+    if (undelegated.length === 0) return;
+    throw new ConflictError(
+      `${row.name} holds ${undelegated.join(", ")}, served here with no delegation to ${undelegated.length === 1 ? "it" : "them"}: signed, ${row.name}'s NSEC records would deny ${undelegated.length === 1 ? "its" : "their"} names to validators. Delegate ${undelegated.length === 1 ? "it" : "them"} first (NS records in ${row.name}).`,
+    );
   }
 
   /**

@@ -353,6 +353,7 @@ export class DnsService {
       if (sql.liveZoneByName(tx, name)) throw new ConflictError(`The zone ${name} exists already.`);
       this.refuseOverZoneQuota(tx, organizationId);
       this.refuseOverlap(tx, origin, organizationId);
+      this.refuseUndelegatedInSigned(tx, origin);
       // Secondaries may still hold a deleted zone of this name: a lower serial would never be
       // transferred, so the new zone continues from the highest one it had.
       row.serial = nextSerial(highestSerial(sql.deletedSerials(tx, name)), now);
@@ -410,6 +411,29 @@ export class DnsService {
     for (const { domain, provider } of this.providedDomains()) {
       if (isSubdomain(origin, domain)) throw new ConflictError(`${nameToText(origin)} is at or below ${provider.domain}, whose names ${provider.name} serves.`);
     }
+  }
+
+  /**
+   * A zone served here inside a signed zone, without a delegation to it there, has names the
+   * signed zone's NSEC chain denies: a validator holding the signed zone's DS fails every one.
+   */
+  private refuseUndelegatedInSigned(tx: Database, origin: Name): void {
+    for (let skip = 1; skip < origin.length; skip++) {
+      const above = sql.liveZoneByName(tx, canonical(origin.slice(skip)));
+      if (above === null || sql.zoneKey(tx, above.id) === null || delegatedFrom(tx, above, origin)) continue;
+      throw new ConflictError(
+        `${nameToText(origin)} lies in ${above.name}, which is signed (DNSSEC), with no delegation to it: its NSEC records would deny every name of the new zone to validators. Delegate it first (NS records for ${nameToText(origin)} in ${above.name}).`,
+      );
+    }
+  }
+
+  /** The live zones served here below `row` that it does not delegate (no NS at or above them below its apex): what signing it would deny. */
+  undelegatedZonesIn(tx: Database, row: sql.ZoneRow): string[] {
+    const origin = originOf(row);
+    return sql
+      .allLiveZones(tx)
+      .filter((other) => other.id !== row.id && isSubdomain(originOf(other), origin) && !delegatedFrom(tx, row, originOf(other)))
+      .map((other) => other.name);
   }
 
   /**
@@ -575,6 +599,12 @@ const originOf = (row: sql.ZoneRow): Name => parseName(row.name, null);
 
 /** A record's owner and type, and where a zone file has it. */
 type Owned = { name: Name; type: number; line?: number };
+
+/** Does `zone` delegate `name` (an NS record at it, or above it below the zone's apex)? */
+function delegatedFrom(db: Database, zone: sql.ZoneRow, name: Name): boolean {
+  const apex = originOf(zone).length;
+  return storedRecords(db, zone.id).some((r) => r.type === RRType.NS && r.name.length > apex && isSubdomain(name, r.name));
+}
 
 function storedRecords(db: Database, zoneId: string): RR[] {
   return sql.recordsOf(db, zoneId).map((r) => ({ name: parseName(r.owner, null), ttl: r.ttl, type: r.type, rdata: new Uint8Array(r.rdata) }));

@@ -155,6 +155,32 @@ describe("dnssec per zone", () => {
     expect(dns.signer.holdsKey(id)).toBe(false);
   });
 
+  test("a zone holding a zone served here without a delegation to it is not signed (409, delegate it first); with one it is", async () => {
+    const { c, owner, zones, zone, id } = await setup();
+    expect((await c.send("POST", zones, owner, { json: { name: "lab.example.org", ns: ["ns1.example.net."] } })).status).toBe(200);
+    const refused = await c.send("POST", `${zone}/dnssec`, owner);
+    expect([refused.status, refused.body.detail]).toEqual([
+      409,
+      "example.org. holds lab.example.org., served here with no delegation to it: signed, example.org.'s NSEC records would deny its names to validators. Delegate it first (NS records in example.org.).",
+    ]);
+    expect(keyRow(c, id)).toBeNull();
+    expect((await c.send("PUT", `${zone}/rrsets/lab/NS`, owner, { json: { records: ["ns1.example.net."] } })).status).toBe(200);
+    expect((await c.send("POST", `${zone}/dnssec`, owner)).status).toBe(200);
+  });
+
+  test("a zone inside a signed one is made only once the signed one delegates it (409 saying so)", async () => {
+    const { c, owner, zones, zone } = await setup();
+    await c.send("POST", `${zone}/dnssec`, owner);
+    const refused = await c.send("POST", zones, owner, { json: { name: "a.lab.example.org", ns: ["ns1.example.net."] } });
+    expect([refused.status, refused.body.detail]).toEqual([
+      409,
+      "a.lab.example.org. lies in example.org., which is signed (DNSSEC), with no delegation to it: its NSEC records would deny every name of the new zone to validators. Delegate it first (NS records for a.lab.example.org. in example.org.).",
+    ]);
+    // A delegation at it or above it (lab) will do.
+    expect((await c.send("PUT", `${zone}/rrsets/lab/NS`, owner, { json: { records: ["ns1.example.net."] } })).status).toBe(200);
+    expect((await c.send("POST", zones, owner, { json: { name: "a.lab.example.org", ns: ["ns1.example.net."] } })).status).toBe(200);
+  });
+
   test("a zone holding a record provider's names (the mesh's) is refused with 409 saying why", async () => {
     const { c, owner, zone, id } = await setup();
     c.kernel.records.register({ name: "mesh", domain: "mesh.example.org.", records: () => [{ name: "db1.mesh.example.org.", type: "A", ttl: 60, data: "100.64.0.1" }] });
