@@ -26,7 +26,7 @@ const SERVFAIL: Answer = { rcode: 2 as Answer["rcode"], aa: false, answer: [], a
 /** `answer` as a signed zone gives it: with its DNSSEC records for a DO query, without the ones not asked for otherwise. */
 export function dnssecAnswer(answer: Answer, qname: Name, qtype: number, signatures: ZoneSignatures, dnssecOk: boolean): Answer {
   if (signatures.unavailable) return SERVFAIL;
-  if (qtype === TYPE_RRSIG) return rrsigAnswer(answer, qname, signatures);
+  if (qtype === TYPE_RRSIG && (!dnssecOk || hasOwnRrsigs(answer, qname, signatures))) return rrsigAnswer(answer, qname, signatures);
   if (!dnssecOk) return qtype === ANY ? { ...answer, answer: answer.answer.filter((r) => r.type !== TYPE_NSEC) } : answer;
   const out: Answer = { rcode: answer.rcode, aa: answer.aa, answer: [], authority: [], additional: [] };
   const proofs = new Proofs(signatures);
@@ -47,6 +47,17 @@ export function dnssecAnswer(answer: Answer, qname: Name, qtype: number, signatu
   out.authority.push(...proofs.records());
   withSignatures(answer.additional, signatures, out.additional, null);
   return out;
+}
+
+/**
+ * A query for RRSIG with DO is answered with the name's signatures only where the zone holds
+ * some and answers for the name itself; otherwise — no such name, an empty non-terminal, a
+ * delegation point or below — it takes the ordinary path: NXDOMAIN or NODATA with their NSEC
+ * proofs, a referral with its DS or NSEC, which a validator can check.
+ */
+function hasOwnRrsigs(answer: Answer, qname: Name, signatures: ZoneSignatures): boolean {
+  const referral = answer.authority.some((r) => r.type === RRType.NS && !nameEquals(r.name, signatures.origin));
+  return !referral && signatures.rrsigsAt(qname).length > 0;
 }
 
 /** A query for RRSIG: every signature at the name (the zone holds them apart from its RRsets). */

@@ -178,6 +178,20 @@ describe("answers from a signed zone", () => {
     expect(rrsigs.answer.map(covered).sort((a, b) => a - b)).toEqual([RRType.A, RRType.AAAA, TYPE_NSEC].sort((a, b) => a - b));
   });
 
+  test("RRSIG with DO: the name's signatures where it has some; NXDOMAIN or NODATA with their proofs elsewhere, a referral at a cut", () => {
+    const own = ask("www.example.test.", TYPE_RRSIG);
+    expect([own.rcode, own.aa, own.answer.map(covered).sort((a, b) => a - b)]).toEqual([0, true, [RRType.A, RRType.AAAA, TYPE_NSEC].sort((a, b) => a - b)]);
+    const nothere = ask("nothere.example.test.", TYPE_RRSIG);
+    expect([nothere.rcode, nothere.answer]).toEqual([3, []]);
+    expect(nothere.authority.some((r) => r.type === TYPE_NSEC && covers(r, name("nothere.example.test.")))).toBe(true);
+    const empty = ask("c.example.test.", TYPE_RRSIG); // an empty non-terminal
+    expect([empty.rcode, empty.answer.length, empty.authority.some((r) => r.type === TYPE_NSEC)]).toEqual([0, 0, true]);
+    for (const qname of ["insecure.example.test.", "host.insecure.example.test."]) {
+      const referral = ask(qname, TYPE_RRSIG);
+      expect([qname, referral.aa, referral.answer.length, owners(referral.authority)]).toEqual([qname, false, 0, [`insecure.example.test. ${RRType.NS}`, `insecure.example.test. ${TYPE_NSEC}`, `insecure.example.test. ${TYPE_RRSIG}`]]);
+    }
+  });
+
   test("NXDOMAIN: the SOA and its RRSIG, the NSEC covering the name and the one covering the wildcard", () => {
     const reply = ask("nope.c.example.test.", RRType.A);
     expect(reply.rcode).toBe(3);
@@ -304,6 +318,8 @@ describe("validators", () => {
     ["x.wild.example.test.", "A", "; negative response, fully validated", "NXRRSET"],
     ["c.example.test.", "A", "; negative response, fully validated", "NXRRSET"],
     ["insecure.example.test.", "DS", "; negative response, fully validated", "NXRRSET"],
+    ["nothere.example.test.", "RRSIG", "; negative response, fully validated", "NXDOMAIN"],
+    ["c.example.test.", "RRSIG", "; negative response, fully validated", "NXRRSET"],
   ])("delv validates %s %s", async (qname, qtype, verdict, shows) => {
     const out = await delv(qname, qtype);
     if (out === null) return;
