@@ -155,6 +155,7 @@ export class DnssecService {
         if (sql.zoneKey(tx, row.id)) throw new ConflictError(`${row.name} is signed already.`);
         this.refuseProvidedNames(row);
         this.refuseUndelegatedZones(tx, row);
+        this.refuseUnsignableRecords(tx, row);
         const now = this.k.clock.now();
         const envelope = this.k.seal.keyring().encrypt(tx, KEY_OWNER, keyContext(row.id), pkcs8);
         sql.insertZoneKey(tx, { zone_id: row.id, algorithm: ALGORITHM, dnskey, private_key: envelope, created_at: now });
@@ -198,6 +199,12 @@ export class DnssecService {
     throw new ConflictError(
       `${row.name} holds ${undelegated.join(", ")}, served here with no delegation to ${undelegated.length === 1 ? "it" : "them"}: signed, ${row.name}'s NSEC records would deny ${undelegated.length === 1 ? "its" : "their"} names to validators. Delegate ${undelegated.length === 1 ? "it" : "them"} first (NS records in ${row.name}).`,
     );
+  }
+
+  /** Records the signer cannot sign so that validators accept them (unsignableRecord): they go first. */
+  private refuseUnsignableRecords(tx: Database, row: sql.ZoneRow): void {
+    const found = this.dns.unsignableRecordsIn(tx, row);
+    if (found.length > 0) throw new ConflictError(`${row.name} holds records a signed zone cannot: ${[...new Set(found)].join("; ")}. Remove them first.`);
   }
 
   /**

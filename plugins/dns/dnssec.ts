@@ -42,6 +42,25 @@ export const REFRESH_BEFORE_MS = 7 * 86_400_000;
 /** Types a zone's own data may not hold once it is signed: the signer makes them (stored ones are left out). */
 const SIGNER_TYPES = new Set([TYPE_RRSIG, TYPE_NSEC, TYPE_NSEC3, TYPE_NSEC3PARAM]);
 
+/**
+ * Obsolete types whose data holds domain names RFC 4034 section 6.2 lowers in canonical form
+ * (SIG, NXT, A6) and the signer does not: their RRSIGs would not verify, so a signed zone holds
+ * none of them.
+ */
+const UNSIGNED_NAME_TYPES = new Map([
+  [24, "SIG"],
+  [30, "NXT"],
+  [38, "A6"],
+]);
+
+/** Why a signed zone cannot hold a record of `type` at `owner` (null: it can). */
+export function unsignableRecord(owner: Name, type: number, origin: Name): string | null {
+  const obsolete = UNSIGNED_NAME_TYPES.get(type);
+  if (obsolete !== undefined) return `${obsolete} records (obsolete) are not signed here: validators would reject them; a signed zone holds none`;
+  if (type === RRType.DS && owner.length === origin.length) return "a DS at the zone's apex belongs in the parent zone: signed as this zone's own data, validators reject it";
+  return null;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Keys
 

@@ -20,6 +20,7 @@ import { parseRdata, parseRecordData, rdataIdentity, rdataToText, RdataError, RR
 import type { DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
 import { ZoneSigner } from "./dnssec-service.ts";
+import { unsignableRecord } from "./dnssec.ts";
 import * as sql from "./store.ts";
 import { parseZoneFile, printZoneFile, ZoneFileError } from "./zone-file.ts";
 import { MAX_TTL, Zone, ZoneError, type RR } from "./zone.ts";
@@ -427,6 +428,25 @@ export class DnsService {
     }
   }
 
+  /** Refuses records a signed zone cannot hold (unsignableRecord); an unsigned zone holds any. */
+  private refuseUnsignable<R extends { name: Name; type: number }>(tx: Database, row: sql.ZoneRow, records: readonly R[], refuse: (message: string, record: R) => Error): void {
+    if (sql.zoneKey(tx, row.id) === null) return;
+    const origin = originOf(row);
+    for (const r of records) {
+      const why = unsignableRecord(r.name, r.type, origin);
+      if (why !== null) throw refuse(why, r);
+    }
+  }
+
+  /** The stored records of `row` a signed zone cannot hold, each as "owner TYPE: why". */
+  unsignableRecordsIn(tx: Database, row: sql.ZoneRow): string[] {
+    const origin = originOf(row);
+    return storedRecords(tx, row.id).flatMap((r) => {
+      const why = unsignableRecord(r.name, r.type, origin);
+      return why === null ? [] : [`${canonical(r.name)} ${typeToText(r.type)}: ${why}`];
+    });
+  }
+
   /** The live zones served here below `row` that it does not delegate (no NS at or above them below its apex): what signing it would deny. */
   undelegatedZonesIn(tx: Database, row: sql.ZoneRow): string[] {
     const origin = originOf(row);
@@ -531,6 +551,7 @@ export class DnsService {
     });
     return this.write((tx) => {
       const row = this.zoneRow(organizationId, zone, tx);
+      if (wanted.length > 0) this.refuseUnsignable(tx, row, wanted, (message) => new InvalidError(`${label}: ${message}`, "type"));
       const stored = storedRecords(tx, row.id);
       const others = stored.filter((r) => !(r.type === type && canonical(r.name) === ownerKey));
       this.refuseOverRecordQuota(row.name, stored.length, others.length + wanted.length, (message) => new ConflictError(message));
@@ -573,6 +594,7 @@ export class DnsService {
       if (fileSoa && serialLess(serial, fileSoa.serial)) serial = fileSoa.serial;
       const next: sql.ZoneRow = { ...row, ...(fileSoa?.soa ?? {}), serial };
       const built = refusing("records", () => Zone.build(origin, [soaRecord(next), ...records]));
+      this.refuseUnsignable(tx, row, parsed, (message, r) => new InvalidError(`line ${r.line}: ${canonical(r.name)} ${typeToText(r.type)}: ${message}`, "content"));
       this.refuseCuttingOffProviders(tx, row, owners);
       const before = new Map(storedRecords(tx, row.id).map((r) => [recordKey(r), r.ttl]));
       const after = new Map(built.records().filter((r) => r.type !== RRType.SOA).map((r) => [recordKey(r), r.ttl]));

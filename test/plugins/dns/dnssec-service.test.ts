@@ -181,6 +181,40 @@ describe("dnssec per zone", () => {
     expect((await c.send("POST", zones, owner, { json: { name: "a.lab.example.org", ns: ["ns1.example.net."] } })).status).toBe(200);
   });
 
+  const A6 = "\\# 17 0020010db8000000000000000000000001";
+  const NXT = "\\# 6 016100014000";
+  const SIG = `\\# 19 ${"00".repeat(18)}00`;
+  const DS = "12345 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF";
+
+  test("a signed zone refuses (422) SIG, NXT and A6 records, whose names the signer does not lower, and a DS at its apex; a delegation's DS is fine", async () => {
+    const { c, owner, zone } = await setup();
+    await c.send("POST", `${zone}/dnssec`, owner);
+    for (const [owner_, type, data] of [["old", "TYPE38", A6], ["old", "TYPE30", NXT], ["old", "SIG", SIG], ["@", "DS", DS]] as const) {
+      const refused = await c.send("PUT", `${zone}/rrsets/${owner_}/${type}`, owner, { json: { records: [data] } });
+      expect([type, refused.status]).toEqual([type, 422]);
+    }
+    const apexDs = await c.send("PUT", `${zone}/rrsets/@/DS`, owner, { json: { records: [DS] } });
+    expect(apexDs.body.detail).toBe("example.org. DS: a DS at the zone's apex belongs in the parent zone: signed as this zone's own data, validators reject it");
+    const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: `@ 300 NS ns1.example.net.\nold 300 TYPE38 ${A6}\n` } });
+    expect([imported.status, imported.body.detail]).toEqual([422, "line 2: old.example.org. TYPE38: A6 records (obsolete) are not signed here: validators would reject them; a signed zone holds none"]);
+    expect((await c.send("PUT", `${zone}/rrsets/child/NS`, owner, { json: { records: ["ns1.example.net."] } })).status).toBe(200);
+    expect((await c.send("PUT", `${zone}/rrsets/child/DS`, owner, { json: { records: [DS] } })).status).toBe(200);
+  });
+
+  test("enabling DNSSEC on a zone holding such records is refused (409 naming them) until they go", async () => {
+    const { c, owner, zone } = await setup();
+    expect((await c.send("PUT", `${zone}/rrsets/old/TYPE38`, owner, { json: { records: [A6] } })).status).toBe(200);
+    expect((await c.send("PUT", `${zone}/rrsets/@/DS`, owner, { json: { records: [DS] } })).status).toBe(200);
+    const refused = await c.send("POST", `${zone}/dnssec`, owner);
+    expect(refused.status).toBe(409);
+    expect(refused.body.detail).toContain("example.org. holds records a signed zone cannot: ");
+    expect(refused.body.detail).toContain("old.example.org. TYPE38: A6 records (obsolete)");
+    expect(refused.body.detail).toContain("example.org. DS: a DS at the zone's apex belongs in the parent zone");
+    await c.send("PUT", `${zone}/rrsets/old/TYPE38`, owner, { json: { records: [] } });
+    await c.send("PUT", `${zone}/rrsets/@/DS`, owner, { json: { records: [] } });
+    expect((await c.send("POST", `${zone}/dnssec`, owner)).status).toBe(200);
+  });
+
   test("a zone holding a record provider's names (the mesh's) is refused with 409 saying why", async () => {
     const { c, owner, zone, id } = await setup();
     c.kernel.records.register({ name: "mesh", domain: "mesh.example.org.", records: () => [{ name: "db1.mesh.example.org.", type: "A", ttl: 60, data: "100.64.0.1" }] });
