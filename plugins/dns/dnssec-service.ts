@@ -4,10 +4,10 @@
  * (ZoneSigner). The private key is a keyring envelope (as the TSIG secrets are), decrypted when
  * a zone is signed and kept only while Citadel is unsealed.
  *
- * A zone is signed as a whole each time it is built — after every change, each change moving
- * its serial — at the time of that change (the zone's updated_at): the signatures a secondary
- * transferred at a serial are the ones served at it, whatever restarts came since. Signatures
- * last VALIDITY_MS; `refreshDue` names the zones whose signatures have less than
+ * A zone is signed each time it is built — after every change, each change moving its serial —
+ * at the time of that change (the zone's updated_at), keeping the RRSIGs of the RRsets the change
+ * left as they were (signZone with the signatures served until then). Signatures last
+ * VALIDITY_MS; `refreshDue` names the zones whose earliest signature has less than
  * REFRESH_BEFORE_MS left, whose serial the plugin then bumps so that they are signed again and
  * transferred.
  */
@@ -34,6 +34,7 @@ import {
   VALIDITY_MS,
   withStoredSignatures,
   type SigningKey,
+  type ZoneSignatures,
 } from "./dnssec.ts";
 import { nextSerial, type Caller, type DnsKernel, type DnsService } from "./service.ts";
 import * as sql from "./store.ts";
@@ -52,6 +53,8 @@ export class ZoneSigner {
   private readonly keys = new Map<string, { keyring: Keyring; key: SigningKey }>();
   /** Signed zones answered SERVFAIL while sealed: signed again once unsealed (refreshDue). */
   private readonly unsigned = new Set<string>();
+  /** The signatures each signed zone is served with: its next signing keeps those of unchanged RRsets. */
+  private readonly current = new Map<string, ZoneSignatures>();
 
   constructor(private readonly k: DnsKernel) {
     k.seal.onSeal(() => this.keys.clear());
@@ -64,22 +67,34 @@ export class ZoneSigner {
     const key = this.key(stored);
     if (key === null) return this.signedWhileSealed(row, zone, stored);
     this.unsigned.delete(row.id);
-    const served = signZone(zone, key, row.updated_at);
+    const served = this.remember(row.id, signZone(zone, key, row.updated_at, this.current.get(row.id)));
     if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
     return served;
   }
 
   private signedWhileSealed(row: sql.ZoneRow, zone: Zone, stored: sql.ZoneKeyRow): Zone {
     if (stored.signed_serial === row.serial && stored.rrsigs !== null) {
-      const served = withStoredSignatures(zone, new Uint8Array(stored.dnskey), row.updated_at, decodeRrsigs(new Uint8Array(stored.rrsigs)));
+      const served = withStoredSignatures(zone, new Uint8Array(stored.dnskey), decodeRrsigs(new Uint8Array(stored.rrsigs)));
       if (served !== null) {
+        this.remember(row.id, served);
         this.k.log.info("dns: Citadel is sealed: a signed zone is served with the signatures stored at its serial", { zone: row.name, serial: row.serial });
         return served;
       }
     }
     this.unsigned.add(row.id);
+    this.current.delete(row.id);
     this.k.log.error("dns: Citadel is sealed and a signed zone has no signatures stored for its serial: its names are answered SERVFAIL until it is unsealed", { zone: row.name, serial: row.serial });
     return unavailableSigned(zone);
+  }
+
+  private remember(zoneId: string, served: Zone): Zone {
+    this.current.set(zoneId, signaturesOf(served)!);
+    return served;
+  }
+
+  /** When the first of the zone's served signatures expires (null: not signed here yet). */
+  expiresAt(zoneId: string): number | null {
+    return this.current.get(zoneId)?.expiresAt ?? null;
   }
 
   private key(stored: sql.ZoneKeyRow): SigningKey | null {
@@ -108,6 +123,7 @@ export class ZoneSigner {
   forget(zoneId: string): void {
     this.keys.delete(zoneId);
     this.unsigned.delete(zoneId);
+    this.current.delete(zoneId);
   }
 
   /**
@@ -116,7 +132,10 @@ export class ZoneSigner {
    */
   refreshDue(now: number): Array<{ id: string; name: string }> {
     if (this.k.seal.keyringIfUnsealed() === null) return [];
-    return sql.signedZones(this.k.store.db).filter((z) => this.unsigned.has(z.id) || z.updated_at + VALIDITY_MS - REFRESH_BEFORE_MS <= now);
+    // The earliest signature of the zone as served (a signing keeps unchanged RRsets' older ones);
+    // before its first build here, those of its last change.
+    const expiry = (z: { id: string; updated_at: number }) => this.expiresAt(z.id) ?? z.updated_at + VALIDITY_MS;
+    return sql.signedZones(this.k.store.db).filter((z) => this.unsigned.has(z.id) || expiry(z) - REFRESH_BEFORE_MS <= now);
   }
 }
 
@@ -140,7 +159,7 @@ export class DnssecService {
 
   show(organizationId: string, zone: string): DnssecView {
     const row = this.dns.zoneRow(organizationId, zone);
-    return view(row, sql.zoneKey(this.k.store.db, row.id));
+    return view(row, sql.zoneKey(this.k.store.db, row.id), this.dns.signer.expiresAt(row.id));
   }
 
   /**
@@ -233,7 +252,7 @@ function domainOf(text: string): Name | null {
   }
 }
 
-function view(row: sql.ZoneRow, key: sql.ZoneKeyRow | null): DnssecView {
+function view(row: sql.ZoneRow, key: sql.ZoneKeyRow | null, expiresAt: number | null = null): DnssecView {
   if (!key) return { zone: row.name, enabled: false, algorithm: null, key_tag: null, dnskey: [], ds: [], signatures_expire_at: null, created_at: null };
   const dnskey = new Uint8Array(key.dnskey);
   const origin = parseName(row.name, null);
@@ -244,7 +263,7 @@ function view(row: sql.ZoneRow, key: sql.ZoneKeyRow | null): DnssecView {
     key_tag: keyTag(dnskey),
     dnskey: [`${row.name} IN DNSKEY ${dnskeyText(dnskey)}`],
     ds: [`${row.name} IN DS ${dsText(dsOf(origin, dnskey))}`],
-    signatures_expire_at: new Date(row.updated_at + VALIDITY_MS).toISOString(),
+    signatures_expire_at: new Date(expiresAt ?? row.updated_at + VALIDITY_MS).toISOString(),
     created_at: new Date(key.created_at).toISOString(),
   };
 }

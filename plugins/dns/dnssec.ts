@@ -306,9 +306,11 @@ export class ZoneSignatures {
     private readonly existing: Set<string>,
     /** The DS RRsets at the delegations, by owner (a referral carries them). */
     private readonly dsSets: Map<string, RR[]>,
-    /** When the signatures stop being valid (ms since the epoch). */
+    /** When the first of the signatures stops being valid (ms since the epoch). */
     readonly expiresAt: number,
     readonly keyTag: number,
+    /** What each RRSIG covers (canonicalContent), by `owner type`: a later signing keeps the ones whose RRset is unchanged. */
+    private readonly contents: Map<string, string>,
     /** Signed, but no signatures to serve (sealed, none stored for the serial): its names are answered SERVFAIL. */
     readonly unavailable = false,
   ) {
@@ -324,6 +326,13 @@ export class ZoneSignatures {
   /** The RRSIGs over the RRset of `owner` and `type` (none: unsigned, such as glue). */
   rrsigs(owner: Name, type: number): RR[] {
     return this.sigs.get(`${keyOf(owner)} ${type}`) ?? [];
+  }
+
+  /** The RRSIG over `owner type` when it covers `content` and is valid past `until` (ms): a new signing may keep it. */
+  reusableRrsig(at: string, content: string, until: number): RR[] | undefined {
+    if (this.contents.get(at) !== content) return undefined;
+    const set = this.sigs.get(at);
+    return set !== undefined && set.every((r) => expirationOf(r) > until) ? set : undefined;
   }
 
   /** Every RRSIG at `owner`. */
@@ -389,14 +398,29 @@ export function signaturesOf(zone: Zone): ZoneSignatures | undefined {
  * its signatures registered for signaturesOf. Signature-type records the zone stores itself
  * (RRSIG, NSEC, NSEC3, NSEC3PARAM) are left out: the signer makes its own. A DNSKEY it stores
  * stays beside the signer's (a key pre-published for a move from another operator).
+ *
+ * With `previous` (the signatures of the zone's last build), an RRset signed there by this key
+ * with the same canonical content — owner, type, TTL, data — keeps its RRSIG while that has more
+ * than REFRESH_BEFORE_MS left: a change signs only the RRsets it changed (the SOA, the NSEC
+ * records around a name that came or went), not the whole zone again on the event loop.
  */
-export function signZone(zone: Zone, key: SigningKey, now: number): Zone {
+export function signZone(zone: Zone, key: SigningKey, now: number, previous?: ZoneSignatures): Zone {
   const layout = new SignedLayout(zone, key.dnskey);
   const inception = Math.floor((now - INCEPTION_BEFORE_MS) / 1000);
   const expiresAt = now + VALIDITY_MS;
+  const reusable = previous !== undefined && previous.keyTag === key.keyTag && !previous.unavailable ? previous : null;
   const sigs = new Map<string, RR[]>();
+  const contents = new Map<string, string>();
   for (const rrset of layout.signedRrsets()) {
     const first = rrset[0]!;
+    const at = rrsetKey(first);
+    const content = canonicalContent(rrset);
+    contents.set(at, content);
+    const kept = reusable?.reusableRrsig(at, content, now + REFRESH_BEFORE_MS);
+    if (kept) {
+      sigs.set(at, kept);
+      continue;
+    }
     const fields: RrsigFields = {
       typeCovered: first.type,
       labels: labelCount(first.name),
@@ -407,28 +431,48 @@ export function signZone(zone: Zone, key: SigningKey, now: number): Zone {
       signer: zone.origin,
     };
     const rdata = rrsigRdata(fields, first.name, rrset.map((r) => r.rdata), key.privateKey);
-    sigs.set(rrsetKey(first), [{ name: first.name, ttl: first.ttl, type: TYPE_RRSIG, rdata }]);
+    sigs.set(at, [{ name: first.name, ttl: first.ttl, type: TYPE_RRSIG, rdata }]);
   }
-  return layout.register(sigs, expiresAt, key.keyTag);
+  return layout.register(sigs, key.keyTag, contents);
+}
+
+/** What an RRSIG over the RRset covers besides its own fields: owner and type, the TTL, the canonical data in order. */
+function canonicalContent(rrset: readonly RR[]): string {
+  const first = rrset[0]!;
+  const data = rrset.map((r) => Buffer.from(canonicalRdata(first.type, r.rdata)).toString("hex")).sort();
+  return `${first.ttl} ${data.join(" ")}`;
+}
+
+/** An RRSIG's expiration (ms), read in place (RFC 4034 section 3.1.5: octets 8-11). */
+const expirationOf = (rrsig: RR) => new DataView(rrsig.rdata.buffer, rrsig.rdata.byteOffset, rrsig.rdata.length).getUint32(8) * 1000;
+
+/** The earliest expiration among `sigs` (ms): when the zone's signatures start to run out. */
+function earliestExpiration(sigs: Map<string, RR[]>): number {
+  let earliest = Infinity;
+  for (const set of sigs.values()) for (const r of set) earliest = Math.min(earliest, expirationOf(r));
+  return earliest;
 }
 
 /**
  * `zone` signed with RRSIGs made earlier (signZone's, stored) by the key whose DNSKEY data is
- * `dnskey`, at `now`: what a sealed Citadel serves, the private key being out of reach. The
+ * `dnskey`: what a sealed Citadel serves, the private key being out of reach. The
  * DNSKEY and the NSEC chain follow from the zone's records as signZone makes them; null when
  * an RRset that needs a signature has none among `rrsigs` (they were made for other content).
  */
-export function withStoredSignatures(zone: Zone, dnskey: Uint8Array, now: number, rrsigs: readonly RR[]): Zone | null {
+export function withStoredSignatures(zone: Zone, dnskey: Uint8Array, rrsigs: readonly RR[]): Zone | null {
   const layout = new SignedLayout(zone, dnskey);
   const byRrset = new Map<string, RR[]>();
   for (const r of rrsigs) byRrset.set(`${keyOf(r.name)} ${readRrsig(r.rdata).typeCovered}`, [r]);
   const sigs = new Map<string, RR[]>();
+  const contents = new Map<string, string>();
   for (const rrset of layout.signedRrsets()) {
-    const found = byRrset.get(rrsetKey(rrset[0]!));
+    const at = rrsetKey(rrset[0]!);
+    const found = byRrset.get(at);
     if (found === undefined) return null;
-    sigs.set(rrsetKey(rrset[0]!), found);
+    sigs.set(at, found);
+    contents.set(at, canonicalContent(rrset));
   }
-  return layout.register(sigs, now + VALIDITY_MS, keyTag(dnskey));
+  return layout.register(sigs, keyTag(dnskey), contents);
 }
 
 /**
@@ -437,7 +481,7 @@ export function withStoredSignatures(zone: Zone, dnskey: Uint8Array, now: number
  * rather than unsigned records a validator holding the parent's DS would reject anyway.
  */
 export function unavailableSigned(zone: Zone): Zone {
-  signed.set(zone, new ZoneSignatures(zone.origin, new Map(), [], new Set(), new Map(), 0, 0, true));
+  signed.set(zone, new ZoneSignatures(zone.origin, new Map(), [], new Set(), new Map(), 0, 0, new Map(), true));
   return zone;
 }
 
@@ -451,6 +495,7 @@ class SignedLayout {
   private readonly owners: Array<{ name: Name; types: Set<number> }>;
   private readonly chain: RR[];
   private readonly served: Zone;
+  private readonly rrsets: RR[][];
 
   constructor(zone: Zone, dnskey: Uint8Array) {
     const origin = zone.origin;
@@ -479,6 +524,7 @@ class SignedLayout {
       rdata: nsecRdata(this.owners[(i + 1) % this.owners.length]!.name, [...owner.types, TYPE_RRSIG, TYPE_NSEC]),
     }));
     this.served = Zone.build(origin, [...this.records, ...this.chain], { loading: true });
+    this.rrsets = rrsetsOf(this.served.records());
   }
 
   private atCut(name: Name): boolean {
@@ -486,13 +532,14 @@ class SignedLayout {
   }
 
   private belowCut(name: Name): boolean {
+    if (this.cuts.size === 0) return false;
     for (let skip = 1; skip < name.length - this.origin.length; skip++) if (this.cuts.has(keyOf(name.slice(skip)))) return true;
     return false;
   }
 
   /** The RRsets that carry an RRSIG: every authoritative one; at a cut only the DS and the NSEC. */
   *signedRrsets(): Generator<RR[]> {
-    for (const rrset of rrsetsOf(this.served.records())) {
+    for (const rrset of this.rrsets) {
       const first = rrset[0]!;
       if (this.belowCut(first.name) || (this.atCut(first.name) && first.type !== RRType.DS && first.type !== TYPE_NSEC)) continue;
       yield rrset;
@@ -500,15 +547,15 @@ class SignedLayout {
   }
 
   /** The zone to serve, with `sigs` registered as its signatures. */
-  register(sigs: Map<string, RR[]>, expiresAt: number, tag: number): Zone {
+  register(sigs: Map<string, RR[]>, tag: number, contents = new Map<string, string>()): Zone {
     const existing = new Set<string>();
     for (const owner of this.owners) for (let skip = 0; skip <= owner.name.length - this.origin.length; skip++) existing.add(keyOf(owner.name.slice(skip)));
     const dsSets = new Map<string, RR[]>();
-    for (const rrset of rrsetsOf(this.served.records())) {
+    for (const rrset of this.rrsets) {
       const first = rrset[0]!;
       if (first.type === RRType.DS && this.atCut(first.name)) dsSets.set(keyOf(first.name), rrset);
     }
-    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, existing, dsSets, expiresAt, tag));
+    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, existing, dsSets, earliestExpiration(sigs), tag, contents));
     return this.served;
   }
 }

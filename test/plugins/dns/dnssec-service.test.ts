@@ -273,6 +273,20 @@ describe("dnssec per zone", () => {
     expect(signaturesOf(served)!.expiresAt).toBe(c.clock.now() + VALIDITY_MS);
   });
 
+  test("re-signing is due a week before the earliest signature served expires, not the last change's (a change keeps unchanged RRsets' older RRSIGs)", async () => {
+    const { c, owner, zone, id } = await setup();
+    await c.send("POST", `${zone}/dnssec`, owner);
+    const dns = dnsServiceOf(c.kernel as never);
+    dns.zone(id);
+    const signedAt = c.clock.now();
+    c.clock.advance(3 * 86_400_000);
+    await dns.bumpSerial(id); // a change three days on: only the SOA is signed again
+    dns.zone(id);
+    c.clock.advance(VALIDITY_MS - REFRESH_BEFORE_MS - 3 * 86_400_000);
+    expect(c.clock.now()).toBe(signedAt + VALIDITY_MS - REFRESH_BEFORE_MS);
+    expect(dns.signer.refreshDue(c.clock.now()).map((z) => z.id)).toEqual([id]);
+  });
+
   test("sealed (a restart before the unseal): the zone is served with the RRSIGs stored at its serial, and delv validates its answers", async () => {
     // delv checks the signatures' times against its own clock: this Citadel's runs at the real time.
     const { c, owner, zone, id } = await setup(async () => {

@@ -26,6 +26,7 @@ import {
   TYPE_DNSKEY,
   TYPE_NSEC,
   TYPE_RRSIG,
+  REFRESH_BEFORE_MS,
   VALIDITY_MS,
   type SigningKey,
 } from "../../../plugins/dns/dnssec.ts";
@@ -325,6 +326,47 @@ describe("validators", () => {
     if (out === null) return;
     expect(out).toContain(verdict);
     expect(out.replace(/\s+/g, " ")).toContain(shows);
+  });
+
+  test("a change signs only what it changed: unchanged RRsets keep their RRSIG bytes; dnssec-verify and delv still validate the zone", async () => {
+    const changedText = ZONE_TEXT.replace("www 300 A 192.0.2.10", "www 300 A 192.0.2.11").replace("2026010100", "2026010101") + "new 300 A 192.0.2.99\n";
+    const changed = Zone.build(ORIGIN, parseZoneFile(changedText, { origin: ORIGIN, defaultTtl: 300 }).map(({ name, ttl, type, rdata }) => ({ name, ttl, type, rdata })));
+    const later = signedAt + 60_000; // validators check inception against the real clock
+    const resigned = signZone(changed, key, later, signaturesOf(zone));
+    const before = new Map(signaturesOf(zone)!.records().map((r) => [`${nameToText(r.name)} ${covered(r)}`, Buffer.from(r.rdata).toString("hex")]));
+    const after = new Map(signaturesOf(resigned)!.records().map((r) => [`${nameToText(r.name)} ${covered(r)}`, Buffer.from(r.rdata).toString("hex")]));
+    const signedAgain = [...after].filter(([at, rdata]) => before.get(at) !== rdata).map(([at]) => at).sort();
+    // The SOA (its serial), the changed A, the new name's A and NSEC, and the NSEC before it (its next name).
+    expect(signedAgain).toEqual(
+      ["example.test. 6", "www.example.test. 1", "new.example.test. 1", "new.example.test. 47", "mail.example.test. 47"].sort(),
+    );
+    expect(after.get("alias.example.test. 5")).toBe(before.get("alias.example.test. 5"));
+    // The earliest expiration (whole seconds, as RRSIGs carry it): an RRSIG kept from the first signing.
+    expect(signaturesOf(resigned)!.expiresAt).toBe(Math.floor((signedAt + VALIDITY_MS) / 1000) * 1000);
+
+    // A signature with a week or less left is made again, not kept.
+    const weekOn = signZone(changed, key, signedAt + VALIDITY_MS - REFRESH_BEFORE_MS, signaturesOf(resigned));
+    const kept = signaturesOf(weekOn)!.records().filter((r) => readRrsig(r.rdata).expiration * 1000 <= signedAt + VALIDITY_MS);
+    expect(kept).toEqual([]);
+
+    const verify = requireTool("dnssec-verify", "bind9-utils");
+    if (verify !== null) {
+      const file = join(dir, "resigned.zone");
+      const records = [...resigned.records(), ...signaturesOf(resigned)!.records()];
+      writeFileSync(file, records.map((r) => rrToText(r).replace(/^(\S+) (\d+) /, "$1 $2 IN ")).join("\n") + "\n");
+      const run = Bun.spawnSync([verify, "-z", "-o", "example.test.", file]);
+      expect(run.stderr.toString() + run.stdout.toString()).toContain("Zone fully signed");
+    }
+    zones.set(resigned);
+    try {
+      for (const [qname, verdict, shows] of [["www.example.test.", "; fully validated", "192.0.2.11"], ["alias.example.test.", "; fully validated", "192.0.2.11"], ["new.example.test.", "; fully validated", "192.0.2.99"], ["newer.example.test.", "; negative response, fully validated", "NXDOMAIN"]]) {
+        const out = await delv(qname!, "A");
+        if (out === null) break;
+        expect([qname, out.includes(verdict!), out.includes(shows!)]).toEqual([qname, true, true]);
+      }
+    } finally {
+      zones.set(zone);
+    }
   });
 
   test("delv fails a zone whose signatures do not match its key (the check is real)", async () => {
