@@ -1,5 +1,6 @@
 /**
- * CLI: citadel dns zone list|create|show|delete|import|export, citadel dns set, citadel dns top,
+ * CLI: citadel dns zone list|create|show|delete|import|export|ds, citadel dns zone dnssec
+ * show|enable|disable, citadel dns set, citadel dns top,
  * and for operators citadel dns tsig list|create|delete and citadel dns secondary
  * list|add|remove. The organization is --org, else the user's only one (as in citadel share).
  */
@@ -55,6 +56,21 @@ function secondaryConfigSnippet(key: TsigKeyView & { secret: string }): string {
     `    algorithm: ${key.algorithm}`,
     `    secret: "${key.secret}"`,
   ].join("\n");
+}
+
+interface DnssecView {
+  zone: string;
+  enabled: boolean;
+  algorithm: string | null;
+  key_tag: number | null;
+  dnskey: string[];
+  ds: string[];
+  signatures_expire_at: string | null;
+}
+
+function dnssecText(view: DnssecView): string {
+  if (!view.enabled) return `${view.zone} is not signed`;
+  return [`${view.zone} is signed: ${view.algorithm}, key tag ${view.key_tag}; signatures expire ${view.signatures_expire_at} (signed again a week before)`, ...view.ds, ...view.dnskey].join("\n");
 }
 
 /** A host name as an absolute name (the final dot added when missing). */
@@ -137,6 +153,66 @@ export const dnsCommands: Command[] = [
       const api = await ctx.api();
       await api.request("DELETE", zonePath(await organizationOf(ctx, api), ctx.args[0]!), undefined, { confirmed: true });
       print(ctx, { ok: true }, `${ctx.args[0]} deleted`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "dnssec", "show"],
+    summary: "Show whether a zone is signed (DNSSEC), its DNSKEY and the DS for the parent",
+    args: "<zone>",
+    maxArgs: 1,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone dnssec show <zone>");
+      const api = await ctx.api();
+      const view = await api.request<DnssecView>("GET", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"));
+      print(ctx, view, dnssecText(view));
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "dnssec", "enable"],
+    summary: "Sign a zone (DNSSEC, ECDSAP256SHA256); then give the DS it prints to the registrar",
+    args: "<zone>",
+    maxArgs: 1,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone dnssec enable <zone>");
+      const api = await ctx.api();
+      const view = await api.request<DnssecView>("POST", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"));
+      print(ctx, view, `${view.zone} is signed (key tag ${view.key_tag}). Give the parent zone (your registrar) this DS record:\n${view.ds.join("\n")}`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "dnssec", "disable"],
+    summary: "Stop signing a zone (remove its DS at the registrar first: needs --yes)",
+    args: "<zone>",
+    maxArgs: 1,
+    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone no longer has its DS (and its TTL has passed)" } },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone dnssec disable <zone>");
+      if (ctx.options.yes !== true) {
+        throw new UsageError(`while the parent zone still has ${ctx.args[0]}'s DS record, validating resolvers fail every name of it once it is served unsigned: remove the DS at the registrar, wait for its TTL to pass, then add --yes`);
+      }
+      const api = await ctx.api();
+      const view = await api.request<DnssecView>("DELETE", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"), undefined, { confirmed: true });
+      print(ctx, view, `${view.zone} is no longer signed`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "ds"],
+    summary: "The DS record (SHA-256) to give the parent zone for a signed zone, and its DNSKEY",
+    args: "<zone>",
+    maxArgs: 1,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone ds <zone>");
+      const api = await ctx.api();
+      const view = await api.request<DnssecView>("GET", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"));
+      if (!view.enabled) throw new UsageError(`${view.zone} is not signed: citadel dns zone dnssec enable ${ctx.args[0]} first`);
+      print(ctx, { zone: view.zone, ds: view.ds, dnskey: view.dnskey }, [...view.ds, ...view.dnskey].join("\n"));
       return 0;
     },
   },

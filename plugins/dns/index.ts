@@ -20,6 +20,7 @@ import { dnsCommands } from "./commands.ts";
 import { dnsMigrations } from "./migrations.ts";
 import * as m from "./model.ts";
 import { configuredNameservers, DnsService, type Caller } from "./service.ts";
+import { DnssecService } from "./dnssec-service.ts";
 import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts";
 import { Notifier, notifySources } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
@@ -48,6 +49,8 @@ const ACTIONS = [
   ["dns.zone.delete", "A zone and its records were removed."],
   ["dns.zone.import", "A zone's records were replaced from a zone file."],
   ["dns.rrset.update", "One RRset of a zone was replaced or removed."],
+  ["dns.zone.dnssec.enable", "A zone was signed from then on (DNSSEC): a signing key was made for it."],
+  ["dns.zone.dnssec.disable", "A zone's DNSSEC was turned off: its signing key was removed."],
   ["dns.tsig.create", "A TSIG key for zone transfers was created or imported."],
   ["dns.tsig.delete", "A TSIG key was removed."],
   ["dns.secondary.create", "A secondary was added: it may transfer zones and is sent NOTIFY."],
@@ -61,6 +64,14 @@ const services = new WeakMap<object, DnsService>();
 export function dnsServiceOf(k: Kernel<DnsSettings>): DnsService {
   let s = services.get(k.store);
   if (!s) services.set(k.store, (s = new DnsService(k)));
+  return s;
+}
+
+/** The zones' DNSSEC settings, per kernel like the zones. */
+const dnssecServices = new WeakMap<object, DnssecService>();
+export function dnssecServiceOf(k: Kernel<DnsSettings>): DnssecService {
+  let s = dnssecServices.get(k.store);
+  if (!s) dnssecServices.set(k.store, (s = new DnssecService(k, dnsServiceOf(k))));
   return s;
 }
 
@@ -177,7 +188,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       const change = providerSerials.seen(provider);
       if (change === null) return;
       zones.providerChanged(provider);
-      const rows = change.moved ? change.domains.flatMap((domain) => hostRowOf(dns, domain) ?? []) : [];
+      const rows = change.moved ? change.domains.flatMap((domain) => unsignedHostRowOf(dns, domain) ?? []) : [];
       if (rows.length === 0) return reload();
       for (const row of new Map(rows.map((r) => [r.id, r])).values()) {
         void dns.bumpSerial(row.id).catch((e) => {
@@ -199,11 +210,12 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     for (const provider of k.records.list()) {
       const change = providerSerials.seen(provider.name);
       zones.providerChanged(provider.name);
-      const row = change?.moved ? hostRowOf(dns, provider.domain) : null;
+      const row = change?.moved ? unsignedHostRowOf(dns, provider.domain) : null;
       if (row) await dns.bumpSerial(row.id);
     }
     reload();
     const unsubscribe = dns.onChange(reload);
+    const stopResigning = startResigning(k, dns);
     const queryLog = openQueryLog(k);
 
     /** The authoritative listeners; null when they cannot listen (the API still manages zones, the resolver still runs). */
@@ -256,6 +268,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       unregisterSubjects();
       unregisterDeletion();
       unsubscribe();
+      stopResigning();
       unsubscribeTransfers();
       unsubscribeProviders();
       unsubscribeHorizon();
@@ -334,6 +347,19 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         },
         { response: m.Done, detail: { summary: "Remove a zone and its records (asks for confirmation)", tags, ...access({ ...WRITE, permission: "delete", confirm: true }) } },
       )
+      .get(`${ZONE}/dnssec`, ({ params }) => dnssecServiceOf(k).show(params.org, params.zone), {
+        response: m.Dnssec,
+        detail: { summary: "A zone's DNSSEC: whether it is signed, its DNSKEY and the DS for the parent zone", tags, ...access(READ) },
+      })
+      .post(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).enable(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        detail: { summary: "Sign the zone (DNSSEC, ECDSAP256SHA256): a new key; give the DS to the parent; 409 for a zone holding a record provider's names", tags, ...access(WRITE) },
+      })
+      .delete(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).disable(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        // Takes the zone offline for validators while the parent has its DS: as grave as a zone delete.
+        detail: { summary: "Stop signing the zone (remove the DS at the parent first: asks for confirmation)", tags, ...access({ ...WRITE, permission: "delete", confirm: true }) },
+      })
       .get(`${ZONE}/records`, ({ params }) => dns.recordList(params.org, params.zone), {
         response: m.RecordList,
         detail: { summary: "A zone's records, the SOA first", tags, ...access(READ) },
@@ -548,6 +574,33 @@ function fingerprintOf(provider: RecordProvider | undefined): string {
   return new Bun.CryptoHasher("sha256").update([provider.domain, ...lines.sort()].join("\n")).digest("hex");
 }
 
+/** How often the signed zones' signatures are looked at (they are signed again a week before they expire). */
+const RESIGN_CHECK_MS = 10 * 60_000;
+
+/**
+ * Signs again the signed zones whose signatures run short (or that were answered SERVFAIL while
+ * sealed): a new serial, which rebuilds each and has the secondaries transfer it. At start, at
+ * every unseal, then every RESIGN_CHECK_MS. Returns the function that stops it.
+ */
+function startResigning(k: Kernel<DnsSettings>, dns: DnsService): () => void {
+  const check = () => {
+    for (const zone of dns.signer.refreshDue(k.clock.now())) {
+      k.log.info("dns: a signed zone is signed again: its signatures were running short", { zone: zone.name });
+      void dns.bumpSerial(zone.id).catch((e) => k.log.error("dns: a signed zone could not be signed again", { zone: zone.name, error: String(e) }));
+    }
+  };
+  check();
+  const timer = setInterval(check, RESIGN_CHECK_MS);
+  timer.unref?.();
+  // Zones answered SERVFAIL while sealed, and signatures that ran short meanwhile, are signed
+  // again at the unseal, not up to RESIGN_CHECK_MS later.
+  const stopOnUnseal = k.seal.onUnseal(check);
+  return () => {
+    clearInterval(timer);
+    stopOnUnseal();
+  };
+}
+
 /** "127.0.0.1:5353" or "[::1]:53" → address and port (the config schema has checked the shape loosely). */
 function parseAddress(text: string): { address: string; port: number } {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(text.trim());
@@ -579,13 +632,20 @@ function transferAllowed(k: Kernel<DnsSettings>, view: TransferView, client: str
   return allowed;
 }
 
-/** The stored zone a provider's domain lies in, or null (also when the domain is not a name). */
-function hostRowOf(dns: DnsService, domain: string) {
+/**
+ * The stored zone a provider's domain lies in, or null (also when the domain is not a name, and
+ * when that zone is signed: it leaves the provider's names out, so their change changes nothing
+ * it serves, and a new serial would only sign it all again and have every secondary transfer it
+ * — or, while sealed, give it a serial no stored signature signs).
+ */
+function unsignedHostRowOf(dns: DnsService, domain: string) {
+  let row: ReturnType<DnsService["hostZoneRow"]>;
   try {
-    return dns.hostZoneRow(parseName(domain, null));
+    row = dns.hostZoneRow(parseName(domain, null));
   } catch {
     return null;
   }
+  return row === null || dns.signer.isSigned(row.id) ? null : row;
 }
 
 /** The query log when [dns] query_log_sample asks for one (a file it cannot open is logged, and DNS serves without it). */

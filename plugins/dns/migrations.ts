@@ -76,4 +76,21 @@ export const dnsMigrations: readonly Migration[] = [
       serial      INTEGER NOT NULL                -- its own zone's serial
     ) STRICT;`,
   },
+  {
+    id: "0005_dns_dnssec",
+    // A signed zone's key: one combined signing key (flags 257, algorithm 13) per zone; a row is
+    // what makes the zone signed. The private key is a keyring envelope of its PKCS#8 form, never
+    // stored in the clear; the DNSKEY data is public (the DS for the parent is made from it).
+    // The RRSIGs of the zone's last signing, public too, are kept with the serial they sign: a
+    // sealed Citadel, which cannot reach the key, serves them again at that serial.
+    up: `CREATE TABLE dns_zone_keys (
+      zone_id       TEXT PRIMARY KEY REFERENCES dns_zones (id),
+      algorithm     INTEGER NOT NULL,             -- 13: ECDSAP256SHA256
+      dnskey        BLOB NOT NULL,                -- the DNSKEY record data
+      private_key   BLOB NOT NULL,                -- keyring envelope of the PKCS#8 private key
+      created_at    INTEGER NOT NULL,
+      signed_serial INTEGER,                      -- the serial the stored RRSIGs sign (NULL: none yet)
+      rrsigs        BLOB                          -- those RRSIGs (dnssec.ts encodeRrsigs)
+    ) STRICT;`,
+  },
 ];

@@ -79,6 +79,17 @@ export const ImportResult = t.Object({
   warnings: t.Array(t.String(), { description: "Accepted but adjusted data (duplicates merged, RRset TTLs unified)" }),
 });
 
+export const Dnssec = t.Object({
+  zone: t.String(),
+  enabled: t.Boolean({ description: "The zone is served signed (DNSKEY, RRSIG, NSEC)" }),
+  algorithm: t.Union([t.String({ description: "ECDSAP256SHA256 (13)" }), t.Null()]),
+  key_tag: t.Union([Integer(), t.Null()]),
+  dnskey: t.Array(t.String(), { description: "The zone's DNSKEY record (one combined signing key, flags 257), presentation form" }),
+  ds: t.Array(t.String(), { description: "The DS record to give the parent zone (the registrar): SHA-256 (digest type 2)" }),
+  signatures_expire_at: t.Union([Iso, t.Null()], { description: "When the signatures served now expire; the zone is signed again (a new serial) a week before" }),
+  created_at: t.Union([Iso, t.Null()], { description: "When signing was turned on (the key was made)" }),
+});
+
 // --- transfers (operators) ---------------------------------------------------------------
 
 const Algorithm = t.Union([t.Literal("hmac-sha256"), t.Literal("hmac-sha384"), t.Literal("hmac-sha512")]);

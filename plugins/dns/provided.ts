@@ -12,6 +12,7 @@ import { isSubdomain, lowerName, nameEquals, nameToText, parseName, type Name } 
 import { splitTokens } from "./presentation.ts";
 import { parseRdata, RRType, typeFromText } from "./rdata.ts";
 import { Zone, type RR } from "./zone.ts";
+import { signaturesOf } from "./dnssec.ts";
 
 /** TTL and negative TTL of a provider's own zone: its names change as nodes come and go. */
 const OWN_ZONE_TTL = 60;
@@ -111,6 +112,12 @@ export function withProvidedRecords(stored: Zone[], providers: readonly RecordPr
     }
     const records = providedRecords(provider, domain, log);
     const host = hostZone(zones, domain);
+    if (host !== null && signaturesOf(host) !== undefined) {
+      // Signing a zone that holds a provider's names is refused (dnssec-service.ts); a provider
+      // whose domain came into one since is left out, rather than served unsigned inside it.
+      log.error("dns: a record provider's domain lies in a signed zone: its names are not served (Citadel does not sign them; turn DNSSEC off or move the domain)", { provider: provider.name, domain: provider.domain, zone: nameToText(host.origin) });
+      continue;
+    }
     try {
       if (host === null) {
         zones.push(ownZone(domain, ownSerial(provider.name), records));

@@ -37,6 +37,8 @@ import { touchesRestricted, withoutHidden, type Horizon } from "./horizon.ts";
 import { ixfrClientSerial, noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
 import { appendUnsignedError, FUDGE_SECONDS, readTsig, RCODE_NOTAUTH, sign, signBadTime, TsigError, tsigSize, verify, type TsigKey, type TsigRecord, type Verdict } from "./tsig.ts";
 import { NestedZones, type RR, type Zone } from "./zone.ts";
+import { signaturesOf } from "./dnssec.ts";
+import { dnssecAnswer } from "./dnssec-answer.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Zones
@@ -502,6 +504,8 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       out.cacheable = false;
       answer = withoutHidden(answer, client, keyName, horizon);
     }
+    const signatures = signaturesOf(zone);
+    if (signatures !== undefined) answer = dnssecAnswer(answer, q.name, q.type, signatures, query.edns?.dnssecOk === true);
     out.rcode = answer.rcode;
     const response: Response = {
       id: query.id,
@@ -570,6 +574,12 @@ function transfer(query: Query, packet: Uint8Array, client: string, transport: "
   if (q.type === TYPE_IXFR && ixfrClientSerial(packet) === null) {
     out.rcode = Rcode.FORMERR;
     return emptyReply(query, Rcode.FORMERR, limit);
+  }
+  // A signed zone whose signatures cannot be made or found while sealed is served SERVFAIL: its
+  // transfer would hand secondaries the zone unsigned, which they would serve as its new copy.
+  if (signaturesOf(zone)?.unavailable) {
+    out.rcode = Rcode.SERVFAIL;
+    return emptyReply(query, Rcode.SERVFAIL, limit);
   }
   const messages = transferMessages(query, packet, zone, transport, limit);
   if (messages.length > 1) out.more = messages.slice(1);

@@ -19,6 +19,8 @@ import { TokenError } from "./presentation.ts";
 import { parseRdata, parseRecordData, rdataIdentity, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
 import type { DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
+import { ZoneSigner } from "./dnssec-service.ts";
+import { unsignableRecord } from "./dnssec.ts";
 import * as sql from "./store.ts";
 import { parseZoneFile, printZoneFile, ZoneFileError } from "./zone-file.ts";
 import { MAX_TTL, Zone, ZoneError, type RR } from "./zone.ts";
@@ -145,9 +147,17 @@ function refusing<T>(field: string, fn: () => T, prefix = ""): T {
 
 export class DnsService {
   private readonly changes: ChangeFeed;
+  /** Signs the zones that have DNSSEC on, as they are built. */
+  readonly signer: ZoneSigner;
 
   constructor(private readonly k: DnsKernel) {
     this.changes = new ChangeFeed(k.store);
+    this.signer = new ZoneSigner(k);
+  }
+
+  /** A write to a zone made elsewhere in the plugin (its DNSSEC): the listener reloads after it. */
+  zoneWrite<T>(fn: (tx: Database) => T): Promise<T> {
+    return this.write(fn);
   }
 
   /** Calls `listener` after every committed change (the listener reloads what it serves). */
@@ -304,7 +314,7 @@ export class DnsService {
 
   private build(row: sql.ZoneRow): Zone | null {
     try {
-      return Zone.build(originOf(row), this.records(row), { loading: true });
+      return this.signer.signed(row, Zone.build(originOf(row), this.records(row), { loading: true }));
     } catch (error) {
       this.k.log.error("a stored zone does not build; it is not served", { zone: row.name, error: String(error) });
       return null;
@@ -344,6 +354,7 @@ export class DnsService {
       if (sql.liveZoneByName(tx, name)) throw new ConflictError(`The zone ${name} exists already.`);
       this.refuseOverZoneQuota(tx, organizationId);
       this.refuseOverlap(tx, origin, organizationId);
+      this.refuseUndelegatedInSigned(tx, origin);
       // Secondaries may still hold a deleted zone of this name: a lower serial would never be
       // transferred, so the new zone continues from the highest one it had.
       row.serial = nextSerial(highestSerial(sql.deletedSerials(tx, name)), now);
@@ -401,6 +412,48 @@ export class DnsService {
     for (const { domain, provider } of this.providedDomains()) {
       if (isSubdomain(origin, domain)) throw new ConflictError(`${nameToText(origin)} is at or below ${provider.domain}, whose names ${provider.name} serves.`);
     }
+  }
+
+  /**
+   * A zone served here inside a signed zone, without a delegation to it there, has names the
+   * signed zone's NSEC chain denies: a validator holding the signed zone's DS fails every one.
+   */
+  private refuseUndelegatedInSigned(tx: Database, origin: Name): void {
+    for (let skip = 1; skip < origin.length; skip++) {
+      const above = sql.liveZoneByName(tx, canonical(origin.slice(skip)));
+      if (above === null || sql.zoneKey(tx, above.id) === null || delegatedFrom(tx, above, origin)) continue;
+      throw new ConflictError(
+        `${nameToText(origin)} lies in ${above.name}, which is signed (DNSSEC), with no delegation to it: its NSEC records would deny every name of the new zone to validators. Delegate it first (NS records for ${nameToText(origin)} in ${above.name}).`,
+      );
+    }
+  }
+
+  /** Refuses records a signed zone cannot hold (unsignableRecord); an unsigned zone holds any. */
+  private refuseUnsignable<R extends { name: Name; type: number }>(tx: Database, row: sql.ZoneRow, records: readonly R[], refuse: (message: string, record: R) => Error): void {
+    if (sql.zoneKey(tx, row.id) === null) return;
+    const origin = originOf(row);
+    for (const r of records) {
+      const why = unsignableRecord(r.name, r.type, origin);
+      if (why !== null) throw refuse(why, r);
+    }
+  }
+
+  /** The stored records of `row` a signed zone cannot hold, each as "owner TYPE: why". */
+  unsignableRecordsIn(tx: Database, row: sql.ZoneRow): string[] {
+    const origin = originOf(row);
+    return storedRecords(tx, row.id).flatMap((r) => {
+      const why = unsignableRecord(r.name, r.type, origin);
+      return why === null ? [] : [`${canonical(r.name)} ${typeToText(r.type)}: ${why}`];
+    });
+  }
+
+  /** The live zones served here below `row` that it does not delegate (no NS at or above them below its apex): what signing it would deny. */
+  undelegatedZonesIn(tx: Database, row: sql.ZoneRow): string[] {
+    const origin = originOf(row);
+    return sql
+      .allLiveZones(tx)
+      .filter((other) => other.id !== row.id && isSubdomain(originOf(other), origin) && !delegatedFrom(tx, row, originOf(other)))
+      .map((other) => other.name);
   }
 
   /**
@@ -465,6 +518,7 @@ export class DnsService {
       const row = this.zoneRow(organizationId, zone, tx);
       sql.deleteZone(tx, row.id, this.now());
       this.k.audit.record(tx, event(caller, row, "dns.zone.delete", row.name));
+      this.signer.forget(row.id);
     });
   }
 
@@ -497,6 +551,7 @@ export class DnsService {
     });
     return this.write((tx) => {
       const row = this.zoneRow(organizationId, zone, tx);
+      if (wanted.length > 0) this.refuseUnsignable(tx, row, wanted, (message) => new InvalidError(`${label}: ${message}`, "type"));
       const stored = storedRecords(tx, row.id);
       const others = stored.filter((r) => !(r.type === type && canonical(r.name) === ownerKey));
       this.refuseOverRecordQuota(row.name, stored.length, others.length + wanted.length, (message) => new ConflictError(message));
@@ -539,6 +594,7 @@ export class DnsService {
       if (fileSoa && serialLess(serial, fileSoa.serial)) serial = fileSoa.serial;
       const next: sql.ZoneRow = { ...row, ...(fileSoa?.soa ?? {}), serial };
       const built = refusing("records", () => Zone.build(origin, [soaRecord(next), ...records]));
+      this.refuseUnsignable(tx, row, parsed, (message, r) => new InvalidError(`line ${r.line}: ${canonical(r.name)} ${typeToText(r.type)}: ${message}`, "content"));
       this.refuseCuttingOffProviders(tx, row, owners);
       const before = new Map(storedRecords(tx, row.id).map((r) => [recordKey(r), r.ttl]));
       const after = new Map(built.records().filter((r) => r.type !== RRType.SOA).map((r) => [recordKey(r), r.ttl]));
@@ -565,6 +621,12 @@ const originOf = (row: sql.ZoneRow): Name => parseName(row.name, null);
 
 /** A record's owner and type, and where a zone file has it. */
 type Owned = { name: Name; type: number; line?: number };
+
+/** Does `zone` delegate `name` (an NS record at it, or above it below the zone's apex)? */
+function delegatedFrom(db: Database, zone: sql.ZoneRow, name: Name): boolean {
+  const apex = originOf(zone).length;
+  return storedRecords(db, zone.id).some((r) => r.type === RRType.NS && r.name.length > apex && isSubdomain(name, r.name));
+}
 
 function storedRecords(db: Database, zoneId: string): RR[] {
   return sql.recordsOf(db, zoneId).map((r) => ({ name: parseName(r.owner, null), ttl: r.ttl, type: r.type, rdata: new Uint8Array(r.rdata) }));

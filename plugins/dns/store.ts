@@ -97,6 +97,7 @@ export function updateZoneSoa(tx: Database, id: string, soa: Soa, serial: number
 
 export function deleteZone(tx: Database, id: string, now: number): void {
   tx.query("DELETE FROM dns_records WHERE zone_id = ?").run(id);
+  deleteZoneKey(tx, id);
   tx.query("UPDATE dns_zones SET deleted_at = ?, updated_at = ? WHERE id = ?").run(now, now, id);
 }
 
@@ -158,3 +159,28 @@ export const saveProviderSerial = (tx: Database, row: ProviderSerialRow) =>
   tx
     .query("INSERT INTO dns_provider_serials (provider, fingerprint, serial) VALUES (?, ?, ?) ON CONFLICT (provider) DO UPDATE SET fingerprint = excluded.fingerprint, serial = excluded.serial")
     .run(row.provider, row.fingerprint, row.serial);
+
+// --- DNSSEC ----------------------------------------------------------------------------------
+
+export interface ZoneKeyRow {
+  zone_id: string;
+  algorithm: number;
+  dnskey: Uint8Array;
+  /** Keyring envelope of the PKCS#8 private key. */
+  private_key: Uint8Array;
+  created_at: number;
+  /** The serial the stored RRSIGs sign, and those RRSIGs (null: none stored yet). */
+  signed_serial: number | null;
+  rrsigs: Uint8Array | null;
+}
+
+export const zoneKey = (db: Database, zoneId: string) => db.query<ZoneKeyRow, [string]>("SELECT * FROM dns_zone_keys WHERE zone_id = ?").get(zoneId);
+export const insertZoneKey = (tx: Database, row: Omit<ZoneKeyRow, "signed_serial" | "rrsigs">) =>
+  tx.query("INSERT INTO dns_zone_keys (zone_id, algorithm, dnskey, private_key, created_at) VALUES (?, ?, ?, ?, ?)").run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at);
+export const saveZoneRrsigs = (db: Database, zoneId: string, serial: number, rrsigs: Uint8Array) =>
+  db.query("UPDATE dns_zone_keys SET signed_serial = ?, rrsigs = ? WHERE zone_id = ?").run(serial, rrsigs, zoneId);
+export const deleteZoneKey = (tx: Database, zoneId: string) => tx.query("DELETE FROM dns_zone_keys WHERE zone_id = ?").run(zoneId).changes > 0;
+
+/** The live signed zones, with when they last changed (their signatures' time). */
+export const signedZones = (db: Database) =>
+  db.query<{ id: string; name: string; updated_at: number }, []>("SELECT z.id, z.name, z.updated_at FROM dns_zones z JOIN dns_zone_keys k ON k.zone_id = z.id WHERE z.deleted_at IS NULL").all();

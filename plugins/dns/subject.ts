@@ -19,7 +19,10 @@ export function dnsOrganizationDeletion(dns: DnsService): OrganizationDeletionHa
     name: "dns",
     deleted(tx, organizationId, now) {
       const zones = sql.liveZonesOf(tx, organizationId);
-      for (const zone of zones) sql.deleteZone(tx, zone.id, now);
+      for (const zone of zones) {
+        sql.deleteZone(tx, zone.id, now);
+        dns.signer.forget(zone.id); // its decrypted signing key too, not left in memory
+      }
       return zones.length === 0 ? null : `${zones.length} zone(s) deleted (${zones.map((z) => z.name).join(", ")})`;
     },
     // The listener serves from memory: it reloads once the deletion is committed.
@@ -40,7 +43,9 @@ export function dnsSubjects(dns: DnsService): SubjectContributor {
     },
     // An organization being erased: its zones stop being served at once (they stay, soft-deleted, until the erasure).
     softDelete(tx, subject, now) {
-      if (subject.kind === "organization") tx.query("UPDATE dns_zones SET deleted_at = ? WHERE organization_id = ? AND deleted_at IS NULL").run(now, subject.id);
+      if (subject.kind !== "organization") return;
+      for (const zone of sql.liveZonesOf(tx, subject.id)) dns.signer.forget(zone.id);
+      tx.query("UPDATE dns_zones SET deleted_at = ? WHERE organization_id = ? AND deleted_at IS NULL").run(now, subject.id);
     },
     committed(subject) {
       if (subject.kind === "organization") void dns.reloaded();
@@ -48,7 +53,11 @@ export function dnsSubjects(dns: DnsService): SubjectContributor {
     erase(tx, subject) {
       if (subject.kind !== "organization") return null;
       const zones = tx.query<{ id: string }, [string]>("SELECT id FROM dns_zones WHERE organization_id = ?").all(subject.id);
-      for (const z of zones) tx.query("DELETE FROM dns_records WHERE zone_id = ?").run(z.id);
+      for (const z of zones) {
+        tx.query("DELETE FROM dns_records WHERE zone_id = ?").run(z.id);
+        sql.deleteZoneKey(tx, z.id);
+        dns.signer.forget(z.id);
+      }
       tx.query("DELETE FROM dns_zones WHERE organization_id = ?").run(subject.id);
       return zones.length === 0 ? null : `${zones.length} zone(s) deleted`;
     },

@@ -11,6 +11,7 @@ import { decodeMessage, encodeResponse, FormatError, type Query, type ResourceRe
 import { nameFromWire, wireLength, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
 import type { RR, Zone } from "./zone.ts";
+import { signaturesOf } from "./dnssec.ts";
 
 /** Records per transfer message are cut at about this many octets (uncompressed), well below 64 KiB. */
 const MESSAGE_BUDGET = 16_000;
@@ -64,7 +65,8 @@ export function transferMessages(query: Query, packet: Uint8Array, zone: Zone, t
       return [message(query, [soa], room)];
     }
   }
-  const all = [...zone.records(), soa];
+  // A signed zone's RRSIGs are kept beside its RRsets (dnssec.ts): a secondary serves them too.
+  const all = [...zone.records(), ...(signaturesOf(zone)?.records() ?? []), soa];
   const messages: Uint8Array[] = [];
   let chunk: RR[] = [];
   let size = 0;

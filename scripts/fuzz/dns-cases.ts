@@ -22,6 +22,7 @@ import {
 } from "../../plugins/dns/message.ts";
 import { nameEquals, parseName, wireLength, type Name } from "../../plugins/dns/names.ts";
 import { RRType } from "../../plugins/dns/rdata.ts";
+import { generateSigningKey, signingKeyFrom, signZone } from "../../plugins/dns/dnssec.ts";
 import { allowAll, answerAll, CachingAnswerer, EDNS_PAYLOAD_SIZE, ZoneTable, type AnswerContext } from "../../plugins/dns/server.ts";
 import { TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "../../plugins/dns/transfer.ts";
 import {
@@ -120,7 +121,8 @@ let cachedContext: AnswerContext | null = null;
 export function fuzzContext(): AnswerContext {
   if (cachedContext) return cachedContext;
   const zones = new ZoneTable();
-  zones.set(Zone.build(origin, parseZoneFile(ZONE_TEXT, { origin, defaultTtl: 3600 })));
+  // Signed (DNSSEC), so that DO queries take the signed answer path too; without DO it answers as unsigned.
+  zones.set(signZone(Zone.build(origin, parseZoneFile(ZONE_TEXT, { origin, defaultTtl: 3600 })), signingKeyFrom(generateSigningKey().pkcs8), NOW));
   cachedContext = { zones, gate: allowAll, tsigKey: findKey, transfers: policy, now: () => NOW };
   return cachedContext;
 }

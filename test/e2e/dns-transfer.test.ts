@@ -5,13 +5,14 @@
  * answers the new record. Both ends are the real programs: the compiled binary and knotd.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseName } from "../../plugins/dns/names.ts";
 import { rdataToText, RRType } from "../../plugins/dns/rdata.ts";
 import { soaSerial } from "../../plugins/dns/transfer.ts";
 import { callApi, cliRunner, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 import { buildQuery, DnsClient, referenceSkipReason, startReference, type ReferenceServer } from "../helpers/reference-dns.ts";
+import { requireTool } from "../helpers/tools.ts";
 
 const skip = referenceSkipReason("knot");
 const data = tempDir("citadel-e2e-xfr-");
@@ -23,6 +24,8 @@ let client: DnsClient;
 let token: string;
 let ca: string;
 let zone: string;
+let secret: string;
+let dnsPort: number;
 
 const api = (method: string, path: string, body?: unknown) => callApi(citadel.url, ca, token, method, path, body);
 const cli = cliRunner({ data: data.path, port: () => httpPort, token: () => token, home: home.path });
@@ -47,7 +50,7 @@ async function untilKnot(name: string, type: number, check: (answers: string[]) 
 beforeAll(async () => {
   if (skip !== null && process.env.CI !== "true") return;
   await ensureBinary();
-  const dnsPort = await freePort();
+  dnsPort = await freePort();
   const address = `127.0.0.1:${dnsPort}`;
   httpPort = await freePort();
   citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(httpPort), CITADEL_DNS_UDP: address, CITADEL_DNS_TCP: address });
@@ -61,7 +64,7 @@ beforeAll(async () => {
   // The operator's CLI makes the key and prints it once, with the secondary's configuration lines.
   const made = await cli(["dns", "tsig", "create", "transfer-key"]);
   expect(made.code).toBe(0);
-  const secret = /secret: (\S+)/.exec(made.stdout)![1]!;
+  secret = /secret: (\S+)/.exec(made.stdout)![1]!;
   expect(made.stdout).toContain("Knot (knot.conf):");
   expect(Buffer.from(secret, "base64").length).toBe(32);
   knot = await startReference("knot", {
@@ -103,4 +106,58 @@ test.skipIf(skip !== null && process.env.CI !== "true")("Knot, a secondary with 
   expect(logs).toContain("dns notify answered");
   const listed = await cli(["dns", "secondary", "list"]);
   expect(listed.stdout).toMatch(/knot\s+127\.0\.0\.1\s+\d+\s+transfer-key\.\s+every zone/);
+}, 60_000);
+
+/** A tool's output (stdout and stderr), spawned apart from this process. */
+async function run(argv: string[]): Promise<{ code: number; out: string }> {
+  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", timeout: 20_000 });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, out: out + err };
+}
+
+const validators = [requireTool("kdig", "knot-dnsutils"), requireTool("dnssec-verify", "bind9-utils"), requireTool("delv", "bind9-dnsutils")];
+
+test.skipIf((skip !== null || validators.includes(null)) && process.env.CI !== "true")("a signed zone: its AXFR is fully signed (dnssec-verify), and Knot, its secondary, serves it signed to a validator (delv, DS from citadel dns zone ds)", async () => {
+  const [kdig, verify, delv] = validators as [string, string, string];
+  const enabled = await cli(["dns", "zone", "dnssec", "enable", "example.test"]);
+  expect(enabled.code).toBe(0);
+  expect(enabled.stdout).toContain("Give the parent zone (your registrar) this DS record:");
+  const ds = await cli(["dns", "zone", "ds", "example.test"]);
+  const dsLine = ds.stdout.split("\n").find((l) => l.includes(" IN DS "))!;
+  expect(dsLine).toMatch(/^example\.test\. IN DS \d+ 13 2 [0-9A-F]{64}$/);
+  expect(ds.stdout).toMatch(/example\.test\. IN DNSKEY 257 3 13 /);
+  const serial = (await api("GET", zone)).body.serial as number;
+
+  // The AXFR a secondary gets, with Citadel's TSIG key (from the secondary's address).
+  const axfr = await run([kdig, "@127.0.0.1", "-p", String(dnsPort), "-y", `hmac-sha256:transfer-key:${secret}`, "+noall", "+answer", "AXFR", "example.test."]);
+  expect(axfr.out).toContain("RRSIG");
+  const dir = tempDir("citadel-e2e-dnssec-");
+  try {
+    const file = join(dir.path, "example.test.zone");
+    // The last SOA closes the transfer; kdig's lines are zone-file lines.
+    const lines = axfr.out.split("\n").filter((l) => l.trim() !== "" && !l.startsWith(";"));
+    writeFileSync(file, lines.slice(0, -1).join("\n") + "\n");
+    const verified = await run([verify, "-z", "-o", "example.test.", file]);
+    expect(verified.out).toContain("Zone fully signed");
+
+    // Knot follows the new serial and answers with the signatures.
+    await untilKnot("example.test.", RRType.SOA, (a) => a[0] === String(serial));
+    const [tag, algorithm, digestType, digest] = dsLine.split(" ").slice(3);
+    const anchors = join(dir.path, "anchors.conf");
+    writeFileSync(anchors, `trust-anchors { example.test. static-ds ${tag} ${algorithm} ${digestType} "${digest}"; };\n`);
+    for (const [name, type, verdict] of [
+      ["www.example.test.", "A", "; fully validated"],
+      ["nothing.example.test.", "A", "; negative response, fully validated"],
+    ]) {
+      const out = await run([delv, "@127.0.0.1", "-p", String(knot!.port), "-a", anchors, "+root=example.test.", name!, type!]);
+      expect(out.out).toContain(verdict!);
+    }
+  } finally {
+    dir.remove();
+  }
+
+  // Turning it off needs --yes, and says why.
+  const refused = await cli(["dns", "zone", "dnssec", "disable", "example.test"]);
+  expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining("remove the DS at the registrar")]);
+  expect((await cli(["dns", "zone", "dnssec", "disable", "example.test", "--yes"])).stdout).toContain("example.test. is no longer signed");
 }, 60_000);

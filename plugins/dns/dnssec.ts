@@ -1,0 +1,624 @@
+/**
+ * DNSSEC signing of a whole zone (RFC 4033, 4034, 4035): one combined signing key per zone (a
+ * CSK, flags 257, as Knot's single-type signing), algorithm 13 (ECDSAP256SHA256, RFC 6605; the
+ * one RFC 8624 recommends for signing), an RRSIG over every authoritative RRset and a full NSEC
+ * chain in canonical order (RFC 4034 section 6). NSEC3 is not done.
+ *
+ * `signZone` takes a built zone and gives the zone to serve: the same records plus the DNSKEY
+ * and the NSEC chain (ordinary RRsets the lookup answers and a transfer carries), and its
+ * `ZoneSignatures` beside it — the RRSIGs by owner and covered type, the NSEC chain in order
+ * and the names that exist — which the answer path adds to replies (dnssec-answer.ts) and
+ * transfers append. RRSIGs are kept apart from the zone's RRsets: each carries the TTL of the
+ * RRset it covers (RFC 4034 section 3), which Zone.build would make one per owner.
+ *
+ * Signing is node:crypto's, synchronous: a zone is signed where it is built, off the answer path.
+ */
+import { createHash, createPrivateKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
+import { lowerName, nameFromWire, nameToText, nameToWire, type Name } from "./names.ts";
+import { RRType } from "./rdata.ts";
+import { Zone, type RR } from "./zone.ts";
+
+export const TYPE_RRSIG = 46;
+export const TYPE_NSEC = 47;
+export const TYPE_DNSKEY = 48;
+const TYPE_NSEC3 = 50;
+const TYPE_NSEC3PARAM = 51;
+/** ECDSA Curve P-256 with SHA-256 (RFC 6605). */
+export const ALGORITHM = 13;
+export const ALGORITHM_NAME = "ECDSAP256SHA256";
+/** Zone Key and Secure Entry Point: one key signs everything (RFC 4034 section 2.1.1). */
+export const CSK_FLAGS = 257;
+const PROTOCOL = 3;
+const DIGEST_SHA256 = 2;
+const CLASS_IN = 1;
+
+/** Signatures start this long before signing (a validator's clock a little behind still accepts them). */
+export const INCEPTION_BEFORE_MS = 3600_000;
+/** Signatures end this long after signing. */
+export const VALIDITY_MS = 14 * 86_400_000;
+/** A zone is signed again (its serial bumped) once its signatures have less than this left. */
+export const REFRESH_BEFORE_MS = 7 * 86_400_000;
+
+/** Types a zone's own data may not hold once it is signed: the signer makes them (stored ones are left out). */
+const SIGNER_TYPES = new Set([TYPE_RRSIG, TYPE_NSEC, TYPE_NSEC3, TYPE_NSEC3PARAM]);
+
+/**
+ * Obsolete types whose data holds domain names RFC 4034 section 6.2 lowers in canonical form
+ * (SIG, NXT, A6) and the signer does not: their RRSIGs would not verify, so a signed zone holds
+ * none of them.
+ */
+const UNSIGNED_NAME_TYPES = new Map([
+  [24, "SIG"],
+  [30, "NXT"],
+  [38, "A6"],
+]);
+
+/** Why a signed zone cannot hold a record of `type` at `owner` (null: it can). */
+export function unsignableRecord(owner: Name, type: number, origin: Name): string | null {
+  const obsolete = UNSIGNED_NAME_TYPES.get(type);
+  if (obsolete !== undefined) return `${obsolete} records (obsolete) are not signed here: validators would reject them; a signed zone holds none`;
+  if (type === RRType.DS && owner.length === origin.length) return "a DS at the zone's apex belongs in the parent zone: signed as this zone's own data, validators reject it";
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+export interface SigningKey {
+  privateKey: KeyObject;
+  /** The DNSKEY record data (flags, protocol, algorithm, the public key). */
+  dnskey: Uint8Array;
+  keyTag: number;
+}
+
+/** A new P-256 key: the private key as PKCS#8 DER (to be sealed in the keyring), the public one as DNSKEY data. */
+export function generateSigningKey(): { pkcs8: Uint8Array; dnskey: Uint8Array } {
+  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const pkcs8 = new Uint8Array(privateKey.export({ format: "der", type: "pkcs8" }));
+  return { pkcs8, dnskey: dnskeyOf(privateKey) };
+}
+
+/** The signing key from its PKCS#8 DER. */
+export function signingKeyFrom(pkcs8: Uint8Array): SigningKey {
+  const privateKey = createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" });
+  const dnskey = dnskeyOf(privateKey);
+  return { privateKey, dnskey, keyTag: keyTag(dnskey) };
+}
+
+/** DNSKEY data for a P-256 key: the public point as x then y, 32 octets each (RFC 6605 section 4). */
+function dnskeyOf(key: KeyObject): Uint8Array {
+  const jwk = key.export({ format: "jwk" });
+  const point = Buffer.concat([Buffer.from(jwk.x!, "base64url"), Buffer.from(jwk.y!, "base64url")]);
+  return Uint8Array.of(CSK_FLAGS >> 8, CSK_FLAGS & 0xff, PROTOCOL, ALGORITHM, ...point);
+}
+
+/** The key tag of DNSKEY data (RFC 4034 appendix B). */
+export function keyTag(dnskey: Uint8Array): number {
+  let sum = 0;
+  for (let i = 0; i < dnskey.length; i++) sum += i & 1 ? dnskey[i]! : dnskey[i]! << 8;
+  sum += (sum >> 16) & 0xffff;
+  return sum & 0xffff;
+}
+
+/** DS data for the key (RFC 4034 section 5.1.4, SHA-256: RFC 4509): what the parent zone publishes. */
+export function dsOf(owner: Name, dnskey: Uint8Array): Uint8Array {
+  const digest = createHash("sha256").update(nameToWire(lowerName(owner))).update(dnskey).digest();
+  const tag = keyTag(dnskey);
+  return Uint8Array.of(tag >> 8, tag & 0xff, ALGORITHM, DIGEST_SHA256, ...digest);
+}
+
+/** DS data in presentation form: "tag 13 2 HEX". */
+export function dsText(ds: Uint8Array): string {
+  return `${(ds[0]! << 8) | ds[1]!} ${ds[2]} ${ds[3]} ${Buffer.from(ds.subarray(4)).toString("hex").toUpperCase()}`;
+}
+
+/** DNSKEY data in presentation form: "257 3 13 BASE64". */
+export function dnskeyText(dnskey: Uint8Array): string {
+  return `${(dnskey[0]! << 8) | dnskey[1]!} ${dnskey[2]} ${dnskey[3]} ${Buffer.from(dnskey.subarray(4)).toString("base64")}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canonical form (RFC 4034 section 6)
+
+const lower = (b: number) => (b >= 0x41 && b <= 0x5a ? b + 0x20 : b);
+
+function compareLabels(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const d = lower(a[i]!) - lower(b[i]!);
+    if (d !== 0) return d;
+  }
+  return a.length - b.length;
+}
+
+/** Canonical name order (RFC 4034 section 6.1): label by label from the root, octets lowered, a missing label first. */
+export function compareNames(a: Name, b: Name): number {
+  for (let i = a.length - 1, j = b.length - 1; i >= 0 || j >= 0; i--, j--) {
+    if (i < 0) return -1;
+    if (j < 0) return 1;
+    const d = compareLabels(a[i]!, b[j]!);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+function compareOctets(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+/** Where the domain names sit in the data of the types RFC 4034 section 6.2 lowers (after a fixed prefix, how many). */
+const NAMES_IN_RDATA = new Map<number, { skip: number; names: number }>([
+  [RRType.NS, { skip: 0, names: 1 }],
+  [3, { skip: 0, names: 1 }], // MD
+  [4, { skip: 0, names: 1 }], // MF
+  [RRType.CNAME, { skip: 0, names: 1 }],
+  [RRType.SOA, { skip: 0, names: 2 }],
+  [7, { skip: 0, names: 1 }], // MB
+  [8, { skip: 0, names: 1 }], // MG
+  [9, { skip: 0, names: 1 }], // MR
+  [RRType.PTR, { skip: 0, names: 1 }],
+  [14, { skip: 0, names: 2 }], // MINFO
+  [RRType.MX, { skip: 2, names: 1 }],
+  [17, { skip: 0, names: 2 }], // RP
+  [18, { skip: 2, names: 1 }], // AFSDB
+  [21, { skip: 2, names: 1 }], // RT
+  [26, { skip: 2, names: 2 }], // PX
+  [RRType.SRV, { skip: 6, names: 1 }],
+  [36, { skip: 2, names: 1 }], // KX
+  [TYPE_RRSIG, { skip: 18, names: 1 }],
+]);
+
+/** Record data in canonical form: the domain names of the types section 6.2 lists in lower case. */
+export function canonicalRdata(type: number, rdata: Uint8Array): Uint8Array {
+  let at: number;
+  let names: number;
+  const layout = NAMES_IN_RDATA.get(type);
+  if (layout) {
+    at = layout.skip;
+    names = layout.names;
+  } else if (type === RRType.NAPTR) {
+    at = 4; // order, preference, then three character-strings before the replacement
+    for (let i = 0; i < 3 && at < rdata.length; i++) at += 1 + rdata[at]!;
+    names = 1;
+  } else {
+    return rdata;
+  }
+  const out = rdata.slice();
+  for (let n = 0; n < names && at < out.length; n++) {
+    while (at < out.length && out[at] !== 0) {
+      const length = out[at]!;
+      for (let i = at + 1; i <= at + length && i < out.length; i++) out[i] = lower(out[i]!);
+      at += 1 + length;
+    }
+    at++;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// RRSIG and NSEC
+
+export interface RrsigFields {
+  typeCovered: number;
+  labels: number;
+  originalTtl: number;
+  /** Seconds since the epoch (serial arithmetic on the wire, RFC 4034 section 3.1.5). */
+  expiration: number;
+  inception: number;
+  keyTag: number;
+  signer: Name;
+}
+
+/** The RRSIG data without its signature (what the signature covers first, RFC 4034 section 3.1.8.1). */
+export function rrsigHead(f: RrsigFields): Uint8Array {
+  const signer = nameToWire(lowerName(f.signer));
+  const out = new Uint8Array(18 + signer.length);
+  const view = new DataView(out.buffer);
+  view.setUint16(0, f.typeCovered);
+  out[2] = ALGORITHM;
+  out[3] = f.labels;
+  view.setUint32(4, f.originalTtl);
+  view.setUint32(8, f.expiration >>> 0);
+  view.setUint32(12, f.inception >>> 0);
+  view.setUint16(16, f.keyTag);
+  out.set(signer, 18);
+  return out;
+}
+
+/** The labels field: the owner's labels without the root and a leading wildcard (RFC 4034 section 3.1.3). */
+export function labelCount(owner: Name): number {
+  return owner.length > 0 && owner[0]!.length === 1 && owner[0]![0] === 0x2a ? owner.length - 1 : owner.length;
+}
+
+/**
+ * The octets an RRSIG signs (RFC 4034 section 3.1.8.1): its head, then each record of the RRset
+ * in canonical form — owner lowered, the original TTL, canonical data — sorted by that data,
+ * duplicates once.
+ */
+export function signedData(head: Uint8Array, owner: Name, type: number, originalTtl: number, rdatas: readonly Uint8Array[]): Uint8Array {
+  const ownerWire = nameToWire(lowerName(owner));
+  const sorted = rdatas.map((r) => canonicalRdata(type, r)).sort(compareOctets);
+  const unique = sorted.filter((r, i) => i === 0 || compareOctets(r, sorted[i - 1]!) !== 0);
+  const parts: Uint8Array[] = [head];
+  for (const rdata of unique) {
+    const fixed = new Uint8Array(10);
+    const view = new DataView(fixed.buffer);
+    view.setUint16(0, type);
+    view.setUint16(2, CLASS_IN);
+    view.setUint32(4, originalTtl);
+    view.setUint16(8, rdata.length);
+    parts.push(ownerWire, fixed, rdata);
+  }
+  return Buffer.concat(parts);
+}
+
+/** An RRSIG's data: its head and the P-256 signature as r then s (RFC 6605 section 4). */
+export function rrsigRdata(f: RrsigFields, owner: Name, rdatas: readonly Uint8Array[], key: KeyObject): Uint8Array {
+  const head = rrsigHead(f);
+  const signature = sign("sha256", signedData(head, owner, f.typeCovered, f.originalTtl, rdatas), { key, dsaEncoding: "ieee-p1363" });
+  const out = new Uint8Array(head.length + signature.length);
+  out.set(head);
+  out.set(signature, head.length);
+  return out;
+}
+
+/** NSEC data: the next owner (lowered) and the type bitmap (RFC 4034 section 4.1). */
+export function nsecRdata(next: Name, types: Iterable<number>): Uint8Array {
+  const windows = new Map<number, Uint8Array>();
+  for (const type of types) {
+    const window = type >> 8;
+    const bits = windows.get(window) ?? new Uint8Array(32);
+    bits[(type & 0xff) >> 3]! |= 0x80 >> (type & 7);
+    windows.set(window, bits);
+  }
+  const parts: Uint8Array[] = [nameToWire(lowerName(next))];
+  for (const window of [...windows.keys()].sort((a, b) => a - b)) {
+    const bits = windows.get(window)!;
+    let length = 32;
+    while (length > 0 && bits[length - 1] === 0) length--;
+    parts.push(Uint8Array.of(window, length), bits.subarray(0, length));
+  }
+  return Buffer.concat(parts);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A signed zone
+
+const keyOf = (name: Name) => nameToText(lowerName(name));
+
+/** What the answer path needs of a signed zone besides its RRsets. */
+export class ZoneSignatures {
+  /** The NSEC owners in canonical order, and their NSEC records. */
+  private readonly owners: Name[];
+  private readonly nsecs: RR[];
+  private readonly nsecAt = new Map<string, RR>();
+  /** Every RRSIG of an owner (a query for type RRSIG): indexed, so that one costs no walk of the zone. */
+  private readonly sigsAt = new Map<string, RR[]>();
+
+  constructor(
+    readonly origin: Name,
+    /** RRSIGs by `owner type` (owner lower-case text). */
+    private readonly sigs: Map<string, RR[]>,
+    chain: RR[],
+    /** Every name of the zone that exists (owners and the empty non-terminals above them), lower-case text; not below a cut. */
+    private readonly existing: Set<string>,
+    /** The DS RRsets at the delegations, by owner (a referral carries them). */
+    private readonly dsSets: Map<string, RR[]>,
+    /** When the first of the signatures stops being valid (ms since the epoch). */
+    readonly expiresAt: number,
+    readonly keyTag: number,
+    /** What each RRSIG covers (canonicalContent), by `owner type`: a later signing keeps the ones whose RRset is unchanged. */
+    private readonly contents: Map<string, string>,
+    /** Signed, but no signatures to serve (sealed, none stored for the serial): its names are answered SERVFAIL. */
+    readonly unavailable = false,
+  ) {
+    this.nsecs = chain;
+    this.owners = chain.map((r) => r.name);
+    for (const r of chain) this.nsecAt.set(keyOf(r.name), r);
+    for (const set of sigs.values()) {
+      const owner = keyOf(set[0]!.name);
+      this.sigsAt.set(owner, [...(this.sigsAt.get(owner) ?? []), ...set]);
+    }
+  }
+
+  /** The RRSIGs over the RRset of `owner` and `type` (none: unsigned, such as glue). */
+  rrsigs(owner: Name, type: number): RR[] {
+    return this.sigs.get(`${keyOf(owner)} ${type}`) ?? [];
+  }
+
+  /** The RRSIG over `owner type` when it covers `content` and is valid past `until` (ms): a new signing may keep it. */
+  reusableRrsig(at: string, content: string, until: number): RR[] | undefined {
+    if (this.contents.get(at) !== content) return undefined;
+    const set = this.sigs.get(at);
+    return set !== undefined && set.every((r) => expirationOf(r) > until) ? set : undefined;
+  }
+
+  /** Every RRSIG at `owner`. */
+  rrsigsAt(owner: Name): RR[] {
+    return this.sigsAt.get(keyOf(owner)) ?? [];
+  }
+
+  /** The DS RRset at the delegation `cut` (none: an unsigned delegation). */
+  ds(cut: Name): RR[] {
+    return this.dsSets.get(keyOf(cut)) ?? [];
+  }
+
+  exists(name: Name): boolean {
+    return this.existing.has(keyOf(name));
+  }
+
+  /** The NSEC owned by `name`, if any. */
+  nsec(name: Name): RR | null {
+    return this.nsecAt.get(keyOf(name)) ?? null;
+  }
+
+  /** The NSEC whose owner is the last one at or before `name` in canonical order: it covers (or matches) it. */
+  covering(name: Name): RR {
+    let low = 0;
+    let high = this.owners.length - 1;
+    let found = this.owners.length - 1; // before the apex: the chain wraps (not for names in the zone)
+    while (low <= high) {
+      const mid = (low + high) >> 1;
+      if (compareNames(this.owners[mid]!, name) <= 0) {
+        found = mid;
+        low = mid + 1;
+      } else {
+        high = mid - 1;
+      }
+    }
+    return this.nsecs[found]!;
+  }
+
+  /** The longest ancestor of `name` (itself included) that exists in the zone. */
+  closestEncloser(name: Name): Name {
+    for (let skip = 0; skip < name.length - this.origin.length; skip++) {
+      const ancestor = name.slice(skip);
+      if (this.exists(ancestor)) return ancestor;
+    }
+    return this.origin;
+  }
+
+  /** Every RRSIG, for a zone transfer. */
+  records(): RR[] {
+    return [...this.sigs.values()].flat();
+  }
+}
+
+/** The signatures of zones served signed: a zone in this map is signed. */
+const signed = new WeakMap<Zone, ZoneSignatures>();
+
+export function signaturesOf(zone: Zone): ZoneSignatures | undefined {
+  return signed.get(zone);
+}
+
+/**
+ * `zone` signed with `key` at `now` (ms): the zone to serve, with its DNSKEY and NSEC chain, and
+ * its signatures registered for signaturesOf. Signature-type records the zone stores itself
+ * (RRSIG, NSEC, NSEC3, NSEC3PARAM) are left out: the signer makes its own. A DNSKEY it stores
+ * stays beside the signer's (a key pre-published for a move from another operator).
+ *
+ * With `previous` (the signatures of the zone's last build), an RRset signed there by this key
+ * with the same canonical content — owner, type, TTL, data — keeps its RRSIG while that has more
+ * than REFRESH_BEFORE_MS left: a change signs only the RRsets it changed (the SOA, the NSEC
+ * records around a name that came or went), not the whole zone again on the event loop.
+ */
+export function signZone(zone: Zone, key: SigningKey, now: number, previous?: ZoneSignatures): Zone {
+  const layout = new SignedLayout(zone, key.dnskey);
+  const inception = Math.floor((now - INCEPTION_BEFORE_MS) / 1000);
+  const expiresAt = now + VALIDITY_MS;
+  const reusable = previous !== undefined && previous.keyTag === key.keyTag && !previous.unavailable ? previous : null;
+  const sigs = new Map<string, RR[]>();
+  const contents = new Map<string, string>();
+  for (const rrset of layout.signedRrsets()) {
+    const first = rrset[0]!;
+    const at = rrsetKey(first);
+    const content = canonicalContent(rrset);
+    contents.set(at, content);
+    const kept = reusable?.reusableRrsig(at, content, now + REFRESH_BEFORE_MS);
+    if (kept) {
+      sigs.set(at, kept);
+      continue;
+    }
+    const fields: RrsigFields = {
+      typeCovered: first.type,
+      labels: labelCount(first.name),
+      originalTtl: first.ttl,
+      expiration: Math.floor(expiresAt / 1000),
+      inception,
+      keyTag: key.keyTag,
+      signer: zone.origin,
+    };
+    const rdata = rrsigRdata(fields, first.name, rrset.map((r) => r.rdata), key.privateKey);
+    sigs.set(at, [{ name: first.name, ttl: first.ttl, type: TYPE_RRSIG, rdata }]);
+  }
+  return layout.register(sigs, key.keyTag, contents);
+}
+
+/** What an RRSIG over the RRset covers besides its own fields: owner and type, the TTL, the canonical data in order. */
+function canonicalContent(rrset: readonly RR[]): string {
+  const first = rrset[0]!;
+  const data = rrset.map((r) => Buffer.from(canonicalRdata(first.type, r.rdata)).toString("hex")).sort();
+  return `${first.ttl} ${data.join(" ")}`;
+}
+
+/** An RRSIG's expiration (ms), read in place (RFC 4034 section 3.1.5: octets 8-11). */
+const expirationOf = (rrsig: RR) => new DataView(rrsig.rdata.buffer, rrsig.rdata.byteOffset, rrsig.rdata.length).getUint32(8) * 1000;
+
+/** The earliest expiration among `sigs` (ms): when the zone's signatures start to run out. */
+function earliestExpiration(sigs: Map<string, RR[]>): number {
+  let earliest = Infinity;
+  for (const set of sigs.values()) for (const r of set) earliest = Math.min(earliest, expirationOf(r));
+  return earliest;
+}
+
+/**
+ * `zone` signed with RRSIGs made earlier (signZone's, stored) by the key whose DNSKEY data is
+ * `dnskey`: what a sealed Citadel serves, the private key being out of reach. The
+ * DNSKEY and the NSEC chain follow from the zone's records as signZone makes them; null when
+ * an RRset that needs a signature has none among `rrsigs` (they were made for other content).
+ */
+export function withStoredSignatures(zone: Zone, dnskey: Uint8Array, rrsigs: readonly RR[]): Zone | null {
+  const layout = new SignedLayout(zone, dnskey);
+  const byRrset = new Map<string, RR[]>();
+  for (const r of rrsigs) byRrset.set(`${keyOf(r.name)} ${readRrsig(r.rdata).typeCovered}`, [r]);
+  const sigs = new Map<string, RR[]>();
+  const contents = new Map<string, string>();
+  for (const rrset of layout.signedRrsets()) {
+    const at = rrsetKey(rrset[0]!);
+    const found = byRrset.get(at);
+    if (found === undefined) return null;
+    sigs.set(at, found);
+    contents.set(at, canonicalContent(rrset));
+  }
+  return layout.register(sigs, keyTag(dnskey), contents);
+}
+
+/**
+ * A zone that is signed but cannot be served signed (sealed, with no signatures stored for its
+ * serial): registered with signatures that say so, and the answer path answers SERVFAIL for it
+ * rather than unsigned records a validator holding the parent's DS would reject anyway.
+ */
+export function unavailableSigned(zone: Zone): Zone {
+  signed.set(zone, new ZoneSignatures(zone.origin, new Map(), [], new Set(), new Map(), 0, 0, new Map(), true));
+  return zone;
+}
+
+const rrsetKey = (r: RR) => `${keyOf(r.name)} ${r.type}`;
+
+/** What a signed zone serves besides its signatures: its records with the DNSKEY, the delegations, the NSEC chain. */
+class SignedLayout {
+  private readonly origin: Name;
+  private readonly records: RR[];
+  private readonly cuts: Set<string>;
+  private readonly owners: Array<{ name: Name; types: Set<number> }>;
+  private readonly chain: RR[];
+  private readonly served: Zone;
+  private readonly rrsets: RR[][];
+
+  constructor(zone: Zone, dnskey: Uint8Array) {
+    const origin = zone.origin;
+    const soa = zone.soa();
+    this.origin = origin;
+    this.records = zone.records().filter((r) => !SIGNER_TYPES.has(r.type));
+    this.records.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
+    this.cuts = delegations(this.records, origin);
+    // The authoritative owners and their types; at a cut only NS and DS are the parent's.
+    const types = new Map<string, { name: Name; types: Set<number> }>();
+    for (const r of this.records) {
+      if (this.belowCut(r.name)) continue;
+      if (this.atCut(r.name) && r.type !== RRType.NS && r.type !== RRType.DS) continue;
+      const key = keyOf(r.name);
+      const entry = types.get(key) ?? { name: r.name, types: new Set<number>() };
+      entry.types.add(r.type);
+      types.set(key, entry);
+    }
+    this.owners = [...types.values()].sort((a, b) => compareNames(a.name, b.name));
+    const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
+    const nsecTtl = Math.min(soa.ttl, minimum); // RFC 9077: the negative TTL
+    this.chain = this.owners.map((owner, i) => ({
+      name: owner.name,
+      ttl: nsecTtl,
+      type: TYPE_NSEC,
+      rdata: nsecRdata(this.owners[(i + 1) % this.owners.length]!.name, [...owner.types, TYPE_RRSIG, TYPE_NSEC]),
+    }));
+    this.served = Zone.build(origin, [...this.records, ...this.chain], { loading: true });
+    this.rrsets = rrsetsOf(this.served.records());
+  }
+
+  private atCut(name: Name): boolean {
+    return this.cuts.has(keyOf(name));
+  }
+
+  private belowCut(name: Name): boolean {
+    if (this.cuts.size === 0) return false;
+    for (let skip = 1; skip < name.length - this.origin.length; skip++) if (this.cuts.has(keyOf(name.slice(skip)))) return true;
+    return false;
+  }
+
+  /** The RRsets that carry an RRSIG: every authoritative one; at a cut only the DS and the NSEC. */
+  *signedRrsets(): Generator<RR[]> {
+    for (const rrset of this.rrsets) {
+      const first = rrset[0]!;
+      if (this.belowCut(first.name) || (this.atCut(first.name) && first.type !== RRType.DS && first.type !== TYPE_NSEC)) continue;
+      yield rrset;
+    }
+  }
+
+  /** The zone to serve, with `sigs` registered as its signatures. */
+  register(sigs: Map<string, RR[]>, tag: number, contents = new Map<string, string>()): Zone {
+    const existing = new Set<string>();
+    for (const owner of this.owners) for (let skip = 0; skip <= owner.name.length - this.origin.length; skip++) existing.add(keyOf(owner.name.slice(skip)));
+    const dsSets = new Map<string, RR[]>();
+    for (const rrset of this.rrsets) {
+      const first = rrset[0]!;
+      if (first.type === RRType.DS && this.atCut(first.name)) dsSets.set(keyOf(first.name), rrset);
+    }
+    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, existing, dsSets, earliestExpiration(sigs), tag, contents));
+    return this.served;
+  }
+}
+
+/** RRSIGs as stored (owner, TTL, data length, data; the type is RRSIG's): what a sealed start serves again. */
+export function encodeRrsigs(rrsigs: readonly RR[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const r of rrsigs) {
+    const fixed = new Uint8Array(6);
+    const view = new DataView(fixed.buffer);
+    view.setUint32(0, r.ttl);
+    view.setUint16(4, r.rdata.length);
+    parts.push(nameToWire(r.name), fixed, r.rdata);
+  }
+  return Buffer.concat(parts);
+}
+
+export function decodeRrsigs(stored: Uint8Array): RR[] {
+  const out: RR[] = [];
+  const view = new DataView(stored.buffer, stored.byteOffset, stored.length);
+  let at = 0;
+  while (at < stored.length) {
+    const owner = nameFromWire(stored, at);
+    const ttl = view.getUint32(owner.next);
+    const length = view.getUint16(owner.next + 4);
+    const start = owner.next + 6;
+    out.push({ name: owner.name, ttl, type: TYPE_RRSIG, rdata: stored.slice(start, start + length) });
+    at = start + length;
+  }
+  return out;
+}
+
+/** The owners of NS records below the apex (lower-case text). */
+function delegations(records: readonly RR[], origin: Name): Set<string> {
+  const cuts = new Set<string>();
+  for (const r of records) if (r.type === RRType.NS && r.name.length > origin.length) cuts.add(keyOf(r.name));
+  return cuts;
+}
+
+/** Records grouped by owner and type. */
+function rrsetsOf(records: readonly RR[]): RR[][] {
+  const sets = new Map<string, RR[]>();
+  for (const r of records) {
+    const key = `${keyOf(r.name)} ${r.type}`;
+    const set = sets.get(key);
+    if (set) set.push(r);
+    else sets.set(key, [r]);
+  }
+  return [...sets.values()];
+}
+
+/** The RRSIG's fields, read back (tests, `show`). */
+export function readRrsig(rdata: Uint8Array): RrsigFields & { signature: Uint8Array } {
+  const view = new DataView(rdata.buffer, rdata.byteOffset, rdata.length);
+  const signer = nameFromWire(rdata, 18);
+  return {
+    typeCovered: view.getUint16(0),
+    labels: rdata[3]!,
+    originalTtl: view.getUint32(4),
+    expiration: view.getUint32(8),
+    inception: view.getUint32(12),
+    keyTag: view.getUint16(16),
+    signer: signer.name,
+    signature: rdata.slice(signer.next),
+  };
+}
