@@ -35,6 +35,7 @@ import { adviceFor } from "./cli/advice.ts";
 import { type ApiClientOptions, createApiClient, localApiClient, localBaseUrl, type TokenOrigin } from "./cli/api-client.ts";
 import { readStoredLogin, refuseLoginInTheClear, type StoredLogin, trustOf, upgradeStoredPin } from "./cli/credentials.ts";
 import { normalizedServerUrl, serverUrlProblem } from "./cli/server-url.ts";
+import { useNetworkEnvironment } from "./cli/pin.ts";
 import { sameInstanceFlags } from "./cli/next-command.ts";
 import { forStdout, needArgs, printable } from "./cli/output.ts";
 import { commandHelpText, helpText, parseCommandLine, UsageError } from "./cli/command-line.ts";
@@ -81,6 +82,7 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 export async function main(argv: readonly string[], env: Env): Promise<number> {
   process.umask(0o077); // whatever we create is ours alone unless we say otherwise
+  useNetworkEnvironment(env); // the proxy variables fetch reads: the certificate look goes its way
   const commands: Command[] = [...kernelCommands(env), ...plugins.flatMap((p) => p.commands ?? [])];
   let invocation;
   try {

@@ -9,7 +9,7 @@ import type { PeerCertificate } from "node:tls";
 import type { Config } from "../config/schema.ts";
 import { dataPath } from "../config/load.ts";
 import type { ApiClient } from "../plugin.ts";
-import { keyPinOf, NOT_THE_PINNED_CERTIFICATE, withPinnedCertificate } from "./pin.ts";
+import { keyPinOf, NOT_THE_PINNED_CERTIFICATE, theNetworkEnvironment, withPinnedCertificate } from "./pin.ts";
 
 export { NOT_THE_PINNED_CERTIFICATE };
 
@@ -116,7 +116,7 @@ export async function pinnedTls(pinned: string, roots?: readonly string[]) {
  * small as it is; unreadable, none (Node ignores it so too, with a warning).
  */
 function extraRoots(): string[] {
-  const path = process.env.NODE_EXTRA_CA_CERTS;
+  const path = theNetworkEnvironment().NODE_EXTRA_CA_CERTS;
   if (!path) return [];
   try {
     return readFileSync(path, "utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];

@@ -94,6 +94,21 @@ export async function presentedCertificate(server: string): Promise<string> {
 type Environment = Record<string, string | undefined>;
 
 /**
+ * The process environment as Bun's fetch reads it for itself (the proxy variables,
+ * NODE_EXTRA_CA_CERTS): the look at a server's certificate must take fetch's own route. Not
+ * Citadel's configuration; handed over by main.ts at start (configuration flows one way).
+ */
+let networkEnvironment: Environment = {};
+
+export function useNetworkEnvironment(env: Environment): void {
+  networkEnvironment = env;
+}
+
+export function theNetworkEnvironment(): Environment {
+  return networkEnvironment;
+}
+
+/**
  * The proxy fetch goes through to `url` (https:), chosen as Bun 1.4.5's fetch chooses it (the
  * cases in test/src/cli/proxy-choice.test.ts, which asks fetch itself): https_proxy, else
  * HTTPS_PROXY; when neither names one, all_proxy, else ALL_PROXY (found in review: fetch took
@@ -102,7 +117,7 @@ type Environment = Record<string, string | undefined>;
  * that is none, or an ALL_PROXY of another scheme (socks5:), fetch ignores: straight to the
  * server. HTTPS_PROXY of another scheme fails fetch: refused here too. Null: straight to the server.
  */
-export function proxyFor(url: URL, env: Environment = process.env): URL | null {
+export function proxyFor(url: URL, env: Environment = networkEnvironment): URL | null {
   const named = proxyNamed(env);
   if (named === null) return null;
   if (bypassesProxy(url, firstSet(env.no_proxy, env.NO_PROXY) ?? "")) return null;

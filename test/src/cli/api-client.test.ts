@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { adviceFor } from "../../../src/cli/advice.ts";
 import { ApiError, createApiClient, NOT_THE_PINNED_CERTIFICATE, pinnedTls, type ApiClientOptions } from "../../../src/cli/api-client.ts";
-import { certificateSeen, pinOfServer, publicKeyPin } from "../../../src/cli/pin.ts";
+import { certificateSeen, pinOfServer, publicKeyPin, useNetworkEnvironment } from "../../../src/cli/pin.ts";
 import { writeOwnerOnlyFileFrom } from "../../../src/files.ts";
 import { generateSelfSignedCertificate } from "../../../src/http/self-signed.ts";
 import { freePort } from "../../helpers/binary.ts";
@@ -371,9 +371,11 @@ describe("a server pinned by its key, behind a proxy (HTTPS_PROXY): the look at 
     const saved = VARIABLES.map((name) => [name, process.env[name]] as const);
     for (const name of VARIABLES) delete process.env[name];
     Object.assign(process.env, values);
+    useNetworkEnvironment(process.env); // as main.ts hands it over: fetch reads process.env itself
     try {
       await body();
     } finally {
+      useNetworkEnvironment({});
       for (const [name, value] of saved) {
         if (value === undefined) delete process.env[name];
         else process.env[name] = value;
