@@ -8,6 +8,7 @@ import { UsageError } from "../../src/cli/command-line.ts";
 import { choiceOption, fileOrStdinText, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { AnalyticsSnapshot } from "./analytics.ts";
+import type { DnssecView } from "./dnssec-service.ts";
 
 const ORG = { org: { type: "string", description: "The organization (org_...); default: your only one" } } as const;
 
@@ -56,16 +57,6 @@ function secondaryConfigSnippet(key: TsigKeyView & { secret: string }): string {
     `    algorithm: ${key.algorithm}`,
     `    secret: "${key.secret}"`,
   ].join("\n");
-}
-
-interface DnssecView {
-  zone: string;
-  enabled: boolean;
-  algorithm: string | null;
-  key_tag: number | null;
-  dnskey: string[];
-  ds: string[];
-  signatures_expire_at: string | null;
 }
 
 function dnssecText(view: DnssecView): string {

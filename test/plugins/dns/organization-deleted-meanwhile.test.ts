@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { dnsServiceOf } from "../../../plugins/dns/index.ts";
 import { iamServiceOf } from "../../../plugins/iam/index.ts";
-import type { Principal } from "../../../src/auth/principal.ts";
+import { operatorCaller } from "../../helpers/caller.ts";
 import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
 import { refusal, successesAfter } from "../../helpers/races.ts";
 
@@ -21,8 +21,7 @@ async function organizations() {
   const owner = await c.login(c.owner.email, c.owner.password);
   const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
   const other = (await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id as string;
-  const principal: Principal = { kind: "session", tokenId: "test", userId: me, organizationId: null, scopes: "all", service: null, workspaceId: null, ipAllowlist: [], operator: true, mfa: false, mustChangePassword: false };
-  return { c, owner, org: c.owner.organization, other, caller: { principal, request: {} } };
+  return { c, owner, org: c.owner.organization, other, caller: operatorCaller(me) };
 }
 
 const liveZones = (c: App, org: string) => c.kernel.store.db.query("SELECT name FROM dns_zones WHERE organization_id = ? AND deleted_at IS NULL").all(org);

@@ -11,7 +11,7 @@ import { iamServiceOf } from "../../../plugins/iam/index.ts";
 import { meshOf } from "../../../plugins/mesh/index.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import { subjectServiceOf } from "../../../plugins/subject/index.ts";
-import type { Principal } from "../../../src/auth/principal.ts";
+import { operatorCaller } from "../../helpers/caller.ts";
 import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
 import { refusal, successesAfter } from "../../helpers/races.ts";
 
@@ -23,8 +23,7 @@ async function organizations() {
   const owner = await c.login(c.owner.email, c.owner.password);
   const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
   const other = (await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id as string;
-  const principal: Principal = { kind: "session", tokenId: "test", userId: me, organizationId: null, scopes: "all", service: null, workspaceId: null, ipAllowlist: [], operator: true, mfa: false, mustChangePassword: false };
-  return { c, owner, org: c.owner.organization, other, caller: { principal, request: {} }, mesh: meshOf(c.kernel as never).mesh };
+  return { c, owner, org: c.owner.organization, other, caller: operatorCaller(me), mesh: meshOf(c.kernel as never).mesh };
 }
 
 const networksOf = (c: App, org: string) => c.kernel.store.db.query("SELECT name FROM mesh_networks WHERE organization_id = ?").all(org);

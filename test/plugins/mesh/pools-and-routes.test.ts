@@ -7,7 +7,7 @@
  * could take every default pool).
  */
 import { expect, spyOn, test } from "bun:test";
-import type { Principal } from "../../../src/auth/principal.ts";
+import { operatorCaller } from "../../helpers/caller.ts";
 import { meshOf } from "../../../plugins/mesh/index.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import type { Caller } from "../../../plugins/mesh/service.ts";
@@ -143,18 +143,5 @@ test("a network created while a route is approved: whichever is written second i
 
 async function callerOf(c: Awaited<ReturnType<typeof newCitadel>>): Promise<Caller> {
   const userId = (c.kernel.store.db.query("SELECT id FROM users WHERE email = ?").get(c.owner.email) as { id: string }).id;
-  const principal: Principal = {
-    kind: "session",
-    tokenId: "test",
-    userId,
-    organizationId: null,
-    scopes: "all",
-    service: null,
-    workspaceId: null,
-    ipAllowlist: [],
-    operator: true,
-    mfa: false,
-    mustChangePassword: false,
-  };
-  return { principal, request: {} };
+  return operatorCaller(userId);
 }

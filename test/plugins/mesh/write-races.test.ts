@@ -5,7 +5,7 @@
  * second success for the same removal.
  */
 import { expect, test } from "bun:test";
-import type { Principal } from "../../../src/auth/principal.ts";
+import { operatorCaller } from "../../helpers/caller.ts";
 import { meshOf } from "../../../plugins/mesh/index.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import type { Caller } from "../../../plugins/mesh/service.ts";
@@ -20,20 +20,7 @@ async function organization() {
   const org = c.owner.organization;
   const { mesh } = meshOf(c.kernel as never);
   const userId = (c.kernel.store.db.query("SELECT id FROM users WHERE email = ?").get(c.owner.email) as { id: string }).id;
-  const principal: Principal = {
-    kind: "session",
-    tokenId: "test",
-    userId,
-    organizationId: null,
-    scopes: "all",
-    service: null,
-    workspaceId: null,
-    ipAllowlist: [],
-    operator: true,
-    mfa: false,
-    mustChangePassword: false,
-  };
-  const caller: Caller = { principal, request: {} };
+  const caller: Caller = operatorCaller(userId);
   const network = async (name: string) => {
     expect((await c.send("POST", `/v1/mesh/orgs/${org}/networks`, owner, { json: { name } })).status).toBe(200);
     return `/v1/mesh/orgs/${org}/networks/${name}`;

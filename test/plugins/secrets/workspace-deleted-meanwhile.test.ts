@@ -10,7 +10,7 @@ import { iamServiceOf } from "../../../plugins/iam/index.ts";
 import { newWorkspaceKey } from "../../../plugins/secrets/e2ee.ts";
 import { servicesOf } from "../../../plugins/secrets/index.ts";
 import { subjectServiceOf } from "../../../plugins/subject/index.ts";
-import type { Principal } from "../../../src/auth/principal.ts";
+import { operatorCaller } from "../../helpers/caller.ts";
 import { confirmationToken, stoppedAfterEach, type testCitadel } from "../../helpers/citadel.ts";
 import { encryptedForThree } from "../../helpers/e2ee.ts";
 import { refusal } from "../../helpers/races.ts";
@@ -26,13 +26,12 @@ async function freshWorkspace() {
   const org = c.owner.organization;
   const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
   const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
-  const principal: Principal = { kind: "session", tokenId: "test", userId: me, organizationId: null, scopes: "all", service: null, workspaceId: null, ipAllowlist: [], operator: true, mfa: false, mustChangePassword: false };
   const deletion = async () => {
     const path = `/v1/iam/workspaces/${ws}`;
     const confirm = await confirmationToken(c, "DELETE", path, owner);
     return () => c.send("DELETE", path, owner, { headers: { "x-citadel-confirm": confirm } });
   };
-  return { c, owner, org, ws, caller: { principal, request: {} }, deletion };
+  return { c, owner, org, ws, caller: operatorCaller(me), deletion };
 }
 
 /** Nothing of the workspace is left on the secrets side: no row, no environment, no secret, no usable data key. */
