@@ -22,6 +22,11 @@ export interface CachedReply {
   qname: Name;
   qtype: number;
   rcode: number;
+  /**
+   * Whether the split horizon restricts its question's name, as of the horizon's `generation`:
+   * only such a reply is asked about again for each client (the answer path's hot loop).
+   */
+  restricted?: { generation: number; restricts: boolean };
 }
 
 interface Entry extends CachedReply {

@@ -26,6 +26,8 @@ export interface Horizon {
   restricts(name: Name): boolean;
   /** `client`, asking with the TSIG key `key` (null: unsigned), may not be told `name`. */
   hides(client: string, name: Name, key: Name | null): boolean;
+  /** Moves whenever what `restricts` answers may have changed (the providers changed). */
+  readonly generation: number;
 }
 
 interface Restricted {
@@ -36,11 +38,13 @@ interface Restricted {
 /** The record providers' horizon: `update` after every change of the providers. */
 export class ProviderHorizon implements Horizon {
   private restricted: Restricted[] = [];
+  generation = 0;
 
   /** `transfers`: may `client`, signing with `key`, transfer the zone that holds `name`? */
   constructor(private readonly transfers: (client: string, name: Name, key: Name | null) => boolean) {}
 
   update(providers: readonly RecordProvider[]): void {
+    this.generation++;
     this.restricted = providers.flatMap((provider) => {
       const domain = domainOf(provider);
       return provider.mayAsk && domain ? [{ domain, mayAsk: provider.mayAsk.bind(provider) }] : [];

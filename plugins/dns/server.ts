@@ -632,7 +632,9 @@ export class CachingAnswerer {
     if (cached !== undefined) return this.fromCache(cached, packet, qnameEnd, client, transport);
     const reply = answerInto(packet, client, transport, this.context, out);
     if (out.cacheable && reply !== null && out.qname !== null) {
-      this.cache.set(key, packet, qnameEnd, limit, flags, version!, { bytes: reply, zone: out.zone, qname: out.qname, qtype: out.qtype, rcode: out.rcode });
+      const horizon = this.context.horizon;
+      const restricted = horizon ? { generation: horizon.generation, restricts: horizon.restricts(out.qname) } : undefined;
+      this.cache.set(key, packet, qnameEnd, limit, flags, version!, { bytes: reply, zone: out.zone, qname: out.qname, qtype: out.qtype, rcode: out.rcode, restricted });
     }
     return reply;
   }
@@ -660,11 +662,22 @@ export class CachingAnswerer {
     }
     // Cached for a client that may be told the name: asked again for this one (unsigned: a
     // signed query is never answered from the cache).
-    if (this.context.horizon?.hides(client, cached.qname, null)) {
+    const horizon = this.context.horizon;
+    if (horizon && mayBeHidden(cached, horizon) && horizon.hides(client, cached.qname, null)) {
       return hiddenReply(decodeQuery(packet), transport === "udp" ? CLASSIC_UDP_SIZE : TCP_MAX_MESSAGE, out);
     }
     return patchedReply(cached.bytes, packet, qnameEnd);
   }
+}
+
+/**
+ * Whether a cached reply's name may be one the horizon hides from some clients: known when it was
+ * cached, unless the providers changed since. Asking the horizon for every hit cost a sixth of
+ * the cached path (0.16 of 0.48 µs in process, about 6% of the compiled binary's queries/s).
+ */
+function mayBeHidden(cached: CachedReply, horizon: Horizon): boolean {
+  const known = cached.restricted;
+  return known === undefined || known.generation !== horizon.generation || known.restricts;
 }
 
 // ---------------------------------------------------------------------------------------------

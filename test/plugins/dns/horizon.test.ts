@@ -277,3 +277,33 @@ describe("each mesh network's clients (the mesh's DnsClients as the provider's m
     expect(ask(a, DEV, "example.org.", RRType.MX).additional).toEqual([]);
   });
 });
+
+describe("the answer cache asks the horizon only about names it restricts", () => {
+  test("a cached reply of a name no provider restricts is served without asking; one of a restricted name is asked for each client; a change of the providers asks again", () => {
+    const inner = new ProviderHorizon((client, name, key) => transfers.allowed(client, zones.find(name)!.origin, key));
+    inner.update([mesh]);
+    let asked = 0;
+    // The real horizon, counting what the cached path asks of it.
+    const horizon = {
+      restricts: (name: Parameters<ProviderHorizon["restricts"]>[0]) => inner.restricts(name),
+      hides: (...args: Parameters<ProviderHorizon["hides"]>) => (asked++, inner.hides(...args)),
+      get generation() {
+        return inner.generation;
+      },
+    };
+    const a = new CachingAnswerer({ zones, gate: { decide: () => "answer" }, horizon, now: () => NOW });
+    const outside = "www.example.org.";
+    expect(ask(a, STRANGER, outside).rcode).toBe(Rcode.NOERROR); // the miss: answered and cached
+    asked = 0;
+    for (let i = 0; i < 3; i++) expect(ask(a, STRANGER, outside).rcode).toBe(Rcode.NOERROR);
+    expect(asked).toBe(0);
+    expect(ask(a, MESH_CLIENT, "db1.prod.mesh.example.org.").rcode).toBe(Rcode.NOERROR); // cached for the mesh's client
+    asked = 0;
+    expect(ask(a, STRANGER, "db1.prod.mesh.example.org.").rcode).toBe(Rcode.REFUSED); // the hit is asked about
+    expect(asked).toBe(1);
+    inner.update([mesh]); // the providers changed: what was known of the cached names is asked again
+    asked = 0;
+    expect(ask(a, STRANGER, outside).rcode).toBe(Rcode.NOERROR);
+    expect(asked).toBe(1);
+  });
+});
