@@ -71,10 +71,14 @@ export interface ApiClientOptions {
   tokenOrigin?: TokenOrigin;
 }
 
-/** The system's root certificates; node:tls is loaded (60 ms) only by commands that connect. */
+/**
+ * The system's root certificates and NODE_EXTRA_CA_CERTS's (a `ca` replaces Bun's defaults, the
+ * only place those are counted: a proxy or server trusted through them was refused), with
+ * `certificate`; node:tls is loaded (60 ms) only by commands that connect.
+ */
 async function withSystemRoots(certificate: string): Promise<string[]> {
   const { rootCertificates } = await import("node:tls");
-  return [...rootCertificates, certificate];
+  return [...rootCertificates, ...extraRoots(), certificate];
 }
 
 /**

@@ -446,6 +446,24 @@ describe("a server pinned by its key, behind a proxy (HTTPS_PROXY): the look at 
     }
   });
 
+  test("the local instance's client (its certificate added to the system's roots) through such a proxy trusts it as well (found in review: refused)", async () => {
+    const proxyCertificate = await generateSelfSignedCertificate({ dnsNames: [], ipAddresses: ["127.0.0.1"], validDays: 30, now: new Date() });
+    const proxy = await connectProxy({ "citadel.test": "127.0.0.1" }, { tls: { cert: proxyCertificate.certPem, key: proxyCertificate.keyPem } });
+    const dir = mkdtempSync(join(tmpdir(), "citadel-proxy-ca-"));
+    try {
+      const extra = join(dir, "proxy-ca.pem");
+      writeFileSync(extra, proxyCertificate.certPem);
+      await withProxyVariables({ HTTPS_PROXY: proxy.url, NODE_EXTRA_CA_CERTS: extra }, async () => {
+        const served = await selfSigned();
+        const port = serving(served).port;
+        expect(await createApiClient({ baseUrl: `https://citadel.test:${port}`, alsoTrust: served.certPem }).request("GET", "/")).toEqual({ email: "admin@localhost" });
+      });
+    } finally {
+      await proxy.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a proxy that refuses the tunnel: the error says so", async () => {
     const proxy = await connectProxy({});
     try {
