@@ -449,11 +449,34 @@ export class DnsService {
 
   /** The live zones served here below `row` that it does not delegate (no NS at or above them below its apex): what signing it would deny. */
   undelegatedZonesIn(tx: Database, row: sql.ZoneRow): string[] {
+    return this.zonesUndelegatedBy(tx, row, storedRecords(tx, row.id));
+  }
+
+  /** The live zones served here below `row` that `records`, as its records, would not delegate. */
+  private zonesUndelegatedBy(tx: Database, row: sql.ZoneRow, records: readonly RR[]): string[] {
     const origin = originOf(row);
     return sql
       .allLiveZones(tx)
-      .filter((other) => other.id !== row.id && isSubdomain(originOf(other), origin) && !delegatedFrom(tx, row, originOf(other)))
+      .filter((other) => other.id !== row.id && isSubdomain(originOf(other), origin) && !delegates(records, origin, originOf(other)))
       .map((other) => other.name);
+  }
+
+  /**
+   * A change leaving a signed zone with `records` must keep its delegations to the zones served
+   * here inside it (the NS at the cut, or above it): without one, the signed zone's NSEC chain
+   * denies the nested zone's names, as when it is made undelegated. Only the zones the change
+   * leaves undelegated count, so that one undelegated already (signed before this was checked)
+   * does not block every other change.
+   */
+  private refuseUndelegating(tx: Database, row: sql.ZoneRow, records: readonly RR[]): void {
+    if (sql.zoneKey(tx, row.id) === null) return;
+    const before = new Set(this.undelegatedZonesIn(tx, row));
+    const lost = this.zonesUndelegatedBy(tx, row, records).filter((name) => !before.has(name));
+    if (lost.length === 0) return;
+    const [it, its] = lost.length === 1 ? ["it", "its"] : ["them", "their"];
+    throw new ConflictError(
+      `${lost.join(", ")} ${lost.length === 1 ? "lies" : "lie"} in ${row.name}, which is signed (DNSSEC), and would be left with no delegation to ${it}: its NSEC records would deny ${its} names to validators. Delegate ${it} first (NS records for ${lost.join(", ")} in ${row.name}), or delete ${it}.`,
+    );
   }
 
   /**
@@ -559,6 +582,7 @@ export class DnsService {
       const next = { ...row, serial };
       refusing("records", () => Zone.build(origin, [soaRecord(next), ...others, ...wanted]));
       this.refuseCuttingOffProviders(tx, row, wanted);
+      if (type === RRType.NS) this.refuseUndelegating(tx, row, [...others, ...wanted]);
       sql.deleteRrset(tx, row.id, ownerKey, type);
       for (const r of wanted) sql.insertRecord(tx, { zone_id: row.id, owner: ownerKey, type, ttl: r.ttl, rdata: r.rdata });
       sql.updateZoneSoa(tx, row.id, row, serial, this.now());
@@ -596,6 +620,7 @@ export class DnsService {
       const built = refusing("records", () => Zone.build(origin, [soaRecord(next), ...records]));
       this.refuseUnsignable(tx, row, parsed, (message, r) => new InvalidError(`line ${r.line}: ${canonical(r.name)} ${typeToText(r.type)}: ${message}`, "content"));
       this.refuseCuttingOffProviders(tx, row, owners);
+      this.refuseUndelegating(tx, row, records);
       const before = new Map(storedRecords(tx, row.id).map((r) => [recordKey(r), r.ttl]));
       const after = new Map(built.records().filter((r) => r.type !== RRType.SOA).map((r) => [recordKey(r), r.ttl]));
       const added = [...after.keys()].filter((key) => !before.has(key)).length;
@@ -624,8 +649,12 @@ type Owned = { name: Name; type: number; line?: number };
 
 /** Does `zone` delegate `name` (an NS record at it, or above it below the zone's apex)? */
 function delegatedFrom(db: Database, zone: sql.ZoneRow, name: Name): boolean {
-  const apex = originOf(zone).length;
-  return storedRecords(db, zone.id).some((r) => r.type === RRType.NS && r.name.length > apex && isSubdomain(name, r.name));
+  return delegates(storedRecords(db, zone.id), originOf(zone), name);
+}
+
+/** Do `records`, a zone's at `origin`, delegate `name` (an NS record at it, or above it below the apex)? */
+function delegates(records: readonly RR[], origin: Name, name: Name): boolean {
+  return records.some((r) => r.type === RRType.NS && r.name.length > origin.length && isSubdomain(name, r.name));
 }
 
 function storedRecords(db: Database, zoneId: string): RR[] {

@@ -181,6 +181,39 @@ describe("dnssec per zone", () => {
     expect((await c.send("POST", zones, owner, { json: { name: "a.lab.example.org", ns: ["ns1.example.net."] } })).status).toBe(200);
   });
 
+  test("a signed zone's delegation to a zone served inside it is not removed (409, by an rrset or an import, nothing changed) while that zone exists", async () => {
+    const { c, owner, zones, zone, id } = await setup();
+    await c.send("POST", `${zone}/dnssec`, owner);
+    expect((await c.send("PUT", `${zone}/rrsets/lab/NS`, owner, { json: { records: ["ns1.example.net."] } })).status).toBe(200);
+    expect((await c.send("POST", zones, owner, { json: { name: "lab.example.org", ns: ["ns1.example.net."] } })).status).toBe(200);
+    const serial = serialOf(c, id);
+    const records = (await c.send("GET", `${zone}/records`, owner)).body;
+    const detail =
+      "lab.example.org. lies in example.org., which is signed (DNSSEC), and would be left with no delegation to it: its NSEC records would deny its names to validators. Delegate it first (NS records for lab.example.org. in example.org.), or delete it.";
+    const removed = await c.send("PUT", `${zone}/rrsets/lab/NS`, owner, { json: { records: [] } });
+    expect([removed.status, removed.body.detail]).toEqual([409, detail]);
+    for (const dry_run of [true, false]) {
+      const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: "@ 300 NS ns1.example.net.\nwww 300 A 192.0.2.1\n", dry_run } });
+      expect([imported.status, imported.body.detail]).toEqual([409, detail]);
+    }
+    expect(serialOf(c, id)).toBe(serial);
+    expect((await c.send("GET", `${zone}/records`, owner)).body).toEqual(records);
+    // Other changes, and an import that keeps the delegation, go through.
+    expect((await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: ["192.0.2.11"] } })).status).toBe(200);
+    expect((await c.send("POST", `${zone}/import`, owner, { json: { content: "@ 300 NS ns1.example.net.\nlab 300 NS ns2.example.net.\n" } })).status).toBe(200);
+    // Once the nested zone is gone, so may the delegation go.
+    const ask = await c.send("DELETE", `${zones}/lab.example.org`, owner);
+    expect((await c.send("DELETE", `${zones}/lab.example.org`, owner, { headers: { "x-citadel-confirm": ask.body.confirmation_token } })).status).toBe(200);
+    expect((await c.send("PUT", `${zone}/rrsets/lab/NS`, owner, { json: { records: [] } })).status).toBe(200);
+  });
+
+  test("an unsigned zone's delegation to a zone served inside it may be removed", async () => {
+    const { c, owner, zones, zone } = await setup();
+    expect((await c.send("PUT", `${zone}/rrsets/lab/NS`, owner, { json: { records: ["ns1.example.net."] } })).status).toBe(200);
+    expect((await c.send("POST", zones, owner, { json: { name: "lab.example.org", ns: ["ns1.example.net."] } })).status).toBe(200);
+    expect((await c.send("PUT", `${zone}/rrsets/lab/NS`, owner, { json: { records: [] } })).status).toBe(200);
+  });
+
   const A6 = "\\# 17 0020010db8000000000000000000000001";
   const NXT = "\\# 6 016100014000";
   const SIG = `\\# 19 ${"00".repeat(18)}00`;
