@@ -14,21 +14,36 @@
  * prefixes go in [mesh] dns_clients.
  *
  * The client is its address alone. Networks of two organizations may overlap; enrollment never
- * gives a node an address another organization's node holds (freeHost, service.ts), but nodes
- * enrolled before it passed over them may share one: a client at an address of nodes of more
- * than one organization is told none of their names, as a stranger, and each such sharing is
- * logged so that the operator renumbers one of the networks. A client at nodes of two networks of one organization (whose
- * prefixes cannot overlap but for networks made before that was refused) is told both's names.
+ * gives a node an address held by a node of another organization's network made before its own
+ * (freeHost, service.ts), but a network made earlier is not kept from the addresses of one made
+ * after it (else a newcomer over its prefix could fill its pool), and nodes enrolled before
+ * enrollment passed over any address may share one too. A client at an address of nodes of more
+ * than one organization is told the names of the network made first (createdFirst) and of its
+ * organization's other networks there — the one a newcomer cannot have taken it from — not the
+ * others'; each such sharing is logged so that the operator renumbers one of the networks. A
+ * client at nodes of two networks of one organization (whose prefixes cannot overlap but for
+ * networks made before that was refused) is told both's names.
  */
 import type { Logger } from "../../src/log.ts";
 import { cidrContains, formatIp, isLoopback, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 
-/** A network as stored: its name, its organization and its prefixes ("100.64.0.0/16", "fd7a:115c:a1e0::/48"). */
+/** A network as stored: its id, name, organization, prefixes ("100.64.0.0/16", "fd7a:115c:a1e0::/48") and when it was made (ms). */
 export interface StoredNetwork {
+  id: string;
   name: string;
   organization_id: string;
   ipv4: string;
   ipv6: string;
+  created_at: number;
+}
+
+/**
+ * Which of two networks precedes the other at an address both hold (negative: `a`): the one made
+ * first, then the lower id — a total order, so that two made in one millisecond are still told
+ * apart, the same way by enrollment (freeHost) and by the DNS server.
+ */
+export function createdFirst(a: Pick<StoredNetwork, "id" | "created_at">, b: Pick<StoredNetwork, "id" | "created_at">): number {
+  return a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 /**
@@ -89,10 +104,12 @@ export class DnsClients {
     const domainsAt = new Map<string, readonly string[]>();
     const shared = new Map<string, { networks: StoredNetwork[]; addresses: string[] }>();
     for (const [address, networks] of networksAt) {
-      // At nodes of two organizations: whose client it is cannot be known, and telling it
-      // both would tell one organization's nodes the other's names.
-      if (ofOneOrganization(networks)) domainsAt.set(address, networks.map((n) => `${n.name}.${this.apex}`)); // network names are lower-case DNS labels
-      else noteShared(shared, networks, address);
+      // At nodes of two organizations, telling it both would tell one organization's nodes the
+      // other's names; telling it neither would let a newcomer switch off an older network's names
+      // by taking its addresses. The organization of the network made first keeps it.
+      const told = ofOneOrganization(networks) ? networks : ofFirstOrganization(networks);
+      domainsAt.set(address, told.map((n) => `${n.name}.${this.apex}`)); // network names are lower-case DNS labels
+      if (told.length < networks.length) noteShared(shared, networks, address);
     }
     this.domainsAt = domainsAt;
     this.warnOfShared(shared);
@@ -113,7 +130,7 @@ export class DnsClients {
   private warnOfShared(shared: Map<string, { networks: StoredNetwork[]; addresses: string[] }>): void {
     for (const [key, { networks, addresses }] of shared) {
       if (this.warned.has(key)) continue;
-      this.log?.warn("mesh: nodes of networks of two organizations share addresses: a client at one is told neither's DNS names; renumber one network (docs/mesh.md, DNS names)", {
+      this.log?.warn("mesh: nodes of networks of two organizations share addresses: a client at one is told only the names of the network made first (and of its organization's); renumber one network (docs/mesh.md, DNS names)", {
         networks: networks.map((n) => ({ name: n.name, organization: n.organization_id, ipv4: n.ipv4, ipv6: n.ipv6 })),
         addresses: addresses.slice(0, SHARED_ADDRESSES_LOGGED),
         shared: addresses.length,
@@ -139,9 +156,15 @@ function ofOneOrganization(networks: readonly StoredNetwork[]): boolean {
   return networks.every((n) => n.organization_id === networks[0]!.organization_id);
 }
 
+/** Those of `networks` of the organization of the one made first. */
+function ofFirstOrganization(networks: readonly StoredNetwork[]): StoredNetwork[] {
+  const first = networks.toSorted(createdFirst)[0]!;
+  return networks.filter((n) => n.organization_id === first.organization_id);
+}
+
 /**
- * The nodes' addresses, each network's after its name, organization and prefixes (all that
- * refresh reads of it): equal for two lists of nodes, in the same order, that hold the same
+ * The nodes' addresses, each network's after its name, organization, prefixes, id and time made
+ * (all that refresh reads of it): equal for two lists of nodes, in the same order, that hold the same
  * addresses in the same networks. The text itself, not a hash of it: a collision would keep
  * telling a client names it may no longer be told.
  */
@@ -151,7 +174,7 @@ function addressPairs(nodes: ReadonlyArray<ServedNode>): string {
   for (const node of nodes) {
     if (node.network !== network) {
       network = node.network;
-      parts.push(`\n${network.name} ${network.organization_id} ${network.ipv4} ${network.ipv6}:`);
+      parts.push(`\n${network.name} ${network.organization_id} ${network.ipv4} ${network.ipv6} ${network.id} ${network.created_at}:`);
     }
     parts.push(node.ipv4, node.ipv6);
   }

@@ -20,6 +20,7 @@ import { newId } from "../../src/ids.ts";
 import { cidrContains, formatCidr, parseCidr, parseIp } from "../../src/net/ip.ts";
 import type { Kernel } from "../../src/plugin.ts";
 import { addressesOf, allocateHost, randomUlaPrefix, validateNetworkPrefixes } from "./addresses.ts";
+import { createdFirst } from "./dns-clients.ts";
 import { isWireGuardKey } from "./keys.ts";
 import { parseDateTime } from "./times.ts";
 import { aclNodeNames, aclPrefixes, parseAclPolicy } from "./policy.ts";
@@ -1171,16 +1172,19 @@ function refuseInterfaceInUse(tx: Database, org: string, network: sql.NetworkRow
 
 /**
  * The next host number for a node of `net` (allocateHost: in turn after the one given last),
- * passing over those whose IPv4 or IPv6 address a node of another organization's network holds.
- * A network's DNS clients are its nodes' addresses (DnsClients), and an address held by nodes of
- * two organizations is told neither's names: numbering from 1 in every network, two overlapping
- * networks (the default pool's fallback, or an admin giving another organization's prefixes)
- * would otherwise share their first nodes' addresses, and an admin could take every address of
- * another organization's nodes to switch off their names. Every node counts, disabled or expired
- * too, as it does in its own network: enabled again, it would share its address otherwise.
+ * passing over those whose IPv4 or IPv6 address a node holds of another organization's network
+ * made before `net` (createdFirst). A network's DNS clients are its nodes' addresses (DnsClients),
+ * and an address held by nodes of two organizations is told only the older network's names:
+ * numbering from 1 in every network, a network made over another organization's (the default
+ * pool's fallback, or an admin giving another organization's prefixes) would otherwise share its
+ * first nodes' addresses, whose names it would not be told. One way only: were the older network
+ * to pass over the newcomer's addresses too, an admin could make a network over another
+ * organization's prefix and enroll nodes at every free address of it, and the older network's
+ * enrollments would find its pool full. Every node counts, disabled or expired too, as it does in
+ * its own network: enabled again, it would share its address otherwise.
  */
 function freeHost(tx: Database, net: sql.NetworkRow, used: readonly number[]): number {
-  const heldElsewhere = addressesHeldByOtherOrganizations(tx, net);
+  const heldElsewhere = addressesHeldByOlderNetworksOfOtherOrganizations(tx, net);
   const taken = new Set(used);
   const after = sql.lastHost(tx, net.id);
   let skipped = 0;
@@ -1199,11 +1203,12 @@ function freeHost(tx: Database, net: sql.NetworkRow, used: readonly number[]): n
   }
 }
 
-/** The addresses (canonical text, as addressesOf gives them) of every node of another organization's network that overlaps `net`. */
-function addressesHeldByOtherOrganizations(tx: Database, net: sql.NetworkRow): Set<string> {
+/** The addresses (canonical text, as addressesOf gives them) of every node of another organization's network that overlaps `net` and was made before it. */
+function addressesHeldByOlderNetworksOfOtherOrganizations(tx: Database, net: sql.NetworkRow): Set<string> {
   const held = new Set<string>();
   for (const other of sql.allNetworks(tx)) {
-    if (other.organization_id === net.organization_id || !(overlaps(other.ipv4, net.ipv4) || overlaps(other.ipv6, net.ipv6))) continue;
+    if (other.organization_id === net.organization_id || createdFirst(other, net) > 0) continue;
+    if (!(overlaps(other.ipv4, net.ipv4) || overlaps(other.ipv6, net.ipv6))) continue;
     for (const node of sql.nodes(tx, other.id)) {
       const { ipv4, ipv6 } = addressesOf(other.ipv4, other.ipv6, node.host);
       held.add(ipv4).add(ipv6);
@@ -1224,8 +1229,8 @@ const SHARED_SPACE = "100.64.0.0/10";
  * organization overlaps. Networks of two organizations may overlap (each admin chooses freely:
  * refusing would let one organization's few large networks shut every other out), but two whose
  * nodes share an address cannot tell them apart in DNS (DnsClients): a new network's default
- * keeps clear of every other while there is room (past that, freeHost keeps their nodes'
- * addresses apart). Either way clear of the organization's approved routes; 409 naming those that
+ * keeps clear of every other while there is room (past that, freeHost keeps its nodes off the
+ * addresses of the older networks' nodes). Either way clear of the organization's approved routes; 409 naming those that
  * take part of the space, when there is none.
  */
 function freePool(networks: readonly sql.NetworkRow[], org: string, routes: OrganizationRoute[]): string {

@@ -213,9 +213,9 @@ describe("the rest of the zone", () => {
 describe("each mesh network's clients (the mesh's DnsClients as the provider's mayAsk)", () => {
   // prod and dev of one organization, ops of another, a node of each at host 9: the provider is given every organization's nodes.
   const nodes = [
-    { network: { name: "prod", organization_id: "org_a", ipv4: "100.64.0.0/16", ipv6: "fd7a:115c:a1e0::/48" }, ipv4: "100.64.0.9", ipv6: "fd7a:115c:a1e0::9" },
-    { network: { name: "dev", organization_id: "org_a", ipv4: "100.65.0.0/16", ipv6: "fd7a:115c:a1e1::/48" }, ipv4: "100.65.0.9", ipv6: "fd7a:115c:a1e1::9" },
-    { network: { name: "ops", organization_id: "org_b", ipv4: "100.80.0.0/16", ipv6: "fd00:5::/48" }, ipv4: "100.80.0.9", ipv6: "fd00:5::9" },
+    { network: { id: "net_prod", created_at: 1, name: "prod", organization_id: "org_a", ipv4: "100.64.0.0/16", ipv6: "fd7a:115c:a1e0::/48" }, ipv4: "100.64.0.9", ipv6: "fd7a:115c:a1e0::9" },
+    { network: { id: "net_dev", created_at: 2, name: "dev", organization_id: "org_a", ipv4: "100.65.0.0/16", ipv6: "fd7a:115c:a1e1::/48" }, ipv4: "100.65.0.9", ipv6: "fd7a:115c:a1e1::9" },
+    { network: { id: "net_ops", created_at: 3, name: "ops", organization_id: "org_b", ipv4: "100.80.0.0/16", ipv6: "fd00:5::/48" }, ipv4: "100.80.0.9", ipv6: "fd00:5::9" },
   ];
   const clients = new DnsClients("mesh.example.org.", [], () => nodes);
   const byNetwork: RecordProvider = { name: "mesh", domain: "mesh.example.org.", records: () => [], mayAsk: (client, name) => clients.allows(client, name) };

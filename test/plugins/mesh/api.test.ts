@@ -654,16 +654,17 @@ describe("DNS names", () => {
     // Another organization's network over office's prefix: its node at another address is its own network's client only.
     const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
     const theirs = `/v1/mesh/orgs/${(await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id}/networks`;
+    c.clock.advance(1); // made after the other: the test clock stands still, and a tie goes by the (random) ids
     expect((await c.send("POST", theirs, owner, { json: { name: "ops", ipv4: "100.64.0.0/16" } })).status).toBe(200);
     const opsKey = await preauthKey(c, owner, `${theirs}/ops`, { reusable: true });
     const app1 = await enroll(c, opsKey, "app1");
     expect(app1.ipv4).toBe("100.64.0.2"); // past db1's address, another organization's
     expect([told(v4), told("100.64.0.2"), told("100.64.0.2", "ops.mesh.internal.")]).toEqual([true, false, true]);
-    // Both organizations' nodes at one address (a sharing from before enrollment passed over them): told neither's names.
+    // Both organizations' nodes at one address (a sharing from before enrollment passed over them): told the older network's (office's) names only.
     c.kernel.store.db.query("UPDATE mesh_nodes SET host = 1 WHERE id = ?").run(app1.id);
     // The change that reads the addresses again is app1's expiry set (it expires below).
     await c.send("PATCH", `${theirs}/ops/nodes/app1`, owner, { json: { expires_at: new Date(c.clock.now() + 60_000).toISOString() } });
-    expect([told(v4), told(v4, "ops.mesh.internal."), told(v6)]).toEqual([false, false, true]);
+    expect([told(v4), told(v4, "ops.mesh.internal."), told(v6)]).toEqual([true, false, true]);
     expect((await c.send("DELETE", `${net}/nodes/${db1.name}`, owner)).status).toBe(200);
     expect([told(v4), told(v4, "ops.mesh.internal."), told(v6)]).toEqual([false, true, false]);
     // An expired node is a client no longer once its expiry is noted (a change, as its names go).
@@ -694,7 +695,7 @@ describe("DNS names", () => {
     expect([provider.mayAsk!("100.64.0.2", "db1.office.mesh.internal."), provider.mayAsk!("100.64.0.3", "office.mesh.internal.")]).toEqual([true, false]);
   });
 
-  test("the default pool's fallback over another organization's network: enrollment passes over the other's nodes' addresses, both ways, and every node is told its names (found in review)", async () => {
+  test("the default pool's fallback over another organization's network: the newer network's enrollment passes over the older's nodes' addresses, not the other way, and the older keeps a shared address's names (found in review)", async () => {
     const c = await testCitadel();
     const owner = await c.login(c.owner.email, c.owner.password);
     const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
@@ -704,15 +705,18 @@ describe("DNS names", () => {
     expect((await enroll(c, wideKey, "w1")).ipv4).toBe("100.64.0.1");
     // No /16 of 100.64.0.0/10 is clear of wide: office falls back to the first clear of its own organization's.
     const networks = `/v1/mesh/orgs/${c.owner.organization}/networks`;
+    c.clock.advance(1); // made after the other: the test clock stands still, and a tie goes by the (random) ids
     const office = await c.send("POST", networks, owner, { json: { name: "office" } });
     expect(office.body.ipv4).toBe("100.64.0.0/16");
     const officeKey = await preauthKey(c, owner, `${networks}/office`, { reusable: true });
     expect((await enroll(c, officeKey, "o1")).ipv4).toBe("100.64.0.2");
-    expect((await enroll(c, wideKey, "w2")).ipv4).toBe("100.64.0.3");
     const provider = c.kernel.records.list().find((p) => p.name === "mesh")!;
     const told = (client: string, name: string) => provider.mayAsk!(client, name);
-    expect([told("100.64.0.1", "w1.wide.mesh.internal."), told("100.64.0.2", "o1.office.mesh.internal."), told("100.64.0.3", "w2.wide.mesh.internal.")]).toEqual([true, true, true]);
+    expect([told("100.64.0.1", "w1.wide.mesh.internal."), told("100.64.0.2", "o1.office.mesh.internal.")]).toEqual([true, true]);
     expect([told("100.64.0.1", "office.mesh.internal."), told("100.64.0.2", "wide.mesh.internal.")]).toEqual([false, false]);
+    // wide, the older, is not kept from office's addresses (else a newcomer could fill its pool): o1's is then wide's client.
+    expect((await enroll(c, wideKey, "w2")).ipv4).toBe("100.64.0.2");
+    expect([told("100.64.0.2", "w2.wide.mesh.internal."), told("100.64.0.2", "o1.office.mesh.internal.")]).toEqual([true, false]);
   });
 
   test("an admin who gives another organization's prefixes cannot take its nodes' addresses: its nodes get others, every node is told its names, and a pool the others fill is full (found in review)", async () => {
@@ -723,6 +727,7 @@ describe("DNS names", () => {
     await enroll(c, key, "db2");
     const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
     const theirs = `/v1/mesh/orgs/${(await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "other", owner: me } })).body.id}/networks`;
+    c.clock.advance(1); // made after the other: the test clock stands still, and a tie goes by the (random) ids
     expect((await c.send("POST", theirs, owner, { json: { name: "copy", ipv4: network.ipv4, ipv6: network.ipv6 } })).status).toBe(200);
     const copyKey = await preauthKey(c, owner, `${theirs}/copy`, { reusable: true });
     expect([(await enroll(c, copyKey, "x1")).ipv4, (await enroll(c, copyKey, "x2")).ipv4]).toEqual(["100.64.0.3", "100.64.0.4"]);
@@ -735,11 +740,32 @@ describe("DNS names", () => {
     const tiny = await c.send("POST", networks, owner, { json: { name: "tiny", ipv4: "10.0.0.0/30" } });
     const tinyKey = await preauthKey(c, owner, `${networks}/tiny`, { reusable: true });
     expect((await enroll(c, tinyKey, "t1")).ipv4).toBe("10.0.0.1");
+    c.clock.advance(1); // made after the other: the test clock stands still, and a tie goes by the (random) ids
     expect((await c.send("POST", theirs, owner, { json: { name: "tinycopy", ipv4: "10.0.0.0/30", ipv6: tiny.body.ipv6 } })).status).toBe(200);
     const tinyCopyKey = await preauthKey(c, owner, `${theirs}/tinycopy`, { reusable: true });
     expect((await enroll(c, tinyCopyKey, "u1")).ipv4).toBe("10.0.0.2");
     const full = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: tinyCopyKey, name: "u2", public_key: (await generateKeyPair()).publicKey } });
     expect([full.status, full.body.detail]).toEqual([409, "pool 10.0.0.0/30 is full (2 addresses): 1 of them held by nodes of other organizations' networks over it"]);
+  });
+
+  test("a network made over an older one's prefix, its nodes at every free address, does not fill the older one's pool: the older keeps enrolling and keeps the shared addresses' names (found in review)", async () => {
+    const { c, owner, networks } = await setup();
+    const tiny = await c.send("POST", networks, owner, { json: { name: "tiny", ipv4: "10.0.0.0/30", ipv6: "fd00:77::/48" } });
+    const tinyKey = await preauthKey(c, owner, `${networks}/tiny`, { reusable: true });
+    expect((await enroll(c, tinyKey, "t1")).ipv4).toBe("10.0.0.1");
+    const me = (await c.send("GET", "/v1/iam/me", owner)).body.id as string;
+    const theirs = `/v1/mesh/orgs/${(await c.send("POST", "/v1/iam/orgs", owner, { json: { name: "squatter", owner: me } })).body.id}/networks`;
+    c.clock.advance(1); // made after the other: the test clock stands still, and a tie goes by the (random) ids
+    expect((await c.send("POST", theirs, owner, { json: { name: "squat", ipv4: "10.0.0.0/30", ipv6: tiny.body.ipv6 } })).status).toBe(200);
+    const squatKey = await preauthKey(c, owner, `${theirs}/squat`, { reusable: true });
+    // The newcomer passes over t1's address and takes the other of the two.
+    expect((await enroll(c, squatKey, "s1")).ipv4).toBe("10.0.0.2");
+    const full = await c.send("POST", "/v1/mesh/enroll", undefined, { json: { key: squatKey, name: "s2", public_key: (await generateKeyPair()).publicKey } });
+    expect([full.status, full.body.detail]).toEqual([409, "pool 10.0.0.0/30 is full (2 addresses): 1 of them held by nodes of other organizations' networks over it"]);
+    // The older network still enrolls, at the newcomer's addresses, whose names are then tiny's.
+    expect((await enroll(c, tinyKey, "t2")).ipv4).toBe("10.0.0.2");
+    const provider = c.kernel.records.list().find((p) => p.name === "mesh")!;
+    expect([provider.mayAsk!("10.0.0.2", "t2.tiny.mesh.internal."), provider.mayAsk!("10.0.0.2", "s1.squat.mesh.internal."), provider.mayAsk!("10.0.0.1", "t1.tiny.mesh.internal.")]).toEqual([true, false, true]);
   });
 
   test("the DNS server answers them: a node's name resolves on the wire, and stops resolving once it is removed", async () => {

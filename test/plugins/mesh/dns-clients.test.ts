@@ -1,15 +1,15 @@
 /**
  * Who is told which of the mesh's node names: loopback and [mesh] dns_clients every name, a
  * network's active nodes' addresses (IPv4 and IPv6) that network's names and the domain itself,
- * nobody else any — not an address merely inside a network's prefix, nor one of nodes of two
- * organizations' networks, each such sharing logged once.
+ * nobody else any — not an address merely inside a network's prefix; an address of nodes of two
+ * organizations' networks only the names of the one made first, each such sharing logged once.
  */
 import { describe, expect, test } from "bun:test";
 import { DnsClients, type ServedNode, type StoredNetwork } from "../../../plugins/mesh/dns-clients.ts";
 import { dnsClientPrefixes } from "../../../plugins/mesh/settings.ts";
 
-const PROD = { name: "prod", organization_id: "org_a", ipv4: "100.64.0.0/16", ipv6: "fd7a:115c:a1e0::/48" };
-const DEV = { name: "dev", organization_id: "org_a", ipv4: "100.65.0.0/16", ipv6: "fd7a:115c:a1e1::/48" };
+const PROD = { id: "net_prod", created_at: 1, name: "prod", organization_id: "org_a", ipv4: "100.64.0.0/16", ipv6: "fd7a:115c:a1e0::/48" };
+const DEV = { id: "net_dev", created_at: 2, name: "dev", organization_id: "org_a", ipv4: "100.65.0.0/16", ipv6: "fd7a:115c:a1e1::/48" };
 const DB1 = "db1.prod.mesh.internal.";
 
 /** A node of `network` at host number `host` (addresses as the mesh gives them: the prefix plus the host). */
@@ -97,7 +97,7 @@ test("a refresh that finds every address in the same network as before works not
 });
 
 test("an address of nodes of two networks of one organization (overlapping) is told both", () => {
-  const OPS = { name: "ops", organization_id: "org_a", ipv4: "100.64.0.0/16", ipv6: "fd00:1::/48" };
+  const OPS = { id: "net_ops", created_at: 3, name: "ops", organization_id: "org_a", ipv4: "100.64.0.0/16", ipv6: "fd00:1::/48" };
   const clients = new DnsClients("mesh.internal.", [], () => [node(PROD, 9), node(OPS, 9)]);
   expect([clients.allows("100.64.0.9", DB1), clients.allows("100.64.0.9", "db1.ops.mesh.internal.")]).toEqual([true, true]);
   expect([clients.allows("fd7a:115c:a1e0::9", DB1), clients.allows("fd7a:115c:a1e0::9", "db1.ops.mesh.internal.")]).toEqual([true, false]);
@@ -105,14 +105,14 @@ test("an address of nodes of two networks of one organization (overlapping) is t
 
 describe("networks of two organizations that overlap (each admin chooses prefixes freely)", () => {
   // Both organizations' networks in 100.64.0.0/16; their IPv6 prefixes differ.
-  const OPS = { name: "ops", organization_id: "org_b", ipv4: "100.64.0.0/16", ipv6: "fd00:1::/48" };
-  const TEST = { name: "test", organization_id: "org_b", ipv4: "100.64.128.0/17", ipv6: "fd00:2::/48" };
+  const OPS = { id: "net_ops", created_at: 3, name: "ops", organization_id: "org_b", ipv4: "100.64.0.0/16", ipv6: "fd00:1::/48" };
+  const TEST = { id: "net_test", created_at: 4, name: "test", organization_id: "org_b", ipv4: "100.64.128.0/17", ipv6: "fd00:2::/48" };
 
-  test("an address of nodes of both is told none of their names, nor the domain; an address only one's nodes have, that one's", () => {
+  test("an address of nodes of both is told the names of the network made first, not the other's; an address only one's nodes have, that one's", () => {
     const clients = new DnsClients("mesh.internal.", dnsClientPrefixes(["100.64.7.0/24"]), () => [...NODES, node(OPS, 9), node(OPS, 10)]);
-    for (const name of [DB1, "db1.ops.mesh.internal.", "web.dev.mesh.internal.", "mesh.internal."]) {
-      expect({ name, allows: clients.allows("100.64.0.9", name) }).toEqual({ name, allows: false });
-      expect({ name, allows: clients.allows("::ffff:100.64.0.9", name) }).toEqual({ name, allows: false });
+    for (const [name, allows] of [[DB1, true], ["mesh.internal.", true], ["db1.ops.mesh.internal.", false], ["web.dev.mesh.internal.", false]] as const) {
+      expect({ name, allows: clients.allows("100.64.0.9", name) }).toEqual({ name, allows });
+      expect({ name, allows: clients.allows("::ffff:100.64.0.9", name) }).toEqual({ name, allows });
     }
     // ops's node at .10 shares no address with prod's: it is ops's client, inside prod's prefix or not.
     expect([clients.allows("100.64.0.10", "db1.ops.mesh.internal."), clients.allows("100.64.0.10", DB1)]).toEqual([true, false]);
@@ -120,6 +120,24 @@ describe("networks of two organizations that overlap (each admin chooses prefixe
     expect([clients.allows("fd00:1::9", "db1.ops.mesh.internal."), clients.allows("fd00:1::9", DB1)]).toEqual([true, false]);
     // Loopback and dns_clients are told every name as before.
     expect([clients.allows("127.0.0.1", DB1), clients.allows("100.64.7.1", "db1.ops.mesh.internal.")]).toEqual([true, true]);
+  });
+
+  test("the network made first keeps a shared address, whichever order the nodes are read in: by the time made, then by id (found in review)", () => {
+    const newer = { ...OPS, created_at: PROD.created_at + 1 };
+    const sameTime = { ...OPS, created_at: PROD.created_at };
+    const older = { ...OPS, created_at: PROD.created_at - 1 };
+    const told = (ops: StoredNetwork, order: 1 | -1) => {
+      const clients = new DnsClients("mesh.internal.", [], () => [node(PROD, 9), node(ops, 9)].toSorted(() => order));
+      return [clients.allows("100.64.0.9", DB1), clients.allows("100.64.0.9", "db1.ops.mesh.internal.")];
+    };
+    for (const order of [1, -1] as const) {
+      expect(told(newer, order)).toEqual([true, false]);
+      expect(told(sameTime, order)).toEqual([false, true]); // "net_ops" < "net_prod"
+      expect(told(older, order)).toEqual([false, true]);
+    }
+    // Another network of the first one's organization at the address is told too; the other organization's not.
+    const clients = new DnsClients("mesh.internal.", [], () => [node(PROD, 9), node({ ...PROD, id: "net_ops2", name: "ops2", created_at: 9, ipv6: "fd00:3::/48" }, 9), node(newer, 9)]);
+    expect(["db1.prod", "db1.ops2", "db1.ops"].map((n) => clients.allows("100.64.0.9", `${n}.mesh.internal.`))).toEqual([true, true, false]);
   });
 
   test("overlapping prefixes alone are no ambiguity: nodes at different addresses are each told their own network's names", () => {
