@@ -1,6 +1,7 @@
 /**
  * CLI: citadel dns zone list|create|show|delete|import|export|ds, citadel dns zone dnssec
- * show|enable|disable, citadel dns set, citadel dns top,
+ * show|enable|disable, citadel dns zone dnssec rollover start|finish|cancel, citadel dns set,
+ * citadel dns top,
  * and for operators citadel dns tsig list|create|delete and citadel dns secondary
  * list|add|remove. The organization is --org, else the user's only one (as in citadel share).
  */
@@ -61,7 +62,30 @@ function secondaryConfigSnippet(key: TsigKeyView & { secret: string }): string {
 
 function dnssecText(view: DnssecView): string {
   if (!view.enabled) return `${view.zone} is not signed`;
-  return [`${view.zone} is signed: ${view.algorithm}, key tag ${view.key_tag}; signatures expire ${view.signatures_expire_at} (signed again a week before)`, ...view.ds, ...view.dnskey].join("\n");
+  const keys = table([["KEY TAG", "STATE", "CREATED", "PUBLISHED"], ...view.keys.map((k) => [String(k.key_tag), k.state, k.created_at, k.published_at])]);
+  return [`${view.zone} is signed: ${view.algorithm}; signatures expire ${view.signatures_expire_at} (signed again a week before)`, keys, ...rolloverText(view), ...view.ds, ...view.dnskey].join("\n");
+}
+
+/** Where a rollover stands and what the operator does next (nothing without one). */
+function rolloverText(view: DnssecView): string[] {
+  const r = view.rollover;
+  if (r === null) return [];
+  const incoming = view.keys.find((k) => k.state === "incoming")!;
+  const retiring = view.keys.find((k) => k.state === "retiring")!;
+  return [
+    `key rollover in progress since ${r.started_at} (new key published in serial ${r.published_serial}): key tag ${retiring.key_tag} → ${incoming.key_tag}`,
+    `  1. from ${r.replace_ds_from}: replace the DS at the registrar with the new key's (citadel dns zone ds ${view.zone}); keep only it`,
+    `  2. wait for the parent's DS TTL to pass`,
+    `  3. ${r.can_finish ? "now" : `from ${r.finish_possible_at}`}: citadel dns zone dnssec rollover finish ${view.zone} --yes`,
+    `  (waits: DNSKEY TTL ${r.dnskey_ttl} s + largest TTL ${r.max_ttl} s + propagation delay ${r.propagation_delay} s)`,
+  ];
+}
+
+/** The DS lines, each marked with its key's part in a rollover; then the DNSKEYs. */
+function dsText(view: DnssecView): string {
+  if (view.rollover === null) return [...view.ds, ...view.dnskey].join("\n");
+  const mark = (state: string) => (state === "incoming" ? "; new key: the DS the parent keeps" : "; old key: retiring, remove it at the parent");
+  return [...view.keys.map((k) => `${k.ds} ${mark(k.state)}`), ...view.keys.map((k) => `${k.dnskey} ${mark(k.state)}`)].join("\n");
 }
 
 /** A host name as an absolute name (the final dot added when missing). */
@@ -193,8 +217,59 @@ export const dnsCommands: Command[] = [
     },
   },
   {
+    words: ["dns", "zone", "dnssec", "rollover", "start"],
+    summary: "Start a key rollover: a new key published beside the zone's, the zone signed by both; then replace the DS at the registrar",
+    args: "<zone>",
+    maxArgs: 1,
+    options: ORG,
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone dnssec rollover start <zone>");
+      const api = await ctx.api();
+      const view = await api.request<DnssecView>("POST", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec/rollover"));
+      const incoming = view.keys.find((k) => k.state === "incoming")!;
+      print(ctx, view, [`${view.zone}: key rollover started: key tag ${incoming.key_tag} signs beside key tag ${view.key_tag}; validators holding either DS validate`, ...rolloverText(view).slice(1), `The new key's DS:`, incoming.ds].join("\n"));
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "dnssec", "rollover", "finish"],
+    summary: "Finish a key rollover: the old key and its signatures go (once the parent publishes only the new DS: needs --yes)",
+    args: "<zone>",
+    maxArgs: 1,
+    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone publishes only the new key's DS (and the old DS's TTL has passed)" } },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone dnssec rollover finish <zone>");
+      if (ctx.options.yes !== true) {
+        throw new UsageError(
+          `finishing removes ${ctx.args[0]}'s old key: validators still holding its DS fail every name of the zone. Citadel cannot see the parent zone: replace the DS at the registrar with the new key's (citadel dns zone ds ${ctx.args[0]}), wait for the old DS's TTL to pass, then add --yes`,
+        );
+      }
+      const api = await ctx.api();
+      const view = await api.request<DnssecView>("POST", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec/rollover/finish"), undefined, { confirmed: true });
+      print(ctx, view, `${view.zone}: key rollover finished: key tag ${view.key_tag} signs alone`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "dnssec", "rollover", "cancel"],
+    summary: "Cancel a key rollover: the new key and its signatures go (needs --yes)",
+    args: "<zone>",
+    maxArgs: 1,
+    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone publishes no DS of the new key" } },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone dnssec rollover cancel <zone>");
+      if (ctx.options.yes !== true) {
+        throw new UsageError(`cancelling removes ${ctx.args[0]}'s new key: validators given its DS (if the registrar has it already) fail every name of the zone. Put the old key's DS back at the registrar first if you replaced it, then add --yes`);
+      }
+      const api = await ctx.api();
+      const view = await api.request<DnssecView>("DELETE", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec/rollover"), undefined, { confirmed: true });
+      print(ctx, view, `${view.zone}: key rollover cancelled: key tag ${view.key_tag} signs alone`);
+      return 0;
+    },
+  },
+  {
     words: ["dns", "zone", "ds"],
-    summary: "The DS record (SHA-256) to give the parent zone for a signed zone, and its DNSKEY",
+    summary: "The DS record (SHA-256) to give the parent zone for a signed zone, and its DNSKEY (both keys' during a rollover, the new one marked)",
     args: "<zone>",
     maxArgs: 1,
     options: ORG,
@@ -203,7 +278,8 @@ export const dnsCommands: Command[] = [
       const api = await ctx.api();
       const view = await api.request<DnssecView>("GET", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"));
       if (!view.enabled) throw new UsageError(`${view.zone} is not signed: citadel dns zone dnssec enable ${ctx.args[0]} first`);
-      print(ctx, { zone: view.zone, ds: view.ds, dnskey: view.dnskey }, [...view.ds, ...view.dnskey].join("\n"));
+      const keys = view.keys.map((k) => ({ key_tag: k.key_tag, state: k.state, ds: k.ds, dnskey: k.dnskey }));
+      print(ctx, { zone: view.zone, ds: view.ds, dnskey: view.dnskey, keys }, dsText(view));
       return 0;
     },
   },
