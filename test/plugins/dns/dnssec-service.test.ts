@@ -5,17 +5,12 @@
  * names, and what sealing does.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { silentLogger } from "../../../src/log.ts";
 import { decodeMessage } from "../../../plugins/dns/message.ts";
 import { parseName } from "../../../plugins/dns/names.ts";
 import { RRType } from "../../../plugins/dns/rdata.ts";
-import { allowAll, answerAll, answerQuery, startDnsServer, ZoneTable } from "../../../plugins/dns/server.ts";
-import type { Zone } from "../../../plugins/dns/zone.ts";
-import { buildQuery, freeUdpTcpPort } from "../../helpers/reference-dns.ts";
-import { requireTool } from "../../helpers/tools.ts";
+import { allowAll, answerAll, answerQuery, ZoneTable } from "../../../plugins/dns/server.ts";
+import { buildQuery } from "../../helpers/reference-dns.ts";
+import { delvAgainst } from "../../helpers/dnssec-validators.ts";
 import { dnsServiceOf } from "../../../plugins/dns/index.ts";
 import { dnskeyText, REFRESH_BEFORE_MS, signaturesOf, TYPE_DNSKEY, VALIDITY_MS } from "../../../plugins/dns/dnssec.ts";
 import { withProvidedRecords } from "../../../plugins/dns/provided.ts";
@@ -30,27 +25,6 @@ const serialOf = (c: App, id: string) => (c.kernel.store.db.query("SELECT serial
 async function waitFor(condition: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !condition(); i++) await Bun.sleep(5);
   expect(condition()).toBe(true);
-}
-
-/** delv's verdict on `qname qtype` asked of a listener serving `zone`, from the zone's DS; null without delv. */
-async function delvAgainst(zone: Zone, ds: string, qname: string, qtype: string): Promise<string | null> {
-  const tool = requireTool("delv", "bind9-dnsutils");
-  if (tool === null) return null;
-  const dir = mkdtempSync(join(tmpdir(), "citadel-dnssec-sealed-"));
-  const table = new ZoneTable();
-  table.set(zone);
-  const port = await freeUdpTcpPort();
-  const server = await startDnsServer({ udp: [{ address: "127.0.0.1", port }], tcp: [{ address: "127.0.0.1", port }], zones: table, log: silentLogger });
-  try {
-    const [owner, , , tag, algorithm, digestType, digest] = ds.split(" ");
-    writeFileSync(join(dir, "anchors.conf"), `trust-anchors { ${owner} static-ds ${tag} ${algorithm} ${digestType} "${digest}"; };\n`);
-    const run = Bun.spawn([tool, "@127.0.0.1", "-p", String(port), "-a", join(dir, "anchors.conf"), `+root=${owner}`, qname, qtype], { stdout: "pipe", stderr: "pipe", timeout: 20_000 });
-    const [out, err] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text(), run.exited]);
-    return out + err;
-  } finally {
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /** With a DNS listener (port 0), so that the plugin runs its re-signing; stopped after each test. */
