@@ -354,9 +354,9 @@ describe("dnssec per zone", () => {
     expect(dnsServiceOf(c.kernel as never).signer.refreshDue(c.clock.now())).toEqual([]);
   });
 
-  test("the CLI's words: dnssec show|enable|disable and ds are commands of the dns plugin", async () => {
+  test("the CLI's words: dnssec show|enable|disable, rollover start|finish|cancel and ds are commands of the dns plugin", async () => {
     const { dnsCommands } = await import("../../../plugins/dns/commands.ts");
     const words = dnsCommands.map((command) => command.words.join(" "));
-    expect(words).toEqual(expect.arrayContaining(["dns zone dnssec show", "dns zone dnssec enable", "dns zone dnssec disable", "dns zone ds"]));
+    expect(words).toEqual(expect.arrayContaining(["dns zone dnssec show", "dns zone dnssec enable", "dns zone dnssec disable", "dns zone ds", "dns zone dnssec rollover start", "dns zone dnssec rollover finish", "dns zone dnssec rollover cancel"]));
   });
 });
