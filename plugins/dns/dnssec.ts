@@ -310,8 +310,8 @@ export class ZoneSignatures {
     private readonly dsSets: Map<string, RR[]>,
     /** When the first of the signatures stops being valid (ms since the epoch). */
     readonly expiresAt: number,
-    /** The tags of the keys that sign every RRset (two during a rollover), in the order their RRSIGs follow an RRset. */
-    readonly keyTags: readonly number[],
+    /** The DNSKEY data of the keys that sign every RRset (two during a rollover), in the order their RRSIGs follow an RRset. */
+    private readonly dnskeys: readonly Uint8Array[],
     /** What each RRSIG covers (canonicalContent), by `owner type`: a later signing keeps the ones whose RRset is unchanged. */
     private readonly contents: Map<string, string>,
     /** Signed, but no signatures to serve (sealed, none stored for the serial): its names are answered SERVFAIL. */
@@ -331,10 +331,15 @@ export class ZoneSignatures {
     return this.sigs.get(`${keyOf(owner)} ${type}`) ?? [];
   }
 
-  /** The RRSIG by the key `tag` over `owner type` when it covers `content` and is valid past `until` (ms): a new signing may keep it. */
-  reusableRrsig(at: string, content: string, until: number, tag: number): RR | undefined {
+  /**
+   * The RRSIG by `key` over `owner type` when it covers `content` and is valid past `until` (ms):
+   * a new signing may keep it. The key is matched by its DNSKEY, not its tag alone: another key
+   * with the same tag (a rollover's, cancelled, then one made again) must sign for itself.
+   */
+  reusableRrsig(at: string, content: string, until: number, key: Pick<SigningKey, "dnskey" | "keyTag">): RR | undefined {
     if (this.unavailable || this.contents.get(at) !== content) return undefined;
-    const rrsig = this.sigs.get(at)?.find((r) => rrsigKeyTag(r) === tag);
+    if (!this.dnskeys.some((d) => Buffer.from(d).equals(key.dnskey))) return undefined;
+    const rrsig = this.sigs.get(at)?.find((r) => rrsigKeyTag(r) === key.keyTag);
     return rrsig !== undefined && expirationOf(rrsig) > until ? rrsig : undefined;
   }
 
@@ -425,7 +430,7 @@ export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, p
     sigs.set(
       at,
       keys.map((key) => {
-        const kept = previous?.reusableRrsig(at, content, now + REFRESH_BEFORE_MS, key.keyTag);
+        const kept = previous?.reusableRrsig(at, content, now + REFRESH_BEFORE_MS, key);
         if (kept) return kept;
         const fields: RrsigFields = {
           typeCovered: first.type,
@@ -440,7 +445,7 @@ export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, p
       }),
     );
   }
-  return layout.register(sigs, keys.map((k) => k.keyTag), contents);
+  return layout.register(sigs, keys.map((k) => k.dnskey), contents);
 }
 
 /** What an RRSIG over the RRset covers besides its own fields: owner and type, the TTL, the canonical data in order. */
@@ -484,7 +489,7 @@ export function withStoredSignatures(zone: Zone, dnskeys: readonly Uint8Array[],
     sigs.set(at, found as RR[]);
     contents.set(at, canonicalContent(rrset));
   }
-  return layout.register(sigs, tags, contents);
+  return layout.register(sigs, dnskeys, contents);
 }
 
 /**
@@ -560,7 +565,7 @@ class SignedLayout {
   }
 
   /** The zone to serve, with `sigs` registered as its signatures. */
-  register(sigs: Map<string, RR[]>, tags: readonly number[], contents = new Map<string, string>()): Zone {
+  register(sigs: Map<string, RR[]>, dnskeys: readonly Uint8Array[], contents = new Map<string, string>()): Zone {
     const existing = new Set<string>();
     for (const owner of this.owners) for (let skip = 0; skip <= owner.name.length - this.origin.length; skip++) existing.add(keyOf(owner.name.slice(skip)));
     const dsSets = new Map<string, RR[]>();
@@ -568,7 +573,7 @@ class SignedLayout {
       const first = rrset[0]!;
       if (first.type === RRType.DS && this.atCut(first.name)) dsSets.set(keyOf(first.name), rrset);
     }
-    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, existing, dsSets, earliestExpiration(sigs), tags, contents));
+    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, existing, dsSets, earliestExpiration(sigs), dnskeys, contents));
     return this.served;
   }
 }

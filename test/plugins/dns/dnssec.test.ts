@@ -369,6 +369,20 @@ describe("validators", () => {
     }
   });
 
+  test("an RRSIG is kept for the key that made it, not for another key with the same tag (a rollover's key made again after a cancel)", () => {
+    const other = signingKeyFrom(generateSigningKey().pkcs8);
+    const sameTag: SigningKey = { ...other, keyTag: key.keyTag };
+    const resigned = signZone(unsignedZone(), [sameTag], signedAt + 60_000, signaturesOf(zone));
+    const before = new Set(signaturesOf(zone)!.records().map((r) => Buffer.from(r.rdata).toString("hex")));
+    expect(signaturesOf(resigned)!.records().filter((r) => before.has(Buffer.from(r.rdata).toString("hex")))).toEqual([]);
+    // Beside it, the key that made them keeps its own but the DNSKEY RRset's (which now holds both keys); the other key signs every RRset.
+    const both = signZone(unsignedZone(), [key, other], signedAt + 60_000, signaturesOf(zone));
+    const kept = signaturesOf(both)!.records().filter((r) => before.has(Buffer.from(r.rdata).toString("hex")));
+    const signedBefore = signaturesOf(zone)!.records();
+    expect(kept.map(covered).sort()).toEqual(signedBefore.map(covered).filter((t) => t !== TYPE_DNSKEY).sort());
+    expect(signaturesOf(both)!.records().filter((r) => readRrsig(r.rdata).keyTag === other.keyTag)).toHaveLength(signedBefore.length);
+  });
+
   test("delv fails a zone whose signatures do not match its key (the check is real)", async () => {
     const other = signingKeyFrom(generateSigningKey().pkcs8);
     writeFileSync(join(dir, "wrong.conf"), anchorFile(other));
