@@ -11,6 +11,7 @@ import { silentLogger } from "../../src/log.ts";
 import { decodeMessage } from "../../plugins/dns/message.ts";
 import { parseName } from "../../plugins/dns/names.ts";
 import { allowAll, answerAll, startDnsServer, ZoneTable } from "../../plugins/dns/server.ts";
+import type { TransferPolicy } from "../../plugins/dns/transfer.ts";
 import { rrToText, type RR, type Zone } from "../../plugins/dns/zone.ts";
 import { buildQuery, freeUdpTcpPort } from "./reference-dns.ts";
 import { requireTool } from "./tools.ts";
@@ -21,12 +22,12 @@ export function trustAnchor(ds: string): string {
   return `trust-anchors { ${owner} static-ds ${tag} ${algorithm} ${digestType} "${digest}"; };\n`;
 }
 
-/** A DNS listener on 127.0.0.1 (UDP and TCP, one free port) serving `zones`, as delv asks it. */
-export async function listenerFor(zones: ZoneTable): Promise<{ port: number; stop(): Promise<void> }> {
+/** A DNS listener on 127.0.0.1 (UDP and TCP, one free port) serving `zones`, as delv asks it; transfers to whom `transfers` allows. */
+export async function listenerFor(zones: ZoneTable, transfers?: TransferPolicy): Promise<{ port: number; stop(): Promise<void> }> {
   for (let attempt = 0; ; attempt++) {
     const port = await freeUdpTcpPort();
     try {
-      const server = await startDnsServer({ udp: [{ address: "127.0.0.1", port }], tcp: [{ address: "127.0.0.1", port }], zones, log: silentLogger });
+      const server = await startDnsServer({ udp: [{ address: "127.0.0.1", port }], tcp: [{ address: "127.0.0.1", port }], zones, transfers, log: silentLogger });
       return { port, stop: () => server.stop() };
     } catch (e) {
       if (attempt >= 3) throw e;
@@ -71,16 +72,18 @@ export function axfrRecords(zones: ZoneTable, origin: string): RR[] {
 }
 
 /**
- * dnssec-verify's verdict on `records` as the zone `origin`; null without it. `-z`: the keys are
- * combined signing keys (flags 257), each signing everything, with no ZSK apart.
+ * dnssec-verify's verdict on `records` (or zone-file lines) as the zone `origin`; null without
+ * it. `-z`: the keys are combined signing keys (flags 257), each signing everything, with no ZSK
+ * apart.
  */
-export function dnssecVerify(records: readonly RR[], origin: string): { code: number; out: string } | null {
+export function dnssecVerify(records: readonly RR[] | readonly string[], origin: string): { code: number; out: string } | null {
   const tool = requireTool("dnssec-verify", "bind9-utils");
   if (tool === null) return null;
   const dir = mkdtempSync(join(tmpdir(), "citadel-dnssec-verify-"));
   try {
     const file = join(dir, "zone");
-    writeFileSync(file, records.map((r) => rrToText(r).replace(/^(\S+) (\d+) /, "$1 $2 IN ")).join("\n") + "\n");
+    const lines = records.map((r) => (typeof r === "string" ? r : rrToText(r).replace(/^(\S+) (\d+) /, "$1 $2 IN ")));
+    writeFileSync(file, lines.join("\n") + "\n");
     const run = Bun.spawnSync([tool, "-z", "-o", origin, file]);
     return { code: run.exitCode, out: run.stderr.toString() + run.stdout.toString() };
   } finally {

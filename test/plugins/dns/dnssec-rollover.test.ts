@@ -19,6 +19,7 @@ import { dnsOrganizationDeletion, dnsSubjects } from "../../../plugins/dns/subje
 import type { Zone } from "../../../plugins/dns/zone.ts";
 import { axfrRecords, delv, dnssecVerify, listenerFor } from "../../helpers/dnssec-validators.ts";
 import { buildQuery } from "../../helpers/reference-dns.ts";
+import { requireTool } from "../../helpers/tools.ts";
 import { confirmationToken, stoppedAfterEach } from "../../helpers/citadel.ts";
 import { operatorCaller } from "../../helpers/caller.ts";
 
@@ -91,6 +92,22 @@ async function validates(zone: Zone, ds: string): Promise<boolean[] | null> {
   }
 }
 
+/** The zone-file lines kdig prints of an IXFR of `zone` from `serial` over TCP (the closing SOA last); null without kdig. */
+async function ixfrLines(zone: Zone, serial: number): Promise<string[] | null> {
+  const kdig = requireTool("kdig", "knot-dnsutils");
+  if (kdig === null) return null;
+  const table = new ZoneTable();
+  table.set(zone);
+  const listener = await listenerFor(table, { allowed: () => true });
+  try {
+    const run = Bun.spawn([kdig, "@127.0.0.1", "-p", String(listener.port), "+tcp", "+noall", "+answer", `IXFR=${serial}`, "example.org."], { stdout: "pipe", stderr: "pipe", timeout: 20_000 });
+    const [out] = await Promise.all([new Response(run.stdout).text(), run.exited]);
+    return out.split("\n").filter((l) => l.trim() !== "" && !l.startsWith(";"));
+  } finally {
+    await listener.stop();
+  }
+}
+
 /** A query with DO to a table serving `zone`. */
 function ask(zone: Zone, qname: string, qtype: number, payload = 1232): { reply: Message; size: number } {
   const table = new ZoneTable();
@@ -110,9 +127,10 @@ function rrsetsWithSigners(records: Message["answer"]): Array<{ rrset: string; s
 }
 
 describe("dnssec key rollover", () => {
-  test("delv validates with the old key's DS and the new key's at each stage: before (old only), during (both), after the finish (new only); dnssec-verify takes the AXFR during it", async () => {
+  test("delv validates with the old key's DS and the new key's at each stage: before (old only), during (both), after the finish (new only); dnssec-verify takes the AXFR and an IXFR during it", async () => {
     const { c, owner, zone, id, oldDs, oldTag } = await signedZone();
     const before = served(c, id);
+    const serialBefore = (await c.send("GET", zone, owner)).body.serial as number;
     expect(dnskeysOf(before)).toHaveLength(1);
     const validatedBefore = await validates(before, oldDs);
 
@@ -146,6 +164,12 @@ describe("dnssec key rollover", () => {
       expect(verified.code).toBe(0);
     }
     const validatedDuring = [await validates(during, oldDs), await validates(during, newDs)];
+    // An IXFR from a secondary at the serial before the start (the whole zone, as Citadel gives it) carries both too.
+    const ixfr = await ixfrLines(during, serialBefore);
+    if (ixfr !== null) {
+      expect(ixfr.filter((l) => /\sIN\s+DNSKEY\s/.test(l))).toHaveLength(2);
+      expect(dnssecVerify(ixfr.slice(0, -1), "example.org.")?.out).toContain("KSKs: 2 active");
+    }
 
     // The finish, once its time has come and confirmed, retires the old key.
     c.clock.advance(WAIT_MS);
