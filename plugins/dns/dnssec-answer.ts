@@ -19,7 +19,7 @@
  * Without the DO bit nothing is added, and what the zone holds of them is given only when asked
  * for by type (RFC 4035 section 3.2.1): an ANY answer loses its NSEC.
  */
-import { lowerName, nameEquals, nameFromWire, nameToText, type Name } from "./names.ts";
+import { nameEquals, nameFromWire, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
 import { TYPE_NSEC, TYPE_RRSIG, type ZoneSignatures } from "./dnssec.ts";
 import type { Answer, RR } from "./zone.ts";
@@ -76,17 +76,21 @@ function rrsigAnswer(answer: Answer, qname: Name, signatures: ZoneSignatures): A
   return { rcode: 0, aa: true, answer: sigs.map((r) => ({ ...r, name: qname })), authority: [], additional: [] };
 }
 
-/** The NSEC or NSEC3 records a negative answer or a referral needs, each once (by owner), with their RRSIGs. */
+/**
+ * The NSEC or NSEC3 records a negative answer or a referral needs, each once, with their RRSIGs.
+ * A chain gives out the one record object it holds for an owner, so sameness is identity (no
+ * name rendered to compare).
+ */
 class Proofs {
-  private readonly byOwner = new Map<string, RR>();
+  private readonly chosen = new Set<RR>();
   constructor(private readonly signatures: ZoneSignatures) {}
 
   add(record: RR | null): void {
-    if (record !== null) this.byOwner.set(nameToText(lowerName(record.name)), record);
+    if (record !== null) this.chosen.add(record);
   }
 
   records(): RR[] {
-    return [...this.byOwner.values()].flatMap((r) => [r, ...this.signatures.rrsigs(r.name, r.type)]);
+    return [...this.chosen].flatMap((r) => [r, ...this.signatures.rrsigs(r.name, r.type)]);
   }
 }
 
