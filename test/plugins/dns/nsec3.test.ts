@@ -194,7 +194,8 @@ describe("the chain", () => {
       const dnskey = readFileSync(join(dir, keyFile), "utf8").split("\n").filter((l) => l.includes("DNSKEY"));
       const lines = unsigned().records().map((r) => rrToText(r).replace(/^(\S+) (\d+) /, "$1 $2 IN "));
       writeFileSync(join(dir, "zone"), [...lines, ...dnskey].join("\n") + "\n");
-      const run = Bun.spawnSync([signzone, "-q", "-K", dir, "-3", "-", "-H", "0", "-z", "-o", "example.test.", "-f", join(dir, "signed"), "-O", "full", join(dir, "zone"), join(dir, keyFile)]);
+      // -d: its dsset file goes there too, not into the working directory.
+      const run = Bun.spawnSync([signzone, "-q", "-K", dir, "-d", dir, "-3", "-", "-H", "0", "-z", "-o", "example.test.", "-f", join(dir, "signed"), "-O", "full", join(dir, "zone"), join(dir, keyFile)]);
       expect(run.exitCode).toBe(0);
       const theirs = readFileSync(join(dir, "signed"), "utf8")
         .split("\n")
