@@ -4,7 +4,7 @@
  * the chain against the one BIND's dnssec-signzone makes of the same zone, the proofs of each
  * kind of answer (RFC 5155 section 7.2) read record by record, then real validators: BIND's
  * dnssec-verify on what an AXFR carries (it checks the NSEC3 chain; one record taken out fails
- * it), and delv on positive, NXDOMAIN, NODATA, wildcard, wildcard NODATA, empty non-terminal,
+ * it) and an IXFR, and delv on positive, NXDOMAIN, NODATA, wildcard, wildcard NODATA, empty non-terminal,
  * DS and no DS at delegations, CNAME and the NSEC3 owner names themselves — after a change,
  * after a switch from NSEC and back, with two keys (a rollover), from stored signatures (sealed)
  * and with a salt.
@@ -369,6 +369,22 @@ describe("validators", () => {
     const broken = dnssecVerify([...records.slice(0, dropped), ...records.slice(dropped + 1)], "example.test.");
     expect(broken!.code).not.toBe(0);
     expect(broken!.out).not.toContain("Zone fully signed");
+  });
+
+  test("an IXFR from a secondary behind carries the zone whole, the NSEC3PARAM and the chain with it (kdig, dnssec-verify)", async () => {
+    const kdig = requireTool("kdig", "knot-dnsutils");
+    if (kdig === null) return;
+    const own = await listenerFor(zones, { allowed: () => true });
+    try {
+      const run = Bun.spawn([kdig, "@127.0.0.1", "-p", String(own.port), "+tcp", "+noall", "+answer", "IXFR=2026010000", "example.test."], { stdout: "pipe", stderr: "pipe", timeout: 20_000 });
+      const [out] = await Promise.all([new Response(run.stdout).text(), run.exited]);
+      const lines = out.split("\n").filter((l) => l.trim() !== "" && !l.startsWith(";"));
+      expect([lines.filter((l) => /\sIN\s+NSEC3PARAM\s/.test(l)).length, lines.filter((l) => /\sIN\s+NSEC3\s/.test(l)).length]).toEqual([1, 13]);
+      const verdict = dnssecVerify(lines.slice(0, -1), "example.test.");
+      if (verdict !== null) expect(verdict.out).toContain("Zone fully signed");
+    } finally {
+      await own.stop();
+    }
   });
 
   test.each([
