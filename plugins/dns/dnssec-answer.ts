@@ -128,7 +128,7 @@ function referralProof(cut: Name, signatures: ZoneSignatures, into: RR[], proofs
     into.push(...ds, ...signatures.rrsigs(cut, RRType.DS));
     return;
   }
-  proofs.add(signatures.denial.matching(cut));
+  proofs.add(signatures.chain.matching(cut));
 }
 
 /**
@@ -137,7 +137,7 @@ function referralProof(cut: Name, signatures: ZoneSignatures, into: RR[], proofs
  * covering the next closer name, the ancestor of `name` one label below it.
  */
 function absent(name: Name, encloser: Name, signatures: ZoneSignatures, proofs: Proofs): void {
-  const chain = signatures.denial;
+  const chain = signatures.chain;
   if (chain.mode === "nsec") {
     proofs.add(chain.covering(name));
     return;
@@ -150,7 +150,7 @@ function absent(name: Name, encloser: Name, signatures: ZoneSignatures, proofs: 
 function nxdomainProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): void {
   const encloser = signatures.closestEncloser(name);
   absent(name, encloser, signatures, proofs);
-  proofs.add(signatures.denial.covering([WILDCARD, ...encloser]));
+  proofs.add(signatures.chain.covering([WILDCARD, ...encloser]));
 }
 
 /**
@@ -158,7 +158,7 @@ function nxdomainProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): 
  * from a wildcard, the name absent (absent) and the wildcard's NSEC or NSEC3.
  */
 function nodataProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): void {
-  const chain = signatures.denial;
+  const chain = signatures.chain;
   if (signatures.exists(name)) {
     proofs.add(chain.matching(name) ?? chain.covering(name));
     return;
@@ -175,7 +175,7 @@ function nodataProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): vo
  * wildcard's parent, is implied by the RRSIG's labels field, so its NSEC3 is not needed).
  */
 function noCloserMatch(name: Name, signatures: ZoneSignatures, proofs: Proofs): void {
-  const chain = signatures.denial;
+  const chain = signatures.chain;
   if (chain.mode === "nsec") {
     proofs.add(chain.covering(name));
     return;

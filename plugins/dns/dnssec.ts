@@ -333,8 +333,8 @@ export class ZoneSignatures {
     readonly origin: Name,
     /** RRSIGs by `owner type` (owner lower-case text). */
     private readonly sigs: Map<string, RR[]>,
-    /** The NSEC or NSEC3 chain: what proves names and types absent. */
-    readonly denial: DenialChain,
+    /** The NSEC or NSEC3 chain: what proves names and types absent (the zone's denial of existence). */
+    readonly chain: DenialChain,
     /** Every name of the zone that exists (owners and the empty non-terminals above them), lower-case text; not below a cut. */
     private readonly existing: Set<string>,
     /** The DS RRsets at the delegations, by owner (a referral carries them). */
@@ -403,7 +403,7 @@ export class ZoneSignatures {
 
   /** What a zone transfer carries besides the zone's records: the NSEC3 chain (the NSEC chain is the zone's own), then every RRSIG. */
   transferRecords(): RR[] {
-    return this.denial.mode === "nsec3" ? [...this.denial.records(), ...this.records()] : this.records();
+    return this.chain.mode === "nsec3" ? [...this.chain.records(), ...this.records()] : this.records();
   }
 }
 

@@ -234,8 +234,8 @@ describe("answers with DO (RFC 5155 section 7.2)", () => {
   test("an NSEC3 that serves two parts of a proof is sent once", () => {
     // A name whose next closer name and the wildcard at the apex fall in the same NSEC3's span.
     const sigs = signaturesOf(zone)!;
-    const wildcardCover = sigs.denial.covering(name("*.example.test."));
-    const qname = Array.from({ length: 1000 }, (_, i) => `n${i}.example.test.`).find((n) => sigs.denial.covering(name(n)) === wildcardCover)!;
+    const wildcardCover = sigs.chain.covering(name("*.example.test."));
+    const qname = Array.from({ length: 1000 }, (_, i) => `n${i}.example.test.`).find((n) => sigs.chain.covering(name(n)) === wildcardCover)!;
     const nsec3s = nsec3sIn(ask(qname, RRType.A).authority);
     expect(nsec3s.map(ownerLabel).sort()).toEqual([ownerLabel(wildcardCover), hashedLabel(ORIGIN, RFC9276_PARAMS)].sort());
   });
@@ -416,13 +416,13 @@ describe("validators", () => {
     const sigs = signaturesOf(zone)!;
     // A name whose three NSEC3 records are three different ones.
     const qname = Array.from({ length: 200 }, (_, i) => `gone${i}.example.test.`).find((n) => {
-      const parts = [sigs.denial.matching(ORIGIN), sigs.denial.covering(name(n)), sigs.denial.covering(name("*.example.test."))].map((r) => ownerLabel(r!));
+      const parts = [sigs.chain.matching(ORIGIN), sigs.chain.covering(name(n)), sigs.chain.covering(name("*.example.test."))].map((r) => ownerLabel(r!));
       return new Set(parts).size === 3;
     })!;
     const whole = await delvOn(qname, "A");
     if (whole === null) return;
     expect(whole).toContain("; negative response, fully validated");
-    for (const part of [sigs.denial.matching(ORIGIN)!, sigs.denial.covering(name(qname)), sigs.denial.covering(name("*.example.test."))]) {
+    for (const part of [sigs.chain.matching(ORIGIN)!, sigs.chain.covering(name(qname)), sigs.chain.covering(name("*.example.test."))]) {
       const gone = ownerLabel(part);
       const tampered = await tamperingListener(zones, (r) => ownerLabel(r) !== gone);
       try {
@@ -518,7 +518,7 @@ describe("validators", () => {
     const incoming = signingKeyFrom(generateSigningKey().pkcs8);
     const both = signZone(unsigned(), [key, incoming], signedAt + 60_000, signaturesOf(zone), NSEC3);
     const sigs = signaturesOf(both)!;
-    expect(sigs.denial.mode === "nsec3" && sigs.denial.records().every((r) => sigs.rrsigs(r.name, TYPE_NSEC3).map((s) => readRrsig(s.rdata).keyTag).join() === `${key.keyTag},${incoming.keyTag}`)).toBe(true);
+    expect(sigs.chain.mode === "nsec3" && sigs.chain.records().every((r) => sigs.rrsigs(r.name, TYPE_NSEC3).map((s) => readRrsig(s.rdata).keyTag).join() === `${key.keyTag},${incoming.keyTag}`)).toBe(true);
     const verdict = verifyTransfer(both);
     if (verdict !== null) expect(verdict.out).toContain("Zone fully signed");
     for (const ds of [DS(key), DS(incoming)]) {
