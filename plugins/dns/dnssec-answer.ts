@@ -146,7 +146,7 @@ function absent(name: Name, encloser: Name, signatures: ZoneSignatures, proofs: 
   proofs.add(chain.covering(name.slice(name.length - encloser.length - 1)));
 }
 
-/** NXDOMAIN: the name absent (absent), and the wildcard at its closest encloser too. */
+/** NXDOMAIN: the name proven absent (`absent`), and the wildcard at its closest encloser too. */
 function nxdomainProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): void {
   const encloser = signatures.closestEncloser(name);
   absent(name, encloser, signatures, proofs);
@@ -155,7 +155,7 @@ function nxdomainProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): 
 
 /**
  * NODATA: the name's NSEC or NSEC3 (an empty non-terminal owns no NSEC: the one covering it);
- * from a wildcard, the name absent (absent) and the wildcard's NSEC or NSEC3.
+ * from a wildcard, the name proven absent (`absent`) and the wildcard's NSEC or NSEC3.
  */
 function nodataProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): void {
   const chain = signatures.chain;

@@ -2,8 +2,8 @@
  * DNSSEC of hosted zones, the control side: turning signing on and off per zone (audited), its
  * denial of existence (NSEC, or NSEC3 with RFC 9276's parameters, chosen at enable and switched
  * later), the DS and DNSKEY to give the parent, the key rollover, and the keys each signed zone
- * is signed with when it is built (ZoneSigner). A private key is a keyring envelope (as the TSIG secrets
- * are), decrypted when a zone is signed and kept only while Citadel is unsealed.
+ * is signed with when it is built (ZoneSigner). A private key is a keyring envelope (as the TSIG
+ * secrets are), decrypted when a zone is signed and kept only while Citadel is unsealed.
  *
  * A zone is signed each time it is built — after every change, each change moving its serial —
  * at the time of that change (the zone's updated_at), keeping the RRSIGs of the RRsets the change
