@@ -255,11 +255,14 @@ export const dnsCommands: Command[] = [
     summary: "Cancel a key rollover: the new key and its signatures go (needs --yes)",
     args: "<zone>",
     maxArgs: 1,
-    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone publishes no DS of the new key" } },
+    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone publishes no DS of the new key, and if it did, the parent's DS TTL has passed since it went" } },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone dnssec rollover cancel <zone>");
       if (ctx.options.yes !== true) {
-        throw new UsageError(`cancelling removes ${ctx.args[0]}'s new key: validators given its DS (if the registrar has it already) fail every name of the zone. Put the old key's DS back at the registrar first if you replaced it, then add --yes`);
+        // Resolvers may hold the new DS for the parent's DS TTL after it goes: a cancel before then fails them.
+        throw new UsageError(
+          `cancelling removes ${ctx.args[0]}'s new key: validators holding its DS fail every name of the zone, and resolvers may hold it for the parent's DS TTL after the registrar drops it. If the registrar has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign). Then add --yes`,
+        );
       }
       const api = await ctx.api();
       const view = await api.request<DnssecView>("DELETE", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec/rollover"), undefined, { confirmed: true });

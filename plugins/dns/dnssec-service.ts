@@ -366,8 +366,9 @@ export class DnssecService {
 
   /**
    * Cancels the rollover: the new key goes (its DNSKEY and its signatures), the zone's key signs
-   * alone again from a new serial. Validators given the new key's DS fail the zone from then on:
-   * the route asks for a confirmation.
+   * alone again from a new serial. Validators holding the new key's DS fail the zone from then
+   * on — resolvers keep it for the parent's DS TTL after the registrar drops it: the route asks
+   * for a confirmation that the old DS is back and that TTL has passed.
    */
   async cancelRollover(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
     return this.dns.zoneWrite((tx) => {
