@@ -23,7 +23,7 @@
 import type { Database } from "bun:sqlite";
 import type { Keyring } from "../../src/crypto/keyring.ts";
 import { actorOf } from "../../src/auth/principal.ts";
-import { ConflictError, NotFoundError } from "../../src/errors.ts";
+import { ConflictError, NotFoundError, SealedError } from "../../src/errors.ts";
 import { isSubdomain, NameError, parseName, type Name } from "./names.ts";
 import {
   ALGORITHM,
@@ -59,8 +59,9 @@ type KeyRole = "active" | "incoming";
 /**
  * The zones' signing keys, decrypted once per keyring; dropped when Citadel seals. While sealed
  * a signed zone is served with the RRSIGs stored at its last signing when they sign its current
- * serial (its content cannot have changed since: writes need the keyring), else answered
- * SERVFAIL: never unsigned, which validators holding the parent's DS reject.
+ * serial — a write that moves a signed zone's serial signs it in its own transaction
+ * (`signedInWrite`), refused while sealed, so they do unless a restore moved the serial — else
+ * answered SERVFAIL: never unsigned, which validators holding the parent's DS reject.
  */
 export class ZoneSigner {
   /** Decrypted keys by `zone role`, with the envelope they came from: a key replaced (a rollover's finish) is decrypted again, never served stale. */
@@ -85,6 +86,27 @@ export class ZoneSigner {
     const served = this.remember(row.id, signZone(zone, keys, row.updated_at, this.current.get(row.id)));
     if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
     return served;
+  }
+
+  /**
+   * `zone`, built from `row` in the write that changed it (`tx`), signed, its signatures stored
+   * with its serial in that transaction; SealedError (503 `sealed`) while sealed. The signatures
+   * served until then are kept where they still sign. Those made here become the served ones
+   * (`adopt`) only once the write has committed: it may yet roll back.
+   */
+  signedInWrite(tx: Database, row: sql.ZoneRow, zone: Zone): Zone {
+    const stored = sql.zoneKey(tx, row.id)!;
+    const keys = this.signingKeys(stored, sql.incomingKey(tx, row.id));
+    if (keys === null) throw new SealedError(`Citadel is sealed: ${row.name} is signed, and cannot change until its keys are back (unseal, then try again).`);
+    const served = signZone(zone, keys, row.updated_at, this.current.get(row.id));
+    sql.saveZoneRrsigs(tx, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
+    return served;
+  }
+
+  /** A zone signed in its write (`signedInWrite`), committed and now served: its signatures are those the next signing keeps. */
+  adopt(zoneId: string, served: Zone): void {
+    this.unsigned.delete(zoneId);
+    this.remember(zoneId, served);
   }
 
   private signedWhileSealed(row: sql.ZoneRow, zone: Zone, keys: ReadonlyArray<{ dnskey: Uint8Array }>): Zone {
@@ -136,8 +158,8 @@ export class ZoneSigner {
   }
 
   /** Does the zone have DNSSEC on? */
-  isSigned(zoneId: string): boolean {
-    return sql.zoneKey(this.k.store.db, zoneId) !== null;
+  isSigned(zoneId: string, db: Database = this.k.store.db): boolean {
+    return sql.zoneKey(db, zoneId) !== null;
   }
 
   /** Holds a decrypted key of the zone in memory (tests: a deleted zone's must be gone). */
@@ -245,7 +267,8 @@ export class DnssecService {
         const serial = nextSerial(row.serial, now);
         sql.updateZoneSoa(tx, row.id, row, serial, now);
         this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.enable", `${row.name}: signed with a ${ALGORITHM_NAME} key, tag ${keyTag(dnskey)}; serial ${serial}`));
-        return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null);
+        const expiresAt = this.dns.signInWrite(tx, row.id);
+        return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
       });
     } finally {
       pkcs8.fill(0);
@@ -309,7 +332,8 @@ export class DnssecService {
           tx,
           event(caller, row, "dns.zone.dnssec.rollover.start", `${row.name}: key rollover started: new key tag ${keyTag(dnskey)} published beside key tag ${keyTag(key.dnskey)}, both sign the zone; serial ${serial}; finish possible from ${finishFrom}`),
         );
-        return this.view({ ...row, serial, updated_at: now }, key, incoming);
+        const expiresAt = this.dns.signInWrite(tx, row.id);
+        return this.view({ ...row, serial, updated_at: now }, key, incoming, expiresAt);
       } finally {
         pkcs8.fill(0);
       }
@@ -360,7 +384,8 @@ export class DnssecService {
           `${row.name}: key rollover finished: key tag ${oldTag} retired (its DNSKEY and signatures removed), key tag ${newTag} signs alone; confirmed: the parent publishes key tag ${newTag}'s DS alone, its TTL passed; serial ${serial}`,
         ),
       );
-      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null);
+      const expiresAt = this.dns.signInWrite(tx, row.id);
+      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
     });
   }
 
@@ -383,7 +408,8 @@ export class DnssecService {
         tx,
         event(caller, row, "dns.zone.dnssec.rollover.cancel", `${row.name}: key rollover cancelled: new key tag ${keyTag(incoming.dnskey)} removed (its DNSKEY and signatures), key tag ${keyTag(key.dnskey)} signs alone; serial ${serial}`),
       );
-      return this.view({ ...row, serial, updated_at: now }, key, null);
+      const expiresAt = this.dns.signInWrite(tx, row.id);
+      return this.view({ ...row, serial, updated_at: now }, key, null, expiresAt);
     });
   }
 

@@ -211,6 +211,24 @@ describe("dnssec key rollover", () => {
     ]);
   });
 
+  test("start and finish report when the signatures served expire: the earliest RRSIG's (those kept from an earlier signing), as show does, not 14 days from the change (found in review)", async () => {
+    const { c, owner, zone, id } = await signedZone();
+    const earliest = (z: Zone) => new Date(Math.min(...signaturesOf(z)!.records().map((r) => readRrsig(r.rdata).expiration * 1000))).toISOString();
+    const enabledExpiry = earliest(served(c, id));
+    c.clock.advance(3_600_000);
+    const started = await c.send("POST", `${zone}/dnssec/rollover`, owner);
+    expect(started.status).toBe(200);
+    // The old key's RRSIGs over unchanged RRsets are kept: the earliest still the enable's.
+    expect([started.body.signatures_expire_at, earliest(served(c, id))]).toEqual([enabledExpiry, enabledExpiry]);
+    expect((await c.send("GET", `${zone}/dnssec`, owner)).body.signatures_expire_at).toBe(enabledExpiry);
+    c.clock.advance(WAIT_MS);
+    const path = `${zone}/dnssec/rollover/finish`;
+    const finished = await c.send("POST", path, owner, { headers: { "x-citadel-confirm": await confirmationToken(c, "POST", path, owner) } });
+    // The new key's RRSIGs made at the start are kept.
+    const startExpiry = new Date(Math.floor((c.clock.now() - WAIT_MS + VALIDITY_MS) / 1000) * 1000).toISOString();
+    expect([finished.body.signatures_expire_at, earliest(served(c, id))]).toEqual([startExpiry, startExpiry]);
+  });
+
   test("finishing before the new key can be in every cache is refused (409, the time left and from when), after asking for the confirmation; nothing changes", async () => {
     const { c, owner, zone, id, oldTag } = await signedZone();
     const started = await c.send("POST", `${zone}/dnssec/rollover`, owner);
