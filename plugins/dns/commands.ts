@@ -81,12 +81,22 @@ function rolloverText(view: DnssecView): string[] {
   ];
 }
 
-/** The DS lines, each marked with its key's part in a rollover; then the DNSKEYs. */
+/**
+ * The DS lines, then the DNSKEYs. During a rollover the new key's come first — its DS is the one
+ * to give the registrar — each line marked with its key's part, the new DS with from when it may
+ * replace the old one (before, a resolver may hold a DNSKEY RRset without the new key).
+ */
 function dsText(view: DnssecView): string {
-  if (view.rollover === null) return [...view.ds, ...view.dnskey].join("\n");
-  const mark = (state: string) => (state === "incoming" ? "; new key: the DS the parent keeps" : "; old key: retiring, remove it at the parent");
-  return [...view.keys.map((k) => `${k.ds} ${mark(k.state)}`), ...view.keys.map((k) => `${k.dnskey} ${mark(k.state)}`)].join("\n");
+  const r = view.rollover;
+  if (r === null) return [...view.ds, ...view.dnskey].join("\n");
+  const keys = newKeyFirst(view.keys);
+  const dsMark = (state: string) => (state === "incoming" ? `; new key: the DS the parent keeps, in place of the old one from ${r.replace_ds_from}` : "; old key: retiring, the parent drops it as it takes the new one");
+  const keyMark = (state: string) => (state === "incoming" ? "; new key" : "; old key");
+  return [...keys.map((k) => `${k.ds} ${dsMark(k.state)}`), ...keys.map((k) => `${k.dnskey} ${keyMark(k.state)}`)].join("\n");
 }
+
+/** A rollover's new key before the old one (the API lists the zone's key first). */
+const newKeyFirst = <K extends { state: string }>(keys: readonly K[]): K[] => [...keys].sort((a, b) => Number(b.state === "incoming") - Number(a.state === "incoming"));
 
 /** A host name as an absolute name (the final dot added when missing). */
 const absolute = (name: string) => (name.endsWith(".") ? name : `${name}.`);
@@ -272,7 +282,7 @@ export const dnsCommands: Command[] = [
   },
   {
     words: ["dns", "zone", "ds"],
-    summary: "The DS record (SHA-256) to give the parent zone for a signed zone, and its DNSKEY (both keys' during a rollover, the new one marked)",
+    summary: "The DS record (SHA-256) to give the parent zone for a signed zone, and its DNSKEY (both keys' during a rollover: the new one first, with from when it may replace the old)",
     args: "<zone>",
     maxArgs: 1,
     options: ORG,
@@ -281,8 +291,9 @@ export const dnsCommands: Command[] = [
       const api = await ctx.api();
       const view = await api.request<DnssecView>("GET", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"));
       if (!view.enabled) throw new UsageError(`${view.zone} is not signed: citadel dns zone dnssec enable ${ctx.args[0]} first`);
-      const keys = view.keys.map((k) => ({ key_tag: k.key_tag, state: k.state, ds: k.ds, dnskey: k.dnskey }));
-      print(ctx, { zone: view.zone, ds: view.ds, dnskey: view.dnskey, keys }, dsText(view));
+      const keys = newKeyFirst(view.keys).map((k) => ({ key_tag: k.key_tag, state: k.state, ds: k.ds, dnskey: k.dnskey }));
+      const json = { zone: view.zone, ds: keys.map((k) => k.ds), dnskey: keys.map((k) => k.dnskey), keys, ...(view.rollover ? { replace_ds_from: view.rollover.replace_ds_from } : {}) };
+      print(ctx, json, dsText(view));
       return 0;
     },
   },

@@ -139,10 +139,17 @@ describe("dns zone dnssec rollover start|finish|cancel, and show and ds during a
   });
 
   test("ds marks each DS and DNSKEY with its key's part (--json: with the keys); show lists the keys with their states and the rollover's steps", async () => {
+    // The new key's first (found in review: the one to give the registrar was second), with from when it may replace the old one.
     const ds = await runCommand(dnsCommands, "dns zone ds", { args: ["example.test"], options: org, answer: () => rolling });
-    expect(ds.stdout.split("\n").slice(0, 2)).toEqual([`${OLD_DS} ; old key: retiring, remove it at the parent`, `${NEW_DS} ; new key: the DS the parent keeps`]);
+    expect(ds.stdout.split("\n").slice(0, 2)).toEqual([
+      `${NEW_DS} ; new key: the DS the parent keeps, in place of the old one from 2026-11-24T12:00:00.000Z`,
+      `${OLD_DS} ; old key: retiring, the parent drops it as it takes the new one`,
+    ]);
+    expect(ds.stdout.split("\n").slice(2, 4)).toEqual(["example.test. IN DNSKEY 257 3 13 key22222 ; new key", "example.test. IN DNSKEY 257 3 13 key11111 ; old key"]);
     const json = await runCommand(dnsCommands, "dns zone ds", { args: ["example.test"], options: org, json: true, answer: () => rolling });
-    expect(JSON.parse(json.stdout).keys.map((k: { key_tag: number; state: string }) => [k.key_tag, k.state])).toEqual([[11111, "retiring"], [22222, "incoming"]]);
+    const parsed = JSON.parse(json.stdout);
+    expect(parsed.keys.map((k: { key_tag: number; state: string }) => [k.key_tag, k.state])).toEqual([[22222, "incoming"], [11111, "retiring"]]);
+    expect(parsed.replace_ds_from).toBe("2026-11-24T12:00:00.000Z");
     const plain = await runCommand(dnsCommands, "dns zone ds", { args: ["example.test"], options: org, answer: () => done });
     expect(plain.stdout).toBe(`${NEW_DS}\nexample.test. IN DNSKEY 257 3 13 key22222\n`);
     const show = await runCommand(dnsCommands, "dns zone dnssec show", { args: ["example.test"], options: org, answer: () => rolling });
