@@ -531,11 +531,18 @@ function keyBeside(current: Uint8Array): { pkcs8: Uint8Array; dnskey: Uint8Array
   }
 }
 
-/** A time left, rounded up to the second: "2 h 5 min", "4 min 10 s", "30 s". */
+/**
+ * A time left in its two largest units, rounded up in the smaller one — "2 h 5 min", "4 min 10 s",
+ * "30 s" — never shorter than it is: an operator who comes back after it is not refused again.
+ */
 export function durationText(ms: number): string {
   const seconds = Math.ceil(ms / 1000);
-  const [h, m, s] = [Math.floor(seconds / 3600), Math.floor((seconds % 3600) / 60), seconds % 60];
-  if (h > 0) return m > 0 ? `${h} h ${m} min` : `${h} h`;
+  if (seconds >= 3600) {
+    const minutes = Math.ceil(seconds / 60);
+    const [h, m] = [Math.floor(minutes / 60), minutes % 60];
+    return m > 0 ? `${h} h ${m} min` : `${h} h`;
+  }
+  const [m, s] = [Math.floor(seconds / 60), seconds % 60];
   if (m > 0) return s > 0 ? `${m} min ${s} s` : `${m} min`;
   return `${s} s`;
 }

@@ -480,3 +480,7 @@ describe("dnssec key rollover", () => {
 test("durationText rounds up to the second and names the two largest units", () => {
   expect([durationText(1), durationText(60_000), durationText(61_000), durationText(3_600_000), durationText(93_600_000 + 59_001)]).toEqual(["1 s", "1 min", "1 min 1 s", "1 h", "26 h 1 min"]);
 });
+
+test("durationText never names a time left shorter than it is: with hours shown, the minutes round up (found in review: 3,659 s was \"1 h\")", () => {
+  expect([durationText(3_659_000), durationText(3_600_001), durationText(7_199_000), durationText(7_140_000), durationText(3_599_001)]).toEqual(["1 h 1 min", "1 h 1 min", "2 h", "1 h 59 min", "1 h"]);
+});
