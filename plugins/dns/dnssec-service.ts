@@ -24,6 +24,7 @@ import type { Database } from "bun:sqlite";
 import type { Keyring } from "../../src/crypto/keyring.ts";
 import { actorOf } from "../../src/auth/principal.ts";
 import { ConflictError, NotFoundError, SealedError } from "../../src/errors.ts";
+import { HttpProblem } from "../../src/http/problem.ts";
 import { isSubdomain, NameError, parseName, type Name } from "./names.ts";
 import {
   ALGORITHM,
@@ -356,8 +357,13 @@ export class DnssecService {
       const delay = this.k.settings.dnssec_propagation_delay;
       const from = finishPossibleAt(incoming, delay);
       if (now < from) {
-        throw new ConflictError(
+        // A 409 `conflict` as any other, with the time for a client to act on without reading the text: a member and Retry-After.
+        throw new HttpProblem(
+          409,
+          "conflict",
           `${row.name}'s key rollover cannot finish yet: ${durationText(from - now)} left (from ${iso(from)}). The new key (tag ${keyTag(incoming.dnskey)}) is published since ${iso(incoming.created_at)}; until then caches may hold the DNSKEY RRset without it (TTL ${incoming.dnskey_ttl} s) or records the old key alone signed (TTL up to ${incoming.max_ttl} s), and secondaries may still be transferring it ([dns] dnssec_propagation_delay, ${delay} s).`,
+          { "retry-after": String(Math.ceil((from - now) / 1000)) },
+          { finish_possible_at: iso(from) },
         );
       }
       // The new key becomes the zone's key, its envelope made again for that row (each envelope is bound to its row).

@@ -229,7 +229,7 @@ describe("dnssec key rollover", () => {
     expect([finished.body.signatures_expire_at, earliest(served(c, id))]).toEqual([startExpiry, startExpiry]);
   });
 
-  test("finishing before the new key can be in every cache is refused (409, the time left and from when), after asking for the confirmation; nothing changes", async () => {
+  test("finishing before the new key can be in every cache is refused (409, the time left and from when: in the text, finish_possible_at and Retry-After), after asking for the confirmation; nothing changes", async () => {
     const { c, owner, zone, id, oldTag } = await signedZone();
     const started = await c.send("POST", `${zone}/dnssec/rollover`, owner);
     const startedAt = c.clock.now();
@@ -252,6 +252,8 @@ describe("dnssec key rollover", () => {
     expect(early.body.detail).toStartWith(`example.org.'s key rollover cannot finish yet: 1 min 1 s left (from ${new Date(startedAt + WAIT_MS).toISOString()}).`);
     expect(early.body.detail).toContain("(TTL 60 s)");
     expect(early.body.detail).toContain("[dns] dnssec_propagation_delay, 60 s");
+    // For a client to act on without reading the text (found in review): the time as a member, and Retry-After.
+    expect([early.body.finish_possible_at, early.headers.get("retry-after")]).toEqual([new Date(startedAt + WAIT_MS).toISOString(), "61"]);
     expect((await c.send("GET", zone, owner)).body.serial).toBe(serial);
     expect(incomingRow(c, id)).not.toBeNull();
     expect(signersByRrset(served(c, id)).get("www.example.org. 1")).toEqual([oldTag, started.body.keys[1].key_tag]);
