@@ -217,6 +217,7 @@ export interface RolloverView {
   /** From when `finish` is accepted (caches can no longer hold what the old key alone signed). */
   finish_possible_at: string;
   can_finish: boolean;
+  /** The TTLs at the start and the propagation delay configured then, as the wait counts them (rolloverWaits). */
   dnskey_ttl: number;
   max_ttl: number;
   propagation_delay: number;
@@ -325,10 +326,11 @@ export class DnssecService {
           published_serial: serial,
           dnskey_ttl: dnskeyTtl,
           max_ttl: Math.max(dnskeyTtl, sql.largestRecordTtl(tx, row.id) ?? 0),
+          propagation_delay: this.k.settings.dnssec_propagation_delay,
         };
         sql.insertIncomingKey(tx, incoming);
         sql.updateZoneSoa(tx, row.id, row, serial, now);
-        const finishFrom = iso(finishPossibleAt(incoming, this.k.settings.dnssec_propagation_delay));
+        const finishFrom = iso(finishPossibleAt(incoming));
         this.k.audit.record(
           tx,
           event(caller, row, "dns.zone.dnssec.rollover.start", `${row.name}: key rollover started: new key tag ${keyTag(dnskey)} published beside key tag ${keyTag(key.dnskey)}, both sign the zone; serial ${serial}; finish possible from ${finishFrom}`),
@@ -354,14 +356,14 @@ export class DnssecService {
       const row = this.dns.zoneRow(organizationId, zone, tx);
       const { key, incoming } = this.rollover(tx, row);
       const now = this.k.clock.now();
-      const delay = this.k.settings.dnssec_propagation_delay;
-      const from = finishPossibleAt(incoming, delay);
+      const from = finishPossibleAt(incoming);
       if (now < from) {
+        const waits = rolloverWaits(incoming);
         // A 409 `conflict` as any other, with the time for a client to act on without reading the text: a member and Retry-After.
         throw new HttpProblem(
           409,
           "conflict",
-          `${row.name}'s key rollover cannot finish yet: ${durationText(from - now)} left (from ${iso(from)}). The new key (tag ${keyTag(incoming.dnskey)}) is published since ${iso(incoming.created_at)}; until then caches may hold the DNSKEY RRset without it (TTL ${incoming.dnskey_ttl} s) or records the old key alone signed (TTL up to ${incoming.max_ttl} s), and secondaries may still be transferring it ([dns] dnssec_propagation_delay, ${delay} s).`,
+          `${row.name}'s key rollover cannot finish yet: ${durationText(from - now)} left (from ${iso(from)}). The new key (tag ${keyTag(incoming.dnskey)}) is published since ${iso(incoming.created_at)}; until then caches may hold the DNSKEY RRset without it (TTL ${waits.dnskeyTtl} s) or records the old key alone signed (TTL up to ${waits.maxTtl} s), and secondaries may still be transferring it ([dns] dnssec_propagation_delay at the start, ${waits.delay} s).`,
           { "retry-after": String(Math.ceil((from - now) / 1000)) },
           { finish_possible_at: iso(from) },
         );
@@ -455,17 +457,17 @@ export class DnssecService {
   }
 
   private rolloverView(incoming: sql.IncomingKeyRow): RolloverView {
-    const delay = this.k.settings.dnssec_propagation_delay;
-    const finishAt = finishPossibleAt(incoming, delay);
+    const finishAt = finishPossibleAt(incoming);
+    const waits = rolloverWaits(incoming);
     return {
       started_at: iso(incoming.created_at),
       published_serial: incoming.published_serial,
-      replace_ds_from: iso(incoming.created_at + (incoming.dnskey_ttl + delay) * 1000),
+      replace_ds_from: iso(replaceDsFrom(incoming)),
       finish_possible_at: iso(finishAt),
       can_finish: this.k.clock.now() >= finishAt,
-      dnskey_ttl: incoming.dnskey_ttl,
-      max_ttl: incoming.max_ttl,
-      propagation_delay: delay,
+      dnskey_ttl: waits.dnskeyTtl,
+      max_ttl: waits.maxTtl,
+      propagation_delay: waits.delay,
     };
   }
 
@@ -519,13 +521,30 @@ const iso = (ms: number) => new Date(ms).toISOString();
 const dnskeyTtlOf = (row: sql.ZoneRow) => row.soa_ttl ?? row.ttl;
 
 /**
- * When a rollover may finish: once the new DNSKEY has been published for the DNSKEY RRset's TTL
- * (no cache holds the set without it) plus the zone's largest TTL (none holds records the old key
- * alone signed) plus `delaySeconds` for the secondaries to transfer the new serial — TTLs as they
- * were at the start, when the old key last signed alone (RFC 7583 section 3.3).
+ * What a rollover waits for, in seconds: the DNSKEY RRset's TTL (a cache may hold the set without
+ * the new key) and the zone's largest TTL (records the old key alone signed), as they were at the
+ * start, when the old key last signed alone, and the propagation delay configured then, for the
+ * secondaries to transfer the new serial (RFC 7583 section 3.3). The sum of all three: the
+ * conservative wait, as Knot's. A TTL counts at most the signatures' validity (VALIDITY_MS, 14
+ * days): a validator keeps an RRset no longer than its RRSIG is valid (RFC 4035 section 5.3.3),
+ * and every RRSIG of the old key alone was made before the start, so has expired 14 days after
+ * it; a larger TTL (up to 68 years is allowed) would put the finish out of reach for nothing.
  */
-export function finishPossibleAt(incoming: Pick<sql.IncomingKeyRow, "created_at" | "dnskey_ttl" | "max_ttl">, delaySeconds: number): number {
-  return incoming.created_at + (incoming.dnskey_ttl + incoming.max_ttl + delaySeconds) * 1000;
+export function rolloverWaits(incoming: Pick<sql.IncomingKeyRow, "dnskey_ttl" | "max_ttl" | "propagation_delay">): { dnskeyTtl: number; maxTtl: number; delay: number } {
+  const validity = VALIDITY_MS / 1000;
+  return { dnskeyTtl: Math.min(incoming.dnskey_ttl, validity), maxTtl: Math.min(incoming.max_ttl, validity), delay: incoming.propagation_delay };
+}
+
+/** From when the DS at the parent may be replaced: no cache holds the DNSKEY RRset without the new key. */
+function replaceDsFrom(incoming: sql.IncomingKeyRow): number {
+  const waits = rolloverWaits(incoming);
+  return incoming.created_at + (waits.dnskeyTtl + waits.delay) * 1000;
+}
+
+/** From when a rollover may finish: no cache holds what the old key alone signed (rolloverWaits). */
+export function finishPossibleAt(incoming: sql.IncomingKeyRow): number {
+  const waits = rolloverWaits(incoming);
+  return incoming.created_at + (waits.dnskeyTtl + waits.maxTtl + waits.delay) * 1000;
 }
 
 /** A new key whose tag differs from the zone's key's: a validator, and a signing that keeps RRSIGs, tell keys apart by their tags. */

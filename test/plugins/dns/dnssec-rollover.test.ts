@@ -251,7 +251,7 @@ describe("dnssec key rollover", () => {
     expect([early.status, early.body.code]).toEqual([409, "conflict"]);
     expect(early.body.detail).toStartWith(`example.org.'s key rollover cannot finish yet: 1 min 1 s left (from ${new Date(startedAt + WAIT_MS).toISOString()}).`);
     expect(early.body.detail).toContain("(TTL 60 s)");
-    expect(early.body.detail).toContain("[dns] dnssec_propagation_delay, 60 s");
+    expect(early.body.detail).toContain("[dns] dnssec_propagation_delay at the start, 60 s");
     // For a client to act on without reading the text (found in review): the time as a member, and Retry-After.
     expect([early.body.finish_possible_at, early.headers.get("retry-after")]).toEqual([new Date(startedAt + WAIT_MS).toISOString(), "61"]);
     expect((await c.send("GET", zone, owner)).body.serial).toBe(serial);
@@ -278,6 +278,27 @@ describe("dnssec key rollover", () => {
     const early = await c.send("POST", path, owner, { headers: { "x-citadel-confirm": await confirmationToken(c, "POST", path, owner) } });
     expect(early.body.detail).toContain("cannot finish yet: 26 h left");
     expect(early.body.detail).toContain("records the old key alone signed (TTL up to 86400 s)");
+  });
+
+  test("[dns] dnssec_propagation_delay is the one at the start: a configuration changed during a rollover (a restart with another delay) does not move its times (found in review)", async () => {
+    const { c, owner, zone } = await signedZone();
+    const started = await c.send("POST", `${zone}/dnssec/rollover`, owner);
+    expect(started.body.rollover.propagation_delay).toBe(60);
+    const kernel = { ...c.kernel, config: c.config, settings: { ...(c.config.dns as object), dnssec_propagation_delay: 7200 } } as never;
+    const restarted = new DnssecService(kernel, new DnsService(kernel));
+    expect(restarted.show(c.owner.organization, "example.org").rollover).toEqual(started.body.rollover);
+    c.clock.advance(WAIT_MS);
+    const finished = await restarted.finishRollover(operatorCaller("restarted"), c.owner.organization, "example.org");
+    expect(finished.keys.map((k) => k.state)).toEqual(["active"]);
+  });
+
+  test("a TTL above the signatures' validity (14 days) counts as 14 days: no validator keeps a record past its RRSIG's expiration, and the old key's last expire within 14 days of the start (found in review)", async () => {
+    const { c, owner, zone } = await signedZone();
+    expect((await c.send("PUT", `${zone}/rrsets/forever/TXT`, owner, { json: { ttl: 0x7fffffff, records: ['"cached for 68 years"'] } })).status).toBe(200);
+    const started = await c.send("POST", `${zone}/dnssec/rollover`, owner);
+    const startedAt = c.clock.now();
+    expect(started.body.rollover).toMatchObject({ dnskey_ttl: 60, max_ttl: VALIDITY_MS / 1000, propagation_delay: 60 });
+    expect(started.body.rollover.finish_possible_at).toBe(new Date(startedAt + (60 + VALIDITY_MS / 1000 + 60) * 1000).toISOString());
   });
 
   test("cancel (confirmed) drops the new key, its DNSKEY and signatures: the old DS validates alone again; audited", async () => {
