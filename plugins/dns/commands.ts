@@ -62,7 +62,8 @@ function secondaryConfigSnippet(key: TsigKeyView & { secret: string }): string {
 
 function dnssecText(view: DnssecView): string {
   if (!view.enabled) return `${view.zone} is not signed`;
-  const keys = table([["KEY TAG", "STATE", "CREATED", "PUBLISHED"], ...view.keys.map((k) => [String(k.key_tag), k.state, k.created_at, k.published_at])]);
+  // Created only: Citadel publishes a key in the serial that makes it (published_at is the same time).
+  const keys = table([["KEY TAG", "STATE", "CREATED"], ...view.keys.map((k) => [String(k.key_tag), k.state, k.created_at])]);
   return [`${view.zone} is signed: ${view.algorithm}; signatures expire ${view.signatures_expire_at} (signed again a week before)`, keys, ...rolloverText(view), ...view.ds, ...view.dnskey].join("\n");
 }
 
@@ -74,8 +75,8 @@ function rolloverText(view: DnssecView): string[] {
   const retiring = view.keys.find((k) => k.state === "retiring")!;
   return [
     `key rollover in progress since ${r.started_at} (new key published in serial ${r.published_serial}): key tag ${retiring.key_tag} → ${incoming.key_tag}`,
-    `  1. from ${r.replace_ds_from}: replace the DS at the registrar with the new key's (citadel dns zone ds ${view.zone}); keep only it`,
-    `  2. wait for the parent's DS TTL to pass`,
+    `  1. from ${r.replace_ds_from}: give the registrar the new key's DS (citadel dns zone ds ${view.zone}) in place of the old one, or beside it for a while`,
+    `  2. once the parent publishes only the new DS, wait for its DS TTL to pass`,
     `  3. ${r.can_finish ? "now" : `from ${r.finish_possible_at}`}: citadel dns zone dnssec rollover finish ${view.zone} --yes`,
     `  (waits: DNSKEY TTL ${r.dnskey_ttl} s + largest TTL ${r.max_ttl} s + propagation delay ${r.propagation_delay} s)`,
   ];
@@ -183,7 +184,7 @@ export const dnsCommands: Command[] = [
   },
   {
     words: ["dns", "zone", "dnssec", "show"],
-    summary: "Show whether a zone is signed (DNSSEC), its DNSKEY and the DS for the parent",
+    summary: "Show whether a zone is signed (DNSSEC), its keys (two during a rollover, with its steps and times), their DNSKEY and DS",
     args: "<zone>",
     maxArgs: 1,
     options: ORG,

@@ -352,7 +352,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       )
       .get(`${ZONE}/dnssec`, ({ params }) => dnssecServiceOf(k).show(params.org, params.zone), {
         response: m.Dnssec,
-        detail: { summary: "A zone's DNSSEC: whether it is signed, its DNSKEY and the DS for the parent zone", tags, ...access(READ) },
+        detail: { summary: "A zone's DNSSEC: whether it is signed, its keys (two during a key rollover, with the rollover's times), their DNSKEY and DS", tags, ...access(READ) },
       })
       .post(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).enable(caller(request), params.org, params.zone), {
         response: m.Dnssec,
