@@ -191,7 +191,15 @@ export class DnsService {
   signInWrite(tx: Database, zoneId: string): number | null {
     const row = sql.liveZoneById(tx, zoneId);
     if (row === null || !this.signer.isSigned(zoneId, tx)) return null;
-    const zone = this.signer.signedInWrite(tx, row, Zone.build(originOf(row), this.records(row, tx), { loading: true }));
+    let built: Zone;
+    try {
+      built = Zone.build(originOf(row), this.records(row, tx), { loading: true });
+    } catch (e) {
+      // Only a zone stored by an older Citadel can fail so (a write checks what it stores): not served, it is not signed either.
+      if (e instanceof ZoneError) throw new ConflictError(`${row.name} as stored does not build (${e.message}): it is not served, so it cannot be signed.`);
+      throw e;
+    }
+    const zone = this.signer.signedInWrite(tx, row, built);
     this.signedInWrites.set(zoneId, { serial: row.serial, updatedAt: row.updated_at, zone });
     return signaturesOf(zone)!.expiresAt;
   }

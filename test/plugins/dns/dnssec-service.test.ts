@@ -356,6 +356,16 @@ describe("dnssec per zone", () => {
     expect(dnsServiceOf(c.kernel as never).signer.refreshDue(c.clock.now())).toEqual([]);
   });
 
+  test("a zone stored so that it does not build (by an older Citadel) is not signed in the write: 409 saying so, not a 500; nothing changes", async () => {
+    const { c, owner, zone, id } = await setup();
+    c.kernel.store.db.query("DELETE FROM dns_records WHERE zone_id = ? AND type = 2").run(id); // the apex NS: Zone.build refuses it
+    const serial = serialOf(c, id);
+    const refused = await c.send("POST", `${zone}/dnssec`, owner);
+    expect([refused.status, refused.body.code]).toEqual([409, "conflict"]);
+    expect(refused.body.detail).toStartWith("example.org. as stored does not build (");
+    expect([serialOf(c, id), keyRow(c, id)]).toEqual([serial, null]);
+  });
+
   test("the CLI's words: dnssec show|enable|disable, rollover start|finish|cancel and ds are commands of the dns plugin", async () => {
     const { dnsCommands } = await import("../../../plugins/dns/commands.ts");
     const words = dnsCommands.map((command) => command.words.join(" "));
