@@ -1,8 +1,8 @@
 /**
  * DNSSEC of hosted zones, the control side: turning signing on and off per zone (audited), the
- * DS and DNSKEY to give the parent, and the key each signed zone is signed with when it is built
- * (ZoneSigner). The private key is a keyring envelope (as the TSIG secrets are), decrypted when
- * a zone is signed and kept only while Citadel is unsealed.
+ * DS and DNSKEY to give the parent, the key rollover, and the keys each signed zone is signed
+ * with when it is built (ZoneSigner). A private key is a keyring envelope (as the TSIG secrets
+ * are), decrypted when a zone is signed and kept only while Citadel is unsealed.
  *
  * A zone is signed each time it is built — after every change, each change moving its serial —
  * at the time of that change (the zone's updated_at), keeping the RRSIGs of the RRsets the change
@@ -10,11 +10,21 @@
  * VALIDITY_MS; `refreshDue` names the zones whose earliest signature has less than
  * REFRESH_BEFORE_MS left, whose serial the plugin then bumps so that they are signed again and
  * transferred.
+ *
+ * A key rollover is the double-signature one of RFC 7583 (section 3.3, for a CSK), driven by the
+ * operator, who alone can change the DS at the parent: `startRollover` makes a new key, published
+ * beside the zone's key and signing every RRset too, so that validators holding either key's DS
+ * validate; the operator replaces the DS at the registrar; `finishRollover` retires the old key —
+ * refused until no cache can hold what the old key alone signed (the DNSKEY RRset's TTL, the
+ * zone's largest TTL and the propagation delay since the start), and only on the operator's
+ * confirmation that the parent publishes the new DS alone, its TTL passed: Citadel asks no one.
+ * `cancelRollover` drops the new key.
  */
 import type { Database } from "bun:sqlite";
 import type { Keyring } from "../../src/crypto/keyring.ts";
 import { actorOf } from "../../src/auth/principal.ts";
-import { ConflictError, NotFoundError } from "../../src/errors.ts";
+import { ConflictError, NotFoundError, SealedError } from "../../src/errors.ts";
+import { HttpProblem } from "../../src/http/problem.ts";
 import { isSubdomain, NameError, parseName, type Name } from "./names.ts";
 import {
   ALGORITHM,
@@ -41,16 +51,22 @@ import * as sql from "./store.ts";
 import type { Zone } from "./zone.ts";
 
 const KEY_OWNER = "dns/dnssec";
+/** The envelope of the zone's key is bound to its row in dns_zone_keys, a rollover's new key's to its row in dns_zone_incoming_keys. */
 const keyContext = (zoneId: string) => `dns/dnssec/${zoneId}`;
+const incomingKeyContext = (zoneId: string) => `dns/dnssec/${zoneId}/incoming`;
+
+type KeyRole = "active" | "incoming";
 
 /**
  * The zones' signing keys, decrypted once per keyring; dropped when Citadel seals. While sealed
  * a signed zone is served with the RRSIGs stored at its last signing when they sign its current
- * serial (its content cannot have changed since: writes need the keyring), else answered
- * SERVFAIL: never unsigned, which validators holding the parent's DS reject.
+ * serial — a write that moves a signed zone's serial signs it in its own transaction
+ * (`signedInWrite`), refused while sealed, so they do unless a restore moved the serial — else
+ * answered SERVFAIL: never unsigned, which validators holding the parent's DS reject.
  */
 export class ZoneSigner {
-  private readonly keys = new Map<string, { keyring: Keyring; key: SigningKey }>();
+  /** Decrypted keys by `zone role`, with the envelope they came from: a key replaced (a rollover's finish) is decrypted again, never served stale. */
+  private readonly keys = new Map<string, { keyring: Keyring; envelope: Uint8Array; key: SigningKey }>();
   /** Signed zones answered SERVFAIL while sealed: signed again once unsealed (refreshDue). */
   private readonly unsigned = new Set<string>();
   /** The signatures each signed zone is served with: its next signing keeps those of unchanged RRsets. */
@@ -60,24 +76,48 @@ export class ZoneSigner {
     k.seal.onSeal(() => this.keys.clear());
   }
 
-  /** `zone` (built from `row`) signed when the zone has a key; as it is otherwise. */
+  /** `zone` (built from `row`) signed when the zone has a key (and a rollover's new key beside it); as it is otherwise. */
   signed(row: sql.ZoneRow, zone: Zone): Zone {
     const stored = sql.zoneKey(this.k.store.db, row.id);
     if (!stored) return zone;
-    const key = this.key(stored);
-    if (key === null) return this.signedWhileSealed(row, zone, stored);
+    const incoming = sql.incomingKey(this.k.store.db, row.id);
+    const keys = this.signingKeys(stored, incoming);
+    if (keys === null) return this.signedWhileSealed(row, zone, [stored, ...(incoming ? [incoming] : [])]);
     this.unsigned.delete(row.id);
-    const served = this.remember(row.id, signZone(zone, key, row.updated_at, this.current.get(row.id)));
+    const served = this.remember(row.id, signZone(zone, keys, row.updated_at, this.current.get(row.id)));
     if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
     return served;
   }
 
-  private signedWhileSealed(row: sql.ZoneRow, zone: Zone, stored: sql.ZoneKeyRow): Zone {
+  /**
+   * `zone`, built from `row` in the write that changed it (`tx`), signed, its signatures stored
+   * with its serial in that transaction; SealedError (503 `sealed`) while sealed. The signatures
+   * served until then are kept where they still sign. Those made here become the served ones
+   * (`adopt`) only once the write has committed: it may yet roll back.
+   */
+  signedInWrite(tx: Database, row: sql.ZoneRow, zone: Zone): Zone {
+    const stored = sql.zoneKey(tx, row.id)!;
+    const keys = this.signingKeys(stored, sql.incomingKey(tx, row.id));
+    if (keys === null) throw new SealedError(`Citadel is sealed: ${row.name} is signed, and cannot change until its keys are back (unseal, then try again).`);
+    const served = signZone(zone, keys, row.updated_at, this.current.get(row.id));
+    sql.saveZoneRrsigs(tx, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
+    return served;
+  }
+
+  /** A zone signed in its write (`signedInWrite`), committed and now served: its signatures are those the next signing keeps. */
+  adopt(zoneId: string, served: Zone): void {
+    this.unsigned.delete(zoneId);
+    this.remember(zoneId, served);
+  }
+
+  private signedWhileSealed(row: sql.ZoneRow, zone: Zone, keys: ReadonlyArray<{ dnskey: Uint8Array }>): Zone {
+    const stored = sql.zoneKey(this.k.store.db, row.id)!;
     if (stored.signed_serial === row.serial && stored.rrsigs !== null) {
-      const served = withStoredSignatures(zone, new Uint8Array(stored.dnskey), decodeRrsigs(new Uint8Array(stored.rrsigs)));
+      const dnskeys = keys.map((key) => new Uint8Array(key.dnskey));
+      const served = withStoredSignatures(zone, dnskeys, decodeRrsigs(new Uint8Array(stored.rrsigs)));
       if (served !== null) {
         this.remember(row.id, served);
-        this.k.log.info("dns: Citadel is sealed: a signed zone is served with the signatures stored at its serial", { zone: row.name, serial: row.serial });
+        this.k.log.info("dns: Citadel is sealed: a signed zone is served with the signatures stored at its serial", { zone: row.name, serial: row.serial, keys: dnskeys.length });
         return served;
       }
     }
@@ -97,31 +137,46 @@ export class ZoneSigner {
     return this.current.get(zoneId)?.expiresAt ?? null;
   }
 
-  private key(stored: sql.ZoneKeyRow): SigningKey | null {
+  /** The zone's key, then a rollover's new key when there is one; null while sealed. */
+  private signingKeys(stored: sql.ZoneKeyRow, incoming: sql.IncomingKeyRow | null): SigningKey[] | null {
     const keyring = this.k.seal.keyringIfUnsealed();
     if (!keyring) return null;
-    const cached = this.keys.get(stored.zone_id);
-    if (cached && cached.keyring === keyring) return cached.key;
-    const pkcs8 = keyring.decrypt(KEY_OWNER, keyContext(stored.zone_id), stored.private_key);
+    const keys = [this.decrypted(keyring, stored.zone_id, "active", stored.private_key)];
+    if (incoming) keys.push(this.decrypted(keyring, stored.zone_id, "incoming", incoming.private_key));
+    else this.keys.delete(`${stored.zone_id} incoming`);
+    return keys;
+  }
+
+  private decrypted(keyring: Keyring, zoneId: string, role: KeyRole, envelope: Uint8Array): SigningKey {
+    const at = `${zoneId} ${role}`;
+    const cached = this.keys.get(at);
+    if (cached && cached.keyring === keyring && Buffer.from(cached.envelope).equals(envelope)) return cached.key;
+    const pkcs8 = keyring.decrypt(KEY_OWNER, role === "active" ? keyContext(zoneId) : incomingKeyContext(zoneId), envelope);
     const key = signingKeyFrom(pkcs8);
     pkcs8.fill(0);
-    this.keys.set(stored.zone_id, { keyring, key });
+    this.keys.set(at, { keyring, envelope: new Uint8Array(envelope), key });
     return key;
   }
 
   /** Does the zone have DNSSEC on? */
-  isSigned(zoneId: string): boolean {
-    return sql.zoneKey(this.k.store.db, zoneId) !== null;
+  isSigned(zoneId: string, db: Database = this.k.store.db): boolean {
+    return sql.zoneKey(db, zoneId) !== null;
   }
 
-  /** Holds the zone's decrypted key in memory (tests: a deleted zone's must be gone). */
+  /** Holds a decrypted key of the zone in memory (tests: a deleted zone's must be gone). */
   holdsKey(zoneId: string): boolean {
-    return this.keys.has(zoneId);
+    return this.keys.has(`${zoneId} active`) || this.keys.has(`${zoneId} incoming`);
   }
 
-  /** Drops the zone's decrypted key: its signing ended (disabled, or the zone deleted or erased). */
+  /** Drops the zone's decrypted keys: a rollover finished or was cancelled (the signatures served stay, to be kept where they still sign). */
+  forgetKeys(zoneId: string): void {
+    this.keys.delete(`${zoneId} active`);
+    this.keys.delete(`${zoneId} incoming`);
+  }
+
+  /** Drops the zone's decrypted keys and signatures: its signing ended (disabled, or the zone deleted or erased). */
   forget(zoneId: string): void {
-    this.keys.delete(zoneId);
+    this.forgetKeys(zoneId);
     this.unsigned.delete(zoneId);
     this.current.delete(zoneId);
   }
@@ -139,18 +194,51 @@ export class ZoneSigner {
   }
 }
 
+export type KeyState = "active" | "incoming" | "retiring";
+
+/** One of a signed zone's keys: the zone's key (active), or during a rollover the old one (retiring) and the new one (incoming). */
+export interface DnssecKeyView {
+  key_tag: number;
+  state: KeyState;
+  dnskey: string;
+  ds: string;
+  created_at: string;
+  /** Citadel publishes a key in the serial that makes it: the same time as created_at. */
+  published_at: string;
+}
+
+/** A key rollover in progress, and its timings (TTLs and the delay in seconds). */
+export interface RolloverView {
+  started_at: string;
+  /** The serial that first published the new key: each secondary should serve it, or a later one. */
+  published_serial: number;
+  /** From when caches hold the new DNSKEY: the DS at the parent may be replaced by the new key's. */
+  replace_ds_from: string;
+  /** From when `finish` is accepted (caches can no longer hold what the old key alone signed). */
+  finish_possible_at: string;
+  can_finish: boolean;
+  /** The TTLs at the start and the propagation delay configured then, as the wait counts them (rolloverWaits). */
+  dnskey_ttl: number;
+  max_ttl: number;
+  propagation_delay: number;
+}
+
 export interface DnssecView {
   zone: string;
   enabled: boolean;
   algorithm: string | null;
+  /** The zone's key: during a rollover the old one, which signs until the rollover finishes. */
   key_tag: number | null;
+  /** Every DNSKEY served (two during a rollover), and the DS of each. */
   dnskey: string[];
   ds: string[];
   signatures_expire_at: string | null;
   created_at: string | null;
+  keys: DnssecKeyView[];
+  rollover: RolloverView | null;
 }
 
-/** Turning DNSSEC on and off for a zone, and what to give the parent. */
+/** Turning DNSSEC on and off for a zone, its key rollover, and what to give the parent. */
 export class DnssecService {
   constructor(
     private readonly k: DnsKernel,
@@ -159,7 +247,7 @@ export class DnssecService {
 
   show(organizationId: string, zone: string): DnssecView {
     const row = this.dns.zoneRow(organizationId, zone);
-    return view(row, sql.zoneKey(this.k.store.db, row.id), this.dns.signer.expiresAt(row.id));
+    return this.view(row, sql.zoneKey(this.k.store.db, row.id), sql.incomingKey(this.k.store.db, row.id), this.dns.signer.expiresAt(row.id));
   }
 
   /**
@@ -181,7 +269,8 @@ export class DnssecService {
         const serial = nextSerial(row.serial, now);
         sql.updateZoneSoa(tx, row.id, row, serial, now);
         this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.enable", `${row.name}: signed with a ${ALGORITHM_NAME} key, tag ${keyTag(dnskey)}; serial ${serial}`));
-        return view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id));
+        const expiresAt = this.dns.signInWrite(tx, row.id);
+        return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
       });
     } finally {
       pkcs8.fill(0);
@@ -189,23 +278,197 @@ export class DnssecService {
   }
 
   /**
-   * Stops signing: the key goes, and the zone is served without DNSKEY, RRSIG and NSEC from its
-   * next serial. Resolvers that validate fail the zone while the parent still has its DS: the
-   * DS goes first (and its TTL passes).
+   * Stops signing: the key goes (both keys during a rollover), and the zone is served without
+   * DNSKEY, RRSIG and NSEC from its next serial. Resolvers that validate fail the zone while the
+   * parent still has a DS for it: the DS goes first (and its TTL passes).
    */
   async disable(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
     return this.dns.zoneWrite((tx) => {
       const row = this.dns.zoneRow(organizationId, zone, tx);
       const key = sql.zoneKey(tx, row.id);
       if (!key) throw new NotFoundError(`${row.name} is not signed.`);
-      sql.deleteZoneKey(tx, row.id);
+      const incoming = sql.incomingKey(tx, row.id);
+      sql.deleteZoneKeys(tx, row.id);
       const now = this.k.clock.now();
       const serial = nextSerial(row.serial, now);
       sql.updateZoneSoa(tx, row.id, row, serial, now);
       this.dns.signer.forget(row.id);
-      this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.disable", `${row.name}: key tag ${keyTag(key.dnskey)} removed; serial ${serial}`));
-      return view(row, null);
+      const removed = incoming ? `key tags ${keyTag(key.dnskey)} and ${keyTag(incoming.dnskey)} (the new key of a rollover in progress) removed` : `key tag ${keyTag(key.dnskey)} removed`;
+      this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.disable", `${row.name}: ${removed}; serial ${serial}`));
+      return this.view(row, null, null);
     });
+  }
+
+  /**
+   * Starts a key rollover: a new key (sealed in the keyring, as the zone's), published beside
+   * the zone's key, and every RRset signed by both from a new serial, which secondaries
+   * transfer. Validators holding either key's DS validate the zone meanwhile. 409 for a zone
+   * that is not signed or has a rollover in progress.
+   */
+  async startRollover(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
+    return this.dns.zoneWrite((tx) => {
+      const row = this.dns.zoneRow(organizationId, zone, tx);
+      const key = sql.zoneKey(tx, row.id);
+      if (!key) throw new ConflictError(`${row.name} is not signed: there is no key to roll over (citadel dns zone dnssec enable signs it).`);
+      const pending = sql.incomingKey(tx, row.id);
+      if (pending) throw new ConflictError(`${row.name} has a key rollover in progress (new key tag ${keyTag(pending.dnskey)}): finish or cancel it first.`);
+      const { pkcs8, dnskey } = keyBeside(new Uint8Array(key.dnskey));
+      try {
+        const now = this.k.clock.now();
+        const serial = nextSerial(row.serial, now);
+        const dnskeyTtl = dnskeyTtlOf(row);
+        const incoming: sql.IncomingKeyRow = {
+          zone_id: row.id,
+          algorithm: ALGORITHM,
+          dnskey,
+          private_key: this.k.seal.keyring().encrypt(tx, KEY_OWNER, incomingKeyContext(row.id), pkcs8),
+          created_at: now,
+          published_serial: serial,
+          dnskey_ttl: dnskeyTtl,
+          max_ttl: Math.max(dnskeyTtl, sql.largestRecordTtl(tx, row.id) ?? 0),
+          propagation_delay: this.k.settings.dnssec_propagation_delay,
+        };
+        sql.insertIncomingKey(tx, incoming);
+        sql.updateZoneSoa(tx, row.id, row, serial, now);
+        const finishFrom = iso(finishPossibleAt(incoming));
+        this.k.audit.record(
+          tx,
+          event(caller, row, "dns.zone.dnssec.rollover.start", `${row.name}: key rollover started: new key tag ${keyTag(dnskey)} published beside key tag ${keyTag(key.dnskey)}, both sign the zone; serial ${serial}; finish possible from ${finishFrom}`),
+        );
+        const expiresAt = this.dns.signInWrite(tx, row.id);
+        return this.view({ ...row, serial, updated_at: now }, key, incoming, expiresAt);
+      } finally {
+        pkcs8.fill(0);
+      }
+    });
+  }
+
+  /**
+   * Finishes the rollover: the old key goes (its DNSKEY and its signatures), the new one signs
+   * alone from a new serial. Refused (409, with the time left) until caches can no longer hold
+   * what the old key alone signed: the DNSKEY RRset's TTL, the zone's largest TTL and the
+   * propagation delay since the start, TTLs as they were then. That the parent publishes only
+   * the new key's DS, and that its TTL has passed, Citadel cannot see: the route asks for a
+   * confirmation, which is the operator saying so.
+   */
+  async finishRollover(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
+    return this.dns.zoneWrite((tx) => {
+      const row = this.dns.zoneRow(organizationId, zone, tx);
+      const { key, incoming } = this.rollover(tx, row);
+      const now = this.k.clock.now();
+      const from = finishPossibleAt(incoming);
+      if (now < from) {
+        const waits = rolloverWaits(incoming);
+        // A 409 `conflict` as any other, with the time for a client to act on without reading the text: a member and Retry-After.
+        throw new HttpProblem(
+          409,
+          "conflict",
+          `${row.name}'s key rollover cannot finish yet: ${durationText(from - now)} left (from ${iso(from)}). The new key (tag ${keyTag(incoming.dnskey)}) is published since ${iso(incoming.created_at)}; until then caches may hold the DNSKEY RRset without it (TTL ${waits.dnskeyTtl} s) or records the old key alone signed (TTL up to ${waits.maxTtl} s), and secondaries may still be transferring it ([dns] dnssec_propagation_delay at the start, ${waits.delay} s).`,
+          { "retry-after": String(Math.ceil((from - now) / 1000)) },
+          { finish_possible_at: iso(from) },
+        );
+      }
+      // The new key becomes the zone's key, its envelope made again for that row (each envelope is bound to its row).
+      const keyring = this.k.seal.keyring();
+      const pkcs8 = keyring.decrypt(KEY_OWNER, incomingKeyContext(row.id), incoming.private_key);
+      let envelope: Uint8Array;
+      try {
+        envelope = keyring.encrypt(tx, KEY_OWNER, keyContext(row.id), pkcs8);
+      } finally {
+        pkcs8.fill(0);
+      }
+      sql.replaceZoneKey(tx, row.id, { algorithm: incoming.algorithm, dnskey: incoming.dnskey, private_key: envelope, created_at: incoming.created_at });
+      sql.deleteIncomingKey(tx, row.id);
+      const serial = nextSerial(row.serial, now);
+      sql.updateZoneSoa(tx, row.id, row, serial, now);
+      this.dns.signer.forgetKeys(row.id);
+      const [oldTag, newTag] = [keyTag(key.dnskey), keyTag(incoming.dnskey)];
+      this.k.audit.record(
+        tx,
+        event(
+          caller,
+          row,
+          "dns.zone.dnssec.rollover.finish",
+          `${row.name}: key rollover finished: key tag ${oldTag} retired (its DNSKEY and signatures removed), key tag ${newTag} signs alone; confirmed: the parent publishes key tag ${newTag}'s DS alone, its TTL passed; serial ${serial}`,
+        ),
+      );
+      const expiresAt = this.dns.signInWrite(tx, row.id);
+      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
+    });
+  }
+
+  /**
+   * Cancels the rollover: the new key goes (its DNSKEY and its signatures), the zone's key signs
+   * alone again from a new serial. Validators holding the new key's DS fail the zone from then
+   * on — resolvers keep it for the parent's DS TTL after the registrar drops it: the route asks
+   * for a confirmation that the old DS is back and that TTL has passed.
+   */
+  async cancelRollover(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
+    return this.dns.zoneWrite((tx) => {
+      const row = this.dns.zoneRow(organizationId, zone, tx);
+      const { key, incoming } = this.rollover(tx, row);
+      sql.deleteIncomingKey(tx, row.id);
+      const now = this.k.clock.now();
+      const serial = nextSerial(row.serial, now);
+      sql.updateZoneSoa(tx, row.id, row, serial, now);
+      this.dns.signer.forgetKeys(row.id);
+      this.k.audit.record(
+        tx,
+        event(caller, row, "dns.zone.dnssec.rollover.cancel", `${row.name}: key rollover cancelled: new key tag ${keyTag(incoming.dnskey)} removed (its DNSKEY and signatures), key tag ${keyTag(key.dnskey)} signs alone; serial ${serial}`),
+      );
+      const expiresAt = this.dns.signInWrite(tx, row.id);
+      return this.view({ ...row, serial, updated_at: now }, key, null, expiresAt);
+    });
+  }
+
+  /** The zone's keys during its rollover; 404 when it has none in progress. */
+  private rollover(tx: Database, row: sql.ZoneRow): { key: sql.ZoneKeyRow; incoming: sql.IncomingKeyRow } {
+    const key = sql.zoneKey(tx, row.id);
+    const incoming = sql.incomingKey(tx, row.id);
+    if (!key || !incoming) throw new NotFoundError(`${row.name} has no key rollover in progress.`);
+    return { key, incoming };
+  }
+
+  private view(row: sql.ZoneRow, key: sql.ZoneKeyRow | null, incoming: sql.IncomingKeyRow | null, expiresAt: number | null = null): DnssecView {
+    if (!key) return { zone: row.name, enabled: false, algorithm: null, key_tag: null, dnskey: [], ds: [], signatures_expire_at: null, created_at: null, keys: [], rollover: null };
+    const origin = parseName(row.name, null);
+    const keyView = (dnskey: Uint8Array, state: KeyState, createdAt: number): DnssecKeyView => ({
+      key_tag: keyTag(dnskey),
+      state,
+      dnskey: `${row.name} IN DNSKEY ${dnskeyText(dnskey)}`,
+      ds: `${row.name} IN DS ${dsText(dsOf(origin, dnskey))}`,
+      created_at: iso(createdAt),
+      published_at: iso(createdAt),
+    });
+    const keys = [keyView(new Uint8Array(key.dnskey), incoming ? "retiring" : "active", key.created_at)];
+    if (incoming) keys.push(keyView(new Uint8Array(incoming.dnskey), "incoming", incoming.created_at));
+    return {
+      zone: row.name,
+      enabled: true,
+      algorithm: ALGORITHM_NAME,
+      key_tag: keys[0]!.key_tag,
+      dnskey: keys.map((k) => k.dnskey),
+      ds: keys.map((k) => k.ds),
+      signatures_expire_at: iso(expiresAt ?? row.updated_at + VALIDITY_MS),
+      created_at: iso(key.created_at),
+      keys,
+      rollover: incoming ? this.rolloverView(incoming) : null,
+    };
+  }
+
+  private rolloverView(incoming: sql.IncomingKeyRow): RolloverView {
+    const finishAt = finishPossibleAt(incoming);
+    const waits = rolloverWaits(incoming);
+    return {
+      started_at: iso(incoming.created_at),
+      published_serial: incoming.published_serial,
+      replace_ds_from: iso(replaceDsFrom(incoming)),
+      finish_possible_at: iso(finishAt),
+      can_finish: this.k.clock.now() >= finishAt,
+      dnskey_ttl: waits.dnskeyTtl,
+      max_ttl: waits.maxTtl,
+      propagation_delay: waits.delay,
+    };
   }
 
   /**
@@ -252,20 +515,61 @@ function domainOf(text: string): Name | null {
   }
 }
 
-function view(row: sql.ZoneRow, key: sql.ZoneKeyRow | null, expiresAt: number | null = null): DnssecView {
-  if (!key) return { zone: row.name, enabled: false, algorithm: null, key_tag: null, dnskey: [], ds: [], signatures_expire_at: null, created_at: null };
-  const dnskey = new Uint8Array(key.dnskey);
-  const origin = parseName(row.name, null);
-  return {
-    zone: row.name,
-    enabled: true,
-    algorithm: ALGORITHM_NAME,
-    key_tag: keyTag(dnskey),
-    dnskey: [`${row.name} IN DNSKEY ${dnskeyText(dnskey)}`],
-    ds: [`${row.name} IN DS ${dsText(dsOf(origin, dnskey))}`],
-    signatures_expire_at: new Date(expiresAt ?? row.updated_at + VALIDITY_MS).toISOString(),
-    created_at: new Date(key.created_at).toISOString(),
-  };
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** The DNSKEY RRset's TTL: the SOA's (dnssec.ts SignedLayout). */
+const dnskeyTtlOf = (row: sql.ZoneRow) => row.soa_ttl ?? row.ttl;
+
+/**
+ * What a rollover waits for, in seconds: the DNSKEY RRset's TTL (a cache may hold the set without
+ * the new key) and the zone's largest TTL (records the old key alone signed), as they were at the
+ * start, when the old key last signed alone, and the propagation delay configured then, for the
+ * secondaries to transfer the new serial (RFC 7583 section 3.3). The sum of all three: the
+ * conservative wait, as Knot's. A TTL counts at most the signatures' validity (VALIDITY_MS, 14
+ * days): a validator keeps an RRset no longer than its RRSIG is valid (RFC 4035 section 5.3.3),
+ * and every RRSIG of the old key alone was made before the start, so has expired 14 days after
+ * it; a larger TTL (up to 68 years is allowed) would put the finish out of reach for nothing.
+ */
+export function rolloverWaits(incoming: Pick<sql.IncomingKeyRow, "dnskey_ttl" | "max_ttl" | "propagation_delay">): { dnskeyTtl: number; maxTtl: number; delay: number } {
+  const validity = VALIDITY_MS / 1000;
+  return { dnskeyTtl: Math.min(incoming.dnskey_ttl, validity), maxTtl: Math.min(incoming.max_ttl, validity), delay: incoming.propagation_delay };
+}
+
+/** From when the DS at the parent may be replaced: no cache holds the DNSKEY RRset without the new key. */
+function replaceDsFrom(incoming: sql.IncomingKeyRow): number {
+  const waits = rolloverWaits(incoming);
+  return incoming.created_at + (waits.dnskeyTtl + waits.delay) * 1000;
+}
+
+/** From when a rollover may finish: no cache holds what the old key alone signed (rolloverWaits). */
+export function finishPossibleAt(incoming: sql.IncomingKeyRow): number {
+  const waits = rolloverWaits(incoming);
+  return incoming.created_at + (waits.dnskeyTtl + waits.maxTtl + waits.delay) * 1000;
+}
+
+/** A new key whose tag differs from the zone's key's: a validator, and a signing that keeps RRSIGs, tell keys apart by their tags. */
+function keyBeside(current: Uint8Array): { pkcs8: Uint8Array; dnskey: Uint8Array } {
+  for (;;) {
+    const made = generateSigningKey();
+    if (keyTag(made.dnskey) !== keyTag(current)) return made;
+    made.pkcs8.fill(0);
+  }
+}
+
+/**
+ * A time left in its two largest units, rounded up in the smaller one — "2 h 5 min", "4 min 10 s",
+ * "30 s" — never shorter than it is: an operator who comes back after it is not refused again.
+ */
+export function durationText(ms: number): string {
+  const seconds = Math.ceil(ms / 1000);
+  if (seconds >= 3600) {
+    const minutes = Math.ceil(seconds / 60);
+    const [h, m] = [Math.floor(minutes / 60), minutes % 60];
+    return m > 0 ? `${h} h ${m} min` : `${h} h`;
+  }
+  const [m, s] = [Math.floor(seconds / 60), seconds % 60];
+  if (m > 0) return s > 0 ? `${m} min ${s} s` : `${m} min`;
+  return `${s} s`;
 }
 
 function event(caller: Caller, zone: sql.ZoneRow, action: string, reason: string) {

@@ -2,7 +2,9 @@
  * DNSSEC signing of a whole zone (RFC 4033, 4034, 4035): one combined signing key per zone (a
  * CSK, flags 257, as Knot's single-type signing), algorithm 13 (ECDSAP256SHA256, RFC 6605; the
  * one RFC 8624 recommends for signing), an RRSIG over every authoritative RRset and a full NSEC
- * chain in canonical order (RFC 4034 section 6). NSEC3 is not done.
+ * chain in canonical order (RFC 4034 section 6). NSEC3 is not done. During a key rollover a zone
+ * has two such keys: both DNSKEYs are published and every RRset carries an RRSIG by each
+ * (RFC 7583's double-signature rollover), so a validator holding either key's DS validates.
  *
  * `signZone` takes a built zone and gives the zone to serve: the same records plus the DNSKEY
  * and the NSEC chain (ordinary RRsets the lookup answers and a transfer carries), and its
@@ -308,7 +310,8 @@ export class ZoneSignatures {
     private readonly dsSets: Map<string, RR[]>,
     /** When the first of the signatures stops being valid (ms since the epoch). */
     readonly expiresAt: number,
-    readonly keyTag: number,
+    /** The DNSKEY data of the keys that sign every RRset (two during a rollover), in the order their RRSIGs follow an RRset. */
+    private readonly dnskeys: readonly Uint8Array[],
     /** What each RRSIG covers (canonicalContent), by `owner type`: a later signing keeps the ones whose RRset is unchanged. */
     private readonly contents: Map<string, string>,
     /** Signed, but no signatures to serve (sealed, none stored for the serial): its names are answered SERVFAIL. */
@@ -328,11 +331,16 @@ export class ZoneSignatures {
     return this.sigs.get(`${keyOf(owner)} ${type}`) ?? [];
   }
 
-  /** The RRSIG over `owner type` when it covers `content` and is valid past `until` (ms): a new signing may keep it. */
-  reusableRrsig(at: string, content: string, until: number): RR[] | undefined {
-    if (this.contents.get(at) !== content) return undefined;
-    const set = this.sigs.get(at);
-    return set !== undefined && set.every((r) => expirationOf(r) > until) ? set : undefined;
+  /**
+   * The RRSIG by `key` over `owner type` when it covers `content` and is valid past `until` (ms):
+   * a new signing may keep it. The key is matched by its DNSKEY, not its tag alone: another key
+   * with the same tag (a rollover's, cancelled, then one made again) must sign for itself.
+   */
+  reusableRrsig(at: string, content: string, until: number, key: Pick<SigningKey, "dnskey" | "keyTag">): RR | undefined {
+    if (this.unavailable || this.contents.get(at) !== content) return undefined;
+    if (!this.dnskeys.some((d) => Buffer.from(d).equals(key.dnskey))) return undefined;
+    const rrsig = this.sigs.get(at)?.find((r) => rrsigKeyTag(r) === key.keyTag);
+    return rrsig !== undefined && expirationOf(rrsig) > until ? rrsig : undefined;
   }
 
   /** Every RRSIG at `owner`. */
@@ -394,21 +402,24 @@ export function signaturesOf(zone: Zone): ZoneSignatures | undefined {
 }
 
 /**
- * `zone` signed with `key` at `now` (ms): the zone to serve, with its DNSKEY and NSEC chain, and
- * its signatures registered for signaturesOf. Signature-type records the zone stores itself
- * (RRSIG, NSEC, NSEC3, NSEC3PARAM) are left out: the signer makes its own. A DNSKEY it stores
- * stays beside the signer's (a key pre-published for a move from another operator).
+ * `zone` signed with `keys` at `now` (ms): the zone to serve, with a DNSKEY for each key and the
+ * NSEC chain, and its signatures registered for signaturesOf. One key, or two during a rollover:
+ * every RRset then carries an RRSIG by each, in the order of `keys`. Signature-type records the
+ * zone stores itself (RRSIG, NSEC, NSEC3, NSEC3PARAM) are left out: the signer makes its own. A
+ * DNSKEY it stores stays beside the signer's (a key pre-published for a move from another
+ * operator).
  *
- * With `previous` (the signatures of the zone's last build), an RRset signed there by this key
- * with the same canonical content — owner, type, TTL, data — keeps its RRSIG while that has more
- * than REFRESH_BEFORE_MS left: a change signs only the RRsets it changed (the SOA, the NSEC
- * records around a name that came or went), not the whole zone again on the event loop.
+ * With `previous` (the signatures of the zone's last build), an RRset signed there by one of
+ * these keys with the same canonical content — owner, type, TTL, data — keeps that key's RRSIG
+ * while it has more than REFRESH_BEFORE_MS left: a change signs only the RRsets it changed (the
+ * SOA, the NSEC records around a name that came or went), not the whole zone again on the event
+ * loop. Kept per key: a rollover's new key signs every RRset once, the old key's RRSIGs stay.
  */
-export function signZone(zone: Zone, key: SigningKey, now: number, previous?: ZoneSignatures): Zone {
-  const layout = new SignedLayout(zone, key.dnskey);
+export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, previous?: ZoneSignatures): Zone {
+  if (keys.length === 0) throw new Error("a zone is signed with at least one key");
+  const layout = new SignedLayout(zone, keys.map((k) => k.dnskey));
   const inception = Math.floor((now - INCEPTION_BEFORE_MS) / 1000);
   const expiresAt = now + VALIDITY_MS;
-  const reusable = previous !== undefined && previous.keyTag === key.keyTag && !previous.unavailable ? previous : null;
   const sigs = new Map<string, RR[]>();
   const contents = new Map<string, string>();
   for (const rrset of layout.signedRrsets()) {
@@ -416,24 +427,25 @@ export function signZone(zone: Zone, key: SigningKey, now: number, previous?: Zo
     const at = rrsetKey(first);
     const content = canonicalContent(rrset);
     contents.set(at, content);
-    const kept = reusable?.reusableRrsig(at, content, now + REFRESH_BEFORE_MS);
-    if (kept) {
-      sigs.set(at, kept);
-      continue;
-    }
-    const fields: RrsigFields = {
-      typeCovered: first.type,
-      labels: labelCount(first.name),
-      originalTtl: first.ttl,
-      expiration: Math.floor(expiresAt / 1000),
-      inception,
-      keyTag: key.keyTag,
-      signer: zone.origin,
-    };
-    const rdata = rrsigRdata(fields, first.name, rrset.map((r) => r.rdata), key.privateKey);
-    sigs.set(at, [{ name: first.name, ttl: first.ttl, type: TYPE_RRSIG, rdata }]);
+    sigs.set(
+      at,
+      keys.map((key) => {
+        const kept = previous?.reusableRrsig(at, content, now + REFRESH_BEFORE_MS, key);
+        if (kept) return kept;
+        const fields: RrsigFields = {
+          typeCovered: first.type,
+          labels: labelCount(first.name),
+          originalTtl: first.ttl,
+          expiration: Math.floor(expiresAt / 1000),
+          inception,
+          keyTag: key.keyTag,
+          signer: zone.origin,
+        };
+        return { name: first.name, ttl: first.ttl, type: TYPE_RRSIG, rdata: rrsigRdata(fields, first.name, rrset.map((r) => r.rdata), key.privateKey) };
+      }),
+    );
   }
-  return layout.register(sigs, key.keyTag, contents);
+  return layout.register(sigs, keys.map((k) => k.dnskey), contents);
 }
 
 /** What an RRSIG over the RRset covers besides its own fields: owner and type, the TTL, the canonical data in order. */
@@ -446,6 +458,9 @@ function canonicalContent(rrset: readonly RR[]): string {
 /** An RRSIG's expiration (ms), read in place (RFC 4034 section 3.1.5: octets 8-11). */
 const expirationOf = (rrsig: RR) => new DataView(rrsig.rdata.buffer, rrsig.rdata.byteOffset, rrsig.rdata.length).getUint32(8) * 1000;
 
+/** The tag of the key that made an RRSIG, read in place (RFC 4034 section 3.1.6: octets 16-17). */
+const rrsigKeyTag = (rrsig: RR) => (rrsig.rdata[16]! << 8) | rrsig.rdata[17]!;
+
 /** The earliest expiration among `sigs` (ms): when the zone's signatures start to run out. */
 function earliestExpiration(sigs: Map<string, RR[]>): number {
   let earliest = Infinity;
@@ -454,25 +469,27 @@ function earliestExpiration(sigs: Map<string, RR[]>): number {
 }
 
 /**
- * `zone` signed with RRSIGs made earlier (signZone's, stored) by the key whose DNSKEY data is
- * `dnskey`: what a sealed Citadel serves, the private key being out of reach. The
- * DNSKEY and the NSEC chain follow from the zone's records as signZone makes them; null when
- * an RRset that needs a signature has none among `rrsigs` (they were made for other content).
+ * `zone` signed with RRSIGs made earlier (signZone's, stored) by the keys whose DNSKEY data are
+ * `dnskeys`: what a sealed Citadel serves, the private keys being out of reach. The DNSKEYs and
+ * the NSEC chain follow from the zone's records as signZone makes them; null when an RRset that
+ * needs a signature lacks one by any of the keys among `rrsigs` (they were made for other
+ * content, or before a rollover's key came). RRSIGs by other keys are left out.
  */
-export function withStoredSignatures(zone: Zone, dnskey: Uint8Array, rrsigs: readonly RR[]): Zone | null {
-  const layout = new SignedLayout(zone, dnskey);
-  const byRrset = new Map<string, RR[]>();
-  for (const r of rrsigs) byRrset.set(`${keyOf(r.name)} ${readRrsig(r.rdata).typeCovered}`, [r]);
+export function withStoredSignatures(zone: Zone, dnskeys: readonly Uint8Array[], rrsigs: readonly RR[]): Zone | null {
+  const layout = new SignedLayout(zone, dnskeys);
+  const tags = dnskeys.map(keyTag);
+  const byRrsetAndKey = new Map<string, RR>();
+  for (const r of rrsigs) byRrsetAndKey.set(`${keyOf(r.name)} ${readRrsig(r.rdata).typeCovered} ${rrsigKeyTag(r)}`, r);
   const sigs = new Map<string, RR[]>();
   const contents = new Map<string, string>();
   for (const rrset of layout.signedRrsets()) {
     const at = rrsetKey(rrset[0]!);
-    const found = byRrset.get(at);
-    if (found === undefined) return null;
-    sigs.set(at, found);
+    const found = tags.map((tag) => byRrsetAndKey.get(`${at} ${tag}`));
+    if (found.some((r) => r === undefined)) return null;
+    sigs.set(at, found as RR[]);
     contents.set(at, canonicalContent(rrset));
   }
-  return layout.register(sigs, keyTag(dnskey), contents);
+  return layout.register(sigs, dnskeys, contents);
 }
 
 /**
@@ -481,13 +498,13 @@ export function withStoredSignatures(zone: Zone, dnskey: Uint8Array, rrsigs: rea
  * rather than unsigned records a validator holding the parent's DS would reject anyway.
  */
 export function unavailableSigned(zone: Zone): Zone {
-  signed.set(zone, new ZoneSignatures(zone.origin, new Map(), [], new Set(), new Map(), 0, 0, new Map(), true));
+  signed.set(zone, new ZoneSignatures(zone.origin, new Map(), [], new Set(), new Map(), 0, [], new Map(), true));
   return zone;
 }
 
 const rrsetKey = (r: RR) => `${keyOf(r.name)} ${r.type}`;
 
-/** What a signed zone serves besides its signatures: its records with the DNSKEY, the delegations, the NSEC chain. */
+/** What a signed zone serves besides its signatures: its records with the DNSKEYs, the delegations, the NSEC chain. */
 class SignedLayout {
   private readonly origin: Name;
   private readonly records: RR[];
@@ -497,12 +514,13 @@ class SignedLayout {
   private readonly served: Zone;
   private readonly rrsets: RR[][];
 
-  constructor(zone: Zone, dnskey: Uint8Array) {
+  constructor(zone: Zone, dnskeys: readonly Uint8Array[]) {
     const origin = zone.origin;
     const soa = zone.soa();
     this.origin = origin;
     this.records = zone.records().filter((r) => !SIGNER_TYPES.has(r.type));
-    this.records.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
+    // The DNSKEY RRset's TTL is the SOA's: what a rollover waits for (dnssec-service.ts dnskeyTtlOf).
+    for (const dnskey of dnskeys) this.records.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
     this.cuts = delegations(this.records, origin);
     // The authoritative owners and their types; at a cut only NS and DS are the parent's.
     const types = new Map<string, { name: Name; types: Set<number> }>();
@@ -547,7 +565,7 @@ class SignedLayout {
   }
 
   /** The zone to serve, with `sigs` registered as its signatures. */
-  register(sigs: Map<string, RR[]>, tag: number, contents = new Map<string, string>()): Zone {
+  register(sigs: Map<string, RR[]>, dnskeys: readonly Uint8Array[], contents = new Map<string, string>()): Zone {
     const existing = new Set<string>();
     for (const owner of this.owners) for (let skip = 0; skip <= owner.name.length - this.origin.length; skip++) existing.add(keyOf(owner.name.slice(skip)));
     const dsSets = new Map<string, RR[]>();
@@ -555,7 +573,7 @@ class SignedLayout {
       const first = rrset[0]!;
       if (first.type === RRType.DS && this.atCut(first.name)) dsSets.set(keyOf(first.name), rrset);
     }
-    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, existing, dsSets, earliestExpiration(sigs), tag, contents));
+    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, existing, dsSets, earliestExpiration(sigs), dnskeys, contents));
     return this.served;
   }
 }

@@ -50,7 +50,10 @@ const ACTIONS = [
   ["dns.zone.import", "A zone's records were replaced from a zone file."],
   ["dns.rrset.update", "One RRset of a zone was replaced or removed."],
   ["dns.zone.dnssec.enable", "A zone was signed from then on (DNSSEC): a signing key was made for it."],
-  ["dns.zone.dnssec.disable", "A zone's DNSSEC was turned off: its signing key was removed."],
+  ["dns.zone.dnssec.disable", "A zone's DNSSEC was turned off: its signing key was removed (both, during a key rollover)."],
+  ["dns.zone.dnssec.rollover.start", "A zone's key rollover started: a new signing key was made, published beside the zone's key and signing the zone too."],
+  ["dns.zone.dnssec.rollover.finish", "A zone's key rollover finished: the old key was retired (its DNSKEY and signatures removed); the new key signs alone."],
+  ["dns.zone.dnssec.rollover.cancel", "A zone's key rollover was cancelled: its new key was removed; the zone's key signs alone again."],
   ["dns.tsig.create", "A TSIG key for zone transfers was created or imported."],
   ["dns.tsig.delete", "A TSIG key was removed."],
   ["dns.secondary.create", "A secondary was added: it may transfer zones and is sent NOTIFY."],
@@ -349,7 +352,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       )
       .get(`${ZONE}/dnssec`, ({ params }) => dnssecServiceOf(k).show(params.org, params.zone), {
         response: m.Dnssec,
-        detail: { summary: "A zone's DNSSEC: whether it is signed, its DNSKEY and the DS for the parent zone", tags, ...access(READ) },
+        detail: { summary: "A zone's DNSSEC: whether it is signed, its keys (two during a key rollover, with the rollover's times), their DNSKEY and DS", tags, ...access(READ) },
       })
       .post(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).enable(caller(request), params.org, params.zone), {
         response: m.Dnssec,
@@ -359,6 +362,29 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         response: m.Dnssec,
         // Takes the zone offline for validators while the parent has its DS: as grave as a zone delete.
         detail: { summary: "Stop signing the zone (remove the DS at the parent first: asks for confirmation)", tags, ...access({ ...WRITE, permission: "delete", confirm: true }) },
+      })
+      .post(`${ZONE}/dnssec/rollover`, ({ params, request }) => dnssecServiceOf(k).startRollover(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        detail: { summary: "Start a key rollover: a new key published beside the zone's, every RRset signed by both; 409 for an unsigned zone or one with a rollover in progress", tags, ...access(WRITE) },
+      })
+      .post(`${ZONE}/dnssec/rollover/finish`, ({ params, request }) => dnssecServiceOf(k).finishRollover(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        // The confirmation is the operator's word that the parent publishes only the new DS, its TTL passed: Citadel cannot see it.
+        detail: {
+          summary: "Finish the key rollover: the old key and its signatures go (confirm that the parent publishes only the new DS and its TTL has passed); 409 with the time left before caches can have dropped the old key's",
+          tags,
+          ...access({ ...WRITE, permission: "delete", confirm: true }),
+        },
+      })
+      .delete(`${ZONE}/dnssec/rollover`, ({ params, request }) => dnssecServiceOf(k).cancelRollover(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        // Validators holding the new key's DS (resolvers keep it for the parent's DS TTL after it goes) fail the zone once the key goes: as grave as a finish.
+        detail: {
+          summary:
+            "Cancel the key rollover: the new key and its signatures go (asks for confirmation). If the parent has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign)",
+          tags,
+          ...access({ ...WRITE, permission: "delete", confirm: true }),
+        },
       })
       .get(`${ZONE}/records`, ({ params }) => dns.recordList(params.org, params.zone), {
         response: m.RecordList,

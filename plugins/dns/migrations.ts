@@ -93,4 +93,26 @@ export const dnsMigrations: readonly Migration[] = [
       rrsigs        BLOB                          -- those RRSIGs (dnssec.ts encodeRrsigs)
     ) STRICT;`,
   },
+  {
+    id: "0006_dns_dnssec_rollover",
+    // A key rollover's new key (docs/dns.md, "Key rollover"): at most one per zone, beside the
+    // zone's key in dns_zone_keys, which stays the zone's key until the rollover finishes (this
+    // key then takes its place there) or is cancelled (this row goes). Meanwhile both DNSKEYs are
+    // published and every RRset is signed by both; the RRSIGs dns_zone_keys stores are both
+    // keys'. The private key is a keyring envelope, bound to this table's row. The TTLs are the
+    // zone's at the start, the propagation delay the configuration's then: the rollover may
+    // finish once no cache can hold what the old key alone signed (the DNSKEY RRset and the
+    // zone's data from before the start), and a configuration changed meanwhile moves nothing.
+    up: `CREATE TABLE dns_zone_incoming_keys (
+      zone_id          TEXT PRIMARY KEY REFERENCES dns_zones (id),
+      algorithm        INTEGER NOT NULL,          -- 13: ECDSAP256SHA256
+      dnskey           BLOB NOT NULL,             -- the DNSKEY record data
+      private_key      BLOB NOT NULL,             -- keyring envelope of the PKCS#8 private key
+      created_at       INTEGER NOT NULL,          -- when the rollover started: published and signing from then on
+      published_serial INTEGER NOT NULL,          -- the serial that first published it
+      dnskey_ttl       INTEGER NOT NULL,          -- the DNSKEY RRset's TTL (the SOA's) at the start, seconds
+      max_ttl          INTEGER NOT NULL,          -- the largest TTL in the zone at the start, seconds
+      propagation_delay INTEGER NOT NULL          -- [dns] dnssec_propagation_delay at the start, seconds
+    ) STRICT;`,
+  },
 ];

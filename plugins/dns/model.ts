@@ -79,15 +79,39 @@ export const ImportResult = t.Object({
   warnings: t.Array(t.String(), { description: "Accepted but adjusted data (duplicates merged, RRset TTLs unified)" }),
 });
 
+const DnssecKey = t.Object({
+  key_tag: Integer(),
+  state: t.Union([t.Literal("active"), t.Literal("incoming"), t.Literal("retiring")], {
+    description: "active: the zone's one key; during a rollover, retiring: the old key (signs until the rollover finishes), incoming: the new one (signs too)",
+  }),
+  dnskey: t.String({ description: "Its DNSKEY record, presentation form" }),
+  ds: t.String({ description: "Its DS record (SHA-256, digest type 2)" }),
+  created_at: Iso,
+  published_at: t.String({ format: "date-time", description: "When it was first served: Citadel publishes a key in the serial that makes it" }),
+});
+
+const Rollover = t.Object({
+  started_at: Iso,
+  published_serial: Integer({ description: "The serial that first published the new key: check that each secondary serves it, or a later one" }),
+  replace_ds_from: t.String({ format: "date-time", description: "From when caches hold the new DNSKEY: the DS at the parent may be replaced by the new key's" }),
+  finish_possible_at: t.String({ format: "date-time", description: "From when the rollover may finish: the DNSKEY TTL, the zone's largest TTL and the propagation delay after the start" }),
+  can_finish: t.Boolean(),
+  dnskey_ttl: Integer({ description: "The DNSKEY RRset's TTL at the start (seconds), counted at most the signatures' validity (1,209,600: 14 days)" }),
+  max_ttl: Integer({ description: "The largest TTL in the zone at the start (seconds), counted at most the signatures' validity (1,209,600: 14 days)" }),
+  propagation_delay: Integer({ description: "[dns] dnssec_propagation_delay at the start (seconds): a configuration changed since does not move the rollover's times" }),
+});
+
 export const Dnssec = t.Object({
   zone: t.String(),
   enabled: t.Boolean({ description: "The zone is served signed (DNSKEY, RRSIG, NSEC)" }),
   algorithm: t.Union([t.String({ description: "ECDSAP256SHA256 (13)" }), t.Null()]),
-  key_tag: t.Union([Integer(), t.Null()]),
-  dnskey: t.Array(t.String(), { description: "The zone's DNSKEY record (one combined signing key, flags 257), presentation form" }),
-  ds: t.Array(t.String(), { description: "The DS record to give the parent zone (the registrar): SHA-256 (digest type 2)" }),
+  key_tag: t.Union([Integer(), t.Null()], { description: "The zone's key (during a rollover the old one, which signs until the rollover finishes)" }),
+  dnskey: t.Array(t.String(), { description: "The DNSKEY records served (combined signing keys, flags 257; two during a rollover), presentation form" }),
+  ds: t.Array(t.String(), { description: "The DS record of each key, SHA-256 (digest type 2): the parent zone (the registrar) publishes the zone key's; during a rollover, replace it by the incoming key's" }),
   signatures_expire_at: t.Union([Iso, t.Null()], { description: "When the signatures served now expire; the zone is signed again (a new serial) a week before" }),
-  created_at: t.Union([Iso, t.Null()], { description: "When signing was turned on (the key was made)" }),
+  created_at: t.Union([Iso, t.Null()], { description: "When the zone's key was made: signing turned on, or the start of the rollover that made it" }),
+  keys: t.Array(DnssecKey),
+  rollover: t.Union([Rollover, t.Null()], { description: "The key rollover in progress, if any" }),
 });
 
 // --- transfers (operators) ---------------------------------------------------------------

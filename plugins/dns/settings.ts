@@ -45,6 +45,13 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
     maximum: 10_000_000,
     description: "Records one zone may hold, its SOA aside (a change or an import beyond is refused). As Route 53's and Azure's default; each change to a zone builds it again, which takes over a second for 100,000 records.",
   }),
+  dnssec_propagation_delay: Type.Integer({
+    default: 3600,
+    minimum: 0,
+    maximum: 604_800,
+    description:
+      "DNSSEC key rollover: seconds added to the DNSKEY TTL and the zone's largest TTL before a rollover may finish (and the DNSKEY TTL before the DS may change at the parent), for every secondary to transfer the new key (Knot's propagation-delay). At least the SOA refresh when a secondary may miss a NOTIFY. A rollover keeps the value it started with.",
+  }),
   query_log_sample: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: "Query log: write one query in N to dns-queries.log in the data directory (1: every query). 0: no query log." }),
   query_log_max_mb: Type.Integer({ default: 64, minimum: 1, maximum: 65_536, description: "Query log: MiB on disk at most, the current file and the one rotated file together." }),
   query_log_client: Type.Union([Type.Literal("prefix"), Type.Literal("full"), Type.Literal("none")], { default: "prefix", description: "Query log: the client as its /24 or /56 prefix (personal data kept small), its full address, or not at all." }),

@@ -97,7 +97,7 @@ export function updateZoneSoa(tx: Database, id: string, soa: Soa, serial: number
 
 export function deleteZone(tx: Database, id: string, now: number): void {
   tx.query("DELETE FROM dns_records WHERE zone_id = ?").run(id);
-  deleteZoneKey(tx, id);
+  deleteZoneKeys(tx, id);
   tx.query("UPDATE dns_zones SET deleted_at = ?, updated_at = ? WHERE id = ?").run(now, now, id);
 }
 
@@ -179,7 +179,42 @@ export const insertZoneKey = (tx: Database, row: Omit<ZoneKeyRow, "signed_serial
   tx.query("INSERT INTO dns_zone_keys (zone_id, algorithm, dnskey, private_key, created_at) VALUES (?, ?, ?, ?, ?)").run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at);
 export const saveZoneRrsigs = (db: Database, zoneId: string, serial: number, rrsigs: Uint8Array) =>
   db.query("UPDATE dns_zone_keys SET signed_serial = ?, rrsigs = ? WHERE zone_id = ?").run(serial, rrsigs, zoneId);
-export const deleteZoneKey = (tx: Database, zoneId: string) => tx.query("DELETE FROM dns_zone_keys WHERE zone_id = ?").run(zoneId).changes > 0;
+/** The zone's key becomes another (a rollover's new key, its envelope made again for this row); the stored RRSIGs stay until the next signing. */
+export const replaceZoneKey = (tx: Database, zoneId: string, key: Pick<ZoneKeyRow, "algorithm" | "dnskey" | "private_key" | "created_at">) =>
+  tx.query("UPDATE dns_zone_keys SET algorithm = ?, dnskey = ?, private_key = ?, created_at = ? WHERE zone_id = ?").run(key.algorithm, key.dnskey, key.private_key, key.created_at, zoneId);
+/** Every key of the zone, a rollover's new one too: its signing ended (disabled, the zone deleted or erased). */
+export function deleteZoneKeys(tx: Database, zoneId: string): void {
+  tx.query("DELETE FROM dns_zone_incoming_keys WHERE zone_id = ?").run(zoneId);
+  tx.query("DELETE FROM dns_zone_keys WHERE zone_id = ?").run(zoneId);
+}
+
+/** A rollover's new key (migration 0006): published and signing beside the zone's key until the rollover finishes or is cancelled. */
+export interface IncomingKeyRow {
+  zone_id: string;
+  algorithm: number;
+  dnskey: Uint8Array;
+  /** Keyring envelope of the PKCS#8 private key (its own context: dnssec-service.ts). */
+  private_key: Uint8Array;
+  /** When the rollover started: the key is published, and signs, from then on. */
+  created_at: number;
+  /** The serial that first published it. */
+  published_serial: number;
+  /** The DNSKEY RRset's TTL and the largest TTL in the zone at the start (seconds). */
+  dnskey_ttl: number;
+  max_ttl: number;
+  /** [dns] dnssec_propagation_delay at the start (seconds): a configuration changed during the rollover does not move it. */
+  propagation_delay: number;
+}
+
+export const incomingKey = (db: Database, zoneId: string) => db.query<IncomingKeyRow, [string]>("SELECT * FROM dns_zone_incoming_keys WHERE zone_id = ?").get(zoneId);
+export const insertIncomingKey = (tx: Database, row: IncomingKeyRow) =>
+  tx
+    .query("INSERT INTO dns_zone_incoming_keys (zone_id, algorithm, dnskey, private_key, created_at, published_serial, dnskey_ttl, max_ttl, propagation_delay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.published_serial, row.dnskey_ttl, row.max_ttl, row.propagation_delay);
+export const deleteIncomingKey = (tx: Database, zoneId: string) => tx.query("DELETE FROM dns_zone_incoming_keys WHERE zone_id = ?").run(zoneId).changes > 0;
+
+/** The largest TTL among the zone's stored records (null: it has none besides its SOA). */
+export const largestRecordTtl = (db: Database, zoneId: string) => db.query<{ ttl: number | null }, [string]>("SELECT MAX(ttl) AS ttl FROM dns_records WHERE zone_id = ?").get(zoneId)!.ttl;
 
 /** The live signed zones, with when they last changed (their signatures' time). */
 export const signedZones = (db: Database) =>

@@ -55,7 +55,7 @@ export function dnsSubjects(dns: DnsService): SubjectContributor {
       const zones = tx.query<{ id: string }, [string]>("SELECT id FROM dns_zones WHERE organization_id = ?").all(subject.id);
       for (const z of zones) {
         tx.query("DELETE FROM dns_records WHERE zone_id = ?").run(z.id);
-        sql.deleteZoneKey(tx, z.id);
+        sql.deleteZoneKeys(tx, z.id);
         dns.signer.forget(z.id);
       }
       tx.query("DELETE FROM dns_zones WHERE organization_id = ?").run(subject.id);

@@ -122,7 +122,7 @@ export function fuzzContext(): AnswerContext {
   if (cachedContext) return cachedContext;
   const zones = new ZoneTable();
   // Signed (DNSSEC), so that DO queries take the signed answer path too; without DO it answers as unsigned.
-  zones.set(signZone(Zone.build(origin, parseZoneFile(ZONE_TEXT, { origin, defaultTtl: 3600 })), signingKeyFrom(generateSigningKey().pkcs8), NOW));
+  zones.set(signZone(Zone.build(origin, parseZoneFile(ZONE_TEXT, { origin, defaultTtl: 3600 })), [signingKeyFrom(generateSigningKey().pkcs8)], NOW));
   cachedContext = { zones, gate: allowAll, tsigKey: findKey, transfers: policy, now: () => NOW };
   return cachedContext;
 }

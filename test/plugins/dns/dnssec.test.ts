@@ -67,7 +67,7 @@ function unsignedZone(): Zone {
 
 const key: SigningKey = signingKeyFrom(generateSigningKey().pkcs8);
 const signedAt = Date.now();
-const zone = signZone(unsignedZone(), key, signedAt);
+const zone = signZone(unsignedZone(), [key], signedAt);
 const zones = new ZoneTable();
 zones.set(zone);
 
@@ -155,7 +155,7 @@ describe("canonical form and record data", () => {
       { name: name("www.example.test."), ttl: 300, type: TYPE_NSEC, rdata: nsecRdata(name("zz.example.test."), [RRType.A]) },
       { name: ORIGIN, ttl: 3600, type: TYPE_DNSKEY, rdata: generateSigningKey().dnskey },
     ]);
-    const signed = signZone(stored, key, signedAt);
+    const signed = signZone(stored, [key], signedAt);
     const nsecs = signed.records().filter((r) => r.type === TYPE_NSEC && nameToText(r.name) === "www.example.test.");
     expect(nsecs).toHaveLength(1);
     expect(nameToText(nameFromWire(nsecs[0]!.rdata, 0).name)).not.toBe("zz.example.test.");
@@ -332,7 +332,7 @@ describe("validators", () => {
     const changedText = ZONE_TEXT.replace("www 300 A 192.0.2.10", "www 300 A 192.0.2.11").replace("2026010100", "2026010101") + "new 300 A 192.0.2.99\n";
     const changed = Zone.build(ORIGIN, parseZoneFile(changedText, { origin: ORIGIN, defaultTtl: 300 }).map(({ name, ttl, type, rdata }) => ({ name, ttl, type, rdata })));
     const later = signedAt + 60_000; // validators check inception against the real clock
-    const resigned = signZone(changed, key, later, signaturesOf(zone));
+    const resigned = signZone(changed, [key], later, signaturesOf(zone));
     const before = new Map(signaturesOf(zone)!.records().map((r) => [`${nameToText(r.name)} ${covered(r)}`, Buffer.from(r.rdata).toString("hex")]));
     const after = new Map(signaturesOf(resigned)!.records().map((r) => [`${nameToText(r.name)} ${covered(r)}`, Buffer.from(r.rdata).toString("hex")]));
     const signedAgain = [...after].filter(([at, rdata]) => before.get(at) !== rdata).map(([at]) => at).sort();
@@ -345,7 +345,7 @@ describe("validators", () => {
     expect(signaturesOf(resigned)!.expiresAt).toBe(Math.floor((signedAt + VALIDITY_MS) / 1000) * 1000);
 
     // A signature with a week or less left is made again, not kept.
-    const weekOn = signZone(changed, key, signedAt + VALIDITY_MS - REFRESH_BEFORE_MS, signaturesOf(resigned));
+    const weekOn = signZone(changed, [key], signedAt + VALIDITY_MS - REFRESH_BEFORE_MS, signaturesOf(resigned));
     const kept = signaturesOf(weekOn)!.records().filter((r) => readRrsig(r.rdata).expiration * 1000 <= signedAt + VALIDITY_MS);
     expect(kept).toEqual([]);
 
@@ -367,6 +367,20 @@ describe("validators", () => {
     } finally {
       zones.set(zone);
     }
+  });
+
+  test("an RRSIG is kept for the key that made it, not for another key with the same tag (a rollover's key made again after a cancel)", () => {
+    const other = signingKeyFrom(generateSigningKey().pkcs8);
+    const sameTag: SigningKey = { ...other, keyTag: key.keyTag };
+    const resigned = signZone(unsignedZone(), [sameTag], signedAt + 60_000, signaturesOf(zone));
+    const before = new Set(signaturesOf(zone)!.records().map((r) => Buffer.from(r.rdata).toString("hex")));
+    expect(signaturesOf(resigned)!.records().filter((r) => before.has(Buffer.from(r.rdata).toString("hex")))).toEqual([]);
+    // Beside it, the key that made them keeps its own but the DNSKEY RRset's (which now holds both keys); the other key signs every RRset.
+    const both = signZone(unsignedZone(), [key, other], signedAt + 60_000, signaturesOf(zone));
+    const kept = signaturesOf(both)!.records().filter((r) => before.has(Buffer.from(r.rdata).toString("hex")));
+    const signedBefore = signaturesOf(zone)!.records();
+    expect(kept.map(covered).sort()).toEqual(signedBefore.map(covered).filter((t) => t !== TYPE_DNSKEY).sort());
+    expect(signaturesOf(both)!.records().filter((r) => readRrsig(r.rdata).keyTag === other.keyTag)).toHaveLength(signedBefore.length);
   });
 
   test("delv fails a zone whose signatures do not match its key (the check is real)", async () => {
