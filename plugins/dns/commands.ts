@@ -62,7 +62,8 @@ function secondaryConfigSnippet(key: TsigKeyView & { secret: string }): string {
 
 function dnssecText(view: DnssecView): string {
   if (!view.enabled) return `${view.zone} is not signed`;
-  const keys = table([["KEY TAG", "STATE", "CREATED", "PUBLISHED"], ...view.keys.map((k) => [String(k.key_tag), k.state, k.created_at, k.published_at])]);
+  // Created only: Citadel publishes a key in the serial that makes it (published_at is the same time).
+  const keys = table([["KEY TAG", "STATE", "CREATED"], ...view.keys.map((k) => [String(k.key_tag), k.state, k.created_at])]);
   return [
     `${view.zone} is signed: ${view.algorithm}; signatures expire ${view.signatures_expire_at} (signed again a week before)`,
     `denial of existence: ${denialText(view)}`,
@@ -105,19 +106,29 @@ function rolloverText(view: DnssecView): string[] {
   const retiring = view.keys.find((k) => k.state === "retiring")!;
   return [
     `key rollover in progress since ${r.started_at} (new key published in serial ${r.published_serial}): key tag ${retiring.key_tag} → ${incoming.key_tag}`,
-    `  1. from ${r.replace_ds_from}: replace the DS at the registrar with the new key's (citadel dns zone ds ${view.zone}); keep only it`,
-    `  2. wait for the parent's DS TTL to pass`,
+    `  1. from ${r.replace_ds_from}: give the registrar the new key's DS (citadel dns zone ds ${view.zone}) in place of the old one, or beside it for a while`,
+    `  2. once the parent publishes only the new DS, wait for its DS TTL to pass`,
     `  3. ${r.can_finish ? "now" : `from ${r.finish_possible_at}`}: citadel dns zone dnssec rollover finish ${view.zone} --yes`,
     `  (waits: DNSKEY TTL ${r.dnskey_ttl} s + largest TTL ${r.max_ttl} s + propagation delay ${r.propagation_delay} s)`,
   ];
 }
 
-/** The DS lines, each marked with its key's part in a rollover; then the DNSKEYs. */
+/**
+ * The DS lines, then the DNSKEYs. During a rollover the new key's come first — its DS is the one
+ * to give the registrar — each line marked with its key's part, the new DS with from when it may
+ * replace the old one (before, a resolver may hold a DNSKEY RRset without the new key).
+ */
 function dsText(view: DnssecView): string {
-  if (view.rollover === null) return [...view.ds, ...view.dnskey].join("\n");
-  const mark = (state: string) => (state === "incoming" ? "; new key: the DS the parent keeps" : "; old key: retiring, remove it at the parent");
-  return [...view.keys.map((k) => `${k.ds} ${mark(k.state)}`), ...view.keys.map((k) => `${k.dnskey} ${mark(k.state)}`)].join("\n");
+  const r = view.rollover;
+  if (r === null) return [...view.ds, ...view.dnskey].join("\n");
+  const keys = newKeyFirst(view.keys);
+  const dsMark = (state: string) => (state === "incoming" ? `; new key: the DS the parent keeps, in place of the old one from ${r.replace_ds_from}` : "; old key: retiring, the parent drops it as it takes the new one");
+  const keyMark = (state: string) => (state === "incoming" ? "; new key" : "; old key");
+  return [...keys.map((k) => `${k.ds} ${dsMark(k.state)}`), ...keys.map((k) => `${k.dnskey} ${keyMark(k.state)}`)].join("\n");
 }
+
+/** A rollover's new key before the old one (the API lists the zone's key first). */
+const newKeyFirst = <K extends { state: string }>(keys: readonly K[]): K[] => [...keys].sort((a, b) => Number(b.state === "incoming") - Number(a.state === "incoming"));
 
 /** A host name as an absolute name (the final dot added when missing). */
 const absolute = (name: string) => (name.endsWith(".") ? name : `${name}.`);
@@ -204,7 +215,7 @@ export const dnsCommands: Command[] = [
   },
   {
     words: ["dns", "zone", "dnssec", "show"],
-    summary: "Show whether a zone is signed (DNSSEC), its DNSKEY and the DS for the parent",
+    summary: "Show whether a zone is signed (DNSSEC), its keys (two during a rollover, with its steps and times), their DNSKEY and DS",
     args: "<zone>",
     maxArgs: 1,
     options: ORG,
@@ -307,11 +318,14 @@ export const dnsCommands: Command[] = [
     summary: "Cancel a key rollover: the new key and its signatures go (needs --yes)",
     args: "<zone>",
     maxArgs: 1,
-    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone publishes no DS of the new key" } },
+    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone publishes no DS of the new key, and if it did, the parent's DS TTL has passed since it went" } },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone dnssec rollover cancel <zone>");
       if (ctx.options.yes !== true) {
-        throw new UsageError(`cancelling removes ${ctx.args[0]}'s new key: validators given its DS (if the registrar has it already) fail every name of the zone. Put the old key's DS back at the registrar first if you replaced it, then add --yes`);
+        // Resolvers may hold the new DS for the parent's DS TTL after it goes: a cancel before then fails them.
+        throw new UsageError(
+          `cancelling removes ${ctx.args[0]}'s new key: validators holding its DS fail every name of the zone, and resolvers may hold it for the parent's DS TTL after the registrar drops it. If the registrar has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign). Then add --yes`,
+        );
       }
       const api = await ctx.api();
       const view = await api.request<DnssecView>("DELETE", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec/rollover"), undefined, { confirmed: true });
@@ -321,7 +335,7 @@ export const dnsCommands: Command[] = [
   },
   {
     words: ["dns", "zone", "ds"],
-    summary: "The DS record (SHA-256) to give the parent zone for a signed zone, and its DNSKEY (both keys' during a rollover, the new one marked)",
+    summary: "The DS record (SHA-256) to give the parent zone for a signed zone, and its DNSKEY (both keys' during a rollover: the new one first, with from when it may replace the old)",
     args: "<zone>",
     maxArgs: 1,
     options: ORG,
@@ -330,8 +344,9 @@ export const dnsCommands: Command[] = [
       const api = await ctx.api();
       const view = await api.request<DnssecView>("GET", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"));
       if (!view.enabled) throw new UsageError(`${view.zone} is not signed: citadel dns zone dnssec enable ${ctx.args[0]} first`);
-      const keys = view.keys.map((k) => ({ key_tag: k.key_tag, state: k.state, ds: k.ds, dnskey: k.dnskey }));
-      print(ctx, { zone: view.zone, ds: view.ds, dnskey: view.dnskey, keys }, dsText(view));
+      const keys = newKeyFirst(view.keys).map((k) => ({ key_tag: k.key_tag, state: k.state, ds: k.ds, dnskey: k.dnskey }));
+      const json = { zone: view.zone, ds: keys.map((k) => k.ds), dnskey: keys.map((k) => k.dnskey), keys, ...(view.rollover ? { replace_ds_from: view.rollover.replace_ds_from } : {}) };
+      print(ctx, json, dsText(view));
       return 0;
     },
   },

@@ -21,15 +21,18 @@
  * confirmation that the parent publishes the new DS alone, its TTL passed: Citadel asks no one.
  * `cancelRollover` drops the new key.
  *
- * A switch of the denial of existence (`setDenial`) is one new serial: the zone built for it is
- * signed with the whole new chain (NSEC records and their RRSIGs gone, every NSEC3 and the
- * NSEC3PARAM signed, the other RRSIGs kept) before it replaces the one served, so there is no
- * moment when answers carry a chain half made.
+ * A switch of the denial of existence (`setDenial`) is one new serial, signed in the switch's own
+ * transaction as every write that moves a signed zone's serial is (DnsService.signInWrite; 503
+ * `sealed` when the keys are out of reach): with the whole new chain (NSEC records and their
+ * RRSIGs gone, every NSEC3 and the NSEC3PARAM signed, the other RRSIGs kept), stored with that
+ * serial, before it replaces the one served — there is no moment when answers carry a chain
+ * half made, nor a serial with no signatures stored should Citadel seal right after.
  */
 import type { Database } from "bun:sqlite";
 import type { Keyring } from "../../src/crypto/keyring.ts";
 import { actorOf } from "../../src/auth/principal.ts";
-import { ConflictError, InvalidError, NotFoundError } from "../../src/errors.ts";
+import { ConflictError, InvalidError, NotFoundError, SealedError } from "../../src/errors.ts";
+import { HttpProblem } from "../../src/http/problem.ts";
 import { isSubdomain, NameError, parseName, type Name } from "./names.ts";
 import {
   ALGORITHM,
@@ -68,8 +71,9 @@ type KeyRole = "active" | "incoming";
 /**
  * The zones' signing keys, decrypted once per keyring; dropped when Citadel seals. While sealed
  * a signed zone is served with the RRSIGs stored at its last signing when they sign its current
- * serial (its content cannot have changed since: writes need the keyring), else answered
- * SERVFAIL: never unsigned, which validators holding the parent's DS reject.
+ * serial — a write that moves a signed zone's serial signs it in its own transaction
+ * (`signedInWrite`), refused while sealed, so they do unless a restore moved the serial — else
+ * answered SERVFAIL: never unsigned, which validators holding the parent's DS reject.
  */
 export class ZoneSigner {
   /** Decrypted keys by `zone role`, with the envelope they came from: a key replaced (a rollover's finish) is decrypted again, never served stale. */
@@ -103,6 +107,36 @@ export class ZoneSigner {
       this.k.log.error("dns: a signed zone's NSEC3 chain cannot be made: two of its names have the same hash; its names are answered SERVFAIL", { zone: row.name, names: error.names });
       return unavailableSigned(zone);
     }
+  }
+
+  /**
+   * `zone`, built from `row` in the write that changed it (`tx`), signed with the denial of
+   * existence the write leaves (`tx`'s key row: a switch of it signs the new chain here), its
+   * signatures stored with its serial in that transaction; SealedError (503 `sealed`) while
+   * sealed. The signatures served until then are kept where they still sign. Those made here
+   * become the served ones (`adopt`) only once the write has committed: it may yet roll back.
+   * A change that would give two names one NSEC3 hash is refused (409, naming them): the zone
+   * stays served as it was, rather than answered SERVFAIL as a zone stored so is (`signed`).
+   */
+  signedInWrite(tx: Database, row: sql.ZoneRow, zone: Zone): Zone {
+    const stored = sql.zoneKey(tx, row.id)!;
+    const keys = this.signingKeys(stored, sql.incomingKey(tx, row.id));
+    if (keys === null) throw new SealedError(`Citadel is sealed: ${row.name} is signed, and cannot change until its keys are back (unseal, then try again).`);
+    let served: Zone;
+    try {
+      served = signZone(zone, keys, row.updated_at, this.current.get(row.id), denialOf(stored));
+    } catch (error) {
+      if (error instanceof Nsec3CollisionError) throw new ConflictError(`${row.name} cannot be signed so: ${error.message}`);
+      throw error;
+    }
+    sql.saveZoneRrsigs(tx, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
+    return served;
+  }
+
+  /** A zone signed in its write (`signedInWrite`), committed and now served: its signatures are those the next signing keeps. */
+  adopt(zoneId: string, served: Zone): void {
+    this.unsigned.delete(zoneId);
+    this.remember(zoneId, served);
   }
 
   private signedWhileSealed(row: sql.ZoneRow, zone: Zone, keys: ReadonlyArray<{ dnskey: Uint8Array }>, denial: Denial): Zone {
@@ -154,8 +188,8 @@ export class ZoneSigner {
   }
 
   /** Does the zone have DNSSEC on? */
-  isSigned(zoneId: string): boolean {
-    return sql.zoneKey(this.k.store.db, zoneId) !== null;
+  isSigned(zoneId: string, db: Database = this.k.store.db): boolean {
+    return sql.zoneKey(db, zoneId) !== null;
   }
 
   /** Holds a decrypted key of the zone in memory (tests: a deleted zone's must be gone). */
@@ -212,6 +246,7 @@ export interface RolloverView {
   /** From when `finish` is accepted (caches can no longer hold what the old key alone signed). */
   finish_possible_at: string;
   can_finish: boolean;
+  /** The TTLs at the start and the propagation delay configured then, as the wait counts them (rolloverWaits). */
   dnskey_ttl: number;
   max_ttl: number;
   propagation_delay: number;
@@ -287,7 +322,8 @@ export class DnssecService {
         sql.updateZoneSoa(tx, row.id, row, serial, now);
         const denial = requested.denial === "nsec3" ? `, ${denialText(requested)}` : "";
         this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.enable", `${row.name}: signed with a ${ALGORITHM_NAME} key, tag ${keyTag(dnskey)}${denial}; serial ${serial}`));
-        return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null);
+        const expiresAt = this.dns.signInWrite(tx, row.id);
+        return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
       });
     } finally {
       pkcs8.fill(0);
@@ -296,9 +332,10 @@ export class DnssecService {
 
   /**
    * Switches a signed zone's denial of existence (NSEC ⇄ NSEC3, or NSEC3 with another salt): a
-   * new serial whose signing makes the whole new chain at once (the class comment), audited.
-   * Validators need nothing new: the DNSKEY and DS stay. 409 for an unsigned zone, or one that
-   * proves absence so already; 422 for parameters RFC 9276 advises against.
+   * new serial whose signing, in this write, makes the whole new chain at once (the class
+   * comment), audited. Validators need nothing new: the DNSKEY and DS stay. 409 for an unsigned
+   * zone, or one that proves absence so already; 422 for parameters RFC 9276 advises against;
+   * 503 `sealed` while the keys are out of reach.
    */
   async setDenial(caller: Caller, organizationId: string, zone: string, input: DenialInput): Promise<DnssecView> {
     const requested = requestedDenial(input);
@@ -312,7 +349,8 @@ export class DnssecService {
       const serial = nextSerial(row.serial, now);
       sql.updateZoneSoa(tx, row.id, row, serial, now);
       this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.denial", `${row.name}: denial of existence ${denialText(key)} → ${denialText(requested)}, the zone signed again with the new chain; serial ${serial}`));
-      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), sql.incomingKey(tx, row.id));
+      const expiresAt = this.dns.signInWrite(tx, row.id);
+      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), sql.incomingKey(tx, row.id), expiresAt);
     });
   }
 
@@ -365,15 +403,17 @@ export class DnssecService {
           published_serial: serial,
           dnskey_ttl: dnskeyTtl,
           max_ttl: Math.max(dnskeyTtl, sql.largestRecordTtl(tx, row.id) ?? 0),
+          propagation_delay: this.k.settings.dnssec_propagation_delay,
         };
         sql.insertIncomingKey(tx, incoming);
         sql.updateZoneSoa(tx, row.id, row, serial, now);
-        const finishFrom = iso(finishPossibleAt(incoming, this.k.settings.dnssec_propagation_delay));
+        const finishFrom = iso(finishPossibleAt(incoming));
         this.k.audit.record(
           tx,
           event(caller, row, "dns.zone.dnssec.rollover.start", `${row.name}: key rollover started: new key tag ${keyTag(dnskey)} published beside key tag ${keyTag(key.dnskey)}, both sign the zone; serial ${serial}; finish possible from ${finishFrom}`),
         );
-        return this.view({ ...row, serial, updated_at: now }, key, incoming);
+        const expiresAt = this.dns.signInWrite(tx, row.id);
+        return this.view({ ...row, serial, updated_at: now }, key, incoming, expiresAt);
       } finally {
         pkcs8.fill(0);
       }
@@ -393,11 +433,16 @@ export class DnssecService {
       const row = this.dns.zoneRow(organizationId, zone, tx);
       const { key, incoming } = this.rollover(tx, row);
       const now = this.k.clock.now();
-      const delay = this.k.settings.dnssec_propagation_delay;
-      const from = finishPossibleAt(incoming, delay);
+      const from = finishPossibleAt(incoming);
       if (now < from) {
-        throw new ConflictError(
-          `${row.name}'s key rollover cannot finish yet: ${durationText(from - now)} left (from ${iso(from)}). The new key (tag ${keyTag(incoming.dnskey)}) is published since ${iso(incoming.created_at)}; until then caches may hold the DNSKEY RRset without it (TTL ${incoming.dnskey_ttl} s) or records the old key alone signed (TTL up to ${incoming.max_ttl} s), and secondaries may still be transferring it ([dns] dnssec_propagation_delay, ${delay} s).`,
+        const waits = rolloverWaits(incoming);
+        // A 409 `conflict` as any other, with the time for a client to act on without reading the text: a member and Retry-After.
+        throw new HttpProblem(
+          409,
+          "conflict",
+          `${row.name}'s key rollover cannot finish yet: ${durationText(from - now)} left (from ${iso(from)}). The new key (tag ${keyTag(incoming.dnskey)}) is published since ${iso(incoming.created_at)}; until then caches may hold the DNSKEY RRset without it (TTL ${waits.dnskeyTtl} s) or records the old key alone signed (TTL up to ${waits.maxTtl} s), and secondaries may still be transferring it ([dns] dnssec_propagation_delay at the start, ${waits.delay} s).`,
+          { "retry-after": String(Math.ceil((from - now) / 1000)) },
+          { finish_possible_at: iso(from) },
         );
       }
       // The new key becomes the zone's key, its envelope made again for that row (each envelope is bound to its row).
@@ -424,14 +469,16 @@ export class DnssecService {
           `${row.name}: key rollover finished: key tag ${oldTag} retired (its DNSKEY and signatures removed), key tag ${newTag} signs alone; confirmed: the parent publishes key tag ${newTag}'s DS alone, its TTL passed; serial ${serial}`,
         ),
       );
-      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null);
+      const expiresAt = this.dns.signInWrite(tx, row.id);
+      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
     });
   }
 
   /**
    * Cancels the rollover: the new key goes (its DNSKEY and its signatures), the zone's key signs
-   * alone again from a new serial. Validators given the new key's DS fail the zone from then on:
-   * the route asks for a confirmation.
+   * alone again from a new serial. Validators holding the new key's DS fail the zone from then
+   * on — resolvers keep it for the parent's DS TTL after the registrar drops it: the route asks
+   * for a confirmation that the old DS is back and that TTL has passed.
    */
   async cancelRollover(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
     return this.dns.zoneWrite((tx) => {
@@ -446,7 +493,8 @@ export class DnssecService {
         tx,
         event(caller, row, "dns.zone.dnssec.rollover.cancel", `${row.name}: key rollover cancelled: new key tag ${keyTag(incoming.dnskey)} removed (its DNSKEY and signatures), key tag ${keyTag(key.dnskey)} signs alone; serial ${serial}`),
       );
-      return this.view({ ...row, serial, updated_at: now }, key, null);
+      const expiresAt = this.dns.signInWrite(tx, row.id);
+      return this.view({ ...row, serial, updated_at: now }, key, null, expiresAt);
     });
   }
 
@@ -488,17 +536,17 @@ export class DnssecService {
   }
 
   private rolloverView(incoming: sql.IncomingKeyRow): RolloverView {
-    const delay = this.k.settings.dnssec_propagation_delay;
-    const finishAt = finishPossibleAt(incoming, delay);
+    const finishAt = finishPossibleAt(incoming);
+    const waits = rolloverWaits(incoming);
     return {
       started_at: iso(incoming.created_at),
       published_serial: incoming.published_serial,
-      replace_ds_from: iso(incoming.created_at + (incoming.dnskey_ttl + delay) * 1000),
+      replace_ds_from: iso(replaceDsFrom(incoming)),
       finish_possible_at: iso(finishAt),
       can_finish: this.k.clock.now() >= finishAt,
-      dnskey_ttl: incoming.dnskey_ttl,
-      max_ttl: incoming.max_ttl,
-      propagation_delay: delay,
+      dnskey_ttl: waits.dnskeyTtl,
+      max_ttl: waits.maxTtl,
+      propagation_delay: waits.delay,
     };
   }
 
@@ -616,13 +664,30 @@ function saltFrom(text: string): Uint8Array {
 const dnskeyTtlOf = (row: sql.ZoneRow) => row.soa_ttl ?? row.ttl;
 
 /**
- * When a rollover may finish: once the new DNSKEY has been published for the DNSKEY RRset's TTL
- * (no cache holds the set without it) plus the zone's largest TTL (none holds records the old key
- * alone signed) plus `delaySeconds` for the secondaries to transfer the new serial — TTLs as they
- * were at the start, when the old key last signed alone (RFC 7583 section 3.3).
+ * What a rollover waits for, in seconds: the DNSKEY RRset's TTL (a cache may hold the set without
+ * the new key) and the zone's largest TTL (records the old key alone signed), as they were at the
+ * start, when the old key last signed alone, and the propagation delay configured then, for the
+ * secondaries to transfer the new serial (RFC 7583 section 3.3). The sum of all three: the
+ * conservative wait, as Knot's. A TTL counts at most the signatures' validity (VALIDITY_MS, 14
+ * days): a validator keeps an RRset no longer than its RRSIG is valid (RFC 4035 section 5.3.3),
+ * and every RRSIG of the old key alone was made before the start, so has expired 14 days after
+ * it; a larger TTL (up to 68 years is allowed) would put the finish out of reach for nothing.
  */
-export function finishPossibleAt(incoming: Pick<sql.IncomingKeyRow, "created_at" | "dnskey_ttl" | "max_ttl">, delaySeconds: number): number {
-  return incoming.created_at + (incoming.dnskey_ttl + incoming.max_ttl + delaySeconds) * 1000;
+export function rolloverWaits(incoming: Pick<sql.IncomingKeyRow, "dnskey_ttl" | "max_ttl" | "propagation_delay">): { dnskeyTtl: number; maxTtl: number; delay: number } {
+  const validity = VALIDITY_MS / 1000;
+  return { dnskeyTtl: Math.min(incoming.dnskey_ttl, validity), maxTtl: Math.min(incoming.max_ttl, validity), delay: incoming.propagation_delay };
+}
+
+/** From when the DS at the parent may be replaced: no cache holds the DNSKEY RRset without the new key. */
+function replaceDsFrom(incoming: sql.IncomingKeyRow): number {
+  const waits = rolloverWaits(incoming);
+  return incoming.created_at + (waits.dnskeyTtl + waits.delay) * 1000;
+}
+
+/** From when a rollover may finish: no cache holds what the old key alone signed (rolloverWaits). */
+export function finishPossibleAt(incoming: sql.IncomingKeyRow): number {
+  const waits = rolloverWaits(incoming);
+  return incoming.created_at + (waits.dnskeyTtl + waits.maxTtl + waits.delay) * 1000;
 }
 
 /** A new key whose tag differs from the zone's key's: a validator, and a signing that keeps RRSIGs, tell keys apart by their tags. */
@@ -634,11 +699,18 @@ function keyBeside(current: Uint8Array): { pkcs8: Uint8Array; dnskey: Uint8Array
   }
 }
 
-/** A time left, rounded up to the second: "2 h 5 min", "4 min 10 s", "30 s". */
+/**
+ * A time left in its two largest units, rounded up in the smaller one — "2 h 5 min", "4 min 10 s",
+ * "30 s" — never shorter than it is: an operator who comes back after it is not refused again.
+ */
 export function durationText(ms: number): string {
   const seconds = Math.ceil(ms / 1000);
-  const [h, m, s] = [Math.floor(seconds / 3600), Math.floor((seconds % 3600) / 60), seconds % 60];
-  if (h > 0) return m > 0 ? `${h} h ${m} min` : `${h} h`;
+  if (seconds >= 3600) {
+    const minutes = Math.ceil(seconds / 60);
+    const [h, m] = [Math.floor(minutes / 60), minutes % 60];
+    return m > 0 ? `${h} h ${m} min` : `${h} h`;
+  }
+  const [m, s] = [Math.floor(seconds / 60), seconds % 60];
   if (m > 0) return s > 0 ? `${m} min ${s} s` : `${m} min`;
   return `${s} s`;
 }

@@ -353,7 +353,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       )
       .get(`${ZONE}/dnssec`, ({ params }) => dnssecServiceOf(k).show(params.org, params.zone), {
         response: m.Dnssec,
-        detail: { summary: "A zone's DNSSEC: whether it is signed, its DNSKEY and the DS for the parent zone", tags, ...access(READ) },
+        detail: { summary: "A zone's DNSSEC: whether it is signed, its keys (two during a key rollover, with the rollover's times), their DNSKEY and DS", tags, ...access(READ) },
       })
       .post(`${ZONE}/dnssec`, ({ params, body, request }) => dnssecServiceOf(k).enable(caller(request), params.org, params.zone, body ?? {}), {
         body: m.EnableDnssec,
@@ -393,8 +393,13 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       })
       .delete(`${ZONE}/dnssec/rollover`, ({ params, request }) => dnssecServiceOf(k).cancelRollover(caller(request), params.org, params.zone), {
         response: m.Dnssec,
-        // Validators given the new key's DS fail the zone once it goes: as grave as a finish.
-        detail: { summary: "Cancel the key rollover: the new key and its signatures go (asks for confirmation)", tags, ...access({ ...WRITE, permission: "delete", confirm: true }) },
+        // Validators holding the new key's DS (resolvers keep it for the parent's DS TTL after it goes) fail the zone once the key goes: as grave as a finish.
+        detail: {
+          summary:
+            "Cancel the key rollover: the new key and its signatures go (asks for confirmation). If the parent has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign)",
+          tags,
+          ...access({ ...WRITE, permission: "delete", confirm: true }),
+        },
       })
       .get(`${ZONE}/records`, ({ params }) => dns.recordList(params.org, params.zone), {
         response: m.RecordList,

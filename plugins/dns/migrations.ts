@@ -100,8 +100,9 @@ export const dnsMigrations: readonly Migration[] = [
     // key then takes its place there) or is cancelled (this row goes). Meanwhile both DNSKEYs are
     // published and every RRset is signed by both; the RRSIGs dns_zone_keys stores are both
     // keys'. The private key is a keyring envelope, bound to this table's row. The TTLs are the
-    // zone's at the start: the rollover may finish once no cache can hold what the old key alone
-    // signed (the DNSKEY RRset and the zone's data from before the start).
+    // zone's at the start, the propagation delay the configuration's then: the rollover may
+    // finish once no cache can hold what the old key alone signed (the DNSKEY RRset and the
+    // zone's data from before the start), and a configuration changed meanwhile moves nothing.
     up: `CREATE TABLE dns_zone_incoming_keys (
       zone_id          TEXT PRIMARY KEY REFERENCES dns_zones (id),
       algorithm        INTEGER NOT NULL,          -- 13: ECDSAP256SHA256
@@ -110,11 +111,12 @@ export const dnsMigrations: readonly Migration[] = [
       created_at       INTEGER NOT NULL,          -- when the rollover started: published and signing from then on
       published_serial INTEGER NOT NULL,          -- the serial that first published it
       dnskey_ttl       INTEGER NOT NULL,          -- the DNSKEY RRset's TTL (the SOA's) at the start, seconds
-      max_ttl          INTEGER NOT NULL           -- the largest TTL in the zone at the start, seconds
+      max_ttl          INTEGER NOT NULL,          -- the largest TTL in the zone at the start, seconds
+      propagation_delay INTEGER NOT NULL          -- [dns] dnssec_propagation_delay at the start, seconds
     ) STRICT;`,
   },
   {
-    id: "0007_dns_dnssec_nsec3",
+    id: "0008_dns_nsec3",
     // How a signed zone proves names and types absent (docs/dns.md, "NSEC3"): its NSEC chain, as
     // every zone signed before this, or NSEC3 (RFC 5155) with RFC 9276's parameters — SHA-1, no
     // additional iterations, no opt-out (none of them stored: Citadel offers no other) — and a

@@ -96,9 +96,9 @@ const Rollover = t.Object({
   replace_ds_from: t.String({ format: "date-time", description: "From when caches hold the new DNSKEY: the DS at the parent may be replaced by the new key's" }),
   finish_possible_at: t.String({ format: "date-time", description: "From when the rollover may finish: the DNSKEY TTL, the zone's largest TTL and the propagation delay after the start" }),
   can_finish: t.Boolean(),
-  dnskey_ttl: Integer({ description: "The DNSKEY RRset's TTL at the start (seconds)" }),
-  max_ttl: Integer({ description: "The largest TTL in the zone at the start (seconds)" }),
-  propagation_delay: Integer({ description: "[dns] dnssec_propagation_delay (seconds)" }),
+  dnskey_ttl: Integer({ description: "The DNSKEY RRset's TTL at the start (seconds), counted at most the signatures' validity (1,209,600: 14 days)" }),
+  max_ttl: Integer({ description: "The largest TTL in the zone at the start (seconds), counted at most the signatures' validity (1,209,600: 14 days)" }),
+  propagation_delay: Integer({ description: "[dns] dnssec_propagation_delay at the start (seconds): a configuration changed since does not move the rollover's times" }),
 });
 
 export const Dnssec = t.Object({

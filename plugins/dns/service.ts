@@ -20,7 +20,7 @@ import { parseRdata, parseRecordData, rdataIdentity, rdataToText, RdataError, RR
 import type { DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
 import { chainName, ZoneSigner } from "./dnssec-service.ts";
-import { unsignableRecord } from "./dnssec.ts";
+import { signaturesOf, unsignableRecord } from "./dnssec.ts";
 import * as sql from "./store.ts";
 import { parseZoneFile, printZoneFile, ZoneFileError } from "./zone-file.ts";
 import { MAX_TTL, Zone, ZoneError, type RR } from "./zone.ts";
@@ -149,6 +149,12 @@ export class DnsService {
   private readonly changes: ChangeFeed;
   /** Signs the zones that have DNSSEC on, as they are built. */
   readonly signer: ZoneSigner;
+  /**
+   * Signed zones signed in the write that changed them (`signInWrite`), each with the version
+   * it is: the build after the commit (the listener's) takes it rather than build and sign the
+   * zone again. At most one per zone, replaced by its next write; dropped when a write fails.
+   */
+  private readonly signedInWrites = new Map<string, { serial: number; updatedAt: number; zone: Zone }>();
 
   constructor(private readonly k: DnsKernel) {
     this.changes = new ChangeFeed(k.store);
@@ -166,7 +172,36 @@ export class DnsService {
   }
 
   private write<T>(fn: (tx: Database) => T): Promise<T> {
-    return this.changes.write(fn);
+    return this.changes.write(fn).catch((error: unknown) => {
+      // Rolled back (its own refusal, or a batch the disk refused): a zone signed in it signs nothing stored.
+      this.signedInWrites.clear();
+      throw error;
+    });
+  }
+
+  /**
+   * Signs a signed zone in the write (`tx`) that moved its serial: its signatures are stored with
+   * that serial in the same transaction. SealedError (503 `sealed`) while sealed: the write is
+   * refused. Nothing for an unsigned zone. Every write to a signed zone's records or serial ends
+   * with it. Signed only once committed (when the listener builds the zone), a seal in between —
+   * a write queued in the store as Citadel sealed, or one committed in the batch of the seal's
+   * own audit event — left the new serial with no signatures, and the zone answered SERVFAIL
+   * until the unseal. Returns when the first of its signatures expires (null: not signed).
+   */
+  signInWrite(tx: Database, zoneId: string): number | null {
+    const row = sql.liveZoneById(tx, zoneId);
+    if (row === null || !this.signer.isSigned(zoneId, tx)) return null;
+    let built: Zone;
+    try {
+      built = Zone.build(originOf(row), this.records(row, tx), { loading: true });
+    } catch (e) {
+      // Only a zone stored by an older Citadel can fail so (a write checks what it stores): not served, it is not signed either.
+      if (e instanceof ZoneError) throw new ConflictError(`${row.name} as stored does not build (${e.message}): it is not served, so it cannot be signed.`);
+      throw e;
+    }
+    const zone = this.signer.signedInWrite(tx, row, built);
+    this.signedInWrites.set(zoneId, { serial: row.serial, updatedAt: row.updated_at, zone });
+    return signaturesOf(zone)!.expiresAt;
   }
 
   /** Has the listener reload now, after a change another plugin committed (iam deleting an organization). */
@@ -270,7 +305,12 @@ export class DnsService {
   async bumpSerial(zoneId: string): Promise<void> {
     await this.write((tx) => {
       const row = sql.liveZoneById(tx, zoneId);
-      if (row) sql.updateZoneSoa(tx, row.id, row, nextSerial(row.serial, this.now()), this.now());
+      if (!row) return;
+      // Sealed since it was asked for (by the re-signing): a signed zone keeps its serial and the
+      // signatures stored with it; the unseal signs it again (ZoneSigner.refreshDue).
+      if (this.signer.isSigned(zoneId, tx) && this.k.seal.keyringIfUnsealed() === null) return;
+      sql.updateZoneSoa(tx, row.id, row, nextSerial(row.serial, this.now()), this.now());
+      this.signInWrite(tx, row.id);
     });
   }
 
@@ -309,7 +349,14 @@ export class DnsService {
   /** One live zone, built (null when there is none, or it does not build). */
   zone(zoneId: string): Zone | null {
     const row = sql.liveZoneById(this.db, zoneId);
-    return row ? this.build(row) : null;
+    const signed = this.signedInWrites.get(zoneId);
+    this.signedInWrites.delete(zoneId);
+    if (!row) return null;
+    if (signed?.serial === row.serial && signed.updatedAt === row.updated_at) {
+      this.signer.adopt(zoneId, signed.zone);
+      return signed.zone;
+    }
+    return this.build(row);
   }
 
   private build(row: sql.ZoneRow): Zone | null {
@@ -590,6 +637,7 @@ export class DnsService {
       sql.updateZoneSoa(tx, row.id, row, serial, this.now());
       const what = wanted.length === 0 ? "removed" : `${wanted.length} record(s), TTL ${ttl}`;
       this.k.audit.record(tx, event(caller, row, "dns.rrset.update", `${label}: ${what}; serial ${serial}`));
+      this.signInWrite(tx, row.id);
       return { zone: row.name, serial, name: ownerKey, type: typeToText(type), ttl, records: wanted.map((r) => rdataToText(type, r.rdata)) };
     });
   }
@@ -635,6 +683,7 @@ export class DnsService {
       writeAll(tx, row.id, built);
       sql.updateZoneSoa(tx, row.id, next, serial, this.now());
       this.k.audit.record(tx, event(caller, row, "dns.zone.import", `${row.name}: ${after.size} record(s), +${added} -${removed} ~${changed}; serial ${serial}`));
+      this.signInWrite(tx, row.id);
       return result;
     };
     // A dry run reads inside no transaction: it writes nothing.

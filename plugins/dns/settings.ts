@@ -50,7 +50,7 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
     minimum: 0,
     maximum: 604_800,
     description:
-      "DNSSEC key rollover: seconds added to the DNSKEY TTL and the zone's largest TTL before a rollover may finish (and the DNSKEY TTL before the DS may change at the parent), for every secondary to transfer the new key (Knot's propagation-delay). At least the SOA refresh when a secondary may miss a NOTIFY.",
+      "DNSSEC key rollover: seconds added to the DNSKEY TTL and the zone's largest TTL before a rollover may finish (and the DNSKEY TTL before the DS may change at the parent), for every secondary to transfer the new key (Knot's propagation-delay). At least the SOA refresh when a secondary may miss a NOTIFY. A rollover keeps the value it started with.",
   }),
   query_log_sample: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: "Query log: write one query in N to dns-queries.log in the data directory (1: every query). 0: no query log." }),
   query_log_max_mb: Type.Integer({ default: 64, minimum: 1, maximum: 65_536, description: "Query log: MiB on disk at most, the current file and the one rotated file together." }),

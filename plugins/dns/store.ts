@@ -172,7 +172,7 @@ export interface ZoneKeyRow {
   /** The serial the stored RRSIGs sign, and those RRSIGs (null: none stored yet). */
   signed_serial: number | null;
   rrsigs: Uint8Array | null;
-  /** How absence is proven (migration 0007): the NSEC chain, or NSEC3 hashed with `nsec3_salt` (empty: none) and 0 iterations. */
+  /** How absence is proven (migration 0008): the NSEC chain, or NSEC3 hashed with `nsec3_salt` (empty: none) and 0 iterations. */
   denial: DenialMode;
   nsec3_salt: Uint8Array;
 }
@@ -212,13 +212,15 @@ export interface IncomingKeyRow {
   /** The DNSKEY RRset's TTL and the largest TTL in the zone at the start (seconds). */
   dnskey_ttl: number;
   max_ttl: number;
+  /** [dns] dnssec_propagation_delay at the start (seconds): a configuration changed during the rollover does not move it. */
+  propagation_delay: number;
 }
 
 export const incomingKey = (db: Database, zoneId: string) => db.query<IncomingKeyRow, [string]>("SELECT * FROM dns_zone_incoming_keys WHERE zone_id = ?").get(zoneId);
 export const insertIncomingKey = (tx: Database, row: IncomingKeyRow) =>
   tx
-    .query("INSERT INTO dns_zone_incoming_keys (zone_id, algorithm, dnskey, private_key, created_at, published_serial, dnskey_ttl, max_ttl) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-    .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.published_serial, row.dnskey_ttl, row.max_ttl);
+    .query("INSERT INTO dns_zone_incoming_keys (zone_id, algorithm, dnskey, private_key, created_at, published_serial, dnskey_ttl, max_ttl, propagation_delay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.published_serial, row.dnskey_ttl, row.max_ttl, row.propagation_delay);
 export const deleteIncomingKey = (tx: Database, zoneId: string) => tx.query("DELETE FROM dns_zone_incoming_keys WHERE zone_id = ?").run(zoneId).changes > 0;
 
 /** The largest TTL among the zone's stored records (null: it has none besides its SOA). */

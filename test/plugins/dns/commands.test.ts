@@ -107,7 +107,9 @@ describe("dns zone dnssec rollover start|finish|cancel, and show and ds during a
     expect(finish.error?.message).toContain("replace the DS at the registrar with the new key's (citadel dns zone ds example.test), wait for the old DS's TTL to pass, then add --yes");
     const cancel = await runCommand(dnsCommands, "dns zone dnssec rollover cancel", { args: ["example.test"], options: org });
     expect([cancel.code, cancel.requests]).toEqual([2, []]);
-    expect(cancel.error?.message).toContain("Put the old key's DS back at the registrar first if you replaced it, then add --yes");
+    // Resolvers may hold the new DS until the parent's DS TTL passes after it goes: a cancel before then fails them.
+    expect(cancel.error?.message).toContain("put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign)");
+    expect(cancel.error?.message).toEndWith("Then add --yes");
   });
 
   test("start prints the new DS and the steps; finish and cancel --yes send the confirmed request and say which key signs", async () => {
@@ -115,7 +117,7 @@ describe("dns zone dnssec rollover start|finish|cancel, and show and ds during a
     expect(start.code).toBe(0);
     expect(start.requests).toEqual([{ method: "POST", path, body: undefined, confirmed: false }]);
     expect(start.stdout).toContain("example.test.: key rollover started: key tag 22222 signs beside key tag 11111");
-    expect(start.stdout).toContain("1. from 2026-11-24T12:00:00.000Z: replace the DS at the registrar with the new key's");
+    expect(start.stdout).toContain("1. from 2026-11-24T12:00:00.000Z: give the registrar the new key's DS");
     expect(start.stdout).toContain("3. from 2026-11-25T12:00:00.000Z: citadel dns zone dnssec rollover finish example.test. --yes");
     expect(start.stdout.trimEnd().endsWith(NEW_DS)).toBe(true);
     const finish = await runCommand(dnsCommands, "dns zone dnssec rollover finish", { args: ["example.test"], options: { ...org, yes: true }, answer: () => done });
@@ -137,15 +139,30 @@ describe("dns zone dnssec rollover start|finish|cancel, and show and ds during a
   });
 
   test("ds marks each DS and DNSKEY with its key's part (--json: with the keys); show lists the keys with their states and the rollover's steps", async () => {
+    // The new key's first (found in review: the one to give the registrar was second), with from when it may replace the old one.
     const ds = await runCommand(dnsCommands, "dns zone ds", { args: ["example.test"], options: org, answer: () => rolling });
-    expect(ds.stdout.split("\n").slice(0, 2)).toEqual([`${OLD_DS} ; old key: retiring, remove it at the parent`, `${NEW_DS} ; new key: the DS the parent keeps`]);
+    expect(ds.stdout.split("\n").slice(0, 2)).toEqual([
+      `${NEW_DS} ; new key: the DS the parent keeps, in place of the old one from 2026-11-24T12:00:00.000Z`,
+      `${OLD_DS} ; old key: retiring, the parent drops it as it takes the new one`,
+    ]);
+    expect(ds.stdout.split("\n").slice(2, 4)).toEqual(["example.test. IN DNSKEY 257 3 13 key22222 ; new key", "example.test. IN DNSKEY 257 3 13 key11111 ; old key"]);
     const json = await runCommand(dnsCommands, "dns zone ds", { args: ["example.test"], options: org, json: true, answer: () => rolling });
-    expect(JSON.parse(json.stdout).keys.map((k: { key_tag: number; state: string }) => [k.key_tag, k.state])).toEqual([[11111, "retiring"], [22222, "incoming"]]);
+    const parsed = JSON.parse(json.stdout);
+    expect(parsed.keys.map((k: { key_tag: number; state: string }) => [k.key_tag, k.state])).toEqual([[22222, "incoming"], [11111, "retiring"]]);
+    expect(parsed.replace_ds_from).toBe("2026-11-24T12:00:00.000Z");
     const plain = await runCommand(dnsCommands, "dns zone ds", { args: ["example.test"], options: org, answer: () => done });
     expect(plain.stdout).toBe(`${NEW_DS}\nexample.test. IN DNSKEY 257 3 13 key22222\n`);
     const show = await runCommand(dnsCommands, "dns zone dnssec show", { args: ["example.test"], options: org, answer: () => rolling });
-    expect(show.stdout).toMatch(/^11111 +retiring +2026-11-24T10:00:00.000Z/m);
-    expect(show.stdout).toMatch(/^22222 +incoming +2026-11-24T10:00:00.000Z/m);
+    // One time per key (found in review: CREATED and PUBLISHED were always the same: Citadel publishes a key as it makes it).
+    expect(show.stdout).toMatch(/^KEY TAG +STATE +CREATED$/m);
+    expect(show.stdout).toMatch(/^11111 +retiring +2026-11-24T10:00:00.000Z$/m);
+    expect(show.stdout).toMatch(/^22222 +incoming +2026-11-24T10:00:00.000Z$/m);
+    // The parent may publish both DS for a while (docs/dns.md, step 3): the old one goes before the finish.
+    expect(show.stdout).toContain(
+      "1. from 2026-11-24T12:00:00.000Z: give the registrar the new key's DS (citadel dns zone ds example.test.) in place of the old one, or beside it for a while",
+    );
+    expect(show.stdout).toContain("2. once the parent publishes only the new DS, wait for its DS TTL to pass");
+    expect(show.stdout).not.toContain("keep only it");
     expect(show.stdout).toContain("key rollover in progress since 2026-11-24T10:00:00.000Z (new key published in serial 2026112401): key tag 11111 → 22222");
     expect(show.stdout).toContain("(waits: DNSKEY TTL 3600 s + largest TTL 86400 s + propagation delay 3600 s)");
   });

@@ -211,7 +211,25 @@ describe("dnssec key rollover", () => {
     ]);
   });
 
-  test("finishing before the new key can be in every cache is refused (409, the time left and from when), after asking for the confirmation; nothing changes", async () => {
+  test("start and finish report when the signatures served expire: the earliest RRSIG's (those kept from an earlier signing), as show does, not 14 days from the change (found in review)", async () => {
+    const { c, owner, zone, id } = await signedZone();
+    const earliest = (z: Zone) => new Date(Math.min(...signaturesOf(z)!.records().map((r) => readRrsig(r.rdata).expiration * 1000))).toISOString();
+    const enabledExpiry = earliest(served(c, id));
+    c.clock.advance(3_600_000);
+    const started = await c.send("POST", `${zone}/dnssec/rollover`, owner);
+    expect(started.status).toBe(200);
+    // The old key's RRSIGs over unchanged RRsets are kept: the earliest still the enable's.
+    expect([started.body.signatures_expire_at, earliest(served(c, id))]).toEqual([enabledExpiry, enabledExpiry]);
+    expect((await c.send("GET", `${zone}/dnssec`, owner)).body.signatures_expire_at).toBe(enabledExpiry);
+    c.clock.advance(WAIT_MS);
+    const path = `${zone}/dnssec/rollover/finish`;
+    const finished = await c.send("POST", path, owner, { headers: { "x-citadel-confirm": await confirmationToken(c, "POST", path, owner) } });
+    // The new key's RRSIGs made at the start are kept.
+    const startExpiry = new Date(Math.floor((c.clock.now() - WAIT_MS + VALIDITY_MS) / 1000) * 1000).toISOString();
+    expect([finished.body.signatures_expire_at, earliest(served(c, id))]).toEqual([startExpiry, startExpiry]);
+  });
+
+  test("finishing before the new key can be in every cache is refused (409, the time left and from when: in the text, finish_possible_at and Retry-After), after asking for the confirmation; nothing changes", async () => {
     const { c, owner, zone, id, oldTag } = await signedZone();
     const started = await c.send("POST", `${zone}/dnssec/rollover`, owner);
     const startedAt = c.clock.now();
@@ -233,7 +251,9 @@ describe("dnssec key rollover", () => {
     expect([early.status, early.body.code]).toEqual([409, "conflict"]);
     expect(early.body.detail).toStartWith(`example.org.'s key rollover cannot finish yet: 1 min 1 s left (from ${new Date(startedAt + WAIT_MS).toISOString()}).`);
     expect(early.body.detail).toContain("(TTL 60 s)");
-    expect(early.body.detail).toContain("[dns] dnssec_propagation_delay, 60 s");
+    expect(early.body.detail).toContain("[dns] dnssec_propagation_delay at the start, 60 s");
+    // For a client to act on without reading the text (found in review): the time as a member, and Retry-After.
+    expect([early.body.finish_possible_at, early.headers.get("retry-after")]).toEqual([new Date(startedAt + WAIT_MS).toISOString(), "61"]);
     expect((await c.send("GET", zone, owner)).body.serial).toBe(serial);
     expect(incomingRow(c, id)).not.toBeNull();
     expect(signersByRrset(served(c, id)).get("www.example.org. 1")).toEqual([oldTag, started.body.keys[1].key_tag]);
@@ -258,6 +278,27 @@ describe("dnssec key rollover", () => {
     const early = await c.send("POST", path, owner, { headers: { "x-citadel-confirm": await confirmationToken(c, "POST", path, owner) } });
     expect(early.body.detail).toContain("cannot finish yet: 26 h left");
     expect(early.body.detail).toContain("records the old key alone signed (TTL up to 86400 s)");
+  });
+
+  test("[dns] dnssec_propagation_delay is the one at the start: a configuration changed during a rollover (a restart with another delay) does not move its times (found in review)", async () => {
+    const { c, owner, zone } = await signedZone();
+    const started = await c.send("POST", `${zone}/dnssec/rollover`, owner);
+    expect(started.body.rollover.propagation_delay).toBe(60);
+    const kernel = { ...c.kernel, config: c.config, settings: { ...(c.config.dns as object), dnssec_propagation_delay: 7200 } } as never;
+    const restarted = new DnssecService(kernel, new DnsService(kernel));
+    expect(restarted.show(c.owner.organization, "example.org").rollover).toEqual(started.body.rollover);
+    c.clock.advance(WAIT_MS);
+    const finished = await restarted.finishRollover(operatorCaller("restarted"), c.owner.organization, "example.org");
+    expect(finished.keys.map((k) => k.state)).toEqual(["active"]);
+  });
+
+  test("a TTL above the signatures' validity (14 days) counts as 14 days: no validator keeps a record past its RRSIG's expiration, and the old key's last expire within 14 days of the start (found in review)", async () => {
+    const { c, owner, zone } = await signedZone();
+    expect((await c.send("PUT", `${zone}/rrsets/forever/TXT`, owner, { json: { ttl: 0x7fffffff, records: ['"cached for 68 years"'] } })).status).toBe(200);
+    const started = await c.send("POST", `${zone}/dnssec/rollover`, owner);
+    const startedAt = c.clock.now();
+    expect(started.body.rollover).toMatchObject({ dnskey_ttl: 60, max_ttl: VALIDITY_MS / 1000, propagation_delay: 60 });
+    expect(started.body.rollover.finish_possible_at).toBe(new Date(startedAt + (60 + VALIDITY_MS / 1000 + 60) * 1000).toISOString());
   });
 
   test("cancel (confirmed) drops the new key, its DNSKEY and signatures: the old DS validates alone again; audited", async () => {
@@ -461,4 +502,8 @@ describe("dnssec key rollover", () => {
 
 test("durationText rounds up to the second and names the two largest units", () => {
   expect([durationText(1), durationText(60_000), durationText(61_000), durationText(3_600_000), durationText(93_600_000 + 59_001)]).toEqual(["1 s", "1 min", "1 min 1 s", "1 h", "26 h 1 min"]);
+});
+
+test("durationText never names a time left shorter than it is: with hours shown, the minutes round up (found in review: 3,659 s was \"1 h\")", () => {
+  expect([durationText(3_659_000), durationText(3_600_001), durationText(7_199_000), durationText(7_140_000), durationText(3_599_001)]).toEqual(["1 h 1 min", "1 h 1 min", "2 h", "1 h 59 min", "1 h"]);
 });
