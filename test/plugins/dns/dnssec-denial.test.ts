@@ -7,14 +7,16 @@
  */
 import { describe, expect, test } from "bun:test";
 import { nameToText } from "../../../plugins/dns/names.ts";
-import { dnsServiceOf } from "../../../plugins/dns/index.ts";
+import { dnsServiceOf, dnssecServiceOf } from "../../../plugins/dns/index.ts";
 import { readRrsig, signaturesOf, TYPE_NSEC } from "../../../plugins/dns/dnssec.ts";
 import { readNsec3, TYPE_NSEC3, TYPE_NSEC3PARAM } from "../../../plugins/dns/nsec3.ts";
 import { RRType } from "../../../plugins/dns/rdata.ts";
 import { ZoneTable } from "../../../plugins/dns/server.ts";
 import type { Zone } from "../../../plugins/dns/zone.ts";
 import { axfrRecords, delv, dnssecVerify, listenerFor } from "../../helpers/dnssec-validators.ts";
+import { operatorCaller } from "../../helpers/caller.ts";
 import { confirmationToken, stoppedAfterEach } from "../../helpers/citadel.ts";
+import { SealedError } from "../../../src/errors.ts";
 
 const citadel = stoppedAfterEach();
 type App = Awaited<ReturnType<typeof citadel>>;
@@ -205,6 +207,61 @@ describe("NSEC3 per zone", () => {
     const chain = signaturesOf(sealed)!.transferRecords().filter((r) => r.type === TYPE_NSEC3);
     expect(chain.every((r) => Buffer.from(readNsec3(r.rdata).salt).toString("hex") === "01")).toBe(true);
     expect(await validators(sealed, ds)).toEqual(VALID);
+  });
+
+  /**
+   * A write that moves a signed zone's serial signs it in its own transaction (main's review
+   * fix): the switch must too, with the chain it switches to, and so must every other write with
+   * the zone's chain — signed with NSEC there, an NSEC3 zone's stored signatures would sign a
+   * chain it does not serve, and a seal right after the commit left it answered SERVFAIL.
+   */
+  describe("signed in the write, as Citadel seals", () => {
+    const caller = operatorCaller("operator");
+    const storedSerial = (c: App, id: string) => (c.kernel.store.db.query("SELECT signed_serial FROM dns_zone_keys WHERE zone_id = ?").get(id) as { signed_serial: number }).signed_serial;
+    /** The zone as a sealed Citadel builds it: from the RRSIGs stored at its serial (the zone signed in the write, adopted by the first build, is passed over). */
+    const servedSealed = (c: App, id: string) => {
+      served(c, id);
+      return served(c, id);
+    };
+
+    test("a switch queued when Citadel seals is refused with 503 sealed in its transaction: the denial, the serial and the chain served stay", async () => {
+      const { c, owner, zone, id } = await zoneOf();
+      const ds = (await c.send("POST", `${zone}/dnssec`, owner)).body.ds[0] as string;
+      const serial = serialOf(c, id);
+      const queued = dnssecServiceOf(c.kernel as never).setDenial(caller, c.owner.organization, "example.org", { denial: "nsec3" });
+      c.kernel.seal.seal();
+      const refused = await queued.then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(refused).toBeInstanceOf(SealedError);
+      expect((refused as SealedError).code).toBe("sealed");
+      expect([serialOf(c, id), keyRow(c, id)?.denial, auditOf(c).map((e) => e.action)]).toEqual([serial, "nsec", ["dns.zone.dnssec.enable"]]);
+      const sealed = servedSealed(c, id);
+      expect([signaturesOf(sealed)!.unavailable, chainOf(sealed)]).toEqual([false, { nsec: 5, nsec3: 0, nsec3param: 0 }]);
+      expect(await validators(sealed, ds)).toEqual(VALID);
+    });
+
+    test.each([
+      ["a switch to NSEC3", (c: App) => dnssecServiceOf(c.kernel as never).setDenial(caller, c.owner.organization, "example.org", { denial: "nsec3" }), "nsec"],
+      ["a record change to an NSEC3 zone", (c: App) => dnsServiceOf(c.kernel as never).setRrset(caller, c.owner.organization, "example.org", "new", "A", { ttl: 300, records: ["192.0.2.99"] }), "nsec3"],
+    ] as const)(
+      "%s committed in the seal's own batch: its NSEC3 chain is served from the signatures stored with its serial, never SERVFAIL",
+      async (_, write, enabledWith) => {
+        const { c, owner, zone, id } = await zoneOf();
+        const ds = (await c.send("POST", `${zone}/dnssec`, owner, { json: { denial: enabledWith } })).body.ds[0] as string;
+        const serial = serialOf(c, id);
+        const sealing = c.kernel.store.write(() => undefined).then(() => c.kernel.seal.seal());
+        await Promise.all([sealing, write(c)]);
+        expect(c.kernel.seal.sealed).toBe(true);
+        expect(serialOf(c, id)).toBeGreaterThan(serial);
+        expect(storedSerial(c, id)).toBe(serialOf(c, id));
+        const sealed = servedSealed(c, id);
+        expect(signaturesOf(sealed)!.unavailable).toBe(false);
+        expect(chainOf(sealed)).toMatchObject({ nsec: 0, nsec3param: 1 });
+        expect(await validators(sealed, ds)).toEqual(VALID);
+      },
+    );
   });
 
   test("the denial goes with the key: disabled and enabled again, a zone proves absence with NSEC unless asked", async () => {
