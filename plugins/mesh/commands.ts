@@ -54,6 +54,9 @@ interface NodeView {
   /** Absent from a server older than subnet routes. */
   primary_routes?: string[];
   pending_routes?: string[];
+  /** Absent from a server older than failover on liveness. */
+  standby_routes?: string[];
+  online?: boolean;
   state: string;
   applied_version: number;
   last_seen_at: string | null;
@@ -80,17 +83,23 @@ function endpointColumn(n: NodeView): string {
   return n.endpoint === null ? `listens on ${n.listen_port}` : `${n.endpoint}, listens on ${n.listen_port}`;
 }
 
-/** The subnet routes it serves, then those waiting for approval. */
+/** The subnet routes it serves, then those it stands by for (another node serves them), then those waiting for approval. */
 function routesColumn(n: NodeView): string {
-  const parts = [...(n.primary_routes ?? []), ...(n.pending_routes ?? []).map((route) => `${route} (pending)`)];
+  const parts = [...(n.primary_routes ?? []), ...(n.standby_routes ?? []).map((route) => `${route} (standby)`), ...(n.pending_routes ?? []).map((route) => `${route} (pending)`)];
   return parts.join(",") || "-";
+}
+
+/** Active, disabled or expired; for an active node, whether its agent is heard from (a router offline hands its routes over), and a key rotation. */
+function stateColumn(n: NodeView): string {
+  const heard = n.state === "active" && n.online !== undefined ? (n.online ? ", online" : ", offline") : "";
+  return n.state + heard + (n.next_public_key ? ", rotating" : "");
 }
 
 function nodeTable(nodes: NodeView[]): string {
   if (nodes.length === 0) return "no nodes";
   return table([
     ["NODE", "IPV4", "IPV6", "TAGS", "STATE", "ENDPOINT", "ROUTES", "APPLIED", "KEY"],
-    ...nodes.map((n) => [n.name + (n.hub ? " (hub)" : ""), n.ipv4, n.ipv6, n.tags.join(",") || "-", n.state + (n.next_public_key ? ", rotating" : ""), endpointColumn(n), routesColumn(n), `v${n.applied_version}`, n.public_key.slice(0, 10) + "…"]),
+    ...nodes.map((n) => [n.name + (n.hub ? " (hub)" : ""), n.ipv4, n.ipv6, n.tags.join(",") || "-", stateColumn(n), endpointColumn(n), routesColumn(n), `v${n.applied_version}`, n.public_key.slice(0, 10) + "…"]),
   ]);
 }
 

@@ -123,4 +123,19 @@ export const meshMigrations: readonly Migration[] = [
     up: `ALTER TABLE mesh_nodes ADD COLUMN advertised_routes TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE mesh_nodes ADD COLUMN approved_routes TEXT NOT NULL DEFAULT '[]';`,
   },
+  {
+    id: "0007_mesh_route_primaries",
+    // Who serves each subnet route several nodes offer (routes.ts electPrimaries): stored, so that
+    // a router going offline moves its routes once, by a change with a new version, and one
+    // coming back does not take them back; configs are rendered from it, never from the clock.
+    // No foreign key on the node: the row of a node removed is how its routes' hand-over is told
+    // (the write that removes it moves them). Empty after the upgrade: a route without a row is
+    // served by the node enrolled first, as before; the first check stores that.
+    up: `CREATE TABLE mesh_route_primaries (
+      network_id TEXT NOT NULL REFERENCES mesh_networks (id) ON DELETE CASCADE,
+      route      TEXT NOT NULL,                   -- a canonical prefix
+      node_id    TEXT NOT NULL,                   -- the node serving it
+      PRIMARY KEY (network_id, route)
+    ) STRICT;`,
+  },
 ];

@@ -94,11 +94,13 @@ export const Node = t.Object({
   advertised_routes: t.Array(t.String(), { description: "Subnet routes the node offers" }),
   approved_routes: t.Array(t.String(), { description: "Subnet routes an operator approved for it (in effect while advertised)" }),
   pending_routes: t.Array(t.String(), { description: "Advertised, not approved: not in effect" }),
-  primary_routes: t.Array(t.String(), { description: "Routes in effect this node serves; another in effect is served by a node enrolled before it (standby)" }),
+  primary_routes: t.Array(t.String(), { description: "Routes in effect this node serves" }),
+  standby_routes: t.Array(t.String(), { description: "Routes in effect another node offering them serves: this one takes over when that one goes offline or away" }),
   state: t.Union([t.Literal("active"), t.Literal("disabled"), t.Literal("expired")]),
   expires_at: t.Union([Iso, t.Null()]),
   applied_version: Integer({ description: "The network version its agent last applied" }),
-  last_seen_at: t.Union([Iso, t.Null()]),
+  last_seen_at: t.Union([Iso, t.Null()], { description: "When its agent last asked for its config (or made another request with its token)" }),
+  online: t.Boolean({ description: "Its agent asked for its config within [mesh] router_offline_after_seconds (a node not heard from since Citadel started or was unsealed counts as online for that long)" }),
   created_at: Iso,
 });
 export const NodeList = t.Object({ items: t.Array(Node) });

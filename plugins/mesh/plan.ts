@@ -21,8 +21,10 @@
  *   left out of both (it forwards only between others); omitted when either side is empty.
  *   Spokes and mesh nodes have `forward` null. With no hub at all, spokes have no peers.
  * - Subnet routes. A route (a node's `routes`: advertised and approved) is served by one node:
- *   of those offering it, the one enrolled first (then by name), as the relay hub is chosen —
- *   in a hub network only hubs serve routes (spokes peer with hubs alone). Node x may reach a
+ *   of those offering it, the one whose `primaryRoutes` hold it (the control plane stores who
+ *   serves a route, and moves it when its router goes offline), else the one enrolled first
+ *   (then by name), as the relay hub is chosen — in a hub network only hubs serve routes
+ *   (spokes peer with hubs alone). Node x may reach a
  *   route when there is no policy, or a rule with x in `src` has a `dst` prefix overlapping it,
  *   unless x offers that route itself (a standby router, on the LAN already).
  *   Then x and the router peer (the router needs x as a peer to take its packets), and the
@@ -212,7 +214,12 @@ export class MeshPlan {
     const n = this.nodes.length;
     const candidates = Array.from({ length: n }, (_, i) => i).filter((i) => this.network.topology !== "hub" || hasNode(this.isHub, i));
     candidates.sort((a, b) => (this.nodes[a]!.enrolledAt ?? 0) - (this.nodes[b]!.enrolledAt ?? 0) || a - b);
-    const primaries = primaryRoutes(candidates.map((i) => ({ routes: this.nodes[i]!.routes ?? [] })));
+    const stored = new Map<string, string>();
+    for (const node of this.nodes) for (const route of node.primaryRoutes ?? []) stored.set(route, node.id);
+    const primaries = primaryRoutes(
+      candidates.map((i) => ({ id: this.nodes[i]!.id, routes: this.nodes[i]!.routes ?? [] })),
+      stored,
+    );
     const offeredBy = this.offeredBy();
     const served = Array.from({ length: n }, () => [] as { route: string; prefix: Cidr; reach: NodeSet }[]);
     candidates.forEach((p, k) => {

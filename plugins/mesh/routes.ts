@@ -2,8 +2,9 @@
  * Subnet routes: prefixes behind a node (its LAN, a container network) that it routes for the
  * mesh, as Tailscale's and Headscale's subnet routers do. The node advertises them (at
  * enrollment, or later with its own token); an operator approves them; only a route both
- * advertised and approved is in effect. Pure: the service checks what is sent, the planner
- * (plan.ts) picks which node serves a route that several offer.
+ * advertised and approved is in effect. Pure: the service checks what is sent and stores who
+ * serves a route that several offer (electPrimaries: the one enrolled first, then failing over
+ * on liveness); the planner (plan.ts) serves each route by the node stored for it.
  */
 import { InvalidError } from "../../src/errors.ts";
 import { cidrWithin, formatCidr, networkOf, parseCidr, unmapCidr, type Cidr } from "../../src/net/ip.ts";
@@ -109,19 +110,78 @@ export function pendingRoutes(advertised: readonly string[], approved: readonly 
 
 /**
  * Which node serves each route, when several offer the same prefix (WireGuard routes a prefix
- * to one peer only): the candidate first in `candidates`' order — the planner gives them
- * longest enrolled first, as it picks the relay hub, so that no newcomer takes a route over
- * by its name. A candidate that leaves the configs (disabled, expired, removed) hands its
- * routes to the next with the version that says so. Returns, per candidate index, the routes
- * it serves.
+ * to one peer only): the one `primaries` names (route → node id: the control plane stores who
+ * serves a route, see electPrimaries) while it is among the candidates offering it, else the
+ * candidate first in `candidates`' order — the planner gives them longest enrolled first, as it
+ * picks the relay hub, so that no newcomer takes a route over by its name. Returns, per
+ * candidate index, the routes it serves.
  */
-export function primaryRoutes(candidates: readonly { routes: readonly string[] }[]): string[][] {
-  const taken = new Set<string>();
-  return candidates.map((candidate) =>
-    candidate.routes.filter((route) => {
-      if (taken.has(route)) return false;
-      taken.add(route);
-      return true;
-    }),
-  );
+export function primaryRoutes(candidates: readonly { id?: string; routes: readonly string[] }[], primaries: ReadonlyMap<string, string> = new Map()): string[][] {
+  const servedBy = new Map<string, number>();
+  candidates.forEach((candidate, i) => {
+    for (const route of candidate.routes) {
+      const named = primaries.get(route);
+      const current = servedBy.get(route);
+      if (current === undefined || (named !== undefined && candidate.id === named && candidates[current]!.id !== named)) servedBy.set(route, i);
+    }
+  });
+  return candidates.map((candidate, i) => candidate.routes.filter((route) => servedBy.get(route) === i));
+}
+
+/** A node that may serve routes (active; a hub, in a hub network), as the election sees it. */
+export interface RouteCandidate {
+  id: string;
+  /** Its routes in effect (advertised and approved). */
+  routes: readonly string[];
+  /** Its agent asked for its config within [mesh] router_offline_after_seconds. */
+  online: boolean;
+}
+
+/**
+ * A route whose router changes. `why`: "offline" — its router is still a candidate but its
+ * agent went quiet, and an online one offers the route; "gone" — its router no longer offers it
+ * (removed, disabled, expired, no longer a hub, the route withdrawn or its approval revoked);
+ * "elected" — no node served it yet (newly in effect); "unserved" — no candidate offers it any
+ * more (`to` null).
+ */
+export interface PrimaryChange {
+  route: string;
+  from: string | null;
+  to: string | null;
+  why: "offline" | "gone" | "elected" | "unserved";
+}
+
+/**
+ * Who serves each route now, from who served it (`stored`, route → node id) and who offers it
+ * (`candidates`, longest enrolled first), as Headscale's HA subnet routers do:
+ * - a router keeps its routes while it is online, and while no other candidate offering them is
+ *   (with none online, the route stays where it is: moving it to another silent node helps no one);
+ * - an offline router's route goes to the first online candidate offering it;
+ * - a route whose router no longer offers it, or that no node served yet, goes to the first
+ *   online candidate offering it, else to the first candidate (enrolled first, as before liveness
+ *   counted).
+ * Sticky: a router that comes back finds its routes served by another, and does not take them
+ * back — only that one going offline or away moves them again, so a router that flaps moves a
+ * route once, not at each of its polls. Pure; the changes in route order.
+ */
+export function electPrimaries(candidates: readonly RouteCandidate[], stored: ReadonlyMap<string, string>): { primaries: Map<string, string>; changes: PrimaryChange[] } {
+  const offering = new Map<string, RouteCandidate[]>();
+  for (const candidate of candidates) for (const route of candidate.routes) offering.set(route, [...(offering.get(route) ?? []), candidate]);
+  const primaries = new Map<string, string>();
+  const changes: PrimaryChange[] = [];
+  for (const [route, offers] of offering) {
+    const from = stored.get(route) ?? null;
+    const holder = offers.find((c) => c.id === from);
+    const online = offers.find((c) => c.online);
+    if (holder && (holder.online || !online)) {
+      primaries.set(route, holder.id);
+      continue;
+    }
+    const to = (online ?? offers[0]!).id;
+    primaries.set(route, to);
+    changes.push({ route, from, to, why: holder ? "offline" : from === null ? "elected" : "gone" });
+  }
+  for (const [route, from] of stored) if (!offering.has(route)) changes.push({ route, from, to: null, why: "unserved" });
+  const order = (a: PrimaryChange, b: PrimaryChange) => compareCidrs(parseCidr(a.route)!, parseCidr(b.route)!);
+  return { primaries, changes: changes.sort(order) };
 }

@@ -10,7 +10,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { createHash, randomBytes } from "node:crypto";
-import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
+import type { AuditActor, AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
 import { roleAllows, type Permission } from "../../src/auth/rbac.ts";
 import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.ts";
@@ -22,9 +22,10 @@ import type { Kernel } from "../../src/plugin.ts";
 import { addressesOf, allocateHost, randomUlaPrefix, validateNetworkPrefixes } from "./addresses.ts";
 import { createdFirst } from "./dns-clients.ts";
 import { isWireGuardKey } from "./keys.ts";
+import { NodeLiveness } from "./liveness.ts";
 import { parseDateTime } from "./times.ts";
 import { aclNodeNames, aclPrefixes, parseAclPolicy } from "./policy.ts";
-import { checkRoutes, overlaps as prefixesOverlap, pendingRoutes, primaryRoutes, routesInEffect } from "./routes.ts";
+import { checkRoutes, electPrimaries, overlaps as prefixesOverlap, pendingRoutes, primaryRoutes, routesInEffect, type RouteCandidate } from "./routes.ts";
 import type { MeshSettings } from "./settings.ts";
 import * as sql from "./store.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName, type AclPolicy } from "./types.ts";
@@ -259,8 +260,12 @@ export function expiryNoted(row: sql.NodeRow): boolean {
 
 export class MeshService {
   private readonly listeners = new Set<(networkId: string) => void>();
+  /** When each node's agent was last heard from (its polls): subnet routers fail over on it. */
+  readonly liveness: NodeLiveness;
 
-  constructor(private readonly k: MeshKernel) {}
+  constructor(private readonly k: MeshKernel) {
+    this.liveness = new NodeLiveness(k.clock);
+  }
 
   private readonly appliedListeners = new Set<(networkId: string) => void>();
 
@@ -409,8 +414,10 @@ export class MeshService {
       // Nothing different: no new version for every node to fetch and apply, no event.
       if (NETWORK_SETTINGS.every((field) => next[field] === current[field])) return current;
       sql.updateNetwork(tx, next);
-      next.version = sql.bumpVersion(tx, current.id, next.updated_at);
       this.k.audit.record(tx, event(caller, org, "mesh.network.update", { type: "mesh_network", id: current.id }, what || null));
+      // Made a hub network: its spokes' routes go to hubs offering them (or are no longer served).
+      this.settleRoutes(tx, next, next.updated_at, operatorMover(caller));
+      next.version = sql.bumpVersion(tx, current.id, next.updated_at);
       return next;
     });
     return this.networkView(next);
@@ -562,23 +569,112 @@ export class MeshService {
 
   nodes(org: string, network: string) {
     const net = this.networkRow(org, network);
-    const primaries = this.primaryRoutesOf(net);
-    return { items: sql.nodes(this.k.store.db, net.id).map((n) => this.nodeView(net, n, primaries)) };
+    const roles = this.routeRoles(net);
+    return { items: sql.nodes(this.k.store.db, net.id).map((n) => this.nodeView(net, n, roles)) };
   }
 
   /**
-   * The subnet routes each active node serves, by node id: as the planner picks them (plan.ts),
-   * of the nodes offering a route (hubs only, in a hub network) the one enrolled first.
+   * Per node id, the subnet routes it serves (`primary`) and those in effect that another node
+   * offering them serves (`standby`): as the planner serves them (plan.ts), by the stored
+   * routers (electPrimaries), a route without one by the candidate enrolled first.
    */
-  primaryRoutesOf(net: sql.NetworkRow): Map<string, string[]> {
-    const now = this.now();
-    const candidates = sql
-      .nodes(this.k.store.db, net.id)
+  routeRoles(net: sql.NetworkRow): Map<string, { primary: string[]; standby: string[] }> {
+    const db = this.k.store.db;
+    const candidates = this.routeCandidates(net, sql.nodes(db, net.id), this.now());
+    const served = primaryRoutes(candidates, sql.routePrimaries(db, net.id));
+    return new Map(candidates.map((c, i) => [c.id, { primary: served[i]!, standby: c.routes.filter((route) => !served[i]!.includes(route)) }]));
+  }
+
+  /**
+   * The nodes that may serve routes — active; hubs only, in a hub network (spokes peer with hubs
+   * alone) — longest enrolled first (then by name, as the relay hub is picked), each with its
+   * routes in effect and whether its agent is heard from.
+   */
+  private routeCandidates(net: sql.NetworkRow, rows: readonly sql.NodeRow[], now: number): RouteCandidate[] {
+    const window = this.k.settings.router_offline_after_seconds * 1000;
+    return rows
       .filter((n) => isActive(n, now) && (net.topology !== "hub" || n.hub === 1))
       .sort((a, b) => a.created_at - b.created_at || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      .map((n) => ({ id: n.id, routes: routesInEffect(routeList(n.advertised_routes), routeList(n.approved_routes)) }));
-    const primaries = primaryRoutes(candidates);
-    return new Map(candidates.map((c, i) => [c.id, primaries[i]!]));
+      .map((n) => ({ id: n.id, routes: routesInEffect(routeList(n.advertised_routes), routeList(n.approved_routes)), online: this.liveness.online(n.id, window) }));
+  }
+
+  /**
+   * Who serves the network's subnet routes, settled inside a write (electPrimaries): the one that
+   * may have moved them — a node disabled, expired, removed, made a spoke, a route withdrawn or
+   * its approval revoked — or the periodic check, for a router gone quiet. Each route that goes
+   * from one router to another is audited (mesh.route.failover) as the change's `mover`; node
+   * names are the organization's personal data (`removed`: the nodes this write removed, whose
+   * names the rows no longer give). Returns whether the stored routers changed: the configs
+   * change with them, so the write makes a new version (the caller's own change has one).
+   */
+  settleRoutes(tx: Database, net: sql.NetworkRow, now: number, mover: RouteMover, removed: readonly sql.NodeRow[] = []): boolean {
+    const rows = sql.nodes(tx, net.id);
+    const { changes } = electPrimaries(this.routeCandidates(net, rows, now), sql.routePrimaries(tx, net.id));
+    if (changes.length === 0) return false;
+    const byId = new Map([...removed, ...rows].map((row) => [row.id, row]));
+    for (const change of changes) {
+      sql.setRoutePrimary(tx, net.id, change.route, change.to);
+      // First served, or served no more: the change that did it (an approval, a withdrawal) says so.
+      if (change.from === null || change.to === null) continue;
+      const [from, to] = [byId.get(change.from), byId.get(change.to)!];
+      const why = change.why === "offline" ? this.offlineReason(change.from) : goneReason(net, removed.some((row) => row.id === change.from) ? undefined : from, change.route, now);
+      this.k.audit.record(tx, {
+        action: "mesh.route.failover",
+        outcome: "success",
+        reason: `${change.route}: ${change.from} → ${change.to} (${why})`,
+        actor: mover.actor,
+        organization: net.organization_id,
+        resource: { type: "mesh_node", id: change.to },
+        // The routers' names, as at enrollment: under the organization's key, erasable.
+        subject: net.organization_id,
+        personal: { ...(from ? { from: from.name } : {}), to: to.name },
+        request: mover.request,
+      });
+    }
+    return true;
+  }
+
+  private offlineReason(nodeId: string): string {
+    const quiet = Math.round(this.liveness.quietFor(nodeId) / 1000);
+    return `offline: its agent not heard from for ${quiet} s, [mesh] router_offline_after_seconds is ${this.k.settings.router_offline_after_seconds}`;
+  }
+
+  /**
+   * The periodic check of the subnet routers: writes when nodes were last heard from (at most
+   * once a minute each), then, in every network with routes, moves each route whose router went
+   * offline to an online node offering it (settleRoutes), with a new version. Nothing while
+   * sealed: no agent is heard from then (liveness restarts its window at the unseal). Returns
+   * how many networks' routes moved.
+   */
+  async checkRouters(): Promise<number> {
+    if (this.k.seal.sealed) return 0;
+    await this.writeLastSeen();
+    const db = this.k.store.db;
+    let moved = 0;
+    for (const id of sql.networksWithRoutes(db)) {
+      const net = sql.networkById(db, id);
+      if (!net || !this.organizationLive(net.organization_id)) continue;
+      // Read first: most checks move nothing, and a write would queue behind every other.
+      if (electPrimaries(this.routeCandidates(net, sql.nodes(db, id), this.now()), sql.routePrimaries(db, id)).changes.length === 0) continue;
+      moved += await this.write(id, (tx) => {
+        const fresh = sql.networkById(tx, id);
+        const now = this.now();
+        if (!fresh || !this.settleRoutes(tx, fresh, now, SYSTEM_MOVER)) return 0;
+        sql.bumpVersion(tx, id, now);
+        return 1;
+      });
+    }
+    return moved;
+  }
+
+  /** last_seen_at of the nodes heard from since it was last written, by a minute or more (see NodeLiveness). */
+  private async writeLastSeen(): Promise<void> {
+    let stored: Map<string, number | null> | null = null;
+    const due = this.liveness.due((id) => (stored ??= sql.lastSeen(this.k.store.db)).get(id) ?? null);
+    if (due.length === 0) return;
+    await this.k.store.write((tx) => {
+      for (const { id, at } of due) if (!sql.recordSeen(tx, id, at)) this.liveness.forget(id);
+    });
   }
 
   showNode(org: string, network: string, idOrName: string) {
@@ -628,6 +724,8 @@ export class MeshService {
       const reason = nodeChangeReason(fresh, row, changes);
       if (reason !== "") this.k.audit.record(tx, event(caller, org, "mesh.node.update", { type: "mesh_node", id: current.id }, reason));
       if (row.approved_routes !== fresh.approved_routes) this.k.audit.record(tx, event(caller, org, "mesh.node.routes", { type: "mesh_node", id: current.id }, routeApprovalReason(fresh, row)));
+      // A disable, an expiry, a demotion or a revoked approval hands the node's routes over; an approval may make it serve one.
+      this.settleRoutes(tx, sql.networkById(tx, net.id) ?? net, updatedAt, operatorMover(caller));
       return row;
     });
     return this.nodeView(net, written);
@@ -645,11 +743,15 @@ export class MeshService {
       if (!sql.deleteNode(tx, current.id)) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
       sql.bumpVersion(tx, net.id, this.now());
       this.k.audit.record(tx, { ...event(caller, org, "mesh.node.delete", { type: "mesh_node", id: current.id }, "removed"), personal: { node: current.name } });
+      this.settleRoutes(tx, sql.networkById(tx, net.id) ?? net, this.now(), operatorMover(caller), [current]);
     });
+    this.liveness.forget(current.id);
   }
 
-  nodeView(net: sql.NetworkRow, n: sql.NodeRow, primaries = this.primaryRoutesOf(net)) {
+  nodeView(net: sql.NetworkRow, n: sql.NodeRow, roles = this.routeRoles(net)) {
     const now = this.now();
+    const heard = this.liveness.lastHeard(n.id);
+    const role = roles.get(n.id);
     const advertised = routeList(n.advertised_routes);
     const approved = routeList(n.approved_routes);
     const { ipv4, ipv6 } = addressesOf(net.ipv4, net.ipv6, n.host);
@@ -670,11 +772,13 @@ export class MeshService {
       advertised_routes: advertised,
       approved_routes: approved,
       pending_routes: pendingRoutes(advertised, approved),
-      primary_routes: primaries.get(n.id) ?? [],
+      primary_routes: role?.primary ?? [],
+      standby_routes: role?.standby ?? [],
       state: (n.disabled ? "disabled" : n.expires_at !== null && n.expires_at <= now ? "expired" : "active") as "disabled" | "expired" | "active",
       expires_at: iso(n.expires_at),
       applied_version: n.applied_version,
-      last_seen_at: iso(n.last_seen_at),
+      last_seen_at: iso(heard !== null && (n.last_seen_at === null || heard > n.last_seen_at) ? heard : n.last_seen_at),
+      online: this.liveness.online(n.id, this.k.settings.router_offline_after_seconds * 1000),
       created_at: iso(n.created_at)!,
     };
   }
@@ -956,6 +1060,7 @@ export class MeshService {
     if (!this.organizationLive(this.organizationOf(row.network_id))) throw new StandingEndedError("This node's organization was deleted.");
     if (row.disabled) throw new StandingEndedError("This node is disabled.");
     if (row.expires_at !== null && row.expires_at <= this.now()) throw new StandingEndedError("This node has expired: enroll it again.");
+    this.liveness.heardFrom(row.id);
     return row;
   }
 
@@ -1008,10 +1113,12 @@ export class MeshService {
       sql.updateNode(tx, row);
       const approved = routeList(row.approved_routes);
       const [before, after] = [routesInEffect(routeList(fresh.advertised_routes), approved), routesInEffect(routeList(advertised), approved)];
-      if (before.join() !== after.join()) sql.bumpVersion(tx, node.network_id, now);
       const pending = pendingRoutes(routeList(advertised), approved);
       const reason = `advertised ${routeList(advertised).join(",") || "none"}; in effect: ${after.join(",") || "none"}${pending.length > 0 ? `; pending approval: ${pending.join(",")}` : ""}`;
       this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.routes", reason, request));
+      // A route withdrawn goes to a standby; one newly in effect may be served by this node.
+      const moved = this.settleRoutes(tx, sql.networkById(tx, node.network_id) ?? net, now, { actor: nodeActor(net, node), request: { id: request.id ?? null } });
+      if (before.join() !== after.join() || moved) sql.bumpVersion(tx, node.network_id, now);
       return row;
     });
     const approved = routeList(row.approved_routes);
@@ -1057,6 +1164,8 @@ export class MeshService {
           // Its name under the organization's key (erasable), as at enrollment.
           this.k.audit.record(tx, { ...expired, actor: { kind: "system" }, subject: expired.organization ?? null, personal: { node: node.name } });
         }
+        const net = sql.networkById(tx, networkId);
+        if (net) this.settleRoutes(tx, net, now, SYSTEM_MOVER);
         return still.length;
       });
     }
@@ -1315,6 +1424,32 @@ function overlaps(a: string, b: string): boolean {
   const y = parseCidr(b);
   if (!x || !y || x.family !== y.family) return false;
   return cidrContains(x, y) || cidrContains(y, x);
+}
+
+/** Who made the change that moves subnet routes, for their events (mesh.route.failover). */
+export interface RouteMover {
+  actor: AuditActor;
+  /** The request's id only: its address and agent are the caller's personal data, which its own event keeps. */
+  request: AuditRequestContext;
+}
+
+/** The periodic check, an expiry. */
+const SYSTEM_MOVER: RouteMover = { actor: { kind: "system" }, request: {} };
+
+const operatorMover = (caller: Caller): RouteMover => ({ actor: actorOf(caller.principal), request: { id: caller.request.id ?? null } });
+
+/** A node speaking for itself with its token. */
+const nodeActor = (net: sql.NetworkRow, node: sql.NodeRow): AuditActor => ({ kind: "service", organization: net.organization_id, token: node.token_prefix });
+
+/** Why a router no longer offers a route it served (electPrimaries' "gone"), for the event: `row` as it is now, undefined once removed. */
+function goneReason(net: sql.NetworkRow, row: sql.NodeRow | undefined, route: string, now: number): string {
+  if (!row) return "removed";
+  if (row.disabled) return "disabled";
+  if (!isActive(row, now)) return "expired";
+  if (net.topology === "hub" && row.hub !== 1) return "not a hub: in a hub network only hubs serve routes";
+  if (!routeList(row.advertised_routes).includes(route)) return "no longer advertised by it";
+  if (!routeList(row.approved_routes).includes(route)) return "its approval revoked";
+  return "no longer offered by it";
 }
 
 function event(caller: Caller, org: string, action: string, resource: { type: string; id: string }, reason: string | null): AuditEventInput {

@@ -237,6 +237,34 @@ export const recordApplied = (tx: Database, id: string, version: number, now: nu
 
 export const deleteNode = (tx: Database, id: string) => tx.query("DELETE FROM mesh_nodes WHERE id = ?").run(id).changes > 0;
 
+// --- who serves the subnet routes -----------------------------------------------------------
+
+/** Route → the node serving it, as stored (routes.ts electPrimaries). */
+export const routePrimaries = (db: Database, networkId: string) =>
+  new Map(db.query<{ route: string; node_id: string }, [string]>("SELECT route, node_id FROM mesh_route_primaries WHERE network_id = ?").all(networkId).map((r) => [r.route, r.node_id]));
+
+/** Sets who serves a route; null: nobody (no node offers it any more). */
+export function setRoutePrimary(tx: Database, networkId: string, route: string, nodeId: string | null): void {
+  if (nodeId === null) tx.query("DELETE FROM mesh_route_primaries WHERE network_id = ? AND route = ?").run(networkId, route);
+  else tx.query("INSERT INTO mesh_route_primaries (network_id, route, node_id) VALUES (?, ?, ?) ON CONFLICT (network_id, route) DO UPDATE SET node_id = excluded.node_id").run(networkId, route, nodeId);
+}
+
+/** The networks where some node has a route in effect, or a route has a router stored: those whose routers the periodic check judges. */
+export const networksWithRoutes = (db: Database) =>
+  db
+    .query<{ id: string }, []>(
+      `SELECT DISTINCT network_id AS id FROM mesh_nodes WHERE advertised_routes != '[]' AND approved_routes != '[]'
+       UNION SELECT DISTINCT network_id FROM mesh_route_primaries`,
+    )
+    .all()
+    .map((r) => r.id);
+
+/** When each node was last heard from, as stored. */
+export const lastSeen = (db: Database) => new Map(db.query<{ id: string; last_seen_at: number | null }, []>("SELECT id, last_seen_at FROM mesh_nodes").all().map((r) => [r.id, r.last_seen_at]));
+
+/** Writes when a node was last heard from (not a config change: no version); false when it is gone. */
+export const recordSeen = (tx: Database, id: string, at: number) => tx.query("UPDATE mesh_nodes SET last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = ?").run(at, id).changes > 0;
+
 // --- the control plane's signing key -------------------------------------------------------
 
 export const signingKey = (db: Database) =>

@@ -61,6 +61,12 @@ export interface MeshNode {
   enrolledAt?: number;
   /** Subnet routes in effect (advertised and approved), canonical; absent: none. Several nodes may offer one: the planner picks who serves it. */
   routes?: readonly string[];
+  /**
+   * The routes the control plane made this node serve (stored: routes.ts electPrimaries, failing
+   * over on liveness); absent: none. A route no candidate offering it has here is served by the
+   * candidate enrolled first.
+   */
+  primaryRoutes?: readonly string[];
 }
 
 /**

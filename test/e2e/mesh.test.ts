@@ -10,7 +10,8 @@
  * (allowed ports get through, others not); a subnet route: a LAN namespace behind db1 is
  * reached through it by the node the ACL lets, never by one it does not, even one that routes
  * the LAN into its tunnel by hand, and a node on that LAN itself keeps its own route, given the
- * LAN or a part of it; --dry-run shows the change first and touches
+ * LAN or a part of it; a second router for that LAN stands by and takes the route over once
+ * db1's agent stops polling (and keeps it when db1 comes back); --dry-run shows the change first and touches
  * nothing; a node whose interface is gone comes back from its stored config with the control
  * plane down (a reboot).
  *
@@ -46,6 +47,8 @@ const NODES = [
 const nodeNs = (n: number) => `cmn${id}x${n}`;
 const ifName = (n: number) => `wgm${id}n${n}`;
 const meshIp = (n: number) => `100.64.0.${n}`;
+/** [mesh] router_offline_after_seconds of the control plane here. */
+const ROUTER_OFFLINE_AFTER_SECONDS = 6;
 
 /** The tools live in /usr/sbin, which a non-login PATH may lack. */
 const PATH = `${process.env.PATH ?? "/usr/bin:/bin"}:/usr/sbin:/sbin`;
@@ -100,6 +103,19 @@ const allPairs = NODES.flatMap((a) => NODES.filter((b) => b.n !== a.n).map((b) =
 
 async function agentOnce(n: number) {
   return onNode(n, ["mesh", "agent", "--once", "--state", stateOf(n)]);
+}
+
+/** Node n's agent, running (polling every second) until killed; kept in `agents` for the clean-up. */
+function startAgent(n: number): Subprocess {
+  const agent = Bun.spawn(["/usr/sbin/ip", "netns", "exec", nodeNs(n), BINARY, "mesh", "agent", "--interval", "1", "--state", stateOf(n)], { env: { PATH, HOME: home.path }, stdout: "ignore", stderr: "ignore", stdin: "ignore" });
+  agents.push(agent);
+  return agent;
+}
+
+/** Waits (up to `ms`) until `check` holds; returns whether it did. */
+async function eventually(check: () => Promise<boolean>, ms = 20_000): Promise<boolean> {
+  for (const until = Date.now() + ms; Date.now() < until; await Bun.sleep(250)) if (await check()) return true;
+  return check();
 }
 
 /** A TCP connect from node `from` to `address:port`, 2 s at most: "open" or "closed". */
@@ -160,7 +176,8 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     // The control plane, serving HTTPS on the bridge (its self-signed certificate names 192.0.2.100).
     const serverData = join(data.path, "server");
     server = Bun.spawn(["/usr/sbin/ip", "netns", "exec", CONTROL_NS, BINARY, "serve", "--data", serverData], {
-      env: { PATH, HOME: home.path, CITADEL_HTTP_ADDRESS: SERVER, CITADEL_HTTP_PORT: String(PORT), CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" },
+      // Routers are judged quickly here: offline 6 s after an agent's last poll (agents poll every second, --interval 1).
+      env: { PATH, HOME: home.path, CITADEL_HTTP_ADDRESS: SERVER, CITADEL_HTTP_PORT: String(PORT), CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "", CITADEL_MESH_POLL_SECONDS: "2", CITADEL_MESH_ROUTER_OFFLINE_AFTER_SECONDS: String(ROUTER_OFFLINE_AFTER_SECONDS) },
       stdout: Bun.file(join(data.path, "server.out")),
       stderr: Bun.file(join(data.path, "server.err")),
       stdin: "ignore",
@@ -390,6 +407,60 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     }
     await agentOnce(4);
     expect((await inNs(nodeNs(4), ["ip", "route", "show", "10.77.0.0/24"])).stdout).toContain(`dev ${ifName(4)} proto 83`);
+  }, 120_000);
+
+  test("HA subnet routers: web2 offers db1's LAN too and stands by; db1's agent stops, and past router_offline_after_seconds the route fails over to web2 and ops1 reaches the LAN through it; db1 back does not take it back", async () => {
+    const host = "10.77.0.2";
+    const LAN = "10.77.0.0/24";
+    // The LAN becomes a switch both routers are on: db1 at .1 (as before), web2 at .3.
+    for (const argv of [["ip", "link", "add", "br0", "type", "bridge"], ["ip", "link", "set", "br0", "up"], ["ip", "address", "del", `${host}/24`, "dev", "eth0"], ["ip", "link", "set", "eth0", "master", "br0"], ["ip", "address", "add", `${host}/24`, "dev", "br0"], ["ip", "route", "add", "default", "via", "10.77.0.1"]]) await inNs(LAN_NS, argv);
+    await sh(["ip", "link", "add", "lan0", "netns", nodeNs(2), "type", "veth", "peer", "name", "eth1", "netns", LAN_NS]);
+    await inNs(LAN_NS, ["ip", "link", "set", "eth1", "master", "br0", "up"]);
+    await inNs(nodeNs(2), ["ip", "address", "add", "10.77.0.3/24", "dev", "lan0"]);
+    await inNs(nodeNs(2), ["ip", "link", "set", "lan0", "up"]);
+    await onNode(2, ["mesh", "routes", "--advertise", LAN, "--state", stateOf(2)]);
+    await operator(["mesh", "nodes", "set", "office", "web2", "--approved-routes", LAN]);
+    const nodes = async () => JSON.parse((await operator(["mesh", "nodes", "office", "--json"])).stdout).items as Array<{ name: string; public_key: string; online: boolean; primary_routes: string[]; standby_routes: string[] }>;
+    const view = async (name: string) => (await nodes()).find((x) => x.name === name)!;
+    const routedTo = async () => (await inNs(nodeNs(4), ["wg", "show", ifName(4), "allowed-ips"])).stdout.split("\n").find((line) => line.includes(LAN))?.split("\t")[0];
+
+    const db1 = startAgent(3);
+    for (const n of [2, 4]) startAgent(n);
+    // db1, enrolled first, serves it; web2 stands by.
+    expect(await view("db1")).toMatchObject({ primary_routes: [LAN], standby_routes: [] });
+    expect(await view("web2")).toMatchObject({ primary_routes: [], standby_routes: [LAN] });
+    expect(await eventually(() => pings(4, host))).toBe(true);
+    const keys = Object.fromEntries((await nodes()).map((x) => [x.name, x.public_key]));
+    expect(await routedTo()).toBe(keys.db1);
+
+    // db1's agent stops (its tunnel and forwarding stay, as after a crash of the agent alone):
+    // once it has not polled for the window, web2 serves the route and ops1's agent moves it.
+    db1.kill("SIGKILL");
+    await db1.exited;
+    expect(await eventually(async () => (await view("web2")).primary_routes.includes(LAN), 30_000)).toBe(true);
+    expect(await view("db1")).toMatchObject({ online: false, primary_routes: [], standby_routes: [LAN] });
+    expect(await eventually(async () => (await routedTo()) === keys.web2)).toBe(true);
+    // Without masquerade the LAN answers through its own route back, which must follow the
+    // router (a VRRP address, as keepalived moves it; or masquerade: the next test).
+    await inNs(LAN_NS, ["ip", "route", "replace", "default", "via", "10.77.0.3"]);
+    expect(await eventually(() => pings(4, host))).toBe(true);
+    const events = JSON.parse((await operator(["audit", "list", "--action", "mesh.route.failover", "--json"])).stdout).events as Array<{ reason: string; actor: { kind: string } }>;
+    expect(events).toHaveLength(1);
+    expect(events[0]!.actor.kind).toBe("system");
+    expect(events[0]!.reason).toMatch(new RegExp(`^${LAN.replaceAll(".", "\\.")}: node_\\w+ → node_\\w+ \\(offline: its agent not heard from for \\d+ s, \\[mesh\\] router_offline_after_seconds is ${ROUTER_OFFLINE_AFTER_SECONDS}\\)$`));
+
+    // db1's agent comes back: it is online again and stands by; the route stays with web2.
+    startAgent(3);
+    expect(await eventually(async () => (await view("db1")).online)).toBe(true);
+    await Bun.sleep(ROUTER_OFFLINE_AFTER_SECONDS * 1000);
+    expect(await view("db1")).toMatchObject({ online: true, primary_routes: [], standby_routes: [LAN] });
+    expect(await view("web2")).toMatchObject({ online: true, primary_routes: [LAN] });
+    expect(await routedTo()).toBe(keys.web2);
+    expect(await pings(4, host)).toBe(true);
+    for (const a of agents.splice(0)) {
+      a.kill("SIGTERM");
+      await a.exited;
+    }
   }, 120_000);
 
   test("hub and spoke: spokes without endpoints peer only with the hub, which relays between them; an ACL takes forbidden spoke pairs' routes away and the hub gets a forward chain", async () => {

@@ -135,6 +135,20 @@ describe("subnet routes", () => {
     expect(lines.find((l) => l.startsWith("gw"))).toContain(" 10.1.0.0/24,fd00:1::/64 (pending) ");
   });
 
+  test("the node listing says which active nodes' agents are heard from, and the routes a node stands by for (another serves them)", async () => {
+    const items = [
+      { ...node, name: "gw-a", online: false, primary_routes: [], standby_routes: ["10.1.0.0/24"], pending_routes: [] },
+      { ...node, name: "gw-b", online: true, primary_routes: ["10.1.0.0/24"], standby_routes: [], pending_routes: [] },
+      { ...node, name: "off", state: "disabled", online: false, primary_routes: [], standby_routes: [], pending_routes: [] },
+      { ...node, name: "older", primary_routes: [], pending_routes: [] }, // a server older than failover
+    ];
+    const lines = (await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) })).stdout.split("\n");
+    expect(lines.find((l) => l.startsWith("gw-a"))).toMatch(/ active, offline .* 10\.1\.0\.0\/24 \(standby\) /);
+    expect(lines.find((l) => l.startsWith("gw-b"))).toMatch(/ active, online .* 10\.1\.0\.0\/24 /);
+    expect(lines.find((l) => l.startsWith("off"))).toMatch(/ disabled /);
+    expect(lines.find((l) => l.startsWith("older"))).toMatch(/ active /);
+  });
+
   test("join --advertise-routes offers them at enrollment", async () => {
     const { server, enrollments } = refusingControlPlane();
     const state = mkdtempSync(join(tmpdir(), "citadel-join-"));

@@ -496,6 +496,17 @@ describe("subnet routes", () => {
     expect(peerOf(byName(failedOver, "web"), "gw2").allowedIps).toEqual([...own(4), "10.1.0.0/24"]);
   });
 
+  test("the router the control plane stored for a route serves it (a failover), not the node enrolled first; that one stands by", () => {
+    const failedOver = planNetwork(meshNetwork(), [web, { ...gw2, primaryRoutes: ["10.1.0.0/24"] }, db, gw], policy);
+    expect(byName(failedOver, "gw2")!.routes).toEqual(["10.1.0.0/24", "10.2.0.0/24"]);
+    expect(byName(failedOver, "gw")!.routes).toEqual(["fd00:1::/64"]);
+    expect(peerOf(byName(failedOver, "web"), "gw2").allowedIps).toEqual([...own(4), "10.1.0.0/24"]);
+    // The standby offering it is not given it on its router's AllowedIPs (its own LAN).
+    expect(peerOf(byName(planNetwork(meshNetwork(), [web, { ...gw2, primaryRoutes: ["10.1.0.0/24"] }, db, gw], NO_ACL), "gw"), "gw2").allowedIps).toEqual([...own(4), "10.2.0.0/24"]);
+    // A stored router that no longer offers the route: the node enrolled first again.
+    expect(byName(planNetwork(meshNetwork(), [web, { ...gw2, routes: ["10.2.0.0/24"], primaryRoutes: ["10.1.0.0/24"] }, db, gw], policy), "gw")!.routes).toEqual(["10.1.0.0/24", "fd00:1::/64"]);
+  });
+
   test("a standby offering the primary's route is not given it (its agent would route its own LAN into the tunnel), only the routes it does not offer (found in review)", () => {
     const open = planNetwork(meshNetwork(), nodes, NO_ACL);
     expect(peerOf(byName(open, "gw2"), "gw").allowedIps).toEqual([...own(1), "fd00:1::/64"]);
