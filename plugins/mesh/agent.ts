@@ -69,8 +69,8 @@ export interface DryRunPlan {
   wireguard: string[];
   addresses: string[];
   mtu: number;
-  /** The nftables table to load; null with --no-firewall. */
-  firewall: { rules: number; deny_by_default: boolean } | null;
+  /** The nftables table to load; null with --no-firewall. `masquerade`: the routes whose traffic from the mesh it masquerades (empty: none). */
+  firewall: { rules: number; deny_by_default: boolean; masquerade: string[] } | null;
   relay: boolean;
   rotation: "switch_next_round" | "waiting_for_peers" | null;
 }
@@ -81,6 +81,7 @@ export function describePlan(plan: DryRunPlan): string {
   lines.push(plan.wireguard.length === 0 ? "  WireGuard: no changes" : plan.wireguard.map((l) => `  ${l}`).join("\n"));
   lines.push(`  addresses: ${plan.addresses.join(", ")}, MTU ${plan.mtu}`);
   if (plan.firewall) lines.push(`  firewall: nftables table for ${plan.interface} (${plan.firewall.deny_by_default ? `${plan.firewall.rules} rule(s), deny by default` : "no ACL: accept all from the mesh"})`);
+  if (plan.firewall && plan.firewall.masquerade.length > 0) lines.push(`  masquerade: what the mesh sends to ${plan.firewall.masquerade.join(", ")} leaves with this node's address there`);
   if (plan.relay) lines.push("  relay: IP forwarding on (this node is a hub)");
   if (plan.rotation) lines.push(`  key rotation: ${plan.rotation === "switch_next_round" ? "peers are ready, the next round switches" : "waiting for peers to accept the next key"}`);
   return lines.join("\n");
@@ -570,7 +571,9 @@ export class Agent {
       wireguard: device.diffDescriptions(before, after, (key) => peerNameIfKnown(doc, key)),
       addresses: doc.config.addresses,
       mtu: doc.config.mtu,
-      firewall: this.options.firewall ? { rules: firewall ? firewall.input.length + (firewall.forward?.length ?? 0) : 0, deny_by_default: firewall !== null } : null,
+      firewall: this.options.firewall
+        ? { rules: firewall ? firewall.input.length + (firewall.forward?.length ?? 0) : 0, deny_by_default: firewall !== null, masquerade: doc.config.masquerade ? (doc.config.routes ?? []) : [] }
+        : null,
       relay: doc.relay,
       rotation: doc.rotation ? (doc.rotation.switch ? "switch_next_round" : "waiting_for_peers") : null,
     };

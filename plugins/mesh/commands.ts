@@ -57,6 +57,8 @@ interface NodeView {
   /** Absent from a server older than failover on liveness. */
   standby_routes?: string[];
   online?: boolean;
+  /** Absent from a server older than masquerade. */
+  masquerade_routes?: boolean;
   state: string;
   applied_version: number;
   last_seen_at: string | null;
@@ -86,7 +88,7 @@ function endpointColumn(n: NodeView): string {
 /** The subnet routes it serves, then those it stands by for (another node serves them), then those waiting for approval. */
 function routesColumn(n: NodeView): string {
   const parts = [...(n.primary_routes ?? []), ...(n.standby_routes ?? []).map((route) => `${route} (standby)`), ...(n.pending_routes ?? []).map((route) => `${route} (pending)`)];
-  return parts.join(",") || "-";
+  return (parts.join(",") || "-") + (n.masquerade_routes ? ", masquerading" : "");
 }
 
 /** Active, disabled or expired; for an active node, whether its agent is heard from (a router offline hands its routes over), and a key rotation. */
@@ -310,7 +312,7 @@ export const meshCommands: Command[] = [
   },
   {
     words: ["mesh", "nodes", "set"],
-    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --listen-port, --expires, --cancel-rotation, --approved-routes",
+    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --listen-port, --expires, --cancel-rotation, --approved-routes, --masquerade-routes/--no-masquerade-routes",
     args: "<network> <node>",
     maxArgs: 2,
     options: {
@@ -325,11 +327,14 @@ export const meshCommands: Command[] = [
       expires: { type: "string", description: "When it expires (2026-12-31T00:00:00Z, with its offset), or never" },
       "cancel-rotation": { type: "boolean", description: "Call off its key rotation (peers drop its next key)" },
       "approved-routes": { type: "string", description: "The subnet routes approved for it, comma-separated (replaces them; empty: none): in effect while it advertises them" },
+      "masquerade-routes": { type: "boolean", description: "Its agent masquerades what it forwards from the mesh to the routes it serves (hosts there need no route back)" },
+      "no-masquerade-routes": { type: "boolean", description: "Stop masquerading (hosts there need a route back to the mesh through it)" },
     },
     async run(ctx) {
       needArgs(ctx, 2, "citadel mesh nodes set <network> <node> [flags]");
       refuseBoth(ctx, "enable", "disable");
       refuseBoth(ctx, "hub", "no-hub");
+      refuseBoth(ctx, "masquerade-routes", "no-masquerade-routes");
       const body: Record<string, unknown> = {};
       const tags = csv(ctx.options.tags);
       if (tags) body.tags = tags;
@@ -344,7 +349,11 @@ export const meshCommands: Command[] = [
       if (ctx.options["cancel-rotation"] === true) body.cancel_rotation = true;
       const routes = csv(ctx.options["approved-routes"]);
       if (routes) body.approved_routes = routes;
-      if (Object.keys(body).length === 0) throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint, --listen-port, --expires, --cancel-rotation or --approved-routes");
+      if (ctx.options["masquerade-routes"] === true) body.masquerade_routes = true;
+      if (ctx.options["no-masquerade-routes"] === true) body.masquerade_routes = false;
+      if (Object.keys(body).length === 0) {
+        throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint, --listen-port, --expires, --cancel-rotation, --approved-routes, --masquerade-routes or --no-masquerade-routes");
+      }
       const { api, org } = await client(ctx);
       const node = await api.request<NodeView>("PATCH", nodePath(org, ctx), body);
       print(ctx, node, nodeTable([node]));

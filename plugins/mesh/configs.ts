@@ -221,6 +221,7 @@ function meshNode(mesh: MeshService, net: sql.NetworkRow, n: sql.NodeRow, primar
     enrolledAt: n.created_at,
     routes: routesInEffect(JSON.parse(n.advertised_routes), JSON.parse(n.approved_routes)),
     primaryRoutes,
+    masqueradeRoutes: n.masquerade_routes === 1,
   };
 }
 

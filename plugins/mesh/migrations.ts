@@ -138,4 +138,10 @@ export const meshMigrations: readonly Migration[] = [
       PRIMARY KEY (network_id, route)
     ) STRICT;`,
   },
+  {
+    id: "0008_mesh_node_masquerade",
+    // An operator's choice per node (Tailscale's --snat-subnet-routes): its agent masquerades
+    // what it forwards from the mesh to the subnet routes it serves, so the LAN needs no route back.
+    up: `ALTER TABLE mesh_nodes ADD COLUMN masquerade_routes INTEGER NOT NULL DEFAULT 0;`,
+  },
 ];

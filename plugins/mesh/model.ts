@@ -96,6 +96,7 @@ export const Node = t.Object({
   pending_routes: t.Array(t.String(), { description: "Advertised, not approved: not in effect" }),
   primary_routes: t.Array(t.String(), { description: "Routes in effect this node serves" }),
   standby_routes: t.Array(t.String(), { description: "Routes in effect another node offering them serves: this one takes over when that one goes offline or away" }),
+  masquerade_routes: t.Boolean({ description: "Its agent masquerades what it forwards from the mesh to the routes it serves: hosts there see the router's address and need no route back" }),
   state: t.Union([t.Literal("active"), t.Literal("disabled"), t.Literal("expired")]),
   expires_at: t.Union([Iso, t.Null()]),
   applied_version: Integer({ description: "The network version its agent last applied" }),
@@ -119,6 +120,7 @@ export const NodeChanges = t.Object({
   expires_at: t.Optional(t.Union([t.String({ maxLength: 40 }), t.Null()], { description: "An RFC 3339 date-time with its offset (2026-12-31T00:00:00Z); null: never" })),
   cancel_rotation: t.Optional(t.Boolean({ description: "true: call off the node's key rotation (peers drop its next key); disabling a node does too" })),
   approved_routes: t.Optional(Routes("The subnet routes approved for it (replaces them; [] revokes every approval); in effect while it advertises them")),
+  masquerade_routes: t.Optional(t.Boolean({ description: "true: its agent masquerades what it forwards from the mesh to the routes it serves (the LAN needs no route back to the mesh); false: off" })),
 });
 
 const Rule = t.Object({

@@ -31,7 +31,8 @@
  *   router's AllowedIPs in x's config carry the route after its own addresses. The router's
  *   config lists what it serves (`routes`) and, with a policy, `firewall.routes`: one rule per
  *   ACL rule reaching them, with its src nodes (the router left out) and as destinations the
- *   narrower of each overlapping dst prefix and route.
+ *   narrower of each overlapping dst prefix and route. A router the operator asked to masquerade
+ *   (`masqueradeRoutes`) has `masquerade` in its config, only while it serves a route.
  * - Every peer gets `endpoint` = its endpoint, `keepalive` = the network's, `nextPublicKey`
  *   = its next key, and `presharedKey` = presharedKey(self, peer) (the caller returns the same
  *   key for both directions of a pair).
@@ -280,6 +281,7 @@ export class MeshPlan {
     if (routes.length > 0) {
       config.routes = routes.map((r) => r.route);
       if (config.firewall) config.firewall.routes = this.routeRules(x);
+      if (node.masqueradeRoutes) config.masquerade = true;
     }
     return config;
   }

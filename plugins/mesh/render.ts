@@ -9,7 +9,7 @@
  * that a name can never add a config line.
  */
 import { isInterfaceName, type FirewallRule, type NodeConfig, type PeerConfig, type PortMatch } from "./types.ts";
-import { formatCidr, networkOf } from "../../src/net/ip.ts";
+import { formatCidr, networkOf, type Cidr } from "../../src/net/ip.ts";
 
 /** The comment written where the private key would go when the caller has none. */
 export const PRIVATE_KEY_PLACEHOLDER = "# PrivateKey: kept on the node";
@@ -163,8 +163,29 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
   out.push(`\t\tiifname ${iface} drop`, "\t}");
   if (meshForward) out.push("\tchain mesh_fwd {", ...chainBody(config.firewall!.forward!), "\t}");
   if (routes.length > 0 && config.firewall !== null) out.push("\tchain mesh_routes {", ...chainBody(config.firewall.routes ?? []), "\t}");
+  if (config.masquerade && routes.length > 0) out.push(...masqueradeChain(iface, meshPrefixes, config.routes ?? []));
   out.push("}", "");
   return out.join("\n");
+}
+
+/**
+ * A router's masquerade (Tailscale's --snat-subnet-routes): what arrived on the mesh interface
+ * from the mesh's prefixes and leaves for a route it serves goes out with the address of the
+ * interface it leaves by, so hosts on the routed network answer the router and need no route
+ * back to the mesh. Source NAT, after the forward chain judged the packet with its mesh source
+ * (the ACL's rules for routes see who sent it); conntrack undoes it on the replies. In this
+ * table, at the srcnat priority (100, written as a number for older nft): the host's own NAT
+ * chains are left alone, and the chain goes with the table when masquerading is turned off.
+ */
+function masqueradeChain(iface: string, meshPrefixes: readonly Cidr[], routes: readonly string[]): string[] {
+  const lines = ["\tchain mesh_masquerade {", "\t\ttype nat hook postrouting priority 100; policy accept;"];
+  const sets = addressSets(routes);
+  for (const prefix of meshPrefixes) {
+    const family = prefix.family === 4 ? "ip" : "ip6";
+    if (sets[family] !== null) lines.push(`\t\tiifname ${iface} ${family} saddr ${formatCidr(prefix)} ${family} daddr ${sets[family]} masquerade`);
+  }
+  lines.push("\t}");
+  return lines;
 }
 
 /** `ip daddr { ... }` and `ip6 daddr { ... }` for the routes of each family there are. */

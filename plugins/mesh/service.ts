@@ -90,6 +90,8 @@ export interface NodeChanges {
   cancel_rotation?: boolean;
   /** The subnet routes approved for it, replacing those that were; in effect while it advertises them. */
   approved_routes?: string[];
+  /** True: its agent masquerades what it forwards from the mesh to the routes it serves (the LAN needs no route back). */
+  masquerade_routes?: boolean;
 }
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -164,7 +166,12 @@ function checkEndpointOutside(net: sql.NetworkRow, endpoint: string | null): str
  */
 function nodeChangeReason(before: sql.NodeRow, after: sql.NodeRow, changes: NodeChanges): string {
   const tags = (row: sql.NodeRow) => (JSON.parse(row.tags) as string[]).join(",") || "none";
-  const shown: Record<string, (row: sql.NodeRow) => string> = { tags, hub: (row) => String(row.hub === 1), disabled: (row) => String(row.disabled === 1) };
+  const shown: Record<string, (row: sql.NodeRow) => string> = {
+    tags,
+    hub: (row) => String(row.hub === 1),
+    disabled: (row) => String(row.disabled === 1),
+    masquerade_routes: (row) => String(row.masquerade_routes === 1),
+  };
   const fields = Object.keys(changes)
     // Approvals are their own event (mesh.node.routes, routeApprovalReason).
     .filter((field) => field !== "cancel_rotation" && field !== "approved_routes")
@@ -707,6 +714,7 @@ export class MeshService {
     if (changes.endpoint !== undefined) asked.endpoint = checkEndpointOutside(net, checkEndpoint(changes.endpoint));
     if (changes.listen_port !== undefined) asked.listen_port = checkListenPort(changes.listen_port);
     if (changes.expires_at !== undefined) asked.expires_at = expires;
+    if (changes.masquerade_routes !== undefined) asked.masquerade_routes = changes.masquerade_routes ? 1 : 0;
     const updatedAt = this.now();
     const written = await this.write(net.id, (tx) => {
       // On the row as it is now: another change made meanwhile (a disable, a rotation the node
@@ -774,6 +782,7 @@ export class MeshService {
       pending_routes: pendingRoutes(advertised, approved),
       primary_routes: role?.primary ?? [],
       standby_routes: role?.standby ?? [],
+      masquerade_routes: n.masquerade_routes === 1,
       state: (n.disabled ? "disabled" : n.expires_at !== null && n.expires_at <= now ? "expired" : "active") as "disabled" | "expired" | "active",
       expires_at: iso(n.expires_at),
       applied_version: n.applied_version,
@@ -952,6 +961,7 @@ export class MeshService {
         last_seen_at: now,
         advertised_routes: JSON.stringify(advertised),
         approved_routes: "[]",
+        masquerade_routes: 0,
         created_at: now,
         updated_at: now,
       };

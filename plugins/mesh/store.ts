@@ -63,6 +63,8 @@ export interface NodeRow {
   /** JSON arrays of canonical prefixes: the subnet routes the node offers, and those an operator approved. */
   advertised_routes: string;
   approved_routes: string;
+  /** 1: its agent masquerades what it forwards from the mesh to the routes it serves. */
+  masquerade_routes: number;
   created_at: number;
   updated_at: number;
 }
@@ -186,18 +188,18 @@ export function setLastHost(tx: Database, networkId: string, host: number): void
 export function insertNode(tx: Database, row: NodeRow): void {
   tx.query(
     `INSERT INTO mesh_nodes (id, network_id, name, tags, host, public_key, next_public_key, rotation_version, rotation_started_at, endpoint, listen_port, hub, disabled, expires_at,
-       token_prefix, token_hash, preauth_key_id, applied_version, last_seen_at, advertised_routes, approved_routes, created_at, updated_at)
+       token_prefix, token_hash, preauth_key_id, applied_version, last_seen_at, advertised_routes, approved_routes, masquerade_routes, created_at, updated_at)
      VALUES ($id, $network_id, $name, $tags, $host, $public_key, $next_public_key, $rotation_version, $rotation_started_at, $endpoint, $listen_port, $hub, $disabled, $expires_at,
-       $token_prefix, $token_hash, $preauth_key_id, $applied_version, $last_seen_at, $advertised_routes, $approved_routes, $created_at, $updated_at)`,
+       $token_prefix, $token_hash, $preauth_key_id, $applied_version, $last_seen_at, $advertised_routes, $approved_routes, $masquerade_routes, $created_at, $updated_at)`,
   ).run(row as any);
 }
 
-/** Writes the node's changeable fields (tags, keys, endpoint, listen port, state, routes). */
+/** Writes the node's changeable fields (tags, keys, endpoint, listen port, state, routes, masquerade). */
 export function updateNode(tx: Database, row: NodeRow): void {
   tx.query(
     `UPDATE mesh_nodes SET tags = $tags, public_key = $public_key, next_public_key = $next_public_key, rotation_version = $rotation_version,
        rotation_started_at = $rotation_started_at, endpoint = $endpoint, listen_port = $listen_port, hub = $hub, disabled = $disabled, expires_at = $expires_at,
-       advertised_routes = $advertised_routes, approved_routes = $approved_routes, updated_at = $updated_at
+       advertised_routes = $advertised_routes, approved_routes = $approved_routes, masquerade_routes = $masquerade_routes, updated_at = $updated_at
      WHERE id = $id`,
   ).run({
       id: row.id,
@@ -213,6 +215,7 @@ export function updateNode(tx: Database, row: NodeRow): void {
       expires_at: row.expires_at,
       advertised_routes: row.advertised_routes,
       approved_routes: row.approved_routes,
+      masquerade_routes: row.masquerade_routes,
       updated_at: row.updated_at,
     } as any);
 }

@@ -67,6 +67,8 @@ export interface MeshNode {
    * candidate enrolled first.
    */
   primaryRoutes?: readonly string[];
+  /** Its agent masquerades what it forwards from the mesh to the routes it serves (an operator's choice). */
+  masqueradeRoutes?: boolean;
 }
 
 /**
@@ -131,6 +133,11 @@ export interface NodeConfig {
   peers: PeerConfig[];
   /** Subnet routes this node serves for the mesh (it forwards to them); absent: none. */
   routes?: string[];
+  /**
+   * With `routes`: what it forwards from the mesh's prefixes to them leaves with its own address
+   * (nftables masquerade), so hosts there need no route back; absent: not (they need one).
+   */
+  masquerade?: boolean;
   /**
    * null: no ACL (accept everything from the mesh). Otherwise deny by default. `routes`: what
    * may pass from the mesh to this node's subnet routes (absent when it serves none).

@@ -11,7 +11,8 @@
  * reached through it by the node the ACL lets, never by one it does not, even one that routes
  * the LAN into its tunnel by hand, and a node on that LAN itself keeps its own route, given the
  * LAN or a part of it; a second router for that LAN stands by and takes the route over once
- * db1's agent stops polling (and keeps it when db1 comes back); --dry-run shows the change first and touches
+ * db1's agent stops polling (and keeps it when db1 comes back), and masquerading there lets a LAN
+ * host with no route back to the mesh answer; --dry-run shows the change first and touches
  * nothing; a node whose interface is gone comes back from its stored config with the control
  * plane down (a reboot).
  *
@@ -457,6 +458,33 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     expect(await view("web2")).toMatchObject({ online: true, primary_routes: [LAN] });
     expect(await routedTo()).toBe(keys.web2);
     expect(await pings(4, host)).toBe(true);
+    for (const a of agents.splice(0)) {
+      a.kill("SIGTERM");
+      await a.exited;
+    }
+  }, 120_000);
+
+  test("masquerade: the LAN host without a route back to the mesh answers ops1 through web2 once web2 masquerades (its own table's nat chain); turned off, the chain goes and the answers stop", async () => {
+    const host = "10.77.0.2";
+    const table = ["nft", "list", "table", "inet", `citadel_${ifName(2)}`];
+    await inNs(LAN_NS, ["ip", "route", "del", "default"]); // the LAN knows only itself
+    for (const n of [2, 3, 4]) startAgent(n);
+    expect(await pings(4, host)).toBe(false);
+
+    await operator(["mesh", "nodes", "set", "office", "web2", "--masquerade-routes"]);
+    expect(await eventually(async () => (await inNs(nodeNs(2), table)).stdout.includes("masquerade"))).toBe(true);
+    const chain = (await inNs(nodeNs(2), table)).stdout;
+    expect(chain).toContain("type nat hook postrouting priority srcnat; policy accept;");
+    expect(chain).toContain(`iifname "${ifName(2)}" ip saddr 100.64.0.0/16 ip daddr 10.77.0.0/24 masquerade`);
+    expect(await eventually(() => pings(4, host))).toBe(true);
+    expect((await operator(["mesh", "nodes", "office"])).stdout.split("\n").find((line) => line.startsWith("web2"))).toContain("10.77.0.0/24, masquerading");
+    // No other table was touched: the host's own NAT is its own.
+    expect((await inNs(nodeNs(2), ["nft", "list", "tables"])).stdout.trim().split("\n")).toEqual([`table inet citadel_${ifName(2)}`]);
+
+    await operator(["mesh", "nodes", "set", "office", "web2", "--no-masquerade-routes"]);
+    expect(await eventually(async () => !(await inNs(nodeNs(2), table)).stdout.includes("masquerade"))).toBe(true);
+    // Each ping run is a flow of its own (its ICMP id): no mapping of the masqueraded ones is reused.
+    expect(await eventually(async () => !(await pings(4, host)), 10_000)).toBe(true);
     for (const a of agents.splice(0)) {
       a.kill("SIGTERM");
       await a.exited;

@@ -1136,6 +1136,32 @@ describe("subnet routes", () => {
     expect((await node(c, owner, net, "a-gw")).primary_routes).toEqual(["10.1.0.0/24"]);
   });
 
+  test("masquerade_routes: an operator's choice per node, in the router's config while it serves a route; each change a new version, audited; the same value again changes nothing", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const gw = await enroll(c, key, "gw", { advertise_routes: ["192.168.7.0/24"] });
+    const laptop = await enroll(c, key, "laptop");
+    expect(await node(c, owner, net, "gw")).toMatchObject({ masquerade_routes: false });
+    const on = await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { masquerade_routes: true } });
+    expect([on.status, on.body.masquerade_routes]).toEqual([200, true]);
+    // Asked before the route is approved: nothing to masquerade yet.
+    expect("masquerade" in (await fetchDocument(c, gw)).doc!.config).toBe(false);
+    await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { approved_routes: ["192.168.7.0/24"] } });
+    expect((await fetchDocument(c, gw)).doc!.config).toMatchObject({ routes: ["192.168.7.0/24"], masquerade: true });
+    expect("masquerade" in (await fetchDocument(c, laptop)).doc!.config).toBe(false);
+    const before = await version(c, owner, net);
+    expect((await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { masquerade_routes: true } })).status).toBe(200);
+    expect(await version(c, owner, net)).toBe(before);
+    const off = await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { masquerade_routes: false } });
+    expect([off.status, off.body.masquerade_routes]).toEqual([200, false]);
+    expect(await version(c, owner, net)).toBeGreaterThan(before);
+    expect("masquerade" in (await fetchDocument(c, gw)).doc!.config).toBe(false);
+    expect(meshEvents(c).filter((e) => e.action === "mesh.node.update").map((e) => e.reason)).toEqual(["masquerade_routes false → true", "masquerade_routes true → false"]);
+    // Not a boolean: 422 naming the field.
+    const bad = await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { masquerade_routes: "yes" } });
+    expect(bad.status).toBe(422);
+  });
+
   test("the ACL governs them: only a rule whose dst names part of the route lets a node reach it", async () => {
     const { c, owner, net } = await setup();
     const key = await preauthKey(c, owner, net, { reusable: true, tags: ["web", "db", "gw"] });

@@ -127,6 +127,18 @@ describe("subnet routes", () => {
     }
   });
 
+  test("nodes set --masquerade-routes / --no-masquerade-routes turn masquerading on and off; both at once are refused; the listing says it", async () => {
+    for (const [flag, sent] of [["masquerade-routes", true], ["no-masquerade-routes", false]] as const) {
+      const run = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "gw"], options: { ...ORG, [flag]: true }, json: true, answer: () => node });
+      expect([run.code, run.requests.map((r) => r.body)]).toEqual([0, [{ masquerade_routes: sent }]]);
+    }
+    const both = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "gw"], options: { ...ORG, "masquerade-routes": true, "no-masquerade-routes": true } });
+    expect([both.code, both.requests]).toEqual([2, []]);
+    const items = [{ ...node, primary_routes: ["10.1.0.0/24"], pending_routes: [], masquerade_routes: true }];
+    const listed = await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) });
+    expect(listed.stdout.split("\n").find((l) => l.startsWith("gw"))).toContain(" 10.1.0.0/24, masquerading ");
+  });
+
   test("the node listing shows the routes a node serves, then those pending", async () => {
     const items = [{ ...node, primary_routes: ["10.1.0.0/24"], pending_routes: ["fd00:1::/64"] }, { ...node, name: "plain", primary_routes: [], pending_routes: [] }];
     const run = await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) });

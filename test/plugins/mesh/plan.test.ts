@@ -507,6 +507,18 @@ describe("subnet routes", () => {
     expect(byName(planNetwork(meshNetwork(), [web, { ...gw2, routes: ["10.2.0.0/24"], primaryRoutes: ["10.1.0.0/24"] }, db, gw], policy), "gw")!.routes).toEqual(["10.1.0.0/24", "fd00:1::/64"]);
   });
 
+  test("masquerade is in the config of a router asked to masquerade only while it serves a route; no other config changes", () => {
+    const asked = [web, { ...gw2, masqueradeRoutes: true }, db, { ...gw, masqueradeRoutes: true }];
+    const configs = planNetwork(meshNetwork(), asked, policy);
+    expect(byName(configs, "gw")!.masquerade).toBe(true);
+    expect(byName(configs, "gw2")!.masquerade).toBe(true); // it serves 10.2.0.0/24
+    expect(byName(configs, "web")).toEqual(byName(planNetwork(meshNetwork(), nodes, policy), "web")!);
+    // A standby serving nothing has nothing to masquerade.
+    const standby = planNetwork(meshNetwork(), [web, { ...gw2, routes: ["10.1.0.0/24"], masqueradeRoutes: true }, db, gw], policy);
+    expect("masquerade" in byName(standby, "gw2")!).toBe(false);
+    expect("masquerade" in byName(planNetwork(meshNetwork(), nodes, policy), "gw")!).toBe(false);
+  });
+
   test("a standby offering the primary's route is not given it (its agent would route its own LAN into the tunnel), only the routes it does not offer (found in review)", () => {
     const open = planNetwork(meshNetwork(), nodes, NO_ACL);
     expect(peerOf(byName(open, "gw2"), "gw").allowedIps).toEqual([...own(1), "fd00:1::/64"]);

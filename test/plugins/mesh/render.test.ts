@@ -311,6 +311,7 @@ const hubPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["tag:db"], port
 const routedNodes = [meshNode("gw", 1, { routes: ["10.1.0.0/24", "192.168.7.0/24", "fd00:1::/64"] }), meshNode("laptop", 10, { tags: ["eng"] }), meshNode("web", 21, { tags: ["web"] })];
 const routedPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["10.1.0.0/24", "fd00:1::/64"], ports: ["tcp/22", "icmp"] }, { src: ["tag:web"], dst: ["192.168.7.5"], ports: ["*"] }] };
 const routed = planNetwork(meshNetwork(), routedNodes, routedPolicy);
+const masquerading = planNetwork(meshNetwork(), [{ ...routedNodes[0]!, masqueradeRoutes: true }, ...routedNodes.slice(1)], routedPolicy);
 
 const cases: [string, NodeConfig][] = (() => {
   const mesh = planNetwork(meshNetwork(), meshNodes, meshPolicy, psk);
@@ -325,6 +326,7 @@ const cases: [string, NodeConfig][] = (() => {
     ["no ACL", open.get("id-web")!],
     ["subnet router with an ACL", routed.get("id-gw")!],
     ["subnet router without an ACL", planNetwork(meshNetwork(), routedNodes, null).get("id-gw")!],
+    ["subnet router that masquerades", masquerading.get("id-gw")!],
   ];
 })();
 
@@ -509,6 +511,24 @@ describe("renderNftables of a subnet router", () => {
         "",
       ].join("\n"),
     );
+  });
+
+  test("masquerading: what arrives on the mesh interface from the mesh's prefixes for its routes leaves with the router's address, per family, in its own table's nat chain; off, no such chain", () => {
+    const script = renderNftables(masquerading.get("id-gw")!, "wgc-office");
+    expect(script.slice(script.indexOf("\tchain mesh_masquerade {"))).toBe(
+      [
+        "\tchain mesh_masquerade {",
+        "\t\ttype nat hook postrouting priority 100; policy accept;",
+        '\t\tiifname "wgc-office" ip saddr 100.64.0.0/16 ip daddr { 10.1.0.0/24, 192.168.7.0/24 } masquerade',
+        '\t\tiifname "wgc-office" ip6 saddr fd7a:115c:a1e0::/48 ip6 daddr { fd00:1::/64 } masquerade',
+        "\t}",
+        "}",
+        "",
+      ].join("\n"),
+    );
+    // The rest of the table is the same as without it: the ACL still judges the mesh source first.
+    expect(script.slice(0, script.indexOf("\tchain mesh_masquerade {")) + "}\n").toBe(withAcl);
+    expect(withAcl).not.toContain("masquerade");
   });
 
   test("with no ACL the routes are open to the mesh, and a node serving none has neither the lines nor the chain", () => {
