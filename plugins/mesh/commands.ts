@@ -59,6 +59,10 @@ interface NodeView {
   online?: boolean;
   /** Absent from a server older than masquerade. */
   masquerade_routes?: boolean;
+  /** Absent from a server older than exit nodes. */
+  exit_node?: boolean;
+  exit_via?: string | null;
+  exit_via_usable?: boolean;
   state: string;
   applied_version: number;
   last_seen_at: string | null;
@@ -85,10 +89,19 @@ function endpointColumn(n: NodeView): string {
   return n.endpoint === null ? `listens on ${n.listen_port}` : `${n.endpoint}, listens on ${n.listen_port}`;
 }
 
-/** The subnet routes it serves, then those it stands by for (another node serves them), then those waiting for approval. */
+/**
+ * The subnet routes it serves, then those it stands by for (another node serves them), those
+ * waiting for approval (an exit node's 0.0.0.0/0,::/0 among them), whether it is an exit node,
+ * and the exit node it uses.
+ */
 function routesColumn(n: NodeView): string {
   const parts = [...(n.primary_routes ?? []), ...(n.standby_routes ?? []).map((route) => `${route} (standby)`), ...(n.pending_routes ?? []).map((route) => `${route} (pending)`)];
-  return (parts.join(",") || "-") + (n.masquerade_routes ? ", masquerading" : "");
+  const notes = [
+    ...(n.masquerade_routes ? ["masquerading"] : []),
+    ...(n.exit_node ? ["exit node"] : []),
+    ...(n.exit_via ? [`exit via ${n.exit_via}${n.exit_via_usable ? "" : " (not usable: blocked)"}`] : []),
+  ];
+  return [parts.join(",") || "-", ...notes].join(", ");
 }
 
 /** Active, disabled or expired; for an active node, whether its agent is heard from (a router offline hands its routes over), and a key rotation. */

@@ -222,6 +222,8 @@ function meshNode(mesh: MeshService, net: sql.NetworkRow, n: sql.NodeRow, primar
     routes: routesInEffect(JSON.parse(n.advertised_routes), JSON.parse(n.approved_routes)),
     primaryRoutes,
     masqueradeRoutes: n.masquerade_routes === 1,
+    exitNode: n.exit_advertised === 1 && n.exit_approved === 1,
+    exitVia: n.exit_node_id,
   };
 }
 

@@ -52,7 +52,8 @@ export class DeviceCommandError extends Error {
   }
 }
 
-async function mustRun(run: RunCommand, argv: string[], stdin?: string): Promise<CommandResult> {
+/** Runs a command; its failure is a DeviceCommandError naming it. */
+export async function mustRun(run: RunCommand, argv: string[], stdin?: string): Promise<CommandResult> {
   const result = await run(argv, stdin);
   if (result.code !== 0) throw new DeviceCommandError(argv.slice(0, 3).join(" "), result.code, result.stderr.trim());
   return result;
@@ -271,7 +272,7 @@ export async function applyAddresses(name: string, addresses: string[], mtu: num
  * The routing protocol number the agent's routes carry (no name in iproute2's list), so that it
  * finds and removes its own and never a route someone else put on the interface.
  */
-const MESH_ROUTE_PROTOCOL = "83";
+export const MESH_ROUTE_PROTOCOL = "83";
 
 /** A subnet route the agent did not route into the interface, and why (for a warning). */
 export interface SkippedRoute {

@@ -40,6 +40,7 @@ const ACTIONS = [
   ["mesh.node.routes", "A node advertised subnet routes (its own request), or an operator approved or revoked them."],
   ["mesh.node.rotate", "A node started or completed the rotation of its WireGuard key, or one not completed in time was given up."],
   ["mesh.node.expire", "A node reached its expiry: it left every peer's config and DNS."],
+  ["mesh.node.exit", "A node chose the exit node it sends its internet traffic through, or none (its own request)."],
   ["mesh.route.failover", "A subnet route moved to another node offering it: its router went offline (its agent stopped polling), or was disabled, expired, removed, made a spoke, or stopped offering the route."],
   ["mesh.restore.revoke", "At the first start after a restore: pre-auth keys revoked or used and nodes removed or disabled after the backup were carried over (nodes disabled); without the previous database, every usable pre-auth key was revoked."],
   ["mesh.acl.update", "A network's ACL policy was replaced (a new version)."],
@@ -295,6 +296,16 @@ export const meshPlugin = definePlugin<MeshSettings>({
           body: m.AdvertiseRoutes,
           response: m.AdvertisedRoutes,
           detail: { summary: "The subnet routes this node offers (replaces them): pending until an operator approves them", tags, ...access({ public: true, authLimit: true, ownCredential: "mesh node token" }) },
+        })
+        .post("/node/exit-node", ({ body, request }) => mesh.chooseExitNode(node(request), auditRequest(request), body.exit_node), {
+          ...nodeFirst,
+          body: m.ChooseExitNode,
+          response: m.ExitNodeChoice,
+          detail: {
+            summary: "The exit node this node sends its internet traffic through (an exit node in effect the ACL lets it use: autogroup:internet), or none",
+            tags,
+            ...access({ public: true, authLimit: true, ownCredential: "mesh node token" }),
+          },
         })
         .post("/node/rotate", ({ body, request }) => mesh.startRotation(node(request), auditRequest(request), body.public_key), {
           ...nodeFirst,

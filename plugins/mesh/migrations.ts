@@ -144,4 +144,15 @@ export const meshMigrations: readonly Migration[] = [
     // what it forwards from the mesh to the subnet routes it serves, so the LAN needs no route back.
     up: `ALTER TABLE mesh_nodes ADD COLUMN masquerade_routes INTEGER NOT NULL DEFAULT 0;`,
   },
+  {
+    id: "0009_mesh_exit_nodes",
+    // Exit nodes (plugins/mesh/exits.ts): the node offers the default routes (0.0.0.0/0 and ::/0,
+    // together), an operator approves them; a node chooses the exit node it uses (its own
+    // token, as Tailscale's --exit-node). No foreign key on the choice: the exit node removed,
+    // the choice stays, and the node's internet traffic is blocked, not sent out directly,
+    // until it chooses again (fail closed).
+    up: `ALTER TABLE mesh_nodes ADD COLUMN exit_advertised INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mesh_nodes ADD COLUMN exit_approved INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mesh_nodes ADD COLUMN exit_node_id TEXT;`,
+  },
 ];

@@ -33,6 +33,14 @@
  *   ACL rule reaching them, with its src nodes (the router left out) and as destinations the
  *   narrower of each overlapping dst prefix and route. A router the operator asked to masquerade
  *   (`masqueradeRoutes`) has `masquerade` in its config, only while it serves a route.
+ * - Exit nodes (exits.ts). A node that chose an exit node (`exitVia`) uses it while it is one
+ *   (`exitNode`; a hub, in a hub network), is not itself, and a rule lets the node reach
+ *   autogroup:internet — never with no policy. Then the two peer, and the exit node's AllowedIPs
+ *   in the node's config end with 0.0.0.0/0 and ::/0; the node's config has `exit.via` = its
+ *   name, or null when the one it chose is not usable (its agent then blocks the internet
+ *   rather than send it out directly). An exit node's config has, with a policy,
+ *   `firewall.exit`: one rule per ACL rule reaching autogroup:internet, with its src nodes (the
+ *   exit node left out) and its ports; absent when no rule has one.
  * - Every peer gets `endpoint` = its endpoint, `keepalive` = the network's, `nextPublicKey`
  *   = its next key, and `presharedKey` = presharedKey(self, peer) (the caller returns the same
  *   key for both directions of a pair).
@@ -47,6 +55,7 @@
  */
 import { formatCidr, formatIp, parseCidr, parseIp, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import { AclMatrix, hasNode, nodeSetMembers, type CompiledRule, type NodeSet } from "./policy.ts";
+import { EXIT_ROUTES } from "./exits.ts";
 import { overlaps, primaryRoutes } from "./routes.ts";
 import type { AclPolicy, FirewallRule, MeshNetwork, MeshNode, NodeConfig, PeerConfig } from "./types.ts";
 
@@ -144,8 +153,10 @@ export class MeshPlan {
   private readonly sharedPeers: (PeerConfig | undefined)[];
   /** Per node, the subnet routes it serves, and for each the nodes that may reach it (never itself). */
   private readonly served: { route: string; prefix: Cidr; reach: NodeSet }[][];
-  /** Per node, the nodes it peers with for subnet routes: routers it reaches, and those reaching its routes. */
+  /** Per node, the nodes it peers with for subnet routes and exit nodes: routers it reaches, those reaching its routes, its exit node, those using it. */
   private readonly routePeers: NodeSet[];
+  /** Per node, the exit node it uses (an index), -1 when it uses none or the one it chose is not usable. */
+  private readonly exitOf: Int32Array;
   /** Per rule, the sorted addresses of its src / dst nodes, made on first use. */
   private readonly srcAddresses = new Map<CompiledRule, string[]>();
   private readonly dstAddresses = new Map<CompiledRule, string[]>();
@@ -200,14 +211,40 @@ export class MeshPlan {
     this.sharedPeers = new Array<PeerConfig | undefined>(n);
     this.served = this.serveRoutes();
     this.routePeers = Array.from({ length: n }, () => new Uint32Array(this.words));
+    const peerUp = (x: number, p: number) => {
+      this.routePeers[x]![p >>> 5]! |= 1 << (p & 31);
+      this.routePeers[p]![x >>> 5]! |= 1 << (x & 31);
+    };
     this.served.forEach((routes, p) => {
-      for (const { reach } of routes) {
-        for (const x of nodeSetMembers(reach)) {
-          this.routePeers[x]![p >>> 5]! |= 1 << (p & 31);
-          this.routePeers[p]![x >>> 5]! |= 1 << (x & 31);
-        }
-      }
+      for (const { reach } of routes) for (const x of nodeSetMembers(reach)) peerUp(x, p);
     });
+    this.exitOf = this.useExits();
+    this.exitOf.forEach((e, x) => {
+      if (e >= 0) peerUp(x, e);
+    });
+  }
+
+  /** Whether node i is an exit node in effect: approved, and a hub in a hub network (spokes peer with hubs alone). */
+  private isExit(i: number): boolean {
+    return this.nodes[i]!.exitNode === true && (this.network.topology !== "hub" || hasNode(this.isHub, i));
+  }
+
+  /**
+   * Per node, the exit node it uses: the one it chose, while that one is an exit node in effect,
+   * is not itself, and a rule lets this node reach autogroup:internet (never with no policy:
+   * deny by default). An exit node uses none itself: its own default route carries its users'
+   * traffic.
+   */
+  private useExits(): Int32Array {
+    const out = new Int32Array(this.nodes.length).fill(-1);
+    const internet = this.acl.rules.filter((rule) => rule.dstInternet);
+    this.nodes.forEach((node, x) => {
+      if (!node.exitVia || this.isExit(x) || this.acl.allowAll) return;
+      const e = this.byId.get(node.exitVia);
+      if (e === undefined || e === x || !this.isExit(e)) return;
+      if (internet.some((rule) => hasNode(rule.src, x))) out[x] = e;
+    });
+    return out;
   }
 
   /** Who serves which route (see the header), and who may reach each. */
@@ -277,6 +314,12 @@ export class MeshPlan {
         ? null
         : { input: this.inputRules(x), forward: hubTopology && !spoke ? this.forwardRules(x) : null },
     };
+    // Only on a node that chose one (an exit node's own choice stands aside: see useExits).
+    if (node.exitVia && !this.isExit(x)) config.exit = { via: this.exitOf[x]! >= 0 ? this.nodes[this.exitOf[x]!]!.name : null };
+    if (config.firewall && this.isExit(x)) {
+      const exit = this.exitRules(x);
+      if (exit.length > 0) config.firewall.exit = exit;
+    }
     // Only on a router: the configs of every other node stay as they were before routes existed.
     if (routes.length > 0) {
       config.routes = routes.map((r) => r.route);
@@ -335,6 +378,8 @@ export class MeshPlan {
   private peer(x: number, y: number, routes: string[] | null): PeerConfig {
     const psk = this.presharedKey ? this.presharedKey(this.nodes[x]!, this.nodes[y]!) : null;
     const subnets = this.served[y]!.filter((r) => hasNode(r.reach, x)).map((r) => r.route);
+    // x's exit node: the default routes too, last (wg-quick's way: the agent routes them through a table of their own).
+    if (this.exitOf[x] === y) subnets.push(...EXIT_ROUTES);
     if (subnets.length > 0) routes = [...(routes ?? this.ownRoutes[y]!), ...subnets];
     if (psk === null && routes === null) return this.sharedPeer(y);
     const other = this.nodes[y]!;
@@ -396,6 +441,17 @@ export class MeshPlan {
       }
       const sources = this.without(this.addressesOf(rule, "src"), rule.src, x);
       if (sources.length > 0 && destinations.size > 0) rules.push({ sources, destinations: [...destinations], ports: rule.ports });
+    }
+    return rules;
+  }
+
+  /** Exit node x: per ACL rule reaching autogroup:internet, its sources (x left out) and ports. */
+  private exitRules(x: number): FirewallRule[] {
+    const rules: FirewallRule[] = [];
+    for (const rule of this.acl.rules) {
+      if (!rule.dstInternet) continue;
+      const sources = this.without(this.addressesOf(rule, "src"), rule.src, x);
+      if (sources.length > 0) rules.push({ sources, destinations: null, ports: rule.ports });
     }
     return rules;
   }

@@ -39,8 +39,8 @@ export interface OtherPool {
  * A list of routes as sent (advertised or approved), checked and in canonical form: unique,
  * IPv4 first, each family in numeric order. Refused (InvalidError naming `field`): a prefix
  * with host bits set (the network address is suggested), a default route (0.0.0.0/0, ::/0 —
- * the whole internet through one node is an exit node, which the mesh does not do) or one in
- * pieces (IPv4 shorter than /8, IPv6 shorter than /16), loopback, unspecified, link-local,
+ * an exit node's, which the service takes out first: exits.ts) or one in pieces (IPv4 shorter
+ * than /8, IPv6 shorter than /16), loopback, unspecified, link-local,
  * multicast, broadcast and IPv4-mapped addresses, and a prefix overlapping the network's own
  * pools (its nodes' addresses must stay theirs) or those of the organization's other networks.
  */
@@ -64,12 +64,13 @@ function checkRoute(text: unknown, at: string, pools: readonly Cidr[], others: r
     if (network) throw new InvalidError(`${at}: ${JSON.stringify(text)} is not a network address (host bits are set): did you mean ${formatCidr(network)}?`, at);
     throw new InvalidError(`${at}: ${JSON.stringify(text)} is not a prefix (address/length, such as 10.1.0.0/24 or fd00:1::/64)`, at);
   }
+  // The service takes 0.0.0.0/0 and ::/0 out first, together (exits.ts): here they are not subnet routes.
   if (route.prefix === 0) {
-    throw new InvalidError(`${at}: ${text} is a default route: sending all traffic through a node makes it an exit node, which the mesh does not do (advertise the networks behind it instead)`, at);
+    throw new InvalidError(`${at}: ${text} is a default route, not a subnet route: an exit node offers 0.0.0.0/0 and ::/0 together`, at);
   }
   const shortest = SHORTEST_PREFIX[route.family];
   if (route.prefix < shortest) {
-    throw new InvalidError(`${at}: ${text} is shorter than /${shortest} for IPv${route.family}: that much of the internet through one node is an exit node in parts, which the mesh does not do (advertise the networks behind it instead)`, at);
+    throw new InvalidError(`${at}: ${text} is shorter than /${shortest} for IPv${route.family}: that much of the internet through one node is an exit node in parts (offer 0.0.0.0/0 and ::/0 for an exit node, or the networks behind it)`, at);
   }
   const special = SPECIAL_RANGES.find(({ range }) => overlaps(range, route));
   if (special) {

@@ -21,10 +21,11 @@ import { cidrContains, formatCidr, parseCidr, parseIp } from "../../src/net/ip.t
 import type { Kernel } from "../../src/plugin.ts";
 import { addressesOf, allocateHost, randomUlaPrefix, validateNetworkPrefixes } from "./addresses.ts";
 import { createdFirst } from "./dns-clients.ts";
+import { splitExitRoutes, withExitRoutes } from "./exits.ts";
 import { isWireGuardKey } from "./keys.ts";
 import { NodeLiveness } from "./liveness.ts";
 import { parseDateTime } from "./times.ts";
-import { aclNodeNames, aclPrefixes, parseAclPolicy } from "./policy.ts";
+import { aclNodeNames, aclPrefixes, mayReachInternet, parseAclPolicy } from "./policy.ts";
 import { checkRoutes, electPrimaries, overlaps as prefixesOverlap, pendingRoutes, primaryRoutes, routesInEffect, type RouteCandidate } from "./routes.ts";
 import type { MeshSettings } from "./settings.ts";
 import * as sql from "./store.ts";
@@ -192,9 +193,10 @@ const poolsOf = (net: sql.NetworkRow) => [net.ipv4, net.ipv6];
  * keeps clear of the approved routes it sees, organizationRoutes) is then either seen here or
  * saw these.
  */
-function checkApprovedRoutes(tx: Database, net: sql.NetworkRow, list: unknown, field: string): string[] {
+function checkApprovedRoutes(tx: Database, net: sql.NetworkRow, list: unknown, field: string): { routes: string[]; exit: boolean } {
   const others = sql.networks(tx, net.organization_id).filter((other) => other.id !== net.id);
-  return checkRoutes(list, field, poolsOf(net), others.flatMap((other) => poolsOf(other).map((pool) => ({ network: other.name, pool }))));
+  const { routes, exit } = splitExitRoutes(list, field);
+  return { routes: checkRoutes(routes, field, poolsOf(net), others.flatMap((other) => poolsOf(other).map((pool) => ({ network: other.name, pool })))), exit };
 }
 
 /**
@@ -204,11 +206,21 @@ function checkApprovedRoutes(tx: Database, net: sql.NetworkRow, list: unknown, f
  * against the other networks here, the node's unchanged advertisement would fail once a network
  * is created over a pending route, which new networks do not keep clear of.
  */
-function checkAdvertisedRoutes(net: sql.NetworkRow, list: unknown, field: string): string[] {
-  return checkRoutes(list, field, poolsOf(net));
+function checkAdvertisedRoutes(net: sql.NetworkRow, list: unknown, field: string): { routes: string[]; exit: boolean } {
+  const { routes, exit } = splitExitRoutes(list, field);
+  return { routes: checkRoutes(routes, field, poolsOf(net)), exit };
 }
 
 const routeList = (json: string) => JSON.parse(json) as string[];
+
+/** What the node offers, as shown: its subnet routes, then 0.0.0.0/0 and ::/0 when it offers to be an exit node. */
+const offeredRoutes = (row: sql.NodeRow) => withExitRoutes(routeList(row.advertised_routes), row.exit_advertised === 1);
+
+/** What an operator approved for the node, as shown: its subnet routes, then the exit routes. */
+const approvedRoutes = (row: sql.NodeRow) => withExitRoutes(routeList(row.approved_routes), row.exit_approved === 1);
+
+/** An exit node: it offers the default routes and an operator approved them. */
+const isExitNode = (row: sql.NodeRow) => row.exit_advertised === 1 && row.exit_approved === 1;
 
 /**
  * 409 for a node made active again (enabled, its expiry moved) with an approved route that
@@ -229,11 +241,11 @@ function refuseApprovedRoutesOverPools(tx: Database, net: sql.NetworkRow, node: 
 
 /** What an operator's approval changed, for its event: approved and revoked routes, then what is in effect. */
 function routeApprovalReason(before: sql.NodeRow, after: sql.NodeRow): string {
-  const [was, is] = [routeList(before.approved_routes), routeList(after.approved_routes)];
+  const [was, is] = [approvedRoutes(before), approvedRoutes(after)];
   const approved = is.filter((route) => !was.includes(route));
   const revoked = was.filter((route) => !is.includes(route));
   const parts = [...(approved.length > 0 ? [`approved ${approved.join(",")}`] : []), ...(revoked.length > 0 ? [`revoked ${revoked.join(",")}`] : [])];
-  return `${parts.join("; ")}; in effect: ${routesInEffect(routeList(after.advertised_routes), is).join(",") || "none"}`;
+  return `${parts.join("; ")}; in effect: ${routesInEffect(offeredRoutes(after), is).join(",") || "none"}`;
 }
 
 /** A node's own listen port: 1–65535, or null for none (its endpoint's port, else the network's). */
@@ -576,8 +588,27 @@ export class MeshService {
 
   nodes(org: string, network: string) {
     const net = this.networkRow(org, network);
-    const roles = this.routeRoles(net);
-    return { items: sql.nodes(this.k.store.db, net.id).map((n) => this.nodeView(net, n, roles)) };
+    const [roles, exits] = [this.routeRoles(net), this.exitRoles(net)];
+    return { items: sql.nodes(this.k.store.db, net.id).map((n) => this.nodeView(net, n, roles, exits)) };
+  }
+
+  /**
+   * The network's exit nodes in effect (`serving`: approved, active, a hub in a hub network),
+   * the nodes whose choice of one is usable now (`using`: as the planner has it, plan.ts), and
+   * every node's name by id.
+   */
+  exitRoles(net: sql.NetworkRow): { serving: Set<string>; using: Set<string>; names: Map<string, string> } {
+    const now = this.now();
+    const rows = sql.nodes(this.k.store.db, net.id);
+    const serving = new Set(rows.filter((n) => isActive(n, now) && isExitNode(n) && (net.topology !== "hub" || n.hub === 1)).map((n) => n.id));
+    const policy = this.policyOf(net);
+    const using = new Set(
+      rows
+        .filter((n) => isActive(n, now) && n.exit_node_id !== null && n.exit_node_id !== n.id && !serving.has(n.id) && serving.has(n.exit_node_id))
+        .filter((n) => mayReachInternet(policy, { name: n.name, tags: JSON.parse(n.tags) as string[] }))
+        .map((n) => n.id),
+    );
+    return { serving, using, names: new Map(rows.map((n) => [n.id, n.name])) };
   }
 
   /**
@@ -720,7 +751,10 @@ export class MeshService {
       // On the row as it is now: another change made meanwhile (a disable, a rotation the node
       // made) stands, instead of being overwritten by what this request read before.
       this.requireLiveOrganization(tx, org);
-      if (changes.approved_routes !== undefined) asked.approved_routes = JSON.stringify(checkApprovedRoutes(tx, net, changes.approved_routes, "approved_routes"));
+      if (changes.approved_routes !== undefined) {
+        const { routes, exit } = checkApprovedRoutes(tx, net, changes.approved_routes, "approved_routes");
+        Object.assign(asked, { approved_routes: JSON.stringify(routes), exit_approved: exit ? 1 : 0 });
+      }
       const fresh = sql.nodeById(tx, current.id);
       if (!fresh) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
       // Nothing different (a tag list as it was, a node enabled already): no new version.
@@ -731,7 +765,9 @@ export class MeshService {
       sql.bumpVersion(tx, net.id, updatedAt);
       const reason = nodeChangeReason(fresh, row, changes);
       if (reason !== "") this.k.audit.record(tx, event(caller, org, "mesh.node.update", { type: "mesh_node", id: current.id }, reason));
-      if (row.approved_routes !== fresh.approved_routes) this.k.audit.record(tx, event(caller, org, "mesh.node.routes", { type: "mesh_node", id: current.id }, routeApprovalReason(fresh, row)));
+      if (row.approved_routes !== fresh.approved_routes || row.exit_approved !== fresh.exit_approved) {
+        this.k.audit.record(tx, event(caller, org, "mesh.node.routes", { type: "mesh_node", id: current.id }, routeApprovalReason(fresh, row)));
+      }
       // A disable, an expiry, a demotion or a revoked approval hands the node's routes over; an approval may make it serve one.
       this.settleRoutes(tx, sql.networkById(tx, net.id) ?? net, updatedAt, operatorMover(caller));
       return row;
@@ -756,12 +792,12 @@ export class MeshService {
     this.liveness.forget(current.id);
   }
 
-  nodeView(net: sql.NetworkRow, n: sql.NodeRow, roles = this.routeRoles(net)) {
+  nodeView(net: sql.NetworkRow, n: sql.NodeRow, roles = this.routeRoles(net), exits = this.exitRoles(net)) {
     const now = this.now();
     const heard = this.liveness.lastHeard(n.id);
     const role = roles.get(n.id);
-    const advertised = routeList(n.advertised_routes);
-    const approved = routeList(n.approved_routes);
+    const advertised = offeredRoutes(n);
+    const approved = approvedRoutes(n);
     const { ipv4, ipv6 } = addressesOf(net.ipv4, net.ipv6, n.host);
     const domain = this.domainOf(net);
     return {
@@ -783,6 +819,9 @@ export class MeshService {
       primary_routes: role?.primary ?? [],
       standby_routes: role?.standby ?? [],
       masquerade_routes: n.masquerade_routes === 1,
+      exit_node: exits.serving.has(n.id),
+      exit_via: n.exit_node_id === null ? null : (exits.names.get(n.exit_node_id) ?? n.exit_node_id),
+      exit_via_usable: exits.using.has(n.id),
       state: (n.disabled ? "disabled" : n.expires_at !== null && n.expires_at <= now ? "expired" : "active") as "disabled" | "expired" | "active",
       expires_at: iso(n.expires_at),
       applied_version: n.applied_version,
@@ -927,7 +966,7 @@ export class MeshService {
       if (!this.organizationLiveIn(tx, net.organization_id)) throw new EnrollmentRefused(new UnauthorizedError("This pre-auth key is not valid."), "the organization was deleted");
       const refusal = keyRefusal(fresh, now) ?? this.makerRefusal(fresh, net.organization_id);
       if (refusal) throw new EnrollmentRefused(new UnauthorizedError(refusal.message), refusal.reason);
-      const advertised = checkAdvertisedRoutes(net, input.advertise_routes ?? [], "advertise_routes");
+      const { routes: advertised, exit: exitOffered } = checkAdvertisedRoutes(net, input.advertise_routes ?? [], "advertise_routes");
       if (sql.node(tx, net.id, name)) throw new EnrollmentRefused(new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`), "name taken");
       if (sql.keyInUse(tx, input.public_key)) throw new EnrollmentRefused(new ConflictError("This public key belongs to an enrolled node already: generate a new key pair."), "public key in use");
       const used = sql.usedHosts(tx, net.id);
@@ -962,6 +1001,9 @@ export class MeshService {
         advertised_routes: JSON.stringify(advertised),
         approved_routes: "[]",
         masquerade_routes: 0,
+        exit_advertised: exitOffered ? 1 : 0,
+        exit_approved: 0,
+        exit_node_id: null,
         created_at: now,
         updated_at: now,
       };
@@ -972,7 +1014,7 @@ export class MeshService {
       this.k.audit.record(tx, {
         action: "mesh.node.enroll",
         outcome: "success",
-        reason: `with key ${key.prefix}, tags ${tags.join(",") || "none"}${listenPort === null ? "" : `, listen port ${listenPort}`}${advertised.length === 0 ? "" : `, routes advertised ${advertised.join(",")} (pending approval)`}`,
+        reason: `with key ${key.prefix}, tags ${tags.join(",") || "none"}${listenPort === null ? "" : `, listen port ${listenPort}`}${advertised.length === 0 && !exitOffered ? "" : `, routes advertised ${withExitRoutes(advertised, exitOffered).join(",")} (pending approval)`}`,
         actor: { kind: "service", organization: net.organization_id, token: key.prefix },
         organization: net.organization_id,
         // A node's name is often its host name ("alices-laptop"): personal data, under the
@@ -1114,25 +1156,65 @@ export class MeshService {
     const net = sql.networkById(this.k.store.db, node.network_id)!;
     const now = this.now();
     const row = await this.write(node.network_id, (tx) => {
-      const advertised = JSON.stringify(checkAdvertisedRoutes(net, routes, "routes"));
+      const offer = checkAdvertisedRoutes(net, routes, "routes");
+      const [advertised, exitAdvertised] = [JSON.stringify(offer.routes), offer.exit ? 1 : 0];
       // On the row as it is now: an approval made meanwhile stands.
       const fresh = sql.nodeById(tx, node.id);
       if (!fresh) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
-      if (fresh.advertised_routes === advertised) return fresh;
-      const row: sql.NodeRow = { ...fresh, advertised_routes: advertised, updated_at: now };
+      if (fresh.advertised_routes === advertised && fresh.exit_advertised === exitAdvertised) return fresh;
+      const row: sql.NodeRow = { ...fresh, advertised_routes: advertised, exit_advertised: exitAdvertised, updated_at: now };
       sql.updateNode(tx, row);
-      const approved = routeList(row.approved_routes);
-      const [before, after] = [routesInEffect(routeList(fresh.advertised_routes), approved), routesInEffect(routeList(advertised), approved)];
-      const pending = pendingRoutes(routeList(advertised), approved);
-      const reason = `advertised ${routeList(advertised).join(",") || "none"}; in effect: ${after.join(",") || "none"}${pending.length > 0 ? `; pending approval: ${pending.join(",")}` : ""}`;
+      const approved = approvedRoutes(row);
+      const [before, after] = [routesInEffect(offeredRoutes(fresh), approved), routesInEffect(offeredRoutes(row), approved)];
+      const pending = pendingRoutes(offeredRoutes(row), approved);
+      const reason = `advertised ${offeredRoutes(row).join(",") || "none"}; in effect: ${after.join(",") || "none"}${pending.length > 0 ? `; pending approval: ${pending.join(",")}` : ""}`;
       this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.routes", reason, request));
       // A route withdrawn goes to a standby; one newly in effect may be served by this node.
       const moved = this.settleRoutes(tx, sql.networkById(tx, node.network_id) ?? net, now, { actor: nodeActor(net, node), request: { id: request.id ?? null } });
       if (before.join() !== after.join() || moved) sql.bumpVersion(tx, node.network_id, now);
       return row;
     });
-    const approved = routeList(row.approved_routes);
-    return { advertised_routes: routeList(row.advertised_routes), approved_routes: approved, pending_routes: pendingRoutes(routeList(row.advertised_routes), approved) };
+    const approved = approvedRoutes(row);
+    return { advertised_routes: offeredRoutes(row), approved_routes: approved, pending_routes: pendingRoutes(offeredRoutes(row), approved) };
+  }
+
+  /**
+   * The node's own choice of the exit node it sends its internet traffic through (Tailscale's
+   * `--exit-node`), by name or id; null: none (its traffic goes out directly again). Refused
+   * (409) unless the one named is an exit node in effect in its network (approved, active, a hub
+   * in a hub network), not itself, and the ACL lets this node reach autogroup:internet; an exit
+   * node uses none itself. Stored, a new version: its config routes the default routes to that
+   * peer. Should the exit node stop being usable later, the choice stays and the node's
+   * internet traffic is blocked, not sent out directly, until it chooses again (fail closed).
+   */
+  async chooseExitNode(node: sql.NodeRow, request: AuditRequestContext, choice: string | null) {
+    const now = this.now();
+    const row = await this.write(node.network_id, (tx) => {
+      const net = sql.networkById(tx, node.network_id)!;
+      const fresh = sql.nodeById(tx, node.id);
+      if (!fresh) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
+      let exitId: string | null = null;
+      if (choice !== null) {
+        const exit = sql.node(tx, net.id, choice);
+        if (!exit || exit.id === fresh.id) throw new ConflictError(`${JSON.stringify(choice)} is not another node of the network ${net.name}.`);
+        if (!isActive(exit, now) || !isExitNode(exit) || (net.topology === "hub" && exit.hub !== 1)) {
+          throw new ConflictError(`${exit.name} is not an exit node now: it must offer 0.0.0.0/0 and ::/0, have them approved, be enabled${net.topology === "hub" ? " and be a hub (a hub network)" : ""}.`);
+        }
+        if (isExitNode(fresh)) throw new ConflictError("This node is an exit node itself: its own internet traffic goes out directly.");
+        if (!mayReachInternet(this.policyOf(net), { name: fresh.name, tags: JSON.parse(fresh.tags) as string[] })) {
+          throw new ConflictError(`The network's ACL does not let this node reach autogroup:internet (no policy does not either: an exit node is used only where a rule allows it).`);
+        }
+        exitId = exit.id;
+      }
+      if (fresh.exit_node_id === exitId) return fresh;
+      const row: sql.NodeRow = { ...fresh, exit_node_id: exitId, updated_at: now };
+      sql.updateNode(tx, row);
+      sql.bumpVersion(tx, net.id, now);
+      this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.exit", exitId === null ? "uses no exit node" : `uses the exit node ${exitId}`, request));
+      return row;
+    });
+    const names = new Map(sql.nodes(this.k.store.db, node.network_id).map((n) => [n.id, n.name]));
+    return { exit_node: row.exit_node_id === null ? null : (names.get(row.exit_node_id) ?? row.exit_node_id) };
   }
 
   /** Starts a key rotation: peers get the next key beside the current one (the overlap). */

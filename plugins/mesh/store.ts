@@ -65,6 +65,11 @@ export interface NodeRow {
   approved_routes: string;
   /** 1: its agent masquerades what it forwards from the mesh to the routes it serves. */
   masquerade_routes: number;
+  /** 1: it offers to be an exit node (0.0.0.0/0 and ::/0); 1: an operator approved that. */
+  exit_advertised: number;
+  exit_approved: number;
+  /** The exit node it chose to send its internet traffic through (its own request); null: none. */
+  exit_node_id: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -188,18 +193,19 @@ export function setLastHost(tx: Database, networkId: string, host: number): void
 export function insertNode(tx: Database, row: NodeRow): void {
   tx.query(
     `INSERT INTO mesh_nodes (id, network_id, name, tags, host, public_key, next_public_key, rotation_version, rotation_started_at, endpoint, listen_port, hub, disabled, expires_at,
-       token_prefix, token_hash, preauth_key_id, applied_version, last_seen_at, advertised_routes, approved_routes, masquerade_routes, created_at, updated_at)
+       token_prefix, token_hash, preauth_key_id, applied_version, last_seen_at, advertised_routes, approved_routes, masquerade_routes, exit_advertised, exit_approved, exit_node_id, created_at, updated_at)
      VALUES ($id, $network_id, $name, $tags, $host, $public_key, $next_public_key, $rotation_version, $rotation_started_at, $endpoint, $listen_port, $hub, $disabled, $expires_at,
-       $token_prefix, $token_hash, $preauth_key_id, $applied_version, $last_seen_at, $advertised_routes, $approved_routes, $masquerade_routes, $created_at, $updated_at)`,
+       $token_prefix, $token_hash, $preauth_key_id, $applied_version, $last_seen_at, $advertised_routes, $approved_routes, $masquerade_routes, $exit_advertised, $exit_approved, $exit_node_id, $created_at, $updated_at)`,
   ).run(row as any);
 }
 
-/** Writes the node's changeable fields (tags, keys, endpoint, listen port, state, routes, masquerade). */
+/** Writes the node's changeable fields (tags, keys, endpoint, listen port, state, routes, masquerade, exit node). */
 export function updateNode(tx: Database, row: NodeRow): void {
   tx.query(
     `UPDATE mesh_nodes SET tags = $tags, public_key = $public_key, next_public_key = $next_public_key, rotation_version = $rotation_version,
        rotation_started_at = $rotation_started_at, endpoint = $endpoint, listen_port = $listen_port, hub = $hub, disabled = $disabled, expires_at = $expires_at,
-       advertised_routes = $advertised_routes, approved_routes = $approved_routes, masquerade_routes = $masquerade_routes, updated_at = $updated_at
+       advertised_routes = $advertised_routes, approved_routes = $approved_routes, masquerade_routes = $masquerade_routes,
+       exit_advertised = $exit_advertised, exit_approved = $exit_approved, exit_node_id = $exit_node_id, updated_at = $updated_at
      WHERE id = $id`,
   ).run({
       id: row.id,
@@ -216,6 +222,9 @@ export function updateNode(tx: Database, row: NodeRow): void {
       advertised_routes: row.advertised_routes,
       approved_routes: row.approved_routes,
       masquerade_routes: row.masquerade_routes,
+      exit_advertised: row.exit_advertised,
+      exit_approved: row.exit_approved,
+      exit_node_id: row.exit_node_id,
       updated_at: row.updated_at,
     } as any);
 }

@@ -69,6 +69,10 @@ export interface MeshNode {
   primaryRoutes?: readonly string[];
   /** Its agent masquerades what it forwards from the mesh to the routes it serves (an operator's choice). */
   masqueradeRoutes?: boolean;
+  /** It offers to be an exit node and an operator approved it (exits.ts); absent: not. */
+  exitNode?: boolean;
+  /** The id of the exit node it chose to use (its own choice); absent or null: none. */
+  exitVia?: string | null;
 }
 
 /**
@@ -139,8 +143,18 @@ export interface NodeConfig {
    */
   masquerade?: boolean;
   /**
-   * null: no ACL (accept everything from the mesh). Otherwise deny by default. `routes`: what
-   * may pass from the mesh to this node's subnet routes (absent when it serves none).
+   * This node chose an exit node: `via` is the peer whose AllowedIPs carry 0.0.0.0/0 and ::/0
+   * (its agent routes everything but the tunnel's own packets and the control plane through it,
+   * as wg-quick does), or null when that one is not usable now (not approved, gone, or the ACL
+   * does not let this node reach the internet): the agent then blocks what would have gone
+   * through it rather than send it out directly (fail closed). Absent: it uses none.
    */
-  firewall: { input: FirewallRule[]; forward: FirewallRule[] | null; routes?: FirewallRule[] } | null;
+  exit?: { via: string | null };
+  /**
+   * null: no ACL (accept everything from the mesh). Otherwise deny by default. `routes`: what
+   * may pass from the mesh to this node's subnet routes (absent when it serves none). `exit`:
+   * on an exit node, who may go through it to the internet, on which ports (destinations null);
+   * absent on any other node — and on an exit node no rule lets anyone use.
+   */
+  firewall: { input: FirewallRule[]; forward: FirewallRule[] | null; routes?: FirewallRule[]; exit?: FirewallRule[] } | null;
 }

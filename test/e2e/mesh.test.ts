@@ -12,7 +12,8 @@
  * the LAN into its tunnel by hand, and a node on that LAN itself keeps its own route, given the
  * LAN or a part of it; a second router for that LAN stands by and takes the route over once
  * db1's agent stops polling (and keeps it when db1 comes back), and masquerading there lets a LAN
- * host with no route back to the mesh answer; --dry-run shows the change first and touches
+ * host with no route back to the mesh answer; an exit node carries a node's internet traffic
+ * (and not its control plane's), and blocks it once it is not usable; --dry-run shows the change first and touches
  * nothing; a node whose interface is gone comes back from its stored config with the control
  * plane down (a reboot).
  *
@@ -37,6 +38,8 @@ const BRIDGE_NS = `cmb${id}`;
 const CONTROL_NS = `cmc${id}`;
 /** A LAN behind db1 (node 3), which it routes for the mesh: 10.77.0.0/24, db1 at .1, a host at .2. */
 const LAN_NS = `cml${id}`;
+/** "The internet" behind ops1 (node 4), its exit node: a host at 198.51.100.1 and 2001:db8:100::1, ops1 at .254 and ::254. */
+const INET_NS = `cmi${id}`;
 const SERVER = "192.0.2.100";
 const PORT = 8443;
 const NODES = [
@@ -141,13 +144,13 @@ function wireguardGoRuns(name: string): boolean {
 async function removeNetwork() {
   for (const a of agents) a.kill("SIGKILL");
   server?.kill("SIGKILL");
-  for (const ns of [BRIDGE_NS, CONTROL_NS, LAN_NS, ...NODES.map((node) => nodeNs(node.n))]) {
+  for (const ns of [BRIDGE_NS, CONTROL_NS, LAN_NS, INET_NS, ...NODES.map((node) => nodeNs(node.n))]) {
     const pids = await sh(["ip", "netns", "pids", ns], { allowFail: true });
     for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) process.kill(Number(pid), "SIGKILL");
   }
   // wireguard-go's sockets outlive a killed process.
   for (const node of NODES) await sh(["rm", "-f", `/var/run/wireguard/${ifName(node.n)}.sock`, `/var/run/wireguard/wgh${id}n${node.n}.sock`], { allowFail: true });
-  for (const ns of [BRIDGE_NS, CONTROL_NS, LAN_NS, ...NODES.map((node) => nodeNs(node.n))]) await sh(["ip", "netns", "del", ns], { allowFail: true });
+  for (const ns of [BRIDGE_NS, CONTROL_NS, LAN_NS, INET_NS, ...NODES.map((node) => nodeNs(node.n))]) await sh(["ip", "netns", "del", ns], { allowFail: true });
 }
 
 async function cleanup() {
@@ -488,6 +491,79 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     for (const a of agents.splice(0)) {
       a.kill("SIGTERM");
       await a.exited;
+    }
+  }, 120_000);
+
+  test("an exit node: ops1 offers 0.0.0.0/0 and ::/0, the operator approves, the ACL lets web reach autogroup:internet, web1 chooses it: web1 reaches the internet through it (both families, masqueraded), its own control plane still directly; unapproved, web1's internet is blocked, not direct; --none takes it back", async () => {
+    const internet4 = "198.51.100.1";
+    const internet6 = "2001:db8:100::1";
+    await sh(["ip", "netns", "add", INET_NS]);
+    await sh(["ip", "link", "add", "inet0", "netns", nodeNs(4), "type", "veth", "peer", "name", "eth0", "netns", INET_NS]);
+    for (const argv of [["ip", "link", "set", "lo", "up"], ["ip", "address", "add", `${internet4}/24`, "dev", "eth0"], ["ip", "address", "add", `${internet6}/64`, "dev", "eth0", "nodad"], ["ip", "link", "set", "eth0", "up"]]) await inNs(INET_NS, argv);
+    for (const argv of [["ip", "address", "add", "198.51.100.254/24", "dev", "inet0"], ["ip", "address", "add", "2001:db8:100::254/64", "dev", "inet0", "nodad"], ["ip", "link", "set", "inet0", "up"]]) await inNs(nodeNs(4), argv);
+    // web1 reaches its control plane at an address off its LAN, through its own default route
+    // (192.0.2.100, which passes 203.0.113.100:8443 on to the server): the route an exit node's
+    // default route would take over, were the control plane not kept outside the tunnel.
+    await inNs(CONTROL_NS, ["nft", "-f", "-"], { stdin: `table ip citadel_test_dnat {\n\tchain pre {\n\t\ttype nat hook prerouting priority -100;\n\t\tip daddr 203.0.113.100 tcp dport ${PORT} dnat to ${SERVER}\n\t}\n}\n` });
+    await inNs(nodeNs(1), ["ip", "route", "add", "default", "via", SERVER]);
+    const state = join(stateOf(1), "node.json");
+    const joined = readFileSync(state, "utf8");
+    await Bun.write(state, JSON.stringify({ ...JSON.parse(joined), server: `https://203.0.113.100:${PORT}` }, null, 2));
+    const ownRules = async () => (await inNs(nodeNs(1), ["ip", "rule", "show"])).stdout.split("\n").filter((line) => line.includes("proto 83"));
+    try {
+      await agentOnce(1); // the agent reaches the control plane at its new address
+      expect(await pings(1, internet4)).toBe(false);
+
+      await onNode(4, ["mesh", "routes", "--advertise", "", "--advertise-exit-node", "--state", stateOf(4)]);
+      await operator(["mesh", "nodes", "set", "office", "ops1", "--approved-routes", "0.0.0.0/0,::/0"]);
+      const file = join(home.path, "exit-acl.json");
+      await Bun.write(file, JSON.stringify({ rules: [{ src: ["tag:web"], dst: ["tag:db"], ports: ["tcp/5432"] }, { src: ["tag:ops"], dst: ["*"], ports: ["*"] }, { src: ["tag:web"], dst: ["autogroup:internet"], ports: ["icmp", "tcp/443"] }] }));
+      await operator(["mesh", "acl", "office", "--set", file]);
+      const chosen = await onNode(1, ["mesh", "exit-node", "ops1", "--state", stateOf(1)]);
+      expect(chosen.stdout).toContain("Exit node: ops1.");
+      await agentOnce(4);
+      await agentOnce(1);
+      expect((await inNs(nodeNs(4), ["nft", "list", "table", "inet", `citadel_${ifName(4)}`])).stdout).toContain("jump mesh_exit");
+      // The internet host has no route to the mesh: its answers are to ops1's address (masqueraded).
+      expect(await eventually(() => pings(1, internet4))).toBe(true);
+      expect(await pings(1, internet6)).toBe(true);
+      expect((await inNs(nodeNs(1), ["ip", "route", "get", internet4])).stdout).toContain(`dev ${ifName(1)} table ${51820}`);
+      expect((await inNs(nodeNs(1), ["ip", "route", "get", "203.0.113.100"])).stdout).toContain(`via ${SERVER} dev eth0`);
+      expect((await inNs(nodeNs(1), ["ip", "route", "get", "192.0.2.4"])).stdout).toContain("dev eth0"); // the LAN, the exit node's endpoint among it
+      expect(await ownRules()).toHaveLength(2);
+      expect((await inNs(nodeNs(1), ["ip", "route", "show", "table", "51820"])).stdout).toContain("throw 203.0.113.100");
+      expect((await agentOnce(1)).code).toBe(0); // the control plane is still reached, past the tunnel
+      // Only what the ACL lets through: tcp/443 and ICMP, not tcp/80 (the exit node's mesh_exit drops it).
+      const listener = Bun.spawn(["/usr/sbin/ip", "netns", "exec", INET_NS, process.execPath, "-e", `for (const port of [443, 80]) Bun.listen({ hostname: "${internet4}", port, socket: { data() {} } }); console.log("listening"); await Bun.sleep(60_000);`], { stdout: "pipe", stderr: "ignore" });
+      agents.push(listener);
+      const reader = listener.stdout.getReader();
+      for (let said = ""; !said.includes("listening"); ) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error("the listener on the internet host exited before listening");
+        said += new TextDecoder().decode(value);
+      }
+      expect(await tcpConnect(1, internet4, 443)).toBe("open");
+      expect(await tcpConnect(1, internet4, 80)).toBe("closed");
+      listener.kill();
+
+      // The approval revoked: web1's choice stays, its internet is blocked (not sent out its own
+      // default route), and its control plane is still reached.
+      await operator(["mesh", "nodes", "set", "office", "ops1", "--approved-routes", ""]);
+      const blocked = await agentOnce(1);
+      expect(blocked.stderr).toContain("its internet traffic is blocked, not sent out directly");
+      expect(await pings(1, internet4)).toBe(false);
+      expect((await inNs(nodeNs(1), ["ip", "route", "get", internet4], { allowFail: true })).stderr).toContain("No route to host");
+      expect((await operator(["mesh", "nodes", "office"])).stdout.split("\n").find((line) => line.startsWith("web1"))).toContain("exit via ops1 (not usable: blocked)");
+
+      // No exit node: the agent's rules, table and fwmark go; the machine's own route is back.
+      await onNode(1, ["mesh", "exit-node", "--none", "--state", stateOf(1)]);
+      await agentOnce(1);
+      expect(await ownRules()).toEqual([]);
+      expect((await inNs(nodeNs(1), ["wg", "show", ifName(1), "fwmark"])).stdout.trim()).toBe("off");
+      expect((await inNs(nodeNs(1), ["ip", "route", "get", internet4])).stdout).toContain(`via ${SERVER} dev eth0`);
+    } finally {
+      await Bun.write(state, joined);
+      await inNs(nodeNs(1), ["ip", "route", "del", "default"], { allowFail: true });
     }
   }, 120_000);
 

@@ -673,3 +673,10 @@ test("--dry-run says what a masquerading router masquerades", () => {
   expect(describePlan({ ...plan, firewall: { rules: 0, deny_by_default: false, masquerade: ["10.1.0.0/24", "fd00:1::/64"] } })).toContain("\n  masquerade: what the mesh sends to 10.1.0.0/24, fd00:1::/64 leaves with this node's address there");
   expect(describePlan({ ...plan, firewall: { rules: 0, deny_by_default: false, masquerade: [] } })).not.toContain("masquerade");
 });
+
+test("--dry-run says which exit node the internet goes through, or that it is blocked", () => {
+  const plan = { version: 7, node: "laptop", network: "office", interface: "wgc-office", create: false, wireguard: [], addresses: ["100.64.0.2/16"], mtu: 1420, relay: false, rotation: null, firewall: null };
+  expect(describePlan({ ...plan, exit: { via: "egress" } })).toContain("\n  exit node: internet traffic through egress (the tunnel's own packets and the control plane stay outside)");
+  expect(describePlan({ ...plan, exit: { via: null } })).toContain("\n  exit node: the one chosen is not usable: internet traffic blocked");
+  expect(describePlan({ ...plan, exit: null })).not.toContain("exit node");
+});

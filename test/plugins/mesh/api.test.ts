@@ -1081,8 +1081,9 @@ describe("subnet routes", () => {
     const inPool = network.ipv4.replace("0.0/16", "9.0/24");
     const cases: [unknown, string][] = [
       [["10.1.0.1/24"], "is not a network address (host bits are set): did you mean 10.1.0.0/24?"],
-      [["0.0.0.0/0"], "is a default route: sending all traffic through a node makes it an exit node, which the mesh does not do"],
-      [["::/0"], "exit node"],
+      // An exit node offers both default routes: one alone is refused (exit-nodes.test.ts has them together).
+      [["0.0.0.0/0"], "0.0.0.0/0 without ::/0: an exit node offers both default routes, 0.0.0.0/0 and ::/0, together"],
+      [["::/0", "10.1.0.0/24"], "::/0 without 0.0.0.0/0"],
       [["128.0.0.0/1"], "is shorter than /8 for IPv4"],
       [["::/1"], "is shorter than /16 for IPv6"],
       [["169.254.169.254/32"], "link-local"],

@@ -174,6 +174,38 @@ describe("subnet routes", () => {
     }
   });
 
+  test("join --advertise-exit-node offers 0.0.0.0/0 and ::/0 beside the routes", async () => {
+    const { server, enrollments } = refusingControlPlane();
+    const state = mkdtempSync(join(tmpdir(), "citadel-join-"));
+    try {
+      await runCommand(meshCommands, "mesh join", { options: { server: `http://127.0.0.1:${server.port}`, key: "citadel_meshkey_x", name: "exit", "advertise-routes": "192.168.7.0/24", "advertise-exit-node": true, state } });
+      await runCommand(meshCommands, "mesh join", { options: { server: `http://127.0.0.1:${server.port}`, key: "citadel_meshkey_x", name: "exit", "advertise-exit-node": true, state } });
+      expect(enrollments).toEqual([expect.objectContaining({ advertise_routes: ["192.168.7.0/24", "0.0.0.0/0", "::/0"] }), expect.objectContaining({ advertise_routes: ["0.0.0.0/0", "::/0"] })]);
+    } finally {
+      server.stop(true);
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+
+  test("mesh exit-node takes a node or --none, not both, not neither", async () => {
+    for (const [args, options] of [[[], {}], [["exit"], { none: true }]] as const) {
+      const run = await runCommand(meshCommands, "mesh exit-node", { args: [...args], options });
+      expect(run.error?.message).toStartWith("usage: citadel mesh exit-node <node>");
+    }
+  });
+
+  test("the node listing says which node is an exit node and which uses one, and when that one is not usable", async () => {
+    const items = [
+      { ...node, name: "exit", primary_routes: [], pending_routes: [], exit_node: true },
+      { ...node, name: "laptop", primary_routes: [], pending_routes: [], exit_via: "exit", exit_via_usable: true },
+      { ...node, name: "cut", primary_routes: [], pending_routes: [], exit_via: "exit", exit_via_usable: false },
+    ];
+    const lines = (await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) })).stdout.split("\n");
+    expect(lines.find((l) => l.startsWith("exit"))).toContain(" -, exit node ");
+    expect(lines.find((l) => l.startsWith("laptop"))).toContain(" -, exit via exit ");
+    expect(lines.find((l) => l.startsWith("cut"))).toContain(" -, exit via exit (not usable: blocked) ");
+  });
+
   test("mesh routes without --advertise is a usage error", async () => {
     const run = await runCommand(meshCommands, "mesh routes", { options: {} });
     expect(run.error?.message).toStartWith("usage: citadel mesh routes --advertise");

@@ -311,6 +311,9 @@ const hubPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["tag:db"], port
 const routedNodes = [meshNode("gw", 1, { routes: ["10.1.0.0/24", "192.168.7.0/24", "fd00:1::/64"] }), meshNode("laptop", 10, { tags: ["eng"] }), meshNode("web", 21, { tags: ["web"] })];
 const routedPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["10.1.0.0/24", "fd00:1::/64"], ports: ["tcp/22", "icmp"] }, { src: ["tag:web"], dst: ["192.168.7.5"], ports: ["*"] }] };
 const routed = planNetwork(meshNetwork(), routedNodes, routedPolicy);
+const exitNodes = [meshNode("exit", 1, { tags: ["exit"], exitNode: true }), meshNode("laptop", 10, { tags: ["eng"], exitVia: "id-exit" }), meshNode("web", 21, { tags: ["web"], exitVia: "id-exit" })];
+const exitPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["autogroup:internet"], ports: ["tcp/443", "icmp"] }, { src: ["tag:web"], dst: ["tag:eng"], ports: ["*"] }] };
+const exiting = planNetwork(meshNetwork(), exitNodes, exitPolicy);
 const masquerading = planNetwork(meshNetwork(), [{ ...routedNodes[0]!, masqueradeRoutes: true }, ...routedNodes.slice(1)], routedPolicy);
 
 const cases: [string, NodeConfig][] = (() => {
@@ -327,6 +330,9 @@ const cases: [string, NodeConfig][] = (() => {
     ["subnet router with an ACL", routed.get("id-gw")!],
     ["subnet router without an ACL", planNetwork(meshNetwork(), routedNodes, null).get("id-gw")!],
     ["subnet router that masquerades", masquerading.get("id-gw")!],
+    ["exit node", exiting.get("id-exit")!],
+    ["node using an exit node", exiting.get("id-laptop")!],
+    ["node whose exit node is not usable", exiting.get("id-web")!],
   ];
 })();
 
@@ -538,5 +544,58 @@ describe("renderNftables of a subnet router", () => {
     const laptop = renderNftables(routed.get("id-laptop")!, "wgc-office");
     expect(laptop).not.toContain("10.1.0.0");
     expect(laptop).not.toContain("mesh_routes");
+  });
+});
+
+describe("renderNftables of exit nodes and the nodes using them", () => {
+  const exitTable = renderNftables(exiting.get("id-exit")!, "wgc-office");
+  const internet4 = "ip daddr != { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/4, 240.0.0.0/4 }";
+  const internet6 = "ip6 daddr != { ::/127, ::ffff:0.0.0.0/96, fc00::/7, fe80::/10, ff00::/8 }".replace("::ffff:0.0.0.0/96", "::ffff:0:0/96");
+
+  test("an exit node judges what arrives for the internet (never the mesh, a private range or its LAN) under the ACL's autogroup:internet rules, in prerouting and forward, and masquerades it", () => {
+    expect(exitTable).toContain(`\t\tiifname "wgc-office" ${internet4} jump mesh_exit\n\t\tiifname "wgc-office" ${internet6} jump mesh_exit\n\t\tiifname "wgc-office" drop\n`);
+    expect(exitTable.match(/jump mesh_exit/g)).toHaveLength(4);
+    expect(exitTable).toContain(
+      [
+        "\tchain mesh_exit {",
+        "\t\tct state established,related accept",
+        "\t\tct state invalid drop",
+        "\t\tip saddr { 100.64.0.10 } tcp dport { 443 } accept",
+        "\t\tip saddr { 100.64.0.10 } meta l4proto icmp accept",
+        "\t\tip6 saddr { fd7a:115c:a1e0::a } tcp dport { 443 } accept",
+        "\t\tip6 saddr { fd7a:115c:a1e0::a } meta l4proto ipv6-icmp accept",
+        "\t\tdrop",
+        "\t}",
+      ].join("\n"),
+    );
+    expect(exitTable).toContain(`\tchain mesh_masquerade {\n\t\ttype nat hook postrouting priority 100; policy accept;\n\t\tiifname "wgc-office" ip saddr 100.64.0.0/16 ${internet4} masquerade\n\t\tiifname "wgc-office" ip6 saddr fd7a:115c:a1e0::/48 ${internet6} masquerade\n\t}\n`);
+    // A pool outside the private ranges is left out of the internet too.
+    const publicPool = renderNftables({ ...exiting.get("id-exit")!, addresses: ["198.18.0.1/15", "2001:db8::1/32"] }, "wgc-office");
+    expect(publicPool).toContain("240.0.0.0/4, 198.18.0.0/15 } jump mesh_exit");
+    expect(publicPool).toContain("ff00::/8, 2001:db8::/32 } jump mesh_exit");
+  });
+
+  test("a node using an exit node gets wg-quick's reverse-path chains, its fwmark its listen port; one whose exit node is not usable too; no other node", () => {
+    const laptop = renderNftables(exiting.get("id-laptop")!, "wgc-office");
+    expect(laptop).toContain(
+      [
+        "\tchain exit_preraw {",
+        "\t\ttype filter hook prerouting priority -300; policy accept;",
+        '\t\tiifname != "wgc-office" ip daddr 100.64.0.10 fib saddr type != local drop',
+        '\t\tiifname != "wgc-office" ip6 daddr fd7a:115c:a1e0::a fib saddr type != local drop',
+        "\t}",
+        "\tchain exit_premangle {",
+        "\t\ttype filter hook prerouting priority -150; policy accept;",
+        "\t\tmeta l4proto udp meta mark set ct mark",
+        "\t}",
+        "\tchain exit_postmangle {",
+        "\t\ttype filter hook postrouting priority -150; policy accept;",
+        "\t\tmeta l4proto udp meta mark 51820 ct mark set meta mark",
+        "\t}",
+      ].join("\n"),
+    );
+    expect(laptop).not.toContain("mesh_exit");
+    expect(renderNftables(exiting.get("id-web")!, "wgc-office")).toContain("chain exit_postmangle");
+    expect(renderNftables(routed.get("id-laptop")!, "wgc-office")).not.toContain("exit_");
   });
 });

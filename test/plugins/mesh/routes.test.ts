@@ -34,8 +34,8 @@ describe("checking routes", () => {
     expect(refusal("10.1.0.0/24").message).toContain("a list of prefixes");
   });
 
-  test("default routes are refused: an exit node is another feature", () => {
-    for (const route of ["0.0.0.0/0", "::/0"]) expect(refusal([route]).message).toContain("is a default route: sending all traffic through a node makes it an exit node, which the mesh does not do");
+  test("default routes are no subnet routes: an exit node offers them, together (exits.ts takes them out first)", () => {
+    for (const route of ["0.0.0.0/0", "::/0"]) expect(refusal([route]).message).toContain("is a default route, not a subnet route: an exit node offers 0.0.0.0/0 and ::/0 together");
   });
 
   test("a prefix overlapping the network's own pools, inside or around them, is refused", () => {
@@ -47,7 +47,7 @@ describe("checking routes", () => {
   });
 
   test("a default route in pieces is refused: IPv4 shorter than /8, IPv6 shorter than /16 (found in review)", () => {
-    for (const route of ["128.0.0.0/1", "0.0.0.0/1", "64.0.0.0/2", "10.0.0.0/7"]) expect(refusal([route]).message).toContain("is shorter than /8 for IPv4: that much of the internet through one node is an exit node in parts");
+    for (const route of ["128.0.0.0/1", "0.0.0.0/1", "64.0.0.0/2", "10.0.0.0/7"]) expect(refusal([route]).message).toContain("is shorter than /8 for IPv4: that much of the internet through one node is an exit node in parts (offer 0.0.0.0/0 and ::/0 for an exit node");
     for (const route of ["::/1", "8000::/1", "2000::/3", "fd00::/8", "fd00::/15"]) expect(refusal([route]).message).toContain("is shorter than /16 for IPv6");
     expect(checkRoutes(["10.0.0.0/8", "fd00::/16"], "routes", POOLS)).toEqual(["10.0.0.0/8", "fd00::/16"]);
   });

@@ -1,0 +1,115 @@
+/**
+ * A node's routing through an exit node, with the real `ip` and `wg` in a network namespace: a
+ * WireGuard device (the kernel's, else wireguard-go), a LAN on a veth link with a default route
+ * of its own; the kernel is asked where packets go (`ip route get`), as wg-quick's
+ * `Table = auto` would send them (the control plane a throw route of the exit table).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { EXIT_RULE_PRIORITY, applyExitRouting } from "../../../plugins/mesh/exit-routing.ts";
+import { runCommand, type RunCommand } from "../../../plugins/mesh/device.ts";
+import { parseIp } from "../../../src/net/ip.ts";
+import { requireTool } from "../../helpers/tools.ts";
+
+const ip = requireTool("ip", "iproute2");
+const wg = requireTool("wg", "wireguard-tools");
+const isRoot = process.getuid?.() === 0;
+
+const suffix = String(process.pid % 100000);
+const namespace = `citadel-exit-${suffix}`;
+const device = `wge${suffix}`;
+const CONTROL_PLANE = "203.0.113.100";
+
+describe.skipIf(!ip || !wg || !isRoot)("routing through an exit node (wg-quick's way)", () => {
+  const run: RunCommand = (argv, stdin) => runCommand([ip!, "netns", "exec", namespace, ...argv], stdin);
+  const must = async (argv: string[]) => {
+    const result = await run(argv);
+    if (result.code !== 0) throw new Error(`${argv.join(" ")}: ${result.stderr}`);
+    return result.stdout;
+  };
+  let userspace: ReturnType<typeof Bun.spawn> | null = null;
+  /** Where the kernel sends a packet to `address` (with `mark`): its route, as `ip route get` prints it. */
+  const routeTo = async (address: string, mark?: number) => {
+    const result = await run(["ip", "route", "get", address, ...(mark === undefined ? [] : ["mark", String(mark)])]);
+    return result.code === 0 ? result.stdout : result.stderr;
+  };
+  const ownRules = async (family: "-4" | "-6") => (JSON.parse(await must(["ip", "-j", family, "rule", "show"])) as Array<{ priority: number; protocol?: string }>).filter((rule) => rule.protocol === "83").map((rule) => rule.priority);
+  const fwmark = async () => (await must(["wg", "show", device, "fwmark"])).trim();
+  const want = (table = 51820, through = true) => ({ table, through, keptOff: [parseIp(CONTROL_PLANE)!] });
+
+  beforeAll(async () => {
+    await runCommand([ip!, "netns", "add", namespace]);
+    if ((await runCommand([ip!, "-n", namespace, "link", "add", device, "type", "wireguard"])).code !== 0) {
+      const wireguardGo = requireTool("wireguard-go", "wireguard-go");
+      if (!wireguardGo) throw new Error("neither the wireguard kernel module nor wireguard-go is available");
+      userspace = Bun.spawn([ip!, "netns", "exec", namespace, wireguardGo, device], { env: { ...process.env, WG_PROCESS_FOREGROUND: "1" }, stdout: "ignore", stderr: "ignore" });
+      for (const deadline = Date.now() + 20_000; (await run(["wg", "show", device])).code !== 0; await Bun.sleep(50)) {
+        if (Date.now() > deadline) throw new Error(`wireguard-go did not create ${device}`);
+      }
+    }
+    for (const argv of [
+      ["ip", "address", "add", "100.64.0.2/16", "dev", device],
+      ["ip", "address", "add", "fd7a:115c:a1e0::2/48", "dev", device],
+      ["ip", "link", "set", device, "up"],
+      ["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"],
+      ["ip", "link", "set", "lan1", "up"],
+      ["ip", "address", "add", "192.0.2.7/24", "dev", "lan0"],
+      ["ip", "address", "add", "2001:db8:7::7/64", "dev", "lan0"],
+      ["ip", "link", "set", "lan0", "up"],
+      ["ip", "route", "add", "default", "via", "192.0.2.1"],
+      ["ip", "-6", "route", "add", "default", "via", "2001:db8:7::1"],
+      // Someone else's rules at the agent's priorities, one of them with its protocol: never the agent's to remove.
+      ["ip", "rule", "add", "to", "198.51.100.77", "lookup", "main", "priority", String(EXIT_RULE_PRIORITY.main)],
+      ["ip", "rule", "add", "not", "fwmark", "4242", "lookup", "4242", "priority", String(EXIT_RULE_PRIORITY.exit), "protocol", "83"],
+    ]) await must(argv);
+  });
+
+  afterAll(async () => {
+    userspace?.kill("SIGTERM");
+    await userspace?.exited;
+    await runCommand([ip!, "netns", "del", namespace]);
+  });
+
+  test("through: what is not marked and has no route more specific than a default goes into the tunnel; the tunnel's own packets, the LAN and the control plane do not", async () => {
+    expect(await applyExitRouting(device, want(), run)).toBe(true);
+    expect(await fwmark()).toBe("0xca6c");
+    expect(await routeTo("198.51.100.1")).toContain(`dev ${device} table 51820`);
+    expect(await routeTo("2001:db8:99::1")).toContain(`dev ${device} table 51820`);
+    // Marked (WireGuard's own UDP): the main table's default route.
+    expect(await routeTo("198.51.100.1", 51820)).toContain("via 192.0.2.1 dev lan0");
+    // The LAN (more specific than a default route) and the control plane stay outside.
+    expect(await routeTo("192.0.2.50")).toContain("dev lan0");
+    expect(await routeTo(CONTROL_PLANE)).toContain("via 192.0.2.1 dev lan0");
+    expect(await ownRules("-4")).toEqual([EXIT_RULE_PRIORITY.main, EXIT_RULE_PRIORITY.exit, EXIT_RULE_PRIORITY.exit]); // and the other interface's
+    expect(await ownRules("-6")).toEqual([EXIT_RULE_PRIORITY.main, EXIT_RULE_PRIORITY.exit]);
+    expect(await must(["ip", "-4", "route", "show", "table", "51820"])).toContain(`throw ${CONTROL_PLANE}`);
+    // Applied again: nothing to change.
+    expect(await applyExitRouting(device, want(), run)).toBe(false);
+  });
+
+  test("not usable: the internet is unreachable (fail closed), the LAN and the control plane are not", async () => {
+    expect(await applyExitRouting(device, want(51820, false), run)).toBe(true);
+    expect(await routeTo("198.51.100.1")).toMatch(/No route to host|unreachable/);
+    expect(await routeTo("192.0.2.50")).toContain("dev lan0");
+    expect(await routeTo(CONTROL_PLANE)).toContain("via 192.0.2.1 dev lan0");
+  });
+
+  test("another table (a new listen port): the former one's routes and rules go", async () => {
+    await applyExitRouting(device, want(51821), run, [51821]);
+    expect(await fwmark()).toBe("0xca6d");
+    expect(await routeTo("198.51.100.1")).toContain(`dev ${device} table 51821`);
+    expect((await must(["ip", "-4", "route", "show", "table", "51820"])).trim()).toBe("");
+    expect(await must(["ip", "rule", "show"])).not.toContain("51820");
+  });
+
+  test("none: the agent's rules, routes and fwmark go, and the machine's default route is its way out again; another's rules stay (another interface's too)", async () => {
+    expect(await applyExitRouting(device, null, run)).toBe(true);
+    expect(await ownRules("-4")).toEqual([EXIT_RULE_PRIORITY.exit]);
+    expect(await must(["ip", "rule", "show"])).toContain("fwmark 0x1092 lookup 4242");
+    expect(await ownRules("-6")).toEqual([]);
+    expect(await fwmark()).toBe("off");
+    expect(await routeTo("198.51.100.1")).toContain("via 192.0.2.1 dev lan0");
+    expect((await must(["ip", "-4", "route", "show", "table", "51821"])).trim()).toBe("");
+    expect(await must(["ip", "rule", "show"])).toContain("to 198.51.100.77 lookup main");
+    expect(await applyExitRouting(device, null, run)).toBe(false);
+  });
+});
