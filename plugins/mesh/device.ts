@@ -694,8 +694,9 @@ export interface DescribeOptions {
 
 /**
  * A config without ListenPort leaves the device's port alone, so that line is left out. So is
- * the fwmark: the agent never writes one (wg-quick's Table=auto sets one), and a device compared
- * with it would differ from every config for ever, "repaired" at every poll.
+ * the fwmark: no config file names one (wg-quick's Table=auto sets one, the agent one of its own
+ * for an exit node, apart: exit-routing.ts), and a device compared with it would differ from
+ * every config for ever, "repaired" at every poll.
  */
 function describeCanonical(options: DescribeOptions, publicKey: string | null, listenPort: number | null, peers: CanonicalPeer[]): string {
   const out = ["interface", `  private-key ${publicKey === null ? "(none)" : `(set, public ${publicKey})`}`];
