@@ -24,7 +24,7 @@
  */
 import { createSocket } from "node:dgram";
 import { ApiError } from "../../src/cli/api-client.ts";
-import { cidrWithin, formatIp, networkOf, parseCidr, parseIp, type Cidr, type IpAddress } from "../../src/net/ip.ts";
+import { cidrWithin, formatIp, networkOf, parseCidr, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
 import { certificateSeen, keyPinOf, proxyFor, storedTrust } from "../../src/cli/pin.ts";
@@ -33,6 +33,7 @@ import * as device from "./device.ts";
 import { applyExitRouting } from "./exit-routing.ts";
 import { LOOKUP_TIMEOUT_MS, lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
 import { publicKeyOf } from "./keys.ts";
+import { OutsideTunnel } from "./outside-tunnel.ts";
 import { fetchConfig, nodeRequest, NodeRefusedError, type ConfigFetch, type NodeConnection } from "./node-client.ts";
 import { forgetConfig, plainHttpWarning, readState, readStoredConfig, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
 import type { ConfigDocument } from "./configs.ts";
@@ -97,6 +98,8 @@ export class Agent {
   private current: ConfigDocument | null = null;
   private readonly run: device.RunCommand;
   private readonly lookupHost: LookupHost;
+  /** What an exit node's tunnel leaves out for the control plane to stay reachable. */
+  private readonly outside: OutsideTunnel;
   /** The stored config while applying it at start failed and no config has been fetched since. */
   private unappliedStored: ConfigDocument | null = null;
   /** Peers' endpoints the device was last given without an address, as unresolvable ("public key, endpoint"); warned about once. */
@@ -114,6 +117,7 @@ export class Agent {
     if (inTheClear) options.err(inTheClear);
     this.run = options.run ?? device.runCommand;
     this.lookupHost = options.lookupHost ?? lookupHost;
+    this.outside = new OutsideTunnel({ stateDir: options.stateDir, lookupHost: this.lookupHost, err: options.err });
   }
 
   private get connection(): NodeConnection {
@@ -615,7 +619,8 @@ export class Agent {
    * Through the exit node this node chose (config `exit`), as wg-quick routes an AllowedIPs of
    * 0.0.0.0/0 (exit-routing.ts), or back to the machine's own default route once it uses none.
    * The control plane's address (its proxy's, when the agent reaches it through one) stays
-   * outside the tunnel, resolved again at each round. Said once when the exit node is not usable.
+   * outside the tunnel, resolved again at each round (the last addresses kept when it does not
+   * resolve), and so do the resolvers when it is a name. Said once when the exit node is not usable.
    */
   private async applyExit(doc: ConfigDocument, name: string): Promise<void> {
     const exit = doc.config.exit;
@@ -634,17 +639,15 @@ export class Agent {
     await applyExitRouting(name, { table: doc.config.listenPort, through: exit.via !== null, keptOff: await this.controlPlaneAddresses() }, this.run, mine);
   }
 
-  /** The addresses the agent reaches the control plane at (or its proxy), which stay outside an exit node's tunnel. */
+  /**
+   * What stays outside an exit node's tunnel to reach the control plane (or the proxy the agent
+   * reaches it through): its addresses, those last resolved while its name does not resolve,
+   * and the resolvers asked for it (see outside-tunnel.ts).
+   */
   private async controlPlaneAddresses(): Promise<IpAddress[]> {
     const server = new URL(this.state.server);
-    const target = proxyFor(server) ?? server;
-    const host = target.hostname.replace(/^\[(.*)\]$/, "$1");
-    const literal = parseIp(host);
-    if (literal) return [literal];
-    const found = await Promise.race([this.lookupHost(host).catch(() => [] as string[]), Bun.sleep(LOOKUP_TIMEOUT_MS).then(() => [] as string[])]);
-    const addresses = found.map((text) => parseIp(text)).filter((ip) => ip !== null);
-    if (addresses.length === 0) this.options.err(`mesh agent: ${host} (the control plane${target === server ? "" : "'s proxy"}) does not resolve: it is not kept outside the exit node's tunnel this round`);
-    return addresses;
+    const proxy = proxyFor(server);
+    return this.outside.addresses(proxy ?? server, proxy ? "the control plane's proxy" : "the control plane");
   }
 
   /**

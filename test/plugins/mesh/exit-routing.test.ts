@@ -7,8 +7,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { EXIT_RULE_PRIORITY, applyExitRouting } from "../../../plugins/mesh/exit-routing.ts";
 import { runCommand, type RunCommand } from "../../../plugins/mesh/device.ts";
-import { parseIp } from "../../../src/net/ip.ts";
+import { OutsideTunnel } from "../../../plugins/mesh/outside-tunnel.ts";
+import type { LookupHost } from "../../../plugins/mesh/endpoints.ts";
+import { formatIp, parseIp } from "../../../src/net/ip.ts";
 import { requireTool } from "../../helpers/tools.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const ip = requireTool("ip", "iproute2");
 const wg = requireTool("wg", "wireguard-tools");
@@ -111,5 +116,55 @@ describe.skipIf(!ip || !wg || !isRoot)("routing through an exit node (wg-quick's
     expect((await must(["ip", "-4", "route", "show", "table", "51821"])).trim()).toBe("");
     expect(await must(["ip", "rule", "show"])).toContain("to 198.51.100.77 lookup main");
     expect(await applyExitRouting(device, null, run)).toBe(false);
+  });
+
+  test("the control plane's name not resolving after it did: its throw route stays, from the addresses kept (in the state directory too, for a restart)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-outside-"));
+    try {
+      let answer: string[] | Error = [CONTROL_PLANE];
+      const lookupHost: LookupHost = async () => {
+        if (answer instanceof Error) throw answer;
+        return answer;
+      };
+      const said: string[] = [];
+      const options = { stateDir: dir, lookupHost, err: (text: string) => said.push(text), resolvConf: [] };
+      const server = new URL("https://citadel.example:8443");
+      const outside = new OutsideTunnel(options);
+      await applyExitRouting(device, { table: 51820, through: false, keptOff: await outside.addresses(server, "the control plane") }, run);
+      expect(await routeTo(CONTROL_PLANE)).toContain("via 192.0.2.1 dev lan0");
+      // Blocked, and the resolver beyond the block: the lookup fails.
+      answer = Object.assign(new Error("getaddrinfo EAI_AGAIN citadel.example"), { code: "EAI_AGAIN" });
+      await applyExitRouting(device, { table: 51820, through: false, keptOff: await outside.addresses(server, "the control plane") }, run);
+      expect(await routeTo(CONTROL_PLANE)).toContain("via 192.0.2.1 dev lan0");
+      expect(await routeTo("198.51.100.1")).toMatch(/No route to host|unreachable/);
+      expect(said).toEqual([`mesh agent: citadel.example (the control plane) does not resolve now (EAI_AGAIN): the addresses it last resolved to (${CONTROL_PLANE}) stay outside the exit node's tunnel`]);
+      // A restart while it still does not resolve: the state directory knows them.
+      const restarted = new OutsideTunnel(options);
+      expect((await restarted.addresses(server, "the control plane")).map(formatIp)).toEqual([CONTROL_PLANE]);
+      // Another control plane's name (join --force elsewhere) is not given this one's addresses.
+      expect(await restarted.addresses(new URL("https://other.example"), "the control plane")).toEqual([]);
+    } finally {
+      await applyExitRouting(device, null, run, [51820]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the resolvers of resolv.conf stay outside the tunnel for a control plane given by name, but a loopback stub; not for one given by address", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "citadel-outside-"));
+    try {
+      const resolvConf = join(dir, "resolv.conf");
+      writeFileSync(resolvConf, "# generated\nnameserver 127.0.0.53\nnameserver 198.51.100.53\nnameserver 2001:db8:53::1\nnameserver fe80::1%lan0\noptions edns0\n");
+      const outside = new OutsideTunnel({ stateDir: dir, lookupHost: async () => [CONTROL_PLANE], err: () => {}, resolvConf: [resolvConf, join(dir, "absent")] });
+      const keptOff = await outside.addresses(new URL("https://citadel.example"), "the control plane");
+      expect(keptOff.map(formatIp)).toEqual([CONTROL_PLANE, "198.51.100.53", "2001:db8:53::1"]);
+      await applyExitRouting(device, { table: 51820, through: true, keptOff }, run);
+      expect(await routeTo("198.51.100.53")).toContain("via 192.0.2.1 dev lan0");
+      expect(await routeTo("2001:db8:53::1")).toContain("via 2001:db8:7::1 dev lan0");
+      expect(await routeTo("198.51.100.54")).toContain(`dev ${device} table 51820`);
+      expect((await outside.addresses(new URL(`https://${CONTROL_PLANE}:8443`), "the control plane")).map(formatIp)).toEqual([CONTROL_PLANE]);
+    } finally {
+      await applyExitRouting(device, null, run, [51820]);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
