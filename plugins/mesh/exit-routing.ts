@@ -69,10 +69,25 @@ export async function applyExitRouting(name: string, want: ExitRouting | null, r
   const device = await readDevice(name, run).catch(() => null); // gone (a cut-off of a deleted interface): its rules are found by `mine`
   const ours = new Set([...mine, ...(device && device.fwmark !== 0 ? [device.fwmark] : []), ...(want ? [want.table] : [])]);
   let changed = false;
+  // The fwmark first, as wg-quick sets it before its rules: from the first rule on, the tunnel's
+  // own packets must be marked, or `not fwmark T lookup T` sends them into the tunnel itself and
+  // the whole mesh of this host breaks. A failure part-way (a family's `ip` failing) then leaves
+  // rules that still let them out (found in review: set last, an `ip -6` failure left IPv4
+  // rules with the fwmark off). On a change of table the mark moves to the new one before the
+  // former rules go, family by family right after the new ones are in.
+  if (want !== null && device !== null && device.fwmark !== want.table) {
+    await mustRun(run, ["wg", "set", name, "fwmark", String(want.table)]);
+    changed = true;
+  }
   const former = new Set<number>();
   for (const family of FAMILIES) {
-    // Nothing asked: a family the host does not have (IPv6 switched off) has nothing to remove either.
-    const listed = want === null ? await listRules(family, run).catch(() => []) : await listRules(family, run);
+    // A family the kernel does not have (IPv6 disabled at boot: no traffic of it to route) has
+    // nothing to add or remove; nothing asked, any failure to list is taken so too.
+    const listed = await listRules(family, run).catch((error: unknown) => {
+      if (want === null || familyNotSupported(error)) return null;
+      throw error;
+    });
+    if (listed === null) continue;
     const own = listed.filter((rule) => rule.protocol === MESH_ROUTE_PROTOCOL && rule.fwmark !== undefined && ours.has(Number(rule.fwmark)));
     for (const rule of own) former.add(Number(rule.fwmark));
     const desired = want === null ? [] : desiredRules(want.table);
@@ -97,13 +112,14 @@ export async function applyExitRouting(name: string, want: ExitRouting | null, r
       changed = true;
     }
   }
-  if (device === null) return changed;
-  // The fwmark: the table's number while exiting; cleared once this agent's rules for it are gone.
-  const mark = want?.table ?? (former.has(device.fwmark) ? 0 : device.fwmark);
-  if (device.fwmark === mark) return changed;
-  await mustRun(run, ["wg", "set", name, "fwmark", mark === 0 ? "off" : String(mark)]);
+  // The fwmark cleared last, once this agent's rules for it are gone (set first above while exiting).
+  if (want !== null || device === null || device.fwmark === 0 || !former.has(device.fwmark)) return changed;
+  await mustRun(run, ["wg", "set", name, "fwmark", "off"]);
   return true;
 }
+
+/** `ip -6` on a kernel without IPv6 (ipv6.disable=1): EAFNOSUPPORT. */
+const familyNotSupported = (error: unknown) => error instanceof DeviceCommandError && /address family not supported/i.test(error.message);
 
 /** The two rules of a family, in `ip rule` words. */
 function desiredRules(table: number): Words[] {

@@ -167,4 +167,28 @@ describe.skipIf(!ip || !wg || !isRoot)("routing through an exit node (wg-quick's
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test("a failure part-way (ip -6 failing): the fwmark was set first, so the tunnel's own packets still go out the machine's route; undone whole", async () => {
+    const failing6: RunCommand = (argv, stdin) =>
+      argv[1] === "-6" && argv[2] === "route" ? Promise.resolve({ code: 2, stdout: "", stderr: "RTNETLINK answers: No buffer space available" }) : run(argv, stdin);
+    await expect(applyExitRouting(device, want(), failing6)).rejects.toThrow("No buffer space available");
+    expect(await fwmark()).toBe("0xca6c");
+    // WireGuard's own UDP to a peer's endpoint, marked: the LAN's default route, not the tunnel.
+    expect(await routeTo("198.51.100.9", 51820)).toContain("via 192.0.2.1 dev lan0");
+    await applyExitRouting(device, null, run, [51820]);
+    expect(await fwmark()).toBe("off");
+    expect(await ownRules("-4")).toEqual([EXIT_RULE_PRIORITY.exit]); // the other interface's
+  });
+
+  test("a host without IPv6 (ip -6: address family not supported): IPv4 alone is routed, nothing fails", async () => {
+    const no6: RunCommand = (argv, stdin) =>
+      argv.includes("-6") ? Promise.resolve({ code: 2, stdout: "", stderr: "RTNETLINK answers: Address family not supported by protocol" }) : run(argv, stdin);
+    expect(await applyExitRouting(device, want(), no6)).toBe(true);
+    expect(await fwmark()).toBe("0xca6c");
+    expect(await routeTo("198.51.100.1")).toContain(`dev ${device} table 51820`);
+    expect(await applyExitRouting(device, want(), no6)).toBe(false);
+    expect(await applyExitRouting(device, null, no6, [51820])).toBe(true);
+    expect(await fwmark()).toBe("off");
+    expect(await ownRules("-4")).toEqual([EXIT_RULE_PRIORITY.exit]);
+  });
 });
