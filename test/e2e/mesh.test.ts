@@ -38,7 +38,7 @@ const BRIDGE_NS = `cmb${id}`;
 const CONTROL_NS = `cmc${id}`;
 /** A LAN behind db1 (node 3), which it routes for the mesh: 10.77.0.0/24, db1 at .1, a host at .2. */
 const LAN_NS = `cml${id}`;
-/** "The internet" behind ops1 (node 4), its exit node: a host at 198.51.100.1 and 2001:db8:100::1, ops1 at .254 and ::254. */
+/** "The internet" behind ops1 (node 4), its exit node: a host at 45.0.0.1 and 2a0e:100::1, ops1 at .254 and ::254 (globally reachable ranges, in a namespace of their own: documentation ranges are not the internet to an exit node). */
 const INET_NS = `cmi${id}`;
 const SERVER = "192.0.2.100";
 const PORT = 8443;
@@ -495,12 +495,12 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
   }, 120_000);
 
   test("an exit node: ops1 offers 0.0.0.0/0 and ::/0, the operator approves, the ACL lets web reach autogroup:internet, web1 chooses it: web1 reaches the internet through it (both families, masqueraded), its own control plane still directly; unapproved, web1's internet is blocked, not direct; --none takes it back", async () => {
-    const internet4 = "198.51.100.1";
-    const internet6 = "2001:db8:100::1";
+    const internet4 = "45.0.0.1";
+    const internet6 = "2a0e:100::1";
     await sh(["ip", "netns", "add", INET_NS]);
     await sh(["ip", "link", "add", "inet0", "netns", nodeNs(4), "type", "veth", "peer", "name", "eth0", "netns", INET_NS]);
     for (const argv of [["ip", "link", "set", "lo", "up"], ["ip", "address", "add", `${internet4}/24`, "dev", "eth0"], ["ip", "address", "add", `${internet6}/64`, "dev", "eth0", "nodad"], ["ip", "link", "set", "eth0", "up"]]) await inNs(INET_NS, argv);
-    for (const argv of [["ip", "address", "add", "198.51.100.254/24", "dev", "inet0"], ["ip", "address", "add", "2001:db8:100::254/64", "dev", "inet0", "nodad"], ["ip", "link", "set", "inet0", "up"]]) await inNs(nodeNs(4), argv);
+    for (const argv of [["ip", "address", "add", "45.0.0.254/24", "dev", "inet0"], ["ip", "address", "add", "2a0e:100::254/64", "dev", "inet0", "nodad"], ["ip", "link", "set", "inet0", "up"]]) await inNs(nodeNs(4), argv);
     // web1 reaches its control plane at an address off its LAN, through its own default route
     // (192.0.2.100, which passes 203.0.113.100:8443 on to the server): the route an exit node's
     // default route would take over, were the control plane not kept outside the tunnel.

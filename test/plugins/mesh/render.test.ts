@@ -549,8 +549,10 @@ describe("renderNftables of a subnet router", () => {
 
 describe("renderNftables of exit nodes and the nodes using them", () => {
   const exitTable = renderNftables(exiting.get("id-exit")!, "wgc-office");
-  const internet4 = "ip daddr != { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/4, 240.0.0.0/4 }";
-  const internet6 = "ip6 daddr != { ::/127, ::ffff:0.0.0.0/96, fc00::/7, fe80::/10, ff00::/8 }".replace("::ffff:0.0.0.0/96", "::ffff:0:0/96");
+  const internet4 =
+    "ip daddr != { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.0.0.0/24, 192.0.2.0/24, 192.88.99.0/24, 192.168.0.0/16, 198.18.0.0/15, 198.51.100.0/24, 203.0.113.0/24, 224.0.0.0/4, 240.0.0.0/4 }";
+  const internet6 =
+    "ip6 daddr != { ::/127, ::ffff:0:0/96, 64:ff9b::/96, 64:ff9b:1::/48, 100::/64, 2001:2::/48, 2001:10::/28, 2001:db8::/32, 2002::/16, 3fff::/20, 5f00::/16, fc00::/7, fe80::/10, fec0::/10, ff00::/8 }";
 
   test("an exit node judges what arrives for the internet (never the mesh, a private range or its LAN) under the ACL's autogroup:internet rules, in prerouting and forward, and masquerades it", () => {
     expect(exitTable).toContain(`\t\tiifname "wgc-office" ${internet4} jump mesh_exit\n\t\tiifname "wgc-office" ${internet6} jump mesh_exit\n\t\tiifname "wgc-office" drop\n`);
@@ -569,10 +571,13 @@ describe("renderNftables of exit nodes and the nodes using them", () => {
       ].join("\n"),
     );
     expect(exitTable).toContain(`\tchain mesh_masquerade {\n\t\ttype nat hook postrouting priority 100; policy accept;\n\t\tiifname "wgc-office" ip saddr 100.64.0.0/16 ${internet4} masquerade\n\t\tiifname "wgc-office" ip6 saddr fd7a:115c:a1e0::/48 ${internet6} masquerade\n\t}\n`);
-    // A pool outside the private ranges is left out of the internet too.
-    const publicPool = renderNftables({ ...exiting.get("id-exit")!, addresses: ["198.18.0.1/15", "2001:db8::1/32"] }, "wgc-office");
-    expect(publicPool).toContain("240.0.0.0/4, 198.18.0.0/15 } jump mesh_exit");
-    expect(publicPool).toContain("ff00::/8, 2001:db8::/32 } jump mesh_exit");
+    // A pool outside the ranges that are not the internet is left out of the internet too; one inside them adds nothing.
+    const publicPool = renderNftables({ ...exiting.get("id-exit")!, addresses: ["45.0.0.1/16", "2a0e:1::1/32"] }, "wgc-office");
+    expect(publicPool).toContain("240.0.0.0/4, 45.0.0.0/16 } jump mesh_exit");
+    expect(publicPool).toContain("ff00::/8, 2a0e:1::/32 } jump mesh_exit");
+    const benchmarkPool = renderNftables({ ...exiting.get("id-exit")!, addresses: ["198.18.0.1/16", "2001:db8::1/48"] }, "wgc-office");
+    expect(benchmarkPool).toContain(`${internet4} jump mesh_exit`);
+    expect(benchmarkPool).toContain(`${internet6} jump mesh_exit`);
   });
 
   test("a node using an exit node gets wg-quick's reverse-path chains, its fwmark its listen port; one whose exit node is not usable too; no other node", () => {
