@@ -68,6 +68,20 @@ type Family = (typeof FAMILIES)[number];
 export async function applyExitRouting(name: string, want: ExitRouting | null, run: RunCommand, mine: readonly number[] = []): Promise<boolean> {
   const device = await readDevice(name, run).catch(() => null); // gone (a cut-off of a deleted interface): its rules are found by `mine`
   const ours = new Set([...mine, ...(device && device.fwmark !== 0 ? [device.fwmark] : []), ...(want ? [want.table] : [])]);
+  // Every family listed before anything changes: another agent's exit rules refuse this one's.
+  const listings = new Map<Family, KernelRule[] | null>();
+  for (const family of FAMILIES) {
+    // A family the kernel does not have (IPv6 disabled at boot: no traffic of it to route) has
+    // nothing to add or remove; nothing asked, any failure to list is taken so too.
+    listings.set(
+      family,
+      await listRules(family, run).catch((error: unknown) => {
+        if (want === null || familyNotSupported(error)) return null;
+        throw error;
+      }),
+    );
+  }
+  if (want !== null) refuseAnotherExit(name, [...listings.values()].flatMap((listed) => listed ?? []), ours);
   let changed = false;
   // The fwmark first, as wg-quick sets it before its rules: from the first rule on, the tunnel's
   // own packets must be marked, or `not fwmark T lookup T` sends them into the tunnel itself and
@@ -81,12 +95,7 @@ export async function applyExitRouting(name: string, want: ExitRouting | null, r
   }
   const former = new Set<number>();
   for (const family of FAMILIES) {
-    // A family the kernel does not have (IPv6 disabled at boot: no traffic of it to route) has
-    // nothing to add or remove; nothing asked, any failure to list is taken so too.
-    const listed = await listRules(family, run).catch((error: unknown) => {
-      if (want === null || familyNotSupported(error)) return null;
-      throw error;
-    });
+    const listed = listings.get(family)!;
     if (listed === null) continue;
     const own = listed.filter((rule) => rule.protocol === MESH_ROUTE_PROTOCOL && rule.fwmark !== undefined && ours.has(Number(rule.fwmark)));
     for (const rule of own) former.add(Number(rule.fwmark));
@@ -120,6 +129,29 @@ export async function applyExitRouting(name: string, want: ExitRouting | null, r
 
 /** `ip -6` on a kernel without IPv6 (ipv6.disable=1): EAFNOSUPPORT. */
 const familyNotSupported = (error: unknown) => error instanceof DeviceCommandError && /address family not supported/i.test(error.message);
+
+/** Another agent's exit routing is on this host: two cannot share it (see refuseAnotherExit). */
+export class ExitRoutingConflictError extends Error {
+  override readonly name = "ExitRoutingConflictError";
+}
+
+/**
+ * Refuses to route through an exit node while another agent of this host does (its rules: the
+ * agent's protocol, the exit priorities, another fwmark): the rules of both would sit at the same
+ * priorities, and each one's `not fwmark T lookup T` would send the other tunnel's own packets
+ * into its table — each mesh's WireGuard traffic through the other's exit node, or into itself.
+ * A host sends its internet through one exit node.
+ */
+function refuseAnotherExit(name: string, rules: readonly KernelRule[], ours: ReadonlySet<number>): void {
+  const priorities = new Set<number>(Object.values(EXIT_RULE_PRIORITY));
+  const others = [...new Set(rules.filter((rule) => rule.protocol === MESH_ROUTE_PROTOCOL && priorities.has(rule.priority ?? -1) && rule.fwmark !== undefined && !ours.has(Number(rule.fwmark))).map((rule) => Number(rule.fwmark)))];
+  if (others.length === 0) return;
+  throw new ExitRoutingConflictError(
+    `another mesh interface of this host routes through an exit node (its policy rules, fwmark ${others.join(", ")}, at priorities ${[...priorities].join(" and ")}): ` +
+      `${name} cannot use one as well, as each interface's rules would send the other's own WireGuard packets into its tunnel. Its exit routing was left as it was; ` +
+      "choose no exit node on one of the two (citadel mesh exit-node --none): a host sends its internet through one exit node",
+  );
+}
 
 /** The two rules of a family, in `ip rule` words. */
 function desiredRules(table: number): Words[] {

@@ -5,7 +5,7 @@
  * `Table = auto` would send them (the control plane a throw route of the exit table).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { EXIT_RULE_PRIORITY, applyExitRouting } from "../../../plugins/mesh/exit-routing.ts";
+import { EXIT_RULE_PRIORITY, ExitRoutingConflictError, applyExitRouting } from "../../../plugins/mesh/exit-routing.ts";
 import { runCommand, type RunCommand } from "../../../plugins/mesh/device.ts";
 import { OutsideTunnel } from "../../../plugins/mesh/outside-tunnel.ts";
 import type { LookupHost } from "../../../plugins/mesh/endpoints.ts";
@@ -62,9 +62,8 @@ describe.skipIf(!ip || !wg || !isRoot)("routing through an exit node (wg-quick's
       ["ip", "link", "set", "lan0", "up"],
       ["ip", "route", "add", "default", "via", "192.0.2.1"],
       ["ip", "-6", "route", "add", "default", "via", "2001:db8:7::1"],
-      // Someone else's rules at the agent's priorities, one of them with its protocol: never the agent's to remove.
+      // Someone else's rule at the agent's priority: never the agent's to remove.
       ["ip", "rule", "add", "to", "198.51.100.77", "lookup", "main", "priority", String(EXIT_RULE_PRIORITY.main)],
-      ["ip", "rule", "add", "not", "fwmark", "4242", "lookup", "4242", "priority", String(EXIT_RULE_PRIORITY.exit), "protocol", "83"],
     ]) await must(argv);
   });
 
@@ -84,7 +83,7 @@ describe.skipIf(!ip || !wg || !isRoot)("routing through an exit node (wg-quick's
     // The LAN (more specific than a default route) and the control plane stay outside.
     expect(await routeTo("192.0.2.50")).toContain("dev lan0");
     expect(await routeTo(CONTROL_PLANE)).toContain("via 192.0.2.1 dev lan0");
-    expect(await ownRules("-4")).toEqual([EXIT_RULE_PRIORITY.main, EXIT_RULE_PRIORITY.exit, EXIT_RULE_PRIORITY.exit]); // and the other interface's
+    expect(await ownRules("-4")).toEqual([EXIT_RULE_PRIORITY.main, EXIT_RULE_PRIORITY.exit]);
     expect(await ownRules("-6")).toEqual([EXIT_RULE_PRIORITY.main, EXIT_RULE_PRIORITY.exit]);
     expect(await must(["ip", "-4", "route", "show", "table", "51820"])).toContain(`throw ${CONTROL_PLANE}`);
     // Applied again: nothing to change.
@@ -106,10 +105,9 @@ describe.skipIf(!ip || !wg || !isRoot)("routing through an exit node (wg-quick's
     expect(await must(["ip", "rule", "show"])).not.toContain("51820");
   });
 
-  test("none: the agent's rules, routes and fwmark go, and the machine's default route is its way out again; another's rules stay (another interface's too)", async () => {
+  test("none: the agent's rules, routes and fwmark go, and the machine's default route is its way out again; another's rules stay", async () => {
     expect(await applyExitRouting(device, null, run)).toBe(true);
-    expect(await ownRules("-4")).toEqual([EXIT_RULE_PRIORITY.exit]);
-    expect(await must(["ip", "rule", "show"])).toContain("fwmark 0x1092 lookup 4242");
+    expect(await ownRules("-4")).toEqual([]);
     expect(await ownRules("-6")).toEqual([]);
     expect(await fwmark()).toBe("off");
     expect(await routeTo("198.51.100.1")).toContain("via 192.0.2.1 dev lan0");
@@ -177,7 +175,7 @@ describe.skipIf(!ip || !wg || !isRoot)("routing through an exit node (wg-quick's
     expect(await routeTo("198.51.100.9", 51820)).toContain("via 192.0.2.1 dev lan0");
     await applyExitRouting(device, null, run, [51820]);
     expect(await fwmark()).toBe("off");
-    expect(await ownRules("-4")).toEqual([EXIT_RULE_PRIORITY.exit]); // the other interface's
+    expect(await ownRules("-4")).toEqual([]);
   });
 
   test("a host without IPv6 (ip -6: address family not supported): IPv4 alone is routed, nothing fails", async () => {
@@ -189,6 +187,24 @@ describe.skipIf(!ip || !wg || !isRoot)("routing through an exit node (wg-quick's
     expect(await applyExitRouting(device, want(), no6)).toBe(false);
     expect(await applyExitRouting(device, null, no6, [51820])).toBe(true);
     expect(await fwmark()).toBe("off");
-    expect(await ownRules("-4")).toEqual([EXIT_RULE_PRIORITY.exit]);
+    expect(await ownRules("-4")).toEqual([]);
+  });
+
+  test("another interface's agent routing through an exit node (its rules: protocol 83, another fwmark): refused with nothing changed; its rules never removed", async () => {
+    const theirs = ["not", "fwmark", "4242", "lookup", "4242", "priority", String(EXIT_RULE_PRIORITY.exit), "protocol", "83"];
+    await must(["ip", "rule", "add", ...theirs]);
+    try {
+      await expect(applyExitRouting(device, want(), run)).rejects.toBeInstanceOf(ExitRoutingConflictError);
+      await expect(applyExitRouting(device, want(), run)).rejects.toThrow("another mesh interface of this host routes through an exit node (its policy rules, fwmark 4242");
+      expect(await fwmark()).toBe("off");
+      expect(await ownRules("-4")).toEqual([EXIT_RULE_PRIORITY.exit]); // theirs alone
+      expect(await ownRules("-6")).toEqual([]);
+      expect(await routeTo("198.51.100.1")).not.toContain(`dev ${device}`);
+      // Using none is no conflict, and removes nothing of theirs.
+      expect(await applyExitRouting(device, null, run, [51820])).toBe(false);
+      expect(await must(["ip", "rule", "show"])).toContain("fwmark 0x1092 lookup 4242");
+    } finally {
+      await must(["ip", "rule", "del", ...theirs]);
+    }
   });
 });
